@@ -1,0 +1,62 @@
+"""Input checks shared by every public entry point.
+
+Each check raises ``ValueError`` with a message that names the argument, says what was expected and
+what was received, so that a user can fix the call without reading the source.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_X(X: object, n_features: int | None = None, name: str = "X") -> np.ndarray:
+    """Return ``X`` as a 2-D floating array (N, D) or raise a ``ValueError`` naming the problem."""
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features); got {arr.ndim}-D "
+            f"shape {arr.shape}. Flatten images first, e.g. X.reshape(len(X), -1)."
+        )
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must hold numbers; got dtype {arr.dtype}.")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features but the model expects {n_features} "
+            f"(input_size={n_features})."
+        )
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(
+            f"{name} contains NaN or infinite values (first at row {bad[0]}, column {bad[1]}); "
+            "clean or impute the data first."
+        )
+    return arr
+
+
+def check_y(y: object, n_samples: int, n_classes: int | None = None, name: str = "y") -> np.ndarray:
+    """Return ``y`` as a 1-D integer label array or raise a ``ValueError`` naming the problem."""
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of class labels; got shape {arr.shape}.")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} labels but X has {n_samples} rows.")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name} must hold integer class labels; got non-integer values.")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "iub":
+        raise ValueError(f"{name} must hold integer class labels 0..K-1; got dtype {arr.dtype}.")
+    if arr.size and (arr.min() < 0 or (n_classes is not None and arr.max() >= n_classes)):
+        hi = "K-1" if n_classes is None else str(n_classes - 1)
+        raise ValueError(
+            f"{name} has labels out of range [0, {hi}]: min {arr.min()}, max {arr.max()}."
+        )
+    return arr.astype(np.intp, copy=False)
+
+
+def check_positive(value: float, name: str, *, allow_zero: bool = False) -> None:
+    """Raise a ``ValueError`` unless ``value`` is a finite number > 0 (or >= 0)."""
+    ok = np.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")

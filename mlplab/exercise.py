@@ -1,0 +1,78 @@
+"""The exercise's own checks (Questions 1-3 on the toy problem), computed by the code.
+
+Only the *expected* values below are copied from the exercise; every measured value comes from
+running mlplab's engine, so ``mlplab check`` fails if the maths is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mlplab.gradcheck import check_model
+from mlplab.models import TwoLayerNet
+
+INPUT_SIZE, HIDDEN_SIZE, NUM_CLASSES, NUM_INPUTS = 4, 10, 3, 5
+
+#: expected probabilities of the toy model on the toy data (the exercise's ``correct_scores``)
+CORRECT_PROBS = np.array([
+    [0.36446210, 0.22911264, 0.40642526],
+    [0.47590629, 0.17217039, 0.35192332],
+    [0.43035767, 0.26164229, 0.30800004],
+    [0.41583127, 0.29832280, 0.28584593],
+    [0.36328815, 0.32279939, 0.31391246],
+])
+CORRECT_LOSS = 1.30378789133  # with reg = 0.05
+TOY_REG = 0.05
+
+
+def toy_model() -> TwoLayerNet:
+    """The exercise's toy model: seed 0, std 0.1, float64."""
+    return TwoLayerNet(INPUT_SIZE, HIDDEN_SIZE, NUM_CLASSES, std=1e-1, seed=0, dtype=np.float64)
+
+
+def toy_data() -> tuple[np.ndarray, np.ndarray]:
+    """The exercise's toy data: ``np.random.seed(1); X = 10 * randn(5, 4)``, y = [0, 1, 2, 2, 1]."""
+    X = 10 * np.random.RandomState(1).randn(NUM_INPUTS, INPUT_SIZE)
+    return X, np.array([0, 1, 2, 2, 1])
+
+
+@dataclass
+class CheckResult:
+    name: str
+    value: float
+    bound: float
+    passed: bool
+    description: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_checks() -> list[CheckResult]:
+    """Questions 1-3 of the exercise on the toy problem, in float64."""
+    X, y = toy_data()
+    results = []
+
+    probs = toy_model().loss(X)
+    diff = float(np.sum(np.abs(probs - CORRECT_PROBS)))
+    results.append(CheckResult("Q1 probabilities", diff, 1e-7, diff < 1e-7,
+                               "sum |p - correct| of the toy forward pass"))
+
+    loss, _ = toy_model().loss(X, y, reg=TOY_REG)
+    diff = abs(loss - CORRECT_LOSS)
+    results.append(CheckResult("Q1 loss", diff, 1e-10, diff < 1e-10,
+                               f"|loss - {CORRECT_LOSS}| with reg {TOY_REG} (loss {loss:.11f})"))
+
+    errors = check_model(toy_model(), X, y, reg=TOY_REG)
+    for name, err in errors.items():
+        results.append(CheckResult(f"Q2 gradient {name}", err, 1e-8, err < 1e-8,
+                                   "max relative error vs centred differences (h=1e-5)"))
+
+    net = toy_model()
+    stats = net.train(X, y, X, y, learning_rate=1e-1, reg=5e-6, num_iters=100, seed=0)
+    final = stats["loss_history"][-1]
+    results.append(CheckResult("Q3 toy SGD loss", final, 0.02, final < 0.02,
+                               "final training loss, lr 0.1, reg 5e-6, 100 iterations"))
+    return results

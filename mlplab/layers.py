@@ -1,0 +1,252 @@
+"""Layers with hand-written forward and backward passes.
+
+Every layer follows the CS231n ``layers.py`` pairing: ``forward`` computes the output and keeps in
+``self`` exactly what ``backward`` needs (its cache); ``backward`` takes dL/d(output) and returns
+dL/d(input), storing parameter gradients in ``self.grads`` under the same keys as ``self.params``.
+
+Conventions: inputs are batched rows, ``x`` of shape (N, D); affine maps are ``x @ W + b`` with
+``W`` of shape (D, H) (the exercise's column-vector ``W x + b`` with ``W`` transposed).
+Everything is
+vectorised over the batch and works in the dtype of its parameters (float32 or float64).
+
+Speed notes (why some code writes into ``out=``): a training step is a handful of matrix products;
+the rest is overhead. Layers therefore reuse per-shape output buffers instead of allocating fresh
+arrays every step, and activations work in place on the buffer of the layer before them. The
+price is that a layer's output is only valid until its next ``forward``: models copy what they hand
+back to users.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Layer:
+    """Base class: a differentiable map with optional parameters."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A scratch array reused while the batch shape stays the same."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.empty(shape, dtype=dtype)
+            self._buffers[name] = buf
+        return buf
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self.params.items())
+        return f"{type(self).__name__}({shapes})"
+
+
+class Affine(Layer):
+    """Fully-connected layer: ``out = x @ W + b``.
+
+    Backward: ``dW = x^T dout``, ``db = sum_rows(dout)``, ``dx = dout W^T``. With ``need_dx=False``
+    (the first layer of a network) the input gradient, a full (N, D) product, is skipped.
+    """
+
+    def __init__(self, W: np.ndarray, b: np.ndarray | None, need_dx: bool = True) -> None:
+        super().__init__()
+        if W.ndim != 2 or (b is not None and b.shape != (W.shape[1],)):
+            raise ValueError(f"Affine needs W (D, H) and b (H,); got {W.shape} and "
+                             f"{None if b is None else b.shape}.")
+        # b=None: no bias, for a layer followed by batch norm (whose mean subtraction cancels it)
+        self.params = {"W": W} if b is None else {"W": W, "b": b}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.need_dx = need_dx
+        self._x: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        W = self.params["W"]
+        out = self._buffer("out", (x.shape[0], W.shape[1]), W.dtype)
+        np.matmul(x, W, out=out)
+        if "b" in self.params:
+            out += self.params["b"]
+        self._x = x
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        x, W = self._x, self.params["W"]
+        np.matmul(x.T, dout, out=self.grads["W"])
+        if "b" in self.grads:
+            np.sum(dout, axis=0, out=self.grads["b"])
+        if not self.need_dx:
+            return None
+        dx = self._buffer("dx", x.shape, W.dtype)
+        np.matmul(dout, W.T, out=dx)
+        return dx
+
+
+class ReLU(Layer):
+    """``max(0, x)``, computed in place. Backward multiplies by the Heaviside step H(x)."""
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        np.maximum(x, 0, out=x)
+        self._out = x
+        return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dout *= self._out > 0
+        return dout
+
+
+class LeakyReLU(Layer):
+    """``x`` for x > 0, ``alpha * x`` otherwise."""
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        self._neg = x <= 0
+        x[self._neg] *= x.dtype.type(self.alpha)
+        return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dout[self._neg] *= dout.dtype.type(self.alpha)
+        return dout
+
+
+class Tanh(Layer):
+    """``tanh(x)``; backward ``dout * (1 - tanh(x)^2)``."""
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        np.tanh(x, out=x)
+        self._out = x
+        return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dout *= 1 - self._out**2
+        return dout
+
+
+class Sigmoid(Layer):
+    """Logistic ``1 / (1 + exp(-x))``, stable for large |x|; backward ``dout * s (1 - s)``."""
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        # exp(-|x|) never overflows; pick the algebraically equal branch for each sign.
+        e = np.exp(-np.abs(x))
+        out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        self._out = out
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        s = self._out
+        return dout * s * (1 - s)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each unit with probability ``p`` and scale the rest by
+    ``1/(1-p)`` so that evaluation needs no rescaling. ``frozen=True`` reuses the last mask, which
+    makes the layer deterministic for numerical gradient checks."""
+
+    def __init__(self, p: float, seed: int | None = None) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout probability must be in [0, 1); got {p}.")
+        self.p = p
+        self.rng = np.random.default_rng(seed)
+        self.frozen = False
+        self._mask: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        if not train or self.p == 0:
+            self._mask = None
+            return x
+        reuse = self.frozen and self._mask is not None and self._mask.shape == x.shape
+        if not reuse:
+            keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
+            self._mask = keep.astype(x.dtype) / x.dtype.type(1 - self.p)
+        # not in place: the activation before may have cached x for its backward
+        return np.multiply(x, self._mask, out=self._buffer("out", x.shape, x.dtype))
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self._mask is not None:
+            dout *= self._mask
+        return dout
+
+
+class BatchNorm(Layer):
+    """Batch normalisation over the batch axis of (N, D) inputs.
+
+    Training normalises with the batch mean and (biased) variance and updates exponential running
+    statistics; evaluation uses the running statistics. Backward uses the compact form
+    ``dx = (gamma / sigma) / N * (N dy - sum(dy) - xhat * sum(dy * xhat))``.
+    """
+
+    def __init__(self, dim: int, momentum: float = 0.9, eps: float = 1e-5,
+                 dtype: np.dtype = np.float32) -> None:
+        super().__init__()
+        self.params = {"gamma": np.ones(dim, dtype), "beta": np.zeros(dim, dtype)}
+        self.grads = {"gamma": np.zeros(dim, dtype), "beta": np.zeros(dim, dtype)}
+        self.running_mean = np.zeros(dim, dtype)
+        self.running_var = np.ones(dim, dtype)
+        self.momentum = momentum
+        self.eps = eps
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if train:
+            mean = x.mean(axis=0)
+            var = x.var(axis=0)
+            m = self.momentum
+            self.running_mean *= m
+            self.running_mean += (1 - m) * mean
+            self.running_var *= m
+            self.running_var += (1 - m) * var
+        else:
+            mean, var = self.running_mean, self.running_var
+        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype, copy=False)
+        xhat = (x - mean) * inv_std
+        self._xhat, self._inv_std = xhat, inv_std
+        return xhat * gamma + beta
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        xhat, inv_std, gamma = self._xhat, self._inv_std, self.params["gamma"]
+        n = dout.shape[0]
+        dbeta = dout.sum(axis=0)
+        dgamma = (dout * xhat).sum(axis=0)
+        self.grads["beta"][...] = dbeta
+        self.grads["gamma"][...] = dgamma
+        return (gamma * inv_std / n) * (n * dout - dbeta - xhat * dgamma)
+
+
+class SoftmaxCrossEntropy(Layer):
+    """Softmax followed by the mean negative log-likelihood, fused.
+
+    Forward uses log-sum-exp (scores shifted by their row maximum) so that large scores never
+    overflow. The fused backward is ``(p - onehot(y)) / N``, computed in place on the probabilities.
+    """
+
+    def forward(self, scores: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:  # type: ignore[override]
+        """Return probabilities; when ``y`` is given also store the mean loss in ``self.loss``."""
+        n = scores.shape[0]
+        z = self._buffer("probs", scores.shape, scores.dtype)
+        np.subtract(scores, scores.max(axis=1, keepdims=True), out=z)
+        z_y = z[np.arange(n), y] if y is not None else None
+        np.exp(z, out=z)
+        sums = z.sum(axis=1, keepdims=True)
+        if z_y is not None:
+            self.loss = float(np.mean(np.log(sums[:, 0]) - z_y, dtype=np.float64))
+        z /= sums
+        self._probs, self._y = z, y
+        return z
+
+    def backward(self, dout: float = 1.0) -> np.ndarray:
+        probs, y = self._probs, self._y
+        n = probs.shape[0]
+        dscores = probs  # consumed: the probabilities are not needed after backward
+        dscores[np.arange(n), y] -= 1
+        dscores *= dscores.dtype.type(dout / n)
+        self._probs = None
+        return dscores

@@ -1,0 +1,259 @@
+"""Networks composed from the layers in :mod:`mlplab.layers`.
+
+``MLP`` is the general engine; ``TwoLayerNet`` is the exercise's API on top of it (same maths,
+exercise initialisation and ``train`` signature). Loss with L2 follows the exercise exactly:
+
+    J = mean_i(-log p_i[y_i]) + reg * sum_l ||W_l||_F^2       (no 0.5; biases not penalised)
+
+so every weight gradient gets ``+ 2 * reg * W``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mlplab._validation import check_X, check_y
+from mlplab.init import INITS, init_weights
+from mlplab.layers import (
+    Affine,
+    BatchNorm,
+    Dropout,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+    Tanh,
+)
+
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+
+#: rows per chunk when evaluating large arrays, so memory stays bounded
+EVAL_CHUNK = 4096
+
+
+class MLP:
+    """A fully-connected network: (Affine -> [BatchNorm] -> activation -> [Dropout]) per hidden
+    size,
+    then a final Affine and softmax.
+
+    Parameters are named from input to output: ``W1, b1, W2, b2, ...`` (and ``gamma1, beta1, ...``
+    for batch norm after hidden layer 1, ...). ``W_l`` has shape (fan_in, fan_out). A hidden layer
+    followed by batch norm has no bias ``b_l``: the normalisation's mean subtraction cancels it.
+
+    Parameters
+    ----------
+    input_size, hidden_sizes, num_classes
+        Layer widths; ``hidden_sizes=[]`` gives softmax regression.
+    activation
+        ``relu`` (default), ``leaky_relu``, ``tanh`` or ``sigmoid``.
+    init, std
+        ``he`` (default), ``xavier`` or ``normal`` (the exercise's N(0, std^2)).
+    dropout
+        Inverted-dropout probability after each hidden activation (0 disables).
+    batchnorm
+        Batch normalisation after each hidden affine layer.
+    seed
+        Seed for weights and dropout masks; None uses NumPy's global state for weights.
+    dtype
+        ``float32`` (default, for training) or ``float64`` (for gradient checks).
+    """
+
+    def __init__(self, input_size: int, hidden_sizes: list[int] | tuple[int, ...],
+                 num_classes: int, *, activation: str = "relu", init: str = "he",
+                 std: float = 1e-4, dropout: float = 0.0, batchnorm: bool = False,
+                 seed: int | None = None, dtype: Any = np.float32) -> None:
+        hidden_sizes = [int(h) for h in hidden_sizes]
+        for name, value in [("input_size", input_size), ("num_classes", num_classes)]:
+            if int(value) < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2; got {num_classes}.")
+        if any(h < 1 for h in hidden_sizes):
+            raise ValueError(f"every hidden size must be a positive integer; got {hidden_sizes}.")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of "
+                             f"{', '.join(ACTIVATIONS)}.")
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}.")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64; got {dtype}.")
+        self.config = {
+            "input_size": int(input_size), "hidden_sizes": hidden_sizes,
+            "num_classes": int(num_classes), "activation": activation, "init": init,
+            "std": float(std), "dropout": float(dropout), "batchnorm": bool(batchnorm),
+            "seed": seed, "dtype": dtype.name,
+        }
+        self.dtype = dtype
+        self.input_size, self.num_classes = int(input_size), int(num_classes)
+
+        sizes = [self.input_size, *hidden_sizes, self.num_classes]
+        weights = init_weights(sizes, init, std, seed, dtype)
+        self.layers: list = []
+        self._named: list[tuple[str, Any, str]] = []  # (public name, layer, key in layer.params)
+        self.affines: list[Affine] = []
+        self.batchnorms: dict[int, BatchNorm] = {}
+        for i, (W, b) in enumerate(weights, start=1):
+            last = i == len(weights)
+            affine = Affine(W, None if batchnorm and not last else b, need_dx=i > 1)
+            self.layers.append(affine)
+            self.affines.append(affine)
+            self._named += [(f"{k}{i}", affine, k) for k in affine.params]
+            if last:
+                break
+            if batchnorm:
+                bn = BatchNorm(W.shape[1], dtype=dtype)
+                self.layers.append(bn)
+                self.batchnorms[i] = bn
+                self._named += [(f"gamma{i}", bn, "gamma"), (f"beta{i}", bn, "beta")]
+            self.layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                drop_seed = None if seed is None else seed + i
+                self.layers.append(Dropout(dropout, seed=drop_seed))
+        self.output = SoftmaxCrossEntropy()
+
+    # ----------------------------------------------------------------------------- parameters
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Named parameters (live arrays: updating them in place updates the model)."""
+        return {name: layer.params[key] for name, layer, key in self._named}
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """Gradients of the last backward pass, named like ``params`` (live buffers)."""
+        return {name: layer.grads[key] for name, layer, key in self._named}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters plus batch-norm running statistics, as copies."""
+        state = {k: v.copy() for k, v in self.params.items()}
+        for i, bn in self.batchnorms.items():
+            state[f"running_mean{i}"] = bn.running_mean.copy()
+            state[f"running_var{i}"] = bn.running_var.copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy arrays from ``state`` into the model, checking names and shapes."""
+        targets = dict(self.params)
+        for i, bn in self.batchnorms.items():
+            targets[f"running_mean{i}"] = bn.running_mean
+            targets[f"running_var{i}"] = bn.running_var
+        missing = sorted(set(targets) - set(state))
+        unexpected = sorted(set(state) - set(targets))
+        if missing or unexpected:
+            raise ValueError(f"state does not match the model: missing {missing}, "
+                             f"unexpected {unexpected}.")
+        for name, target in targets.items():
+            value = np.asarray(state[name])
+            if value.shape != target.shape:
+                raise ValueError(f"{name} has shape {value.shape}; the model expects "
+                                 f"{target.shape}.")
+            if not np.isfinite(value).all():
+                raise ValueError(f"{name} contains NaN or infinite values.")
+            target[...] = value
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.size for p in self.params.values())
+
+    # ----------------------------------------------------------------------------- engine
+    def _forward(self, X: np.ndarray, train: bool, y: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities for one batch (unchecked; result is a layer buffer, valid until the next
+        call). With ``y`` the data loss is left in ``self.output.loss``."""
+        out = X if X.dtype == self.dtype else X.astype(self.dtype)
+        for layer in self.layers:
+            out = layer.forward(out, train)
+        return self.output.forward(out, y)
+
+    def penalty(self, reg: float) -> float:
+        """``reg * sum ||W||_F^2`` over the weight matrices (no 0.5, biases excluded)."""
+        if reg == 0:
+            return 0.0
+        return reg * sum(float(np.vdot(a.params["W"], a.params["W"])) for a in self.affines)
+
+    def _loss_and_grads(self, X: np.ndarray, y: np.ndarray,
+                        reg: float) -> tuple[float, dict[str, np.ndarray]]:
+        """Training step maths on unchecked input: the loss and live gradient buffers."""
+        self._forward(X, train=True, y=y)
+        loss = self.output.loss + self.penalty(reg)
+        dout = self.output.backward()
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        if reg:
+            for a in self.affines:
+                a.grads["W"] += (2 * reg) * a.params["W"]
+        return loss, self.grads
+
+    def _batches(self, X: np.ndarray):
+        for start in range(0, X.shape[0], EVAL_CHUNK):
+            yield self._forward(X[start:start + EVAL_CHUNK], train=False)
+
+    # ----------------------------------------------------------------------------- public API
+    def loss(self, X: np.ndarray, y: np.ndarray | None = None, reg: float = 0.0):
+        """Without ``y``: class probabilities (N, K) in evaluation mode. With ``y``: ``(loss,
+        grads)`` for the batch in training mode, ``grads`` a dict named like ``params``."""
+        X = check_X(X, self.input_size)
+        if y is None:
+            return self.predict_proba(X)
+        y = check_y(y, X.shape[0], self.num_classes)
+        if reg < 0 or not np.isfinite(reg):
+            raise ValueError(f"reg must be a finite number >= 0; got {reg!r}.")
+        loss, grads = self._loss_and_grads(X, y, reg)
+        return loss, {k: v.copy() for k, v in grads.items()}
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, K), evaluated in chunks in evaluation mode."""
+        X = check_X(X, self.input_size)
+        return np.concatenate([p.copy() for p in self._batches(X)]) if len(X) else \
+            np.empty((0, self.num_classes), self.dtype)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Most probable class for each row of ``X``."""
+        X = check_X(X, self.input_size)
+        if not len(X):
+            return np.empty(0, dtype=np.intp)
+        return np.concatenate([p.argmax(axis=1) for p in self._batches(X)])
+
+    def accuracy(self, X: np.ndarray, y: np.ndarray) -> float:
+        """Fraction of rows classified correctly."""
+        return float(np.mean(self.predict(X) == np.asarray(y)))
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"{type(self).__name__}(input_size={c['input_size']}, "
+                f"hidden_sizes={c['hidden_sizes']}, num_classes={c['num_classes']}, "
+                f"activation={c['activation']!r}, dtype={c['dtype']})")
+
+
+class TwoLayerNet(MLP):
+    """The exercise's two-layer net: ``W1 (D,H)``, ``b1``, ``W2 (H,K)``, ``b2``, initialised as
+    ``std * randn`` (W1 drawn before W2) with zero biases, in float64 by default.
+
+    With ``seed=None`` the weights come from NumPy's global state, so ``np.random.seed(0);
+    TwoLayerNet(4, 10, 3, std=1e-1)`` is the exercise's toy model; ``seed=0`` gives the same.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int, std: float = 1e-4,
+                 *, seed: int | None = None, dtype: Any = np.float64) -> None:
+        super().__init__(input_size, [hidden_size], output_size, init="normal", std=std,
+                         seed=seed, dtype=dtype)
+
+    def train(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
+              learning_rate: float = 1e-3, learning_rate_decay: float = 0.95, reg: float = 5e-6,
+              num_iters: int = 100, batch_size: int = 200, verbose: bool = False,
+              seed: int | None = None) -> dict[str, list[float]]:
+        """The exercise's minibatch SGD: ``num_iters`` steps on batches sampled with replacement,
+        learning rate multiplied by ``learning_rate_decay`` once per epoch. Returns
+        ``{'loss_history', 'train_acc_history', 'val_acc_history'}``."""
+        from mlplab.trainer import Trainer
+
+        trainer = Trainer.exercise(lr=learning_rate, lr_decay=learning_rate_decay, reg=reg,
+                                   iters=num_iters, batch_size=batch_size, verbose=verbose,
+                                   seed=seed)
+        history = trainer.fit(self, X, y, X_val, y_val)
+        return {
+            "loss_history": history.loss,
+            "train_acc_history": history.train_acc,
+            "val_acc_history": history.val_acc,
+        }

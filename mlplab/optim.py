@@ -1,0 +1,143 @@
+"""Optimisers with hand-written update rules, applied in place.
+
+The update rules follow PyTorch's conventions (``torch.optim.SGD`` with momentum and Nesterov,
+``torch.optim.Adam``/``AdamW``) so that the two can be checked against each other; plain SGD is
+the exercise's ``theta <- theta - lr * grad``. The learning rate is an attribute the trainer's
+schedule sets before each step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlplab._validation import check_positive
+
+
+class Optimizer:
+    """Base class: ``step(params, grads)`` updates every array of ``params`` in place."""
+
+    name = "base"
+
+    def __init__(self, lr: float) -> None:
+        check_positive(lr, "learning rate")
+        self.lr = lr
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.t = 0
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        self.t += 1
+        for name, p in params.items():
+            self._update(name, p, grads[name])
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _slot(self, name: str, slot: str, like: np.ndarray) -> np.ndarray:
+        slots = self.state.setdefault(name, {})
+        if slot not in slots:
+            slots[slot] = np.zeros_like(like)
+        return slots[slot]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat dict of arrays (for .npz checkpoints)."""
+        out = {f"{name}/{slot}": arr.copy() for name, slots in self.state.items()
+               for slot, arr in slots.items()}
+        out["__t__"] = np.array(self.t)
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.t = int(state.get("__t__", 0))
+        self.state = {}
+        for key, arr in state.items():
+            if key == "__t__":
+                continue
+            name, slot = key.split("/", 1)
+            self.state.setdefault(name, {})[slot] = np.array(arr)
+
+
+class SGD(Optimizer):
+    """``p -= lr * g`` (the exercise)."""
+
+    name = "sgd"
+
+    def _update(self, name, p, g):
+        p -= p.dtype.type(self.lr) * g
+
+
+class Momentum(Optimizer):
+    """Heavy-ball momentum, PyTorch form: ``v = mu v + g; p -= lr v``."""
+
+    name = "momentum"
+
+    def __init__(self, lr: float, momentum: float = 0.9) -> None:
+        super().__init__(lr)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1); got {momentum}.")
+        self.momentum = momentum
+
+    def _update(self, name, p, g):
+        v = self._slot(name, "v", p)
+        v *= p.dtype.type(self.momentum)
+        v += g
+        p -= p.dtype.type(self.lr) * v
+
+
+class Nesterov(Momentum):
+    """Nesterov momentum, PyTorch form: ``v = mu v + g; p -= lr (g + mu v)``."""
+
+    name = "nesterov"
+
+    def _update(self, name, p, g):
+        v = self._slot(name, "v", p)
+        mu = p.dtype.type(self.momentum)
+        v *= mu
+        v += g
+        p -= p.dtype.type(self.lr) * (g + mu * v)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; ``weight_decay`` > 0 gives decoupled decay
+    (AdamW: ``p -= lr * wd * p`` before the Adam step)."""
+
+    name = "adam"
+
+    def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(lr)
+        for label, beta in [("beta1", beta1), ("beta2", beta2)]:
+            if not 0 <= beta < 1:
+                raise ValueError(f"{label} must be in [0, 1); got {beta}.")
+        self.beta1, self.beta2, self.eps, self.weight_decay = beta1, beta2, eps, weight_decay
+
+    def _update(self, name, p, g):
+        m = self._slot(name, "m", p)
+        v = self._slot(name, "v", p)
+        t = p.dtype.type
+        b1, b2 = t(self.beta1), t(self.beta2)
+        if self.weight_decay:
+            p *= t(1 - self.lr * self.weight_decay)
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        bias1 = 1 - self.beta1**self.t
+        bias2 = 1 - self.beta2**self.t
+        step = t(self.lr / bias1)
+        denom = np.sqrt(v / t(bias2))
+        denom += t(self.eps)
+        p -= step * m / denom
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam)}
+
+
+def make_optimizer(name: str, lr: float, **kwargs) -> Optimizer:
+    """Build an optimiser by name (``sgd``, ``momentum``, ``nesterov``, ``adam``); extra keyword
+    arguments that the optimiser does not take are ignored."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
+    cls = OPTIMIZERS[name]
+    import inspect
+
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls(lr, **{k: v for k, v in kwargs.items() if k in accepted and v is not None})

@@ -1,0 +1,324 @@
+"""The training loop, shared by ``TwoLayerNet.train``, the CLI, tuning, presets and the report.
+
+One ``Trainer`` runs minibatch gradient descent on any model that offers ``_loss_and_grads``,
+``params`` and ``predict`` (``mlplab.MLP`` and subclasses). Everything else hooks in through
+callbacks (checkpoints, pruning, progress) instead of copying the loop.
+
+An *epoch* is ``max(N // batch_size, 1)`` iterations, as in the exercise; at the end of each epoch
+the trainer records train and validation accuracy, steps the schedule, runs the callbacks and
+checks early stopping. Given a seed the run is deterministic, and ``state_dict``/``resume`` make an
+interrupted run continue exactly where its last checkpoint was taken.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from mlplab._validation import check_positive, check_X, check_y
+from mlplab.init import random_state
+from mlplab.layers import Dropout
+from mlplab.optim import make_optimizer
+from mlplab.schedules import Schedule
+
+#: how many training rows the "subset" train accuracy is measured on
+TRAIN_ACC_SUBSET = 5000
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run (JSON-serialisable)."""
+
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0  # decoupled (AdamW) decay; L2 in the loss is ``reg``
+    schedule: str = "exp"
+    lr_decay: float = 0.95
+    step_epochs: int = 10
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    reg: float = 0.0
+    batch_size: int = 200
+    epochs: int | None = 10
+    iters: int | None = None  # if set, overrides epochs
+    sampling: str = "shuffle"  # "shuffle" (epochs without replacement) or "replacement"
+    train_acc: str = "subset"  # "batch" (the exercise: the last batch) or "subset"
+    patience: int | None = None  # early stopping on validation accuracy
+    restore_best: bool = True
+    seed: int | None = 0
+    verbose: bool = False
+    progress: bool = False
+
+    def validate(self) -> None:
+        check_positive(self.lr, "lr")
+        check_positive(self.reg, "reg", allow_zero=True)
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {self.batch_size}.")
+        if self.iters is None and (self.epochs is None or self.epochs < 1):
+            raise ValueError(f"epochs must be a positive integer; got {self.epochs}.")
+        if self.iters is not None and self.iters < 1:
+            raise ValueError(f"iters must be a positive integer; got {self.iters}.")
+        if self.sampling not in ("shuffle", "replacement"):
+            raise ValueError(f"sampling must be 'shuffle' or 'replacement'; got {self.sampling!r}.")
+        if self.train_acc not in ("batch", "subset"):
+            raise ValueError(f"train_acc must be 'batch' or 'subset'; got {self.train_acc!r}.")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}.")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class History:
+    """Loss per iteration; train/validation accuracy, learning rate and time per epoch."""
+
+    loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    best_val_acc: float = -1.0
+    best_epoch: int = -1
+    stopped_early: bool = False
+    interrupted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(**d)
+
+
+class Callback:
+    """Hooks into the loop. Set ``trainer.stop = True`` to end training after this epoch."""
+
+    def on_train_begin(self, trainer: Trainer) -> None: ...
+
+    def on_iteration_end(self, trainer: Trainer, iteration: int, loss: float) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class Trainer:
+    """Minibatch training with optimisers, schedules, early stopping and callbacks.
+
+    ``augment(X_batch, rng)`` may transform each minibatch (it gets the trainer's generator so that
+    runs stay deterministic and resumable).
+    """
+
+    def __init__(self, config: TrainConfig | None = None, *,
+                 callbacks: Sequence[Callback] = (),
+                 augment: Callable[[np.ndarray, np.random.RandomState], np.ndarray] | None = None,
+                 **overrides: Any) -> None:
+        base = config.to_dict() if config is not None else {}
+        self.config = TrainConfig.from_dict({**base, **overrides})
+        self.config.validate()
+        self.callbacks = list(callbacks)
+        self.augment = augment
+        self.history = History()
+        self.iteration = 0
+        self.epoch = 0
+        self.stop = False
+        self.model = None
+        self.optimizer = None
+        self.rng: np.random.RandomState | None = None
+        self._best_state: dict[str, np.ndarray] | None = None
+        self._resume: dict[str, Any] | None = None
+
+    @classmethod
+    def exercise(cls, lr: float, lr_decay: float, reg: float, iters: int, batch_size: int,
+                 verbose: bool = False, seed: int | None = None, **kw: Any) -> Trainer:
+        """The exercise's training: plain SGD, batches sampled with replacement, lr * decay each
+        epoch, train accuracy on the last batch. ``seed=None`` samples from ``np.random``."""
+        return cls(optimizer="sgd", lr=lr, lr_decay=lr_decay, schedule="exp", reg=reg,
+                   iters=iters, epochs=None, batch_size=batch_size, sampling="replacement",
+                   train_acc="batch", verbose=verbose, seed=seed, **kw)
+
+    # --------------------------------------------------------------------------- resume support
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly: counters, RNG states, optimiser
+        slots, history and the best parameters so far. (Model parameters are saved separately.)"""
+        dropout_rngs = [d.rng.bit_generator.state for d in self._dropouts()]
+        return {
+            "iteration": self.iteration,
+            "epoch": self.epoch,
+            "rng": _rng_state_to_json(self.rng.get_state()),
+            "dropout_rngs": dropout_rngs,
+            "history": self.history.to_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else {},
+            "best_state": self._best_state,
+        }
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (from :meth:`state_dict`) on the next :meth:`fit`."""
+        self._resume = state
+
+    def _dropouts(self) -> list[Dropout]:
+        return [layer for layer in getattr(self.model, "layers", []) if isinstance(layer, Dropout)]
+
+    # --------------------------------------------------------------------------- the loop
+    def fit(self, model, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> History:
+        cfg = self.config
+        X = check_X(X, model.input_size)
+        y = check_y(y, X.shape[0], model.num_classes)
+        if X_val is not None and len(X_val):
+            X_val = check_X(X_val, model.input_size, "X_val")
+            y_val = check_y(y_val, X_val.shape[0], model.num_classes, "y_val")
+        else:
+            X_val = y_val = None
+        # the dataset is held once, in the model's dtype, contiguous rows for fast gathering
+        X = np.ascontiguousarray(X, dtype=model.dtype)
+        n = X.shape[0]
+        batch = min(int(cfg.batch_size), n) if cfg.sampling == "shuffle" else int(cfg.batch_size)
+        per_epoch = max(n // batch, 1)
+        total = cfg.iters if cfg.iters is not None else cfg.epochs * per_epoch
+
+        self.model = model
+        self.rng = random_state(cfg.seed) if cfg.seed is None else np.random.RandomState(cfg.seed)
+        self.optimizer = make_optimizer(cfg.optimizer, cfg.lr, momentum=cfg.momentum,
+                                        beta1=cfg.beta1, beta2=cfg.beta2,
+                                        weight_decay=cfg.weight_decay)
+        schedule = Schedule(cfg.lr, cfg.schedule, cfg.lr_decay, cfg.step_epochs, total,
+                            cfg.min_lr, int(round(cfg.warmup_epochs * per_epoch)))
+        if self._resume is not None:
+            self._load_resume_state(self._resume)
+            self._resume = None
+        subset = None
+        if cfg.train_acc == "subset":
+            pick = np.random.RandomState(0).choice(n, min(n, TRAIN_ACC_SUBSET), replace=False)
+            subset = (X[np.sort(pick)], y[np.sort(pick)])
+
+        x_buf = np.empty((batch, X.shape[1]), dtype=X.dtype)
+        order = None
+        self.stop = False
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        bar = _progress(total, self.iteration, cfg.progress)
+        epoch_start = time.perf_counter()
+        try:
+            while self.iteration < total and not self.stop:
+                pos = self.iteration % per_epoch
+                if cfg.sampling == "replacement":
+                    idx = self.rng.choice(n, batch, replace=True)
+                else:
+                    if order is None or pos == 0:
+                        order = self.rng.permutation(n)
+                    idx = order[pos * batch:(pos + 1) * batch]
+                xb = np.take(X, idx, axis=0, out=x_buf[: len(idx)])
+                yb = y[idx]
+                if self.augment is not None:
+                    xb = self.augment(xb, self.rng)
+
+                self.optimizer.lr = schedule.lr_at(self.iteration, self.epoch)
+                loss, grads = model._loss_and_grads(xb, yb, cfg.reg)
+                if not math.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"the loss became {loss} at iteration {self.iteration + 1} (epoch "
+                        f"{self.epoch + 1}) with learning rate {self.optimizer.lr:.3g}; try a "
+                        "lower learning rate (e.g. --lr divided by 10) or a smaller init std.")
+                self.optimizer.step(model.params, grads)
+                self.history.loss.append(loss)
+                self.iteration += 1
+                for cb in self.callbacks:
+                    cb.on_iteration_end(self, self.iteration, loss)
+                if bar is not None:
+                    bar.update(1)
+
+                if self.iteration % per_epoch == 0:
+                    train_acc = (model.accuracy(xb, yb) if subset is None
+                                 else model.accuracy(*subset))
+                    logs = self._end_epoch(train_acc, X_val, y_val, self.optimizer.lr,
+                                           time.perf_counter() - epoch_start)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{loss:.3f}", train=f"{train_acc:.3f}",
+                                        val=f"{logs['val_acc']:.3f}")
+                    if cfg.verbose:
+                        print(f"epoch {self.epoch} / iteration {self.iteration}/{total}: loss "
+                              f"{loss:.4f}, train acc {train_acc:.3f}, val acc "
+                              f"{logs['val_acc']:.3f}, lr {logs['lr']:.3g}", flush=True)
+                    epoch_start = time.perf_counter()
+        except KeyboardInterrupt:
+            # stop cleanly: callbacks (e.g. the run folder) save what there is
+            self.history.interrupted = True
+        finally:
+            if bar is not None:
+                bar.close()
+        if self._best_state is not None and cfg.restore_best and cfg.patience is not None:
+            model.load_state_dict(self._best_state)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    def _end_epoch(self, train_acc: float, X_val, y_val, lr: float,
+                   seconds: float) -> dict[str, float]:
+        cfg, h = self.config, self.history
+        self.epoch += 1
+        val_acc = self.model.accuracy(X_val, y_val) if X_val is not None else float("nan")
+        h.train_acc.append(train_acc)
+        h.val_acc.append(val_acc)
+        h.lr.append(lr)
+        h.epoch_seconds.append(seconds)
+        if X_val is not None and val_acc > h.best_val_acc:
+            h.best_val_acc, h.best_epoch = val_acc, self.epoch
+            if cfg.patience is not None:
+                self._best_state = self.model.state_dict()
+        if cfg.patience is not None and self.epoch - h.best_epoch >= cfg.patience:
+            h.stopped_early = True
+            self.stop = True
+        logs = {"epoch": self.epoch, "iteration": self.iteration, "loss": h.loss[-1],
+                "train_acc": train_acc, "val_acc": val_acc, "lr": lr, "seconds": seconds}
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, self.epoch, logs)
+        return logs
+
+    def _load_resume_state(self, state: dict[str, Any]) -> None:
+        self.iteration = int(state["iteration"])
+        self.epoch = int(state["epoch"])
+        self.rng.set_state(_rng_state_from_json(state["rng"]))
+        for d, s in zip(self._dropouts(), state.get("dropout_rngs", [])):
+            d.rng.bit_generator.state = s
+        self.history = History.from_dict(state["history"])
+        self.optimizer.load_state_dict(state.get("optimizer") or {})
+        self._best_state = state.get("best_state")
+
+
+def _rng_state_to_json(state: tuple) -> list:
+    kind, keys, pos, has_gauss, cached = state
+    return [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _rng_state_from_json(state: list) -> tuple:
+    kind, keys, pos, has_gauss, cached = state
+    return (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, leave=False,
+                mininterval=0.5)

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from mlplab.cli import main
+
+
+def test_check_passes_and_prints_table(capsys):
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "Q1 loss" in out and "PASS" in out and "FAIL" not in out
+
+
+def test_check_json(capsys):
+    assert main(["check", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["passed"] and len(data["checks"]) == 7
+    assert all({"name", "value", "bound", "passed"} <= set(c) for c in data["checks"])
+
+
+@pytest.mark.parametrize("extra", [[], ["--batchnorm", "--dropout", "0.3"],
+                                   ["--activation", "tanh", "--metric", "max", "--tol", "1e-5"]])
+def test_gradcheck_cli(extra, capsys):
+    assert main(["gradcheck", "--hidden", "8,6", "--json", *extra]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["passed"] and "W3" in data["errors"]
+
+
+def test_gradcheck_fails_above_tolerance(capsys):
+    assert main(["gradcheck", "--hidden", "8", "--tol", "1e-30"]) == 1
+
+
+def test_bad_hidden_is_one_line_error(capsys):
+    assert main(["gradcheck", "--hidden", "8,x"]) == 1
+    err = capsys.readouterr().err
+    assert "comma-separated" in err and "Traceback" not in err
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and "mlplab" in capsys.readouterr().out
+    for cmd in (["--help"], ["check", "--help"], ["gradcheck", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(cmd)
+        assert e.value.code == 0

@@ -1,0 +1,136 @@
+"""Every layer's backward pass against centred-difference numerical gradients (float64)."""
+
+import numpy as np
+import pytest
+
+from mlplab.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+from mlplab.layers import (
+    Affine,
+    BatchNorm,
+    Dropout,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+    Tanh,
+)
+
+
+def _check_layer(make, x, rng, tol=1e-8):
+    """dx and every parameter gradient of a fresh layer against numerical gradients."""
+    layer = make()
+    out = layer.forward(x.copy())
+    dout = rng.randn(*out.shape)
+    dx = layer.backward(dout.copy())
+    num_dx = eval_numerical_gradient_array(lambda z: make_eval(layer, z), x.copy(), dout)
+    assert rel_error(dx, num_dx) < tol
+    for name, p in layer.params.items():
+        num = eval_numerical_gradient_array(lambda _: make_eval(layer, x), p, dout)
+        assert rel_error(layer.grads[name], num) < tol, name
+
+
+def make_eval(layer, x):
+    return layer.forward(x.copy()).copy()
+
+
+def test_affine_gradients(rng):
+    W, b = rng.randn(6, 4), rng.randn(4)
+    _check_layer(lambda: Affine(W, b), rng.randn(5, 6), rng)
+
+
+def test_affine_without_bias_and_without_dx(rng):
+    W = rng.randn(6, 4)
+    layer = Affine(W, None, need_dx=False)
+    x = rng.randn(3, 6)
+    out = layer.forward(x)
+    np.testing.assert_allclose(out, x @ W)
+    assert layer.backward(np.ones((3, 4))) is None
+    np.testing.assert_allclose(layer.grads["W"], x.T @ np.ones((3, 4)))
+
+
+@pytest.mark.parametrize("make", [ReLU, lambda: LeakyReLU(0.1), Tanh, Sigmoid])
+def test_activation_gradients(make, rng):
+    x = rng.randn(5, 7)
+    x[np.abs(x) < 1e-3] = 0.5  # keep away from the kink of (leaky) ReLU
+    _check_layer(make, x, rng)
+
+
+def test_activation_values(rng):
+    x = rng.randn(4, 3)
+    np.testing.assert_allclose(ReLU().forward(x.copy()), np.maximum(x, 0))
+    np.testing.assert_allclose(Tanh().forward(x.copy()), np.tanh(x))
+    np.testing.assert_allclose(Sigmoid().forward(x.copy()), 1 / (1 + np.exp(-x)))
+    np.testing.assert_allclose(LeakyReLU(0.2).forward(x.copy()), np.where(x > 0, x, 0.2 * x))
+
+
+def test_sigmoid_is_stable_for_large_inputs():
+    out = Sigmoid().forward(np.array([[-1000.0, 1000.0, 0.0]]))
+    np.testing.assert_allclose(out, [[0.0, 1.0, 0.5]])
+
+
+def test_batchnorm_gradients_train_mode(rng):
+    x = 3 * rng.randn(8, 5) + 2
+
+    def make():
+        bn = BatchNorm(5, dtype=np.float64)
+        bn.params["gamma"][:] = rng.rand(5) + 0.5
+        bn.params["beta"][:] = rng.randn(5)
+        return bn
+
+    _check_layer(make, x, rng, tol=1e-7)
+
+
+def test_batchnorm_normalises_and_tracks_running_stats(rng):
+    bn = BatchNorm(4, momentum=0.0, dtype=np.float64)
+    x = 5 * rng.randn(200, 4) + 3
+    out = bn.forward(x)
+    np.testing.assert_allclose(out.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(out.std(0), 1, atol=1e-4)
+    np.testing.assert_allclose(bn.running_mean, x.mean(0))
+    np.testing.assert_allclose(bn.forward(x, train=False), out, atol=1e-4)
+
+
+def test_dropout_is_inverted_and_gradient_matches(rng):
+    drop = Dropout(0.4, seed=0)
+    x = np.ones((1000, 50))
+    out = drop.forward(x)
+    assert abs(out.mean() - 1) < 0.02  # inverted: expectation preserved
+    assert abs((out == 0).mean() - 0.4) < 0.02
+    np.testing.assert_array_equal(drop.forward(x, train=False), x)
+    drop.frozen = True
+    _check_layer_frozen(drop, rng.randn(6, 5), rng)
+
+
+def _check_layer_frozen(drop, x, rng):
+    out = drop.forward(x.copy())
+    dout = rng.randn(*out.shape)
+    dx = drop.backward(dout.copy())
+    num = eval_numerical_gradient_array(lambda z: drop.forward(z.copy()).copy(), x.copy(), dout)
+    assert rel_error(dx, num) < 1e-8
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_cross_entropy_value_gradient_and_dtype(dtype, rng):
+    scores = rng.randn(6, 4).astype(dtype)
+    y = rng.randint(4, size=6)
+    layer = SoftmaxCrossEntropy()
+    probs = layer.forward(scores, y).copy()
+    assert probs.dtype == dtype
+    expected = np.exp(scores) / np.exp(scores).sum(1, keepdims=True)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5)
+    np.testing.assert_allclose(layer.loss, -np.log(expected[np.arange(6), y]).mean(), rtol=1e-5)
+    if dtype == np.float64:
+        d = layer.backward().copy()  # the buffer is reused by the next forward
+
+        def f(s):
+            layer.forward(s, y)
+            return layer.loss
+
+        assert rel_error(d, eval_numerical_gradient(f, scores.copy())) < 1e-8
+
+
+def test_softmax_is_numerically_stable():
+    layer = SoftmaxCrossEntropy()
+    probs = layer.forward(np.array([[1000.0, 0.0, -1000.0]]), np.array([1]))
+    assert np.isfinite(probs).all() and np.isfinite(layer.loss)
+    np.testing.assert_allclose(layer.loss, 1000.0)

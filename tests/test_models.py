@@ -1,0 +1,121 @@
+"""MLP and TwoLayerNet: gradients of every depth, bad input, float32/float64."""
+
+import numpy as np
+import pytest
+
+from mlplab import MLP, TwoLayerNet
+from mlplab.gradcheck import check_model
+
+
+@pytest.mark.parametrize("hidden", [[], [7], [7, 6], [7, 6, 5]])
+def test_mlp_gradients_depth_1_to_4(hidden, rng):
+    X, y = rng.randn(6, 5), rng.randint(4, size=6)
+    model = MLP(5, hidden, 4, init="xavier", seed=1, dtype=np.float64)
+    errors = check_model(model, X, y, reg=0.1)
+    assert len(errors) == 2 * (len(hidden) + 1)
+    assert max(errors.values()) < 1e-6  # element-wise max; rounding alone reaches ~1e-7
+    assert max(check_model(model, X, y, reg=0.1, metric="norm").values()) < 1e-8
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_mlp_gradients_with_layers(activation, batchnorm, rng):
+    X, y = rng.randn(8, 5), rng.randint(3, size=8)
+    model = MLP(5, [6, 4], 3, init="xavier", seed=2, dtype=np.float64,
+                activation=activation, batchnorm=batchnorm, dropout=0.25)
+    for name, p in model.params.items():  # zero biases put a dead unit's input exactly on
+        if name.startswith("b"):           # the ReLU kink, where H(0) = 0 but the slope is 1/2
+            p[:] = 0.1 * rng.randn(*p.shape)
+    errors = check_model(model, X, y, reg=0.05, metric="norm")
+    assert max(errors.values()) < 1e-7
+    if batchnorm:
+        assert "b1" not in model.params and "gamma1" in model.params
+
+
+def test_param_names_and_shapes():
+    model = MLP(10, [8, 6], 3)
+    assert list(model.params) == ["W1", "b1", "W2", "b2", "W3", "b3"]
+    assert model.params["W1"].shape == (10, 8) and model.params["W3"].shape == (6, 3)
+    assert model.params["W1"].dtype == np.float32
+    assert model.num_params == 10 * 8 + 8 + 8 * 6 + 6 + 6 * 3 + 3
+
+
+def test_loss_without_y_returns_probabilities(rng):
+    model = MLP(4, [5], 3, seed=0)
+    probs = model.loss(rng.randn(7, 4))
+    assert probs.shape == (7, 3)
+    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(model.predict(rng.randn(7, 4)).shape, (7,))
+
+
+def test_l2_has_no_half_and_skips_biases(rng):
+    model = TwoLayerNet(4, 5, 3, std=1.0, seed=0)
+    model.params["b1"][:] = 10.0  # a penalised bias would change the loss
+    X, y = rng.randn(3, 4), np.array([0, 1, 2])
+    l0, g0 = model.loss(X, y, reg=0.0)
+    l1, g1 = model.loss(X, y, reg=0.3)
+    W1, W2 = model.params["W1"], model.params["W2"]
+    np.testing.assert_allclose(l1 - l0, 0.3 * (np.sum(W1**2) + np.sum(W2**2)))
+    np.testing.assert_allclose(g1["W1"] - g0["W1"], 2 * 0.3 * W1)
+    np.testing.assert_allclose(g1["b1"], g0["b1"])
+
+
+def test_returned_gradients_are_copies(rng):
+    model = MLP(4, [5], 3, seed=0, dtype=np.float64)
+    X, y = rng.randn(6, 4), rng.randint(3, size=6)
+    _, g = model.loss(X, y)
+    before = g["W1"].copy()
+    model.loss(2 * X, y)
+    np.testing.assert_array_equal(g["W1"], before)
+
+
+def test_float32_matches_float64(rng):
+    X, y = rng.randn(20, 6), rng.randint(4, size=20)
+    m32 = MLP(6, [9], 4, seed=3, dtype=np.float32)
+    m64 = MLP(6, [9], 4, seed=3, dtype=np.float64)
+    l32, g32 = m32.loss(X, y, reg=0.01)
+    l64, g64 = m64.loss(X, y, reg=0.01)
+    assert g32["W1"].dtype == np.float32
+    np.testing.assert_allclose(l32, l64, rtol=1e-5)
+    np.testing.assert_allclose(g32["W1"], g64["W1"], rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("X, y, message", [
+    (np.zeros((3, 5)), None, "features"),
+    (np.zeros((3, 4)), np.array([0, 1, 3]), "out of range"),
+    (np.zeros((3, 4)), np.array([0, -1, 1]), "out of range"),
+    (np.array([[0.0, np.nan, 0, 0]]), None, "NaN"),
+    (np.zeros((2, 2, 4)), None, "2-D"),
+    (np.zeros((3, 4)), np.array([0, 1]), "labels"),
+    (np.zeros((3, 4)), np.array([0.5, 1, 2]), "integer"),
+])
+def test_bad_input_raises_value_error_naming_the_problem(X, y, message):
+    model = MLP(4, [5], 3, seed=0)
+    with pytest.raises(ValueError, match=message):
+        model.loss(X, y)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(hidden_sizes=[0]), "hidden size"),
+    (dict(num_classes=1), "num_classes"),
+    (dict(activation="swish"), "activation"),
+    (dict(init="orthogonal"), "init"),
+    (dict(dtype=np.int32), "dtype"),
+])
+def test_bad_construction_raises(kwargs, message):
+    args = dict(input_size=4, hidden_sizes=[5], num_classes=3) | kwargs
+    with pytest.raises(ValueError, match=message):
+        MLP(**args)
+
+
+def test_state_dict_roundtrip_and_validation(rng):
+    a = MLP(4, [5], 3, seed=0, batchnorm=True)
+    a.loss(rng.randn(8, 4), rng.randint(3, size=8))  # updates running statistics
+    b = MLP(4, [5], 3, seed=1, batchnorm=True)
+    b.load_state_dict(a.state_dict())
+    X = rng.randn(5, 4)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    bad = a.state_dict()
+    bad["W1"] = np.zeros((2, 2))
+    with pytest.raises(ValueError, match="shape"):
+        b.load_state_dict(bad)
