@@ -225,28 +225,44 @@ class SoftmaxCrossEntropy(Layer):
     """Softmax followed by the mean negative log-likelihood, fused.
 
     Forward uses log-sum-exp (scores shifted by their row maximum) so that large scores never
-    overflow. The fused backward is ``(p - onehot(y)) / N``, computed in place on the probabilities.
+    overflow. The fused backward is ``(p - q) / N`` with ``q`` the target distribution, computed in
+    place on the probabilities. ``q = onehot(y)`` (the exercise) or, with label smoothing ``eps``,
+    ``q = (1 - eps) onehot(y) + eps / K``, for which the loss is ``-sum_k q_k log p_k``.
     """
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing}.")
+        self.label_smoothing = label_smoothing
 
     def forward(self, scores: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:  # type: ignore[override]
         """Return probabilities; when ``y`` is given also store the mean loss in ``self.loss``."""
-        n = scores.shape[0]
+        n, k = scores.shape
+        eps = self.label_smoothing
         z = self._buffer("probs", scores.shape, scores.dtype)
         np.subtract(scores, scores.max(axis=1, keepdims=True), out=z)
-        z_y = z[np.arange(n), y] if y is not None else None
+        if y is not None:
+            # -sum_k q_k log p_k = log(sum exp z) - sum_k q_k z_k   (sum_k q_k = 1)
+            target = z[np.arange(n), y].astype(np.float64)
+            if eps:
+                target = (1 - eps) * target + (eps / k) * z.sum(axis=1, dtype=np.float64)
         np.exp(z, out=z)
         sums = z.sum(axis=1, keepdims=True)
-        if z_y is not None:
-            self.loss = float(np.mean(np.log(sums[:, 0]) - z_y, dtype=np.float64))
+        if y is not None:
+            self.loss = float(np.mean(np.log(sums[:, 0], dtype=np.float64) - target))
         z /= sums
         self._probs, self._y = z, y
         return z
 
     def backward(self, dout: float = 1.0) -> np.ndarray:
         probs, y = self._probs, self._y
-        n = probs.shape[0]
+        n, k = probs.shape
+        eps = self.label_smoothing
         dscores = probs  # consumed: the probabilities are not needed after backward
-        dscores[np.arange(n), y] -= 1
+        if eps:
+            dscores -= dscores.dtype.type(eps / k)
+        dscores[np.arange(n), y] -= dscores.dtype.type(1 - eps)
         dscores *= dscores.dtype.type(dout / n)
         self._probs = None
         return dscores

@@ -134,3 +134,21 @@ def test_softmax_is_numerically_stable():
     probs = layer.forward(np.array([[1000.0, 0.0, -1000.0]]), np.array([1]))
     assert np.isfinite(probs).all() and np.isfinite(layer.loss)
     np.testing.assert_allclose(layer.loss, 1000.0)
+
+
+def test_label_smoothing_loss_and_gradient_match_torch_and_numerics(rng):
+    scores, y = rng.randn(5, 4), rng.randint(4, size=5)
+    layer = SoftmaxCrossEntropy(label_smoothing=0.1)
+    layer.forward(scores, y)
+    loss = layer.loss
+    d = layer.backward().copy()
+
+    def f(s):
+        layer.forward(s, y)
+        return layer.loss
+
+    assert rel_error(d, eval_numerical_gradient(f, scores.copy())) < 1e-8
+    p = np.exp(scores) / np.exp(scores).sum(1, keepdims=True)
+    q = np.full((5, 4), 0.1 / 4)
+    q[np.arange(5), y] += 0.9
+    np.testing.assert_allclose(loss, -(q * np.log(p)).sum(1).mean(), rtol=1e-12)
