@@ -13,6 +13,8 @@ interrupted run continue exactly where its last checkpoint was taken.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -23,8 +25,8 @@ import numpy as np
 from mlplab._validation import check_positive, check_X, check_y
 from mlplab.init import random_state
 from mlplab.layers import Dropout
-from mlplab.optim import make_optimizer
-from mlplab.schedules import Schedule
+from mlplab.optim import OPTIMIZERS, make_optimizer
+from mlplab.schedules import SCHEDULES, Schedule
 
 #: how many training rows the "subset" train accuracy is measured on
 TRAIN_ACC_SUBSET = 5000
@@ -74,6 +76,22 @@ class TrainConfig:
             raise ValueError(f"sampling must be 'shuffle' or 'replacement'; got {self.sampling!r}.")
         if self.train_acc not in ("batch", "subset"):
             raise ValueError(f"train_acc must be 'batch' or 'subset'; got {self.train_acc!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
+                             f"{', '.join(OPTIMIZERS)}.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of "
+                             f"{', '.join(SCHEDULES)}.")
+        check_positive(self.weight_decay, "weight_decay", allow_zero=True)
+        if self.weight_decay and self.optimizer != "adam":
+            # silently ignoring it would let a user believe they had regularised the net
+            raise ValueError("weight_decay (decoupled, AdamW) applies to the adam optimizer only; "
+                             "use reg for L2 with the other optimizers.")
+        if self.patience is not None and int(self.patience) < 1:
+            raise ValueError(f"patience must be a positive number of epochs; got "
+                             f"{self.patience}.")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0; got {self.warmup_epochs}.")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -146,6 +164,10 @@ class Trainer:
         self.rng: np.random.RandomState | None = None
         self._best_state: dict[str, np.ndarray] | None = None
         self._resume: dict[str, Any] | None = None
+        self._order: np.ndarray | None = None  # this epoch's shuffled row order
+        self._sigint = False
+        self._prev_sigint = None
+        self._postfix: dict[str, str] = {}
 
     @classmethod
     def exercise(cls, lr: float, lr_decay: float, reg: float, iters: int, batch_size: int,
@@ -159,7 +181,11 @@ class Trainer:
     # --------------------------------------------------------------------------- resume support
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly: counters, RNG states, optimiser
-        slots, history and the best parameters so far. (Model parameters are saved separately.)"""
+        slots, history, the best parameters so far and, mid-epoch, the epoch's row order.
+        (Model parameters are saved separately.) JSON-able except ``optimizer`` and
+        ``best_state`` (dicts of arrays, or None) and ``order`` (an array, or None)."""
+        if self.rng is None:
+            raise RuntimeError("state_dict() is only available once fit() has started.")
         dropout_rngs = [d.rng.bit_generator.state for d in self._dropouts()]
         return {
             "iteration": self.iteration,
@@ -169,6 +195,7 @@ class Trainer:
             "history": self.history.to_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else {},
             "best_state": self._best_state,
+            "order": None if self._order is None else self._order.copy(),
         }
 
     def resume(self, state: dict[str, Any]) -> None:
@@ -189,6 +216,9 @@ class Trainer:
             y_val = check_y(y_val, X_val.shape[0], model.num_classes, "y_val")
         else:
             X_val = y_val = None
+        if cfg.patience is not None and X_val is None:
+            raise ValueError("early stopping (patience) needs validation data: pass X_val and "
+                             "y_val, or set patience=None.")
         # the dataset is held once, in the model's dtype, contiguous rows for fast gathering
         X = np.ascontiguousarray(X, dtype=model.dtype)
         n = X.shape[0]
@@ -212,65 +242,113 @@ class Trainer:
             subset = (X[np.sort(pick)], y[np.sort(pick)])
 
         x_buf = np.empty((batch, X.shape[1]), dtype=X.dtype)
-        order = None
         self.stop = False
+        self.history.interrupted = False
         for cb in self.callbacks:
             cb.on_train_begin(self)
         bar = _progress(total, self.iteration, cfg.progress)
         epoch_start = time.perf_counter()
         try:
-            while self.iteration < total and not self.stop:
-                pos = self.iteration % per_epoch
-                if cfg.sampling == "replacement":
-                    idx = self.rng.choice(n, batch, replace=True)
-                else:
-                    if order is None or pos == 0:
-                        order = self.rng.permutation(n)
-                    idx = order[pos * batch:(pos + 1) * batch]
-                xb = np.take(X, idx, axis=0, out=x_buf[: len(idx)])
-                yb = y[idx]
-                if self.augment is not None:
-                    xb = self.augment(xb, self.rng)
-
-                self.optimizer.lr = schedule.lr_at(self.iteration, self.epoch)
-                loss, grads = model._loss_and_grads(xb, yb, cfg.reg)
-                if not math.isfinite(loss):
-                    raise TrainingDivergedError(
-                        f"the loss became {loss} at iteration {self.iteration + 1} (epoch "
-                        f"{self.epoch + 1}) with learning rate {self.optimizer.lr:.3g}; try a "
-                        "lower learning rate (e.g. --lr divided by 10) or a smaller init std.")
-                self.optimizer.step(model.params, grads)
-                self.history.loss.append(loss)
-                self.iteration += 1
-                for cb in self.callbacks:
-                    cb.on_iteration_end(self, self.iteration, loss)
-                if bar is not None:
-                    bar.update(1)
-
-                if self.iteration % per_epoch == 0:
-                    train_acc = (model.accuracy(xb, yb) if subset is None
-                                 else model.accuracy(*subset))
-                    logs = self._end_epoch(train_acc, X_val, y_val, self.optimizer.lr,
-                                           time.perf_counter() - epoch_start)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{loss:.3f}", train=f"{train_acc:.3f}",
-                                        val=f"{logs['val_acc']:.3f}")
-                    if cfg.verbose:
-                        print(f"epoch {self.epoch} / iteration {self.iteration}/{total}: loss "
-                              f"{loss:.4f}, train acc {train_acc:.3f}, val acc "
-                              f"{logs['val_acc']:.3f}, lr {logs['lr']:.3g}", flush=True)
-                    epoch_start = time.perf_counter()
+            with self._sigint_stops():
+                self._loop(model, X, y, X_val, y_val, subset, x_buf, batch, per_epoch, total,
+                           schedule, bar, epoch_start)
         except KeyboardInterrupt:
-            # stop cleanly: callbacks (e.g. the run folder) save what there is
+            if self._sigint_installed:  # a second Ctrl-C: the user wants out now, unsaved
+                raise
+            # no handler of ours (not the main thread): stop and let callbacks save what there is
             self.history.interrupted = True
         finally:
             if bar is not None:
                 bar.close()
-        if self._best_state is not None and cfg.restore_best and cfg.patience is not None:
+        # an interrupted run keeps its current parameters: it may be resumed from them
+        if (self._best_state is not None and cfg.restore_best and cfg.patience is not None
+                and not self.history.interrupted):
             model.load_state_dict(self._best_state)
         for cb in self.callbacks:
             cb.on_train_end(self)
         return self.history
+
+    def _loop(self, model, X, y, X_val, y_val, subset, x_buf, batch, per_epoch, total,
+              schedule, bar, epoch_start) -> None:
+        cfg, n = self.config, X.shape[0]
+        while self.iteration < total and not self.stop:
+            if self._sigint:
+                # stop between iterations, so that params, optimiser and RNG agree and a
+                # checkpoint written now resumes exactly
+                self.history.interrupted = True
+                break
+            pos = self.iteration % per_epoch
+            if cfg.sampling == "replacement":
+                idx = self.rng.choice(n, batch, replace=True)
+            else:
+                if self._order is None or pos == 0:
+                    self._order = self.rng.permutation(n)
+                idx = self._order[pos * batch:(pos + 1) * batch]
+            xb = np.take(X, idx, axis=0, out=x_buf[: len(idx)])
+            yb = y[idx]
+            if self.augment is not None:
+                xb = self.augment(xb, self.rng)
+
+            self.optimizer.lr = schedule.lr_at(self.iteration, self.epoch)
+            loss, grads = model._loss_and_grads(xb, yb, cfg.reg)
+            if not math.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"the loss became {loss} at iteration {self.iteration + 1} (epoch "
+                    f"{self.epoch + 1}) with learning rate {self.optimizer.lr:.3g}; try a "
+                    "lower learning rate (e.g. --lr divided by 10) or a smaller init std.")
+            self.optimizer.step(model.params, grads)
+            self.history.loss.append(loss)
+            self.iteration += 1
+            for cb in self.callbacks:
+                cb.on_iteration_end(self, self.iteration, loss)
+            if bar is not None:
+                self._postfix["loss"] = f"{loss:.3f}"
+                bar.set_postfix(self._postfix, refresh=False)
+                bar.update(1)
+
+            if self.iteration % per_epoch == 0:
+                train_acc = (model.accuracy(xb, yb) if subset is None
+                             else model.accuracy(*subset))
+                logs = self._end_epoch(train_acc, X_val, y_val, self.optimizer.lr,
+                                       time.perf_counter() - epoch_start)
+                if bar is not None:
+                    self._postfix.update(train=f"{train_acc:.3f}", val=f"{logs['val_acc']:.3f}")
+                    bar.set_postfix(self._postfix, refresh=False)
+                if cfg.verbose:
+                    print(f"epoch {self.epoch} / iteration {self.iteration}/{total}: loss "
+                          f"{loss:.4f}, train acc {train_acc:.3f}, val acc "
+                          f"{logs['val_acc']:.3f}, lr {logs['lr']:.3g}", flush=True)
+                epoch_start = time.perf_counter()
+
+    @property
+    def _sigint_installed(self) -> bool:
+        return self._prev_sigint is not None
+
+    def _sigint_stops(self):
+        """While training in the main thread, the first Ctrl-C asks the loop to stop after the
+        current iteration (callbacks then save a consistent checkpoint); a second one raises
+        KeyboardInterrupt as usual."""
+        trainer = self
+
+        class _Guard:
+            def __enter__(self):
+                trainer._sigint = False
+                trainer._prev_sigint = None
+                if (threading.current_thread() is threading.main_thread()
+                        and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+                    trainer._prev_sigint = signal.signal(signal.SIGINT, self._handle)
+
+            def _handle(self, signum, frame):
+                if trainer._sigint:
+                    raise KeyboardInterrupt
+                trainer._sigint = True
+
+            def __exit__(self, *exc):
+                if trainer._prev_sigint is not None:
+                    signal.signal(signal.SIGINT, trainer._prev_sigint)
+                return False
+
+        return _Guard()
 
     def _end_epoch(self, train_acc: float, X_val, y_val, lr: float,
                    seconds: float) -> dict[str, float]:
@@ -303,6 +381,8 @@ class Trainer:
         self.history = History.from_dict(state["history"])
         self.optimizer.load_state_dict(state.get("optimizer") or {})
         self._best_state = state.get("best_state")
+        order = state.get("order")
+        self._order = None if order is None else np.asarray(order, dtype=np.intp)
 
 
 def _rng_state_to_json(state: tuple) -> list:

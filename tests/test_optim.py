@@ -1,0 +1,188 @@
+"""Optimisers and schedules against independent references: the update formulas written out, and
+PyTorch's ``torch.optim`` / ``lr_scheduler`` fed the same gradient sequence."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mlplab.optim import OPTIMIZERS, make_optimizer
+from mlplab.schedules import Schedule
+
+
+def _grad_sequence(rng, steps=25):
+    shapes = {"W": (4, 3), "b": (3,)}
+    start = {k: rng.randn(*s) for k, s in shapes.items()}
+    grads = [{k: rng.randn(*s) for k, s in shapes.items()} for _ in range(steps)]
+    return start, grads
+
+
+def _run_ours(name, start, grads, lrs, **kw):
+    opt = make_optimizer(name, lrs[0], **kw)
+    params = {k: v.copy() for k, v in start.items()}
+    for lr, g in zip(lrs, grads):
+        opt.lr = lr
+        opt.step(params, g)
+    return params
+
+
+def test_sgd_is_the_exercise_update(rng):
+    start, grads = _grad_sequence(rng, 5)
+    out = _run_ours("sgd", start, grads, [0.1] * 5)
+    expected = {k: start[k] - 0.1 * sum(g[k] for g in grads) for k in start}
+    for k in start:
+        np.testing.assert_allclose(out[k], expected[k], rtol=1e-12)
+
+
+def test_momentum_and_nesterov_written_out(rng):
+    start, grads = _grad_sequence(rng, 6)
+    mu, lr = 0.8, 0.05
+    for name in ("momentum", "nesterov"):
+        out = _run_ours(name, start, grads, [lr] * 6, momentum=mu)
+        for k in start:
+            p, v = start[k].copy(), np.zeros_like(start[k])
+            for g in grads:
+                v = mu * v + g[k]
+                p = p - lr * (g[k] + mu * v if name == "nesterov" else v)
+            np.testing.assert_allclose(out[k], p, rtol=1e-12)
+
+
+def test_adam_written_out(rng):
+    start, grads = _grad_sequence(rng, 6)
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    out = _run_ours("adam", start, grads, [lr] * 6)
+    for k in start:
+        p, m, v = start[k].copy(), 0.0, 0.0
+        for t, g in enumerate(grads, start=1):
+            m = b1 * m + (1 - b1) * g[k]
+            v = b2 * v + (1 - b2) * g[k] ** 2
+            p = p - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+        np.testing.assert_allclose(out[k], p, rtol=1e-10)
+
+
+torch = None
+try:  # the PyTorch comparisons skip individually when torch is missing
+    import torch
+except ImportError:  # pragma: no cover
+    pass
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+@pytest.mark.parametrize("name,ours,theirs", [
+    ("sgd", {}, {}),
+    ("momentum", {"momentum": 0.9}, {"momentum": 0.9}),
+    ("nesterov", {"momentum": 0.7}, {"momentum": 0.7, "nesterov": True}),
+    ("adam", {"beta1": 0.8, "beta2": 0.99}, {"betas": (0.8, 0.99)}),
+    ("adamw", {"beta1": 0.9, "beta2": 0.999, "weight_decay": 0.1},
+     {"betas": (0.9, 0.999), "weight_decay": 0.1}),
+])
+def test_optimizers_match_torch_on_the_same_gradients(name, ours, theirs, rng):
+    start, grads = _grad_sequence(rng, 30)
+    # a changing learning rate, as a schedule sets it, exercises lr handling too
+    lrs = [0.05 * 0.9 ** (t // 5) for t in range(30)]
+    out = _run_ours("adam" if name == "adamw" else name, start, grads, lrs, **ours)
+
+    tparams = [torch.tensor(start[k], requires_grad=True) for k in start]
+    cls = {"sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "nesterov": torch.optim.SGD,
+           "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    opt = cls(tparams, lr=lrs[0], **theirs)
+    for lr, g in zip(lrs, grads):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for p, k in zip(tparams, start):
+            p.grad = torch.tensor(g[k])
+        opt.step()
+    for p, k in zip(tparams, start):
+        np.testing.assert_allclose(out[k], p.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_float32_params_stay_float32(rng):
+    for name in OPTIMIZERS:
+        opt = make_optimizer(name, 0.1)
+        p = {"W": rng.randn(3, 2).astype(np.float32)}
+        opt.step(p, {"W": rng.randn(3, 2).astype(np.float32)})
+        assert p["W"].dtype == np.float32, name
+
+
+def test_optimizer_state_round_trip(rng):
+    start, grads = _grad_sequence(rng, 10)
+    full = _run_ours("adam", start, grads, [0.01] * 10)
+    opt = make_optimizer("adam", 0.01)
+    params = {k: v.copy() for k, v in start.items()}
+    for g in grads[:4]:
+        opt.step(params, g)
+    again = make_optimizer("adam", 0.01)
+    again.load_state_dict(opt.state_dict())
+    for g in grads[4:]:
+        again.step(params, g)
+    for k in start:
+        np.testing.assert_array_equal(params[k], full[k])
+
+
+def test_bad_optimizer_arguments():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer("rmsprop", 0.1)
+    with pytest.raises(ValueError, match="momentum"):
+        make_optimizer("momentum", 0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="learning rate"):
+        make_optimizer("sgd", -1.0)
+
+
+# --------------------------------------------------------------------------- schedules
+def test_exp_schedule_is_the_exercise_decay():
+    s = Schedule(0.1, "exp", decay=0.95)
+    assert [s.lr_at(i, e) for i, e in [(0, 0), (50, 1), (99, 3)]] == \
+        pytest.approx([0.1, 0.095, 0.1 * 0.95**3])
+
+
+def test_step_and_constant_schedules():
+    s = Schedule(1.0, "step", decay=0.5, step_epochs=3)
+    assert [s.lr_at(0, e) for e in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
+    assert Schedule(0.3, "constant").lr_at(1000, 99) == 0.3
+
+
+def test_warmup_is_linear_then_hands_over():
+    s = Schedule(0.2, "constant", warmup_iters=4)
+    assert [s.lr_at(i, 0) for i in range(6)] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2, 0.2])
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+def test_schedules_match_torch_lr_schedulers():
+    sched = torch.optim.lr_scheduler
+
+    def torch_lrs(make, steps):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        s = make(opt)
+        out = []
+        for _ in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            s.step()
+        return out
+
+    # per epoch: ExponentialLR and StepLR
+    exp = Schedule(0.1, "exp", decay=0.9)
+    assert [exp.lr_at(0, e) for e in range(8)] == \
+        pytest.approx(torch_lrs(lambda o: sched.ExponentialLR(o, 0.9), 8))
+    step = Schedule(0.1, "step", decay=0.3, step_epochs=3)
+    assert [step.lr_at(0, e) for e in range(8)] == \
+        pytest.approx(torch_lrs(lambda o: sched.StepLR(o, 3, 0.3), 8))
+    # per iteration: CosineAnnealingLR over the whole run
+    cos = Schedule(0.1, "cosine", total_iters=20, min_lr=0.01)
+    assert [cos.lr_at(i, 0) for i in range(20)] == \
+        pytest.approx(torch_lrs(lambda o: sched.CosineAnnealingLR(o, 20, eta_min=0.01), 20))
+
+
+def test_cosine_after_warmup_starts_at_lr_and_ends_at_min():
+    s = Schedule(1.0, "cosine", total_iters=110, warmup_iters=10, min_lr=0.0)
+    assert s.lr_at(10, 0) == pytest.approx(1.0)
+    assert s.lr_at(60, 0) == pytest.approx(0.5)
+    assert s.lr_at(110, 0) == pytest.approx(0.0, abs=1e-12)
+    assert math.isfinite(s.lr_at(10_000, 0))
+
+
+def test_bad_schedules():
+    with pytest.raises(ValueError, match="unknown schedule"):
+        Schedule(0.1, "linear")
+    with pytest.raises(ValueError, match="decay"):
+        Schedule(0.1, "exp", decay=1.5)

@@ -1,0 +1,293 @@
+"""The training loop: the exercise's SGD written out by hand, every optimiser and schedule,
+early stopping, determinism, divergence, callbacks, Ctrl-C and exact resume."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from mlplab import MLP, TwoLayerNet
+from mlplab.trainer import Callback, TrainConfig, Trainer, TrainingDivergedError
+
+
+def blobs(n=300, d=6, k=3, seed=0):
+    """Separable-ish Gaussian blobs: a problem small nets learn in a few epochs."""
+    rng = np.random.RandomState(seed)
+    centres = 3 * rng.randn(k, d)
+    y = rng.randint(k, size=n)
+    X = centres[y] + rng.randn(n, d)
+    return X.astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = blobs(400)
+    return X[:300], y[:300], X[300:], y[300:]
+
+
+def test_exercise_sgd_matches_a_hand_written_loop(data):
+    """Plain SGD with replacement sampling, lr * decay once per epoch, float64: the trainer must
+    reproduce the loop of the exercise's ``TwoLayerNet.train`` exactly."""
+    X, y, Xv, yv = data
+    X = X.astype(np.float64)
+    lr, decay, reg, iters, batch = 0.05, 0.9, 0.01, 37, 40
+    net = TwoLayerNet(6, 8, 3, std=0.1, seed=3)
+    stats = net.train(X, y, Xv, yv, learning_rate=lr, learning_rate_decay=decay, reg=reg,
+                      num_iters=iters, batch_size=batch, seed=11)
+
+    ref = TwoLayerNet(6, 8, 3, std=0.1, seed=3)
+    rng = np.random.RandomState(11)
+    per_epoch = max(len(X) // batch, 1)  # 7
+    losses, val_acc = [], []
+    for it in range(iters):
+        idx = rng.choice(len(X), batch, replace=True)
+        loss, grads = ref.loss(X[idx], y[idx], reg=reg)
+        for k, g in grads.items():
+            ref.params[k] -= lr * g
+        losses.append(loss)
+        if (it + 1) % per_epoch == 0:
+            val_acc.append(ref.accuracy(Xv, yv))
+            lr *= decay
+    np.testing.assert_allclose(stats["loss_history"], losses, rtol=1e-12)
+    assert stats["val_acc_history"] == val_acc
+    assert len(val_acc) == iters // per_epoch
+    for k in ref.params:
+        np.testing.assert_allclose(net.params[k], ref.params[k], rtol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.1), ("momentum", 0.05), ("nesterov", 0.05),
+                                          ("adam", 0.01)])
+@pytest.mark.parametrize("schedule", ["exp", "step", "cosine", "constant"])
+def test_every_optimizer_and_schedule_learns(optimizer, lr, schedule, data):
+    X, y, Xv, yv = data
+    model = MLP(6, [16], 3, seed=0)
+    trainer = Trainer(optimizer=optimizer, lr=lr, schedule=schedule, epochs=8, batch_size=30,
+                      warmup_epochs=1, step_epochs=2, lr_decay=0.8, seed=0)
+    history = trainer.fit(model, X, y, Xv, yv)
+    assert len(history.loss) == 8 * 10 and len(history.val_acc) == 8
+    assert np.mean(history.loss[-10:]) < 0.5 * history.loss[0]
+    assert history.val_acc[-1] > 0.8
+    # the learning rate the schedule promised is what the optimiser used
+    if schedule == "exp":
+        assert history.lr[3] == pytest.approx(lr * 0.8**3)
+    if schedule == "constant":
+        assert history.lr[-1] == pytest.approx(lr)
+
+
+def test_schedule_drives_the_optimizer_lr_each_iteration(data):
+    X, y, _, _ = data
+    seen = []
+
+    class Spy(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            seen.append(trainer.optimizer.lr)
+
+    Trainer(lr=0.1, schedule="cosine", warmup_epochs=1, epochs=3, batch_size=100, min_lr=0.0,
+            callbacks=[Spy()]).fit(MLP(6, [4], 3, seed=0), X, y)
+    # 3 iterations per epoch, warm-up of 3, cosine over the remaining 6
+    expected = [0.1 / 3, 0.2 / 3, 0.1] + [0.05 * (1 + np.cos(np.pi * i / 6)) for i in range(5)]
+    assert seen[:8] == pytest.approx(expected)
+
+
+def test_shuffle_sampling_visits_every_row_once_per_epoch(data):
+    X, y, _, _ = data
+    visited = []
+    model = MLP(6, [4], 3, seed=0)
+
+    def spy(xb, rng):
+        visited.append(xb.copy())
+        return xb
+
+    Trainer(epochs=2, batch_size=50, seed=1, augment=spy).fit(model, X, y)
+    first_epoch = np.concatenate(visited[:6])
+    assert sorted(map(tuple, first_epoch)) == sorted(map(tuple, X))
+
+
+def test_augment_output_is_what_the_model_trains_on(data):
+    X, y, _, _ = data
+    base = Trainer(epochs=1, batch_size=50, seed=0)
+    flipped = Trainer(epochs=1, batch_size=50, seed=0, augment=lambda xb, rng: -xb)
+    m1, m2 = MLP(6, [4], 3, seed=0), MLP(6, [4], 3, seed=0)
+    base.fit(m1, X, y)
+    flipped.fit(m2, -X, y)  # negated data, negated back by the augmentation
+    for k in m1.params:
+        np.testing.assert_allclose(m1.params[k], m2.params[k], rtol=1e-6)
+
+
+def test_early_stopping_restores_the_best_parameters(data):
+    X, y, Xv, yv = data
+    snapshots = {}
+
+    class Snap(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            snapshots[epoch] = (logs["val_acc"], trainer.model.state_dict())
+
+    yv_noisy = np.random.RandomState(0).randint(3, size=len(yv))  # val acc wanders at random
+    model = MLP(6, [16], 3, seed=0)
+    trainer = Trainer(lr=0.2, epochs=40, batch_size=30, patience=3, seed=0, callbacks=[Snap()])
+    history = trainer.fit(model, X, y, Xv, yv_noisy)
+
+    accs = [snapshots[e][0] for e in sorted(snapshots)]
+    best_epoch = int(np.argmax(accs)) + 1  # first maximum wins
+    assert history.best_epoch == best_epoch and history.best_val_acc == max(accs)
+    assert history.stopped_early and len(accs) == best_epoch + 3 < 40
+    for k, v in snapshots[best_epoch][1].items():
+        np.testing.assert_array_equal(model.state_dict()[k], v)
+    assert not np.array_equal(snapshots[len(accs)][1]["W1"], model.params["W1"])
+
+
+def test_patience_without_validation_data_is_an_error(data):
+    X, y, _, _ = data
+    with pytest.raises(ValueError, match="validation"):
+        Trainer(patience=2).fit(MLP(6, [4], 3), X, y)
+
+
+def test_same_seed_same_run_different_seed_different_run(data):
+    X, y, Xv, yv = data
+
+    def run(seed):
+        model = MLP(6, [12], 3, seed=0, dropout=0.3, batchnorm=True)
+        h = Trainer(optimizer="adam", lr=0.01, epochs=3, batch_size=32, seed=seed).fit(
+            model, X, y, Xv, yv)
+        return h.loss, model.state_dict()
+
+    (l1, s1), (l2, s2), (l3, _) = run(5), run(5), run(6)
+    assert l1 == l2 and l1 != l3
+    for k in s1:
+        np.testing.assert_array_equal(s1[k], s2[k])
+
+
+def test_nan_loss_names_the_iteration_and_suggests_a_lower_lr(data):
+    X, y, _, _ = data
+    model = MLP(6, [32], 3, init="normal", std=1.0, seed=0, dtype=np.float32)
+    with pytest.raises(TrainingDivergedError) as info, np.errstate(all="ignore"):
+        Trainer(lr=1e6, epochs=5, batch_size=30).fit(model, X * 100, y)
+    msg = str(info.value)
+    assert "iteration" in msg and "lower learning rate" in msg
+    it = int(msg.split("iteration ")[1].split()[0])
+    assert it > 1  # the first loss is finite; the explosion comes from the updates
+
+
+def test_callbacks_are_called_in_order_with_logs(data):
+    X, y, Xv, yv = data
+    events = []
+
+    class Rec(Callback):
+        def on_train_begin(self, trainer):
+            events.append(("begin", trainer.iteration))
+
+        def on_iteration_end(self, trainer, iteration, loss):
+            events.append(("iter", iteration))
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            events.append(("epoch", epoch, sorted(logs)))
+            if epoch == 2:
+                trainer.stop = True
+
+        def on_train_end(self, trainer):
+            events.append(("end", trainer.iteration))
+
+    h = Trainer(epochs=5, batch_size=100, callbacks=[Rec()]).fit(MLP(6, [4], 3), X, y, Xv, yv)
+    keys = ["epoch", "iteration", "loss", "lr", "seconds", "train_acc", "val_acc"]
+    assert events == [("begin", 0), ("iter", 1), ("iter", 2), ("iter", 3), ("epoch", 1, keys),
+                      ("iter", 4), ("iter", 5), ("iter", 6), ("epoch", 2, keys), ("end", 6)]
+    assert len(h.val_acc) == 2
+
+
+def _interrupt_at(iteration):
+    class Kill(Callback):
+        def on_iteration_end(self, trainer, it, loss):
+            if it == iteration:
+                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C
+
+    return Kill()
+
+
+@pytest.mark.parametrize("sampling", ["shuffle", "replacement"])
+def test_ctrl_c_stops_cleanly_and_resume_is_exact(sampling, data):
+    """Ctrl-C mid-epoch stops after the current iteration; the state then taken resumes to
+    exactly the parameters of an uninterrupted run (dropout, batch norm, Adam, early-stopping
+    bookkeeping and the shuffled order included)."""
+    X, y, Xv, yv = data
+    cfg = TrainConfig(optimizer="adam", lr=0.01, epochs=4, batch_size=32, seed=3, patience=10,
+                      sampling=sampling)
+
+    def new_model():
+        return MLP(6, [10, 8], 3, seed=1, dropout=0.2, batchnorm=True)
+
+    full = new_model()
+    h_full = Trainer(cfg).fit(full, X, y, Xv, yv)
+
+    ended = []
+
+    class End(Callback):
+        def on_train_end(self, trainer):
+            ended.append(trainer.iteration)
+
+    part = new_model()
+    t1 = Trainer(cfg, callbacks=[_interrupt_at(13), End()])
+    h1 = t1.fit(part, X, y, Xv, yv)
+    assert h1.interrupted and t1.iteration == 13 == ended[0] and len(h1.loss) == 13
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    state, weights = t1.state_dict(), part.state_dict()
+
+    resumed = new_model()
+    resumed.load_state_dict(weights)
+    t2 = Trainer(cfg)
+    t2.resume(state)
+    h2 = t2.fit(resumed, X, y, Xv, yv)
+    assert not h2.interrupted
+    assert h2.loss == h_full.loss and h2.val_acc == h_full.val_acc
+    for k, v in full.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[k], v)
+
+
+def test_resume_from_an_epoch_boundary_with_momentum(data):
+    X, y, Xv, yv = data
+    cfg = TrainConfig(optimizer="momentum", lr=0.05, epochs=5, batch_size=40, seed=0)
+    full = MLP(6, [8], 3, seed=0)
+    Trainer(cfg).fit(full, X, y, Xv, yv)
+
+    snap = {}
+
+    class Save(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                snap["state"], snap["model"] = trainer.state_dict(), trainer.model.state_dict()
+
+    Trainer(cfg, callbacks=[Save()]).fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
+    again = MLP(6, [8], 3, seed=99)
+    again.load_state_dict(snap["model"])
+    t = Trainer(cfg)
+    t.resume(snap["state"])
+    t.fit(again, X, y, Xv, yv)
+    for k, v in full.state_dict().items():
+        np.testing.assert_array_equal(again.state_dict()[k], v)
+
+
+def test_iters_override_epochs_and_train_acc_modes(data):
+    X, y, Xv, yv = data
+    h = Trainer(iters=25, epochs=100, batch_size=30, train_acc="batch").fit(
+        MLP(6, [4], 3), X, y, Xv, yv)
+    assert len(h.loss) == 25 and len(h.train_acc) == 2  # 10 iterations per epoch
+    assert all(a * 30 == round(a * 30) for a in h.train_acc)  # measured on one batch of 30
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"lr": 0}, "lr"), ({"batch_size": 0}, "batch_size"), ({"epochs": 0}, "epochs"),
+    ({"optimizer": "rmsprop"}, "unknown optimizer"), ({"schedule": "linear"}, "schedule"),
+    ({"sampling": "random"}, "sampling"), ({"weight_decay": 0.1}, "adam"),
+    ({"patience": 0}, "patience"), ({"colour": "red"}, "unknown training options"),
+])
+def test_bad_config_is_a_clear_error(bad, match):
+    with pytest.raises(ValueError, match=match):
+        Trainer(**bad)
+
+
+def test_bad_data_is_a_clear_error(data):
+    X, y, _, _ = data
+    with pytest.raises(ValueError, match="features"):
+        Trainer().fit(MLP(5, [4], 3), X, y)
+    with pytest.raises(ValueError, match="labels"):
+        Trainer().fit(MLP(6, [4], 3), X, y[:-1])
