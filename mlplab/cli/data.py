@@ -1,0 +1,167 @@
+"""``mlplab data info|show|download``, and the ``--dataset`` options every other command shares.
+
+Other command modules call :func:`add_dataset_arguments` on their parser and
+:func:`load_dataset_from_args` in their handler, so every command reads data the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mlplab.data.datasets import DATASET_NAMES
+
+DATASET_HELP = (f"dataset: {', '.join(DATASET_NAMES)} or folder:PATH (one sub-folder of images "
+                "per class, optionally inside train/ and test/)")
+
+
+def _split_size(text: str) -> int | float:
+    """``"1000"`` -> 1000 images, ``"0.1"`` -> a 10% fraction."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count like 1000 or a fraction like 0.1; "
+                                         f"got {text!r}") from None
+    if value < 0 or (not value.is_integer() and value >= 1):
+        raise argparse.ArgumentTypeError(f"expected a count >= 0 or a fraction in (0, 1); "
+                                         f"got {text!r}")
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = False,
+                          default: str = "digits") -> None:
+    """Add ``--dataset`` (or a positional ``NAME``), ``--data-dir``, ``--download``,
+    ``--mirror``, ``--val-size``, ``--test-size``, ``--image-size`` and ``--no-cache`` to
+    ``parser`` (``--seed`` is left to the caller); read them back with
+    :func:`load_dataset_from_args`.
+    """
+    g = parser.add_argument_group("data")
+    if positional:
+        g.add_argument("dataset", metavar="NAME", help=DATASET_HELP)
+    else:
+        g.add_argument("--dataset", metavar="NAME", default=default,
+                       help=f"{DATASET_HELP} (default: %(default)s)")
+    g.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="where the dataset files are (and --download puts them); default "
+                        "$MLPLAB_DATA or ~/.cache/mlplab")
+    g.add_argument("--download", action="store_true",
+                   help="download missing files from the official URL (or --mirror), "
+                        "checksum-verified")
+    g.add_argument("--mirror", metavar="BASE_URL", default=None,
+                   help="download from BASE_URL/<file name> instead of the official site")
+    g.add_argument("--val-size", metavar="N", type=_split_size, default=None,
+                   help="validation images: a count or a fraction (default: cifar10 the last "
+                        "1000 training images, (fashion-)mnist the last 5000, digits and folders "
+                        "a stratified 10%%)")
+    g.add_argument("--test-size", metavar="N", type=_split_size, default=None,
+                   help="test images (default: the whole official test set; 1000 gives the "
+                        "exercise's first 1000 CIFAR-10 test images; digits and folders without "
+                        "test/ hold out a stratified 10%%)")
+    g.add_argument("--image-size", metavar="N|HxW", default=None,
+                   help="resize every image (default: keep the files' size)")
+    g.add_argument("--no-cache", dest="data_cache", action="store_false",
+                   help="do not read or write the decoded-image cache of folder datasets")
+
+
+def load_dataset_from_args(args: argparse.Namespace):
+    """``load_dataset`` with the options added by :func:`add_dataset_arguments`.
+
+    The split seed is ``args.data_seed`` if present, else ``args.seed``, else 0.
+    """
+    from mlplab.data import load_dataset
+
+    seed = getattr(args, "data_seed", None)
+    if seed is None:
+        seed = getattr(args, "seed", None)
+    return load_dataset(args.dataset, data_dir=args.data_dir, download=args.download,
+                        val_size=args.val_size, test_size=args.test_size,
+                        image_size=args.image_size, seed=0 if seed is None else seed,
+                        mirror=args.mirror, cache=getattr(args, "data_cache", True))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="inspect, preview and download datasets",
+                       description="Inspect, preview and download the datasets mlplab reads: "
+                                   f"{', '.join(DATASET_NAMES)} and folder:PATH.")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    info = dsub.add_parser("info", help="split sizes, image shape, class names and counts",
+                           description="Load a dataset and print its split sizes, image shape, "
+                                       "class names and the class counts of every split.")
+    add_dataset_arguments(info, positional=True)
+    info.add_argument("--seed", type=int, default=0,
+                      help="seed of the stratified splits (default: %(default)s)")
+    info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    info.set_defaults(func=run_info)
+
+    show = dsub.add_parser("show", help="write a grid of sample images with class names",
+                           description="Write the exercise's 'sample images' figure: a few "
+                                       "random training images of every class, one column per "
+                                       "class titled with its name.")
+    add_dataset_arguments(show, positional=True)
+    show.add_argument("--out", required=True, metavar="FILE",
+                      help="image file to write (.png, .pdf or .svg)")
+    show.add_argument("--per-class", type=int, default=7,
+                      help="images per class (default: %(default)s)")
+    show.add_argument("--split", choices=["train", "val", "test"], default="train",
+                      help="split to sample from (default: %(default)s)")
+    show.add_argument("--seed", type=int, default=0,
+                      help="seed of the splits and of the sampled images (default: %(default)s)")
+    show.set_defaults(func=run_show)
+
+    dl = dsub.add_parser("download", help="download and verify a dataset's files",
+                         description="Download a dataset's files (official URLs or --mirror), "
+                                     "verify their checksums and store them in --data-dir "
+                                     "(default $MLPLAB_DATA or ~/.cache/mlplab).")
+    dl.add_argument("dataset", metavar="NAME", choices=["cifar10", "fashion-mnist", "mnist"],
+                    help="cifar10, fashion-mnist or mnist")
+    dl.add_argument("--data-dir", metavar="DIR", default=None,
+                    help="where to store the files (default: $MLPLAB_DATA or ~/.cache/mlplab)")
+    dl.add_argument("--mirror", metavar="BASE_URL", default=None,
+                    help="download from BASE_URL/<file name> instead of the official site")
+    dl.set_defaults(func=run_download)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    ds = load_dataset_from_args(args)
+    s = ds.summary()
+    if args.json:
+        print(json.dumps({**s, "notes": ds.notes}, indent=2))
+        return 0
+    h, w, c = ds.image_shape
+    print(f"dataset   {ds.name}")
+    print(f"source    {ds.source}")
+    print(f"images    {h}x{w}x{c} {s['dtype']} ({ds.num_features} features flattened)")
+    print(f"classes   {ds.num_classes}: {', '.join(ds.classes)}")
+    for note in ds.notes:
+        print(f"note      {note}")
+    width = max(6, *(len(c) for c in ds.classes))
+    print()
+    print(f"{'class':<{width}}  {'train':>7}  {'val':>7}  {'test':>7}")
+    counts = {k: v["class_counts"] for k, v in s["splits"].items()}
+    for i, name in enumerate(ds.classes):
+        print(f"{name:<{width}}  {counts['train'][i]:>7}  {counts['val'][i]:>7}  "
+              f"{counts['test'][i]:>7}")
+    sizes = {k: v["size"] for k, v in s["splits"].items()}
+    print(f"{'total':<{width}}  {sizes['train']:>7}  {sizes['val']:>7}  {sizes['test']:>7}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from mlplab.data.preview import sample_grid
+
+    ds = load_dataset_from_args(args)
+    path = sample_grid(ds, args.out, per_class=args.per_class, split=args.split, seed=args.seed)
+    print(f"wrote {path} ({args.per_class} {args.split} images per class, {ds.num_classes} "
+          "classes)")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from mlplab.data.download import download_dataset
+
+    paths = download_dataset(args.dataset, data_dir=args.data_dir, mirror=args.mirror)
+    for p in paths:
+        print(f"ok  {p}")
+    return 0

@@ -1,0 +1,159 @@
+"""The ``Dataset`` container, ``DatasetError`` and the helpers every loader shares.
+
+Loaders return raw arrays (images as (N, H, W, C) ``uint8``) split into train / validation / test;
+preprocessing lives in :mod:`mlplab.data.transforms` and is fitted on the training split only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    """A dataset is missing, corrupt, of the wrong format or asked for in an impossible way."""
+
+
+@dataclass
+class Dataset:
+    """Raw, unpreprocessed splits of one dataset.
+
+    ``X_*`` are (N, H, W, C) ``uint8`` images in the order of the source files, ``y_*`` are
+    ``int64`` labels indexing ``classes``. ``source`` says where the data was read from.
+    """
+
+    name: str
+    classes: list[str]
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one image."""
+        return tuple(int(s) for s in self.X_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_features(self) -> int:
+        """Length of one flattened image (H * W * C), the input size of a model."""
+        return int(np.prod(self.image_shape))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` of ``"train"``, ``"val"`` or ``"test"``."""
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test'; got {name!r}.")
+        return getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
+
+    def summary(self) -> dict:
+        """JSON-able description: split sizes, image shape, class names and per-split counts."""
+        out: dict = {"name": self.name, "source": self.source,
+                     "image_shape": list(self.image_shape), "dtype": str(self.X_train.dtype),
+                     "classes": list(self.classes), "splits": {}}
+        for s in ("train", "val", "test"):
+            _, y = self.split(s)
+            counts = np.bincount(y, minlength=self.num_classes) if len(y) else \
+                np.zeros(self.num_classes, dtype=np.int64)
+            out["splits"][s] = {"size": int(len(y)), "class_counts": [int(c) for c in counts]}
+        return out
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, train={len(self.y_train)}, val={len(self.y_val)}, "
+                f"test={len(self.y_test)}, image_shape={self.image_shape}, "
+                f"classes={self.num_classes})")
+
+
+def data_root() -> Path:
+    """Where downloads and caches live: ``$MLPLAB_DATA`` or ``~/.cache/mlplab``."""
+    env = os.environ.get("MLPLAB_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "mlplab"
+
+
+def resolve_size(value: float | int | None, n: int, default: int, what: str) -> int:
+    """Turn a split size (count, or fraction in (0, 1)) into a count in [0, n]."""
+    if value is None:
+        return min(default, n)
+    if isinstance(value, float) and not float(value).is_integer():
+        if not 0.0 < value < 1.0:
+            raise DatasetError(f"{what} must be a count >= 0 or a fraction in (0, 1); "
+                               f"got {value}.")
+        return int(round(value * n))
+    count = int(value)
+    if count < 0 or count > n:
+        raise DatasetError(f"{what} must be between 0 and {n} (the images available); "
+                           f"got {count}.")
+    return count
+
+
+def stratified_split(y: np.ndarray, n_holdout: int, seed: int | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified split: ``(keep, holdout)`` index arrays, each sorted (original order).
+
+    Each class gives ``n_holdout * count / N`` samples (largest remainders get the rest), so class
+    proportions match in both parts as closely as counts allow.
+    """
+    y = np.asarray(y)
+    n = len(y)
+    if n_holdout <= 0:
+        return np.arange(n), np.arange(0)
+    classes, counts = np.unique(y, return_counts=True)
+    exact = n_holdout * counts / n
+    take = np.floor(exact).astype(int)
+    rest = n_holdout - take.sum()
+    # largest remainders first; stable so that ties go to the lower class
+    order = np.argsort(-(exact - take), kind="stable")
+    take[order[:rest]] += 1
+    rng = np.random.RandomState(seed)
+    hold = []
+    for cls, k in zip(classes, take):
+        idx = np.flatnonzero(y == cls)
+        hold.append(idx[rng.permutation(len(idx))[:k]])
+    holdout = np.sort(np.concatenate(hold)) if hold else np.arange(0)
+    mask = np.ones(n, dtype=bool)
+    mask[holdout] = False
+    return np.flatnonzero(mask), holdout
+
+
+def tail_split(X: np.ndarray, y: np.ndarray, val_size: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The exercise's split: train = all but the last ``val_size``, validation = the last."""
+    if val_size >= len(y):
+        raise DatasetError(f"val_size {val_size} leaves no training images "
+                           f"(only {len(y)} available).")
+    cut = len(y) - val_size
+    return X[:cut], y[:cut], X[cut:], y[cut:]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it into place only if the block succeeds.
+
+    A crash or error never leaves a half-written file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make shared caches unreadable
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

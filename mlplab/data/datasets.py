@@ -1,0 +1,182 @@
+"""``load_dataset``: one entry point for every dataset mlplab knows.
+
+Names: ``cifar10``, ``fashion-mnist``, ``mnist``, ``digits`` (scikit-learn's bundled 8x8 digits,
+the default that needs no download) and ``folder:PATH`` (one sub-folder per class).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mlplab.data.base import (
+    Dataset,
+    DatasetError,
+    resolve_size,
+    stratified_split,
+    tail_split,
+)
+
+#: names accepted by ``load_dataset`` besides ``folder:PATH``
+DATASET_NAMES = ("digits", "cifar10", "fashion-mnist", "mnist")
+
+DIGITS_CLASSES = [str(i) for i in range(10)]
+
+
+def parse_image_size(value: int | str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``32``, ``"32"``, ``"32x24"`` (height x width) or ``(32, 24)`` -> ``(H, W)``."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            parts = value.lower().replace(",", "x").split("x")
+            size = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else None
+        elif isinstance(value, int | np.integer):
+            size = (int(value), int(value))
+        else:
+            h, w = value
+            size = (int(h), int(w))
+    except (TypeError, ValueError):
+        size = None
+    if size is None or min(size) < 1:
+        raise DatasetError(f"image size must be a positive integer N or HxW, e.g. 32 or 32x32; "
+                           f"got {value!r}.")
+    return size
+
+
+def resize_images(X: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize (N, H, W, C) uint8 images to ``size`` = (H, W) with Pillow (bilinear)."""
+    from PIL import Image
+
+    if X.shape[1:3] == tuple(size):
+        return X
+    out = np.empty((len(X), size[0], size[1], X.shape[3]), dtype=np.uint8)
+    for i, img in enumerate(X):
+        im = Image.fromarray(img[:, :, 0] if X.shape[3] == 1 else img)
+        arr = np.asarray(im.resize((size[1], size[0]), Image.Resampling.BILINEAR))
+        out[i] = arr if arr.ndim == 3 else arr[:, :, None]
+    return out
+
+
+def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
+                    test: tuple[np.ndarray, np.ndarray] | None, val_size, test_size,
+                    seed: int | None, source: str) -> Dataset:
+    """Seeded stratified splits for sources without the exercise's fixed order.
+
+    Without a separate test set, ``test_size`` images (default 10%) are held out of the training
+    images first; then ``val_size`` (default 10% of all images) of the rest become validation.
+    With a test set, ``test_size`` picks a stratified subset of it.
+    """
+    n = len(y)
+    notes = []
+    if test is None:
+        n_test = resolve_size(test_size, n, int(round(0.1 * n)), "test_size")
+        keep, hold = stratified_split(y, n_test, seed)
+        X_test, y_test = X[hold], y[hold]
+        X, y = X[keep], y[keep]
+        notes.append(f"test split: {n_test} images held out of the training images "
+                     f"(stratified, seed {seed})")
+    else:
+        X_test, y_test = test
+        if test_size is not None:
+            n_test = resolve_size(test_size, len(y_test), len(y_test), "test_size")
+            _, hold = stratified_split(y_test, n_test, seed)
+            X_test, y_test = X_test[hold], y_test[hold]
+    n_val = resolve_size(val_size, len(y), int(round(0.1 * n)), "val_size")
+    if n_val >= len(y):
+        raise DatasetError(f"val_size {n_val} leaves no training images (only {len(y)} "
+                           "available after the test split).")
+    # a different stream from the test split's, still a pure function of the seed
+    keep, hold = stratified_split(y, n_val, None if seed is None else seed + 1)
+    notes.append(f"validation split: {n_val} images (stratified, seed {seed})")
+    return Dataset(name, classes, X[keep], y[keep], X[hold], y[hold], X_test, y_test,
+                   source=source, notes=notes)
+
+
+def load_digits_dataset(val_size=None, test_size=None, seed: int | None = 0) -> Dataset:
+    """scikit-learn's 1,797 8x8 digits as (N, 8, 8, 1) uint8, values 0..16 rescaled to 0..255."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    # 0..16 -> 0..255 keeps all 17 levels distinct and matches every other image dataset's range
+    X = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, :, :, None]
+    y = d.target.astype(np.int64)
+    return _holdout_splits("digits", list(DIGITS_CLASSES), X, y, None, val_size, test_size, seed,
+                           source="sklearn.datasets.load_digits")
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = False,
+                 val_size: int | float | None = None, test_size: int | float | None = None,
+                 image_size: int | str | tuple[int, int] | None = None, seed: int | None = 0,
+                 mirror: str | None = None, cache: bool = True) -> Dataset:
+    """Load a dataset's raw splits.
+
+    Parameters
+    ----------
+    name : ``"digits"``, ``"cifar10"``, ``"fashion-mnist"``, ``"mnist"`` or ``"folder:PATH"``.
+    data_dir : where to look for (and download to) the files; default ``$MLPLAB_DATA`` or
+        ``~/.cache/mlplab`` (plus ``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST).
+    download : fetch missing files from the official URL (or ``mirror``), checksum-verified.
+    val_size, test_size : split sizes, a count or a fraction in (0, 1). CIFAR-10 and (Fashion-)
+        MNIST take validation from the end of the training images (defaults 1,000 and 5,000, the
+        exercise's split) and ``test_size`` keeps the first N test images (default all).
+        ``digits`` and folders use seeded stratified splits (defaults 10% each).
+    image_size : resize every image to N x N or (H, W); default: keep the files' size.
+    seed : seed of the stratified splits.
+    mirror : base URL replacing the official download location.
+    cache : keep decoded image folders in a cache file (see :mod:`mlplab.data.folder`).
+
+    Raises
+    ------
+    DatasetError : missing, corrupt or malformed files, or impossible split sizes; the message
+        names the file and the problem (and, for missing data, the command that fetches it).
+    """
+    if not isinstance(name, str) or not name:
+        raise DatasetError(f"dataset name must be a non-empty string; got {name!r}.")
+    size = parse_image_size(image_size)
+    key = name.strip()
+    low = key.lower()
+    if low.startswith("folder:"):
+        from mlplab.data.folder import load_folder
+
+        path = Path(key[len("folder:"):]).expanduser()
+        (X, y), test, classes = load_folder(path, size, cache=cache)
+        return _holdout_splits(f"folder:{path}", classes, X, y, test, val_size, test_size, seed,
+                               source=str(path))
+    if low == "digits":
+        ds = load_digits_dataset(val_size, test_size, seed)
+    elif low in ("cifar10", "cifar-10"):
+        from mlplab.data.cifar import load_cifar10
+
+        ds = load_cifar10(data_dir, download=download, mirror=mirror)
+        ds = _fixed_splits(ds, val_size, test_size, default_val=1000)
+    elif low in ("fashion-mnist", "fashion_mnist", "fashionmnist", "mnist"):
+        from mlplab.data.idx import load_mnist
+
+        ds = load_mnist("mnist" if low == "mnist" else "fashion-mnist", data_dir,
+                        download=download, mirror=mirror)
+        ds = _fixed_splits(ds, val_size, test_size, default_val=5000)
+    else:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)} "
+                           "or folder:PATH (a folder with one sub-folder of images per class).")
+    if size is not None:
+        for s in ("train", "val", "test"):
+            setattr(ds, f"X_{s}", resize_images(getattr(ds, f"X_{s}"), size))
+    return ds
+
+
+def _fixed_splits(ds: Dataset, val_size, test_size, default_val: int) -> Dataset:
+    """The exercise's order-preserving split of an official train/test release.
+
+    ``ds`` comes with all training images in ``X_train`` and all test images in ``X_test``.
+    """
+    n_val = resolve_size(val_size, len(ds.y_train), default_val, "val_size")
+    ds.X_train, ds.y_train, ds.X_val, ds.y_val = tail_split(ds.X_train, ds.y_train, n_val)
+    ds.notes.append(f"validation split: the last {n_val} training images")
+    if test_size is not None:
+        n_test = resolve_size(test_size, len(ds.y_test), len(ds.y_test), "test_size")
+        ds.X_test, ds.y_test = ds.X_test[:n_test], ds.y_test[:n_test]
+        ds.notes.append(f"test split: the first {n_test} test images")
+    return ds

@@ -1,0 +1,288 @@
+"""Preprocessing as composable transforms, fitted on the training split only.
+
+Each transform has ``fit(X) -> self``, ``transform(X)`` and ``fit_transform(X)``; its fitted
+statistics are a dict of arrays (``state_dict()`` / ``load_state_dict()``), and a ``Pipeline``
+saves itself, steps included, as one flat dict of arrays (``np.savez``-able without pickle) that
+``Pipeline.from_state_dict`` rebuilds, so a run folder can store the exact preprocessing::
+
+    pre = make_preprocessing("exercise")          # subtract the mean image, flatten
+    X_train = pre.fit_transform(ds.X_train)       # (N, D) float32
+    X_val = pre.transform(ds.X_val)
+    np.savez("preprocessing.npz", **pre.state_dict())
+    pre2 = Pipeline.from_state_dict(np.load("preprocessing.npz"))
+
+Transforms accept images (N, H, W, C) or flat (N, D) arrays; "channel" means the last axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from mlplab.data.base import DatasetError
+
+
+class Transform:
+    """Base class: stateless unless ``fit`` learns something."""
+
+    #: short name used in saved pipelines
+    kind = "transform"
+
+    def __init__(self, dtype: np.dtype | type = np.float32) -> None:
+        self.dtype = np.dtype(dtype)
+
+    def fit(self, X: np.ndarray) -> Transform:
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit_transform(self, X: np.ndarray) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+    def params(self) -> dict:
+        """Constructor arguments (JSON-able) that rebuild this transform."""
+        return {"dtype": self.dtype.name}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Fitted statistics as arrays (empty for stateless transforms)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> Transform:
+        return self
+
+    def _check_fitted(self, *names: str) -> None:
+        if any(getattr(self, n, None) is None for n in names):
+            raise DatasetError(f"{type(self).__name__} is not fitted; call fit(X_train) first.")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SubtractMean(Transform):
+    """The exercise's preprocessing: subtract the mean training image (per pixel and channel)."""
+
+    kind = "subtract_mean"
+
+    def __init__(self, dtype: np.dtype | type = np.float32) -> None:
+        super().__init__(dtype)
+        self.mean_: np.ndarray | None = None
+
+    def fit(self, X: np.ndarray) -> SubtractMean:
+        X = np.asarray(X)
+        if len(X) == 0:
+            raise DatasetError("cannot fit SubtractMean on an empty training set.")
+        # accumulate in float64: a float32 sum over 49,000 images loses digits
+        self.mean_ = X.mean(axis=0, dtype=np.float64)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        self._check_fitted("mean_")
+        X = np.asarray(X)
+        if X.shape[1:] != self.mean_.shape:
+            raise DatasetError(f"SubtractMean was fitted on samples of shape {self.mean_.shape}; "
+                               f"got {X.shape[1:]}.")
+        return np.subtract(X, self.mean_.astype(self.dtype), dtype=self.dtype)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        self._check_fitted("mean_")
+        return {"mean": self.mean_}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> SubtractMean:
+        self.mean_ = np.asarray(state["mean"], dtype=np.float64)
+        return self
+
+
+class Standardize(Transform):
+    """Per-channel standardisation: (x - mean_c) / std_c with statistics over N, H and W."""
+
+    kind = "standardize"
+
+    def __init__(self, eps: float = 1e-8, dtype: np.dtype | type = np.float32) -> None:
+        super().__init__(dtype)
+        self.eps = float(eps)
+        self.mean_: np.ndarray | None = None
+        self.std_: np.ndarray | None = None
+
+    def params(self) -> dict:
+        return {"eps": self.eps, **super().params()}
+
+    def fit(self, X: np.ndarray) -> Standardize:
+        X = np.asarray(X)
+        if len(X) == 0:
+            raise DatasetError("cannot fit Standardize on an empty training set.")
+        axes = tuple(range(X.ndim - 1))
+        self.mean_ = X.mean(axis=axes, dtype=np.float64)
+        self.std_ = X.std(axis=axes, dtype=np.float64)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        self._check_fitted("mean_", "std_")
+        X = np.asarray(X)
+        if X.shape[-1] != self.mean_.shape[0]:
+            raise DatasetError(f"Standardize was fitted on {self.mean_.shape[0]} channels; "
+                               f"got {X.shape[-1]}.")
+        scale = (1.0 / np.maximum(self.std_, self.eps)).astype(self.dtype)
+        out = np.subtract(X, self.mean_.astype(self.dtype), dtype=self.dtype)
+        out *= scale
+        return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        self._check_fitted("mean_", "std_")
+        return {"mean": self.mean_, "std": self.std_}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> Standardize:
+        self.mean_ = np.asarray(state["mean"], dtype=np.float64)
+        self.std_ = np.asarray(state["std"], dtype=np.float64)
+        return self
+
+
+class Scale(Transform):
+    """Multiply by ``1 / max_value``: uint8 images to [0, 1]."""
+
+    kind = "scale"
+
+    def __init__(self, max_value: float = 255.0, dtype: np.dtype | type = np.float32) -> None:
+        super().__init__(dtype)
+        self.max_value = float(max_value)
+
+    def params(self) -> dict:
+        return {"max_value": self.max_value, **super().params()}
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return np.multiply(X, self.dtype.type(1.0 / self.max_value), dtype=self.dtype)
+
+
+class Normalize(Transform):
+    """Fixed per-channel ``(x - mean) / std`` (PyTorch's ``Normalize``; not fitted)."""
+
+    kind = "normalize"
+
+    def __init__(self, mean: float | Sequence[float] = 0.5, std: float | Sequence[float] = 0.5,
+                 dtype: np.dtype | type = np.float32) -> None:
+        super().__init__(dtype)
+        self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
+        self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
+        if np.any(self.std <= 0):
+            raise DatasetError(f"Normalize std must be > 0; got {self.std.tolist()}.")
+
+    def params(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), **super().params()}
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        out = np.subtract(X, self.mean.astype(self.dtype), dtype=self.dtype)
+        out *= (1.0 / self.std).astype(self.dtype)
+        return out
+
+
+class Flatten(Transform):
+    """(N, ...) -> (N, D) in C order (a 32x32x3 image becomes 3,072 features), cast to dtype."""
+
+    kind = "flatten"
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        return X.reshape(len(X), -1).astype(self.dtype, copy=False)
+
+
+TRANSFORMS: dict[str, type[Transform]] = {
+    t.kind: t for t in (SubtractMean, Standardize, Scale, Normalize, Flatten)
+}
+
+
+class Pipeline(Transform):
+    """Transforms applied in order; ``fit`` fits each on the output of the previous ones."""
+
+    kind = "pipeline"
+
+    def __init__(self, steps: Sequence[Transform]) -> None:
+        self.steps = list(steps)
+        self.dtype = self.steps[-1].dtype if self.steps else np.dtype(np.float32)
+
+    def params(self) -> dict:
+        return {"steps": [s.kind for s in self.steps]}
+
+    def fit(self, X: np.ndarray) -> Pipeline:
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X: np.ndarray) -> np.ndarray:
+        for step in self.steps:
+            X = step.fit_transform(X)
+        return X
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        for step in self.steps:
+            X = step.transform(X)
+        return X
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat dict of arrays: ``steps`` (kinds), ``i.params`` (JSON) and ``i.<stat>``."""
+        import json
+
+        out: dict[str, np.ndarray] = {"steps": np.array([s.kind for s in self.steps])}
+        for i, step in enumerate(self.steps):
+            out[f"{i}.params"] = np.array(json.dumps(step.params()))
+            for k, v in step.state_dict().items():
+                out[f"{i}.{k}"] = np.asarray(v)
+        return out
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> Pipeline:
+        kinds = [str(k) for k in np.asarray(state["steps"]).tolist()]
+        if kinds != [s.kind for s in self.steps]:
+            raise DatasetError(f"saved preprocessing has steps {kinds}; this pipeline has "
+                               f"{[s.kind for s in self.steps]}.")
+        for i, step in enumerate(self.steps):
+            prefix = f"{i}."
+            step.load_state_dict({k[len(prefix):]: v for k, v in state.items()
+                                  if k.startswith(prefix) and k != f"{i}.params"})
+        return self
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, np.ndarray]) -> Pipeline:
+        """Rebuild a fitted pipeline saved with ``state_dict()`` (e.g. from ``np.load``)."""
+        import json
+
+        try:
+            kinds = [str(k) for k in np.atleast_1d(np.asarray(state["steps"])).tolist()]
+            steps = []
+            for i, kind in enumerate(kinds):
+                params = json.loads(str(np.asarray(state[f"{i}.params"])))
+                steps.append(TRANSFORMS[kind](**params))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"not a saved preprocessing pipeline ({exc!r}).") from None
+        return cls(steps).load_state_dict(state)
+
+    def __repr__(self) -> str:
+        return f"Pipeline([{', '.join(repr(s) for s in self.steps)}])"
+
+
+#: the named recipes of ``make_preprocessing``
+PREPROCESSING = {
+    "exercise": "subtract the mean training image, flatten (the exercise)",
+    "standardize": "per-channel standardisation with training statistics, flatten",
+    "scale": "scale to [0, 1], flatten",
+    "torch": "scale to [0, 1], normalise with mean 0.5 and std 0.5 per channel, flatten "
+             "(the exercise's PyTorch part)",
+    "none": "flatten only (cast to float)",
+}
+
+
+def make_preprocessing(name: str = "exercise", dtype: np.dtype | type = np.float32) -> Pipeline:
+    """A fresh (unfitted) pipeline whose output is (N, D) ``dtype``; see ``PREPROCESSING``."""
+    if name == "exercise":
+        steps: list[Transform] = [SubtractMean(dtype)]
+    elif name == "standardize":
+        steps = [Standardize(dtype=dtype)]
+    elif name == "scale":
+        steps = [Scale(dtype=dtype)]
+    elif name == "torch":
+        steps = [Scale(dtype=dtype), Normalize(0.5, 0.5, dtype=dtype)]
+    elif name == "none":
+        steps = []
+    else:
+        raise DatasetError(f"unknown preprocessing {name!r}; choose one of "
+                           f"{', '.join(PREPROCESSING)}.")
+    return Pipeline([*steps, Flatten(dtype)])

@@ -1,0 +1,157 @@
+"""load_dataset: the bundled digits and image folders (official formats: test_data_formats.py)."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mlplab.data import DatasetError, load_dataset
+from mlplab.data.base import resolve_size, stratified_split
+
+
+@pytest.fixture(autouse=True)
+def _data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
+
+
+def test_digits_matches_sklearn_and_is_stratified():
+    from sklearn.datasets import load_digits
+
+    ds = load_dataset("digits")
+    ref = load_digits()
+    assert ds.image_shape == (8, 8, 1) and ds.X_train.dtype == np.uint8
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (1437, 180, 180)
+    assert ds.classes == [str(i) for i in range(10)]
+    # every image is one of sklearn's, rescaled 0..16 -> 0..255, with its own label
+    allX = np.concatenate([ds.X_train, ds.X_val, ds.X_test])[..., 0].astype(float)
+    ally = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
+    key = {im.tobytes(): t for im, t in zip(np.rint(ref.images * 255 / 16), ref.target)}
+    assert len(allX) == 1797
+    assert all(key[x.tobytes()] == t for x, t in zip(allX, ally))
+    # stratified: each class is about 10% of validation
+    assert np.bincount(ds.y_val, minlength=10).min() >= 17
+    again = load_dataset("digits")
+    np.testing.assert_array_equal(ds.y_val, again.y_val)
+    other = load_dataset("digits", seed=1)
+    assert not np.array_equal(ds.y_val, other.y_val)
+
+
+def test_split_sizes_and_errors():
+    ds = load_dataset("digits", val_size=100, test_size=0.5)
+    assert len(ds.y_test) == 898 and len(ds.y_val) == 100 and len(ds.y_train) == 1797 - 998
+    with pytest.raises(DatasetError, match="val_size must be between 0 and"):
+        load_dataset("digits", val_size=5000)
+    with pytest.raises(DatasetError, match="unknown dataset 'imagenet'"):
+        load_dataset("imagenet")
+    with pytest.raises(DatasetError, match="image size"):
+        load_dataset("digits", image_size="big")
+    assert resolve_size(None, 10, 3, "x") == 3 and resolve_size(0.25, 8, 0, "x") == 2
+
+
+def test_digits_resized():
+    ds = load_dataset("digits", image_size=16)
+    assert ds.image_shape == (16, 16, 1) and ds.num_features == 256
+
+
+def test_stratified_split_proportions():
+    y = np.repeat(np.arange(3), [50, 30, 20])
+    keep, hold = stratified_split(y, 10, seed=0)
+    assert sorted(np.bincount(y[hold]).tolist()) == [2, 3, 5]
+    assert len(np.intersect1d(keep, hold)) == 0 and len(keep) + len(hold) == 100
+    assert np.all(np.diff(hold) > 0)
+
+
+def _write_images(root, classes, n, size=(6, 5), mode="RGB", ext="png", start=0):
+    rs = np.random.RandomState(len(str(root)) + start)
+    out = {}
+    for c in classes:
+        d = root / c
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            shape = (size[0], size[1], 3) if mode == "RGB" else size
+            arr = rs.randint(0, 256, size=shape).astype(np.uint8)
+            Image.fromarray(arr, mode).save(d / f"{start + i:04d}.{ext}")
+            out[(c, start + i)] = arr
+    return out
+
+
+def test_folder_of_class_folders(tmp_path):
+    imgs = _write_images(tmp_path / "pics", ["cat", "dog", "emu"], 10)
+    (tmp_path / "pics" / "dog" / "notes.txt").write_text("ignored: not an image")
+    ds = load_dataset(f"folder:{tmp_path / 'pics'}", val_size=3, test_size=6, seed=0)
+    assert ds.classes == ["cat", "dog", "emu"] and ds.image_shape == (6, 5, 3)
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (21, 3, 6)
+    assert np.bincount(ds.y_test).tolist() == [2, 2, 2]
+    assert np.bincount(ds.y_val).tolist() == [1, 1, 1]
+    # pixels survive exactly (PNG is lossless) and each image keeps its class
+    lookup = {a.tobytes(): c for (c, _), a in imgs.items()}
+    for X, y in ((ds.X_train, ds.y_train), (ds.X_test, ds.y_test)):
+        assert all(lookup[x.tobytes()] == ds.classes[t] for x, t in zip(X, y))
+
+
+def test_folder_train_test_grayscale_and_resize(tmp_path):
+    root = tmp_path / "set"
+    _write_images(root / "train", ["a", "b"], 6, size=(7, 7), mode="L")
+    _write_images(root / "test", ["a", "b"], 2, size=(7, 7), mode="L", ext="jpg")
+    ds = load_dataset(f"folder:{root}", val_size=2)
+    assert ds.image_shape == (7, 7, 1)
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (10, 2, 4)
+    assert ds.y_test.tolist() == [0, 0, 1, 1]
+    small = load_dataset(f"folder:{root}", image_size="4x3", test_size=2)
+    assert small.image_shape == (4, 3, 1) and len(small.y_test) == 2
+    with pytest.raises(DatasetError, match="not among the training classes"):
+        _write_images(root / "test", ["zebra"], 1, size=(7, 7), mode="L")
+        load_dataset(f"folder:{root}")
+
+
+def test_folder_cache_is_used_and_invalidated(tmp_path):
+    root = tmp_path / "pics"
+    imgs = _write_images(root, ["x", "y"], 3)
+    first = load_dataset(f"folder:{root}", val_size=0, test_size=0)
+    cached = list((tmp_path / "cache" / "folder-cache").glob("*.npz"))
+    assert len(cached) == 1
+    again = load_dataset(f"folder:{root}", val_size=0, test_size=0)
+    np.testing.assert_array_equal(first.X_train, again.X_train)
+    # a changed image (new mtime and content) must not be served from the old cache
+    new = np.zeros((6, 5, 3), np.uint8)
+    Image.fromarray(new).save(root / "x" / "0000.png")
+    st = os.stat(root / "x" / "0000.png")
+    os.utime(root / "x" / "0000.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    changed = load_dataset(f"folder:{root}", val_size=0, test_size=0)
+    np.testing.assert_array_equal(changed.X_train[0], new)
+    assert not np.array_equal(first.X_train[0], new) and imgs
+    nocache = load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
+    np.testing.assert_array_equal(nocache.X_train, changed.X_train)
+    # a damaged cache file is rebuilt rather than trusted
+    for f in (tmp_path / "cache" / "folder-cache").glob("*.npz"):
+        f.write_bytes(b"garbage")
+    np.testing.assert_array_equal(
+        load_dataset(f"folder:{root}", val_size=0, test_size=0).X_train, changed.X_train)
+
+
+def test_folder_errors_name_the_file(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match=r"empty: no images found"):
+        load_dataset(f"folder:{empty}")
+    with pytest.raises(DatasetError, match="no such folder"):
+        load_dataset(f"folder:{tmp_path / 'nope'}")
+    bad = tmp_path / "bad"
+    _write_images(bad, ["a"], 2)
+    (bad / "a" / "0005.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(DatasetError, match=r"0005\.png: cannot read image"):
+        load_dataset(f"folder:{bad}", cache=False)
+    mixed = tmp_path / "mixed"
+    _write_images(mixed, ["a"], 2)
+    _write_images(mixed, ["b"], 1, size=(9, 9), start=7)
+    with pytest.raises(DatasetError, match=r"0007\.png: image is 9x9 .*--image-size"):
+        load_dataset(f"folder:{mixed}", cache=False)
+    ds = load_dataset(f"folder:{mixed}", image_size=4, val_size=0, test_size=0, cache=False)
+    assert ds.X_train.shape == (3, 4, 4, 3)
+
+
+def test_summary_counts():
+    s = load_dataset("digits").summary()
+    assert s["splits"]["val"]["size"] == 180 and sum(s["splits"]["val"]["class_counts"]) == 180
+    assert s["image_shape"] == [8, 8, 1] and len(s["classes"]) == 10

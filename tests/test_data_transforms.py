@@ -1,0 +1,134 @@
+"""Preprocessing transforms and minibatch augmentation, checked against direct NumPy formulas."""
+
+import numpy as np
+import pytest
+
+from mlplab.data import Augmenter, DatasetError, Pipeline, make_preprocessing
+from mlplab.data.transforms import Flatten, Normalize, Scale, Standardize, SubtractMean
+
+
+@pytest.fixture
+def images():
+    rs = np.random.RandomState(0)
+    return rs.randint(0, 256, size=(40, 6, 5, 3)).astype(np.uint8)
+
+
+def test_subtract_mean_is_fitted_on_train_only(images):
+    train, val = images[:30], images[30:]
+    pre = make_preprocessing("exercise")
+    Xtr = pre.fit_transform(train)
+    Xva = pre.transform(val)
+    mean = train.reshape(30, -1).astype(np.float64).mean(axis=0)
+    assert Xtr.shape == (30, 90) and Xtr.dtype == np.float32
+    np.testing.assert_allclose(Xtr, train.reshape(30, -1) - mean, atol=1e-4)
+    # validation is shifted by the *training* mean, so its own mean is not zero
+    np.testing.assert_allclose(Xva, val.reshape(10, -1) - mean, atol=1e-4)
+    assert np.abs(Xtr.mean(axis=0)).max() < 1e-3
+    assert np.abs(Xva.mean(axis=0)).max() > 1.0
+
+
+def test_standardize_per_channel(images):
+    X = make_preprocessing("standardize").fit_transform(images).reshape(images.shape)
+    flat = X.reshape(-1, 3)
+    np.testing.assert_allclose(flat.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(flat.std(axis=0), 1, atol=1e-5)
+    ref = (images - images.reshape(-1, 3).mean(0)) / images.reshape(-1, 3).std(0)
+    np.testing.assert_allclose(X, ref, atol=1e-5)
+
+
+def test_scale_and_torch_normalisation(images):
+    X = make_preprocessing("scale").fit_transform(images)
+    np.testing.assert_allclose(X, images.reshape(40, -1) / 255.0, atol=1e-7)
+    assert X.min() >= 0 and X.max() <= 1
+    T = make_preprocessing("torch").fit_transform(images)
+    np.testing.assert_allclose(T, (images.reshape(40, -1) / 255.0 - 0.5) / 0.5, atol=1e-6)
+
+
+def test_float64_and_flatten_order(images):
+    X = make_preprocessing("none", dtype=np.float64).fit_transform(images)
+    assert X.dtype == np.float64
+    # C order: channel fastest, then width, then height (what reshape(N, -1) gives)
+    assert X[3, 2 * 5 * 3 + 4 * 3 + 1] == images[3, 2, 4, 1]
+
+
+def test_unfitted_and_unknown_raise(images):
+    with pytest.raises(DatasetError, match="not fitted"):
+        SubtractMean().transform(images)
+    with pytest.raises(DatasetError, match="unknown preprocessing"):
+        make_preprocessing("whiten")
+    pre = make_preprocessing("exercise").fit(images)
+    with pytest.raises(DatasetError, match="fitted on samples of shape"):
+        pre.transform(images[:, :4])
+
+
+@pytest.mark.parametrize("name", ["exercise", "standardize", "scale", "torch", "none"])
+def test_pipeline_round_trips_through_npz(name, images, tmp_path):
+    pre = make_preprocessing(name)
+    ref = pre.fit_transform(images[:30])
+    np.savez(tmp_path / "pre.npz", **pre.state_dict())
+    with np.load(tmp_path / "pre.npz", allow_pickle=False) as z:
+        again = Pipeline.from_state_dict(dict(z))
+    np.testing.assert_array_equal(again.transform(images[:30]), ref)
+    np.testing.assert_array_equal(again.transform(images[30:]), pre.transform(images[30:]))
+
+
+def test_custom_pipeline_state():
+    pipe = Pipeline([Scale(max_value=16.0), Normalize([0.1, 0.2, 0.3], [1, 2, 4]), Flatten()])
+    X = np.full((2, 2, 2, 3), 8, dtype=np.uint8)
+    out = Pipeline.from_state_dict(pipe.state_dict()).transform(X)
+    np.testing.assert_allclose(out.reshape(2, 2, 2, 3)[0, 0, 0], [(0.5 - 0.1), 0.15, 0.05])
+    with pytest.raises(DatasetError, match="steps"):
+        Pipeline([Standardize(), Flatten()]).load_state_dict(pipe.state_dict())
+    with pytest.raises(DatasetError, match="not a saved preprocessing"):
+        Pipeline.from_state_dict({"steps": np.array(["bogus"])})
+
+
+def _flat(images):
+    return images.reshape(len(images), -1).astype(np.float32)
+
+
+def test_flip_twice_is_identity_and_flips_half(images):
+    aug = Augmenter(images.shape[1:], flip=True, crop=0)
+    X = _flat(images)
+    once = aug(X, np.random.RandomState(3))
+    twice = aug(once, np.random.RandomState(3))
+    np.testing.assert_array_equal(twice, X)
+    mask = np.random.RandomState(3).rand(len(X)) < 0.5
+    imgs = once.reshape(images.shape)
+    np.testing.assert_array_equal(imgs[mask], images[mask][:, :, ::-1])
+    np.testing.assert_array_equal(imgs[~mask], images[~mask])
+    assert 0 < mask.sum() < len(X)
+
+
+def test_crop_keeps_shape_and_shifts_content(images):
+    aug = Augmenter(images.shape[1:], flip=False, crop=2)
+    X = _flat(images) + 1  # +1 so that zero padding is distinguishable from image content
+    out = aug(X, np.random.RandomState(0))
+    assert out.shape == X.shape and out.dtype == X.dtype
+    src = X.reshape(images.shape)
+    rs = np.random.RandomState(0)
+    dy, dx = rs.randint(0, 5, size=len(X)), rs.randint(0, 5, size=len(X))
+    for i in range(len(X)):
+        padded = np.pad(src[i], ((2, 2), (2, 2), (0, 0)))
+        np.testing.assert_array_equal(out[i].reshape(images.shape[1:]),
+                                      padded[dy[i]:dy[i] + 6, dx[i]:dx[i] + 5])
+    assert (out == 0).any()  # some padding came in
+
+
+def test_augmentation_is_deterministic_and_leaves_input_alone(images):
+    aug = Augmenter(images.shape[1:])
+    X = _flat(images)
+    before = X.copy()
+    a = aug(X, np.random.RandomState(7))
+    b = aug(X, np.random.RandomState(7))
+    c = aug(X, np.random.RandomState(8))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    np.testing.assert_array_equal(X, before)
+
+
+def test_augmenter_rejects_wrong_batch(images):
+    with pytest.raises(ValueError, match="flattened 6x5x3"):
+        Augmenter((6, 5, 3))(np.zeros((4, 10), np.float32), np.random.RandomState(0))
+    with pytest.raises(ValueError, match="image_shape"):
+        Augmenter((6, 5))
