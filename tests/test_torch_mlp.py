@@ -1,0 +1,406 @@
+"""The PyTorch MLP of Question 4: architecture, initialisation, training, devices, and agreement
+with the hand-written NumPy MLP on the same weights."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mlplab import MLP
+from mlplab.optim import SGD, Adam
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install 'mlplab[torch]')")
+tm = pytest.importorskip("mlplab.torch_mlp")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # on a shared, loaded 2-core machine PyTorch's spinning OpenMP threads make these tiny
+    # problems 10-50x slower; one thread keeps the tests fast and deterministic
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def rel(a, b) -> float:
+    """Norm-wise relative difference (0 when both are 0)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    den = np.linalg.norm(a) + np.linalg.norm(b)
+    return float(np.linalg.norm(a - b) / den) if den else 0.0
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's 8x8 digits as (N, 8, 8, 1) uint8 images, split 1,297 / 250 / 250."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * (255 / 16)).astype(np.uint8)[..., None]
+    order = np.random.RandomState(0).permutation(len(images))
+    images, y = images[order], d.target[order]
+    return (images[:1297], y[:1297], images[1297:1547], y[1297:1547], images[1547:],
+            y[1547:])
+
+
+# ----------------------------------------------------------------------------------- the model
+def test_architecture_is_the_exercises():
+    m = tm.MultiLayerPerceptron(3072, [50], 10)
+    kinds = [type(layer).__name__ for layer in m.layers]
+    assert kinds == ["Linear", "ReLU", "Linear"]
+    assert m.linears[0].weight.shape == (50, 3072) and m.linears[1].weight.shape == (10, 50)
+    deep = tm.MultiLayerPerceptron(3072, tm.hidden_for_depth(5, 50), 10)
+    assert [type(layer).__name__ for layer in deep.layers] == ["Linear", "ReLU"] * 4 + ["Linear"]
+    assert deep.depth == 5 and tm.hidden_for_depth(2) == [50] and tm.hidden_for_depth(1) == []
+    both = tm.MultiLayerPerceptron(12, [6, 5], 3, dropout=0.5, batchnorm=True)
+    assert [type(layer).__name__ for layer in both.layers] == \
+        ["Linear", "BatchNorm1d", "ReLU", "Dropout"] * 2 + ["Linear"]
+    assert both.linears[0].bias is None and both.linears[-1].bias is not None
+
+
+def test_forward_flattens_images_and_returns_logits(rng):
+    m = tm.build_model(4 * 4 * 3, [7, 5], 3, init="default", seed=0).double()
+    images = rng.rand(6, 4, 4, 3)
+    out = m(torch.tensor(images)).detach().numpy()
+    # independent reference: the same maps written out in NumPy
+    h = images.reshape(6, -1)
+    for i, lin in enumerate(m.linears):
+        h = h @ lin.weight.detach().numpy().T + lin.bias.detach().numpy()
+        if i < 2:
+            h = np.maximum(h, 0)
+    np.testing.assert_allclose(out, h, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [dict(input_size=0), dict(num_classes=1),
+                                 dict(hidden_layers=[5, 0]), dict(dropout=1.0)])
+def test_bad_arguments_are_clear_errors(bad):
+    args = dict(input_size=4, hidden_layers=[5], num_classes=3) | bad
+    with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
+        tm.MultiLayerPerceptron(**args)
+    with pytest.raises(ValueError, match="depth"):
+        tm.hidden_for_depth(0)
+
+
+def test_exercise_init_is_std_1e_3_and_zero_bias():
+    m = tm.build_model(3072, [50, 50], 10, init="exercise", seed=1)
+    for lin in m.linears:
+        w = lin.weight.detach().numpy()
+        # 150k draws: the sample std is within 1% of 1e-3 (it would be 3.2e-2 if 1e-3 were the
+        # variance), and the mean is ~0
+        assert w.std() == pytest.approx(1e-3, rel=0.03 if w.size < 1000 else 0.01)
+        assert abs(w.mean()) < 4 * 1e-3 / np.sqrt(w.size)
+        assert not lin.bias.detach().numpy().any()
+    # the exercise's own recipe, model.apply(weights_init), gives the same draws
+    torch.manual_seed(1)
+    ref = tm.MultiLayerPerceptron(3072, [50, 50], 10)
+    ref.apply(tm.weights_init)
+    for a, b in zip(m.parameters(), ref.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_default_init_is_pytorchs_and_seeded():
+    a = tm.build_model(300, [40], 10, init="default", seed=3)
+    b = tm.build_model(300, [40], 10, init="default", seed=3)
+    c = tm.build_model(300, [40], 10, init="default", seed=4)
+    w = a.linears[0].weight.detach().numpy()
+    # PyTorch's Linear default: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias
+    bound = 1 / np.sqrt(300)
+    assert w.min() >= -bound and w.max() <= bound and w.std() == pytest.approx(
+        bound / np.sqrt(3), rel=0.05)
+    assert a.linears[0].bias.abs().sum() > 0
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.linears[0].weight, c.linears[0].weight)
+    with pytest.raises(ValueError, match="unknown init"):
+        tm.build_model(3, [2], 2, init="he")
+
+
+def test_build_model_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    tm.build_model(50, [20], 4, init="default", seed=0)
+    tm.build_model(50, [20], 4, init="exercise", seed=0)
+    assert torch.equal(torch.rand(3), expected)
+
+
+# ------------------------------------------------------------------------------ device, threads
+def test_select_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert tm.select_device("cpu", cuda_available=True) == cpu
+    assert tm.select_device("auto", cuda_available=False) == cpu
+    assert tm.select_device("auto", cuda_available=True, cuda_count=1) == cuda
+    assert tm.select_device("CUDA", cuda_available=True, cuda_count=1) == cuda
+    assert tm.select_device("cuda:1", cuda_available=True, cuda_count=2) == torch.device("cuda:1")
+    with pytest.raises(ValueError, match="no CUDA GPU.*--device cpu"):
+        tm.select_device("cuda", cuda_available=False)
+    with pytest.raises(ValueError, match="no such GPU"):
+        tm.select_device("cuda:2", cuda_available=True, cuda_count=2)
+    with pytest.raises(ValueError, match="unknown device"):
+        tm.select_device("tpu")
+    # on this machine: whatever PyTorch really reports
+    real = tm.select_device("auto")
+    assert real.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert tm.TorchTrainConfig().device == "cpu"
+
+
+def test_set_threads():
+    before = torch.get_num_threads()
+    try:
+        assert tm.set_threads(1) == 1 and torch.get_num_threads() == 1
+        n = tm.set_threads(None)
+        assert n == tm.available_cpus() and torch.get_num_threads() == n
+        with pytest.raises(ValueError, match="threads"):
+            tm.set_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------------------- inputs
+def test_normalize_images_matches_totensor_normalize(rng):
+    images = rng.randint(0, 256, size=(5, 4, 3, 3)).astype(np.uint8)
+    images[0, 0, 0] = [0, 255, 128]
+    out = tm.normalize_images(images)
+    assert out.shape == (5, 36) and out.dtype == np.float32
+    assert out.reshape(5, 4, 3, 3)[0, 0, 0].tolist() == pytest.approx([-1, 1, 1 / 255], abs=1e-6)
+    # independent reference: torchvision's ToTensor + Normalize written with torch ops on CHW
+    chw = torch.tensor(images).permute(0, 3, 1, 2).float() / 255
+    mean, std = torch.tensor([0.4, 0.5, 0.6]), torch.tensor([0.2, 0.25, 0.5])
+    ref = ((chw - mean[:, None, None]) / std[:, None, None]).permute(0, 2, 3, 1).reshape(5, -1)
+    np.testing.assert_allclose(tm.normalize_images(images, [0.4, 0.5, 0.6], [0.2, 0.25, 0.5]),
+                               ref.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(tm.normalize_images(images / 255.0), out, atol=1e-6)
+    assert tm.normalize_images(images[..., 0]).shape == (5, 12)  # greyscale (N, H, W)
+
+
+@pytest.mark.parametrize("bad,match", [(np.zeros((3, 4)), "N, H, W, C"),
+                                       (np.full((2, 2, 2, 1), 3.0), r"\[0, 1\]"),
+                                       (np.zeros((2, 2, 2, 1), np.int64), "dtype")])
+def test_normalize_images_rejects_bad_input(bad, match):
+    with pytest.raises(ValueError, match=match):
+        tm.normalize_images(bad)
+    with pytest.raises(ValueError, match="per channel|one per channel"):
+        tm.normalize_images(np.zeros((1, 2, 2, 3), np.uint8), mean=[0.5, 0.5])
+
+
+# --------------------------------------------------------------------- NumPy <-> PyTorch interop
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_from_numpy_and_back(batchnorm, rng):
+    mlp = MLP(12, [9, 7], 4, seed=0, dtype=np.float64, batchnorm=batchnorm)
+    if batchnorm:  # non-trivial running statistics
+        for _ in range(3):
+            mlp.loss(rng.randn(16, 12) * 2 + 1, rng.randint(4, size=16))
+    X = rng.randn(20, 12)
+    model = tm.from_numpy(mlp)
+    assert model.linears[0].weight.shape == (9, 12) and model.linears[0].weight.dtype == \
+        torch.float64
+    np.testing.assert_array_equal(model.linears[0].weight.detach().numpy(), mlp.params["W1"].T)
+    logits = tm.predict_logits(model, X)
+    # the NumPy net returns probabilities: softmax of the torch logits must equal them
+    probs = torch.softmax(torch.tensor(logits), dim=1).numpy()
+    assert rel(probs, mlp.predict_proba(X)) < 1e-13
+    back = tm.to_numpy(model)
+    assert back.config["hidden_sizes"] == [9, 7] and back.dtype == np.float64
+    for k, v in mlp.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[k], v, err_msg=k)
+    # float32 models stay float32; X stored as (N, D) works
+    m32 = tm.build_model(12, [5], 3, seed=0)
+    assert tm.to_numpy(m32).dtype == np.float32
+    np.testing.assert_allclose(tm.to_numpy(m32).predict_proba(X.astype(np.float32)),
+                               torch.softmax(m32(torch.tensor(X, dtype=torch.float32)), 1)
+                               .detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_interop_refuses_what_it_cannot_convert():
+    with pytest.raises(ValueError, match="ReLU"):
+        tm.from_numpy(MLP(4, [3], 2, activation="tanh"))
+    with pytest.raises(TypeError, match="mlplab.MLP"):
+        tm.from_numpy(torch.nn.Linear(3, 2))
+    with pytest.raises(TypeError, match="MultiLayerPerceptron"):
+        tm.to_numpy(torch.nn.Sequential(torch.nn.Linear(3, 2)))
+
+
+def _torch_loss(model, X, y, reg):
+    return torch.nn.functional.cross_entropy(model(torch.tensor(X)), torch.tensor(y)) + \
+        tm.l2_penalty(model, reg)
+
+
+def _torch_grads(model) -> dict:
+    """PyTorch gradients named and laid out like mlplab's (W = weight.T)."""
+    out = {}
+    for i, lin in enumerate(model.linears, start=1):
+        out[f"W{i}"] = lin.weight.grad.numpy().T
+        if lin.bias is not None:
+            out[f"b{i}"] = lin.bias.grad.numpy()
+    for i, bn in enumerate(model.batchnorms, start=1):
+        out[f"gamma{i}"], out[f"beta{i}"] = bn.weight.grad.numpy(), bn.bias.grad.numpy()
+    return out
+
+
+@pytest.mark.parametrize("hidden,batchnorm", [([10], False), ([10, 8, 6], False), ([10, 8], True)])
+def test_same_loss_and_gradients_float64(hidden, batchnorm, rng):
+    X, y, reg = rng.randn(32, 15), rng.randint(5, size=32), 0.05
+    mlp = MLP(15, hidden, 5, seed=1, dtype=np.float64, batchnorm=batchnorm)
+    for p in mlp.params.values():  # non-zero biases and non-trivial gammas
+        p += 0.1 * rng.randn(*p.shape)
+    model = tm.from_numpy(mlp).train()
+    loss, grads = mlp.loss(X, y, reg=reg)
+    t_loss = _torch_loss(model, X, y, reg)
+    t_loss.backward()
+    assert rel(loss, t_loss.item()) < 1e-10
+    t_grads = _torch_grads(model)
+    assert set(t_grads) == set(grads)
+    for k in grads:
+        assert rel(grads[k], t_grads[k]) < 1e-10, k
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_same_parameters_after_n_steps_without_shuffling(optimizer, rng):
+    X, y = rng.randn(60, 15), rng.randint(5, size=60)
+    reg, lr, batch, steps = 1e-3, 0.05 if optimizer == "sgd" else 1e-2, 20, 30
+    mlp = MLP(15, [12, 8], 5, init="he", seed=2, dtype=np.float64)
+    model = tm.from_numpy(mlp).train()
+    W1_start = mlp.params["W1"].copy()
+    opt_np = SGD(lr) if optimizer == "sgd" else Adam(lr)
+    opt_t = (torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam)(model.parameters(), lr=lr)
+    losses_np, losses_t = [], []
+    for t in range(steps):
+        sl = slice((t * batch) % 60, (t * batch) % 60 + batch)  # batches in order, no shuffling
+        loss, grads = mlp._loss_and_grads(X[sl], y[sl], reg)
+        opt_np.step(mlp.params, grads)
+        losses_np.append(loss)
+        opt_t.zero_grad()
+        t_loss = _torch_loss(model, X[sl], y[sl], reg)
+        t_loss.backward()
+        opt_t.step()
+        losses_t.append(t_loss.item())
+    assert rel(losses_np, losses_t) < 1e-10
+    assert losses_np[-1] < losses_np[0]  # it did train
+    trained = tm.to_numpy(model)
+    for k, v in mlp.params.items():
+        assert rel(v, trained.params[k]) < 1e-10, k
+    assert rel(mlp.params["W1"], W1_start) > 1e-3  # the parameters really moved
+
+
+# -------------------------------------------------------------------------------------- training
+def test_fit_learns_digits_and_records_history(digits):
+    Xtr, ytr, Xv, yv, Xte, yte = digits
+    X, X_val = tm.normalize_images(Xtr), tm.normalize_images(Xv)
+    model = tm.build_model(64, [50], 10, init="exercise", seed=0)
+    epochs = []
+    h = tm.fit(model, X, ytr, X_val, yv, epochs=10, lr=1e-2,
+               on_epoch_end=lambda e, logs: epochs.append((e, logs["val_acc"])))
+    per_epoch = int(np.ceil(1297 / 200))
+    assert len(h.loss) == 10 * per_epoch and len(h.val_acc) == len(h.train_acc) == 10
+    assert [e for e, _ in epochs] == list(range(1, 11))
+    # lr multiplied by 0.95 after every epoch
+    np.testing.assert_allclose(h.lr, 1e-2 * 0.95 ** np.arange(10), rtol=1e-12)
+    assert h.val_acc[-1] > 0.85 and tm.accuracy(model, tm.normalize_images(Xte), yte) > 0.85
+    assert h.best_val_acc == max(h.val_acc) and h.val_acc[h.best_epoch - 1] == h.best_val_acc
+    assert not model.training
+
+
+def test_fit_is_the_exercises_loop(digits):
+    """fit = a plain exercise-style loop: shuffled batches of 200 (torch.randperm from the seed),
+    Adam(lr, weight_decay=reg), lr *= 0.95 by hand after each epoch."""
+    Xtr, ytr = digits[0][:600], digits[1][:600]
+    X = tm.normalize_images(Xtr)
+    a = tm.build_model(64, [30, 20], 10, init="default", seed=5)
+    b = tm.build_model(64, [30, 20], 10, init="default", seed=5)
+    h = tm.fit(a, X, ytr, epochs=3, batch_size=200, lr=2e-3, reg=1e-2, lr_decay=0.9, seed=7)
+
+    Xt, yt = torch.tensor(X), torch.tensor(ytr, dtype=torch.int64)
+    g = torch.Generator().manual_seed(7)
+    opt = torch.optim.Adam(b.parameters(), lr=2e-3, weight_decay=1e-2)
+    losses = []
+    for _ in range(3):
+        for idx in torch.randperm(600, generator=g).split(200):
+            loss = torch.nn.functional.cross_entropy(b(Xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        opt.param_groups[0]["lr"] *= 0.9
+    np.testing.assert_allclose(h.loss, losses, rtol=1e-6)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_fit_is_reproducible_and_keeps_global_rng(digits):
+    X, y = tm.normalize_images(digits[0][:400]), digits[1][:400]
+    torch.manual_seed(9)
+    expected = torch.rand(2)
+    torch.manual_seed(9)
+    runs = []
+    for _ in range(2):
+        m = tm.build_model(64, [20], 10, dropout=0.3, seed=0)
+        runs.append(tm.fit(m, X, y, epochs=2, seed=11).loss)
+    assert torch.equal(torch.rand(2), expected)
+    assert runs[0] == runs[1]
+    other = tm.fit(tm.build_model(64, [20], 10, dropout=0.3, seed=0), X, y, epochs=2, seed=12)
+    assert other.loss != runs[0]
+
+
+def test_fit_float64_and_bad_input(digits):
+    X, y = tm.normalize_images(digits[0][:200]).astype(np.float64), digits[1][:200]
+    m = tm.build_model(64, [10], 10, dtype=torch.float64)
+    tm.fit(m, X, y, epochs=1)
+    with pytest.raises(ValueError, match="features"):
+        tm.fit(m, X[:, :10], y, epochs=1)
+    with pytest.raises(ValueError, match="labels"):
+        tm.fit(m, X, y[:-1], epochs=1)
+    with pytest.raises(ValueError, match="epochs"):
+        tm.fit(m, X, y, epochs=0)
+    with pytest.raises(ValueError, match="unknown training options"):
+        tm.fit(m, X, y, iters=5)
+    with pytest.raises(ValueError, match="no CUDA GPU") if not torch.cuda.is_available() \
+            else pytest.raises(AssertionError):
+        tm.fit(m, X, y, epochs=1, device="cuda")
+        raise AssertionError  # with a GPU, training on it must just work
+
+
+def test_divergence_is_reported(digits):
+    from mlplab.trainer import TrainingDivergedError
+
+    X, y = tm.normalize_images(digits[0][:400]), digits[1][:400]
+    m = tm.build_model(64, [20], 10, init="default")
+    with torch.no_grad():
+        m.linears[0].weight.fill_(float("inf"))
+    with pytest.raises(TrainingDivergedError, match="iteration 1 .*lower learning rate"):
+        tm.fit(m, X, y, epochs=1)
+
+
+# ----------------------------------------------------------------------------------- depth study
+def test_depth_study_table_and_plot(digits, tmp_path):
+    Xtr, ytr, Xv, yv, Xte, yte = digits
+    X, X_val, X_test = (tm.normalize_images(a) for a in (Xtr, Xv, Xte))
+    rows = tm.depth_study(X, ytr, X_val, yv, X_test, yte, depths=[2, 3], hidden_size=16,
+                          inits=["exercise", "default"], epochs=2)
+    assert [(r.init, r.depth, r.hidden) for r in rows] == [
+        ("exercise", 2, [16]), ("exercise", 3, [16, 16]),
+        ("default", 2, [16]), ("default", 3, [16, 16])]
+    for init in ("exercise", "default"):
+        group = [r for r in rows if r.init == init]
+        best = [r for r in group if r.best]
+        assert len(best) == 1 and best[0].val_acc == max(r.val_acc for r in group)
+        assert best[0].test_acc is not None and 0 <= best[0].test_acc <= 1
+        assert all(r.test_acc is None for r in group if not r.best)
+        assert all(0 <= r.train_acc <= 1 and len(r.history.val_acc) == 2 for r in group)
+    md = tm.depth_table_markdown(rows)
+    assert md.count("\n") == 2 + 4 and "| exercise | 3 | 16, 16 |" in md and md.count("—") == 2
+    csv_lines = tm.depth_table_csv(rows).splitlines()
+    assert csv_lines[0] == ",".join(tm.DEPTH_COLUMNS) and len(csv_lines) == 5
+    assert sum(1 for line in csv_lines[1:] if line.split(",")[5]) == 2
+    tm.plot_depth(rows, tmp_path / "depth.png")
+    assert (tmp_path / "depth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["depth.png"]
+
+
+def test_import_without_torch_says_how_to_install(tmp_path):
+    # a stub that makes "import torch" fail, first on the path of a fresh interpreter
+    (tmp_path / "torch.py").write_text("raise ImportError('No module named torch')\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+            "try:\n    import mlplab.torch_mlp\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=60)
+    assert "pip install 'mlplab[torch]'" in out.stdout, out.stderr
