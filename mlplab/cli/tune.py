@@ -1,0 +1,160 @@
+"""``mlplab tune``: hyperparameter search on Optuna (a thin shell over :mod:`mlplab.tuning`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mlplab.cli.data import add_dataset_arguments
+
+EPILOG = """\
+examples:
+  mlplab tune --dataset digits --trials 30
+  mlplab tune --dataset folder:/data/cifar10/train --train-size 10000 --trials 40 --prune
+  mlplab tune --dataset cifar10 --search-space space.yaml --workers 4 --eval-test
+
+several machines, one study (run the same command on each; the last one writes the report):
+  mlplab tune --dataset cifar10 --trials 200 --study cifar \\
+      --storage postgresql://user:pass@dbhost/optuna --search-only
+  mlplab tune --dataset cifar10 --trials 200 --study cifar \\
+      --storage postgresql://user:pass@dbhost/optuna --eval-test
+
+--trials is the study's total of finished trials: rerunning a command resumes the study and does
+no more trials once the total is reached. See docs/tuning.md for the search-space YAML schema.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds; got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds; got {text!r}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from mlplab.data import PREPROCESSING
+    from mlplab.tuning import BUILTIN_SPACES, PRUNERS, SAMPLERS
+
+    p = sub.add_parser(
+        "tune", help="search hyperparameters on the validation set (Optuna)",
+        description="Search hyperparameters with Optuna, maximising validation accuracy: each\n"
+                    "trial builds an MLP from the sampled settings and trains it with mlplab's\n"
+                    "trainer. Then write a table of every trial (CSV, Markdown) and Optuna's\n"
+                    "plots, and retrain the best trial into a run folder (<out>/best-run).\n"
+                    "Several processes, on one machine or many, search one study when they\n"
+                    "share --storage and --study.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataset_arguments(p)
+    g = p.add_argument_group("search")
+    g.add_argument("--trials", type=_positive_int, required=True, metavar="N",
+                   help="the study's total number of finished (complete or pruned) trials")
+    g.add_argument("--timeout", type=_seconds, metavar="S", default=None,
+                   help="stop starting new trials after S seconds (per worker)")
+    g.add_argument("--search-space", metavar="FILE.yaml|NAME", default=None,
+                   help="a YAML search space (docs/tuning.md) or a built-in one: "
+                        f"{', '.join(BUILTIN_SPACES)} (default: exercise: hidden size, lr, reg, "
+                        "batch size, epochs, lr decay)")
+    g.add_argument("--sampler", choices=SAMPLERS, default="tpe",
+                   help="tpe (default), random, or grid over each knob's `grid` values")
+    g.add_argument("--prune", nargs="?", const="median", choices=PRUNERS, default=None,
+                   metavar="{median,hyperband}",
+                   help="stop hopeless trials early from their per-epoch validation accuracy "
+                        "(--prune alone: median)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of every trial's weights and batches and of the data splits "
+                        "(default: %(default)s)")
+    g.add_argument("--preprocess", choices=list(PREPROCESSING), default="standardize",
+                   help="input preprocessing fitted on the training split (default: "
+                        "%(default)s)")
+    g.add_argument("--train-size", type=_positive_int, metavar="N", default=None,
+                   help="tune on a stratified subset of N training images (cheaper trials)")
+
+    s = p.add_argument_group("study and workers")
+    s.add_argument("--study", metavar="NAME", default=None,
+                   help="study name to create or resume (default: tune-<dataset>)")
+    s.add_argument("--storage", metavar="URL", default=None,
+                   help="where the study lives: a SQLAlchemy URL (sqlite:///f.db, "
+                        "postgresql://user@host/db), journal:PATH or a .log file (Optuna "
+                        "journal), a .db file (default: <out>/study.db)")
+    s.add_argument("--workers", type=_positive_int, default=1, metavar="K",
+                   help="local worker processes (default: %(default)s)")
+    s.add_argument("--heartbeat", type=int, default=30, metavar="S",
+                   help="seconds between a running trial's heartbeats; a trial whose worker "
+                        "died is marked FAIL and re-queued once (0 disables; default: "
+                        "%(default)s)")
+    s.add_argument("--grace", type=int, default=None, metavar="S",
+                   help="seconds without a heartbeat before a trial counts as dead "
+                        "(default: twice --heartbeat)")
+    s.add_argument("--search-only", action="store_true",
+                   help="only run trials (a worker among many): no table, plots or retraining")
+
+    o = p.add_argument_group("output")
+    o.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder (default: runs/<study name>)")
+    o.add_argument("--eval-test", action="store_true",
+                   help="evaluate the retrained best model on the test split, once")
+    o.add_argument("--json", action="store_true", help="print the summary as JSON")
+    o.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar")
+    p.set_defaults(func=run_tune)
+
+
+def data_source(args: argparse.Namespace):
+    """The tuning data source for the dataset options of ``args``."""
+    from mlplab.tuning import DatasetSource
+
+    kwargs = {"data_dir": args.data_dir, "download": args.download, "mirror": args.mirror,
+              "val_size": args.val_size, "test_size": args.test_size,
+              "image_size": args.image_size, "seed": args.seed,
+              "cache": getattr(args, "data_cache", True)}
+    return DatasetSource(args.dataset, kwargs, args.preprocess, args.train_size)
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from mlplab.tuning import tune
+
+    if args.search_only and args.eval_test:
+        raise ValueError("--eval-test needs the best model, which --search-only does not train.")
+    result = tune(data_source(args), trials=args.trials, timeout=args.timeout,
+                  search_space=args.search_space, study_name=args.study, storage=args.storage,
+                  workers=args.workers, sampler=args.sampler, prune=args.prune, out=args.out,
+                  seed=args.seed, eval_test=args.eval_test, heartbeat=args.heartbeat,
+                  grace=args.grace, search_only=args.search_only, progress=args.progress)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"study {result.study_name} in {result.storage}: {result.n_complete} complete, "
+          f"{result.n_pruned} pruned, {result.n_failed} failed ({result.wall_seconds:.1f} s)")
+    if result.best_trial is None:
+        print("no trial has completed yet")
+        return 0
+    params = ", ".join(f"{k}={_short(v)}" for k, v in result.best_params.items())
+    print(f"best trial {result.best_trial}: validation accuracy {result.best_value:.4f} "
+          f"({params})")
+    if result.run_dir is not None:
+        print(f"retrained best model: validation accuracy {result.retrained_val_acc:.4f}, saved "
+              f"in {result.run_dir}")
+    if result.test_accuracy is not None:
+        print(f"test accuracy of the best model (evaluated once): {result.test_accuracy:.4f}")
+    if result.files:
+        print(f"results: {result.files['markdown']}, {result.files['csv']}")
+    for name, reason in result.skipped_plots.items():
+        print(f"plot {name} skipped: {reason}")
+    return 0
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
