@@ -1,0 +1,247 @@
+"""``mlplab train``, ``mlplab evaluate`` and ``mlplab predict``: a thin shell over
+:mod:`mlplab.runs`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+
+from mlplab.cli.data import add_dataset_arguments, load_dataset_from_args
+
+#: flags that map one-to-one onto RunConfig fields (dest == field name)
+RUN_FIELDS = ("hidden", "activation", "init", "std", "dropout", "batchnorm", "dtype", "optimizer",
+              "lr", "momentum", "weight_decay", "schedule", "lr_decay", "step_epochs",
+              "warmup_epochs", "min_lr", "reg", "batch_size", "epochs", "iters", "sampling",
+              "train_acc", "patience", "seed", "preprocessing", "augment", "eval_test",
+              "data_seed")
+DATA_FIELDS = ("dataset", "data_dir", "val_size", "test_size", "image_size")
+
+
+def _hidden(text: str) -> list[int]:
+    from mlplab.cli.check import parse_sizes
+
+    try:
+        return parse_sizes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _augment(text: str) -> list[str]:
+    from mlplab.runs import AUGMENTATIONS
+
+    items = [a.strip() for a in text.split(",") if a.strip()]
+    bad = [a for a in items if a not in AUGMENTATIONS and a != "none"]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r}; use flip, crop or "
+                                         "flip,crop (or none)")
+    return [a for a in items if a != "none"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from mlplab.data import PREPROCESSING
+    from mlplab.models import ACTIVATIONS
+    from mlplab.optim import OPTIMIZERS
+    from mlplab.presets import describe_presets
+    from mlplab.schedules import SCHEDULES
+
+    presets = describe_presets()
+    p = sub.add_parser(
+        "train", help="train a network and write a run folder",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Train a fully-connected network with hand-written backpropagation and write a run "
+            "folder (--out): config.json, model.npz, checkpoint.npz (every epoch), history.csv, "
+            "metrics.json and plots. Options not given come from --preset, else from the "
+            "defaults shown. Ctrl-C stops after saving a checkpoint; --resume RUN continues a "
+            "stopped or killed run to exactly the result of an uninterrupted one.", 79),
+        epilog="presets:\n" + "\n".join(f"  {k}: {v}" for k, v in presets.items())
+               + "\n\nexamples:\n  mlplab train --dataset digits --hidden 100 --epochs 20\n"
+                 "  mlplab train --preset exercise-default --dataset cifar10 --out runs/ex\n"
+                 "  mlplab train --resume runs/ex")
+    p.add_argument("--preset", choices=sorted(presets), default=None,
+                   help="start from a named recipe; other flags override its fields")
+    p.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue the run in folder RUN from its last checkpoint (no other "
+                        "training options allowed)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="run folder to create (default: runs/<timestamp>)")
+    add_dataset_arguments(p)
+    g = p.add_argument_group("data handling")
+    g.add_argument("--data-seed", type=int, default=None,
+                   help="seed of the digits/folder validation split (default: 0, whatever "
+                        "--seed is, so that runs with different seeds share a split)")
+    g.add_argument("--preprocessing", choices=list(PREPROCESSING), default=None,
+                   help="input preprocessing (default: standardize; the exercise presets: "
+                        "exercise = subtract the mean image)")
+    g.add_argument("--augment", type=_augment, default=None, metavar="flip,crop",
+                   help="minibatch augmentation: random horizontal flips and/or padded crops")
+
+    m = p.add_argument_group("model")
+    m.add_argument("--hidden", type=_hidden, default=None, metavar="500[,250,...]",
+                   help="hidden layer sizes (default: 100)")
+    m.add_argument("--activation", choices=list(ACTIVATIONS), default=None,
+                   help="hidden activation (default: relu)")
+    m.add_argument("--init", choices=["he", "xavier", "normal"], default=None,
+                   help="weight initialisation (default: he; normal = N(0, std^2), the "
+                        "exercise's)")
+    m.add_argument("--std", type=float, default=None,
+                   help="standard deviation for --init normal (default: 1e-4)")
+    m.add_argument("--dropout", type=float, default=None, metavar="P",
+                   help="inverted dropout probability after each hidden layer (default: 0)")
+    m.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                   help="batch normalisation after each hidden affine layer")
+    m.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="floating-point type (default: float32)")
+
+    t = p.add_argument_group("training")
+    t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
+                   help="update rule (default: adam; sgd is the exercise's)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3)")
+    t.add_argument("--momentum", type=float, default=None,
+                   help="momentum for momentum/nesterov (default: 0.9)")
+    t.add_argument("--weight-decay", type=float, default=None,
+                   help="decoupled weight decay, adam only (AdamW; default: 0)")
+    t.add_argument("--schedule", choices=list(SCHEDULES), default=None,
+                   help="learning-rate schedule (default: exp = lr * lr_decay^epoch, the "
+                        "exercise's)")
+    t.add_argument("--lr-decay", type=float, default=None,
+                   help="decay factor per epoch (exp) or per --step-epochs (step) (default: 0.95)")
+    t.add_argument("--step-epochs", type=int, default=None,
+                   help="epochs between decays of the step schedule (default: 10)")
+    t.add_argument("--warmup-epochs", type=float, default=None,
+                   help="linear learning-rate warm-up, in epochs (default: 0)")
+    t.add_argument("--min-lr", type=float, default=None,
+                   help="final learning rate of the cosine schedule (default: 0)")
+    t.add_argument("--reg", type=float, default=None,
+                   help="L2 strength: loss + reg * sum ||W||^2, no 0.5 (default: 1e-4)")
+    length = t.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, default=None, help="epochs to train (default: 20)")
+    length.add_argument("--iters", type=int, default=None,
+                        help="iterations to train, instead of --epochs")
+    t.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: 128)")
+    t.add_argument("--sampling", choices=["shuffle", "replacement"], default=None,
+                   help="shuffle: epochs without replacement (default); replacement: the "
+                        "exercise's random batches")
+    t.add_argument("--train-acc", choices=["subset", "batch"], default=None,
+                   help="train accuracy per epoch on 5,000 training rows (default) or on the "
+                        "last batch (the exercise)")
+    t.add_argument("--patience", type=int, default=None,
+                   help="early stopping: stop after this many epochs without a better "
+                        "validation accuracy, and keep the best parameters")
+    t.add_argument("--seed", type=int, default=None,
+                   help="seed of the weights, batches, dropout and augmentation (default: 0)")
+    t.add_argument("--eval-test", action="store_true", default=None,
+                   help="also measure accuracy on the test split (do this once, at the end)")
+
+    o = p.add_argument_group("output")
+    o.add_argument("--no-plots", dest="plots", action="store_false",
+                   help="do not draw the PNG figures")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser(
+        "evaluate", help="accuracy of a trained run on its validation or test split",
+        description="Load RUN/model.npz and the run's dataset (as configured when it was "
+                    "trained) and print the accuracy, per-class accuracy and confusion matrix "
+                    "on one split.")
+    e.add_argument("run", metavar="RUN", help="a run folder written by mlplab train")
+    e.add_argument("--split", choices=["val", "test", "train"], default="val",
+                   help="split to evaluate (default: %(default)s)")
+    e.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="where the dataset files are, if not where training found them")
+    e.add_argument("--json", action="store_true", help="print the results as JSON")
+    e.set_defaults(func=run_evaluate)
+
+    r = sub.add_parser(
+        "predict", help="classify image files with a trained run",
+        description="Classify each IMAGE with RUN's model (resized to the training image size, "
+                    "preprocessed as in training) and print the most probable classes.")
+    r.add_argument("run", metavar="RUN", help="a run folder written by mlplab train")
+    r.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    r.add_argument("--top", type=int, default=3, help="classes to show (default: %(default)s)")
+    r.add_argument("--json", action="store_true", help="print the results as JSON")
+    r.set_defaults(func=run_predict)
+
+
+def _given(args: argparse.Namespace, names) -> dict:
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from mlplab.runs import build_config, config_summary, default_run_dir, resume_run, train_run
+
+    progress = not args.quiet and not args.json
+    if args.resume:
+        extra = sorted(_given(args, RUN_FIELDS)) + (["preset"] if args.preset else []) + \
+            (["out"] if args.out else [])
+        if extra:
+            flags = ", ".join("--" + k.replace("_", "-") for k in extra)
+            raise ValueError(f"--resume continues a run exactly as it was configured; drop "
+                             f"{flags}.")
+        print(f"resuming {args.resume}", file=sys.stderr)
+        result = resume_run(args.resume, progress=progress, plots=args.plots)
+    else:
+        options = _given(args, RUN_FIELDS)
+        options.update({k: getattr(args, k) for k in DATA_FIELDS})
+        options.setdefault("data_seed", 0)
+        cfg = build_config(args.preset, **options)
+        args.data_seed = cfg.data_seed
+        ds = load_dataset_from_args(args)
+        out = args.out or default_run_dir()
+        if not args.json:
+            print(f"training {config_summary(cfg)} -> {out}", file=sys.stderr)
+        result = train_run(cfg, out=out, data=ds, progress=progress, plots=args.plots)
+
+    m = result.metrics
+    if args.json:
+        print(json.dumps({"run": str(result.out), **m}, indent=2))
+    else:
+        acc = f"val accuracy {m['val_accuracy']:.4f}" if m["val_accuracy"] is not None else \
+            "no validation split"
+        test = f", test accuracy {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""
+        print(f"{acc} (train {m['train_accuracy']:.4f}){test} after {m['epochs']} epochs, "
+              f"{m['iterations']} iterations, {m['seconds']:.1f} s")
+        print(f"run folder: {result.out}")
+    if result.interrupted:
+        print(f"interrupted; checkpoint saved. Continue with: mlplab train --resume "
+              f"{result.out}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from mlplab.runs import evaluate_run, load_run, load_run_dataset
+
+    data = None
+    if args.data_dir:
+        _, cfg, _ = load_run(args.run)
+        cfg.data_dir = args.data_dir
+        data = load_run_dataset(cfg)
+    res = evaluate_run(args.run, args.split, data=data)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"{res['dataset']} {res['split']} ({res['size']} images): accuracy "
+          f"{res['accuracy']:.4f}")
+    width = max(len(c) for c in res["classes"])
+    for name, acc in zip(res["classes"], res["per_class_accuracy"]):
+        print(f"  {name:<{width}}  {acc:.3f}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from mlplab.runs import predict_images
+
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1; got {args.top}.")
+    results = predict_images(args.run, args.images, top=args.top)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for r in results:
+        tops = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in r["top"])
+        print(f"{r['image']}: {tops}")
+    return 0

@@ -1,0 +1,301 @@
+"""Files on disk: atomic writes and model files.
+
+Every write goes to a temporary file in the destination folder, is flushed and ``fsync``-ed, and
+then renamed over the destination with ``os.replace`` (atomic on POSIX and Windows). A reader, or
+a run killed half-way through a write, therefore sees either the old file or the new one, never a
+torn one.
+
+A model file is a plain ``.npz`` archive that ``np.load(path, allow_pickle=False)`` opens:
+
+* ``param/<name>``: the model's parameters and batch-norm statistics (``W1``, ``b1``, ...,
+  ``running_mean1``, ...), as in ``model.state_dict()``;
+* ``preprocessing/<name>``: the fitted preprocessing, if any: a
+  :class:`mlplab.data.transforms.Pipeline`'s ``state_dict()`` (e.g. the mean image), or the arrays
+  of a plain dict;
+* ``__meta__``: a 0-d unicode array holding JSON: ``{"format": "mlplab-model", "version": 1,
+  "class": "MLP", "config": model.config, "preprocessing": {...} | null, "extra": {...}}``.
+
+:func:`load_model` rebuilds the model from ``config`` and checks every array's name, shape, dtype
+and finiteness before using it, raising a ``ValueError`` that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_FORMAT = "mlplab-model"
+MODEL_VERSION = 1
+META_KEY = "__meta__"
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+# --------------------------------------------------------------------------- atomic writes
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; when the block ends without error the file is
+    fsync-ed and renamed onto ``path``, otherwise removed. For writers that want a file name
+    (``savefig``, ``np.savez``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
+                               dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
+        os.replace(tmp_path, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    # makes the rename itself durable; not possible (nor needed) on every platform
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically (NumPy scalars and arrays are converted)."""
+    return write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str],
+              rows: Iterable[Sequence[Any]]) -> Path:
+    """Write a CSV file (a header row, then ``rows``) atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return write_text(path, buf.getvalue())
+
+
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
+              compress: bool = False) -> Path:
+    """Write ``arrays`` to an ``.npz`` archive atomically. Object arrays are refused, so the file
+    always loads with ``allow_pickle=False``."""
+    for key, arr in arrays.items():
+        if np.asarray(arr).dtype.kind == "O":
+            raise ValueError(f"{key!r} is an object array; store JSON in a unicode array instead.")
+    with atomic_path(path, suffix=".npz") as tmp:
+        (np.savez_compressed if compress else np.savez)(tmp, **dict(arrays))
+    return Path(path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def json_array(obj: Any) -> np.ndarray:
+    """``obj`` as JSON in a 0-d unicode array (storable in an ``.npz`` without pickling)."""
+    return np.array(json.dumps(obj, default=_json_default))
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, loaded eagerly with ``allow_pickle=False``. Raises a
+    ``ValueError`` naming the file if it is missing, truncated or not an ``.npz`` archive."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist.")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable .npz file ({exc}); it may be truncated or "
+                         "not an mlplab file.") from None
+
+
+# --------------------------------------------------------------------------- model files
+def model_arrays(model, preprocessing: Any = None,
+                 extra: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a model file (see the module docstring), for embedding in other archives
+    such as checkpoints."""
+    prep_spec, prep_arrays = split_preprocessing(preprocessing)
+    meta = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "class": type(model).__name__,
+            "config": model.config, "preprocessing": prep_spec, "extra": dict(extra or {})}
+    arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
+    arrays.update({f"preprocessing/{k}": v for k, v in prep_arrays.items()})
+    arrays[META_KEY] = json_array(meta)
+    return arrays
+
+
+def save_model(path: str | os.PathLike, model, preprocessing: Any = None,
+               extra: Mapping[str, Any] | None = None) -> Path:
+    """Save ``model`` (an ``MLP``/``TwoLayerNet``) to ``path`` (``.npz``) atomically.
+
+    ``preprocessing`` is a fitted :class:`mlplab.data.transforms.Pipeline` (anything with
+    ``state_dict()``, rebuilt on load with ``Pipeline.from_state_dict``), or a dict whose NumPy
+    arrays are stored as arrays and the rest as JSON. ``extra`` is any JSON-able dict (classes,
+    dataset, image shape, metrics).
+    """
+    return write_npz(path, model_arrays(model, preprocessing, extra))
+
+
+class LoadedModel:
+    """What :func:`load_model` returns: ``model``, ``preprocessing`` (a fitted ``Pipeline``, the
+    dict given to :func:`save_model` with its arrays restored, or None) and ``extra``."""
+
+    def __init__(self, model, preprocessing: dict[str, Any] | None,
+                 extra: dict[str, Any]) -> None:
+        self.model = model
+        self.preprocessing = preprocessing
+        self.extra = extra
+
+    def __iter__(self):  # allows ``model, prep, extra = load_model(path)``
+        return iter((self.model, self.preprocessing, self.extra))
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """Load a model file written by :func:`save_model`, validating it; returns a
+    :class:`LoadedModel` (``.model``, ``.preprocessing``, ``.extra``)."""
+    return model_from_arrays(read_npz(path), source=str(path))
+
+
+def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model file") -> LoadedModel:
+    """Rebuild and validate a model from the arrays of a model file (or a checkpoint)."""
+    from mlplab.models import MLP, TwoLayerNet
+
+    if META_KEY not in arrays:
+        raise ValueError(f"{source} is not an mlplab model file (no {META_KEY} entry).")
+    meta = parse_json_array(arrays[META_KEY], f"{source}: {META_KEY}")
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{source} is not an mlplab model file (format "
+                         f"{meta.get('format') if isinstance(meta, dict) else None!r}).")
+    if meta.get("version") != MODEL_VERSION:
+        raise ValueError(f"{source} has model-file version {meta.get('version')!r}; this "
+                         f"mlplab reads version {MODEL_VERSION}. Upgrade mlplab.")
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{source}: the model config is missing.")
+    try:
+        if meta.get("class") == "TwoLayerNet":
+            hidden = config["hidden_sizes"]
+            if len(hidden) != 1:
+                raise ValueError("a TwoLayerNet has exactly one hidden layer")
+            model = TwoLayerNet(config["input_size"], hidden[0], config["num_classes"],
+                                std=config.get("std", 1e-4), seed=0,
+                                dtype=config.get("dtype", "float64"))
+        else:
+            model = MLP(**{**config, "seed": 0})
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"{source}: the stored model config is invalid ({exc}).") from None
+    model.config["seed"] = config.get("seed")
+
+    params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(params))
+    unexpected = sorted(set(params) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{source} does not match its config: missing arrays {missing}, "
+                         f"unexpected arrays {unexpected}.")
+    for name, ref in expected.items():
+        arr = params[name]
+        if arr.shape != ref.shape:
+            raise ValueError(f"{source}: {name} has shape {arr.shape}; the config implies "
+                             f"{ref.shape}.")
+        if arr.dtype != ref.dtype:
+            raise ValueError(f"{source}: {name} has dtype {arr.dtype}; the config says "
+                             f"{ref.dtype}.")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{source}: {name} contains NaN or infinite values; the model "
+                             "is corrupt (did training diverge?).")
+    model.load_state_dict(params)
+
+    prep = meta.get("preprocessing")
+    prep_arrays = {k[len("preprocessing/"):]: v for k, v in arrays.items()
+                   if k.startswith("preprocessing/")}
+    for key, arr in prep_arrays.items():
+        if arr.dtype.kind == "O" or (arr.dtype.kind == "f" and not np.isfinite(arr).all()):
+            raise ValueError(f"{source}: preprocessing/{key} is not a finite numeric array.")
+    if prep == {"type": "pipeline"}:
+        from mlplab.data.transforms import Pipeline
+
+        try:
+            prep = Pipeline.from_state_dict(prep_arrays)
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"{source}: the stored preprocessing is invalid ({exc}).") from None
+    elif prep is not None:
+        prep = {**prep, **prep_arrays}
+    return LoadedModel(model, prep, dict(meta.get("extra") or {}))
+
+
+def parse_json_array(arr: np.ndarray, what: str) -> Any:
+    """Decode JSON stored by :func:`json_array`."""
+    if arr.shape != () or arr.dtype.kind != "U":
+        raise ValueError(f"{what} must be a 0-d unicode array holding JSON; got dtype "
+                         f"{arr.dtype}, shape {arr.shape}.")
+    try:
+        return json.loads(str(arr))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} is not valid JSON ({exc}).") from None
+
+
+def split_preprocessing(prep: Any) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+    """Split preprocessing into its JSON description and its arrays."""
+    if prep is None:
+        return None, {}
+    if hasattr(prep, "state_dict"):  # a fitted transforms.Pipeline
+        return {"type": "pipeline"}, {k: np.asarray(v) for k, v in prep.state_dict().items()}
+    spec: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for key, value in prep.items():
+        if isinstance(value, np.ndarray):
+            arrays[key] = value
+        else:
+            spec[key] = value
+    json.dumps(spec, default=_json_default)  # fail now, not when reading
+    return spec, arrays

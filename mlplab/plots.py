@@ -1,0 +1,206 @@
+"""Every training figure, drawn with Matplotlib's Agg backend (no display needed).
+
+Each ``plot_*`` function returns a ``matplotlib.figure.Figure``; :func:`save` writes it atomically
+(PNG, PDF or SVG by extension) and closes it. Figures are page-sized (about 7 x 4 inches, 130 dpi),
+with titles, axis labels and legends, and the same quantity always has the same colour
+(:data:`COLORS`: train blue, validation orange, test green, loss indigo).
+
+The sample-images grid of the exercise lives with the data, in
+:func:`mlplab.data.preview.sample_grid`; :func:`plot_samples` here draws the same kind of grid from
+plain arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mlplab.io import atomic_path  # noqa: E402
+
+#: one colour per quantity, shared by every figure
+COLORS = {
+    "train": "#1f77b4",  # blue
+    "val": "#ff7f0e",  # orange
+    "test": "#2ca02c",  # green
+    "loss": "#4c4c9d",  # indigo
+    "smooth": "#d62728",  # red: running mean of the loss
+    "best": "#d62728",
+}
+FIGSIZE = (7.0, 4.0)
+DPI = 130
+
+
+def save(fig, path: str | os.PathLike, dpi: int = DPI) -> Path:
+    """Write ``fig`` to ``path`` atomically (format from the extension) and close it."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    try:
+        with atomic_path(path, suffix=f".{fmt}") as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    kernel = np.ones(window) / window
+    return np.convolve(values, kernel, mode="valid")
+
+
+def plot_loss(loss: Sequence[float], title: str = "Training loss",
+              iterations_per_epoch: int | None = None):
+    """Loss per iteration (the exercise's loss history), with a running mean when noisy."""
+    loss = np.asarray(loss, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    it = np.arange(1, len(loss) + 1)
+    ax.plot(it, loss, color=COLORS["loss"], lw=0.8, alpha=0.6 if len(loss) > 50 else 1.0,
+            label="loss per iteration")
+    if len(loss) > 50:
+        w = max(len(loss) // 50, 5)
+        ax.plot(it[w - 1:], _moving_average(loss, w), color=COLORS["smooth"], lw=1.5,
+                label=f"running mean ({w} iterations)")
+    if iterations_per_epoch and len(loss) > iterations_per_epoch:
+        ax.secondary_xaxis("top", functions=(lambda x: x / iterations_per_epoch,
+                                             lambda e: e * iterations_per_epoch)
+                           ).set_xlabel("epoch")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy(train_acc: Sequence[float], val_acc: Sequence[float] | None = None,
+                  title: str = "Classification accuracy", test_acc: float | None = None):
+    """Train and validation accuracy per epoch (the exercise's accuracy history), in percent."""
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    epochs = np.arange(1, len(train_acc) + 1)
+    marker = "o-" if len(epochs) <= 60 else "-"
+    ax.plot(epochs, 100 * np.asarray(train_acc, dtype=float), marker, ms=3,
+            color=COLORS["train"], label="train")
+    if val_acc is not None and len(val_acc) and not np.all(np.isnan(val_acc)):
+        ax.plot(epochs, 100 * np.asarray(val_acc, dtype=float), marker, ms=3,
+                color=COLORS["val"], label="validation")
+    if test_acc is not None:
+        ax.axhline(100 * test_acc, color=COLORS["test"], ls="--", lw=1,
+                   label=f"test ({100 * test_acc:.1f}%)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def weight_tiles(W1: np.ndarray, image_shape: Sequence[int], max_units: int = 100
+                 ) -> np.ndarray:
+    """The first ``max_units`` columns of ``W1`` (D, H) as images (n, H, W, C), each rescaled to
+    0..1 over its own range (as the exercise's ``visualize_grid`` does)."""
+    H, W, C = (int(s) for s in image_shape)
+    W1 = np.asarray(W1, dtype=np.float64)
+    if W1.ndim != 2 or W1.shape[0] != H * W * C:
+        raise ValueError(f"W1 of shape {W1.shape} does not hold {H}x{W}x{C} images in its "
+                         "columns.")
+    tiles = W1[:, :max_units].T.reshape(-1, H, W, C)
+    lo = tiles.min(axis=(1, 2, 3), keepdims=True)
+    hi = tiles.max(axis=(1, 2, 3), keepdims=True)
+    return (tiles - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
+                             title: str = "First-layer weights", max_units: int = 100):
+    """The exercise's ``show_net_weights``: every hidden unit's input weights as an image."""
+    tiles = weight_tiles(W1, image_shape, max_units)
+    n = len(tiles)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    size = min(7.0, 0.7 * cols + 0.5)
+    fig, axes = plt.subplots(rows, cols, figsize=(size, size * rows / cols + 0.4),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            img = tiles[i]
+            ax.imshow(img[:, :, 0] if img.shape[-1] == 1 else img,
+                      cmap="gray" if img.shape[-1] == 1 else None, interpolation="nearest")
+    shown = f" (first {n} of {np.shape(W1)[1]} units)" if np.shape(W1)[1] > n else ""
+    fig.suptitle(title + shown)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts (K, K): row = true class, column = predicted class."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.intp), np.asarray(y_pred, dtype=np.intp)
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def plot_confusion(cm: np.ndarray, classes: Sequence[str],
+                   title: str = "Confusion matrix", normalize: bool = True):
+    """A confusion matrix as a heat map; with ``normalize`` each row shows the fraction of that
+    class predicted as each class (the diagonal is per-class recall), and cells show percents."""
+    cm = np.asarray(cm, dtype=np.float64)
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    k = len(classes)
+    side = min(7.0, max(4.0, 0.55 * k + 2))
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
+                 label="fraction of the true class" if normalize else "count")
+    ax.set_xticks(range(k), labels=list(classes), rotation=45, ha="right")
+    ax.set_yticks(range(k), labels=list(classes))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                v = shown[i, j]
+                ax.text(j, i, f"{100 * v:.0f}" if normalize else f"{int(v)}", ha="center",
+                        va="center", fontsize=7, color="white" if v > 0.5 * shown.max() else
+                        "black")
+    fig.tight_layout()
+    return fig
+
+
+def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class: int = 7,
+                 seed: int | None = 0, title: str = "Sample images"):
+    """A grid of ``per_class`` random images (N, H, W, C) of every class, one column per class."""
+    X, y = np.asarray(X), np.asarray(y)
+    if X.ndim != 4:
+        raise ValueError(f"images must be (N, H, W, C); got shape {X.shape}.")
+    rng = np.random.RandomState(seed)
+    k = len(classes)
+    fig, axes = plt.subplots(per_class, k, figsize=(min(7.0, 0.7 * k + 0.5),
+                                                    min(9.0, 0.7 * per_class + 0.8)),
+                             squeeze=False)
+    for c in range(k):
+        idx = np.flatnonzero(y == c)
+        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
+        for r in range(per_class):
+            ax = axes[r, c]
+            ax.axis("off")
+            if r < len(pick):
+                img = X[pick[r]]
+                if img.shape[-1] == 1:
+                    ax.imshow(img[:, :, 0], cmap="gray")
+                else:
+                    ax.imshow(img if img.dtype == np.uint8 else np.clip(img, 0, 1))
+            if r == 0:
+                ax.set_title(classes[c], fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,582 @@
+"""Training runs: one call from a configuration to a trained model and a run folder on disk.
+
+:func:`train_run` is the library entry point that ``mlplab train``, tuning, the PyTorch comparison
+and the report share::
+
+    from mlplab.runs import train_run
+
+    result = train_run(dataset="digits", hidden=[100], epochs=20, out="runs/digits")
+    result = train_run(preset="exercise-default", dataset="cifar10", out="runs/ex")
+    print(result.metrics["val_accuracy"], result.out)
+
+A run folder holds:
+
+* ``config.json``: the :class:`RunConfig` (every option; ``train_run(**config)`` repeats the run);
+* ``model.npz``: the final model and its fitted preprocessing (:func:`mlplab.io.load_model`);
+* ``checkpoint.npz``: model, preprocessing and trainer state, rewritten atomically at the end of
+  every epoch (and on Ctrl-C): :func:`resume_run` continues from it and ends with exactly the
+  result an uninterrupted run with the same seed would have had;
+* ``history.csv``: one row per iteration (loss, learning rate; accuracies on epoch-ending rows);
+* ``metrics.json``: train/val (and, with ``eval_test``, test) accuracy, epochs, iterations,
+  seconds, dataset, model, status (``completed`` or ``interrupted``);
+* plots: ``loss.png``, ``accuracy.png``, ``confusion.png`` and, for image data, ``weights.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplab import io
+from mlplab.models import MLP
+from mlplab.trainer import Callback, History, TrainConfig, Trainer
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.npz"
+CHECKPOINT_FILE = "checkpoint.npz"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+AUGMENTATIONS = ("flip", "crop")
+
+
+@dataclass
+class RunConfig:
+    """Every option of a run, flat and JSON-able. Field names match ``mlplab train`` flags.
+
+    Data: ``dataset`` (a :func:`mlplab.data.load_dataset` name), ``data_dir``, ``download``,
+    ``val_size``, ``test_size``, ``image_size``, ``data_seed`` (seed of the split, kept apart from
+    ``seed`` so that runs with different seeds see the same split), ``preprocessing`` (a
+    :data:`mlplab.data.PREPROCESSING` name), ``augment`` (any of ``flip``, ``crop``).
+    Model: ``hidden``, ``activation``, ``init``, ``std``, ``dropout``, ``batchnorm``, ``dtype``.
+    Training: the fields of :class:`mlplab.trainer.TrainConfig`. ``seed`` seeds the weights, the
+    minibatches, dropout and augmentation. ``eval_test`` also measures the test split.
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    val_size: int | float | None = None
+    test_size: int | float | None = None
+    image_size: str | int | None = None
+    data_seed: int = 0
+    preprocessing: str = "standardize"
+    augment: list[str] = field(default_factory=list)
+    hidden: list[int] = field(default_factory=lambda: [100])
+    activation: str = "relu"
+    init: str = "he"
+    std: float = 1e-4
+    dropout: float = 0.0
+    batchnorm: bool = False
+    dtype: str = "float32"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    schedule: str = "exp"
+    lr_decay: float = 0.95
+    step_epochs: int = 10
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    reg: float = 1e-4
+    batch_size: int = 128
+    epochs: int | None = 20
+    iters: int | None = None
+    sampling: str = "shuffle"
+    train_acc: str = "subset"
+    patience: int | None = None
+    restore_best: bool = True
+    seed: int = 0
+    eval_test: bool = False
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hidden, int | str):
+            self.hidden = [int(h) for h in str(self.hidden).split(",") if h.strip()]
+        self.hidden = [int(h) for h in self.hidden]
+        if isinstance(self.augment, str):
+            self.augment = [a.strip() for a in self.augment.split(",") if a.strip()]
+        self.augment = list(self.augment)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad option (the model is checked when built)."""
+        bad = [a for a in self.augment if a not in AUGMENTATIONS]
+        if bad:
+            raise ValueError(f"unknown augmentation {bad[0]!r}; choose from "
+                             f"{', '.join(AUGMENTATIONS)} (e.g. flip,crop).")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden sizes must be positive integers; got {self.hidden}.")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}.")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}.")
+        from mlplab.data import PREPROCESSING
+
+        if self.preprocessing not in PREPROCESSING:
+            raise ValueError(f"unknown preprocessing {self.preprocessing!r}; choose one of "
+                             f"{', '.join(PREPROCESSING)}.")
+        self.trainer_config().validate()
+
+    def trainer_config(self, **runtime: Any) -> TrainConfig:
+        names = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names}, **runtime)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown run options: {', '.join(unknown)} (known: "
+                             f"{', '.join(sorted(names))}).")
+        return cls(**d)
+
+
+def build_config(preset: str | None = None, **options: Any) -> RunConfig:
+    """A validated :class:`RunConfig`: the defaults, then preset ``preset``, then ``options``.
+
+    Giving ``epochs`` without ``iters`` (or the reverse) replaces the preset's run length.
+    """
+    from mlplab.presets import get_preset
+
+    values: dict[str, Any] = {}
+    if preset is not None:
+        values.update(get_preset(preset))
+        values["preset"] = preset
+    if options.get("epochs") is not None and "iters" not in options:
+        values["iters"] = None
+    if options.get("iters") is not None and "epochs" not in options:
+        values["epochs"] = None
+    values.update(options)
+    config = RunConfig.from_dict(values)
+    config.validate()
+    return config
+
+
+@dataclass
+class RunResult:
+    """What :func:`train_run` returns.
+
+    ``model`` (trained, best parameters restored when early stopping), ``preprocessing`` (the
+    fitted ``Pipeline``: ``model.predict(preprocessing.transform(images))``), ``history``,
+    ``metrics`` (as in ``metrics.json``), ``config``, ``classes`` and ``out`` (the run folder,
+    or None when nothing was written).
+    """
+
+    config: RunConfig
+    model: MLP
+    preprocessing: Any
+    history: History
+    metrics: dict[str, Any]
+    classes: list[str]
+    out: Path | None = None
+
+    @property
+    def val_accuracy(self) -> float:
+        return float(self.metrics["val_accuracy"])
+
+    @property
+    def interrupted(self) -> bool:
+        return self.metrics.get("status") == "interrupted"
+
+
+# --------------------------------------------------------------------------- checkpoints
+class CheckpointCallback(Callback):
+    """Writes ``checkpoint.npz`` atomically at the end of every epoch and when training stops
+    (including Ctrl-C): model, preprocessing and the trainer's complete state."""
+
+    def __init__(self, path: str | os.PathLike, preprocessing: Any, extra: dict[str, Any],
+                 seconds_before: float = 0.0) -> None:
+        self.path = Path(path)
+        self.preprocessing = preprocessing
+        self.extra = extra
+        self.seconds_before = seconds_before
+        self._start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self._start
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+        self.save(trainer)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.save(trainer)
+
+    def save(self, trainer: Trainer) -> None:
+        save_checkpoint(self.path, trainer, self.preprocessing, self.extra, self.seconds())
+
+
+def save_checkpoint(path: str | os.PathLike, trainer: Trainer, preprocessing: Any = None,
+                    extra: Mapping[str, Any] | None = None, seconds: float = 0.0) -> Path:
+    """Model + preprocessing + ``trainer.state_dict()`` in one ``.npz`` (no pickle), atomically."""
+    state = trainer.state_dict()
+    arrays = io.model_arrays(trainer.model, preprocessing, extra)
+    arrays.update({f"optimizer/{k}": v for k, v in state.pop("optimizer").items()})
+    best = state.pop("best_state")
+    if best is not None:
+        arrays.update({f"best/{k}": v for k, v in best.items()})
+    order = state.pop("order")
+    if order is not None:
+        arrays["order"] = order
+    state["seconds"] = seconds
+    arrays["__trainer__"] = io.json_array(state)
+    return io.write_npz(path, arrays)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[io.LoadedModel, dict[str, Any], float]:
+    """``(loaded model, trainer state for Trainer.resume, seconds trained so far)``."""
+    arrays = io.read_npz(path)
+    loaded = io.model_from_arrays(arrays, source=str(path))
+    if "__trainer__" not in arrays:
+        raise ValueError(f"{path} is a model file, not a checkpoint (no trainer state).")
+    state = io.parse_json_array(arrays["__trainer__"], f"{path}: __trainer__")
+    seconds = float(state.pop("seconds", 0.0))
+    state["optimizer"] = {k[len("optimizer/"):]: v for k, v in arrays.items()
+                          if k.startswith("optimizer/")}
+    best = {k[len("best/"):]: v for k, v in arrays.items() if k.startswith("best/")}
+    state["best_state"] = best or None
+    state["order"] = arrays.get("order")
+    return loaded, state, seconds
+
+
+# --------------------------------------------------------------------------- the run
+def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
+              out: str | os.PathLike | None = None, data: Any = None,
+              callbacks: Sequence[Callback] = (), progress: bool = False, verbose: bool = False,
+              plots: bool = True, **options: Any) -> RunResult:
+    """Train one model as described by a configuration and (with ``out``) write a run folder.
+
+    Parameters
+    ----------
+    config : a :class:`RunConfig`, or a dict of its fields (e.g. a loaded ``config.json``).
+    out : the run folder to create; None trains in memory only (no files, no checkpoints).
+        An existing folder must not already hold a run (use :func:`resume_run` for that).
+    data : an already loaded :class:`mlplab.data.Dataset` (raw splits) to use instead of loading
+        ``config.dataset``; handy when many runs share one dataset (tuning).
+    callbacks : extra :class:`mlplab.trainer.Callback` objects (pruning, logging, ...).
+    progress, verbose : a tqdm progress bar; a line per epoch.
+    plots : write the PNG figures into ``out``.
+    **options : :class:`RunConfig` fields, applied on top of ``config``; ``preset="NAME"`` starts
+        from a preset (see :mod:`mlplab.presets`).
+
+    Returns
+    -------
+    RunResult : the model, fitted preprocessing, history, metrics and run folder. If the run was
+        interrupted (Ctrl-C), ``result.interrupted`` is True and the checkpoint resumes it.
+
+    Raises
+    ------
+    ValueError : a bad option, or a bad or missing dataset (``DatasetError``).
+    mlplab.trainer.TrainingDivergedError : the loss became NaN or infinite.
+    """
+    if config is None:
+        cfg = build_config(**options)
+    else:
+        base = config.to_dict() if isinstance(config, RunConfig) else dict(config)
+        preset = options.pop("preset", None)
+        if preset is not None:
+            cfg = build_config(preset, **{**{k: v for k, v in base.items() if k != "preset"},
+                                          **options})
+        else:
+            cfg = build_config(**{**base, **options})
+    out_dir = _new_run_dir(out) if out is not None else None
+    ds = data if data is not None else load_run_dataset(cfg)
+    pre, model, X_train = _fresh(cfg, ds)
+    if out_dir is not None:
+        io.write_json(out_dir / CONFIG_FILE, cfg.to_dict())
+    return _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir, callbacks,
+                           progress, verbose, plots)
+
+
+def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[Callback] = (),
+               progress: bool = False, verbose: bool = False, plots: bool = True) -> RunResult:
+    """Continue the run in folder ``run`` from its last checkpoint, to the end it was configured
+    for, with the same result an uninterrupted run would have had. ``data`` as in
+    :func:`train_run` (it must be the same dataset)."""
+    run_dir = Path(run)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}).")
+    cfg = RunConfig.from_dict(io.read_json(run_dir / CONFIG_FILE))
+    cfg.validate()
+    metrics_path = run_dir / METRICS_FILE
+    if metrics_path.is_file() and io.read_json(metrics_path).get("status") == "completed":
+        raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
+                         "(start a new run with a different --out).")
+    ckpt = run_dir / CHECKPOINT_FILE
+    ds = data if data is not None else load_run_dataset(cfg)
+    if ckpt.is_file():
+        loaded, state, seconds = load_checkpoint(ckpt)
+        pre, model = loaded.preprocessing, loaded.model
+        X_train = pre.transform(ds.X_train)
+    else:  # killed before the first epoch ended: start again from scratch, same seed
+        pre, model, X_train = _fresh(cfg, ds)
+        state, seconds = None, 0.0
+    if X_train.shape[1] != model.input_size:
+        raise ValueError(f"the dataset has {X_train.shape[1]} features but the checkpoint's model "
+                         f"expects {model.input_size}; resume with the run's own dataset.")
+    return _fit_and_finish(cfg, ds, pre, model, X_train, state, seconds, run_dir, callbacks,
+                           progress, verbose, plots)
+
+
+def _fresh(cfg: RunConfig, ds) -> tuple[Any, MLP, np.ndarray]:
+    """Fitted preprocessing, a freshly initialised model and the training features."""
+    from mlplab.data import make_preprocessing
+
+    pre = make_preprocessing(cfg.preprocessing, dtype=cfg.dtype)
+    X_train = pre.fit_transform(ds.X_train)
+    model = MLP(X_train.shape[1], cfg.hidden, len(ds.classes), activation=cfg.activation,
+                init=cfg.init, std=cfg.std, dropout=cfg.dropout, batchnorm=cfg.batchnorm,
+                seed=cfg.seed, dtype=cfg.dtype)
+    return pre, model, X_train
+
+
+def load_run_dataset(cfg: RunConfig):
+    """Load the raw dataset a run config names (with its split settings)."""
+    from mlplab.data import load_dataset
+
+    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
+                        val_size=cfg.val_size, test_size=cfg.test_size,
+                        image_size=cfg.image_size, seed=cfg.data_seed)
+
+
+def make_augmenter(cfg: RunConfig, image_shape: Sequence[int]):
+    """The minibatch augmentation ``cfg.augment`` asks for, or None."""
+    if not cfg.augment:
+        return None
+    from mlplab.data import Augmenter
+
+    # pad by an eighth of the image: 4 pixels on CIFAR's 32, 1 on the 8x8 digits
+    crop = max(1, round(image_shape[0] / 8)) if "crop" in cfg.augment else 0
+    return Augmenter(image_shape, flip="flip" in cfg.augment, crop=crop)
+
+
+def describe_model(model: MLP) -> str:
+    """``"MLP 3072-50-10 relu"`` plus batch norm / dropout when used."""
+    c = model.config
+    sizes = "-".join(str(s) for s in [c["input_size"], *c["hidden_sizes"], c["num_classes"]])
+    text = f"MLP {sizes} {c['activation']}"
+    if c["batchnorm"]:
+        text += " batchnorm"
+    if c["dropout"]:
+        text += f" dropout {c['dropout']:g}"
+    return text
+
+
+def _fit_and_finish(cfg: RunConfig, ds, pre, model: MLP, X_train: np.ndarray,
+                    state: dict[str, Any] | None, seconds_before: float, out_dir: Path | None,
+                    callbacks: Sequence[Callback], progress: bool, verbose: bool,
+                    plots: bool) -> RunResult:
+    X_val = pre.transform(ds.X_val) if len(ds.y_val) else None
+    extra = {"classes": list(ds.classes), "dataset": ds.name,
+             "image_shape": list(ds.image_shape), "preset": cfg.preset}
+    ckpt_cb = CheckpointCallback(out_dir / CHECKPOINT_FILE, pre, extra, seconds_before) \
+        if out_dir is not None else CheckpointCallback(os.devnull, pre, extra, seconds_before)
+    all_callbacks = [*([ckpt_cb] if out_dir is not None else []), *callbacks]
+    trainer = Trainer(cfg.trainer_config(progress=progress, verbose=verbose),
+                      callbacks=all_callbacks, augment=make_augmenter(cfg, ds.image_shape))
+    if state is not None:
+        trainer.resume(state)
+    history = trainer.fit(model, X_train, ds.y_train, X_val,
+                          ds.y_val if X_val is not None else None)
+    seconds = ckpt_cb.seconds()
+
+    metrics: dict[str, Any] = {
+        "status": "interrupted" if history.interrupted else "completed",
+        "train_accuracy": model.accuracy(X_train, ds.y_train),
+        "val_accuracy": model.accuracy(X_val, ds.y_val) if X_val is not None else None,
+    }
+    if cfg.eval_test and not history.interrupted:
+        if not len(ds.y_test):
+            raise ValueError(f"the dataset {ds.name} has no test split to evaluate.")
+        metrics["test_accuracy"] = model.accuracy(pre.transform(ds.X_test), ds.y_test)
+    metrics.update({
+        "best_val_accuracy": history.best_val_acc if history.best_epoch > 0 else None,
+        "best_epoch": history.best_epoch if history.best_epoch > 0 else None,
+        "stopped_early": history.stopped_early,
+        "epochs": trainer.epoch,
+        "iterations": trainer.iteration,
+        "seconds": round(seconds, 3),
+        "final_loss": history.loss[-1] if history.loss else None,
+        "dataset": ds.name,
+        "model": describe_model(model),
+        "num_params": model.num_params,
+        "preset": cfg.preset,
+        "seed": cfg.seed,
+        "train_size": int(len(ds.y_train)),
+        "val_size": int(len(ds.y_val)),
+        "test_size": int(len(ds.y_test)),
+    })
+    result = RunResult(cfg, model, pre, history, metrics, list(ds.classes), out_dir)
+    if out_dir is not None:
+        io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": metrics})
+        write_history(out_dir / HISTORY_FILE, history, _per_epoch(cfg, len(ds.y_train)))
+        if plots:
+            write_plots(out_dir, result, ds, X_val)
+        io.write_json(out_dir / METRICS_FILE, metrics)  # last: its presence marks a finished write
+    return result
+
+
+def _per_epoch(cfg: RunConfig, n: int) -> int:
+    batch = min(cfg.batch_size, n) if cfg.sampling == "shuffle" else cfg.batch_size
+    return max(n // batch, 1)
+
+
+def write_history(path: Path, history: History, per_epoch: int) -> None:
+    """``history.csv``: iteration, epoch, loss, lr; train/val accuracy on epoch-ending rows."""
+    rows = []
+    for i, loss in enumerate(history.loss, start=1):
+        epoch = (i - 1) // per_epoch + 1
+        row: list[Any] = [i, epoch, repr(float(loss))]
+        if i % per_epoch == 0 and i // per_epoch <= len(history.train_acc):
+            e = i // per_epoch - 1
+            row += [history.lr[e], history.train_acc[e], history.val_acc[e]]
+        else:
+            row += ["", "", ""]
+        rows.append(row)
+    io.write_csv(path, ["iteration", "epoch", "loss", "lr", "train_acc", "val_acc"], rows)
+
+
+def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
+    """``history.csv`` back as ``{"loss": [...], "train_acc": [...], "val_acc": [...],
+    "lr": [...]}`` (accuracies per epoch)."""
+    import csv
+
+    out: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_acc": [], "lr": []}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            out["loss"].append(float(row["loss"]))
+            if row["val_acc"] != "":
+                for k in ("train_acc", "val_acc", "lr"):
+                    out[k].append(float(row[k]))
+    return out
+
+
+def write_plots(out_dir: Path, result: RunResult, ds, X_val: np.ndarray | None) -> list[Path]:
+    """The run's figures: loss, accuracy, confusion matrix (validation) and first-layer
+    weights (image data)."""
+    from mlplab import plots
+
+    h = result.history
+    written = [plots.save(plots.plot_loss(h.loss), out_dir / "loss.png")]
+    if h.train_acc:
+        written.append(plots.save(plots.plot_accuracy(h.train_acc, h.val_acc),
+                                  out_dir / "accuracy.png"))
+    if X_val is not None:
+        cm = plots.confusion_matrix(ds.y_val, result.model.predict(X_val), len(result.classes))
+        written.append(plots.save(plots.plot_confusion(cm, result.classes,
+                                                       title="Confusion matrix (validation)"),
+                                  out_dir / "confusion.png"))
+    W1 = result.model.params["W1"]
+    if W1.shape[0] == int(np.prod(ds.image_shape)):
+        written.append(plots.save(plots.plot_first_layer_weights(W1, ds.image_shape),
+                                  out_dir / "weights.png"))
+    return written
+
+
+def _new_run_dir(out: str | os.PathLike) -> Path:
+    out_dir = Path(out)
+    if (out_dir / CONFIG_FILE).exists():
+        raise ValueError(f"{out_dir} already holds a run; choose another --out, or continue it "
+                         f"with --resume {out_dir}.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def default_run_dir(root: str | os.PathLike = "runs") -> Path:
+    """``runs/<YYYYmmdd-HHMMSS>`` (with a suffix if that exists already)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / stamp
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(root) / f"{stamp}-{n}"
+    return path
+
+
+def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[str, Any]]:
+    """``(model file, config, metrics)`` of a finished (or interrupted) run folder."""
+    run_dir = Path(run)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a folder; pass a run folder written by "
+                                "mlplab train.")
+    model_path = run_dir / MODEL_FILE
+    if not model_path.is_file():
+        hint = (f"; it has a checkpoint: continue it with mlplab train --resume {run_dir}"
+                if (run_dir / CHECKPOINT_FILE).is_file() else "")
+        raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}{hint}.")
+    cfg = RunConfig.from_dict(io.read_json(run_dir / CONFIG_FILE))
+    metrics_path = run_dir / METRICS_FILE
+    metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}
+    return io.load_model(model_path), cfg, metrics
+
+
+def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -> dict[str, Any]:
+    """Accuracy, per-class accuracy and confusion matrix of a run's model on one split of its
+    dataset (loaded as the run was configured)."""
+    from mlplab import plots
+
+    loaded, cfg, _ = load_run(run)
+    ds = data if data is not None else load_run_dataset(cfg)
+    X, y = ds.split(split)
+    if not len(y):
+        raise ValueError(f"the {split} split of {ds.name} is empty.")
+    pred = loaded.model.predict(loaded.preprocessing.transform(X))
+    cm = plots.confusion_matrix(y, pred, loaded.model.num_classes)
+    per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
+    return {"split": split, "dataset": ds.name, "size": int(len(y)),
+            "accuracy": float(np.mean(pred == y)), "classes": list(ds.classes),
+            "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}
+
+
+def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
+                   top: int = 3) -> list[dict[str, Any]]:
+    """Top-``top`` classes with probabilities for each image file, with a run's model."""
+    from PIL import Image, UnidentifiedImageError
+
+    loaded, _, _ = load_run(run)
+    shape = loaded.extra.get("image_shape")
+    classes = loaded.extra.get("classes") or [str(i) for i in range(loaded.model.num_classes)]
+    if not shape or len(shape) != 3:
+        raise ValueError("this model was not trained on images; predict needs an image model.")
+    H, W, C = shape
+    images = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                im = im.convert("L" if C == 1 else "RGB")
+                if im.size != (W, H):
+                    im = im.resize((W, H), Image.BILINEAR)
+                arr = np.asarray(im, dtype=np.uint8)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{p}: no such image file.") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"{p} is not a readable image ({exc}).") from None
+        images.append(arr.reshape(H, W, C))
+    probs = loaded.model.predict_proba(loaded.preprocessing.transform(np.stack(images)))
+    out = []
+    for p, row in zip(paths, probs):
+        order = np.argsort(-row, kind="stable")[:max(1, min(top, len(row)))]
+        out.append({"image": str(p), "top": [{"class": classes[k], "probability": float(row[k])}
+                                             for k in order]})
+    return out
+
+
+def config_summary(cfg: RunConfig) -> str:
+    """One line describing a run's configuration, for logs."""
+    length = f"{cfg.iters} iterations" if cfg.iters is not None else f"{cfg.epochs} epochs"
+    return (f"{cfg.dataset}: hidden {cfg.hidden}, {cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule}"
+            f"), reg {cfg.reg:g}, batch {cfg.batch_size}, {length}, seed {cfg.seed}"
+            + (f", preset {cfg.preset}" if cfg.preset else ""))
+
