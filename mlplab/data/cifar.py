@@ -1,0 +1,190 @@
+"""CIFAR-10, "python version": ``cifar-10-batches-py/`` or the archive ``cifar-10-python.tar.gz``.
+
+The batches are Python-2 pickles. ``pickle.load`` would run whatever a file names, so they are
+read with :class:`RestrictedUnpickler`, which admits only what the official files contain: dicts,
+lists, tuples, byte strings, numbers and the three NumPy names that rebuild an array. Anything
+else (``os.system``, ``builtins.eval``, ...) is refused before it is imported.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mlplab.data.base import Dataset, DatasetError, data_root
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+           "truck"]
+BATCH_DIR = "cifar-10-batches-py"
+ARCHIVE = "cifar-10-python.tar.gz"
+TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_BATCH = "test_batch"
+META = "batches.meta"
+
+# ndarray.__reduce__ names its rebuild function; take it from NumPy itself rather than importing
+# numpy.core (renamed numpy._core in NumPy 2, with a deprecation shim under the old name)
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    # Python 3 writes bytes as _codecs.encode(text, "latin1") at protocols < 3, so a batch
+    # re-pickled by Python 3 needs it; it only encodes a string
+    ("_codecs", "encode"): __import__("codecs").encode,
+}
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle names something outside the CIFAR-10 allow-list."""
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals a CIFAR batch needs."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise RefusedGlobal(
+                f"refusing to load {module}.{name}: a CIFAR-10 batch holds only dicts, lists, "
+                "strings, numbers and NumPy arrays") from None
+
+
+def load_pickle(data: bytes, source: str) -> dict:
+    """Unpickle one batch (bytes) safely; keys come back as ``str``."""
+    try:
+        obj = RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except RefusedGlobal as exc:
+        raise DatasetError(f"{source}: {exc}.") from None
+    except Exception as exc:  # truncated or garbage: EOFError, ValueError, struct errors, ...
+        raise DatasetError(f"{source}: not a readable CIFAR-10 pickle ({type(exc).__name__}: "
+                           f"{exc}); the file may be truncated or corrupt - delete it and "
+                           "download again.") from None
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{source}: expected a pickled dict, got {type(obj).__name__}.")
+    return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
+
+
+def parse_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X (N, 32, 32, 3) uint8, y (N,) int64)`` of one pickled batch, checked."""
+    d = load_pickle(data, source)
+    if "data" not in d or "labels" not in d:
+        raise DatasetError(f"{source}: not a CIFAR-10 batch (keys {sorted(d)}; expected 'data' "
+                           "and 'labels').")
+    X, labels = d["data"], d["labels"]
+    if not isinstance(X, np.ndarray) or X.dtype != np.uint8 or X.ndim != 2 or \
+            X.shape[1] != 3072:
+        desc = f"{X.dtype} array {X.shape}" if isinstance(X, np.ndarray) else type(X).__name__
+        raise DatasetError(f"{source}: 'data' must be a uint8 array of shape (N, 3072); got "
+                           f"{desc}.")
+    try:
+        y = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{source}: 'labels' must be a list of integers.") from None
+    if y.shape != (len(X),):
+        raise DatasetError(f"{source}: {len(X)} images but {y.size} labels.")
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise DatasetError(f"{source}: labels must be 0..9; found {y.min()}..{y.max()}.")
+    # rows are 1024 red, 1024 green, 1024 blue values, each row-major 32x32
+    return np.ascontiguousarray(X.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), y
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc}).") from None
+
+
+def extract_archive(archive: Path, dest: Path) -> Path:
+    """Extract ``cifar-10-batches-py/`` from the official archive into ``dest``, atomically."""
+    target = dest / BATCH_DIR
+    tmp = Path(tempfile.mkdtemp(prefix=".cifar-extract.", dir=dest))
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = [m for m in tar.getmembers()
+                       if m.isfile() and Path(m.name).parent.name == BATCH_DIR
+                       and Path(m.name).name in (*TRAIN_BATCHES, TEST_BATCH, META)]
+            missing = {*TRAIN_BATCHES, TEST_BATCH} - {Path(m.name).name for m in members}
+            if missing:
+                raise DatasetError(f"{archive}: not the CIFAR-10 python archive (missing "
+                                   f"{', '.join(sorted(missing))}).")
+            (tmp / BATCH_DIR).mkdir()
+            for m in members:  # read by name: no path from the archive reaches the file system
+                src = tar.extractfile(m)
+                if src is None:
+                    continue
+                with src, open(tmp / BATCH_DIR / Path(m.name).name, "wb") as f:
+                    shutil.copyfileobj(src, f)
+        if target.exists():  # another process finished first
+            return target
+        os.replace(tmp / BATCH_DIR, target)
+        return target
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{archive}: cannot extract the archive ({type(exc).__name__}: "
+                           f"{exc}); it may be truncated - delete it and download again.") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def candidate_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
+    """Folders that may hold ``cifar-10-batches-py/``, the archive, or the batches themselves."""
+    roots = [Path(data_dir).expanduser()] if data_dir is not None else []
+    roots.append(data_root() / "cifar10")
+    if data_dir is None:
+        roots.append(data_root())
+    return roots
+
+
+def find_cifar10(data_dir: str | os.PathLike | None) -> Path | None:
+    """The batch folder, extracting the archive on first use; ``None`` if nowhere to be found."""
+    roots = candidate_dirs(data_dir)
+    for root in roots:
+        if (root / TRAIN_BATCHES[0]).is_file():
+            return root
+        if (root / BATCH_DIR / TRAIN_BATCHES[0]).is_file():
+            return root / BATCH_DIR
+    for root in roots:
+        if (root / ARCHIVE).is_file():
+            return extract_archive(root / ARCHIVE, root)
+    return None
+
+
+def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = False,
+                 mirror: str | None = None) -> Dataset:
+    """All 50,000 training and 10,000 test images in file order (``X_val`` empty; the caller
+    splits)."""
+    folder = find_cifar10(data_dir)
+    if folder is None and download:
+        from mlplab.data.download import download_dataset
+
+        download_dataset("cifar10", data_dir=data_dir, mirror=mirror)
+        folder = find_cifar10(data_dir)
+    if folder is None:
+        looked = ", ".join(str(r) for r in candidate_dirs(data_dir))
+        where = f" --data-dir {data_dir}" if data_dir is not None else ""
+        raise DatasetError(
+            f"CIFAR-10 not found: looked for {BATCH_DIR}/ or {ARCHIVE} in {looked}. Fetch it with "
+            f"`mlplab data download cifar10{where}` (or add --download to this command).")
+    parts = [parse_batch(_read(folder / b), str(folder / b)) for b in TRAIN_BATCHES]
+    X = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    Xt, yt = parse_batch(_read(folder / TEST_BATCH), str(folder / TEST_BATCH))
+    classes = list(CLASSES)
+    if (folder / META).is_file():
+        meta = load_pickle(_read(folder / META), str(folder / META))
+        names = meta.get("label_names")
+        if isinstance(names, list) and len(names) == 10:
+            classes = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
+    empty = X[:0]
+    return Dataset("cifar10", classes, X, y, empty, y[:0], Xt, yt, source=str(folder))

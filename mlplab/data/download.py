@@ -1,0 +1,155 @@
+"""Checksum-verified downloads of the official dataset files.
+
+Each file is streamed (with a progress bar) into a temporary file next to its destination, hashed
+on the way, and renamed into place only when its MD5 (and SHA-256, where one is given) matches the
+published value; an interrupted, truncated or corrupt transfer never leaves a file that looks
+valid. ``mirror`` replaces the official base URL: a file is fetched from ``<mirror>/<file name>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mlplab.data.base import DatasetError, atomic_path, data_root
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One published file and its published checksum(s)."""
+
+    name: str
+    md5: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    base_url: str
+    files: tuple[RemoteFile, ...]
+    subdir: str  # folder under the data root that downloads go to
+
+
+SOURCES: dict[str, Source] = {
+    # https://www.cs.toronto.edu/~kriz/cifar.html publishes the MD5 of the python archive
+    "cifar10": Source("https://www.cs.toronto.edu/~kriz/",
+                      (RemoteFile("cifar-10-python.tar.gz",
+                                  md5="c58f30108f718f92721af3b95e74349a"),),
+                      "cifar10"),
+    # MD5s from https://github.com/zalandoresearch/fashion-mnist (README, "Get the Data")
+    "fashion-mnist": Source(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        (RemoteFile("train-images-idx3-ubyte.gz", md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+         RemoteFile("train-labels-idx1-ubyte.gz", md5="25c81989df183df01b3e8a0aad5dffbe"),
+         RemoteFile("t10k-images-idx3-ubyte.gz", md5="bef4ecab320f06d8554ea6380940ec79"),
+         RemoteFile("t10k-labels-idx1-ubyte.gz", md5="bb300cfdad3c16e7a12a480ee83cd310")),
+        "fashion-mnist"),
+    # yann.lecun.com/exdb/mnist refuses scripted downloads; PyTorch's copy serves the same files
+    # (same MD5s as torchvision's MNIST)
+    "mnist": Source(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        (RemoteFile("train-images-idx3-ubyte.gz", md5="f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+         RemoteFile("train-labels-idx1-ubyte.gz", md5="d53e105ee54ea40749a09fcbcd1e9432"),
+         RemoteFile("t10k-images-idx3-ubyte.gz", md5="9fb629c4189551a2d022fa330f9573f3"),
+         RemoteFile("t10k-labels-idx1-ubyte.gz", md5="ec29112dd5afa0611ce80d1b7f02629c")),
+        "mnist"),
+}
+
+CHUNK = 1 << 16
+
+
+def file_digests(path: str | os.PathLike) -> tuple[str, str]:
+    """``(md5, sha256)`` hex digests of a file."""
+    md5, sha = hashlib.md5(), hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            md5.update(block)
+            sha.update(block)
+    return md5.hexdigest(), sha.hexdigest()
+
+
+def _matches(md5: str, sha: str, remote: RemoteFile) -> str | None:
+    """``None`` if the digests match ``remote``'s, else a description of the mismatch."""
+    if remote.md5 and md5 != remote.md5.lower():
+        return f"MD5 is {md5}, expected {remote.md5}"
+    if remote.sha256 and sha != remote.sha256.lower():
+        return f"SHA-256 is {sha}, expected {remote.sha256}"
+    return None
+
+
+def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
+                  sha256: str | None = None, timeout: float = 60.0, progress: bool = True
+                  ) -> Path:
+    """Stream ``url`` to ``dest``, verifying the checksum(s) before the file appears there."""
+    dest = Path(dest)
+    remote = RemoteFile(dest.name, md5, sha256)
+    try:
+        response = urllib.request.urlopen(url, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise DatasetError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; check the "
+                           "URL or pass --mirror BASE_URL.") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DatasetError(f"cannot download {url} ({reason}); check the network, pass --mirror "
+                           f"BASE_URL, or copy the file to {dest} yourself.") from None
+    total = response.headers.get("Content-Length")
+    total = int(total) if total and total.isdigit() else None
+    h_md5, h_sha = hashlib.md5(), hashlib.sha256()
+    got = 0
+    with response, atomic_path(dest) as tmp:
+        try:
+            with open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True,
+                                            desc=dest.name, disable=None if progress else True,
+                                            leave=False) as bar:
+                while True:
+                    block = response.read(CHUNK)
+                    if not block:
+                        break
+                    f.write(block)
+                    h_md5.update(block)
+                    h_sha.update(block)
+                    got += len(block)
+                    bar.update(len(block))
+        except (http.client.HTTPException, OSError) as exc:  # OSError: sockets and disk
+            of = f" of {total}" if total is not None else ""
+            raise DatasetError(f"download of {url} was interrupted after {got}{of} bytes "
+                               f"({type(exc).__name__}: {exc}); nothing was saved - run the "
+                               "command again.") from None
+        if total is not None and got != total:
+            raise DatasetError(f"download of {url} was interrupted after {got} of {total} bytes; "
+                               "nothing was saved - run the command again.")
+        problem = _matches(h_md5.hexdigest(), h_sha.hexdigest(), remote)
+        if problem:
+            raise DatasetError(f"checksum mismatch for {url}: {problem}; the download was "
+                               "discarded (a corrupt transfer or a wrong mirror).")
+    return dest
+
+
+def download_dataset(name: str, data_dir: str | os.PathLike | None = None,
+                     mirror: str | None = None, progress: bool = True) -> list[Path]:
+    """Fetch every file of ``name`` into ``data_dir`` (default ``<data root>/<name>``).
+
+    Files already there with the right checksum are kept; others are downloaded again.
+    """
+    key = name.lower()
+    if key not in SOURCES:
+        raise DatasetError(f"{name!r} cannot be downloaded; choose one of {', '.join(SOURCES)}.")
+    src = SOURCES[key]
+    folder = Path(data_dir).expanduser() if data_dir is not None else data_root() / src.subdir
+    base = (mirror or src.base_url).rstrip("/") + "/"
+    out = []
+    for remote in src.files:
+        dest = folder / remote.name
+        if dest.is_file() and _matches(*file_digests(dest), remote) is None:
+            out.append(dest)
+            continue
+        out.append(download_file(base + remote.name, dest, remote.md5, remote.sha256,
+                                 progress=progress))
+    return out

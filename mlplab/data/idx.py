@@ -1,0 +1,139 @@
+"""MNIST and Fashion-MNIST: IDX files (``*-idx3-ubyte`` images, ``*-idx1-ubyte`` labels).
+
+IDX: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions, then each
+dimension as a big-endian int32, then the data in C order. Files may be gzipped (detected by their
+magic bytes, not their name).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from mlplab.data.base import Dataset, DatasetError, data_root
+
+CLASSES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"],
+}
+#: where Debian's dataset-fashion-mnist package installs the files
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+FILES = {  # role -> base name (the official releases add .gz)
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into an array, checking the header against the size."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except OSError as exc:  # includes gzip.BadGzipFile
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc}).") from None
+    except (EOFError, zlib.error) as exc:
+        raise DatasetError(f"{path}: truncated or corrupt gzip data ({exc}); delete it and "
+                           "download again.") from None
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _DTYPES:
+        raise DatasetError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'none'};"
+                           " expected 0000 08 0N).")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DatasetError(f"{path}: truncated IDX header.")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_DTYPES[raw[2]])
+    expected = header + int(np.prod(dims)) * dtype.itemsize
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "has trailing bytes"
+        raise DatasetError(f"{path}: {what}: the header promises {'x'.join(map(str, dims))} "
+                           f"values ({expected} bytes) but the file holds {len(raw)} bytes.")
+    # copy: frombuffer views are read-only, which would surprise in-place users of the arrays
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).copy()
+
+
+def _find_file(folder: Path, base: str) -> Path | None:
+    # the official names, gzipped or not, and MNIST's unpacked variant with a dot
+    dotted = base.replace("-idx", ".idx")
+    for name in (f"{base}.gz", base, f"{dotted}.gz", dotted):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
+    roots: list[Path] = []
+    if data_dir is not None:
+        roots += [Path(data_dir).expanduser(), Path(data_dir).expanduser() / name]
+    roots.append(data_root() / name)
+    if name == "fashion-mnist":
+        roots.append(DEBIAN_FASHION_DIR)
+    return roots
+
+
+def find_idx_files(name: str, data_dir: str | os.PathLike | None) -> dict[str, Path] | None:
+    """The four files of ``name`` from the first folder that has them all."""
+    for root in candidate_dirs(name, data_dir):
+        found = {role: _find_file(root, base) for role, base in FILES.items()}
+        if all(found.values()):
+            return found  # type: ignore[return-value]
+    return None
+
+
+def _images(path: Path) -> np.ndarray:
+    X = read_idx(path)
+    if X.ndim != 3 or X.dtype != np.uint8:
+        raise DatasetError(f"{path}: expected uint8 images (N, rows, cols); got {X.dtype} "
+                           f"{X.shape}.")
+    return X[:, :, :, None]
+
+
+def _labels(path: Path, n: int, classes: int) -> np.ndarray:
+    y = read_idx(path)
+    if y.ndim != 1:
+        raise DatasetError(f"{path}: expected a 1-D label file; got shape {y.shape}.")
+    if len(y) != n:
+        raise DatasetError(f"{path}: {len(y)} labels for {n} images.")
+    if y.size and int(y.max()) >= classes:
+        raise DatasetError(f"{path}: labels must be 0..{classes - 1}; found {int(y.max())}.")
+    return y.astype(np.int64)
+
+
+def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
+               download: bool = False, mirror: str | None = None) -> Dataset:
+    """All training and test images of ``mnist`` or ``fashion-mnist`` (``X_val`` empty)."""
+    if name not in CLASSES:
+        raise DatasetError(f"unknown IDX dataset {name!r}; expected mnist or fashion-mnist.")
+    files = find_idx_files(name, data_dir)
+    if files is None and download:
+        from mlplab.data.download import download_dataset
+
+        download_dataset(name, data_dir=data_dir, mirror=mirror)
+        files = find_idx_files(name, data_dir)
+    if files is None:
+        looked = ", ".join(str(r) for r in candidate_dirs(name, data_dir))
+        where = f" --data-dir {data_dir}" if data_dir is not None else ""
+        hint = (" or install Debian's dataset-fashion-mnist package"
+                if name == "fashion-mnist" else "")
+        raise DatasetError(
+            f"{name} not found: looked for {', '.join(b + '[.gz]' for b in FILES.values())} in "
+            f"{looked}. Fetch it with `mlplab data download {name}{where}` (or add --download to "
+            f"this command){hint}.")
+    k = len(CLASSES[name])
+    X = _images(files["train_images"])
+    y = _labels(files["train_labels"], len(X), k)
+    Xt = _images(files["test_images"])
+    yt = _labels(files["test_labels"], len(Xt), k)
+    return Dataset(name, list(CLASSES[name]), X, y, X[:0], y[:0], Xt, yt,
+                   source=str(files["train_images"].parent))

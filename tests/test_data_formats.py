@@ -1,0 +1,404 @@
+"""Official file formats (CIFAR-10 python pickles, IDX), downloads from a loopback HTTP server,
+and the errors bad files give."""
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import pickletools
+import struct
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlplab.data import DatasetError, load_dataset
+from mlplab.data import download as dl
+from mlplab.data.cifar import RestrictedUnpickler
+from mlplab.data.idx import DEBIAN_FASHION_DIR, read_idx
+
+CIFAR_NAMES = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse",
+               b"ship", b"truck"]
+
+
+@pytest.fixture(autouse=True)
+def _data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "root"))
+
+
+# --- CIFAR-10 batches written as Python 2's cPickle.dump(d, f, 2) writes them ----------------
+
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
+
+
+class Py2Pickler(pickle._Pickler):
+    """Protocol 2 with Python 2 semantics: every byte string (Python 2 ``str``) is a BINSTRING,
+    NumPy is named ``numpy.core.multiarray`` and dtypes/arrays reduce as NumPy 1.x did under
+    Python 2. Python 3's own pickler would instead write bytes via ``_codecs.encode``."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def __init__(self, f):
+        super().__init__(f, protocol=2)
+
+    def save_py2_str(self, obj):
+        data = obj.encode("latin1") if isinstance(obj, str) else obj
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+    dispatch[str] = save_py2_str
+
+    def save_global(self, obj, name=None):
+        names = {id(_RECONSTRUCT): b"numpy.core.multiarray\n_reconstruct\n",
+                 id(np.ndarray): b"numpy\nndarray\n", id(np.dtype): b"numpy\ndtype\n"}
+        self.write(pickle.GLOBAL + names[id(obj)])
+        self.memoize(obj)
+
+    def reducer_override(self, obj):
+        if isinstance(obj, np.dtype):
+            assert obj == np.uint8
+            return np.dtype, ("u1", 0, 1), (3, "|", None, None, None, -1, -1, 0)
+        if isinstance(obj, np.ndarray):
+            return _RECONSTRUCT, (np.ndarray, (0,), "b"), (1, obj.shape, obj.dtype, False,
+                                                           obj.tobytes())
+        return NotImplemented
+
+
+def py2_pickle(obj) -> bytes:
+    buf = io.BytesIO()
+    Py2Pickler(buf).dump(obj)
+    return buf.getvalue()
+
+
+def make_batch(n, seed, label="training batch"):
+    rs = np.random.RandomState(seed)
+    data = rs.randint(0, 256, size=(n, 3072)).astype(np.uint8)
+    labels = [int(v) for v in rs.randint(0, 10, size=n)]
+    return {b"batch_label": label.encode(), b"labels": labels, b"data": data,
+            b"filenames": [f"img_{seed}_{i}.png".encode() for i in range(n)]}
+
+
+def write_cifar(folder: Path, n=4, n_test=5) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = {}
+    for i in range(1, 6):
+        batches[f"data_batch_{i}"] = make_batch(n, i)
+    batches["test_batch"] = make_batch(n_test, 99, "testing batch 1 of 1")
+    for name, b in batches.items():
+        (folder / name).write_bytes(py2_pickle(b))
+    (folder / "batches.meta").write_bytes(py2_pickle(
+        {b"num_cases_per_batch": n, b"label_names": CIFAR_NAMES, b"num_vis": 3072}))
+    return batches
+
+
+def test_py2_pickle_matches_the_release_format():
+    blob = py2_pickle(make_batch(2, 0))
+    ops = {op.name for op, _, _ in pickletools.genops(blob)}
+    assert blob[:2] == b"\x80\x02" and "SHORT_BINSTRING" in ops and "BINSTRING" in ops
+    assert b"numpy.core.multiarray\n_reconstruct" in blob and b"_codecs" not in blob
+    assert not ops & {"BINUNICODE", "SHORT_BINBYTES", "BINBYTES"}
+    # the independent reference: how everyone reads these files with the stock unpickler
+    ref = pickle.loads(blob, encoding="bytes")
+    mine = RestrictedUnpickler(io.BytesIO(blob), encoding="bytes").load()
+    np.testing.assert_array_equal(ref[b"data"], mine[b"data"])
+    assert ref[b"labels"] == mine[b"labels"]
+
+
+def test_cifar10_batches_load_in_order(tmp_path):
+    batches = write_cifar(tmp_path / "cifar-10-batches-py")
+    ds = load_dataset("cifar10", data_dir=tmp_path, val_size=3)
+    data = np.concatenate([batches[f"data_batch_{i}"][b"data"] for i in range(1, 6)])
+    labels = sum((batches[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
+    assert ds.X_train.shape == (17, 32, 32, 3) and ds.X_train.dtype == np.uint8
+    assert ds.classes[0] == "airplane" and ds.classes[9] == "truck"
+    # pixel (r, c) of channel ch is data[ch * 1024 + r * 32 + c]: check the layout exactly
+    allX = np.concatenate([ds.X_train, ds.X_val])
+    i, r, c, ch = 13, 5, 30, 2
+    assert allX[i, r, c, ch] == data[i, ch * 1024 + r * 32 + c]
+    np.testing.assert_array_equal(allX.transpose(0, 3, 1, 2).reshape(20, 3072), data)
+    # exercise split: validation is the *last* images, in order
+    assert ds.y_val.tolist() == labels[-3:] and ds.y_train.tolist() == labels[:-3]
+    assert len(ds.y_test) == 5
+    first2 = load_dataset("cifar10", data_dir=tmp_path / "cifar-10-batches-py", val_size=1,
+                          test_size=2)
+    np.testing.assert_array_equal(first2.X_test, ds.X_test[:2])
+    with pytest.raises(DatasetError, match="val_size 20 leaves no training images"):
+        load_dataset("cifar10", data_dir=tmp_path, val_size=20)
+
+
+def test_cifar10_archive_is_extracted_on_first_use(tmp_path):
+    src = tmp_path / "src"
+    write_cifar(src / "cifar-10-batches-py")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with tarfile.open(data_dir / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    ds = load_dataset("cifar10", data_dir=data_dir, val_size=2)
+    assert (data_dir / "cifar-10-batches-py" / "data_batch_3").is_file()
+    assert len(ds.y_train) == 18
+    assert not [p for p in data_dir.iterdir() if p.name.startswith(".")]  # no temp left
+    # a truncated archive is a clear error, and leaves no half-extracted folder
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    blob = (data_dir / "cifar-10-python.tar.gz").read_bytes()
+    (bad / "cifar-10-python.tar.gz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DatasetError, match=r"cifar-10-python\.tar\.gz: cannot extract"):
+        load_dataset("cifar10", data_dir=bad)
+    assert sorted(p.name for p in bad.iterdir()) == ["cifar-10-python.tar.gz"]
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    marker = tmp_path / "pwned"
+    (folder / "data_batch_2").write_bytes(pickle.dumps({"data": _Evil(marker)}, protocol=2))
+    with pytest.raises(DatasetError, match=r"data_batch_2: refusing to load posix\.system"):
+        load_dataset("cifar10", data_dir=tmp_path, val_size=1)
+    assert not marker.exists()
+    (folder / "data_batch_2").write_bytes(b"\x80\x02cbuiltins\neval\nq\x00.")
+    with pytest.raises(DatasetError, match=r"refusing to load builtins\.eval"):
+        load_dataset("cifar10", data_dir=tmp_path, val_size=1)
+
+
+@pytest.mark.parametrize("content, message", [
+    (lambda good: good[: len(good) // 2], "not a readable CIFAR-10 pickle"),
+    (lambda good: b"GIF89a not a pickle at all", "not a readable CIFAR-10 pickle"),
+    (lambda good: py2_pickle([1, 2, 3]), "expected a pickled dict, got list"),
+    (lambda good: py2_pickle({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]}),
+     r"'data' must be a uint8 array of shape \(N, 3072\); got uint8 array \(2, 10\)"),
+    (lambda good: py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}),
+     "2 images but 1 labels"),
+    (lambda good: py2_pickle({b"batch_label": b"x"}), "not a CIFAR-10 batch"),
+])
+def test_bad_cifar_batches(tmp_path, content, message):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    good = (folder / "data_batch_4").read_bytes()
+    (folder / "data_batch_4").write_bytes(content(good))
+    with pytest.raises(DatasetError, match=message) as err:
+        load_dataset("cifar10", data_dir=tmp_path, val_size=1)
+    assert "data_batch_4" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_dataset_says_where_and_how(tmp_path):
+    with pytest.raises(DatasetError) as err:
+        load_dataset("cifar10", data_dir=tmp_path / "nowhere")
+    msg = str(err.value)
+    assert "CIFAR-10 not found" in msg and str(tmp_path / "nowhere") in msg
+    assert f"mlplab data download cifar10 --data-dir {tmp_path / 'nowhere'}" in msg
+    with pytest.raises(DatasetError, match="mlplab data download mnist"):
+        load_dataset("mnist", data_dir=tmp_path)
+    write_cifar(tmp_path / "c" / "cifar-10-batches-py")
+    (tmp_path / "c" / "cifar-10-batches-py" / "data_batch_2").unlink()
+    with pytest.raises(DatasetError, match=r"data_batch_2: cannot read \(No such file"):
+        load_dataset("cifar10", data_dir=tmp_path / "c")
+
+
+# --- IDX ---------------------------------------------------------------------------------------
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape)
+    return head + arr.astype(np.uint8).tobytes()
+
+
+def write_idx_set(folder: Path, n=12, n_test=4, gz=True, seed=0):
+    rs = np.random.RandomState(seed)
+    arrays = {"train-images-idx3-ubyte": rs.randint(0, 256, (n, 28, 28)),
+              "train-labels-idx1-ubyte": rs.randint(0, 10, n),
+              "t10k-images-idx3-ubyte": rs.randint(0, 256, (n_test, 28, 28)),
+              "t10k-labels-idx1-ubyte": rs.randint(0, 10, n_test)}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in arrays.items():
+        blob = idx_bytes(arr)
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(blob))
+        else:
+            (folder / name).write_bytes(blob)
+    return arrays
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_idx(tmp_path, gz):
+    arrays = write_idx_set(tmp_path / "mnist", gz=gz)
+    ds = load_dataset("mnist", data_dir=tmp_path, val_size=5)
+    assert ds.image_shape == (28, 28, 1) and ds.classes[3] == "3"
+    X = arrays["train-images-idx3-ubyte"]
+    np.testing.assert_array_equal(ds.X_train[..., 0], X[:7])
+    np.testing.assert_array_equal(ds.X_val[..., 0], X[7:])
+    np.testing.assert_array_equal(ds.y_val, arrays["train-labels-idx1-ubyte"][7:])
+    np.testing.assert_array_equal(ds.X_test[..., 0], arrays["t10k-images-idx3-ubyte"])
+    ds.X_train[0, 0, 0, 0] = 1  # arrays are ordinary writable arrays
+
+
+def test_fashion_mnist_from_data_dir(tmp_path):
+    write_idx_set(tmp_path, gz=True, seed=3)
+    ds = load_dataset("fashion-mnist", data_dir=tmp_path, val_size=2, test_size=3)
+    assert ds.classes[0] == "T-shirt/top" and ds.classes[9] == "Ankle boot"
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (10, 2, 3)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda b: b[:-10], r"truncated: the header promises 12x28x28 values"),
+    (lambda b: b + b"xx", "has trailing bytes"),
+    (lambda b: b"\x00\x00\x07\x03" + b[4:], "not an IDX file"),
+    (lambda b: b"\x89PNG\r\n\x1a\n" + b, "not an IDX file"),
+    (lambda b: gzip.compress(b)[:200], "truncated or corrupt gzip"),
+    (lambda b: b[:6], "truncated IDX header"),
+])
+def test_bad_idx_files(tmp_path, mutate, message):
+    write_idx_set(tmp_path, gz=False)
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(mutate(path.read_bytes()))
+    with pytest.raises(DatasetError, match=message) as err:
+        load_dataset("mnist", data_dir=tmp_path, val_size=1)
+    assert str(path) in str(err.value)
+
+
+def test_idx_label_count_and_range(tmp_path):
+    write_idx_set(tmp_path, gz=False)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.arange(3)))
+    with pytest.raises(DatasetError, match="3 labels for 4 images"):
+        load_dataset("mnist", data_dir=tmp_path, val_size=1)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([0, 1, 2, 12])))
+    with pytest.raises(DatasetError, match=r"labels must be 0..9; found 12"):
+        load_dataset("mnist", data_dir=tmp_path, val_size=1)
+
+
+@pytest.mark.skipif(not (DEBIAN_FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="Debian's dataset-fashion-mnist is not installed "
+                           "(/usr/share/datasets/fashion-mnist missing)")
+def test_fashion_mnist_from_debian_package():
+    ds = load_dataset("fashion-mnist")
+    assert ds.source == str(DEBIAN_FASHION_DIR)
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (55000, 5000, 10000)
+    assert ds.image_shape == (28, 28, 1) and ds.X_train.dtype == np.uint8
+    # Fashion-MNIST is balanced: 6,000 training and 1,000 test images per class
+    assert np.bincount(np.concatenate([ds.y_train, ds.y_val])).tolist() == [6000] * 10
+    assert np.bincount(ds.y_test).tolist() == [1000] * 10
+    # independent reader of the same file
+    with gzip.open(DEBIAN_FASHION_DIR / "t10k-images-idx3-ubyte.gz") as f:
+        ref = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    np.testing.assert_array_equal(ds.X_test[..., 0], ref)
+    assert read_idx(DEBIAN_FASHION_DIR / "t10k-labels-idx1-ubyte.gz").shape == (10000,)
+
+
+# --- downloads from a loopback HTTP server ------------------------------------------------------
+
+class _Handler(BaseHTTPRequestHandler):
+    files: dict = {}
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        cut = self.path.startswith("/cut/")
+        name = self.path.rsplit("/", 1)[-1]
+        data = self.files.get(name)
+        if data is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        # /cut/ promises the whole file but the connection drops half-way
+        self.wfile.write(data[: len(data) // 2] if cut else data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", _Handler.files
+    httpd.shutdown()
+    httpd.server_close()
+    _Handler.files.clear()
+
+
+def test_download_verifies_and_renames(server, tmp_path):
+    url, files = server
+    payload = os.urandom(300_000)
+    files["blob.bin"] = payload
+    md5, sha = hashlib.md5(payload).hexdigest(), hashlib.sha256(payload).hexdigest()
+    dest = dl.download_file(f"{url}/blob.bin", tmp_path / "d" / "blob.bin", md5=md5, sha256=sha,
+                            progress=False)
+    assert dest.read_bytes() == payload
+    assert os.listdir(tmp_path / "d") == ["blob.bin"]
+
+
+def test_checksum_mismatch_leaves_nothing(server, tmp_path):
+    url, files = server
+    files["blob.bin"] = b"tampered" * 1000
+    with pytest.raises(DatasetError, match=r"checksum mismatch for .*blob\.bin: MD5 is [0-9a-f]{32}"
+                                           r", expected 0{32}; the download was discarded"):
+        dl.download_file(f"{url}/blob.bin", tmp_path / "blob.bin", md5="0" * 32, progress=False)
+    assert os.listdir(tmp_path) == []
+    good_md5 = hashlib.md5(files["blob.bin"]).hexdigest()
+    with pytest.raises(DatasetError, match="SHA-256 is"):
+        dl.download_file(f"{url}/blob.bin", tmp_path / "blob.bin", md5=good_md5,
+                         sha256="f" * 64, progress=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_interrupted_and_failed_downloads_leave_nothing(server, tmp_path):
+    url, files = server
+    files["blob.bin"] = os.urandom(200_000)
+    with pytest.raises(DatasetError, match=r"interrupted after \d+ of 200000 bytes"):
+        dl.download_file(f"{url}/cut/blob.bin", tmp_path / "blob.bin", progress=False)
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(DatasetError, match="HTTP 404"):
+        dl.download_file(f"{url}/missing.bin", tmp_path / "missing.bin", progress=False)
+    with pytest.raises(DatasetError, match="cannot download"):
+        dl.download_file("http://127.0.0.1:1/x.bin", tmp_path / "x.bin", progress=False)
+    assert os.listdir(tmp_path) == []
+
+
+def _cifar_archive(tmp_path) -> bytes:
+    src = tmp_path / "archive-src"
+    write_cifar(src / "cifar-10-batches-py")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return buf.getvalue()
+
+
+def test_load_dataset_downloads_from_mirror(server, tmp_path, monkeypatch):
+    url, files = server
+    archive = _cifar_archive(tmp_path)
+    files["cifar-10-python.tar.gz"] = archive
+    monkeypatch.setitem(dl.SOURCES, "cifar10", dl.Source(
+        "http://invalid.example/", (dl.RemoteFile("cifar-10-python.tar.gz",
+                                                  md5=hashlib.md5(archive).hexdigest()),),
+        "cifar10"))
+    ds = load_dataset("cifar10", download=True, mirror=url + "/", val_size=4)
+    root = tmp_path / "root" / "cifar10"
+    assert (root / "cifar-10-python.tar.gz").read_bytes() == archive
+    assert (root / "cifar-10-batches-py" / "test_batch").is_file()
+    assert len(ds.y_train) == 16 and ds.source == str(root / "cifar-10-batches-py")
+    # a second download keeps the verified file instead of fetching it again
+    files.clear()
+    assert dl.download_dataset("cifar10", mirror=url, progress=False) == \
+        [root / "cifar-10-python.tar.gz"]
+
+
+def test_official_checksums_are_published_md5s():
+    for src in dl.SOURCES.values():
+        assert all(len(f.md5) == 32 for f in src.files)
+    assert dl.SOURCES["cifar10"].files[0].md5 == "c58f30108f718f92721af3b95e74349a"
