@@ -239,7 +239,8 @@ class Trainer:
         subset = None
         if cfg.train_acc == "subset":
             pick = np.random.RandomState(0).choice(n, min(n, TRAIN_ACC_SUBSET), replace=False)
-            subset = (X[np.sort(pick)], y[np.sort(pick)])
+            # a copy of those rows, unless they are all of X (no second copy of a small set)
+            subset = (X, y) if len(pick) == n else (X[np.sort(pick)], y[np.sort(pick)])
 
         x_buf = np.empty((batch, X.shape[1]), dtype=X.dtype)
         self.stop = False
@@ -284,7 +285,9 @@ class Trainer:
                 if self._order is None or pos == 0:
                     self._order = self.rng.permutation(n)
                 idx = self._order[pos * batch:(pos + 1) * batch]
-            xb = np.take(X, idx, axis=0, out=x_buf[: len(idx)])
+            # mode="clip" (idx is valid by construction): with the default "raise" NumPy
+            # gathers into a hidden temporary first and copies the batch a second time
+            xb = np.take(X, idx, axis=0, out=x_buf[: len(idx)], mode="clip")
             yb = y[idx]
             if self.augment is not None:
                 xb = self.augment(xb, self.rng)
