@@ -4,6 +4,10 @@ The update rules follow PyTorch's conventions (``torch.optim.SGD`` with momentum
 ``torch.optim.Adam``/``AdamW``) so that the two can be checked against each other; plain SGD is
 the exercise's ``theta <- theta - lr * grad``. The learning rate is an attribute the trainer's
 schedule sets before each step.
+
+Updates run in place and write their products into one reusable scratch array per parameter
+shape (``_scratch``) instead of fresh temporaries: a step then allocates nothing, and for the
+large first-layer weights it is memory traffic, not arithmetic, that costs.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class Optimizer:
         self.lr = lr
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.t = 0
+        self._scratch_bufs: dict[tuple, np.ndarray] = {}
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         self.t += 1
@@ -37,6 +42,15 @@ class Optimizer:
         if slot not in slots:
             slots[slot] = np.zeros_like(like)
         return slots[slot]
+
+    def _scratch(self, like: np.ndarray) -> np.ndarray:
+        """A temporary shaped like ``like``, shared by parameters of that shape and reused
+        across steps (not state: it holds nothing from one update to the next)."""
+        key = (like.shape, like.dtype)
+        buf = self._scratch_bufs.get(key)
+        if buf is None:
+            buf = self._scratch_bufs[key] = np.empty(like.shape, like.dtype)
+        return buf
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Flat dict of arrays (for .npz checkpoints)."""
@@ -61,7 +75,8 @@ class SGD(Optimizer):
     name = "sgd"
 
     def _update(self, name, p, g):
-        p -= p.dtype.type(self.lr) * g
+        step = np.multiply(g, p.dtype.type(self.lr), out=self._scratch(p))
+        p -= step
 
 
 class Momentum(Optimizer):
@@ -79,7 +94,8 @@ class Momentum(Optimizer):
         v = self._slot(name, "v", p)
         v *= p.dtype.type(self.momentum)
         v += g
-        p -= p.dtype.type(self.lr) * v
+        step = np.multiply(v, p.dtype.type(self.lr), out=self._scratch(p))
+        p -= step
 
 
 class Nesterov(Momentum):
@@ -92,7 +108,10 @@ class Nesterov(Momentum):
         mu = p.dtype.type(self.momentum)
         v *= mu
         v += g
-        p -= p.dtype.type(self.lr) * (g + mu * v)
+        step = np.multiply(v, mu, out=self._scratch(p))
+        step += g
+        step *= p.dtype.type(self.lr)
+        p -= step
 
 
 class Adam(Optimizer):
@@ -116,16 +135,21 @@ class Adam(Optimizer):
         b1, b2 = t(self.beta1), t(self.beta2)
         if self.weight_decay:
             p *= t(1 - self.lr * self.weight_decay)
+        s = self._scratch(p)
         m *= b1
-        m += (1 - b1) * g
+        m += np.multiply(g, 1 - b1, out=s)
         v *= b2
-        v += (1 - b2) * (g * g)
+        np.multiply(g, g, out=s)
+        s *= 1 - b2
+        v += s
         bias1 = 1 - self.beta1**self.t
         bias2 = 1 - self.beta2**self.t
-        step = t(self.lr / bias1)
-        denom = np.sqrt(v / t(bias2))
+        denom = np.divide(v, t(bias2), out=s)
+        np.sqrt(denom, out=denom)
         denom += t(self.eps)
-        p -= step * m / denom
+        step = np.divide(m, denom, out=s)
+        step *= t(self.lr / bias1)
+        p -= step
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam)}
