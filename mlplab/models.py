@@ -182,7 +182,9 @@ class MLP:
             dout = layer.backward(dout)
         if reg:
             for a in self.affines:
-                a.grads["W"] += (2 * reg) * a.params["W"]
+                W = a.params["W"]
+                # 2 reg W through a reused buffer: no weight-sized temporary per step
+                a.grads["W"] += np.multiply(W, 2 * reg, out=a._buffer("l2", W.shape, W.dtype))
         return loss, self.grads
 
     def _batches(self, X: np.ndarray):
