@@ -221,6 +221,16 @@ def set_threads(threads: int | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------------------- inputs
+def input_pipeline(mean: float | Sequence[float] = MEAN, std: float | Sequence[float] = STD,
+                   max_value: float = 255.0):
+    """The exercise's ``ToTensor`` + ``Normalize(mean, std)`` as an :mod:`mlplab.data.transforms`
+    pipeline (scale by ``1 / max_value``, per-channel ``(x - mean) / std``, flatten to float32), so
+    that it can be saved with a model like any other mlplab preprocessing."""
+    from mlplab.data.transforms import Flatten, Normalize, Pipeline, Scale
+
+    return Pipeline([Scale(max_value), Normalize(mean, std), Flatten()])
+
+
 def normalize_images(images: np.ndarray, mean: float | Sequence[float] = MEAN,
                      std: float | Sequence[float] = STD) -> np.ndarray:
     """The exercise's input pipeline without torchvision: raw images (N, H, W, C) — uint8 in
@@ -238,34 +248,22 @@ def normalize_images(images: np.ndarray, mean: float | Sequence[float] = MEAN,
         raise ValueError(f"images must be an array (N, H, W, C) (or (N, H, W)); got shape "
                          f"{X.shape}.")
     if X.dtype == np.uint8:
-        out = X.astype(np.float32)
-        out *= np.float32(1 / 255)
+        max_value = 255.0
     elif X.dtype.kind == "f":
-        out = X.astype(np.float32)  # a copy: normalised in place below
-        if out.size and (not np.isfinite(out).all() or out.min() < 0 or out.max() > 1):
+        max_value = 1.0
+        if X.size and (not np.isfinite(X).all() or X.min() < 0 or X.max() > 1):
             raise ValueError("float images must already be scaled to [0, 1] (or pass raw uint8 "
                              "0..255 images); got values outside that range.")
     else:
         raise ValueError(f"images must be uint8 (0..255) or float in [0, 1]; got dtype "
                          f"{X.dtype}.")
-    channels = out.shape[-1]
-    m = _per_channel(mean, channels, "mean")
-    s = _per_channel(std, channels, "std")
-    if np.any(s <= 0):
-        raise ValueError(f"std must be positive; got {std!r}.")
-    out -= m
-    out /= s
-    return out.reshape(len(out), -1)
-
-
-def _per_channel(value: float | Sequence[float], channels: int, name: str) -> np.ndarray:
-    arr = np.atleast_1d(np.asarray(value, dtype=np.float32))
-    if arr.shape == (1,):
-        arr = np.repeat(arr, channels)
-    if arr.shape != (channels,):
-        raise ValueError(f"{name} needs one value or one per channel ({channels}); got "
-                         f"{value!r}.")
-    return arr
+    channels = X.shape[-1]
+    for name, value in (("mean", mean), ("std", std)):
+        n = np.atleast_1d(np.asarray(value)).size
+        if n not in (1, channels):
+            raise ValueError(f"{name} needs one value or one per channel ({channels}); got "
+                             f"{value!r}.")
+    return input_pipeline(mean, std, max_value).fit_transform(X)
 
 
 # -------------------------------------------------------------------------------------- training
@@ -601,21 +599,19 @@ def depth_table_markdown(results: Sequence[DepthResult], test_label: str = "test
     return "\n".join(lines) + "\n"
 
 
-def plot_depth(results: Sequence[DepthResult], path: str | os.PathLike) -> None:
-    """Train and validation accuracy against depth, one colour per initialisation, the test
-    accuracy of each best network as a star; written atomically as PNG."""
-    import matplotlib
+def plot_depth(results: Sequence[DepthResult]):
+    """Train (dashed) and validation (solid) accuracy against depth, one colour per
+    initialisation, the test accuracy of each best network as a star. Returns a Matplotlib
+    figure; :func:`mlplab.plots.save` writes it atomically."""
+    from mlplab import plots  # sets the Agg backend
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    colours = {"exercise": "tab:blue", "default": "tab:orange"}
+    plt = plots.plt
+    fig, ax = plt.subplots(figsize=plots.FIGSIZE)
+    colours = {"exercise": plots.COLORS["train"], "default": plots.COLORS["val"]}
     for init in dict.fromkeys(r.init for r in results):
         rows = sorted((r for r in results if r.init == init), key=lambda r: r.depth)
         depths = [r.depth for r in rows]
-        c = colours.get(init, None)
+        c = colours.get(init)
         ax.plot(depths, [100 * r.train_acc for r in rows], "o--", color=c,
                 label=f"{init} init: train")
         ax.plot(depths, [100 * r.val_acc for r in rows], "o-", color=c,
@@ -629,15 +625,51 @@ def plot_depth(results: Sequence[DepthResult], path: str | os.PathLike) -> None:
     ax.set_title("PyTorch MLP: accuracy against depth")
     ax.set_xticks(sorted({r.depth for r in results}))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------ model files
+TORCH_MODEL_FORMAT = "mlplab-torch-model"
+
+
+def save_torch_model(path: str | os.PathLike, model: MultiLayerPerceptron,
+                     extra: dict[str, Any] | None = None) -> None:
+    """Write ``model`` (its ``config`` and ``state_dict``, on the CPU) to ``path`` atomically; the
+    file holds only tensors and plain Python values, so :func:`load_torch_model` reads it with
+    ``torch.load(weights_only=True)``."""
+    from mlplab.io import atomic_path
+
+    payload = {"format": TORCH_MODEL_FORMAT, "version": 1, "config": dict(model.config),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "extra": dict(extra or {})}
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def load_torch_model(path: str | os.PathLike) -> tuple[MultiLayerPerceptron, dict[str, Any]]:
+    """``(model, extra)`` from a file written by :func:`save_torch_model` (loaded with
+    ``weights_only=True``: no code in the file can run), in evaluation mode on the CPU."""
     try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such model file.") from None
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise ValueError(f"{path} is not a readable PyTorch model file ({exc}).") from None
+    if not isinstance(payload, dict) or payload.get("format") != TORCH_MODEL_FORMAT:
+        raise ValueError(f"{path} is not an mlplab PyTorch model file (written by "
+                         "mlplab torch train / save_torch_model).")
+    config, state = payload.get("config") or {}, payload.get("state_dict") or {}
+    try:
+        # the weights' own dtype first, so float64 weights are not rounded through float32
+        dtype = next(v.dtype for v in state.values() if v.is_floating_point())
+        model = MultiLayerPerceptron(**config).to(dtype)
+        model.load_state_dict(state)
+    except (TypeError, KeyError, RuntimeError, StopIteration, AttributeError) as exc:
+        raise ValueError(f"{path}: the stored weights do not match the stored config "
+                         f"({exc}).") from None
+    return model.eval(), dict(payload.get("extra") or {})
 
 
 # ------------------------------------------------------------------------------------- interop

@@ -282,6 +282,42 @@ def test_same_parameters_after_n_steps_without_shuffling(optimizer, rng):
     assert rel(mlp.params["W1"], W1_start) > 1e-3  # the parameters really moved
 
 
+# ------------------------------------------------------------------------------------ model files
+@pytest.mark.parametrize("dtype,batchnorm", [(torch.float32, False), (torch.float64, True)])
+def test_save_and_load_torch_model(dtype, batchnorm, tmp_path, rng):
+    m = tm.build_model(12, [7, 5], 3, init="default", batchnorm=batchnorm, dropout=0.2, seed=4,
+                       dtype=dtype)
+    if batchnorm:  # move the running statistics away from their initial values
+        m.train()
+        m(torch.tensor(rng.randn(16, 12) * 3 + 1, dtype=dtype))
+    tm.save_torch_model(tmp_path / "m.pt", m, {"classes": ["a", "b", "c"]})
+    back, extra = tm.load_torch_model(tmp_path / "m.pt")
+    assert extra == {"classes": ["a", "b", "c"]} and back.config == m.config
+    assert not back.training
+    for (k, a), (k2, b) in zip(m.state_dict().items(), back.state_dict().items()):
+        assert k == k2 and a.dtype == b.dtype and torch.equal(a, b), k
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
+
+
+def test_load_torch_model_refuses_foreign_files(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an mlplab PyTorch model"):
+        tm.load_torch_model(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a zip file at all")
+    with pytest.raises(ValueError, match="not a readable PyTorch model"):
+        tm.load_torch_model(tmp_path / "junk.pt")
+
+    class Evil:  # a pickle that would run code if loaded without weights_only
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": tm.TORCH_MODEL_FORMAT, "config": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not a readable"):
+        tm.load_torch_model(tmp_path / "evil.pt")
+    with pytest.raises(FileNotFoundError):
+        tm.load_torch_model(tmp_path / "missing.pt")
+
+
 # -------------------------------------------------------------------------------------- training
 def test_fit_learns_digits_and_records_history(digits):
     Xtr, ytr, Xv, yv, Xte, yte = digits
@@ -391,7 +427,9 @@ def test_depth_study_table_and_plot(digits, tmp_path):
     csv_lines = tm.depth_table_csv(rows).splitlines()
     assert csv_lines[0] == ",".join(tm.DEPTH_COLUMNS) and len(csv_lines) == 5
     assert sum(1 for line in csv_lines[1:] if line.split(",")[5]) == 2
-    tm.plot_depth(rows, tmp_path / "depth.png")
+    from mlplab import plots
+
+    plots.save(tm.plot_depth(rows), tmp_path / "depth.png")
     assert (tmp_path / "depth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["depth.png"]
 
