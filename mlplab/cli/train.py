@@ -139,6 +139,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--no-plots", dest="plots", action="store_false",
                    help="do not draw the PNG figures")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--verbose", action="store_true",
+                   help="print a line per epoch (loss, accuracies, learning rate)")
     o.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=run_train)
 
@@ -173,7 +175,7 @@ def _given(args: argparse.Namespace, names) -> dict:
 def run_train(args: argparse.Namespace) -> int:
     from mlplab.runs import build_config, config_summary, default_run_dir, resume_run, train_run
 
-    progress = not args.quiet and not args.json
+    progress = not args.quiet and not args.json and not args.verbose
     if args.resume:
         extra = sorted(_given(args, RUN_FIELDS)) + (["preset"] if args.preset else []) + \
             (["out"] if args.out else [])
@@ -182,7 +184,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise ValueError(f"--resume continues a run exactly as it was configured; drop "
                              f"{flags}.")
         print(f"resuming {args.resume}", file=sys.stderr)
-        result = resume_run(args.resume, progress=progress, plots=args.plots)
+        result = resume_run(args.resume, progress=progress, verbose=args.verbose,
+                            plots=args.plots)
     else:
         options = _given(args, RUN_FIELDS)
         options.update({k: getattr(args, k) for k in DATA_FIELDS})
@@ -193,7 +196,8 @@ def run_train(args: argparse.Namespace) -> int:
         out = args.out or default_run_dir()
         if not args.json:
             print(f"training {config_summary(cfg)} -> {out}", file=sys.stderr)
-        result = train_run(cfg, out=out, data=ds, progress=progress, plots=args.plots)
+        result = train_run(cfg, out=out, data=ds, progress=progress, verbose=args.verbose,
+                           plots=args.plots)
 
     m = result.metrics
     if args.json:

@@ -1,0 +1,191 @@
+"""A scikit-learn compatible classifier over mlplab's engine (``MLP`` + ``Trainer``).
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from mlplab.estimator import MLPClassifier
+
+    clf = make_pipeline(StandardScaler(), MLPClassifier(hidden_sizes=(100,), random_state=0))
+    clf.fit(X_train, y_train).score(X_test, y_test)
+
+It follows scikit-learn's conventions: hyperparameters are stored untouched by ``__init__`` and
+validated in ``fit``; fitted state ends with ``_`` (``classes_``, ``n_features_in_``, ``model_``,
+``loss_curve_``, ``n_iter_``, ``t_``); labels may be any values (strings included); ``random_state``
+makes a fit reproducible. Like ``sklearn.neural_network.MLPClassifier`` it trains for up to
+``max_epochs`` epochs and stops earlier once the mean training loss of an epoch has not improved by
+``tol`` for ``n_iter_no_change`` epochs, or, with ``early_stopping=True``, once the accuracy on a
+held-out ``validation_fraction`` stops improving (the best parameters are then restored).
+
+Arithmetic follows the input: float32 input trains in float32, anything else in float64
+(scikit-learn's own estimators preserve float32 the same way).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from mlplab.models import ACTIVATIONS, MLP
+from mlplab.trainer import Callback, Trainer
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+    def _validate_data(estimator, *args, **kwargs):
+        return estimator._validate_data(*args, **kwargs)
+
+
+class _Convergence(Callback):
+    """scikit-learn's stopping rule on the training loss: stop when an epoch's mean loss has not
+    improved on the best by ``tol`` for ``patience`` consecutive epochs."""
+
+    def __init__(self, tol: float, patience: int) -> None:
+        self.tol, self.patience = tol, patience
+        self.best, self.bad, self.start = np.inf, 0, 0
+        self.epoch_loss: list[float] = []
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+        losses = trainer.history.loss[self.start:]
+        self.start = len(trainer.history.loss)
+        mean = float(np.mean(losses))
+        self.epoch_loss.append(mean)
+        if mean > self.best - self.tol:
+            self.bad += 1
+        else:
+            self.bad = 0
+        self.best = min(self.best, mean)
+        if self.patience and self.bad >= self.patience:
+            trainer.stop = True
+
+
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """A fully-connected network with hand-written backpropagation, trained by mlplab's Trainer.
+
+    Parameters
+    ----------
+    hidden_sizes : tuple of int, default (100,)
+        Hidden layer widths; ``()`` gives softmax regression.
+    activation : {"relu", "leaky_relu", "tanh", "sigmoid"}, default "relu"
+    init : {"he", "xavier", "normal"}, default "he"; ``std`` is the deviation of ``normal``.
+    dropout : float in [0, 1), default 0; batchnorm : bool, default False
+    optimizer : {"sgd", "momentum", "nesterov", "adam"}, default "adam"
+    lr : float, default 1e-3; momentum : float, default 0.9
+    schedule : {"constant", "exp", "step", "cosine"}, default "constant"; lr_decay : per epoch.
+    reg : float, default 1e-4
+        L2 strength as in the exercise: ``loss + reg * sum ||W||^2``.
+    batch_size : int, default 200 (capped at the number of samples)
+    max_epochs : int, default 200
+    tol : float, default 1e-4; n_iter_no_change : int, default 10
+        Stop when the mean epoch loss has not improved by ``tol`` for ``n_iter_no_change`` epochs.
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` (stratified) and stop on its accuracy instead, restoring
+        the best parameters.
+    random_state : int, RandomState or None
+        Seeds weights, minibatch order and dropout.
+    verbose : bool, default False
+    """
+
+    def __init__(self, hidden_sizes: tuple[int, ...] = (100,), activation: str = "relu",
+                 init: str = "he", std: float = 1e-4, dropout: float = 0.0,
+                 batchnorm: bool = False, optimizer: str = "adam", lr: float = 1e-3,
+                 momentum: float = 0.9, schedule: str = "constant", lr_decay: float = 1.0,
+                 reg: float = 1e-4, batch_size: int = 200, max_epochs: int = 200,
+                 tol: float = 1e-4, n_iter_no_change: int = 10, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, random_state: Any = None,
+                 verbose: bool = False) -> None:
+        self.hidden_sizes = hidden_sizes
+        self.activation = activation
+        self.init = init
+        self.std = std
+        self.dropout = dropout
+        self.batchnorm = batchnorm
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.schedule = schedule
+        self.lr_decay = lr_decay
+        self.reg = reg
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self) -> list[int]:
+        hidden = [self.hidden_sizes] if isinstance(self.hidden_sizes, numbers.Integral) \
+            else list(self.hidden_sizes)
+        if any(not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
+            raise ValueError(f"hidden_sizes must be positive integers; got {self.hidden_sizes!r}.")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got "
+                             f"{self.activation!r}.")
+        if not isinstance(self.max_epochs, numbers.Integral) or self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be a positive integer; got {self.max_epochs!r}.")
+        if self.early_stopping and not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1); got "
+                             f"{self.validation_fraction!r}.")
+        return [int(h) for h in hidden]
+
+    def fit(self, X, y) -> MLPClassifier:
+        """Train on ``X`` (n_samples, n_features) and labels ``y``; returns ``self``."""
+        hidden = self._check_params()
+        X, y = _validate_data(self, X, y, dtype=[np.float64, np.float32], reset=True)
+        check_classification_targets(y)
+        encoder = LabelEncoder()
+        y_enc = encoder.fit_transform(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(f"MLPClassifier needs samples of at least 2 classes in y; got 1 "
+                             f"class ({self.classes_[0]!r}).")
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        X_val = y_val = None
+        if self.early_stopping:
+            from sklearn.model_selection import train_test_split
+
+            X, X_val, y_enc, y_val = train_test_split(
+                X, y_enc, test_size=self.validation_fraction, random_state=seed,
+                stratify=y_enc if np.bincount(y_enc).min() >= 2 else None)
+        self.model_ = MLP(X.shape[1], hidden, len(self.classes_), activation=self.activation,
+                          init=self.init, std=self.std, dropout=self.dropout,
+                          batchnorm=self.batchnorm, seed=seed, dtype=X.dtype)
+        convergence = _Convergence(self.tol, 0 if self.early_stopping else self.n_iter_no_change)
+        trainer = Trainer(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
+                          schedule=self.schedule, lr_decay=self.lr_decay, reg=self.reg,
+                          batch_size=min(int(self.batch_size), len(X)), epochs=self.max_epochs,
+                          patience=self.n_iter_no_change if self.early_stopping else None,
+                          train_acc="subset", seed=seed, verbose=self.verbose,
+                          callbacks=[convergence])
+        history = trainer.fit(self.model_, X, y_enc, X_val, y_val)
+        self.history_ = history
+        self.loss_curve_ = convergence.epoch_loss
+        self.n_iter_ = trainer.epoch
+        self.t_ = trainer.iteration
+        if self.early_stopping:
+            self.validation_scores_ = list(history.val_acc)
+            self.best_validation_score_ = history.best_val_acc
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``."""
+        check_is_fitted(self)
+        X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return self.model_.predict_proba(X)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class label of each row."""
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -1,0 +1,78 @@
+"""``mlplab.estimator.MLPClassifier`` against scikit-learn's own estimator checks and tools.
+
+Skipped by scikit-learn itself (reported as skips, not failures):
+* ``check_array_api_input`` runs only with ``SCIPY_ARRAY_API=1`` and an array-API library; the
+  engine is NumPy-only by design (hand-written NumPy backpropagation).
+* ``check_classifier_data_not_an_array`` runs only when pandas is installed; pandas is not an
+  mlplab dependency. (The same check's NumPy-array-like part is covered by the other checks.)
+"""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from mlplab.estimator import MLPClassifier
+
+
+@parametrize_with_checks([MLPClassifier()])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+
+
+def test_pipeline_learns_digits_and_is_reproducible(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    make = lambda: make_pipeline(StandardScaler(),  # noqa: E731
+                                 MLPClassifier(hidden_sizes=(64,), lr=1e-2, max_epochs=30,
+                                               random_state=0))
+    a, b = make().fit(X_tr, y_tr), make().fit(X_tr, y_tr)
+    assert a.score(X_te, y_te) > 0.95
+    np.testing.assert_array_equal(a.predict_proba(X_te), b.predict_proba(X_te))
+    clf = a[-1]
+    assert clf.n_features_in_ == 64 and list(clf.classes_) == list(range(10))
+    assert len(clf.loss_curve_) == clf.n_iter_ <= 30 and clf.loss_curve_[-1] < clf.loss_curve_[0]
+    assert clf.t_ == clf.n_iter_ * (len(X_tr) // 200)
+
+
+def test_grid_search_over_the_engine(digits):
+    X_tr, _, y_tr, _ = digits
+    grid = GridSearchCV(make_pipeline(StandardScaler(),
+                                      MLPClassifier(max_epochs=8, random_state=0)),
+                        {"mlpclassifier__hidden_sizes": [(8,), (64,)],
+                         "mlpclassifier__lr": [1e-3, 1e-2]}, cv=2)
+    grid.fit(X_tr[:600], y_tr[:600])
+    assert grid.best_params_ == {"mlpclassifier__hidden_sizes": (64,), "mlpclassifier__lr": 1e-2}
+    assert len(grid.cv_results_["mean_test_score"]) == 4
+
+
+def test_string_labels_float32_and_early_stopping(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                      "nine"])
+    scaler = StandardScaler().fit(X_tr)
+    clf = MLPClassifier(hidden_sizes=(32,), early_stopping=True, n_iter_no_change=3,
+                        max_epochs=200, lr=1e-2, random_state=1)
+    clf.fit(scaler.transform(X_tr).astype(np.float32), names[y_tr])
+    assert clf.model_.dtype == np.float32  # float32 input trains in float32
+    assert set(clf.predict(scaler.transform(X_te))) <= set(names)
+    assert clf.score(scaler.transform(X_te), names[y_te]) > 0.9
+    assert clf.n_iter_ < 200 and clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+def test_bad_hyperparameters_are_reported_at_fit(digits):
+    X_tr, _, y_tr, _ = digits
+    with pytest.raises(ValueError, match="hidden_sizes"):
+        MLPClassifier(hidden_sizes=(0,)).fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        MLPClassifier(optimizer="rmsprop").fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match="2 classes"):
+        MLPClassifier().fit(X_tr[:5], np.zeros(5))

@@ -1,0 +1,300 @@
+"""Run folders, atomic files, model files, presets and plots."""
+
+import csv
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mlplab import MLP, TwoLayerNet, io, plots
+from mlplab.data import load_dataset, make_preprocessing
+from mlplab.presets import PRESETS, get_preset, register_preset
+from mlplab.runs import (
+    RunConfig,
+    build_config,
+    evaluate_run,
+    load_checkpoint,
+    predict_images,
+    read_history,
+    resume_run,
+    train_run,
+)
+from mlplab.trainer import Callback
+
+FAST = {"dataset": "digits", "hidden": [32], "epochs": 4, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", seed=0)
+
+
+# --------------------------------------------------------------------------- atomic files
+def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "sub" / "f.json"
+    io.write_json(target, {"a": np.float32(1.5), "b": np.arange(3)})
+    io.write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["f.json"]
+    # the permissions a plain open() would give, not mkstemp's private 0600
+    assert target.stat().st_mode & 0o777 == 0o666 & ~io._UMASK
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "f.txt"
+    io.write_text(target, "old")
+    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:
+        tmp.write_text("half-written")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_csv_and_npz_writers(tmp_path):
+    io.write_csv(tmp_path / "h.csv", ["a", "b"], [[1, 2.5], [3, ""]])
+    assert list(csv.reader(open(tmp_path / "h.csv"))) == [["a", "b"], ["1", "2.5"], ["3", ""]]
+    io.write_npz(tmp_path / "x.npz", {"x": np.arange(4)})
+    np.testing.assert_array_equal(io.read_npz(tmp_path / "x.npz")["x"], np.arange(4))
+    with pytest.raises(ValueError, match="object array"):
+        io.write_npz(tmp_path / "y.npz", {"x": np.array([{}, 1], dtype=object)})
+
+
+# --------------------------------------------------------------------------- model files
+def test_model_file_round_trip_without_pickle(tmp_path, digits, rng):
+    model = MLP(64, [16, 8], 10, batchnorm=True, dropout=0.1, seed=3)
+    model.batchnorms[1].running_mean[:] = rng.randn(16)  # statistics must survive too
+    pre = make_preprocessing("standardize").fit(digits.X_train)
+    path = io.save_model(tmp_path / "m.npz", model, pre, {"classes": digits.classes})
+
+    with np.load(path, allow_pickle=False) as raw:  # a plain, pickle-free archive
+        meta = json.loads(str(raw["__meta__"]))
+        assert raw["__meta__"].shape == () and raw["__meta__"].dtype.kind == "U"
+        assert set(raw.files) >= {"param/W1", "param/gamma1", "param/running_mean1"}
+    assert meta["config"] == model.config and meta["extra"]["classes"] == digits.classes
+
+    loaded = io.load_model(path)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.model.state_dict()[k], v)
+    X = digits.X_val
+    np.testing.assert_array_equal(loaded.model.predict(loaded.preprocessing.transform(X)),
+                                  model.predict(pre.transform(X)))
+
+
+def test_two_layer_net_round_trip(tmp_path):
+    net = TwoLayerNet(4, 5, 3, std=0.1, seed=0)
+    loaded, prep, extra = io.load_model(io.save_model(tmp_path / "t.npz", net))
+    assert type(loaded) is TwoLayerNet and loaded.dtype == np.float64 and prep is None
+    np.testing.assert_array_equal(loaded.params["W2"], net.params["W2"])
+
+
+def _tamper(src, dst, **changes):
+    arrays = io.read_npz(src)
+    for k, v in changes.items():
+        k = k.replace("__", "/") if k != "__meta__" else k
+        if v is None:
+            del arrays[k]
+        else:
+            arrays[k] = v
+    np.savez(dst, **arrays)
+    return dst
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"param__W1": np.zeros((3, 3), np.float32)}, "W1 has shape"),
+    ({"param__W1": np.zeros((6, 5), np.float64)}, "W1 has dtype"),
+    ({"param__b2": np.full(3, np.nan, np.float32)}, "b2 contains NaN"),
+    ({"param__W2": None}, "missing arrays \\['W2'\\]"),
+    ({"param__W9": np.zeros(2, np.float32)}, "unexpected arrays \\['W9'\\]"),
+    ({"__meta__": np.array("{not json")}, "not valid JSON"),
+    ({"__meta__": None}, "not an mlplab model file"),
+])
+def test_load_model_validates(tmp_path, change, match):
+    good = io.save_model(tmp_path / "good.npz", MLP(6, [5], 3, seed=0))
+    bad = _tamper(good, tmp_path / "bad.npz", **change)
+    with pytest.raises(ValueError, match=match):
+        io.load_model(bad)
+
+
+def test_load_model_rejects_truncated_and_future_files(tmp_path):
+    good = io.save_model(tmp_path / "good.npz", MLP(6, [5], 3, seed=0))
+    (tmp_path / "cut.npz").write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError, match="truncated"):
+        io.load_model(tmp_path / "cut.npz")
+    meta = json.loads(str(io.read_npz(good)["__meta__"]))
+    meta["version"] = 99
+    with pytest.raises(ValueError, match="version 99"):
+        io.load_model(_tamper(good, tmp_path / "v.npz", __meta__=np.array(json.dumps(meta))))
+    with pytest.raises(FileNotFoundError):
+        io.load_model(tmp_path / "missing.npz")
+
+
+# --------------------------------------------------------------------------- runs
+def test_train_run_writes_a_complete_run_folder(tmp_path, digits):
+    res = train_run(FAST, out=tmp_path / "run", data=digits, eval_test=True)
+    out = tmp_path / "run"
+    names = {p.name for p in out.iterdir()}
+    assert names == {"config.json", "model.npz", "checkpoint.npz", "history.csv",
+                     "metrics.json", "loss.png", "accuracy.png", "confusion.png", "weights.png"}
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("train_accuracy", "val_accuracy", "test_accuracy", "epochs", "iterations",
+                "seconds", "dataset", "model"):
+        assert key in m
+    per_epoch = len(digits.y_train) // 64
+    assert m["epochs"] == 4 and m["iterations"] == 4 * per_epoch and m["status"] == "completed"
+    assert m["val_accuracy"] == pytest.approx(res.model.accuracy(
+        res.preprocessing.transform(digits.X_val), digits.y_val))
+    assert m["test_accuracy"] == pytest.approx(res.model.accuracy(
+        res.preprocessing.transform(digits.X_test), digits.y_test))
+    assert m["val_accuracy"] > 0.8 and m["dataset"] == "digits" and m["model"].startswith("MLP")
+
+    h = read_history(out / "history.csv")
+    assert h["loss"] == res.history.loss and h["val_acc"] == res.history.val_acc
+    assert RunConfig.from_dict(json.loads((out / "config.json").read_text())) == res.config
+    loaded = io.load_model(out / "model.npz")
+    np.testing.assert_array_equal(loaded.model.params["W2"], res.model.params["W2"])
+    for png in ("loss.png", "weights.png"):
+        with Image.open(out / png) as im:
+            assert im.size[0] > 500
+
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_run(FAST, out=out, data=digits)
+    with pytest.raises(ValueError, match="already completed"):
+        resume_run(out, data=digits)
+
+
+def test_train_run_in_memory_and_without_test(digits):
+    res = train_run(FAST, data=digits, plots=False)
+    assert res.out is None and "test_accuracy" not in res.metrics
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, digits):
+    cfg = {**FAST, "epochs": 5, "dropout": 0.2, "optimizer": "momentum", "lr": 0.05,
+           "augment": ["flip", "crop"], "patience": 10}
+    full = train_run(cfg, out=tmp_path / "full", data=digits, plots=False)
+
+    class CtrlC(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            if iteration == 30:  # mid-epoch 2
+                os.kill(os.getpid(), signal.SIGINT)
+
+    part = train_run(cfg, out=tmp_path / "part", data=digits, plots=False, callbacks=[CtrlC()])
+    assert part.interrupted and part.metrics["iterations"] == 30
+    _, state, _ = load_checkpoint(tmp_path / "part" / "checkpoint.npz")
+    assert state["iteration"] == 30
+    resumed = resume_run(tmp_path / "part", data=digits, plots=False)
+    assert resumed.history.loss == full.history.loss
+    for k, v in full.model.state_dict().items():
+        np.testing.assert_array_equal(resumed.model.state_dict()[k], v)
+    for k in ("train_accuracy", "val_accuracy", "epochs", "iterations", "best_epoch"):
+        assert resumed.metrics[k] == full.metrics[k]
+
+
+def test_resume_from_an_epoch_checkpoint(tmp_path, digits):
+    """Simulate a crash right after epoch 2's checkpoint by keeping a copy of it."""
+    saved = {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:  # runs after the checkpoint callback of that epoch
+                saved["bytes"] = (tmp_path / "a" / "checkpoint.npz").read_bytes()
+
+    full = train_run(FAST, out=tmp_path / "a", data=digits, plots=False, callbacks=[Keep()])
+    (tmp_path / "a" / "metrics.json").unlink()
+    (tmp_path / "a" / "checkpoint.npz").write_bytes(saved["bytes"])
+    again = resume_run(tmp_path / "a", data=digits, plots=False)
+    assert again.history.loss == full.history.loss
+    np.testing.assert_array_equal(again.model.params["W1"], full.model.params["W1"])
+
+
+def test_bad_run_options_are_clear_errors(digits):
+    with pytest.raises(ValueError, match="unknown run options: colour"):
+        train_run({"colour": "red"}, data=digits)
+    with pytest.raises(ValueError, match="augmentation"):
+        build_config(augment=["rotate"])
+    with pytest.raises(ValueError, match="unknown preprocessing"):
+        build_config(preprocessing="whiten")
+    with pytest.raises(ValueError, match="unknown preset"):
+        build_config("exercise-best")
+
+
+def test_evaluate_and_predict(tmp_path, digits):
+    res = train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    ev = evaluate_run(tmp_path / "r", "test", data=digits)
+    pred = res.model.predict(res.preprocessing.transform(digits.X_test))
+    assert ev["accuracy"] == pytest.approx(np.mean(pred == digits.y_test))
+    assert np.sum(ev["confusion_matrix"]) == len(digits.y_test)
+
+    files = []
+    for i in range(3):
+        Image.fromarray(digits.X_test[i, :, :, 0]).save(tmp_path / f"{i}.png")
+        files.append(tmp_path / f"{i}.png")
+    out = predict_images(tmp_path / "r", files, top=2)
+    probs = res.model.predict_proba(res.preprocessing.transform(digits.X_test[:3]))
+    for r, p in zip(out, probs):
+        assert [t["class"] for t in r["top"]] == [digits.classes[k] for k in np.argsort(-p)[:2]]
+        assert r["top"][0]["probability"] == pytest.approx(p.max(), rel=1e-5)
+    with pytest.raises(ValueError, match="not a readable image"):
+        (tmp_path / "bad.png").write_text("nope")
+        predict_images(tmp_path / "r", [tmp_path / "bad.png"])
+
+
+# --------------------------------------------------------------------------- presets
+def test_exercise_presets_carry_the_exercise_recipe():
+    d = build_config("exercise-default")
+    assert (d.hidden, d.std, d.init, d.iters, d.batch_size, d.lr, d.lr_decay, d.reg) == \
+        ([50], 1e-4, "normal", 1000, 200, 1e-4, 0.95, 0.25)
+    assert (d.optimizer, d.sampling, d.preprocessing, d.augment, d.epochs) == \
+        ("sgd", "replacement", "exercise", [], None)
+    t = build_config("exercise-tuned")
+    assert t.optimizer == "sgd" and len(t.hidden) == 1 and t.preprocessing == "exercise"
+    assert build_config("exercise-default", epochs=3).iters is None  # flags override
+    assert build_config("exercise-default", lr=1e-3).lr == 1e-3
+
+
+def test_register_preset_validates():
+    try:
+        register_preset("tiny", {"hidden": [8], "epochs": 1, "description": "test"})
+        assert get_preset("tiny") == {"hidden": [8], "epochs": 1}
+        with pytest.raises(ValueError, match="already exists"):
+            register_preset("tiny", {})
+        with pytest.raises(ValueError, match="unknown run options"):
+            register_preset("broken", {"hiden": [8]})
+    finally:
+        PRESETS.pop("tiny", None)
+
+
+# --------------------------------------------------------------------------- plots
+def test_weight_tiles_are_the_columns_of_W1(rng):
+    W1 = rng.randn(8 * 8 * 3, 5)
+    tiles = plots.weight_tiles(W1, (8, 8, 3))
+    col = W1[:, 2].reshape(8, 8, 3)
+    np.testing.assert_allclose(tiles[2], (col - col.min()) / (col.max() - col.min()))
+    with pytest.raises(ValueError, match="does not hold"):
+        plots.weight_tiles(W1, (8, 8, 1))
+
+
+def test_confusion_matrix_counts():
+    cm = plots.confusion_matrix([0, 0, 1, 2, 2], [0, 1, 1, 2, 0], 3)
+    np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 1, 0], [1, 0, 1]])
+
+
+def test_figures_have_titles_labels_and_legends(tmp_path, rng):
+    figs = {
+        "loss": plots.plot_loss(rng.rand(120), iterations_per_epoch=10),
+        "acc": plots.plot_accuracy([0.1, 0.5], [0.2, 0.4], test_acc=0.3),
+        "cm": plots.plot_confusion(np.eye(3) * 5, ["a", "b", "c"]),
+        "w": plots.plot_first_layer_weights(rng.randn(48, 4), (4, 4, 3)),
+        "samples": plots.plot_samples(rng.randint(0, 255, (20, 4, 4, 3), dtype=np.uint8),
+                                      np.arange(20) % 2, ["x", "y"], per_class=3),
+    }
+    for name in ("loss", "acc", "cm"):
+        ax = figs[name].axes[0]
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    for name in ("loss", "acc"):
+        assert figs[name].axes[0].get_legend() is not None
+    for name, fig in figs.items():
+        path = plots.save(fig, tmp_path / f"{name}.png")
+        with Image.open(path) as im:
+            assert im.format == "PNG"
