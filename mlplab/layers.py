@@ -43,6 +43,12 @@ class Layer:
             self._buffers[name] = buf
         return buf
 
+    def __getstate__(self) -> dict:
+        # pickle parameters, not scratch buffers or the last batch's caches (which may be large,
+        # and after unpickling from a read-only memory map would be unwritable buffers)
+        return {k: ({} if k == "_buffers" else None) if k.startswith("_") else v
+                for k, v in self.__dict__.items()}
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self.params.items())
         return f"{type(self).__name__}({shapes})"
