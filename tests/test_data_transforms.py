@@ -115,6 +115,17 @@ def test_crop_keeps_shape_and_shifts_content(images):
     assert (out == 0).any()  # some padding came in
 
 
+def test_crop_larger_than_image_matches_padded_reference():
+    X = np.arange(1, 2 * 2 * 2 * 1 + 1, dtype=np.float32).reshape(2, 4)
+    out = Augmenter((2, 2, 1), flip=False, crop=5)(X, np.random.RandomState(1))
+    rs = np.random.RandomState(1)
+    dy, dx = rs.randint(0, 11, size=2), rs.randint(0, 11, size=2)
+    for i in range(2):
+        padded = np.pad(X[i].reshape(2, 2), 5)
+        np.testing.assert_array_equal(out[i].reshape(2, 2), padded[dy[i]:dy[i] + 2,
+                                                                   dx[i]:dx[i] + 2])
+
+
 def test_augmentation_is_deterministic_and_leaves_input_alone(images):
     aug = Augmenter(images.shape[1:])
     X = _flat(images)

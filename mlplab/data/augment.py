@@ -38,23 +38,26 @@ class Augmenter:
             raise ValueError(f"augmentation expects a (B, {H * W * C}) batch of flattened "
                              f"{H}x{W}x{C} images; got shape {X.shape}.")
         B = len(X)
-        imgs = X.reshape(B, H, W, C)  # a view
-        if self.flip:
-            flip = rng.rand(B) < 0.5
-            imgs = imgs.copy()
-            imgs[flip] = imgs[flip, :, ::-1]
-        if self.crop:
-            p = self.crop
-            padded = np.zeros((B, H + 2 * p, W + 2 * p, C), dtype=X.dtype)
-            padded[:, p:p + H, p:p + W] = imgs
-            dy = rng.randint(0, 2 * p + 1, size=B)
-            dx = rng.randint(0, 2 * p + 1, size=B)
-            rows = dy[:, None] + np.arange(H)  # (B, H)
-            cols = dx[:, None] + np.arange(W)  # (B, W)
-            imgs = padded[np.arange(B)[:, None, None], rows[:, :, None], cols[:, None, :]]
-        elif not self.flip:
-            imgs = imgs.copy()
-        return imgs.reshape(B, -1)
+        imgs = X.reshape(B, H, W, C)  # a view: only the output batch is allocated
+        flip = rng.rand(B) < 0.5 if self.flip else np.zeros(B, dtype=bool)
+        p = self.crop
+        if p:
+            # window offsets into the zero-padded image; offset p means "no shift"
+            dy = rng.randint(0, 2 * p + 1, size=B) - p
+            dx = rng.randint(0, 2 * p + 1, size=B) - p
+        else:
+            dy = dx = np.zeros(B, dtype=int)
+        out = np.zeros_like(imgs) if p else np.empty_like(imgs)
+        # a loop of B slice copies is ~4x faster than one fancy-indexed gather over a padded copy
+        for i in range(B):
+            src = imgs[i, :, ::-1] if flip[i] else imgs[i]
+            oy, ox = int(dy[i]), int(dx[i])
+            y0, y1 = max(0, -oy), min(H, H - oy)
+            x0, x1 = max(0, -ox), min(W, W - ox)
+            if y1 <= y0 or x1 <= x0:  # shifted entirely into the padding (crop > image size)
+                continue
+            out[i, y0:y1, x0:x1] = src[y0 + oy:y1 + oy, x0 + ox:x1 + ox]
+        return out.reshape(B, -1)
 
     def __repr__(self) -> str:
         return f"Augmenter(image_shape={self.image_shape}, flip={self.flip}, crop={self.crop})"

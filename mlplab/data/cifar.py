@@ -124,9 +124,12 @@ def extract_archive(archive: Path, dest: Path) -> Path:
                     continue
                 with src, open(tmp / BATCH_DIR / Path(m.name).name, "wb") as f:
                     shutil.copyfileobj(src, f)
-        if target.exists():  # another process finished first
-            return target
-        os.replace(tmp / BATCH_DIR, target)
+        try:
+            os.replace(tmp / BATCH_DIR, target)
+        except OSError:
+            # another process extracted it first (renaming onto a full folder fails)
+            if not (target / TRAIN_BATCHES[0]).is_file():
+                raise
         return target
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, DatasetError):
