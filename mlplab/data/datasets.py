@@ -6,6 +6,7 @@ the default that needs no download) and ``folder:PATH`` (one sub-folder per clas
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -95,14 +96,24 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
                    source=source, notes=notes)
 
 
-def load_digits_dataset(val_size=None, test_size=None, seed: int | None = 0) -> Dataset:
-    """scikit-learn's 1,797 8x8 digits as (N, 8, 8, 1) uint8, values 0..16 rescaled to 0..255."""
+@functools.lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    # parsed once per process (tests and tuning load it many times); read-only so that the
+    # shared copy cannot be changed; the splits below index it, which copies
     from sklearn.datasets import load_digits
 
     d = load_digits()
     # 0..16 -> 0..255 keeps all 17 levels distinct and matches every other image dataset's range
     X = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, :, :, None]
     y = d.target.astype(np.int64)
+    X.flags.writeable = False
+    y.flags.writeable = False
+    return X, y
+
+
+def load_digits_dataset(val_size=None, test_size=None, seed: int | None = 0) -> Dataset:
+    """scikit-learn's 1,797 8x8 digits as (N, 8, 8, 1) uint8, values 0..16 rescaled to 0..255."""
+    X, y = _digits_arrays()
     return _holdout_splits("digits", list(DIGITS_CLASSES), X, y, None, val_size, test_size, seed,
                            source="sklearn.datasets.load_digits")
 
