@@ -1,0 +1,568 @@
+"""Train the same fully-connected network with mlplab, scikit-learn and PyTorch, side by side.
+
+Every engine trains the same network (3,072 inputs, the given hidden sizes, 10 classes, batch 200,
+SGD with heavy-ball momentum 0.9, the same L2 penalty, the same epochs) on the same float32 data.
+Beside them runs the *GEMM floor*: the same sequence of matrix products alone (forward products,
+weight gradients and input gradients of every layer but the first), in NumPy float32, with no
+bias, activation, loss, sampling or update work: the time no NumPy engine can beat. The same floor
+in PyTorch (``torch-gemm``) tells how fast PyTorch's own GEMM (MKL/oneDNN) is compared with
+NumPy's (OpenBLAS), so that the engine comparison with PyTorch is read fairly.
+
+Method:
+
+* each run is a fresh subprocess (``--worker``), so that imports, allocator state and peak memory
+  of one engine never leak into another; BLAS and OpenMP threads are limited with threadpoolctl and
+  ``torch.set_num_threads`` (and the usual environment variables) to ``--threads``;
+* engines are interleaved, A B C D A B C D ..., over ``--repeats`` rounds, so that a change in the
+  load of a shared machine hits every engine alike; the figures are medians;
+* the time of an epoch runs from the start of its first step to the end of its last (no
+  evaluation is timed: mlplab records the train accuracy on the last batch only, scikit-learn has
+  no early stopping, nothing is validated);
+* sample order: mlplab, PyTorch and the floors visit the rows in the same order (one
+  ``RandomState(seed).permutation`` per epoch); scikit-learn draws its own permutation each epoch
+  (it offers no way to take one), which costs the same gather of 200 rows per step;
+* memory: the peak resident set size (VmHWM, reset through /proc/self/clear_refs once the data
+  is loaded) of the process while it trains, reported as the whole peak and as the part above the
+  resident size at the start of training (the training's own working memory: the dataset and the
+  libraries are already counted in the start size).
+
+Examples::
+
+    python benchmarks/bench_train.py --hidden 500 --epochs 3
+    python benchmarks/bench_train.py --hidden 500 1000 --repeats 3 --write docs/benchmarks.md
+    python benchmarks/bench_train.py --hidden 1000,500 --data cifar --engines mlplab,torch,gemm
+    python benchmarks/bench_train.py --memory-check      # CIFAR-10 training run vs its budget
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+ENGINES = ("mlplab", "sklearn", "torch", "gemm", "torch-gemm", "sklearn64")
+DEFAULT_ENGINES = "mlplab,sklearn,torch,gemm,torch-gemm"
+INPUT_SIZE, NUM_CLASSES = 3072, 10
+MARK_BEGIN, MARK_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+# ---------------------------------------------------------------------------------- memory
+def _proc_status_mb(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current resident size (Linux >= 4.0); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------- data
+def make_random_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian inputs with labels from a random linear teacher, so that the loss can fall and
+    the engines' final losses can be compared."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, INPUT_SIZE), dtype=np.float32)
+    teacher = rng.standard_normal((INPUT_SIZE, NUM_CLASSES), dtype=np.float32)
+    y = np.argmax(X @ teacher, axis=1).astype(np.int64)
+    return X, y
+
+
+def load_cifar_folder(data_dir: Path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` CIFAR-10 training images (one sub-folder per class) as float32 rows scaled to [0, 1]
+    minus the mean image, decoded straight into one preallocated array."""
+    from PIL import Image
+
+    classes = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+    files = [(path, k) for k, c in enumerate(classes) for path in sorted((data_dir / c).iterdir())]
+    if len(classes) != NUM_CLASSES or len(files) < n:
+        raise SystemExit(f"{data_dir} holds {len(classes)} classes and {len(files)} images; "
+                         f"need {NUM_CLASSES} classes and at least {n} images.")
+    pick = np.random.RandomState(seed).permutation(len(files))[:n]
+    X = np.empty((n, INPUT_SIZE), np.float32)
+    y = np.empty(n, np.int64)
+    for row, i in enumerate(pick):
+        path, label = files[i]
+        with Image.open(path) as img:
+            X[row] = np.asarray(img.convert("RGB"), dtype=np.uint8).reshape(-1)
+        y[row] = label
+    X *= np.float32(1 / 255)
+    X -= X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    return X, y
+
+
+def prepare_data(args: argparse.Namespace, folder: Path) -> tuple[Path, Path]:
+    x_path, y_path = folder / "X.npy", folder / "y.npy"
+    if args.data == "random":
+        X, y = make_random_data(args.n_train, args.seed)
+    else:
+        print(f"decoding {args.n_train} CIFAR-10 images from {args.data_dir} ...", flush=True)
+        X, y = load_cifar_folder(Path(args.data_dir), args.n_train, args.seed)
+    np.save(x_path, X)
+    np.save(y_path, y)
+    return x_path, y_path
+
+
+# ---------------------------------------------------------------------------------- engines
+def _epoch_orders(n: int, epochs: int, seed: int):
+    """The sample order mlplab's trainer uses: one permutation per epoch from RandomState(seed)."""
+    rng = np.random.RandomState(seed)
+    for _ in range(epochs):
+        yield rng.permutation(n)
+
+
+def run_mlplab(X, y, hidden, a) -> tuple[list[float], float]:
+    from mlplab import MLP
+    from mlplab.trainer import Callback, Trainer
+
+    class Stamps(Callback):
+        def on_train_begin(self, trainer):
+            self.t = [time.perf_counter()]
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            self.t.append(time.perf_counter())
+
+    stamps = Stamps()
+    model = MLP(INPUT_SIZE, hidden, NUM_CLASSES, seed=a.seed)
+    trainer = Trainer(optimizer="momentum", lr=a.lr, momentum=0.9, schedule="constant",
+                      reg=a.reg, batch_size=a.batch_size, epochs=a.epochs, sampling="shuffle",
+                      train_acc="batch", seed=a.seed, callbacks=[stamps])
+    history = trainer.fit(model, X, y)
+    per_epoch = len(history.loss) // a.epochs
+    return list(np.diff(stamps.t)), float(np.mean(history.loss[-per_epoch:]))
+
+
+def run_sklearn(X, y, hidden, a, dtype=np.float32) -> tuple[list[float], float]:
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    class Timed(MLPClassifier):
+        # hooks on private methods, only to stamp epochs: the first batch starts inside
+        # _fit_stochastic and every epoch ends with _update_no_improvement_count
+        def _fit_stochastic(self, *args, **kwargs):
+            self.stamps_ = [time.perf_counter()]
+            return super()._fit_stochastic(*args, **kwargs)
+
+        def _update_no_improvement_count(self, *args, **kwargs):
+            self.stamps_.append(time.perf_counter())
+            return super()._update_no_improvement_count(*args, **kwargs)
+
+    # mlplab's loss: mean CE + reg ||W||^2 (gradient 2 reg W). scikit-learn's: mean CE +
+    # alpha / (2 n_batch) ||W||^2, so alpha = 2 reg * batch gives the same gradient.
+    clf = Timed(hidden_layer_sizes=tuple(hidden), activation="relu", solver="sgd",
+                alpha=2 * a.reg * a.batch_size, batch_size=a.batch_size,
+                learning_rate="constant", learning_rate_init=a.lr, momentum=0.9,
+                nesterovs_momentum=False, shuffle=True, early_stopping=False,
+                max_iter=a.epochs, n_iter_no_change=a.epochs + 1, tol=0.0,
+                random_state=a.seed)
+    Xs = X if dtype == np.float32 else X.astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(Xs, y)
+    return list(np.diff(clf.stamps_)), float(clf.loss_curve_[-1])
+
+
+def run_torch(X, y, hidden, a) -> tuple[list[float], float]:
+    import torch
+    import torch.nn.functional as F
+
+    from mlplab import MLP
+
+    # same initial weights as mlplab (nn.Linear stores W transposed: (out, in))
+    init = MLP(INPUT_SIZE, hidden, NUM_CLASSES, seed=a.seed).params
+    sizes = [INPUT_SIZE, *hidden, NUM_CLASSES]
+    modules: list = []
+    for i in range(1, len(sizes)):
+        lin = torch.nn.Linear(sizes[i - 1], sizes[i])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(init[f"W{i}"].T.copy()))
+            lin.bias.copy_(torch.from_numpy(init[f"b{i}"]))
+        modules += [lin, torch.nn.ReLU()]
+    net = torch.nn.Sequential(*modules[:-1])
+    weights = [m.weight for m in net if isinstance(m, torch.nn.Linear)]
+    biases = [m.bias for m in net if isinstance(m, torch.nn.Linear)]
+    # L2 on the weights only, as in mlplab (d/dW reg ||W||^2 = 2 reg W)
+    opt = torch.optim.SGD([{"params": weights, "weight_decay": 2 * a.reg},
+                           {"params": biases, "weight_decay": 0.0}],
+                          lr=a.lr, momentum=0.9, nesterov=False)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    B, per_epoch = a.batch_size, X.shape[0] // a.batch_size
+    times, losses = [], []
+    for order in _epoch_orders(X.shape[0], a.epochs, a.seed):
+        order_t = torch.from_numpy(order)
+        losses = []
+        t0 = time.perf_counter()
+        for pos in range(per_epoch):
+            idx = order_t[pos * B:(pos + 1) * B]
+            loss = F.cross_entropy(net(Xt.index_select(0, idx)), yt.index_select(0, idx))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        times.append(time.perf_counter() - t0)
+    # mlplab's loss includes the penalty; add it so the final losses compare
+    penalty = a.reg * sum(float((w.detach() ** 2).sum()) for w in weights)
+    return times, float(np.mean(losses)) + penalty
+
+
+def _gemm_buffers(hidden, batch, zeros, randn):
+    sizes = [INPUT_SIZE, *hidden, NUM_CLASSES]
+    W = [randn(sizes[i], sizes[i + 1]) for i in range(len(sizes) - 1)]
+    Z = [zeros(batch, s) for s in sizes[1:]]  # forward outputs
+    dZ = [randn(batch, s) for s in sizes[1:]]  # gradients w.r.t. the outputs
+    dW = [zeros(*w.shape) for w in W]
+    return W, Z, dZ, dW
+
+
+def run_gemm(X, y, hidden, a) -> tuple[list[float], float]:
+    """The matrix products of a training step, nothing else, in NumPy float32."""
+    rng = np.random.RandomState(a.seed)
+    W, Z, dZ, dW = _gemm_buffers(
+        hidden, a.batch_size, lambda *s: np.zeros(s, np.float32),
+        lambda *s: (0.01 * rng.randn(*s)).astype(np.float32))
+    B, per_epoch, L = a.batch_size, X.shape[0] // a.batch_size, len(W)
+    times = []
+    for _ in range(a.epochs):
+        t0 = time.perf_counter()
+        for pos in range(per_epoch):
+            inputs = [X[pos * B:(pos + 1) * B], *Z[:-1]]
+            for i in range(L):
+                np.matmul(inputs[i], W[i], out=Z[i])
+            for i in reversed(range(L)):
+                np.matmul(inputs[i].T, dZ[i], out=dW[i])
+                if i > 0:  # no input gradient for the first layer
+                    np.matmul(dZ[i], W[i].T, out=dZ[i - 1])
+        times.append(time.perf_counter() - t0)
+    return times, float("nan")
+
+
+def run_torch_gemm(X, y, hidden, a) -> tuple[list[float], float]:
+    """The same products with PyTorch's GEMM on the same layouts."""
+    import torch
+
+    gen = torch.Generator().manual_seed(a.seed)
+    W, Z, dZ, dW = _gemm_buffers(hidden, a.batch_size, lambda *s: torch.zeros(s),
+                                 lambda *s: 0.01 * torch.randn(s, generator=gen))
+    Xt = torch.from_numpy(X)
+    B, per_epoch, L = a.batch_size, X.shape[0] // a.batch_size, len(W)
+    times = []
+    with torch.no_grad():
+        for _ in range(a.epochs):
+            t0 = time.perf_counter()
+            for pos in range(per_epoch):
+                inputs = [Xt[pos * B:(pos + 1) * B], *Z[:-1]]
+                for i in range(L):
+                    torch.mm(inputs[i], W[i], out=Z[i])
+                for i in reversed(range(L)):
+                    torch.mm(inputs[i].t(), dZ[i], out=dW[i])
+                    if i > 0:
+                        torch.mm(dZ[i], W[i].t(), out=dZ[i - 1])
+            times.append(time.perf_counter() - t0)
+    return times, float("nan")
+
+
+RUNNERS = {
+    "mlplab": run_mlplab,
+    "sklearn": run_sklearn,
+    "sklearn64": lambda X, y, h, a: run_sklearn(X, y, h, a, dtype=np.float64),
+    "torch": run_torch,
+    "gemm": run_gemm,
+    "torch-gemm": run_torch_gemm,
+}
+
+
+def limit_threads(n: int, engine: str):
+    """Limit every BLAS/OpenMP pool of this process (and PyTorch's) to ``n`` threads."""
+    from threadpoolctl import threadpool_limits
+
+    limiter = threadpool_limits(n)
+    if engine.startswith("torch"):
+        import torch
+
+        torch.set_num_threads(n)
+    return limiter
+
+
+def worker(a: argparse.Namespace) -> None:
+    _limiter = limit_threads(a.threads, a.worker)  # noqa: F841  (keep the limits alive)
+    if a.worker.startswith("torch"):
+        import torch  # noqa: F401  (import before measuring: its libraries are not training)
+    if a.worker.startswith("sklearn"):
+        import sklearn.neural_network  # noqa: F401
+    X = np.load(a.x_file)
+    y = np.load(a.y_file)
+    hidden = parse_hidden(a.worker_hidden)
+    rss_start = _proc_status_mb("VmRSS")
+    reset_ok = reset_peak_rss()
+    times, final_loss = RUNNERS[a.worker](X, y, hidden, a)
+    print(json.dumps({
+        "engine": a.worker, "epoch_seconds": times, "final_loss": final_loss,
+        "rss_start_mb": rss_start, "peak_rss_mb": _proc_status_mb("VmHWM"),
+        "peak_reset": reset_ok, "dataset_mb": X.nbytes / 2**20,
+    }))
+
+
+# ---------------------------------------------------------------------------------- parent
+def parse_hidden(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"hidden sizes are integers joined by commas, e.g. "
+                                         f"500 or 1000,500; got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"need at least one positive hidden size; got {text!r}")
+    return sizes
+
+
+def run_worker(engine: str, hidden: str, args: argparse.Namespace, x_path: Path,
+               y_path: Path) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", engine,
+           "--worker-hidden", hidden, "--x-file", str(x_path), "--y-file", str(y_path),
+           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+           "--lr", repr(args.lr), "--reg", repr(args.reg), "--seed", str(args.seed),
+           "--threads", str(args.threads)]
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(args.threads)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"{engine} (hidden {hidden}) failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    out = {}
+    for engine, results in runs.items():
+        times = [t for r in results for t in r["epoch_seconds"]]
+        out[engine] = {
+            "median": float(np.median(times)), "min": float(np.min(times)),
+            "max": float(np.max(times)), "n": len(times),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "train_extra_mb": max(r["peak_rss_mb"] - r["rss_start_mb"] for r in results),
+            "final_loss": float(np.median([r["final_loss"] for r in results])),
+        }
+    return out
+
+
+def table(hidden: str, s: dict[str, dict], steps: int) -> str:
+    ref = s.get("mlplab", {}).get("median")
+    head = ("| engine | epoch s (median) | min | max | ms/step | x mlplab | peak RSS MB | "
+            "training extra MB | final loss |\n|---|---|---|---|---|---|---|---|---|\n")
+    rows = []
+    for engine, r in s.items():
+        ratio = f"{r['median'] / ref:.2f}" if ref else "-"
+        loss = "-" if np.isnan(r["final_loss"]) else f"{r['final_loss']:.4f}"
+        rows.append(f"| {engine} | {r['median']:.3f} | {r['min']:.3f} | {r['max']:.3f} | "
+                    f"{1e3 * r['median'] / steps:.2f} | {ratio} | {r['peak_rss_mb']:.0f} | "
+                    f"{r['train_extra_mb']:.0f} | {loss} |")
+    lines = [f"**hidden {hidden}** ({steps} steps per epoch)\n", head + "\n".join(rows), ""]
+    if "mlplab" in s and "gemm" in s:
+        m, g = s["mlplab"]["median"], s["gemm"]["median"]
+        lines.append(f"- mlplab / GEMM floor: **{m / g:.3f}x** (mlplab runs at {100 * g / m:.1f}% "
+                     f"of the BLAS limit; target <= 1.15x)")
+    if "mlplab" in s and "sklearn" in s:
+        lines.append(f"- mlplab / scikit-learn (float32): **{ref / s['sklearn']['median']:.3f}x** "
+                     "(target <= 0.5x)")
+    if "mlplab" in s and "sklearn64" in s:
+        lines.append(f"- mlplab / scikit-learn (float64 input): "
+                     f"**{ref / s['sklearn64']['median']:.3f}x**")
+    if "mlplab" in s and "torch" in s:
+        lines.append(f"- mlplab / PyTorch: **{ref / s['torch']['median']:.3f}x** (target <= 1.25x)")
+    if "gemm" in s and "torch-gemm" in s:
+        lines.append(f"- PyTorch GEMM floor / NumPy GEMM floor: "
+                     f"**{s['torch-gemm']['median'] / s['gemm']['median']:.3f}x** (above 1: "
+                     "PyTorch's matrix products are slower on this machine)")
+    if "torch" in s and "torch-gemm" in s:
+        lines.append(f"- PyTorch / its own GEMM floor: "
+                     f"**{s['torch']['median'] / s['torch-gemm']['median']:.3f}x**")
+    return "\n".join(lines) + "\n"
+
+
+def environment(args: argparse.Namespace) -> str:
+    import sklearn
+    from threadpoolctl import threadpool_info
+
+    try:
+        import torch
+        torch_v = torch.__version__
+    except ImportError:
+        torch_v = "not installed"
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    blas = "; ".join(
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('prefix')}, "
+        f"{i.get('architecture', i.get('threading_layer', ''))}, {i.get('num_threads')} threads)"
+        for i in threadpool_info())
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"- machine: {os.cpu_count()} logical CPUs "
+            f"({cpu}), {platform.system()} {platform.release()}\n"
+            f"- Python {platform.python_version()}, NumPy {np.__version__}, scikit-learn "
+            f"{sklearn.__version__}, PyTorch {torch_v}\n"
+            f"- BLAS (threadpoolctl, this process): {blas}\n"
+            f"- threads per engine: {args.threads}; load average before the run: {load}\n")
+
+
+def write_markdown(path: Path, block: str) -> None:
+    """Replace the text between the bench markers of ``path`` (atomically); append if absent."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if MARK_BEGIN in text and MARK_END in text:
+        head, rest = text.split(MARK_BEGIN, 1)
+        tail = rest.split(MARK_END, 1)[1]
+    else:
+        head, tail = text.rstrip() + "\n\n", "\n"
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(f"{head}{MARK_BEGIN}\n{block.strip()}\n{MARK_END}{tail}")
+    os.replace(tmp, path)
+
+
+def memory_check(args: argparse.Namespace) -> None:
+    """A CIFAR-10 training run (mlplab defaults: subset train accuracy, validation every epoch)
+    and its peak resident memory above the interpreter's, against 1.5 x (float32 training set +
+    model). Runs in this process: call it on its own."""
+    _limiter = limit_threads(args.threads, "mlplab")  # noqa: F841
+    from mlplab import MLP
+    from mlplab.trainer import Trainer
+
+    hidden = parse_hidden(args.hidden[0])
+    base = _proc_status_mb("VmRSS")
+    reset_peak_rss()
+    cache = Path(tempfile.gettempdir()) / f"mlplab-bench-cifar-{args.n_train}-{args.seed}"
+    if (cache / "X.npy").exists():
+        X, y = np.load(cache / "X.npy"), np.load(cache / "y.npy")
+    else:
+        X, y = load_cifar_folder(Path(args.data_dir), args.n_train, args.seed)
+    n_val = 1000
+    X_train, y_train, X_val, y_val = X[:-n_val], y[:-n_val], X[-n_val:], y[-n_val:]
+    model = MLP(INPUT_SIZE, hidden, NUM_CLASSES, seed=args.seed)
+    loaded = _proc_status_mb("VmHWM")
+    t0 = time.perf_counter()
+    history = Trainer(optimizer="momentum", lr=args.lr, reg=args.reg, epochs=args.epochs,
+                      batch_size=args.batch_size, seed=args.seed).fit(
+        model, X_train, y_train, X_val, y_val)
+    seconds = time.perf_counter() - t0
+    peak = _proc_status_mb("VmHWM") - base
+    data_mb = X.nbytes / 2**20
+    model_mb = model.num_params * model.dtype.itemsize / 2**20
+    budget = 1.5 * (data_mb + model_mb)
+    print(f"CIFAR-10 run: {len(X_train)} train + {n_val} val images, hidden {hidden}, "
+          f"{args.epochs} epochs in {seconds:.1f} s, val acc {history.val_acc[-1]:.3f}\n"
+          f"float32 data {data_mb:.0f} MB + model {model_mb:.1f} MB; peak after loading "
+          f"{loaded - base:.0f} MB; peak of the run above the interpreter {peak:.0f} MB = "
+          f"{peak / (data_mb + model_mb):.2f} x (data + model); budget 1.5 x = {budget:.0f} MB: "
+          f"{'OK' if peak <= budget else 'OVER'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--hidden", nargs="+", default=["500"],
+                   help="one network per value; a value lists its hidden sizes joined by "
+                        "commas (500, or 1000,500 for two hidden layers). Default: 500")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--engines", default=DEFAULT_ENGINES,
+                   help=f"comma-separated, from {', '.join(ENGINES)} (sklearn64: scikit-learn "
+                        f"given float64 data, its usual input). Default: {DEFAULT_ENGINES}")
+    p.add_argument("--threads", type=int, default=2, help="BLAS/OpenMP threads (default 2)")
+    p.add_argument("--data", choices=("random", "cifar"), default="random",
+                   help="random Gaussian rows with teacher labels (default) or CIFAR-10 images")
+    p.add_argument("--data-dir", default="/tmp/mlplab-data/train",
+                   help="CIFAR-10 training images, one sub-folder per class")
+    p.add_argument("--n-train", type=int, default=49000,
+                   help="training rows (default 49000, the exercise's training split)")
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--reg", type=float, default=1e-4, help="mlplab's L2 strength (default 1e-4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--write", type=Path, metavar="MARKDOWN",
+                   help="also write the tables into this file between the bench markers")
+    p.add_argument("--json", type=Path, help="also save every run's raw figures as JSON")
+    p.add_argument("--memory-check", action="store_true",
+                   help="measure the peak memory of a CIFAR-10 training run instead")
+    # internal: one engine in a fresh process
+    p.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
+    p.add_argument("--worker-hidden", help=argparse.SUPPRESS)
+    p.add_argument("--x-file", help=argparse.SUPPRESS)
+    p.add_argument("--y-file", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    if args.memory_check:
+        return memory_check(args)
+
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = set(engines) - set(ENGINES)
+    if unknown:
+        p.error(f"unknown engines {sorted(unknown)}; choose from {', '.join(ENGINES)}")
+    for h in args.hidden:
+        parse_hidden(h)
+    if args.n_train < args.batch_size:
+        p.error("--n-train must be at least --batch-size")
+    env_text = environment(args)
+    print(env_text, flush=True)
+    folder = Path(tempfile.mkdtemp(prefix="mlplab-bench-"))
+    steps = args.n_train // args.batch_size
+    blocks, raw = [], {}
+    started = time.time()
+    try:
+        x_path, y_path = prepare_data(args, folder)
+        for hidden in args.hidden:
+            runs: dict[str, list[dict]] = {e: [] for e in engines}
+            for rep in range(args.repeats):
+                for engine in engines:  # interleaved: A B C D A B C D ...
+                    r = run_worker(engine, hidden, args, x_path, y_path)
+                    runs[engine].append(r)
+                    print(f"hidden {hidden} round {rep + 1}/{args.repeats} {engine:>10}: "
+                          + " ".join(f"{t:.3f}" for t in r["epoch_seconds"]) + " s/epoch",
+                          flush=True)
+            raw[hidden] = runs
+            blocks.append(table(hidden, summarise(runs), steps))
+            print("\n" + blocks[-1], flush=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    load_after = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    cmd = "python benchmarks/bench_train.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    block = (f"Command: `{cmd}`\n\n{env_text}- load average after the run: {load_after}; "
+             f"wall time {time.time() - started:.0f} s\n- data: {args.data}, {args.n_train} rows "
+             f"x {INPUT_SIZE}, batch {args.batch_size}, lr {args.lr}, reg {args.reg}, momentum "
+             f"0.9, {args.epochs} epochs x {args.repeats} interleaved rounds per engine, seed "
+             f"{args.seed}\n\n" + "\n".join(blocks))
+    if args.write:
+        write_markdown(args.write, block)
+        print(f"wrote {args.write}")
+    if args.json:
+        args.json.write_text(json.dumps(raw, indent=1))
+
+
+if __name__ == "__main__":
+    main()
