@@ -1,0 +1,157 @@
+"""``mlplab train / evaluate / predict`` end to end, including a real training process killed
+with SIGKILL (and one stopped with Ctrl-C) and then resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mlplab import io
+from mlplab.cli import main
+from mlplab.data import load_dataset
+from mlplab.runs import load_checkpoint, read_history
+
+TINY = ["--dataset", "digits", "--hidden", "32", "--epochs", "3", "--quiet", "--no-plots"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_train_prints_metrics_and_writes_the_run(run_dir, capsys, tmp_path):
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["epochs"] == 3 and m["dataset"] == "digits" and 0.5 < m["val_accuracy"] <= 1
+    assert main(["train", *TINY, "--json", "--eval-test", "--preset", "exercise-default",
+                 "--out", str(tmp_path / "j")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["preset"] == "exercise-default" and "test_accuracy" in out
+    assert out["epochs"] == 3  # --epochs overrides the preset's 1,000 iterations
+    cfg = json.loads((tmp_path / "j" / "config.json").read_text())
+    assert cfg["hidden"] == [32] and cfg["optimizer"] == "sgd" and cfg["iters"] is None
+
+
+def test_evaluate_and_predict(run_dir, capsys, tmp_path):
+    assert main(["evaluate", str(run_dir), "--split", "test", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    loaded = io.load_model(run_dir / "model.npz")
+    ds = load_dataset("digits")
+    pred = loaded.model.predict(loaded.preprocessing.transform(ds.X_test))
+    assert res["accuracy"] == pytest.approx(np.mean(pred == ds.y_test)) and res["size"] == 180
+
+    img = tmp_path / "digit.png"
+    Image.fromarray(ds.X_test[0, :, :, 0]).save(img)
+    assert main(["predict", str(run_dir), str(img), "--top", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(str(img)) and line.count("%") == 2
+    assert line.split(": ")[1].split()[0] == ds.classes[pred[0]]
+
+
+@pytest.mark.parametrize("argv,code,message", [
+    (["train", "--resume", "RUN", "--lr", "0.1"], 1, "drop --lr"),
+    (["train", "--dataset", "nope"], 1, "unknown dataset"),
+    (["train", "--epochs", "2", "--iters", "5"], 2, "not allowed with"),
+    (["train", "--hidden", "10,x"], 2, "comma-separated"),
+    (["train", "--augment", "rotate"], 2, "unknown augmentation"),
+    (["evaluate", "/nonexistent/run"], 1, "not a folder"),
+    (["train", *TINY, "--optimizer", "sgd", "--lr", "1e9", "--out", "OUT"], 1,
+     "lower learning rate"),
+])
+def test_errors_are_one_line(argv, code, message, capsys, tmp_path):
+    argv = [a.replace("RUN", str(tmp_path)).replace("OUT", str(tmp_path / "o")) for a in argv]
+    with np.errstate(all="ignore"):
+        try:
+            got = main(argv)
+        except SystemExit as exc:  # argparse usage errors
+            got = exc.code
+    err = capsys.readouterr().err
+    assert got == code and message in err
+    if code == 1:  # one line (after any "training ..." banner), no traceback
+        assert err.strip().splitlines()[-1].startswith(f"mlplab {argv[0]}: error: ")
+        assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- real processes
+# Big enough that an epoch takes a noticeable time, so the process can be stopped mid-run; one
+# BLAS thread so that the three processes compute bit-identical results.
+LONG = ["train", "--dataset", "digits", "--hidden", "768,768", "--batch-size", "32",
+        "--epochs", "6", "--optimizer", "nesterov", "--lr", "0.01", "--dropout", "0.1",
+        "--seed", "7", "--quiet", "--no-plots"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+       "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _mlplab(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "mlplab", *args], env=ENV, capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+def _stop_after_checkpoints(out, sig, count=2):
+    """Start a training process, wait for its ``count``-th epoch checkpoint, send ``sig``."""
+    proc = subprocess.Popen([sys.executable, "-m", "mlplab", *LONG, "--out", str(out)], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt, seen, last = out / "checkpoint.npz", 0, None
+    deadline = time.time() + 240
+    while seen < count and proc.poll() is None and time.time() < deadline:
+        if ckpt.exists() and ckpt.stat().st_mtime_ns != last:
+            last, seen = ckpt.stat().st_mtime_ns, seen + 1
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stdout, stderr
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    res = _mlplab(*LONG, "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def _assert_same_run(a, b):
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    for k in ("status", "train_accuracy", "val_accuracy", "epochs", "iterations", "final_loss"):
+        assert ma[k] == mb[k], k
+    assert read_history(a / "history.csv") == read_history(b / "history.csv")
+    pa, pb = io.load_model(a / "model.npz").model, io.load_model(b / "model.npz").model
+    for k, v in pa.state_dict().items():
+        np.testing.assert_array_equal(pb.state_dict()[k], v)
+
+
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(reference, tmp_path):
+    out = tmp_path / "killed"
+    code, _, _ = _stop_after_checkpoints(out, signal.SIGKILL)
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (out / "metrics.json").exists() and not (out / "model.npz").exists()
+    _, state, _ = load_checkpoint(out / "checkpoint.npz")
+    total = json.loads((reference / "metrics.json").read_text())["iterations"]
+    assert 0 < state["iteration"] < total
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no torn temp files left?
+
+    res = _mlplab("train", "--resume", str(out), "--quiet", "--no-plots")
+    assert res.returncode == 0, res.stderr
+    _assert_same_run(reference, out)
+
+
+def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path):
+    out = tmp_path / "stopped"
+    code, stdout, stderr = _stop_after_checkpoints(out, signal.SIGINT, count=1)
+    assert code == 130, stderr
+    assert f"mlplab train --resume {out}" in stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "interrupted" and (out / "model.npz").exists()
+    _, state, _ = load_checkpoint(out / "checkpoint.npz")
+    assert state["iteration"] == m["iterations"]  # saved at the iteration it stopped
+
+    res = _mlplab("train", "--resume", str(out), "--quiet", "--no-plots")
+    assert res.returncode == 0, res.stderr
+    _assert_same_run(reference, out)
