@@ -236,6 +236,10 @@ class Trainer:
         if self._resume is not None:
             self._load_resume_state(self._resume)
             self._resume = None
+        else:  # a second fit() starts over, as scikit-learn's fit does
+            self.iteration = self.epoch = 0
+            self.history = History()
+            self._best_state = self._order = None
         subset = None
         if cfg.train_acc == "subset":
             pick = np.random.RandomState(0).choice(n, min(n, TRAIN_ACC_SUBSET), replace=False)

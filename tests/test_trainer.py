@@ -291,3 +291,14 @@ def test_bad_data_is_a_clear_error(data):
         Trainer().fit(MLP(5, [4], 3), X, y)
     with pytest.raises(ValueError, match="labels"):
         Trainer().fit(MLP(6, [4], 3), X, y[:-1])
+
+
+def test_a_second_fit_starts_over(data):
+    X, y, Xv, yv = data
+    trainer = Trainer(epochs=2, batch_size=50, seed=0)
+    first = MLP(6, [4], 3, seed=0)
+    h1 = list(trainer.fit(first, X, y, Xv, yv).loss)
+    second = MLP(6, [4], 3, seed=0)
+    h2 = trainer.fit(second, X, y, Xv, yv).loss
+    assert h1 == h2 and trainer.iteration == 12
+    np.testing.assert_array_equal(first.params["W1"], second.params["W1"])
