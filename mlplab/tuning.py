@@ -584,8 +584,11 @@ class Objective:
         trainer = Trainer(config, callbacks=[_ReportCallback(trial)])
         start = time.perf_counter()
         try:
-            history = trainer.fit(model, self.data.X_train, self.data.y_train, self.data.X_val,
-                                  self.data.y_val)
+            # a diverging trial is expected now and then; the trainer detects it, so NumPy's
+            # overflow warnings would only be noise
+            with np.errstate(over="ignore", invalid="ignore"):
+                history = trainer.fit(model, self.data.X_train, self.data.y_train,
+                                      self.data.X_val, self.data.y_val)
         except TrainingDivergedError:
             trial.set_user_attr("diverged", True)
             trial.set_user_attr("epochs", trainer.epoch)
@@ -846,7 +849,9 @@ def _finished(study) -> int:
 def _best(study) -> tuple[int | None, float | None]:
     from optuna.trial import TrialState
 
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    # a diverged trial scores 0.0 for the sampler's sake but is never "the best"
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if not t.user_attrs.get("diverged")]
     if not done:
         return None, None
     best = max(done, key=lambda t: (t.value, -t.number))

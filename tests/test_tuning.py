@@ -1,0 +1,304 @@
+"""mlplab.tuning in one process: the search space and its YAML validation, the objective against
+an independent training run, pruning, the grid sampler, resuming, outputs and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import time
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+from PIL import Image
+
+from mlplab.cli import main
+from mlplab.data import load_dataset, make_preprocessing
+from mlplab.models import MLP
+from mlplab.trainer import Trainer
+from mlplab.tuning import (
+    EXERCISE_SPACE,
+    EXTENDED_SPACE,
+    SearchSpace,
+    StorageSpec,
+    TuningData,
+    build,
+    prepare,
+    storage_spec,
+    tune,
+)
+
+TINY = {"hidden_size": {"type": "int", "low": 8, "high": 32},
+        "lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
+        "epochs": 3, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def digits() -> TuningData:
+    return prepare(load_dataset("digits", seed=0), "standardize")
+
+
+# --------------------------------------------------------------------------- search space
+def test_builtin_spaces_cover_the_exercise_knobs():
+    space = SearchSpace.load(None)
+    assert set(space.params) == {"hidden_size", "lr", "reg", "batch_size", "epochs", "lr_decay"}
+    assert space.params["lr"].log and space.params["reg"].log
+    assert space.fixed == {"optimizer": "sgd"}
+    extended = SearchSpace.load("extended")
+    assert {"optimizer", "depth", "dropout"} <= set(extended.params)
+    for spec in (EXERCISE_SPACE, EXTENDED_SPACE):  # the dict form round-trips
+        s = SearchSpace.from_dict(spec)
+        assert SearchSpace.from_dict(s.to_dict()).to_dict() == s.to_dict()
+    # every built-in knob has a finite grid for --sampler grid
+    assert len(list(itertools.product(*space.grid().values()))) == 4 * 3 * 3 * 4 * 3 * 3
+
+
+def test_yaml_search_space(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("""
+# PyYAML reads 1e-4 (no dot) as a string; it must still be a number
+lr: {type: float, low: 1e-4, high: 1.0e-1, log: true}
+hidden_size: {type: int, low: 50, high: 500, step: 50}
+optimizer: [sgd, adam]
+batchnorm: true
+reg: 0.001
+""")
+    space = SearchSpace.load(path)
+    assert space.params["lr"].low == 1e-4 and space.params["lr"].high == 0.1
+    assert space.params["hidden_size"].step == 50
+    assert space.params["optimizer"].choices == ("sgd", "adam")
+    assert space.fixed == {"batchnorm": True, "reg": 0.001}
+    assert space.params["hidden_size"].grid_values() == list(range(50, 501, 50))
+    with pytest.raises(ValueError, match="lr; add `grid"):
+        space.grid()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- lr\n- reg\n", "expected a mapping of knob names"),
+    ("learning_rate: {type: float, low: 0.1, high: 1}\n", "unknown knob 'learning_rate'.*lr"),
+    ("lr: {type: float, low: 0.1, high: 0.01}\n", r"`low` \(0.1\) must be below `high`"),
+    ("reg: {type: float, low: 0.0, high: 0.1, log: true}\n", "log-uniform range needs `low` > 0"),
+    ("lr: {type: float, low: -1, high: 0.1}\n", "lr must satisfy 0 < lr"),
+    ("lr: {type: float, low: 0.01, high: 0.1, scale: log}\n", "unknown key.*scale"),
+    ("lr: {type: normal, low: 0.01, high: 0.1}\n", "`type` must be float, int or categorical"),
+    ("lr: {type: float, low: 0.01}\n", "needs `low` and `high`"),
+    ("hidden_size: {type: float, low: 8, high: 64}\n", "integer knob; use `type: int`"),
+    ("hidden_size: {type: int, low: 8.5, high: 64}\n", "hidden_size must be an integer"),
+    ("dropout: {type: float, low: 0.0, high: 1.0}\n", "dropout must satisfy 0 <= dropout < 1"),
+    ("optimizer: [sgd, rmsprop]\n", "optimizer must be one of sgd, momentum, nesterov, adam"),
+    ("optimizer: {type: float, low: 0, high: 1}\n", "str knob can only be fixed or categorical"),
+    ("batch_size: []\n", "`choices` must be a non-empty list"),
+    ("lr: {type: float, low: 0.01, high: 0.1, grid: [0.5]}\n", r"grid values \[0.5\] lie outside"),
+    ("epochs: {type: int, low: 1, high: 9, step: 2, log: true}\n", "`step` and `log` cannot"),
+    ("reg: 0.1\n", "nothing to search"),
+    ("lr: {type: float, low: [0.1], high: 1}\n", "lr must be a number"),
+    ("lr: {type: float\n", "is not valid YAML"),
+])
+def test_yaml_validation_errors_say_what_is_wrong(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        SearchSpace.load(path)
+
+
+def test_missing_search_space_file(tmp_path):
+    with pytest.raises(ValueError, match="does not exist.*built-in spaces: exercise, extended"):
+        SearchSpace.load(tmp_path / "nope.yaml")
+
+
+def test_build_maps_knobs_to_model_and_trainer():
+    model, config = build({"hidden_size": 20, "depth": 3, "dropout": 0.1, "lr": 0.05,
+                           "reg": 1e-3, "epochs": 4, "optimizer": "adam", "batch_size": 32},
+                          input_size=12, num_classes=5, seed=7)
+    assert model.config["hidden_sizes"] == [20, 20, 20]
+    assert model.config["dropout"] == 0.1 and model.config["seed"] == 7
+    assert (config.lr, config.reg, config.epochs, config.optimizer, config.batch_size,
+            config.seed) == (0.05, 1e-3, 4, "adam", 32, 7)
+    default_model, _ = build({"lr": 0.1}, 12, 5)
+    assert default_model.config["hidden_sizes"] == [50]  # the exercise's hidden size
+
+
+def test_storage_spec_parsing(tmp_path):
+    assert storage_spec(None, tmp_path).url == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+    assert storage_spec("journal:x/j.log", tmp_path).url.startswith("journal:/")
+    assert storage_spec("runs/shared.log", tmp_path).url.endswith("runs/shared.log")
+    assert storage_spec("a.db", tmp_path).url.startswith("sqlite:////")
+    url = "postgresql://me:secret@db.example/optuna"
+    spec = storage_spec(url, tmp_path)
+    assert spec.url == url and "secret" not in spec.display
+    with pytest.raises(ValueError, match="unrecognised storage"):
+        storage_spec("somewhere", tmp_path)
+    with pytest.raises(ValueError, match="grace period"):
+        storage_spec(None, tmp_path, heartbeat=10, grace=5)
+    assert storage_spec(None, tmp_path, heartbeat=0).heartbeat is None
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_journal_storage_fails_trials_without_heartbeat(tmp_path):
+    """Optuna's fail_stale_trials works on journal files through mlplab's heartbeat."""
+    spec = StorageSpec(f"journal:{tmp_path / 'j.log'}", heartbeat=1, grace=2)
+    study = optuna.create_study(storage=spec.open(), study_name="s", direction="maximize")
+    alive, dead = study.ask(), study.ask()
+    dead.suggest_float("lr", 0.01, 0.1)
+    storage = study._storage
+    storage.record_heartbeat(alive._trial_id)
+    storage.record_heartbeat(dead._trial_id)
+    storage.set_trial_system_attr(dead._trial_id, "mlplab:heartbeat", time.time() - 10)
+    optuna.storages.fail_stale_trials(study)
+    # read back through a fresh, plain journal storage
+    plain = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    trials = optuna.load_study(study_name="s", storage=plain).trials
+    assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
+    assert trials[2].params == trials[1].params  # re-queued once with the same settings
+    assert trials[2].system_attrs["failed_trial"] == 1
+
+
+# --------------------------------------------------------------------------- searching
+def test_objective_value_is_an_independent_training_run(digits, tmp_path):
+    result = tune(digits, trials=4, search_space=TINY, sampler="random", out=tmp_path / "o",
+                  seed=3, progress=False, eval_test=True)
+    assert (result.n_complete, result.n_pruned, result.n_failed) == (4, 0, 0)
+    study = optuna.load_study(study_name=result.study_name,
+                              storage=f"sqlite:///{tmp_path / 'o' / 'study.db'}")
+    for trial in study.trials[:2]:
+        # rebuild by hand from the recorded parameters and train with the trainer directly
+        model = MLP(digits.num_features, [trial.params["hidden_size"]], 10, seed=3)
+        history = Trainer(lr=trial.params["lr"], epochs=3, batch_size=64, seed=3).fit(
+            model, digits.X_train, digits.y_train, digits.X_val, digits.y_val)
+        assert trial.value == pytest.approx(history.val_acc[-1], abs=1e-12)
+        assert list(trial.intermediate_values.values()) == pytest.approx(history.val_acc)
+        assert trial.user_attrs["epochs"] == 3
+    best = max(t.value for t in study.trials)
+    assert result.best_value == best
+    assert result.best_params == study.trials[result.best_trial].params
+
+    # the best trial retrained into a run folder gives the same model
+    from mlplab.io import load_model
+
+    loaded = load_model(result.run_dir / "model.npz")
+    assert loaded.model.accuracy(digits.X_val, digits.y_val) == pytest.approx(best)
+    assert result.retrained_val_acc == pytest.approx(best)
+    assert result.test_accuracy == pytest.approx(
+        loaded.model.accuracy(digits.X_test, digits.y_test))
+    # the saved preprocessing reproduces the features from raw images
+    from mlplab.data import Pipeline
+
+    pipe = Pipeline.from_state_dict({k: v for k, v in loaded.preprocessing.items()
+                                     if k != "name"})
+    raw = digits.dataset.X_val
+    np.testing.assert_allclose(pipe.transform(raw), digits.X_val, rtol=1e-6)
+    assert loaded.extra["test_acc"] == result.test_accuracy
+
+    # outputs: every trial in the CSV and Markdown tables, PNG plots, a summary
+    out = tmp_path / "o"
+    with open(out / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["trial"]) for r in rows] == [0, 1, 2, 3]
+    assert {"state", "val_acc", "epochs", "seconds", "hidden_size", "lr"} <= set(rows[0])
+    assert [float(r["val_acc"]) for r in rows] == pytest.approx([t.value for t in study.trials])
+    md = (out / "results.md").read_text()
+    lines = md.splitlines()
+    assert len(lines) == 2 + 4 and lines[1].startswith("|---")
+    assert lines[2 + result.best_trial].startswith(f"| **{result.best_trial}** |")
+    for name in ("optimization_history", "parallel_coordinate", "param_importances"):
+        with Image.open(out / f"{name}.png") as im:
+            assert im.format == "PNG" and im.size[0] > 400
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_value"] == best and summary["test_accuracy"] == result.test_accuracy
+
+
+def test_resume_continues_to_the_target_and_checks_the_space(digits, tmp_path):
+    kw = dict(search_space=TINY, out=tmp_path, progress=False, search_only=True)
+    first = tune(digits, trials=2, **kw)
+    assert first.n_complete == 2 and not first.files
+    again = tune(digits, trials=4, **kw)
+    assert again.n_complete == 4  # two more, not four more
+    same = tune(digits, trials=4, **kw)
+    assert same.n_complete == 4
+    other = {**TINY, "epochs": 4}
+    with pytest.raises(ValueError, match="different search space"):
+        tune(digits, trials=5, **{**kw, "search_space": other})
+
+
+def test_grid_sampler_runs_each_combination_once(digits, tmp_path):
+    space = {"hidden_size": [8, 16], "lr": {"type": "float", "low": 0.01, "high": 0.5,
+                                            "grid": [0.05, 0.2]}, "epochs": 2}
+    result = tune(digits, trials=10, search_space=space, sampler="grid", out=tmp_path,
+                  progress=False, search_only=True)
+    study = optuna.load_study(study_name=result.study_name,
+                              storage=f"sqlite:///{tmp_path / 'study.db'}")
+    seen = sorted((t.params["hidden_size"], t.params["lr"]) for t in study.trials)
+    assert seen == [(8, 0.05), (8, 0.2), (16, 0.05), (16, 0.2)]  # the grid is exhausted
+
+
+def test_median_pruning_stops_hopeless_trials(digits, tmp_path):
+    # lr 1e-4 barely moves in 6 epochs; lr 0.3 learns digits within 2
+    space = {"lr": [1e-4, 0.3], "hidden_size": 16, "epochs": 6, "batch_size": 64}
+    result = tune(digits, trials=8, search_space=space, sampler="random", prune="median",
+                  out=tmp_path, progress=False, seed=0, search_only=True)
+    study = optuna.load_study(study_name=result.study_name,
+                              storage=f"sqlite:///{tmp_path / 'study.db'}")
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned and result.n_pruned == len(pruned)
+    assert all(t.params["lr"] == 1e-4 for t in pruned)
+    assert all(len(t.intermediate_values) < 6 for t in pruned)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials if t.params["lr"] == 0.3)
+
+
+def test_diverged_trials_score_zero_and_importance_needs_two_trials(digits, tmp_path):
+    space = {"hidden_size": [8], "lr": 1e8, "epochs": 2}
+    result = tune(digits, trials=1, search_space=space, out=tmp_path, progress=False)
+    assert result.n_complete == 1
+    assert result.best_trial is None and result.run_dir is None  # nothing worth retraining
+    study = optuna.load_study(study_name=result.study_name,
+                              storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert study.trials[0].value == 0.0
+    assert "diverged" in (tmp_path / "results.csv").read_text()
+    assert "param_importances" in result.skipped_plots
+    assert (tmp_path / "optimization_history.png").is_file()
+    assert not (tmp_path / "param_importances.png").exists()
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_tune_digits(tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: [8, 16]\nlr: {type: float, low: 0.05, high: 0.5}\n"
+                     "epochs: 2\nbatch_size: 64\n")
+    code = main(["tune", "--trials", "3", "--search-space", str(space), "--out",
+                 str(tmp_path / "o"), "--study", "cli", "--no-progress", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["study_name"] == "cli" and summary["n_complete"] == 3
+    assert (tmp_path / "o" / "best-run" / "model.npz").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--search-space", "missing.yaml"], "missing.yaml does not exist"),
+    (["--search-only", "--eval-test"], "--eval-test needs the best model"),
+    (["--storage", "nowhere"], "unrecognised storage"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["tune", "--trials", "2", "--no-progress", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mlplab tune: error:") and message in err
+    assert err.count("\n") == 1
+
+
+def test_cli_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["tune", "--trials", "0"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["tune", "--trials", "3", "--sampler", "cmaes"])
+    assert exc.value.code == 2
+
+
+def test_make_preprocessing_is_fitted_on_train_only(digits):
+    # the tuning data's features come from a pipeline fitted on the training split alone
+    pipe = make_preprocessing("standardize")
+    pipe.fit(digits.dataset.X_train)
+    np.testing.assert_allclose(pipe.transform(digits.dataset.X_test), digits.X_test, rtol=1e-6)

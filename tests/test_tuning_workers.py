@@ -1,0 +1,199 @@
+"""Several real worker processes on one Optuna study: SQLite, a journal file and PostgreSQL.
+
+Each test launches ``python -m mlplab tune`` subprocesses (what a user runs on each machine) and
+then reads the study back with Optuna's own API, independently of mlplab's code.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+POSTGRES_URL = os.environ.get("MLPLAB_TEST_POSTGRES_URL")
+ROOT = Path(__file__).resolve().parents[1]
+
+# trials of about 1 s on digits: long enough that two workers started together overlap, and
+# that a worker can be killed mid-trial
+MEDIUM_SPACE = """\
+hidden_size: [16, 32, 64]
+lr: {type: float, low: 1e-2, high: 0.3, log: true}
+epochs: 20
+batch_size: 16
+"""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               MPLBACKEND="Agg", PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    return env
+
+
+def _storage(kind: str, tmp_path: Path) -> tuple[str, optuna.storages.BaseStorage]:
+    """``(--storage argument, an Optuna storage opened independently of mlplab)``."""
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared.db'}"
+        return url, optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": {"timeout": 60}})
+    if kind == "journal":
+        path = tmp_path / "shared.log"
+        return f"journal:{path}", optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(path)))
+    if POSTGRES_URL is None:
+        pytest.skip("MLPLAB_TEST_POSTGRES_URL is not set (.ci/run starts a PostgreSQL server "
+                    "and sets it)")
+    return POSTGRES_URL, optuna.storages.RDBStorage(POSTGRES_URL)
+
+
+STORAGES = ["sqlite", "journal", "postgres"]
+
+
+def _tune(tmp_path: Path, storage: str, study: str, space: Path, trials: int, *extra: str,
+          out: str = "out") -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "mlplab", "tune", "--dataset", "digits", "--trials", str(trials),
+           "--search-space", str(space), "--study", study, "--storage", storage,
+           "--out", str(tmp_path / out), "--no-progress", *extra]
+    return subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 120) -> str:
+    output, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, output
+    return output
+
+
+def _trials(storage, study: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def _wait_for(predicate, timeout: float, what: str, procs=()) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for p in procs:
+            if p.poll() is not None:
+                raise AssertionError(f"worker exited early while waiting for {what}:\n"
+                                     f"{p.communicate()[0]}")
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def study_name(request):
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    yield name
+    if POSTGRES_URL is not None and "postgres" in request.node.name:
+        try:
+            optuna.delete_study(study_name=name, storage=POSTGRES_URL)
+        except KeyError:
+            pass
+
+
+@pytest.mark.parametrize("kind", STORAGES)
+def test_two_workers_share_one_study(kind, tmp_path, study_name):
+    url, storage = _storage(kind, tmp_path)
+    space = tmp_path / "space.yaml"
+    space.write_text(MEDIUM_SPACE)
+    target = 8
+    if kind == "sqlite":  # one command, two local worker processes (--workers 2)
+        procs = [_tune(tmp_path, url, study_name, space, target, "--search-only",
+                       "--workers", "2")]
+    else:  # two commands, as on two machines
+        procs = [_tune(tmp_path, url, study_name, space, target, "--search-only")
+                 for _ in range(2)]
+    for p in procs:
+        _finish(p)
+
+    trials = _trials(storage, study_name)
+    states = [t.state for t in trials]
+    # the workers stop once finished + running trials reach the target, so together they run it
+    # exactly, unless both finish a trial at the same instant (then one extra)
+    assert target <= len(trials) <= target + 1
+    assert states.count(TrialState.COMPLETE) == len(trials), states
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    # every trial is tagged host:pid[#index] by the process that ran it: exactly two worker
+    # processes contributed, and (with --workers) neither is the parent
+    by_worker: dict[str, list[int]] = {}
+    for t in trials:
+        by_worker.setdefault(t.user_attrs["worker"], []).append(t.number)
+    assert len(by_worker) == 2, by_worker
+    pids = {w.split(":")[1].split("#")[0] for w in by_worker}
+    if kind == "sqlite":
+        assert {w.split("#")[1] for w in by_worker} == {"0", "1"}
+        assert str(procs[0].pid) not in pids
+    else:
+        assert pids == {str(p.pid) for p in procs}
+    assert all(0.0 <= t.value <= 1.0 for t in trials)
+
+
+def _running_by(storage, study: str, pid: int) -> bool:
+    """Whether process ``pid`` is running a trial of ``study``."""
+    if not _study_has_trials(storage, study):
+        return False
+    return any(t.state == TrialState.RUNNING and
+               t.user_attrs.get("worker", "").split(":")[-1] == str(pid)
+               for t in _trials(storage, study))
+
+
+def _study_has_trials(storage, study: str) -> bool:
+    try:
+        return len(_trials(storage, study)) > 0
+    except KeyError:  # the study does not exist yet
+        return False
+
+
+@pytest.mark.parametrize("kind", STORAGES)
+def test_killed_worker_trial_fails_by_heartbeat_and_study_resumes(kind, tmp_path, study_name):
+    url, storage = _storage(kind, tmp_path)
+    space = tmp_path / "space.yaml"
+    space.write_text(MEDIUM_SPACE)
+    target = 3
+    beat = ["--heartbeat", "1", "--grace", "2"]
+    worker = _tune(tmp_path, url, study_name, space, target, "--search-only", *beat)
+
+    def mid_trial() -> bool:  # a trial is running and has reported at least one epoch
+        if not _study_has_trials(storage, study_name):
+            return False
+        return any(t.state == TrialState.RUNNING and t.intermediate_values
+                   for t in _trials(storage, study_name))
+
+    _wait_for(mid_trial, 90, "a trial in progress", [worker])
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=30)
+    killed_at = time.monotonic()
+    running = [t for t in _trials(storage, study_name) if t.state == TrialState.RUNNING]
+    assert len(running) == 1, "the killed worker must leave its trial RUNNING"
+    killed = running[0]
+    assert len(killed.intermediate_values) < 20  # really mid-trial
+
+    # resume after the grace period: the dead trial is failed by the heartbeat check, its
+    # parameters are re-queued once, and the study reaches its target
+    time.sleep(max(0.0, 2.5 - (time.monotonic() - killed_at)))
+    extra = [] if kind == "sqlite" else ["--search-only"]
+    output = _finish(_tune(tmp_path, url, study_name, space, target, *beat, *extra))
+
+    trials = {t.number: t for t in _trials(storage, study_name)}
+    assert trials[killed.number].state == TrialState.FAIL
+    retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1
+    assert retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == killed.params
+    states = [t.state for t in trials.values()]
+    assert states.count(TrialState.COMPLETE) == target, states
+    assert TrialState.RUNNING not in states
+    if kind == "sqlite":  # the report marks the lost trial
+        assert "1 failed" in output
+        table = (tmp_path / "out" / "results.csv").read_text()
+        assert f"worker lost (no heartbeat); re-queued as trial {retries[0].number}" in table
+        assert (tmp_path / "out" / "best-run" / "model.npz").is_file()
