@@ -388,8 +388,9 @@ def _max_value(param: Param | None, fixed: Any) -> float:
 class TuningData:
     """Preprocessed splits for tuning: ``X_*`` float32 (N, D), ``y_*`` int labels.
 
-    ``preprocessing`` is the fitted transform's description (saved with the best model so that it
-    can classify raw images); ``image_shape`` the (H, W, C) of one raw image.
+    ``preprocessing`` is the fitted :class:`mlplab.data.Pipeline` (``preprocessing_name`` its
+    recipe), ``image_shape`` the (H, W, C) of one raw image and ``dataset`` the raw
+    :class:`mlplab.data.Dataset` the arrays came from (needed to retrain the best trial).
     """
 
     name: str
@@ -400,9 +401,10 @@ class TuningData:
     y_val: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    preprocessing: dict[str, Any] | None = None
+    preprocessing: Any = None
+    preprocessing_name: str | None = None
     image_shape: tuple[int, ...] | None = None
-    dataset: Any = None  # the raw mlplab.data.Dataset, when there is one
+    dataset: Any = None
 
     @property
     def num_features(self) -> int:
@@ -501,7 +503,7 @@ def prepare(dataset, preprocess: str = "standardize") -> TuningData:
         X_train=X_train, y_train=np.asarray(dataset.y_train),
         X_val=pipe.transform(dataset.X_val), y_val=np.asarray(dataset.y_val),
         X_test=pipe.transform(dataset.X_test), y_test=np.asarray(dataset.y_test),
-        preprocessing={"name": preprocess, **pipe.state_dict()},
+        preprocessing=pipe, preprocessing_name=preprocess,
         image_shape=tuple(dataset.image_shape), dataset=dataset)
 
 
@@ -1103,42 +1105,60 @@ def write_results(study, out: Path) -> tuple[dict[str, Path], dict[str, str]]:
 
 
 def retrain_best(study, data: TuningData, out: Path, seed: int | None = 0,
-                 eval_test: bool = False) -> tuple[Path, float, float | None]:
-    """Train the best trial's settings again (same seed, so the same model) and save it as a run
-    folder ``out``; returns ``(run folder, validation accuracy, test accuracy or None)``.
+                 eval_test: bool = False, source: DataSource | None = None):
+    """Train the best trial's settings again with :func:`mlplab.runs.train_run` (same data,
+    preprocessing and seed, so the same model) into the run folder ``out``, replacing an older
+    one; returns the :class:`~mlplab.runs.RunResult`.
 
     The test split is evaluated only here, only with ``eval_test``, and only once.
     """
-    from mlplab.io import save_model, write_json
+    import shutil
+
+    from mlplab.io import write_json
+    from mlplab.runs import train_run
 
     number, _ = _best(study)
     if number is None:
         raise RuntimeError("no trial completed, so there is no best trial to retrain.")
+    if data.dataset is None:
+        raise ValueError("retraining the best trial needs the raw dataset (TuningData made by "
+                         "mlplab.tuning.prepare); pass a dataset name or Dataset to tune().")
     trial = study.trials[number]
-    space = SearchSpace.from_dict(study.user_attrs.get("mlplab:search_space") or
-                                  {k: [v] for k, v in trial.params.items()})
-    settings = {**space.fixed, **trial.params}
+    space_dict = study.user_attrs.get("mlplab:search_space")
+    fixed = SearchSpace.from_dict(space_dict).fixed if space_dict else {}
+    settings = {**fixed, **trial.params}
     model, config = build(settings, data.num_features, data.num_classes, seed)
-    history = Trainer(config).fit(model, data.X_train, data.y_train, data.X_val, data.y_val)
-    val_acc = float(history.val_acc[-1])
-    test_acc = None
-    if eval_test:
-        if len(data.y_test) == 0:
-            raise ValueError(f"dataset {data.name} has no test split to evaluate on.")
-        test_acc = float(model.accuracy(data.X_test, data.y_test))
-    out.mkdir(parents=True, exist_ok=True)
-    extra = {"classes": data.classes, "dataset": data.name, "trial": number,
-             "settings": settings, "val_acc": val_acc, "test_acc": test_acc}
-    save_model(out / "model.npz", model, data.preprocessing, extra)
-    write_json(out / "config.json", {"model": model.config, "train": config.to_dict(),
-                                     "settings": settings, "dataset": data.name,
-                                     "tuning": {"study": study.study_name, "trial": number}})
-    write_json(out / "history.json", history.to_dict())
-    metrics = {"val_acc": val_acc, "train_acc": float(history.train_acc[-1])}
-    if test_acc is not None:
-        metrics["test_acc"] = test_acc
-    write_json(out / "metrics.json", metrics)
-    return out, val_acc, test_acc
+    options: dict[str, Any] = {k: v for k, v in config.to_dict().items()
+                               if k not in ("seed", "verbose", "progress")}
+    mc = model.config
+    options.update(hidden=mc["hidden_sizes"], activation=mc["activation"], init=mc["init"],
+                   std=mc["std"], dropout=mc["dropout"], batchnorm=mc["batchnorm"],
+                   seed=0 if seed is None else seed, eval_test=eval_test,
+                   preprocessing=(data.preprocessing_name or "standardize"))
+    if isinstance(source, DatasetSource):  # so that config.json names the data
+        kw = source.kwargs
+        options.update(dataset=source.name, data_dir=kw.get("data_dir"),
+                       val_size=kw.get("val_size"), test_size=kw.get("test_size"),
+                       image_size=kw.get("image_size"), data_seed=kw.get("seed", 0) or 0)
+    else:
+        options.update(dataset=data.name)
+    # train beside the old folder, then swap, so an interrupted retraining loses nothing
+    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    result = train_run(out=tmp, data=data.dataset, **options)
+    write_json(tmp / "tuning.json", {
+        "study": study.study_name, "trial": number, "value": trial.value,
+        "settings": settings,
+        "train_size": len(data.y_train),
+        "note": ("trained on the same training images as the trials; config.json describes "
+                 "the dataset without any --train-size subset, so replaying it trains on all "
+                 "training images")})
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    result.out = out
+    return result
 
 
 # =========================================================================== the API
@@ -1288,8 +1308,10 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         if number is not None:
             if data is None:
                 data = source.load()
-            run_dir, val, test = retrain_best(study, data, out_dir / "best-run", seed, eval_test)
-            result.run_dir, result.retrained_val_acc, result.test_accuracy = run_dir, val, test
+            run = retrain_best(study, data, out_dir / "best-run", seed, eval_test, source)
+            result.run_dir = run.out
+            result.retrained_val_acc = run.metrics["val_accuracy"]
+            result.test_accuracy = run.metrics.get("test_accuracy")
     result.wall_seconds = round(time.perf_counter() - start, 2)
     if not search_only:
         from mlplab.io import write_json

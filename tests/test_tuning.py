@@ -135,7 +135,8 @@ def test_storage_spec_parsing(tmp_path):
     assert storage_spec(None, tmp_path, heartbeat=0).heartbeat is None
 
 
-@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                            "ignore:Heartbeat of storage:UserWarning")
 def test_journal_storage_fails_trials_without_heartbeat(tmp_path):
     """Optuna's fail_stale_trials works on journal files through mlplab's heartbeat."""
     spec = StorageSpec(f"journal:{tmp_path / 'j.log'}", heartbeat=1, grace=2)
@@ -175,8 +176,8 @@ def test_objective_value_is_an_independent_training_run(digits, tmp_path):
     assert result.best_value == best
     assert result.best_params == study.trials[result.best_trial].params
 
-    # the best trial retrained into a run folder gives the same model
-    from mlplab.io import load_model
+    # the best trial retrained by mlplab.runs.train_run into a run folder gives the same model
+    from mlplab.io import load_model, read_json
 
     loaded = load_model(result.run_dir / "model.npz")
     assert loaded.model.accuracy(digits.X_val, digits.y_val) == pytest.approx(best)
@@ -184,13 +185,14 @@ def test_objective_value_is_an_independent_training_run(digits, tmp_path):
     assert result.test_accuracy == pytest.approx(
         loaded.model.accuracy(digits.X_test, digits.y_test))
     # the saved preprocessing reproduces the features from raw images
-    from mlplab.data import Pipeline
-
-    pipe = Pipeline.from_state_dict({k: v for k, v in loaded.preprocessing.items()
-                                     if k != "name"})
-    raw = digits.dataset.X_val
-    np.testing.assert_allclose(pipe.transform(raw), digits.X_val, rtol=1e-6)
-    assert loaded.extra["test_acc"] == result.test_accuracy
+    np.testing.assert_allclose(loaded.preprocessing.transform(digits.dataset.X_val),
+                               digits.X_val, rtol=1e-6)
+    run_config = read_json(result.run_dir / "config.json")
+    assert run_config["hidden"] == [result.best_params["hidden_size"]]
+    assert run_config["lr"] == result.best_params["lr"] and run_config["optimizer"] == "sgd"
+    metrics = read_json(result.run_dir / "metrics.json")
+    assert metrics["test_accuracy"] == result.test_accuracy
+    assert read_json(result.run_dir / "tuning.json")["trial"] == result.best_trial
 
     # outputs: every trial in the CSV and Markdown tables, PNG plots, a summary
     out = tmp_path / "o"
