@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,9 +70,29 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise DiskFullError(path, exc) from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class DiskFullError(OSError):
+    """A write failed for lack of disk space (or quota); the previous file is unchanged."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        what = {errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large"}.get(
+            cause.errno, "no space left on device")
+        super().__init__(
+            f"{what} while writing {path} ({cause.strerror or cause}); free some disk space and "
+            f"run the command again - the previous {path.name}, if any, is intact")
+        self.errno = cause.errno
+        self.filename = str(path)
 
 
 def _fsync_dir(folder: Path) -> None:
