@@ -175,11 +175,55 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist.")
     try:
+        _check_npz_members(path)
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except _NpzRefused as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
         raise ValueError(f"{path} is not a readable .npz file ({exc}); it may be truncated or "
                          "not an mlplab file.") from None
+
+
+class _NpzRefused(Exception):
+    pass
+
+
+#: deflate cannot compress better than about 1032:1; a member claiming more is corrupt or a bomb
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _check_npz_members(path: Path) -> None:
+    """Read every member's ``.npy`` header (not its data) and refuse, before anything is
+    allocated, object arrays and headers that promise more data than the member can hold: NumPy
+    would otherwise allocate whatever a crafted header asks for (terabytes) before reading."""
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            stored = info.compress_type == zipfile.ZIP_STORED
+            if info.file_size > info.compress_size * (1 if stored else _MAX_DEFLATE_RATIO) + 1024:
+                raise _NpzRefused(f"entry {info.filename!r} claims {info.file_size} bytes from "
+                                  f"{info.compress_size} stored bytes; the file is corrupt.")
+            with zf.open(info) as fp:
+                version = np.lib.format.read_magic(fp)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+                else:
+                    raise _NpzRefused(f"entry {info.filename!r} uses .npy format {version}, "
+                                      "which mlplab does not write.")
+                header = fp.tell()
+            if dtype.hasobject:
+                raise _NpzRefused(f"entry {info.filename!r} is a pickled Python object array; "
+                                  "mlplab files never hold one and it is refused unread "
+                                  "(unpickling can run code).")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes != info.file_size - header:
+                raise _NpzRefused(f"entry {info.filename!r} promises {nbytes} bytes of "
+                                  f"{dtype} {tuple(shape)} but holds {info.file_size - header}; "
+                                  "the file is truncated or corrupt.")
 
 
 # --------------------------------------------------------------------------- model files
@@ -244,6 +288,8 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model fil
     config = meta.get("config")
     if not isinstance(config, dict):
         raise ValueError(f"{source}: the model config is missing.")
+    params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+    _check_layer_shapes(config, params, source)
     try:
         if meta.get("class") == "TwoLayerNet":
             hidden = config["hidden_sizes"]
@@ -258,7 +304,6 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model fil
         raise ValueError(f"{source}: the stored model config is invalid ({exc}).") from None
     model.config["seed"] = config.get("seed")
 
-    params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(params))
     unexpected = sorted(set(params) - set(expected))
@@ -282,7 +327,7 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model fil
     prep_arrays = {k[len("preprocessing/"):]: v for k, v in arrays.items()
                    if k.startswith("preprocessing/")}
     for key, arr in prep_arrays.items():
-        if arr.dtype.kind == "O" or (arr.dtype.kind == "f" and not np.isfinite(arr).all()):
+        if arr.dtype.kind not in "biufU" or (arr.dtype.kind == "f" and not np.isfinite(arr).all()):
             raise ValueError(f"{source}: preprocessing/{key} is not a finite numeric array.")
     if prep == {"type": "pipeline"}:
         from mlplab.data.transforms import Pipeline
@@ -294,6 +339,29 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model fil
     elif prep is not None:
         prep = {**prep, **prep_arrays}
     return LoadedModel(model, prep, dict(meta.get("extra") or {}))
+
+
+def _check_layer_shapes(config: Mapping[str, Any], params: Mapping[str, np.ndarray],
+                        source: str) -> None:
+    """Check the stored weight matrices against the layer sizes in ``config`` *before* the model
+    is built: building allocates what the config says, and a crafted config could ask for
+    terabytes. After this check the model is no larger than the arrays already read."""
+    try:
+        hidden = config["hidden_sizes"]
+        if not isinstance(hidden, list):
+            raise TypeError("hidden_sizes is not a list")
+        sizes = [config["input_size"], *hidden, config["num_classes"]]
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+            raise TypeError(f"layer sizes {sizes} are not all integers")
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{source}: the stored model config is invalid ({exc}).") from None
+    for i in range(1, len(sizes)):
+        W = params.get(f"W{i}")
+        if W is None:
+            raise ValueError(f"{source} does not match its config: missing arrays ['W{i}'].")
+        if W.shape != (sizes[i - 1], sizes[i]):
+            raise ValueError(f"{source}: W{i} has shape {W.shape}; the config implies "
+                             f"{(sizes[i - 1], sizes[i])}.")
 
 
 def parse_json_array(arr: np.ndarray, what: str) -> Any:
