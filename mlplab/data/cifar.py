@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import pickletools
 import shutil
 import tarfile
 import tempfile
@@ -27,6 +28,9 @@ ARCHIVE = "cifar-10-python.tar.gz"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
 META = "batches.meta"
+#: bounds on what extraction accepts (the official batches are 31 MB each, 9 entries in all)
+MAX_BATCH_BYTES = 64 << 20
+MAX_ARCHIVE_ENTRIES = 100
 
 # ndarray.__reduce__ names its rebuild function; take it from NumPy itself rather than importing
 # numpy.core (renamed numpy._core in NumPy 2, with a deprecation shim under the old name)
@@ -37,9 +41,36 @@ _ALLOWED = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     # Python 3 writes bytes as _codecs.encode(text, "latin1") at protocols < 3, so a batch
-    # re-pickled by Python 3 needs it; it only encodes a string
-    ("_codecs", "encode"): __import__("codecs").encode,
+    # re-pickled by Python 3 needs it; only that use is admitted (no other codec)
+    ("_codecs", "encode"): lambda text, encoding="latin1": _latin1(text, encoding),
 }
+
+
+def _latin1(text: object, encoding: str) -> bytes:
+    if not isinstance(text, str) or encoding.lower().replace("-", "") != "latin1":
+        raise RefusedGlobal(f"refusing _codecs.encode({type(text).__name__}, {encoding!r}): "
+                            "a CIFAR-10 batch only encodes text as latin1")
+    return text.encode("latin1")
+
+
+_PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
+
+
+def _prescan(data: bytes) -> None:
+    """Walk the pickle's opcodes without running them (``pickletools.genops``) and refuse memo
+    indices beyond the number of objects stored so far. The C unpickler sizes its memo table
+    from the index it is given, so a 9-byte pickle naming index 2**31 would make it allocate and
+    zero 32 GB; a real pickler numbers its memo entries 0, 1, 2, ... The walk also rejects
+    length fields that promise more bytes than the file holds, before anything is allocated."""
+    puts = 0
+    for op, arg, pos in pickletools.genops(data):
+        if op.name in _PUT_OPS:
+            if not isinstance(arg, int) or arg > puts:
+                raise pickle.UnpicklingError(f"memo index {arg} at byte {pos} is out of "
+                                             f"sequence (expected at most {puts})")
+            puts += 1
+        elif op.name == "MEMOIZE":
+            puts += 1
 
 
 class RefusedGlobal(pickle.UnpicklingError):
@@ -61,6 +92,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 def load_pickle(data: bytes, source: str) -> dict:
     """Unpickle one batch (bytes) safely; keys come back as ``str``."""
     try:
+        _prescan(data)
         obj = RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except RefusedGlobal as exc:
         raise DatasetError(f"{source}: {exc}.") from None
@@ -110,9 +142,18 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".cifar-extract.", dir=dest))
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = [m for m in tar.getmembers()
-                       if m.isfile() and Path(m.name).parent.name == BATCH_DIR
-                       and Path(m.name).name in (*TRAIN_BATCHES, TEST_BATCH, META)]
+            members = []
+            # headers one at a time, checked before tarfile reads past (decompresses) the data:
+            # a crafted archive may declare a huge member or a flood of entries
+            for count, m in enumerate(tar, start=1):
+                if count > MAX_ARCHIVE_ENTRIES or m.size > MAX_BATCH_BYTES:
+                    raise DatasetError(
+                        f"{archive}: not the CIFAR-10 python archive (entry {m.name!r} of "
+                        f"{m.size} bytes, entry {count}; the official archive has "
+                        f"{len(TRAIN_BATCHES) + 3} entries of at most 31 MB).")
+                if m.isfile() and Path(m.name).parent.name == BATCH_DIR \
+                        and Path(m.name).name in (*TRAIN_BATCHES, TEST_BATCH, META):
+                    members.append(m)
             missing = {*TRAIN_BATCHES, TEST_BATCH} - {Path(m.name).name for m in members}
             if missing:
                 raise DatasetError(f"{archive}: not the CIFAR-10 python archive (missing "
