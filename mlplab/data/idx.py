@@ -8,6 +8,8 @@ magic bytes, not their name).
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import zlib
 from pathlib import Path
@@ -30,6 +32,8 @@ FILES = {  # role -> base name (the official releases add .gz)
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+#: the largest decompressed IDX file read (MNIST's largest is 47 MB)
+MAX_IDX_BYTES = 1 << 30
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -39,12 +43,26 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+            raw = _gunzip_idx(raw, path)
     except OSError as exc:  # includes gzip.BadGzipFile
         raise DatasetError(f"{path}: cannot read ({exc.strerror or exc}).") from None
     except (EOFError, zlib.error) as exc:
         raise DatasetError(f"{path}: truncated or corrupt gzip data ({exc}); delete it and "
                            "download again.") from None
+    dims, dtype, header = _header(raw, path)
+    expected = header + math.prod(dims) * dtype.itemsize  # Python ints: no overflow
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "has trailing bytes"
+        raise DatasetError(f"{path}: {what}: the header promises {'x'.join(map(str, dims))} "
+                           f"values ({expected} bytes) but the file holds {len(raw)} bytes.")
+    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    # a view of bytes is read-only, which would surprise in-place users of the arrays; a view of
+    # the decompressed bytearray is writable already (no second copy of a 47 MB file)
+    return arr if isinstance(raw, bytearray) else arr.copy()
+
+
+def _header(raw: bytes, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(dims, dtype, header length)`` of the IDX bytes ``raw`` (which may be just a prefix)."""
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _DTYPES:
         raise DatasetError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'none'};"
                            " expected 0000 08 0N).")
@@ -53,14 +71,36 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if ndim == 0 or len(raw) < header:
         raise DatasetError(f"{path}: truncated IDX header.")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(_DTYPES[raw[2]])
-    expected = header + int(np.prod(dims)) * dtype.itemsize
-    if len(raw) != expected:
-        what = "truncated" if len(raw) < expected else "has trailing bytes"
-        raise DatasetError(f"{path}: {what}: the header promises {'x'.join(map(str, dims))} "
-                           f"values ({expected} bytes) but the file holds {len(raw)} bytes.")
-    # copy: frombuffer views are read-only, which would surprise in-place users of the arrays
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).copy()
+    return dims, np.dtype(_DTYPES[raw[2]]), header
+
+
+def _gunzip_idx(compressed: bytes, path: Path) -> bytearray:
+    """Decompress a gzipped IDX file, never producing more than its header promises (plus one
+    byte, to detect trailing data): a small crafted file could otherwise inflate to gigabytes.
+    A header promising more than deflate could have packed into the file (about 1032:1) or more
+    than ``MAX_IDX_BYTES`` is refused before anything is allocated."""
+    with gzip.GzipFile(fileobj=io.BytesIO(compressed)) as gz:
+        out = bytearray(gz.read(4))
+        if len(out) == 4 and out[:2] == b"\x00\x00":
+            out += gz.read(4 * out[3])
+        dims, dtype, header = _header(bytes(out), path)
+        expected = header + math.prod(dims) * dtype.itemsize
+        if expected > min(MAX_IDX_BYTES, 1100 * len(compressed) + 4096):
+            raise DatasetError(
+                f"{path}: the header promises {'x'.join(map(str, dims))} values ({expected} "
+                f"bytes), more than this {len(compressed)}-byte gzip file can hold (or than "
+                f"the {MAX_IDX_BYTES >> 20} MiB mlplab reads); the file is corrupt.")
+        buf = bytearray(expected + 1)  # one byte more than promised reveals trailing data
+        pos = len(out)
+        buf[:pos] = out
+        with memoryview(buf) as view:
+            while pos < len(buf):
+                n = gz.readinto(view[pos:pos + (1 << 22)])
+                if not n:
+                    break
+                pos += n
+        del buf[pos:]
+    return buf
 
 
 def _find_file(folder: Path, base: str) -> Path | None:
