@@ -648,7 +648,8 @@ class StorageSpec:
                 return optuna.storages.JournalStorage(backend)
             return _HeartbeatJournalStorage(backend, self.heartbeat, grace, callback)
         kwargs: dict[str, Any] = {}
-        if self.url.startswith("sqlite"):
+        url = sqlalchemy_url(self.url)
+        if url.startswith("sqlite"):
             # several processes share one SQLite file: wait for the lock instead of failing
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
         else:
@@ -658,10 +659,24 @@ class StorageSpec:
                           **_callback_kwarg(callback))
         with _quiet_optuna_warnings():
             try:
-                return optuna.storages.RDBStorage(self.url, **kwargs)
+                return optuna.storages.RDBStorage(url, **kwargs)
             except ImportError as exc:
                 raise RuntimeError(f"cannot open storage {self.display}: {exc} (for PostgreSQL "
                                    "install the driver: pip install 'mlplab[postgres]').") from None
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``url`` with a PostgreSQL driver that is installed: SQLAlchemy 2.1 made ``psycopg`` (3)
+    the default for ``postgresql://``, while ``mlplab[postgres]`` installs ``psycopg2``."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None and \
+                importlib.util.find_spec("psycopg2") is not None:
+            return f"postgresql+psycopg2://{rest}"
+        return f"postgresql://{rest}"
+    return url
 
 
 def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | None = 30,
@@ -835,7 +850,7 @@ def make_pruner(kind: str | None, space: SearchSpace, n_trials: int):
         return optuna.pruners.NopPruner()
     if kind == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=int(min(5, max(2, n_trials // 4))),
-                                           n_warmup_steps=1)
+                                           n_warmup_steps=2)
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=space.max_epochs(),
                                               reduction_factor=3)
