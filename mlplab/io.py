@@ -94,6 +94,9 @@ class DiskFullError(OSError):
         self.errno = cause.errno
         self.filename = str(path)
 
+    def __str__(self) -> str:  # the message alone (OSError would prefix "[Errno 28] None")
+        return str(self.args[0])
+
 
 def _fsync_dir(folder: Path) -> None:
     # makes the rename itself durable; not possible (nor needed) on every platform
