@@ -242,6 +242,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[io.LoadedModel, dict[str, 
     if "__trainer__" not in arrays:
         raise ValueError(f"{path} is a model file, not a checkpoint (no trainer state).")
     state = io.parse_json_array(arrays["__trainer__"], f"{path}: __trainer__")
+    _check_trainer_state(state, path)
     seconds = float(state.pop("seconds", 0.0))
     state["optimizer"] = {k[len("optimizer/"):]: v for k, v in arrays.items()
                           if k.startswith("optimizer/")}
@@ -249,6 +250,45 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[io.LoadedModel, dict[str, 
     state["best_state"] = best or None
     state["order"] = arrays.get("order")
     return loaded, state, seconds
+
+
+def _check_trainer_state(state: Any, path: str | os.PathLike) -> None:
+    """The trainer state's shape, so that a damaged checkpoint fails here with a clear message
+    rather than deep inside ``Trainer.resume``."""
+    problem = None
+    if not isinstance(state, dict):
+        problem = f"a {type(state).__name__}, not a dict"
+    else:
+        for key, kind in (("iteration", int), ("epoch", int), ("rng", list), ("history", dict)):
+            if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+                problem = f"{key!r} is missing or of the wrong type"
+                break
+        else:
+            try:
+                History.from_dict(state["history"])
+            except TypeError as exc:
+                problem = f"bad history ({exc})"
+    if problem:
+        raise ValueError(f"{path}: the trainer state is invalid ({problem}); the checkpoint is "
+                         "damaged - start the run again with a new --out.")
+
+
+#: names of the files in a run folder; an atomic write leaves ``.<name>.<random>`` if killed
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, METRICS_FILE, "loss.png",
+             "accuracy.png", "confusion.png", "weights.png")
+
+
+def remove_partial_writes(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of atomic writes that a killed process left in ``run_dir``
+    (``.checkpoint.npz.x8k2.npz``, ...). They never replaced a real file, so nothing is lost;
+    only the one process working on a run folder writes them."""
+    removed = []
+    for p in Path(run_dir).iterdir():
+        if p.name.startswith(".") and p.is_file() and \
+                any(p.name.startswith(f".{name}.") for name in RUN_FILES):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 # --------------------------------------------------------------------------- the run
@@ -315,6 +355,7 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
         raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
                          "(start a new run with a different --out).")
     ckpt = run_dir / CHECKPOINT_FILE
+    remove_partial_writes(run_dir)
     ds = data if data is not None else load_run_dataset(cfg)
     if ckpt.is_file():
         loaded, state, seconds = load_checkpoint(ckpt)
