@@ -1,0 +1,201 @@
+"""A full disk while a run writes its files: a clear one-line error, the previous checkpoint
+intact, and a resume (once there is space) that ends exactly where an uninterrupted run ends.
+
+Two ways to fill the disk: a mocked ``ENOSPC`` from every file the atomic writer opens (always
+runs), and a real 100-odd KiB tmpfs mounted in a private user and mount namespace (``unshare``;
+skipped where the kernel does not allow it).
+"""
+
+from __future__ import annotations
+
+import errno
+import io as stdio
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from faultlib import ENV, check_run_folder, mlplab_cmd
+from threadpoolctl import threadpool_limits
+
+from mlplab import io
+from mlplab.cli import main
+from mlplab.runs import load_checkpoint, read_history, resume_run, train_run
+from mlplab.trainer import Callback
+
+OPTIONS = dict(dataset="digits", hidden=[32], batchnorm=True, dropout=0.1, batch_size=64,
+               epochs=6, lr=0.003, seed=5)
+PER_EPOCH = 1437 // 64  # digits: 1,437 training images after the default splits
+
+
+class FullDisk:
+    """Stands in for ``io.open``: once ``fill(prefix)`` is armed, the next file opened for writing
+    whose name starts with ``prefix`` gets ``free`` bytes, then ``ENOSPC`` (a partial write, as on
+    a real disk)."""
+
+    def __init__(self) -> None:
+        self.real_open = stdio.open
+        self.prefix: str | None = None
+        self.free = 0
+        self.failures = 0
+
+    def fill(self, prefix: str, free: int = 200) -> None:
+        self.prefix, self.free = prefix, free
+
+    def open(self, file, mode="r", *args, **kwargs):
+        f = self.real_open(file, mode, *args, **kwargs)
+        name = os.path.basename(os.fspath(file)) if isinstance(file, str | os.PathLike) else ""
+        if self.prefix and any(c in mode for c in "wax+") and name.startswith(self.prefix):
+            self.prefix = None
+            return _Limited(f, self)
+        return f
+
+
+class _Limited:
+    def __init__(self, f, disk: FullDisk) -> None:
+        self._f, self._disk = f, disk
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        if len(data) > self._disk.free:
+            self._f.write(data[:self._disk.free])
+            self._disk.free = 0
+            self._disk.failures += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._disk.free -= len(data)
+        return self._f.write(data)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._f.close()
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+class _FillAt(Callback):
+    """Fill the disk at the end of epoch ``epoch``, after that epoch's checkpoint was written."""
+
+    def __init__(self, disk: FullDisk, epoch: int, prefix: str, run: Path) -> None:
+        self.disk, self.epoch, self.prefix, self.run = disk, epoch, prefix, run
+        self.snapshot: bytes | None = None
+
+    def on_epoch_end(self, trainer, epoch, logs) -> None:
+        if epoch == self.epoch:
+            self.snapshot = (self.run / "checkpoint.npz").read_bytes()
+            self.disk.fill(self.prefix)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    with threadpool_limits(1):
+        return train_run(out=tmp_path_factory.mktemp("ref") / "run", plots=False, **OPTIONS)
+
+
+def _same_result(run: Path, reference) -> None:
+    got = io.load_model(run / "model.npz").model.state_dict()
+    for name, value in reference.model.state_dict().items():
+        assert got[name].tobytes() == value.tobytes(), name
+    assert read_history(run / "history.csv") == read_history(reference.out / "history.csv")
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("status", "val_accuracy", "train_accuracy", "iterations", "final_loss"):
+        assert metrics[key] == reference.metrics[key], key
+
+
+@pytest.mark.parametrize("target,epoch", [("checkpoint.npz", 3), ("model.npz", 6),
+                                          ("history.csv", 6), ("metrics.json", 6)])
+def test_enospc_keeps_the_previous_file_and_resume_finishes_the_run(
+        target, epoch, tmp_path, monkeypatch, reference):
+    disk = FullDisk()
+    monkeypatch.setattr(stdio, "open", disk.open)
+    run = tmp_path / "run"
+    fill = _FillAt(disk, epoch, f".{target}.", run)
+    with threadpool_limits(1), pytest.raises(OSError) as info:
+        train_run(out=run, plots=False, callbacks=[fill], **OPTIONS)
+    assert disk.failures >= 1  # the write, and perhaps the zip's closing directory
+    message = str(info.value)
+    assert info.value.errno == errno.ENOSPC
+    assert "no space left on device" in message and str(run / target) in message
+    assert "free some disk space" in message and "\n" not in message
+
+    found = check_run_folder(run)  # nothing torn, no temporary file left behind
+    assert found["temp_files"] == []
+    if target == "checkpoint.npz":  # the previous checkpoint is byte for byte what it was
+        assert (run / "checkpoint.npz").read_bytes() == fill.snapshot
+        assert load_checkpoint(run / "checkpoint.npz")[1]["iteration"] == epoch * PER_EPOCH
+    else:  # the last checkpoint was written (on_train_end) before the model file
+        assert target not in found["files"] and "metrics.json" not in found["files"]
+        assert found["iteration"] == 6 * PER_EPOCH
+
+    with threadpool_limits(1):  # space again: the resume ends where the uninterrupted run did
+        resume_run(run, plots=False)
+    _same_result(run, reference)
+
+
+def test_cli_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, capsys):
+    disk = FullDisk()
+    monkeypatch.setattr(stdio, "open", disk.open)
+    disk.fill(".config.json.", free=10)
+    run = tmp_path / "run"
+    code = main(["train", "--dataset", "digits", "--hidden", "8", "--epochs", "1", "--quiet",
+                 "--no-plots", "--out", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1].startswith("mlplab train: error: no space left on device while writing "
+                              f"{run / 'config.json'}")
+    assert not any("Traceback" in line for line in err)
+
+
+# --------------------------------------------------------------------------- a real full disk
+def _can_mount_tmpfs(tmp_path: Path) -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    res = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                          f"mount -t tmpfs -o size=64k tmpfs {probe}"], capture_output=True)
+    return res.returncode == 0
+
+
+CLI_ARGS = ["--dataset", "digits", "--hidden", "32", "--batch-size", "64", "--lr", "0.003",
+            "--seed", "5", "--quiet", "--no-plots"]
+
+
+def test_real_full_tmpfs(tmp_path):
+    if not _can_mount_tmpfs(tmp_path):
+        pytest.skip("cannot mount a tmpfs in a user namespace here (unshare not permitted)")
+    epochs = "60"
+    ref = tmp_path / "ref"
+    res = subprocess.run(mlplab_cmd("train", *CLI_ARGS, "--epochs", epochs, "--out", str(ref)),
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    # the checkpoint grows with the loss history; a disk of 1.5 final checkpoints fills midway
+    # (an atomic write needs room for the old checkpoint and the new one at once)
+    size = (ref / "checkpoint.npz").stat().st_size * 3 // 2 + 8192
+    disk, copy = tmp_path / "disk", tmp_path / "copy"
+    disk.mkdir()
+    cmd = " ".join(mlplab_cmd("train", *CLI_ARGS, "--epochs", epochs, "--out", str(disk / "run")))
+    script = (f"mount -t tmpfs -o size={size} tmpfs {disk} && "
+              f"{{ {cmd} > {tmp_path / 'out'} 2> {tmp_path / 'err'}; echo $? > {tmp_path / 'rc'};"
+              f" cp -a {disk / 'run'} {copy}; }}")
+    subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                   env=ENV, check=True, timeout=300)
+    err = (tmp_path / "err").read_text().strip().splitlines()
+    assert (tmp_path / "rc").read_text().strip() == "1", err
+    assert err[-1].startswith("mlplab train: error: no space left on device while writing "
+                              f"{disk / 'run' / 'checkpoint.npz'}"), err
+    assert not any("Traceback" in line for line in err)
+    found = check_run_folder(copy)
+    assert found["temp_files"] == [] and "model.npz" not in found["files"]
+    assert 0 < found["iteration"] < 60 * PER_EPOCH  # the checkpoint before the full disk
+
+    res = subprocess.run(mlplab_cmd("train", "--resume", str(copy), "--quiet", "--no-plots"),
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    a, b = (io.load_model(d / "model.npz").model.state_dict() for d in (copy, ref))
+    assert all(a[k].tobytes() == b[k].tobytes() for k in b)
+    assert read_history(copy / "history.csv") == read_history(ref / "history.csv")
