@@ -1,0 +1,46 @@
+"""What the stages share: output folder, budget, seed, the loaded data and earlier sections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlplab.report.budgets import Budget
+from mlplab.report.document import Section, StageSkipped
+
+
+@dataclass
+class Context:
+    out: Path
+    dataset: str
+    budget: Budget
+    seed: int
+    progress: bool = False
+    #: loads the dataset (the CLI's data options); None: ``load_dataset(dataset, seed=seed)``
+    loader: Callable[[], Any] | None = None
+    #: BLAS and PyTorch threads
+    threads: int = 1
+    sections: dict[str, Section] = field(default_factory=dict)
+    #: objects stages hand to later stages (the loaded dataset, the tuning result, ...)
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    FIGURES = "figures"
+
+    def figure(self, name: str) -> tuple[Path, str]:
+        """(absolute path, path relative to the report) of a figure file."""
+        rel = f"{self.FIGURES}/{name}"
+        path = self.out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path, rel
+
+    def need(self, key: str, what: str) -> Any:
+        """A shared object from an earlier stage, or skip this stage saying which one failed."""
+        if key not in self.shared:
+            raise StageSkipped(f"needs {what}, which was not produced (see above).")
+        return self.shared[key]
+
+    def data(self, key: str) -> dict[str, Any]:
+        section = self.sections.get(key)
+        return section.data if section is not None and section.status == "ok" else {}

@@ -1,0 +1,90 @@
+"""The report's figures: thin calls into :mod:`mlplab.plots` and :mod:`mlplab.data.preview`,
+drawn inside the report's style and saved into the report folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mlplab.report.style import COLORS, report_style, save_figure
+
+
+def loss_curve(loss: Sequence[float], path: Path, title: str, bound: float | None = None,
+               iterations_per_epoch: int | None = None) -> Path:
+    from mlplab import plots
+
+    with report_style():
+        fig = plots.plot_loss(loss, title=title, iterations_per_epoch=iterations_per_epoch)
+        if bound is not None:
+            ax = fig.axes[0]
+            ax.axhline(bound, color=COLORS["neutral"], ls="--", lw=1,
+                       label=f"exercise's bound ({bound:g})")
+            ax.legend(loc="upper right")
+        return plots.save(fig, path)
+
+
+def accuracy_curves(train_acc: Sequence[float], val_acc: Sequence[float], path: Path,
+                    title: str, test_acc: float | None = None) -> Path:
+    from mlplab import plots
+
+    with report_style():
+        return plots.save(plots.plot_accuracy(train_acc, val_acc, title=title,
+                                              test_acc=test_acc), path)
+
+
+def weight_images(W1: np.ndarray, image_shape: tuple[int, ...], path: Path, title: str) -> Path:
+    from mlplab import plots
+
+    with report_style():
+        return plots.save(plots.plot_first_layer_weights(W1, image_shape, title=title), path)
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], path: Path,
+              title: str) -> Path:
+    from mlplab import plots
+
+    cm = plots.confusion_matrix(y_true, y_pred, len(classes))
+    with report_style():
+        return plots.save(plots.plot_confusion(cm, classes, title=title), path)
+
+
+def sample_images(ds, path: Path, seed: int = 0) -> Path:
+    from mlplab.data.preview import sample_grid
+
+    with report_style():
+        return sample_grid(ds, path, per_class=min(7, max(1, len(ds.y_train))), seed=seed)
+
+
+def optimisation_history(trials: Sequence[tuple[int, str, float | None]], path: Path,
+                         title: str = "Tuning: validation accuracy per trial") -> Path:
+    """Every trial's validation accuracy (pruned trials hollow) and the best so far.
+
+    ``trials`` holds ``(number, state, value)`` rows as in the tuning results table. Optuna draws
+    this figure too, but in its own style; this one matches the rest of the report.
+    """
+    import matplotlib.pyplot as plt
+
+    rows = [(n, s.upper(), v) for n, s, v in trials if v is not None]
+    with report_style():
+        fig, ax = plt.subplots()
+        done = [(n, 100 * v) for n, s, v in rows if s == "COMPLETE"]
+        pruned = [(n, 100 * v) for n, s, v in rows if s == "PRUNED"]
+        if done:
+            ax.plot(*zip(*done), "o", color=COLORS["val"], label="trial (complete)")
+        if pruned:
+            ax.plot(*zip(*pruned), "o", mfc="none", color=COLORS["neutral"],
+                    label="trial (pruned: last reported epoch)")
+        best, xs, ys = -np.inf, [], []
+        for n, v in sorted(done):
+            best = max(best, v)
+            xs.append(n)
+            ys.append(best)
+        if xs:
+            ax.step(xs, ys, where="post", color=COLORS["best"], lw=1.5, label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.set_title(title)
+        ax.legend(loc="lower right")
+        return save_figure(fig, path)

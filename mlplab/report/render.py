@@ -1,0 +1,198 @@
+"""Render report sections to Markdown and to one self-contained HTML page.
+
+Both renderers walk the same :class:`~mlplab.report.document.Section` objects. The HTML page embeds
+every image as a ``data:`` URI and carries its own CSS, so the single file can be mailed or opened
+anywhere; the Markdown file links the images in the report folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import mimetypes
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlplab.report.document import Equations, Figure, KeyValues, Section, Table, Text
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", "DejaVu Sans", Helvetica, Arial, sans-serif;
+       max-width: 60rem; margin: 2rem auto; padding: 0 1.5rem; color: #1f2328; line-height: 1.5;
+       background: #ffffff; }
+h1 { border-bottom: 2px solid #d0d7de; padding-bottom: .3rem; }
+h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; margin-top: 2.5rem; }
+h3 { margin-top: 1.8rem; }
+table { border-collapse: collapse; margin: .8rem 0; font-size: .92rem; }
+th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: .3rem; }
+figure { margin: 1rem 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
+figure.eq img { border: none; }
+figcaption { font-size: .9rem; color: #57606a; margin-top: .3rem; }
+code, pre { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: .88rem;
+            background: #f6f8fa; border-radius: 4px; }
+code { padding: .1rem .3rem; }
+pre { padding: .6rem; overflow-x: auto; }
+.notrun { border-left: 4px solid #bf8700; background: #fff8c5; padding: .5rem .8rem; }
+.meta { color: #57606a; font-size: .9rem; }
+nav ul { columns: 2; }
+"""
+
+_NUMERIC = re.compile(r"^[\s+\-−]?[\d.,]+(e[+\-]?\d+)?\s*%?$|^—$|^n/a$")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _inline_html(text: str) -> str:
+    """The inline Markdown subset as HTML: escape first, then code spans, links, bold, italic."""
+    parts = re.split(r"(`[^`]*`)", text)
+    out = []
+    for part in parts:
+        if part.startswith("`") and part.endswith("`") and len(part) >= 2:
+            out.append(f"<code>{html.escape(part[1:-1])}</code>")
+            continue
+        s = html.escape(part, quote=False)
+        s = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)",
+                   lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>', s)
+        s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
+        s = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", s)
+        out.append(s)
+    return "".join(out)
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _group_order(sections: Sequence[Section]) -> list[tuple[str, list[Section]]]:
+    groups: dict[str, list[Section]] = {}
+    for s in sections:
+        groups.setdefault(s.group, []).append(s)
+    return list(groups.items())
+
+
+# ------------------------------------------------------------------------------------ Markdown
+def to_markdown(title: str, intro: Sequence[str], sections: Sequence[Section]) -> str:
+    lines = [f"# {title}", ""]
+    for para in intro:
+        lines += [para, ""]
+    for group, secs in _group_order(sections):
+        lines += [f"## {group}", ""]
+        for s in secs:
+            if s.title:
+                lines += [f"### {s.title}", ""]
+            if s.status != "ok":
+                lines += [f"> **Not run:** {s.reason}", ""]
+            for b in s.blocks:
+                lines += _md_block(b) + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _md_block(b) -> list[str]:
+    if isinstance(b, Text):
+        return [b.text]
+    if isinstance(b, Table):
+        out = [f"**{b.caption}**", ""] if b.caption else []
+        out.append("| " + " | ".join(_md_cell(c) for c in b.columns) + " |")
+        out.append("|" + "|".join("---:" if _is_numeric_column(b, i) else "---"
+                                  for i in range(len(b.columns))) + "|")
+        out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
+        return out
+    if isinstance(b, Figure):
+        return [f"![{b.alt or b.caption}]({b.path})", "", f"*{b.caption}*"]
+    if isinstance(b, Equations):
+        out = []
+        for eq in b.latex:
+            out += ["$$", eq, "$$", ""]
+        if b.caption:
+            out.append(f"*{b.caption}*")
+        return out[:-1] if out and out[-1] == "" else out
+    if isinstance(b, KeyValues):
+        out = [f"**{b.caption}**", ""] if b.caption else []
+        out += ["| item | value |", "|---|---|"]
+        out += [f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in b.items]
+        return out
+    raise TypeError(f"unknown report block {type(b).__name__}")
+
+
+def _is_numeric_column(table: Table, i: int) -> bool:
+    cells = [row[i] for row in table.rows if i < len(row) and str(row[i]).strip()]
+    return bool(cells) and all(_NUMERIC.match(str(c)) for c in cells)
+
+
+# ------------------------------------------------------------------------------------ HTML
+def to_html(title: str, intro: Sequence[str], sections: Sequence[Section], root: Path,
+            embed: bool = True) -> str:
+    """The page; with ``embed`` every image under ``root`` becomes a ``data:`` URI."""
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    body += [f'<p class="meta">{_inline_html(p)}</p>' for p in intro]
+    groups = _group_order(sections)
+    body.append("<nav><strong>Contents</strong><ul>")
+    for group, _ in groups:
+        body.append(f'<li><a href="#{_slug(group)}">{html.escape(group)}</a></li>')
+    body.append("</ul></nav>")
+    for group, secs in groups:
+        body.append(f'<h2 id="{_slug(group)}">{html.escape(group)}</h2>')
+        for s in secs:
+            if s.title:
+                body.append(f'<h3 id="{_slug(s.key)}">{html.escape(s.title)}</h3>')
+            if s.status != "ok":
+                body.append(f'<p class="notrun"><strong>Not run:</strong> '
+                            f'{_inline_html(s.reason)}</p>')
+            body += [_html_block(b, root, embed) for b in s.blocks]
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+            + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def _img_src(path: str, root: Path, embed: bool) -> str:
+    if not embed:
+        return html.escape(path)
+    file = root / path
+    mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    return f"data:{mime};base64," + base64.b64encode(file.read_bytes()).decode("ascii")
+
+
+def _html_block(b, root: Path, embed: bool) -> str:
+    if isinstance(b, Text):
+        return f"<p>{_inline_html(b.text)}</p>"
+    if isinstance(b, Table):
+        out = ["<table>"]
+        if b.caption:
+            out.append(f"<caption>{_inline_html(b.caption)}</caption>")
+        out.append("<thead><tr>" + "".join(f"<th>{_inline_html(c)}</th>" for c in b.columns)
+                   + "</tr></thead><tbody>")
+        numeric = [_is_numeric_column(b, i) for i in range(len(b.columns))]
+        for row in b.rows:
+            cells = "".join(
+                f'<td{" class=num" if i < len(numeric) and numeric[i] else ""}>'
+                f"{_inline_html(str(c))}</td>" for i, c in enumerate(row))
+            out.append(f"<tr>{cells}</tr>")
+        out.append("</tbody></table>")
+        return "\n".join(out)
+    if isinstance(b, Figure):
+        return (f'<figure><img src="{_img_src(b.path, root, embed)}" '
+                f'alt="{html.escape(b.alt or b.caption)}">'
+                f"<figcaption>{_inline_html(b.caption)}</figcaption></figure>")
+    if isinstance(b, Equations):
+        latex = html.escape("\n".join(b.latex))
+        img = (f'<img src="{_img_src(b.image, root, embed)}" alt="{latex}">' if b.image
+               else f"<pre>{latex}</pre>")
+        cap = f"<figcaption>{_inline_html(b.caption)}</figcaption>" if b.caption else ""
+        return (f'<figure class="eq">{img}{cap}</figure>'
+                f"<details><summary>LaTeX source</summary><pre>{latex}</pre></details>")
+    if isinstance(b, KeyValues):
+        out = ["<table>"]
+        if b.caption:
+            out.append(f"<caption>{_inline_html(b.caption)}</caption>")
+        out += [f"<tr><th>{_inline_html(k)}</th><td>{_inline_html(v)}</td></tr>"
+                for k, v in b.items]
+        out.append("</table>")
+        return "\n".join(out)
+    raise TypeError(f"unknown report block {type(b).__name__}")

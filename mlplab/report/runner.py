@@ -1,0 +1,260 @@
+"""``reproduce``: run the study stage by stage and write ``report.md``, ``report.html`` and
+``report.json``.
+
+Each stage is one small function ``stage(ctx, section)`` that calls the library and fills its
+section. The runner times it, prints one progress line, and turns any failure into a section
+marked "not run" with the reason, so one missing piece (PyTorch not installed, a dataset not
+found) never blocks the rest of the report.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from mlplab.report import environment as env
+from mlplab.report.budgets import Budget, get_budget
+from mlplab.report.context import Context
+from mlplab.report.document import (
+    KeyValues,
+    Section,
+    StageSkipped,
+    Table,
+    block_from_dict,
+    block_to_dict,
+)
+from mlplab.report.fmt import seconds
+from mlplab.report.render import to_html, to_markdown
+from mlplab.report.stages_exercise import stage_q1, stage_q2, stage_q3_toy
+from mlplab.report.stages_summary import stage_summary
+from mlplab.report.stages_torch import stage_q4
+from mlplab.report.stages_training import (
+    stage_data,
+    stage_q3_default,
+    stage_q3_tuned,
+    stage_q3_tuning,
+)
+
+StageFn = Callable[[Context, Section], None]
+
+
+@dataclass(frozen=True)
+class Stage:
+    key: str
+    group: str
+    title: str
+    run: StageFn
+
+
+Q1 = "Q1 · Forward pass and loss"
+Q2 = "Q2 · Backpropagation and gradient checks"
+Q3 = "Q3 · Training with minibatch SGD"
+Q4 = "Q4 · PyTorch multi-layer perceptron"
+
+STAGES: list[Stage] = [
+    Stage("data", "Data", "", stage_data),
+    Stage("q1", Q1, "", stage_q1),
+    Stage("q2", Q2, "", stage_q2),
+    Stage("q3_toy", Q3, "Toy training", stage_q3_toy),
+    Stage("q3_default", Q3, "The default run", stage_q3_default),
+    Stage("q3_tuning", Q3, "Tuning the hyperparameters", stage_q3_tuning),
+    Stage("q3_tuned", Q3, "The tuned network", stage_q3_tuned),
+    Stage("q4", Q4, "", stage_q4),
+    Stage("summary", "Summary", "", stage_summary),
+]
+
+
+@dataclass
+class ReportResult:
+    out: Path
+    markdown: Path
+    html: Path
+    json: Path
+    sections: list[Section]
+    seconds: float
+
+    def not_run(self) -> list[Section]:
+        return [s for s in self.sections if s.status != "ok"]
+
+
+def default_out(dataset: str, budget: str) -> Path:
+    """``runs/report-<dataset>-<budget>`` (``runs/`` is where mlplab keeps its outputs)."""
+    name = dataset.split(":", 1)[0] if dataset.startswith("folder:") else dataset
+    if dataset.startswith("folder:"):
+        name = "folder-" + (Path(dataset[7:]).expanduser().resolve().name or "root")
+    return Path("runs") / f"report-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{budget}"
+
+
+def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
+              out: str | Path | None = None, seed: int = 0, *, progress: bool = False,
+              log: TextIO | bool = True, debug: bool = False,
+              only: Sequence[str] | None = None, command: str | None = None,
+              loader: Callable[[], Any] | None = None, threads: int = 1) -> ReportResult:
+    """Run Questions 1-4 on ``dataset`` and write the report into ``out``.
+
+    Parameters
+    ----------
+    dataset : ``digits`` (default, bundled), ``cifar10``, ``fashion-mnist``, ``mnist`` or
+        ``folder:PATH``.
+    budget : ``quick``, ``standard``, ``full`` or a :class:`Budget`.
+    seed : seeds every stage (data splits, initialisation, sampling, tuning, PyTorch), so the
+        same seed gives the same numbers.
+    progress : tqdm bars inside long stages.
+    log : where the progress line of each stage goes: True (standard error), False (nowhere)
+        or a stream.
+    debug : re-raise a failing stage's exception instead of marking the section "not run".
+    only : run just these stage keys (the others are listed as "not run: not selected").
+    threads : BLAS and PyTorch threads. The default 1 is the fastest for the exercise's small
+        networks, keeps sums in one order (so numbers repeat exactly) and avoids the spin-waiting
+        of multi-threaded BLAS on a busy machine; 2-4 help CIFAR-10 on dedicated cores.
+    loader : a function returning the :class:`mlplab.data.Dataset` (e.g. with a data folder or
+        split sizes); default ``load_dataset(dataset, seed=seed)``.
+    """
+    from threadpoolctl import threadpool_limits
+
+    b = get_budget(budget)
+    if int(threads) < 1:
+        raise ValueError(f"threads must be a positive integer; got {threads}.")
+    out = Path(out) if out is not None else default_out(dataset, b.name)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(out=out, dataset=dataset, budget=b, seed=int(seed), progress=progress,
+                  loader=loader, threads=int(threads))
+    started = time.perf_counter()
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if log is True:
+        log = sys.stderr
+    sections: list[Section] = []
+    with threadpool_limits(limits=ctx.threads):
+        _run_stages(ctx, sections, only, debug, log)
+    total = time.perf_counter() - started
+    sections.append(_environment_section(ctx, sections, total, when, command))
+    return _write(ctx, sections, total, when, command)
+
+
+def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | None, debug: bool,
+                log: TextIO | bool) -> None:
+    for i, stage in enumerate(STAGES, 1):
+        label = f"[{i}/{len(STAGES)}] {stage.title or stage.group}"
+        section = Section(stage.key, stage.group, stage.title)
+        if only is not None and stage.key not in only:
+            section.status, section.reason = "not run", "not selected (--only)."
+        else:
+            _print(log, f"reproduce {label} ...")
+            t0 = time.perf_counter()
+            try:
+                stage.run(ctx, section)
+            except StageSkipped as exc:
+                section.status, section.reason = "not run", str(exc)
+            except Exception as exc:
+                if debug:
+                    raise
+                section.status = "not run"
+                section.reason = f"failed with {type(exc).__name__}: {exc}"
+                _append_error_log(ctx.out, stage.key, traceback.format_exc())
+            section.seconds = time.perf_counter() - t0
+            state = "done" if section.status == "ok" else f"NOT RUN ({section.reason})"
+            _print(log, f"reproduce {label}: {state} in {seconds(section.seconds)}")
+        ctx.sections[stage.key] = section
+        sections.append(section)
+
+
+def _print(log: TextIO | bool, line: str) -> None:
+    if log not in (True, False):
+        print(line, file=log, flush=True)
+
+
+def _append_error_log(out: Path, key: str, text: str) -> None:
+    with open(out / "errors.log", "a", encoding="utf-8") as fh:
+        fh.write(f"--- stage {key}\n{text}\n")
+
+
+def _command(ctx: Context, command: str | None) -> str:
+    if command:
+        return command
+    parts = ["mlplab", "reproduce", "--dataset", ctx.dataset, "--budget", ctx.budget.name,
+             "--seed", str(ctx.seed), "--threads", str(ctx.threads), "--out", str(ctx.out)]
+    return shlex.join(parts)
+
+
+def _environment_section(ctx: Context, sections: list[Section], total: float, when: str,
+                         command: str | None) -> Section:
+    s = Section("environment", "Environment", "")
+    s.add(KeyValues([("command", f"`{_command(ctx, command)}`"), ("date", when),
+                     ("seed", f"{ctx.seed} (every stage: splits, weights, minibatches, tuning "
+                              "sampler, PyTorch)"),
+                     ("threads", f"{ctx.threads} (BLAS and PyTorch)"),
+                     ("budget", ", ".join(f"{k}={v}" for k, v in ctx.budget.to_dict().items()
+                                          if k != "extra"))]
+                    + env.environment(), "Versions, hardware and settings"))
+    rows = [[sec.title or sec.group, sec.status, seconds(sec.seconds)] for sec in sections]
+    rows.append(["**total**", "", seconds(total)])
+    s.add(Table(["stage", "status", "wall time"], rows, "Wall time of each stage"))
+    s.data.update(items=dict(env.environment()),
+                  stage_seconds={sec.key: sec.seconds for sec in sections}, total_seconds=total)
+    return s
+
+
+def _write(ctx: Context, sections: list[Section], total: float, when: str,
+           command: str | None) -> ReportResult:
+    from mlplab.io import write_json
+
+    title = f"mlplab study report: {ctx.dataset}, {ctx.budget.name} budget"
+    intro = [
+        f"Questions 1 to 4 of the \"Deep Neural Network and Backpropagation\" exercise, reproduced "
+        f"by `{_command(ctx, command)}` on {when} in {seconds(total)} (seed {ctx.seed}; the same "
+        "seed gives the same numbers).",
+    ]
+    skipped = [s for s in sections if s.status != "ok"]
+    if skipped:
+        intro.append("Not run: " + "; ".join(f"{s.title or s.group} ({s.reason})"
+                                               for s in skipped))
+    js = ctx.out / "report.json"
+    write_json(js, {
+        "title": title, "intro": intro,
+        "dataset": ctx.dataset, "budget": ctx.budget.to_dict(), "seed": ctx.seed,
+        "threads": ctx.threads, "command": _command(ctx, command), "date": when,
+        "seconds": total,
+        "sections": {s.key: {"group": s.group, "title": s.title, "status": s.status,
+                             "reason": s.reason, "seconds": s.seconds, "data": s.data,
+                             "figures": s.figures(),
+                             "blocks": [block_to_dict(b) for b in s.blocks]}
+                     for s in sections},
+    })
+    md, html = _render(ctx.out, title, intro, sections)
+    return ReportResult(ctx.out, md, html, js, sections, total)
+
+
+def _render(out: Path, title: str, intro: list[str], sections: list[Section]
+            ) -> tuple[Path, Path]:
+    from mlplab.io import write_text
+
+    md, html = out / "report.md", out / "report.html"
+    write_text(md, to_markdown(title, intro, sections))
+    write_text(html, to_html(title, intro, sections, out))
+    return md, html
+
+
+def render(out: str | Path) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` again from ``out/report.json`` (e.g. after a
+    change of the renderer) without running anything."""
+    from mlplab.io import read_json
+
+    out = Path(out)
+    doc = read_json(out / "report.json")
+    sections = []
+    for key, s in doc["sections"].items():
+        sec = Section(key, s["group"], s["title"], [block_from_dict(b) for b in s["blocks"]],
+                      s["data"], s["status"], s["reason"], s["seconds"])
+        sections.append(sec)
+    return _render(out, doc["title"], doc["intro"], sections)
+
+
+__all__ = ["STAGES", "ReportResult", "Stage", "default_out", "render", "reproduce"]

@@ -1,0 +1,65 @@
+"""Question 4: the PyTorch multi-layer perceptron at depths 2..5 with both initialisations."""
+
+from __future__ import annotations
+
+from mlplab.report import reference
+from mlplab.report.context import Context
+from mlplab.report.document import Figure, Section, StageSkipped, Table, Text
+from mlplab.report.fmt import pct, seconds
+from mlplab.report.style import report_style
+
+
+def stage_q4(ctx: Context, section: Section) -> None:
+    try:
+        from mlplab import torch_mlp
+    except ImportError as exc:
+        raise StageSkipped(f"PyTorch is not installed ({exc.__class__.__name__}: {exc})") from None
+    ds = ctx.need("dataset", "the dataset")
+
+    # the exercise's input pipeline for this part: scale to [0, 1], normalise (0.5, 0.5)
+    X, Xv, Xt = (torch_mlp.normalize_images(a) for a in (ds.X_train, ds.X_val, ds.X_test))
+    b = ctx.budget
+    threads = torch_mlp.set_threads(ctx.threads)
+    cfg = torch_mlp.TorchTrainConfig(epochs=b.torch_epochs, seed=ctx.seed,
+                                     progress=ctx.progress)
+    results = torch_mlp.depth_study(X, ds.y_train, Xv, ds.y_val, Xt, ds.y_test,
+                                    depths=b.torch_depths, inits=("exercise", "default"),
+                                    config=cfg, num_classes=ds.num_classes)
+    path, rel = ctx.figure("q4-depth.png")
+    from mlplab import plots
+
+    with report_style():
+        plots.save(torch_mlp.plot_depth(results), path)
+
+    section.add(Text(
+        f"`MultiLayerPerceptron` with {len(b.torch_depths)} depths (\"2 layers\" = one hidden "
+        f"layer of {torch_mlp.HIDDEN[0]}; every hidden layer has {torch_mlp.HIDDEN[0]} units), "
+        f"Adam lr {torch_mlp.LR:g}, weight decay {torch_mlp.REG:g}, batch "
+        f"{torch_mlp.BATCH_SIZE}, {b.torch_epochs} epochs, lr × {torch_mlp.LR_DECAY} per "
+        f"epoch, inputs normalised with mean 0.5 and std 0.5, seed {ctx.seed}, {threads} "
+        "PyTorch threads. *exercise* initialisation: every weight ~ N(0, std 1e-3), biases 0; "
+        "*default*: PyTorch's own. Only the best network by validation accuracy of each "
+        "initialisation is run on the test split, once."))
+    rows = []
+    for r in results:
+        ref = reference.REPORT_2020_DEPTHS.get(r.depth)
+        rows.append([r.init, str(r.depth), ", ".join(map(str, r.hidden)) or "none",
+                     pct(r.train_acc), pct(r.val_acc),
+                     pct(r.test_acc) if r.test_acc is not None else "—",
+                     f"{pct(ref[0])} / {pct(ref[1])}" if ref else "—", seconds(r.seconds)])
+    section.add(Table(["init", "layers", "hidden", "train", "validation", "test (best only)",
+                       "2020 report train / test", "time"], rows,
+                      "Accuracy per depth and initialisation"))
+    section.add(Figure(rel, "Train and validation accuracy against depth; stars: test accuracy "
+                            "of the best network of each initialisation"))
+    best = max(results, key=lambda r: (r.val_acc, -r.depth))
+    best_by_init = {r.init: r for r in results if r.best}
+    section.add(Text(
+        f"Best network: {best.depth} layers with the {best.init} initialisation, validation "
+        f"{pct(best.val_acc)}, **test {pct(best.test_acc)}**."))
+    section.data.update(
+        results=[r.to_dict() for r in results], threads=threads, epochs=b.torch_epochs,
+        best={"init": best.init, "depth": best.depth, "val_acc": best.val_acc,
+              "test_acc": best.test_acc},
+        best_by_init={k: {"depth": v.depth, "val_acc": v.val_acc, "test_acc": v.test_acc}
+                      for k, v in best_by_init.items()})

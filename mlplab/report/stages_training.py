@@ -1,0 +1,251 @@
+"""The data and the dataset parts of Question 3: the default run, tuning and the tuned network.
+
+Runs go through the library: :func:`mlplab.runs.train_run` with the presets of
+:mod:`mlplab.presets`, and :func:`mlplab.tuning.tune` for the search.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from typing import Any
+
+from mlplab.report import figures, reference
+from mlplab.report.context import Context
+from mlplab.report.document import Figure, KeyValues, Section, Table, Text
+from mlplab.report.fmt import pct, seconds, value
+
+#: tuning searches on standardised inputs (the search space's learning rates assume unit-scale
+#: features); the exercise's own runs use its mean-image subtraction
+TUNING_PREPROCESSING = "standardize"
+
+
+def stage_data(ctx: Context, section: Section) -> None:
+    from mlplab.data import load_dataset
+
+    ds = ctx.loader() if ctx.loader is not None else load_dataset(ctx.dataset, seed=ctx.seed)
+    ctx.shared["dataset"] = ds
+    summary = ds.summary()
+    section.add(Text(
+        f"**{ds.name}** from `{ds.source}`: images of {' × '.join(map(str, ds.image_shape))} "
+        f"(height × width × channels), {ds.num_classes} classes ({', '.join(ds.classes)}). "
+        f"The exercise's runs subtract the mean training image and flatten to "
+        f"{ds.num_features} features; tuning standardises each channel instead; the PyTorch "
+        "part scales to [0, 1] and normalises with mean 0.5 and std 0.5. Every statistic is "
+        "fitted on the training split only."))
+    rows = [[s, str(summary["splits"][s]["size"])] for s in ("train", "val", "test")]
+    section.add(Table(["split", "images"], rows, "Splits"))
+    if ds.notes:
+        section.add(Text("Splits: " + "; ".join(ds.notes) + "."))
+    path, rel = ctx.figure("data-samples.png")
+    figures.sample_images(ds, path, seed=ctx.seed)
+    section.add(Figure(rel, "Random training images of every class"))
+    section.data.update(name=ds.name, source=ds.source, image_shape=list(ds.image_shape),
+                        classes=list(ds.classes),
+                        sizes={s: summary["splits"][s]["size"] for s in ("train", "val", "test")})
+
+
+def is_cifar_like(ds) -> bool:
+    return ds.num_classes == 10 and tuple(ds.image_shape) == (32, 32, 3)
+
+
+def _run_figures(ctx: Context, section: Section, name: str, title: str, history, model, ds,
+                 X_val=None, per_epoch: int | None = None, test_acc: float | None = None) -> None:
+    p1, r1 = ctx.figure(f"{name}-loss.png")
+    figures.loss_curve(history.loss, p1, f"{title}: training loss",
+                       iterations_per_epoch=per_epoch)
+    p2, r2 = ctx.figure(f"{name}-accuracy.png")
+    figures.accuracy_curves(history.train_acc, history.val_acc, p2,
+                            f"{title}: accuracy per epoch", test_acc=test_acc)
+    p3, r3 = ctx.figure(f"{name}-weights.png")
+    figures.weight_images(model.params["W1"], ds.image_shape, p3,
+                          f"{title}: first-layer weights")
+    section.add(Figure(r1, "Training loss per iteration (one minibatch each)"),
+                Figure(r2, "Train and validation accuracy per epoch"
+                       + (" (dashed: the test accuracy, measured once)" if test_acc else "")),
+                Figure(r3, "First-layer weights, one tile per hidden unit"))
+    if X_val is not None:
+        p4, r4 = ctx.figure(f"{name}-confusion.png")
+        figures.confusion(ds.y_val, model.predict(X_val), ds.classes, p4,
+                          f"{title}: confusion matrix (validation)")
+        section.add(Figure(r4, "Confusion matrix on the validation split (row: true class)"))
+
+
+def _preset_run(ctx: Context, preset: str, **options: Any):
+    from mlplab.runs import train_run
+
+    ds = ctx.need("dataset", "the dataset")
+    return train_run(preset=preset, data=ds, seed=ctx.seed, progress=ctx.progress, **options)
+
+
+def stage_q3_default(ctx: Context, section: Section) -> None:
+    from mlplab.presets import describe_presets
+
+    ds = ctx.need("dataset", "the dataset")
+    result = _preset_run(ctx, "exercise-default", iters=ctx.budget.default_iters)
+    m = result.metrics
+    section.add(Text(
+        f"Preset `exercise-default`: {describe_presets()['exercise-default']}. Seed "
+        f"{ctx.seed}. The exercise expects this run to be poor: the learning rate is too small "
+        "for so few iterations."))
+    cfg = result.config.to_dict()
+    keys = ["preprocessing", "hidden", "init", "std", "optimizer", "lr", "lr_decay", "reg",
+            "batch_size", "iters", "sampling", "train_acc", "seed", "dtype"]
+    section.add(KeyValues([(k, value(cfg[k])) for k in keys], "Configuration"))
+    X_val = result.preprocessing.transform(ds.X_val)
+    _run_figures(ctx, section, "q3-default", "Default run", result.history, result.model, ds)
+    ref = f"about {pct(reference.DEFAULT_RUN_VAL, 0)}" + ("" if is_cifar_like(ds)
+                                                          else " (on CIFAR-10)")
+    section.add(Table(["quantity", "mlplab", "exercise"], [
+        ["validation accuracy", pct(m["val_accuracy"]), ref],
+        ["train accuracy (whole training split)", pct(m["train_accuracy"]), "—"],
+        ["final minibatch loss", f"{m['final_loss']:.4f}", "—"],
+        ["iterations (epochs)", f"{m['iterations']} ({m['epochs']})", "1000"],
+        ["wall time", seconds(m["seconds"]), "—"]], "Result"))
+    del X_val
+    section.data.update(val_acc=m["val_accuracy"], train_acc=m["train_accuracy"],
+                        final_loss=m["final_loss"], iterations=m["iterations"], config=cfg)
+
+
+def _read_trials(path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def stage_q3_tuning(ctx: Context, section: Section) -> None:
+    from mlplab import tuning
+
+    ds = ctx.need("dataset", "the dataset")
+    b = ctx.budget
+    out = ctx.out / "tuning"
+    if (out / "study.db").exists():
+        # a fresh study each time: resuming an old one would mix seeds and budgets
+        shutil.rmtree(out)
+    space = tuning.SearchSpace.load(b.search_space())
+    result = tuning.tune(ds, trials=b.tune_trials, search_space=space.to_dict(), out=out,
+                         seed=ctx.seed, eval_test=False, progress=ctx.progress,
+                         preprocess=TUNING_PREPROCESSING, train_size=b.tune_max_train,
+                         sampler="tpe", prune=b.tune_prune, heartbeat=None)
+    if result.best_trial is None:
+        raise RuntimeError(f"no tuning trial completed ({result.n_failed} failed).")
+    settings = {**space.fixed, **result.best_params}
+    ctx.shared["tuning"] = {"settings": settings, "result": result}
+
+    subset = (f"a stratified subset of {b.tune_max_train} training images"
+              if b.tune_max_train else "the whole training split")
+    section.add(Text(
+        f"Optuna's TPE sampler (seed {ctx.seed}) searched the exercise's knobs (hidden size, "
+        f"learning rate, epochs, batch size, regularisation, learning-rate decay) for "
+        f"{b.tune_trials} trials" + (f" with {b.tune_prune} pruning" if b.tune_prune else "")
+        + f", each trained on {subset} with plain SGD and judged by its final validation "
+        f"accuracy. Inputs are standardised per channel. The study, every trial and Optuna's "
+        f"plots are in `tuning/` next to this report."))
+    ranges = [[name, p.type, _range(p)] for name, p in space.params.items()]
+    ranges += [[name, "fixed", value(v)] for name, v in space.fixed.items()]
+    section.add(Table(["knob", "kind", "range / value"], ranges, "Search space"))
+
+    header, trials = _read_trials(result.files["csv"])
+    # "epochs" is both a column (epochs trained, fewer when pruned) and a knob
+    params = [h for h in header if h not in ("trial", "state", "val_acc", "epochs", "seconds",
+                                             "worker", "note")]
+    rows = []
+    for t in trials:
+        best = t["trial"] == str(result.best_trial)
+        cells = [t["trial"], t["state"].lower(),
+                 pct(float(t["val_acc"])) if t["val_acc"] else "—",
+                 *[_cell(t[p]) for p in params], t.get("epochs") or "—",
+                 f"{float(t['seconds']):.1f}" if t.get("seconds") else "—", t.get("note", "")]
+        rows.append([f"**{c}**" if best and c else c for c in cells])
+    section.add(Table(["trial", "state", "validation", *params, "epochs", "seconds", "note"],
+                      rows,
+                      f"Trials (best in bold): {result.n_complete} complete, {result.n_pruned} "
+                      f"pruned, {result.n_failed} failed"))
+    path, rel = ctx.figure("q3-tuning-history.png")
+    figures.optimisation_history(
+        [(int(t["trial"]), t["state"], float(t["val_acc"]) if t["val_acc"] else None)
+         for t in trials], path)
+    section.add(Figure(rel, "Optimisation history: validation accuracy of every trial and the "
+                            "best so far"))
+    section.add(KeyValues([(k, value(v)) for k, v in settings.items()],
+                          f"Best configuration: trial {result.best_trial}, validation "
+                          f"{pct(result.best_value)}"))
+    section.data.update(trials=b.tune_trials, complete=result.n_complete,
+                        pruned=result.n_pruned, failed=result.n_failed,
+                        best_trial=result.best_trial, best_val_acc=result.best_value,
+                        best_settings=settings, train_size=b.tune_max_train,
+                        seconds=result.wall_seconds)
+
+
+def _range(p) -> str:
+    if p.type == "categorical":
+        return ", ".join(value(c) for c in p.choices)
+    text = f"{value(p.low)} .. {value(p.high)}"
+    if getattr(p, "log", False):
+        text += " (log)"
+    if getattr(p, "step", None):
+        text += f" step {value(p.step)}"
+    return text
+
+
+def _cell(text: str) -> str:
+    try:
+        return value(float(text)) if "." in text or "e" in text.lower() else text
+    except ValueError:
+        return text
+
+
+def stage_q3_tuned(ctx: Context, section: Section) -> None:
+    from mlplab import tuning
+    from mlplab.trainer import Trainer
+
+    ds = ctx.need("dataset", "the dataset")
+    rows = []
+    tuned = ctx.shared.get("tuning")
+    if tuned is not None:
+        settings = tuned["settings"]
+        data = tuning.prepare(ds, TUNING_PREPROCESSING)
+        model, config = tuning.build(settings, data.num_features, data.num_classes, ctx.seed)
+        trainer = Trainer(config, progress=ctx.progress)
+        history = trainer.fit(model, data.X_train, data.y_train, data.X_val, data.y_val)
+        train = model.accuracy(data.X_train, data.y_train)
+        val = model.accuracy(data.X_val, data.y_val)
+        test = model.accuracy(data.X_test, data.y_test)  # the one and only test evaluation
+        section.add(Text(
+            f"The best configuration of the search, trained again with seed {ctx.seed} on the "
+            f"whole training split ({len(data.y_train)} images, {trainer.iteration} iterations)"
+            ", then evaluated once on the test split."))
+        _run_figures(ctx, section, "q3-tuned", "Tuned network", history, model, ds,
+                     X_val=data.X_val, per_epoch=max(trainer.iteration // max(trainer.epoch, 1),
+                                                     1), test_acc=test)
+        rows.append(["tuned by the search", pct(train), pct(val), pct(test)])
+        section.data.update(val_acc=val, train_acc=train, test_acc=test, settings=settings,
+                            iterations=trainer.iteration)
+    else:
+        section.add(Text("The search did not run, so only the hand-tuned preset below is "
+                         "shown."))
+
+    if ctx.budget.preset_run or tuned is None:
+        from mlplab.presets import describe_presets
+
+        r = _preset_run(ctx, "exercise-tuned", eval_test=True)
+        m = r.metrics
+        section.add(Text(
+            f"For comparison, preset `exercise-tuned` keeps the exercise's own preprocessing "
+            f"and plain SGD: {describe_presets()['exercise-tuned']}."))
+        if tuned is None:
+            X_val = r.preprocessing.transform(ds.X_val)
+            _run_figures(ctx, section, "q3-tuned", "Tuned preset", r.history, r.model, ds,
+                         X_val=X_val, test_acc=m["test_accuracy"])
+            section.data.update(val_acc=m["val_accuracy"], train_acc=m["train_accuracy"],
+                                test_acc=m["test_accuracy"], settings=r.config.to_dict())
+        rows.append(["preset exercise-tuned", pct(m["train_accuracy"]), pct(m["val_accuracy"]),
+                     pct(m["test_accuracy"])])
+        section.data.update(preset={"val_acc": m["val_accuracy"],
+                                    "train_acc": m["train_accuracy"],
+                                    "test_acc": m["test_accuracy"], "seconds": m["seconds"]})
+    target = (f"> {pct(reference.TUNED_TARGET_VAL, 0)}; the 2020 report: "
+              f"{pct(reference.REPORT_2020_TWO_LAYER_VAL)}")
+    section.add(Table(["network", "train", "validation", "test (once)"], rows,
+                      f"Tuned two-layer networks (exercise's validation target on CIFAR-10 "
+                      f"{target})"))

@@ -1,0 +1,248 @@
+"""``mlplab reproduce``: the whole study on digits at the quick budget, and the report's pieces."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mlplab.cli import main
+from mlplab.report import Budget, render, reproduce
+from mlplab.report.document import Section, StageSkipped, Table, Text
+from mlplab.report.render import to_html, to_markdown
+
+# the exercise's values, copied from its text (SPEC.md), not from mlplab's code
+EXERCISE_LOSS = 1.30378789133
+
+SECTION_HEADINGS = ["## Data", "## Q1", "## Q2", "## Q3", "### Toy training",
+                    "### The default run", "### Tuning the hyperparameters",
+                    "### The tuned network", "## Q4", "## Summary", "## Environment"]
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("report")
+    result = reproduce("digits", "quick", out=out, seed=0, log=False)
+    return out, result
+
+
+def _sections(md: str) -> dict[str, str]:
+    """Markdown split at level-2/3 headings: heading -> body."""
+    parts = re.split(r"^(#{2,3} .*)$", md, flags=re.M)
+    return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+def test_quick_digits_report_has_every_section_with_numbers(quick_report):
+    out, result = quick_report
+    md = (out / "report.md").read_text()
+    assert result.seconds < 180, "digits at the quick budget must take under 3 minutes"
+    assert not result.not_run(), [(s.key, s.reason) for s in result.not_run()]
+    bodies = _sections(md)
+    for heading in SECTION_HEADINGS:
+        match = [h for h in bodies if h.startswith(heading)]
+        assert match, f"missing section {heading}"
+        body = bodies[match[0]]
+        if heading in ("## Q3",):  # a group heading; its subsections hold the content
+            continue
+        assert re.search(r"\d+\.\d+", body), f"no numbers in {heading}"
+    assert "Not run" not in md
+
+
+def test_quick_report_numbers_are_right(quick_report):
+    out, _ = quick_report
+    doc = json.loads((out / "report.json").read_text())
+    s = doc["sections"]
+    assert abs(s["q1"]["data"]["loss"] - EXERCISE_LOSS) < 1e-10
+    assert s["q1"]["data"]["prob_abs_diff_sum"] < 1e-7
+    assert max(s["q2"]["data"]["two_layer"].values()) < 1e-8
+    assert len(s["q2"]["data"]["deep_norm"]) == 8  # W1..W4, b1..b4
+    assert s["q3_toy"]["data"]["final_loss"] < 0.02
+    # digits is easy: the exercise's poor default still beats chance (10%), tuning beats it
+    default, tuned = s["q3_default"]["data"], s["q3_tuned"]["data"]
+    assert 0.1 < default["val_acc"] < tuned["val_acc"]
+    assert tuned["test_acc"] > 0.8
+    assert s["q3_tuning"]["data"]["complete"] == 12
+    depth = s["q4"]["data"]["results"]
+    assert sorted((r["init"], r["depth"]) for r in depth) == sorted(
+        (i, d) for i in ("exercise", "default") for d in (2, 3, 4, 5))
+    assert sum(r["test_acc"] is not None for r in depth) == 2  # the best of each init, once
+    md = (out / "report.md").read_text()
+    assert "1.30378789133" in md and "53.4%" in md and "50.8% / 49.5%" in md
+    env = s["environment"]["data"]
+    assert {"numpy", "torch", "CPU"} <= set(env["items"])
+    assert set(env["stage_seconds"]) >= {"q1", "q2", "q3_default", "q4"}
+
+
+def test_every_referenced_image_exists_and_is_a_picture(quick_report):
+    out, _ = quick_report
+    md = (out / "report.md").read_text()
+    paths = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(paths) >= 10
+    for rel in paths:
+        img = Image.open(out / rel)
+        assert min(img.size) >= 100, rel
+        # a blank image has a single colour
+        assert len(np.unique(np.asarray(img.convert("L")))) > 2, rel
+    html = (out / "report.html").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    # every Markdown figure plus the equations (LaTeX in Markdown, an image in HTML), embedded
+    assert len(srcs) == len(paths) + 1
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+    doc = json.loads((out / "report.json").read_text())
+    listed = [f for sec in doc["sections"].values() for f in sec["figures"]]
+    assert set(paths) < set(listed) and all((out / f).is_file() for f in listed)
+
+
+def test_render_again_from_json_gives_the_same_files(quick_report, tmp_path):
+    out, _ = quick_report
+    md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    render(out)
+    assert (out / "report.md").read_text() == md
+    assert (out / "report.html").read_text() == html
+
+
+TINY = Budget("tiny", default_iters=60, tune_trials=3, tune_max_epochs=5, tune_max_hidden=64,
+              preset_run=False, torch_epochs=2, torch_depths=(2, 3))
+
+
+def _numbers(doc: dict) -> dict:
+    """Every section's data without wall times (the only thing allowed to differ)."""
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k != "seconds"}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+    return {k: strip(v["data"]) for k, v in doc["sections"].items() if k != "environment"}
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
+    stages = ["data", "q3_default", "q3_tuning", "q3_tuned", "q4"]
+    docs = []
+    for name, seed, only in [("a", 3, stages), ("b", 3, stages),
+                             ("c", 4, ["data", "q3_default", "q4"])]:
+        r = reproduce("digits", TINY, out=tmp_path / name, seed=seed, log=False, only=only)
+        assert not [s for s in r.not_run() if s.key in only]
+        docs.append(json.loads((tmp_path / name / "report.json").read_text()))
+    a, b, c = (_numbers(d) for d in docs)
+    assert a == b
+    assert a["q3_default"] != c["q3_default"] and a["q4"] != c["q4"]
+
+
+def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
+    import sys
+
+    from mlplab.report import runner as rmod
+
+    def broken(ctx, section):
+        raise RuntimeError("disk on fire")
+
+    stages = [s if s.key != "q2" else rmod.Stage("q2", s.group, s.title, broken)
+              for s in rmod.STAGES]
+    monkeypatch.setattr(rmod, "STAGES", stages)
+    monkeypatch.setitem(sys.modules, "mlplab.torch_mlp", None)  # as if PyTorch were missing
+    r = reproduce("digits", TINY, out=tmp_path, log=False, only=["q1", "q2", "q4", "summary"])
+    status = {s.key: (s.status, s.reason) for s in r.sections}
+    assert status["q1"][0] == "ok" and status["summary"][0] == "ok"
+    assert status["q2"] == ("not run", "failed with RuntimeError: disk on fire")
+    assert status["q4"][0] == "not run" and "PyTorch is not installed" in status["q4"][1]
+    md = (tmp_path / "report.md").read_text()
+    assert "> **Not run:** failed with RuntimeError: disk on fire" in md
+    assert "disk on fire" in (tmp_path / "errors.log").read_text()
+    summary = _sections(md)["## Summary"]
+    assert re.search(r"Q4 best PyTorch network, test \| not run", summary)
+    assert "1.30378789133" in summary  # Q1 still reported
+
+
+def test_renderers_escape_and_align():
+    s = Section("x", "Group <&>", "Title", [
+        Text("a `<b>` **bold** *it* [link](https://example.org) <script>x</script>"),
+        Table(["name", "value"], [["a|b", "1.5%"], ["c", "2e-09"]], "cap")])
+    skipped = Section("y", "Group <&>", "Other", status="not run", reason=str(StageSkipped("no")))
+    md = to_markdown("T", ["intro"], [s, skipped])
+    assert "| a\\|b | 1.5% |" in md and "|---|---:|" in md and "> **Not run:** no" in md
+    html = to_html("T", ["intro"], [s, skipped], Path("."), embed=False)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<code>&lt;b&gt;</code>" in html and "<strong>bold</strong>" in html
+    assert "<em>it</em>" in html and '<a href="https://example.org">link</a>' in html
+    assert '<td class=num>1.5%</td>' in html and "Not run:</strong> no" in html
+
+
+def test_cli_reproduce(tmp_path, capsys):
+    assert main(["reproduce", "--only", "q1,q2", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    assert "report.html" in out.out and "[2/9] Q1" in out.err
+    assert (tmp_path / "report.html").is_file()
+    assert main(["reproduce", "--only", "q1,nope", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown stage(s) nope" in err and "Traceback" not in err
+    assert main(["reproduce", "--threads", "0", "--out", str(tmp_path)]) == 1
+
+
+# ----------------------------------------------------------------------------- headless Chromium
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+
+#: appended to a copy of the page: after the load event, count images that failed to decode
+CHECK_IMAGES = """<script>
+window.addEventListener("load", () => {
+  const imgs = Array.from(document.images);
+  const broken = imgs.filter(i => !i.complete || i.naturalWidth === 0);
+  document.body.setAttribute("data-images", String(imgs.length));
+  document.body.setAttribute("data-broken", String(broken.length));
+  document.body.setAttribute("data-min-width", String(Math.min(...imgs.map(i => i.naturalWidth))));
+});
+</script>"""
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _run_chromium(binary: str, tmp: Path, *args: str) -> str:
+    import subprocess
+
+    profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
+    proc = subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_html_report_renders_in_headless_chromium(quick_report, tmp_path):
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run "
+                    "installs it")
+    out, _ = quick_report
+    html = out / "report.html"
+    expected = len(re.findall(r"<img ", html.read_text()))
+
+    shot = tmp_path / "shot.png"
+    _run_chromium(binary, tmp_path, "--window-size=1200,2400", f"--screenshot={shot}",
+                  html.resolve().as_uri())
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    assert img.shape[0] >= 2000 and img.shape[1] >= 1100
+    # rendered text and figures: many colours, and far from a blank white page
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 50
+    assert (img.min(axis=2) < 128).mean() > 0.01
+
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.read_text().replace("</body>", CHECK_IMAGES + "</body>"))
+    dom = _run_chromium(binary, tmp_path, "--virtual-time-budget=20000", "--dump-dom",
+                        probe.resolve().as_uri())
+    attrs = dict(re.findall(r'data-(images|broken|min-width)="(\d+)"', dom))
+    assert attrs.get("images") == str(expected) and expected >= 12, attrs
+    assert attrs["broken"] == "0", "some images of the report did not load"
+    assert int(attrs["min-width"]) >= 100
