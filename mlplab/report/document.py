@@ -77,6 +77,9 @@ class Section:
     status: Status = "ok"
     reason: str = ""
     seconds: float = 0.0
+    #: CPU time of the process during the stage (all threads): on a busy machine it says what
+    #: the stage costs when wall time does not
+    cpu_seconds: float = 0.0
 
     def add(self, *blocks: Block) -> Section:
         self.blocks.extend(blocks)

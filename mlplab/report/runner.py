@@ -148,7 +148,7 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
             section.status, section.reason = "not run", "not selected (--only)."
         else:
             _print(log, f"reproduce {label} ...")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 stage.run(ctx, section)
             except StageSkipped as exc:
@@ -160,8 +160,10 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
                 section.reason = f"failed with {type(exc).__name__}: {exc}"
                 _append_error_log(ctx.out, stage.key, traceback.format_exc())
             section.seconds = time.perf_counter() - t0
+            section.cpu_seconds = time.process_time() - c0
             state = "done" if section.status == "ok" else f"NOT RUN ({section.reason})"
-            _print(log, f"reproduce {label}: {state} in {seconds(section.seconds)}")
+            _print(log, f"reproduce {label}: {state} in {seconds(section.seconds)} "
+                        f"(CPU {seconds(section.cpu_seconds)})")
         ctx.sections[stage.key] = section
         sections.append(section)
 
@@ -194,9 +196,11 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
                      ("budget", ", ".join(f"{k}={v}" for k, v in ctx.budget.to_dict().items()
                                           if k != "extra"))]
                     + env.environment(), "Versions, hardware and settings"))
-    rows = [[sec.title or sec.group, sec.status, seconds(sec.seconds)] for sec in sections]
-    rows.append(["**total**", "", seconds(total)])
-    s.add(Table(["stage", "status", "wall time"], rows, "Wall time of each stage"))
+    rows = [[sec.title or sec.group, sec.status, seconds(sec.seconds), seconds(sec.cpu_seconds)]
+            for sec in sections]
+    rows.append(["**total**", "", seconds(total), seconds(sum(s.cpu_seconds for s in sections))])
+    s.add(Table(["stage", "status", "wall time", "CPU time"], rows,
+                "Wall time and CPU time (all threads) of each stage"))
     s.data.update(items=dict(env.environment()),
                   stage_seconds={sec.key: sec.seconds for sec in sections}, total_seconds=total)
     return s
@@ -209,8 +213,9 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
     title = f"mlplab study report: {ctx.dataset}, {ctx.budget.name} budget"
     intro = [
         f"Questions 1 to 4 of the \"Deep Neural Network and Backpropagation\" exercise, reproduced "
-        f"by `{_command(ctx, command)}` on {when} in {seconds(total)} (seed {ctx.seed}; the same "
-        "seed gives the same numbers).",
+        f"by `{_command(ctx, command)}` on {when} in {seconds(total)} (CPU time "
+        f"{seconds(sum(s.cpu_seconds for s in sections))}; seed {ctx.seed}, and the same seed "
+        "gives the same numbers).",
     ]
     skipped = [s for s in sections if s.status != "ok"]
     if skipped:
@@ -223,7 +228,8 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
         "threads": ctx.threads, "command": _command(ctx, command), "date": when,
         "seconds": total,
         "sections": {s.key: {"group": s.group, "title": s.title, "status": s.status,
-                             "reason": s.reason, "seconds": s.seconds, "data": s.data,
+                             "reason": s.reason, "seconds": s.seconds,
+                             "cpu_seconds": s.cpu_seconds, "data": s.data,
                              "figures": s.figures(),
                              "blocks": [block_to_dict(b) for b in s.blocks]}
                      for s in sections},
@@ -252,7 +258,8 @@ def render(out: str | Path) -> tuple[Path, Path]:
     sections = []
     for key, s in doc["sections"].items():
         sec = Section(key, s["group"], s["title"], [block_from_dict(b) for b in s["blocks"]],
-                      s["data"], s["status"], s["reason"], s["seconds"])
+                      s["data"], s["status"], s["reason"], s["seconds"],
+                      s.get("cpu_seconds", 0.0))
         sections.append(sec)
     return _render(out, doc["title"], doc["intro"], sections)
 
