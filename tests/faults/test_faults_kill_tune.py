@@ -1,0 +1,122 @@
+"""SIGKILL tuning workers mid-trial: every finished trial is kept and the study completes.
+
+Round 1 runs ``mlplab tune --workers 2`` and kills both worker processes, one after the other,
+each in the middle of a trial; round 2 runs a single in-process worker and kills it mid-trial;
+round 3 runs to the target. Before every kill the finished trials are recorded, and at the end
+each must still be in the study unchanged (state, value, parameters, per-epoch values). The study
+is read back with Optuna's own API, not mlplab's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+from faultlib import ENV, mlplab_cmd
+from optuna.trial import TrialState
+
+# trials of about half a second on digits: long enough to be killed in the middle
+SPACE = """\
+hidden_size: [16, 32]
+lr: {type: float, low: 1e-2, high: 0.2, log: true}
+epochs: 8
+batch_size: 32
+"""
+TARGET = 5
+BEAT = ["--heartbeat", "1", "--grace", "2"]
+
+
+def _tune(tmp_path: Path, *extra: str) -> subprocess.Popen:
+    cmd = mlplab_cmd("tune", "--dataset", "digits", "--trials", str(TARGET), "--search-space",
+                     str(tmp_path / "space.yaml"), "--study", "faults", "--storage",
+                     f"sqlite:///{tmp_path / 'study.db'}", "--out", str(tmp_path / "out"),
+                     "--no-progress", "--search-only", *BEAT, *extra)
+    return subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _trials(storage) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name="faults", storage=storage).get_trials()
+    except KeyError:  # not created yet
+        return []
+
+
+def _finished(storage) -> dict[int, tuple]:
+    return {t.number: (t.state, t.value, t.params, t.intermediate_values)
+            for t in _trials(storage) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+
+
+def _kill_mid_trial(storage, parent: subprocess.Popen, exclude: set[int],
+                    min_finished: int) -> tuple[int, dict]:
+    """Wait until ``min_finished`` trials have finished and another has finished at least one
+    epoch in a worker not in ``exclude``; record the finished trials, then SIGKILL that worker.
+    Returns its pid and the record."""
+    end = time.monotonic() + 180
+    while time.monotonic() < end:
+        assert parent.poll() is None, f"tune exited early:\n{parent.communicate()[0]}"
+        trials = _trials(storage)
+        if sum(t.state == TrialState.COMPLETE for t in trials) < min_finished:
+            time.sleep(0.05)
+            continue
+        for t in trials:
+            pid = int(t.user_attrs.get("worker", "x:0").split(":")[-1].split("#")[0])
+            if t.state == TrialState.RUNNING and t.intermediate_values and pid not in exclude:
+                before = _finished(storage)
+                os.kill(pid, signal.SIGKILL)
+                return pid, before
+        time.sleep(0.05)
+    raise AssertionError("no trial was seen in progress")
+
+
+def test_killed_workers_lose_no_finished_trial_and_the_study_completes(tmp_path):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}",
+                                         engine_kwargs={"connect_args": {"timeout": 60}})
+    records: list[dict] = []
+    killed: set[int] = set()
+
+    # round 1: two worker processes, both killed mid-trial
+    parent = _tune(tmp_path, "--workers", "2")
+    for n in (1, 2):
+        pid, before = _kill_mid_trial(storage, parent, killed | {parent.pid}, n)
+        killed.add(pid)
+        records.append(before)
+    output = parent.communicate(timeout=120)[0]
+    assert parent.returncode == 1, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("mlplab tune: error: worker process(es) failed") and \
+        "Traceback" not in output, output
+
+    # round 2: the search in the command's own process, killed mid-trial
+    time.sleep(2.5)  # past the grace period: the dead workers' trials are failed on start
+    proc = _tune(tmp_path)
+    pid, before = _kill_mid_trial(storage, proc, killed, 3)
+    assert pid == proc.pid
+    proc.communicate(timeout=60)
+    records.append(before)
+
+    # round 3: to the target
+    time.sleep(2.5)
+    proc = _tune(tmp_path)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, output
+
+    trials = _trials(storage)
+    final = _finished(storage)
+    for before in records:  # nothing finished is ever lost or altered
+        for number, record in before.items():
+            assert final[number] == record, number
+    assert sum(1 for t in trials if t.state == TrialState.COMPLETE) == TARGET
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    # the three killed trials, failed by the heartbeat check (and re-queued, which
+    # tests/test_tuning_workers.py checks)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 3
+    assert [len(r) >= n for r, n in zip(records, (1, 2, 3))] == [True] * 3
+    print(f"\nkill-tune figures: 3 workers killed mid-trial with {[len(r) for r in records]} "
+          f"trials finished; all kept; {len(final)} finished at the end")
