@@ -175,8 +175,10 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, DatasetError):
             raise
+        detail = " ".join(str(exc).split())  # tarfile's "r:*" error lists a line per method
         raise DatasetError(f"{archive}: cannot extract the archive ({type(exc).__name__}: "
-                           f"{exc}); it may be truncated - delete it and download again.") from None
+                           f"{detail}); it may be truncated - delete it and download again."
+                           ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
