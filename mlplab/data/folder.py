@@ -49,6 +49,14 @@ def _scan(root: Path, classes: list[str] | None
           ) -> tuple[list[str], list[Path], np.ndarray, list[tuple[str, int, int]]]:
     """Class names, image paths, labels and stat records of one folder of class folders."""
     dirs = _class_dirs(root)
+    for d in dirs:
+        try:
+            d.name.encode("utf-8")
+        except UnicodeEncodeError:  # os.listdir gives undecodable bytes as lone surrogates
+            raise DatasetError(
+                f"{root}: class folder name {os.fsencode(d.name)!r} is not valid UTF-8; class "
+                "names become labels in model files, plots and reports - rename the folder."
+            ) from None
     if classes is None:
         classes = [d.name for d in dirs]
     else:
