@@ -144,7 +144,11 @@ def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
     stages = [s if s.key != "q2" else rmod.Stage("q2", s.group, s.title, broken)
               for s in rmod.STAGES]
     monkeypatch.setattr(rmod, "STAGES", stages)
-    monkeypatch.setitem(sys.modules, "mlplab.torch_mlp", None)  # as if PyTorch were missing
+    import mlplab
+
+    # as if PyTorch were missing: the import of mlplab.torch_mlp fails
+    monkeypatch.setitem(sys.modules, "mlplab.torch_mlp", None)
+    monkeypatch.delattr(mlplab, "torch_mlp", raising=False)
     r = reproduce("digits", TINY, out=tmp_path, log=False, only=["q1", "q2", "q4", "summary"])
     status = {s.key: (s.status, s.reason) for s in r.sections}
     assert status["q1"][0] == "ok" and status["summary"][0] == "ok"

@@ -27,11 +27,14 @@ def loss_curve(loss: Sequence[float], path: Path, title: str, bound: float | Non
 
 def accuracy_curves(train_acc: Sequence[float], val_acc: Sequence[float], path: Path,
                     title: str, test_acc: float | None = None) -> Path:
+    from matplotlib.ticker import MaxNLocator
+
     from mlplab import plots
 
     with report_style():
-        return plots.save(plots.plot_accuracy(train_acc, val_acc, title=title,
-                                              test_acc=test_acc), path)
+        fig = plots.plot_accuracy(train_acc, val_acc, title=title, test_acc=test_acc)
+        fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
+        return plots.save(fig, path)
 
 
 def weight_images(W1: np.ndarray, image_shape: tuple[int, ...], path: Path, title: str) -> Path:

@@ -54,8 +54,10 @@ _RC = {
 
 @contextmanager
 def report_style() -> Iterator[None]:
-    """Matplotlib settings of the report, restored on exit."""
-    with matplotlib.rc_context(_RC):
+    """Matplotlib settings of the report, restored on exit. It starts from Matplotlib's
+    defaults, so styles that other code set globally (Optuna's plots switch to ggplot) do not
+    leak into the report."""
+    with plt.style.context(["default", _RC]):
         yield
 
 
