@@ -112,42 +112,57 @@ def _epoch_orders(n: int, epochs: int, seed: int):
         yield rng.permutation(n)
 
 
-def run_mlplab(X, y, hidden, a) -> tuple[list[float], float]:
+class Clock:
+    """Epoch boundaries, in wall-clock time and in this process's CPU time (all threads)."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def mark(self) -> None:
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+
+def run_mlplab(X, y, hidden, a) -> tuple[Clock, float]:
     from mlplab import MLP
     from mlplab.trainer import Callback, Trainer
 
+    clock = Clock()
+
     class Stamps(Callback):
         def on_train_begin(self, trainer):
-            self.t = [time.perf_counter()]
+            clock.mark()
 
         def on_epoch_end(self, trainer, epoch, logs):
-            self.t.append(time.perf_counter())
+            clock.mark()
 
-    stamps = Stamps()
     model = MLP(INPUT_SIZE, hidden, NUM_CLASSES, seed=a.seed)
     trainer = Trainer(optimizer="momentum", lr=a.lr, momentum=0.9, schedule="constant",
                       reg=a.reg, batch_size=a.batch_size, epochs=a.epochs, sampling="shuffle",
-                      train_acc="batch", seed=a.seed, callbacks=[stamps])
+                      train_acc="batch", seed=a.seed, callbacks=[Stamps()])
     history = trainer.fit(model, X, y)
     per_epoch = len(history.loss) // a.epochs
-    return list(np.diff(stamps.t)), float(np.mean(history.loss[-per_epoch:]))
+    return clock, float(np.mean(history.loss[-per_epoch:]))
 
 
-def run_sklearn(X, y, hidden, a, dtype=np.float32) -> tuple[list[float], float]:
+def run_sklearn(X, y, hidden, a, dtype=np.float32) -> tuple[Clock, float]:
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
+    clock = Clock()
+
     class Timed(MLPClassifier):
         # hooks on private methods, only to stamp epochs: the first batch starts inside
         # _fit_stochastic and every epoch ends with _update_no_improvement_count
         def _fit_stochastic(self, *args, **kwargs):
-            self.stamps_ = [time.perf_counter()]
+            clock.mark()
             return super()._fit_stochastic(*args, **kwargs)
 
         def _update_no_improvement_count(self, *args, **kwargs):
-            self.stamps_.append(time.perf_counter())
+            clock.mark()
             return super()._update_no_improvement_count(*args, **kwargs)
 
     # mlplab's loss: mean CE + reg ||W||^2 (gradient 2 reg W). scikit-learn's: mean CE +
@@ -162,10 +177,10 @@ def run_sklearn(X, y, hidden, a, dtype=np.float32) -> tuple[list[float], float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(Xs, y)
-    return list(np.diff(clf.stamps_)), float(clf.loss_curve_[-1])
+    return clock, float(clf.loss_curve_[-1])
 
 
-def run_torch(X, y, hidden, a) -> tuple[list[float], float]:
+def run_torch(X, y, hidden, a) -> tuple[Clock, float]:
     import torch
     import torch.nn.functional as F
 
@@ -190,11 +205,11 @@ def run_torch(X, y, hidden, a) -> tuple[list[float], float]:
                           lr=a.lr, momentum=0.9, nesterov=False)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     B, per_epoch = a.batch_size, X.shape[0] // a.batch_size
-    times, losses = [], []
+    clock, losses = Clock(), []
+    clock.mark()
     for order in _epoch_orders(X.shape[0], a.epochs, a.seed):
         order_t = torch.from_numpy(order)
         losses = []
-        t0 = time.perf_counter()
         for pos in range(per_epoch):
             idx = order_t[pos * B:(pos + 1) * B]
             loss = F.cross_entropy(net(Xt.index_select(0, idx)), yt.index_select(0, idx))
@@ -202,10 +217,10 @@ def run_torch(X, y, hidden, a) -> tuple[list[float], float]:
             loss.backward()
             opt.step()
             losses.append(loss.item())
-        times.append(time.perf_counter() - t0)
+        clock.mark()
     # mlplab's loss includes the penalty; add it so the final losses compare
     penalty = a.reg * sum(float((w.detach() ** 2).sum()) for w in weights)
-    return times, float(np.mean(losses)) + penalty
+    return clock, float(np.mean(losses)) + penalty
 
 
 def _gemm_buffers(hidden, batch, zeros, randn):
@@ -217,16 +232,16 @@ def _gemm_buffers(hidden, batch, zeros, randn):
     return W, Z, dZ, dW
 
 
-def run_gemm(X, y, hidden, a) -> tuple[list[float], float]:
+def run_gemm(X, y, hidden, a) -> tuple[Clock, float]:
     """The matrix products of a training step, nothing else, in NumPy float32."""
     rng = np.random.RandomState(a.seed)
     W, Z, dZ, dW = _gemm_buffers(
         hidden, a.batch_size, lambda *s: np.zeros(s, np.float32),
         lambda *s: (0.01 * rng.randn(*s)).astype(np.float32))
     B, per_epoch, L = a.batch_size, X.shape[0] // a.batch_size, len(W)
-    times = []
+    clock = Clock()
+    clock.mark()
     for _ in range(a.epochs):
-        t0 = time.perf_counter()
         for pos in range(per_epoch):
             inputs = [X[pos * B:(pos + 1) * B], *Z[:-1]]
             for i in range(L):
@@ -235,11 +250,11 @@ def run_gemm(X, y, hidden, a) -> tuple[list[float], float]:
                 np.matmul(inputs[i].T, dZ[i], out=dW[i])
                 if i > 0:  # no input gradient for the first layer
                     np.matmul(dZ[i], W[i].T, out=dZ[i - 1])
-        times.append(time.perf_counter() - t0)
-    return times, float("nan")
+        clock.mark()
+    return clock, float("nan")
 
 
-def run_torch_gemm(X, y, hidden, a) -> tuple[list[float], float]:
+def run_torch_gemm(X, y, hidden, a) -> tuple[Clock, float]:
     """The same products with PyTorch's GEMM on the same layouts."""
     import torch
 
@@ -248,10 +263,10 @@ def run_torch_gemm(X, y, hidden, a) -> tuple[list[float], float]:
                                  lambda *s: 0.01 * torch.randn(s, generator=gen))
     Xt = torch.from_numpy(X)
     B, per_epoch, L = a.batch_size, X.shape[0] // a.batch_size, len(W)
-    times = []
+    clock = Clock()
+    clock.mark()
     with torch.no_grad():
         for _ in range(a.epochs):
-            t0 = time.perf_counter()
             for pos in range(per_epoch):
                 inputs = [Xt[pos * B:(pos + 1) * B], *Z[:-1]]
                 for i in range(L):
@@ -260,8 +275,8 @@ def run_torch_gemm(X, y, hidden, a) -> tuple[list[float], float]:
                     torch.mm(inputs[i].t(), dZ[i], out=dW[i])
                     if i > 0:
                         torch.mm(dZ[i], W[i].t(), out=dZ[i - 1])
-            times.append(time.perf_counter() - t0)
-    return times, float("nan")
+            clock.mark()
+    return clock, float("nan")
 
 
 RUNNERS = {
@@ -297,9 +312,11 @@ def worker(a: argparse.Namespace) -> None:
     hidden = parse_hidden(a.worker_hidden)
     rss_start = _proc_status_mb("VmRSS")
     reset_ok = reset_peak_rss()
-    times, final_loss = RUNNERS[a.worker](X, y, hidden, a)
+    clock, final_loss = RUNNERS[a.worker](X, y, hidden, a)
+    epoch_wall, epoch_cpu = np.diff(clock.wall), np.diff(clock.cpu)  # marks bound epochs
     print(json.dumps({
-        "engine": a.worker, "epoch_seconds": times, "final_loss": final_loss,
+        "engine": a.worker, "epoch_seconds": epoch_wall.tolist(),
+        "epoch_cpu_seconds": epoch_cpu.tolist(), "final_loss": final_loss,
         "rss_start_mb": rss_start, "peak_rss_mb": _proc_status_mb("VmHWM"),
         "peak_reset": reset_ok, "dataset_mb": X.nbytes / 2**20,
     }))
@@ -338,10 +355,12 @@ def run_worker(engine: str, hidden: str, args: argparse.Namespace, x_path: Path,
 def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
     out = {}
     for engine, results in runs.items():
-        times = [t for r in results for t in r["epoch_seconds"]]
+        wall = [t for r in results for t in r["epoch_seconds"]]
+        cpu = [t for r in results for t in r["epoch_cpu_seconds"]]
         out[engine] = {
-            "median": float(np.median(times)), "min": float(np.min(times)),
-            "max": float(np.max(times)), "n": len(times),
+            "median": float(np.median(wall)), "min": float(np.min(wall)),
+            "max": float(np.max(wall)), "cpu_median": float(np.median(cpu)),
+            "rounds": [float(np.median(r["epoch_seconds"])) for r in results],
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
             "train_extra_mb": max(r["peak_rss_mb"] - r["rss_start_mb"] for r in results),
             "final_loss": float(np.median([r["final_loss"] for r in results])),
@@ -349,37 +368,45 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
     return out
 
 
+def _ratio(s: dict[str, dict], a: str, b: str) -> str:
+    """``a / b`` from the medians, and the spread of the same ratio round by round (engines run
+    next to each other in a round, so the paired ratio shrugs off slow drifts of the load)."""
+    paired = np.array(s[a]["rounds"]) / np.array(s[b]["rounds"])
+    return (f"**{s[a]['median'] / s[b]['median']:.3f}x** (round by round {np.min(paired):.3f}"
+            f"-{np.max(paired):.3f}; CPU time {s[a]['cpu_median'] / s[b]['cpu_median']:.3f}x)")
+
+
 def table(hidden: str, s: dict[str, dict], steps: int) -> str:
     ref = s.get("mlplab", {}).get("median")
-    head = ("| engine | epoch s (median) | min | max | ms/step | x mlplab | peak RSS MB | "
-            "training extra MB | final loss |\n|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| engine | epoch s (median) | min | max | ms/step | x mlplab | CPU s/epoch | "
+            "peak RSS MB | training extra MB | final loss |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for engine, r in s.items():
         ratio = f"{r['median'] / ref:.2f}" if ref else "-"
         loss = "-" if np.isnan(r["final_loss"]) else f"{r['final_loss']:.4f}"
         rows.append(f"| {engine} | {r['median']:.3f} | {r['min']:.3f} | {r['max']:.3f} | "
-                    f"{1e3 * r['median'] / steps:.2f} | {ratio} | {r['peak_rss_mb']:.0f} | "
-                    f"{r['train_extra_mb']:.0f} | {loss} |")
+                    f"{1e3 * r['median'] / steps:.2f} | {ratio} | {r['cpu_median']:.3f} | "
+                    f"{r['peak_rss_mb']:.0f} | {r['train_extra_mb']:.0f} | {loss} |")
     lines = [f"**hidden {hidden}** ({steps} steps per epoch)\n", head + "\n".join(rows), ""]
     if "mlplab" in s and "gemm" in s:
-        m, g = s["mlplab"]["median"], s["gemm"]["median"]
-        lines.append(f"- mlplab / GEMM floor: **{m / g:.3f}x** (mlplab runs at {100 * g / m:.1f}% "
-                     f"of the BLAS limit; target <= 1.15x)")
+        g, m = s["gemm"]["median"], s["mlplab"]["median"]
+        lines.append(f"- mlplab / GEMM floor: {_ratio(s, 'mlplab', 'gemm')}: mlplab runs at "
+                     f"{100 * g / m:.1f}% of the BLAS limit (target <= 1.15x)")
     if "mlplab" in s and "sklearn" in s:
-        lines.append(f"- mlplab / scikit-learn (float32): **{ref / s['sklearn']['median']:.3f}x** "
+        lines.append(f"- mlplab / scikit-learn (float32): {_ratio(s, 'mlplab', 'sklearn')} "
                      "(target <= 0.5x)")
     if "mlplab" in s and "sklearn64" in s:
         lines.append(f"- mlplab / scikit-learn (float64 input): "
-                     f"**{ref / s['sklearn64']['median']:.3f}x**")
+                     f"{_ratio(s, 'mlplab', 'sklearn64')}")
     if "mlplab" in s and "torch" in s:
-        lines.append(f"- mlplab / PyTorch: **{ref / s['torch']['median']:.3f}x** (target <= 1.25x)")
+        lines.append(f"- mlplab / PyTorch: {_ratio(s, 'mlplab', 'torch')} (target <= 1.25x)")
     if "gemm" in s and "torch-gemm" in s:
         lines.append(f"- PyTorch GEMM floor / NumPy GEMM floor: "
-                     f"**{s['torch-gemm']['median'] / s['gemm']['median']:.3f}x** (above 1: "
-                     "PyTorch's matrix products are slower on this machine)")
+                     f"{_ratio(s, 'torch-gemm', 'gemm')} (above 1: PyTorch's matrix products "
+                     "are slower than NumPy's on this machine)")
     if "torch" in s and "torch-gemm" in s:
-        lines.append(f"- PyTorch / its own GEMM floor: "
-                     f"**{s['torch']['median'] / s['torch-gemm']['median']:.3f}x**")
+        lines.append(f"- PyTorch / its own GEMM floor: {_ratio(s, 'torch', 'torch-gemm')}")
     return "\n".join(lines) + "\n"
 
 
