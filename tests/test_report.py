@@ -185,6 +185,12 @@ def test_cli_reproduce(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown stage(s) nope" in err and "Traceback" not in err
     assert main(["reproduce", "--threads", "0", "--out", str(tmp_path)]) == 1
+    # a stage that fails (here: the dataset cannot be found) gives exit status 1, with a report
+    missing = tmp_path / "no-such-folder"
+    assert main(["reproduce", "--dataset", f"folder:{missing}", "--only", "data,q1",
+                 "--out", str(tmp_path / "r")]) == 1
+    assert "1 stage(s) failed: data" in capsys.readouterr().err
+    assert "Not run:** failed with DatasetError" in (tmp_path / "r" / "report.md").read_text()
 
 
 # ----------------------------------------------------------------------------- headless Chromium

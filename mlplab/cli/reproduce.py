@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "PyTorch depths with both initialisations, a summary against the exercise's "
                     "targets and the 2020 report, and the environment. A stage that cannot run "
                     "(e.g. PyTorch missing) is marked 'not run' with the reason; the rest still "
-                    "runs. The same seed gives the same numbers.",
+                    "runs. The same seed gives the same numbers. Exit status 1 if a stage "
+                    "failed with an error (the report is still written).",
         epilog="Budgets: quick (about a minute on digits with 2 cores), standard (CIFAR-10 "
                "in under an hour on 2 cores), full (hours). Example: mlplab reproduce --dataset "
                "folder:/data/cifar10/train --budget standard --out report-cifar10")
@@ -67,4 +68,12 @@ def run_reproduce(args: argparse.Namespace) -> int:
     missing = result.not_run()
     print(f"report: {result.markdown} and {result.html} ({len(result.sections)} sections, "
           f"{len(missing)} not run, {result.seconds:.0f} s)")
+    failed = [s for s in missing if s.reason.startswith("failed")]
+    if failed:
+        # the report is written, but a stage broke: say so in the exit status (a stage that was
+        # skipped for a known reason, e.g. PyTorch not installed, is not a failure)
+        print(f"mlplab reproduce: {len(failed)} stage(s) failed: "
+              f"{', '.join(s.key for s in failed)} (tracebacks in {result.out / 'errors.log'})",
+              file=sys.stderr)
+        return 1
     return 0
