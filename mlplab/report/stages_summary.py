@@ -45,7 +45,7 @@ def stage_summary(ctx: Context, section: Section) -> None:
          _or_not_run(ctx, "q3_default", lambda d: pct(d["val_acc"])),
          f"about {pct(reference.DEFAULT_RUN_VAL, 0)}", "—"],
         ["Q3 tuned two-layer net, validation",
-         _or_not_run(ctx, "q3_tuned", lambda d: pct(d["val_acc"])),
+         _or_not_run(ctx, "q3_tuned", lambda d: f"{pct(d['val_acc'])} ({d['selected']})"),
          f"> {pct(reference.TUNED_TARGET_VAL, 0)} (reference net > "
          f"{pct(reference.TUNED_REFERENCE_VAL, 0)})",
          " → ".join(pct(v) for v in reference.REPORT_2020_TUNING)],
