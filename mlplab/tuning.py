@@ -955,9 +955,13 @@ def worker_main(spec: WorkerSpec) -> None:
     """Entry point of one worker process: load the data once, load the study, search."""
     limiter = contextlib.nullcontext()
     if spec.blas_threads:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_info, threadpool_limits
 
-        limiter = threadpool_limits(spec.blas_threads)
+        # share the cores between the workers, but never raise a limit the user set
+        # (OMP_NUM_THREADS=...)
+        current = max((i.get("num_threads", 1) for i in threadpool_info()), default=1)
+        if spec.blas_threads < current:
+            limiter = threadpool_limits(spec.blas_threads)
     with limiter:
         data = spec.source.load()
         space = SearchSpace.from_dict(spec.space)
@@ -1005,7 +1009,7 @@ def trials_table(study) -> tuple[list[str], list[list[Any]]]:
         for n in t.params:
             if n not in names:
                 names.append(n)
-    header = ["trial", "state", "val_acc", "epochs", "seconds", *names, "worker", "note"]
+    header = ["trial", "state", "val_acc", "epochs_run", "seconds", *names, "worker", "note"]
     retried = {t.system_attrs["failed_trial"]: t.number for t in trials
                if "failed_trial" in t.system_attrs}
     rows = []

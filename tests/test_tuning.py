@@ -199,7 +199,8 @@ def test_objective_value_is_an_independent_training_run(digits, tmp_path):
     with open(out / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["trial"]) for r in rows] == [0, 1, 2, 3]
-    assert {"state", "val_acc", "epochs", "seconds", "hidden_size", "lr"} <= set(rows[0])
+    assert {"state", "val_acc", "epochs_run", "seconds", "hidden_size", "lr"} <= set(rows[0])
+    assert all(r["epochs_run"] == "3" and r["state"] == "COMPLETE" for r in rows)
     assert [float(r["val_acc"]) for r in rows] == pytest.approx([t.value for t in study.trials])
     md = (out / "results.md").read_text()
     lines = md.splitlines()
