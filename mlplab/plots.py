@@ -81,13 +81,14 @@ def plot_loss(loss: Sequence[float], title: str = "Training loss",
 
 
 def plot_accuracy(train_acc: Sequence[float], val_acc: Sequence[float] | None = None,
-                  title: str = "Classification accuracy", test_acc: float | None = None):
+                  title: str = "Classification accuracy", test_acc: float | None = None,
+                  train_label: str = "train"):
     """Train and validation accuracy per epoch (the exercise's accuracy history), in percent."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
     epochs = np.arange(1, len(train_acc) + 1)
     marker = "o-" if len(epochs) <= 60 else "-"
     ax.plot(epochs, 100 * np.asarray(train_acc, dtype=float), marker, ms=3,
-            color=COLORS["train"], label="train")
+            color=COLORS["train"], label=train_label)
     if val_acc is not None and len(val_acc) and not np.all(np.isnan(val_acc)):
         ax.plot(epochs, 100 * np.asarray(val_acc, dtype=float), marker, ms=3,
                 color=COLORS["val"], label="validation")

@@ -259,8 +259,10 @@ def _check_trainer_state(state: Any, path: str | os.PathLike) -> None:
     if not isinstance(state, dict):
         problem = f"a {type(state).__name__}, not a dict"
     else:
-        for key, kind in (("iteration", int), ("epoch", int), ("rng", list), ("history", dict)):
-            if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+        for key, kind in (("iteration", int), ("epoch", int), ("rng", list), ("history", dict),
+                          ("seconds", (int, float))):
+            value = state.get(key, 0.0 if key == "seconds" else None)  # seconds may be absent
+            if not isinstance(value, kind) or isinstance(value, bool):
                 problem = f"{key!r} is missing or of the wrong type"
                 break
         else:
@@ -512,7 +514,10 @@ def write_plots(out_dir: Path, result: RunResult, ds, X_val: np.ndarray | None) 
     h = result.history
     written = [plots.save(plots.plot_loss(h.loss), out_dir / "loss.png")]
     if h.train_acc:
-        written.append(plots.save(plots.plot_accuracy(h.train_acc, h.val_acc),
+        label = ("train (last minibatch)" if result.config.train_acc == "batch"
+                 else "train (up to 5,000 training images)")
+        written.append(plots.save(plots.plot_accuracy(h.train_acc, h.val_acc,
+                                                      train_label=label),
                                   out_dir / "accuracy.png"))
     if X_val is not None:
         cm = plots.confusion_matrix(ds.y_val, result.model.predict(X_val), len(result.classes))
