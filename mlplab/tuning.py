@@ -657,12 +657,22 @@ class StorageSpec:
         if self.heartbeat is not None:
             kwargs.update(heartbeat_interval=int(self.heartbeat), grace_period=int(grace),
                           **_callback_kwarg(callback))
-        with _quiet_optuna_warnings():
+        from sqlalchemy.exc import SQLAlchemyError
+
+        for attempt in range(4):
             try:
-                return optuna.storages.RDBStorage(url, **kwargs)
+                with _quiet_optuna_warnings():
+                    return optuna.storages.RDBStorage(url, **kwargs)
             except ImportError as exc:
                 raise RuntimeError(f"cannot open storage {self.display}: {exc} (for PostgreSQL "
                                    "install the driver: pip install 'mlplab[postgres]').") from None
+            except SQLAlchemyError:
+                # workers started together on an empty database race to create Optuna's
+                # tables; the loser sees "already exists" and simply opens them next time
+                if attempt == 3:
+                    raise
+                time.sleep(0.2 + 0.3 * attempt)
+        raise AssertionError("unreachable")
 
 
 def sqlalchemy_url(url: str) -> str:
