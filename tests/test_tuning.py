@@ -25,6 +25,7 @@ from mlplab.tuning import (
     StorageSpec,
     TuningData,
     build,
+    make_pruner,
     prepare,
     storage_spec,
     tune,
@@ -249,6 +250,17 @@ def test_median_pruning_stops_hopeless_trials(digits, tmp_path):
     assert all(t.params["lr"] == 1e-4 for t in pruned)
     assert all(len(t.intermediate_values) < 6 for t in pruned)
     assert all(t.state == TrialState.COMPLETE for t in study.trials if t.params["lr"] == 0.3)
+
+
+def test_hyperband_pruner_uses_the_epoch_budget(digits, tmp_path):
+    space = SearchSpace.from_dict({"lr": [1e-4, 0.3], "hidden_size": 16,
+                                   "epochs": {"type": "int", "low": 2, "high": 9}})
+    pruner = make_pruner("hyperband", space, 10)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    assert pruner._max_resource == 9 and pruner._min_resource == 1
+    result = tune(digits, trials=4, search_space=space, sampler="random", prune="hyperband",
+                  out=tmp_path, progress=False, search_only=True)
+    assert result.n_complete + result.n_pruned == 4 and result.n_failed == 0
 
 
 def test_diverged_trials_score_zero_and_importance_needs_two_trials(digits, tmp_path):
