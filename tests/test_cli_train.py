@@ -82,7 +82,7 @@ def test_errors_are_one_line(argv, code, message, capsys, tmp_path):
 # --------------------------------------------------------------------------- real processes
 # Big enough that an epoch takes a noticeable time, so the process can be stopped mid-run; one
 # BLAS thread so that the three processes compute bit-identical results.
-LONG = ["train", "--dataset", "digits", "--hidden", "768,768", "--batch-size", "32",
+LONG = ["train", "--dataset", "digits", "--hidden", "512,512", "--batch-size", "32",
         "--epochs", "6", "--optimizer", "nesterov", "--lr", "0.01", "--dropout", "0.1",
         "--seed", "7", "--quiet", "--no-plots"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
