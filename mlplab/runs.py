@@ -247,6 +247,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[io.LoadedModel, dict[str, 
     state["optimizer"] = {k[len("optimizer/"):]: v for k, v in arrays.items()
                           if k.startswith("optimizer/")}
     best = {k[len("best/"):]: v for k, v in arrays.items() if k.startswith("best/")}
+    _check_state_arrays(state["optimizer"], best, loaded.model, path)
+    order = arrays.get("order")
+    if order is not None and (order.ndim != 1 or order.dtype.kind not in "iu"):
+        raise ValueError(f"{path}: the saved row order is not a list of row numbers ({order.dtype}"
+                         f" {order.shape}); the checkpoint is damaged - start the run again.")
     state["best_state"] = best or None
     state["order"] = arrays.get("order")
     return loaded, state, seconds
@@ -273,6 +278,29 @@ def _check_trainer_state(state: Any, path: str | os.PathLike) -> None:
     if problem:
         raise ValueError(f"{path}: the trainer state is invalid ({problem}); the checkpoint is "
                          "damaged - start the run again with a new --out.")
+
+
+def _check_state_arrays(optimizer: Mapping[str, np.ndarray], best: Mapping[str, np.ndarray],
+                        model: MLP, path: str | os.PathLike) -> None:
+    """Optimiser slots (``W1/m``, ..., ``__t__``) and best parameters must match the model's
+    parameters in name and shape and be finite floats: the optimiser would otherwise fail with a
+    broadcasting error at its first step, or silently train on garbage."""
+    params = model.state_dict()
+    for key, arr in optimizer.items():
+        name = key.split("/", 1)[0]
+        if key == "__t__":
+            ok = arr.shape == () and arr.dtype.kind in "iu" and int(arr) >= 0
+        else:
+            ok = name in params and "/" in key and arr.shape == params[name].shape and \
+                arr.dtype.kind == "f" and bool(np.isfinite(arr).all())
+        if not ok:
+            raise ValueError(f"{path}: optimizer/{key} does not fit the model ({arr.dtype} "
+                             f"{arr.shape}); the checkpoint is damaged - start the run again.")
+    for key, arr in best.items():
+        if key not in params or arr.shape != params[key].shape or arr.dtype.kind != "f" or \
+                not np.isfinite(arr).all():
+            raise ValueError(f"{path}: best/{key} does not fit the model ({arr.dtype} "
+                             f"{arr.shape}); the checkpoint is damaged - start the run again.")
 
 
 #: names of the files in a run folder; an atomic write leaves ``.<name>.<random>`` if killed
