@@ -234,8 +234,20 @@ class Trainer:
         schedule = Schedule(cfg.lr, cfg.schedule, cfg.lr_decay, cfg.step_epochs, total,
                             cfg.min_lr, int(round(cfg.warmup_epochs * per_epoch)))
         if self._resume is not None:
-            self._load_resume_state(self._resume)
-            self._resume = None
+            try:
+                self._load_resume_state(self._resume)
+            except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+                detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+                raise ValueError(f"cannot resume: the saved trainer state is invalid ({detail})."
+                                 ) from None
+            finally:
+                self._resume = None
+            if self._order is not None and (self._order.shape != (n,) or
+                                            not np.array_equal(np.sort(self._order),
+                                                               np.arange(n))):
+                # np.take(mode="clip") below would silently train on the wrong rows
+                raise ValueError(f"cannot resume: the saved row order is not a permutation of "
+                                 f"the {n} training rows; resume with the run's own data.")
         else:  # a second fit() starts over, as scikit-learn's fit does
             self.iteration = self.epoch = 0
             self.history = History()
