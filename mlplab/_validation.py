@@ -60,3 +60,38 @@ def check_positive(value: float, name: str, *, allow_zero: bool = False) -> None
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
+
+
+def is_int(value: object) -> bool:
+    """True for Python and NumPy integers, False for bools, floats and strings."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def check_int(value: object, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an ``int`` or raise a ``ValueError`` unless it is an integer >=
+    ``minimum`` (2.5, "3" and True are refused rather than silently converted)."""
+    if not is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def check_seed(seed: object, name: str = "seed") -> None:
+    """Raise a ``ValueError`` unless ``seed`` is None or an integer in [0, 2**32 - 1]."""
+    if seed is not None and (not is_int(seed) or not 0 <= seed < 2**32):
+        raise ValueError(f"{name} must be None or an integer between 0 and 2**32 - 1; "
+                         f"got {seed!r}.")
+
+
+def check_range(value: object, name: str, low: float, high: float, *, low_open: bool = False,
+                high_open: bool = False) -> None:
+    """Raise a ``ValueError`` unless ``value`` is a finite number in the interval (bounds open or
+    closed as given); the message shows the interval."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        v = float("nan")
+    ok = np.isfinite(v) and not isinstance(value, bool | str) and \
+        (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a number in {interval}; got {value!r}.")

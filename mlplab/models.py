@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from mlplab._validation import check_X, check_y
+from mlplab._validation import (
+    check_int,
+    check_positive,
+    check_range,
+    check_seed,
+    check_X,
+    check_y,
+    is_int,
+)
 from mlplab.init import INITS, init_weights
 from mlplab.layers import (
     Affine,
@@ -64,14 +72,15 @@ class MLP:
                  num_classes: int, *, activation: str = "relu", init: str = "he",
                  std: float = 1e-4, dropout: float = 0.0, batchnorm: bool = False,
                  seed: int | None = None, dtype: Any = np.float32) -> None:
+        if isinstance(hidden_sizes, str) or not all(is_int(h) and h >= 1 for h in hidden_sizes):
+            raise ValueError(f"every hidden size must be a positive integer; got "
+                             f"{hidden_sizes!r}.")
         hidden_sizes = [int(h) for h in hidden_sizes]
-        for name, value in [("input_size", input_size), ("num_classes", num_classes)]:
-            if int(value) < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2; got {num_classes}.")
-        if any(h < 1 for h in hidden_sizes):
-            raise ValueError(f"every hidden size must be a positive integer; got {hidden_sizes}.")
+        input_size = check_int(input_size, "input_size")
+        num_classes = check_int(num_classes, "num_classes", minimum=2)
+        check_positive(std, "std")
+        check_range(dropout, "dropout", 0, 1, high_open=True)
+        check_seed(seed)
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of "
                              f"{', '.join(ACTIVATIONS)}.")
@@ -219,7 +228,8 @@ class MLP:
 
     def accuracy(self, X: np.ndarray, y: np.ndarray) -> float:
         """Fraction of rows classified correctly."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+        X = check_X(X, self.input_size)
+        return float(np.mean(self.predict(X) == check_y(y, X.shape[0])))
 
     def __repr__(self) -> str:
         c = self.config
