@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from mlplab._validation import check_positive, check_X, check_y
+from mlplab._validation import (
+    check_int,
+    check_positive,
+    check_range,
+    check_seed,
+    check_X,
+    check_y,
+)
 from mlplab.init import random_state
 from mlplab.layers import Dropout
 from mlplab.optim import OPTIMIZERS, make_optimizer
@@ -66,12 +73,20 @@ class TrainConfig:
     def validate(self) -> None:
         check_positive(self.lr, "lr")
         check_positive(self.reg, "reg", allow_zero=True)
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {self.batch_size}.")
-        if self.iters is None and (self.epochs is None or self.epochs < 1):
-            raise ValueError(f"epochs must be a positive integer; got {self.epochs}.")
-        if self.iters is not None and self.iters < 1:
-            raise ValueError(f"iters must be a positive integer; got {self.iters}.")
+        check_int(self.batch_size, "batch_size")
+        if self.iters is None:
+            if self.epochs is None:
+                raise ValueError("epochs must be a positive integer; got None.")
+            check_int(self.epochs, "epochs")
+        else:
+            check_int(self.iters, "iters")
+        check_range(self.momentum, "momentum", 0, 1, high_open=True)
+        check_range(self.beta1, "beta1", 0, 1, high_open=True)
+        check_range(self.beta2, "beta2", 0, 1, high_open=True)
+        check_range(self.lr_decay, "lr_decay", 0, 1, low_open=True)
+        check_int(self.step_epochs, "step_epochs")
+        check_positive(self.min_lr, "min_lr", allow_zero=True)
+        check_seed(self.seed)
         if self.sampling not in ("shuffle", "replacement"):
             raise ValueError(f"sampling must be 'shuffle' or 'replacement'; got {self.sampling!r}.")
         if self.train_acc not in ("batch", "subset"):
@@ -90,8 +105,7 @@ class TrainConfig:
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be a positive number of epochs; got "
                              f"{self.patience}.")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0; got {self.warmup_epochs}.")
+        check_positive(self.warmup_epochs, "warmup_epochs", allow_zero=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -210,6 +224,8 @@ class Trainer:
             y_val: np.ndarray | None = None) -> History:
         cfg = self.config
         X = check_X(X, model.input_size)
+        if not len(X):
+            raise ValueError("cannot train on an empty training set (X has 0 rows).")
         y = check_y(y, X.shape[0], model.num_classes)
         if X_val is not None and len(X_val):
             X_val = check_X(X_val, model.input_size, "X_val")
