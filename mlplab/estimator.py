@@ -31,6 +31,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from mlplab._validation import check_positive
 from mlplab.models import ACTIVATIONS, MLP
 from mlplab.trainer import Callback, Trainer
 
@@ -133,6 +134,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.early_stopping and not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1); got "
                              f"{self.validation_fraction!r}.")
+        if self.tol is not None:
+            check_positive(self.tol, "tol", allow_zero=True)
+        if not isinstance(self.n_iter_no_change, numbers.Integral) or self.n_iter_no_change < 1:
+            raise ValueError(f"n_iter_no_change must be a positive integer; got "
+                             f"{self.n_iter_no_change!r}.")
         return [int(h) for h in hidden]
 
     def fit(self, X, y) -> MLPClassifier:
