@@ -117,6 +117,18 @@ class RunConfig:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}.")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}.")
+        # the model is built only after the data is loaded: check its options now
+        from mlplab._validation import check_positive, check_seed
+        from mlplab.init import INITS
+        from mlplab.models import ACTIVATIONS
+
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of "
+                             f"{', '.join(ACTIVATIONS)}.")
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}.")
+        check_positive(self.std, "std")
+        check_seed(self.data_seed, "data_seed")
         from mlplab.data import PREPROCESSING
 
         if self.preprocessing not in PREPROCESSING:
