@@ -146,6 +146,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     """
     if not isinstance(name, str) or not name:
         raise DatasetError(f"dataset name must be a non-empty string; got {name!r}.")
+    if seed is not None and (not isinstance(seed, int | np.integer) or isinstance(seed, bool)
+                             or not 0 <= seed < 2**32 - 1):
+        raise DatasetError(f"seed must be None or an integer between 0 and 2**32 - 2; got "
+                           f"{seed!r}.")
     size = parse_image_size(image_size)
     key = name.strip()
     low = key.lower()
