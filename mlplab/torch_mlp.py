@@ -43,7 +43,14 @@ except ImportError as exc:  # torch is an optional extra
         "first)."
     ) from exc
 
-from mlplab._validation import check_positive, check_X, check_y
+from mlplab._validation import (
+    check_int,
+    check_positive,
+    check_seed,
+    check_X,
+    check_y,
+    is_int,
+)
 from mlplab.models import MLP
 from mlplab.trainer import TRAIN_ACC_SUBSET, History, TrainingDivergedError
 
@@ -80,13 +87,12 @@ class MultiLayerPerceptron(nn.Module):
     def __init__(self, input_size: int, hidden_layers: Sequence[int], num_classes: int,
                  dropout: float = 0.0, batchnorm: bool = False) -> None:
         super().__init__()
+        if isinstance(hidden_layers, str) or not all(is_int(h) and h >= 1 for h in hidden_layers):
+            raise ValueError(f"every hidden size must be a positive integer; got "
+                             f"{hidden_layers!r}.")
         hidden = [int(h) for h in hidden_layers]
-        if int(input_size) < 1:
-            raise ValueError(f"input_size must be a positive integer; got {input_size!r}.")
-        if int(num_classes) < 2:
-            raise ValueError(f"num_classes must be at least 2; got {num_classes!r}.")
-        if any(h < 1 for h in hidden):
-            raise ValueError(f"every hidden size must be a positive integer; got {hidden}.")
+        check_int(input_size, "input_size")
+        check_int(num_classes, "num_classes", minimum=2)
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
         self.config = {"input_size": int(input_size), "hidden_layers": hidden,
@@ -283,10 +289,9 @@ class TorchTrainConfig:
     verbose: bool = False
 
     def validate(self) -> None:
-        if int(self.epochs) < 1:
-            raise ValueError(f"epochs must be a positive integer; got {self.epochs!r}.")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {self.batch_size!r}.")
+        check_int(self.epochs, "epochs")
+        check_int(self.batch_size, "batch_size")
+        check_seed(self.seed)
         check_positive(self.lr, "lr")
         check_positive(self.reg, "reg (weight decay)", allow_zero=True)
         if not 0 < self.lr_decay <= 1:
@@ -367,6 +372,8 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     cfg = TorchTrainConfig.from_dict({**base, **overrides})
     cfg.validate()
     X, y = _check_inputs(model, X, y)
+    if not len(X):
+        raise ValueError("cannot train on an empty training set (X has 0 rows).")
     has_val = X_val is not None and len(X_val)
     if has_val:
         X_val, y_val = _check_inputs(model, X_val, y_val, "X_val")
@@ -468,6 +475,8 @@ def _progress(total: int, enabled: bool):
 @torch.no_grad()
 def predict_logits(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor) -> np.ndarray:
     """Logits (N, K) in evaluation mode, computed in chunks on the model's device."""
+    if not isinstance(X, torch.Tensor):
+        X, _ = _check_inputs(model, X, None)  # a wrong width is a clear error, not a matmul's
     was_training = model.training
     model.eval()
     try:
