@@ -86,6 +86,7 @@ class RunConfig:
     warmup_epochs: float = 0.0
     min_lr: float = 0.0
     reg: float = 1e-4
+    label_smoothing: float = 0.0
     batch_size: int = 128
     epochs: int | None = 20
     iters: int | None = None

@@ -59,6 +59,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     min_lr: float = 0.0
     reg: float = 0.0
+    label_smoothing: float = 0.0  # training targets (1 - eps) onehot + eps / K
     batch_size: int = 200
     epochs: int | None = 10
     iters: int | None = None  # if set, overrides epochs
@@ -106,6 +107,8 @@ class TrainConfig:
             raise ValueError(f"patience must be a positive number of epochs; got "
                              f"{self.patience}.")
         check_positive(self.warmup_epochs, "warmup_epochs", allow_zero=True)
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}.")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -243,6 +246,17 @@ class Trainer:
         total = cfg.iters if cfg.iters is not None else cfg.epochs * per_epoch
 
         self.model = model
+        # the smoothed targets are a training objective: evaluation losses stay the plain NLL
+        plain_smoothing = model.output.label_smoothing
+        model.output.label_smoothing = cfg.label_smoothing
+        try:
+            return self._fit(model, X, y, X_val, y_val, n, batch, per_epoch, total)
+        finally:
+            model.output.label_smoothing = plain_smoothing
+
+    def _fit(self, model, X, y, X_val, y_val, n: int, batch: int, per_epoch: int,
+             total: int) -> History:
+        cfg = self.config
         self.rng = random_state(cfg.seed) if cfg.seed is None else np.random.RandomState(cfg.seed)
         self.optimizer = make_optimizer(cfg.optimizer, cfg.lr, momentum=cfg.momentum,
                                         beta1=cfg.beta1, beta2=cfg.beta2,

@@ -302,3 +302,20 @@ def test_a_second_fit_starts_over(data):
     h2 = trainer.fit(second, X, y, Xv, yv).loss
     assert h1 == h2 and trainer.iteration == 12
     np.testing.assert_array_equal(first.params["W1"], second.params["W1"])
+
+
+def test_label_smoothing_trains_on_smoothed_targets_and_is_restored(data):
+    """The first step's loss is the smoothed cross-entropy of the initial model, computed here
+    independently; afterwards the model's own loss is the plain NLL again."""
+    X, y, X_val, y_val = data
+    model = MLP(6, [8], 3, seed=0, dtype=np.float64)
+    probs = model.predict_proba(X[:50])
+    q = np.full((50, 3), 0.2 / 3)
+    q[np.arange(50), y[:50]] += 0.8
+    expected = -(q * np.log(probs)).sum(1).mean()
+    history = Trainer(optimizer="sgd", lr=0.1, iters=1, batch_size=50, sampling="shuffle",
+                      label_smoothing=0.2, seed=0).fit(model, X[:50], y[:50])
+    np.testing.assert_allclose(history.loss[0], expected, rtol=1e-10)
+    assert model.output.label_smoothing == 0.0
+    with pytest.raises(ValueError, match="label_smoothing"):
+        Trainer(label_smoothing=1.0)
