@@ -1286,6 +1286,14 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         raise ValueError(f"unknown pruner {prune!r}; choose one of {', '.join(PRUNERS)}.")
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+    if not search_only:
+        # import what the end of a long search needs now: a broken install (or a module edited
+        # mid-run) should fail before hours of trials, not after
+        import optuna.visualization.matplotlib  # noqa: F401
+
+        import mlplab.io  # noqa: F401
+        import mlplab.plots  # noqa: F401
+        import mlplab.runs  # noqa: F401
     space = SearchSpace.load(search_space)
     if sampler == "grid":
         space.grid()  # fail now if a knob has no finite grid
