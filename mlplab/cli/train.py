@@ -15,7 +15,7 @@ RUN_FIELDS = ("hidden", "activation", "init", "std", "dropout", "batchnorm", "dt
               "lr", "momentum", "weight_decay", "schedule", "lr_decay", "step_epochs",
               "warmup_epochs", "min_lr", "reg", "batch_size", "epochs", "iters", "sampling",
               "train_acc", "patience", "seed", "preprocessing", "augment", "eval_test",
-              "data_seed")
+              "data_seed", "label_smoothing")
 DATA_FIELDS = ("dataset", "data_dir", "val_size", "test_size", "image_size")
 
 
@@ -116,6 +116,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="final learning rate of the cosine schedule (default: 0)")
     t.add_argument("--reg", type=float, default=None,
                    help="L2 strength: loss + reg * sum ||W||^2, no 0.5 (default: 1e-4)")
+    t.add_argument("--label-smoothing", type=float, default=None, metavar="EPS",
+                   help="train on targets (1 - EPS) one-hot + EPS / classes; the reported loss "
+                        "and accuracies use the plain labels (default: 0)")
     length = t.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, default=None, help="epochs to train (default: 20)")
     length.add_argument("--iters", type=int, default=None,
