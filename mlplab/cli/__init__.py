@@ -2,16 +2,18 @@
 
 Each sub-module in ``COMMAND_MODULES`` defines ``register(subparsers)``, adding its commands with a
 ``func(args) -> int`` default. Errors the user can fix (bad input, missing files, diverged
-training) end with a one-line message and exit code 1; usage errors exit with 2 (argparse); a
-Python traceback is shown only with ``--debug``.
+training) end with a one-line message and exit code 1; usage errors (argparse's, and option
+values that the library refuses, raised as :class:`UsageError` or inside :func:`usage_errors`)
+exit with 2; a Python traceback is shown only with ``--debug``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from mlplab import __version__
 
@@ -20,6 +22,37 @@ COMMAND_MODULES = ["check", "data", "train", "tune", "torch", "reproduce"]
 
 class CLIError(Exception):
     """An error to report to the user as one line (exit code 1)."""
+
+
+class UsageError(CLIError):
+    """Arguments that cannot work (a value out of range, flags that exclude each other): one
+    line and exit code 2, like argparse's own errors."""
+
+
+@contextlib.contextmanager
+def usage_errors() -> Iterator[None]:
+    """Turn the ``ValueError`` of an option check inside the block into a :class:`UsageError`.
+    A ``DatasetError`` (a problem with the data, not the arguments) stays a runtime error."""
+    from mlplab.data import DatasetError
+
+    try:
+        yield
+    except (UsageError, DatasetError):
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of ``--seed``: an integer in [0, 2**32 - 1]."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer between 0 and 2**32 - 1; got "
+                                         f"{text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,11 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one line for the user, unless --debug
         if args.debug:
             raise
-        if isinstance(exc, CLIError | ValueError | OSError | RuntimeError) or \
-                type(exc).__name__.endswith("Error"):
-            print(f"mlplab {args.command}: error: {exc}", file=sys.stderr)
-            return 1
-        raise
+        message = " ".join(str(exc).split()) or type(exc).__name__  # one line, always
+        if not (isinstance(exc, CLIError | ValueError | OSError | RuntimeError) or
+                type(exc).__name__.endswith("Error")):
+            # not an error the library raises on purpose: still no traceback, but say so
+            message = (f"internal error ({type(exc).__name__}: {message}); rerun with --debug "
+                       "for the traceback and please report it")
+        print(f"mlplab {args.command}: error: {message}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
 
 
 if __name__ == "__main__":
