@@ -31,7 +31,7 @@ def test_gradcheck_fails_above_tolerance(capsys):
 
 
 def test_bad_hidden_is_one_line_error(capsys):
-    assert main(["gradcheck", "--hidden", "8,x"]) == 1
+    assert main(["gradcheck", "--hidden", "8,x"]) == 2  # a usage error
     err = capsys.readouterr().err
     assert "comma-separated" in err and "Traceback" not in err
 

@@ -56,7 +56,7 @@ def test_evaluate_and_predict(run_dir, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv,code,message", [
-    (["train", "--resume", "RUN", "--lr", "0.1"], 1, "drop --lr"),
+    (["train", "--resume", "RUN", "--lr", "0.1"], 2, "drop --lr"),
     (["train", "--dataset", "nope"], 1, "unknown dataset"),
     (["train", "--epochs", "2", "--iters", "5"], 2, "not allowed with"),
     (["train", "--hidden", "10,x"], 2, "comma-separated"),

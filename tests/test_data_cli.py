@@ -56,7 +56,9 @@ def test_bad_folder_and_bad_options(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["data", "info", "digits", "--val-size", "-3"])
     assert e.value.code == 2
-    assert main(["data", "info", "digits", "--image-size", "0"]) == 1
+    with pytest.raises(SystemExit) as e:
+        main(["data", "info", "digits", "--image-size", "0"])
+    assert e.value.code == 2
 
 
 def test_download_failure_is_one_line(tmp_path, capsys):

@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 
+from mlplab.cli import seed_arg, usage_errors
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--classes", type=int, default=5, help="classes (default: %(default)s)")
     g.add_argument("--samples", type=int, default=8, help="samples (default: %(default)s)")
     g.add_argument("--reg", type=float, default=0.05, help="L2 strength (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    g.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: %(default)s)")
     g.add_argument("--dropout", type=float, default=0.0,
                    help="dropout probability after each hidden layer (default: none)")
     g.add_argument("--batchnorm", action="store_true", help="add batch norm to hidden layers")
@@ -83,14 +85,21 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     from mlplab import MLP
     from mlplab.gradcheck import check_model
 
-    hidden = parse_sizes(args.hidden)
+    with usage_errors():
+        hidden = parse_sizes(args.hidden)
+        if args.samples < 1:
+            raise ValueError(f"--samples must be at least 1; got {args.samples}.")
+        if not args.tol > 0:
+            raise ValueError(f"--tol must be a number > 0; got {args.tol}.")
+        if not 0 <= args.reg < float("inf"):
+            raise ValueError(f"--reg must be a finite number >= 0; got {args.reg}.")
+        # Xavier init keeps activations O(1) for every activation, away from saturation
+        model = MLP(args.inputs, hidden, args.classes, init="xavier", seed=args.seed,
+                    dtype=np.float64, dropout=args.dropout, batchnorm=args.batchnorm,
+                    activation=args.activation)
     rng = np.random.RandomState(args.seed)
     X = rng.randn(args.samples, args.inputs)
     y = rng.randint(args.classes, size=args.samples)
-    # Xavier init keeps activations O(1) for every activation, away from saturation
-    model = MLP(args.inputs, hidden, args.classes, init="xavier", seed=args.seed,
-                dtype=np.float64, dropout=args.dropout, batchnorm=args.batchnorm,
-                activation=args.activation)
     for name, p in model.params.items():
         # zero biases can put a unit whose inputs are all zero exactly on the ReLU kink, where
         # the analytic slope H(0) = 0 and the centred difference 1/2 disagree by definition

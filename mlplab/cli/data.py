@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from mlplab.cli import UsageError, seed_arg
 from mlplab.data.datasets import DATASET_NAMES
 
 DATASET_HELP = (f"dataset: {', '.join(DATASET_NAMES)} or folder:PATH (one sub-folder of images "
@@ -26,6 +27,17 @@ def _split_size(text: str) -> int | float:
         raise argparse.ArgumentTypeError(f"expected a count >= 0 or a fraction in (0, 1); "
                                          f"got {text!r}")
     return int(value) if value.is_integer() and "." not in text else value
+
+
+def _image_size(text: str) -> str:
+    """``--image-size``: checked now, passed on as given (``32`` or ``32x24``)."""
+    from mlplab.data import DatasetError, parse_image_size
+
+    try:
+        parse_image_size(text)
+    except DatasetError as exc:
+        raise argparse.ArgumentTypeError(str(exc).rstrip(".")) from None
+    return text
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = False,
@@ -57,7 +69,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = Fa
                    help="test images (default: the whole official test set; 1000 gives the "
                         "exercise's first 1000 CIFAR-10 test images; digits and folders without "
                         "test/ hold out a stratified 10%%)")
-    g.add_argument("--image-size", metavar="N|HxW", default=None,
+    g.add_argument("--image-size", metavar="N|HxW", default=None, type=_image_size,
                    help="resize every image (default: keep the files' size)")
     g.add_argument("--no-cache", dest="data_cache", action="store_false",
                    help="do not read or write the decoded-image cache of folder datasets")
@@ -90,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            description="Load a dataset and print its split sizes, image shape, "
                                        "class names and the class counts of every split.")
     add_dataset_arguments(info, positional=True)
-    info.add_argument("--seed", type=int, default=0,
+    info.add_argument("--seed", type=seed_arg, default=0,
                       help="seed of the stratified splits (default: %(default)s)")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.set_defaults(func=run_info)
@@ -106,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="images per class (default: %(default)s)")
     show.add_argument("--split", choices=["train", "val", "test"], default="train",
                       help="split to sample from (default: %(default)s)")
-    show.add_argument("--seed", type=int, default=0,
+    show.add_argument("--seed", type=seed_arg, default=0,
                       help="seed of the splits and of the sampled images (default: %(default)s)")
     show.set_defaults(func=run_show)
 
@@ -151,6 +163,8 @@ def run_info(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     from mlplab.data.preview import sample_grid
 
+    if args.per_class < 1:
+        raise UsageError(f"--per-class must be at least 1; got {args.per_class}.")
     ds = load_dataset_from_args(args)
     path = sample_grid(ds, args.out, per_class=args.per_class, split=args.split, seed=args.seed)
     print(f"wrote {path} ({args.per_class} {args.split} images per class, {ds.num_classes} "

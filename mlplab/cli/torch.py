@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlplab.cli import UsageError, seed_arg, usage_errors
 from mlplab.cli.data import add_dataset_arguments, load_dataset_from_args
 
 TORCH_CONFIG_FILE = "config.json"
@@ -94,9 +95,9 @@ def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
                    help="learning rate multiplied by this after every epoch "
                         "(default: %(default)g)")
     r = p.add_argument_group("runtime")
-    r.add_argument("--seed", type=int, default=0,
+    r.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of the weights, the shuffling and dropout (default: %(default)s)")
-    r.add_argument("--data-seed", type=int, default=0,
+    r.add_argument("--data-seed", type=seed_arg, default=0,
                    help="seed of the stratified validation/test splits, kept apart from --seed "
                         "(default: %(default)s)")
     r.add_argument("--device", default="cpu", metavar="cpu|cuda|auto",
@@ -197,7 +198,8 @@ def _train_config(args: argparse.Namespace, tm):
                               reg=args.reg, lr_decay=args.lr_decay, seed=args.seed,
                               device=str(device), progress=args.progress and sys.stderr.isatty(),
                               verbose=args.verbose)
-    cfg.validate()
+    with usage_errors():
+        cfg.validate()
     return cfg, threads, device
 
 
@@ -229,7 +231,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg, threads, device = _train_config(args, tm)
     if not 0 <= args.dropout < 1:
-        raise ValueError(f"--dropout must be in [0, 1); got {args.dropout}.")
+        raise UsageError(f"--dropout must be in [0, 1); got {args.dropout}.")
     out = _new_dir(args.out, "torch", TORCH_CONFIG_FILE)
     ds, pre, X, X_val = _load(args, tm)
     model = tm.build_model(X.shape[1], args.hidden, ds.num_classes, init=args.init,

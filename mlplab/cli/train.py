@@ -8,6 +8,7 @@ import json
 import sys
 import textwrap
 
+from mlplab.cli import UsageError, seed_arg, usage_errors
 from mlplab.cli.data import add_dataset_arguments, load_dataset_from_args
 
 #: flags that map one-to-one onto RunConfig fields (dest == field name)
@@ -69,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run folder to create (default: runs/<timestamp>)")
     add_dataset_arguments(p)
     g = p.add_argument_group("data handling")
-    g.add_argument("--data-seed", type=int, default=None,
+    g.add_argument("--data-seed", type=seed_arg, default=None,
                    help="seed of the digits/folder validation split (default: 0, whatever "
                         "--seed is, so that runs with different seeds share a split)")
     g.add_argument("--preprocessing", choices=list(PREPROCESSING), default=None,
@@ -133,7 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--patience", type=int, default=None,
                    help="early stopping: stop after this many epochs without a better "
                         "validation accuracy, and keep the best parameters")
-    t.add_argument("--seed", type=int, default=None,
+    t.add_argument("--seed", type=seed_arg, default=None,
                    help="seed of the weights, batches, dropout and augmentation (default: 0)")
     t.add_argument("--eval-test", action="store_true", default=None,
                    help="also measure accuracy on the test split (do this once, at the end)")
@@ -184,7 +185,7 @@ def run_train(args: argparse.Namespace) -> int:
             (["out"] if args.out else [])
         if extra:
             flags = ", ".join("--" + k.replace("_", "-") for k in extra)
-            raise ValueError(f"--resume continues a run exactly as it was configured; drop "
+            raise UsageError(f"--resume continues a run exactly as it was configured; drop "
                              f"{flags}.")
         print(f"resuming {args.resume}", file=sys.stderr)
         result = resume_run(args.resume, progress=progress, verbose=args.verbose,
@@ -193,7 +194,8 @@ def run_train(args: argparse.Namespace) -> int:
         options = _given(args, RUN_FIELDS)
         options.update({k: getattr(args, k) for k in DATA_FIELDS})
         options.setdefault("data_seed", 0)
-        cfg = build_config(args.preset, **options)
+        with usage_errors():
+            cfg = build_config(args.preset, **options)
         args.data_seed = cfg.data_seed
         ds = load_dataset_from_args(args)
         out = args.out or default_run_dir()
@@ -243,7 +245,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from mlplab.runs import predict_images
 
     if args.top < 1:
-        raise ValueError(f"--top must be at least 1; got {args.top}.")
+        raise UsageError(f"--top must be at least 1; got {args.top}.")
     results = predict_images(args.run, args.images, top=args.top)
     if args.json:
         print(json.dumps(results, indent=2))

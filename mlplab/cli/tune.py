@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from mlplab.cli import seed_arg
 from mlplab.cli.data import add_dataset_arguments
 
 EPILOG = """\
@@ -31,6 +32,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}")
     return value
 
 
@@ -73,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="{median,hyperband}",
                    help="stop hopeless trials early from their per-epoch validation accuracy "
                         "(--prune alone: median)")
-    g.add_argument("--seed", type=int, default=0,
+    g.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of every trial's weights and batches and of the data splits "
                         "(default: %(default)s)")
     g.add_argument("--preprocess", choices=list(PREPROCESSING), default="standardize",
@@ -91,11 +102,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "journal), a .db file (default: <out>/study.db)")
     s.add_argument("--workers", type=_positive_int, default=1, metavar="K",
                    help="local worker processes (default: %(default)s)")
-    s.add_argument("--heartbeat", type=int, default=30, metavar="S",
+    s.add_argument("--heartbeat", type=_non_negative_int, default=30, metavar="S",
                    help="seconds between a running trial's heartbeats; a trial whose worker "
                         "died is marked FAIL and re-queued once (0 disables; default: "
                         "%(default)s)")
-    s.add_argument("--grace", type=int, default=None, metavar="S",
+    s.add_argument("--grace", type=_positive_int, default=None, metavar="S",
                    help="seconds without a heartbeat before a trial counts as dead "
                         "(default: twice --heartbeat)")
     s.add_argument("--search-only", action="store_true",
