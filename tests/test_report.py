@@ -146,7 +146,8 @@ def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(rmod, "STAGES", stages)
     import mlplab
 
-    # as if PyTorch were missing: the import of mlplab.torch_mlp fails
+    # as if PyTorch were missing
+    monkeypatch.setitem(sys.modules, "torch", None)
     monkeypatch.setitem(sys.modules, "mlplab.torch_mlp", None)
     monkeypatch.delattr(mlplab, "torch_mlp", raising=False)
     r = reproduce("digits", TINY, out=tmp_path, log=False, only=["q1", "q2", "q4", "summary"])
@@ -160,6 +161,20 @@ def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
     summary = _sections(md)["## Summary"]
     assert re.search(r"Q4 best PyTorch network, test \| not run", summary)
     assert "1.30378789133" in summary  # Q1 still reported
+
+
+def test_reuse_keeps_earlier_sections_and_reruns_the_selected(tmp_path):
+    first = reproduce("digits", TINY, out=tmp_path, log=False, only=["q1", "q3_toy"])
+    old = {s.key: s.data for s in first.sections}
+    second = reproduce("digits", TINY, out=tmp_path, log=False, only=["q2", "summary"],
+                       reuse=True)
+    by_key = {s.key: s for s in second.sections}
+    assert by_key["q1"].status == by_key["q2"].status == by_key["q3_toy"].status == "ok"
+    assert by_key["q1"].data == old["q1"] and by_key["q3_toy"].data == old["q3_toy"]
+    md = (tmp_path / "report.md").read_text()
+    assert "Sections kept from the earlier run" in md and "0.0158" in _sections(md)["## Summary"]
+    with pytest.raises(ValueError, match="different seed"):
+        reproduce("digits", TINY, out=tmp_path, seed=1, log=False, only=["q2"], reuse=True)
 
 
 def test_renderers_escape_and_align():

@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated stages to run, the rest marked 'not run' (data, q1, "
                         "q2, q3_toy, q3_default, q3_tuning, q3_tuned, q4, summary); later "
                         "stages need 'data'")
+    p.add_argument("--reuse", action="store_true",
+                   help="with --only: keep the earlier report's sections in --out that are not "
+                        "run again (same dataset, budget, seed and threads), e.g. to re-run a "
+                        "stage that failed")
     p.add_argument("--progress", action="store_true",
                    help="progress bars inside long stages (a line per stage is always printed)")
     p.set_defaults(func=run_reproduce)
@@ -63,7 +67,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         raise ValueError(f"--threads must be a positive integer; got {args.threads}.")
     result = reproduce(args.dataset, args.budget, args.out, args.seed, progress=args.progress,
                        debug=args.debug, only=only, threads=args.threads,
-                       loader=lambda: load_dataset_from_args(args),
+                       loader=lambda: load_dataset_from_args(args), reuse=args.reuse,
                        command=shlex.join(["mlplab", *sys.argv[1:]]) if sys.argv[1:] else None)
     missing = result.not_run()
     print(f"report: {result.markdown} and {result.html} ({len(result.sections)} sections, "

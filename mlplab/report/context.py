@@ -23,6 +23,8 @@ class Context:
     #: BLAS and PyTorch threads
     threads: int = 1
     sections: dict[str, Section] = field(default_factory=dict)
+    #: keys of sections kept from an earlier report (``reuse``)
+    reused: set[str] = field(default_factory=set)
     #: objects stages hand to later stages (the loaded dataset, the tuning result, ...)
     shared: dict[str, Any] = field(default_factory=dict)
 

@@ -54,10 +54,9 @@ def blas_threads() -> str:
 
 
 def torch_threads() -> str:
-    if "torch" not in sys.modules:
+    torch = sys.modules.get("torch")  # only if a stage loaded it: importing costs seconds
+    if torch is None:
         return "not loaded"
-    import torch
-
     return str(torch.get_num_threads())
 
 

@@ -97,7 +97,8 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
               out: str | Path | None = None, seed: int = 0, *, progress: bool = False,
               log: TextIO | bool = True, debug: bool = False,
               only: Sequence[str] | None = None, command: str | None = None,
-              loader: Callable[[], Any] | None = None, threads: int = 1) -> ReportResult:
+              loader: Callable[[], Any] | None = None, threads: int = 1,
+              reuse: bool = False) -> ReportResult:
     """Run Questions 1-4 on ``dataset`` and write the report into ``out``.
 
     Parameters
@@ -117,6 +118,9 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
         of multi-threaded BLAS on a busy machine; 2-4 help CIFAR-10 on dedicated cores.
     loader : a function returning the :class:`mlplab.data.Dataset` (e.g. with a data folder or
         split sizes); default ``load_dataset(dataset, seed=seed)``.
+    reuse : with ``only``, keep the sections of the earlier report in ``out`` that are not run
+        again (it must have used the same dataset, budget, seed and threads), e.g. to re-run one
+        stage that failed.
     """
     from threadpoolctl import threadpool_limits
 
@@ -127,24 +131,54 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(out=out, dataset=dataset, budget=b, seed=int(seed), progress=progress,
                   loader=loader, threads=int(threads))
+    earlier = _earlier_report(ctx) if reuse else None
     started = time.perf_counter()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if log is True:
         log = sys.stderr
     sections: list[Section] = []
     with threadpool_limits(limits=ctx.threads):
-        _run_stages(ctx, sections, only, debug, log)
+        _run_stages(ctx, sections, only, debug, log, earlier)
     total = time.perf_counter() - started
+    if earlier is not None:
+        total += sum(s.seconds for s in sections if s.key in ctx.reused)
     sections.append(_environment_section(ctx, sections, total, when, command))
-    return _write(ctx, sections, total, when, command)
+    return _write(ctx, sections, total, when, command, earlier)
+
+
+def _earlier_report(ctx: Context) -> dict[str, Any]:
+    from mlplab.io import read_json
+
+    path = ctx.out / "report.json"
+    if not path.is_file():
+        raise ValueError(f"--reuse: there is no earlier report in {ctx.out} (no report.json).")
+    doc = read_json(path)
+    mine = {"dataset": ctx.dataset, "budget": ctx.budget.to_dict(), "seed": ctx.seed,
+            "threads": ctx.threads}
+    theirs = {k: doc.get(k) for k in mine}
+    theirs["budget"] = theirs["budget"] and {k: tuple(v) if isinstance(v, list) else v
+                                             for k, v in theirs["budget"].items()}
+    diff = [k for k in mine if mine[k] != theirs[k]]
+    if diff:
+        raise ValueError(f"--reuse: the earlier report in {ctx.out} used a different "
+                         f"{', '.join(diff)} ({', '.join(f'{k}={theirs[k]}' for k in diff)}); "
+                         "its sections would not match. Run without --reuse.")
+    doc["loaded"] = dict(_load_sections(doc))
+    return doc
 
 
 def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | None, debug: bool,
-                log: TextIO | bool) -> None:
+                log: TextIO | bool, earlier: dict[str, Any] | None = None) -> None:
     for i, stage in enumerate(STAGES, 1):
         label = f"[{i}/{len(STAGES)}] {stage.title or stage.group}"
         section = Section(stage.key, stage.group, stage.title)
-        if only is not None and stage.key not in only:
+        old = (earlier or {}).get("loaded", {}).get(stage.key)
+        if only is not None and stage.key not in only and old is not None and \
+                old.status == "ok":
+            section = old
+            ctx.reused.add(stage.key)
+            _print(log, f"reproduce {label}: reused from the earlier report")
+        elif only is not None and stage.key not in only:
             section.status, section.reason = "not run", "not selected (--only)."
         else:
             _print(log, f"reproduce {label} ...")
@@ -196,8 +230,9 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
                      ("budget", ", ".join(f"{k}={v}" for k, v in ctx.budget.to_dict().items()
                                           if k != "extra"))]
                     + env.environment(), "Versions, hardware and settings"))
-    rows = [[sec.title or sec.group, sec.status, seconds(sec.seconds), seconds(sec.cpu_seconds)]
-            for sec in sections]
+    rows = [[sec.title or sec.group,
+             sec.status + (" (reused from the earlier run)" if sec.key in ctx.reused else ""),
+             seconds(sec.seconds), seconds(sec.cpu_seconds)] for sec in sections]
     rows.append(["**total**", "", seconds(total), seconds(sum(s.cpu_seconds for s in sections))])
     s.add(Table(["stage", "status", "wall time", "CPU time"], rows,
                 "Wall time and CPU time (all threads) of each stage"))
@@ -207,7 +242,7 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
 
 
 def _write(ctx: Context, sections: list[Section], total: float, when: str,
-           command: str | None) -> ReportResult:
+           command: str | None, earlier: dict[str, Any] | None = None) -> ReportResult:
     from mlplab.io import write_json
 
     title = f"mlplab study report: {ctx.dataset}, {ctx.budget.name} budget"
@@ -217,6 +252,11 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
         f"{seconds(sum(s.cpu_seconds for s in sections))}; seed {ctx.seed}, and the same seed "
         "gives the same numbers).",
     ]
+    if ctx.reused:
+        names = ", ".join(s.title or s.group for s in sections if s.key in ctx.reused)
+        intro.append(f"Sections kept from the earlier run `{earlier['command']}` of "
+                     f"{earlier['date']} (same dataset, budget, seed and threads): {names}. "
+                     "Times include theirs.")
     skipped = [s for s in sections if s.status != "ok"]
     if skipped:
         intro.append("Not run: " + "; ".join(f"{s.title or s.group} ({s.reason})"
@@ -255,13 +295,14 @@ def render(out: str | Path) -> tuple[Path, Path]:
 
     out = Path(out)
     doc = read_json(out / "report.json")
-    sections = []
-    for key, s in doc["sections"].items():
-        sec = Section(key, s["group"], s["title"], [block_from_dict(b) for b in s["blocks"]],
-                      s["data"], s["status"], s["reason"], s["seconds"],
-                      s.get("cpu_seconds", 0.0))
-        sections.append(sec)
-    return _render(out, doc["title"], doc["intro"], sections)
+    return _render(out, doc["title"], doc["intro"], [s for _, s in _load_sections(doc)])
+
+
+def _load_sections(doc: dict[str, Any]) -> list[tuple[str, Section]]:
+    return [(key, Section(key, s["group"], s["title"], [block_from_dict(b) for b in s["blocks"]],
+                          s["data"], s["status"], s["reason"], s["seconds"],
+                          s.get("cpu_seconds", 0.0)))
+            for key, s in doc["sections"].items()]
 
 
 __all__ = ["STAGES", "ReportResult", "Stage", "default_out", "render", "reproduce"]

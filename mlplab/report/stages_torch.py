@@ -10,10 +10,11 @@ from mlplab.report.style import report_style
 
 
 def stage_q4(ctx: Context, section: Section) -> None:
-    try:
-        from mlplab import torch_mlp
-    except ImportError as exc:
-        raise StageSkipped(f"PyTorch is not installed ({exc.__class__.__name__}: {exc})") from None
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise StageSkipped("PyTorch is not installed (pip install 'mlplab[torch]').")
+    from mlplab import torch_mlp
     ds = ctx.need("dataset", "the dataset")
 
     # the exercise's input pipeline for this part: scale to [0, 1], normalise (0.5, 0.5)
