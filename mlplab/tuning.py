@@ -551,6 +551,9 @@ class _ReportCallback(Callback):
         import optuna
 
         self.trial.report(float(logs["val_acc"]), epoch)
+        cfg = trainer.config
+        if cfg.iters is None and epoch >= cfg.epochs:
+            return  # the trial is finished: pruning it now would only throw its result away
         if self.trial.should_prune():
             self.trial.set_user_attr("epochs", epoch)
             raise optuna.TrialPruned(f"validation accuracy {logs['val_acc']:.4f} after epoch "
