@@ -130,8 +130,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The JSON in ``path``; a ``ValueError`` naming the file if it is not valid JSON (UTF-8)."""
     with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+        try:
+            return json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc}); was it edited by hand or "
+                             "damaged?") from None
 
 
 def write_csv(path: str | os.PathLike, header: Sequence[str],
