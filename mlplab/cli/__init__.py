@@ -24,7 +24,7 @@ class CLIError(Exception):
     """An error to report to the user as one line (exit code 1)."""
 
 
-class UsageError(CLIError):
+class UsageError(CLIError, ValueError):
     """Arguments that cannot work (a value out of range, flags that exclude each other): one
     line and exit code 2, like argparse's own errors."""
 
