@@ -1,0 +1,317 @@
+"""Every ``mlplab`` command with bad arguments: exit code 2 for usage errors, 1 for runtime errors,
+one line on stderr, and no Python traceback unless ``--debug``.
+
+The first part walks the parser itself, so a command or option added later is covered without
+editing this file: for every command, ``--help``, an unknown option, a missing required argument,
+a non-number for every typed option and an unknown value for every option with choices. The
+second part gives each command values that parse but cannot work (negative learning rate, zero
+batch, hidden size 0, dropout 1, NaN, ...) and files that are missing or corrupt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlplab.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _commands(parser: argparse.ArgumentParser, prefix=()) -> list[tuple[tuple[str, ...],
+                                                                     argparse.ArgumentParser]]:
+    """Every (sub)command path and its parser, leaves and groups alike."""
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out.append(((*prefix, name), sub))
+                out += _commands(sub, (*prefix, name))
+    return out
+
+
+COMMANDS = _commands(build_parser())
+
+
+def _required(parser: argparse.ArgumentParser) -> list[str]:
+    """Placeholder values for the required arguments, so that one option at a time is wrong."""
+    args = []
+    for a in parser._actions:
+        if a.option_strings and a.required:
+            args += [a.option_strings[0], _good_value(a)]
+    for a in parser._actions:
+        if not a.option_strings and not isinstance(a, argparse._SubParsersAction) and \
+                a.nargs not in ("?", "*"):
+            args.append(_good_value(a))
+    return args
+
+
+def _good_value(action: argparse.Action) -> str:
+    if action.choices:
+        return str(next(iter(action.choices)))
+    return "3" if action.type not in (None, str) else "digits"
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    with np.errstate(all="ignore"):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _assert_one_line_error(err: str, code: int, expected: int, argv) -> None:
+    assert code == expected, (argv, code, err)
+    assert "Traceback" not in err, (argv, err)
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and errors[0].startswith("mlplab"), (argv, err)
+    assert err.strip().splitlines()[-1] == errors[0], (argv, err)  # the error comes last
+
+
+def _leaves():
+    return [(path, p) for path, p in COMMANDS
+            if not any(isinstance(a, argparse._SubParsersAction) for a in p._actions)]
+
+
+def test_the_walk_sees_every_command():
+    names = {" ".join(path) for path, _ in _leaves()}
+    assert {"check", "gradcheck", "data info", "data show", "data download", "train", "evaluate",
+            "predict", "tune", "torch train", "torch depth"} <= names, names
+
+
+@pytest.mark.parametrize("path", [" ".join(p) for p, _ in COMMANDS])
+def test_help_explains_itself(path, capsys):
+    code, out, err = _run([*path.split(), "--help"], capsys)
+    assert code == 0 and out.startswith("usage: mlplab") and "Traceback" not in err
+    assert len(out.splitlines()) >= 3  # a description, not just a usage line
+
+
+def _bad_invocations():
+    """(argv, why) pairs that argparse itself must refuse, for every command."""
+    for path, parser in _leaves():
+        base = [*path, *_required(parser)]
+        yield [*base, "--no-such-option"], "unknown option"
+        if _required(parser):
+            yield list(path), "missing required arguments"
+        for a in parser._actions:
+            if not a.option_strings or a.nargs == 0 or a.dest == "help":
+                continue
+            flag = a.option_strings[-1]
+            if a.choices:
+                yield [*base, flag, "no-such-choice"], f"{flag} choice"
+            elif a.type not in (None, str):
+                yield [*base, flag, "not-a-number!"], f"{flag} type"
+            if a.nargs is None:
+                yield [*base, flag], f"{flag} without its value"
+
+
+BAD = list(_bad_invocations())
+
+
+@pytest.mark.parametrize("argv,why", BAD, ids=[f"{' '.join(a[:2])}: {w}" for a, w in BAD])
+def test_argparse_usage_errors_exit_2_in_one_line(argv, why, capsys):
+    code, _, err = _run(argv, capsys)
+    _assert_one_line_error(err, code, 2, argv)
+
+
+# --------------------------------------------------------------------------- values that parse
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    from mlplab.runs import train_run
+
+    out = tmp_path_factory.mktemp("cli") / "run"
+    train_run(dataset="digits", hidden=[8], epochs=1, out=out, plots=False)
+    return out
+
+
+T = ["--dataset", "digits", "--epochs", "1", "--quiet", "--no-plots", "--out", "OUT"]
+TUNE = ["tune", "--trials", "1", "--search-only", "--no-progress", "--out", "OUT"]
+USAGE = [  # (argv, message): parse, but can never work -> exit 2
+    (["train", "--lr", "-1", *T], "lr must be a finite number > 0"),
+    (["train", "--lr", "0", *T], "lr must be a finite number > 0"),
+    (["train", "--lr", "nan", *T], "got nan"),
+    (["train", "--lr", "inf", *T], "got inf"),
+    (["train", "--batch-size", "0", *T], "batch_size must be an integer >= 1"),
+    (["train", "--hidden", "0", *T], "hidden sizes must be positive"),
+    (["train", "--hidden", "64,0", *T], "hidden sizes must be positive"),
+    (["train", "--dropout", "1", *T], "dropout must be in [0, 1)"),
+    (["train", "--dropout", "-0.5", *T], "dropout must be in [0, 1)"),
+    (["train", "--dropout", "nan", *T], "dropout must be in [0, 1)"),
+    (["train", "--epochs", "0", "--quiet", "--out", "OUT"], "epochs must be an integer >= 1"),
+    (["train", "--iters", "-3", "--quiet", "--out", "OUT"], "iters must be an integer >= 1"),
+    (["train", "--reg", "-1", *T], "reg must be a finite number >= 0"),
+    (["train", "--momentum", "1.5", "--optimizer", "momentum", *T], "momentum must be"),
+    (["train", "--lr-decay", "0", *T], "lr_decay must be a number in (0, 1]"),
+    (["train", "--lr-decay", "1.5", *T], "lr_decay must be a number in (0, 1]"),
+    (["train", "--std", "-1", "--init", "normal", *T], "std must be a finite number > 0"),
+    (["train", "--patience", "0", *T], "patience must be"),
+    (["train", "--step-epochs", "0", "--schedule", "step", *T], "step_epochs must be"),
+    (["train", "--warmup-epochs", "-1", *T], "warmup_epochs must be"),
+    (["train", "--min-lr", "-1", "--schedule", "cosine", *T], "min_lr must be"),
+    (["train", "--weight-decay", "-0.1", *T], "weight_decay must be"),
+    (["train", "--weight-decay", "0.1", "--optimizer", "sgd", *T], "adam optimizer only"),
+    (["train", "--seed", "-1", *T], "--seed: expected an integer between 0 and 2**32 - 1"),
+    (["train", "--val-size", "-5", *T], "--val-size: expected a count >= 0"),
+    (["train", "--image-size", "0", *T], "--image-size: image size must be a positive"),
+    (["train", "--resume", "RUN", "--lr", "0.1"], "drop --lr"),
+    (["predict", "RUN", "IMG", "--top", "0"], "--top must be at least 1"),
+    (["gradcheck", "--hidden", "0"], "hidden sizes must be positive"),
+    (["gradcheck", "--samples", "0"], "--samples must be at least 1"),
+    (["gradcheck", "--inputs", "0"], "input_size must be an integer >= 1"),
+    (["gradcheck", "--classes", "1"], "num_classes must be an integer >= 2"),
+    (["gradcheck", "--dropout", "1"], "dropout must be a number in [0, 1)"),
+    (["gradcheck", "--reg", "-1"], "--reg must be a finite number >= 0"),
+    (["gradcheck", "--tol", "0"], "--tol must be a number > 0"),
+    (["data", "info", "digits", "--seed", "-2"], "--seed: expected an integer"),
+    (["data", "show", "digits", "--out", "OUT/g.png", "--per-class", "0"], "--per-class must"),
+    ([*TUNE, "--trials", "0"], "--trials: expected a positive integer"),
+    ([*TUNE, "--workers", "0"], "--workers: expected a positive integer"),
+    ([*TUNE, "--timeout", "-5"], "--timeout: expected a positive number of seconds"),
+    ([*TUNE, "--heartbeat", "-1"], "--heartbeat: expected an integer >= 0"),
+    ([*TUNE, "--seed", "-1"], "--seed: expected an integer"),
+    ([*TUNE, "--train-size", "0"], "--train-size: expected a positive integer"),
+    (["torch", "train", "--epochs", "0", "--out", "OUT"], "--epochs: expected a positive"),
+    (["torch", "train", "--lr", "-1", "--out", "OUT"], "lr must be a finite number > 0"),
+    (["torch", "train", "--batch-size", "0", "--out", "OUT"], "--batch-size: expected"),
+    (["torch", "train", "--hidden", "0", "--out", "OUT"], "--hidden: expected positive"),
+    (["torch", "train", "--dropout", "1", "--out", "OUT"], "--dropout must be in [0, 1)"),
+    (["torch", "train", "--lr-decay", "0", "--out", "OUT"], "lr_decay must be in (0, 1]"),
+    (["torch", "train", "--reg", "-1", "--out", "OUT"], "must be a finite number >= 0"),
+    (["torch", "depth", "--layers", "0", "--out", "OUT"], "--layers: expected positive"),
+]
+
+
+def _fill(argv: list[str], tmp_path: Path, run_dir: Path) -> list[str]:
+    img = tmp_path / "x.png"
+    if not img.exists():
+        from PIL import Image
+
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
+    subs = {"OUT": str(tmp_path / "out"), "RUN": str(run_dir), "IMG": str(img)}
+    out = []
+    for a in argv:
+        for key, value in subs.items():
+            a = a.replace(key, value)
+        out.append(a)
+    return out
+
+
+@pytest.mark.parametrize("argv,message", USAGE, ids=[" ".join(a[:3]) for a, _ in USAGE])
+def test_impossible_values_are_usage_errors(argv, message, tmp_path, run_dir, capsys):
+    argv = _fill(argv, tmp_path, run_dir)
+    code, _, err = _run(argv, capsys)
+    _assert_one_line_error(err, code, 2, argv)
+    assert message in err, err
+    assert not (tmp_path / "out").exists() or argv[0] == "data", "nothing is written"
+
+
+def _corrupt_run(tmp_path: Path, run_dir: Path, what: str) -> Path:
+    import shutil
+
+    run = tmp_path / "corrupt"
+    shutil.copytree(run_dir, run)
+    if what == "truncated":
+        data = (run / "model.npz").read_bytes()
+        (run / "model.npz").write_bytes(data[:len(data) // 2])
+    elif what == "garbage":
+        (run / "model.npz").write_bytes(os.urandom(300))
+    elif what == "config":
+        (run / "config.json").write_text("{not json")
+    return run
+
+
+RUNTIME = [  # (argv, message): well-formed, but the files or the world say no -> exit 1
+    (["train", "--dataset", "folder:/nonexistent/folder", "--quiet", "--out", "OUT"],
+     "no such folder"),
+    (["train", "--dataset", "cifar10", "--data-dir", "OUT", "--quiet", "--out", "OUT/r"],
+     "CIFAR-10 not found"),
+    (["train", "--dataset", "no-such-dataset", "--quiet", "--out", "OUT"], "unknown dataset"),
+    (["train", "--val-size", "100000", *T], "val_size must be between 0 and"),
+    (["train", "--resume", "/nonexistent/run"], "is not a run folder"),
+    (["train", "--resume", "RUN"], "has already completed"),
+    (["train", *T[:-2], "--out", "RUN"], "already holds a run"),
+    (["evaluate", "/nonexistent/run"], "is not a folder"),
+    (["evaluate", "CORRUPT:truncated"], "not a readable .npz file"),
+    (["evaluate", "CORRUPT:garbage"], "not a readable .npz file"),
+    (["evaluate", "CORRUPT:config"], "config.json is not valid JSON"),
+    (["predict", "RUN", "/nonexistent.png"], "no such image file"),
+    (["predict", "RUN", "RUN/config.json"], "is not a readable image"),
+    (["data", "info", "mnist", "--data-dir", "OUT"], "mnist not found"),
+    (["data", "download", "mnist", "--data-dir", "OUT", "--mirror", "http://127.0.0.1:1/"],
+     "cannot download"),
+    ([*TUNE, "--search-space", "/nonexistent.yaml"], "does not exist"),
+    (["torch", "train", "--dataset", "folder:/nonexistent", "--out", "OUT"], "no such folder"),
+]
+
+
+@pytest.mark.parametrize("argv,message", RUNTIME, ids=[" ".join(a[:2]) for a, _ in RUNTIME])
+def test_runtime_errors_exit_1_in_one_line(argv, message, tmp_path, run_dir, capsys,
+                                           monkeypatch):
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "data-root"))
+    argv = _fill(argv, tmp_path, run_dir)
+    argv = [str(_corrupt_run(tmp_path, run_dir, a.split(":")[1])) if a.startswith("CORRUPT:")
+            else a for a in argv]
+    code, _, err = _run(argv, capsys)
+    _assert_one_line_error(err, code, 1, argv)
+    assert message in err, err
+
+
+def test_unexpected_exceptions_are_one_line_too_and_debug_shows_them(monkeypatch, capsys):
+    import zipfile
+
+    import mlplab.cli.check as check
+
+    def broken(args):
+        raise zipfile.BadZipFile("line one\nline two")  # not an ...Error: a bug's look-alike
+
+    monkeypatch.setattr(check, "run_check", broken)
+    code, _, err = _run(["check"], capsys)
+    _assert_one_line_error(err, code, 1, ["check"])
+    assert "internal error (BadZipFile: line one line two)" in err and "--debug" in err
+    with pytest.raises(zipfile.BadZipFile):
+        main(["--debug", "check"])
+
+
+def test_debug_shows_the_traceback_of_a_user_error(capsys):
+    with pytest.raises(ValueError, match="lr must be"):
+        main(["--debug", "train", "--lr", "-1", "--quiet"])
+
+
+def test_a_real_process_prints_no_traceback(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for argv, code in ((["train", "--lr", "-1"], 2), (["evaluate", str(tmp_path)], 1),
+                       (["train", "--hidden", "x"], 2)):
+        res = subprocess.run([sys.executable, "-m", "mlplab", *argv], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == code and "Traceback" not in res.stderr, res.stderr
+        assert res.stderr.strip().splitlines()[-1].startswith("mlplab ")
+
+
+def test_non_utf8_names_through_the_cli(tmp_path):
+    """A folder whose path is not UTF-8 works; a class folder whose name is not UTF-8 is a
+    one-line error (the name becomes a label in files and reports)."""
+    from PIL import Image
+
+    root = os.path.join(os.fsencode(tmp_path), b"caf\xe9")
+    for cls in (b"cat", b"dog"):
+        os.makedirs(os.path.join(root, cls))
+        for i in range(3):
+            Image.new("L", (4, 4), 40 * i).save(os.fsdecode(os.path.join(root, cls,
+                                                                         b"\xff%d.png" % i)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLPLAB_DATA": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "mlplab", "data", "info", "folder:" + os.fsdecode(root),
+           "--val-size", "0", "--test-size", "0"]
+    res = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    assert res.returncode == 0 and b"cat" in res.stdout, res.stderr
+    os.rename(os.path.join(root, b"dog"), os.path.join(root, b"d\xf6g"))
+    res = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    err = res.stderr.decode("utf-8", "replace")
+    assert res.returncode == 1 and "is not valid UTF-8" in err and "Traceback" not in err
