@@ -39,7 +39,8 @@ def check_y(y: object, n_samples: int, n_classes: int | None = None, name: str =
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of class labels; got shape {arr.shape}.")
     if arr.shape[0] != n_samples:
-        raise ValueError(f"{name} has {arr.shape[0]} labels but X has {n_samples} rows.")
+        x_name = "X" + name[1:] if name.startswith("y") else "X"  # y_val goes with X_val
+        raise ValueError(f"{name} has {arr.shape[0]} labels but {x_name} has {n_samples} rows.")
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
             raise ValueError(f"{name} must hold integer class labels; got non-integer values.")
