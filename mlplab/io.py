@@ -342,11 +342,18 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model fil
 
         try:
             prep = Pipeline.from_state_dict(prep_arrays)
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{source}: the stored preprocessing is invalid ({exc}).") from None
-    elif prep is not None:
+    elif isinstance(prep, dict):
         prep = {**prep, **prep_arrays}
-    return LoadedModel(model, prep, dict(meta.get("extra") or {}))
+    elif prep is not None:
+        raise ValueError(f"{source}: the stored preprocessing must be a JSON object or null; got "
+                         f"{type(prep).__name__}.")
+    extra = meta.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise ValueError(f"{source}: the stored 'extra' must be a JSON object; got "
+                         f"{type(extra).__name__}.")
+    return LoadedModel(model, prep, dict(extra))
 
 
 def _check_layer_shapes(config: Mapping[str, Any], params: Mapping[str, np.ndarray],
