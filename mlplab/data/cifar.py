@@ -119,7 +119,7 @@ def parse_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
                            f"{desc}.")
     try:
         y = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DatasetError(f"{source}: 'labels' must be a list of integers.") from None
     if y.shape != (len(X),):
         raise DatasetError(f"{source}: {len(X)} images but {y.size} labels.")
