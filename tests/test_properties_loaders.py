@@ -376,3 +376,13 @@ def test_image_folder_on_hostile_files_and_names(scratch, files, size):
         assert len(ds.X_train) == len(files)
         assert ds.classes == sorted(os.fsdecode(c) for c in {c for c, _, _ in files})
         assert all(c.encode("utf-8") for c in ds.classes)  # class names are valid text
+
+
+def test_found_by_the_deep_search():
+    """A 20x search (MLPLAB_HYPOTHESIS_SCALE=20) found labels too large for int64 raising
+    OverflowError instead of a DatasetError."""
+    for labels in ([1e300], [2**70], 1e300):
+        data = pickle.dumps({**_batch(1), b"labels": labels}, protocol=3)
+        error = bounded(lambda d=data: parse_batch(d, "data_batch_1"), "data_batch_1")
+        assert isinstance(error, DatasetError) and "'labels' must be a list of integers" in str(
+            error)

@@ -267,3 +267,19 @@ def test_absurd_config_is_refused_before_building(scratch, originals):
     np.savez(path, **arrays)
     error = bounded(lambda: io.load_model(path), str(path))
     assert isinstance(error, ValueError) and "the config implies (1000000, 1000000)" in str(error)
+
+
+@pytest.mark.parametrize("field,value", [("preprocessing", True), ("preprocessing", "mean"),
+                                         ("preprocessing", [1, 2]), ("extra", ["ab"]),
+                                         ("extra", "x"), ("class", ["MLP"])])
+def test_found_by_the_deep_search(scratch, originals, field, value):
+    """Cases a 20x search (MLPLAB_HYPOTHESIS_SCALE=20) found: non-object ``preprocessing`` or
+    ``extra`` in ``__meta__`` raised TypeError, or a ValueError without the file name."""
+    arrays = dict(originals["twolayer"])
+    meta = json.loads(str(arrays["__meta__"]))
+    meta[field] = value
+    arrays["__meta__"] = io.json_array(meta)
+    path = scratch / "regression.npz"
+    np.savez(path, **arrays)
+    result = bounded(lambda: io.load_model(path), str(path))
+    assert isinstance(result, ValueError) or field == "class"
