@@ -208,3 +208,29 @@ def test_killed_worker_trial_fails_by_heartbeat_and_study_resumes(kind, tmp_path
     assert notes[killed.number] == \
         f"worker lost (no heartbeat); re-queued as trial {retries[0].number}"
     assert notes[retries[0].number] == f"retry of trial {killed.number}"
+
+
+OPEN_TOGETHER = """
+import pathlib, sys, time
+from mlplab.tuning import StorageSpec
+url, folder, me, n = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+(folder / me).touch()
+while len(list(folder.iterdir())) < n:  # a barrier: all open the fresh database together
+    time.sleep(0.001)
+StorageSpec(url).open()
+"""
+
+
+def test_workers_starting_together_on_an_empty_database(tmp_path):
+    """Optuna's RDBStorage alone fails (IntegrityError / "table already exists") in some of the
+    processes that create its tables in an empty database at the same time; mlplab retries."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_TOGETHER, url, str(barrier), str(i),
+                               "3"], env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+             for i in range(3)]
+    for p in procs:
+        _finish(p, timeout=60)
+    optuna.create_study(storage=url, study_name="ok")  # the schema is complete and usable
