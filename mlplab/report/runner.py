@@ -139,10 +139,11 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     sections: list[Section] = []
     with threadpool_limits(limits=ctx.threads):
         _run_stages(ctx, sections, only, debug, log, earlier)
-    total = time.perf_counter() - started
-    if earlier is not None:
-        total += sum(s.seconds for s in sections if s.key in ctx.reused)
-    sections.append(_environment_section(ctx, sections, total, when, command))
+        total = time.perf_counter() - started
+        if earlier is not None:
+            total += sum(s.seconds for s in sections if s.key in ctx.reused)
+        # inside the limits, so that the table shows the threads the stages ran with
+        sections.append(_environment_section(ctx, sections, total, when, command))
     return _write(ctx, sections, total, when, command, earlier)
 
 

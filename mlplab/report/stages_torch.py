@@ -37,8 +37,8 @@ def stage_q4(ctx: Context, section: Section) -> None:
         f"layer of {torch_mlp.HIDDEN[0]}; every hidden layer has {torch_mlp.HIDDEN[0]} units), "
         f"Adam lr {torch_mlp.LR:g}, weight decay {torch_mlp.REG:g}, batch "
         f"{torch_mlp.BATCH_SIZE}, {b.torch_epochs} epochs, lr × {torch_mlp.LR_DECAY} per "
-        f"epoch, inputs normalised with mean 0.5 and std 0.5, seed {ctx.seed}, {threads} "
-        "PyTorch threads. *exercise* initialisation: every weight ~ N(0, std 1e-3), biases 0; "
+        f"epoch, inputs normalised with mean 0.5 and std 0.5, seed {ctx.seed}, PyTorch "
+        f"threads: {threads}. *exercise* initialisation: every weight ~ N(0, std 1e-3), biases 0; "
         "*default*: PyTorch's own. Only the best network by validation accuracy of each "
         "initialisation is run on the test split, once."))
     rows = []
