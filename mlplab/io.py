@@ -71,7 +71,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
     except OSError as exc:
-        if exc.errno in _DISK_FULL:
+        if is_disk_full(exc):
             raise DiskFullError(path, exc) from None
         raise
     finally:
@@ -80,6 +80,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """Whether ``exc`` says the disk (or the quota, or the file size limit) is full."""
+    return exc.errno in _DISK_FULL and not isinstance(exc, DiskFullError)
 
 
 class DiskFullError(OSError):

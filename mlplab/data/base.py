@@ -154,6 +154,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        from mlplab.io import DiskFullError, is_disk_full
+
+        if is_disk_full(exc):  # one clear line, as for every other file mlplab writes
+            raise DiskFullError(path, exc) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
