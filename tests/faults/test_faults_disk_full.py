@@ -199,3 +199,34 @@ def test_real_full_tmpfs(tmp_path):
     a, b = (io.load_model(d / "model.npz").model.state_dict() for d in (copy, ref))
     assert all(a[k].tobytes() == b[k].tobytes() for k in b)
     assert read_history(copy / "history.csv") == read_history(ref / "history.csv")
+
+
+def test_full_disk_while_writing_a_figure_and_a_folder_cache(tmp_path, monkeypatch, capsys):
+    """Files written through the data package's own atomic writer (figures of ``data show``)
+    fail the same way; the decoded-image cache is optional, so a full disk there only warns."""
+    import builtins
+
+    disk = FullDisk()
+    monkeypatch.setattr(stdio, "open", disk.open)
+    monkeypatch.setattr(builtins, "open", disk.open)  # how matplotlib opens files
+    out = tmp_path / "grid.png"
+    disk.fill(".grid.png.", free=100)
+    code = main(["data", "show", "digits", "--out", str(out), "--per-class", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and not out.exists() and disk.failures >= 1
+    assert err[-1].startswith(f"mlplab data: error: no space left on device while writing {out}")
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temporary file left
+
+    from PIL import Image
+
+    from mlplab.data import load_dataset
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (4, 4), 50 * i).save(tmp_path / "imgs" / cls / f"{i}.png")
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
+    disk.fill(".imgs-", free=100)  # the cache file's temporary name: .imgs-<key>.npz.<random>
+    with pytest.warns(UserWarning, match="could not write the image cache"):
+        ds = load_dataset(f"folder:{tmp_path / 'imgs'}", val_size=0, test_size=0)
+    assert len(ds.y_train) == 6 and disk.failures >= 2
