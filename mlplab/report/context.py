@@ -23,6 +23,9 @@ class Context:
     #: BLAS and PyTorch threads
     threads: int = 1
     sections: dict[str, Section] = field(default_factory=dict)
+    #: the stages asked for (None: all) and whether an earlier report's sections are kept
+    only: list[str] | None = None
+    reuse: bool = False
     #: keys of sections kept from an earlier report (``reuse``)
     reused: set[str] = field(default_factory=set)
     #: objects stages hand to later stages (the loaded dataset, the tuning result, ...)

@@ -80,6 +80,9 @@ class Section:
     #: CPU time of the process during the stage (all threads): on a busy machine it says what
     #: the stage costs when wall time does not
     cpu_seconds: float = 0.0
+    #: the run that produced the section: ``{"command": ..., "date": ...}`` (kept when a later
+    #: run reuses it)
+    origin: dict[str, str] = field(default_factory=dict)
 
     def add(self, *blocks: Block) -> Section:
         self.blocks.extend(blocks)

@@ -131,6 +131,7 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(out=out, dataset=dataset, budget=b, seed=int(seed), progress=progress,
                   loader=loader, threads=int(threads))
+    ctx.only, ctx.reuse = (list(only) if only is not None else None), bool(reuse)
     earlier = _earlier_report(ctx) if reuse else None
     started = time.perf_counter()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -218,6 +219,10 @@ def _command(ctx: Context, command: str | None) -> str:
         return command
     parts = ["mlplab", "reproduce", "--dataset", ctx.dataset, "--budget", ctx.budget.name,
              "--seed", str(ctx.seed), "--threads", str(ctx.threads), "--out", str(ctx.out)]
+    if ctx.only is not None:
+        parts += ["--only", ",".join(ctx.only)]
+    if ctx.reuse:
+        parts.append("--reuse")
     return shlex.join(parts)
 
 
@@ -253,11 +258,19 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
         f"{seconds(sum(s.cpu_seconds for s in sections))}; seed {ctx.seed}, and the same seed "
         "gives the same numbers).",
     ]
+    for sec in sections:
+        if not sec.origin:
+            sec.origin = {"command": _command(ctx, command), "date": when}
     if ctx.reused:
-        names = ", ".join(s.title or s.group for s in sections if s.key in ctx.reused)
-        intro.append(f"Sections kept from the earlier run `{earlier['command']}` of "
-                     f"{earlier['date']} (same dataset, budget, seed and threads): {names}. "
-                     "Times include theirs.")
+        runs: dict[tuple[str, str], list[str]] = {}
+        for sec in sections:
+            if sec.key in ctx.reused:
+                runs.setdefault((sec.origin["command"], sec.origin["date"]), []).append(
+                    sec.title or sec.group)
+        intro.append("Sections kept from earlier runs (same dataset, budget, seed and threads; "
+                     "times include theirs): " + "; ".join(
+                         f"{', '.join(names)} from `{cmd}` of {date}"
+                         for (cmd, date), names in runs.items()) + ".")
     skipped = [s for s in sections if s.status != "ok"]
     if skipped:
         intro.append("Not run: " + "; ".join(f"{s.title or s.group} ({s.reason})"
@@ -270,7 +283,8 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
         "seconds": total,
         "sections": {s.key: {"group": s.group, "title": s.title, "status": s.status,
                              "reason": s.reason, "seconds": s.seconds,
-                             "cpu_seconds": s.cpu_seconds, "data": s.data,
+                             "cpu_seconds": s.cpu_seconds, "origin": s.origin,
+                             "data": s.data,
                              "figures": s.figures(),
                              "blocks": [block_to_dict(b) for b in s.blocks]}
                      for s in sections},
@@ -302,7 +316,8 @@ def render(out: str | Path) -> tuple[Path, Path]:
 def _load_sections(doc: dict[str, Any]) -> list[tuple[str, Section]]:
     return [(key, Section(key, s["group"], s["title"], [block_from_dict(b) for b in s["blocks"]],
                           s["data"], s["status"], s["reason"], s["seconds"],
-                          s.get("cpu_seconds", 0.0)))
+                          s.get("cpu_seconds", 0.0),
+                          s.get("origin") or {"command": doc["command"], "date": doc["date"]}))
             for key, s in doc["sections"].items()]
 
 
