@@ -41,6 +41,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -597,6 +598,8 @@ def main(argv: list[str] | None = None) -> None:
     env_text = environment(args)
     print(env_text, flush=True)
     folder = Path(tempfile.mkdtemp(prefix="mlplab-bench-"))
+    # a plain `kill` ends the run through the finally below, which removes the data files
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     steps = args.n_train // args.batch_size
     blocks, raw = [], {}
     started = time.time()
