@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -193,9 +194,13 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
             return {key: data[key] for key in data.files}
     except _NpzRefused as exc:
         raise ValueError(f"{path}: {exc}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
-        raise ValueError(f"{path} is not a readable .npz file ({exc}); it may be truncated or "
-                         "not an mlplab file.") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error, struct.error,
+            OverflowError, NotImplementedError, RuntimeError) as exc:
+        # zipfile raises NotImplementedError for an unknown version or compression method and
+        # RuntimeError for an "encrypted" entry: a damaged header can claim either
+        detail = " ".join(str(exc).split())
+        raise ValueError(f"{path} is not a readable .npz file ({type(exc).__name__}: {detail});"
+                         " it may be truncated or not an mlplab file.") from None
 
 
 class _NpzRefused(Exception):
