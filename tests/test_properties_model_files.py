@@ -283,3 +283,19 @@ def test_found_by_the_deep_search(scratch, originals, field, value):
     np.savez(path, **arrays)
     result = bounded(lambda: io.load_model(path), str(path))
     assert isinstance(result, ValueError) or field == "class"
+
+
+@pytest.mark.parametrize("offset,value", [(4, 0x6B), (6, 0x01), (8, 0x63)])
+def test_zip_headers_claiming_a_new_version_encryption_or_compression(scratch, offset, value):
+    """A damaged local header can claim a zip version or compression method zipfile does not
+    implement (NotImplementedError) or an encrypted entry (RuntimeError): still a ValueError."""
+    buf = stdio.BytesIO()
+    np.savez(buf, __meta__=np.array("{}"))
+    data = bytearray(buf.getvalue())
+    data[offset] = value  # local file header: version needed (4), flags (6), method (8)
+    cd = data.rfind(b"PK\x01\x02")  # and the same fields in the central directory
+    data[cd + offset + 2] = value
+    path = scratch / "zipflag.npz"
+    path.write_bytes(bytes(data))
+    error = bounded(lambda: io.load_model(path), str(path))
+    assert isinstance(error, ValueError) and "is not a readable .npz file" in str(error)
