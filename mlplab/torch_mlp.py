@@ -524,8 +524,14 @@ class DepthResult:
     history: History | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("history")
+        """JSON-able: the row, plus train/validation accuracy and the mean loss per epoch."""
+        d = {k: v for k, v in asdict(self).items() if k != "history"}
+        h = self.history
+        if h is not None and h.val_acc:
+            per_epoch = len(h.loss) // len(h.val_acc)
+            d["epochs"] = {"train_acc": list(h.train_acc), "val_acc": list(h.val_acc),
+                           "mean_loss": [float(np.mean(h.loss[i * per_epoch:(i + 1) * per_epoch]))
+                                         for i in range(len(h.val_acc))]}
         return d
 
 

@@ -110,6 +110,8 @@ def test_depth_table(tmp_path, capsys):
         assert best[0]["test_acc"] is not None
         assert all(r["test_acc"] is None for r in group if not r["best"])
     assert summary["training"]["epochs"] == 2 and summary["environment"]["threads"] == 1
+    assert all(len(r["epochs"]["val_acc"]) == len(r["epochs"]["mean_loss"]) == 2 for r in rows)
+    assert all(r["epochs"]["val_acc"][-1] == pytest.approx(r["val_acc"]) for r in rows)
     with open(out / "depth.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 4
     assert (out / "depth.md").read_text().count("\n| ") == 5
