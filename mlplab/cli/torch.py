@@ -196,7 +196,8 @@ def _train_config(args: argparse.Namespace, tm):
     device = tm.select_device(args.device)
     cfg = tm.TorchTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               reg=args.reg, lr_decay=args.lr_decay, seed=args.seed,
-                              device=str(device), progress=args.progress and sys.stderr.isatty(),
+                              device=str(device), threads=threads,
+                              progress=args.progress and sys.stderr.isatty(),
                               verbose=args.verbose)
     with usage_errors():
         cfg.validate()
