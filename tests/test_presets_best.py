@@ -21,6 +21,8 @@ RECIPES = {
                           lr=0.02, reg=2e-4, batch_size=200, epochs=30),
     "deep-best": dict(hidden=[2048, 1024, 512], dropout=0.1, batchnorm=True,
                       augment=["flip", "crop"], lr=0.05, reg=1e-4, batch_size=200, epochs=40),
+    "twolayer-fast": dict(hidden=[2048], dropout=0.0, batchnorm=False, augment=[], lr=0.02,
+                          reg=5e-4, batch_size=200, epochs=4),
     "twolayer-best-fashion": dict(hidden=[1024], dropout=0.2, batchnorm=False, augment=["flip"],
                                   lr=0.05, reg=5e-5, batch_size=128, epochs=25),
     "deep-best-fashion": dict(hidden=[1024, 1024, 512], dropout=0.2, batchnorm=True,
