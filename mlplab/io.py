@@ -319,7 +319,8 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model fil
         else:
             model = MLP(**{**config, "seed": 0})
     except (TypeError, KeyError, ValueError) as exc:
-        raise ValueError(f"{source}: the stored model config is invalid ({exc}).") from None
+        raise ValueError(f"{source}: the stored model config is invalid ({one_line(exc)})."
+                         ) from None
     model.config["seed"] = config.get("seed")
 
     expected = model.state_dict()
@@ -353,7 +354,8 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model fil
         try:
             prep = Pipeline.from_state_dict(prep_arrays)
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{source}: the stored preprocessing is invalid ({exc}).") from None
+            raise ValueError(f"{source}: the stored preprocessing is invalid "
+                             f"({one_line(exc)}).") from None
     elif isinstance(prep, dict):
         prep = {**prep, **prep_arrays}
     elif prep is not None:
@@ -379,7 +381,8 @@ def _check_layer_shapes(config: Mapping[str, Any], params: Mapping[str, np.ndarr
         if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
             raise TypeError(f"layer sizes {sizes} are not all integers")
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"{source}: the stored model config is invalid ({exc}).") from None
+        raise ValueError(f"{source}: the stored model config is invalid ({one_line(exc)})."
+                         ) from None
     for i in range(1, len(sizes)):
         W = params.get(f"W{i}")
         if W is None:
@@ -387,6 +390,12 @@ def _check_layer_shapes(config: Mapping[str, Any], params: Mapping[str, np.ndarr
         if W.shape != (sizes[i - 1], sizes[i]):
             raise ValueError(f"{source}: W{i} has shape {W.shape}; the config implies "
                              f"{(sizes[i - 1], sizes[i])}.")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message with its whitespace (newlines from a crafted name) collapsed, for
+    error messages that must stay on one line."""
+    return " ".join(str(exc).split())
 
 
 def parse_json_array(arr: np.ndarray, what: str) -> Any:

@@ -287,7 +287,7 @@ def _check_trainer_state(state: Any, path: str | os.PathLike) -> None:
             try:
                 History.from_dict(state["history"])
             except TypeError as exc:
-                problem = f"bad history ({exc})"
+                problem = f"bad history ({io.one_line(exc)})"
     if problem:
         raise ValueError(f"{path}: the trainer state is invalid ({problem}); the checkpoint is "
                          "damaged - start the run again with a new --out.")
