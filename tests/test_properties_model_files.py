@@ -299,3 +299,23 @@ def test_zip_headers_claiming_a_new_version_encryption_or_compression(scratch, o
     path.write_bytes(bytes(data))
     error = bounded(lambda: io.load_model(path), str(path))
     assert isinstance(error, ValueError) and "is not a readable .npz file" in str(error)
+
+
+def test_newlines_in_stored_names_stay_out_of_messages(scratch, originals):
+    """Found by a 20x search: a key with a newline in the stored history or config made a
+    two-line message."""
+    arrays = dict(originals["checkpoint"])
+    state = json.loads(str(arrays["__trainer__"]))
+    state["history"]["\n"] = 1
+    arrays["__trainer__"] = io.json_array(state)
+    path = scratch / "newline.npz"
+    np.savez(path, **arrays)
+    error = bounded(lambda: load_checkpoint(path), str(path))
+    assert isinstance(error, ValueError) and "bad history" in str(error)
+    arrays = dict(originals["mlp"])
+    meta = json.loads(str(arrays["__meta__"]))
+    meta["config"]["a\nb"] = 1
+    arrays["__meta__"] = io.json_array(meta)
+    np.savez(path, **arrays)
+    error = bounded(lambda: io.load_model(path), str(path))
+    assert isinstance(error, ValueError) and "config is invalid" in str(error)
