@@ -134,10 +134,11 @@ def test_buffers_and_batch_are_reused_across_steps():
 
 def test_dataset_is_not_copied(traced):
     # float32 C-contiguous input is trained on in place: over several epochs, with the train
-    # accuracy subset and validation, the run never holds a second copy of X. What it does
-    # allocate: check_X's finiteness mask (1 byte per value), the 5,000-row train-accuracy
-    # subset, evaluation chunks (EVAL_CHUNK rows of activations), the model's buffers and
-    # optimiser state, one permutation per epoch.
+    # accuracy subset and validation, the run never holds a copy of X or of a sizeable part of
+    # it. What it does allocate: evaluation chunks (EVAL_CHUNK rows of activations), blocks of
+    # 1,024 rows gathered for the train accuracy, the model's buffers and optimiser state, one
+    # permutation per epoch -- about 17% of X here. A boolean finiteness mask of X, or a copy of
+    # the 5,000-row subset, would each add 25%.
     n = 20000
     X, y = _data(n)
     X_val, y_val = _data(500, seed=1)
@@ -147,7 +148,7 @@ def test_dataset_is_not_copied(traced):
     Trainer(optimizer="momentum", lr=1e-3, batch_size=200, epochs=3, seed=0).fit(
         model, X, y, X_val, y_val)
     extra = tracemalloc.get_traced_memory()[1] - base
-    assert extra < 0.8 * X.nbytes, f"training took {extra} bytes beyond X ({X.nbytes} bytes)"
+    assert extra < 0.35 * X.nbytes, f"training took {extra} bytes beyond X ({X.nbytes} bytes)"
 
 
 def test_first_layer_has_no_input_gradient():
