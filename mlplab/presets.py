@@ -93,7 +93,7 @@ PRESETS.update({
         # reg 1e-4 over-fitted, 80% train), L2 in between, 30 cosine epochs.
         "description": "one hidden layer of 2048, flip+crop, momentum 0.9, lr 0.02, 1 warm-up "
                        "epoch + cosine, reg 2e-4, label smoothing 0.1, batch 200, 30 epochs "
-                       "(CIFAR-10; about 5 min on 2 quiet cores, see docs/accuracy.md)",
+                       "(CIFAR-10; about 8 min of CPU on one core, see docs/accuracy.md)",
         "hidden": [2048], "dropout": 0.0, "batchnorm": False, "augment": ["flip", "crop"],
         "lr": 0.02, "reg": 2e-4, "batch_size": 200, "epochs": 30,
     },
@@ -104,8 +104,8 @@ PRESETS.update({
         # because augmentation and dropout slow the fit.
         "description": "hidden 2048-1024-512, batch norm, dropout 0.1, flip+crop, momentum 0.9, "
                        "lr 0.05, 1 warm-up epoch + cosine, reg 1e-4, label smoothing 0.1, batch "
-                       "200, 40 epochs (CIFAR-10; about 12 min on 2 quiet cores, see "
-                       "docs/accuracy.md)",
+                       "200, 40 epochs (CIFAR-10; an estimated 15-20 min on 2 quiet "
+                       "cores, see docs/accuracy.md)",
         "hidden": [2048, 1024, 512], "dropout": 0.1, "batchnorm": True,
         "augment": ["flip", "crop"], "lr": 0.05, "reg": 1e-4, "batch_size": 200, "epochs": 40,
     },
@@ -126,7 +126,7 @@ PRESETS.update({
         **_BEST,
         "description": "Fashion-MNIST: one hidden layer of 1024, dropout 0.2, flips, momentum "
                        "0.9, lr 0.05, 1 warm-up epoch + cosine, reg 5e-5, label smoothing 0.1, "
-                       "batch 128, 25 epochs (about 3 min on 2 quiet cores)",
+                       "batch 128, 25 epochs (about 2 min of CPU on one core)",
         "hidden": [1024], "dropout": 0.2, "batchnorm": False, "augment": ["flip"],
         "lr": 0.05, "reg": 5e-5, "batch_size": 128, "epochs": 25,
     },
@@ -134,7 +134,7 @@ PRESETS.update({
         **_BEST,
         "description": "Fashion-MNIST: hidden 1024-1024-512, batch norm, dropout 0.2, flips, "
                        "momentum 0.9, lr 0.05, 1 warm-up epoch + cosine, reg 5e-5, label "
-                       "smoothing 0.1, batch 128, 30 epochs (about 6 min on 2 quiet cores)",
+                       "smoothing 0.1, batch 128, 30 epochs (about 7 min of CPU on one core)",
         "hidden": [1024, 1024, 512], "dropout": 0.2, "batchnorm": True, "augment": ["flip"],
         "lr": 0.05, "reg": 5e-5, "batch_size": 128, "epochs": 30,
     },
