@@ -56,7 +56,6 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 ENGINES = ("mlplab", "sklearn", "torch", "gemm", "torch-gemm", "sklearn64")
 DEFAULT_ENGINES = "mlplab,sklearn,torch,gemm,torch-gemm"
 INPUT_SIZE, NUM_CLASSES = 3072, 10
-MARK_BEGIN, MARK_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 MEM_BEGIN, MEM_END = "<!-- memory:begin -->", "<!-- memory:end -->"
 
 
@@ -441,7 +440,7 @@ def environment(args: argparse.Namespace) -> str:
             f"- threads per engine: {args.threads}; load average before the run: {load}\n")
 
 
-def write_markdown(path: Path, block: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
+def write_markdown(path: Path, block: str, begin: str, end: str) -> None:
     """Replace the text between the markers ``begin`` and ``end`` of ``path`` (atomically);
     append a marked block if absent."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
@@ -483,8 +482,6 @@ def memory_check(args: argparse.Namespace) -> str:
     2. The command line, ``mlplab train`` on the same folder, in a child process: its peak
        resident size (loading, preprocessing and training) above a child that only imports.
     """
-    import resource
-
     _limiter = limit_threads(args.threads, "mlplab")  # noqa: F841
     from mlplab import MLP
     from mlplab.trainer import Trainer
@@ -516,12 +513,16 @@ def memory_check(args: argparse.Namespace) -> str:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         def child_peak_mb(cmd: list[str]) -> float:
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    text=True, env={**os.environ, **_thread_env(args.threads)})
-            _, err = proc.communicate()
+            # measured by a small wrapper process: a child forked from this one would first
+            # count this process's pages (the loaded data) as its own
+            wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], "
+                       "stdout=subprocess.DEVNULL); print(resource.getrusage("
+                       "resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+            proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True,
+                                  text=True, env={**os.environ, **_thread_env(args.threads)})
             if proc.returncode:
-                raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-            return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+                raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+            return int(proc.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
 
         idle = child_peak_mb([sys.executable, "-c", "import mlplab.cli, mlplab.trainer, "
                               "mlplab.data, mlplab.runs"])
@@ -569,6 +570,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--write", type=Path, metavar="MARKDOWN",
                    help="also write the tables into this file between the bench markers")
+    p.add_argument("--label", help="names the block --write replaces (default threads-N), so "
+                        "that runs with different settings keep blocks of their own")
     p.add_argument("--json", type=Path, help="also save every run's raw figures as JSON")
     p.add_argument("--memory-check", action="store_true",
                    help="measure the peak memory of a CIFAR-10 training run instead")
@@ -628,7 +631,9 @@ def main(argv: list[str] | None = None) -> None:
              f"0.9, {args.epochs} epochs x {args.repeats} interleaved rounds per engine, seed "
              f"{args.seed}\n\n" + "\n".join(blocks))
     if args.write:
-        write_markdown(args.write, block)
+        label = args.label or f"threads-{args.threads}"
+        write_markdown(args.write, block, f"<!-- bench:{label}:begin -->",
+                       f"<!-- bench:{label}:end -->")
         print(f"wrote {args.write}")
     if args.json:
         args.json.write_text(json.dumps(raw, indent=1))
