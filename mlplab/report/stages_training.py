@@ -146,19 +146,22 @@ def stage_q3_tuning(ctx: Context, section: Section) -> None:
     section.add(Table(["knob", "kind", "range / value"], ranges, "Search space"))
 
     header, trials = _read_trials(result.files["csv"])
-    # "epochs" is both a column (epochs trained, fewer when pruned) and a knob
-    params = [h for h in header if h not in ("trial", "state", "val_acc", "epochs", "seconds",
-                                             "worker", "note")]
+    # results.csv has the epochs each trial trained ("epochs_run", fewer when pruned) next to
+    # the knobs (older versions named that column "epochs", like the knob)
+    run_col = "epochs_run" if "epochs_run" in header else "epochs"
+    params = [h for h in header if h not in ("trial", "state", "val_acc", "epochs_run",
+                                             "seconds", "worker", "note")
+              and not (run_col == "epochs" and h == "epochs")]
     rows = []
     for t in trials:
         best = t["trial"] == str(result.best_trial)
         cells = [t["trial"], t["state"].lower(),
                  pct(float(t["val_acc"])) if t["val_acc"] else "—",
-                 *[_cell(t[p]) for p in params], t.get("epochs") or "—",
+                 *[_cell(t[p]) for p in params], t.get(run_col) or "—",
                  f"{float(t['seconds']):.1f}" if t.get("seconds") else "—", t.get("note", "")]
         rows.append([f"**{c}**" if best and c else c for c in cells])
-    section.add(Table(["trial", "state", "validation", *params, "epochs", "seconds", "note"],
-                      rows,
+    section.add(Table(["trial", "state", "validation", *params, "epochs trained", "seconds",
+                       "note"], rows,
                       f"Trials (best in bold): {result.n_complete} complete, {result.n_pruned} "
                       f"pruned, {result.n_failed} failed"))
     path, rel = ctx.figure("q3-tuning-history.png")
