@@ -86,8 +86,12 @@ def optimisation_history(trials: Sequence[tuple[int, str, float | None]], path: 
             ys.append(best)
         if xs:
             ax.step(xs, ys, where="post", color=COLORS["best"], lw=1.5, label="best so far")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("trial")
         ax.set_ylabel("validation accuracy (%)")
         ax.set_title(title)
-        ax.legend(loc="lower right")
+        # below the axes: trials can fall anywhere inside them
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3, frameon=False)
         return save_figure(fig, path)
