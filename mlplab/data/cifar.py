@@ -118,9 +118,12 @@ def parse_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(f"{source}: 'data' must be a uint8 array of shape (N, 3072); got "
                            f"{desc}.")
     try:
-        y = np.asarray(labels, dtype=np.int64)
+        y = np.asarray(labels)
     except (TypeError, ValueError, OverflowError):
-        raise DatasetError(f"{source}: 'labels' must be a list of integers.") from None
+        y = np.asarray(None)
+    if y.dtype.kind not in "iu":  # not floats, complex or bools cast to labels, not objects
+        raise DatasetError(f"{source}: 'labels' must be a list of integers.")
+    y = y.astype(np.int64)  # a uint64 beyond int64 wraps negative: refused by the range check
     if y.shape != (len(X),):
         raise DatasetError(f"{source}: {len(X)} images but {y.size} labels.")
     if y.size and (y.min() < 0 or y.max() > 9):

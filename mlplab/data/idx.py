@@ -55,7 +55,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         what = "truncated" if len(raw) < expected else "has trailing bytes"
         raise DatasetError(f"{path}: {what}: the header promises {'x'.join(map(str, dims))} "
                            f"values ({expected} bytes) but the file holds {len(raw)} bytes.")
-    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    try:
+        arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    except ValueError:  # an empty array whose other dimensions multiply beyond 2**63
+        raise DatasetError(f"{path}: the header's dimensions {'x'.join(map(str, dims))} are "
+                           "too large.") from None
     # a view of bytes is read-only, which would surprise in-place users of the arrays; a view of
     # the decompressed bytearray is writable already (no second copy of a 47 MB file)
     return arr if isinstance(raw, bytearray) else arr.copy()
