@@ -386,3 +386,16 @@ def test_found_by_the_deep_search():
         error = bounded(lambda d=data: parse_batch(d, "data_batch_1"), "data_batch_1")
         assert isinstance(error, DatasetError) and "'labels' must be a list of integers" in str(
             error)
+
+
+def test_found_by_the_deep_search_too(scratch):
+    """An empty IDX array whose other dimensions multiply beyond 2**63 (NumPy's reshape raised
+    ValueError); complex or float labels (cast to integers with a warning)."""
+    path = scratch / "huge-empty"
+    path.write_bytes(b"\x00\x00\x08\x04" + struct.pack(">IIII", 0, 2**20, 2**22, 2**22))
+    error = bounded(lambda: read_idx(path), str(path))
+    assert isinstance(error, DatasetError) and "too large" in str(error)
+    for labels in (np.array([1 + 2j]), [1.0], np.array([True]), [None]):
+        data = pickle.dumps({**_batch(1), b"labels": labels}, protocol=2)
+        error = bounded(lambda d=data: parse_batch(d, "data_batch_1"), "data_batch_1")
+        assert isinstance(error, DatasetError) and "list of integers" in str(error)
