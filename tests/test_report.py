@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -14,6 +15,8 @@ from mlplab.cli import main
 from mlplab.report import Budget, render, reproduce
 from mlplab.report.document import Section, StageSkipped, Table, Text
 from mlplab.report.render import to_html, to_markdown
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 # the exercise's values, copied from its text (SPEC.md), not from mlplab's code
 EXERCISE_LOSS = 1.30378789133
@@ -40,7 +43,10 @@ def test_quick_digits_report_has_every_section_with_numbers(quick_report):
     out, result = quick_report
     md = (out / "report.md").read_text()
     assert result.seconds < 180, "digits at the quick budget must take under 3 minutes"
-    assert not result.not_run(), [(s.key, s.reason) for s in result.not_run()]
+    # everything runs; only Q4 may be "not run", and only where PyTorch is not installed
+    allowed = set() if HAVE_TORCH else {"q4"}
+    assert {s.key for s in result.not_run()} <= allowed, \
+        [(s.key, s.reason) for s in result.not_run()]
     bodies = _sections(md)
     for heading in SECTION_HEADINGS:
         match = [h for h in bodies if h.startswith(heading)]
@@ -49,7 +55,8 @@ def test_quick_digits_report_has_every_section_with_numbers(quick_report):
         if heading in ("## Q3",):  # a group heading; its subsections hold the content
             continue
         assert re.search(r"\d+\.\d+", body), f"no numbers in {heading}"
-    assert "Not run" not in md
+    assert HAVE_TORCH or "PyTorch is not installed" in md
+    assert "Not run" not in md or not HAVE_TORCH
 
 
 def test_quick_report_numbers_are_right(quick_report):
@@ -66,10 +73,11 @@ def test_quick_report_numbers_are_right(quick_report):
     assert 0.1 < default["val_acc"] < tuned["val_acc"]
     assert tuned["test_acc"] > 0.8
     assert s["q3_tuning"]["data"]["complete"] == 12
-    depth = s["q4"]["data"]["results"]
-    assert sorted((r["init"], r["depth"]) for r in depth) == sorted(
-        (i, d) for i in ("exercise", "default") for d in (2, 3, 4, 5))
-    assert sum(r["test_acc"] is not None for r in depth) == 2  # the best of each init, once
+    if HAVE_TORCH:
+        depth = s["q4"]["data"]["results"]
+        assert sorted((r["init"], r["depth"]) for r in depth) == sorted(
+            (i, d) for i in ("exercise", "default") for d in (2, 3, 4, 5))
+        assert sum(r["test_acc"] is not None for r in depth) == 2  # best of each init, once
     md = (out / "report.md").read_text()
     assert "1.30378789133" in md and "53.4%" in md and "50.8% / 49.5%" in md
     env = s["environment"]["data"]
