@@ -84,8 +84,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
+            what = f"{module}.{name}"
+            if not what.isprintable():  # a damaged name can hold newlines: keep one line
+                what = repr(what)
             raise RefusedGlobal(
-                f"refusing to load {module}.{name}: a CIFAR-10 batch holds only dicts, lists, "
+                f"refusing to load {what}: a CIFAR-10 batch holds only dicts, lists, "
                 "strings, numbers and NumPy arrays") from None
 
 
