@@ -399,3 +399,13 @@ def test_found_by_the_deep_search_too(scratch):
         data = pickle.dumps({**_batch(1), b"labels": labels}, protocol=2)
         error = bounded(lambda d=data: parse_batch(d, "data_batch_1"), "data_batch_1")
         assert isinstance(error, DatasetError) and "list of integers" in str(error)
+
+
+def test_a_refused_global_with_a_newline_stays_on_one_line():
+    """Found by a 20x search: a damaged STACK_GLOBAL name with a newline in it."""
+    module, name = b"numpy._core.numeric", b"_frombuff\nr"
+    data = (b"\x80\x04\x8c" + bytes([len(module)]) + module + b"\x94\x8c" + bytes([len(name)]) +
+            name + b"\x94\x93\x94.")  # SHORT_BINUNICODE x2, STACK_GLOBAL
+    error = bounded(lambda: parse_batch(data, "data_batch_1"), "data_batch_1")
+    assert isinstance(error, DatasetError) and \
+        "refusing to load 'numpy._core.numeric._frombuff\\nr'" in str(error)
