@@ -5,9 +5,8 @@ Each ``plot_*`` function returns a ``matplotlib.figure.Figure``; :func:`save` wr
 with titles, axis labels and legends, and the same quantity always has the same colour
 (:data:`COLORS`: train blue, validation orange, test green, loss indigo).
 
-The sample-images grid of the exercise lives with the data, in
-:func:`mlplab.data.preview.sample_grid`; :func:`plot_samples` here draws the same kind of grid from
-plain arrays.
+The exercise's sample-images grid is :func:`plot_samples` (plain arrays in, a figure out);
+:func:`mlplab.data.preview.sample_grid` picks a dataset's split and writes it to a file.
 """
 
 from __future__ import annotations
@@ -196,10 +195,13 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
             ax.axis("off")
             if r < len(pick):
                 img = X[pick[r]]
-                if img.shape[-1] == 1:
+                if img.dtype == np.uint8:  # raw pixels: a fixed 0..255 range, not autoscaled
+                    ax.imshow(img[:, :, 0] if img.shape[-1] == 1 else img, cmap="gray",
+                              vmin=0, vmax=255)
+                elif img.shape[-1] == 1:
                     ax.imshow(img[:, :, 0], cmap="gray")
                 else:
-                    ax.imshow(img if img.dtype == np.uint8 else np.clip(img, 0, 1))
+                    ax.imshow(np.clip(img, 0, 1))
             if r == 0:
                 ax.set_title(classes[c], fontsize=7)
     fig.suptitle(title)
