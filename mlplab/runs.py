@@ -632,6 +632,8 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
     """Top-``top`` classes with probabilities for each image file, with a run's model."""
     from PIL import Image, UnidentifiedImageError
 
+    from mlplab.data.folder import open_image
+
     loaded, _, _ = load_run(run)
     shape = loaded.extra.get("image_shape")
     classes = loaded.extra.get("classes") or [str(i) for i in range(loaded.model.num_classes)]
@@ -641,7 +643,7 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
     images = []
     for p in paths:
         try:
-            with Image.open(p) as im:
+            with open_image(p) as im:
                 im = im.convert("L" if C == 1 else "RGB")
                 if im.size != (W, H):
                     im = im.resize((W, H), Image.BILINEAR)

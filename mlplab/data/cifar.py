@@ -100,8 +100,9 @@ def load_pickle(data: bytes, source: str) -> dict:
     except RefusedGlobal as exc:
         raise DatasetError(f"{source}: {exc}.") from None
     except Exception as exc:  # truncated or garbage: EOFError, ValueError, struct errors, ...
+        detail = " ".join(str(exc).split())  # CPython's own messages may span lines
         raise DatasetError(f"{source}: not a readable CIFAR-10 pickle ({type(exc).__name__}: "
-                           f"{exc}); the file may be truncated or corrupt - delete it and "
+                           f"{detail}); the file may be truncated or corrupt - delete it and "
                            "download again.") from None
     if not isinstance(obj, dict):
         raise DatasetError(f"{source}: expected a pickled dict, got {type(obj).__name__}.")
