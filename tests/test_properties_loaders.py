@@ -409,3 +409,20 @@ def test_a_refused_global_with_a_newline_stays_on_one_line():
     error = bounded(lambda: parse_batch(data, "data_batch_1"), "data_batch_1")
     assert isinstance(error, DatasetError) and \
         "refusing to load 'numpy._core.numeric._frombuff\\nr'" in str(error)
+
+
+def test_png_chunk_declaring_two_gigabytes(scratch):
+    """Found by a 20x search: a 70-byte PNG whose IDAT chunk declares 2**31 - 16 bytes made
+    Pillow, reading from the file, allocate that much; images are now decoded from memory."""
+    png = _png(4, 4)
+    at = png.find(b"IDAT") - 4
+    bad = png[:at] + struct.pack(">I", 0x7FFFFFF0) + png[at + 4:]
+    root = scratch / "bigchunk"
+    (root / "a").mkdir(parents=True, exist_ok=True)
+    (root / "a" / "0.png").write_bytes(bad)
+    result = bounded(lambda: load_dataset(f"folder:{root}", val_size=0, test_size=0,
+                                          cache=False), str(root))
+    assert isinstance(result, DatasetError) or len(result.y_train) == 1
+    pickle_with_newline = b"\x80\x02Q."  # BINPERSID: CPython's message spans two lines
+    error = bounded(lambda: parse_batch(pickle_with_newline, "data_batch_1"), "data_batch_1")
+    assert isinstance(error, DatasetError) and "persistent" in str(error)
