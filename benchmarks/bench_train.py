@@ -473,8 +473,22 @@ def _cifar_float32(data_dir: str, seed: int):
     return out[0], ds.y_train, out[1], ds.y_val
 
 
+def _child_peak_mb(cmd: list[str], threads: int) -> float:
+    """Peak resident size of ``cmd`` in a child process, measured by a small wrapper process (a
+    child forked from this one would first count this process's pages, the data, as its own)."""
+    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], "
+               "stdout=subprocess.DEVNULL); print(resource.getrusage("
+               "resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+    proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True,
+                          env={**os.environ, **_thread_env(threads)})
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return int(proc.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+
+
 def memory_check(args: argparse.Namespace) -> str:
-    """Peak memory of CIFAR-10 training runs against 1.5 x (float32 training set + model).
+    """Peak memory of CIFAR-10 training runs against 1.5 x (float32 training set + model), for
+    each network of ``--hidden``.
 
     1. In this process: the float32 data held once, then ``Trainer.fit`` with mlplab's defaults
        (train accuracy on a 5,000-row subset, validation every epoch); the peak resident size
@@ -486,62 +500,52 @@ def memory_check(args: argparse.Namespace) -> str:
     from mlplab import MLP
     from mlplab.trainer import Trainer
 
-    hidden = parse_hidden(args.hidden[0])
     base = _proc_status_mb("VmRSS")
     X, y, X_val, y_val = _cifar_float32(args.data_dir, args.seed)
-    model = MLP(INPUT_SIZE, hidden, NUM_CLASSES, seed=args.seed)
     loaded = _proc_status_mb("VmHWM") - base
-    start = _proc_status_mb("VmRSS") - base
-    reset_peak_rss()
-    t0 = time.perf_counter()
-    history = Trainer(optimizer="momentum", lr=args.lr, reg=args.reg, epochs=args.epochs,
-                      batch_size=args.batch_size, seed=args.seed).fit(model, X, y, X_val, y_val)
-    seconds = time.perf_counter() - t0
-    peak = _proc_status_mb("VmHWM") - base
     data_mb = X.nbytes / 2**20
-    model_mb = model.num_params * model.dtype.itemsize / 2**20
-    unit = data_mb + model_mb
-    lines = [
-        f"- data: {len(X)} training + {len(X_val)} validation CIFAR-10 images, float32 training "
-        f"set {data_mb:.0f} MB, model {model_mb:.1f} MB (hidden {hidden}); budget 1.5 x "
-        f"(data + model) = {1.5 * unit:.0f} MB",
-        f"- in process, `Trainer.fit` ({args.epochs} epoch(s), {seconds:.1f} s, val acc "
-        f"{history.val_acc[-1]:.3f}): resident {start:.0f} MB above the interpreter when "
-        f"training starts (data + validation + model), peak during training {peak:.0f} MB = "
-        f"**{peak / unit:.2f} x** (data + model) {'OK' if peak <= 1.5 * unit else 'OVER'}; "
-        f"loading peaked at {loaded:.0f} MB",
-    ]
-    with tempfile.TemporaryDirectory() as tmp:
-        def child_peak_mb(cmd: list[str]) -> float:
-            # measured by a small wrapper process: a child forked from this one would first
-            # count this process's pages (the loaded data) as its own
-            wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], "
-                       "stdout=subprocess.DEVNULL); print(resource.getrusage("
-                       "resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
-            proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True,
-                                  text=True, env={**os.environ, **_thread_env(args.threads)})
-            if proc.returncode:
-                raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-            return int(proc.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
-
-        idle = child_peak_mb([sys.executable, "-c", "import mlplab.cli, mlplab.trainer, "
-                              "mlplab.data, mlplab.runs"])
-        cmd = [sys.executable, "-m", "mlplab", "train", "--dataset", f"folder:{args.data_dir}",
-               "--val-size", "1000", "--test-size", "0", "--hidden", args.hidden[0],
-               "--preprocessing", "standardize", "--optimizer", "momentum",
-               "--lr", repr(args.lr), "--reg", repr(args.reg),
-               "--epochs", str(args.epochs), "--no-plots", "--quiet", "--out", f"{tmp}/run"]
+    lines = [f"- data: {len(X)} training + {len(X_val)} validation CIFAR-10 images, float32 "
+             f"training set {data_mb:.0f} MB (loading peaked at {loaded:.0f} MB above the "
+             f"interpreter); {args.epochs} epoch(s) of momentum SGD, batch {args.batch_size}"]
+    idle = _child_peak_mb([sys.executable, "-c", "import mlplab.cli, mlplab.trainer, "
+                           "mlplab.data, mlplab.runs"], args.threads)
+    for text in args.hidden:
+        hidden = parse_hidden(text)
+        model = MLP(INPUT_SIZE, hidden, NUM_CLASSES, seed=args.seed)
+        model_mb = model.num_params * model.dtype.itemsize / 2**20
+        unit = data_mb + model_mb
+        start = _proc_status_mb("VmRSS") - base
+        reset_peak_rss()
         t0 = time.perf_counter()
-        cli = child_peak_mb(cmd) - idle
-        metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
-        cli_unit = (metrics["train_size"] * INPUT_SIZE * 4) / 2**20 + model_mb
-        lines.append(f"- `mlplab train --dataset folder:... --val-size 1000 --test-size 0 "
-                     f"--preprocessing standardize --hidden {args.hidden[0]} --epochs "
-                     f"{args.epochs} ...` ({time.perf_counter() - t0:.0f} s, "
-                     f"{metrics['train_size']} training images, float32 "
-                     f"{cli_unit - model_mb:.0f} MB): peak {cli:.0f} MB above an idle "
-                     f"interpreter ({idle:.0f} MB) = **{cli / cli_unit:.2f} x** (its data + "
-                     f"model), loading and preprocessing included")
+        history = Trainer(optimizer="momentum", lr=args.lr, reg=args.reg, epochs=args.epochs,
+                          batch_size=args.batch_size, seed=args.seed).fit(
+            model, X, y, X_val, y_val)
+        seconds = time.perf_counter() - t0
+        peak = _proc_status_mb("VmHWM") - base
+        lines.append(
+            f"- hidden {text} (model {model_mb:.1f} MB; budget 1.5 x (data + model) = "
+            f"{1.5 * unit:.0f} MB), in process, `Trainer.fit` ({seconds:.0f} s, val acc "
+            f"{history.val_acc[-1]:.3f}): {start:.0f} MB resident above the interpreter when "
+            f"training starts (data, validation, model), peak during training {peak:.0f} MB = "
+            f"**{peak / unit:.2f} x** (data + model), {'OK' if peak <= 1.5 * unit else 'OVER'}")
+        del model, history
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "mlplab", "train", "--dataset",
+                   f"folder:{args.data_dir}", "--val-size", "1000", "--test-size", "0",
+                   "--hidden", text, "--preprocessing", "standardize", "--optimizer",
+                   "momentum", "--lr", repr(args.lr), "--reg", repr(args.reg), "--epochs",
+                   str(args.epochs), "--no-plots", "--quiet", "--out", f"{tmp}/run"]
+            t0 = time.perf_counter()
+            cli = _child_peak_mb(cmd, args.threads) - idle
+            metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
+        cli_unit = metrics["train_size"] * INPUT_SIZE * 4 / 2**20 + model_mb
+        ok = "OK" if cli <= 1.5 * cli_unit else "OVER"
+        lines.append(
+            f"- hidden {text}, `mlplab train --dataset folder:... --val-size 1000 --test-size 0 "
+            f"--preprocessing standardize ...` ({time.perf_counter() - t0:.0f} s, "
+            f"{metrics['train_size']} training images): peak {cli:.0f} MB above an idle "
+            f"interpreter ({idle:.0f} MB) = **{cli / cli_unit:.2f} x** (its float32 data + "
+            f"model), loading and preprocessing included, {ok}")
     return "\n".join(lines) + "\n"
 
 
