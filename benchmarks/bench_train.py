@@ -416,7 +416,8 @@ def environment(args: argparse.Namespace) -> str:
 
     try:
         import torch
-        torch_v = torch.__version__
+        torch_v = torch.__version__ + (" (its own BLAS: MKL)" if torch.backends.mkl.is_available()
+                                       else "")
     except ImportError:
         torch_v = "not installed"
     cpu = "unknown CPU"
@@ -428,15 +429,15 @@ def environment(args: argparse.Namespace) -> str:
     except OSError:
         pass
     blas = "; ".join(
-        f"{i.get('internal_api')} {i.get('version')} ({i.get('prefix')}, "
-        f"{i.get('architecture', i.get('threading_layer', ''))}, {i.get('num_threads')} threads)"
+        f"{i.get('internal_api')} {i.get('version') or '-'} ({i.get('prefix')}"
+        + (f", {i['architecture']}" if i.get("architecture") else "") + ")"
         for i in threadpool_info())
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"- machine: {os.cpu_count()} logical CPUs "
             f"({cpu}), {platform.system()} {platform.release()}\n"
             f"- Python {platform.python_version()}, NumPy {np.__version__}, scikit-learn "
             f"{sklearn.__version__}, PyTorch {torch_v}\n"
-            f"- BLAS (threadpoolctl, this process): {blas}\n"
+            f"- BLAS and OpenMP libraries (threadpoolctl.threadpool_info()): {blas}\n"
             f"- threads per engine: {args.threads}; load average before the run: {load}\n")
 
 
