@@ -334,6 +334,16 @@ def parse_hidden(text: str) -> list[int]:
     return sizes
 
 
+def wait_for_load(max_load: float | None, poll: float = 15.0) -> float:
+    """Wait until the 1-minute load average is at most ``max_load`` (if given); return it."""
+    load = os.getloadavg()[0]
+    while max_load is not None and load > max_load:
+        print(f"load average {load:.2f} > {max_load}: waiting", flush=True)
+        time.sleep(poll)
+        load = os.getloadavg()[0]
+    return load
+
+
 def _thread_env(n: int) -> dict[str, str]:
     return {v: str(n) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
@@ -573,6 +583,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--reg", type=float, default=1e-4, help="mlplab's L2 strength (default 1e-4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-load", type=float, metavar="LOAD",
+                   help="before each round, wait until the 1-minute load average is at most "
+                        "LOAD (for shared machines; the loads are reported)")
     p.add_argument("--write", type=Path, metavar="MARKDOWN",
                    help="also write the tables into this file between the bench markers")
     p.add_argument("--label", help="names the block --write replaces (default threads-N), so "
@@ -615,7 +628,9 @@ def main(argv: list[str] | None = None) -> None:
         x_path, y_path = prepare_data(args, folder)
         for hidden in args.hidden:
             runs: dict[str, list[dict]] = {e: [] for e in engines}
+            loads = []
             for rep in range(args.repeats):
+                loads.append(wait_for_load(args.max_load))
                 for engine in engines:  # interleaved: A B C D A B C D ...
                     r = run_worker(engine, hidden, args, x_path, y_path)
                     runs[engine].append(r)
@@ -623,7 +638,9 @@ def main(argv: list[str] | None = None) -> None:
                           + " ".join(f"{t:.3f}" for t in r["epoch_seconds"]) + " s/epoch",
                           flush=True)
             raw[hidden] = runs
-            blocks.append(table(hidden, summarise(runs), steps))
+            blocks.append(table(hidden, summarise(runs), steps)
+                          + "- load average (1 min) when each round started: "
+                          + ", ".join(f"{x:.2f}" for x in loads) + "\n")
             print("\n" + blocks[-1], flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
