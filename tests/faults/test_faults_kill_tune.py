@@ -64,7 +64,7 @@ def _kill_mid_trial(storage, parent: subprocess.Popen, exclude: set[int],
         # of a running trial at once (a trial may still finish in that instant)
         before = _finished(storage)
         trials = _trials(storage)
-        if sum(t.state == TrialState.COMPLETE for t in trials) < min_finished:
+        if len(before) < min_finished:  # on the record itself: a trial may finish in between
             time.sleep(0.05)
             continue
         for t in trials:
