@@ -8,7 +8,7 @@ Kill points are drawn from a seeded generator and are of three kinds:
 
 * ``startup``: a random time after launch (often before the first checkpoint, sometimes while
   the dataset or the checkpoint is being read);
-* ``epoch``: after 1-3 new checkpoints plus a random fraction of an epoch (mid-epoch);
+* ``epoch``: after 2-3 new checkpoints plus a random fraction of an epoch (mid-epoch);
 * ``write``: the moment a checkpoint's temporary file appears (mid-write).
 """
 
@@ -53,15 +53,18 @@ def _mtime(path: Path) -> int | None:
         return None
 
 
-def _wait_checkpoints(proc: subprocess.Popen, ckpt: Path, count: int) -> None:
-    """Wait until ``ckpt`` has been rewritten ``count`` times (or the process ends)."""
-    last, seen = _mtime(ckpt), 0
+def _wait_checkpoints(proc: subprocess.Popen, ckpt: Path, count: int) -> float:
+    """Wait until ``ckpt`` has been rewritten ``count`` times (or the process ends); return the
+    time between the last two rewrites (an epoch on this machine), or 0.05 s."""
+    last, seen, stamps = _mtime(ckpt), 0, []
     end = time.monotonic() + DEADLINE
     while seen < count and proc.poll() is None and time.monotonic() < end:
         now = _mtime(ckpt)
         if now is not None and now != last:
             last, seen = now, seen + 1
+            stamps.append(time.monotonic())
         time.sleep(0.002)
+    return stamps[-1] - stamps[-2] if len(stamps) >= 2 else 0.05
 
 
 def _wait_temp_file(proc: subprocess.Popen, run: Path) -> None:
@@ -96,10 +99,10 @@ def test_twenty_sigkills_then_resume_is_bit_identical(tmp_path):
         if mode == "startup":
             time.sleep(rng.uniform(0.0, 1.5))
         else:
-            _wait_checkpoints(proc, run / "checkpoint.npz", rng.randint(1, 3) if mode == "epoch"
-                              else 1)
-            if mode == "epoch":
-                time.sleep(rng.uniform(0.0, 0.08))
+            epoch = _wait_checkpoints(proc, run / "checkpoint.npz",
+                                      rng.randint(2, 3) if mode == "epoch" else 1)
+            if mode == "epoch":  # somewhere in the next epoch, on any machine's speed
+                time.sleep(rng.uniform(0.0, 1.0) * epoch)
             else:
                 _wait_temp_file(proc, run)
         assert _kill(proc), (f"the run ended by itself after {stats['kills']} kills "
