@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from mlplab.cli import seed_arg, usage_errors
+from mlplab.cli._types import parse_sizes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,18 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "1e-7..1e-6 from rounding alone on near-zero entries of deeper nets")
     g.add_argument("--json", action="store_true", help="print the results as JSON")
     g.set_defaults(func=run_gradcheck)
-
-
-def parse_sizes(text: str) -> list[int]:
-    """``"500,250"`` -> ``[500, 250]``; raises ValueError with a usable message."""
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"hidden sizes must be comma-separated integers, e.g. 500,250; "
-                         f"got {text!r}.") from None
-    if any(s < 1 for s in sizes):
-        raise ValueError(f"hidden sizes must be positive; got {text!r}.")
-    return sizes
 
 
 def _print_table(rows: list[tuple[str, float, float, bool]]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplab.cli import UsageError, seed_arg, usage_errors
+from mlplab.cli._types import int_list, positive_int
 from mlplab.cli.data import add_dataset_arguments, load_dataset_from_args
 
 TORCH_CONFIG_FILE = "config.json"
@@ -37,32 +38,11 @@ def _torch_mlp():
     return torch_mlp
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 2,3,4,5; got "
-                                         f"{text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers like 2,3,4,5; got {text!r}")
-    return values
-
-
 def _hidden_list(text: str) -> list[int]:
     """``"50"`` -> [50]; ``"none"`` or ``""`` -> [] (softmax regression)."""
     if text.strip().lower() in ("", "none"):
         return []
-    return _int_list(text)
+    return int_list(text)
 
 
 def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
@@ -83,9 +63,9 @@ def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
     m.add_argument("--batchnorm", action="store_true",
                    help="batch norm after each hidden Linear (beyond the exercise)")
     t = p.add_argument_group("training (defaults: the exercise's)")
-    t.add_argument("--epochs", type=_positive_int, default=10,
+    t.add_argument("--epochs", type=positive_int, default=10,
                    help="epochs (default: %(default)s)")
-    t.add_argument("--batch-size", type=_positive_int, default=200,
+    t.add_argument("--batch-size", type=positive_int, default=200,
                    help="minibatch size (default: %(default)s)")
     t.add_argument("--lr", type=float, default=1e-3,
                    help="Adam learning rate (default: %(default)g)")
@@ -103,7 +83,7 @@ def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
     r.add_argument("--device", default="cpu", metavar="cpu|cuda|auto",
                    help="cpu (default), cuda or cuda:N (an error without a GPU), or auto (a GPU "
                         "when PyTorch sees one, else the CPU)")
-    r.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    r.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="PyTorch CPU threads (default: every core this process may use)")
     r.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
@@ -151,9 +131,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "depth.md and depth.csv, a plot depth.png of accuracy against depth, and "
                     "depth.json with every number and the settings.")
     add_dataset_arguments(dp)
-    dp.add_argument("--layers", type=_int_list, default=[2, 3, 4, 5], metavar="D[,D...]",
+    dp.add_argument("--layers", type=int_list, default=[2, 3, 4, 5], metavar="D[,D...]",
                     help="depths, counted in Linear layers (default: 2,3,4,5)")
-    dp.add_argument("--hidden-size", type=_positive_int, default=50, metavar="H",
+    dp.add_argument("--hidden-size", type=positive_int, default=50, metavar="H",
                     help="units in every hidden layer (default: %(default)s, the exercise's)")
     _add_common(dp, both=True)
     o = dp.add_argument_group("output")

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 from mlplab.cli import UsageError, seed_arg, usage_errors
+from mlplab.cli._types import hidden_sizes
 from mlplab.cli.data import add_dataset_arguments, load_dataset_from_args
 
 #: flags that map one-to-one onto RunConfig fields (dest == field name)
@@ -18,15 +19,6 @@ RUN_FIELDS = ("hidden", "activation", "init", "std", "dropout", "batchnorm", "dt
               "train_acc", "patience", "seed", "preprocessing", "augment", "eval_test",
               "data_seed", "label_smoothing")
 DATA_FIELDS = ("dataset", "data_dir", "val_size", "test_size", "image_size")
-
-
-def _hidden(text: str) -> list[int]:
-    from mlplab.cli.check import parse_sizes
-
-    try:
-        return parse_sizes(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _augment(text: str) -> list[str]:
@@ -80,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="minibatch augmentation: random horizontal flips and/or padded crops")
 
     m = p.add_argument_group("model")
-    m.add_argument("--hidden", type=_hidden, default=None, metavar="500[,250,...]",
+    m.add_argument("--hidden", type=hidden_sizes, default=None, metavar="500[,250,...]",
                    help="hidden layer sizes (default: 100)")
     m.add_argument("--activation", choices=list(ACTIVATIONS), default=None,
                    help="hidden activation (default: relu)")

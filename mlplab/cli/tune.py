@@ -6,6 +6,7 @@ import argparse
 import json
 
 from mlplab.cli import seed_arg
+from mlplab.cli._types import non_negative_int, positive_int, positive_seconds
 from mlplab.cli.data import add_dataset_arguments
 
 EPILOG = """\
@@ -25,36 +26,6 @@ no more trials once the total is reached. See docs/tuning.md for the search-spac
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds; got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds; got {text!r}")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     from mlplab.data import PREPROCESSING
     from mlplab.tuning import BUILTIN_SPACES, PRUNERS, SAMPLERS
@@ -70,9 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataset_arguments(p)
     g = p.add_argument_group("search")
-    g.add_argument("--trials", type=_positive_int, required=True, metavar="N",
+    g.add_argument("--trials", type=positive_int, required=True, metavar="N",
                    help="the study's total number of finished (complete or pruned) trials")
-    g.add_argument("--timeout", type=_seconds, metavar="S", default=None,
+    g.add_argument("--timeout", type=positive_seconds, metavar="S", default=None,
                    help="stop starting new trials after S seconds (per worker)")
     g.add_argument("--search-space", metavar="FILE.yaml|NAME", default=None,
                    help="a YAML search space (docs/tuning.md) or a built-in one: "
@@ -90,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--preprocess", choices=list(PREPROCESSING), default="standardize",
                    help="input preprocessing fitted on the training split (default: "
                         "%(default)s)")
-    g.add_argument("--train-size", type=_positive_int, metavar="N", default=None,
+    g.add_argument("--train-size", type=positive_int, metavar="N", default=None,
                    help="tune on a stratified subset of N training images (cheaper trials)")
 
     s = p.add_argument_group("study and workers")
@@ -100,13 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where the study lives: a SQLAlchemy URL (sqlite:///f.db, "
                         "postgresql://user@host/db), journal:PATH or a .log file (Optuna "
                         "journal), a .db file (default: <out>/study.db)")
-    s.add_argument("--workers", type=_positive_int, default=1, metavar="K",
+    s.add_argument("--workers", type=positive_int, default=1, metavar="K",
                    help="local worker processes (default: %(default)s)")
-    s.add_argument("--heartbeat", type=_non_negative_int, default=30, metavar="S",
+    s.add_argument("--heartbeat", type=non_negative_int, default=30, metavar="S",
                    help="seconds between a running trial's heartbeats; a trial whose worker "
                         "died is marked FAIL and re-queued once (0 disables; default: "
                         "%(default)s)")
-    s.add_argument("--grace", type=_positive_int, default=None, metavar="S",
+    s.add_argument("--grace", type=positive_int, default=None, metavar="S",
                    help="seconds without a heartbeat before a trial counts as dead "
                         "(default: twice --heartbeat)")
     s.add_argument("--search-only", action="store_true",

@@ -1,0 +1,68 @@
+"""Argument types shared by the command modules: each parses one option's text or raises
+``argparse.ArgumentTypeError``, which argparse reports as a usage error (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds; got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds; got {text!r}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """``"2,3,4,5"`` -> [2, 3, 4, 5]: at least one, all positive."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 2,3,4,5; got "
+                                         f"{text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers like 2,3,4,5; got {text!r}")
+    return values
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``"500,250"`` -> ``[500, 250]``; raises ValueError with a usable message."""
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"hidden sizes must be comma-separated integers, e.g. 500,250; "
+                         f"got {text!r}.") from None
+    if any(s < 1 for s in sizes):
+        raise ValueError(f"hidden sizes must be positive; got {text!r}.")
+    return sizes
+
+
+def hidden_sizes(text: str) -> list[int]:
+    """:func:`parse_sizes` as an argparse type."""
+    try:
+        return parse_sizes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
