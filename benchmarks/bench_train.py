@@ -98,7 +98,9 @@ def prepare_data(args: argparse.Namespace, folder: Path) -> tuple[Path, Path]:
         if len(X) < args.n_train:
             raise SystemExit(f"{args.data_dir} gives {len(X)} training images; "
                              f"--n-train asks for {args.n_train}.")
-        X, y = X[:args.n_train], y[:args.n_train]
+        if args.n_train < len(X):  # a random subset: the folder's images come class by class
+            rows = np.sort(np.random.RandomState(args.seed).permutation(len(X))[:args.n_train])
+            X, y = X[rows], y[rows]
     np.save(x_path, X)
     np.save(y_path, y)
     return x_path, y_path
