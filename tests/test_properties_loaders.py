@@ -15,13 +15,13 @@ import os
 import pickle
 import struct
 import tarfile
-import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hostile import bounded as _bounded
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -39,26 +39,7 @@ FAST = settings(max_examples=150 * SCALE, deadline=timedelta(seconds=10), derand
 
 
 def bounded(call, where: str):
-    """Run ``call()``; return its result or the ``DatasetError`` it raised. Fails on any other
-    exception, on a message that does not name ``where`` or spans lines, and on a peak
-    allocation above ``MAX_PEAK``."""
-    tracemalloc.start()
-    try:
-        result = call()
-    except DatasetError as exc:
-        result = exc
-        message = str(exc)
-        assert message and "\n" not in message, message
-        assert where in message, f"the message does not name {where}: {message}"
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    assert peak < MAX_PEAK, f"allocated {peak / 2**20:.0f} MiB"
-    try:  # the share of refused inputs, for --hypothesis-show-statistics
-        event("refused" if isinstance(result, DatasetError) else "accepted")
-    except Exception:  # not inside a hypothesis test
-        pass
-    return result
+    return _bounded(call, where, DatasetError, MAX_PEAK)
 
 
 @pytest.fixture(scope="module")

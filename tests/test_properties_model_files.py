@@ -12,14 +12,14 @@ from __future__ import annotations
 import io as stdio
 import json
 import os
-import tracemalloc
 import zipfile
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hostile import bounded as _bounded
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlplab import MLP, io
@@ -36,23 +36,7 @@ FAST = settings(max_examples=200 * SCALE, deadline=timedelta(seconds=10),
 
 
 def bounded(call, where: str):
-    tracemalloc.start()
-    try:
-        result = call()
-    except ValueError as exc:
-        result = exc
-        message = str(exc)
-        assert message and "\n" not in message, message
-        assert where in message, f"the message does not name {where}: {message}"
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    assert peak < MAX_PEAK, f"allocated {peak / 2**20:.0f} MiB"
-    try:
-        event("refused" if isinstance(result, ValueError) else "accepted")
-    except Exception:  # not inside a hypothesis test
-        pass
-    return result
+    return _bounded(call, where, ValueError, MAX_PEAK)
 
 
 def _models() -> dict[str, tuple]:
