@@ -446,16 +446,22 @@ def make_augmenter(cfg: RunConfig, image_shape: Sequence[int]):
     return Augmenter(image_shape, flip="flip" in cfg.augment, crop=crop)
 
 
+def describe_network(kind: str, sizes: Sequence[int], activation: str, batchnorm: bool,
+                     dropout: float) -> str:
+    """``"MLP 3072-50-10 relu"`` (``kind`` first) plus batch norm / dropout when used."""
+    text = f"{kind} {'-'.join(str(s) for s in sizes)} {activation}"
+    if batchnorm:
+        text += " batchnorm"
+    if dropout:
+        text += f" dropout {dropout:g}"
+    return text
+
+
 def describe_model(model: MLP) -> str:
     """``"MLP 3072-50-10 relu"`` plus batch norm / dropout when used."""
     c = model.config
-    sizes = "-".join(str(s) for s in [c["input_size"], *c["hidden_sizes"], c["num_classes"]])
-    text = f"MLP {sizes} {c['activation']}"
-    if c["batchnorm"]:
-        text += " batchnorm"
-    if c["dropout"]:
-        text += f" dropout {c['dropout']:g}"
-    return text
+    return describe_network("MLP", [c["input_size"], *c["hidden_sizes"], c["num_classes"]],
+                            c["activation"], c["batchnorm"], c["dropout"])
 
 
 def _fit_and_finish(cfg: RunConfig, ds, pre, model: MLP, X_train: np.ndarray,

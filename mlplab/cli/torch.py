@@ -194,14 +194,12 @@ def _environment(threads: int, device) -> dict[str, Any]:
 
 def describe(model) -> str:
     """``"PyTorch MLP 3072-50-10 relu"`` plus batch norm / dropout when used."""
+    from mlplab.runs import describe_network
+
     c = model.config
-    sizes = "-".join(str(s) for s in [c["input_size"], *c["hidden_layers"], c["num_classes"]])
-    text = f"PyTorch MLP {sizes} relu"
-    if c["batchnorm"]:
-        text += " batchnorm"
-    if c["dropout"]:
-        text += f" dropout {c['dropout']:g}"
-    return text
+    return describe_network("PyTorch MLP",
+                            [c["input_size"], *c["hidden_layers"], c["num_classes"]], "relu",
+                            c["batchnorm"], c["dropout"])
 
 
 # ------------------------------------------------------------------------------- torch train
