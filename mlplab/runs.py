@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from mlplab import io
+from mlplab._validation import is_int
 from mlplab.models import MLP
 from mlplab.trainer import Callback, History, TrainConfig, Trainer
 
@@ -52,7 +53,8 @@ class RunConfig:
     Data: ``dataset`` (a :func:`mlplab.data.load_dataset` name), ``data_dir``, ``download``,
     ``val_size``, ``test_size``, ``image_size``, ``data_seed`` (seed of the split, kept apart from
     ``seed`` so that runs with different seeds see the same split), ``preprocessing`` (a
-    :data:`mlplab.data.PREPROCESSING` name), ``augment`` (any of ``flip``, ``crop``).
+    :data:`mlplab.data.PREPROCESSING` name), ``augment`` (any of ``flip``, ``crop``),
+    ``crop_padding`` (pixels a ``crop`` may shift the image by; None = an eighth of its side).
     Model: ``hidden``, ``activation``, ``init``, ``std``, ``dropout``, ``batchnorm``, ``dtype``.
     Training: the fields of :class:`mlplab.trainer.TrainConfig`. ``seed`` seeds the weights, the
     minibatches, dropout and augmentation. ``eval_test`` also measures the test split.
@@ -67,6 +69,7 @@ class RunConfig:
     data_seed: int = 0
     preprocessing: str = "standardize"
     augment: list[str] = field(default_factory=list)
+    crop_padding: int | None = None
     hidden: list[int] = field(default_factory=lambda: [100])
     activation: str = "relu"
     init: str = "he"
@@ -112,6 +115,10 @@ class RunConfig:
         if bad:
             raise ValueError(f"unknown augmentation {bad[0]!r}; choose from "
                              f"{', '.join(AUGMENTATIONS)} (e.g. flip,crop).")
+        if self.crop_padding is not None and (not is_int(self.crop_padding)
+                                              or self.crop_padding < 1):
+            raise ValueError(f"crop_padding must be a positive integer (pixels) or None; got "
+                             f"{self.crop_padding!r}.")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be positive integers; got {self.hidden}.")
         if not 0 <= self.dropout < 1:
@@ -441,8 +448,9 @@ def make_augmenter(cfg: RunConfig, image_shape: Sequence[int]):
         return None
     from mlplab.data import Augmenter
 
-    # pad by an eighth of the image: 4 pixels on CIFAR's 32, 1 on the 8x8 digits
-    crop = max(1, round(image_shape[0] / 8)) if "crop" in cfg.augment else 0
+    # by default pad by an eighth of the image: 4 pixels on CIFAR's 32, 1 on the 8x8 digits
+    pad = cfg.crop_padding or max(1, round(image_shape[0] / 8))
+    crop = pad if "crop" in cfg.augment else 0
     return Augmenter(image_shape, flip="flip" in cfg.augment, crop=crop)
 
 

@@ -99,3 +99,37 @@ def test_label_smoothing_flag(tmp_path, capsys):
     assert main([*base, "--label-smoothing", "1.5", "--out", str(tmp_path / "d")]) != 0
     assert "label_smoothing" in capsys.readouterr().err
     assert not (tmp_path / "d" / "model.npz").exists()
+
+
+def test_crop_padding_sets_how_far_a_crop_shifts(tmp_path, capsys):
+    from mlplab.runs import make_augmenter
+
+    # default: an eighth of the side (4 pixels of CIFAR's 32, 1 of the digits' 8)
+    assert make_augmenter(build_config(augment="crop"), (32, 32, 3)).crop == 4
+    assert make_augmenter(build_config(augment="flip,crop"), (8, 8, 1)).crop == 1
+    aug = make_augmenter(build_config(augment="flip,crop", crop_padding=2), (28, 28, 1))
+    assert aug.crop == 2 and aug.flip
+    # padding without crop does nothing
+    assert make_augmenter(build_config(augment="flip", crop_padding=2), (28, 28, 1)).crop == 0
+    # a 2-pixel crop moves every image by at most 2 pixels: each output row is a shifted input
+    rng = np.random.RandomState(0)
+    img = rng.rand(64, 8, 8, 1).astype(np.float32)
+    out = make_augmenter(build_config(augment="crop", crop_padding=2), (8, 8, 1))(
+        img.reshape(64, -1), rng).reshape(64, 8, 8, 1)
+    for x, o in zip(img, out, strict=True):
+        shifts = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                  if np.array_equal(o[2:6, 2:6], x[2 + dy:6 + dy, 2 + dx:6 + dx])]
+        assert shifts, "output is not a shift of at most 2 pixels"
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(ValueError, match="crop_padding"):
+            build_config(crop_padding=bad)
+    # the flag reaches the run folder's config, and a bad value is a usage error
+    out_dir = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--hidden", "16", "--epochs", "1", "--quiet",
+                 "--no-plots", "--augment", "flip,crop", "--crop-padding", "2",
+                 "--out", str(out_dir)]) == 0
+    assert json.loads((out_dir / "config.json").read_text())["crop_padding"] == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", "digits", "--crop-padding", "0"])
+    assert exc.value.code == 2 and "--crop-padding" in capsys.readouterr().err
