@@ -30,6 +30,7 @@ The search space (:class:`SearchSpace`) is a mapping of *knobs* to distributions
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import multiprocessing
@@ -647,9 +648,10 @@ class StorageSpec:
             path = Path(self.url[len("journal:"):]).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
             backend = JournalFileBackend(str(path))
-            if self.heartbeat is None or _HeartbeatJournalStorage is None:
+            storage_class = _heartbeat_journal_storage_class()
+            if self.heartbeat is None or storage_class is None:
                 return optuna.storages.JournalStorage(backend)
-            return _HeartbeatJournalStorage(backend, self.heartbeat, grace, callback)
+            return storage_class(backend, self.heartbeat, grace, callback)
         kwargs: dict[str, Any] = {}
         url = sqlalchemy_url(self.url)
         if url.startswith("sqlite"):
@@ -755,7 +757,8 @@ def _quiet_optuna_warnings() -> Iterator[None]:
         yield
 
 
-def _make_heartbeat_journal_storage():
+@functools.cache
+def _heartbeat_journal_storage_class():
     """A ``JournalStorage`` with Optuna's heartbeat protocol (None if this Optuna lacks it)."""
     try:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -799,7 +802,6 @@ def _make_heartbeat_journal_storage():
     return HeartbeatJournalStorage
 
 
-_HeartbeatJournalStorage = _make_heartbeat_journal_storage()
 
 
 # =========================================================================== studies

@@ -169,6 +169,37 @@ def test_train_run_in_memory_and_without_test(digits):
     assert res.out is None and "test_accuracy" not in res.metrics
 
 
+def test_a_run_that_loads_its_data_frees_the_raw_training_images(digits):
+    """Given a loader, the run owns the dataset and drops the raw training images once they are
+    preprocessed (they would otherwise sit beside the float32 copy for the whole run); a dataset
+    passed in is the caller's and is left alone. Same data, same result either way."""
+    import dataclasses
+    import gc
+    import weakref
+
+    raw_alive = []
+
+    class Probe(Callback):
+        def on_train_begin(self, trainer):
+            gc.collect()
+            raw_alive.append(ref() is not None)
+
+    def loader():
+        ds = dataclasses.replace(digits, X_train=digits.X_train.copy())
+        nonlocal ref
+        ref = weakref.ref(ds.X_train)
+        return ds
+
+    ref = None
+    owned = train_run(FAST, data=loader, plots=False, callbacks=[Probe()])
+    ref = weakref.ref(digits.X_train)
+    lent = train_run(FAST, data=digits, plots=False, callbacks=[Probe()])
+    assert raw_alive == [False, True]
+    assert digits.X_train.shape[0] == len(digits.y_train)  # untouched
+    assert owned.metrics["val_accuracy"] == lent.metrics["val_accuracy"]
+    np.testing.assert_array_equal(owned.model.params["W1"], lent.model.params["W1"])
+
+
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, digits):
     cfg = {**FAST, "epochs": 5, "dropout": 0.2, "optimizer": "momentum", "lr": 0.05,
            "augment": ["flip", "crop"], "patience": 10}

@@ -192,12 +192,13 @@ def run_train(args: argparse.Namespace) -> int:
         with usage_errors():
             cfg = build_config(args.preset, **options)
         args.data_seed = cfg.data_seed
-        ds = load_dataset_from_args(args)
         out = args.out or default_run_dir()
         if not args.json:
             print(f"training {config_summary(cfg)} -> {out}", file=sys.stderr)
-        result = train_run(cfg, out=out, data=ds, progress=progress, verbose=args.verbose,
-                           plots=args.plots)
+        # a loader, not a loaded dataset: the run then owns the data and frees the raw images
+        # it no longer needs (lower peak memory)
+        result = train_run(cfg, out=out, data=lambda: load_dataset_from_args(args),
+                           progress=progress, verbose=args.verbose, plots=args.plots)
 
     m = result.metrics
     if args.json:

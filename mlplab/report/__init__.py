@@ -8,7 +8,19 @@ See docs/report.md for the stages, budgets and the files written.
 """
 
 from mlplab.report.budgets import BUDGETS, Budget, get_budget
-from mlplab.report.runner import STAGES, ReportResult, default_out, render, reproduce
+
+_RUNNER_NAMES = ("STAGES", "ReportResult", "default_out", "render", "reproduce")
+
+
+def __getattr__(name: str):
+    # the runner imports Matplotlib and every stage: load it on first use, so that the CLI
+    # (which reads BUDGETS to build its --help) starts fast and small
+    if name in _RUNNER_NAMES:
+        from mlplab.report import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'mlplab.report' has no attribute {name!r}")
+
 
 __all__ = ["BUDGETS", "Budget", "ReportResult", "STAGES", "default_out", "get_budget", "render",
            "reproduce"]
