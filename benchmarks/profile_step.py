@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
 
     limits = threadpool_limits(a.threads)  # noqa: F841  (kept alive for the whole run)
     from mlplab import MLP
+    from mlplab.blas1 import axpy, level1_threads
     from mlplab.optim import make_optimizer
 
     B, D, K, N = 200, 3072, 10, 20000
@@ -75,18 +76,17 @@ def main(argv: list[str] | None = None) -> None:
         lap("GEMM X^T dZ1")
         np.sum(d, axis=0, out=affine1.grads["b"])
         for layer in model.affines:  # MLP._loss_and_grads's L2 term
-            W = layer.params["W"]
-            layer.grads["W"] += np.multiply(W, 2 * a.reg, out=layer._buffer("l2", W.shape,
-                                                                             W.dtype))
+            axpy(2 * a.reg, layer.params["W"], layer.grads["W"])
         lap("db1 and L2 gradient (passes over W1)")
         opt.step(model.params, model.grads)
         lap("momentum update (passes over W1)")
 
-    for i in range(10):
-        step(i)
-    totals.clear()
-    for i in range(a.steps):
-        step(i)
+    with level1_threads():  # as Trainer.fit does (see mlplab.blas1)
+        for i in range(10):
+            step(i)
+        totals.clear()
+        for i in range(a.steps):
+            step(i)
     ms = {k: 1e3 * v / a.steps for k, v in totals.items()}
     gemm = sum(v for k, v in ms.items() if k.startswith("GEMM"))
     print(f"hidden {a.hidden}, {a.threads} BLAS thread(s), {a.steps} steps\n")

@@ -23,6 +23,7 @@ from mlplab._validation import (
     check_y,
     is_int,
 )
+from mlplab.blas1 import axpy
 from mlplab.init import INITS, init_weights
 from mlplab.layers import (
     Affine,
@@ -191,9 +192,7 @@ class MLP:
             dout = layer.backward(dout)
         if reg:
             for a in self.affines:
-                W = a.params["W"]
-                # 2 reg W through a reused buffer: no weight-sized temporary per step
-                a.grads["W"] += np.multiply(W, 2 * reg, out=a._buffer("l2", W.shape, W.dtype))
+                axpy(2 * reg, a.params["W"], a.grads["W"])  # one pass, no temporary
         return loss, self.grads
 
     def _batches(self, X: np.ndarray):

@@ -5,9 +5,10 @@ The update rules follow PyTorch's conventions (``torch.optim.SGD`` with momentum
 the exercise's ``theta <- theta - lr * grad``. The learning rate is an attribute the trainer's
 schedule sets before each step.
 
-Updates run in place and write their products into one reusable scratch array per parameter
-shape (``_scratch``) instead of fresh temporaries: a step then allocates nothing, and for the
-large first-layer weights it is memory traffic, not arithmetic, that costs.
+Updates run in place and allocate nothing: for the large first-layer weights it is memory
+traffic, not arithmetic, that costs, so SGD and momentum are written as BLAS level-1 updates
+(:mod:`mlplab.blas1`: ``axpy`` is ``y += a x`` in one pass), and Adam writes its products into one
+reusable scratch array per parameter shape (``_scratch``) instead of fresh temporaries.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlplab._validation import check_positive
+from mlplab.blas1 import axpy, scal
 
 
 class Optimizer:
@@ -75,8 +77,7 @@ class SGD(Optimizer):
     name = "sgd"
 
     def _update(self, name, p, g):
-        step = np.multiply(g, p.dtype.type(self.lr), out=self._scratch(p))
-        p -= step
+        axpy(-self.lr, g, p)
 
 
 class Momentum(Optimizer):
@@ -92,10 +93,9 @@ class Momentum(Optimizer):
 
     def _update(self, name, p, g):
         v = self._slot(name, "v", p)
-        v *= p.dtype.type(self.momentum)
-        v += g
-        step = np.multiply(v, p.dtype.type(self.lr), out=self._scratch(p))
-        p -= step
+        scal(self.momentum, v)
+        axpy(1.0, g, v)
+        axpy(-self.lr, v, p)
 
 
 class Nesterov(Momentum):
@@ -105,13 +105,10 @@ class Nesterov(Momentum):
 
     def _update(self, name, p, g):
         v = self._slot(name, "v", p)
-        mu = p.dtype.type(self.momentum)
-        v *= mu
-        v += g
-        step = np.multiply(v, mu, out=self._scratch(p))
-        step += g
-        step *= p.dtype.type(self.lr)
-        p -= step
+        scal(self.momentum, v)
+        axpy(1.0, g, v)
+        axpy(-self.lr, g, p)
+        axpy(-self.lr * self.momentum, v, p)
 
 
 class Adam(Optimizer):

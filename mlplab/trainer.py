@@ -30,6 +30,7 @@ from mlplab._validation import (
     check_X,
     check_y,
 )
+from mlplab.blas1 import level1_threads
 from mlplab.init import random_state
 from mlplab.layers import Dropout
 from mlplab.optim import OPTIMIZERS, make_optimizer
@@ -250,7 +251,8 @@ class Trainer:
         plain_smoothing = model.output.label_smoothing
         model.output.label_smoothing = cfg.label_smoothing
         try:
-            return self._fit(model, X, y, X_val, y_val, n, batch, per_epoch, total)
+            with level1_threads():  # see mlplab.blas1: the updates' BLAS must not fight NumPy's
+                return self._fit(model, X, y, X_val, y_val, n, batch, per_epoch, total)
         finally:
             model.output.label_smoothing = plain_smoothing
 
