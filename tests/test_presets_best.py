@@ -60,11 +60,13 @@ def test_existing_presets_are_unchanged():
 
 @pytest.mark.parametrize("name", ["twolayer-best", "deep-best"])
 def test_preset_trains_end_to_end(name, tmp_path, capsys):
-    """The full-size network trains (2 short epochs on digits, crop pads 1 pixel of 8) and the
-    run folder records the preset's options; accuracy well above chance (10%) shows it learns."""
+    """The full-size network trains (2 short epochs on digits, crops of 1 pixel of 8: a preset's
+    CIFAR-sized padding would shift these tiny images by a quarter) and the run folder records
+    the preset's options; accuracy well above chance (10%) shows it learns."""
     out = tmp_path / "run"
     assert main(["train", "--preset", name, "--dataset", "digits", "--epochs", "2", "--json",
-                 "--eval-test", "--no-plots", "--quiet", "--out", str(out)]) == 0
+                 "--crop-padding", "1", "--eval-test", "--no-plots", "--quiet",
+                 "--out", str(out)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["preset"] == name and metrics["epochs"] == 2
     assert metrics["val_accuracy"] > 0.6 and metrics["test_accuracy"] > 0.6

@@ -14,7 +14,7 @@ from PIL import Image
 from mlplab.cli import main
 from mlplab.report import Budget, render, reproduce
 from mlplab.report.document import Section, StageSkipped, Table, Text
-from mlplab.report.render import to_html, to_markdown
+from mlplab.report.rendering import to_html, to_markdown
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 

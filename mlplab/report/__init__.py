@@ -18,7 +18,8 @@ def __getattr__(name: str):
     if name in _RUNNER_NAMES:
         from mlplab.report import runner
 
-        return getattr(runner, name)
+        globals().update({n: getattr(runner, n) for n in _RUNNER_NAMES})
+        return globals()[name]
     raise AttributeError(f"module 'mlplab.report' has no attribute {name!r}")
 
 

@@ -1,5 +1,5 @@
 """The report as data: sections made of blocks, rendered to Markdown and HTML by
-:mod:`mlplab.report.render`.
+:mod:`mlplab.report.rendering`.
 
 Stages build :class:`Section` objects and never write Markdown or HTML themselves, so both outputs
 always say the same thing. Text blocks use a small Markdown subset (``**bold**``, ``*italic*``,

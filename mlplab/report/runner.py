@@ -32,7 +32,7 @@ from mlplab.report.document import (
     block_to_dict,
 )
 from mlplab.report.fmt import seconds
-from mlplab.report.render import to_html, to_markdown
+from mlplab.report.rendering import to_html, to_markdown
 from mlplab.report.stages_exercise import stage_q1, stage_q2, stage_q3_toy
 from mlplab.report.stages_summary import stage_summary
 from mlplab.report.stages_torch import stage_q4
