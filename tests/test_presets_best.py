@@ -19,8 +19,9 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "accuracy.md"
 RECIPES = {
     "twolayer-best": dict(hidden=[2048], dropout=0.0, batchnorm=False, augment=["flip", "crop"],
                           crop_padding=2, lr=0.02, reg=1e-4, batch_size=200, epochs=60),
-    "deep-best": dict(hidden=[2048, 1024, 512], dropout=0.1, batchnorm=True,
-                      augment=["flip", "crop"], lr=0.05, reg=1e-4, batch_size=200, epochs=40),
+    "deep-best": dict(hidden=[2048, 1024, 512], dropout=0.2, batchnorm=True,
+                      augment=["flip", "crop"], crop_padding=2, lr=0.05, reg=1e-4,
+                      batch_size=200, epochs=80),
     "twolayer-fast": dict(hidden=[2048], dropout=0.0, batchnorm=False, augment=[], lr=0.02,
                           reg=5e-4, batch_size=200, epochs=4),
     "twolayer-best-fashion": dict(hidden=[1024], dropout=0.2, batchnorm=False, augment=["flip"],
