@@ -122,23 +122,25 @@ PRESETS.update({
         "hidden": [2048], "dropout": 0.0, "batchnorm": False, "augment": [],
         "lr": 0.02, "reg": 5e-4, "batch_size": 200, "epochs": 4,
     },
-    # Fashion-MNIST variants: its garments are centred and 28x28, so a 4-pixel crop (an eighth of
-    # the image) moves them off their usual place; flips only, and dropout instead for the rest.
+    # Fashion-MNIST variants: its garments are centred and 28x28, so crops, even of 1 pixel, only
+    # regularised (train accuracy 95% -> 91-93%) without raising validation accuracy; flips (a
+    # mirrored garment is still a garment: 90.4% validation with them, 90.2% without) and dropout.
+    # Every variant tried ended at 90.2-90.7% validation (docs/results.md); these are the best.
     "twolayer-best-fashion": {
         **_BEST,
-        "description": "Fashion-MNIST: one hidden layer of 1024, dropout 0.2, flips, momentum "
+        "description": "Fashion-MNIST: one hidden layer of 4096, dropout 0.5, flips, momentum "
                        "0.9, lr 0.05, 1 warm-up epoch + cosine, reg 5e-5, label smoothing 0.1, "
-                       "batch 128, 25 epochs (about 2 min of CPU on one core)",
-        "hidden": [1024], "dropout": 0.2, "batchnorm": False, "augment": ["flip"],
-        "lr": 0.05, "reg": 5e-5, "batch_size": 128, "epochs": 25,
+                       "batch 128, 60 epochs (about 5 min on 2 cores)",
+        "hidden": [4096], "dropout": 0.5, "batchnorm": False, "augment": ["flip"],
+        "lr": 0.05, "reg": 5e-5, "batch_size": 128, "epochs": 60,
     },
     "deep-best-fashion": {
         **_BEST,
-        "description": "Fashion-MNIST: hidden 1024-1024-512, batch norm, dropout 0.2, flips, "
+        "description": "Fashion-MNIST: hidden 1024-1024-1024, batch norm, dropout 0.3, flips, "
                        "momentum 0.9, lr 0.05, 1 warm-up epoch + cosine, reg 5e-5, label "
-                       "smoothing 0.1, batch 128, 30 epochs (about 6 min of CPU on one core)",
-        "hidden": [1024, 1024, 512], "dropout": 0.2, "batchnorm": True, "augment": ["flip"],
-        "lr": 0.05, "reg": 5e-5, "batch_size": 128, "epochs": 30,
+                       "smoothing 0.1, batch 128, 60 epochs (about 10 min on 2 cores)",
+        "hidden": [1024, 1024, 1024], "dropout": 0.3, "batchnorm": True, "augment": ["flip"],
+        "lr": 0.05, "reg": 5e-5, "batch_size": 128, "epochs": 60,
     },
 })
 
