@@ -31,7 +31,7 @@ RECIPES = {
 }
 SHARED = dict(preprocessing="standardize", init="he", activation="relu", optimizer="momentum",
               momentum=0.9, schedule="cosine", warmup_epochs=1.0, min_lr=0.0,
-              label_smoothing=0.1, sampling="shuffle", patience=8, restore_best=True, iters=None)
+              label_smoothing=0.1, sampling="shuffle", patience=20, restore_best=True, iters=None)
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
