@@ -21,7 +21,7 @@ RECIPES = {
                           crop_padding=2, lr=0.02, reg=1e-4, batch_size=200, epochs=60),
     "deep-best": dict(hidden=[2048, 1024, 512], dropout=0.2, batchnorm=True,
                       augment=["flip", "crop"], crop_padding=2, lr=0.05, reg=1e-4,
-                      batch_size=200, epochs=80),
+                      batch_size=200, epochs=100),
     "twolayer-fast": dict(hidden=[2048], dropout=0.0, batchnorm=False, augment=[], lr=0.02,
                           reg=5e-4, batch_size=200, epochs=4),
     "twolayer-best-fashion": dict(hidden=[4096], dropout=0.5, batchnorm=False, augment=["flip"],
