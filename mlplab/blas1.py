@@ -66,19 +66,21 @@ def scal(a: float, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _scipy_blas_paths() -> list[str]:
+@functools.cache
+def _scipy_blas_paths() -> tuple[str, ...]:
     """File paths of the BLAS libraries SciPy bundles (none when it uses a shared system BLAS,
     whose pool is NumPy's own)."""
     try:
         import scipy
         import scipy.linalg.blas  # noqa: F401  (loads the library)
     except ImportError:  # pragma: no cover
-        return []
+        return ()
     from threadpoolctl import threadpool_info
 
+    # looked up once (cached): every Trainer.fit asks, and the libraries loaded do not change
     bundled = Path(scipy.__file__).resolve().parent.parent / "scipy.libs"
-    return [info["filepath"] for info in threadpool_info()
-            if info.get("user_api") == "blas" and Path(info["filepath"]).parent == bundled]
+    return tuple(info["filepath"] for info in threadpool_info()
+                 if info.get("user_api") == "blas" and Path(info["filepath"]).parent == bundled)
 
 
 @contextlib.contextmanager
