@@ -403,7 +403,11 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     run_dir = Path(run)
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}).")
-    cfg = RunConfig.from_dict(io.read_json(run_dir / CONFIG_FILE))
+    values = io.read_json(run_dir / CONFIG_FILE)
+    if values.get("framework") == "pytorch":
+        raise ValueError(f"{run_dir} was written by mlplab torch train, which does not resume; "
+                         "train it again with mlplab torch train.")
+    cfg = RunConfig.from_dict(values)
     cfg.validate()
     metrics_path = run_dir / METRICS_FILE
     if metrics_path.is_file() and io.read_json(metrics_path).get("status") == "completed":
@@ -642,10 +646,24 @@ def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[st
         hint = (f"; it has a checkpoint: continue it with mlplab train --resume {run_dir}"
                 if (run_dir / CHECKPOINT_FILE).is_file() else "")
         raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}{hint}.")
-    cfg = RunConfig.from_dict(io.read_json(run_dir / CONFIG_FILE))
+    cfg = _finished_run_config(io.read_json(run_dir / CONFIG_FILE))
     metrics_path = run_dir / METRICS_FILE
     metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}
     return io.load_model(model_path), cfg, metrics
+
+
+#: the options that say which data a run saw: all that evaluating its model needs
+_DATA_OPTIONS = ("dataset", "data_dir", "val_size", "test_size", "image_size", "data_seed",
+                 "preprocessing")
+
+
+def _finished_run_config(values: dict[str, Any]) -> RunConfig:
+    """The config of a run folder. A ``mlplab torch train`` folder holds the same ``model.npz``
+    (its weights as an MLP) but a PyTorch config; its data options are all that evaluating or
+    predicting with it needs, so the rest is left at the defaults."""
+    if values.get("framework") == "pytorch":
+        values = {k: values[k] for k in _DATA_OPTIONS if k in values}
+    return RunConfig.from_dict(values)
 
 
 def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -> dict[str, Any]:

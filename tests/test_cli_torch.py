@@ -85,6 +85,36 @@ def test_train_outputs_match_mlplab_train(train_run, tmp_path):
     assert {p.name for p in ref.glob("*.png")} <= {p.name for p in out.glob("*.png")}
 
 
+def test_evaluate_and_predict_read_a_torch_run_folder(train_run, tmp_path, capsys):
+    """mlplab evaluate / predict work on a PyTorch run folder as on a NumPy one: same split,
+    the accuracy PyTorch recorded; resume says plainly that it cannot continue such a run."""
+    from PIL import Image
+
+    from mlplab.data import load_dataset
+
+    _, out = train_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    for split, key in (("val", "val_accuracy"), ("test", "test_accuracy")):
+        assert main(["evaluate", str(out), "--split", split, "--json"]) == 0
+        res = json.loads(capsys.readouterr().out)
+        assert res["split"] == split and res["accuracy"] == pytest.approx(metrics[key])
+
+    ds = load_dataset("digits", seed=0)
+    path = tmp_path / "digit.png"
+    Image.fromarray(ds.X_test[0].reshape(8, 8)).save(path)
+    assert main(["predict", str(out), str(path), "--json", "--top", "1"]) == 0
+    top = json.loads(capsys.readouterr().out)[0]["top"][0]
+    model, _ = tm.load_torch_model(out / "model.pt")
+    pre = tm.input_pipeline()
+    pre.fit_transform(ds.X_train)
+    expected = tm.predict(model, pre.transform(ds.X_test[:1]))[0]
+    assert top["class"] == ds.classes[expected]
+
+    assert main(["train", "--resume", str(out)]) == 1
+    assert "mlplab torch train" in capsys.readouterr().err
+
+
 def test_train_refuses_an_existing_run(train_run, capsys):
     _, out = train_run
     assert main(["torch", "train", "--epochs", "1", "--out", str(out), "--threads", "1"]) == 1
