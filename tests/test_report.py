@@ -213,10 +213,13 @@ def test_cli_reproduce(tmp_path, capsys):
     out = capsys.readouterr()
     assert "report.html" in out.out and "[2/9] Q1" in out.err
     assert (tmp_path / "report.html").is_file()
-    assert main(["reproduce", "--only", "q1,nope", "--out", str(tmp_path)]) == 1
+    # bad arguments are usage errors (exit 2, like argparse's), before any stage runs
+    assert main(["reproduce", "--only", "q1,nope", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown stage(s) nope" in err and "Traceback" not in err
-    assert main(["reproduce", "--threads", "0", "--out", str(tmp_path)]) == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "--threads", "0", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "--threads" in capsys.readouterr().err
     # a stage that fails (here: the dataset cannot be found) gives exit status 1, with a report
     missing = tmp_path / "no-such-folder"
     assert main(["reproduce", "--dataset", f"folder:{missing}", "--only", "data,q1",

@@ -8,6 +8,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mlplab.cli._types import positive_int
     from mlplab.cli.data import add_dataset_arguments
     from mlplab.report.budgets import BUDGETS
 
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of every stage: splits, weights, minibatches, tuning, PyTorch "
                         "(default: %(default)s)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="BLAS and PyTorch threads (default: %(default)s, the fastest for the "
                         "exercise's small nets and exactly repeatable; 2-4 help CIFAR-10 on "
                         "dedicated cores)")
@@ -53,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
+    from mlplab.cli import UsageError
     from mlplab.cli.data import load_dataset_from_args
     from mlplab.report import STAGES, reproduce
 
@@ -61,10 +63,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
         only = [s.strip() for s in args.only.split(",") if s.strip()]
         unknown = sorted(set(only) - {s.key for s in STAGES})
         if unknown:
-            raise ValueError(f"unknown stage(s) {', '.join(unknown)} in --only; choose from "
+            raise UsageError(f"unknown stage(s) {', '.join(unknown)} in --only; choose from "
                              f"{', '.join(s.key for s in STAGES)}.")
-    if args.threads < 1:
-        raise ValueError(f"--threads must be a positive integer; got {args.threads}.")
     result = reproduce(args.dataset, args.budget, args.out, args.seed, progress=args.progress,
                        debug=args.debug, only=only, threads=args.threads,
                        loader=lambda: load_dataset_from_args(args), reuse=args.reuse,
