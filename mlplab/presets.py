@@ -134,13 +134,15 @@ PRESETS.update({
         "hidden": [4096], "dropout": 0.5, "batchnorm": False, "augment": ["flip"],
         "lr": 0.05, "reg": 5e-5, "batch_size": 128, "epochs": 60,
     },
+    # The deep net gains from a longer cosine run where the two-layer one does not: 60 epochs gave
+    # 91.0% validation, 110 epochs (one-thread experiment) 91.4%; 100 fit the 20-minute budget.
     "deep-best-fashion": {
         **_BEST,
         "description": "Fashion-MNIST: hidden 1024-1024-1024, batch norm, dropout 0.3, flips, "
                        "momentum 0.9, lr 0.05, 1 warm-up epoch + cosine, reg 5e-5, label "
-                       "smoothing 0.1, batch 128, 60 epochs (about 10 min on 2 cores)",
+                       "smoothing 0.1, batch 128, 100 epochs (about 18 min on 2 cores)",
         "hidden": [1024, 1024, 1024], "dropout": 0.3, "batchnorm": True, "augment": ["flip"],
-        "lr": 0.05, "reg": 5e-5, "batch_size": 128, "epochs": 60,
+        "lr": 0.05, "reg": 5e-5, "batch_size": 128, "epochs": 100,
     },
 })
 

@@ -27,7 +27,7 @@ RECIPES = {
     "twolayer-best-fashion": dict(hidden=[4096], dropout=0.5, batchnorm=False, augment=["flip"],
                                   lr=0.05, reg=5e-5, batch_size=128, epochs=60),
     "deep-best-fashion": dict(hidden=[1024, 1024, 1024], dropout=0.3, batchnorm=True,
-                              augment=["flip"], lr=0.05, reg=5e-5, batch_size=128, epochs=60),
+                              augment=["flip"], lr=0.05, reg=5e-5, batch_size=128, epochs=100),
 }
 SHARED = dict(preprocessing="standardize", init="he", activation="relu", optimizer="momentum",
               momentum=0.9, schedule="cosine", warmup_epochs=1.0, min_lr=0.0,
