@@ -10,8 +10,10 @@ L2 gradient and momentum update fall from 1.8 ms to about 0.5 ms per step, besid
 SciPy's wheels bundle their own OpenBLAS, beside NumPy's. Two OpenBLAS thread pools fight over the
 cores (each one's idle threads spin for a while after a call), which made a training step 2-3x
 *slower* with both at 2 threads; :func:`level1_threads` therefore pins SciPy's pool to one thread
-for the duration of a training run (these updates are memory-bound: one thread is as fast). Arrays
-that BLAS cannot take in place (non-contiguous, mixed dtypes) fall back to NumPy.
+for the duration of a training run (these updates are memory-bound: one thread is as fast). A loop
+of your own that calls an optimiser's ``step`` outside ``Trainer.fit`` gets the same speed inside
+``with level1_threads():`` (without it the results are the same, only slower). Arrays that BLAS
+cannot take in place (non-contiguous, mixed dtypes) fall back to NumPy.
 """
 
 from __future__ import annotations
