@@ -32,9 +32,13 @@ def open_image(path: str | os.PathLike):
     """``PIL.Image.open`` on the file's bytes in memory. Opened on the file itself, Pillow asks
     the file object for as many bytes as a chunk header declares, and Python's buffered reader
     allocates that much up front: a 70-byte PNG declaring a 2 GB chunk allocated 2 GB."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    return Image.open(io.BytesIO(Path(path).read_bytes()))
+    try:
+        return Image.open(io.BytesIO(Path(path).read_bytes()))
+    except UnidentifiedImageError:
+        # Pillow's message names the in-memory buffer ("<_io.BytesIO object at 0x...>")
+        raise UnidentifiedImageError("not an image format Pillow recognises") from None
 
 
 def _class_dirs(root: Path) -> list[Path]:
