@@ -136,3 +136,14 @@ def test_crop_padding_sets_how_far_a_crop_shifts(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--dataset", "digits", "--crop-padding", "0"])
     assert exc.value.code == 2 and "--crop-padding" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag,expected", [("0", None), ("5", 5)])
+def test_patience_flag_overrides_a_presets_early_stopping(flag, expected, tmp_path, capsys):
+    """--patience 0 turns a preset's early stopping off (the run goes to its full length);
+    another value replaces the preset's 20."""
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "twolayer-fast", "--dataset", "digits", "--hidden", "16",
+                 "--epochs", "1", "--patience", flag, "--no-plots", "--quiet",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["patience"] == expected

@@ -152,7 +152,7 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     (["train", "--lr-decay", "0", *T], "lr_decay must be a number in (0, 1]"),
     (["train", "--lr-decay", "1.5", *T], "lr_decay must be a number in (0, 1]"),
     (["train", "--std", "-1", "--init", "normal", *T], "std must be a finite number > 0"),
-    (["train", "--patience", "0", *T], "patience must be"),
+    (["train", "--patience", "-1", *T], "--patience: expected an integer >= 0"),
     (["train", "--step-epochs", "0", "--schedule", "step", *T], "step_epochs must be"),
     (["train", "--warmup-epochs", "-1", *T], "warmup_epochs must be"),
     (["train", "--min-lr", "-1", "--schedule", "cosine", *T], "min_lr must be"),

@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 from mlplab.cli import UsageError, seed_arg, usage_errors
-from mlplab.cli._types import hidden_sizes, positive_int
+from mlplab.cli._types import hidden_sizes, non_negative_int, positive_int
 from mlplab.cli.data import add_dataset_arguments, load_dataset_from_args
 
 #: flags that map one-to-one onto RunConfig fields (dest == field name)
@@ -126,9 +126,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--train-acc", choices=["subset", "batch"], default=None,
                    help="train accuracy per epoch on 5,000 training rows (default) or on the "
                         "last batch (the exercise)")
-    t.add_argument("--patience", type=int, default=None,
+    t.add_argument("--patience", type=non_negative_int, default=None,
                    help="early stopping: stop after this many epochs without a better "
-                        "validation accuracy, and keep the best parameters")
+                        "validation accuracy, and keep the best parameters; 0 turns it off "
+                        "(e.g. to run a preset to its full length)")
     t.add_argument("--seed", type=seed_arg, default=None,
                    help="seed of the weights, batches, dropout and augmentation (default: 0)")
     t.add_argument("--eval-test", action="store_true", default=None,
@@ -187,6 +188,8 @@ def run_train(args: argparse.Namespace) -> int:
                             plots=args.plots)
     else:
         options = _given(args, RUN_FIELDS)
+        if options.get("patience") == 0:
+            options["patience"] = None  # no early stopping, whatever the preset says
         options.update({k: getattr(args, k) for k in DATA_FIELDS})
         options.setdefault("data_seed", 0)
         with usage_errors():
