@@ -155,3 +155,21 @@ def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path):
     res = _mlplab("train", "--resume", str(out), "--quiet", "--no-plots")
     assert res.returncode == 0, res.stderr
     _assert_same_run(reference, out)
+
+
+def test_sqrt_standardize_run_saves_its_power_step(tmp_path, capsys):
+    """The saved pipeline rebuilds the square root, so evaluate and predict see what training saw."""
+    out = tmp_path / "sqrt"
+    assert main(["train", *TINY, "--preprocessing", "sqrt-standardize", "--out", str(out)]) == 0
+    loaded = io.load_model(out / "model.npz")
+    assert [s.kind for s in loaded.preprocessing.steps] == ["power", "standardize", "flatten"]
+    ds = load_dataset("digits")
+    roots = np.sqrt(ds.X_val / 255.0)
+    std = loaded.preprocessing.steps[1]  # statistics of the training split's square roots
+    np.testing.assert_allclose(loaded.preprocessing.transform(ds.X_val),
+                               ((roots - std.mean_) / std.std_).reshape(len(roots), -1), atol=1e-5)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    pred = loaded.model.predict(loaded.preprocessing.transform(ds.X_val))
+    assert res["accuracy"] == pytest.approx(np.mean(pred == ds.y_val)) and res["accuracy"] > 0.5

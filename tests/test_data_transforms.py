@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mlplab.data import Augmenter, DatasetError, Pipeline, make_preprocessing
-from mlplab.data.transforms import Flatten, Normalize, Scale, Standardize, SubtractMean
+from mlplab.data.transforms import Flatten, Normalize, Power, Scale, Standardize, SubtractMean
 
 
 @pytest.fixture
@@ -44,6 +44,32 @@ def test_scale_and_torch_normalisation(images):
     np.testing.assert_allclose(T, (images.reshape(40, -1) / 255.0 - 0.5) / 0.5, atol=1e-6)
 
 
+def test_sqrt_standardize_is_standardisation_of_square_roots(images):
+    X = make_preprocessing("sqrt-standardize").fit_transform(images)
+    roots = np.sqrt(images / 255.0)
+    ref = (roots - roots.reshape(-1, 3).mean(0)) / roots.reshape(-1, 3).std(0)
+    np.testing.assert_allclose(X, ref.reshape(40, -1), atol=1e-5)
+
+
+def test_power_table_and_float_paths_agree(images):
+    # uint8 images go through a lookup table; other dtypes through np.power
+    for exponent in (0.5, 0.3, 2.0):
+        table = Power(exponent).transform(images)
+        direct = Power(exponent).transform(images.astype(np.float64))
+        assert table.dtype == direct.dtype == np.float32
+        np.testing.assert_allclose(table, (images / 255.0) ** exponent, rtol=1e-6)
+        np.testing.assert_allclose(direct, table, rtol=1e-6)
+    assert Power(0.5, max_value=4.0).transform(np.array([[1.0, 4.0]]))[0].tolist() == [0.5, 1.0]
+
+
+def test_power_refuses_negative_intensities_and_bad_exponents():
+    with pytest.raises(DatasetError, match="intensities >= 0.*standardize"):
+        Power().transform(np.array([[0.5, -0.1]], dtype=np.float32))
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(DatasetError, match="exponent"):
+            Power(bad)
+
+
 def test_float64_and_flatten_order(images):
     X = make_preprocessing("none", dtype=np.float64).fit_transform(images)
     assert X.dtype == np.float64
@@ -61,7 +87,8 @@ def test_unfitted_and_unknown_raise(images):
         pre.transform(images[:, :4])
 
 
-@pytest.mark.parametrize("name", ["exercise", "standardize", "scale", "torch", "none"])
+@pytest.mark.parametrize("name", [
+    "exercise", "standardize", "sqrt-standardize", "scale", "torch", "none"])
 def test_pipeline_round_trips_through_npz(name, images, tmp_path):
     pre = make_preprocessing(name)
     ref = pre.fit_transform(images[:30])

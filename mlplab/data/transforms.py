@@ -161,6 +161,43 @@ class Scale(Transform):
         return np.multiply(X, self.dtype.type(1.0 / self.max_value), dtype=self.dtype)
 
 
+class Power(Transform):
+    """``(x / max_value) ** exponent``: intensities scaled to [0, 1], then raised to a power.
+
+    An exponent below 1 (0.5, the square root) spreads out dark values and compresses bright
+    ones. On Fashion-MNIST, whose classes differ in faint texture on a black background, the
+    square root before standardisation raised validation accuracy by about half a point
+    (docs/results.md). Intensities must be >= 0 (raw pixels are).
+    """
+
+    kind = "power"
+
+    def __init__(self, exponent: float = 0.5, max_value: float = 255.0,
+                 dtype: np.dtype | type = np.float32) -> None:
+        super().__init__(dtype)
+        if not (np.isfinite(exponent) and exponent > 0):
+            raise DatasetError(f"Power exponent must be a finite number > 0; got {exponent!r}.")
+        if not (np.isfinite(max_value) and max_value > 0):
+            raise DatasetError(f"Power max_value must be a finite number > 0; got {max_value!r}.")
+        self.exponent = float(exponent)
+        self.max_value = float(max_value)
+
+    def params(self) -> dict:
+        return {"exponent": self.exponent, "max_value": self.max_value, **super().params()}
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        if X.dtype == np.uint8:
+            # one gather from a 256-entry table instead of a division and a power per pixel
+            table = (np.arange(256) / self.max_value) ** self.exponent
+            return table.astype(self.dtype)[X]
+        out = np.multiply(X, 1.0 / self.max_value, dtype=self.dtype)
+        if out.size and out.min() < 0:
+            raise DatasetError(f"Power preprocessing needs intensities >= 0; the smallest is "
+                               f"{X.min()}. Use --preprocessing standardize for signed data.")
+        return np.power(out, self.dtype.type(self.exponent), out=out)
+
+
 class Normalize(Transform):
     """Fixed per-channel ``(x - mean) / std`` (PyTorch's ``Normalize``; not fitted)."""
 
@@ -194,7 +231,7 @@ class Flatten(Transform):
 
 
 TRANSFORMS: dict[str, type[Transform]] = {
-    t.kind: t for t in (SubtractMean, Standardize, Scale, Normalize, Flatten)
+    t.kind: t for t in (SubtractMean, Standardize, Scale, Power, Normalize, Flatten)
 }
 
 
@@ -269,6 +306,8 @@ class Pipeline(Transform):
 PREPROCESSING = {
     "exercise": "subtract the mean training image, flatten (the exercise)",
     "standardize": "per-channel standardisation with training statistics, flatten",
+    "sqrt-standardize": "square root of the [0, 1]-scaled intensities, then per-channel "
+                        "standardisation, flatten (the Fashion-MNIST presets)",
     "scale": "scale to [0, 1], flatten",
     "torch": "scale to [0, 1], normalise with mean 0.5 and std 0.5 per channel, flatten "
              "(the exercise's PyTorch part)",
@@ -282,6 +321,8 @@ def make_preprocessing(name: str = "exercise", dtype: np.dtype | type = np.float
         steps: list[Transform] = [SubtractMean(dtype)]
     elif name == "standardize":
         steps = [Standardize(dtype=dtype)]
+    elif name == "sqrt-standardize":
+        steps = [Power(0.5, dtype=dtype), Standardize(dtype=dtype)]
     elif name == "scale":
         steps = [Scale(dtype=dtype)]
     elif name == "torch":
