@@ -158,7 +158,7 @@ def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path):
 
 
 def test_sqrt_standardize_run_saves_its_power_step(tmp_path, capsys):
-    """The saved pipeline rebuilds the square root, so evaluate and predict see what training saw."""
+    """The saved pipeline rebuilds the square root: evaluate sees what training saw."""
     out = tmp_path / "sqrt"
     assert main(["train", *TINY, "--preprocessing", "sqrt-standardize", "--out", str(out)]) == 0
     loaded = io.load_model(out / "model.npz")
