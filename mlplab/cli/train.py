@@ -67,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--seed is, so that runs with different seeds share a split)")
     g.add_argument("--preprocessing", choices=list(PREPROCESSING), default=None,
                    help="input preprocessing (default: standardize; the exercise presets: "
-                        "exercise = subtract the mean image)")
+                        "exercise = subtract the mean image; the Fashion-MNIST presets: "
+                        "sqrt-standardize = square root of the intensities, then standardize)")
     g.add_argument("--augment", type=_augment, default=None, metavar="flip,crop",
                    help="minibatch augmentation: random horizontal flips and/or padded crops")
     g.add_argument("--crop-padding", type=positive_int, default=None, metavar="PIXELS",
