@@ -44,6 +44,7 @@ CHECKPOINT_FILE = "checkpoint.npz"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 AUGMENTATIONS = ("flip", "crop")
+CROP_FILLS = ("mean", "black")
 
 
 @dataclass
@@ -54,7 +55,9 @@ class RunConfig:
     ``val_size``, ``test_size``, ``image_size``, ``data_seed`` (seed of the split, kept apart from
     ``seed`` so that runs with different seeds see the same split), ``preprocessing`` (a
     :data:`mlplab.data.PREPROCESSING` name), ``augment`` (any of ``flip``, ``crop``),
-    ``crop_padding`` (pixels a ``crop`` may shift the image by; None = an eighth of its side).
+    ``crop_padding`` (pixels a ``crop`` may shift the image by; None = an eighth of its side),
+    ``crop_fill`` (what a crop uncovers: ``"mean"``, 0 after standardisation, or ``"black"``, the
+    preprocessed all-zero image).
     Model: ``hidden``, ``activation``, ``init``, ``std``, ``dropout``, ``batchnorm``, ``dtype``.
     Training: the fields of :class:`mlplab.trainer.TrainConfig`. ``seed`` seeds the weights, the
     minibatches, dropout and augmentation. ``eval_test`` also measures the test split.
@@ -70,6 +73,7 @@ class RunConfig:
     preprocessing: str = "standardize"
     augment: list[str] = field(default_factory=list)
     crop_padding: int | None = None
+    crop_fill: str = "mean"
     hidden: list[int] = field(default_factory=lambda: [100])
     activation: str = "relu"
     init: str = "he"
@@ -119,6 +123,9 @@ class RunConfig:
                                               or self.crop_padding < 1):
             raise ValueError(f"crop_padding must be a positive integer (pixels) or None; got "
                              f"{self.crop_padding!r}.")
+        if self.crop_fill not in CROP_FILLS:
+            raise ValueError(f"crop_fill must be one of {', '.join(CROP_FILLS)}; got "
+                             f"{self.crop_fill!r}.")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be positive integers; got {self.hidden}.")
         if not 0 <= self.dropout < 1:
@@ -471,8 +478,12 @@ def load_run_dataset(cfg: RunConfig):
                         image_size=cfg.image_size, seed=cfg.data_seed)
 
 
-def make_augmenter(cfg: RunConfig, image_shape: Sequence[int]):
-    """The minibatch augmentation ``cfg.augment`` asks for, or None."""
+def make_augmenter(cfg: RunConfig, image_shape: Sequence[int], preprocessing=None):
+    """The minibatch augmentation ``cfg.augment`` asks for, or None.
+
+    ``crop_fill="black"`` needs the fitted ``preprocessing`` (a :class:`mlplab.data.Pipeline`):
+    the padding is its transform of an all-zero raw image.
+    """
     if not cfg.augment:
         return None
     from mlplab.data import Augmenter
@@ -480,7 +491,15 @@ def make_augmenter(cfg: RunConfig, image_shape: Sequence[int]):
     # by default pad by an eighth of the image: 4 pixels on CIFAR's 32, 1 on the 8x8 digits
     pad = cfg.crop_padding or max(1, round(image_shape[0] / 8))
     crop = pad if "crop" in cfg.augment else 0
-    return Augmenter(image_shape, flip="flip" in cfg.augment, crop=crop)
+    fill: float | np.ndarray = 0.0
+    if crop and cfg.crop_fill == "black":
+        if preprocessing is None:
+            raise ValueError('crop_fill="black" needs the fitted preprocessing pipeline.')
+        black = np.zeros((1, *image_shape), np.uint8)  # one raw image, as the loaders give it
+        fill = np.asarray(preprocessing.transform(black), np.float64).reshape(image_shape)
+        if np.all(fill == fill[:1, :1]):  # per-channel preprocessing: one value per channel
+            fill = fill[0, 0]
+    return Augmenter(image_shape, flip="flip" in cfg.augment, crop=crop, fill=fill)
 
 
 def describe_network(kind: str, sizes: Sequence[int], activation: str, batchnorm: bool,
@@ -512,7 +531,7 @@ def _fit_and_finish(cfg: RunConfig, ds, pre, model: MLP, X_train: np.ndarray,
         if out_dir is not None else CheckpointCallback(os.devnull, pre, extra, seconds_before)
     all_callbacks = [*([ckpt_cb] if out_dir is not None else []), *callbacks]
     trainer = Trainer(cfg.trainer_config(progress=progress, verbose=verbose),
-                      callbacks=all_callbacks, augment=make_augmenter(cfg, ds.image_shape))
+                      callbacks=all_callbacks, augment=make_augmenter(cfg, ds.image_shape, pre))
     if state is not None:
         trainer.resume(state)
     history = trainer.fit(model, X_train, ds.y_train, X_val,

@@ -173,3 +173,33 @@ def test_sqrt_standardize_run_saves_its_power_step(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     pred = loaded.model.predict(loaded.preprocessing.transform(ds.X_val))
     assert res["accuracy"] == pytest.approx(np.mean(pred == ds.y_val)) and res["accuracy"] > 0.5
+
+
+def test_crop_fill_black_pads_with_the_preprocessed_background(tmp_path, capsys):
+    """``--crop-fill black`` reaches the trainer's augmenter as the preprocessing of a black
+    image, here (0 - mean) / std of the training split's square roots, and is saved with the run;
+    the default pads with 0, the mean."""
+    from mlplab.runs import RunConfig, make_augmenter, train_run
+    from mlplab.trainer import Callback
+
+    seen = {}
+
+    class Spy(Callback):
+        def on_train_begin(self, trainer):
+            seen["augment"] = trainer.augment
+
+    res = train_run(dataset="digits", hidden=[16], epochs=1, preprocessing="sqrt-standardize",
+                    augment=["flip", "crop"], crop_padding=1, crop_fill="black",
+                    out=tmp_path / "black", plots=False, callbacks=[Spy()])
+    std = io.load_model(tmp_path / "black" / "model.npz").preprocessing.steps[1]
+    expected = (0.0 - std.mean_) / std.std_  # sqrt(0) = 0, standardised; one channel
+    np.testing.assert_allclose(seen["augment"].fill, expected, rtol=1e-6)
+    assert expected[0] < -0.5  # far from the mean's 0, so the test tells the two apart
+    assert json.loads((tmp_path / "black" / "config.json").read_text())["crop_fill"] == "black"
+    assert res.config.crop_fill == "black"
+    assert make_augmenter(RunConfig(augment=["crop"]), (8, 8, 1)).fill == 0.0
+    with pytest.raises(ValueError, match="crop_fill must be one of mean, black"):
+        RunConfig(crop_fill="white").validate()
+    with pytest.raises(SystemExit):
+        main(["train", *TINY, "--crop-fill", "white"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -142,6 +142,38 @@ def test_crop_keeps_shape_and_shifts_content(images):
     assert (out == 0).any()  # some padding came in
 
 
+@pytest.mark.parametrize("fill", [-1.5, "per-channel", "image"])
+def test_crop_pads_with_the_fill(images, fill):
+    """A crop's uncovered border holds ``fill`` (a number, one value per channel, or a whole
+    image to take those pixels from); the rest is the shifted image, as with zero padding."""
+    H, W, C = images.shape[1:]
+    if fill == "per-channel":
+        fill = np.array([-1.0, 2.0, 0.5][:C])
+    elif fill == "image":
+        fill = np.random.RandomState(5).randn(H, W, C)
+    X = _flat(images)
+    out = Augmenter((H, W, C), flip=False, crop=2, fill=fill)(X, np.random.RandomState(0))
+    rs = np.random.RandomState(0)
+    dy, dx = rs.randint(0, 5, size=len(X)) - 2, rs.randint(0, 5, size=len(X)) - 2
+    expected_fill = np.broadcast_to(np.asarray(fill, np.float32), (H, W, C))
+    for i in range(len(X)):
+        src = X[i].reshape(H, W, C)
+        expected = expected_fill.copy()
+        for y in range(H):
+            for x in range(W):
+                if 0 <= y + dy[i] < H and 0 <= x + dx[i] < W:
+                    expected[y, x] = src[y + dy[i], x + dx[i]]
+        np.testing.assert_array_equal(out[i].reshape(H, W, C), expected)
+    assert (dy != 0).any() or (dx != 0).any()
+
+
+def test_augmenter_rejects_bad_fill(images):
+    with pytest.raises(ValueError, match="fill must be a number, one value per channel"):
+        Augmenter((6, 5, 3), fill=np.zeros(2))
+    with pytest.raises(ValueError, match="finite"):
+        Augmenter((6, 5, 3), fill=np.nan)
+
+
 def test_crop_larger_than_image_matches_padded_reference():
     X = np.arange(1, 2 * 2 * 2 * 1 + 1, dtype=np.float32).reshape(2, 4)
     out = Augmenter((2, 2, 1), flip=False, crop=5)(X, np.random.RandomState(1))

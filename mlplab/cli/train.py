@@ -17,7 +17,7 @@ RUN_FIELDS = ("hidden", "activation", "init", "std", "dropout", "batchnorm", "dt
               "lr", "momentum", "weight_decay", "schedule", "lr_decay", "step_epochs",
               "warmup_epochs", "min_lr", "reg", "batch_size", "epochs", "iters", "sampling",
               "train_acc", "patience", "seed", "preprocessing", "augment", "crop_padding",
-              "eval_test", "data_seed", "label_smoothing")
+              "crop_fill", "eval_test", "data_seed", "label_smoothing")
 DATA_FIELDS = ("dataset", "data_dir", "val_size", "test_size", "image_size")
 
 
@@ -74,6 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--crop-padding", type=positive_int, default=None, metavar="PIXELS",
                    help="how far a crop may shift the image (default: an eighth of its side: 4 "
                         "pixels on CIFAR-10 and Fashion-MNIST; 1-2 suit small centred images)")
+    g.add_argument("--crop-fill", choices=["mean", "black"], default=None,
+                   help="what a crop uncovers at the border: mean = the mean image (default), "
+                        "black = a black border, the background Fashion-MNIST's garments lie on")
 
     m = p.add_argument_group("model")
     m.add_argument("--hidden", type=hidden_sizes, default=None, metavar="500[,250,...]",
