@@ -27,13 +27,15 @@ RECIPES = {
     "twolayer-best-fashion": dict(preprocessing="sqrt-standardize", hidden=[1024], dropout=0.2,
                                   batchnorm=False, augment=["flip"], lr=0.05, reg=5e-5,
                                   batch_size=128, epochs=100, patience=None),
-    "deep-best-fashion": dict(preprocessing="sqrt-standardize", hidden=[1024, 1024, 1024],
-                              dropout=0.3, batchnorm=True, augment=["flip"], lr=0.05, reg=5e-5,
-                              batch_size=128, epochs=100),
+    "deep-best-fashion": dict(preprocessing="sqrt-standardize", hidden=[1024, 1024],
+                              dropout=0.2, batchnorm=False, augment=["flip", "crop"],
+                              crop_padding=1, crop_fill="black", lr=0.05, reg=5e-5,
+                              batch_size=128, epochs=100, patience=None),
 }
 SHARED = dict(preprocessing="standardize", init="he", activation="relu", optimizer="momentum",
               momentum=0.9, schedule="cosine", warmup_epochs=1.0, min_lr=0.0,
-              label_smoothing=0.1, sampling="shuffle", patience=20, restore_best=True, iters=None)
+              label_smoothing=0.1, sampling="shuffle", patience=20, restore_best=True, iters=None,
+              crop_fill="mean")
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -61,7 +63,7 @@ def test_existing_presets_are_unchanged():
     assert "label_smoothing" not in PRESETS["exercise-tuned"]  # defaults to 0: the exercise's
 
 
-@pytest.mark.parametrize("name", ["twolayer-best", "deep-best"])
+@pytest.mark.parametrize("name", ["twolayer-best", "deep-best", "deep-best-fashion"])
 def test_preset_trains_end_to_end(name, tmp_path, capsys):
     """The full-size network trains (2 short epochs on digits, crops of 1 pixel of 8: a preset's
     CIFAR-sized padding would shift these tiny images by a quarter) and the run folder records
@@ -76,6 +78,7 @@ def test_preset_trains_end_to_end(name, tmp_path, capsys):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["hidden"] == RECIPES[name]["hidden"] and cfg["label_smoothing"] == 0.1
     assert cfg["augment"] == ["flip", "crop"] and cfg["schedule"] == "cosine"
+    assert cfg["crop_fill"] == RECIPES[name].get("crop_fill", "mean")
 
 
 def _weights(run: Path) -> np.ndarray:
