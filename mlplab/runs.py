@@ -44,7 +44,7 @@ CHECKPOINT_FILE = "checkpoint.npz"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 AUGMENTATIONS = ("flip", "crop")
-CROP_FILLS = ("mean", "black")
+CROP_FILLS = ("zero", "black")
 
 
 @dataclass
@@ -56,8 +56,8 @@ class RunConfig:
     ``seed`` so that runs with different seeds see the same split), ``preprocessing`` (a
     :data:`mlplab.data.PREPROCESSING` name), ``augment`` (any of ``flip``, ``crop``),
     ``crop_padding`` (pixels a ``crop`` may shift the image by; None = an eighth of its side),
-    ``crop_fill`` (what a crop uncovers: ``"mean"``, 0 after standardisation, or ``"black"``, the
-    preprocessed all-zero image).
+    ``crop_fill`` (what a crop uncovers: ``"zero"``, 0 in the preprocessed space, i.e. the mean
+    after standardisation or mean subtraction, or ``"black"``, the preprocessed all-black image).
     Model: ``hidden``, ``activation``, ``init``, ``std``, ``dropout``, ``batchnorm``, ``dtype``.
     Training: the fields of :class:`mlplab.trainer.TrainConfig`. ``seed`` seeds the weights, the
     minibatches, dropout and augmentation. ``eval_test`` also measures the test split.
@@ -73,7 +73,7 @@ class RunConfig:
     preprocessing: str = "standardize"
     augment: list[str] = field(default_factory=list)
     crop_padding: int | None = None
-    crop_fill: str = "mean"
+    crop_fill: str = "zero"
     hidden: list[int] = field(default_factory=lambda: [100])
     activation: str = "relu"
     init: str = "he"

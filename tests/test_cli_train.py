@@ -178,7 +178,7 @@ def test_sqrt_standardize_run_saves_its_power_step(tmp_path, capsys):
 def test_crop_fill_black_pads_with_the_preprocessed_background(tmp_path, capsys):
     """``--crop-fill black`` reaches the trainer's augmenter as the preprocessing of a black
     image, here (0 - mean) / std of the training split's square roots, and is saved with the run;
-    the default pads with 0, the mean."""
+    the default pads with 0, the mean after standardisation."""
     from mlplab.runs import RunConfig, make_augmenter, train_run
     from mlplab.trainer import Callback
 
@@ -198,7 +198,7 @@ def test_crop_fill_black_pads_with_the_preprocessed_background(tmp_path, capsys)
     assert json.loads((tmp_path / "black" / "config.json").read_text())["crop_fill"] == "black"
     assert res.config.crop_fill == "black"
     assert make_augmenter(RunConfig(augment=["crop"]), (8, 8, 1)).fill == 0.0
-    with pytest.raises(ValueError, match="crop_fill must be one of mean, black"):
+    with pytest.raises(ValueError, match="crop_fill must be one of zero, black"):
         RunConfig(crop_fill="white").validate()
     with pytest.raises(SystemExit):
         main(["train", *TINY, "--crop-fill", "white"])

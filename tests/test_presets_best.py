@@ -35,7 +35,7 @@ RECIPES = {
 SHARED = dict(preprocessing="standardize", init="he", activation="relu", optimizer="momentum",
               momentum=0.9, schedule="cosine", warmup_epochs=1.0, min_lr=0.0,
               label_smoothing=0.1, sampling="shuffle", patience=20, restore_best=True, iters=None,
-              crop_fill="mean")
+              crop_fill="zero")
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -78,7 +78,7 @@ def test_preset_trains_end_to_end(name, tmp_path, capsys):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["hidden"] == RECIPES[name]["hidden"] and cfg["label_smoothing"] == 0.1
     assert cfg["augment"] == ["flip", "crop"] and cfg["schedule"] == "cosine"
-    assert cfg["crop_fill"] == RECIPES[name].get("crop_fill", "mean")
+    assert cfg["crop_fill"] == RECIPES[name].get("crop_fill", "zero")
 
 
 def _weights(run: Path) -> np.ndarray:

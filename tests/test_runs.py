@@ -200,7 +200,7 @@ def test_a_run_that_loads_its_data_frees_the_raw_training_images(digits):
     np.testing.assert_array_equal(owned.model.params["W1"], lent.model.params["W1"])
 
 
-@pytest.mark.parametrize("crop_fill", ["mean", "black"])
+@pytest.mark.parametrize("crop_fill", ["zero", "black"])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, digits, crop_fill):
     cfg = {**FAST, "epochs": 5, "dropout": 0.2, "optimizer": "momentum", "lr": 0.05,
            "augment": ["flip", "crop"], "crop_fill": crop_fill, "patience": 10}

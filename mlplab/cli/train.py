@@ -74,9 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--crop-padding", type=positive_int, default=None, metavar="PIXELS",
                    help="how far a crop may shift the image (default: an eighth of its side: 4 "
                         "pixels on CIFAR-10 and Fashion-MNIST; 1-2 suit small centred images)")
-    g.add_argument("--crop-fill", choices=["mean", "black"], default=None,
-                   help="what a crop uncovers at the border: mean = the mean image (default), "
-                        "black = a black border, the background Fashion-MNIST's garments lie on")
+    g.add_argument("--crop-fill", choices=["zero", "black"], default=None,
+                   help="what a crop uncovers at the border: zero = 0 after preprocessing, the "
+                        "mean image under standardize or exercise (default); black = a black "
+                        "border, the background Fashion-MNIST's garments lie on")
 
     m = p.add_argument_group("model")
     m.add_argument("--hidden", type=hidden_sizes, default=None, metavar="500[,250,...]",
