@@ -30,7 +30,7 @@ RECIPES = {
     "deep-best-fashion": dict(preprocessing="sqrt-standardize", hidden=[1024, 1024],
                               dropout=0.2, batchnorm=False, augment=["flip", "crop"],
                               crop_padding=1, crop_fill="black", lr=0.05, reg=5e-5,
-                              batch_size=128, epochs=100, patience=None),
+                              batch_size=128, epochs=150, patience=None),
 }
 SHARED = dict(preprocessing="standardize", init="he", activation="relu", optimizer="momentum",
               momentum=0.9, schedule="cosine", warmup_epochs=1.0, min_lr=0.0,
