@@ -161,7 +161,7 @@ PRESETS.update({
                        "hidden 1024-1024, dropout 0.2, flips + 1-pixel crops padded with the "
                        "black background, momentum 0.9, lr 0.05, 1 warm-up epoch + cosine, reg "
                        "5e-5, label smoothing 0.1, batch 128, 150 epochs, no early stopping "
-                       "(about 15 min on 2 cores)",
+                       "(about 17 min on 2 cores)",
         "preprocessing": "sqrt-standardize",
         "hidden": [1024, 1024], "dropout": 0.2, "batchnorm": False, "augment": ["flip", "crop"],
         "crop_padding": 1, "crop_fill": "black", "lr": 0.05, "reg": 5e-5, "batch_size": 128,
