@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from mlplab.models import ACTIVATIONS
     from mlplab.optim import OPTIMIZERS
     from mlplab.presets import describe_presets
+    from mlplab.runs import CROP_FILLS
     from mlplab.schedules import SCHEDULES
 
     presets = describe_presets()
@@ -74,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--crop-padding", type=positive_int, default=None, metavar="PIXELS",
                    help="how far a crop may shift the image (default: an eighth of its side: 4 "
                         "pixels on CIFAR-10 and Fashion-MNIST; 1-2 suit small centred images)")
-    g.add_argument("--crop-fill", choices=["zero", "black"], default=None,
+    g.add_argument("--crop-fill", choices=list(CROP_FILLS), default=None,
                    help="what a crop uncovers at the border: zero = 0 after preprocessing, the "
                         "mean image under standardize or exercise (default); black = a black "
                         "border, the background Fashion-MNIST's garments lie on")

@@ -61,13 +61,9 @@ class Augmenter:
             dx = rng.randint(0, 2 * p + 1, size=B) - p
         else:
             dy = dx = np.zeros(B, dtype=int)
-        if not p:
-            out = np.empty_like(imgs)
-        elif self.fill.any():
-            out = np.empty_like(imgs)
-            out[...] = self.fill.astype(imgs.dtype)
-        else:
-            out = np.zeros_like(imgs)
+        out = np.empty_like(imgs)
+        if p:
+            out[...] = self.fill  # the padding: pixels a shift uncovers keep this value
         # a loop of B slice copies is ~4x faster than one fancy-indexed gather over a padded copy
         for i in range(B):
             src = imgs[i, :, ::-1] if flip[i] else imgs[i]
