@@ -26,16 +26,16 @@ RECIPES = {
                           reg=5e-4, batch_size=200, epochs=4),
     "twolayer-best-fashion": dict(preprocessing="sqrt-standardize", hidden=[1024], dropout=0.2,
                                   batchnorm=False, augment=["flip"], lr=0.05, reg=5e-5,
-                                  batch_size=128, epochs=100, patience=None),
+                                  batch_size=128, epochs=100, patience=None, val_size=0),
     "deep-best-fashion": dict(preprocessing="sqrt-standardize", hidden=[1024, 1024],
                               dropout=0.2, batchnorm=False, augment=["flip", "crop"],
                               crop_padding=1, crop_fill="black", lr=0.05, reg=5e-5,
-                              batch_size=128, epochs=150, patience=None),
+                              batch_size=128, epochs=140, patience=None, val_size=0),
 }
 SHARED = dict(preprocessing="standardize", init="he", activation="relu", optimizer="momentum",
               momentum=0.9, schedule="cosine", warmup_epochs=1.0, min_lr=0.0,
               label_smoothing=0.1, sampling="shuffle", patience=20, restore_best=True, iters=None,
-              crop_fill="zero")
+              crop_fill="zero", val_size=None)
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -74,7 +74,11 @@ def test_preset_trains_end_to_end(name, tmp_path, capsys):
                  "--out", str(out)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["preset"] == name and metrics["epochs"] == 2
-    assert metrics["val_accuracy"] > 0.6 and metrics["test_accuracy"] > 0.6
+    assert metrics["test_accuracy"] > 0.6
+    if RECIPES[name].get("val_size") == 0:  # trained on every training image: nothing to validate
+        assert metrics["val_size"] == 0 and metrics["val_accuracy"] is None
+    else:
+        assert metrics["val_accuracy"] > 0.6
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["hidden"] == RECIPES[name]["hidden"] and cfg["label_smoothing"] == 0.1
     assert cfg["augment"] == ["flip", "crop"] and cfg["schedule"] == "cosine"
@@ -152,3 +156,18 @@ def test_patience_flag_overrides_a_presets_early_stopping(flag, expected, tmp_pa
                  "--epochs", "1", "--patience", flag, "--no-plots", "--quiet",
                  "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["patience"] == expected
+
+
+def test_a_presets_split_holds_unless_a_flag_replaces_it(tmp_path, capsys):
+    """The Fashion-MNIST presets train on every training image (val_size 0); --val-size gives a
+    validation split back, and the run folder records what the run really used."""
+    base = ["train", "--preset", "twolayer-best-fashion", "--dataset", "digits", "--hidden", "16",
+            "--epochs", "1", "--json", "--no-plots", "--quiet"]
+    n_images = 1797 - 180  # digits minus its stratified 10% test split
+    for extra, n_val in (([], 0), (["--val-size", "100"], 100)):
+        out = tmp_path / f"val{n_val}"
+        assert main([*base, *extra, "--out", str(out)]) == 0
+        metrics = json.loads(capsys.readouterr().out)
+        assert (metrics["val_size"], metrics["train_size"]) == (n_val, n_images - n_val)
+        assert json.loads((out / "config.json").read_text())["val_size"] == n_val
+        assert (metrics["val_accuracy"] is None) == (n_val == 0)

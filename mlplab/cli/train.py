@@ -196,11 +196,13 @@ def run_train(args: argparse.Namespace) -> int:
         options = _given(args, RUN_FIELDS)
         if options.get("patience") == 0:
             options["patience"] = None  # no early stopping, whatever the preset says
-        options.update({k: getattr(args, k) for k in DATA_FIELDS})
+        # data flags not given keep the preset's value (the Fashion-MNIST presets set val_size 0)
+        options.update(_given(args, DATA_FIELDS))
         options.setdefault("data_seed", 0)
         with usage_errors():
             cfg = build_config(args.preset, **options)
-        args.data_seed = cfg.data_seed
+        for name in (*DATA_FIELDS, "data_seed"):  # the loader reads the resolved values
+            setattr(args, name, getattr(cfg, name))
         out = args.out or default_run_dir()
         if not args.json:
             print(f"training {config_summary(cfg)} -> {out}", file=sys.stderr)
