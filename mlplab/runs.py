@@ -149,6 +149,10 @@ class RunConfig:
         if self.preprocessing not in PREPROCESSING:
             raise ValueError(f"unknown preprocessing {self.preprocessing!r}; choose one of "
                              f"{', '.join(PREPROCESSING)}.")
+        if self.patience is not None and self.val_size == 0:
+            raise ValueError("early stopping (patience) needs a validation split, and val_size is "
+                             "0: give val_size > 0 (--val-size N) or turn early stopping off "
+                             "(patience None, --patience 0).")
         self.trainer_config().validate()
 
     def trainer_config(self, **runtime: Any) -> TrainConfig:

@@ -171,3 +171,9 @@ def test_a_presets_split_holds_unless_a_flag_replaces_it(tmp_path, capsys):
         assert (metrics["val_size"], metrics["train_size"]) == (n_val, n_images - n_val)
         assert json.loads((out / "config.json").read_text())["val_size"] == n_val
         assert (metrics["val_accuracy"] is None) == (n_val == 0)
+    # early stopping without a validation split is refused before training, saying what to do
+    out = tmp_path / "patience"
+    assert main([*base, "--patience", "5", "--out", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert "validation split" in err and "--val-size" in err and "--patience 0" in err
+    assert not out.exists()
