@@ -698,7 +698,10 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -
     ds = data if data is not None else load_run_dataset(cfg)
     X, y = ds.split(split)
     if not len(y):
-        raise ValueError(f"the {split} split of {ds.name} is empty.")
+        others = [s for s in ("val", "test", "train") if s != split and len(ds.split(s)[1])]
+        raise ValueError(f"the {split} split of {ds.name} is empty for this run (e.g. a run "
+                         f"trained with val_size 0); evaluate another: "
+                         f"{', '.join(f'--split {s}' for s in others)}.")
     pred = loaded.model.predict(loaded.preprocessing.transform(X))
     cm = plots.confusion_matrix(y, pred, loaded.model.num_classes)
     per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()

@@ -162,8 +162,9 @@ def test_a_presets_split_holds_unless_a_flag_replaces_it(tmp_path, capsys):
     """The Fashion-MNIST presets train on every training image (val_size 0); --val-size gives a
     validation split back, and the run folder records what the run really used."""
     base = ["train", "--preset", "twolayer-best-fashion", "--dataset", "digits", "--hidden", "16",
-            "--epochs", "1", "--json", "--no-plots", "--quiet"]
+            "--epochs", "1", "--json", "--no-plots", "--quiet", "--eval-test"]
     n_images = 1797 - 180  # digits minus its stratified 10% test split
+    runs = {}
     for extra, n_val in (([], 0), (["--val-size", "100"], 100)):
         out = tmp_path / f"val{n_val}"
         assert main([*base, *extra, "--out", str(out)]) == 0
@@ -171,9 +172,16 @@ def test_a_presets_split_holds_unless_a_flag_replaces_it(tmp_path, capsys):
         assert (metrics["val_size"], metrics["train_size"]) == (n_val, n_images - n_val)
         assert json.loads((out / "config.json").read_text())["val_size"] == n_val
         assert (metrics["val_accuracy"] is None) == (n_val == 0)
+        runs[n_val] = metrics
     # early stopping without a validation split is refused before training, saying what to do
     out = tmp_path / "patience"
     assert main([*base, "--patience", "5", "--out", str(out)]) != 0
     err = capsys.readouterr().err
     assert "validation split" in err and "--val-size" in err and "--patience 0" in err
     assert not out.exists()
+    # evaluating a run without a validation split points to the splits it does have
+    assert main(["evaluate", str(tmp_path / "val0")]) != 0
+    assert "--split test" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "val0"), "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(
+        runs[0]["test_accuracy"])
