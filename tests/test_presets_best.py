@@ -185,3 +185,7 @@ def test_a_presets_split_holds_unless_a_flag_replaces_it(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "val0"), "--split", "test", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(
         runs[0]["test_accuracy"])
+    # and --help says which presets change the default split
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "Fashion-MNIST accuracy presets: 0" in " ".join(capsys.readouterr().out.split())

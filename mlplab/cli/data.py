@@ -41,11 +41,12 @@ def _image_size(text: str) -> str:
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = False,
-                          default: str = "digits") -> None:
+                          default: str = "digits", val_size_note: str = "") -> None:
     """Add ``--dataset`` (or a positional ``NAME``), ``--data-dir``, ``--download``,
     ``--mirror``, ``--val-size``, ``--test-size``, ``--image-size`` and ``--no-cache`` to
     ``parser`` (``--seed`` is left to the caller); read them back with
-    :func:`load_dataset_from_args`.
+    :func:`load_dataset_from_args`. ``val_size_note`` ends ``--val-size``'s list of defaults (for
+    a command whose presets set the split).
     """
     g = parser.add_argument_group("data")
     if positional:
@@ -64,7 +65,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = Fa
     g.add_argument("--val-size", metavar="N", type=_split_size, default=None,
                    help="validation images: a count or a fraction (default: cifar10 the last "
                         "1000 training images, (fashion-)mnist the last 5000, digits and folders "
-                        "a stratified 10%%)")
+                        f"a stratified 10%%{val_size_note})")
     g.add_argument("--test-size", metavar="N", type=_split_size, default=None,
                    help="test images (default: the whole official test set; 1000 gives the "
                         "exercise's first 1000 CIFAR-10 test images; digits and folders without "
