@@ -693,12 +693,13 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -
     """Accuracy, per-class accuracy and confusion matrix of a run's model on one split of its
     dataset (loaded as the run was configured)."""
     from mlplab import plots
+    from mlplab.data.base import SPLITS
 
     loaded, cfg, _ = load_run(run)
     ds = data if data is not None else load_run_dataset(cfg)
     X, y = ds.split(split)
     if not len(y):
-        others = [s for s in ("val", "test", "train") if s != split and len(ds.split(s)[1])]
+        others = [s for s in SPLITS if s != split and len(ds.split(s)[1])]
         raise ValueError(f"the {split} split of {ds.name} is empty for this run (e.g. a run "
                          f"trained with val_size 0); evaluate another: "
                          f"{', '.join(f'--split {s}' for s in others)}.")

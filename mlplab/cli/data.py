@@ -10,6 +10,7 @@ import argparse
 import json
 
 from mlplab.cli import UsageError, seed_arg
+from mlplab.data.base import SPLITS
 from mlplab.data.datasets import DATASET_NAMES
 
 DATASET_HELP = (f"dataset: {', '.join(DATASET_NAMES)} or folder:PATH (one sub-folder of images "
@@ -117,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="image file to write (.png, .pdf or .svg)")
     show.add_argument("--per-class", type=int, default=7,
                       help="images per class (default: %(default)s)")
-    show.add_argument("--split", choices=["train", "val", "test"], default="train",
+    show.add_argument("--split", choices=list(SPLITS), default="train",
                       help="split to sample from (default: %(default)s)")
     show.add_argument("--seed", type=seed_arg, default=0,
                       help="seed of the splits and of the sampled images (default: %(default)s)")

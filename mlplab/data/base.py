@@ -20,6 +20,10 @@ class DatasetError(ValueError):
     """A dataset is missing, corrupt, of the wrong format or asked for in an impossible way."""
 
 
+#: the names of a dataset's splits, in the order summaries list them
+SPLITS = ("train", "val", "test")
+
+
 @dataclass
 class Dataset:
     """Raw, unpreprocessed splits of one dataset.
@@ -55,7 +59,7 @@ class Dataset:
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(X, y)`` of ``"train"``, ``"val"`` or ``"test"``."""
-        if name not in ("train", "val", "test"):
+        if name not in SPLITS:
             raise ValueError(f"split must be 'train', 'val' or 'test'; got {name!r}.")
         return getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
 
@@ -64,7 +68,7 @@ class Dataset:
         out: dict = {"name": self.name, "source": self.source,
                      "image_shape": list(self.image_shape), "dtype": str(self.X_train.dtype),
                      "classes": list(self.classes), "splits": {}}
-        for s in ("train", "val", "test"):
+        for s in SPLITS:
             _, y = self.split(s)
             counts = np.bincount(y, minlength=self.num_classes) if len(y) else \
                 np.zeros(self.num_classes, dtype=np.int64)

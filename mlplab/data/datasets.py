@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mlplab.data.base import (
+    SPLITS,
     Dataset,
     DatasetError,
     resolve_size,
@@ -177,7 +178,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)} "
                            "or folder:PATH (a folder with one sub-folder of images per class).")
     if size is not None:
-        for s in ("train", "val", "test"):
+        for s in SPLITS:
             setattr(ds, f"X_{s}", resize_images(getattr(ds, f"X_{s}"), size))
     return ds
 
