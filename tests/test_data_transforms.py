@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mlplab.data import Augmenter, DatasetError, Pipeline, make_preprocessing
+from mlplab.data.augment import warp_bilinear
 from mlplab.data.transforms import Flatten, Normalize, Power, Scale, Standardize, SubtractMean
 
 
@@ -183,6 +184,73 @@ def test_crop_larger_than_image_matches_padded_reference():
         padded = np.pad(X[i].reshape(2, 2), 5)
         np.testing.assert_array_equal(out[i].reshape(2, 2), padded[dy[i]:dy[i] + 2,
                                                                    dx[i]:dx[i] + 2])
+
+
+@pytest.mark.parametrize("fill", [0.0, -1.5, "per-channel", "image"])
+def test_warp_bilinear_matches_scipy_map_coordinates(fill):
+    """The vectorised bilinear resampling against SciPy's, image by image and channel by channel:
+    interpolation inside, ``fill`` seen from outside (SciPy's ``grid-constant`` mode)."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rs = np.random.RandomState(0)
+    B, H, W, C = 3, 7, 6, 3
+    imgs = rs.randn(B, H, W, C).astype(np.float32)
+    field = rs.uniform(-2.6, 2.6, size=(2, B, H, W)).astype(np.float32)
+    if fill == "per-channel":
+        fill = np.array([-1.0, 2.0, 0.5])
+    elif fill == "image":
+        fill = rs.randn(H, W, C)
+    out = warp_bilinear(imgs, field, fill)
+    assert out.shape == imgs.shape and out.dtype == np.float32
+    fill_img = np.broadcast_to(np.asarray(fill, np.float64), (H, W, C))
+    yy, xx = np.mgrid[0:H, 0:W]
+    for b in range(B):
+        for c in range(C):
+            # relative to the fill, the outside is 0: SciPy's cval applies to that difference
+            rel = imgs[b, :, :, c].astype(np.float64) - fill_img[:, :, c]
+            ref = ndimage.map_coordinates(rel, [yy + field[0, b], xx + field[1, b]], order=1,
+                                          mode="grid-constant", cval=0.0)
+            np.testing.assert_allclose(out[b, :, :, c], ref + fill_img[:, :, c], atol=1e-5)
+
+
+def test_elastic_field_is_smooth_bounded_and_seeded():
+    aug = Augmenter((28, 28, 1), flip=False, crop=0, elastic=2.0, elastic_grid=4)
+    field = aug.elastic_field(16, np.random.RandomState(0))
+    assert field.shape == (2, 16, 28, 28) and field.dtype == np.float32
+    assert np.abs(field).max() <= 2.0 + 1e-6 and np.abs(field).max() > 1.0
+    # smooth: neighbouring pixels move alike (at most 2 * 2 px over a 9-pixel lattice spacing)
+    assert np.abs(np.diff(field, axis=2)).max() <= 4.0 / 9 + 1e-5
+    assert np.abs(np.diff(field, axis=3)).max() <= 4.0 / 9 + 1e-5
+    np.testing.assert_array_equal(field, aug.elastic_field(16, np.random.RandomState(0)))
+
+
+def test_elastic_distortion_moves_content_within_its_bound(images):
+    """The centre of a bright pixel moves by at most ``elastic`` pixels along each axis, an image
+    of the fill stays the fill, and an almost-zero field leaves images alone."""
+    H, W = 12, 12
+    X = np.zeros((64, H, W, 1), np.float32)
+    X[:, 6, 5] = 1.0
+    aug = Augmenter((H, W, 1), flip=False, crop=0, elastic=1.5, elastic_grid=3)
+    out = aug(X.reshape(64, -1), np.random.RandomState(1)).reshape(64, H, W)
+    yy, xx = np.mgrid[0:H, 0:W]
+    mass = out.sum(axis=(1, 2))
+    cy = (out * yy).sum(axis=(1, 2)) / mass
+    cx = (out * xx).sum(axis=(1, 2)) / mass
+    assert np.hypot(cy - 6, cx - 5).max() <= 1.5 * np.sqrt(2) + 1e-4
+    assert np.hypot(cy - 6, cx - 5).mean() > 0.3  # it does move
+    same = Augmenter((H, W, 1), flip=False, crop=0, elastic=3.0, fill=-0.7)
+    np.testing.assert_allclose(same(np.full((4, H * W), -0.7, np.float32),
+                                    np.random.RandomState(2)), -0.7, atol=1e-6)
+    tiny = Augmenter(images.shape[1:], flip=False, crop=0, elastic=1e-9)
+    np.testing.assert_allclose(tiny(_flat(images), np.random.RandomState(3)), _flat(images),
+                               atol=1e-6)
+    assert "elastic=1.5, elastic_grid=3" in repr(aug)
+
+
+def test_augmenter_rejects_bad_elastic():
+    with pytest.raises(ValueError, match="elastic .* must be >= 0"):
+        Augmenter((6, 5, 3), elastic=-1)
+    with pytest.raises(ValueError, match="elastic_grid must be >= 2"):
+        Augmenter((6, 5, 3), elastic=1, elastic_grid=1)
 
 
 def test_augmentation_is_deterministic_and_leaves_input_alone(images):

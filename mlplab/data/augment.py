@@ -1,4 +1,5 @@
-"""Per-minibatch augmentation of flattened images: random horizontal flips and padded crops.
+"""Per-minibatch augmentation of flattened images: random horizontal flips, padded crops and
+elastic distortions.
 
 The trainer calls ``augment(X_batch, rng)`` on each preprocessed (B, D) float batch with its own
 ``np.random.RandomState``, so a seeded run stays deterministic; only the batch is copied, never the
@@ -13,7 +14,8 @@ import numpy as np
 
 
 class Augmenter:
-    """Random horizontal flip (probability 1/2) and random crop after padding by ``crop``.
+    """Random horizontal flip (probability 1/2), random crop after padding by ``crop``, and an
+    optional elastic distortion of up to ``elastic`` pixels.
 
     ``image_shape`` is (H, W, C) of one image: the batch's rows are reshaped to it, so the features
     must be in the C order of ``X.reshape(N, -1)`` (what ``transforms.Flatten`` produces).
@@ -22,10 +24,18 @@ class Augmenter:
     after mean subtraction; a black border is the preprocessing of an all-zero image
     (:func:`mlplab.runs.make_augmenter` builds it for ``crop_fill="black"``), which is what
     Fashion-MNIST's garments lie on.
+
+    The elastic distortion (Simard et al. 2003, who used it to take a plain MLP from 1.6% to 0.7%
+    error on MNIST) moves every pixel by a smooth random field: independent offsets, uniform in
+    [-elastic, elastic] pixels along each axis, on an ``elastic_grid`` x ``elastic_grid`` lattice
+    spanning the image, interpolated bilinearly between the lattice points; the image is resampled
+    bilinearly and pixels pulled in from outside take ``fill``. A coarse lattice gives the smooth
+    field Simard et al. get from Gaussian-filtering per-pixel noise, without the filter.
     """
 
     def __init__(self, image_shape: Sequence[int], flip: bool = True, crop: int = 4,
-                 fill: float | np.ndarray = 0.0) -> None:
+                 fill: float | np.ndarray = 0.0, elastic: float = 0.0,
+                 elastic_grid: int = 4) -> None:
         shape = tuple(int(s) for s in image_shape)
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError(f"image_shape must be (H, W, C) with positive sizes; got "
@@ -40,10 +50,21 @@ class Augmenter:
                              f"an image {shape}; got shape {fill_arr.shape}.") from None
         if not np.all(np.isfinite(fill_arr)):
             raise ValueError("fill must be finite.")
+        if not (np.isfinite(elastic) and elastic >= 0):
+            raise ValueError(f"elastic (the largest displacement in pixels) must be >= 0; got "
+                             f"{elastic}.")
+        if int(elastic_grid) < 2:
+            raise ValueError(f"elastic_grid must be >= 2 lattice points a side; got "
+                             f"{elastic_grid}.")
         self.image_shape = shape
         self.flip = bool(flip)
         self.crop = int(crop)
         self.fill = fill_arr
+        self.elastic = float(elastic)
+        self.elastic_grid = int(elastic_grid)
+        # (H, grid) and (W, grid) bilinear interpolation weights from the lattice to the pixels
+        self._lattice_y = _hat_weights(shape[0], self.elastic_grid)
+        self._lattice_x = _hat_weights(shape[1], self.elastic_grid)
 
     def __call__(self, X: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
         X = np.asarray(X)
@@ -73,10 +94,69 @@ class Augmenter:
             if y1 <= y0 or x1 <= x0:  # shifted entirely into the padding (crop > image size)
                 continue
             out[i, y0:y1, x0:x1] = src[y0 + oy:y1 + oy, x0 + ox:x1 + ox]
+        if self.elastic:
+            out = self._distort(out, rng)
         return out.reshape(B, -1)
+
+    def elastic_field(self, n: int, rng: np.random.RandomState) -> np.ndarray:
+        """(2, n, H, W) float32 displacements (rows, then columns) in pixels for ``n`` images:
+        offsets uniform in [-elastic, elastic] on the lattice, interpolated to every pixel, so no
+        displacement exceeds ``elastic``."""
+        offsets = rng.uniform(-self.elastic, self.elastic,
+                              size=(2, n, self.elastic_grid, self.elastic_grid))
+        return self._lattice_y @ offsets.astype(np.float32) @ self._lattice_x.T
+
+    def _distort(self, imgs: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+        return warp_bilinear(imgs, self.elastic_field(len(imgs), rng), self.fill)
 
     def __repr__(self) -> str:
         fill = ("" if not self.fill.any() else ", fill=<image>" if self.fill.ndim == 3
                 else f", fill={self.fill.tolist()}")
+        elastic = (f", elastic={self.elastic:g}, elastic_grid={self.elastic_grid}"
+                   if self.elastic else "")
         return (f"Augmenter(image_shape={self.image_shape}, flip={self.flip}, "
-                f"crop={self.crop}{fill})")
+                f"crop={self.crop}{fill}{elastic})")
+
+
+def _hat_weights(n: int, grid: int) -> np.ndarray:
+    """(n, grid) weights that interpolate ``grid`` evenly spaced lattice values to ``n`` pixels
+    (linear "hat" functions: each row sums to 1)."""
+    if n == 1:  # a one-pixel side: the lattice points all sit on it
+        return np.full((1, grid), 1.0 / grid, dtype=np.float32)
+    lattice = np.linspace(0, n - 1, grid)
+    spacing = lattice[1] - lattice[0]
+    weights = np.maximum(0.0, 1.0 - np.abs(np.arange(n)[:, None] - lattice) / spacing)
+    return weights.astype(np.float32)
+
+
+
+def warp_bilinear(imgs: np.ndarray, field: np.ndarray,
+                  fill: float | np.ndarray = 0.0) -> np.ndarray:
+    """Resample (B, H, W, C) images at ``(y + field[0], x + field[1])`` for every pixel (y, x),
+    interpolating bilinearly; points outside the image see ``fill`` (a number, (C,) or (H, W, C)).
+
+    Vectorised over the batch: four gathers from a fill-padded copy, so there are no per-pixel
+    bounds tests. ``scipy.ndimage.map_coordinates(order=1, mode="constant")`` on each image and
+    channel computes the same (the tests compare them).
+    """
+    B, H, W, C = imgs.shape
+    fill = np.asarray(fill, dtype=imgs.dtype)
+    # pad wide enough that no source point or its +1 neighbour leaves the array (work relative to
+    # the fill, so the padding is zeros whatever the fill is)
+    p = int(np.ceil(np.abs(field).max(initial=0.0))) + 1
+    Hp, Wp = H + 2 * p, W + 2 * p
+    padded = np.zeros((B, Hp, Wp, C), dtype=imgs.dtype)
+    padded[:, p:p + H, p:p + W] = imgs - fill
+    sy = field[0] + np.arange(p, p + H, dtype=field.dtype)[:, None]
+    sx = field[1] + np.arange(p, p + W, dtype=field.dtype)
+    fy, fx = np.floor(sy), np.floor(sx)
+    wy = (sy - fy)[..., None].astype(imgs.dtype, copy=False)
+    wx = (sx - fx)[..., None].astype(imgs.dtype, copy=False)
+    top_left = (np.arange(B)[:, None, None] * Hp + fy.astype(np.intp)) * Wp + fx.astype(np.intp)
+    flat = padded.reshape(-1, C)
+    a, b = flat[top_left], flat[top_left + 1]
+    c, d = flat[top_left + Wp], flat[top_left + Wp + 1]
+    top = a + wx * (b - a)
+    out = top + wy * (c + wx * (d - c) - top)
+    out += fill
+    return out
