@@ -43,7 +43,7 @@ MODEL_FILE = "model.npz"
 CHECKPOINT_FILE = "checkpoint.npz"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
-AUGMENTATIONS = ("flip", "crop")
+AUGMENTATIONS = ("flip", "crop", "elastic")
 CROP_FILLS = ("zero", "black")
 
 
@@ -54,10 +54,12 @@ class RunConfig:
     Data: ``dataset`` (a :func:`mlplab.data.load_dataset` name), ``data_dir``, ``download``,
     ``val_size``, ``test_size``, ``image_size``, ``data_seed`` (seed of the split, kept apart from
     ``seed`` so that runs with different seeds see the same split), ``preprocessing`` (a
-    :data:`mlplab.data.PREPROCESSING` name), ``augment`` (any of ``flip``, ``crop``),
-    ``crop_padding`` (pixels a ``crop`` may shift the image by; None = an eighth of its side),
-    ``crop_fill`` (what a crop uncovers: ``"zero"``, 0 in the preprocessed space, i.e. the mean
-    after standardisation or mean subtraction, or ``"black"``, the preprocessed all-black image).
+    :data:`mlplab.data.PREPROCESSING` name), ``augment`` (any of ``flip``, ``crop``,
+    ``elastic``), ``crop_padding`` (pixels a ``crop`` may shift the image by; None = an eighth of
+    its side), ``elastic_pixels`` (the largest displacement of an ``elastic`` distortion),
+    ``crop_fill`` (what a crop or distortion uncovers: ``"zero"``, 0 in the preprocessed space,
+    i.e. the mean after standardisation or mean subtraction, or ``"black"``, the preprocessed
+    all-black image).
     Model: ``hidden``, ``activation``, ``init``, ``std``, ``dropout``, ``batchnorm``, ``dtype``.
     Training: the fields of :class:`mlplab.trainer.TrainConfig`. ``seed`` seeds the weights, the
     minibatches, dropout and augmentation. ``eval_test`` also measures the test split.
@@ -74,6 +76,7 @@ class RunConfig:
     augment: list[str] = field(default_factory=list)
     crop_padding: int | None = None
     crop_fill: str = "zero"
+    elastic_pixels: float = 2.0
     hidden: list[int] = field(default_factory=lambda: [100])
     activation: str = "relu"
     init: str = "he"
@@ -126,6 +129,9 @@ class RunConfig:
         if self.crop_fill not in CROP_FILLS:
             raise ValueError(f"crop_fill must be one of {', '.join(CROP_FILLS)}; got "
                              f"{self.crop_fill!r}.")
+        if not (isinstance(self.elastic_pixels, int | float) and 0 < self.elastic_pixels <= 8):
+            raise ValueError(f"elastic_pixels must be a number of pixels in (0, 8]; got "
+                             f"{self.elastic_pixels!r}.")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be positive integers; got {self.hidden}.")
         if not 0 <= self.dropout < 1:
@@ -495,15 +501,17 @@ def make_augmenter(cfg: RunConfig, image_shape: Sequence[int], preprocessing=Non
     # by default pad by an eighth of the image: 4 pixels on CIFAR's 32, 1 on the 8x8 digits
     pad = cfg.crop_padding or max(1, round(image_shape[0] / 8))
     crop = pad if "crop" in cfg.augment else 0
+    elastic = float(cfg.elastic_pixels) if "elastic" in cfg.augment else 0.0
     fill: float | np.ndarray = 0.0
-    if crop and cfg.crop_fill == "black":
+    if (crop or elastic) and cfg.crop_fill == "black":
         if preprocessing is None:
             raise ValueError('crop_fill="black" needs the fitted preprocessing pipeline.')
         black = np.zeros((1, *image_shape), np.uint8)  # one raw image, as the loaders give it
         fill = np.asarray(preprocessing.transform(black), np.float64).reshape(image_shape)
         if np.all(fill == fill[:1, :1]):  # per-channel preprocessing: one value per channel
             fill = fill[0, 0]
-    return Augmenter(image_shape, flip="flip" in cfg.augment, crop=crop, fill=fill)
+    return Augmenter(image_shape, flip="flip" in cfg.augment, crop=crop, fill=fill,
+                     elastic=elastic)
 
 
 def describe_network(kind: str, sizes: Sequence[int], activation: str, batchnorm: bool,

@@ -175,6 +175,44 @@ def test_sqrt_standardize_run_saves_its_power_step(tmp_path, capsys):
     assert res["accuracy"] == pytest.approx(np.mean(pred == ds.y_val)) and res["accuracy"] > 0.5
 
 
+def test_elastic_augmentation_reaches_the_trainer_and_the_run_folder(tmp_path, capsys):
+    """``--augment flip,elastic --elastic-pixels 1.5 --crop-fill black``: the trainer's augmenter
+    distorts by up to 1.5 pixels and pulls in the preprocessed black background; bad values are
+    refused before training."""
+    from mlplab.runs import RunConfig, make_augmenter, train_run
+    from mlplab.trainer import Callback
+
+    seen = {}
+
+    class Spy(Callback):
+        def on_train_begin(self, trainer):
+            seen["augment"] = trainer.augment
+
+    train_run(dataset="digits", hidden=[16], epochs=1, augment="flip,elastic",
+              elastic_pixels=1.5, crop_fill="black", out=tmp_path / "e", plots=False,
+              callbacks=[Spy()])
+    aug = seen["augment"]
+    assert aug.elastic == 1.5 and aug.flip and aug.crop == 0
+    std = io.load_model(tmp_path / "e" / "model.npz").preprocessing.steps[0]
+    np.testing.assert_allclose(aug.fill, (0.0 - std.mean_) / std.std_, rtol=1e-6)
+    cfg = json.loads((tmp_path / "e" / "config.json").read_text())
+    assert cfg["augment"] == ["flip", "elastic"] and cfg["elastic_pixels"] == 1.5
+    # the default displacement, and none without "elastic" in the list
+    assert make_augmenter(RunConfig(augment=["elastic"]), (8, 8, 1)).elastic == 2.0
+    assert make_augmenter(RunConfig(augment=["crop"], elastic_pixels=3), (8, 8, 1)).elastic == 0
+    for bad in (0, -1, 9, "2"):
+        with pytest.raises(ValueError, match="elastic_pixels"):
+            RunConfig(elastic_pixels=bad).validate()
+    capsys.readouterr()
+    assert main(["train", *TINY, "--augment", "elastic", "--elastic-pixels", "0",
+                 "--out", str(tmp_path / "bad")]) != 0
+    assert "elastic_pixels" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(SystemExit):
+        main(["train", *TINY, "--augment", "flip,warp"])
+    assert "use any of flip, crop, elastic" in capsys.readouterr().err
+
+
 def test_crop_fill_black_pads_with_the_preprocessed_background(tmp_path, capsys):
     """``--crop-fill black`` reaches the trainer's augmenter as the preprocessing of a black
     image, here (0 - mean) / std of the training split's square roots, and is saved with the run;

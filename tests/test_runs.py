@@ -200,10 +200,12 @@ def test_a_run_that_loads_its_data_frees_the_raw_training_images(digits):
     np.testing.assert_array_equal(owned.model.params["W1"], lent.model.params["W1"])
 
 
-@pytest.mark.parametrize("crop_fill", ["zero", "black"])
-def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, digits, crop_fill):
+@pytest.mark.parametrize("augment, crop_fill", [("flip,crop", "zero"), ("flip,crop", "black"),
+                                               ("crop,elastic", "black")])
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, digits, augment,
+                                                            crop_fill):
     cfg = {**FAST, "epochs": 5, "dropout": 0.2, "optimizer": "momentum", "lr": 0.05,
-           "augment": ["flip", "crop"], "crop_fill": crop_fill, "patience": 10}
+           "augment": augment, "crop_fill": crop_fill, "patience": 10}
     full = train_run(cfg, out=tmp_path / "full", data=digits, plots=False)
 
     class CtrlC(Callback):

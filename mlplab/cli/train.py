@@ -17,7 +17,7 @@ RUN_FIELDS = ("hidden", "activation", "init", "std", "dropout", "batchnorm", "dt
               "lr", "momentum", "weight_decay", "schedule", "lr_decay", "step_epochs",
               "warmup_epochs", "min_lr", "reg", "batch_size", "epochs", "iters", "sampling",
               "train_acc", "patience", "seed", "preprocessing", "augment", "crop_padding",
-              "crop_fill", "eval_test", "data_seed", "label_smoothing")
+              "crop_fill", "elastic_pixels", "eval_test", "data_seed", "label_smoothing")
 DATA_FIELDS = ("dataset", "data_dir", "val_size", "test_size", "image_size")
 
 
@@ -27,8 +27,8 @@ def _augment(text: str) -> list[str]:
     items = [a.strip() for a in text.split(",") if a.strip()]
     bad = [a for a in items if a not in AUGMENTATIONS and a != "none"]
     if bad:
-        raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r}; use flip, crop or "
-                                         "flip,crop (or none)")
+        raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r}; use any of "
+                                         "flip, crop, elastic, comma-separated (or none)")
     return [a for a in items if a != "none"]
 
 
@@ -71,15 +71,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="input preprocessing (default: standardize; the exercise presets: "
                         "exercise = subtract the mean image; the Fashion-MNIST presets: "
                         "sqrt-standardize = square root of the intensities, then standardize)")
-    g.add_argument("--augment", type=_augment, default=None, metavar="flip,crop",
-                   help="minibatch augmentation: random horizontal flips and/or padded crops")
+    g.add_argument("--augment", type=_augment, default=None, metavar="flip,crop,elastic",
+                   help="minibatch augmentation: random horizontal flips, padded crops and/or "
+                        "elastic distortions (smooth random warps)")
     g.add_argument("--crop-padding", type=positive_int, default=None, metavar="PIXELS",
                    help="how far a crop may shift the image (default: an eighth of its side: 4 "
                         "pixels on CIFAR-10 and Fashion-MNIST; 1-2 suit small centred images)")
+    g.add_argument("--elastic-pixels", type=float, default=None, metavar="PIXELS",
+                   help="the largest displacement of an elastic distortion (default: 2)")
     g.add_argument("--crop-fill", choices=list(CROP_FILLS), default=None,
-                   help="what a crop uncovers at the border: zero = 0 after preprocessing, the "
-                        "mean image under standardize or exercise (default); black = a black "
-                        "border, the background Fashion-MNIST's garments lie on")
+                   help="what a crop or distortion uncovers at the border: zero = 0 after "
+                        "preprocessing, the mean image under standardize or exercise (default); "
+                        "black = a black border, the background Fashion-MNIST's garments lie on")
 
     m = p.add_argument_group("model")
     m.add_argument("--hidden", type=hidden_sizes, default=None, metavar="500[,250,...]",
