@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -402,6 +402,10 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         else:
             cfg = build_config(**{**base, **options})
     ds, owned = _take_dataset(cfg, data)
+    if not owned:
+        # a dataset loaded by the caller may be split otherwise than the config (a preset's
+        # val_size 0, a default): record the split it has, which evaluate_run reloads
+        cfg = replace(cfg, val_size=len(ds.y_val), test_size=len(ds.y_test))
     out_dir = _new_run_dir(out) if out is not None else None
     pre, model, X_train = _fresh(cfg, ds)
     if owned:

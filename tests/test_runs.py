@@ -200,6 +200,20 @@ def test_a_run_that_loads_its_data_frees_the_raw_training_images(digits):
     np.testing.assert_array_equal(owned.model.params["W1"], lent.model.params["W1"])
 
 
+def test_a_lent_dataset_records_its_own_split(tmp_path):
+    """A run given a loaded dataset records the split it trained on, not the config's (here
+    val_size 0, as the Fashion-MNIST presets say), so evaluate_run reloads that split."""
+    ds = load_dataset("digits", val_size=150, seed=0)
+    res = train_run({**FAST, "val_size": 0, "epochs": 1}, data=ds, out=tmp_path / "r",
+                    plots=False)
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (cfg["val_size"], cfg["test_size"]) == (150, len(ds.y_test))
+    assert res.config.val_size == 150
+    ev = evaluate_run(tmp_path / "r")
+    pred = res.model.predict(res.preprocessing.transform(ds.X_val))
+    assert ev["size"] == 150 and ev["accuracy"] == pytest.approx(np.mean(pred == ds.y_val))
+
+
 @pytest.mark.parametrize("augment, crop_fill", [("flip,crop", "zero"), ("flip,crop", "black"),
                                                ("crop,elastic", "black")])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, digits, augment,
