@@ -95,7 +95,7 @@ class Augmenter:
                 continue
             out[i, y0:y1, x0:x1] = src[y0 + oy:y1 + oy, x0 + ox:x1 + ox]
         if self.elastic:
-            out = self._distort(out, rng)
+            out = warp_bilinear(out, self.elastic_field(B, rng), self.fill)
         return out.reshape(B, -1)
 
     def elastic_field(self, n: int, rng: np.random.RandomState) -> np.ndarray:
@@ -105,9 +105,6 @@ class Augmenter:
         offsets = rng.uniform(-self.elastic, self.elastic,
                               size=(2, n, self.elastic_grid, self.elastic_grid))
         return self._lattice_y @ offsets.astype(np.float32) @ self._lattice_x.T
-
-    def _distort(self, imgs: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
-        return warp_bilinear(imgs, self.elastic_field(len(imgs), rng), self.fill)
 
     def __repr__(self) -> str:
         fill = ("" if not self.fill.any() else ", fill=<image>" if self.fill.ndim == 3
@@ -129,15 +126,14 @@ def _hat_weights(n: int, grid: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-
 def warp_bilinear(imgs: np.ndarray, field: np.ndarray,
                   fill: float | np.ndarray = 0.0) -> np.ndarray:
     """Resample (B, H, W, C) images at ``(y + field[0], x + field[1])`` for every pixel (y, x),
     interpolating bilinearly; points outside the image see ``fill`` (a number, (C,) or (H, W, C)).
 
     Vectorised over the batch: four gathers from a fill-padded copy, so there are no per-pixel
-    bounds tests. ``scipy.ndimage.map_coordinates(order=1, mode="constant")`` on each image and
-    channel computes the same (the tests compare them).
+    bounds tests. ``scipy.ndimage.map_coordinates(order=1, mode="grid-constant")`` on each image
+    and channel, relative to the fill, computes the same (the tests compare them).
     """
     B, H, W, C = imgs.shape
     fill = np.asarray(fill, dtype=imgs.dtype)
