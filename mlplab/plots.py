@@ -12,7 +12,7 @@ The exercise's sample-images grid is :func:`plot_samples` (plain arrays in, a fi
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -177,8 +177,12 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str],
 
 
 def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class: int = 7,
-                 seed: int | None = 0, title: str = "Sample images"):
-    """A grid of ``per_class`` random images (N, H, W, C) of every class, one column per class."""
+                 seed: int | None = 0, title: str = "Sample images",
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None):
+    """A grid of ``per_class`` random images (N, H, W, C) of every class, one column per class.
+
+    ``transform`` maps the picked images of a class, (n, H, W, C), to what is drawn instead (uint8
+    pixels, or floats in [0, 1]); e.g. :func:`mlplab.runs.make_network_view`."""
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim != 4:
         raise ValueError(f"images must be (N, H, W, C); got shape {X.shape}.")
@@ -190,11 +194,14 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
     for c in range(k):
         idx = np.flatnonzero(y == c)
         pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
+        shown = X[pick]
+        if transform is not None and len(pick):
+            shown = transform(shown)
         for r in range(per_class):
             ax = axes[r, c]
             ax.axis("off")
             if r < len(pick):
-                img = X[pick[r]]
+                img = shown[r]
                 if img.dtype == np.uint8:  # raw pixels: a fixed 0..255 range, not autoscaled
                     ax.imshow(img[:, :, 0] if img.shape[-1] == 1 else img, cmap="gray",
                               vmin=0, vmax=255)

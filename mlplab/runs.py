@@ -518,6 +518,27 @@ def make_augmenter(cfg: RunConfig, image_shape: Sequence[int], preprocessing=Non
                      elastic=elastic)
 
 
+def make_network_view(cfg: RunConfig, ds, seed: int | None = 0):
+    """A ``transform`` for :func:`mlplab.data.preview.sample_grid`: raw (n, H, W, C) images as a
+    run with ``cfg`` feeds them to the network (its preprocessing, fitted on ``ds``'s training
+    split, then one draw of its augmentation), each scaled to [0, 1] for display."""
+    from mlplab.data import make_preprocessing
+    from mlplab.data.preview import scaled_for_display
+
+    cfg.validate()
+    pre = make_preprocessing(cfg.preprocessing).fit(ds.X_train)
+    augment = make_augmenter(cfg, ds.image_shape, pre)
+    rng = np.random.RandomState(seed)
+
+    def view(images: np.ndarray) -> np.ndarray:
+        X = pre.transform(images)
+        if augment is not None:
+            X = augment(X, rng)
+        return scaled_for_display(X, ds.image_shape)
+
+    return view
+
+
 def describe_network(kind: str, sizes: Sequence[int], activation: str, batchnorm: bool,
                      dropout: float) -> str:
     """``"MLP 3072-50-10 relu"`` (``kind`` first) plus batch norm / dropout when used."""

@@ -41,6 +41,67 @@ def test_show_writes_png(tmp_path, capsys):
     assert [p.name for p in out.parent.iterdir()] == ["grid.png"]
 
 
+def test_show_as_the_network_sees_them(tmp_path, capsys):
+    """``data show --augment ...`` draws the images as training feeds them to the network; bad
+    augmentation options are usage errors, and nothing is written."""
+    out = tmp_path / "aug.png"
+    assert main(["data", "show", "digits", "--out", str(out), "--per-class", "2", "--augment",
+                 "flip,crop,elastic", "--elastic-pixels", "1", "--crop-fill", "black"]) == 0
+    assert "as the network sees them: standardize + flip + crop + elastic" in \
+        capsys.readouterr().out
+    with Image.open(out) as im:
+        assert im.format == "PNG"
+    bad = tmp_path / "bad.png"
+    assert main(["data", "show", "digits", "--out", str(bad), "--augment", "elastic",
+                 "--elastic-pixels", "0"]) == 2
+    assert "elastic_pixels" in capsys.readouterr().err and not bad.exists()
+
+
+def test_network_view_is_the_preprocessed_augmented_image():
+    """Without augmentation, a per-channel affine preprocessing scaled to each image's range is
+    the raw image scaled to its range; with flips, each image is that or its mirror; with
+    crops and elastic distortions it stays in [0, 1] and changes."""
+    from mlplab.data import load_dataset
+    from mlplab.runs import RunConfig, make_network_view
+
+    ds = load_dataset("digits", seed=0)
+    raw = ds.X_train[:40].astype(np.float64)
+    lo, hi = raw.min(axis=(1, 2, 3), keepdims=True), raw.max(axis=(1, 2, 3), keepdims=True)
+    expected = (raw - lo) / (hi - lo)
+    plain = make_network_view(RunConfig(), ds)(ds.X_train[:40])
+    assert plain.shape == raw.shape
+    np.testing.assert_allclose(plain, expected, atol=1e-5)
+    flipped = make_network_view(RunConfig(augment=["flip"]), ds, seed=3)(ds.X_train[:40])
+    same = np.all(np.isclose(flipped, expected, atol=1e-5), axis=(1, 2, 3))
+    mirrored = np.all(np.isclose(flipped, expected[:, :, ::-1], atol=1e-5), axis=(1, 2, 3))
+    assert np.all(same | mirrored) and mirrored.sum() > 5 and (same & ~mirrored).sum() > 5
+    warped = make_network_view(RunConfig(augment=["crop", "elastic"]), ds)(ds.X_train[:40])
+    assert warped.min() >= 0 and warped.max() <= 1 and not np.allclose(warped, expected)
+
+
+def test_plot_samples_draws_the_transformed_images():
+    import matplotlib.pyplot as plt
+
+    from mlplab.plots import plot_samples
+
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 255, (12, 4, 4, 1), dtype=np.uint8)
+    y = np.repeat([0, 1, 2], 4)
+    seen = []
+
+    def negate(images):
+        seen.append(images.copy())
+        return 255 - images
+
+    fig = plot_samples(X, y, ["a", "b", "c"], per_class=2, transform=negate)
+    try:
+        assert len(seen) == 3 and all(s.shape == (2, 4, 4, 1) for s in seen)
+        drawn = fig.axes[0].images[0].get_array()  # class "a", first row
+        np.testing.assert_array_equal(drawn, 255 - seen[0][0, :, :, 0])
+    finally:
+        plt.close(fig)
+
+
 def test_missing_dataset_is_one_line_exit_1(tmp_path, capsys):
     assert main(["data", "info", "cifar10", "--data-dir", str(tmp_path / "none")]) == 1
     err = capsys.readouterr().err

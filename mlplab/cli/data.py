@@ -10,6 +10,7 @@ import argparse
 import json
 
 from mlplab.cli import UsageError, seed_arg
+from mlplab.cli._types import positive_int
 from mlplab.data.base import SPLITS
 from mlplab.data.datasets import DATASET_NAMES
 
@@ -77,6 +78,48 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = Fa
                    help="do not read or write the decoded-image cache of folder datasets")
 
 
+#: the options add_augment_arguments adds (dest == RunConfig field name)
+AUGMENT_FIELDS = ("preprocessing", "augment", "crop_padding", "elastic_pixels", "crop_fill")
+
+
+def _augment(text: str) -> list[str]:
+    from mlplab.runs import AUGMENTATIONS
+
+    items = [a.strip() for a in text.split(",") if a.strip()]
+    bad = [a for a in items if a not in AUGMENTATIONS and a != "none"]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r}; use any of "
+                                         "flip, crop, elastic, comma-separated (or none)")
+    return [a for a in items if a != "none"]
+
+
+def add_augment_arguments(group) -> None:
+    """``--preprocessing``, ``--augment`` and their options (``mlplab train``, ``data show``);
+    dests are :class:`mlplab.runs.RunConfig` field names, defaults None (= not given)."""
+    from mlplab.data import PREPROCESSING
+    from mlplab.runs import CROP_FILLS
+
+    group.add_argument("--preprocessing", choices=list(PREPROCESSING), default=None,
+                       help="input preprocessing (default: standardize; the exercise presets: "
+                            "exercise = subtract the mean image; the Fashion-MNIST presets: "
+                            "sqrt-standardize = square root of the intensities, then "
+                            "standardize)")
+    group.add_argument("--augment", type=_augment, default=None, metavar="flip,crop,elastic",
+                       help="minibatch augmentation: random horizontal flips, padded crops "
+                            "and/or elastic distortions (smooth random warps)")
+    group.add_argument("--crop-padding", type=positive_int, default=None, metavar="PIXELS",
+                       help="how far a crop may shift the image (default: an eighth of its "
+                            "side: 4 pixels on CIFAR-10 and Fashion-MNIST; 1-2 suit small "
+                            "centred images)")
+    group.add_argument("--elastic-pixels", type=float, default=None, metavar="PIXELS",
+                       help="the largest displacement of an elastic distortion (default: 2)")
+    group.add_argument("--crop-fill", choices=list(CROP_FILLS), default=None,
+                       help="what a crop or distortion uncovers at the border: zero = 0 after "
+                            "preprocessing, the mean image under standardize or exercise "
+                            "(default); black = a black border, the background Fashion-MNIST's "
+                            "garments lie on")
+
+
 def load_dataset_from_args(args: argparse.Namespace):
     """``load_dataset`` with the options added by :func:`add_dataset_arguments`.
 
@@ -121,7 +164,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--split", choices=list(SPLITS), default="train",
                       help="split to sample from (default: %(default)s)")
     show.add_argument("--seed", type=seed_arg, default=0,
-                      help="seed of the splits and of the sampled images (default: %(default)s)")
+                      help="seed of the splits, the sampled images and the augmentation "
+                           "(default: %(default)s)")
+    seen = show.add_argument_group(
+        "as the network sees them", "with any of these, draw the images preprocessed (each "
+        "scaled to its own range) and augmented as mlplab train would, to check an "
+        "augmentation before training with it")
+    add_augment_arguments(seen)
     show.set_defaults(func=run_show)
 
     dl = dsub.add_parser("download", help="download and verify a dataset's files",
@@ -167,10 +216,24 @@ def run_show(args: argparse.Namespace) -> int:
 
     if args.per_class < 1:
         raise UsageError(f"--per-class must be at least 1; got {args.per_class}.")
+    given = {k: getattr(args, k) for k in AUGMENT_FIELDS if getattr(args, k) is not None}
     ds = load_dataset_from_args(args)
-    path = sample_grid(ds, args.out, per_class=args.per_class, split=args.split, seed=args.seed)
+    view, title, what = None, None, ""
+    if given:
+        from mlplab.runs import RunConfig, make_network_view
+
+        cfg = RunConfig(**given)
+        try:
+            view = make_network_view(cfg, ds, seed=args.seed)
+        except ValueError as e:  # a bad option value, e.g. --elastic-pixels 0
+            raise UsageError(str(e)) from None
+        steps = [cfg.preprocessing, *cfg.augment]
+        what = f", as the network sees them: {' + '.join(steps)}"
+        title = f"{ds.name}: {args.split} images, {' + '.join(steps)}"
+    path = sample_grid(ds, args.out, per_class=args.per_class, split=args.split, seed=args.seed,
+                       transform=view, title=title)
     print(f"wrote {path} ({args.per_class} {args.split} images per class, {ds.num_classes} "
-          "classes)")
+          f"classes{what})")
     return 0
 
 

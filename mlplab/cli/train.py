@@ -9,8 +9,8 @@ import sys
 import textwrap
 
 from mlplab.cli import UsageError, seed_arg, usage_errors
-from mlplab.cli._types import hidden_sizes, non_negative_int, positive_int
-from mlplab.cli.data import add_dataset_arguments, load_dataset_from_args
+from mlplab.cli._types import hidden_sizes, non_negative_int
+from mlplab.cli.data import add_augment_arguments, add_dataset_arguments, load_dataset_from_args
 
 #: flags that map one-to-one onto RunConfig fields (dest == field name)
 RUN_FIELDS = ("hidden", "activation", "init", "std", "dropout", "batchnorm", "dtype", "optimizer",
@@ -21,23 +21,10 @@ RUN_FIELDS = ("hidden", "activation", "init", "std", "dropout", "batchnorm", "dt
 DATA_FIELDS = ("dataset", "data_dir", "val_size", "test_size", "image_size")
 
 
-def _augment(text: str) -> list[str]:
-    from mlplab.runs import AUGMENTATIONS
-
-    items = [a.strip() for a in text.split(",") if a.strip()]
-    bad = [a for a in items if a not in AUGMENTATIONS and a != "none"]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r}; use any of "
-                                         "flip, crop, elastic, comma-separated (or none)")
-    return [a for a in items if a != "none"]
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    from mlplab.data import PREPROCESSING
     from mlplab.models import ACTIVATIONS
     from mlplab.optim import OPTIMIZERS
     from mlplab.presets import describe_presets
-    from mlplab.runs import CROP_FILLS
     from mlplab.schedules import SCHEDULES
 
     presets = describe_presets()
@@ -67,22 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--data-seed", type=seed_arg, default=None,
                    help="seed of the digits/folder validation split (default: 0, whatever "
                         "--seed is, so that runs with different seeds share a split)")
-    g.add_argument("--preprocessing", choices=list(PREPROCESSING), default=None,
-                   help="input preprocessing (default: standardize; the exercise presets: "
-                        "exercise = subtract the mean image; the Fashion-MNIST presets: "
-                        "sqrt-standardize = square root of the intensities, then standardize)")
-    g.add_argument("--augment", type=_augment, default=None, metavar="flip,crop,elastic",
-                   help="minibatch augmentation: random horizontal flips, padded crops and/or "
-                        "elastic distortions (smooth random warps)")
-    g.add_argument("--crop-padding", type=positive_int, default=None, metavar="PIXELS",
-                   help="how far a crop may shift the image (default: an eighth of its side: 4 "
-                        "pixels on CIFAR-10 and Fashion-MNIST; 1-2 suit small centred images)")
-    g.add_argument("--elastic-pixels", type=float, default=None, metavar="PIXELS",
-                   help="the largest displacement of an elastic distortion (default: 2)")
-    g.add_argument("--crop-fill", choices=list(CROP_FILLS), default=None,
-                   help="what a crop or distortion uncovers at the border: zero = 0 after "
-                        "preprocessing, the mean image under standardize or exercise (default); "
-                        "black = a black border, the background Fashion-MNIST's garments lie on")
+    add_augment_arguments(g)
 
     m = p.add_argument_group("model")
     m.add_argument("--hidden", type=hidden_sizes, default=None, metavar="500[,250,...]",

@@ -1,17 +1,25 @@
-"""The exercise's "sample images" figure: a few random images of every class, one column each."""
+"""The exercise's "sample images" figure: a few random images of every class, one column each;
+optionally as the network sees them (preprocessed and augmented)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from mlplab.data.base import Dataset, DatasetError, atomic_path
 
 
 def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: str = "train",
-                seed: int | None = 0, dpi: int = 100) -> Path:
+                seed: int | None = 0, dpi: int = 100,
+                transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                title: str | None = None) -> Path:
     """Write a grid of ``per_class`` random ``split`` images per class (columns titled with the
-    class names) to ``out`` (PNG, PDF or SVG by extension), atomically; return the path."""
+    class names) to ``out`` (PNG, PDF or SVG by extension), atomically; return the path.
+    ``transform`` changes the picked images before they are drawn (see
+    :func:`mlplab.plots.plot_samples`)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -24,8 +32,8 @@ def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: 
         raise DatasetError(f"per_class must be >= 1; got {per_class}.")
     from mlplab.plots import plot_samples
 
-    fig = plot_samples(X, y, ds.classes, per_class=per_class, seed=seed,
-                       title=f"{ds.name}: sample {split} images")
+    fig = plot_samples(X, y, ds.classes, per_class=per_class, seed=seed, transform=transform,
+                       title=title or f"{ds.name}: sample {split} images")
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower() or "png"
     try:
@@ -34,3 +42,12 @@ def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: 
     finally:
         plt.close(fig)
     return out
+
+
+def scaled_for_display(X: np.ndarray, image_shape) -> np.ndarray:
+    """(n, D) features -> (n, H, W, C) images, each scaled to [0, 1] by its own range (the
+    network's inputs are standardised, not pixels)."""
+    X = np.asarray(X, dtype=np.float64)
+    lo = X.min(axis=1, keepdims=True)
+    span = X.max(axis=1, keepdims=True) - lo
+    return ((X - lo) / np.where(span > 0, span, 1.0)).reshape(len(X), *image_shape)
