@@ -12,6 +12,7 @@ The exercise's sample-images grid is :func:`plot_samples` (plain arrays in, a fi
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -212,5 +213,7 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
             if r == 0:
                 ax.set_title(classes[c], fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
+    with warnings.catch_warnings():  # many rows: tight layout gives up, the grid is still drawn
+        warnings.filterwarnings("ignore", "Tight layout not applied", UserWarning)
+        fig.tight_layout()
     return fig

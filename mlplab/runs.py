@@ -402,6 +402,7 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         else:
             cfg = build_config(**{**base, **options})
     ds, owned = _take_dataset(cfg, data)
+    _crop_padding(cfg, ds.image_shape)  # before anything is written
     if not owned:
         # a dataset loaded by the caller may be split otherwise than the config (a preset's
         # val_size 0, a default): record the split it has, which evaluate_run reloads
@@ -492,6 +493,19 @@ def load_run_dataset(cfg: RunConfig):
                         image_size=cfg.image_size, seed=cfg.data_seed)
 
 
+def _crop_padding(cfg: RunConfig, image_shape: Sequence[int]) -> int:
+    """How far ``cfg``'s crops shift images of ``image_shape`` (0 without crops); a ValueError if
+    a shift could leave nothing of the image."""
+    if "crop" not in cfg.augment:
+        return 0
+    # by default pad by an eighth of the image: 4 pixels on CIFAR's 32, 1 on the 8x8 digits
+    pad = cfg.crop_padding or max(1, round(image_shape[0] / 8))
+    if pad >= min(image_shape[:2]):
+        raise ValueError(f"crop_padding {pad} must be smaller than the images' side "
+                         f"({min(image_shape[:2])} pixels).")
+    return pad
+
+
 def make_augmenter(cfg: RunConfig, image_shape: Sequence[int], preprocessing=None):
     """The minibatch augmentation ``cfg.augment`` asks for, or None.
 
@@ -502,9 +516,7 @@ def make_augmenter(cfg: RunConfig, image_shape: Sequence[int], preprocessing=Non
         return None
     from mlplab.data import Augmenter
 
-    # by default pad by an eighth of the image: 4 pixels on CIFAR's 32, 1 on the 8x8 digits
-    pad = cfg.crop_padding or max(1, round(image_shape[0] / 8))
-    crop = pad if "crop" in cfg.augment else 0
+    crop = _crop_padding(cfg, image_shape)
     elastic = float(cfg.elastic_pixels) if "elastic" in cfg.augment else 0.0
     fill: float | np.ndarray = 0.0
     if (crop or elastic) and cfg.crop_fill == "black":
@@ -673,6 +685,8 @@ def write_plots(out_dir: Path, result: RunResult, ds, X_val: np.ndarray | None) 
 
 def _new_run_dir(out: str | os.PathLike) -> Path:
     out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file; the run needs a folder: choose another --out.")
     if (out_dir / CONFIG_FILE).exists():
         raise ValueError(f"{out_dir} already holds a run; choose another --out, or continue it "
                          f"with --resume {out_dir}.")
@@ -699,8 +713,12 @@ def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[st
                                 "mlplab train.")
     model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
+        nested = [d for d in sorted(run_dir.iterdir()) if (d / MODEL_FILE).is_file()]
         hint = (f"; it has a checkpoint: continue it with mlplab train --resume {run_dir}"
-                if (run_dir / CHECKPOINT_FILE).is_file() else "")
+                if (run_dir / CHECKPOINT_FILE).is_file() else
+                # a tuning folder keeps its retrained best model in best-run/
+                f"; the run folder with a model inside it is {nested[0]}" if nested else
+                "; pass a run folder written by mlplab train")
         raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}{hint}.")
     cfg = _finished_run_config(io.read_json(run_dir / CONFIG_FILE))
     metrics_path = run_dir / METRICS_FILE

@@ -211,6 +211,15 @@ def test_elastic_augmentation_reaches_the_trainer_and_the_run_folder(tmp_path, c
     with pytest.raises(SystemExit):
         main(["train", *TINY, "--augment", "flip,warp"])
     assert "use any of flip, crop, elastic" in capsys.readouterr().err
+    # an option its augmentation is not asked for would be ignored: refused, naming both
+    assert main(["train", *TINY, "--elastic-pixels", "3", "--out", str(tmp_path / "x")]) == 2
+    assert "--elastic-pixels has no effect without elastic" in capsys.readouterr().err
+    # a crop as large as the 8x8 digits would leave nothing of them: refused before writing
+    assert main(["train", *TINY, "--augment", "crop", "--crop-padding", "8",
+                 "--out", str(tmp_path / "y")]) != 0
+    assert "crop_padding 8 must be smaller than the images' side (8 pixels)" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_crop_fill_black_pads_with_the_preprocessed_background(tmp_path, capsys):

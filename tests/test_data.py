@@ -145,6 +145,15 @@ def test_folder_errors_name_the_file(tmp_path):
     # the reason is Pillow's, without its name for the in-memory copy of the file
     assert "not an image format Pillow recognises" in str(exc.value)
     assert "BytesIO" not in str(exc.value)
+    assert "replace or remove the file" in str(exc.value)
+    # a class folder without images would be a class with no examples: refused, named
+    holey = tmp_path / "holey"
+    _write_images(holey, ["cat", "ship"], 2)
+    (holey / "zebra").mkdir()
+    with pytest.raises(DatasetError, match=r"class folder\(s\) zebra hold no images"):
+        load_dataset(f"folder:{holey}", cache=False)
+    with pytest.raises(DatasetError, match="folder: needs a path"):
+        load_dataset("folder:")
     mixed = tmp_path / "mixed"
     _write_images(mixed, ["a"], 2)
     _write_images(mixed, ["b"], 1, size=(9, 9), start=7)

@@ -55,6 +55,23 @@ def test_show_as_the_network_sees_them(tmp_path, capsys):
     assert main(["data", "show", "digits", "--out", str(bad), "--augment", "elastic",
                  "--elastic-pixels", "0"]) == 2
     assert "elastic_pixels" in capsys.readouterr().err and not bad.exists()
+    # options that would be ignored, augmenting images training never augments, bad --out
+    for argv, message in [
+        (["--augment", "flip", "--crop-padding", "2"], "--crop-padding has no effect without crop"),
+        (["--crop-fill", "black"], "--crop-fill has no effect without crop or elastic"),
+        (["--augment", "flip", "--split", "val"], "training augments only training images"),
+    ]:
+        assert main(["data", "show", "digits", "--out", str(bad), *argv]) == 2
+        assert message in capsys.readouterr().err and not bad.exists()
+    for target, message in [(tmp_path, "is a folder; give an image file name"),
+                            (tmp_path / "grid.txt", "write a .png, .pdf or .svg file")]:
+        assert main(["data", "show", "digits", "--out", str(target)]) == 2
+        assert message in capsys.readouterr().err
+    # a repeated augmentation counts once; no more rows than the largest class has images
+    assert main(["data", "show", "digits", "--out", str(out), "--augment", "flip,flip",
+                 "--per-class", "1000"]) == 0
+    said = capsys.readouterr().out
+    assert "standardize + flip)" in said and "146 train images per class" in said
 
 
 def test_network_view_is_the_preprocessed_augmented_image():

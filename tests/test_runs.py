@@ -214,6 +214,21 @@ def test_a_lent_dataset_records_its_own_split(tmp_path):
     assert ev["size"] == 150 and ev["accuracy"] == pytest.approx(np.mean(pred == ds.y_val))
 
 
+def test_run_folder_mistakes_say_what_to_do(tmp_path, digits):
+    """evaluate_run on a tuning folder points to the run inside it; on an empty folder it asks
+    for a run folder; train_run refuses an --out that is a file."""
+    train_run({**FAST, "epochs": 1}, data=digits, out=tmp_path / "tune" / "best-run", plots=False)
+    with pytest.raises(FileNotFoundError, match=r"with a model inside it is .*best-run"):
+        evaluate_run(tmp_path / "tune")
+    (tmp_path / "blank").mkdir()
+    with pytest.raises(FileNotFoundError, match="pass a run folder written by mlplab train"):
+        evaluate_run(tmp_path / "blank")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="is a file; the run needs a folder"):
+        train_run({**FAST, "epochs": 1}, data=digits, out=tmp_path / "notes.txt", plots=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize("augment, crop_fill", [("flip,crop", "zero"), ("flip,crop", "black"),
                                                ("crop,elastic", "black")])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, digits, augment,

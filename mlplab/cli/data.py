@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+import numpy as np
 
 from mlplab.cli import UsageError, seed_arg
 from mlplab.cli._types import positive_int
@@ -90,7 +93,19 @@ def _augment(text: str) -> list[str]:
     if bad:
         raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r}; use any of "
                                          "flip, crop, elastic, comma-separated (or none)")
-    return [a for a in items if a != "none"]
+    return list(dict.fromkeys(a for a in items if a != "none"))  # in order, once each
+
+
+def check_augment_options(given: dict, augment: list[str]) -> None:
+    """Refuse an augmentation option given on the command line (``given``: option -> value)
+    that the resolved ``augment`` list would ignore."""
+    needs = {"crop_padding": ("crop",), "elastic_pixels": ("elastic",),
+             "crop_fill": ("crop", "elastic")}
+    for option, users in needs.items():
+        if option in given and not set(users) & set(augment):
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} has no effect without {' or '.join(users)} in --augment "
+                             f"(e.g. --augment flip,{users[0]}).")
 
 
 def add_augment_arguments(group) -> None:
@@ -108,11 +123,12 @@ def add_augment_arguments(group) -> None:
                        help="minibatch augmentation: random horizontal flips, padded crops "
                             "and/or elastic distortions (smooth random warps)")
     group.add_argument("--crop-padding", type=positive_int, default=None, metavar="PIXELS",
-                       help="how far a crop may shift the image (default: an eighth of its "
-                            "side: 4 pixels on CIFAR-10 and Fashion-MNIST; 1-2 suit small "
-                            "centred images)")
+                       help="how far a crop may shift the image, less than its side "
+                            "(default: an eighth of its side: 4 pixels on CIFAR-10 and "
+                            "Fashion-MNIST; 1-2 suit small centred images)")
     group.add_argument("--elastic-pixels", type=float, default=None, metavar="PIXELS",
-                       help="the largest displacement of an elastic distortion (default: 2)")
+                       help="the largest displacement of an elastic distortion, at most 8 "
+                            "(default: 2)")
     group.add_argument("--crop-fill", choices=list(CROP_FILLS), default=None,
                        help="what a crop or distortion uncovers at the border: zero = 0 after "
                             "preprocessing, the mean image under standardize or exercise "
@@ -217,7 +233,19 @@ def run_show(args: argparse.Namespace) -> int:
     if args.per_class < 1:
         raise UsageError(f"--per-class must be at least 1; got {args.per_class}.")
     given = {k: getattr(args, k) for k in AUGMENT_FIELDS if getattr(args, k) is not None}
+    check_augment_options(given, given.get("augment", []))
+    if given.get("augment") and args.split != "train":
+        raise UsageError(f"training augments only training images; drop --augment to see the "
+                         f"{args.split} images preprocessed, or use --split train.")
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give an image file name, e.g. "
+                         f"{out / 'samples.png'}.")
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UsageError(f"--out {out}: write a .png, .pdf or .svg file.")
     ds = load_dataset_from_args(args)
+    # no more rows than the largest class of the split has images
+    per_class = int(min(args.per_class, max(np.bincount(ds.split(args.split)[1], minlength=1))))
     view, title, what = None, None, ""
     if given:
         from mlplab.runs import RunConfig, make_network_view
@@ -230,9 +258,9 @@ def run_show(args: argparse.Namespace) -> int:
         steps = [cfg.preprocessing, *cfg.augment]
         what = f", as the network sees them: {' + '.join(steps)}"
         title = f"{ds.name}: {args.split} images, {' + '.join(steps)}"
-    path = sample_grid(ds, args.out, per_class=args.per_class, split=args.split, seed=args.seed,
+    path = sample_grid(ds, out, per_class=max(per_class, 1), split=args.split, seed=args.seed,
                        transform=view, title=title)
-    print(f"wrote {path} ({args.per_class} {args.split} images per class, {ds.num_classes} "
+    print(f"wrote {path} ({per_class} {args.split} images per class, {ds.num_classes} "
           f"classes{what})")
     return 0
 

@@ -10,7 +10,12 @@ import textwrap
 
 from mlplab.cli import UsageError, seed_arg, usage_errors
 from mlplab.cli._types import hidden_sizes, non_negative_int
-from mlplab.cli.data import add_augment_arguments, add_dataset_arguments, load_dataset_from_args
+from mlplab.cli.data import (
+    add_augment_arguments,
+    add_dataset_arguments,
+    check_augment_options,
+    load_dataset_from_args,
+)
 
 #: flags that map one-to-one onto RunConfig fields (dest == field name)
 RUN_FIELDS = ("hidden", "activation", "init", "std", "dropout", "batchnorm", "dtype", "optimizer",
@@ -177,6 +182,7 @@ def run_train(args: argparse.Namespace) -> int:
         options.setdefault("data_seed", 0)
         with usage_errors():
             cfg = build_config(args.preset, **options)
+        check_augment_options(options, cfg.augment)
         for name in (*DATA_FIELDS, "data_seed"):  # the loader reads the resolved values
             setattr(args, name, getattr(cfg, name))
         out = args.out or default_run_dir()

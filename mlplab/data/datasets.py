@@ -157,6 +157,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     if low.startswith("folder:"):
         from mlplab.data.folder import load_folder
 
+        if not key[len("folder:"):].strip():
+            raise DatasetError("folder: needs a path, e.g. folder:/data/pets (one sub-folder of "
+                               "images per class).")
         path = Path(key[len("folder:"):]).expanduser()
         (X, y), test, classes = load_folder(path, size, cache=cache)
         return _holdout_splits(f"folder:{path}", classes, X, y, test, val_size, test_size, seed,

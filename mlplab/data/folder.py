@@ -97,7 +97,8 @@ def _target_mode(path: Path) -> str:
             return "L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB"
     except Exception as exc:
         detail = " ".join(str(exc).split())
-        raise DatasetError(f"{path}: cannot read image ({detail}).") from None
+        raise DatasetError(f"{path}: cannot read image ({detail}); replace or remove the "
+                           "file.") from None
 
 
 def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None) -> np.ndarray:
@@ -113,7 +114,8 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None) -> np.nd
                 arr = np.asarray(im, dtype=np.uint8)
         except Exception as exc:
             detail = " ".join(str(exc).split())
-            raise DatasetError(f"{path}: cannot read image ({detail}).") from None
+            raise DatasetError(f"{path}: cannot read image ({detail}); replace or remove the "
+                           "file.") from None
         return arr if arr.ndim == 3 else arr[:, :, None]
 
     first = read(paths[0])
@@ -154,11 +156,18 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder.")
+    training = classes is None  # the class list comes from these folders
     classes, paths, y, stats = _scan(root, classes)
     if not paths:
         raise DatasetError(
             f"{root}: no images found; expected one sub-folder per class holding image files "
             f"({', '.join(IMAGE_EXTENSIONS[:3])}, ...), e.g. {root}/cat/0001.png.")
+    empty = [c for c, n in zip(classes, np.bincount(y, minlength=len(classes)), strict=True)
+             if n == 0]
+    if training and empty:
+        # a class with no examples would still get an output unit and a column in every table
+        raise DatasetError(f"{root}: class folder(s) {', '.join(empty)} hold no images; add "
+                           "images to them or move them out of the dataset folder.")
     ident = [CACHE_VERSION, str(root.resolve()), image_size, mode, classes, stats]
     key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()
     cache_file = data_root() / "folder-cache" / f"{root.name or 'root'}-{key[:20]}.npz"
