@@ -250,3 +250,16 @@ def test_crop_fill_black_pads_with_the_preprocessed_background(tmp_path, capsys)
     with pytest.raises(SystemExit):
         main(["train", *TINY, "--crop-fill", "white"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_an_unknown_flag_is_reported_by_its_command_with_the_closest_flag(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *TINY, "--augmentation", "flip"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert ("mlplab train: error: unrecognized arguments: --augmentation flip "
+            "(did you mean --augment?)") in err
+    with pytest.raises(SystemExit):
+        main(["data", "show", "digits", "--out", "x.png", "--splt", "val"])
+    assert "mlplab data show: error: unrecognized arguments: --splt val (did you mean --split?)" \
+        in capsys.readouterr().err

@@ -76,9 +76,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                    unknown: list[str]) -> None:
+    """Exit 2 with ``mlplab <command>: error: unrecognized arguments`` from the (sub)command's
+    own parser, suggesting its closest flag (argparse would report it from the top parser)."""
+    import difflib
+
+    for dest in ("command", "data_command"):  # descend to the innermost subcommand given
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
+                   None)
+        name = getattr(args, dest, None)
+        if sub is None or name not in sub.choices:
+            break
+        parser = sub.choices[name]
+    flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    hints = {difflib.get_close_matches(u.split("=")[0], flags, n=1, cutoff=0.6)[0]
+             for u in unknown if u.startswith("-")
+             and difflib.get_close_matches(u.split("=")[0], flags, n=1, cutoff=0.6)}
+    hint = f" (did you mean {', '.join(sorted(hints))}?)" if hints else ""
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _reject_unknown(parser, args, unknown)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
