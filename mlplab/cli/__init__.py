@@ -119,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # not an error the library raises on purpose: still no traceback, but say so
             message = (f"internal error ({type(exc).__name__}: {message}); rerun with --debug "
                        "for the traceback and please report it")
-        print(f"mlplab {args.command}: error: {message}", file=sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
+        print(f"mlplab {command}: error: {message}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
 
 

@@ -214,7 +214,8 @@ def test_full_disk_while_writing_a_figure_and_a_folder_cache(tmp_path, monkeypat
     code = main(["data", "show", "digits", "--out", str(out), "--per-class", "2"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and not out.exists() and disk.failures >= 1
-    assert err[-1].startswith(f"mlplab data: error: no space left on device while writing {out}")
+    assert err[-1].startswith(
+        f"mlplab data show: error: no space left on device while writing {out}")
     assert [p.name for p in tmp_path.iterdir()] == []  # no temporary file left
 
     from PIL import Image
