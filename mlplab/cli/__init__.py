@@ -13,7 +13,7 @@ import argparse
 import contextlib
 import importlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from mlplab import __version__
 
@@ -30,9 +30,11 @@ class UsageError(CLIError, ValueError):
 
 
 @contextlib.contextmanager
-def usage_errors() -> Iterator[None]:
+def usage_errors(options: Iterable[str] = ()) -> Iterator[None]:
     """Turn the ``ValueError`` of an option check inside the block into a :class:`UsageError`.
-    A ``DatasetError`` (a problem with the data, not the arguments) stays a runtime error."""
+    A ``DatasetError`` (a problem with the data, not the arguments) stays a runtime error.
+    A message that starts with one of ``options`` (library names such as ``label_smoothing``)
+    starts with its flag instead (``--label-smoothing``), the name the user typed."""
     from mlplab.data import DatasetError
 
     try:
@@ -40,7 +42,11 @@ def usage_errors() -> Iterator[None]:
     except (UsageError, DatasetError):
         raise
     except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+        message = str(exc)
+        first, _, rest = message.partition(" ")
+        if first in set(options):
+            message = f"--{first.replace('_', '-')} {rest}"
+        raise UsageError(message) from exc
 
 
 def seed_arg(text: str) -> int:

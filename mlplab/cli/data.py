@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlplab.cli import UsageError, seed_arg
+from mlplab.cli import UsageError, seed_arg, usage_errors
 from mlplab.cli._types import positive_int
 from mlplab.data.base import SPLITS
 from mlplab.data.datasets import DATASET_NAMES
@@ -251,10 +251,8 @@ def run_show(args: argparse.Namespace) -> int:
         from mlplab.runs import RunConfig, make_network_view
 
         cfg = RunConfig(**given)
-        try:
+        with usage_errors(given):  # a bad option value, e.g. --elastic-pixels 0
             view = make_network_view(cfg, ds, seed=args.seed)
-        except ValueError as e:  # a bad option value, e.g. --elastic-pixels 0
-            raise UsageError(str(e)) from None
         steps = [cfg.preprocessing, *cfg.augment]
         what = f", as the network sees them: {' + '.join(steps)}"
         title = f"{ds.name}: {args.split} images, {' + '.join(steps)}"

@@ -180,7 +180,7 @@ def run_train(args: argparse.Namespace) -> int:
         # data flags not given keep the preset's value (the Fashion-MNIST presets set val_size 0)
         options.update(_given(args, DATA_FIELDS))
         options.setdefault("data_seed", 0)
-        with usage_errors():
+        with usage_errors(options):
             cfg = build_config(args.preset, **options)
         check_augment_options(options, cfg.augment)
         for name in (*DATA_FIELDS, "data_seed"):  # the loader reads the resolved values
