@@ -283,11 +283,14 @@ def test_cli_tune_digits(tmp_path, capsys):
     space.write_text("hidden_size: [8, 16]\nlr: {type: float, low: 0.05, high: 0.5}\n"
                      "epochs: 2\nbatch_size: 64\n")
     code = main(["tune", "--trials", "3", "--search-space", str(space), "--out",
-                 str(tmp_path / "o"), "--study", "cli", "--no-progress", "--json"])
+                 str(tmp_path / "o"), "--study", "cli", "--no-progress", "--json",
+                 "--preprocessing", "scale"])  # train's spelling; --preprocess also works
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["study_name"] == "cli" and summary["n_complete"] == 3
     assert (tmp_path / "o" / "best-run" / "model.npz").is_file()
+    best = json.loads((tmp_path / "o" / "best-run" / "config.json").read_text())
+    assert best["preprocessing"] == "scale"
 
 
 @pytest.mark.parametrize("args, message", [

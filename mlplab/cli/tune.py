@@ -58,9 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of every trial's weights and batches and of the data splits "
                         "(default: %(default)s)")
-    g.add_argument("--preprocess", choices=list(PREPROCESSING), default="standardize",
-                   help="input preprocessing fitted on the training split (default: "
-                        "%(default)s)")
+    g.add_argument("--preprocessing", "--preprocess", dest="preprocess",
+                   choices=list(PREPROCESSING), default="standardize",
+                   help="input preprocessing fitted on the training split, as mlplab train's "
+                        "(default: %(default)s)")
     g.add_argument("--train-size", type=positive_int, metavar="N", default=None,
                    help="tune on a stratified subset of N training images (cheaper trials)")
 
