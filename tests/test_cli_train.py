@@ -263,3 +263,10 @@ def test_an_unknown_flag_is_reported_by_its_command_with_the_closest_flag(capsys
         main(["data", "show", "digits", "--out", "x.png", "--splt", "val"])
     assert "mlplab data show: error: unrecognized arguments: --splt val (did you mean --split?)" \
         in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["torch", "train", "--lr-decy", "0.5"])
+    assert "mlplab torch train: error: unrecognized arguments: --lr-decy 0.5 (did you mean " \
+        "--lr-decay?)" in capsys.readouterr().err
+    # a value the library refuses: the command and action, then the flag as typed
+    assert main(["torch", "train", "--lr-decay", "0"]) == 2
+    assert "mlplab torch train: error: --lr-decay must be in (0, 1]" in capsys.readouterr().err

@@ -183,7 +183,7 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     (["torch", "train", "--batch-size", "0", "--out", "OUT"], "--batch-size: expected"),
     (["torch", "train", "--hidden", "0", "--out", "OUT"], "--hidden: expected positive"),
     (["torch", "train", "--dropout", "1", "--out", "OUT"], "--dropout must be in [0, 1)"),
-    (["torch", "train", "--lr-decay", "0", "--out", "OUT"], "lr_decay must be in (0, 1]"),
+    (["torch", "train", "--lr-decay", "0", "--out", "OUT"], "--lr-decay must be in (0, 1]"),
     (["torch", "train", "--reg", "-1", "--out", "OUT"], "must be a finite number >= 0"),
     (["torch", "depth", "--layers", "0", "--out", "OUT"], "--layers: expected positive"),
 ]

@@ -82,24 +82,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _action(args: argparse.Namespace) -> str | None:
+    """The action given to a command that has actions (``data show``, ``torch train``)."""
+    return getattr(args, f"{args.command}_command", None)
+
+
 def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
                     unknown: list[str]) -> None:
     """Exit 2 with ``mlplab <command>: error: unrecognized arguments`` from the (sub)command's
     own parser, suggesting its closest flag (argparse would report it from the top parser)."""
     import difflib
 
-    for dest in ("command", "data_command"):  # descend to the innermost subcommand given
+    for name in (args.command, _action(args)):  # down to the innermost subcommand given
         sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
                    None)
-        name = getattr(args, dest, None)
         if sub is None or name not in sub.choices:
             break
         parser = sub.choices[name]
     flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-    hints = {difflib.get_close_matches(u.split("=")[0], flags, n=1, cutoff=0.6)[0]
-             for u in unknown if u.startswith("-")
-             and difflib.get_close_matches(u.split("=")[0], flags, n=1, cutoff=0.6)}
-    hint = f" (did you mean {', '.join(sorted(hints))}?)" if hints else ""
+
+    def closest(arg: str) -> str | None:
+        match = difflib.get_close_matches(arg.split("=")[0], flags, n=1, cutoff=0.6)
+        return match[0] if match else None
+
+    hints = sorted({h for u in unknown if u.startswith("-") and (h := closest(u))})
+    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
     parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
@@ -125,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # not an error the library raises on purpose: still no traceback, but say so
             message = (f"internal error ({type(exc).__name__}: {message}); rerun with --debug "
                        "for the traceback and please report it")
-        command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
+        command = " ".join(filter(None, (args.command, _action(args))))
         print(f"mlplab {command}: error: {message}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
 

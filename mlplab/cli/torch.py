@@ -179,7 +179,7 @@ def _train_config(args: argparse.Namespace, tm):
                               device=str(device), threads=threads,
                               progress=args.progress and sys.stderr.isatty(),
                               verbose=args.verbose)
-    with usage_errors():
+    with usage_errors(("lr", "reg", "lr_decay", "batch_size", "epochs")):  # the flags above
         cfg.validate()
     return cfg, threads, device
 
