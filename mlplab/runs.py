@@ -705,6 +705,17 @@ def default_run_dir(root: str | os.PathLike = "runs") -> Path:
     return path
 
 
+def _no_model_hint(run_dir: Path) -> str:
+    """What to do with a folder that has no model file."""
+    if (run_dir / CHECKPOINT_FILE).is_file():
+        return f"it has a checkpoint: continue it with mlplab train --resume {run_dir}"
+    # a tuning folder keeps its retrained best model in best-run/
+    nested = next((d for d in sorted(run_dir.iterdir()) if (d / MODEL_FILE).is_file()), None)
+    if nested is not None:
+        return f"the run folder with a model inside it is {nested}"
+    return "pass a run folder written by mlplab train"
+
+
 def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[str, Any]]:
     """``(model file, config, metrics)`` of a finished (or interrupted) run folder."""
     run_dir = Path(run)
@@ -713,13 +724,7 @@ def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[st
                                 "mlplab train.")
     model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
-        nested = [d for d in sorted(run_dir.iterdir()) if (d / MODEL_FILE).is_file()]
-        hint = (f"; it has a checkpoint: continue it with mlplab train --resume {run_dir}"
-                if (run_dir / CHECKPOINT_FILE).is_file() else
-                # a tuning folder keeps its retrained best model in best-run/
-                f"; the run folder with a model inside it is {nested[0]}" if nested else
-                "; pass a run folder written by mlplab train")
-        raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}{hint}.")
+        raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}; {_no_model_hint(run_dir)}.")
     cfg = _finished_run_config(io.read_json(run_dir / CONFIG_FILE))
     metrics_path = run_dir / METRICS_FILE
     metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}

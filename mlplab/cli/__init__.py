@@ -29,6 +29,11 @@ class UsageError(CLIError, ValueError):
     line and exit code 2, like argparse's own errors."""
 
 
+def flag(option: str) -> str:
+    """The command-line flag of an option name: ``label_smoothing`` -> ``--label-smoothing``."""
+    return "--" + option.replace("_", "-")
+
+
 @contextlib.contextmanager
 def usage_errors(options: Iterable[str] = ()) -> Iterator[None]:
     """Turn the ``ValueError`` of an option check inside the block into a :class:`UsageError`.
@@ -45,7 +50,7 @@ def usage_errors(options: Iterable[str] = ()) -> Iterator[None]:
         message = str(exc)
         first, _, rest = message.partition(" ")
         if first in set(options):
-            message = f"--{first.replace('_', '-')} {rest}"
+            message = f"{flag(first)} {rest}"
         raise UsageError(message) from exc
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlplab.cli import UsageError, seed_arg, usage_errors
+from mlplab.cli import UsageError, flag, seed_arg, usage_errors
 from mlplab.cli._types import positive_int
 from mlplab.data.base import SPLITS
 from mlplab.data.datasets import DATASET_NAMES
@@ -103,9 +103,8 @@ def check_augment_options(given: dict, augment: list[str]) -> None:
              "crop_fill": ("crop", "elastic")}
     for option, users in needs.items():
         if option in given and not set(users) & set(augment):
-            flag = "--" + option.replace("_", "-")
-            raise UsageError(f"{flag} has no effect without {' or '.join(users)} in --augment "
-                             f"(e.g. --augment flip,{users[0]}).")
+            raise UsageError(f"{flag(option)} has no effect without {' or '.join(users)} in "
+                             f"--augment (e.g. --augment flip,{users[0]}).")
 
 
 def add_augment_arguments(group) -> None:
@@ -256,7 +255,7 @@ def run_show(args: argparse.Namespace) -> int:
         steps = [cfg.preprocessing, *cfg.augment]
         what = f", as the network sees them: {' + '.join(steps)}"
         title = f"{ds.name}: {args.split} images, {' + '.join(steps)}"
-    path = sample_grid(ds, out, per_class=max(per_class, 1), split=args.split, seed=args.seed,
+    path = sample_grid(ds, out, per_class=per_class, split=args.split, seed=args.seed,
                        transform=view, title=title)
     print(f"wrote {path} ({per_class} {args.split} images per class, {ds.num_classes} "
           f"classes{what})")

@@ -8,7 +8,7 @@ import json
 import sys
 import textwrap
 
-from mlplab.cli import UsageError, seed_arg, usage_errors
+from mlplab.cli import UsageError, flag, seed_arg, usage_errors
 from mlplab.cli._types import hidden_sizes, non_negative_int
 from mlplab.cli.data import (
     add_augment_arguments,
@@ -167,7 +167,7 @@ def run_train(args: argparse.Namespace) -> int:
         extra = sorted(_given(args, RUN_FIELDS)) + (["preset"] if args.preset else []) + \
             (["out"] if args.out else [])
         if extra:
-            flags = ", ".join("--" + k.replace("_", "-") for k in extra)
+            flags = ", ".join(flag(k) for k in extra)
             raise UsageError(f"--resume continues a run exactly as it was configured; drop "
                              f"{flags}.")
         print(f"resuming {args.resume}", file=sys.stderr)

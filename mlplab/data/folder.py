@@ -90,15 +90,18 @@ def _scan(root: Path, classes: list[str] | None
     return classes, paths, np.asarray(labels, dtype=np.int64), stats
 
 
+def _unreadable(path: Path, exc: Exception) -> DatasetError:
+    detail = " ".join(str(exc).split())  # Pillow's reason, on one line
+    return DatasetError(f"{path}: cannot read image ({detail}); replace or remove the file.")
+
+
 def _target_mode(path: Path) -> str:
     """Grayscale folders stay one channel; anything else becomes RGB (alpha dropped)."""
     try:
         with open_image(path) as im:
             return "L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB"
     except Exception as exc:
-        detail = " ".join(str(exc).split())
-        raise DatasetError(f"{path}: cannot read image ({detail}); replace or remove the "
-                           "file.") from None
+        raise _unreadable(path, exc) from None
 
 
 def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None) -> np.ndarray:
@@ -113,9 +116,7 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None) -> np.nd
                     im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                 arr = np.asarray(im, dtype=np.uint8)
         except Exception as exc:
-            detail = " ".join(str(exc).split())
-            raise DatasetError(f"{path}: cannot read image ({detail}); replace or remove the "
-                           "file.") from None
+            raise _unreadable(path, exc) from None
         return arr if arr.ndim == 3 else arr[:, :, None]
 
     first = read(paths[0])
@@ -162,12 +163,13 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
         raise DatasetError(
             f"{root}: no images found; expected one sub-folder per class holding image files "
             f"({', '.join(IMAGE_EXTENSIONS[:3])}, ...), e.g. {root}/cat/0001.png.")
-    empty = [c for c, n in zip(classes, np.bincount(y, minlength=len(classes)), strict=True)
-             if n == 0]
-    if training and empty:
+    if training:
         # a class with no examples would still get an output unit and a column in every table
-        raise DatasetError(f"{root}: class folder(s) {', '.join(empty)} hold no images; add "
-                           "images to them or move them out of the dataset folder.")
+        counts = np.bincount(y, minlength=len(classes))
+        empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
+        if empty:
+            raise DatasetError(f"{root}: class folder(s) {', '.join(empty)} hold no images; "
+                               "add images to them or move them out of the dataset folder.")
     ident = [CACHE_VERSION, str(root.resolve()), image_size, mode, classes, stats]
     key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()
     cache_file = data_root() / "folder-cache" / f"{root.name or 'root'}-{key[:20]}.npz"
