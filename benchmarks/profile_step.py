@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
 
     limits = threadpool_limits(a.threads)  # noqa: F841  (kept alive for the whole run)
     from mlplab import MLP
-    from mlplab.blas1 import axpy, level1_threads
+    from mlplab.blas import axpy, gemm_tn, level1_threads
     from mlplab.optim import make_optimizer
 
     B, D, K, N = 200, 3072, 10, 20000
@@ -72,16 +72,19 @@ def main(argv: list[str] | None = None) -> None:
         d = affine2.backward(model.output.backward())
         d = relu.backward(d)
         lap("softmax, layer 2, ReLU backward")
-        np.matmul(xb.T, d, out=affine1.grads["W"])
-        lap("GEMM X^T dZ1")
-        np.sum(d, axis=0, out=affine1.grads["b"])
+        # Affine.backward's product, into the velocity (v = mu v + X^T dZ1: Momentum.fused)
+        gemm_tn(xb, d, affine1.grads["W"], beta=affine1.grad_decay)
+        lap("GEMM X^T dZ1 (into the velocity)")
+        db = affine1.grads["b"]
+        db *= db.dtype.type(affine1.grad_decay)
+        db += d.sum(axis=0)
         for layer in model.affines:  # MLP._loss_and_grads's L2 term
             axpy(2 * a.reg, layer.params["W"], layer.grads["W"])
         lap("db1 and L2 gradient (passes over W1)")
         opt.step(model.params, model.grads)
-        lap("momentum update (passes over W1)")
+        lap("momentum update W -= lr v (passes over W1)")
 
-    with level1_threads():  # as Trainer.fit does (see mlplab.blas1)
+    with level1_threads(), opt.fused(model):  # as Trainer.fit does (see mlplab.blas)
         for i in range(10):
             step(i)
         totals.clear()

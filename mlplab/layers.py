@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlplab.blas import gemm_tn
+
 
 class Layer:
     """Base class: a differentiable map with optional parameters."""
@@ -61,6 +63,10 @@ class Affine(Layer):
     (the first layer of a network) the input gradient, a full (N, D) product, is skipped.
     """
 
+    # backward writes grads = grad_decay * grads + gradient (0: a plain overwrite); momentum sets
+    # it to make the gradient buffers its velocities (mlplab.optim.Momentum.fused)
+    grad_decay: float = 0.0
+
     def __init__(self, W: np.ndarray, b: np.ndarray | None, need_dx: bool = True) -> None:
         super().__init__()
         if W.ndim != 2 or (b is not None and b.shape != (W.shape[1],)):
@@ -83,9 +89,14 @@ class Affine(Layer):
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         x, W = self._x, self.params["W"]
-        np.matmul(x.T, dout, out=self.grads["W"])
+        gemm_tn(x, dout, self.grads["W"], beta=self.grad_decay)  # x^T dout, the decay inside
         if "b" in self.grads:
-            np.sum(dout, axis=0, out=self.grads["b"])
+            if self.grad_decay:
+                db = self.grads["b"]
+                db *= db.dtype.type(self.grad_decay)
+                db += dout.sum(axis=0)
+            else:
+                np.sum(dout, axis=0, out=self.grads["b"])
         if not self.need_dx:
             return None
         dx = self._buffer("dx", x.shape, W.dtype)

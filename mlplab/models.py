@@ -23,7 +23,7 @@ from mlplab._validation import (
     check_y,
     is_int,
 )
-from mlplab.blas1 import axpy
+from mlplab.blas import axpy
 from mlplab.init import INITS, init_weights
 from mlplab.layers import (
     Affine,

@@ -7,16 +7,20 @@ schedule sets before each step.
 
 Updates run in place and allocate nothing: for the large first-layer weights it is memory
 traffic, not arithmetic, that costs, so SGD and momentum are written as BLAS level-1 updates
-(:mod:`mlplab.blas1`: ``axpy`` is ``y += a x`` in one pass), and Adam writes its products into one
+(:mod:`mlplab.blas`: ``axpy`` is ``y += a x`` in one pass), and Adam writes its products into one
 reusable scratch array per parameter shape (``_scratch``) instead of fresh temporaries.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 
 from mlplab._validation import check_positive
-from mlplab.blas1 import axpy, scal
+from mlplab.blas import axpy, scal
+from mlplab.layers import Affine
 
 
 class Optimizer:
@@ -38,6 +42,11 @@ class Optimizer:
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError
+
+    def fused(self, model) -> contextlib.AbstractContextManager:
+        """A block within which this optimiser may fold part of its update into ``model``'s
+        backward pass (see :meth:`Momentum.fused`); here, nothing changes."""
+        return contextlib.nullcontext()
 
     def _slot(self, name: str, slot: str, like: np.ndarray) -> np.ndarray:
         slots = self.state.setdefault(name, {})
@@ -93,9 +102,33 @@ class Momentum(Optimizer):
 
     def _update(self, name, p, g):
         v = self._slot(name, "v", p)
-        scal(self.momentum, v)
-        axpy(1.0, g, v)
+        if g is not v:  # else fused: the backward pass has already made v = mu v + g
+            scal(self.momentum, v)
+            axpy(1.0, g, v)
         axpy(-self.lr, v, p)
+
+    @contextlib.contextmanager
+    def fused(self, model) -> Iterator[None]:
+        """Within the block, ``model``'s affine layers write their gradients straight into the
+        velocities: their backward pass computes ``v = mu v + x^T dout`` in one BLAS call (the
+        scaling rides inside the product, :func:`mlplab.blas.gemm_tn`), the model's L2 term then
+        adds ``2 reg W`` to the same buffer, and :meth:`step` is left with ``p -= lr v``. That is
+        two passes over every weight matrix fewer per step, for the same arithmetic up to
+        rounding. Meanwhile the model's gradient buffers *are* the velocities: nothing else may
+        run its backward pass inside the block (a gradient check there would read velocities).
+        Afterwards the layers get their own gradient buffers back."""
+        bound = []
+        for name, layer, key in getattr(model, "_named", ()):
+            if isinstance(layer, Affine):
+                bound.append((layer, key, layer.grads[key]))
+                layer.grads[key] = self._slot(name, "v", layer.params[key])
+                layer.grad_decay = self.momentum
+        try:
+            yield
+        finally:
+            for layer, key, own in bound:
+                layer.grads[key] = own
+                layer.grad_decay = Affine.grad_decay
 
 
 class Nesterov(Momentum):
@@ -109,6 +142,8 @@ class Nesterov(Momentum):
         axpy(1.0, g, v)
         axpy(-self.lr, g, p)
         axpy(-self.lr * self.momentum, v, p)
+
+    fused = Optimizer.fused  # the update needs g apart from v: nothing to fold
 
 
 class Adam(Optimizer):

@@ -30,7 +30,7 @@ from mlplab._validation import (
     check_X,
     check_y,
 )
-from mlplab.blas1 import level1_threads
+from mlplab.blas import level1_threads
 from mlplab.init import random_state
 from mlplab.layers import Dropout
 from mlplab.optim import OPTIMIZERS, make_optimizer
@@ -251,7 +251,7 @@ class Trainer:
         plain_smoothing = model.output.label_smoothing
         model.output.label_smoothing = cfg.label_smoothing
         try:
-            with level1_threads():  # see mlplab.blas1: the updates' BLAS must not fight NumPy's
+            with level1_threads():  # see mlplab.blas: the updates' BLAS must not fight NumPy's
                 return self._fit(model, X, y, X_val, y_val, n, batch, per_epoch, total)
         finally:
             model.output.label_smoothing = plain_smoothing
@@ -298,7 +298,7 @@ class Trainer:
         bar = _progress(total, self.iteration, cfg.progress)
         epoch_start = time.perf_counter()
         try:
-            with self._sigint_stops():
+            with self._sigint_stops(), self.optimizer.fused(model):
                 self._loop(model, X, y, X_val, y_val, subset, x_buf, batch, per_epoch, total,
                            schedule, bar, epoch_start)
         except KeyboardInterrupt:

@@ -186,3 +186,75 @@ def test_bad_schedules():
         Schedule(0.1, "linear")
     with pytest.raises(ValueError, match="decay"):
         Schedule(0.1, "exp", decay=1.5)
+
+
+# --------------------------------------------------------------------------- fused momentum
+def _twin_models(seed=0, **kw):
+    from mlplab import MLP
+
+    return (MLP(6, [5, 4], 3, seed=seed, dtype=np.float64, **kw),
+            MLP(6, [5, 4], 3, seed=seed, dtype=np.float64, **kw))
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_fused_momentum_is_the_plain_update(batchnorm, rng):
+    """Inside ``Momentum.fused`` the backward pass accumulates ``v = mu v + g`` itself; the
+    parameters must follow the written-out update, L2 and biases included, and batch norm's
+    parameters (not fused) alike."""
+    fused_model, plain_model = _twin_models(batchnorm=batchnorm)
+    fused_opt = make_optimizer("momentum", 0.05, momentum=0.8)
+    plain_opt = make_optimizer("momentum", 0.05, momentum=0.8)
+    batches = [(rng.randn(8, 6), rng.randint(0, 3, 8)) for _ in range(6)]
+    with fused_opt.fused(fused_model):
+        for X, y in batches:
+            fused_opt.step(fused_model.params, fused_model._loss_and_grads(X, y, 1e-2)[1])
+    for X, y in batches:
+        plain_opt.step(plain_model.params, plain_model._loss_and_grads(X, y, 1e-2)[1])
+    for name, p in plain_model.params.items():
+        np.testing.assert_allclose(fused_model.params[name], p, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(fused_opt.state[name]["v"], plain_opt.state[name]["v"],
+                                   rtol=1e-12, atol=1e-14)
+
+
+def test_fused_block_gives_the_layers_their_gradient_buffers_back(rng):
+    model, twin = _twin_models()
+    own = {name: g for name, g in model.grads.items()}
+    opt = make_optimizer("momentum", 0.1)
+    X, y = rng.randn(8, 6), rng.randint(0, 3, 8)
+    with opt.fused(model):
+        assert all(model.grads[k] is opt.state[k]["v"] for k in model.grads)
+        opt.step(model.params, model._loss_and_grads(X, y, 0.0)[1])
+    assert all(model.grads[k] is own[k] for k in own)
+    assert all(a.grad_decay == 0 for a in model.affines)
+    # and the next backward pass is a plain gradient again (the twin, moved to the same place)
+    twin.load_state_dict(model.state_dict())
+    _, grads = model.loss(X, y, reg=0.1)
+    _, expected = twin.loss(X, y, reg=0.1)
+    for k in expected:
+        np.testing.assert_allclose(grads[k], expected[k], rtol=1e-12)
+
+
+def test_only_heavy_ball_momentum_fuses(rng):
+    model, _ = _twin_models()
+    for name in ("sgd", "nesterov", "adam"):
+        with make_optimizer(name, 0.1).fused(model):
+            assert all(a.grad_decay == 0 for a in model.affines), name
+
+
+def test_trainer_trains_with_momentum_fused():
+    from mlplab import MLP
+    from mlplab.trainer import Callback, Trainer
+
+    seen = []
+
+    class Spy(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            seen.append([a.grad_decay for a in trainer.model.affines])
+
+    model = MLP(6, [5], 3, seed=0)
+    X = np.random.RandomState(0).randn(40, 6).astype(np.float32)
+    y = np.arange(40) % 3
+    Trainer(optimizer="momentum", momentum=0.7, lr=0.1, epochs=1, batch_size=10,
+            callbacks=[Spy()]).fit(model, X, y)
+    assert seen and all(d == [0.7, 0.7] for d in seen)
+    assert all(a.grad_decay == 0 for a in model.affines)

@@ -96,7 +96,7 @@ def test_float32_training_stays_float32():
     history = trainer.fit(model, X.astype(np.float64), y)  # float64 input is cast once
     arrays = _arrays(model, trainer.optimizer)
     assert any(k.startswith("state") for k in arrays)
-    # momentum updates through BLAS axpy (mlplab.blas1): no weight-sized scratch at all
+    # momentum updates through BLAS axpy (mlplab.blas): no weight-sized scratch at all
     assert not any("scratch" in k for k in arrays)
     wrong = {k: v.dtype for k, v in arrays.items() if v.dtype != np.float32}
     assert not wrong, f"float64 arrays in a float32 model: {wrong}"
