@@ -8,7 +8,9 @@ schedule sets before each step.
 Updates run in place and allocate nothing: for the large first-layer weights it is memory
 traffic, not arithmetic, that costs, so SGD and momentum are written as BLAS level-1 updates
 (:mod:`mlplab.blas`: ``axpy`` is ``y += a x`` in one pass), and Adam writes its products into one
-reusable scratch array per parameter shape (``_scratch``) instead of fresh temporaries.
+reusable scratch array per parameter shape (``_scratch``) instead of fresh temporaries. Momentum
+goes one step further inside :meth:`Momentum.fused` (which ``Trainer.fit`` enters): the backward
+pass's weight-gradient product accumulates straight into the velocity.
 """
 
 from __future__ import annotations
