@@ -87,6 +87,11 @@ class Affine(Layer):
         self._x = x
         return out
 
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("grad_decay", None)  # Momentum.fused's, for one training run: not the model's
+        return state
+
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         x, W = self._x, self.params["W"]
         gemm_tn(x, dout, self.grads["W"], beta=self.grad_decay)  # x^T dout, the decay inside

@@ -2,6 +2,7 @@
 PyTorch's ``torch.optim`` / ``lr_scheduler`` fed the same gradient sequence."""
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -224,6 +225,9 @@ def test_fused_block_gives_the_layers_their_gradient_buffers_back(rng):
     with opt.fused(model):
         assert all(model.grads[k] is opt.state[k]["v"] for k in model.grads)
         opt.step(model.params, model._loss_and_grads(X, y, 0.0)[1])
+        # a copy taken meanwhile (pickled by a user's callback) is a plain model
+        clone = pickle.loads(pickle.dumps(model))
+        assert all(a.grad_decay == 0 for a in clone.affines)
     assert all(model.grads[k] is own[k] for k in own)
     assert all(a.grad_decay == 0 for a in model.affines)
     # and the next backward pass is a plain gradient again (the twin, moved to the same place)
