@@ -1,6 +1,7 @@
 """The BLAS calls NumPy does not expose: in-place ``y += a * x`` and ``x *= a`` (level 1) for the
 optimisers and the L2 gradient, and the weight-gradient product that accumulates into its output,
-``C = beta * C + A^T B`` (level 3), for momentum's velocity. All run on NumPy's own BLAS threads.
+``C = beta * C + A^T B`` (level 3), for momentum's velocity. All run on NumPy's own BLAS threads
+where NumPy's BLAS exports them, which its wheels do.
 
 Why not plain NumPy: ``y += a * x`` in NumPy is two passes over memory and a weight-sized
 temporary (or a reused scratch array and still two passes), and the update of a 3072x1000 weight
@@ -12,7 +13,8 @@ through :mod:`ctypes` (NumPy's wheels export its CBLAS as ``scipy_cblas_saxpy64_
 64-bit integers). The updates then share the matrix products' thread pool and run on all its
 threads: a 3072x500 ``saxpy`` takes 0.08 ms at 2 threads against 0.15 ms at one. On other builds
 (a NumPy linked to a system BLAS without those symbols) the fallback is SciPy's BLAS
-(:mod:`scipy.linalg.blas`). SciPy's wheels bundle a second OpenBLAS, and two OpenBLAS pools fight
+(:mod:`scipy.linalg.blas`; ``MLPLAB_BLAS=scipy`` in the environment, read at the first update,
+forces it). SciPy's wheels bundle a second OpenBLAS, and two OpenBLAS pools fight
 over the cores (each one's idle threads spin for a while after a call), which made a training step
 2-3x *slower* with both at 2 threads; :func:`level1_threads` therefore pins SciPy's pool to one
 thread for the duration of a training run (it does nothing when NumPy's BLAS does the work). Arrays
@@ -21,7 +23,8 @@ that BLAS cannot take in place (non-contiguous, mixed dtypes) fall back to NumPy
 Why the accumulating product (:func:`gemm_tn`): momentum's ``v = mu v + g`` after ``g = x^T dout``
 is a GEMM, then two passes over a weight-sized array (``sscal``, ``saxpy``). BLAS's own
 ``C = alpha A B + beta C`` does the scaling inside the product, which visits ``C`` anyway, so the
-gradient can go straight into the velocity (see :meth:`mlplab.optim.Momentum.fused`).
+gradient can go straight into the velocity (see :meth:`mlplab.optim.Momentum.fused`). Without
+NumPy's BLAS the product falls back to NumPy with a temporary, and momentum does not fuse.
 """
 
 from __future__ import annotations
@@ -134,6 +137,12 @@ def scal(a: float, x: np.ndarray) -> np.ndarray:
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # the CBLAS enums
 
 
+def gemm_accumulates() -> bool:
+    """Whether :func:`gemm_tn` with ``beta != 0`` runs as one BLAS call on NumPy's threads (no
+    temporary); otherwise it falls back to a product and a weight-sized temporary."""
+    return _numpy_cblas() is not None
+
+
 def gemm_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray, beta: float = 0.0) -> np.ndarray:
     """``out = beta * out + a.T @ b`` in place, for ``a`` (K, M), ``b`` (K, N), ``out`` (M, N);
     returns ``out``. With ``beta=0`` this is ``np.matmul(a.T, b, out=out)``."""
@@ -142,12 +151,14 @@ def gemm_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray, beta: float = 0.0) ->
     if a.shape != (k, m) or b.shape != (k, n):
         raise ValueError(f"gemm_tn: shapes {a.shape}, {b.shape} -> {out.shape} do not chain.")
     routine = _cblas("gemm", out.dtype) if _flat(out) is not None else None
-    if routine is None or not (a.dtype == b.dtype == out.dtype and a.flags.c_contiguous
-                               and b.flags.c_contiguous) or 0 in (m, n, k):
+    if (routine is None or not (a.dtype == b.dtype == out.dtype and a.flags.c_contiguous
+                                and b.flags.c_contiguous) or 0 in (m, n, k)
+            or np.may_share_memory(out, a) or np.may_share_memory(out, b)):
         if beta == 0:
-            return np.matmul(a.T, b, out=out)
-        scal(beta, out)
-        out += a.T @ b
+            return np.matmul(a.T, b, out=out)  # which copes with overlap itself
+        product = a.T @ b  # first: out may overlap a or b
+        out *= out.dtype.type(beta)
+        out += product
         return out
     routine(_ROW_MAJOR, _TRANS, _NO_TRANS, m, n, k, 1.0, a.ctypes.data, m, b.ctypes.data, n,
             beta, out.ctypes.data, n)

@@ -132,7 +132,9 @@ class MLP:
 
     @property
     def grads(self) -> dict[str, np.ndarray]:
-        """Gradients of the last backward pass, named like ``params`` (live buffers)."""
+        """Gradients of the last backward pass, named like ``params`` (live buffers). A momentum
+        ``Trainer.fit`` accumulates its gradients into the optimiser's velocities instead
+        (``Momentum.fused``): these are not its last step's."""
         return {name: layer.grads[key] for name, layer, key in self._named}
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -181,6 +183,15 @@ class MLP:
         if reg == 0:
             return 0.0
         return reg * sum(float(np.vdot(a.params["W"], a.params["W"])) for a in self.affines)
+
+    def _fusable_params(self) -> list[tuple[str, Affine, str]]:
+        """``(name, layer, key)`` of the affine parameters whose gradient buffers
+        ``_loss_and_grads`` hands back untouched, which ``Momentum.fused`` may make velocities.
+        None for a subclass with its own ``_loss_and_grads``: it may change the gradients."""
+        if type(self)._loss_and_grads is not MLP._loss_and_grads:
+            return []
+        return [(name, layer, key) for name, layer, key in self._named
+                if isinstance(layer, Affine)]
 
     def _loss_and_grads(self, X: np.ndarray, y: np.ndarray,
                         reg: float) -> tuple[float, dict[str, np.ndarray]]:

@@ -21,8 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from mlplab._validation import check_positive
-from mlplab.blas import axpy, scal
-from mlplab.layers import Affine
+from mlplab.blas import axpy, gemm_accumulates, scal
 
 
 class Optimizer:
@@ -98,16 +97,39 @@ class Momentum(Optimizer):
 
     def __init__(self, lr: float, momentum: float = 0.9) -> None:
         super().__init__(lr)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1); got {momentum}.")
+        self._bound: dict[str, tuple] = {}  # name -> (layer, key) while fused
         self.momentum = momentum
+
+    @property
+    def momentum(self) -> float:
+        return self._momentum
+
+    @momentum.setter
+    def momentum(self, value: float) -> None:
+        if not 0 <= value < 1:
+            raise ValueError(f"momentum must be in [0, 1); got {value}.")
+        self._momentum = value
+        # while fused, a change (a callback's ramp) must reach the next step's backward pass
+        for layer, _ in self._bound.values():
+            layer.grad_decay = value
 
     def _update(self, name, p, g):
         v = self._slot(name, "v", p)
-        if g is not v:  # else fused: the backward pass has already made v = mu v + g
+        if name not in self._bound:
             scal(self.momentum, v)
             axpy(1.0, g, v)
+        elif g is not v:
+            raise RuntimeError(
+                f"{name}: inside Momentum.fused the model's backward pass accumulates the "
+                "gradient into the velocity itself, so step() needs the model's own gradient "
+                "buffers (the dict _loss_and_grads returns), not copies such as model.loss "
+                "returns; call step() outside the block.")
         axpy(-self.lr, v, p)
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        super().load_state_dict(state)
+        for name, (layer, key) in self._bound.items():  # keep the layers on the new arrays
+            layer.grads[key] = self._slot(name, "v", layer.params[key])
 
     @contextlib.contextmanager
     def fused(self, model) -> Iterator[None]:
@@ -116,21 +138,37 @@ class Momentum(Optimizer):
         scaling rides inside the product, :func:`mlplab.blas.gemm_tn`), the model's L2 term then
         adds ``2 reg W`` to the same buffer, and :meth:`step` is left with ``p -= lr v``. That is
         two passes over every weight matrix fewer per step, for the same arithmetic up to
-        rounding. Meanwhile the model's gradient buffers *are* the velocities: nothing else may
-        run its backward pass inside the block (a gradient check there would read velocities).
-        Afterwards the layers get their own gradient buffers back."""
-        bound = []
-        for name, layer, key in getattr(model, "_named", ()):
-            if isinstance(layer, Affine):
-                bound.append((layer, key, layer.grads[key]))
+        rounding. ``Trainer.fit`` trains inside this block.
+
+        Meanwhile the affine layers' gradient buffers *are* the velocities: nothing else may run
+        the model's backward pass inside the block (a gradient check would read velocities), and
+        :meth:`step` refuses gradients that are not those buffers. Afterwards the layers get back
+        the buffers (and settings) they had before. Nothing is fused, and the block changes
+        nothing, where it would not pay or could not be exact: without NumPy's own BLAS (the
+        fallback product needs a temporary), for a subclass with its own update rule
+        (Nesterov's needs ``g`` apart from ``v``), and for a model that does not list its
+        fusable parameters (``MLP._fusable_params``: none for a subclass that overrides
+        ``_loss_and_grads``, which may change the gradients it returns)."""
+        slots = getattr(model, "_fusable_params", lambda: [])()
+        if type(self)._update is not Momentum._update or not gemm_accumulates():
+            slots = []
+        saved = []
+        try:
+            for name, layer, key in slots:
+                saved.append((name, layer, key, layer.grads[key], layer.grad_decay,
+                              self._bound.get(name)))
                 layer.grads[key] = self._slot(name, "v", layer.params[key])
                 layer.grad_decay = self.momentum
-        try:
+                self._bound[name] = (layer, key)
             yield
-        finally:
-            for layer, key, own in bound:
+        finally:  # in reverse, so that nested blocks unwind to what the outer one set
+            for name, layer, key, own, decay, outer in reversed(saved):
                 layer.grads[key] = own
-                layer.grad_decay = Affine.grad_decay
+                layer.grad_decay = decay
+                if outer is None:
+                    self._bound.pop(name, None)
+                else:
+                    self._bound[name] = outer
 
 
 class Nesterov(Momentum):
@@ -144,8 +182,6 @@ class Nesterov(Momentum):
         axpy(1.0, g, v)
         axpy(-self.lr, g, p)
         axpy(-self.lr * self.momentum, v, p)
-
-    fused = Optimizer.fused  # the update needs g apart from v: nothing to fold
 
 
 class Adam(Optimizer):

@@ -146,7 +146,11 @@ class History:
 
 
 class Callback:
-    """Hooks into the loop. Set ``trainer.stop = True`` to end training after this epoch."""
+    """Hooks into the loop. Set ``trainer.stop = True`` to end training after this epoch.
+
+    With momentum the affine layers' gradient buffers are the optimiser's velocities during the
+    loop (``Momentum.fused``): read ``trainer.optimizer.state``, not ``model.grads``, and run no
+    backward pass of the model from a hook."""
 
     def on_train_begin(self, trainer: Trainer) -> None: ...
 

@@ -262,3 +262,83 @@ def test_trainer_trains_with_momentum_fused():
             callbacks=[Spy()]).fit(model, X, y)
     assert seen and all(d == [0.7, 0.7] for d in seen)
     assert all(a.grad_decay == 0 for a in model.affines)
+
+
+def test_step_inside_the_block_refuses_copies_of_the_gradients(rng):
+    model, _ = _twin_models()
+    opt = make_optimizer("momentum", 0.1)
+    X, y = rng.randn(8, 6), rng.randint(0, 3, 8)
+    with opt.fused(model):
+        _, grads = model.loss(X, y)  # copies: the public API never hands out live buffers
+        with pytest.raises(RuntimeError, match="copies"):
+            opt.step(model.params, grads)
+
+
+def test_a_model_with_its_own_training_step_is_not_fused(rng):
+    from mlplab import MLP
+
+    class Clipped(MLP):  # changes the gradients it returns: a velocity would not see that
+        def _loss_and_grads(self, X, y, reg):
+            loss, grads = super()._loss_and_grads(X, y, reg)
+            return loss, {k: np.clip(g, -0.05, 0.05) for k, g in grads.items()}
+
+    model = Clipped(6, [5], 3, seed=0, dtype=np.float64)
+    opt = make_optimizer("momentum", 0.1)
+    with opt.fused(model):
+        assert all(a.grad_decay == 0 for a in model.affines)
+        opt.step(model.params, model._loss_and_grads(rng.randn(8, 6), rng.randint(0, 3, 8),
+                                                     0.0)[1])
+
+
+def test_a_momentum_change_inside_the_block_reaches_the_backward_pass(rng):
+    fused_model, plain_model = _twin_models()
+    fused_opt, plain_opt = make_optimizer("momentum", 0.05), make_optimizer("momentum", 0.05)
+    batches = [(rng.randn(8, 6), rng.randint(0, 3, 8)) for _ in range(6)]
+    ramp = [0.5, 0.6, 0.8, 0.9, 0.95, 0.99]
+    with fused_opt.fused(fused_model):
+        for mu, (X, y) in zip(ramp, batches):
+            fused_opt.momentum = mu  # as a callback would, between steps
+            assert all(a.grad_decay == mu for a in fused_model.affines)
+            fused_opt.step(fused_model.params, fused_model._loss_and_grads(X, y, 1e-2)[1])
+    for mu, (X, y) in zip(ramp, batches):
+        plain_opt.momentum = mu
+        plain_opt.step(plain_model.params, plain_model._loss_and_grads(X, y, 1e-2)[1])
+    for name, p in plain_model.params.items():
+        np.testing.assert_allclose(fused_model.params[name], p, rtol=1e-12, atol=1e-14)
+
+
+def test_nested_blocks_unwind_to_the_outer_binding(rng):
+    model, _ = _twin_models()
+    outer, inner = make_optimizer("momentum", 0.1, momentum=0.9), make_optimizer("momentum", 0.1)
+    with outer.fused(model):
+        with inner.fused(model):
+            assert all(model.grads[k] is inner.state[k]["v"] for k in model.grads)
+        with outer.fused(model):  # the same optimiser again
+            pass
+        assert all(model.grads[k] is outer.state[k]["v"] for k in model.grads)
+        assert all(a.grad_decay == 0.9 for a in model.affines)
+        outer.step(model.params, model._loss_and_grads(rng.randn(8, 6),
+                                                       rng.randint(0, 3, 8), 0.0)[1])
+    assert all(a.grad_decay == 0 for a in model.affines)
+
+
+def test_loading_state_inside_the_block_keeps_the_layers_on_it(rng):
+    model, _ = _twin_models()
+    opt = make_optimizer("momentum", 0.1)
+    with opt.fused(model):
+        opt.load_state_dict({f"{k}/v": np.ones_like(p) for k, p in model.params.items()})
+        assert all(model.grads[k] is opt.state[k]["v"] for k in model.grads)
+
+
+def test_without_numpys_blas_momentum_does_not_fuse(rng, monkeypatch):
+    from mlplab import blas
+
+    monkeypatch.setenv("MLPLAB_BLAS", "scipy")
+    blas._numpy_cblas.cache_clear()
+    try:
+        model, _ = _twin_models()
+        with make_optimizer("momentum", 0.1).fused(model):
+            assert all(a.grad_decay == 0 for a in model.affines)
+    finally:
+        monkeypatch.delenv("MLPLAB_BLAS")
+        blas._numpy_cblas.cache_clear()
