@@ -225,3 +225,37 @@ def test_optimizer_updates_in_place_without_temporaries(traced):
         assert extra < params["W"].nbytes / 4, f"{name} allocated {extra} bytes per step"
         assert params["W"].__array_interface__["data"][0] == before
         assert params["W"].dtype == np.float32
+
+
+def test_momentum_makes_two_passes_over_each_weight_matrix_per_step(monkeypatch):
+    from mlplab.blas import gemm_accumulates
+
+    if not gemm_accumulates():
+        pytest.skip("NumPy's BLAS cannot be called directly here: momentum is not fused")
+    """With the velocity accumulated inside the weight-gradient product (Momentum.fused), a
+    step's only level-1 passes over a weight matrix are the L2 gradient and ``p -= lr v``: no
+    ``v *= mu``, no ``v += g``. Counted, not timed."""
+    import mlplab.models
+    import mlplab.optim
+
+    calls = []
+
+    def counting(module, name):
+        real = getattr(module, name)
+
+        def spy(a, *arrays):
+            if arrays[-1].ndim == 2:  # a weight matrix (biases are 1-D)
+                calls.append(name)
+            return real(a, *arrays)
+        monkeypatch.setattr(module, name, spy)
+
+    counting(mlplab.optim, "axpy")
+    counting(mlplab.optim, "scal")
+    counting(mlplab.models, "axpy")
+    X, y = _data(B * 3)
+    model = MLP(D, HIDDEN, K, seed=0)
+    Trainer(optimizer="momentum", lr=1e-3, reg=1e-3, batch_size=B, epochs=1,
+            seed=0).fit(model, X, y)
+    weights = len(model.affines)
+    assert calls.count("scal") == 0
+    assert calls.count("axpy") == 3 * weights * 2  # 3 steps: L2 gradient + update per matrix
