@@ -58,7 +58,10 @@ def _numpy_cblas() -> tuple[ctypes.CDLL, str] | None:
         path = Path(info["filepath"]).resolve()
         if info.get("user_api") != "blas" or not any(path.is_relative_to(h) for h in homes):
             continue
-        lib = ctypes.CDLL(str(path))  # already loaded by NumPy: this only finds it
+        try:
+            lib = ctypes.CDLL(str(path))  # already loaded by NumPy: this only finds it
+        except OSError:  # pragma: no cover - a library threadpoolctl saw but cannot reopen
+            continue
         for pattern in _CBLAS_NAMES:
             if hasattr(lib, pattern.format("saxpy")):
                 return lib, pattern
