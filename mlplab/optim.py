@@ -113,17 +113,21 @@ class Momentum(Optimizer):
         for layer, _ in self._bound.values():
             layer.grad_decay = value
 
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        for name in self._bound:  # checked before anything moves
+            if grads.get(name) is not self.state[name]["v"]:
+                raise RuntimeError(
+                    f"{name}: inside Momentum.fused the model's backward pass accumulates the "
+                    "gradient into the velocity itself, so step() needs the model's own "
+                    "gradient buffers (the dict _loss_and_grads returns), not copies such as "
+                    "model.loss returns; call step() outside the block.")
+        super().step(params, grads)
+
     def _update(self, name, p, g):
         v = self._slot(name, "v", p)
-        if name not in self._bound:
+        if name not in self._bound:  # else the backward pass has made v = mu v + g already
             scal(self.momentum, v)
             axpy(1.0, g, v)
-        elif g is not v:
-            raise RuntimeError(
-                f"{name}: inside Momentum.fused the model's backward pass accumulates the "
-                "gradient into the velocity itself, so step() needs the model's own gradient "
-                "buffers (the dict _loss_and_grads returns), not copies such as model.loss "
-                "returns; call step() outside the block.")
         axpy(-self.lr, v, p)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:

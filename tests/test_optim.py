@@ -268,10 +268,13 @@ def test_step_inside_the_block_refuses_copies_of_the_gradients(rng):
     model, _ = _twin_models()
     opt = make_optimizer("momentum", 0.1)
     X, y = rng.randn(8, 6), rng.randint(0, 3, 8)
+    before = model.state_dict()
     with opt.fused(model):
         _, grads = model.loss(X, y)  # copies: the public API never hands out live buffers
         with pytest.raises(RuntimeError, match="copies"):
             opt.step(model.params, grads)
+    for name, p in model.params.items():  # refused before any parameter moved
+        np.testing.assert_array_equal(p, before[name])
 
 
 def test_a_model_with_its_own_training_step_is_not_fused(rng):
