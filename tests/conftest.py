@@ -10,3 +10,21 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture
 def rng() -> np.random.RandomState:
     return np.random.RandomState(0)
+
+
+def _clear_blas_lookups() -> None:
+    from mlplab import blas
+
+    for cached in (blas._numpy_cblas, blas._cblas):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def scipy_blas(monkeypatch):
+    """mlplab.blas on its fallback (``MLPLAB_BLAS=scipy``: SciPy's BLAS and NumPy, no direct
+    calls into NumPy's BLAS) for one test; its cached lookups are redone before and after."""
+    monkeypatch.setenv("MLPLAB_BLAS", "scipy")
+    _clear_blas_lookups()
+    yield
+    monkeypatch.delenv("MLPLAB_BLAS")
+    _clear_blas_lookups()

@@ -10,16 +10,11 @@ from mlplab.blas import _scipy_blas_paths, axpy, gemm_tn, level1_threads, scal
 
 
 @pytest.fixture(params=["numpy", "scipy"])
-def backend(request, monkeypatch):
+def backend(request):
     """Each test runs on NumPy's BLAS (through ctypes) and on the fallback (MLPLAB_BLAS=scipy)."""
     if request.param == "scipy":
-        monkeypatch.setenv("MLPLAB_BLAS", "scipy")
-    for cached in (blas._numpy_cblas, blas._cblas):
-        cached.cache_clear()
-    yield request.param
-    monkeypatch.delenv("MLPLAB_BLAS", raising=False)
-    for cached in (blas._numpy_cblas, blas._cblas):
-        cached.cache_clear()
+        request.getfixturevalue("scipy_blas")
+    return request.param
 
 
 def test_numpys_own_blas_is_found_on_numpys_wheels(backend):

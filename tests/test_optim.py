@@ -333,15 +333,7 @@ def test_loading_state_inside_the_block_keeps_the_layers_on_it(rng):
         assert all(model.grads[k] is opt.state[k]["v"] for k in model.grads)
 
 
-def test_without_numpys_blas_momentum_does_not_fuse(rng, monkeypatch):
-    from mlplab import blas
-
-    monkeypatch.setenv("MLPLAB_BLAS", "scipy")
-    blas._numpy_cblas.cache_clear()
-    try:
-        model, _ = _twin_models()
-        with make_optimizer("momentum", 0.1).fused(model):
-            assert all(a.grad_decay == 0 for a in model.affines)
-    finally:
-        monkeypatch.delenv("MLPLAB_BLAS")
-        blas._numpy_cblas.cache_clear()
+def test_without_numpys_blas_momentum_does_not_fuse(scipy_blas):
+    model, _ = _twin_models()
+    with make_optimizer("momentum", 0.1).fused(model):
+        assert all(a.grad_decay == 0 for a in model.affines)
