@@ -21,7 +21,6 @@ Arithmetic follows the input: float32 input trains in float32, anything else in 
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from mlplab._validation import check_positive
+from mlplab._validation import check_positive, is_int
 from mlplab.models import ACTIVATIONS, MLP
 from mlplab.trainer import Callback, Trainer
 
@@ -46,7 +45,7 @@ class _Convergence(Callback):
     """scikit-learn's stopping rule on the training loss: stop when an epoch's mean loss has not
     improved on the best by ``tol`` for ``patience`` consecutive epochs."""
 
-    def __init__(self, tol: float, patience: int) -> None:
+    def __init__(self, tol: float | None, patience: int) -> None:
         self.tol, self.patience = tol, patience
         self.best, self.bad, self.start = np.inf, 0, 0
         self.epoch_loss: list[float] = []
@@ -56,6 +55,8 @@ class _Convergence(Callback):
         self.start = len(trainer.history.loss)
         mean = float(np.mean(losses))
         self.epoch_loss.append(mean)
+        if self.tol is None:  # no loss-based stop: only record the curve
+            return
         if mean > self.best - self.tol:
             self.bad += 1
         else:
@@ -82,8 +83,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         L2 strength as in the exercise: ``loss + reg * sum ||W||^2``.
     batch_size : int, default 200 (capped at the number of samples)
     max_epochs : int, default 200
-    tol : float, default 1e-4; n_iter_no_change : int, default 10
-        Stop when the mean epoch loss has not improved by ``tol`` for ``n_iter_no_change`` epochs.
+    tol : float or None, default 1e-4; n_iter_no_change : int, default 10
+        Stop when the mean epoch loss has not improved by ``tol`` for ``n_iter_no_change`` epochs;
+        ``tol=None`` trains all ``max_epochs`` (unless ``early_stopping``).
     early_stopping : bool, default False
         Hold out ``validation_fraction`` (stratified) and stop on its accuracy instead, restoring
         the best parameters.
@@ -122,21 +124,20 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     def _check_params(self) -> list[int]:
-        hidden = [self.hidden_sizes] if isinstance(self.hidden_sizes, numbers.Integral) \
-            else list(self.hidden_sizes)
-        if any(not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
+        hidden = [self.hidden_sizes] if is_int(self.hidden_sizes) else list(self.hidden_sizes)
+        if any(not is_int(h) or h < 1 for h in hidden):
             raise ValueError(f"hidden_sizes must be positive integers; got {self.hidden_sizes!r}.")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got "
                              f"{self.activation!r}.")
-        if not isinstance(self.max_epochs, numbers.Integral) or self.max_epochs < 1:
+        if not is_int(self.max_epochs) or self.max_epochs < 1:
             raise ValueError(f"max_epochs must be a positive integer; got {self.max_epochs!r}.")
         if self.early_stopping and not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1); got "
                              f"{self.validation_fraction!r}.")
         if self.tol is not None:
             check_positive(self.tol, "tol", allow_zero=True)
-        if not isinstance(self.n_iter_no_change, numbers.Integral) or self.n_iter_no_change < 1:
+        if not is_int(self.n_iter_no_change) or self.n_iter_no_change < 1:
             raise ValueError(f"n_iter_no_change must be a positive integer; got "
                              f"{self.n_iter_no_change!r}.")
         return [int(h) for h in hidden]
@@ -164,10 +165,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.model_ = MLP(X.shape[1], hidden, len(self.classes_), activation=self.activation,
                           init=self.init, std=self.std, dropout=self.dropout,
                           batchnorm=self.batchnorm, seed=seed, dtype=X.dtype)
+        batch_size = min(int(self.batch_size), len(X))
         convergence = _Convergence(self.tol, 0 if self.early_stopping else self.n_iter_no_change)
         trainer = Trainer(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
                           schedule=self.schedule, lr_decay=self.lr_decay, reg=self.reg,
-                          batch_size=min(int(self.batch_size), len(X)), epochs=self.max_epochs,
+                          batch_size=batch_size, epochs=self.max_epochs,
                           patience=self.n_iter_no_change if self.early_stopping else None,
                           train_acc="subset", seed=seed, verbose=self.verbose,
                           callbacks=[convergence])
@@ -175,7 +177,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = history
         self.loss_curve_ = convergence.epoch_loss
         self.n_iter_ = trainer.epoch
-        self.t_ = trainer.iteration
+        self.t_ = trainer.iteration * batch_size  # samples seen, as scikit-learn counts it
         if self.early_stopping:
             self.validation_scores_ = list(history.val_acc)
             self.best_validation_score_ = history.best_val_acc

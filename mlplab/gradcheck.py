@@ -63,13 +63,17 @@ def check_model(model, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: float 
 
     Returns ``{param name: error}``, the error being the exercise's max relative error
     (``metric="max"``) or :func:`norm_rel_error` (``metric="norm"``). Dropout masks are frozen
-    during the check so that the loss is a deterministic function of the parameters.
+    during the check so that the loss is a deterministic function of the parameters. The model is
+    left as it was: the check's many training-mode passes would otherwise move the batch-norm
+    running statistics and the dropout generators of, say, a trained model.
     """
     error = {"max": rel_error, "norm": norm_rel_error}[metric]
     if model.dtype != np.float64:
         raise ValueError("gradient checks need a float64 model (dtype=np.float64); float32 "
                          "rounding makes centred differences meaningless.")
     dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    saved = model.state_dict()  # copies; restored below with the dropout generators
+    generators = [d.rng.bit_generator.state for d in dropouts]
     for d in dropouts:
         d.frozen = True
     try:
@@ -80,5 +84,7 @@ def check_model(model, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: float 
             errors[name] = error(grads[name], num)
         return errors
     finally:
-        for d in dropouts:
+        model.load_state_dict(saved)
+        for d, state in zip(dropouts, generators):
             d.frozen = False
+            d.rng.bit_generator.state = state

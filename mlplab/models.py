@@ -218,6 +218,9 @@ class MLP:
         if y is None:
             return self.predict_proba(X)
         y = check_y(y, X.shape[0], self.num_classes)
+        if not len(X):
+            raise ValueError("X has no rows: the loss is a mean over a batch and needs at least "
+                             "one row.")
         if reg < 0 or not np.isfinite(reg):
             raise ValueError(f"reg must be a finite number >= 0; got {reg!r}.")
         loss, grads = self._loss_and_grads(X, y, reg)
@@ -239,6 +242,8 @@ class MLP:
     def accuracy(self, X: np.ndarray, y: np.ndarray) -> float:
         """Fraction of rows classified correctly."""
         X = check_X(X, self.input_size)
+        if not len(X):
+            raise ValueError("X has no rows: the accuracy of no predictions is undefined.")
         return float(np.mean(self.predict(X) == check_y(y, X.shape[0])))
 
     def __repr__(self) -> str:

@@ -1,7 +1,9 @@
 """Learning-rate schedules: the learning rate as a function of the iteration and epoch.
 
 ``exp`` is the exercise's: ``lr * decay ** epoch`` (multiplied by ``decay`` once per epoch). Any
-schedule may be preceded by a linear warm-up over ``warmup_iters`` iterations.
+schedule may be preceded by a linear warm-up over ``warmup_iters`` iterations; the schedule then
+starts from ``lr`` where the warm-up ends (``exp`` and ``step`` count their epochs from the epoch in
+which it ends, which needs ``iters_per_epoch``), so the rate never jumps.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ class Schedule:
     """``lr_at(iteration, epoch)`` for a base ``lr``.
 
     kind: ``exp`` (lr * decay^epoch), ``step`` (lr * decay^(epoch // step_epochs)),
-    ``cosine`` (from lr to ``min_lr`` over ``total_iters``), ``constant``.
+    ``cosine`` (from lr to ``min_lr`` over ``total_iters``), ``constant``. After a warm-up of
+    ``warmup_iters`` iterations, ``epoch`` counts from the epoch in which the warm-up ends.
     """
 
     lr: float
@@ -27,6 +30,7 @@ class Schedule:
     total_iters: int = 1
     min_lr: float = 0.0
     warmup_iters: int = 0
+    iters_per_epoch: int | None = None  # needed by exp and step after a warm-up
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
@@ -34,10 +38,16 @@ class Schedule:
                              f"{', '.join(SCHEDULES)}.")
         if not 0 < self.decay <= 1 and self.kind in ("exp", "step"):
             raise ValueError(f"lr decay must be in (0, 1]; got {self.decay}.")
+        if self.warmup_iters and self.kind in ("exp", "step") and not self.iters_per_epoch:
+            raise ValueError(f"a {self.kind} schedule after a warm-up needs iters_per_epoch, to "
+                             "count its epochs from the end of the warm-up.")
 
     def lr_at(self, iteration: int, epoch: int) -> float:
         if self.warmup_iters and iteration < self.warmup_iters:
             return self.lr * (iteration + 1) / self.warmup_iters
+        if self.warmup_iters and self.kind in ("exp", "step"):
+            # decay^(epochs since the warm-up ended), not a decay^warmup drop at its end
+            epoch -= self.warmup_iters // self.iters_per_epoch
         if self.kind == "exp":
             return self.lr * self.decay**epoch
         if self.kind == "step":

@@ -146,7 +146,9 @@ class History:
 
 
 class Callback:
-    """Hooks into the loop. Set ``trainer.stop = True`` to end training after this epoch.
+    """Hooks into the loop. Set ``trainer.stop = True`` to end training: from ``on_epoch_end``
+    after that epoch, from ``on_iteration_end`` at once, before the next iteration (the partial
+    epoch's losses are in the history, but it is not counted or validated as an epoch).
 
     With momentum the affine layers' gradient buffers are the optimiser's velocities during the
     loop (``Momentum.fused``): read ``trainer.optimizer.state``, not ``model.grads``, and run no
@@ -268,7 +270,7 @@ class Trainer:
                                         beta1=cfg.beta1, beta2=cfg.beta2,
                                         weight_decay=cfg.weight_decay)
         schedule = Schedule(cfg.lr, cfg.schedule, cfg.lr_decay, cfg.step_epochs, total,
-                            cfg.min_lr, int(round(cfg.warmup_epochs * per_epoch)))
+                            cfg.min_lr, int(round(cfg.warmup_epochs * per_epoch)), per_epoch)
         if self._resume is not None:
             try:
                 self._load_resume_state(self._resume)

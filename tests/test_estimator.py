@@ -40,7 +40,7 @@ def test_pipeline_learns_digits_and_is_reproducible(digits):
     clf = a[-1]
     assert clf.n_features_in_ == 64 and list(clf.classes_) == list(range(10))
     assert len(clf.loss_curve_) == clf.n_iter_ <= 30 and clf.loss_curve_[-1] < clf.loss_curve_[0]
-    assert clf.t_ == clf.n_iter_ * (len(X_tr) // 200)
+    assert clf.t_ == clf.n_iter_ * (len(X_tr) // 200) * 200  # samples seen, as scikit-learn
 
 
 def test_grid_search_over_the_engine(digits):
@@ -70,9 +70,20 @@ def test_string_labels_float32_and_early_stopping(digits):
 
 def test_bad_hyperparameters_are_reported_at_fit(digits):
     X_tr, _, y_tr, _ = digits
-    with pytest.raises(ValueError, match="hidden_sizes"):
-        MLPClassifier(hidden_sizes=(0,)).fit(X_tr, y_tr)
+    for hidden in [(0,), (True,), (8.0,)]:  # a bool is not a width
+        with pytest.raises(ValueError, match="hidden_sizes"):
+            MLPClassifier(hidden_sizes=hidden).fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match="max_epochs"):
+        MLPClassifier(max_epochs=True).fit(X_tr, y_tr)
     with pytest.raises(ValueError, match="unknown optimizer"):
         MLPClassifier(optimizer="rmsprop").fit(X_tr, y_tr)
     with pytest.raises(ValueError, match="2 classes"):
         MLPClassifier().fit(X_tr[:5], np.zeros(5))
+
+
+def test_tol_none_trains_every_epoch(digits):
+    X_tr, _, y_tr, _ = digits
+    kw = dict(hidden_sizes=(8,), max_epochs=6, n_iter_no_change=1, random_state=0)
+    assert MLPClassifier(tol=None, **kw).fit(X_tr, y_tr).n_iter_ == 6
+    # the same net stops early on its loss with a tolerance it cannot meet every epoch
+    assert MLPClassifier(tol=1e3, **kw).fit(X_tr, y_tr).n_iter_ == 2  # the first sets the best

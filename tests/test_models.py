@@ -32,6 +32,21 @@ def test_mlp_gradients_with_layers(activation, batchnorm, rng):
         assert "b1" not in model.params and "gamma1" in model.params
 
 
+def test_gradient_check_leaves_the_model_as_it_was(rng):
+    # its 2P+1 training-mode passes would move batch-norm statistics and dropout generators
+    X, y = rng.randn(10, 4) + 3, rng.randint(3, size=10)
+    model = MLP(4, [5], 3, seed=0, dtype=np.float64, batchnorm=True, dropout=0.3)
+    before, probs = model.state_dict(), model.predict_proba(X)
+    check_model(model, X, y, reg=0.01, metric="norm")
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    np.testing.assert_array_equal(model.predict_proba(X), probs)
+    dropout = next(layer for layer in model.layers if hasattr(layer, "frozen"))
+    assert not dropout.frozen
+    fresh = MLP(4, [5], 3, seed=0, dtype=np.float64, batchnorm=True, dropout=0.3)
+    np.testing.assert_array_equal(model.loss(X, y)[0], fresh.loss(X, y)[0])  # same next mask
+
+
 def test_param_names_and_shapes():
     model = MLP(10, [8, 6], 3)
     assert list(model.params) == ["W1", "b1", "W2", "b2", "W3", "b3"]
@@ -88,11 +103,20 @@ def test_float32_matches_float64(rng):
     (np.zeros((2, 2, 4)), None, "2-D"),
     (np.zeros((3, 4)), np.array([0, 1]), "labels"),
     (np.zeros((3, 4)), np.array([0.5, 1, 2]), "integer"),
+    (np.zeros((0, 4)), np.zeros(0, int), "no rows"),
 ])
 def test_bad_input_raises_value_error_naming_the_problem(X, y, message):
     model = MLP(4, [5], 3, seed=0)
     with pytest.raises(ValueError, match=message):
         model.loss(X, y)
+
+
+def test_empty_input_predicts_nothing_but_has_no_accuracy():
+    model = MLP(4, [5], 3, seed=0)
+    assert model.predict(np.zeros((0, 4))).shape == (0,)
+    assert model.predict_proba(np.zeros((0, 4))).shape == (0, 3)
+    with pytest.raises(ValueError, match="no rows"):
+        model.accuracy(np.zeros((0, 4)), np.zeros(0, int))
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -147,6 +147,21 @@ def test_warmup_is_linear_then_hands_over():
     assert [s.lr_at(i, 0) for i in range(6)] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2, 0.2])
 
 
+@pytest.mark.parametrize("kind", ["exp", "step"])
+def test_epoch_schedules_start_from_lr_after_warmup(kind):
+    # 2 epochs of 4 iterations of warm-up: the schedule's first epoch is the third, at lr; before,
+    # the rate fell by decay^2 the moment the warm-up ended
+    s = Schedule(1.0, kind, decay=0.5, step_epochs=1, warmup_iters=8, iters_per_epoch=4)
+    lrs = [s.lr_at(i, i // 4) for i in range(20)]
+    assert lrs[:8] == pytest.approx([(i + 1) / 8 for i in range(8)])
+    assert lrs[8:] == pytest.approx([1.0] * 4 + [0.5] * 4 + [0.25] * 4)
+    # a warm-up ending mid-epoch: the rest of that epoch runs at lr, then the decay begins
+    s = Schedule(1.0, kind, decay=0.5, step_epochs=1, warmup_iters=6, iters_per_epoch=4)
+    assert [s.lr_at(i, i // 4) for i in range(6, 13)] == pytest.approx([1, 1, .5, .5, .5, .5, .25])
+    with pytest.raises(ValueError, match="iters_per_epoch"):
+        Schedule(1.0, kind, warmup_iters=8)
+
+
 @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
 def test_schedules_match_torch_lr_schedulers():
     sched = torch.optim.lr_scheduler
