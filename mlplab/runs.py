@@ -569,10 +569,19 @@ def describe_model(model: MLP) -> str:
                             c["activation"], c["batchnorm"], c["dropout"])
 
 
+def require_test_split(ds) -> None:
+    """Refuse ``--eval-test`` on a dataset without a test split before training, not after."""
+    if not len(ds.y_test):
+        raise ValueError(f"the dataset {ds.name} has no test split to evaluate (--eval-test): "
+                         "give it one with --test-size N, or leave out --eval-test.")
+
+
 def _fit_and_finish(cfg: RunConfig, ds, pre, model: MLP, X_train: np.ndarray,
                     state: dict[str, Any] | None, seconds_before: float, out_dir: Path | None,
                     callbacks: Sequence[Callback], progress: bool, verbose: bool,
                     plots: bool) -> RunResult:
+    if cfg.eval_test:
+        require_test_split(ds)
     X_val = pre.transform(ds.X_val) if len(ds.y_val) else None
     extra = {"classes": list(ds.classes), "dataset": ds.name,
              "image_shape": list(ds.image_shape), "preset": cfg.preset}
@@ -593,8 +602,6 @@ def _fit_and_finish(cfg: RunConfig, ds, pre, model: MLP, X_train: np.ndarray,
         "val_accuracy": model.accuracy(X_val, ds.y_val) if X_val is not None else None,
     }
     if cfg.eval_test and not history.interrupted:
-        if not len(ds.y_test):
-            raise ValueError(f"the dataset {ds.name} has no test split to evaluate.")
         metrics["test_accuracy"] = model.accuracy(pre.transform(ds.X_test), ds.y_test)
     metrics.update({
         "best_val_accuracy": history.best_val_acc if history.best_epoch > 0 else None,

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -83,8 +84,9 @@ class Knob:
                                  f"got {value!r}.")
             return value
         number = _number(value)
-        if number is None or (self.kind == "int" and not float(number).is_integer()):
-            what = "an integer" if self.kind == "int" else "a number"
+        if (number is None or not math.isfinite(number)
+                or (self.kind == "int" and not float(number).is_integer())):
+            what = "an integer" if self.kind == "int" else "a finite number"
             raise ValueError(f"{where}: {name} must be {what}; got {value!r}.")
         number = int(number) if self.kind == "int" else float(number)
         low_bad = self.lo is not None and (number <= self.lo if self.lo_open else number < self.lo)
@@ -497,6 +499,9 @@ def prepare(dataset, preprocess: str = "standardize") -> TuningData:
     training split only, then applied to all three splits."""
     from mlplab.data import make_preprocessing
 
+    if not len(dataset.y_val):
+        raise ValueError(f"tuning maximises validation accuracy, and {dataset.name} has no "
+                         "validation split: give it one with --val-size N.")
     pipe = make_preprocessing(preprocess)
     X_train = pipe.fit_transform(dataset.X_train)
     return TuningData(
@@ -757,6 +762,31 @@ def _quiet_optuna_warnings() -> Iterator[None]:
         yield
 
 
+class _NoInterruptTraceback(logging.Filter):
+    """Optuna logs a trial stopped by Ctrl-C with the whole traceback of the KeyboardInterrupt;
+    keep its one-line warning (the trial is marked failed) and drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info = None
+        return True
+
+
+@contextlib.contextmanager
+def _quiet_interrupts() -> Iterator[None]:
+    import optuna  # noqa: F401  (sets up the "optuna" logger and its handler)
+
+    handlers = logging.getLogger("optuna").handlers
+    keep = _NoInterruptTraceback()
+    for h in handlers:
+        h.addFilter(keep)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(keep)
+
+
 @functools.cache
 def _heartbeat_journal_storage_class():
     """A ``JournalStorage`` with Optuna's heartbeat protocol (None if this Optuna lacks it)."""
@@ -942,7 +972,7 @@ def run_search(study, data: TuningData, space: SearchSpace, target: int,
     if bar is not None:
         callbacks.append(_ProgressCallback(bar))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with _quiet_optuna_warnings():
+    with _quiet_optuna_warnings(), _quiet_interrupts():
         study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=callbacks,
                        gc_after_trial=False, catch=(MemoryError,))
 
@@ -1315,6 +1345,9 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     study = open_study(spec, study_name, space, source.describe(),
                        make_sampler(sampler, space, sampler_seed, trials),
                        make_pruner(prune, space, trials))
+    if sampler_seed is not None and study.trials:
+        # resuming: a sampler seeded as before would propose the first trials' settings again
+        study.sampler = make_sampler(sampler, space, sampler_seed + len(study.trials), trials)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -1325,6 +1358,10 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     try:
         if workers == 1:
             data = source.load()
+            if eval_test and not search_only:
+                from mlplab.runs import require_test_split
+
+                require_test_split(data)  # now, not after the search
             run_search(study, data, space, trials, timeout, seed, bar)
         elif _finished(study) < trials:
             threads = max(1, (os.cpu_count() or 1) // workers)
@@ -1332,6 +1369,11 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                                 trials, timeout, seed, sampler_seed, i, threads)
                      for i in range(workers)]
             run_workers(specs, study, bar)
+    except KeyboardInterrupt:
+        if not search_only and _best(study)[0] is not None:
+            # the finished trials' tables and plots now; a resumed search rewrites them
+            write_results(study, out_dir)
+        raise
     finally:
         if bar is not None:
             _update_bar(bar, study)

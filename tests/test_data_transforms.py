@@ -90,6 +90,15 @@ def test_unfitted_and_unknown_raise(images):
 
 @pytest.mark.parametrize("name", [
     "exercise", "standardize", "sqrt-standardize", "scale", "torch", "none"])
+def test_an_empty_split_transforms_to_no_rows(name, images):
+    # --test-size 0 / --val-size 0 give empty splits, which every recipe must pass through
+    pre = make_preprocessing(name).fit(images)
+    out = pre.transform(images[:0])
+    assert out.shape == (0, 6 * 5 * 3) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("name", [
+    "exercise", "standardize", "sqrt-standardize", "scale", "torch", "none"])
 def test_pipeline_round_trips_through_npz(name, images, tmp_path):
     pre = make_preprocessing(name)
     ref = pre.fit_transform(images[:30])

@@ -144,6 +144,8 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
 def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
     import sys
 
+    import sklearn.metrics  # noqa: F401  (imported by reproduce; SciPy trips on torch = None)
+
     from mlplab.report import runner as rmod
 
     def broken(ctx, section):
@@ -169,6 +171,9 @@ def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
     summary = _sections(md)["## Summary"]
     assert re.search(r"Q4 best PyTorch network, test \| not run", summary)
     assert "1.30378789133" in summary  # Q1 still reported
+    # a later run into the same folder with no failure leaves no stale errors.log behind
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"])
+    assert not (tmp_path / "errors.log").exists()
 
 
 def test_reuse_keeps_earlier_sections_and_reruns_the_selected(tmp_path):

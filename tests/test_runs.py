@@ -131,6 +131,13 @@ def test_load_model_rejects_truncated_and_future_files(tmp_path):
 
 
 # --------------------------------------------------------------------------- runs
+def test_eval_test_without_a_test_split_is_refused_before_training(tmp_path):
+    data = load_dataset("digits", test_size=0)
+    with pytest.raises(ValueError, match="no test split.*--test-size"):
+        train_run(FAST, out=tmp_path / "run", data=data, eval_test=True)
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()  # no epoch was trained
+
+
 def test_train_run_writes_a_complete_run_folder(tmp_path, digits):
     res = train_run(FAST, out=tmp_path / "run", data=digits, eval_test=True)
     out = tmp_path / "run"

@@ -94,7 +94,10 @@ reg: 0.001
     ("lr: {type: float, low: 0.01, high: 0.1, grid: [0.5]}\n", r"grid values \[0.5\] lie outside"),
     ("epochs: {type: int, low: 1, high: 9, step: 2, log: true}\n", "`step` and `log` cannot"),
     ("reg: 0.1\n", "nothing to search"),
-    ("lr: {type: float, low: [0.1], high: 1}\n", "lr must be a number"),
+    ("lr: {type: float, low: [0.1], high: 1}\n", "lr must be a finite number"),
+    ("lr: .nan\nbatch_size: [64, 128]\n", "lr must be a finite number"),
+    ("reg: {type: float, low: 0.0, high: .inf}\n", "reg must be a finite number"),
+    ("hidden_size: {type: int, low: 8, high: .inf}\n", "hidden_size must be an integer"),
     ("lr: {type: float\n", "is not valid YAML"),
 ])
 def test_yaml_validation_errors_say_what_is_wrong(tmp_path, text, message):
@@ -222,9 +225,53 @@ def test_resume_continues_to_the_target_and_checks_the_space(digits, tmp_path):
     assert again.n_complete == 4  # two more, not four more
     same = tune(digits, trials=4, **kw)
     assert same.n_complete == 4
+    # the resumed trials propose new settings, not the first run's again (one seeded sampler)
+    study = optuna.load_study(study_name=again.study_name,
+                              storage=f"sqlite:///{tmp_path / 'study.db'}")
+    settings = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(settings)) == 4, settings
     other = {**TINY, "epochs": 4}
     with pytest.raises(ValueError, match="different search space"):
         tune(digits, trials=5, **{**kw, "search_space": other})
+
+
+def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
+    no_val = load_dataset("digits", val_size=0)
+    with pytest.raises(ValueError, match="no validation split.*--val-size"):
+        tune(no_val, trials=1, search_space=TINY, out=tmp_path / "a", progress=False)
+    no_test = load_dataset("digits", test_size=0)
+    with pytest.raises(ValueError, match="no test split"):
+        tune(no_test, trials=1, search_space=TINY, out=tmp_path / "b", progress=False,
+             eval_test=True)
+    storage = f"sqlite:///{tmp_path / 'b' / 'study.db'}"
+    for name in optuna.get_all_study_names(storage):  # refused before the first trial
+        assert not optuna.load_study(study_name=name, storage=storage).trials
+
+
+def test_ctrl_c_keeps_the_finished_trials_tables_without_a_traceback(digits, tmp_path,
+                                                                     monkeypatch, caplog):
+    import logging
+
+    import mlplab.tuning as tmod
+
+    # Optuna's logger writes to its own handler; let caplog see the records that handler got
+    monkeypatch.setattr(logging.getLogger("optuna"), "propagate", True)
+
+    real = tmod.Objective.__call__
+
+    def interrupted_third(self, trial):
+        if trial.number == 2:
+            raise KeyboardInterrupt
+        return real(self, trial)
+
+    monkeypatch.setattr(tmod.Objective, "__call__", interrupted_third)
+    with pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=4, search_space=TINY, out=tmp_path, progress=False)
+    failed = [r for r in caplog.records if "Trial 2 failed" in r.getMessage()]
+    assert failed and all(r.exc_info is None for r in failed)  # one line, no traceback
+    with open(tmp_path / "results.csv") as fh:
+        states = [r["state"] for r in csv.DictReader(fh)]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
 
 
 def test_grid_sampler_runs_each_combination_once(digits, tmp_path):

@@ -206,7 +206,7 @@ def describe(model) -> str:
 def run_train(args: argparse.Namespace) -> int:
     tm = _torch_mlp()
     from mlplab import io, plots
-    from mlplab.runs import write_history
+    from mlplab.runs import require_test_split, write_history
 
     cfg, threads, device = _train_config(args, tm)
     if not 0 <= args.dropout < 1:
@@ -229,6 +229,8 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"training {describe(model)} on {ds.name} ({len(ds.y_train)} train, "
           f"{len(ds.y_val)} val), {cfg.epochs} epochs, device {device}, {threads} threads",
           file=sys.stderr, flush=True)
+    if args.eval_test:
+        require_test_split(ds)
     start = time.perf_counter()
     history = tm.fit(model, X, ds.y_train, X_val, ds.y_val if X_val is not None else None, cfg)
     seconds = time.perf_counter() - start
@@ -239,8 +241,6 @@ def run_train(args: argparse.Namespace) -> int:
         "val_accuracy": tm.accuracy(model, X_val, ds.y_val) if X_val is not None else None,
     }
     if args.eval_test and not history.interrupted:
-        if not len(ds.y_test):
-            raise ValueError(f"the dataset {ds.name} has no test split to evaluate.")
         metrics["test_accuracy"] = tm.accuracy(model, pre.transform(ds.X_test), ds.y_test)
     per_epoch = -(-len(ds.y_train) // cfg.batch_size)
     metrics.update({

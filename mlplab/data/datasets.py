@@ -78,6 +78,9 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
         keep, hold = stratified_split(y, n_test, seed)
         X_test, y_test = X[hold], y[hold]
         X, y = X[keep], y[keep]
+        if not len(y):
+            raise DatasetError(f"test_size {n_test} leaves no training images (only {n} "
+                               "available).")
         notes.append(f"test split: {n_test} images held out of the training images "
                      f"(stratified, seed {seed})")
     else:

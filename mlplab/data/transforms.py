@@ -227,7 +227,8 @@ class Flatten(Transform):
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X)
-        return X.reshape(len(X), -1).astype(self.dtype, copy=False)
+        # the width from the shape, not -1, which NumPy cannot infer for an empty split
+        return X.reshape(len(X), int(np.prod(X.shape[1:]))).astype(self.dtype, copy=False)
 
 
 TRANSFORMS: dict[str, type[Transform]] = {

@@ -46,8 +46,8 @@ def blas_threads() -> str:
     try:
         from threadpoolctl import threadpool_info
 
-        pools = [f"{p.get('internal_api', '?')}: {p.get('num_threads', '?')}"
-                 for p in threadpool_info()]
+        pools = sorted(f"{p.get('internal_api', '?')}: {p.get('num_threads', '?')}"
+                       for p in threadpool_info())  # sorted: the load order varies
         return ", ".join(pools) or "none loaded"
     except Exception:  # threadpoolctl is optional at this level; the report still renders
         return "unknown"

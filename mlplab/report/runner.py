@@ -133,11 +133,16 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
                   loader=loader, threads=int(threads))
     ctx.only, ctx.reuse = (list(only) if only is not None else None), bool(reuse)
     earlier = _earlier_report(ctx) if reuse else None
+    (out / "errors.log").unlink(missing_ok=True)  # an earlier run's tracebacks are not this one's
     started = time.perf_counter()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if log is True:
         log = sys.stderr
     sections: list[Section] = []
+    # SciPy's own OpenBLAS and scikit-learn's OpenMP: loaded now, so that the limit covers them
+    import scipy.linalg  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+
     with threadpool_limits(limits=ctx.threads):
         _run_stages(ctx, sections, only, debug, log, earlier)
         total = time.perf_counter() - started
