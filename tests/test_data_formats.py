@@ -1,5 +1,5 @@
 """Official file formats (CIFAR-10 python pickles, IDX), downloads from a loopback HTTP server,
-and the errors bad files give."""
+image folders' colour modes and bit depths, and the errors bad files give."""
 
 import gzip
 import hashlib
@@ -10,15 +10,19 @@ import pickletools
 import struct
 import tarfile
 import threading
+import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mlplab.data import DatasetError, load_dataset
 from mlplab.data import download as dl
-from mlplab.data.cifar import RestrictedUnpickler
+from mlplab.data import idx as idx_module
+from mlplab.data.cifar import RestrictedUnpickler, parse_batch
+from mlplab.data.folder import read_image_folder
 from mlplab.data.idx import DEBIAN_FASHION_DIR, read_idx
 
 CIFAR_NAMES = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse",
@@ -176,6 +180,74 @@ def test_malicious_pickle_is_refused(tmp_path):
         load_dataset("cifar10", data_dir=tmp_path, val_size=1)
 
 
+_FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]  # what NumPy names at protocol 5
+
+
+class Protocol5Pickler(pickle._Pickler):
+    """Python 3's protocol 5, naming NumPy's ``_frombuffer`` after ``module`` (NumPy 1 wrote
+    ``numpy.core.numeric``, NumPy 2 writes ``numpy._core.numeric``)."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def __init__(self, f, module):
+        super().__init__(f, protocol=5)
+        self.module = module
+
+    def save_function(self, obj):
+        if obj is not _FROMBUFFER:
+            return self.save_global(obj)
+        self.save(self.module)
+        self.save("_frombuffer")
+        self.write(pickle.STACK_GLOBAL)
+        self.memoize(obj)
+
+    dispatch[types.FunctionType] = save_function
+
+
+@pytest.mark.parametrize("module", ["numpy._core.numeric", "numpy.core.numeric"])
+def test_cifar_batches_repickled_at_protocol_5_load(tmp_path, module):
+    folder = tmp_path / "cifar-10-batches-py"
+    batches = write_cifar(folder)
+    reference = load_dataset("cifar10", data_dir=tmp_path, val_size=1)
+    for name, batch in batches.items():
+        buf = io.BytesIO()
+        Protocol5Pickler(buf, module).dump(batch)
+        blob = buf.getvalue()
+        assert blob[:2] == b"\x80\x05" and f"{module}".encode() in blob
+        (folder / name).write_bytes(blob)
+    ds = load_dataset("cifar10", data_dir=tmp_path, val_size=1)
+    np.testing.assert_array_equal(ds.X_train, reference.X_train)
+    np.testing.assert_array_equal(ds.X_test, reference.X_test)
+    np.testing.assert_array_equal(ds.y_train, reference.y_train)
+    # and what a plain pickle.dump(..., protocol=5) writes (a Fortran-ordered array, str keys)
+    d = {"data": np.asfortranarray(batches["test_batch"][b"data"]),
+         "labels": np.array(batches["test_batch"][b"labels"])}
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump(d, f, protocol=5)
+    X, y = parse_batch((folder / "test_batch").read_bytes(), "test_batch")
+    np.testing.assert_array_equal(X, reference.X_test)
+    np.testing.assert_array_equal(y, reference.y_test)
+
+
+class _Rebuild:
+    """Unpickles as ``_frombuffer(*args)``."""
+
+    def __init__(self, *args):
+        self.args = args
+
+    def __reduce__(self):
+        return _FROMBUFFER, self.args
+
+
+@pytest.mark.parametrize("args", [(b"\0" * 8, np.dtype(object), (1,), "C"),
+                                  ([1, 2], np.dtype(np.uint8), (2,), "C"),
+                                  (b"\0" * 8, "u1", (8,), "C")])
+def test_protocol_5_rebuild_admits_only_bytes_and_plain_dtypes(args):
+    blob = pickle.dumps({b"data": _Rebuild(*args), b"labels": []}, protocol=5)
+    with pytest.raises(DatasetError, match=r"data_batch_1: refusing numpy _frombuffer"):
+        parse_batch(blob, "data_batch_1")
+
+
 @pytest.mark.parametrize("content, message", [
     (lambda good: good[: len(good) // 2], "not a readable CIFAR-10 pickle"),
     (lambda good: b"GIF89a not a pickle at all", "not a readable CIFAR-10 pickle"),
@@ -278,6 +350,36 @@ def test_idx_label_count_and_range(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([0, 1, 2, 12])))
     with pytest.raises(DatasetError, match=r"labels must be 0..9; found 12"):
         load_dataset("mnist", data_dir=tmp_path, val_size=1)
+
+
+def typed_idx_bytes(arr: np.ndarray, code: int) -> bytes:
+    """An IDX file of type ``code`` (0x09 int8, 0x0B int16, 0x0D float32, ...)."""
+    dtype = {0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[code]
+    head = bytes([0, 0, code, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape)
+    return head + arr.astype(dtype).tobytes()
+
+
+@pytest.mark.parametrize("labels, code, message", [
+    ([0, 1, -1, 2], 0x09, r"labels must be 0\.\.9; found -1"),
+    ([0, -300, 1, 2], 0x0B, r"labels must be 0\.\.9; found -300"),
+    ([0, 1, 3.7, 2], 0x0D, r"labels must be integers .*this file holds float32 values"),
+    ([0, 1, 3.0, 2], 0x0E, r"labels must be integers .*this file holds float64 values"),
+])
+def test_idx_labels_must_be_class_indices(tmp_path, labels, code, message):
+    write_idx_set(tmp_path, gz=False)
+    path = tmp_path / "t10k-labels-idx1-ubyte"
+    path.write_bytes(typed_idx_bytes(np.array(labels), code))
+    with pytest.raises(DatasetError, match=message) as err:
+        load_dataset("mnist", data_dir=tmp_path, val_size=1)
+    assert str(path) in str(err.value)
+
+
+def test_idx_labels_of_any_integer_type_load(tmp_path):
+    write_idx_set(tmp_path, gz=False)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(typed_idx_bytes(np.array([9, 0, 3, 2]),
+                                                                      0x0C))
+    ds = load_dataset("mnist", data_dir=tmp_path, val_size=1)
+    assert ds.y_test.tolist() == [9, 0, 3, 2] and ds.y_test.dtype == np.int64
 
 
 @pytest.mark.skipif(not (DEBIAN_FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(),
@@ -398,7 +500,210 @@ def test_load_dataset_downloads_from_mirror(server, tmp_path, monkeypatch):
         [root / "cifar-10-python.tar.gz"]
 
 
+def _serve_cifar(files, monkeypatch, archive: bytes) -> None:
+    files["cifar-10-python.tar.gz"] = archive
+    monkeypatch.setitem(dl.SOURCES, "cifar10", dl.Source(
+        "http://invalid.example/", (dl.RemoteFile("cifar-10-python.tar.gz",
+                                                  md5=hashlib.md5(archive).hexdigest()),),
+        "cifar10"))
+
+
+def _flip_middle_byte(blob: bytes) -> bytes:
+    mid = len(blob) // 2
+    return blob[:mid] + bytes([blob[mid] ^ 0xFF]) + blob[mid + 1:]
+
+
+def test_download_fetches_a_truncated_cifar_archive_again(server, tmp_path, monkeypatch):
+    url, files = server
+    archive = _cifar_archive(tmp_path)
+    _serve_cifar(files, monkeypatch, archive)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "cifar-10-python.tar.gz").write_bytes(archive[: len(archive) // 2])
+    # without download=True the damage is reported, with what to do about it
+    with pytest.raises(DatasetError, match=r"cifar-10-python\.tar\.gz: cannot extract"):
+        load_dataset("cifar10", data_dir=data_dir, val_size=4)
+    ds = load_dataset("cifar10", data_dir=data_dir, download=True, mirror=url, val_size=4)
+    assert (data_dir / "cifar-10-python.tar.gz").read_bytes() == archive
+    assert len(ds.y_train) == 16 and ds.source == str(data_dir / "cifar-10-batches-py")
+
+
+def test_download_fetches_a_corrupt_cifar_archive_again(server, tmp_path, monkeypatch):
+    """A flipped byte in the pixels' stored (incompressible) deflate blocks extracts without
+    error: only the checksum tells."""
+    url, files = server
+    archive = _cifar_archive(tmp_path)
+    _serve_cifar(files, monkeypatch, archive)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "cifar-10-python.tar.gz").write_bytes(_flip_middle_byte(archive))
+    ds = load_dataset("cifar10", data_dir=data_dir, download=True, mirror=url, val_size=4)
+    assert (data_dir / "cifar-10-python.tar.gz").read_bytes() == archive
+    ref = load_dataset("cifar10", data_dir=tmp_path / "archive-src", val_size=4)
+    np.testing.assert_array_equal(ds.X_train, ref.X_train)
+    np.testing.assert_array_equal(ds.X_test, ref.X_test)
+
+
+def test_download_fetches_again_a_damaged_archive_found_outside_the_download_folder(
+        server, tmp_path, monkeypatch):
+    url, files = server
+    archive = _cifar_archive(tmp_path)
+    _serve_cifar(files, monkeypatch, archive)
+    root = tmp_path / "root"  # <data root>: searched after <data root>/cifar10
+    root.mkdir()
+    (root / "cifar-10-python.tar.gz").write_bytes(archive[:5000])
+    ds = load_dataset("cifar10", download=True, mirror=url, val_size=4)
+    assert (root / "cifar10" / "cifar-10-python.tar.gz").read_bytes() == archive
+    assert ds.source == str(root / "cifar10" / "cifar-10-batches-py")
+
+
+def test_download_keeps_a_verified_archive_and_extracted_batches(server, tmp_path, monkeypatch):
+    url, files = server
+    archive = _cifar_archive(tmp_path)
+    _serve_cifar(files, monkeypatch, archive)
+    files.clear()  # nothing to fetch: any request fails with HTTP 404
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "cifar-10-python.tar.gz").write_bytes(archive)
+    assert len(load_dataset("cifar10", data_dir=data_dir, download=True, mirror=url,
+                            val_size=4).y_train) == 16
+    # extracted batches have no published checksum: read as they are, the archive not needed
+    (data_dir / "cifar-10-python.tar.gz").unlink()
+    assert len(load_dataset("cifar10", data_dir=data_dir, download=True, mirror=url,
+                            val_size=4).y_train) == 16
+
+
+def _serve_mnist(files, monkeypatch, folder: Path) -> dict[str, bytes]:
+    """Serve (and publish the MD5s of) the gzipped IDX files written into ``folder``."""
+    blobs = {p.name: p.read_bytes() for p in sorted(folder.glob("*.gz"))}
+    files.update(blobs)
+    monkeypatch.setitem(dl.SOURCES, "mnist", dl.Source(
+        "http://invalid.example/",
+        tuple(dl.RemoteFile(n, md5=hashlib.md5(b).hexdigest()) for n, b in blobs.items()),
+        "mnist"))
+    return blobs
+
+
+def test_download_fetches_a_damaged_idx_file_again(server, tmp_path, monkeypatch):
+    url, files = server
+    arrays = write_idx_set(tmp_path / "served", gz=True)
+    blobs = _serve_mnist(files, monkeypatch, tmp_path / "served")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for name, blob in blobs.items():
+        (data_dir / name).write_bytes(blob)
+    bad = data_dir / "train-labels-idx1-ubyte.gz"
+    bad.write_bytes(blobs[bad.name][:-12])  # cut off: the gzip trailer and some labels
+    with pytest.raises(DatasetError, match=r"train-labels-idx1-ubyte\.gz: truncated"):
+        load_dataset("mnist", data_dir=data_dir, val_size=2)
+    ds = load_dataset("mnist", data_dir=data_dir, download=True, mirror=url, val_size=2)
+    assert bad.read_bytes() == blobs[bad.name]
+    np.testing.assert_array_equal(np.concatenate([ds.y_train, ds.y_val]),
+                                  arrays["train-labels-idx1-ubyte"])
+
+
+def test_download_reads_files_without_a_published_checksum_as_they_are(
+        server, tmp_path, monkeypatch):
+    url, files = server
+    write_idx_set(tmp_path / "served", gz=True)
+    _serve_mnist(files, monkeypatch, tmp_path / "served")
+    files.clear()  # nothing to fetch: any request fails with HTTP 404
+    # uncompressed files: the published MD5s are of the .gz files
+    raw = write_idx_set(tmp_path / "raw", gz=False, seed=1)
+    ds = load_dataset("mnist", data_dir=tmp_path / "raw", download=True, mirror=url, val_size=2)
+    np.testing.assert_array_equal(ds.y_test, raw["t10k-labels-idx1-ubyte"])
+    # Debian's package recompressed Fashion-MNIST: other MD5s than Zalando's, still read as is
+    debian = tmp_path / "debian"
+    deb = write_idx_set(debian, gz=True, seed=2)
+    monkeypatch.setattr(idx_module, "DEBIAN_FASHION_DIR", debian)
+    monkeypatch.setitem(dl.SOURCES, "fashion-mnist", dl.Source(
+        "http://invalid.example/", tuple(dl.RemoteFile(p.name, md5="0" * 32)
+                                         for p in debian.glob("*.gz")), "fashion-mnist"))
+    ds = load_dataset("fashion-mnist", download=True, mirror=url, val_size=2)
+    assert ds.source == str(debian)
+    np.testing.assert_array_equal(ds.y_test, deb["t10k-labels-idx1-ubyte"])
+
+
 def test_official_checksums_are_published_md5s():
     for src in dl.SOURCES.values():
         assert all(len(f.md5) == 32 for f in src.files)
     assert dl.SOURCES["cifar10"].files[0].md5 == "c58f30108f718f92721af3b95e74349a"
+
+
+# --- image folders: colour and bit depth --------------------------------------------------------
+
+def _save(path: Path, arr: np.ndarray) -> np.ndarray:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return arr
+
+
+@pytest.mark.parametrize("grey_name", ["0000.png", "9999.png"])
+def test_folder_colour_does_not_depend_on_which_image_comes_first(tmp_path, grey_name):
+    rs = np.random.RandomState(0)
+    root = tmp_path / "pics"
+    grey = _save(root / "a" / grey_name, rs.randint(0, 256, (4, 5)).astype(np.uint8))
+    colour = {f"{c}/{i:04d}.png": _save(root / c / f"{i:04d}.png",
+                                        rs.randint(0, 256, (4, 5, 3)).astype(np.uint8))
+              for c in "ab" for i in range(1, 4)}
+    for cache in (False, True, True):  # decoded, then decoded and cached, then from the cache
+        X, y, _ = read_image_folder(root, cache=cache)
+        assert X.shape == (7, 4, 5, 3)
+        by_name = dict(zip(sorted([*colour, f"a/{grey_name}"]), X))  # files in name order
+        np.testing.assert_array_equal(by_name[f"a/{grey_name}"], np.repeat(grey[:, :, None], 3, 2))
+        for name, arr in colour.items():
+            np.testing.assert_array_equal(by_name[name], arr)
+
+
+def test_folder_colour_image_after_many_grey_ones(tmp_path):
+    """More images than one decoding thread's share: the grey decode stops and starts over."""
+    rs = np.random.RandomState(1)
+    root = tmp_path / "pics"
+    greys = [_save(root / "a" / f"{i:04d}.png", rs.randint(0, 256, (2, 2)).astype(np.uint8))
+             for i in range(1100)]
+    last = _save(root / "b" / "0000.png", rs.randint(0, 256, (2, 2, 3)).astype(np.uint8))
+    X, y, classes = read_image_folder(root, cache=False)
+    assert X.shape == (1101, 2, 2, 3) and classes == ["a", "b"]
+    np.testing.assert_array_equal(X[:1100], np.repeat(np.stack(greys)[..., None], 3, 3))
+    np.testing.assert_array_equal(X[1100], last)
+    (root / "b" / "0000.png").unlink()
+    _save(root / "b" / "0000.png", last[:, :, 0])
+    X, _, _ = read_image_folder(root, cache=False)
+    assert X.shape == (1101, 2, 2, 1)
+
+
+def test_folder_wide_greyscale_images_are_scaled_not_clipped(tmp_path):
+    wide = np.array([[0, 257, 1000, 32896, 65535]], np.uint16)
+    expected = np.array([[0, 1, 4, 128, 255]], np.uint8)  # v / 257, rounded
+    root = tmp_path / "pics"
+    _save(root / "a" / "png16.png", wide)                           # Pillow mode I;16
+    _save(root / "a" / "tiff16b.tif", wide.astype(">u2"))          # I;16B
+    _save(root / "b" / "int32.tif", wide.astype(np.int32))         # I
+    _save(root / "b" / "float.tif", (wide / 65535.0).astype(np.float32))  # F, 0..1
+    with Image.open(root / "a" / "tiff16b.tif") as im:
+        assert im.mode == "I;16B"
+    X, _, _ = read_image_folder(root, cache=False)
+    assert X.shape == (4, 1, 5, 1)
+    for x in X:
+        np.testing.assert_array_equal(x[:, :, 0], expected)
+    # alongside colour images they are scaled, then repeated over the three channels
+    _save(root / "b" / "rgb.png", np.zeros((1, 5, 3), np.uint8))
+    X, _, _ = read_image_folder(root, cache=False)
+    assert X.shape == (5, 1, 5, 3)
+    np.testing.assert_array_equal(X[0], np.repeat(expected[:, :, None], 3, 2))
+
+
+@pytest.mark.parametrize("arr, message", [
+    (np.array([[0, 70000]], np.int32), r"int32\.tif: 32-bit image with values 0\.\.70000"),
+    (np.array([[0, -1]], np.int32), r"int32\.tif: 32-bit image with values -1\.\.0"),
+    (np.array([[0.0, 2.0]], np.float32), r"float32\.tif: floating-point image with values "
+                                         r"outside 0\.\.1 \(found 0\.\.2\)"),
+    (np.array([[0.0, np.nan]], np.float32), r"float32\.tif: floating-point image"),
+])
+def test_folder_wide_images_out_of_range_are_refused(tmp_path, arr, message):
+    root = tmp_path / "pics"
+    _save(root / "a" / f"{arr.dtype.name}.tif", arr)
+    _save(root / "b" / "ok.png", np.zeros((1, 2), np.uint8))
+    with pytest.raises(DatasetError, match=message) as err:
+        read_image_folder(root, cache=False)
+    assert "\n" not in str(err.value) and "save it as an 8- or 16-bit image" in str(err.value)

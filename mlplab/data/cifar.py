@@ -2,7 +2,8 @@
 
 The batches are Python-2 pickles. ``pickle.load`` would run whatever a file names, so they are
 read with :class:`RestrictedUnpickler`, which admits only what the official files contain: dicts,
-lists, tuples, byte strings, numbers and the three NumPy names that rebuild an array. Anything
+lists, tuples, byte strings, numbers and the three NumPy names that rebuild an array (plus
+NumPy's ``_frombuffer``, with which batches re-pickled at protocol 5 rebuild them). Anything
 else (``os.system``, ``builtins.eval``, ...) is refused before it is imported.
 """
 
@@ -35,9 +36,27 @@ MAX_ARCHIVE_ENTRIES = 100
 # ndarray.__reduce__ names its rebuild function; take it from NumPy itself rather than importing
 # numpy.core (renamed numpy._core in NumPy 2, with a deprecation shim under the old name)
 _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
+# at pickle protocol 5 a contiguous array reduces to _frombuffer(bytes, dtype, shape, order)
+# instead (numpy.core.numeric in NumPy 1, numpy._core.numeric in NumPy 2)
+_FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
+
+
+def _frombuffer(buf: object, dtype: object, *shape_order: object) -> np.ndarray:
+    """NumPy's protocol-5 array rebuild, admitted for in-band bytes and plain dtypes only. It
+    only views the bytes (``np.frombuffer``, reshaped), which NumPy itself refuses for object
+    dtypes; checking here too keeps that guarantee from resting on NumPy's."""
+    if not isinstance(buf, bytes | bytearray) or not isinstance(dtype, np.dtype) \
+            or dtype.hasobject:
+        raise RefusedGlobal(f"refusing numpy _frombuffer({type(buf).__name__}, {dtype!r}): a "
+                            "CIFAR-10 batch holds only plain NumPy arrays")
+    return _FROMBUFFER(buf, dtype, *shape_order)
+
+
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     # Python 3 writes bytes as _codecs.encode(text, "latin1") at protocols < 3, so a batch
@@ -199,30 +218,53 @@ def candidate_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
     return roots
 
 
-def find_cifar10(data_dir: str | os.PathLike | None) -> Path | None:
-    """The batch folder, extracting the archive on first use; ``None`` if nowhere to be found."""
-    roots = candidate_dirs(data_dir)
+def _extracted(roots: list[Path]) -> Path | None:
+    """The first folder of ``roots`` holding the batches (or their ``cifar-10-batches-py/``)."""
     for root in roots:
         if (root / TRAIN_BATCHES[0]).is_file():
             return root
         if (root / BATCH_DIR / TRAIN_BATCHES[0]).is_file():
             return root / BATCH_DIR
-    for root in roots:
-        if (root / ARCHIVE).is_file():
-            return extract_archive(root / ARCHIVE, root)
     return None
+
+
+def _archive(roots: list[Path]) -> Path | None:
+    return next((root / ARCHIVE for root in roots if (root / ARCHIVE).is_file()), None)
+
+
+def find_cifar10(data_dir: str | os.PathLike | None) -> Path | None:
+    """The batch folder, extracting the archive on first use; ``None`` if nowhere to be found."""
+    roots = candidate_dirs(data_dir)
+    folder = _extracted(roots)
+    if folder is None and (archive := _archive(roots)) is not None:
+        folder = extract_archive(archive, archive.parent)
+    return folder
+
+
+def _needs_download(data_dir: str | os.PathLike | None) -> bool:
+    """With ``download=True``: is there neither an extracted batch folder nor an archive with
+    the published checksum? A truncated or corrupt archive is fetched again rather than failing
+    to extract. Extracted batches have no published checksums and are read as they are."""
+    from mlplab.data.download import checksum_problem
+
+    roots = candidate_dirs(data_dir)
+    if _extracted(roots) is not None:
+        return False
+    archive = _archive(roots)
+    return archive is None or checksum_problem("cifar10", archive) is not None
 
 
 def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = False,
                  mirror: str | None = None) -> Dataset:
     """All 50,000 training and 10,000 test images in file order (``X_val`` empty; the caller
     splits)."""
-    folder = find_cifar10(data_dir)
-    if folder is None and download:
+    if download and _needs_download(data_dir):
         from mlplab.data.download import download_dataset
 
+        # into data_dir (or <data root>/cifar10): searched first, so the fresh archive is the one
+        # extracted even where a damaged one lies in another folder
         download_dataset("cifar10", data_dir=data_dir, mirror=mirror)
-        folder = find_cifar10(data_dir)
+    folder = find_cifar10(data_dir)
     if folder is None:
         looked = ", ".join(str(r) for r in candidate_dirs(data_dir))
         where = f" --data-dir {data_dir}" if data_dir is not None else ""

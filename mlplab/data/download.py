@@ -84,6 +84,19 @@ def _matches(md5: str, sha: str, remote: RemoteFile) -> str | None:
     return None
 
 
+def checksum_problem(name: str, path: str | os.PathLike) -> str | None:
+    """Why ``path`` fails the published checksum of the file of that name in dataset ``name``,
+    or ``None`` if it matches or none is published for that name (an uncompressed IDX file)."""
+    path = Path(path)
+    remote = next((f for f in SOURCES[name.lower()].files if f.name == path.name), None)
+    if remote is None:
+        return None
+    try:
+        return _matches(*file_digests(path), remote)
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+
+
 def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
                   sha256: str | None = None, timeout: float = 60.0, progress: bool = True
                   ) -> Path:

@@ -5,6 +5,11 @@ uncompressed ``.npz`` under ``<data root>/folder-cache/``, keyed by the folder's
 image's name, size and modification time and the requested image size; a changed folder simply
 misses the cache. Decoding uses a few threads, which pays off for large images (Pillow releases the
 GIL while decoding).
+
+Colour: a folder whose images are all greyscale gives one channel, any colour image makes every
+image RGB. Wider greyscale images are scaled to 0..255, not clipped: 16-bit (Pillow's ``I;16*``
+modes) and 32-bit integer (``I``, which older Pillows give for 16-bit PNGs) as 0..65535, floating
+point (``F``) as 0..1; values outside those ranges are refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,8 +30,11 @@ from mlplab.data.base import DatasetError, atomic_path, data_root
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
-#: bump when the cached layout or decoding changes, so old caches are ignored
-CACHE_VERSION = 1
+#: bump when the cached layout or decoding changes, so old caches are ignored (2: the colour
+#: mode depends on every image, not the first; 16-bit images are scaled, not clipped)
+CACHE_VERSION = 2
+#: Pillow modes of one-channel images; any other mode is colour (or colour with alpha)
+GREY_MODES = ("1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
 
 def open_image(path: str | os.PathLike):
@@ -95,43 +104,81 @@ def _unreadable(path: Path, exc: Exception) -> DatasetError:
     return DatasetError(f"{path}: cannot read image ({detail}); replace or remove the file.")
 
 
-def _target_mode(path: Path) -> str:
-    """Grayscale folders stay one channel; anything else becomes RGB (alpha dropped)."""
-    try:
-        with open_image(path) as im:
-            return "L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB"
-    except Exception as exc:
-        raise _unreadable(path, exc) from None
+class _ColourImage(Exception):
+    """A colour image turned up while decoding a folder as greyscale (see ``_decode_any``)."""
 
 
-def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None) -> np.ndarray:
+def _to_8bit(im, path: Path):
+    """``im`` with values in 0..255: 16- and 32-bit integer images are read as 0..65535 and
+    float images as 0..1, each scaled to 0..255. ``convert("L")`` would clip them instead: a
+    16-bit image would come out almost all white."""
     from PIL import Image
 
-    def read(path: Path) -> np.ndarray:
-        try:
-            with open_image(path) as im:
-                if im.mode != mode:
-                    im = im.convert(mode)
-                if size is not None and im.size != (size[1], size[0]):
-                    im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                arr = np.asarray(im, dtype=np.uint8)
-        except Exception as exc:
-            raise _unreadable(path, exc) from None
-        return arr if arr.ndim == 3 else arr[:, :, None]
+    if im.mode not in ("I", "F") and not im.mode.startswith("I;16"):
+        return im
+    arr = np.asarray(im)
+    if im.mode == "F":
+        if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0.0 and arr.max() <= 1.0):
+            raise DatasetError(
+                f"{path}: floating-point image with values outside 0..1 (found {arr.min():g}.."
+                f"{arr.max():g}); mlplab reads float images as intensities in 0..1 - rescale "
+                "it or save it as an 8- or 16-bit image.")
+        return Image.fromarray(np.rint(arr * 255.0).astype(np.uint8))
+    if im.mode == "I" and arr.size and (arr.min() < 0 or arr.max() > 65535):
+        raise DatasetError(
+            f"{path}: 32-bit image with values {arr.min()}..{arr.max()}; mlplab reads integer "
+            "images as 16-bit (0..65535) - save it as an 8- or 16-bit image.")
+    # 0..65535 onto 0..255 rounding to nearest: 257 * v (an 8-bit value widened) gives v back
+    return Image.fromarray(((arr.astype(np.uint32) + 128) // 257).astype(np.uint8))
 
-    first = read(paths[0])
+
+def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
+                grey_only: bool = False) -> np.ndarray:
+    """One image as ``uint8 (H, W, C)`` in ``mode`` (``"L"`` or ``"RGB"``), resized to ``size``.
+    With ``grey_only`` a colour image raises ``_ColourImage`` instead of being made grey."""
+    from PIL import Image
+
+    try:
+        with open_image(path) as im:
+            if grey_only and im.mode not in GREY_MODES:
+                raise _ColourImage(path)
+            im = _to_8bit(im, path)
+            if im.mode != mode:
+                im = im.convert(mode)
+            if size is not None and im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (DatasetError, _ColourImage):
+        raise
+    except Exception as exc:
+        raise _unreadable(path, exc) from None
+    return arr if arr.ndim == 3 else arr[:, :, None]
+
+
+def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
+            grey_only: bool = False) -> np.ndarray:
+    """Every image of ``paths`` as ``uint8 (N, H, W, C)`` in ``mode``, decoded by a few threads.
+    ``grey_only``: stop at the first colour image (``_ColourImage``)."""
+    first = _read_image(paths[0], mode, size, grey_only)
     out = np.empty((len(paths), *first.shape), dtype=np.uint8)
     out[0] = first
+    failed = threading.Event()  # one thread's error stops the others: the result is discarded
 
     def work(chunk: range) -> None:
-        for i in chunk:
-            arr = read(paths[i])
-            if arr.shape != first.shape:
-                raise DatasetError(
-                    f"{paths[i]}: image is {arr.shape[1]}x{arr.shape[0]} but {paths[0].name} is "
-                    f"{first.shape[1]}x{first.shape[0]}; pass --image-size (image_size=) to "
-                    "resize all images to one size.")
-            out[i] = arr
+        try:
+            for i in chunk:
+                if failed.is_set():
+                    return
+                arr = _read_image(paths[i], mode, size, grey_only)
+                if arr.shape != first.shape:
+                    raise DatasetError(
+                        f"{paths[i]}: image is {arr.shape[1]}x{arr.shape[0]} but "
+                        f"{paths[0].name} is {first.shape[1]}x{first.shape[0]}; pass "
+                        "--image-size (image_size=) to resize all images to one size.")
+                out[i] = arr
+        except BaseException:
+            failed.set()
+            raise
 
     step = 512
     chunks = [range(s, min(s + step, len(paths))) for s in range(1, len(paths), step)]
@@ -148,6 +195,19 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None) -> np.nd
                 for c, _ in zip(chunks, ex.map(work, chunks)):  # re-raises the first error
                     bar.update(len(c))
     return out
+
+
+def _decode_any(paths: list[Path], size: tuple[int, int] | None) -> np.ndarray:
+    """Greyscale (one channel) if every image is greyscale, else RGB, whatever the files' order.
+
+    Decoding as greyscale stops at the first colour image and starts again as RGB, so a colour
+    folder costs one extra file opened, an all-grey folder nothing; only a folder that mixes
+    them decodes its leading grey images twice. Reading every header first instead would cost
+    about half a decode of small images for every grey folder."""
+    try:
+        return _decode(paths, "L", size, grey_only=True)
+    except _ColourImage:
+        return _decode(paths, "RGB", size)
 
 
 def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | None = None, *,
@@ -179,7 +239,7 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
                 return z["X"], z["y"], classes
         except Exception:  # a damaged cache is rebuilt, never trusted
             pass
-    X = _decode(paths, mode or _target_mode(paths[0]), image_size)
+    X = _decode(paths, mode, image_size) if mode else _decode_any(paths, image_size)
     if cache:
         try:
             with atomic_path(cache_file) as tmp, open(tmp, "wb") as f:

@@ -149,9 +149,28 @@ def _labels(path: Path, n: int, classes: int) -> np.ndarray:
         raise DatasetError(f"{path}: expected a 1-D label file; got shape {y.shape}.")
     if len(y) != n:
         raise DatasetError(f"{path}: {len(y)} labels for {n} images.")
-    if y.size and int(y.max()) >= classes:
-        raise DatasetError(f"{path}: labels must be 0..{classes - 1}; found {int(y.max())}.")
+    # a float label would be truncated to a class (3.7 -> 3) and a signed one may be negative,
+    # which indexes classes from the end: neither is a class index
+    if y.dtype.kind not in "iu":
+        raise DatasetError(f"{path}: labels must be integers (IDX type 0x08, 0x09, 0x0B or "
+                           f"0x0C); this file holds {y.dtype.name} values.")
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= classes):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise DatasetError(f"{path}: labels must be 0..{classes - 1}; found {bad}.")
     return y.astype(np.int64)
+
+
+def _needs_download(name: str, files: dict[str, Path] | None) -> bool:
+    """With ``download=True``: are files missing, or does a gzipped one found fail its published
+    checksum (an interrupted copy, a truncated file)? Uncompressed files have no published
+    checksum and Debian's package recompressed its files (other MD5s, vouched for by the package
+    manager); both are read as they are."""
+    if files is None:
+        return True
+    from mlplab.data.download import checksum_problem
+
+    return any(p.parent != DEBIAN_FASHION_DIR and checksum_problem(name, p) is not None
+               for p in files.values())
 
 
 def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
@@ -160,9 +179,11 @@ def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
     if name not in CLASSES:
         raise DatasetError(f"unknown IDX dataset {name!r}; expected mnist or fashion-mnist.")
     files = find_idx_files(name, data_dir)
-    if files is None and download:
+    if download and _needs_download(name, files):
         from mlplab.data.download import download_dataset
 
+        # into data_dir (or <data root>/<name>): searched before any other folder, so the fresh
+        # files are the ones read even where the damaged ones were found elsewhere
         download_dataset(name, data_dir=data_dir, mirror=mirror)
         files = find_idx_files(name, data_dir)
     if files is None:
