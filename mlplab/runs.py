@@ -401,8 +401,11 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
                                           **options})
         else:
             cfg = build_config(**{**base, **options})
+    cfg = _absolute_data_paths(cfg)
     ds, owned = _take_dataset(cfg, data)
     _crop_padding(cfg, ds.image_shape)  # before anything is written
+    if cfg.eval_test:
+        require_test_split(ds)
     if not owned:
         # a dataset loaded by the caller may be split otherwise than the config (a preset's
         # val_size 0, a default): record the split it has, which evaluate_run reloads
@@ -690,14 +693,32 @@ def write_plots(out_dir: Path, result: RunResult, ds, X_val: np.ndarray | None) 
     return written
 
 
+def _absolute_data_paths(cfg: RunConfig) -> RunConfig:
+    """The config with its folder dataset and ``data_dir`` as absolute paths: ``evaluate`` and
+    ``--resume`` reload the data from the config, maybe from another working folder."""
+    changes: dict[str, str] = {}
+    if cfg.dataset.lower().startswith("folder:") and cfg.dataset[len("folder:"):].strip():
+        path = Path(cfg.dataset[len("folder:"):]).expanduser()
+        changes["dataset"] = f"folder:{path.resolve()}"
+    if cfg.data_dir:
+        changes["data_dir"] = str(Path(cfg.data_dir).expanduser().resolve())
+    return replace(cfg, **changes) if changes else cfg
+
+
 def _new_run_dir(out: str | os.PathLike) -> Path:
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} is a file; the run needs a folder: choose another --out.")
-    if (out_dir / CONFIG_FILE).exists():
+    # a config.json alone is a run that ended before its first checkpoint (it diverged, was
+    # refused or killed): nothing to resume or keep, so the folder may be used again
+    if any((out_dir / f).exists() for f in (CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE)):
         raise ValueError(f"{out_dir} already holds a run; choose another --out, or continue it "
                          f"with --resume {out_dir}.")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file on the path, a read-only or virtual file system
+        raise ValueError(f"cannot create the run folder {out_dir}: {exc.strerror or exc}; "
+                         "choose another --out.") from exc
     return out_dir
 
 

@@ -347,7 +347,10 @@ class Trainer:
                 xb = self.augment(xb, self.rng)
 
             self.optimizer.lr = schedule.lr_at(self.iteration, self.epoch)
-            loss, grads = model._loss_and_grads(xb, yb, cfg.reg)
+            # a diverging run overflows first; the check below reports it in one clear line
+            # instead of NumPy's RuntimeWarnings
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                loss, grads = model._loss_and_grads(xb, yb, cfg.reg)
             if not math.isfinite(loss):
                 raise TrainingDivergedError(
                     f"the loss became {loss} at iteration {self.iteration + 1} (epoch "

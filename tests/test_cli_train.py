@@ -55,8 +55,32 @@ def test_evaluate_and_predict(run_dir, capsys, tmp_path):
     assert line.split(": ")[1].split()[0] == ds.classes[pred[0]]
 
 
+def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monkeypatch, capsys):
+    ds = load_dataset("digits")
+    for i, (image, label) in enumerate(zip(ds.X_train[:60], ds.y_train[:60])):
+        (tmp_path / "pics" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[:, :, 0]).save(tmp_path / "pics" / str(label) / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "folder:pics", "--val-size", "20", "--test-size", "0",
+                 "--hidden", "8", "--epochs", "1", "--quiet", "--no-plots", "--out", "r"]) == 0
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["dataset"] == f"folder:{tmp_path / 'pics'}"  # not relative to where it ran
+    val = json.loads((tmp_path / "r" / "metrics.json").read_text())["val_accuracy"]
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path / "r")
+    assert main(["evaluate", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert f"({20} images): accuracy {val:.4f}" in out and "confusion matrix" in out
+    (tmp_path / "pics").rename(tmp_path / "moved")
+    assert main(["evaluate", str(tmp_path / "r"), "--data-dir", str(tmp_path / "moved"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(val)
+
+
 @pytest.mark.parametrize("argv,code,message", [
     (["train", "--resume", "RUN", "--lr", "0.1"], 2, "drop --lr"),
+    (["train", "--resume", "RUN", "--dataset", "mnist", "--val-size", "10", "--download"], 2,
+     "drop --dataset, --val-size, --download"),
     (["train", "--dataset", "nope"], 1, "unknown dataset"),
     (["train", "--epochs", "2", "--iters", "5"], 2, "not allowed with"),
     (["train", "--hidden", "10,x"], 2, "comma-separated"),

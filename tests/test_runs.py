@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from mlplab.runs import (
     resume_run,
     train_run,
 )
-from mlplab.trainer import Callback
+from mlplab.trainer import Callback, TrainingDivergedError
 
 FAST = {"dataset": "digits", "hidden": [32], "epochs": 4, "batch_size": 64}
 
@@ -135,7 +136,20 @@ def test_eval_test_without_a_test_split_is_refused_before_training(tmp_path):
     data = load_dataset("digits", test_size=0)
     with pytest.raises(ValueError, match="no test split.*--test-size"):
         train_run(FAST, out=tmp_path / "run", data=data, eval_test=True)
-    assert not (tmp_path / "run" / "checkpoint.npz").exists()  # no epoch was trained
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_folder_whose_run_ended_before_a_checkpoint_can_be_used_again(tmp_path, digits):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the divergence is the error, not NumPy's overflow
+        with pytest.raises(TrainingDivergedError):
+            train_run(FAST, out=tmp_path / "run", data=digits, optimizer="sgd", lr=1e6)
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["config.json"]
+    res = train_run(FAST, out=tmp_path / "run", data=digits)  # not "already holds a run"
+    assert res.metrics["status"] == "completed"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="cannot create the run folder .*file/run.*--out"):
+        train_run(FAST, out=tmp_path / "file" / "run", data=digits)
 
 
 def test_train_run_writes_a_complete_run_folder(tmp_path, digits):

@@ -53,8 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "training options allowed)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="run folder to create (default: runs/<timestamp>)")
-    add_dataset_arguments(p, val_size_note="; the Fashion-MNIST accuracy presets: 0, every "
-                                           "training image")
+    # default None: --resume can tell a given --dataset from the default
+    add_dataset_arguments(p, default=None, val_size_note="; the Fashion-MNIST accuracy presets: "
+                                                        "0, every training image")
     g = p.add_argument_group("data handling")
     g.add_argument("--data-seed", type=seed_arg, default=None,
                    help="seed of the digits/folder validation split (default: 0, whatever "
@@ -140,7 +141,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--split", choices=["val", "test", "train"], default="val",
                    help="split to evaluate (default: %(default)s)")
     e.add_argument("--data-dir", metavar="DIR", default=None,
-                   help="where the dataset files are, if not where training found them")
+                   help="where the dataset files are, if not where training found them (for a "
+                        "folder:PATH dataset, the folder of class sub-folders itself)")
     e.add_argument("--json", action="store_true", help="print the results as JSON")
     e.set_defaults(func=run_evaluate)
 
@@ -164,8 +166,11 @@ def run_train(args: argparse.Namespace) -> int:
 
     progress = not args.quiet and not args.json and not args.verbose
     if args.resume:
-        extra = sorted(_given(args, RUN_FIELDS)) + (["preset"] if args.preset else []) + \
-            (["out"] if args.out else [])
+        # the data too: the run reloads its dataset exactly as it was configured
+        extra = sorted(_given(args, (*RUN_FIELDS, *DATA_FIELDS, "mirror"))) + \
+            (["preset"] if args.preset else []) + (["out"] if args.out else []) + \
+            (["download"] if args.download else []) + \
+            (["no_cache"] if not args.data_cache else [])
         if extra:
             flags = ", ".join(flag(k) for k in extra)
             raise UsageError(f"--resume continues a run exactly as it was configured; drop "
@@ -216,7 +221,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     data = None
     if args.data_dir:
         _, cfg, _ = load_run(args.run)
-        cfg.data_dir = args.data_dir
+        if cfg.dataset.lower().startswith("folder:"):  # the folder is the dataset's name
+            cfg.dataset = f"folder:{args.data_dir}"
+        else:
+            cfg.data_dir = args.data_dir
         data = load_run_dataset(cfg)
     res = evaluate_run(args.run, args.split, data=data)
     if args.json:
@@ -227,6 +235,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     width = max(len(c) for c in res["classes"])
     for name, acc in zip(res["classes"], res["per_class_accuracy"]):
         print(f"  {name:<{width}}  {acc:.3f}")
+    cells = max(len(str(n)) for row in res["confusion_matrix"] for n in row)
+    print("confusion matrix (rows: true class, columns: predicted, in the order above):")
+    for row in res["confusion_matrix"]:
+        print("  " + " ".join(f"{n:>{cells}}" for n in row))
     return 0
 
 
