@@ -24,6 +24,7 @@ A run folder holds:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -444,6 +445,10 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     if ckpt.is_file():
         loaded, state, seconds = load_checkpoint(ckpt)
         pre, model = loaded.preprocessing, loaded.model
+        if list(model.config["hidden_sizes"]) != list(cfg.hidden):  # a checkpoint copied in
+            raise ValueError(f"{ckpt} holds a network with hidden sizes "
+                             f"{list(model.config['hidden_sizes'])}, but {CONFIG_FILE} says "
+                             f"{list(cfg.hidden)}: it is not this run's checkpoint.")
         X_train = pre.transform(ds.X_train)
     else:  # killed before the first epoch ended: start again from scratch, same seed
         pre, model, X_train = _fresh(cfg, ds)
@@ -619,9 +624,7 @@ def _fit_and_finish(cfg: RunConfig, ds, pre, model: MLP, X_train: np.ndarray,
         "num_params": model.num_params,
         "preset": cfg.preset,
         "seed": cfg.seed,
-        "train_size": int(len(ds.y_train)),
-        "val_size": int(len(ds.y_val)),
-        "test_size": int(len(ds.y_test)),
+        **split_record(ds),
     })
     result = RunResult(cfg, model, pre, history, metrics, list(ds.classes), out_dir)
     if out_dir is not None:
@@ -631,6 +634,38 @@ def _fit_and_finish(cfg: RunConfig, ds, pre, model: MLP, X_train: np.ndarray,
             write_plots(out_dir, result, ds, X_val)
         io.write_json(out_dir / METRICS_FILE, metrics)  # last: its presence marks a finished write
     return result
+
+
+def split_record(ds) -> dict[str, Any]:
+    """The split sizes and the evaluation splits' fingerprints, for a run's ``metrics.json``:
+    ``evaluate`` refuses a folder dataset whose validation or test split has changed since."""
+    return {"train_size": int(len(ds.y_train)), "val_size": int(len(ds.y_val)),
+            "test_size": int(len(ds.y_test)),
+            "split_sha1": {s: split_fingerprint(*ds.split(s)) for s in ("val", "test")}}
+
+
+def split_fingerprint(X: np.ndarray, y: np.ndarray) -> str:
+    """SHA-1 of a split's raw images and labels."""
+    h = hashlib.sha1(np.ascontiguousarray(X))
+    h.update(np.ascontiguousarray(y, dtype=np.int64))
+    return h.hexdigest()
+
+
+def _check_same_split(metrics: dict[str, Any], split: str, X: np.ndarray, y: np.ndarray,
+                      name: str) -> None:
+    """Refuse to evaluate a split that is not the one the run saw: a folder dataset that gained
+    or lost images is split anew, and its validation and test splits then hold training images.
+    (The training split may differ on purpose: tuning trains on a subset of it.)"""
+    if split == "train":
+        return
+    size, sha = metrics.get(f"{split}_size"), metrics.get("split_sha1", {}).get(split)
+    if (size is not None and size != len(y)) or (sha is not None
+                                                 and sha != split_fingerprint(X, y)):
+        then = f"{size} images then, {len(y)} now" if size not in (None, len(y)) else \
+            "as many images, but other ones"
+        raise ValueError(f"the {split} split of {name} is not the one this run was trained with "
+                         f"({then}): the data changed since, and the new split may hold training "
+                         "images. Evaluate on the data as it was, or train a new run.")
 
 
 def _per_epoch(cfg: RunConfig, n: int) -> int:
@@ -747,16 +782,23 @@ def _no_model_hint(run_dir: Path) -> str:
 def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[str, Any]]:
     """``(model file, config, metrics)`` of a finished (or interrupted) run folder."""
     run_dir = Path(run)
+    loaded = _load_run_model(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    cfg = _finished_run_config(io.read_json(config_path), config_path)
+    metrics_path = run_dir / METRICS_FILE
+    metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}
+    return loaded, cfg, metrics
+
+
+def _load_run_model(run_dir: Path) -> io.LoadedModel:
+    """The model file of a run folder (which is all ``predict`` needs)."""
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} is not a folder; pass a run folder written by "
                                 "mlplab train.")
     model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
         raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}; {_no_model_hint(run_dir)}.")
-    cfg = _finished_run_config(io.read_json(run_dir / CONFIG_FILE))
-    metrics_path = run_dir / METRICS_FILE
-    metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}
-    return io.load_model(model_path), cfg, metrics
+    return io.load_model(model_path)
 
 
 #: the options that say which data a run saw: all that evaluating its model needs
@@ -764,13 +806,19 @@ _DATA_OPTIONS = ("dataset", "data_dir", "val_size", "test_size", "image_size", "
                  "preprocessing")
 
 
-def _finished_run_config(values: dict[str, Any]) -> RunConfig:
+def _finished_run_config(values: Any, path: Path | str = CONFIG_FILE) -> RunConfig:
     """The config of a run folder. A ``mlplab torch train`` folder holds the same ``model.npz``
-    (its weights as an MLP) but a PyTorch config; its data options are all that evaluating or
-    predicting with it needs, so the rest is left at the defaults."""
+    (its weights as an MLP) but a PyTorch config; its data options are all that evaluating
+    with it needs, so the rest is left at the defaults."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} is not a run configuration (a JSON object of options); it "
+                         f"holds a {type(values).__name__}.")
     if values.get("framework") == "pytorch":
         values = {k: values[k] for k in _DATA_OPTIONS if k in values}
-    return RunConfig.from_dict(values)
+    try:
+        return RunConfig.from_dict(values)
+    except (TypeError, ValueError) as exc:  # a hand-edited or damaged file
+        raise ValueError(f"{path} is not a valid run configuration: {exc}") from None
 
 
 def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -> dict[str, Any]:
@@ -779,9 +827,10 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -
     from mlplab import plots
     from mlplab.data.base import SPLITS
 
-    loaded, cfg, _ = load_run(run)
+    loaded, cfg, metrics = load_run(run)
     ds = data if data is not None else load_run_dataset(cfg)
     X, y = ds.split(split)
+    _check_same_split(metrics, split, X, y, ds.name)
     if not len(y):
         others = [s for s in SPLITS if s != split and len(ds.split(s)[1])]
         raise ValueError(f"the {split} split of {ds.name} is empty for this run (e.g. a run "
@@ -802,7 +851,7 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
 
     from mlplab.data.folder import open_image
 
-    loaded, _, _ = load_run(run)
+    loaded = _load_run_model(Path(run))  # the model file holds all predict needs
     shape = loaded.extra.get("image_shape")
     classes = loaded.extra.get("classes") or [str(i) for i in range(loaded.model.num_classes)]
     if not shape or len(shape) != 3:

@@ -184,7 +184,7 @@ def select_device(choice: str = "cpu", *, cuda_available: bool | None = None,
     """``cpu`` (the default), ``cuda`` / ``cuda:N`` (an error when PyTorch sees no such GPU) or
     ``auto`` (the first GPU when there is one, else the CPU). ``cuda_available`` and ``cuda_count``
     override what PyTorch reports (for tests)."""
-    text = str(choice).strip().lower()
+    text = parse_device(choice)
     if cuda_available is None:
         cuda_available = torch.cuda.is_available()
     if cuda_count is None:
@@ -193,19 +193,26 @@ def select_device(choice: str = "cpu", *, cuda_available: bool | None = None,
         return torch.device("cpu")
     if text == "auto":
         return torch.device("cuda" if cuda_available else "cpu")
-    if text == "cuda" or text.startswith("cuda:"):
-        if not cuda_available:
-            raise ValueError(
-                f"--device {text} was asked for but PyTorch sees no CUDA GPU "
-                f"(torch {torch.__version__}, torch.cuda.is_available() is False); use "
-                "--device cpu, or --device auto to take a GPU only when there is one.")
-        if text != "cuda":
-            index = text.split(":", 1)[1]
-            if not index.isdigit() or int(index) >= max(cuda_count, 1):
-                raise ValueError(f"--device {text}: no such GPU; PyTorch sees {cuda_count} "
-                                 f"(cuda:0 .. cuda:{max(cuda_count - 1, 0)}).")
-        return torch.device(text)
-    raise ValueError(f"unknown device {choice!r}; choose cpu, cuda, cuda:N or auto.")
+    if not cuda_available:
+        raise ValueError(
+            f"--device {text} was asked for but PyTorch sees no CUDA GPU "
+            f"(torch {torch.__version__}, torch.cuda.is_available() is False); use "
+            "--device cpu, or --device auto to take a GPU only when there is one.")
+    if text != "cuda" and int(text.split(":", 1)[1]) >= max(cuda_count, 1):
+        raise ValueError(f"--device {text}: no such GPU; PyTorch sees {cuda_count} "
+                         f"(cuda:0 .. cuda:{max(cuda_count - 1, 0)}).")
+    return torch.device(text)
+
+
+def parse_device(choice: str) -> str:
+    """``choice`` normalised (``" CUDA:1"`` -> ``"cuda:1"``), or a ``ValueError`` when it is not
+    ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. Only the spelling is checked, not whether this
+    machine has the GPU (:func:`select_device` does that), so that a misspelt device is told
+    apart from a missing one: the first is a usage error, the second a fact about the machine."""
+    text = str(choice).strip().lower()
+    if text in ("cpu", "cuda", "auto") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {choice!r}.")
 
 
 def available_cpus() -> int:
@@ -334,21 +341,55 @@ def _check_inputs(model: MultiLayerPerceptron, X, y, name: str = "X"):
     return X, y
 
 
+def check_batchnorm_batches(batch_size: int, n: int | None = None) -> None:
+    """Refuse settings under which batch norm would train on a batch of one row: ``BatchNorm1d``
+    normalises a batch by its own mean and variance, which a single row does not have (PyTorch
+    raises "Expected more than 1 value per channel" partway through an epoch). ``n``, the number
+    of training rows, is checked when given. A last batch of one row is no problem: :func:`fit`
+    merges it into the batch before it (:class:`ShuffledBatches`)."""
+    if int(batch_size) < 2:
+        raise ValueError(f"batch_size must be at least 2 with batch norm, which normalises each "
+                         f"batch by its own mean and variance; got {batch_size}.")
+    if n is not None and int(n) < 2:
+        raise ValueError(f"batch norm needs at least 2 training rows, since it normalises each "
+                         f"batch by its own mean and variance; the training set has {n}.")
+
+
+def batches_per_epoch(n: int, batch_size: int, merge_single: bool = False) -> int:
+    """Batches :class:`ShuffledBatches` yields per epoch: ``ceil(n / batch_size)``, one fewer
+    when ``merge_single`` folds a last batch of one row into the batch before it."""
+    full, rest = divmod(int(n), int(batch_size))
+    if merge_single and rest == 1 and full > 0:
+        return full
+    return full + (rest > 0)
+
+
 class ShuffledBatches(torch.utils.data.Sampler):
     """Index batches of a fresh random permutation every epoch: ``torch.randperm(n, generator)``
     split into chunks of ``batch_size`` (the last one shorter, as a ``DataLoader`` with
     ``shuffle=True`` gives). Handing the loader whole index batches lets a ``TensorDataset``
     gather each batch with one indexing operation instead of ``batch_size`` ``__getitem__``
-    calls and a collate."""
+    calls and a collate.
 
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
+    ``merge_single=True`` (what :func:`fit` uses for a model with batch norm) appends a last
+    batch of one row (``n % batch_size == 1``) to the batch before it, which then has
+    ``batch_size + 1`` rows: batch norm cannot train on one row. Merging rather than dropping it
+    (``DataLoader``'s ``drop_last``) keeps every training row in every epoch; the permutation
+    drawn is the same either way."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator | None,
+                 merge_single: bool = False) -> None:
         self.n, self.batch_size, self.generator = int(n), int(batch_size), generator
+        self.merge_single = bool(merge_single)
 
     def __iter__(self):
-        return iter(torch.randperm(self.n, generator=self.generator).split(self.batch_size))
+        batches = list(torch.randperm(self.n, generator=self.generator).split(self.batch_size))
+        if self.merge_single and len(batches) > 1 and len(batches[-1]) == 1:
+            batches[-2:] = [torch.cat(batches[-2:])]
+        return iter(batches)
 
     def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+        return batches_per_epoch(self.n, self.batch_size, self.merge_single)
 
 
 def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
@@ -363,10 +404,11 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     epoch walks a shuffled loader over tensors (:class:`ShuffledBatches`); after it the learning
     rate is multiplied by ``lr_decay``, and train accuracy (on the same fixed subset of up to 5,000
     training rows as :class:`mlplab.trainer.Trainer`) and validation accuracy are measured in
-    evaluation mode. ``on_epoch_end(epoch, logs)`` gets ``epoch, iteration, loss, train_acc,
-    val_acc, lr, seconds``. Ctrl-C ends training cleanly after the current batch
-    (``history.interrupted``). With a seed, runs are reproducible and PyTorch's global random
-    state is left as it was.
+    evaluation mode. With batch norm, a last batch of one row is merged into the batch before it
+    (see :class:`ShuffledBatches`) and ``batch_size`` 1 is refused. ``on_epoch_end(epoch, logs)``
+    gets ``epoch, iteration, loss, train_acc, val_acc, lr, seconds``. Ctrl-C ends training
+    cleanly after the current batch (``history.interrupted``). With a seed, runs are reproducible
+    and PyTorch's global random state is left as it was.
     """
     base = config.to_dict() if config is not None else {}
     cfg = TorchTrainConfig.from_dict({**base, **overrides})
@@ -374,6 +416,9 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     X, y = _check_inputs(model, X, y)
     if not len(X):
         raise ValueError("cannot train on an empty training set (X has 0 rows).")
+    batchnorm = bool(model.batchnorms)
+    if batchnorm:
+        check_batchnorm_batches(cfg.batch_size, len(X))
     has_val = X_val is not None and len(X_val)
     if has_val:
         X_val, y_val = _check_inputs(model, X_val, y_val, "X_val")
@@ -394,7 +439,8 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
         generator.manual_seed(cfg.seed)
     else:
         generator.seed()
-    sampler = ShuffledBatches(n, int(cfg.batch_size), generator)
+    # with batch norm a last batch of one row would make BatchNorm1d fail mid-epoch: merged
+    sampler = ShuffledBatches(n, int(cfg.batch_size), generator, merge_single=batchnorm)
     loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None)
 
     criterion = nn.CrossEntropyLoss()

@@ -108,6 +108,9 @@ class TrainConfig:
             raise ValueError(f"patience must be a positive number of epochs; got "
                              f"{self.patience}.")
         check_positive(self.warmup_epochs, "warmup_epochs", allow_zero=True)
+        if self.schedule == "cosine" and self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr:g}) must not exceed lr ({self.lr:g}): the "
+                             "cosine schedule decays from lr to min_lr.")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}.")
 
@@ -251,6 +254,11 @@ class Trainer:
         batch = min(int(cfg.batch_size), n) if cfg.sampling == "shuffle" else int(cfg.batch_size)
         per_epoch = max(n // batch, 1)
         total = cfg.iters if cfg.iters is not None else cfg.epochs * per_epoch
+        if batch < 2 and getattr(model, "batchnorms", None):
+            # one row is its own batch mean: every normalised activation is 0, nothing is learnt
+            raise ValueError(f"batch norm needs batches of at least 2 rows; got {batch} (batch "
+                             "size, or the training set's size). Raise the batch size or drop "
+                             "batch norm.")
 
         self.model = model
         # the smoothed targets are a training objective: evaluation losses stay the plain NLL
@@ -470,5 +478,6 @@ def _progress(total: int, initial: int, enabled: bool):
         return None
     from tqdm.auto import tqdm
 
+    # disable=None: no bar when stderr is not a terminal (a log file would keep its frames)
     return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, leave=False,
-                mininterval=0.5)
+                mininterval=0.5, disable=None)

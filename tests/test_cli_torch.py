@@ -2,8 +2,10 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,6 +156,100 @@ def test_cuda_without_gpu_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "--device cpu" in err[0]
     assert not (tmp_path / "r").exists()  # nothing written before the error
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_batchnorm_with_a_last_batch_of_one_row(tmp_path, capsys):
+    """digits has 1,437 training rows: batches of 4 leave one over, which batch norm cannot
+    train on. The run completes (that row joins the batch before it) and history.csv marks the
+    end of each epoch where it really ends."""
+    out = tmp_path / "bn"
+    code = main(["torch", "train", "--batchnorm", "--batch-size", "4", "--epochs", "2",
+                 "--hidden", "8", "--threads", "1", "--no-plots", "--no-progress",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_size"] % 4 == 1 and metrics["status"] == "completed"
+    per_epoch = metrics["train_size"] // 4
+    assert metrics["iterations"] == 2 * per_epoch
+    with open(out / "history.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    ends = [int(r["iteration"]) for r in rows if r["val_acc"] != ""]
+    assert ends == [per_epoch, 2 * per_epoch]
+    assert [r["epoch"] for r in rows[per_epoch - 1:per_epoch + 1]] == ["1", "2"]
+
+
+@pytest.mark.parametrize("argv,code,message", [
+    (["train", "--init-std", "0"], 2, "--init-std must be a finite number > 0"),
+    (["depth", "--init-std", "nan"], 2, "--init-std must be a finite number > 0"),
+    (["train", "--device", "foo"], 2, "--device must be cpu, cuda, cuda:N or auto; got 'foo'"),
+    (["depth", "--device", "cuda:x"], 2, "--device must be cpu, cuda, cuda:N or auto"),
+    (["depth", "--dropout", "1"], 2, "--dropout must be in [0, 1)"),
+    (["train", "--batchnorm", "--batch-size", "1"], 2, "--batch-size must be at least 2"),
+    (["train", "--test-size", "0", "--eval-test"], 1, "no test split to evaluate"),
+    (["depth", "--val-size", "0"], 1, "no validation split"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_options_fail_before_anything_is_written(argv, code, message, tmp_path, capsys):
+    """Usage errors exit 2 under the flag typed; every check that can fail runs before the run
+    folder is made, so the same command, corrected, can reuse --out."""
+    out = tmp_path / "run"
+    assert main(["torch", *argv, "--epochs", "1", "--threads", "1", "--out", str(out)]) == code
+    assert message in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_a_run_that_stopped_before_saving_anything_can_be_rerun(tmp_path, capsys):
+    """A run that fails during training leaves only config.json; the same --out is then reused
+    (there is nothing in it to lose). A config.json that is not a PyTorch run's is kept."""
+    out = tmp_path / "run"
+    base = ["torch", "train", "--epochs", "1", "--hidden", "8", "--threads", "1", "--no-plots",
+            "--no-progress", "--out", str(out)]
+    assert main([*base, "--init", "default", "--lr", "1e30"]) == 1  # diverges in epoch 1
+    assert "error: the loss became" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert [p.name for p in out.iterdir()] == ["config.json"]
+    assert main(base) == 0
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+    assert json.loads((out / "config.json").read_text())["lr"] == 1e-3  # the new run's
+    capsys.readouterr()
+
+    other = tmp_path / "numpy-run"
+    other.mkdir()
+    (other / "config.json").write_text('{"dataset": "digits"}')
+    assert main([*base[:-1], str(other)]) == 1
+    assert "already holds results" in _one_line_error(capsys)
+    assert (other / "config.json").read_text() == '{"dataset": "digits"}'
+
+
+@pytest.mark.parametrize("where,message", [
+    ("file", "--out {out} exists and is a file, not a folder"),
+    ("below a file", "cannot create --out {out}: {file} is a file, not a folder"),
+    ("read-only", "cannot write to --out {out}: {parent} is not writable"),
+])
+def test_out_paths_that_cannot_be_a_run_folder(where, message, tmp_path, capsys, monkeypatch):
+    """One line naming the path and what is wrong, not mkdir's "[Errno 17] File exists"."""
+    parent = tmp_path / "r1"
+    parent.mkdir()
+    file = parent / "config.json"
+    file.write_text("{}")
+    out = {"file": file, "below a file": file / "x", "read-only": parent / "x"}[where]
+    if where == "read-only":
+        parent.chmod(0o555)
+        if os.access(parent, os.W_OK):  # root writes anywhere: say what the OS would
+            import mlplab.cli.torch as torch_cli
+
+            monkeypatch.setattr(torch_cli.os, "access", lambda p, mode, **kw: Path(p) != parent)
+    try:
+        assert main(["torch", "train", "--epochs", "1", "--out", str(out)]) == 1
+    finally:
+        parent.chmod(0o755)
+    err = _one_line_error(capsys)
+    assert message.format(out=out, file=file, parent=parent) in err and "Errno" not in err
+    assert sorted(p.name for p in parent.iterdir()) == ["config.json"]
 
 
 @pytest.mark.parametrize("argv", [["torch", "depth", "--layers", "2,x"],

@@ -75,6 +75,22 @@ def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monk
     assert main(["evaluate", str(tmp_path / "r"), "--data-dir", str(tmp_path / "moved"),
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(val)
+    # images added since training: the folder would be split anew, mixing training images into
+    # the validation split, so evaluate refuses; so it does for a same-sized but other split
+    extra = tmp_path / "moved" / str(ds.y_train[0]) / "extra.png"
+    Image.fromarray(ds.X_train[70, :, :, 0]).save(extra)
+    assert main(["evaluate", str(tmp_path / "r"), "--data-dir", str(tmp_path / "moved")]) == 1
+    assert "as many images, but other ones" in capsys.readouterr().err  # val_size is 20 still
+    assert main(["evaluate", str(tmp_path / "r"), "--data-dir", str(tmp_path / "moved"),
+                 "--split", "train"]) == 0  # the training split may differ (tuning subsets)
+    extra.unlink()
+    assert main(["evaluate", str(tmp_path / "r"), "--data-dir", str(tmp_path / "moved")]) == 0
+    run = json.loads((tmp_path / "r" / "config.json").read_text())
+    run["val_size"] = 0.5  # a fraction: the count follows the folder, as a changed config would
+    (tmp_path / "r" / "config.json").write_text(json.dumps(run))
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "r"), "--data-dir", str(tmp_path / "moved")]) == 1
+    assert "(20 images then, 30 now)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,code,message", [
@@ -84,6 +100,12 @@ def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monk
     (["train", "--dataset", "nope"], 1, "unknown dataset"),
     (["train", "--epochs", "2", "--iters", "5"], 2, "not allowed with"),
     (["train", "--hidden", "10,x"], 2, "comma-separated"),
+    (["train", "--std", "5"], 2, "--std has no effect with --init he"),
+    (["train", "--momentum", "0.5"], 2, "--momentum has no effect with --optimizer adam"),
+    (["train", "--step-epochs", "3"], 2, "--step-epochs has no effect with --schedule exp"),
+    (["train", "--schedule", "cosine", "--lr-decay", "0.9"], 2, "--lr-decay has no effect"),
+    (["train", "--min-lr", "0.1"], 2, "--min-lr has no effect with --schedule exp"),
+    (["train", "--schedule", "cosine", "--min-lr", "1"], 2, "must not exceed lr"),
     (["train", "--augment", "rotate"], 2, "unknown augmentation"),
     (["evaluate", "/nonexistent/run"], 1, "not a folder"),
     (["train", *TINY, "--optimizer", "sgd", "--lr", "1e9", "--out", "OUT"], 1,

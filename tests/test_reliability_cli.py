@@ -165,8 +165,8 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     (["predict", "RUN", "IMG", "--top", "0"], "--top must be at least 1"),
     (["gradcheck", "--hidden", "0"], "hidden sizes must be positive"),
     (["gradcheck", "--samples", "0"], "--samples must be at least 1"),
-    (["gradcheck", "--inputs", "0"], "input_size must be an integer >= 1"),
-    (["gradcheck", "--classes", "1"], "num_classes must be an integer >= 2"),
+    (["gradcheck", "--inputs", "0"], "--inputs must be at least 1"),
+    (["gradcheck", "--classes", "1"], "--classes must be at least 2"),
     (["gradcheck", "--dropout", "1"], "dropout must be a number in [0, 1)"),
     (["gradcheck", "--reg", "-1"], "--reg must be a finite number >= 0"),
     (["gradcheck", "--tol", "0"], "--tol must be a number > 0"),
@@ -293,6 +293,16 @@ def test_a_real_process_prints_no_traceback(tmp_path):
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == code and "Traceback" not in res.stderr, res.stderr
         assert res.stderr.strip().splitlines()[-1].startswith("mlplab ")
+
+
+def test_a_reader_that_goes_away_is_not_an_error():
+    """``mlplab data info digits | head -1``: the pipe closes before the output is written."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlplab", "data", "info", "digits"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # long before the command has imported NumPy, let alone printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and not err, err
 
 
 def test_non_utf8_names_through_the_cli(tmp_path):

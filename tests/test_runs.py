@@ -290,6 +290,13 @@ def test_resume_from_an_epoch_checkpoint(tmp_path, digits):
     again = resume_run(tmp_path / "a", data=digits, plots=False)
     assert again.history.loss == full.history.loss
     np.testing.assert_array_equal(again.model.params["W1"], full.model.params["W1"])
+    # another run's checkpoint copied into the folder is refused, not trained on
+    (tmp_path / "a" / "metrics.json").unlink()
+    (tmp_path / "a" / "checkpoint.npz").write_bytes(saved["bytes"])
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    (tmp_path / "a" / "config.json").write_text(json.dumps({**cfg, "hidden": [64]}))
+    with pytest.raises(ValueError, match=r"hidden sizes \[32\], but config.json says \[64\]"):
+        resume_run(tmp_path / "a", data=digits, plots=False)
 
 
 def test_bad_run_options_are_clear_errors(digits):
@@ -322,6 +329,16 @@ def test_evaluate_and_predict(tmp_path, digits):
     with pytest.raises(ValueError, match="not a readable image"):
         (tmp_path / "bad.png").write_text("nope")
         predict_images(tmp_path / "r", [tmp_path / "bad.png"])
+    # the model file alone is enough to predict; evaluate needs a sound config.json
+    (tmp_path / "r" / "config.json").write_text("[]")
+    assert predict_images(tmp_path / "r", files, top=2) == out
+    with pytest.raises(ValueError, match="config.json is not a run configuration.*holds a list"):
+        evaluate_run(tmp_path / "r", "test", data=digits)
+    (tmp_path / "r" / "config.json").write_text('{"hidden": "abc"}')
+    with pytest.raises(ValueError, match="config.json is not a valid run configuration"):
+        evaluate_run(tmp_path / "r", "test", data=digits)
+    (tmp_path / "r" / "config.json").unlink()
+    assert predict_images(tmp_path / "r", files, top=2) == out
 
 
 # --------------------------------------------------------------------------- presets

@@ -136,12 +136,21 @@ def test_select_device():
         tm.select_device("cuda", cuda_available=False)
     with pytest.raises(ValueError, match="no such GPU"):
         tm.select_device("cuda:2", cuda_available=True, cuda_count=2)
-    with pytest.raises(ValueError, match="unknown device"):
-        tm.select_device("tpu")
+    for bad in ("tpu", "cuda:x", "cuda:", "gpu0"):
+        with pytest.raises(ValueError, match="device must be cpu, cuda, cuda:N or auto"):
+            tm.select_device(bad, cuda_available=True, cuda_count=2)
     # on this machine: whatever PyTorch really reports
     real = tm.select_device("auto")
     assert real.type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert tm.TorchTrainConfig().device == "cpu"
+
+
+def test_parse_device_checks_the_spelling_only():
+    # a misspelt device is told apart from a missing GPU (the CLI: exit 2 against exit 1)
+    assert tm.parse_device(" CUDA:1 ") == "cuda:1" and tm.parse_device("Auto") == "auto"
+    assert tm.parse_device("cuda:7") == "cuda:7"  # whether there is a GPU 7 is not asked here
+    with pytest.raises(ValueError, match="device must be .*got 'foo'"):
+        tm.parse_device("foo")
 
 
 def test_set_threads():
@@ -393,6 +402,47 @@ def test_fit_float64_and_bad_input(digits):
             else pytest.raises(AssertionError):
         tm.fit(m, X, y, epochs=1, device="cuda")
         raise AssertionError  # with a GPU, training on it must just work
+
+
+def test_shuffled_batches_merge_a_last_batch_of_one_row():
+    """With merge_single, a last batch of one row joins the batch before it; the permutation is
+    the same as without, so no row is lost or repeated."""
+    def draw(n, b, merge):
+        sampler = tm.ShuffledBatches(n, b, torch.Generator().manual_seed(3), merge_single=merge)
+        return sampler, list(sampler)
+
+    plain, merged = draw(9, 4, False)[1], draw(9, 4, True)[1]
+    assert [len(i) for i in plain] == [4, 4, 1] and [len(i) for i in merged] == [4, 5]
+    assert torch.equal(torch.cat(plain), torch.cat(merged))
+    assert sorted(torch.cat(merged).tolist()) == list(range(9))
+    for n, b, expected in [(9, 4, 2), (10, 4, 3), (8, 4, 2), (1, 4, 1), (5, 4, 1), (3, 2, 1)]:
+        sampler, batches = draw(n, b, True)
+        assert len(sampler) == len(batches) == expected == tm.batches_per_epoch(n, b, True)
+        assert all(len(i) >= 2 for i in batches) or n == 1
+    assert tm.batches_per_epoch(9, 4) == len(draw(9, 4, False)[0]) == 3
+
+
+def test_batchnorm_trains_when_the_last_batch_has_one_row(digits):
+    """1297 rows in batches of 16 leave one row over. BatchNorm1d cannot train on one row (it
+    used to fail partway through the epoch); fit merges it into the batch before, while a net
+    without batch norm keeps the exercise's short last batch."""
+    X, y = tm.normalize_images(digits[0]), digits[1]
+    assert len(X) % 16 == 1
+    bn = tm.build_model(64, [16], 10, batchnorm=True, seed=0)
+    h = tm.fit(bn, X, y, epochs=2, batch_size=16)
+    assert len(h.loss) == 2 * 81 and np.isfinite(h.loss).all()
+    plain = tm.fit(tm.build_model(64, [16], 10, seed=0), X, y, epochs=1, batch_size=16)
+    assert len(plain.loss) == 82
+
+
+def test_batchnorm_refuses_batches_of_one_row(digits):
+    X, y = tm.normalize_images(digits[0][:50]), digits[1][:50]
+    bn = tm.build_model(64, [8], 10, batchnorm=True, seed=0)
+    with pytest.raises(ValueError, match="batch_size must be at least 2 with batch norm"):
+        tm.fit(bn, X, y, epochs=1, batch_size=1)
+    with pytest.raises(ValueError, match="at least 2 training rows.*has 1"):
+        tm.fit(bn, X[:1], y[:1], epochs=1)
+    tm.fit(tm.build_model(64, [8], 10, seed=0), X[:1], y[:1], epochs=1, batch_size=1)
 
 
 def test_divergence_is_reported(digits):

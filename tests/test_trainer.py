@@ -291,6 +291,10 @@ def test_bad_data_is_a_clear_error(data):
         Trainer().fit(MLP(5, [4], 3), X, y)
     with pytest.raises(ValueError, match="labels"):
         Trainer().fit(MLP(6, [4], 3), X, y[:-1])
+    # one row per batch normalises every activation to 0: refused, not trained to chance
+    with pytest.raises(ValueError, match="batch norm needs batches of at least 2 rows"):
+        Trainer(batch_size=1).fit(MLP(6, [4], 3, batchnorm=True), X, y)
+    Trainer(batch_size=1, epochs=1).fit(MLP(6, [4], 3), X[:5], y[:5])  # fine without it
 
 
 def test_a_second_fit_starts_over(data):

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "gradcheck", help="gradient-check an MLP of any depth on random data",
         description="Build a float64 MLP with the given hidden sizes, draw random data and "
                     "compare every analytic gradient with centred differences (h=1e-5). Exits 1 "
-                    "if any max relative error exceeds --tol.")
+                    "if any parameter's relative error (by --metric) exceeds --tol.")
     g.add_argument("--hidden", default="32,16",
                    help="comma-separated hidden sizes, e.g. 32,16 (default: %(default)s)")
     g.add_argument("--inputs", type=int, default=12, help="input features (default: %(default)s)")
@@ -76,8 +76,11 @@ def run_gradcheck(args: argparse.Namespace) -> int:
 
     with usage_errors():
         hidden = parse_sizes(args.hidden)
-        if args.samples < 1:
-            raise ValueError(f"--samples must be at least 1; got {args.samples}.")
+        for name in ("samples", "inputs"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name} must be at least 1; got {getattr(args, name)}.")
+        if args.classes < 2:
+            raise ValueError(f"--classes must be at least 2; got {args.classes}.")
         if not args.tol > 0:
             raise ValueError(f"--tol must be a number > 0; got {args.tol}.")
         if not 0 <= args.reg < float("inf"):

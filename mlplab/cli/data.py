@@ -28,7 +28,7 @@ def _split_size(text: str) -> int | float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a count like 1000 or a fraction like 0.1; "
                                          f"got {text!r}") from None
-    if value < 0 or (not value.is_integer() and value >= 1):
+    if not value >= 0 or (not value.is_integer() and value >= 1):  # NaN too
         raise argparse.ArgumentTypeError(f"expected a count >= 0 or a fraction in (0, 1); "
                                          f"got {text!r}")
     return int(value) if value.is_integer() and "." not in text else value

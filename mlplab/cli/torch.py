@@ -153,12 +153,68 @@ def _default_dir(prefix: str) -> Path:
     return path
 
 
-def _new_dir(out: str | None, prefix: str, marker: str) -> Path:
-    path = Path(out) if out else _default_dir(prefix)
-    if (path / marker).exists():
-        raise ValueError(f"{path} already holds results ({marker}); choose another --out.")
-    path.mkdir(parents=True, exist_ok=True)
+def _only_a_torch_config(path: Path) -> bool:
+    """Whether run folder ``path`` holds a PyTorch run's config.json and nothing else (bar the
+    hidden temporary files of interrupted writes): a run that stopped before it saved any
+    result, e.g. on a diverged loss or a crash during training. Such a folder may be reused."""
+    try:
+        names = [p.name for p in path.iterdir() if not p.name.startswith(".")]
+        if names != [TORCH_CONFIG_FILE]:
+            return False
+        config = json.loads((path / TORCH_CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # unreadable: not ours to overwrite
+    return isinstance(config, dict) and config.get("framework") == "pytorch"
+
+
+def _check_out(path: Path, marker: str) -> None:
+    """Refuse, in one line, an --out that cannot become a fresh run folder, before anything is
+    loaded or written (mkdir's own errors would read "[Errno 17] File exists: ...")."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} exists and is a file, not a folder; choose another "
+                         "--out.")
+    if path.is_dir():
+        if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
+                                             and _only_a_torch_config(path)):
+            raise ValueError(f"{path} already holds results ({marker}); choose another --out.")
+        existing = path
+    else:
+        existing = path.parent  # the nearest folder above that exists, created from there
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing.exists() and not existing.is_dir():
+            raise ValueError(f"cannot create --out {path}: {existing} is a file, not a folder; "
+                             "choose another --out.")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to --out {path}: {existing} is not writable "
+                         "(permission denied); choose another --out.")
+
+
+def _new_dir(path: Path, marker: str) -> Path:
+    """Create run folder ``path``, checked again by :func:`_check_out` (the file system may have
+    changed while the data loaded); any other failure is still one line naming the folder."""
+    _check_out(path, marker)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create --out {path}: {exc.strerror or exc}; choose another "
+                      "--out.") from None
     return path
+
+
+def _check_model_options(args: argparse.Namespace, tm) -> None:
+    """The model flags the library checks only when it builds the model, after the data has
+    loaded: checked first, so that a bad value is a usage error naming its flag and nothing is
+    written."""
+    from mlplab._validation import check_positive
+
+    with usage_errors(("init_std",)):
+        check_positive(args.init_std, "init_std")
+    if not 0 <= args.dropout < 1:
+        raise UsageError(f"--dropout must be in [0, 1); got {args.dropout}.")
+    if args.batchnorm:
+        with usage_errors(("batch_size",)):
+            tm.check_batchnorm_batches(args.batch_size)
 
 
 def _load(args: argparse.Namespace, tm):
@@ -172,6 +228,9 @@ def _load(args: argparse.Namespace, tm):
 
 
 def _train_config(args: argparse.Namespace, tm):
+    with usage_errors(("device",)):  # a misspelt device; a missing GPU stays a runtime error
+        tm.parse_device(args.device)
+    _check_model_options(args, tm)
     threads = tm.set_threads(args.threads)
     device = tm.select_device(args.device)
     cfg = tm.TorchTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -206,13 +265,18 @@ def describe(model) -> str:
 def run_train(args: argparse.Namespace) -> int:
     tm = _torch_mlp()
     from mlplab import io, plots
-    from mlplab.runs import require_test_split, write_history
+    from mlplab.runs import require_test_split, split_record, write_history
 
+    # everything that can fail is checked before the run folder is made: a folder left holding
+    # only config.json would make the same command, rerun, say "already holds results"
     cfg, threads, device = _train_config(args, tm)
-    if not 0 <= args.dropout < 1:
-        raise UsageError(f"--dropout must be in [0, 1); got {args.dropout}.")
-    out = _new_dir(args.out, "torch", TORCH_CONFIG_FILE)
+    out = Path(args.out) if args.out else _default_dir("torch")
+    _check_out(out, TORCH_CONFIG_FILE)
     ds, pre, X, X_val = _load(args, tm)
+    if args.eval_test:
+        require_test_split(ds)
+    if args.batchnorm:
+        tm.check_batchnorm_batches(cfg.batch_size, len(ds.y_train))
     model = tm.build_model(X.shape[1], args.hidden, ds.num_classes, init=args.init,
                            std=args.init_std, dropout=args.dropout, batchnorm=args.batchnorm,
                            seed=args.seed)
@@ -225,12 +289,11 @@ def run_train(args: argparse.Namespace) -> int:
                                          if k not in ("progress", "verbose", "threads")},
         "device": args.device, "threads": args.threads, "eval_test": args.eval_test,
     }
+    _new_dir(out, TORCH_CONFIG_FILE)
     io.write_json(out / TORCH_CONFIG_FILE, config)
     print(f"training {describe(model)} on {ds.name} ({len(ds.y_train)} train, "
           f"{len(ds.y_val)} val), {cfg.epochs} epochs, device {device}, {threads} threads",
           file=sys.stderr, flush=True)
-    if args.eval_test:
-        require_test_split(ds)
     start = time.perf_counter()
     history = tm.fit(model, X, ds.y_train, X_val, ds.y_val if X_val is not None else None, cfg)
     seconds = time.perf_counter() - start
@@ -242,7 +305,7 @@ def run_train(args: argparse.Namespace) -> int:
     }
     if args.eval_test and not history.interrupted:
         metrics["test_accuracy"] = tm.accuracy(model, pre.transform(ds.X_test), ds.y_test)
-    per_epoch = -(-len(ds.y_train) // cfg.batch_size)
+    per_epoch = tm.batches_per_epoch(len(ds.y_train), cfg.batch_size, args.batchnorm)
     metrics.update({
         "best_val_accuracy": history.best_val_acc if history.best_epoch > 0 else None,
         "best_epoch": history.best_epoch if history.best_epoch > 0 else None,
@@ -256,9 +319,7 @@ def run_train(args: argparse.Namespace) -> int:
         "num_params": int(sum(p.numel() for p in model.parameters())),
         "preset": None,
         "seed": args.seed,
-        "train_size": int(len(ds.y_train)),
-        "val_size": int(len(ds.y_val)),
-        "test_size": int(len(ds.y_test)),
+        **split_record(ds),
         "framework": "pytorch",
         "init": args.init,
         **_environment(threads, device),
@@ -309,11 +370,15 @@ def run_depth(args: argparse.Namespace) -> int:
 
     cfg, threads, device = _train_config(args, tm)
     inits = ["exercise", "default"] if args.init == "both" else [args.init]
-    out = _new_dir(args.out, "torch-depth", "depth.json")
+    out = Path(args.out) if args.out else _default_dir("torch-depth")
+    _check_out(out, "depth.json")
     ds, pre, X, X_val = _load(args, tm)
     if X_val is None:
         raise ValueError("the depth table picks the best network by validation accuracy; the "
                          "dataset has no validation split (set --val-size).")
+    if args.batchnorm:
+        tm.check_batchnorm_batches(cfg.batch_size, len(ds.y_train))
+    _new_dir(out, "depth.json")  # before the networks train: a bad --out fails now, not later
     X_test = pre.transform(ds.X_test) if len(ds.y_test) else None
     total = len(inits) * len(args.layers)
     print(f"{total} networks on {ds.name} ({len(ds.y_train)} train, {len(ds.y_val)} val, "

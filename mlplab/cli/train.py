@@ -161,6 +161,22 @@ def _given(args: argparse.Namespace, names) -> dict:
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
+#: options that only some settings read: (option, setting, the values that read it)
+_USED_BY = (("std", "init", ("normal",)), ("momentum", "optimizer", ("momentum", "nesterov")),
+            ("lr_decay", "schedule", ("exp", "step")), ("step_epochs", "schedule", ("step",)),
+            ("min_lr", "schedule", ("cosine",)))
+
+
+def _check_used(given: dict, cfg) -> None:
+    """Refuse an option given on the command line that the resolved configuration ignores (a
+    user who typed --std 0.01 with He initialisation believes it took effect)."""
+    for option, setting, values in _USED_BY:
+        if option in given and getattr(cfg, setting) not in values:
+            raise UsageError(f"{flag(option)} has no effect with --{setting.replace('_', '-')} "
+                             f"{getattr(cfg, setting)}; it applies to "
+                             f"{' or '.join(values)}.")
+
+
 def run_train(args: argparse.Namespace) -> int:
     from mlplab.runs import build_config, config_summary, default_run_dir, resume_run, train_run
 
@@ -188,6 +204,7 @@ def run_train(args: argparse.Namespace) -> int:
         with usage_errors(options):
             cfg = build_config(args.preset, **options)
         check_augment_options(options, cfg.augment)
+        _check_used(options, cfg)
         for name in (*DATA_FIELDS, "data_seed"):  # the loader reads the resolved values
             setattr(args, name, getattr(cfg, name))
         out = args.out or default_run_dir()
