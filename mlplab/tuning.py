@@ -838,7 +838,9 @@ def _heartbeat_journal_storage_class():
 def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None = None,
                data_description: dict[str, Any] | None = None, sampler=None, pruner=None):
     """Create or load ``study_name`` (maximising). A new study records its search space and
-    data; loading one that recorded different ones raises a ValueError instead of mixing them."""
+    data; loading one that recorded different ones raises a ValueError instead of mixing them,
+    unless it has no trials yet (a command refused before its first trial, say for an empty
+    validation split, must not block the corrected command)."""
     import optuna
 
     with _quiet_optuna_warnings():
@@ -852,8 +854,9 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
                          "mlplab tuning study. Choose another --study name.")
     wanted = {"mlplab:search_space": space.to_dict(), "mlplab:dataset": data_description}
     have = study.user_attrs
+    empty = not study.get_trials(deepcopy=False)
     for key, value in wanted.items():
-        if key not in have:
+        if key not in have or (empty and _canonical(have[key]) != _canonical(value)):
             study.set_user_attr(key, value)
         elif _canonical(have[key]) != _canonical(value):
             what = "search space" if key.endswith("space") else "data"

@@ -246,6 +246,10 @@ def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
     storage = f"sqlite:///{tmp_path / 'b' / 'study.db'}"
     for name in optuna.get_all_study_names(storage):  # refused before the first trial
         assert not optuna.load_study(study_name=name, storage=storage).trials
+    # and the corrected command runs in the same folder: the empty study takes its options
+    fixed = tune(load_dataset("digits"), trials=1, search_space=TINY, out=tmp_path / "b",
+                 progress=False, search_only=True)
+    assert fixed.n_complete == 1 and optuna.get_all_study_names(storage) == [fixed.study_name]
 
 
 def test_ctrl_c_keeps_the_finished_trials_tables_without_a_traceback(digits, tmp_path,
