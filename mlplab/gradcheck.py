@@ -72,7 +72,7 @@ def check_model(model, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: float 
         raise ValueError("gradient checks need a float64 model (dtype=np.float64); float32 "
                          "rounding makes centred differences meaningless.")
     dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
-    saved = model.state_dict()  # copies; restored below with the dropout generators
+    saved = model.state_dict()  # copies, restored below with the generators
     generators = [d.rng.bit_generator.state for d in dropouts]
     for d in dropouts:
         d.frozen = True
@@ -84,7 +84,9 @@ def check_model(model, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: float 
             errors[name] = error(grads[name], num)
         return errors
     finally:
-        model.load_state_dict(saved)
         for d, state in zip(dropouts, generators):
             d.frozen = False
             d.rng.bit_generator.state = state
+        # copied back as they were, NaN or not (load_state_dict would refuse a broken model)
+        for name, target in model.state_arrays().items():
+            target[...] = saved[name]

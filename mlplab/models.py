@@ -137,20 +137,21 @@ class MLP:
         (``Momentum.fused``): these are not its last step's."""
         return {name: layer.grads[key] for name, layer, key in self._named}
 
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Parameters plus batch-norm running statistics: the live arrays, not copies."""
+        arrays = dict(self.params)
+        for i, bn in self.batchnorms.items():
+            arrays[f"running_mean{i}"] = bn.running_mean
+            arrays[f"running_var{i}"] = bn.running_var
+        return arrays
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameters plus batch-norm running statistics, as copies."""
-        state = {k: v.copy() for k, v in self.params.items()}
-        for i, bn in self.batchnorms.items():
-            state[f"running_mean{i}"] = bn.running_mean.copy()
-            state[f"running_var{i}"] = bn.running_var.copy()
-        return state
+        return {k: v.copy() for k, v in self.state_arrays().items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Copy arrays from ``state`` into the model, checking names and shapes."""
-        targets = dict(self.params)
-        for i, bn in self.batchnorms.items():
-            targets[f"running_mean{i}"] = bn.running_mean
-            targets[f"running_var{i}"] = bn.running_var
+        targets = self.state_arrays()
         missing = sorted(set(targets) - set(state))
         unexpected = sorted(set(state) - set(targets))
         if missing or unexpected:

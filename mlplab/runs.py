@@ -24,6 +24,7 @@ A run folder holds:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -37,7 +38,14 @@ import numpy as np
 from mlplab import io
 from mlplab._validation import is_int
 from mlplab.models import MLP
-from mlplab.trainer import Callback, History, TrainConfig, Trainer
+from mlplab.trainer import (
+    Callback,
+    History,
+    SettingsError,
+    TrainConfig,
+    Trainer,
+    TrainingDivergedError,
+)
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.npz"
@@ -130,6 +138,10 @@ class RunConfig:
         if self.crop_fill not in CROP_FILLS:
             raise ValueError(f"crop_fill must be one of {', '.join(CROP_FILLS)}; got "
                              f"{self.crop_fill!r}.")
+        if self.batchnorm and is_int(self.batch_size) and self.batch_size < 2:
+            raise SettingsError(f"batch_size must be at least 2 with batch norm, which "
+                                f"normalises each batch by its own statistics; got "
+                                f"{self.batch_size}.")
         if not (isinstance(self.elastic_pixels, int | float) and 0 < self.elastic_pixels <= 8):
             raise ValueError(f"elastic_pixels must be a number of pixels in (0, 8]; got "
                              f"{self.elastic_pixels!r}.")
@@ -417,8 +429,20 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         ds = _without_raw_train(ds)
     if out_dir is not None:
         io.write_json(out_dir / CONFIG_FILE, cfg.to_dict())
-    return _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir, callbacks,
-                           progress, verbose, plots)
+    try:
+        return _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir, callbacks,
+                               progress, verbose, plots)
+    except TrainingDivergedError as exc:
+        if out_dir is None:
+            raise
+        if not (out_dir / CHECKPOINT_FILE).exists():
+            # nothing was saved: leave no half-made run that would block the same --out again
+            (out_dir / CONFIG_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only if it is empty (it may have been the user's folder)
+            raise
+        raise TrainingDivergedError(f"{exc} {out_dir} keeps the checkpoint of its last good "
+                                    "epoch; start the new run with another --out.") from None
 
 
 def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[Callback] = (),
@@ -445,10 +469,7 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     if ckpt.is_file():
         loaded, state, seconds = load_checkpoint(ckpt)
         pre, model = loaded.preprocessing, loaded.model
-        if list(model.config["hidden_sizes"]) != list(cfg.hidden):  # a checkpoint copied in
-            raise ValueError(f"{ckpt} holds a network with hidden sizes "
-                             f"{list(model.config['hidden_sizes'])}, but {CONFIG_FILE} says "
-                             f"{list(cfg.hidden)}: it is not this run's checkpoint.")
+        _check_same_network(model, cfg, ckpt)  # not a checkpoint copied in from another run
         X_train = pre.transform(ds.X_train)
     else:  # killed before the first epoch ended: start again from scratch, same seed
         pre, model, X_train = _fresh(cfg, ds)
@@ -460,6 +481,21 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
                          f"expects {model.input_size}; resume with the run's own dataset.")
     return _fit_and_finish(cfg, ds, pre, model, X_train, state, seconds, run_dir, callbacks,
                            progress, verbose, plots)
+
+
+def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
+    """Refuse a checkpoint whose network is not the one ``config.json`` describes."""
+    have = model.config
+    for key, wanted in (("hidden_sizes", list(cfg.hidden)), ("activation", cfg.activation),
+                        ("batchnorm", bool(cfg.batchnorm)), ("dropout", float(cfg.dropout)),
+                        ("dtype", np.dtype(cfg.dtype).name)):
+        value = have.get(key)
+        value = list(value) if key == "hidden_sizes" else value
+        if key == "dtype":
+            value = np.dtype(value).name
+        if value != wanted:
+            raise ValueError(f"{ckpt} holds a network with {key} {value!r}, but {CONFIG_FILE} "
+                             f"says {wanted!r}: it is not this run's checkpoint.")
 
 
 def _take_dataset(cfg: RunConfig, data: Any) -> tuple[Any, bool]:
@@ -728,25 +764,26 @@ def write_plots(out_dir: Path, result: RunResult, ds, X_val: np.ndarray | None) 
     return written
 
 
+def absolute_data_paths(dataset: str, data_dir: str | None) -> tuple[str, str | None]:
+    """``dataset`` (a ``folder:PATH``) and ``data_dir`` as absolute paths, for a run's config:
+    ``evaluate`` and ``--resume`` reload the data from it, maybe from another working folder."""
+    if dataset.lower().startswith("folder:") and dataset[len("folder:"):].strip():
+        dataset = f"folder:{Path(dataset[len('folder:'):]).expanduser().resolve()}"
+    if data_dir:
+        data_dir = str(Path(data_dir).expanduser().resolve())
+    return dataset, data_dir
+
+
 def _absolute_data_paths(cfg: RunConfig) -> RunConfig:
-    """The config with its folder dataset and ``data_dir`` as absolute paths: ``evaluate`` and
-    ``--resume`` reload the data from the config, maybe from another working folder."""
-    changes: dict[str, str] = {}
-    if cfg.dataset.lower().startswith("folder:") and cfg.dataset[len("folder:"):].strip():
-        path = Path(cfg.dataset[len("folder:"):]).expanduser()
-        changes["dataset"] = f"folder:{path.resolve()}"
-    if cfg.data_dir:
-        changes["data_dir"] = str(Path(cfg.data_dir).expanduser().resolve())
-    return replace(cfg, **changes) if changes else cfg
+    dataset, data_dir = absolute_data_paths(cfg.dataset, cfg.data_dir)
+    return replace(cfg, dataset=dataset, data_dir=data_dir)
 
 
 def _new_run_dir(out: str | os.PathLike) -> Path:
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} is a file; the run needs a folder: choose another --out.")
-    # a config.json alone is a run that ended before its first checkpoint (it diverged, was
-    # refused or killed): nothing to resume or keep, so the folder may be used again
-    if any((out_dir / f).exists() for f in (CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE)):
+    if (out_dir / CONFIG_FILE).exists():
         raise ValueError(f"{out_dir} already holds a run; choose another --out, or continue it "
                          f"with --resume {out_dir}.")
     try:

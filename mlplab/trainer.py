@@ -40,6 +40,11 @@ from mlplab.schedules import SCHEDULES, Schedule
 TRAIN_ACC_SUBSET = 5000
 
 
+class SettingsError(ValueError):
+    """Training settings that are each valid but cannot work together (a cosine floor above the
+    learning rate, batch norm on one-row batches). Tuning fails such a trial and goes on."""
+
+
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -109,7 +114,7 @@ class TrainConfig:
                              f"{self.patience}.")
         check_positive(self.warmup_epochs, "warmup_epochs", allow_zero=True)
         if self.schedule == "cosine" and self.min_lr > self.lr:
-            raise ValueError(f"min_lr ({self.min_lr:g}) must not exceed lr ({self.lr:g}): the "
+            raise SettingsError(f"min_lr ({self.min_lr:g}) must not exceed lr ({self.lr:g}): the "
                              "cosine schedule decays from lr to min_lr.")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}.")
@@ -256,7 +261,7 @@ class Trainer:
         total = cfg.iters if cfg.iters is not None else cfg.epochs * per_epoch
         if batch < 2 and getattr(model, "batchnorms", None):
             # one row is its own batch mean: every normalised activation is 0, nothing is learnt
-            raise ValueError(f"batch norm needs batches of at least 2 rows; got {batch} (batch "
+            raise SettingsError(f"batch norm needs batches of at least 2 rows; got {batch} (batch "
                              "size, or the training set's size). Raise the batch size or drop "
                              "batch norm.")
 

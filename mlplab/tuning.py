@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from mlplab.trainer import Callback, TrainConfig, Trainer, TrainingDivergedError
+from mlplab.trainer import Callback, SettingsError, TrainConfig, Trainer, TrainingDivergedError
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband")
@@ -590,11 +590,11 @@ class Objective:
 
         settings = self.space.suggest(trial)
         trial.set_user_attr("worker", self.worker)
-        model, config = build(settings, self.data.num_features, self.data.num_classes,
-                              self.seed)
-        trainer = Trainer(config, callbacks=[_ReportCallback(trial)])
         start = time.perf_counter()
         try:
+            model, config = build(settings, self.data.num_features, self.data.num_classes,
+                                  self.seed)
+            trainer = Trainer(config, callbacks=[_ReportCallback(trial)])
             # a diverging trial is expected now and then; the trainer detects it, so NumPy's
             # overflow warnings would only be noise
             with np.errstate(over="ignore", invalid="ignore"):
@@ -604,6 +604,11 @@ class Objective:
             trial.set_user_attr("diverged", True)
             trial.set_user_attr("epochs", trainer.epoch)
             return 0.0
+        except SettingsError as exc:
+            # knobs each in range but not together (min_lr above lr, batch norm on one-row
+            # batches): this trial fails (NaN), the search goes on
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:300])
+            return float("nan")
         except Exception as exc:
             if not isinstance(exc, optuna.TrialPruned):
                 trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:300])
@@ -838,9 +843,7 @@ def _heartbeat_journal_storage_class():
 def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None = None,
                data_description: dict[str, Any] | None = None, sampler=None, pruner=None):
     """Create or load ``study_name`` (maximising). A new study records its search space and
-    data; loading one that recorded different ones raises a ValueError instead of mixing them,
-    unless it has no trials yet (a command refused before its first trial, say for an empty
-    validation split, must not block the corrected command)."""
+    data; loading one that recorded different ones raises a ValueError instead of mixing them."""
     import optuna
 
     with _quiet_optuna_warnings():
@@ -854,9 +857,8 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
                          "mlplab tuning study. Choose another --study name.")
     wanted = {"mlplab:search_space": space.to_dict(), "mlplab:dataset": data_description}
     have = study.user_attrs
-    empty = not study.get_trials(deepcopy=False)
     for key, value in wanted.items():
-        if key not in have or (empty and _canonical(have[key]) != _canonical(value)):
+        if key not in have:
             study.set_user_attr(key, value)
         elif _canonical(have[key]) != _canonical(value):
             what = "search space" if key.endswith("space") else "data"
@@ -1345,26 +1347,32 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     sampler_seed = seed if local_only else None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+    # the data before the study: a command refused for its data (no validation split,
+    # --eval-test without a test split) must not leave behind a study that records those options
+    # and so clashes with the corrected command. With several workers this load only checks:
+    # each worker loads its own copy.
+    data = source.load()
+    if eval_test and not search_only:
+        from mlplab.runs import require_test_split
+
+        require_test_split(data)
+    if workers > 1:
+        data = None
     study = open_study(spec, study_name, space, source.describe(),
                        make_sampler(sampler, space, sampler_seed, trials),
                        make_pruner(prune, space, trials))
     if sampler_seed is not None and study.trials:
         # resuming: a sampler seeded as before would propose the first trials' settings again
-        study.sampler = make_sampler(sampler, space, sampler_seed + len(study.trials), trials)
+        study.sampler = make_sampler(sampler, space, (sampler_seed + len(study.trials)) % 2**32,
+                                     trials)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=trials, initial=min(_finished(study), trials), unit="trial",
                    desc=f"tuning {study_name}", dynamic_ncols=True)
-    data = None
     try:
         if workers == 1:
-            data = source.load()
-            if eval_test and not search_only:
-                from mlplab.runs import require_test_split
-
-                require_test_split(data)  # now, not after the search
             run_search(study, data, space, trials, timeout, seed, bar)
         elif _finished(study) < trials:
             threads = max(1, (os.cpu_count() or 1) // workers)

@@ -87,6 +87,15 @@ def test_train_outputs_match_mlplab_train(train_run, tmp_path):
     assert {p.name for p in ref.glob("*.png")} <= {p.name for p in out.glob("*.png")}
 
 
+def test_a_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch, capsys):
+    # as mlplab train's: evaluate reloads the data from the config, from any working folder
+    monkeypatch.chdir(tmp_path)
+    assert main(["torch", "train", "--epochs", "1", "--hidden", "8", "--threads", "1",
+                 "--data-dir", "data", "--out", "run", "--no-progress"]) == 0
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["data_dir"] == str(tmp_path / "data") and cfg["dataset"] == "digits"
+
+
 def test_evaluate_and_predict_read_a_torch_run_folder(train_run, tmp_path, capsys):
     """mlplab evaluate / predict work on a PyTorch run folder as on a NumPy one: same split,
     the accuracy PyTorch recorded; resume says plainly that it cannot continue such a run."""

@@ -106,6 +106,8 @@ def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monk
     (["train", "--schedule", "cosine", "--lr-decay", "0.9"], 2, "--lr-decay has no effect"),
     (["train", "--min-lr", "0.1"], 2, "--min-lr has no effect with --schedule exp"),
     (["train", "--schedule", "cosine", "--min-lr", "1"], 2, "must not exceed lr"),
+    (["train", "--batchnorm", "--batch-size", "1", "--out", "OUT"], 2,
+     "--batch-size must be at least 2 with batch norm"),
     (["train", "--augment", "rotate"], 2, "unknown augmentation"),
     (["evaluate", "/nonexistent/run"], 1, "not a folder"),
     (["train", *TINY, "--optimizer", "sgd", "--lr", "1e9", "--out", "OUT"], 1,

@@ -244,7 +244,32 @@ class _Rebuild:
                                   (b"\0" * 8, "u1", (8,), "C")])
 def test_protocol_5_rebuild_admits_only_bytes_and_plain_dtypes(args):
     blob = pickle.dumps({b"data": _Rebuild(*args), b"labels": []}, protocol=5)
-    with pytest.raises(DatasetError, match=r"data_batch_1: refusing numpy _frombuffer"):
+    with pytest.raises(DatasetError, match=r"data_batch_1: refusing numpy (_frombuffer|dtype)"):
+        parse_batch(blob, "data_batch_1")
+
+
+class _Reduce:
+    """Unpickles as ``func(*args)``, then ``BUILD`` with ``state`` when given."""
+
+    def __init__(self, func, args, state=None):
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self):
+        return (self.func, self.args) if self.state is None else \
+            (self.func, self.args, self.state)
+
+
+@pytest.mark.parametrize("dtype", [
+    # an object dtype whose flags are rewritten by BUILD to pass for plain numbers: it would
+    # make an array of forged pointers (a crash, or worse, when NumPy touches them)
+    _Reduce(np.dtype, ("O8", False, True), (3, "|", None, None, None, -1, -1, 0)),
+    # a plain dtype whose size is rewritten after it was made
+    _Reduce(np.dtype, ("u1", False, True), (3, "|", None, None, None, 8, 1, 0)),
+])
+def test_a_dtype_cannot_be_forged_by_its_pickled_state(dtype):
+    forged = _Reduce(_FROMBUFFER, (b"\x41" * 8, dtype, (1,), "C"))
+    blob = pickle.dumps({b"data": _Reduce(np.ndarray, (forged,)), b"labels": [0]}, protocol=2)
+    with pytest.raises(DatasetError, match="data_batch_1: refusing"):
         parse_batch(blob, "data_batch_1")
 
 

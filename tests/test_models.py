@@ -45,6 +45,9 @@ def test_gradient_check_leaves_the_model_as_it_was(rng):
     assert not dropout.frozen
     fresh = MLP(4, [5], 3, seed=0, dtype=np.float64, batchnorm=True, dropout=0.3)
     np.testing.assert_array_equal(model.loss(X, y)[0], fresh.loss(X, y)[0])  # same next mask
+    model.params["W1"][0, 0] = np.nan  # a broken model is checked (NaN errors), not refused
+    assert np.isnan(check_model(model, X, y, metric="norm")["W1"])
+    assert np.isnan(model.params["W1"][0, 0]) and not dropout.frozen
 
 
 def test_param_names_and_shapes():

@@ -139,14 +139,32 @@ def test_eval_test_without_a_test_split_is_refused_before_training(tmp_path):
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
-def test_a_folder_whose_run_ended_before_a_checkpoint_can_be_used_again(tmp_path, digits):
+def test_a_run_that_diverges_before_a_checkpoint_leaves_nothing_behind(tmp_path, digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the divergence is the error, not NumPy's overflow
-        with pytest.raises(TrainingDivergedError):
+        with pytest.raises(TrainingDivergedError, match="lower learning rate"):
             train_run(FAST, out=tmp_path / "run", data=digits, optimizer="sgd", lr=1e6)
-    assert [p.name for p in (tmp_path / "run").iterdir()] == ["config.json"]
-    res = train_run(FAST, out=tmp_path / "run", data=digits)  # not "already holds a run"
+    assert not (tmp_path / "run").exists()
+    res = train_run(FAST, out=tmp_path / "run", data=digits)  # the same --out works
     assert res.metrics["status"] == "completed"
+    # a folder of the user's keeps what it held
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("")
+    with pytest.raises(TrainingDivergedError):
+        train_run(FAST, out=tmp_path / "mine", data=digits, optimizer="sgd", lr=1e6)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+    # diverging after a checkpoint: the folder keeps it, and the message says what to do
+    class Blow(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            for p in trainer.model.params.values():  # after the epoch's checkpoint
+                p *= 1e30
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TrainingDivergedError, match="keeps the checkpoint.*another --out"):
+            train_run(FAST, out=tmp_path / "r2", data=digits, callbacks=[Blow()])
+    assert (tmp_path / "r2" / "checkpoint.npz").exists()
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="cannot create the run folder .*file/run.*--out"):
         train_run(FAST, out=tmp_path / "file" / "run", data=digits)
@@ -295,7 +313,10 @@ def test_resume_from_an_epoch_checkpoint(tmp_path, digits):
     (tmp_path / "a" / "checkpoint.npz").write_bytes(saved["bytes"])
     cfg = json.loads((tmp_path / "a" / "config.json").read_text())
     (tmp_path / "a" / "config.json").write_text(json.dumps({**cfg, "hidden": [64]}))
-    with pytest.raises(ValueError, match=r"hidden sizes \[32\], but config.json says \[64\]"):
+    with pytest.raises(ValueError, match=r"hidden_sizes \[32\], but config.json says \[64\]"):
+        resume_run(tmp_path / "a", data=digits, plots=False)
+    (tmp_path / "a" / "config.json").write_text(json.dumps({**cfg, "activation": "tanh"}))
+    with pytest.raises(ValueError, match="activation 'relu', but config.json says 'tanh'"):
         resume_run(tmp_path / "a", data=digits, plots=False)
 
 

@@ -243,9 +243,11 @@ def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
     with pytest.raises(ValueError, match="no test split"):
         tune(no_test, trials=1, search_space=TINY, out=tmp_path / "b", progress=False,
              eval_test=True)
+    with pytest.raises(ValueError, match="no test split"):  # several workers: the same, first
+        tune(no_test, trials=2, search_space=TINY, out=tmp_path / "b", progress=False,
+             eval_test=True, workers=2)
     storage = f"sqlite:///{tmp_path / 'b' / 'study.db'}"
-    for name in optuna.get_all_study_names(storage):  # refused before the first trial
-        assert not optuna.load_study(study_name=name, storage=storage).trials
+    assert not optuna.get_all_study_names(storage)  # refused before a study was made
     # and the corrected command runs in the same folder: the empty study takes its options
     fixed = tune(load_dataset("digits"), trials=1, search_space=TINY, out=tmp_path / "b",
                  progress=False, search_only=True)
@@ -276,6 +278,19 @@ def test_ctrl_c_keeps_the_finished_trials_tables_without_a_traceback(digits, tmp
     with open(tmp_path / "results.csv") as fh:
         states = [r["state"] for r in csv.DictReader(fh)]
     assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+
+
+def test_knobs_that_cannot_work_together_fail_the_trial_not_the_search(digits, tmp_path):
+    # each value is legal, but batch norm cannot train on one-row batches: those trials fail
+    space = {"batchnorm": True, "batch_size": [1, 32], "hidden_size": 8, "epochs": 1}
+    result = tune(digits, trials=6, search_space=space, sampler="random", out=tmp_path,
+                  progress=False, search_only=True)
+    study = optuna.load_study(study_name=result.study_name,
+                              storage=f"sqlite:///{tmp_path / 'study.db'}")
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all(t.params["batch_size"] == 1 for t in failed)
+    assert "batch norm needs batches of at least 2 rows" in failed[0].user_attrs["error"]
+    assert result.n_complete == sum(t.state == TrialState.COMPLETE for t in study.trials) > 0
 
 
 def test_grid_sampler_runs_each_combination_once(digits, tmp_path):

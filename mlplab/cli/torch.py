@@ -265,7 +265,7 @@ def describe(model) -> str:
 def run_train(args: argparse.Namespace) -> int:
     tm = _torch_mlp()
     from mlplab import io, plots
-    from mlplab.runs import require_test_split, split_record, write_history
+    from mlplab.runs import absolute_data_paths, require_test_split, split_record, write_history
 
     # everything that can fail is checked before the run folder is made: a folder left holding
     # only config.json would make the same command, rerun, say "already holds results"
@@ -280,8 +280,9 @@ def run_train(args: argparse.Namespace) -> int:
     model = tm.build_model(X.shape[1], args.hidden, ds.num_classes, init=args.init,
                            std=args.init_std, dropout=args.dropout, batchnorm=args.batchnorm,
                            seed=args.seed)
+    dataset, data_dir = absolute_data_paths(args.dataset, args.data_dir)  # as mlplab train's
     config = {
-        "framework": "pytorch", "dataset": args.dataset, "data_dir": args.data_dir,
+        "framework": "pytorch", "dataset": dataset, "data_dir": data_dir,
         "val_size": args.val_size, "test_size": args.test_size, "image_size": args.image_size,
         "data_seed": args.data_seed, "preprocessing": "torch", "hidden": args.hidden,
         "init": args.init, "init_std": args.init_std, "dropout": args.dropout,

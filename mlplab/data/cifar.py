@@ -41,15 +41,57 @@ _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
 _FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
 
 
+def _plain(dtype: object) -> bool:
+    """A dtype of plain numbers (bool, integer, float, complex), as NumPy would make it from its
+    type string: no Python objects, fields or sub-arrays, and no flags or item size rewritten."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or dtype.names is not None \
+            or dtype.subdtype is not None:
+        return False
+    honest = np.dtype(dtype.str)
+    return dtype.flags == honest.flags and dtype.itemsize == honest.itemsize
+
+
+def _dtype(spec: object, align: object = False, copy: object = False) -> np.dtype:
+    """``numpy.dtype`` for plain numbers only: no object dtype is ever made."""
+    if isinstance(spec, bytes):  # a Python 2 pickle read with encoding="bytes"
+        spec = spec.decode("latin1")
+    dtype = np.dtype(spec, align=bool(align), copy=bool(copy)) if isinstance(spec, str) else None
+    if dtype is None or not _plain(dtype):
+        raise RefusedGlobal(f"refusing numpy dtype {spec!r}: a CIFAR-10 batch holds only arrays "
+                            "of plain numbers")
+    return dtype
+
+
 def _frombuffer(buf: object, dtype: object, *shape_order: object) -> np.ndarray:
-    """NumPy's protocol-5 array rebuild, admitted for in-band bytes and plain dtypes only. It
-    only views the bytes (``np.frombuffer``, reshaped), which NumPy itself refuses for object
-    dtypes; checking here too keeps that guarantee from resting on NumPy's."""
-    if not isinstance(buf, bytes | bytearray) or not isinstance(dtype, np.dtype) \
-            or dtype.hasobject:
+    """NumPy's protocol-5 array rebuild, admitted for in-band bytes and plain dtypes only (it
+    views the bytes, ``np.frombuffer``, reshaped)."""
+    if not isinstance(buf, bytes | bytearray) or not _plain(dtype):
         raise RefusedGlobal(f"refusing numpy _frombuffer({type(buf).__name__}, {dtype!r}): a "
                             "CIFAR-10 batch holds only plain NumPy arrays")
     return _FROMBUFFER(buf, dtype, *shape_order)
+
+
+def _check_build(target: object, state: object) -> None:
+    """What a pickle's BUILD step (``target.__setstate__(state)``) may do in a CIFAR batch: give
+    a plain dtype its usual state, or fill an array of a plain dtype from bytes. Anything else
+    could rewrite a dtype after it was made (say, clear an object dtype's flags) and so forge
+    pointers, which no check of the dtype at its making would catch."""
+    if isinstance(target, np.dtype):
+        if _plain(target) and isinstance(state, tuple) and \
+                tuple(s.decode("latin1") if isinstance(s, bytes) else s for s in state) == \
+                np.dtype(target.str).__reduce__()[2]:  # a Python 2 pickle's b'|' is '|'
+            return
+    elif isinstance(target, np.ndarray):
+        if isinstance(state, tuple) and len(state) == 5 and _plain(state[2]) \
+                and isinstance(state[4], bytes | bytearray):
+            return
+    raise RefusedGlobal(f"refusing to set the state of a {type(target).__name__} to "
+                        f"{_short(state)}: a CIFAR-10 batch holds only plain NumPy arrays")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 _ALLOWED = {
@@ -58,7 +100,7 @@ _ALLOWED = {
     ("numpy.core.numeric", "_frombuffer"): _frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy", "dtype"): _dtype,
     # Python 3 writes bytes as _codecs.encode(text, "latin1") at protocols < 3, so a batch
     # re-pickled by Python 3 needs it; only that use is admitted (no other codec)
     ("_codecs", "encode"): lambda text, encoding="latin1": _latin1(text, encoding),
@@ -96,8 +138,23 @@ class RefusedGlobal(pickle.UnpicklingError):
     """A pickle names something outside the CIFAR-10 allow-list."""
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the globals a CIFAR batch needs."""
+class RestrictedUnpickler(pickle._Unpickler):
+    """An unpickler that resolves only the globals a CIFAR batch needs and checks each BUILD
+    step (:func:`_check_build`). It is the pure-Python unpickler, because the C one applies a
+    BUILD without a hook; a batch is a few large byte strings, so it is hardly slower."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def load_build(self) -> None:
+        _check_build(self.stack[-2], self.stack[-1])
+        super().load_build()
+
+    def load_persistent_id(self) -> None:
+        raise pickle.UnpicklingError("the pickle refers to a persistent id (an object kept "
+                                     "outside the file); a CIFAR-10 batch has none")
+
+    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.PERSID[0]] = dispatch[pickle.BINPERSID[0]] = load_persistent_id
 
     def find_class(self, module: str, name: str):
         try:
