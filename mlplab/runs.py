@@ -423,6 +423,7 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         # a dataset loaded by the caller may be split otherwise than the config (a preset's
         # val_size 0, a default): record the split it has, which evaluate_run reloads
         cfg = replace(cfg, val_size=len(ds.y_val), test_size=len(ds.y_test))
+    made = out is not None and not Path(out).exists()  # a folder of the user's is never removed
     out_dir = _new_run_dir(out) if out is not None else None
     pre, model, X_train = _fresh(cfg, ds)
     if owned:
@@ -435,11 +436,12 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     except TrainingDivergedError as exc:
         if out_dir is None:
             raise
-        if not (out_dir / CHECKPOINT_FILE).exists():
+        if not (out_dir / CHECKPOINT_FILE).exists():  # (the folder held none before this run)
             # nothing was saved: leave no half-made run that would block the same --out again
             (out_dir / CONFIG_FILE).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()  # only if it is empty (it may have been the user's folder)
+            if made:
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()  # only if nothing else was put there meanwhile
             raise
         raise TrainingDivergedError(f"{exc} {out_dir} keeps the checkpoint of its last good "
                                     "epoch; start the new run with another --out.") from None
@@ -479,8 +481,14 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     if X_train.shape[1] != model.input_size:
         raise ValueError(f"the dataset has {X_train.shape[1]} features but the checkpoint's model "
                          f"expects {model.input_size}; resume with the run's own dataset.")
-    return _fit_and_finish(cfg, ds, pre, model, X_train, state, seconds, run_dir, callbacks,
-                           progress, verbose, plots)
+    try:
+        return _fit_and_finish(cfg, ds, pre, model, X_train, state, seconds, run_dir, callbacks,
+                               progress, verbose, plots)
+    except TrainingDivergedError as exc:
+        # resuming repeats the same arithmetic: it would diverge again each time
+        raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run with "
+                                    f"other settings (another --out, or delete {run_dir}).") \
+            from None
 
 
 def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
@@ -783,7 +791,8 @@ def _new_run_dir(out: str | os.PathLike) -> Path:
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} is a file; the run needs a folder: choose another --out.")
-    if (out_dir / CONFIG_FILE).exists():
+    if any((out_dir / f).exists() for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE,
+                                             METRICS_FILE)):
         raise ValueError(f"{out_dir} already holds a run; choose another --out, or continue it "
                          f"with --resume {out_dir}.")
     try:

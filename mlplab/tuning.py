@@ -1400,6 +1400,13 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                         dict(study.trials[number].params) if number is not None else {})
     if not search_only:
         result.files, result.skipped_plots = write_results(study, out_dir)
+        if number is None and counts[TrialState.FAIL] and not counts[TrialState.PRUNED]:
+            # every trial failed: an error, not an empty success (e.g. a space whose fixed knobs
+            # cannot work together)
+            first = next(t for t in study.trials if t.state == TrialState.FAIL)
+            reason = first.user_attrs.get("error", "see the warnings above")
+            raise ValueError(f"all {counts[TrialState.FAIL]} trials failed, the first with "
+                             f"{reason}; results.csv lists them.")
         if number is not None:
             if data is None:
                 data = source.load()

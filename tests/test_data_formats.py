@@ -268,9 +268,38 @@ class _Reduce:
 ])
 def test_a_dtype_cannot_be_forged_by_its_pickled_state(dtype):
     forged = _Reduce(_FROMBUFFER, (b"\x41" * 8, dtype, (1,), "C"))
-    blob = pickle.dumps({b"data": _Reduce(np.ndarray, (forged,)), b"labels": [0]}, protocol=2)
+    blob = pickle.dumps({b"data": forged, b"labels": [0]}, protocol=2)
     with pytest.raises(DatasetError, match="data_batch_1: refusing"):
         parse_batch(blob, "data_batch_1")
+
+
+@pytest.mark.parametrize("data, message", [
+    # numpy.ndarray(shape, dtype, buffer, offset, strides) could view memory the file does not
+    # hold (a one-byte buffer with zero strides as a huge array): not callable at all
+    (_Reduce(np.ndarray, ((300_000, 3072), "u1", b"\0", 0, (0, 0))), "not callable"),
+    # an array rebuilt other than as NumPy pickles it: a huge or object one
+    (_Reduce(_RECONSTRUCT, (np.ndarray, (2**45,), b"b")), "refusing numpy _reconstruct"),
+    # a second BUILD would free an array's memory under a view of it; only _reconstruct's empty
+    # array is filled, once, and with exactly the bytes its shape needs
+    (_Reduce(_FROMBUFFER, (b"\0" * 4, np.dtype("u1"), (4,), "C"),
+             (1, (1,), np.dtype("u1"), False, b"\0")), "refusing to set the state"),
+    (_Reduce(_RECONSTRUCT, (np.ndarray, (0,), b"b"),
+             (1, (4, 3072), np.dtype("u1"), False, b"\0")), "refusing to set the state"),
+])
+def test_arrays_hold_only_the_bytes_in_the_file(data, message):
+    blob = pickle.dumps({b"data": data, b"labels": [0]}, protocol=2)
+    with pytest.raises(DatasetError, match=message):
+        parse_batch(blob, "data_batch_1")
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_arrays_in_either_byte_order_load(protocol):
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    labels = np.array([3, 7], dtype=">i8")  # big-endian, as a batch written elsewhere may be
+    blob = pickle.dumps({b"data": data, b"labels": labels}, protocol=protocol)
+    X, y = parse_batch(blob, "data_batch_1")
+    np.testing.assert_array_equal(X, data.reshape(2, 3, 32, 32).transpose(0, 2, 3, 1))
+    assert y.tolist() == [3, 7]
 
 
 @pytest.mark.parametrize("content, message", [

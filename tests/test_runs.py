@@ -147,12 +147,26 @@ def test_a_run_that_diverges_before_a_checkpoint_leaves_nothing_behind(tmp_path,
     assert not (tmp_path / "run").exists()
     res = train_run(FAST, out=tmp_path / "run", data=digits)  # the same --out works
     assert res.metrics["status"] == "completed"
-    # a folder of the user's keeps what it held
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("")
-    with pytest.raises(TrainingDivergedError):
-        train_run(FAST, out=tmp_path / "mine", data=digits, optimizer="sgd", lr=1e6)
-    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    # a folder of the user's keeps what it held, and stays even when empty
+    for content in ("notes.txt", None):
+        mine = tmp_path / f"mine-{content}"
+        mine.mkdir()
+        if content:
+            (mine / content).write_text("")
+        with pytest.raises(TrainingDivergedError):
+            train_run(FAST, out=mine, data=digits, optimizer="sgd", lr=1e6)
+        assert [p.name for p in mine.iterdir()] == ([content] if content else [])
+    # a run killed before its first checkpoint whose settings diverge: resuming says what to do
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / "config.json").write_text(json.dumps(
+        build_config(**FAST, optimizer="sgd", lr=1e6).to_dict()))
+    with pytest.raises(TrainingDivergedError, match="Resuming this run repeats it"):
+        resume_run(tmp_path / "killed", data=digits)
+    # a folder holding another run's files (even without config.json) is not written over
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "model.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_run(FAST, out=tmp_path / "other", data=digits)
 
     # diverging after a checkpoint: the folder keeps it, and the message says what to do
     class Blow(Callback):

@@ -291,6 +291,12 @@ def test_knobs_that_cannot_work_together_fail_the_trial_not_the_search(digits, t
     assert failed and all(t.params["batch_size"] == 1 for t in failed)
     assert "batch norm needs batches of at least 2 rows" in failed[0].user_attrs["error"]
     assert result.n_complete == sum(t.state == TrialState.COMPLETE for t in study.trials) > 0
+    # a space whose every trial fails is an error, not an empty success
+    with pytest.raises(ValueError, match="all 2 trials failed, the first with SettingsError: "
+                                         "batch norm needs"):
+        tune(digits, trials=2, search_space={**space, "batch_size": 1, "hidden_size": [8, 16]},
+             out=tmp_path / "bad", progress=False)
+    assert (tmp_path / "bad" / "results.csv").exists()
 
 
 def test_grid_sampler_runs_each_combination_once(digits, tmp_path):

@@ -10,6 +10,7 @@ else (``os.system``, ``builtins.eval``, ...) is refused before it is imported.
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import pickletools
@@ -71,40 +72,35 @@ def _frombuffer(buf: object, dtype: object, *shape_order: object) -> np.ndarray:
     return _FROMBUFFER(buf, dtype, *shape_order)
 
 
-def _check_build(target: object, state: object) -> None:
-    """What a pickle's BUILD step (``target.__setstate__(state)``) may do in a CIFAR batch: give
-    a plain dtype its usual state, or fill an array of a plain dtype from bytes. Anything else
-    could rewrite a dtype after it was made (say, clear an object dtype's flags) and so forge
-    pointers, which no check of the dtype at its making would catch."""
-    if isinstance(target, np.dtype):
-        if _plain(target) and isinstance(state, tuple) and \
-                tuple(s.decode("latin1") if isinstance(s, bytes) else s for s in state) == \
-                np.dtype(target.str).__reduce__()[2]:  # a Python 2 pickle's b'|' is '|'
-            return
-    elif isinstance(target, np.ndarray):
-        if isinstance(state, tuple) and len(state) == 5 and _plain(state[2]) \
-                and isinstance(state[4], bytes | bytearray):
-            return
-    raise RefusedGlobal(f"refusing to set the state of a {type(target).__name__} to "
-                        f"{_short(state)}: a CIFAR-10 batch holds only plain NumPy arrays")
+_BYTE_ORDERS = ("<", ">", "=", "|")
+
+
+def _usual_state(dtype: np.dtype, state: object) -> bool:
+    """Whether ``state`` is what NumPy pickles for ``dtype``: its own state, in any byte order
+    (a Python 2 pickle's ``b'|'`` read as ``'|'``)."""
+    if not isinstance(state, tuple):
+        return False
+    state = tuple(s.decode("latin1") if isinstance(s, bytes) else s for s in state)
+    usual = np.dtype(dtype.str).__reduce__()[2]
+    return len(state) == len(usual) and state[1] in _BYTE_ORDERS and \
+        state[:1] + state[2:] == usual[:1] + usual[2:]
+
+
+class _NdarrayToken:
+    """What ``numpy.ndarray`` resolves to: only :meth:`RestrictedUnpickler._reconstruct` takes
+    it (as the class to rebuild). Not callable, so a pickle cannot call ``numpy.ndarray(shape,
+    dtype, buffer, offset, strides)`` to view, or over-read, memory it does not own."""
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray (admitted only as _reconstruct's class)"
+
+
+_NDARRAY = _NdarrayToken()
 
 
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): _dtype,
-    # Python 3 writes bytes as _codecs.encode(text, "latin1") at protocols < 3, so a batch
-    # re-pickled by Python 3 needs it; only that use is admitted (no other codec)
-    ("_codecs", "encode"): lambda text, encoding="latin1": _latin1(text, encoding),
-}
 
 
 def _latin1(text: object, encoding: str) -> bytes:
@@ -139,14 +135,56 @@ class RefusedGlobal(pickle.UnpicklingError):
 
 
 class RestrictedUnpickler(pickle._Unpickler):
-    """An unpickler that resolves only the globals a CIFAR batch needs and checks each BUILD
-    step (:func:`_check_build`). It is the pure-Python unpickler, because the C one applies a
-    BUILD without a hook; a batch is a few large byte strings, so it is hardly slower."""
+    """An unpickler that admits only what a CIFAR batch holds: dicts, lists, strings, numbers,
+    and arrays of plain numbers whose bytes are in the file.
+
+    The globals it resolves are :meth:`_allowed`'s. It is the pure-Python unpickler, because the C
+    one applies a BUILD (an object's ``__setstate__``) without a hook, and BUILD is how a pickle
+    could rewrite a dtype after it was made (say, clear an object dtype's flags) or free an
+    array's memory under a view of it. Here a BUILD may give a plain dtype only its usual state,
+    and fill only an array that :meth:`_reconstruct` just made, once, with exactly as many bytes
+    as its shape and dtype need. A batch is a few large byte strings, so this is hardly slower.
+    """
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._empty: set[int] = set()  # ids of arrays made by _reconstruct, not yet filled
+
+    def _allowed(self) -> dict[tuple[str, str], object]:
+        return {
+            ("numpy.core.multiarray", "_reconstruct"): self._reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): self._reconstruct,
+            ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+            ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+            ("numpy", "ndarray"): _NDARRAY,
+            ("numpy", "dtype"): _dtype,
+            # Python 3 writes bytes as _codecs.encode(text, "latin1") at protocols < 3, so a
+            # batch re-pickled by Python 3 needs it; only that use is admitted (no other codec)
+            ("_codecs", "encode"): lambda text, encoding="latin1": _latin1(text, encoding),
+        }
+
+    def _reconstruct(self, cls: object, shape: object, typecode: object) -> np.ndarray:
+        """NumPy's ``_reconstruct(ndarray, (0,), b'b')``: the empty array that BUILD fills."""
+        if cls is not _NDARRAY or shape != (0,) or typecode not in (b"b", "b"):
+            raise RefusedGlobal(f"refusing numpy _reconstruct({cls!r}, {_short(shape)}, "
+                                f"{_short(typecode)}): a CIFAR-10 batch holds only plain arrays")
+        array = _RECONSTRUCT(np.ndarray, (0,), b"b")
+        self._empty.add(id(array))  # the array stays alive on the stack or in the memo
+        return array
+
     def load_build(self) -> None:
-        _check_build(self.stack[-2], self.stack[-1])
+        target, state = self.stack[-2], self.stack[-1]
+        if isinstance(target, np.dtype) and _plain(target) and _usual_state(target, state):
+            pass
+        elif isinstance(target, np.ndarray) and id(target) in self._empty and \
+                _array_state_fits(state):
+            self._empty.discard(id(target))  # filled once: its memory is never swapped later
+        else:
+            raise RefusedGlobal(f"refusing to set the state of a {type(target).__name__} to "
+                                f"{_short(state)}: a CIFAR-10 batch holds only plain NumPy "
+                                "arrays")
         super().load_build()
 
     def load_persistent_id(self) -> None:
@@ -158,7 +196,7 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     def find_class(self, module: str, name: str):
         try:
-            return _ALLOWED[(module, name)]
+            return self._allowed()[(module, name)]
         except KeyError:
             what = f"{module}.{name}"
             if not what.isprintable():  # a damaged name can hold newlines: keep one line
@@ -166,6 +204,18 @@ class RestrictedUnpickler(pickle._Unpickler):
             raise RefusedGlobal(
                 f"refusing to load {what}: a CIFAR-10 batch holds only dicts, lists, "
                 "strings, numbers and NumPy arrays") from None
+
+
+def _array_state_fits(state: object) -> bool:
+    """An ndarray state ``(version, shape, dtype, fortran, data)`` of a plain dtype whose data
+    holds exactly the bytes its shape needs."""
+    if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[1], tuple)
+            and _plain(state[2]) and isinstance(state[4], bytes | bytearray)):
+        return False
+    shape = state[1]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        return False
+    return len(state[4]) == math.prod(shape) * state[2].itemsize
 
 
 def load_pickle(data: bytes, source: str) -> dict:
