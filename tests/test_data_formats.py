@@ -292,6 +292,24 @@ def test_arrays_hold_only_the_bytes_in_the_file(data, message):
         parse_batch(blob, "data_batch_1")
 
 
+def test_out_of_band_buffer_opcodes_are_refused():
+    # READONLY_BUFFER makes a memoryview that NumPy's __setstate__ would leave pointing at freed
+    # memory; in-band batches never use it (nor NEXT_BUFFER)
+    blob = b"\x80\x05\x96\x04\x00\x00\x00\x00\x00\x00\x00abcd\x98."  # BYTEARRAY8, READONLY_BUFFER
+    with pytest.raises(DatasetError, match="out-of-band buffer opcodes"):
+        parse_batch(blob, "data_batch_1")
+
+
+def test_aliased_nested_labels_are_refused_before_they_are_expanded():
+    inner = list(range(100))
+    middle = [inner] * 100  # pickled once, referenced 100 times (the memo): a tiny file
+    blob = pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [middle] * 100},
+                        protocol=2)
+    assert len(blob) < 10_000
+    with pytest.raises(DatasetError, match="'labels' must be a list of integers"):
+        parse_batch(blob, "data_batch_1")
+
+
 @pytest.mark.parametrize("protocol", [2, 5])
 def test_arrays_in_either_byte_order_load(protocol):
     data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)

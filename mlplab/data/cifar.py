@@ -14,6 +14,7 @@ import math
 import os
 import pickle
 import pickletools
+import reprlib
 import shutil
 import tarfile
 import tempfile
@@ -58,8 +59,8 @@ def _dtype(spec: object, align: object = False, copy: object = False) -> np.dtyp
         spec = spec.decode("latin1")
     dtype = np.dtype(spec, align=bool(align), copy=bool(copy)) if isinstance(spec, str) else None
     if dtype is None or not _plain(dtype):
-        raise RefusedGlobal(f"refusing numpy dtype {spec!r}: a CIFAR-10 batch holds only arrays "
-                            "of plain numbers")
+        raise RefusedGlobal(f"refusing numpy dtype {_short(spec)}: a CIFAR-10 batch holds only "
+                            "arrays of plain numbers")
     return dtype
 
 
@@ -67,9 +68,10 @@ def _frombuffer(buf: object, dtype: object, *shape_order: object) -> np.ndarray:
     """NumPy's protocol-5 array rebuild, admitted for in-band bytes and plain dtypes only (it
     views the bytes, ``np.frombuffer``, reshaped)."""
     if not isinstance(buf, bytes | bytearray) or not _plain(dtype):
-        raise RefusedGlobal(f"refusing numpy _frombuffer({type(buf).__name__}, {dtype!r}): a "
-                            "CIFAR-10 batch holds only plain NumPy arrays")
-    return _FROMBUFFER(buf, dtype, *shape_order)
+        raise RefusedGlobal(f"refusing numpy _frombuffer({type(buf).__name__}, {_short(dtype)}): "
+                            "a CIFAR-10 batch holds only plain NumPy arrays")
+    # bytes: no array shares memory with a bytearray that the pickle could still change
+    return _FROMBUFFER(bytes(buf), dtype, *shape_order)
 
 
 _BYTE_ORDERS = ("<", ">", "=", "|")
@@ -98,8 +100,15 @@ class _NdarrayToken:
 _NDARRAY = _NdarrayToken()
 
 
+_REPR = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+_REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict = 2, 8, 8, 4
+_REPR.maxstring = _REPR.maxother = 40
+
+
 def _short(value: object) -> str:
-    text = repr(value)
+    """A bounded ``repr`` for messages: a pickle's values can nest aliased lists whose full repr
+    would take gigabytes."""
+    text = _REPR.repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -150,7 +159,9 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._empty: set[int] = set()  # ids of arrays made by _reconstruct, not yet filled
+        # arrays made by _reconstruct and not yet filled, held (not only their ids: a freed
+        # array's id can be reused by the next object made)
+        self._empty: dict[int, np.ndarray] = {}
 
     def _allowed(self) -> dict[tuple[str, str], object]:
         return {
@@ -171,16 +182,16 @@ class RestrictedUnpickler(pickle._Unpickler):
             raise RefusedGlobal(f"refusing numpy _reconstruct({cls!r}, {_short(shape)}, "
                                 f"{_short(typecode)}): a CIFAR-10 batch holds only plain arrays")
         array = _RECONSTRUCT(np.ndarray, (0,), b"b")
-        self._empty.add(id(array))  # the array stays alive on the stack or in the memo
+        self._empty[id(array)] = array
         return array
 
     def load_build(self) -> None:
         target, state = self.stack[-2], self.stack[-1]
         if isinstance(target, np.dtype) and _plain(target) and _usual_state(target, state):
             pass
-        elif isinstance(target, np.ndarray) and id(target) in self._empty and \
+        elif isinstance(target, np.ndarray) and self._empty.get(id(target)) is target and \
                 _array_state_fits(state):
-            self._empty.discard(id(target))  # filled once: its memory is never swapped later
+            del self._empty[id(target)]  # filled once: its memory is never swapped later
         else:
             raise RefusedGlobal(f"refusing to set the state of a {type(target).__name__} to "
                                 f"{_short(state)}: a CIFAR-10 batch holds only plain NumPy "
@@ -191,8 +202,15 @@ class RestrictedUnpickler(pickle._Unpickler):
         raise pickle.UnpicklingError("the pickle refers to a persistent id (an object kept "
                                      "outside the file); a CIFAR-10 batch has none")
 
+    def load_out_of_band(self) -> None:
+        # READONLY_BUFFER would make a memoryview that outlives the memory under it (NumPy's
+        # __setstate__ does not check for views); in-band batches never use either opcode
+        raise pickle.UnpicklingError("the pickle uses protocol 5's out-of-band buffer opcodes; "
+                                     "a CIFAR-10 batch has none")
+
     dispatch[pickle.BUILD[0]] = load_build
     dispatch[pickle.PERSID[0]] = dispatch[pickle.BINPERSID[0]] = load_persistent_id
+    dispatch[pickle.READONLY_BUFFER[0]] = dispatch[pickle.NEXT_BUFFER[0]] = load_out_of_band
 
     def find_class(self, module: str, name: str):
         try:
@@ -247,15 +265,23 @@ def parse_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
         desc = f"{X.dtype} array {X.shape}" if isinstance(X, np.ndarray) else type(X).__name__
         raise DatasetError(f"{source}: 'data' must be a uint8 array of shape (N, 3072); got "
                            f"{desc}.")
-    try:
-        y = np.asarray(labels)
-    except (TypeError, ValueError, OverflowError):
-        y = np.asarray(None)
-    if y.dtype.kind not in "iu":  # not floats, complex or bools cast to labels, not objects
+    # the type and length first: memo references can nest one list in another a thousand times
+    # over, which np.asarray would expand into billions of elements
+    if isinstance(labels, list):
+        if not all(type(v) is int for v in labels):  # not bools, floats or nested lists
+            raise DatasetError(f"{source}: 'labels' must be a list of integers.")
+        n_labels = len(labels)
+    elif isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and labels.ndim == 1:
+        n_labels = labels.shape[0]
+    else:
         raise DatasetError(f"{source}: 'labels' must be a list of integers.")
-    y = y.astype(np.int64)  # a uint64 beyond int64 wraps negative: refused by the range check
-    if y.shape != (len(X),):
-        raise DatasetError(f"{source}: {len(X)} images but {y.size} labels.")
+    if n_labels != len(X):
+        raise DatasetError(f"{source}: {len(X)} images but {n_labels} labels.")
+    try:
+        y = np.array(labels, dtype=np.int64)
+    except OverflowError:
+        raise DatasetError(f"{source}: 'labels' must be a list of integers in 0..9; found one "
+                           "beyond 64 bits.") from None
     if y.size and (y.min() < 0 or y.max() > 9):
         raise DatasetError(f"{source}: labels must be 0..9; found {y.min()}..{y.max()}.")
     # rows are 1024 red, 1024 green, 1024 blue values, each row-major 32x32
