@@ -10,6 +10,7 @@ import pickletools
 import struct
 import tarfile
 import threading
+import time
 import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -296,8 +297,51 @@ def test_out_of_band_buffer_opcodes_are_refused():
     # READONLY_BUFFER makes a memoryview that NumPy's __setstate__ would leave pointing at freed
     # memory; in-band batches never use it (nor NEXT_BUFFER)
     blob = b"\x80\x05\x96\x04\x00\x00\x00\x00\x00\x00\x00abcd\x98."  # BYTEARRAY8, READONLY_BUFFER
-    with pytest.raises(DatasetError, match="out-of-band buffer opcodes"):
+    with pytest.raises(DatasetError, match="READONLY_BUFFER"):
         parse_batch(blob, "data_batch_1")
+
+
+def _aliased(depth: int, open_op: bytes, close_op: bytes) -> bytes:
+    """Opcodes of ``t[i+1] = (t[i], t[i])`` (or lists) built with memo GETs: a few bytes per
+    level for 2**depth leaves once expanded, hashed or printed."""
+    ops = b"N"  # None
+    for i in range(depth):  # memoise the level, drop it from the stack, pair two references
+        ops += b"q" + bytes([i]) + b"0" + open_op + b"h" + bytes([i]) + b"h" + bytes([i]) + \
+            close_op
+    return ops
+
+
+@pytest.mark.parametrize("blob, message", [
+    # a dict key hashed before its type is checked: a deep tuple crashed CPython (its hash
+    # recurses in C), an aliased one took exponential time
+    (b"\x80\x02}" + b"N" + b"\x85" * 500 + b"K\x01s.", "keys of type \\['tuple'\\]"),
+    (b"\x80\x02}" + _aliased(60, b"", b"\x86") + b"K\x01s.", "keys of type \\['tuple'\\]"),
+    # sets are never in a batch (and hash their members)
+    (b"\x80\x04\x8f.", "opcode EMPTY_SET"),
+    # items go only into dicts and lists: an array's item assignment would run NumPy on pickle
+    # data (an aliased list index or value of 2**28 elements)
+    (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"
+     + _aliased(28, b"(", b"l") + b"K\x00s.", "set items of a ndarray"),
+    # a flood of cheap opcodes costs tens of bytes of memory per byte of file
+    (b"\x80\x02" + b"]" * 1_000_001 + b".", "more than 1,000,000 opcodes"),
+    # messages show bounded excerpts of what they refuse
+    (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\n" + _aliased(40, b"(", b"l")
+     + b"K\x00\x85C\x01b\x87R.", "refusing numpy _reconstruct"),
+])
+def test_pickle_containers_cannot_crash_hang_or_balloon(blob, message):
+    start = time.perf_counter()
+    with pytest.raises(DatasetError, match=message) as error:
+        parse_batch(blob, "data_batch_1")
+    assert time.perf_counter() - start < 5 and len(str(error.value)) < 400
+
+
+def test_odd_class_names_in_the_meta_file_fall_back_to_cifar10s(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    for names in ([b"\xff\xfe"] * 10, [b"a\nb"] * 10, [10**50] * 10, [b"x" * 1000] * 10):
+        (folder / "batches.meta").write_bytes(py2_pickle({b"label_names": names}))
+        ds = load_dataset("cifar10", data_dir=folder, val_size=1)
+        assert ds.classes == [n.decode() for n in CIFAR_NAMES]
 
 
 def test_aliased_nested_labels_are_refused_before_they_are_expanded():

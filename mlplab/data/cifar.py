@@ -57,6 +57,9 @@ def _dtype(spec: object, align: object = False, copy: object = False) -> np.dtyp
     """``numpy.dtype`` for plain numbers only: no object dtype is ever made."""
     if isinstance(spec, bytes):  # a Python 2 pickle read with encoding="bytes"
         spec = spec.decode("latin1")
+    if isinstance(spec, str) and len(spec) > 8:  # 'u1', '<i8': a long spec is a structure
+        raise RefusedGlobal(f"refusing numpy dtype {_short(spec)}: a CIFAR-10 batch holds only "
+                            "arrays of plain numbers")
     dtype = np.dtype(spec, align=bool(align), copy=bool(copy)) if isinstance(spec, str) else None
     if dtype is None or not _plain(dtype):
         raise RefusedGlobal(f"refusing numpy dtype {_short(spec)}: a CIFAR-10 batch holds only "
@@ -113,23 +116,48 @@ def _short(value: object) -> str:
 
 
 def _latin1(text: object, encoding: str) -> bytes:
-    if not isinstance(text, str) or encoding.lower().replace("-", "") != "latin1":
-        raise RefusedGlobal(f"refusing _codecs.encode({type(text).__name__}, {encoding!r}): "
+    if not isinstance(text, str) or not isinstance(encoding, str) or \
+            encoding.lower().replace("-", "") != "latin1":
+        raise RefusedGlobal(f"refusing _codecs.encode({type(text).__name__}, {_short(encoding)}): "
                             "a CIFAR-10 batch only encodes text as latin1")
     return text.encode("latin1")
 
 
 _PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
+#: the opcodes that pickles of dicts, lists, tuples, strings, numbers and NumPy arrays use, at
+#: protocols 0 to 5 (no sets, no object construction but REDUCE, no extension registry, no
+#: persistent ids or out-of-band buffers)
+_OPCODES = {
+    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "DUP",
+    "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET",
+    "EMPTY_DICT", "DICT", "SETITEM", "SETITEMS", "EMPTY_LIST", "LIST", "APPEND", "APPENDS",
+    "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3",
+    "NONE", "NEWTRUE", "NEWFALSE", "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1",
+    "LONG4", "FLOAT", "BINFLOAT",
+    "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
+    "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8",
+    "GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD",
+}
+#: a batch of 10,000 images is about 50,000 opcodes; a flood of small ones (empty lists, say)
+#: costs tens of bytes of memory per byte of file
+MAX_OPCODES = 1_000_000
 
 
 def _prescan(data: bytes) -> None:
-    """Walk the pickle's opcodes without running them (``pickletools.genops``) and refuse memo
-    indices beyond the number of objects stored so far. The C unpickler sizes its memo table
-    from the index it is given, so a 9-byte pickle naming index 2**31 would make it allocate and
-    zero 32 GB; a real pickler numbers its memo entries 0, 1, 2, ... The walk also rejects
-    length fields that promise more bytes than the file holds, before anything is allocated."""
+    """Walk the pickle's opcodes without running them (``pickletools.genops``): refuse opcodes a
+    CIFAR batch never uses, more than ``MAX_OPCODES`` of them, and memo indices beyond the number
+    of objects stored so far (a real pickler numbers them 0, 1, 2, ...; the C unpickler once
+    sized its memo table from the index given, so a 9-byte pickle could make it allocate 32 GB).
+    The walk also rejects length fields that promise more bytes than the file holds, before
+    anything is allocated."""
     puts = 0
-    for op, arg, pos in pickletools.genops(data):
+    for count, (op, arg, pos) in enumerate(pickletools.genops(data)):
+        if op.name not in _OPCODES:
+            raise pickle.UnpicklingError(f"opcode {op.name} at byte {pos}: a CIFAR-10 batch "
+                                         "holds only dicts, lists, strings, numbers and arrays")
+        if count >= MAX_OPCODES:
+            raise pickle.UnpicklingError(f"more than {MAX_OPCODES:,} opcodes; a CIFAR-10 batch "
+                                         "has about 50,000")
         if op.name in _PUT_OPS:
             if not isinstance(arg, int) or arg > puts:
                 raise pickle.UnpicklingError(f"memo index {arg} at byte {pos} is out of "
@@ -179,7 +207,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _reconstruct(self, cls: object, shape: object, typecode: object) -> np.ndarray:
         """NumPy's ``_reconstruct(ndarray, (0,), b'b')``: the empty array that BUILD fills."""
         if cls is not _NDARRAY or shape != (0,) or typecode not in (b"b", "b"):
-            raise RefusedGlobal(f"refusing numpy _reconstruct({cls!r}, {_short(shape)}, "
+            raise RefusedGlobal(f"refusing numpy _reconstruct({_short(cls)}, {_short(shape)}, "
                                 f"{_short(typecode)}): a CIFAR-10 batch holds only plain arrays")
         array = _RECONSTRUCT(np.ndarray, (0,), b"b")
         self._empty[id(array)] = array
@@ -208,6 +236,39 @@ class RestrictedUnpickler(pickle._Unpickler):
         raise pickle.UnpicklingError("the pickle uses protocol 5's out-of-band buffer opcodes; "
                                      "a CIFAR-10 batch has none")
 
+    # Containers: items go only into dicts (keys bytes or str, checked before they are hashed:
+    # hashing a deeply nested tuple recurses in C, and an aliased one takes exponential time) and
+    # lists (not into arrays, whose item assignment would run NumPy conversions on pickle data).
+    # The marked forms take their items from the stack above the last MARK; their target is
+    # the top of the stack below it.
+    def _marked_target(self) -> object:
+        return self.metastack[-1][-1] if self.metastack and self.metastack[-1] else None
+
+    def load_setitem(self) -> None:
+        _check_items(self.stack[-3] if len(self.stack) >= 3 else None, self.stack[-2:-1])
+        super().load_setitem()
+
+    def load_setitems(self) -> None:
+        _check_items(self._marked_target(), self.stack[::2])
+        super().load_setitems()
+
+    def load_dict(self) -> None:
+        _check_items({}, self.stack[::2])
+        super().load_dict()
+
+    def load_append(self) -> None:
+        _check_list(self.stack[-2] if len(self.stack) >= 2 else None)
+        super().load_append()
+
+    def load_appends(self) -> None:
+        _check_list(self._marked_target())
+        super().load_appends()
+
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.DICT[0]] = load_dict
+    dispatch[pickle.APPEND[0]] = load_append
+    dispatch[pickle.APPENDS[0]] = load_appends
     dispatch[pickle.BUILD[0]] = load_build
     dispatch[pickle.PERSID[0]] = dispatch[pickle.BINPERSID[0]] = load_persistent_id
     dispatch[pickle.READONLY_BUFFER[0]] = dispatch[pickle.NEXT_BUFFER[0]] = load_out_of_band
@@ -217,11 +278,24 @@ class RestrictedUnpickler(pickle._Unpickler):
             return self._allowed()[(module, name)]
         except KeyError:
             what = f"{module}.{name}"
-            if not what.isprintable():  # a damaged name can hold newlines: keep one line
-                what = repr(what)
+            if not what.isprintable() or len(what) > 80:  # one short line: a damaged name can
+                what = _short(what)                         # hold newlines, or megabytes
             raise RefusedGlobal(
                 f"refusing to load {what}: a CIFAR-10 batch holds only dicts, lists, "
                 "strings, numbers and NumPy arrays") from None
+
+
+def _check_items(target: object, keys: list) -> None:
+    if type(target) is not dict or not all(type(k) in (bytes, str) for k in keys):
+        raise RefusedGlobal(f"refusing to set items of a {type(target).__name__} with keys of "
+                            f"type {sorted({type(k).__name__ for k in keys})}: a CIFAR-10 batch "
+                            "is a dict with string keys")
+
+
+def _check_list(target: object) -> None:
+    if type(target) is not list:
+        raise RefusedGlobal(f"refusing to append to a {type(target).__name__}: a CIFAR-10 "
+                            "batch appends only to lists")
 
 
 def _array_state_fits(state: object) -> bool:
@@ -244,7 +318,7 @@ def load_pickle(data: bytes, source: str) -> dict:
     except RefusedGlobal as exc:
         raise DatasetError(f"{source}: {exc}.") from None
     except Exception as exc:  # truncated or garbage: EOFError, ValueError, struct errors, ...
-        detail = " ".join(str(exc).split())  # CPython's own messages may span lines
+        detail = " ".join(str(exc)[:300].split())  # one short line: messages may echo the data
         raise DatasetError(f"{source}: not a readable CIFAR-10 pickle ({type(exc).__name__}: "
                            f"{detail}); the file may be truncated or corrupt - delete it and "
                            "download again.") from None
@@ -257,8 +331,8 @@ def parse_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     """``(X (N, 32, 32, 3) uint8, y (N,) int64)`` of one pickled batch, checked."""
     d = load_pickle(data, source)
     if "data" not in d or "labels" not in d:
-        raise DatasetError(f"{source}: not a CIFAR-10 batch (keys {sorted(d)}; expected 'data' "
-                           "and 'labels').")
+        raise DatasetError(f"{source}: not a CIFAR-10 batch (keys {_short(sorted(d))}; expected "
+                           "'data' and 'labels').")
     X, labels = d["data"], d["labels"]
     if not isinstance(X, np.ndarray) or X.dtype != np.uint8 or X.ndim != 2 or \
             X.shape[1] != 3072:
@@ -288,8 +362,24 @@ def parse_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(X.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), y
 
 
+def _class_names(names: object) -> list[str] | None:
+    """``batches.meta``'s ``label_names`` if they are 10 short printable UTF-8 names (they become
+    labels in files and reports), else None: CIFAR-10's own names are used."""
+    if not (isinstance(names, list) and len(names) == 10
+            and all(type(n) in (bytes, str) and 0 < len(n) <= 100 for n in names)):
+        return None
+    try:
+        text = [n.decode("utf-8") if isinstance(n, bytes) else n for n in names]
+    except UnicodeDecodeError:
+        return None
+    return text if all(t.isprintable() for t in text) else None
+
+
 def _read(path: Path) -> bytes:
     try:
+        if path.stat().st_size > MAX_BATCH_BYTES:
+            raise DatasetError(f"{path}: {path.stat().st_size:,} bytes; a CIFAR-10 batch has "
+                               f"about 31 MB (at most {MAX_BATCH_BYTES >> 20} MiB read).")
         return path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read ({exc.strerror or exc}).") from None
@@ -411,8 +501,6 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Fal
     classes = list(CLASSES)
     if (folder / META).is_file():
         meta = load_pickle(_read(folder / META), str(folder / META))
-        names = meta.get("label_names")
-        if isinstance(names, list) and len(names) == 10:
-            classes = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
+        classes = _class_names(meta.get("label_names")) or classes
     empty = X[:0]
     return Dataset("cifar10", classes, X, y, empty, y[:0], Xt, yt, source=str(folder))
