@@ -344,6 +344,49 @@ def test_odd_class_names_in_the_meta_file_fall_back_to_cifar10s(tmp_path):
         assert ds.classes == [n.decode() for n in CIFAR_NAMES]
 
 
+def test_archive_guards(tmp_path):
+    src = tmp_path / "src"
+    write_cifar(src / "cifar-10-batches-py")
+    good = io.BytesIO()
+    with tarfile.open(fileobj=good, mode="w") as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    # damaged data that still decompresses: tarfile never reads the gzip trailer, whose CRC
+    # (here zeroed) is the only thing that catches it
+    compressed = gzip.compress(good.getvalue())
+    bad_crc = compressed[:-8] + bytes(4) + compressed[-4:]
+    # a pax header of 100 MB of zeros compresses to a small file; tarfile reads it whole
+    pax = io.BytesIO()
+    with tarfile.open(fileobj=pax, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("x")
+        info.pax_headers = {"comment": "0" * (100 << 20)}
+        tar.addfile(info, io.BytesIO(b""))
+    for name, archive, message in (("crc", bad_crc, "cannot extract.*CRC"),
+                                    ("pax", gzip.compress(pax.getvalue()), "larger than a batch")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "cifar-10-python.tar.gz").write_bytes(archive)
+        with pytest.raises(DatasetError, match=message):
+            load_dataset("cifar10", data_dir=folder, val_size=1)
+
+
+def test_a_batch_that_is_not_a_regular_file_is_refused(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    (folder / "data_batch_3").unlink()
+    os.mkfifo(folder / "data_batch_3")  # reading it would block for ever
+    with pytest.raises(DatasetError, match="data_batch_3: not a regular file"):
+        load_dataset("cifar10", data_dir=folder, val_size=1)
+
+
+def test_a_payload_fed_to_many_calls_spends_the_memory_budget():
+    # one 1 MB string memoised once, then encoded 100 times for a few bytes each: 100 MB
+    text = b"X" + struct.pack("<I", 1 << 20) + b"a" * (1 << 20) + b"q\x00"
+    call = b"c_codecs\nencode\nh\x00X\x06\x00\x00\x00latin1\x86R0"
+    blob = b"\x80\x02" + text + call * 100 + b"}."
+    with pytest.raises(DatasetError, match="far more memory than the file"):
+        parse_batch(blob, "data_batch_1")
+
+
 def test_aliased_nested_labels_are_refused_before_they_are_expanded():
     inner = list(range(100))
     middle = [inner] * 100  # pickled once, referenced 100 times (the memo): a tiny file

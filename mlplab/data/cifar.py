@@ -9,6 +9,7 @@ else (``os.system``, ``builtins.eval``, ...) is refused before it is imported.
 
 from __future__ import annotations
 
+import gzip
 import io
 import math
 import os
@@ -16,8 +17,10 @@ import pickle
 import pickletools
 import reprlib
 import shutil
+import stat
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,7 @@ META = "batches.meta"
 #: bounds on what extraction accepts (the official batches are 31 MB each, 9 entries in all)
 MAX_BATCH_BYTES = 64 << 20
 MAX_ARCHIVE_ENTRIES = 100
+MAX_ARCHIVE_BYTES = 400 << 20  # uncompressed (the official archive: about 180 MB)
 
 # ndarray.__reduce__ names its rebuild function; take it from NumPy itself rather than importing
 # numpy.core (renamed numpy._core in NumPy 2, with a deprecation shim under the old name)
@@ -70,7 +74,8 @@ def _dtype(spec: object, align: object = False, copy: object = False) -> np.dtyp
 def _frombuffer(buf: object, dtype: object, *shape_order: object) -> np.ndarray:
     """NumPy's protocol-5 array rebuild, admitted for in-band bytes and plain dtypes only (it
     views the bytes, ``np.frombuffer``, reshaped)."""
-    if not isinstance(buf, bytes | bytearray) or not _plain(dtype):
+    if not isinstance(buf, bytes | bytearray) or not _plain(dtype) or \
+            not (shape_order and _small_shape(shape_order[0])):
         raise RefusedGlobal(f"refusing numpy _frombuffer({type(buf).__name__}, {_short(dtype)}): "
                             "a CIFAR-10 batch holds only plain NumPy arrays")
     # bytes: no array shares memory with a bytearray that the pickle could still change
@@ -83,12 +88,12 @@ _BYTE_ORDERS = ("<", ">", "=", "|")
 def _usual_state(dtype: np.dtype, state: object) -> bool:
     """Whether ``state`` is what NumPy pickles for ``dtype``: its own state, in any byte order
     (a Python 2 pickle's ``b'|'`` read as ``'|'``)."""
-    if not isinstance(state, tuple):
-        return False
-    state = tuple(s.decode("latin1") if isinstance(s, bytes) else s for s in state)
     usual = np.dtype(dtype.str).__reduce__()[2]
-    return len(state) == len(usual) and state[1] in _BYTE_ORDERS and \
-        state[:1] + state[2:] == usual[:1] + usual[2:]
+    if not isinstance(state, tuple) or len(state) != len(usual):
+        return False
+    order = state[1].decode("latin1") if isinstance(state[1], bytes) and len(state[1]) == 1 \
+        else state[1]
+    return order in _BYTE_ORDERS and state[:1] + state[2:] == usual[:1] + usual[2:]
 
 
 class _NdarrayToken:
@@ -103,7 +108,17 @@ class _NdarrayToken:
 _NDARRAY = _NdarrayToken()
 
 
-_REPR = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+class _BoundedRepr(reprlib.Repr):
+    """``reprlib.Repr`` that also cuts bytes before it reprs them (Python 3.11's reprs the
+    whole object first, up to four times its size, and only then cuts)."""
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        return repr(x[: self.maxstring]) + ("..." if len(x) > self.maxstring else "")
+
+    repr_bytearray = repr_bytes
+
+
+_REPR = _BoundedRepr()  # (keyword arguments only from Python 3.12)
 _REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict = 2, 8, 8, 4
 _REPR.maxstring = _REPR.maxother = 40
 
@@ -185,23 +200,38 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, budget: int = 2 * MAX_BATCH_BYTES, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # bytes the allowed calls may make (copies, decoded text, arrays): a payload memoised
+        # once can be fed to them again and again for a few bytes of pickle each
+        self._budget = budget
         # arrays made by _reconstruct and not yet filled, held (not only their ids: a freed
         # array's id can be reused by the next object made)
         self._empty: dict[int, np.ndarray] = {}
+
+    def _spend(self, nbytes: int) -> None:
+        self._budget -= nbytes
+        if self._budget < 0:
+            raise RefusedGlobal("refusing to build more: the pickle's arrays and strings "
+                                "would take far more memory than the file's size")
+
+    def _charge(self, made: object) -> object:
+        """Count what an allowed call made (an array's header too) against the budget."""
+        self._spend(made.nbytes + 256 if isinstance(made, np.ndarray) else len(made))
+        return made
 
     def _allowed(self) -> dict[tuple[str, str], object]:
         return {
             ("numpy.core.multiarray", "_reconstruct"): self._reconstruct,
             ("numpy._core.multiarray", "_reconstruct"): self._reconstruct,
-            ("numpy.core.numeric", "_frombuffer"): _frombuffer,
-            ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+            ("numpy.core.numeric", "_frombuffer"): lambda *a: self._charge(_frombuffer(*a)),
+            ("numpy._core.numeric", "_frombuffer"): lambda *a: self._charge(_frombuffer(*a)),
             ("numpy", "ndarray"): _NDARRAY,
             ("numpy", "dtype"): _dtype,
             # Python 3 writes bytes as _codecs.encode(text, "latin1") at protocols < 3, so a
             # batch re-pickled by Python 3 needs it; only that use is admitted (no other codec)
-            ("_codecs", "encode"): lambda text, encoding="latin1": _latin1(text, encoding),
+            ("_codecs", "encode"):
+                lambda text, encoding="latin1": self._charge(_latin1(text, encoding)),
         }
 
     def _reconstruct(self, cls: object, shape: object, typecode: object) -> np.ndarray:
@@ -209,7 +239,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         if cls is not _NDARRAY or shape != (0,) or typecode not in (b"b", "b"):
             raise RefusedGlobal(f"refusing numpy _reconstruct({_short(cls)}, {_short(shape)}, "
                                 f"{_short(typecode)}): a CIFAR-10 batch holds only plain arrays")
-        array = _RECONSTRUCT(np.ndarray, (0,), b"b")
+        array = self._charge(_RECONSTRUCT(np.ndarray, (0,), b"b"))
         self._empty[id(array)] = array
         return array
 
@@ -220,6 +250,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         elif isinstance(target, np.ndarray) and self._empty.get(id(target)) is target and \
                 _array_state_fits(state):
             del self._empty[id(target)]  # filled once: its memory is never swapped later
+            self._spend(len(state[4]))  # a byte-swapped copy, or a view: counted either way
         else:
             raise RefusedGlobal(f"refusing to set the state of a {type(target).__name__} to "
                                 f"{_short(state)}: a CIFAR-10 batch holds only plain NumPy "
@@ -298,23 +329,33 @@ def _check_list(target: object) -> None:
                             "batch appends only to lists")
 
 
+#: a batch's arrays have one or two dimensions; a 64-dimension empty array costs a kilobyte of
+#: memory for five bytes of pickle
+MAX_DIMS = 4
+
+
+def _small_shape(shape: object) -> bool:
+    """A tuple of at most ``MAX_DIMS`` sizes in 0..2**31, checked before anything multiplies
+    them (the product of a file's huge or many integers could take minutes)."""
+    return isinstance(shape, tuple) and len(shape) <= MAX_DIMS and all(
+        type(n) is int and 0 <= n <= 2**31 for n in shape)
+
+
 def _array_state_fits(state: object) -> bool:
     """An ndarray state ``(version, shape, dtype, fortran, data)`` of a plain dtype whose data
     holds exactly the bytes its shape needs."""
-    if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[1], tuple)
+    if not (isinstance(state, tuple) and len(state) == 5 and _small_shape(state[1])
             and _plain(state[2]) and isinstance(state[4], bytes | bytearray)):
         return False
-    shape = state[1]
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-        return False
-    return len(state[4]) == math.prod(shape) * state[2].itemsize
+    return len(state[4]) == math.prod(state[1]) * state[2].itemsize
 
 
 def load_pickle(data: bytes, source: str) -> dict:
     """Unpickle one batch (bytes) safely; keys come back as ``str``."""
     try:
         _prescan(data)
-        obj = RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+        obj = RestrictedUnpickler(io.BytesIO(data), encoding="bytes",
+                                  budget=2 * len(data) + (1 << 20)).load()
     except RefusedGlobal as exc:
         raise DatasetError(f"{source}: {exc}.") from None
     except Exception as exc:  # truncated or garbage: EOFError, ValueError, struct errors, ...
@@ -376,13 +417,44 @@ def _class_names(names: object) -> list[str] | None:
 
 
 def _read(path: Path) -> bytes:
+    """A batch file's bytes: a regular file (not a FIFO that blocks or a device that never
+    ends, opened without blocking to find out) of at most ``MAX_BATCH_BYTES``."""
     try:
-        if path.stat().st_size > MAX_BATCH_BYTES:
-            raise DatasetError(f"{path}: {path.stat().st_size:,} bytes; a CIFAR-10 batch has "
-                               f"about 31 MB (at most {MAX_BATCH_BYTES >> 20} MiB read).")
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise DatasetError(f"{path}: not a regular file; a CIFAR-10 batch is a file.")
+            data = f.read(MAX_BATCH_BYTES + 1)
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read ({exc.strerror or exc}).") from None
+    if len(data) > MAX_BATCH_BYTES:
+        raise DatasetError(f"{path}: more than {MAX_BATCH_BYTES >> 20} MiB; a CIFAR-10 batch has "
+                           "about 31 MB.")
+    return data
+
+
+class _GuardedReads:
+    """A file-like view of the decompressed archive for ``tarfile`` that refuses any single read
+    larger than a batch: tarfile reads a pax or GNU long-name header whole, before its own size
+    checks, so a small archive could declare a gigabyte of header."""
+
+    def __init__(self, f, archive: Path) -> None:
+        self._f, self._archive = f, archive
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0 or n > MAX_BATCH_BYTES + (1 << 20):
+            raise DatasetError(f"{self._archive}: not the CIFAR-10 python archive (a header or "
+                               "entry larger than a batch).")
+        return self._f.read(n)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0 and offset > MAX_ARCHIVE_BYTES:
+            raise DatasetError(f"{self._archive}: more than {MAX_ARCHIVE_BYTES >> 20} MiB "
+                               "uncompressed; the official archive has about 180 MB.")
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
 
 
 def extract_archive(archive: Path, dest: Path) -> Path:
@@ -390,12 +462,16 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     target = dest / BATCH_DIR
     tmp = Path(tempfile.mkdtemp(prefix=".cifar-extract.", dir=dest))
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        # gzip only (the official archive's format), read through a guard: tarfile reads a pax
+        # or GNU long-name header whole, before any member's size can be checked
+        with gzip.open(archive, "rb") as gz, \
+                tarfile.open(fileobj=_GuardedReads(gz, archive), mode="r:") as tar:
             members = []
             # headers one at a time, checked before tarfile reads past (decompresses) the data:
             # a crafted archive may declare a huge member or a flood of entries
             for count, m in enumerate(tar, start=1):
-                if count > MAX_ARCHIVE_ENTRIES or m.size > MAX_BATCH_BYTES:
+                if count > MAX_ARCHIVE_ENTRIES or m.size > MAX_BATCH_BYTES or \
+                        m.offset_data + m.size > MAX_ARCHIVE_BYTES:
                     raise DatasetError(
                         f"{archive}: not the CIFAR-10 python archive (entry {m.name!r} of "
                         f"{m.size} bytes, entry {count}; the official archive has "
@@ -414,6 +490,12 @@ def extract_archive(archive: Path, dest: Path) -> Path:
                     continue
                 with src, open(tmp / BATCH_DIR / Path(m.name).name, "wb") as f:
                     shutil.copyfileobj(src, f)
+            # to the end of the gzip stream, whose CRC is checked only there: tarfile stops at
+            # the archive's end marker, so a flipped bit in the data would go unnoticed
+            while gz.read(1 << 20):
+                if gz.tell() > MAX_ARCHIVE_BYTES:
+                    raise DatasetError(f"{archive}: more than {MAX_ARCHIVE_BYTES >> 20} MiB "
+                                       "uncompressed; the official archive has about 180 MB.")
         try:
             os.replace(tmp / BATCH_DIR, target)
         except OSError:
@@ -421,7 +503,7 @@ def extract_archive(archive: Path, dest: Path) -> Path:
             if not (target / TRAIN_BATCHES[0]).is_file():
                 raise
         return target
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, MemoryError) as exc:
         if isinstance(exc, DatasetError):
             raise
         detail = " ".join(str(exc).split())  # tarfile's "r:*" error lists a line per method
