@@ -277,7 +277,9 @@ def test_a_dtype_cannot_be_forged_by_its_pickled_state(dtype):
 @pytest.mark.parametrize("data, message", [
     # numpy.ndarray(shape, dtype, buffer, offset, strides) could view memory the file does not
     # hold (a one-byte buffer with zero strides as a huge array): not callable at all
-    (_Reduce(np.ndarray, ((300_000, 3072), "u1", b"\0", 0, (0, 0))), "not callable"),
+    (_Reduce(np.ndarray, ((300_000, 3072), "u1", b"\0", 0, (0, 0))),
+     "not callable|refusing a call with"),
+    (_Reduce(np.ndarray, ((300_000, 3072), "u1")), "not callable"),
     # an array rebuilt other than as NumPy pickles it: a huge or object one
     (_Reduce(_RECONSTRUCT, (np.ndarray, (2**45,), b"b")), "refusing numpy _reconstruct"),
     # a second BUILD would free an array's memory under a view of it; only _reconstruct's empty
@@ -327,6 +329,13 @@ def _aliased(depth: int, open_op: bytes, close_op: bytes) -> bytes:
     # messages show bounded excerpts of what they refuse
     (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\n" + _aliased(40, b"(", b"l")
      + b"K\x00\x85C\x01b\x87R.", "refusing numpy _reconstruct"),
+    # ... and no addresses: a function's repr ends in one
+    (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\ndtype\nK\x00\x85C\x01b\x87R.",
+     r"_reconstruct\(<function>, \(0,\), b'b'\)"),
+    # a call's arguments must be a short tuple: Python would expand any iterable first (here a
+    # string of 3 million characters, one str object each)
+    (b"\x80\x02cnumpy\ndtype\nX" + struct.pack("<I", 6_000_000) + "\u0100".encode() * 3_000_000
+     + b"R.", "refusing a call with str arguments"),
 ])
 def test_pickle_containers_cannot_crash_hang_or_balloon(blob, message):
     start = time.perf_counter()

@@ -117,6 +117,11 @@ class _BoundedRepr(reprlib.Repr):
 
     repr_bytearray = repr_bytes
 
+    def repr_instance(self, x: object, level: int) -> str:
+        if callable(x):  # a function's repr ends in its address: never show it
+            return f"<{type(x).__name__}>"
+        return super().repr_instance(x, level)
+
 
 _REPR = _BoundedRepr()  # (keyword arguments only from Python 3.12)
 _REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict = 2, 8, 8, 4
@@ -295,6 +300,16 @@ class RestrictedUnpickler(pickle._Unpickler):
         _check_list(self._marked_target())
         super().load_appends()
 
+    def load_reduce(self) -> None:
+        # Python unpacks any iterable into the call's arguments before the callable (or its
+        # checks) runs: a 122-byte array of 2**24 empty rows became a 2 GB tuple
+        args = self.stack[-1] if self.stack else None
+        if type(args) is not tuple or len(args) > 4:  # _frombuffer takes 4, the others fewer
+            raise RefusedGlobal(f"refusing a call with {type(args).__name__} arguments: a "
+                                "CIFAR-10 batch calls NumPy only with a short tuple")
+        super().load_reduce()
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
     dispatch[pickle.SETITEM[0]] = load_setitem
     dispatch[pickle.SETITEMS[0]] = load_setitems
     dispatch[pickle.DICT[0]] = load_dict
