@@ -468,6 +468,8 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     ckpt = run_dir / CHECKPOINT_FILE
     remove_partial_writes(run_dir)
     ds, owned = _take_dataset(cfg, data)
+    if cfg.eval_test:
+        require_test_split(ds)
     if ckpt.is_file():
         loaded, state, seconds = load_checkpoint(ckpt)
         pre, model = loaded.preprocessing, loaded.model
@@ -493,17 +495,17 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
 
 def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
     """Refuse a checkpoint whose network is not the one ``config.json`` describes."""
-    have = model.config
-    for key, wanted in (("hidden_sizes", list(cfg.hidden)), ("activation", cfg.activation),
-                        ("batchnorm", bool(cfg.batchnorm)), ("dropout", float(cfg.dropout)),
-                        ("dtype", np.dtype(cfg.dtype).name)):
-        value = have.get(key)
-        value = list(value) if key == "hidden_sizes" else value
-        if key == "dtype":
-            value = np.dtype(value).name
-        if value != wanted:
-            raise ValueError(f"{ckpt} holds a network with {key} {value!r}, but {CONFIG_FILE} "
-                             f"says {wanted!r}: it is not this run's checkpoint.")
+    c = model.config
+    have = {"hidden_sizes": list(c["hidden_sizes"]), "activation": c["activation"],
+            "batchnorm": c["batchnorm"], "dropout": c["dropout"],
+            "dtype": np.dtype(c["dtype"]).name}
+    wanted = {"hidden_sizes": list(cfg.hidden), "activation": cfg.activation,
+              "batchnorm": bool(cfg.batchnorm), "dropout": float(cfg.dropout),
+              "dtype": np.dtype(cfg.dtype).name}
+    for key, value in wanted.items():
+        if have[key] != value:
+            raise ValueError(f"{ckpt} holds a network with {key} {have[key]!r}, but "
+                             f"{CONFIG_FILE} says {value!r}: it is not this run's checkpoint.")
 
 
 def _take_dataset(cfg: RunConfig, data: Any) -> tuple[Any, bool]:
@@ -632,8 +634,6 @@ def _fit_and_finish(cfg: RunConfig, ds, pre, model: MLP, X_train: np.ndarray,
                     state: dict[str, Any] | None, seconds_before: float, out_dir: Path | None,
                     callbacks: Sequence[Callback], progress: bool, verbose: bool,
                     plots: bool) -> RunResult:
-    if cfg.eval_test:
-        require_test_split(ds)
     X_val = pre.transform(ds.X_val) if len(ds.y_val) else None
     extra = {"classes": list(ds.classes), "dataset": ds.name,
              "image_shape": list(ds.image_shape), "preset": cfg.preset}

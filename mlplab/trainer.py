@@ -115,7 +115,7 @@ class TrainConfig:
         check_positive(self.warmup_epochs, "warmup_epochs", allow_zero=True)
         if self.schedule == "cosine" and self.min_lr > self.lr:
             raise SettingsError(f"min_lr ({self.min_lr:g}) must not exceed lr ({self.lr:g}): the "
-                             "cosine schedule decays from lr to min_lr.")
+                                "cosine schedule decays from lr to min_lr.")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}.")
 
@@ -262,8 +262,8 @@ class Trainer:
         if batch < 2 and getattr(model, "batchnorms", None):
             # one row is its own batch mean: every normalised activation is 0, nothing is learnt
             raise SettingsError(f"batch norm needs batches of at least 2 rows; got {batch} (batch "
-                             "size, or the training set's size). Raise the batch size or drop "
-                             "batch norm.")
+                                "size, or the training set's size). Raise the batch size or "
+                                "drop batch norm.")
 
         self.model = model
         # the smoothed targets are a training objective: evaluation losses stay the plain NLL

@@ -61,10 +61,9 @@ def _dtype(spec: object, align: object = False, copy: object = False) -> np.dtyp
     """``numpy.dtype`` for plain numbers only: no object dtype is ever made."""
     if isinstance(spec, bytes):  # a Python 2 pickle read with encoding="bytes"
         spec = spec.decode("latin1")
-    if isinstance(spec, str) and len(spec) > 8:  # 'u1', '<i8': a long spec is a structure
-        raise RefusedGlobal(f"refusing numpy dtype {_short(spec)}: a CIFAR-10 batch holds only "
-                            "arrays of plain numbers")
-    dtype = np.dtype(spec, align=bool(align), copy=bool(copy)) if isinstance(spec, str) else None
+    # 'u1', '<i8': a longer spec is a structure, which NumPy would build before _plain refused it
+    dtype = np.dtype(spec, align=bool(align), copy=bool(copy)) \
+        if isinstance(spec, str) and len(spec) <= 8 else None
     if dtype is None or not _plain(dtype):
         raise RefusedGlobal(f"refusing numpy dtype {_short(spec)}: a CIFAR-10 batch holds only "
                             "arrays of plain numbers")
