@@ -1,7 +1,8 @@
 """Where a training step of mlplab's engine spends its time, part by part.
 
 Replays exactly what ``Trainer`` does for one step of an ``MLP(3072, [hidden], 10)`` with momentum
-SGD and L2 (gather, forward, loss, backward, L2 gradient, update), timing each part with
+SGD and L2 (gather, forward, loss, backward, update; momentum fused into the weight-gradient
+product and L2 folded into the layers' scales, as ``Momentum.fused`` does), timing each part with
 ``time.perf_counter`` around it, over many steps after a warm-up. The two large matrix products
 are timed on their own, so the table splits the step into the GEMM floor and everything else.
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
 
     limits = threadpool_limits(a.threads)  # noqa: F841  (kept alive for the whole run)
     from mlplab import MLP
-    from mlplab.blas import axpy, gemm_tn, level1_threads
+    from mlplab.blas import gemm_tn, level1_threads
     from mlplab.optim import make_optimizer
 
     B, D, K, N = 200, 3072, 10, 20000
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         np.matmul(xb, W1, out=z)  # Affine.forward, its product and its bias apart
         affine1._x = xb
         lap("GEMM X W1")
+        if affine1.scale != 1:
+            z *= z.dtype.type(affine1.scale)
         z += affine1.params["b"]
         relu.forward(z)
         scores = affine2.forward(z)
@@ -73,18 +76,17 @@ def main(argv: list[str] | None = None) -> None:
         d = relu.backward(d)
         lap("softmax, layer 2, ReLU backward")
         # Affine.backward's product, into the velocity (v = mu v + X^T dZ1: Momentum.fused)
-        gemm_tn(xb, d, affine1.grads["W"], beta=affine1.grad_decay)
+        gemm_tn(xb, d, affine1.grads["W"], beta=affine1.weight_grad_decay)
         lap("GEMM X^T dZ1 (into the velocity)")
         db = affine1.grads["b"]
         db *= db.dtype.type(affine1.grad_decay)
         db += d.sum(axis=0)
-        for layer in model.affines:  # MLP._loss_and_grads's L2 term
-            axpy(2 * a.reg, layer.params["W"], layer.grads["W"])
-        lap("db1 and L2 gradient (passes over W1)")
+        lap("db1")  # the L2 gradient is folded into the update (Momentum.fused with reg)
         opt.step(model.params, model.grads)
-        lap("momentum update W -= lr v (passes over W1)")
+        lap("update with L2 folded: A -= (lr / s) v (one pass over W1)")
 
-    with level1_threads(), opt.fused(model):  # as Trainer.fit does (see mlplab.blas)
+    # as Trainer.fit does (see mlplab.blas)
+    with level1_threads(), opt.fused(model, a.reg):
         for i in range(10):
             step(i)
         totals.clear()

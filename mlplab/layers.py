@@ -63,9 +63,16 @@ class Affine(Layer):
     (the first layer of a network) the input gradient, a full (N, D) product, is skipped.
     """
 
-    # backward writes grads = grad_decay * grads + gradient (0: a plain overwrite); momentum sets
-    # it to make the gradient buffers its velocities (mlplab.optim.Momentum.fused)
+    # Set by mlplab.optim.Momentum.fused for one training run, never saved with the model:
+    # backward writes grads = grad_decay * grads + gradient (0: a plain overwrite), which makes
+    # the gradient buffers momentum's velocities; weight_grad_decay, when set, replaces it for W.
     grad_decay: float = 0.0
+    weight_grad_decay: float | None = None
+    # The weights in use are scale * W (Bottou's trick: momentum folds the L2 shrinkage into
+    # this number instead of a pass over W); 1 outside Momentum.fused, where W is the weights.
+    scale: float = 1.0
+    l2_by_optimizer: bool = False  # the model then leaves the L2 gradient of W to the optimiser
+    _folded_by = None  # the optimiser whose scale this is
 
     def __init__(self, W: np.ndarray, b: np.ndarray | None, need_dx: bool = True) -> None:
         super().__init__()
@@ -82,6 +89,8 @@ class Affine(Layer):
         W = self.params["W"]
         out = self._buffer("out", (x.shape[0], W.shape[1]), W.dtype)
         np.matmul(x, W, out=out)
+        if self.scale != 1:
+            out *= W.dtype.type(self.scale)
         if "b" in self.params:
             out += self.params["b"]
         self._x = x
@@ -89,12 +98,14 @@ class Affine(Layer):
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
-        state.pop("grad_decay", None)  # Momentum.fused's, for one training run: not the model's
+        for training_only in ("grad_decay", "weight_grad_decay", "l2_by_optimizer"):
+            state.pop(training_only, None)  # Momentum.fused's, for one run: not the model's
         return state
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         x, W = self._x, self.params["W"]
-        gemm_tn(x, dout, self.grads["W"], beta=self.grad_decay)  # x^T dout, the decay inside
+        decay = self.grad_decay if self.weight_grad_decay is None else self.weight_grad_decay
+        gemm_tn(x, dout, self.grads["W"], beta=decay)  # x^T dout, the decay inside
         if "b" in self.grads:
             if self.grad_decay:
                 db = self.grads["b"]
@@ -106,6 +117,8 @@ class Affine(Layer):
             return None
         dx = self._buffer("dx", x.shape, W.dtype)
         np.matmul(dout, W.T, out=dx)
+        if self.scale != 1:
+            dx *= W.dtype.type(self.scale)
         return dx
 
 

@@ -146,11 +146,19 @@ class MLP:
         return arrays
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Parameters plus batch-norm running statistics, as copies."""
-        return {k: v.copy() for k, v in self.state_arrays().items()}
+        """Parameters plus batch-norm running statistics, as copies: the weights in use, also
+        while momentum keeps the L2 term in a layer's scale (``Momentum.fused``)."""
+        state = {k: v.copy() for k, v in self.state_arrays().items()}
+        for name, layer, key in self._named:
+            if key == "W" and layer.scale != 1:
+                state[name] *= state[name].dtype.type(layer.scale)
+        return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Copy arrays from ``state`` into the model, checking names and shapes."""
+        for layer in self.affines:  # weights held with a scale (Momentum.fused) are settled
+            if layer._folded_by is not None:
+                layer._folded_by.settle()
         targets = self.state_arrays()
         missing = sorted(set(targets) - set(state))
         unexpected = sorted(set(state) - set(targets))
@@ -183,7 +191,9 @@ class MLP:
         """``reg * sum ||W||_F^2`` over the weight matrices (no 0.5, biases excluded)."""
         if reg == 0:
             return 0.0
-        return reg * sum(float(np.vdot(a.params["W"], a.params["W"])) for a in self.affines)
+        # scale: the weights in use are scale * W while Momentum.fused folds L2 into it
+        return reg * sum(a.scale ** 2 * float(np.vdot(a.params["W"], a.params["W"]))
+                         for a in self.affines)
 
     def _fusable_params(self) -> list[tuple[str, Affine, str]]:
         """``(name, layer, key)`` of the affine parameters whose gradient buffers
@@ -204,7 +214,8 @@ class MLP:
             dout = layer.backward(dout)
         if reg:
             for a in self.affines:
-                axpy(2 * reg, a.params["W"], a.grads["W"])  # one pass, no temporary
+                if not a.l2_by_optimizer:  # else Momentum.fused's update applies it
+                    axpy(2 * reg * a.scale, a.params["W"], a.grads["W"])  # one pass
         return loss, self.grads
 
     def _batches(self, X: np.ndarray):

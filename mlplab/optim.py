@@ -9,8 +9,9 @@ Updates run in place and allocate nothing: for the large first-layer weights it 
 traffic, not arithmetic, that costs, so SGD and momentum are written as BLAS level-1 updates
 (:mod:`mlplab.blas`: ``axpy`` is ``y += a x`` in one pass), and Adam writes its products into one
 reusable scratch array per parameter shape (``_scratch``) instead of fresh temporaries. Momentum
-goes one step further inside :meth:`Momentum.fused` (which ``Trainer.fit`` enters): the backward
-pass's weight-gradient product accumulates straight into the velocity.
+goes further inside :meth:`Momentum.fused` (which ``Trainer.fit`` enters): the backward pass's
+weight-gradient product accumulates straight into the velocity, and the L2 gradient is folded into
+a scale of each weight matrix, so a step makes one pass over it.
 """
 
 from __future__ import annotations
@@ -44,10 +45,15 @@ class Optimizer:
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError
 
-    def fused(self, model) -> contextlib.AbstractContextManager:
+    def fused(self, model, reg: float = 0.0) -> contextlib.AbstractContextManager:
         """A block within which this optimiser may fold part of its update into ``model``'s
-        backward pass (see :meth:`Momentum.fused`); here, nothing changes."""
+        backward pass, and the L2 gradient of penalty ``reg`` into the update (see
+        :meth:`Momentum.fused`); here, nothing changes."""
         return contextlib.nullcontext()
+
+    def settle(self) -> None:
+        """Inside :meth:`fused`: make the model's stored weights and this optimiser's state the
+        true ones again (see :meth:`Momentum.settle`); here, they always are."""
 
     def _slot(self, name: str, slot: str, like: np.ndarray) -> np.ndarray:
         slots = self.state.setdefault(name, {})
@@ -90,14 +96,32 @@ class SGD(Optimizer):
         axpy(-self.lr, g, p)
 
 
+class _Fold:
+    """How a velocity is held while momentum folds L2 into a layer's scale (``Momentum.fused``):
+    ``v = p * A + q * B`` with ``A`` the layer's stored weights and ``B`` the velocity buffer."""
+
+    __slots__ = ("p", "q")
+
+    def __init__(self) -> None:
+        self.p, self.q = 0.0, 1.0
+
+
 class Momentum(Optimizer):
     """Heavy-ball momentum, PyTorch form: ``v = mu v + g; p -= lr v``."""
 
     name = "momentum"
+    #: while L2 is folded, a weight scale that leaves this range is folded back into the weights
+    SCALE_RANGE = (0.5, 2.0)
 
     def __init__(self, lr: float, momentum: float = 0.9) -> None:
         super().__init__(lr)
         self._bound: dict[str, tuple] = {}  # name -> (layer, key) while fused
+        self._folds: dict[str, _Fold] = {}  # name -> its velocity's form, while L2 is folded
+        self._l2 = 0.0  # the L2 gradient's factor (2 reg) while folded
+        # name -> (A, B, (s, p, q)): the folded form a block ended in (stopped mid-epoch), which
+        # state_dict saves beside the settled arrays so that a resumed run continues bit for bit
+        self._stopped_folded: dict[str, tuple] = {}
+        self._resume_folded: dict[str, tuple] = {}  # the same, loaded, for the next block
         self.momentum = momentum
 
     @property
@@ -110,8 +134,10 @@ class Momentum(Optimizer):
             raise ValueError(f"momentum must be in [0, 1); got {value}.")
         self._momentum = value
         # while fused, a change (a callback's ramp) must reach the next step's backward pass
-        for layer, _ in self._bound.values():
+        for name, (layer, _) in self._bound.items():
             layer.grad_decay = value
+            if name in self._folds:
+                layer.weight_grad_decay = value * self._folds[name].q
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         for name in self._bound:  # checked before anything moves
@@ -125,24 +151,116 @@ class Momentum(Optimizer):
 
     def _update(self, name, p, g):
         v = self._slot(name, "v", p)
+        if name in self._folds:
+            self._folded_update(name, p, v)
+            return
         if name not in self._bound:  # else the backward pass has made v = mu v + g already
             scal(self.momentum, v)
             axpy(1.0, g, v)
         axpy(-self.lr, v, p)
 
+    def _folded_update(self, name: str, A: np.ndarray, B: np.ndarray) -> None:
+        """The update with L2 folded into the layer's scale ``s`` (weights ``W = s A``, velocity
+        ``v = p A + q B``; the backward pass has just made ``B <- mu q B + g``). The step
+        ``v' = mu v + g + l2 W``, ``W' = W - lr v'`` is then ``v' = c A + B`` with
+        ``c = mu p + l2 s`` and ``W' = (s - lr c) A - lr B``: one pass over ``A`` and two
+        numbers, where the plain update makes two passes (``v += l2 W``, ``W -= lr v``)."""
+        layer, _ = self._bound[name]
+        fold, s, lr = self._folds[name], layer.scale, self.lr
+        c = self.momentum * fold.p + self._l2 * s
+        new_scale = s - lr * c
+        low, high = self.SCALE_RANGE
+        if low <= new_scale <= high:
+            axpy(-lr / new_scale, B, A)
+            # v' = c A_old + B = c A_new + (1 + c lr / s') B
+            fold.p, fold.q = c, 1.0 + c * lr / new_scale
+            layer.scale = new_scale
+        else:  # the scale would drift too far (or L2 shrinks W by half a step): unfold here
+            axpy(c, A, B)  # B = v'
+            scal(s, A)  # A = W
+            axpy(-lr, B, A)
+            fold.p, fold.q = 0.0, 1.0
+            layer.scale = 1.0
+        layer.weight_grad_decay = self.momentum * fold.q
+
+    def settle(self) -> None:
+        """Make every folded layer's stored weights the weights in use (scale 1) and every
+        velocity buffer the velocity: three passes per folded weight matrix, so the trainer does
+        it once per epoch, before anything outside the step reads them (evaluation may not need
+        it, checkpoints and callbacks do)."""
+        for name, fold in self._folds.items():
+            layer, key = self._bound[name]
+            A, B, s = layer.params[key], self.state[name]["v"], layer.scale
+            if s == 1.0 and fold.p == 0.0 and fold.q == 1.0:
+                continue
+            scal(s, A)
+            scal(fold.q, B)
+            axpy(fold.p / s, A, B)  # v = (p / s) W + q B
+            fold.p, fold.q = 0.0, 1.0
+            layer.scale = 1.0
+            layer.weight_grad_decay = self.momentum
+
+    FOLDED_SLOTS = ("folded_W", "folded_v", "fold")
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        self.settle()  # the true velocities, and the model's true weights beside them
+        out = super().state_dict()
+        for name, (A, B, numbers) in self._stopped_folded.items():
+            out.update({f"{name}/folded_W": A.copy(), f"{name}/folded_v": B.copy(),
+                        f"{name}/fold": np.array(numbers, dtype=np.float64)})
+        return out
+
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        super().load_state_dict(state)
+        self.settle()
+        folded = {k for k in state if k.split("/", 1)[-1] in self.FOLDED_SLOTS}
+        super().load_state_dict({k: v for k, v in state.items() if k not in folded})
+        self._stopped_folded = {}
+        self._resume_folded = {
+            name: (np.array(state[f"{name}/folded_W"]), np.array(state[f"{name}/folded_v"]),
+                   tuple(float(x) for x in state[f"{name}/fold"]))
+            for name in {k.split("/", 1)[0] for k in folded}
+            if all(f"{name}/{slot}" in state for slot in self.FOLDED_SLOTS)}
         for name, (layer, key) in self._bound.items():  # keep the layers on the new arrays
             layer.grads[key] = self._slot(name, "v", layer.params[key])
 
+    def _refold(self, name: str) -> None:
+        """Continue in the folded form a stopped block saved (``state_dict``), if it is the form
+        of this model's weights and velocity, as a checkpoint's are; else stay settled."""
+        A, B, numbers = self._resume_folded.pop(name)
+        layer, key = self._bound[name]
+        W, v = layer.params[key], self.state[name]["v"]
+        if A.shape != W.shape or B.shape != v.shape or len(numbers) != 3:
+            return
+        s, p, q = numbers
+        if not (np.isfinite(numbers).all() and self.SCALE_RANGE[0] <= s <= self.SCALE_RANGE[1]):
+            return
+
+        def near(x, y):  # float32 rounding of the settling, not another run's arrays
+            return np.linalg.norm(x - y) <= 1e-5 * np.linalg.norm(y) + 1e-30
+
+        if near(s * A.astype(np.float64), W) and near(p * A.astype(np.float64) + q * B, v):
+            W[...] = A
+            v[...] = B
+            layer.scale = s
+            fold = self._folds[name]
+            fold.p, fold.q = p, q
+            layer.weight_grad_decay = self.momentum * q
+
     @contextlib.contextmanager
-    def fused(self, model) -> Iterator[None]:
+    def fused(self, model, reg: float = 0.0) -> Iterator[None]:
         """Within the block, ``model``'s affine layers write their gradients straight into the
         velocities: their backward pass computes ``v = mu v + x^T dout`` in one BLAS call (the
-        scaling rides inside the product, :func:`mlplab.blas.gemm_tn`), the model's L2 term then
-        adds ``2 reg W`` to the same buffer, and :meth:`step` is left with ``p -= lr v``. That is
-        two passes over every weight matrix fewer per step, for the same arithmetic up to
-        rounding. ``Trainer.fit`` trains inside this block.
+        scaling rides inside the product, :func:`mlplab.blas.gemm_tn`), and :meth:`step` is left
+        with ``p -= lr v``. That is two passes over every weight matrix fewer per step, for the
+        same arithmetic up to rounding. ``Trainer.fit`` trains inside this block.
+
+        With ``reg > 0`` (the model's L2 penalty ``reg ||W||^2``, gradient ``2 reg W``) the L2
+        term is folded into a number instead of a third pass: each affine layer computes with
+        ``scale * W`` (:class:`mlplab.layers.Affine`), the model leaves the L2 gradient out, and
+        the step shrinks the scale (see :meth:`_folded_update`; Bottou, "Stochastic Gradient
+        Descent Tricks", 2012, section 5.1, with momentum's velocity carried along). Until
+        :meth:`settle` (which :meth:`state_dict` and the block's exit call), the stored weights
+        and velocity buffers are not the weights and velocities: read them after it.
 
         Meanwhile the affine layers' gradient buffers *are* the velocities: nothing else may run
         the model's backward pass inside the block (a gradient check would read velocities), and
@@ -159,16 +277,49 @@ class Momentum(Optimizer):
         saved = []
         try:
             for name, layer, key in slots:
+                outer = getattr(layer, "_folded_by", None)
+                if outer is not None:  # another block folds this layer: its numbers must go
+                    outer.settle()
                 saved.append((name, layer, key, layer.grads[key], layer.grad_decay,
-                              self._bound.get(name)))
+                              self._bound.get(name), self._folds.get(name),
+                              layer.weight_grad_decay, layer.l2_by_optimizer, outer))
                 layer.grads[key] = self._slot(name, "v", layer.params[key])
                 layer.grad_decay = self.momentum
                 self._bound[name] = (layer, key)
+                self._folds.pop(name, None)
+                if reg > 0 and key == "W":
+                    self._folds[name] = _Fold()
+                    layer.weight_grad_decay = self.momentum
+                    layer.l2_by_optimizer = True
+                    layer._folded_by = self
+            if self._folds:
+                self._l2 = 2 * reg
+            self._stopped_folded = {}
+            for name in list(self._resume_folded):
+                if name in self._folds:
+                    self._refold(name)
+            self._resume_folded = {}
             yield
-        finally:  # in reverse, so that nested blocks unwind to what the outer one set
-            for name, layer, key, own, decay, outer in reversed(saved):
+        finally:
+            # a block left between epochs (a stop, Ctrl-C) keeps its folded form for state_dict
+            self._stopped_folded = {
+                name: (self._bound[name][0].params[self._bound[name][1]].copy(),
+                       self.state[name]["v"].copy(),
+                       (self._bound[name][0].scale, fold.p, fold.q))
+                for name, fold in self._folds.items()
+                if (self._bound[name][0].scale, fold.p, fold.q) != (1.0, 0.0, 1.0)}
+            self.settle()
+            # in reverse, so that nested blocks unwind to what the outer one set
+            for (name, layer, key, own, decay, outer, fold, weight_decay, l2, folded_by
+                 ) in reversed(saved):
                 layer.grads[key] = own
                 layer.grad_decay = decay
+                layer.weight_grad_decay = weight_decay
+                layer.l2_by_optimizer = l2
+                layer._folded_by = folded_by
+                self._folds.pop(name, None)
+                if fold is not None:
+                    self._folds[name] = fold
                 if outer is None:
                     self._bound.pop(name, None)
                 else:

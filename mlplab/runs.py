@@ -340,6 +340,9 @@ def _check_state_arrays(optimizer: Mapping[str, np.ndarray], best: Mapping[str, 
         name = key.split("/", 1)[0]
         if key == "__t__":
             ok = arr.shape == () and arr.dtype.kind in "iu" and int(arr) >= 0
+        elif key.endswith("/fold"):  # scale and velocity form of a run stopped mid-epoch
+            ok = name in params and arr.shape == (3,) and arr.dtype.kind == "f" and \
+                bool(np.isfinite(arr).all())
         else:
             ok = name in params and "/" in key and arr.shape == params[name].shape and \
                 arr.dtype.kind == "f" and bool(np.isfinite(arr).all())

@@ -160,7 +160,11 @@ class Callback:
 
     With momentum the affine layers' gradient buffers are the optimiser's velocities during the
     loop (``Momentum.fused``): read ``trainer.optimizer.state``, not ``model.grads``, and run no
-    backward pass of the model from a hook."""
+    backward pass of the model from a hook. With momentum and L2 (``reg``), the L2 term is folded
+    into each affine layer's ``scale`` between epochs (``Momentum.fused``): in
+    ``on_iteration_end`` the weights are ``layer.scale * model.params[...]``, which
+    ``model.state_dict()``, ``predict`` and ``loss`` take into account; ``on_epoch_end`` and
+    ``on_train_end`` see scale 1."""
 
     def on_train_begin(self, trainer: Trainer) -> None: ...
 
@@ -317,7 +321,7 @@ class Trainer:
         bar = _progress(total, self.iteration, cfg.progress)
         epoch_start = time.perf_counter()
         try:
-            with self._sigint_stops(), self.optimizer.fused(model):
+            with self._sigint_stops(), self.optimizer.fused(model, cfg.reg):
                 self._loop(model, X, y, X_val, y_val, subset, x_buf, batch, per_epoch, total,
                            schedule, bar, epoch_start)
         except KeyboardInterrupt:
@@ -380,6 +384,7 @@ class Trainer:
                 bar.update(1)
 
             if self.iteration % per_epoch == 0:
+                self.optimizer.settle()  # before evaluation, checkpoints and callbacks
                 train_acc = (model.accuracy(xb, yb) if subset is None
                              else _accuracy_on_rows(model, X, y, subset))
                 logs = self._end_epoch(train_acc, X_val, y_val, self.optimizer.lr,

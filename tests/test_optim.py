@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from mlplab.optim import OPTIMIZERS, make_optimizer
+from mlplab.optim import OPTIMIZERS, Momentum, make_optimizer
 from mlplab.schedules import Schedule
 
 
@@ -323,6 +323,182 @@ def test_a_momentum_change_inside_the_block_reaches_the_backward_pass(rng):
         plain_opt.step(plain_model.params, plain_model._loss_and_grads(X, y, 1e-2)[1])
     for name, p in plain_model.params.items():
         np.testing.assert_allclose(fused_model.params[name], p, rtol=1e-12, atol=1e-14)
+
+
+def _batches(rng, steps):
+    return [(rng.randn(8, 6), rng.randint(0, 3, 8)) for _ in range(steps)]
+
+
+def _plain_and_folded_runs(rng, lr, reg, steps, mu=0.9, between=None, batches=None):
+    """The same steps with L2 folded into the layers' scales (Momentum.fused with reg) and
+    written out plainly; ``between(opt, model, step)`` runs inside the block between steps."""
+    fused_model, plain_model = _twin_models()
+    fused_opt = make_optimizer("momentum", lr, momentum=mu)
+    plain_opt = make_optimizer("momentum", lr, momentum=mu)
+    batches = _batches(rng, steps) if batches is None else batches
+    fused_losses, plain_losses = [], []
+    with fused_opt.fused(fused_model, reg):
+        for i, (X, y) in enumerate(batches):
+            loss, grads = fused_model._loss_and_grads(X, y, reg)
+            fused_losses.append(loss)
+            fused_opt.step(fused_model.params, grads)
+            if between is not None:
+                between(fused_opt, fused_model, i)
+    for X, y in batches:
+        loss, grads = plain_model._loss_and_grads(X, y, reg)
+        plain_losses.append(loss)
+        plain_opt.step(plain_model.params, grads)
+    np.testing.assert_allclose(fused_losses, plain_losses, rtol=1e-12)
+    for name, p in plain_model.params.items():
+        np.testing.assert_allclose(fused_model.params[name], p, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(fused_opt.state[name]["v"], plain_opt.state[name]["v"],
+                                   rtol=1e-11, atol=1e-13)
+    assert all(a.scale == 1 and not a.l2_by_optimizer and a.weight_grad_decay is None
+               for a in fused_model.affines)
+    return fused_opt, fused_model
+
+
+def test_folded_l2_follows_the_plain_update_and_its_loss(rng):
+    """Inside ``Momentum.fused(model, reg)`` the L2 term lives in each affine layer's scale;
+    the losses (penalty included), weights and velocities are the written-out update's."""
+    scales = []
+    _plain_and_folded_runs(rng, 0.05, 1e-2, 12,
+                           between=lambda opt, m, i: scales.append(m.affines[0].scale))
+    assert all(s < 1 for s in scales) and scales == sorted(scales, reverse=True)
+
+
+def test_folded_l2_unfolds_when_the_scale_would_drift_too_far(rng):
+    """With a strong penalty the scale leaves ``SCALE_RANGE`` within a few steps (and with
+    ``lr * 2 reg >= 0.5`` at once): the step then folds it back into the weights, exactly."""
+    for lr, reg in [(0.2, 0.3), (0.5, 1.0)]:
+        scales = []
+        _plain_and_folded_runs(rng, lr, reg, 15,
+                               between=lambda opt, m, i, seen=scales: seen.append(
+                                   m.affines[0].scale))
+        assert 1.0 in scales, (lr, reg)  # it did unfold
+        low, high = Momentum.SCALE_RANGE
+        assert all(low <= s <= high for s in scales)
+
+
+def test_folded_l2_settles_for_state_dict_and_load_state_dict(rng):
+    """Checkpoints taken inside the block (as the trainer's are) hold the true weights and
+    velocities, and training goes on exactly after a reload."""
+    seen = {}
+
+    def checkpoint(opt, model, i):
+        if i == 3:
+            state = opt.state_dict()
+            assert all(a.scale == 1 for a in model.affines)
+            seen["params"], seen["state"] = model.state_dict(), state
+            opt.load_state_dict(state)
+
+    batches = _batches(rng, 8)
+    _plain_and_folded_runs(rng, 0.05, 1e-2, 8, between=checkpoint, batches=batches)
+    _, plain = _twin_models()  # the first four steps, written out
+    plain_opt = make_optimizer("momentum", 0.05)
+    for X, y in batches[:4]:
+        plain_opt.step(plain.params, plain._loss_and_grads(X, y, 1e-2)[1])
+    for name, p in plain.params.items():
+        np.testing.assert_allclose(seen["params"][name], p, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(seen["state"][f"{name}/v"], plain_opt.state[name]["v"],
+                                   rtol=1e-11, atol=1e-13)
+
+
+def test_a_block_left_mid_run_resumes_bit_for_bit_from_its_state_dict(rng):
+    """A block left between epochs (Ctrl-C) settles the model, but ``state_dict`` keeps the
+    folded form too, and a block entered after ``load_state_dict`` continues from it exactly;
+    a folded form that does not belong to the loaded weights is ignored (settled, not wrong)."""
+    reg, batches = 1e-2, _batches(rng, 8)
+
+    def steps(opt, model, part):
+        with opt.fused(model, reg):
+            for X, y in part:
+                opt.step(model.params, model._loss_and_grads(X, y, reg)[1])
+
+    whole, stopped = _twin_models()
+    steps(make_optimizer("momentum", 0.05), whole, batches)
+    opt = make_optimizer("momentum", 0.05)
+    steps(opt, stopped, batches[:3])
+    params, state = stopped.state_dict(), opt.state_dict()
+    assert {"W1/fold", "W1/folded_W", "W1/folded_v"} <= set(state)
+    for tamper in (False, True):
+        resumed, _ = _twin_models()
+        resumed.load_state_dict(params)
+        opt = make_optimizer("momentum", 0.05)
+        opt.load_state_dict({**state, "W1/folded_W": state["W1/folded_W"] * 1.5} if tamper
+                            else state)
+        steps(opt, resumed, batches[3:])
+        for name, p in whole.params.items():
+            if tamper:
+                np.testing.assert_allclose(resumed.params[name], p, rtol=1e-10, atol=1e-13)
+            else:
+                np.testing.assert_array_equal(resumed.params[name], p)
+
+
+def test_folded_l2_settles_an_outer_block_that_an_inner_one_enters(rng):
+    fused_model, plain_model = _twin_models()
+    outer, inner = make_optimizer("momentum", 0.05), make_optimizer("momentum", 0.02,
+                                                                     momentum=0.5)
+    p_outer, p_inner = make_optimizer("momentum", 0.05), make_optimizer("momentum", 0.02,
+                                                                         momentum=0.5)
+    reg = 1e-2
+    batches = [(rng.randn(8, 6), rng.randint(0, 3, 8)) for _ in range(5)]
+    with outer.fused(fused_model, reg):
+        for X, y in batches[:2]:
+            outer.step(fused_model.params, fused_model._loss_and_grads(X, y, reg)[1])
+        with inner.fused(fused_model, reg):
+            assert all(a._folded_by is inner for a in fused_model.affines)
+            X, y = batches[2]
+            inner.step(fused_model.params, fused_model._loss_and_grads(X, y, reg)[1])
+        assert all(a._folded_by is outer and a.scale == 1 for a in fused_model.affines)
+        for X, y in batches[3:]:
+            outer.step(fused_model.params, fused_model._loss_and_grads(X, y, reg)[1])
+    for opt, (X, y) in zip([p_outer, p_outer, p_inner, p_outer, p_outer], batches):
+        opt.step(plain_model.params, plain_model._loss_and_grads(X, y, reg)[1])
+    for name, p in plain_model.params.items():
+        np.testing.assert_allclose(fused_model.params[name], p, rtol=1e-11, atol=1e-13)
+    assert all(a._folded_by is None for a in fused_model.affines)
+
+
+def test_hooks_read_the_true_weights_while_l2_is_folded():
+    """In ``on_iteration_end`` the L2 term sits in the layers' scales: ``model.state_dict()``
+    gives the weights in use (those of an unfused run), and a hook changes nothing about the
+    run; ``on_epoch_end`` sees it settled."""
+    from mlplab import MLP
+    from mlplab.trainer import Callback, Trainer
+
+    class Plain(MLP):  # its own training step: Momentum.fused leaves it alone
+        def _loss_and_grads(self, X, y, reg):
+            return super()._loss_and_grads(X, y, reg)
+
+    class Spy(Callback):
+        def __init__(self):
+            self.weights, self.scales, self.epoch_scales = [], [], []
+
+        def on_iteration_end(self, trainer, iteration, loss):
+            self.weights.append(trainer.model.state_dict())
+            self.scales.append(trainer.model.affines[0].scale)
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            self.epoch_scales.append([a.scale for a in trainer.model.affines])
+
+    X = np.random.RandomState(0).randn(40, 6)
+    y = np.arange(40) % 3
+    runs = []
+    for cls, callbacks in [(MLP, [Spy()]), (Plain, [Spy()]), (MLP, [])]:
+        model = cls(6, [5], 3, seed=0, dtype=np.float64)
+        history = Trainer(optimizer="momentum", lr=0.1, reg=1e-2, epochs=2, batch_size=10,
+                          schedule="constant", callbacks=callbacks).fit(model, X, y)
+        runs.append((model, history, callbacks))
+    (folded, h1, [spy]), (plain, h2, [plain_spy]), (quiet, h3, _) = runs
+    assert min(spy.scales) < 1 and spy.epoch_scales == [[1.0, 1.0]] * 2
+    assert plain_spy.scales == [1.0] * 8
+    for seen, expected in zip(spy.weights, plain_spy.weights):
+        for name in expected:
+            np.testing.assert_allclose(seen[name], expected[name], rtol=1e-11, atol=1e-13)
+    assert h1.loss == h3.loss  # watching does not change the run, to the last bit
+    for name, p in quiet.params.items():
+        np.testing.assert_array_equal(folded.params[name], p)
 
 
 def test_nested_blocks_unwind_to_the_outer_binding(rng):

@@ -299,6 +299,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, digits, a
     assert part.interrupted and part.metrics["iterations"] == 30
     _, state, _ = load_checkpoint(tmp_path / "part" / "checkpoint.npz")
     assert state["iteration"] == 30
+    # mid-epoch, momentum held L2 in the layers' scales: the checkpoint keeps that form too
+    assert {"W1/fold", "W1/folded_W", "W1/folded_v"} <= set(state["optimizer"])
     resumed = resume_run(tmp_path / "part", data=digits, plots=False)
     assert resumed.history.loss == full.history.loss
     for k, v in full.model.state_dict().items():

@@ -51,8 +51,9 @@ def test_batchnorm_gradients_match_autograd(rng):
 
 
 def test_a_momentum_training_run_matches_torch_step_for_step():
-    """Trainer.fit (momentum fused into the backward pass, L2, biases, shuffled minibatches)
-    against the same run in PyTorch: autograd, torch.optim.SGD, the trainer's row order."""
+    """Trainer.fit (momentum fused into the backward pass, L2 folded into the layers' scales,
+    biases, shuffled minibatches) against the same run in PyTorch: autograd, torch.optim.SGD,
+    the trainer's row order; the weights at the end and the loss of every step."""
     from mlplab.trainer import Trainer
 
     n, batch, epochs, reg, lr, mu = 60, 15, 3, 1e-2, 0.1, 0.9
@@ -60,8 +61,9 @@ def test_a_momentum_training_run_matches_torch_step_for_step():
     X, y = rs.randn(n, 8), rs.randint(0, 4, n)
     model = MLP(8, [7, 5], 4, seed=1, dtype=np.float64)
     p = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in model.params.items()}
-    Trainer(optimizer="momentum", momentum=mu, lr=lr, schedule="constant", reg=reg,
-            batch_size=batch, epochs=epochs, seed=5).fit(model, X, y)
+    history = Trainer(optimizer="momentum", momentum=mu, lr=lr, schedule="constant", reg=reg,
+                      batch_size=batch, epochs=epochs, seed=5).fit(model, X, y)
+    torch_losses = []
 
     opt = torch.optim.SGD(list(p.values()), lr=lr, momentum=mu)
     order = np.random.RandomState(5)  # the trainer draws one permutation per epoch
@@ -75,8 +77,10 @@ def test_a_momentum_training_run_matches_torch_step_for_step():
             loss = torch.nn.functional.cross_entropy(h @ p["W3"] + p["b3"],
                                                      torch.tensor(y[rows]))
             loss = loss + reg * sum((p[f"W{i}"] ** 2).sum() for i in (1, 2, 3))
+            torch_losses.append(loss.item())
             opt.zero_grad()
             loss.backward()
             opt.step()
     for k, v in model.params.items():
         np.testing.assert_allclose(v, p[k].detach().numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(history.loss, torch_losses, rtol=1e-12)
