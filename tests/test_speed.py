@@ -261,3 +261,26 @@ def test_momentum_with_l2_makes_one_pass_over_each_weight_matrix_per_step(monkey
     assert calls.count("mlplab.models.axpy") == 0  # the model adds no L2 gradient
     assert calls.count("mlplab.optim.axpy") == (steps + epochs) * weights
     assert calls.count("mlplab.optim.scal") == 2 * epochs * weights
+
+
+def test_benchmark_clock_leaves_out_what_follows_an_epochs_last_step(monkeypatch):
+    """benchmarks/bench_train.py times an epoch from its first step to its last: mlplab's
+    epoch-end train accuracy, which the other engines do not compute, falls outside."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+    spec = importlib.util.spec_from_file_location("bench_train", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    now = iter([0.0, 10.0, 12.0, 20.0, 30.0])
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(now))
+    monkeypatch.setattr(bench.time, "process_time", lambda: 0.0)
+    clock = bench.Clock()
+    clock.mark()  # training starts at 0
+    clock.steps_done()  # epoch 1's steps end at 10; its evaluation runs to 12
+    clock.mark()
+    clock.steps_done()  # epoch 2: steps 12-20, evaluation to 30
+    clock.mark()
+    wall, _ = clock.epochs()
+    np.testing.assert_allclose(wall, [10.0, 8.0])
