@@ -202,6 +202,16 @@ class Momentum(Optimizer):
 
     FOLDED_SLOTS = ("folded_W", "folded_v", "fold")
 
+    def _folded_forms(self) -> dict[str, tuple]:
+        """Copies of ``(A, B, (s, p, q))`` for every layer not settled now."""
+        forms = {}
+        for name, fold in self._folds.items():
+            layer, key = self._bound[name]
+            if (layer.scale, fold.p, fold.q) != (1.0, 0.0, 1.0):
+                forms[name] = (layer.params[key].copy(), self.state[name]["v"].copy(),
+                               (layer.scale, fold.p, fold.q))
+        return forms
+
     def state_dict(self) -> dict[str, np.ndarray]:
         self.settle()  # the true velocities, and the model's true weights beside them
         out = super().state_dict()
@@ -302,12 +312,7 @@ class Momentum(Optimizer):
             yield
         finally:
             # a block left between epochs (a stop, Ctrl-C) keeps its folded form for state_dict
-            self._stopped_folded = {
-                name: (self._bound[name][0].params[self._bound[name][1]].copy(),
-                       self.state[name]["v"].copy(),
-                       (self._bound[name][0].scale, fold.p, fold.q))
-                for name, fold in self._folds.items()
-                if (self._bound[name][0].scale, fold.p, fold.q) != (1.0, 0.0, 1.0)}
+            self._stopped_folded = self._folded_forms()
             self.settle()
             # in reverse, so that nested blocks unwind to what the outer one set
             for (name, layer, key, own, decay, outer, fold, weight_decay, l2, folded_by
