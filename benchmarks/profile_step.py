@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
         d = relu.backward(d)
         lap("softmax, layer 2, ReLU backward")
         # Affine.backward's product, into the velocity (v = mu v + X^T dZ1: Momentum.fused)
-        gemm_tn(xb, d, affine1.grads["W"], beta=affine1.weight_grad_decay)
+        decay = affine1.weight_grad_decay  # None when nothing is folded (reg 0)
+        gemm_tn(xb, d, affine1.grads["W"],
+                beta=affine1.grad_decay if decay is None else decay)
         lap("GEMM X^T dZ1 (into the velocity)")
         db = affine1.grads["b"]
         db *= db.dtype.type(affine1.grad_decay)

@@ -72,7 +72,7 @@ class Affine(Layer):
     # this number instead of a pass over W); 1 outside Momentum.fused, where W is the weights.
     scale: float = 1.0
     l2_by_optimizer: bool = False  # the model then leaves the L2 gradient of W to the optimiser
-    _folded_by = None  # the optimiser whose scale this is
+    folded_by = None  # the optimiser whose scale this is (it settles it: Momentum.settle)
 
     def __init__(self, W: np.ndarray, b: np.ndarray | None, need_dx: bool = True) -> None:
         super().__init__()
@@ -98,8 +98,12 @@ class Affine(Layer):
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
-        for training_only in ("grad_decay", "weight_grad_decay", "l2_by_optimizer"):
+        for training_only in ("grad_decay", "weight_grad_decay", "l2_by_optimizer", "folded_by"):
             state.pop(training_only, None)  # Momentum.fused's, for one run: not the model's
+        if self.scale != 1:  # a copy taken mid-epoch holds the weights in use, at scale 1
+            W = self.params["W"]
+            state["params"] = {**self.params, "W": W * W.dtype.type(self.scale)}
+            state.pop("scale", None)
         return state
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:

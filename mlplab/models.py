@@ -157,8 +157,8 @@ class MLP:
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Copy arrays from ``state`` into the model, checking names and shapes."""
         for layer in self.affines:  # weights held with a scale (Momentum.fused) are settled
-            if layer._folded_by is not None:
-                layer._folded_by.settle()
+            if layer.folded_by is not None:
+                layer.folded_by.settle()
         targets = self.state_arrays()
         missing = sorted(set(targets) - set(state))
         unexpected = sorted(set(state) - set(targets))

@@ -97,31 +97,39 @@ class SGD(Optimizer):
 
 
 class _Fold:
-    """How a velocity is held while momentum folds L2 into a layer's scale (``Momentum.fused``):
-    ``v = p * A + q * B`` with ``A`` the layer's stored weights and ``B`` the velocity buffer."""
+    """A weight matrix whose L2 term momentum folds into its layer's scale (``Momentum.fused``):
+    the weights in use are ``s A`` (``A`` the layer's stored array, ``s = layer.scale``) and the
+    velocity is ``p A + q B`` (``B`` the velocity buffer)."""
 
-    __slots__ = ("p", "q")
+    __slots__ = ("layer", "key", "l2", "p", "q")
 
-    def __init__(self) -> None:
+    def __init__(self, layer, key: str, l2: float) -> None:
+        self.layer, self.key, self.l2 = layer, key, l2  # l2: the L2 gradient's factor, 2 reg
         self.p, self.q = 0.0, 1.0
+
+    @property
+    def settled(self) -> bool:
+        return self.layer.scale == 1.0 and self.p == 0.0 and self.q == 1.0
 
 
 class Momentum(Optimizer):
     """Heavy-ball momentum, PyTorch form: ``v = mu v + g; p -= lr v``."""
 
     name = "momentum"
-    #: while L2 is folded, a weight scale that leaves this range is folded back into the weights
+    #: while L2 is folded, a weight scale that would leave this range is folded back at once
     SCALE_RANGE = (0.5, 2.0)
+    #: the slots, besides ``v``, in which ``state_dict`` saves a folded form
+    FOLDED_SLOTS = ("folded_W", "folded_v", "fold")
 
     def __init__(self, lr: float, momentum: float = 0.9) -> None:
         super().__init__(lr)
         self._bound: dict[str, tuple] = {}  # name -> (layer, key) while fused
-        self._folds: dict[str, _Fold] = {}  # name -> its velocity's form, while L2 is folded
-        self._l2 = 0.0  # the L2 gradient's factor (2 reg) while folded
-        # name -> (A, B, (s, p, q)): the folded form a block ended in (stopped mid-epoch), which
-        # state_dict saves beside the settled arrays so that a resumed run continues bit for bit
+        self._folds: dict[str, _Fold] = {}  # the bound weights whose L2 is folded
+        # name -> (A, B, (s, p, q)): the folded form a block was left in (stopped mid-epoch),
+        # which state_dict saves beside the settled arrays so that a resumed run continues bit
+        # for bit; and the same, loaded by load_state_dict, for the next block
         self._stopped_folded: dict[str, tuple] = {}
-        self._resume_folded: dict[str, tuple] = {}  # the same, loaded, for the next block
+        self._resume_folded: dict[str, tuple] = {}
         self.momentum = momentum
 
     @property
@@ -134,10 +142,10 @@ class Momentum(Optimizer):
             raise ValueError(f"momentum must be in [0, 1); got {value}.")
         self._momentum = value
         # while fused, a change (a callback's ramp) must reach the next step's backward pass
-        for name, (layer, _) in self._bound.items():
+        for layer, _ in self._bound.values():
             layer.grad_decay = value
-            if name in self._folds:
-                layer.weight_grad_decay = value * self._folds[name].q
+        for fold in self._folds.values():
+            fold.layer.weight_grad_decay = value * fold.q
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         for name in self._bound:  # checked before anything moves
@@ -152,22 +160,21 @@ class Momentum(Optimizer):
     def _update(self, name, p, g):
         v = self._slot(name, "v", p)
         if name in self._folds:
-            self._folded_update(name, p, v)
+            self._folded_update(self._folds[name], p, v)
             return
         if name not in self._bound:  # else the backward pass has made v = mu v + g already
             scal(self.momentum, v)
             axpy(1.0, g, v)
         axpy(-self.lr, v, p)
 
-    def _folded_update(self, name: str, A: np.ndarray, B: np.ndarray) -> None:
+    def _folded_update(self, fold: _Fold, A: np.ndarray, B: np.ndarray) -> None:
         """The update with L2 folded into the layer's scale ``s`` (weights ``W = s A``, velocity
         ``v = p A + q B``; the backward pass has just made ``B <- mu q B + g``). The step
         ``v' = mu v + g + l2 W``, ``W' = W - lr v'`` is then ``v' = c A + B`` with
         ``c = mu p + l2 s`` and ``W' = (s - lr c) A - lr B``: one pass over ``A`` and two
         numbers, where the plain update makes two passes (``v += l2 W``, ``W -= lr v``)."""
-        layer, _ = self._bound[name]
-        fold, s, lr = self._folds[name], layer.scale, self.lr
-        c = self.momentum * fold.p + self._l2 * s
+        layer, s, lr = fold.layer, fold.layer.scale, self.lr
+        c = self.momentum * fold.p + fold.l2 * s
         new_scale = s - lr * c
         low, high = self.SCALE_RANGE
         if low <= new_scale <= high:
@@ -186,36 +193,35 @@ class Momentum(Optimizer):
     def settle(self) -> None:
         """Make every folded layer's stored weights the weights in use (scale 1) and every
         velocity buffer the velocity: three passes per folded weight matrix, so the trainer does
-        it once per epoch, before anything outside the step reads them (evaluation may not need
-        it, checkpoints and callbacks do)."""
+        it once per epoch, before evaluation, checkpoints and ``on_epoch_end``."""
         for name, fold in self._folds.items():
-            layer, key = self._bound[name]
-            A, B, s = layer.params[key], self.state[name]["v"], layer.scale
-            if s == 1.0 and fold.p == 0.0 and fold.q == 1.0:
+            if fold.settled:
                 continue
+            A, B, s = fold.layer.params[fold.key], self.state[name]["v"], fold.layer.scale
             scal(s, A)
             scal(fold.q, B)
             axpy(fold.p / s, A, B)  # v = (p / s) W + q B
             fold.p, fold.q = 0.0, 1.0
-            layer.scale = 1.0
-            layer.weight_grad_decay = self.momentum
-
-    FOLDED_SLOTS = ("folded_W", "folded_v", "fold")
+            fold.layer.scale = 1.0
+            fold.layer.weight_grad_decay = self.momentum
 
     def _folded_forms(self) -> dict[str, tuple]:
-        """Copies of ``(A, B, (s, p, q))`` for every layer not settled now."""
-        forms = {}
-        for name, fold in self._folds.items():
-            layer, key = self._bound[name]
-            if (layer.scale, fold.p, fold.q) != (1.0, 0.0, 1.0):
-                forms[name] = (layer.params[key].copy(), self.state[name]["v"].copy(),
-                               (layer.scale, fold.p, fold.q))
-        return forms
+        """Copies of ``(A, B, (s, p, q))`` for every folded weight matrix not settled now."""
+        return {name: (fold.layer.params[fold.key].copy(), self.state[name]["v"].copy(),
+                       (fold.layer.scale, fold.p, fold.q))
+                for name, fold in self._folds.items() if not fold.settled}
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        self.settle()  # the true velocities, and the model's true weights beside them
+        """The slots as copies, each ``v`` the true velocity; for a weight matrix held folded
+        (inside the block, or as the block was left mid-epoch) also that form, from which
+        ``load_state_dict`` and the next block continue bit for bit. Changes nothing."""
         out = super().state_dict()
-        for name, (A, B, numbers) in self._stopped_folded.items():
+        for name, fold in self._folds.items():
+            if not fold.settled:
+                A, B = fold.layer.params[fold.key], self.state[name]["v"]
+                out[f"{name}/v"] = B * B.dtype.type(fold.q) + A * A.dtype.type(fold.p)
+        forms = self._folded_forms() if self._folds else self._stopped_folded
+        for name, (A, B, numbers) in forms.items():
             out.update({f"{name}/folded_W": A.copy(), f"{name}/folded_v": B.copy(),
                         f"{name}/fold": np.array(numbers, dtype=np.float64)})
         return out
@@ -232,29 +238,37 @@ class Momentum(Optimizer):
             if all(f"{name}/{slot}" in state for slot in self.FOLDED_SLOTS)}
         for name, (layer, key) in self._bound.items():  # keep the layers on the new arrays
             layer.grads[key] = self._slot(name, "v", layer.params[key])
+        if self._folds:  # loaded inside a block: continue from the loaded form now
+            self._refold_loaded()
 
-    def _refold(self, name: str) -> None:
-        """Continue in the folded form a stopped block saved (``state_dict``), if it is the form
-        of this model's weights and velocity, as a checkpoint's are; else stay settled."""
-        A, B, numbers = self._resume_folded.pop(name)
-        layer, key = self._bound[name]
-        W, v = layer.params[key], self.state[name]["v"]
-        if A.shape != W.shape or B.shape != v.shape or len(numbers) != 3:
-            return
-        s, p, q = numbers
-        if not (np.isfinite(numbers).all() and self.SCALE_RANGE[0] <= s <= self.SCALE_RANGE[1]):
-            return
+    def _refold_loaded(self) -> None:
+        """Continue in the folded forms ``load_state_dict`` read, where each is the form of the
+        model's weights and velocity now (as a checkpoint's are); the others stay settled."""
+        import warnings
 
-        def near(x, y):  # float32 rounding of the settling, not another run's arrays
+        def near(x, y):  # the float32 rounding of settling, not another run's arrays
             return np.linalg.norm(x - y) <= 1e-5 * np.linalg.norm(y) + 1e-30
 
-        if near(s * A.astype(np.float64), W) and near(p * A.astype(np.float64) + q * B, v):
-            W[...] = A
-            v[...] = B
-            layer.scale = s
-            fold = self._folds[name]
-            fold.p, fold.q = p, q
-            layer.weight_grad_decay = self.momentum * q
+        for name, (A, B, numbers) in self._resume_folded.items():
+            fold = self._folds.get(name)
+            if fold is None:
+                continue
+            W, v = fold.layer.params[fold.key], self.state[name]["v"]
+            s, p, q = numbers
+            low, high = self.SCALE_RANGE
+            if (A.shape == W.shape and B.shape == v.shape and np.isfinite(numbers).all()
+                    and low <= s <= high and near(s * A.astype(np.float64), W)
+                    and near(p * A.astype(np.float64) + q * B, v)):
+                W[...] = A
+                v[...] = B
+                fold.layer.scale, fold.p, fold.q = s, p, q
+                fold.layer.weight_grad_decay = self.momentum * q
+            else:
+                warnings.warn(f"{name}: the saved folded form (optimizer/{name}/fold) does not "
+                              "belong to these weights; training goes on from the settled "
+                              "weights, so it will not repeat the original run bit for bit.",
+                              RuntimeWarning, stacklevel=2)
+        self._resume_folded = {}
 
     @contextlib.contextmanager
     def fused(self, model, reg: float = 0.0) -> Iterator[None]:
@@ -264,13 +278,14 @@ class Momentum(Optimizer):
         with ``p -= lr v``. That is two passes over every weight matrix fewer per step, for the
         same arithmetic up to rounding. ``Trainer.fit`` trains inside this block.
 
-        With ``reg > 0`` (the model's L2 penalty ``reg ||W||^2``, gradient ``2 reg W``) the L2
-        term is folded into a number instead of a third pass: each affine layer computes with
-        ``scale * W`` (:class:`mlplab.layers.Affine`), the model leaves the L2 gradient out, and
-        the step shrinks the scale (see :meth:`_folded_update`; Bottou, "Stochastic Gradient
-        Descent Tricks", 2012, section 5.1, with momentum's velocity carried along). Until
-        :meth:`settle` (which :meth:`state_dict` and the block's exit call), the stored weights
-        and velocity buffers are not the weights and velocities: read them after it.
+        With ``reg > 0``, which must be the ``reg`` of the model's loss inside the block (its
+        penalty ``reg ||W||^2``, gradient ``2 reg W``), the L2 term is folded into a number
+        instead of a third pass: each affine layer computes with ``scale * W``
+        (:class:`mlplab.layers.Affine`), the model leaves the L2 gradient out, and the step
+        shrinks the scale (see :meth:`_folded_update`; Bottou, "Stochastic Gradient Descent
+        Tricks", 2012, section 5.1, with momentum's velocity carried along). Until :meth:`settle`
+        (which the block's exit calls), the stored weights and velocity buffers are not the
+        weights and velocities: ``model.state_dict()`` and :meth:`state_dict` give those.
 
         Meanwhile the affine layers' gradient buffers *are* the velocities: nothing else may run
         the model's backward pass inside the block (a gradient check would read velocities), and
@@ -287,41 +302,36 @@ class Momentum(Optimizer):
         saved = []
         try:
             for name, layer, key in slots:
-                outer = getattr(layer, "_folded_by", None)
-                if outer is not None:  # another block folds this layer: its numbers must go
-                    outer.settle()
+                if layer.folded_by is not None:  # an outer block folds this layer: settle it
+                    layer.folded_by.settle()
                 saved.append((name, layer, key, layer.grads[key], layer.grad_decay,
-                              self._bound.get(name), self._folds.get(name),
-                              layer.weight_grad_decay, layer.l2_by_optimizer, outer))
+                              layer.weight_grad_decay, layer.l2_by_optimizer, layer.folded_by,
+                              self._bound.get(name), self._folds.pop(name, None)))
                 layer.grads[key] = self._slot(name, "v", layer.params[key])
                 layer.grad_decay = self.momentum
                 self._bound[name] = (layer, key)
-                self._folds.pop(name, None)
-                if reg > 0 and key == "W":
-                    self._folds[name] = _Fold()
-                    layer.weight_grad_decay = self.momentum
-                    layer.l2_by_optimizer = True
-                    layer._folded_by = self
-            if self._folds:
-                self._l2 = 2 * reg
+                if key == "W":  # the layer's weight attributes: this block's, folded or not
+                    fold = _Fold(layer, key, 2 * reg) if reg > 0 else None
+                    layer.weight_grad_decay = self.momentum if fold else None
+                    layer.l2_by_optimizer = fold is not None
+                    layer.folded_by = self if fold else None
+                    if fold:
+                        self._folds[name] = fold
             self._stopped_folded = {}
-            for name in list(self._resume_folded):
-                if name in self._folds:
-                    self._refold(name)
-            self._resume_folded = {}
+            self._refold_loaded()
             yield
         finally:
             # a block left between epochs (a stop, Ctrl-C) keeps its folded form for state_dict
             self._stopped_folded = self._folded_forms()
             self.settle()
             # in reverse, so that nested blocks unwind to what the outer one set
-            for (name, layer, key, own, decay, outer, fold, weight_decay, l2, folded_by
+            for (name, layer, key, own, decay, weight_decay, l2, folded_by, outer, fold
                  ) in reversed(saved):
                 layer.grads[key] = own
                 layer.grad_decay = decay
                 layer.weight_grad_decay = weight_decay
                 layer.l2_by_optimizer = l2
-                layer._folded_by = folded_by
+                layer.folded_by = folded_by
                 self._folds.pop(name, None)
                 if fold is not None:
                     self._folds[name] = fold

@@ -159,12 +159,13 @@ class Callback:
     epoch's losses are in the history, but it is not counted or validated as an epoch).
 
     With momentum the affine layers' gradient buffers are the optimiser's velocities during the
-    loop (``Momentum.fused``): read ``trainer.optimizer.state``, not ``model.grads``, and run no
-    backward pass of the model from a hook. With momentum and L2 (``reg``), the L2 term is folded
-    into each affine layer's ``scale`` between epochs (``Momentum.fused``): in
-    ``on_iteration_end`` the weights are ``layer.scale * model.params[...]``, which
-    ``model.state_dict()``, ``predict`` and ``loss`` take into account; ``on_epoch_end`` and
-    ``on_train_end`` see scale 1."""
+    loop (``Momentum.fused``): read ``trainer.optimizer.state_dict()``, not ``model.grads``, and
+    run no backward pass of the model from a hook (``model.loss(X, y)`` is one). With momentum
+    and L2 (``reg``) the L2 term is also folded into each affine layer's ``scale`` within an
+    epoch: in ``on_iteration_end`` the weights in use are ``layer.scale * model.params[...]`` and
+    the velocity buffers are not the velocities; ``model.state_dict()``,
+    ``trainer.optimizer.state_dict()``, ``predict`` and ``predict_proba`` give the true ones
+    without changing the run. ``on_epoch_end`` and ``on_train_end`` see it settled (scale 1)."""
 
     def on_train_begin(self, trainer: Trainer) -> None: ...
 

@@ -380,17 +380,21 @@ def test_folded_l2_unfolds_when_the_scale_would_drift_too_far(rng):
         assert all(low <= s <= high for s in scales)
 
 
-def test_folded_l2_settles_for_state_dict_and_load_state_dict(rng):
-    """Checkpoints taken inside the block (as the trainer's are) hold the true weights and
-    velocities, and training goes on exactly after a reload."""
+def test_state_dict_inside_the_block_reads_without_settling_and_reloads_exactly(rng):
+    """``state_dict`` inside the block gives the true weights and velocities and the folded form
+    beside them, without changing the run; reloading it goes on bit for bit."""
     seen = {}
 
     def checkpoint(opt, model, i):
         if i == 3:
+            stored = {k: v.copy() for k, v in model.params.items()}
+            scales = [a.scale for a in model.affines]
             state = opt.state_dict()
-            assert all(a.scale == 1 for a in model.affines)
             seen["params"], seen["state"] = model.state_dict(), state
-            opt.load_state_dict(state)
+            assert min(scales) < 1 and [a.scale for a in model.affines] == scales
+            for name, p in model.params.items():  # reading changed nothing
+                np.testing.assert_array_equal(p, stored[name])
+            opt.load_state_dict(state)  # settles, then continues from the saved folded form
 
     batches = _batches(rng, 8)
     _plain_and_folded_runs(rng, 0.05, 1e-2, 8, between=checkpoint, batches=batches)
@@ -427,7 +431,11 @@ def test_a_block_left_mid_run_resumes_bit_for_bit_from_its_state_dict(rng):
         opt = make_optimizer("momentum", 0.05)
         opt.load_state_dict({**state, "W1/folded_W": state["W1/folded_W"] * 1.5} if tamper
                             else state)
-        steps(opt, resumed, batches[3:])
+        if tamper:
+            with pytest.warns(RuntimeWarning, match="does not belong to these weights"):
+                steps(opt, resumed, batches[3:])
+        else:
+            steps(opt, resumed, batches[3:])
         for name, p in whole.params.items():
             if tamper:
                 np.testing.assert_allclose(resumed.params[name], p, rtol=1e-10, atol=1e-13)
@@ -447,17 +455,75 @@ def test_folded_l2_settles_an_outer_block_that_an_inner_one_enters(rng):
         for X, y in batches[:2]:
             outer.step(fused_model.params, fused_model._loss_and_grads(X, y, reg)[1])
         with inner.fused(fused_model, reg):
-            assert all(a._folded_by is inner for a in fused_model.affines)
+            assert all(a.folded_by is inner for a in fused_model.affines)
             X, y = batches[2]
             inner.step(fused_model.params, fused_model._loss_and_grads(X, y, reg)[1])
-        assert all(a._folded_by is outer and a.scale == 1 for a in fused_model.affines)
+        assert all(a.folded_by is outer and a.scale == 1 for a in fused_model.affines)
         for X, y in batches[3:]:
             outer.step(fused_model.params, fused_model._loss_and_grads(X, y, reg)[1])
     for opt, (X, y) in zip([p_outer, p_outer, p_inner, p_outer, p_outer], batches):
         opt.step(plain_model.params, plain_model._loss_and_grads(X, y, reg)[1])
     for name, p in plain_model.params.items():
         np.testing.assert_allclose(fused_model.params[name], p, rtol=1e-11, atol=1e-13)
-    assert all(a._folded_by is None for a in fused_model.affines)
+    assert all(a.folded_by is None for a in fused_model.affines)
+
+
+@pytest.mark.parametrize("inner_reg, loss_reg, other", [
+    (0.3, None, False),  # the same optimiser again, with another penalty inside
+    (0.0, 1e-2, False),  # an inner block that does not fold, while the loss keeps its L2
+    (0.0, 1e-2, True),   # another optimiser, another momentum, not folding
+    (0.0, 0.0, True),
+])
+def test_an_inner_block_that_folds_otherwise_leaves_the_outer_one_exact(rng, inner_reg,
+                                                                        loss_reg, other):
+    """Whatever an inner block binds (its own penalty, no folding, its own momentum), it
+    computes its own steps exactly and hands the outer block back its folding intact."""
+    fused_model, plain_model = _twin_models()
+    outer = make_optimizer("momentum", 0.05)
+    inner = make_optimizer("momentum", 0.02, momentum=0.5) if other else outer
+    p_outer = make_optimizer("momentum", 0.05)
+    p_inner = make_optimizer("momentum", 0.02, momentum=0.5) if other else p_outer
+    reg = 1e-2
+    inner_loss_reg = inner_reg if loss_reg is None else loss_reg
+    plan = [(outer, p_outer, reg)] * 2 + [(inner, p_inner, inner_loss_reg)] * 2 + \
+        [(outer, p_outer, reg)] * 2
+    batches = _batches(rng, len(plan))
+    with outer.fused(fused_model, reg):
+        for i, ((opt, _, r), (X, y)) in enumerate(zip(plan, batches)):
+            if i == 2:
+                block = inner.fused(fused_model, inner_reg)
+                block.__enter__()
+            opt.step(fused_model.params, fused_model._loss_and_grads(X, y, r)[1])
+            if i == 3:
+                block.__exit__(None, None, None)
+                assert all(a.folded_by is outer and a.l2_by_optimizer
+                           for a in fused_model.affines)
+    for (_, opt, r), (X, y) in zip(plan, batches):
+        opt.step(plain_model.params, plain_model._loss_and_grads(X, y, r)[1])
+    for name, p in plain_model.params.items():
+        np.testing.assert_allclose(fused_model.params[name], p, rtol=1e-11, atol=1e-13)
+    assert all(a.folded_by is None and a.weight_grad_decay is None for a in fused_model.affines)
+
+
+def test_a_copy_taken_while_l2_is_folded_holds_the_weights_in_use(rng):
+    """Pickling or deep-copying the model inside the block (a user's callback) gives a plain
+    model with the weights in use: scale 1, nothing of the training run."""
+    import copy
+
+    model, _ = _twin_models()
+    opt = make_optimizer("momentum", 0.1)
+    X, y = rng.randn(8, 6), rng.randint(0, 3, 8)
+    with opt.fused(model, 0.05):
+        for _ in range(3):
+            opt.step(model.params, model._loss_and_grads(X, y, 0.05)[1])
+        assert min(a.scale for a in model.affines) < 1
+        expected = model.predict_proba(X).copy()
+        for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+            assert all(a.scale == 1 and a.folded_by is None and not a.l2_by_optimizer
+                       for a in clone.affines)
+            np.testing.assert_allclose(clone.predict_proba(X), expected, rtol=1e-12)
+            for name, p in model.state_dict().items():
+                np.testing.assert_array_equal(clone.params[name], p)
 
 
 def test_hooks_read_the_true_weights_while_l2_is_folded():
