@@ -334,8 +334,11 @@ def _aliased(depth: int, open_op: bytes, close_op: bytes) -> bytes:
      r"_reconstruct\(<function>, \(0,\), b'b'\)"),
     # a call's arguments must be a short tuple: Python would expand any iterable first (here a
     # string of 3 million characters, one str object each)
-    (b"\x80\x02cnumpy\ndtype\nX" + struct.pack("<I", 6_000_000) + "\u0100".encode() * 3_000_000
+    (b"\x80\x02cnumpy\ndtype\nX" + struct.pack("<I", 3_000_000) + b"a" * 3_000_000
      + b"R.", "refusing a call with str arguments"),
+    # long text beyond latin1 (4 bytes a character in memory) is refused before it is decoded
+    (b"\x80\x02cnumpy\ndtype\nX" + struct.pack("<I", 6_000_000) + "\u0100".encode() * 3_000_000
+     + b"R.", "text beyond latin1"),
 ])
 def test_pickle_containers_cannot_crash_hang_or_balloon(blob, message):
     start = time.perf_counter()
@@ -363,14 +366,14 @@ def test_archive_guards(tmp_path):
     # (here zeroed) is the only thing that catches it
     compressed = gzip.compress(good.getvalue())
     bad_crc = compressed[:-8] + bytes(4) + compressed[-4:]
-    # a pax header of 100 MB of zeros compresses to a small file; tarfile reads it whole
+    # a pax header of 100 MB of zeros compresses to a small file; tarfile would read it whole
     pax = io.BytesIO()
     with tarfile.open(fileobj=pax, mode="w", format=tarfile.PAX_FORMAT) as tar:
         info = tarfile.TarInfo("x")
         info.pax_headers = {"comment": "0" * (100 << 20)}
         tar.addfile(info, io.BytesIO(b""))
     for name, archive, message in (("crc", bad_crc, "cannot extract.*CRC"),
-                                    ("pax", gzip.compress(pax.getvalue()), "larger than a batch")):
+                                    ("pax", gzip.compress(pax.getvalue()), "declares a size")):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "cifar-10-python.tar.gz").write_bytes(archive)
@@ -875,3 +878,108 @@ def test_folder_wide_images_out_of_range_are_refused(tmp_path, arr, message):
     with pytest.raises(DatasetError, match=message) as err:
         read_image_folder(root, cache=False)
     assert "\n" not in str(err.value) and "save it as an 8- or 16-bit image" in str(err.value)
+
+
+def _tar_header(name: bytes, size: int | bytes, kind: bytes = b"0") -> bytes:
+    """One ustar header block, with a valid checksum (``size`` may be a raw 12-byte field)."""
+    field = size if isinstance(size, bytes) else b"%011o\0" % size
+    header = bytearray(512)
+    header[:len(name)] = name[:100]
+    header[100:108], header[108:116], header[116:124] = b"0000644\0", b"0000000\0", b"0000000\0"
+    header[124:136], header[136:148] = field, b"00000000000\0"
+    header[156:157], header[257:263] = kind, b"ustar\0"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+@pytest.mark.parametrize("tar, message", [
+    # GNU long names and sparse files: Python's tarfile recursed over 400 chained long names
+    # (RecursionError), held 15 x 60 MB of them (a 918 KB file took 944 MB), or looped over
+    # 100,000 sparse blocks before anything could check them
+    (_tar_header(b"././@LongLink", 60 << 20, b"L") + bytes(60 << 20), "of tar type b'L'"),
+    (_tar_header(b"cifar-10-batches-py/data_batch_1", 0, b"S"), "of tar type b'S'"),
+    # a pax header beyond 64 KiB (tarfile's pax regex took 10 s over 100,000 digits)
+    (_tar_header(b"././@PaxHeader", 100_000, b"x") + b"9" * 100_352, "pax header of 100000"),
+    # a size in base-256 form, here negative: tarfile stepped back and re-read the archive
+    (_tar_header(b"cifar-10-batches-py/data_batch_1", b"\xff" * 10 + b"|\0"),
+     "declares a size of"),
+    (b"not a tar header".ljust(512, b"!"), "bad checksum"),
+    # a name of 8 MB in a message (the tar name field holds 100 bytes; a long name is refused)
+    (_tar_header(b"n" * 100, 1 << 40), "declares a size"),
+])
+def test_crafted_archives_are_refused_quickly_and_briefly(tmp_path, tar, message):
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(gzip.compress(tar + bytes(1024)))
+    start = time.perf_counter()
+    with pytest.raises(DatasetError, match=message) as error:
+        load_dataset("cifar10", data_dir=tmp_path, val_size=1)
+    assert time.perf_counter() - start < 5 and len(str(error.value)) < 400
+
+
+def test_archives_with_pax_headers_and_folders_still_extract(tmp_path):
+    """Python's tarfile writes a pax header for a fractional mtime: those are skipped, and so
+    are folders and links; the batches are extracted under their own names."""
+    src = tmp_path / "src"
+    write_cifar(src / "cifar-10-batches-py")
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+        link = tarfile.TarInfo("cifar-10-batches-py/readme")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../etc/passwd"
+        tar.addfile(link)
+    assert b"PaxHeader" in tar_bytes.getvalue()  # the format this test is about
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    (folder / "cifar-10-python.tar.gz").write_bytes(gzip.compress(tar_bytes.getvalue()))
+    data = load_dataset("cifar10", data_dir=folder, val_size=1)
+    direct = load_dataset("cifar10", data_dir=src, val_size=1)
+    np.testing.assert_array_equal(data.X_train, direct.X_train)
+    np.testing.assert_array_equal(data.y_test, direct.y_test)
+    assert not (folder / "cifar-10-batches-py" / "readme").exists()
+
+
+def test_pickle_text_numbers_and_python2_strings(tmp_path):
+    # protocol 0's numbers are text: float()'s error would repr the whole 64 MiB line
+    with pytest.raises(DatasetError, match="a number of 10000000 characters"):
+        parse_batch(b"F" + b"\xff" * 10_000_000 + b"\n.", "data_batch_1")
+    # a Python 2 protocol-0 batch (cPickle) whose str holds non-ASCII bytes still loads
+    X = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    blob = (b"(dp0\nS'data'\np1\ncnumpy.core.multiarray\n_reconstruct\np2\n(cnumpy\nndarray\n"
+            b"p3\n(I0\ntp4\nS'b'\np5\ntp6\nRp7\n(I1\n(I2\nI3072\ntp8\ncnumpy\ndtype\np9\n"
+            b"(S'u1'\np10\nI0\nI1\ntp11\nRp12\n(I3\nS'|'\np13\nNNNI-1\nI-1\nI0\ntp14\nbI00\nS"
+            + repr(X.tobytes()).lstrip("b").encode() + b"\np15\ntp16\nbsS'labels'\np17\n"
+            b"(lp18\nI3\naI9\nas.")
+    images, labels = parse_batch(blob, "data_batch_1")
+    np.testing.assert_array_equal(images.transpose(0, 3, 1, 2).reshape(2, 3072), X)
+    assert labels.tolist() == [3, 9]
+
+
+def test_refusal_messages_do_not_sort_big_dicts():
+    """A refused call on a dict of many keys: its message says how many, without reprlib's
+    sort of every key (seconds for 500,000 keys, 24 times over)."""
+    keys = b"".join(b"C\x04" + struct.pack("<I", i) + b"N" for i in range(200_000))
+    blob = (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\n}(" + keys + b"u\x940"
+            + b"h\x00" * 3 + b"\x87R.")
+    start = time.perf_counter()
+    with pytest.raises(DatasetError, match="dict of 200000 items"):
+        parse_batch(blob, "data_batch_1")
+    assert time.perf_counter() - start < 5
+
+
+def test_folder_problems_are_clear_errors(tmp_path, monkeypatch):
+    import tempfile
+
+    write_cifar(tmp_path / "src" / "cifar-10-batches-py")
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(gzip.compress(tar_bytes.getvalue()))
+
+    def unwritable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", unwritable)
+    with pytest.raises(DatasetError, match="cannot extract .* into this folder"):
+        load_dataset("cifar10", data_dir=tmp_path, val_size=1)
+    with pytest.raises(DatasetError, match="no such user's home folder"):
+        load_dataset("cifar10", data_dir="~no-such-user-mlplab/cifar", val_size=1)

@@ -18,7 +18,6 @@ import pickletools
 import reprlib
 import shutil
 import stat
-import tarfile
 import tempfile
 import zlib
 from pathlib import Path
@@ -116,6 +115,10 @@ class _BoundedRepr(reprlib.Repr):
 
     repr_bytearray = repr_bytes
 
+    def repr_dict(self, x: dict, level: int) -> str:
+        # reprlib sorts every key first: a refused call on a dict of 500,000 keys took seconds
+        return f"<dict of {len(x)} items>"
+
     def repr_instance(self, x: object, level: int) -> str:
         if callable(x):  # a function's repr ends in its address: never show it
             return f"<{type(x).__name__}>"
@@ -162,27 +165,86 @@ _OPCODES = {
 MAX_OPCODES = 1_000_000
 
 
+_LENGTH_BYTES = {-2: (1, False), -3: (4, True), -4: (4, False), -5: (8, False)}
+_UNICODE_OPS = {"UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"}
+_NUMBER_ARGS = {"decimalnl_short", "decimalnl_long", "floatnl"}  # protocol 0's numbers, as text
+#: UTF-8 bytes of the characters U+0000-U+00FF (ASCII, and the lead bytes 0xC2/0xC3 with their
+#: continuation bytes): text made only of these takes a byte per character once decoded
+_LATIN1_UTF8 = bytes(range(0xC4))
+
+
+def _opcodes(data: bytes):
+    """``(opcode name, memo index or None, position)`` of each opcode up to STOP, read without
+    decoding or repr-ing any argument (``pickletools.genops`` decodes them, and its messages
+    repr whole arguments: gigabytes of text for a 64 MiB file). Length fields that promise more
+    bytes than the file holds are refused here, before anything is allocated."""
+    pos, end = 0, len(data)
+    while pos < end:
+        op = pickletools.code2op.get(chr(data[pos]))
+        if op is None:
+            raise pickle.UnpicklingError(f"byte {pos}: not a pickle opcode")
+        start, pos = pos, pos + 1
+        n = op.arg.n if op.arg is not None else 0
+        index = None
+        if n >= 0:
+            arg = data[pos:pos + n]
+            if len(arg) != n:
+                raise pickle.UnpicklingError(f"opcode {op.name} at byte {start}: the file ends")
+            if op.name in ("BINPUT", "LONG_BINPUT"):
+                index = int.from_bytes(arg, "little")
+            pos += n
+        elif n == -1:  # up to a newline (two lines for GLOBAL and INST)
+            for _ in range(2 if op.arg.name == "stringnl_noescape_pair" else 1):
+                newline = data.find(b"\n", pos)
+                if newline < 0:
+                    raise pickle.UnpicklingError(f"opcode {op.name} at byte {start}: no newline")
+                if op.arg.name in _NUMBER_ARGS and newline - pos > 64:
+                    # (float()'s error message would repr the whole line)
+                    raise pickle.UnpicklingError(f"opcode {op.name} at byte {start}: a number "
+                                                 f"of {newline - pos} characters")
+                if op.name == "PUT":
+                    digits = data[pos:newline]
+                    index = int(digits) if digits.isdigit() and len(digits) < 20 else -1
+                pos = newline + 1
+        else:  # a length, then that many bytes
+            width, signed = _LENGTH_BYTES[n]
+            size = int.from_bytes(data[pos:pos + width], "little", signed=signed)
+            if pos + width > end or size < 0 or pos + width + size > end:
+                raise pickle.UnpicklingError(f"opcode {op.name} at byte {start} promises more "
+                                             "bytes than the file holds")
+            if op.name in _UNICODE_OPS and size > 1 << 20 and \
+                    data[pos + width:pos + width + size].translate(None, _LATIN1_UTF8):
+                # text beyond U+00FF takes 2-4 bytes a character in memory; the only long text
+                # of a batch is an array's bytes encoded as latin1
+                raise pickle.UnpicklingError(f"opcode {op.name} at byte {start}: {size} bytes of "
+                                             "text beyond latin1")
+            pos += width + size
+        yield op.name, index, start
+        if op.name == "STOP":
+            return
+    raise pickle.UnpicklingError("the pickle has no STOP opcode; the file may be truncated")
+
+
 def _prescan(data: bytes) -> None:
-    """Walk the pickle's opcodes without running them (``pickletools.genops``): refuse opcodes a
+    """Walk the pickle's opcodes without running them (:func:`_opcodes`): refuse opcodes a
     CIFAR batch never uses, more than ``MAX_OPCODES`` of them, and memo indices beyond the number
     of objects stored so far (a real pickler numbers them 0, 1, 2, ...; the C unpickler once
     sized its memo table from the index given, so a 9-byte pickle could make it allocate 32 GB).
-    The walk also rejects length fields that promise more bytes than the file holds, before
-    anything is allocated."""
+    """
     puts = 0
-    for count, (op, arg, pos) in enumerate(pickletools.genops(data)):
-        if op.name not in _OPCODES:
-            raise pickle.UnpicklingError(f"opcode {op.name} at byte {pos}: a CIFAR-10 batch "
+    for count, (name, index, pos) in enumerate(_opcodes(data)):
+        if name not in _OPCODES:
+            raise pickle.UnpicklingError(f"opcode {name} at byte {pos}: a CIFAR-10 batch "
                                          "holds only dicts, lists, strings, numbers and arrays")
         if count >= MAX_OPCODES:
             raise pickle.UnpicklingError(f"more than {MAX_OPCODES:,} opcodes; a CIFAR-10 batch "
                                          "has about 50,000")
-        if op.name in _PUT_OPS:
-            if not isinstance(arg, int) or arg > puts:
-                raise pickle.UnpicklingError(f"memo index {arg} at byte {pos} is out of "
+        if name in _PUT_OPS:
+            if index is None or not 0 <= index <= puts:
+                raise pickle.UnpicklingError(f"memo index {index} at byte {pos} is out of "
                                              f"sequence (expected at most {puts})")
             puts += 1
-        elif op.name == "MEMOIZE":
+        elif name == "MEMOIZE":
             puts += 1
 
 
@@ -447,65 +509,120 @@ def _read(path: Path) -> bytes:
     return data
 
 
-class _GuardedReads:
-    """A file-like view of the decompressed archive for ``tarfile`` that refuses any single read
-    larger than a batch: tarfile reads a pax or GNU long-name header whole, before its own size
-    checks, so a small archive could declare a gigabyte of header."""
+_BLOCK = 512
+#: entry types of a plain tar archive: files, hard and symbolic links, folders, and pax headers
+#: (whose contents are skipped: Python's tarfile writes one for a fractional mtime); GNU long
+#: names, sparse files and the rest are refused, unread
+_FILE_TYPES, _SKIPPED_TYPES, _PAX_TYPES = (b"0", b"\0", b"7"), (b"1", b"2", b"5"), (b"x", b"g")
+MAX_PAX_BYTES = 64 << 10
 
-    def __init__(self, f, archive: Path) -> None:
-        self._f, self._archive = f, archive
 
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0 or n > MAX_BATCH_BYTES + (1 << 20):
-            raise DatasetError(f"{self._archive}: not the CIFAR-10 python archive (a header or "
-                               "entry larger than a batch).")
-        return self._f.read(n)
+def _octal(field: bytes) -> int | None:
+    """A tar header's octal number (NUL- or space-terminated), or None for anything else (the
+    base-256 form, which can be negative, included)."""
+    digits = field.split(b"\0", 1)[0].strip(b" ")
+    return int(digits, 8) if digits and all(48 <= c <= 55 for c in digits) else None
 
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if whence == 0 and offset > MAX_ARCHIVE_BYTES:
-            raise DatasetError(f"{self._archive}: more than {MAX_ARCHIVE_BYTES >> 20} MiB "
-                               "uncompressed; the official archive has about 180 MB.")
-        return self._f.seek(offset, whence)
 
-    def tell(self) -> int:
-        return self._f.tell()
+class _TarReader:
+    """The entries of an uncompressed tar stream, read block by block with every size checked
+    before anything is read: a strict subset of the format, which is all the official archive
+    uses. (Python's :mod:`tarfile` parses pax, GNU long-name and sparse headers whole and
+    recursively before a caller can check them: crafted archives of a few kilobytes hung it,
+    overflowed its recursion or made it hold a gigabyte.)"""
+
+    def __init__(self, stream, archive: Path) -> None:
+        self._stream, self._archive, self._pos = stream, archive, 0
+
+    def _refuse(self, why: str) -> DatasetError:
+        return DatasetError(f"{self._archive}: not the CIFAR-10 python archive ({why}).")
+
+    def read(self, n: int) -> bytes:
+        data = self._stream.read(n)
+        if len(data) != n:
+            raise DatasetError(f"{self._archive}: the archive ends early; it may be truncated - "
+                               "delete it and download again.")
+        self._pos += n
+        return data
+
+    def chunks(self, n: int):
+        """The next ``n`` bytes, a megabyte at a time."""
+        while n:
+            chunk = self.read(min(n, 1 << 20))
+            n -= len(chunk)
+            yield chunk
+
+    def skip(self, n: int) -> None:
+        for _ in self.chunks(n):
+            pass
+
+    def entries(self):
+        """``(name, size)`` of each file entry; the caller reads or skips its ``size`` bytes
+        (:meth:`chunks`, :meth:`skip`) before asking for the next, which skips the padding."""
+        for count in range(1, MAX_ARCHIVE_ENTRIES + 2):
+            header = self.read(_BLOCK)
+            if header == bytes(_BLOCK):
+                return  # the end-of-archive marker
+            if count > MAX_ARCHIVE_ENTRIES:
+                raise self._refuse(f"more than {MAX_ARCHIVE_ENTRIES} entries; the official "
+                                   f"archive has {len(TRAIN_BATCHES) + 4}")
+            stored = _octal(header[148:156])
+            if stored is None or stored != sum(header[:148]) + 8 * 32 + sum(header[156:]):
+                raise self._refuse(f"entry {count} is not a tar header (bad checksum)")
+            size, kind = _octal(header[124:136]), header[156:157]
+            if size is None or size > MAX_BATCH_BYTES:
+                raise self._refuse(f"entry {count} declares a size of "
+                                   f"{_short(header[124:136])}; the official batches have 31 MB")
+            padded = -(-size // _BLOCK) * _BLOCK
+            if self._pos + padded > MAX_ARCHIVE_BYTES:
+                raise self._refuse(f"more than {MAX_ARCHIVE_BYTES >> 20} MiB uncompressed; the "
+                                   "official archive has about 180 MB")
+            name = header[:100].split(b"\0", 1)[0]
+            if header[257:262] == b"ustar" and header[345:500].strip(b"\0"):
+                name = header[345:500].split(b"\0", 1)[0] + b"/" + name
+            if kind in _FILE_TYPES:
+                yield name.decode("utf-8", "replace"), size
+                self.skip(padded - size)
+            elif kind in _SKIPPED_TYPES or (kind in _PAX_TYPES and size <= MAX_PAX_BYTES):
+                self.skip(padded)
+            elif kind in _PAX_TYPES:
+                raise self._refuse(f"entry {count} is a pax header of {size} bytes; at most "
+                                   f"{MAX_PAX_BYTES >> 10} KiB are read")
+            else:
+                raise self._refuse(f"entry {count} {_short(name)} is of tar type {_short(kind)}")
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
 
 def extract_archive(archive: Path, dest: Path) -> Path:
     """Extract ``cifar-10-batches-py/`` from the official archive into ``dest``, atomically."""
     target = dest / BATCH_DIR
-    tmp = Path(tempfile.mkdtemp(prefix=".cifar-extract.", dir=dest))
     try:
-        # gzip only (the official archive's format), read through a guard: tarfile reads a pax
-        # or GNU long-name header whole, before any member's size can be checked
-        with gzip.open(archive, "rb") as gz, \
-                tarfile.open(fileobj=_GuardedReads(gz, archive), mode="r:") as tar:
-            members = []
-            # headers one at a time, checked before tarfile reads past (decompresses) the data:
-            # a crafted archive may declare a huge member or a flood of entries
-            for count, m in enumerate(tar, start=1):
-                if count > MAX_ARCHIVE_ENTRIES or m.size > MAX_BATCH_BYTES or \
-                        m.offset_data + m.size > MAX_ARCHIVE_BYTES:
-                    raise DatasetError(
-                        f"{archive}: not the CIFAR-10 python archive (entry {m.name!r} of "
-                        f"{m.size} bytes, entry {count}; the official archive has "
-                        f"{len(TRAIN_BATCHES) + 3} entries of at most 31 MB).")
-                if m.isfile() and Path(m.name).parent.name == BATCH_DIR \
-                        and Path(m.name).name in (*TRAIN_BATCHES, TEST_BATCH, META):
-                    members.append(m)
-            missing = {*TRAIN_BATCHES, TEST_BATCH} - {Path(m.name).name for m in members}
+        tmp = Path(tempfile.mkdtemp(prefix=".cifar-extract.", dir=dest))
+    except OSError as exc:
+        raise DatasetError(f"{dest}: cannot extract {ARCHIVE} into this folder "
+                           f"({exc.strerror or exc}); make it writable, or extract the archive "
+                           "elsewhere and point --data-dir there.") from None
+    try:
+        (tmp / BATCH_DIR).mkdir()
+        found = set()
+        with gzip.open(archive, "rb") as gz:  # gzip only: the official archive's format
+            tar = _TarReader(gz, archive)
+            for name, size in tar.entries():
+                path = Path(name)
+                if path.parent.name == BATCH_DIR and path.name in (*TRAIN_BATCHES, TEST_BATCH,
+                                                                   META):
+                    # written under our own name: no path from the archive reaches the disk
+                    with open(tmp / BATCH_DIR / path.name, "wb") as f:
+                        f.writelines(tar.chunks(size))
+                    found.add(path.name)
+                else:
+                    tar.skip(size)
+            missing = {*TRAIN_BATCHES, TEST_BATCH} - found
             if missing:
                 raise DatasetError(f"{archive}: not the CIFAR-10 python archive (missing "
                                    f"{', '.join(sorted(missing))}).")
-            (tmp / BATCH_DIR).mkdir()
-            for m in members:  # read by name: no path from the archive reaches the file system
-                src = tar.extractfile(m)
-                if src is None:
-                    continue
-                with src, open(tmp / BATCH_DIR / Path(m.name).name, "wb") as f:
-                    shutil.copyfileobj(src, f)
-            # to the end of the gzip stream, whose CRC is checked only there: tarfile stops at
-            # the archive's end marker, so a flipped bit in the data would go unnoticed
+            # to the end of the gzip stream, whose CRC is checked only there: the tar end marker
+            # comes first, so a flipped bit in the data would otherwise go unnoticed
             while gz.read(1 << 20):
                 if gz.tell() > MAX_ARCHIVE_BYTES:
                     raise DatasetError(f"{archive}: more than {MAX_ARCHIVE_BYTES >> 20} MiB "
@@ -517,10 +634,10 @@ def extract_archive(archive: Path, dest: Path) -> Path:
             if not (target / TRAIN_BATCHES[0]).is_file():
                 raise
         return target
-    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, MemoryError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
-        detail = " ".join(str(exc).split())  # tarfile's "r:*" error lists a line per method
+    except DatasetError:
+        raise
+    except (EOFError, OSError, ValueError, zlib.error, MemoryError) as exc:
+        detail = " ".join(str(exc).split())
         raise DatasetError(f"{archive}: cannot extract the archive ({type(exc).__name__}: "
                            f"{detail}); it may be truncated - delete it and download again."
                            ) from None
@@ -530,7 +647,11 @@ def extract_archive(archive: Path, dest: Path) -> Path:
 
 def candidate_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
     """Folders that may hold ``cifar-10-batches-py/``, the archive, or the batches themselves."""
-    roots = [Path(data_dir).expanduser()] if data_dir is not None else []
+    try:
+        roots = [Path(data_dir).expanduser()] if data_dir is not None else []
+    except RuntimeError:  # "~someone" for a user this machine does not know
+        raise DatasetError(f"data_dir {_short(str(data_dir))}: no such user's home folder."
+                           ) from None
     roots.append(data_root() / "cifar10")
     if data_dir is None:
         roots.append(data_root())
