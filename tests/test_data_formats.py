@@ -897,10 +897,13 @@ def _tar_header(name: bytes, size: int | bytes, kind: bytes = b"0") -> bytes:
     # GNU long names and sparse files: Python's tarfile recursed over 400 chained long names
     # (RecursionError), held 15 x 60 MB of them (a 918 KB file took 944 MB), or looped over
     # 100,000 sparse blocks before anything could check them
-    (_tar_header(b"././@LongLink", 60 << 20, b"L") + bytes(60 << 20), "of tar type b'L'"),
+    (_tar_header(b"././@LongLink", 60 << 20, b"L") + bytes(60 << 20), "long-name header of"),
     (_tar_header(b"cifar-10-batches-py/data_batch_1", 0, b"S"), "of tar type b'S'"),
     # a pax header beyond 64 KiB (tarfile's pax regex took 10 s over 100,000 digits)
-    (_tar_header(b"././@PaxHeader", 100_000, b"x") + b"9" * 100_352, "pax header of 100000"),
+    (_tar_header(b"././@PaxHeader", 100_000, b"x") + b"9" * 100_352, "header of 100000"),
+    (_tar_header(b"././@PaxHeader", 10, b"x") + b"99 path=x\n".ljust(512, b"\0"), "malformed pax"),
+    (_tar_header(b"././@PaxHeader", 11, b"x") + b"11 size=99\n".ljust(512, b"\0"),
+     "sets an entry's size"),
     # a size in base-256 form, here negative: tarfile stepped back and re-read the archive
     (_tar_header(b"cifar-10-batches-py/data_batch_1", b"\xff" * 10 + b"|\0"),
      "declares a size of"),
@@ -983,3 +986,58 @@ def test_folder_problems_are_clear_errors(tmp_path, monkeypatch):
         load_dataset("cifar10", data_dir=tmp_path, val_size=1)
     with pytest.raises(DatasetError, match="no such user's home folder"):
         load_dataset("cifar10", data_dir="~no-such-user-mlplab/cifar", val_size=1)
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_archives_with_long_paths_extract(tmp_path, fmt):
+    """A path beyond the 100 bytes of a tar header: a pax ``path`` record or a GNU long name
+    (ustar puts it in the prefix field)."""
+    src = tmp_path / "src"
+    write_cifar(src / "cifar-10-batches-py")
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w", format=fmt) as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="x" * 90 + "/cifar-10-batches-py")
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    (folder / "cifar-10-python.tar.gz").write_bytes(gzip.compress(tar_bytes.getvalue()))
+    data = load_dataset("cifar10", data_dir=folder, val_size=1)
+    np.testing.assert_array_equal(data.X_train,
+                                  load_dataset("cifar10", data_dir=src, val_size=1).X_train)
+
+
+def test_many_small_texts_beyond_latin1_add_up():
+    """The 1 MiB allowance for text beyond latin1 is for the whole pickle, not each string."""
+    text = ("a" * 1000 + "\U0001F600").encode()
+    blob = b"\x80\x02]" + (b"X" + struct.pack("<I", len(text)) + text + b"a") * 2000 + b"."
+    with pytest.raises(DatasetError, match="more than 1 MiB of text beyond latin1"):
+        parse_batch(blob, "data_batch_1")
+    line = b"V" + b"a" * (2 << 20) + b"\\U0001f600\n."
+    with pytest.raises(DatasetError, match="more than 1 MiB of text beyond latin1"):
+        parse_batch(line, "data_batch_1")
+
+
+def test_archive_size_and_folders_in_the_way(tmp_path):
+    write_cifar(tmp_path / "src" / "cifar-10-batches-py")
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    good = gzip.compress(tar_bytes.getvalue())
+    # gzip reads zero padding a byte at a time: a sparse tail of 300 MB is refused by its size
+    big = tmp_path / "big"
+    big.mkdir()
+    with open(big / "cifar-10-python.tar.gz", "wb") as f:
+        f.write(good)
+        f.truncate(300 << 20)
+    start = time.perf_counter()
+    with pytest.raises(DatasetError, match="the official archive has 170,498,071"):
+        load_dataset("cifar10", data_dir=big, val_size=1)
+    assert time.perf_counter() - start < 5
+    # a half-made batch folder in the way: the archive is not to blame
+    partial = tmp_path / "partial"
+    (partial / "cifar-10-batches-py").mkdir(parents=True)
+    (partial / "cifar-10-batches-py" / "test_batch").write_bytes(b"x")
+    (partial / "cifar-10-python.tar.gz").write_bytes(good)
+    with pytest.raises(DatasetError, match="in the way of extracting .*the archive is fine"):
+        load_dataset("cifar10", data_dir=partial, val_size=1)
+    with pytest.raises(DatasetError, match="cannot look there"):
+        load_dataset("cifar10", data_dir=tmp_path / ("a" * 300), val_size=1)

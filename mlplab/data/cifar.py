@@ -37,6 +37,7 @@ META = "batches.meta"
 MAX_BATCH_BYTES = 64 << 20
 MAX_ARCHIVE_ENTRIES = 100
 MAX_ARCHIVE_BYTES = 400 << 20  # uncompressed (the official archive: about 180 MB)
+MAX_ARCHIVE_FILE_BYTES = 256 << 20  # compressed, on disk (the official archive: 170 MB)
 
 # ndarray.__reduce__ names its rebuild function; take it from NumPy itself rather than importing
 # numpy.core (renamed numpy._core in NumPy 2, with a deprecation shim under the old name)
@@ -178,7 +179,7 @@ def _opcodes(data: bytes):
     decoding or repr-ing any argument (``pickletools.genops`` decodes them, and its messages
     repr whole arguments: gigabytes of text for a 64 MiB file). Length fields that promise more
     bytes than the file holds are refused here, before anything is allocated."""
-    pos, end = 0, len(data)
+    pos, end, wide = 0, len(data), 0  # wide: bytes of text beyond latin1 so far
     while pos < end:
         op = pickletools.code2op.get(chr(data[pos]))
         if op is None:
@@ -205,6 +206,9 @@ def _opcodes(data: bytes):
                 if op.name == "PUT":
                     digits = data[pos:newline]
                     index = int(digits) if digits.isdigit() and len(digits) < 20 else -1
+                elif op.name == "UNICODE" and (data.find(b"\\u", pos, newline) >= 0
+                                               or data.find(b"\\U", pos, newline) >= 0):
+                    wide += newline - pos  # raw-unicode-escape: other bytes decode as latin1
                 pos = newline + 1
         else:  # a length, then that many bytes
             width, signed = _LENGTH_BYTES[n]
@@ -212,13 +216,15 @@ def _opcodes(data: bytes):
             if pos + width > end or size < 0 or pos + width + size > end:
                 raise pickle.UnpicklingError(f"opcode {op.name} at byte {start} promises more "
                                              "bytes than the file holds")
-            if op.name in _UNICODE_OPS and size > 1 << 20 and \
+            if op.name in _UNICODE_OPS and \
                     data[pos + width:pos + width + size].translate(None, _LATIN1_UTF8):
-                # text beyond U+00FF takes 2-4 bytes a character in memory; the only long text
-                # of a batch is an array's bytes encoded as latin1
-                raise pickle.UnpicklingError(f"opcode {op.name} at byte {start}: {size} bytes of "
-                                             "text beyond latin1")
+                wide += size
             pos += width + size
+        if wide > 1 << 20:
+            # text beyond U+00FF takes 2-4 bytes a character in memory; the only long text of a
+            # batch is an array's bytes encoded as latin1
+            raise pickle.UnpicklingError(f"opcode {op.name} at byte {start}: more than 1 MiB "
+                                         "of text beyond latin1")
         yield op.name, index, start
         if op.name == "STOP":
             return
@@ -510,10 +516,10 @@ def _read(path: Path) -> bytes:
 
 
 _BLOCK = 512
-#: entry types of a plain tar archive: files, hard and symbolic links, folders, and pax headers
-#: (whose contents are skipped: Python's tarfile writes one for a fractional mtime); GNU long
-#: names, sparse files and the rest are refused, unread
-_FILE_TYPES, _SKIPPED_TYPES, _PAX_TYPES = (b"0", b"\0", b"7"), (b"1", b"2", b"5"), (b"x", b"g")
+#: entry types of a plain tar archive: files, hard and symbolic links and folders (skipped), pax
+#: headers and GNU long names of at most MAX_PAX_BYTES (read only for a long path; Python's
+#: tarfile writes a pax header for a fractional mtime); sparse files and the rest are refused
+_FILE_TYPES, _SKIPPED_TYPES = (b"0", b"\0", b"7"), (b"1", b"2", b"5")
 MAX_PAX_BYTES = 64 << 10
 
 
@@ -556,9 +562,29 @@ class _TarReader:
         for _ in self.chunks(n):
             pass
 
+    def _pax_path(self, body: bytes, count: int) -> bytes | None:
+        """The ``path`` record of a pax header (records are ``"<length> <key>=<value>\\n"``),
+        parsed by hand in one pass; a ``size`` record (written for entries beyond 8 GiB, whose
+        size the header cannot hold) is refused."""
+        path, pos = None, 0
+        while pos < len(body):
+            space = body.find(b" ", pos, pos + 20)
+            length = body[pos:space]
+            if space < 0 or not length.isdigit() or int(length) <= space - pos or \
+                    pos + int(length) > len(body) or body[pos + int(length) - 1] != 10:
+                raise self._refuse(f"entry {count} is a malformed pax header")
+            key, _, value = body[space + 1:pos + int(length) - 1].partition(b"=")
+            if key == b"path":
+                path = value
+            elif key == b"size":
+                raise self._refuse(f"entry {count} is a pax header that sets an entry's size")
+            pos += int(length)
+        return path
+
     def entries(self):
         """``(name, size)`` of each file entry; the caller reads or skips its ``size`` bytes
         (:meth:`chunks`, :meth:`skip`) before asking for the next, which skips the padding."""
+        long_name = None
         for count in range(1, MAX_ARCHIVE_ENTRIES + 2):
             header = self.read(_BLOCK)
             if header == bytes(_BLOCK):
@@ -581,13 +607,21 @@ class _TarReader:
             if header[257:262] == b"ustar" and header[345:500].strip(b"\0"):
                 name = header[345:500].split(b"\0", 1)[0] + b"/" + name
             if kind in _FILE_TYPES:
+                if long_name is not None:
+                    name, long_name = long_name, None
                 yield name.decode("utf-8", "replace"), size
                 self.skip(padded - size)
-            elif kind in _SKIPPED_TYPES or (kind in _PAX_TYPES and size <= MAX_PAX_BYTES):
+            elif kind in _SKIPPED_TYPES or kind == b"g":
+                long_name = None
                 self.skip(padded)
-            elif kind in _PAX_TYPES:
-                raise self._refuse(f"entry {count} is a pax header of {size} bytes; at most "
-                                   f"{MAX_PAX_BYTES >> 10} KiB are read")
+            elif kind in (b"x", b"L") and size <= MAX_PAX_BYTES:
+                # the next entry's long path: a pax header's "path" record, or a GNU long name
+                body = self.read(padded)[:size]
+                long_name = (body.split(b"\0", 1)[0] if kind == b"L"
+                             else self._pax_path(body, count))
+            elif kind in (b"x", b"L"):
+                raise self._refuse(f"entry {count} is a long-name header of {size} bytes; at "
+                                   f"most {MAX_PAX_BYTES >> 10} KiB are read")
             else:
                 raise self._refuse(f"entry {count} {_short(name)} is of tar type {_short(kind)}")
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
@@ -605,6 +639,11 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     try:
         (tmp / BATCH_DIR).mkdir()
         found = set()
+        if archive.stat().st_size > MAX_ARCHIVE_FILE_BYTES:
+            # Python's gzip reads padding and header names a byte at a time: a sparse file of
+            # gigabytes of zeros (a few KB on disk) would take minutes
+            raise DatasetError(f"{archive}: {archive.stat().st_size:,} bytes; the official "
+                               f"archive has 170,498,071 - delete it and download again.")
         with gzip.open(archive, "rb") as gz:  # gzip only: the official archive's format
             tar = _TarReader(gz, archive)
             for name, size in tar.entries():
@@ -631,8 +670,10 @@ def extract_archive(archive: Path, dest: Path) -> Path:
             os.replace(tmp / BATCH_DIR, target)
         except OSError:
             # another process extracted it first (renaming onto a full folder fails)
-            if not (target / TRAIN_BATCHES[0]).is_file():
-                raise
+            if not _is_file(target / TRAIN_BATCHES[0]):
+                raise DatasetError(f"{target}: a folder that does not hold the batches is in the "
+                                   f"way of extracting {ARCHIVE}; remove it (the archive is "
+                                   "fine) and run again.") from None
         return target
     except DatasetError:
         raise
@@ -643,6 +684,16 @@ def extract_archive(archive: Path, dest: Path) -> Path:
                            ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, with an error that is not "no such file" (a name too long, a folder
+    that cannot be entered) as a one-line ``DatasetError``."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise DatasetError(f"{_short(str(path))}: cannot look there ({exc.strerror or exc})."
+                           ) from None
 
 
 def candidate_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
@@ -661,15 +712,15 @@ def candidate_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
 def _extracted(roots: list[Path]) -> Path | None:
     """The first folder of ``roots`` holding the batches (or their ``cifar-10-batches-py/``)."""
     for root in roots:
-        if (root / TRAIN_BATCHES[0]).is_file():
+        if _is_file(root / TRAIN_BATCHES[0]):
             return root
-        if (root / BATCH_DIR / TRAIN_BATCHES[0]).is_file():
+        if _is_file(root / BATCH_DIR / TRAIN_BATCHES[0]):
             return root / BATCH_DIR
     return None
 
 
 def _archive(roots: list[Path]) -> Path | None:
-    return next((root / ARCHIVE for root in roots if (root / ARCHIVE).is_file()), None)
+    return next((root / ARCHIVE for root in roots if _is_file(root / ARCHIVE)), None)
 
 
 def find_cifar10(data_dir: str | os.PathLike | None) -> Path | None:
@@ -716,7 +767,7 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Fal
     y = np.concatenate([p[1] for p in parts])
     Xt, yt = parse_batch(_read(folder / TEST_BATCH), str(folder / TEST_BATCH))
     classes = list(CLASSES)
-    if (folder / META).is_file():
+    if _is_file(folder / META):
         meta = load_pickle(_read(folder / META), str(folder / META))
         classes = _class_names(meta.get("label_names")) or classes
     empty = X[:0]
