@@ -156,14 +156,16 @@ def run_mlplab(X, y, hidden, a) -> tuple[Clock, float]:
             clock.mark()
 
         def on_iteration_end(self, trainer, iteration, loss):
-            if iteration % per_epoch == 0:  # the epoch's last step: its work ends here
-                trainer.optimizer.settle()  # (which the trainer does next) is training work
-                clock.steps_done()  # the train accuracy that follows is not: peers have none
+            if iteration % steps_per_epoch == 0:  # the epoch's last step: its work ends here
+                # settling the folded L2 (which the trainer does next) is training work; the
+                # train accuracy that follows is not: the other engines compute none
+                trainer.optimizer.settle()
+                clock.steps_done()
 
         def on_epoch_end(self, trainer, epoch, logs):
             clock.mark()
 
-    per_epoch = max(X.shape[0] // a.batch_size, 1)
+    steps_per_epoch = max(X.shape[0] // a.batch_size, 1)  # as the trainer counts them
 
     model = MLP(INPUT_SIZE, hidden, NUM_CLASSES, seed=a.seed)
     trainer = Trainer(optimizer="momentum", lr=a.lr, momentum=0.9, schedule="constant",

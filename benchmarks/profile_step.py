@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         db += d.sum(axis=0)
         lap("db1")  # the L2 gradient is folded into the update (Momentum.fused with reg)
         opt.step(model.params, model.grads)
-        lap("update with L2 folded: A -= (lr / s) v (one pass over W1)")
+        lap("update (one pass over W1; with L2 folded, A -= (lr / s) v)")
 
     # as Trainer.fit does (see mlplab.blas)
     with level1_threads(), opt.fused(model, a.reg):

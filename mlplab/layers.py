@@ -18,9 +18,14 @@ back to users.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from mlplab.blas import gemm_tn
+
+if TYPE_CHECKING:
+    from mlplab.optim import Momentum
 
 
 class Layer:
@@ -72,7 +77,7 @@ class Affine(Layer):
     # this number instead of a pass over W); 1 outside Momentum.fused, where W is the weights.
     scale: float = 1.0
     l2_by_optimizer: bool = False  # the model then leaves the L2 gradient of W to the optimiser
-    folded_by = None  # the optimiser whose scale this is (it settles it: Momentum.settle)
+    folded_by: Momentum | None = None  # whose scale this is (it settles it: Momentum.settle)
 
     def __init__(self, W: np.ndarray, b: np.ndarray | None, need_dx: bool = True) -> None:
         super().__init__()

@@ -215,7 +215,7 @@ class MLP:
         if reg:
             for a in self.affines:
                 if not a.l2_by_optimizer:  # else Momentum.fused's update applies it
-                    axpy(2 * reg * a.scale, a.params["W"], a.grads["W"])  # one pass
+                    axpy(2 * reg, a.params["W"], a.grads["W"])  # one pass, no temporary
         return loss, self.grads
 
     def _batches(self, X: np.ndarray):

@@ -11,12 +11,13 @@ traffic, not arithmetic, that costs, so SGD and momentum are written as BLAS lev
 reusable scratch array per parameter shape (``_scratch``) instead of fresh temporaries. Momentum
 goes further inside :meth:`Momentum.fused` (which ``Trainer.fit`` enters): the backward pass's
 weight-gradient product accumulates straight into the velocity, and the L2 gradient is folded into
-a scale of each weight matrix, so a step makes one pass over it.
+a scale of each weight matrix, so the update makes one pass over it instead of two.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -244,8 +245,6 @@ class Momentum(Optimizer):
     def _refold_loaded(self) -> None:
         """Continue in the folded forms ``load_state_dict`` read, where each is the form of the
         model's weights and velocity now (as a checkpoint's are); the others stay settled."""
-        import warnings
-
         def near(x, y):  # the float32 rounding of settling, not another run's arrays
             return np.linalg.norm(x - y) <= 1e-5 * np.linalg.norm(y) + 1e-30
 

@@ -778,10 +778,12 @@ def write_plots(out_dir: Path, result: RunResult, ds, X_val: np.ndarray | None) 
 def absolute_data_paths(dataset: str, data_dir: str | None) -> tuple[str, str | None]:
     """``dataset`` (a ``folder:PATH``) and ``data_dir`` as absolute paths, for a run's config:
     ``evaluate`` and ``--resume`` reload the data from it, maybe from another working folder."""
+    from mlplab.data.base import user_path
+
     if dataset.lower().startswith("folder:") and dataset[len("folder:"):].strip():
-        dataset = f"folder:{Path(dataset[len('folder:'):]).expanduser().resolve()}"
+        dataset = f"folder:{user_path(dataset[len('folder:'):]).resolve()}"
     if data_dir:
-        data_dir = str(Path(data_dir).expanduser().resolve())
+        data_dir = str(user_path(data_dir).resolve())
     return dataset, data_dir
 
 

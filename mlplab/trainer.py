@@ -162,10 +162,11 @@ class Callback:
     loop (``Momentum.fused``): read ``trainer.optimizer.state_dict()``, not ``model.grads``, and
     run no backward pass of the model from a hook (``model.loss(X, y)`` is one). With momentum
     and L2 (``reg``) the L2 term is also folded into each affine layer's ``scale`` within an
-    epoch: in ``on_iteration_end`` the weights in use are ``layer.scale * model.params[...]`` and
-    the velocity buffers are not the velocities; ``model.state_dict()``,
-    ``trainer.optimizer.state_dict()``, ``predict`` and ``predict_proba`` give the true ones
-    without changing the run. ``on_epoch_end`` and ``on_train_end`` see it settled (scale 1)."""
+    epoch: in ``on_iteration_end`` the weights in use are ``layer.scale * model.params["W<i>"]``
+    (weight matrices only; biases are not scaled) and the velocity buffers are not the
+    velocities; ``model.state_dict()``, ``trainer.optimizer.state_dict()``, ``predict`` and
+    ``predict_proba`` give the true ones without changing the run. ``on_epoch_end`` and
+    ``on_train_end`` see it settled (scale 1)."""
 
     def on_train_begin(self, trainer: Trainer) -> None: ...
 

@@ -1041,3 +1041,9 @@ def test_archive_size_and_folders_in_the_way(tmp_path):
         load_dataset("cifar10", data_dir=partial, val_size=1)
     with pytest.raises(DatasetError, match="cannot look there"):
         load_dataset("cifar10", data_dir=tmp_path / ("a" * 300), val_size=1)
+
+
+@pytest.mark.parametrize("spec", ["folder:~no-such-user-mlplab/images", "mnist"])
+def test_a_home_folder_of_an_unknown_user_is_a_clear_error(spec):
+    with pytest.raises(DatasetError, match="no such user's home folder for '~'; give the"):
+        load_dataset(spec, data_dir="~no-such-user-mlplab/data")

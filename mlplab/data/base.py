@@ -81,10 +81,20 @@ class Dataset:
                 f"classes={self.num_classes})")
 
 
+def user_path(path: str | os.PathLike) -> Path:
+    """``Path(path).expanduser()``, with ``~someone`` for a user this machine does not know as a
+    one-line ``DatasetError`` (Python raises a bare RuntimeError)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise DatasetError(f"{str(path)[:200]!r}: no such user's home folder for '~'; give the "
+                           "folder's full path.") from None
+
+
 def data_root() -> Path:
     """Where downloads and caches live: ``$MLPLAB_DATA`` or ``~/.cache/mlplab``."""
     env = os.environ.get("MLPLAB_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "mlplab"
+    return user_path(env) if env else Path.home() / ".cache" / "mlplab"
 
 
 def resolve_size(value: float | int | None, n: int, default: int, what: str) -> int:

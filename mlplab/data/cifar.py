@@ -20,11 +20,12 @@ import shutil
 import stat
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from mlplab.data.base import Dataset, DatasetError, data_root
+from mlplab.data.base import Dataset, DatasetError, data_root, user_path
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck"]
@@ -174,7 +175,7 @@ _NUMBER_ARGS = {"decimalnl_short", "decimalnl_long", "floatnl"}  # protocol 0's 
 _LATIN1_UTF8 = bytes(range(0xC4))
 
 
-def _opcodes(data: bytes):
+def _opcodes(data: bytes) -> Iterator[tuple[str, int | None, int]]:
     """``(opcode name, memo index or None, position)`` of each opcode up to STOP, read without
     decoding or repr-ing any argument (``pickletools.genops`` decodes them, and its messages
     repr whole arguments: gigabytes of text for a 64 MiB file). Length fields that promise more
@@ -551,7 +552,7 @@ class _TarReader:
         self._pos += n
         return data
 
-    def chunks(self, n: int):
+    def chunks(self, n: int) -> Iterator[bytes]:
         """The next ``n`` bytes, a megabyte at a time."""
         while n:
             chunk = self.read(min(n, 1 << 20))
@@ -581,7 +582,7 @@ class _TarReader:
             pos += int(length)
         return path
 
-    def entries(self):
+    def entries(self) -> Iterator[tuple[str, int]]:
         """``(name, size)`` of each file entry; the caller reads or skips its ``size`` bytes
         (:meth:`chunks`, :meth:`skip`) before asking for the next, which skips the padding."""
         long_name = None
@@ -604,7 +605,7 @@ class _TarReader:
                 raise self._refuse(f"more than {MAX_ARCHIVE_BYTES >> 20} MiB uncompressed; the "
                                    "official archive has about 180 MB")
             name = header[:100].split(b"\0", 1)[0]
-            if header[257:262] == b"ustar" and header[345:500].strip(b"\0"):
+            if header[257:263] == b"ustar\0" and header[345:500].strip(b"\0"):  # POSIX prefix
                 name = header[345:500].split(b"\0", 1)[0] + b"/" + name
             if kind in _FILE_TYPES:
                 if long_name is not None:
@@ -692,17 +693,13 @@ def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
     except OSError as exc:
-        raise DatasetError(f"{_short(str(path))}: cannot look there ({exc.strerror or exc})."
-                           ) from None
+        raise DatasetError(f"{_short(str(path))}: cannot look there ({exc.strerror or exc}); "
+                           "check the path and its permissions.") from None
 
 
 def candidate_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
     """Folders that may hold ``cifar-10-batches-py/``, the archive, or the batches themselves."""
-    try:
-        roots = [Path(data_dir).expanduser()] if data_dir is not None else []
-    except RuntimeError:  # "~someone" for a user this machine does not know
-        raise DatasetError(f"data_dir {_short(str(data_dir))}: no such user's home folder."
-                           ) from None
+    roots = [user_path(data_dir)] if data_dir is not None else []
     roots.append(data_root() / "cifar10")
     if data_dir is None:
         roots.append(data_root())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +18,7 @@ from mlplab.data.base import (
     resolve_size,
     stratified_split,
     tail_split,
+    user_path,
 )
 
 #: names accepted by ``load_dataset`` besides ``folder:PATH``
@@ -163,7 +163,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         if not key[len("folder:"):].strip():
             raise DatasetError("folder: needs a path, e.g. folder:/data/pets (one sub-folder of "
                                "images per class).")
-        path = Path(key[len("folder:"):]).expanduser()
+        path = user_path(key[len("folder:"):])
         (X, y), test, classes = load_folder(path, size, cache=cache)
         return _holdout_splits(f"folder:{path}", classes, X, y, test, val_size, test_size, seed,
                                source=str(path))

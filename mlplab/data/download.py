@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mlplab.data.base import DatasetError, atomic_path, data_root
+from mlplab.data.base import DatasetError, atomic_path, data_root, user_path
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def download_dataset(name: str, data_dir: str | os.PathLike | None = None,
     if key not in SOURCES:
         raise DatasetError(f"{name!r} cannot be downloaded; choose one of {', '.join(SOURCES)}.")
     src = SOURCES[key]
-    folder = Path(data_dir).expanduser() if data_dir is not None else data_root() / src.subdir
+    folder = user_path(data_dir) if data_dir is not None else data_root() / src.subdir
     base = (mirror or src.base_url).rstrip("/") + "/"
     out = []
     for remote in src.files:

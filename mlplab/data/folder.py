@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mlplab.data.base import DatasetError, atomic_path, data_root
+from mlplab.data.base import DatasetError, atomic_path, data_root, user_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
@@ -214,7 +214,7 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
                       classes: list[str] | None = None, mode: str | None = None,
                       cache: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode every image under ``root/<class>/`` into ``(X uint8 (N, H, W, C), y, classes)``."""
-    root = Path(root).expanduser()
+    root = user_path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder.")
     training = classes is None  # the class list comes from these folders
@@ -257,7 +257,7 @@ def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = No
     With ``train/`` (and optionally ``test/``) sub-folders those are the splits; otherwise every
     class sub-folder is training data.
     """
-    root = Path(path).expanduser()
+    root = user_path(path)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder (folder:PATH needs a folder with one "
                            "sub-folder per class).")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlplab.data.base import Dataset, DatasetError, data_root
+from mlplab.data.base import Dataset, DatasetError, data_root, user_path
 
 CLASSES = {
     "mnist": [str(i) for i in range(10)],
@@ -119,7 +119,7 @@ def _find_file(folder: Path, base: str) -> Path | None:
 def candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
     roots: list[Path] = []
     if data_dir is not None:
-        roots += [Path(data_dir).expanduser(), Path(data_dir).expanduser() / name]
+        roots += [user_path(data_dir), user_path(data_dir) / name]
     roots.append(data_root() / name)
     if name == "fashion-mnist":
         roots.append(DEBIAN_FASHION_DIR)

@@ -89,7 +89,9 @@ def default_out(dataset: str, budget: str) -> Path:
     """``runs/report-<dataset>-<budget>`` (``runs/`` is where mlplab keeps its outputs)."""
     name = dataset.split(":", 1)[0] if dataset.startswith("folder:") else dataset
     if dataset.startswith("folder:"):
-        name = "folder-" + (Path(dataset[7:]).expanduser().resolve().name or "root")
+        from mlplab.data.base import user_path
+
+        name = "folder-" + (user_path(dataset[7:]).resolve().name or "root")
     return Path("runs") / f"report-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{budget}"
 
 
