@@ -903,11 +903,21 @@ def _tar_header(name: bytes, size: int | bytes, kind: bytes = b"0") -> bytes:
     (_tar_header(b"././@PaxHeader", 100_000, b"x") + b"9" * 100_352, "header of 100000"),
     (_tar_header(b"././@PaxHeader", 10, b"x") + b"99 path=x\n".ljust(512, b"\0"), "malformed pax"),
     (_tar_header(b"././@PaxHeader", 11, b"x") + b"11 size=99\n".ljust(512, b"\0"),
-     "sets an entry's size"),
+     "changes how an entry is read"),
     # a size in base-256 form, here negative: tarfile stepped back and re-read the archive
     (_tar_header(b"cifar-10-batches-py/data_batch_1", b"\xff" * 10 + b"|\0"),
      "declares a size of"),
     (b"not a tar header".ljust(512, b"!"), "bad checksum"),
+    # long names must be unambiguous: tarfile and GNU tar disagree on chains of them
+    (_tar_header(b"././@LongLink", 4, b"L") + b"abc\0".ljust(512, b"\0")
+     + _tar_header(b"././@LongLink", 4, b"L") + b"abc\0".ljust(512, b"\0"), "in a row"),
+    (_tar_header(b"././@LongLink", 3, b"L") + b"abc".ljust(512, b"0"), "without its end"),
+    (_tar_header(b"././@PaxHeader", 7, b"x") + b"7 path\n".ljust(512, b"\0"), "malformed pax"),
+    (_tar_header(b"././@PaxHeader", 25, b"x") + b"25 GNU.sparse.name=abcde\n".ljust(512, b"\0"),
+     "changes how an entry is read"),
+    (_tar_header(b"././@GlobalHead", 11, b"g") + b"11 path=ab\n".ljust(512, b"\0"),
+     "global pax header with a path"),
+    (_tar_header(b"cifar-10-batches-py/data_batch_1/", 0, b"\0"), "file named as a folder"),
     # a name of 8 MB in a message (the tar name field holds 100 bytes; a long name is refused)
     (_tar_header(b"n" * 100, 1 << 40), "declares a size"),
 ])
@@ -984,7 +994,7 @@ def test_folder_problems_are_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkdtemp", unwritable)
     with pytest.raises(DatasetError, match="cannot extract .* into this folder"):
         load_dataset("cifar10", data_dir=tmp_path, val_size=1)
-    with pytest.raises(DatasetError, match="no such user's home folder"):
+    with pytest.raises(DatasetError, match="the home folder '~' stands for is unknown"):
         load_dataset("cifar10", data_dir="~no-such-user-mlplab/cifar", val_size=1)
 
 
@@ -1045,5 +1055,54 @@ def test_archive_size_and_folders_in_the_way(tmp_path):
 
 @pytest.mark.parametrize("spec", ["folder:~no-such-user-mlplab/images", "mnist"])
 def test_a_home_folder_of_an_unknown_user_is_a_clear_error(spec):
-    with pytest.raises(DatasetError, match="no such user's home folder for '~'; give the"):
+    with pytest.raises(DatasetError, match="the home folder '~' stands for is unknown here; give"):
         load_dataset(spec, data_dir="~no-such-user-mlplab/data")
+
+
+def test_batches_must_be_files_each_once_and_nothing_may_follow_the_archive(tmp_path):
+    """What a batch is must not depend on the tool that extracts the archive: a second copy of a
+    batch, or a link named as one, is refused; so is more than 1 MiB after the tar's end."""
+    write_cifar(tmp_path / "src" / "cifar-10-batches-py")
+
+    def archive(extra=None, tail=b""):
+        tar_bytes = io.BytesIO()
+        with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
+            tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+            if extra is not None:
+                extra(tar)
+        return gzip.compress(tar_bytes.getvalue() + tail)
+
+    def decoy(tar):
+        tar.add(tmp_path / "src" / "cifar-10-batches-py" / "data_batch_1",
+                arcname="decoy/cifar-10-batches-py/data_batch_1")
+
+    def link(tar):
+        info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
+        info.type, info.linkname = tarfile.SYMTYPE, "data_batch_1"
+        tar.addfile(info)
+
+    for name, blob, message in [("decoy", archive(decoy), "data_batch_1 is there twice"),
+                                ("link", archive(link), "test_batch is not a file"),
+                                ("tail", archive(tail=bytes(2 << 20)), "more than 1 MiB after")]:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "cifar-10-python.tar.gz").write_bytes(blob)
+        with pytest.raises(DatasetError, match=message):
+            load_dataset("cifar10", data_dir=folder, val_size=1)
+
+
+def test_without_a_home_folder_data_dir_still_works(tmp_path, monkeypatch):
+    """No $HOME and no password entry (a bare container): the default data root cannot be
+    found, which matters only when no data_dir is given."""
+    import pwd
+
+    def unknown(uid):
+        raise KeyError(uid)
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.delenv("MLPLAB_DATA", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    write_cifar(tmp_path / "cifar-10-batches-py")
+    assert len(load_dataset("cifar10", data_dir=tmp_path, val_size=1).X_test)
+    with pytest.raises(DatasetError, match="the home folder '~' stands for is unknown"):
+        load_dataset("cifar10", val_size=1)

@@ -82,19 +82,20 @@ class Dataset:
 
 
 def user_path(path: str | os.PathLike) -> Path:
-    """``Path(path).expanduser()``, with ``~someone`` for a user this machine does not know as a
+    """``Path(path).expanduser()``, with a ``~`` whose home folder is unknown (another user's
+    that this machine does not know, or one's own without ``$HOME`` or a password entry) as a
     one-line ``DatasetError`` (Python raises a bare RuntimeError)."""
     try:
         return Path(path).expanduser()
     except RuntimeError:
-        raise DatasetError(f"{str(path)[:200]!r}: no such user's home folder for '~'; give the "
-                           "folder's full path.") from None
+        raise DatasetError(f"{str(path)[:200]!r}: the home folder '~' stands for is unknown "
+                           "here; give the folder's full path.") from None
 
 
 def data_root() -> Path:
     """Where downloads and caches live: ``$MLPLAB_DATA`` or ``~/.cache/mlplab``."""
     env = os.environ.get("MLPLAB_DATA")
-    return user_path(env) if env else Path.home() / ".cache" / "mlplab"
+    return user_path(env or "~/.cache/mlplab")
 
 
 def resolve_size(value: float | int | None, n: int, default: int, what: str) -> int:

@@ -521,7 +521,7 @@ _BLOCK = 512
 #: headers and GNU long names of at most MAX_PAX_BYTES (read only for a long path; Python's
 #: tarfile writes a pax header for a fractional mtime); sparse files and the rest are refused
 _FILE_TYPES, _SKIPPED_TYPES = (b"0", b"\0", b"7"), (b"1", b"2", b"5")
-MAX_PAX_BYTES = 64 << 10
+MAX_PAX_BYTES = 8 << 10
 
 
 def _octal(field: bytes) -> int | None:
@@ -565,8 +565,8 @@ class _TarReader:
 
     def _pax_path(self, body: bytes, count: int) -> bytes | None:
         """The ``path`` record of a pax header (records are ``"<length> <key>=<value>\\n"``),
-        parsed by hand in one pass; a ``size`` record (written for entries beyond 8 GiB, whose
-        size the header cannot hold) is refused."""
+        parsed by hand in one pass. Records that would change how the entry is read (``size``,
+        written for entries beyond 8 GiB; GNU sparse maps) and malformed ones are refused."""
         path, pos = None, 0
         while pos < len(body):
             space = body.find(b" ", pos, pos + 20)
@@ -574,17 +574,21 @@ class _TarReader:
             if space < 0 or not length.isdigit() or int(length) <= space - pos or \
                     pos + int(length) > len(body) or body[pos + int(length) - 1] != 10:
                 raise self._refuse(f"entry {count} is a malformed pax header")
-            key, _, value = body[space + 1:pos + int(length) - 1].partition(b"=")
+            key, equals, value = body[space + 1:pos + int(length) - 1].partition(b"=")
+            if not key or not equals:
+                raise self._refuse(f"entry {count} is a malformed pax header")
             if key == b"path":
                 path = value
-            elif key == b"size":
-                raise self._refuse(f"entry {count} is a pax header that sets an entry's size")
+            elif key == b"size" or key.startswith(b"GNU.sparse."):
+                raise self._refuse(f"entry {count} is a pax header that changes how an entry is "
+                                   f"read ({_short(key.decode('latin1'))})")
             pos += int(length)
         return path
 
-    def entries(self) -> Iterator[tuple[str, int]]:
-        """``(name, size)`` of each file entry; the caller reads or skips its ``size`` bytes
-        (:meth:`chunks`, :meth:`skip`) before asking for the next, which skips the padding."""
+    def entries(self) -> Iterator[tuple[str, int | None]]:
+        """``(name, size)`` of each file entry, and ``(name, None)`` of each folder or link; the
+        caller reads or skips a file's ``size`` bytes (:meth:`chunks`, :meth:`skip`) before
+        asking for the next, which skips the padding."""
         long_name = None
         for count in range(1, MAX_ARCHIVE_ENTRIES + 2):
             header = self.read(_BLOCK)
@@ -607,22 +611,33 @@ class _TarReader:
             name = header[:100].split(b"\0", 1)[0]
             if header[257:263] == b"ustar\0" and header[345:500].strip(b"\0"):  # POSIX prefix
                 name = header[345:500].split(b"\0", 1)[0] + b"/" + name
+            if kind in (b"x", b"L", b"g") and size > MAX_PAX_BYTES:
+                raise self._refuse(f"entry {count} is a pax or long-name header of {size} bytes; "
+                                   f"at most {MAX_PAX_BYTES >> 10} KiB are read")
             if kind in _FILE_TYPES:
                 if long_name is not None:
                     name, long_name = long_name, None
+                if name.endswith(b"/"):  # an old-style folder
+                    raise self._refuse(f"entry {count} {_short(name)} is a file named as a folder")
                 yield name.decode("utf-8", "replace"), size
                 self.skip(padded - size)
-            elif kind in _SKIPPED_TYPES or kind == b"g":
-                long_name = None
+            elif kind in _SKIPPED_TYPES:
+                if long_name is not None:
+                    name, long_name = long_name, None
+                yield name.decode("utf-8", "replace"), None
                 self.skip(padded)
-            elif kind in (b"x", b"L") and size <= MAX_PAX_BYTES:
+            elif kind == b"g":  # a global pax header: nothing of it may name an entry
+                if self._pax_path(self.read(padded)[:size], count) is not None:
+                    raise self._refuse(f"entry {count} is a global pax header with a path")
+            elif kind in (b"x", b"L"):
                 # the next entry's long path: a pax header's "path" record, or a GNU long name
+                if long_name is not None:
+                    raise self._refuse(f"entry {count} is a second long-name header in a row")
                 body = self.read(padded)[:size]
+                if kind == b"L" and b"\0" not in body:
+                    raise self._refuse(f"entry {count} is a GNU long name without its end")
                 long_name = (body.split(b"\0", 1)[0] if kind == b"L"
                              else self._pax_path(body, count))
-            elif kind in (b"x", b"L"):
-                raise self._refuse(f"entry {count} is a long-name header of {size} bytes; at "
-                                   f"most {MAX_PAX_BYTES >> 10} KiB are read")
             else:
                 raise self._refuse(f"entry {count} {_short(name)} is of tar type {_short(kind)}")
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
@@ -648,14 +663,21 @@ def extract_archive(archive: Path, dest: Path) -> Path:
         with gzip.open(archive, "rb") as gz:  # gzip only: the official archive's format
             tar = _TarReader(gz, archive)
             for name, size in tar.entries():
-                path = Path(name)
-                if path.parent.name == BATCH_DIR and path.name in (*TRAIN_BATCHES, TEST_BATCH,
-                                                                   META):
+                # .../cifar-10-batches-py/<batch> (a repacked archive may nest the folder)
+                parts = [part for part in name.split("/") if part not in ("", ".")]
+                batch = parts[-1] if len(parts) >= 2 and parts[-2] == BATCH_DIR and \
+                    parts[-1] in (*TRAIN_BATCHES, TEST_BATCH, META) else None
+                if batch is not None and (size is None or batch in found):
+                    # the official archive has each batch once, as a file: a link or a second
+                    # copy would make what is loaded depend on the tool that extracts it
+                    raise DatasetError(f"{archive}: not the CIFAR-10 python archive ({batch} is "
+                                       f"{'not a file' if size is None else 'there twice'}).")
+                if batch is not None:
                     # written under our own name: no path from the archive reaches the disk
-                    with open(tmp / BATCH_DIR / path.name, "wb") as f:
+                    with open(tmp / BATCH_DIR / batch, "wb") as f:
                         f.writelines(tar.chunks(size))
-                    found.add(path.name)
-                else:
+                    found.add(batch)
+                elif size is not None:
                     tar.skip(size)
             missing = {*TRAIN_BATCHES, TEST_BATCH} - found
             if missing:
@@ -663,10 +685,11 @@ def extract_archive(archive: Path, dest: Path) -> Path:
                                    f"{', '.join(sorted(missing))}).")
             # to the end of the gzip stream, whose CRC is checked only there: the tar end marker
             # comes first, so a flipped bit in the data would otherwise go unnoticed
+            end = gz.tell()
             while gz.read(1 << 20):
-                if gz.tell() > MAX_ARCHIVE_BYTES:
-                    raise DatasetError(f"{archive}: more than {MAX_ARCHIVE_BYTES >> 20} MiB "
-                                       "uncompressed; the official archive has about 180 MB.")
+                if gz.tell() > end + (1 << 20):  # tar pads its end to a record of 10 KiB
+                    raise DatasetError(f"{archive}: not the CIFAR-10 python archive (more than "
+                                       "1 MiB after the end of the tar archive).")
         try:
             os.replace(tmp / BATCH_DIR, target)
         except OSError:
@@ -699,11 +722,14 @@ def _is_file(path: Path) -> bool:
 
 def candidate_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
     """Folders that may hold ``cifar-10-batches-py/``, the archive, or the batches themselves."""
-    roots = [user_path(data_dir)] if data_dir is not None else []
-    roots.append(data_root() / "cifar10")
-    if data_dir is None:
-        roots.append(data_root())
-    return roots
+    if data_dir is not None:
+        roots = [user_path(data_dir)]
+        try:
+            roots.append(data_root() / "cifar10")
+        except DatasetError:  # no home folder for the default data root: data_dir alone
+            pass
+        return roots
+    return [data_root() / "cifar10", data_root()]
 
 
 def _extracted(roots: list[Path]) -> Path | None:
