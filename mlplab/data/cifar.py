@@ -517,9 +517,10 @@ def _read(path: Path) -> bytes:
 
 
 _BLOCK = 512
-#: entry types of a plain tar archive: files, hard and symbolic links and folders (skipped), pax
-#: headers and GNU long names of at most MAX_PAX_BYTES (read only for a long path; Python's
-#: tarfile writes a pax header for a fractional mtime); sparse files and the rest are refused
+#: entry types of a plain tar archive: files; hard and symbolic links and folders (named to the
+#: caller, never followed or created); pax headers and GNU long names of at most MAX_PAX_BYTES
+#: (read only for a long path; Python's tarfile writes a pax header for a fractional mtime);
+#: sparse files and the rest are refused
 _FILE_TYPES, _SKIPPED_TYPES = (b"0", b"\0", b"7"), (b"1", b"2", b"5")
 MAX_PAX_BYTES = 8 << 10
 
