@@ -112,6 +112,12 @@ class _Fold:
     def settled(self) -> bool:
         return self.layer.scale == 1.0 and self.p == 0.0 and self.q == 1.0
 
+    def set_form(self, scale: float, p: float, q: float, momentum: float) -> None:
+        """Hold the weights as ``scale * A`` and the velocity as ``p A + q B``; the backward pass
+        then decays ``B`` by ``momentum * q`` (so that it computes ``mu v + g`` in this form)."""
+        self.layer.scale, self.p, self.q = scale, p, q
+        self.layer.weight_grad_decay = momentum * q
+
 
 class Momentum(Optimizer):
     """Heavy-ball momentum, PyTorch form: ``v = mu v + g; p -= lr v``."""
@@ -146,7 +152,7 @@ class Momentum(Optimizer):
         for layer, _ in self._bound.values():
             layer.grad_decay = value
         for fold in self._folds.values():
-            fold.layer.weight_grad_decay = value * fold.q
+            fold.set_form(fold.layer.scale, fold.p, fold.q, value)
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         for name in self._bound:  # checked before anything moves
@@ -174,22 +180,19 @@ class Momentum(Optimizer):
         ``v' = mu v + g + l2 W``, ``W' = W - lr v'`` is then ``v' = c A + B`` with
         ``c = mu p + l2 s`` and ``W' = (s - lr c) A - lr B``: one pass over ``A`` and two
         numbers, where the plain update makes two passes (``v += l2 W``, ``W -= lr v``)."""
-        layer, s, lr = fold.layer, fold.layer.scale, self.lr
+        s, lr = fold.layer.scale, self.lr
         c = self.momentum * fold.p + fold.l2 * s
         new_scale = s - lr * c
         low, high = self.SCALE_RANGE
         if low <= new_scale <= high:
             axpy(-lr / new_scale, B, A)
             # v' = c A_old + B = c A_new + (1 + c lr / s') B
-            fold.p, fold.q = c, 1.0 + c * lr / new_scale
-            layer.scale = new_scale
+            fold.set_form(new_scale, c, 1.0 + c * lr / new_scale, self.momentum)
         else:  # the scale would drift too far (or L2 shrinks W by half a step): unfold here
             axpy(c, A, B)  # B = v'
             scal(s, A)  # A = W
             axpy(-lr, B, A)
-            fold.p, fold.q = 0.0, 1.0
-            layer.scale = 1.0
-        layer.weight_grad_decay = self.momentum * fold.q
+            fold.set_form(1.0, 0.0, 1.0, self.momentum)
 
     def settle(self) -> None:
         """Make every folded layer's stored weights the weights in use (scale 1) and every
@@ -202,9 +205,7 @@ class Momentum(Optimizer):
             scal(s, A)
             scal(fold.q, B)
             axpy(fold.p / s, A, B)  # v = (p / s) W + q B
-            fold.p, fold.q = 0.0, 1.0
-            fold.layer.scale = 1.0
-            fold.layer.weight_grad_decay = self.momentum
+            fold.set_form(1.0, 0.0, 1.0, self.momentum)
 
     def _folded_forms(self) -> dict[str, tuple]:
         """Copies of ``(A, B, (s, p, q))`` for every folded weight matrix not settled now."""
@@ -260,8 +261,7 @@ class Momentum(Optimizer):
                     and near(p * A.astype(np.float64) + q * B, v)):
                 W[...] = A
                 v[...] = B
-                fold.layer.scale, fold.p, fold.q = s, p, q
-                fold.layer.weight_grad_decay = self.momentum * q
+                fold.set_form(s, p, q, self.momentum)
             else:
                 warnings.warn(f"{name}: the saved folded form (optimizer/{name}/fold) does not "
                               "belong to these weights; training goes on from the settled "
@@ -311,10 +311,11 @@ class Momentum(Optimizer):
                 self._bound[name] = (layer, key)
                 if key == "W":  # the layer's weight attributes: this block's, folded or not
                     fold = _Fold(layer, key, 2 * reg) if reg > 0 else None
-                    layer.weight_grad_decay = self.momentum if fold else None
+                    layer.weight_grad_decay = None
                     layer.l2_by_optimizer = fold is not None
                     layer.folded_by = self if fold else None
                     if fold:
+                        fold.set_form(1.0, 0.0, 1.0, self.momentum)
                         self._folds[name] = fold
             self._stopped_folded = {}
             self._refold_loaded()
