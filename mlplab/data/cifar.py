@@ -615,16 +615,14 @@ class _TarReader:
             if kind in (b"x", b"L", b"g") and size > MAX_PAX_BYTES:
                 raise self._refuse(f"entry {count} is a pax or long-name header of {size} bytes; "
                                    f"at most {MAX_PAX_BYTES >> 10} KiB are read")
+            if kind in (*_FILE_TYPES, *_SKIPPED_TYPES) and long_name is not None:
+                name, long_name = long_name, None  # the long path a header before gave it
             if kind in _FILE_TYPES:
-                if long_name is not None:
-                    name, long_name = long_name, None
                 if name.endswith(b"/"):  # an old-style folder
                     raise self._refuse(f"entry {count} {_short(name)} is a file named as a folder")
                 yield name.decode("utf-8", "replace"), size
                 self.skip(padded - size)
             elif kind in _SKIPPED_TYPES:
-                if long_name is not None:
-                    name, long_name = long_name, None
                 yield name.decode("utf-8", "replace"), None
                 self.skip(padded)
             elif kind == b"g":  # a global pax header: nothing of it may name an entry
