@@ -19,8 +19,20 @@ def _all_finite(arr: np.ndarray) -> bool:
                for i in range(0, len(arr), _FINITE_BLOCK))
 
 
-def check_X(X: object, n_features: int | None = None, name: str = "X") -> np.ndarray:
-    """Return ``X`` as a 2-D floating array (N, D) or raise a ``ValueError`` naming the problem."""
+def _fits(arr: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether the finite ``arr`` stays finite once cast to the narrower float ``dtype``; block
+    maxima and minima, so no temporary the size of a block."""
+    big = float(np.finfo(dtype).max)
+    return all(block.max() <= big and block.min() >= -big
+               for block in (arr[i:i + _FINITE_BLOCK] for i in range(0, len(arr), _FINITE_BLOCK))
+               if block.size)
+
+
+def check_X(X: object, n_features: int | None = None, name: str = "X",
+            dtype: object = None) -> np.ndarray:
+    """Return ``X`` as a 2-D floating array (N, D) or raise a ``ValueError`` naming the problem.
+    With ``dtype`` (the model's), values that the cast to it would turn into infinities are
+    refused too: 1e39 is finite in float64 but not in float32."""
     arr = np.asarray(X)
     if arr.ndim != 2:
         raise ValueError(
@@ -39,6 +51,16 @@ def check_X(X: object, n_features: int | None = None, name: str = "X") -> np.nda
         raise ValueError(
             f"{name} contains NaN or infinite values (first at row {bad[0]}, column {bad[1]}); "
             "clean or impute the data first."
+        )
+    target = None if dtype is None else np.dtype(dtype)
+    if (target is not None and arr.dtype.kind == "f" and target.kind == "f"
+            and arr.dtype.itemsize > target.itemsize and not _fits(arr, target)):
+        big = float(np.finfo(target).max)
+        bad = np.argwhere(np.abs(arr) > big)[0]
+        raise ValueError(
+            f"{name} has values beyond {target.name}'s range (+-{big:.4g}; first at row {bad[0]}, "
+            f"column {bad[1]}: {arr[bad[0], bad[1]]:g}), which the model computes in; scale the "
+            "data first, or use a float64 model (dtype=np.float64)."
         )
     return arr
 

@@ -94,7 +94,7 @@ class MLP:
             "input_size": int(input_size), "hidden_sizes": hidden_sizes,
             "num_classes": int(num_classes), "activation": activation, "init": init,
             "std": float(std), "dropout": float(dropout), "batchnorm": bool(batchnorm),
-            "seed": seed, "dtype": dtype.name,
+            "seed": None if seed is None else int(seed), "dtype": dtype.name,
         }
         self.dtype = dtype
         self.input_size, self.num_classes = int(input_size), int(num_classes)
@@ -226,7 +226,7 @@ class MLP:
     def loss(self, X: np.ndarray, y: np.ndarray | None = None, reg: float = 0.0):
         """Without ``y``: class probabilities (N, K) in evaluation mode. With ``y``: ``(loss,
         grads)`` for the batch in training mode, ``grads`` a dict named like ``params``."""
-        X = check_X(X, self.input_size)
+        X = check_X(X, self.input_size, dtype=self.dtype)
         if y is None:
             return self.predict_proba(X)
         y = check_y(y, X.shape[0], self.num_classes)
@@ -240,23 +240,23 @@ class MLP:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (N, K), evaluated in chunks in evaluation mode."""
-        X = check_X(X, self.input_size)
+        X = check_X(X, self.input_size, dtype=self.dtype)
         return np.concatenate([p.copy() for p in self._batches(X)]) if len(X) else \
             np.empty((0, self.num_classes), self.dtype)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Most probable class for each row of ``X``."""
-        X = check_X(X, self.input_size)
+        X = check_X(X, self.input_size, dtype=self.dtype)
         if not len(X):
             return np.empty(0, dtype=np.intp)
         return np.concatenate([p.argmax(axis=1) for p in self._batches(X)])
 
     def accuracy(self, X: np.ndarray, y: np.ndarray) -> float:
         """Fraction of rows classified correctly."""
-        X = check_X(X, self.input_size)
+        X = check_X(X, self.input_size, dtype=self.dtype)
         if not len(X):
             raise ValueError("X has no rows: the accuracy of no predictions is undefined.")
-        return float(np.mean(self.predict(X) == check_y(y, X.shape[0])))
+        return float(np.mean(self.predict(X) == check_y(y, X.shape[0], self.num_classes)))
 
     def __repr__(self) -> str:
         c = self.config

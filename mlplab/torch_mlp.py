@@ -334,7 +334,8 @@ def _check_inputs(model: MultiLayerPerceptron, X, y, name: str = "X"):
     X = np.asarray(X)
     if X.ndim > 2:  # images: flattened like the model's forward does
         X = X.reshape(len(X), -1)
-    X = check_X(X, model.input_size, name)
+    numpy_dtype = torch.empty(0, dtype=_param_dtype(model)).numpy().dtype
+    X = check_X(X, model.input_size, name, numpy_dtype)
     if y is not None:
         y = check_y(np.asarray(y), X.shape[0], model.num_classes,
                     "y" if name == "X" else f"y{name[1:]}")
@@ -546,11 +547,12 @@ def predict(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor) -> np.nda
 def accuracy(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor,
              y: np.ndarray | torch.Tensor) -> float:
     """Fraction of rows classified correctly (evaluation mode)."""
-    if isinstance(y, torch.Tensor):
-        y = y.cpu().numpy()
     if not len(X):
         return float("nan")
-    return float(np.mean(predict(model, X) == np.asarray(y)))
+    if isinstance(y, torch.Tensor):
+        y = y.cpu().numpy()
+    y = check_y(np.asarray(y), len(X), model.num_classes)  # predict checks X
+    return float(np.mean(predict(model, X) == y))
 
 
 # ----------------------------------------------------------------------------------- depth study

@@ -232,7 +232,7 @@ class Trainer:
             "dropout_rngs": dropout_rngs,
             "history": self.history.to_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else {},
-            "best_state": self._best_state,
+            "best_state": _copy_state(self._best_state),
             "order": None if self._order is None else self._order.copy(),
         }
 
@@ -247,12 +247,12 @@ class Trainer:
     def fit(self, model, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> History:
         cfg = self.config
-        X = check_X(X, model.input_size)
+        X = check_X(X, model.input_size, dtype=model.dtype)
         if not len(X):
             raise ValueError("cannot train on an empty training set (X has 0 rows).")
         y = check_y(y, X.shape[0], model.num_classes)
         if X_val is not None and len(X_val):
-            X_val = check_X(X_val, model.input_size, "X_val")
+            X_val = check_X(X_val, model.input_size, "X_val", model.dtype)
             y_val = check_y(y_val, X_val.shape[0], model.num_classes, "y_val")
         else:
             X_val = y_val = None
@@ -460,9 +460,15 @@ class Trainer:
             d.rng.bit_generator.state = s
         self.history = History.from_dict(state["history"])
         self.optimizer.load_state_dict(state.get("optimizer") or {})
-        self._best_state = state.get("best_state")
+        self._best_state = _copy_state(state.get("best_state"))
         order = state.get("order")
         self._order = None if order is None else np.asarray(order, dtype=np.intp)
+
+
+def _copy_state(state: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+    """A copy of a parameter snapshot: callers may edit what they are handed, or hand in, without
+    changing what early stopping restores."""
+    return None if state is None else {k: np.array(v, copy=True) for k, v in state.items()}
 
 
 def _accuracy_on_rows(model, X: np.ndarray, y: np.ndarray, rows: np.ndarray,

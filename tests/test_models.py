@@ -50,6 +50,13 @@ def test_gradient_check_leaves_the_model_as_it_was(rng):
     assert np.isnan(model.params["W1"][0, 0]) and not dropout.frozen
 
 
+def test_config_is_json_even_for_numpy_arguments():
+    import json
+
+    config = MLP(np.int64(10), [np.int64(8)], 3, seed=np.int64(7), std=np.float32(0.1)).config
+    assert json.loads(json.dumps(config))["seed"] == 7
+
+
 def test_param_names_and_shapes():
     model = MLP(10, [8, 6], 3)
     assert list(model.params) == ["W1", "b1", "W2", "b2", "W3", "b3"]

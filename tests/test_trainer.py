@@ -137,6 +137,38 @@ def test_early_stopping_restores_the_best_parameters(data):
     assert not np.array_equal(snapshots[len(accs)][1]["W1"], model.params["W1"])
 
 
+def test_state_dict_hands_out_copies_of_the_best_parameters(data):
+    """A hook that edits the snapshot it reads, or the state it resumes from, must not change
+    what early stopping restores."""
+    X, y, Xv, yv = data
+
+    class Vandal(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            for v in trainer.state_dict()["best_state"].values():
+                v[...] = 0
+
+    def run(callbacks):
+        model = MLP(6, [16], 3, seed=0)
+        Trainer(lr=0.2, epochs=6, batch_size=30, patience=2, seed=0,
+                callbacks=callbacks).fit(model, X, y, Xv, yv)
+        return model
+
+    clean, vandalised = run([]), run([Vandal()])
+    for k, v in clean.state_dict().items():
+        np.testing.assert_array_equal(vandalised.state_dict()[k], v)
+    assert np.abs(clean.params["W1"]).sum() > 0
+
+    trainer = Trainer(lr=0.2, epochs=1, batch_size=30, patience=2, seed=0)
+    trainer.fit(MLP(6, [16], 3, seed=0), X, y, Xv, yv)
+    state = trainer.state_dict()
+    resumed = Trainer(lr=0.2, epochs=1, batch_size=30, patience=2, seed=0)
+    resumed.resume(state)
+    resumed.fit(MLP(6, [16], 3, seed=0), X, y, Xv, yv)
+    for v in state["best_state"].values():
+        v[...] = 0
+    assert all(np.abs(v).sum() > 0 for v in resumed.state_dict()["best_state"].values())
+
+
 def test_patience_without_validation_data_is_an_error(data):
     X, y, _, _ = data
     with pytest.raises(ValueError, match="validation"):
