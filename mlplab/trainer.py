@@ -316,7 +316,8 @@ class Trainer:
             subset = np.sort(pick)
 
         x_buf = np.empty((batch, X.shape[1]), dtype=X.dtype)
-        self.stop = False
+        # a run resumed from its early stop (killed while saving its results) is finished
+        self.stop = self.history.stopped_early
         self.history.interrupted = False
         for cb in self.callbacks:
             cb.on_train_begin(self)

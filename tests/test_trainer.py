@@ -298,6 +298,41 @@ def test_resume_from_an_epoch_boundary_with_momentum(data):
         np.testing.assert_array_equal(again.state_dict()[k], v)
 
 
+@pytest.mark.parametrize("hook", ["on_epoch_end", "on_train_end"])
+def test_resume_after_an_early_stop_trains_no_further(data, hook):
+    """A run killed after it stopped early (while its results were being saved) is finished: its
+    checkpoint, written at the stopping epoch or after the best parameters were restored, must
+    resume to the same model and history, not train on."""
+    X, y, Xv, yv = data
+    yv = np.random.RandomState(0).randint(3, size=len(yv))  # val acc wanders: an early stop
+    cfg = TrainConfig(optimizer="momentum", lr=0.2, epochs=40, batch_size=30, seed=0,
+                      patience=2, reg=1e-3)
+    full = MLP(6, [16], 3, seed=0)
+    h_full = Trainer(cfg).fit(full, X, y, Xv, yv)
+    assert h_full.stopped_early
+
+    snap = {}
+
+    class Save(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if hook == "on_epoch_end" and trainer.stop:
+                snap["state"], snap["model"] = trainer.state_dict(), trainer.model.state_dict()
+
+        def on_train_end(self, trainer):
+            if hook == "on_train_end":
+                snap["state"], snap["model"] = trainer.state_dict(), trainer.model.state_dict()
+
+    Trainer(cfg, callbacks=[Save()]).fit(MLP(6, [16], 3, seed=0), X, y, Xv, yv)
+    again = MLP(6, [16], 3, seed=99)
+    again.load_state_dict(snap["model"])
+    t = Trainer(cfg)
+    t.resume(snap["state"])
+    h = t.fit(again, X, y, Xv, yv)
+    assert h.stopped_early and h.loss == h_full.loss and h.val_acc == h_full.val_acc
+    for k, v in full.state_dict().items():
+        np.testing.assert_array_equal(again.state_dict()[k], v)
+
+
 def test_iters_override_epochs_and_train_acc_modes(data):
     X, y, Xv, yv = data
     h = Trainer(iters=25, epochs=100, batch_size=30, train_acc="batch").fit(
