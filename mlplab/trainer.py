@@ -107,8 +107,8 @@ class TrainConfig:
         check_positive(self.weight_decay, "weight_decay", allow_zero=True)
         if self.weight_decay and self.optimizer != "adam":
             # silently ignoring it would let a user believe they had regularised the net
-            raise ValueError("weight_decay (decoupled, AdamW) applies to the adam optimizer only; "
-                             "use reg for L2 with the other optimizers.")
+            raise SettingsError("weight_decay (decoupled, AdamW) applies to the adam optimizer "
+                                "only; use reg for L2 with the other optimizers.")
         if self.patience is not None and int(self.patience) < 1:
             raise ValueError(f"patience must be a positive number of epochs; got "
                              f"{self.patience}.")

@@ -619,7 +619,9 @@ class Objective:
             raise KeyboardInterrupt
         trial.set_user_attr("epochs", len(history.val_acc))
         trial.set_user_attr("train_acc", float(history.train_acc[-1]))
-        return float(history.val_acc[-1])
+        # the model the settings produce: with early stopping the best epoch's parameters are
+        # restored, and a run of `iters` may end between epochs, after its last evaluation
+        return float(model.accuracy(self.data.X_val, self.data.y_val))
 
 
 # =========================================================================== storage
@@ -927,20 +929,24 @@ def _best(study) -> tuple[int | None, float | None]:
 
 class _StopAtTarget:
     """Stop this worker once the study's finished plus running trials reach the target, so that
-    several workers together run the target (a stale running trial is failed first)."""
+    several workers together run the target (a stale running trial is failed first). Failed
+    trials do not count towards it; ``max(3, target)`` of them in a row stop the worker, since
+    a space whose every trial fails would otherwise search for ever."""
 
     def __init__(self, target: int) -> None:
         self.target = target
+        self.fails_in_a_row = 0
 
     def __call__(self, study, trial) -> None:
         import optuna
         from optuna.trial import TrialState
 
+        self.fails_in_a_row = self.fails_in_a_row + 1 if trial.state == TrialState.FAIL else 0
         with _quiet_optuna_warnings():
             optuna.storages.fail_stale_trials(study)
         busy = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                         TrialState.RUNNING))
-        if len(busy) >= self.target:
+        if len(busy) >= self.target or self.fails_in_a_row >= max(3, self.target):
             study.stop()
 
 
@@ -978,7 +984,8 @@ def run_search(study, data: TuningData, space: SearchSpace, target: int,
         callbacks.append(_ProgressCallback(bar))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with _quiet_optuna_warnings(), _quiet_interrupts():
-        study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=callbacks,
+        # no n_trials: Optuna counts failed trials in it; _StopAtTarget counts finished ones
+        study.optimize(objective, n_trials=None, timeout=timeout, callbacks=callbacks,
                        gc_after_trial=False, catch=(MemoryError,))
 
 
@@ -1216,6 +1223,9 @@ def retrain_best(study, data: TuningData, out: Path, seed: int | None = 0,
     if tmp.exists():
         shutil.rmtree(tmp)
     result = train_run(out=tmp, data=data.dataset, **options)
+    if result.interrupted:  # Ctrl-C: keep the older best-run, and stop as a search does
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise KeyboardInterrupt
     write_json(tmp / "tuning.json", {
         "study": study.study_name, "trial": number, "value": trial.value,
         "settings": settings,

@@ -290,13 +290,66 @@ def test_knobs_that_cannot_work_together_fail_the_trial_not_the_search(digits, t
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert failed and all(t.params["batch_size"] == 1 for t in failed)
     assert "batch norm needs batches of at least 2 rows" in failed[0].user_attrs["error"]
-    assert result.n_complete == sum(t.state == TrialState.COMPLETE for t in study.trials) > 0
-    # a space whose every trial fails is an error, not an empty success
-    with pytest.raises(ValueError, match="all 2 trials failed, the first with SettingsError: "
+    # failed trials do not count towards --trials: six finished, however many failed
+    assert result.n_complete == sum(t.state == TrialState.COMPLETE for t in study.trials) == 6
+    assert result.n_failed == len(failed) and len(study.trials) == 6 + len(failed)
+    # a space whose every trial fails is an error, not an empty success (nor an endless search:
+    # max(3, trials) failures in a row stop it)
+    with pytest.raises(ValueError, match="all 3 trials failed, the first with SettingsError: "
                                          "batch norm needs"):
         tune(digits, trials=2, search_space={**space, "batch_size": 1, "hidden_size": [8, 16]},
              out=tmp_path / "bad", progress=False)
     assert (tmp_path / "bad" / "results.csv").exists()
+    # AdamW's weight decay with another optimiser: the same kind of failure
+    wd = {"optimizer": ["sgd", "adam"], "weight_decay": {"type": "float", "low": 1e-3,
+                                                         "high": 1e-2},
+          "hidden_size": 8, "epochs": 1}
+    result = tune(digits, trials=3, search_space=wd, sampler="random", out=tmp_path / "wd",
+                  progress=False, search_only=True, seed=1)
+    study = optuna.load_study(study_name=result.study_name,
+                              storage=f"sqlite:///{tmp_path / 'wd' / 'study.db'}")
+    assert result.n_complete == 3
+    assert all(t.params["optimizer"] == "sgd" and "applies to the adam optimizer only"
+               in t.user_attrs["error"] for t in study.trials if t.state == TrialState.FAIL)
+
+
+def test_a_trial_scores_the_model_it_leaves(digits, tmp_path):
+    """With early stopping the best epoch's parameters are restored: the trial's value is their
+    validation accuracy (what best-run gets), not the last epoch's."""
+    space = {"lr": {"type": "float", "low": 0.05, "high": 0.3, "log": True}, "optimizer": "adam",
+             "hidden_size": 32, "epochs": 30, "patience": 2}
+    result = tune(digits, trials=1, search_space=space, out=tmp_path, progress=False, seed=0)
+    study = optuna.load_study(study_name=result.study_name,
+                              storage=f"sqlite:///{tmp_path / 'study.db'}")
+    trial = study.trials[0]
+    epochs = list(trial.intermediate_values.values())
+    assert max(epochs) != epochs[-1]  # the test needs a run that got worse before it stopped
+    assert trial.value == max(epochs) == pytest.approx(result.retrained_val_acc)
+
+
+def test_ctrl_c_while_retraining_keeps_the_older_best_run(digits, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import mlplab.runs as runs
+    from mlplab.io import read_json
+    from mlplab.trainer import Callback
+
+    first = tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False)
+    before = read_json(first.run_dir / "metrics.json")
+    real = runs.train_run
+
+    class CtrlC(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            if iteration == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(runs, "train_run", lambda *a, **k: real(
+        *a, **{**k, "callbacks": [*k.get("callbacks", ()), CtrlC()]}))
+    with pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False)
+    assert read_json(first.run_dir / "metrics.json") == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_grid_sampler_runs_each_combination_once(digits, tmp_path):
