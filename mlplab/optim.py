@@ -30,6 +30,8 @@ class Optimizer:
     """Base class: ``step(params, grads)`` updates every array of ``params`` in place."""
 
     name = "base"
+    #: the per-parameter state it keeps (``state[name][slot]``), each made at the first step
+    SLOTS: tuple[str, ...] = ()
 
     def __init__(self, lr: float) -> None:
         check_positive(lr, "learning rate")
@@ -79,6 +81,13 @@ class Optimizer:
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Load :meth:`state_dict`'s arrays; a slot this optimiser does not keep (another
+        optimiser's state) is refused rather than used as, say, a velocity."""
+        for key in state:
+            if key != "__t__" and key.partition("/")[2] not in self.SLOTS:
+                raise ValueError(f"{key!r} is not state of the {self.name} optimizer (it keeps "
+                                 f"{', '.join(self.SLOTS) or 'none'}); it was saved by another "
+                                 "optimizer.")
         self.t = int(state.get("__t__", 0))
         self.state = {}
         for key, arr in state.items():
@@ -86,6 +95,12 @@ class Optimizer:
                 continue
             name, slot = key.split("/", 1)
             self.state.setdefault(name, {})[slot] = np.array(arr)
+
+    def missing_slots(self, params: dict[str, np.ndarray]) -> list[str]:
+        """``name/slot`` of the state that any step of ``params`` would have made but that is not
+        here: after a loaded state with steps behind it, a damaged one."""
+        return [f"{name}/{slot}" for name in params for slot in self.SLOTS
+                if slot not in self.state.get(name, {})]
 
 
 class SGD(Optimizer):
@@ -123,6 +138,7 @@ class Momentum(Optimizer):
     """Heavy-ball momentum, PyTorch form: ``v = mu v + g; p -= lr v``."""
 
     name = "momentum"
+    SLOTS = ("v",)
     #: while L2 is folded, a weight scale that would leave this range is folded back at once
     SCALE_RANGE = (0.5, 2.0)
     #: the slots, besides ``v``, in which ``state_dict`` saves a folded form
@@ -359,6 +375,7 @@ class Adam(Optimizer):
     (AdamW: ``p -= lr * wd * p`` before the Adam step)."""
 
     name = "adam"
+    SLOTS = ("m", "v")
 
     def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:

@@ -150,7 +150,23 @@ class History:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:
-        return cls(**d)
+        """The history of :meth:`to_dict`; a ``TypeError`` naming the field if one is not of
+        its type (a hand-edited checkpoint)."""
+        h = cls(**d)
+        number = (int, float)
+        for name in ("loss", "train_acc", "val_acc", "lr", "epoch_seconds"):
+            values = getattr(h, name)
+            if not isinstance(values, list) or not all(
+                    isinstance(v, number) and not isinstance(v, bool) for v in values):
+                raise TypeError(f"history field {name!r} is not a list of numbers")
+        for name, kind, label in (("best_val_acc", number, "a number"),
+                                  ("best_epoch", int, "an integer"),
+                                  ("stopped_early", bool, "true or false"),
+                                  ("interrupted", bool, "true or false")):
+            value = getattr(h, name)
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise TypeError(f"history field {name!r} is not {label}")
+        return h
 
 
 class Callback:
@@ -292,10 +308,11 @@ class Trainer:
                             cfg.min_lr, int(round(cfg.warmup_epochs * per_epoch)), per_epoch)
         if self._resume is not None:
             try:
-                self._load_resume_state(self._resume)
+                self._load_resume_state(self._resume, model, total, per_epoch)
             except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
                 detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-                raise ValueError(f"cannot resume: the saved trainer state is invalid ({detail})."
+                raise ValueError(f"cannot resume: the saved trainer state is invalid ({detail}); "
+                                 "it is damaged or another run's - start the run again."
                                  ) from None
             finally:
                 self._resume = None
@@ -453,14 +470,29 @@ class Trainer:
             cb.on_epoch_end(self, self.epoch, logs)
         return logs
 
-    def _load_resume_state(self, state: dict[str, Any]) -> None:
+    def _load_resume_state(self, state: dict[str, Any], model, total: int,
+                           per_epoch: int) -> None:
         self.iteration = int(state["iteration"])
         self.epoch = int(state["epoch"])
+        h = History.from_dict(state["history"])
+        # the counters and the history grow together, an epoch every per_epoch iterations:
+        # anything else is a hand-edited or foreign state, which would train the wrong length
+        if not 0 <= self.iteration <= total or self.epoch != self.iteration // per_epoch:
+            raise ValueError(f"iteration {self.iteration} and epoch {self.epoch} do not fit a "
+                             f"run of {total} iterations, {per_epoch} per epoch")
+        if len(h.loss) != self.iteration or not (
+                len(h.train_acc) == len(h.val_acc) == len(h.lr) == self.epoch):
+            raise ValueError(f"the history has {len(h.loss)} losses and {len(h.val_acc)} "
+                             f"epochs, the counters {self.iteration} and {self.epoch}")
         self.rng.set_state(_rng_state_from_json(state["rng"]))
         for d, s in zip(self._dropouts(), state.get("dropout_rngs", [])):
             d.rng.bit_generator.state = s
-        self.history = History.from_dict(state["history"])
+        self.history = h
         self.optimizer.load_state_dict(state.get("optimizer") or {})
+        missing = self.optimizer.missing_slots(model.params) if self.iteration else []
+        if missing:
+            raise ValueError(f"the optimizer state lacks {', '.join(missing[:4])}"
+                             f"{', ...' if len(missing) > 4 else ''}")
         self._best_state = _copy_state(state.get("best_state"))
         order = state.get("order")
         self._order = None if order is None else np.asarray(order, dtype=np.intp)

@@ -336,6 +336,51 @@ def test_resume_from_an_epoch_checkpoint(tmp_path, digits):
         resume_run(tmp_path / "a", data=digits, plots=False)
 
 
+def test_resume_refuses_an_edited_or_foreign_trainer_state(tmp_path, digits):
+    """A checkpoint whose optimiser slots or counters do not fit the run is refused: resuming
+    would otherwise reset Adam's moments, take Adam's v for a velocity or train the wrong length."""
+    run = tmp_path / "a"
+    adam = {**FAST, "optimizer": "adam", "lr": 1e-3}
+    saved = {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                saved["arrays"] = io.read_npz(run / "checkpoint.npz")
+
+    train_run(adam, out=run, data=digits, plots=False, callbacks=[Keep()])
+
+    def resume_with(edit, config=adam):
+        arrays = dict(saved["arrays"])
+        state = json.loads(str(arrays["__trainer__"]))
+        edit(arrays, state)
+        arrays["__trainer__"] = io.json_array(state)
+        io.write_npz(run / "checkpoint.npz", arrays)
+        (run / "metrics.json").unlink(missing_ok=True)
+        (run / "config.json").write_text(json.dumps(RunConfig.from_dict(config).to_dict()))
+        return resume_run(run, data=digits, plots=False)
+
+    def drop_slots(arrays, state):
+        for key in [k for k in arrays if k.startswith("optimizer/") and k != "optimizer/__t__"]:
+            del arrays[key]
+
+    for edit, message in [
+        (drop_slots, "the optimizer state lacks W1/m, W1/v"),
+        (lambda a, s: s.update(iteration=-50), "iteration -50 and epoch 2 do not fit a run of"),
+        (lambda a, s: s.update(iteration=10**6), "iteration 1000000 and epoch 2 do not fit"),
+        (lambda a, s: s.update(epoch=7), "iteration .* and epoch 7 do not fit"),
+        (lambda a, s: s["history"]["loss"].pop(), "the history has .* losses"),
+        (lambda a, s: s["history"].update(loss=None), "'loss' is not a list of numbers"),
+        (lambda a, s: s["history"].update(best_epoch="x"), "'best_epoch' is not an integer"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            resume_with(edit)
+    with pytest.raises(ValueError, match="'W1/m' is not state of the momentum optimizer"):
+        resume_with(lambda a, s: None, {**FAST, "optimizer": "momentum"})
+    resumed = resume_with(lambda a, s: None)  # the checkpoint itself is fine
+    assert resumed.metrics["status"] == "completed"
+
+
 def test_bad_run_options_are_clear_errors(digits):
     with pytest.raises(ValueError, match="unknown run options: colour"):
         train_run({"colour": "red"}, data=digits)
