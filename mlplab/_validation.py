@@ -89,7 +89,8 @@ def check_y(y: object, n_samples: int, n_classes: int | None = None, name: str =
 
 def check_positive(value: float, name: str, *, allow_zero: bool = False) -> None:
     """Raise a ``ValueError`` unless ``value`` is a finite number > 0 (or >= 0)."""
-    ok = np.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    ok = is_number(value) and bool(np.isfinite(value)) and \
+        (value >= 0 if allow_zero else value > 0)
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
@@ -98,6 +99,13 @@ def check_positive(value: float, name: str, *, allow_zero: bool = False) -> None
 def is_int(value: object) -> bool:
     """True for Python and NumPy integers, False for bools, floats and strings."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def is_number(value: object) -> bool:
+    """True for Python and NumPy integers and floats (NaN included), False for bools and
+    strings."""
+    return isinstance(value, int | float | np.integer | np.floating) and \
+        not isinstance(value, bool | np.bool_)
 
 
 def check_int(value: object, name: str, minimum: int = 1) -> int:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from mlplab import io
-from mlplab._validation import is_int
+from mlplab._validation import is_int, is_number
 from mlplab.models import MLP
 from mlplab.trainer import (
     Callback,
@@ -118,8 +118,12 @@ class RunConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.hidden, int | str):
+        if isinstance(self.hidden, int | str) and not isinstance(self.hidden, bool):
             self.hidden = [int(h) for h in str(self.hidden).split(",") if h.strip()]
+        if not isinstance(self.hidden, list | tuple) or not all(
+                is_int(h) or (isinstance(h, str) and h.strip().isdigit()) for h in self.hidden):
+            raise ValueError(f"hidden must be a list of layer sizes (integers), e.g. [500, 250]; "
+                             f"got {self.hidden!r}.")
         self.hidden = [int(h) for h in self.hidden]
         if isinstance(self.augment, str):
             self.augment = [a.strip() for a in self.augment.split(",") if a.strip()]
@@ -147,8 +151,8 @@ class RunConfig:
                              f"{self.elastic_pixels!r}.")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden sizes must be positive integers; got {self.hidden}.")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}.")
+        if not (is_number(self.dropout) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}.")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}.")
         # the model is built only after the data is loaded: check its options now
@@ -458,14 +462,17 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     run_dir = Path(run)
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}).")
-    values = io.read_json(run_dir / CONFIG_FILE)
-    if values.get("framework") == "pytorch":
+    config_path = run_dir / CONFIG_FILE
+    values = io.read_json(config_path)
+    if isinstance(values, dict) and values.get("framework") == "pytorch":
         raise ValueError(f"{run_dir} was written by mlplab torch train, which does not resume; "
                          "train it again with mlplab torch train.")
-    cfg = RunConfig.from_dict(values)
-    cfg.validate()
-    metrics_path = run_dir / METRICS_FILE
-    if metrics_path.is_file() and io.read_json(metrics_path).get("status") == "completed":
+    cfg = _finished_run_config(values, config_path)
+    try:
+        cfg.validate()
+    except (TypeError, ValueError) as exc:  # a hand-edited file
+        raise ValueError(f"{config_path} is not a valid run configuration: {exc}") from None
+    if read_metrics(run_dir / METRICS_FILE).get("status") == "completed":
         raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
                          "(start a new run with a different --out).")
     ckpt = run_dir / CHECKPOINT_FILE
@@ -836,9 +843,19 @@ def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[st
     loaded = _load_run_model(run_dir)
     config_path = run_dir / CONFIG_FILE
     cfg = _finished_run_config(io.read_json(config_path), config_path)
-    metrics_path = run_dir / METRICS_FILE
-    metrics = io.read_json(metrics_path) if metrics_path.is_file() else {}
-    return loaded, cfg, metrics
+    return loaded, cfg, read_metrics(run_dir / METRICS_FILE)
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A run's ``metrics.json`` (``{}`` if there is none yet), refused with the file's name if
+    it is not what mlplab writes there."""
+    metrics = io.read_json(path) if path.is_file() else {}
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("split_sha1", {}), dict) \
+            or not isinstance(metrics.get("status", ""), str):
+        raise ValueError(f"{path} is not a run's metrics (a JSON object as mlplab train writes "
+                         "it); it was edited or damaged: delete it, then resume the run with "
+                         "mlplab train --resume, which writes it again.")
+    return metrics
 
 
 def _load_run_model(run_dir: Path) -> io.LoadedModel:
@@ -903,10 +920,20 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
     from mlplab.data.folder import open_image
 
     loaded = _load_run_model(Path(run))  # the model file holds all predict needs
+    model, where = loaded.model, Path(run) / MODEL_FILE
     shape = loaded.extra.get("image_shape")
-    classes = loaded.extra.get("classes") or [str(i) for i in range(loaded.model.num_classes)]
-    if not shape or len(shape) != 3:
+    classes = loaded.extra.get("classes") or [str(i) for i in range(model.num_classes)]
+    if not shape:
         raise ValueError("this model was not trained on images; predict needs an image model.")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(is_int(n) and n > 0 for n in shape)
+            and int(np.prod(shape)) == model.input_size and shape[2] in (1, 3)):
+        raise ValueError(f"{where}: its image_shape {shape!r} does not fit its model of "
+                         f"{model.input_size} inputs; the file was edited or damaged - train the "
+                         "run again.")
+    if not (isinstance(classes, list) and len(classes) == model.num_classes
+            and all(isinstance(c, str) for c in classes)):
+        raise ValueError(f"{where}: its class names {classes!r:.80} are not {model.num_classes} "
+                         "names; the file was edited or damaged - train the run again.")
     H, W, C = shape
     images = []
     for p in paths:

@@ -421,6 +421,42 @@ def test_evaluate_and_predict(tmp_path, digits):
         evaluate_run(tmp_path / "r", "test", data=digits)
     (tmp_path / "r" / "config.json").unlink()
     assert predict_images(tmp_path / "r", files, top=2) == out
+    # a model file whose metadata was edited is refused by name, not by a Python error
+    model_path = tmp_path / "r" / "model.npz"
+    original = io.read_npz(model_path)
+    for change, message in [({"classes": ["a", "b"]}, r"class names \['a', 'b'\] are not 10"),
+                            ({"classes": 5}, "class names 5 are not 10 names"),
+                            ({"image_shape": "abc"}, "image_shape 'abc' does not fit its model"),
+                            ({"image_shape": [4, 4, 1]}, r"image_shape \[4, 4, 1\] does not fit")]:
+        arrays = dict(original)
+        meta = json.loads(str(arrays["__meta__"]))
+        meta["extra"].update(change)
+        arrays["__meta__"] = io.json_array(meta)
+        io.write_npz(model_path, arrays)
+        with pytest.raises(ValueError, match="model.npz: its " + message):
+            predict_images(tmp_path / "r", files)
+
+
+def test_edited_run_files_are_refused_by_name(tmp_path, digits):
+    run = tmp_path / "r"
+    train_run(FAST, out=run, data=digits, plots=False)
+    config = json.loads((run / "config.json").read_text())
+    (run / "metrics.json").write_text("[1]")
+    with pytest.raises(ValueError, match="metrics.json is not a run's metrics"):
+        evaluate_run(run, "val", data=digits)
+    with pytest.raises(ValueError, match="metrics.json is not a run's metrics"):
+        resume_run(run, data=digits, plots=False)
+    (run / "metrics.json").unlink()
+    for edit, message in [({"hidden": None}, "hidden must be a list of layer sizes"),
+                          ({"lr": "0.1"}, "lr must be a finite number > 0; got '0.1'"),
+                          ({"dropout": "x"}, r"dropout must be in \[0, 1\); got 'x'")]:
+        (run / "config.json").write_text(json.dumps({**config, **edit}))
+        with pytest.raises(ValueError, match="config.json is not a valid run configuration: "
+                                             + message):
+            resume_run(run, data=digits, plots=False)
+    (run / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="config.json is not a run configuration"):
+        resume_run(run, data=digits, plots=False)
 
 
 # --------------------------------------------------------------------------- presets
