@@ -618,6 +618,8 @@ def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
                                 batchnorm=batchnorm, seed=cfg.seed)
             start = time.perf_counter()
             history = fit(model, X, y, X_val, y_val, cfg)
+            if history.interrupted:  # Ctrl-C: a half-trained net must not enter the table
+                raise KeyboardInterrupt
             result = DepthResult(init=init, depth=int(depth), hidden=hidden,
                                  train_acc=accuracy(model, X, y),
                                  val_acc=accuracy(model, X_val, y_val),

@@ -176,6 +176,42 @@ def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
     assert not (tmp_path / "errors.log").exists()
 
 
+def test_ctrl_c_in_a_training_stage_stops_the_report(tmp_path, monkeypatch):
+    """A run that Ctrl-C cut short must not be reported as the stage's result."""
+    import mlplab.runs as runs
+
+    real = runs.train_run
+
+    def interrupted(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.metrics["status"] = "interrupted"  # what the trainer's SIGINT handler leaves
+        return result
+
+    monkeypatch.setattr(runs, "train_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_default"])
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="PyTorch is not installed")
+def test_ctrl_c_in_a_depth_study_is_not_a_result(monkeypatch):
+    import mlplab.torch_mlp as tm
+    from mlplab.data import load_dataset
+
+    real = tm.fit
+
+    def interrupted(*args, **kwargs):
+        history = real(*args, **kwargs)
+        history.interrupted = True  # what fit's KeyboardInterrupt handler leaves
+        return history
+
+    monkeypatch.setattr(tm, "fit", interrupted)
+    ds = load_dataset("digits")
+    flat = [a.reshape(len(a), -1) / 16.0 for a in (ds.X_train, ds.X_val)]
+    with pytest.raises(KeyboardInterrupt):
+        tm.depth_study(flat[0], ds.y_train, flat[1], ds.y_val, depths=[2], hidden_size=8,
+                       epochs=1)
+
+
 def test_reuse_keeps_earlier_sections_and_reruns_the_selected(tmp_path):
     first = reproduce("digits", TINY, out=tmp_path, log=False, only=["q1", "q3_toy"])
     old = {s.key: s.data for s in first.sections}

@@ -75,7 +75,10 @@ def _preset_run(ctx: Context, preset: str, **options: Any):
     from mlplab.runs import train_run
 
     ds = ctx.need("dataset", "the dataset")
-    return train_run(preset=preset, data=ds, seed=ctx.seed, progress=ctx.progress, **options)
+    result = train_run(preset=preset, data=ds, seed=ctx.seed, progress=ctx.progress, **options)
+    if result.interrupted:  # Ctrl-C: stop the report, do not write a half-trained net into it
+        raise KeyboardInterrupt
+    return result
 
 
 def stage_q3_default(ctx: Context, section: Section) -> None:
@@ -214,6 +217,8 @@ def stage_q3_tuned(ctx: Context, section: Section) -> None:
                                      ctx.seed)
         trainer = Trainer(config, progress=ctx.progress)
         history = trainer.fit(model, data.X_train, data.y_train, data.X_val, data.y_val)
+        if history.interrupted:
+            raise KeyboardInterrupt
         candidates.append(("the search's best", model.accuracy(data.X_train, data.y_train),
                            model.accuracy(data.X_val, data.y_val), model, history, data.X_val,
                            data.X_test, max(trainer.iteration // max(trainer.epoch, 1), 1),
