@@ -37,7 +37,7 @@ def positive_seconds(text: str) -> float:
 def int_list(text: str) -> list[int]:
     """``"2,3,4,5"`` -> [2, 3, 4, 5]: at least one, all positive."""
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",")]  # "2,,3" is a typo, not 2,3
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 2,3,4,5; got "
                                          f"{text!r}") from None
@@ -47,12 +47,16 @@ def int_list(text: str) -> list[int]:
 
 
 def parse_sizes(text: str) -> list[int]:
-    """``"500,250"`` -> ``[500, 250]``; raises ValueError with a usable message."""
+    """``"500,250"`` -> ``[500, 250]``; ``"none"`` -> ``[]`` (no hidden layer: softmax
+    regression). Raises ValueError with a usable message, also for an empty text or an empty
+    item (``"100,,50"``), which are typos or unset shell variables rather than a network."""
+    if text.strip().lower() == "none":
+        return []
     try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
+        sizes = [int(s) for s in text.split(",")]
     except ValueError:
-        raise ValueError(f"hidden sizes must be comma-separated integers, e.g. 500,250; "
-                         f"got {text!r}.") from None
+        raise ValueError(f"hidden sizes must be comma-separated integers, e.g. 500,250 (or "
+                         f"'none' for no hidden layer); got {text!r}.") from None
     if any(s < 1 for s in sizes):
         raise ValueError(f"hidden sizes must be positive; got {text!r}.")
     return sizes

@@ -39,8 +39,9 @@ def _torch_mlp():
 
 
 def _hidden_list(text: str) -> list[int]:
-    """``"50"`` -> [50]; ``"none"`` or ``""`` -> [] (softmax regression)."""
-    if text.strip().lower() in ("", "none"):
+    """``"50"`` -> [50]; ``"none"`` -> [] (softmax regression); an empty text is refused (an
+    unset shell variable, not a network)."""
+    if text.strip().lower() == "none":
         return []
     return int_list(text)
 

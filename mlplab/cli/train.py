@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     m = p.add_argument_group("model")
     m.add_argument("--hidden", type=hidden_sizes, default=None, metavar="500[,250,...]",
-                   help="hidden layer sizes (default: 100)")
+                   help="hidden layer sizes (default: 100; 'none': no hidden layer)")
     m.add_argument("--activation", choices=list(ACTIVATIONS), default=None,
                    help="hidden activation (default: relu)")
     m.add_argument("--init", choices=["he", "xavier", "normal"], default=None,
