@@ -815,15 +815,23 @@ def _new_run_dir(out: str | os.PathLike) -> Path:
     return out_dir
 
 
-def default_run_dir(root: str | os.PathLike = "runs") -> Path:
-    """``runs/<YYYYmmdd-HHMMSS>`` (with a suffix if that exists already)."""
+def default_run_dir(root: str | os.PathLike = "runs", claim: bool = False) -> Path:
+    """``runs/<YYYYmmdd-HHMMSS>`` (with a suffix if that exists already). With ``claim`` the
+    folder is made here, atomically, so that runs started in the same second by other processes
+    get folders of their own (they would otherwise pick the same name)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(root) / stamp
     n = 1
-    while path.exists():
+    while True:
+        path = Path(root) / (stamp if n == 1 else f"{stamp}-{n}")
+        if not claim and not path.exists():
+            return path
+        if claim:
+            try:
+                path.mkdir(parents=True)
+                return path
+            except FileExistsError:
+                pass
         n += 1
-        path = Path(root) / f"{stamp}-{n}"
-    return path
 
 
 def _no_model_hint(run_dir: Path) -> str:

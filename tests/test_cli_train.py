@@ -55,6 +55,19 @@ def test_evaluate_and_predict(run_dir, capsys, tmp_path):
     assert line.split(": ")[1].split()[0] == ds.classes[pred[0]]
 
 
+def test_default_run_folders_are_claimed_and_given_back_on_failure(tmp_path, monkeypatch):
+    from mlplab.runs import default_run_dir
+
+    # runs started in the same second (other processes, or a loop) each get a folder of their own
+    folders = [default_run_dir(tmp_path / "runs", claim=True) for _ in range(3)]
+    assert len(set(folders)) == 3 and all(f.is_dir() for f in folders)
+    monkeypatch.chdir(tmp_path / "runs")
+    # a run that fails before it saves anything leaves no empty folder behind
+    assert main(["train", "--dataset", "folder:/no/such/folder", "--epochs", "1", "--quiet"]) == 1
+    assert not (tmp_path / "runs" / "runs").exists() or \
+        not any((tmp_path / "runs" / "runs").iterdir())
+
+
 def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monkeypatch, capsys):
     ds = load_dataset("digits")
     for i, (image, label) in enumerate(zip(ds.X_train[:60], ds.y_train[:60])):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import textwrap
@@ -207,13 +208,21 @@ def run_train(args: argparse.Namespace) -> int:
         _check_used(options, cfg)
         for name in (*DATA_FIELDS, "data_seed"):  # the loader reads the resolved values
             setattr(args, name, getattr(cfg, name))
-        out = args.out or default_run_dir()
+        # the default folder is claimed now: runs started in the same second get their own
+        claimed = None if args.out else default_run_dir(claim=True)
+        out = args.out or claimed
         if not args.json:
             print(f"training {config_summary(cfg)} -> {out}", file=sys.stderr)
-        # a loader, not a loaded dataset: the run then owns the data and frees the raw images
-        # it no longer needs (lower peak memory)
-        result = train_run(cfg, out=out, data=lambda: load_dataset_from_args(args),
-                           progress=progress, verbose=args.verbose, plots=args.plots)
+        try:
+            # a loader, not a loaded dataset: the run then owns the data and frees the raw
+            # images it no longer needs (lower peak memory)
+            result = train_run(cfg, out=out, data=lambda: load_dataset_from_args(args),
+                               progress=progress, verbose=args.verbose, plots=args.plots)
+        except BaseException:
+            if claimed is not None:
+                with contextlib.suppress(OSError):
+                    claimed.rmdir()  # only while empty: a failure before anything was saved
+            raise
 
     m = result.metrics
     if args.json:
