@@ -455,10 +455,13 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
 
 
 def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[Callback] = (),
-               progress: bool = False, verbose: bool = False, plots: bool = True) -> RunResult:
+               progress: bool = False, verbose: bool = False, plots: bool = True,
+               data_dir: str | os.PathLike | None = None) -> RunResult:
     """Continue the run in folder ``run`` from its last checkpoint, to the end it was configured
     for, with the same result an uninterrupted run would have had. ``data`` as in
-    :func:`train_run` (it must be the same dataset)."""
+    :func:`train_run` (it must be the same dataset). ``data_dir``: where the run's data is now,
+    if it was moved (for a ``folder:PATH`` dataset the folder itself); its splits must be the
+    ones the run was trained on, and ``config.json`` then names the new place."""
     run_dir = Path(run)
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}).")
@@ -477,6 +480,11 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
                          "(start a new run with a different --out).")
     ckpt = run_dir / CHECKPOINT_FILE
     remove_partial_writes(run_dir)
+    if data_dir is not None:
+        if data is not None:
+            raise ValueError("give the run's data or the folder it moved to (data_dir), not "
+                             "both.")
+        cfg = relocated(cfg, data_dir)
     ds, owned = _take_dataset(cfg, data)
     if cfg.eval_test:
         require_test_split(ds)
@@ -484,6 +492,8 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
         loaded, state, seconds = load_checkpoint(ckpt)
         pre, model = loaded.preprocessing, loaded.model
         _check_same_network(model, cfg, ckpt)  # not a checkpoint copied in from another run
+        if data_dir is not None:
+            _check_same_data(loaded.extra.get("splits", {}), ds, ckpt)
         X_train = pre.transform(ds.X_train)
     else:  # killed before the first epoch ended: start again from scratch, same seed
         pre, model, X_train = _fresh(cfg, ds)
@@ -493,6 +503,8 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     if X_train.shape[1] != model.input_size:
         raise ValueError(f"the dataset has {X_train.shape[1]} features but the checkpoint's model "
                          f"expects {model.input_size}; resume with the run's own dataset.")
+    if data_dir is not None:  # the data lives there now: evaluate and --resume look there next
+        io.write_json(config_path, cfg.to_dict())
     try:
         return _fit_and_finish(cfg, ds, pre, model, X_train, state, seconds, run_dir, callbacks,
                                progress, verbose, plots)
@@ -501,6 +513,19 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
         raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run with "
                                     f"other settings (another --out, or delete {run_dir}).") \
             from None
+
+
+def _check_same_data(record: dict[str, Any], ds, ckpt: Path) -> None:
+    """Refuse moved data whose splits are not the ones in ``ckpt``'s record (``split_record``
+    at the start of the run): sizes of all three, fingerprints of validation and test."""
+    for split in ("train", "val", "test"):
+        size = record.get(f"{split}_size")
+        if size is not None and size != len(ds.split(split)[1]):
+            raise ValueError(f"the {split} split of {ds.name} has {len(ds.split(split)[1])} "
+                             f"images, but the run was trained with {size} (see {ckpt}): it "
+                             "is not the run's data.")
+    for split in ("val", "test"):
+        _check_same_split(record, split, *ds.split(split), ds.name)
 
 
 def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
@@ -646,7 +671,8 @@ def _fit_and_finish(cfg: RunConfig, ds, pre, model: MLP, X_train: np.ndarray,
                     plots: bool) -> RunResult:
     X_val = pre.transform(ds.X_val) if len(ds.y_val) else None
     extra = {"classes": list(ds.classes), "dataset": ds.name,
-             "image_shape": list(ds.image_shape), "preset": cfg.preset}
+             "image_shape": list(ds.image_shape), "preset": cfg.preset,
+             "splits": split_record(ds)}  # what a resume from moved data must find
     ckpt_cb = CheckpointCallback(out_dir / CHECKPOINT_FILE, pre, extra, seconds_before) \
         if out_dir is not None else CheckpointCallback(os.devnull, pre, extra, seconds_before)
     all_callbacks = [*([ckpt_cb] if out_dir is not None else []), *callbacks]
@@ -678,7 +704,7 @@ def _fit_and_finish(cfg: RunConfig, ds, pre, model: MLP, X_train: np.ndarray,
         "num_params": model.num_params,
         "preset": cfg.preset,
         "seed": cfg.seed,
-        **split_record(ds),
+        **extra["splits"],
     })
     result = RunResult(cfg, model, pre, history, metrics, list(ds.classes), out_dir)
     if out_dir is not None:
@@ -719,7 +745,7 @@ def _check_same_split(metrics: dict[str, Any], split: str, X: np.ndarray, y: np.
             "as many images, but other ones"
         raise ValueError(f"the {split} split of {name} is not the one this run was trained with "
                          f"({then}): the data changed since, and the new split may hold training "
-                         "images. Evaluate on the data as it was, or train a new run.")
+                         "images. Use the data as it was, or train a new run.")
 
 
 def _per_epoch(cfg: RunConfig, n: int) -> int:
@@ -797,6 +823,14 @@ def absolute_data_paths(dataset: str, data_dir: str | None) -> tuple[str, str | 
 def _absolute_data_paths(cfg: RunConfig) -> RunConfig:
     dataset, data_dir = absolute_data_paths(cfg.dataset, cfg.data_dir)
     return replace(cfg, dataset=dataset, data_dir=data_dir)
+
+
+def relocated(cfg: RunConfig, data_dir: str | os.PathLike) -> RunConfig:
+    """``cfg`` with its data found in ``data_dir`` instead: for a ``folder:PATH`` dataset the
+    folder itself, else the folder of the dataset's files (a run whose data was moved)."""
+    if cfg.dataset.lower().startswith("folder:"):  # the folder is the dataset's name
+        return _absolute_data_paths(replace(cfg, dataset=f"folder:{data_dir}"))
+    return _absolute_data_paths(replace(cfg, data_dir=str(data_dir)))
 
 
 def _new_run_dir(out: str | os.PathLike) -> Path:

@@ -381,6 +381,42 @@ def test_resume_refuses_an_edited_or_foreign_trainer_state(tmp_path, digits):
     assert resumed.metrics["status"] == "completed"
 
 
+def test_resume_from_moved_data(tmp_path, digits):
+    """A run whose folder dataset was moved resumes from the new place (data_dir) to the result
+    it would have had, and other data there is refused."""
+    import shutil
+
+    for i, (image, label) in enumerate(zip(digits.X_train[:120], digits.y_train[:120])):
+        (tmp_path / "pics" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[:, :, 0]).save(tmp_path / "pics" / str(label) / f"{i}.png")
+    options = {"dataset": f"folder:{tmp_path / 'pics'}", "val_size": 20, "test_size": 10,
+               "hidden": [8], "epochs": 4, "batch_size": 30}
+    run, saved = tmp_path / "run", {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                saved["bytes"] = (run / "checkpoint.npz").read_bytes()
+
+    full = train_run(options, out=run, plots=False, callbacks=[Keep()])
+    (run / "metrics.json").unlink()  # as if killed after epoch 2
+    (run / "checkpoint.npz").write_bytes(saved["bytes"])
+    (tmp_path / "pics").rename(tmp_path / "moved")
+    with pytest.raises(Exception, match="no such folder"):
+        resume_run(run, plots=False)
+    shutil.copytree(tmp_path / "moved", tmp_path / "fewer")
+    next((tmp_path / "fewer" / "3").iterdir()).unlink()
+    with pytest.raises(ValueError, match="split of .* has .* images, but the run was trained "
+                                         "with"):
+        resume_run(run, plots=False, data_dir=tmp_path / "fewer")
+    again = resume_run(run, plots=False, data_dir=tmp_path / "moved")
+    assert again.history.loss == full.history.loss
+    np.testing.assert_array_equal(again.model.params["W1"], full.model.params["W1"])
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"] == f"folder:{tmp_path / 'moved'}"  # evaluate looks there now
+    assert evaluate_run(run, "val")["accuracy"] == pytest.approx(again.metrics["val_accuracy"])
+
+
 def test_bad_run_options_are_clear_errors(digits):
     with pytest.raises(ValueError, match="unknown run options: colour"):
         train_run({"colour": "red"}, data=digits)

@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start from a named recipe; other flags override its fields")
     p.add_argument("--resume", metavar="RUN", default=None,
                    help="continue the run in folder RUN from its last checkpoint (no other "
-                        "training options allowed)")
+                        "training options allowed; --data-dir DIR if its data moved there)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="run folder to create (default: runs/<timestamp>)")
     # default None: --resume can tell a given --dataset from the default
@@ -184,7 +184,9 @@ def run_train(args: argparse.Namespace) -> int:
     progress = not args.quiet and not args.json and not args.verbose
     if args.resume:
         # the data too: the run reloads its dataset exactly as it was configured
-        extra = sorted(_given(args, (*RUN_FIELDS, *DATA_FIELDS, "mirror"))) + \
+        # (--data-dir may say where the run's data was moved to)
+        data_fields = tuple(f for f in DATA_FIELDS if f != "data_dir")
+        extra = sorted(_given(args, (*RUN_FIELDS, *data_fields, "mirror"))) + \
             (["preset"] if args.preset else []) + (["out"] if args.out else []) + \
             (["download"] if args.download else []) + \
             (["no_cache"] if not args.data_cache else [])
@@ -194,7 +196,7 @@ def run_train(args: argparse.Namespace) -> int:
                              f"{flags}.")
         print(f"resuming {args.resume}", file=sys.stderr)
         result = resume_run(args.resume, progress=progress, verbose=args.verbose,
-                            plots=args.plots)
+                            plots=args.plots, data_dir=args.data_dir)
     else:
         options = _given(args, RUN_FIELDS)
         if options.get("patience") == 0:
@@ -242,16 +244,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from mlplab.runs import evaluate_run, load_run, load_run_dataset
+    from mlplab.runs import evaluate_run, load_run, load_run_dataset, relocated
 
     data = None
     if args.data_dir:
         _, cfg, _ = load_run(args.run)
-        if cfg.dataset.lower().startswith("folder:"):  # the folder is the dataset's name
-            cfg.dataset = f"folder:{args.data_dir}"
-        else:
-            cfg.data_dir = args.data_dir
-        data = load_run_dataset(cfg)
+        data = load_run_dataset(relocated(cfg, args.data_dir))
     res = evaluate_run(args.run, args.split, data=data)
     if args.json:
         print(json.dumps(res, indent=2))
