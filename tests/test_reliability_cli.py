@@ -193,6 +193,7 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     (["torch", "train", "--lr-decay", "0", "--out", "OUT"], "--lr-decay must be in (0, 1]"),
     (["torch", "train", "--reg", "-1", "--out", "OUT"], "must be a finite number >= 0"),
     (["torch", "depth", "--layers", "0", "--out", "OUT"], "--layers: expected positive"),
+    (["reproduce", "--reuse", "--out", "OUT"], "--reuse keeps the sections that --only"),
 ]
 
 
@@ -241,6 +242,8 @@ RUNTIME = [  # (argv, message): well-formed, but the files or the world say no -
     (["train", "--dataset", "cifar10", "--data-dir", "OUT", "--quiet", "--out", "OUT/r"],
      "CIFAR-10 not found"),
     (["train", "--dataset", "no-such-dataset", "--quiet", "--out", "OUT"], "unknown dataset"),
+    # before Q1-Q3 run and a report of gaps is written
+    (["reproduce", "--dataset", "digit", "--out", "OUT"], "unknown dataset 'digit'"),
     (["train", "--val-size", "100000", *T], "val_size must be between 0 and"),
     (["train", "--resume", "/nonexistent/run"], "is not a run folder"),
     (["train", "--resume", "RUN"], "has already completed"),

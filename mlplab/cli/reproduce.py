@@ -58,6 +58,10 @@ def run_reproduce(args: argparse.Namespace) -> int:
     from mlplab.cli.data import load_dataset_from_args
     from mlplab.report import STAGES, reproduce
 
+    if args.reuse and not args.only:
+        raise UsageError("--reuse keeps the sections that --only does not run again; without "
+                         "--only every stage runs again and nothing is kept. Add --only "
+                         "STAGES, or drop --reuse.")
     only = None
     if args.only:
         only = [s.strip() for s in args.only.split(",") if s.strip()]

@@ -23,6 +23,25 @@ from mlplab.data.base import (
 
 #: names accepted by ``load_dataset`` besides ``folder:PATH``
 DATASET_NAMES = ("digits", "cifar10", "fashion-mnist", "mnist")
+#: the spellings load_dataset takes for them
+_ALIASES = {"digits": "digits", "cifar10": "cifar10", "cifar-10": "cifar10",
+            "fashion-mnist": "fashion-mnist", "fashion_mnist": "fashion-mnist",
+            "fashionmnist": "fashion-mnist", "mnist": "mnist"}
+
+
+def check_dataset_name(name: object) -> None:
+    """Raise :class:`DatasetError` unless :func:`load_dataset` knows ``name`` (a typo is caught
+    before any work, not when the data is first needed)."""
+    if not isinstance(name, str) or not name:
+        raise DatasetError(f"dataset name must be a non-empty string; got {name!r}.")
+    low = name.strip().lower()
+    if low.startswith("folder:"):
+        if not name.strip()[len("folder:"):].strip():
+            raise DatasetError("folder: needs a path, e.g. folder:/data/pets (one sub-folder of "
+                               "images per class).")
+    elif low not in _ALIASES:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)} "
+                           "or folder:PATH (a folder with one sub-folder of images per class).")
 
 DIGITS_CLASSES = [str(i) for i in range(10)]
 
@@ -148,8 +167,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     DatasetError : missing, corrupt or malformed files, or impossible split sizes; the message
         names the file and the problem (and, for missing data, the command that fetches it).
     """
-    if not isinstance(name, str) or not name:
-        raise DatasetError(f"dataset name must be a non-empty string; got {name!r}.")
+    check_dataset_name(name)
     if seed is not None and (not isinstance(seed, int | np.integer) or isinstance(seed, bool)
                              or not 0 <= seed < 2**32 - 1):
         raise DatasetError(f"seed must be None or an integer between 0 and 2**32 - 2; got "
@@ -160,29 +178,24 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     if low.startswith("folder:"):
         from mlplab.data.folder import load_folder
 
-        if not key[len("folder:"):].strip():
-            raise DatasetError("folder: needs a path, e.g. folder:/data/pets (one sub-folder of "
-                               "images per class).")
         path = user_path(key[len("folder:"):])
         (X, y), test, classes = load_folder(path, size, cache=cache)
         return _holdout_splits(f"folder:{path}", classes, X, y, test, val_size, test_size, seed,
                                source=str(path))
+    low = _ALIASES[low]
     if low == "digits":
         ds = load_digits_dataset(val_size, test_size, seed)
-    elif low in ("cifar10", "cifar-10"):
+    elif low == "cifar10":
         from mlplab.data.cifar import load_cifar10
 
         ds = load_cifar10(data_dir, download=download, mirror=mirror)
         ds = _fixed_splits(ds, val_size, test_size, default_val=1000)
-    elif low in ("fashion-mnist", "fashion_mnist", "fashionmnist", "mnist"):
+    elif low in ("fashion-mnist", "mnist"):
         from mlplab.data.idx import load_mnist
 
         ds = load_mnist("mnist" if low == "mnist" else "fashion-mnist", data_dir,
                         download=download, mirror=mirror)
         ds = _fixed_splits(ds, val_size, test_size, default_val=5000)
-    else:
-        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)} "
-                           "or folder:PATH (a folder with one sub-folder of images per class).")
     if size is not None:
         for s in SPLITS:
             setattr(ds, f"X_{s}", resize_images(getattr(ds, f"X_{s}"), size))

@@ -126,6 +126,9 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     """
     from threadpoolctl import threadpool_limits
 
+    from mlplab.data.datasets import check_dataset_name
+
+    check_dataset_name(dataset)  # a typo stops here, not after Q1-Q3 and a report of gaps
     b = get_budget(budget)
     if int(threads) < 1:
         raise ValueError(f"threads must be a positive integer; got {threads}.")
