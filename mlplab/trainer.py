@@ -29,6 +29,8 @@ from mlplab._validation import (
     check_seed,
     check_X,
     check_y,
+    is_int,
+    is_number,
 )
 from mlplab.blas import level1_threads
 from mlplab.init import random_state
@@ -153,18 +155,15 @@ class History:
         """The history of :meth:`to_dict`; a ``TypeError`` naming the field if one is not of
         its type (a hand-edited checkpoint)."""
         h = cls(**d)
-        number = (int, float)
         for name in ("loss", "train_acc", "val_acc", "lr", "epoch_seconds"):
             values = getattr(h, name)
-            if not isinstance(values, list) or not all(
-                    isinstance(v, number) and not isinstance(v, bool) for v in values):
+            if not isinstance(values, list) or not all(is_number(v) for v in values):
                 raise TypeError(f"history field {name!r} is not a list of numbers")
-        for name, kind, label in (("best_val_acc", number, "a number"),
-                                  ("best_epoch", int, "an integer"),
-                                  ("stopped_early", bool, "true or false"),
-                                  ("interrupted", bool, "true or false")):
-            value = getattr(h, name)
-            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        for name, ok, label in (("best_val_acc", is_number, "a number"),
+                                ("best_epoch", is_int, "an integer"),
+                                ("stopped_early", _is_bool, "true or false"),
+                                ("interrupted", _is_bool, "true or false")):
+            if not ok(getattr(h, name)):
                 raise TypeError(f"history field {name!r} is not {label}")
         return h
 
@@ -496,6 +495,10 @@ class Trainer:
         self._best_state = _copy_state(state.get("best_state"))
         order = state.get("order")
         self._order = None if order is None else np.asarray(order, dtype=np.intp)
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool | np.bool_)
 
 
 def _copy_state(state: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
