@@ -1,6 +1,7 @@
 """Official file formats (CIFAR-10 python pickles, IDX), downloads from a loopback HTTP server,
 image folders' colour modes and bit depths, and the errors bad files give."""
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -748,10 +749,9 @@ def _serve_mnist(files, monkeypatch, folder: Path) -> dict[str, bytes]:
     """Serve (and publish the MD5s of) the gzipped IDX files written into ``folder``."""
     blobs = {p.name: p.read_bytes() for p in sorted(folder.glob("*.gz"))}
     files.update(blobs)
-    monkeypatch.setitem(dl.SOURCES, "mnist", dl.Source(
-        "http://invalid.example/",
-        tuple(dl.RemoteFile(n, md5=hashlib.md5(b).hexdigest()) for n, b in blobs.items()),
-        "mnist"))
+    monkeypatch.setitem(dl.SOURCES, "mnist", dataclasses.replace(
+        dl.SOURCES["mnist"], base_url="http://invalid.example/",
+        files=tuple(dl.RemoteFile(n, md5=hashlib.md5(b).hexdigest()) for n, b in blobs.items())))
     return blobs
 
 
@@ -768,9 +768,44 @@ def test_download_fetches_a_damaged_idx_file_again(server, tmp_path, monkeypatch
     with pytest.raises(DatasetError, match=r"train-labels-idx1-ubyte\.gz: truncated"):
         load_dataset("mnist", data_dir=data_dir, val_size=2)
     ds = load_dataset("mnist", data_dir=data_dir, download=True, mirror=url, val_size=2)
-    assert bad.read_bytes() == blobs[bad.name]
+    # fetched into data_dir/mnist, which is searched first from now on
+    assert (data_dir / "mnist" / bad.name).read_bytes() == blobs[bad.name]
     np.testing.assert_array_equal(np.concatenate([ds.y_train, ds.y_val]),
                                   arrays["train-labels-idx1-ubyte"])
+    assert load_dataset("mnist", data_dir=data_dir, val_size=2).source == \
+        str(data_dir / "mnist")
+
+
+def test_mnist_and_fashion_mnist_share_a_data_dir(server, tmp_path, monkeypatch):
+    """Their files have the same names: each download goes to its own sub-folder, and files of
+    the one found where the other is looked for are passed over (by their published checksum)."""
+    url, files = server
+    served = {}
+    for name, seed in (("mnist", 0), ("fashion-mnist", 1)):
+        arrays = write_idx_set(tmp_path / "served" / name, gz=True, seed=seed)
+        blobs = {p.name: p.read_bytes() for p in (tmp_path / "served" / name).glob("*.gz")}
+        served[name] = (arrays, blobs)
+        monkeypatch.setitem(dl.SOURCES, name, dataclasses.replace(
+            dl.SOURCES[name], files=tuple(dl.RemoteFile(n, md5=hashlib.md5(b).hexdigest())
+                                          for n, b in blobs.items())))
+    shared = tmp_path / "data"
+    for name in ("mnist", "fashion-mnist"):
+        files.clear()
+        files.update(served[name][1])
+        dl.download_dataset(name, data_dir=shared, mirror=url, progress=False)
+    for name in ("mnist", "fashion-mnist"):
+        ds = load_dataset(name, data_dir=shared, val_size=2)
+        assert ds.source == str(shared / name)
+        np.testing.assert_array_equal(ds.y_test, served[name][0]["t10k-labels-idx1-ubyte"])
+    # MNIST's files put straight into the shared folder are not read as Fashion-MNIST
+    for n, b in served["mnist"][1].items():
+        (shared / n).write_bytes(b)
+    (shared / "fashion-mnist" / "train-labels-idx1-ubyte.gz").unlink()
+    monkeypatch.setattr(idx_module, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "no-home-data"))
+    with pytest.raises(DatasetError, match="fashion-mnist not found"):
+        load_dataset("fashion-mnist", data_dir=shared, val_size=2)
+    assert load_dataset("mnist", data_dir=shared, val_size=2).source == str(shared / "mnist")
 
 
 def test_download_reads_files_without_a_published_checksum_as_they_are(

@@ -35,6 +35,9 @@ class Source:
     base_url: str
     files: tuple[RemoteFile, ...]
     subdir: str  # folder under the data root that downloads go to
+    #: another dataset publishes files of the same names (MNIST and Fashion-MNIST): downloads
+    #: into a given data_dir go to data_dir/<subdir>, so that one does not overwrite the other
+    shared_names: bool = False
 
 
 SOURCES: dict[str, Source] = {
@@ -50,7 +53,7 @@ SOURCES: dict[str, Source] = {
          RemoteFile("train-labels-idx1-ubyte.gz", md5="25c81989df183df01b3e8a0aad5dffbe"),
          RemoteFile("t10k-images-idx3-ubyte.gz", md5="bef4ecab320f06d8554ea6380940ec79"),
          RemoteFile("t10k-labels-idx1-ubyte.gz", md5="bb300cfdad3c16e7a12a480ee83cd310")),
-        "fashion-mnist"),
+        "fashion-mnist", shared_names=True),
     # yann.lecun.com/exdb/mnist refuses scripted downloads; PyTorch's copy serves the same files
     # (same MD5s as torchvision's MNIST)
     "mnist": Source(
@@ -59,7 +62,7 @@ SOURCES: dict[str, Source] = {
          RemoteFile("train-labels-idx1-ubyte.gz", md5="d53e105ee54ea40749a09fcbcd1e9432"),
          RemoteFile("t10k-images-idx3-ubyte.gz", md5="9fb629c4189551a2d022fa330f9573f3"),
          RemoteFile("t10k-labels-idx1-ubyte.gz", md5="ec29112dd5afa0611ce80d1b7f02629c")),
-        "mnist"),
+        "mnist", shared_names=True),
 }
 
 CHUNK = 1 << 16
@@ -145,9 +148,31 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
     return dest
 
 
+def download_folder(name: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Where ``name``'s downloads go: ``data_dir`` (``data_dir/<name>`` for MNIST and
+    Fashion-MNIST, whose files have the same names), else ``<data root>/<name>``."""
+    src = SOURCES[name.lower()]
+    if data_dir is None:
+        return data_root() / src.subdir
+    return user_path(data_dir) / src.subdir if src.shared_names else user_path(data_dir)
+
+
+def other_dataset(name: str, path: str | os.PathLike) -> str | None:
+    """The dataset (other than ``name``) whose published file ``path`` is, by its checksum, or
+    None: MNIST's files found where Fashion-MNIST's were looked for, or the other way round."""
+    path = Path(path)
+    if checksum_problem(name, path) is None:  # ours (or one with no published checksum)
+        return None
+    for other, src in SOURCES.items():
+        if other != name.lower() and src.shared_names and any(
+                f.name == path.name for f in src.files) and checksum_problem(other, path) is None:
+            return other
+    return None
+
+
 def download_dataset(name: str, data_dir: str | os.PathLike | None = None,
                      mirror: str | None = None, progress: bool = True) -> list[Path]:
-    """Fetch every file of ``name`` into ``data_dir`` (default ``<data root>/<name>``).
+    """Fetch every file of ``name`` into :func:`download_folder`.
 
     Files already there with the right checksum are kept; others are downloaded again.
     """
@@ -155,7 +180,7 @@ def download_dataset(name: str, data_dir: str | os.PathLike | None = None,
     if key not in SOURCES:
         raise DatasetError(f"{name!r} cannot be downloaded; choose one of {', '.join(SOURCES)}.")
     src = SOURCES[key]
-    folder = user_path(data_dir) if data_dir is not None else data_root() / src.subdir
+    folder = download_folder(key, data_dir)
     base = (mirror or src.base_url).rstrip("/") + "/"
     out = []
     for remote in src.files:

@@ -119,7 +119,9 @@ def _find_file(folder: Path, base: str) -> Path | None:
 def candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
     roots: list[Path] = []
     if data_dir is not None:
-        roots += [user_path(data_dir), user_path(data_dir) / name]
+        # <data_dir>/<name> first: downloads go there (MNIST's and Fashion-MNIST's files have
+        # the same names), and fresh ones must win over damaged copies in data_dir itself
+        roots += [user_path(data_dir) / name, user_path(data_dir)]
     roots.append(data_root() / name)
     if name == "fashion-mnist":
         roots.append(DEBIAN_FASHION_DIR)
@@ -127,12 +129,21 @@ def candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
 
 
 def find_idx_files(name: str, data_dir: str | os.PathLike | None) -> dict[str, Path] | None:
-    """The four files of ``name`` from the first folder that has them all."""
+    """The four files of ``name`` from the first folder that has them all and whose labels are
+    not, by their published checksum, the other dataset's (MNIST and Fashion-MNIST name their
+    files alike, so one data_dir may hold the other's)."""
+    from mlplab.data.download import other_dataset
+
     for root in candidate_dirs(name, data_dir):
-        found = {role: _find_file(root, base) for role, base in FILES.items()}
-        if all(found.values()):
-            return found  # type: ignore[return-value]
+        found = _files_in(root)
+        if found is not None and other_dataset(name, found["train_labels"]) is None:
+            return found
     return None
+
+
+def _files_in(root: Path) -> dict[str, Path] | None:
+    found = {role: _find_file(root, base) for role, base in FILES.items()}
+    return found if all(found.values()) else None  # type: ignore[return-value]
 
 
 def _images(path: Path) -> np.ndarray:
@@ -182,10 +193,9 @@ def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
     if download and _needs_download(name, files):
         from mlplab.data.download import download_dataset
 
-        # into data_dir (or <data root>/<name>): searched before any other folder, so the fresh
-        # files are the ones read even where the damaged ones were found elsewhere
-        download_dataset(name, data_dir=data_dir, mirror=mirror)
-        files = find_idx_files(name, data_dir)
+        # the fresh files are the ones read, even where damaged ones were found elsewhere
+        paths = download_dataset(name, data_dir=data_dir, mirror=mirror)
+        files = _files_in(paths[0].parent)
     if files is None:
         looked = ", ".join(str(r) for r in candidate_dirs(name, data_dir))
         where = f" --data-dir {data_dir}" if data_dir is not None else ""
