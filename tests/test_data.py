@@ -132,6 +132,74 @@ def test_folder_cache_is_used_and_invalidated(tmp_path):
         load_dataset(f"folder:{root}", val_size=0, test_size=0).X_train, changed.X_train)
 
 
+def test_folder_cache_sees_swapped_files_and_refuses_foreign_contents(tmp_path, monkeypatch):
+    root = tmp_path / "pics"
+    _write_images(root, ["x", "y"], 3)
+    first = load_dataset(f"folder:{root}", val_size=0, test_size=0)
+    # a mislabelled pair fixed by swapping the files with mv: same sizes and mtimes
+    a, b = root / "x" / "0000.png", root / "y" / "0000.png"
+    a.rename(tmp_path / "tmp.png")
+    b.rename(a)
+    (tmp_path / "tmp.png").rename(b)
+    swapped = load_dataset(f"folder:{root}", val_size=0, test_size=0)
+    np.testing.assert_array_equal(swapped.X_train[0], first.X_train[3])
+    np.testing.assert_array_equal(
+        swapped.X_train, load_dataset(f"folder:{root}", val_size=0, test_size=0,
+                                      cache=False).X_train)
+    # a cache file that is a valid .npz of something else is rebuilt, not served
+    for f in (tmp_path / "cache" / "folder-cache").glob("*.npz"):
+        np.savez(f, X=np.zeros((2, 6, 5, 3), np.uint8), y=np.array([0, 1]))
+    assert len(load_dataset(f"folder:{root}", val_size=0, test_size=0).y_train) == 6
+    # no home folder for the cache, or a folder name too long for a cache file's name: the
+    # cache is skipped (it only saves time), the folder loads
+    long_root = tmp_path / ("L" * 240)
+    _write_images(long_root, ["x", "y"], 2)
+    assert len(load_dataset(f"folder:{long_root}", val_size=0, test_size=0).y_train) == 4
+    monkeypatch.delenv("MLPLAB_DATA")
+    monkeypatch.delenv("HOME", raising=False)
+    import pwd
+
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: (_ for _ in ()).throw(KeyError(uid)))
+    assert len(load_dataset(f"folder:{root}", val_size=0, test_size=0).y_train) == 6
+
+
+def test_folder_greyscale_kinds_and_sizes(tmp_path):
+    root = tmp_path / "grey"
+    for c, v in (("a", 40), ("b", 200)):
+        (root / c).mkdir(parents=True)
+        Image.fromarray(np.full((5, 6), v, np.uint8), "L").convert("LA").save(root / c / "1.png")
+        Image.fromarray(np.full((5, 6), v, np.uint8), "L").save(root / c / "2.gif")  # mode P
+    ds = load_dataset(f"folder:{root}", val_size=0, test_size=0)
+    assert ds.image_shape == (5, 6, 1)  # grey with alpha, grey palettes: one channel
+    assert sorted(set(ds.X_train.ravel().tolist())) == [40, 200]
+    # a colour palette still makes the folder RGB
+    Image.fromarray(np.dstack([np.full((5, 6), 9, np.uint8)] * 2 + [np.zeros((5, 6), np.uint8)])
+                    ).convert("P").save(root / "a" / "3.gif")
+    assert load_dataset(f"folder:{root}", val_size=0, test_size=0).image_shape == (5, 6, 3)
+    # one large image sorted first: the size message, not an allocation of gigabytes
+    big = tmp_path / "big"
+    _write_images(big, ["a", "b"], 30, size=(8, 8))
+    Image.fromarray(np.zeros((3000, 4000, 3), np.uint8)).save(big / "a" / "000-photo.png")
+    with pytest.raises(DatasetError, match="is 8x8 but 000-photo.png is 4000x3000; pass "
+                                           "--image-size"):
+        load_dataset(f"folder:{big}", cache=False)
+
+
+def test_unreadable_class_folder_is_a_dataset_error(tmp_path, monkeypatch):
+    root = tmp_path / "pics"
+    _write_images(root, ["x", "y"], 2)
+    real = os.scandir
+
+    def scandir(path):  # as for a folder of mode 000 (which root could read anyway)
+        if os.fspath(path) == os.fspath(root / "y"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(DatasetError, match="y: cannot list the folder .Permission denied."):
+        load_dataset(f"folder:{root}", cache=False)
+
+
 def test_folder_errors_name_the_file(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -830,6 +830,29 @@ def test_download_reads_files_without_a_published_checksum_as_they_are(
     np.testing.assert_array_equal(ds.y_test, deb["t10k-labels-idx1-ubyte"])
 
 
+def test_download_destinations_that_cannot_take_the_file(server, tmp_path):
+    url, files = server
+    files["blob.bin"] = b"x" * 100
+    (tmp_path / "taken" / "blob.bin").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"blob\.bin is a folder, where the download's file "
+                                           "should go"):
+        dl.download_file(f"{url}/blob.bin", tmp_path / "taken" / "blob.bin", progress=False)
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(DatasetError, match="cannot save the download to .*choose another "
+                                           "--data-dir"):
+        dl.download_file(f"{url}/blob.bin", tmp_path / "a-file" / "blob.bin", progress=False)
+
+
+def test_idx_test_images_of_another_size_are_refused_up_front(tmp_path):
+    write_idx_set(tmp_path / "m", gz=False)
+    rs = np.random.RandomState(0)
+    (tmp_path / "m" / "t10k-images-idx3-ubyte").write_bytes(
+        idx_bytes(rs.randint(0, 256, (4, 32, 32))))
+    with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte: test images are 32x32 but "
+                                           r"the training images .* are 28x28"):
+        load_dataset("mnist", data_dir=tmp_path / "m", val_size=2)
+
+
 def test_official_checksums_are_published_md5s():
     for src in dl.SOURCES.values():
         assert all(len(f.md5) == 32 for f in src.files)

@@ -69,7 +69,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = Fa
     g.add_argument("--mirror", metavar="BASE_URL", default=None,
                    help="download from BASE_URL/<file name> instead of the official site")
     g.add_argument("--val-size", metavar="N", type=_split_size, default=None,
-                   help="validation images: a count or a fraction (default: cifar10 the last "
+                   help="validation images: a count, or a fraction of the images left after "
+                        "the test split (default: cifar10 the last "
                         "1000 training images, (fashion-)mnist the last 5000, digits and folders "
                         f"a stratified 10%%{val_size_note})")
     g.add_argument("--test-size", metavar="N", type=_split_size, default=None,

@@ -109,17 +109,32 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
     try:
         response = urllib.request.urlopen(url, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        raise DatasetError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; check the "
+        reason = " ".join(str(exc.reason).split())  # a redirect loop's reason spans lines
+        raise DatasetError(f"download of {url} failed: HTTP {exc.code} {reason}; check the "
                            "URL or pass --mirror BASE_URL.") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
+        reason = " ".join(str(getattr(exc, "reason", exc)).split())
         raise DatasetError(f"cannot download {url} ({reason}); check the network, pass --mirror "
                            f"BASE_URL, or copy the file to {dest} yourself.") from None
+    with response:
+        if dest.is_dir():
+            raise DatasetError(f"{dest} is a folder, where the download's file should go; move "
+                               "it away or choose another --data-dir.")
+        try:
+            return _save(response, url, dest, remote, progress)
+        except OSError as exc:  # the destination: a folder that cannot be made or written to
+            raise DatasetError(f"cannot save the download to {dest} ({exc.strerror or exc}); "
+                               "choose another --data-dir.") from None
+
+
+def _save(response, url: str, dest: Path, remote: RemoteFile, progress: bool) -> Path:
+    """Stream ``response`` into ``dest`` through a temporary file, renamed into place only if
+    the transfer is complete and its checksums match ``remote``'s."""
     total = response.headers.get("Content-Length")
     total = int(total) if total and total.isdigit() else None
     h_md5, h_sha = hashlib.md5(), hashlib.sha256()
     got = 0
-    with response, atomic_path(dest) as tmp:
+    with atomic_path(dest) as tmp:
         try:
             with open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True,
                                             desc=dest.name, disable=None if progress else True,

@@ -32,9 +32,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".
                     ".pgm")
 #: bump when the cached layout or decoding changes, so old caches are ignored (2: the colour
 #: mode depends on every image, not the first; 16-bit images are scaled, not clipped)
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 #: Pillow modes of one-channel images; any other mode is colour (or colour with alpha)
-GREY_MODES = ("1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+GREY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
 
 def open_image(path: str | os.PathLike):
@@ -54,22 +54,28 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _image_files(class_dir: Path) -> list[tuple[str, int, int]]:
-    """``(name, size, mtime_ns)`` of the image files in ``class_dir``, sorted by name."""
+def _image_files(class_dir: Path) -> list[tuple[str, int, int, int, int]]:
+    """``(name, size, mtime_ns, ctime_ns, inode)`` of the image files in ``class_dir``, sorted
+    by name: the decode cache's key (files swapped by ``mv`` keep their sizes and mtimes, but
+    not their inodes and ctimes)."""
     out = []
-    with os.scandir(class_dir) as it:
-        for e in it:
-            if e.name.startswith(".") or not e.name.lower().endswith(IMAGE_EXTENSIONS):
-                continue
-            if e.is_file():
-                st = e.stat()
-                out.append((e.name, st.st_size, st.st_mtime_ns))
+    try:
+        with os.scandir(class_dir) as it:
+            for e in it:
+                if e.name.startswith(".") or not e.name.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                if e.is_file():
+                    st = e.stat()
+                    out.append((e.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    except OSError as exc:
+        raise DatasetError(f"{class_dir}: cannot list the folder ({exc.strerror or exc}); make "
+                           "it readable or move it out of the dataset folder.") from None
     out.sort()
     return out
 
 
 def _scan(root: Path, classes: list[str] | None
-          ) -> tuple[list[str], list[Path], np.ndarray, list[tuple[str, int, int]]]:
+          ) -> tuple[list[str], list[Path], np.ndarray, list[tuple]]:
     """Class names, image paths, labels and stat records of one folder of class folders."""
     dirs = _class_dirs(root)
     for d in dirs:
@@ -90,12 +96,12 @@ def _scan(root: Path, classes: list[str] | None
     index = {c: i for i, c in enumerate(classes)}
     paths: list[Path] = []
     labels: list[int] = []
-    stats: list[tuple[str, int, int]] = []
+    stats: list[tuple] = []
     for d in dirs:
-        for name, size, mtime in _image_files(d):
+        for name, *stat in _image_files(d):
             paths.append(d / name)
             labels.append(index[d.name])
-            stats.append((f"{d.name}/{name}", size, mtime))
+            stats.append((f"{d.name}/{name}", *stat))
     return classes, paths, np.asarray(labels, dtype=np.int64), stats
 
 
@@ -132,6 +138,17 @@ def _to_8bit(im, path: Path):
     return Image.fromarray(((arr.astype(np.uint32) + 128) // 257).astype(np.uint8))
 
 
+def _grey_palette(im) -> bool:
+    """A palette image (every GIF, some PNGs) whose used colours are all grey."""
+    if im.mode not in ("P", "PA") or im.getpalette() is None:
+        return False
+    palette = np.asarray(im.getpalette("RGB"), dtype=np.uint8).reshape(-1, 3)
+    index = np.asarray(im)
+    used = np.unique(index if index.ndim == 2 else index[..., 0])  # PA: (index, alpha)
+    rows = palette[used[used < len(palette)]]
+    return bool((rows == rows[:, :1]).all())
+
+
 def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
                 grey_only: bool = False) -> np.ndarray:
     """One image as ``uint8 (H, W, C)`` in ``mode`` (``"L"`` or ``"RGB"``), resized to ``size``.
@@ -140,7 +157,7 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
 
     try:
         with open_image(path) as im:
-            if grey_only and im.mode not in GREY_MODES:
+            if grey_only and im.mode not in GREY_MODES and not _grey_palette(im):
                 raise _ColourImage(path)
             im = _to_8bit(im, path)
             if im.mode != mode:
@@ -160,7 +177,22 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
     """Every image of ``paths`` as ``uint8 (N, H, W, C)`` in ``mode``, decoded by a few threads.
     ``grey_only``: stop at the first colour image (``_ColourImage``)."""
     first = _read_image(paths[0], mode, size, grey_only)
-    out = np.empty((len(paths), *first.shape), dtype=np.uint8)
+    if size is None:  # an odd first image must not size the whole array (101 GiB for a photo)
+        for other in sorted({paths[len(paths) // 2], paths[-1]} - {paths[0]}):
+            try:
+                with open_image(other) as im:  # the header only
+                    wh = im.size
+            except Exception:  # unreadable: the decode below reports it, in order
+                continue
+            if wh != (first.shape[1], first.shape[0]):
+                raise _size_mismatch(other, wh, paths[0], first.shape)
+    try:
+        out = np.empty((len(paths), *first.shape), dtype=np.uint8)
+    except MemoryError:
+        raise DatasetError(
+            f"{len(paths)} images of {first.shape[1]}x{first.shape[0]} ({paths[0].name}) need "
+            f"{len(paths) * first.size / 2**30:.1f} GiB; pass --image-size (image_size=) to "
+            "shrink them.") from None
     out[0] = first
     failed = threading.Event()  # one thread's error stops the others: the result is discarded
 
@@ -171,10 +203,8 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
                     return
                 arr = _read_image(paths[i], mode, size, grey_only)
                 if arr.shape != first.shape:
-                    raise DatasetError(
-                        f"{paths[i]}: image is {arr.shape[1]}x{arr.shape[0]} but "
-                        f"{paths[0].name} is {first.shape[1]}x{first.shape[0]}; pass "
-                        "--image-size (image_size=) to resize all images to one size.")
+                    raise _size_mismatch(paths[i], (arr.shape[1], arr.shape[0]), paths[0],
+                                         first.shape)
                 out[i] = arr
         except BaseException:
             failed.set()
@@ -195,6 +225,13 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
                 for c, _ in zip(chunks, ex.map(work, chunks)):  # re-raises the first error
                     bar.update(len(c))
     return out
+
+
+def _size_mismatch(path: Path, wh: tuple[int, int], first: Path,
+                   first_shape: tuple[int, ...]) -> DatasetError:
+    return DatasetError(f"{path}: image is {wh[0]}x{wh[1]} but {first.name} is "
+                        f"{first_shape[1]}x{first_shape[0]}; pass --image-size (image_size=) to "
+                        "resize all images to one size.")
 
 
 def _decode_any(paths: list[Path], size: tuple[int, int] | None) -> np.ndarray:
@@ -230,23 +267,51 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
         if empty:
             raise DatasetError(f"{root}: class folder(s) {', '.join(empty)} hold no images; "
                                "add images to them or move them out of the dataset folder.")
-    ident = [CACHE_VERSION, str(root.resolve()), image_size, mode, classes, stats]
-    key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()
-    cache_file = data_root() / "folder-cache" / f"{root.name or 'root'}-{key[:20]}.npz"
-    if cache and cache_file.is_file():
-        try:
-            with np.load(cache_file, allow_pickle=False) as z:
-                return z["X"], z["y"], classes
-        except Exception:  # a damaged cache is rebuilt, never trusted
-            pass
+    cache_file = _cache_file(root, [CACHE_VERSION, str(root.resolve()), image_size, mode,
+                                    classes, stats]) if cache else None
+    if cache_file is not None:
+        cached = _read_cache(cache_file, y, image_size, mode)
+        if cached is not None:
+            return cached, y, classes
     X = _decode(paths, mode, image_size) if mode else _decode_any(paths, image_size)
-    if cache:
+    if cache_file is not None:
         try:
             with atomic_path(cache_file) as tmp, open(tmp, "wb") as f:
                 np.savez(f, X=X, y=y)
         except OSError as exc:
             warnings.warn(f"could not write the image cache {cache_file}: {exc}", stacklevel=2)
     return X, y, classes
+
+
+def _cache_file(root: Path, ident: list) -> Path | None:
+    """Where the decode cache of ``root`` lives, or None where it cannot (no home folder for the
+    data root, a name the file system refuses): the cache only saves time."""
+    key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()
+    try:
+        # at most 80 bytes of the folder's name: the file system's limit is 255
+        name = os.fsdecode(os.fsencode(root.name or "root")[:80])
+        path = data_root() / "folder-cache" / f"{name}-{key[:20]}.npz"
+        path.is_file()  # a name too long, a folder that cannot be entered: OSError here
+    except (DatasetError, OSError):
+        return None
+    return path
+
+
+def _read_cache(path: Path, y: np.ndarray, image_size, mode: str | None) -> np.ndarray | None:
+    """The cached images, if the file holds what this folder's decode would give in shape and
+    labels; a damaged or foreign file is rebuilt, never trusted."""
+    try:
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            X, cached_y = z["X"], z["y"]
+    except Exception:
+        return None
+    channels = {"L": (1,), "RGB": (3,)}.get(mode or "", (1, 3))
+    ok = (X.dtype == np.uint8 and X.ndim == 4 and len(X) == len(y) and X.shape[3] in channels
+          and (image_size is None or tuple(X.shape[1:3]) == tuple(image_size))
+          and np.array_equal(cached_y, y))
+    return X if ok else None
 
 
 def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = None,

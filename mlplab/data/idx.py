@@ -54,7 +54,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "has trailing bytes"
         raise DatasetError(f"{path}: {what}: the header promises {'x'.join(map(str, dims))} "
-                           f"values ({expected} bytes) but the file holds {len(raw)} bytes.")
+                           f"values ({expected} bytes) but the file holds {len(raw)} bytes; "
+                           "delete it and download again.")
     try:
         arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     except ValueError:  # an empty array whose other dimensions multiply beyond 2**63
@@ -209,6 +210,10 @@ def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
     X = _images(files["train_images"])
     y = _labels(files["train_labels"], len(X), k)
     Xt = _images(files["test_images"])
+    if Xt.shape[1:] != X.shape[1:]:  # else the model would fail on the test set, after training
+        raise DatasetError(f"{files['test_images']}: test images are {Xt.shape[2]}x{Xt.shape[1]}"
+                           f" but the training images ({files['train_images'].name}) are "
+                           f"{X.shape[2]}x{X.shape[1]}; the files are not one dataset.")
     yt = _labels(files["test_labels"], len(Xt), k)
     return Dataset(name, list(CLASSES[name]), X, y, X[:0], y[:0], Xt, yt,
                    source=str(files["train_images"].parent))
