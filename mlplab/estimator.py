@@ -130,6 +130,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got "
                              f"{self.activation!r}.")
+        if not is_int(self.batch_size) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {self.batch_size!r}.")
         if not is_int(self.max_epochs) or self.max_epochs < 1:
             raise ValueError(f"max_epochs must be a positive integer; got {self.max_epochs!r}.")
         if self.early_stopping and not 0 < self.validation_fraction < 1:
@@ -181,6 +183,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.early_stopping:
             self.validation_scores_ = list(history.val_acc)
             self.best_validation_score_ = history.best_val_acc
+        else:  # as scikit-learn: no stale scores from an earlier fit with early stopping
+            self.validation_scores_ = self.best_validation_score_ = None
         return self
 
     def predict_proba(self, X) -> np.ndarray:

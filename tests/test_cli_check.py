@@ -24,6 +24,9 @@ def test_gradcheck_cli(extra, capsys):
     assert main(["gradcheck", "--hidden", "8,6", "--json", *extra]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["passed"] and "W3" in data["errors"]
+    # the settings the text output prints, so that a saved result says what it checked
+    assert data["settings"]["hidden"] == [8, 6] and data["shapes"]["W3"] == [6, 5]
+    assert data["settings"]["batchnorm"] == ("--batchnorm" in extra)
 
 
 def test_gradcheck_fails_above_tolerance(capsys):

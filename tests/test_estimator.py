@@ -66,6 +66,9 @@ def test_string_labels_float32_and_early_stopping(digits):
     assert set(clf.predict(scaler.transform(X_te))) <= set(names)
     assert clf.score(scaler.transform(X_te), names[y_te]) > 0.9
     assert clf.n_iter_ < 200 and clf.best_validation_score_ == max(clf.validation_scores_)
+    # refitted without early stopping: no scores left over from the first fit (as scikit-learn)
+    clf.set_params(early_stopping=False, max_epochs=2).fit(X_tr, y_tr)
+    assert clf.validation_scores_ is None and clf.best_validation_score_ is None
 
 
 def test_bad_hyperparameters_are_reported_at_fit(digits):
@@ -75,6 +78,9 @@ def test_bad_hyperparameters_are_reported_at_fit(digits):
             MLPClassifier(hidden_sizes=hidden).fit(X_tr, y_tr)
     with pytest.raises(ValueError, match="max_epochs"):
         MLPClassifier(max_epochs=True).fit(X_tr, y_tr)
+    for batch in (2.5, 0, "64"):  # not silently truncated to 2
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            MLPClassifier(batch_size=batch).fit(X_tr, y_tr)
     with pytest.raises(ValueError, match="unknown optimizer"):
         MLPClassifier(optimizer="rmsprop").fit(X_tr, y_tr)
     with pytest.raises(ValueError, match="2 classes"):

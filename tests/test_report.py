@@ -235,6 +235,45 @@ def test_reuse_keeps_earlier_sections_and_reruns_the_selected(tmp_path):
         reproduce("digits", TINY, out=tmp_path, seed=1, log=False, only=["q2"], reuse=True)
 
 
+def test_reuse_hands_the_kept_stages_results_to_the_ones_run_again(tmp_path):
+    from mlplab.data import load_dataset
+
+    first = reproduce("digits", TINY, out=tmp_path, log=False,
+                      only=["data", "q3_tuning", "q3_tuned"])
+    best = {s.key: s for s in first.sections}["q3_tuning"].data["best_settings"]
+    # the kept Data section still gives the dataset, the kept search its best settings
+    again = reproduce("digits", TINY, out=tmp_path, log=False, only=["q3_tuned"], reuse=True)
+    tuned = {s.key: s for s in again.sections}["q3_tuned"]
+    assert tuned.status == "ok", tuned.reason
+    md = (tmp_path / "report.md").read_text()
+    assert "the search's best" in md and str(best["hidden_size"]) in md
+    # other data options than the kept sections': refused, not mixed into one report
+    other = lambda: load_dataset("digits", seed=0, val_size=400, test_size=400)  # noqa: E731
+    with pytest.raises(ValueError, match=r"--reuse: this command's data differ from the "
+                                         r"earlier report's in sizes.*'val': 400"):
+        reproduce("digits", TINY, out=tmp_path, log=False, only=["q3_tuned"], reuse=True,
+                  loader=other)
+    with pytest.raises(ValueError, match="--reuse: this command's data differ"):
+        reproduce("digits", TINY, out=tmp_path, log=False, only=["data"], reuse=True,
+                  loader=other)
+
+
+def test_free_text_is_shown_as_text_in_both_renderings():
+    import html
+
+    from mlplab.report.rendering import md_literal
+
+    reason = "no images matching '*.png' or '*.jpg' in /data/[x](javascript:alert(1))"
+    s = Section("x", "G", "T", [Text("see [the docs](https://example.org/?a=1&b=2)")],
+                status="not run", reason=reason)
+    page = to_html("t", ["Not run: T (" + md_literal(reason) + ")"], [s], Path("."))
+    assert 'href="javascript' not in page and "<em>" not in page
+    assert html.escape(reason) in page  # the reason as it is, in the section and the intro
+    assert '<a href="https://example.org/?a=1&amp;b=2">the docs</a>' in page
+    md = to_markdown("t", [], [s])
+    assert "> **Not run:** " + md_literal(reason) in md and "\\[x\\]" in md
+
+
 def test_renderers_escape_and_align():
     s = Section("x", "Group <&>", "Title", [
         Text("a `<b>` **bold** *it* [link](https://example.org) <script>x</script>"),

@@ -81,6 +81,10 @@ def run_gradcheck(args: argparse.Namespace) -> int:
                 raise ValueError(f"--{name} must be at least 1; got {getattr(args, name)}.")
         if args.classes < 2:
             raise ValueError(f"--classes must be at least 2; got {args.classes}.")
+        if args.batchnorm and args.samples < 2:
+            # one row is its own batch mean: every gradient through batch norm is zero, so a
+            # wrong backward pass would pass
+            raise ValueError(f"--batchnorm needs --samples of at least 2; got {args.samples}.")
         if not args.tol > 0:
             raise ValueError(f"--tol must be a number > 0; got {args.tol}.")
         if not 0 <= args.reg < float("inf"):
@@ -100,8 +104,13 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     errors = check_model(model, X, y, reg=args.reg, metric=args.metric)
     ok = all(e < args.tol for e in errors.values())
     if args.json:
+        settings = {"inputs": args.inputs, "hidden": hidden, "classes": args.classes,
+                    "samples": args.samples, "activation": args.activation,
+                    "dropout": args.dropout, "batchnorm": args.batchnorm, "reg": args.reg,
+                    "seed": args.seed}
         print(json.dumps({"passed": ok, "tol": args.tol, "metric": args.metric,
-                          "errors": errors}, indent=2))
+                          "settings": settings, "errors": errors,
+                          "shapes": {k: list(model.params[k].shape) for k in errors}}, indent=2))
     else:
         print(f"MLP {args.inputs} -> {hidden} -> {args.classes}, activation {args.activation}, "
               f"dropout {args.dropout}, batchnorm {args.batchnorm}, reg {args.reg}, "

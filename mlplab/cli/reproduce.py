@@ -8,6 +8,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mlplab.cli import seed_arg
     from mlplab.cli._types import positive_int
     from mlplab.cli.data import add_dataset_arguments
     from mlplab.report.budgets import BUDGETS
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: %(default)s)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="report folder (default: runs/report-<dataset>-<budget>)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of every stage: splits, weights, minibatches, tuning, PyTorch "
                         "(default: %(default)s)")
     p.add_argument("--threads", type=positive_int, default=1,

@@ -48,8 +48,34 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+#: the characters :func:`md_literal` escapes: those that would start Markdown markup
+_MD_SPECIAL = r"[\\`*_\[\]()<>#|]"
+
+
+def md_literal(text: str) -> str:
+    """``text`` (an error message, a path) escaped so that Markdown, and this module's HTML,
+    show it as it is rather than read links or emphasis into it."""
+    return re.sub(f"({_MD_SPECIAL})", r"\\\1", str(text))
+
+
+def _link(m: re.Match) -> str:
+    label, href = m.group(1), html.unescape(m.group(2))
+    if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:", href) and not re.match(r"(?i)https?:|mailto:",
+                                                                   href):
+        return m.group(0)  # javascript: and the like stay text
+    return f'<a href="{html.escape(href)}">{label}</a>'
+
+
 def _inline_html(text: str) -> str:
-    """The inline Markdown subset as HTML: escape first, then code spans, links, bold, italic."""
+    """The inline Markdown subset as HTML: escape first, then code spans, links, bold, italic;
+    a backslash-escaped character (:func:`md_literal`) is shown as itself."""
+    kept: list[str] = []
+
+    def keep(m: re.Match) -> str:
+        kept.append(m.group(1))
+        return f"\x00{len(kept) - 1}\x00"
+
+    text = re.sub(f"\\\\({_MD_SPECIAL})", keep, text)
     parts = re.split(r"(`[^`]*`)", text)
     out = []
     for part in parts:
@@ -57,12 +83,12 @@ def _inline_html(text: str) -> str:
             out.append(f"<code>{html.escape(part[1:-1])}</code>")
             continue
         s = html.escape(part, quote=False)
-        s = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)",
-                   lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>', s)
+        s = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", _link, s)
         s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
         s = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", s)
         out.append(s)
-    return "".join(out)
+    return re.sub("\x00(\\d+)\x00", lambda m: html.escape(kept[int(m.group(1))]),
+                  "".join(out))
 
 
 def _md_cell(text: str) -> str:
@@ -87,7 +113,7 @@ def to_markdown(title: str, intro: Sequence[str], sections: Sequence[Section]) -
             if s.title:
                 lines += [f"### {s.title}", ""]
             if s.status != "ok":
-                lines += [f"> **Not run:** {s.reason}", ""]
+                lines += [f"> **Not run:** {md_literal(s.reason)}", ""]
             for b in s.blocks:
                 lines += _md_block(b) + [""]
     return "\n".join(lines).rstrip() + "\n"
@@ -143,7 +169,7 @@ def to_html(title: str, intro: Sequence[str], sections: Sequence[Section], root:
                 body.append(f'<h3 id="{_slug(s.key)}">{html.escape(s.title)}</h3>')
             if s.status != "ok":
                 body.append(f'<p class="notrun"><strong>Not run:</strong> '
-                            f'{_inline_html(s.reason)}</p>')
+                            f'{html.escape(s.reason)}</p>')
             body += [_html_block(b, root, embed) for b in s.blocks]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"

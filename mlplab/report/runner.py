@@ -32,7 +32,7 @@ from mlplab.report.document import (
     block_to_dict,
 )
 from mlplab.report.fmt import seconds
-from mlplab.report.rendering import to_html, to_markdown
+from mlplab.report.rendering import md_literal, to_html, to_markdown
 from mlplab.report.stages_exercise import stage_q1, stage_q2, stage_q3_toy
 from mlplab.report.stages_summary import stage_summary
 from mlplab.report.stages_torch import stage_q4
@@ -189,6 +189,7 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
                 old.status == "ok":
             section = old
             ctx.reused.add(stage.key)
+            _restore(ctx, stage.key, old, only)
             _print(log, f"reproduce {label}: reused from the earlier report")
         elif only is not None and stage.key not in only:
             section.status, section.reason = "not run", "not selected (--only)."
@@ -207,11 +208,53 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
                 _append_error_log(ctx.out, stage.key, traceback.format_exc())
             section.seconds = time.perf_counter() - t0
             section.cpu_seconds = time.process_time() - c0
+            if stage.key == "data" and section.status == "ok" and earlier is not None:
+                _check_same_data(ctx, (earlier.get("loaded") or {}).get("data"))
             state = "done" if section.status == "ok" else f"NOT RUN ({section.reason})"
             _print(log, f"reproduce {label}: {state} in {seconds(section.seconds)} "
                         f"(CPU {seconds(section.cpu_seconds)})")
         ctx.sections[stage.key] = section
         sections.append(section)
+
+
+#: the stages that train on the dataset (which the data stage loads)
+_DATA_USERS = ("q3_default", "q3_tuning", "q3_tuned", "q4")
+
+
+def _restore(ctx: Context, key: str, old: Section, only: Sequence[str]) -> None:
+    """What a reused section's stage would have handed to the stages run again: the dataset
+    (loaded again, and checked to be the one the earlier report used) and the search's best
+    settings, so that the tuned network is the search's, not only the preset."""
+    if key == "data" and any(k in only for k in _DATA_USERS):
+        from mlplab.data import load_dataset
+
+        ctx.shared["dataset"] = ctx.loader() if ctx.loader is not None else \
+            load_dataset(ctx.dataset, seed=ctx.seed)
+        _check_same_data(ctx, old)
+    elif key == "q3_tuning" and "best_settings" in old.data:
+        ctx.shared["tuning"] = {"settings": dict(old.data["best_settings"]), "result": None}
+
+
+def _check_same_data(ctx: Context, old: Section | None) -> None:
+    """With --reuse, refuse data whose splits are not the earlier report's: its kept sections
+    were computed on those (other --val-size, --test-size, --image-size, --data-dir)."""
+    if old is None or old.status != "ok" or "dataset" not in ctx.shared:
+        return
+    ds = ctx.shared["dataset"]
+    now = {"name": ds.name, "image_shape": list(ds.image_shape), "classes": list(ds.classes),
+           "sizes": {s: len(ds.split(s)[1]) for s in ("train", "val", "test")}}
+    if "splits" in old.data:
+        from mlplab.runs import split_record
+
+        now["splits"] = split_record(ds)
+    then = {k: old.data.get(k) for k in now}
+    diff = [k for k in now if then[k] is not None and then[k] != now[k]]
+    if diff:
+        shown = [f"{k}={now[k]}" for k in diff if k != "splits"] + \
+            (["other images"] if "splits" in diff else [])
+        raise ValueError(f"--reuse: this command's data differ from the earlier report's in "
+                         f"{', '.join(diff)} (now {'; '.join(shown)}); its kept sections would "
+                         "not match. Give the same data options, or run without --reuse.")
 
 
 def _print(log: TextIO | bool, line: str) -> None:
@@ -283,7 +326,7 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
                          for (cmd, date), names in runs.items()) + ".")
     skipped = [s for s in sections if s.status != "ok"]
     if skipped:
-        intro.append("Not run: " + "; ".join(f"{s.title or s.group} ({s.reason})"
+        intro.append("Not run: " + "; ".join(f"{s.title or s.group} ({md_literal(s.reason)})"
                                                for s in skipped))
     js = ctx.out / "report.json"
     write_json(js, {

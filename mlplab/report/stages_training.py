@@ -40,9 +40,12 @@ def stage_data(ctx: Context, section: Section) -> None:
     path, rel = ctx.figure("data-samples.png")
     figures.sample_images(ds, path, seed=ctx.seed)
     section.add(Figure(rel, "Random training images of every class"))
+    from mlplab.runs import split_record
+
     section.data.update(name=ds.name, source=ds.source, image_shape=list(ds.image_shape),
                         classes=list(ds.classes),
-                        sizes={s: summary["splits"][s]["size"] for s in ("train", "val", "test")})
+                        sizes={s: summary["splits"][s]["size"] for s in ("train", "val", "test")},
+                        splits=split_record(ds))  # what --reuse checks its data against
 
 
 def is_cifar_like(ds) -> bool:
