@@ -30,7 +30,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from mlplab._validation import check_positive, is_int
+from mlplab._validation import check_int, check_positive, is_int
 from mlplab.models import ACTIVATIONS, MLP
 from mlplab.trainer import Callback, Trainer
 
@@ -130,8 +130,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got "
                              f"{self.activation!r}.")
-        if not is_int(self.batch_size) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {self.batch_size!r}.")
+        check_int(self.batch_size, "batch_size")  # 2.5 is not silently trained as 2
         if not is_int(self.max_epochs) or self.max_epochs < 1:
             raise ValueError(f"max_epochs must be a positive integer; got {self.max_epochs!r}.")
         if self.early_stopping and not 0 < self.validation_fraction < 1:

@@ -79,7 +79,7 @@ def test_bad_hyperparameters_are_reported_at_fit(digits):
     with pytest.raises(ValueError, match="max_epochs"):
         MLPClassifier(max_epochs=True).fit(X_tr, y_tr)
     for batch in (2.5, 0, "64"):  # not silently truncated to 2
-        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
             MLPClassifier(batch_size=batch).fit(X_tr, y_tr)
     with pytest.raises(ValueError, match="unknown optimizer"):
         MLPClassifier(optimizer="rmsprop").fit(X_tr, y_tr)
