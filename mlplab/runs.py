@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -118,10 +119,13 @@ class RunConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.hidden, np.ndarray):
+            self.hidden = self.hidden.tolist()
         if isinstance(self.hidden, int | str) and not isinstance(self.hidden, bool):
             self.hidden = [int(h) for h in str(self.hidden).split(",") if h.strip()]
         if not isinstance(self.hidden, list | tuple) or not all(
-                is_int(h) or (isinstance(h, str) and h.strip().isdigit()) for h in self.hidden):
+                is_int(h) or (isinstance(h, float) and h.is_integer())
+                or (isinstance(h, str) and h.strip().isdigit()) for h in self.hidden):
             raise ValueError(f"hidden must be a list of layer sizes (integers), e.g. [500, 250]; "
                              f"got {self.hidden!r}.")
         self.hidden = [int(h) for h in self.hidden]
@@ -485,15 +489,23 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
             raise ValueError("give the run's data or the folder it moved to (data_dir), not "
                              "both.")
         cfg = relocated(cfg, data_dir)
-    ds, owned = _take_dataset(cfg, data)
-    if cfg.eval_test:
-        require_test_split(ds)
+    loaded = state = None
     if ckpt.is_file():
         loaded, state, seconds = load_checkpoint(ckpt)
+    # a folder decoded to the checkpoint's channels, whatever this mlplab would choose now
+    ds, owned = _take_dataset(cfg, data, loaded.extra.get("image_shape") if loaded else None)
+    if cfg.eval_test:
+        require_test_split(ds)
+    if loaded is not None:
         pre, model = loaded.preprocessing, loaded.model
         _check_same_network(model, cfg, ckpt)  # not a checkpoint copied in from another run
         if data_dir is not None:
-            _check_same_data(loaded.extra.get("splits", {}), ds, ckpt)
+            if loaded.extra.get("splits"):
+                _check_same_data(loaded.extra["splits"], ds, ckpt)
+            else:
+                warnings.warn(f"{ckpt} was written by an mlplab that did not record the run's "
+                              f"splits: the data in {data_dir} cannot be checked against them; "
+                              "make sure it is the run's.", stacklevel=2)
         X_train = pre.transform(ds.X_train)
     else:  # killed before the first epoch ended: start again from scratch, same seed
         pre, model, X_train = _fresh(cfg, ds)
@@ -543,11 +555,12 @@ def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
                              f"{CONFIG_FILE} says {value!r}: it is not this run's checkpoint.")
 
 
-def _take_dataset(cfg: RunConfig, data: Any) -> tuple[Any, bool]:
+def _take_dataset(cfg: RunConfig, data: Any,
+                  image_shape: Sequence[int] | None = None) -> tuple[Any, bool]:
     """The run's dataset and whether the run owns it: it does when it loads it itself (``data``
     None, or a function that loads it), and may then free what it no longer needs."""
     if data is None:
-        return load_run_dataset(cfg), True
+        return load_run_dataset(cfg, image_shape), True
     if callable(data):
         return data(), True
     return data, False
@@ -573,13 +586,19 @@ def _fresh(cfg: RunConfig, ds) -> tuple[Any, MLP, np.ndarray]:
     return pre, model, X_train
 
 
-def load_run_dataset(cfg: RunConfig):
-    """Load the raw dataset a run config names (with its split settings)."""
+def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None):
+    """Load the raw dataset a run config names (with its split settings). ``image_shape``: the
+    run's (its model file's), whose channel count a folder is decoded to, so that a run keeps
+    working where a later mlplab would decide the folder's colour otherwise (it reads grey GIFs
+    and grey PNGs with alpha as one channel; mlplab before that read them as three)."""
     from mlplab.data import load_dataset
 
+    folder = cfg.dataset.lower().startswith("folder:")
+    channels = int(image_shape[2]) if folder and image_shape is not None and \
+        len(image_shape) == 3 and image_shape[2] in (1, 3) else None
     return load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
                         val_size=cfg.val_size, test_size=cfg.test_size,
-                        image_size=cfg.image_size, seed=cfg.data_seed)
+                        image_size=cfg.image_size, seed=cfg.data_seed, channels=channels)
 
 
 def _crop_padding(cfg: RunConfig, image_shape: Sequence[int]) -> int:
@@ -938,7 +957,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -
     from mlplab.data.base import SPLITS
 
     loaded, cfg, metrics = load_run(run)
-    ds = data if data is not None else load_run_dataset(cfg)
+    ds = data if data is not None else load_run_dataset(cfg, loaded.extra.get("image_shape"))
     X, y = ds.split(split)
     _check_same_split(metrics, split, X, y, ds.name)
     if not len(y):

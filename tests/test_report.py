@@ -256,6 +256,10 @@ def test_reuse_hands_the_kept_stages_results_to_the_ones_run_again(tmp_path):
     with pytest.raises(ValueError, match="--reuse: this command's data differ"):
         reproduce("digits", TINY, out=tmp_path, log=False, only=["data"], reuse=True,
                   loader=other)
+    # no kept section used the data (all of them run again): other data is fine
+    again = reproduce("digits", TINY, out=tmp_path, log=False,
+                      only=["data", "q3_tuning", "q3_tuned"], reuse=True, loader=other)
+    assert all(s.status == "ok" for s in again.sections if s.key in ("data", "q3_tuned"))
 
 
 def test_free_text_is_shown_as_text_in_both_renderings():
@@ -272,6 +276,9 @@ def test_free_text_is_shown_as_text_in_both_renderings():
     assert '<a href="https://example.org/?a=1&amp;b=2">the docs</a>' in page
     md = to_markdown("t", [], [s])
     assert "> **Not run:** " + md_literal(reason) in md and "\\[x\\]" in md
+    # a code span keeps its backslashes, as in Markdown
+    assert "<code>C:\\data\\_train</code>" in to_html(
+        "t", ["`C:\\data\\_train`"], [], Path("."))
 
 
 def test_renderers_escape_and_align():

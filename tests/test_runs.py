@@ -417,6 +417,38 @@ def test_resume_from_moved_data(tmp_path, digits):
     assert evaluate_run(run, "val")["accuracy"] == pytest.approx(again.metrics["val_accuracy"])
 
 
+def test_a_run_keeps_the_channels_it_was_trained_with(tmp_path, digits):
+    """Grey GIFs decode as one channel; a run whose model saw them as three (as mlplab did
+    before) is still evaluated and resumed on three."""
+    for i, (image, label) in enumerate(zip(digits.X_train[:60], digits.y_train[:60])):
+        (tmp_path / "gifs" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[:, :, 0]).save(tmp_path / "gifs" / str(label) / f"{i}.gif")
+    name = f"folder:{tmp_path / 'gifs'}"
+    assert load_dataset(name).image_shape == (8, 8, 1)
+    rgb = load_dataset(name, channels=3, val_size=10, test_size=10)
+    assert rgb.image_shape == (8, 8, 3)
+    np.testing.assert_array_equal(rgb.X_train[..., 0], rgb.X_train[..., 2])
+    run = tmp_path / "run"
+    options = {"dataset": name, "val_size": 10, "test_size": 10, "hidden": [8], "epochs": 3,
+               "batch_size": 20}
+    saved = {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                saved["bytes"] = (run / "checkpoint.npz").read_bytes()
+
+    full = train_run(options, out=run, data=rgb, plots=False, callbacks=[Keep()])
+    assert evaluate_run(run, "val")["accuracy"] == pytest.approx(full.metrics["val_accuracy"])
+    (run / "metrics.json").unlink()
+    (run / "checkpoint.npz").write_bytes(saved["bytes"])
+    again = resume_run(run, plots=False)
+    np.testing.assert_array_equal(again.model.params["W1"], full.model.params["W1"])
+    # the library API still takes NumPy sizes
+    assert RunConfig(hidden=np.array([32, 16])).hidden == [32, 16]
+    assert RunConfig(hidden=(32.0,)).hidden == [32]
+
+
 def test_bad_run_options_are_clear_errors(digits):
     with pytest.raises(ValueError, match="unknown run options: colour"):
         train_run({"colour": "red"}, data=digits)

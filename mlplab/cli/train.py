@@ -248,8 +248,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     data = None
     if args.data_dir:
-        _, cfg, _ = load_run(args.run)
-        data = load_run_dataset(relocated(cfg, args.data_dir))
+        loaded, cfg, _ = load_run(args.run)
+        data = load_run_dataset(relocated(cfg, args.data_dir), loaded.extra.get("image_shape"))
     res = evaluate_run(args.run, args.split, data=data)
     if args.json:
         print(json.dumps(res, indent=2))

@@ -144,7 +144,8 @@ def load_digits_dataset(val_size=None, test_size=None, seed: int | None = 0) -> 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = False,
                  val_size: int | float | None = None, test_size: int | float | None = None,
                  image_size: int | str | tuple[int, int] | None = None, seed: int | None = 0,
-                 mirror: str | None = None, cache: bool = True) -> Dataset:
+                 mirror: str | None = None, cache: bool = True,
+                 channels: int | None = None) -> Dataset:
     """Load a dataset's raw splits.
 
     Parameters
@@ -161,6 +162,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     seed : seed of the stratified splits.
     mirror : base URL replacing the official download location.
     cache : keep decoded image folders in a cache file (see :mod:`mlplab.data.folder`).
+    channels : folders only: 1 or 3 decodes every image as grey or RGB (a run's own layout);
+        default: grey only if every image is.
 
     Raises
     ------
@@ -179,7 +182,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         from mlplab.data.folder import load_folder
 
         path = user_path(key[len("folder:"):])
-        (X, y), test, classes = load_folder(path, size, cache=cache)
+        (X, y), test, classes = load_folder(path, size, cache=cache, channels=channels)
         return _holdout_splits(f"folder:{path}", classes, X, y, test, val_size, test_size, seed,
                                source=str(path))
     low = _ALIASES[low]

@@ -315,20 +315,25 @@ def _read_cache(path: Path, y: np.ndarray, image_size, mode: str | None) -> np.n
 
 
 def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = None,
-                cache: bool = True) -> tuple[tuple[np.ndarray, np.ndarray],
-                                             tuple[np.ndarray, np.ndarray] | None, list[str]]:
+                cache: bool = True, channels: int | None = None
+                ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None,
+                           list[str]]:
     """``((X, y) train, (X, y) test or None, classes)`` of an image folder.
 
     With ``train/`` (and optionally ``test/``) sub-folders those are the splits; otherwise every
-    class sub-folder is training data.
+    class sub-folder is training data. ``channels`` 1 or 3 decodes every image as grey or RGB
+    (a run's own layout); None decides from the images (grey only if every image is).
     """
+    if channels not in (None, 1, 3):
+        raise DatasetError(f"channels must be None, 1 or 3; got {channels!r}.")
+    mode = {None: None, 1: "L", 3: "RGB"}[channels]
     root = user_path(path)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder (folder:PATH needs a folder with one "
                            "sub-folder per class).")
     train_dir = root / "train"
     if train_dir.is_dir():
-        X, y, classes = read_image_folder(train_dir, image_size, cache=cache)
+        X, y, classes = read_image_folder(train_dir, image_size, mode=mode, cache=cache)
         test = None
         if (root / "test").is_dir():
             Xt, yt, _ = read_image_folder(root / "test", image_size, classes=classes,
@@ -338,5 +343,5 @@ def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = No
                                    f"images are {X.shape[1:]}; pass --image-size.")
             test = (Xt, yt)
         return (X, y), test, classes
-    X, y, classes = read_image_folder(root, image_size, cache=cache)
+    X, y, classes = read_image_folder(root, image_size, mode=mode, cache=cache)
     return (X, y), None, classes

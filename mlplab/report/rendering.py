@@ -75,13 +75,14 @@ def _inline_html(text: str) -> str:
         kept.append(m.group(1))
         return f"\x00{len(kept) - 1}\x00"
 
-    text = re.sub(f"\\\\({_MD_SPECIAL})", keep, text)
-    parts = re.split(r"(`[^`]*`)", text)
+    # code spans first (an escaped backtick opens none), whose backslashes are their own
+    parts = re.split(r"((?<!\\)`[^`]*`)", text)
     out = []
     for part in parts:
         if part.startswith("`") and part.endswith("`") and len(part) >= 2:
             out.append(f"<code>{html.escape(part[1:-1])}</code>")
             continue
+        part = re.sub(f"\\\\({_MD_SPECIAL})", keep, part)
         s = html.escape(part, quote=False)
         s = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", _link, s)
         s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)

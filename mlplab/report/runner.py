@@ -208,7 +208,8 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
                 _append_error_log(ctx.out, stage.key, traceback.format_exc())
             section.seconds = time.perf_counter() - t0
             section.cpu_seconds = time.process_time() - c0
-            if stage.key == "data" and section.status == "ok" and earlier is not None:
+            if stage.key == "data" and section.status == "ok" and earlier is not None and \
+                    _kept_data_users(earlier, only):
                 _check_same_data(ctx, (earlier.get("loaded") or {}).get("data"))
             state = "done" if section.status == "ok" else f"NOT RUN ({section.reason})"
             _print(log, f"reproduce {label}: {state} in {seconds(section.seconds)} "
@@ -219,6 +220,13 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
 
 #: the stages that train on the dataset (which the data stage loads)
 _DATA_USERS = ("q3_default", "q3_tuning", "q3_tuned", "q4")
+
+
+def _kept_data_users(earlier: dict[str, Any], only: Sequence[str] | None) -> list[str]:
+    """The earlier report's sections computed on its data that this run keeps."""
+    loaded = earlier.get("loaded") or {}
+    return [k for k in _DATA_USERS if only is not None and k not in only
+            and k in loaded and loaded[k].status == "ok"]
 
 
 def _restore(ctx: Context, key: str, old: Section, only: Sequence[str]) -> None:
