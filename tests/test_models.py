@@ -50,6 +50,34 @@ def test_gradient_check_leaves_the_model_as_it_was(rng):
     assert np.isnan(model.params["W1"][0, 0]) and not dropout.frozen
 
 
+def test_forward_and_backward_are_vectorised():
+    """SPEC §1: no Python loop over samples. The Python calls one loss-and-gradient evaluation
+    makes are counted: 10 rows and 1,000 rows must make the same calls."""
+    import sys
+
+    def calls(n: int) -> int:
+        rng = np.random.RandomState(0)
+        X, y = rng.randn(n, 6), rng.randint(3, size=n)
+        net = MLP(6, [8, 7], 3, dropout=0.2, batchnorm=True, seed=0, dtype=np.float64)
+        net.loss(X, y, reg=0.1)  # first calls: imports and buffers of this batch shape
+        net.predict_proba(X)
+        count = 0
+
+        def profile(frame, event, arg):
+            nonlocal count
+            count += event in ("call", "c_call")
+
+        sys.setprofile(profile)
+        try:
+            net.loss(X, y, reg=0.1)
+            net.predict_proba(X)
+        finally:
+            sys.setprofile(None)
+        return count
+
+    assert calls(10) == calls(1000) > 0
+
+
 def test_config_is_json_even_for_numpy_arguments():
     import json
 

@@ -221,7 +221,7 @@ def test_reuse_keeps_earlier_sections_and_reruns_the_selected(tmp_path):
     assert by_key["q1"].status == by_key["q2"].status == by_key["q3_toy"].status == "ok"
     assert by_key["q1"].data == old["q1"] and by_key["q3_toy"].data == old["q3_toy"]
     md = (tmp_path / "report.md").read_text()
-    assert "0.0158" in _sections(md)["## Summary"]
+    assert "0.0171" in _sections(md)["## Summary"]
     first_run = re.compile(r"Q1 · Forward pass and loss, Toy training from `mlplab reproduce "
                            r"--dataset digits --budget tiny [^`]* --only q1,q3_toy`")
     assert first_run.search(md)

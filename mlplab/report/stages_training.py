@@ -145,8 +145,11 @@ def stage_q3_tuning(ctx: Context, section: Section) -> None:
         f"learning rate, epochs, batch size, regularisation, learning-rate decay) for "
         f"{b.tune_trials} trials" + (f" with {b.tune_prune} pruning" if b.tune_prune else "")
         + f", each trained on {subset} with plain SGD and judged by its final validation "
-        f"accuracy. Inputs are standardised per channel. The study, every trial and Optuna's "
-        f"plots are in `tuning/` next to this report."))
+        "accuracy. The rest of the pipeline is mlplab's default, not the exercise's: inputs "
+        "standardised per channel (not the mean image subtracted), He-initialised weights (not "
+        "N(0, 1e-4)) and epochs that visit the images in a shuffled order (not minibatches "
+        "sampled with replacement); the preset `exercise-tuned` below keeps the exercise's. "
+        "The study, every trial and Optuna's plots are in `tuning/` next to this report."))
     ranges = [[name, p.type, _range(p)] for name, p in space.params.items()]
     ranges += [[name, "fixed", value(v)] for name, v in space.fixed.items()]
     section.add(Table(["knob", "kind", "range / value"], ranges, "Search space"))
