@@ -34,6 +34,7 @@ from mlplab._validation import (
 )
 from mlplab.blas import level1_threads
 from mlplab.init import random_state
+from mlplab.interrupts import raises_keyboard_interrupt
 from mlplab.layers import Dropout
 from mlplab.optim import OPTIMIZERS, make_optimizer
 from mlplab.schedules import SCHEDULES, Schedule
@@ -432,7 +433,7 @@ class Trainer:
                 trainer._sigint = False
                 trainer._prev_sigint = None
                 if (threading.current_thread() is threading.main_thread()
-                        and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+                        and raises_keyboard_interrupt(signal.getsignal(signal.SIGINT))):
                     trainer._prev_sigint = signal.signal(signal.SIGINT, self._handle)
 
             def _handle(self, signum, frame):

@@ -30,6 +30,7 @@ The search space (:class:`SearchSpace`) is a mapping of *knobs* to distributions
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import logging
@@ -968,6 +969,28 @@ def _update_bar(bar, study) -> None:
     bar.refresh()
 
 
+def _fail_dead_local_trials(study) -> None:
+    """Mark FAIL the running trials of processes on this machine that no longer exist (killed,
+    SIGKILL or a power cut): they would otherwise count towards the target until their
+    heartbeat's grace runs out, and a search run again at once would stop short."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        name, _, pid = str(t.user_attrs.get("worker", "")).split("#")[0].rpartition(":")
+        if name == host and pid.isdigit() and int(pid) != os.getpid() and \
+                not _process_alive(int(pid)):
+            try:  # as Optuna's fail_stale_trials does for a stopped heartbeat, retry included
+                if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    continue  # another process has just finished it
+            except Exception:  # noqa: BLE001 - finished or failed meanwhile by another process
+                continue
+            retry = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+            if retry is not None:
+                retry(study, copy.deepcopy(storage.get_trial(t._trial_id)))
+
+
 def run_search(study, data: TuningData, space: SearchSpace, target: int,
                timeout: float | None = None, seed: int | None = 0, bar=None,
                worker: str | None = None) -> None:
@@ -978,6 +1001,7 @@ def run_search(study, data: TuningData, space: SearchSpace, target: int,
     remaining = target - _finished(study)
     if remaining <= 0:
         return
+    _fail_dead_local_trials(study)
     objective = Objective(data, space, seed, worker)
     callbacks: list[Callable] = [_StopAtTarget(target)]
     if bar is not None:
@@ -1084,7 +1108,8 @@ def trials_table(study) -> tuple[list[str], list[list[Any]]]:
             if "error" in t.user_attrs:
                 notes.append(t.user_attrs["error"])
             elif t.number in retried:
-                notes.append(f"worker lost (no heartbeat); re-queued as trial {retried[t.number]}")
+                notes.append(f"worker lost (its process ended or its heartbeat stopped); "
+                             f"re-queued as trial {retried[t.number]}")
             else:
                 notes.append("worker lost or interrupted")
         rows.append([t.number, t.state.name, t.value, epochs, seconds,
@@ -1218,26 +1243,48 @@ def retrain_best(study, data: TuningData, out: Path, seed: int | None = 0,
                        image_size=kw.get("image_size"), data_seed=kw.get("seed", 0) or 0)
     else:
         options.update(dataset=data.name)
+    from mlplab import interrupts
+
     # train beside the old folder, then swap, so an interrupted retraining loses nothing
+    for stale in out.parent.glob(f".{out.name}.*.tmp"):  # left by killed processes
+        pid = stale.name[len(out.name) + 2:-len(".tmp")]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    result = train_run(out=tmp, data=data.dataset, **options)
-    if result.interrupted:  # Ctrl-C: keep the older best-run, and stop as a search does
+    try:
+        result = train_run(out=tmp, data=data.dataset, **options)
+        if result.interrupted:  # Ctrl-C: keep the older best-run, and stop as a search does
+            raise KeyboardInterrupt
+        write_json(tmp / "tuning.json", {
+            "study": study.study_name, "trial": number, "value": trial.value,
+            "settings": settings,
+            "train_size": len(data.y_train),
+            "note": ("trained on the same training images as the trials; config.json describes "
+                     "the dataset without any --train-size subset, so replaying it trains on all "
+                     "training images")})
+        with interrupts.deferred():  # the old folder out of the way, the new one in place
+            old = out.parent / f".{out.name}.{os.getpid()}.old"
+            if out.exists():
+                os.replace(out, old)
+            os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise KeyboardInterrupt
-    write_json(tmp / "tuning.json", {
-        "study": study.study_name, "trial": number, "value": trial.value,
-        "settings": settings,
-        "train_size": len(data.y_train),
-        "note": ("trained on the same training images as the trials; config.json describes "
-                 "the dataset without any --train-size subset, so replaying it trains on all "
-                 "training images")})
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+        raise
     result.out = out
     return result
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 # =========================================================================== the API

@@ -203,9 +203,11 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(reference, tmp_path):
     _assert_same_run(reference, out)
 
 
-def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path, sig):
+    """SIGTERM (kill, systemd, CI time-outs) stops a run as Ctrl-C does."""
     out = tmp_path / "stopped"
-    code, stdout, stderr = _stop_after_checkpoints(out, signal.SIGINT, count=1)
+    code, stdout, stderr = _stop_after_checkpoints(out, sig, count=1)
     assert code == 130, stderr
     assert f"mlplab train --resume {out}" in stderr
     m = json.loads((out / "metrics.json").read_text())
@@ -216,6 +218,34 @@ def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path):
     res = _mlplab("train", "--resume", str(out), "--quiet", "--no-plots")
     assert res.returncode == 0, res.stderr
     _assert_same_run(reference, out)
+
+
+def test_a_ctrl_c_that_python_dropped_still_ends_the_command_with_130(monkeypatch, capsys):
+    """Python drops a KeyboardInterrupt raised in a weakref callback or __del__ ("Exception
+    ignored") and goes on; the command must not then report success."""
+    import mlplab.cli.check as check
+    from mlplab import interrupts
+
+    def dropped(args):
+        try:
+            interrupts.handler(signal.SIGINT, None)  # as the signal would, inside a callback
+        except KeyboardInterrupt:
+            pass  # what Python does with it there
+        return 0
+
+    monkeypatch.setattr(check, "run_check", dropped)
+    assert main(["check"]) == 130
+    assert capsys.readouterr().err.strip() == "mlplab: interrupted"
+
+    def broken_on_the_way_out(args):  # a second Ctrl-C inside a library's bookkeeping
+        try:
+            interrupts.handler(signal.SIGINT, None)
+        except KeyboardInterrupt:
+            raise UnboundLocalError("cannot access local variable 'updated_state'") from None
+
+    monkeypatch.setattr(check, "run_check", broken_on_the_way_out)
+    assert main(["check"]) == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after
 
 
 def test_sqrt_standardize_run_saves_its_power_step(tmp_path, capsys):

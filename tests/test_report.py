@@ -192,6 +192,28 @@ def test_ctrl_c_in_a_training_stage_stops_the_report(tmp_path, monkeypatch):
         reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_default"])
 
 
+def test_a_stopped_run_leaves_the_earlier_report_as_it_was(tmp_path, monkeypatch):
+    """Figures and tuning/ are written aside and moved in with the report: Ctrl-C in a run with
+    other settings must not swap its figures into the report already in --out."""
+    from mlplab.report import runner as rmod
+
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q1", "q3_toy"])
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    def stopped(ctx, section):
+        path, _ = ctx.figure("q3-toy-loss.png")
+        path.write_bytes(b"a figure of the stopped run")
+        raise KeyboardInterrupt
+
+    stages = [s if s.key != "q3_toy" else rmod.Stage("q3_toy", s.group, s.title, stopped)
+              for s in rmod.STAGES]
+    monkeypatch.setattr(rmod, "STAGES", stages)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("digits", TINY, out=tmp_path, seed=1, log=False, only=["q1", "q3_toy"])
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before
+
+
 @pytest.mark.skipif(not HAVE_TORCH, reason="PyTorch is not installed")
 def test_ctrl_c_in_a_depth_study_is_not_a_result(monkeypatch):
     import mlplab.torch_mlp as tm

@@ -327,6 +327,30 @@ def test_a_trial_scores_the_model_it_leaves(digits, tmp_path):
     assert trial.value == max(epochs) == pytest.approx(result.retrained_val_acc)
 
 
+def test_a_killed_processs_running_trial_does_not_count(digits, tmp_path):
+    """A trial left RUNNING by a process of this machine that no longer exists (SIGKILL) is
+    failed when the search starts again, which then runs the full target at once."""
+    import socket
+    import subprocess
+    import sys
+
+    first = tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False,
+                 search_only=True)
+    study = optuna.load_study(study_name=first.study_name,
+                              storage=f"sqlite:///{tmp_path / 'study.db'}")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    orphan = study.ask()
+    study._storage.set_trial_user_attr(orphan._trial_id, "worker",
+                                       f"{socket.gethostname()}:{dead}")
+    again = tune(digits, trials=4, search_space=TINY, out=tmp_path, progress=False,
+                 search_only=True)
+    assert again.n_complete == 4
+    states = [t.state for t in optuna.load_study(
+        study_name=first.study_name, storage=f"sqlite:///{tmp_path / 'study.db'}").trials]
+    assert states.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in states
+
+
 def test_ctrl_c_while_retraining_keeps_the_older_best_run(digits, tmp_path, monkeypatch):
     import os
     import signal
@@ -349,6 +373,13 @@ def test_ctrl_c_while_retraining_keeps_the_older_best_run(digits, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False)
     assert read_json(first.run_dir / "metrics.json") == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    # stopped outside the training loop (no checkpointed stop), and a killed process's folder
+    monkeypatch.setattr(runs, "train_run", lambda *a, **k: (_ for _ in ()).throw(
+        KeyboardInterrupt))
+    (tmp_path / ".best-run.999999999.tmp").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 

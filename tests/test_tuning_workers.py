@@ -206,7 +206,8 @@ def test_killed_worker_trial_fails_by_heartbeat_and_study_resumes(kind, tmp_path
     header, rows = trials_table(optuna.load_study(study_name=study_name, storage=storage))
     notes = {row[0]: row[header.index("note")] for row in rows}
     assert notes[killed.number] == \
-        f"worker lost (no heartbeat); re-queued as trial {retries[0].number}"
+        f"worker lost (its process ended or its heartbeat stopped); re-queued as trial " \
+        f"{retries[0].number}"
     assert notes[retries[0].number] == f"retry of trial {killed.number}"
 
 

@@ -124,8 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from mlplab import interrupts
+
+    with interrupts.installed():
+        return _run(args, interrupts)
+
+
+def _run(args: argparse.Namespace, interrupts) -> int:
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if interrupts.requested():  # a Ctrl-C that Python dropped (raised in a callback)
+            raise KeyboardInterrupt
+        return code
     except KeyboardInterrupt:
         print("mlplab: interrupted", file=sys.stderr)
         return 130
@@ -136,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # one line for the user, unless --debug
+        if interrupts.requested() and not args.debug:
+            # what a second Ctrl-C broke on its way out (e.g. Optuna recording a trial)
+            print("mlplab: interrupted", file=sys.stderr)
+            return 130
         if args.debug:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__  # one line, always

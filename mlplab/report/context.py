@@ -32,11 +32,19 @@ class Context:
     shared: dict[str, Any] = field(default_factory=dict)
 
     FIGURES = "figures"
+    #: where a run writes its figures and files until the report is written: a run stopped
+    #: before then (Ctrl-C) leaves the earlier report in ``out`` as it was
+    STAGING = ".report-new"
+
+    @property
+    def staging(self) -> Path:
+        return self.out / self.STAGING
 
     def figure(self, name: str) -> tuple[Path, str]:
-        """(absolute path, path relative to the report) of a figure file."""
+        """(absolute path to write, path relative to the report) of a figure file; the file
+        moves to that relative path when the report is written."""
         rel = f"{self.FIGURES}/{name}"
-        path = self.out / rel
+        path = self.staging / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         return path, rel
 

@@ -9,8 +9,10 @@ found) never blocks the rest of the report.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 import sys
 import time
 import traceback
@@ -20,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from mlplab import interrupts
 from mlplab.report import environment as env
 from mlplab.report.budgets import Budget, get_budget
 from mlplab.report.context import Context
@@ -136,6 +139,7 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(out=out, dataset=dataset, budget=b, seed=int(seed), progress=progress,
                   loader=loader, threads=int(threads))
+    shutil.rmtree(ctx.staging, ignore_errors=True)  # what a stopped run had made
     ctx.only, ctx.reuse = (list(only) if only is not None else None), bool(reuse)
     earlier = _earlier_report(ctx) if reuse else None
     (out / "errors.log").unlink(missing_ok=True)  # an earlier run's tracebacks are not this one's
@@ -148,14 +152,17 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     import scipy.linalg  # noqa: F401
     import sklearn.metrics  # noqa: F401
 
-    with threadpool_limits(limits=ctx.threads):
-        _run_stages(ctx, sections, only, debug, log, earlier)
-        total = time.perf_counter() - started
-        if earlier is not None:
-            total += sum(s.seconds for s in sections if s.key in ctx.reused)
-        # inside the limits, so that the table shows the threads the stages ran with
-        sections.append(_environment_section(ctx, sections, total, when, command))
-    return _write(ctx, sections, total, when, command, earlier)
+    try:
+        with threadpool_limits(limits=ctx.threads):
+            _run_stages(ctx, sections, only, debug, log, earlier)
+            total = time.perf_counter() - started
+            if earlier is not None:
+                total += sum(s.seconds for s in sections if s.key in ctx.reused)
+            # inside the limits, so that the table shows the threads the stages ran with
+            sections.append(_environment_section(ctx, sections, total, when, command))
+        return _write(ctx, sections, total, when, command, earlier)
+    finally:
+        shutil.rmtree(ctx.staging, ignore_errors=True)
 
 
 def _earlier_report(ctx: Context) -> dict[str, Any]:
@@ -337,7 +344,7 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
         intro.append("Not run: " + "; ".join(f"{s.title or s.group} ({md_literal(s.reason)})"
                                                for s in skipped))
     js = ctx.out / "report.json"
-    write_json(js, {
+    doc = {
         "title": title, "intro": intro,
         "dataset": ctx.dataset, "budget": ctx.budget.to_dict(), "seed": ctx.seed,
         "threads": ctx.threads, "command": _command(ctx, command), "date": when,
@@ -349,9 +356,29 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
                              "figures": s.figures(),
                              "blocks": [block_to_dict(b) for b in s.blocks]}
                      for s in sections},
-    })
-    md, html = _render(ctx.out, title, intro, sections)
+    }
+    # the report, its figures and tuning/ change together: Ctrl-C waits until all are written
+    with interrupts.deferred():
+        _move_staged(ctx)
+        write_json(js, doc)
+        md, html = _render(ctx.out, title, intro, sections)
     return ReportResult(ctx.out, md, html, js, sections, total)
+
+
+def _move_staged(ctx: Context) -> None:
+    """Put this run's figures and tuning/ in place of the earlier report's."""
+    staged = ctx.staging / ctx.FIGURES
+    if staged.is_dir():
+        (ctx.out / ctx.FIGURES).mkdir(exist_ok=True)
+        for f in staged.iterdir():
+            os.replace(f, ctx.out / ctx.FIGURES / f.name)
+    tuning = ctx.staging / "tuning"
+    if tuning.is_dir():
+        old = ctx.out / "tuning"
+        trash = ctx.staging / "tuning-old"
+        if old.exists():
+            os.replace(old, trash)
+        os.replace(tuning, old)
 
 
 def _render(out: Path, title: str, intro: list[str], sections: list[Section]

@@ -124,9 +124,10 @@ def stage_q3_tuning(ctx: Context, section: Section) -> None:
 
     ds = ctx.need("dataset", "the dataset")
     b = ctx.budget
-    out = ctx.out / "tuning"
-    if (out / "study.db").exists():
-        # a fresh study each time: resuming an old one would mix seeds and budgets
+    # a fresh study each time (resuming an old one would mix seeds and budgets), made beside the
+    # report's tuning/, which it replaces when the report is written
+    out = ctx.staging / "tuning"
+    if out.exists():
         shutil.rmtree(out)
     space = tuning.SearchSpace.load(b.search_space())
     result = tuning.tune(ds, trials=b.tune_trials, search_space=space.to_dict(), out=out,
