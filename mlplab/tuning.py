@@ -1034,6 +1034,10 @@ class WorkerSpec:
 
 def worker_main(spec: WorkerSpec) -> None:
     """Entry point of one worker process: load the data once, load the study, search."""
+    import optuna
+
+    # a fresh interpreter: Optuna's INFO lines ("Using an existing study") would repeat per worker
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     limiter = contextlib.nullcontext()
     if spec.blas_threads:
         from threadpoolctl import threadpool_info, threadpool_limits
