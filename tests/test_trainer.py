@@ -289,13 +289,19 @@ def test_resume_from_an_epoch_boundary_with_momentum(data):
                 snap["state"], snap["model"] = trainer.state_dict(), trainer.model.state_dict()
 
     Trainer(cfg, callbacks=[Save()]).fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
-    again = MLP(6, [8], 3, seed=99)
+    again, _ = _resume_from(snap, cfg, [8], data)
+    for k, v in full.state_dict().items():
+        np.testing.assert_array_equal(again.state_dict()[k], v)
+
+
+def _resume_from(snap, cfg, hidden, data):
+    """A fresh model and trainer continued from a snapshot's model and trainer state."""
+    X, y, Xv, yv = data
+    again = MLP(6, hidden, 3, seed=99)
     again.load_state_dict(snap["model"])
     t = Trainer(cfg)
     t.resume(snap["state"])
-    t.fit(again, X, y, Xv, yv)
-    for k, v in full.state_dict().items():
-        np.testing.assert_array_equal(again.state_dict()[k], v)
+    return again, t.fit(again, X, y, Xv, yv)
 
 
 @pytest.mark.parametrize("hook", ["on_epoch_end", "on_train_end"])
@@ -323,11 +329,7 @@ def test_resume_after_an_early_stop_trains_no_further(data, hook):
                 snap["state"], snap["model"] = trainer.state_dict(), trainer.model.state_dict()
 
     Trainer(cfg, callbacks=[Save()]).fit(MLP(6, [16], 3, seed=0), X, y, Xv, yv)
-    again = MLP(6, [16], 3, seed=99)
-    again.load_state_dict(snap["model"])
-    t = Trainer(cfg)
-    t.resume(snap["state"])
-    h = t.fit(again, X, y, Xv, yv)
+    again, h = _resume_from(snap, cfg, [16], (X, y, Xv, yv))
     assert h.stopped_early and h.loss == h_full.loss and h.val_acc == h_full.val_acc
     for k, v in full.state_dict().items():
         np.testing.assert_array_equal(again.state_dict()[k], v)
