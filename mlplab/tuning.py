@@ -1250,13 +1250,15 @@ def retrain_best(study, data: TuningData, out: Path, seed: int | None = 0,
     from mlplab import interrupts
 
     # train beside the old folder, then swap, so an interrupted retraining loses nothing
-    for stale in out.parent.glob(f".{out.name}.*.tmp"):  # left by killed processes
-        pid = stale.name[len(out.name) + 2:-len(".tmp")]
-        if pid.isdigit() and not _process_alive(int(pid)):
+    for stale in out.parent.glob(f".{out.name}.*.*"):  # .tmp and .old of killed processes
+        pid, _, kind = stale.name[len(out.name) + 2:].partition(".")
+        if kind in ("tmp", "old") and pid.isdigit() and not _process_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    old = out.parent / f".{out.name}.{os.getpid()}.old"
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
     try:
         result = train_run(out=tmp, data=data.dataset, **options)
         if result.interrupted:  # Ctrl-C: keep the older best-run, and stop as a search does
@@ -1269,14 +1271,12 @@ def retrain_best(study, data: TuningData, out: Path, seed: int | None = 0,
                      "the dataset without any --train-size subset, so replaying it trains on all "
                      "training images")})
         with interrupts.deferred():  # the old folder out of the way, the new one in place
-            old = out.parent / f".{out.name}.{os.getpid()}.old"
             if out.exists():
                 os.replace(out, old)
             os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        shutil.rmtree(old, ignore_errors=True)
     result.out = out
     return result
 

@@ -267,6 +267,9 @@ def test_reuse_hands_the_kept_stages_results_to_the_ones_run_again(tmp_path):
     again = reproduce("digits", TINY, out=tmp_path, log=False, only=["q3_tuned"], reuse=True)
     tuned = {s.key: s for s in again.sections}["q3_tuned"]
     assert tuned.status == "ok", tuned.reason
+    # the study's files were made aside and moved in: its summary names where they are now
+    summary = (tmp_path / "tuning" / "summary.json").read_text()
+    assert ".report-new" not in summary and str(tmp_path / "tuning" / "study.db") in summary
     md = (tmp_path / "report.md").read_text()
     assert "the search's best" in md and str(best["hidden_size"]) in md
     # other data options than the kept sections': refused, not mixed into one report

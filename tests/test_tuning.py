@@ -378,6 +378,7 @@ def test_ctrl_c_while_retraining_keeps_the_older_best_run(digits, tmp_path, monk
     monkeypatch.setattr(runs, "train_run", lambda *a, **k: (_ for _ in ()).throw(
         KeyboardInterrupt))
     (tmp_path / ".best-run.999999999.tmp").mkdir()
+    (tmp_path / ".best-run.999999999.old").mkdir()
     with pytest.raises(KeyboardInterrupt):
         tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -379,6 +379,25 @@ def _move_staged(ctx: Context) -> None:
         if old.exists():
             os.replace(old, trash)
         os.replace(tuning, old)
+        _repoint(old / "summary.json", str(tuning), str(old))
+
+
+def _repoint(path: Path, before: str, after: str) -> None:
+    """Rewrite the paths under ``before`` that the JSON file ``path`` records (the study's
+    summary names its storage and files) to lie under ``after``, where they were moved."""
+    from mlplab.io import read_json, write_json
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and before in value:
+            return value.replace(before, after)
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+
+    if path.is_file():
+        write_json(path, fix(read_json(path)))
 
 
 def _render(out: Path, title: str, intro: list[str], sections: list[Section]
