@@ -22,24 +22,51 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 _requested = False
+#: how many :func:`installed` blocks are open (a command, or one run from inside another);
+#: outside them nothing is remembered, so a library user's Ctrl-C never lingers
+_active = 0
+#: the graceful stop of the training loop running now (see :func:`graceful`), or None
+_stopper: Callable[[int, object], None] | None = None
+
+
+def note() -> None:
+    """Remember that the user asked to stop (a handler that does not raise calls this), while a
+    command runs."""
+    global _requested
+    if _active:
+        _requested = True
 
 
 def handler(signum: int, frame: object) -> None:
     """SIGINT while a command runs: remember it, and raise ``KeyboardInterrupt``."""
-    global _requested
-    _requested = True
+    note()
     raise KeyboardInterrupt
 
 
 def _sigterm(signum: int, frame: object) -> None:
     current = signal.getsignal(signal.SIGINT)
-    if callable(current):
+    if _stopper is not None:  # a training loop: stop it after its iteration, as Ctrl-C does
+        _stopper(signal.SIGINT, frame)
+    elif callable(current):
         current(signal.SIGINT, frame)
     else:  # SIGINT ignored or left to the system: stop anyway, as SIGTERM asks
         handler(signal.SIGINT, frame)
+
+
+@contextlib.contextmanager
+def graceful(stop: Callable[[int, object], None]) -> Iterator[None]:
+    """Within the block, SIGTERM calls ``stop`` (a training loop's Ctrl-C handler: the first
+    call asks it to stop after the current iteration, a second raises), even where SIGINT is
+    ignored and that handler is not installed for it."""
+    global _stopper
+    previous, _stopper = _stopper, stop
+    try:
+        yield
+    finally:
+        _stopper = previous
 
 
 def raises_keyboard_interrupt(current: object) -> bool:
@@ -49,8 +76,8 @@ def raises_keyboard_interrupt(current: object) -> bool:
 
 
 def requested() -> bool:
-    """Whether Ctrl-C (or SIGTERM) arrived since :func:`installed` was entered."""
-    return _requested
+    """Whether Ctrl-C (or SIGTERM) arrived since the innermost :func:`installed` was entered."""
+    return bool(_active and _requested)
 
 
 def _main_thread() -> bool:
@@ -75,11 +102,12 @@ def installed() -> Iterator[None]:
     """:func:`handler` for SIGINT and Ctrl-C's treatment for SIGTERM, within the block (main
     thread only: signal handlers cannot be set elsewhere). A SIGINT the process was started to
     ignore stays ignored; a SIGTERM handler someone else set is left alone."""
-    global _requested
-    _requested = False
+    global _requested, _active
     if not _main_thread():
         yield
         return
+    outer, _requested = _requested, False  # a command run from inside another has its own
+    _active += 1
     old_int = signal.getsignal(signal.SIGINT)
     old_term = signal.getsignal(signal.SIGTERM)
     set_int = old_int is not signal.SIG_IGN
@@ -95,37 +123,47 @@ def installed() -> Iterator[None]:
             _restore(signal.SIGTERM, old_term)
         if set_int:
             _restore(signal.SIGINT, old_int)
+        _requested, _active = outer, _active - 1
 
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back within the block; one that arrived meanwhile is delivered to
-    the handler it would have gone to (raising ``KeyboardInterrupt`` for Ctrl-C) when the
-    block ends without an error."""
-    global _requested
+    """Hold SIGINT and SIGTERM back within the block (those not ignored); one that arrived
+    meanwhile is delivered to the handler it would have gone to (raising ``KeyboardInterrupt``
+    for Ctrl-C) when the block ends. If the block raised, its error goes on and a held signal
+    is only remembered (:func:`requested`), except a SIGTERM that would end the process."""
     if not _main_thread():
         yield
         return
     held: list[int] = []
 
     def hold(signum: int, frame: object) -> None:
-        held.append(signum)
+        if signum not in held:
+            held.append(signum)
 
-    old_int = signal.signal(signal.SIGINT, hold)  # a Ctrl-C pending from before raises here
+    old: dict[int, object] = {}
     try:
-        old_term = signal.signal(signal.SIGTERM, hold)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                old[sig] = signal.signal(sig, hold)  # a signal pending from before runs now
     except BaseException:
-        _restore(signal.SIGINT, old_int)
+        for sig, previous in old.items():
+            _restore(sig, previous)
         raise
+    failed = True
     try:
         yield
+        failed = False
     finally:
-        _restore(signal.SIGTERM, old_term)  # pending signals run `hold` here
-        _restore(signal.SIGINT, old_int)
+        for sig in (signal.SIGTERM, signal.SIGINT):  # pending signals run `hold` here
+            if sig in old:
+                _restore(sig, old[sig])
         if held:
-            _requested = True
-    if held:
-        _deliver(held[0], old_int if held[0] == signal.SIGINT else old_term)
+            note()
+        if failed:
+            held = [s for s in held if s == signal.SIGTERM and old[s] in (signal.SIG_DFL, None)]
+        for sig in held:
+            _deliver(sig, old[sig])
 
 
 def _deliver(signum: int, to: object) -> None:

@@ -291,6 +291,8 @@ class TwoLayerNet(MLP):
                                    iters=num_iters, batch_size=batch_size, verbose=verbose,
                                    seed=seed)
         history = trainer.fit(self, X, y, X_val, y_val)
+        if history.interrupted:  # Ctrl-C: a cut-short run is not the exercise's result
+            raise KeyboardInterrupt
         return {
             "loss_history": history.loss,
             "train_acc_history": history.train_acc,

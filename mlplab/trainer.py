@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mlplab import interrupts
 from mlplab._validation import (
     check_int,
     check_positive,
@@ -34,7 +35,6 @@ from mlplab._validation import (
 )
 from mlplab.blas import level1_threads
 from mlplab.init import random_state
-from mlplab.interrupts import raises_keyboard_interrupt
 from mlplab.layers import Dropout
 from mlplab.optim import OPTIMIZERS, make_optimizer
 from mlplab.schedules import SCHEDULES, Schedule
@@ -345,7 +345,7 @@ class Trainer:
                 self._loop(model, X, y, X_val, y_val, subset, x_buf, batch, per_epoch, total,
                            schedule, bar, epoch_start)
         except KeyboardInterrupt:
-            if self._sigint_installed:  # a second Ctrl-C: the user wants out now, unsaved
+            if self._graceful:  # a second Ctrl-C or SIGTERM: the user wants out now, unsaved
                 raise
             # no handler of ours (not the main thread): stop and let callbacks save what there is
             self.history.interrupted = True
@@ -418,25 +418,27 @@ class Trainer:
                           f"{logs['val_acc']:.3f}, lr {logs['lr']:.3g}", flush=True)
                 epoch_start = time.perf_counter()
 
-    @property
-    def _sigint_installed(self) -> bool:
-        return self._prev_sigint is not None
-
     def _sigint_stops(self):
-        """While training in the main thread, the first Ctrl-C asks the loop to stop after the
-        current iteration (callbacks then save a consistent checkpoint); a second one raises
-        KeyboardInterrupt as usual."""
+        """While training in the main thread, the first Ctrl-C (or SIGTERM, see
+        :mod:`mlplab.interrupts`) asks the loop to stop after the current iteration (callbacks
+        then save a consistent checkpoint); a second one raises KeyboardInterrupt as usual. A
+        SIGINT the process ignores stays ignored."""
         trainer = self
 
         class _Guard:
             def __enter__(self):
                 trainer._sigint = False
                 trainer._prev_sigint = None
-                if (threading.current_thread() is threading.main_thread()
-                        and raises_keyboard_interrupt(signal.getsignal(signal.SIGINT))):
+                trainer._graceful = threading.current_thread() is threading.main_thread()
+                if not trainer._graceful:
+                    return
+                self._term = interrupts.graceful(self._handle)
+                self._term.__enter__()
+                if interrupts.raises_keyboard_interrupt(signal.getsignal(signal.SIGINT)):
                     trainer._prev_sigint = signal.signal(signal.SIGINT, self._handle)
 
             def _handle(self, signum, frame):
+                interrupts.note()  # the command ends with 130, whatever its caller makes of it
                 if trainer._sigint:
                     raise KeyboardInterrupt
                 trainer._sigint = True
@@ -444,6 +446,8 @@ class Trainer:
             def __exit__(self, *exc):
                 if trainer._prev_sigint is not None:
                     signal.signal(signal.SIGINT, trainer._prev_sigint)
+                if trainer._graceful:
+                    self._term.__exit__(None, None, None)
                 return False
 
         return _Guard()

@@ -155,10 +155,13 @@ def _mlplab(*args, **kw):
                           text=True, timeout=300, **kw)
 
 
-def _stop_after_checkpoints(out, sig, count=2):
-    """Start a training process, wait for its ``count``-th epoch checkpoint, send ``sig``."""
+def _stop_after_checkpoints(out, sig, count=2, ignore_sigint=False):
+    """Start a training process, wait for its ``count``-th epoch checkpoint, send ``sig``.
+    ``ignore_sigint``: start it with SIGINT ignored, as a shell script's ``cmd &`` does."""
+    start = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
     proc = subprocess.Popen([sys.executable, "-m", "mlplab", *LONG, "--out", str(out)], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=start)
     ckpt, seen, last = out / "checkpoint.npz", 0, None
     deadline = time.time() + 240
     while seen < count and proc.poll() is None and time.time() < deadline:
@@ -203,11 +206,14 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(reference, tmp_path):
     _assert_same_run(reference, out)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path, sig):
-    """SIGTERM (kill, systemd, CI time-outs) stops a run as Ctrl-C does."""
+@pytest.mark.parametrize("sig,ignore_sigint", [(signal.SIGINT, False), (signal.SIGTERM, False),
+                                                (signal.SIGTERM, True)],
+                         ids=["ctrl-c", "sigterm", "sigterm-with-sigint-ignored"])
+def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path, sig, ignore_sigint):
+    """SIGTERM (kill, systemd, CI time-outs) stops a run as Ctrl-C does, also in a process
+    started with SIGINT ignored."""
     out = tmp_path / "stopped"
-    code, stdout, stderr = _stop_after_checkpoints(out, sig, count=1)
+    code, stdout, stderr = _stop_after_checkpoints(out, sig, count=1, ignore_sigint=ignore_sigint)
     assert code == 130, stderr
     assert f"mlplab train --resume {out}" in stderr
     m = json.loads((out / "metrics.json").read_text())

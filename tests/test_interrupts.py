@@ -56,3 +56,47 @@ def test_an_ignored_sigint_stays_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_deferred_leaves_an_ignored_signal_ignored():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupts.installed():
+            with interrupts.deferred():
+                _signal_self_from_another_thread(signal.SIGINT)
+                time.sleep(0.05)
+            assert not interrupts.requested()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_what_a_command_remembers_stays_with_it():
+    """A command run from inside another has its own flag; outside every command nothing is
+    remembered (a library user's Ctrl-C must not stop a later call)."""
+    with interrupts.installed():
+        interrupts.note()
+        with interrupts.installed():
+            assert not interrupts.requested()
+        assert interrupts.requested()
+    assert not interrupts.requested()
+    interrupts.note()
+    assert not interrupts.requested()
+
+
+def test_a_ctrl_c_in_the_exercise_training_stops_the_check(monkeypatch, capsys):
+    """The trainer's graceful stop ends TwoLayerNet.train with KeyboardInterrupt (its stats
+    would be a cut-short run), and `mlplab check` with 130, not a failed check."""
+    from mlplab.cli import main
+    from mlplab.trainer import Trainer
+
+    real, calls = Trainer._end_epoch, []
+
+    def ctrl_c_at_the_30th_epoch(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 30:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_end_epoch", ctrl_c_at_the_30th_epoch)
+    assert main(["check"]) == 130
+    assert "mlplab: interrupted" in capsys.readouterr().err

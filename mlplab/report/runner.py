@@ -223,6 +223,8 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
                         f"(CPU {seconds(section.cpu_seconds)})")
         ctx.sections[stage.key] = section
         sections.append(section)
+        if interrupts.requested():  # asked to stop (a Ctrl-C a stage or Python swallowed)
+            raise KeyboardInterrupt
 
 
 #: the stages that train on the dataset (which the data stage loads)
@@ -357,6 +359,8 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
                              "blocks": [block_to_dict(b) for b in s.blocks]}
                      for s in sections},
     }
+    if interrupts.requested():  # a Ctrl-C that Python dropped: the user asked to stop
+        raise KeyboardInterrupt
     # the report, its figures and tuning/ change together: Ctrl-C waits until all are written
     with interrupts.deferred():
         _move_staged(ctx)
