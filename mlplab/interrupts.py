@@ -40,10 +40,22 @@ def note() -> None:
         _requested = True
 
 
+#: set once the command has its result: a later Ctrl-C is remembered, not raised
+_closing = False
+
+
 def handler(signum: int, frame: object) -> None:
-    """SIGINT while a command runs: remember it, and raise ``KeyboardInterrupt``."""
+    """SIGINT while a command runs: remember it, and raise ``KeyboardInterrupt`` (unless the
+    command is already ending, where a traceback is all it would add)."""
     note()
-    raise KeyboardInterrupt
+    if not _closing:
+        raise KeyboardInterrupt
+
+
+def closing() -> None:
+    """The command has its result: from now on a Ctrl-C is only remembered."""
+    global _closing
+    _closing = True
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -84,7 +96,7 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _restore(sig: int, old: object) -> None:
+def restore_handler(sig: int, old: object) -> None:
     """Put ``old`` back for ``sig``. ``signal.signal`` first runs the handlers of signals that
     are pending; one that raises is a Ctrl-C at the very end, remembered, and the restore is
     done all the same."""
@@ -106,7 +118,9 @@ def installed() -> Iterator[None]:
     if not _main_thread():
         yield
         return
+    global _closing
     outer, _requested = _requested, False  # a command run from inside another has its own
+    outer_closing, _closing = _closing, False
     _active += 1
     old_int = signal.getsignal(signal.SIGINT)
     old_term = signal.getsignal(signal.SIGTERM)
@@ -120,10 +134,10 @@ def installed() -> Iterator[None]:
         yield
     finally:
         if set_term:
-            _restore(signal.SIGTERM, old_term)
+            restore_handler(signal.SIGTERM, old_term)
         if set_int:
-            _restore(signal.SIGINT, old_int)
-        _requested, _active = outer, _active - 1
+            restore_handler(signal.SIGINT, old_int)
+        _requested, _active, _closing = outer, _active - 1, outer_closing
 
 
 @contextlib.contextmanager
@@ -148,7 +162,7 @@ def deferred() -> Iterator[None]:
                 old[sig] = signal.signal(sig, hold)  # a signal pending from before runs now
     except BaseException:
         for sig, previous in old.items():
-            _restore(sig, previous)
+            restore_handler(sig, previous)
         raise
     failed = True
     try:
@@ -157,7 +171,7 @@ def deferred() -> Iterator[None]:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):  # pending signals run `hold` here
             if sig in old:
-                _restore(sig, old[sig])
+                restore_handler(sig, old[sig])
         if held:
             note()
         if failed:

@@ -444,10 +444,13 @@ class Trainer:
                 trainer._sigint = True
 
             def __exit__(self, *exc):
-                if trainer._prev_sigint is not None:
-                    signal.signal(signal.SIGINT, trainer._prev_sigint)
-                if trainer._graceful:
-                    self._term.__exit__(None, None, None)
+                try:
+                    if trainer._prev_sigint is not None:
+                        # a pending second Ctrl-C runs _handle here: remembered, not lost
+                        interrupts.restore_handler(signal.SIGINT, trainer._prev_sigint)
+                finally:
+                    if trainer._graceful:
+                        self._term.__exit__(None, None, None)
                 return False
 
         return _Guard()

@@ -100,3 +100,16 @@ def test_a_ctrl_c_in_the_exercise_training_stops_the_check(monkeypatch, capsys):
     monkeypatch.setattr(Trainer, "_end_epoch", ctrl_c_at_the_30th_epoch)
     assert main(["check"]) == 130
     assert "mlplab: interrupted" in capsys.readouterr().err
+
+
+def test_a_ctrl_c_once_the_command_has_its_result_is_remembered_not_raised():
+    with interrupts.installed():
+        interrupts.closing()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # no KeyboardInterrupt, so no traceback as the command ends
+        assert interrupts.requested()
+    with interrupts.installed():  # the next command starts afresh
+        assert not interrupts.requested()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)

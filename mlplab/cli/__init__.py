@@ -126,19 +126,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from mlplab import interrupts
 
-    with interrupts.installed():
-        return _run(args, interrupts)
+    code: int | None = None
+    try:
+        with interrupts.installed():
+            code = _run(args, interrupts)
+            interrupts.closing()  # from here a Ctrl-C is remembered, not raised
+            if interrupts.requested() and code != 130:  # one that came as the command ended
+                code = None
+    except KeyboardInterrupt:  # one that slipped in before closing() or as handlers went back
+        code = 130 if code == 130 else None
+    if code is None:
+        print("mlplab: interrupted", file=sys.stderr)
+        return 130
+    return code
 
 
-def _run(args: argparse.Namespace, interrupts) -> int:
+def _run(args: argparse.Namespace, interrupts) -> int | None:
+    """The command's exit code, or None if it was interrupted."""
     try:
         code = int(args.func(args) or 0)
         if interrupts.requested():  # a Ctrl-C that Python dropped (raised in a callback)
-            raise KeyboardInterrupt
+            return None
         return code
     except KeyboardInterrupt:
-        print("mlplab: interrupted", file=sys.stderr)
-        return 130
+        return None
     except BrokenPipeError:
         # the reader went away (`mlplab ... | head`): not an error. Point stdout at /dev/null so
         # that Python's flush at exit does not complain about the pipe again.
@@ -147,9 +158,7 @@ def _run(args: argparse.Namespace, interrupts) -> int:
         return 0
     except Exception as exc:  # one line for the user, unless --debug
         if interrupts.requested() and not args.debug:
-            # what a second Ctrl-C broke on its way out (e.g. Optuna recording a trial)
-            print("mlplab: interrupted", file=sys.stderr)
-            return 130
+            return None  # what a second Ctrl-C broke on its way out (Optuna recording a trial)
         if args.debug:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__  # one line, always
