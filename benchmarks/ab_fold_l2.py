@@ -25,9 +25,12 @@ BATCH, INPUTS, CLASSES, ROWS, STEPS = 200, 3072, 10, 10000, 50
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--hidden", type=int, default=500)
-    p.add_argument("--threads", type=int, default=2, help="BLAS threads (default 2)")
-    p.add_argument("--rounds", type=int, default=20, help="alternated blocks of each (default 20)")
+    from mlplab.cli._types import positive_int
+
+    p.add_argument("--hidden", type=positive_int, default=500)
+    p.add_argument("--threads", type=positive_int, default=2, help="BLAS threads (default 2)")
+    p.add_argument("--rounds", type=positive_int, default=20,
+                   help="alternated blocks of each (default 20)")
     p.add_argument("--reg", type=float, default=1e-4)
     a = p.parse_args(argv)
 

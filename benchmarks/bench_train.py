@@ -353,6 +353,12 @@ def worker(a: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------- parent
+def _hidden_arg(text: str) -> str:
+    """``--hidden``'s type: checked by :func:`parse_hidden`, kept as text for the workers."""
+    parse_hidden(text)
+    return text
+
+
 def parse_hidden(text: str) -> list[int]:
     try:
         sizes = [int(s) for s in text.split(",") if s]
@@ -594,22 +600,26 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--hidden", nargs="+", default=["500"],
+    from mlplab.cli._types import positive_int
+    from mlplab.data import DatasetError
+
+    p.add_argument("--hidden", nargs="+", default=["500"], type=_hidden_arg,
                    help="one network per value; a value lists its hidden sizes joined by "
                         "commas (500, or 1000,500 for two hidden layers). Default: 500")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--repeats", type=positive_int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--engines", default=DEFAULT_ENGINES,
                    help=f"comma-separated, from {', '.join(ENGINES)} (sklearn64: scikit-learn "
                         f"given float64 data, its usual input). Default: {DEFAULT_ENGINES}")
-    p.add_argument("--threads", type=int, default=2, help="BLAS/OpenMP threads (default 2)")
+    p.add_argument("--threads", type=positive_int, default=2,
+                   help="BLAS/OpenMP threads (default 2)")
     p.add_argument("--data", choices=("random", "cifar"), default="random",
                    help="random Gaussian rows with teacher labels (default) or CIFAR-10 images")
     p.add_argument("--data-dir", default="/tmp/mlplab-data/train",
                    help="CIFAR-10 training images, one sub-folder per class")
-    p.add_argument("--n-train", type=int, default=49000,
+    p.add_argument("--n-train", type=positive_int, default=49000,
                    help="training rows (default 49000, the exercise's training split)")
-    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--batch-size", type=positive_int, default=200)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--reg", type=float, default=1e-4, help="mlplab's L2 strength (default 1e-4)")
     p.add_argument("--seed", type=int, default=0)
@@ -632,7 +642,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         return worker(args)
     if args.memory_check:
-        text = memory_check(args)
+        try:
+            text = memory_check(args)
+        except DatasetError as exc:  # e.g. no such --data-dir: one line, not a traceback
+            p.error(str(exc))
         print(text)
         if args.write:
             write_markdown(args.write, text, MEM_BEGIN, MEM_END)
@@ -642,8 +655,6 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(engines) - set(ENGINES)
     if unknown:
         p.error(f"unknown engines {sorted(unknown)}; choose from {', '.join(ENGINES)}")
-    for h in args.hidden:
-        parse_hidden(h)
     if args.n_train < args.batch_size:
         p.error("--n-train must be at least --batch-size")
     env_text = environment(args)
@@ -655,7 +666,10 @@ def main(argv: list[str] | None = None) -> None:
     blocks, raw = [], {}
     started = time.time()
     try:
-        x_path, y_path = prepare_data(args, folder)
+        try:
+            x_path, y_path = prepare_data(args, folder)
+        except DatasetError as exc:
+            p.error(str(exc))
         for hidden in args.hidden:
             runs: dict[str, list[dict]] = {e: [] for e in engines}
             loads = []

@@ -23,9 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--hidden", type=int, default=500)
-    p.add_argument("--threads", type=int, default=2, help="BLAS threads (default 2)")
-    p.add_argument("--steps", type=int, default=100)
+    from mlplab.cli._types import positive_int
+
+    p.add_argument("--hidden", type=positive_int, default=500)
+    p.add_argument("--threads", type=positive_int, default=2, help="BLAS threads (default 2)")
+    p.add_argument("--steps", type=positive_int, default=100)
     p.add_argument("--reg", type=float, default=1e-4)
     a = p.parse_args(argv)
 
