@@ -100,13 +100,12 @@ def restore_handler(sig: int, old: object) -> None:
     """Put ``old`` back for ``sig``. ``signal.signal`` first runs the handlers of signals that
     are pending; one that raises is a Ctrl-C at the very end, remembered, and the restore is
     done all the same."""
-    global _requested
     while True:
         try:
             signal.signal(sig, old)
             return
         except KeyboardInterrupt:
-            _requested = True
+            note()
 
 
 @contextlib.contextmanager
@@ -114,11 +113,10 @@ def installed() -> Iterator[None]:
     """:func:`handler` for SIGINT and Ctrl-C's treatment for SIGTERM, within the block (main
     thread only: signal handlers cannot be set elsewhere). A SIGINT the process was started to
     ignore stays ignored; a SIGTERM handler someone else set is left alone."""
-    global _requested, _active
+    global _requested, _active, _closing
     if not _main_thread():
         yield
         return
-    global _closing
     outer, _requested = _requested, False  # a command run from inside another has its own
     outer_closing, _closing = _closing, False
     _active += 1
