@@ -12,11 +12,12 @@ interrupted run continue exactly where its last checkpoint was taken.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -220,7 +221,7 @@ class Trainer:
         self._resume: dict[str, Any] | None = None
         self._order: np.ndarray | None = None  # this epoch's shuffled row order
         self._sigint = False
-        self._prev_sigint = None
+        self._graceful = False  # whether this run's Ctrl-C and SIGTERM stop it gracefully
         self._postfix: dict[str, str] = {}
 
     @classmethod
@@ -418,42 +419,34 @@ class Trainer:
                           f"{logs['val_acc']:.3f}, lr {logs['lr']:.3g}", flush=True)
                 epoch_start = time.perf_counter()
 
-    def _sigint_stops(self):
+    @contextlib.contextmanager
+    def _sigint_stops(self) -> Iterator[None]:
         """While training in the main thread, the first Ctrl-C (or SIGTERM, see
         :mod:`mlplab.interrupts`) asks the loop to stop after the current iteration (callbacks
         then save a consistent checkpoint); a second one raises KeyboardInterrupt as usual. A
         SIGINT the process ignores stays ignored."""
-        trainer = self
+        self._sigint = False
+        self._graceful = threading.current_thread() is threading.main_thread()
+        if not self._graceful:
+            yield
+            return
 
-        class _Guard:
-            def __enter__(self):
-                trainer._sigint = False
-                trainer._prev_sigint = None
-                trainer._graceful = threading.current_thread() is threading.main_thread()
-                if not trainer._graceful:
-                    return
-                self._term = interrupts.graceful(self._handle)
-                self._term.__enter__()
-                if interrupts.raises_keyboard_interrupt(signal.getsignal(signal.SIGINT)):
-                    trainer._prev_sigint = signal.signal(signal.SIGINT, self._handle)
+        def handle(signum: int, frame: object) -> None:
+            interrupts.note()  # the command ends with 130, whatever its caller makes of it
+            if self._sigint:
+                raise KeyboardInterrupt
+            self._sigint = True
 
-            def _handle(self, signum, frame):
-                interrupts.note()  # the command ends with 130, whatever its caller makes of it
-                if trainer._sigint:
-                    raise KeyboardInterrupt
-                trainer._sigint = True
-
-            def __exit__(self, *exc):
-                try:
-                    if trainer._prev_sigint is not None:
-                        # a pending second Ctrl-C runs _handle here: remembered, not lost
-                        interrupts.restore_handler(signal.SIGINT, trainer._prev_sigint)
-                finally:
-                    if trainer._graceful:
-                        self._term.__exit__(None, None, None)
-                return False
-
-        return _Guard()
+        with interrupts.graceful(handle):
+            previous = None
+            if interrupts.raises_keyboard_interrupt(signal.getsignal(signal.SIGINT)):
+                previous = signal.signal(signal.SIGINT, handle)
+            try:
+                yield
+            finally:
+                if previous is not None:
+                    # a pending second Ctrl-C runs `handle` here: remembered, not lost
+                    interrupts.restore_handler(signal.SIGINT, previous)
 
     def _end_epoch(self, train_acc: float, X_val, y_val, lr: float,
                    seconds: float) -> dict[str, float]:
