@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlplab.data.base import Dataset, DatasetError, data_root, user_path
+from mlplab.data.base import Dataset, DatasetError, user_path
 
 CLASSES = {
     "mnist": [str(i) for i in range(10)],
@@ -118,12 +118,14 @@ def _find_file(folder: Path, base: str) -> Path | None:
 
 
 def candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
+    from mlplab.data.download import download_folder
+
     roots: list[Path] = []
     if data_dir is not None:
-        # <data_dir>/<name> first: downloads go there (MNIST's and Fashion-MNIST's files have
-        # the same names), and fresh ones must win over damaged copies in data_dir itself
-        roots += [user_path(data_dir) / name, user_path(data_dir)]
-    roots.append(data_root() / name)
+        # where downloads go first (<data_dir>/<name>: MNIST's and Fashion-MNIST's files have
+        # the same names), so that fresh files win over damaged copies in data_dir itself
+        roots += [download_folder(name, data_dir), user_path(data_dir)]
+    roots.append(download_folder(name))
     if name == "fashion-mnist":
         roots.append(DEBIAN_FASHION_DIR)
     return roots
