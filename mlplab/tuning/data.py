@@ -1,0 +1,155 @@
+"""The data handed to trials: :class:`TuningData` (the preprocessed splits), the picklable
+:class:`DataSource` kinds that load it once per worker process (a dataset by name, or arrays
+already in memory) and the helpers that make them (:func:`subset_train`, :func:`prepare`,
+:func:`as_source`). What a study searches *on* is kept in one place, apart from how it searches,
+because a source's :meth:`~DataSource.describe` is recorded in the study and must match on resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class TuningData:
+    """Preprocessed splits for tuning: ``X_*`` float32 (N, D), ``y_*`` int labels.
+
+    ``preprocessing`` is the fitted :class:`mlplab.data.Pipeline` (``preprocessing_name`` its
+    recipe), ``image_shape`` the (H, W, C) of one raw image and ``dataset`` the raw
+    :class:`mlplab.data.Dataset` the arrays came from (needed to retrain the best trial).
+    """
+
+    name: str
+    classes: list[str]
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    preprocessing: Any = None
+    preprocessing_name: str | None = None
+    image_shape: tuple[int, ...] | None = None
+    dataset: Any = None
+
+    @property
+    def num_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+class DataSource:
+    """Something picklable that loads :class:`TuningData` (once per worker process)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies the data, stored in the study: a resumed study, or a worker on
+        another machine, must search the same data (file locations are not part of it)."""
+        raise NotImplementedError
+
+    def load(self) -> TuningData:
+        raise NotImplementedError
+
+
+@dataclass
+class DatasetSource(DataSource):
+    """``mlplab.data.load_dataset(name, **kwargs)``, an optional stratified training subset of
+    ``train_size`` images, then the ``preprocess`` recipe (:data:`mlplab.data.PREPROCESSING`)
+    fitted on the training split."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    preprocess: str = "standardize"
+    train_size: int | None = None
+
+    #: load_dataset arguments that say where the files are, not what the data is
+    LOCATION_ARGS = ("data_dir", "download", "mirror", "cache")
+
+    def describe(self) -> dict[str, Any]:
+        kw = {k: v for k, v in self.kwargs.items()
+              if k not in self.LOCATION_ARGS and v is not None}
+        return {"dataset": self.name, **kw, "preprocess": self.preprocess,
+                "train_size": self.train_size}
+
+    def load(self) -> TuningData:
+        from mlplab.data import load_dataset
+
+        ds = load_dataset(self.name, **self.kwargs)
+        return prepare(subset_train(ds, self.train_size, self.kwargs.get("seed", 0)),
+                       self.preprocess)
+
+
+@dataclass
+class ArraySource(DataSource):
+    """Data already in memory (pickled to worker processes)."""
+
+    data: TuningData
+
+    def describe(self) -> dict[str, Any]:
+        d = self.data
+        return {"dataset": d.name, "arrays": [len(d.y_train), len(d.y_val), len(d.y_test),
+                                              d.num_features]}
+
+    def load(self) -> TuningData:
+        return self.data
+
+
+def subset_train(dataset, train_size: int | None, seed: int | None = 0):
+    """``dataset`` with a seeded, stratified subset of ``train_size`` training images (tuning on
+    a subset is much cheaper; validation and test splits are untouched)."""
+    import dataclasses
+
+    from mlplab.data.base import stratified_split
+
+    if train_size is None:
+        return dataset
+    n = len(dataset.y_train)
+    if not 1 <= int(train_size) <= n:
+        raise ValueError(f"train_size must be between 1 and {n} (the training images); "
+                         f"got {train_size}.")
+    if int(train_size) == n:
+        return dataset
+    _, keep = stratified_split(dataset.y_train, int(train_size), seed)
+    return dataclasses.replace(dataset, X_train=dataset.X_train[keep],
+                               y_train=dataset.y_train[keep],
+                               notes=[*dataset.notes, f"training subset of {train_size} images"])
+
+
+def prepare(dataset, preprocess: str = "standardize") -> TuningData:
+    """A raw :class:`mlplab.data.Dataset` preprocessed for training: the recipe is fitted on the
+    training split only, then applied to all three splits."""
+    from mlplab.data import make_preprocessing
+
+    if not len(dataset.y_val):
+        raise ValueError(f"tuning maximises validation accuracy, and {dataset.name} has no "
+                         "validation split: give it one with --val-size N.")
+    pipe = make_preprocessing(preprocess)
+    X_train = pipe.fit_transform(dataset.X_train)
+    return TuningData(
+        name=dataset.name, classes=list(dataset.classes),
+        X_train=X_train, y_train=np.asarray(dataset.y_train),
+        X_val=pipe.transform(dataset.X_val), y_val=np.asarray(dataset.y_val),
+        X_test=pipe.transform(dataset.X_test), y_test=np.asarray(dataset.y_test),
+        preprocessing=pipe, preprocessing_name=preprocess,
+        image_shape=tuple(dataset.image_shape), dataset=dataset)
+
+
+def as_source(dataset: Any, preprocess: str = "standardize", train_size: int | None = None,
+              **kwargs: Any) -> DataSource:
+    """A :class:`DataSource` for a dataset name (``kwargs`` go to ``load_dataset``), a raw
+    ``Dataset``, :class:`TuningData` or a source itself."""
+    if isinstance(dataset, DataSource):
+        return dataset
+    if isinstance(dataset, str):
+        return DatasetSource(dataset, kwargs, preprocess, train_size)
+    if isinstance(dataset, TuningData):
+        return ArraySource(dataset)
+    if hasattr(dataset, "X_train") and hasattr(dataset, "classes"):
+        return ArraySource(prepare(subset_train(dataset, train_size), preprocess))
+    raise TypeError(f"dataset must be a dataset name, an mlplab.data.Dataset, TuningData or a "
+                    f"DataSource; got {type(dataset).__name__}.")

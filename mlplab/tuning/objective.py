@@ -1,0 +1,107 @@
+"""One trial: :func:`build` turns a trial's settings into a model and a training configuration,
+and :class:`Objective` trains it, reports every epoch's validation accuracy to Optuna (so that a
+pruner can stop it) and returns the final validation accuracy. It is the one place where tuning
+meets the trainer; the search loop and the worker processes only hand it data and a space.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from mlplab.trainer import Callback, SettingsError, TrainConfig, Trainer, TrainingDivergedError
+from mlplab.tuning.data import TuningData
+from mlplab.tuning.processes import _worker_name
+from mlplab.tuning.space import KNOBS, SearchSpace
+
+
+def build(settings: Mapping[str, Any], input_size: int, num_classes: int,
+          seed: int | None = 0):
+    """``(model, TrainConfig)`` for one trial's ``settings`` (knob -> value)."""
+    from mlplab.models import MLP
+
+    unknown = set(settings) - set(KNOBS)
+    if unknown:
+        raise ValueError(f"unknown knobs: {', '.join(sorted(unknown))}.")
+    model_kw = {k: v for k, v in settings.items() if KNOBS[k].target == "model"}
+    train_kw = {k: v for k, v in settings.items() if KNOBS[k].target == "train"}
+    hidden = int(model_kw.pop("hidden_size", 50))  # 50: the exercise's default
+    depth = int(model_kw.pop("depth", 1))
+    model = MLP(input_size, [hidden] * depth, num_classes, seed=seed, **model_kw)
+    return model, TrainConfig(**{**train_kw, "seed": seed})
+
+
+class _ReportCallback(Callback):
+    """Reports each epoch's validation accuracy to the trial; raises ``TrialPruned`` when the
+    pruner says so (the trainer lets it propagate, ending the trial)."""
+
+    def __init__(self, trial) -> None:
+        self.trial = trial
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+        import optuna
+
+        self.trial.report(float(logs["val_acc"]), epoch)
+        cfg = trainer.config
+        if cfg.iters is None and epoch >= cfg.epochs:
+            return  # the trial is finished: pruning it now would only throw its result away
+        if self.trial.should_prune():
+            self.trial.set_user_attr("epochs", epoch)
+            raise optuna.TrialPruned(f"validation accuracy {logs['val_acc']:.4f} after epoch "
+                                     f"{epoch} is hopeless next to the other trials")
+
+
+class Objective:
+    """The trial function: build, train, return the final validation accuracy.
+
+    A run whose loss diverges is a legitimate (bad) outcome, not a failure: it returns 0.0 so the
+    sampler learns to avoid that region, and the trial is flagged ``diverged``.
+    """
+
+    def __init__(self, data: TuningData, space: SearchSpace, seed: int | None = 0,
+                 worker: str | None = None) -> None:
+        self.data = data
+        self.space = space
+        self.seed = seed
+        self.worker = worker or _worker_name()
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        settings = self.space.suggest(trial)
+        trial.set_user_attr("worker", self.worker)
+        start = time.perf_counter()
+        try:
+            model, config = build(settings, self.data.num_features, self.data.num_classes,
+                                  self.seed)
+            trainer = Trainer(config, callbacks=[_ReportCallback(trial)])
+            # a diverging trial is expected now and then; the trainer detects it, so NumPy's
+            # overflow warnings would only be noise
+            with np.errstate(over="ignore", invalid="ignore"):
+                history = trainer.fit(model, self.data.X_train, self.data.y_train,
+                                      self.data.X_val, self.data.y_val)
+        except TrainingDivergedError:
+            trial.set_user_attr("diverged", True)
+            trial.set_user_attr("epochs", trainer.epoch)
+            return 0.0
+        except SettingsError as exc:
+            # knobs each in range but not together (min_lr above lr, batch norm on one-row
+            # batches): this trial fails (NaN), the search goes on
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:300])
+            return float("nan")
+        except Exception as exc:
+            if not isinstance(exc, optuna.TrialPruned):
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:300])
+            raise
+        finally:
+            trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+        if history.interrupted:
+            raise KeyboardInterrupt
+        trial.set_user_attr("epochs", len(history.val_acc))
+        trial.set_user_attr("train_acc", float(history.train_acc[-1]))
+        # the model the settings produce: with early stopping the best epoch's parameters are
+        # restored, and a run of `iters` may end between epochs, after its last evaluation
+        return float(model.accuracy(self.data.X_val, self.data.y_val))

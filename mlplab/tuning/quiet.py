@@ -1,0 +1,47 @@
+"""Optuna's output cut to what a user needs: its experimental and future warnings silenced where
+mlplab uses those APIs on purpose, and a trial stopped by Ctrl-C logged as Optuna's one-line
+warning without the KeyboardInterrupt's traceback. Storage, search and plots all use these, so
+they stand apart from each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def _quiet_optuna_warnings() -> Iterator[None]:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+class _NoInterruptTraceback(logging.Filter):
+    """Optuna logs a trial stopped by Ctrl-C with the whole traceback of the KeyboardInterrupt;
+    keep its one-line warning (the trial is marked failed) and drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info = None
+        return True
+
+
+@contextlib.contextmanager
+def _quiet_interrupts() -> Iterator[None]:
+    import optuna  # noqa: F401  (sets up the "optuna" logger and its handler)
+
+    handlers = logging.getLogger("optuna").handlers
+    keep = _NoInterruptTraceback()
+    for h in handlers:
+        h.addFilter(keep)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(keep)

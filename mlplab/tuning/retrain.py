@@ -1,0 +1,89 @@
+"""Retraining the best trial as a normal run folder (:func:`retrain_best`, through
+:func:`mlplab.runs.train_run`), built beside an older one and swapped in place so that an
+interrupted retraining loses nothing. It is the only step of tuning that may evaluate the test
+split, so it stands apart from the search, which never sees it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mlplab.tuning.data import DatasetSource, DataSource, TuningData
+from mlplab.tuning.objective import build
+from mlplab.tuning.processes import _process_alive
+from mlplab.tuning.space import SearchSpace
+from mlplab.tuning.study import _best
+
+
+def retrain_best(study, data: TuningData, out: Path, seed: int | None = 0,
+                 eval_test: bool = False, source: DataSource | None = None):
+    """Train the best trial's settings again with :func:`mlplab.runs.train_run` (same data,
+    preprocessing and seed, so the same model) into the run folder ``out``, replacing an older
+    one; returns the :class:`~mlplab.runs.RunResult`.
+
+    The test split is evaluated only here, only with ``eval_test``, and only once.
+    """
+    import shutil
+
+    from mlplab.io import write_json
+    from mlplab.runs import train_run
+
+    number, _ = _best(study)
+    if number is None:
+        raise RuntimeError("no trial completed, so there is no best trial to retrain.")
+    if data.dataset is None:
+        raise ValueError("retraining the best trial needs the raw dataset (TuningData made by "
+                         "mlplab.tuning.prepare); pass a dataset name or Dataset to tune().")
+    trial = study.trials[number]
+    space_dict = study.user_attrs.get("mlplab:search_space")
+    fixed = SearchSpace.from_dict(space_dict).fixed if space_dict else {}
+    settings = {**fixed, **trial.params}
+    model, config = build(settings, data.num_features, data.num_classes, seed)
+    options: dict[str, Any] = {k: v for k, v in config.to_dict().items()
+                               if k not in ("seed", "verbose", "progress")}
+    mc = model.config
+    options.update(hidden=mc["hidden_sizes"], activation=mc["activation"], init=mc["init"],
+                   std=mc["std"], dropout=mc["dropout"], batchnorm=mc["batchnorm"],
+                   seed=0 if seed is None else seed, eval_test=eval_test,
+                   preprocessing=(data.preprocessing_name or "standardize"))
+    if isinstance(source, DatasetSource):  # so that config.json names the data
+        kw = source.kwargs
+        options.update(dataset=source.name, data_dir=kw.get("data_dir"),
+                       val_size=kw.get("val_size"), test_size=kw.get("test_size"),
+                       image_size=kw.get("image_size"), data_seed=kw.get("seed", 0) or 0)
+    else:
+        options.update(dataset=data.name)
+    from mlplab import interrupts
+
+    # train beside the old folder, then swap, so an interrupted retraining loses nothing
+    for stale in out.parent.glob(f".{out.name}.*.*"):  # .tmp and .old of killed processes
+        pid, _, kind = stale.name[len(out.name) + 2:].partition(".")
+        if kind in ("tmp", "old") and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    old = out.parent / f".{out.name}.{os.getpid()}.old"
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    try:
+        result = train_run(out=tmp, data=data.dataset, **options)
+        if result.interrupted:  # Ctrl-C: keep the older best-run, and stop as a search does
+            raise KeyboardInterrupt
+        write_json(tmp / "tuning.json", {
+            "study": study.study_name, "trial": number, "value": trial.value,
+            "settings": settings,
+            "train_size": len(data.y_train),
+            "note": ("trained on the same training images as the trials; config.json describes "
+                     "the dataset without any --train-size subset, so replaying it trains on all "
+                     "training images")})
+        with interrupts.deferred():  # the old folder out of the way, the new one in place
+            if out.exists():
+                os.replace(out, old)
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    result.out = out
+    return result

@@ -1,0 +1,142 @@
+"""The search loop of one process: samplers (:func:`make_sampler`) and pruners
+(:func:`make_pruner`), the callbacks that stop a worker at the study's target of finished trials
+and move the progress bar, the failing of trials left running by killed local processes, and
+:func:`run_search`, which optimises :class:`~mlplab.tuning.objective.Objective` on a study until
+the target is met. A worker process and :func:`mlplab.tuning.tune` run the same loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+from collections.abc import Callable
+
+from mlplab.tuning.data import TuningData
+from mlplab.tuning.objective import Objective
+from mlplab.tuning.processes import _process_alive
+from mlplab.tuning.quiet import _quiet_interrupts, _quiet_optuna_warnings
+from mlplab.tuning.space import SearchSpace
+from mlplab.tuning.study import _best, _finished
+
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "hyperband")
+
+
+def make_sampler(kind: str, space: SearchSpace, seed: int | None, n_trials: int):
+    """``tpe`` (multivariate, with the constant liar so parallel workers spread out),
+    ``random`` or ``grid`` (over each knob's ``grid`` values)."""
+    import optuna
+
+    if kind not in SAMPLERS:
+        raise ValueError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}.")
+    with _quiet_optuna_warnings():
+        if kind == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if kind == "grid":
+            return optuna.samplers.GridSampler(space.grid(), seed=seed)
+        # a third of a small budget explores at random before TPE models the results
+        startup = int(min(10, max(3, n_trials // 3)))
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
+                                          constant_liar=True)
+
+
+def make_pruner(kind: str | None, space: SearchSpace, n_trials: int):
+    """``None``: never prune; ``median``: stop a trial whose best accuracy so far is below the
+    median of the other trials at the same epoch; ``hyperband``: successive halving over epochs."""
+    import optuna
+
+    if kind is None:
+        return optuna.pruners.NopPruner()
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=int(min(5, max(2, n_trials // 4))),
+                                           n_warmup_steps=2)
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=space.max_epochs(),
+                                              reduction_factor=3)
+    raise ValueError(f"unknown pruner {kind!r}; choose one of {', '.join(PRUNERS)}.")
+
+
+class _StopAtTarget:
+    """Stop this worker once the study's finished plus running trials reach the target, so that
+    several workers together run the target (a stale running trial is failed first). Failed
+    trials do not count towards it; ``max(3, target)`` of them in a row stop the worker, since
+    a space whose every trial fails would otherwise search for ever."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.fails_in_a_row = 0
+
+    def __call__(self, study, trial) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        self.fails_in_a_row = self.fails_in_a_row + 1 if trial.state == TrialState.FAIL else 0
+        with _quiet_optuna_warnings():
+            optuna.storages.fail_stale_trials(study)
+        busy = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                        TrialState.RUNNING))
+        if len(busy) >= self.target or self.fails_in_a_row >= max(3, self.target):
+            study.stop()
+
+
+class _ProgressCallback:
+    def __init__(self, bar) -> None:
+        self.bar = bar
+
+    def __call__(self, study, trial) -> None:
+        _update_bar(self.bar, study)
+
+
+def _update_bar(bar, study) -> None:
+    if bar is None:
+        return
+    bar.n = min(_finished(study), bar.total)
+    number, value = _best(study)
+    if value is not None:
+        bar.set_postfix_str(f"best val acc {value:.4f} (trial {number})", refresh=False)
+    bar.refresh()
+
+
+def _fail_dead_local_trials(study) -> None:
+    """Mark FAIL the running trials of processes on this machine that no longer exist (killed,
+    SIGKILL or a power cut): they would otherwise count towards the target until their
+    heartbeat's grace runs out, and a search run again at once would stop short."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        name, _, pid = str(t.user_attrs.get("worker", "")).split("#")[0].rpartition(":")
+        if name == host and pid.isdigit() and int(pid) != os.getpid() and \
+                not _process_alive(int(pid)):
+            try:  # as Optuna's fail_stale_trials does for a stopped heartbeat, retry included
+                if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    continue  # another process has just finished it
+            except Exception:  # noqa: BLE001 - finished or failed meanwhile by another process
+                continue
+            retry = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+            if retry is not None:
+                retry(study, copy.deepcopy(storage.get_trial(t._trial_id)))
+
+
+def run_search(study, data: TuningData, space: SearchSpace, target: int,
+               timeout: float | None = None, seed: int | None = 0, bar=None,
+               worker: str | None = None) -> None:
+    """Run trials in this process until the study holds ``target`` finished trials (or
+    ``timeout`` seconds pass). ``study`` carries the sampler and pruner."""
+    import optuna
+
+    remaining = target - _finished(study)
+    if remaining <= 0:
+        return
+    _fail_dead_local_trials(study)
+    objective = Objective(data, space, seed, worker)
+    callbacks: list[Callable] = [_StopAtTarget(target)]
+    if bar is not None:
+        callbacks.append(_ProgressCallback(bar))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with _quiet_optuna_warnings(), _quiet_interrupts():
+        # no n_trials: Optuna counts failed trials in it; _StopAtTarget counts finished ones
+        study.optimize(objective, n_trials=None, timeout=timeout, callbacks=callbacks,
+                       gc_after_trial=False, catch=(MemoryError,))

@@ -1,0 +1,345 @@
+"""The search-space language: the knobs a trial may set (:data:`KNOBS`), one searched knob's
+distribution (:class:`Param`), a whole space (:class:`SearchSpace`) read and checked from a
+built-in name, a YAML file or a dict, and the built-in spaces. It needs neither Optuna's storage
+nor any data, so a space is validated before anything else starts; see ``docs/tuning.md`` for the
+YAML schema.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlplab.trainer import TrainConfig
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One thing a trial may set: where it goes (``model`` or ``train``), its value type and the
+    range of legal values (``lo``/``hi`` inclusive unless ``hi_open``; ``choices`` for strings)."""
+
+    target: str
+    kind: str  # "int", "float", "str" or "bool"
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+    def check(self, name: str, value: Any, where: str) -> Any:
+        """``value`` converted to this knob's type, or a ValueError saying what is allowed."""
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: {name} must be true or false; got {value!r}.")
+            return value
+        if self.kind == "str":
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                raise ValueError(f"{where}: {name} must be one of {', '.join(self.choices)}; "
+                                 f"got {value!r}.")
+            return value
+        number = _number(value)
+        if (number is None or not math.isfinite(number)
+                or (self.kind == "int" and not float(number).is_integer())):
+            what = "an integer" if self.kind == "int" else "a finite number"
+            raise ValueError(f"{where}: {name} must be {what}; got {value!r}.")
+        number = int(number) if self.kind == "int" else float(number)
+        low_bad = self.lo is not None and (number <= self.lo if self.lo_open else number < self.lo)
+        high_bad = self.hi is not None and (number >= self.hi if self.hi_open else number > self.hi)
+        if low_bad or high_bad:
+            lo = "" if self.lo is None else f"{self.lo:g} {'<' if self.lo_open else '<='} "
+            hi = "" if self.hi is None else f" {'<' if self.hi_open else '<='} {self.hi:g}"
+            raise ValueError(f"{where}: {name} must satisfy {lo}{name}{hi}; got {value!r}.")
+        return number
+
+
+def _knobs() -> dict[str, Knob]:
+    from mlplab.init import INITS
+    from mlplab.models import ACTIVATIONS
+    from mlplab.optim import OPTIMIZERS
+    from mlplab.schedules import SCHEDULES
+
+    return {
+        # the model
+        "hidden_size": Knob("model", "int", 1, help="units in each hidden layer"),
+        "depth": Knob("model", "int", 1, help="number of hidden layers (each hidden_size wide)"),
+        "activation": Knob("model", "str", choices=tuple(ACTIVATIONS)),
+        "init": Knob("model", "str", choices=tuple(INITS)),
+        "std": Knob("model", "float", 0, lo_open=True, help="std of the 'normal' init"),
+        "dropout": Knob("model", "float", 0, 1, hi_open=True),
+        "batchnorm": Knob("model", "bool"),
+        # the training
+        "optimizer": Knob("train", "str", choices=tuple(OPTIMIZERS)),
+        "lr": Knob("train", "float", 0, lo_open=True, help="initial learning rate"),
+        "momentum": Knob("train", "float", 0, 1, hi_open=True),
+        "beta1": Knob("train", "float", 0, 1, hi_open=True),
+        "beta2": Knob("train", "float", 0, 1, hi_open=True),
+        "weight_decay": Knob("train", "float", 0),
+        "schedule": Knob("train", "str", choices=tuple(SCHEDULES)),
+        "lr_decay": Knob("train", "float", 0, 1, lo_open=True, help="lr factor per epoch"),
+        "step_epochs": Knob("train", "int", 1),
+        "warmup_epochs": Knob("train", "float", 0),
+        "min_lr": Knob("train", "float", 0),
+        "reg": Knob("train", "float", 0, help="L2 strength (no 0.5 factor)"),
+        "batch_size": Knob("train", "int", 1),
+        "epochs": Knob("train", "int", 1),
+        "sampling": Knob("train", "str", choices=("shuffle", "replacement")),
+        "patience": Knob("train", "int", 1, help="early stopping on validation accuracy"),
+    }
+
+
+KNOBS: dict[str, Knob] = _knobs()
+
+#: the exercise's knobs (Question 3b): hidden size, learning rate, epochs, batch size,
+#: regularisation and learning-rate decay; ``grid`` gives the values the grid sampler tries
+EXERCISE_SPACE: dict[str, Any] = {
+    "hidden_size": {"type": "int", "low": 32, "high": 512, "log": True,
+                    "grid": [50, 100, 200, 400]},
+    "lr": {"type": "float", "low": 1e-4, "high": 0.3, "log": True, "grid": [1e-3, 1e-2, 1e-1]},
+    "reg": {"type": "float", "low": 1e-6, "high": 0.1, "log": True, "grid": [1e-5, 1e-3, 1e-2]},
+    "batch_size": {"type": "categorical", "choices": [64, 128, 200, 300]},
+    "epochs": {"type": "int", "low": 5, "high": 20, "step": 5, "grid": [5, 10, 20]},
+    "lr_decay": {"type": "float", "low": 0.85, "high": 1.0, "grid": [0.9, 0.95, 1.0]},
+    "optimizer": "sgd",
+}
+
+#: the exercise's knobs plus the optimiser, depth and dropout
+EXTENDED_SPACE: dict[str, Any] = {
+    **EXERCISE_SPACE,
+    "lr": {"type": "float", "low": 1e-4, "high": 0.3, "log": True, "grid": [1e-3, 1e-2]},
+    "optimizer": {"type": "categorical", "choices": ["sgd", "momentum", "adam"]},
+    "depth": {"type": "int", "low": 1, "high": 3},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.5, "grid": [0.0, 0.25]},
+}
+
+BUILTIN_SPACES = {"exercise": EXERCISE_SPACE, "extended": EXTENDED_SPACE}
+
+_SPEC_KEYS = {
+    "float": {"type", "low", "high", "log", "step", "grid"},
+    "int": {"type", "low", "high", "log", "step", "grid"},
+    "categorical": {"type", "choices"},
+}
+#: largest grid an int range is expanded to when the grid sampler needs it
+_MAX_INT_GRID = 64
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched knob: ``float``/``int`` in ``[low, high]`` (``log``, ``step``) or
+    ``categorical`` over ``choices``; ``grid`` lists the values the grid sampler tries."""
+
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    grid: tuple[Any, ...] | None = None
+
+    def suggest(self, trial) -> Any:
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.type == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high),
+                                     step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+    def grid_values(self) -> list[Any]:
+        if self.grid is not None:
+            return list(self.grid)
+        if self.type == "categorical":
+            return list(self.choices)
+        if self.type == "int" and not self.log:
+            values = list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+            if len(values) <= _MAX_INT_GRID:
+                return values
+        raise ValueError(f"search space: the grid sampler needs a finite list of values for "
+                         f"{self.name}; add `grid: [...]` to its entry (or use --sampler tpe).")
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.type == "categorical":
+            return {"type": "categorical", "choices": list(self.choices)}
+        out: dict[str, Any] = {"type": self.type, "low": self.low, "high": self.high}
+        if self.log:
+            out["log"] = True
+        if self.step is not None:
+            out["step"] = self.step
+        if self.grid is not None:
+            out["grid"] = list(self.grid)
+        return out
+
+
+class SearchSpace:
+    """What a trial searches (``params``) and what it fixes (``fixed``), both keyed by knob name
+    (:data:`KNOBS`). Build with :meth:`load` (a built-in name, a YAML file or a dict)."""
+
+    def __init__(self, params: Mapping[str, Param], fixed: Mapping[str, Any]) -> None:
+        self.params = dict(params)
+        self.fixed = dict(fixed)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(cls, spec: SearchSpace | Mapping[str, Any] | str | os.PathLike | None
+             ) -> SearchSpace:
+        """``None`` or ``"exercise"``: the default; ``"extended"``: plus optimiser, depth and
+        dropout; a path: a YAML file; a dict: the same schema as the YAML file."""
+        if isinstance(spec, SearchSpace):
+            return spec
+        if spec is None:
+            return cls.from_dict(EXERCISE_SPACE, "built-in search space 'exercise'")
+        if isinstance(spec, Mapping):
+            return cls.from_dict(spec)
+        if isinstance(spec, str) and spec in BUILTIN_SPACES:
+            return cls.from_dict(BUILTIN_SPACES[spec], f"built-in search space {spec!r}")
+        return cls.from_yaml(spec)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> SearchSpace:
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"search space file {path} does not exist (give a YAML file, or "
+                             f"one of the built-in spaces: {', '.join(BUILTIN_SPACES)}).")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "search space") -> SearchSpace:
+        if not isinstance(data, Mapping) or not data:
+            raise ValueError(f"{where}: expected a mapping of knob names to distributions, "
+                             f"e.g. `lr: {{type: float, low: 1.0e-4, high: 0.1, log: true}}`; "
+                             f"got {type(data).__name__}.")
+        params: dict[str, Param] = {}
+        fixed: dict[str, Any] = {}
+        for name, spec in data.items():
+            if name not in KNOBS:
+                raise ValueError(f"{where}: unknown knob {name!r}; known knobs: "
+                                 f"{', '.join(KNOBS)}.")
+            knob = KNOBS[name]
+            if isinstance(spec, Mapping):
+                params[name] = _parse_param(name, spec, knob, where)
+            elif isinstance(spec, list):  # shorthand for a categorical
+                params[name] = _parse_param(name, {"type": "categorical", "choices": spec},
+                                            knob, where)
+            else:
+                fixed[name] = knob.check(name, spec, where)
+        if not params:
+            raise ValueError(f"{where}: nothing to search; give at least one knob a "
+                             "distribution (a mapping with `type`) or a list of choices.")
+        depth_max = _max_value(params.get("depth"), fixed.get("depth", 1))
+        if depth_max > 1 and "hidden_size" not in params and "hidden_size" not in fixed:
+            raise ValueError(f"{where}: depth > 1 needs hidden_size too.")
+        return cls(params, fixed)
+
+    # ------------------------------------------------------------------ use
+    def suggest(self, trial) -> dict[str, Any]:
+        """The trial's settings: every searched knob suggested by ``trial``, plus the fixed."""
+        values = {name: p.suggest(trial) for name, p in self.params.items()}
+        return {**self.fixed, **values}
+
+    def grid(self) -> dict[str, list[Any]]:
+        """The grid sampler's search space (every searched knob's ``grid`` values)."""
+        return {name: p.grid_values() for name, p in self.params.items()}
+
+    def max_epochs(self) -> int:
+        """The most epochs any trial can run (Hyperband's maximum resource)."""
+        return int(_max_value(self.params.get("epochs"),
+                              self.fixed.get("epochs", TrainConfig().epochs)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML/JSON form (round-trips through :meth:`from_dict`)."""
+        return {**self.fixed, **{n: p.to_dict() for n, p in self.params.items()}}
+
+    def __repr__(self) -> str:
+        return f"SearchSpace(params={list(self.params)}, fixed={self.fixed})"
+
+
+def _number(value: Any) -> float | None:
+    # PyYAML reads 1e-4 (no dot) as a string; accept it as the number everyone means
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _parse_param(name: str, spec: Mapping[str, Any], knob: Knob, where: str) -> Param:
+    where = f"{where}: {name}"
+    kind = spec.get("type")
+    if kind is None:
+        kind = "categorical" if "choices" in spec else None
+    if kind not in _SPEC_KEYS:
+        raise ValueError(f"{where}: `type` must be float, int or categorical; got {kind!r}.")
+    unknown = set(spec) - _SPEC_KEYS[kind]
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} for a "
+                         f"{kind} distribution; allowed: {', '.join(sorted(_SPEC_KEYS[kind]))}.")
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ValueError(f"{where}: `choices` must be a non-empty list.")
+        checked = tuple(knob.check(name, c, where) for c in choices)
+        if len(set(checked)) != len(checked):
+            raise ValueError(f"{where}: `choices` has duplicates: {choices}.")
+        return Param(name, "categorical", choices=checked)
+
+    if knob.kind not in ("int", "float"):
+        raise ValueError(f"{where}: a {knob.kind} knob can only be fixed or categorical "
+                         f"(`choices: [...]`), not a {kind} range.")
+    if knob.kind == "int" and kind == "float":
+        raise ValueError(f"{where}: is an integer knob; use `type: int`.")
+    for key in ("low", "high"):
+        if key not in spec:
+            raise ValueError(f"{where}: a {kind} distribution needs `low` and `high`.")
+    low, high = (knob.check(name, spec[k], f"{where} ({k})") for k in ("low", "high"))
+    if kind == "int":
+        low, high = int(low), int(high)
+    if not low < high:
+        raise ValueError(f"{where}: `low` ({low}) must be below `high` ({high}); to fix a knob "
+                         f"write `{name}: {low}`.")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise ValueError(f"{where}: `log` must be true or false; got {log!r}.")
+    if log and low <= 0:
+        raise ValueError(f"{where}: a log-uniform range needs `low` > 0; got {low}.")
+    step = spec.get("step")
+    if step is not None:
+        step_n = _number(step)
+        if step_n is None or step_n <= 0 or (kind == "int" and not float(step_n).is_integer()):
+            raise ValueError(f"{where}: `step` must be a positive "
+                             f"{'integer' if kind == 'int' else 'number'}; got {step!r}.")
+        if log:
+            raise ValueError(f"{where}: `step` and `log` cannot be combined (Optuna's rule).")
+        step = int(step_n) if kind == "int" else float(step_n)
+    grid = spec.get("grid")
+    if grid is not None:
+        if not isinstance(grid, list) or not grid:
+            raise ValueError(f"{where}: `grid` must be a non-empty list of values.")
+        grid = tuple(knob.check(name, g, f"{where} (grid)") for g in grid)
+        outside = [g for g in grid if not low <= g <= high]
+        if outside:
+            raise ValueError(f"{where}: grid values {outside} lie outside [{low}, {high}].")
+    return Param(name, kind, float(low) if kind == "float" else low,
+                 float(high) if kind == "float" else high, log, step, grid=grid)
+
+
+def _max_value(param: Param | None, fixed: Any) -> float:
+    if param is None:
+        return fixed if fixed is not None else 1
+    if param.type == "categorical":
+        return max(param.choices)
+    return param.high

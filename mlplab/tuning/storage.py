@@ -1,0 +1,200 @@
+"""Where a study lives: :class:`StorageSpec` (picklable, so that every worker process opens the
+same storage), :func:`storage_spec` (``--storage`` to a spec), SQLAlchemy URLs and SQLite locking,
+and crash detection: Optuna's heartbeats for SQLAlchemy storages, and the same mechanism added to
+journal files by a heartbeat journal storage. Each storage kind's details stay here, out of the
+study and the search.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlplab.tuning.quiet import _quiet_optuna_warnings
+
+#: trial system attribute holding the last heartbeat (Unix time) of a journal-storage trial
+HEARTBEAT_ATTR = "mlplab:heartbeat"
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """How to open a study's storage in any process (picklable): ``url`` is a SQLAlchemy URL or
+    ``journal:PATH``; ``heartbeat``/``grace`` in seconds (``heartbeat=None`` disables)."""
+
+    url: str
+    heartbeat: int | None = 30
+    grace: int | None = None
+    retry_failed: bool = True
+
+    @property
+    def display(self) -> str:
+        """The URL without its password."""
+        if self.url.startswith("journal:"):
+            return self.url
+        try:
+            from sqlalchemy.engine import make_url
+
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001 - only for display
+            return self.url
+
+    def open(self):
+        """An Optuna storage object with heartbeats and the stale-trial callback configured."""
+        import optuna
+
+        callback = _stale_callback() if self.retry_failed else None
+        grace = self.grace if self.grace is not None else (
+            None if self.heartbeat is None else 2 * self.heartbeat)
+        if self.url.startswith("journal:"):
+            from optuna.storages.journal import JournalFileBackend
+
+            path = Path(self.url[len("journal:"):]).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            backend = JournalFileBackend(str(path))
+            storage_class = _heartbeat_journal_storage_class()
+            if self.heartbeat is None or storage_class is None:
+                return optuna.storages.JournalStorage(backend)
+            return storage_class(backend, self.heartbeat, grace, callback)
+        kwargs: dict[str, Any] = {}
+        url = sqlalchemy_url(self.url)
+        if url.startswith("sqlite"):
+            # several processes share one SQLite file: wait for the lock instead of failing
+            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+        else:
+            kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+        if self.heartbeat is not None:
+            kwargs.update(heartbeat_interval=int(self.heartbeat), grace_period=int(grace),
+                          **_callback_kwarg(callback))
+        from sqlalchemy.exc import SQLAlchemyError
+
+        for attempt in range(4):
+            try:
+                with _quiet_optuna_warnings():
+                    return optuna.storages.RDBStorage(url, **kwargs)
+            except ImportError as exc:
+                raise RuntimeError(f"cannot open storage {self.display}: {exc} (for PostgreSQL "
+                                   "install the driver: pip install 'mlplab[postgres]').") from None
+            except SQLAlchemyError:
+                # workers started together on an empty database race to create Optuna's
+                # tables; the loser sees "already exists" and simply opens them next time
+                if attempt == 3:
+                    raise
+                time.sleep(0.2 + 0.3 * attempt)
+        raise AssertionError("unreachable")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``url`` with a PostgreSQL driver that is installed: SQLAlchemy 2.1 made ``psycopg`` (3)
+    the default for ``postgresql://``, while ``mlplab[postgres]`` installs ``psycopg2``."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None and \
+                importlib.util.find_spec("psycopg2") is not None:
+            return f"postgresql+psycopg2://{rest}"
+        return f"postgresql://{rest}"
+    return url
+
+
+def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | None = 30,
+                 grace: int | None = None) -> StorageSpec:
+    """Turn ``--storage`` into a :class:`StorageSpec`.
+
+    ``None``: ``<out>/study.db`` (SQLite); ``journal:PATH`` or a path ending in ``.log`` /
+    ``.journal``: an Optuna journal file; a path ending in ``.db``/``.sqlite``/``.sqlite3``: that
+    SQLite file; anything with ``://``: a SQLAlchemy URL as given.
+    """
+    if heartbeat is not None and heartbeat <= 0:
+        heartbeat = None
+    if heartbeat is not None and grace is not None and grace <= heartbeat:
+        raise ValueError(f"the grace period ({grace} s) must be longer than the heartbeat "
+                         f"interval ({heartbeat} s), or every running trial looks dead.")
+    if storage is None:
+        return StorageSpec(f"sqlite:///{(out / 'study.db').resolve()}", heartbeat, grace)
+    text = os.fspath(storage)
+    if text.startswith("journal:"):
+        path = text[len("journal:"):]
+        if not path:
+            raise ValueError("--storage journal:PATH needs a file path after 'journal:'.")
+        return StorageSpec(f"journal:{Path(path).expanduser().resolve()}", heartbeat, grace)
+    if "://" in text:
+        return StorageSpec(text, heartbeat, grace)
+    suffix = Path(text).suffix.lower()
+    if suffix in (".log", ".journal"):
+        return StorageSpec(f"journal:{Path(text).expanduser().resolve()}", heartbeat, grace)
+    if suffix in (".db", ".sqlite", ".sqlite3"):
+        return StorageSpec(f"sqlite:///{Path(text).expanduser().resolve()}", heartbeat, grace)
+    raise ValueError(f"unrecognised storage {text!r}: give a SQLAlchemy URL (sqlite:///study.db, "
+                     "postgresql://user@host/db), journal:PATH, or a file ending in .db or .log.")
+
+
+def _stale_callback():
+    """Re-queue a dead worker's trial once (its parameters run again in a live worker)."""
+    import optuna
+
+    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+        optuna.storages.RetryFailedTrialCallback
+    with _quiet_optuna_warnings():
+        return cls(max_retry=1)
+
+
+def _callback_kwarg(callback) -> dict[str, Any]:
+    import inspect
+
+    import optuna
+
+    names = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
+    key = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in names \
+        else "failed_trial_callback"
+    return {key: callback}
+
+
+@functools.cache
+def _heartbeat_journal_storage_class():
+    """A ``JournalStorage`` with Optuna's heartbeat protocol (None if this Optuna lacks it)."""
+    try:
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.storages import JournalStorage
+        from optuna.storages._heartbeat import BaseHeartbeat
+        from optuna.trial import TrialState
+    except ImportError:  # pragma: no cover - very old or very new Optuna
+        return None
+
+    class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+        """Heartbeats as a time stamp in each running trial's system attributes. Optuna's
+        optimise loop runs the heartbeat thread and ``fail_stale_trials`` for any storage that
+        implements :class:`BaseHeartbeat`; the clocks of the machines sharing the journal file
+        must agree to within the grace period (NTP)."""
+
+        def __init__(self, backend, heartbeat: int, grace: int, callback) -> None:
+            super().__init__(backend)
+            self._heartbeat = heartbeat
+            self._grace = grace
+            self._stale_callback = callback
+
+        def record_heartbeat(self, trial_id: int) -> None:
+            with contextlib.suppress(UpdateFinishedTrialError):
+                self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            now = time.time()
+            return [t._trial_id for t in self.get_all_trials(study_id, deepcopy=False,
+                                                             states=(TrialState.RUNNING,))
+                    if now - t.system_attrs.get(HEARTBEAT_ATTR, now) > self._grace]
+
+        def get_heartbeat_interval(self) -> int | None:
+            return self._heartbeat
+
+        def get_heartbeat_stale_trial_callback(self):
+            return self._stale_callback
+
+        def get_failed_trial_callback(self):  # the name Optuna < 4.9 uses
+            return self._stale_callback
+
+    return HeartbeatJournalStorage

@@ -1,0 +1,69 @@
+"""Opening a study and reading its state: :func:`open_study` creates or loads a maximising study
+and pins the search space and data it was created with (:data:`STUDY_ATTRS`), so that a resumed
+study cannot silently mix them; ``_finished`` counts the finished trials and ``_best`` picks the
+best one (never a diverged one) for the search loop, the progress bar, the results and the
+retraining alike.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlplab.tuning.quiet import _quiet_optuna_warnings
+from mlplab.tuning.space import SearchSpace
+from mlplab.tuning.storage import StorageSpec
+
+#: study user attributes that pin what a study searches, so a resumed study cannot silently mix
+STUDY_ATTRS = ("mlplab:search_space", "mlplab:dataset")
+
+
+def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None = None,
+               data_description: dict[str, Any] | None = None, sampler=None, pruner=None):
+    """Create or load ``study_name`` (maximising). A new study records its search space and
+    data; loading one that recorded different ones raises a ValueError instead of mixing them."""
+    import optuna
+
+    with _quiet_optuna_warnings():
+        study = optuna.create_study(storage=storage.open(), study_name=study_name,
+                                    direction="maximize", load_if_exists=True, sampler=sampler,
+                                    pruner=pruner)
+    if space is None:
+        return study
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise ValueError(f"study {study_name!r} in {storage.display} minimises; it is not an "
+                         "mlplab tuning study. Choose another --study name.")
+    wanted = {"mlplab:search_space": space.to_dict(), "mlplab:dataset": data_description}
+    have = study.user_attrs
+    for key, value in wanted.items():
+        if key not in have:
+            study.set_user_attr(key, value)
+        elif _canonical(have[key]) != _canonical(value):
+            what = "search space" if key.endswith("space") else "data"
+            raise ValueError(
+                f"study {study_name!r} in {storage.display} was created with a different "
+                f"{what} ({json.dumps(have[key])} vs {json.dumps(value)}); resume it with the "
+                "same options or choose a new --study name.")
+    return study
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _finished(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def _best(study) -> tuple[int | None, float | None]:
+    from optuna.trial import TrialState
+
+    # a diverged trial scores 0.0 for the sampler's sake but is never "the best"
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if not t.user_attrs.get("diverged")]
+    if not done:
+        return None, None
+    best = max(done, key=lambda t: (t.value, -t.number))
+    return best.number, float(best.value)

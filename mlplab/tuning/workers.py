@@ -1,0 +1,92 @@
+"""Parallel worker processes on one machine: :class:`WorkerSpec` (everything a worker needs,
+picklable), :func:`worker_main` (a worker's entry point; ``spawn`` imports it by its qualified
+name, ``mlplab.tuning.workers.worker_main``, in a fresh interpreter) and :func:`run_workers`,
+which starts them and follows the study's progress. Workers on other machines need none of this:
+each runs ``mlplab tune`` against the same storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mlplab.tuning.data import DataSource
+from mlplab.tuning.processes import _worker_name
+from mlplab.tuning.search import _update_bar, make_pruner, make_sampler, run_search
+from mlplab.tuning.space import SearchSpace
+from mlplab.tuning.storage import StorageSpec
+from mlplab.tuning.study import open_study
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs (picklable)."""
+
+    source: DataSource
+    storage: StorageSpec
+    study_name: str
+    space: dict[str, Any]
+    sampler: str
+    prune: str | None
+    target: int
+    timeout: float | None
+    seed: int | None
+    sampler_seed: int | None
+    index: int
+    blas_threads: int | None = None
+
+
+def worker_main(spec: WorkerSpec) -> None:
+    """Entry point of one worker process: load the data once, load the study, search."""
+    import optuna
+
+    # a fresh interpreter: Optuna's INFO lines ("Using an existing study") would repeat per worker
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    limiter = contextlib.nullcontext()
+    if spec.blas_threads:
+        from threadpoolctl import threadpool_info, threadpool_limits
+
+        # share the cores between the workers, but never raise a limit the user set
+        # (OMP_NUM_THREADS=...)
+        current = max((i.get("num_threads", 1) for i in threadpool_info()), default=1)
+        if spec.blas_threads < current:
+            limiter = threadpool_limits(spec.blas_threads)
+    with limiter:
+        data = spec.source.load()
+        space = SearchSpace.from_dict(spec.space)
+        study = open_study(spec.storage, spec.study_name, space, spec.source.describe(),
+                           make_sampler(spec.sampler, space, spec.sampler_seed, spec.target),
+                           make_pruner(spec.prune, space, spec.target))
+        run_search(study, data, space, spec.target, spec.timeout, spec.seed,
+                   worker=_worker_name(spec.index))
+
+
+def run_workers(specs: list[WorkerSpec], study, bar=None, poll: float = 1.0) -> None:
+    """Start one process per spec (``spawn``: a clean interpreter each, no forked threads or
+    database connections), show progress from the storage, and wait for all of them."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=worker_main, args=(s,), name=f"mlplab-tune-{s.index}")
+             for s in specs]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(poll)
+            _update_bar(bar, study)
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        raise
+    finally:
+        for p in procs:
+            p.join()
+    _update_bar(bar, study)
+    bad = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
+    if bad:
+        raise RuntimeError("worker process(es) failed: " +
+                           ", ".join(f"{n} exit code {c}" for n, c in bad) +
+                           " (their error is printed above).")
