@@ -23,9 +23,10 @@ from PIL import Image
 from mlplab.data import DatasetError, load_dataset
 from mlplab.data import download as dl
 from mlplab.data import idx as idx_module
-from mlplab.data.cifar import RestrictedUnpickler, parse_batch
+from mlplab.data.cifar import parse_batch
 from mlplab.data.folder import read_image_folder
 from mlplab.data.idx import DEBIAN_FASHION_DIR, read_idx
+from mlplab.data.safe_pickle import RestrictedUnpickler
 
 CIFAR_NAMES = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse",
                b"ship", b"truck"]

@@ -26,8 +26,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mlplab.data import DatasetError, load_dataset
-from mlplab.data.cifar import extract_archive, load_pickle, parse_batch
+from mlplab.data.cifar import extract_archive, parse_batch
 from mlplab.data.idx import read_idx
+from mlplab.data.safe_pickle import load_pickle
 
 #: most a loader may allocate on any of these inputs (all are under ~100 KB)
 MAX_PEAK = 32 << 20

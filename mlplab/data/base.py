@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import reprlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -96,6 +97,37 @@ def data_root() -> Path:
     """Where downloads and caches live: ``$MLPLAB_DATA`` or ``~/.cache/mlplab``."""
     env = os.environ.get("MLPLAB_DATA")
     return user_path(env or "~/.cache/mlplab")
+
+
+class _BoundedRepr(reprlib.Repr):
+    """``reprlib.Repr`` that also cuts bytes before it reprs them (Python 3.11's reprs the
+    whole object first, up to four times its size, and only then cuts)."""
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        return repr(x[: self.maxstring]) + ("..." if len(x) > self.maxstring else "")
+
+    repr_bytearray = repr_bytes
+
+    def repr_dict(self, x: dict, level: int) -> str:
+        # reprlib sorts every key first: a refused call on a dict of 500,000 keys took seconds
+        return f"<dict of {len(x)} items>"
+
+    def repr_instance(self, x: object, level: int) -> str:
+        if callable(x):  # a function's repr ends in its address: never show it
+            return f"<{type(x).__name__}>"
+        return super().repr_instance(x, level)
+
+
+_REPR = _BoundedRepr()  # (keyword arguments only from Python 3.12)
+_REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict = 2, 8, 8, 4
+_REPR.maxstring = _REPR.maxother = 40
+
+
+def short_repr(value: object) -> str:
+    """A bounded ``repr`` for messages: a pickle's values can nest aliased lists whose full repr
+    would take gigabytes."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def resolve_size(value: float | int | None, n: int, default: int, what: str) -> int:
