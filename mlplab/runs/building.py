@@ -1,0 +1,107 @@
+"""The pieces a run is made of, built from its :class:`~mlplab.runs.config.RunConfig`: the raw
+dataset it names (:func:`load_run_dataset`), the minibatch augmentation (:func:`make_augmenter`),
+a preview of the images as the network sees them (:func:`make_network_view`), and the one-line
+descriptions of a network (:func:`describe_network`, :func:`describe_model`). It is apart from
+:mod:`mlplab.runs.training` because these pieces are also wanted without training: evaluating a
+finished run reloads its dataset, and ``mlplab data show`` previews its augmentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mlplab.models import MLP
+from mlplab.runs.config import RunConfig
+
+
+def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None):
+    """Load the raw dataset a run config names (with its split settings). ``image_shape``: the
+    run's (its model file's), whose channel count a folder is decoded to, so that a run keeps
+    working where a later mlplab would decide the folder's colour otherwise (it reads grey GIFs
+    and grey PNGs with alpha as one channel; mlplab before that read them as three)."""
+    from mlplab.data import load_dataset
+
+    folder = cfg.dataset.lower().startswith("folder:")
+    channels = int(image_shape[2]) if folder and image_shape is not None and \
+        len(image_shape) == 3 and image_shape[2] in (1, 3) else None
+    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
+                        val_size=cfg.val_size, test_size=cfg.test_size,
+                        image_size=cfg.image_size, seed=cfg.data_seed, channels=channels)
+
+
+def _crop_padding(cfg: RunConfig, image_shape: Sequence[int]) -> int:
+    """How far ``cfg``'s crops shift images of ``image_shape`` (0 without crops); a ValueError if
+    a shift could leave nothing of the image."""
+    if "crop" not in cfg.augment:
+        return 0
+    # by default pad by an eighth of the image: 4 pixels on CIFAR's 32, 1 on the 8x8 digits
+    pad = cfg.crop_padding or max(1, round(image_shape[0] / 8))
+    if pad >= min(image_shape[:2]):
+        raise ValueError(f"crop_padding {pad} (--crop-padding) must be smaller than the images' "
+                         f"side ({min(image_shape[:2])} pixels).")
+    return pad
+
+
+def make_augmenter(cfg: RunConfig, image_shape: Sequence[int], preprocessing=None):
+    """The minibatch augmentation ``cfg.augment`` asks for, or None.
+
+    ``crop_fill="black"`` needs the fitted ``preprocessing`` (a :class:`mlplab.data.Pipeline`):
+    the padding is its transform of an all-zero raw image.
+    """
+    if not cfg.augment:
+        return None
+    from mlplab.data import Augmenter
+
+    crop = _crop_padding(cfg, image_shape)
+    elastic = float(cfg.elastic_pixels) if "elastic" in cfg.augment else 0.0
+    fill: float | np.ndarray = 0.0
+    if (crop or elastic) and cfg.crop_fill == "black":
+        if preprocessing is None:
+            raise ValueError('crop_fill="black" needs the fitted preprocessing pipeline.')
+        black = np.zeros((1, *image_shape), np.uint8)  # one raw image, as the loaders give it
+        fill = np.asarray(preprocessing.transform(black), np.float64).reshape(image_shape)
+        if np.all(fill == fill[:1, :1]):  # per-channel preprocessing: one value per channel
+            fill = fill[0, 0]
+    return Augmenter(image_shape, flip="flip" in cfg.augment, crop=crop, fill=fill,
+                     elastic=elastic)
+
+
+def make_network_view(cfg: RunConfig, ds, seed: int | None = 0):
+    """A ``transform`` for :func:`mlplab.data.preview.sample_grid`: raw (n, H, W, C) images as a
+    run with ``cfg`` feeds them to the network (its preprocessing, fitted on ``ds``'s training
+    split, then one draw of its augmentation), each scaled to [0, 1] for display."""
+    from mlplab.data import make_preprocessing
+    from mlplab.data.preview import scaled_for_display
+
+    cfg.validate()
+    pre = make_preprocessing(cfg.preprocessing).fit(ds.X_train)
+    augment = make_augmenter(cfg, ds.image_shape, pre)
+    rng = np.random.RandomState(seed)
+
+    def view(images: np.ndarray) -> np.ndarray:
+        X = pre.transform(images)
+        if augment is not None:
+            X = augment(X, rng)
+        return scaled_for_display(X, ds.image_shape)
+
+    return view
+
+
+def describe_network(kind: str, sizes: Sequence[int], activation: str, batchnorm: bool,
+                     dropout: float) -> str:
+    """``"MLP 3072-50-10 relu"`` (``kind`` first) plus batch norm / dropout when used."""
+    text = f"{kind} {'-'.join(str(s) for s in sizes)} {activation}"
+    if batchnorm:
+        text += " batchnorm"
+    if dropout:
+        text += f" dropout {dropout:g}"
+    return text
+
+
+def describe_model(model: MLP) -> str:
+    """``"MLP 3072-50-10 relu"`` plus batch norm / dropout when used."""
+    c = model.config
+    return describe_network("MLP", [c["input_size"], *c["hidden_sizes"], c["num_classes"]],
+                            c["activation"], c["batchnorm"], c["dropout"])

@@ -1,0 +1,220 @@
+"""The configuration of a run: :class:`RunConfig`, every option of a run as one flat, JSON-able
+dataclass whose fields match ``mlplab train``'s flags, and :func:`build_config`, which layers the
+defaults, a preset and the given options into a validated one. Also the option vocabularies
+(``AUGMENTATIONS``, ``CROP_FILLS``), the data-path helpers that make a config name its data by
+absolute path (or a moved copy of it: :func:`relocated`), and :func:`config_summary`. It is apart
+from the rest of :mod:`mlplab.runs` because it is plain data: it reads and writes no files,
+builds nothing and trains nothing; the modules that build, train and use runs all depend on
+it, and presets and the command line's option lists need nothing else of the package.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+
+from mlplab._validation import is_int, is_number
+from mlplab.trainer import SettingsError, TrainConfig
+
+AUGMENTATIONS = ("flip", "crop", "elastic")
+CROP_FILLS = ("zero", "black")
+
+
+@dataclass
+class RunConfig:
+    """Every option of a run, flat and JSON-able. Field names match ``mlplab train`` flags.
+
+    Data: ``dataset`` (a :func:`mlplab.data.load_dataset` name), ``data_dir``, ``download``,
+    ``val_size``, ``test_size``, ``image_size``, ``data_seed`` (seed of the split, kept apart from
+    ``seed`` so that runs with different seeds see the same split), ``preprocessing`` (a
+    :data:`mlplab.data.PREPROCESSING` name), ``augment`` (any of ``flip``, ``crop``,
+    ``elastic``), ``crop_padding`` (pixels a ``crop`` may shift the image by; None = an eighth of
+    its side), ``elastic_pixels`` (the largest displacement of an ``elastic`` distortion),
+    ``crop_fill`` (what a crop or distortion uncovers: ``"zero"``, 0 in the preprocessed space,
+    i.e. the mean after standardisation or mean subtraction, or ``"black"``, the preprocessed
+    all-black image).
+    Model: ``hidden``, ``activation``, ``init``, ``std``, ``dropout``, ``batchnorm``, ``dtype``.
+    Training: the fields of :class:`mlplab.trainer.TrainConfig`. ``seed`` seeds the weights, the
+    minibatches, dropout and augmentation. ``eval_test`` also measures the test split.
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    val_size: int | float | None = None
+    test_size: int | float | None = None
+    image_size: str | int | None = None
+    data_seed: int = 0
+    preprocessing: str = "standardize"
+    augment: list[str] = field(default_factory=list)
+    crop_padding: int | None = None
+    crop_fill: str = "zero"
+    elastic_pixels: float = 2.0
+    hidden: list[int] = field(default_factory=lambda: [100])
+    activation: str = "relu"
+    init: str = "he"
+    std: float = 1e-4
+    dropout: float = 0.0
+    batchnorm: bool = False
+    dtype: str = "float32"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    schedule: str = "exp"
+    lr_decay: float = 0.95
+    step_epochs: int = 10
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    reg: float = 1e-4
+    label_smoothing: float = 0.0
+    batch_size: int = 128
+    epochs: int | None = 20
+    iters: int | None = None
+    sampling: str = "shuffle"
+    train_acc: str = "subset"
+    patience: int | None = None
+    restore_best: bool = True
+    seed: int = 0
+    eval_test: bool = False
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hidden, np.ndarray):
+            self.hidden = self.hidden.tolist()
+        if isinstance(self.hidden, int | str) and not isinstance(self.hidden, bool):
+            self.hidden = [int(h) for h in str(self.hidden).split(",") if h.strip()]
+        if not isinstance(self.hidden, list | tuple) or not all(
+                is_int(h) or (isinstance(h, float) and h.is_integer())
+                or (isinstance(h, str) and h.strip().isdigit()) for h in self.hidden):
+            raise ValueError(f"hidden must be a list of layer sizes (integers), e.g. [500, 250]; "
+                             f"got {self.hidden!r}.")
+        self.hidden = [int(h) for h in self.hidden]
+        if isinstance(self.augment, str):
+            self.augment = [a.strip() for a in self.augment.split(",") if a.strip()]
+        self.augment = list(self.augment)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad option (the model is checked when built)."""
+        bad = [a for a in self.augment if a not in AUGMENTATIONS]
+        if bad:
+            raise ValueError(f"unknown augmentation {bad[0]!r}; choose from "
+                             f"{', '.join(AUGMENTATIONS)} (e.g. flip,crop).")
+        if self.crop_padding is not None and (not is_int(self.crop_padding)
+                                              or self.crop_padding < 1):
+            raise ValueError(f"crop_padding must be a positive integer (pixels) or None; got "
+                             f"{self.crop_padding!r}.")
+        if self.crop_fill not in CROP_FILLS:
+            raise ValueError(f"crop_fill must be one of {', '.join(CROP_FILLS)}; got "
+                             f"{self.crop_fill!r}.")
+        if self.batchnorm and is_int(self.batch_size) and self.batch_size < 2:
+            raise SettingsError(f"batch_size must be at least 2 with batch norm, which "
+                                f"normalises each batch by its own statistics; got "
+                                f"{self.batch_size}.")
+        if not (isinstance(self.elastic_pixels, int | float) and 0 < self.elastic_pixels <= 8):
+            raise ValueError(f"elastic_pixels must be a number of pixels in (0, 8]; got "
+                             f"{self.elastic_pixels!r}.")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden sizes must be positive integers; got {self.hidden}.")
+        if not (is_number(self.dropout) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}.")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}.")
+        # the model is built only after the data is loaded: check its options now
+        from mlplab._validation import check_positive, check_seed
+        from mlplab.init import INITS
+        from mlplab.models import ACTIVATIONS
+
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of "
+                             f"{', '.join(ACTIVATIONS)}.")
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}.")
+        check_positive(self.std, "std")
+        check_seed(self.data_seed, "data_seed")
+        from mlplab.data import PREPROCESSING
+
+        if self.preprocessing not in PREPROCESSING:
+            raise ValueError(f"unknown preprocessing {self.preprocessing!r}; choose one of "
+                             f"{', '.join(PREPROCESSING)}.")
+        if self.patience is not None and self.val_size == 0:
+            raise ValueError("early stopping (patience) needs a validation split, and val_size is "
+                             "0: give val_size > 0 (--val-size N) or turn early stopping off "
+                             "(patience None, --patience 0).")
+        self.trainer_config().validate()
+
+    def trainer_config(self, **runtime: Any) -> TrainConfig:
+        names = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in asdict(self).items() if k in names}, **runtime)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown run options: {', '.join(unknown)} (known: "
+                             f"{', '.join(sorted(names))}).")
+        return cls(**d)
+
+
+def build_config(preset: str | None = None, **options: Any) -> RunConfig:
+    """A validated :class:`RunConfig`: the defaults, then preset ``preset``, then ``options``.
+
+    Giving ``epochs`` without ``iters`` (or the reverse) replaces the preset's run length.
+    """
+    from mlplab.presets import get_preset
+
+    values: dict[str, Any] = {}
+    if preset is not None:
+        values.update(get_preset(preset))
+        values["preset"] = preset
+    if options.get("epochs") is not None and "iters" not in options:
+        values["iters"] = None
+    if options.get("iters") is not None and "epochs" not in options:
+        values["epochs"] = None
+    values.update(options)
+    config = RunConfig.from_dict(values)
+    config.validate()
+    return config
+
+
+def absolute_data_paths(dataset: str, data_dir: str | None) -> tuple[str, str | None]:
+    """``dataset`` (a ``folder:PATH``) and ``data_dir`` as absolute paths, for a run's config:
+    ``evaluate`` and ``--resume`` reload the data from it, maybe from another working folder."""
+    from mlplab.data.base import user_path
+
+    if dataset.lower().startswith("folder:") and dataset[len("folder:"):].strip():
+        dataset = f"folder:{user_path(dataset[len('folder:'):]).resolve()}"
+    if data_dir:
+        data_dir = str(user_path(data_dir).resolve())
+    return dataset, data_dir
+
+
+def _absolute_data_paths(cfg: RunConfig) -> RunConfig:
+    dataset, data_dir = absolute_data_paths(cfg.dataset, cfg.data_dir)
+    return replace(cfg, dataset=dataset, data_dir=data_dir)
+
+
+def relocated(cfg: RunConfig, data_dir: str | os.PathLike) -> RunConfig:
+    """``cfg`` with its data found in ``data_dir`` instead: for a ``folder:PATH`` dataset the
+    folder itself, else the folder of the dataset's files (a run whose data was moved)."""
+    if cfg.dataset.lower().startswith("folder:"):  # the folder is the dataset's name
+        return _absolute_data_paths(replace(cfg, dataset=f"folder:{data_dir}"))
+    return _absolute_data_paths(replace(cfg, data_dir=str(data_dir)))
+
+
+def config_summary(cfg: RunConfig) -> str:
+    """One line describing a run's configuration, for logs."""
+    length = f"{cfg.iters} iterations" if cfg.iters is not None else f"{cfg.epochs} epochs"
+    return (f"{cfg.dataset}: hidden {cfg.hidden}, {cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule}"
+            f"), reg {cfg.reg:g}, batch {cfg.batch_size}, {length}, seed {cfg.seed}"
+            + (f", preset {cfg.preset}" if cfg.preset else ""))

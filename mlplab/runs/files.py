@@ -1,0 +1,149 @@
+"""The files of a run folder: their names (``CONFIG_FILE``, ``MODEL_FILE``, ...,
+``RUN_FILES``), where a new run folder goes (:func:`default_run_dir`) and the check that it holds
+no run yet, the clean-up of partial atomic writes a killed process left, and the writers and
+readers of ``history.csv``, ``metrics.json`` and the plots. It is separate so that the folder's
+layout is defined in one place, apart from how a run is trained (:mod:`mlplab.runs.training`) or
+used afterwards (:mod:`mlplab.runs.finished`); model and checkpoint files have their own modules
+(:mod:`mlplab.io`, :mod:`mlplab.runs.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlplab import io
+from mlplab.trainer import History
+
+if TYPE_CHECKING:
+    from mlplab.runs.training import RunResult
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.npz"
+CHECKPOINT_FILE = "checkpoint.npz"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+
+
+#: names of the files in a run folder; an atomic write leaves ``.<name>.<random>`` if killed
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, METRICS_FILE, "loss.png",
+             "accuracy.png", "confusion.png", "weights.png")
+
+
+def remove_partial_writes(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of atomic writes that a killed process left in ``run_dir``
+    (``.checkpoint.npz.x8k2.npz``, ...). They never replaced a real file, so nothing is lost;
+    only the one process working on a run folder writes them."""
+    removed = []
+    for p in Path(run_dir).iterdir():
+        if p.name.startswith(".") and p.is_file() and \
+                any(p.name.startswith(f".{name}.") for name in RUN_FILES):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _new_run_dir(out: str | os.PathLike) -> Path:
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file; the run needs a folder: choose another --out.")
+    if any((out_dir / f).exists() for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE,
+                                             METRICS_FILE)):
+        raise ValueError(f"{out_dir} already holds a run; choose another --out, or continue it "
+                         f"with --resume {out_dir}.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file on the path, a read-only or virtual file system
+        raise ValueError(f"cannot create the run folder {out_dir}: {exc.strerror or exc}; "
+                         "choose another --out.") from exc
+    return out_dir
+
+
+def default_run_dir(root: str | os.PathLike = "runs", claim: bool = False) -> Path:
+    """``runs/<YYYYmmdd-HHMMSS>`` (with a suffix if that exists already). With ``claim`` the
+    folder is made here, atomically, so that runs started in the same second by other processes
+    get folders of their own (they would otherwise pick the same name)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    n = 1
+    while True:
+        path = Path(root) / (stamp if n == 1 else f"{stamp}-{n}")
+        if not claim and not path.exists():
+            return path
+        if claim:
+            try:
+                path.mkdir(parents=True)
+                return path
+            except FileExistsError:
+                pass
+        n += 1
+
+
+def write_history(path: Path, history: History, per_epoch: int) -> None:
+    """``history.csv``: iteration, epoch, loss, lr; train/val accuracy on epoch-ending rows."""
+    rows = []
+    for i, loss in enumerate(history.loss, start=1):
+        epoch = (i - 1) // per_epoch + 1
+        row: list[Any] = [i, epoch, repr(float(loss))]
+        if i % per_epoch == 0 and i // per_epoch <= len(history.train_acc):
+            e = i // per_epoch - 1
+            row += [history.lr[e], history.train_acc[e], history.val_acc[e]]
+        else:
+            row += ["", "", ""]
+        rows.append(row)
+    io.write_csv(path, ["iteration", "epoch", "loss", "lr", "train_acc", "val_acc"], rows)
+
+
+def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
+    """``history.csv`` back as ``{"loss": [...], "train_acc": [...], "val_acc": [...],
+    "lr": [...]}`` (accuracies per epoch)."""
+    import csv
+
+    out: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_acc": [], "lr": []}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            out["loss"].append(float(row["loss"]))
+            if row["val_acc"] != "":
+                for k in ("train_acc", "val_acc", "lr"):
+                    out[k].append(float(row[k]))
+    return out
+
+
+def write_plots(out_dir: Path, result: RunResult, ds, X_val: np.ndarray | None) -> list[Path]:
+    """The run's figures: loss, accuracy, confusion matrix (validation) and first-layer
+    weights (image data)."""
+    from mlplab import plots
+
+    h = result.history
+    written = [plots.save(plots.plot_loss(h.loss), out_dir / "loss.png")]
+    if h.train_acc:
+        label = ("train (last minibatch)" if result.config.train_acc == "batch"
+                 else "train (up to 5,000 training images)")
+        written.append(plots.save(plots.plot_accuracy(h.train_acc, h.val_acc,
+                                                      train_label=label),
+                                  out_dir / "accuracy.png"))
+    if X_val is not None:
+        cm = plots.confusion_matrix(ds.y_val, result.model.predict(X_val), len(result.classes))
+        written.append(plots.save(plots.plot_confusion(cm, result.classes,
+                                                       title="Confusion matrix (validation)"),
+                                  out_dir / "confusion.png"))
+    W1 = result.model.params["W1"]
+    if W1.shape[0] == int(np.prod(ds.image_shape)):
+        written.append(plots.save(plots.plot_first_layer_weights(W1, ds.image_shape),
+                                  out_dir / "weights.png"))
+    return written
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A run's ``metrics.json`` (``{}`` if there is none yet), refused with the file's name if
+    it is not what mlplab writes there."""
+    metrics = io.read_json(path) if path.is_file() else {}
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("split_sha1", {}), dict) \
+            or not isinstance(metrics.get("status", ""), str):
+        raise ValueError(f"{path} is not a run's metrics (a JSON object as mlplab train writes "
+                         "it); it was edited or damaged: delete it, then resume the run with "
+                         "mlplab train --resume, which writes it again.")
+    return metrics

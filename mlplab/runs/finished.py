@@ -1,0 +1,143 @@
+"""Using a finished (or interrupted) run folder: :func:`load_run` (its model file, config and
+metrics), :func:`evaluate_run` (accuracy, per-class accuracy and confusion matrix on one split of
+its data, refused if that split has changed since) and :func:`predict_images` (its model on image
+files). Also how a run folder's ``config.json`` is read back, including a ``mlplab torch train``
+folder's, whose data options are all that evaluating it needs. It is apart from
+:mod:`mlplab.runs.training` because using a run never trains: ``mlplab evaluate`` and ``mlplab
+predict`` need only these functions and what they build on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplab import io
+from mlplab._validation import is_int
+from mlplab.runs.building import load_run_dataset
+from mlplab.runs.config import RunConfig
+from mlplab.runs.files import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, read_metrics
+from mlplab.runs.splits import _check_same_split
+
+
+def _no_model_hint(run_dir: Path) -> str:
+    """What to do with a folder that has no model file."""
+    if (run_dir / CHECKPOINT_FILE).is_file():
+        return f"it has a checkpoint: continue it with mlplab train --resume {run_dir}"
+    # a tuning folder keeps its retrained best model in best-run/
+    nested = next((d for d in sorted(run_dir.iterdir()) if (d / MODEL_FILE).is_file()), None)
+    if nested is not None:
+        return f"the run folder with a model inside it is {nested}"
+    return "pass a run folder written by mlplab train"
+
+
+def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[str, Any]]:
+    """``(model file, config, metrics)`` of a finished (or interrupted) run folder."""
+    run_dir = Path(run)
+    loaded = _load_run_model(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    cfg = _finished_run_config(io.read_json(config_path), config_path)
+    return loaded, cfg, read_metrics(run_dir / METRICS_FILE)
+
+
+def _load_run_model(run_dir: Path) -> io.LoadedModel:
+    """The model file of a run folder (which is all ``predict`` needs)."""
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a folder; pass a run folder written by "
+                                "mlplab train.")
+    model_path = run_dir / MODEL_FILE
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}; {_no_model_hint(run_dir)}.")
+    return io.load_model(model_path)
+
+
+#: the options that say which data a run saw: all that evaluating its model needs
+_DATA_OPTIONS = ("dataset", "data_dir", "val_size", "test_size", "image_size", "data_seed",
+                 "preprocessing")
+
+
+def _finished_run_config(values: Any, path: Path | str = CONFIG_FILE) -> RunConfig:
+    """The config of a run folder. A ``mlplab torch train`` folder holds the same ``model.npz``
+    (its weights as an MLP) but a PyTorch config; its data options are all that evaluating
+    with it needs, so the rest is left at the defaults."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} is not a run configuration (a JSON object of options); it "
+                         f"holds a {type(values).__name__}.")
+    if values.get("framework") == "pytorch":
+        values = {k: values[k] for k in _DATA_OPTIONS if k in values}
+    try:
+        return RunConfig.from_dict(values)
+    except (TypeError, ValueError) as exc:  # a hand-edited or damaged file
+        raise ValueError(f"{path} is not a valid run configuration: {exc}") from None
+
+
+def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -> dict[str, Any]:
+    """Accuracy, per-class accuracy and confusion matrix of a run's model on one split of its
+    dataset (loaded as the run was configured)."""
+    from mlplab import plots
+    from mlplab.data.base import SPLITS
+
+    loaded, cfg, metrics = load_run(run)
+    ds = data if data is not None else load_run_dataset(cfg, loaded.extra.get("image_shape"))
+    X, y = ds.split(split)
+    _check_same_split(metrics, split, X, y, ds.name)
+    if not len(y):
+        others = [s for s in SPLITS if s != split and len(ds.split(s)[1])]
+        raise ValueError(f"the {split} split of {ds.name} is empty for this run (e.g. a run "
+                         f"trained with val_size 0); evaluate another: "
+                         f"{', '.join(f'--split {s}' for s in others)}.")
+    pred = loaded.model.predict(loaded.preprocessing.transform(X))
+    cm = plots.confusion_matrix(y, pred, loaded.model.num_classes)
+    per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
+    return {"split": split, "dataset": ds.name, "size": int(len(y)),
+            "accuracy": float(np.mean(pred == y)), "classes": list(ds.classes),
+            "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}
+
+
+def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
+                   top: int = 3) -> list[dict[str, Any]]:
+    """Top-``top`` classes with probabilities for each image file, with a run's model."""
+    from PIL import Image, UnidentifiedImageError
+
+    from mlplab.data.folder import open_image
+
+    loaded = _load_run_model(Path(run))  # the model file holds all predict needs
+    model, where = loaded.model, Path(run) / MODEL_FILE
+    shape = loaded.extra.get("image_shape")
+    classes = loaded.extra.get("classes") or [str(i) for i in range(model.num_classes)]
+    if not shape:
+        raise ValueError("this model was not trained on images; predict needs an image model.")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(is_int(n) and n > 0 for n in shape)
+            and int(np.prod(shape)) == model.input_size and shape[2] in (1, 3)):
+        raise ValueError(f"{where}: its image_shape {shape!r} does not fit its model of "
+                         f"{model.input_size} inputs; the file was edited or damaged - train the "
+                         "run again.")
+    if not (isinstance(classes, list) and len(classes) == model.num_classes
+            and all(isinstance(c, str) for c in classes)):
+        raise ValueError(f"{where}: its class names {classes!r:.80} are not {model.num_classes} "
+                         "names; the file was edited or damaged - train the run again.")
+    H, W, C = shape
+    images = []
+    for p in paths:
+        try:
+            with open_image(p) as im:
+                im = im.convert("L" if C == 1 else "RGB")
+                if im.size != (W, H):
+                    im = im.resize((W, H), Image.BILINEAR)
+                arr = np.asarray(im, dtype=np.uint8)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{p}: no such image file.") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"{p} is not a readable image ({exc}).") from None
+        images.append(arr.reshape(H, W, C))
+    probs = loaded.model.predict_proba(loaded.preprocessing.transform(np.stack(images)))
+    out = []
+    for p, row in zip(paths, probs):
+        order = np.argsort(-row, kind="stable")[:max(1, min(top, len(row)))]
+        out.append({"image": str(p), "top": [{"class": classes[k], "probability": float(row[k])}
+                                             for k in order]})
+    return out

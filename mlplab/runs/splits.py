@@ -1,0 +1,68 @@
+"""A run's record of its data splits and the checks against it: :func:`split_record` stores the
+split sizes and the SHA-1 fingerprints of the validation and test splits (in the checkpoint and
+``metrics.json``), and evaluating a finished run or resuming one from moved data refuses a dataset
+whose splits are not those (a folder dataset that gained or lost images is split anew, and its
+evaluation splits may then hold training images). :func:`require_test_split` refuses
+``eval_test`` on a dataset without a test split. Separate because both training and using a
+finished run need these checks, and they concern only the data, not the run's other files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def split_record(ds) -> dict[str, Any]:
+    """The split sizes and the evaluation splits' fingerprints, for a run's ``metrics.json``:
+    ``evaluate`` refuses a folder dataset whose validation or test split has changed since."""
+    return {"train_size": int(len(ds.y_train)), "val_size": int(len(ds.y_val)),
+            "test_size": int(len(ds.y_test)),
+            "split_sha1": {s: split_fingerprint(*ds.split(s)) for s in ("val", "test")}}
+
+
+def split_fingerprint(X: np.ndarray, y: np.ndarray) -> str:
+    """SHA-1 of a split's raw images and labels."""
+    h = hashlib.sha1(np.ascontiguousarray(X))
+    h.update(np.ascontiguousarray(y, dtype=np.int64))
+    return h.hexdigest()
+
+
+def _check_same_split(metrics: dict[str, Any], split: str, X: np.ndarray, y: np.ndarray,
+                      name: str) -> None:
+    """Refuse to evaluate a split that is not the one the run saw: a folder dataset that gained
+    or lost images is split anew, and its validation and test splits then hold training images.
+    (The training split may differ on purpose: tuning trains on a subset of it.)"""
+    if split == "train":
+        return
+    size, sha = metrics.get(f"{split}_size"), metrics.get("split_sha1", {}).get(split)
+    if (size is not None and size != len(y)) or (sha is not None
+                                                 and sha != split_fingerprint(X, y)):
+        then = f"{size} images then, {len(y)} now" if size not in (None, len(y)) else \
+            "as many images, but other ones"
+        raise ValueError(f"the {split} split of {name} is not the one this run was trained with "
+                         f"({then}): the data changed since, and the new split may hold training "
+                         "images. Use the data as it was, or train a new run.")
+
+
+def _check_same_data(record: dict[str, Any], ds, ckpt: Path) -> None:
+    """Refuse moved data whose splits are not the ones in ``ckpt``'s record (``split_record``
+    at the start of the run): sizes of all three, fingerprints of validation and test."""
+    for split in ("train", "val", "test"):
+        size = record.get(f"{split}_size")
+        if size is not None and size != len(ds.split(split)[1]):
+            raise ValueError(f"the {split} split of {ds.name} has {len(ds.split(split)[1])} "
+                             f"images, but the run was trained with {size} (see {ckpt}): it "
+                             "is not the run's data.")
+    for split in ("val", "test"):
+        _check_same_split(record, split, *ds.split(split), ds.name)
+
+
+def require_test_split(ds) -> None:
+    """Refuse ``--eval-test`` on a dataset without a test split before training, not after."""
+    if not len(ds.y_test):
+        raise ValueError(f"the dataset {ds.name} has no test split to evaluate (--eval-test): "
+                         "give it one with --test-size N, or leave out --eval-test.")

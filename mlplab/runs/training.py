@@ -1,0 +1,314 @@
+"""Training a run and resuming one: :func:`train_run`, the library entry point from a
+configuration to a trained model and a run folder, and :func:`resume_run`, which continues a run
+folder from its checkpoint to the result an uninterrupted run would have had; both end in
+:func:`_fit_and_finish`, which trains and writes the model, history, metrics and plots, and both
+return a :class:`RunResult`. This is the module that puts the others together (config, the pieces
+built from it, checkpoints, the folder's files, the split record), so it is the top of the
+package: nothing else in :mod:`mlplab.runs` imports it (but for a type annotation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplab import io
+from mlplab.models import MLP
+from mlplab.runs.building import _crop_padding, describe_model, load_run_dataset, make_augmenter
+from mlplab.runs.checkpoint import CheckpointCallback, load_checkpoint
+from mlplab.runs.config import RunConfig, _absolute_data_paths, build_config, relocated
+from mlplab.runs.files import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    _new_run_dir,
+    read_metrics,
+    remove_partial_writes,
+    write_history,
+    write_plots,
+)
+from mlplab.runs.finished import _finished_run_config
+from mlplab.runs.splits import _check_same_data, require_test_split, split_record
+from mlplab.trainer import Callback, History, Trainer, TrainingDivergedError
+
+
+@dataclass
+class RunResult:
+    """What :func:`train_run` returns.
+
+    ``model`` (trained, best parameters restored when early stopping), ``preprocessing`` (the
+    fitted ``Pipeline``: ``model.predict(preprocessing.transform(images))``), ``history``,
+    ``metrics`` (as in ``metrics.json``), ``config``, ``classes`` and ``out`` (the run folder,
+    or None when nothing was written).
+    """
+
+    config: RunConfig
+    model: MLP
+    preprocessing: Any
+    history: History
+    metrics: dict[str, Any]
+    classes: list[str]
+    out: Path | None = None
+
+    @property
+    def val_accuracy(self) -> float:
+        return float(self.metrics["val_accuracy"])
+
+    @property
+    def interrupted(self) -> bool:
+        return self.metrics.get("status") == "interrupted"
+
+
+def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
+              out: str | os.PathLike | None = None, data: Any = None,
+              callbacks: Sequence[Callback] = (), progress: bool = False, verbose: bool = False,
+              plots: bool = True, **options: Any) -> RunResult:
+    """Train one model as described by a configuration and (with ``out``) write a run folder.
+
+    Parameters
+    ----------
+    config : a :class:`RunConfig`, or a dict of its fields (e.g. a loaded ``config.json``).
+    out : the run folder to create; None trains in memory only (no files, no checkpoints).
+        An existing folder must not already hold a run (use :func:`resume_run` for that).
+    data : an already loaded :class:`mlplab.data.Dataset` (raw splits) to use instead of loading
+        ``config.dataset``; handy when many runs share one dataset (tuning). Or a function of no
+        arguments that loads it: like None (loading ``config.dataset``), this lets the run own
+        the dataset and free its raw training images once they are preprocessed, which lowers
+        the peak memory.
+    callbacks : extra :class:`mlplab.trainer.Callback` objects (pruning, logging, ...).
+    progress, verbose : a tqdm progress bar; a line per epoch.
+    plots : write the PNG figures into ``out``.
+    **options : :class:`RunConfig` fields, applied on top of ``config``; ``preset="NAME"`` starts
+        from a preset (see :mod:`mlplab.presets`).
+
+    Returns
+    -------
+    RunResult : the model, fitted preprocessing, history, metrics and run folder. If the run was
+        interrupted (Ctrl-C), ``result.interrupted`` is True and the checkpoint resumes it.
+
+    Raises
+    ------
+    ValueError : a bad option, or a bad or missing dataset (``DatasetError``).
+    mlplab.trainer.TrainingDivergedError : the loss became NaN or infinite.
+    """
+    if config is None:
+        cfg = build_config(**options)
+    else:
+        base = config.to_dict() if isinstance(config, RunConfig) else dict(config)
+        preset = options.pop("preset", None)
+        if preset is not None:
+            cfg = build_config(preset, **{**{k: v for k, v in base.items() if k != "preset"},
+                                          **options})
+        else:
+            cfg = build_config(**{**base, **options})
+    cfg = _absolute_data_paths(cfg)
+    ds, owned = _take_dataset(cfg, data)
+    _crop_padding(cfg, ds.image_shape)  # before anything is written
+    if cfg.eval_test:
+        require_test_split(ds)
+    if not owned:
+        # a dataset loaded by the caller may be split otherwise than the config (a preset's
+        # val_size 0, a default): record the split it has, which evaluate_run reloads
+        cfg = replace(cfg, val_size=len(ds.y_val), test_size=len(ds.y_test))
+    made = out is not None and not Path(out).exists()  # a folder of the user's is never removed
+    out_dir = _new_run_dir(out) if out is not None else None
+    pre, model, X_train = _fresh(cfg, ds)
+    if owned:
+        ds = _without_raw_train(ds)
+    if out_dir is not None:
+        io.write_json(out_dir / CONFIG_FILE, cfg.to_dict())
+    try:
+        return _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir, callbacks,
+                               progress, verbose, plots)
+    except TrainingDivergedError as exc:
+        if out_dir is None:
+            raise
+        if not (out_dir / CHECKPOINT_FILE).exists():  # (the folder held none before this run)
+            # nothing was saved: leave no half-made run that would block the same --out again
+            (out_dir / CONFIG_FILE).unlink(missing_ok=True)
+            if made:
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()  # only if nothing else was put there meanwhile
+            raise
+        raise TrainingDivergedError(f"{exc} {out_dir} keeps the checkpoint of its last good "
+                                    "epoch; start the new run with another --out.") from None
+
+
+def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[Callback] = (),
+               progress: bool = False, verbose: bool = False, plots: bool = True,
+               data_dir: str | os.PathLike | None = None) -> RunResult:
+    """Continue the run in folder ``run`` from its last checkpoint, to the end it was configured
+    for, with the same result an uninterrupted run would have had. ``data`` as in
+    :func:`train_run` (it must be the same dataset). ``data_dir``: where the run's data is now,
+    if it was moved (for a ``folder:PATH`` dataset the folder itself); its splits must be the
+    ones the run was trained on, and ``config.json`` then names the new place."""
+    run_dir = Path(run)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}).")
+    config_path = run_dir / CONFIG_FILE
+    values = io.read_json(config_path)
+    if isinstance(values, dict) and values.get("framework") == "pytorch":
+        raise ValueError(f"{run_dir} was written by mlplab torch train, which does not resume; "
+                         "train it again with mlplab torch train.")
+    cfg = _finished_run_config(values, config_path)
+    try:
+        cfg.validate()
+    except (TypeError, ValueError) as exc:  # a hand-edited file
+        raise ValueError(f"{config_path} is not a valid run configuration: {exc}") from None
+    if read_metrics(run_dir / METRICS_FILE).get("status") == "completed":
+        raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
+                         "(start a new run with a different --out).")
+    ckpt = run_dir / CHECKPOINT_FILE
+    remove_partial_writes(run_dir)
+    if data_dir is not None:
+        if data is not None:
+            raise ValueError("give the run's data or the folder it moved to (data_dir), not "
+                             "both.")
+        cfg = relocated(cfg, data_dir)
+    loaded = state = None
+    if ckpt.is_file():
+        loaded, state, seconds = load_checkpoint(ckpt)
+    # a folder decoded to the checkpoint's channels, whatever this mlplab would choose now
+    ds, owned = _take_dataset(cfg, data, loaded.extra.get("image_shape") if loaded else None)
+    if cfg.eval_test:
+        require_test_split(ds)
+    if loaded is not None:
+        pre, model = loaded.preprocessing, loaded.model
+        _check_same_network(model, cfg, ckpt)  # not a checkpoint copied in from another run
+        if data_dir is not None:
+            if loaded.extra.get("splits"):
+                _check_same_data(loaded.extra["splits"], ds, ckpt)
+            else:
+                warnings.warn(f"{ckpt} was written by an mlplab that did not record the run's "
+                              f"splits: the data in {data_dir} cannot be checked against them; "
+                              "make sure it is the run's.", stacklevel=2)
+        X_train = pre.transform(ds.X_train)
+    else:  # killed before the first epoch ended: start again from scratch, same seed
+        pre, model, X_train = _fresh(cfg, ds)
+        state, seconds = None, 0.0
+    if owned:
+        ds = _without_raw_train(ds)
+    if X_train.shape[1] != model.input_size:
+        raise ValueError(f"the dataset has {X_train.shape[1]} features but the checkpoint's model "
+                         f"expects {model.input_size}; resume with the run's own dataset.")
+    if data_dir is not None:  # the data lives there now: evaluate and --resume look there next
+        io.write_json(config_path, cfg.to_dict())
+    try:
+        return _fit_and_finish(cfg, ds, pre, model, X_train, state, seconds, run_dir, callbacks,
+                               progress, verbose, plots)
+    except TrainingDivergedError as exc:
+        # resuming repeats the same arithmetic: it would diverge again each time
+        raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run with "
+                                    f"other settings (another --out, or delete {run_dir}).") \
+            from None
+
+
+def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
+    """Refuse a checkpoint whose network is not the one ``config.json`` describes."""
+    c = model.config
+    have = {"hidden_sizes": list(c["hidden_sizes"]), "activation": c["activation"],
+            "batchnorm": c["batchnorm"], "dropout": c["dropout"],
+            "dtype": np.dtype(c["dtype"]).name}
+    wanted = {"hidden_sizes": list(cfg.hidden), "activation": cfg.activation,
+              "batchnorm": bool(cfg.batchnorm), "dropout": float(cfg.dropout),
+              "dtype": np.dtype(cfg.dtype).name}
+    for key, value in wanted.items():
+        if have[key] != value:
+            raise ValueError(f"{ckpt} holds a network with {key} {have[key]!r}, but "
+                             f"{CONFIG_FILE} says {value!r}: it is not this run's checkpoint.")
+
+
+def _take_dataset(cfg: RunConfig, data: Any,
+                  image_shape: Sequence[int] | None = None) -> tuple[Any, bool]:
+    """The run's dataset and whether the run owns it: it does when it loads it itself (``data``
+    None, or a function that loads it), and may then free what it no longer needs."""
+    if data is None:
+        return load_run_dataset(cfg, image_shape), True
+    if callable(data):
+        return data(), True
+    return data, False
+
+
+def _without_raw_train(ds):
+    """``ds`` without its raw training images, which are dead weight once preprocessed (a
+    quarter of the float32 training set, and on CIFAR-10 what puts a run over 1.5x its data)."""
+    import dataclasses
+
+    return dataclasses.replace(ds, X_train=np.empty((0, *ds.X_train.shape[1:]), ds.X_train.dtype))
+
+
+def _fresh(cfg: RunConfig, ds) -> tuple[Any, MLP, np.ndarray]:
+    """Fitted preprocessing, a freshly initialised model and the training features."""
+    from mlplab.data import make_preprocessing
+
+    pre = make_preprocessing(cfg.preprocessing, dtype=cfg.dtype)
+    X_train = pre.fit_transform(ds.X_train)
+    model = MLP(X_train.shape[1], cfg.hidden, len(ds.classes), activation=cfg.activation,
+                init=cfg.init, std=cfg.std, dropout=cfg.dropout, batchnorm=cfg.batchnorm,
+                seed=cfg.seed, dtype=cfg.dtype)
+    return pre, model, X_train
+
+
+def _fit_and_finish(cfg: RunConfig, ds, pre, model: MLP, X_train: np.ndarray,
+                    state: dict[str, Any] | None, seconds_before: float, out_dir: Path | None,
+                    callbacks: Sequence[Callback], progress: bool, verbose: bool,
+                    plots: bool) -> RunResult:
+    X_val = pre.transform(ds.X_val) if len(ds.y_val) else None
+    extra = {"classes": list(ds.classes), "dataset": ds.name,
+             "image_shape": list(ds.image_shape), "preset": cfg.preset,
+             "splits": split_record(ds)}  # what a resume from moved data must find
+    ckpt_cb = CheckpointCallback(out_dir / CHECKPOINT_FILE, pre, extra, seconds_before) \
+        if out_dir is not None else CheckpointCallback(os.devnull, pre, extra, seconds_before)
+    all_callbacks = [*([ckpt_cb] if out_dir is not None else []), *callbacks]
+    trainer = Trainer(cfg.trainer_config(progress=progress, verbose=verbose),
+                      callbacks=all_callbacks, augment=make_augmenter(cfg, ds.image_shape, pre))
+    if state is not None:
+        trainer.resume(state)
+    history = trainer.fit(model, X_train, ds.y_train, X_val,
+                          ds.y_val if X_val is not None else None)
+    seconds = ckpt_cb.seconds()
+
+    metrics: dict[str, Any] = {
+        "status": "interrupted" if history.interrupted else "completed",
+        "train_accuracy": model.accuracy(X_train, ds.y_train),
+        "val_accuracy": model.accuracy(X_val, ds.y_val) if X_val is not None else None,
+    }
+    if cfg.eval_test and not history.interrupted:
+        metrics["test_accuracy"] = model.accuracy(pre.transform(ds.X_test), ds.y_test)
+    metrics.update({
+        "best_val_accuracy": history.best_val_acc if history.best_epoch > 0 else None,
+        "best_epoch": history.best_epoch if history.best_epoch > 0 else None,
+        "stopped_early": history.stopped_early,
+        "epochs": trainer.epoch,
+        "iterations": trainer.iteration,
+        "seconds": round(seconds, 3),
+        "final_loss": history.loss[-1] if history.loss else None,
+        "dataset": ds.name,
+        "model": describe_model(model),
+        "num_params": model.num_params,
+        "preset": cfg.preset,
+        "seed": cfg.seed,
+        **extra["splits"],
+    })
+    result = RunResult(cfg, model, pre, history, metrics, list(ds.classes), out_dir)
+    if out_dir is not None:
+        io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": metrics})
+        write_history(out_dir / HISTORY_FILE, history, _per_epoch(cfg, len(ds.y_train)))
+        if plots:
+            write_plots(out_dir, result, ds, X_val)
+        io.write_json(out_dir / METRICS_FILE, metrics)  # last: its presence marks a finished write
+    return result
+
+
+def _per_epoch(cfg: RunConfig, n: int) -> int:
+    batch = min(cfg.batch_size, n) if cfg.sampling == "shuffle" else cfg.batch_size
+    return max(n // batch, 1)
