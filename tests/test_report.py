@@ -159,6 +159,8 @@ def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
     # as if PyTorch were missing
     monkeypatch.setitem(sys.modules, "torch", None)
     monkeypatch.setitem(sys.modules, "mlplab.torch_mlp", None)
+    for name in [m for m in sys.modules if m.startswith("mlplab.torch_mlp.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # the package's modules, if loaded already
     monkeypatch.delattr(mlplab, "torch_mlp", raising=False)
     r = reproduce("digits", TINY, out=tmp_path, log=False, only=["q1", "q2", "q4", "summary"])
     status = {s.key: (s.status, s.reason) for s in r.sections}
@@ -217,6 +219,7 @@ def test_a_stopped_run_leaves_the_earlier_report_as_it_was(tmp_path, monkeypatch
 @pytest.mark.skipif(not HAVE_TORCH, reason="PyTorch is not installed")
 def test_ctrl_c_in_a_depth_study_is_not_a_result(monkeypatch):
     import mlplab.torch_mlp as tm
+    import mlplab.torch_mlp.depth as depth_module
     from mlplab.data import load_dataset
 
     real = tm.fit
@@ -226,7 +229,7 @@ def test_ctrl_c_in_a_depth_study_is_not_a_result(monkeypatch):
         history.interrupted = True  # what fit's KeyboardInterrupt handler leaves
         return history
 
-    monkeypatch.setattr(tm, "fit", interrupted)
+    monkeypatch.setattr(depth_module, "fit", interrupted)  # where depth_study looks fit up
     ds = load_dataset("digits")
     flat = [a.reshape(len(a), -1) / 16.0 for a in (ds.X_train, ds.X_val)]
     with pytest.raises(KeyboardInterrupt):

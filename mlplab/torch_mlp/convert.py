@@ -1,0 +1,73 @@
+"""NumPy <-> PyTorch: :func:`from_numpy` and :func:`to_numpy` copy weights between mlplab's
+hand-written :class:`mlplab.MLP` and a :class:`MultiLayerPerceptron` (``W`` is (D, H) there,
+``Linear.weight`` is (H, D) here). It is the one module of the package that depends on mlplab's
+NumPy models, so the network and its training do not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mlplab.models import MLP
+from mlplab.torch_mlp.model import INIT_STD, MultiLayerPerceptron, _param_dtype
+
+
+def from_numpy(mlp: MLP) -> MultiLayerPerceptron:
+    """A :class:`MultiLayerPerceptron` holding the weights of ``mlp`` (copies), in its dtype.
+
+    ``mlp`` must use ReLU (the exercise's torch net does). ``Linear.weight`` is ``W.T``: mlplab
+    computes ``X @ W`` with ``W`` (D, H), PyTorch ``x @ weight.T`` with ``weight`` (H, D). Batch
+    norm's ``gamma/beta`` and running statistics map to ``weight/bias/running_mean/running_var``
+    (both default to eps 1e-5 and keep 0.9 of the running statistic per step; PyTorch updates
+    ``running_var`` with the unbiased batch variance, mlplab with the biased one)."""
+    if not isinstance(mlp, MLP):
+        raise TypeError(f"from_numpy needs an mlplab.MLP; got {type(mlp).__name__}.")
+    c = mlp.config
+    if c["activation"] != "relu":
+        raise ValueError(f"the PyTorch MultiLayerPerceptron uses ReLU, but this MLP uses "
+                         f"{c['activation']!r}; only ReLU networks can be converted.")
+    dtype = torch.float64 if mlp.dtype == np.float64 else torch.float32
+    model = MultiLayerPerceptron(c["input_size"], c["hidden_sizes"], c["num_classes"],
+                                 dropout=c["dropout"], batchnorm=c["batchnorm"]).to(dtype)
+    state = mlp.state_dict()
+    with torch.no_grad():
+        for i, lin in enumerate(model.linears, start=1):
+            lin.weight.copy_(torch.from_numpy(state[f"W{i}"].T.copy()))
+            if lin.bias is not None:
+                lin.bias.copy_(torch.from_numpy(state[f"b{i}"]))
+        for i, bn in enumerate(model.batchnorms, start=1):
+            bn.weight.copy_(torch.from_numpy(state[f"gamma{i}"]))
+            bn.bias.copy_(torch.from_numpy(state[f"beta{i}"]))
+            bn.running_mean.copy_(torch.from_numpy(state[f"running_mean{i}"]))
+            bn.running_var.copy_(torch.from_numpy(state[f"running_var{i}"]))
+    model.eval()
+    return model
+
+
+def to_numpy(module: MultiLayerPerceptron) -> MLP:
+    """An :class:`mlplab.MLP` (ReLU) holding the weights of ``module`` (copies): ``W = weight.T``.
+    float64 modules give float64 MLPs, anything else float32."""
+    if not isinstance(module, MultiLayerPerceptron):
+        raise TypeError(f"to_numpy needs an mlplab.torch_mlp.MultiLayerPerceptron; got "
+                        f"{type(module).__name__}.")
+    c = module.config
+    dtype = np.float64 if _param_dtype(module) == torch.float64 else np.float32
+    mlp = MLP(c["input_size"], c["hidden_layers"], c["num_classes"], activation="relu",
+              init="normal", std=INIT_STD, dropout=c["dropout"], batchnorm=c["batchnorm"],
+              seed=0, dtype=dtype)
+
+    def arr(t: torch.Tensor) -> np.ndarray:
+        return t.detach().cpu().numpy().astype(dtype)
+
+    state: dict[str, np.ndarray] = {}
+    for i, lin in enumerate(module.linears, start=1):
+        state[f"W{i}"] = arr(lin.weight).T.copy()
+        if lin.bias is not None:
+            state[f"b{i}"] = arr(lin.bias)
+    for i, bn in enumerate(module.batchnorms, start=1):
+        state[f"gamma{i}"], state[f"beta{i}"] = arr(bn.weight), arr(bn.bias)
+        state[f"running_mean{i}"] = arr(bn.running_mean)
+        state[f"running_var{i}"] = arr(bn.running_var)
+    mlp.load_state_dict(state)
+    return mlp

@@ -1,0 +1,168 @@
+"""The exercise's Question 4 experiment: :func:`depth_study` trains one network per depth and
+initialisation and runs only the best by validation accuracy on the test split; a
+:class:`DepthResult` is one row, and :func:`depth_table_csv`, :func:`depth_table_markdown` and
+:func:`plot_depth` turn the rows into the table and the figure. It is a client of the model,
+training and prediction modules, which know nothing of depths.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlplab.torch_mlp.model import (
+    HIDDEN,
+    INIT_STD,
+    INITS,
+    MultiLayerPerceptron,
+    build_model,
+    hidden_for_depth,
+)
+from mlplab.torch_mlp.predict import accuracy
+from mlplab.torch_mlp.training import TorchTrainConfig, fit
+from mlplab.trainer import History
+
+
+@dataclass
+class DepthResult:
+    """One network of a depth study. ``test_acc`` is set only for the best-by-validation network
+    of its initialisation."""
+
+    init: str
+    depth: int
+    hidden: list[int]
+    train_acc: float
+    val_acc: float
+    test_acc: float | None = None
+    best: bool = False
+    seconds: float = 0.0
+    history: History | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: the row, plus train/validation accuracy and the mean loss per epoch."""
+        d = {k: v for k, v in asdict(self).items() if k != "history"}
+        h = self.history
+        if h is not None and h.val_acc:
+            per_epoch = len(h.loss) // len(h.val_acc)
+            d["epochs"] = {"train_acc": list(h.train_acc), "val_acc": list(h.val_acc),
+                           "mean_loss": [float(np.mean(h.loss[i * per_epoch:(i + 1) * per_epoch]))
+                                         for i in range(len(h.val_acc))]}
+        return d
+
+
+def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
+                X_test: np.ndarray | None = None, y_test: np.ndarray | None = None, *,
+                depths: Sequence[int] = (2, 3, 4, 5), hidden_size: int = HIDDEN[0],
+                inits: Sequence[str] = ("exercise",), std: float = INIT_STD,
+                dropout: float = 0.0, batchnorm: bool = False,
+                config: TorchTrainConfig | None = None, num_classes: int | None = None,
+                on_result: Callable[[DepthResult], None] | None = None,
+                **overrides: Any) -> list[DepthResult]:
+    """The exercise's Question 4 experiment: for each initialisation and each depth, build a
+    network of ``depth - 1`` hidden layers of ``hidden_size`` (every network from the same seed),
+    train it with :func:`fit`, and record its final train accuracy (the whole training split) and
+    validation accuracy. Then, per initialisation, only the network with the best validation
+    accuracy (ties: the shallower) is run on the test split. ``on_result`` is called as each
+    network finishes."""
+    if not depths:
+        raise ValueError("depths must list at least one depth, e.g. 2,3,4,5.")
+    for init in inits:
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}.")
+    base = config.to_dict() if config is not None else {}
+    cfg = TorchTrainConfig.from_dict({**base, **overrides})
+    if X_val is None or not len(X_val):
+        raise ValueError("a depth study picks the best network by validation accuracy, so it "
+                         "needs a non-empty validation split.")
+    X = np.asarray(X).reshape(len(X), -1)
+    k = int(num_classes) if num_classes is not None else int(max(np.max(y), np.max(y_val))) + 1
+    results: list[DepthResult] = []
+    for init in inits:
+        group: list[tuple[DepthResult, MultiLayerPerceptron]] = []
+        for depth in depths:
+            hidden = hidden_for_depth(depth, hidden_size)
+            model = build_model(X.shape[1], hidden, k, init=init, std=std, dropout=dropout,
+                                batchnorm=batchnorm, seed=cfg.seed)
+            start = time.perf_counter()
+            history = fit(model, X, y, X_val, y_val, cfg)
+            if history.interrupted:  # Ctrl-C: a half-trained net must not enter the table
+                raise KeyboardInterrupt
+            result = DepthResult(init=init, depth=int(depth), hidden=hidden,
+                                 train_acc=accuracy(model, X, y),
+                                 val_acc=accuracy(model, X_val, y_val),
+                                 seconds=time.perf_counter() - start, history=history)
+            group.append((result, model))  # the model is kept for the test evaluation below
+            if on_result is not None:
+                on_result(result)
+        best, best_model = max(group, key=lambda rm: (rm[0].val_acc, -rm[0].depth))
+        best.best = True
+        if X_test is not None and len(X_test):
+            best.test_acc = accuracy(best_model, X_test, y_test)
+        results.extend(r for r, _ in group)
+    return results
+
+
+DEPTH_COLUMNS = ("init", "depth", "hidden", "train_acc", "val_acc", "test_acc", "seconds")
+
+
+def depth_table_csv(results: Sequence[DepthResult]) -> str:
+    """The depth table as CSV (accuracies as fractions; ``test_acc`` empty except for the best)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(DEPTH_COLUMNS)
+    for r in results:
+        w.writerow([r.init, r.depth, "-".join(map(str, r.hidden)) or "none",
+                    f"{r.train_acc:.4f}", f"{r.val_acc:.4f}",
+                    "" if r.test_acc is None else f"{r.test_acc:.4f}", f"{r.seconds:.1f}"])
+    return buf.getvalue()
+
+
+def depth_table_markdown(results: Sequence[DepthResult], test_label: str = "test") -> str:
+    """The exercise's table in Markdown: depth, train and validation accuracy (%) per network,
+    and the test accuracy of the best-by-validation network only (marked in bold)."""
+    lines = [f"| init | layers | hidden sizes | train acc % | val acc % | {test_label} acc % "
+             "| seconds |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        val = f"**{100 * r.val_acc:.1f}**" if r.best else f"{100 * r.val_acc:.1f}"
+        test = "—" if r.test_acc is None else f"**{100 * r.test_acc:.1f}**"
+        lines.append(f"| {r.init} | {r.depth} | {', '.join(map(str, r.hidden)) or 'none'} | "
+                     f"{100 * r.train_acc:.1f} | {val} | {test} | {r.seconds:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_depth(results: Sequence[DepthResult]):
+    """Train (dashed) and validation (solid) accuracy against depth, one colour per
+    initialisation, the test accuracy of each best network as a star. Returns a Matplotlib
+    figure; :func:`mlplab.plots.save` writes it atomically."""
+    from mlplab import plots  # sets the Agg backend
+
+    plt = plots.plt
+    fig, ax = plt.subplots(figsize=plots.FIGSIZE)
+    colours = {"exercise": plots.COLORS["train"], "default": plots.COLORS["val"]}
+    for init in dict.fromkeys(r.init for r in results):
+        rows = sorted((r for r in results if r.init == init), key=lambda r: r.depth)
+        depths = [r.depth for r in rows]
+        c = colours.get(init)
+        ax.plot(depths, [100 * r.train_acc for r in rows], "o--", color=c,
+                label=f"{init} init: train")
+        ax.plot(depths, [100 * r.val_acc for r in rows], "o-", color=c,
+                label=f"{init} init: validation")
+        for r in rows:
+            if r.test_acc is not None:
+                ax.plot([r.depth], [100 * r.test_acc], "*", color=c, markersize=14,
+                        markeredgecolor="black", label=f"{init} init: test (best by val)")
+    ax.set_xlabel("layers (Linear layers; 2 = one hidden layer)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("PyTorch MLP: accuracy against depth")
+    ax.set_xticks(sorted({r.depth for r in results}))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    return fig

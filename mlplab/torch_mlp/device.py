@@ -1,0 +1,68 @@
+"""Where PyTorch runs: the ``--device`` choice (:func:`parse_device` checks its spelling,
+:func:`select_device` whether this machine has that GPU) and the CPU threads
+(:func:`available_cpus`, :func:`set_threads`). It is about the machine, not the network, so it
+stands apart from the model and its training: the command line and the report use it before any
+model exists.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def select_device(choice: str = "cpu", *, cuda_available: bool | None = None,
+                  cuda_count: int | None = None) -> torch.device:
+    """``cpu`` (the default), ``cuda`` / ``cuda:N`` (an error when PyTorch sees no such GPU) or
+    ``auto`` (the first GPU when there is one, else the CPU). ``cuda_available`` and ``cuda_count``
+    override what PyTorch reports (for tests)."""
+    text = parse_device(choice)
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    if cuda_count is None:
+        cuda_count = torch.cuda.device_count() if cuda_available else 0
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "auto":
+        return torch.device("cuda" if cuda_available else "cpu")
+    if not cuda_available:
+        raise ValueError(
+            f"--device {text} was asked for but PyTorch sees no CUDA GPU "
+            f"(torch {torch.__version__}, torch.cuda.is_available() is False); use "
+            "--device cpu, or --device auto to take a GPU only when there is one.")
+    if text != "cuda" and int(text.split(":", 1)[1]) >= max(cuda_count, 1):
+        raise ValueError(f"--device {text}: no such GPU; PyTorch sees {cuda_count} "
+                         f"(cuda:0 .. cuda:{max(cuda_count - 1, 0)}).")
+    return torch.device(text)
+
+
+def parse_device(choice: str) -> str:
+    """``choice`` normalised (``" CUDA:1"`` -> ``"cuda:1"``), or a ``ValueError`` when it is not
+    ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. Only the spelling is checked, not whether this
+    machine has the GPU (:func:`select_device` does that), so that a misspelt device is told
+    apart from a missing one: the first is a usage error, the second a fact about the machine."""
+    text = str(choice).strip().lower()
+    if text in ("cpu", "cuda", "auto") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {choice!r}.")
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set PyTorch's intra-op CPU threads to ``threads`` (``None``: every available core) and
+    return the number set."""
+    n = available_cpus() if threads is None else int(threads)
+    if n < 1:
+        raise ValueError(f"threads must be a positive integer; got {threads!r}.")
+    torch.set_num_threads(n)
+    return n

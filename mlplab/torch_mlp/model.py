@@ -1,0 +1,131 @@
+"""The exercise's network: :class:`MultiLayerPerceptron`, its initialisation (:func:`weights_init`,
+:func:`build_model`), the hidden sizes of a network of a given depth (:func:`hidden_for_depth`),
+mlplab's L2 term for comparing losses (:func:`l2_penalty`), and the model's defaults from the
+SPEC. It is the bottom of the package: the other modules build on it and it imports none of them,
+so what the network *is* reads apart from how it is fed, trained, stored or converted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from mlplab._validation import check_int, check_positive, is_int
+
+#: the exercise's defaults (SPEC §4)
+HIDDEN = (50,)
+INIT_STD = 1e-3
+
+INITS = ("exercise", "default")
+
+
+class MultiLayerPerceptron(nn.Module):
+    """The exercise's network: ``Linear(in, h) -> ReLU`` for each ``h`` in ``hidden_layers``, then
+    ``Linear(h_last, num_classes)``; :meth:`forward` flattens its input to (N, input_size) and
+    returns logits (``CrossEntropyLoss`` applies the softmax).
+
+    Beyond the exercise: ``batchnorm=True`` puts ``BatchNorm1d`` after each hidden ``Linear``
+    (which then has no bias: the normalisation's mean subtraction cancels it, as in
+    :class:`mlplab.MLP`), and ``dropout > 0`` adds ``Dropout`` after each hidden ReLU. Weights
+    start with PyTorch's default initialisation; ``model.apply(weights_init)`` gives the
+    exercise's (or use :func:`build_model`).
+    """
+
+    def __init__(self, input_size: int, hidden_layers: Sequence[int], num_classes: int,
+                 dropout: float = 0.0, batchnorm: bool = False) -> None:
+        super().__init__()
+        if isinstance(hidden_layers, str) or not all(is_int(h) and h >= 1 for h in hidden_layers):
+            raise ValueError(f"every hidden size must be a positive integer; got "
+                             f"{hidden_layers!r}.")
+        hidden = [int(h) for h in hidden_layers]
+        check_int(input_size, "input_size")
+        check_int(num_classes, "num_classes", minimum=2)
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
+        self.config = {"input_size": int(input_size), "hidden_layers": hidden,
+                       "num_classes": int(num_classes), "dropout": float(dropout),
+                       "batchnorm": bool(batchnorm)}
+        self.input_size, self.num_classes = int(input_size), int(num_classes)
+        layers: list[nn.Module] = []
+        sizes = [self.input_size, *hidden]
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            layers.append(nn.Linear(fan_in, fan_out, bias=not batchnorm))
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(fan_out))
+            layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(sizes[-1], self.num_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x.reshape(x.shape[0], -1))
+
+    @property
+    def linears(self) -> list[nn.Linear]:
+        """The ``Linear`` layers, input to output."""
+        return [m for m in self.layers if isinstance(m, nn.Linear)]
+
+    @property
+    def batchnorms(self) -> list[nn.BatchNorm1d]:
+        return [m for m in self.layers if isinstance(m, nn.BatchNorm1d)]
+
+    @property
+    def depth(self) -> int:
+        """Number of ``Linear`` layers: 2 for the exercise's default (one hidden layer)."""
+        return len(self.config["hidden_layers"]) + 1
+
+
+def weights_init(m: nn.Module, std: float = INIT_STD) -> None:
+    """The exercise's initialisation, for ``model.apply(weights_init)``: every ``Linear`` weight
+    ``normal_(0.0, std)`` (std 1e-3, i.e. variance 1e-6) and its bias 0."""
+    if isinstance(m, nn.Linear):
+        with torch.no_grad():
+            m.weight.normal_(0.0, std)
+            if m.bias is not None:
+                m.bias.zero_()
+
+
+def build_model(input_size: int, hidden_layers: Sequence[int] = HIDDEN, num_classes: int = 10, *,
+                init: str = "exercise", std: float = INIT_STD, dropout: float = 0.0,
+                batchnorm: bool = False, seed: int | None = 0,
+                dtype: torch.dtype = torch.float32) -> MultiLayerPerceptron:
+    """A :class:`MultiLayerPerceptron` with ``init="exercise"`` (N(0, std^2) weights, zero biases)
+    or ``init="default"`` (PyTorch's). With a ``seed`` the draws are reproducible and PyTorch's
+    global random state is left as it was."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}.")
+    check_positive(std, "init std")
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = MultiLayerPerceptron(input_size, hidden_layers, num_classes, dropout=dropout,
+                                     batchnorm=batchnorm)
+        if init == "exercise":
+            model.apply(lambda m: weights_init(m, std))
+    return model.to(dtype)
+
+
+def hidden_for_depth(depth: int, hidden_size: int = HIDDEN[0]) -> list[int]:
+    """Hidden sizes of a ``depth``-layer network: ``depth - 1`` hidden layers of ``hidden_size``
+    ("2 layers" is the exercise's one-hidden-layer net, "5 layers" has four hidden layers)."""
+    if int(depth) < 1:
+        raise ValueError(f"depth counts Linear layers and must be >= 1 (2 = one hidden layer); "
+                         f"got {depth!r}.")
+    if int(hidden_size) < 1:
+        raise ValueError(f"hidden size must be a positive integer; got {hidden_size!r}.")
+    return [int(hidden_size)] * (int(depth) - 1)
+
+
+def l2_penalty(model: MultiLayerPerceptron, reg: float) -> torch.Tensor:
+    """mlplab's L2 term ``reg * sum ||W||_F^2`` over the ``Linear`` weights (no 0.5, biases not
+    penalised), for comparing with :meth:`mlplab.MLP.loss`. Note that Adam's ``weight_decay`` in
+    :func:`fit` is not this: it adds ``weight_decay * p`` to the gradient of every parameter,
+    biases included, as the exercise's code does."""
+    return reg * sum((lin.weight ** 2).sum() for lin in model.linears)
+
+
+def _param_dtype(model: nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype

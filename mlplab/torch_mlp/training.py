@@ -1,0 +1,245 @@
+"""The exercise's training: :class:`TorchTrainConfig` (its knobs, with the SPEC's defaults), the
+shuffled batches of an epoch (:class:`ShuffledBatches`, with the batch-norm rules on batch sizes)
+and :func:`fit`, the loop itself (``CrossEntropyLoss``, Adam, ``ExponentialLR``, accuracy per
+epoch, a diverged loss and Ctrl-C). It is where the model, its inputs, the device and prediction
+meet, so it sits above those modules and they know nothing of it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlplab._validation import check_int, check_positive, check_seed
+from mlplab.torch_mlp.data import _as_tensor, _check_inputs
+from mlplab.torch_mlp.device import select_device, set_threads
+from mlplab.torch_mlp.model import MultiLayerPerceptron, _param_dtype
+from mlplab.torch_mlp.predict import accuracy
+from mlplab.trainer import TRAIN_ACC_SUBSET, History, TrainingDivergedError
+
+#: the exercise's defaults (SPEC §4)
+EPOCHS = 10
+BATCH_SIZE = 200
+LR = 1e-3
+REG = 1e-3
+LR_DECAY = 0.95
+
+
+@dataclass
+class TorchTrainConfig:
+    """The exercise's training knobs (JSON-serialisable)."""
+
+    epochs: int = EPOCHS
+    batch_size: int = BATCH_SIZE
+    lr: float = LR
+    reg: float = REG  # Adam's weight_decay, as in the exercise
+    lr_decay: float = LR_DECAY  # ExponentialLR gamma, stepped after every epoch
+    seed: int | None = 0
+    device: str = "cpu"
+    threads: int | None = None  # None: leave torch's setting alone
+    progress: bool = False
+    verbose: bool = False
+
+    def validate(self) -> None:
+        check_int(self.epochs, "epochs")
+        check_int(self.batch_size, "batch_size")
+        check_seed(self.seed)
+        check_positive(self.lr, "lr")
+        check_positive(self.reg, "reg (weight decay)", allow_zero=True)
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1]; got {self.lr_decay!r}.")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ValueError(f"threads must be a positive integer; got {self.threads!r}.")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TorchTrainConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}.")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_batchnorm_batches(batch_size: int, n: int | None = None) -> None:
+    """Refuse settings under which batch norm would train on a batch of one row: ``BatchNorm1d``
+    normalises a batch by its own mean and variance, which a single row does not have (PyTorch
+    raises "Expected more than 1 value per channel" partway through an epoch). ``n``, the number
+    of training rows, is checked when given. A last batch of one row is no problem: :func:`fit`
+    merges it into the batch before it (:class:`ShuffledBatches`)."""
+    if int(batch_size) < 2:
+        raise ValueError(f"batch_size must be at least 2 with batch norm, which normalises each "
+                         f"batch by its own mean and variance; got {batch_size}.")
+    if n is not None and int(n) < 2:
+        raise ValueError(f"batch norm needs at least 2 training rows, since it normalises each "
+                         f"batch by its own mean and variance; the training set has {n}.")
+
+
+def batches_per_epoch(n: int, batch_size: int, merge_single: bool = False) -> int:
+    """Batches :class:`ShuffledBatches` yields per epoch: ``ceil(n / batch_size)``, one fewer
+    when ``merge_single`` folds a last batch of one row into the batch before it."""
+    full, rest = divmod(int(n), int(batch_size))
+    if merge_single and rest == 1 and full > 0:
+        return full
+    return full + (rest > 0)
+
+
+class ShuffledBatches(torch.utils.data.Sampler):
+    """Index batches of a fresh random permutation every epoch: ``torch.randperm(n, generator)``
+    split into chunks of ``batch_size`` (the last one shorter, as a ``DataLoader`` with
+    ``shuffle=True`` gives). Handing the loader whole index batches lets a ``TensorDataset``
+    gather each batch with one indexing operation instead of ``batch_size`` ``__getitem__``
+    calls and a collate.
+
+    ``merge_single=True`` (what :func:`fit` uses for a model with batch norm) appends a last
+    batch of one row (``n % batch_size == 1``) to the batch before it, which then has
+    ``batch_size + 1`` rows: batch norm cannot train on one row. Merging rather than dropping it
+    (``DataLoader``'s ``drop_last``) keeps every training row in every epoch; the permutation
+    drawn is the same either way."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator | None,
+                 merge_single: bool = False) -> None:
+        self.n, self.batch_size, self.generator = int(n), int(batch_size), generator
+        self.merge_single = bool(merge_single)
+
+    def __iter__(self):
+        batches = list(torch.randperm(self.n, generator=self.generator).split(self.batch_size))
+        if self.merge_single and len(batches) > 1 and len(batches[-1]) == 1:
+            batches[-2:] = [torch.cat(batches[-2:])]
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return batches_per_epoch(self.n, self.batch_size, self.merge_single)
+
+
+def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
+        X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+        config: TorchTrainConfig | None = None, *,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        **overrides: Any) -> History:
+    """Train ``model`` the exercise's way and return an :class:`mlplab.trainer.History` (loss per
+    iteration; train accuracy, validation accuracy, learning rate and seconds per epoch).
+
+    ``X`` is (N, D) (or images) already normalised, e.g. by :func:`normalize_images`. Every
+    epoch walks a shuffled loader over tensors (:class:`ShuffledBatches`); after it the learning
+    rate is multiplied by ``lr_decay``, and train accuracy (on the same fixed subset of up to 5,000
+    training rows as :class:`mlplab.trainer.Trainer`) and validation accuracy are measured in
+    evaluation mode. With batch norm, a last batch of one row is merged into the batch before it
+    (see :class:`ShuffledBatches`) and ``batch_size`` 1 is refused. ``on_epoch_end(epoch, logs)``
+    gets ``epoch, iteration, loss, train_acc, val_acc, lr, seconds``. Ctrl-C ends training
+    cleanly after the current batch (``history.interrupted``). With a seed, runs are reproducible
+    and PyTorch's global random state is left as it was.
+    """
+    base = config.to_dict() if config is not None else {}
+    cfg = TorchTrainConfig.from_dict({**base, **overrides})
+    cfg.validate()
+    X, y = _check_inputs(model, X, y)
+    if not len(X):
+        raise ValueError("cannot train on an empty training set (X has 0 rows).")
+    batchnorm = bool(model.batchnorms)
+    if batchnorm:
+        check_batchnorm_batches(cfg.batch_size, len(X))
+    has_val = X_val is not None and len(X_val)
+    if has_val:
+        X_val, y_val = _check_inputs(model, X_val, y_val, "X_val")
+    if cfg.threads is not None:
+        set_threads(cfg.threads)
+    device = select_device(cfg.device)
+    dtype = _param_dtype(model)
+    model.to(device)
+
+    Xt, yt = _as_tensor(X, dtype, device), torch.from_numpy(y.astype(np.int64)).to(device)
+    n = len(Xt)
+    pick = np.sort(np.random.RandomState(0).choice(n, min(n, TRAIN_ACC_SUBSET), replace=False))
+    subset = (X[pick], y[pick])
+
+    dataset = torch.utils.data.TensorDataset(Xt, yt)
+    generator = torch.Generator()
+    if cfg.seed is not None:
+        generator.manual_seed(cfg.seed)
+    else:
+        generator.seed()
+    # with batch norm a last batch of one row would make BatchNorm1d fail mid-epoch: merged
+    sampler = ShuffledBatches(n, int(cfg.batch_size), generator, merge_single=batchnorm)
+    loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None)
+
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.reg)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    history = History()
+    total = cfg.epochs * len(loader)
+    bar = _progress(total, cfg.progress)
+    iteration = 0
+    fork = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork):
+        if cfg.seed is not None:  # dropout masks
+            torch.manual_seed(cfg.seed)
+        try:
+            for epoch in range(1, cfg.epochs + 1):
+                start = time.perf_counter()
+                model.train()
+                losses = []
+                lr = optimizer.param_groups[0]["lr"]
+                for xb, yb in loader:
+                    loss = criterion(model(xb), yb)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    # kept on the device: one synchronisation per epoch, not per batch
+                    losses.append(loss.detach())
+                    iteration += 1
+                    if bar is not None:
+                        bar.update(1)
+                scheduler.step()
+                epoch_loss = torch.stack(losses).double().cpu().numpy()
+                bad = np.flatnonzero(~np.isfinite(epoch_loss))
+                if bad.size:
+                    it = iteration - len(epoch_loss) + int(bad[0]) + 1
+                    raise TrainingDivergedError(
+                        f"the loss became {epoch_loss[bad[0]]} at iteration {it} (epoch "
+                        f"{epoch}) with learning rate {lr:.3g}; try a lower learning rate "
+                        "(e.g. --lr divided by 10).")
+                history.loss.extend(float(v) for v in epoch_loss)
+                train_acc = accuracy(model, *subset)
+                val_acc = accuracy(model, X_val, y_val) if has_val else float("nan")
+                seconds = time.perf_counter() - start
+                history.train_acc.append(train_acc)
+                history.val_acc.append(val_acc)
+                history.lr.append(lr)
+                history.epoch_seconds.append(seconds)
+                if has_val and val_acc > history.best_val_acc:
+                    history.best_val_acc, history.best_epoch = val_acc, epoch
+                logs = {"epoch": epoch, "iteration": iteration,
+                        "loss": history.loss[-1], "train_acc": train_acc, "val_acc": val_acc,
+                        "lr": lr, "seconds": seconds}
+                if bar is not None:
+                    bar.set_postfix(loss=f"{logs['loss']:.3f}", train=f"{train_acc:.3f}",
+                                    val=f"{val_acc:.3f}")
+                if cfg.verbose:
+                    print(f"epoch {epoch}/{cfg.epochs}: loss {logs['loss']:.4f}, train acc "
+                          f"{train_acc:.3f}, val acc {val_acc:.3f}, lr {lr:.3g}, "
+                          f"{seconds:.1f}s", flush=True)
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, logs)
+        except KeyboardInterrupt:
+            history.interrupted = True
+        finally:
+            if bar is not None:
+                bar.close()
+    model.eval()
+    return history
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="it", dynamic_ncols=True, leave=False, mininterval=0.5)
