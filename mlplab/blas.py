@@ -33,7 +33,7 @@ import contextlib
 import ctypes
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +69,7 @@ def _numpy_cblas() -> tuple[ctypes.CDLL, str] | None:
 
 
 @functools.cache
-def _cblas(name: str, dtype: np.dtype):
+def _cblas(name: str, dtype: np.dtype) -> Callable[..., None] | None:
     """NumPy's CBLAS routine ``name`` (``axpy``/``scal``/``gemm``) for ``dtype``, or None."""
     found = _numpy_cblas()
     if found is None:
@@ -88,7 +88,7 @@ def _cblas(name: str, dtype: np.dtype):
 
 
 @functools.cache
-def _blas(name: str, dtype: np.dtype):
+def _blas(name: str, dtype: np.dtype) -> Callable[..., np.ndarray] | None:
     """SciPy's BLAS routine ``name`` (``axpy``/``scal``) for ``dtype``, or None without SciPy."""
     try:
         from scipy.linalg import blas

@@ -21,7 +21,7 @@ Arithmetic follows the input: float32 input trains in float32, anything else in 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -34,10 +34,14 @@ from mlplab._validation import check_int, check_positive, is_int
 from mlplab.models import ACTIVATIONS, MLP
 from mlplab.trainer import Callback, Trainer
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
 except ImportError:  # pragma: no cover - older scikit-learn
-    def _validate_data(estimator, *args, **kwargs):
+    def _validate_data(estimator: BaseEstimator, *args, **kwargs
+                       ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         return estimator._validate_data(*args, **kwargs)
 
 
@@ -143,7 +147,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                              f"{self.n_iter_no_change!r}.")
         return [int(h) for h in hidden]
 
-    def fit(self, X, y) -> MLPClassifier:
+    def fit(self, X: ArrayLike, y: ArrayLike) -> MLPClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y``; returns ``self``."""
         hidden = self._check_params()
         X, y = _validate_data(self, X, y, dtype=[np.float64, np.float32], reset=True)
@@ -186,17 +190,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.validation_scores_ = self.best_validation_score_ = None
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``."""
         check_is_fitted(self)
         X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return self.model_.predict_proba(X)
 
-    def predict_log_proba(self, X) -> np.ndarray:
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The most probable class label of each row."""
         check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

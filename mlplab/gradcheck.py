@@ -7,10 +7,14 @@ float32 the rounding error of a centred difference with h = 1e-5 swamps the sign
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlplab.layers import Dropout
+
+if TYPE_CHECKING:
+    from mlplab.models import MLP
 
 
 def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
@@ -57,7 +61,7 @@ def norm_rel_error(a: np.ndarray, n: np.ndarray) -> float:
     return float(np.linalg.norm(a - n) / max(1e-8, np.linalg.norm(a) + np.linalg.norm(n)))
 
 
-def check_model(model, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: float = 1e-5,
+def check_model(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: float = 1e-5,
                 metric: str = "max") -> dict[str, float]:
     """Compare the analytic gradient of every parameter of ``model`` with the numerical one.
 

@@ -34,9 +34,12 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mlplab.models import MLP
 
 MODEL_FORMAT = "mlplab-model"
 MODEL_VERSION = 1
@@ -245,7 +248,7 @@ def _check_npz_members(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- model files
-def model_arrays(model, preprocessing: Any = None,
+def model_arrays(model: MLP, preprocessing: Any = None,
                  extra: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """The arrays of a model file (see the module docstring), for embedding in other archives
     such as checkpoints."""
@@ -258,7 +261,7 @@ def model_arrays(model, preprocessing: Any = None,
     return arrays
 
 
-def save_model(path: str | os.PathLike, model, preprocessing: Any = None,
+def save_model(path: str | os.PathLike, model: MLP, preprocessing: Any = None,
                extra: Mapping[str, Any] | None = None) -> Path:
     """Save ``model`` (an ``MLP``/``TwoLayerNet``) to ``path`` (``.npz``) atomically.
 
@@ -274,7 +277,7 @@ class LoadedModel:
     """What :func:`load_model` returns: ``model``, ``preprocessing`` (a fitted ``Pipeline``, the
     dict given to :func:`save_model` with its arrays restored, or None) and ``extra``."""
 
-    def __init__(self, model, preprocessing: dict[str, Any] | None,
+    def __init__(self, model: MLP, preprocessing: dict[str, Any] | None,
                  extra: dict[str, Any]) -> None:
         self.model = model
         self.preprocessing = preprocessing

@@ -10,6 +10,7 @@ so every weight gradient gets ``+ 2 * reg * W``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -218,12 +219,13 @@ class MLP:
                     axpy(2 * reg, a.params["W"], a.grads["W"])  # one pass, no temporary
         return loss, self.grads
 
-    def _batches(self, X: np.ndarray):
+    def _batches(self, X: np.ndarray) -> Iterator[np.ndarray]:
         for start in range(0, X.shape[0], EVAL_CHUNK):
             yield self._forward(X[start:start + EVAL_CHUNK], train=False)
 
     # ----------------------------------------------------------------------------- public API
-    def loss(self, X: np.ndarray, y: np.ndarray | None = None, reg: float = 0.0):
+    def loss(self, X: np.ndarray, y: np.ndarray | None = None,
+             reg: float = 0.0) -> np.ndarray | tuple[float, dict[str, np.ndarray]]:
         """Without ``y``: class probabilities (N, K) in evaluation mode. With ``y``: ``(loss,
         grads)`` for the batch in training mode, ``grads`` a dict named like ``params``."""
         X = check_X(X, self.input_size, dtype=self.dtype)

@@ -19,11 +19,16 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlplab._validation import check_positive
 from mlplab.blas import axpy, gemm_accumulates, scal
+
+if TYPE_CHECKING:
+    from mlplab.layers import Affine
+    from mlplab.models import MLP
 
 
 class Optimizer:
@@ -48,7 +53,7 @@ class Optimizer:
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError
 
-    def fused(self, model, reg: float = 0.0) -> contextlib.AbstractContextManager:
+    def fused(self, model: MLP, reg: float = 0.0) -> contextlib.AbstractContextManager:
         """A block within which this optimiser may fold part of its update into ``model``'s
         backward pass, and the L2 gradient of penalty ``reg`` into the update (see
         :meth:`Momentum.fused`); here, nothing changes."""
@@ -108,7 +113,7 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def _update(self, name, p, g):
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         axpy(-self.lr, g, p)
 
 
@@ -119,7 +124,7 @@ class _Fold:
 
     __slots__ = ("layer", "key", "l2", "p", "q")
 
-    def __init__(self, layer, key: str, l2: float) -> None:
+    def __init__(self, layer: Affine, key: str, l2: float) -> None:
         self.layer, self.key, self.l2 = layer, key, l2  # l2: the L2 gradient's factor, 2 reg
         self.p, self.q = 0.0, 1.0
 
@@ -180,7 +185,7 @@ class Momentum(Optimizer):
                     "model.loss returns; call step() outside the block.")
         super().step(params, grads)
 
-    def _update(self, name, p, g):
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         v = self._slot(name, "v", p)
         if name in self._folds:
             self._folded_update(self._folds[name], p, v)
@@ -262,7 +267,8 @@ class Momentum(Optimizer):
     def _refold_loaded(self) -> None:
         """Continue in the folded forms ``load_state_dict`` read, where each is the form of the
         model's weights and velocity now (as a checkpoint's are); the others stay settled."""
-        def near(x, y):  # the float32 rounding of settling, not another run's arrays
+        # the float32 rounding of settling, not another run's arrays
+        def near(x: np.ndarray, y: np.ndarray) -> np.bool_:
             return np.linalg.norm(x - y) <= 1e-5 * np.linalg.norm(y) + 1e-30
 
         for name, (A, B, numbers) in self._resume_folded.items():
@@ -286,7 +292,7 @@ class Momentum(Optimizer):
         self._resume_folded = {}
 
     @contextlib.contextmanager
-    def fused(self, model, reg: float = 0.0) -> Iterator[None]:
+    def fused(self, model: MLP, reg: float = 0.0) -> Iterator[None]:
         """Within the block, ``model``'s affine layers write their gradients straight into the
         velocities: their backward pass computes ``v = mu v + x^T dout`` in one BLAS call (the
         scaling rides inside the product, :func:`mlplab.blas.gemm_tn`), and :meth:`step` is left
@@ -362,7 +368,7 @@ class Nesterov(Momentum):
 
     name = "nesterov"
 
-    def _update(self, name, p, g):
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         v = self._slot(name, "v", p)
         scal(self.momentum, v)
         axpy(1.0, g, v)
@@ -385,7 +391,7 @@ class Adam(Optimizer):
                 raise ValueError(f"{label} must be in [0, 1); got {beta}.")
         self.beta1, self.beta2, self.eps, self.weight_decay = beta1, beta2, eps, weight_decay
 
-    def _update(self, name, p, g):
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
         m = self._slot(name, "m", p)
         v = self._slot(name, "v", p)
         t = p.dtype.type

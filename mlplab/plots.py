@@ -15,6 +15,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -24,6 +25,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mlplab.io import atomic_path  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: one colour per quantity, shared by every figure
 COLORS = {
@@ -38,7 +42,7 @@ FIGSIZE = (7.0, 4.0)
 DPI = 130
 
 
-def save(fig, path: str | os.PathLike, dpi: int = DPI) -> Path:
+def save(fig: Figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
     """Write ``fig`` to ``path`` atomically (format from the extension) and close it."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
@@ -56,7 +60,7 @@ def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_loss(loss: Sequence[float], title: str = "Training loss",
-              iterations_per_epoch: int | None = None):
+              iterations_per_epoch: int | None = None) -> Figure:
     """Loss per iteration (the exercise's loss history), with a running mean when noisy."""
     loss = np.asarray(loss, dtype=np.float64)
     fig, ax = plt.subplots(figsize=FIGSIZE)
@@ -82,7 +86,7 @@ def plot_loss(loss: Sequence[float], title: str = "Training loss",
 
 def plot_accuracy(train_acc: Sequence[float], val_acc: Sequence[float] | None = None,
                   title: str = "Classification accuracy", test_acc: float | None = None,
-                  train_label: str = "train"):
+                  train_label: str = "train") -> Figure:
     """Train and validation accuracy per epoch (the exercise's accuracy history), in percent."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
     epochs = np.arange(1, len(train_acc) + 1)
@@ -120,7 +124,8 @@ def weight_tiles(W1: np.ndarray, image_shape: Sequence[int], max_units: int = 10
 
 
 def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
-                             title: str = "First-layer weights", max_units: int = 100):
+                             title: str = "First-layer weights", max_units: int = 100
+                             ) -> Figure:
     """The exercise's ``show_net_weights``: every hidden unit's input weights as an image."""
     tiles = weight_tiles(W1, image_shape, max_units)
     n = len(tiles)
@@ -150,7 +155,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str],
-                   title: str = "Confusion matrix", normalize: bool = True):
+                   title: str = "Confusion matrix", normalize: bool = True) -> Figure:
     """A confusion matrix as a heat map; with ``normalize`` each row shows the fraction of that
     class predicted as each class (the diagonal is per-class recall), and cells show percents."""
     cm = np.asarray(cm, dtype=np.float64)
@@ -179,7 +184,7 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str],
 
 def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class: int = 7,
                  seed: int | None = 0, title: str = "Sample images",
-                 transform: Callable[[np.ndarray], np.ndarray] | None = None):
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None) -> Figure:
     """A grid of ``per_class`` random images (N, H, W, C) of every class, one column per class.
 
     ``transform`` maps the picked images of a class, (n, H, W, C), to what is drawn instead (uint8

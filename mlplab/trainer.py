@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,11 @@ from mlplab.init import random_state
 from mlplab.layers import Dropout
 from mlplab.optim import OPTIMIZERS, make_optimizer
 from mlplab.schedules import SCHEDULES, Schedule
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from mlplab.models import MLP
 
 #: how many training rows the "subset" train accuracy is measured on
 TRAIN_ACC_SUBSET = 5000
@@ -261,7 +266,7 @@ class Trainer:
         return [layer for layer in getattr(self.model, "layers", []) if isinstance(layer, Dropout)]
 
     # --------------------------------------------------------------------------- the loop
-    def fit(self, model, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
+    def fit(self, model: MLP, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> History:
         cfg = self.config
         X = check_X(X, model.input_size, dtype=model.dtype)
@@ -298,7 +303,8 @@ class Trainer:
         finally:
             model.output.label_smoothing = plain_smoothing
 
-    def _fit(self, model, X, y, X_val, y_val, n: int, batch: int, per_epoch: int,
+    def _fit(self, model: MLP, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None,
+             y_val: np.ndarray | None, n: int, batch: int, per_epoch: int,
              total: int) -> History:
         cfg = self.config
         self.rng = random_state(cfg.seed) if cfg.seed is None else np.random.RandomState(cfg.seed)
@@ -361,8 +367,10 @@ class Trainer:
             cb.on_train_end(self)
         return self.history
 
-    def _loop(self, model, X, y, X_val, y_val, subset, x_buf, batch, per_epoch, total,
-              schedule, bar, epoch_start) -> None:
+    def _loop(self, model: MLP, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None,
+              y_val: np.ndarray | None, subset: np.ndarray | None, x_buf: np.ndarray,
+              batch: int, per_epoch: int, total: int, schedule: Schedule, bar: tqdm | None,
+              epoch_start: float) -> None:
         cfg, n = self.config, X.shape[0]
         while self.iteration < total and not self.stop:
             if self._sigint:
@@ -448,7 +456,8 @@ class Trainer:
                     # a pending second Ctrl-C runs `handle` here: remembered, not lost
                     interrupts.restore_handler(signal.SIGINT, previous)
 
-    def _end_epoch(self, train_acc: float, X_val, y_val, lr: float,
+    def _end_epoch(self, train_acc: float, X_val: np.ndarray | None,
+                   y_val: np.ndarray | None, lr: float,
                    seconds: float) -> dict[str, float]:
         cfg, h = self.config, self.history
         self.epoch += 1
@@ -470,7 +479,7 @@ class Trainer:
             cb.on_epoch_end(self, self.epoch, logs)
         return logs
 
-    def _load_resume_state(self, state: dict[str, Any], model, total: int,
+    def _load_resume_state(self, state: dict[str, Any], model: MLP, total: int,
                            per_epoch: int) -> None:
         self.iteration = int(state["iteration"])
         self.epoch = int(state["epoch"])
@@ -508,7 +517,7 @@ def _copy_state(state: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | 
     return None if state is None else {k: np.array(v, copy=True) for k, v in state.items()}
 
 
-def _accuracy_on_rows(model, X: np.ndarray, y: np.ndarray, rows: np.ndarray,
+def _accuracy_on_rows(model: MLP, X: np.ndarray, y: np.ndarray, rows: np.ndarray,
                       block: int = 1024) -> float:
     """Accuracy on ``X[rows]``, gathering a block of rows at a time."""
     correct = 0
@@ -528,7 +537,7 @@ def _rng_state_from_json(state: list) -> tuple:
     return (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
 
 
-def _progress(total: int, initial: int, enabled: bool):
+def _progress(total: int, initial: int, enabled: bool) -> tqdm | None:
     if not enabled:
         return None
     from tqdm.auto import tqdm

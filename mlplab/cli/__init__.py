@@ -15,6 +15,7 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from types import ModuleType
 
 from mlplab import __version__
 
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _run(args: argparse.Namespace, interrupts) -> int | None:
+def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
     """The command's exit code, or None if it was interrupted."""
     try:
         code = int(args.func(args) or 0)

@@ -14,7 +14,7 @@ import numpy as np
 
 from mlplab.cli import UsageError, flag, seed_arg, usage_errors
 from mlplab.cli._types import positive_int
-from mlplab.data.base import SPLITS
+from mlplab.data.base import SPLITS, Dataset
 from mlplab.data.datasets import DATASET_NAMES
 
 DATASET_HELP = (f"dataset: {', '.join(DATASET_NAMES)} or folder:PATH (one sub-folder of images "
@@ -109,7 +109,7 @@ def check_augment_options(given: dict, augment: list[str]) -> None:
                              f"--augment (e.g. --augment flip,{users[0]}).")
 
 
-def add_augment_arguments(group) -> None:
+def add_augment_arguments(group: argparse._ArgumentGroup) -> None:
     """``--preprocessing``, ``--augment`` and their options (``mlplab train``, ``data show``);
     dests are :class:`mlplab.runs.RunConfig` field names, defaults None (= not given)."""
     from mlplab.data import PREPROCESSING
@@ -137,7 +137,7 @@ def add_augment_arguments(group) -> None:
                             "garments lie on")
 
 
-def load_dataset_from_args(args: argparse.Namespace):
+def load_dataset_from_args(args: argparse.Namespace) -> Dataset:
     """``load_dataset`` with the options added by :func:`add_dataset_arguments`.
 
     The split seed is ``args.data_seed`` if present, else ``args.seed``, else 0.

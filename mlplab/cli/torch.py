@@ -14,11 +14,20 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from mlplab.cli import UsageError, seed_arg, usage_errors
 from mlplab.cli._types import int_list, positive_int
 from mlplab.cli.data import add_dataset_arguments, load_dataset_from_args
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from mlplab.data import Dataset, Pipeline
+    from mlplab.torch_mlp import DepthResult, MultiLayerPerceptron, TorchTrainConfig
+    from mlplab.trainer import History
 
 TORCH_CONFIG_FILE = "config.json"
 TORCH_MODEL_FILE = "model.pt"
@@ -27,7 +36,7 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 
 
-def _torch_mlp():
+def _torch_mlp() -> ModuleType:
     """The library module, or a one-line error that says how to install PyTorch."""
     try:
         from mlplab import torch_mlp
@@ -203,7 +212,7 @@ def _new_dir(path: Path, marker: str) -> Path:
     return path
 
 
-def _check_model_options(args: argparse.Namespace, tm) -> None:
+def _check_model_options(args: argparse.Namespace, tm: ModuleType) -> None:
     """The model flags the library checks only when it builds the model, after the data has
     loaded: checked first, so that a bad value is a usage error naming its flag and nothing is
     written."""
@@ -218,7 +227,8 @@ def _check_model_options(args: argparse.Namespace, tm) -> None:
             tm.check_batchnorm_batches(args.batch_size)
 
 
-def _load(args: argparse.Namespace, tm):
+def _load(args: argparse.Namespace, tm: ModuleType
+          ) -> tuple[Dataset, Pipeline, np.ndarray, np.ndarray | None]:
     ds = load_dataset_from_args(args)
     if not len(ds.y_train):
         raise ValueError(f"the dataset {ds.name} has no training images.")
@@ -228,7 +238,8 @@ def _load(args: argparse.Namespace, tm):
     return ds, pre, X, X_val
 
 
-def _train_config(args: argparse.Namespace, tm):
+def _train_config(args: argparse.Namespace, tm: ModuleType
+                  ) -> tuple[TorchTrainConfig, int, torch.device]:
     with usage_errors(("device",)):  # a misspelt device; a missing GPU stays a runtime error
         tm.parse_device(args.device)
     _check_model_options(args, tm)
@@ -244,7 +255,7 @@ def _train_config(args: argparse.Namespace, tm):
     return cfg, threads, device
 
 
-def _environment(threads: int, device) -> dict[str, Any]:
+def _environment(threads: int, device: torch.device) -> dict[str, Any]:
     import torch
 
     return {"python": platform.python_version(), "torch": torch.__version__,
@@ -252,7 +263,7 @@ def _environment(threads: int, device) -> dict[str, Any]:
             "machine": platform.machine()}
 
 
-def describe(model) -> str:
+def describe(model: MultiLayerPerceptron) -> str:
     """``"PyTorch MLP 3072-50-10 relu"`` plus batch norm / dropout when used."""
     from mlplab.runs import describe_network
 
@@ -350,7 +361,8 @@ def run_train(args: argparse.Namespace) -> int:
     return 130 if history.interrupted else 0
 
 
-def _train_plots(out: Path, model, history, ds, X_val, tm, plots) -> None:
+def _train_plots(out: Path, model: MultiLayerPerceptron, history: History, ds: Dataset,
+                 X_val: np.ndarray | None, tm: ModuleType, plots: ModuleType) -> None:
     plots.save(plots.plot_loss(history.loss, title="Training loss (PyTorch MLP)"),
                out / "loss.png")
     plots.save(plots.plot_accuracy(history.train_acc, history.val_acc,
@@ -388,7 +400,7 @@ def run_depth(args: argparse.Namespace) -> int:
           f"device {device}, {threads} threads", file=sys.stderr, flush=True)
     done = []
 
-    def report(r) -> None:
+    def report(r: DepthResult) -> None:
         done.append(r)
         print(f"[{len(done)}/{total}] {r.init} init, {r.depth} layers: train "
               f"{100 * r.train_acc:.1f}%, val {100 * r.val_acc:.1f}% ({r.seconds:.0f}s)",

@@ -8,6 +8,8 @@ import contextlib
 import json
 import sys
 import textwrap
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from mlplab.cli import UsageError, flag, seed_arg, usage_errors
 from mlplab.cli._types import hidden_sizes, non_negative_int
@@ -17,6 +19,9 @@ from mlplab.cli.data import (
     check_augment_options,
     load_dataset_from_args,
 )
+
+if TYPE_CHECKING:
+    from mlplab.runs.config import RunConfig
 
 #: flags that map one-to-one onto RunConfig fields (dest == field name)
 RUN_FIELDS = ("hidden", "activation", "init", "std", "dropout", "batchnorm", "dtype", "optimizer",
@@ -158,7 +163,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=run_predict)
 
 
-def _given(args: argparse.Namespace, names) -> dict:
+def _given(args: argparse.Namespace, names: Iterable[str]) -> dict:
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
@@ -168,7 +173,7 @@ _USED_BY = (("std", "init", ("normal",)), ("momentum", "optimizer", ("momentum",
             ("min_lr", "schedule", ("cosine",)))
 
 
-def _check_used(given: dict, cfg) -> None:
+def _check_used(given: dict, cfg: RunConfig) -> None:
     """Refuse an option given on the command line that the resolved configuration ignores (a
     user who typed --std 0.01 with He initialisation believes it took effect)."""
     for option, setting, values in _USED_BY:

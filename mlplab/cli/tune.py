@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from mlplab.cli import seed_arg
 from mlplab.cli._types import non_negative_int, positive_int, positive_seconds
 from mlplab.cli.data import add_dataset_arguments
+
+if TYPE_CHECKING:
+    from mlplab.tuning.data import DatasetSource
 
 EPILOG = """\
 examples:
@@ -95,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_tune)
 
 
-def data_source(args: argparse.Namespace):
+def data_source(args: argparse.Namespace) -> DatasetSource:
     """The tuning data source for the dataset options of ``args``."""
     from mlplab.tuning import DatasetSource
 
@@ -139,5 +143,5 @@ def run_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)

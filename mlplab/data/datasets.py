@@ -82,8 +82,8 @@ def resize_images(X: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
-                    test: tuple[np.ndarray, np.ndarray] | None, val_size, test_size,
-                    seed: int | None, source: str) -> Dataset:
+                    test: tuple[np.ndarray, np.ndarray] | None, val_size: int | float | None,
+                    test_size: int | float | None, seed: int | None, source: str) -> Dataset:
     """Seeded stratified splits for sources without the exercise's fixed order.
 
     Without a separate test set, ``test_size`` images (default 10%) are held out of the training
@@ -134,7 +134,9 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def load_digits_dataset(val_size=None, test_size=None, seed: int | None = 0) -> Dataset:
+def load_digits_dataset(val_size: int | float | None = None,
+                        test_size: int | float | None = None,
+                        seed: int | None = 0) -> Dataset:
     """scikit-learn's 1,797 8x8 digits as (N, 8, 8, 1) uint8, values 0..16 rescaled to 0..255."""
     X, y = _digits_arrays()
     return _holdout_splits("digits", list(DIGITS_CLASSES), X, y, None, val_size, test_size, seed,
@@ -205,7 +207,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     return ds
 
 
-def _fixed_splits(ds: Dataset, val_size, test_size, default_val: int) -> Dataset:
+def _fixed_splits(ds: Dataset, val_size: int | float | None, test_size: int | float | None,
+                  default_val: int) -> Dataset:
     """The exercise's order-preserving split of an official train/test release.
 
     ``ds`` comes with all training images in ``X_train`` and all test images in ``X_test``.

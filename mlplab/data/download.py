@@ -13,6 +13,7 @@ import http.client
 import os
 import urllib.error
 import urllib.request
+import urllib.response
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +128,8 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
                                "choose another --data-dir.") from None
 
 
-def _save(response, url: str, dest: Path, remote: RemoteFile, progress: bool) -> Path:
+def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: str,
+          dest: Path, remote: RemoteFile, progress: bool) -> Path:
     """Stream ``response`` into ``dest`` through a temporary file, renamed into place only if
     the transfer is complete and its checksums match ``remote``'s."""
     total = response.headers.get("Content-Length")

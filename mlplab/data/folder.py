@@ -22,11 +22,15 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from mlplab.data.base import DatasetError, atomic_path, data_root, user_path
+
+if TYPE_CHECKING:
+    from PIL import Image, ImageFile
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
@@ -37,7 +41,7 @@ CACHE_VERSION = 3
 GREY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
 
-def open_image(path: str | os.PathLike):
+def open_image(path: str | os.PathLike) -> ImageFile.ImageFile:
     """``PIL.Image.open`` on the file's bytes in memory. Opened on the file itself, Pillow asks
     the file object for as many bytes as a chunk header declares, and Python's buffered reader
     allocates that much up front: a 70-byte PNG declaring a 2 GB chunk allocated 2 GB."""
@@ -114,7 +118,7 @@ class _ColourImage(Exception):
     """A colour image turned up while decoding a folder as greyscale (see ``_decode_any``)."""
 
 
-def _to_8bit(im, path: Path):
+def _to_8bit(im: Image.Image, path: Path) -> Image.Image:
     """``im`` with values in 0..255: 16- and 32-bit integer images are read as 0..65535 and
     float images as 0..1, each scaled to 0..255. ``convert("L")`` would clip them instead: a
     16-bit image would come out almost all white."""
@@ -138,7 +142,7 @@ def _to_8bit(im, path: Path):
     return Image.fromarray(((arr.astype(np.uint32) + 128) // 257).astype(np.uint8))
 
 
-def _grey_palette(im) -> bool:
+def _grey_palette(im: Image.Image) -> bool:
     """A palette image (every GIF, some PNGs) whose used colours are all grey."""
     if im.mode not in ("P", "PA") or im.getpalette() is None:
         return False
@@ -297,7 +301,8 @@ def _cache_file(root: Path, ident: list) -> Path | None:
     return path
 
 
-def _read_cache(path: Path, y: np.ndarray, image_size, mode: str | None) -> np.ndarray | None:
+def _read_cache(path: Path, y: np.ndarray, image_size: tuple[int, int] | None,
+                mode: str | None) -> np.ndarray | None:
     """The cached images, if the file holds what this folder's decode would give in shape and
     labels; a damaged or foreign file is rebuilt, never trusted."""
     try:

@@ -4,7 +4,7 @@ optionally as the network sees them (preprocessed and augmented)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,7 @@ def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: 
     return out
 
 
-def scaled_for_display(X: np.ndarray, image_shape) -> np.ndarray:
+def scaled_for_display(X: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
     """(n, D) features -> (n, H, W, C) images, each scaled to [0, 1] by its own range (the
     network's inputs are standardised, not pixels)."""
     X = np.asarray(X, dtype=np.float64)

@@ -347,7 +347,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     dispatch[pickle.PERSID[0]] = dispatch[pickle.BINPERSID[0]] = load_persistent_id
     dispatch[pickle.READONLY_BUFFER[0]] = dispatch[pickle.NEXT_BUFFER[0]] = load_out_of_band
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> object:
         try:
             return self._allowed()[(module, name)]
         except KeyError:

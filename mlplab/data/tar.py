@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from io import BufferedIOBase
 from pathlib import Path
 
 from mlplab.data.base import DatasetError, short_repr
@@ -60,7 +61,7 @@ class TarReader:
     recursively before a caller can check them: crafted archives of a few kilobytes hung it,
     overflowed its recursion or made it hold a gigabyte.)"""
 
-    def __init__(self, stream, archive: Path, limits: TarLimits) -> None:
+    def __init__(self, stream: BufferedIOBase, archive: Path, limits: TarLimits) -> None:
         self._stream, self._archive, self._pos = stream, archive, 0
         self._limits = limits
 

@@ -7,12 +7,14 @@
 See docs/report.md for the stages, budgets and the files written.
 """
 
+from typing import Any
+
 from mlplab.report.budgets import BUDGETS, Budget, get_budget
 
 _RUNNER_NAMES = ("STAGES", "ReportResult", "default_out", "render", "reproduce")
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # the runner imports Matplotlib and every stage: load it on first use, so that the CLI
     # (which reads BUDGETS to build its --help) starts fast and small
     if name in _RUNNER_NAMES:

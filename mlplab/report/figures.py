@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlplab.report.style import COLORS, report_style, save_figure
+
+if TYPE_CHECKING:
+    from mlplab.data.base import Dataset
 
 
 def loss_curve(loss: Sequence[float], path: Path, title: str, bound: float | None = None,
@@ -53,7 +57,7 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], pa
         return plots.save(plots.plot_confusion(cm, classes, title=title), path)
 
 
-def sample_images(ds, path: Path, seed: int = 0) -> Path:
+def sample_images(ds: Dataset, path: Path, seed: int = 0) -> Path:
     from mlplab.data.preview import sample_grid
 
     with report_style():

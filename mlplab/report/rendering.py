@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlplab.report.document import Equations, Figure, KeyValues, Section, Table, Text
+from mlplab.report.document import Block, Equations, Figure, KeyValues, Section, Table, Text
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", "DejaVu Sans", Helvetica, Arial, sans-serif;
@@ -120,7 +120,7 @@ def to_markdown(title: str, intro: Sequence[str], sections: Sequence[Section]) -
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _md_block(b) -> list[str]:
+def _md_block(b: Block) -> list[str]:
     if isinstance(b, Text):
         return [b.text]
     if isinstance(b, Table):
@@ -186,7 +186,7 @@ def _img_src(path: str, root: Path, embed: bool) -> str:
     return f"data:{mime};base64," + base64.b64encode(file.read_bytes()).decode("ascii")
 
 
-def _html_block(b, root: Path, embed: bool) -> str:
+def _html_block(b: Block, root: Path, embed: bool) -> str:
     if isinstance(b, Text):
         return f"<p>{_inline_html(b.text)}</p>"
     if isinstance(b, Table):

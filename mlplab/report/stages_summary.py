@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from mlplab.report import reference
 from mlplab.report.context import Context
 from mlplab.report.document import Section, Table, Text
@@ -10,7 +13,7 @@ from mlplab.report.fmt import pct, sci
 NOT_RUN = "not run"
 
 
-def _or_not_run(ctx: Context, key: str, fmt) -> str:
+def _or_not_run(ctx: Context, key: str, fmt: Callable[[dict[str, Any]], str]) -> str:
     data = ctx.data(key)
     if not data:
         return NOT_RUN

@@ -7,13 +7,23 @@ Runs go through the library: :func:`mlplab.runs.train_run` with the presets of
 from __future__ import annotations
 
 import csv
+import os
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplab.report import figures, reference
 from mlplab.report.context import Context
 from mlplab.report.document import Figure, KeyValues, Section, Table, Text
 from mlplab.report.fmt import pct, seconds, value
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mlplab.data.base import Dataset
+    from mlplab.models import MLP
+    from mlplab.runs.training import RunResult
+    from mlplab.trainer import History
+    from mlplab.tuning.space import Param
 
 #: tuning searches on standardised inputs (the search space's learning rates assume unit-scale
 #: features); the exercise's own runs use its mean-image subtraction
@@ -48,12 +58,13 @@ def stage_data(ctx: Context, section: Section) -> None:
                         splits=split_record(ds))  # what --reuse checks its data against
 
 
-def is_cifar_like(ds) -> bool:
+def is_cifar_like(ds: Dataset) -> bool:
     return ds.num_classes == 10 and tuple(ds.image_shape) == (32, 32, 3)
 
 
-def _run_figures(ctx: Context, section: Section, name: str, title: str, history, model, ds,
-                 X_val=None, per_epoch: int | None = None, test_acc: float | None = None) -> None:
+def _run_figures(ctx: Context, section: Section, name: str, title: str, history: History,
+                 model: MLP, ds: Dataset, X_val: np.ndarray | None = None,
+                 per_epoch: int | None = None, test_acc: float | None = None) -> None:
     p1, r1 = ctx.figure(f"{name}-loss.png")
     figures.loss_curve(history.loss, p1, f"{title}: training loss",
                        iterations_per_epoch=per_epoch)
@@ -74,7 +85,7 @@ def _run_figures(ctx: Context, section: Section, name: str, title: str, history,
         section.add(Figure(r4, "Confusion matrix on the validation split (row: true class)"))
 
 
-def _preset_run(ctx: Context, preset: str, **options: Any):
+def _preset_run(ctx: Context, preset: str, **options: Any) -> RunResult:
     from mlplab.runs import train_run
 
     ds = ctx.need("dataset", "the dataset")
@@ -113,7 +124,7 @@ def stage_q3_default(ctx: Context, section: Section) -> None:
                         final_loss=m["final_loss"], iterations=m["iterations"], config=cfg)
 
 
-def _read_trials(path) -> tuple[list[str], list[dict[str, str]]]:
+def _read_trials(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         return list(reader.fieldnames or []), list(reader)
@@ -190,7 +201,7 @@ def stage_q3_tuning(ctx: Context, section: Section) -> None:
                         seconds=result.wall_seconds)
 
 
-def _range(p) -> str:
+def _range(p: Param) -> str:
     if p.type == "categorical":
         return ", ".join(value(c) for c in p.choices)
     text = f"{value(p.low)} .. {value(p.high)}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -18,6 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from mlplab import plots as _plots  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: the same quantity always gets the same colour: mlplab.plots' palette plus the two
 #: initialisations of Question 4
@@ -61,7 +65,7 @@ def report_style() -> Iterator[None]:
         yield
 
 
-def save_figure(fig, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """Write ``fig`` atomically and close it (:func:`mlplab.plots.save`)."""
     return _plots.save(fig, path, dpi=DPI)
 

@@ -8,15 +8,19 @@ finished run reloads its dataset, and ``mlplab data show`` previews its augmenta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlplab.models import MLP
 from mlplab.runs.config import RunConfig
 
+if TYPE_CHECKING:
+    from mlplab.data import Augmenter, Dataset, Pipeline
 
-def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None):
+
+def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None) -> Dataset:
     """Load the raw dataset a run config names (with its split settings). ``image_shape``: the
     run's (its model file's), whose channel count a folder is decoded to, so that a run keeps
     working where a later mlplab would decide the folder's colour otherwise (it reads grey GIFs
@@ -44,7 +48,8 @@ def _crop_padding(cfg: RunConfig, image_shape: Sequence[int]) -> int:
     return pad
 
 
-def make_augmenter(cfg: RunConfig, image_shape: Sequence[int], preprocessing=None):
+def make_augmenter(cfg: RunConfig, image_shape: Sequence[int],
+                   preprocessing: Pipeline | None = None) -> Augmenter | None:
     """The minibatch augmentation ``cfg.augment`` asks for, or None.
 
     ``crop_fill="black"`` needs the fitted ``preprocessing`` (a :class:`mlplab.data.Pipeline`):
@@ -68,7 +73,8 @@ def make_augmenter(cfg: RunConfig, image_shape: Sequence[int], preprocessing=Non
                      elastic=elastic)
 
 
-def make_network_view(cfg: RunConfig, ds, seed: int | None = 0):
+def make_network_view(cfg: RunConfig, ds: Dataset,
+                      seed: int | None = 0) -> Callable[[np.ndarray], np.ndarray]:
     """A ``transform`` for :func:`mlplab.data.preview.sample_grid`: raw (n, H, W, C) images as a
     run with ``cfg`` feeds them to the network (its preprocessing, fitted on ``ds``'s training
     split, then one draw of its augmentation), each scaled to [0, 1] for display."""

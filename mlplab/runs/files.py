@@ -20,6 +20,7 @@ from mlplab import io
 from mlplab.trainer import History
 
 if TYPE_CHECKING:
+    from mlplab.data import Dataset
     from mlplab.runs.training import RunResult
 
 CONFIG_FILE = "config.json"
@@ -112,7 +113,8 @@ def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
     return out
 
 
-def write_plots(out_dir: Path, result: RunResult, ds, X_val: np.ndarray | None) -> list[Path]:
+def write_plots(out_dir: Path, result: RunResult, ds: Dataset,
+                X_val: np.ndarray | None) -> list[Path]:
     """The run's figures: loss, accuracy, confusion matrix (validation) and first-layer
     weights (image data)."""
     from mlplab import plots

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from mlplab.data import Dataset
 
-def split_record(ds) -> dict[str, Any]:
+
+def split_record(ds: Dataset) -> dict[str, Any]:
     """The split sizes and the evaluation splits' fingerprints, for a run's ``metrics.json``:
     ``evaluate`` refuses a folder dataset whose validation or test split has changed since."""
     return {"train_size": int(len(ds.y_train)), "val_size": int(len(ds.y_val)),
@@ -48,7 +51,7 @@ def _check_same_split(metrics: dict[str, Any], split: str, X: np.ndarray, y: np.
                          "images. Use the data as it was, or train a new run.")
 
 
-def _check_same_data(record: dict[str, Any], ds, ckpt: Path) -> None:
+def _check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path) -> None:
     """Refuse moved data whose splits are not the ones in ``ckpt``'s record (``split_record``
     at the start of the run): sizes of all three, fingerprints of validation and test."""
     for split in ("train", "val", "test"):
@@ -61,7 +64,7 @@ def _check_same_data(record: dict[str, Any], ds, ckpt: Path) -> None:
         _check_same_split(record, split, *ds.split(split), ds.name)
 
 
-def require_test_split(ds) -> None:
+def require_test_split(ds: Dataset) -> None:
     """Refuse ``--eval-test`` on a dataset without a test split before training, not after."""
     if not len(ds.y_test):
         raise ValueError(f"the dataset {ds.name} has no test split to evaluate (--eval-test): "

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from mlplab.runs.files import (
 from mlplab.runs.finished import _finished_run_config
 from mlplab.runs.splits import _check_same_data, require_test_split, split_record
 from mlplab.trainer import Callback, History, Trainer, TrainingDivergedError
+
+if TYPE_CHECKING:
+    from mlplab.data import Dataset, Pipeline
 
 
 @dataclass
@@ -238,7 +241,7 @@ def _take_dataset(cfg: RunConfig, data: Any,
     return data, False
 
 
-def _without_raw_train(ds):
+def _without_raw_train(ds: Dataset) -> Dataset:
     """``ds`` without its raw training images, which are dead weight once preprocessed (a
     quarter of the float32 training set, and on CIFAR-10 what puts a run over 1.5x its data)."""
     import dataclasses
@@ -246,7 +249,7 @@ def _without_raw_train(ds):
     return dataclasses.replace(ds, X_train=np.empty((0, *ds.X_train.shape[1:]), ds.X_train.dtype))
 
 
-def _fresh(cfg: RunConfig, ds) -> tuple[Any, MLP, np.ndarray]:
+def _fresh(cfg: RunConfig, ds: Dataset) -> tuple[Any, MLP, np.ndarray]:
     """Fitted preprocessing, a freshly initialised model and the training features."""
     from mlplab.data import make_preprocessing
 
@@ -258,7 +261,7 @@ def _fresh(cfg: RunConfig, ds) -> tuple[Any, MLP, np.ndarray]:
     return pre, model, X_train
 
 
-def _fit_and_finish(cfg: RunConfig, ds, pre, model: MLP, X_train: np.ndarray,
+def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_train: np.ndarray,
                     state: dict[str, Any] | None, seconds_before: float, out_dir: Path | None,
                     callbacks: Sequence[Callback], progress: bool, verbose: bool,
                     plots: bool) -> RunResult:

@@ -8,6 +8,7 @@ prediction share. Preparing data is its own step, before and apart from the trai
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,12 +16,15 @@ import torch
 from mlplab._validation import check_X, check_y
 from mlplab.torch_mlp.model import MultiLayerPerceptron, _param_dtype
 
+if TYPE_CHECKING:
+    from mlplab.data.transforms import Pipeline
+
 #: the exercise's defaults (SPEC §4)
 MEAN, STD = 0.5, 0.5
 
 
 def input_pipeline(mean: float | Sequence[float] = MEAN, std: float | Sequence[float] = STD,
-                   max_value: float = 255.0):
+                   max_value: float = 255.0) -> Pipeline:
     """The exercise's ``ToTensor`` + ``Normalize(mean, std)`` as an :mod:`mlplab.data.transforms`
     pipeline (scale by ``1 / max_value``, per-channel ``(x - mean) / std``, flatten to float32), so
     that it can be saved with a model like any other mlplab preprocessing."""
@@ -71,7 +75,9 @@ def _as_tensor(X: np.ndarray | torch.Tensor, dtype: torch.dtype,
     return torch.from_numpy(np.ascontiguousarray(X)).to(device=device, dtype=dtype)
 
 
-def _check_inputs(model: MultiLayerPerceptron, X, y, name: str = "X"):
+def _check_inputs(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor,
+                  y: np.ndarray | None, name: str = "X"
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     X = np.asarray(X)

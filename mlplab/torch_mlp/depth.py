@@ -12,7 +12,7 @@ import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from mlplab.torch_mlp.model import (
 from mlplab.torch_mlp.predict import accuracy
 from mlplab.torch_mlp.training import TorchTrainConfig, fit
 from mlplab.trainer import History
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -137,7 +140,7 @@ def depth_table_markdown(results: Sequence[DepthResult], test_label: str = "test
     return "\n".join(lines) + "\n"
 
 
-def plot_depth(results: Sequence[DepthResult]):
+def plot_depth(results: Sequence[DepthResult]) -> Figure:
     """Train (dashed) and validation (solid) accuracy against depth, one colour per
     initialisation, the test accuracy of each best network as a star. Returns a Matplotlib
     figure; :func:`mlplab.plots.save` writes it atomically."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from mlplab.torch_mlp.device import select_device, set_threads
 from mlplab.torch_mlp.model import MultiLayerPerceptron, _param_dtype
 from mlplab.torch_mlp.predict import accuracy
 from mlplab.trainer import TRAIN_ACC_SUBSET, History, TrainingDivergedError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 #: the exercise's defaults (SPEC §4)
 EPOCHS = 10
@@ -237,7 +240,7 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     return history
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool) -> tqdm | None:
     if not enabled:
         return None
     from tqdm.auto import tqdm

@@ -8,9 +8,12 @@ because a source's :meth:`~DataSource.describe` is recorded in the study and mus
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mlplab.data import Dataset
 
 
 @dataclass
@@ -99,7 +102,7 @@ class ArraySource(DataSource):
         return self.data
 
 
-def subset_train(dataset, train_size: int | None, seed: int | None = 0):
+def subset_train(dataset: Dataset, train_size: int | None, seed: int | None = 0) -> Dataset:
     """``dataset`` with a seeded, stratified subset of ``train_size`` training images (tuning on
     a subset is much cheaper; validation and test splits are untouched)."""
     import dataclasses
@@ -120,7 +123,7 @@ def subset_train(dataset, train_size: int | None, seed: int | None = 0):
                                notes=[*dataset.notes, f"training subset of {train_size} images"])
 
 
-def prepare(dataset, preprocess: str = "standardize") -> TuningData:
+def prepare(dataset: Dataset, preprocess: str = "standardize") -> TuningData:
     """A raw :class:`mlplab.data.Dataset` preprocessed for training: the recipe is fitted on the
     training split only, then applied to all three splits."""
     from mlplab.data import make_preprocessing

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,9 +17,14 @@ from mlplab.tuning.data import TuningData
 from mlplab.tuning.processes import _worker_name
 from mlplab.tuning.space import KNOBS, SearchSpace
 
+if TYPE_CHECKING:
+    import optuna
+
+    from mlplab.models import MLP
+
 
 def build(settings: Mapping[str, Any], input_size: int, num_classes: int,
-          seed: int | None = 0):
+          seed: int | None = 0) -> tuple[MLP, TrainConfig]:
     """``(model, TrainConfig)`` for one trial's ``settings`` (knob -> value)."""
     from mlplab.models import MLP
 
@@ -38,7 +43,7 @@ class _ReportCallback(Callback):
     """Reports each epoch's validation accuracy to the trial; raises ``TrialPruned`` when the
     pruner says so (the trainer lets it propagate, ending the trial)."""
 
-    def __init__(self, trial) -> None:
+    def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
@@ -68,7 +73,7 @@ class Objective:
         self.seed = seed
         self.worker = worker or _worker_name()
 
-    def __call__(self, trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float:
         import optuna
 
         settings = self.space.suggest(trial)

@@ -12,15 +12,18 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlplab.tuning.quiet import _quiet_optuna_warnings
 from mlplab.tuning.study import _best
 
+if TYPE_CHECKING:
+    import optuna
 
-def trials_table(study) -> tuple[list[str], list[list[Any]]]:
+
+def trials_table(study: optuna.Study) -> tuple[list[str], list[list[Any]]]:
     """``(header, rows)``: one row per trial, every parameter as a column."""
     trials = study.get_trials(deepcopy=False)
     names: list[str] = []
@@ -77,7 +80,7 @@ def markdown_table(header: list[str], rows: list[list[Any]], best: int | None) -
     return "\n".join(lines) + "\n"
 
 
-def write_plots(study, out: Path) -> tuple[dict[str, Path], dict[str, str]]:
+def write_plots(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[str, str]]:
     """Optuna's optimisation-history, parallel-coordinate and parameter-importance plots as PNG
     files; returns ``(written, skipped)`` where ``skipped`` says why a plot was not drawn."""
     import matplotlib
@@ -129,7 +132,7 @@ def write_plots(study, out: Path) -> tuple[dict[str, Path], dict[str, str]]:
     return written, skipped
 
 
-def write_results(study, out: Path) -> tuple[dict[str, Path], dict[str, str]]:
+def write_results(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[str, str]]:
     """``results.csv`` and ``results.md`` (every trial) plus the plots; returns written files
     and skipped plots with reasons."""
     from mlplab.io import write_csv, write_text

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplab.tuning.data import DatasetSource, DataSource, TuningData
 from mlplab.tuning.objective import build
@@ -16,9 +16,14 @@ from mlplab.tuning.processes import _process_alive
 from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.study import _best
 
+if TYPE_CHECKING:
+    import optuna
 
-def retrain_best(study, data: TuningData, out: Path, seed: int | None = 0,
-                 eval_test: bool = False, source: DataSource | None = None):
+    from mlplab.runs.training import RunResult
+
+
+def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | None = 0,
+                 eval_test: bool = False, source: DataSource | None = None) -> RunResult:
     """Train the best trial's settings again with :func:`mlplab.runs.train_run` (same data,
     preprocessing and seed, so the same model) into the run folder ``out``, replacing an older
     one; returns the :class:`~mlplab.runs.RunResult`.

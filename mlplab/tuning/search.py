@@ -11,6 +11,7 @@ import copy
 import os
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mlplab.tuning.data import TuningData
 from mlplab.tuning.objective import Objective
@@ -19,11 +20,16 @@ from mlplab.tuning.quiet import _quiet_interrupts, _quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.study import _best, _finished
 
+if TYPE_CHECKING:
+    import optuna
+    from tqdm import tqdm
+
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband")
 
 
-def make_sampler(kind: str, space: SearchSpace, seed: int | None, n_trials: int):
+def make_sampler(kind: str, space: SearchSpace, seed: int | None,
+                 n_trials: int) -> optuna.samplers.BaseSampler:
     """``tpe`` (multivariate, with the constant liar so parallel workers spread out),
     ``random`` or ``grid`` (over each knob's ``grid`` values)."""
     import optuna
@@ -41,7 +47,8 @@ def make_sampler(kind: str, space: SearchSpace, seed: int | None, n_trials: int)
                                           constant_liar=True)
 
 
-def make_pruner(kind: str | None, space: SearchSpace, n_trials: int):
+def make_pruner(kind: str | None, space: SearchSpace,
+                n_trials: int) -> optuna.pruners.BasePruner:
     """``None``: never prune; ``median``: stop a trial whose best accuracy so far is below the
     median of the other trials at the same epoch; ``hyperband``: successive halving over epochs."""
     import optuna
@@ -67,7 +74,7 @@ class _StopAtTarget:
         self.target = target
         self.fails_in_a_row = 0
 
-    def __call__(self, study, trial) -> None:
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         import optuna
         from optuna.trial import TrialState
 
@@ -81,14 +88,14 @@ class _StopAtTarget:
 
 
 class _ProgressCallback:
-    def __init__(self, bar) -> None:
+    def __init__(self, bar: tqdm) -> None:
         self.bar = bar
 
-    def __call__(self, study, trial) -> None:
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         _update_bar(self.bar, study)
 
 
-def _update_bar(bar, study) -> None:
+def _update_bar(bar: tqdm | None, study: optuna.Study) -> None:
     if bar is None:
         return
     bar.n = min(_finished(study), bar.total)
@@ -98,7 +105,7 @@ def _update_bar(bar, study) -> None:
     bar.refresh()
 
 
-def _fail_dead_local_trials(study) -> None:
+def _fail_dead_local_trials(study: optuna.Study) -> None:
     """Mark FAIL the running trials of processes on this machine that no longer exist (killed,
     SIGKILL or a power cut): they would otherwise count towards the target until their
     heartbeat's grace runs out, and a search run again at once would stop short."""
@@ -120,8 +127,8 @@ def _fail_dead_local_trials(study) -> None:
                 retry(study, copy.deepcopy(storage.get_trial(t._trial_id)))
 
 
-def run_search(study, data: TuningData, space: SearchSpace, target: int,
-               timeout: float | None = None, seed: int | None = 0, bar=None,
+def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target: int,
+               timeout: float | None = None, seed: int | None = 0, bar: tqdm | None = None,
                worker: str | None = None) -> None:
     """Run trials in this process until the study holds ``target`` finished trials (or
     ``timeout`` seconds pass). ``study`` carries the sampler and pruner."""

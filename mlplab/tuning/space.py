@@ -12,9 +12,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplab.trainer import TrainConfig
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ class Param:
     choices: tuple[Any, ...] = ()
     grid: tuple[Any, ...] | None = None
 
-    def suggest(self, trial) -> Any:
+    def suggest(self, trial: optuna.Trial) -> Any:
         if self.type == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
         if self.type == "int":
@@ -241,7 +244,7 @@ class SearchSpace:
         return cls(params, fixed)
 
     # ------------------------------------------------------------------ use
-    def suggest(self, trial) -> dict[str, Any]:
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """The trial's settings: every searched knob suggested by ``trial``, plus the fixed."""
         values = {name: p.suggest(trial) for name, p in self.params.items()}
         return {**self.fixed, **values}

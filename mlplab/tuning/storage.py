@@ -13,9 +13,19 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplab.tuning.quiet import _quiet_optuna_warnings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import optuna
+    from optuna.storages.journal import BaseJournalBackend
+    from optuna.trial import FrozenTrial
+
+    #: what Optuna calls with a trial whose worker died (its heartbeat stopped)
+    StaleTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 #: trial system attribute holding the last heartbeat (Unix time) of a journal-storage trial
 HEARTBEAT_ATTR = "mlplab:heartbeat"
@@ -43,7 +53,7 @@ class StorageSpec:
         except Exception:  # noqa: BLE001 - only for display
             return self.url
 
-    def open(self):
+    def open(self) -> optuna.storages.BaseStorage:
         """An Optuna storage object with heartbeats and the stale-trial callback configured."""
         import optuna
 
@@ -134,7 +144,7 @@ def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | 
                      "postgresql://user@host/db), journal:PATH, or a file ending in .db or .log.")
 
 
-def _stale_callback():
+def _stale_callback() -> StaleTrialCallback:
     """Re-queue a dead worker's trial once (its parameters run again in a live worker)."""
     import optuna
 
@@ -144,7 +154,7 @@ def _stale_callback():
         return cls(max_retry=1)
 
 
-def _callback_kwarg(callback) -> dict[str, Any]:
+def _callback_kwarg(callback: StaleTrialCallback | None) -> dict[str, Any]:
     import inspect
 
     import optuna
@@ -156,7 +166,7 @@ def _callback_kwarg(callback) -> dict[str, Any]:
 
 
 @functools.cache
-def _heartbeat_journal_storage_class():
+def _heartbeat_journal_storage_class() -> type[optuna.storages.JournalStorage] | None:
     """A ``JournalStorage`` with Optuna's heartbeat protocol (None if this Optuna lacks it)."""
     try:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -172,7 +182,8 @@ def _heartbeat_journal_storage_class():
         implements :class:`BaseHeartbeat`; the clocks of the machines sharing the journal file
         must agree to within the grace period (NTP)."""
 
-        def __init__(self, backend, heartbeat: int, grace: int, callback) -> None:
+        def __init__(self, backend: BaseJournalBackend, heartbeat: int, grace: int,
+                     callback: StaleTrialCallback | None) -> None:
             super().__init__(backend)
             self._heartbeat = heartbeat
             self._grace = grace
@@ -191,10 +202,11 @@ def _heartbeat_journal_storage_class():
         def get_heartbeat_interval(self) -> int | None:
             return self._heartbeat
 
-        def get_heartbeat_stale_trial_callback(self):
+        def get_heartbeat_stale_trial_callback(self) -> StaleTrialCallback | None:
             return self._stale_callback
 
-        def get_failed_trial_callback(self):  # the name Optuna < 4.9 uses
+        # the name Optuna < 4.9 uses
+        def get_failed_trial_callback(self) -> StaleTrialCallback | None:
             return self._stale_callback
 
     return HeartbeatJournalStorage

@@ -8,18 +8,23 @@ retraining alike.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplab.tuning.quiet import _quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.storage import StorageSpec
+
+if TYPE_CHECKING:
+    import optuna
 
 #: study user attributes that pin what a study searches, so a resumed study cannot silently mix
 STUDY_ATTRS = ("mlplab:search_space", "mlplab:dataset")
 
 
 def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None = None,
-               data_description: dict[str, Any] | None = None, sampler=None, pruner=None):
+               data_description: dict[str, Any] | None = None,
+               sampler: optuna.samplers.BaseSampler | None = None,
+               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
     """Create or load ``study_name`` (maximising). A new study records its search space and
     data; loading one that recorded different ones raises a ValueError instead of mixing them."""
     import optuna
@@ -51,13 +56,13 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _finished(study) -> int:
+def _finished(study: optuna.Study) -> int:
     from optuna.trial import TrialState
 
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def _best(study) -> tuple[int | None, float | None]:
+def _best(study: optuna.Study) -> tuple[int | None, float | None]:
     from optuna.trial import TrialState
 
     # a diverged trial scores 0.0 for the sampler's sake but is never "the best"

@@ -11,7 +11,7 @@ import contextlib
 import multiprocessing
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplab.tuning.data import DataSource
 from mlplab.tuning.processes import _worker_name
@@ -19,6 +19,10 @@ from mlplab.tuning.search import _update_bar, make_pruner, make_sampler, run_sea
 from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.storage import StorageSpec
 from mlplab.tuning.study import open_study
+
+if TYPE_CHECKING:
+    import optuna
+    from tqdm import tqdm
 
 
 @dataclass
@@ -64,7 +68,8 @@ def worker_main(spec: WorkerSpec) -> None:
                    worker=_worker_name(spec.index))
 
 
-def run_workers(specs: list[WorkerSpec], study, bar=None, poll: float = 1.0) -> None:
+def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None = None,
+                poll: float = 1.0) -> None:
     """Start one process per spec (``spawn``: a clean interpreter each, no forked threads or
     database connections), show progress from the storage, and wait for all of them."""
     ctx = multiprocessing.get_context("spawn")
