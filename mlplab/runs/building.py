@@ -35,7 +35,7 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None) -
                         image_size=cfg.image_size, seed=cfg.data_seed, channels=channels)
 
 
-def _crop_padding(cfg: RunConfig, image_shape: Sequence[int]) -> int:
+def crop_padding(cfg: RunConfig, image_shape: Sequence[int]) -> int:
     """How far ``cfg``'s crops shift images of ``image_shape`` (0 without crops); a ValueError if
     a shift could leave nothing of the image."""
     if "crop" not in cfg.augment:
@@ -59,7 +59,7 @@ def make_augmenter(cfg: RunConfig, image_shape: Sequence[int],
         return None
     from mlplab.data import Augmenter
 
-    crop = _crop_padding(cfg, image_shape)
+    crop = crop_padding(cfg, image_shape)
     elastic = float(cfg.elastic_pixels) if "elastic" in cfg.augment else 0.0
     fill: float | np.ndarray = 0.0
     if (crop or elastic) and cfg.crop_fill == "black":

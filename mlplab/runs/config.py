@@ -199,7 +199,7 @@ def absolute_data_paths(dataset: str, data_dir: str | None) -> tuple[str, str | 
     return dataset, data_dir
 
 
-def _absolute_data_paths(cfg: RunConfig) -> RunConfig:
+def absolute_config_paths(cfg: RunConfig) -> RunConfig:
     dataset, data_dir = absolute_data_paths(cfg.dataset, cfg.data_dir)
     return replace(cfg, dataset=dataset, data_dir=data_dir)
 
@@ -208,8 +208,8 @@ def relocated(cfg: RunConfig, data_dir: str | os.PathLike) -> RunConfig:
     """``cfg`` with its data found in ``data_dir`` instead: for a ``folder:PATH`` dataset the
     folder itself, else the folder of the dataset's files (a run whose data was moved)."""
     if cfg.dataset.lower().startswith("folder:"):  # the folder is the dataset's name
-        return _absolute_data_paths(replace(cfg, dataset=f"folder:{data_dir}"))
-    return _absolute_data_paths(replace(cfg, data_dir=str(data_dir)))
+        return absolute_config_paths(replace(cfg, dataset=f"folder:{data_dir}"))
+    return absolute_config_paths(replace(cfg, data_dir=str(data_dir)))
 
 
 def config_summary(cfg: RunConfig) -> str:

@@ -48,7 +48,7 @@ def remove_partial_writes(run_dir: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _new_run_dir(out: str | os.PathLike) -> Path:
+def new_run_dir(out: str | os.PathLike) -> Path:
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} is a file; the run needs a folder: choose another --out.")

@@ -21,7 +21,7 @@ from mlplab._validation import is_int
 from mlplab.runs.building import load_run_dataset
 from mlplab.runs.config import RunConfig
 from mlplab.runs.files import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, read_metrics
-from mlplab.runs.splits import _check_same_split
+from mlplab.runs.splits import check_same_split
 
 
 def _no_model_hint(run_dir: Path) -> str:
@@ -40,7 +40,7 @@ def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[st
     run_dir = Path(run)
     loaded = _load_run_model(run_dir)
     config_path = run_dir / CONFIG_FILE
-    cfg = _finished_run_config(io.read_json(config_path), config_path)
+    cfg = finished_run_config(io.read_json(config_path), config_path)
     return loaded, cfg, read_metrics(run_dir / METRICS_FILE)
 
 
@@ -60,7 +60,7 @@ _DATA_OPTIONS = ("dataset", "data_dir", "val_size", "test_size", "image_size", "
                  "preprocessing")
 
 
-def _finished_run_config(values: Any, path: Path | str = CONFIG_FILE) -> RunConfig:
+def finished_run_config(values: Any, path: Path | str = CONFIG_FILE) -> RunConfig:
     """The config of a run folder. A ``mlplab torch train`` folder holds the same ``model.npz``
     (its weights as an MLP) but a PyTorch config; its data options are all that evaluating
     with it needs, so the rest is left at the defaults."""
@@ -84,7 +84,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -
     loaded, cfg, metrics = load_run(run)
     ds = data if data is not None else load_run_dataset(cfg, loaded.extra.get("image_shape"))
     X, y = ds.split(split)
-    _check_same_split(metrics, split, X, y, ds.name)
+    check_same_split(metrics, split, X, y, ds.name)
     if not len(y):
         others = [s for s in SPLITS if s != split and len(ds.split(s)[1])]
         raise ValueError(f"the {split} split of {ds.name} is empty for this run (e.g. a run "

@@ -34,7 +34,7 @@ def split_fingerprint(X: np.ndarray, y: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _check_same_split(metrics: dict[str, Any], split: str, X: np.ndarray, y: np.ndarray,
+def check_same_split(metrics: dict[str, Any], split: str, X: np.ndarray, y: np.ndarray,
                       name: str) -> None:
     """Refuse to evaluate a split that is not the one the run saw: a folder dataset that gained
     or lost images is split anew, and its validation and test splits then hold training images.
@@ -51,7 +51,7 @@ def _check_same_split(metrics: dict[str, Any], split: str, X: np.ndarray, y: np.
                          "images. Use the data as it was, or train a new run.")
 
 
-def _check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path) -> None:
+def check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path) -> None:
     """Refuse moved data whose splits are not the ones in ``ckpt``'s record (``split_record``
     at the start of the run): sizes of all three, fingerprints of validation and test."""
     for split in ("train", "val", "test"):
@@ -61,7 +61,7 @@ def _check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path) -> None:
                              f"images, but the run was trained with {size} (see {ckpt}): it "
                              "is not the run's data.")
     for split in ("val", "test"):
-        _check_same_split(record, split, *ds.split(split), ds.name)
+        check_same_split(record, split, *ds.split(split), ds.name)
 
 
 def require_test_split(ds: Dataset) -> None:

@@ -21,23 +21,23 @@ import numpy as np
 
 from mlplab import io
 from mlplab.models import MLP
-from mlplab.runs.building import _crop_padding, describe_model, load_run_dataset, make_augmenter
+from mlplab.runs.building import crop_padding, describe_model, load_run_dataset, make_augmenter
 from mlplab.runs.checkpoint import CheckpointCallback, load_checkpoint
-from mlplab.runs.config import RunConfig, _absolute_data_paths, build_config, relocated
+from mlplab.runs.config import RunConfig, absolute_config_paths, build_config, relocated
 from mlplab.runs.files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
-    _new_run_dir,
+    new_run_dir,
     read_metrics,
     remove_partial_writes,
     write_history,
     write_plots,
 )
-from mlplab.runs.finished import _finished_run_config
-from mlplab.runs.splits import _check_same_data, require_test_split, split_record
+from mlplab.runs.finished import finished_run_config
+from mlplab.runs.splits import check_same_data, require_test_split, split_record
 from mlplab.trainer import Callback, History, Trainer, TrainingDivergedError
 
 if TYPE_CHECKING:
@@ -113,9 +113,9 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
                                           **options})
         else:
             cfg = build_config(**{**base, **options})
-    cfg = _absolute_data_paths(cfg)
+    cfg = absolute_config_paths(cfg)
     ds, owned = _take_dataset(cfg, data)
-    _crop_padding(cfg, ds.image_shape)  # before anything is written
+    crop_padding(cfg, ds.image_shape)  # before anything is written
     if cfg.eval_test:
         require_test_split(ds)
     if not owned:
@@ -123,7 +123,7 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         # val_size 0, a default): record the split it has, which evaluate_run reloads
         cfg = replace(cfg, val_size=len(ds.y_val), test_size=len(ds.y_test))
     made = out is not None and not Path(out).exists()  # a folder of the user's is never removed
-    out_dir = _new_run_dir(out) if out is not None else None
+    out_dir = new_run_dir(out) if out is not None else None
     pre, model, X_train = _fresh(cfg, ds)
     if owned:
         ds = _without_raw_train(ds)
@@ -162,7 +162,7 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     if isinstance(values, dict) and values.get("framework") == "pytorch":
         raise ValueError(f"{run_dir} was written by mlplab torch train, which does not resume; "
                          "train it again with mlplab torch train.")
-    cfg = _finished_run_config(values, config_path)
+    cfg = finished_run_config(values, config_path)
     try:
         cfg.validate()
     except (TypeError, ValueError) as exc:  # a hand-edited file
@@ -189,7 +189,7 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
         _check_same_network(model, cfg, ckpt)  # not a checkpoint copied in from another run
         if data_dir is not None:
             if loaded.extra.get("splits"):
-                _check_same_data(loaded.extra["splits"], ds, ckpt)
+                check_same_data(loaded.extra["splits"], ds, ckpt)
             else:
                 warnings.warn(f"{ckpt} was written by an mlplab that did not record the run's "
                               f"splits: the data in {data_dir} cannot be checked against them; "

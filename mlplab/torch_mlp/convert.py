@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mlplab.models import MLP
-from mlplab.torch_mlp.model import INIT_STD, MultiLayerPerceptron, _param_dtype
+from mlplab.torch_mlp.model import INIT_STD, MultiLayerPerceptron, param_dtype
 
 
 def from_numpy(mlp: MLP) -> MultiLayerPerceptron:
@@ -52,7 +52,7 @@ def to_numpy(module: MultiLayerPerceptron) -> MLP:
         raise TypeError(f"to_numpy needs an mlplab.torch_mlp.MultiLayerPerceptron; got "
                         f"{type(module).__name__}.")
     c = module.config
-    dtype = np.float64 if _param_dtype(module) == torch.float64 else np.float32
+    dtype = np.float64 if param_dtype(module) == torch.float64 else np.float32
     mlp = MLP(c["input_size"], c["hidden_layers"], c["num_classes"], activation="relu",
               init="normal", std=INIT_STD, dropout=c["dropout"], batchnorm=c["batchnorm"],
               seed=0, dtype=dtype)

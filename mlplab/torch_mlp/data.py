@@ -1,7 +1,7 @@
 """What goes into the network: the exercise's input pipeline (``ToTensor`` +
 ``Normalize(0.5, 0.5)`` without torchvision: :func:`input_pipeline`, :func:`normalize_images`),
-and the checks that turn arrays into inputs a given model accepts (``_check_inputs``: shape,
-labels and dtype; ``_as_tensor``: onto the model's device and dtype), which training and
+and the checks that turn arrays into inputs a given model accepts (``check_inputs``: shape,
+labels and dtype; ``as_tensor``: onto the model's device and dtype), which training and
 prediction share. Preparing data is its own step, before and apart from the training loop.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mlplab._validation import check_X, check_y
-from mlplab.torch_mlp.model import MultiLayerPerceptron, _param_dtype
+from mlplab.torch_mlp.model import MultiLayerPerceptron, param_dtype
 
 if TYPE_CHECKING:
     from mlplab.data.transforms import Pipeline
@@ -68,14 +68,14 @@ def normalize_images(images: np.ndarray, mean: float | Sequence[float] = MEAN,
     return input_pipeline(mean, std, max_value).fit_transform(X)
 
 
-def _as_tensor(X: np.ndarray | torch.Tensor, dtype: torch.dtype,
+def as_tensor(X: np.ndarray | torch.Tensor, dtype: torch.dtype,
                device: torch.device) -> torch.Tensor:
     if isinstance(X, torch.Tensor):
         return X.to(device=device, dtype=dtype)
     return torch.from_numpy(np.ascontiguousarray(X)).to(device=device, dtype=dtype)
 
 
-def _check_inputs(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor,
+def check_inputs(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor,
                   y: np.ndarray | None, name: str = "X"
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(X, torch.Tensor):
@@ -83,7 +83,7 @@ def _check_inputs(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor,
     X = np.asarray(X)
     if X.ndim > 2:  # images: flattened like the model's forward does
         X = X.reshape(len(X), -1)
-    numpy_dtype = torch.empty(0, dtype=_param_dtype(model)).numpy().dtype
+    numpy_dtype = torch.empty(0, dtype=param_dtype(model)).numpy().dtype
     X = check_X(X, model.input_size, name, numpy_dtype)
     if y is not None:
         y = check_y(np.asarray(y), X.shape[0], model.num_classes,

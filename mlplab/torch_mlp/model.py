@@ -127,5 +127,5 @@ def l2_penalty(model: MultiLayerPerceptron, reg: float) -> torch.Tensor:
     return reg * sum((lin.weight ** 2).sum() for lin in model.linears)
 
 
-def _param_dtype(model: nn.Module) -> torch.dtype:
+def param_dtype(model: nn.Module) -> torch.dtype:
     return next(model.parameters()).dtype

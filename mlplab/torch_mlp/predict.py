@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mlplab._validation import check_y
-from mlplab.torch_mlp.data import _as_tensor, _check_inputs
+from mlplab.torch_mlp.data import as_tensor, check_inputs
 from mlplab.torch_mlp.model import MultiLayerPerceptron
 
 #: rows per chunk when evaluating, so memory stays bounded on large splits
@@ -21,14 +21,14 @@ EVAL_CHUNK = 8192
 def predict_logits(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor) -> np.ndarray:
     """Logits (N, K) in evaluation mode, computed in chunks on the model's device."""
     if not isinstance(X, torch.Tensor):
-        X, _ = _check_inputs(model, X, None)  # a wrong width is a clear error, not a matmul's
+        X, _ = check_inputs(model, X, None)  # a wrong width is a clear error, not a matmul's
     was_training = model.training
     model.eval()
     try:
         param = next(model.parameters())
         out = []
         for start in range(0, len(X), EVAL_CHUNK):
-            xb = _as_tensor(X[start:start + EVAL_CHUNK], param.dtype, param.device)
+            xb = as_tensor(X[start:start + EVAL_CHUNK], param.dtype, param.device)
             out.append(model(xb).cpu().numpy())
     finally:
         model.train(was_training)

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from mlplab._validation import check_int, check_positive, check_seed
-from mlplab.torch_mlp.data import _as_tensor, _check_inputs
+from mlplab.torch_mlp.data import as_tensor, check_inputs
 from mlplab.torch_mlp.device import select_device, set_threads
-from mlplab.torch_mlp.model import MultiLayerPerceptron, _param_dtype
+from mlplab.torch_mlp.model import MultiLayerPerceptron, param_dtype
 from mlplab.torch_mlp.predict import accuracy
 from mlplab.trainer import TRAIN_ACC_SUBSET, History, TrainingDivergedError
 
@@ -143,7 +143,7 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     base = config.to_dict() if config is not None else {}
     cfg = TorchTrainConfig.from_dict({**base, **overrides})
     cfg.validate()
-    X, y = _check_inputs(model, X, y)
+    X, y = check_inputs(model, X, y)
     if not len(X):
         raise ValueError("cannot train on an empty training set (X has 0 rows).")
     batchnorm = bool(model.batchnorms)
@@ -151,14 +151,14 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
         check_batchnorm_batches(cfg.batch_size, len(X))
     has_val = X_val is not None and len(X_val)
     if has_val:
-        X_val, y_val = _check_inputs(model, X_val, y_val, "X_val")
+        X_val, y_val = check_inputs(model, X_val, y_val, "X_val")
     if cfg.threads is not None:
         set_threads(cfg.threads)
     device = select_device(cfg.device)
-    dtype = _param_dtype(model)
+    dtype = param_dtype(model)
     model.to(device)
 
-    Xt, yt = _as_tensor(X, dtype, device), torch.from_numpy(y.astype(np.int64)).to(device)
+    Xt, yt = as_tensor(X, dtype, device), torch.from_numpy(y.astype(np.int64)).to(device)
     n = len(Xt)
     pick = np.sort(np.random.RandomState(0).choice(n, min(n, TRAIN_ACC_SUBSET), replace=False))
     subset = (X[pick], y[pick])

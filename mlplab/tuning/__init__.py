@@ -62,10 +62,10 @@ from mlplab.tuning.retrain import retrain_best
 from mlplab.tuning.search import (
     PRUNERS,
     SAMPLERS,
-    _update_bar,
     make_pruner,
     make_sampler,
     run_search,
+    update_bar,
 )
 from mlplab.tuning.space import (
     BUILTIN_SPACES,
@@ -77,7 +77,7 @@ from mlplab.tuning.space import (
     SearchSpace,
 )
 from mlplab.tuning.storage import HEARTBEAT_ATTR, StorageSpec, sqlalchemy_url, storage_spec
-from mlplab.tuning.study import STUDY_ATTRS, _best, _finished, open_study
+from mlplab.tuning.study import STUDY_ATTRS, best_so_far, finished_count, open_study
 from mlplab.tuning.workers import WorkerSpec, run_workers, worker_main
 
 __all__ = [
@@ -260,32 +260,32 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=trials, initial=min(_finished(study), trials), unit="trial",
+        bar = tqdm(total=trials, initial=min(finished_count(study), trials), unit="trial",
                    desc=f"tuning {study_name}", dynamic_ncols=True)
     try:
         if workers == 1:
             run_search(study, data, space, trials, timeout, seed, bar)
-        elif _finished(study) < trials:
+        elif finished_count(study) < trials:
             threads = max(1, (os.cpu_count() or 1) // workers)
             specs = [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune,
                                 trials, timeout, seed, sampler_seed, i, threads)
                      for i in range(workers)]
             run_workers(specs, study, bar)
     except KeyboardInterrupt:
-        if not search_only and _best(study)[0] is not None:
+        if not search_only and best_so_far(study)[0] is not None:
             # the finished trials' tables and plots now; a resumed search rewrites them
             write_results(study, out_dir)
         raise
     finally:
         if bar is not None:
-            _update_bar(bar, study)
+            update_bar(bar, study)
             bar.close()
 
     from optuna.trial import TrialState
 
     counts = {s: len(study.get_trials(deepcopy=False, states=(s,)))
               for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    number, value = _best(study)
+    number, value = best_so_far(study)
     result = TuneResult(study_name, spec.display, out_dir, counts[TrialState.COMPLETE],
                         counts[TrialState.PRUNED], counts[TrialState.FAIL], number, value,
                         dict(study.trials[number].params) if number is not None else {})

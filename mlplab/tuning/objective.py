@@ -14,7 +14,7 @@ import numpy as np
 
 from mlplab.trainer import Callback, SettingsError, TrainConfig, Trainer, TrainingDivergedError
 from mlplab.tuning.data import TuningData
-from mlplab.tuning.processes import _worker_name
+from mlplab.tuning.processes import worker_name
 from mlplab.tuning.space import KNOBS, SearchSpace
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class Objective:
         self.data = data
         self.space = space
         self.seed = seed
-        self.worker = worker or _worker_name()
+        self.worker = worker or worker_name()
 
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna

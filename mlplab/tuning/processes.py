@@ -10,12 +10,12 @@ import os
 import socket
 
 
-def _worker_name(index: int | None = None) -> str:
+def worker_name(index: int | None = None) -> str:
     name = f"{socket.gethostname()}:{os.getpid()}"
     return name if index is None else f"{name}#{index}"
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def _quiet_optuna_warnings() -> Iterator[None]:
+def quiet_optuna_warnings() -> Iterator[None]:
     import optuna
 
     with warnings.catch_warnings():
@@ -33,7 +33,7 @@ class _NoInterruptTraceback(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_interrupts() -> Iterator[None]:
+def quiet_interrupts() -> Iterator[None]:
     import optuna  # noqa: F401  (sets up the "optuna" logger and its handler)
 
     handlers = logging.getLogger("optuna").handlers

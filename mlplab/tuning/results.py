@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlplab.tuning.quiet import _quiet_optuna_warnings
-from mlplab.tuning.study import _best
+from mlplab.tuning.quiet import quiet_optuna_warnings
+from mlplab.tuning.study import best_so_far
 
 if TYPE_CHECKING:
     import optuna
@@ -114,7 +114,7 @@ def write_plots(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[s
             skipped[name] = reason
             continue
         try:
-            with _quiet_optuna_warnings(), warnings.catch_warnings():
+            with quiet_optuna_warnings(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ax = plot(study)
             fig = (ax.flat[0] if isinstance(ax, np.ndarray) else ax).figure
@@ -138,7 +138,7 @@ def write_results(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict
     from mlplab.io import write_csv, write_text
 
     header, rows = trials_table(study)
-    best, _ = _best(study)
+    best, _ = best_so_far(study)
     files = {"csv": write_csv(out / "results.csv", header, rows),
              "markdown": write_text(out / "results.md", markdown_table(header, rows, best))}
     plots, skipped = write_plots(study, out)

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from mlplab.tuning.data import DatasetSource, DataSource, TuningData
 from mlplab.tuning.objective import build
-from mlplab.tuning.processes import _process_alive
+from mlplab.tuning.processes import process_alive
 from mlplab.tuning.space import SearchSpace
-from mlplab.tuning.study import _best
+from mlplab.tuning.study import best_so_far
 
 if TYPE_CHECKING:
     import optuna
@@ -35,7 +35,7 @@ def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | N
     from mlplab.io import write_json
     from mlplab.runs import train_run
 
-    number, _ = _best(study)
+    number, _ = best_so_far(study)
     if number is None:
         raise RuntimeError("no trial completed, so there is no best trial to retrain.")
     if data.dataset is None:
@@ -65,7 +65,7 @@ def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | N
     # train beside the old folder, then swap, so an interrupted retraining loses nothing
     for stale in out.parent.glob(f".{out.name}.*.*"):  # .tmp and .old of killed processes
         pid, _, kind = stale.name[len(out.name) + 2:].partition(".")
-        if kind in ("tmp", "old") and pid.isdigit() and not _process_alive(int(pid)):
+        if kind in ("tmp", "old") and pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
     old = out.parent / f".{out.name}.{os.getpid()}.old"

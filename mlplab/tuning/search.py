@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from mlplab.tuning.data import TuningData
 from mlplab.tuning.objective import Objective
-from mlplab.tuning.processes import _process_alive
-from mlplab.tuning.quiet import _quiet_interrupts, _quiet_optuna_warnings
+from mlplab.tuning.processes import process_alive
+from mlplab.tuning.quiet import quiet_interrupts, quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
-from mlplab.tuning.study import _best, _finished
+from mlplab.tuning.study import best_so_far, finished_count
 
 if TYPE_CHECKING:
     import optuna
@@ -36,7 +36,7 @@ def make_sampler(kind: str, space: SearchSpace, seed: int | None,
 
     if kind not in SAMPLERS:
         raise ValueError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}.")
-    with _quiet_optuna_warnings():
+    with quiet_optuna_warnings():
         if kind == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if kind == "grid":
@@ -79,7 +79,7 @@ class _StopAtTarget:
         from optuna.trial import TrialState
 
         self.fails_in_a_row = self.fails_in_a_row + 1 if trial.state == TrialState.FAIL else 0
-        with _quiet_optuna_warnings():
+        with quiet_optuna_warnings():
             optuna.storages.fail_stale_trials(study)
         busy = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                         TrialState.RUNNING))
@@ -92,14 +92,14 @@ class _ProgressCallback:
         self.bar = bar
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        _update_bar(self.bar, study)
+        update_bar(self.bar, study)
 
 
-def _update_bar(bar: tqdm | None, study: optuna.Study) -> None:
+def update_bar(bar: tqdm | None, study: optuna.Study) -> None:
     if bar is None:
         return
-    bar.n = min(_finished(study), bar.total)
-    number, value = _best(study)
+    bar.n = min(finished_count(study), bar.total)
+    number, value = best_so_far(study)
     if value is not None:
         bar.set_postfix_str(f"best val acc {value:.4f} (trial {number})", refresh=False)
     bar.refresh()
@@ -116,7 +116,7 @@ def _fail_dead_local_trials(study: optuna.Study) -> None:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         name, _, pid = str(t.user_attrs.get("worker", "")).split("#")[0].rpartition(":")
         if name == host and pid.isdigit() and int(pid) != os.getpid() and \
-                not _process_alive(int(pid)):
+                not process_alive(int(pid)):
             try:  # as Optuna's fail_stale_trials does for a stopped heartbeat, retry included
                 if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                     continue  # another process has just finished it
@@ -134,7 +134,7 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
     ``timeout`` seconds pass). ``study`` carries the sampler and pruner."""
     import optuna
 
-    remaining = target - _finished(study)
+    remaining = target - finished_count(study)
     if remaining <= 0:
         return
     _fail_dead_local_trials(study)
@@ -143,7 +143,7 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
     if bar is not None:
         callbacks.append(_ProgressCallback(bar))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with _quiet_optuna_warnings(), _quiet_interrupts():
+    with quiet_optuna_warnings(), quiet_interrupts():
         # no n_trials: Optuna counts failed trials in it; _StopAtTarget counts finished ones
         study.optimize(objective, n_trials=None, timeout=timeout, callbacks=callbacks,
                        gc_after_trial=False, catch=(MemoryError,))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlplab.tuning.quiet import _quiet_optuna_warnings
+from mlplab.tuning.quiet import quiet_optuna_warnings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -84,7 +84,7 @@ class StorageSpec:
 
         for attempt in range(4):
             try:
-                with _quiet_optuna_warnings():
+                with quiet_optuna_warnings():
                     return optuna.storages.RDBStorage(url, **kwargs)
             except ImportError as exc:
                 raise RuntimeError(f"cannot open storage {self.display}: {exc} (for PostgreSQL "
@@ -150,7 +150,7 @@ def _stale_callback() -> StaleTrialCallback:
 
     cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
         optuna.storages.RetryFailedTrialCallback
-    with _quiet_optuna_warnings():
+    with quiet_optuna_warnings():
         return cls(max_retry=1)
 
 

@@ -1,8 +1,8 @@
 """Opening a study and reading its state: :func:`open_study` creates or loads a maximising study
 and pins the search space and data it was created with (:data:`STUDY_ATTRS`), so that a resumed
-study cannot silently mix them; ``_finished`` counts the finished trials and ``_best`` picks the
-best one (never a diverged one) for the search loop, the progress bar, the results and the
-retraining alike.
+study cannot silently mix them; :func:`finished_count` counts the finished trials and
+:func:`best_so_far` picks the best one (never a diverged one) for the search loop, the progress
+bar, the results and the retraining alike.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from mlplab.tuning.quiet import _quiet_optuna_warnings
+from mlplab.tuning.quiet import quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.storage import StorageSpec
 
@@ -29,7 +29,7 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
     data; loading one that recorded different ones raises a ValueError instead of mixing them."""
     import optuna
 
-    with _quiet_optuna_warnings():
+    with quiet_optuna_warnings():
         study = optuna.create_study(storage=storage.open(), study_name=study_name,
                                     direction="maximize", load_if_exists=True, sampler=sampler,
                                     pruner=pruner)
@@ -56,13 +56,13 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _finished(study: optuna.Study) -> int:
+def finished_count(study: optuna.Study) -> int:
     from optuna.trial import TrialState
 
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def _best(study: optuna.Study) -> tuple[int | None, float | None]:
+def best_so_far(study: optuna.Study) -> tuple[int | None, float | None]:
     from optuna.trial import TrialState
 
     # a diverged trial scores 0.0 for the sampler's sake but is never "the best"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlplab.tuning.data import DataSource
-from mlplab.tuning.processes import _worker_name
-from mlplab.tuning.search import _update_bar, make_pruner, make_sampler, run_search
+from mlplab.tuning.processes import worker_name
+from mlplab.tuning.search import make_pruner, make_sampler, run_search, update_bar
 from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.storage import StorageSpec
 from mlplab.tuning.study import open_study
@@ -65,7 +65,7 @@ def worker_main(spec: WorkerSpec) -> None:
                            make_sampler(spec.sampler, space, spec.sampler_seed, spec.target),
                            make_pruner(spec.prune, space, spec.target))
         run_search(study, data, space, spec.target, spec.timeout, spec.seed,
-                   worker=_worker_name(spec.index))
+                   worker=worker_name(spec.index))
 
 
 def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None = None,
@@ -80,7 +80,7 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None =
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(poll)
-            _update_bar(bar, study)
+            update_bar(bar, study)
     except KeyboardInterrupt:
         for p in procs:
             if p.is_alive():
@@ -89,7 +89,7 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None =
     finally:
         for p in procs:
             p.join()
-    _update_bar(bar, study)
+    update_bar(bar, study)
     bad = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
     if bad:
         raise RuntimeError("worker process(es) failed: " +
