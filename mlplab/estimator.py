@@ -21,6 +21,7 @@ Arithmetic follows the input: float32 input trains in float32, anything else in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -98,12 +99,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     verbose : bool, default False
     """
 
-    def __init__(self, hidden_sizes: tuple[int, ...] = (100,), activation: str = "relu",
+    def __init__(self, hidden_sizes: int | Sequence[int] = (100,), activation: str = "relu",
                  init: str = "he", std: float = 1e-4, dropout: float = 0.0,
                  batchnorm: bool = False, optimizer: str = "adam", lr: float = 1e-3,
                  momentum: float = 0.9, schedule: str = "constant", lr_decay: float = 1.0,
                  reg: float = 1e-4, batch_size: int = 200, max_epochs: int = 200,
-                 tol: float = 1e-4, n_iter_no_change: int = 10, early_stopping: bool = False,
+                 tol: float | None = 1e-4, n_iter_no_change: int = 10, early_stopping: bool = False,
                  validation_fraction: float = 0.1, random_state: Any = None,
                  verbose: bool = False) -> None:
         self.hidden_sizes = hidden_sizes

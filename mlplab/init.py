@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 INITS = ("normal", "he", "xavier")
 
@@ -33,7 +34,7 @@ def random_state(seed: int | None) -> np.random.RandomState:
 
 
 def init_weights(sizes: list[int], init: str, std: float, seed: int | None,
-                 dtype: np.dtype) -> list[tuple[np.ndarray, np.ndarray]]:
+                 dtype: DTypeLike) -> list[tuple[np.ndarray, np.ndarray]]:
     """(W, b) for each consecutive pair of ``sizes``; W drawn in float64 then cast, b zero."""
     rng = random_state(seed)
     layers = []

@@ -277,8 +277,7 @@ class LoadedModel:
     """What :func:`load_model` returns: ``model``, ``preprocessing`` (a fitted ``Pipeline``, the
     dict given to :func:`save_model` with its arrays restored, or None) and ``extra``."""
 
-    def __init__(self, model: MLP, preprocessing: dict[str, Any] | None,
-                 extra: dict[str, Any]) -> None:
+    def __init__(self, model: MLP, preprocessing: Any, extra: dict[str, Any]) -> None:
         self.model = model
         self.preprocessing = preprocessing
         self.extra = extra

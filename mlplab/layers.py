@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from mlplab.blas import gemm_tn
 
@@ -234,7 +235,7 @@ class BatchNorm(Layer):
     """
 
     def __init__(self, dim: int, momentum: float = 0.9, eps: float = 1e-5,
-                 dtype: np.dtype = np.float32) -> None:
+                 dtype: DTypeLike = np.float32) -> None:
         super().__init__()
         self.params = {"gamma": np.ones(dim, dtype), "beta": np.zeros(dim, dtype)}
         self.grads = {"gamma": np.zeros(dim, dtype), "beta": np.zeros(dim, dtype)}

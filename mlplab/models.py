@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from mlplab._validation import (
     check_int,
@@ -73,7 +74,7 @@ class MLP:
     def __init__(self, input_size: int, hidden_sizes: list[int] | tuple[int, ...],
                  num_classes: int, *, activation: str = "relu", init: str = "he",
                  std: float = 1e-4, dropout: float = 0.0, batchnorm: bool = False,
-                 seed: int | None = None, dtype: Any = np.float32) -> None:
+                 seed: int | None = None, dtype: DTypeLike = np.float32) -> None:
         if isinstance(hidden_sizes, str) or not all(is_int(h) and h >= 1 for h in hidden_sizes):
             raise ValueError(f"every hidden size must be a positive integer; got "
                              f"{hidden_sizes!r}.")
@@ -276,7 +277,7 @@ class TwoLayerNet(MLP):
     """
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, std: float = 1e-4,
-                 *, seed: int | None = None, dtype: Any = np.float64) -> None:
+                 *, seed: int | None = None, dtype: DTypeLike = np.float64) -> None:
         super().__init__(input_size, [hidden_size], output_size, init="normal", std=std,
                          seed=seed, dtype=dtype)
 

@@ -1,8 +1,9 @@
 """The training loop, shared by ``TwoLayerNet.train``, the CLI, tuning, presets and the report.
 
-One ``Trainer`` runs minibatch gradient descent on any model that offers ``_loss_and_grads``,
-``params`` and ``predict`` (``mlplab.MLP`` and subclasses). Everything else hooks in through
-callbacks (checkpoints, pruning, progress) instead of copying the loop.
+One ``Trainer`` runs minibatch gradient descent on an ``mlplab.MLP`` (or a subclass): besides
+``_loss_and_grads``, ``params`` and ``predict`` it uses the model's ``input_size``, ``dtype``,
+``num_classes``, ``accuracy``, its output layer and ``state_dict``/``load_state_dict``. Everything
+else hooks in through callbacks (checkpoints, pruning, progress) instead of copying the loop.
 
 An *epoch* is ``max(N // batch_size, 1)`` iterations, as in the exercise; at the end of each epoch
 the trainer records train and validation accuracy, steps the schedule, runs the callbacks and

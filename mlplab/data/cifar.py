@@ -23,8 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from mlplab.data.base import Dataset, DatasetError, data_root, short_repr, user_path
-from mlplab.data.safe_pickle import load_pickle
-from mlplab.data.tar import TarLimits, TarReader
+
+# MAX_DIMS ... MAX_PAX_BYTES lived here before the readers moved out: still importable from here.
+from mlplab.data.safe_pickle import (  # noqa: F401
+    MAX_DIMS,
+    MAX_OPCODES,
+    RefusedGlobal,
+    RestrictedUnpickler,
+    load_pickle,
+)
+from mlplab.data.tar import MAX_PAX_BYTES, TarLimits, TarReader  # noqa: F401
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from mlplab.data.base import DatasetError
 
@@ -29,7 +30,7 @@ class Transform:
     #: short name used in saved pipelines
     kind = "transform"
 
-    def __init__(self, dtype: np.dtype | type = np.float32) -> None:
+    def __init__(self, dtype: DTypeLike = np.float32) -> None:
         self.dtype = np.dtype(dtype)
 
     def fit(self, X: np.ndarray) -> Transform:
@@ -66,7 +67,7 @@ class SubtractMean(Transform):
 
     kind = "subtract_mean"
 
-    def __init__(self, dtype: np.dtype | type = np.float32) -> None:
+    def __init__(self, dtype: DTypeLike = np.float32) -> None:
         super().__init__(dtype)
         self.mean_: np.ndarray | None = None
 
@@ -100,7 +101,7 @@ class Standardize(Transform):
 
     kind = "standardize"
 
-    def __init__(self, eps: float = 1e-8, dtype: np.dtype | type = np.float32) -> None:
+    def __init__(self, eps: float = 1e-8, dtype: DTypeLike = np.float32) -> None:
         super().__init__(dtype)
         self.eps = float(eps)
         self.mean_: np.ndarray | None = None
@@ -150,7 +151,7 @@ class Scale(Transform):
 
     kind = "scale"
 
-    def __init__(self, max_value: float = 255.0, dtype: np.dtype | type = np.float32) -> None:
+    def __init__(self, max_value: float = 255.0, dtype: DTypeLike = np.float32) -> None:
         super().__init__(dtype)
         self.max_value = float(max_value)
 
@@ -173,7 +174,7 @@ class Power(Transform):
     kind = "power"
 
     def __init__(self, exponent: float = 0.5, max_value: float = 255.0,
-                 dtype: np.dtype | type = np.float32) -> None:
+                 dtype: DTypeLike = np.float32) -> None:
         super().__init__(dtype)
         if not (np.isfinite(exponent) and exponent > 0):
             raise DatasetError(f"Power exponent must be a finite number > 0; got {exponent!r}.")
@@ -204,7 +205,7 @@ class Normalize(Transform):
     kind = "normalize"
 
     def __init__(self, mean: float | Sequence[float] = 0.5, std: float | Sequence[float] = 0.5,
-                 dtype: np.dtype | type = np.float32) -> None:
+                 dtype: DTypeLike = np.float32) -> None:
         super().__init__(dtype)
         self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
         self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
@@ -316,7 +317,7 @@ PREPROCESSING = {
 }
 
 
-def make_preprocessing(name: str = "exercise", dtype: np.dtype | type = np.float32) -> Pipeline:
+def make_preprocessing(name: str = "exercise", dtype: DTypeLike = np.float32) -> Pipeline:
     """A fresh (unfitted) pipeline whose output is (N, D) ``dtype``; see ``PREPROCESSING``."""
     if name == "exercise":
         steps: list[Transform] = [SubtractMean(dtype)]

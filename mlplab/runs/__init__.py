@@ -26,8 +26,9 @@ The package, one idea per module, bottom to top: :mod:`~mlplab.runs.config` (``R
 :mod:`~mlplab.runs.checkpoint` (``checkpoint.npz``), :mod:`~mlplab.runs.splits` (the record of the
 data splits a run saw), :mod:`~mlplab.runs.building` (dataset, augmentation and descriptions from
 a config), :mod:`~mlplab.runs.finished` (loading, evaluating and predicting with a run folder) and
-:mod:`~mlplab.runs.training` (``train_run``, ``resume_run``). The public names of all of them are
-importable from :mod:`mlplab.runs` itself.
+:mod:`~mlplab.runs.training` (``train_run``, ``resume_run``). The names in ``__all__`` (the API)
+are importable from :mod:`mlplab.runs` itself; the helpers the modules share among themselves are
+internal to the package.
 """
 
 from __future__ import annotations

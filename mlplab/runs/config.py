@@ -5,7 +5,7 @@ defaults, a preset and the given options into a validated one. Also the option v
 absolute path (or a moved copy of it: :func:`relocated`), and :func:`config_summary`. It is apart
 from the rest of :mod:`mlplab.runs` because it is plain data: it reads and writes no files,
 builds nothing and trains nothing; the modules that build, train and use runs all depend on
-it, and presets and the command line's option lists need nothing else of the package.
+it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from mlplab._validation import is_int, is_number
+from mlplab._validation import check_positive, check_seed, is_int, is_number
+from mlplab.init import INITS
+from mlplab.models import ACTIVATIONS
 from mlplab.trainer import SettingsError, TrainConfig
 
 AUGMENTATIONS = ("flip", "crop", "elastic")
@@ -127,10 +129,6 @@ class RunConfig:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}.")
         # the model is built only after the data is loaded: check its options now
-        from mlplab._validation import check_positive, check_seed
-        from mlplab.init import INITS
-        from mlplab.models import ACTIVATIONS
-
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; choose one of "
                              f"{', '.join(ACTIVATIONS)}.")

@@ -17,6 +17,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from mlplab.data import Dataset
+    from mlplab.tuning.data import TuningData
 
 
 def split_record(ds: Dataset) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path) -> None:
         check_same_split(record, split, *ds.split(split), ds.name)
 
 
-def require_test_split(ds: Dataset) -> None:
+def require_test_split(ds: Dataset | TuningData) -> None:
     """Refuse ``--eval-test`` on a dataset without a test split before training, not after."""
     if not len(ds.y_test):
         raise ValueError(f"the dataset {ds.name} has no test split to evaluate (--eval-test): "

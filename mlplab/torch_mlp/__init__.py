@@ -19,7 +19,8 @@ What the exercise asks, and where it lives here:
   (``W`` is (D, H) there, ``Linear.weight`` is (H, D) here).
 
 
-One module per idea, each re-exported here as ``mlplab.torch_mlp.X``, bottom to top:
+One module per idea, bottom to top; their API (``__all__``) is importable here as
+``mlplab.torch_mlp.X``, and the helpers they share among themselves are internal to the package:
 
 * :mod:`~mlplab.torch_mlp.model` — the network, its initialisation and its defaults;
 * :mod:`~mlplab.torch_mlp.device` — the device (``cpu``, ``cuda``, ``auto``) and CPU threads;

@@ -41,7 +41,8 @@ def normalize_images(images: np.ndarray, mean: float | Sequence[float] = MEAN,
 
     The flattening keeps mlplab's (H, W, C) order (torchvision's tensors are (C, H, W)); for a
     fully-connected net this only permutes the inputs, and it keeps the features aligned with the
-    rest of mlplab so that :func:`from_numpy` / :func:`to_numpy` weights line up.
+    rest of mlplab so that :func:`~mlplab.torch_mlp.convert.from_numpy` /
+    :func:`~mlplab.torch_mlp.convert.to_numpy` weights line up.
     """
     X = np.asarray(images)
     if X.ndim == 3:  # (N, H, W) greyscale

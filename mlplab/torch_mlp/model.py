@@ -122,8 +122,8 @@ def hidden_for_depth(depth: int, hidden_size: int = HIDDEN[0]) -> list[int]:
 def l2_penalty(model: MultiLayerPerceptron, reg: float) -> torch.Tensor:
     """mlplab's L2 term ``reg * sum ||W||_F^2`` over the ``Linear`` weights (no 0.5, biases not
     penalised), for comparing with :meth:`mlplab.MLP.loss`. Note that Adam's ``weight_decay`` in
-    :func:`fit` is not this: it adds ``weight_decay * p`` to the gradient of every parameter,
-    biases included, as the exercise's code does."""
+    :func:`~mlplab.torch_mlp.training.fit` is not this: it adds ``weight_decay * p`` to the
+    gradient of every parameter, biases included, as the exercise's code does."""
     return reg * sum((lin.weight ** 2).sum() for lin in model.linears)
 
 

@@ -130,15 +130,16 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     """Train ``model`` the exercise's way and return an :class:`mlplab.trainer.History` (loss per
     iteration; train accuracy, validation accuracy, learning rate and seconds per epoch).
 
-    ``X`` is (N, D) (or images) already normalised, e.g. by :func:`normalize_images`. Every
-    epoch walks a shuffled loader over tensors (:class:`ShuffledBatches`); after it the learning
-    rate is multiplied by ``lr_decay``, and train accuracy (on the same fixed subset of up to 5,000
-    training rows as :class:`mlplab.trainer.Trainer`) and validation accuracy are measured in
-    evaluation mode. With batch norm, a last batch of one row is merged into the batch before it
-    (see :class:`ShuffledBatches`) and ``batch_size`` 1 is refused. ``on_epoch_end(epoch, logs)``
-    gets ``epoch, iteration, loss, train_acc, val_acc, lr, seconds``. Ctrl-C ends training
-    cleanly after the current batch (``history.interrupted``). With a seed, runs are reproducible
-    and PyTorch's global random state is left as it was.
+    ``X`` is (N, D) (or images) already normalised, e.g. by
+    :func:`~mlplab.torch_mlp.data.normalize_images`. Every epoch walks a shuffled loader over
+    tensors (:class:`ShuffledBatches`); after it the learning rate is multiplied by ``lr_decay``,
+    and train accuracy (on the same fixed subset of up to 5,000 training rows as
+    :class:`mlplab.trainer.Trainer`) and validation accuracy are measured in evaluation mode. With
+    batch norm, a last batch of one row is merged into the batch before it (see
+    :class:`ShuffledBatches`) and ``batch_size`` 1 is refused. ``on_epoch_end(epoch, logs)`` gets
+    ``epoch, iteration, loss, train_acc, val_acc, lr, seconds``. Ctrl-C ends training cleanly after
+    the current batch (``history.interrupted``). With a seed, runs are reproducible and PyTorch's
+    global random state is left as it was.
     """
     base = config.to_dict() if config is not None else {}
     cfg = TorchTrainConfig.from_dict({**base, **overrides})

@@ -34,8 +34,8 @@ language), :mod:`~mlplab.tuning.data` (what trials train on), :mod:`~mlplab.tuni
 (opening a study, its best trial), :mod:`~mlplab.tuning.search` (samplers, pruners, the search
 loop), :mod:`~mlplab.tuning.workers` (parallel local workers), :mod:`~mlplab.tuning.results`
 (tables and plots) and :mod:`~mlplab.tuning.retrain` (the best trial as a run folder).
-:func:`tune`, here, puts them together; every public name of those modules is importable from
-``mlplab.tuning``.
+:func:`tune`, here, puts them together. The names in ``__all__`` (the API) are importable from
+``mlplab.tuning``; the helpers the modules share among themselves are internal to the package.
 """
 
 from __future__ import annotations
