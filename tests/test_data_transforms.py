@@ -37,6 +37,35 @@ def test_standardize_per_channel(images):
     np.testing.assert_allclose(X, ref, atol=1e-5)
 
 
+def test_standardize_maps_a_constant_channel_to_zero():
+    """A channel without spread (a flat feature that is always 0, as the digits' corner
+    pixels are) has std 0: the eps guard keeps it finite (0) instead of 0 / 0 = NaN."""
+    rs = np.random.RandomState(1)
+    X = rs.randn(50, 4) * [1.0, 2.0, 0.0, 5.0] + 7.0
+    out = Standardize().fit(X).transform(X)
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out[:, 2], 0)
+    live = [0, 1, 3]
+    np.testing.assert_allclose(out[:, live], (X[:, live] - X[:, live].mean(0)) / X[:, live].std(0),
+                               atol=1e-5)
+
+
+def test_fitted_statistics_cover_every_row_of_a_large_training_set():
+    """Standardize sums its squares in blocks of rows: on 2,500 rows (three blocks, the last
+    one short) with a different spread in each part its mean and std are NumPy's over all the
+    rows; SubtractMean accumulates in float64, so float32 input near 100 gets the float64 mean
+    (a float32 running sum is off by about 1e-4 here)."""
+    rs = np.random.RandomState(2)
+    X = (rs.randn(2500, 3) * np.repeat([1.0, 3.0, 0.5], [1000, 1000, 500])[:, None]
+         + [1.0, -2.0, 4.0])
+    std = Standardize().fit(X)
+    np.testing.assert_allclose(std.mean_, X.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(std.std_, X.std(axis=0), rtol=1e-12)
+    X32 = (100 + rs.rand(20000, 3)).astype(np.float32)
+    np.testing.assert_allclose(SubtractMean().fit(X32).mean_,
+                               X32.astype(np.float64).mean(axis=0), rtol=1e-12)
+
+
 def test_scale_and_torch_normalisation(images):
     X = make_preprocessing("scale").fit_transform(images)
     np.testing.assert_allclose(X, images.reshape(40, -1) / 255.0, atol=1e-7)
@@ -230,6 +259,17 @@ def test_elastic_field_is_smooth_bounded_and_seeded():
     assert np.abs(np.diff(field, axis=2)).max() <= 4.0 / 9 + 1e-5
     assert np.abs(np.diff(field, axis=3)).max() <= 4.0 / 9 + 1e-5
     np.testing.assert_array_equal(field, aug.elastic_field(16, np.random.RandomState(0)))
+
+
+def test_elastic_displacements_are_centred_on_zero():
+    """Offsets are uniform in [-elastic, elastic] along each axis: over 64 images pixels move
+    both ways about equally (mean near 0; 2,048 lattice offsets give it an sd of about 0.03
+    px), and in each direction by more than half the bound somewhere."""
+    aug = Augmenter((16, 16, 1), flip=False, crop=0, elastic=2.0, elastic_grid=4)
+    field = aug.elastic_field(64, np.random.RandomState(4)).astype(np.float64)
+    for axis in field:  # rows, then columns
+        assert abs(axis.mean()) < 0.15
+        assert axis.min() < -1.0 and axis.max() > 1.0
 
 
 def test_elastic_distortion_moves_content_within_its_bound(images):

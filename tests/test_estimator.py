@@ -93,3 +93,12 @@ def test_tol_none_trains_every_epoch(digits):
     assert MLPClassifier(tol=None, **kw).fit(X_tr, y_tr).n_iter_ == 6
     # the same net stops early on its loss with a tolerance it cannot meet every epoch
     assert MLPClassifier(tol=1e3, **kw).fit(X_tr, y_tr).n_iter_ == 2  # the first sets the best
+
+
+def test_samples_seen_count_a_batch_capped_at_the_training_set(digits):
+    """``batch_size`` above the number of samples trains on batches of all of them (as
+    scikit-learn does): each epoch sees 60 samples, not 500."""
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier(hidden_sizes=(4,), batch_size=500, max_epochs=3, tol=None,
+                        random_state=0).fit(X_tr[:60], y_tr[:60])
+    assert clf.n_iter_ == 3 and clf.t_ == 3 * 60

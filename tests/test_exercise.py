@@ -7,6 +7,7 @@ from mlplab import TwoLayerNet
 from mlplab.exercise import (
     CORRECT_LOSS,
     CORRECT_PROBS,
+    TOY_REG,
     run_checks,
     toy_data,
     toy_model,
@@ -26,6 +27,19 @@ def test_toy_model_matches_the_exercise_initialisation():
     # seed=None draws from the global state, exactly like the exercise's code
     np.random.seed(0)
     np.testing.assert_array_equal(TwoLayerNet(4, 10, 3, std=1e-1).params["W1"], W1)
+
+
+def test_the_expected_toy_numbers_are_the_specs():
+    """The tests below and ``mlplab check`` compare with constants of mlplab.exercise; pin
+    those to the SPEC's numbers, written out here, so that an edit there cannot move the
+    target to what the engine computes."""
+    spec_probs = [[0.36446210, 0.22911264, 0.40642526],
+                  [0.47590629, 0.17217039, 0.35192332],
+                  [0.43035767, 0.26164229, 0.30800004],
+                  [0.41583127, 0.29832280, 0.28584593],
+                  [0.36328815, 0.32279939, 0.31391246]]
+    np.testing.assert_array_equal(CORRECT_PROBS, spec_probs)
+    assert CORRECT_LOSS == 1.30378789133 and TOY_REG == 0.05
 
 
 def test_toy_probabilities():
@@ -70,10 +84,18 @@ def test_toy_training_draws_as_the_exercise_does():
 
     np.random.seed(0)
     W1, W2 = 0.1 * np.random.randn(4, 10), 0.1 * np.random.randn(10, 3)
+    reference = _reference_toy_losses(X, y, W1, W2, np.random.choice)
+    np.testing.assert_allclose(loss, reference, rtol=1e-12)
+    assert loss[-1] == pytest.approx(0.017149607938732093, abs=1e-12)
+
+
+def _reference_toy_losses(X, y, W1, W2, choice):
+    """Question 3's toy SGD (lr 0.1, reg 5e-6, 100 iterations, batch 200) written out from the
+    SPEC; ``choice(5, 200)`` draws each minibatch's rows."""
     b1, b2 = np.zeros(10), np.zeros(3)
     lr, reg, reference = 0.1, 5e-6, []
     for _ in range(100):
-        idx = np.random.choice(5, 200)  # batch 200 with replacement from 5 rows
+        idx = choice(5, 200)  # batch 200 with replacement from 5 rows
         Xb, yb = X[idx], y[idx]
         h = np.maximum(Xb @ W1 + b1, 0)
         z = h @ W2 + b2
@@ -91,8 +113,19 @@ def test_toy_training_draws_as_the_exercise_does():
         W1, b1, W2, b2 = W1 - lr * dW1, b1 - lr * db1, W2 - lr * dW2, b2 - lr * db2
         # one epoch is max(5 // 200, 1) = 1 iteration: lr decays by 0.95 after each
         lr *= 0.95
-    np.testing.assert_allclose(loss, reference, rtol=1e-12)
-    assert loss[-1] == pytest.approx(0.017149607938732093, abs=1e-12)
+    return reference
+
+
+def test_seeded_toy_training_is_the_exercise_loop_on_its_own_draws():
+    """``toy_training(seed=s)``: the same toy model and settings, minibatches from
+    RandomState(s) instead of the global stream."""
+    X, y = toy_data()
+    draws = np.random.RandomState(0)
+    W1, W2 = 0.1 * draws.randn(4, 10), 0.1 * draws.randn(10, 3)
+    for seed in (3, 8):
+        reference = _reference_toy_losses(X, y, W1, W2, np.random.RandomState(seed).choice)
+        np.testing.assert_allclose(toy_training(X, y, seed=seed)["loss_history"], reference,
+                                   rtol=1e-12)
 
 
 def test_run_checks_all_pass_and_values_come_from_code():
@@ -100,3 +133,28 @@ def test_run_checks_all_pass_and_values_come_from_code():
     assert all(r.passed for r in results)
     assert [r.name for r in results][:2] == ["Q1 probabilities", "Q1 loss"]
     assert all(r.value > 0 for r in results)  # measured, not a constant 0
+
+
+def test_run_checks_judge_with_the_spec_bounds(monkeypatch):
+    """``mlplab check`` judges with the SPEC's bounds (sum |p - correct| < 1e-7, loss within
+    1e-10, gradient errors < 1e-8, toy SGD loss < 0.02): given an engine whose numbers are off
+    (weights 0.1% off, a gradient error of 2e-8, a final toy loss of 0.05) every check fails."""
+    import mlplab.exercise as exercise
+
+    spec = {"Q1 probabilities": 1e-7, "Q1 loss": 1e-10, "Q3 toy SGD loss": 0.02,
+            **{f"Q2 gradient {p}": 1e-8 for p in ("W1", "b1", "W2", "b2")}}
+    results = run_checks()
+    assert {r.name: r.bound for r in results} == spec
+
+    def off_model():
+        net = toy_model()
+        net.params["W2"] *= 1.001
+        return net
+
+    monkeypatch.setattr(exercise, "toy_model", off_model)
+    monkeypatch.setattr(exercise, "check_model",
+                        lambda *a, **k: {p: 2e-8 for p in ("W1", "b1", "W2", "b2")})
+    monkeypatch.setattr(exercise, "toy_training", lambda X, y: {"loss_history": [0.05]})
+    results = run_checks()
+    assert not any(r.passed for r in results), [(r.name, r.value) for r in results]
+    assert {r.name: r.bound for r in results} == spec

@@ -152,3 +152,12 @@ def test_label_smoothing_loss_and_gradient_match_torch_and_numerics(rng):
     q = np.full((5, 4), 0.1 / 4)
     q[np.arange(5), y] += 0.9
     np.testing.assert_allclose(loss, -(q * np.log(p)).sum(1).mean(), rtol=1e-12)
+
+
+def test_rel_error_is_the_exercise_formula():
+    """``max |a - n| / max(1e-8, |a| + |n|)``, worked by hand: the worst entry counts (not the
+    mean), and the 1e-8 floor only guards 0 / 0, so a tiny gradient that is wrong still scores 1."""
+    assert rel_error(np.array([1.0, 3.0]), np.array([1.0, 1.0])) == 0.5  # |3-1|/(3+1)
+    assert rel_error(np.array([0.0]), np.array([1e-6])) == 1.0  # 1e-6 / 1e-6, not 1e-6 / 1e-3
+    assert rel_error(np.array([0.0]), np.array([1e-9])) == pytest.approx(0.1)  # 1e-9 / 1e-8
+    assert rel_error(np.zeros(3), np.zeros(3)) == 0.0

@@ -93,6 +93,22 @@ def test_param_names_and_shapes():
     assert model.num_params == 10 * 8 + 8 + 8 * 6 + 6 + 6 * 3 + 3
 
 
+@pytest.mark.parametrize("init", ["normal", "he", "xavier"])
+def test_initial_weights_follow_the_published_scales(init):
+    """W_l = scale * randn(fan_in, fan_out), drawn in layer order from RandomState(seed), with
+    the scale of each scheme written out: the exercise's std, He et al. (2015) sqrt(2 / fan_in),
+    Glorot & Bengio (2010) sqrt(2 / (fan_in + fan_out)); biases zero."""
+    sizes, std = [30, 20, 12, 5], 0.3
+    model = MLP(30, [20, 12], 5, init=init, std=std, seed=4, dtype=np.float64)
+    draws = np.random.RandomState(4)
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        scale = {"normal": std, "he": np.sqrt(2.0 / fan_in),
+                 "xavier": np.sqrt(2.0 / (fan_in + fan_out))}[init]
+        np.testing.assert_allclose(model.params[f"W{i}"], scale * draws.randn(fan_in, fan_out),
+                                   rtol=1e-15)
+        assert not model.params[f"b{i}"].any()
+
+
 def test_loss_without_y_returns_probabilities(rng):
     model = MLP(4, [5], 3, seed=0)
     probs = model.loss(rng.randn(7, 4))

@@ -90,6 +90,16 @@ def test_two_layer_net_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.params["W2"], net.params["W2"])
 
 
+def test_a_loaded_model_keeps_the_config_it_was_built_with(tmp_path):
+    """The model is rebuilt with seed 0 (its weights come from the file), but its config must
+    still say what the user built it with: reports and run folders print the seed from it."""
+    model = MLP(5, [4, 3], 2, activation="tanh", init="xavier", dropout=0.2, seed=7)
+    loaded = io.load_model(io.save_model(tmp_path / "s.npz", model)).model
+    assert loaded.config == model.config and loaded.config["seed"] == 7
+    net = TwoLayerNet(4, 5, 3, std=0.1, seed=11)
+    assert io.load_model(io.save_model(tmp_path / "t.npz", net)).model.config["seed"] == 11
+
+
 def _tamper(src, dst, **changes):
     arrays = io.read_npz(src)
     for k, v in changes.items():

@@ -39,7 +39,7 @@ def test_exercise_sgd_matches_a_hand_written_loop(data):
     ref = TwoLayerNet(6, 8, 3, std=0.1, seed=3)
     rng = np.random.RandomState(11)
     per_epoch = max(len(X) // batch, 1)  # 7
-    losses, val_acc = [], []
+    losses, val_acc, train_acc = [], [], []
     for it in range(iters):
         idx = rng.choice(len(X), batch, replace=True)
         loss, grads = ref.loss(X[idx], y[idx], reg=reg)
@@ -48,9 +48,11 @@ def test_exercise_sgd_matches_a_hand_written_loop(data):
         losses.append(loss)
         if (it + 1) % per_epoch == 0:
             val_acc.append(ref.accuracy(Xv, yv))
+            train_acc.append(ref.accuracy(X[idx], y[idx]))  # the epoch's last batch, updated
             lr *= decay
     np.testing.assert_allclose(stats["loss_history"], losses, rtol=1e-12)
     assert stats["val_acc_history"] == val_acc
+    assert stats["train_acc_history"] == train_acc
     assert len(val_acc) == iters // per_epoch
     for k in ref.params:
         np.testing.assert_allclose(net.params[k], ref.params[k], rtol=1e-12)
@@ -135,6 +137,31 @@ def test_early_stopping_restores_the_best_parameters(data):
     for k, v in snapshots[best_epoch][1].items():
         np.testing.assert_array_equal(model.state_dict()[k], v)
     assert not np.array_equal(snapshots[len(accs)][1]["W1"], model.params["W1"])
+
+
+def test_early_stopping_counts_a_tie_as_no_improvement(data):
+    """Patience counts epochs without a strictly better validation accuracy: on a plateau (a
+    learning rate too small to change a prediction) the first epoch stays the best and the run
+    stops ``patience`` epochs later, rather than training on for ever."""
+    X, y, Xv, yv = data
+    model = MLP(6, [8], 3, seed=0)
+    h = Trainer(lr=1e-9, epochs=12, batch_size=30, patience=3, seed=0).fit(model, X, y, Xv, yv)
+    assert len(set(h.val_acc)) == 1  # the plateau this test needs
+    assert h.stopped_early and h.best_epoch == 1 and len(h.val_acc) == 1 + 3
+
+
+def test_subset_train_accuracy_estimates_the_whole_training_set():
+    """With ``train_acc="subset"`` on more rows than the subset holds, the accuracy comes from a
+    random sample of them, not the first rows: here the first 5,000 rows are all class 0 and
+    the last 1,000 class 1, on identical inputs, so any constant prediction scores 5/6 or 1/6
+    on the whole set (and 1 or 0 on the first 5,000)."""
+    n = 6000
+    X, y = np.zeros((n, 2), np.float32), (np.arange(n) >= 5000).astype(int)
+    model = MLP(2, [3], 2, seed=0)
+    h = Trainer(lr=0.1, epochs=1, batch_size=n, train_acc="subset", seed=0).fit(model, X, y)
+    whole = model.accuracy(X, y)
+    assert round(whole * n) in (5000, 1000)
+    assert abs(h.train_acc[0] - whole) < 0.02  # a 5,000-row sample: sd about 0.002
 
 
 def test_state_dict_hands_out_copies_of_the_best_parameters(data):
