@@ -308,9 +308,15 @@ def test_a_real_process_prints_no_traceback(tmp_path):
         assert res.stderr.strip().splitlines()[-1].startswith("mlplab ")
 
 
-def test_a_reader_that_goes_away_is_not_an_error():
-    """``mlplab data info digits | head -1``: the pipe closes before the output is written."""
+@pytest.mark.parametrize("unbuffered", ["1", None])
+def test_a_reader_that_goes_away_is_not_an_error(unbuffered):
+    """``mlplab data info digits | head -1``: the pipe closes before the output is written, both
+    with unbuffered output (the error comes from a print) and with Python's usual buffering (it
+    comes when the buffer is written, which at exit would print a warning and exit 120)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
     proc = subprocess.Popen([sys.executable, "-m", "mlplab", "data", "info", "digits"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # long before the command has imported NumPy, let alone printed

@@ -146,6 +146,9 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
     """The command's exit code, or None if it was interrupted."""
     try:
         code = int(args.func(args) or 0)
+        # with buffered output a reader that went away shows only when the buffer is written:
+        # here, not in Python's own flush at exit (which would print a warning and exit 120)
+        sys.stdout.flush()
         if interrupts.requested():  # a Ctrl-C that Python dropped (raised in a callback)
             return None
         return code
