@@ -90,6 +90,25 @@ def test_batchnorm_normalises_and_tracks_running_stats(rng):
     np.testing.assert_allclose(bn.forward(x, train=False), out, atol=1e-4)
 
 
+def test_batchnorm_evaluation_uses_the_exponential_running_statistics(rng):
+    """Two training batches with momentum 0.9, then a third batch in evaluation mode: it is
+    normalised with the running averages written out here (initial mean 0, variance 1; biased
+    batch variances), not with its own statistics."""
+    bn = BatchNorm(3, momentum=0.9, eps=1e-5, dtype=np.float64)
+    bn.params["gamma"][:] = [1.5, 0.5, 2.0]
+    bn.params["beta"][:] = [0.1, -0.2, 0.3]
+    a, b = 2 * rng.randn(40, 3) + 1, 3 * rng.randn(40, 3) - 2
+    bn.forward(a)
+    bn.forward(b)
+    mean = 0.9 * (0.9 * 0 + 0.1 * a.mean(0)) + 0.1 * b.mean(0)
+    var = 0.9 * (0.9 * 1 + 0.1 * a.var(0)) + 0.1 * b.var(0)
+    np.testing.assert_allclose(bn.running_mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(bn.running_var, var, rtol=1e-12)
+    c = 4 * rng.randn(10, 3) + 5
+    expected = (c - mean) / np.sqrt(var + 1e-5) * bn.params["gamma"] + bn.params["beta"]
+    np.testing.assert_allclose(bn.forward(c, train=False), expected, rtol=1e-12)
+
+
 def test_dropout_is_inverted_and_gradient_matches(rng):
     drop = Dropout(0.4, seed=0)
     x = np.ones((1000, 50))

@@ -102,8 +102,12 @@ def test_shuffle_sampling_visits_every_row_once_per_epoch(data):
         return xb
 
     Trainer(epochs=2, batch_size=50, seed=1, augment=spy).fit(model, X, y)
-    first_epoch = np.concatenate(visited[:6])
+    first_epoch, second_epoch = np.concatenate(visited[:6]), np.concatenate(visited[6:12])
     assert sorted(map(tuple, first_epoch)) == sorted(map(tuple, X))
+    assert sorted(map(tuple, second_epoch)) == sorted(map(tuple, X))
+    # shuffled: neither epoch walks the rows in their stored order, and the two orders differ
+    assert not np.array_equal(first_epoch, X[:300]) and not np.array_equal(second_epoch, X[:300])
+    assert not np.array_equal(first_epoch, second_epoch)
 
 
 def test_augment_output_is_what_the_model_trains_on(data):
