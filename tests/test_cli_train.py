@@ -62,10 +62,13 @@ def test_default_run_folders_are_claimed_and_given_back_on_failure(tmp_path, mon
     folders = [default_run_dir(tmp_path / "runs", claim=True) for _ in range(3)]
     assert len(set(folders)) == 3 and all(f.is_dir() for f in folders)
     monkeypatch.chdir(tmp_path / "runs")
-    # a run that fails before it saves anything leaves no empty folder behind
+    # a run that fails before it saves anything leaves no empty folder behind, nor the runs/
+    # folder it made for it; a runs/ folder that was there already stays
     assert main(["train", "--dataset", "folder:/no/such/folder", "--epochs", "1", "--quiet"]) == 1
-    assert not (tmp_path / "runs" / "runs").exists() or \
-        not any((tmp_path / "runs" / "runs").iterdir())
+    assert not (tmp_path / "runs" / "runs").exists()
+    (tmp_path / "runs" / "runs").mkdir()
+    assert main(["train", "--dataset", "folder:/no/such/folder", "--epochs", "1", "--quiet"]) == 1
+    assert (tmp_path / "runs" / "runs").is_dir() and not any((tmp_path / "runs" / "runs").iterdir())
 
 
 def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monkeypatch, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Iterable
@@ -216,6 +217,7 @@ def run_train(args: argparse.Namespace) -> int:
         for name in (*DATA_FIELDS, "data_seed"):  # the loader reads the resolved values
             setattr(args, name, getattr(cfg, name))
         # the default folder is claimed now: runs started in the same second get their own
+        root_made = not args.out and not os.path.isdir("runs")  # default_run_dir's root
         claimed = None if args.out else default_run_dir(claim=True)
         out = args.out or claimed
         if not args.json:
@@ -229,6 +231,8 @@ def run_train(args: argparse.Namespace) -> int:
             if claimed is not None:
                 with contextlib.suppress(OSError):
                     claimed.rmdir()  # only while empty: a failure before anything was saved
+                    if root_made:
+                        claimed.parent.rmdir()  # the runs/ folder made for it, if still empty
             raise
 
     m = result.metrics
