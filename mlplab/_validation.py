@@ -6,6 +6,8 @@ what was received, so that a user can fix the call without reading the source.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 #: rows per block of the finiteness check
@@ -94,6 +96,13 @@ def check_positive(value: float, name: str, *, allow_zero: bool = False) -> None
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
+
+
+def check_choice(value: object, choices: Collection[str], what: str) -> None:
+    """Raise a ``ValueError`` ("unknown <what> <value>; choose one of ...") unless ``value`` is one
+    of ``choices`` (a tuple of names or a dict keyed by them)."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}.")
 
 
 def is_int(value: object) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from mlplab._validation import (
+    check_choice,
     check_int,
     check_positive,
     check_range,
@@ -84,11 +85,8 @@ class MLP:
         check_positive(std, "std")
         check_range(dropout, "dropout", 0, 1, high_open=True)
         check_seed(seed)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of "
-                             f"{', '.join(ACTIVATIONS)}.")
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}.")
+        check_choice(activation, ACTIVATIONS, "activation")
+        check_choice(init, INITS, "init")
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64; got {dtype}.")

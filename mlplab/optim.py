@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlplab._validation import check_positive
+from mlplab._validation import check_choice, check_positive
 from mlplab.blas import axpy, gemm_accumulates, scal
 
 if TYPE_CHECKING:
@@ -421,8 +421,7 @@ OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam)}
 def make_optimizer(name: str, lr: float, **kwargs) -> Optimizer:
     """Build an optimiser by name (``sgd``, ``momentum``, ``nesterov``, ``adam``); extra keyword
     arguments that the optimiser does not take are ignored."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
+    check_choice(name, OPTIMIZERS, "optimizer")
     cls = OPTIMIZERS[name]
     import inspect
 

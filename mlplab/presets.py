@@ -19,6 +19,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from mlplab._validation import check_choice
+
 _EXERCISE: dict[str, Any] = {
     "preprocessing": "exercise",  # subtract the mean training image from raw 0..255 pixels
     "augment": [],
@@ -190,8 +192,7 @@ def register_preset(name: str, fields: dict[str, Any], *, replace: bool = False)
 
 def get_preset(name: str) -> dict[str, Any]:
     """A copy of preset ``name``'s fields (without its description)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
+    check_choice(name, PRESETS, "preset")
     return {k: copy.deepcopy(v) for k, v in PRESETS[name].items() if k != "description"}
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from mlplab._validation import check_choice
+
 SCHEDULES = ("exp", "step", "cosine", "constant")
 
 
@@ -33,9 +35,7 @@ class Schedule:
     iters_per_epoch: int | None = None  # needed by exp and step after a warm-up
 
     def __post_init__(self) -> None:
-        if self.kind not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.kind!r}; choose one of "
-                             f"{', '.join(SCHEDULES)}.")
+        check_choice(self.kind, SCHEDULES, "schedule")
         if not 0 < self.decay <= 1 and self.kind in ("exp", "step"):
             raise ValueError(f"lr decay must be in (0, 1]; got {self.decay}.")
         if self.warmup_iters and self.kind in ("exp", "step") and not self.iters_per_epoch:

@@ -26,6 +26,7 @@ import numpy as np
 
 from mlplab import interrupts
 from mlplab._validation import (
+    check_choice,
     check_int,
     check_positive,
     check_range,
@@ -108,12 +109,8 @@ class TrainConfig:
             raise ValueError(f"sampling must be 'shuffle' or 'replacement'; got {self.sampling!r}.")
         if self.train_acc not in ("batch", "subset"):
             raise ValueError(f"train_acc must be 'batch' or 'subset'; got {self.train_acc!r}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
-                             f"{', '.join(OPTIMIZERS)}.")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of "
-                             f"{', '.join(SCHEDULES)}.")
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        check_choice(self.schedule, SCHEDULES, "schedule")
         check_positive(self.weight_decay, "weight_decay", allow_zero=True)
         if self.weight_decay and self.optimizer != "adam":
             # silently ignoring it would let a user believe they had regularised the net

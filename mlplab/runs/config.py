@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mlplab._validation import check_positive, check_seed, is_int, is_number
+from mlplab._validation import check_choice, check_positive, check_seed, is_int, is_number
 from mlplab.init import INITS
 from mlplab.models import ACTIVATIONS
 from mlplab.trainer import SettingsError, TrainConfig
@@ -129,18 +129,13 @@ class RunConfig:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}.")
         # the model is built only after the data is loaded: check its options now
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; choose one of "
-                             f"{', '.join(ACTIVATIONS)}.")
-        if self.init not in INITS:
-            raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}.")
+        check_choice(self.activation, ACTIVATIONS, "activation")
+        check_choice(self.init, INITS, "init")
         check_positive(self.std, "std")
         check_seed(self.data_seed, "data_seed")
         from mlplab.data import PREPROCESSING
 
-        if self.preprocessing not in PREPROCESSING:
-            raise ValueError(f"unknown preprocessing {self.preprocessing!r}; choose one of "
-                             f"{', '.join(PREPROCESSING)}.")
+        check_choice(self.preprocessing, PREPROCESSING, "preprocessing")
         if self.patience is not None and self.val_size == 0:
             raise ValueError("early stopping (patience) needs a validation split, and val_size is "
                              "0: give val_size > 0 (--val-size N) or turn early stopping off "

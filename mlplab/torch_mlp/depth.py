@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlplab._validation import check_choice
 from mlplab.torch_mlp.model import (
     HIDDEN,
     INIT_STD,
@@ -76,8 +77,7 @@ def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
     if not depths:
         raise ValueError("depths must list at least one depth, e.g. 2,3,4,5.")
     for init in inits:
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}.")
+        check_choice(init, INITS, "init")
     base = config.to_dict() if config is not None else {}
     cfg = TorchTrainConfig.from_dict({**base, **overrides})
     if X_val is None or not len(X_val):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mlplab._validation import check_int, check_positive, is_int
+from mlplab._validation import check_choice, check_int, check_positive, is_int
 
 #: the exercise's defaults (SPEC §4)
 HIDDEN = (50,)
@@ -95,8 +95,7 @@ def build_model(input_size: int, hidden_layers: Sequence[int] = HIDDEN, num_clas
     """A :class:`MultiLayerPerceptron` with ``init="exercise"`` (N(0, std^2) weights, zero biases)
     or ``init="default"`` (PyTorch's). With a ``seed`` the draws are reproducible and PyTorch's
     global random state is left as it was."""
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}.")
+    check_choice(init, INITS, "init")
     check_positive(std, "init std")
     with torch.random.fork_rng(devices=[]):
         if seed is not None:

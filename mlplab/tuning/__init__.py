@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlplab._validation import check_choice
 from mlplab.tuning.data import (
     ArraySource,
     DatasetSource,
@@ -213,10 +214,9 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     if prune is True:
         prune = "median"
     prune = prune or None
-    if prune is not None and prune not in PRUNERS:
-        raise ValueError(f"unknown pruner {prune!r}; choose one of {', '.join(PRUNERS)}.")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+    if prune is not None:
+        check_choice(prune, PRUNERS, "pruner")
+    check_choice(sampler, SAMPLERS, "sampler")
     if not search_only:
         # import what the end of a long search needs now: a broken install (or a module edited
         # mid-run) should fail before hours of trials, not after

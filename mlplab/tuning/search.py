@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from mlplab._validation import check_choice
 from mlplab.tuning.data import TuningData
 from mlplab.tuning.objective import Objective
 from mlplab.tuning.processes import process_alive
@@ -34,8 +35,7 @@ def make_sampler(kind: str, space: SearchSpace, seed: int | None,
     ``random`` or ``grid`` (over each knob's ``grid`` values)."""
     import optuna
 
-    if kind not in SAMPLERS:
-        raise ValueError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}.")
+    check_choice(kind, SAMPLERS, "sampler")
     with quiet_optuna_warnings():
         if kind == "random":
             return optuna.samplers.RandomSampler(seed=seed)
