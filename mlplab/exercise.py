@@ -27,9 +27,11 @@ CORRECT_LOSS = 1.30378789133  # with reg = 0.05
 TOY_REG = 0.05
 
 
-def toy_model() -> TwoLayerNet:
-    """The exercise's toy model: seed 0, std 0.1, float64."""
-    return TwoLayerNet(INPUT_SIZE, HIDDEN_SIZE, NUM_CLASSES, std=1e-1, seed=0, dtype=np.float64)
+def toy_model(seed: int | None = 0) -> TwoLayerNet:
+    """The exercise's toy model: seed 0, std 0.1, float64 (``seed=None``: from NumPy's global
+    stream, as the exercise's notebook draws it after ``np.random.seed(0)``)."""
+    return TwoLayerNet(INPUT_SIZE, HIDDEN_SIZE, NUM_CLASSES, std=1e-1, seed=seed,
+                       dtype=np.float64)
 
 
 def toy_data() -> tuple[np.ndarray, np.ndarray]:
@@ -51,8 +53,7 @@ def toy_training(X: np.ndarray, y: np.ndarray, seed: int | None = None) -> dict[
     saved = np.random.get_state()
     try:
         np.random.seed(0)
-        net = TwoLayerNet(INPUT_SIZE, HIDDEN_SIZE, NUM_CLASSES, std=1e-1, dtype=np.float64)
-        return net.train(X, y, X, y, learning_rate=1e-1, reg=5e-6, num_iters=100)
+        return toy_model(seed=None).train(X, y, X, y, learning_rate=1e-1, reg=5e-6, num_iters=100)
     finally:
         np.random.set_state(saved)
 
