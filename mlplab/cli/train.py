@@ -217,8 +217,9 @@ def run_train(args: argparse.Namespace) -> int:
         for name in (*DATA_FIELDS, "data_seed"):  # the loader reads the resolved values
             setattr(args, name, getattr(cfg, name))
         # the default folder is claimed now: runs started in the same second get their own
-        root_made = not args.out and not os.path.isdir("runs")  # default_run_dir's root
-        claimed = None if args.out else default_run_dir(claim=True)
+        root = "runs"  # where default run folders go
+        root_made = not args.out and not os.path.isdir(root)
+        claimed = None if args.out else default_run_dir(root, claim=True)
         out = args.out or claimed
         if not args.json:
             print(f"training {config_summary(cfg)} -> {out}", file=sys.stderr)
