@@ -370,3 +370,28 @@ def test_an_unknown_flag_is_reported_by_its_command_with_the_closest_flag(capsys
     # a value the library refuses: the command and action, then the flag as typed
     assert main(["torch", "train", "--lr-decay", "0"]) == 2
     assert "mlplab torch train: error: --lr-decay must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_the_defaults_train_help_states_are_run_configs():
+    # `mlplab train` leaves its flags at None (a preset or --resume fills them), so its help
+    # writes the defaults out by hand: each must be RunConfig's
+    import argparse
+    import re
+
+    from mlplab.cli import build_parser
+    from mlplab.runs import RunConfig
+
+    defaults = RunConfig()
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    checked = 0
+    for action in sub.choices["train"]._actions:
+        stated = re.search(r"\(default: ([\w.+-]+)[;)]", action.help or "")
+        if not stated or not hasattr(defaults, action.dest):
+            continue
+        value = getattr(defaults, action.dest)
+        value = value[0] if isinstance(value, list) and len(value) == 1 else value
+        text = stated.group(1)
+        expected = type(value)(text) if isinstance(value, (int, float)) else text
+        assert value == expected, f"--{action.dest}: help says {text}, RunConfig has {value}"
+        checked += 1
+    assert checked >= 20
