@@ -246,9 +246,15 @@ def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
     with pytest.raises(ValueError, match="no test split"):  # several workers: the same, first
         tune(no_test, trials=2, search_space=TINY, out=tmp_path / "b", progress=False,
              eval_test=True, workers=2)
+    # refused before a study, or even its output folder, was made
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # a storage that cannot be opened leaves no folder behind either (parents included)
+    with pytest.raises(Exception, match="cannot open storage"):
+        tune(load_dataset("digits"), trials=1, search_space=TINY, out=tmp_path / "c" / "d",
+             progress=False, storage="postgresql://user@127.0.0.1:1/none")
+    assert not (tmp_path / "c").exists()
+    # and the corrected command runs in that folder
     storage = f"sqlite:///{tmp_path / 'b' / 'study.db'}"
-    assert not optuna.get_all_study_names(storage)  # refused before a study was made
-    # and the corrected command runs in the same folder: the empty study takes its options
     fixed = tune(load_dataset("digits"), trials=1, search_space=TINY, out=tmp_path / "b",
                  progress=False, search_only=True)
     assert fixed.n_complete == 1 and optuna.get_all_study_names(storage) == [fixed.study_name]

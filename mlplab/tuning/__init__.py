@@ -40,6 +40,7 @@ loop), :mod:`~mlplab.tuning.workers` (parallel local workers), :mod:`~mlplab.tun
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Mapping
@@ -231,7 +232,6 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     source = as_source(dataset, preprocess, train_size, **dataset_kwargs)
     study_name = study_name or default_study_name(source)
     out_dir = Path(out) if out is not None else Path("runs") / study_name
-    out_dir.mkdir(parents=True, exist_ok=True)
     spec = storage_spec(storage, out_dir, heartbeat, grace)
     trials, workers = int(trials), int(workers)
     local_only = storage is None and workers == 1
@@ -249,9 +249,18 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         require_test_split(data)
     if workers > 1:
         data = None
-    study = open_study(spec, study_name, space, source.describe(),
-                       make_sampler(sampler, space, sampler_seed, trials),
-                       make_pruner(prune, space, trials))
+    # the output folder only now, for the same reason: a refused command leaves no empty folder
+    made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        study = open_study(spec, study_name, space, source.describe(),
+                           make_sampler(sampler, space, sampler_seed, trials),
+                           make_pruner(prune, space, trials))
+    except BaseException:  # e.g. a storage that cannot be reached: remove the folders made
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while empty
+        raise
     if sampler_seed is not None and study.trials:
         # resuming: a sampler seeded as before would propose the first trials' settings again
         study.sampler = make_sampler(sampler, space, (sampler_seed + len(study.trials)) % 2**32,
