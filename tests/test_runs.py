@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import signal
+import struct
 import warnings
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 from PIL import Image
 
 from mlplab import MLP, TwoLayerNet, io, plots
-from mlplab.data import load_dataset, make_preprocessing
+from mlplab.cli import main
+from mlplab.data import DatasetNotFoundError, load_dataset, make_preprocessing
 from mlplab.presets import PRESETS, get_preset, register_preset
 from mlplab.runs import (
     RunConfig,
@@ -426,6 +428,46 @@ def test_resume_from_moved_data(tmp_path, digits):
     assert config["dataset"] == f"folder:{tmp_path / 'moved'}"  # evaluate looks there now
     assert evaluate_run(run, "val")["accuracy"] == pytest.approx(again.metrics["val_accuracy"])
 
+
+
+def test_a_run_whose_data_is_gone_is_pointed_at_data_dir_not_download(tmp_path, monkeypatch,
+                                                                      capsys):
+    """Resuming or evaluating a run whose data is no longer where config.json says is told to
+    give the new place with --data-dir; the loaders' advice to add --download, which neither
+    command takes, is left out. A new run keeps that advice."""
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
+    rs = np.random.RandomState(0)
+    (tmp_path / "m").mkdir()
+    for name, arr in {"train-images-idx3-ubyte": rs.randint(0, 256, (40, 28, 28)),
+                      "train-labels-idx1-ubyte": np.arange(40) % 10,
+                      "t10k-images-idx3-ubyte": rs.randint(0, 256, (10, 28, 28)),
+                      "t10k-labels-idx1-ubyte": np.arange(10) % 10}.items():
+        header = struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+        (tmp_path / "m" / name).write_bytes(header + arr.astype(np.uint8).tobytes())
+    run = tmp_path / "run"
+    options = {"dataset": "mnist", "val_size": 10, "hidden": [8], "epochs": 2, "batch_size": 10}
+    full = train_run(options, data_dir=str(tmp_path / "m"), out=run, plots=False)
+    (run / "metrics.json").unlink()  # as if killed while saving its results: resumable
+    (tmp_path / "m").rename(tmp_path / "moved")
+
+    with pytest.raises(DatasetNotFoundError) as gone:
+        resume_run(run, plots=False)
+    assert "mnist not found" in str(gone.value) and "--download" not in str(gone.value)
+    assert f"mlplab train --resume {run} --data-dir DIR" in str(gone.value)
+    with pytest.raises(DatasetNotFoundError) as gone:
+        evaluate_run(run)
+    assert "--download" not in str(gone.value)
+    assert f"mlplab evaluate {run} --data-dir DIR" in str(gone.value)
+    # a wrong --data-dir: the loader's message, still without --download
+    assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert "mnist not found" in err and "--download" not in err
+    # a new run can fetch its data itself: the advice stays
+    with pytest.raises(DatasetNotFoundError, match="add --download"):
+        train_run(options, data_dir=str(tmp_path / "m"), plots=False)
+    # and the advised command works
+    again = resume_run(run, plots=False, data_dir=tmp_path / "moved")
+    assert again.metrics["val_accuracy"] == full.metrics["val_accuracy"]
 
 def test_a_run_keeps_the_channels_it_was_trained_with(tmp_path, digits):
     """Grey GIFs decode as one channel; a run whose model saw them as three (as mlplab did

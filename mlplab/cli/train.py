@@ -259,7 +259,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     data = None
     if args.data_dir:
         loaded, cfg, _ = load_run(args.run)
-        data = load_run_dataset(relocated(cfg, args.data_dir), loaded.extra.get("image_shape"))
+        # moved="": the place given is the new one; only the --download advice is dropped
+        data = load_run_dataset(relocated(cfg, args.data_dir), loaded.extra.get("image_shape"),
+                                moved="")
     res = evaluate_run(args.run, args.split, data=data)
     if args.json:
         print(json.dumps(res, indent=2))

@@ -6,7 +6,7 @@
 """
 
 from mlplab.data.augment import Augmenter
-from mlplab.data.base import Dataset, DatasetError, data_root
+from mlplab.data.base import Dataset, DatasetError, DatasetNotFoundError, data_root
 from mlplab.data.datasets import DATASET_NAMES, load_dataset, parse_image_size
 from mlplab.data.transforms import PREPROCESSING, Pipeline, make_preprocessing
 
@@ -15,6 +15,7 @@ __all__ = [
     "DATASET_NAMES",
     "Dataset",
     "DatasetError",
+    "DatasetNotFoundError",
     "PREPROCESSING",
     "Pipeline",
     "data_root",

@@ -21,6 +21,16 @@ class DatasetError(ValueError):
     """A dataset is missing, corrupt, of the wrong format or asked for in an impossible way."""
 
 
+class DatasetNotFoundError(DatasetError):
+    """A dataset's files, or its folder, are not where they were looked for (rather than
+    damaged): for a run loading its data again, most likely data that moved since."""
+
+
+#: how a "not found" message ends where the command may fetch the files itself; a resumed or
+#: evaluated run loads its data as configured and takes no --download, so mlplab.runs drops it
+DOWNLOAD_HINT = " (or add --download to this command)"
+
+
 #: the names of a dataset's splits, in the order summaries list them
 SPLITS = ("train", "val", "test")
 

@@ -22,7 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mlplab.data.base import Dataset, DatasetError, data_root, short_repr, user_path
+from mlplab.data.base import (
+    DOWNLOAD_HINT,
+    Dataset,
+    DatasetError,
+    DatasetNotFoundError,
+    data_root,
+    short_repr,
+    user_path,
+)
 
 # MAX_DIMS ... MAX_PAX_BYTES lived here before the readers moved out: still importable from here.
 from mlplab.data.safe_pickle import (  # noqa: F401
@@ -256,9 +264,9 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Fal
     if folder is None:
         looked = ", ".join(str(r) for r in candidate_dirs(data_dir))
         where = f" --data-dir {data_dir}" if data_dir is not None else ""
-        raise DatasetError(
+        raise DatasetNotFoundError(
             f"CIFAR-10 not found: looked for {BATCH_DIR}/ or {ARCHIVE} in {looked}. Fetch it with "
-            f"`mlplab data download cifar10{where}` (or add --download to this command).")
+            f"`mlplab data download cifar10{where}`{DOWNLOAD_HINT}.")
     parts = [parse_batch(_read(folder / b), str(folder / b)) for b in TRAIN_BATCHES]
     X = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])

@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from mlplab.data.base import DatasetError, atomic_path, data_root, user_path
+from mlplab.data.base import (
+    DatasetError,
+    DatasetNotFoundError,
+    atomic_path,
+    data_root,
+    user_path,
+)
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFile
@@ -334,8 +340,8 @@ def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = No
     mode = {None: None, 1: "L", 3: "RGB"}[channels]
     root = user_path(path)
     if not root.is_dir():
-        raise DatasetError(f"{root}: no such folder (folder:PATH needs a folder with one "
-                           "sub-folder per class).")
+        raise DatasetNotFoundError(f"{root}: no such folder (folder:PATH needs a folder with "
+                                   "one sub-folder per class).")
     train_dir = root / "train"
     if train_dir.is_dir():
         X, y, classes = read_image_folder(train_dir, image_size, mode=mode, cache=cache)

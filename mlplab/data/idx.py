@@ -16,7 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mlplab.data.base import Dataset, DatasetError, user_path
+from mlplab.data.base import (
+    DOWNLOAD_HINT,
+    Dataset,
+    DatasetError,
+    DatasetNotFoundError,
+    user_path,
+)
 
 CLASSES = {
     "mnist": [str(i) for i in range(10)],
@@ -204,10 +210,9 @@ def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
         where = f" --data-dir {data_dir}" if data_dir is not None else ""
         hint = (" or install Debian's dataset-fashion-mnist package"
                 if name == "fashion-mnist" else "")
-        raise DatasetError(
+        raise DatasetNotFoundError(
             f"{name} not found: looked for {', '.join(b + '[.gz]' for b in FILES.values())} in "
-            f"{looked}. Fetch it with `mlplab data download {name}{where}` (or add --download to "
-            f"this command){hint}.")
+            f"{looked}. Fetch it with `mlplab data download {name}{where}`{DOWNLOAD_HINT}{hint}.")
     k = len(CLASSES[name])
     X = _images(files["train_images"])
     y = _labels(files["train_labels"], len(X), k)

@@ -20,19 +20,38 @@ if TYPE_CHECKING:
     from mlplab.data import Augmenter, Dataset, Pipeline
 
 
-def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None) -> Dataset:
+def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *,
+                     moved: str | None = None) -> Dataset:
     """Load the raw dataset a run config names (with its split settings). ``image_shape``: the
     run's (its model file's), whose channel count a folder is decoded to, so that a run keeps
     working where a later mlplab would decide the folder's colour otherwise (it reads grey GIFs
-    and grey PNGs with alpha as one channel; mlplab before that read them as three)."""
+    and grey PNGs with alpha as one channel; mlplab before that read them as three).
+
+    ``moved``: for a run that exists already (resumed, evaluated), what to do if its data is not
+    found, which then replaces the loader's advice to add --download: such a command loads the
+    data as configured and takes no --download, and the likely cause is data that moved."""
     from mlplab.data import load_dataset
+    from mlplab.data.base import DOWNLOAD_HINT, DatasetNotFoundError
 
     folder = cfg.dataset.lower().startswith("folder:")
     channels = int(image_shape[2]) if folder and image_shape is not None and \
         len(image_shape) == 3 and image_shape[2] in (1, 3) else None
-    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
-                        val_size=cfg.val_size, test_size=cfg.test_size,
-                        image_size=cfg.image_size, seed=cfg.data_seed, channels=channels)
+    try:
+        return load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
+                            val_size=cfg.val_size, test_size=cfg.test_size,
+                            image_size=cfg.image_size, seed=cfg.data_seed, channels=channels)
+    except DatasetNotFoundError as exc:
+        if moved is None:
+            raise
+        raise DatasetNotFoundError(f"{str(exc).replace(DOWNLOAD_HINT, '')} {moved}".rstrip()) \
+            from None
+
+
+def moved_data_hint(command: str) -> str:
+    """The advice for a run whose data is not where ``config.json`` says: ``command`` (e.g.
+    ``mlplab train --resume runs/x``) with ``--data-dir``."""
+    return (f"If the run's data moved, give its new place: {command} --data-dir DIR (for a "
+            "folder: dataset, DIR is the folder of class sub-folders itself).")
 
 
 def crop_padding(cfg: RunConfig, image_shape: Sequence[int]) -> int:

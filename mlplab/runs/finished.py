@@ -18,7 +18,7 @@ import numpy as np
 
 from mlplab import io
 from mlplab._validation import is_int
-from mlplab.runs.building import load_run_dataset
+from mlplab.runs.building import load_run_dataset, moved_data_hint
 from mlplab.runs.config import RunConfig
 from mlplab.runs.files import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, read_metrics
 from mlplab.runs.splits import check_same_split
@@ -82,7 +82,8 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -
     from mlplab.data.base import SPLITS
 
     loaded, cfg, metrics = load_run(run)
-    ds = data if data is not None else load_run_dataset(cfg, loaded.extra.get("image_shape"))
+    ds = data if data is not None else load_run_dataset(
+        cfg, loaded.extra.get("image_shape"), moved=moved_data_hint(f"mlplab evaluate {run}"))
     X, y = ds.split(split)
     check_same_split(metrics, split, X, y, ds.name)
     if not len(y):

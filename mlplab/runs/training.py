@@ -21,7 +21,13 @@ import numpy as np
 
 from mlplab import io
 from mlplab.models import MLP
-from mlplab.runs.building import crop_padding, describe_model, load_run_dataset, make_augmenter
+from mlplab.runs.building import (
+    crop_padding,
+    describe_model,
+    load_run_dataset,
+    make_augmenter,
+    moved_data_hint,
+)
 from mlplab.runs.checkpoint import CheckpointCallback, load_checkpoint
 from mlplab.runs.config import RunConfig, absolute_config_paths, build_config, relocated
 from mlplab.runs.files import (
@@ -180,8 +186,11 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     loaded = state = None
     if ckpt.is_file():
         loaded, state, seconds = load_checkpoint(ckpt)
-    # a folder decoded to the checkpoint's channels, whatever this mlplab would choose now
-    ds, owned = _take_dataset(cfg, data, loaded.extra.get("image_shape") if loaded else None)
+    # a folder decoded to the checkpoint's channels, whatever this mlplab would choose now;
+    # data not found is answered with --data-dir (unless that was the place given)
+    ds, owned = _take_dataset(cfg, data, loaded.extra.get("image_shape") if loaded else None,
+                              moved="" if data_dir is not None else
+                              moved_data_hint(f"mlplab train --resume {run_dir}"))
     if cfg.eval_test:
         require_test_split(ds)
     if loaded is not None:
@@ -230,12 +239,13 @@ def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
                              f"{CONFIG_FILE} says {value!r}: it is not this run's checkpoint.")
 
 
-def _take_dataset(cfg: RunConfig, data: Any,
-                  image_shape: Sequence[int] | None = None) -> tuple[Any, bool]:
+def _take_dataset(cfg: RunConfig, data: Any, image_shape: Sequence[int] | None = None,
+                  moved: str | None = None) -> tuple[Any, bool]:
     """The run's dataset and whether the run owns it: it does when it loads it itself (``data``
-    None, or a function that loads it), and may then free what it no longer needs."""
+    None, or a function that loads it), and may then free what it no longer needs. ``moved`` as
+    in :func:`load_run_dataset`."""
     if data is None:
-        return load_run_dataset(cfg, image_shape), True
+        return load_run_dataset(cfg, image_shape, moved=moved), True
     if callable(data):
         return data(), True
     return data, False
