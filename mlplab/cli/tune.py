@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop hopeless trials early from their per-epoch validation accuracy "
                         "(--prune alone: median)")
     g.add_argument("--seed", type=seed_arg, default=0,
-                   help="seed of every trial's weights and batches and of the data splits "
+                   help="seed of every trial's weights and batches, of the data splits and, "
+                        "for one local worker on the default storage, of the sampler "
                         "(default: %(default)s)")
     g.add_argument("--preprocessing", "--preprocess", dest="preprocess",
                    choices=list(PREPROCESSING), default="standardize",
