@@ -178,6 +178,22 @@ def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
     assert not (tmp_path / "errors.log").exists()
 
 
+def test_a_stage_whose_input_only_left_out_says_which_stage_to_add(tmp_path):
+    """--only q3_default without data: the reason names the stage to add, not "see above"
+    (above, the data stage only says it was not selected)."""
+    r = reproduce("digits", TINY, out=tmp_path, log=False, only=["q3_default"])
+    status = {s.key: (s.status, s.reason) for s in r.sections}
+    assert status["data"] == ("not run", "not selected (--only).")
+    assert status["q3_default"] == ("not run", "needs the dataset, which the data stage makes: "
+                                               "add data to --only.")
+    # with data selected but failing, the reason still points at its section
+    r = reproduce("folder:" + str(tmp_path / "nowhere"), TINY, out=tmp_path / "b", log=False,
+                  only=["data", "q3_default"])
+    status = {s.key: (s.status, s.reason) for s in r.sections}
+    assert status["data"][0] == "not run" and "no such folder" in status["data"][1]
+    assert status["q3_default"] == ("not run", "needs the dataset, which was not produced (see "
+                                               "above).")
+
 def test_ctrl_c_in_a_training_stage_stops_the_report(tmp_path, monkeypatch):
     """A run that Ctrl-C cut short must not be reported as the stage's result."""
     import mlplab.runs as runs
@@ -340,7 +356,8 @@ def test_cli_reproduce(tmp_path, capsys):
     assert main(["reproduce", "--dataset", f"folder:{missing}", "--only", "data,q1",
                  "--out", str(tmp_path / "r")]) == 1
     assert "1 stage(s) failed: data" in capsys.readouterr().err
-    assert "Not run:** failed with DatasetError" in (tmp_path / "r" / "report.md").read_text()
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "Not run:** failed with DatasetNotFoundError" in report  # a DatasetError
 
 
 # ----------------------------------------------------------------------------- headless Chromium

@@ -48,9 +48,18 @@ class Context:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path, rel
 
+    #: the stage that makes each shared object a later stage may need
+    PRODUCERS = {"dataset": "data"}
+
     def need(self, key: str, what: str) -> Any:
-        """A shared object from an earlier stage, or skip this stage saying which one failed."""
+        """A shared object from an earlier stage, or skip this stage saying which one failed,
+        or, where --only left that stage out, to add it."""
         if key not in self.shared:
+            stage = self.PRODUCERS.get(key)
+            if stage is not None and self.only is not None and stage not in self.only:
+                # "see above" would point at a line saying only that it was not selected
+                raise StageSkipped(f"needs {what}, which the {stage} stage makes: add {stage} "
+                                   "to --only.")
             raise StageSkipped(f"needs {what}, which was not produced (see above).")
         return self.shared[key]
 
