@@ -809,6 +809,42 @@ def test_mnist_and_fashion_mnist_share_a_data_dir(server, tmp_path, monkeypatch)
     assert load_dataset("mnist", data_dir=shared, val_size=2).source == str(shared / "mnist")
 
 
+def _labels_with_counts(counts, seed=0):
+    """60,000 shuffled training labels with these class counts."""
+    y = np.repeat(np.arange(10), counts)
+    return np.random.RandomState(seed).permutation(y)
+
+
+def test_mnist_and_fashion_mnist_told_apart_by_their_label_counts(tmp_path, monkeypatch):
+    """Files with no published checksum to go by (Debian's recompressed Fashion-MNIST, files
+    gzipped again or not at all) are told apart by their training labels' class counts."""
+    mnist = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)  # MNIST's, published
+    monkeypatch.setattr(idx_module, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "no-home-data"))
+    for folder, counts, gz in (("fashion", (6000,) * 10, True), ("digits", mnist, False)):
+        write_idx_set(tmp_path / folder, gz=gz)  # small images: only the labels are read here
+        blob = idx_bytes(_labels_with_counts(counts))
+        (tmp_path / folder / "train-labels-idx1-ubyte.gz").unlink(missing_ok=True)
+        (tmp_path / folder / "train-labels-idx1-ubyte").unlink(missing_ok=True)
+        name = "train-labels-idx1-ubyte" + (".gz" if gz else "")
+        (tmp_path / folder / name).write_bytes(gzip.compress(blob) if gz else blob)
+    assert idx_module.identify_labels(tmp_path / "fashion" / "train-labels-idx1-ubyte.gz") == \
+        "fashion-mnist"
+    assert idx_module.identify_labels(tmp_path / "digits" / "train-labels-idx1-ubyte") == "mnist"
+    # each folder is taken for its own dataset and passed over for the other, which says why
+    assert idx_module.find_idx_files("fashion-mnist", tmp_path / "fashion") is not None
+    assert idx_module.find_idx_files("mnist", tmp_path / "digits") is not None
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'fashion'} holds fashion-mnist's"):
+        load_dataset("mnist", data_dir=tmp_path / "fashion")
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'digits'} holds mnist's files"):
+        load_dataset("fashion-mnist", data_dir=tmp_path / "digits")
+    # other counts (a class one image short, another dataset of 60,000) say nothing
+    near = (6001,) + (6000,) * 8 + (5999,)
+    path = tmp_path / "near-labels"
+    path.write_bytes(idx_bytes(_labels_with_counts(near)))
+    assert idx_module.identify_labels(path) is None
+
+
 def test_download_reads_files_without_a_published_checksum_as_they_are(
         server, tmp_path, monkeypatch):
     url, files = server

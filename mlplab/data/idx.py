@@ -137,16 +137,54 @@ def candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
     return roots
 
 
-def find_idx_files(name: str, data_dir: str | os.PathLike | None) -> dict[str, Path] | None:
-    """The four files of ``name`` from the first folder that has them all and whose labels are
-    not, by their published checksum, the other dataset's (MNIST and Fashion-MNIST name their
-    files alike, so one data_dir may hold the other's)."""
+#: the published number of training images of each class, in class order: MNIST's digits are
+#: unbalanced, Fashion-MNIST has 6,000 of each. Read from the decoded labels, they tell the two
+#: apart whatever compression the files carry (Debian's recompressed copies have other MD5s).
+TRAIN_LABEL_COUNTS = {
+    "mnist": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+    "fashion-mnist": (6000,) * 10,
+}
+
+
+def identify_labels(path: str | os.PathLike) -> str | None:
+    """``mnist`` or ``fashion-mnist`` where the training-label file ``path`` has exactly that
+    dataset's class counts, else None (including a file that cannot be read: loading it reports
+    that)."""
+    try:
+        y = read_idx(path)
+    except DatasetError:
+        return None
+    if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != 60000 or y.min() < 0 or y.max() > 9:
+        return None
+    counts = tuple(int(c) for c in np.bincount(y, minlength=10))
+    return next((name for name, known in TRAIN_LABEL_COUNTS.items() if counts == known), None)
+
+
+def other_dataset_in(name: str, files: dict[str, Path]) -> str | None:
+    """The dataset other than ``name`` whose ``files`` these are, by their published checksum
+    or by the class counts of their training labels; None if they may be ``name``'s."""
     from mlplab.data.download import other_dataset
 
+    other = other_dataset(name, files["train_labels"])
+    if other is None:
+        other = identify_labels(files["train_labels"])
+    return other if other is not None and other != name else None
+
+
+def find_idx_files(name: str, data_dir: str | os.PathLike | None,
+                   passed_over: list[str] | None = None) -> dict[str, Path] | None:
+    """The four files of ``name`` from the first folder that has them all and whose files are
+    not the other dataset's (MNIST and Fashion-MNIST name their files alike, so one data_dir may
+    hold the other's). Each folder passed over for that is noted in ``passed_over``."""
     for root in candidate_dirs(name, data_dir):
         found = _files_in(root)
-        if found is not None and other_dataset(name, found["train_labels"]) is None:
+        if found is None:
+            continue
+        other = other_dataset_in(name, found)
+        if other is None:
             return found
+        if passed_over is not None:
+            passed_over.append(f"{root} holds {other}'s files")
     return None
 
 
@@ -198,7 +236,8 @@ def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
     """All training and test images of ``mnist`` or ``fashion-mnist`` (``X_val`` empty)."""
     if name not in CLASSES:
         raise DatasetError(f"unknown IDX dataset {name!r}; expected mnist or fashion-mnist.")
-    files = find_idx_files(name, data_dir)
+    passed_over: list[str] = []
+    files = find_idx_files(name, data_dir, passed_over)
     if download and _needs_download(name, files):
         from mlplab.data.download import download_dataset
 
@@ -210,9 +249,11 @@ def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
         where = f" --data-dir {data_dir}" if data_dir is not None else ""
         hint = (" or install Debian's dataset-fashion-mnist package"
                 if name == "fashion-mnist" else "")
+        other = f" ({'; '.join(passed_over)})" if passed_over else ""
         raise DatasetNotFoundError(
             f"{name} not found: looked for {', '.join(b + '[.gz]' for b in FILES.values())} in "
-            f"{looked}. Fetch it with `mlplab data download {name}{where}`{DOWNLOAD_HINT}{hint}.")
+            f"{looked}{other}. Fetch it with `mlplab data download {name}{where}`"
+            f"{DOWNLOAD_HINT}{hint}.")
     k = len(CLASSES[name])
     X = _images(files["train_images"])
     y = _labels(files["train_labels"], len(X), k)
