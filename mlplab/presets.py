@@ -96,7 +96,7 @@ PRESETS.update({
         # 60 cosine epochs (30 gave 60.9% validation). docs/accuracy.md, docs/results.md.
         "description": "one hidden layer of 2048, flip + 2-pixel crop, momentum 0.9, lr 0.02, 1 "
                        "warm-up epoch + cosine, reg 1e-4, label smoothing 0.1, batch 200, 60 "
-                       "epochs (CIFAR-10: about 63% validation in about 10 min on 2 cores)",
+                       "epochs (CIFAR-10: about 63% validation in about 9 min on 2 cores)",
         "hidden": [2048], "dropout": 0.0, "batchnorm": False, "augment": ["flip", "crop"],
         "crop_padding": 2, "lr": 0.02, "reg": 1e-4, "batch_size": 200, "epochs": 60,
     },
@@ -149,7 +149,7 @@ PRESETS.update({
                        "one hidden layer of 1024, dropout 0.2, flips, momentum "
                        "0.9, lr 0.05, 1 warm-up epoch + cosine, reg 5e-5, label smoothing 0.1, "
                        "batch 128, 100 epochs, no early stopping, trained on all 60,000 "
-                       "training images (about 5 min on 2 cores)",
+                       "training images (about 4-5 min on 2 cores)",
         "preprocessing": "sqrt-standardize", "val_size": 0,
         "hidden": [1024], "dropout": 0.2, "batchnorm": False, "augment": ["flip"],
         "lr": 0.05, "reg": 5e-5, "batch_size": 128, "epochs": 100, "patience": None,
