@@ -24,6 +24,7 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mlplab._validation import check_y  # noqa: E402
 from mlplab.io import atomic_path  # noqa: E402
 
 if TYPE_CHECKING:
@@ -147,11 +148,21 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts (K, K): row = true class, column = predicted class."""
-    y_true, y_pred = np.asarray(y_true, dtype=np.intp), np.asarray(y_pred, dtype=np.intp)
+    """Counts (K, K): row = true class, column = predicted class; labels are 0..K-1."""
+    y_true, y_pred = (_labels(v, num_classes, name) for v, name in
+                      ((y_true, "y_true"), (y_pred, "y_pred")))
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {len(y_true)} and {len(y_pred)}.")
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(cm, (y_true, y_pred), 1)
     return cm
+
+
+def _labels(y: object, num_classes: int, name: str) -> np.ndarray:
+    """``y`` as 1-D class indices in [0, num_classes), else a ``ValueError``: a label -1 would
+    otherwise be counted silently in the last class (NumPy's negative indexing)."""
+    y = np.asarray(y)
+    return check_y(y, len(y) if y.ndim else 0, num_classes, name)
 
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str],
@@ -159,6 +170,10 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str],
     """A confusion matrix as a heat map; with ``normalize`` each row shows the fraction of that
     class predicted as each class (the diagonal is per-class recall), and cells show percents."""
     cm = np.asarray(cm, dtype=np.float64)
+    if cm.shape != (len(classes), len(classes)):
+        # else the class names would label the wrong rows, or only some of them
+        raise ValueError(f"cm of shape {cm.shape} does not match {len(classes)} class names; "
+                         f"expected ({len(classes)}, {len(classes)}).")
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     k = len(classes)
     side = min(7.0, max(4.0, 0.55 * k + 2))

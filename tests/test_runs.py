@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
 from mlplab import MLP, TwoLayerNet, io, plots
 from mlplab.cli import main
@@ -617,6 +618,27 @@ def test_weight_tiles_are_the_columns_of_W1(rng):
 def test_confusion_matrix_counts():
     cm = plots.confusion_matrix([0, 0, 1, 2, 2], [0, 1, 1, 2, 0], 3)
     np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 1, 0], [1, 0, 1]])
+
+
+def test_confusion_matrix_refuses_labels_it_cannot_count(rng):
+    y_true, y_pred = rng.randint(0, 4, 50), rng.randint(0, 4, 50)
+    np.testing.assert_array_equal(plots.confusion_matrix(y_true, y_pred, 4),
+                                  sklearn_confusion_matrix(y_true, y_pred, labels=range(4)))
+    # -1 (an "unknown" label) was counted in the last class by NumPy's negative indexing
+    with pytest.raises(ValueError, match=r"y_true has labels out of range \[0, 2\]: min -1"):
+        plots.confusion_matrix([0, -1], [0, 2], 3)
+    with pytest.raises(ValueError, match=r"y_pred has labels out of range \[0, 2\]"):
+        plots.confusion_matrix([0, 1], [0, 3], 3)
+    with pytest.raises(ValueError, match="integer class labels"):
+        plots.confusion_matrix(["cat", "dog"], ["cat", "cat"], 2)
+    with pytest.raises(ValueError, match="differ in length: 2 and 3"):
+        plots.confusion_matrix([0, 1], [0, 1, 1], 2)
+
+
+def test_plot_confusion_needs_a_name_per_class():
+    # a 3-class matrix drawn with 2 names labelled only part of it, silently
+    with pytest.raises(ValueError, match=r"cm of shape \(3, 3\) does not match 2 class names"):
+        plots.plot_confusion(np.eye(3), ["a", "b"])
 
 
 def test_figures_have_titles_labels_and_legends(tmp_path, rng):
