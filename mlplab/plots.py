@@ -1,9 +1,13 @@
-"""Every training figure, drawn with Matplotlib's Agg backend (no display needed).
+"""Every training figure, drawn with Matplotlib's pyplot.
 
 Each ``plot_*`` function returns a ``matplotlib.figure.Figure``; :func:`save` writes it atomically
 (PNG, PDF or SVG by extension) and closes it. Figures are page-sized (about 7 x 4 inches, 130 dpi),
 with titles, axis labels and legends, and the same quantity always has the same colour
 (:data:`COLORS`: train blue, validation orange, test green, loss indigo).
+
+The backend is the user's: importing this module does not choose one, so ``plt.show()`` and a
+notebook's inline figures keep working, and without a display Matplotlib itself falls back to Agg
+(the command line sets ``MPLBACKEND=Agg``).
 
 The exercise's sample-images grid is :func:`plot_samples` (plain arrays in, a figure out);
 :func:`mlplab.data.preview.sample_grid` picks a dataset's split and writes it to a file.
@@ -17,15 +21,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg", force=False)
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mlplab._validation import check_y  # noqa: E402
-from mlplab.io import atomic_path  # noqa: E402
+from mlplab._validation import check_y
+from mlplab.io import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

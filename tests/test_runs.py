@@ -5,7 +5,10 @@ import json
 import os
 import signal
 import struct
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -639,6 +642,37 @@ def test_plot_confusion_needs_a_name_per_class():
     # a 3-class matrix drawn with 2 names labelled only part of it, silently
     with pytest.raises(ValueError, match=r"cm of shape \(3, 3\) does not match 2 class names"):
         plots.plot_confusion(np.eye(3), ["a", "b"])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_library_leaves_the_matplotlib_backend_to_its_user(tmp_path):
+    # importing mlplab.plots switched a session to Agg: plt.show() showed nothing after it, and
+    # a notebook's inline figures (MPLBACKEND=module://matplotlib_inline...) stopped appearing
+    script = f"""
+import matplotlib
+import numpy as np
+from mlplab import plots
+from mlplab.data import load_dataset
+from mlplab.data.preview import sample_grid
+import mlplab.report.style
+plots.save(plots.plot_loss(np.linspace(2, 1, 60)), {str(tmp_path / "loss.png")!r})
+sample_grid(load_dataset("digits"), {str(tmp_path / "grid.png")!r}, per_class=1)
+print(matplotlib.get_backend())
+"""
+    env = {**os.environ, "MPLBACKEND": "svg", "PYTHONPATH": str(ROOT) + os.pathsep +
+           os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg"]
+    assert (tmp_path / "loss.png").stat().st_size and (tmp_path / "grid.png").stat().st_size
+    # the command line draws into files only: Agg, whatever the environment says
+    script = "import os; from mlplab.cli import main; main([]); print(os.environ['MPLBACKEND'])"
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.split()[-1] == "Agg", done.stderr
 
 
 def test_figures_have_titles_labels_and_legends(tmp_path, rng):

@@ -118,6 +118,11 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if "matplotlib" not in sys.modules:
+        # the commands only write figures to files: Agg needs no display and starts no GUI
+        # toolkit, here or in worker processes (which inherit it). The library itself leaves the
+        # backend to its user (plt.show(), notebooks' inline figures).
+        os.environ["MPLBACKEND"] = "Agg"
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

@@ -20,9 +20,6 @@ def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: 
     class names) to ``out`` (PNG, PDF or SVG by extension), atomically; return the path.
     ``transform`` changes the picked images before they are drawn (see
     :func:`mlplab.plots.plot_samples`)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     X, y = ds.split(split)

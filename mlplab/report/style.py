@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-
-from mlplab import plots as _plots  # noqa: E402
+from mlplab import plots as _plots
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

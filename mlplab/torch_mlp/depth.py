@@ -144,7 +144,7 @@ def plot_depth(results: Sequence[DepthResult]) -> Figure:
     """Train (dashed) and validation (solid) accuracy against depth, one colour per
     initialisation, the test accuracy of each best network as a star. Returns a Matplotlib
     figure; :func:`mlplab.plots.save` writes it atomically."""
-    from mlplab import plots  # sets the Agg backend
+    from mlplab import plots
 
     plt = plots.plt
     fig, ax = plt.subplots(figsize=plots.FIGSIZE)

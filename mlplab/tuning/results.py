@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -83,10 +82,6 @@ def markdown_table(header: list[str], rows: list[list[Any]], best: int | None) -
 def write_plots(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[str, str]]:
     """Optuna's optimisation-history, parallel-coordinate and parameter-importance plots as PNG
     files; returns ``(written, skipped)`` where ``skipped`` says why a plot was not drawn."""
-    import matplotlib
-
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as ovm
