@@ -116,9 +116,9 @@ class TrainConfig:
             # silently ignoring it would let a user believe they had regularised the net
             raise SettingsError("weight_decay (decoupled, AdamW) applies to the adam optimizer "
                                 "only; use reg for L2 with the other optimizers.")
-        if self.patience is not None and int(self.patience) < 1:
-            raise ValueError(f"patience must be a positive number of epochs; got "
-                             f"{self.patience}.")
+        if self.patience is not None:
+            # "3" or 2.5 passed int(patience) here and failed or rounded at the first epoch's end
+            check_int(self.patience, "patience")
         check_positive(self.warmup_epochs, "warmup_epochs", allow_zero=True)
         if self.schedule == "cosine" and self.min_lr > self.lr:
             raise SettingsError(f"min_lr ({self.min_lr:g}) must not exceed lr ({self.lr:g}): the "
@@ -271,6 +271,12 @@ class Trainer:
         if not len(X):
             raise ValueError("cannot train on an empty training set (X has 0 rows).")
         y = check_y(y, X.shape[0], model.num_classes)
+        if (X_val is None) != (y_val is None):
+            # one without the other was "y_val must be a 1-D array ... got shape ()", or no
+            # validation at all, silently
+            given, missing = ("X_val", "y_val") if y_val is None else ("y_val", "X_val")
+            raise ValueError(f"{given} was given without {missing}: pass both to validate, or "
+                             "neither.")
         if X_val is not None and len(X_val):
             X_val = check_X(X_val, model.input_size, "X_val", model.dtype)
             y_val = check_y(y_val, X_val.shape[0], model.num_classes, "y_val")

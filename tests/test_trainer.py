@@ -379,6 +379,9 @@ def test_iters_override_epochs_and_train_acc_modes(data):
     ({"optimizer": "rmsprop"}, "unknown optimizer"), ({"schedule": "linear"}, "schedule"),
     ({"sampling": "random"}, "sampling"), ({"weight_decay": 0.1}, "adam"),
     ({"patience": 0}, "patience"), ({"colour": "red"}, "unknown training options"),
+    # accepted by int(patience), then a TypeError (or a rounded count) at the first epoch's end
+    ({"patience": "3"}, "patience must be an integer >= 1; got '3'"),
+    ({"patience": 2.5}, "patience must be an integer"), ({"patience": True}, "patience"),
 ])
 def test_bad_config_is_a_clear_error(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -395,6 +398,14 @@ def test_bad_data_is_a_clear_error(data):
     with pytest.raises(ValueError, match="batch norm needs batches of at least 2 rows"):
         Trainer(batch_size=1).fit(MLP(6, [4], 3, batchnorm=True), X, y)
     Trainer(batch_size=1, epochs=1).fit(MLP(6, [4], 3), X[:5], y[:5])  # fine without it
+
+
+def test_validation_data_comes_in_pairs(data):
+    X, y, Xv, yv = data
+    with pytest.raises(ValueError, match="X_val was given without y_val: pass both"):
+        Trainer(epochs=1).fit(MLP(6, [4], 3), X, y, Xv)
+    with pytest.raises(ValueError, match="y_val was given without X_val"):  # was ignored
+        Trainer(epochs=1).fit(MLP(6, [4], 3), X, y, y_val=yv)
 
 
 def test_a_second_fit_starts_over(data):
