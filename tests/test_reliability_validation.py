@@ -151,7 +151,7 @@ TRAIN_ARGS = [
     ({"min_lr": -1}, "min_lr must be a finite number >= 0"),
     ({"weight_decay": -1}, "weight_decay must be a finite number >= 0"),
     ({"weight_decay": 0.1, "optimizer": "sgd"}, "applies to the adam optimizer only"),
-    ({"patience": 0}, "patience must be a positive number of epochs"),
+    ({"patience": 0}, "patience must be an integer >= 1; got 0"),
     ({"seed": -1}, "seed must be None or an integer between 0 and 2\\*\\*32 - 1"),
     ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'; choose one of"),
     ({"schedule": "linear"}, "unknown schedule 'linear'; choose one of"),
