@@ -37,9 +37,13 @@ def check_X(X: object, n_features: int | None = None, name: str = "X",
     refused too: 1e39 is finite in float64 but not in float32."""
     arr = np.asarray(X)
     if arr.ndim != 2:
+        # one sample is a row, not a vector: X.reshape(len(X), -1) would make it a column
+        hint = (f"For a single sample use {name}.reshape(1, -1)." if arr.ndim == 1 else
+                f"Flatten images first, e.g. {name}.reshape(len({name}), -1)." if arr.ndim > 2
+                else "")
         raise ValueError(
             f"{name} must be a 2-D array of shape (n_samples, n_features); got {arr.ndim}-D "
-            f"shape {arr.shape}. Flatten images first, e.g. X.reshape(len(X), -1)."
+            f"shape {arr.shape}. {hint}".rstrip()
         )
     if arr.dtype.kind not in "fiub":
         raise ValueError(f"{name} must hold numbers; got dtype {arr.dtype}.")

@@ -57,7 +57,7 @@ class MLP:
     Parameters
     ----------
     input_size, hidden_sizes, num_classes
-        Layer widths; ``hidden_sizes=[]`` gives softmax regression.
+        Layer widths; ``hidden_sizes=[]`` gives softmax regression, an integer one hidden layer.
     activation
         ``relu`` (default), ``leaky_relu``, ``tanh`` or ``sigmoid``.
     init, std
@@ -72,10 +72,12 @@ class MLP:
         ``float32`` (default, for training) or ``float64`` (for gradient checks).
     """
 
-    def __init__(self, input_size: int, hidden_sizes: list[int] | tuple[int, ...],
+    def __init__(self, input_size: int, hidden_sizes: int | list[int] | tuple[int, ...],
                  num_classes: int, *, activation: str = "relu", init: str = "he",
                  std: float = 1e-4, dropout: float = 0.0, batchnorm: bool = False,
                  seed: int | None = None, dtype: DTypeLike = np.float32) -> None:
+        if is_int(hidden_sizes):  # one hidden layer, as MLPClassifier and train_run take it
+            hidden_sizes = [hidden_sizes]
         if isinstance(hidden_sizes, str) or not all(is_int(h) and h >= 1 for h in hidden_sizes):
             raise ValueError(f"every hidden size must be a positive integer; got "
                              f"{hidden_sizes!r}.")
@@ -234,8 +236,7 @@ class MLP:
         if not len(X):
             raise ValueError("X has no rows: the loss is a mean over a batch and needs at least "
                              "one row.")
-        if reg < 0 or not np.isfinite(reg):
-            raise ValueError(f"reg must be a finite number >= 0; got {reg!r}.")
+        check_positive(reg, "reg", allow_zero=True)  # None or "1e-3": a message, no TypeError
         loss, grads = self._loss_and_grads(X, y, reg)
         return loss, {k: v.copy() for k, v in grads.items()}
 

@@ -158,11 +158,30 @@ def test_float32_matches_float64(rng):
     (np.zeros((3, 4)), np.array([0, 1]), "labels"),
     (np.zeros((3, 4)), np.array([0.5, 1, 2]), "integer"),
     (np.zeros((0, 4)), np.zeros(0, int), "no rows"),
+    # one sample: a row (1, D), not the column that X.reshape(len(X), -1) would make of it
+    (np.zeros(4), None, r"got 1-D shape \(4,\)\. For a single sample use X\.reshape\(1, -1\)\.$"),
+    (np.zeros((2, 2, 2, 1)), None, r"Flatten images first, e\.g\. X\.reshape\(len\(X\), -1\)"),
 ])
 def test_bad_input_raises_value_error_naming_the_problem(X, y, message):
     model = MLP(4, [5], 3, seed=0)
     with pytest.raises(ValueError, match=message):
         model.loss(X, y)
+
+
+@pytest.mark.parametrize("reg", [None, "1e-3", -1.0, np.nan])
+def test_a_bad_reg_is_a_value_error(reg):
+    X, y = np.zeros((3, 4)), np.array([0, 1, 2])
+    with pytest.raises(ValueError, match=f"reg must be a finite number >= 0; got {reg!r}"):
+        MLP(4, [5], 3, seed=0).loss(X, y, reg=reg)
+
+
+def test_an_integer_hidden_size_is_one_hidden_layer():
+    # as MLPClassifier(hidden_sizes=100) and train_run(hidden=100) take it; was a TypeError
+    one = MLP(4, 5, 3, seed=0)
+    listed = MLP(4, [5], 3, seed=0)
+    assert one.config == listed.config and one.config["hidden_sizes"] == [5]
+    for name, value in listed.params.items():
+        np.testing.assert_array_equal(one.params[name], value)
 
 
 def test_empty_input_predicts_nothing_but_has_no_accuracy():
