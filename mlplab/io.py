@@ -285,6 +285,10 @@ class LoadedModel:
     def __iter__(self):  # allows ``model, prep, extra = load_model(path)``
         return iter((self.model, self.preprocessing, self.extra))
 
+    def __repr__(self) -> str:
+        return (f"LoadedModel(model={self.model!r}, preprocessing={self.preprocessing!r}, "
+                f"extra keys {sorted(self.extra)})")
+
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Load a model file written by :func:`save_model`, validating it; returns a

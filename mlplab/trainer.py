@@ -152,6 +152,17 @@ class History:
     stopped_early: bool = False
     interrupted: bool = False
 
+    def __repr__(self) -> str:
+        # a summary: the dataclass repr printed every iteration's loss (thousands of numbers for
+        # a notebook cell showing a History or a RunResult); the lists are the attributes
+        parts = [f"iterations={len(self.loss)}", f"epochs={len(self.train_acc)}"]
+        last = (("loss", self.loss), ("train_acc", self.train_acc), ("val_acc", self.val_acc))
+        parts += [f"{name}={values[-1]:.4g}" for name, values in last if values]
+        if self.best_epoch >= 0:
+            parts.append(f"best_val_acc={self.best_val_acc:.4g}, best_epoch={self.best_epoch}")
+        parts += [flag for flag in ("stopped_early", "interrupted") if getattr(self, flag)]
+        return f"History({', '.join(parts)})"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

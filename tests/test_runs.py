@@ -87,6 +87,9 @@ def test_model_file_round_trip_without_pickle(tmp_path, digits, rng):
     X = digits.X_val
     np.testing.assert_array_equal(loaded.model.predict(loaded.preprocessing.transform(X)),
                                   model.predict(pre.transform(X)))
+    # what a notebook shows for it (was <mlplab.io.LoadedModel object at 0x...>)
+    assert repr(loaded) == (f"LoadedModel(model={model!r}, preprocessing={pre!r}, "
+                            "extra keys ['classes'])")
 
 
 def test_two_layer_net_round_trip(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlplab import MLP, TwoLayerNet
-from mlplab.trainer import Callback, TrainConfig, Trainer, TrainingDivergedError
+from mlplab.trainer import Callback, History, TrainConfig, Trainer, TrainingDivergedError
 
 
 def blobs(n=300, d=6, k=3, seed=0):
@@ -406,6 +406,16 @@ def test_validation_data_comes_in_pairs(data):
         Trainer(epochs=1).fit(MLP(6, [4], 3), X, y, Xv)
     with pytest.raises(ValueError, match="y_val was given without X_val"):  # was ignored
         Trainer(epochs=1).fit(MLP(6, [4], 3), X, y, y_val=yv)
+
+
+def test_a_history_shows_a_summary_not_every_loss():
+    # the dataclass repr printed every iteration's loss: 100,000 numbers here, in a notebook
+    # cell showing a History or a RunResult
+    h = History(loss=[2.0] * 99_999 + [0.123456], train_acc=[0.5, 0.91234],
+                val_acc=[0.4, 0.8], best_val_acc=0.8, best_epoch=2, stopped_early=True)
+    assert repr(h) == ("History(iterations=100000, epochs=2, loss=0.1235, train_acc=0.9123, "
+                       "val_acc=0.8, best_val_acc=0.8, best_epoch=2, stopped_early)")
+    assert repr(History()) == "History(iterations=0, epochs=0)"
 
 
 def test_a_second_fit_starts_over(data):
