@@ -157,8 +157,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         y_enc = encoder.fit_transform(y)
         self.classes_ = encoder.classes_
         if len(self.classes_) < 2:
+            # tolist(): the label as written (0, 'cat'), not NumPy 2's np.int64(0)
             raise ValueError(f"MLPClassifier needs samples of at least 2 classes in y; got 1 "
-                             f"class ({self.classes_[0]!r}).")
+                             f"class ({self.classes_.tolist()[0]!r}).")
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         X_val = y_val = None

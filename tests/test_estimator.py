@@ -83,8 +83,10 @@ def test_bad_hyperparameters_are_reported_at_fit(digits):
             MLPClassifier(batch_size=batch).fit(X_tr, y_tr)
     with pytest.raises(ValueError, match="unknown optimizer"):
         MLPClassifier(optimizer="rmsprop").fit(X_tr, y_tr)
-    with pytest.raises(ValueError, match="2 classes"):
-        MLPClassifier().fit(X_tr[:5], np.zeros(5))
+    with pytest.raises(ValueError, match=r"2 classes in y; got 1 class \(0\)\.$"):
+        MLPClassifier().fit(X_tr[:5], np.zeros(5, int))
+    with pytest.raises(ValueError, match=r"got 1 class \('cat'\)\.$"):
+        MLPClassifier().fit(X_tr[:5], ["cat"] * 5)
 
 
 def test_tol_none_trains_every_epoch(digits):
