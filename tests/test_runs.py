@@ -437,6 +437,24 @@ def test_resume_from_moved_data(tmp_path, digits):
 
 
 
+def test_a_run_given_its_data_records_that_data(tmp_path, digits):
+    """train_run(data=ds) without dataset= recorded the default, digits, in config.json: the run
+    folder then named data it was not trained on, and evaluate_run refused it (digits has no 30
+    test images of this shape) or, with a matching shape, would evaluate other images."""
+    for i, (image, label) in enumerate(zip(digits.X_train[:120], digits.y_train[:120])):
+        (tmp_path / "pics" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.repeat(image, 3, axis=2)).resize((6, 6)).save(
+            tmp_path / "pics" / str(label) / f"{i}.png")
+    ds = load_dataset(f"folder:{tmp_path / 'pics'}", val_size=20, test_size=30)
+    result = train_run(data=ds, out=tmp_path / "run", hidden=[8], epochs=2, plots=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["dataset"] == result.config.dataset == ds.name
+    assert (config["val_size"], config["test_size"]) == (20, 30)
+    assert evaluate_run(tmp_path / "run", "val")["accuracy"] == pytest.approx(
+        result.metrics["val_accuracy"])
+    assert evaluate_run(tmp_path / "run", "test")["size"] == 30
+
+
 def test_a_run_whose_data_is_gone_is_pointed_at_data_dir_not_download(tmp_path, monkeypatch,
                                                                       capsys):
     """Resuming or evaluating a run whose data is no longer where config.json says is told to

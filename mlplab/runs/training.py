@@ -89,7 +89,9 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     out : the run folder to create; None trains in memory only (no files, no checkpoints).
         An existing folder must not already hold a run (use :func:`resume_run` for that).
     data : an already loaded :class:`mlplab.data.Dataset` (raw splits) to use instead of loading
-        ``config.dataset``; handy when many runs share one dataset (tuning). Or a function of no
+        ``config.dataset``; handy when many runs share one dataset (tuning). The run's config
+        then records its name and split sizes (``dataset``, ``val_size``, ``test_size``). Or a
+        function of no
         arguments that loads it: like None (loading ``config.dataset``), this lets the run own
         the dataset and free its raw training images once they are preprocessed, which lowers
         the peak memory.
@@ -125,9 +127,11 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     if cfg.eval_test:
         require_test_split(ds)
     if not owned:
-        # a dataset loaded by the caller may be split otherwise than the config (a preset's
-        # val_size 0, a default): record the split it has, which evaluate_run reloads
-        cfg = replace(cfg, val_size=len(ds.y_val), test_size=len(ds.y_test))
+        # a dataset loaded by the caller may be another than the config names (train_run(data=
+        # load_dataset("fashion-mnist")) recorded the default, digits) and split otherwise (a
+        # preset's val_size 0, a default): record the data and split it has, which evaluate_run,
+        # resume_run and train_run(**config) load again
+        cfg = replace(cfg, dataset=ds.name, val_size=len(ds.y_val), test_size=len(ds.y_test))
     made = out is not None and not Path(out).exists()  # a folder of the user's is never removed
     out_dir = new_run_dir(out) if out is not None else None
     pre, model, X_train = _fresh(cfg, ds)
