@@ -97,6 +97,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     random_state : int, RandomState or None
         Seeds weights, minibatch order and dropout.
     verbose : bool, default False
+    warm_start : bool, default False
+        As in scikit-learn: a further ``fit`` continues from the fitted network's weights
+        instead of new ones (the optimiser starts afresh, as scikit-learn's does), and
+        ``loss_curve_``, ``n_iter_`` and ``t_`` go on counting. The classes, the number of
+        features and ``hidden_sizes`` must be those of the fitted network.
     """
 
     def __init__(self, hidden_sizes: int | Sequence[int] = (100,), activation: str = "relu",
@@ -106,7 +111,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  reg: float = 1e-4, batch_size: int = 200, max_epochs: int = 200,
                  tol: float | None = 1e-4, n_iter_no_change: int = 10, early_stopping: bool = False,
                  validation_fraction: float = 0.1, random_state: Any = None,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, warm_start: bool = False) -> None:
         self.hidden_sizes = hidden_sizes
         self.activation = activation
         self.init = init
@@ -127,6 +132,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.verbose = verbose
+        self.warm_start = warm_start
 
     def _check_params(self) -> list[int]:
         hidden = [self.hidden_sizes] if is_int(self.hidden_sizes) else list(self.hidden_sizes)
@@ -151,15 +157,20 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: ArrayLike, y: ArrayLike) -> MLPClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y``; returns ``self``."""
         hidden = self._check_params()
-        X, y = _validate_data(self, X, y, dtype=[np.float64, np.float32], reset=True)
+        warm = bool(self.warm_start) and hasattr(self, "model_")
+        # warm: the fitted network's number of features is checked, not reset
+        X, y = _validate_data(self, X, y, dtype=[np.float64, np.float32], reset=not warm)
         check_classification_targets(y)
         encoder = LabelEncoder()
         y_enc = encoder.fit_transform(y)
-        self.classes_ = encoder.classes_
-        if len(self.classes_) < 2:
+        if len(encoder.classes_) < 2:
             # tolist(): the label as written (0, 'cat'), not NumPy 2's np.int64(0)
             raise ValueError(f"MLPClassifier needs samples of at least 2 classes in y; got 1 "
-                             f"class ({self.classes_.tolist()[0]!r}).")
+                             f"class ({encoder.classes_.tolist()[0]!r}).")
+        if warm:
+            self._check_warm_start(encoder.classes_, hidden)
+            X = X.astype(self.model_.dtype, copy=False)  # the network's arithmetic goes on
+        self.classes_ = encoder.classes_
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         X_val = y_val = None
@@ -169,9 +180,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             X, X_val, y_enc, y_val = train_test_split(
                 X, y_enc, test_size=self.validation_fraction, random_state=seed,
                 stratify=y_enc if np.bincount(y_enc).min() >= 2 else None)
-        self.model_ = MLP(X.shape[1], hidden, len(self.classes_), activation=self.activation,
-                          init=self.init, std=self.std, dropout=self.dropout,
-                          batchnorm=self.batchnorm, seed=seed, dtype=X.dtype)
+        if not warm:
+            self.model_ = MLP(X.shape[1], hidden, len(self.classes_),
+                              activation=self.activation, init=self.init, std=self.std,
+                              dropout=self.dropout, batchnorm=self.batchnorm, seed=seed,
+                              dtype=X.dtype)
+            self.loss_curve_, self.n_iter_, self.t_ = [], 0, 0
         batch_size = min(int(self.batch_size), len(X))
         convergence = _Convergence(self.tol, 0 if self.early_stopping else self.n_iter_no_change)
         trainer = Trainer(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
@@ -182,15 +196,27 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                           callbacks=[convergence])
         history = trainer.fit(self.model_, X, y_enc, X_val, y_val)
         self.history_ = history
-        self.loss_curve_ = convergence.epoch_loss
-        self.n_iter_ = trainer.epoch
-        self.t_ = trainer.iteration * batch_size  # samples seen, as scikit-learn counts it
+        self.loss_curve_ = [*self.loss_curve_, *convergence.epoch_loss]
+        self.n_iter_ += trainer.epoch
+        self.t_ += trainer.iteration * batch_size  # samples seen, as scikit-learn counts it
         if self.early_stopping:
             self.validation_scores_ = list(history.val_acc)
             self.best_validation_score_ = history.best_val_acc
         else:  # as scikit-learn: no stale scores from an earlier fit with early stopping
             self.validation_scores_ = self.best_validation_score_ = None
         return self
+
+    def _check_warm_start(self, classes: np.ndarray, hidden: list[int]) -> None:
+        """A warm start continues the fitted network: it must be the network these data and
+        parameters describe."""
+        if not np.array_equal(classes, self.classes_):
+            raise ValueError(f"warm_start: y has classes {classes.tolist()}, but the fitted "
+                             f"network has {self.classes_.tolist()}; fit with the same classes "
+                             "or set warm_start=False to start again.")
+        if hidden != list(self.model_.config["hidden_sizes"]):
+            raise ValueError(f"warm_start: hidden_sizes is {hidden}, but the fitted network has "
+                             f"{list(self.model_.config['hidden_sizes'])}; set warm_start=False "
+                             "to start again.")
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``."""

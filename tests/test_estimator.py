@@ -104,3 +104,46 @@ def test_samples_seen_count_a_batch_capped_at_the_training_set(digits):
     clf = MLPClassifier(hidden_sizes=(4,), batch_size=500, max_epochs=3, tol=None,
                         random_state=0).fit(X_tr[:60], y_tr[:60])
     assert clf.n_iter_ == 3 and clf.t_ == 3 * 60
+
+
+def test_warm_start_continues_the_fitted_network(digits):
+    from mlplab.models import MLP
+    from mlplab.trainer import Trainer
+
+    X_tr, _, y_tr, _ = digits
+    X_tr = (X_tr / 16).astype(np.float32)
+    params = dict(hidden_sizes=(32,), max_epochs=3, tol=None, random_state=0)
+    clf = MLPClassifier(warm_start=True, **params).fit(X_tr, y_tr)
+    model, seen = clf.model_, clf.t_
+    clf.fit(X_tr, y_tr)
+    assert clf.model_ is model and clf.n_iter_ == 6 and len(clf.loss_curve_) == 6
+    assert clf.t_ == 2 * seen
+    # the same as training one network twice by hand: same seed, a new optimiser each time
+    seed = int(np.random.RandomState(0).randint(np.iinfo(np.int32).max))
+    ref = MLP(64, [32], 10, seed=seed, dtype=np.float32)
+    for _ in range(2):
+        Trainer(optimizer="adam", lr=1e-3, schedule="constant", lr_decay=1.0, reg=1e-4,
+                batch_size=200, epochs=3, train_acc="subset", seed=seed).fit(ref, X_tr, y_tr)
+    for name, p in ref.params.items():
+        np.testing.assert_array_equal(clf.model_.params[name], p, err_msg=name)
+    # without warm_start a second fit starts again, as scikit-learn's does
+    cold = MLPClassifier(**params).fit(X_tr, y_tr)
+    first = cold.model_.params["W1"].copy()
+    cold.fit(X_tr, y_tr)
+    np.testing.assert_array_equal(cold.model_.params["W1"], first)
+    assert cold.n_iter_ == 3 and len(cold.loss_curve_) == 3
+    # float64 data continue in the network's float32
+    clf.fit(X_tr.astype(np.float64), y_tr)
+    assert clf.model_.dtype == np.float32 and clf.n_iter_ == 9
+
+
+def test_warm_start_refuses_another_network(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier(hidden_sizes=(8,), max_epochs=1, warm_start=True, random_state=0)
+    clf.fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match="warm_start: y has classes"):
+        clf.fit(X_tr[y_tr < 5], y_tr[y_tr < 5])
+    with pytest.raises(ValueError, match="X has 10 features, but MLPClassifier is expecting 64"):
+        clf.fit(X_tr[:, :10], y_tr)
+    with pytest.raises(ValueError, match=r"warm_start: hidden_sizes is \[16\]"):
+        clf.set_params(hidden_sizes=(16,)).fit(X_tr, y_tr)
