@@ -433,13 +433,16 @@ class Trainer:
                              else _accuracy_on_rows(model, X, y, subset))
                 logs = self._end_epoch(train_acc, X_val, y_val, self.optimizer.lr,
                                        time.perf_counter() - epoch_start)
+                # without validation data there is no validation accuracy to show (not "nan")
+                val = {} if X_val is None else {"val": f"{logs['val_acc']:.3f}"}
                 if bar is not None:
-                    self._postfix.update(train=f"{train_acc:.3f}", val=f"{logs['val_acc']:.3f}")
+                    self._postfix.update(train=f"{train_acc:.3f}", **val)
                     bar.set_postfix(self._postfix, refresh=False)
                 if cfg.verbose:
+                    val_text = f", val acc {val['val']}" if val else ""
                     print(f"epoch {self.epoch} / iteration {self.iteration}/{total}: loss "
-                          f"{loss:.4f}, train acc {train_acc:.3f}, val acc "
-                          f"{logs['val_acc']:.3f}, lr {logs['lr']:.3g}", flush=True)
+                          f"{loss:.4f}, train acc {train_acc:.3f}{val_text}, lr "
+                          f"{logs['lr']:.3g}", flush=True)
                 epoch_start = time.perf_counter()
 
     @contextlib.contextmanager

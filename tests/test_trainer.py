@@ -444,3 +444,14 @@ def test_label_smoothing_trains_on_smoothed_targets_and_is_restored(data):
     assert model.output.label_smoothing == 0.0
     with pytest.raises(ValueError, match="label_smoothing"):
         Trainer(label_smoothing=1.0)
+
+
+def test_verbose_lines_show_validation_accuracy_only_with_validation_data(data, capsys):
+    X, y, Xv, yv = data
+    Trainer(epochs=2, batch_size=100, verbose=True, seed=0).fit(MLP(6, [8], 3, seed=0), X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all("train acc" in ln and "val" not in ln for ln in lines)
+    Trainer(epochs=1, batch_size=100, verbose=True, seed=0).fit(MLP(6, [8], 3, seed=0), X, y,
+                                                                 Xv, yv)
+    line = capsys.readouterr().out.strip()
+    assert "val acc 0." in line or "val acc 1." in line
