@@ -89,11 +89,15 @@ class StorageSpec:
             except ImportError as exc:
                 raise RuntimeError(f"cannot open storage {self.display}: {exc} (for PostgreSQL "
                                    "install the driver: pip install 'mlplab[postgres]').") from None
-            except SQLAlchemyError:
+            except SQLAlchemyError as exc:
                 # workers started together on an empty database race to create Optuna's
                 # tables; the loser sees "already exists" and simply opens them next time
                 if attempt == 3:
-                    raise
+                    # the driver's own first line (e.g. "connection ... refused"), not
+                    # SQLAlchemy's wrapping of it with a link to its documentation
+                    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                    raise RuntimeError(f"cannot open storage {self.display}: {reason}") \
+                        from exc
                 time.sleep(0.2 + 0.3 * attempt)
         raise AssertionError("unreachable")
 
