@@ -91,10 +91,9 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     data : an already loaded :class:`mlplab.data.Dataset` (raw splits) to use instead of loading
         ``config.dataset``; handy when many runs share one dataset (tuning). The run's config
         then records its name and split sizes (``dataset``, ``val_size``, ``test_size``). Or a
-        function of no
-        arguments that loads it: like None (loading ``config.dataset``), this lets the run own
-        the dataset and free its raw training images once they are preprocessed, which lowers
-        the peak memory.
+        function of no arguments that loads it: like None (loading ``config.dataset``), this
+        lets the run own the dataset and free its raw training images once they are
+        preprocessed, which lowers the peak memory.
     callbacks : extra :class:`mlplab.trainer.Callback` objects (pruning, logging, ...).
     progress, verbose : a tqdm progress bar; a line per epoch.
     plots : write the PNG figures into ``out``.
