@@ -306,6 +306,60 @@ def test_reuse_hands_the_kept_stages_results_to_the_ones_run_again(tmp_path):
     assert all(s.status == "ok" for s in again.sections if s.key in ("data", "q3_tuned"))
 
 
+def _figure_captions(section: dict) -> list[str]:
+    return [b["caption"] for b in section["blocks"] if b["type"] == "Figure"]
+
+
+def test_accuracy_figures_say_what_train_accuracy_is_and_whose_they_are(quick_report):
+    """The exercise records train accuracy on the current minibatch (SPEC §3), which the default
+    run and preset exercise-tuned keep (their config's train_acc): a curve that ends well above
+    the whole-split train accuracy in the table beside it must say so. The tuned section shows
+    one of two networks: its figures name the one selected."""
+    out, _ = quick_report
+    s = json.loads((out / "report.json").read_text())["sections"]
+    default = s["q3_default"]
+    assert default["data"]["config"]["train_acc"] == "batch"
+    accuracy = [c for c in _figure_captions(default) if c.startswith("Train and validation")]
+    assert len(accuracy) == 1 and "last minibatch" in accuracy[0], accuracy
+    tuned = s["q3_tuned"]
+    selected = tuned["data"]["selected"]
+    assert set(tuned["data"]["candidates"]) == {"the search's best", "preset exercise-tuned"}
+    captions = _figure_captions(tuned)
+    assert len(captions) == 4 and all(f"({selected})" in c for c in captions), captions
+    # the search's best trains with mlplab's default train_acc ("subset"), the preset with the
+    # exercise's ("batch")
+    meaning = "last minibatch" if selected == "preset exercise-tuned" else "5,000 training images"
+    assert any(meaning in c for c in captions), captions
+    text = " ".join(b["text"] for b in tuned["blocks"] if b["type"] == "Text")
+    assert "Next to it, preset `exercise-tuned`" in text and "better validation accuracy" in text
+
+
+def test_tuned_network_without_a_search_is_the_only_candidate(tmp_path, monkeypatch):
+    """--only without q3_tuning: the preset is trained alone; the text must not place it "next
+    to" a search that did not run, nor call it "the better" of one, and the accuracy legend says
+    what the train curve is."""
+    from mlplab import plots
+
+    labels = []
+    real = plots.plot_accuracy
+
+    def recording(*args, **kwargs):
+        labels.append((kwargs.get("title"), kwargs.get("train_label", "train")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_accuracy", recording)
+    r = reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_tuned"])
+    tuned = {s.key: s for s in r.sections}["q3_tuned"]
+    assert tuned.status == "ok", tuned.reason
+    assert tuned.data["selected"] == "preset exercise-tuned"
+    assert tuned.data["settings"]["train_acc"] == "batch"  # the exercise's, per its config
+    assert labels == [("Tuned network (preset exercise-tuned): accuracy per epoch",
+                       "train (last minibatch)")]
+    body = _sections((tmp_path / "report.md").read_text())["### The tuned network"]
+    assert "Next to it" not in body and "the better validation accuracy" not in body
+    assert "the only candidate" in body
+
+
 def test_free_text_is_shown_as_text_in_both_renderings():
     import html
 

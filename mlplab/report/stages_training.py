@@ -62,27 +62,46 @@ def is_cifar_like(ds: Dataset) -> bool:
     return ds.num_classes == 10 and tuple(ds.image_shape) == (32, 32, 3)
 
 
+def train_acc_meaning(mode: str) -> tuple[str, str]:
+    """What a run's per-epoch train accuracy is measured on, by its ``train_acc`` setting: (legend
+    label, caption text). "batch" (the exercise's) is one minibatch, so that curve is noisy and can
+    sit well above the whole-split train accuracy in the tables next to it."""
+    from mlplab.trainer import TRAIN_ACC_SUBSET
+
+    if mode == "batch":
+        return ("train (last minibatch)",
+                "train accuracy on each epoch's last minibatch, as the exercise records it")
+    return (f"train (up to {TRAIN_ACC_SUBSET:,} training images)",
+            f"train accuracy on a fixed subset of up to {TRAIN_ACC_SUBSET:,} training images")
+
+
 def _run_figures(ctx: Context, section: Section, name: str, title: str, history: History,
                  model: MLP, ds: Dataset, X_val: np.ndarray | None = None,
-                 per_epoch: int | None = None, test_acc: float | None = None) -> None:
+                 per_epoch: int | None = None, test_acc: float | None = None,
+                 train_acc: str = "subset", whose: str = "") -> None:
+    """The run's loss, accuracy, weight (and, with ``X_val``, confusion) figures. ``train_acc``
+    is the run's setting of that name; ``whose`` names the run, in parentheses, in every caption."""
+    label, meaning = train_acc_meaning(train_acc)
+    of = f" ({whose})" if whose else ""
     p1, r1 = ctx.figure(f"{name}-loss.png")
     figures.loss_curve(history.loss, p1, f"{title}: training loss",
                        iterations_per_epoch=per_epoch)
     p2, r2 = ctx.figure(f"{name}-accuracy.png")
     figures.accuracy_curves(history.train_acc, history.val_acc, p2,
-                            f"{title}: accuracy per epoch", test_acc=test_acc)
+                            f"{title}: accuracy per epoch", test_acc=test_acc, train_label=label)
     p3, r3 = ctx.figure(f"{name}-weights.png")
     figures.weight_images(model.params["W1"], ds.image_shape, p3,
                           f"{title}: first-layer weights")
-    section.add(Figure(r1, "Training loss per iteration (one minibatch each)"),
-                Figure(r2, "Train and validation accuracy per epoch"
-                       + (" (dashed: the test accuracy, measured once)" if test_acc else "")),
-                Figure(r3, "First-layer weights, one tile per hidden unit"))
+    section.add(Figure(r1, f"Training loss per iteration{of} (one minibatch each)"),
+                Figure(r2, f"Train and validation accuracy per epoch{of}: {meaning}"
+                       + ("; dashed: the test accuracy, measured once" if test_acc else "")),
+                Figure(r3, f"First-layer weights{of}, one tile per hidden unit"))
     if X_val is not None:
         p4, r4 = ctx.figure(f"{name}-confusion.png")
         figures.confusion(ds.y_val, model.predict(X_val), ds.classes, p4,
                           f"{title}: confusion matrix (validation)")
-        section.add(Figure(r4, "Confusion matrix on the validation split (row: true class)"))
+        section.add(Figure(r4, f"Confusion matrix on the validation split{of} (row: true "
+                               "class)"))
 
 
 def _preset_run(ctx: Context, preset: str, **options: Any) -> RunResult:
@@ -110,7 +129,8 @@ def stage_q3_default(ctx: Context, section: Section) -> None:
             "batch_size", "iters", "sampling", "train_acc", "seed", "dtype"]
     section.add(KeyValues([(k, value(cfg[k])) for k in keys], "Configuration"))
     X_val = result.preprocessing.transform(ds.X_val)
-    _run_figures(ctx, section, "q3-default", "Default run", result.history, result.model, ds)
+    _run_figures(ctx, section, "q3-default", "Default run", result.history, result.model, ds,
+                 train_acc=result.config.train_acc)
     ref = f"about {pct(reference.DEFAULT_RUN_VAL, 0)}" + ("" if is_cifar_like(ds)
                                                           else " (on CIFAR-10)")
     section.add(Table(["quantity", "mlplab", "exercise"], [
@@ -227,7 +247,8 @@ def stage_q3_tuned(ctx: Context, section: Section) -> None:
     from mlplab.trainer import Trainer
 
     ds = ctx.need("dataset", "the dataset")
-    candidates = []  # (name, train acc, val acc, model, history, X_val, X_test, per-epoch, info)
+    # (name, train acc, val acc, model, history, X_val, X_test, per-epoch, train_acc, info)
+    candidates = []
     tuned = ctx.shared.get("tuning")
     if tuned is not None:
         data = tuning.prepare(ds, TUNING_PREPROCESSING)
@@ -240,6 +261,7 @@ def stage_q3_tuned(ctx: Context, section: Section) -> None:
         candidates.append(("the search's best", model.accuracy(data.X_train, data.y_train),
                            model.accuracy(data.X_val, data.y_val), model, history, data.X_val,
                            data.X_test, max(trainer.iteration // max(trainer.epoch, 1), 1),
+                           config.train_acc,
                            {"settings": tuned["settings"], "iterations": trainer.iteration}))
         section.add(Text(
             f"The search's best configuration, trained again with seed {ctx.seed} on the whole "
@@ -251,23 +273,30 @@ def stage_q3_tuned(ctx: Context, section: Section) -> None:
         X_val = r.preprocessing.transform(ds.X_val)
         candidates.append(("preset exercise-tuned", r.metrics["train_accuracy"],
                            r.metrics["val_accuracy"], r.model, r.history, X_val,
-                           r.preprocessing.transform(ds.X_test), None,
+                           r.preprocessing.transform(ds.X_test), None, r.config.train_acc,
                            {"settings": r.config.to_dict(), "iterations": r.metrics["iterations"]}))
-        section.add(Text(
-            "Next to it, preset `exercise-tuned` keeps the exercise's own preprocessing and plain "
-            f"SGD: {describe_presets()['exercise-tuned']}."))
+        # without a search result (--only without q3_tuning) the preset is the only candidate:
+        # there is nothing for it to be "next to"
+        lead = ("Next to it, preset `exercise-tuned` keeps the exercise's own pipeline (the mean "
+                "image subtracted, N(0, 1e-4) weights, minibatches sampled with replacement)"
+                if tuned is not None else
+                "No search result in this report (the tuning stage did not run), so the only "
+                "candidate is preset `exercise-tuned`")
+        section.add(Text(f"{lead}: {describe_presets()['exercise-tuned']}."))
     if not candidates:
         raise RuntimeError("nothing to train: no tuning result and no preset run.")
 
     # choose by validation accuracy only; the test split is touched once, by the chosen network
     best = max(candidates, key=lambda c: c[2])
-    name, train, val, model, history, X_val, X_test, per_epoch, info = best
+    name, train, val, model, history, X_val, X_test, per_epoch, train_acc, info = best
     test = model.accuracy(X_test, ds.y_test)
+    why = "the better validation accuracy" if len(candidates) > 1 else "the only candidate"
     section.add(Text(
-        f"The tuned network is **{name}** (the better validation accuracy); it alone is "
-        f"evaluated on the test split: **{pct(test)}**."))
+        f"The tuned network is **{name}** ({why}); it alone is evaluated on the test split: "
+        f"**{pct(test)}**. The figures below are its own."))
     _run_figures(ctx, section, "q3-tuned", f"Tuned network ({name})", history, model, ds,
-                 X_val=X_val, per_epoch=per_epoch, test_acc=test)
+                 X_val=X_val, per_epoch=per_epoch, test_acc=test, train_acc=train_acc,
+                 whose=name)
     rows = [[c[0], pct(c[1]), pct(c[2]), pct(test) if c is best else "— (not selected)"]
             for c in candidates]
     target = (f"> {pct(reference.TUNED_TARGET_VAL, 0)}; the 2020 report: "
