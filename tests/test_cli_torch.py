@@ -87,6 +87,32 @@ def test_train_outputs_match_mlplab_train(train_run, tmp_path):
     assert {p.name for p in ref.glob("*.png")} <= {p.name for p in out.glob("*.png")}
 
 
+def test_accuracy_plot_says_what_the_train_curve_is(tmp_path, monkeypatch):
+    """fit measures train accuracy per epoch on a fixed subset of up to 5,000 training rows (the
+    whole split on digits' 1,437): the legend says so, as mlplab train's does."""
+    from mlplab import plots
+    from mlplab.data import load_dataset
+
+    seen = []
+    real = plots.plot_accuracy
+
+    def recording(train_acc, val_acc=None, **kwargs):
+        seen.append((list(train_acc), kwargs.get("train_label", "train")))
+        return real(train_acc, val_acc, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_accuracy", recording)
+    out = tmp_path / "run"
+    assert main(["torch", "train", "--epochs", "2", "--hidden", "8", "--threads", "1",
+                 "--out", str(out), "--no-progress"]) == 0
+    [(curve, label)] = seen
+    assert label == "train (up to 5,000 training images)"
+    ds = load_dataset("digits", seed=0)
+    assert len(ds.y_train) < 5000
+    model, _ = tm.load_torch_model(out / "model.pt")
+    assert curve[-1] == pytest.approx(
+        tm.accuracy(model, tm.input_pipeline().fit_transform(ds.X_train), ds.y_train))
+
+
 def test_a_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch, capsys):
     # as mlplab train's: evaluate reloads the data from the config, from any working folder
     monkeypatch.chdir(tmp_path)
