@@ -360,6 +360,33 @@ def test_tuned_network_without_a_search_is_the_only_candidate(tmp_path, monkeypa
     assert "the only candidate" in body
 
 
+@pytest.mark.parametrize("sizes, caveat", [
+    ({"train": 40000, "val": 5000, "test": 5000}, True),  # the shared JPEG folder's split
+    ({"train": 49000, "val": 1000, "test": 1000}, False),  # the exercise's (SPEC §3)
+    ({"train": 49000, "val": 1000, "test": 10000}, False),  # ... with the whole test set
+])
+def test_summary_says_when_a_cifar10_split_is_not_the_exercises(sizes, caveat, tmp_path):
+    """SPEC §3: the exercise trains on the first 49,000 CIFAR-10 training images and validates on
+    the last 1,000. A CIFAR-10 run on other images (e.g. a folder holding only the training set,
+    split 40,000 / 5,000 / 5,000) must not put its accuracies next to the targets unqualified."""
+    from mlplab.report.context import Context
+    from mlplab.report.stages_summary import stage_summary
+
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+               "truck"]
+    data = Section("data", "Data", "", data={"image_shape": [32, 32, 3], "classes": classes,
+                                             "sizes": sizes})
+    ctx = Context(tmp_path, "folder:x", TINY, 0, sections={"data": data})
+    summary = Section("summary", "Summary", "")
+    stage_summary(ctx, summary)
+    text = " ".join(b.text for b in summary.blocks if isinstance(b, Text))
+    assert summary.data["comparable"] and summary.data["exercise_split"] is not caveat
+    assert ("is not the exercise's (49,000 / 1,000" in text) is caveat, text
+    if caveat:
+        assert f"({sizes['train']} / {sizes['val']} / {sizes['test']} train" in text
+    assert "not comparable" not in text  # CIFAR-10 all the same
+
+
 def test_free_text_is_shown_as_text_in_both_renderings():
     import html
 

@@ -5,6 +5,9 @@ These are facts quoted from the exercise (see SPEC.md); nothing here is measured
 
 from __future__ import annotations
 
+#: the exercise's CIFAR-10 split: the first 49,000 training images train, the last 1,000 validate
+#: (the test images are the official test set's)
+EXERCISE_SPLIT = (49000, 1000)
 #: the exercise's default two-layer run on CIFAR-10 ("very poor")
 DEFAULT_RUN_VAL = 0.29
 #: validation accuracy the tuned two-layer net must beat, and what the reference network gets

@@ -31,6 +31,17 @@ def stage_summary(ctx: Context, section: Section) -> None:
             f"The targets and the 2020 figures are for CIFAR-10; this report ran on "
             f"**{ctx.dataset}**, so the accuracy rows are not comparable with them (the toy "
             "checks of Q1-Q3 are)."))
+    sizes = ds.get("sizes", {})
+    exercise_split = (sizes.get("train"), sizes.get("val")) == reference.EXERCISE_SPLIT
+    if cifar and not exercise_split and sizes:
+        # e.g. the shared JPEG folder, which holds only CIFAR-10's training images: the figures
+        # below are then measured on other images than the exercise's
+        section.add(Text(
+            f"This run's split ({sizes.get('train')} / {sizes.get('val')} / "
+            f"{sizes.get('test')} train / validation / test images) is not the exercise's "
+            f"({reference.EXERCISE_SPLIT[0]:,} / {reference.EXERCISE_SPLIT[1]:,}, tested on "
+            "CIFAR-10's official test images), so its accuracy rows sit next to the targets and "
+            "the 2020 report as a guide, not as the same measurement."))
     rows = [
         ["Q1 toy loss (reg 0.05)", _or_not_run(ctx, "q1", lambda d: f"{d['loss']:.11f}"),
          "1.30378789133 (|diff| < 1e-10)", "—"],
@@ -73,4 +84,4 @@ def stage_summary(ctx: Context, section: Section) -> None:
                  "(5 layers)"])
     section.add(Table(["figure", "mlplab", "exercise target", "2020 report"], rows,
                       "mlplab against the exercise and the 2020 report"))
-    section.data.update(rows=rows, comparable=cifar)
+    section.data.update(rows=rows, comparable=cifar, exercise_split=exercise_split)
