@@ -325,7 +325,7 @@ def test_accuracy_figures_say_what_train_accuracy_is_and_whose_they_are(quick_re
     selected = tuned["data"]["selected"]
     assert set(tuned["data"]["candidates"]) == {"the search's best", "preset exercise-tuned"}
     captions = _figure_captions(tuned)
-    assert len(captions) == 4 and all(f"({selected})" in c for c in captions), captions
+    assert len(captions) == 4 and all(f" of {selected}" in c for c in captions), captions
     # the search's best trains with mlplab's default train_acc ("subset"), the preset with the
     # exercise's ("batch")
     meaning = "last minibatch" if selected == "preset exercise-tuned" else "5,000 training images"

@@ -80,9 +80,10 @@ def _run_figures(ctx: Context, section: Section, name: str, title: str, history:
                  per_epoch: int | None = None, test_acc: float | None = None,
                  train_acc: str = "subset", whose: str = "") -> None:
     """The run's loss, accuracy, weight (and, with ``X_val``, confusion) figures. ``train_acc``
-    is the run's setting of that name; ``whose`` names the run, in parentheses, in every caption."""
+    is the run's setting of that name; ``whose`` names the run in every caption ("... of the
+    search's best")."""
     label, meaning = train_acc_meaning(train_acc)
-    of = f" ({whose})" if whose else ""
+    of = f" of {whose}" if whose else ""
     p1, r1 = ctx.figure(f"{name}-loss.png")
     figures.loss_curve(history.loss, p1, f"{title}: training loss",
                        iterations_per_epoch=per_epoch)
@@ -100,7 +101,7 @@ def _run_figures(ctx: Context, section: Section, name: str, title: str, history:
         p4, r4 = ctx.figure(f"{name}-confusion.png")
         figures.confusion(ds.y_val, model.predict(X_val), ds.classes, p4,
                           f"{title}: confusion matrix (validation)")
-        section.add(Figure(r4, f"Confusion matrix on the validation split{of} (row: true "
+        section.add(Figure(r4, f"Confusion matrix{of} on the validation split (row: true "
                                "class)"))
 
 
