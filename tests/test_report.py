@@ -383,7 +383,7 @@ def test_summary_says_when_a_cifar10_split_is_not_the_exercises(sizes, caveat, t
     assert summary.data["comparable"] and summary.data["exercise_split"] is not caveat
     assert ("is not the exercise's (49,000 / 1,000" in text) is caveat, text
     if caveat:
-        assert f"({sizes['train']} / {sizes['val']} / {sizes['test']} train" in text
+        assert f"({sizes['train']:,} / {sizes['val']:,} / {sizes['test']:,} train" in text
     assert "not comparable" not in text  # CIFAR-10 all the same
 
 

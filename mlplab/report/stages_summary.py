@@ -36,9 +36,9 @@ def stage_summary(ctx: Context, section: Section) -> None:
     if cifar and not exercise_split and sizes:
         # e.g. the shared JPEG folder, which holds only CIFAR-10's training images: the figures
         # below are then measured on other images than the exercise's
+        counts = " / ".join(f"{sizes.get(k, 0):,}" for k in ("train", "val", "test"))
         section.add(Text(
-            f"This run's split ({sizes.get('train')} / {sizes.get('val')} / "
-            f"{sizes.get('test')} train / validation / test images) is not the exercise's "
+            f"This run's split ({counts} train / validation / test images) is not the exercise's "
             f"({reference.EXERCISE_SPLIT[0]:,} / {reference.EXERCISE_SPLIT[1]:,}, tested on "
             "CIFAR-10's official test images), so its accuracy rows sit next to the targets and "
             "the 2020 report as a guide, not as the same measurement."))
