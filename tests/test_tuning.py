@@ -235,6 +235,19 @@ def test_resume_continues_to_the_target_and_checks_the_space(digits, tmp_path):
         tune(digits, trials=5, **{**kw, "search_space": other})
 
 
+def test_resume_with_another_seed_is_refused(digits, tmp_path):
+    """Every trial trains with the seed: a study resumed with another one would rank trials of
+    two seeds together and retrain the best with a seed it never ran with."""
+    kw = dict(search_space=TINY, out=tmp_path, progress=False, search_only=True)
+    first = tune(digits, trials=1, seed=0, **kw)
+    with pytest.raises(ValueError, match=r"different seed \(0 vs 7\)"):
+        tune(digits, trials=2, seed=7, **kw)
+    study = optuna.load_study(study_name=first.study_name,
+                              storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(study.trials) == 1 and study.user_attrs["mlplab:seed"] == 0
+    assert tune(digits, trials=2, seed=0, **kw).n_complete == 2  # the same seed resumes
+
+
 def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
     no_val = load_dataset("digits", val_size=0)
     with pytest.raises(ValueError, match="no validation split.*--val-size"):

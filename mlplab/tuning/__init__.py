@@ -255,7 +255,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     try:
         study = open_study(spec, study_name, space, source.describe(),
                            make_sampler(sampler, space, sampler_seed, trials),
-                           make_pruner(prune, space, trials))
+                           make_pruner(prune, space, trials), seed=seed)
     except BaseException:  # e.g. a storage that cannot be reached: remove the folders made
         for folder in made:
             with contextlib.suppress(OSError):

@@ -17,16 +17,25 @@ from mlplab.tuning.storage import StorageSpec
 if TYPE_CHECKING:
     import optuna
 
-#: study user attributes that pin what a study searches, so a resumed study cannot silently mix
-STUDY_ATTRS = ("mlplab:search_space", "mlplab:dataset")
+#: study user attributes that pin what a study searches, so a resumed study cannot silently mix;
+#: the seed too, since every trial trains with it: trials of two seeds are not comparable, and the
+#: best one retrained with another seed is another model
+STUDY_ATTRS = ("mlplab:search_space", "mlplab:seed", "mlplab:dataset")
+_WHAT = {"mlplab:search_space": "search space", "mlplab:seed": "seed", "mlplab:dataset": "data"}
+
+#: ``open_study``'s default for ``seed``: do not check it (a study opened only to be read)
+_ANY_SEED = object()
 
 
 def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None = None,
                data_description: dict[str, Any] | None = None,
                sampler: optuna.samplers.BaseSampler | None = None,
-               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
-    """Create or load ``study_name`` (maximising). A new study records its search space and
-    data; loading one that recorded different ones raises a ValueError instead of mixing them."""
+               pruner: optuna.pruners.BasePruner | None = None,
+               seed: int | None | object = _ANY_SEED) -> optuna.Study:
+    """Create or load ``study_name`` (maximising). A new study records its search space, the
+    trials' training ``seed`` and data; loading one that recorded different ones raises a
+    ValueError instead of mixing them. A study made before the seed was recorded takes the one
+    it is resumed with."""
     import optuna
 
     with quiet_optuna_warnings():
@@ -38,13 +47,16 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise ValueError(f"study {study_name!r} in {storage.display} minimises; it is not an "
                          "mlplab tuning study. Choose another --study name.")
-    wanted = {"mlplab:search_space": space.to_dict(), "mlplab:dataset": data_description}
+    wanted: dict[str, Any] = {"mlplab:search_space": space.to_dict()}
+    if seed is not _ANY_SEED:
+        wanted["mlplab:seed"] = seed
+    wanted["mlplab:dataset"] = data_description
     have = study.user_attrs
     for key, value in wanted.items():
         if key not in have:
             study.set_user_attr(key, value)
         elif _canonical(have[key]) != _canonical(value):
-            what = "search space" if key.endswith("space") else "data"
+            what = _WHAT[key]
             raise ValueError(
                 f"study {study_name!r} in {storage.display} was created with a different "
                 f"{what} ({json.dumps(have[key])} vs {json.dumps(value)}); resume it with the "
