@@ -370,6 +370,43 @@ def test_a_killed_processs_running_trial_does_not_count(digits, tmp_path):
     assert states.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in states
 
 
+def test_killed_workers_trials_are_failed_once_before_new_workers_start(digits, tmp_path,
+                                                                         monkeypatch):
+    """Resuming with --workers K after the workers were killed: the parent fails their trials
+    (and re-queues each once) before any worker starts. K workers doing it together raced on
+    SQLite, and one killed trial's settings were re-queued, and run, twice."""
+    import socket
+    import subprocess
+    import sys
+
+    import mlplab.tuning as tmod
+
+    first = tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False,
+                 search_only=True)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.load_study(study_name=first.study_name, storage=storage)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    for index in range(2):  # what `--workers 2` killed by Ctrl-C or SIGKILL leaves behind
+        orphan = study.ask({"hidden_size": optuna.distributions.IntDistribution(8, 32)})
+        study._storage.set_trial_user_attr(orphan._trial_id, "worker",
+                                           f"{socket.gethostname()}:{dead}#{index}")
+    seen = []
+
+    def workers_started(specs, study, bar=None):
+        seen.append([(t.number, t.state, t.system_attrs.get("failed_trial"))
+                     for t in study.get_trials(deepcopy=False)])
+
+    monkeypatch.setattr(tmod, "run_workers", workers_started)
+    tune(digits, trials=4, search_space=TINY, out=tmp_path, progress=False, search_only=True,
+         workers=2)
+    (before,) = seen
+    assert [state for _, state, _ in before[2:4]] == [TrialState.FAIL] * 2
+    # each killed trial re-queued once, as a WAITING trial for the workers to run
+    assert sorted((state, retry) for _, state, retry in before[4:]) == \
+        [(TrialState.WAITING, 2), (TrialState.WAITING, 3)]
+
+
 def test_ctrl_c_while_retraining_keeps_the_older_best_run(digits, tmp_path, monkeypatch):
     import os
     import signal

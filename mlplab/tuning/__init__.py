@@ -64,6 +64,7 @@ from mlplab.tuning.retrain import retrain_best
 from mlplab.tuning.search import (
     PRUNERS,
     SAMPLERS,
+    fail_dead_local_trials,
     make_pruner,
     make_sampler,
     run_search,
@@ -275,6 +276,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         if workers == 1:
             run_search(study, data, space, trials, timeout, seed, bar)
         elif finished_count(study) < trials:
+            fail_dead_local_trials(study)  # here, once: not by K workers racing to re-queue
             threads = max(1, (os.cpu_count() or 1) // workers)
             specs = [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune,
                                 trials, timeout, seed, sampler_seed, i, threads)

@@ -105,10 +105,15 @@ def update_bar(bar: tqdm | None, study: optuna.Study) -> None:
     bar.refresh()
 
 
-def _fail_dead_local_trials(study: optuna.Study) -> None:
+def fail_dead_local_trials(study: optuna.Study) -> None:
     """Mark FAIL the running trials of processes on this machine that no longer exist (killed,
     SIGKILL or a power cut): they would otherwise count towards the target until their
-    heartbeat's grace runs out, and a search run again at once would stop short."""
+    heartbeat's grace runs out, and a search run again at once would stop short.
+
+    :func:`mlplab.tuning.tune` calls it once before it starts local workers: workers that all
+    did it together would each fail and re-queue the same trial (SQLite cannot lock the row
+    between Optuna's check that the trial still runs and its update), running its settings
+    twice."""
     from optuna.trial import TrialState
 
     host = socket.gethostname()
@@ -137,7 +142,7 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
     remaining = target - finished_count(study)
     if remaining <= 0:
         return
-    _fail_dead_local_trials(study)
+    fail_dead_local_trials(study)
     objective = Objective(data, space, seed, worker)
     callbacks: list[Callable] = [_StopAtTarget(target)]
     if bar is not None:
