@@ -299,6 +299,30 @@ def test_ctrl_c_keeps_the_finished_trials_tables_without_a_traceback(digits, tmp
     assert states == ["COMPLETE", "COMPLETE", "FAIL"]
 
 
+def test_ctrl_c_while_optuna_records_a_trial_is_still_a_ctrl_c(digits, tmp_path, monkeypatch):
+    """A Ctrl-C that lands while Optuna records a finished trial comes out of its loop as an
+    UnboundLocalError; tune() must still see a KeyboardInterrupt (the CLI's exit 130), write the
+    finished trials' tables, and not leave the trial it was recording RUNNING."""
+    import optuna.study._optimize as optimize
+
+    real = optimize._tell_with_warning
+
+    def interrupted_third(*args, **kwargs):
+        if kwargs["trial"].number == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optimize, "_tell_with_warning", interrupted_third)
+    with pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=4, search_space=TINY, out=tmp_path, progress=False)
+    with open(tmp_path / "results.csv") as fh:
+        states = [r["state"] for r in csv.DictReader(fh)]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+    study = optuna.load_study(study_name="tune-digits",
+                              storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert [t.state for t in study.trials][2] == TrialState.FAIL
+
+
 def test_knobs_that_cannot_work_together_fail_the_trial_not_the_search(digits, tmp_path):
     # each value is legal, but batch norm cannot train on one-row batches: those trials fail
     space = {"batchnorm": True, "batch_size": [1, 32], "hidden_size": 8, "epochs": 1}

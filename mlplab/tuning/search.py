@@ -7,6 +7,7 @@ the target is met. A worker process and :func:`mlplab.tuning.tune` run the same 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import socket
@@ -149,6 +150,37 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
         callbacks.append(_ProgressCallback(bar))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with quiet_optuna_warnings(), quiet_interrupts():
-        # no n_trials: Optuna counts failed trials in it; _StopAtTarget counts finished ones
-        study.optimize(objective, n_trials=None, timeout=timeout, callbacks=callbacks,
-                       gc_after_trial=False, catch=(MemoryError,))
+        try:
+            # no n_trials: Optuna counts failed trials in it; _StopAtTarget counts finished ones
+            study.optimize(objective, n_trials=None, timeout=timeout, callbacks=callbacks,
+                           gc_after_trial=False, catch=(MemoryError,))
+        except Exception as exc:
+            if not _interrupted(exc):
+                raise
+            # Ctrl-C while Optuna records a trial: its loop's `finally` then reads a variable the
+            # interrupted call never set and raises UnboundLocalError instead. It is still the
+            # user's Ctrl-C (on which the caller writes the finished trials' tables), and the
+            # trial being recorded stays RUNNING: fail it, as Optuna fails a trial Ctrl-C stops
+            _fail_running_trials_of(study, objective.worker)
+            raise KeyboardInterrupt from exc
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while handling a KeyboardInterrupt."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _fail_running_trials_of(study: optuna.Study, worker: str) -> None:
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("worker") == worker:
+            with contextlib.suppress(Exception):  # finished meanwhile: nothing to do
+                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
