@@ -248,6 +248,24 @@ def test_resume_with_another_seed_is_refused(digits, tmp_path):
     assert tune(digits, trials=2, seed=0, **kw).n_complete == 2  # the same seed resumes
 
 
+def test_a_refused_resume_pins_nothing(digits, tmp_path):
+    """A study made before the seed was recorded takes the seed it is resumed with, but not
+    that of a command refused for its data: the study's own seed must still resume it."""
+    from mlplab.tuning import ArraySource, open_study
+
+    storage = storage_spec(None, tmp_path)
+    # what an older mlplab recorded: the space and the data, no seed
+    open_study(storage, "old", SearchSpace.load(TINY), ArraySource(digits).describe())
+    kw = dict(study_name="old", search_space=TINY, out=tmp_path, progress=False,
+              search_only=True)
+    other = prepare(load_dataset("digits", seed=0, val_size=200))
+    with pytest.raises(ValueError, match="different data"):
+        tune(other, trials=1, seed=3, **kw)
+    assert "mlplab:seed" not in open_study(storage, "old").user_attrs
+    assert tune(digits, trials=1, seed=0, **kw).n_complete == 1
+    assert open_study(storage, "old").user_attrs["mlplab:seed"] == 0
+
+
 def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
     no_val = load_dataset("digits", val_size=0)
     with pytest.raises(ValueError, match="no validation split.*--val-size"):

@@ -53,14 +53,16 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
     wanted["mlplab:dataset"] = data_description
     have = study.user_attrs
     for key, value in wanted.items():
-        if key not in have:
-            study.set_user_attr(key, value)
-        elif _canonical(have[key]) != _canonical(value):
-            what = _WHAT[key]
+        if key in have and _canonical(have[key]) != _canonical(value):
             raise ValueError(
                 f"study {study_name!r} in {storage.display} was created with a different "
-                f"{what} ({json.dumps(have[key])} vs {json.dumps(value)}); resume it with the "
-                "same options or choose a new --study name.")
+                f"{_WHAT[key]} ({json.dumps(have[key])} vs {json.dumps(value)}); resume it with "
+                "the same options or choose a new --study name.")
+    # only once all match: a refused command must not pin what it brought (a study made before
+    # the seed was recorded would otherwise refuse its own seed afterwards)
+    for key, value in wanted.items():
+        if key not in have:
+            study.set_user_attr(key, value)
     return study
 
 
