@@ -492,3 +492,26 @@ def test_import_without_torch_says_how_to_install(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                          text=True, timeout=60)
     assert "pip install 'mlplab[torch]'" in out.stdout, out.stderr
+
+
+def test_depth_study_times_exclude_pytorchs_start_up():
+    # a fresh process: the first torch.optim.Adam of a process loads modules lazily (about 2 s),
+    # which the first network's seconds used to include (20x a digits network's training)
+    code = """
+import numpy as np
+from mlplab.data import load_dataset
+from mlplab.torch_mlp import depth_study
+ds = load_dataset("digits")
+X = (ds.X_train.reshape(len(ds.X_train), -1) / 255).astype(np.float32)
+Xv = (ds.X_val.reshape(len(ds.X_val), -1) / 255).astype(np.float32)
+r = depth_study(X, ds.y_train, Xv, ds.y_val, depths=(2, 2, 2), inits=("default",), epochs=10)
+print(r[0].seconds, min(x.seconds for x in r[1:]))
+"""
+    import os
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    first, later = map(float, out.stdout.split())
+    # the same network three times in one run: the first may not cost several times the others
+    # (about 0.1 s each; the start-up alone was about 1.7 s)
+    assert first < 3 * later + 0.2, (first, later)
