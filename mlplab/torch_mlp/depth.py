@@ -147,7 +147,7 @@ def depth_table_markdown(results: Sequence[DepthResult], test_label: str = "test
         val = f"**{100 * r.val_acc:.1f}**" if r.best else f"{100 * r.val_acc:.1f}"
         test = "—" if r.test_acc is None else f"**{100 * r.test_acc:.1f}**"
         lines.append(f"| {r.init} | {r.depth} | {', '.join(map(str, r.hidden)) or 'none'} | "
-                     f"{100 * r.train_acc:.1f} | {val} | {test} | {r.seconds:.0f} |")
+                     f"{100 * r.train_acc:.1f} | {val} | {test} | {r.seconds:.1f} |")
     return "\n".join(lines) + "\n"
 
 
