@@ -55,7 +55,8 @@ def test_evaluate_and_predict(run_dir, capsys, tmp_path):
     assert line.split(": ")[1].split()[0] == ds.classes[pred[0]]
 
 
-def test_default_run_folders_are_claimed_and_given_back_on_failure(tmp_path, monkeypatch):
+def test_default_run_folders_are_claimed_and_given_back_on_failure(tmp_path, monkeypatch,
+                                                                    capsys):
     from mlplab.runs import default_run_dir
 
     # runs started in the same second (other processes, or a loop) each get a folder of their own
@@ -66,6 +67,12 @@ def test_default_run_folders_are_claimed_and_given_back_on_failure(tmp_path, mon
     # folder it made for it; a runs/ folder that was there already stays
     assert main(["train", "--dataset", "folder:/no/such/folder", "--epochs", "1", "--quiet"]) == 1
     assert not (tmp_path / "runs" / "runs").exists()
+    # nor does it announce a run folder it then removes
+    err = capsys.readouterr().err
+    assert "no such folder" in err and "training " not in err
+    # a run that loads its data says where it goes
+    assert main(["train", *TINY, "--out", str(tmp_path / "ok")]) == 0
+    assert "training digits: hidden [32]" in capsys.readouterr().err
     (tmp_path / "runs" / "runs").mkdir()
     assert main(["train", "--dataset", "folder:/no/such/folder", "--epochs", "1", "--quiet"]) == 1
     assert (tmp_path / "runs" / "runs").is_dir() and not any((tmp_path / "runs" / "runs").iterdir())

@@ -22,6 +22,7 @@ from mlplab.cli.data import (
 )
 
 if TYPE_CHECKING:
+    from mlplab.data import Dataset
     from mlplab.runs.config import RunConfig
 
 #: flags that map one-to-one onto RunConfig fields (dest == field name)
@@ -221,13 +222,20 @@ def run_train(args: argparse.Namespace) -> int:
         root_made = not args.out and not os.path.isdir(root)
         claimed = None if args.out else default_run_dir(root, claim=True)
         out = args.out or claimed
-        if not args.json:
-            print(f"training {config_summary(cfg)} -> {out}", file=sys.stderr)
+
+        def load() -> Dataset:
+            data = load_dataset_from_args(args)
+            # announced once the data is there: a data error must not name a run folder that
+            # is then removed
+            if not args.json:
+                print(f"training {config_summary(cfg)} -> {out}", file=sys.stderr)
+            return data
+
         try:
             # a loader, not a loaded dataset: the run then owns the data and frees the raw
             # images it no longer needs (lower peak memory)
-            result = train_run(cfg, out=out, data=lambda: load_dataset_from_args(args),
-                               progress=progress, verbose=args.verbose, plots=args.plots)
+            result = train_run(cfg, out=out, data=load, progress=progress,
+                               verbose=args.verbose, plots=args.plots)
         except BaseException:
             if claimed is not None:
                 with contextlib.suppress(OSError):
