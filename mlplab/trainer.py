@@ -51,6 +51,15 @@ if TYPE_CHECKING:
 TRAIN_ACC_SUBSET = 5000
 
 
+def train_acc_label(mode: str) -> str:
+    """A plot legend for the per-epoch train accuracy of ``train_acc=mode``: it is not the
+    whole-split figure of the tables beside it ("batch": one minibatch, as the exercise records
+    it; "subset": a fixed subset of the training rows)."""
+    if mode == "batch":
+        return "train (last minibatch)"
+    return f"train (up to {TRAIN_ACC_SUBSET:,} training images)"
+
+
 class SettingsError(ValueError):
     """Training settings that are each valid but cannot work together (a cosine floor above the
     learning rate, batch norm on one-row batches). Tuning fails such a trial and goes on."""

@@ -365,14 +365,13 @@ def _train_plots(out: Path, model: MultiLayerPerceptron, history: History, ds: D
                  X_val: np.ndarray | None, tm: ModuleType, plots: ModuleType) -> None:
     plots.save(plots.plot_loss(history.loss, title="Training loss (PyTorch MLP)"),
                out / "loss.png")
-    from mlplab.trainer import TRAIN_ACC_SUBSET
+    from mlplab.trainer import train_acc_label
 
     # as mlplab train's accuracy.png: the curve is fit's per-epoch train accuracy, on a fixed
     # subset, not the whole-split figure in metrics.json
     plots.save(plots.plot_accuracy(history.train_acc, history.val_acc,
                                    title="Classification accuracy (PyTorch MLP)",
-                                   train_label=f"train (up to {TRAIN_ACC_SUBSET:,} training "
-                                               "images)"),
+                                   train_label=train_acc_label("subset")),
                out / "accuracy.png")
     if X_val is not None:
         cm = plots.confusion_matrix(ds.y_val, tm.predict(model, X_val), ds.num_classes)

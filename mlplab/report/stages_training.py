@@ -66,12 +66,12 @@ def train_acc_meaning(mode: str) -> tuple[str, str]:
     """What a run's per-epoch train accuracy is measured on, by its ``train_acc`` setting: (legend
     label, caption text). "batch" (the exercise's) is one minibatch, so that curve is noisy and can
     sit well above the whole-split train accuracy in the tables next to it."""
-    from mlplab.trainer import TRAIN_ACC_SUBSET
+    from mlplab.trainer import TRAIN_ACC_SUBSET, train_acc_label
 
     if mode == "batch":
-        return ("train (last minibatch)",
+        return (train_acc_label(mode),
                 "train accuracy on each epoch's last minibatch, as the exercise records it")
-    return (f"train (up to {TRAIN_ACC_SUBSET:,} training images)",
+    return (train_acc_label(mode),
             f"train accuracy on a fixed subset of up to {TRAIN_ACC_SUBSET:,} training images")
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import io
-from mlplab.trainer import History
+from mlplab.trainer import History, train_acc_label
 
 if TYPE_CHECKING:
     from mlplab.data import Dataset
@@ -122,8 +122,7 @@ def write_plots(out_dir: Path, result: RunResult, ds: Dataset,
     h = result.history
     written = [plots.save(plots.plot_loss(h.loss), out_dir / "loss.png")]
     if h.train_acc:
-        label = ("train (last minibatch)" if result.config.train_acc == "batch"
-                 else "train (up to 5,000 training images)")
+        label = train_acc_label(result.config.train_acc)
         written.append(plots.save(plots.plot_accuracy(h.train_acc, h.val_acc,
                                                       train_label=label),
                                   out_dir / "accuracy.png"))
