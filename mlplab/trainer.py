@@ -331,7 +331,7 @@ class Trainer:
              y_val: np.ndarray | None, n: int, batch: int, per_epoch: int,
              total: int) -> History:
         cfg = self.config
-        self.rng = random_state(cfg.seed) if cfg.seed is None else np.random.RandomState(cfg.seed)
+        self.rng = random_state(cfg.seed)  # seed None: NumPy's global stream, as the exercise
         self.optimizer = make_optimizer(cfg.optimizer, cfg.lr, momentum=cfg.momentum,
                                         beta1=cfg.beta1, beta2=cfg.beta2,
                                         weight_decay=cfg.weight_decay)
