@@ -7,7 +7,7 @@ under an hour on 2 cores; ``full`` spends a few hours for the best numbers.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -53,8 +53,6 @@ class Budget:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def with_(self, **changes: Any) -> Budget:
-        return replace(self, **changes)
 
 
 BUDGETS: dict[str, Budget] = {
