@@ -61,6 +61,18 @@ def norm_rel_error(a: np.ndarray, n: np.ndarray) -> float:
     return float(np.linalg.norm(a - n) / max(1e-8, np.linalg.norm(a) + np.linalg.norm(n)))
 
 
+def offset_biases(model: MLP, rng: np.random.RandomState, scale: float = 0.1) -> None:
+    """Set every parameter whose name starts with ``b`` (the biases ``b<l>`` and batch norm's
+    shifts ``beta<l>``) to ``scale * rng.randn``, in parameter order, before a gradient check.
+
+    With zero biases a unit whose inputs are all zero sits exactly on the ReLU kink, where the
+    analytic slope H(0) = 0 and the centred difference 1/2 disagree by definition: a correct
+    backward pass would fail its check."""
+    for name, p in model.params.items():
+        if name.startswith("b"):
+            p[:] = scale * rng.randn(*p.shape)
+
+
 def check_model(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: float = 1e-5,
                 metric: str = "max") -> dict[str, float]:
     """Compare the analytic gradient of every parameter of ``model`` with the numerical one.

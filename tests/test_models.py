@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mlplab import MLP, TwoLayerNet
-from mlplab.gradcheck import check_model
+from mlplab.gradcheck import check_model, offset_biases
 
 
 @pytest.mark.parametrize("hidden", [[], [7], [7, 6], [7, 6, 5]])
@@ -23,9 +23,7 @@ def test_mlp_gradients_with_layers(activation, batchnorm, rng):
     X, y = rng.randn(8, 5), rng.randint(3, size=8)
     model = MLP(5, [6, 4], 3, init="xavier", seed=2, dtype=np.float64,
                 activation=activation, batchnorm=batchnorm, dropout=0.25)
-    for name, p in model.params.items():  # zero biases put a dead unit's input exactly on
-        if name.startswith("b"):           # the ReLU kink, where H(0) = 0 but the slope is 1/2
-            p[:] = 0.1 * rng.randn(*p.shape)
+    offset_biases(model, rng)  # off the ReLU kink, where H(0) = 0 but the slope is 1/2
     errors = check_model(model, X, y, reg=0.05, metric="norm")
     assert max(errors.values()) < 1e-7
     if batchnorm:
@@ -216,3 +214,15 @@ def test_state_dict_roundtrip_and_validation(rng):
     bad["W1"] = np.zeros((2, 2))
     with pytest.raises(ValueError, match="shape"):
         b.load_state_dict(bad)
+
+
+def test_offset_biases_draws_biases_and_shifts_in_order_and_leaves_the_rest(rng):
+    model = MLP(4, [5, 3], 2, batchnorm=True, seed=0, dtype=np.float64)
+    before = model.state_dict()
+    offset_biases(model, np.random.RandomState(3), scale=0.5)
+    draws = np.random.RandomState(3)
+    changed = [name for name in model.params if name.startswith("b")]
+    assert changed == ["beta1", "beta2", "b3"]  # batch norm's layers have no bias of their own
+    for name, value in model.params.items():
+        expected = 0.5 * draws.randn(*value.shape) if name in changed else before[name]
+        np.testing.assert_array_equal(value, expected, err_msg=name)

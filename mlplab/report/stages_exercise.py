@@ -76,7 +76,7 @@ EQUATIONS = [
 def stage_q2(ctx: Context, section: Section) -> None:
     from mlplab import MLP
     from mlplab.exercise import TOY_REG, toy_data, toy_model
-    from mlplab.gradcheck import check_model
+    from mlplab.gradcheck import check_model, offset_biases
 
     path, rel = ctx.figure("q2-equations.png")
     render_equations(EQUATIONS, path)
@@ -100,14 +100,10 @@ def stage_q2(ctx: Context, section: Section) -> None:
                       "Two-layer net (the exercise's toy model)"))
 
     # a deeper net with the same hand-written layers: Xavier weights keep activations O(1), and
-    # non-zero biases keep units off the ReLU kink, where analytic (0) and numerical (1/2) slopes
-    # disagree by definition
+    # non-zero biases keep units off the ReLU kink (offset_biases)
     hidden = [10, 10, 10]
     deep = MLP(X.shape[1], hidden, 3, init="xavier", seed=ctx.seed, dtype=np.float64)
-    rng = np.random.RandomState(ctx.seed)
-    for name, p in deep.params.items():
-        if name.startswith("b"):
-            p[:] = 0.1 * rng.randn(*p.shape)
+    offset_biases(deep, np.random.RandomState(ctx.seed))
     max_err = check_model(deep, X, y, reg=TOY_REG, metric="max")
     norm_err = check_model(deep, X, y, reg=TOY_REG, metric="norm")
     deep_rows = [[name, str(deep.params[name].shape), sci(max_err[name]), sci(norm_err[name]),
