@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -418,7 +418,7 @@ class Adam(Optimizer):
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam)}
 
 
-def make_optimizer(name: str, lr: float, **kwargs) -> Optimizer:
+def make_optimizer(name: str, lr: float, **kwargs: Any) -> Optimizer:
     """Build an optimiser by name (``sgd``, ``momentum``, ``nesterov``, ``adam``); extra keyword
     arguments that the optimiser does not take are ignored."""
     check_choice(name, OPTIMIZERS, "optimizer")

@@ -19,6 +19,7 @@ import math
 import pickle
 import pickletools
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -232,7 +233,7 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, *args, budget: int = DEFAULT_BUDGET, **kwargs) -> None:
+    def __init__(self, *args: Any, budget: int = DEFAULT_BUDGET, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # bytes the allowed calls may make (copies, decoded text, arrays): a payload memoised
         # once can be fed to them again and again for a few bytes of pickle each
