@@ -6,8 +6,8 @@ dL/d(input), storing parameter gradients in ``self.grads`` under the same keys a
 
 Conventions: inputs are batched rows, ``x`` of shape (N, D); affine maps are ``x @ W + b`` with
 ``W`` of shape (D, H) (the exercise's column-vector ``W x + b`` with ``W`` transposed).
-Everything is
-vectorised over the batch and works in the dtype of its parameters (float32 or float64).
+Everything is vectorised over the batch and works in the dtype of its parameters (float32 or
+float64).
 
 Speed notes (why some code writes into ``out=``): a training step is a handful of matrix products;
 the rest is overhead. Layers therefore reuse per-shape output buffers instead of allocating fresh

@@ -47,8 +47,7 @@ EVAL_CHUNK = 4096
 
 class MLP:
     """A fully-connected network: (Affine -> [BatchNorm] -> activation -> [Dropout]) per hidden
-    size,
-    then a final Affine and softmax.
+    size, then a final Affine and softmax.
 
     Parameters are named from input to output: ``W1, b1, W2, b2, ...`` (and ``gamma1, beta1, ...``
     for batch norm after hidden layer 1, ...). ``W_l`` has shape (fan_in, fan_out). A hidden layer
