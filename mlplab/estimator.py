@@ -31,7 +31,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from mlplab._validation import check_int, check_positive, is_int
+from mlplab._validation import check_choice, check_int, check_positive, check_range, is_int
 from mlplab.models import ACTIVATIONS, MLP
 from mlplab.trainer import Callback, Trainer
 
@@ -138,20 +138,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         hidden = [self.hidden_sizes] if is_int(self.hidden_sizes) else list(self.hidden_sizes)
         if any(not is_int(h) or h < 1 for h in hidden):
             raise ValueError(f"hidden_sizes must be positive integers; got {self.hidden_sizes!r}.")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got "
-                             f"{self.activation!r}.")
+        # checked here too, not only by MLP: a warm start builds no new network
+        check_choice(self.activation, ACTIVATIONS, "activation")
         check_int(self.batch_size, "batch_size")  # 2.5 is not silently trained as 2
-        if not is_int(self.max_epochs) or self.max_epochs < 1:
-            raise ValueError(f"max_epochs must be a positive integer; got {self.max_epochs!r}.")
-        if self.early_stopping and not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1); got "
-                             f"{self.validation_fraction!r}.")
+        check_int(self.max_epochs, "max_epochs")
+        if self.early_stopping:
+            check_range(self.validation_fraction, "validation_fraction", 0, 1, low_open=True,
+                        high_open=True)
         if self.tol is not None:
             check_positive(self.tol, "tol", allow_zero=True)
-        if not is_int(self.n_iter_no_change) or self.n_iter_no_change < 1:
-            raise ValueError(f"n_iter_no_change must be a positive integer; got "
-                             f"{self.n_iter_no_change!r}.")
+        check_int(self.n_iter_no_change, "n_iter_no_change")
         return [int(h) for h in hidden]
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> MLPClassifier:

@@ -244,12 +244,15 @@ ESTIMATOR_ARGS = [
     ({"hidden_sizes": (0,)}, "hidden_sizes must be positive integers"),
     ({"lr": -1}, "lr must be a finite number > 0"),
     ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-    ({"max_epochs": 0}, "max_epochs must be a positive integer"),
+    ({"max_epochs": 0}, "max_epochs must be an integer >= 1; got 0"),
+    ({"max_epochs": 2.0}, "max_epochs must be an integer >= 1; got 2.0"),
     ({"dropout": 1.0}, "dropout must be a number in"),
     ({"reg": -1}, "reg must be a finite number >= 0"),
     ({"tol": -1}, "tol must be a finite number >= 0"),
-    ({"n_iter_no_change": 0}, "n_iter_no_change must be a positive integer"),
-    ({"early_stopping": True, "validation_fraction": 1.0}, "validation_fraction must be in"),
+    ({"n_iter_no_change": 0}, "n_iter_no_change must be an integer >= 1; got 0"),
+    ({"activation": "swish"}, "unknown activation 'swish'; choose one of relu, leaky_relu"),
+    ({"early_stopping": True, "validation_fraction": 1.0},
+     r"validation_fraction must be a number in \(0, 1\); got 1.0"),
 ]
 
 
