@@ -49,11 +49,20 @@ def test_toy_probabilities():
 
 
 def test_toy_loss_and_data_term():
+    """The total against the exercise's number; the data term and the L2 term apart against the
+    toy model's forward pass written out here (the exercise gives only their sum)."""
     X, y = toy_data()
     loss, _ = toy_model().loss(X, y, reg=0.05)
     assert abs(loss - CORRECT_LOSS) < 1e-10
     data_loss, _ = toy_model().loss(X, y, reg=0.0)
-    assert abs(data_loss - 1.2658570521180532) < 1e-12
+    draws = np.random.RandomState(0)  # the toy model's weights: W1 then W2, std 0.1, biases 0
+    W1, W2 = 0.1 * draws.randn(4, 10), 0.1 * draws.randn(10, 3)
+    z = np.maximum(X @ W1, 0) @ W2
+    log_p = z - z.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    assert data_loss == pytest.approx(-log_p[np.arange(len(y)), y].mean(), abs=1e-12)
+    l2 = 0.05 * ((W1 ** 2).sum() + (W2 ** 2).sum())  # no 0.5, biases not penalised
+    assert loss - data_loss == pytest.approx(l2, abs=1e-12)
 
 
 def test_toy_gradients_within_exercise_bound():
