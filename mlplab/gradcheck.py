@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mlplab._validation import check_choice
 from mlplab.layers import Dropout
 
 if TYPE_CHECKING:
@@ -83,7 +84,9 @@ def check_model(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: f
     left as it was: the check's many training-mode passes would otherwise move the batch-norm
     running statistics and the dropout generators of, say, a trained model.
     """
-    error = {"max": rel_error, "norm": norm_rel_error}[metric]
+    errors_by_metric = {"max": rel_error, "norm": norm_rel_error}
+    check_choice(metric, errors_by_metric, "metric")  # a ValueError, not a bare KeyError
+    error = errors_by_metric[metric]
     if model.dtype != np.float64:
         raise ValueError("gradient checks need a float64 model (dtype=np.float64); float32 "
                          "rounding makes centred differences meaningless.")

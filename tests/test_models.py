@@ -226,3 +226,9 @@ def test_offset_biases_draws_biases_and_shifts_in_order_and_leaves_the_rest(rng)
     for name, value in model.params.items():
         expected = 0.5 * draws.randn(*value.shape) if name in changed else before[name]
         np.testing.assert_array_equal(value, expected, err_msg=name)
+
+
+def test_an_unknown_gradient_check_metric_is_a_value_error(rng):
+    model = MLP(4, [5], 3, seed=0, dtype=np.float64)
+    with pytest.raises(ValueError, match="unknown metric 'mean'; choose one of max, norm"):
+        check_model(model, rng.randn(3, 4), np.array([0, 1, 2]), metric="mean")
