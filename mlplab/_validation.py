@@ -6,7 +6,8 @@ what was received, so that a user can fix the call without reading the source.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -127,6 +128,14 @@ def check_int(value: object, name: str, minimum: int = 1) -> int:
     if not is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
     return int(value)
+
+
+def check_hidden_sizes(sizes: Iterable[Any]) -> list[int]:
+    """Return the hidden layer widths ``sizes`` as a list of ``int`` or raise a ``ValueError``
+    unless every one is an integer >= 1 (a string is refused: ``"500"`` is not three layers)."""
+    if isinstance(sizes, str) or not all(is_int(h) and h >= 1 for h in sizes):
+        raise ValueError(f"every hidden size must be a positive integer; got {sizes!r}.")
+    return [int(h) for h in sizes]
 
 
 def check_seed(seed: object, name: str = "seed") -> None:

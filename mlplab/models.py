@@ -18,6 +18,7 @@ from numpy.typing import DTypeLike
 
 from mlplab._validation import (
     check_choice,
+    check_hidden_sizes,
     check_int,
     check_positive,
     check_range,
@@ -77,10 +78,7 @@ class MLP:
                  seed: int | None = None, dtype: DTypeLike = np.float32) -> None:
         if is_int(hidden_sizes):  # one hidden layer, as MLPClassifier and train_run take it
             hidden_sizes = [hidden_sizes]
-        if isinstance(hidden_sizes, str) or not all(is_int(h) and h >= 1 for h in hidden_sizes):
-            raise ValueError(f"every hidden size must be a positive integer; got "
-                             f"{hidden_sizes!r}.")
-        hidden_sizes = [int(h) for h in hidden_sizes]
+        hidden_sizes = check_hidden_sizes(hidden_sizes)
         input_size = check_int(input_size, "input_size")
         num_classes = check_int(num_classes, "num_classes", minimum=2)
         check_positive(std, "std")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mlplab._validation import check_choice, check_int, check_positive, is_int
+from mlplab._validation import check_choice, check_hidden_sizes, check_int, check_positive
 
 #: the exercise's defaults (SPEC §4)
 HIDDEN = (50,)
@@ -36,10 +36,7 @@ class MultiLayerPerceptron(nn.Module):
     def __init__(self, input_size: int, hidden_layers: Sequence[int], num_classes: int,
                  dropout: float = 0.0, batchnorm: bool = False) -> None:
         super().__init__()
-        if isinstance(hidden_layers, str) or not all(is_int(h) and h >= 1 for h in hidden_layers):
-            raise ValueError(f"every hidden size must be a positive integer; got "
-                             f"{hidden_layers!r}.")
-        hidden = [int(h) for h in hidden_layers]
+        hidden = check_hidden_sizes(hidden_layers)
         check_int(input_size, "input_size")
         check_int(num_classes, "num_classes", minimum=2)
         if not 0 <= dropout < 1:
