@@ -54,7 +54,6 @@ class Budget:
         return asdict(self)
 
 
-
 BUDGETS: dict[str, Budget] = {
     "quick": Budget("quick", tune_trials=12),
     # tuning trials train on 10,000 images and the median pruner stops hopeless ones early, so
