@@ -230,8 +230,10 @@ class BatchNorm(Layer):
     """Batch normalisation over the batch axis of (N, D) inputs.
 
     Training normalises with the batch mean and (biased) variance and updates exponential running
-    statistics; evaluation uses the running statistics. Backward uses the compact form
-    ``dx = (gamma / sigma) / N * (N dy - sum(dy) - xhat * sum(dy * xhat))``.
+    statistics; evaluation uses the running statistics. Backward after a training forward uses the
+    compact form ``dx = (gamma / sigma) / N * (N dy - sum(dy) - xhat * sum(dy * xhat))``; after
+    an evaluation forward the statistics are constants and the layer is affine:
+    ``dx = gamma dy / sigma``.
     """
 
     def __init__(self, dim: int, momentum: float = 0.9, eps: float = 1e-5,
@@ -258,7 +260,7 @@ class BatchNorm(Layer):
             mean, var = self.running_mean, self.running_var
         inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype, copy=False)
         xhat = (x - mean) * inv_std
-        self._xhat, self._inv_std = xhat, inv_std
+        self._xhat, self._inv_std, self._train = xhat, inv_std, train
         return xhat * gamma + beta
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -268,6 +270,8 @@ class BatchNorm(Layer):
         dgamma = (dout * xhat).sum(axis=0)
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dgamma
+        if not self._train:  # normalised by the running statistics, which x does not move
+            return dout * (gamma * inv_std)
         return (gamma * inv_std / n) * (n * dout - dbeta - xhat * dgamma)
 
 

@@ -80,6 +80,30 @@ def test_batchnorm_gradients_train_mode(rng):
     _check_layer(make, x, rng, tol=1e-7)
 
 
+def test_batchnorm_gradients_eval_mode(rng):
+    """In evaluation mode the running statistics are constants, so the layer is the affine map
+    ``gamma (x - mu) / sigma + beta`` and dx = gamma dout / sigma; the training-mode formula (which
+    differentiates through the batch statistics) was once applied here too."""
+    bn = BatchNorm(5, dtype=np.float64)
+    bn.params["gamma"][:] = rng.rand(5) + 0.5
+    bn.params["beta"][:] = rng.randn(5)
+    bn.running_mean[:] = rng.randn(5)
+    bn.running_var[:] = rng.rand(5) + 0.5
+    x, dout = 3 * rng.randn(8, 5) + 2, rng.randn(8, 5)
+
+    def f(z):
+        return bn.forward(z.copy(), train=False).copy()
+
+    f(x)
+    dx = bn.backward(dout.copy())
+    assert rel_error(dx, eval_numerical_gradient_array(f, x.copy(), dout)) < 1e-8
+    for name, p in bn.params.items():
+        num = eval_numerical_gradient_array(lambda _: f(x), p, dout)
+        f(x)
+        bn.backward(dout.copy())
+        assert rel_error(bn.grads[name], num) < 1e-8, name
+
+
 def test_batchnorm_normalises_and_tracks_running_stats(rng):
     bn = BatchNorm(4, momentum=0.0, dtype=np.float64)
     x = 5 * rng.randn(200, 4) + 3
