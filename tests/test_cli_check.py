@@ -33,6 +33,26 @@ def test_gradcheck_fails_above_tolerance(capsys):
     assert main(["gradcheck", "--hidden", "8", "--tol", "1e-30"]) == 1
 
 
+def test_gradcheck_max_metric_default_tolerance(capsys):
+    """On the default net the element-wise figure of correct code exceeds 1e-7 from float64
+    rounding (a W2 entry near zero); --metric max alone must still pass it, with its own bound."""
+    assert main(["gradcheck", "--metric", "max", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["passed"] and data["tol"] == 1e-5 and max(data["errors"].values()) > 1e-7
+    assert main(["gradcheck", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tol"] == 1e-7
+
+
+def test_gradcheck_max_metric_catches_a_wrong_gradient(capsys, monkeypatch):
+    """The looser default of --metric max still fails a backward pass with a real mistake."""
+    from mlplab.layers import ReLU
+
+    backward = ReLU.backward
+    monkeypatch.setattr(ReLU, "backward", lambda self, dout: 1.01 * backward(self, dout))
+    assert main(["gradcheck", "--metric", "max"]) == 1
+    assert main(["gradcheck"]) == 1
+
+
 def test_bad_hidden_is_one_line_error(capsys):
     assert main(["gradcheck", "--hidden", "8,x"]) == 2  # a usage error
     err = capsys.readouterr().err
