@@ -101,7 +101,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         As in scikit-learn: a further ``fit`` continues from the fitted network's weights
         instead of new ones (the optimiser starts afresh, as scikit-learn's does), and
         ``loss_curve_``, ``n_iter_`` and ``t_`` go on counting. The classes, the number of
-        features and ``hidden_sizes`` must be those of the fitted network.
+        features, ``hidden_sizes``, ``activation``, ``dropout`` and ``batchnorm`` must be those of
+        the fitted network (``init`` and ``std`` draw first weights only and are not used).
     """
 
     def __init__(self, hidden_sizes: int | Sequence[int] = (100,), activation: str = "relu",
@@ -209,10 +210,19 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"warm_start: y has classes {classes.tolist()}, but the fitted "
                              f"network has {self.classes_.tolist()}; fit with the same classes "
                              "or set warm_start=False to start again.")
-        if hidden != list(self.model_.config["hidden_sizes"]):
+        fitted = self.model_.config
+        if hidden != list(fitted["hidden_sizes"]):
             raise ValueError(f"warm_start: hidden_sizes is {hidden}, but the fitted network has "
-                             f"{list(self.model_.config['hidden_sizes'])}; set warm_start=False "
+                             f"{list(fitted['hidden_sizes'])}; set warm_start=False "
                              "to start again.")
+        # the layers are built with the network, so a changed setting would silently not apply
+        # (init and std only draw the first weights, which a warm start does not redraw)
+        for name, value in (("activation", self.activation), ("dropout", float(self.dropout)),
+                            ("batchnorm", bool(self.batchnorm))):
+            if value != fitted[name]:
+                raise ValueError(f"warm_start: {name} is {value!r}, but the fitted network was "
+                                 f"built with {fitted[name]!r}; set it back or set "
+                                 "warm_start=False to start again.")
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``."""

@@ -147,3 +147,14 @@ def test_warm_start_refuses_another_network(digits):
         clf.fit(X_tr[:, :10], y_tr)
     with pytest.raises(ValueError, match=r"warm_start: hidden_sizes is \[16\]"):
         clf.set_params(hidden_sizes=(16,)).fit(X_tr, y_tr)
+    clf.set_params(hidden_sizes=(8,))
+    # settings built into the layers would otherwise silently not apply
+    for name, value in (("activation", "tanh"), ("dropout", 0.5), ("batchnorm", True)):
+        default = clf.get_params()[name]
+        with pytest.raises(ValueError, match=f"warm_start: {name} is {value!r}, but the fitted "
+                                             f"network was built with {default!r}"):
+            clf.set_params(**{name: value}).fit(X_tr, y_tr)
+        clf.set_params(**{name: default})
+    weights = clf.model_.params["W1"].copy()
+    clf.set_params(init="xavier", std=0.5).fit(X_tr, y_tr)  # first-weight settings: unused
+    assert clf.n_iter_ == 2 and not np.array_equal(clf.model_.params["W1"], weights)
