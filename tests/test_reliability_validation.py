@@ -297,9 +297,12 @@ def test_tuning_entry_point(tmp_path):
     from mlplab.tuning import tune
 
     for kwargs, message in [
-        ({"trials": 0}, "trials must be a positive integer"),
-        ({"workers": 0}, "workers must be a positive integer"),
-        ({"timeout": -1}, "timeout must be positive seconds"),
+        ({"trials": 0}, "trials must be an integer >= 1; got 0"),
+        ({"trials": 2.5}, "trials must be an integer >= 1; got 2.5"),
+        ({"workers": 0}, "workers must be an integer >= 1; got 0"),
+        ({"workers": "2"}, "workers must be an integer >= 1; got '2'"),
+        ({"timeout": -1}, r"timeout \(seconds\) must be a finite number > 0; got -1"),
+        ({"timeout": float("nan")}, r"timeout \(seconds\) must be a finite number > 0"),
         ({"sampler": "cmaes"}, "unknown sampler 'cmaes'"),
         ({"prune": "never"}, "unknown pruner 'never'"),
         ({"search_space": {"lr": {"type": "float", "low": -1, "high": 1}}}, "lr must satisfy"),

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlplab._validation import check_choice
+from mlplab._validation import check_choice, check_int, check_positive
 from mlplab.tuning.data import (
     ArraySource,
     DatasetSource,
@@ -207,12 +207,10 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     import optuna
 
     start = time.perf_counter()
-    if int(trials) < 1:
-        raise ValueError(f"trials must be a positive integer; got {trials}.")
-    if int(workers) < 1:
-        raise ValueError(f"workers must be a positive integer; got {workers}.")
-    if timeout is not None and timeout <= 0:
-        raise ValueError(f"timeout must be positive seconds; got {timeout}.")
+    trials = check_int(trials, "trials")  # 2.5 and "3" are refused, not truncated
+    workers = check_int(workers, "workers")
+    if timeout is not None:
+        check_positive(timeout, "timeout (seconds)")  # NaN too, which never times out
     if prune is True:
         prune = "median"
     prune = prune or None
@@ -234,7 +232,6 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     study_name = study_name or default_study_name(source)
     out_dir = Path(out) if out is not None else Path("runs") / study_name
     spec = storage_spec(storage, out_dir, heartbeat, grace)
-    trials, workers = int(trials), int(workers)
     local_only = storage is None and workers == 1
     sampler_seed = seed if local_only else None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
