@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import DTypeLike
 
+from mlplab._validation import check_range
 from mlplab.blas import gemm_tn
 
 if TYPE_CHECKING:
@@ -286,8 +287,7 @@ class SoftmaxCrossEntropy(Layer):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        if not 0 <= label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing}.")
+        check_range(label_smoothing, "label_smoothing", 0, 1, high_open=True)
         self.label_smoothing = label_smoothing
 
     def forward(self, scores: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:  # type: ignore[override]

@@ -114,10 +114,8 @@ class TrainConfig:
         check_int(self.step_epochs, "step_epochs")
         check_positive(self.min_lr, "min_lr", allow_zero=True)
         check_seed(self.seed)
-        if self.sampling not in ("shuffle", "replacement"):
-            raise ValueError(f"sampling must be 'shuffle' or 'replacement'; got {self.sampling!r}.")
-        if self.train_acc not in ("batch", "subset"):
-            raise ValueError(f"train_acc must be 'batch' or 'subset'; got {self.train_acc!r}.")
+        check_choice(self.sampling, ("shuffle", "replacement"), "sampling")
+        check_choice(self.train_acc, ("batch", "subset"), "train_acc")
         check_choice(self.optimizer, OPTIMIZERS, "optimizer")
         check_choice(self.schedule, SCHEDULES, "schedule")
         check_positive(self.weight_decay, "weight_decay", allow_zero=True)
@@ -132,8 +130,7 @@ class TrainConfig:
         if self.schedule == "cosine" and self.min_lr > self.lr:
             raise SettingsError(f"min_lr ({self.min_lr:g}) must not exceed lr ({self.lr:g}): the "
                                 "cosine schedule decays from lr to min_lr.")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}.")
+        check_range(self.label_smoothing, "label_smoothing", 0, 1, high_open=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -155,8 +155,10 @@ TRAIN_ARGS = [
     ({"seed": -1}, "seed must be None or an integer between 0 and 2\\*\\*32 - 1"),
     ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'; choose one of"),
     ({"schedule": "linear"}, "unknown schedule 'linear'; choose one of"),
-    ({"sampling": "bootstrap"}, "sampling must be 'shuffle' or 'replacement'"),
-    ({"train_acc": "all"}, "train_acc must be 'batch' or 'subset'"),
+    ({"sampling": "bootstrap"}, "unknown sampling 'bootstrap'; choose one of shuffle, replacement"),
+    ({"train_acc": "all"}, "unknown train_acc 'all'; choose one of batch, subset"),
+    ({"label_smoothing": "0.1"}, r"label_smoothing must be a number in \[0, 1\); got '0.1'"),
+    ({"label_smoothing": 1.0}, r"label_smoothing must be a number in \[0, 1\); got 1.0"),
     ({"no_such_option": 1}, "unknown training options: no_such_option"),
 ]
 
