@@ -14,6 +14,8 @@ makes a fit reproducible. Like ``sklearn.neural_network.MLPClassifier`` it train
 ``max_epochs`` epochs and stops earlier once the mean training loss of an epoch has not improved by
 ``tol`` for ``n_iter_no_change`` epochs, or, with ``early_stopping=True``, once the accuracy on a
 held-out ``validation_fraction`` stops improving (the best parameters are then restored).
+``partial_fit`` trains one epoch per call on the data it is given, carrying the optimiser's state
+from call to call, for data that arrive in chunks.
 
 Arithmetic follows the input: float32 input trains in float32, anything else in float64
 (scikit-learn's own estimators preserve float32 the same way).
@@ -165,7 +167,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"MLPClassifier needs samples of at least 2 classes in y; got 1 "
                              f"class ({encoder.classes_.tolist()[0]!r}).")
         if warm:
-            self._check_warm_start(encoder.classes_, hidden)
+            self._check_same_network(encoder.classes_, hidden, "warm_start")
             X = X.astype(self.model_.dtype, copy=False)  # the network's arithmetic goes on
         self.classes_ = encoder.classes_
         rng = check_random_state(self.random_state)
@@ -178,11 +180,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 X, y_enc, test_size=self.validation_fraction, random_state=seed,
                 stratify=y_enc if np.bincount(y_enc).min() >= 2 else None)
         if not warm:
-            self.model_ = MLP(X.shape[1], hidden, len(self.classes_),
-                              activation=self.activation, init=self.init, std=self.std,
-                              dropout=self.dropout, batchnorm=self.batchnorm, seed=seed,
-                              dtype=X.dtype)
-            self.loss_curve_, self.n_iter_, self.t_ = [], 0, 0
+            self._new_network(X.shape[1], hidden, seed, X.dtype)
         batch_size = min(int(self.batch_size), len(X))
         convergence = _Convergence(self.tol, 0 if self.early_stopping else self.n_iter_no_change)
         trainer = Trainer(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
@@ -191,11 +189,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                           patience=self.n_iter_no_change if self.early_stopping else None,
                           train_acc="subset", seed=seed, verbose=self.verbose,
                           callbacks=[convergence])
-        history = trainer.fit(self.model_, X, y_enc, X_val, y_val)
-        self.history_ = history
-        self.loss_curve_ = [*self.loss_curve_, *convergence.epoch_loss]
-        self.n_iter_ += trainer.epoch
-        self.t_ += trainer.iteration * batch_size  # samples seen, as scikit-learn counts it
+        history = self.history_ = trainer.fit(self.model_, X, y_enc, X_val, y_val)
+        self._record(trainer, convergence, batch_size)
         if self.early_stopping:
             self.validation_scores_ = list(history.val_acc)
             self.best_validation_score_ = history.best_val_acc
@@ -203,26 +198,95 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.validation_scores_ = self.best_validation_score_ = None
         return self
 
-    def _check_warm_start(self, classes: np.ndarray, hidden: list[int]) -> None:
-        """A warm start continues the fitted network: it must be the network these data and
-        parameters describe."""
+    def partial_fit(self, X: ArrayLike, y: ArrayLike,
+                    classes: ArrayLike | None = None) -> MLPClassifier:
+        """One epoch over ``X`` and ``y`` (shuffled minibatches), continuing the network, the
+        optimiser's state (velocities, Adam's moments) and the random streams; returns ``self``.
+
+        As scikit-learn's: ``classes``, every label that will ever be seen, is needed on the
+        first call (later calls may hold any subset of them); a ``fit`` before it is continued
+        too. Each call is one epoch for ``n_iter_``, ``loss_curve_`` and the schedule
+        (``exp``: ``lr * lr_decay ** n_iter_``; ``step`` and ``cosine`` need a run length and are
+        refused); there is no early stopping. ``n`` calls on the same data train exactly as
+        ``fit`` with ``max_epochs=n, tol=None`` does.
+        """
+        from sklearn.utils.multiclass import _check_partial_fit_first_call
+
+        hidden = self._check_params()
+        check_choice(self.schedule, ("constant", "exp"), "schedule for partial_fit")
+        first = _check_partial_fit_first_call(self, classes)
+        X, y = _validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)
+        check_classification_targets(y)
+        unknown = np.setdiff1d(y, self.classes_)
+        if len(unknown):
+            raise ValueError(f"y has labels {unknown.tolist()[:5]} that are not among the "
+                             f"classes {self.classes_.tolist()} of the first partial_fit call; "
+                             "pass every label in `classes` then.")
+        y_enc = np.searchsorted(self.classes_, y)
+        if not hasattr(self, "model_"):
+            if len(self.classes_) < 2:
+                raise ValueError(f"MLPClassifier needs at least 2 classes; got "
+                                 f"{self.classes_.tolist()}.")
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            self._new_network(X.shape[1], hidden, seed, X.dtype)
+            self._continue = {"seed": seed}
+        else:
+            self._check_same_network(self.classes_, hidden, "partial_fit")
+            X = X.astype(self.model_.dtype, copy=False)
+        batch_size = min(int(self.batch_size), len(X))
+        convergence = _Convergence(None, 0)  # records the epoch's mean loss
+        trainer = Trainer(optimizer=self.optimizer, lr=self.lr * (
+                              self.lr_decay ** self.n_iter_ if self.schedule == "exp" else 1.0),
+                          momentum=self.momentum, schedule="constant", reg=self.reg,
+                          batch_size=batch_size, epochs=1, train_acc="subset",
+                          seed=self._continue["seed"], verbose=self.verbose,
+                          callbacks=[convergence])
+        if "rng" in self._continue:
+            # the state a resumed run starts from: no steps yet in this "run", but the
+            # optimiser's slots and the generators carried over from the last epoch
+            trainer.resume({"iteration": 0, "epoch": 0, "history": {}, "best_state": None,
+                            "order": None, **self._continue})
+        self.history_ = trainer.fit(self.model_, X, y_enc)
+        self._record(trainer, convergence, batch_size)
+        self.validation_scores_ = self.best_validation_score_ = None
+        return self
+
+    def _new_network(self, n_features: int, hidden: list[int], seed: int,
+                     dtype: np.dtype) -> None:
+        self.model_ = MLP(n_features, hidden, len(self.classes_), activation=self.activation,
+                          init=self.init, std=self.std, dropout=self.dropout,
+                          batchnorm=self.batchnorm, seed=seed, dtype=dtype)
+        self.loss_curve_, self.n_iter_, self.t_ = [], 0, 0
+
+    def _record(self, trainer: Trainer, convergence: _Convergence, batch_size: int) -> None:
+        """Count what ``trainer`` did and keep what a later ``partial_fit`` continues from."""
+        self.loss_curve_ = [*self.loss_curve_, *convergence.epoch_loss]
+        self.n_iter_ += trainer.epoch
+        self.t_ += trainer.iteration * batch_size  # samples seen, as scikit-learn counts it
+        state = trainer.state_dict()
+        self._continue = {"seed": trainer.config.seed,
+                          **{k: state[k] for k in ("rng", "dropout_rngs", "optimizer")}}
+
+    def _check_same_network(self, classes: np.ndarray, hidden: list[int], how: str) -> None:
+        """A warm start or a further ``partial_fit`` (``how``) continues the fitted network: it
+        must be the network these data and parameters describe."""
+        again = "set warm_start=False" if how == "warm_start" else "call fit"
         if not np.array_equal(classes, self.classes_):
-            raise ValueError(f"warm_start: y has classes {classes.tolist()}, but the fitted "
+            raise ValueError(f"{how}: y has classes {classes.tolist()}, but the fitted "
                              f"network has {self.classes_.tolist()}; fit with the same classes "
-                             "or set warm_start=False to start again.")
+                             f"or {again} to start again.")
         fitted = self.model_.config
         if hidden != list(fitted["hidden_sizes"]):
-            raise ValueError(f"warm_start: hidden_sizes is {hidden}, but the fitted network has "
-                             f"{list(fitted['hidden_sizes'])}; set warm_start=False "
-                             "to start again.")
+            raise ValueError(f"{how}: hidden_sizes is {hidden}, but the fitted network has "
+                             f"{list(fitted['hidden_sizes'])}; {again} to start again.")
         # the layers are built with the network, so a changed setting would silently not apply
         # (init and std only draw the first weights, which a warm start does not redraw)
         for name, value in (("activation", self.activation), ("dropout", float(self.dropout)),
                             ("batchnorm", bool(self.batchnorm))):
             if value != fitted[name]:
-                raise ValueError(f"warm_start: {name} is {value!r}, but the fitted network was "
-                                 f"built with {fitted[name]!r}; set it back or set "
-                                 "warm_start=False to start again.")
+                raise ValueError(f"{how}: {name} is {value!r}, but the fitted network was "
+                                 f"built with {fitted[name]!r}; set it back or {again} to "
+                                 "start again.")
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``."""

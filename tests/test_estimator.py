@@ -137,6 +137,70 @@ def test_warm_start_continues_the_fitted_network(digits):
     assert clf.model_.dtype == np.float32 and clf.n_iter_ == 9
 
 
+@pytest.mark.parametrize("settings", [
+    {"optimizer": "sgd", "lr": 0.05},
+    {"optimizer": "momentum", "lr": 0.05, "dropout": 0.2},  # velocities, dropout's generator
+    {"optimizer": "adam", "schedule": "exp", "lr_decay": 0.9, "batchnorm": True},  # moments, t
+])
+def test_partial_fit_epochs_train_as_fit(digits, settings):
+    """n partial_fit calls on the same data are one run of n epochs: the optimiser's state, the
+    batch order's generator and dropout's carry over, bit for bit; a fit before them is
+    continued the same way."""
+    X_tr, _, y_tr, _ = digits
+    X_tr = (X_tr / 16).astype(np.float32)
+    params = dict(hidden_sizes=(32,), tol=None, random_state=3, **settings)
+    ref = MLPClassifier(max_epochs=4, **params).fit(X_tr, y_tr)
+    streamed = MLPClassifier(**params)
+    for i in range(4):
+        streamed.partial_fit(X_tr, y_tr, classes=np.arange(10) if i == 0 else None)
+    after_fit = MLPClassifier(max_epochs=2, **params).fit(X_tr, y_tr)
+    for _ in range(2):
+        after_fit.partial_fit(X_tr, y_tr)
+    for clf in (streamed, after_fit):
+        for name, p in ref.model_.params.items():
+            np.testing.assert_array_equal(clf.model_.params[name], p, err_msg=name)
+        assert clf.loss_curve_ == ref.loss_curve_
+        assert clf.n_iter_ == 4 and clf.t_ == ref.t_
+
+
+def test_partial_fit_learns_from_a_stream(digits):
+    """Chunks of 150 rows, some missing classes, as a stream delivers them."""
+    X_tr, X_te, y_tr, y_te = digits
+    scaler = StandardScaler().fit(X_tr)
+    labels = np.array([f"digit {d}" for d in range(10)])
+    clf = MLPClassifier(hidden_sizes=(64,), lr=1e-2, random_state=0)
+    order = np.argsort(y_tr[:450], kind="stable")  # the first chunks hold few classes each
+    X_stream = np.concatenate([X_tr[:450][order], X_tr[450:]])
+    y_stream = np.concatenate([y_tr[:450][order], y_tr[450:]])
+    for _ in range(10):
+        for start in range(0, len(X_stream), 150):
+            chunk = slice(start, start + 150)
+            clf.partial_fit(scaler.transform(X_stream[chunk]), labels[y_stream[chunk]],
+                            classes=labels)
+    assert clf.n_iter_ == 10 * int(np.ceil(len(X_stream) / 150))
+    assert list(clf.classes_) == list(labels)
+    assert clf.score(scaler.transform(X_te), labels[y_te]) > 0.9
+
+
+def test_partial_fit_refusals(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier(hidden_sizes=(8,))
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match=r"y has labels \[9\] that are not among the classes"):
+        MLPClassifier().partial_fit(X_tr, y_tr, classes=np.arange(9))
+    with pytest.raises(ValueError, match="unknown schedule for partial_fit 'cosine'"):
+        MLPClassifier(schedule="cosine").partial_fit(X_tr, y_tr, classes=np.arange(10))
+    clf.partial_fit(X_tr, y_tr, classes=np.arange(10))
+    with pytest.raises(ValueError, match="X has 10 features, but MLPClassifier is expecting 64"):
+        clf.partial_fit(X_tr[:, :10], y_tr)
+    with pytest.raises(ValueError, match="is not the same as on last call to partial_fit"):
+        clf.partial_fit(X_tr, y_tr, classes=np.arange(11))
+    with pytest.raises(ValueError, match=r"partial_fit: hidden_sizes is \[16\], but the fitted "
+                                         r"network has \[8\]; call fit to start again"):
+        clf.set_params(hidden_sizes=(16,)).partial_fit(X_tr, y_tr)
+
+
 def test_warm_start_refuses_another_network(digits):
     X_tr, _, y_tr, _ = digits
     clf = MLPClassifier(hidden_sizes=(8,), max_epochs=1, warm_start=True, random_state=0)
