@@ -553,7 +553,7 @@ def test_evaluate_and_predict(tmp_path, digits):
     for r, p in zip(out, probs):
         assert [t["class"] for t in r["top"]] == [digits.classes[k] for k in np.argsort(-p)[:2]]
         assert r["top"][0]["probability"] == pytest.approx(p.max(), rel=1e-5)
-    with pytest.raises(ValueError, match="not a readable image"):
+    with pytest.raises(ValueError, match="bad.png: cannot read image"):
         (tmp_path / "bad.png").write_text("nope")
         predict_images(tmp_path / "r", [tmp_path / "bad.png"])
     # the model file alone is enough to predict; evaluate needs a sound config.json
@@ -580,6 +580,50 @@ def test_evaluate_and_predict(tmp_path, digits):
         io.write_npz(model_path, arrays)
         with pytest.raises(ValueError, match="model.npz: its " + message):
             predict_images(tmp_path / "r", files)
+
+
+def test_predict_decodes_images_as_training_does(tmp_path, digits):
+    """A 16-bit greyscale file predicts as its 8-bit twin (the folder loader scales 16-bit
+    images; predict used Pillow's convert("L"), which clips them to white), and an RGBA file as
+    its RGB twin."""
+    train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    eight = digits.X_test[:4, :, :, 0]
+    for i, img in enumerate(eight):
+        Image.fromarray(img).save(tmp_path / f"{i}-8bit.png")
+        Image.fromarray(img.astype(np.uint16) * 257).save(tmp_path / f"{i}-16bit.png")
+        assert Image.open(tmp_path / f"{i}-16bit.png").mode.startswith("I")
+    files8 = [tmp_path / f"{i}-8bit.png" for i in range(4)]
+    files16 = [tmp_path / f"{i}-16bit.png" for i in range(4)]
+    out8 = predict_images(tmp_path / "r", files8, top=10)
+    out16 = predict_images(tmp_path / "r", files16, top=10)
+    for a, b in zip(out8, out16):
+        assert [t["class"] for t in a["top"]] == [t["class"] for t in b["top"]]
+        for ta, tb in zip(a["top"], b["top"]):
+            assert ta["probability"] == pytest.approx(tb["probability"], rel=1e-5)
+
+
+def test_predict_takes_a_folder_of_images(tmp_path, digits, capsys):
+    train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    new = tmp_path / "new images"
+    (new / "nested").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(digits.X_test[i, :, :, 0]).save(new / f"{i}.png")
+    Image.fromarray(digits.X_test[3, :, :, 0]).save(new / "nested" / "3.png")
+    (new / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (new / "README.txt").write_text("not an image")
+    files = [new / f"{i}.png" for i in range(3)]
+    out = predict_images(tmp_path / "r", [new])
+    assert [r["image"] for r in out] == [str(f) for f in files]
+    assert out == predict_images(tmp_path / "r", files)
+    assert main(["predict", str(tmp_path / "r"), str(new), "--json"]) == 0
+    assert [r["image"] for r in json.loads(capsys.readouterr().out)] == [str(f) for f in files]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["predict", str(tmp_path / "r"), str(empty)]) == 1
+    err = capsys.readouterr().err
+    assert "empty: no image files in this folder" in err and "Errno" not in err
+    assert main(["predict", str(tmp_path / "r"), str(tmp_path / "missing.png")]) == 1
+    assert "missing.png: no such image file." in capsys.readouterr().err
 
 
 def test_edited_run_files_are_refused_by_name(tmp_path, digits):

@@ -156,10 +156,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     r = sub.add_parser(
         "predict", help="classify image files with a trained run",
-        description="Classify each IMAGE with RUN's model (resized to the training image size, "
-                    "preprocessed as in training) and print the most probable classes.")
+        description="Classify each IMAGE with RUN's model (decoded and resized to the training "
+                    "image size as folder datasets are, preprocessed as in training) and print "
+                    "the most probable classes. A folder stands for the image files directly "
+                    "inside it.")
     r.add_argument("run", metavar="RUN", help="a run folder written by mlplab train")
-    r.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    r.add_argument("images", metavar="IMAGE", nargs="+",
+                   help="image files (PNG, JPEG, ...) or folders of them")
     r.add_argument("--top", type=int, default=3, help="classes to show (default: %(default)s)")
     r.add_argument("--json", action="store_true", help="print the results as JSON")
     r.set_defaults(func=run_predict)

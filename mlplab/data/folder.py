@@ -115,9 +115,12 @@ def _scan(root: Path, classes: list[str] | None
     return classes, paths, np.asarray(labels, dtype=np.int64), stats
 
 
-def _unreadable(path: Path, exc: Exception) -> DatasetError:
+def _unreadable(path: Path, exc: Exception,
+                advice: str = "replace or remove the file") -> DatasetError:
     detail = " ".join(str(exc).split())  # Pillow's reason, on one line
-    return DatasetError(f"{path}: cannot read image ({detail}); replace or remove the file.")
+    if isinstance(exc, OSError) and exc.strerror:  # not the "[Errno 21] ..." repr
+        detail = exc.strerror
+    return DatasetError(f"{path}: cannot read image ({detail}); {advice}.")
 
 
 class _ColourImage(Exception):
@@ -160,9 +163,11 @@ def _grey_palette(im: Image.Image) -> bool:
 
 
 def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
-                grey_only: bool = False) -> np.ndarray:
+                grey_only: bool = False, advice: str = "replace or remove the file"
+                ) -> np.ndarray:
     """One image as ``uint8 (H, W, C)`` in ``mode`` (``"L"`` or ``"RGB"``), resized to ``size``.
-    With ``grey_only`` a colour image raises ``_ColourImage`` instead of being made grey."""
+    With ``grey_only`` a colour image raises ``_ColourImage`` instead of being made grey.
+    ``advice``: what an unreadable file's error tells the user to do."""
     from PIL import Image
 
     try:
@@ -178,8 +183,29 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
     except (DatasetError, _ColourImage):
         raise
     except Exception as exc:
-        raise _unreadable(path, exc) from None
+        raise _unreadable(path, exc, advice) from None
     return arr if arr.ndim == 3 else arr[:, :, None]
+
+
+def read_image(path: str | os.PathLike, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """One image file decoded exactly as a folder dataset's images are (wide greyscale scaled to
+    0..255, alpha dropped, bilinear resize), as ``uint8`` of ``image_shape`` ``(H, W, C)`` with
+    C 1 (grey) or 3 (RGB): a trained model's input, e.g. ``load_model(...)[2]["image_shape"]``.
+    A file that cannot be read is a :class:`DatasetError` naming it."""
+    H, W, C = (int(n) for n in image_shape)
+    if C not in (1, 3):
+        raise ValueError(f"image_shape must end in 1 (grey) or 3 (RGB) channels; got {C}.")
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such image file.")
+    return _read_image(path, "L" if C == 1 else "RGB", (H, W), advice="check the file")
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly inside ``folder`` (by extension, hidden files skipped), sorted
+    by name: what a class folder contributes to a dataset."""
+    folder = Path(folder)
+    return [folder / entry[0] for entry in _image_files(folder)]
 
 
 def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,

@@ -99,12 +99,33 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -
             "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}
 
 
+def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """``paths`` with each folder replaced by the image files directly inside it (sorted)."""
+    from mlplab.data.folder import IMAGE_EXTENSIONS, image_files
+
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if not p.is_dir():
+            out.append(p)
+            continue
+        found = image_files(p)
+        if not found:
+            raise ValueError(f"{p}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)}; "
+                             "sub-folders are not searched).")
+        out.extend(found)
+    if not out:
+        raise ValueError("no images given to predict.")
+    return out
+
+
 def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
                    top: int = 3) -> list[dict[str, Any]]:
-    """Top-``top`` classes with probabilities for each image file, with a run's model."""
-    from PIL import Image, UnidentifiedImageError
-
-    from mlplab.data.folder import open_image
+    """Top-``top`` classes with probabilities for each image file, with a run's model. A folder
+    in ``paths`` stands for the image files directly inside it (sorted by name). Each image is
+    decoded and resized as the folder datasets' images are (:func:`mlplab.data.folder.read_image`)
+    and preprocessed as in training."""
+    from mlplab.data.folder import read_image
 
     loaded = _load_run_model(Path(run))  # the model file holds all predict needs
     model, where = loaded.model, Path(run) / MODEL_FILE
@@ -121,23 +142,13 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
             and all(isinstance(c, str) for c in classes)):
         raise ValueError(f"{where}: its class names {classes!r:.80} are not {model.num_classes} "
                          "names; the file was edited or damaged - train the run again.")
-    H, W, C = shape
-    images = []
-    for p in paths:
-        try:
-            with open_image(p) as im:
-                im = im.convert("L" if C == 1 else "RGB")
-                if im.size != (W, H):
-                    im = im.resize((W, H), Image.BILINEAR)
-                arr = np.asarray(im, dtype=np.uint8)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{p}: no such image file.") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"{p} is not a readable image ({exc}).") from None
-        images.append(arr.reshape(H, W, C))
+    # decoded as the training folder's images were (16-bit greyscale scaled, not clipped; alpha
+    # dropped; the same bilinear resize), so a file predicts as it would have trained
+    files = _expand_image_paths(paths)
+    images = [read_image(p, shape) for p in files]
     probs = loaded.model.predict_proba(loaded.preprocessing.transform(np.stack(images)))
     out = []
-    for p, row in zip(paths, probs):
+    for p, row in zip(files, probs):
         order = np.argsort(-row, kind="stable")[:max(1, min(top, len(row)))]
         out.append({"image": str(p), "top": [{"class": classes[k], "probability": float(row[k])}
                                              for k in order]})
