@@ -119,6 +119,31 @@ def test_plot_samples_draws_the_transformed_images():
         plt.close(fig)
 
 
+def test_sample_grid_of_few_classes_keeps_its_whole_title(tmp_path):
+    """Two classes make a figure 1.9 inches wide; the title naming the folder was cut at both
+    ends ("lder:photos: sample train imag")."""
+    import matplotlib.pyplot as plt
+
+    from mlplab.plots import plot_samples
+
+    folder = tmp_path / "my holiday photos"
+    for c in ("beach", "hills"):
+        (folder / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (6, 4), (40 * i, 80, 120)).save(folder / c / f"{i}.png")
+    out = tmp_path / "grid.png"
+    assert main(["data", "show", f"folder:{folder}", "--out", str(out)]) == 0
+    fig = plot_samples(np.zeros((2, 4, 6, 3), np.uint8), np.array([0, 1]), ["beach", "hills"],
+                       title=f"folder:{folder}: sample train images")
+    try:
+        fig.set_dpi(100)  # sample_grid's
+        fig.canvas.draw()
+        title = fig._suptitle.get_window_extent()
+    finally:
+        plt.close(fig)
+    assert Image.open(out).size[0] >= title.width
+
+
 def test_missing_dataset_is_one_line_exit_1(tmp_path, capsys):
     assert main(["data", "info", "cifar10", "--data-dir", str(tmp_path / "none")]) == 1
     err = capsys.readouterr().err

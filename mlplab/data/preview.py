@@ -35,7 +35,8 @@ def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: 
     fmt = out.suffix.lstrip(".").lower() or "png"
     try:
         with atomic_path(out) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi)
+            # tight: with few classes the figure is narrower than its title (a folder's path)
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
     return out
