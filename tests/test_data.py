@@ -233,6 +233,46 @@ def test_folder_errors_name_the_file(tmp_path):
     assert ds.X_train.shape == (3, 4, 4, 3)
 
 
+def test_folder_images_the_layout_leaves_out_are_named_in_a_warning(tmp_path):
+    """Images in sub-folders of a class folder (cat/2019/) or loose in the dataset folder were
+    left out silently: the class was smaller than its user thought."""
+    import subprocess
+    import sys
+    import warnings
+
+    root = tmp_path / "photos"
+    _write_images(root, ["cat", "dog"], 3)
+    _write_images(root / "cat", ["2019"], 4)
+    _write_images(root / "cat" / ".hidden", ["x"], 1)  # hidden: not counted
+    Image.new("RGB", (6, 5)).save(root / "loose.jpg")
+    (root / "README.txt").write_text("my photos")  # not an image: no warning
+    with pytest.warns(UserWarning) as record:
+        ds = load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
+    assert len(ds.y_train) == 6  # the layout is unchanged: only the direct images are read
+    messages = [str(w.message) for w in record]
+    assert any("4 image(s) in sub-folders of class folders are not read: cat/2019/ (4)" in m
+               for m in messages), messages
+    assert any("1 image(s) directly in the dataset folder (e.g. loose.jpg) belong to no class"
+               in m for m in messages), messages
+    # the command line prints each as one line, not Python's file:line plus a source line (in
+    # a process of its own: pytest records the warnings of its own)
+    run = subprocess.run([sys.executable, "-m", "mlplab", "data", "info", f"folder:{root}",
+                          "--val-size", "0", "--test-size", "0", "--no-cache"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    err = run.stderr.splitlines()
+    assert [line for line in err if "warning" in line] == [
+        line for line in err if line.startswith("mlplab data info: warning: ")]
+    assert len([line for line in err if "warning" in line]) == 2
+    assert not any("UserWarning" in line or "read_image_folder(" in line for line in err)
+    # a tidy folder warns about nothing
+    tidy = tmp_path / "tidy"
+    _write_images(tidy, ["a", "b"], 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset(f"folder:{tidy}", val_size=0, test_size=0, cache=False)
+
+
 def test_summary_counts():
     s = load_dataset("digits").summary()
     assert s["splits"]["val"]["size"] == 180 and sum(s["splits"]["val"]["class_counts"]) == 180

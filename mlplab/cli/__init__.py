@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     code: int | None = None
     try:
-        with interrupts.installed():
+        with interrupts.installed(), _one_line_warnings(args):
             code = _run(args, interrupts)
             interrupts.closing()  # from here a Ctrl-C is remembered, not raised
             if interrupts.requested() and code != 130:  # one that came as the command ended
@@ -145,6 +145,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mlplab: interrupted", file=sys.stderr)
         return 130
     return code
+
+
+@contextlib.contextmanager
+def _one_line_warnings(args: argparse.Namespace) -> Iterator[None]:
+    """Warnings printed as ``mlplab <command>: warning: ...`` on one line, like errors, rather
+    than Python's ``/path/module.py:123: UserWarning: ...`` followed by a line of mlplab's source
+    (with --debug: Python's format)."""
+    import warnings
+
+    if args.debug:
+        yield
+        return
+    command = " ".join(filter(None, (args.command, _action(args))))
+
+    def format_warning(message: Warning | str, category: type[Warning], filename: str,
+                       lineno: int, line: str | None = None) -> str:
+        return f"mlplab {command}: warning: {' '.join(str(message).split())}\n"
+
+    saved = warnings.formatwarning
+    warnings.formatwarning = format_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
 
 
 def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:

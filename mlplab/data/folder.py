@@ -84,10 +84,52 @@ def _image_files(class_dir: Path) -> list[tuple[str, int, int, int, int]]:
     return out
 
 
+def _count_images_below(folder: Path, limit: int = 100_000) -> int:
+    """Image files in ``folder`` and its sub-folders (hidden ones skipped), counted up to
+    ``limit``."""
+    n = 0
+    for _top, subdirs, files in os.walk(folder):
+        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+        n += sum(1 for f in files if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
+        if n >= limit:
+            break
+    return n
+
+
+def _warn_unread(root: Path, dirs: list[Path]) -> None:
+    """Warn about images the folder layout leaves out: in sub-folders of class folders (a user's
+    ``cat/2019/``), or loose in ``root`` (they belong to no class). Read silently, a class would
+    simply be smaller than the user thinks."""
+    nested = []
+    for d in dirs:
+        try:
+            with os.scandir(d) as it:
+                subs = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
+        except OSError:  # listing the class folder reports it, as an error
+            continue
+        nested += [(d / s, n) for s in subs if (n := _count_images_below(d / s))]
+    if nested:
+        total = sum(n for _, n in nested)
+        shown = ", ".join(f"{p.relative_to(root)}/ ({n})" for p, n in nested[:3])
+        more = f" and {len(nested) - 3} more" if len(nested) > 3 else ""
+        warnings.warn(f"{root}: {total} image(s) in sub-folders of class folders are not read: "
+                      f"{shown}{more}; mlplab reads the images directly inside each class folder "
+                      "- move them up into it to train on them.", stacklevel=4)
+    try:
+        loose = _image_files(root)
+    except DatasetError:
+        loose = []
+    if loose:
+        warnings.warn(f"{root}: {len(loose)} image(s) directly in the dataset folder (e.g. "
+                      f"{loose[0][0]}) belong to no class and are not read; put them in a class "
+                      "sub-folder.", stacklevel=4)
+
+
 def _scan(root: Path, classes: list[str] | None
           ) -> tuple[list[str], list[Path], np.ndarray, list[tuple]]:
     """Class names, image paths, labels and stat records of one folder of class folders."""
     dirs = _class_dirs(root)
+    _warn_unread(root, dirs)
     for d in dirs:
         try:
             d.name.encode("utf-8")
