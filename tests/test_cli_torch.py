@@ -305,3 +305,17 @@ def test_without_torch_the_cli_says_what_to_install(tmp_path):
                          text=True, timeout=120)
     assert res.returncode == 1, res.stderr
     assert "pip install 'mlplab[torch]'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_torch_train_refuses_a_dataset_of_one_class(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
+    root = tmp_path / "photos"
+    (root / "cats").mkdir(parents=True)
+    for i in range(10):
+        Image.new("RGB", (6, 5), (20 * i, 30, 40)).save(root / "cats" / f"{i}.png")
+    assert main(["torch", "train", "--dataset", f"folder:{root}", "--epochs", "1",
+                 "--out", str(tmp_path / "run")]) == 1
+    assert "has one class (cats); a classifier needs at least two" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

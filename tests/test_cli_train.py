@@ -402,3 +402,26 @@ def test_the_defaults_train_help_states_are_run_configs():
         assert value == expected, f"--{action.dest}: help says {text}, RunConfig has {value}"
         checked += 1
     assert checked >= 20
+
+
+def test_a_dataset_of_one_class_is_refused_in_the_datas_terms(tmp_path, monkeypatch, capsys):
+    """A folder with a single class sub-folder (a user who pointed folder: at their photos with
+    one class so far) was refused by the network as 'num_classes must be an integer >= 2; got
+    1', after the 'training ... -> RUN' line had named a run folder."""
+    from mlplab.runs import train_run
+
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
+    root = tmp_path / "photos"
+    (root / "cats").mkdir(parents=True)
+    for i in range(10):
+        Image.new("RGB", (6, 5), (20 * i, 30, 40)).save(root / "cats" / f"{i}.png")
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", f"folder:{root}", "--epochs", "1", "--quiet",
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"mlplab train: error: folder:{root} has one class (cats); a classifier needs "
+                   "at least two (folder:PATH needs one sub-folder of images per class).\n")
+    assert not out.exists()
+    with pytest.raises(ValueError, match=r"has one class \(cats\); a classifier needs at least"):
+        train_run(dataset=f"folder:{root}", epochs=1, out=tmp_path / "lib")
+    assert not (tmp_path / "lib").exists()

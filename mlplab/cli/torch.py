@@ -229,9 +229,12 @@ def _check_model_options(args: argparse.Namespace, tm: ModuleType) -> None:
 
 def _load(args: argparse.Namespace, tm: ModuleType
           ) -> tuple[Dataset, Pipeline, np.ndarray, np.ndarray | None]:
+    from mlplab.runs import require_classes
+
     ds = load_dataset_from_args(args)
     if not len(ds.y_train):
         raise ValueError(f"the dataset {ds.name} has no training images.")
+    require_classes(ds)
     pre = tm.input_pipeline()
     X = pre.fit_transform(ds.X_train)
     X_val = pre.transform(ds.X_val) if len(ds.y_val) else None

@@ -189,7 +189,14 @@ def _check_used(given: dict, cfg: RunConfig) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from mlplab.runs import build_config, config_summary, default_run_dir, resume_run, train_run
+    from mlplab.runs import (
+        build_config,
+        config_summary,
+        default_run_dir,
+        require_classes,
+        resume_run,
+        train_run,
+    )
 
     progress = not args.quiet and not args.json and not args.verbose
     if args.resume:
@@ -228,6 +235,7 @@ def run_train(args: argparse.Namespace) -> int:
 
         def load() -> Dataset:
             data = load_dataset_from_args(args)
+            require_classes(data)
             # announced once the data is there: a data error must not name a run folder that
             # is then removed
             if not args.json:

@@ -65,7 +65,12 @@ from mlplab.runs.files import (
     write_plots,
 )
 from mlplab.runs.finished import evaluate_run, load_run, predict_images
-from mlplab.runs.splits import require_test_split, split_fingerprint, split_record
+from mlplab.runs.splits import (
+    require_classes,
+    require_test_split,
+    split_fingerprint,
+    split_record,
+)
 from mlplab.runs.training import RunResult, resume_run, train_run
 
 __all__ = [
@@ -97,6 +102,7 @@ __all__ = [
     "read_metrics",
     "relocated",
     "remove_partial_writes",
+    "require_classes",
     "require_test_split",
     "resume_run",
     "save_checkpoint",

@@ -70,3 +70,13 @@ def require_test_split(ds: Dataset | TuningData) -> None:
     if not len(ds.y_test):
         raise ValueError(f"the dataset {ds.name} has no test split to evaluate (--eval-test): "
                          "give it one with --test-size N, or leave out --eval-test.")
+
+
+def require_classes(ds: Dataset | TuningData) -> None:
+    """Refuse a dataset with fewer than two classes before training, in the data's terms (the
+    network itself would say ``num_classes must be an integer >= 2``)."""
+    if ds.num_classes < 2:
+        found = f"one class ({ds.classes[0]})" if ds.num_classes else "no classes"
+        hint = (" (folder:PATH needs one sub-folder of images per class)"
+                if ds.name.startswith("folder:") else "")
+        raise ValueError(f"{ds.name} has {found}; a classifier needs at least two{hint}.")

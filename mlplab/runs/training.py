@@ -43,7 +43,12 @@ from mlplab.runs.files import (
     write_plots,
 )
 from mlplab.runs.finished import finished_run_config
-from mlplab.runs.splits import check_same_data, require_test_split, split_record
+from mlplab.runs.splits import (
+    check_same_data,
+    require_classes,
+    require_test_split,
+    split_record,
+)
 from mlplab.trainer import Callback, History, Trainer, TrainingDivergedError
 
 if TYPE_CHECKING:
@@ -122,6 +127,7 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
             cfg = build_config(**{**base, **options})
     cfg = absolute_config_paths(cfg)
     ds, owned = _take_dataset(cfg, data)
+    require_classes(ds)
     crop_padding(cfg, ds.image_shape)  # before anything is written
     if cfg.eval_test:
         require_test_split(ds)
