@@ -189,6 +189,21 @@ def test_shared_arguments_for_other_commands(tmp_path):
     assert load_dataset_from_args(p.parse_args([])).name == "digits"
 
 
+def test_info_says_the_images_were_resized(tmp_path, capsys):
+    root = tmp_path / "pics"
+    for c, size in (("a", (40, 30)), ("b", (20, 50))):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", size, (i * 10, 0, 0)).save(root / c / f"{i}.png")
+    assert main(["data", "info", f"folder:{root}", "--image-size", "16x24", "--val-size", "0",
+                 "--test-size", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "images    16x24x3 uint8 (1152 features flattened; resized to 16x24 by --image-size)" \
+        in out
+    assert main(["data", "info", "digits"]) == 0
+    assert "resized" not in capsys.readouterr().out
+
+
 def test_help_explains(capsys):
     for cmd in (["data", "--help"], ["data", "info", "--help"], ["data", "show", "--help"],
                 ["data", "download", "--help"]):

@@ -212,7 +212,8 @@ def run_info(args: argparse.Namespace) -> int:
     h, w, c = ds.image_shape
     print(f"dataset   {ds.name}")
     print(f"source    {ds.source}")
-    print(f"images    {h}x{w}x{c} {s['dtype']} ({ds.num_features} features flattened)")
+    resized = f"; resized to {h}x{w} by --image-size" if args.image_size else ""
+    print(f"images    {h}x{w}x{c} {s['dtype']} ({ds.num_features} features flattened{resized})")
     print(f"classes   {ds.num_classes}: {', '.join(ds.classes)}")
     for note in ds.notes:
         print(f"note      {note}")

@@ -307,7 +307,8 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
 
 def _size_mismatch(path: Path, wh: tuple[int, int], first: Path,
                    first_shape: tuple[int, ...]) -> DatasetError:
-    return DatasetError(f"{path}: image is {wh[0]}x{wh[1]} but {first.name} is "
+    # the first image by its class folder too: every class may have a 0001.jpg
+    return DatasetError(f"{path}: image is {wh[0]}x{wh[1]} but {first.parent.name}/{first.name} is "
                         f"{first_shape[1]}x{first_shape[0]}; pass --image-size (image_size=) to "
                         "resize all images to one size.")
 
