@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from mlplab._validation import check_y
 from mlplab.io import atomic_path
@@ -101,6 +102,8 @@ def plot_accuracy(train_acc: Sequence[float], val_acc: Sequence[float] | None = 
         ax.axhline(100 * test_acc, color=COLORS["test"], ls="--", lw=1,
                    label=f"test ({100 * test_acc:.1f}%)")
     ax.set_xlabel("epoch")
+    # accuracies are measured at the end of whole epochs: no ticks at 1.5, 2.5, ...
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)

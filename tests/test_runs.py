@@ -740,6 +740,21 @@ print(matplotlib.get_backend())
     assert done.stdout.split()[-1] == "Agg", done.stderr
 
 
+def test_accuracy_figure_ticks_whole_epochs_only(rng):
+    """Accuracies are measured at the end of each epoch; a 5-epoch run's figure had ticks at
+    1.5, 2.5, ... as if there were measurements between them."""
+    import matplotlib.pyplot as plt
+
+    for n in (2, 5, 9, 300):
+        fig = plots.plot_accuracy(rng.rand(n), rng.rand(n))
+        try:
+            fig.canvas.draw()
+            ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= n]
+            assert ticks and all(float(t).is_integer() for t in ticks), (n, ticks)
+        finally:
+            plt.close(fig)
+
+
 def test_figures_have_titles_labels_and_legends(tmp_path, rng):
     figs = {
         "loss": plots.plot_loss(rng.rand(120), iterations_per_epoch=10),
