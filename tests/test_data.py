@@ -275,6 +275,33 @@ def test_folder_images_the_layout_leaves_out_are_named_in_a_warning(tmp_path):
         load_dataset(f"folder:{tidy}", val_size=0, test_size=0, cache=False)
 
 
+def test_every_unreadable_image_of_a_folder_is_named_in_one_error(tmp_path):
+    """A folder with several bad files (a download cut short, an empty file, text saved as
+    .png) was refused one file per run; the first one sorted used to be the only one named."""
+    root = tmp_path / "photos"
+    _write_images(root, ["cat", "dog"], 3, mode="L")
+    (root / "cat" / "0000-cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")  # sorted first
+    (root / "dog" / "empty.png").write_bytes(b"")
+    (root / "dog" / "notes.png").write_text("not an image")
+    Image.new("RGB", (5, 6), (200, 10, 10)).save(root / "dog" / "red.png")  # grey, then RGB
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(f"folder:{root}", cache=False)
+    message = str(exc.value)
+    assert message.startswith("3 of 10 image files cannot be read: "), message
+    assert message.index("cat/0000-cut.jpg") < message.index("dog/empty.png (the file is empty, "
+                                                             "0 bytes)") < message.index(
+        "dog/notes.png (not an image format Pillow recognises)")
+    assert message.endswith("; replace or remove them.")
+    # one bad file: the message names it alone, as before
+    for name in ("0000-cut.jpg",):
+        (root / "cat" / name).unlink()
+    for name in ("empty.png",):
+        (root / "dog" / name).unlink()
+    with pytest.raises(DatasetError, match=r"^\S*dog/notes\.png: cannot read image \(not an "
+                                           r"image format Pillow recognises\); replace or remove"):
+        load_dataset(f"folder:{root}", cache=False)
+
+
 def test_summary_counts():
     s = load_dataset("digits").summary()
     assert s["splits"]["val"]["size"] == 180 and sum(s["splits"]["val"]["class_counts"]) == 180

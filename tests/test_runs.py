@@ -624,6 +624,12 @@ def test_predict_takes_a_folder_of_images(tmp_path, digits, capsys):
     assert "empty: no image files in this folder" in err and "Errno" not in err
     assert main(["predict", str(tmp_path / "r"), str(tmp_path / "missing.png")]) == 1
     assert "missing.png: no such image file." in capsys.readouterr().err
+    # every unreadable file of a folder in one error
+    (new / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    (new / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"^2 of 5 image files cannot be read: .*cut\.jpg .*; "
+                                         r".*empty\.png \(the file is empty, 0 bytes\); replace"):
+        predict_images(tmp_path / "r", [new])
 
 
 def test_edited_run_files_are_refused_by_name(tmp_path, digits):

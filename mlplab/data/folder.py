@@ -53,8 +53,11 @@ def open_image(path: str | os.PathLike) -> ImageFile.ImageFile:
     allocates that much up front: a 70-byte PNG declaring a 2 GB chunk allocated 2 GB."""
     from PIL import Image, UnidentifiedImageError
 
+    data = Path(path).read_bytes()
+    if not data:  # Pillow would say only that it does not recognise the format
+        raise UnidentifiedImageError("the file is empty, 0 bytes")
     try:
-        return Image.open(io.BytesIO(Path(path).read_bytes()))
+        return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         # Pillow's message names the in-memory buffer ("<_io.BytesIO object at 0x...>")
         raise UnidentifiedImageError("not an image format Pillow recognises") from None
@@ -157,12 +160,31 @@ def _scan(root: Path, classes: list[str] | None
     return classes, paths, np.asarray(labels, dtype=np.int64), stats
 
 
+class UnreadableImageError(DatasetError):
+    """An image file Pillow cannot decode (``path``; ``detail``: why, on one line)."""
+
+    def __init__(self, path: Path, detail: str, advice: str) -> None:
+        super().__init__(f"{path}: cannot read image ({detail}); {advice}.")
+        self.path, self.detail = path, detail
+
+
 def _unreadable(path: Path, exc: Exception,
-                advice: str = "replace or remove the file") -> DatasetError:
+                advice: str = "replace or remove the file") -> UnreadableImageError:
     detail = " ".join(str(exc).split())  # Pillow's reason, on one line
     if isinstance(exc, OSError) and exc.strerror:  # not the "[Errno 21] ..." repr
         detail = exc.strerror
-    return DatasetError(f"{path}: cannot read image ({detail}); {advice}.")
+    return UnreadableImageError(path, detail, advice)
+
+
+def all_unreadable(bad: list[UnreadableImageError], total: int) -> DatasetError:
+    """One error for every unreadable file of a folder, so that a user with several (stray
+    downloads cut short, empty files) fixes them in one go rather than one per run."""
+    if len(bad) == 1:
+        return bad[0]
+    shown = "; ".join(f"{e.path} ({e.detail})" for e in bad[:5])
+    more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return DatasetError(f"{len(bad)} of {total} image files cannot be read: {shown}{more}; "
+                        "replace or remove them.")
 
 
 class _ColourImage(Exception):
@@ -254,24 +276,34 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
             grey_only: bool = False) -> np.ndarray:
     """Every image of ``paths`` as ``uint8 (N, H, W, C)`` in ``mode``, decoded by a few threads.
     ``grey_only``: stop at the first colour image (``_ColourImage``)."""
-    first = _read_image(paths[0], mode, size, grey_only)
+    bad: list[tuple[int, UnreadableImageError]] = []  # every unreadable file, reported at the end
+    start = 0
+    while True:  # the first readable image sizes the array
+        try:
+            first = _read_image(paths[start], mode, size, grey_only)
+            break
+        except UnreadableImageError as exc:
+            bad.append((start, exc))
+            start += 1
+            if start == len(paths):
+                raise all_unreadable([e for _, e in bad], len(paths)) from None
     if size is None:  # an odd first image must not size the whole array (101 GiB for a photo)
-        for other in sorted({paths[len(paths) // 2], paths[-1]} - {paths[0]}):
+        for other in sorted({paths[len(paths) // 2], paths[-1]} - {paths[start]}):
             try:
                 with open_image(other) as im:  # the header only
                     wh = im.size
             except Exception:  # unreadable: the decode below reports it, in order
                 continue
             if wh != (first.shape[1], first.shape[0]):
-                raise _size_mismatch(other, wh, paths[0], first.shape)
+                raise _size_mismatch(other, wh, paths[start], first.shape)
     try:
         out = np.empty((len(paths), *first.shape), dtype=np.uint8)
     except MemoryError:
         raise DatasetError(
-            f"{len(paths)} images of {first.shape[1]}x{first.shape[0]} ({paths[0].name}) need "
-            f"{len(paths) * first.size / 2**30:.1f} GiB; pass --image-size (image_size=) to "
-            "shrink them.") from None
-    out[0] = first
+            f"{len(paths)} images of {first.shape[1]}x{first.shape[0]} ({paths[start].name}) "
+            f"need {len(paths) * first.size / 2**30:.1f} GiB; pass --image-size (image_size=) "
+            "to shrink them.") from None
+    out[start] = first
     failed = threading.Event()  # one thread's error stops the others: the result is discarded
 
     def work(chunk: range) -> None:
@@ -279,9 +311,13 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
             for i in chunk:
                 if failed.is_set():
                     return
-                arr = _read_image(paths[i], mode, size, grey_only)
+                try:
+                    arr = _read_image(paths[i], mode, size, grey_only)
+                except UnreadableImageError as exc:
+                    bad.append((i, exc))  # list.append is atomic: no lock needed
+                    continue
                 if arr.shape != first.shape:
-                    raise _size_mismatch(paths[i], (arr.shape[1], arr.shape[0]), paths[0],
+                    raise _size_mismatch(paths[i], (arr.shape[1], arr.shape[0]), paths[start],
                                          first.shape)
                 out[i] = arr
         except BaseException:
@@ -289,11 +325,11 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
             raise
 
     step = 512
-    chunks = [range(s, min(s + step, len(paths))) for s in range(1, len(paths), step)]
+    chunks = [range(s, min(s + step, len(paths))) for s in range(start + 1, len(paths), step)]
     workers = min(4, os.cpu_count() or 1, max(len(chunks), 1))
     with tqdm(total=len(paths), desc=f"decoding {paths[0].parent.parent.name}", unit="img",
               disable=None, leave=False) as bar:
-        bar.update(1)
+        bar.update(start + 1)
         if workers <= 1:
             for c in chunks:
                 work(c)
@@ -302,6 +338,8 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
             with ThreadPoolExecutor(workers) as ex:
                 for c, _ in zip(chunks, ex.map(work, chunks)):  # re-raises the first error
                     bar.update(len(c))
+    if bad:
+        raise all_unreadable([e for _, e in sorted(bad, key=lambda b: b[0])], len(paths))
     return out
 
 

@@ -125,7 +125,7 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
     in ``paths`` stands for the image files directly inside it (sorted by name). Each image is
     decoded and resized as the folder datasets' images are (:func:`mlplab.data.folder.read_image`)
     and preprocessed as in training."""
-    from mlplab.data.folder import read_image
+    from mlplab.data.folder import UnreadableImageError, all_unreadable, read_image
 
     loaded = _load_run_model(Path(run))  # the model file holds all predict needs
     model, where = loaded.model, Path(run) / MODEL_FILE
@@ -145,7 +145,14 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
     # decoded as the training folder's images were (16-bit greyscale scaled, not clipped; alpha
     # dropped; the same bilinear resize), so a file predicts as it would have trained
     files = _expand_image_paths(paths)
-    images = [read_image(p, shape) for p in files]
+    images, bad = [], []
+    for p in files:  # every unreadable file in one error, as the folder loader reports them
+        try:
+            images.append(read_image(p, shape))
+        except UnreadableImageError as exc:
+            bad.append(exc)
+    if bad:
+        raise all_unreadable(bad, len(files))
     probs = loaded.model.predict_proba(loaded.preprocessing.transform(np.stack(images)))
     out = []
     for p, row in zip(files, probs):
