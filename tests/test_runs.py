@@ -553,7 +553,7 @@ def test_evaluate_and_predict(tmp_path, digits):
     for r, p in zip(out, probs):
         assert [t["class"] for t in r["top"]] == [digits.classes[k] for k in np.argsort(-p)[:2]]
         assert r["top"][0]["probability"] == pytest.approx(p.max(), rel=1e-5)
-    with pytest.raises(ValueError, match="bad.png: cannot read image"):
+    with pytest.raises(ValueError, match="bad.png is not a readable image"):
         (tmp_path / "bad.png").write_text("nope")
         predict_images(tmp_path / "r", [tmp_path / "bad.png"])
     # the model file alone is enough to predict; evaluate needs a sound config.json

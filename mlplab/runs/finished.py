@@ -151,6 +151,8 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
             images.append(read_image(p, shape))
         except UnreadableImageError as exc:
             bad.append(exc)
+    if len(bad) == 1:
+        raise ValueError(f"{bad[0].path} is not a readable image ({bad[0].detail}).")
     if bad:
         raise all_unreadable(bad, len(files))
     probs = loaded.model.predict_proba(loaded.preprocessing.transform(np.stack(images)))
