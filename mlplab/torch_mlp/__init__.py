@@ -29,7 +29,9 @@ One module per idea, bottom to top; their API (``__all__``) is importable here a
 * :mod:`~mlplab.torch_mlp.training` — :class:`TorchTrainConfig` and its defaults, :func:`fit`;
 * :mod:`~mlplab.torch_mlp.depth` — the depth study, its table and its figure;
 * :mod:`~mlplab.torch_mlp.files` — model files (``torch.load(weights_only=True)``);
-* :mod:`~mlplab.torch_mlp.convert` — NumPy <-> PyTorch weights.
+* :mod:`~mlplab.torch_mlp.convert` — NumPy <-> PyTorch weights;
+* :mod:`~mlplab.torch_mlp.runs` — :func:`train_run` and :func:`depth_run`, the run folders of
+  ``mlplab torch train`` and ``mlplab torch depth``.
 
 Importing this package (or any of its modules) needs PyTorch: ``pip install 'mlplab[torch]'``.
 """
@@ -74,6 +76,14 @@ from mlplab.torch_mlp.model import (
     weights_init,
 )
 from mlplab.torch_mlp.predict import EVAL_CHUNK, accuracy, predict, predict_logits
+from mlplab.torch_mlp.runs import (
+    DepthRunResult,
+    TorchRunResult,
+    check_model_options,
+    depth_run,
+    describe,
+    train_run,
+)
 from mlplab.torch_mlp.training import (
     BATCH_SIZE,
     EPOCHS,
@@ -92,6 +102,7 @@ __all__ = [
     "DEPTH_COLUMNS",
     "DEVICES",
     "DepthResult",
+    "DepthRunResult",
     "EPOCHS",
     "EVAL_CHUNK",
     "HIDDEN",
@@ -105,15 +116,19 @@ __all__ = [
     "STD",
     "ShuffledBatches",
     "TORCH_MODEL_FORMAT",
+    "TorchRunResult",
     "TorchTrainConfig",
     "accuracy",
     "available_cpus",
     "batches_per_epoch",
     "build_model",
     "check_batchnorm_batches",
+    "check_model_options",
+    "depth_run",
     "depth_study",
     "depth_table_csv",
     "depth_table_markdown",
+    "describe",
     "fit",
     "from_numpy",
     "hidden_for_depth",
@@ -129,5 +144,6 @@ __all__ = [
     "select_device",
     "set_threads",
     "to_numpy",
+    "train_run",
     "weights_init",
 ]

@@ -1,0 +1,532 @@
+"""PyTorch runs: :func:`train_run`, from a dataset and the exercise's settings to a trained
+:class:`MultiLayerPerceptron` and a run folder like ``mlplab train``'s, and :func:`depth_run`, the
+depth study written out as a table, a figure and ``depth.json``. ``mlplab torch train`` and
+``mlplab torch depth`` are a command-line shell over these two; a Python user gets the same
+folders from them::
+
+    from mlplab import torch_mlp as tm
+
+    result = tm.train_run("digits", out="runs/torch", hidden=[50], epochs=10, eval_test=True)
+    result.metrics["val_accuracy"], result.model, result.preprocessing, result.out
+
+Every check that can fail (the option values, ``out``, the dataset, a test split for
+``eval_test``, the device) runs before the folder is made, so a failed call leaves nothing behind
+and the same call, corrected, can use the same ``out``. This module is the top of the package: it
+puts the others together and none of them imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from mlplab import io
+from mlplab._validation import check_choice, check_positive
+from mlplab.torch_mlp.convert import to_numpy
+from mlplab.torch_mlp.data import input_pipeline
+from mlplab.torch_mlp.depth import (
+    DepthResult,
+    depth_study,
+    depth_table_csv,
+    depth_table_markdown,
+    plot_depth,
+)
+from mlplab.torch_mlp.device import parse_device, select_device, set_threads
+from mlplab.torch_mlp.files import save_torch_model
+from mlplab.torch_mlp.model import HIDDEN, INIT_STD, INITS, MultiLayerPerceptron, build_model
+from mlplab.torch_mlp.predict import accuracy, predict
+from mlplab.torch_mlp.training import (
+    BATCH_SIZE,
+    EPOCHS,
+    LR,
+    LR_DECAY,
+    REG,
+    TorchTrainConfig,
+    batches_per_epoch,
+    check_batchnorm_batches,
+    fit,
+)
+from mlplab.trainer import History
+
+if TYPE_CHECKING:
+    from mlplab.data import Dataset, Pipeline
+
+#: the files of a PyTorch run folder (the NumPy run folder's names, and ``model.pt``)
+TORCH_CONFIG_FILE = "config.json"
+TORCH_MODEL_FILE = "model.pt"
+NUMPY_MODEL_FILE = "model.npz"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+#: the file of a depth run whose presence marks a finished one
+DEPTH_FILE = "depth.json"
+
+
+@dataclass
+class TorchRunResult:
+    """What :func:`train_run` returns, as :class:`mlplab.runs.RunResult` for a NumPy run.
+
+    ``model`` (the trained :class:`MultiLayerPerceptron`, on the CPU), ``preprocessing`` (the
+    fitted input pipeline: ``predict(model, preprocessing.transform(images))``), ``history``,
+    ``metrics`` (as in ``metrics.json``), ``config`` (as in ``config.json``), ``classes`` and
+    ``out`` (the run folder, or None when nothing was written) and ``seconds`` (the training's
+    wall time, unrounded; ``metrics["seconds"]`` is it to the millisecond).
+    """
+
+    config: dict[str, Any]
+    model: MultiLayerPerceptron
+    preprocessing: Any
+    history: History
+    metrics: dict[str, Any]
+    classes: list[str]
+    out: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def val_accuracy(self) -> float:
+        return float(self.metrics["val_accuracy"])
+
+    @property
+    def interrupted(self) -> bool:
+        return self.metrics.get("status") == "interrupted"
+
+
+@dataclass
+class DepthRunResult:
+    """What :func:`depth_run` returns: the rows of the table (``results``), the table as
+    Markdown (``table``, as in ``depth.md``), ``summary`` (as in ``depth.json``), ``out`` (the
+    folder, or None when nothing was written) and ``seconds`` (the study's wall time,
+    unrounded)."""
+
+    results: list[DepthResult]
+    table: str
+    summary: dict[str, Any]
+    out: Path | None = None
+    seconds: float = 0.0
+
+
+def describe(model: MultiLayerPerceptron) -> str:
+    """``"PyTorch MLP 3072-50-10 relu"`` plus batch norm / dropout when used."""
+    from mlplab.runs import describe_network
+
+    c = model.config
+    return describe_network("PyTorch MLP",
+                            [c["input_size"], *c["hidden_layers"], c["num_classes"]], "relu",
+                            c["batchnorm"], c["dropout"])
+
+
+# ----------------------------------------------------------------------------------- checks
+def check_model_options(init_std: float, dropout: float, batchnorm: bool = False,
+                        batch_size: int = BATCH_SIZE) -> None:
+    """The model settings that :func:`build_model` would check only once the data has loaded,
+    checked first: a ``ValueError`` naming the option (``init_std``, ``dropout``,
+    ``batch_size``)."""
+    check_positive(init_std, "init_std")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1); got {dropout}.")
+    if batchnorm:
+        check_batchnorm_batches(batch_size)
+
+
+def _only_a_torch_config(path: Path) -> bool:
+    """Whether run folder ``path`` holds a PyTorch run's config.json and nothing else (bar the
+    hidden temporary files of interrupted writes): a run that stopped before it saved any
+    result, e.g. on a diverged loss or a crash during training. Such a folder may be reused."""
+    try:
+        names = [p.name for p in path.iterdir() if not p.name.startswith(".")]
+        if names != [TORCH_CONFIG_FILE]:
+            return False
+        config = json.loads((path / TORCH_CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # unreadable: not ours to overwrite
+    return isinstance(config, dict) and config.get("framework") == "pytorch"
+
+
+def _check_out(path: Path, marker: str) -> None:
+    """Refuse, in one line, an ``out`` that cannot become a fresh run folder, before anything is
+    loaded or written (mkdir's own errors would read "[Errno 17] File exists: ...")."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} exists and is a file, not a folder; choose another "
+                         "--out.")
+    if path.is_dir():
+        if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
+                                             and _only_a_torch_config(path)):
+            raise ValueError(f"{path} already holds results ({marker}); choose another --out.")
+        existing = path
+    else:
+        existing = path.parent  # the nearest folder above that exists, created from there
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing.exists() and not existing.is_dir():
+            raise ValueError(f"cannot create --out {path}: {existing} is a file, not a folder; "
+                             "choose another --out.")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to --out {path}: {existing} is not writable "
+                         "(permission denied); choose another --out.")
+
+
+def _new_dir(path: Path, marker: str) -> Path:
+    """Create run folder ``path``, checked again by :func:`_check_out` (the file system may have
+    changed while the data loaded); any other failure is still one line naming the folder."""
+    _check_out(path, marker)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create --out {path}: {exc.strerror or exc}; choose another "
+                      "--out.") from None
+    return path
+
+
+def _settings(*, init_std: float, dropout: float, batchnorm: bool, epochs: int, batch_size: int,
+              lr: float, reg: float, lr_decay: float, seed: int | None, device: str,
+              threads: int | None, progress: bool, verbose: bool
+              ) -> tuple[TorchTrainConfig, int, torch.device]:
+    """The training settings checked, PyTorch's threads set and the device chosen."""
+    parse_device(device)  # a misspelt device, told apart from a missing GPU (select_device)
+    check_model_options(init_std, dropout, batchnorm, batch_size)
+    threads_used = set_threads(threads)
+    dev = select_device(device)
+    cfg = TorchTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, reg=reg,
+                           lr_decay=lr_decay, seed=seed, device=str(dev), threads=threads_used,
+                           progress=progress, verbose=verbose)
+    cfg.validate()
+    return cfg, threads_used, dev
+
+
+#: the loading options of train_run and depth_run, and their defaults
+_LOAD_DEFAULTS = {"data_dir": None, "download": False, "mirror": None, "val_size": None,
+                  "test_size": None, "image_size": None, "cache": True}
+
+
+def _load(dataset: str | Dataset, data_seed: int, load: dict[str, Any]
+          ) -> tuple[Dataset, Pipeline, np.ndarray, np.ndarray | None]:
+    """The dataset (loaded here when given by name), the fitted input pipeline and the
+    training and validation features."""
+    if isinstance(dataset, str):
+        from mlplab.data import load_dataset
+
+        ds = load_dataset(dataset, data_dir=load["data_dir"], download=load["download"],
+                          val_size=load["val_size"], test_size=load["test_size"],
+                          image_size=load["image_size"], seed=data_seed, mirror=load["mirror"],
+                          cache=load["cache"])
+    else:
+        ds = dataset
+    if not len(ds.y_train):
+        raise ValueError(f"the dataset {ds.name} has no training images.")
+    from mlplab.runs import require_classes
+
+    require_classes(ds)
+    pre = input_pipeline()
+    X = pre.fit_transform(ds.X_train)
+    X_val = pre.transform(ds.X_val) if len(ds.y_val) else None
+    return ds, pre, X, X_val
+
+
+def _check_dataset_arg(dataset: Any, load: dict[str, Any]) -> None:
+    """A name, or a loaded dataset without loading options (they would be ignored)."""
+    if isinstance(dataset, str):
+        return
+    if not all(hasattr(dataset, a) for a in ("X_train", "y_train", "y_val", "y_test", "name")):
+        raise TypeError(f"dataset must be a name or an mlplab.data.Dataset; got "
+                        f"{type(dataset).__name__}.")
+    given = sorted(k for k, v in load.items() if v != _LOAD_DEFAULTS[k])
+    if given:
+        raise ValueError(f"{', '.join(given)} only apply to a dataset loaded by name; this one "
+                         "is loaded already.")
+
+
+def _environment(threads: int, device: torch.device) -> dict[str, Any]:
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "device": str(device), "threads": threads, "cpus": os.cpu_count(),
+            "machine": platform.machine()}
+
+
+# ------------------------------------------------------------------------------- train_run
+def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | None = None,
+              hidden: Sequence[int] = HIDDEN, init: str = "exercise",
+              init_std: float = INIT_STD, dropout: float = 0.0, batchnorm: bool = False,
+              epochs: int = EPOCHS, batch_size: int = BATCH_SIZE, lr: float = LR,
+              reg: float = REG, lr_decay: float = LR_DECAY, seed: int = 0,
+              device: str = "cpu", threads: int | None = None, eval_test: bool = False,
+              data_dir: str | os.PathLike | None = None, download: bool = False,
+              mirror: str | None = None, val_size: float | None = None,
+              test_size: float | None = None, image_size: Any = None, data_seed: int = 0,
+              cache: bool = True, plots: bool = True, progress: bool = False,
+              verbose: bool = False, announce: bool = False) -> TorchRunResult:
+    """Train one :class:`MultiLayerPerceptron` the exercise's way and (with ``out``) write a run
+    folder like ``mlplab train``'s, as ``mlplab torch train`` does.
+
+    Parameters
+    ----------
+    dataset : a dataset name (``digits``, ``cifar10``, ``folder:PATH``, ...), loaded with
+        ``data_dir``, ``download``, ``mirror``, ``val_size``, ``test_size``, ``image_size``,
+        ``cache`` and the split seed ``data_seed`` as by :func:`mlplab.data.load_dataset`; or an
+        already loaded :class:`mlplab.data.Dataset` (raw splits), whose name and split sizes
+        ``config.json`` then records.
+    out : the run folder to create; None trains in memory only (no files). A folder that
+        already holds a run is refused, except one whose only file is a PyTorch run's
+        ``config.json`` (a run that stopped before it saved anything).
+    hidden, init, init_std, dropout, batchnorm : the network (:func:`build_model`).
+    epochs, batch_size, lr, reg, lr_decay, seed, device, threads : the training
+        (:class:`TorchTrainConfig`; ``threads`` None: every core this process may use).
+    eval_test : also measure the test split (refused up front if there is none).
+    plots : write ``loss.png``, ``accuracy.png``, ``confusion.png`` and ``weights.png``.
+    progress, verbose : a progress bar; a line per epoch.
+    announce : print one line to stderr, once the folder is made, saying what trains where.
+
+    Returns
+    -------
+    TorchRunResult : the model, fitted preprocessing, history, metrics, config and run folder.
+        If training was interrupted (Ctrl-C), ``result.interrupted`` is True and the files hold
+        the network as it was then.
+
+    Raises
+    ------
+    ValueError : a bad option or ``out``, or a bad or missing dataset (``DatasetError``); raised
+        before anything is written.
+    mlplab.trainer.TrainingDivergedError : the loss became NaN or infinite (``out`` then holds
+        only ``config.json``, and the same call may reuse it).
+    """
+    load = {"data_dir": data_dir, "download": download, "mirror": mirror,
+            "val_size": val_size, "test_size": test_size, "image_size": image_size,
+            "cache": cache}
+    _check_dataset_arg(dataset, load)
+    check_choice(init, INITS, "init")
+    cfg, threads_used, dev = _settings(
+        init_std=init_std, dropout=dropout, batchnorm=batchnorm, epochs=epochs,
+        batch_size=batch_size, lr=lr, reg=reg, lr_decay=lr_decay, seed=seed, device=device,
+        threads=threads, progress=progress, verbose=verbose)
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        _check_out(out_dir, TORCH_CONFIG_FILE)
+    ds, pre, X, X_val = _load(dataset, data_seed, load)
+    if eval_test:
+        from mlplab.runs import require_test_split
+
+        require_test_split(ds)
+    if batchnorm:
+        check_batchnorm_batches(cfg.batch_size, len(ds.y_train))
+    hidden = list(hidden)
+    model = build_model(X.shape[1], hidden, ds.num_classes, init=init, std=init_std,
+                        dropout=dropout, batchnorm=batchnorm, seed=seed)
+    config = _run_config(dataset, ds, load, data_seed, hidden, init, init_std, dropout,
+                         batchnorm, cfg, device, threads, eval_test)
+    if out_dir is not None:
+        _new_dir(out_dir, TORCH_CONFIG_FILE)
+        io.write_json(out_dir / TORCH_CONFIG_FILE, config)
+    if announce:
+        print(f"training {describe(model)} on {ds.name} ({len(ds.y_train)} train, "
+              f"{len(ds.y_val)} val), {cfg.epochs} epochs, device {dev}, {threads_used} threads",
+              file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    history = fit(model, X, ds.y_train, X_val, ds.y_val if X_val is not None else None, cfg)
+    seconds = time.perf_counter() - start
+    metrics = _metrics(model, history, ds, pre, X, X_val, eval_test, seconds, seed, init,
+                       threads_used, dev)
+    model.cpu()
+    result = TorchRunResult(config, model, pre, history, metrics, list(ds.classes), out_dir,
+                            seconds)
+    if out_dir is not None:
+        _write_run(out_dir, result, ds, X_val, batches_per_epoch(len(ds.y_train), cfg.batch_size,
+                                                                 batchnorm), plots)
+    return result
+
+
+def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_seed: int,
+                hidden: list[int], init: str, init_std: float, dropout: float, batchnorm: bool,
+                cfg: TorchTrainConfig, device: str, threads: int | None,
+                eval_test: bool) -> dict[str, Any]:
+    """``config.json``: every option, the data's as ``mlplab evaluate`` reloads it."""
+    from mlplab.runs import absolute_data_paths
+
+    if isinstance(dataset, str):
+        # absolute, as mlplab train's: evaluate reloads the data from any working folder
+        name, data_dir = absolute_data_paths(dataset, None if load["data_dir"] is None
+                                             else os.fspath(load["data_dir"]))
+        val_size, test_size, image_size = load["val_size"], load["test_size"], \
+            load["image_size"]
+    else:  # a dataset loaded by the caller: record the data and split it has
+        name, data_dir = ds.name, None
+        val_size, test_size, image_size = len(ds.y_val), len(ds.y_test), None
+    return {
+        "framework": "pytorch", "dataset": name, "data_dir": data_dir,
+        "val_size": val_size, "test_size": test_size, "image_size": image_size,
+        "data_seed": data_seed, "preprocessing": "torch", "hidden": hidden,
+        "init": init, "init_std": init_std, "dropout": dropout,
+        "batchnorm": batchnorm, **{k: v for k, v in cfg.to_dict().items()
+                                   if k not in ("progress", "verbose", "threads")},
+        "device": device, "threads": threads, "eval_test": eval_test,
+    }
+
+
+def _metrics(model: MultiLayerPerceptron, history: History, ds: Dataset, pre: Pipeline,
+             X: np.ndarray, X_val: np.ndarray | None, eval_test: bool, seconds: float,
+             seed: int, init: str, threads: int, device: torch.device) -> dict[str, Any]:
+    """``metrics.json``: ``mlplab train``'s keys, then the framework, init and environment."""
+    from mlplab.runs import split_record
+
+    metrics: dict[str, Any] = {
+        "status": "interrupted" if history.interrupted else "completed",
+        "train_accuracy": accuracy(model, X, ds.y_train),
+        "val_accuracy": accuracy(model, X_val, ds.y_val) if X_val is not None else None,
+    }
+    if eval_test and not history.interrupted:
+        metrics["test_accuracy"] = accuracy(model, pre.transform(ds.X_test), ds.y_test)
+    metrics.update({
+        "best_val_accuracy": history.best_val_acc if history.best_epoch > 0 else None,
+        "best_epoch": history.best_epoch if history.best_epoch > 0 else None,
+        "stopped_early": False,
+        "epochs": len(history.val_acc),
+        "iterations": len(history.loss),
+        "seconds": round(seconds, 3),
+        "final_loss": history.loss[-1] if history.loss else None,
+        "dataset": ds.name,
+        "model": describe(model),
+        "num_params": int(sum(p.numel() for p in model.parameters())),
+        "preset": None,
+        "seed": seed,
+        **split_record(ds),
+        "framework": "pytorch",
+        "init": init,
+        **_environment(threads, device),
+    })
+    return metrics
+
+
+def _write_run(out: Path, result: TorchRunResult, ds: Dataset, X_val: np.ndarray | None,
+               per_epoch: int, plots: bool) -> None:
+    """The run folder's files after training; ``metrics.json`` last."""
+    from mlplab.runs import write_history
+
+    model, metrics = result.model, result.metrics
+    extra = {"classes": list(ds.classes), "dataset": ds.name,
+             "image_shape": list(ds.image_shape), "framework": "pytorch"}
+    save_torch_model(out / TORCH_MODEL_FILE, model, extra)
+    # the same weights as an mlplab.MLP, with the preprocessing, for the NumPy side of mlplab
+    io.save_model(out / NUMPY_MODEL_FILE, to_numpy(model), result.preprocessing,
+                  {**extra, "metrics": metrics})
+    write_history(out / HISTORY_FILE, result.history, per_epoch)
+    if plots:
+        _train_plots(out, model, result.history, ds, X_val)
+    io.write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
+
+
+def _train_plots(out: Path, model: MultiLayerPerceptron, history: History, ds: Dataset,
+                 X_val: np.ndarray | None) -> None:
+    from mlplab import plots
+    from mlplab.trainer import train_acc_label
+
+    plots.save(plots.plot_loss(history.loss, title="Training loss (PyTorch MLP)"),
+               out / "loss.png")
+    # as mlplab train's accuracy.png: the curve is fit's per-epoch train accuracy, on a fixed
+    # subset, not the whole-split figure in metrics.json
+    plots.save(plots.plot_accuracy(history.train_acc, history.val_acc,
+                                   title="Classification accuracy (PyTorch MLP)",
+                                   train_label=train_acc_label("subset")),
+               out / "accuracy.png")
+    if X_val is not None:
+        cm = plots.confusion_matrix(ds.y_val, predict(model, X_val), ds.num_classes)
+        plots.save(plots.plot_confusion(cm, ds.classes, title="Confusion matrix (validation)"),
+                   out / "confusion.png")
+    if model.config["hidden_layers"]:
+        W1 = model.linears[0].weight.detach().cpu().numpy().T  # (D, H), mlplab's layout
+        plots.save(plots.plot_first_layer_weights(W1, ds.image_shape), out / "weights.png")
+
+
+# ------------------------------------------------------------------------------- depth_run
+def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | None = None,
+              layers: Sequence[int] = (2, 3, 4, 5), hidden_size: int = HIDDEN[0],
+              init: str = "exercise", init_std: float = INIT_STD, dropout: float = 0.0,
+              batchnorm: bool = False, epochs: int = EPOCHS, batch_size: int = BATCH_SIZE,
+              lr: float = LR, reg: float = REG, lr_decay: float = LR_DECAY, seed: int = 0,
+              device: str = "cpu", threads: int | None = None,
+              data_dir: str | os.PathLike | None = None, download: bool = False,
+              mirror: str | None = None, val_size: float | None = None,
+              test_size: float | None = None, image_size: Any = None, data_seed: int = 0,
+              cache: bool = True, progress: bool = False, verbose: bool = False,
+              announce: bool = False) -> DepthRunResult:
+    """The exercise's depth table, as ``mlplab torch depth`` writes it: one network per depth
+    in ``layers`` (counted in ``Linear`` layers) and initialisation (``init`` ``"exercise"``,
+    ``"default"`` or ``"both"``), each with ``hidden_size`` units in every hidden layer, trained
+    by :func:`depth_study`; with ``out``, the folder gets ``depth.md``, ``depth.csv``,
+    ``depth.png`` and ``depth.json`` (every number, the settings and the environment).
+
+    The dataset and the other settings are as in :func:`train_run`; the dataset needs a
+    validation split (the best network is picked by it), and its test split, if any, measures
+    the best network of each initialisation. ``announce`` prints a line to stderr when training
+    starts and one per network. Every check runs before ``out`` is made; a folder that already
+    holds ``depth.json`` is refused.
+    """
+    load = {"data_dir": data_dir, "download": download, "mirror": mirror,
+            "val_size": val_size, "test_size": test_size, "image_size": image_size,
+            "cache": cache}
+    _check_dataset_arg(dataset, load)
+    check_choice(init, (*INITS, "both"), "init")
+    cfg, threads_used, dev = _settings(
+        init_std=init_std, dropout=dropout, batchnorm=batchnorm, epochs=epochs,
+        batch_size=batch_size, lr=lr, reg=reg, lr_decay=lr_decay, seed=seed, device=device,
+        threads=threads, progress=progress, verbose=verbose)
+    inits = ["exercise", "default"] if init == "both" else [init]
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        _check_out(out_dir, DEPTH_FILE)
+    ds, pre, X, X_val = _load(dataset, data_seed, load)
+    if X_val is None:
+        raise ValueError("the depth table picks the best network by validation accuracy; the "
+                         "dataset has no validation split (set --val-size).")
+    if batchnorm:
+        check_batchnorm_batches(cfg.batch_size, len(ds.y_train))
+    if out_dir is not None:
+        _new_dir(out_dir, DEPTH_FILE)  # before the networks train: a bad out fails now
+    X_test = pre.transform(ds.X_test) if len(ds.y_test) else None
+    layers = list(layers)
+    total = len(inits) * len(layers)
+    if announce:
+        print(f"{total} networks on {ds.name} ({len(ds.y_train)} train, {len(ds.y_val)} val, "
+              f"{len(ds.y_test)} test), hidden size {hidden_size}, {cfg.epochs} epochs each, "
+              f"device {dev}, {threads_used} threads", file=sys.stderr, flush=True)
+    done = []
+
+    def report(r: DepthResult) -> None:
+        done.append(r)
+        print(f"[{len(done)}/{total}] {r.init} init, {r.depth} layers: train "
+              f"{100 * r.train_acc:.1f}%, val {100 * r.val_acc:.1f}% ({r.seconds:.0f}s)",
+              file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    results = depth_study(X, ds.y_train, X_val, ds.y_val, X_test,
+                          ds.y_test if X_test is not None else None, depths=layers,
+                          hidden_size=hidden_size, inits=inits, std=init_std,
+                          dropout=dropout, batchnorm=batchnorm, config=cfg,
+                          num_classes=ds.num_classes, on_result=report if announce else None)
+    seconds = time.perf_counter() - start
+    md = depth_table_markdown(results)
+    if X_test is None:
+        md += "\nNo test split: test accuracy not measured.\n"
+    summary = {
+        "dataset": ds.name, "train_size": int(len(ds.y_train)), "val_size": int(len(ds.y_val)),
+        "test_size": int(len(ds.y_test)), "notes": list(ds.notes),
+        "layers": layers, "hidden_size": hidden_size, "inits": inits,
+        "init_std": init_std, "dropout": dropout, "batchnorm": batchnorm,
+        "training": {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "verbose")},
+        "data_seed": data_seed, "seconds": round(seconds, 1),
+        "environment": _environment(threads_used, dev),
+        "results": [r.to_dict() for r in results],
+    }
+    if out_dir is not None:
+        from mlplab import plots
+
+        io.write_text(out_dir / "depth.md", md)
+        io.write_text(out_dir / "depth.csv", depth_table_csv(results))
+        plots.save(plot_depth(results), out_dir / "depth.png")
+        io.write_json(out_dir / DEPTH_FILE, summary)  # last: its presence marks a finished run
+    return DepthRunResult(results, md, summary, out_dir, seconds)
