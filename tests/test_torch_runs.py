@@ -1,0 +1,159 @@
+"""``mlplab.torch_mlp.train_run`` and ``depth_run``, the library behind ``mlplab torch train`` and
+``mlplab torch depth``, called from Python on the bundled digits."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from mlplab.cli import main
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install 'mlplab[torch]')")
+tm = pytest.importorskip("mlplab.torch_mlp")
+
+SETTINGS = {"hidden": [16], "epochs": 2, "threads": 1, "eval_test": True}
+ARGV = ["--hidden", "16", "--epochs", "2", "--threads", "1", "--eval-test", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    # a run sets torch's thread count (threads=1); keep it from leaking into other tests
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The same run twice: from the command line and from Python."""
+    root = tmp_path_factory.mktemp("torch-runs")
+    before = torch.get_num_threads()
+    try:
+        assert main(["torch", "train", *ARGV, "--out", str(root / "cli")]) == 0
+        result = tm.train_run("digits", out=root / "lib", **SETTINGS)
+    finally:
+        torch.set_num_threads(before)
+    return root / "cli", result
+
+
+def _without_seconds(metrics):
+    return {k: v for k, v in metrics.items() if k != "seconds"}
+
+
+def _model_classes(run):
+    from mlplab.io import load_model
+
+    return load_model(run / "model.npz").extra["classes"]
+
+
+def test_train_run_writes_the_folder_the_command_writes(runs):
+    cli, result = runs
+    lib = result.out
+    assert result.out is not None and lib.name == "lib" and not result.interrupted
+    assert sorted(p.name for p in lib.iterdir()) == sorted(p.name for p in cli.iterdir())
+    assert {"config.json", "model.pt", "model.npz", "history.csv", "metrics.json", "loss.png",
+            "accuracy.png", "confusion.png", "weights.png"} <= {p.name for p in lib.iterdir()}
+    read = lambda path: json.loads(path.read_text())  # noqa: E731
+    assert read(lib / "config.json") == read(cli / "config.json") == result.config
+    metrics = read(lib / "metrics.json")
+    assert _without_seconds(metrics) == _without_seconds(read(cli / "metrics.json"))
+    assert metrics == result.metrics and result.metrics["seconds"] == round(result.seconds, 3)
+    assert result.metrics["status"] == "completed" and result.metrics["epochs"] == 2
+    assert (lib / "history.csv").read_text() == (cli / "history.csv").read_text()
+    assert result.val_accuracy == metrics["val_accuracy"]
+    assert len(result.history.val_acc) == 2 and result.classes == _model_classes(lib)
+
+
+def test_what_train_run_wrote_is_read_by_load_model_and_evaluate(runs, capsys):
+    from mlplab.data import load_dataset
+    from mlplab.io import load_model
+
+    _, result = runs
+    ds = load_dataset("digits", seed=0)
+    # the returned model and preprocessing, the NumPy copy and model.pt: one network
+    expected = tm.predict(result.model, result.preprocessing.transform(ds.X_test))
+    loaded = load_model(result.out / "model.npz")
+    np.testing.assert_array_equal(
+        loaded.model.predict(loaded.preprocessing.transform(ds.X_test)), expected)
+    model, extra = tm.load_torch_model(result.out / "model.pt")
+    assert extra["framework"] == "pytorch" and extra["classes"] == list(ds.classes)
+    np.testing.assert_array_equal(tm.predict(model, result.preprocessing.transform(ds.X_test)),
+                                  expected)
+    assert tm.describe(model) == result.metrics["model"] == "PyTorch MLP 64-16-10 relu"
+    capsys.readouterr()
+    for split, key in (("val", "val_accuracy"), ("test", "test_accuracy")):
+        assert main(["evaluate", str(result.out), "--split", split, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["accuracy"] == \
+            pytest.approx(result.metrics[key])
+
+
+def test_train_run_on_a_loaded_dataset_in_memory(runs, tmp_path, capsys):
+    """A loaded Dataset trains as its name does; out=None writes nothing; with an out, the
+    config records the data's name and split sizes, which evaluate loads again."""
+    from mlplab.data import load_dataset
+
+    _, named = runs
+    ds = load_dataset("digits", seed=0)
+    result = tm.train_run(ds, **SETTINGS)
+    assert result.out is None and list(tmp_path.iterdir()) == []
+    assert _without_seconds(result.metrics) == _without_seconds(named.metrics)
+    assert next(result.model.parameters()).device.type == "cpu"
+
+    out = tmp_path / "run"
+    result = tm.train_run(ds, out=out, hidden=[8], epochs=1, threads=1, plots=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "digits" and config["data_dir"] is None
+    assert (config["val_size"], config["test_size"]) == (len(ds.y_val), len(ds.y_test))
+    assert not list(out.glob("*.png"))
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--split", "val", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == \
+        pytest.approx(result.metrics["val_accuracy"])
+
+
+@pytest.mark.parametrize("options,error,message", [
+    ({"dropout": 1.0}, ValueError, "dropout must be in [0, 1)"),
+    ({"init_std": 0.0}, ValueError, "init_std must be a finite number > 0"),
+    ({"init": "he"}, ValueError, "unknown init 'he'"),
+    ({"device": "foo"}, ValueError, "device must be cpu, cuda, cuda:N or auto"),
+    ({"lr": -1.0}, ValueError, "lr must be a finite number > 0"),
+    ({"test_size": 0, "eval_test": True}, ValueError, "no test split to evaluate"),
+    ({"batchnorm": True, "batch_size": 1}, ValueError, "batch_size must be at least 2"),
+    ({"dataset": "nosuch"}, ValueError, "unknown dataset 'nosuch'"),
+], ids=lambda v: ",".join(v) if isinstance(v, dict) else None)
+def test_train_run_checks_everything_before_writing(options, error, message, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(error, match=re.escape(message)):
+        tm.train_run(out=out, epochs=1, threads=1, **options)
+    assert not out.exists()
+
+
+def test_loading_options_apply_to_a_name_only(tmp_path):
+    from mlplab.data import load_dataset
+
+    ds = load_dataset("digits", seed=0)
+    with pytest.raises(ValueError, match="val_size only apply to a dataset loaded by name"):
+        tm.train_run(ds, out=tmp_path / "run", val_size=0.2)
+    with pytest.raises(TypeError, match="dataset must be a name or an mlplab.data.Dataset"):
+        tm.train_run(ds.X_train, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_depth_run(tmp_path):
+    out = tmp_path / "depth"
+    res = tm.depth_run("digits", out=out, layers=[2, 3], hidden_size=8, init="both", epochs=1,
+                       threads=1)
+    assert res.out == out and [(r.init, r.depth) for r in res.results] == [
+        ("exercise", 2), ("exercise", 3), ("default", 2), ("default", 3)]
+    assert res.table == tm.depth_table_markdown(res.results) == (out / "depth.md").read_text()
+    assert json.loads((out / "depth.json").read_text()) == res.summary
+    assert res.summary["inits"] == ["exercise", "default"] and res.summary["layers"] == [2, 3]
+    assert {p.name for p in out.iterdir()} == {"depth.md", "depth.csv", "depth.png",
+                                               "depth.json"}
+    with pytest.raises(ValueError, match="already holds results"):
+        tm.depth_run("digits", out=out, layers=[2], epochs=1, threads=1)
+    # in memory: no folder; without a test split the table says so
+    res = tm.depth_run("digits", layers=[2], hidden_size=8, epochs=1, threads=1, test_size=0)
+    assert res.out is None and "No test split" in res.table
+    assert res.results[0].test_acc is None
