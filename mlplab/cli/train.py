@@ -109,8 +109,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--reg", type=float, default=None,
                    help="L2 strength: loss + reg * sum ||W||^2, no 0.5 (default: 1e-4)")
     t.add_argument("--label-smoothing", type=float, default=None, metavar="EPS",
-                   help="train on targets (1 - EPS) one-hot + EPS / classes; the reported loss "
-                        "and accuracies use the plain labels (default: 0)")
+                   help="train on targets (1 - EPS) one-hot + EPS / classes; the recorded "
+                        "training loss is the smoothed one, accuracies and evaluation use the "
+                        "plain labels (default: 0)")
     length = t.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, default=None, help="epochs to train (default: 20)")
     length.add_argument("--iters", type=int, default=None,

@@ -57,7 +57,7 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     "quick": Budget("quick", tune_trials=12),
     # tuning trials train on 10,000 images and the median pruner stops hopeless ones early, so
-    # the CIFAR-10 search takes about a quarter of an hour on 2 cores
+    # the CIFAR-10 search takes a minute or two on 2 cores (73-85 s measured, docs/results.md)
     "standard": Budget("standard", tune_trials=20, tune_max_train=10000, tune_prune="median"),
     "full": Budget("full", tune_trials=60, tune_prune="median"),
 }
