@@ -13,7 +13,12 @@ Speed notes (why some code writes into ``out=``): a training step is a handful o
 the rest is overhead. Layers therefore reuse per-shape output buffers instead of allocating fresh
 arrays every step, and activations work in place on the buffer of the layer before them. The
 price is that a layer's output is only valid until its next ``forward``: models copy what they hand
-back to users.
+back to users. Outside ``Momentum.fused`` (see :class:`Affine`) the extra attributes that trick uses
+are no-ops, and each ``forward``/``backward`` reads as its docstring's formula.
+
+Writing your own layer: subclass :class:`Layer` and see its docstring for the contract;
+docs/architecture.md ("Writing your own layer") has a worked, tested example, and
+:func:`mlplab.gradcheck.check_layer` checks a backward against numerical gradients.
 """
 
 from __future__ import annotations
@@ -31,7 +36,28 @@ if TYPE_CHECKING:
 
 
 class Layer:
-    """Base class: a differentiable map with optional parameters."""
+    """Base class: a differentiable map with optional parameters.
+
+    A subclass implements:
+
+    * ``forward(x, train=True) -> out``: ``x`` (N, D) in the model's dtype; keep in ``self``
+      whatever ``backward`` needs (the cache). ``train`` is False in evaluation (dropout and
+      batch norm behave differently); most layers ignore it.
+    * ``backward(dout) -> dx``: ``dout`` = dL/d(out), shaped like ``out``; return dL/dx, shaped
+      like ``x``, and write each parameter's gradient into ``self.grads[key]`` (same keys and
+      shapes as ``self.params``).
+
+    Rules of the engine, which the optimised built-in layers use and a new layer may ignore:
+    a layer may overwrite its input ``x`` (the activations here work in place) and may consume
+    ``dout``; its ``out`` need only stay valid until its next ``forward``. So a layer must not
+    assume that the ``x`` it cached is unchanged if the *next* layer works in place: cache what
+    you need (``self._out``, a copy) or, like the built-in activations, work in place yourself.
+    To gradient-check such a layer, pass copies (:func:`mlplab.gradcheck.check_layer` does).
+
+    Keep the dtype: return float32 for float32 input. NumPy 2 promotes a float32 array times a
+    NumPy float64 *scalar* (``np.sqrt(2 / np.pi)``, ``np.pi``) to float64, which the next layer
+    then casts back at a cost; use Python floats or ``x.dtype.type(c)``.
+    """
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -64,10 +90,17 @@ class Layer:
 
 
 class Affine(Layer):
-    """Fully-connected layer: ``out = x @ W + b``.
+    """Fully-connected layer: ``out = x @ W + b``; ``x`` (N, D), ``W`` (D, H), ``b`` (H,), ``out``
+    (N, H).
 
-    Backward: ``dW = x^T dout``, ``db = sum_rows(dout)``, ``dx = dout W^T``. With ``need_dx=False``
-    (the first layer of a network) the input gradient, a full (N, D) product, is skipped.
+    Backward (from ``out_nh = sum_d x_nd W_dh + b_h``): ``dW = x^T dout`` (D, H),
+    ``db = sum_rows(dout)`` (H,), ``dx = dout W^T`` (N, D). With ``need_dx=False`` (the first
+    layer of a network) the input gradient, a full (N, D) product, is skipped.
+
+    Reading the code: ``scale``, ``grad_decay`` and ``weight_grad_decay`` are 1, 0 and None
+    except inside ``Momentum.fused`` (the trainer's momentum speed-up), so ``forward`` is
+    ``matmul`` + bias and ``backward`` is the three formulas above (``gemm_tn(x, dout, dW, beta=0)``
+    is ``dW[...] = x.T @ dout`` without a temporary).
     """
 
     # Set by mlplab.optim.Momentum.fused for one training run, never saved with the model:
@@ -134,7 +167,9 @@ class Affine(Layer):
 
 
 class ReLU(Layer):
-    """``max(0, x)``, computed in place. Backward multiplies by the Heaviside step H(x)."""
+    """``max(0, x)``, computed in place; any shape. Backward: ``dx = dout * H(x)`` with H the
+    Heaviside step, taken as 0 at x = 0 (read from the output: ``out > 0`` exactly where
+    ``x > 0``), also in place on ``dout``."""
 
     def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
         # against a row of zeros, not the scalar 0: NumPy's maximum with a scalar operand takes
@@ -152,7 +187,8 @@ class ReLU(Layer):
 
 
 class LeakyReLU(Layer):
-    """``x`` for x > 0, ``alpha * x`` otherwise."""
+    """``x`` for x > 0, ``alpha * x`` otherwise, in place; any shape. Backward: ``dx = dout`` where
+    x > 0, ``alpha * dout`` elsewhere (the slope at 0 taken as ``alpha``)."""
 
     def __init__(self, alpha: float = 0.01) -> None:
         super().__init__()
@@ -169,7 +205,8 @@ class LeakyReLU(Layer):
 
 
 class Tanh(Layer):
-    """``tanh(x)``; backward ``dout * (1 - tanh(x)^2)``."""
+    """``tanh(x)``, in place; any shape. Backward ``dx = dout * (1 - tanh(x)^2)``, since
+    d tanh/dx = 1 - tanh^2: only the output is cached."""
 
     def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
         np.tanh(x, out=x)
@@ -182,7 +219,8 @@ class Tanh(Layer):
 
 
 class Sigmoid(Layer):
-    """Logistic ``1 / (1 + exp(-x))``, stable for large |x|; backward ``dout * s (1 - s)``."""
+    """Logistic ``s = 1 / (1 + exp(-x))``, stable for large |x|; any shape. Backward
+    ``dx = dout * s (1 - s)``, since ds/dx = exp(-x) / (1 + exp(-x))^2 = s (1 - s)."""
 
     def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
         # exp(-|x|) never overflows; pick the algebraically equal branch for each sign.
@@ -199,7 +237,10 @@ class Sigmoid(Layer):
 class Dropout(Layer):
     """Inverted dropout: in training, zero each unit with probability ``p`` and scale the rest by
     ``1/(1-p)`` so that evaluation needs no rescaling. ``frozen=True`` reuses the last mask, which
-    makes the layer deterministic for numerical gradient checks."""
+    makes the layer deterministic for numerical gradient checks.
+
+    Forward ``out = x * m`` with the mask ``m`` (0 or ``1/(1-p)`` per entry); backward
+    ``dx = dout * m``, the same mask. Evaluation (``train=False``) is the identity."""
 
     def __init__(self, p: float, seed: int | None = None) -> None:
         super().__init__()
@@ -230,11 +271,16 @@ class Dropout(Layer):
 class BatchNorm(Layer):
     """Batch normalisation over the batch axis of (N, D) inputs.
 
+    ``x`` (N, D) -> ``out = gamma * xhat + beta`` with ``xhat = (x - mean) / sigma``,
+    ``sigma = sqrt(var + eps)``; ``gamma``, ``beta`` (D,).
     Training normalises with the batch mean and (biased) variance and updates exponential running
-    statistics; evaluation uses the running statistics. Backward after a training forward uses the
+    statistics; evaluation uses the running statistics. ``dbeta = sum_rows(dout)``,
+    ``dgamma = sum_rows(dout * xhat)``. Backward after a training forward uses the
     compact form ``dx = (gamma / sigma) / N * (N dy - sum(dy) - xhat * sum(dy * xhat))``; after
     an evaluation forward the statistics are constants and the layer is affine:
-    ``dx = gamma dy / sigma``.
+    ``dx = gamma dy / sigma``. (The compact form follows from the chain rule through ``mean``
+    and ``var``, both functions of every row; derived in Ioffe & Szegedy 2015, section 3, and
+    CS231n assignment 2's ``batchnorm_backward_alt``.)
     """
 
     def __init__(self, dim: int, momentum: float = 0.9, eps: float = 1e-5,
@@ -279,8 +325,9 @@ class BatchNorm(Layer):
 class SoftmaxCrossEntropy(Layer):
     """Softmax followed by the mean negative log-likelihood, fused.
 
-    Forward uses log-sum-exp (scores shifted by their row maximum) so that large scores never
-    overflow. The fused backward is ``(p - q) / N`` with ``q`` the target distribution, computed in
+    ``scores`` (N, K), ``y`` (N,) integer labels. Forward uses log-sum-exp (scores shifted by their
+    row maximum, which leaves the softmax unchanged) so that large scores never overflow. The
+    fused backward is ``(p - q) / N`` (N, K) with ``q`` the target distribution, computed in
     place on the probabilities. ``q = onehot(y)`` (the exercise) or, with label smoothing ``eps``,
     ``q = (1 - eps) onehot(y) + eps / K``, for which the loss is ``-sum_k q_k log p_k``.
     """
