@@ -1,5 +1,8 @@
 """Numerical gradient checking with centred differences.
 
+:func:`check_layer` checks one layer (yours included), :func:`check_model` every parameter of a
+model; both compare with :func:`eval_numerical_gradient` (the exercise's, as in CS231n).
+
 ``rel_error`` is the exercise's ``max |a - n| / max(1e-8, |a| + |n|)``. Checks run in float64: in
 float32 the rounding error of a centred difference with h = 1e-5 swamps the signal.
 """
@@ -12,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mlplab._validation import check_choice
-from mlplab.layers import Dropout
+from mlplab.layers import Dropout, Layer
 
 if TYPE_CHECKING:
     from mlplab.models import MLP
@@ -60,6 +63,51 @@ def norm_rel_error(a: np.ndarray, n: np.ndarray) -> float:
     relative errors of 1e-7..1e-6 in nets deeper than the exercise's."""
     a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
     return float(np.linalg.norm(a - n) / max(1e-8, np.linalg.norm(a) + np.linalg.norm(n)))
+
+
+def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: float = 1e-5,
+                metric: str = "max", seed: int = 231) -> dict[str, float]:
+    """Compare one layer's backward pass with numerical gradients at input ``x`` (float64).
+
+    Returns ``{"x": error of dx, key: error of grads[key] for each parameter}``, the error as in
+    :func:`check_model`. ``dout`` (the upstream gradient; random normal from ``seed`` when None)
+    stands for dL/d(out), so the check is of ``L = sum(forward(x) * dout)``.
+
+    Every call hands the layer fresh copies: the built-in layers overwrite their input and the
+    ``dout`` they are given (and return reused buffers), so the plain CS231n recipe
+    ``eval_numerical_gradient_array(layer.forward, x, dout)`` reports errors near 1 for a correct
+    ``ReLU``. A ``Dropout`` layer's mask is frozen for the check. The layer's parameters are
+    perturbed in place and restored; ``x`` and ``dout`` are not modified.
+    """
+    errors_by_metric = {"max": rel_error, "norm": norm_rel_error}
+    check_choice(metric, errors_by_metric, "metric")
+    error = errors_by_metric[metric]
+    x = np.array(x, dtype=np.float64)  # a copy: the checks below perturb it
+    frozen = getattr(layer, "frozen", None)
+    if isinstance(layer, Dropout):
+        layer.frozen = True
+
+    def f(z: np.ndarray) -> np.ndarray:
+        return np.array(layer.forward(z.copy(), True), dtype=np.float64)
+
+    try:
+        out = f(x)
+        if dout is None:
+            dout = np.random.RandomState(seed).randn(*out.shape)
+        dout = np.array(dout, dtype=np.float64)
+        if dout.shape != out.shape:
+            raise ValueError(f"dout has shape {dout.shape}; the layer's output has {out.shape}.")
+        f(x)  # the forward whose cache backward reads
+        dx = layer.backward(dout.copy())
+        grads = {k: np.array(g, dtype=np.float64) for k, g in layer.grads.items()}
+        errors = {"x": error(dx, eval_numerical_gradient_array(f, x, dout, h))}
+        for key, p in layer.params.items():
+            num = eval_numerical_gradient_array(lambda _: f(x), p, dout, h)
+            errors[key] = error(grads[key], num)
+        return errors
+    finally:
+        if isinstance(layer, Dropout):
+            layer.frozen = frozen
 
 
 def offset_biases(model: MLP, rng: np.random.RandomState, scale: float = 0.1) -> None:

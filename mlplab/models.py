@@ -10,7 +10,7 @@ so every weight gradient gets ``+ 2 * reg * W``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from mlplab.layers import (
     Affine,
     BatchNorm,
     Dropout,
+    Layer,
     LeakyReLU,
     ReLU,
     Sigmoid,
@@ -40,7 +41,35 @@ from mlplab.layers import (
     Tanh,
 )
 
+#: ``activation=`` names -> layer classes (called with no arguments, one per hidden layer);
+#: :func:`register_activation` adds one
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+
+
+def register_activation(name: str, layer: Callable[[], Layer], *, replace: bool = False) -> None:
+    """Make ``MLP(..., activation=name)`` put ``layer()`` after each hidden affine layer.
+
+    ``layer`` is a :class:`mlplab.layers.Layer` subclass (or any callable returning a fresh one)
+    without parameters: an activation's ``params`` are not the model's, so no optimiser would
+    train them. The name then works wherever Python code names an activation (``MLP``,
+    ``MLPClassifier``, ``train_run``) and is what a model file stores: ``mlplab.io.load_model``
+    needs the same registration in the process that loads it. A name already taken is refused
+    unless ``replace=True``. See docs/architecture.md, "Writing your own layer".
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"an activation name must be a Python identifier such as 'elu'; got "
+                         f"{name!r}.")
+    if name in ACTIVATIONS and not replace:
+        raise ValueError(f"activation {name!r} already exists; pass replace=True to overwrite "
+                         "it.")
+    sample = layer()
+    if not isinstance(sample, Layer):
+        raise TypeError(f"{name!r}: layer() must return an mlplab.layers.Layer; got "
+                        f"{type(sample).__name__}.")
+    if sample.params:
+        raise ValueError(f"{name!r}: an activation must have no parameters (it has "
+                         f"{', '.join(sample.params)}); MLP would not train them.")
+    ACTIVATIONS[name] = layer
 
 #: rows per chunk when evaluating large arrays, so memory stays bounded
 EVAL_CHUNK = 4096
@@ -59,7 +88,8 @@ class MLP:
     input_size, hidden_sizes, num_classes
         Layer widths; ``hidden_sizes=[]`` gives softmax regression, an integer one hidden layer.
     activation
-        ``relu`` (default), ``leaky_relu``, ``tanh`` or ``sigmoid``.
+        ``relu`` (default), ``leaky_relu``, ``tanh``, ``sigmoid``, or a name given to
+        :func:`register_activation`.
     init, std
         ``he`` (default), ``xavier`` or ``normal`` (the exercise's N(0, std^2)).
     dropout

@@ -418,9 +418,35 @@ class Adam(Optimizer):
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam)}
 
 
+def register_optimizer(cls: type[Optimizer], *, replace: bool = False) -> None:
+    """Make ``Trainer(optimizer=cls.name)`` (and :func:`make_optimizer`) use ``cls``.
+
+    ``cls`` subclasses :class:`Optimizer`: it sets ``name``, lists its per-parameter state in
+    ``SLOTS`` (kept in ``self._slot(name, slot, p)``, saved in checkpoints), takes the learning
+    rate as its first argument and implements ``_update(name, p, g)``, updating ``p`` in place
+    with the current ``self.lr`` (the trainer's schedule sets it before each step). The trainer
+    builds it with ``lr`` and those of ``momentum``, ``beta1`` and ``beta2`` that its
+    ``__init__`` accepts; give any other hyperparameter a default. A name already taken is
+    refused unless ``replace=True``. See docs/architecture.md, "Writing your own layer".
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
+        raise TypeError(f"register_optimizer needs an Optimizer subclass; got {cls!r}.")
+    name = cls.name
+    if not isinstance(name, str) or not name.isidentifier() or name == Optimizer.name:
+        raise ValueError(f"{cls.__name__} needs its own name (a class attribute such as "
+                         f"name = 'rmsprop'); got {name!r}.")
+    if cls._update is Optimizer._update and cls.step is Optimizer.step:
+        raise TypeError(f"{cls.__name__} implements neither _update(name, p, g) nor step().")
+    if name in OPTIMIZERS and not replace:
+        raise ValueError(f"optimizer {name!r} already exists; pass replace=True to overwrite "
+                         "it.")
+    OPTIMIZERS[name] = cls
+
+
 def make_optimizer(name: str, lr: float, **kwargs: Any) -> Optimizer:
-    """Build an optimiser by name (``sgd``, ``momentum``, ``nesterov``, ``adam``); extra keyword
-    arguments that the optimiser does not take are ignored."""
+    """Build an optimiser by name (``sgd``, ``momentum``, ``nesterov``, ``adam`` or one given to
+    :func:`register_optimizer`); extra keyword arguments that the optimiser does not take are
+    ignored."""
     check_choice(name, OPTIMIZERS, "optimizer")
     cls = OPTIMIZERS[name]
     import inspect

@@ -203,7 +203,11 @@ class Callback:
     (weight matrices only; biases are not scaled) and the velocity buffers are not the
     velocities; ``model.state_dict()``, ``trainer.optimizer.state_dict()``, ``predict`` and
     ``predict_proba`` give the true ones without changing the run. ``on_epoch_end`` and
-    ``on_train_end`` see it settled (scale 1)."""
+    ``on_train_end`` see it settled (scale 1).
+
+    A learning rate set from a hook (``trainer.optimizer.lr = ...``) is not used: the trainer
+    sets the schedule's before every step. Pass ``Trainer(lr_schedule=fn)`` for a schedule of
+    your own."""
 
     def on_train_begin(self, trainer: Trainer) -> None: ...
 
@@ -219,17 +223,28 @@ class Trainer:
 
     ``augment(X_batch, rng)`` may transform each minibatch (it gets the trainer's generator so that
     runs stay deterministic and resumable).
+
+    ``lr_schedule(iteration, epoch) -> lr``, a schedule of your own, replaces the config's
+    ``schedule`` (and its ``lr_decay``, ``warmup_epochs``, ...): the trainer sets the optimiser's
+    learning rate to its value before every step, ``iteration`` and ``epoch`` counting completed
+    ones from 0. A function of these two numbers alone resumes exactly. (A callback that sets
+    ``trainer.optimizer.lr`` is overwritten before the next step.)
     """
 
     def __init__(self, config: TrainConfig | None = None, *,
                  callbacks: Sequence[Callback] = (),
                  augment: Callable[[np.ndarray, np.random.RandomState], np.ndarray] | None = None,
+                 lr_schedule: Callable[[int, int], float] | None = None,
                  **overrides: Any) -> None:
         base = config.to_dict() if config is not None else {}
         self.config = TrainConfig.from_dict({**base, **overrides})
         self.config.validate()
         self.callbacks = list(callbacks)
         self.augment = augment
+        if lr_schedule is not None and not callable(lr_schedule):
+            raise TypeError(f"lr_schedule must be a function (iteration, epoch) -> learning "
+                            f"rate; got {type(lr_schedule).__name__}.")
+        self.lr_schedule = lr_schedule
         self.history = History()
         self.iteration = 0
         self.epoch = 0
@@ -413,7 +428,10 @@ class Trainer:
             if self.augment is not None:
                 xb = self.augment(xb, self.rng)
 
-            self.optimizer.lr = schedule.lr_at(self.iteration, self.epoch)
+            if self.lr_schedule is None:
+                self.optimizer.lr = schedule.lr_at(self.iteration, self.epoch)
+            else:
+                self.optimizer.lr = self._custom_lr()
             # a diverging run overflows first; the check below reports it in one clear line
             # instead of NumPy's RuntimeWarnings
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -450,6 +468,13 @@ class Trainer:
                           f"{loss:.4f}, train acc {train_acc:.3f}{val_text}, lr "
                           f"{logs['lr']:.3g}", flush=True)
                 epoch_start = time.perf_counter()
+
+    def _custom_lr(self) -> float:
+        lr = self.lr_schedule(self.iteration, self.epoch)
+        if not is_number(lr) or not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"lr_schedule({self.iteration}, {self.epoch}) returned {lr!r}; it "
+                             "must return a finite number >= 0.")
+        return float(lr)
 
     @contextlib.contextmanager
     def _sigint_stops(self) -> Iterator[None]:

@@ -1,0 +1,288 @@
+"""Extending mlplab: the worked example of docs/architecture.md ("Writing your own layer") run as
+it stands, ``check_layer``, and the three ways in: ``register_activation``,
+``register_optimizer`` and ``Trainer(lr_schedule=...)``."""
+
+import functools
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlplab import MLP, models, optim
+from mlplab.gradcheck import check_layer, eval_numerical_gradient_array, rel_error
+from mlplab.layers import (
+    Affine,
+    BatchNorm,
+    Dropout,
+    Layer,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+    Tanh,
+)
+from mlplab.models import register_activation
+from mlplab.optim import SGD, Optimizer, register_optimizer
+from mlplab.trainer import Callback, Trainer
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+
+
+@pytest.fixture(autouse=True)
+def registries():
+    """Every test leaves the activation and optimiser registries as it found them."""
+    activations, optimizers = dict(models.ACTIVATIONS), dict(optim.OPTIMIZERS)
+    yield
+    for registry, saved in ((models.ACTIVATIONS, activations), (optim.OPTIMIZERS, optimizers)):
+        registry.clear()
+        registry.update(saved)
+
+
+def _documented_example() -> str:
+    section = DOC.read_text().split("## Writing your own layer", 1)[1]
+    return re.search(r"^```python\n(.*?)^```", section, re.M | re.S).group(1)
+
+
+@pytest.fixture
+def example(tmp_path, capsys):
+    """The namespace the documented example leaves, its model file in ``tmp_path``."""
+    source = _documented_example()
+    assert source.count('"/tmp/elu-net.npz"') == 2
+    source = source.replace('"/tmp/elu-net.npz"', repr(str(tmp_path / "elu-net.npz")))
+    namespace = {"__name__": "docs_example"}
+    exec(compile(source, str(DOC), "exec"), namespace)
+    namespace["printed"] = capsys.readouterr().out
+    return namespace
+
+
+def test_the_documented_example_runs_and_its_layer_is_right(example):
+    ELU = example["ELU"]
+    rng = np.random.RandomState(3)
+    x = rng.randn(7, 4)
+    x[np.abs(x) < 1e-3] = 0.5  # off the kink
+    errors = check_layer(ELU(alpha=0.7), x)
+    assert set(errors) == {"x"} and errors["x"] < 1e-7
+    np.testing.assert_allclose(ELU(0.7).forward(x.copy()), np.where(x > 0, x, 0.7 * np.expm1(x)))
+    x32 = x.astype(np.float32)
+    layer = ELU()
+    assert layer.forward(x32).dtype == np.float32
+    assert layer.backward(np.ones_like(x32)).dtype == np.float32
+    # what it printed: the layer's and the network's checks passed, training learnt
+    assert "elu" in models.ACTIVATIONS and "rmsprop" in optim.OPTIMIZERS
+    assert example["net"].layers[1].__class__ is ELU
+    history, model = example["history"], example["model"]
+    assert history.val_acc[-1] > 0.6
+    assert history.lr == [example["one_cycle"](8 * e - 1, e - 1) for e in range(1, 16)]
+    assert isinstance(example["trainer"].optimizer, example["RMSProp"])
+    assert set(example["trainer"].optimizer.state["W1"]) == {"s"}
+    assert np.array_equal(example["loaded"].predict_proba(example["X"]),
+                          model.predict_proba(example["X"]))
+
+
+def test_the_documented_checks_pass(example):
+    from mlplab.gradcheck import check_model
+
+    errors = check_model(example["net"], example["X"][:20], example["y"][:20], reg=0.1,
+                         metric="norm")
+    assert max(errors.values()) < 1e-7, errors
+
+
+@pytest.mark.parametrize("make", [ReLU, lambda: LeakyReLU(0.1), Tanh, Sigmoid,
+                                  lambda: Dropout(0.3, seed=0),
+                                  lambda: BatchNorm(5, dtype=np.float64),
+                                  lambda: Affine(np.random.RandomState(1).randn(5, 3),
+                                                 np.random.RandomState(2).randn(3))])
+def test_check_layer_passes_every_built_in_layer_and_leaves_x_alone(make, rng):
+    x = 2 * rng.randn(6, 5) + 1
+    x[np.abs(x) < 1e-3] = 0.5
+    before = x.copy()
+    layer = make()
+    errors = check_layer(layer, x, metric="norm")
+    assert set(errors) == {"x", *layer.params}
+    assert max(errors.values()) < 1e-7, errors
+    np.testing.assert_array_equal(x, before)
+    if isinstance(layer, Dropout):
+        assert not layer.frozen
+
+
+def test_the_plain_recipe_fails_in_place_layers_which_is_why_check_layer_copies(rng):
+    # the pitfall the docs describe: ReLU overwrites its input, so f(x) changes x itself
+    x, dout = rng.randn(5, 7), rng.randn(5, 7)
+    relu = ReLU()
+    relu.forward(x.copy())
+    dx = relu.backward(dout.copy())
+    assert rel_error(dx, eval_numerical_gradient_array(relu.forward, x, dout)) > 0.5
+    assert check_layer(ReLU(), rng.randn(5, 7), dout)["x"] < 1e-8
+
+
+def test_check_layer_refuses_a_dout_of_the_wrong_shape(rng):
+    with pytest.raises(ValueError, match="dout has shape"):
+        check_layer(Tanh(), rng.randn(3, 4), np.ones((4, 3)))
+
+
+def test_check_layer_finds_a_wrong_backward(rng):
+    class Square(Layer):
+        def forward(self, x, train=True):
+            self._x = x.copy()
+            return x * x
+
+        def backward(self, dout):
+            return dout * self._x  # the 2 is missing
+
+    assert check_layer(Square(), rng.randn(4, 3))["x"] > 0.1
+
+
+def test_a_registered_activation_builds_trains_saves_and_loads(tmp_path, rng):
+    from mlplab.io import load_model, save_model
+
+    class Softplus(Layer):
+        def forward(self, x, train=True):
+            self._x = x.copy()
+            return np.logaddexp(0, x)
+
+        def backward(self, dout):
+            return dout / (1 + np.exp(-self._x))
+
+    register_activation("softplus", Softplus)
+    assert check_layer(Softplus(), rng.randn(4, 5))["x"] < 1e-7
+    model = MLP(6, [8, 8], 3, activation="softplus", seed=0)
+    assert sum(isinstance(layer, Softplus) for layer in model.layers) == 2
+    assert model.config["activation"] == "softplus"
+    X, y = rng.randn(90, 6), rng.randint(3, size=90)
+    Trainer(optimizer="momentum", lr=0.05, epochs=2, batch_size=30, reg=1e-3).fit(model, X, y)
+    save_model(tmp_path / "m.npz", model)
+    np.testing.assert_array_equal(load_model(tmp_path / "m.npz").model.predict_proba(X),
+                                  model.predict_proba(X))
+
+
+def test_a_partial_sets_an_activations_arguments():
+    register_activation("leaky_03", functools.partial(LeakyReLU, 0.3))
+    assert MLP(4, [5], 2, activation="leaky_03").layers[1].alpha == 0.3
+
+
+def test_register_activation_refuses_what_mlp_could_not_use():
+    with pytest.raises(ValueError, match="already exists"):
+        register_activation("relu", Tanh)
+    register_activation("relu", Tanh, replace=True)
+    assert isinstance(MLP(4, [5], 2).layers[1], Tanh)
+    with pytest.raises(ValueError, match="identifier"):
+        register_activation("my elu", Tanh)
+    with pytest.raises(TypeError, match="Layer"):
+        register_activation("identity", lambda: (lambda x: x))
+    with pytest.raises(ValueError, match="no parameters"):
+        register_activation("affine", lambda: Affine(np.ones((2, 2)), np.zeros(2)))
+    with pytest.raises(ValueError, match="softmax_cross_entropy"):
+        MLP(4, [5], 2, activation="softmax_cross_entropy")
+    assert "affine" not in models.ACTIVATIONS and SoftmaxCrossEntropy
+
+
+class SignSGD(Optimizer):
+    name = "signsgd"
+
+    def _update(self, name, p, g):
+        p -= self.lr * np.sign(g)
+
+
+def test_a_registered_optimizer_trains_and_resumes_by_name(rng):
+    X, y = rng.randn(60, 4), rng.randint(3, size=60)
+    with pytest.raises(ValueError, match="unknown optimizer 'signsgd'"):
+        Trainer(optimizer="signsgd")
+    register_optimizer(SignSGD)
+    model = MLP(4, [6], 3, seed=0)
+    before = model.state_dict()
+    trainer = Trainer(optimizer="signsgd", lr=0.01, epochs=1, batch_size=60, seed=0)
+    trainer.fit(model, X, y)
+    assert isinstance(trainer.optimizer, SignSGD)
+    for name, W in model.state_dict().items():  # one step of lr * sign(g): +-0.01 or 0 each
+        step = np.abs(W - before[name])
+        assert np.all(np.isclose(step, 0.01, atol=1e-6) | (step == 0)), name
+
+
+def test_register_optimizer_refuses_what_the_trainer_could_not_build():
+    with pytest.raises(TypeError, match="Optimizer subclass"):
+        register_optimizer(object)
+    with pytest.raises(ValueError, match="its own name"):
+        register_optimizer(type("Nameless", (SGD,), {"name": "base"}))
+    with pytest.raises(TypeError, match="neither"):
+        register_optimizer(type("Empty", (Optimizer,), {"name": "empty"}))
+    with pytest.raises(ValueError, match="already exists"):
+        register_optimizer(type("Mine", (SGD,), {"name": "sgd"}))
+    assert optim.OPTIMIZERS["sgd"] is SGD
+
+
+def _data(rng):
+    return rng.randn(90, 6), rng.randint(3, size=90)
+
+
+def test_an_lr_schedule_sets_every_steps_rate(rng):
+    X, y = _data(rng)
+    calls, used = [], []
+
+    class Record(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            used.append(trainer.optimizer.lr)
+
+    def schedule(iteration, epoch):
+        calls.append((iteration, epoch))
+        return 0.1 / (1 + iteration)
+
+    Trainer(lr=1.0, epochs=2, batch_size=30, lr_schedule=schedule, callbacks=[Record()]).fit(
+        MLP(6, [8], 3, seed=0), X, y)
+    assert calls == [(i, i // 3) for i in range(6)]
+    assert used == [0.1 / (1 + i) for i in range(6)]
+
+
+def test_a_constant_lr_schedule_is_the_constant_schedule(rng):
+    X, y = _data(rng)
+    a, b = MLP(6, [8], 3, seed=0), MLP(6, [8], 3, seed=0)
+    ha = Trainer(optimizer="momentum", lr=0.05, schedule="constant", epochs=3, batch_size=30,
+                 reg=1e-3).fit(a, X, y)
+    hb = Trainer(optimizer="momentum", lr=7.0, epochs=3, batch_size=30, reg=1e-3,
+                 lr_schedule=lambda iteration, epoch: 0.05).fit(b, X, y)
+    assert ha.loss == hb.loss and ha.lr == hb.lr
+    for k, v in a.state_dict().items():
+        np.testing.assert_array_equal(b.state_dict()[k], v)
+
+
+def test_an_lr_schedule_resumes_exactly(rng):
+    X, y = _data(rng)
+
+    def schedule(iteration, epoch):
+        return 0.05 * 0.5**epoch + 1e-3 * iteration
+
+    def trainer(**kw):
+        return Trainer(optimizer="adam", epochs=4, batch_size=30, seed=0, lr_schedule=schedule,
+                       **kw)
+
+    full = MLP(6, [8], 3, seed=0)
+    trainer().fit(full, X, y)
+    snap = {}
+
+    class Stop(Callback):
+        def on_epoch_end(self, t, epoch, logs):
+            if epoch == 2:
+                snap["state"], snap["model"] = t.state_dict(), t.model.state_dict()
+                t.stop = True
+
+    trainer(callbacks=[Stop()]).fit(MLP(6, [8], 3, seed=0), X, y)
+    again = MLP(6, [8], 3, seed=5)
+    again.load_state_dict(snap["model"])
+    t = trainer()
+    t.resume(snap["state"])
+    t.fit(again, X, y)
+    for k, v in full.state_dict().items():
+        np.testing.assert_array_equal(again.state_dict()[k], v)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0, "0.1", None])
+def test_an_lr_schedule_must_return_a_rate(bad, rng):
+    X, y = _data(rng)
+    with pytest.raises(ValueError, match=r"lr_schedule\(0, 0\) returned"):
+        Trainer(epochs=1, batch_size=30, lr_schedule=lambda i, e: bad).fit(
+            MLP(6, [8], 3, seed=0), X, y)
+
+
+def test_an_lr_schedule_must_be_a_function():
+    with pytest.raises(TypeError, match="lr_schedule must be a function"):
+        Trainer(lr_schedule=0.1)
