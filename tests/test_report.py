@@ -504,3 +504,70 @@ def test_html_report_renders_in_headless_chromium(quick_report, tmp_path):
     assert attrs.get("images") == str(expected) and expected >= 12, attrs
     assert attrs["broken"] == "0", "some images of the report did not load"
     assert int(attrs["min-width"]) >= 100
+
+
+# ------------------------------------------------------ which datasets the CIFAR-10 figures fit
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck"]
+
+
+def _tiny_images(shape: tuple[int, int, int], classes: list[str], n: int = 40):
+    from mlplab.data.base import Dataset
+
+    rng = np.random.default_rng(0)
+    k = len(classes)
+
+    def split(m):
+        return (rng.integers(0, 256, (m, *shape), dtype=np.uint8),
+                np.arange(m, dtype=np.int64) % k)
+
+    return Dataset("folder:/x", list(classes), *split(n), *split(k), *split(k), source="/x")
+
+
+@pytest.mark.parametrize("shape, classes, cifar", [
+    ((32, 32, 3), CIFAR_CLASSES, True),
+    ((32, 32, 3), [c.capitalize() for c in CIFAR_CLASSES], True),  # a folder's own spelling
+    ((32, 32, 3), [str(i) for i in range(10)], False),  # ten other classes (a folder of SVHN)
+    ((28, 28, 1), CIFAR_CLASSES, False),  # CIFAR-10 made grey and small: not the same task
+])
+def test_only_cifar10_is_compared_with_the_cifar10_figures(shape, classes, cifar, tmp_path):
+    """The targets (29%, 48%) and the 2020 report are CIFAR-10's. Ten classes of 32x32x3 images
+    are not enough to take a dataset for CIFAR-10: a folder of other ten classes (digits of
+    SVHN) got no "not comparable" caveat in the summary and an unqualified "about 29%"."""
+    from mlplab.report.context import Context
+    from mlplab.report.stages_summary import stage_summary
+    from mlplab.report.stages_training import is_cifar_like
+
+    ds = _tiny_images(shape, classes)
+    assert is_cifar_like(ds) is cifar
+    data = Section("data", "Data", "", data={"image_shape": list(shape), "classes": classes,
+                                             "sizes": {"train": 49000, "val": 1000}})
+    ctx = Context(tmp_path, "folder:x", TINY, 0, sections={"data": data})
+    summary = Section("summary", "Summary", "")
+    stage_summary(ctx, summary)
+    text = " ".join(b.text for b in summary.blocks if isinstance(b, Text))
+    assert summary.data["comparable"] is cifar
+    assert ("not comparable" in text) is not cifar, text
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="needs PyTorch")
+@pytest.mark.parametrize("shape, classes, cifar", [
+    ((32, 32, 3), CIFAR_CLASSES, True),
+    ((28, 28, 1), [str(i) for i in range(10)], False),  # MNIST-shaped
+])
+def test_q4_table_shows_the_2020_depths_only_next_to_cifar10(shape, classes, cifar, tmp_path):
+    """The Q4 table put the 2020 report's CIFAR-10 train / test accuracies (50.8% / 49.5%, ...)
+    in a column beside every dataset's, e.g. 88% on Fashion-MNIST, with no word that they are
+    another dataset's; the summary, which says so, still lists them."""
+    from mlplab.report.context import Context
+    from mlplab.report.stages_torch import stage_q4
+
+    ctx = Context(tmp_path, "folder:x", TINY, 0)
+    ctx.shared["dataset"] = _tiny_images(shape, classes)
+    section = Section("q4", "Q4", "")
+    stage_q4(ctx, section)
+    table = next(b for b in section.blocks if isinstance(b, Table))
+    assert ("2020 report train / test" in table.columns) is cifar
+    assert all(len(row) == len(table.columns) for row in table.rows)
+    cells = " ".join(" ".join(row) for row in table.rows)
+    assert ("50.8% / 49.5%" in cells) is cifar

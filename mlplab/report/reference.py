@@ -21,3 +21,20 @@ REPORT_2020_DEPTHS = {2: (0.508, 0.495), 3: (0.521, 0.517), 4: (0.520, 0.518), 5
 #: the exercise's toy SGD bound and what a correct implementation gets
 TOY_FINAL_LOSS_BOUND = 0.02
 TOY_FINAL_LOSS_TYPICAL = 0.0171
+
+#: what the figures above were measured on: CIFAR-10's 32x32 RGB images of these ten classes
+CIFAR10_SHAPE = (32, 32, 3)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                   "truck")
+
+
+def is_cifar10(image_shape: object, classes: object) -> bool:
+    """Whether a dataset (its image shape and class names) is CIFAR-10, whose figures the
+    exercise's targets and the 2020 report are: the shape alone would also take any other ten
+    classes of 32x32 colour images (a folder of SVHN digits, say) for CIFAR-10."""
+    try:
+        shape = tuple(int(s) for s in image_shape)  # type: ignore[attr-defined]
+        names = sorted(str(c).strip().lower() for c in classes)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return False
+    return shape == CIFAR10_SHAPE and names == sorted(CIFAR10_CLASSES)

@@ -25,7 +25,7 @@ def _or_not_run(ctx: Context, key: str, fmt: Callable[[dict[str, Any]], str]) ->
 
 def stage_summary(ctx: Context, section: Section) -> None:
     ds = ctx.data("data")
-    cifar = ds.get("image_shape") == [32, 32, 3] and len(ds.get("classes", [])) == 10
+    cifar = reference.is_cifar10(ds.get("image_shape", ()), ds.get("classes", ()))
     if not cifar:
         section.add(Text(
             f"The targets and the 2020 figures are for CIFAR-10; this report ran on "

@@ -59,7 +59,7 @@ def stage_data(ctx: Context, section: Section) -> None:
 
 
 def is_cifar_like(ds: Dataset) -> bool:
-    return ds.num_classes == 10 and tuple(ds.image_shape) == (32, 32, 3)
+    return reference.is_cifar10(ds.image_shape, ds.classes)
 
 
 def train_acc_meaning(mode: str) -> tuple[str, str]:
