@@ -127,6 +127,22 @@ def weight_tiles(W1: np.ndarray, image_shape: Sequence[int], max_units: int = 10
     return (tiles - lo) / np.where(hi > lo, hi - lo, 1.0)
 
 
+def fit_suptitle(fig: Figure, title: str) -> None:
+    """``fig.suptitle(title)``, broken into lines that fit the figure's width: grids sized by
+    their columns are narrow (three classes, a few units), and a long title (a folder's path)
+    would be cut off at both edges."""
+    import textwrap
+
+    text = fig.suptitle(title)
+    renderer = fig.canvas.get_renderer()
+    room = 0.99 * fig.bbox.width  # a title that fits, however closely, stays on one line
+    chars = len(title)
+    # characters differ in width: shorten the lines until the widest fits
+    while text.get_window_extent(renderer).width > room and chars > 8:
+        chars = max(8, min(chars - 1, int(chars * room / text.get_window_extent(renderer).width)))
+        text.set_text("\n".join(textwrap.wrap(title, chars, break_on_hyphens=False)))
+
+
 def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
                              title: str = "First-layer weights", max_units: int = 100
                              ) -> Figure:
@@ -145,7 +161,7 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
             ax.imshow(img[:, :, 0] if img.shape[-1] == 1 else img,
                       cmap="gray" if img.shape[-1] == 1 else None, interpolation="nearest")
     shown = f" (first {n} of {np.shape(W1)[1]} units)" if np.shape(W1)[1] > n else ""
-    fig.suptitle(title + shown)
+    fit_suptitle(fig, title + shown)
     fig.tight_layout()
     return fig
 
@@ -235,7 +251,7 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
                     ax.imshow(np.clip(img, 0, 1))
             if r == 0:
                 ax.set_title(classes[c], fontsize=7)
-    fig.suptitle(title)
+    fit_suptitle(fig, title)
     with warnings.catch_warnings():  # many rows: tight layout gives up, the grid is still drawn
         warnings.filterwarnings("ignore", "Tight layout not applied", UserWarning)
         fig.tight_layout()

@@ -571,3 +571,30 @@ def test_q4_table_shows_the_2020_depths_only_next_to_cifar10(shape, classes, cif
     assert all(len(row) == len(table.columns) for row in table.rows)
     cells = " ".join(" ".join(row) for row in table.rows)
     assert ("50.8% / 49.5%" in cells) is cifar
+
+
+def test_figure_titles_fit_narrow_grids():
+    """A folder of three classes gave a sample grid 2.6 inches wide whose title, the folder's
+    path, was cut off at both edges ("port-scratch/folder-rect: sampl"); the same for the weights
+    of a net with few hidden units. Titles are now broken into lines that fit."""
+    from mlplab import plots
+    from mlplab.report.style import report_style
+
+    rng = np.random.RandomState(0)
+    samples = "folder:/tmp/report-scratch/a-folder-with-a-long-name: sample train images"
+    weights = "Tuned network (the search's best): first-layer weights"
+    with report_style():
+        figs = [(samples, plots.plot_samples(
+                    rng.randint(0, 255, (30, 24, 40, 3), dtype=np.uint8), np.arange(30) % 3,
+                    ["cat", "frog", "ship"], title=samples)),
+                (weights, plots.plot_first_layer_weights(rng.randn(28 * 28, 32), (28, 28, 1),
+                                                         weights))]
+    for title, fig in figs:
+        fig.canvas.draw()
+        text = fig._suptitle
+        box = text.get_window_extent(fig.canvas.get_renderer())
+        assert 0 <= box.x0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height, \
+            (text.get_text(), box, fig.bbox)
+        # the whole title is still there, only broken into lines (at spaces or inside a path)
+        assert text.get_text().replace("\n", "").replace(" ", "") == title.replace(" ", "")
+        plots.plt.close(fig)
