@@ -149,11 +149,16 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
     """The exercise's ``show_net_weights``: every hidden unit's input weights as an image."""
     tiles = weight_tiles(W1, image_shape, max_units)
     n = len(tiles)
-    cols = int(np.ceil(np.sqrt(n)))
+    # cells shaped like the images: square cells left a folder's wide (or tall) images a strip
+    # of each; the grid is about as wide as tall (for square images: ceil(sqrt(n)) columns)
+    aspect = tiles.shape[1] / tiles.shape[2]  # height / width of one image
+    cols = min(n, int(np.ceil(np.sqrt(n * aspect))))
     rows = int(np.ceil(n / cols))
     size = min(7.0, 0.7 * cols + 0.5)
-    fig, axes = plt.subplots(rows, cols, figsize=(size, size * rows / cols + 0.4),
-                             squeeze=False)
+    height = size * rows / cols * aspect + 0.4
+    if height > 9.0:  # very tall images: a narrower figure rather than one pages long
+        size, height = size * 8.6 / (height - 0.4), 9.0
+    fig, axes = plt.subplots(rows, cols, figsize=(size, height), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
@@ -162,7 +167,9 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
                       cmap="gray" if img.shape[-1] == 1 else None, interpolation="nearest")
     shown = f" (first {n} of {np.shape(W1)[1]} units)" if np.shape(W1)[1] > n else ""
     fit_suptitle(fig, title + shown)
-    fig.tight_layout()
+    # square images keep the usual gaps; between strips of wide (or tall) images those gaps
+    # would take as much room as the images
+    fig.tight_layout(**({} if aspect == 1 else {"h_pad": 0.2, "w_pad": 0.2}))
     return fig
 
 

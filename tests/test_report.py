@@ -598,3 +598,33 @@ def test_figure_titles_fit_narrow_grids():
         # the whole title is still there, only broken into lines (at spaces or inside a path)
         assert text.get_text().replace("\n", "").replace(" ", "") == title.replace(" ", "")
         plots.plt.close(fig)
+
+
+@pytest.mark.parametrize("shape", [(24, 40, 3), (16, 64, 1), (64, 16, 3)])
+def test_first_layer_weights_of_non_square_images_fill_their_grid(shape):
+    """A folder of 24x40 images got its first-layer weights drawn in square cells, one strip of
+    image in each and the rest blank: the tiles covered a third of the figure (an eighth for
+    16x64) against over half for square images. Cells now follow the images' shape."""
+    from mlplab import plots
+    from mlplab.report.style import report_style
+
+    def covered(image_shape):
+        rng = np.random.RandomState(0)
+        with report_style():
+            fig = plots.plot_first_layer_weights(rng.randn(int(np.prod(image_shape)), 100),
+                                                 image_shape, "First-layer weights")
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        boxes = [im.get_window_extent(renderer) for ax in fig.axes for im in ax.images]
+        assert len(boxes) == 100
+        # every tile is drawn with the image's own height / width
+        assert all(abs(b.height / b.width - image_shape[0] / image_shape[1]) < 0.1
+                   for b in boxes)
+        area = sum(b.width * b.height for b in boxes) / (fig.bbox.width * fig.bbox.height)
+        size = tuple(fig.get_size_inches())
+        plots.plt.close(fig)
+        return area, size
+
+    square, square_size = covered((32, 32, 3))
+    assert square_size == (7.0, 7.4)  # square images: the grid as it always was
+    assert covered(shape)[0] >= 0.9 * square
