@@ -235,8 +235,11 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
         raise ValueError(f"images must be (N, H, W, C); got shape {X.shape}.")
     rng = np.random.RandomState(seed)
     k = len(classes)
+    # at most 7 inches wide: past ten classes the columns narrow, and the rows with them (rows of
+    # the old 0.7 inches left small images in wide gaps); rows follow the images' height / width
+    cell = min(0.7, 7.0 / max(k, 1)) * X.shape[1] / X.shape[2]
     fig, axes = plt.subplots(per_class, k, figsize=(min(7.0, 0.7 * k + 0.5),
-                                                    min(9.0, 0.7 * per_class + 0.8)),
+                                                    min(9.0, cell * per_class + 0.8)),
                              squeeze=False)
     for c in range(k):
         idx = np.flatnonzero(y == c)
@@ -258,6 +261,13 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
                     ax.imshow(np.clip(img, 0, 1))
             if r == 0:
                 ax.set_title(classes[c], fontsize=7)
+    # class names wider than their column (many classes) would run into each other: upright
+    renderer = fig.canvas.get_renderer()
+    column = fig.bbox.width / k
+    if any(axes[0, c].title.get_window_extent(renderer).width > 0.95 * column
+           for c in range(k)):
+        for c in range(k):
+            axes[0, c].title.set(rotation=90, va="bottom")
     fit_suptitle(fig, title)
     with warnings.catch_warnings():  # many rows: tight layout gives up, the grid is still drawn
         warnings.filterwarnings("ignore", "Tight layout not applied", UserWarning)

@@ -628,3 +628,39 @@ def test_first_layer_weights_of_non_square_images_fill_their_grid(shape):
     square, square_size = covered((32, 32, 3))
     assert square_size == (7.0, 7.4)  # square images: the grid as it always was
     assert covered(shape)[0] >= 0.9 * square
+
+
+def test_sample_grid_of_many_classes_is_readable():
+    """A folder of twenty classes drew its class names into each other (15 overlaps) above rows
+    of small images in wide gaps (13% of the figure against 50% for ten classes). Names that do
+    not fit their column now stand upright, and rows narrow with the columns; ten classes
+    (CIFAR-10, Fashion-MNIST) draw as before."""
+    from mlplab import plots
+    from mlplab.report.style import report_style
+
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+             "Bag", "Ankle boot"]
+
+    def draw(k):
+        rng = np.random.RandomState(0)
+        with report_style():
+            fig = plots.plot_samples(rng.randint(0, 255, (10 * k, 28, 28, 1), dtype=np.uint8),
+                                     np.arange(10 * k) % k, (names + [n + " 2" for n in names])[:k],
+                                     title="sample train images")
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        images = [im.get_window_extent(renderer) for ax in fig.axes for im in ax.images]
+        covered = sum(b.width * b.height for b in images) / (fig.bbox.width * fig.bbox.height)
+        heads = sorted((ax.title.get_window_extent(renderer) for ax in fig.axes
+                        if ax.title.get_text()), key=lambda b: b.x0)
+        overlaps = sum(a.x1 > b.x0 for a, b in zip(heads, heads[1:]))
+        rotation = fig.axes[0].title.get_rotation()
+        size = tuple(fig.get_size_inches())
+        plots.plt.close(fig)
+        return covered, overlaps, rotation, size
+
+    ten, overlaps, rotation, size = draw(10)
+    assert (overlaps, rotation) == (0, 0.0) and size == pytest.approx((7.0, 5.7))  # as before
+    twenty, overlaps, rotation, _ = draw(20)
+    assert overlaps == 0 and rotation == 90.0
+    assert twenty >= 0.4 * ten
