@@ -134,12 +134,13 @@ def fit_suptitle(fig: Figure, title: str) -> None:
     import textwrap
 
     text = fig.suptitle(title)
-    renderer = fig.canvas.get_renderer()
+    # get_window_extent() without a renderer: the figure's own, whatever the backend (only Agg's
+    # canvas has get_renderer; a user's SVG or PDF backend has not)
     room = 0.99 * fig.bbox.width  # a title that fits, however closely, stays on one line
     chars = len(title)
     # characters differ in width: shorten the lines until the widest fits
-    while text.get_window_extent(renderer).width > room and chars > 8:
-        chars = max(8, min(chars - 1, int(chars * room / text.get_window_extent(renderer).width)))
+    while text.get_window_extent().width > room and chars > 8:
+        chars = max(8, min(chars - 1, int(chars * room / text.get_window_extent().width)))
         text.set_text("\n".join(textwrap.wrap(title, chars, break_on_hyphens=False)))
 
 
@@ -262,9 +263,8 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
             if r == 0:
                 ax.set_title(classes[c], fontsize=7)
     # class names wider than their column (many classes) would run into each other: upright
-    renderer = fig.canvas.get_renderer()
     column = fig.bbox.width / k
-    if any(axes[0, c].title.get_window_extent(renderer).width > 0.95 * column
+    if any(axes[0, c].title.get_window_extent().width > 0.95 * column
            for c in range(k)):
         for c in range(k):
             axes[0, c].title.set(rotation=90, va="bottom")
