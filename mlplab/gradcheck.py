@@ -22,11 +22,19 @@ if TYPE_CHECKING:
 
 
 def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
-                            h: float = 1e-5) -> np.ndarray:
+                            verbose: bool = False, h: float = 1e-5) -> np.ndarray:
     """Centred-difference gradient of the scalar ``f`` at ``x``: (f(x+h) - f(x-h)) / 2h per entry.
 
     ``x`` is perturbed in place and restored, so ``f`` may close over it (as with model params).
+    The arguments are CS231n's ``(f, x, verbose, h)``, so the notebook's
+    ``eval_numerical_gradient(f, net.params[name], verbose=False)`` runs as written; ``verbose``
+    prints each index and its partial derivative, as CS231n's does, but is off by default.
     """
+    if not isinstance(verbose, bool | np.bool_):
+        # a step size given in the third place, as this function once took it, would otherwise
+        # be read as verbose=True and the step left at 1e-5
+        raise TypeError(f"verbose must be True or False; got {verbose!r}. The arguments are "
+                        "(f, x, verbose, h), as in CS231n: pass the step by name, h=...")
     grad = np.zeros_like(x, dtype=np.float64)
     it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
     while not it.finished:
@@ -38,6 +46,8 @@ def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
         fxmh = f(x)
         x[ix] = old
         grad[ix] = (fxph - fxmh) / (2 * h)
+        if verbose:
+            print(ix, grad[ix])
         it.iternext()
     return grad
 
@@ -46,7 +56,7 @@ def eval_numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.n
                                   dout: np.ndarray, h: float = 1e-5) -> np.ndarray:
     """Numerical gradient of ``sum(f(x) * dout)`` with respect to ``x``: checks a layer's backward
     for an arbitrary upstream gradient ``dout``."""
-    return eval_numerical_gradient(lambda z: float(np.sum(f(z) * dout)), x, h)
+    return eval_numerical_gradient(lambda z: float(np.sum(f(z) * dout)), x, h=h)
 
 
 def rel_error(a: np.ndarray, n: np.ndarray) -> float:
@@ -147,7 +157,7 @@ def check_model(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: f
         _, grads = model.loss(X, y, reg=reg)
         errors = {}
         for name, param in model.params.items():
-            num = eval_numerical_gradient(lambda _: model.loss(X, y, reg=reg)[0], param, h)
+            num = eval_numerical_gradient(lambda _: model.loss(X, y, reg=reg)[0], param, h=h)
             errors[name] = error(grads[name], num)
         return errors
     finally:

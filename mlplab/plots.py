@@ -127,6 +127,36 @@ def weight_tiles(W1: np.ndarray, image_shape: Sequence[int], max_units: int = 10
     return (tiles - lo) / np.where(hi > lo, hi - lo, 1.0)
 
 
+def visualize_grid(Xs: np.ndarray, ubound: float = 255.0, padding: int = 1) -> np.ndarray:
+    """The CS231n notebook's ``visualize_grid``: images ``Xs`` (N, H, W, C) laid out as one image
+    (rows, cols, C), float64, in a square grid of ``ceil(sqrt(N))`` images a side, row by row,
+    ``padding`` zero pixels apart; each image is rescaled to 0..ubound over its own range.
+
+    With it the notebook's ``show_net_weights`` runs as written::
+
+        W1 = net.params["W1"].reshape(32, 32, 3, -1).transpose(3, 0, 1, 2)
+        plt.imshow(visualize_grid(W1, padding=3).astype("uint8"))
+
+    An image whose pixels are all equal is drawn as zeros (CS231n's divides 0 by 0: NaN).
+    :func:`plot_first_layer_weights` draws the same tiles as a titled figure."""
+    Xs = np.asarray(Xs)
+    if Xs.ndim != 4:
+        raise ValueError(f"Xs must be images (N, H, W, C); got shape {Xs.shape}. For first-layer "
+                         "weights W1 (D, H): W1.reshape(32, 32, 3, -1).transpose(3, 0, 1, 2).")
+    if isinstance(padding, bool) or not isinstance(padding, int | np.integer) or padding < 0:
+        raise ValueError(f"padding must be a whole number of pixels >= 0; got {padding!r}.")
+    N, H, W, C = Xs.shape
+    side = int(np.ceil(np.sqrt(N)))
+    grid = np.zeros((H * side + padding * max(side - 1, 0),
+                     W * side + padding * max(side - 1, 0), C))
+    for i, img in enumerate(Xs.astype(np.float64)):
+        low, high = img.min(), img.max()
+        y0, x0 = (i // side) * (H + padding), (i % side) * (W + padding)
+        if high > low:
+            grid[y0:y0 + H, x0:x0 + W] = ubound * (img - low) / (high - low)
+    return grid
+
+
 def fit_suptitle(fig: Figure, title: str) -> None:
     """``fig.suptitle(title)``, broken into lines that fit the figure's width: grids sized by
     their columns are narrow (three classes, a few units), and a long title (a folder's path)
