@@ -300,6 +300,10 @@ class TwoLayerNet(MLP):
 
     With ``seed=None`` the weights come from NumPy's global state, so ``np.random.seed(0);
     TwoLayerNet(4, 10, 3, std=1e-1)`` is the exercise's toy model; ``seed=0`` gives the same.
+
+    The CS231n notebook's cells run with their own calls; ``loss(X)`` returns probabilities
+    rather than scores and the L2 term has no 0.5 (the exercise's choices). Each cell's
+    equivalent and what differs: docs/training.md, "The CS231n notebook, cell by cell".
     """
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, std: float = 1e-4,
@@ -311,9 +315,14 @@ class TwoLayerNet(MLP):
               learning_rate: float = 1e-3, learning_rate_decay: float = 0.95, reg: float = 5e-6,
               num_iters: int = 100, batch_size: int = 200, verbose: bool = False,
               seed: int | None = None) -> dict[str, list[float]]:
-        """The exercise's minibatch SGD: ``num_iters`` steps on batches sampled with replacement,
-        learning rate multiplied by ``learning_rate_decay`` once per epoch. Returns
-        ``{'loss_history', 'train_acc_history', 'val_acc_history'}``."""
+        """The exercise's minibatch SGD: ``num_iters`` steps on batches sampled with replacement
+        (from NumPy's global stream, or ``RandomState(seed)``), learning rate multiplied by
+        ``learning_rate_decay`` once per epoch. Returns ``{'loss_history', 'train_acc_history',
+        'val_acc_history'}``: the loss of every iteration, and the accuracies (train on the
+        epoch's last batch) at the end of every full epoch of ``max(N // batch_size, 1)``
+        iterations. CS231n's loop also records (and decays) after the very first iteration, so
+        it has one point more, and a run shorter than an epoch has none here; ``verbose`` prints
+        a line per epoch. See docs/training.md, "The CS231n notebook, cell by cell"."""
         from mlplab.trainer import Trainer
 
         trainer = Trainer.exercise(lr=learning_rate, lr_decay=learning_rate_decay, reg=reg,

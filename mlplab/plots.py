@@ -10,7 +10,8 @@ notebook's inline figures keep working, and without a display Matplotlib itself 
 (the command line sets ``MPLBACKEND=Agg``).
 
 The exercise's sample-images grid is :func:`plot_samples` (plain arrays in, a figure out);
-:func:`mlplab.data.preview.sample_grid` picks a dataset's split and writes it to a file.
+:func:`mlplab.data.preview.sample_grid` picks a dataset's split and writes it to a file. The CS231n
+notebook's ``visualize_grid`` helper (its ``show_net_weights``) is :func:`visualize_grid`.
 """
 
 from __future__ import annotations
