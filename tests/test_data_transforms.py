@@ -66,6 +66,23 @@ def test_fitted_statistics_cover_every_row_of_a_large_training_set():
                                X32.astype(np.float64).mean(axis=0), rtol=1e-12)
 
 
+def test_standardize_of_uint8_images_is_numpys_arithmetic_bit_for_bit():
+    """The uint8 fast path (integer sums per pixel, then per channel; per-channel operands
+    repeated over a whole image) gives exactly the numbers of the plain NumPy formulas."""
+    rs = np.random.RandomState(3)
+    X = rs.randint(0, 256, size=(2100, 5, 4, 3)).astype(np.uint8)
+    std = Standardize().fit(X)
+    mean = X.mean(axis=(0, 1, 2), dtype=np.float64)
+    np.testing.assert_array_equal(std.mean_, mean)
+    squares = np.zeros(3)
+    for i in range(0, len(X), 1024):
+        squares += np.square(np.subtract(X[i:i + 1024], mean, dtype=np.float64)).sum(axis=(0, 1, 2))
+    np.testing.assert_array_equal(std.std_, np.sqrt(squares / (X.size // 3)))
+    out = np.subtract(X, mean.astype(np.float32), dtype=np.float32)
+    out *= (1.0 / np.maximum(std.std_, std.eps)).astype(np.float32)
+    np.testing.assert_array_equal(std.transform(X), out)
+
+
 def test_scale_and_torch_normalisation(images):
     X = make_preprocessing("scale").fit_transform(images)
     np.testing.assert_allclose(X, images.reshape(40, -1) / 255.0, atol=1e-7)
