@@ -123,15 +123,34 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     # parsed once per process (tests and tuning load it many times); read-only so that the
     # shared copy cannot be changed; the splits below index it, which copies
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
+    images, target = _sklearn_digits()
     # 0..16 -> 0..255 keeps all 17 levels distinct and matches every other image dataset's range
-    X = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, :, :, None]
-    y = d.target.astype(np.int64)
+    X = np.rint(images * (255.0 / 16.0)).astype(np.uint8)[:, :, :, None]
+    y = target.astype(np.int64)
     X.flags.writeable = False
     y.flags.writeable = False
     return X, y
+
+
+def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+    """``load_digits()``'s ``images`` (1797, 8, 8) and ``target``, read as it reads them (its
+    bundled ``digits.csv.gz`` through ``np.loadtxt``) but without importing scikit-learn, which
+    imports SciPy: 1.3-1.5 s of every command on the default dataset, against 0.03 s for the
+    file. Falls back to scikit-learn's function if the file is not where it keeps it."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without running it
+    if spec is not None and spec.origin:
+        path = os.path.join(os.path.dirname(spec.origin), "datasets", "data", "digits.csv.gz")
+        if os.path.isfile(path):
+            with gzip.open(path, mode="rt", encoding="utf-8") as f:
+                data = np.loadtxt(f, delimiter=",")
+            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int, copy=False)
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images, d.target
 
 
 def load_digits_dataset(val_size: int | float | None = None,
