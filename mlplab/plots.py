@@ -26,8 +26,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from mlplab._validation import check_y
 from mlplab.io import atomic_path
+from mlplab.metrics import confusion_matrix  # noqa: F401 - mlplab.plots' name for it
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -203,24 +203,6 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
     # would take as much room as the images
     fig.tight_layout(**({} if aspect == 1 else {"h_pad": 0.2, "w_pad": 0.2}))
     return fig
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts (K, K): row = true class, column = predicted class; labels are 0..K-1."""
-    y_true, y_pred = (_labels(v, num_classes, name) for v, name in
-                      ((y_true, "y_true"), (y_pred, "y_pred")))
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true and y_pred differ in length: {len(y_true)} and {len(y_pred)}.")
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
-    return cm
-
-
-def _labels(y: object, num_classes: int, name: str) -> np.ndarray:
-    """``y`` as 1-D class indices in [0, num_classes), else a ``ValueError``: a label -1 would
-    otherwise be counted silently in the last class (NumPy's negative indexing)."""
-    y = np.asarray(y)
-    return check_y(y, len(y) if y.ndim else 0, num_classes, name)
 
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str],

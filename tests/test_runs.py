@@ -236,6 +236,31 @@ def test_train_run_writes_a_complete_run_folder(tmp_path, digits):
         resume_run(out, data=digits)
 
 
+def test_the_command_line_and_evaluate_import_nothing_heavy(tmp_path, digits):
+    """``mlplab --help``, loading digits and ``mlplab evaluate`` stay clear of the seconds-long
+    imports: scikit-learn (SciPy with it), Matplotlib, Optuna and PyTorch."""
+    train_run(FAST, out=tmp_path / "run", data=digits, plots=False)
+    code = ("import sys\n"
+            "from mlplab.cli import build_parser\n"
+            "from mlplab.data import load_dataset\n"
+            "from mlplab.runs import evaluate_run\n"
+            "build_parser()\n"
+            "load_dataset('digits')\n"
+            "evaluate_run(sys.argv[1])\n"
+            "heavy = {'sklearn', 'scipy', 'matplotlib', 'optuna', 'torch'}\n"
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_confusion_matrix_is_one_function_in_plots_and_metrics():
+    from mlplab import metrics
+
+    assert plots.confusion_matrix is metrics.confusion_matrix
+
+
 def test_train_run_in_memory_and_without_test(digits):
     res = train_run(FAST, data=digits, plots=False)
     assert res.out is None and "test_accuracy" not in res.metrics

@@ -78,8 +78,8 @@ def finished_run_config(values: Any, path: Path | str = CONFIG_FILE) -> RunConfi
 def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -> dict[str, Any]:
     """Accuracy, per-class accuracy and confusion matrix of a run's model on one split of its
     dataset (loaded as the run was configured)."""
-    from mlplab import plots
     from mlplab.data.base import SPLITS
+    from mlplab.metrics import confusion_matrix
 
     loaded, cfg, metrics = load_run(run)
     ds = data if data is not None else load_run_dataset(
@@ -92,7 +92,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -
                          f"trained with val_size 0); evaluate another: "
                          f"{', '.join(f'--split {s}' for s in others)}.")
     pred = loaded.model.predict(loaded.preprocessing.transform(X))
-    cm = plots.confusion_matrix(y, pred, loaded.model.num_classes)
+    cm = confusion_matrix(y, pred, loaded.model.num_classes)
     per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
     return {"split": split, "dataset": ds.name, "size": int(len(y)),
             "accuracy": float(np.mean(pred == y)), "classes": list(ds.classes),
