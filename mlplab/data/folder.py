@@ -129,8 +129,10 @@ def _warn_unread(root: Path, dirs: list[Path]) -> None:
 
 
 def _scan(root: Path, classes: list[str] | None
-          ) -> tuple[list[str], list[Path], np.ndarray, list[tuple]]:
-    """Class names, image paths, labels and stat records of one folder of class folders."""
+          ) -> tuple[list[str], list[tuple[Path, str]], np.ndarray, list[tuple]]:
+    """Class names, image files (class folder, file name), labels and stat records of one folder
+    of class folders. The files are not made ``Path`` objects here: a folder read from the decode
+    cache never opens them, and 50,000 ``Path`` objects take 0.2-0.3 s."""
     dirs = _class_dirs(root)
     _warn_unread(root, dirs)
     for d in dirs:
@@ -149,15 +151,15 @@ def _scan(root: Path, classes: list[str] | None
             raise DatasetError(f"{root}: class folder(s) {', '.join(unknown)} are not among the "
                                f"training classes ({', '.join(classes)}).")
     index = {c: i for i, c in enumerate(classes)}
-    paths: list[Path] = []
+    files: list[tuple[Path, str]] = []
     labels: list[int] = []
     stats: list[tuple] = []
     for d in dirs:
         for name, *stat in _image_files(d):
-            paths.append(d / name)
+            files.append((d, name))
             labels.append(index[d.name])
             stats.append((f"{d.name}/{name}", *stat))
-    return classes, paths, np.asarray(labels, dtype=np.int64), stats
+    return classes, files, np.asarray(labels, dtype=np.int64), stats
 
 
 class UnreadableImageError(DatasetError):
@@ -372,8 +374,8 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder.")
     training = classes is None  # the class list comes from these folders
-    classes, paths, y, stats = _scan(root, classes)
-    if not paths:
+    classes, files, y, stats = _scan(root, classes)
+    if not files:
         raise DatasetError(
             f"{root}: no images found; expected one sub-folder per class holding image files "
             f"({', '.join(IMAGE_EXTENSIONS[:3])}, ...), e.g. {root}/cat/0001.png.")
@@ -390,6 +392,7 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
         cached = _read_cache(cache_file, y, image_size, mode)
         if cached is not None:
             return cached, y, classes
+    paths = [d / name for d, name in files]
     X = _decode(paths, mode, image_size) if mode else _decode_any(paths, image_size)
     if cache_file is not None:
         try:
