@@ -109,7 +109,7 @@ def test_label_smoothing_flag(tmp_path, capsys):
     capsys.readouterr()
     # an out-of-range value is refused with a message naming the option, before any training
     assert main([*base, "--label-smoothing", "1.5", "--out", str(tmp_path / "d")]) != 0
-    assert "error: --label-smoothing must be in [0, 1)" in capsys.readouterr().err
+    assert "error: --label-smoothing must be a number in [0, 1); got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "d" / "model.npz").exists()
 
 
