@@ -12,6 +12,16 @@ def rng() -> np.random.RandomState:
     return np.random.RandomState(0)
 
 
+@pytest.fixture
+def keep_torch_threads():
+    """PyTorch runs set torch's thread count for the process; keep it from leaking into other
+    tests."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def _clear_blas_lookups() -> None:
     from mlplab import blas
 

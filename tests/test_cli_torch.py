@@ -16,12 +16,7 @@ torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install 
 tm = pytest.importorskip("mlplab.torch_mlp")
 
 
-@pytest.fixture(autouse=True)
-def keep_threads():
-    # the commands set torch's thread count (--threads); keep it from leaking into other tests
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # the commands take --threads
 
 
 @pytest.fixture(scope="module")

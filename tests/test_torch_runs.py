@@ -16,12 +16,7 @@ SETTINGS = {"hidden": [16], "epochs": 2, "threads": 1, "eval_test": True}
 ARGV = ["--hidden", "16", "--epochs", "2", "--threads", "1", "--eval-test", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def keep_threads():
-    # a run sets torch's thread count (threads=1); keep it from leaking into other tests
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # a run sets threads=1
 
 
 @pytest.fixture(scope="module")

@@ -55,8 +55,23 @@ if TYPE_CHECKING:
     from mlplab.data import Dataset, Pipeline
 
 
+class RunOutcome:
+    """What a finished run's ``metrics`` (as in ``metrics.json``) say, for the results of
+    :func:`train_run` and :func:`mlplab.torch_mlp.train_run`."""
+
+    metrics: dict[str, Any]
+
+    @property
+    def val_accuracy(self) -> float:
+        return float(self.metrics["val_accuracy"])
+
+    @property
+    def interrupted(self) -> bool:
+        return self.metrics.get("status") == "interrupted"
+
+
 @dataclass
-class RunResult:
+class RunResult(RunOutcome):
     """What :func:`train_run` returns.
 
     ``model`` (trained, best parameters restored when early stopping), ``preprocessing`` (the
@@ -72,14 +87,6 @@ class RunResult:
     metrics: dict[str, Any]
     classes: list[str]
     out: Path | None = None
-
-    @property
-    def val_accuracy(self) -> float:
-        return float(self.metrics["val_accuracy"])
-
-    @property
-    def interrupted(self) -> bool:
-        return self.metrics.get("status") == "interrupted"
 
 
 def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,

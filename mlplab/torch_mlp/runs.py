@@ -32,6 +32,7 @@ import torch
 
 from mlplab import io
 from mlplab._validation import check_choice, check_positive
+from mlplab.runs.training import RunOutcome
 from mlplab.torch_mlp.convert import to_numpy
 from mlplab.torch_mlp.data import input_pipeline
 from mlplab.torch_mlp.depth import (
@@ -72,7 +73,7 @@ DEPTH_FILE = "depth.json"
 
 
 @dataclass
-class TorchRunResult:
+class TorchRunResult(RunOutcome):
     """What :func:`train_run` returns, as :class:`mlplab.runs.RunResult` for a NumPy run.
 
     ``model`` (the trained :class:`MultiLayerPerceptron`, on the CPU), ``preprocessing`` (the
@@ -90,14 +91,6 @@ class TorchRunResult:
     classes: list[str]
     out: Path | None = None
     seconds: float = 0.0
-
-    @property
-    def val_accuracy(self) -> float:
-        return float(self.metrics["val_accuracy"])
-
-    @property
-    def interrupted(self) -> bool:
-        return self.metrics.get("status") == "interrupted"
 
 
 @dataclass
