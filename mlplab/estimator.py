@@ -208,7 +208,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         too. Each call is one epoch for ``n_iter_``, ``loss_curve_`` and the schedule
         (``exp``: ``lr * lr_decay ** n_iter_``; ``step`` and ``cosine`` need a run length and are
         refused); there is no early stopping. ``n`` calls on the same data train exactly as
-        ``fit`` with ``max_epochs=n, tol=None`` does.
+        ``fit`` with ``max_epochs=n, tol=None`` does. A changed ``optimizer`` starts its state
+        afresh (another optimiser's slots are not its own), as a warm start does.
         """
         from sklearn.utils.multiclass import _check_partial_fit_first_call
 
@@ -244,8 +245,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if "rng" in self._continue:
             # the state a resumed run starts from: no steps yet in this "run", but the
             # optimiser's slots and the generators carried over from the last epoch
+            carried = {k: v for k, v in self._continue.items() if k != "optimizer_name"}
+            if self._continue.get("optimizer_name") != self.optimizer:
+                # another optimiser's slots are not this one's (momentum's velocities read as
+                # Adam's second moments made NaN weights): it starts afresh, as in a warm start
+                carried["optimizer"] = {}
             trainer.resume({"iteration": 0, "epoch": 0, "history": {}, "best_state": None,
-                            "order": None, **self._continue})
+                            "order": None, **carried})
         self.history_ = trainer.fit(self.model_, X, y_enc)
         self._record(trainer, convergence, batch_size)
         self.validation_scores_ = self.best_validation_score_ = None
@@ -265,6 +271,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.t_ += trainer.iteration * batch_size  # samples seen, as scikit-learn counts it
         state = trainer.state_dict()
         self._continue = {"seed": trainer.config.seed,
+                          "optimizer_name": trainer.config.optimizer,
                           **{k: state[k] for k in ("rng", "dropout_rngs", "optimizer")}}
 
     def _check_same_network(self, classes: np.ndarray, hidden: list[int], how: str) -> None:

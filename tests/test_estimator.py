@@ -7,6 +7,8 @@ Skipped by scikit-learn itself (reported as skips, not failures):
   mlplab dependency. (The same check's NumPy-array-like part is covered by the other checks.)
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -199,6 +201,21 @@ def test_partial_fit_refusals(digits):
     with pytest.raises(ValueError, match=r"partial_fit: hidden_sizes is \[16\], but the fitted "
                                          r"network has \[8\]; call fit to start again"):
         clf.set_params(hidden_sizes=(16,)).partial_fit(X_tr, y_tr)
+
+
+@pytest.mark.parametrize("first, then", [("momentum", "adam"), ("adam", "sgd")])
+def test_partial_fit_after_changing_the_optimizer(digits, first, then):
+    """Another optimiser's slots are not carried into the new one: momentum's velocities read as
+    Adam's second moments made the weights NaN (sqrt of negatives), and Adam's moments were
+    refused by SGD as a damaged resume state."""
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier(hidden_sizes=(16,), max_epochs=2, optimizer=first, random_state=0)
+    clf.fit(X_tr / 16, y_tr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        clf.set_params(optimizer=then).partial_fit(X_tr / 16, y_tr)
+    assert all(np.isfinite(p).all() for p in clf.model_.params.values())
+    assert clf.n_iter_ == 3
 
 
 def test_warm_start_refuses_another_network(digits):
