@@ -92,6 +92,12 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
     errors_by_metric = {"max": rel_error, "norm": norm_rel_error}
     check_choice(metric, errors_by_metric, "metric")
     error = errors_by_metric[metric]
+    wide = [k for k, p in layer.params.items() if np.asarray(p).dtype != np.float64]
+    if wide:  # as check_model: a float32 BatchNorm() reported ~1e-3 for a correct gamma
+        raise ValueError(f"gradient checks need float64 parameters; {', '.join(wide)} of this "
+                         f"{type(layer).__name__} are {np.asarray(layer.params[wide[0]]).dtype} "
+                         "(build the layer in float64, e.g. BatchNorm(dim, dtype=np.float64)): "
+                         "float32 rounding makes centred differences meaningless.")
     x = np.array(x, dtype=np.float64)  # a copy: the checks below perturb it
     frozen = getattr(layer, "frozen", None)
     if isinstance(layer, Dropout):

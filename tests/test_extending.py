@@ -116,6 +116,12 @@ def test_the_plain_recipe_fails_in_place_layers_which_is_why_check_layer_copies(
     assert check_layer(ReLU(), rng.randn(5, 7), dout)["x"] < 1e-8
 
 
+def test_check_layer_refuses_float32_parameters(rng):
+    # BatchNorm's default dtype is float32: its correct gamma gradient checked at ~7e-4
+    with pytest.raises(ValueError, match="gradient checks need float64 parameters; gamma, beta"):
+        check_layer(BatchNorm(5), rng.randn(6, 5))
+
+
 def test_check_layer_refuses_a_dout_of_the_wrong_shape(rng):
     with pytest.raises(ValueError, match="dout has shape"):
         check_layer(Tanh(), rng.randn(3, 4), np.ones((4, 3)))
