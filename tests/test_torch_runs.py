@@ -152,3 +152,22 @@ def test_depth_run(tmp_path):
     res = tm.depth_run("digits", layers=[2], hidden_size=8, epochs=1, threads=1, test_size=0)
     assert res.out is None and "No test split" in res.table
     assert res.results[0].test_acc is None
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"layers": [2, 0]}, "depth counts Linear layers and must be >= 1"),
+    ({"layers": []}, "depths must list at least one depth"),
+    ({"hidden_size": 0}, "hidden size must be a positive integer"),
+], ids=["depth-0", "no-depths", "hidden-0"])
+def test_depth_run_checks_the_depths_before_writing(options, message, tmp_path, monkeypatch):
+    # they were checked by depth_study, after the data had loaded and out had been created
+    import mlplab.data
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the data was loaded before the options were checked")
+
+    monkeypatch.setattr(mlplab.data, "load_dataset", no_loading)
+    out = tmp_path / "depth"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tm.depth_run("digits", out=out, epochs=1, threads=1, **options)
+    assert not out.exists()

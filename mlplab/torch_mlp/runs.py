@@ -44,7 +44,14 @@ from mlplab.torch_mlp.depth import (
 )
 from mlplab.torch_mlp.device import parse_device, select_device, set_threads
 from mlplab.torch_mlp.files import save_torch_model
-from mlplab.torch_mlp.model import HIDDEN, INIT_STD, INITS, MultiLayerPerceptron, build_model
+from mlplab.torch_mlp.model import (
+    HIDDEN,
+    INIT_STD,
+    INITS,
+    MultiLayerPerceptron,
+    build_model,
+    hidden_for_depth,
+)
 from mlplab.torch_mlp.predict import accuracy, predict
 from mlplab.torch_mlp.training import (
     BATCH_SIZE,
@@ -464,6 +471,11 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
             "cache": cache}
     _check_dataset_arg(dataset, load)
     check_choice(init, (*INITS, "both"), "init")
+    layers = list(layers)
+    if not layers:  # depth_study's checks, made before the data loads and out is created
+        raise ValueError("depths must list at least one depth, e.g. 2,3,4,5.")
+    for depth in layers:
+        hidden_for_depth(depth, hidden_size)
     cfg, threads_used, dev = _settings(
         init_std=init_std, dropout=dropout, batchnorm=batchnorm, epochs=epochs,
         batch_size=batch_size, lr=lr, reg=reg, lr_decay=lr_decay, seed=seed, device=device,
@@ -481,7 +493,6 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     if out_dir is not None:
         _new_dir(out_dir, DEPTH_FILE)  # before the networks train: a bad out fails now
     X_test = pre.transform(ds.X_test) if len(ds.y_test) else None
-    layers = list(layers)
     total = len(inits) * len(layers)
     if announce:
         print(f"{total} networks on {ds.name} ({len(ds.y_train)} train, {len(ds.y_val)} val, "
