@@ -171,3 +171,26 @@ def test_depth_run_checks_the_depths_before_writing(options, message, tmp_path, 
     with pytest.raises(ValueError, match=re.escape(message)):
         tm.depth_run("digits", out=out, epochs=1, threads=1, **options)
     assert not out.exists()
+
+
+def test_a_loaded_folder_dataset_is_recorded_by_its_absolute_path(tmp_path, monkeypatch, capsys):
+    # loaded as folder:data from the working folder; evaluate from another one found no data
+    from PIL import Image
+
+    from mlplab.data import load_dataset
+
+    rng = np.random.RandomState(0)
+    for c in ("a", "b"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.randint(0, 256, (6, 6, 3), dtype=np.uint8)).save(
+                tmp_path / "data" / c / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    ds = load_dataset("folder:data", val_size=4, test_size=4, cache=False)
+    tm.train_run(ds, out="run", hidden=[4], epochs=1, threads=1, plots=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["dataset"] == f"folder:{(tmp_path / 'data').resolve()}"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run"), "--split", "val", "--json"]) == 0

@@ -355,7 +355,9 @@ def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_
         val_size, test_size, image_size = load["val_size"], load["test_size"], \
             load["image_size"]
     else:  # a dataset loaded by the caller: record the data and split it has
-        name, data_dir = ds.name, None
+        # a folder:PATH name made absolute too (it is relative to the working folder it was
+        # loaded in; evaluate, run from elsewhere, looked for the folder there)
+        name, data_dir = absolute_data_paths(ds.name, None)
         val_size, test_size, image_size = len(ds.y_val), len(ds.y_test), None
     return {
         "framework": "pytorch", "dataset": name, "data_dir": data_dir,
