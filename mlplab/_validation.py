@@ -133,6 +133,8 @@ def check_int(value: object, name: str, minimum: int = 1) -> int:
 def check_hidden_sizes(sizes: Iterable[Any]) -> list[int]:
     """Return the hidden layer widths ``sizes`` as a list of ``int`` or raise a ``ValueError``
     unless every one is an integer >= 1 (a string is refused: ``"500"`` is not three layers)."""
+    if not isinstance(sizes, str):
+        sizes = list(sizes)  # a generator: all() below would use it up, leaving no layers
     if isinstance(sizes, str) or not all(is_int(h) and h >= 1 for h in sizes):
         raise ValueError(f"every hidden size must be a positive integer; got {sizes!r}.")
     return [int(h) for h in sizes]

@@ -182,6 +182,11 @@ def test_an_integer_hidden_size_is_one_hidden_layer():
         np.testing.assert_array_equal(one.params[name], value)
 
 
+def test_hidden_sizes_from_a_generator_are_the_layers_it_yields():
+    # the check's all() used the generator up, and the network silently had no hidden layer
+    assert MLP(4, (h for h in [5, 6]), 3, seed=0).config["hidden_sizes"] == [5, 6]
+
+
 def test_empty_input_predicts_nothing_but_has_no_accuracy():
     model = MLP(4, [5], 3, seed=0)
     assert model.predict(np.zeros((0, 4))).shape == (0,)
