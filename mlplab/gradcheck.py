@@ -87,7 +87,8 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
     ``dout`` they are given (and return reused buffers), so the plain CS231n recipe
     ``eval_numerical_gradient_array(layer.forward, x, dout)`` reports errors near 1 for a correct
     ``ReLU``. A ``Dropout`` layer's mask is frozen for the check. The layer's parameters are
-    perturbed in place and restored; ``x`` and ``dout`` are not modified.
+    perturbed in place and restored, and so are its other arrays (batch norm's running
+    statistics, say) and a dropout generator; ``x`` and ``dout`` are not modified.
     """
     errors_by_metric = {"max": rel_error, "norm": norm_rel_error}
     check_choice(metric, errors_by_metric, "metric")
@@ -102,6 +103,11 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
     frozen = getattr(layer, "frozen", None)
     if isinstance(layer, Dropout):
         layer.frozen = True
+    # what the check's many training-mode forwards move (batch norm's running statistics, a
+    # dropout mask and generator), put back afterwards as check_model does for a model
+    arrays = {k: v.copy() for k, v in vars(layer).items() if isinstance(v, np.ndarray)}
+    rng = getattr(layer, "rng", None)
+    rng_state = rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
 
     def f(z: np.ndarray) -> np.ndarray:
         return np.array(layer.forward(z.copy(), True), dtype=np.float64)
@@ -124,6 +130,14 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
     finally:
         if isinstance(layer, Dropout):
             layer.frozen = frozen
+        for key, saved in arrays.items():
+            now = getattr(layer, key, None)
+            if isinstance(now, np.ndarray) and now.shape == saved.shape:
+                now[...] = saved  # in place: a model holding the array sees it restored
+            else:
+                setattr(layer, key, saved)
+        if rng_state is not None:
+            rng.bit_generator.state = rng_state
 
 
 def offset_biases(model: MLP, rng: np.random.RandomState, scale: float = 0.1) -> None:

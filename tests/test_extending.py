@@ -122,6 +122,22 @@ def test_check_layer_refuses_float32_parameters(rng):
         check_layer(BatchNorm(5), rng.randn(6, 5))
 
 
+def test_check_layer_leaves_the_layers_state_as_it_was(rng):
+    """The check's many training-mode forwards moved batch norm's running statistics and a
+    dropout layer's generator; they are put back, as check_model does for a model."""
+    bn = BatchNorm(4, dtype=np.float64)
+    bn.running_mean[:], bn.running_var[:] = rng.randn(4), rng.rand(4) + 0.5
+    mean, var, mean_array = bn.running_mean.copy(), bn.running_var.copy(), bn.running_mean
+    assert max(check_layer(bn, rng.randn(6, 4)).values()) < 1e-7
+    np.testing.assert_array_equal(bn.running_mean, mean)
+    np.testing.assert_array_equal(bn.running_var, var)
+    assert bn.running_mean is mean_array  # restored in place, for a model holding it
+    drop, twin = Dropout(0.5, seed=3), Dropout(0.5, seed=3)
+    x = rng.randn(5, 4)
+    check_layer(drop, x)
+    np.testing.assert_array_equal(drop.forward(x.copy(), True), twin.forward(x.copy(), True))
+
+
 def test_check_layer_refuses_a_dout_of_the_wrong_shape(rng):
     with pytest.raises(ValueError, match="dout has shape"):
         check_layer(Tanh(), rng.randn(3, 4), np.ones((4, 3)))
