@@ -80,6 +80,12 @@ def test_bad_arguments_are_clear_errors(bad):
         tm.MultiLayerPerceptron(**args)
     with pytest.raises(ValueError, match="depth"):
         tm.hidden_for_depth(0)
+    # not truncated or converted: 2.5 was a 2-layer net, "3" a 3-layer one
+    with pytest.raises(ValueError, match=r"must be an integer >= 1 .*got 2\.5"):
+        tm.hidden_for_depth(2.5)
+    with pytest.raises(ValueError, match="hidden size must be a positive integer; got '50'"):
+        tm.hidden_for_depth(3, "50")
+    assert tm.hidden_for_depth(np.int64(3), np.int32(8)) == [8, 8]
 
 
 def test_exercise_init_is_std_1e_3_and_zero_bias():

@@ -155,7 +155,7 @@ def test_depth_run(tmp_path):
 
 
 @pytest.mark.parametrize("options,message", [
-    ({"layers": [2, 0]}, "depth counts Linear layers and must be >= 1"),
+    ({"layers": [2, 0]}, "depth counts Linear layers and must be an integer >= 1"),
     ({"layers": []}, "depths must list at least one depth"),
     ({"hidden_size": 0}, "hidden size must be a positive integer"),
 ], ids=["depth-0", "no-depths", "hidden-0"])

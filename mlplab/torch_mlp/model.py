@@ -12,7 +12,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mlplab._validation import check_choice, check_hidden_sizes, check_int, check_positive
+from mlplab._validation import (
+    check_choice,
+    check_hidden_sizes,
+    check_int,
+    check_positive,
+    is_int,
+)
 
 #: the exercise's defaults (SPEC §4)
 HIDDEN = (50,)
@@ -107,10 +113,11 @@ def build_model(input_size: int, hidden_layers: Sequence[int] = HIDDEN, num_clas
 def hidden_for_depth(depth: int, hidden_size: int = HIDDEN[0]) -> list[int]:
     """Hidden sizes of a ``depth``-layer network: ``depth - 1`` hidden layers of ``hidden_size``
     ("2 layers" is the exercise's one-hidden-layer net, "5 layers" has four hidden layers)."""
-    if int(depth) < 1:
-        raise ValueError(f"depth counts Linear layers and must be >= 1 (2 = one hidden layer); "
-                         f"got {depth!r}.")
-    if int(hidden_size) < 1:
+    # 2.5 and "2" are refused, not truncated or converted
+    if not is_int(depth) or depth < 1:
+        raise ValueError(f"depth counts Linear layers and must be an integer >= 1 (2 = one "
+                         f"hidden layer); got {depth!r}.")
+    if not is_int(hidden_size) or hidden_size < 1:
         raise ValueError(f"hidden size must be a positive integer; got {hidden_size!r}.")
     return [int(hidden_size)] * (int(depth) - 1)
 
