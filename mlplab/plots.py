@@ -194,8 +194,11 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
     for i, tile in enumerate(tiles):
         r, c = divmod(i, cols)
         mosaic[r * (H + gap):r * (H + gap) + H, c * (W + gap):c * (W + gap) + W] = tile
-    size = min(7.0, 0.7 * cols + 0.5)
-    height = size * mosaic.shape[0] / mosaic.shape[1] + 0.4
+    # the width of a grid of square images as many, for a picture of the mosaic's shape: 7 inches
+    # for 100 units (CIFAR-10's 10 x 10), less for fewer; a wide mosaic gets more, up to 7
+    ratio = mosaic.shape[0] / mosaic.shape[1]
+    size = min(7.0, (0.7 * np.ceil(np.sqrt(n)) + 0.5) / np.sqrt(min(ratio, 1.0)))
+    height = size * ratio + 0.4
     if height > 9.0:  # very tall images: a narrower figure rather than one pages long
         size, height = size * 8.6 / (height - 0.4), 9.0
     fig, ax = plt.subplots(figsize=(size, height))

@@ -600,7 +600,7 @@ def test_figure_titles_fit_narrow_grids():
         plots.plt.close(fig)
 
 
-@pytest.mark.parametrize("shape", [(24, 40, 3), (16, 64, 1), (64, 16, 3)])
+@pytest.mark.parametrize("shape", [(24, 40, 3), (16, 64, 1), (64, 16, 3), (4, 200, 1)])
 def test_first_layer_weights_of_non_square_images_fill_their_grid(shape):
     """A folder of 24x40 images got its first-layer weights drawn in square cells, one strip of
     image in each and the rest blank: the tiles covered a third of the figure (an eighth for
@@ -639,7 +639,9 @@ def test_first_layer_weights_of_non_square_images_fill_their_grid(shape):
     square, square_size = covered((32, 32, 3))
     assert square_size == (7.0, 7.4)  # square images: the figure as it always was
     assert square > 0.55
-    assert covered(shape)[0] >= 0.9 * square
+    area, size = covered(shape)
+    assert area >= 0.9 * square
+    assert size[0] >= 6.9  # as wide as a hundred square tiles' (4 x 200 tiles: 1.2 inches once)
 
 
 def test_sample_grid_of_many_classes_is_readable():
