@@ -234,6 +234,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         else:
             self._check_same_network(self.classes_, hidden, "partial_fit")
             X = X.astype(self.model_.dtype, copy=False)
+            if not hasattr(self, "_continue"):  # fitted (and pickled) by an mlplab without it
+                self._continue = {"seed": int(check_random_state(self.random_state).randint(
+                    np.iinfo(np.int32).max))}
         batch_size = min(int(self.batch_size), len(X))
         convergence = _Convergence(None, 0)  # records the epoch's mean loss
         trainer = Trainer(optimizer=self.optimizer, lr=self.lr * (

@@ -184,6 +184,17 @@ def test_partial_fit_learns_from_a_stream(digits):
     assert clf.score(scaler.transform(X_te), labels[y_te]) > 0.9
 
 
+def test_partial_fit_continues_an_estimator_fitted_before_it_existed(digits):
+    """An estimator fitted (and pickled) by an mlplab without partial_fit has no carried state:
+    the next call starts a new optimiser on the fitted weights, as a warm start does."""
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier(hidden_sizes=(8,), max_epochs=2, tol=None, random_state=0).fit(X_tr, y_tr)
+    del clf._continue
+    weights = clf.model_.params["W1"].copy()
+    clf.partial_fit(X_tr, y_tr)
+    assert clf.n_iter_ == 3 and not np.array_equal(clf.model_.params["W1"], weights)
+
+
 def test_partial_fit_refusals(digits):
     X_tr, _, y_tr, _ = digits
     clf = MLPClassifier(hidden_sizes=(8,))
