@@ -194,3 +194,39 @@ def test_a_loaded_folder_dataset_is_recorded_by_its_absolute_path(tmp_path, monk
     monkeypatch.chdir(tmp_path / "elsewhere")
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "run"), "--split", "val", "--json"]) == 0
+
+
+def test_train_run_metrics_are_the_networks_own_figures():
+    """metrics.json's accuracies, each the model's forward pass on its own split, and the final
+    loss the last iteration's. (In the shared 16-unit, 2-epoch run the validation and test
+    accuracies happen to be equal, 48/180 each, so a test accuracy measured on the validation
+    split passed every check there.)"""
+    from mlplab.data import load_dataset
+
+    ds = load_dataset("digits", seed=0)
+    result = tm.train_run("digits", hidden=[8], epochs=1, threads=1, eval_test=True, plots=False)
+    model, pre = result.model, result.preprocessing
+
+    def acc(X, y):
+        with torch.no_grad():
+            scores = model(torch.as_tensor(pre.transform(X), dtype=torch.float32))
+        return float((scores.argmax(dim=1).numpy() == y).mean())
+
+    figures = {k: acc(getattr(ds, f"X_{k}"), getattr(ds, f"y_{k}")) for k in ("train", "val",
+                                                                               "test")}
+    assert figures["val"] != figures["test"]  # else a swapped split would go unnoticed here
+    for split, value in figures.items():
+        assert result.metrics[f"{split}_accuracy"] == pytest.approx(value, abs=1e-12), split
+    assert result.metrics["iterations"] == len(result.history.loss) > 1
+    assert result.metrics["final_loss"] == result.history.loss[-1] != result.history.loss[0]
+
+
+def test_depth_run_summary_records_the_split_sizes():
+    from mlplab.data import load_dataset
+
+    ds = load_dataset("digits", seed=0, val_size=150, test_size=100)
+    res = tm.depth_run("digits", layers=[2], hidden_size=8, epochs=1, threads=1, val_size=150,
+                       test_size=100)
+    assert (res.summary["train_size"], res.summary["val_size"], res.summary["test_size"]) == (
+        len(ds.y_train), 150, 100)
+    assert len(ds.y_train) == 1797 - 250
