@@ -155,6 +155,35 @@ def test_check_layer_finds_a_wrong_backward(rng):
     assert check_layer(Square(), rng.randn(4, 3))["x"] > 0.1
 
 
+@pytest.mark.parametrize("wrong", [False, True])
+def test_check_layer_finds_a_wrong_parameter_gradient(wrong, rng):
+    """A parameter's error is its gradient against the numerical one: a layer whose dx is right
+    but whose dL/dw is not must fail on w alone (every built-in layer's parameter gradients are
+    right, so a check that compared the numerical gradient with itself passed them all)."""
+    class Scale(Layer):  # out = x * w, per feature
+        def __init__(self, w):
+            super().__init__()
+            self.params["w"] = w
+            self.grads["w"] = np.zeros_like(w)
+
+        def forward(self, x, train=True):
+            self._x = x.copy()
+            return x * self.params["w"]
+
+        def backward(self, dout):
+            dw = (dout * self._x).sum(axis=0)  # the derivative written out
+            self.grads["w"][...] = -dw if wrong else dw
+            return dout * self.params["w"]
+
+    w = rng.randn(3) + 2
+    errors = check_layer(Scale(w), rng.randn(4, 3))
+    assert errors["x"] < 1e-8
+    if wrong:
+        assert errors["w"] == pytest.approx(1.0)  # |a - (-a)| / (|a| + |-a|), element-wise
+    else:
+        assert errors["w"] < 1e-8
+
+
 def test_a_registered_activation_builds_trains_saves_and_loads(tmp_path, rng):
     from mlplab.io import load_model, save_model
 
