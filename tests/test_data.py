@@ -306,3 +306,34 @@ def test_summary_counts():
     s = load_dataset("digits").summary()
     assert s["splits"]["val"]["size"] == 180 and sum(s["splits"]["val"]["class_counts"]) == 180
     assert s["image_shape"] == [8, 8, 1] and len(s["classes"]) == 10
+
+
+def test_the_sub_folder_warning_counts_and_lists_like_the_files(tmp_path):
+    """Four nested folders: three named and 'and 1 more'; the count is the images in them,
+    hidden folders deeper down skipped as at the top (they are not the user's images)."""
+    root = tmp_path / "photos"
+    _write_images(root, ["cat"], 2)
+    for i, name in enumerate(["a", "b", "c", "d"]):
+        _write_images(root / "cat", [name], i + 1)
+    _write_images(root / "cat" / "d", [".thumbs"], 5)  # hidden: not counted
+    with pytest.warns(UserWarning) as record:
+        load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
+    [message] = [str(w.message) for w in record if "sub-folders" in str(w.message)]
+    assert ("10 image(s) in sub-folders of class folders are not read: cat/a/ (1), cat/b/ (2), "
+            "cat/c/ (3) and 1 more;") in message, message
+
+
+def test_read_image_resizes_to_height_by_width_as_pillow_does(tmp_path):
+    """read_image's image_shape is (H, W, C): a wide image for a wide model comes back as
+    Pillow's bilinear resize to W x H, not transposed into H x W by W x H."""
+    from mlplab.data.folder import read_image
+
+    rs = np.random.RandomState(5)
+    path = tmp_path / "wide.png"
+    Image.fromarray(rs.randint(0, 256, (8, 12, 3)).astype(np.uint8)).save(path)
+    expected = np.asarray(Image.open(path).convert("RGB").resize((6, 4), Image.BILINEAR))
+    got = read_image(path, (4, 6, 3))
+    assert got.shape == (4, 6, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
+    grey = np.asarray(Image.open(path).convert("L").resize((3, 5), Image.BILINEAR))
+    np.testing.assert_array_equal(read_image(path, (5, 3, 1)), grey[:, :, None])
