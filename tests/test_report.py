@@ -600,6 +600,26 @@ def test_figure_titles_fit_narrow_grids():
         plots.plt.close(fig)
 
 
+def test_first_layer_weights_say_when_they_show_only_some_units():
+    """A network of 120 hidden units shows 100 tiles; the title says which, so that a reader
+    does not take them for the whole layer. All units shown: the title as given."""
+    import matplotlib.pyplot as plt
+
+    from mlplab import plots
+
+    rng = np.random.RandomState(0)
+    for units, title in ((120, "Weights (first 100 of 120 units)"), (100, "Weights"),
+                         (30, "Weights")):
+        fig = plots.plot_first_layer_weights(rng.randn(48, units), (4, 4, 3), "Weights")
+        assert fig._suptitle.get_text().replace("\n", " ") == title
+        [image] = fig.axes[0].get_images()
+        n = min(units, 100)
+        cols = int(np.ceil(np.sqrt(n)))
+        assert image.get_array().shape[:2] == (
+            4 * -(-n // cols) + (-(-n // cols) - 1), 4 * cols + cols - 1)
+        plt.close(fig)
+
+
 @pytest.mark.parametrize("shape", [(24, 40, 3), (16, 64, 1), (64, 16, 3), (4, 200, 1)])
 def test_first_layer_weights_of_non_square_images_fill_their_grid(shape):
     """A folder of 24x40 images got its first-layer weights drawn in square cells, one strip of
