@@ -165,6 +165,24 @@ def test_partial_fit_epochs_train_as_fit(digits, settings):
         assert clf.n_iter_ == 4 and clf.t_ == ref.t_
 
 
+def test_partial_fit_continues_in_the_networks_dtype(digits):
+    """A float32 network given a float64 chunk goes on in float32, as fit's warm start does:
+    the same weights as the caller casting the chunk, and the parameters stay float32."""
+    X_tr, _, y_tr, _ = digits
+    X32 = (X_tr / 16).astype(np.float32)
+    runs = []
+    for second in (X32.astype(np.float64), X32):
+        clf = MLPClassifier(hidden_sizes=(16,), optimizer="adam", random_state=0)
+        clf.partial_fit(X32, y_tr, classes=np.arange(10))
+        clf.partial_fit(second, y_tr)
+        assert clf.model_.dtype == np.float32
+        assert all(p.dtype == np.float32 for p in clf.model_.params.values())
+        runs.append(clf)
+    for name, p in runs[1].model_.params.items():
+        np.testing.assert_array_equal(runs[0].model_.params[name], p, err_msg=name)
+    assert runs[0].loss_curve_ == runs[1].loss_curve_
+
+
 def test_partial_fit_learns_from_a_stream(digits):
     """Chunks of 150 rows, some missing classes, as a stream delivers them."""
     X_tr, X_te, y_tr, y_te = digits

@@ -219,6 +219,9 @@ def test_train_run_metrics_are_the_networks_own_figures():
         assert result.metrics[f"{split}_accuracy"] == pytest.approx(value, abs=1e-12), split
     assert result.metrics["iterations"] == len(result.history.loss) > 1
     assert result.metrics["final_loss"] == result.history.loss[-1] != result.history.loss[0]
+    best = int(np.argmax(result.history.val_acc))
+    assert result.metrics["best_epoch"] == best + 1  # epochs count from 1
+    assert result.metrics["best_val_accuracy"] == result.history.val_acc[best]
 
 
 def test_depth_run_summary_records_the_split_sizes():
@@ -230,3 +233,12 @@ def test_depth_run_summary_records_the_split_sizes():
     assert (res.summary["train_size"], res.summary["val_size"], res.summary["test_size"]) == (
         len(ds.y_train), 150, 100)
     assert len(ds.y_train) == 1797 - 250
+
+
+def test_depth_run_refuses_a_dataset_without_validation_images(tmp_path):
+    # the table picks each init's best depth by validation accuracy: none to pick by
+    out = tmp_path / "depth"
+    with pytest.raises(ValueError, match="the dataset has no validation split"):
+        tm.depth_run("digits", out=out, layers=[2], hidden_size=8, epochs=1, threads=1,
+                     val_size=0)
+    assert not out.exists()
