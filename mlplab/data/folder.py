@@ -67,24 +67,31 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _image_files(class_dir: Path) -> list[tuple[str, int, int, int, int]]:
-    """``(name, size, mtime_ns, ctime_ns, inode)`` of the image files in ``class_dir``, sorted
-    by name: the decode cache's key (files swapped by ``mv`` keep their sizes and mtimes, but
-    not their inodes and ctimes)."""
-    out = []
+def _listing(class_dir: Path) -> tuple[list[tuple[str, int, int, int, int]], list[str]]:
+    """One pass over ``class_dir``: ``(name, size, mtime_ns, ctime_ns, inode)`` of its image
+    files, sorted by name (the decode cache's key: files swapped by ``mv`` keep their sizes and
+    mtimes, but not their inodes and ctimes), and the names of its visible sub-folders, sorted
+    (their images are not read: :func:`_warn_unread`)."""
+    files, subdirs = [], []
     try:
         with os.scandir(class_dir) as it:
             for e in it:
-                if e.name.startswith(".") or not e.name.lower().endswith(IMAGE_EXTENSIONS):
+                if e.name.startswith("."):
                     continue
-                if e.is_file():
+                if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file():
                     st = e.stat()
-                    out.append((e.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+                    files.append((e.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+                elif e.is_dir():
+                    subdirs.append(e.name)
     except OSError as exc:
         raise DatasetError(f"{class_dir}: cannot list the folder ({exc.strerror or exc}); make "
                            "it readable or move it out of the dataset folder.") from None
-    out.sort()
-    return out
+    return sorted(files), sorted(subdirs)
+
+
+def _image_files(class_dir: Path) -> list[tuple[str, int, int, int, int]]:
+    """The image files of :func:`_listing`."""
+    return _listing(class_dir)[0]
 
 
 def _count_images_below(folder: Path, limit: int = 100_000) -> int:
@@ -99,18 +106,13 @@ def _count_images_below(folder: Path, limit: int = 100_000) -> int:
     return n
 
 
-def _warn_unread(root: Path, dirs: list[Path]) -> None:
+def _warn_unread(root: Path, subdirs: dict[Path, list[str]]) -> None:
     """Warn about images the folder layout leaves out: in sub-folders of class folders (a user's
-    ``cat/2019/``), or loose in ``root`` (they belong to no class). Read silently, a class would
-    simply be smaller than the user thinks."""
-    nested = []
-    for d in dirs:
-        try:
-            with os.scandir(d) as it:
-                subs = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
-        except OSError:  # listing the class folder reports it, as an error
-            continue
-        nested += [(d / s, n) for s in subs if (n := _count_images_below(d / s))]
+    ``cat/2019/``; ``subdirs``: each class folder's, from its listing), or loose in ``root``
+    (they belong to no class). Read silently, a class would simply be smaller than the user
+    thinks."""
+    nested = [(d / s, n) for d, subs in subdirs.items() for s in subs
+              if (n := _count_images_below(d / s))]
     if nested:
         total = sum(n for _, n in nested)
         shown = ", ".join(f"{p.relative_to(root)}/ ({n})" for p, n in nested[:3])
@@ -134,7 +136,6 @@ def _scan(root: Path, classes: list[str] | None
     of class folders. The files are not made ``Path`` objects here: a folder read from the decode
     cache never opens them, and 50,000 ``Path`` objects take 0.2-0.3 s."""
     dirs = _class_dirs(root)
-    _warn_unread(root, dirs)
     for d in dirs:
         try:
             d.name.encode("utf-8")
@@ -154,11 +155,14 @@ def _scan(root: Path, classes: list[str] | None
     files: list[tuple[Path, str]] = []
     labels: list[int] = []
     stats: list[tuple] = []
+    subdirs: dict[Path, list[str]] = {}
     for d in dirs:
-        for name, *stat in _image_files(d):
+        images, subdirs[d] = _listing(d)  # one pass: the files and the sub-folders left out
+        for name, *stat in images:
             files.append((d, name))
             labels.append(index[d.name])
             stats.append((f"{d.name}/{name}", *stat))
+    _warn_unread(root, subdirs)
     return classes, files, np.asarray(labels, dtype=np.int64), stats
 
 
