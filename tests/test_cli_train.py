@@ -3,6 +3,7 @@ with SIGKILL (and one stopped with Ctrl-C) and then resumed."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,6 +63,14 @@ def test_default_run_folders_are_claimed_and_given_back_on_failure(tmp_path, mon
     # runs started in the same second (other processes, or a loop) each get a folder of their own
     folders = [default_run_dir(tmp_path / "runs", claim=True) for _ in range(3)]
     assert len(set(folders)) == 3 and all(f.is_dir() for f in folders)
+    # mlplab torch's folders: runs/torch-<stamp>, then runs/torch-<stamp>-2 while it exists
+    first = default_run_dir(tmp_path / "runs", prefix="torch")
+    assert re.fullmatch(r"torch-\d{8}-\d{6}", first.name)
+    first.mkdir()
+    second = default_run_dir(tmp_path / "runs", prefix="torch")
+    assert second != first and second.name.startswith("torch-")
+    if second.name.startswith(first.name):  # the same second: the suffix
+        assert second.name == first.name + "-2"
     monkeypatch.chdir(tmp_path / "runs")
     # a run that fails before it saves anything leaves no empty folder behind, nor the runs/
     # folder it made for it; a runs/ folder that was there already stays

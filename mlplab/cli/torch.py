@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -139,15 +138,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------------- helpers
-def _default_dir(prefix: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path, n = Path("runs") / f"{prefix}-{stamp}", 1
-    while path.exists():
-        n += 1
-        path = Path("runs") / f"{prefix}-{stamp}-{n}"
-    return path
-
-
 def _check_options(args: argparse.Namespace, tm: ModuleType) -> None:
     """The option values, checked as the library checks them and in its order, so that a bad
     value is a usage error (exit 2) naming the flag typed, while a GPU this machine does not
@@ -184,7 +174,9 @@ def run_train(args: argparse.Namespace) -> int:
     # folder left holding only config.json would make the same command, rerun, say "already
     # holds results"
     _check_options(args, tm)
-    out = Path(args.out) if args.out else _default_dir("torch")
+    from mlplab.runs import default_run_dir
+
+    out = Path(args.out) if args.out else default_run_dir(prefix="torch")
     result = tm.train_run(args.dataset, out=out, hidden=args.hidden, init=args.init,
                           eval_test=args.eval_test, plots=args.plots, **_run_options(args))
     metrics = result.metrics
@@ -205,7 +197,9 @@ def run_train(args: argparse.Namespace) -> int:
 def run_depth(args: argparse.Namespace) -> int:
     tm = _torch_mlp()
     _check_options(args, tm)
-    out = Path(args.out) if args.out else _default_dir("torch-depth")
+    from mlplab.runs import default_run_dir
+
+    out = Path(args.out) if args.out else default_run_dir(prefix="torch-depth")
     res = tm.depth_run(args.dataset, out=out, layers=args.layers, hidden_size=args.hidden_size,
                        init=args.init, **_run_options(args))
     if args.json:

@@ -64,11 +64,13 @@ def new_run_dir(out: str | os.PathLike) -> Path:
     return out_dir
 
 
-def default_run_dir(root: str | os.PathLike = "runs", claim: bool = False) -> Path:
-    """``runs/<YYYYmmdd-HHMMSS>`` (with a suffix if that exists already). With ``claim`` the
-    folder is made here, atomically, so that runs started in the same second by other processes
-    get folders of their own (they would otherwise pick the same name)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+def default_run_dir(root: str | os.PathLike = "runs", claim: bool = False,
+                    prefix: str = "") -> Path:
+    """``runs/<YYYYmmdd-HHMMSS>`` (``runs/<prefix>-<YYYYmmdd-HHMMSS>`` with a ``prefix``), with a
+    suffix if that exists already. With ``claim`` the folder is made here, atomically, so that
+    runs started in the same second by other processes get folders of their own (they would
+    otherwise pick the same name)."""
+    stamp = f"{prefix}-" * bool(prefix) + time.strftime("%Y%m%d-%H%M%S")
     n = 1
     while True:
         path = Path(root) / (stamp if n == 1 else f"{stamp}-{n}")
