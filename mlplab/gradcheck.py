@@ -75,6 +75,14 @@ def norm_rel_error(a: np.ndarray, n: np.ndarray) -> float:
     return float(np.linalg.norm(a - n) / max(1e-8, np.linalg.norm(a) + np.linalg.norm(n)))
 
 
+def _error_function(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """:func:`rel_error` for ``"max"``, :func:`norm_rel_error` for ``"norm"``; another name is a
+    ValueError (not a bare KeyError)."""
+    errors_by_metric = {"max": rel_error, "norm": norm_rel_error}
+    check_choice(metric, errors_by_metric, "metric")
+    return errors_by_metric[metric]
+
+
 def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: float = 1e-5,
                 metric: str = "max", seed: int = 231) -> dict[str, float]:
     """Compare one layer's backward pass with numerical gradients at input ``x`` (float64).
@@ -90,9 +98,7 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
     perturbed in place and restored, and so are its other arrays (batch norm's running
     statistics, say) and a dropout generator; ``x`` and ``dout`` are not modified.
     """
-    errors_by_metric = {"max": rel_error, "norm": norm_rel_error}
-    check_choice(metric, errors_by_metric, "metric")
-    error = errors_by_metric[metric]
+    error = _error_function(metric)
     wide = [k for k, p in layer.params.items() if np.asarray(p).dtype != np.float64]
     if wide:  # as check_model: a float32 BatchNorm() reported ~1e-3 for a correct gamma
         raise ValueError(f"gradient checks need float64 parameters; {', '.join(wide)} of this "
@@ -162,9 +168,7 @@ def check_model(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: f
     left as it was: the check's many training-mode passes would otherwise move the batch-norm
     running statistics and the dropout generators of, say, a trained model.
     """
-    errors_by_metric = {"max": rel_error, "norm": norm_rel_error}
-    check_choice(metric, errors_by_metric, "metric")  # a ValueError, not a bare KeyError
-    error = errors_by_metric[metric]
+    error = _error_function(metric)
     if model.dtype != np.float64:
         raise ValueError("gradient checks need a float64 model (dtype=np.float64); float32 "
                          "rounding makes centred differences meaningless.")
