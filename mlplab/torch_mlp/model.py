@@ -27,6 +27,12 @@ INIT_STD = 1e-3
 INITS = ("exercise", "default")
 
 
+def check_dropout(dropout: float) -> None:
+    """Raise a ``ValueError`` unless ``dropout`` is a probability in [0, 1) (NaN included)."""
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
+
+
 class MultiLayerPerceptron(nn.Module):
     """The exercise's network: ``Linear(in, h) -> ReLU`` for each ``h`` in ``hidden_layers``, then
     ``Linear(h_last, num_classes)``; :meth:`forward` flattens its input to (N, input_size) and
@@ -45,8 +51,7 @@ class MultiLayerPerceptron(nn.Module):
         hidden = check_hidden_sizes(hidden_layers)
         check_int(input_size, "input_size")
         check_int(num_classes, "num_classes", minimum=2)
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
+        check_dropout(dropout)
         self.config = {"input_size": int(input_size), "hidden_layers": hidden,
                        "num_classes": int(num_classes), "dropout": float(dropout),
                        "batchnorm": bool(batchnorm)}

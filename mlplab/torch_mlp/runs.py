@@ -50,6 +50,7 @@ from mlplab.torch_mlp.model import (
     INITS,
     MultiLayerPerceptron,
     build_model,
+    check_dropout,
     hidden_for_depth,
 )
 from mlplab.torch_mlp.predict import accuracy, predict
@@ -131,8 +132,7 @@ def check_model_options(init_std: float, dropout: float, batchnorm: bool = False
     checked first: a ``ValueError`` naming the option (``init_std``, ``dropout``,
     ``batch_size``)."""
     check_positive(init_std, "init_std")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1); got {dropout}.")
+    check_dropout(dropout)
     if batchnorm:
         check_batchnorm_batches(batch_size)
 
