@@ -170,8 +170,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self._check_same_network(encoder.classes_, hidden, "warm_start")
             X = X.astype(self.model_.dtype, copy=False)  # the network's arithmetic goes on
         self.classes_ = encoder.classes_
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
+        seed = self._draw_seed()
         X_val = y_val = None
         if self.early_stopping:
             from sklearn.model_selection import train_test_split
@@ -228,15 +227,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if len(self.classes_) < 2:
                 raise ValueError(f"MLPClassifier needs at least 2 classes; got "
                                  f"{self.classes_.tolist()}.")
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            seed = self._draw_seed()
             self._new_network(X.shape[1], hidden, seed, X.dtype)
             self._continue = {"seed": seed}
         else:
             self._check_same_network(self.classes_, hidden, "partial_fit")
             X = X.astype(self.model_.dtype, copy=False)
             if not hasattr(self, "_continue"):  # fitted (and pickled) by an mlplab without it
-                self._continue = {"seed": int(check_random_state(self.random_state).randint(
-                    np.iinfo(np.int32).max))}
+                self._continue = {"seed": self._draw_seed()}
         batch_size = min(int(self.batch_size), len(X))
         convergence = _Convergence(None, 0)  # records the epoch's mean loss
         trainer = Trainer(optimizer=self.optimizer, lr=self.lr * (
@@ -259,6 +257,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._record(trainer, convergence, batch_size)
         self.validation_scores_ = self.best_validation_score_ = None
         return self
+
+    def _draw_seed(self) -> int:
+        """The seed of a new network and its trainer, drawn from ``random_state``."""
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _new_network(self, n_features: int, hidden: list[int], seed: int,
                      dtype: np.dtype) -> None:
