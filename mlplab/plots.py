@@ -122,10 +122,27 @@ def weight_tiles(W1: np.ndarray, image_shape: Sequence[int], max_units: int = 10
     if W1.ndim != 2 or W1.shape[0] != H * W * C:
         raise ValueError(f"W1 of shape {W1.shape} does not hold {H}x{W}x{C} images in its "
                          "columns.")
-    tiles = W1[:, :max_units].T.reshape(-1, H, W, C)
-    lo = tiles.min(axis=(1, 2, 3), keepdims=True)
-    hi = tiles.max(axis=(1, 2, 3), keepdims=True)
-    return (tiles - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return _rescaled(W1[:, :max_units].T.reshape(-1, H, W, C))
+
+
+def _rescaled(images: np.ndarray, top: float = 1.0) -> np.ndarray:
+    """Each of ``images`` (N, H, W, C) rescaled to 0..``top`` over its own range; an image whose
+    pixels are all equal becomes zeros."""
+    lo = images.min(axis=(1, 2, 3), keepdims=True)
+    hi = images.max(axis=(1, 2, 3), keepdims=True)
+    return top * (images - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def _mosaic(tiles: np.ndarray, rows: int, cols: int, gap: int, fill: float) -> np.ndarray:
+    """``tiles`` (N, H, W, C) laid out row by row in a grid of ``rows`` x ``cols``, ``gap``
+    pixels of ``fill`` apart (and in the cells left empty): one image (rows, cols, C)."""
+    N, H, W, C = tiles.shape
+    out = np.full((rows * H + gap * max(rows - 1, 0), cols * W + gap * max(cols - 1, 0), C), fill,
+                  dtype=np.float64)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        out[r * (H + gap):r * (H + gap) + H, c * (W + gap):c * (W + gap) + W] = tile
+    return out
 
 
 def visualize_grid(Xs: np.ndarray, ubound: float = 255.0, padding: int = 1) -> np.ndarray:
@@ -146,16 +163,8 @@ def visualize_grid(Xs: np.ndarray, ubound: float = 255.0, padding: int = 1) -> n
                          "weights W1 (D, H): W1.reshape(32, 32, 3, -1).transpose(3, 0, 1, 2).")
     if isinstance(padding, bool) or not isinstance(padding, int | np.integer) or padding < 0:
         raise ValueError(f"padding must be a whole number of pixels >= 0; got {padding!r}.")
-    N, H, W, C = Xs.shape
-    side = int(np.ceil(np.sqrt(N)))
-    grid = np.zeros((H * side + padding * max(side - 1, 0),
-                     W * side + padding * max(side - 1, 0), C))
-    for i, img in enumerate(Xs.astype(np.float64)):
-        low, high = img.min(), img.max()
-        y0, x0 = (i // side) * (H + padding), (i % side) * (W + padding)
-        if high > low:
-            grid[y0:y0 + H, x0:x0 + W] = ubound * (img - low) / (high - low)
-    return grid
+    side = int(np.ceil(np.sqrt(len(Xs))))
+    return _mosaic(_rescaled(Xs.astype(np.float64), ubound), side, side, padding, 0.0)
 
 
 def fit_suptitle(fig: Figure, title: str) -> None:
@@ -190,10 +199,7 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
     cols = min(n, int(np.ceil(np.sqrt(n * aspect))))
     rows = int(np.ceil(n / cols))
     gap = max(1, round(min(H, W) / 8))  # white pixels between tiles
-    mosaic = np.ones((rows * H + (rows - 1) * gap, cols * W + (cols - 1) * gap, C))
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, cols)
-        mosaic[r * (H + gap):r * (H + gap) + H, c * (W + gap):c * (W + gap) + W] = tile
+    mosaic = _mosaic(tiles, rows, cols, gap, 1.0)  # white between the tiles
     # the width of a grid of square images as many, for a picture of the mosaic's shape: 7 inches
     # for 100 units (CIFAR-10's 10 x 10), less for fewer; a wide mosaic gets more, up to 7
     ratio = mosaic.shape[0] / mosaic.shape[1]
