@@ -257,8 +257,14 @@ class Dropout(Layer):
             return x
         reuse = self.frozen and self._mask is not None and self._mask.shape == x.shape
         if not reuse:
-            keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
-            self._mask = keep.astype(x.dtype) / x.dtype.type(1 - self.p)
+            # into reused buffers: fresh arrays for the draws, the keep test and the mask took
+            # 40% of this layer's time on a 128 x 1024 batch; the values are the same
+            draws = self._buffer("draws", x.shape, np.float32)
+            self.rng.random(dtype=np.float32, out=draws)
+            mask = self._buffer("mask", x.shape, x.dtype)
+            np.greater_equal(draws, np.float32(self.p), out=mask)  # 1 kept, 0 dropped
+            mask *= x.dtype.type(1) / x.dtype.type(1 - self.p)
+            self._mask = mask
         # not in place: the activation before may have cached x for its backward
         return np.multiply(x, self._mask, out=self._buffer("out", x.shape, x.dtype))
 

@@ -72,14 +72,15 @@ class PeakDuring(Callback):
             self.peak = tracemalloc.get_traced_memory()[1] - self.base
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
-def test_training_step_allocates_nothing_activation_sized(optimizer, traced):
+@pytest.mark.parametrize("optimizer,dropout", [("sgd", 0), ("momentum", 0), ("nesterov", 0),
+                                               ("adam", 0), ("momentum", 0.2)])
+def test_training_step_allocates_nothing_activation_sized(optimizer, dropout, traced):
     # A float64 copy of any activation or hidden-layer weight, or a fresh temporary for the L2
-    # gradient or the update, would be at least B * min(hidden) float32 values. What a step may
-    # allocate: the ReLU masks (one byte per unit), ufunc buffers (8192 values), per-row vectors
-    # of the softmax and small Python objects.
+    # gradient, the update or dropout's draws and mask, would be at least B * min(hidden) float32
+    # values. What a step may allocate: the ReLU masks (one byte per unit), ufunc buffers (8192
+    # values), per-row vectors of the softmax and small Python objects.
     X, y = _data(B * 12)
-    model = MLP(D, HIDDEN, K, seed=0)
+    model = MLP(D, HIDDEN, K, seed=0, dropout=dropout)
     probe = PeakDuring(start=3, stop=9)  # 6 full steps, before the first epoch ends (at 12)
     Trainer(optimizer=optimizer, lr=1e-3, reg=1e-3, batch_size=B, epochs=1, seed=0,
             callbacks=[probe]).fit(model, X, y)
