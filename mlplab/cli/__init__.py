@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     code: int | None = None
     try:
-        with interrupts.installed(), _one_line_warnings(args):
+        with interrupts.installed(), _one_line_warnings(args), _lenient_output():
             code = _run(args, interrupts)
             interrupts.closing()  # from here a Ctrl-C is remembered, not raised
             if interrupts.requested() and code != 130:  # one that came as the command ended
@@ -145,6 +145,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mlplab: interrupted", file=sys.stderr)
         return 130
     return code
+
+
+@contextlib.contextmanager
+def _lenient_output() -> Iterator[None]:
+    """Standard output and error that write a character their encoding lacks as ``\\uXXXX``
+    instead of failing the command. Python's standard output is strict, and on Windows,
+    redirected to a file or a pipe, it encodes with the ANSI code page (cp1252, cp932, ...):
+    the dash mlplab puts in empty table cells, or a class folder or path named in another
+    script, would end the command with UnicodeEncodeError after its work was done."""
+    changed = []
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(ValueError, OSError):  # a closed or unusual stream
+                stream.reconfigure(errors="backslashreplace")
+                changed.append(stream)
+    try:
+        yield
+    finally:
+        for stream in changed:
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(errors="strict")
 
 
 @contextlib.contextmanager
