@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +55,44 @@ def test_cli_restores_its_output_streams(tmp_path, monkeypatch):
     assert stdout.errors == "strict"
     stdout.flush()
     assert b"classes   2: cat, \\u732b" in stdout.buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- processes
+class _FakeWinapi(types.ModuleType):
+    """The calls of Windows' ``_winapi`` that ``process_alive`` makes, for four processes:
+    1 running, 2 exited (its handle still held elsewhere), 3 another user's, 4 no such id."""
+
+    def __init__(self) -> None:
+        super().__init__("_winapi")
+        self.open_handles: set[int] = set()
+
+    def OpenProcess(self, access: int, inherit: bool, pid: int) -> int:
+        if pid in (3, 4):
+            exc = OSError(13 if pid == 3 else 22, "refused")
+            exc.winerror = 5 if pid == 3 else 87  # access denied; invalid parameter
+            raise exc
+        self.open_handles.add(1000 + pid)
+        return 1000 + pid
+
+    def WaitForSingleObject(self, handle: int, ms: int) -> int:
+        return 0x102 if handle == 1001 else 0  # WAIT_TIMEOUT: running; WAIT_OBJECT_0: exited
+
+    def CloseHandle(self, handle: int) -> None:
+        self.open_handles.remove(handle)
+
+
+def test_process_alive_on_windows_asks_windows_and_sends_nothing(monkeypatch):
+    """``os.kill(pid, 0)`` on Windows sends CTRL_C_EVENT (0) to the console's processes: asking
+    whether a trial's worker still runs would interrupt the live workers of a search, and
+    answer nothing (a process id that is no process group raised, which read as alive)."""
+    from mlplab.tuning import processes
+
+    def no_kill(pid: int, sig: int) -> None:
+        raise AssertionError(f"os.kill({pid}, {sig}) on Windows")
+
+    winapi = _FakeWinapi()
+    monkeypatch.setattr(processes, "_WINDOWS", True, raising=False)
+    monkeypatch.setattr(os, "kill", no_kill)
+    monkeypatch.setitem(sys.modules, "_winapi", winapi)
+    assert [processes.process_alive(pid) for pid in (1, 2, 3, 4)] == [True, False, True, False]
+    assert not winapi.open_handles

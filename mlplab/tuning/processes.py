@@ -9,6 +9,13 @@ from __future__ import annotations
 import os
 import socket
 
+_WINDOWS = os.name == "nt"
+#: Windows' access right to wait on a process, its error for a process id that does not exist,
+#: and WaitForSingleObject's answer for a process still running
+_SYNCHRONIZE = 0x00100000
+_ERROR_INVALID_PARAMETER = 87
+_WAIT_TIMEOUT = 0x102
+
 
 def worker_name(index: int | None = None) -> str:
     name = f"{socket.gethostname()}:{os.getpid()}"
@@ -16,6 +23,8 @@ def worker_name(index: int | None = None) -> str:
 
 
 def process_alive(pid: int) -> bool:
+    if _WINDOWS:
+        return _windows_process_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -23,3 +32,18 @@ def process_alive(pid: int) -> bool:
     except OSError:  # another user's process: alive
         return True
     return True
+
+
+def _windows_process_alive(pid: int) -> bool:
+    """``process_alive`` on Windows, where ``os.kill(pid, 0)`` is no probe: signal 0 is
+    ``CTRL_C_EVENT``, a Ctrl-C sent to the console's processes (the workers of a search)."""
+    import _winapi
+
+    try:
+        handle = _winapi.OpenProcess(_SYNCHRONIZE, False, pid)
+    except OSError as exc:  # no such process; anything else (access denied): it exists
+        return getattr(exc, "winerror", None) != _ERROR_INVALID_PARAMETER
+    try:  # an exited process whose handle someone still holds is signalled
+        return _winapi.WaitForSingleObject(handle, 0) == _WAIT_TIMEOUT
+    finally:
+        _winapi.CloseHandle(handle)
