@@ -12,6 +12,7 @@ import types
 from pathlib import Path
 
 import numpy as np
+import optuna
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,3 +97,23 @@ def test_process_alive_on_windows_asks_windows_and_sends_nothing(monkeypatch):
     monkeypatch.setitem(sys.modules, "_winapi", winapi)
     assert [processes.process_alive(pid) for pid in (1, 2, 3, 4)] == [True, False, True, False]
     assert not winapi.open_handles
+
+
+# --------------------------------------------------------------------------- files
+def test_journal_storage_on_windows_without_the_symlink_privilege(tmp_path, monkeypatch):
+    """Optuna's journal file locks with a symbolic link by default, which Windows lets only
+    administrators (or Developer Mode) make: `--storage study.log` failed for everyone else
+    with "A required privilege is not held by the client" (optuna/optuna#4298)."""
+    from mlplab.tuning import storage
+
+    def no_symlink(*args: object, **kwargs: object) -> None:
+        # what Windows raises (WinError 1314, which Python maps to EINVAL)
+        raise OSError(22, "A required privilege is not held by the client")
+
+    monkeypatch.setattr(storage, "_WINDOWS", True, raising=False)
+    monkeypatch.setattr(os, "symlink", no_symlink)
+    spec = storage.StorageSpec(f"journal:{tmp_path / 'study.log'}", heartbeat=None)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=spec.open(), study_name="s")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert len(optuna.load_study(study_name="s", storage=spec.open()).trials) == 2

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 #: trial system attribute holding the last heartbeat (Unix time) of a journal-storage trial
 HEARTBEAT_ATTR = "mlplab:heartbeat"
+_WINDOWS = os.name == "nt"
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,16 @@ class StorageSpec:
         grace = self.grace if self.grace is not None else (
             None if self.heartbeat is None else 2 * self.heartbeat)
         if self.url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend
+            from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
             path = Path(self.url[len("journal:"):]).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
-            backend = JournalFileBackend(str(path))
+            # Optuna's default lock is a symbolic link, which Windows lets only administrators
+            # (or Developer Mode) create: everyone else would get "A required privilege is not
+            # held by the client" (optuna/optuna#4298). The open lock (a file made with O_EXCL)
+            # uses the same lock file name, so both exclude each other on a shared journal
+            lock = JournalFileOpenLock(str(path)) if _WINDOWS else None
+            backend = JournalFileBackend(str(path), lock_obj=lock)
             storage_class = _heartbeat_journal_storage_class()
             if self.heartbeat is None or storage_class is None:
                 return optuna.storages.JournalStorage(backend)
