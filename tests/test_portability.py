@@ -117,3 +117,24 @@ def test_journal_storage_on_windows_without_the_symlink_privilege(tmp_path, monk
     study = optuna.create_study(storage=spec.open(), study_name="s")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert len(optuna.load_study(study_name="s", storage=spec.open()).trials) == 2
+
+
+def test_cifar_batches_are_opened_in_binary_mode(tmp_path, monkeypatch):
+    """Without O_BINARY, a descriptor from ``os.open`` is in text mode on Windows: the read of a
+    CIFAR-10 batch stopped at its first 0x1A byte and turned CR LF into LF."""
+    from mlplab.data import cifar
+
+    o_binary = 1 << 30  # unused by Linux's open flags; taken off again below
+    flags = []
+    real_open = os.open
+
+    def spy(path: object, flag: int, *args: object) -> int:
+        flags.append(flag)
+        return real_open(path, flag & ~o_binary, *args)
+
+    monkeypatch.setattr(os, "O_BINARY", o_binary, raising=False)
+    monkeypatch.setattr(os, "open", spy)
+    batch = tmp_path / "data_batch_1"
+    batch.write_bytes(b"a\r\nb\x1ac")
+    assert cifar._read(batch) == b"a\r\nb\x1ac"
+    assert flags and flags[0] & o_binary

@@ -108,7 +108,9 @@ def _read(path: Path) -> bytes:
     """A batch file's bytes: a regular file (not a FIFO that blocks or a device that never
     ends, opened without blocking to find out) of at most ``MAX_BATCH_BYTES``."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        # O_BINARY: Windows opens a descriptor in text mode otherwise, and reading it ends at
+        # the first 0x1A byte and turns every CR LF into LF, mangling the pickle
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise DatasetError(f"{path}: not a regular file; a CIFAR-10 batch is a file.")
