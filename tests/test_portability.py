@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import types
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import optuna
@@ -138,3 +138,21 @@ def test_cifar_batches_are_opened_in_binary_mode(tmp_path, monkeypatch):
     batch.write_bytes(b"a\r\nb\x1ac")
     assert cifar._read(batch) == b"a\r\nb\x1ac"
     assert flags and flags[0] & o_binary
+
+
+def test_class_order_does_not_depend_on_how_the_platform_compares_paths():
+    """Classes are numbered in the order of their folders' names. Windows paths compare without
+    case, so sorting the paths themselves numbered (Zebra, apple, Bird) differently there than
+    on Linux and macOS: a model trained on one, evaluated or resumed on the other, would read
+    its labels permuted."""
+    from mlplab.data.folder import _class_dirs
+
+    class WinDir(PureWindowsPath):
+        def is_dir(self) -> bool:
+            return True
+
+    class Root:
+        def iterdir(self) -> list[WinDir]:
+            return [WinDir("C:/data/pets", n) for n in ("Zebra", "apple", "Bird", ".hidden")]
+
+    assert [d.name for d in _class_dirs(Root())] == ["Bird", "Zebra", "apple"]

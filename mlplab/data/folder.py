@@ -64,7 +64,10 @@ def open_image(path: str | os.PathLike) -> ImageFile.ImageFile:
 
 
 def _class_dirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    # by name, as text: Windows paths compare ignoring case, which would number the classes
+    # (Cat, ant, Bee) in another order there than on Linux and macOS
+    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.name)
 
 
 def _listing(class_dir: Path) -> tuple[list[tuple[str, int, int, int, int]], list[str]]:
