@@ -156,3 +156,18 @@ def test_class_order_does_not_depend_on_how_the_platform_compares_paths():
             return [WinDir("C:/data/pets", n) for n in ("Zebra", "apple", "Bird", ".hidden")]
 
     assert [d.name for d in _class_dirs(Root())] == ["Bird", "Zebra", "apple"]
+
+
+def test_cache_file_name_cut_inside_a_character_on_windows(tmp_path, monkeypatch):
+    """The decode cache keeps 80 bytes of the folder's name. Windows decodes file names with
+    'surrogatepass', which refuses a character cut in two: a folder named with 27 CJK characters
+    (3 bytes each) ended the load with UnicodeDecodeError."""
+    from mlplab.data import folder
+
+    monkeypatch.setattr(os, "fsencode", lambda name: os.fspath(name).encode("utf-8",
+                                                                          "surrogatepass"))
+    monkeypatch.setattr(os, "fsdecode", lambda raw: raw.decode("utf-8", "surrogatepass")
+                        if isinstance(raw, bytes) else raw)
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path))
+    path = folder._cache_file(tmp_path / ("猫" * 27), [1])
+    assert path is not None and path.name.startswith("猫" * 26 + "-")

@@ -416,7 +416,11 @@ def _cache_file(root: Path, ident: list) -> Path | None:
     key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()
     try:
         # at most 80 bytes of the folder's name: the file system's limit is 255
-        name = os.fsdecode(os.fsencode(root.name or "root")[:80])
+        cut = os.fsencode(root.name or "root")[:80]
+        try:
+            name = os.fsdecode(cut)
+        except UnicodeDecodeError:  # cut inside a character, where names must be text (Windows)
+            name = cut.decode("utf-8", "ignore")
         path = data_root() / "folder-cache" / f"{name}-{key[:20]}.npz"
         path.is_file()  # a name too long, a folder that cannot be entered: OSError here
     except (DatasetError, OSError):
