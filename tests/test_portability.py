@@ -13,6 +13,7 @@ from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import optuna
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,3 +172,38 @@ def test_cache_file_name_cut_inside_a_character_on_windows(tmp_path, monkeypatch
     monkeypatch.setenv("MLPLAB_DATA", str(tmp_path))
     path = folder._cache_file(tmp_path / ("猫" * 27), [1])
     assert path is not None and path.name.startswith("猫" * 26 + "-")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists open files with /proc")
+def test_tune_leaves_no_database_connection_open(tmp_path, monkeypatch):
+    """A study could outlive ``tune()`` (a traceback that Optuna keeps from its optional import
+    of plotly holds the frames that ran the first search of a process), and with it the
+    SQLite connections to study.db: on Windows `mlplab reproduce` then failed to move tuning/
+    into place ("Access is denied"). Here the study is kept on purpose."""
+    from mlplab.data import load_dataset
+    from mlplab.tuning import tune
+
+    kept = []
+    create_study = optuna.create_study
+
+    def keep(*args: object, **kwargs: object) -> optuna.Study:
+        kept.append(create_study(*args, **kwargs))
+        return kept[-1]
+
+    monkeypatch.setattr(optuna, "create_study", keep)
+    space = {"hidden_size": [8], "lr": 0.1, "epochs": 1, "batch_size": 64}
+    tune(load_dataset("digits"), trials=1, search_space=space, out=tmp_path / "t",
+         progress=False, search_only=True)
+    assert kept
+
+    def open_files() -> list[str]:
+        names = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                names.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return names
+
+    assert not [f for f in open_files() if f.startswith(str(tmp_path))]
+    assert kept[0].trials  # the study still works: it opens new connections

@@ -79,7 +79,13 @@ from mlplab.tuning.space import (
     Param,
     SearchSpace,
 )
-from mlplab.tuning.storage import HEARTBEAT_ATTR, StorageSpec, sqlalchemy_url, storage_spec
+from mlplab.tuning.storage import (
+    HEARTBEAT_ATTR,
+    StorageSpec,
+    close_storage,
+    sqlalchemy_url,
+    storage_spec,
+)
 from mlplab.tuning.study import STUDY_ATTRS, best_so_far, finished_count, open_study
 from mlplab.tuning.workers import WorkerSpec, run_workers, worker_main
 
@@ -259,64 +265,71 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only while empty
         raise
-    if sampler_seed is not None and study.trials:
-        # resuming: a sampler seeded as before would propose the first trials' settings again
-        study.sampler = make_sampler(sampler, space, (sampler_seed + len(study.trials)) % 2**32,
-                                     trials)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=trials, initial=min(finished_count(study), trials), unit="trial",
-                   desc=f"tuning {study_name}", dynamic_ncols=True)
     try:
-        if workers == 1:
-            run_search(study, data, space, trials, timeout, seed, bar)
-        elif finished_count(study) < trials:
-            fail_dead_local_trials(study)  # here, once: not by K workers racing to re-queue
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            specs = [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune,
-                                trials, timeout, seed, sampler_seed, i, threads)
-                     for i in range(workers)]
-            run_workers(specs, study, bar)
-    except KeyboardInterrupt:
-        if not search_only and best_so_far(study)[0] is not None:
-            # the finished trials' tables and plots now; a resumed search rewrites them
-            write_results(study, out_dir)
-        raise
+        if sampler_seed is not None and study.trials:
+            # resuming: a sampler seeded as before would propose the first trials' settings again
+            study.sampler = make_sampler(sampler, space, (sampler_seed + len(study.trials)) % 2**32,
+                                         trials)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=trials, initial=min(finished_count(study), trials), unit="trial",
+                       desc=f"tuning {study_name}", dynamic_ncols=True)
+        try:
+            if workers == 1:
+                run_search(study, data, space, trials, timeout, seed, bar)
+            elif finished_count(study) < trials:
+                fail_dead_local_trials(study)  # here, once: not by K workers racing to re-queue
+                threads = max(1, (os.cpu_count() or 1) // workers)
+                specs = [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune,
+                                    trials, timeout, seed, sampler_seed, i, threads)
+                         for i in range(workers)]
+                run_workers(specs, study, bar)
+        except KeyboardInterrupt:
+            if not search_only and best_so_far(study)[0] is not None:
+                # the finished trials' tables and plots now; a resumed search rewrites them
+                write_results(study, out_dir)
+            raise
+        finally:
+            if bar is not None:
+                update_bar(bar, study)
+                bar.close()
+
+        from optuna.trial import TrialState
+
+        counts = {s: len(study.get_trials(deepcopy=False, states=(s,)))
+                  for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        number, value = best_so_far(study)
+        result = TuneResult(study_name, spec.display, out_dir, counts[TrialState.COMPLETE],
+                            counts[TrialState.PRUNED], counts[TrialState.FAIL], number, value,
+                            dict(study.trials[number].params) if number is not None else {})
+        if not search_only:
+            result.files, result.skipped_plots = write_results(study, out_dir)
+            if number is None and counts[TrialState.FAIL] and not counts[TrialState.PRUNED]:
+                # every trial failed: an error, not an empty success (e.g. a space whose fixed knobs
+                # cannot work together)
+                first = next(t for t in study.trials if t.state == TrialState.FAIL)
+                reason = first.user_attrs.get("error", "see the warnings above")
+                raise ValueError(f"all {counts[TrialState.FAIL]} trials failed, the first with "
+                                 f"{reason}; results.csv lists them.")
+            if number is not None:
+                if data is None:
+                    data = source.load()
+                run = retrain_best(study, data, out_dir / "best-run", seed, eval_test, source)
+                result.run_dir = run.out
+                result.retrained_val_acc = run.metrics["val_accuracy"]
+                result.test_accuracy = run.metrics.get("test_accuracy")
+        result.wall_seconds = round(time.perf_counter() - start, 2)
+        if not search_only:
+            from mlplab.io import write_json
+
+            result.files["summary"] = out_dir / "summary.json"
+            write_json(out_dir / "summary.json", result.to_dict())
+        return result
     finally:
-        if bar is not None:
-            update_bar(bar, study)
-            bar.close()
-
-    from optuna.trial import TrialState
-
-    counts = {s: len(study.get_trials(deepcopy=False, states=(s,)))
-              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    number, value = best_so_far(study)
-    result = TuneResult(study_name, spec.display, out_dir, counts[TrialState.COMPLETE],
-                        counts[TrialState.PRUNED], counts[TrialState.FAIL], number, value,
-                        dict(study.trials[number].params) if number is not None else {})
-    if not search_only:
-        result.files, result.skipped_plots = write_results(study, out_dir)
-        if number is None and counts[TrialState.FAIL] and not counts[TrialState.PRUNED]:
-            # every trial failed: an error, not an empty success (e.g. a space whose fixed knobs
-            # cannot work together)
-            first = next(t for t in study.trials if t.state == TrialState.FAIL)
-            reason = first.user_attrs.get("error", "see the warnings above")
-            raise ValueError(f"all {counts[TrialState.FAIL]} trials failed, the first with "
-                             f"{reason}; results.csv lists them.")
-        if number is not None:
-            if data is None:
-                data = source.load()
-            run = retrain_best(study, data, out_dir / "best-run", seed, eval_test, source)
-            result.run_dir = run.out
-            result.retrained_val_acc = run.metrics["val_accuracy"]
-            result.test_accuracy = run.metrics.get("test_accuracy")
-    result.wall_seconds = round(time.perf_counter() - start, 2)
-    if not search_only:
-        from mlplab.io import write_json
-
-        result.files["summary"] = out_dir / "summary.json"
-        write_json(out_dir / "summary.json", result.to_dict())
-    return result
+        # the database's connections, or study.db stays open after this returns: the study
+        # can outlive this call (a traceback that Optuna keeps from its optional import of
+        # plotly holds the frames that were running it), and Windows can then neither move nor
+        # remove the folder (mlplab reproduce moves it into place once the report is written)
+        close_storage(study._storage)

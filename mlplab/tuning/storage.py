@@ -108,6 +108,15 @@ class StorageSpec:
         raise AssertionError("unreachable")
 
 
+def close_storage(storage: optuna.storages.BaseStorage) -> None:
+    """Close the database connections that ``storage`` (an opened study's ``_storage``) keeps in
+    its pool; it opens new ones if used again. Journal files are opened per operation."""
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    engine = getattr(backend, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
 def sqlalchemy_url(url: str) -> str:
     """``url`` with a PostgreSQL driver that is installed: SQLAlchemy 2.1 made ``psycopg`` (3)
     the default for ``postgresql://``, while ``mlplab[postgres]`` installs ``psycopg2``."""
