@@ -1,6 +1,7 @@
 """``mlplab train / evaluate / predict`` end to end, including a real training process killed
 with SIGKILL (and one stopped with Ctrl-C) and then resumed."""
 
+import importlib.util
 import json
 import os
 import re
@@ -383,9 +384,12 @@ def test_an_unknown_flag_is_reported_by_its_command_with_the_closest_flag(capsys
         main(["torch", "train", "--lr-decy", "0.5"])
     assert "mlplab torch train: error: unrecognized arguments: --lr-decy 0.5 (did you mean " \
         "--lr-decay?)" in capsys.readouterr().err
-    # a value the library refuses: the command and action, then the flag as typed
-    assert main(["torch", "train", "--lr-decay", "0"]) == 2
-    assert "mlplab torch train: error: --lr-decay must be in (0, 1]" in capsys.readouterr().err
+    # a value the library refuses: the command and action, then the flag as typed (mlplab torch
+    # checks it after importing PyTorch)
+    if importlib.util.find_spec("torch") is not None:
+        assert main(["torch", "train", "--lr-decay", "0"]) == 2
+        assert "mlplab torch train: error: --lr-decay must be in (0, 1]" in \
+            capsys.readouterr().err
 
 
 def test_the_defaults_train_help_states_are_run_configs():

@@ -54,6 +54,8 @@ def test_quick_digits_report_has_every_section_with_numbers(quick_report):
         body = bodies[match[0]]
         if heading in ("## Q3",):  # a group heading; its subsections hold the content
             continue
+        if heading == "## Q4" and not HAVE_TORCH:  # "Not run", checked below
+            continue
         assert re.search(r"\d+\.\d+", body), f"no numbers in {heading}"
     assert HAVE_TORCH or "PyTorch is not installed" in md
     assert "Not run" not in md or not HAVE_TORCH
@@ -129,16 +131,18 @@ def _numbers(doc: dict) -> dict:
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
-    stages = ["data", "q3_default", "q3_tuning", "q3_tuned", "q4"]
+    q4 = ["q4"] if HAVE_TORCH else []  # Q4 trains PyTorch networks
+    stages = ["data", "q3_default", "q3_tuning", "q3_tuned", *q4]
     docs = []
     for name, seed, only in [("a", 3, stages), ("b", 3, stages),
-                             ("c", 4, ["data", "q3_default", "q4"])]:
+                             ("c", 4, ["data", "q3_default", *q4])]:
         r = reproduce("digits", TINY, out=tmp_path / name, seed=seed, log=False, only=only)
         assert not [s for s in r.not_run() if s.key in only]
         docs.append(json.loads((tmp_path / name / "report.json").read_text()))
     a, b, c = (_numbers(d) for d in docs)
     assert a == b
-    assert a["q3_default"] != c["q3_default"] and a["q4"] != c["q4"]
+    assert a["q3_default"] != c["q3_default"]
+    assert not HAVE_TORCH or a["q4"] != c["q4"]
 
 
 def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
@@ -501,7 +505,8 @@ def test_html_report_renders_in_headless_chromium(quick_report, tmp_path):
     dom = _run_chromium(binary, tmp_path, "--virtual-time-budget=20000", "--dump-dom",
                         probe.resolve().as_uri())
     attrs = dict(re.findall(r'data-(images|broken|min-width)="(\d+)"', dom))
-    assert attrs.get("images") == str(expected) and expected >= 12, attrs
+    # without PyTorch, Q4 (which has one figure) is "not run"
+    assert attrs.get("images") == str(expected) and expected >= (12 if HAVE_TORCH else 11), attrs
     assert attrs["broken"] == "0", "some images of the report did not load"
     assert int(attrs["min-width"]) >= 100
 
