@@ -195,6 +195,14 @@ def tail_split(X: np.ndarray, y: np.ndarray, val_size: int
     return X[:cut], y[:cut], X[cut:], y[cut:]
 
 
+def pil_bilinear() -> int:
+    """Pillow's bilinear resampling filter: ``Image.Resampling.BILINEAR``, or the module constant
+    of Pillow < 9.1, which has no ``Image.Resampling``."""
+    from PIL import Image
+
+    return getattr(Image, "Resampling", Image).BILINEAR
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it into place only if the block succeeds.

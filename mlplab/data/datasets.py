@@ -15,6 +15,7 @@ from mlplab.data.base import (
     SPLITS,
     Dataset,
     DatasetError,
+    pil_bilinear,
     resolve_size,
     stratified_split,
     tail_split,
@@ -76,7 +77,7 @@ def resize_images(X: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     out = np.empty((len(X), size[0], size[1], X.shape[3]), dtype=np.uint8)
     for i, img in enumerate(X):
         im = Image.fromarray(img[:, :, 0] if X.shape[3] == 1 else img)
-        arr = np.asarray(im.resize((size[1], size[0]), Image.Resampling.BILINEAR))
+        arr = np.asarray(im.resize((size[1], size[0]), pil_bilinear()))
         out[i] = arr if arr.ndim == 3 else arr[:, :, None]
     return out
 

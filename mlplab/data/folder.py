@@ -32,6 +32,7 @@ from mlplab.data.base import (
     DatasetNotFoundError,
     atomic_path,
     data_root,
+    pil_bilinear,
     user_path,
 )
 
@@ -228,7 +229,7 @@ def _grey_palette(im: Image.Image) -> bool:
     """A palette image (every GIF, some PNGs) whose used colours are all grey."""
     if im.mode not in ("P", "PA") or im.getpalette() is None:
         return False
-    palette = np.asarray(im.getpalette("RGB"), dtype=np.uint8).reshape(-1, 3)
+    palette = np.asarray(im.getpalette(), dtype=np.uint8).reshape(-1, 3)  # RGB, as the default
     index = np.asarray(im)
     used = np.unique(index if index.ndim == 2 else index[..., 0])  # PA: (index, alpha)
     rows = palette[used[used < len(palette)]]
@@ -241,8 +242,6 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
     """One image as ``uint8 (H, W, C)`` in ``mode`` (``"L"`` or ``"RGB"``), resized to ``size``.
     With ``grey_only`` a colour image raises ``_ColourImage`` instead of being made grey.
     ``advice``: what an unreadable file's error tells the user to do."""
-    from PIL import Image
-
     try:
         with open_image(path) as im:
             if grey_only and im.mode not in GREY_MODES and not _grey_palette(im):
@@ -251,7 +250,7 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
             if im.mode != mode:
                 im = im.convert(mode)
             if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                im = im.resize((size[1], size[0]), pil_bilinear())
             arr = np.asarray(im, dtype=np.uint8)
     except (DatasetError, _ColourImage):
         raise
