@@ -30,6 +30,7 @@ from mlplab.tuning import (
     storage_spec,
     tune,
 )
+from mlplab.tuning.storage import journal_file_backend
 
 TINY = {"hidden_size": {"type": "int", "low": 8, "high": 32},
         "lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
@@ -153,8 +154,7 @@ def test_journal_storage_fails_trials_without_heartbeat(tmp_path):
     storage.set_trial_system_attr(dead._trial_id, "mlplab:heartbeat", time.time() - 10)
     optuna.storages.fail_stale_trials(study)
     # read back through a fresh, plain journal storage
-    plain = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    plain = optuna.storages.JournalStorage(journal_file_backend(tmp_path / "j.log"))
     trials = optuna.load_study(study_name="s", storage=plain).trials
     assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
     assert trials[2].params == trials[1].params  # re-queued once with the same settings

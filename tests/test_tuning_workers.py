@@ -19,6 +19,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mlplab.tuning import trials_table
+from mlplab.tuning.storage import journal_file_backend
 
 POSTGRES_URL = os.environ.get("MLPLAB_TEST_POSTGRES_URL")
 if POSTGRES_URL:  # SQLAlchemy >= 2.1 defaults to psycopg 3; the postgres extra installs psycopg2
@@ -53,8 +54,7 @@ def _storage(kind: str, tmp_path: Path) -> tuple[str, optuna.storages.BaseStorag
             url, engine_kwargs={"connect_args": {"timeout": 60}})
     if kind == "journal":
         path = tmp_path / "shared.log"
-        return f"journal:{path}", optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(path)))
+        return f"journal:{path}", optuna.storages.JournalStorage(journal_file_backend(path))
     if POSTGRES_URL is None:
         pytest.skip("MLPLAB_TEST_POSTGRES_URL is not set (.ci/run starts a PostgreSQL server "
                     "and sets it)")

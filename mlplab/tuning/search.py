@@ -128,9 +128,19 @@ def fail_dead_local_trials(study: optuna.Study) -> None:
                     continue  # another process has just finished it
             except Exception:  # noqa: BLE001 - finished or failed meanwhile by another process
                 continue
-            retry = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+            retry = _stale_trial_callback(storage)
             if retry is not None:
                 retry(study, copy.deepcopy(storage.get_trial(t._trial_id)))
+
+
+def _stale_trial_callback(storage: optuna.storages.BaseStorage) -> Callable | None:
+    """The callback a storage runs on a trial whose heartbeat stopped (None without one); Optuna
+    4.9 renamed ``get_failed_trial_callback`` to ``get_heartbeat_stale_trial_callback``."""
+    for name in ("get_heartbeat_stale_trial_callback", "get_failed_trial_callback"):
+        method = getattr(storage, name, None)
+        if method is not None:
+            return method()
+    return None
 
 
 def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target: int,

@@ -62,16 +62,13 @@ class StorageSpec:
         grace = self.grace if self.grace is not None else (
             None if self.heartbeat is None else 2 * self.heartbeat)
         if self.url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
             path = Path(self.url[len("journal:"):]).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
             # Optuna's default lock is a symbolic link, which Windows lets only administrators
             # (or Developer Mode) create: everyone else would get "A required privilege is not
             # held by the client" (optuna/optuna#4298). The open lock (a file made with O_EXCL)
             # uses the same lock file name, so both exclude each other on a shared journal
-            lock = JournalFileOpenLock(str(path)) if _WINDOWS else None
-            backend = JournalFileBackend(str(path), lock_obj=lock)
+            backend = journal_file_backend(path, open_lock=_WINDOWS)
             storage_class = _heartbeat_journal_storage_class()
             if self.heartbeat is None or storage_class is None:
                 return optuna.storages.JournalStorage(backend)
@@ -115,6 +112,20 @@ def close_storage(storage: optuna.storages.BaseStorage) -> None:
     engine = getattr(backend, "engine", None)
     if engine is not None:
         engine.dispose()
+
+
+def journal_file_backend(path: str | os.PathLike, open_lock: bool = False) -> BaseJournalBackend:
+    """Optuna's journal file at ``path``, locked with a symbolic link (Optuna's default) or, with
+    ``open_lock``, with a lock file made with ``O_EXCL``. ``JournalFileBackend`` and its locks are
+    in ``optuna.storages.journal`` since Optuna 4.0, which renamed Optuna 3's
+    ``JournalFileStorage`` (the same file format and locks)."""
+    try:
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+    except ImportError:  # Optuna < 4.0
+        from optuna.storages import JournalFileOpenLock
+        from optuna.storages import JournalFileStorage as JournalFileBackend
+    lock = JournalFileOpenLock(os.fspath(path)) if open_lock else None
+    return JournalFileBackend(os.fspath(path), lock_obj=lock)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -188,12 +199,15 @@ def _callback_kwarg(callback: StaleTrialCallback | None) -> dict[str, Any]:
 def _heartbeat_journal_storage_class() -> type[optuna.storages.JournalStorage] | None:
     """A ``JournalStorage`` with Optuna's heartbeat protocol (None if this Optuna lacks it)."""
     try:
-        from optuna.exceptions import UpdateFinishedTrialError
         from optuna.storages import JournalStorage
         from optuna.storages._heartbeat import BaseHeartbeat
         from optuna.trial import TrialState
     except ImportError:  # pragma: no cover - very old or very new Optuna
         return None
+    try:
+        from optuna.exceptions import UpdateFinishedTrialError
+    except ImportError:  # Optuna < 4.3 raises a plain RuntimeError (which this one subclasses)
+        UpdateFinishedTrialError = RuntimeError
 
     class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         """Heartbeats as a time stamp in each running trial's system attributes. Optuna's
