@@ -401,9 +401,11 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
     paths = [d / name for d, name in files]
     X = _decode(paths, mode, image_size) if mode else _decode_any(paths, image_size)
     if cache_file is not None:
+        from mlplab.io import savez
+
         try:
             with atomic_path(cache_file) as tmp, open(tmp, "wb") as f:
-                np.savez(f, X=X, y=y)
+                savez(f, {"X": X, "y": y})
         except OSError as exc:
             warnings.warn(f"could not write the image cache {cache_file}: {exc}", stacklevel=2)
     return X, y, classes
