@@ -12,8 +12,10 @@ import errno
 import io as stdio
 import json
 import os
+import pathlib
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,13 @@ class FullDisk:
         self.prefix: str | None = None
         self.free = 0
         self.failures = 0
+
+    def install(self, monkeypatch) -> None:
+        """Stand in for ``io.open``, which ``Path.open`` (so ``write_bytes``) calls from Python
+        3.11 on; Python 3.10's pathlib calls the ``io.open`` it bound when it was imported."""
+        monkeypatch.setattr(stdio, "open", self.open)
+        if sys.version_info < (3, 11):
+            monkeypatch.setattr(pathlib._NormalAccessor, "open", staticmethod(self.open))
 
     def fill(self, prefix: str, free: int = 200) -> None:
         self.prefix, self.free = prefix, free
@@ -111,7 +120,7 @@ def _same_result(run: Path, reference) -> None:
 def test_enospc_keeps_the_previous_file_and_resume_finishes_the_run(
         target, epoch, tmp_path, monkeypatch, reference):
     disk = FullDisk()
-    monkeypatch.setattr(stdio, "open", disk.open)
+    disk.install(monkeypatch)
     run = tmp_path / "run"
     fill = _FillAt(disk, epoch, f".{target}.", run)
     with threadpool_limits(1), pytest.raises(OSError) as info:
@@ -138,7 +147,7 @@ def test_enospc_keeps_the_previous_file_and_resume_finishes_the_run(
 
 def test_cli_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, capsys):
     disk = FullDisk()
-    monkeypatch.setattr(stdio, "open", disk.open)
+    disk.install(monkeypatch)
     disk.fill(".config.json.", free=10)
     run = tmp_path / "run"
     code = main(["train", "--dataset", "digits", "--hidden", "8", "--epochs", "1", "--quiet",
@@ -207,7 +216,7 @@ def test_full_disk_while_writing_a_figure_and_a_folder_cache(tmp_path, monkeypat
     import builtins
 
     disk = FullDisk()
-    monkeypatch.setattr(stdio, "open", disk.open)
+    disk.install(monkeypatch)
     monkeypatch.setattr(builtins, "open", disk.open)  # how matplotlib opens files
     out = tmp_path / "grid.png"
     disk.fill(".grid.png.", free=100)
