@@ -70,9 +70,10 @@ class StorageSpec:
             # uses the same lock file name, so both exclude each other on a shared journal
             backend = journal_file_backend(path, open_lock=_WINDOWS)
             storage_class = _heartbeat_journal_storage_class()
-            if self.heartbeat is None or storage_class is None:
-                return optuna.storages.JournalStorage(backend)
-            return storage_class(backend, self.heartbeat, grace, callback)
+            with quiet_optuna_warnings():  # JournalStorage is "experimental" before Optuna 4.0
+                if self.heartbeat is None or storage_class is None:
+                    return optuna.storages.JournalStorage(backend)
+                return storage_class(backend, self.heartbeat, grace, callback)
         kwargs: dict[str, Any] = {}
         url = sqlalchemy_url(self.url)
         if url.startswith("sqlite"):
