@@ -411,7 +411,7 @@ def test_the_defaults_train_help_states_are_run_configs():
         value = getattr(defaults, action.dest)
         value = value[0] if isinstance(value, list) and len(value) == 1 else value
         text = stated.group(1)
-        expected = type(value)(text) if isinstance(value, (int, float)) else text
+        expected = type(value)(text) if isinstance(value, int | float) else text
         assert value == expected, f"--{action.dest}: help says {text}, RunConfig has {value}"
         checked += 1
     assert checked >= 20
