@@ -1,10 +1,17 @@
 import os
+import signal
 
 import numpy as np
 import pytest
 
 # keep BLAS single-threaded and plotting headless so tests are stable on shared 2-core machines
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Started in the background (nohup, `cmd &` in a script), the suite inherits an ignored SIGINT,
+# and so would every command it starts: the Ctrl-C tests need Python's usual handler, which
+# the processes they start then get too (an ignored signal is inherited; a handler is not)
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
