@@ -35,7 +35,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from mlplab._validation import check_choice, check_int, check_positive, check_range, is_int
 from mlplab.models import ACTIVATIONS, MLP
-from mlplab.trainer import Callback, Trainer
+from mlplab.trainer import Callback, History, Trainer
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -73,6 +73,16 @@ class _Convergence(Callback):
             trainer.stop = True
 
 
+def _raise_if_interrupted(history: History) -> None:
+    """Ctrl-C (a notebook's interrupt) stops the trainer gracefully and it returns; a ``fit``
+    that then returned as usual would hand a half-trained network on as fitted, and a grid
+    search or cross-validation around it would go on to its next fit. The estimator keeps what
+    was trained (``n_iter_``, ``loss_curve_``: a warm start or ``partial_fit`` continues it) and
+    passes the interrupt on."""
+    if history.interrupted:
+        raise KeyboardInterrupt
+
+
 class MLPClassifier(ClassifierMixin, BaseEstimator):
     """A fully-connected network with hand-written backpropagation, trained by mlplab's Trainer.
 
@@ -105,6 +115,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         ``loss_curve_``, ``n_iter_`` and ``t_`` go on counting. The classes, the number of
         features, ``hidden_sizes``, ``activation``, ``dropout`` and ``batchnorm`` must be those of
         the fitted network (``init`` and ``std`` draw first weights only and are not used).
+
+    Ctrl-C (a notebook's interrupt) during ``fit`` or ``partial_fit`` stops after the current
+    minibatch and raises ``KeyboardInterrupt``, so that a grid search around the estimator stops
+    too; the estimator keeps the epochs trained so far (``n_iter_``, ``loss_curve_``), which a
+    warm start or ``partial_fit`` continues. (scikit-learn's own MLPClassifier warns and returns.)
     """
 
     def __init__(self, hidden_sizes: int | Sequence[int] = (100,), activation: str = "relu",
@@ -195,6 +210,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.best_validation_score_ = history.best_val_acc
         else:  # as scikit-learn: no stale scores from an earlier fit with early stopping
             self.validation_scores_ = self.best_validation_score_ = None
+        _raise_if_interrupted(history)
         return self
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike,
@@ -256,6 +272,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = trainer.fit(self.model_, X, y_enc)
         self._record(trainer, convergence, batch_size)
         self.validation_scores_ = self.best_validation_score_ = None
+        _raise_if_interrupted(self.history_)
         return self
 
     def _draw_seed(self) -> int:

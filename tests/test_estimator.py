@@ -268,3 +268,65 @@ def test_warm_start_refuses_another_network(digits):
     weights = clf.model_.params["W1"].copy()
     clf.set_params(init="xavier", std=0.5).fit(X_tr, y_tr)  # first-weight settings: unused
     assert clf.n_iter_ == 2 and not np.array_equal(clf.model_.params["W1"], weights)
+
+
+@pytest.fixture
+def ctrl_c_at(monkeypatch):
+    """Every Trainer the estimator makes gets a real Ctrl-C (SIGINT, as a notebook's interrupt
+    sends the kernel) after its iteration ``k``; returns the list of trainers made."""
+    import os
+    import signal
+
+    import mlplab.estimator as est
+    from mlplab.trainer import Callback
+
+    made, real = [], est.Trainer
+
+    def arm(k):
+        class CtrlC(Callback):
+            def on_iteration_end(self, trainer, iteration, loss):
+                if iteration == k:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+        def trainer(*args, callbacks=(), **kwargs):
+            made.append(real(*args, callbacks=[*callbacks, CtrlC()], **kwargs))
+            return made[-1]
+
+        monkeypatch.setattr(est, "Trainer", trainer)
+        return made
+
+    return arm
+
+
+def test_ctrl_c_stops_a_grid_search_not_only_its_current_fit(digits, ctrl_c_at):
+    """The trainer's graceful stop made fit return a half-trained network as fitted: a grid
+    search then went on to its next fit, and the interrupt (pressed once) never stopped it."""
+    import signal
+
+    X_tr, _, y_tr, _ = digits
+    made = ctrl_c_at(5)
+    grid = GridSearchCV(MLPClassifier(hidden_sizes=(8,), max_epochs=20, random_state=0),
+                        {"lr": [1e-3, 1e-2]}, cv=2)
+    with pytest.raises(KeyboardInterrupt):
+        grid.fit(X_tr[:600], y_tr[:600])
+    assert len(made) == 1 and made[0].iteration == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_interrupted_fit_keeps_its_epochs_for_a_warm_start(digits, ctrl_c_at):
+    X_tr, _, y_tr, _ = digits
+    X_tr = X_tr / 16
+    clf = MLPClassifier(hidden_sizes=(8,), batch_size=100, max_epochs=5, tol=None,
+                        random_state=0)
+    ctrl_c_at(31)  # 13 iterations an epoch: in the third
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X_tr, y_tr)
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2 and clf.t_ == 31 * 100
+    assert clf.history_.interrupted
+    ctrl_c_at(6)
+    with pytest.raises(KeyboardInterrupt):  # partial_fit alike
+        clf.partial_fit(X_tr, y_tr)
+    assert clf.n_iter_ == 2 and clf.t_ == 37 * 100
+    ctrl_c_at(10 ** 6)  # no more interrupts
+    clf.set_params(warm_start=True).fit(X_tr, y_tr)
+    assert clf.n_iter_ == 7 and clf.loss_curve_[-1] < clf.loss_curve_[0]
