@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -591,6 +592,18 @@ def _progress(total: int, initial: int, enabled: bool) -> tqdm | None:
         return None
     from tqdm.auto import tqdm
 
-    # disable=None: no bar when stderr is not a terminal (a log file would keep its frames)
+    # disable=None: no bar when stderr is not a terminal (a log file would keep its frames). A
+    # Jupyter kernel's stderr is no terminal either, but the notebook shows the bar (tqdm's
+    # widget bar, which needs ipywidgets, shows whatever disable says; its text bar does not)
     return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, leave=False,
-                mininterval=0.5, disable=None)
+                mininterval=0.5, disable=False if _in_jupyter_kernel() else None)
+
+
+def _in_jupyter_kernel() -> bool:
+    """Whether this is a Jupyter kernel (a notebook's), tested as ``tqdm.auto`` tests it."""
+    ipython = sys.modules.get("IPython")  # never imported here: a kernel has it already
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+        return shell is not None and "IPKernelApp" in shell.config
+    except Exception:  # an IPython without a shell or config as expected: no kernel known
+        return False
