@@ -575,3 +575,34 @@ def test_make_preprocessing_is_fitted_on_train_only(digits):
     pipe = make_preprocessing("standardize")
     pipe.fit(digits.dataset.X_train)
     np.testing.assert_allclose(pipe.transform(digits.dataset.X_test), digits.X_test, rtol=1e-6)
+
+
+def test_tune_gives_back_optunas_log_level(digits, tmp_path, monkeypatch):
+    """tune() set Optuna's verbosity to WARNING for the whole process: in a notebook the user's
+    own studies afterwards no longer logged their trials. Quiet within, the caller's level back
+    afterwards, also after a Ctrl-C."""
+    import mlplab.tuning as tmod
+
+    levels = []
+    real = tmod.Objective.__call__
+
+    def objective(self, trial):
+        levels.append(optuna.logging.get_verbosity())
+        if trial.number == 1:
+            raise KeyboardInterrupt
+        return real(self, trial)
+
+    monkeypatch.setattr(tmod.Objective, "__call__", objective)
+    before = optuna.logging.get_verbosity()
+    try:
+        optuna.logging.set_verbosity(optuna.logging.INFO)
+        tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=False,
+             search_only=True)
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+        with pytest.raises(KeyboardInterrupt):
+            tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False,
+                 search_only=True)
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+        assert levels == [optuna.logging.WARNING] * 2
+    finally:
+        optuna.logging.set_verbosity(before)

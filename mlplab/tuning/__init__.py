@@ -59,6 +59,7 @@ from mlplab.tuning.data import (
     subset_train,
 )
 from mlplab.tuning.objective import Objective, build
+from mlplab.tuning.quiet import optuna_warnings_only
 from mlplab.tuning.results import markdown_table, trials_table, write_plots, write_results
 from mlplab.tuning.retrain import retrain_best
 from mlplab.tuning.search import (
@@ -165,6 +166,7 @@ def default_study_name(source: DataSource) -> str:
     return "tune-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in name).strip("-")
 
 
+@optuna_warnings_only()
 def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
          search_space: SearchSpace | Mapping[str, Any] | str | os.PathLike | None = None,
          study_name: str | None = None, storage: str | os.PathLike | None = None,
@@ -240,7 +242,6 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     spec = storage_spec(storage, out_dir, heartbeat, grace)
     local_only = storage is None and workers == 1
     sampler_seed = seed if local_only else None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     # the data before the study: a command refused for its data (no validation split,
     # --eval-test without a test split) must not leave behind a study that records those options

@@ -13,6 +13,21 @@ from collections.abc import Iterator
 
 
 @contextlib.contextmanager
+def optuna_warnings_only() -> Iterator[None]:
+    """Optuna logs warnings and errors only within the block (not its INFO line per trial,
+    which would bury the progress bar); the caller's level comes back afterwards, so that a
+    notebook's own studies log as before. Also a decorator."""
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+@contextlib.contextmanager
 def quiet_optuna_warnings() -> Iterator[None]:
     import optuna
 

@@ -18,7 +18,7 @@ from mlplab._validation import check_choice
 from mlplab.tuning.data import TuningData
 from mlplab.tuning.objective import Objective
 from mlplab.tuning.processes import process_alive
-from mlplab.tuning.quiet import quiet_interrupts, quiet_optuna_warnings
+from mlplab.tuning.quiet import optuna_warnings_only, quiet_interrupts, quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.study import best_so_far, finished_count
 
@@ -148,8 +148,6 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
                worker: str | None = None) -> None:
     """Run trials in this process until the study holds ``target`` finished trials (or
     ``timeout`` seconds pass). ``study`` carries the sampler and pruner."""
-    import optuna
-
     remaining = target - finished_count(study)
     if remaining <= 0:
         return
@@ -158,8 +156,7 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
     callbacks: list[Callable] = [_StopAtTarget(target)]
     if bar is not None:
         callbacks.append(_ProgressCallback(bar))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with quiet_optuna_warnings(), quiet_interrupts():
+    with optuna_warnings_only(), quiet_optuna_warnings(), quiet_interrupts():
         try:
             # no n_trials: Optuna counts failed trials in it; _StopAtTarget counts finished ones
             study.optimize(objective, n_trials=None, timeout=timeout, callbacks=callbacks,
