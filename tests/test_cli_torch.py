@@ -19,18 +19,32 @@ tm = pytest.importorskip("mlplab.torch_mlp")
 pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # the commands take --threads
 
 
+#: PyTorch's thread count when each epoch of the module's `torch train` ended
+THREADS_SEEN = []
+
+
 @pytest.fixture(scope="module")
 def train_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("torch") / "run"
-    code = main(["torch", "train", "--epochs", "3", "--hidden", "32", "--init", "default",
-                 "--threads", "1", "--eval-test", "--out", str(out), "--no-progress"])
+    real = tm.runs.fit
+
+    def fit(*args, **kwargs):
+        def seen(epoch, logs):
+            THREADS_SEEN.append(torch.get_num_threads())
+
+        return real(*args, on_epoch_end=seen, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tm.runs, "fit", fit)
+        code = main(["torch", "train", "--epochs", "3", "--hidden", "32", "--init", "default",
+                     "--threads", "1", "--eval-test", "--out", str(out), "--no-progress"])
     return code, out
 
 
 def test_train_writes_a_run_folder(train_run, capsys):
     code, out = train_run
     assert code == 0
-    assert torch.get_num_threads() == 1  # --threads reached PyTorch
+    assert THREADS_SEEN == [1, 1, 1]  # --threads reached PyTorch
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.pt", "model.npz", "history.csv", "metrics.json", "loss.png",
             "accuracy.png", "confusion.png", "weights.png"} <= names

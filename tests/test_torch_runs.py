@@ -242,3 +242,26 @@ def test_depth_run_refuses_a_dataset_without_validation_images(tmp_path):
         tm.depth_run("digits", out=out, layers=[2], hidden_size=8, epochs=1, threads=1,
                      val_size=0)
     assert not out.exists()
+
+
+def test_runs_give_back_the_callers_thread_count():
+    """train_run, depth_run and fit set PyTorch's threads (``threads``; None: every core) and
+    left them so: a notebook that had set its own count found it changed by a run."""
+    seen = []
+    record = lambda epoch, logs: seen.append(torch.get_num_threads())  # noqa: E731
+    from mlplab.data import load_dataset
+
+    digits = load_dataset("digits")
+    X, Xv = tm.normalize_images(digits.X_train), tm.normalize_images(digits.X_val)
+    for during, after in ((1, 2), (2, 1)):
+        torch.set_num_threads(after)
+        tm.train_run("digits", hidden=[8], epochs=1, threads=during, plots=False)
+        assert torch.get_num_threads() == after
+        tm.depth_run("digits", layers=[2], hidden_size=8, epochs=1, threads=during)
+        assert torch.get_num_threads() == after
+        tm.fit(tm.build_model(64, [8], 10), X, digits.y_train, Xv, digits.y_val, epochs=1,
+               threads=during, on_epoch_end=record)
+        assert torch.get_num_threads() == after and seen[-1] == during
+    torch.set_num_threads(1)
+    tm.train_run("digits", hidden=[8], epochs=1, plots=False)  # None: every core, meanwhile
+    assert torch.get_num_threads() == 1

@@ -63,6 +63,7 @@ from mlplab.torch_mlp.device import (
     parse_device,
     select_device,
     set_threads,
+    threads_kept,
 )
 from mlplab.torch_mlp.files import TORCH_MODEL_FORMAT, load_torch_model, save_torch_model
 from mlplab.torch_mlp.model import (
@@ -143,6 +144,7 @@ __all__ = [
     "save_torch_model",
     "select_device",
     "set_threads",
+    "threads_kept",
     "to_numpy",
     "train_run",
     "weights_init",

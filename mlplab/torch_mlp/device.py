@@ -7,7 +7,9 @@ model exists.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 
@@ -66,3 +68,15 @@ def set_threads(threads: int | None = None) -> int:
         raise ValueError(f"threads must be a positive integer; got {threads!r}.")
     torch.set_num_threads(n)
     return n
+
+
+@contextlib.contextmanager
+def threads_kept() -> Iterator[None]:
+    """PyTorch's intra-op thread count as it was before the block, whatever the block set (a
+    run's ``threads``): the caller's own PyTorch work, a notebook's next cell, keeps its setting.
+    Also a decorator."""
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

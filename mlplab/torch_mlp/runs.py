@@ -42,7 +42,7 @@ from mlplab.torch_mlp.depth import (
     depth_table_markdown,
     plot_depth,
 )
-from mlplab.torch_mlp.device import parse_device, select_device, set_threads
+from mlplab.torch_mlp.device import parse_device, select_device, set_threads, threads_kept
 from mlplab.torch_mlp.files import save_torch_model
 from mlplab.torch_mlp.model import (
     HIDDEN,
@@ -251,6 +251,7 @@ def _environment(threads: int, device: torch.device) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- train_run
+@threads_kept()
 def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | None = None,
               hidden: Sequence[int] = HIDDEN, init: str = "exercise",
               init_std: float = INIT_STD, dropout: float = 0.0, batchnorm: bool = False,
@@ -445,6 +446,7 @@ def _train_plots(out: Path, model: MultiLayerPerceptron, history: History, ds: D
 
 
 # ------------------------------------------------------------------------------- depth_run
+@threads_kept()
 def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | None = None,
               layers: Sequence[int] = (2, 3, 4, 5), hidden_size: int = HIDDEN[0],
               init: str = "exercise", init_std: float = INIT_STD, dropout: float = 0.0,

@@ -18,7 +18,7 @@ from torch import nn
 
 from mlplab._validation import check_int, check_positive, check_seed
 from mlplab.torch_mlp.data import as_tensor, check_inputs
-from mlplab.torch_mlp.device import select_device, set_threads
+from mlplab.torch_mlp.device import select_device, set_threads, threads_kept
 from mlplab.torch_mlp.model import MultiLayerPerceptron, param_dtype
 from mlplab.torch_mlp.predict import accuracy
 from mlplab.trainer import TRAIN_ACC_SUBSET, History, TrainingDivergedError
@@ -122,6 +122,7 @@ class ShuffledBatches(torch.utils.data.Sampler):
         return batches_per_epoch(self.n, self.batch_size, self.merge_single)
 
 
+@threads_kept()
 def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
         X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
         config: TorchTrainConfig | None = None, *,
