@@ -7,7 +7,8 @@ with titles, axis labels and legends, and the same quantity always has the same 
 
 The backend is the user's: importing this module does not choose one, so ``plt.show()`` and a
 notebook's inline figures keep working, and without a display Matplotlib itself falls back to Agg
-(the command line sets ``MPLBACKEND=Agg``).
+(the command line sets ``MPLBACKEND=Agg``). In a notebook a figure shows once, also when it is
+what the cell returns (``plot_loss(h.loss)`` on its last line; see :class:`NotebookFigure`).
 
 The exercise's sample-images grid is :func:`plot_samples` (plain arrays in, a figure out);
 :func:`mlplab.data.preview.sample_grid` picks a dataset's split and writes it to a file. The CS231n
@@ -20,17 +21,19 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mlplab.io import atomic_path
 from mlplab.metrics import confusion_matrix  # noqa: F401 - mlplab.plots' name for it
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.axes import Axes
 
 #: one colour per quantity, shared by every figure
 COLORS = {
@@ -43,6 +46,27 @@ COLORS = {
 }
 FIGSIZE = (7.0, 4.0)
 DPI = 130
+
+
+class NotebookFigure(Figure):
+    """The figure of every ``plot_*`` function: a Matplotlib ``Figure`` that a notebook shows
+    once. Under Jupyter's inline backend pyplot shows each figure a cell made when the cell
+    ends, and IPython shows the figure a cell returns as well: ``plot_loss(h.loss)`` on a cell's
+    last line drew it twice. When IPython displays this figure it first takes it off pyplot's
+    list of open figures (closing it, as the inline backend does after showing it anyway), so
+    the end of the cell does not show it again; after a ``display(fig)`` in the middle of a
+    cell, pyplot's current figure (``plt.gca()``) is therefore no longer this one. Nothing
+    changes elsewhere (``plt.show()``, ``savefig``, other backends)."""
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> None:
+        if "inline" in matplotlib.get_backend():
+            plt.close(self)
+        return None  # IPython goes on to its usual image of the figure
+
+
+def subplots(*args: Any, **kwargs: Any) -> tuple[NotebookFigure, Axes | np.ndarray]:
+    """``plt.subplots`` making a :class:`NotebookFigure`."""
+    return plt.subplots(*args, FigureClass=NotebookFigure, **kwargs)
 
 
 def save(fig: Figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
@@ -66,7 +90,7 @@ def plot_loss(loss: Sequence[float], title: str = "Training loss",
               iterations_per_epoch: int | None = None) -> Figure:
     """Loss per iteration (the exercise's loss history), with a running mean when noisy."""
     loss = np.asarray(loss, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig, ax = subplots(figsize=FIGSIZE)
     it = np.arange(1, len(loss) + 1)
     ax.plot(it, loss, color=COLORS["loss"], lw=0.8, alpha=0.6 if len(loss) > 50 else 1.0,
             label="loss per iteration")
@@ -91,7 +115,7 @@ def plot_accuracy(train_acc: Sequence[float], val_acc: Sequence[float] | None = 
                   title: str = "Classification accuracy", test_acc: float | None = None,
                   train_label: str = "train") -> Figure:
     """Train and validation accuracy per epoch (the exercise's accuracy history), in percent."""
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig, ax = subplots(figsize=FIGSIZE)
     epochs = np.arange(1, len(train_acc) + 1)
     marker = "o-" if len(epochs) <= 60 else "-"
     ax.plot(epochs, 100 * np.asarray(train_acc, dtype=float), marker, ms=3,
@@ -207,7 +231,7 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
     height = size * ratio + 0.4
     if height > 9.0:  # very tall images: a narrower figure rather than one pages long
         size, height = size * 8.6 / (height - 0.4), 9.0
-    fig, ax = plt.subplots(figsize=(size, height))
+    fig, ax = subplots(figsize=(size, height))
     ax.imshow(mosaic[:, :, 0] if C == 1 else mosaic, cmap="gray" if C == 1 else None,
               vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.axis("off")
@@ -229,7 +253,7 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str],
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     k = len(classes)
     side = min(7.0, max(4.0, 0.55 * k + 2))
-    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    fig, ax = subplots(figsize=(side + 1.0, side))
     im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
                  label="fraction of the true class" if normalize else "count")
@@ -264,7 +288,7 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
     # at most 7 inches wide: past ten classes the columns narrow, and the rows with them (rows of
     # the old 0.7 inches left small images in wide gaps); rows follow the images' height / width
     cell = min(0.7, 7.0 / max(k, 1)) * X.shape[1] / X.shape[2]
-    fig, axes = plt.subplots(per_class, k, figsize=(min(7.0, 0.7 * k + 0.5),
+    fig, axes = subplots(per_class, k, figsize=(min(7.0, 0.7 * k + 0.5),
                                                     min(9.0, cell * per_class + 0.8)),
                              squeeze=False)
     for c in range(k):

@@ -181,3 +181,34 @@ def test_the_notebooks_training_cell_gives_the_stats_of_the_exercises_loop(rng):
     assert stats["train_acc_history"] == reference["train_acc_history"]
     assert stats["val_acc_history"] == reference["val_acc_history"]
     assert net.predict(X_val).shape == (100,)
+
+
+# --------------------------------------------------------------------------- notebook display
+INLINE = "module://matplotlib_inline.backend_inline"  # Jupyter's (and VS Code's) default
+
+
+@pytest.mark.parametrize("backend", [INLINE, "agg"])
+def test_a_figure_a_cell_returns_shows_once(monkeypatch, backend):
+    """``plot_loss(h.loss)`` on a cell's last line showed the figure twice: IPython displays the
+    value the cell returns, and the inline backend then shows every pyplot figure still open.
+    Displayed by IPython (its ``_repr_mimebundle_`` first, then its image formatter), the figure
+    leaves pyplot's open figures, which is what the end of the cell shows; elsewhere nothing
+    changes."""
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from mlplab import plots
+
+    monkeypatch.setattr(matplotlib, "get_backend", lambda: backend)
+    plt.close("all")
+    figures = [plots.plot_loss([3.0, 2.0, 1.5]), plots.plot_accuracy([0.5, 0.7], [0.4, 0.6]),
+               plots.plot_first_layer_weights(np.ones((64, 3)), (8, 8, 1)),
+               plots.plot_confusion(np.eye(2), ["a", "b"]),
+               plots.plot_samples(np.zeros((4, 8, 8, 1), np.uint8), np.array([0, 0, 1, 1]),
+                                  ["a", "b"], per_class=2)]
+    assert all(isinstance(fig, Figure) for fig in figures)
+    assert len(plt.get_fignums()) == 5  # pyplot's, so plt.show() shows them
+    for fig in figures:
+        assert fig._repr_mimebundle_() is None  # IPython goes on to draw its image
+    assert len(plt.get_fignums()) == (0 if backend == INLINE else 5)
+    plt.close("all")

@@ -157,8 +157,7 @@ def plot_depth(results: Sequence[DepthResult]) -> Figure:
     figure; :func:`mlplab.plots.save` writes it atomically."""
     from mlplab import plots
 
-    plt = plots.plt
-    fig, ax = plt.subplots(figsize=plots.FIGSIZE)
+    fig, ax = plots.subplots(figsize=plots.FIGSIZE)
     colours = {"exercise": plots.COLORS["train"], "default": plots.COLORS["val"]}
     for init in dict.fromkeys(r.init for r in results):
         rows = sorted((r for r in results if r.init == init), key=lambda r: r.depth)
