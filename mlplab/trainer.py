@@ -260,6 +260,16 @@ class Trainer:
         self._graceful = False  # whether this run's Ctrl-C and SIGTERM stop it gracefully
         self._postfix: dict[str, str] = {}
 
+    def __repr__(self) -> str:
+        # the settings that are not TrainConfig's defaults, as one would write the call (a
+        # notebook cell showing the trainer); the history says how far it has trained
+        parts = [f"{f.name}={getattr(self.config, f.name)!r}" for f in fields(TrainConfig)
+                 if getattr(self.config, f.name) != f.default]
+        if self.callbacks:
+            parts.append(f"callbacks=[{', '.join(type(c).__name__ for c in self.callbacks)}]")
+        parts += [f"{name}=..." for name in ("augment", "lr_schedule") if getattr(self, name)]
+        return f"Trainer({', '.join(parts)})"
+
     @classmethod
     def exercise(cls, lr: float, lr_decay: float, reg: float, iters: int, batch_size: int,
                  verbose: bool = False, seed: int | None = None, **kw: Any) -> Trainer:

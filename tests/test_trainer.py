@@ -484,3 +484,17 @@ def test_the_progress_bar_shows_in_a_notebook(data, capsys, monkeypatch, kernel)
         assert "0/12 [" in err  # the bar (updated every half second; this fit is quicker)
     else:
         assert err == ""
+
+
+def test_a_trainer_shows_its_settings():
+    """A notebook cell showing a trainer printed ``<mlplab.trainer.Trainer object at 0x...>``."""
+    class Log(Callback):
+        pass
+
+    assert repr(Trainer()) == "Trainer()"
+    assert repr(Trainer(TrainConfig(optimizer="adam", epochs=5), lr=0.01, callbacks=[Log()],
+                        lr_schedule=lambda it, ep: 0.1)) == \
+        "Trainer(optimizer='adam', lr=0.01, epochs=5, callbacks=[Log], lr_schedule=...)"
+    assert repr(Trainer.exercise(1e-4, 0.95, 0.25, 1000, 200)) == (
+        "Trainer(lr=0.0001, reg=0.25, epochs=None, iters=1000, sampling='replacement', "
+        "train_acc='batch', seed=None)")
