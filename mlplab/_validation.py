@@ -6,10 +6,33 @@ what was received, so that a user can fix the call without reading the source.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import contextlib
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 import numpy as np
+
+#: whether a command of the command line is running (see :func:`setting`)
+_command_line = False
+
+
+@contextlib.contextmanager
+def command_line() -> Iterator[None]:
+    """Within the block (a command of ``mlplab``'s command line), messages name settings by
+    their flags."""
+    global _command_line
+    outer, _command_line = _command_line, True
+    try:
+        yield
+    finally:
+        _command_line = outer
+
+
+def setting(flag: str, python: str) -> str:
+    """How a message tells the user to change a setting: ``flag`` while a command of the command
+    line runs (``--out``), ``python`` otherwise (``out``, for a notebook or a script calling
+    the function)."""
+    return flag if _command_line else python
 
 #: rows per block of the finiteness check
 _FINITE_BLOCK = 4096

@@ -36,6 +36,7 @@ from mlplab._validation import (
     check_y,
     is_int,
     is_number,
+    setting,
 )
 from mlplab.blas import level1_threads
 from mlplab.init import random_state
@@ -451,7 +452,8 @@ class Trainer:
                 raise TrainingDivergedError(
                     f"the loss became {loss} at iteration {self.iteration + 1} (epoch "
                     f"{self.epoch + 1}) with learning rate {self.optimizer.lr:.3g}; try a "
-                    "lower learning rate (e.g. --lr divided by 10) or a smaller init std.")
+                    f"lower learning rate (e.g. {setting('--lr', 'lr')} divided by 10) or a "
+                    "smaller init std.")
             self.optimizer.step(model.params, grads)
             self.history.loss.append(loss)
             self.iteration += 1

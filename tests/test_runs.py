@@ -195,11 +195,11 @@ def test_a_run_that_diverges_before_a_checkpoint_leaves_nothing_behind(tmp_path,
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(TrainingDivergedError, match="keeps the checkpoint.*another --out"):
+        with pytest.raises(TrainingDivergedError, match=r"keeps the checkpoint.*another out\."):
             train_run(FAST, out=tmp_path / "r2", data=digits, callbacks=[Blow()])
     assert (tmp_path / "r2" / "checkpoint.npz").exists()
     (tmp_path / "file").write_text("")
-    with pytest.raises(ValueError, match="cannot create the run folder .*file/run.*--out"):
+    with pytest.raises(ValueError, match=r"cannot create the run folder .*file/run.*another out\."):
         train_run(FAST, out=tmp_path / "file" / "run", data=digits)
 
 
@@ -512,8 +512,8 @@ def test_a_run_whose_data_is_gone_is_pointed_at_data_dir_not_download(tmp_path, 
     assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err
     assert "mnist not found" in err and "--download" not in err
-    # a new run can fetch its data itself: the advice stays
-    with pytest.raises(DatasetNotFoundError, match="add --download"):
+    # a new run can fetch its data itself: the advice stays (in Python's terms)
+    with pytest.raises(DatasetNotFoundError, match=r"\(or pass download=True\)"):
         train_run(options, data_dir=str(tmp_path / "m"), plots=False)
     # and the advised command works
     again = resume_run(run, plots=False, data_dir=tmp_path / "moved")
@@ -804,3 +804,47 @@ def test_figures_have_titles_labels_and_legends(tmp_path, rng):
         path = plots.save(fig, tmp_path / f"{name}.png")
         with Image.open(path) as im:
             assert im.format == "PNG"
+
+
+def test_messages_name_python_arguments_in_python_and_flags_on_the_command_line(
+        digits, tmp_path, capsys, monkeypatch):
+    """A notebook that ran its ``train_run(out=...)`` cell a second time was told to "choose
+    another --out, or continue it with --resume ..."; a missing dataset to "add --download to
+    this command", a diverged fit to try "--lr divided by 10". From Python the messages now
+    name the arguments and functions; the command line's are as they were."""
+    from mlplab.trainer import Trainer
+
+    run = tmp_path / "run"
+    train_run(FAST, out=run, data=digits, plots=False)
+    with pytest.raises(ValueError) as again:
+        train_run(FAST, out=run, data=digits, plots=False)  # the cell, run twice
+    assert str(again.value) == (f"{run} already holds a run; choose another out, or continue "
+                                f"it with resume_run({str(run)!r}).")
+    with pytest.raises(ValueError, match=r"nothing to resume \(start a new run with a "
+                                         r"different out\)\.$"):
+        resume_run(run)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no cached copy of MNIST anywhere
+    monkeypatch.delenv("MLPLAB_DATA", raising=False)
+    with pytest.raises(DatasetNotFoundError, match=r"\(or pass download=True\)\.$"):
+        load_dataset("mnist", data_dir=tmp_path / "none")
+    X = make_preprocessing("standardize").fit_transform(digits.X_train)
+    with pytest.raises(TrainingDivergedError, match=r"\(e\.g\. lr divided by 10\)"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Trainer(optimizer="sgd", lr=1e30, epochs=1).fit(MLP(64, [8], 10, seed=0), X,
+                                                        digits.y_train)
+
+    args = ["train", "--hidden", "8", "--epochs", "1", "--out", str(run)]
+    assert main(args) == 1
+    assert (f"{run} already holds a run; choose another --out, or continue it with --resume "
+            f"{run}.") in capsys.readouterr().err
+    assert main(["train", "--resume", str(run)]) == 1
+    assert "(start a new run with a different --out)." in capsys.readouterr().err
+    assert main(["data", "info", "mnist", "--data-dir", str(tmp_path / "none")]) == 1
+    assert "(or add --download to this command)." in capsys.readouterr().err
+    assert main(["train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1",
+                 "--out", str(tmp_path / "blown")]) == 1
+    assert "(e.g. --lr divided by 10)" in capsys.readouterr().err
+    # and back in Python after a command
+    with pytest.raises(ValueError, match="choose another out, "):
+        train_run(FAST, out=run, data=digits, plots=False)

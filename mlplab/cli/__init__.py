@@ -131,10 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from mlplab import interrupts
+    from mlplab._validation import command_line
 
     code: int | None = None
     try:
-        with interrupts.installed(), _one_line_warnings(args), _lenient_output():
+        with interrupts.installed(), _one_line_warnings(args), _lenient_output(), \
+                command_line():
             code = _run(args, interrupts)
             interrupts.closing()  # from here a Ctrl-C is remembered, not raised
             if interrupts.requested() and code != 130:  # one that came as the command ended

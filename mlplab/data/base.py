@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlplab._validation import setting
+
 
 class DatasetError(ValueError):
     """A dataset is missing, corrupt, of the wrong format or asked for in an impossible way."""
@@ -26,9 +28,11 @@ class DatasetNotFoundError(DatasetError):
     damaged): for a run loading its data again, most likely data that moved since."""
 
 
-#: how a "not found" message ends where the command may fetch the files itself; a resumed or
-#: evaluated run loads its data as configured and takes no --download, so mlplab.runs drops it
-DOWNLOAD_HINT = " (or add --download to this command)"
+def download_hint() -> str:
+    """How a "not found" message ends where the caller may fetch the files itself; a resumed or
+    evaluated run loads its data as configured and takes no --download, so mlplab.runs drops
+    it."""
+    return setting(" (or add --download to this command)", " (or pass download=True)")
 
 
 #: the names of a dataset's splits, in the order summaries list them

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from mlplab.data.base import (
-    DOWNLOAD_HINT,
     Dataset,
     DatasetError,
     DatasetNotFoundError,
     data_root,
+    download_hint,
     short_repr,
     user_path,
 )
@@ -268,7 +268,7 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Fal
         where = f" --data-dir {data_dir}" if data_dir is not None else ""
         raise DatasetNotFoundError(
             f"CIFAR-10 not found: looked for {BATCH_DIR}/ or {ARCHIVE} in {looked}. Fetch it with "
-            f"`mlplab data download cifar10{where}`{DOWNLOAD_HINT}.")
+            f"`mlplab data download cifar10{where}`{download_hint()}.")
     parts = [parse_batch(_read(folder / b), str(folder / b)) for b in TRAIN_BATCHES]
     X = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from mlplab.data.base import (
-    DOWNLOAD_HINT,
     Dataset,
     DatasetError,
     DatasetNotFoundError,
+    download_hint,
     user_path,
 )
 
@@ -253,7 +253,7 @@ def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
         raise DatasetNotFoundError(
             f"{name} not found: looked for {', '.join(b + '[.gz]' for b in FILES.values())} in "
             f"{looked}{other}. Fetch it with `mlplab data download {name}{where}`"
-            f"{DOWNLOAD_HINT}{hint}.")
+            f"{download_hint()}{hint}.")
     k = len(CLASSES[name])
     X = _images(files["train_images"])
     y = _labels(files["train_labels"], len(X), k)

@@ -31,7 +31,7 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
     found, which then replaces the loader's advice to add --download: such a command loads the
     data as configured and takes no --download, and the likely cause is data that moved."""
     from mlplab.data import load_dataset
-    from mlplab.data.base import DOWNLOAD_HINT, DatasetNotFoundError
+    from mlplab.data.base import DatasetNotFoundError, download_hint
 
     folder = cfg.dataset.lower().startswith("folder:")
     channels = int(image_shape[2]) if folder and image_shape is not None and \
@@ -43,7 +43,7 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
     except DatasetNotFoundError as exc:
         if moved is None:
             raise
-        raise DatasetNotFoundError(f"{str(exc).replace(DOWNLOAD_HINT, '')} {moved}".rstrip()) \
+        raise DatasetNotFoundError(f"{str(exc).replace(download_hint(), '')} {moved}".rstrip()) \
             from None
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import io
+from mlplab._validation import setting
 from mlplab.trainer import History, train_acc_label
 
 if TYPE_CHECKING:
@@ -51,16 +52,18 @@ def remove_partial_writes(run_dir: str | os.PathLike) -> list[Path]:
 def new_run_dir(out: str | os.PathLike) -> Path:
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir} is a file; the run needs a folder: choose another --out.")
+        raise ValueError(f"{out_dir} is a file; the run needs a folder: choose another "
+                         f"{setting('--out', 'out')}.")
     if any((out_dir / f).exists() for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE,
                                              METRICS_FILE)):
-        raise ValueError(f"{out_dir} already holds a run; choose another --out, or continue it "
-                         f"with --resume {out_dir}.")
+        resume = setting(f"--resume {out_dir}", f"resume_run({str(out_dir)!r})")
+        raise ValueError(f"{out_dir} already holds a run; choose another "
+                         f"{setting('--out', 'out')}, or continue it with {resume}.")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file on the path, a read-only or virtual file system
         raise ValueError(f"cannot create the run folder {out_dir}: {exc.strerror or exc}; "
-                         "choose another --out.") from exc
+                         f"choose another {setting('--out', 'out')}.") from exc
     return out_dir
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import io
+from mlplab._validation import setting
 from mlplab.models import MLP
 from mlplab.runs.building import (
     crop_padding,
@@ -165,7 +166,8 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
                     out_dir.rmdir()  # only if nothing else was put there meanwhile
             raise
         raise TrainingDivergedError(f"{exc} {out_dir} keeps the checkpoint of its last good "
-                                    "epoch; start the new run with another --out.") from None
+                                    "epoch; start the new run with another "
+                                    f"{setting('--out', 'out')}.") from None
 
 
 def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[Callback] = (),
@@ -191,7 +193,7 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
         raise ValueError(f"{config_path} is not a valid run configuration: {exc}") from None
     if read_metrics(run_dir / METRICS_FILE).get("status") == "completed":
         raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
-                         "(start a new run with a different --out).")
+                         f"(start a new run with a different {setting('--out', 'out')}).")
     ckpt = run_dir / CHECKPOINT_FILE
     remove_partial_writes(run_dir)
     if data_dir is not None:
@@ -236,8 +238,8 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     except TrainingDivergedError as exc:
         # resuming repeats the same arithmetic: it would diverge again each time
         raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run with "
-                                    f"other settings (another --out, or delete {run_dir}).") \
-            from None
+                                    f"other settings (another {setting('--out', 'out')}, or "
+                                    f"delete {run_dir}).") from None
 
 
 def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from mlplab import io
-from mlplab._validation import check_choice, check_positive
+from mlplab._validation import check_choice, check_positive, setting
 from mlplab.runs.training import RunOutcome
 from mlplab.torch_mlp.convert import to_numpy
 from mlplab.torch_mlp.data import input_pipeline
@@ -154,35 +154,37 @@ def _only_a_torch_config(path: Path) -> bool:
 def _check_out(path: Path, marker: str) -> None:
     """Refuse, in one line, an ``out`` that cannot become a fresh run folder, before anything is
     loaded or written (mkdir's own errors would read "[Errno 17] File exists: ...")."""
+    out = setting("--out", "out")
     if path.exists() and not path.is_dir():
-        raise ValueError(f"--out {path} exists and is a file, not a folder; choose another "
-                         "--out.")
+        raise ValueError(f"{out} {path} exists and is a file, not a folder; choose another "
+                         f"{out}.")
     if path.is_dir():
         if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
                                              and _only_a_torch_config(path)):
-            raise ValueError(f"{path} already holds results ({marker}); choose another --out.")
+            raise ValueError(f"{path} already holds results ({marker}); choose another {out}.")
         existing = path
     else:
         existing = path.parent  # the nearest folder above that exists, created from there
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
         if existing.exists() and not existing.is_dir():
-            raise ValueError(f"cannot create --out {path}: {existing} is a file, not a folder; "
-                             "choose another --out.")
+            raise ValueError(f"cannot create {out} {path}: {existing} is a file, not a folder; "
+                             f"choose another {out}.")
     if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write to --out {path}: {existing} is not writable "
-                         "(permission denied); choose another --out.")
+        raise ValueError(f"cannot write to {out} {path}: {existing} is not writable "
+                         f"(permission denied); choose another {out}.")
 
 
 def _new_dir(path: Path, marker: str) -> Path:
     """Create run folder ``path``, checked again by :func:`_check_out` (the file system may have
     changed while the data loaded); any other failure is still one line naming the folder."""
     _check_out(path, marker)
+    out = setting("--out", "out")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OSError(f"cannot create --out {path}: {exc.strerror or exc}; choose another "
-                      "--out.") from None
+        raise OSError(f"cannot create {out} {path}: {exc.strerror or exc}; choose another "
+                      f"{out}.") from None
     return path
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlplab._validation import check_int, check_positive, check_seed
+from mlplab._validation import check_int, check_positive, check_seed, setting
 from mlplab.torch_mlp.data import as_tensor, check_inputs
 from mlplab.torch_mlp.device import select_device, set_threads, threads_kept
 from mlplab.torch_mlp.model import MultiLayerPerceptron, param_dtype
@@ -210,7 +210,7 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
                     raise TrainingDivergedError(
                         f"the loss became {epoch_loss[bad[0]]} at iteration {it} (epoch "
                         f"{epoch}) with learning rate {lr:.3g}; try a lower learning rate "
-                        "(e.g. --lr divided by 10).")
+                        f"(e.g. {setting('--lr', 'lr')} divided by 10).")
                 history.loss.extend(float(v) for v in epoch_loss)
                 train_acc = accuracy(model, *subset)
                 val_acc = accuracy(model, X_val, y_val) if has_val else float("nan")
