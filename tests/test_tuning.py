@@ -606,3 +606,14 @@ def test_tune_gives_back_optunas_log_level(digits, tmp_path, monkeypatch):
         assert levels == [optuna.logging.WARNING] * 2
     finally:
         optuna.logging.set_verbosity(before)
+
+
+def test_tune_leaves_matplotlibs_style_as_it_found_it(digits, tmp_path):
+    """Optuna's plots call plt.style.use("ggplot"): after tune() every figure of a notebook had
+    grey axes. Tuning's own figures keep Optuna's style; the caller's settings come back."""
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    result = tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False)
+    assert "optimization_history" in result.files  # Optuna's plots were drawn
+    assert {k: v for k, v in matplotlib.rcParams.items() if v != before[k]} == {}

@@ -59,7 +59,7 @@ from mlplab.tuning.data import (
     subset_train,
 )
 from mlplab.tuning.objective import Objective, build
-from mlplab.tuning.quiet import optuna_warnings_only
+from mlplab.tuning.quiet import matplotlib_style_kept, optuna_warnings_only
 from mlplab.tuning.results import markdown_table, trials_table, write_plots, write_results
 from mlplab.tuning.retrain import retrain_best
 from mlplab.tuning.search import (
@@ -167,6 +167,7 @@ def default_study_name(source: DataSource) -> str:
 
 
 @optuna_warnings_only()
+@matplotlib_style_kept()
 def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
          search_space: SearchSpace | Mapping[str, Any] | str | os.PathLike | None = None,
          study_name: str | None = None, storage: str | os.PathLike | None = None,

@@ -28,6 +28,18 @@ def optuna_warnings_only() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def matplotlib_style_kept() -> Iterator[None]:
+    """Matplotlib's settings (``rcParams``) as they were before the block. Optuna's plots switch
+    the whole process to their ggplot style (``plt.style.use``), which a notebook's figures
+    after a ``tune()`` call kept (grey axes). Within the block the style is left as Optuna sets
+    it, so the figures tuning writes are unchanged. Also a decorator."""
+    import matplotlib
+
+    with matplotlib.rc_context():
+        yield
+
+
+@contextlib.contextmanager
 def quiet_optuna_warnings() -> Iterator[None]:
     import optuna
 
