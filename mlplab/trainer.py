@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import interrupts
+from mlplab._progress import progress_bar
 from mlplab._validation import (
     check_choice,
     check_int,
@@ -602,20 +602,5 @@ def _rng_state_from_json(state: list) -> tuple:
 def _progress(total: int, initial: int, enabled: bool) -> tqdm | None:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
-    # disable=None: no bar when stderr is not a terminal (a log file would keep its frames). A
-    # Jupyter kernel's stderr is no terminal either, but the notebook shows the bar (tqdm's
-    # widget bar, which needs ipywidgets, shows whatever disable says; its text bar does not)
-    return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, leave=False,
-                mininterval=0.5, disable=False if _in_jupyter_kernel() else None)
-
-
-def _in_jupyter_kernel() -> bool:
-    """Whether this is a Jupyter kernel (a notebook's), tested as ``tqdm.auto`` tests it."""
-    ipython = sys.modules.get("IPython")  # never imported here: a kernel has it already
-    try:
-        shell = ipython.get_ipython() if ipython is not None else None
-        return shell is not None and "IPKernelApp" in shell.config
-    except Exception:  # an IPython without a shell or config as expected: no kernel known
-        return False
+    return progress_bar(total=total, initial=initial, unit="it", dynamic_ncols=True,
+                        leave=False, mininterval=0.5)

@@ -20,6 +20,21 @@ def rng() -> np.random.RandomState:
 
 
 @pytest.fixture
+def jupyter_kernel(monkeypatch):
+    """What ``tqdm.auto`` and mlplab see of a Jupyter kernel (a notebook's):
+    ``IPython.get_ipython()`` with an ``IPKernelApp`` section in its config; stderr is not a
+    terminal (pytest's capture)."""
+    import sys
+    import types
+
+    import tqdm.auto  # noqa: F401 - resolved as outside a kernel, as without ipywidgets
+
+    shell = types.SimpleNamespace(config={"IPKernelApp": {}})
+    monkeypatch.setitem(sys.modules, "IPython",
+                        types.SimpleNamespace(get_ipython=lambda: shell))
+
+
+@pytest.fixture
 def keep_torch_threads():
     """PyTorch runs set torch's thread count for the process; keep it from leaking into other
     tests."""

@@ -1201,3 +1201,30 @@ def test_without_a_home_folder_data_dir_still_works(tmp_path, monkeypatch):
     assert len(load_dataset("cifar10", data_dir=tmp_path, val_size=1).X_test)
     with pytest.raises(DatasetError, match="the home folder '~' stands for is unknown"):
         load_dataset("cifar10", val_size=1)
+
+
+# --- progress bars in a notebook ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kernel", [False, True])
+def test_download_and_decoding_bars_show_in_a_notebook(server, tmp_path, capsys, request,
+                                                        kernel):
+    """A download and a folder's decoding made plain ``tqdm`` bars disabled where stderr is not
+    a terminal, and a notebook's is not: downloading CIFAR-10 from a notebook showed nothing for
+    minutes. In a Jupyter kernel they show (tqdm.auto's); into a file, still not."""
+    if kernel:
+        request.getfixturevalue("jupyter_kernel")
+    url, files = server
+    files["blob.bin"] = os.urandom(100_000)
+    dl.download_file(f"{url}/blob.bin", tmp_path / "blob.bin")
+    rs = np.random.RandomState(0)
+    for c in "ab":
+        for i in range(3):
+            _save(tmp_path / "pics" / c / f"{i}.png", rs.randint(0, 256, (2, 2)).astype(np.uint8))
+    read_image_folder(tmp_path / "pics", cache=False)
+    err = capsys.readouterr().err
+    if kernel:
+        assert "blob.bin:" in err and "decoding pics:" in err
+    else:
+        assert err == ""
+    dl.download_file(f"{url}/blob.bin", tmp_path / "again.bin", progress=False)
+    assert capsys.readouterr().err == ""  # progress=False: never

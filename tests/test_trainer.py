@@ -457,27 +457,14 @@ def test_verbose_lines_show_validation_accuracy_only_with_validation_data(data, 
     assert "val acc 0." in line or "val acc 1." in line
 
 
-def _fake_kernel(monkeypatch):
-    """What ``tqdm.auto`` and mlplab see of a Jupyter kernel: ``IPython.get_ipython()`` with an
-    ``IPKernelApp`` section in its config (stderr is the kernel's stream, not a terminal)."""
-    import sys
-    import types
-
-    import tqdm.auto  # noqa: F401 - resolved as outside a kernel, as without ipywidgets
-
-    shell = types.SimpleNamespace(config={"IPKernelApp": {}})
-    monkeypatch.setitem(sys.modules, "IPython",
-                        types.SimpleNamespace(get_ipython=lambda: shell))
-
-
 @pytest.mark.parametrize("kernel", [False, True])
-def test_the_progress_bar_shows_in_a_notebook(data, capsys, monkeypatch, kernel):
+def test_the_progress_bar_shows_in_a_notebook(data, capsys, request, kernel):
     """``progress=True`` in a notebook without ipywidgets showed no bar at all: tqdm's text bar
     was disabled because the kernel's stderr is not a terminal. Outside a kernel a stderr that
     is not a terminal (a log file, this captured one) still gets no bar."""
     X, y, Xv, yv = data
     if kernel:
-        _fake_kernel(monkeypatch)
+        request.getfixturevalue("jupyter_kernel")
     Trainer(epochs=2, batch_size=50, progress=True).fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
     err = capsys.readouterr().err
     if kernel:

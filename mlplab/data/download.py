@@ -17,8 +17,7 @@ import urllib.response
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
+from mlplab._progress import progress_bar
 from mlplab.data.base import DatasetError, atomic_path, data_root, user_path
 
 
@@ -138,9 +137,9 @@ def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: 
     got = 0
     with atomic_path(dest) as tmp:
         try:
-            with open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True,
-                                            desc=dest.name, disable=None if progress else True,
-                                            leave=False) as bar:
+            with open(tmp, "wb") as f, progress_bar(progress, total=total, unit="B",
+                                                    unit_scale=True, desc=dest.name,
+                                                    leave=False) as bar:
                 while True:
                     block = response.read(CHUNK)
                     if not block:

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm import tqdm
 
+from mlplab._progress import progress_bar
 from mlplab.data.base import (
     DatasetError,
     DatasetNotFoundError,
@@ -335,8 +335,8 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
     step = 512
     chunks = [range(s, min(s + step, len(paths))) for s in range(start + 1, len(paths), step)]
     workers = min(4, os.cpu_count() or 1, max(len(chunks), 1))
-    with tqdm(total=len(paths), desc=f"decoding {paths[0].parent.parent.name}", unit="img",
-              disable=None, leave=False) as bar:
+    with progress_bar(total=len(paths), desc=f"decoding {paths[0].parent.parent.name}",
+                      unit="img", leave=False) as bar:
         bar.update(start + 1)
         if workers <= 1:
             for c in chunks:
