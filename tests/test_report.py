@@ -703,3 +703,17 @@ def test_sample_grid_of_many_classes_is_readable():
     twenty, overlaps, rotation, _ = draw(20)
     assert overlaps == 0 and rotation == 90.0
     assert twenty >= 0.4 * ten
+
+
+def test_a_report_result_shows_in_a_line_not_the_whole_report(tmp_path):
+    """A notebook cell ending in ``reproduce(...)`` printed the dataclass repr of every
+    section: each text, table and number of the report (16 KB for three stages)."""
+    from mlplab.report.runner import ReportResult
+
+    long = Text("word " * 2000)
+    sections = [Section("data", "Data", "", [long]),
+                Section("q4", "Q4", "", [long], status="not run", reason="no PyTorch")]
+    res = ReportResult(tmp_path, tmp_path / "report.md", tmp_path / "report.html",
+                       tmp_path / "report.json", sections, 12.345)
+    assert repr(res) == (f"ReportResult(html={str(tmp_path / 'report.html')!r}, sections=2, "
+                         "not_run=['q4'], seconds=12.3)")

@@ -87,6 +87,13 @@ class ReportResult:
     def not_run(self) -> list[Section]:
         return [s for s in self.sections if s.status != "ok"]
 
+    def __repr__(self) -> str:
+        # a summary: the dataclass repr printed every section's text, tables and numbers (tens
+        # of kilobytes for a notebook cell ending in reproduce(...)); the sections are the
+        # attribute, the report is the file
+        return (f"ReportResult(html={str(self.html)!r}, sections={len(self.sections)}, "
+                f"not_run={[s.key for s in self.not_run()]!r}, seconds={self.seconds:.1f})")
+
 
 def default_out(dataset: str, budget: str) -> Path:
     """``runs/report-<dataset>-<budget>`` (``runs/`` is where mlplab keeps its outputs)."""
