@@ -848,3 +848,15 @@ def test_messages_name_python_arguments_in_python_and_flags_on_the_command_line(
     # and back in Python after a command
     with pytest.raises(ValueError, match="choose another out, "):
         train_run(FAST, out=run, data=digits, plots=False)
+
+
+def test_a_run_result_shows_in_a_line(digits, tmp_path):
+    """A notebook cell showing a RunResult printed the whole configuration and every metric
+    (3 KB on one line); it shows what the run was and how it did."""
+    res = train_run(FAST, data=digits, eval_test=True)
+    m = res.metrics
+    assert repr(res) == (f"RunResult(model='MLP 64-32-10 relu', dataset='digits', "
+                         f"status='completed', val_accuracy={m['val_accuracy']:.4f}, "
+                         f"test_accuracy={m['test_accuracy']:.4f}, epochs=4, out=None)")
+    res = train_run(FAST, data=digits, out=tmp_path / "r", plots=False)
+    assert repr(res).endswith(f"epochs=4, out={str(tmp_path / 'r')!r})")

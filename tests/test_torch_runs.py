@@ -277,3 +277,12 @@ def test_an_out_that_cannot_be_a_run_folder_is_named_as_the_argument(tmp_path):
     with pytest.raises(ValueError, match=r"^cannot create out .*: .*f is a file, not a folder; "
                                          r"choose another out\.$"):
         tm.depth_run("digits", out=file / "x")
+
+
+def test_a_torch_run_result_shows_in_a_line(runs):
+    _, result = runs
+    assert repr(result) == (
+        f"TorchRunResult(model='PyTorch MLP 64-16-10 relu', dataset='digits', "
+        f"status='completed', val_accuracy={result.val_accuracy:.4f}, "
+        f"test_accuracy={result.metrics['test_accuracy']:.4f}, epochs=2, "
+        f"out={str(result.out)!r})")

@@ -70,8 +70,20 @@ class RunOutcome:
     def interrupted(self) -> bool:
         return self.metrics.get("status") == "interrupted"
 
+    def __repr__(self) -> str:
+        # a summary: the dataclass repr printed the whole configuration and every metric on one
+        # line (3 KB for a notebook cell showing the result); they are the attributes
+        m = self.metrics
+        parts = [f"{k}={m[k]!r}" for k in ("model", "dataset", "status") if k in m]
+        parts += [f"{k}={m[k]:.4f}" for k in ("val_accuracy", "test_accuracy")
+                  if isinstance(m.get(k), float)]
+        parts += [f"{k}={m[k]!r}" for k in ("epochs",) if k in m]
+        out = getattr(self, "out", None)
+        parts.append(f"out={None if out is None else str(out)!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
-@dataclass
+
+@dataclass(repr=False)
 class RunResult(RunOutcome):
     """What :func:`train_run` returns.
 

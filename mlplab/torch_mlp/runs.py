@@ -80,7 +80,7 @@ METRICS_FILE = "metrics.json"
 DEPTH_FILE = "depth.json"
 
 
-@dataclass
+@dataclass(repr=False)
 class TorchRunResult(RunOutcome):
     """What :func:`train_run` returns, as :class:`mlplab.runs.RunResult` for a NumPy run.
 
