@@ -617,3 +617,39 @@ def test_tune_leaves_matplotlibs_style_as_it_found_it(digits, tmp_path):
     result = tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False)
     assert "optimization_history" in result.files  # Optuna's plots were drawn
     assert {k: v for k, v in matplotlib.rcParams.items() if v != before[k]} == {}
+
+
+def test_the_plots_close_their_own_figures_however_they_end(digits, tmp_path, monkeypatch):
+    """A Ctrl-C while Optuna drew a plot left its figure open (a notebook then showed it under
+    the traceback), and a plot that could not be drawn closed every open figure, the caller's
+    too."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    from mlplab.tuning.results import write_plots
+
+    result = tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False,
+                  search_only=True)
+    study = optuna.load_study(study_name=result.study_name,
+                              storage=f"sqlite:///{tmp_path / 'study.db'}")
+    real = ovm.plot_parallel_coordinate
+
+    def failing(exc):
+        def plot(study):
+            real(study)  # the figure is made, then drawing it fails
+            raise exc
+        return plot
+
+    plt.close("all")
+    mine = plt.figure()
+    with matplotlib.rc_context():  # Optuna's plots set their style for the process
+        monkeypatch.setattr(ovm, "plot_parallel_coordinate", failing(ValueError("no")))
+        written, skipped = write_plots(study, tmp_path)
+        assert "parallel_coordinate" in skipped and "optimization_history" in written
+        assert plt.get_fignums() == [mine.number]
+        monkeypatch.setattr(ovm, "plot_parallel_coordinate", failing(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            write_plots(study, tmp_path)
+        assert plt.get_fignums() == [mine.number]
+    plt.close(mine)

@@ -108,6 +108,7 @@ def write_plots(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[s
         if reason is not None:
             skipped[name] = reason
             continue
+        open_before = set(plt.get_fignums())
         try:
             with quiet_optuna_warnings(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -118,12 +119,15 @@ def write_plots(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[s
             fig.tight_layout()
             with atomic_path(path, suffix=".png") as tmp:
                 fig.savefig(tmp, dpi=110, format="png")
-            plt.close(fig)
             written[name] = path
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
             # e.g. an importance evaluator that cannot fit constant values
             skipped[name] = f"{type(exc).__name__}: {exc}"
-            plt.close("all")
+        finally:
+            # the figures this plot made, however it ended (a Ctrl-C mid-drawing left one open,
+            # which a notebook then showed under the traceback); never the caller's own
+            for number in set(plt.get_fignums()) - open_before:
+                plt.close(number)
     return written, skipped
 
 
