@@ -653,3 +653,22 @@ def test_the_plots_close_their_own_figures_however_they_end(digits, tmp_path, mo
             write_plots(study, tmp_path)
         assert plt.get_fignums() == [mine.number]
     plt.close(mine)
+
+
+def test_a_retuned_cell_with_another_space_is_told_the_argument(digits, tmp_path, capsys):
+    """A notebook that re-ran its tune() cell with a changed search space was told to "choose a
+    new --study name"; from Python it is ``study_name``, on the command line as before."""
+    kw = dict(out=tmp_path, progress=False, search_only=True)
+    tune(digits, trials=1, search_space=TINY, **kw)
+    with pytest.raises(ValueError, match=r"different search space .*; resume it with the same "
+                                         r"options or choose a new study_name\.$"):
+        tune(digits, trials=1, search_space={**TINY, "epochs": 4}, **kw)
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: 8\nlr: {type: float, low: 0.05, high: 0.5}\nepochs: 2\n"
+                     "batch_size: 64\n")
+    args = ["tune", "--trials", "1", "--search-space", str(space), "--out", str(tmp_path / "c"),
+            "--study", "cli", "--no-progress", "--search-only"]
+    assert main(args) == 0
+    space.write_text(space.read_text().replace("epochs: 2", "epochs: 3"))
+    assert main(args) == 1
+    assert "choose a new --study name." in capsys.readouterr().err

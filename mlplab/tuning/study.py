@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from mlplab._validation import setting
 from mlplab.tuning.quiet import quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.storage import StorageSpec
@@ -46,7 +47,8 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
         return study
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise ValueError(f"study {study_name!r} in {storage.display} minimises; it is not an "
-                         "mlplab tuning study. Choose another --study name.")
+                         "mlplab tuning study. Choose another "
+                         f"{setting('--study name', 'study_name')}.")
     wanted: dict[str, Any] = {"mlplab:search_space": space.to_dict()}
     if seed is not _ANY_SEED:
         wanted["mlplab:seed"] = seed
@@ -57,7 +59,7 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
             raise ValueError(
                 f"study {study_name!r} in {storage.display} was created with a different "
                 f"{_WHAT[key]} ({json.dumps(have[key])} vs {json.dumps(value)}); resume it with "
-                "the same options or choose a new --study name.")
+                f"the same options or choose a new {setting('--study name', 'study_name')}.")
     # only once all match: a refused command must not pin what it brought (a study made before
     # the seed was recorded would otherwise refuse its own seed afterwards)
     for key, value in wanted.items():
