@@ -289,8 +289,8 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
     # the old 0.7 inches left small images in wide gaps); rows follow the images' height / width
     cell = min(0.7, 7.0 / max(k, 1)) * X.shape[1] / X.shape[2]
     fig, axes = subplots(per_class, k, figsize=(min(7.0, 0.7 * k + 0.5),
-                                                    min(9.0, cell * per_class + 0.8)),
-                             squeeze=False)
+                                                min(9.0, cell * per_class + 0.8)),
+                         squeeze=False)
     for c in range(k):
         idx = np.flatnonzero(y == c)
         pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
