@@ -876,7 +876,7 @@ def test_download_destinations_that_cannot_take_the_file(server, tmp_path):
         dl.download_file(f"{url}/blob.bin", tmp_path / "taken" / "blob.bin", progress=False)
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(DatasetError, match="cannot save the download to .*choose another "
-                                           "--data-dir"):
+                                           "data_dir"):  # a Python call: the argument's name
         dl.download_file(f"{url}/blob.bin", tmp_path / "a-file" / "blob.bin", progress=False)
 
 

@@ -860,3 +860,45 @@ def test_a_run_result_shows_in_a_line(digits, tmp_path):
                          f"test_accuracy={m['test_accuracy']:.4f}, epochs=4, out=None)")
     res = train_run(FAST, data=digits, out=tmp_path / "r", plots=False)
     assert repr(res).endswith(f"epochs=4, out={str(tmp_path / 'r')!r})")
+
+
+def test_data_and_tuning_messages_name_python_arguments_in_python(digits, tmp_path):
+    """The download, tuning-data, grid-search and evaluate messages tell a Python caller the
+    argument (``mirror=``, ``data_dir``, ``val_size=N``, ``sampler='tpe'``, ``split=``), and the
+    command line the flag, the same message otherwise."""
+    import dataclasses
+
+    from mlplab._validation import command_line
+    from mlplab.data.base import DatasetError
+    from mlplab.data.download import download_file
+    from mlplab.tuning.data import prepare
+    from mlplab.tuning.space import Param
+
+    no_val = dataclasses.replace(digits, X_val=digits.X_val[:0], y_val=digits.y_val[:0])
+    run = tmp_path / "run"
+    train_run({**FAST, "val_size": 0}, out=run, data=no_val, plots=False)
+
+    def messages() -> list[str]:
+        said = []
+        for call, error in (
+                (lambda: download_file("http://127.0.0.1:1/x", tmp_path / "x", progress=False),
+                 DatasetError),
+                (lambda: prepare(no_val), ValueError),
+                (lambda: Param("lr", "float", 1e-4, 1e-1, log=True).grid_values(), ValueError),
+                (lambda: evaluate_run(run, split="val"), ValueError)):
+            with pytest.raises(error) as caught:
+                call()
+            said.append(str(caught.value))
+        return said
+
+    python = messages()
+    with command_line():
+        flags = messages()
+    for python_words, flag_words, said_py, said_cli in zip(
+            ("pass mirror=BASE_URL,", "give it one with val_size=N.", "(or use sampler='tpe').",
+             "evaluate another: split='train', split='test'."),
+            ("pass --mirror BASE_URL,", "give it one with --val-size N.",
+             "(or use --sampler tpe).", "evaluate another: --split train, --split test."),
+            python, flags):
+        assert python_words in said_py and flag_words not in said_py, said_py
+        assert flag_words in said_cli, said_cli

@@ -268,7 +268,7 @@ def test_a_refused_resume_pins_nothing(digits, tmp_path):
 
 def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
     no_val = load_dataset("digits", val_size=0)
-    with pytest.raises(ValueError, match="no validation split.*--val-size"):
+    with pytest.raises(ValueError, match="no validation split.*val_size=N"):
         tune(no_val, trials=1, search_space=TINY, out=tmp_path / "a", progress=False)
     no_test = load_dataset("digits", test_size=0)
     with pytest.raises(ValueError, match="no test split"):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlplab._validation import setting
 from mlplab.data.base import (
     Dataset,
     DatasetError,
@@ -129,9 +130,10 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".cifar-extract.", dir=dest))
     except OSError as exc:
+        data_dir = setting("--data-dir", "data_dir")
         raise DatasetError(f"{dest}: cannot extract {ARCHIVE} into this folder "
                            f"({exc.strerror or exc}); make it writable, or extract the archive "
-                           "elsewhere and point --data-dir there.") from None
+                           f"elsewhere and point {data_dir} there.") from None
     try:
         (tmp / BATCH_DIR).mkdir()
         found = set()

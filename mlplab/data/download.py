@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlplab._progress import progress_bar
+from mlplab._validation import setting
 from mlplab.data.base import DatasetError, atomic_path, data_root, user_path
+
+
+def _mirror() -> str:
+    return setting("--mirror BASE_URL", "mirror=BASE_URL")
+
+
+def _data_dir() -> str:
+    return setting("--data-dir", "data_dir")
 
 
 @dataclass(frozen=True)
@@ -111,20 +120,20 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
     except urllib.error.HTTPError as exc:
         reason = " ".join(str(exc.reason).split())  # a redirect loop's reason spans lines
         raise DatasetError(f"download of {url} failed: HTTP {exc.code} {reason}; check the "
-                           "URL or pass --mirror BASE_URL.") from None
+                           f"URL or pass {_mirror()}.") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = " ".join(str(getattr(exc, "reason", exc)).split())
-        raise DatasetError(f"cannot download {url} ({reason}); check the network, pass --mirror "
-                           f"BASE_URL, or copy the file to {dest} yourself.") from None
+        raise DatasetError(f"cannot download {url} ({reason}); check the network, pass "
+                           f"{_mirror()}, or copy the file to {dest} yourself.") from None
     with response:
         if dest.is_dir():
             raise DatasetError(f"{dest} is a folder, where the download's file should go; move "
-                               "it away or choose another --data-dir.")
+                               f"it away or choose another {_data_dir()}.")
         try:
             return _save(response, url, dest, remote, progress)
         except OSError as exc:  # the destination: a folder that cannot be made or written to
             raise DatasetError(f"cannot save the download to {dest} ({exc.strerror or exc}); "
-                               "choose another --data-dir.") from None
+                               f"choose another {_data_dir()}.") from None
 
 
 def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: str,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlplab import io
-from mlplab._validation import is_int
+from mlplab._validation import is_int, setting
 from mlplab.runs.building import load_run_dataset, moved_data_hint
 from mlplab.runs.config import RunConfig
 from mlplab.runs.files import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, read_metrics
@@ -90,7 +90,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -
         others = [s for s in SPLITS if s != split and len(ds.split(s)[1])]
         raise ValueError(f"the {split} split of {ds.name} is empty for this run (e.g. a run "
                          f"trained with val_size 0); evaluate another: "
-                         f"{', '.join(f'--split {s}' for s in others)}.")
+                         f"{', '.join(setting(f'--split {s}', f'split={s!r}') for s in others)}.")
     pred = loaded.model.predict(loaded.preprocessing.transform(X))
     cm = confusion_matrix(y, pred, loaded.model.num_classes)
     per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()

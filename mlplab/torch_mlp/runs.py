@@ -493,7 +493,8 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     ds, pre, X, X_val = _load(dataset, data_seed, load)
     if X_val is None:
         raise ValueError("the depth table picks the best network by validation accuracy; the "
-                         "dataset has no validation split (set --val-size).")
+                         "dataset has no validation split (set "
+                         f"{setting('--val-size', 'val_size')}).")
     if batchnorm:
         check_batchnorm_batches(cfg.batch_size, len(ds.y_train))
     if out_dir is not None:

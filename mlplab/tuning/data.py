@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlplab._validation import setting
+
 if TYPE_CHECKING:
     from mlplab.data import Dataset
 
@@ -130,7 +132,8 @@ def prepare(dataset: Dataset, preprocess: str = "standardize") -> TuningData:
 
     if not len(dataset.y_val):
         raise ValueError(f"tuning maximises validation accuracy, and {dataset.name} has no "
-                         "validation split: give it one with --val-size N.")
+                         "validation split: give it one with "
+                         f"{setting('--val-size N', 'val_size=N')}.")
     pipe = make_preprocessing(preprocess)
     X_train = pipe.fit_transform(dataset.X_train)
     return TuningData(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlplab._validation import setting
 from mlplab.trainer import TrainConfig
 
 if TYPE_CHECKING:
@@ -161,8 +162,9 @@ class Param:
             values = list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
             if len(values) <= _MAX_INT_GRID:
                 return values
+        tpe = setting("--sampler tpe", "sampler='tpe'")
         raise ValueError(f"search space: the grid sampler needs a finite list of values for "
-                         f"{self.name}; add `grid: [...]` to its entry (or use --sampler tpe).")
+                         f"{self.name}; add `grid: [...]` to its entry (or use {tpe}).")
 
     def to_dict(self) -> dict[str, Any]:
         if self.type == "categorical":
