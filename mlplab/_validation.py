@@ -7,32 +7,47 @@ what was received, so that a user can fix the call without reading the source.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
-#: whether a command of the command line is running (see :func:`setting`)
-_command_line = False
+#: how many commands of the command line are running (see :func:`setting`): a count, not a
+#: flag saved and restored by each block, so that two ``main()`` calls in threads that end in
+#: another order than they began neither clear it under the one still running nor leave it set.
+#: One count for the process, not per thread (a ``ContextVar``): the threads a command starts,
+#: such as the image decoder's, word their messages as the command does
+_command_lines = 0
+_command_lines_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def command_line() -> Iterator[None]:
     """Within the block (a command of ``mlplab``'s command line), messages name settings by
     their flags."""
-    global _command_line
-    outer, _command_line = _command_line, True
+    global _command_lines
+    with _command_lines_lock:
+        _command_lines += 1
     try:
         yield
     finally:
-        _command_line = outer
+        with _command_lines_lock:
+            _command_lines -= 1
+
+
+def on_command_line() -> bool:
+    """Whether a command of the command line is running in this process (for the processes a
+    command starts, which are told so: see :func:`command_line`)."""
+    return _command_lines > 0
 
 
 def setting(flag: str, python: str) -> str:
     """How a message tells the user to change a setting: ``flag`` while a command of the command
     line runs (``--out``), ``python`` otherwise (``out``, for a notebook or a script calling
     the function)."""
-    return flag if _command_line else python
+    return flag if on_command_line() else python
+
 
 #: rows per block of the finiteness check
 _FINITE_BLOCK = 4096

@@ -339,3 +339,37 @@ def test_any_array_gives_a_prediction_or_a_value_error(Xa, ya):
             continue
         if isinstance(out, np.ndarray):
             assert out.shape == (len(Xa), 3) and np.isfinite(out).all()
+
+
+def test_command_line_wording_survives_commands_that_overlap_in_threads():
+    """Two ``main()`` calls in threads of one process, the first ending while the second runs:
+    the flag was saved and restored per block, so the first set it back to "Python" under the
+    running second, and the second then restored the first's "command line", which stayed set
+    for every later Python call of the process."""
+    import threading
+
+    from mlplab._validation import command_line, setting
+
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    said = {}
+
+    def first() -> None:
+        with command_line():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(10)
+        with command_line():
+            second_in.set()
+            first_out.wait(10)
+            said["while the second runs"] = setting("--out", "out")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert said == {"while the second runs": "--out"}
+    assert setting("--out", "out") == "out"  # and Python's wording once both have ended
