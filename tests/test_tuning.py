@@ -672,3 +672,30 @@ def test_a_retuned_cell_with_another_space_is_told_the_argument(digits, tmp_path
     space.write_text(space.read_text().replace("epochs: 2", "epochs: 3"))
     assert main(args) == 1
     assert "choose a new --study name." in capsys.readouterr().err
+
+
+def test_workers_started_by_a_command_word_its_messages_for_the_command_line(
+        digits, tmp_path, monkeypatch):
+    """Each worker is a fresh interpreter (spawn), which the command line's wording did not
+    reach: a worker of `mlplab tune --workers 2` printed its error in Python's terms
+    (``study_name``, ``val_size=N``) to a user who had typed flags. Here the workers run after
+    the command has ended, as in a process of their own."""
+    import mlplab.tuning as tmod
+    from mlplab._validation import command_line, setting
+    from mlplab.tuning import workers
+
+    specs, said = [], []
+    monkeypatch.setattr(tmod, "run_workers", lambda s, study, bar=None: specs.extend(s))
+    monkeypatch.setattr(workers, "run_search",
+                        lambda *args, **kwargs: said.append(setting("--study", "study_name")))
+    kw = dict(trials=1, search_space=TINY, workers=2, progress=False, search_only=True)
+    level = optuna.logging.get_verbosity()
+    try:
+        tune(digits, out=tmp_path / "python", **kw)
+        with command_line():
+            tune(digits, out=tmp_path / "cli", **kw)
+        for spec in specs:
+            workers.worker_main(spec)
+    finally:
+        optuna.logging.set_verbosity(level)  # worker_main sets its (own process's) level
+    assert said == ["study_name", "study_name", "--study", "--study"]

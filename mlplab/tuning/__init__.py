@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlplab._validation import check_choice, check_int, check_positive
+from mlplab._validation import check_choice, check_int, check_positive, on_command_line
 from mlplab.tuning.data import (
     ArraySource,
     DatasetSource,
@@ -285,7 +285,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                 fail_dead_local_trials(study)  # here, once: not by K workers racing to re-queue
                 threads = max(1, (os.cpu_count() or 1) // workers)
                 specs = [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune,
-                                    trials, timeout, seed, sampler_seed, i, threads)
+                                    trials, timeout, seed, sampler_seed, i, threads,
+                                    on_command_line())
                          for i in range(workers)]
                 run_workers(specs, study, bar)
         except KeyboardInterrupt:

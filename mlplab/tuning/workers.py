@@ -41,6 +41,10 @@ class WorkerSpec:
     sampler_seed: int | None
     index: int
     blas_threads: int | None = None
+    #: started by a command of the command line: a spawned interpreter does not inherit
+    #: :func:`mlplab._validation.command_line`, and its messages (printed as the worker's error)
+    #: would name Python arguments where the user typed flags
+    command_line: bool = False
 
 
 def worker_main(spec: WorkerSpec) -> None:
@@ -49,6 +53,9 @@ def worker_main(spec: WorkerSpec) -> None:
 
     # a fresh interpreter: Optuna's INFO lines ("Using an existing study") would repeat per worker
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from mlplab._validation import command_line
+
+    wording = command_line() if spec.command_line else contextlib.nullcontext()
     limiter = contextlib.nullcontext()
     if spec.blas_threads:
         from threadpoolctl import threadpool_info, threadpool_limits
@@ -58,7 +65,7 @@ def worker_main(spec: WorkerSpec) -> None:
         current = max((i.get("num_threads", 1) for i in threadpool_info()), default=1)
         if spec.blas_threads < current:
             limiter = threadpool_limits(spec.blas_threads)
-    with limiter:
+    with wording, limiter:
         data = spec.source.load()
         space = SearchSpace.from_dict(spec.space)
         study = open_study(spec.storage, spec.study_name, space, spec.source.describe(),
