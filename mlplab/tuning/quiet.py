@@ -1,7 +1,8 @@
 """Optuna's output cut to what a user needs: its experimental and future warnings silenced where
-mlplab uses those APIs on purpose, and a trial stopped by Ctrl-C logged as Optuna's one-line
-warning without the KeyboardInterrupt's traceback. Storage, search and plots all use these, so
-they stand apart from each.
+mlplab uses those APIs on purpose, its log level at WARNING while mlplab searches, and a trial
+stopped by Ctrl-C logged as Optuna's one-line warning without the KeyboardInterrupt's traceback;
+and, after a search, the caller's log level and Matplotlib settings (which Optuna's plots change)
+given back. Storage, search and plots all use these, so they stand apart from each.
 """
 
 from __future__ import annotations
