@@ -13,7 +13,7 @@ from PIL import Image
 
 from mlplab.cli import main
 from mlplab.report import Budget, render, reproduce
-from mlplab.report.document import Section, StageSkipped, Table, Text
+from mlplab.report.document import KeyValues, Section, StageSkipped, Table, Text
 from mlplab.report.rendering import to_html, to_markdown
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -509,6 +509,52 @@ def test_html_report_renders_in_headless_chromium(quick_report, tmp_path):
     assert attrs.get("images") == str(expected) and expected >= (12 if HAVE_TORCH else 11), attrs
     assert attrs["broken"] == "0", "some images of the report did not load"
     assert int(attrs["min-width"]) >= 100
+
+
+#: a page holding the report in a frame ``width`` px wide (headless Chromium's window is at least
+#: 500 px): how wide the report is against its frame, and how many numeric cells broke over lines
+FRAME_WIDTH = """<!DOCTYPE html><html><body style="margin:0">
+<iframe id="f" width="{width}" height="900" style="border:0" srcdoc="{page}"></iframe>
+<script>
+window.addEventListener("load", () => {{
+  const d = document.getElementById("f").contentDocument;
+  const broken = Array.from(d.querySelectorAll("td.num")).filter(td => {{
+    const r = d.createRange(); r.selectNodeContents(td);
+    return new Set(Array.from(r.getClientRects(), q => Math.round(q.top))).size > 1;
+  }});
+  document.body.setAttribute("data-page", String(d.documentElement.scrollWidth));
+  document.body.setAttribute("data-frame", String(d.documentElement.clientWidth));
+  document.body.setAttribute("data-wrapped", String(broken.length));
+}});
+</script></body></html>"""
+
+
+@pytest.mark.parametrize("width", [400, 1000])
+def test_wide_tables_scroll_inside_the_page_on_a_phone(tmp_path, width):
+    """The tuning trials (12 columns) and the summary overflowed a phone's screen, and the
+    trials the 60rem column on a desktop: the whole page scrolled sideways, the table's right
+    columns cut off; numbers such as 3.56e-09 and 14.2 s broke over two lines."""
+    import html
+
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    columns = ["trial", "state", "validation", "hidden_size", "lr", "reg", "batch_size",
+               "epochs", "lr_decay", "epochs trained", "seconds", "note"]
+    rows = [[str(i), "complete", "93.9%", "146", "0.03068", "0.001032", "200", "20", "0.9945",
+             "20", "14.2 s", ""] for i in range(5)]
+    s = Section("t", "Tuning", "Trials", [
+        Table(columns, rows, "Trials"),
+        KeyValues([("command", "`mlplab reproduce --out /tmp/a/rather/long/folder/name`")])])
+    host = tmp_path / "host.html"
+    host.write_text(FRAME_WIDTH.format(width=width,
+                                       page=html.escape(to_html("T", [], [s], tmp_path))))
+    dom = _run_chromium(binary, tmp_path, "--window-size=1200,900",
+                        "--virtual-time-budget=5000", "--dump-dom", host.resolve().as_uri())
+    attrs = {k: int(v) for k, v in re.findall(r'data-(page|frame|wrapped)="(\d+)"', dom)}
+    assert attrs["frame"] == width, attrs
+    assert attrs["page"] <= attrs["frame"], attrs
+    assert attrs["wrapped"] == 0, attrs
 
 
 # ------------------------------------------------------ which datasets the CIFAR-10 figures fit
