@@ -243,20 +243,24 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str],
                    title: str = "Confusion matrix", normalize: bool = True) -> Figure:
-    """A confusion matrix as a heat map; with ``normalize`` each row shows the fraction of that
-    class predicted as each class (the diagonal is per-class recall), and cells show percents."""
+    """A confusion matrix as a heat map; with ``normalize`` each row shows the percent of that
+    class predicted as each class (the diagonal is per-class recall), in the cells and the colour
+    bar alike."""
     cm = np.asarray(cm, dtype=np.float64)
     if cm.shape != (len(classes), len(classes)):
         # else the class names would label the wrong rows, or only some of them
         raise ValueError(f"cm of shape {cm.shape} does not match {len(classes)} class names; "
                          f"expected ({len(classes)}, {len(classes)}).")
-    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    # in percent, as the cells are written; the colour bar says so too
+    shown = 100 * cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    top = 100.0 if normalize else max(float(shown.max()), 1.0)  # the colour scale's top
     k = len(classes)
     side = min(7.0, max(4.0, 0.55 * k + 2))
     fig, ax = subplots(figsize=(side + 1.0, side))
-    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=top)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
-                 label="fraction of the true class" if normalize else "count")
+                 label="% of the true class" if normalize else "count")
+    ax.grid(False)  # a style's grid (the report's) would cross every cell through its number
     ax.set_xticks(range(k), labels=list(classes), rotation=45, ha="right")
     ax.set_yticks(range(k), labels=list(classes))
     ax.set_xlabel("predicted class")
@@ -266,9 +270,10 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str],
         for i in range(k):
             for j in range(k):
                 v = shown[i, j]
-                ax.text(j, i, f"{100 * v:.0f}" if normalize else f"{int(v)}", ha="center",
-                        va="center", fontsize=7, color="white" if v > 0.5 * shown.max() else
-                        "black")
+                # white on the darker half of the colour scale: against the largest cell, a
+                # matrix whose diagonal stays near 50% had white numbers on its palest blues
+                ax.text(j, i, f"{v:.0f}" if normalize else f"{int(v)}", ha="center",
+                        va="center", fontsize=7, color="white" if v > 0.5 * top else "black")
     fig.tight_layout()
     return fig
 

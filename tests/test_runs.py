@@ -740,6 +740,29 @@ def test_plot_confusion_needs_a_name_per_class():
         plots.plot_confusion(np.eye(3), ["a", "b"])
 
 
+def test_confusion_cells_read_against_the_colour_scale_and_no_grid_crosses_them():
+    """CIFAR-10's matrix (diagonal 40-65%) drawn in the report's style: its grid crossed every
+    cell through its number, numbers such as 40 were white on the palest blues (white above
+    half the largest cell, not half the colour scale) and the colour bar read 0..1 beside cells
+    in percent."""
+    import matplotlib.pyplot as plt
+
+    from mlplab.report.style import report_style
+
+    cm = np.array([[40, 35, 25], [30, 65, 5], [10, 20, 70]])
+    with report_style():
+        fig = plots.plot_confusion(cm, ["a", "b", "c"])
+    try:
+        fig.canvas.draw()
+        ax, bar = fig.axes
+        assert not any(line.get_visible() for line in ax.get_xgridlines() + ax.get_ygridlines())
+        colours = {t.get_text(): t.get_color() for t in ax.texts}
+        assert colours["40"] == colours["35"] == "black" and colours["70"] == "white", colours
+        assert "%" in bar.get_ylabel() and bar.get_ylim() == (0.0, 100.0)
+    finally:
+        plt.close(fig)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
