@@ -3,7 +3,8 @@
 Each ``plot_*`` function returns a ``matplotlib.figure.Figure``; :func:`save` writes it atomically
 (PNG, PDF or SVG by extension) and closes it. Figures are page-sized (about 7 x 4 inches, 130 dpi),
 with titles, axis labels and legends, and the same quantity always has the same colour
-(:data:`COLORS`: train blue, validation orange, test green, loss indigo).
+(:data:`COLORS`: train blue, validation orange, test green, loss indigo; the depth study's
+initialisations purple and brown).
 
 The backend is the user's: importing this module does not choose one, so ``plt.show()`` and a
 notebook's inline figures keep working, and without a display Matplotlib itself falls back to Agg
@@ -43,6 +44,10 @@ COLORS = {
     "loss": "#4c4c9d",  # indigo
     "smooth": "#d62728",  # red: running mean of the loss
     "best": "#d62728",
+    # the two initialisations of the depth study: not train and validation's blue and orange,
+    # which its line styles (dashed, solid) already stand for
+    "exercise_init": "#9467bd",  # purple: the exercise's N(0, 1e-3) initialisation
+    "default_init": "#8c564b",  # brown: PyTorch's default initialisation
 }
 FIGSIZE = (7.0, 4.0)
 DPI = 130

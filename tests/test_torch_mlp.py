@@ -490,6 +490,28 @@ def test_depth_study_table_and_plot(digits, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["depth.png"]
 
 
+def test_depth_figure_colours_the_initialisations_not_as_train_and_validation():
+    """Every figure draws train blue and validation orange; the depth figure drew the exercise
+    initialisation blue and the default orange, its train and validation told apart by dashes,
+    so a blue solid line was the exercise's validation accuracy."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from mlplab import plots
+
+    rows = [tm.DepthResult(init, d, [8] * (d - 1), 0.5, 0.4) for init in ("exercise", "default")
+            for d in (2, 3)]
+    fig = tm.plot_depth(rows)
+    try:
+        colours = {line.get_label(): to_hex(line.get_color()) for line in fig.axes[0].lines}
+    finally:
+        plt.close(fig)
+    for init in ("exercise", "default"):
+        for part in ("train", "validation"):
+            assert colours[f"{init} init: {part}"] == plots.COLORS[f"{init}_init"], colours
+    assert not {plots.COLORS["train"], plots.COLORS["val"]} & set(colours.values())
+
+
 def test_import_without_torch_says_how_to_install(tmp_path):
     # a stub that makes "import torch" fail, first on the path of a fresh interpreter
     (tmp_path / "torch.py").write_text("raise ImportError('No module named torch')\n")

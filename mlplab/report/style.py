@@ -20,12 +20,10 @@ from mlplab import plots as _plots
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-#: the same quantity always gets the same colour: mlplab.plots' palette plus the two
-#: initialisations of Question 4
+#: the same quantity always gets the same colour: mlplab.plots' palette (with the two
+#: initialisations of Question 4) plus a neutral grey
 COLORS = {
     **_plots.COLORS,
-    "exercise_init": "#9467bd",  # purple: the exercise's N(0, 1e-3) initialisation
-    "default_init": "#8c564b",   # brown: PyTorch's default initialisation
     "neutral": "#7f7f7f",
 }
 FIGSIZE = _plots.FIGSIZE

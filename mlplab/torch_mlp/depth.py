@@ -158,7 +158,7 @@ def plot_depth(results: Sequence[DepthResult]) -> Figure:
     from mlplab import plots
 
     fig, ax = plots.subplots(figsize=plots.FIGSIZE)
-    colours = {"exercise": plots.COLORS["train"], "default": plots.COLORS["val"]}
+    colours = {"exercise": plots.COLORS["exercise_init"], "default": plots.COLORS["default_init"]}
     for init in dict.fromkeys(r.init for r in results):
         rows = sorted((r for r in results if r.init == init), key=lambda r: r.depth)
         depths = [r.depth for r in rows]
