@@ -104,11 +104,15 @@ def plot_loss(loss: Sequence[float], title: str = "Training loss",
         ax.plot(it[w - 1:], _moving_average(loss, w), color=COLORS["smooth"], lw=1.5,
                 label=f"running mean ({w} iterations)")
     if iterations_per_epoch and len(loss) > iterations_per_epoch:
-        ax.secondary_xaxis("top", functions=(lambda x: x / iterations_per_epoch,
-                                             lambda e: e * iterations_per_epoch)
-                           ).set_xlabel("epoch")
+        top = ax.secondary_xaxis("top", functions=(lambda x: x / iterations_per_epoch,
+                                                   lambda e: e * iterations_per_epoch))
+        top.set_xlabel("epoch")
+        top.xaxis.set_major_locator(MaxNLocator(integer=True))  # epoch 5, 10, not 2.5, 7.5
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
+    # the losses themselves: a run that barely moves from ln(10) had ticks 2 .. 10 under a
+    # corner note "1e-5+2.3025" that few read
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")

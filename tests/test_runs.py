@@ -809,6 +809,27 @@ def test_accuracy_figure_ticks_whole_epochs_only(rng):
             plt.close(fig)
 
 
+def test_loss_figure_labels_losses_as_they_are_and_epochs_whole(rng):
+    """The default run's loss stays near ln(10): its axis read 2 .. 10 under a corner note
+    "1e-5+2.3025"; the epoch axis on top read 2.5, 7.5, ..."""
+    import matplotlib.pyplot as plt
+
+    flat = 2.30253 + 6e-5 * np.exp(-np.arange(1000) / 150) + 1e-5 * rng.randn(1000)
+    fig = plots.plot_loss(flat, iterations_per_epoch=7)
+    try:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        assert ax.yaxis.get_offset_text().get_text() == ""
+        labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        assert labels and all(t.startswith("2.302") for t in labels), labels
+        epochs = ax.child_axes[0]
+        assert epochs.get_xlabel() == "epoch"
+        ticks = [t for t in epochs.get_xticks() if 0 <= t <= 1000 / 7]
+        assert len(ticks) > 2 and all(float(t).is_integer() for t in ticks), ticks
+    finally:
+        plt.close(fig)
+
+
 def test_figures_have_titles_labels_and_legends(tmp_path, rng):
     figs = {
         "loss": plots.plot_loss(rng.rand(120), iterations_per_epoch=10),
