@@ -946,3 +946,26 @@ def test_data_and_tuning_messages_name_python_arguments_in_python(digits, tmp_pa
             python, flags):
         assert python_words in said_py and flag_words not in said_py, said_py
         assert flag_words in said_cli, said_cli
+
+
+def test_a_run_folders_loss_figure_has_its_epoch_axis(tmp_path, digits, monkeypatch):
+    """mlplab train's loss.png (and mlplab torch train's) had no epoch axis on top, where the
+    report's loss figures have one: the run now tells the figure how long an epoch is."""
+    asked = []
+    real = plots.plot_loss
+
+    def spy(loss, *args, **kwargs):
+        asked.append((len(loss), kwargs.get("iterations_per_epoch")))
+        return real(loss, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_loss", spy)
+    res = train_run({**FAST, "epochs": 3, "batch_size": 100}, out=tmp_path / "np", data=digits)
+    per_epoch = len(digits.y_train) // 100
+    assert asked == [(3 * per_epoch, per_epoch)] and len(res.history.loss) == 3 * per_epoch
+    tm = pytest.importorskip("mlplab.torch_mlp")
+    pytest.importorskip("torch")
+    asked.clear()
+    torch_run = tm.train_run(digits, out=tmp_path / "torch", hidden=[8], epochs=2,
+                             batch_size=100, threads=1)
+    # PyTorch's loader keeps the last, smaller batch of an epoch: one step more
+    assert asked == [(len(torch_run.history.loss), len(torch_run.history.loss) // 2)]

@@ -118,14 +118,15 @@ def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
     return out
 
 
-def write_plots(out_dir: Path, result: RunResult, ds: Dataset,
-                X_val: np.ndarray | None) -> list[Path]:
-    """The run's figures: loss, accuracy, confusion matrix (validation) and first-layer
-    weights (image data)."""
+def write_plots(out_dir: Path, result: RunResult, ds: Dataset, X_val: np.ndarray | None,
+                per_epoch: int | None = None) -> list[Path]:
+    """The run's figures: loss (with an epoch axis given ``per_epoch``, the iterations of an
+    epoch), accuracy, confusion matrix (validation) and first-layer weights (image data)."""
     from mlplab import plots
 
     h = result.history
-    written = [plots.save(plots.plot_loss(h.loss), out_dir / "loss.png")]
+    written = [plots.save(plots.plot_loss(h.loss, iterations_per_epoch=per_epoch),
+                          out_dir / "loss.png")]
     if h.train_acc:
         label = train_acc_label(result.config.train_acc)
         written.append(plots.save(plots.plot_accuracy(h.train_acc, h.val_acc,

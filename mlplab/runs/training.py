@@ -345,9 +345,10 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
     result = RunResult(cfg, model, pre, history, metrics, list(ds.classes), out_dir)
     if out_dir is not None:
         io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": metrics})
-        write_history(out_dir / HISTORY_FILE, history, _per_epoch(cfg, len(ds.y_train)))
+        per_epoch = _per_epoch(cfg, len(ds.y_train))
+        write_history(out_dir / HISTORY_FILE, history, per_epoch)
         if plots:
-            write_plots(out_dir, result, ds, X_val)
+            write_plots(out_dir, result, ds, X_val, per_epoch)
         io.write_json(out_dir / METRICS_FILE, metrics)  # last: its presence marks a finished write
     return result
 

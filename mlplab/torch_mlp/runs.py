@@ -421,17 +421,17 @@ def _write_run(out: Path, result: TorchRunResult, ds: Dataset, X_val: np.ndarray
                   {**extra, "metrics": metrics})
     write_history(out / HISTORY_FILE, result.history, per_epoch)
     if plots:
-        _train_plots(out, model, result.history, ds, X_val)
+        _train_plots(out, model, result.history, ds, X_val, per_epoch)
     io.write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
 
 
 def _train_plots(out: Path, model: MultiLayerPerceptron, history: History, ds: Dataset,
-                 X_val: np.ndarray | None) -> None:
+                 X_val: np.ndarray | None, per_epoch: int) -> None:
     from mlplab import plots
     from mlplab.trainer import train_acc_label
 
-    plots.save(plots.plot_loss(history.loss, title="Training loss (PyTorch MLP)"),
-               out / "loss.png")
+    plots.save(plots.plot_loss(history.loss, title="Training loss (PyTorch MLP)",
+                               iterations_per_epoch=per_epoch), out / "loss.png")
     # as mlplab train's accuracy.png: the curve is fit's per-epoch train accuracy, on a fixed
     # subset, not the whole-split figure in metrics.json
     plots.save(plots.plot_accuracy(history.train_acc, history.val_acc,
