@@ -153,7 +153,7 @@ def test_load_model_rejects_truncated_and_future_files(tmp_path):
 # --------------------------------------------------------------------------- runs
 def test_eval_test_without_a_test_split_is_refused_before_training(tmp_path):
     data = load_dataset("digits", test_size=0)
-    with pytest.raises(ValueError, match="no test split.*--test-size"):
+    with pytest.raises(ValueError, match="no test split.*test_size=N"):
         train_run(FAST, out=tmp_path / "run", data=data, eval_test=True)
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
@@ -907,20 +907,25 @@ def test_a_run_result_shows_in_a_line(digits, tmp_path):
 
 
 def test_data_and_tuning_messages_name_python_arguments_in_python(digits, tmp_path):
-    """The download, tuning-data, grid-search and evaluate messages tell a Python caller the
-    argument (``mirror=``, ``data_dir``, ``val_size=N``, ``sampler='tpe'``, ``split=``), and the
-    command line the flag, the same message otherwise."""
+    """The download, tuning-data, grid-search, evaluate, test-split, preprocessing and storage
+    messages tell a Python caller the argument (``mirror=``, ``val_size=N``, ``sampler='tpe'``,
+    ``split=``, ``eval_test=True``, ...), and the command line the flag, the same message
+    otherwise."""
     import dataclasses
 
     from mlplab._validation import command_line
     from mlplab.data.base import DatasetError
     from mlplab.data.download import download_file
+    from mlplab.data.transforms import Power
     from mlplab.tuning.data import prepare
     from mlplab.tuning.space import Param
+    from mlplab.tuning.storage import storage_spec
 
     no_val = dataclasses.replace(digits, X_val=digits.X_val[:0], y_val=digits.y_val[:0])
     run = tmp_path / "run"
     train_run({**FAST, "val_size": 0}, out=run, data=no_val, plots=False)
+
+    no_test = dataclasses.replace(digits, X_test=digits.X_test[:0], y_test=digits.y_test[:0])
 
     def messages() -> list[str]:
         said = []
@@ -929,7 +934,10 @@ def test_data_and_tuning_messages_name_python_arguments_in_python(digits, tmp_pa
                  DatasetError),
                 (lambda: prepare(no_val), ValueError),
                 (lambda: Param("lr", "float", 1e-4, 1e-1, log=True).grid_values(), ValueError),
-                (lambda: evaluate_run(run, split="val"), ValueError)):
+                (lambda: evaluate_run(run, split="val"), ValueError),
+                (lambda: train_run({**FAST, "eval_test": True}, data=no_test), ValueError),
+                (lambda: Power().fit_transform(-np.ones((2, 3))), DatasetError),
+                (lambda: storage_spec("journal:", tmp_path), ValueError)):
             with pytest.raises(error) as caught:
                 call()
             said.append(str(caught.value))
@@ -940,9 +948,13 @@ def test_data_and_tuning_messages_name_python_arguments_in_python(digits, tmp_pa
         flags = messages()
     for python_words, flag_words, said_py, said_cli in zip(
             ("pass mirror=BASE_URL,", "give it one with val_size=N.", "(or use sampler='tpe').",
-             "evaluate another: split='train', split='test'."),
+             "evaluate another: split='train', split='test'.",
+             "(eval_test=True): give it one with test_size=N, or leave out eval_test=True.",
+             "Use preprocessing='standardize' for", "storage=journal:PATH needs"),
             ("pass --mirror BASE_URL,", "give it one with --val-size N.",
-             "(or use --sampler tpe).", "evaluate another: --split train, --split test."),
+             "(or use --sampler tpe).", "evaluate another: --split train, --split test.",
+             "(--eval-test): give it one with --test-size N, or leave out --eval-test.",
+             "Use --preprocessing standardize for", "--storage journal:PATH needs"),
             python, flags):
         assert python_words in said_py and flag_words not in said_py, said_py
         assert flag_words in said_cli, said_cli

@@ -473,7 +473,7 @@ def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = No
                                           mode="L" if X.shape[3] == 1 else "RGB", cache=cache)
             if Xt.shape[1:] != X.shape[1:]:
                 raise DatasetError(f"{root / 'test'}: images are {Xt.shape[1:]} but the training "
-                                   f"images are {X.shape[1:]}; pass --image-size.")
+                                   f"images are {X.shape[1:]}; pass --image-size (image_size=).")
             test = (Xt, yt)
         return (X, y), test, classes
     X, y, classes = read_image_folder(root, image_size, mode=mode, cache=cache)

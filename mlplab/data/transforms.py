@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import DTypeLike
 
+from mlplab._validation import setting
 from mlplab.data.base import DatasetError
 
 
@@ -219,8 +220,9 @@ class Power(Transform):
             return table.astype(self.dtype)[X]
         out = np.multiply(X, 1.0 / self.max_value, dtype=self.dtype)
         if out.size and out.min() < 0:
+            other = setting("--preprocessing standardize", "preprocessing='standardize'")
             raise DatasetError(f"Power preprocessing needs intensities >= 0; the smallest is "
-                               f"{X.min()}. Use --preprocessing standardize for signed data.")
+                               f"{X.min()}. Use {other} for signed data.")
         return np.power(out, self.dtype.type(self.exponent), out=out)
 
 

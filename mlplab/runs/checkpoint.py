@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlplab import io
+from mlplab._validation import setting
 from mlplab.models import MLP
 from mlplab.trainer import Callback, History, Trainer
 
@@ -108,7 +109,7 @@ def _check_trainer_state(state: Any, path: str | os.PathLike) -> None:
                 problem = f"bad history ({io.one_line(exc)})"
     if problem:
         raise ValueError(f"{path}: the trainer state is invalid ({problem}); the checkpoint is "
-                         "damaged - start the run again with a new --out.")
+                         f"damaged - start the run again with a new {setting('--out', 'out')}.")
 
 
 def _check_state_arrays(optimizer: Mapping[str, np.ndarray], best: Mapping[str, np.ndarray],

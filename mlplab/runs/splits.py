@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlplab._validation import setting
+
 if TYPE_CHECKING:
     from mlplab.data import Dataset
     from mlplab.tuning.data import TuningData
@@ -68,8 +70,10 @@ def check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path) -> None:
 def require_test_split(ds: Dataset | TuningData) -> None:
     """Refuse ``--eval-test`` on a dataset without a test split before training, not after."""
     if not len(ds.y_test):
-        raise ValueError(f"the dataset {ds.name} has no test split to evaluate (--eval-test): "
-                         "give it one with --test-size N, or leave out --eval-test.")
+        eval_test = setting("--eval-test", "eval_test=True")
+        raise ValueError(f"the dataset {ds.name} has no test split to evaluate ({eval_test}): "
+                         f"give it one with {setting('--test-size N', 'test_size=N')}, or leave "
+                         f"out {eval_test}.")
 
 
 def require_classes(ds: Dataset | TuningData) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlplab._validation import setting
 from mlplab.tuning.quiet import quiet_optuna_warnings
 
 if TYPE_CHECKING:
@@ -162,7 +163,8 @@ def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | 
     if text.startswith("journal:"):
         path = text[len("journal:"):]
         if not path:
-            raise ValueError("--storage journal:PATH needs a file path after 'journal:'.")
+            raise ValueError(f"{setting('--storage journal:PATH', 'storage=journal:PATH')} "
+                             "needs a file path after 'journal:'.")
         return StorageSpec(f"journal:{Path(path).expanduser().resolve()}", heartbeat, grace)
     if "://" in text:
         return StorageSpec(text, heartbeat, grace)
