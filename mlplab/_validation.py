@@ -148,6 +148,13 @@ def check_choice(value: object, choices: Collection[str], what: str) -> None:
         raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}.")
 
 
+def check_new_name(name: str, registry: Collection[str], what: str, replace: bool) -> None:
+    """Refuse to register ``name`` where ``registry`` has it already, unless ``replace``: one
+    rule for the registers of activations, optimisers and presets."""
+    if name in registry and not replace:
+        raise ValueError(f"{what} {name!r} already exists; pass replace=True to overwrite it.")
+
+
 def is_int(value: object) -> bool:
     """True for Python and NumPy integers, False for bools, floats and strings."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)

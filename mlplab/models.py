@@ -20,6 +20,7 @@ from mlplab._validation import (
     check_choice,
     check_hidden_sizes,
     check_int,
+    check_new_name,
     check_positive,
     check_range,
     check_seed,
@@ -59,9 +60,7 @@ def register_activation(name: str, layer: Callable[[], Layer], *, replace: bool 
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"an activation name must be a Python identifier such as 'elu'; got "
                          f"{name!r}.")
-    if name in ACTIVATIONS and not replace:
-        raise ValueError(f"activation {name!r} already exists; pass replace=True to overwrite "
-                         "it.")
+    check_new_name(name, ACTIVATIONS, "activation", replace)
     sample = layer()
     if not isinstance(sample, Layer):
         raise TypeError(f"{name!r}: layer() must return an mlplab.layers.Layer; got "

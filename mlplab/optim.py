@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlplab._validation import check_choice, check_positive
+from mlplab._validation import check_choice, check_new_name, check_positive
 from mlplab.blas import axpy, gemm_accumulates, scal
 
 if TYPE_CHECKING:
@@ -437,9 +437,7 @@ def register_optimizer(cls: type[Optimizer], *, replace: bool = False) -> None:
                          f"name = 'rmsprop'); got {name!r}.")
     if cls._update is Optimizer._update and cls.step is Optimizer.step:
         raise TypeError(f"{cls.__name__} implements neither _update(name, p, g) nor step().")
-    if name in OPTIMIZERS and not replace:
-        raise ValueError(f"optimizer {name!r} already exists; pass replace=True to overwrite "
-                         "it.")
+    check_new_name(name, OPTIMIZERS, "optimizer", replace)
     OPTIMIZERS[name] = cls
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from mlplab._validation import check_choice
+from mlplab._validation import check_choice, check_new_name
 
 _EXERCISE: dict[str, Any] = {
     "preprocessing": "exercise",  # subtract the mean training image from raw 0..255 pixels
@@ -185,8 +185,7 @@ def register_preset(name: str, fields: dict[str, Any], *, replace: bool = False)
     """Add a preset (a dict of ``RunConfig`` fields, plus an optional ``description``)."""
     from mlplab.runs import RunConfig
 
-    if name in PRESETS and not replace:
-        raise ValueError(f"preset {name!r} already exists; pass replace=True to overwrite it.")
+    check_new_name(name, PRESETS, "preset", replace)
     RunConfig.from_dict({k: v for k, v in fields.items() if k != "description"})  # validate
     PRESETS[name] = dict(fields)
 
