@@ -44,8 +44,8 @@ def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: 
 
 def scaled_for_display(X: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
     """(n, D) features -> (n, H, W, C) images, each scaled to [0, 1] by its own range (the
-    network's inputs are standardised, not pixels)."""
+    network's inputs are standardised, not pixels): the rescaling of the weights figure."""
+    from mlplab.plots import _rescaled  # its caller draws the images: Matplotlib is loaded anyway
+
     X = np.asarray(X, dtype=np.float64)
-    lo = X.min(axis=1, keepdims=True)
-    span = X.max(axis=1, keepdims=True) - lo
-    return ((X - lo) / np.where(span > 0, span, 1.0)).reshape(len(X), *image_shape)
+    return _rescaled(X.reshape(len(X), *image_shape))
