@@ -483,8 +483,10 @@ def test_a_run_given_its_data_records_that_data(tmp_path, digits):
 def test_a_run_whose_data_is_gone_is_pointed_at_data_dir_not_download(tmp_path, monkeypatch,
                                                                       capsys):
     """Resuming or evaluating a run whose data is no longer where config.json says is told to
-    give the new place with --data-dir; the loaders' advice to add --download, which neither
-    command takes, is left out. A new run keeps that advice."""
+    give the new place: with --data-dir on the command line, from Python with resume_run's
+    data_dir= and evaluate_run's data= (a notebook was told to type --data-dir). The loaders'
+    advice to add --download, which neither command takes, is left out. A new run keeps that
+    advice."""
     monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
     rs = np.random.RandomState(0)
     (tmp_path / "m").mkdir()
@@ -502,12 +504,31 @@ def test_a_run_whose_data_is_gone_is_pointed_at_data_dir_not_download(tmp_path, 
 
     with pytest.raises(DatasetNotFoundError) as gone:
         resume_run(run, plots=False)
-    assert "mnist not found" in str(gone.value) and "--download" not in str(gone.value)
-    assert f"mlplab train --resume {run} --data-dir DIR" in str(gone.value)
+    said = str(gone.value)
+    assert "mnist not found" in said and "download=True" not in said, said
+    assert "--resume" not in said and "--data-dir DIR" not in said, said
+    assert f"give its new place: resume_run({str(run)!r}, data_dir=DIR) (for a folder" in said
     with pytest.raises(DatasetNotFoundError) as gone:
         evaluate_run(run)
-    assert "--download" not in str(gone.value)
-    assert f"mlplab evaluate {run} --data-dir DIR" in str(gone.value)
+    said = str(gone.value)
+    assert "download=True" not in said and "--data-dir DIR" not in said, said
+    advice = (f"evaluate_run({str(run)!r}, data=load_run_dataset(relocated(load_run("
+              f"{str(run)!r})[1], DIR)))")
+    assert f"give its new place: {advice} (for a folder" in said
+    # the advised call works, with the names mlplab.runs gives
+    import mlplab.runs
+
+    advised = eval(advice.replace("DIR", repr(str(tmp_path / "moved"))), vars(mlplab.runs))
+    assert advised["accuracy"] == pytest.approx(full.metrics["val_accuracy"])
+    # on the command line, the commands with --data-dir
+    assert main(["train", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "mnist not found" in err and "--download" not in err
+    assert f"give its new place: mlplab train --resume {run} --data-dir DIR (for a folder" in err
+    assert main(["evaluate", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "--download" not in err
+    assert f"give its new place: mlplab evaluate {run} --data-dir DIR (for a folder" in err
     # a wrong --data-dir: the loader's message, still without --download
     assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err

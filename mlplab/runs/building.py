@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mlplab._validation import setting
 from mlplab.models import MLP
 from mlplab.runs.config import RunConfig
 
@@ -47,11 +48,14 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
             from None
 
 
-def moved_data_hint(command: str) -> str:
-    """The advice for a run whose data is not where ``config.json`` says: ``command`` (e.g.
-    ``mlplab train --resume runs/x``) with ``--data-dir``."""
-    return (f"If the run's data moved, give its new place: {command} --data-dir DIR (for a "
-            "folder: dataset, DIR is the folder of class sub-folders itself).")
+def moved_data_hint(command: str, python: str) -> str:
+    """The advice for a run whose data is not where ``config.json`` says: on the command line
+    ``command`` (e.g. ``mlplab train --resume runs/x``) with ``--data-dir DIR``, from Python the
+    call ``python`` that gives the new place ``DIR`` (e.g. ``resume_run('runs/x',
+    data_dir=DIR)``)."""
+    return (f"If the run's data moved, give its new place: "
+            f"{setting(f'{command} --data-dir DIR', python)} (for a folder: dataset, DIR is the "
+            "folder of class sub-folders itself).")
 
 
 def crop_padding(cfg: RunConfig, image_shape: Sequence[int]) -> int:

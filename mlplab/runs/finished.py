@@ -82,8 +82,12 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -
     from mlplab.metrics import confusion_matrix
 
     loaded, cfg, metrics = load_run(run)
+    # from Python the moved data is given as data=, loaded as the CLI's --data-dir loads it
+    moved = moved_data_hint(f"mlplab evaluate {run}",
+                            f"evaluate_run({str(run)!r}, data=load_run_dataset(relocated("
+                            f"load_run({str(run)!r})[1], DIR)))")
     ds = data if data is not None else load_run_dataset(
-        cfg, loaded.extra.get("image_shape"), moved=moved_data_hint(f"mlplab evaluate {run}"))
+        cfg, loaded.extra.get("image_shape"), moved=moved)
     X, y = ds.split(split)
     check_same_split(metrics, split, X, y, ds.name)
     if not len(y):
