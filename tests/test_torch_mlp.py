@@ -138,7 +138,7 @@ def test_select_device():
     assert tm.select_device("auto", cuda_available=True, cuda_count=1) == cuda
     assert tm.select_device("CUDA", cuda_available=True, cuda_count=1) == cuda
     assert tm.select_device("cuda:1", cuda_available=True, cuda_count=2) == torch.device("cuda:1")
-    with pytest.raises(ValueError, match="no CUDA GPU.*--device cpu"):
+    with pytest.raises(ValueError, match="no CUDA GPU.*device='cpu'"):
         tm.select_device("cuda", cuda_available=False)
     with pytest.raises(ValueError, match="no such GPU"):
         tm.select_device("cuda:2", cuda_available=True, cuda_count=2)
@@ -149,6 +149,38 @@ def test_select_device():
     real = tm.select_device("auto")
     assert real.type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert tm.TorchTrainConfig().device == "cpu"
+
+
+def test_a_missing_gpu_is_told_in_the_callers_words(tmp_path, monkeypatch, capsys,
+                                                    keep_torch_threads):
+    """A notebook's train_run(device="cuda") on a machine without a GPU was told to "use
+    --device cpu, or --device auto"; from Python it is the device= argument, on the command line
+    the flag as before."""
+    from mlplab._validation import command_line
+    from mlplab.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # whatever this machine has
+
+    def said(call) -> str:
+        with pytest.raises(ValueError) as caught:
+            call()
+        return str(caught.value)
+
+    python = [said(lambda: tm.select_device("cuda:2", cuda_available=True, cuda_count=2)),
+              said(lambda: tm.train_run("digits", device="CUDA", epochs=1))]
+    assert python[0] == "device='cuda:2': no such GPU; PyTorch sees 2 (cuda:0 .. cuda:1)."
+    assert python[1].startswith("device='cuda' was asked for but PyTorch sees no CUDA GPU (")
+    assert python[1].endswith("); use device='cpu', or device='auto' to take a GPU only when "
+                              "there is one.")
+    with command_line():
+        flag = said(lambda: tm.select_device("cuda:2", cuda_available=True, cuda_count=2))
+    assert flag == "--device cuda:2: no such GPU; PyTorch sees 2 (cuda:0 .. cuda:1)."
+    assert main(["torch", "train", "--device", "cuda", "--epochs", "1",
+                 "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "--device cuda was asked for but PyTorch sees no CUDA GPU (" in err
+    assert "); use --device cpu, or --device auto to take a GPU only when there is one." in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_parse_device_checks_the_spelling_only():

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import torch
 
+from mlplab._validation import setting
+
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -30,13 +32,15 @@ def select_device(choice: str = "cpu", *, cuda_available: bool | None = None,
         return torch.device("cpu")
     if text == "auto":
         return torch.device("cuda" if cuda_available else "cpu")
+    # the command line's flag, or the device= of train_run, depth_run, fit and TorchTrainConfig
+    asked, cpu, auto = (setting(f"--device {d}", f"device={d!r}") for d in (text, "cpu", "auto"))
     if not cuda_available:
         raise ValueError(
-            f"--device {text} was asked for but PyTorch sees no CUDA GPU "
+            f"{asked} was asked for but PyTorch sees no CUDA GPU "
             f"(torch {torch.__version__}, torch.cuda.is_available() is False); use "
-            "--device cpu, or --device auto to take a GPU only when there is one.")
+            f"{cpu}, or {auto} to take a GPU only when there is one.")
     if text != "cuda" and int(text.split(":", 1)[1]) >= max(cuda_count, 1):
-        raise ValueError(f"--device {text}: no such GPU; PyTorch sees {cuda_count} "
+        raise ValueError(f"{asked}: no such GPU; PyTorch sees {cuda_count} "
                          f"(cuda:0 .. cuda:{max(cuda_count - 1, 0)}).")
     return torch.device(text)
 
