@@ -674,6 +674,23 @@ def test_a_retuned_cell_with_another_space_is_told_the_argument(digits, tmp_path
     assert "choose a new --study name." in capsys.readouterr().err
 
 
+def test_the_best_runs_note_names_the_training_subset_as_the_caller_gave_it(digits, tmp_path,
+                                                                           capsys):
+    """best-run/tuning.json's note told a tune() caller that config.json has no "--train-size
+    subset"; from Python the subset is train_size=, on the command line --train-size."""
+    from mlplab.io import read_json
+
+    result = tune(digits, trials=1, search_space=TINY, out=tmp_path / "python", progress=False)
+    note = read_json(result.run_dir / "tuning.json")["note"]
+    assert "without any train_size subset, so replaying it" in note and "--" not in note, note
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: [8]\nlr: 0.1\nepochs: 2\nbatch_size: 64\n")
+    assert main(["tune", "--trials", "1", "--search-space", str(space), "--train-size", "500",
+                 "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
+    note = read_json(tmp_path / "cli" / "best-run" / "tuning.json")["note"]
+    assert "without any --train-size subset, so replaying it" in note, note
+
+
 def test_workers_started_by_a_command_word_its_messages_for_the_command_line(
         digits, tmp_path, monkeypatch):
     """Each worker is a fresh interpreter (spawn), which the command line's wording did not

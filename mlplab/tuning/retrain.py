@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlplab._validation import setting
 from mlplab.tuning.data import DatasetSource, DataSource, TuningData
 from mlplab.tuning.objective import build
 from mlplab.tuning.processes import process_alive
@@ -81,8 +82,8 @@ def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | N
             "settings": settings,
             "train_size": len(data.y_train),
             "note": ("trained on the same training images as the trials; config.json describes "
-                     "the dataset without any --train-size subset, so replaying it trains on all "
-                     "training images")})
+                     f"the dataset without any {setting('--train-size', 'train_size')} subset, "
+                     "so replaying it trains on all training images")})
         with interrupts.deferred():  # the old folder out of the way, the new one in place
             if out.exists():
                 os.replace(out, old)
