@@ -182,11 +182,20 @@ def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
     assert not (tmp_path / "errors.log").exists()
 
 
-def test_a_stage_whose_input_only_left_out_says_which_stage_to_add(tmp_path):
+def test_a_stage_whose_input_only_left_out_says_which_stage_to_add(tmp_path, capsys):
     """--only q3_default without data: the reason names the stage to add, not "see above"
-    (above, the data stage only says it was not selected)."""
+    (above, the data stage only says it was not selected). In the caller's words: a notebook's
+    reproduce(only=[...]) was told to "add data to --only"."""
     r = reproduce("digits", TINY, out=tmp_path, log=False, only=["q3_default"])
     status = {s.key: (s.status, s.reason) for s in r.sections}
+    assert status["data"] == ("not run", "not selected (only=[...]).")
+    assert status["q3_default"] == ("not run", "needs the dataset, which the data stage makes: "
+                                               "add 'data' to only=[...].")
+    # on the command line, the flag
+    assert main(["reproduce", "--only", "q3_default", "--out", str(tmp_path / "cli")]) == 0
+    capsys.readouterr()
+    doc = json.loads((tmp_path / "cli" / "report.json").read_text())
+    status = {k: (s["status"], s["reason"]) for k, s in doc["sections"].items()}
     assert status["data"] == ("not run", "not selected (--only).")
     assert status["q3_default"] == ("not run", "needs the dataset, which the data stage makes: "
                                                "add data to --only.")
@@ -297,17 +306,74 @@ def test_reuse_hands_the_kept_stages_results_to_the_ones_run_again(tmp_path):
     assert "the search's best" in md and str(best["hidden_size"]) in md
     # other data options than the kept sections': refused, not mixed into one report
     other = lambda: load_dataset("digits", seed=0, val_size=400, test_size=400)  # noqa: E731
-    with pytest.raises(ValueError, match=r"--reuse: this command's data differ from the "
+    with pytest.raises(ValueError, match=r"reuse=True: this call's data differ from the "
                                          r"earlier report's in sizes.*'val': 400"):
         reproduce("digits", TINY, out=tmp_path, log=False, only=["q3_tuned"], reuse=True,
                   loader=other)
-    with pytest.raises(ValueError, match="--reuse: this command's data differ"):
+    with pytest.raises(ValueError, match="reuse=True: this call's data differ"):
         reproduce("digits", TINY, out=tmp_path, log=False, only=["data"], reuse=True,
                   loader=other)
     # no kept section used the data (all of them run again): other data is fine
     again = reproduce("digits", TINY, out=tmp_path, log=False,
                       only=["data", "q3_tuning", "q3_tuned"], reuse=True, loader=other)
     assert all(s.status == "ok" for s in again.sections if s.key in ("data", "q3_tuned"))
+
+
+def test_reuse_messages_name_the_argument_in_python_and_the_flag_on_the_command_line(
+        tmp_path, capsys):
+    """reproduce(reuse=True) was told "--reuse: ..., run without --reuse" (and, for other data,
+    "this command's data ... give the same data options"); from Python they name reuse=True
+    and the loader, on the command line the flag as before."""
+    from mlplab._validation import command_line
+    from mlplab.data import load_dataset
+    from mlplab.report.context import Context
+    from mlplab.report.document import Section
+    from mlplab.report.runner import _check_same_data
+
+    empty = tmp_path / "empty"
+    with pytest.raises(ValueError) as caught:
+        reproduce("digits", TINY, out=empty, log=False, only=["q1"], reuse=True)
+    assert str(caught.value) == (f"reuse=True: there is no earlier report in {empty} (no "
+                                 "report.json).")
+    assert main(["reproduce", "--only", "q1", "--reuse", "--out", str(empty)]) == 1
+    assert (f"--reuse: there is no earlier report in {empty} (no report.json)."
+            in capsys.readouterr().err)
+
+    reproduce("digits", TINY, out=tmp_path / "py", log=False, only=["q1"])
+    with pytest.raises(ValueError) as caught:
+        reproduce("digits", TINY, out=tmp_path / "py", seed=1, log=False, only=["q1"],
+                  reuse=True)
+    said = str(caught.value)
+    assert said.startswith("reuse=True: the earlier report in ") and \
+        said.endswith("used a different seed (seed=0); its sections would not match. Run "
+                      "without reuse=True."), said
+    assert main(["reproduce", "--only", "q1", "--out", str(tmp_path / "cli")]) == 0
+    assert main(["reproduce", "--only", "q1", "--seed", "1", "--reuse",
+                 "--out", str(tmp_path / "cli")]) == 1
+    assert ("used a different seed (seed=0); its sections would not match. Run without "
+            "--reuse.") in capsys.readouterr().err
+
+    # other data than the kept sections' (the whole refusal is in the test above)
+    ctx = Context(out=tmp_path, dataset="digits", budget=TINY, seed=0)
+    ctx.shared["dataset"] = load_dataset("digits", seed=0, val_size=400, test_size=400)
+    old = Section("data", "Data", "", data={"name": "digits",
+                                            "sizes": {"train": 1397, "val": 200, "test": 200}})
+
+    def refusal() -> str:
+        with pytest.raises(ValueError) as caught:
+            _check_same_data(ctx, old)
+        return str(caught.value)
+
+    python = refusal()
+    with command_line():
+        flag = refusal()
+    now = "now sizes={'train': 997, 'val': 400, 'test': 400}"
+    assert python == (f"reuse=True: this call's data differ from the earlier report's in sizes "
+                      f"({now}); its kept sections would not match. Load the same data "
+                      "(loader), or run without reuse=True.")
+    assert flag == (f"--reuse: this command's data differ from the earlier report's in sizes "
+                    f"({now}); its kept sections would not match. Give the same data options, "
+                    "or run without --reuse.")
 
 
 def _figure_captions(section: dict) -> list[str]:

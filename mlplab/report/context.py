@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlplab._validation import setting
 from mlplab.report.budgets import Budget
 from mlplab.report.document import Section, StageSkipped
 
@@ -58,8 +59,8 @@ class Context:
             stage = self.PRODUCERS.get(key)
             if stage is not None and self.only is not None and stage not in self.only:
                 # "see above" would point at a line saying only that it was not selected
-                raise StageSkipped(f"needs {what}, which the {stage} stage makes: add {stage} "
-                                   "to --only.")
+                add = setting(f"add {stage} to --only", f"add {stage!r} to only=[...]")
+                raise StageSkipped(f"needs {what}, which the {stage} stage makes: {add}.")
             raise StageSkipped(f"needs {what}, which was not produced (see above).")
         return self.shared[key]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mlplab import interrupts
+from mlplab._validation import setting
 from mlplab.report import environment as env
 from mlplab.report.budgets import Budget, get_budget
 from mlplab.report.context import Context
@@ -172,12 +173,19 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
         shutil.rmtree(ctx.staging, ignore_errors=True)
 
 
+def _reuse() -> str:
+    """How the messages name the reuse setting: ``--reuse`` on the command line, else
+    ``reproduce``'s ``reuse=True``."""
+    return setting("--reuse", "reuse=True")
+
+
 def _earlier_report(ctx: Context) -> dict[str, Any]:
     from mlplab.io import read_json
 
     path = ctx.out / "report.json"
     if not path.is_file():
-        raise ValueError(f"--reuse: there is no earlier report in {ctx.out} (no report.json).")
+        raise ValueError(f"{_reuse()}: there is no earlier report in {ctx.out} (no "
+                         "report.json).")
     doc = read_json(path)
     mine = {"dataset": ctx.dataset, "budget": ctx.budget.to_dict(), "seed": ctx.seed,
             "threads": ctx.threads}
@@ -186,9 +194,9 @@ def _earlier_report(ctx: Context) -> dict[str, Any]:
                                              for k, v in theirs["budget"].items()}
     diff = [k for k in mine if mine[k] != theirs[k]]
     if diff:
-        raise ValueError(f"--reuse: the earlier report in {ctx.out} used a different "
+        raise ValueError(f"{_reuse()}: the earlier report in {ctx.out} used a different "
                          f"{', '.join(diff)} ({', '.join(f'{k}={theirs[k]}' for k in diff)}); "
-                         "its sections would not match. Run without --reuse.")
+                         f"its sections would not match. Run without {_reuse()}.")
     doc["loaded"] = dict(_load_sections(doc))
     return doc
 
@@ -206,7 +214,8 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
             _restore(ctx, stage.key, old, only)
             _print(log, f"reproduce {label}: reused from the earlier report")
         elif only is not None and stage.key not in only:
-            section.status, section.reason = "not run", "not selected (--only)."
+            section.status = "not run"
+            section.reason = f"not selected ({setting('--only', 'only=[...]')})."
         else:
             _print(log, f"reproduce {label} ...")
             t0, c0 = time.perf_counter(), time.process_time()
@@ -276,9 +285,10 @@ def _check_same_data(ctx: Context, old: Section | None) -> None:
     if diff:
         shown = [f"{k}={now[k]}" for k in diff if k != "splits"] + \
             (["other images"] if "splits" in diff else [])
-        raise ValueError(f"--reuse: this command's data differ from the earlier report's in "
-                         f"{', '.join(diff)} (now {'; '.join(shown)}); its kept sections would "
-                         "not match. Give the same data options, or run without --reuse.")
+        same = setting("Give the same data options", "Load the same data (loader)")
+        raise ValueError(f"{_reuse()}: this {setting('command', 'call')}'s data differ from the "
+                         f"earlier report's in {', '.join(diff)} (now {'; '.join(shown)}); its "
+                         f"kept sections would not match. {same}, or run without {_reuse()}.")
 
 
 def _print(log: TextIO | bool, line: str) -> None:
