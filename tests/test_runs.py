@@ -915,6 +915,33 @@ def test_messages_name_python_arguments_in_python_and_flags_on_the_command_line(
         train_run(FAST, out=run, data=digits, plots=False)
 
 
+def test_a_damaged_or_modelless_run_is_told_how_to_resume_in_the_callers_words(
+        digits, tmp_path, capsys):
+    """A run folder with a damaged metrics.json, or with a checkpoint but no model, told a
+    Python caller to resume it with "mlplab train --resume"; from Python it is resume_run(RUN),
+    on the command line the command as before."""
+    run = tmp_path / "r"
+    train_run(FAST, out=run, data=digits, plots=False)
+    (run / "metrics.json").write_text("[1]")
+    with pytest.raises(ValueError) as caught:
+        evaluate_run(run, "val", data=digits)
+    assert str(caught.value).endswith(f"delete it, then resume the run with "
+                                      f"resume_run({str(run)!r}), which writes it again.")
+    assert main(["evaluate", str(run)]) == 1
+    assert ("delete it, then resume the run with mlplab train --resume, which writes it again."
+            in capsys.readouterr().err)
+    (run / "metrics.json").unlink()
+    (run / "model.npz").unlink()  # killed before its first model was written: a checkpoint
+    assert (run / "checkpoint.npz").is_file()
+    with pytest.raises(FileNotFoundError) as caught:
+        evaluate_run(run, "val", data=digits)
+    assert str(caught.value) == (f"{run} has no model.npz; it has a checkpoint: continue it "
+                                 f"with resume_run({str(run)!r}).")
+    assert main(["evaluate", str(run)]) == 1
+    assert (f"{run} has no model.npz; it has a checkpoint: continue it with mlplab train "
+            f"--resume {run}.") in capsys.readouterr().err
+
+
 def test_a_run_result_shows_in_a_line(digits, tmp_path):
     """A notebook cell showing a RunResult printed the whole configuration and every metric
     (3 KB on one line); it shows what the run was and how it did."""

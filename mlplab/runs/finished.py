@@ -27,7 +27,8 @@ from mlplab.runs.splits import check_same_split
 def _no_model_hint(run_dir: Path) -> str:
     """What to do with a folder that has no model file."""
     if (run_dir / CHECKPOINT_FILE).is_file():
-        return f"it has a checkpoint: continue it with mlplab train --resume {run_dir}"
+        return ("it has a checkpoint: continue it with "
+                f"{setting(f'mlplab train --resume {run_dir}', f'resume_run({str(run_dir)!r})')}")
     # a tuning folder keeps its retrained best model in best-run/
     nested = next((d for d in sorted(run_dir.iterdir()) if (d / MODEL_FILE).is_file()), None)
     if nested is not None:
