@@ -691,6 +691,34 @@ def test_the_best_runs_note_names_the_training_subset_as_the_caller_gave_it(digi
     assert "without any --train-size subset, so replaying it" in note, note
 
 
+@pytest.mark.parametrize("where", ["log", "terminal", "notebook"])
+def test_the_trial_bar_shows_in_a_terminal_or_notebook_never_in_a_log(digits, tmp_path, capsys,
+                                                                       monkeypatch, request,
+                                                                       where):
+    """tune()'s trial bar was plain tqdm.auto: into a log file or a pipe (stderr not a terminal)
+    it wrote its frames, where training's bars write nothing. Now it is mlplab's progress bar:
+    none there, and on a terminal or in a notebook (a kernel's stderr is no terminal either)
+    shown as before."""
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    if where == "notebook":
+        request.getfixturevalue("jupyter_kernel")
+    if where == "terminal":
+        monkeypatch.setattr(sys, "stderr", Terminal())
+    tune(digits, trials=1, search_space=TINY, out=tmp_path, study_name="bar", progress=True,
+         search_only=True)
+    err = sys.stderr.getvalue() if where == "terminal" else capsys.readouterr().err
+    if where == "log":
+        assert "tuning bar" not in err and "trial" not in err, err
+    else:
+        assert "tuning bar: 100%" in err and "1/1 [" in err, err
+
+
 def test_workers_started_by_a_command_word_its_messages_for_the_command_line(
         digits, tmp_path, monkeypatch):
     """Each worker is a fresh interpreter (spawn), which the command line's wording did not

@@ -274,10 +274,11 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                                          trials)
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from mlplab._progress import progress_bar
 
-            bar = tqdm(total=trials, initial=min(finished_count(study), trials), unit="trial",
-                       desc=f"tuning {study_name}", dynamic_ncols=True)
+            # shown in a terminal or a notebook, as training's bars; never into a log file
+            bar = progress_bar(total=trials, initial=min(finished_count(study), trials),
+                               unit="trial", desc=f"tuning {study_name}", dynamic_ncols=True)
         try:
             if workers == 1:
                 run_search(study, data, space, trials, timeout, seed, bar)
