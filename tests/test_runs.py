@@ -512,14 +512,16 @@ def test_a_run_whose_data_is_gone_is_pointed_at_data_dir_not_download(tmp_path, 
         evaluate_run(run)
     said = str(gone.value)
     assert "download=True" not in said and "--data-dir DIR" not in said, said
-    advice = (f"evaluate_run({str(run)!r}, data=load_run_dataset(relocated(load_run("
-              f"{str(run)!r})[1], DIR)))")
+    advice = f"evaluate_run({str(run)!r}, data_dir=DIR)"
     assert f"give its new place: {advice} (for a folder" in said
     # the advised call works, with the names mlplab.runs gives
     import mlplab.runs
 
     advised = eval(advice.replace("DIR", repr(str(tmp_path / "moved"))), vars(mlplab.runs))
     assert advised["accuracy"] == pytest.approx(full.metrics["val_accuracy"])
+    with pytest.raises(ValueError, match="not both"):
+        evaluate_run(run, data=mlplab.runs.load_run_dataset(mlplab.runs.relocated(
+            mlplab.runs.load_run(run)[1], tmp_path / "moved")), data_dir=tmp_path / "moved")
     # on the command line, the commands with --data-dir
     assert main(["train", "--resume", str(run)]) == 1
     err = capsys.readouterr().err

@@ -274,15 +274,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from mlplab.runs import evaluate_run, load_run, load_run_dataset, relocated
+    from mlplab.runs import evaluate_run
 
-    data = None
-    if args.data_dir:
-        loaded, cfg, _ = load_run(args.run)
-        # moved="": the place given is the new one; only the --download advice is dropped
-        data = load_run_dataset(relocated(cfg, args.data_dir), loaded.extra.get("image_shape"),
-                                moved="")
-    res = evaluate_run(args.run, args.split, data=data)
+    res = evaluate_run(args.run, args.split, data_dir=args.data_dir or None)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0

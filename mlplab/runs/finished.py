@@ -19,7 +19,7 @@ import numpy as np
 from mlplab import io
 from mlplab._validation import is_int, setting
 from mlplab.runs.building import load_run_dataset, moved_data_hint
-from mlplab.runs.config import RunConfig
+from mlplab.runs.config import RunConfig, relocated
 from mlplab.runs.files import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, read_metrics
 from mlplab.runs.splits import check_same_split
 
@@ -76,17 +76,24 @@ def finished_run_config(values: Any, path: Path | str = CONFIG_FILE) -> RunConfi
         raise ValueError(f"{path} is not a valid run configuration: {exc}") from None
 
 
-def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None) -> dict[str, Any]:
+def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None,
+                 data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Accuracy, per-class accuracy and confusion matrix of a run's model on one split of its
-    dataset (loaded as the run was configured)."""
+    dataset (loaded as the run was configured). ``data``: the run's dataset, already loaded;
+    ``data_dir``: where the run's data is now, if it was moved (for a ``folder:PATH`` dataset the
+    folder itself), as in :func:`mlplab.runs.resume_run`; its splits must be the run's."""
     from mlplab.data.base import SPLITS
     from mlplab.metrics import confusion_matrix
 
     loaded, cfg, metrics = load_run(run)
-    # from Python the moved data is given as data=, loaded as the CLI's --data-dir loads it
-    moved = moved_data_hint(f"mlplab evaluate {run}",
-                            f"evaluate_run({str(run)!r}, data=load_run_dataset(relocated("
-                            f"load_run({str(run)!r})[1], DIR)))")
+    if data_dir is not None:
+        if data is not None:
+            raise ValueError("give the run's data or the folder it moved to (data_dir), not "
+                             "both.")
+        cfg = relocated(cfg, data_dir)
+    # moved="": the place given is the new one; only the download advice is dropped
+    moved = "" if data_dir is not None else moved_data_hint(
+        f"mlplab evaluate {run}", f"evaluate_run({str(run)!r}, data_dir=DIR)")
     ds = data if data is not None else load_run_dataset(
         cfg, loaded.extra.get("image_shape"), moved=moved)
     X, y = ds.split(split)
