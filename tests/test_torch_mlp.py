@@ -575,3 +575,25 @@ print(r[0].seconds, min(x.seconds for x in r[1:]))
     # the same network three times in one run: the first may not cost several times the others
     # (about 0.1 s each; the start-up alone was about 1.7 s)
     assert first < 3 * later + 0.2, (first, later)
+
+
+@pytest.mark.parametrize("where", ["log", "terminal"])
+def test_the_training_bar_shows_in_a_terminal_never_in_a_log(where, capsys, monkeypatch):
+    """The PyTorch loop's bar was plain tqdm.auto, which wrote its frames into a log file or a
+    pipe, where the NumPy trainer's bar writes nothing; now it is mlplab's progress bar."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    if where == "terminal":
+        monkeypatch.setattr(sys, "stderr", Terminal())
+    rs = np.random.RandomState(0)
+    X, y = rs.randn(40, 6).astype(np.float32), rs.randint(0, 3, 40)
+    tm.fit(tm.MultiLayerPerceptron(6, [5], 3), X, y, epochs=2, batch_size=20, progress=True)
+    err = sys.stderr.getvalue() if where == "terminal" else capsys.readouterr().err
+    if where == "log":
+        assert "it/s" not in err and "4/4" not in err, err
+    else:
+        assert "4/4 [" in err, err

@@ -245,6 +245,7 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
 def _progress(total: int, enabled: bool) -> tqdm | None:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from mlplab._progress import progress_bar
 
-    return tqdm(total=total, unit="it", dynamic_ncols=True, leave=False, mininterval=0.5)
+    return progress_bar(total=total, unit="it", dynamic_ncols=True, leave=False,
+                        mininterval=0.5)
