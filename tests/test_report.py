@@ -287,6 +287,11 @@ def test_reuse_keeps_earlier_sections_and_reruns_the_selected(tmp_path):
                      r"--reuse`", md)
     with pytest.raises(ValueError, match="different seed"):
         reproduce("digits", TINY, out=tmp_path, seed=1, log=False, only=["q2"], reuse=True)
+    # reuse without only runs every stage again and keeps nothing: refused, as --reuse alone is
+    with pytest.raises(ValueError, match=r"reuse=True keeps the sections that only=\[\.\.\.\] "
+                                         r"does not run again"):
+        reproduce("digits", TINY, out=tmp_path, log=False, reuse=True)
+    assert first_run.search((tmp_path / "report.md").read_text())  # the report left as it was
 
 
 def test_reuse_hands_the_kept_stages_results_to_the_ones_run_again(tmp_path):

@@ -143,6 +143,10 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     b = get_budget(budget)
     if int(threads) < 1:
         raise ValueError(f"threads must be a positive integer; got {threads}.")
+    if reuse and only is None:  # as the command line refuses --reuse without --only
+        raise ValueError("reuse=True keeps the sections that only=[...] does not run again; "
+                         "without only every stage runs again and nothing is kept. Give "
+                         "only=[STAGE, ...], or drop reuse=True.")
     out = Path(out) if out is not None else default_out(dataset, b.name)
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(out=out, dataset=dataset, budget=b, seed=int(seed), progress=progress,
