@@ -1,4 +1,5 @@
-"""The progress bars of training, tuning's trials, downloads and image decoding: tqdm's, on stderr.
+"""The progress bars of training (NumPy and PyTorch), tuning's trials, downloads and image
+decoding: tqdm's, on stderr.
 
 In a terminal a bar shows; into a log file or a pipe (stderr not a terminal) it does not, so the
 file does not keep its frames. A Jupyter kernel's stderr is no terminal either, but a notebook
