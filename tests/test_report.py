@@ -583,7 +583,8 @@ def test_html_report_renders_in_headless_chromium(quick_report, tmp_path):
 
 
 #: a page holding the report in a frame ``width`` px wide (headless Chromium's window is at least
-#: 500 px): how wide the report is against its frame, and how many numeric cells broke over lines
+#: 500 px): how wide the report is against its frame, how many numeric cells broke over lines, and
+#: where the first table's caption text lies once that table is scrolled all the way to the right
 FRAME_WIDTH = """<!DOCTYPE html><html><body style="margin:0">
 <iframe id="f" width="{width}" height="900" style="border:0" srcdoc="{page}"></iframe>
 <script>
@@ -596,6 +597,19 @@ window.addEventListener("load", () => {{
   document.body.setAttribute("data-page", String(d.documentElement.scrollWidth));
   document.body.setAttribute("data-frame", String(d.documentElement.clientWidth));
   document.body.setAttribute("data-wrapped", String(broken.length));
+  // the text of the first table's caption once the box that scrolls the table is scrolled to
+  // its end
+  const table = d.querySelector("table");
+  let box = table;
+  while (box && getComputedStyle(box).overflowX !== "auto") box = box.parentElement;
+  box.scrollLeft = box.scrollWidth;
+  const text = d.createRange();
+  text.selectNodeContents(d.querySelector("caption, figcaption"));
+  const cap = text.getBoundingClientRect();
+  document.body.setAttribute("data-scrolled", String(Math.round(box.scrollLeft)));
+  document.body.setAttribute("data-caption-left", String(Math.floor(cap.left)));
+  document.body.setAttribute("data-caption-right", String(Math.ceil(cap.right)));
+  document.body.setAttribute("data-caption-width", String(Math.ceil(cap.width)));
 }});
 </script></body></html>"""
 
@@ -604,7 +618,9 @@ window.addEventListener("load", () => {{
 def test_wide_tables_scroll_inside_the_page_on_a_phone(tmp_path, width):
     """The tuning trials (12 columns) and the summary overflowed a phone's screen, and the
     trials the 60rem column on a desktop: the whole page scrolled sideways, the table's right
-    columns cut off; numbers such as 3.56e-09 and 14.2 s broke over two lines."""
+    columns cut off; numbers such as 3.56e-09 and 14.2 s broke over two lines. Then the
+    table scrolled inside the column with its caption: the caption was as wide as the table,
+    not wrapped to the screen, and scrolled out of sight with the cells."""
     import html
 
     binary = _chromium()
@@ -615,17 +631,22 @@ def test_wide_tables_scroll_inside_the_page_on_a_phone(tmp_path, width):
     rows = [[str(i), "complete", "93.9%", "146", "0.03068", "0.001032", "200", "20", "0.9945",
              "20", "14.2 s", ""] for i in range(5)]
     s = Section("t", "Tuning", "Trials", [
-        Table(columns, rows, "Trials"),
+        Table(columns, rows, "Trials (best in bold): 12 complete, 0 pruned, 0 failed"),
         KeyValues([("command", "`mlplab reproduce --out /tmp/a/rather/long/folder/name`")])])
     host = tmp_path / "host.html"
     host.write_text(FRAME_WIDTH.format(width=width,
                                        page=html.escape(to_html("T", [], [s], tmp_path))))
     dom = _run_chromium(binary, tmp_path, "--window-size=1200,900",
                         "--virtual-time-budget=5000", "--dump-dom", host.resolve().as_uri())
-    attrs = {k: int(v) for k, v in re.findall(r'data-(page|frame|wrapped)="(\d+)"', dom)}
+    attrs = {k: int(v) for k, v in re.findall(r'data-([a-z-]+)="(-?\d+)"', dom)}
     assert attrs["frame"] == width, attrs
     assert attrs["page"] <= attrs["frame"], attrs
     assert attrs["wrapped"] == 0, attrs
+    # the table's cells scroll (on a phone there is somewhere to scroll to), its caption's text
+    # stays in view, wrapped to the frame
+    assert attrs["scrolled"] > 0 or width > 400, attrs
+    assert 0 <= attrs["caption-left"] and attrs["caption-right"] <= width, attrs
+    assert attrs["caption-width"] <= width, attrs
 
 
 # ------------------------------------------------------ which datasets the CIFAR-10 figures fit

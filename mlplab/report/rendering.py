@@ -23,13 +23,17 @@ body { font-family: -apple-system, "Segoe UI", "DejaVu Sans", Helvetica, Arial, 
 h1 { border-bottom: 2px solid #d0d7de; padding-bottom: .3rem; }
 h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; margin-top: 2.5rem; }
 h3 { margin-top: 1.8rem; }
-table { border-collapse: collapse; margin: .8rem 0; font-size: .92rem; }
-/* a table wider than the column (a phone, the tuning trials) scrolls inside it, not the page */
-table { display: block; max-width: 100%; overflow-x: auto; }
+table { border-collapse: collapse; font-size: .92rem; }
+/* a table wider than the column (a phone, the tuning trials) scrolls inside its box, not the
+   page; its caption (a figcaption before the box) stays put, wrapped to the column */
+.scroll { max-width: 100%; overflow-x: auto; margin: .8rem 0; }
+figure.table { margin: .8rem 0; }
+figure.table .scroll { margin: 0; }
+figure.table figcaption { font-size: .92rem; font-weight: 600; color: inherit;
+                          margin: 0 0 .3rem; }
 th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: .3rem; }
 figure { margin: 1rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
 figure.eq img { border: none; }
@@ -192,19 +196,16 @@ def _html_block(b: Block, root: Path, embed: bool) -> str:
     if isinstance(b, Text):
         return f"<p>{_inline_html(b.text)}</p>"
     if isinstance(b, Table):
-        out = ["<table>"]
-        if b.caption:
-            out.append(f"<caption>{_inline_html(b.caption)}</caption>")
-        out.append("<thead><tr>" + "".join(f"<th>{_inline_html(c)}</th>" for c in b.columns)
-                   + "</tr></thead><tbody>")
+        out = ["<thead><tr>" + "".join(f"<th>{_inline_html(c)}</th>" for c in b.columns)
+               + "</tr></thead><tbody>"]
         numeric = [_is_numeric_column(b, i) for i in range(len(b.columns))]
         for row in b.rows:
             cells = "".join(
                 f'<td{" class=num" if i < len(numeric) and numeric[i] else ""}>'
                 f"{_inline_html(str(c))}</td>" for i, c in enumerate(row))
             out.append(f"<tr>{cells}</tr>")
-        out.append("</tbody></table>")
-        return "\n".join(out)
+        out.append("</tbody>")
+        return _html_table(out, b.caption)
     if isinstance(b, Figure):
         return (f'<figure><img src="{_img_src(b.path, root, embed)}" '
                 f'alt="{html.escape(b.alt or b.caption)}">'
@@ -217,11 +218,19 @@ def _html_block(b: Block, root: Path, embed: bool) -> str:
         return (f'<figure class="eq">{img}{cap}</figure>'
                 f"<details><summary>LaTeX source</summary><pre>{latex}</pre></details>")
     if isinstance(b, KeyValues):
-        out = ["<table>"]
-        if b.caption:
-            out.append(f"<caption>{_inline_html(b.caption)}</caption>")
-        out += [f"<tr><th>{_inline_html(k)}</th><td>{_inline_html(v)}</td></tr>"
-                for k, v in b.items]
-        out.append("</table>")
-        return "\n".join(out)
+        return _html_table([f"<tr><th>{_inline_html(k)}</th><td>{_inline_html(v)}</td></tr>"
+                            for k, v in b.items], b.caption)
     raise TypeError(f"unknown report block {type(b).__name__}")
+
+
+def _html_table(rows: list[str], caption: str) -> str:
+    """A table in a box that scrolls it sideways when it is wider than the column; a caption
+    goes before the box, as the figcaption of a figure holding both, so that it stays in view
+    and wraps to the column while the cells scroll (a ``<caption>`` is part of the table and
+    scrolled with it). The HTML standard asks for a figcaption rather than a caption when a
+    table is a figure's only content."""
+    box = '<div class="scroll">\n<table>\n' + "\n".join(rows) + "\n</table>\n</div>"
+    if not caption:
+        return box
+    return (f'<figure class="table">\n<figcaption>{_inline_html(caption)}</figcaption>\n'
+            f"{box}\n</figure>")
