@@ -495,6 +495,27 @@ def test_renderers_escape_and_align():
     assert '<td class=num>1.5%</td>' in html and "Not run:</strong> no" in html
 
 
+def test_a_bold_best_row_leaves_numeric_columns_right_aligned():
+    """The tuning trials mark their best row by putting every cell in bold; the marked cells
+    (``**0**``, ``**93.9%**``) were not read as numbers, so the trial number, the accuracy and
+    every knob were left-aligned, in the HTML and in Markdown's alignment row."""
+    rows = [["**0**", "**complete**", "**93.9%**", "**0.03068**", "**14.2**", ""],
+            ["1", "pruned", "—", "3.56e-09", "0.4", "n/a"],
+            ["2", "complete", "90.0%", "*0.1*", "1.0", "x"]]
+    s = Section("t", "Tuning", "Trials", [
+        Table(["trial", "state", "validation", "lr", "seconds", "note"], rows, "Trials")])
+    page = to_html("T", [], [s], Path("."), embed=False)
+    cells = re.findall(r"<tr>(.*?)</tr>", page)[1:]
+    numeric = [[td.startswith("<td class=num>") for td in re.findall(r"<td[^>]*>.*?</td>", r)]
+               for r in cells]
+    assert numeric == [[True, False, True, True, True, False]] * 3, cells
+    assert "<td class=num><strong>0</strong></td>" in page
+    assert "|---:|---|---:|---:|---:|---|" in to_markdown("T", [], [s])
+    # emphasis around a word, or a number next to one, still reads as text
+    text = Section("u", "G", "T", [Table(["a", "b"], [["**x**", "**1** s"], ["2", "3"]])])
+    assert "<td class=num>" not in to_html("T", [], [text], Path("."), embed=False)
+
+
 def test_cli_reproduce(tmp_path, capsys):
     assert main(["reproduce", "--only", "q1,q2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr()

@@ -153,9 +153,15 @@ def _md_block(b: Block) -> list[str]:
     raise TypeError(f"unknown report block {type(b).__name__}")
 
 
+#: a whole cell in Markdown emphasis, as the tuning trials mark their best row: ``**0.9945**``
+_EMPHASIS = re.compile(r"^(\*\*|\*)(\S(?:.*\S)?)\1$")
+
+
 def _is_numeric_column(table: Table, i: int) -> bool:
-    cells = [row[i] for row in table.rows if i < len(row) and str(row[i]).strip()]
-    return bool(cells) and all(_NUMERIC.match(str(c)) for c in cells)
+    """Every non-empty cell of column ``i`` is a number (a percentage, a dash for none), even
+    one marked in bold or italic as a whole: such a column is right-aligned."""
+    cells = [str(row[i]).strip() for row in table.rows if i < len(row) and str(row[i]).strip()]
+    return bool(cells) and all(_NUMERIC.match(_EMPHASIS.sub(r"\2", c)) for c in cells)
 
 
 # ------------------------------------------------------------------------------------ HTML
