@@ -42,33 +42,70 @@ from mlplab.layers import (
     Tanh,
 )
 
-#: ``activation=`` names -> layer classes (called with no arguments, one per hidden layer);
-#: :func:`register_activation` adds one
+#: ``activation=`` names -> layer classes (called with no arguments, one per hidden layer, or,
+#: for the names in ``_SIZED``, with the layer's width and dtype); :func:`register_activation`
+#: adds one
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+_SIZED: set[str] = set()
+
+#: parameter names MLP gives its own layers: a registered layer's keys must not collide with them
+_RESERVED_KEYS = ("W", "b", "gamma", "beta", "running_mean", "running_var")
 
 
-def register_activation(name: str, layer: Callable[[], Layer], *, replace: bool = False) -> None:
+def register_activation(name: str, layer: Callable[..., Layer], *, replace: bool = False,
+                        sized: bool = False) -> None:
     """Make ``MLP(..., activation=name)`` put ``layer()`` after each hidden affine layer.
 
-    ``layer`` is a :class:`mlplab.layers.Layer` subclass (or any callable returning a fresh one)
-    without parameters: an activation's ``params`` are not the model's, so no optimiser would
-    train them. The name then works wherever Python code names an activation (``MLP``,
-    ``MLPClassifier``, ``train_run``) and is what a model file stores: ``mlplab.io.load_model``
-    needs the same registration in the process that loads it. A name already taken is refused
-    unless ``replace=True``. See docs/architecture.md, "Writing your own layer".
+    ``layer`` is a :class:`mlplab.layers.Layer` subclass (or any callable returning a fresh one).
+    With ``sized=True`` ``MLP`` calls ``layer(size, dtype)`` instead, with the width of the
+    hidden layer and the model's dtype: that is how a layer with parameters (a PReLU's slopes,
+    say) gets them in the right shape and dtype. Its ``params`` then join the model's, named by
+    key and hidden layer (``alpha1``, ``alpha2``, ...): optimisers train them, gradient checks,
+    checkpoints and model files include them, and the L2 penalty leaves them out (as it leaves
+    biases and batch norm's). A layer with parameters must be registered with ``sized=True``.
+    The name then works wherever Python code names an activation (``MLP``, ``MLPClassifier``,
+    ``train_run``) and is what a model file stores: ``mlplab.io.load_model`` needs the same
+    registration in the process that loads it. A name already taken is refused unless
+    ``replace=True``. See docs/architecture.md, "Writing your own layer".
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"an activation name must be a Python identifier such as 'elu'; got "
                          f"{name!r}.")
     check_new_name(name, ACTIVATIONS, "activation", replace)
-    sample = layer()
+    sample = layer(3, np.dtype(np.float64)) if sized else layer()
     if not isinstance(sample, Layer):
         raise TypeError(f"{name!r}: layer() must return an mlplab.layers.Layer; got "
                         f"{type(sample).__name__}.")
-    if sample.params:
-        raise ValueError(f"{name!r}: an activation must have no parameters (it has "
-                         f"{', '.join(sample.params)}); MLP would not train them.")
+    if sample.params and not sized:
+        raise ValueError(f"{name!r}: an activation with parameters ({', '.join(sample.params)}) "
+                         "must be registered with sized=True, so that MLP builds it as "
+                         "layer(size, dtype) for each hidden layer and trains its parameters.")
+    for key in sample.params:
+        if not key.isidentifier() or key[-1].isdigit() or key in _RESERVED_KEYS:
+            raise ValueError(f"{name!r}: parameter key {key!r} cannot name a model parameter "
+                             f"(it must be an identifier not ending in a digit, and not one of "
+                             f"{', '.join(_RESERVED_KEYS)}).")
     ACTIVATIONS[name] = layer
+    if sized:
+        _SIZED.add(name)
+    else:
+        _SIZED.discard(name)
+
+
+def _activation_layer(name: str, size: int, dtype: np.dtype) -> Layer:
+    """A fresh ``name`` activation for a hidden layer of ``size`` units, checked when it has
+    parameters (they become the model's)."""
+    layer = ACTIVATIONS[name](size, dtype) if name in _SIZED else ACTIVATIONS[name]()
+    for key, value in layer.params.items():
+        grad = layer.grads.get(key)
+        if not isinstance(value, np.ndarray) or value.dtype != dtype or grad is None or \
+                grad.shape != value.shape or grad.dtype != dtype:
+            raise ValueError(f"activation {name!r}: parameter {key!r} must be a {dtype} array "
+                             f"with a gradient of the same shape and dtype in grads[{key!r}] "
+                             f"(layer({size}, {dtype}) built {type(value).__name__} "
+                             f"{getattr(value, 'dtype', '')}).")
+    return layer
+
 
 #: rows per chunk when evaluating large arrays, so memory stays bounded
 EVAL_CHUNK = 4096
@@ -146,7 +183,9 @@ class MLP:
                 self.layers.append(bn)
                 self.batchnorms[i] = bn
                 self._named += [(f"gamma{i}", bn, "gamma"), (f"beta{i}", bn, "beta")]
-            self.layers.append(ACTIVATIONS[activation]())
+            act = _activation_layer(activation, W.shape[1], dtype)
+            self.layers.append(act)
+            self._named += [(f"{k}{i}", act, k) for k in act.params]
             if dropout > 0:
                 drop_seed = None if seed is None else seed + i
                 self.layers.append(Dropout(dropout, seed=drop_seed))

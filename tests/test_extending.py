@@ -33,7 +33,10 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 def registries():
     """Every test leaves the activation and optimiser registries as it found them."""
     activations, optimizers = dict(models.ACTIVATIONS), dict(optim.OPTIMIZERS)
+    sized = set(models._SIZED)
     yield
+    models._SIZED.clear()
+    models._SIZED.update(sized)
     for registry, saved in ((models.ACTIVATIONS, activations), (optim.OPTIMIZERS, optimizers)):
         registry.clear()
         registry.update(saved)
@@ -207,6 +210,103 @@ def test_a_registered_activation_builds_trains_saves_and_loads(tmp_path, rng):
                                   model.predict_proba(X))
 
 
+class PReLU(Layer):
+    """A ReLU with a learnt slope per unit for negative inputs: ``out = max(x, 0) + a min(x, 0)``;
+    ``dx = dout (x > 0) + a dout (x <= 0)``, ``da = sum_rows(dout min(x, 0))``."""
+
+    def __init__(self, size, dtype):
+        super().__init__()
+        self.params = {"alpha": np.full(size, 0.25, dtype)}
+        self.grads = {"alpha": np.zeros(size, dtype)}
+
+    def forward(self, x, train=True):
+        self._neg = np.minimum(x, 0)
+        return np.maximum(x, 0) + self.params["alpha"] * self._neg
+
+    def backward(self, dout):
+        self.grads["alpha"][...] = (dout * self._neg).sum(axis=0)
+        return np.where(self._neg < 0, self.params["alpha"] * dout, dout)
+
+
+def test_a_sized_activation_has_parameters_that_train_check_save_and_resume(tmp_path, rng):
+    """A layer with parameters (here a PReLU) registered with sized=True is built per hidden
+    layer in the model's shape and dtype; its parameters are the model's: numerically checked,
+    trained, saved, checkpointed and resumed."""
+    from mlplab.gradcheck import check_model
+    from mlplab.io import load_model, save_model
+    from mlplab.runs import resume_run, train_run
+
+    register_activation("prelu", PReLU, sized=True)
+    model = MLP(6, [8, 5], 3, activation="prelu", seed=0, dtype=np.float64)
+    assert [k for k in model.params if k.startswith("alpha")] == ["alpha1", "alpha2"]
+    assert model.params["alpha1"].shape == (8,) and model.params["alpha2"].shape == (5,)
+    assert MLP(6, [8], 3, activation="prelu").params["alpha1"].dtype == np.float32
+    X, y = rng.randn(90, 6), rng.randint(3, size=90)
+    X[np.abs(X) < 1e-2] = 0.5
+    errors = check_model(model, X[:15], y[:15], reg=0.1, metric="norm")
+    assert set(errors) >= {"alpha1", "alpha2", "W1", "b2"}
+    assert max(errors.values()) < 1e-7, errors
+    # the L2 term leaves the slopes out (as biases): only the W's enter the penalty
+    penalty = 0.1 * sum(float((w ** 2).sum()) for k, w in model.params.items() if k[0] == "W")
+    assert model.penalty(0.1) == pytest.approx(penalty)
+    before = model.params["alpha1"].copy()
+    for optimizer in ("momentum", "adam"):
+        Trainer(optimizer=optimizer, lr=0.05, epochs=2, batch_size=30, reg=1e-3,
+                seed=0).fit(model, X, y)
+    assert not np.allclose(model.params["alpha1"], before)  # the slopes were trained
+    save_model(tmp_path / "m.npz", model)
+    loaded = load_model(tmp_path / "m.npz").model
+    np.testing.assert_array_equal(loaded.params["alpha2"], model.params["alpha2"])
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    # a run stopped after its first epoch resumes to exactly the uninterrupted run's slopes
+    options = {"dataset": "digits", "hidden": [16], "activation": "prelu", "epochs": 3,
+               "batch_size": 100, "optimizer": "momentum", "reg": 1e-3, "val_size": 100}
+    full = train_run(options, plots=False)
+
+    class StopAfterFirstEpoch(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.stop = epoch == 1
+
+    stopped = train_run(options, out=tmp_path / "run", plots=False,
+                        callbacks=[StopAfterFirstEpoch()])
+    assert stopped.metrics["epochs"] == 1
+    import json
+
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics["status"] = "interrupted"  # as a Ctrl-C leaves it
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(metrics))
+    resumed = resume_run(tmp_path / "run", plots=False)
+    np.testing.assert_array_equal(resumed.model.params["alpha1"], full.model.params["alpha1"])
+    np.testing.assert_array_equal(resumed.model.params["W1"], full.model.params["W1"])
+
+
+def test_register_activation_refuses_parameters_mlp_could_not_own():
+    with pytest.raises(ValueError, match="sized=True"):
+        register_activation("prelu", lambda: PReLU(4, np.float64))
+    with pytest.raises(ValueError, match="'W'"):
+        register_activation("affine", lambda size, dtype: Affine(np.ones((size, size), dtype),
+                                                                 np.zeros(size, dtype)),
+                            sized=True)
+
+    class Numbered(PReLU):
+        def __init__(self, size, dtype):
+            super().__init__(size, dtype)
+            self.params = {"a2": self.params["alpha"]}
+            self.grads = {"a2": self.grads["alpha"]}
+
+    with pytest.raises(ValueError, match="'a2'"):
+        register_activation("numbered", Numbered, sized=True)
+
+    class AlwaysFloat64(PReLU):
+        def __init__(self, size, dtype):
+            super().__init__(size, np.float64)
+
+    register_activation("prelu64", AlwaysFloat64, sized=True)
+    with pytest.raises(ValueError, match="'alpha' must be a float32 array"):
+        MLP(4, [5], 2, activation="prelu64")
+    assert "prelu" not in models.ACTIVATIONS and "affine" not in models.ACTIVATIONS
+
+
 def test_a_partial_sets_an_activations_arguments():
     register_activation("leaky_03", functools.partial(LeakyReLU, 0.3))
     assert MLP(4, [5], 2, activation="leaky_03").layers[1].alpha == 0.3
@@ -221,7 +321,7 @@ def test_register_activation_refuses_what_mlp_could_not_use():
         register_activation("my elu", Tanh)
     with pytest.raises(TypeError, match="Layer"):
         register_activation("identity", lambda: (lambda x: x))
-    with pytest.raises(ValueError, match="no parameters"):
+    with pytest.raises(ValueError, match="sized=True"):
         register_activation("affine", lambda: Affine(np.ones((2, 2)), np.zeros(2)))
     with pytest.raises(ValueError, match="softmax_cross_entropy"):
         MLP(4, [5], 2, activation="softmax_cross_entropy")
