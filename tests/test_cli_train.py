@@ -438,3 +438,23 @@ def test_a_dataset_of_one_class_is_refused_in_the_datas_terms(tmp_path, monkeypa
     with pytest.raises(ValueError, match=r"has one class \(cats\); a classifier needs at least"):
         train_run(dataset=f"folder:{root}", epochs=1, out=tmp_path / "lib")
     assert not (tmp_path / "lib").exists()
+
+
+def test_train_acc_help_says_up_to_the_subset_the_trainer_measures(tmp_path, capsys):
+    """``--train-acc subset`` measures min(N, 5,000) training rows: on the default digits (1,437
+    training rows) every one of them, so the help's "on 5,000 training rows" was untrue."""
+    import argparse
+
+    from mlplab.cli import build_parser
+    from mlplab.trainer import TRAIN_ACC_SUBSET
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in sub.choices["train"]._actions if a.dest == "train_acc")
+    assert f"on up to {TRAIN_ACC_SUBSET:,} training rows" in action.help
+    out = tmp_path / "r"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_size"] < TRAIN_ACC_SUBSET
+    # so the per-epoch figure is the whole training split's, as metrics.json measures it
+    assert read_history(out / "history.csv")["train_acc"][-1] == \
+        pytest.approx(metrics["train_accuracy"])

@@ -121,8 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shuffle: epochs without replacement (default); replacement: the "
                         "exercise's random batches")
     t.add_argument("--train-acc", choices=["subset", "batch"], default=None,
-                   help="train accuracy per epoch on 5,000 training rows (default) or on the "
-                        "last batch (the exercise)")
+                   help="train accuracy per epoch on up to 5,000 training rows (default) or on "
+                        "the last batch (the exercise)")
     t.add_argument("--patience", type=non_negative_int, default=None,
                    help="early stopping: stop after this many epochs without a better "
                         "validation accuracy, and keep the best parameters; 0 turns it off "
