@@ -405,7 +405,7 @@ def test_the_defaults_train_help_states_are_run_configs():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     checked = 0
     for action in sub.choices["train"]._actions:
-        stated = re.search(r"\(default: ([\w.+-]+)[;)]", action.help or "")
+        stated = re.search(r"\(default: ([\w.+-]+)[;),]", action.help or "")
         if not stated or not hasattr(defaults, action.dest):
             continue
         value = getattr(defaults, action.dest)
@@ -458,3 +458,17 @@ def test_train_acc_help_says_up_to_the_subset_the_trainer_measures(tmp_path, cap
     # so the per-epoch figure is the whole training split's, as metrics.json measures it
     assert read_history(out / "history.csv")["train_acc"][-1] == \
         pytest.approx(metrics["train_accuracy"])
+
+
+def test_data_seed_seeds_the_test_split_too_and_seed_does_not(run_dir, tmp_path):
+    """--data-seed's help said it seeds the digits/folder validation split; it seeds the test
+    split held out of digits (and of a folder without test/) as well."""
+    def splits(*flags: str) -> dict:
+        out = tmp_path / "-".join(flags)
+        assert main(["train", *TINY, "--epochs", "1", *flags, "--out", str(out)]) == 0
+        return json.loads((out / "metrics.json").read_text())["split_sha1"]
+
+    first = json.loads((run_dir / "metrics.json").read_text())["split_sha1"]  # both seeds 0
+    assert splits("--seed", "1") == first
+    other = splits("--data-seed", "1")
+    assert other["test"] != first["test"] and other["val"] != first["val"]

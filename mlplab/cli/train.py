@@ -66,8 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                         "0, every training image")
     g = p.add_argument_group("data handling")
     g.add_argument("--data-seed", type=seed_arg, default=None,
-                   help="seed of the digits/folder validation split (default: 0, whatever "
-                        "--seed is, so that runs with different seeds share a split)")
+                   help="seed of the digits/folder validation and test splits (default: 0, "
+                        "whatever --seed is, so that runs with different seeds share a split)")
     add_augment_arguments(g)
 
     m = p.add_argument_group("model")
