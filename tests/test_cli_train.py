@@ -405,16 +405,34 @@ def test_the_defaults_train_help_states_are_run_configs():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     checked = 0
     for action in sub.choices["train"]._actions:
-        stated = re.search(r"\(default: ([\w.+-]+)[;),]", action.help or "")
+        stated = re.search(r"(?:\(|; )default: ([\w.+-]+)(?=[;),]| =)", action.help or "")
         if not stated or not hasattr(defaults, action.dest):
             continue
         value = getattr(defaults, action.dest)
         value = value[0] if isinstance(value, list) and len(value) == 1 else value
         text = stated.group(1)
-        expected = type(value)(text) if isinstance(value, int | float) else text
+        expected = None if text == "off" else \
+            type(value)(text) if isinstance(value, int | float) else text
         assert value == expected, f"--{action.dest}: help says {text}, RunConfig has {value}"
         checked += 1
-    assert checked >= 20
+    assert checked >= 25
+
+
+def test_the_patience_train_help_states_for_presets_is_theirs():
+    """--patience's help gave no default while three presets turn early stopping on."""
+    import argparse
+    import re
+
+    from mlplab.cli import build_parser
+    from mlplab.presets import PRESETS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in sub.choices["train"]._actions if a.dest == "patience")
+    stated = re.search(r"\(default: off; the CIFAR-10 accuracy presets: (\d+)\)", action.help)
+    assert stated, action.help
+    on = {name: p["patience"] for name, p in PRESETS.items() if p.get("patience") is not None}
+    assert set(on) == {"twolayer-best", "deep-best", "twolayer-fast"}
+    assert set(on.values()) == {int(stated.group(1))}
 
 
 def test_a_dataset_of_one_class_is_refused_in_the_datas_terms(tmp_path, monkeypatch, capsys):
