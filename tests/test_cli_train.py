@@ -411,11 +411,11 @@ def test_the_defaults_train_help_states_are_run_configs():
         value = getattr(defaults, action.dest)
         value = value[0] if isinstance(value, list) and len(value) == 1 else value
         text = stated.group(1)
-        expected = None if text == "off" else \
+        expected = None if text == "off" else [] if text == "none" and value == [] else \
             type(value)(text) if isinstance(value, int | float) else text
         assert value == expected, f"--{action.dest}: help says {text}, RunConfig has {value}"
         checked += 1
-    assert checked >= 25
+    assert checked >= 26
 
 
 def test_the_patience_train_help_states_for_presets_is_theirs():
@@ -490,3 +490,23 @@ def test_data_seed_seeds_the_test_split_too_and_seed_does_not(run_dir, tmp_path)
     assert splits("--seed", "1") == first
     other = splits("--data-seed", "1")
     assert other["test"] != first["test"] and other["val"] != first["val"]
+
+
+def test_augment_none_turns_off_a_presets_augmentation(tmp_path):
+    """``--augment none`` was accepted (and needed to drop a preset's flips and crops) but the
+    help listed only flip,crop,elastic."""
+    import argparse
+
+    from mlplab.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for parser in (sub.choices["train"],
+                   next(a for a in sub.choices["data"]._actions
+                        if isinstance(a, argparse._SubParsersAction)).choices["show"]):
+        action = next(a for a in parser._actions if a.dest == "augment")
+        assert "none: no augmentation" in action.help
+    out = tmp_path / "r"
+    assert main(["train", "--preset", "twolayer-best", *TINY, "--epochs", "1", "--augment",
+                 "none", "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["preset"] == "twolayer-best" and cfg["augment"] == []

@@ -122,7 +122,8 @@ def add_augment_arguments(group: argparse._ArgumentGroup) -> None:
                             "standardize)")
     group.add_argument("--augment", type=_augment, default=None, metavar="flip,crop,elastic",
                        help="minibatch augmentation: random horizontal flips, padded crops "
-                            "and/or elastic distortions (smooth random warps)")
+                            "and/or elastic distortions (smooth random warps); none: no "
+                            "augmentation, e.g. to turn off a preset's (default: none)")
     group.add_argument("--crop-padding", type=positive_int, default=None, metavar="PIXELS",
                        help="how far a crop may shift the image, less than its side "
                             "(default: an eighth of its side: 4 pixels on CIFAR-10 and "
