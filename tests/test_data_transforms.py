@@ -223,6 +223,19 @@ def test_crop_pads_with_the_fill(images, fill):
     assert (dy != 0).any() or (dx != 0).any()
 
 
+def test_zero_fill_is_the_mean_image_under_exercise_and_a_mean_colour_under_standardize(images):
+    """``--crop-fill zero`` pads with 0 after preprocessing: in raw pixels the mean training image
+    under ``exercise`` but, standardisation being per channel, one mean colour under
+    ``standardize`` (the help once said "the mean image" for both)."""
+    mean_image = images.mean(axis=0, keepdims=True)
+    mean_colour = np.broadcast_to(images.reshape(-1, 3).mean(axis=0), mean_image.shape)
+    exercise = make_preprocessing("exercise", np.float64).fit(images)
+    standardize = make_preprocessing("standardize", np.float64).fit(images)
+    np.testing.assert_allclose(exercise.transform(mean_image), 0, atol=1e-9)
+    np.testing.assert_allclose(standardize.transform(mean_colour), 0, atol=1e-9)
+    assert np.abs(standardize.transform(mean_image)).max() > 0.1
+
+
 def test_augmenter_rejects_bad_fill(images):
     with pytest.raises(ValueError, match="fill must be a number, one value per channel"):
         Augmenter((6, 5, 3), fill=np.zeros(2))

@@ -133,9 +133,9 @@ def add_augment_arguments(group: argparse._ArgumentGroup) -> None:
                             "(default: 2)")
     group.add_argument("--crop-fill", choices=list(CROP_FILLS), default=None,
                        help="what a crop or distortion uncovers at the border: zero = 0 after "
-                            "preprocessing, the mean image under standardize or exercise "
-                            "(default); black = a black border, the background Fashion-MNIST's "
-                            "garments lie on")
+                            "preprocessing: the mean image under exercise, the mean colour of "
+                            "each channel under standardize (default); black = a black border, "
+                            "the background Fashion-MNIST's garments lie on")
 
 
 def load_dataset_from_args(args: argparse.Namespace) -> Dataset:
