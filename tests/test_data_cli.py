@@ -41,6 +41,20 @@ def test_show_writes_png(tmp_path, capsys):
     assert [p.name for p in out.parent.iterdir()] == ["grid.png"]
 
 
+def test_show_draws_the_split_its_help_says(tmp_path, capsys):
+    """``data show``'s description said 'random training images' whatever --split chose."""
+    from mlplab.cli import build_parser
+
+    data = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    show = next(a for a in data.choices["data"]._actions
+                if isinstance(a, argparse._SubParsersAction)).choices["show"]
+    assert "training images unless --split" in " ".join(show.description.split())
+    out = tmp_path / "test.png"
+    assert main(["data", "show", "digits", "--out", str(out), "--per-class", "2", "--split",
+                 "test"]) == 0
+    assert "(2 test images per class, 10 classes)" in capsys.readouterr().out
+
+
 def test_show_as_the_network_sees_them(tmp_path, capsys):
     """``data show --augment ...`` draws the images as training feeds them to the network; bad
     augmentation options are usage errors, and nothing is written."""

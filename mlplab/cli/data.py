@@ -172,8 +172,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     show = dsub.add_parser("show", help="write a grid of sample images with class names",
                            description="Write the exercise's 'sample images' figure: a few "
-                                       "random training images of every class, one column per "
-                                       "class titled with its name.")
+                                       "random images of every class (training images unless "
+                                       "--split says otherwise), one column per class titled "
+                                       "with its name.")
     add_dataset_arguments(show, positional=True)
     show.add_argument("--out", required=True, metavar="FILE",
                       help="image file to write (.png, .pdf or .svg)")
