@@ -79,3 +79,13 @@ def test_version_and_help(capsys):
         with pytest.raises(SystemExit) as e:
             main(cmd)
         assert e.value.code == 0
+
+
+def test_gradcheck_hidden_none_is_in_its_help_and_checks_softmax_regression(capsys):
+    """``--hidden none`` (no hidden layer) was accepted but not in the help."""
+    with pytest.raises(SystemExit):
+        main(["gradcheck", "--help"])
+    assert "'none' for no hidden layer" in " ".join(capsys.readouterr().out.split())
+    assert main(["gradcheck", "--hidden", "none", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["settings"]["hidden"] == [] and sorted(out["errors"]) == ["W1", "b1"]

@@ -328,3 +328,14 @@ def test_torch_train_refuses_a_dataset_of_one_class(tmp_path, monkeypatch, capsy
                  "--out", str(tmp_path / "run")]) == 1
     assert "has one class (cats); a classifier needs at least two" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_torch_train_hidden_none_is_in_its_help_and_trains_softmax_regression(tmp_path, capsys):
+    """``--hidden none`` (one Linear layer) was accepted but not in the help."""
+    with pytest.raises(SystemExit):
+        main(["torch", "train", "--help"])
+    assert "'none': no hidden layer" in " ".join(capsys.readouterr().out.split())
+    out = tmp_path / "none"
+    assert main(["torch", "train", "--hidden", "none", "--epochs", "1", "--threads", "1",
+                 "--no-plots", "--no-progress", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["hidden"] == []

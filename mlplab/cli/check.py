@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "compare every analytic gradient with centred differences (h=1e-5). Exits 1 "
                     "if any parameter's relative error (by --metric) exceeds --tol.")
     g.add_argument("--hidden", default="32,16",
-                   help="comma-separated hidden sizes, e.g. 32,16 (default: %(default)s)")
+                   help="comma-separated hidden sizes, e.g. 32,16, or 'none' for no hidden "
+                        "layer (default: %(default)s)")
     g.add_argument("--inputs", type=int, default=12, help="input features (default: %(default)s)")
     g.add_argument("--classes", type=int, default=5, help="classes (default: %(default)s)")
     g.add_argument("--samples", type=int, default=8, help="samples (default: %(default)s)")

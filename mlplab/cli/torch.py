@@ -104,8 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "accuracy.png, confusion.png and (image data) weights.png.")
     add_dataset_arguments(tr)
     tr.add_argument("--hidden", type=_hidden_list, default=[50], metavar="H[,H...]",
-                    help="hidden layer sizes, e.g. 50 (the exercise) or 100,50 "
-                         "(default: 50)")
+                    help="hidden layer sizes, e.g. 50 (the exercise) or 100,50; 'none': no "
+                         "hidden layer (default: 50)")
     _add_common(tr)
     o = tr.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", default=None,
