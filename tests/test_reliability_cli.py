@@ -102,6 +102,39 @@ def test_help_explains_itself(path, capsys):
     assert len(out.splitlines()) >= 3  # a description, not just a usage line
 
 
+def _examples() -> list[tuple[str, str]]:
+    """(command, example) for every ``mlplab ...`` line of a command's description or epilog
+    (a line that starts with one, or one after 'Example: '; backslash continuations joined)."""
+    import re
+
+    found = []
+    for path, parser in COMMANDS:
+        text = re.sub(r"\\\n\s*", "", "\n".join(filter(None, (parser.description,
+                                                               parser.epilog))))
+        for line in text.splitlines():
+            match = re.match(r"\s*(?:.*Example: )?(mlplab \S.*)$", line)
+            if match:
+                found.append((" ".join(path), re.sub(r"\s+#.*$", "", match.group(1))))
+    return found
+
+
+def test_the_help_finds_its_examples():
+    commands = {c for c, _ in _examples()}
+    assert {"train", "tune", "reproduce"} <= commands, commands
+
+
+@pytest.mark.parametrize(("command", "example"), _examples())
+def test_every_example_in_the_help_parses(command, example):
+    """The examples under ``--help`` are commands a user copies: each must parse (the tune one
+    that used --search-space lacked the required --trials and stopped with a usage error)."""
+    import shlex
+
+    argv = shlex.split(example)[1:]
+    assert argv[:len(command.split())] == command.split(), example
+    args = build_parser().parse_args(argv)  # exits 2, failing the test, on a usage error
+    assert args.func is not None
+
+
 def _bad_invocations():
     """(argv, why) pairs that argparse itself must refuse, for every command."""
     for path, parser in _leaves():

@@ -17,7 +17,7 @@ EPILOG = """\
 examples:
   mlplab tune --dataset digits --trials 30
   mlplab tune --dataset folder:/data/cifar10/train --train-size 10000 --trials 40 --prune
-  mlplab tune --dataset cifar10 --search-space space.yaml --workers 4 --eval-test
+  mlplab tune --dataset cifar10 --trials 60 --search-space space.yaml --workers 4 --eval-test
 
 several machines, one study (run the same command on each; the last one writes the report):
   mlplab tune --dataset cifar10 --trials 200 --study cifar \\
