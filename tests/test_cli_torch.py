@@ -331,11 +331,15 @@ def test_torch_train_refuses_a_dataset_of_one_class(tmp_path, monkeypatch, capsy
 
 
 def test_torch_train_hidden_none_is_in_its_help_and_trains_softmax_regression(tmp_path, capsys):
-    """``--hidden none`` (one Linear layer) was accepted but not in the help."""
+    """``--hidden none`` (one Linear layer) was accepted but not in the help; such a run has no
+    first-layer weights figure, which the description now says too."""
     with pytest.raises(SystemExit):
         main(["torch", "train", "--help"])
-    assert "'none': no hidden layer" in " ".join(capsys.readouterr().out.split())
+    text = " ".join(capsys.readouterr().out.split())
+    assert "'none': no hidden layer" in text and "(with a hidden layer) weights.png" in text
     out = tmp_path / "none"
     assert main(["torch", "train", "--hidden", "none", "--epochs", "1", "--threads", "1",
-                 "--no-plots", "--no-progress", "--out", str(out)]) == 0
+                 "--no-progress", "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["hidden"] == []
+    assert {"loss.png", "accuracy.png", "confusion.png"} <= {p.name for p in out.iterdir()}
+    assert not (out / "weights.png").exists()
