@@ -46,6 +46,7 @@ from mlplab.layers import (
 #: for the names in ``_SIZED``, with the layer's width and dtype); :func:`register_activation`
 #: adds one
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+BUILT_IN_ACTIVATIONS = dict(ACTIVATIONS)
 _SIZED: set[str] = set()
 
 #: parameter names MLP gives its own layers: a registered layer's keys must not collide with them
@@ -64,9 +65,10 @@ def register_activation(name: str, layer: Callable[..., Layer], *, replace: bool
     checkpoints and model files include them, and the L2 penalty leaves them out (as it leaves
     biases and batch norm's). A layer with parameters must be registered with ``sized=True``.
     The name then works wherever Python code names an activation (``MLP``, ``MLPClassifier``,
-    ``train_run``) and is what a model file stores: ``mlplab.io.load_model`` needs the same
-    registration in the process that loads it. A name already taken is refused unless
-    ``replace=True``. See docs/architecture.md, "Writing your own layer".
+    ``train_run``, a search space of ``tune``) and is what a model file stores:
+    ``mlplab.io.load_model`` needs the same registration in the process that loads it. A name
+    already taken is refused unless ``replace=True``. See docs/architecture.md, "Writing your
+    own layer".
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"an activation name must be a Python identifier such as 'elu'; got "

@@ -416,6 +416,7 @@ class Adam(Optimizer):
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam)}
+BUILT_IN_OPTIMIZERS = dict(OPTIMIZERS)
 
 
 def register_optimizer(cls: type[Optimizer], *, replace: bool = False) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import sys
 import time
 
 import numpy as np
@@ -744,3 +745,88 @@ def test_workers_started_by_a_command_word_its_messages_for_the_command_line(
     finally:
         optuna.logging.set_verbosity(level)  # worker_main sets its (own process's) level
     assert said == ["study_name", "study_name", "--study", "--study"]
+
+
+# ------------------------------------------------------------- registered activations, optimisers
+REGISTERED = '''
+import numpy as np
+
+from mlplab.layers import Layer
+from mlplab.optim import Optimizer
+
+
+class Softsign(Layer):
+    def forward(self, x, train=True):
+        self._x = x.copy()
+        return x / (1 + np.abs(x))
+
+    def backward(self, dout):
+        return dout / (1 + np.abs(self._x)) ** 2
+
+
+class SignSGD(Optimizer):
+    name = "signsgd"
+
+    def _update(self, name, p, g):
+        p -= self.lr * np.sign(g)
+'''
+
+
+@pytest.fixture
+def registered(tmp_path, monkeypatch):
+    """An activation and an optimiser registered from a module file, as a user's would be; the
+    registries are restored afterwards."""
+    import importlib
+
+    from mlplab import models, optim
+
+    (tmp_path / "my_pieces.py").write_text(REGISTERED)
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers inherit sys.path
+    saved = dict(models.ACTIVATIONS), dict(optim.OPTIMIZERS)
+    pieces = importlib.import_module("my_pieces")
+    models.register_activation("softsign", pieces.Softsign)
+    optim.register_optimizer(pieces.SignSGD)
+    yield pieces
+    for registry, before in zip((models.ACTIVATIONS, optim.OPTIMIZERS), saved):
+        registry.clear()
+        registry.update(before)
+    sys.modules.pop("my_pieces", None)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_search_space_may_name_registered_activations_and_optimizers(digits, tmp_path,
+                                                                       registered, workers):
+    """The knobs' choices were frozen when mlplab.tuning was imported, so a registered name was
+    refused as not one of the built-ins; and spawned workers, fresh interpreters, knew only the
+    built-ins. Now both take what this process registered."""
+    space = {**TINY, "activation": {"type": "categorical", "choices": ["relu", "softsign"]},
+             "optimizer": "signsgd", "lr": {"type": "float", "low": 1e-3, "high": 1e-2}}
+    result = tune(digits, trials=3, search_space=space, out=tmp_path / "out", progress=False,
+                  search_only=True, workers=workers, sampler="random")
+    trials = optuna.load_study(study_name=result.study_name,
+                               storage=result.storage).get_trials(deepcopy=False)
+    # (two racing workers may run one trial more than asked, a known limit)
+    assert len(trials) >= 3 and {t.state for t in trials} == {TrialState.COMPLETE}, \
+        [(t.state, t.system_attrs) for t in trials]
+    assert {t.params["activation"] for t in trials} <= {"relu", "softsign"}
+    assert all(t.value > 0.15 for t in trials)  # trained: above chance on ten classes
+
+
+def test_a_registration_workers_could_not_import_is_refused_before_they_start(
+        digits, tmp_path, registered, monkeypatch):
+    import mlplab.tuning as tmod
+    from mlplab import models
+
+    started = []
+    monkeypatch.setattr(tmod, "run_workers", lambda specs, study, bar=None: started.extend(specs))
+    models.register_activation("local", lambda: registered.Softsign())
+    # registered but not used by the space: sent only what can be sent, nothing refused
+    tune(digits, trials=1, search_space=TINY, out=tmp_path / "a", progress=False,
+         search_only=True, workers=2)
+    assert set(started[0].registered["activations"]) == {"softsign"}
+    assert set(started[0].registered["optimizers"]) == {"signsgd"}
+    with pytest.raises(ValueError, match=r"registered activation 'local'.*workers=1"):
+        tune(digits, trials=1, search_space={**TINY, "activation": "local"},
+             out=tmp_path / "b", progress=False, search_only=True, workers=2)
+    assert len(started) == 2  # the refused search started none
+    assert not (tmp_path / "b").exists()

@@ -88,7 +88,7 @@ from mlplab.tuning.storage import (
     storage_spec,
 )
 from mlplab.tuning.study import STUDY_ATTRS, best_so_far, finished_count, open_study
-from mlplab.tuning.workers import WorkerSpec, run_workers, worker_main
+from mlplab.tuning.workers import WorkerSpec, registrations, run_workers, worker_main
 
 __all__ = [
     "ArraySource",
@@ -237,6 +237,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     space = SearchSpace.load(search_space)
     if sampler == "grid":
         space.grid()  # fail now if a knob has no finite grid
+    # what the spawned workers must register again; refused now if they could not
+    registered = registrations(space) if workers > 1 else None
     source = as_source(dataset, preprocess, train_size, **dataset_kwargs)
     study_name = study_name or default_study_name(source)
     out_dir = Path(out) if out is not None else Path("runs") / study_name
@@ -287,7 +289,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                 threads = max(1, (os.cpu_count() or 1) // workers)
                 specs = [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune,
                                     trials, timeout, seed, sampler_seed, i, threads,
-                                    on_command_line())
+                                    on_command_line(), registered)
                          for i in range(workers)]
                 run_workers(specs, study, bar)
         except KeyboardInterrupt:

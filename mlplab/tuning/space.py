@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Knob:
     """One thing a trial may set: where it goes (``model`` or ``train``), its value type and the
-    range of legal values (``lo``/``hi`` inclusive unless ``hi_open``; ``choices`` for strings)."""
+    range of legal values (``lo``/``hi`` inclusive unless ``hi_open``; ``choices`` for strings,
+    which may be a registry read at each check, so that names registered later are legal)."""
 
     target: str
     kind: str  # "int", "float", "str" or "bool"
@@ -32,7 +33,7 @@ class Knob:
     hi: float | None = None
     lo_open: bool = False
     hi_open: bool = False
-    choices: tuple[str, ...] = ()
+    choices: Collection[str] = ()
     help: str = ""
 
     def check(self, name: str, value: Any, where: str) -> Any:
@@ -71,13 +72,14 @@ def _knobs() -> dict[str, Knob]:
         # the model
         "hidden_size": Knob("model", "int", 1, help="units in each hidden layer"),
         "depth": Knob("model", "int", 1, help="number of hidden layers (each hidden_size wide)"),
-        "activation": Knob("model", "str", choices=tuple(ACTIVATIONS)),
+        # the registries themselves: register_activation/register_optimizer add choices
+        "activation": Knob("model", "str", choices=ACTIVATIONS),
         "init": Knob("model", "str", choices=tuple(INITS)),
         "std": Knob("model", "float", 0, lo_open=True, help="std of the 'normal' init"),
         "dropout": Knob("model", "float", 0, 1, hi_open=True),
         "batchnorm": Knob("model", "bool"),
         # the training
-        "optimizer": Knob("train", "str", choices=tuple(OPTIMIZERS)),
+        "optimizer": Knob("train", "str", choices=OPTIMIZERS),
         "lr": Knob("train", "float", 0, lo_open=True, help="initial learning rate"),
         "momentum": Knob("train", "float", 0, 1, hi_open=True),
         "beta1": Knob("train", "float", 0, 1, hi_open=True),
@@ -263,6 +265,14 @@ class SearchSpace:
     def to_dict(self) -> dict[str, Any]:
         """The YAML/JSON form (round-trips through :meth:`from_dict`)."""
         return {**self.fixed, **{n: p.to_dict() for n, p in self.params.items()}}
+
+    def values_of(self, knob: str) -> set[Any]:
+        """The values a trial may give ``knob``: its fixed value, or a categorical's choices
+        (empty when the space leaves it at the default or searches a range)."""
+        if knob in self.fixed:
+            return {self.fixed[knob]}
+        param = self.params.get(knob)
+        return set(param.choices) if param is not None else set()
 
     def __repr__(self) -> str:
         return f"SearchSpace(params={list(self.params)}, fixed={self.fixed})"

@@ -45,6 +45,60 @@ class WorkerSpec:
     #: :func:`mlplab._validation.command_line`, and its messages (printed as the worker's error)
     #: would name Python arguments where the user typed flags
     command_line: bool = False
+    #: the activations and optimisers registered in the parent beyond mlplab's own
+    #: (:func:`registrations`): a spawned interpreter knows only the built-ins
+    registered: dict[str, Any] | None = None
+
+
+def registrations(space: SearchSpace) -> dict[str, Any]:
+    """The activations (``name: (factory, sized)``) and optimisers (``name: class``) registered in
+    this process beyond mlplab's own, for the workers to register again. Each is sent by
+    reference (pickle names its module and qualified name), so one the search space uses must
+    be importable in a fresh interpreter: a ValueError says so before any worker starts."""
+    import pickle
+    import sys
+
+    from mlplab import models, optim
+
+    registered = {
+        "activations": {n: (f, n in models._SIZED) for n, f in models.ACTIVATIONS.items()
+                        if models.BUILT_IN_ACTIVATIONS.get(n) is not f},
+        "optimizers": {n: c for n, c in optim.OPTIMIZERS.items()
+                       if optim.BUILT_IN_OPTIMIZERS.get(n) is not c}}
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    sendable: dict[str, Any] = {}
+    for kind, knob in (("activations", "activation"), ("optimizers", "optimizer")):
+        used = space.values_of(knob)
+        sendable[kind] = {}
+        for name, entry in registered[kind].items():
+            obj = entry[0] if kind == "activations" else entry
+            target = getattr(obj, "func", obj)  # a functools.partial names its function
+            try:
+                pickle.dumps(entry)
+                # a notebook's or the interactive prompt's own definitions: no file to import
+                ok = getattr(target, "__module__", None) != "__main__" or main_file is not None
+            except Exception:  # a lambda, a local class, ...: pickle refuses
+                ok = False
+            if ok:
+                sendable[kind][name] = entry
+            elif name in used:
+                raise ValueError(
+                    f"the search space uses the registered {knob} {name!r}, which the worker "
+                    f"processes cannot import ({obj!r} is not defined at the top level of a "
+                    "module file). Define it in a module (or a script) and register it from "
+                    "there, or tune with workers=1.")
+    return sendable
+
+
+def register_again(registered: dict[str, Any] | None) -> None:
+    """In a worker: register what :func:`registrations` sent, as the parent had it."""
+    from mlplab.models import register_activation
+    from mlplab.optim import register_optimizer
+
+    for name, (factory, sized) in (registered or {}).get("activations", {}).items():
+        register_activation(name, factory, replace=True, sized=sized)
+    for cls in (registered or {}).get("optimizers", {}).values():
+        register_optimizer(cls, replace=True)
 
 
 def worker_main(spec: WorkerSpec) -> None:
@@ -65,6 +119,7 @@ def worker_main(spec: WorkerSpec) -> None:
         current = max((i.get("num_threads", 1) for i in threadpool_info()), default=1)
         if spec.blas_threads < current:
             limiter = threadpool_limits(spec.blas_threads)
+    register_again(spec.registered)
     with wording, limiter:
         data = spec.source.load()
         space = SearchSpace.from_dict(spec.space)
