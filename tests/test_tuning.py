@@ -830,3 +830,15 @@ def test_a_registration_workers_could_not_import_is_refused_before_they_start(
              out=tmp_path / "b", progress=False, search_only=True, workers=2)
     assert len(started) == 2  # the refused search started none
     assert not (tmp_path / "b").exists()
+
+
+def test_the_knobs_stay_hashable_while_their_choices_follow_the_registries(registered):
+    """The activation and optimizer knobs hold the live registries (dicts) as their choices; a
+    Knob, a frozen dataclass, was hashable with a tuple there and raised TypeError with a
+    dict."""
+    from mlplab.tuning import KNOBS
+
+    knob = KNOBS["activation"]
+    assert knob.check("activation", "softsign", "space") == "softsign"  # registered after import
+    assert len({knob, KNOBS["optimizer"], KNOBS["init"]}) == 3
+    assert hash(knob) == hash(KNOBS["activation"])

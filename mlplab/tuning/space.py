@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,8 @@ class Knob:
     hi: float | None = None
     lo_open: bool = False
     hi_open: bool = False
-    choices: Collection[str] = ()
+    # not hashed: a registry is a dict (a frozen dataclass stays hashable on the other fields)
+    choices: Collection[str] = field(default=(), hash=False)
     help: str = ""
 
     def check(self, name: str, value: Any, where: str) -> Any:
