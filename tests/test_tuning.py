@@ -842,3 +842,28 @@ def test_the_knobs_stay_hashable_while_their_choices_follow_the_registries(regis
     assert knob.check("activation", "softsign", "space") == "softsign"  # registered after import
     assert len({knob, KNOBS["optimizer"], KNOBS["init"]}) == 3
     assert hash(knob) == hash(KNOBS["activation"])
+
+
+def test_a_default_the_workers_could_not_import_is_refused_too(digits, tmp_path, registered,
+                                                              monkeypatch):
+    """A space that leaves activation and optimizer out trains with MLP's and TrainConfig's
+    defaults, relu and sgd; replaced by a registration the workers cannot import, those were
+    dropped, so the workers' trials trained mlplab's own relu or sgd while the best run, retrained
+    in this process, used the replacement."""
+    import mlplab.tuning as tmod
+    from mlplab import models, optim
+
+    monkeypatch.setattr(tmod, "run_workers", lambda specs, study, bar=None: None)
+    models.register_activation("relu", lambda: registered.Softsign(), replace=True)
+    with pytest.raises(ValueError, match=r"registered activation 'relu'.*workers=1"):
+        tune(digits, trials=1, search_space=TINY, out=tmp_path / "a", progress=False,
+             search_only=True, workers=2)
+    models.register_activation("relu", models.BUILT_IN_ACTIVATIONS["relu"], replace=True)
+
+    class LocalSGD(optim.SGD):
+        pass
+
+    optim.register_optimizer(LocalSGD, replace=True)
+    with pytest.raises(ValueError, match=r"registered optimizer 'sgd'.*workers=1"):
+        tune(digits, trials=1, search_space=TINY, out=tmp_path / "b", progress=False,
+             search_only=True, workers=2)

@@ -53,13 +53,18 @@ class WorkerSpec:
 def registrations(space: SearchSpace) -> dict[str, Any]:
     """The activations (``name: (factory, sized)``) and optimisers (``name: class``) registered in
     this process beyond mlplab's own, for the workers to register again. Each is sent by
-    reference (pickle names its module and qualified name), so one the search space uses must
-    be importable in a fresh interpreter: a ValueError says so before any worker starts."""
+    reference (pickle names its module and qualified name), so one the search space uses (or
+    leaves as the default: a replaced ``relu`` or ``sgd``) must be importable in a fresh
+    interpreter: a ValueError says so before any worker starts."""
     import pickle
     import sys
 
     from mlplab import models, optim
+    from mlplab.trainer import TrainConfig
 
+    # what a trial uses where the space leaves the knob out: MLP's and TrainConfig's defaults
+    defaults = {"activation": models.MLP.__init__.__kwdefaults__["activation"],
+                "optimizer": TrainConfig.optimizer}
     registered = {
         "activations": {n: (f, n in models._SIZED) for n, f in models.ACTIVATIONS.items()
                         if models.BUILT_IN_ACTIVATIONS.get(n) is not f},
@@ -68,7 +73,7 @@ def registrations(space: SearchSpace) -> dict[str, Any]:
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
     sendable: dict[str, Any] = {}
     for kind, knob in (("activations", "activation"), ("optimizers", "optimizer")):
-        used = space.values_of(knob)
+        used = space.values_of(knob) or {defaults[knob]}
         sendable[kind] = {}
         for name, entry in registered[kind].items():
             obj = entry[0] if kind == "activations" else entry
