@@ -267,6 +267,33 @@ def test_interop_refuses_what_it_cannot_convert():
         tm.to_numpy(torch.nn.Sequential(torch.nn.Linear(3, 2)))
 
 
+
+def test_from_numpy_refuses_a_relu_replaced_by_a_registered_layer(monkeypatch):
+    """A registration may replace ``relu`` (replace=True), now also by a layer with parameters
+    (sized=True): from_numpy read only the activation's name, and converted such a network as
+    a plain ReLU one, its slopes dropped and its outputs changed without a word."""
+    from mlplab import models
+    from mlplab.layers import Layer
+
+    class PReLU(Layer):
+        def __init__(self, size, dtype):
+            super().__init__()
+            self.params = {"alpha": np.full(size, 0.25, dtype)}
+            self.grads = {"alpha": np.zeros(size, dtype)}
+
+        def forward(self, x, train=True):
+            return np.maximum(x, 0) + self.params["alpha"] * np.minimum(x, 0)
+
+    monkeypatch.setitem(models.ACTIVATIONS, "relu", models.ACTIVATIONS["relu"])
+    monkeypatch.setattr(models, "_SIZED", set())
+    models.register_activation("relu", PReLU, replace=True, sized=True)
+    with pytest.raises(ValueError, match="PReLU.*only ReLU networks can be converted"):
+        tm.from_numpy(MLP(4, [3], 2, seed=0))
+    models.register_activation("relu", models.LeakyReLU, replace=True)
+    with pytest.raises(ValueError, match="LeakyReLU.*only ReLU networks can be converted"):
+        tm.from_numpy(MLP(4, [3], 2, seed=0))
+
+
 def _torch_loss(model, X, y, reg):
     return torch.nn.functional.cross_entropy(model(torch.tensor(X)), torch.tensor(y)) + \
         tm.l2_penalty(model, reg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mlplab.layers import Affine, BatchNorm, Dropout, ReLU
 from mlplab.models import MLP
 from mlplab.torch_mlp.model import INIT_STD, MultiLayerPerceptron, param_dtype
 
@@ -27,6 +28,14 @@ def from_numpy(mlp: MLP) -> MultiLayerPerceptron:
     if c["activation"] != "relu":
         raise ValueError(f"the PyTorch MultiLayerPerceptron uses ReLU, but this MLP uses "
                          f"{c['activation']!r}; only ReLU networks can be converted.")
+    # the name alone is not enough: register_activation("relu", ..., replace=True) may have
+    # built another layer, even one with parameters (sized=True), which would be dropped
+    other = next((layer for layer in mlp.layers if type(layer) is not ReLU
+                  and not isinstance(layer, Affine | BatchNorm | Dropout)), None)
+    if other is not None:
+        raise ValueError(f"the PyTorch MultiLayerPerceptron uses ReLU, but this MLP's 'relu' "
+                         f"is a registered {type(other).__name__}; only ReLU networks can be "
+                         "converted.")
     dtype = torch.float64 if mlp.dtype == np.float64 else torch.float32
     model = MultiLayerPerceptron(c["input_size"], c["hidden_sizes"], c["num_classes"],
                                  dropout=c["dropout"], batchnorm=c["batchnorm"]).to(dtype)
