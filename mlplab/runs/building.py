@@ -8,14 +8,15 @@ finished run reloads its dataset, and ``mlplab data show`` previews its augmenta
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlplab._validation import setting
 from mlplab.models import MLP
-from mlplab.runs.config import RunConfig
+from mlplab.runs.config import RunConfig, relocated
 
 if TYPE_CHECKING:
     from mlplab.data import Augmenter, Dataset, Pipeline
@@ -46,6 +47,16 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
             raise
         raise DatasetNotFoundError(f"{str(exc).replace(download_hint(), '')} {moved}".rstrip()) \
             from None
+
+
+def moved_config(cfg: RunConfig, data: Any, data_dir: str | os.PathLike | None) -> RunConfig:
+    """A finished run's config with its data moved to ``data_dir`` (None: where it was), for
+    resuming or evaluating; given beside the loaded ``data`` it is refused as ambiguous."""
+    if data_dir is None:
+        return cfg
+    if data is not None:
+        raise ValueError("give the run's data or the folder it moved to (data_dir), not both.")
+    return relocated(cfg, data_dir)
 
 
 def moved_data_hint(command: str, python: str) -> str:

@@ -18,8 +18,8 @@ import numpy as np
 
 from mlplab import io
 from mlplab._validation import is_int, setting
-from mlplab.runs.building import load_run_dataset, moved_data_hint
-from mlplab.runs.config import RunConfig, relocated
+from mlplab.runs.building import load_run_dataset, moved_config, moved_data_hint
+from mlplab.runs.config import RunConfig
 from mlplab.runs.files import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, read_metrics
 from mlplab.runs.splits import check_same_split
 
@@ -86,11 +86,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None,
     from mlplab.metrics import confusion_matrix
 
     loaded, cfg, metrics = load_run(run)
-    if data_dir is not None:
-        if data is not None:
-            raise ValueError("give the run's data or the folder it moved to (data_dir), not "
-                             "both.")
-        cfg = relocated(cfg, data_dir)
+    cfg = moved_config(cfg, data, data_dir)
     # moved="": the place given is the new one; only the download advice is dropped
     moved = "" if data_dir is not None else moved_data_hint(
         f"mlplab evaluate {run}", f"evaluate_run({str(run)!r}, data_dir=DIR)")

@@ -27,10 +27,11 @@ from mlplab.runs.building import (
     describe_model,
     load_run_dataset,
     make_augmenter,
+    moved_config,
     moved_data_hint,
 )
 from mlplab.runs.checkpoint import CheckpointCallback, load_checkpoint
-from mlplab.runs.config import RunConfig, absolute_config_paths, build_config, relocated
+from mlplab.runs.config import RunConfig, absolute_config_paths, build_config
 from mlplab.runs.files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -208,11 +209,7 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
                          f"(start a new run with a different {setting('--out', 'out')}).")
     ckpt = run_dir / CHECKPOINT_FILE
     remove_partial_writes(run_dir)
-    if data_dir is not None:
-        if data is not None:
-            raise ValueError("give the run's data or the folder it moved to (data_dir), not "
-                             "both.")
-        cfg = relocated(cfg, data_dir)
+    cfg = moved_config(cfg, data, data_dir)
     loaded = state = None
     if ckpt.is_file():
         loaded, state, seconds = load_checkpoint(ckpt)
