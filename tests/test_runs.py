@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -531,6 +532,13 @@ def test_a_run_whose_data_is_gone_is_pointed_at_data_dir_not_download(tmp_path, 
     err = capsys.readouterr().err
     assert "--download" not in err
     assert f"give its new place: mlplab evaluate {run} --data-dir DIR (for a folder" in err
+    # a split other than the default is kept in the advice, on both sides
+    assert main(["evaluate", str(run), "--split", "test"]) == 1
+    err = capsys.readouterr().err
+    assert f"mlplab evaluate {run} --split test --data-dir DIR (for a folder" in err
+    with pytest.raises(DatasetNotFoundError, match=re.escape(
+            f"evaluate_run({str(run)!r}, 'test', data_dir=DIR)")):
+        evaluate_run(run, "test")
     # a wrong --data-dir: the loader's message, still without --download
     assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err

@@ -88,8 +88,10 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None,
     loaded, cfg, metrics = load_run(run)
     cfg = moved_config(cfg, data, data_dir)
     # moved="": the place given is the new one; only the download advice is dropped
+    other = split != "val"  # the advised command evaluates the split asked for, not the default
     moved = "" if data_dir is not None else moved_data_hint(
-        f"mlplab evaluate {run}", f"evaluate_run({str(run)!r}, data_dir=DIR)")
+        f"mlplab evaluate {run}" + (f" --split {split}" if other else ""),
+        f"evaluate_run({str(run)!r}" + (f", {split!r}" if other else "") + ", data_dir=DIR)")
     ds = data if data is not None else load_run_dataset(
         cfg, loaded.extra.get("image_shape"), moved=moved)
     X, y = ds.split(split)
