@@ -9,6 +9,7 @@ float32 the rounding error of a centred difference with h = 1e-5 swamps the sign
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -147,14 +148,15 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
 
 
 def offset_biases(model: MLP, rng: np.random.RandomState, scale: float = 0.1) -> None:
-    """Set every parameter whose name starts with ``b`` (the biases ``b<l>`` and batch norm's
-    shifts ``beta<l>``) to ``scale * rng.randn``, in parameter order, before a gradient check.
+    """Set the biases ``b<l>`` and batch norm's shifts ``beta<l>`` to ``scale * rng.randn``, in
+    parameter order, before a gradient check (a registered activation's parameters, such as a
+    ``bias<l>`` of its own, are left as they are).
 
     With zero biases a unit whose inputs are all zero sits exactly on the ReLU kink, where the
     analytic slope H(0) = 0 and the centred difference 1/2 disagree by definition: a correct
     backward pass would fail its check."""
     for name, p in model.params.items():
-        if name.startswith("b"):
+        if re.fullmatch(r"(b|beta)\d+", name):
             p[:] = scale * rng.randn(*p.shape)
 
 

@@ -237,3 +237,37 @@ def test_an_unknown_gradient_check_metric_is_a_value_error(rng):
     model = MLP(4, [5], 3, seed=0, dtype=np.float64)
     with pytest.raises(ValueError, match="unknown metric 'mean'; choose one of max, norm"):
         check_model(model, rng.randn(3, 4), np.array([0, 1, 2]), metric="mean")
+
+
+def test_offset_biases_leaves_a_registered_activations_parameters_alone():
+    """A registered activation's parameter key may begin with b (its own bias, say): it is not
+    one of MLP's biases or shifts and keeps the value its layer gave it."""
+    from mlplab import models
+    from mlplab.layers import Layer
+
+    class Shifted(Layer):  # out = relu(x) + bias
+        def __init__(self, size, dtype):
+            super().__init__()
+            self.params = {"bias": np.full(size, 0.25, dtype)}
+            self.grads = {"bias": np.zeros(size, dtype)}
+
+        def forward(self, x, train=True):
+            self._pos = x > 0
+            return np.maximum(x, 0) + self.params["bias"]
+
+        def backward(self, dout):
+            self.grads["bias"][...] = dout.sum(axis=0)
+            return dout * self._pos
+
+    saved = dict(models.ACTIVATIONS), set(models._SIZED)
+    try:
+        models.register_activation("shifted", Shifted, sized=True)
+        model = MLP(4, [5], 2, activation="shifted", seed=0, dtype=np.float64)
+        offset_biases(model, np.random.RandomState(3))
+        np.testing.assert_array_equal(model.params["bias1"], np.full(5, 0.25))
+        assert not np.array_equal(model.params["b1"], np.zeros(5))
+    finally:
+        models.ACTIVATIONS.clear()
+        models.ACTIVATIONS.update(saved[0])
+        models._SIZED.clear()
+        models._SIZED.update(saved[1])
