@@ -292,6 +292,9 @@ def test_from_numpy_refuses_a_relu_replaced_by_a_registered_layer(monkeypatch):
     models.register_activation("relu", models.LeakyReLU, replace=True)
     with pytest.raises(ValueError, match="LeakyReLU.*only ReLU networks can be converted"):
         tm.from_numpy(MLP(4, [3], 2, seed=0))
+    # and the other way: an MLP built now would hold the replacement, not the module's ReLU
+    with pytest.raises(ValueError, match="'relu' is registered as .*LeakyReLU"):
+        tm.to_numpy(tm.MultiLayerPerceptron(4, [3], 2))
 
 
 def _torch_loss(model, X, y, reg):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mlplab.layers import Affine, BatchNorm, Dropout, ReLU
-from mlplab.models import MLP
+from mlplab.models import ACTIVATIONS, BUILT_IN_ACTIVATIONS, MLP
 from mlplab.torch_mlp.model import INIT_STD, MultiLayerPerceptron, param_dtype
 
 
@@ -61,6 +61,11 @@ def to_numpy(module: MultiLayerPerceptron) -> MLP:
         raise TypeError(f"to_numpy needs an mlplab.torch_mlp.MultiLayerPerceptron; got "
                         f"{type(module).__name__}.")
     c = module.config
+    if ACTIVATIONS["relu"] is not BUILT_IN_ACTIVATIONS["relu"]:
+        # MLP builds its "relu" from the registry: a replacement would change the network
+        raise ValueError(f"'relu' is registered as {ACTIVATIONS['relu']!r} in this process, so an "
+                         "MLP built now would not be the module's ReLU network; convert before "
+                         "replacing it, or register it back.")
     dtype = np.float64 if param_dtype(module) == torch.float64 else np.float32
     mlp = MLP(c["input_size"], c["hidden_layers"], c["num_classes"], activation="relu",
               init="normal", std=INIT_STD, dropout=c["dropout"], batchnorm=c["batchnorm"],
