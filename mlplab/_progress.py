@@ -33,3 +33,12 @@ def progress_bar(enabled: bool = True, **kwargs: Any) -> tqdm:
 
     disable = True if not enabled else False if in_jupyter_kernel() else None
     return tqdm(disable=disable, **kwargs)
+
+
+def training_bar(total: int, enabled: bool, initial: int = 0) -> tqdm | None:
+    """The bar of a training loop (the NumPy trainer's, the PyTorch loop's): iterations, redrawn
+    at most twice a second, gone when done; None when not ``enabled``."""
+    if not enabled:
+        return None
+    return progress_bar(total=total, initial=initial, unit="it", dynamic_ncols=True,
+                        leave=False, mininterval=0.5)

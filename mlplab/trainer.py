@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import interrupts
-from mlplab._progress import progress_bar
+from mlplab._progress import training_bar
 from mlplab._validation import (
     check_choice,
     check_int,
@@ -393,7 +393,7 @@ class Trainer:
         self.history.interrupted = False
         for cb in self.callbacks:
             cb.on_train_begin(self)
-        bar = _progress(total, self.iteration, cfg.progress)
+        bar = training_bar(total, cfg.progress, initial=self.iteration)
         epoch_start = time.perf_counter()
         try:
             with self._sigint_stops(), self.optimizer.fused(model, cfg.reg):
@@ -598,9 +598,3 @@ def _rng_state_from_json(state: list) -> tuple:
     kind, keys, pos, has_gauss, cached = state
     return (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
 
-
-def _progress(total: int, initial: int, enabled: bool) -> tqdm | None:
-    if not enabled:
-        return None
-    return progress_bar(total=total, initial=initial, unit="it", dynamic_ncols=True,
-                        leave=False, mininterval=0.5)

@@ -10,21 +10,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from mlplab._progress import training_bar
 from mlplab._validation import check_int, check_positive, check_seed, setting
 from mlplab.torch_mlp.data import as_tensor, check_inputs
 from mlplab.torch_mlp.device import select_device, set_threads, threads_kept
 from mlplab.torch_mlp.model import MultiLayerPerceptron, param_dtype
 from mlplab.torch_mlp.predict import accuracy
 from mlplab.trainer import TRAIN_ACC_SUBSET, History, TrainingDivergedError
-
-if TYPE_CHECKING:
-    from tqdm import tqdm
 
 #: the exercise's defaults (SPEC §4)
 EPOCHS = 10
@@ -180,7 +178,7 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     history = History()
     total = cfg.epochs * len(loader)
-    bar = _progress(total, cfg.progress)
+    bar = training_bar(total, cfg.progress)
     iteration = 0
     fork = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork):
@@ -241,11 +239,3 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     model.eval()
     return history
 
-
-def _progress(total: int, enabled: bool) -> tqdm | None:
-    if not enabled:
-        return None
-    from mlplab._progress import progress_bar
-
-    return progress_bar(total=total, unit="it", dynamic_ncols=True, leave=False,
-                        mininterval=0.5)
