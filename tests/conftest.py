@@ -60,3 +60,19 @@ def scipy_blas(monkeypatch):
     yield
     monkeypatch.delenv("MLPLAB_BLAS")
     _clear_blas_lookups()
+
+
+@pytest.fixture
+def registries():
+    """The test leaves the activation and optimiser registries (and which activations are
+    sized) as it found them."""
+    from mlplab import models, optim
+
+    activations, optimizers = dict(models.ACTIVATIONS), dict(optim.OPTIMIZERS)
+    sized = set(models._SIZED)
+    yield
+    models._SIZED.clear()
+    models._SIZED.update(sized)
+    for registry, saved in ((models.ACTIVATIONS, activations), (optim.OPTIMIZERS, optimizers)):
+        registry.clear()
+        registry.update(saved)

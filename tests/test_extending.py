@@ -29,17 +29,8 @@ from mlplab.trainer import Callback, Trainer
 DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 
-@pytest.fixture(autouse=True)
-def registries():
-    """Every test leaves the activation and optimiser registries as it found them."""
-    activations, optimizers = dict(models.ACTIVATIONS), dict(optim.OPTIMIZERS)
-    sized = set(models._SIZED)
-    yield
-    models._SIZED.clear()
-    models._SIZED.update(sized)
-    for registry, saved in ((models.ACTIVATIONS, activations), (optim.OPTIMIZERS, optimizers)):
-        registry.clear()
-        registry.update(saved)
+#: every test leaves the activation and optimiser registries as it found them (conftest.py)
+pytestmark = pytest.mark.usefixtures("registries")
 
 
 def _documented_example() -> str:

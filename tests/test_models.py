@@ -239,7 +239,7 @@ def test_an_unknown_gradient_check_metric_is_a_value_error(rng):
         check_model(model, rng.randn(3, 4), np.array([0, 1, 2]), metric="mean")
 
 
-def test_offset_biases_leaves_a_registered_activations_parameters_alone():
+def test_offset_biases_leaves_a_registered_activations_parameters_alone(registries):
     """A registered activation's parameter key may begin with b (its own bias, say): it is not
     one of MLP's biases or shifts and keeps the value its layer gave it."""
     from mlplab import models
@@ -259,15 +259,8 @@ def test_offset_biases_leaves_a_registered_activations_parameters_alone():
             self.grads["bias"][...] = dout.sum(axis=0)
             return dout * self._pos
 
-    saved = dict(models.ACTIVATIONS), set(models._SIZED)
-    try:
-        models.register_activation("shifted", Shifted, sized=True)
-        model = MLP(4, [5], 2, activation="shifted", seed=0, dtype=np.float64)
-        offset_biases(model, np.random.RandomState(3))
-        np.testing.assert_array_equal(model.params["bias1"], np.full(5, 0.25))
-        assert not np.array_equal(model.params["b1"], np.zeros(5))
-    finally:
-        models.ACTIVATIONS.clear()
-        models.ACTIVATIONS.update(saved[0])
-        models._SIZED.clear()
-        models._SIZED.update(saved[1])
+    models.register_activation("shifted", Shifted, sized=True)
+    model = MLP(4, [5], 2, activation="shifted", seed=0, dtype=np.float64)
+    offset_biases(model, np.random.RandomState(3))
+    np.testing.assert_array_equal(model.params["bias1"], np.full(5, 0.25))
+    assert not np.array_equal(model.params["b1"], np.zeros(5))

@@ -268,7 +268,7 @@ def test_interop_refuses_what_it_cannot_convert():
 
 
 
-def test_from_numpy_refuses_a_relu_replaced_by_a_registered_layer(monkeypatch):
+def test_from_numpy_refuses_a_relu_replaced_by_a_registered_layer(registries):
     """A registration may replace ``relu`` (replace=True), now also by a layer with parameters
     (sized=True): from_numpy read only the activation's name, and converted such a network as
     a plain ReLU one, its slopes dropped and its outputs changed without a word."""
@@ -284,8 +284,6 @@ def test_from_numpy_refuses_a_relu_replaced_by_a_registered_layer(monkeypatch):
         def forward(self, x, train=True):
             return np.maximum(x, 0) + self.params["alpha"] * np.minimum(x, 0)
 
-    monkeypatch.setitem(models.ACTIVATIONS, "relu", models.ACTIVATIONS["relu"])
-    monkeypatch.setattr(models, "_SIZED", set())
     models.register_activation("relu", PReLU, replace=True, sized=True)
     with pytest.raises(ValueError, match="PReLU.*only ReLU networks can be converted"):
         tm.from_numpy(MLP(4, [3], 2, seed=0))

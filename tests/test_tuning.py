@@ -773,23 +773,19 @@ class SignSGD(Optimizer):
 
 
 @pytest.fixture
-def registered(tmp_path, monkeypatch):
+def registered(tmp_path, monkeypatch, registries):
     """An activation and an optimiser registered from a module file, as a user's would be; the
-    registries are restored afterwards."""
+    registries are restored afterwards (``registries``)."""
     import importlib
 
     from mlplab import models, optim
 
     (tmp_path / "my_pieces.py").write_text(REGISTERED)
     monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers inherit sys.path
-    saved = dict(models.ACTIVATIONS), dict(optim.OPTIMIZERS)
     pieces = importlib.import_module("my_pieces")
     models.register_activation("softsign", pieces.Softsign)
     optim.register_optimizer(pieces.SignSGD)
     yield pieces
-    for registry, before in zip((models.ACTIVATIONS, optim.OPTIMIZERS), saved):
-        registry.clear()
-        registry.update(before)
     sys.modules.pop("my_pieces", None)
 
 
