@@ -90,7 +90,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     ----------
     hidden_sizes : tuple of int, default (100,)
         Hidden layer widths; ``()`` gives softmax regression.
-    activation : {"relu", "leaky_relu", "tanh", "sigmoid"}, default "relu"
+    activation : {"relu", "leaky_relu", "prelu", "tanh", "sigmoid"}, default "relu"
+        Or a name given to :func:`mlplab.models.register_activation`.
     init : {"he", "xavier", "normal"}, default "he"; ``std`` is the deviation of ``normal``.
     dropout : float in [0, 1), default 0; batchnorm : bool, default False
     optimizer : {"sgd", "momentum", "nesterov", "adam"}, default "adam"

@@ -204,6 +204,45 @@ class LeakyReLU(Layer):
         return dout
 
 
+class PReLU(Layer):
+    """Parametric ReLU (He et al., 2015): ``x`` for x > 0, ``alpha * x`` otherwise, with a learnt
+    slope ``alpha`` per unit (``params["alpha"]``, shape (size,), starting at ``init``); in place,
+    input (N, size). Backward: ``dx = dout`` where x > 0 and ``alpha * dout`` elsewhere (the slope
+    at 0 taken as ``alpha``, as LeakyReLU's); ``dalpha = sum over rows of dout * min(x, 0)``.
+
+    ``MLP(activation="prelu")`` builds one per hidden layer as ``PReLU(size, dtype)``; its slopes
+    are the model's ``alpha1, alpha2, ...``, trained by every optimiser and, like biases, left out
+    of the L2 penalty (a penalty would pull them towards 0, i.e. towards a plain ReLU).
+    """
+
+    def __init__(self, size: int, dtype: DTypeLike = np.float32, init: float = 0.25) -> None:
+        super().__init__()
+        self.params = {"alpha": np.full(size, init, dtype=dtype)}
+        self.grads = {"alpha": np.zeros(size, dtype=dtype)}
+
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
+        # min(x, 0) is kept for the backward pass: it is both the mask of the negative side and
+        # the factor of dalpha; then x - min(x, 0) = max(x, 0), plus alpha * min(x, 0)
+        zeros = self._buffer("zeros", x.shape[1:], x.dtype)
+        zeros[...] = 0
+        self._nonpositive = np.less_equal(x, zeros, out=self._buffer("nonpositive", x.shape,
+                                                                     np.dtype(bool)))
+        neg = np.minimum(x, zeros, out=self._buffer("neg", x.shape, x.dtype))
+        x -= neg
+        scaled = np.multiply(neg, self.params["alpha"], out=self._buffer("scaled", x.shape,
+                                                                         x.dtype))
+        x += scaled
+        return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        neg = self._buffers["neg"]
+        product = np.multiply(dout, neg, out=self._buffers["scaled"])
+        product.sum(axis=0, out=self.grads["alpha"])
+        # the slope of each element: alpha where x <= 0 (as PyTorch's prelu at 0), 1 elsewhere
+        dout *= np.where(self._nonpositive, self.params["alpha"], dout.dtype.type(1))
+        return dout
+
+
 class Tanh(Layer):
     """``tanh(x)``, in place; any shape. Backward ``dx = dout * (1 - tanh(x)^2)``, since
     d tanh/dx = 1 - tanh^2: only the output is cached."""

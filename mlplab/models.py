@@ -36,6 +36,7 @@ from mlplab.layers import (
     Dropout,
     Layer,
     LeakyReLU,
+    PReLU,
     ReLU,
     Sigmoid,
     SoftmaxCrossEntropy,
@@ -45,9 +46,10 @@ from mlplab.layers import (
 #: ``activation=`` names -> layer classes (called with no arguments, one per hidden layer, or,
 #: for the names in ``_SIZED``, with the layer's width and dtype); :func:`register_activation`
 #: adds one
-ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "prelu": PReLU, "tanh": Tanh,
+               "sigmoid": Sigmoid}
 BUILT_IN_ACTIVATIONS = dict(ACTIVATIONS)
-_SIZED: set[str] = set()
+_SIZED: set[str] = {"prelu"}
 
 #: parameter names MLP gives its own layers: a registered layer's keys must not collide with them
 _RESERVED_KEYS = ("W", "b", "gamma", "beta", "running_mean", "running_var")
@@ -126,7 +128,8 @@ class MLP:
     input_size, hidden_sizes, num_classes
         Layer widths; ``hidden_sizes=[]`` gives softmax regression, an integer one hidden layer.
     activation
-        ``relu`` (default), ``leaky_relu``, ``tanh``, ``sigmoid``, or a name given to
+        ``relu`` (default), ``leaky_relu``, ``prelu`` (a learnt negative slope per unit:
+        parameters ``alpha1, alpha2, ...``), ``tanh``, ``sigmoid``, or a name given to
         :func:`register_activation`.
     init, std
         ``he`` (default), ``xavier`` or ``normal`` (the exercise's N(0, std^2)).

@@ -19,11 +19,13 @@ def test_check_json(capsys):
 
 
 @pytest.mark.parametrize("extra", [[], ["--batchnorm", "--dropout", "0.3"],
-                                   ["--activation", "tanh", "--metric", "max", "--tol", "1e-5"]])
+                                   ["--activation", "tanh", "--metric", "max", "--tol", "1e-5"],
+                                   ["--activation", "prelu", "--batchnorm"]])
 def test_gradcheck_cli(extra, capsys):
     assert main(["gradcheck", "--hidden", "8,6", "--json", *extra]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["passed"] and "W3" in data["errors"]
+    assert ("alpha2" in data["errors"]) == ("prelu" in extra)  # PReLU's slopes are checked
     # the settings the text output prints, so that a saved result says what it checked
     assert data["settings"]["hidden"] == [8, 6] and data["shapes"]["W3"] == [6, 5]
     assert data["settings"]["batchnorm"] == ("--batchnorm" in extra)

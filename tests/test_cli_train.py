@@ -57,6 +57,18 @@ def test_evaluate_and_predict(run_dir, capsys, tmp_path):
     assert line.split(": ")[1].split()[0] == ds.classes[pred[0]]
 
 
+def test_a_prelu_network_trains_its_slopes_and_evaluates(tmp_path, capsys):
+    out = tmp_path / "prelu"
+    assert main(["train", *TINY, "--activation", "prelu", "--out", str(out)]) == 0
+    loaded = io.load_model(out / "model.npz")
+    slopes = loaded.model.params["alpha1"]
+    assert slopes.shape == (32,) and not np.allclose(slopes, 0.25)  # trained from 0.25
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json"]) == 0
+    accuracy = json.loads(capsys.readouterr().out)["accuracy"]
+    assert accuracy == json.loads((out / "metrics.json").read_text())["val_accuracy"]
+
+
 def test_default_run_folders_are_claimed_and_given_back_on_failure(tmp_path, monkeypatch,
                                                                     capsys):
     from mlplab.runs import default_run_dir

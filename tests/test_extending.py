@@ -227,11 +227,11 @@ def test_a_sized_activation_has_parameters_that_train_check_save_and_resume(tmp_
     from mlplab.io import load_model, save_model
     from mlplab.runs import resume_run, train_run
 
-    register_activation("prelu", PReLU, sized=True)
-    model = MLP(6, [8, 5], 3, activation="prelu", seed=0, dtype=np.float64)
+    register_activation("my_prelu", PReLU, sized=True)
+    model = MLP(6, [8, 5], 3, activation="my_prelu", seed=0, dtype=np.float64)
     assert [k for k in model.params if k.startswith("alpha")] == ["alpha1", "alpha2"]
     assert model.params["alpha1"].shape == (8,) and model.params["alpha2"].shape == (5,)
-    assert MLP(6, [8], 3, activation="prelu").params["alpha1"].dtype == np.float32
+    assert MLP(6, [8], 3, activation="my_prelu").params["alpha1"].dtype == np.float32
     X, y = rng.randn(90, 6), rng.randint(3, size=90)
     X[np.abs(X) < 1e-2] = 0.5
     errors = check_model(model, X[:15], y[:15], reg=0.1, metric="norm")
@@ -250,7 +250,7 @@ def test_a_sized_activation_has_parameters_that_train_check_save_and_resume(tmp_
     np.testing.assert_array_equal(loaded.params["alpha2"], model.params["alpha2"])
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     # a run stopped after its first epoch resumes to exactly the uninterrupted run's slopes
-    options = {"dataset": "digits", "hidden": [16], "activation": "prelu", "epochs": 3,
+    options = {"dataset": "digits", "hidden": [16], "activation": "my_prelu", "epochs": 3,
                "batch_size": 100, "optimizer": "momentum", "reg": 1e-3, "val_size": 100}
     full = train_run(options, plots=False)
 
@@ -273,7 +273,7 @@ def test_a_sized_activation_has_parameters_that_train_check_save_and_resume(tmp_
 
 def test_register_activation_refuses_parameters_mlp_could_not_own():
     with pytest.raises(ValueError, match="sized=True"):
-        register_activation("prelu", lambda: PReLU(4, np.float64))
+        register_activation("my_prelu", lambda: PReLU(4, np.float64))
     with pytest.raises(ValueError, match="'W'"):
         register_activation("affine", lambda size, dtype: Affine(np.ones((size, size), dtype),
                                                                  np.zeros(size, dtype)),
@@ -295,7 +295,7 @@ def test_register_activation_refuses_parameters_mlp_could_not_own():
     register_activation("prelu64", AlwaysFloat64, sized=True)
     with pytest.raises(ValueError, match="'alpha' must be a float32 array"):
         MLP(4, [5], 2, activation="prelu64")
-    assert "prelu" not in models.ACTIVATIONS and "affine" not in models.ACTIVATIONS
+    assert "my_prelu" not in models.ACTIVATIONS and "affine" not in models.ACTIVATIONS
 
 
 def test_a_partial_sets_an_activations_arguments():

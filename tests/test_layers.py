@@ -9,6 +9,7 @@ from mlplab.layers import (
     BatchNorm,
     Dropout,
     LeakyReLU,
+    PReLU,
     ReLU,
     Sigmoid,
     SoftmaxCrossEntropy,
@@ -48,7 +49,14 @@ def test_affine_without_bias_and_without_dx(rng):
     np.testing.assert_allclose(layer.grads["W"], x.T @ np.ones((3, 4)))
 
 
-@pytest.mark.parametrize("make", [ReLU, lambda: LeakyReLU(0.1), Tanh, Sigmoid])
+def _prelu(slopes):
+    layer = PReLU(len(slopes), np.float64)
+    layer.params["alpha"][...] = slopes
+    return layer
+
+
+@pytest.mark.parametrize("make", [ReLU, lambda: LeakyReLU(0.1), Tanh, Sigmoid,
+                                  lambda: _prelu([0.25, -0.5, 0.0, 1.5, 0.1, 2.0, -1.0])])
 def test_activation_gradients(make, rng):
     x = rng.randn(5, 7)
     x[np.abs(x) < 1e-3] = 0.5  # keep away from the kink of (leaky) ReLU
@@ -61,6 +69,31 @@ def test_activation_values(rng):
     np.testing.assert_allclose(Tanh().forward(x.copy()), np.tanh(x))
     np.testing.assert_allclose(Sigmoid().forward(x.copy()), 1 / (1 + np.exp(-x)))
     np.testing.assert_allclose(LeakyReLU(0.2).forward(x.copy()), np.where(x > 0, x, 0.2 * x))
+
+
+def test_prelu_matches_torch_exactly_in_float32_and_reuses_its_buffers(rng):
+    """Values and all gradients against torch.nn.functional.prelu's autograd, bit for bit,
+    including x = 0 (the slope there is alpha, as PyTorch's), over two batch shapes so that the
+    reused buffers are exercised."""
+    torch = pytest.importorskip("torch")
+    layer = PReLU(6)
+    assert layer.params["alpha"].dtype == np.float32
+    np.testing.assert_array_equal(layer.params["alpha"], np.full(6, 0.25, np.float32))
+    layer.params["alpha"][...] = rng.randn(6)
+    for rows in (5, 3, 5):
+        x = rng.randn(rows, 6).astype(np.float32)
+        x[0, :3] = 0
+        dout = rng.randn(rows, 6).astype(np.float32)
+        out = layer.forward(x.copy()).copy()
+        dx = layer.backward(dout.copy()).copy()
+        xt = torch.tensor(x, requires_grad=True)
+        at = torch.tensor(layer.params["alpha"], requires_grad=True)
+        ot = torch.nn.functional.prelu(xt, at)
+        ot.backward(torch.tensor(dout))
+        np.testing.assert_array_equal(out, ot.detach().numpy())
+        np.testing.assert_array_equal(dx, xt.grad.numpy())
+        np.testing.assert_allclose(layer.grads["alpha"], at.grad.numpy(), rtol=1e-6, atol=1e-6)
+        assert out.dtype == dx.dtype == layer.grads["alpha"].dtype == np.float32
 
 
 def test_sigmoid_is_stable_for_large_inputs():

@@ -17,7 +17,7 @@ def test_mlp_gradients_depth_1_to_4(hidden, rng):
     assert max(check_model(model, X, y, reg=0.1, metric="norm").values()) < 1e-8
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "prelu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("batchnorm", [False, True])
 def test_mlp_gradients_with_layers(activation, batchnorm, rng):
     X, y = rng.randn(8, 5), rng.randint(3, size=8)

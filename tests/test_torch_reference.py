@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install 
 
 
 @pytest.mark.parametrize("hidden", [[8], [8, 6], [8, 6, 5]])
-@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu", "prelu"])
 def test_mlp_loss_and_gradients_match_autograd(hidden, activation, rng):
     X, y = rng.randn(10, 5), rng.randint(4, size=10)
     reg = 0.05
@@ -17,14 +17,21 @@ def test_mlp_loss_and_gradients_match_autograd(hidden, activation, rng):
     loss, grads = model.loss(X, y, reg=reg)
 
     params = {k: torch.tensor(v, requires_grad=True) for k, v in model.params.items()}
-    act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-           "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.01)}[activation]
+    if activation == "prelu":  # slopes away from their common start, some negative
+        for i in range(1, len(hidden) + 1):
+            model.params[f"alpha{i}"][...] = rng.randn(hidden[i - 1])
+        loss, grads = model.loss(X, y, reg=reg)
+        params = {k: torch.tensor(v, requires_grad=True) for k, v in model.params.items()}
+    act = {"relu": lambda z, i: torch.relu(z), "tanh": lambda z, i: torch.tanh(z),
+           "sigmoid": lambda z, i: torch.sigmoid(z),
+           "leaky_relu": lambda z, i: torch.nn.functional.leaky_relu(z, 0.01),
+           "prelu": lambda z, i: torch.nn.functional.prelu(z, params[f"alpha{i}"])}[activation]
     h = torch.tensor(X)
     n_layers = len(hidden) + 1
     for i in range(1, n_layers + 1):
         h = h @ params[f"W{i}"] + params[f"b{i}"]
         if i < n_layers:
-            h = act(h)
+            h = act(h, i)
     t_loss = torch.nn.functional.cross_entropy(h, torch.tensor(y))
     t_loss = t_loss + reg * sum((params[f"W{i}"] ** 2).sum() for i in range(1, n_layers + 1))
     t_loss.backward()

@@ -12,6 +12,8 @@ from mlplab.cli._types import parse_sizes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mlplab.models import ACTIVATIONS
+
     p = sub.add_parser(
         "check", help="run the exercise's own checks (Q1 forward/loss, Q2 gradients, Q3 toy SGD)",
         description="Run the exercise's checks on its toy problem in float64: the forward pass "
@@ -39,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dropout probability after each hidden layer (default: none)")
     g.add_argument("--batchnorm", action="store_true", help="add batch norm to hidden layers")
     g.add_argument("--activation", default="relu",
-                   choices=["relu", "leaky_relu", "tanh", "sigmoid"],
+                   choices=list(ACTIVATIONS),
                    help="hidden activation (default: %(default)s)")
     g.add_argument("--tol", type=float, default=None,
                    help="fail above this relative error (default: 1e-7 with --metric norm, "
