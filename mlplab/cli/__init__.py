@@ -4,7 +4,9 @@ Each sub-module in ``COMMAND_MODULES`` defines ``register(subparsers)``, adding 
 ``func(args) -> int`` default. Errors the user can fix (bad input, missing files, diverged
 training) end with a one-line message and exit code 1; usage errors (argparse's, and option
 values that the library refuses, raised as :class:`UsageError` or inside :func:`usage_errors`)
-exit with 2; a Python traceback is shown only with ``--debug``.
+exit with 2; a Python traceback is shown only with ``--debug``. The user's plugins (``--plugin``,
+``MLPLAB_PLUGINS``: :mod:`mlplab.cli.plugins`) are imported before the parser is built; one that
+is missing or raises is a one-line error too (exit code 1).
 """
 
 from __future__ import annotations
@@ -77,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mlplab {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show full Python tracebacks on errors")
+    # read by main() before this parser is built (plugins.global_options): declared here for
+    # --help and so that the parse accepts it
+    parser.add_argument("--plugin", metavar="MODULE", action="append", default=[],
+                        help="import MODULE first, a module name or a .py file (repeatable): "
+                             "the activations and optimisers it registers become choices of "
+                             "the commands and load from run folders and model files. "
+                             "MLPLAB_PLUGINS=MODULE[,MODULE...] does the same for every "
+                             "command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -114,6 +124,8 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
     hints = sorted({h for u in unknown if u.startswith("-") and (h := closest(u))})
     hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    if any(u.split("=")[0] == "--plugin" for u in unknown):
+        hint = f" (--plugin goes before the command: mlplab --plugin MODULE {args.command} ...)"
     parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
@@ -123,6 +135,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # toolkit, here or in worker processes (which inherit it). The library itself leaves the
         # backend to its user (plt.show(), notebooks' inline figures).
         os.environ["MPLBACKEND"] = "Agg"
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # the plugins before the parser: the sub-commands' choices are read when it is built
+    from mlplab.cli import plugins
+
+    try:
+        plugins.load_plugins(plugins.requested(argv))
+    except plugins.PluginError as exc:
+        if plugins.global_options(argv)[1]:  # --debug: the plugin's own traceback
+            raise exc.__cause__ or exc from None
+        print(f"mlplab: error: {exc}", file=sys.stderr)
+        return 1
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

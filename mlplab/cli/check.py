@@ -12,7 +12,7 @@ from mlplab.cli._types import parse_sizes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mlplab.models import ACTIVATIONS
+    from mlplab.models import ACTIVATIONS  # with those registered by plugins (--plugin)
 
     p = sub.add_parser(
         "check", help="run the exercise's own checks (Q1 forward/loss, Q2 gradients, Q3 toy SGD)",
@@ -40,8 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--dropout", type=float, default=0.0,
                    help="dropout probability after each hidden layer (default: none)")
     g.add_argument("--batchnorm", action="store_true", help="add batch norm to hidden layers")
-    g.add_argument("--activation", default="relu",
-                   choices=list(ACTIVATIONS),
+    g.add_argument("--activation", default="relu", choices=list(ACTIVATIONS),
                    help="hidden activation (default: %(default)s)")
     g.add_argument("--tol", type=float, default=None,
                    help="fail above this relative error (default: 1e-7 with --metric norm, "

@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--hidden", type=hidden_sizes, default=None, metavar="500[,250,...]",
                    help="hidden layer sizes (default: 100; 'none': no hidden layer)")
     m.add_argument("--activation", choices=list(ACTIVATIONS), default=None,
-                   help="hidden activation (default: relu)")
+                   help="hidden activation (default: relu; your own: mlplab --plugin)")
     m.add_argument("--init", choices=["he", "xavier", "normal"], default=None,
                    help="weight initialisation (default: he; normal = N(0, std^2), the "
                         "exercise's)")
@@ -89,7 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     t = p.add_argument_group("training")
     t.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
-                   help="update rule (default: adam; sgd is the exercise's)")
+                   help="update rule (default: adam; sgd is the exercise's; your own: "
+                        "mlplab --plugin)")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3)")
     t.add_argument("--momentum", type=float, default=None,
                    help="momentum for momentum/nesterov (default: 0.9)")

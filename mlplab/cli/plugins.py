@@ -1,0 +1,134 @@
+"""Plugins: modules of the user's that ``mlplab`` imports before it builds its command line, so
+that the activations and optimisers they register (``mlplab.models.register_activation``,
+``mlplab.optim.register_optimizer``) are choices of ``--activation`` and ``--optimizer``, and
+run folders and model files that name them load.
+
+A plugin is named with ``--plugin MODULE`` before the command (repeatable) or in the
+environment variable ``MLPLAB_PLUGINS`` (comma-separated; imported first), as an importable
+module name (``my_pkg.layers``) or the path of a ``.py`` file (``./my_layers.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+
+from mlplab.cli import CLIError
+
+ENV_VAR = "MLPLAB_PLUGINS"
+_HOW = "give an importable module name (my_pkg.layers) or the path of a .py file (./my_layers.py)"
+
+
+class PluginError(CLIError):
+    """A plugin that cannot be found or that raised on import (its exception is the cause)."""
+
+
+def global_options(argv: Sequence[str]) -> tuple[list[str], bool]:
+    """The ``--plugin`` values and whether ``--debug`` is given among the options before the
+    command. Read before the parser exists, because the sub-commands' choices are fixed when it
+    is built; the parser reads them again (and reports a ``--plugin`` without a value)."""
+    plugins, debug = [], False
+    words = iter(argv)
+    for word in words:
+        if word == "--" or not word.startswith("-"):
+            break  # the command: what follows is its own
+        option, eq, value = word.partition("=")
+        # argparse also takes a unique prefix of a long option (--plug, --deb)
+        if len(option) > 2 and "--plugin".startswith(option):
+            value = value if eq else next(words, None)
+            if value is not None:
+                plugins.append(value)
+        elif len(option) > 2 and "--debug".startswith(option):
+            debug = True
+    return plugins, debug
+
+
+def requested(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The plugins to import: those of ``MLPLAB_PLUGINS``, then those given with ``--plugin``."""
+    named = [n.strip() for n in environ.get(ENV_VAR, "").split(",")]
+    return [n for n in named if n] + global_options(argv)[0]
+
+
+def load_plugins(names: Iterable[str]) -> list[ModuleType]:
+    """Import each plugin in turn (one already imported is not imported again)."""
+    importlib.invalidate_caches()  # a module written since the interpreter started
+    return [load_plugin(name) for name in names]
+
+
+def _is_path(name: str) -> bool:
+    return name.endswith(".py") or any(sep and sep in name for sep in (os.sep, os.altsep, "/"))
+
+
+def load_plugin(name: str) -> ModuleType:
+    """Import the plugin ``name``: a module name or the path of a ``.py`` file."""
+    module = _module_of_file(name) if _is_path(name) else name
+    try:
+        return _import(module, name)
+    except PluginError:
+        raise
+    except Exception as exc:  # the plugin's own code failed
+        detail = ": " + " ".join(str(exc).split()) if str(exc).strip() else ""
+        raise PluginError(f"plugin {name!r} raised {type(exc).__name__} on import{detail} "
+                          "(rerun with --debug for the traceback)") from exc
+
+
+def _import(module: str, name: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if not _missing(exc, module):
+            raise  # a module the plugin imports is missing: the plugin's own error
+    # the console script's sys.path lacks the current directory (python -m puts it first), where
+    # a user's module usually is: try it, last, so that it shadows no installed module
+    cwd = os.getcwd()
+    if _is_path(name) or cwd in sys.path:
+        raise PluginError(f"plugin {name!r}: no module named {module!r} on Python's import path "
+                          f"or in the current directory; {_HOW}.")
+    sys.path.append(cwd)
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        sys.path.remove(cwd)
+        if not _missing(exc, module):
+            raise
+        raise PluginError(f"plugin {name!r}: no module named {module!r} on Python's import path "
+                          f"or in the current directory ({cwd}); {_HOW}.") from None
+
+
+def _missing(exc: ModuleNotFoundError, module: str) -> bool:
+    """Whether ``exc`` says that ``module`` itself (or a package holding it) is not there."""
+    return exc.name is not None and (module == exc.name or module.startswith(exc.name + "."))
+
+
+def _module_of_file(name: str) -> str:
+    """The module name under which the plugin file ``name`` imports, its folder added to
+    ``sys.path``. A file is imported by name, not executed from its path: the worker processes
+    of ``tune --workers`` (fresh interpreters given this sys.path) then import the classes it
+    registers by that same name."""
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise PluginError(f"plugin {name!r}: no such file ({path.absolute()}); {_HOW}.")
+    path = path.resolve()
+    if path.suffix != ".py" or not path.stem.isidentifier():
+        raise PluginError(f"plugin {name!r}: a plugin file is a .py file named as a Python "
+                          "module (letters, digits and underscores, as my_layers.py); rename it.")
+    folder = str(path.parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.append(folder)  # last: it must not shadow installed modules
+    try:
+        spec = importlib.util.find_spec(path.stem)
+    except (ImportError, ValueError):  # a module of that name imported without a spec
+        spec = None
+    origin = getattr(spec, "origin", None)
+    if origin is None or Path(origin).resolve() != path:
+        if added:
+            sys.path.remove(folder)
+        raise PluginError(f"plugin {name!r}: the module name {path.stem!r} is already taken"
+                          f"{f' by {origin}' if origin else ''}; rename the file.")
+    return path.stem
