@@ -148,6 +148,34 @@ def check_choice(value: object, choices: Collection[str], what: str) -> None:
         raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}.")
 
 
+#: how Python code adds to each registry that users extend
+_REGISTER = {"activation": "mlplab.models.register_activation",
+             "optimizer": "mlplab.optim.register_optimizer"}
+#: how a command-line user does (mlplab.cli.plugins)
+_PLUGIN = ("import the module that registers it before the command: mlplab --plugin MODULE "
+           "COMMAND ... (a module name or a .py file), or MLPLAB_PLUGINS=MODULE")
+
+
+def check_registered(value: object, registry: Collection[str], what: str, where: str) -> None:
+    """Refuse an activation or optimiser ``value`` that ``where`` (a model file, a run folder's
+    config) names but this process has not registered. Registrations live in the process that
+    makes them, so the script that wrote the file may have had one that the reader lacks: the
+    message says how to add it, with the register function for Python callers and, on the
+    command line, with ``--plugin`` / ``MLPLAB_PLUGINS``, which import the module that registers
+    it. Values that are not strings are left to the full validation."""
+    if not isinstance(value, str) or value in registry:
+        return
+    how = _PLUGIN if on_command_line() else f"register it first ({_REGISTER[what]})"
+    raise ValueError(f"{where}: {what} {value!r} is not registered in this process (known: "
+                     f"{', '.join(registry)}); if it is your own, {how}.")
+
+
+def plugin_hint() -> str:
+    """What a command-line message about an unknown activation or optimiser name adds (a search
+    space's): it may be one a module of the user's registers. Nothing for Python callers."""
+    return f" If it is your own, {_PLUGIN}." if on_command_line() else ""
+
+
 def check_new_name(name: str, registry: Collection[str], what: str, replace: bool) -> None:
     """Refuse to register ``name`` where ``registry`` has it already, unless ``replace``: one
     rule for the registers of activations, optimisers and presets."""

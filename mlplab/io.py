@@ -310,7 +310,8 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
 
 def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model file") -> LoadedModel:
     """Rebuild and validate a model from the arrays of a model file (or a checkpoint)."""
-    from mlplab.models import MLP, TwoLayerNet
+    from mlplab._validation import check_registered
+    from mlplab.models import ACTIVATIONS, MLP, TwoLayerNet
 
     if META_KEY not in arrays:
         raise ValueError(f"{source} is not an mlplab model file (no {META_KEY} entry).")
@@ -326,6 +327,9 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model fil
         raise ValueError(f"{source}: the model config is missing.")
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     _check_layer_shapes(config, params, source)
+    if meta.get("class") != "TwoLayerNet":
+        # not an invalid file: one saved where its activation was registered
+        check_registered(config.get("activation"), ACTIVATIONS, "activation", source)
     try:
         if meta.get("class") == "TwoLayerNet":
             hidden = config["hidden_sizes"]

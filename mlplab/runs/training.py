@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import io
-from mlplab._validation import setting
-from mlplab.models import MLP
+from mlplab._validation import check_registered, setting
+from mlplab.models import ACTIVATIONS, MLP
+from mlplab.optim import OPTIMIZERS
 from mlplab.runs.building import (
     crop_padding,
     describe_model,
@@ -200,6 +201,9 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
         raise ValueError(f"{run_dir} was written by mlplab torch train, which does not resume; "
                          "train it again with mlplab torch train.")
     cfg = finished_run_config(values, config_path)
+    # not an invalid config: one written where these names were registered
+    check_registered(cfg.activation, ACTIVATIONS, "activation", str(config_path))
+    check_registered(cfg.optimizer, OPTIMIZERS, "optimizer", str(config_path))
     try:
         cfg.validate()
     except (TypeError, ValueError) as exc:  # a hand-edited file

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlplab._validation import setting
+from mlplab._validation import plugin_hint, setting
 from mlplab.trainer import TrainConfig
 
 if TYPE_CHECKING:
@@ -45,8 +45,10 @@ class Knob:
             return value
         if self.kind == "str":
             if not isinstance(value, str) or (self.choices and value not in self.choices):
+                # a registry (dict) grows with the user's registrations: say how to load them
+                hint = plugin_hint() if isinstance(self.choices, dict) else ""
                 raise ValueError(f"{where}: {name} must be one of {', '.join(self.choices)}; "
-                                 f"got {value!r}.")
+                                 f"got {value!r}.{hint}")
             return value
         number = _number(value)
         if (number is None or not math.isfinite(number)

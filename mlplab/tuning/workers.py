@@ -55,11 +55,14 @@ def registrations(space: SearchSpace) -> dict[str, Any]:
     this process beyond mlplab's own, for the workers to register again. Each is sent by
     reference (pickle names its module and qualified name), so one the search space uses (or
     leaves as the default: a replaced ``relu`` or ``sgd``) must be importable in a fresh
-    interpreter: a ValueError says so before any worker starts."""
+    interpreter: a ValueError says so before any worker starts. The command line's plugins
+    (:mod:`mlplab.cli.plugins`) are: imported by module name, their folders on ``sys.path``,
+    which spawned workers inherit."""
     import pickle
     import sys
 
     from mlplab import models, optim
+    from mlplab._validation import setting
     from mlplab.trainer import TrainConfig
 
     # what a trial uses where the space leaves the knob out: MLP's and TrainConfig's defaults
@@ -91,7 +94,7 @@ def registrations(space: SearchSpace) -> dict[str, Any]:
                     f"the search space uses the registered {knob} {name!r}, which the worker "
                     f"processes cannot import ({obj!r} is not defined at the top level of a "
                     "module file). Define it in a module (or a script) and register it from "
-                    "there, or tune with workers=1.")
+                    f"there, or tune with {setting('--workers 1', 'workers=1')}.")
     return sendable
 
 
