@@ -1,0 +1,241 @@
+"""``mlplab --plugin MODULE`` and ``MLPLAB_PLUGINS``: the command line imports the user's modules
+before it builds its parser, so that the activations and optimisers they register are choices
+of its commands, load from run folders and model files, and reach ``tune --workers``' spawned
+processes. Without them, a run or model file that names one says how to load it."""
+
+import json
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from mlplab import models, optim
+from mlplab.cli import main
+from mlplab.layers import Tanh
+
+TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "2", "--quiet", "--no-plots"]
+
+PLUGIN = '''
+import numpy as np
+
+from mlplab.layers import Layer
+from mlplab.models import register_activation
+from mlplab.optim import Optimizer, register_optimizer
+
+
+class ELU(Layer):
+    def forward(self, x, train=True):
+        self._out = np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+        return self._out
+
+    def backward(self, dout):
+        return dout * np.where(self._out > 0, 1.0, self._out + 1.0)
+
+
+class SignSGD(Optimizer):
+    name = "signsgd"
+
+    def _update(self, name, p, g):
+        p -= self.lr * np.sign(g)
+
+
+register_activation("elu", ELU)
+register_optimizer(SignSGD)
+'''
+
+#: the module names the tests' plugin files import as
+MODULES = ("my_layers", "broken_layers", "needs_torch_xyz")
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch, registries):
+    """A plugin file registering the activation 'elu' and the optimiser 'signsgd'. The
+    registries (``registries``), sys.path (the loader adds the plugins' folders) and the
+    imported plugin modules are as before afterwards."""
+    path = tmp_path / "my_layers.py"
+    path.write_text(PLUGIN)
+    monkeypatch.setattr(sys, "path", [*sys.path])
+    monkeypatch.delenv("MLPLAB_PLUGINS", raising=False)
+    yield path
+    for name in MODULES:
+        sys.modules.pop(name, None)
+
+
+def _forget(plugin_module: str = "my_layers") -> None:
+    """This process as one that never imported the plugin."""
+    models.ACTIVATIONS.pop("elu", None)
+    optim.OPTIMIZERS.pop("signsgd", None)
+    sys.modules.pop(plugin_module, None)
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_plugin_file_adds_its_activation_and_optimizer_to_train_evaluate_and_resume(
+        plugin, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["--plugin", str(plugin), "train", *TINY, "--activation", "elu",
+                 "--optimizer", "signsgd", "--out", str(run)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["activation"] == "elu" and config["optimizer"] == "signsgd"
+    capsys.readouterr()
+    assert main(["--plugin", str(plugin), "evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] > 0
+    # a command without the plugin: argparse refuses the name; a run that names it says how
+    # to load it, for evaluate (its model file) and resume (its config)
+    _forget()
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", *TINY, "--activation", "elu"])
+    assert exit_.value.code == 2 and "invalid choice: 'elu'" in capsys.readouterr().err
+    assert main(["evaluate", str(run)]) == 1
+    err = _error_line(capsys)
+    assert err.startswith("mlplab evaluate: error: ") and "model.npz: activation 'elu' is not " \
+        "registered in this process" in err and "--plugin MODULE" in err and \
+        "MLPLAB_PLUGINS" in err, err
+    assert main(["train", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "config.json: activation 'elu' is not registered" in err and "--plugin" in err, err
+    models.register_activation("elu", Tanh)  # (a stand-in) the optimiser is checked too
+    assert main(["train", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "config.json: optimizer 'signsgd' is not registered in this process (known: sgd, " \
+        "momentum, nesterov, adam); if it is your own, import the module" in err, err
+
+
+def test_the_message_for_python_callers_names_the_register_function(plugin, tmp_path):
+    from mlplab.io import load_model
+
+    assert main(["--plugin", str(plugin), "train", *TINY, "--activation", "elu",
+                 "--out", str(tmp_path / "run")]) == 0
+    _forget()
+    with pytest.raises(ValueError, match=r"activation 'elu' is not registered in this process "
+                                         r".*register it first \(mlplab.models."
+                                         r"register_activation\)") as refused:
+        load_model(tmp_path / "run" / "model.npz")
+    assert "--plugin" not in str(refused.value)
+
+
+def test_mlplab_plugins_names_modules_in_the_current_directory(plugin, tmp_path, monkeypatch,
+                                                               capsys):
+    """The console script's sys.path lacks the current directory (python -m has it): a module
+    name is looked for there too. The variable holds a comma-separated list."""
+    monkeypatch.chdir(tmp_path)
+    sys.path[:] = [p for p in sys.path if p not in ("", str(tmp_path))]
+    monkeypatch.setenv("MLPLAB_PLUGINS", " my_layers ,")
+    assert main(["train", *TINY, "--activation", "elu", "--out", "run"]) == 0
+    assert main(["evaluate", "run"]) == 0
+    capsys.readouterr()
+    monkeypatch.delenv("MLPLAB_PLUGINS")
+    _forget()
+    assert main(["evaluate", "run"]) == 1
+    assert "activation 'elu' is not registered" in _error_line(capsys)
+
+
+def test_help_lists_what_the_plugin_registers(plugin, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--plugin", str(plugin), "train", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert "{relu,leaky_relu,tanh,sigmoid,elu}" in out and ",signsgd}" in out, out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--plugin MODULE" in out and "MLPLAB_PLUGINS" in out
+
+
+def test_gradcheck_checks_a_plugins_activation(plugin, capsys):
+    assert main(["--plugin", str(plugin), "gradcheck", "--activation", "elu", "--hidden", "6",
+                 "--json"]) == 0
+    assert "elu" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("no_such_plugin_xyz", "plugin 'no_such_plugin_xyz': no module named 'no_such_plugin_xyz' "
+                           "on Python's import path or in the current directory"),
+    ("./no/such/plugin.py", "plugin './no/such/plugin.py': no such file"),
+    ("my-layers.py", "a plugin file is a .py file named as a Python module"),
+    ("json.py", "the module name 'json' is already taken"),
+])
+def test_a_plugin_that_cannot_be_found_is_one_line_saying_what_to_give(
+        plugin, tmp_path, monkeypatch, capsys, name, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my-layers.py").write_text(PLUGIN)
+    (tmp_path / "json.py").write_text("")  # named as a module of the standard library
+    assert main(["--plugin", name, "train", *TINY]) == 1
+    err = _error_line(capsys)
+    assert err.startswith("mlplab: error: ") and expected in err, err
+    assert "give an importable module name" in err or "rename" in err, err
+    assert str(tmp_path) not in sys.path  # a refused file leaves no folder on the path
+
+
+@pytest.mark.parametrize("source,error,message", [
+    ("raise RuntimeError('alpha must be\\npositive')", RuntimeError, "alpha must be positive"),
+    # a module the plugin imports is missing: its own error, not "no module named the plugin"
+    ("import needs_torch_xyz", ModuleNotFoundError, "No module named 'needs_torch_xyz'"),
+    # a registration that mlplab refuses
+    ("from mlplab.layers import Tanh\nfrom mlplab.models import register_activation\n"
+     "register_activation('relu', Tanh)", ValueError, "activation 'relu' already exists"),
+])
+def test_a_plugin_that_raises_is_one_line_naming_it_and_the_exception(
+        plugin, tmp_path, monkeypatch, capsys, source, error, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken_layers.py").write_text(source)
+    assert main(["--plugin", "broken_layers", "evaluate", "run"]) == 1
+    err = _error_line(capsys)
+    assert err.startswith(f"mlplab: error: plugin 'broken_layers' raised {error.__name__} on "
+                          f"import: {message}") and "--debug" in err, err
+    sys.modules.pop("broken_layers", None)
+    # --debug: the plugin's own exception, with its traceback
+    with pytest.raises(error) as raised:
+        main(["--debug", "--plugin", "broken_layers", "evaluate", "run"])
+    assert type(raised.value) is error
+    assert any(str(entry.path).endswith("broken_layers.py") for entry in raised.traceback)
+
+
+def test_the_options_before_the_command_are_read_as_argparse_reads_them(monkeypatch):
+    from mlplab.cli.plugins import global_options, requested
+
+    assert global_options(["--plugin", "a", "--plugin=b.py", "--plug", "c", "--deb", "train",
+                           "--plugin", "d"]) == (["a", "b.py", "c"], True)
+    assert global_options(["evaluate", "run", "--debug"]) == ([], False)
+    assert global_options(["--plugin"]) == ([], False)  # the parser reports the missing value
+    monkeypatch.setenv("MLPLAB_PLUGINS", "x, y.z ,,./w.py")
+    assert requested(["--plugin", "v", "train"]) == ["x", "y.z", "./w.py", "v"]
+
+
+def test_a_plugin_option_after_the_command_says_where_it_goes(plugin, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["gradcheck", "--plugin", str(plugin)])
+    assert exit_.value.code == 2
+    assert "--plugin goes before the command: mlplab --plugin MODULE gradcheck" in \
+        capsys.readouterr().err
+
+
+def test_tune_with_two_workers_trains_a_plugins_activation_in_each(plugin, tmp_path, capsys):
+    """The workers are fresh interpreters (spawn), which import the registered classes by
+    module name: a plugin file is imported by name, its folder on the sys.path they get."""
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: 16\nactivation: elu\noptimizer: signsgd\n"
+                     "lr: {type: float, low: 1e-3, high: 1e-2}\nepochs: 3\nbatch_size: 64\n")
+    out = tmp_path / "tune"
+    args = ["tune", "--dataset", "digits", "--trials", "3", "--workers", "2", "--search-space",
+            str(space), "--search-only", "--no-progress", "--sampler", "random"]
+    assert main(["--plugin", str(plugin), *args, "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    study = optuna.load_study(study_name="tune-digits", storage=f"sqlite:///{out / 'study.db'}")
+    trials = study.get_trials(deepcopy=False)
+    # (two racing workers may run one trial more than asked, a known limit)
+    assert len(trials) >= 3 and {t.state for t in trials} == {TrialState.COMPLETE}, \
+        [(t.state, t.user_attrs) for t in trials]
+    assert all(t.value > 0.15 for t in trials)  # trained: above chance on ten classes
+    # without the plugin the space is refused before any worker starts, saying how to load it
+    _forget()
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "no-plugin")]) != 0
+    err = capsys.readouterr().err
+    assert "got 'elu'" in err and "--plugin MODULE" in err and "MLPLAB_PLUGINS" in err, err
+    assert not (tmp_path / "no-plugin").exists()
