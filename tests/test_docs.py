@@ -113,10 +113,24 @@ def test_the_docs_have_commands() -> None:
     assert len(BENCH_COMMANDS) >= 4
 
 
+def _register_the_documented_plugin(tmp_path: Path) -> None:
+    """What the documented plugin (``my_layers.py``: docs/architecture.md's ELU and RMSProp)
+    registers, by running that example (its model file in ``tmp_path``)."""
+    section = (ROOT / "docs" / "architecture.md").read_text().split("## Writing your own layer")[1]
+    source = re.search(r"^```python\n(.*?)^```", section, re.M | re.S).group(1)
+    source = source.replace('"/tmp/elu-net.npz"', repr(str(tmp_path / "elu-net.npz")))
+    exec(compile(source, "architecture.md", "exec"), {"__name__": "my_layers"})
+
+
 @pytest.mark.parametrize("where,args", MLPLAB_COMMANDS, ids=[w for w, _ in MLPLAB_COMMANDS])
 def test_documented_mlplab_command_parses(where: str, args: list[str],
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                          capsys: pytest.CaptureFixture[str],
+                                          request: pytest.FixtureRequest,
+                                          tmp_path: Path) -> None:
     argv = _normalise(args)
+    if "--plugin" in argv:  # the parser is built after mlplab.cli.main imported the plugin
+        request.getfixturevalue("registries")  # restored afterwards
+        _register_the_documented_plugin(tmp_path)
     parser = build_parser()
     try:
         parsed, unknown = parser.parse_known_args(argv)
