@@ -140,7 +140,7 @@ def test_help_lists_what_the_plugin_registers(plugin, capsys):
         main(["--plugin", str(plugin), "train", "--help"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0
-    assert "{relu,leaky_relu,tanh,sigmoid,elu}" in out and ",signsgd}" in out, out
+    assert "{relu,leaky_relu,prelu,tanh,sigmoid,elu}" in out and ",signsgd}" in out, out
     with pytest.raises(SystemExit):
         main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
