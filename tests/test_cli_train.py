@@ -69,6 +69,28 @@ def test_a_prelu_network_trains_its_slopes_and_evaluates(tmp_path, capsys):
     assert accuracy == json.loads((out / "metrics.json").read_text())["val_accuracy"]
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threads_limits_the_blas_pools_while_training_only(threads, tmp_path, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    import mlplab.runs
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    before, seen = blas_threads(), []
+    real = mlplab.runs.train_run
+
+    def spy(*args, **kwargs):
+        seen.append(blas_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlplab.runs, "train_run", spy)
+    assert main(["train", *TINY, "--threads", str(threads), "--out", str(tmp_path / "t")]) == 0
+    assert seen == [{threads}]
+    assert blas_threads() == before  # restored afterwards
+
+
 def test_default_run_folders_are_claimed_and_given_back_on_failure(tmp_path, monkeypatch,
                                                                     capsys):
     from mlplab.runs import default_run_dir
