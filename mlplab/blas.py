@@ -194,7 +194,9 @@ def level1_threads() -> Iterator[None]:
     if not paths:
         yield
         return
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController
 
-    with threadpool_limits(limits={p: 1 for p in paths}):
+    # select by file, then limit: threadpoolctl 3.1 (the oldest supported) ignores file paths
+    # as keys of a limits dict (it reads prefixes and user APIs only): {path: 1} pinned nothing
+    with ThreadpoolController().select(filepath=list(paths)).limit(limits=1):
         yield
