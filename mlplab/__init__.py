@@ -1,6 +1,35 @@
-"""mlplab: fully-connected networks with hand-derived backpropagation in NumPy."""
+"""mlplab: fully-connected networks with hand-derived backpropagation in NumPy.
+
+The names most code needs are here: ``MLP``, ``TwoLayerNet`` and, imported on first use (so that
+``import mlplab`` and the command line do not load scikit-learn or the data loaders until they are
+needed), ``MLPClassifier``, ``Trainer``, ``load_dataset``, ``train_run``, ``load_model`` and
+``save_model``. Each also lives in its own module (``mlplab.estimator``, ``mlplab.trainer``, ...).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from mlplab.models import MLP, TwoLayerNet
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "TwoLayerNet", "__version__"]
+
+#: names imported from their modules on first access (PEP 562)
+_LAZY = {"MLPClassifier": "mlplab.estimator", "Trainer": "mlplab.trainer",
+         "load_dataset": "mlplab.data", "train_run": "mlplab.runs", "load_model": "mlplab.io",
+         "save_model": "mlplab.io"}
+
+__all__ = ["MLP", "TwoLayerNet", *_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # the next access is a plain attribute
+        return value
+    raise AttributeError(f"module 'mlplab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

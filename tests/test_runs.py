@@ -256,6 +256,27 @@ def test_the_command_line_and_evaluate_import_nothing_heavy(tmp_path, digits):
     assert res.stdout.strip() == "[]"
 
 
+def test_the_package_exports_the_main_names_and_imports_them_on_first_use():
+    code = ("import sys, mlplab\n"
+            "heavy = {'sklearn', 'scipy', 'matplotlib', 'optuna', 'torch'}\n"
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+            "from mlplab import MLPClassifier, Trainer, load_dataset, train_run, load_model\n"
+            "from mlplab.estimator import MLPClassifier as E\n"
+            "from mlplab.runs import train_run as T\n"
+            "print(MLPClassifier is E and train_run is T\n"
+            "      and set(mlplab.__all__) <= set(dir(mlplab)))\n"
+            "from mlplab import *\n"
+            "print(save_model.__module__)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["[]", "True", "mlplab.io"]
+    import mlplab
+
+    with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
+        mlplab.Nothing  # noqa: B018
+
+
 def test_confusion_matrix_is_one_function_in_plots_and_metrics():
     from mlplab import metrics
 
