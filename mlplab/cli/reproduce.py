@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
 
@@ -58,6 +57,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     from mlplab.cli import UsageError
     from mlplab.cli.data import load_dataset_from_args
     from mlplab.report import STAGES, reproduce
+    from mlplab.report.runner import shell_command
 
     if args.reuse and not args.only:
         raise UsageError("--reuse keeps the sections that --only does not run again; without "
@@ -73,7 +73,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     result = reproduce(args.dataset, args.budget, args.out, args.seed, progress=args.progress,
                        debug=args.debug, only=only, threads=args.threads,
                        loader=lambda: load_dataset_from_args(args), reuse=args.reuse,
-                       command=shlex.join(["mlplab", *sys.argv[1:]]) if sys.argv[1:] else None)
+                       command=shell_command(["mlplab", *sys.argv[1:]]) if sys.argv[1:] else None)
     missing = result.not_run()
     print(f"report: {result.markdown} and {result.html} ({len(result.sections)} sections, "
           f"{len(missing)} not run, {result.seconds:.0f} s)")

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -305,6 +306,13 @@ def _append_error_log(out: Path, key: str, text: str) -> None:
         fh.write(f"--- stage {key}\n{text}\n")
 
 
+def shell_command(parts: Sequence[str]) -> str:
+    """``parts`` as one line to paste into a shell of this platform: POSIX quoting (single
+    quotes), or on Windows double quotes (``subprocess.list2cmdline``), which cmd.exe and
+    PowerShell read where they would keep POSIX's single quotes as part of a path."""
+    return subprocess.list2cmdline(parts) if os.name == "nt" else shlex.join(parts)
+
+
 def _command(ctx: Context, command: str | None) -> str:
     if command:
         return command
@@ -314,7 +322,7 @@ def _command(ctx: Context, command: str | None) -> str:
         parts += ["--only", ",".join(ctx.only)]
     if ctx.reuse:
         parts.append("--reuse")
-    return shlex.join(parts)
+    return shell_command(parts)
 
 
 def _environment_section(ctx: Context, sections: list[Section], total: float, when: str,
