@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from mlplab.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+from mlplab.gradcheck import (
+    eval_numerical_gradient,
+    eval_numerical_gradient_array,
+    norm_rel_error,
+    rel_error,
+)
 from mlplab.layers import (
     Affine,
     BatchNorm,
@@ -96,6 +101,26 @@ def test_prelu_matches_torch_exactly_in_float32_and_reuses_its_buffers(rng):
         assert out.dtype == dx.dtype == layer.grads["alpha"].dtype == np.float32
 
 
+def test_leaky_relu_matches_torch_exactly_including_zero(rng):
+    """Values and dx against torch.nn.functional.leaky_relu's autograd, bit for bit, with inputs
+    exactly 0: the slope there is alpha, as the docstring and PyTorch say (the numerical checks
+    above stay off the kink, so a mask of ``x < 0`` instead of ``x <= 0`` passed them)."""
+    torch = pytest.importorskip("torch")
+    x = rng.randn(5, 6).astype(np.float32)
+    x[0, :3] = 0
+    x[2, 4] = 0
+    dout = rng.randn(5, 6).astype(np.float32)
+    layer = LeakyReLU(0.1)
+    out = layer.forward(x.copy()).copy()
+    dx = layer.backward(dout.copy())
+    xt = torch.tensor(x, requires_grad=True)
+    ot = torch.nn.functional.leaky_relu(xt, 0.1)
+    ot.backward(torch.tensor(dout))
+    np.testing.assert_array_equal(out, ot.detach().numpy())
+    np.testing.assert_array_equal(dx, xt.grad.numpy())
+    np.testing.assert_array_equal(dx[0, :3], np.float32(0.1) * dout[0, :3])
+
+
 def test_sigmoid_is_stable_for_large_inputs():
     out = Sigmoid().forward(np.array([[-1000.0, 1000.0, 0.0]]))
     np.testing.assert_allclose(out, [[0.0, 1.0, 0.5]])
@@ -163,6 +188,21 @@ def test_batchnorm_evaluation_uses_the_exponential_running_statistics(rng):
     np.testing.assert_allclose(bn.running_var, var, rtol=1e-12)
     c = 4 * rng.randn(10, 3) + 5
     expected = (c - mean) / np.sqrt(var + 1e-5) * bn.params["gamma"] + bn.params["beta"]
+    np.testing.assert_allclose(bn.forward(c, train=False), expected, rtol=1e-12)
+
+
+def test_batchnorm_defaults_are_the_exercises_momentum_and_eps(rng):
+    """``BatchNorm(dim)`` (as MLP builds it) has CS231n's ``bn_param`` defaults, momentum 0.9
+    and eps 1e-5 (PyTorch's ``momentum=0.1`` in its convention): after one training batch the
+    running mean is 0.1 * the batch mean and the running variance 0.9 + 0.1 * the biased batch
+    variance; a batch in evaluation mode is then normalised with them and eps 1e-5."""
+    bn = BatchNorm(3, dtype=np.float64)
+    a = 2 * rng.randn(20, 3) + 1
+    bn.forward(a)
+    np.testing.assert_allclose(bn.running_mean, 0.1 * a.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(bn.running_var, 0.9 + 0.1 * a.var(0), rtol=1e-12)
+    c = rng.randn(4, 3)
+    expected = (c - bn.running_mean) / np.sqrt(bn.running_var + 1e-5)
     np.testing.assert_allclose(bn.forward(c, train=False), expected, rtol=1e-12)
 
 
@@ -237,3 +277,15 @@ def test_rel_error_is_the_exercise_formula():
     assert rel_error(np.array([0.0]), np.array([1e-6])) == 1.0  # 1e-6 / 1e-6, not 1e-6 / 1e-3
     assert rel_error(np.array([0.0]), np.array([1e-9])) == pytest.approx(0.1)  # 1e-9 / 1e-8
     assert rel_error(np.zeros(3), np.zeros(3)) == 0.0
+
+
+def test_norm_rel_error_is_the_norm_formula():
+    """``||a - n|| / max(1e-8, ||a|| + ||n||)`` with Euclidean norms of the whole arrays, worked
+    by hand: both norms in the denominator, the 2-norm (not the sum of absolute values) on top,
+    and the 1e-8 floor only guarding 0 / 0."""
+    a, n = np.array([1.0, 1.0]), np.array([2.0, 3.0])  # a - n = (-1, -2)
+    assert norm_rel_error(a, n) == pytest.approx(np.sqrt(5) / (np.sqrt(2) + np.sqrt(13)),
+                                                 rel=1e-15)
+    assert norm_rel_error(np.array([3.0, 4.0]), np.zeros(2)) == 1.0  # 5 / (5 + 0)
+    assert norm_rel_error(np.zeros(2), np.array([0.0, 1e-9])) == pytest.approx(0.1)
+    assert norm_rel_error(np.zeros(3), np.zeros(3)) == 0.0
