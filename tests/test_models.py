@@ -48,6 +48,25 @@ def test_gradient_check_leaves_the_model_as_it_was(rng):
     assert np.isnan(model.params["W1"][0, 0]) and not dropout.frozen
 
 
+def test_each_dropout_layer_draws_its_own_masks(rng):
+    """Dropout drops every unit independently: with ``seed`` each dropout layer gets its own
+    generator (``seed + layer number``), so two hidden layers of the same width do not drop
+    the same units in every batch, while the same seed gives the same masks again."""
+    from mlplab.layers import Dropout
+
+    X, y = rng.randn(20, 4), rng.randint(3, size=20)
+
+    def masks(seed):
+        model = MLP(4, [30, 30], 3, dropout=0.5, seed=seed, dtype=np.float64)
+        model.loss(X, y)
+        return [layer._mask.copy() for layer in model.layers if isinstance(layer, Dropout)]
+
+    first, second = masks(0)
+    assert first.shape == second.shape == (20, 30)
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(masks(0)[1], second)
+
+
 def test_forward_and_backward_are_vectorised():
     """SPEC §1: no Python loop over samples. The Python calls one loss-and-gradient evaluation
     makes are counted: 10 rows and 1,000 rows must make the same calls."""
