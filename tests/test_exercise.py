@@ -29,6 +29,26 @@ def test_toy_model_matches_the_exercise_initialisation():
     np.testing.assert_array_equal(TwoLayerNet(4, 10, 3, std=1e-1).params["W1"], W1)
 
 
+def test_two_layer_net_defaults_are_the_exercises():
+    """CS231n's signatures: ``TwoLayerNet(input_size, hidden_size, output_size, std=1e-4)`` and
+    ``train(X, y, X_val, y_val, learning_rate=1e-3, learning_rate_decay=0.95, reg=5e-6,
+    num_iters=100, batch_size=200, verbose=False)``: left out, they are those numbers."""
+    rs = np.random.RandomState(1)
+    X, y = rs.randn(50, 4), rs.randint(3, size=50)
+    net = TwoLayerNet(4, 10, 3, seed=0)
+    draws = np.random.RandomState(0)
+    np.testing.assert_allclose(net.params["W1"], 1e-4 * draws.randn(4, 10), rtol=1e-15)
+    np.testing.assert_allclose(net.params["W2"], 1e-4 * draws.randn(10, 3), rtol=1e-15)
+    explicit = TwoLayerNet(4, 10, 3, std=1e-4, seed=0)
+    stats = net.train(X, y, X, y, seed=0)
+    expected = explicit.train(X, y, X, y, learning_rate=1e-3, learning_rate_decay=0.95,
+                              reg=5e-6, num_iters=100, batch_size=200, seed=0)
+    assert len(stats["loss_history"]) == 100
+    assert stats == expected
+    for name, value in explicit.params.items():
+        np.testing.assert_array_equal(net.params[name], value)
+
+
 def test_the_expected_toy_numbers_are_the_specs():
     """The tests below and ``mlplab check`` compare with constants of mlplab.exercise; pin
     those to the SPEC's numbers, written out here, so that an edit there cannot move the
