@@ -197,6 +197,22 @@ def test_cosine_after_warmup_starts_at_lr_and_ends_at_min():
     assert math.isfinite(s.lr_at(10_000, 0))
 
 
+def test_cosine_stays_at_min_lr_after_its_last_iteration():
+    """Past ``total_iters`` the rate stays at ``min_lr``: the progress is clamped at 1, not a
+    cosine continued past its end, which would climb back towards lr."""
+    s = Schedule(1.0, "cosine", total_iters=20, min_lr=0.1)
+    assert [s.lr_at(i, 0) for i in (20, 21, 27, 35, 1000)] == pytest.approx([0.1] * 5)
+    s = Schedule(1.0, "cosine", total_iters=110, warmup_iters=10, min_lr=0.0)
+    assert s.lr_at(10_000, 0) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["exp", "step"])
+def test_a_decay_of_one_keeps_the_rate(kind):
+    """``decay`` lies in (0, 1], as the trainer's ``lr_decay`` does: 1 is a valid "no decay"."""
+    s = Schedule(0.1, kind, decay=1.0, step_epochs=2)
+    assert [s.lr_at(10 * e, e) for e in range(6)] == [0.1] * 6
+
+
 def test_bad_schedules():
     with pytest.raises(ValueError, match="unknown schedule"):
         Schedule(0.1, "linear")
@@ -308,12 +324,16 @@ def test_a_model_with_its_own_training_step_is_not_fused(rng):
                                                      0.0)[1])
 
 
-def test_a_momentum_change_inside_the_block_reaches_the_backward_pass(rng):
+@pytest.mark.parametrize("folded", [False, True])
+def test_a_momentum_change_inside_the_block_reaches_the_backward_pass(rng, folded):
+    """A ramp of the momentum between steps (a callback's) reaches the fused backward pass; with
+    L2 folded too (``fused(model, reg)``) it reaches each folded weight's decay ``mu q``, which a
+    block without ``reg`` never exercised."""
     fused_model, plain_model = _twin_models()
     fused_opt, plain_opt = make_optimizer("momentum", 0.05), make_optimizer("momentum", 0.05)
     batches = [(rng.randn(8, 6), rng.randint(0, 3, 8)) for _ in range(6)]
     ramp = [0.5, 0.6, 0.8, 0.9, 0.95, 0.99]
-    with fused_opt.fused(fused_model):
+    with fused_opt.fused(fused_model, 1e-2 if folded else 0.0):
         for mu, (X, y) in zip(ramp, batches):
             fused_opt.momentum = mu  # as a callback would, between steps
             assert all(a.grad_decay == mu for a in fused_model.affines)
