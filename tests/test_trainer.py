@@ -92,6 +92,38 @@ def test_schedule_drives_the_optimizer_lr_each_iteration(data):
     assert seen[:8] == pytest.approx(expected)
 
 
+def test_a_fractional_warmup_is_rounded_to_whole_iterations(data):
+    """``warmup_epochs`` need not be whole: half an epoch of 4 iterations is a warm-up of 2
+    (lr / 2, then lr), after which the constant schedule holds lr."""
+    X, y, _, _ = data
+    seen = []
+
+    class Spy(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            seen.append(trainer.optimizer.lr)
+
+    Trainer(lr=0.1, schedule="constant", warmup_epochs=0.5, epochs=2, batch_size=75,
+            callbacks=[Spy()]).fit(MLP(6, [4], 3, seed=0), X, y)  # 300 rows: 4 iterations
+    assert seen == pytest.approx([0.05, 0.1] + [0.1] * 6)
+
+
+def test_momentum_is_0_9_unless_given(data):
+    """The documented default (``--momentum`` help: "default: 0.9"): a momentum run that does
+    not set it is the run with momentum=0.9, step for step."""
+    X, y, _, _ = data
+    runs = []
+    for setting in ({}, {"momentum": 0.9}):
+        model = MLP(6, [8], 3, seed=0)
+        trainer = Trainer(optimizer="momentum", lr=0.05, epochs=2, batch_size=50, seed=0,
+                          **setting)
+        runs.append((trainer.fit(model, X, y).loss, model.state_dict()))
+        assert trainer.optimizer.momentum == 0.9
+    (default_loss, default_state), (loss, state) = runs
+    assert default_loss == loss
+    for k, v in state.items():
+        np.testing.assert_array_equal(default_state[k], v)
+
+
 def test_shuffle_sampling_visits_every_row_once_per_epoch(data):
     X, y, _, _ = data
     visited = []
@@ -141,6 +173,27 @@ def test_early_stopping_restores_the_best_parameters(data):
     for k, v in snapshots[best_epoch][1].items():
         np.testing.assert_array_equal(model.state_dict()[k], v)
     assert not np.array_equal(snapshots[len(accs)][1]["W1"], model.params["W1"])
+
+
+def test_without_restore_best_early_stopping_keeps_the_last_parameters(data):
+    """``restore_best=False``: the run still stops ``patience`` epochs after its best, but keeps
+    the parameters of its last epoch rather than going back to the best one's."""
+    X, y, Xv, yv = data
+    snapshots = {}
+
+    class Snap(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            snapshots[epoch] = trainer.model.state_dict()
+
+    yv_noisy = np.random.RandomState(0).randint(3, size=len(yv))  # val acc wanders at random
+    model = MLP(6, [16], 3, seed=0)
+    history = Trainer(lr=0.2, epochs=40, batch_size=30, patience=3, restore_best=False, seed=0,
+                      callbacks=[Snap()]).fit(model, X, y, Xv, yv_noisy)
+    last = len(snapshots)
+    assert history.stopped_early and last == history.best_epoch + 3 < 40
+    for k, v in snapshots[last].items():
+        np.testing.assert_array_equal(model.state_dict()[k], v)
+    assert not np.array_equal(snapshots[history.best_epoch]["W1"], model.params["W1"])
 
 
 def test_early_stopping_counts_a_tie_as_no_improvement(data):
@@ -397,6 +450,9 @@ def test_bad_data_is_a_clear_error(data):
     # one row per batch normalises every activation to 0: refused, not trained to chance
     with pytest.raises(ValueError, match="batch norm needs batches of at least 2 rows"):
         Trainer(batch_size=1).fit(MLP(6, [4], 3, batchnorm=True), X, y)
+    # likewise a one-row training set, whatever the batch size (a shuffled batch is at most N)
+    with pytest.raises(ValueError, match="batch norm needs batches of at least 2 rows; got 1"):
+        Trainer(batch_size=200).fit(MLP(6, [4], 3, batchnorm=True), X[:1], y[:1])
     Trainer(batch_size=1, epochs=1).fit(MLP(6, [4], 3), X[:5], y[:5])  # fine without it
 
 
