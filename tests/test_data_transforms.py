@@ -107,6 +107,8 @@ def test_power_table_and_float_paths_agree(images):
         np.testing.assert_allclose(table, (images / 255.0) ** exponent, rtol=1e-6)
         np.testing.assert_allclose(direct, table, rtol=1e-6)
     assert Power(0.5, max_value=4.0).transform(np.array([[1.0, 4.0]]))[0].tolist() == [0.5, 1.0]
+    # the default is the square root of [0, 1] intensities, as the docstring says
+    np.testing.assert_allclose(Power().transform(images), np.sqrt(images / 255.0), rtol=1e-6)
 
 
 def test_power_refuses_negative_intensities_and_bad_exponents():
@@ -221,6 +223,40 @@ def test_crop_pads_with_the_fill(images, fill):
                     expected[y, x] = src[y + dy[i], x + dx[i]]
         np.testing.assert_array_equal(out[i].reshape(H, W, C), expected)
     assert (dy != 0).any() or (dx != 0).any()
+
+
+def test_flip_comes_before_the_crop_and_leaves_an_image_fill_unflipped(images):
+    """With both, each image is first flipped (the first draws, probability 1/2), then shifted
+    within its padding (the next draws, rows then columns); the uncovered border comes from the
+    fill image as it stands, not mirrored with the content."""
+    H, W, C = images.shape[1:]
+    fill = np.random.RandomState(5).randn(H, W, C).astype(np.float32)
+    X = _flat(images)
+    out = Augmenter((H, W, C), flip=True, crop=2, fill=fill)(X, np.random.RandomState(0))
+    rs = np.random.RandomState(0)
+    flip = rs.rand(len(X)) < 0.5
+    dy, dx = rs.randint(0, 5, size=len(X)) - 2, rs.randint(0, 5, size=len(X)) - 2
+    for i in range(len(X)):
+        src = X[i].reshape(H, W, C)
+        if flip[i]:
+            src = src[:, ::-1]
+        expected = fill.copy()
+        for y in range(H):
+            for x in range(W):
+                if 0 <= y + dy[i] < H and 0 <= x + dx[i] < W:
+                    expected[y, x] = src[y + dy[i], x + dx[i]]
+        np.testing.assert_array_equal(out[i].reshape(H, W, C), expected)
+    assert (flip & (dx != 0)).any()
+
+
+def test_the_defaults_are_a_flip_and_a_4_pixel_crop_padded_with_zeros(images):
+    """``Augmenter(image_shape)`` flips and crops after padding by 4 pixels (the usual CIFAR-10
+    augmentation, and what runs pad its 32-pixel images by) with a fill of 0 and no elastic
+    distortion: the same batch as those settings given explicitly."""
+    shape, X = images.shape[1:], _flat(images)
+    explicit = Augmenter(shape, flip=True, crop=4, fill=0.0, elastic=0.0)
+    np.testing.assert_array_equal(Augmenter(shape)(X, np.random.RandomState(4)),
+                                  explicit(X, np.random.RandomState(4)))
 
 
 def test_zero_fill_is_the_mean_image_under_exercise_and_a_mean_colour_under_standardize(images):
