@@ -215,14 +215,20 @@ def test_crop_pads_with_the_fill(images, fill):
     dy, dx = rs.randint(0, 5, size=len(X)) - 2, rs.randint(0, 5, size=len(X)) - 2
     expected_fill = np.broadcast_to(np.asarray(fill, np.float32), (H, W, C))
     for i in range(len(X)):
-        src = X[i].reshape(H, W, C)
-        expected = expected_fill.copy()
-        for y in range(H):
-            for x in range(W):
-                if 0 <= y + dy[i] < H and 0 <= x + dx[i] < W:
-                    expected[y, x] = src[y + dy[i], x + dx[i]]
+        expected = _shifted(X[i].reshape(H, W, C), expected_fill, dy[i], dx[i])
         np.testing.assert_array_equal(out[i].reshape(H, W, C), expected)
     assert (dy != 0).any() or (dx != 0).any()
+
+
+def _shifted(src, fill, dy, dx):
+    """The crop by hand, pixel by pixel: ``src`` moved by (-dy, -dx), ``fill`` where it left."""
+    H, W = src.shape[:2]
+    expected = np.array(fill, dtype=np.float32, copy=True)
+    for y in range(H):
+        for x in range(W):
+            if 0 <= y + dy < H and 0 <= x + dx < W:
+                expected[y, x] = src[y + dy, x + dx]
+    return expected
 
 
 def test_flip_comes_before_the_crop_and_leaves_an_image_fill_unflipped(images):
@@ -240,12 +246,7 @@ def test_flip_comes_before_the_crop_and_leaves_an_image_fill_unflipped(images):
         src = X[i].reshape(H, W, C)
         if flip[i]:
             src = src[:, ::-1]
-        expected = fill.copy()
-        for y in range(H):
-            for x in range(W):
-                if 0 <= y + dy[i] < H and 0 <= x + dx[i] < W:
-                    expected[y, x] = src[y + dy[i], x + dx[i]]
-        np.testing.assert_array_equal(out[i].reshape(H, W, C), expected)
+        np.testing.assert_array_equal(out[i].reshape(H, W, C), _shifted(src, fill, dy[i], dx[i]))
     assert (flip & (dx != 0)).any()
 
 
