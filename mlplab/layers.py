@@ -221,8 +221,9 @@ class PReLU(Layer):
         self.grads = {"alpha": np.zeros(size, dtype=dtype)}
 
     def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
-        # min(x, 0) is kept for the backward pass: it is both the mask of the negative side and
-        # the factor of dalpha; then x - min(x, 0) = max(x, 0), plus alpha * min(x, 0)
+        # kept for the backward pass: x <= 0, where the slope is alpha (min(x, 0) cannot tell
+        # x = 0 from x > 0), and min(x, 0), the factor of dalpha; then the output in place:
+        # x - min(x, 0) = max(x, 0), plus alpha * min(x, 0)
         zeros = self._buffer("zeros", x.shape[1:], x.dtype)
         zeros[...] = 0
         self._nonpositive = np.less_equal(x, zeros, out=self._buffer("nonpositive", x.shape,
