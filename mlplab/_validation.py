@@ -156,18 +156,33 @@ _PLUGIN = ("import the module that registers it before the command: mlplab --plu
            "COMMAND ... (a module name or a .py file), or MLPLAB_PLUGINS=MODULE")
 
 
-def check_registered(value: object, registry: Collection[str], what: str, where: str) -> None:
+def check_registered(value: object, registry: Collection[str], what: str, where: str,
+                     module: object = None) -> None:
     """Refuse an activation or optimiser ``value`` that ``where`` (a model file, a run folder's
     config) names but this process has not registered. Registrations live in the process that
     makes them, so the script that wrote the file may have had one that the reader lacks: the
     message says how to add it, with the register function for Python callers and, on the
     command line, with ``--plugin`` / ``MLPLAB_PLUGINS``, which import the module that registers
-    it. Values that are not strings are left to the full validation."""
+    it. ``module``, the module that defined it where the file was written (model files record
+    it), is named when it reads as a module name. Values that are not strings are left to the
+    full validation."""
     if not isinstance(value, str) or value in registry:
         return
-    how = _PLUGIN if on_command_line() else f"register it first ({_REGISTER[what]})"
+    # read from a file that may be hostile: only a plain dotted name is repeated
+    known = isinstance(module, str) and len(module) <= 100 and \
+        all(part.isidentifier() for part in module.split("."))
+    if known and on_command_line():
+        how = (f"the file was written where module {module!r} registered it: mlplab --plugin "
+               f"{module} COMMAND ... (or the path of its .py file), or MLPLAB_PLUGINS={module}")
+    elif known:
+        how = (f"the file was written where module {module!r} registered it: import {module} "
+               f"first (or register it with {_REGISTER[what]})")
+    elif on_command_line():
+        how = f"if it is your own, {_PLUGIN}"
+    else:
+        how = f"if it is your own, register it first ({_REGISTER[what]})"
     raise ValueError(f"{where}: {what} {value!r} is not registered in this process (known: "
-                     f"{', '.join(registry)}); if it is your own, {how}.")
+                     f"{', '.join(registry)}); {how}.")
 
 
 def plugin_hint() -> str:

@@ -93,9 +93,11 @@ def test_a_plugin_file_adds_its_activation_and_optimizer_to_train_evaluate_and_r
     assert exit_.value.code == 2 and "invalid choice: 'elu'" in capsys.readouterr().err
     assert main(["evaluate", str(run)]) == 1
     err = _error_line(capsys)
+    # the model file records the module that registered 'elu', so the message can name it
     assert err.startswith("mlplab evaluate: error: ") and "model.npz: activation 'elu' is not " \
-        "registered in this process" in err and "--plugin MODULE" in err and \
-        "MLPLAB_PLUGINS" in err, err
+        "registered in this process" in err and "the file was written where module " \
+        "'my_layers' registered it: mlplab --plugin my_layers COMMAND" in err and \
+        "MLPLAB_PLUGINS=my_layers" in err, err
     assert main(["train", "--resume", str(run)]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "config.json: activation 'elu' is not registered" in err and "--plugin" in err, err
@@ -113,10 +115,23 @@ def test_the_message_for_python_callers_names_the_register_function(plugin, tmp_
                  "--out", str(tmp_path / "run")]) == 0
     _forget()
     with pytest.raises(ValueError, match=r"activation 'elu' is not registered in this process "
-                                         r".*register it first \(mlplab.models."
+                                         r".*module 'my_layers' registered it: import my_layers "
+                                         r"first \(or register it with mlplab.models."
                                          r"register_activation\)") as refused:
         load_model(tmp_path / "run" / "model.npz")
     assert "--plugin" not in str(refused.value)
+    # the recorded module comes from a file, which may be hostile: only a plain dotted name is
+    # repeated; anything else leaves the message without it
+    from mlplab.io import META_KEY, json_array, parse_json_array, read_npz, write_npz
+
+    arrays = dict(read_npz(tmp_path / "run" / "model.npz"))
+    meta = parse_json_array(arrays[META_KEY], "meta")
+    for module in ("os; rm -rf ~", "x" * 101, 3):
+        arrays[META_KEY] = json_array({**meta, "activation_module": module})
+        write_npz(tmp_path / "odd.npz", arrays)
+        with pytest.raises(ValueError, match=r"if it is your own, register it first "
+                                             r"\(mlplab.models.register_activation\)\.$"):
+            load_model(tmp_path / "odd.npz")
 
 
 def test_mlplab_plugins_names_modules_in_the_current_directory(plugin, tmp_path, monkeypatch,
