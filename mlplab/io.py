@@ -290,6 +290,17 @@ def _activation_module(name: object) -> str | None:
     return module if isinstance(module, str) and module != "__main__" else None
 
 
+def recorded_activation_module(path: str | os.PathLike) -> str | None:
+    """The module that a model file or checkpoint records as having registered its activation
+    (see :func:`model_arrays`); None if it records none or cannot be read. Only for messages:
+    the value comes from a file and is checked before it is repeated."""
+    try:
+        meta = parse_json_array(read_npz(path)[META_KEY], META_KEY)
+    except (OSError, ValueError, KeyError):
+        return None
+    return meta.get("activation_module") if isinstance(meta, dict) else None
+
+
 def save_model(path: str | os.PathLike, model: MLP, preprocessing: Any = None,
                extra: Mapping[str, Any] | None = None) -> Path:
     """Save ``model`` (an ``MLP``/``TwoLayerNet``) to ``path`` (``.npz``) atomically.

@@ -100,7 +100,17 @@ def test_a_plugin_file_adds_its_activation_and_optimizer_to_train_evaluate_and_r
         "MLPLAB_PLUGINS=my_layers" in err, err
     assert main(["train", "--resume", str(run)]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "config.json: activation 'elu' is not registered" in err and "--plugin" in err, err
+    # config.json does not record the module; the run's checkpoint and model file do (an
+    # interrupted run has only the checkpoint)
+    assert "config.json: activation 'elu' is not registered" in err and "the file was written " \
+        "where module 'my_layers' registered it: mlplab --plugin my_layers COMMAND" in err, err
+    for written in ("model.npz", "checkpoint.npz"):
+        (run / written).unlink()
+        assert main(["train", "--resume", str(run)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "activation 'elu' is not registered" in err, err
+        # with neither file, the general hint
+        assert ("--plugin my_layers" in err) == (written == "model.npz"), err
     models.register_activation("elu", Tanh)  # (a stand-in) the optimiser is checked too
     assert main(["train", "--resume", str(run)]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]

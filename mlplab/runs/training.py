@@ -201,8 +201,13 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
         raise ValueError(f"{run_dir} was written by mlplab torch train, which does not resume; "
                          "train it again with mlplab torch train.")
     cfg = finished_run_config(values, config_path)
+    ckpt = run_dir / CHECKPOINT_FILE
     # not an invalid config: one written where these names were registered
-    check_registered(cfg.activation, ACTIVATIONS, "activation", str(config_path))
+    module = None
+    if cfg.activation not in ACTIVATIONS:  # config.json does not say by which module; these do
+        module = next((io.recorded_activation_module(f) for f in (ckpt, run_dir / MODEL_FILE)
+                       if f.is_file()), None)
+    check_registered(cfg.activation, ACTIVATIONS, "activation", str(config_path), module=module)
     check_registered(cfg.optimizer, OPTIMIZERS, "optimizer", str(config_path))
     try:
         cfg.validate()
@@ -211,7 +216,6 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     if read_metrics(run_dir / METRICS_FILE).get("status") == "completed":
         raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
                          f"(start a new run with a different {setting('--out', 'out')}).")
-    ckpt = run_dir / CHECKPOINT_FILE
     remove_partial_writes(run_dir)
     cfg = moved_config(cfg, data, data_dir)
     loaded = state = None
