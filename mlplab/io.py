@@ -203,6 +203,11 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file, loaded eagerly with ``allow_pickle=False``. Raises a
     ``ValueError`` naming the file if it is missing, truncated or not an ``.npz`` archive."""
     path = Path(path)
+    if path.is_dir():
+        # a run folder is the likely mistake: "does not exist" would be false
+        inside = path / "model.npz"
+        hint = f"; the model file of a run folder is {inside}" if inside.is_file() else ""
+        raise FileNotFoundError(f"{path} is a folder, not an .npz file{hint}.")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist.")
     try:

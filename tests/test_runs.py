@@ -151,6 +151,18 @@ def test_load_model_rejects_truncated_and_future_files(tmp_path):
         io.load_model(tmp_path / "missing.npz")
 
 
+def test_load_model_of_a_folder_says_it_is_one(tmp_path):
+    """load_model given a run folder (not its model.npz) says so and names the file inside,
+    rather than that the folder does not exist."""
+    io.save_model(tmp_path / "run" / "model.npz", MLP(6, [5], 3, seed=0))
+    with pytest.raises(FileNotFoundError, match=r"run is a folder, not an \.npz file; the "
+                       r"model file of a run folder is .*run/model\.npz"):
+        io.load_model(tmp_path / "run")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty is a folder, not an \.npz file\.$"):
+        io.load_model(tmp_path / "empty")
+
+
 # --------------------------------------------------------------------------- runs
 def test_eval_test_without_a_test_split_is_refused_before_training(tmp_path):
     data = load_dataset("digits", test_size=0)
