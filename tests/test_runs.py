@@ -347,13 +347,18 @@ def test_a_lent_dataset_records_its_own_split(tmp_path):
 
 def test_run_folder_mistakes_say_what_to_do(tmp_path, digits):
     """evaluate_run on a tuning folder points to the run inside it; on an empty folder it asks
-    for a run folder; train_run refuses an --out that is a file."""
+    for a run folder, and on one without config.json says what is missing (not a bare
+    'No such file'); train_run refuses an --out that is a file."""
     train_run({**FAST, "epochs": 1}, data=digits, out=tmp_path / "tune" / "best-run", plots=False)
     with pytest.raises(FileNotFoundError, match=r"with a model inside it is .*best-run"):
         evaluate_run(tmp_path / "tune")
     (tmp_path / "blank").mkdir()
     with pytest.raises(FileNotFoundError, match="pass a run folder written by mlplab train"):
         evaluate_run(tmp_path / "blank")
+    (tmp_path / "tune" / "best-run" / "config.json").unlink()  # model.npz left alone
+    with pytest.raises(FileNotFoundError, match=r"best-run has no config\.json, which says "
+                       "which data the run used; pass the whole run folder"):
+        evaluate_run(tmp_path / "tune" / "best-run")
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="is a file; the run needs a folder"):
         train_run({**FAST, "epochs": 1}, data=digits, out=tmp_path / "notes.txt", plots=False)

@@ -41,6 +41,9 @@ def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[st
     run_dir = Path(run)
     loaded = _load_run_model(run_dir)
     config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():  # e.g. a model.npz copied alone into a folder
+        raise FileNotFoundError(f"{run_dir} has no {CONFIG_FILE}, which says which data the run "
+                                "used; pass the whole run folder written by mlplab train.")
     cfg = finished_run_config(io.read_json(config_path), config_path)
     return loaded, cfg, read_metrics(run_dir / METRICS_FILE)
 
