@@ -368,6 +368,10 @@ class TwoLayerNet(MLP):
         a line per epoch. See docs/training.md, "The CS231n notebook, cell by cell"."""
         from mlplab.trainer import Trainer
 
+        # the Trainer would name these lr, lr_decay and iters, which this call does not have
+        check_positive(learning_rate, "learning_rate")
+        check_range(learning_rate_decay, "learning_rate_decay", 0, 1, low_open=True)
+        check_int(num_iters, "num_iters")
         trainer = Trainer.exercise(lr=learning_rate, lr_decay=learning_rate_decay, reg=reg,
                                    iters=num_iters, batch_size=batch_size, verbose=verbose,
                                    seed=seed)

@@ -63,11 +63,13 @@ def test_model_hyperparameters(args, kwargs, message):
 def test_two_layer_net_checks_like_mlp():
     with pytest.raises(ValueError, match="every hidden size"):
         TwoLayerNet(4, 0, 3)
-    for kwargs, message in [({"learning_rate": -1}, "lr must be a finite number > 0"),
-                            ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-                            ({"num_iters": 0}, "iters must be an integer >= 1"),
-                            ({"reg": -1}, "reg must be a finite number >= 0"),
-                            ({"learning_rate_decay": 0}, r"lr_decay must be a number in \(0, 1\]")]:
+    # the messages name train()'s own arguments, not the Trainer's lr, iters and lr_decay
+    for kwargs, message in [({"learning_rate": -1}, "^learning_rate must be a finite number > 0"),
+                            ({"batch_size": 0}, "^batch_size must be an integer >= 1"),
+                            ({"num_iters": 0}, "^num_iters must be an integer >= 1"),
+                            ({"reg": -1}, "^reg must be a finite number >= 0"),
+                            ({"learning_rate_decay": 0},
+                             r"^learning_rate_decay must be a number in \(0, 1\]")]:
         with pytest.raises(ValueError, match=message):
             TwoLayerNet(4, 5, 3).train(X, Y, X, Y, **kwargs)
 
