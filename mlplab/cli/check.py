@@ -81,7 +81,7 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     from mlplab import MLP
     from mlplab.gradcheck import check_model, offset_biases
 
-    with usage_errors():
+    with usage_errors(("dropout",)):  # MLP's check names its argument; here it is a flag
         hidden = parse_sizes(args.hidden)
         for name in ("samples", "inputs"):
             if getattr(args, name) < 1:
