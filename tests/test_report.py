@@ -435,6 +435,23 @@ def test_tuned_network_without_a_search_is_the_only_candidate(tmp_path, monkeypa
     assert "the only candidate" in body
 
 
+@pytest.mark.parametrize("cap, searched", [(10000, None), (500, 500)])
+def test_a_training_split_below_the_budgets_cap_is_tuned_whole(cap, searched, tmp_path):
+    """The standard budget caps the trials' images at 10,000: on digits (1,437 training images)
+    the search failed ('train_size must be between 1 and 1437') instead of using them all."""
+    import dataclasses
+
+    budget = dataclasses.replace(TINY, tune_trials=1, tune_max_train=cap)
+    r = reproduce("digits", budget, out=tmp_path, log=False, only=["data", "q3_tuning"])
+    tuning = {s.key: s for s in r.sections}["q3_tuning"]
+    assert tuning.status == "ok", tuning.reason
+    assert tuning.data["train_size"] == searched
+    body = _sections((tmp_path / "report.md").read_text())["### Tuning the hyperparameters"]
+    subset = f"a stratified subset of {searched} training images" if searched else \
+        "the whole training split"
+    assert f"each trained on {subset} with plain SGD" in " ".join(body.split())
+
+
 @pytest.mark.parametrize("sizes, caveat", [
     ({"train": 40000, "val": 5000, "test": 5000}, True),  # the shared JPEG folder's split
     ({"train": 49000, "val": 1000, "test": 1000}, False),  # the exercise's (SPEC §3)

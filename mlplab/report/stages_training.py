@@ -162,17 +162,21 @@ def stage_q3_tuning(ctx: Context, section: Section) -> None:
     if out.exists():
         shutil.rmtree(out)
     space = tuning.SearchSpace.load(b.search_space())
+    # the budget's cap on the trials' images: a smaller training split (digits, a small folder)
+    # is searched whole, where asking tune() for more images than there are fails the stage
+    cap = b.tune_max_train
+    train_size = cap if cap and cap < len(ds.y_train) else None
     result = tuning.tune(ds, trials=b.tune_trials, search_space=space.to_dict(), out=out,
                          seed=ctx.seed, eval_test=False, progress=ctx.progress,
-                         preprocess=TUNING_PREPROCESSING, train_size=b.tune_max_train,
+                         preprocess=TUNING_PREPROCESSING, train_size=train_size,
                          sampler="tpe", prune=b.tune_prune, heartbeat=None)
     if result.best_trial is None:
         raise RuntimeError(f"no tuning trial completed ({result.n_failed} failed).")
     settings = {**space.fixed, **result.best_params}
     ctx.shared["tuning"] = {"settings": settings, "result": result}
 
-    subset = (f"a stratified subset of {b.tune_max_train} training images"
-              if b.tune_max_train else "the whole training split")
+    subset = (f"a stratified subset of {train_size} training images"
+              if train_size else "the whole training split")
     section.add(Text(
         f"Optuna's TPE sampler (seed {ctx.seed}) searched the exercise's knobs (hidden size, "
         f"learning rate, epochs, batch size, regularisation, learning-rate decay) for "
@@ -218,7 +222,7 @@ def stage_q3_tuning(ctx: Context, section: Section) -> None:
     section.data.update(trials=b.tune_trials, complete=result.n_complete,
                         pruned=result.n_pruned, failed=result.n_failed,
                         best_trial=result.best_trial, best_val_acc=result.best_value,
-                        best_settings=settings, train_size=b.tune_max_train,
+                        best_settings=settings, train_size=train_size,
                         seconds=result.wall_seconds)
 
 
