@@ -553,6 +553,8 @@ def test_cli_tune_digits(tmp_path, capsys):
     (["--search-space", "missing.yaml"], "missing.yaml does not exist"),
     (["--search-only", "--eval-test"], "--eval-test needs the best model"),
     (["--storage", "nowhere"], "unrecognised storage"),
+    # the flag typed, not tune()'s train_size
+    (["--train-size", "100000"], "error: --train-size must be between 1 and 1437 (the training"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
@@ -560,6 +562,13 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
     err = capsys.readouterr().err
     assert err.startswith("mlplab tune: error:") and message in err
     assert err.count("\n") == 1
+
+
+def test_train_size_out_of_range_names_the_argument_in_python():
+    from mlplab.tuning.data import subset_train
+
+    with pytest.raises(ValueError, match=r"^train_size must be between 1 and 1437 \(the "):
+        subset_train(load_dataset("digits"), 100000)
 
 
 def test_cli_usage_errors(capsys):

@@ -115,8 +115,8 @@ def subset_train(dataset: Dataset, train_size: int | None, seed: int | None = 0)
         return dataset
     n = len(dataset.y_train)
     if not 1 <= int(train_size) <= n:
-        raise ValueError(f"train_size must be between 1 and {n} (the training images); "
-                         f"got {train_size}.")
+        raise ValueError(f"{setting('--train-size', 'train_size')} must be between 1 and {n} "
+                         f"(the training images); got {train_size}.")
     if int(train_size) == n:
         return dataset
     _, keep = stratified_split(dataset.y_train, int(train_size), seed)
