@@ -180,8 +180,8 @@ def test_folder_greyscale_kinds_and_sizes(tmp_path):
     big = tmp_path / "big"
     _write_images(big, ["a", "b"], 30, size=(8, 8))
     Image.fromarray(np.zeros((3000, 4000, 3), np.uint8)).save(big / "a" / "000-photo.png")
-    with pytest.raises(DatasetError, match="is 8x8 but a/000-photo.png is 4000x3000; pass "
-                                           "--image-size"):
+    with pytest.raises(DatasetError, match=r"is 8x8 but a/000-photo.png is 3000x4000 \(height "
+                                           r"x width\); pass --image-size"):
         load_dataset(f"folder:{big}", cache=False)
 
 
@@ -226,10 +226,11 @@ def test_folder_errors_name_the_file(tmp_path):
         load_dataset("folder:")
     mixed = tmp_path / "mixed"
     _write_images(mixed, ["a"], 2)
-    _write_images(mixed, ["b"], 1, size=(9, 9), start=7)
-    # the first image is named with its class folder: every class may have a 0000.png
-    with pytest.raises(DatasetError, match=r"0007\.png: image is 9x9 but a/0000\.png is 5x6; "
-                                           r"pass --image-size"):
+    _write_images(mixed, ["b"], 1, size=(9, 7), start=7)
+    # the first image is named with its class folder: every class may have a 0000.png; sizes
+    # are height x width, the order --image-size takes
+    with pytest.raises(DatasetError, match=r"0007\.png: image is 9x7 but a/0000\.png is 6x5 "
+                                           r"\(height x width\); pass --image-size"):
         load_dataset(f"folder:{mixed}", cache=False)
     ds = load_dataset(f"folder:{mixed}", image_size=4, val_size=0, test_size=0, cache=False)
     assert ds.X_train.shape == (3, 4, 4, 3)

@@ -308,7 +308,7 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
         out = np.empty((len(paths), *first.shape), dtype=np.uint8)
     except MemoryError:
         raise DatasetError(
-            f"{len(paths)} images of {first.shape[1]}x{first.shape[0]} ({paths[start].name}) "
+            f"{len(paths)} images of {first.shape[0]}x{first.shape[1]} ({paths[start].name}) "
             f"need {len(paths) * first.size / 2**30:.1f} GiB; pass --image-size (image_size=) "
             "to shrink them.") from None
     out[start] = first
@@ -353,10 +353,11 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
 
 def _size_mismatch(path: Path, wh: tuple[int, int], first: Path,
                    first_shape: tuple[int, ...]) -> DatasetError:
-    # the first image by its class folder too: every class may have a 0001.jpg
-    return DatasetError(f"{path}: image is {wh[0]}x{wh[1]} but {first.parent.name}/{first.name} is "
-                        f"{first_shape[1]}x{first_shape[0]}; pass --image-size (image_size=) to "
-                        "resize all images to one size.")
+    # the first image by its class folder too: every class may have a 0001.jpg. Sizes are
+    # height x width, as --image-size reads them (Pillow's wh is width first)
+    return DatasetError(f"{path}: image is {wh[1]}x{wh[0]} but {first.parent.name}/{first.name} is "
+                        f"{first_shape[0]}x{first_shape[1]} (height x width); pass --image-size "
+                        "(image_size=) to resize all images to one size.")
 
 
 def _decode_any(paths: list[Path], size: tuple[int, int] | None) -> np.ndarray:
