@@ -292,7 +292,7 @@ RUNTIME = [  # (argv, message): well-formed, but the files or the world say no -
     (["train", "--val-size", "100000", *T], "val_size must be between 0 and"),
     (["train", "--resume", "/nonexistent/run"], "is not a run folder"),
     (["train", "--resume", "RUN"], "has already completed"),
-    (["train", *T[:-2], "--out", "RUN"], "already holds a run"),
+    (["train", *T[:-2], "--out", "RUN"], "already holds a completed run"),
     (["evaluate", "/nonexistent/run"], "is not a folder"),
     (["evaluate", "CORRUPT:truncated"], "not a readable .npz file"),
     (["evaluate", "CORRUPT:garbage"], "not a readable .npz file"),

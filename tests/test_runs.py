@@ -931,8 +931,8 @@ def test_messages_name_python_arguments_in_python_and_flags_on_the_command_line(
     train_run(FAST, out=run, data=digits, plots=False)
     with pytest.raises(ValueError) as again:
         train_run(FAST, out=run, data=digits, plots=False)  # the cell, run twice
-    assert str(again.value) == (f"{run} already holds a run; choose another out, or continue "
-                                f"it with resume_run({str(run)!r}).")
+    # not "continue it with resume_run(...)": that would refuse a completed run
+    assert str(again.value) == f"{run} already holds a completed run; choose another out."
     with pytest.raises(ValueError, match=r"nothing to resume \(start a new run with a "
                                          r"different out\)\.$"):
         resume_run(run)
@@ -949,10 +949,20 @@ def test_messages_name_python_arguments_in_python_and_flags_on_the_command_line(
 
     args = ["train", "--hidden", "8", "--epochs", "1", "--out", str(run)]
     assert main(args) == 1
-    assert (f"{run} already holds a run; choose another --out, or continue it with --resume "
-            f"{run}.") in capsys.readouterr().err
+    assert f"{run} already holds a completed run; choose another --out." in \
+        capsys.readouterr().err
     assert main(["train", "--resume", str(run)]) == 1
     assert "(start a new run with a different --out)." in capsys.readouterr().err
+    # a run that did not complete (interrupted, killed) can be continued: both say how
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "status": "interrupted"}))
+    assert main(args) == 1
+    assert (f"{run} already holds a run; choose another --out, or continue it with --resume "
+            f"{run}.") in capsys.readouterr().err
+    with pytest.raises(ValueError) as again:
+        train_run(FAST, out=run, data=digits, plots=False)
+    assert str(again.value) == (f"{run} already holds a run; choose another out, or continue "
+                                f"it with resume_run({str(run)!r}).")
     assert main(["data", "info", "mnist", "--data-dir", str(tmp_path / "none")]) == 1
     assert "(or add --download to this command)." in capsys.readouterr().err
     assert main(["train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1",

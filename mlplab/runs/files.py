@@ -56,6 +56,10 @@ def new_run_dir(out: str | os.PathLike) -> Path:
                          f"{setting('--out', 'out')}.")
     if any((out_dir / f).exists() for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE,
                                              METRICS_FILE)):
+        if read_metrics(out_dir / METRICS_FILE).get("status") == "completed":
+            # resuming it would be refused: there is nothing left to run
+            raise ValueError(f"{out_dir} already holds a completed run; choose another "
+                             f"{setting('--out', 'out')}.")
         resume = setting(f"--resume {out_dir}", f"resume_run({str(out_dir)!r})")
         raise ValueError(f"{out_dir} already holds a run; choose another "
                          f"{setting('--out', 'out')}, or continue it with {resume}.")
