@@ -49,6 +49,8 @@ def test_split_sizes_and_errors():
     with pytest.raises(DatasetError, match="image size"):
         load_dataset("digits", image_size="big")
     assert resolve_size(None, 10, 3, "x") == 3 and resolve_size(0.25, 8, 0, "x") == 2
+    with pytest.raises(DatasetError, match=r"fraction in \(0, 1\); got 1.0"):
+        load_dataset("digits", val_size=1.0)  # all of them, not one image
 
 
 def test_digits_resized():

@@ -173,6 +173,9 @@ def test_bad_folder_and_bad_options(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["data", "info", "digits", "--val-size", "-3"])
     assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:  # 1.0 is not one image
+        main(["data", "info", "digits", "--val-size", "1.0"])
+    assert e.value.code == 2 and "for one image give 1" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["data", "info", "digits", "--image-size", "0"])
     assert e.value.code == 2

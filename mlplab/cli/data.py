@@ -31,6 +31,10 @@ def _split_size(text: str) -> int | float:
     if not value >= 0 or (not value.is_integer() and value >= 1):  # NaN too
         raise argparse.ArgumentTypeError(f"expected a count >= 0 or a fraction in (0, 1); "
                                          f"got {text!r}")
+    if value == 1 and "." in text:  # "1.0" as 100%, which would leave nothing: not one image
+        raise argparse.ArgumentTypeError(f"expected a count >= 0 or a fraction in (0, 1); got "
+                                         f"{text!r} (a fraction must be below 1; for one image "
+                                         "give 1)")
     return int(value) if value.is_integer() and "." not in text else value
 
 

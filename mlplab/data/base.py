@@ -148,6 +148,10 @@ def resolve_size(value: float | int | None, n: int, default: int, what: str) -> 
     """Turn a split size (count, or fraction in (0, 1)) into a count in [0, n]."""
     if value is None:
         return min(default, n)
+    if isinstance(value, float) and value == 1.0:
+        # 1.0 reads as "all of them", not as one image: refuse it rather than take a count of 1
+        raise DatasetError(f"{what} must be a count >= 0 or a fraction in (0, 1); got 1.0 "
+                           "(a fraction must be below 1; for one image give 1).")
     if isinstance(value, float) and not float(value).is_integer():
         if not 0.0 < value < 1.0:
             raise DatasetError(f"{what} must be a count >= 0 or a fraction in (0, 1); "
