@@ -51,6 +51,7 @@ def test_split_sizes_and_errors():
     assert resolve_size(None, 10, 3, "x") == 3 and resolve_size(0.25, 8, 0, "x") == 2
     with pytest.raises(DatasetError, match=r"fraction in \(0, 1\); got 1.0"):
         load_dataset("digits", val_size=1.0)  # all of them, not one image
+    assert len(load_dataset("digits", val_size=np.float32(0.1)).y_val) == 162  # not 0
 
 
 def test_digits_resized():

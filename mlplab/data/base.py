@@ -148,6 +148,8 @@ def resolve_size(value: float | int | None, n: int, default: int, what: str) -> 
     """Turn a split size (count, or fraction in (0, 1)) into a count in [0, n]."""
     if value is None:
         return min(default, n)
+    if isinstance(value, np.floating):
+        value = float(value)  # np.float32(0.1) is no float: int() below made it 0 images
     if isinstance(value, float) and value == 1.0:
         # 1.0 reads as "all of them", not as one image: refuse it rather than take a count of 1
         raise DatasetError(f"{what} must be a count >= 0 or a fraction in (0, 1); got 1.0 "
