@@ -191,9 +191,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.early_stopping:
             from sklearn.model_selection import train_test_split
 
+            # stratified only where both parts can hold every class: otherwise scikit-learn
+            # refuses, with a message about a test_size the user never set
+            n_val = int(np.ceil(self.validation_fraction * len(y_enc)))
+            stratify = (np.bincount(y_enc).min() >= 2
+                        and min(n_val, len(y_enc) - n_val) >= len(self.classes_))
             X, X_val, y_enc, y_val = train_test_split(
                 X, y_enc, test_size=self.validation_fraction, random_state=seed,
-                stratify=y_enc if np.bincount(y_enc).min() >= 2 else None)
+                stratify=y_enc if stratify else None)
         if not warm:
             self._new_network(X.shape[1], hidden, seed, X.dtype)
         batch_size = min(int(self.batch_size), len(X))

@@ -73,6 +73,15 @@ def test_string_labels_float32_and_early_stopping(digits):
     assert clf.validation_scores_ is None and clf.best_validation_score_ is None
 
 
+def test_early_stopping_on_fewer_validation_samples_than_classes(digits):
+    X_tr, _, y_tr, _ = digits
+    # 3 samples of each of 10 classes: 10% is 3 validation samples, too few to stratify
+    rows = np.concatenate([np.flatnonzero(y_tr == k)[:3] for k in range(10)])
+    clf = MLPClassifier(hidden_sizes=(8,), early_stopping=True, max_epochs=3, random_state=0)
+    clf.fit(X_tr[rows], y_tr[rows])
+    assert len(clf.classes_) == 10 and len(clf.validation_scores_) == clf.n_iter_
+
+
 def test_bad_hyperparameters_are_reported_at_fit(digits):
     X_tr, _, y_tr, _ = digits
     for hidden in [(0,), (True,), (8.0,)]:  # a bool is not a width
