@@ -52,6 +52,9 @@ def test_split_sizes_and_errors():
     with pytest.raises(DatasetError, match=r"fraction in \(0, 1\); got 1.0"):
         load_dataset("digits", val_size=1.0)  # all of them, not one image
     assert len(load_dataset("digits", val_size=np.float32(0.1)).y_val) == 162  # not 0
+    for bad in ("0.1", True):
+        with pytest.raises(DatasetError, match="val_size must be a count"):
+            load_dataset("digits", val_size=bad)
 
 
 def test_digits_resized():

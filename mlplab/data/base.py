@@ -150,6 +150,10 @@ def resolve_size(value: float | int | None, n: int, default: int, what: str) -> 
         return min(default, n)
     if isinstance(value, np.floating):
         value = float(value)  # np.float32(0.1) is no float: int() below made it 0 images
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer):
+        # int("0.1") would fail without naming the option, int(True) give 1 image
+        raise DatasetError(f"{what} must be a count >= 0 or a fraction in (0, 1); got "
+                           f"{short_repr(value)}.")
     if isinstance(value, float) and value == 1.0:
         # 1.0 reads as "all of them", not as one image: refuse it rather than take a count of 1
         raise DatasetError(f"{what} must be a count >= 0 or a fraction in (0, 1); got 1.0 "
