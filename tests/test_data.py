@@ -344,3 +344,6 @@ def test_read_image_resizes_to_height_by_width_as_pillow_does(tmp_path):
     np.testing.assert_array_equal(got, expected)
     grey = np.asarray(Image.open(path).convert("L").resize((3, 5), Image.BILINEAR))
     np.testing.assert_array_equal(read_image(path, (5, 3, 1)), grey[:, :, None])
+    for bad in [(4, 6), (0, 6, 3), (4, 6, 4)]:
+        with pytest.raises(ValueError, match=r"image_shape must be \(H, W, C\)"):
+            read_image(path, bad)

@@ -264,9 +264,12 @@ def read_image(path: str | os.PathLike, image_shape: tuple[int, int, int]) -> np
     0..255, alpha dropped, bilinear resize), as ``uint8`` of ``image_shape`` ``(H, W, C)`` with
     C 1 (grey) or 3 (RGB): a trained model's input, e.g. ``load_model(...)[2]["image_shape"]``.
     A file that cannot be read is a :class:`DatasetError` naming it."""
-    H, W, C = (int(n) for n in image_shape)
-    if C not in (1, 3):
-        raise ValueError(f"image_shape must end in 1 (grey) or 3 (RGB) channels; got {C}.")
+    shape = tuple(int(n) for n in image_shape)
+    # an (H, W) shape failed to unpack, a zero side was blamed on the file
+    if len(shape) != 3 or min(shape[:2]) < 1 or shape[2] not in (1, 3):
+        raise ValueError(f"image_shape must be (H, W, C) with positive H and W and C 1 (grey) "
+                         f"or 3 (RGB) channels; got {shape}.")
+    H, W, C = shape
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such image file.")
