@@ -278,6 +278,9 @@ def test_augmenter_rejects_bad_fill(images):
         Augmenter((6, 5, 3), fill=np.zeros(2))
     with pytest.raises(ValueError, match="finite"):
         Augmenter((6, 5, 3), fill=np.nan)
+    for crop in (2.5, True, -1):
+        with pytest.raises(ValueError, match="crop padding must be an integer >= 0"):
+            Augmenter((6, 5, 3), crop=crop)
 
 
 def test_crop_larger_than_image_matches_padded_reference():

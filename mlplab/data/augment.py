@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mlplab._validation import is_int
+
 
 class Augmenter:
     """Random horizontal flip (probability 1/2), random crop after padding by ``crop``, and an
@@ -40,8 +42,8 @@ class Augmenter:
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError(f"image_shape must be (H, W, C) with positive sizes; got "
                              f"{tuple(image_shape)}.")
-        if int(crop) < 0:
-            raise ValueError(f"crop padding must be >= 0; got {crop}.")
+        if not is_int(crop) or crop < 0:  # 2.5 is not silently cropped as 2, nor True as 1
+            raise ValueError(f"crop padding must be an integer >= 0 (pixels); got {crop!r}.")
         fill_arr = np.asarray(fill, dtype=np.float64)
         try:
             np.broadcast_to(fill_arr, shape)
