@@ -213,6 +213,9 @@ def test_folder_errors_name_the_file(tmp_path):
         load_dataset(f"folder:{empty}")
     with pytest.raises(DatasetError, match="no such folder"):
         load_dataset(f"folder:{tmp_path / 'nope'}")
+    (tmp_path / "pets.zip").write_bytes(b"PK")
+    with pytest.raises(DatasetError, match="pets.zip: a file, not a folder"):
+        load_dataset(f"folder:{tmp_path / 'pets.zip'}")
     bad = tmp_path / "bad"
     _write_images(bad, ["a"], 2)
     (bad / "a" / "0005.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")

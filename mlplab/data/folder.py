@@ -466,7 +466,9 @@ def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = No
     mode = {None: None, 1: "L", 3: "RGB"}[channels]
     root = user_path(path)
     if not root.is_dir():
-        raise DatasetNotFoundError(f"{root}: no such folder (folder:PATH needs a folder with "
+        # a file there is not "no such folder" (e.g. folder:data.zip, not yet extracted)
+        what = "a file, not a folder" if root.exists() else "no such folder"
+        raise DatasetNotFoundError(f"{root}: {what} (folder:PATH needs a folder with "
                                    "one sub-folder per class).")
     train_dir = root / "train"
     if train_dir.is_dir():
