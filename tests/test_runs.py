@@ -243,7 +243,7 @@ def test_train_run_writes_a_complete_run_folder(tmp_path, digits):
         with Image.open(out / png) as im:
             assert im.size[0] > 500
 
-    with pytest.raises(ValueError, match="already holds a run"):
+    with pytest.raises(ValueError, match="already holds a completed run"):
         train_run(FAST, out=out, data=digits)
     with pytest.raises(ValueError, match="already completed"):
         resume_run(out, data=digits)
