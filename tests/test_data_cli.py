@@ -163,6 +163,10 @@ def test_missing_dataset_is_one_line_exit_1(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "mlplab data download cifar10 --data-dir" in err
+    (tmp_path / "file").write_bytes(b"")
+    assert main(["data", "info", "mnist", "--data-dir", str(tmp_path / "file")]) == 1
+    assert f"{tmp_path / 'file'} is a file; --data-dir must be the folder" in \
+        capsys.readouterr().err
 
 
 def test_bad_folder_and_bad_options(tmp_path, capsys):

@@ -449,6 +449,13 @@ def test_missing_dataset_says_where_and_how(tmp_path):
     assert f"mlplab data download cifar10 --data-dir {tmp_path / 'nowhere'}" in msg
     with pytest.raises(DatasetError, match="mlplab data download mnist"):
         load_dataset("mnist", data_dir=tmp_path)
+    # a file given as the folder: the path is the mistake, not a missing download into it
+    (tmp_path / "cifar.tar.gz").write_bytes(b"")
+    for name in ("cifar10", "fashion-mnist"):
+        with pytest.raises(DatasetError) as err:
+            load_dataset(name, data_dir=tmp_path / "cifar.tar.gz")
+        assert str(err.value) == (f"{tmp_path / 'cifar.tar.gz'} is a file; data_dir must be the "
+                                  "folder that holds (or will hold) the dataset's files.")
     write_cifar(tmp_path / "c" / "cifar-10-batches-py")
     (tmp_path / "c" / "cifar-10-batches-py" / "data_batch_2").unlink()
     with pytest.raises(DatasetError, match=r"data_batch_2: cannot read \(No such file"):
