@@ -167,6 +167,11 @@ def test_missing_dataset_is_one_line_exit_1(tmp_path, capsys):
     assert main(["data", "info", "mnist", "--data-dir", str(tmp_path / "file")]) == 1
     assert f"{tmp_path / 'file'} is a file; --data-dir must be the folder" in \
         capsys.readouterr().err
+    # before any download is tried (it would fail writing into the file)
+    assert main(["data", "download", "mnist", "--data-dir", str(tmp_path / "file"),
+                 "--mirror", "http://127.0.0.1:9"]) == 1
+    assert f"{tmp_path / 'file'} is a file; --data-dir must be the folder" in \
+        capsys.readouterr().err
 
 
 def test_bad_folder_and_bad_options(tmp_path, capsys):

@@ -107,6 +107,15 @@ def user_path(path: str | os.PathLike) -> Path:
                            "here; give the folder's full path.") from None
 
 
+def check_data_dir(data_dir: str | os.PathLike | None) -> None:
+    """Refuse a data folder that is a file, rather than report the dataset missing from it (and
+    advise downloading into it). ``os.path.isfile``, unlike ``Path.is_file``, answers False to
+    a name too long."""
+    if data_dir is not None and os.path.isfile(user_path(data_dir)):
+        raise DatasetError(f"{data_dir} is a file; {setting('--data-dir', 'data_dir')} must be "
+                           "the folder that holds (or will hold) the dataset's files.")
+
+
 def data_root() -> Path:
     """Where downloads and caches live: ``$MLPLAB_DATA`` or ``~/.cache/mlplab``."""
     env = os.environ.get("MLPLAB_DATA")

@@ -11,11 +11,11 @@ import os
 
 import numpy as np
 
-from mlplab._validation import setting
 from mlplab.data.base import (
     SPLITS,
     Dataset,
     DatasetError,
+    check_data_dir,
     pil_bilinear,
     resolve_size,
     stratified_split,
@@ -214,11 +214,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         return _holdout_splits(f"folder:{path}", classes, X, y, test, val_size, test_size, seed,
                                source=str(path))
     low = _ALIASES[low]
-    if low != "digits" and data_dir is not None and os.path.isfile(user_path(data_dir)):
-        # not "not found, download it to <that file>": the path itself is the mistake
-        # (os.path.isfile, unlike Path.is_file, answers False to a name too long)
-        raise DatasetError(f"{data_dir} is a file; {setting('--data-dir', 'data_dir')} must be "
-                           "the folder that holds (or will hold) the dataset's files.")
+    if low != "digits":
+        check_data_dir(data_dir)
     if low == "digits":
         ds = load_digits_dataset(val_size, test_size, seed)
     elif low == "cifar10":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mlplab._progress import progress_bar
 from mlplab._validation import setting
-from mlplab.data.base import DatasetError, atomic_path, data_root, user_path
+from mlplab.data.base import DatasetError, atomic_path, check_data_dir, data_root, user_path
 
 
 def _mirror() -> str:
@@ -205,6 +205,7 @@ def download_dataset(name: str, data_dir: str | os.PathLike | None = None,
     if key not in SOURCES:
         raise DatasetError(f"{name!r} cannot be downloaded; choose one of {', '.join(SOURCES)}.")
     src = SOURCES[key]
+    check_data_dir(data_dir)
     folder = download_folder(key, data_dir)
     base = (mirror or src.base_url).rstrip("/") + "/"
     out = []
