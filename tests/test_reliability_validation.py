@@ -231,7 +231,7 @@ def test_other_entry_points():
         (lambda: load_dataset(""), "dataset name must be a non-empty string"),
         (lambda: load_dataset(None), "dataset name must be a non-empty string"),
         (lambda: make_preprocessing("whiten"), "unknown preprocessing 'whiten'"),
-        (lambda: Augmenter((8, 8, 1), crop=-1), "crop padding must be >= 0"),
+        (lambda: Augmenter((8, 8, 1), crop=-1), "crop padding must be an integer >= 0"),
         (lambda: Augmenter((8, 8), crop=1), r"image_shape must be \(H, W, C\)"),
         (lambda: make_optimizer("rmsprop", 0.1), "unknown optimizer 'rmsprop'"),
         (lambda: make_optimizer("sgd", -1), "learning rate must be a finite number > 0"),
