@@ -110,6 +110,11 @@ def check_X(X: object, n_features: int | None = None, name: str = "X",
     return arr
 
 
+#: how to get labels the networks take from labels of any kind
+_RELABEL = ("number the classes 0..K-1 first (np.unique(y, return_inverse=True)[1] does), or "
+            "use mlplab.MLPClassifier, which takes labels of any kind")
+
+
 def check_y(y: object, n_samples: int, n_classes: int | None = None, name: str = "y") -> np.ndarray:
     """Return ``y`` as a 1-D integer label array or raise a ``ValueError`` naming the problem."""
     arr = np.asarray(y)
@@ -120,14 +125,17 @@ def check_y(y: object, n_samples: int, n_classes: int | None = None, name: str =
         raise ValueError(f"{name} has {arr.shape[0]} labels but {x_name} has {n_samples} rows.")
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{name} must hold integer class labels; got non-integer values.")
+            raise ValueError(f"{name} must hold integer class labels; got non-integer values; "
+                             f"{_RELABEL}.")
         arr = arr.astype(np.int64)
     elif arr.dtype.kind not in "iub":
-        raise ValueError(f"{name} must hold integer class labels 0..K-1; got dtype {arr.dtype}.")
+        raise ValueError(f"{name} must hold integer class labels 0..K-1; got dtype {arr.dtype}; "
+                         f"{_RELABEL}.")
     if arr.size and (arr.min() < 0 or (n_classes is not None and arr.max() >= n_classes)):
         hi = "K-1" if n_classes is None else str(n_classes - 1)
         raise ValueError(
-            f"{name} has labels out of range [0, {hi}]: min {arr.min()}, max {arr.max()}."
+            f"{name} has labels out of range [0, {hi}]: min {arr.min()}, max {arr.max()}; "
+            f"{_RELABEL}."
         )
     return arr.astype(np.intp, copy=False)
 

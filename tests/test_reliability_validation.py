@@ -103,13 +103,16 @@ def test_feature_arrays(bad, message, method):
 
 
 Y_BAD = [
-    (Y + 3, r"y has labels out of range \[0, 2\]: min 3, max 5"),
+    (Y + 3, r"y has labels out of range \[0, 2\]: min 3, max 5; number the classes 0..K-1 "
+            r"first \(np.unique\(y, return_inverse=True\)\[1\] does\), or use "
+            r"mlplab.MLPClassifier, which takes labels of any kind\.$"),
     (Y - 1, r"y has labels out of range \[0, 2\]: min -1"),
     (Y + 0.5, "y must hold integer class labels; got non-integer values"),
     (np.full(20, np.nan), "y must hold integer class labels"),
     (Y[:, None], r"y must be a 1-D array of class labels; got shape \(20, 1\)"),
     (Y[:5], "y has 5 labels but X has 20 rows"),
-    (Y.astype(str), "y must hold integer class labels 0..K-1; got dtype <U"),
+    (Y.astype(str), "y must hold integer class labels 0..K-1; got dtype <U.*; number the "
+                    "classes 0..K-1 first"),
 ]
 
 
