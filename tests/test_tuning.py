@@ -492,6 +492,10 @@ def test_grid_sampler_runs_each_combination_once(digits, tmp_path):
                               storage=f"sqlite:///{tmp_path / 'study.db'}")
     seen = sorted((t.params["hidden_size"], t.params["lr"]) for t in study.trials)
     assert seen == [(8, 0.05), (8, 0.2), (16, 0.05), (16, 0.2)]  # the grid is exhausted
+    # run again, the exhausted grid is resumed without running a point a second time
+    result = tune(digits, trials=10, search_space=space, sampler="grid", out=tmp_path,
+                  progress=False, search_only=True)
+    assert result.n_complete == 4
 
 
 def test_median_pruning_stops_hopeless_trials(digits, tmp_path):

@@ -66,6 +66,7 @@ from mlplab.tuning.search import (
     PRUNERS,
     SAMPLERS,
     fail_dead_local_trials,
+    grid_exhausted,
     make_pruner,
     make_sampler,
     run_search,
@@ -284,7 +285,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         try:
             if workers == 1:
                 run_search(study, data, space, trials, timeout, seed, bar)
-            elif finished_count(study) < trials:
+            elif finished_count(study) < trials and not grid_exhausted(study):
                 fail_dead_local_trials(study)  # here, once: not by K workers racing to re-queue
                 threads = max(1, (os.cpu_count() or 1) // workers)
                 specs = [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune,

@@ -149,7 +149,7 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
     """Run trials in this process until the study holds ``target`` finished trials (or
     ``timeout`` seconds pass). ``study`` carries the sampler and pruner."""
     remaining = target - finished_count(study)
-    if remaining <= 0:
+    if remaining <= 0 or grid_exhausted(study):
         return
     fail_dead_local_trials(study)
     objective = Objective(data, space, seed, worker)
@@ -170,6 +170,14 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
             # trial being recorded stays RUNNING: fail it, as Optuna fails a trial Ctrl-C stops
             _fail_running_trials_of(study, objective.worker)
             raise KeyboardInterrupt from exc
+
+
+def grid_exhausted(study: optuna.Study) -> bool:
+    """Whether the study's grid sampler has tried every point: resumed then, Optuna's
+    GridSampler would run one of them again before stopping the study."""
+    from optuna.samplers import GridSampler
+
+    return isinstance(study.sampler, GridSampler) and study.sampler.is_exhausted(study)
 
 
 def _interrupted(exc: BaseException) -> bool:
