@@ -112,6 +112,8 @@ def test_yaml_validation_errors_say_what_is_wrong(tmp_path, text, message):
 def test_missing_search_space_file(tmp_path):
     with pytest.raises(ValueError, match="does not exist.*built-in spaces: exercise, extended"):
         SearchSpace.load(tmp_path / "nope.yaml")
+    with pytest.raises(ValueError, match="is a folder, not a file.*built-in spaces"):
+        SearchSpace.load(tmp_path)
 
 
 def test_build_maps_knobs_to_model_and_trainer():

@@ -214,7 +214,8 @@ class SearchSpace:
 
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"search space file {path} does not exist (give a YAML file, or "
+            what = "is a folder, not a file" if path.is_dir() else "does not exist"
+            raise ValueError(f"search space file {path} {what} (give a YAML file, or "
                              f"one of the built-in spaces: {', '.join(BUILTIN_SPACES)}).")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
