@@ -114,6 +114,9 @@ def test_missing_search_space_file(tmp_path):
         SearchSpace.load(tmp_path / "nope.yaml")
     with pytest.raises(ValueError, match="is a folder, not a file.*built-in spaces"):
         SearchSpace.load(tmp_path)
+    (tmp_path / "latin1.yaml").write_bytes(b"lr: [0.1, \xe9]\n")
+    with pytest.raises(ValueError, match=r"latin1.yaml is not a UTF-8 text file \(invalid "):
+        SearchSpace.load(tmp_path / "latin1.yaml")
 
 
 def test_build_maps_knobs_to_model_and_trainer():

@@ -221,6 +221,9 @@ class SearchSpace:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ValueError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
+        except UnicodeDecodeError as exc:  # alone, the codec's message names no file
+            raise ValueError(f"{path} is not a UTF-8 text file ({exc.reason} at byte "
+                             f"{exc.start}).") from None
         return cls.from_dict(data, str(path))
 
     @classmethod
