@@ -146,6 +146,14 @@ def test_storage_spec_parsing(tmp_path):
     assert storage_spec(None, tmp_path, heartbeat=0).heartbeat is None
 
 
+def test_a_storage_whose_driver_is_missing_names_the_driver(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pymysql", None)  # not importable, installed or not
+    with pytest.raises(RuntimeError) as err:
+        storage_spec("mysql+pymysql://me@db.example/optuna", tmp_path).open()
+    message = str(err.value)
+    assert "(module pymysql) is not installed" in message and "postgres" not in message
+
+
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
                             "ignore:Heartbeat of storage:UserWarning")
 def test_journal_storage_fails_trials_without_heartbeat(tmp_path):

@@ -92,8 +92,15 @@ class StorageSpec:
                 with quiet_optuna_warnings():
                     return optuna.storages.RDBStorage(url, **kwargs)
             except ImportError as exc:
-                raise RuntimeError(f"cannot open storage {self.display}: {exc} (for PostgreSQL "
-                                   "install the driver: pip install 'mlplab[postgres]').") from None
+                # Optuna's message names no module; the ImportError it wraps does (pymysql,
+                # MySQLdb, psycopg2, ...), and mlplab's extra installs PostgreSQL's only
+                module = getattr(exc.__cause__, "name", None)
+                missing = f"its database driver (module {module}) is not installed" if module \
+                    else str(exc)
+                how = ("pip install 'mlplab[postgres]'" if url.startswith("postgres") else
+                       "install it")
+                raise RuntimeError(f"cannot open storage {self.display}: {missing}; "
+                                   f"{how}.") from None
             except SQLAlchemyError as exc:
                 # workers started together on an empty database race to create Optuna's
                 # tables; the loser sees "already exists" and simply opens them next time
