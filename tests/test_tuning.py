@@ -572,9 +572,13 @@ def test_cli_tune_digits(tmp_path, capsys):
     (["--storage", "nowhere"], "unrecognised storage"),
     # the flag typed, not tune()'s train_size
     (["--train-size", "100000"], "error: --train-size must be between 1 and 1437 (the training"),
+    # an --out that cannot be a folder: mlplab's words, not mkdir's "[Errno 17] File exists"
+    (["--out", "afile"], "afile is a file; the study's outputs need a folder: choose another"),
+    (["--out", "afile/sub"], "cannot create the output folder afile"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
     assert main(["tune", "--trials", "2", "--no-progress", *args]) == 1
     err = capsys.readouterr().err
     assert err.startswith("mlplab tune: error:") and message in err

@@ -48,7 +48,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlplab._validation import check_choice, check_int, check_positive, on_command_line
+from mlplab._validation import (
+    check_choice,
+    check_int,
+    check_positive,
+    on_command_line,
+    setting,
+)
 from mlplab.tuning.data import (
     ArraySource,
     DatasetSource,
@@ -243,6 +249,9 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     source = as_source(dataset, preprocess, train_size, **dataset_kwargs)
     study_name = study_name or default_study_name(source)
     out_dir = Path(out) if out is not None else Path("runs") / study_name
+    if out_dir.exists() and not out_dir.is_dir():  # before the data loads, not at mkdir's errno
+        raise ValueError(f"{out_dir} is a file; the study's outputs need a folder: choose "
+                         f"another {setting('--out', 'out')}.")
     spec = storage_spec(storage, out_dir, heartbeat, grace)
     local_only = storage is None and workers == 1
     sampler_seed = seed if local_only else None
@@ -260,7 +269,11 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         data = None
     # the output folder only now, for the same reason: a refused command leaves no empty folder
     made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file on the path, a read-only file system
+        raise ValueError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}; "
+                         f"choose another {setting('--out', 'out')}.") from exc
     try:
         study = open_study(spec, study_name, space, source.describe(),
                            make_sampler(sampler, space, sampler_seed, trials),
