@@ -385,6 +385,17 @@ def _figure_captions(section: dict) -> list[str]:
     return [b["caption"] for b in section["blocks"] if b["type"] == "Figure"]
 
 
+def test_an_out_that_cannot_be_a_folder_is_one_line_naming_out(tmp_path, capsys):
+    """--out naming a file was "[Errno 17] File exists: ..." (mkdir's words, no flag)."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["reproduce", "--only", "q1", "--out", str(afile)]) == 1
+    assert (f"error: cannot make the report folder {afile}: it is a file; choose another "
+            "--out.") in capsys.readouterr().err
+    with pytest.raises(ValueError, match="choose another out"):
+        reproduce("digits", TINY, out=afile / "sub", log=False, only=["q1"])
+
+
 def test_accuracy_figures_say_what_train_accuracy_is_and_whose_they_are(quick_report):
     """The exercise records train accuracy on the current minibatch (SPEC §3), which the default
     run and preset exercise-tuned keep (their config's train_acc): a curve that ends well above

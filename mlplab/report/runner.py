@@ -149,7 +149,12 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
                          "without only every stage runs again and nothing is kept. Give "
                          "only=[STAGE, ...], or drop reuse=True.")
     out = Path(out) if out is not None else default_out(dataset, b.name)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file there or on the path: mkdir would say "[Errno 17] ..."
+        why = "it is a file" if out.is_file() else exc.strerror or exc
+        raise ValueError(f"cannot make the report folder {out}: {why}; choose another "
+                         f"{setting('--out', 'out')}.") from exc
     ctx = Context(out=out, dataset=dataset, budget=b, seed=int(seed), progress=progress,
                   loader=loader, threads=int(threads))
     shutil.rmtree(ctx.staging, ignore_errors=True)  # what a stopped run had made
