@@ -340,6 +340,7 @@ def test_reuse_messages_name_the_argument_in_python_and_the_flag_on_the_command_
         reproduce("digits", TINY, out=empty, log=False, only=["q1"], reuse=True)
     assert str(caught.value) == (f"reuse=True: there is no earlier report in {empty} (no "
                                  "report.json).")
+    assert not empty.exists()  # refused before the folder was made
     assert main(["reproduce", "--only", "q1", "--reuse", "--out", str(empty)]) == 1
     assert (f"--reuse: there is no earlier report in {empty} (no report.json)."
             in capsys.readouterr().err)

@@ -149,17 +149,18 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
                          "without only every stage runs again and nothing is kept. Give "
                          "only=[STAGE, ...], or drop reuse=True.")
     out = Path(out) if out is not None else default_out(dataset, b.name)
+    ctx = Context(out=out, dataset=dataset, budget=b, seed=int(seed), progress=progress,
+                  loader=loader, threads=int(threads))
+    ctx.only, ctx.reuse = (list(only) if only is not None else None), bool(reuse)
+    # before the folder is made: a refused --reuse (a mistyped --out) leaves no empty folder
+    earlier = _earlier_report(ctx) if reuse else None
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file there or on the path: mkdir would say "[Errno 17] ..."
         why = "it is a file" if out.is_file() else exc.strerror or exc
         raise ValueError(f"cannot make the report folder {out}: {why}; choose another "
                          f"{setting('--out', 'out')}.") from exc
-    ctx = Context(out=out, dataset=dataset, budget=b, seed=int(seed), progress=progress,
-                  loader=loader, threads=int(threads))
     shutil.rmtree(ctx.staging, ignore_errors=True)  # what a stopped run had made
-    ctx.only, ctx.reuse = (list(only) if only is not None else None), bool(reuse)
-    earlier = _earlier_report(ctx) if reuse else None
     (out / "errors.log").unlink(missing_ok=True)  # an earlier run's tracebacks are not this one's
     started = time.perf_counter()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
