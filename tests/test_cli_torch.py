@@ -343,3 +343,13 @@ def test_torch_train_hidden_none_is_in_its_help_and_trains_softmax_regression(tm
     assert json.loads((out / "config.json").read_text())["hidden"] == []
     assert {"loss.png", "accuracy.png", "confusion.png"} <= {p.name for p in out.iterdir()}
     assert not (out / "weights.png").exists()
+
+
+def test_torch_depth_help_says_init_both_makes_one_table(capsys):
+    """The help said "both: one table per initialisation"; depth.md has one table, an init
+    column and each depth's row for each initialisation."""
+    with pytest.raises(SystemExit):
+        main(["torch", "depth", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "both: every depth with each, in one table" in text
+    assert "one table per initialisation" not in text

@@ -47,7 +47,7 @@ def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
                    default="exercise",
                    help="exercise: every Linear weight ~ N(0, std^2) with std --init-std, biases "
                         "0; default: PyTorch's own (Kaiming-uniform)"
-                        + ("; both: one table per initialisation" if both else "")
+                        + ("; both: every depth with each, in one table" if both else "")
                         + " (default: %(default)s)")
     m.add_argument("--init-std", type=float, default=1e-3, metavar="STD",
                    help="standard deviation of the exercise initialisation; the exercise's "
