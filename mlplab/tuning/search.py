@@ -177,7 +177,14 @@ def grid_exhausted(study: optuna.Study) -> bool:
     GridSampler would run one of them again before stopping the study."""
     from optuna.samplers import GridSampler
 
-    return isinstance(study.sampler, GridSampler) and study.sampler.is_exhausted(study)
+    sampler = study.sampler
+    if not isinstance(sampler, GridSampler):
+        return False
+    if hasattr(sampler, "is_exhausted"):  # Optuna >= 3.6
+        return bool(sampler.is_exhausted(study))
+    # older Optunas (3.4, the oldest supported) have only the private form of the same check
+    unvisited = getattr(sampler, "_get_unvisited_grid_ids", None)
+    return unvisited is not None and len(unvisited(study)) == 0
 
 
 def _interrupted(exc: BaseException) -> bool:
