@@ -91,3 +91,15 @@ def test_gradcheck_hidden_none_is_in_its_help_and_checks_softmax_regression(caps
     assert main(["gradcheck", "--hidden", "none", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["settings"]["hidden"] == [] and sorted(out["errors"]) == ["W1", "b1"]
+
+
+@pytest.mark.parametrize("extra,named", [
+    (["--dropout", "0.3"], "--dropout has"),
+    (["--batchnorm", "--activation", "prelu"], "--activation, --batchnorm have"),
+])
+def test_gradcheck_hidden_none_refuses_hidden_layer_options(extra, named, capsys):
+    """With no hidden layer there is no dropout, batch norm or activation to check: the check
+    passed and printed them as checked."""
+    assert main(["gradcheck", "--hidden", "none", *extra]) == 2
+    assert f"{named} no effect with --hidden none" in capsys.readouterr().err
+    assert main(["gradcheck", "--hidden", "none", "--dropout", "0"]) == 0  # a no-op is fine

@@ -40,8 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--dropout", type=float, default=0.0,
                    help="dropout probability after each hidden layer (default: none)")
     g.add_argument("--batchnorm", action="store_true", help="add batch norm to hidden layers")
-    g.add_argument("--activation", default="relu", choices=list(ACTIVATIONS),
-                   help="hidden activation (default: %(default)s)")
+    # default None: a --hidden none check can tell a given --activation from the default
+    g.add_argument("--activation", default=None, choices=list(ACTIVATIONS),
+                   help="hidden activation (default: relu)")
     g.add_argument("--tol", type=float, default=None,
                    help="fail above this relative error (default: 1e-7 with --metric norm, "
                         "1e-5 with --metric max; a wrong gradient gives 1e-2 or more by either)")
@@ -92,6 +93,15 @@ def run_gradcheck(args: argparse.Namespace) -> int:
             # one row is its own batch mean: every gradient through batch norm is zero, so a
             # wrong backward pass would pass
             raise ValueError(f"--batchnorm needs --samples of at least 2; got {args.samples}.")
+        if not hidden:
+            # the check would pass, and print them, without having checked any of them
+            hidden_only = [f"--{k}" for k in ("activation", "dropout", "batchnorm")
+                           if getattr(args, k)]
+            if hidden_only:
+                verb = "has" if len(hidden_only) == 1 else "have"
+                raise ValueError(f"{', '.join(hidden_only)} {verb} no effect with --hidden none, "
+                                 "which has no hidden layer to apply to.")
+        args.activation = args.activation or "relu"
         if args.tol is None:
             # the element-wise figure of a correct deeper net reaches 1e-7..1e-6 from float64
             # rounding alone (near-zero entries), so 1e-7 would fail correct code

@@ -193,6 +193,13 @@ def _check_used(given: dict, cfg: RunConfig) -> None:
             raise UsageError(f"{flag(option)} has no effect with --{setting.replace('_', '-')} "
                              f"{getattr(cfg, setting)}; it applies to "
                              f"{' or '.join(values)}.")
+    if not cfg.hidden:
+        # softmax regression has no hidden layer for these to act on
+        hidden_only = [flag(k) for k in ("activation", "dropout", "batchnorm") if given.get(k)]
+        if hidden_only:
+            verb = "has" if len(hidden_only) == 1 else "have"
+            raise UsageError(f"{', '.join(hidden_only)} {verb} no effect with --hidden none, "
+                             "which has no hidden layer to apply to.")
 
 
 def run_train(args: argparse.Namespace) -> int:
