@@ -41,6 +41,15 @@ def test_train_prints_metrics_and_writes_the_run(run_dir, capsys, tmp_path):
     assert cfg["hidden"] == [32] and cfg["optimizer"] == "sgd" and cfg["iters"] is None
 
 
+def test_verbose_epoch_lines_leave_the_json_alone_on_stdout(capsys, tmp_path):
+    """--verbose --json printed the epoch lines on stdout before the JSON, which then did not
+    parse; they go to stderr."""
+    assert main(["train", *TINY, "--verbose", "--json", "--out", str(tmp_path / "v")]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["epochs"] == 3
+    assert err.count("epoch ") == 3 and "epoch 3 / iteration" in err
+
+
 def test_evaluate_and_predict(run_dir, capsys, tmp_path):
     assert main(["evaluate", str(run_dir), "--split", "test", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)

@@ -222,6 +222,8 @@ def _train(args: argparse.Namespace) -> int:
     )
 
     progress = not args.quiet and not args.json and not args.verbose
+    # stdout is the JSON's alone: --verbose's epoch lines go to stderr, beside the progress
+    verbose_out = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     if args.resume:
         # the data too: the run reloads its dataset exactly as it was configured
         # (--data-dir may say where the run's data was moved to)
@@ -235,8 +237,9 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume continues a run exactly as it was configured; drop "
                              f"{flags}.")
         print(f"resuming {args.resume}", file=sys.stderr)
-        result = resume_run(args.resume, progress=progress, verbose=args.verbose,
-                            plots=args.plots, data_dir=args.data_dir)
+        with verbose_out:
+            result = resume_run(args.resume, progress=progress, verbose=args.verbose,
+                                plots=args.plots, data_dir=args.data_dir)
     else:
         options = _given(args, RUN_FIELDS)
         if options.get("patience") == 0:
@@ -268,8 +271,9 @@ def _train(args: argparse.Namespace) -> int:
         try:
             # a loader, not a loaded dataset: the run then owns the data and frees the raw
             # images it no longer needs (lower peak memory)
-            result = train_run(cfg, out=out, data=load, progress=progress,
-                               verbose=args.verbose, plots=args.plots)
+            with verbose_out:
+                result = train_run(cfg, out=out, data=load, progress=progress,
+                                   verbose=args.verbose, plots=args.plots)
         except BaseException:
             if claimed is not None:
                 with contextlib.suppress(OSError):
