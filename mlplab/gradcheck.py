@@ -36,6 +36,13 @@ def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
         # be read as verbose=True and the step left at 1e-5
         raise TypeError(f"verbose must be True or False; got {verbose!r}. The arguments are "
                         "(f, x, verbose, h), as in CS231n: pass the step by name, h=...")
+    if getattr(x, "dtype", None) != np.float64:
+        # x + h is rounded in x's own dtype: a correct float32 MLP's W1 checked at ~0.2, an
+        # integer x gave nonsense, with nothing to say why
+        raise ValueError(f"x must be a float64 array, perturbed in place; got "
+                         f"{getattr(x, 'dtype', type(x).__name__)}. Build the model in float64 "
+                         "(MLP(..., dtype=np.float64); TwoLayerNet's default): float32 rounding "
+                         "makes centred differences meaningless.")
     grad = np.zeros_like(x, dtype=np.float64)
     it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
     while not it.finished:

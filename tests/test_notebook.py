@@ -61,6 +61,20 @@ def test_the_step_is_cs231ns_fourth_argument():
         eval_numerical_gradient(f, x, 1e-2)
 
 
+def test_a_float32_or_integer_x_is_refused_not_checked_at_its_rounding():
+    """The notebook's cell on a float32 MLP (mlplab's default dtype) reported ~0.2 for a correct
+    W1, and an integer x nonsense: x + h is rounded in x's own dtype."""
+    from mlplab import MLP
+
+    X, y = toy_data()
+    net = MLP(4, [10], 3, seed=0)  # float32
+    f = lambda W: net.loss(X, y, reg=0.05)[0]  # noqa: E731
+    with pytest.raises(ValueError, match=r"float64 array.*got float32.*dtype=np\.float64"):
+        eval_numerical_gradient(f, net.params["W1"])
+    with pytest.raises(ValueError, match="got int"):
+        eval_numerical_gradient(lambda z: float(np.sum(z ** 2)), np.array([1, 2, 3]))
+
+
 # --------------------------------------------------------------------------- weights grid
 def _cs231n_grid(Xs, ubound=255.0, padding=1):
     """CS231n's ``vis_utils.visualize_grid``, written out from its description: a
