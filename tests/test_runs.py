@@ -455,6 +455,12 @@ def test_resume_refuses_an_edited_or_foreign_trainer_state(tmp_path, digits):
         (lambda a, s: s["history"]["loss"].pop(), "the history has .* losses"),
         (lambda a, s: s["history"].update(loss=None), "'loss' is not a list of numbers"),
         (lambda a, s: s["history"].update(best_epoch="x"), "'best_epoch' is not an integer"),
+        # said "does not fit the model" with the model's own shape; and "start the run again"
+        # led to the same folder, which a new run refuses as holding one
+        (lambda a, s: a.update({"optimizer/W1/v": a["optimizer/W1/v"] * np.nan}),
+         r"W1/v holds NaN or infinite values .*start the run again with a new out\."),
+        (lambda a, s: a.update({"optimizer/W1/m": a["optimizer/W1/m"][:3]}),
+         r"W1/m does not fit the model .*with a new out\."),
     ]:
         with pytest.raises(ValueError, match=message):
             resume_with(edit)

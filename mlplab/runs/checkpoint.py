@@ -83,7 +83,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[io.LoadedModel, dict[str, 
     order = arrays.get("order")
     if order is not None and (order.ndim != 1 or order.dtype.kind not in "iu"):
         raise ValueError(f"{path}: the saved row order is not a list of row numbers ({order.dtype}"
-                         f" {order.shape}); the checkpoint is damaged - start the run again.")
+                         f" {order.shape}); the checkpoint is damaged - "
+                         f"start the run again with a new {setting('--out', 'out')}.")
     state["best_state"] = best or None
     state["order"] = arrays.get("order")
     return loaded, state, seconds
@@ -129,10 +130,19 @@ def _check_state_arrays(optimizer: Mapping[str, np.ndarray], best: Mapping[str, 
             ok = name in params and "/" in key and arr.shape == params[name].shape and \
                 arr.dtype.kind == "f" and bool(np.isfinite(arr).all())
         if not ok:
-            raise ValueError(f"{path}: optimizer/{key} does not fit the model ({arr.dtype} "
-                             f"{arr.shape}); the checkpoint is damaged - start the run again.")
+            raise ValueError(f"{path}: optimizer/{key} {_misfit(arr)} ({arr.dtype} {arr.shape}); "
+                             "the checkpoint is damaged - start the run again with a new "
+                             f"{setting('--out', 'out')}.")
     for key, arr in best.items():
         if key not in params or arr.shape != params[key].shape or arr.dtype.kind != "f" or \
                 not np.isfinite(arr).all():
-            raise ValueError(f"{path}: best/{key} does not fit the model ({arr.dtype} "
-                             f"{arr.shape}); the checkpoint is damaged - start the run again.")
+            raise ValueError(f"{path}: best/{key} {_misfit(arr)} ({arr.dtype} {arr.shape}); "
+                             "the checkpoint is damaged - start the run again with a new "
+                             f"{setting('--out', 'out')}.")
+
+
+def _misfit(arr: np.ndarray) -> str:
+    """What is wrong with a checkpoint array refused above: a NaN is not a shape problem."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        return "holds NaN or infinite values"
+    return "does not fit the model"
