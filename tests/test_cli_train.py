@@ -18,6 +18,7 @@ from mlplab import io
 from mlplab.cli import main
 from mlplab.data import load_dataset
 from mlplab.runs import load_checkpoint, read_history
+from mlplab.trainer import Callback
 
 TINY = ["--dataset", "digits", "--hidden", "32", "--epochs", "3", "--quiet", "--no-plots"]
 
@@ -291,6 +292,25 @@ def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path, sig,
     res = _mlplab("train", "--resume", str(out), "--quiet", "--no-plots")
     assert res.returncode == 0, res.stderr
     _assert_same_run(reference, out)
+
+
+def test_the_resume_command_printed_after_ctrl_c_keeps_the_threads(monkeypatch, capsys,
+                                                                  tmp_path):
+    """A run trained with --threads resumes bit-identically only with the same count; the
+    printed command left it out."""
+    import mlplab.runs
+
+    class CtrlC(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            if iteration == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    train_run = mlplab.runs.train_run
+    monkeypatch.setattr(mlplab.runs, "train_run",
+                        lambda *a, **kw: train_run(*a, callbacks=[CtrlC()], **kw))
+    out = tmp_path / "r"
+    assert main(["train", *TINY, "--threads", "1", "--out", str(out)]) == 130
+    assert f"Continue with: mlplab train --resume {out} --threads 1\n" in capsys.readouterr().err
 
 
 def test_a_ctrl_c_that_python_dropped_still_ends_the_command_with_130(monkeypatch, capsys):

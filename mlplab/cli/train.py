@@ -293,8 +293,10 @@ def _train(args: argparse.Namespace) -> int:
               f"{m['iterations']} iterations, {m['seconds']:.1f} s")
         print(f"run folder: {result.out}")
     if result.interrupted:
+        # the same thread count: the resumed run is bit-identical only with it
+        threads = f" --threads {args.threads}" if args.threads else ""
         print(f"interrupted; checkpoint saved. Continue with: mlplab train --resume "
-              f"{result.out}", file=sys.stderr)
+              f"{result.out}{threads}", file=sys.stderr)
         return 130
     return 0
 
