@@ -353,3 +353,16 @@ def test_torch_depth_help_says_init_both_makes_one_table(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "both: every depth with each, in one table" in text
     assert "one table per initialisation" not in text
+
+
+def test_verbose_epoch_lines_leave_the_json_alone_on_stdout(tmp_path, capsys):
+    """As for mlplab train: --verbose's epoch lines went to stdout ahead of the JSON, which
+    then did not parse; they go to stderr, for train and depth."""
+    assert main(["torch", "train", "--hidden", "16", "--epochs", "2", "--verbose", "--json",
+                 "--no-progress", "--no-plots", "--out", str(tmp_path / "t")]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["epochs"] == 2 and err.count("epoch ") == 2, err
+    assert main(["torch", "depth", "--layers", "2", "--hidden-size", "16", "--epochs", "1",
+                 "--verbose", "--json", "--no-progress", "--out", str(tmp_path / "d")]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["results"][0]["depth"] == 2 and "epoch 1/1" in err, err

@@ -58,6 +58,12 @@ def usage_errors(options: Iterable[str] = ()) -> Iterator[None]:
         raise UsageError(message) from exc
 
 
+def json_stdout(json_output: bool) -> contextlib.AbstractContextManager:
+    """Around the work of a command given ``--json``: whatever it prints on the way (the epoch
+    lines of ``--verbose``) goes to stderr, so that stdout is the JSON's alone and parses."""
+    return contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext()
+
+
 def seed_arg(text: str) -> int:
     """argparse type of ``--seed``: an integer in [0, 2**32 - 1]."""
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlplab.cli import seed_arg, usage_errors
+from mlplab.cli import json_stdout, seed_arg, usage_errors
 from mlplab.cli._types import int_list, positive_int
 from mlplab.cli.data import add_dataset_arguments
 
@@ -177,8 +177,9 @@ def run_train(args: argparse.Namespace) -> int:
     from mlplab.runs import default_run_dir
 
     out = Path(args.out) if args.out else default_run_dir(prefix="torch")
-    result = tm.train_run(args.dataset, out=out, hidden=args.hidden, init=args.init,
-                          eval_test=args.eval_test, plots=args.plots, **_run_options(args))
+    with json_stdout(args.json):
+        result = tm.train_run(args.dataset, out=out, hidden=args.hidden, init=args.init,
+                              eval_test=args.eval_test, plots=args.plots, **_run_options(args))
     metrics = result.metrics
     if args.json:
         print(json.dumps({**metrics, "out": str(out)}, indent=2))
@@ -200,8 +201,9 @@ def run_depth(args: argparse.Namespace) -> int:
     from mlplab.runs import default_run_dir
 
     out = Path(args.out) if args.out else default_run_dir(prefix="torch-depth")
-    res = tm.depth_run(args.dataset, out=out, layers=args.layers, hidden_size=args.hidden_size,
-                       init=args.init, **_run_options(args))
+    with json_stdout(args.json):
+        res = tm.depth_run(args.dataset, out=out, layers=args.layers,
+                           hidden_size=args.hidden_size, init=args.init, **_run_options(args))
     if args.json:
         print(json.dumps({**res.summary, "out": str(out)}, indent=2))
     else:

@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from mlplab.cli import UsageError, flag, seed_arg, usage_errors
+from mlplab.cli import UsageError, flag, json_stdout, seed_arg, usage_errors
 from mlplab.cli._types import hidden_sizes, non_negative_int, positive_int
 from mlplab.cli.data import (
     add_augment_arguments,
@@ -222,8 +222,6 @@ def _train(args: argparse.Namespace) -> int:
     )
 
     progress = not args.quiet and not args.json and not args.verbose
-    # stdout is the JSON's alone: --verbose's epoch lines go to stderr, beside the progress
-    verbose_out = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     if args.resume:
         # the data too: the run reloads its dataset exactly as it was configured
         # (--data-dir may say where the run's data was moved to)
@@ -237,7 +235,7 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume continues a run exactly as it was configured; drop "
                              f"{flags}.")
         print(f"resuming {args.resume}", file=sys.stderr)
-        with verbose_out:
+        with json_stdout(args.json):
             result = resume_run(args.resume, progress=progress, verbose=args.verbose,
                                 plots=args.plots, data_dir=args.data_dir)
     else:
@@ -271,7 +269,7 @@ def _train(args: argparse.Namespace) -> int:
         try:
             # a loader, not a loaded dataset: the run then owns the data and frees the raw
             # images it no longer needs (lower peak memory)
-            with verbose_out:
+            with json_stdout(args.json):
                 result = train_run(cfg, out=out, data=load, progress=progress,
                                    verbose=args.verbose, plots=args.plots)
         except BaseException:
