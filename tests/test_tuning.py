@@ -249,6 +249,32 @@ def test_resume_continues_to_the_target_and_checks_the_space(digits, tmp_path):
         tune(digits, trials=5, **{**kw, "search_space": other})
 
 
+def test_a_rerun_of_a_finished_search_keeps_its_retrained_best_run(digits, tmp_path):
+    """Retraining the best trial again gives the same model, at the cost of a whole training
+    run and, with eval_test, another look at the test split: a rerun keeps best-run/ when it
+    holds the study's best trial, retrained to completion as now asked."""
+    kw = dict(search_space=TINY, out=tmp_path, progress=False)
+    first = tune(digits, trials=2, **kw)
+    model = first.run_dir / "model.npz"
+    written = model.stat().st_mtime_ns, model.stat().st_ino
+    again = tune(digits, trials=2, **kw)
+    assert (model.stat().st_mtime_ns, model.stat().st_ino) == written
+    assert again.run_dir == first.run_dir and again.test_accuracy is None
+    assert again.retrained_val_acc == first.retrained_val_acc == first.best_value
+    # the test split asked for now: retrained once to evaluate it, then kept
+    tested = tune(digits, trials=2, eval_test=True, **kw)
+    assert (model.stat().st_mtime_ns, model.stat().st_ino) != written
+    assert tested.test_accuracy is not None
+    written = model.stat().st_mtime_ns, model.stat().st_ino
+    assert tune(digits, trials=2, eval_test=True, **kw).test_accuracy == tested.test_accuracy
+    assert (model.stat().st_mtime_ns, model.stat().st_ino) == written
+    # a damaged best-run/ (or one of another trial, after more trials) is retrained
+    (first.run_dir / "tuning.json").write_text("{")
+    tune(digits, trials=2, **kw)
+    assert (model.stat().st_mtime_ns, model.stat().st_ino) != written
+    assert json.loads((first.run_dir / "tuning.json").read_text())["trial"] == first.best_trial
+
+
 def test_resume_with_another_seed_is_refused(digits, tmp_path):
     """Every trial trains with the seed: a study resumed with another one would rank trials of
     two seeds together and retrain the best with a seed it never ran with."""
@@ -482,8 +508,9 @@ def test_ctrl_c_while_retraining_keeps_the_older_best_run(digits, tmp_path, monk
 
     monkeypatch.setattr(runs, "train_run", lambda *a, **k: real(
         *a, **{**k, "callbacks": [*k.get("callbacks", ()), CtrlC()]}))
+    # rerun with the test split asked for, which the kept best-run lacks: it is retrained
     with pytest.raises(KeyboardInterrupt):
-        tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False)
+        tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False, eval_test=True)
     assert read_json(first.run_dir / "metrics.json") == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     # stopped outside the training loop (no checkpointed stop), and a killed process's folder
@@ -492,7 +519,7 @@ def test_ctrl_c_while_retraining_keeps_the_older_best_run(digits, tmp_path, monk
     (tmp_path / ".best-run.999999999.tmp").mkdir()
     (tmp_path / ".best-run.999999999.old").mkdir()
     with pytest.raises(KeyboardInterrupt):
-        tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False)
+        tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False, eval_test=True)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 

@@ -67,7 +67,7 @@ from mlplab.tuning.data import (
 from mlplab.tuning.objective import Objective, build
 from mlplab.tuning.quiet import matplotlib_style_kept, optuna_warnings_only
 from mlplab.tuning.results import markdown_table, trials_table, write_plots, write_results
-from mlplab.tuning.retrain import retrain_best
+from mlplab.tuning.retrain import finished_best_run, retrain_best
 from mlplab.tuning.search import (
     PRUNERS,
     SAMPLERS,
@@ -334,12 +334,17 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                 raise ValueError(f"all {counts[TrialState.FAIL]} trials failed, the first with "
                                  f"{reason}; results.csv lists them.")
             if number is not None:
-                if data is None:
-                    data = source.load()
-                run = retrain_best(study, data, out_dir / "best-run", seed, eval_test, source)
-                result.run_dir = run.out
-                result.retrained_val_acc = run.metrics["val_accuracy"]
-                result.test_accuracy = run.metrics.get("test_accuracy")
+                best_run = out_dir / "best-run"
+                metrics = finished_best_run(study, best_run, seed, eval_test)
+                if metrics is None:
+                    if data is None:
+                        data = source.load()
+                    metrics = retrain_best(study, data, best_run, seed, eval_test,
+                                           source).metrics
+                result.run_dir = best_run
+                result.retrained_val_acc = metrics["val_accuracy"]
+                if eval_test:
+                    result.test_accuracy = metrics["test_accuracy"]
         result.wall_seconds = round(time.perf_counter() - start, 2)
         if not search_only:
             from mlplab.io import write_json

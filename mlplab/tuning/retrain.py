@@ -23,6 +23,30 @@ if TYPE_CHECKING:
     from mlplab.runs.training import RunResult
 
 
+def finished_best_run(study: optuna.Study, out: Path, seed: int | None = 0,
+                      eval_test: bool = False) -> dict[str, Any] | None:
+    """The metrics of the run folder ``out`` if it already holds the study's best trial,
+    retrained to completion with this seed (and evaluated on the test split if ``eval_test``),
+    else None. A rerun of a finished search then keeps it: retraining would give the same model
+    again, at the cost of a whole training run (and a further look at the test split)."""
+    from mlplab.io import read_json
+
+    number, value = best_so_far(study)
+    try:
+        note, config, metrics = (read_json(out / name) for name in
+                                 ("tuning.json", "config.json", "metrics.json"))
+    except (OSError, ValueError):  # none yet, or damaged: retrain
+        return None
+    same = (isinstance(note, dict) and isinstance(config, dict) and isinstance(metrics, dict)
+            and note.get("study") == study.study_name and note.get("trial") == number
+            and note.get("value") == value and config.get("seed") == (seed or 0)
+            and metrics.get("status") == "completed"
+            and isinstance(metrics.get("val_accuracy"), float)
+            and (not eval_test or isinstance(metrics.get("test_accuracy"), float))
+            and (out / "model.npz").is_file())
+    return metrics if same else None
+
+
 def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | None = 0,
                  eval_test: bool = False, source: DataSource | None = None) -> RunResult:
     """Train the best trial's settings again with :func:`mlplab.runs.train_run` (same data,
