@@ -7,6 +7,7 @@ what was received, so that a user can fix the call without reading the source.
 from __future__ import annotations
 
 import contextlib
+import reprlib
 import threading
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
@@ -234,6 +235,13 @@ def check_hidden_sizes(sizes: Iterable[Any]) -> list[int]:
     if isinstance(sizes, str) or not all(is_int(h) and h >= 1 for h in sizes):
         raise ValueError(f"every hidden size must be a positive integer; got {sizes!r}.")
     return [int(h) for h in sizes]
+
+
+def check_flag(value: object, name: str) -> None:
+    """Refuse a switch that is not True or False (0 and 1 pass too): any other object would be
+    read by its truth, so ``restore_best="no"`` would mean yes."""
+    if not (isinstance(value, bool | np.bool_) or (is_int(value) and value in (0, 1))):
+        raise ValueError(f"{name} must be True or False; got {reprlib.repr(value)}.")
 
 
 def check_seed(seed: object, name: str = "seed") -> None:

@@ -28,6 +28,7 @@ from mlplab import interrupts
 from mlplab._progress import training_bar
 from mlplab._validation import (
     check_choice,
+    check_flag,
     check_int,
     check_positive,
     check_range,
@@ -133,6 +134,8 @@ class TrainConfig:
             raise SettingsError(f"min_lr ({self.min_lr:g}) must not exceed lr ({self.lr:g}): the "
                                 "cosine schedule decays from lr to min_lr.")
         check_range(self.label_smoothing, "label_smoothing", 0, 1, high_open=True)
+        for name in ("restore_best", "verbose", "progress"):
+            check_flag(getattr(self, name), name)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

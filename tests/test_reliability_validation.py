@@ -165,6 +165,10 @@ TRAIN_ARGS = [
     ({"label_smoothing": "0.1"}, r"label_smoothing must be a number in \[0, 1\); got '0.1'"),
     ({"label_smoothing": 1.0}, r"label_smoothing must be a number in \[0, 1\); got 1.0"),
     ({"no_such_option": 1}, "unknown training options: no_such_option"),
+    # any object is true or false: "no" would have meant yes
+    ({"restore_best": "no"}, "restore_best must be True or False; got 'no'"),
+    ({"verbose": None}, "verbose must be True or False; got None"),
+    ({"progress": 2}, "progress must be True or False; got 2"),
 ]
 
 
@@ -172,7 +176,9 @@ TRAIN_ARGS = [
 def test_training_hyperparameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Trainer(**kwargs)
-    if "no_such_option" not in kwargs:  # the run API checks the same, before loading data
+    # the run API checks the same, before loading data (verbose and progress are its own
+    # arguments there, not run options)
+    if not {"no_such_option", "verbose", "progress"} & set(kwargs):
         with pytest.raises(ValueError, match=message):
             train_run(**{"dataset": "/no/such/dataset", **kwargs})
 
@@ -199,6 +205,8 @@ RUN_ARGS = [
     ({"dtype": "float16"}, "dtype must be float32 or float64"),
     ({"data_seed": "a"}, "data_seed must be None or an integer"),
     ({"bogus": 1}, "unknown run options: bogus"),
+    ({"batchnorm": "yes"}, "batchnorm must be True or False; got 'yes'"),
+    ({"eval_test": "false"}, "eval_test must be True or False; got 'false'"),
 ]
 
 

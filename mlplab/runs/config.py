@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from mlplab._validation import check_choice, check_positive, check_seed, is_int, is_number
+from mlplab._validation import (
+    check_choice,
+    check_flag,
+    check_positive,
+    check_seed,
+    is_int,
+    is_number,
+)
 from mlplab.init import INITS
 from mlplab.models import ACTIVATIONS
 from mlplab.trainer import SettingsError, TrainConfig
@@ -126,6 +133,8 @@ class RunConfig:
             raise ValueError(f"hidden sizes must be positive integers; got {self.hidden}.")
         if not (is_number(self.dropout) and 0 <= self.dropout < 1):
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}.")
+        for name in ("batchnorm", "eval_test", "download"):
+            check_flag(getattr(self, name), name)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}.")
         # the model is built only after the data is loaded: check its options now
