@@ -138,6 +138,8 @@ def plot_accuracy(train_acc: Sequence[float], val_acc: Sequence[float] | None = 
     ax.set_xlabel("epoch")
     # accuracies are measured at the end of whole epochs: no ticks at 1.5, 2.5, ...
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(epochs) == 1:  # no whole number but 1 in 0.95..1.05: the locator fell back to 0.945, ...
+        ax.set_xticks([1])
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -871,10 +871,11 @@ print(matplotlib.get_backend())
 
 def test_accuracy_figure_ticks_whole_epochs_only(rng):
     """Accuracies are measured at the end of each epoch; a 5-epoch run's figure had ticks at
-    1.5, 2.5, ... as if there were measurements between them."""
+    1.5, 2.5, ... as if there were measurements between them, and a 1-epoch run's 0.945, 0.960,
+    ... 1.050."""
     import matplotlib.pyplot as plt
 
-    for n in (2, 5, 9, 300):
+    for n in (1, 2, 5, 9, 300):
         fig = plots.plot_accuracy(rng.rand(n), rng.rand(n))
         try:
             fig.canvas.draw()
