@@ -240,6 +240,19 @@ def test_a_plugin_option_after_the_command_says_where_it_goes(plugin, capsys):
         capsys.readouterr().err
 
 
+def test_a_plugin_option_after_the_command_is_reported_before_the_choice_it_would_add(
+        plugin, capsys):
+    """``mlplab train --plugin my_layers --activation elu`` said only "invalid choice: 'elu'"
+    (argparse refuses choices before it reports unknown arguments), never where --plugin goes."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--plugin", str(plugin), "--dataset", "digits", "--activation", "elu"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"mlplab train: error: unrecognized arguments: --plugin {plugin} (--plugin goes " \
+        "before the command: mlplab --plugin MODULE train ...)" in err
+    assert "invalid choice" not in err
+
+
 def test_tune_with_two_workers_trains_a_plugins_activation_in_each(plugin, tmp_path, capsys):
     """The workers are fresh interpreters (spawn), which import the registered classes by
     module name: a plugin file is imported by name, its folder on the sys.path they get."""

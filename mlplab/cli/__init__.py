@@ -153,6 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mlplab: error: {exc}", file=sys.stderr)
         return 1
     parser = build_parser()
+    command, late = plugins.misplaced(argv)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if late and command in commands.choices:
+        # before the parse: it would first refuse a choice that only the plugin adds
+        # (--activation elu) as invalid, and the user would never learn where --plugin goes
+        _reject_unknown(parser, argparse.Namespace(command=command), late)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         _reject_unknown(parser, args, unknown)

@@ -48,6 +48,29 @@ def global_options(argv: Sequence[str]) -> tuple[list[str], bool]:
     return plugins, debug
 
 
+def misplaced(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """The command and the ``--plugin MODULE`` words given after it, where they are not read."""
+    words = list(argv)
+    i = 0
+    while i < len(words) and words[i].startswith("-") and words[i] != "--":
+        option, eq, _ = words[i].partition("=")
+        takes_value = len(option) > 2 and "--plugin".startswith(option) and not eq
+        i += 2 if takes_value else 1
+    if i >= len(words) or words[i] == "--":
+        return None, []
+    found = []
+    rest = iter(words[i + 1:])
+    for word in rest:
+        if word == "--":
+            break
+        if word == "--plugin":
+            value = next(rest, None)
+            found += [word] if value is None else [word, value]
+        elif word.startswith("--plugin="):
+            found.append(word)
+    return words[i], found
+
+
 def requested(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> list[str]:
     """The plugins to import: those of ``MLPLAB_PLUGINS``, then those given with ``--plugin``."""
     named = [n.strip() for n in environ.get(ENV_VAR, "").split(",")]
