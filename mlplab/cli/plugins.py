@@ -28,38 +28,43 @@ class PluginError(CLIError):
     """A plugin that cannot be found or that raised on import (its exception is the cause)."""
 
 
+def _is(option: str, name: str) -> bool:
+    """Whether ``option`` names the long option ``name``: argparse also takes a unique prefix
+    of it (--plug, --deb)."""
+    return len(option) > 2 and name.startswith(option)
+
+
+def _split_at_command(argv: Sequence[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """The options before the command, as (option, value) pairs, and the words from the command
+    on (from a ``--`` if that comes first)."""
+    words, options, i = list(argv), [], 0
+    while i < len(words) and words[i].startswith("-") and words[i] != "--":
+        option, eq, value = words[i].partition("=")
+        if not eq:
+            takes_value = _is(option, "--plugin")
+            value = words[i + 1] if takes_value and i + 1 < len(words) else None
+            i += takes_value
+        options.append((option, value))
+        i += 1
+    return options, words[i:]
+
+
 def global_options(argv: Sequence[str]) -> tuple[list[str], bool]:
     """The ``--plugin`` values and whether ``--debug`` is given among the options before the
     command. Read before the parser exists, because the sub-commands' choices are fixed when it
     is built; the parser reads them again (and reports a ``--plugin`` without a value)."""
-    plugins, debug = [], False
-    words = iter(argv)
-    for word in words:
-        if word == "--" or not word.startswith("-"):
-            break  # the command: what follows is its own
-        option, eq, value = word.partition("=")
-        # argparse also takes a unique prefix of a long option (--plug, --deb)
-        if len(option) > 2 and "--plugin".startswith(option):
-            value = value if eq else next(words, None)
-            if value is not None:
-                plugins.append(value)
-        elif len(option) > 2 and "--debug".startswith(option):
-            debug = True
-    return plugins, debug
+    options, _ = _split_at_command(argv)
+    plugins = [value for option, value in options if _is(option, "--plugin") and value is not None]
+    return plugins, any(_is(option, "--debug") for option, _ in options)
 
 
 def misplaced(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     """The command and the ``--plugin MODULE`` words given after it, where they are not read."""
-    words = list(argv)
-    i = 0
-    while i < len(words) and words[i].startswith("-") and words[i] != "--":
-        option, eq, _ = words[i].partition("=")
-        takes_value = len(option) > 2 and "--plugin".startswith(option) and not eq
-        i += 2 if takes_value else 1
-    if i >= len(words) or words[i] == "--":
+    _, words = _split_at_command(argv)
+    if not words or words[0] == "--":
         return None, []
     found = []
-    rest = iter(words[i + 1:])
+    rest = iter(words[1:])
     for word in rest:
         if word == "--":
             break
@@ -68,7 +73,7 @@ def misplaced(argv: Sequence[str]) -> tuple[str | None, list[str]]:
             found += [word] if value is None else [word, value]
         elif word.startswith("--plugin="):
             found.append(word)
-    return words[i], found
+    return words[0], found
 
 
 def requested(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> list[str]:
