@@ -42,6 +42,18 @@ def test_train_prints_metrics_and_writes_the_run(run_dir, capsys, tmp_path):
     assert cfg["hidden"] == [32] and cfg["optimizer"] == "sgd" and cfg["iters"] is None
 
 
+def test_the_summary_counts_in_the_singular_for_one(capsys, tmp_path):
+    """'after 1 epochs' read wrong; the counts agree with their nouns."""
+    from mlplab._text import counted
+
+    assert (counted(1, "epoch"), counted(0, "epoch"), counted(2, "thread")) == \
+        ("1 epoch", "0 epochs", "2 threads")
+    assert main(["train", "--dataset", "digits", "--hidden", "8", "--epochs", "1", "--quiet",
+                 "--no-plots", "--out", str(tmp_path / "one")]) == 0
+    out = capsys.readouterr().out
+    assert " after 1 epoch, " in out and "epochs" not in out, out
+
+
 def test_verbose_epoch_lines_leave_the_json_alone_on_stdout(capsys, tmp_path):
     """--verbose --json printed the epoch lines on stdout before the JSON, which then did not
     parse; they go to stderr."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from mlplab._text import counted
 from mlplab.cli import json_stdout, seed_arg, usage_errors
 from mlplab.cli._types import int_list, positive_int
 from mlplab.cli.data import add_dataset_arguments
@@ -189,7 +190,7 @@ def run_train(args: argparse.Namespace) -> int:
             line += f", val {metrics['val_accuracy']:.4f}"
         if "test_accuracy" in metrics:
             line += f", test {metrics['test_accuracy']:.4f}"
-        print(f"{metrics['status']}: {line} after {metrics['epochs']} epochs "
+        print(f"{metrics['status']}: {line} after {counted(metrics['epochs'], 'epoch')} "
               f"({result.seconds:.1f}s); run folder {out}")
     return 130 if result.interrupted else 0
 
@@ -208,6 +209,6 @@ def run_depth(args: argparse.Namespace) -> int:
         print(json.dumps({**res.summary, "out": str(out)}, indent=2))
     else:
         print(res.table, end="")
-        print(f"\n{len(res.results)} networks in {res.seconds:.0f}s; table, CSV and "
+        print(f"\n{counted(len(res.results), 'network')} in {res.seconds:.0f}s; table, CSV and "
               f"plot in {out}")
     return 0

@@ -12,6 +12,7 @@ import textwrap
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from mlplab._text import counted
 from mlplab.cli import UsageError, flag, json_stdout, seed_arg, usage_errors
 from mlplab.cli._types import hidden_sizes, non_negative_int, positive_int
 from mlplab.cli.data import (
@@ -287,8 +288,9 @@ def _train(args: argparse.Namespace) -> int:
         acc = f"val accuracy {m['val_accuracy']:.4f}" if m["val_accuracy"] is not None else \
             "no validation split"
         test = f", test accuracy {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""
-        print(f"{acc} (train {m['train_accuracy']:.4f}){test} after {m['epochs']} epochs, "
-              f"{m['iterations']} iterations, {m['seconds']:.1f} s")
+        print(f"{acc} (train {m['train_accuracy']:.4f}){test} after "
+              f"{counted(m['epochs'], 'epoch')}, {counted(m['iterations'], 'iteration')}, "
+              f"{m['seconds']:.1f} s")
         print(f"run folder: {result.out}")
     if result.interrupted:
         # the same thread count: the resumed run is bit-identical only with it

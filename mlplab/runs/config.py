@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from mlplab._text import counted
 from mlplab._validation import (
     check_choice,
     check_flag,
@@ -216,7 +217,8 @@ def relocated(cfg: RunConfig, data_dir: str | os.PathLike) -> RunConfig:
 
 def config_summary(cfg: RunConfig) -> str:
     """One line describing a run's configuration, for logs."""
-    length = f"{cfg.iters} iterations" if cfg.iters is not None else f"{cfg.epochs} epochs"
+    length = counted(cfg.iters, "iteration") if cfg.iters is not None else \
+        counted(cfg.epochs, "epoch")
     return (f"{cfg.dataset}: hidden {cfg.hidden}, {cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule}"
             f"), reg {cfg.reg:g}, batch {cfg.batch_size}, {length}, seed {cfg.seed}"
             + (f", preset {cfg.preset}" if cfg.preset else ""))

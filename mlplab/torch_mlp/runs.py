@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from mlplab import io
+from mlplab._text import counted
 from mlplab._validation import check_choice, check_positive, setting
 from mlplab.runs.training import RunOutcome
 from mlplab.torch_mlp.convert import to_numpy
@@ -328,7 +329,8 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
         io.write_json(out_dir / TORCH_CONFIG_FILE, config)
     if announce:
         print(f"training {describe(model)} on {ds.name} ({len(ds.y_train)} train, "
-              f"{len(ds.y_val)} val), {cfg.epochs} epochs, device {dev}, {threads_used} threads",
+              f"{len(ds.y_val)} val), {counted(cfg.epochs, 'epoch')}, device {dev}, "
+              f"{counted(threads_used, 'thread')}",
               file=sys.stderr, flush=True)
     start = time.perf_counter()
     history = fit(model, X, ds.y_train, X_val, ds.y_val if X_val is not None else None, cfg)
@@ -502,9 +504,10 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     X_test = pre.transform(ds.X_test) if len(ds.y_test) else None
     total = len(inits) * len(layers)
     if announce:
-        print(f"{total} networks on {ds.name} ({len(ds.y_train)} train, {len(ds.y_val)} val, "
-              f"{len(ds.y_test)} test), hidden size {hidden_size}, {cfg.epochs} epochs each, "
-              f"device {dev}, {threads_used} threads", file=sys.stderr, flush=True)
+        print(f"{counted(total, 'network')} on {ds.name} ({len(ds.y_train)} train, "
+              f"{len(ds.y_val)} val, {len(ds.y_test)} test), hidden size {hidden_size}, "
+              f"{counted(cfg.epochs, 'epoch')} each, device {dev}, "
+              f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
     done = []
 
     def report(r: DepthResult) -> None:
