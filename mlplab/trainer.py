@@ -18,6 +18,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ import numpy as np
 
 from mlplab import interrupts
 from mlplab._progress import training_bar
+from mlplab._text import counted
 from mlplab._validation import (
     check_choice,
     check_flag,
@@ -362,8 +364,16 @@ class Trainer:
         self.optimizer = make_optimizer(cfg.optimizer, cfg.lr, momentum=cfg.momentum,
                                         beta1=cfg.beta1, beta2=cfg.beta2,
                                         weight_decay=cfg.weight_decay)
+        warmup = int(round(cfg.warmup_epochs * per_epoch))
+        if warmup >= total and self._resume is None:
+            # legal, but surely not meant (a preset's warm-up with --epochs 1, say)
+            warnings.warn(f"the warm-up ({counted(warmup, 'iteration')}) lasts the whole run "
+                          f"({counted(total, 'iteration')}): the learning rate never reaches "
+                          f"{setting('--lr', 'lr')} {cfg.lr:g}, and the {cfg.schedule} schedule "
+                          f"never starts; shorten {setting('--warmup-epochs', 'warmup_epochs')} "
+                          "or train longer.", stacklevel=3)
         schedule = Schedule(cfg.lr, cfg.schedule, cfg.lr_decay, cfg.step_epochs, total,
-                            cfg.min_lr, int(round(cfg.warmup_epochs * per_epoch)), per_epoch)
+                            cfg.min_lr, warmup, per_epoch)
         if self._resume is not None:
             try:
                 self._load_resume_state(self._resume, model, total, per_epoch)
