@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+from collections.abc import Sequence
+
 
 def counted(n: int, noun: str) -> str:
     """``n`` and ``noun`` in the singular or plural (``1 epoch``, ``2 epochs``); the plural
     adds an s, which every noun counted in mlplab's messages takes."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def shell_command(parts: Sequence[str]) -> str:
+    """``parts`` as one line to paste into a shell of this platform: POSIX quoting (single
+    quotes), or on Windows double quotes (``subprocess.list2cmdline``), which cmd.exe and
+    PowerShell read where they would keep POSIX's single quotes as part of a path. Words
+    without spaces or shell characters are left as they are."""
+    return subprocess.list2cmdline(parts) if os.name == "nt" else shlex.join(parts)

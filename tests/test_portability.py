@@ -212,7 +212,7 @@ def test_tune_leaves_no_database_connection_open(tmp_path, monkeypatch):
 def test_the_reports_rerun_command_is_quoted_for_the_platforms_shell(monkeypatch):
     """A folder with a space: POSIX single quotes on Linux and macOS; on Windows double quotes,
     which cmd.exe and PowerShell read (they keep single quotes as part of the path)."""
-    from mlplab.report.runner import shell_command
+    from mlplab._text import shell_command
 
     parts = ["mlplab", "reproduce", "--out", r"C:\My Runs\r1", "--only", "q1,q2"]
     assert shell_command(parts) == r"mlplab reproduce --out 'C:\My Runs\r1' --only q1,q2"

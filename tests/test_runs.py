@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -970,6 +971,14 @@ def test_messages_name_python_arguments_in_python_and_flags_on_the_command_line(
         train_run(FAST, out=run, data=digits, plots=False)
     assert str(again.value) == (f"{run} already holds a run; choose another out, or continue "
                                 f"it with resume_run({str(run)!r}).")
+    # a path with a space is quoted, so that the command can be pasted into a shell
+    spaced = tmp_path / "my runs" / "r 1"
+    shutil.copytree(run, spaced)
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(spaced)]) == 1
+    assert f"continue it with --resume '{spaced}'." in capsys.readouterr().err
+    (spaced / "model.npz").unlink()
+    assert main(["evaluate", str(spaced)]) == 1
+    assert f"continue it with mlplab train --resume '{spaced}'" in capsys.readouterr().err
     assert main(["data", "info", "mnist", "--data-dir", str(tmp_path / "none")]) == 1
     assert "(or add --download to this command)." in capsys.readouterr().err
     assert main(["train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1",

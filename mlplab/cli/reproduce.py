@@ -54,10 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
+    from mlplab._text import shell_command
     from mlplab.cli import UsageError
     from mlplab.cli.data import load_dataset_from_args
     from mlplab.report import STAGES, reproduce
-    from mlplab.report.runner import shell_command
 
     if args.reuse and not args.only:
         raise UsageError("--reuse keeps the sections that --only does not run again; without "

@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from mlplab._text import counted
+from mlplab._text import counted, shell_command
 from mlplab.cli import UsageError, flag, json_stdout, seed_arg, usage_errors
 from mlplab.cli._types import hidden_sizes, non_negative_int, positive_int
 from mlplab.cli.data import (
@@ -296,7 +296,7 @@ def _train(args: argparse.Namespace) -> int:
         # the same thread count: the resumed run is bit-identical only with it
         threads = f" --threads {args.threads}" if args.threads else ""
         print(f"interrupted; checkpoint saved. Continue with: mlplab train --resume "
-              f"{result.out}{threads}", file=sys.stderr)
+              f"{shell_command([str(result.out)])}{threads}", file=sys.stderr)
         return 130
     return 0
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
-import subprocess
 import sys
 import time
 import traceback
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mlplab import interrupts
+from mlplab._text import shell_command
 from mlplab._validation import setting
 from mlplab.report import environment as env
 from mlplab.report.budgets import Budget, get_budget
@@ -310,13 +309,6 @@ def _print(log: TextIO | bool, line: str) -> None:
 def _append_error_log(out: Path, key: str, text: str) -> None:
     with open(out / "errors.log", "a", encoding="utf-8") as fh:
         fh.write(f"--- stage {key}\n{text}\n")
-
-
-def shell_command(parts: Sequence[str]) -> str:
-    """``parts`` as one line to paste into a shell of this platform: POSIX quoting (single
-    quotes), or on Windows double quotes (``subprocess.list2cmdline``), which cmd.exe and
-    PowerShell read where they would keep POSIX's single quotes as part of a path."""
-    return subprocess.list2cmdline(parts) if os.name == "nt" else shlex.join(parts)
 
 
 def _command(ctx: Context, command: str | None) -> str:

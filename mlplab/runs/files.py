@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import io
+from mlplab._text import shell_command
 from mlplab._validation import setting
 from mlplab.trainer import History, train_acc_label
 
@@ -49,6 +50,11 @@ def remove_partial_writes(run_dir: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def resume_command(run_dir: str | os.PathLike) -> str:
+    """The command that continues the run in ``run_dir``, quoted for this platform's shell."""
+    return shell_command(["mlplab", "train", "--resume", str(run_dir)])
+
+
 def new_run_dir(out: str | os.PathLike) -> Path:
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
@@ -60,7 +66,8 @@ def new_run_dir(out: str | os.PathLike) -> Path:
             # resuming it would be refused: there is nothing left to run
             raise ValueError(f"{out_dir} already holds a completed run; choose another "
                              f"{setting('--out', 'out')}.")
-        resume = setting(f"--resume {out_dir}", f"resume_run({str(out_dir)!r})")
+        resume = setting(f"--resume {shell_command([str(out_dir)])}",
+                         f"resume_run({str(out_dir)!r})")
         raise ValueError(f"{out_dir} already holds a run; choose another "
                          f"{setting('--out', 'out')}, or continue it with {resume}.")
     try:

@@ -17,10 +17,18 @@ from typing import Any
 import numpy as np
 
 from mlplab import io
+from mlplab._text import shell_command
 from mlplab._validation import is_int, setting
 from mlplab.runs.building import load_run_dataset, moved_config, moved_data_hint
 from mlplab.runs.config import RunConfig
-from mlplab.runs.files import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, read_metrics
+from mlplab.runs.files import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    read_metrics,
+    resume_command,
+)
 from mlplab.runs.splits import check_same_split
 
 
@@ -28,7 +36,7 @@ def _no_model_hint(run_dir: Path) -> str:
     """What to do with a folder that has no model file."""
     if (run_dir / CHECKPOINT_FILE).is_file():
         return ("it has a checkpoint: continue it with "
-                f"{setting(f'mlplab train --resume {run_dir}', f'resume_run({str(run_dir)!r})')}")
+                f"{setting(resume_command(run_dir), f'resume_run({str(run_dir)!r})')}")
     # a tuning folder keeps its retrained best model in best-run/
     nested = next((d for d in sorted(run_dir.iterdir()) if (d / MODEL_FILE).is_file()), None)
     if nested is not None:
@@ -93,7 +101,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None,
     # moved="": the place given is the new one; only the download advice is dropped
     other = split != "val"  # the advised command evaluates the split asked for, not the default
     moved = "" if data_dir is not None else moved_data_hint(
-        f"mlplab evaluate {run}" + (f" --split {split}" if other else ""),
+        shell_command(["mlplab", "evaluate", str(run), *(["--split", split] if other else [])]),
         f"evaluate_run({str(run)!r}" + (f", {split!r}" if other else "") + ", data_dir=DIR)")
     ds = data if data is not None else load_run_dataset(
         cfg, loaded.extra.get("image_shape"), moved=moved)

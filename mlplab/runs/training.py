@@ -42,6 +42,7 @@ from mlplab.runs.files import (
     new_run_dir,
     read_metrics,
     remove_partial_writes,
+    resume_command,
     write_history,
     write_plots,
 )
@@ -225,7 +226,7 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     # data not found is answered with --data-dir (unless that was the place given)
     ds, owned = _take_dataset(cfg, data, loaded.extra.get("image_shape") if loaded else None,
                               moved="" if data_dir is not None else
-                              moved_data_hint(f"mlplab train --resume {run_dir}",
+                              moved_data_hint(resume_command(run_dir),
                                               f"resume_run({str(run_dir)!r}, data_dir=DIR)"))
     if cfg.eval_test:
         require_test_split(ds)
