@@ -202,6 +202,21 @@ def visualize_grid(Xs: np.ndarray, ubound: float = 255.0, padding: int = 1) -> n
     return _mosaic(_rescaled(Xs.astype(np.float64), ubound), side, side, padding, 0.0)
 
 
+def _tight_layout(fig: Figure) -> bool:
+    """``fig.tight_layout()``; False where it gave up (not room enough), leaving the layout as
+    it was."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.tight_layout()
+    return not any("Tight layout not applied" in str(w.message) for w in caught)
+
+
+def _suptitle_height(fig: Figure) -> float:
+    """The height of ``fig``'s suptitle in pixels (0 without one)."""
+    text = fig._suptitle
+    return text.get_window_extent().height if text is not None and text.get_text() else 0.0
+
+
 def fit_suptitle(fig: Figure, title: str) -> None:
     """``fig.suptitle(title)``, broken into lines that fit the figure's width: grids sized by
     their columns are narrow (three classes, a few units), and a long title (a folder's path)
@@ -334,7 +349,22 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
         for c in range(k):
             axes[0, c].title.set(rotation=90, va="bottom")
     fit_suptitle(fig, title)
-    with warnings.catch_warnings():  # many rows: tight layout gives up, the grid is still drawn
-        warnings.filterwarnings("ignore", "Tight layout not applied", UserWarning)
-        fig.tight_layout()
+    # The figure's height leaves 0.8 inches for one line of title and names. Upright names, or a
+    # title wrapped over lines (a folder's path), need more: the figure gains it, rather than
+    # squeezing the rows or (too little room for any layout) drawing the title over the names
+    # and images.
+    # Many rows stay within 9 inches of images, as above.
+    heads = (max(axes[0, c].title.get_window_extent().height for c in range(k))
+             + _suptitle_height(fig)) / fig.dpi
+    limit = max(fig.get_figheight(), 9.0 + heads)
+    for _ in range(4):
+        if not _tight_layout(fig):
+            grow = heads
+        else:
+            box = axes[0, 0].get_position(original=True)  # its slot, not the image in it
+            grow = per_class * (box.width * fig.get_figwidth() * X.shape[1] / X.shape[2]
+                                - box.height * fig.get_figheight())  # what the rows lack
+        if grow < 0.01 * per_class or fig.get_figheight() >= limit:
+            break
+        fig.set_figheight(min(limit, fig.get_figheight() + grow))
     return fig

@@ -893,6 +893,34 @@ def test_sample_grid_of_many_classes_is_readable():
     assert twenty >= 0.4 * ten
 
 
+def test_sample_grid_gives_upright_names_and_a_wrapped_title_room_of_their_own():
+    """Three classes, one long name (upright) and a folder's path as the title (four lines): the
+    title was drawn over the names and the first row of images, as the figure kept its height;
+    with seven rows the images shrank to half their size. The figure now grows instead."""
+    from mlplab import plots
+    from mlplab.report.style import report_style
+
+    def draw(per_class, title):
+        rng = np.random.RandomState(0)
+        with report_style():
+            fig = plots.plot_samples(rng.randint(0, 255, (30, 28, 28, 1), dtype=np.uint8),
+                                     np.arange(30) % 3, ["cat", "dog", "a_very_long_name" * 2],
+                                     per_class=per_class, title=title)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        images = [im.get_window_extent(renderer) for ax in fig.axes for im in ax.images]
+        names = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.title.get_text()]
+        top = fig._suptitle.get_window_extent(renderer)
+        plots.plt.close(fig)
+        return images, names, top, fig.dpi
+
+    for per_class, title in ((3, "/tmp/" + "a/long/folder/path/" * 5), (7, "samples")):
+        images, names, top, dpi = draw(per_class, title)
+        assert max(b.y1 for b in names) <= top.y0  # the title above the names
+        assert max(b.y1 for b in images) <= min(b.y0 for b in names)  # the names above the rows
+        assert min(b.height for b in images) >= 0.6 * dpi  # (0.33 inches with seven rows)
+
+
 def test_a_report_result_shows_in_a_line_not_the_whole_report(tmp_path):
     """A notebook cell ending in ``reproduce(...)`` printed the dataclass repr of every
     section: each text, table and number of the report (16 KB for three stages)."""
