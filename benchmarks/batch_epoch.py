@@ -24,16 +24,22 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     from mlplab.cli._types import hidden_sizes, positive_int
 
-    p.add_argument("--batches", type=positive_int, nargs="+", default=[128, 256])
+    p.add_argument("--batches", type=positive_int, nargs="+", default=[128, 256],
+                   help="batch sizes to compare (default 128 256)")
     p.add_argument("--hidden", type=hidden_sizes, default=[1024, 1024],
                    help="hidden sizes (default 1024,1024)")
-    p.add_argument("--inputs", type=positive_int, default=784)
-    p.add_argument("--rows", type=positive_int, default=25600, help="rows per epoch")
-    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--inputs", type=positive_int, default=784,
+                   help="input features (default 784, Fashion-MNIST's)")
+    p.add_argument("--rows", type=positive_int, default=25600,
+                   help="random rows per epoch (default 25600)")
+    p.add_argument("--dropout", type=float, default=0.2,
+                   help="dropout after each hidden layer, in [0, 1) (default 0.2)")
     p.add_argument("--rounds", type=positive_int, default=3,
                    help="epochs of each batch size, alternated (default 3)")
     p.add_argument("--threads", type=positive_int, default=2, help="BLAS threads (default 2)")
     a = p.parse_args(argv)
+    if not 0 <= a.dropout < 1:  # a usage error, not MLP's traceback
+        p.error(f"--dropout must be in [0, 1); got {a.dropout}")
 
     from threadpoolctl import threadpool_limits
 

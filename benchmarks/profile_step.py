@@ -25,10 +25,13 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     from mlplab.cli._types import positive_int
 
-    p.add_argument("--hidden", type=positive_int, default=500)
+    p.add_argument("--hidden", type=positive_int, default=500,
+                   help="hidden units of the 3072-H-10 net (default 500)")
     p.add_argument("--threads", type=positive_int, default=2, help="BLAS threads (default 2)")
-    p.add_argument("--steps", type=positive_int, default=100)
-    p.add_argument("--reg", type=float, default=1e-4)
+    p.add_argument("--steps", type=positive_int, default=100,
+                   help="steps timed (default 100)")
+    p.add_argument("--reg", type=float, default=1e-4,
+                   help="L2 strength (default 1e-4)")
     a = p.parse_args(argv)
 
     from threadpoolctl import threadpool_limits
