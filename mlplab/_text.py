@@ -1,4 +1,4 @@
-"""Wording shared by the messages and summaries that count things."""
+"""Wording shared by messages and summaries: counts, and commands to paste into a shell."""
 
 from __future__ import annotations
 

@@ -58,6 +58,17 @@ def usage_errors(options: Iterable[str] = ()) -> Iterator[None]:
         raise UsageError(message) from exc
 
 
+def refuse_without_hidden_layer(given: Iterable[str]) -> None:
+    """Refuse the flags in ``given`` (--activation, --dropout, --batchnorm) with ``--hidden
+    none``: softmax regression has no hidden layer for them to act on, and a run or check that
+    ignored them would still name them as used."""
+    flags = list(given)
+    if flags:
+        verb = "has" if len(flags) == 1 else "have"
+        raise UsageError(f"{', '.join(flags)} {verb} no effect with --hidden none, which has no "
+                         "hidden layer to apply to.")
+
+
 def json_stdout(json_output: bool) -> contextlib.AbstractContextManager:
     """Around the work of a command given ``--json``: whatever it prints on the way (the epoch
     lines of ``--verbose``) goes to stderr, so that stdout is the JSON's alone and parses."""

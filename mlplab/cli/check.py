@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from mlplab.cli import seed_arg, usage_errors
+from mlplab.cli import flag, refuse_without_hidden_layer, seed_arg, usage_errors
 from mlplab.cli._types import parse_sizes
 
 
@@ -93,14 +93,9 @@ def run_gradcheck(args: argparse.Namespace) -> int:
             # one row is its own batch mean: every gradient through batch norm is zero, so a
             # wrong backward pass would pass
             raise ValueError(f"--batchnorm needs --samples of at least 2; got {args.samples}.")
-        if not hidden:
-            # the check would pass, and print them, without having checked any of them
-            hidden_only = [f"--{k}" for k in ("activation", "dropout", "batchnorm")
-                           if getattr(args, k)]
-            if hidden_only:
-                verb = "has" if len(hidden_only) == 1 else "have"
-                raise ValueError(f"{', '.join(hidden_only)} {verb} no effect with --hidden none, "
-                                 "which has no hidden layer to apply to.")
+        if not hidden:  # the check would pass, and print them, without having checked them
+            refuse_without_hidden_layer(flag(k) for k in ("activation", "dropout", "batchnorm")
+                                        if getattr(args, k))
         args.activation = args.activation or "relu"
         if args.tol is None:
             # the element-wise figure of a correct deeper net reaches 1e-7..1e-6 from float64

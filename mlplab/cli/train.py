@@ -13,7 +13,14 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from mlplab._text import counted, shell_command
-from mlplab.cli import UsageError, flag, json_stdout, seed_arg, usage_errors
+from mlplab.cli import (
+    UsageError,
+    flag,
+    json_stdout,
+    refuse_without_hidden_layer,
+    seed_arg,
+    usage_errors,
+)
 from mlplab.cli._types import hidden_sizes, non_negative_int, positive_int
 from mlplab.cli.data import (
     add_augment_arguments,
@@ -195,12 +202,8 @@ def _check_used(given: dict, cfg: RunConfig) -> None:
                              f"{getattr(cfg, setting)}; it applies to "
                              f"{' or '.join(values)}.")
     if not cfg.hidden:
-        # softmax regression has no hidden layer for these to act on
-        hidden_only = [flag(k) for k in ("activation", "dropout", "batchnorm") if given.get(k)]
-        if hidden_only:
-            verb = "has" if len(hidden_only) == 1 else "have"
-            raise UsageError(f"{', '.join(hidden_only)} {verb} no effect with --hidden none, "
-                             "which has no hidden layer to apply to.")
+        refuse_without_hidden_layer(flag(k) for k in ("activation", "dropout", "batchnorm")
+                                    if given.get(k))
 
 
 def run_train(args: argparse.Namespace) -> int:
