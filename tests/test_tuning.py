@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import re
 import sys
 import time
 
@@ -268,6 +269,12 @@ def test_a_rerun_of_a_finished_search_keeps_its_retrained_best_run(digits, tmp_p
     written = model.stat().st_mtime_ns, model.stat().st_ino
     assert tune(digits, trials=2, eval_test=True, **kw).test_accuracy == tested.test_accuracy
     assert (model.stat().st_mtime_ns, model.stat().st_ino) == written
+    # the tuning's folder given where a run folder is wanted: the message points inside it
+    from mlplab.runs import resume_run
+
+    with pytest.raises(FileNotFoundError, match=rf"no config.json\); the run folder inside it "
+                                                rf"is {re.escape(str(first.run_dir))}\.$"):
+        resume_run(tmp_path)
     # a damaged best-run/ (or one of another trial, after more trials) is retrained
     (first.run_dir / "tuning.json").write_text("{")
     tune(digits, trials=2, **kw)

@@ -50,6 +50,14 @@ def remove_partial_writes(run_dir: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def inner_run_folder(folder: Path, marker: str) -> Path | None:
+    """The first sub-folder of ``folder`` holding ``marker`` (a run's file): the usual mistake
+    of passing a tuning's folder, whose retrained best trial is ``best-run/``."""
+    if not folder.is_dir():
+        return None
+    return next((d for d in sorted(folder.iterdir()) if (d / marker).is_file()), None)
+
+
 def resume_command(run_dir: str | os.PathLike) -> str:
     """The command that continues the run in ``run_dir``, quoted for this platform's shell."""
     return shell_command(["mlplab", "train", "--resume", str(run_dir)])

@@ -26,6 +26,7 @@ from mlplab.runs.files import (
     CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    inner_run_folder,
     read_metrics,
     resume_command,
 )
@@ -38,7 +39,7 @@ def _no_model_hint(run_dir: Path) -> str:
         return ("it has a checkpoint: continue it with "
                 f"{setting(resume_command(run_dir), f'resume_run({str(run_dir)!r})')}")
     # a tuning folder keeps its retrained best model in best-run/
-    nested = next((d for d in sorted(run_dir.iterdir()) if (d / MODEL_FILE).is_file()), None)
+    nested = inner_run_folder(run_dir, MODEL_FILE)
     if nested is not None:
         return f"the run folder with a model inside it is {nested}"
     return "pass a run folder written by mlplab train"

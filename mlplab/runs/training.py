@@ -39,6 +39,7 @@ from mlplab.runs.files import (
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    inner_run_folder,
     new_run_dir,
     read_metrics,
     remove_partial_writes,
@@ -195,7 +196,9 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     ones the run was trained on, and ``config.json`` then names the new place."""
     run_dir = Path(run)
     if not (run_dir / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}).")
+        nested = inner_run_folder(run_dir, CONFIG_FILE)
+        hint = f"; the run folder inside it is {nested}" if nested is not None else ""
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}){hint}.")
     config_path = run_dir / CONFIG_FILE
     values = io.read_json(config_path)
     if isinstance(values, dict) and values.get("framework") == "pytorch":
