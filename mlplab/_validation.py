@@ -172,7 +172,7 @@ def check_registered(value: object, registry: Collection[str], what: str, where:
     makes them, so the script that wrote the file may have had one that the reader lacks: the
     message says how to add it, with the register function for Python callers and, on the
     command line, with ``--plugin`` / ``MLPLAB_PLUGINS``, which import the module that registers
-    it. ``module``, the module that defined it where the file was written (model files record
+    it. ``module``, the module that registered it where the file was written (model files record
     it), is named when it reads as a module name. Values that are not strings are left to the
     full validation."""
     if not isinstance(value, str) or value in registry:

@@ -15,7 +15,8 @@ A model file is a plain ``.npz`` archive that ``np.load(path, allow_pickle=False
 * ``__meta__``: a 0-d unicode array holding JSON: ``{"format": "mlplab-model", "version": 1,
   "class": "MLP", "config": model.config, "preprocessing": {...} | null, "extra": {...}}``, and
   ``"activation_module"`` when the activation is one registered beyond mlplab's own (the module
-  that defined it, named in the message of a reader that lacks the registration).
+  that called ``register_activation`` for it, named in the message of a reader that lacks the
+  registration).
 
 :func:`load_model` rebuilds the model from ``config`` and checks every array's name, shape, dtype
 and finiteness before using it, raising a ``ValueError`` that says what is wrong.
@@ -274,25 +275,15 @@ def model_arrays(model: MLP, preprocessing: Any = None,
     prep_spec, prep_arrays = split_preprocessing(preprocessing)
     meta = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "class": type(model).__name__,
             "config": model.config, "preprocessing": prep_spec, "extra": dict(extra or {})}
-    module = _activation_module(model.config.get("activation"))
+    from mlplab.models import registering_module
+
+    module = registering_module(model.config["activation"])
     if module is not None:  # so that a reader without the registration can be told its module
         meta["activation_module"] = module
     arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
     arrays.update({f"preprocessing/{k}": v for k, v in prep_arrays.items()})
     arrays[META_KEY] = json_array(meta)
     return arrays
-
-
-def _activation_module(name: object) -> str | None:
-    """The module that defined the activation registered as ``name`` beyond mlplab's own (a
-    user's, perhaps a plugin's); None for a built-in or one defined in ``__main__``."""
-    from mlplab.models import ACTIVATIONS, BUILT_IN_ACTIVATIONS
-
-    factory = ACTIVATIONS.get(name) if isinstance(name, str) else None
-    if factory is None or BUILT_IN_ACTIVATIONS.get(name) is factory:
-        return None
-    module = getattr(getattr(factory, "func", factory), "__module__", None)  # a partial's too
-    return module if isinstance(module, str) and module != "__main__" else None
 
 
 def recorded_activation_module(path: str | os.PathLike) -> str | None:

@@ -10,6 +10,7 @@ so every weight gradient gets ``+ 2 * reg * W``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,6 +51,10 @@ ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "prelu": PReLU, "tanh": Ta
                "sigmoid": Sigmoid}
 BUILT_IN_ACTIVATIONS = dict(ACTIVATIONS)
 _SIZED: set[str] = {"prelu"}
+#: the module that called register_activation for each name it added: model files record it, so
+#: that a reader without the registration can be told what to import (a partial of a built-in
+#: class, say, is defined in mlplab.layers but registered by the user's module)
+_REGISTERED_BY: dict[str, str] = {}
 
 #: parameter names MLP gives its own layers: a registered layer's keys must not collide with them
 _RESERVED_KEYS = ("W", "b", "gamma", "beta", "running_mean", "running_var")
@@ -90,10 +95,20 @@ def register_activation(name: str, layer: Callable[..., Layer], *, replace: bool
                              f"(it must be an identifier not ending in a digit, and not one of "
                              f"{', '.join(_RESERVED_KEYS)}).")
     ACTIVATIONS[name] = layer
+    _REGISTERED_BY[name] = sys._getframe(1).f_globals.get("__name__", "")
     if sized:
         _SIZED.add(name)
     else:
         _SIZED.discard(name)
+
+
+def registering_module(name: str) -> str | None:
+    """The module that registered activation ``name`` beyond mlplab's own, None for a built-in
+    or one registered by a script run as ``__main__`` (which cannot be imported by name)."""
+    if BUILT_IN_ACTIVATIONS.get(name) is ACTIVATIONS.get(name):
+        return None
+    module = _REGISTERED_BY.get(name)
+    return module if module and module != "__main__" else None
 
 
 def _activation_layer(name: str, size: int, dtype: np.dtype) -> Layer:

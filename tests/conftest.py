@@ -65,14 +65,16 @@ def scipy_blas(monkeypatch):
 @pytest.fixture
 def registries():
     """The test leaves the activation and optimiser registries (and which activations are
-    sized) as it found them."""
+    sized, and which module registered them) as it found them."""
     from mlplab import models, optim
 
     activations, optimizers = dict(models.ACTIVATIONS), dict(optim.OPTIMIZERS)
-    sized = set(models._SIZED)
+    sized, registered_by = set(models._SIZED), dict(models._REGISTERED_BY)
     yield
     models._SIZED.clear()
     models._SIZED.update(sized)
+    models._REGISTERED_BY.clear()
+    models._REGISTERED_BY.update(registered_by)
     for registry, saved in ((models.ACTIVATIONS, activations), (optim.OPTIMIZERS, optimizers)):
         registry.clear()
         registry.update(saved)

@@ -144,6 +144,37 @@ def test_the_message_for_python_callers_names_the_register_function(plugin, tmp_
             load_model(tmp_path / "odd.npz")
 
 
+def test_the_module_recorded_is_the_one_that_registered(plugin, tmp_path, capsys):
+    """A partial of a built-in class (docs/architecture.md's way to register a variant) is
+    defined in mlplab.layers: the model file named that module, whose import registers nothing.
+    It now names the module that called register_activation; a script run as __main__, which
+    cannot be imported by name, is not named."""
+    from mlplab import io, models
+    from mlplab.layers import LeakyReLU
+
+    (tmp_path / "my_variants.py").write_text(
+        "import functools\nfrom mlplab.layers import LeakyReLU\n"
+        "from mlplab.models import register_activation\n"
+        "register_activation('leaky02', functools.partial(LeakyReLU, 0.2))\n")
+    run = tmp_path / "run"
+    assert main(["--plugin", str(tmp_path / "my_variants.py"), "train", *TINY, "--activation",
+                 "leaky02", "--out", str(run)]) == 0
+    meta = io.parse_json_array(io.read_npz(run / "model.npz")[io.META_KEY], "meta")
+    assert meta["activation_module"] == "my_variants"
+    models.ACTIVATIONS.pop("leaky02")
+    sys.modules.pop("my_variants", None)
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 1
+    assert "module 'my_variants' registered it: mlplab --plugin my_variants" in \
+        _error_line(capsys)
+    exec("register_activation('leaky03', functools.partial(LeakyReLU, 0.3))",
+         {"__name__": "__main__", "register_activation": models.register_activation,
+          "functools": __import__("functools"), "LeakyReLU": LeakyReLU})
+    model = models.MLP(4, [3], 2, activation="leaky03", seed=0)
+    assert "activation_module" not in io.parse_json_array(
+        io.model_arrays(model)[io.META_KEY], "meta")
+
+
 def test_mlplab_plugins_names_modules_in_the_current_directory(plugin, tmp_path, monkeypatch,
                                                                capsys):
     """The console script's sys.path lacks the current directory (python -m has it): a module
