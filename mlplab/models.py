@@ -347,9 +347,12 @@ class MLP:
 
     def __repr__(self) -> str:
         c = self.config
+        # dropout and batch norm only when on: they change what the net computes in training
+        extras = (f", dropout={c['dropout']:g}" if c["dropout"] else "") + \
+            (", batchnorm=True" if c["batchnorm"] else "")
         return (f"{type(self).__name__}(input_size={c['input_size']}, "
                 f"hidden_sizes={c['hidden_sizes']}, num_classes={c['num_classes']}, "
-                f"activation={c['activation']!r}, dtype={c['dtype']})")
+                f"activation={c['activation']!r}{extras}, dtype={c['dtype']})")
 
 
 class TwoLayerNet(MLP):

@@ -283,3 +283,13 @@ def test_offset_biases_leaves_a_registered_activations_parameters_alone(registri
     offset_biases(model, np.random.RandomState(3))
     np.testing.assert_array_equal(model.params["bias1"], np.full(5, 0.25))
     assert not np.array_equal(model.params["b1"], np.zeros(5))
+
+
+def test_repr_names_dropout_and_batch_norm_when_on():
+    """Two nets that train differently printed the same: dropout and batch norm were left out."""
+    plain = MLP(4, [3], 2)
+    assert repr(plain) == ("MLP(input_size=4, hidden_sizes=[3], num_classes=2, "
+                           "activation='relu', dtype=float32)")
+    assert repr(MLP(4, [3], 2, dropout=0.2, batchnorm=True)) == (
+        "MLP(input_size=4, hidden_sizes=[3], num_classes=2, activation='relu', dropout=0.2, "
+        "batchnorm=True, dtype=float32)")
