@@ -157,8 +157,10 @@ def test_depth_run(tmp_path):
 @pytest.mark.parametrize("options,message", [
     ({"layers": [2, 0]}, "depth counts Linear layers and must be an integer >= 1"),
     ({"layers": []}, "depths must list at least one depth"),
+    # the same network trained twice, in two rows of the table
+    ({"layers": [2, 3, 2]}, "depths must differ; given more than once: 2."),
     ({"hidden_size": 0}, "hidden size must be a positive integer"),
-], ids=["depth-0", "no-depths", "hidden-0"])
+], ids=["depth-0", "no-depths", "depth-twice", "hidden-0"])
 def test_depth_run_checks_the_depths_before_writing(options, message, tmp_path, monkeypatch):
     # they were checked by depth_study, after the data had loaded and out had been created
     import mlplab.data

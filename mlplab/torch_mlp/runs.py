@@ -482,6 +482,10 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     layers = list(layers)
     if not layers:  # depth_study's checks, made before the data loads and out is created
         raise ValueError("depths must list at least one depth, e.g. 2,3,4,5.")
+    repeated = sorted({d for d in layers if layers.count(d) > 1})
+    if repeated:  # the table's rows: one per depth (depth_study may repeat one, for timings)
+        raise ValueError(f"depths must differ; given more than once: "
+                         f"{', '.join(map(str, repeated))}.")
     for depth in layers:
         hidden_for_depth(depth, hidden_size)
     cfg, threads_used, dev = _settings(
