@@ -204,11 +204,17 @@ def visualize_grid(Xs: np.ndarray, ubound: float = 255.0, padding: int = 1) -> n
 
 def _tight_layout(fig: Figure) -> bool:
     """``fig.tight_layout()``; False where it gave up (not room enough), leaving the layout as
-    it was."""
+    it was. That warning is the answer; any other is passed on."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fig.tight_layout()
-    return not any("Tight layout not applied" in str(w.message) for w in caught)
+    gave_up = False
+    for w in caught:
+        if "Tight layout not applied" in str(w.message):
+            gave_up = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return not gave_up
 
 
 def _suptitle_height(fig: Figure) -> float:
