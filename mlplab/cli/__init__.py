@@ -121,6 +121,11 @@ def _action(args: argparse.Namespace) -> str | None:
     return getattr(args, f"{args.command}_command", None)
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    """The sub-commands of ``parser`` (argparse keeps them among its actions), if it has any."""
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
 def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
                     unknown: list[str]) -> None:
     """Exit 2 with ``mlplab <command>: error: unrecognized arguments`` from the (sub)command's
@@ -128,8 +133,7 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
     import difflib
 
     for name in (args.command, _action(args)):  # down to the innermost subcommand given
-        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
-                   None)
+        sub = _subcommands(parser)
         if sub is None or name not in sub.choices:
             break
         parser = sub.choices[name]
@@ -165,8 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     parser = build_parser()
     command, late = plugins.misplaced(argv)
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if late and command in commands.choices:
+    if late and command in _subcommands(parser).choices:
         # before the parse: it would first refuse a choice that only the plugin adds
         # (--activation elu) as invalid, and the user would never learn where --plugin goes
         _reject_unknown(parser, argparse.Namespace(command=command), late)
