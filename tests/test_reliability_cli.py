@@ -237,6 +237,9 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     (["torch", "train", "--lr-decay", "0", "--out", "OUT"], "--lr-decay must be in (0, 1]"),
     (["torch", "train", "--reg", "-1", "--out", "OUT"], "must be a finite number >= 0"),
     (["torch", "depth", "--layers", "0", "--out", "OUT"], "--layers: expected positive"),
+    # a depth given twice trained the same network twice, into two rows of the table; depth_run
+    # refused it as a runtime error (exit 1) with no flag named
+    (["torch", "depth", "--layers", "2,3,2", "--out", "OUT"], "--layers: expected different"),
     (["reproduce", "--reuse", "--out", "OUT"], "--reuse keeps the sections that --only"),
 ]
 

@@ -40,6 +40,18 @@ def _hidden_list(text: str) -> list[int]:
     return int_list(text)
 
 
+def _depth_list(text: str) -> list[int]:
+    """``--layers "2,3,4,5"`` -> [2, 3, 4, 5]; a depth given twice is refused (it would train the
+    same network twice, into two rows of the table), as a usage error naming the flag."""
+    depths = int_list(text)
+    repeated = sorted({d for d in depths if depths.count(d) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(
+            f"expected different depths like 2,3,4,5 (one row of the table each); got {text!r}, "
+            f"which repeats {', '.join(map(str, repeated))}")
+    return depths
+
+
 def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
     """Model, training and runtime options shared by ``train`` and ``depth`` (``both``: allow
     ``--init both``)."""
@@ -126,7 +138,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "depth.md and depth.csv, a plot depth.png of accuracy against depth, and "
                     "depth.json with every number and the settings.")
     add_dataset_arguments(dp)
-    dp.add_argument("--layers", type=int_list, default=[2, 3, 4, 5], metavar="D[,D...]",
+    dp.add_argument("--layers", type=_depth_list, default=[2, 3, 4, 5], metavar="D[,D...]",
                     help="depths, counted in Linear layers (default: 2,3,4,5)")
     dp.add_argument("--hidden-size", type=positive_int, default=50, metavar="H",
                     help="units in every hidden layer (default: %(default)s, the exercise's)")
