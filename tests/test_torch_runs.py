@@ -226,6 +226,13 @@ def test_train_run_metrics_are_the_networks_own_figures():
     assert result.metrics["best_val_accuracy"] == result.history.val_acc[best]
 
 
+def test_depth_run_progress_lines_count_the_layers(capsys):
+    tm.depth_run("digits", layers=[1, 2], hidden_size=8, epochs=1, threads=1, announce=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert "[1/2] exercise init, 1 layer: train" in lines[1]
+    assert "[2/2] exercise init, 2 layers: train" in lines[2]
+
+
 def test_depth_run_summary_records_the_split_sizes():
     from mlplab.data import load_dataset
 

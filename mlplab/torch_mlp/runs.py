@@ -516,7 +516,7 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
 
     def report(r: DepthResult) -> None:
         done.append(r)
-        print(f"[{len(done)}/{total}] {r.init} init, {r.depth} layers: train "
+        print(f"[{len(done)}/{total}] {r.init} init, {counted(r.depth, 'layer')}: train "
               f"{100 * r.train_acc:.1f}%, val {100 * r.val_acc:.1f}% ({r.seconds:.0f}s)",
               file=sys.stderr, flush=True)
 
