@@ -294,6 +294,23 @@ def test_reuse_keeps_earlier_sections_and_reruns_the_selected(tmp_path):
     assert first_run.search((tmp_path / "report.md").read_text())  # the report left as it was
 
 
+def test_reuse_summary_line_gives_this_commands_time_beside_the_studys(tmp_path, capsys):
+    """A rerun with --reuse printed the whole study's time (the kept sections' earlier times
+    included: 197 s for a 6-second rerun) as if the command had taken it."""
+    out = str(tmp_path / "cli")
+    assert main(["reproduce", "--only", "q1,q3_toy", "--out", out]) == 0
+    assert re.search(r"not run, \d+ s\)$", capsys.readouterr().out.strip())
+    assert main(["reproduce", "--only", "q2", "--reuse", "--out", out]) == 0
+    line = capsys.readouterr().out.strip()
+    said = re.search(r"not run, (\d+) s, (\d+) s with the 2 reused sections\)$", line)
+    assert said, line
+    report = json.loads((tmp_path / "cli" / "report.json").read_text())
+    kept = sum(report["sections"][key]["seconds"] for key in ("q1", "q3_toy"))
+    assert int(said.group(2)) == round(report["seconds"])
+    assert abs(int(said.group(1)) - (report["seconds"] - kept)) <= 1
+    assert int(said.group(1)) >= round(report["sections"]["q2"]["seconds"]) - 1
+
+
 def test_reuse_hands_the_kept_stages_results_to_the_ones_run_again(tmp_path):
     from mlplab.data import load_dataset
 

@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    from mlplab._text import shell_command
+    from mlplab._text import counted, shell_command
     from mlplab.cli import UsageError
     from mlplab.cli.data import load_dataset_from_args
     from mlplab.report import STAGES, reproduce
@@ -75,8 +75,14 @@ def run_reproduce(args: argparse.Namespace) -> int:
                        loader=lambda: load_dataset_from_args(args), reuse=args.reuse,
                        command=shell_command(["mlplab", *sys.argv[1:]]) if sys.argv[1:] else None)
     missing = result.not_run()
+    took = f"{result.seconds:.0f} s"
+    if result.reused:
+        # the report's time is the whole study's; this command took only the stages it ran
+        earlier = sum(s.seconds for s in result.sections if s.key in result.reused)
+        took = (f"{result.seconds - earlier:.0f} s, {took} with the "
+                f"{counted(len(result.reused), 'reused section')}")
     print(f"report: {result.markdown} and {result.html} ({len(result.sections)} sections, "
-          f"{len(missing)} not run, {result.seconds:.0f} s)")
+          f"{len(missing)} not run, {took})")
     failed = [s for s in missing if s.reason.startswith("failed")]
     if failed:
         # the report is written, but a stage broke: say so in the exit status (a stage that was

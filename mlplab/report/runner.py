@@ -83,7 +83,8 @@ class ReportResult:
     html: Path
     json: Path
     sections: list[Section]
-    seconds: float
+    seconds: float  # the whole study's, the reused sections' earlier times included
+    reused: tuple[str, ...] = ()  # keys of the sections kept from an earlier report
 
     def not_run(self) -> list[Section]:
         return [s for s in self.sections if s.status != "ok"]
@@ -393,7 +394,8 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
         _move_staged(ctx)
         write_json(js, doc)
         md, html = _render(ctx.out, title, intro, sections)
-    return ReportResult(ctx.out, md, html, js, sections, total)
+    return ReportResult(ctx.out, md, html, js, sections, total,
+                        tuple(s.key for s in sections if s.key in ctx.reused))
 
 
 def _move_staged(ctx: Context) -> None:
