@@ -67,9 +67,24 @@ def eval_numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.n
     return eval_numerical_gradient(lambda z: float(np.sum(f(z) * dout)), x, h=h)
 
 
-def rel_error(a: np.ndarray, n: np.ndarray) -> float:
-    """Max relative error ``max |a - n| / max(1e-8, |a| + |n|)``."""
+def _compared(a: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``n`` as float64 arrays of one shape: arrays of different shapes are refused, not
+    broadcast (a (D, H) gradient against an (H, D) one, or (N,) against (N, 1), gave a
+    broadcasting error or, worse, a number that meant nothing)."""
     a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
+    if a.shape != n.shape:
+        hint = (" (one is the other's transpose: in the code's row-vector convention, out = x @ W "
+                "with W (D, H), a weight gradient is x.T @ dout, shaped like W)"
+                if a.ndim == 2 and a.shape == n.shape[::-1] else "")
+        raise ValueError(f"the gradients compared must have the same shape; got {a.shape} and "
+                         f"{n.shape}{hint}.")
+    return a, n
+
+
+def rel_error(a: np.ndarray, n: np.ndarray) -> float:
+    """Max relative error ``max |a - n| / max(1e-8, |a| + |n|)``; ``a`` and ``n`` must have the
+    same shape."""
+    a, n = _compared(a, n)
     return float(np.max(np.abs(a - n) / np.maximum(1e-8, np.abs(a) + np.abs(n))))
 
 
@@ -79,7 +94,7 @@ def norm_rel_error(a: np.ndarray, n: np.ndarray) -> float:
     Unlike the element-wise maximum it is not dominated by entries whose true gradient is nearly
     zero, where float64 rounding in the loss (about eps * |J| / h = 2e-11 absolute) alone gives
     relative errors of 1e-7..1e-6 in nets deeper than the exercise's."""
-    a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
+    a, n = _compared(a, n)
     return float(np.linalg.norm(a - n) / max(1e-8, np.linalg.norm(a) + np.linalg.norm(n)))
 
 

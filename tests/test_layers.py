@@ -289,3 +289,23 @@ def test_norm_rel_error_is_the_norm_formula():
     assert norm_rel_error(np.array([3.0, 4.0]), np.zeros(2)) == 1.0  # 5 / (5 + 0)
     assert norm_rel_error(np.zeros(2), np.array([0.0, 1e-9])) == pytest.approx(0.1)
     assert norm_rel_error(np.zeros(3), np.zeros(3)) == 0.0
+
+
+@pytest.mark.parametrize("error", [rel_error, norm_rel_error])
+def test_gradients_of_different_shapes_are_refused_not_broadcast(error):
+    """A gradient written in the exercise's column-vector form is the transpose of the code's:
+    compared with the (D, H) numerical one it was a broadcasting error (or, square, a number
+    that meant nothing), and (N,) against (N, 1) broadcast to (N, N) and scored a wrong gradient
+    as right. Both are refused with the two shapes."""
+    rng = np.random.RandomState(0)
+    x, dout = rng.randn(4, 3), rng.randn(4, 5)
+    dW_rows, dW_columns = x.T @ dout, dout.T @ x  # (3, 5) and (5, 3): the same numbers
+    np.testing.assert_array_equal(dW_rows, dW_columns.T)
+    with pytest.raises(ValueError, match=r"same shape; got \(5, 3\) and \(3, 5\) \(one is the "
+                                         r"other's transpose"):
+        error(dW_columns, dW_rows)
+    a = np.array([1.0, 2.0, 3.0])
+    wrong = np.array([[1.0], [2.0], [30.0]])
+    with pytest.raises(ValueError, match=r"same shape; got \(3,\) and \(3, 1\)\.$"):
+        error(a, wrong)
+    assert error(a, a.copy()) == 0.0
