@@ -150,6 +150,7 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
             raise ValueError(f"dout has shape {dout.shape}; the layer's output has {out.shape}.")
         f(x)  # the forward whose cache backward reads
         dx = layer.backward(dout.copy())
+        _check_backward(layer, x, dx)
         grads = {k: np.array(g, dtype=np.float64) for k, g in layer.grads.items()}
         errors = {"x": error(dx, eval_numerical_gradient_array(f, x, dout, h))}
         for key, p in layer.params.items():
@@ -167,6 +168,34 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
                 setattr(layer, key, saved)
         if rng_state is not None:
             rng.bit_generator.state = rng_state
+
+
+def _check_backward(layer: Layer, x: np.ndarray, dx: object) -> None:
+    """Refuse, with what the contract asks, a backward whose results cannot be compared: no dx
+    (the check reported an error of nan), a dx or a parameter gradient of the wrong shape (a
+    broadcasting error), or a parameter without a gradient (a bare KeyError)."""
+    name = type(layer).__name__
+    if dx is None:
+        skipped = (" (an Affine built with need_dx=False skips dx: check one with need_dx=True)"
+                   if getattr(layer, "need_dx", True) is False else "")
+        raise ValueError(f"{name}.backward returned None; it must return dL/dx, an array shaped "
+                         f"like x {x.shape}{skipped}.")
+    shape = np.shape(dx)
+    if shape != x.shape:
+        raise ValueError(f"{name}.backward returned dL/dx of shape {shape}; x has shape "
+                         f"{x.shape}, and dL/dx must have the same.")
+    missing = [k for k in layer.params if k not in layer.grads]
+    if missing:
+        raise ValueError(f"{name}.grads has no {', '.join(map(repr, missing))}: backward must "
+                         "write each parameter's gradient into self.grads under the parameter's "
+                         "key.")
+    for key, p in layer.params.items():
+        g, want = np.shape(layer.grads[key]), np.shape(p)
+        if g != want:
+            hint = (" (its transpose: with out = x @ W and W (D, H), dW = x.T @ dout is (D, H))"
+                    if len(g) == 2 and g == want[::-1] else "")
+            raise ValueError(f"{name}.grads[{key!r}] has shape {g}; params[{key!r}] has "
+                             f"{want}, and a gradient must have its parameter's shape{hint}.")
 
 
 def offset_biases(model: MLP, rng: np.random.RandomState, scale: float = 0.1) -> None:

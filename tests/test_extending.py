@@ -149,6 +149,57 @@ def test_check_layer_finds_a_wrong_backward(rng):
     assert check_layer(Square(), rng.randn(4, 3))["x"] > 0.1
 
 
+class _Linear(Layer):
+    """``out = x @ W`` whose backward is broken as ``mistake`` says (None: it is right)."""
+
+    def __init__(self, W, mistake=None):
+        super().__init__()
+        self.params["W"], self.mistake = W, mistake
+        if mistake != "no grads":
+            self.grads["W"] = np.zeros_like(W)
+
+    def forward(self, x, train=True):
+        self._x = x.copy()
+        return x @ self.params["W"]
+
+    def backward(self, dout):
+        if self.mistake == "column dW":  # the derivation's W (H, D): dW = dout^T x
+            self.grads["W"] = dout.T @ self._x
+        elif self.mistake != "no grads":
+            self.grads["W"][...] = self._x.T @ dout
+        dx = dout @ self.params["W"].T
+        if self.mistake == "no return":
+            self.dx = dx
+            return None
+        return dx.T if self.mistake == "dx transposed" else dx
+
+
+@pytest.mark.parametrize("mistake, message", [
+    ("no return", r"_Linear.backward returned None; it must return dL/dx, an array shaped like "
+                  r"x \(4, 3\)\.$"),
+    ("dx transposed", r"_Linear.backward returned dL/dx of shape \(3, 4\); x has shape "
+                      r"\(4, 3\)"),
+    ("no grads", r"_Linear.grads has no 'W': backward must write each parameter's gradient "
+                 r"into self.grads"),
+    ("column dW", r"_Linear.grads\['W'\] has shape \(5, 3\); params\['W'\] has \(3, 5\), "
+                  r"and a gradient must have its parameter's shape \(its transpose"),
+])
+def test_check_layer_says_what_is_wrong_with_what_backward_hands_back(mistake, message, rng):
+    """Mistakes a student makes in a first layer were an error of nan (no return), NumPy's
+    broadcasting error (a transposed dx or dW) or a bare KeyError (no grads): each is now named,
+    with what the contract asks. The same layer done right passes."""
+    W, x = rng.randn(3, 5), rng.randn(4, 3)
+    assert max(check_layer(_Linear(W.copy()), x).values()) < 1e-8
+    with pytest.raises(ValueError, match=message):
+        check_layer(_Linear(W.copy(), mistake), x)
+
+
+def test_check_layer_explains_the_first_affine_layer_that_skips_dx(rng):
+    layer = Affine(rng.randn(3, 4), rng.randn(4), need_dx=False)  # as MLP builds its first layer
+    with pytest.raises(ValueError, match="need_dx=False skips dx: check one with need_dx=True"):
+        check_layer(layer, rng.randn(2, 3))
+
+
 @pytest.mark.parametrize("wrong", [False, True])
 def test_check_layer_finds_a_wrong_parameter_gradient(wrong, rng):
     """A parameter's error is its gradient against the numerical one: a layer whose dx is right
