@@ -9,6 +9,7 @@ float32 the rounding error of a centred difference with h = 1e-5 swamps the sign
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mlplab._validation import check_choice
-from mlplab.layers import Dropout, Layer
+from mlplab.layers import Dropout, Layer, LeakyReLU, PReLU, ReLU
 
 if TYPE_CHECKING:
     from mlplab.models import MLP
@@ -209,6 +210,30 @@ def offset_biases(model: MLP, rng: np.random.RandomState, scale: float = 0.1) ->
     for name, p in model.params.items():
         if re.fullmatch(r"(b|beta)\d+", name):
             p[:] = scale * rng.randn(*p.shape)
+
+
+#: activations whose slope jumps at 0 (their kink)
+KINKED = (ReLU, LeakyReLU, PReLU)
+
+
+def nearest_kink(model: MLP, X: np.ndarray) -> float | None:
+    """The smallest ``|input|`` of a ReLU, LeakyReLU or PReLU of ``model`` over the rows of
+    ``X``, in the training-mode forward pass that :func:`check_model` differentiates; None when the
+    model has no such layer. The model is not changed (the pass runs on a copy).
+
+    These activations' slope jumps at 0. When a unit's input is within the step of a centred
+    difference of 0 (about ``h`` times the size of what feeds it), the two evaluations straddle
+    the kink and measure neither slope, so a correct backward pass fails the check; another
+    draw of the data moves the units away (a wrong backward pass fails on every draw)."""
+    probe = copy.deepcopy(model)  # its dropout generators at the check's state: the same masks
+    out = np.array(X, dtype=np.float64)
+    nearest = None
+    for layer in probe.layers:
+        if isinstance(layer, KINKED):
+            smallest = float(np.abs(out).min()) if out.size else np.inf
+            nearest = smallest if nearest is None else min(nearest, smallest)
+        out = layer.forward(out, True)
+    return nearest
 
 
 def check_model(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: float = 1e-5,

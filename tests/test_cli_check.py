@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from mlplab.cli import main
@@ -65,6 +66,53 @@ def test_gradcheck_max_metric_catches_a_wrong_gradient(capsys, monkeypatch):
     monkeypatch.setattr(ReLU, "backward", lambda self, dout: 1.01 * backward(self, dout))
     assert main(["gradcheck", "--metric", "max"]) == 1
     assert main(["gradcheck"]) == 1
+
+
+def test_nearest_kink_is_the_smallest_input_of_a_relu_and_leaves_the_model_alone():
+    from mlplab import MLP
+    from mlplab.gradcheck import nearest_kink
+
+    rng = np.random.RandomState(0)
+    model = MLP(5, [4, 3], 2, seed=0, dtype=np.float64)
+    X = rng.randn(6, 5)
+    before = model.predict_proba(X)
+    W1, b1, W2, b2 = (model.params[k] for k in ("W1", "b1", "W2", "b2"))
+    z1 = X @ W1 + b1
+    z2 = np.maximum(z1, 0) @ W2 + b2
+    assert nearest_kink(model, X) == min(np.abs(z1).min(), np.abs(z2).min())
+    np.testing.assert_array_equal(model.predict_proba(X), before)
+    assert nearest_kink(MLP(5, [4], 2, activation="tanh", dtype=np.float64), X) is None
+
+
+def test_gradcheck_explains_a_failure_at_a_relu_kink(capsys, monkeypatch):
+    """Seed 11 of a 10-unit net puts a hidden unit 2.5e-5 from the ReLU's kink: the centred
+    differences straddle it and a correct backward pass failed with no word of why. The output
+    now says so (and the seeds around it pass: the code is right); a wrong backward pass on a
+    seed with no unit near the kink fails without that note."""
+    assert main(["gradcheck", "--hidden", "10", "--seed", "11"]) == 1
+    out = capsys.readouterr().out
+    assert "parameters above --tol 1e-07" in out
+    assert "note: a hidden unit's input is 2.5e-05 from the activation's kink at 0" in out
+    assert "Rerun with another --seed" in out
+    for seed in ("10", "12"):
+        assert main(["gradcheck", "--hidden", "10", "--seed", seed, "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["passed"] and data["notes"] == []
+    from mlplab.layers import ReLU
+
+    backward = ReLU.backward
+    monkeypatch.setattr(ReLU, "backward", lambda self, dout: 1.01 * backward(self, dout))
+    assert main(["gradcheck", "--hidden", "10", "--seed", "12", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["notes"] == []
+
+
+def test_gradcheck_max_failure_points_to_the_norm_metric(capsys):
+    # a correct 4-hidden-layer net: the element-wise figure of a near-zero W3 entry is above 1e-5
+    assert main(["gradcheck", "--hidden", "50,40,30,20", "--metric", "max"]) == 1
+    out = capsys.readouterr().out
+    assert "note: the element-wise figure of a correct net can exceed --tol" in out
+    assert main(["gradcheck", "--hidden", "50,40,30,20"]) == 0
+    assert "all gradients match within --tol" in capsys.readouterr().out
 
 
 def test_bad_hidden_is_one_line_error(capsys):

@@ -115,6 +115,7 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     offset_biases(model, rng)
     errors = check_model(model, X, y, reg=args.reg, metric=args.metric)
     ok = all(e < args.tol for e in errors.values())
+    notes = [] if ok else _failure_notes(model, X, args.metric)
     if args.json:
         settings = {"inputs": args.inputs, "hidden": hidden, "classes": args.classes,
                     "samples": args.samples, "activation": args.activation,
@@ -122,11 +123,41 @@ def run_gradcheck(args: argparse.Namespace) -> int:
                     "seed": args.seed}
         print(json.dumps({"passed": ok, "tol": args.tol, "metric": args.metric,
                           "settings": settings, "errors": errors,
-                          "shapes": {k: list(model.params[k].shape) for k in errors}}, indent=2))
+                          "shapes": {k: list(model.params[k].shape) for k in errors},
+                          "notes": notes}, indent=2))
     else:
         print(f"MLP {args.inputs} -> {hidden} -> {args.classes}, activation {args.activation}, "
               f"dropout {args.dropout}, batchnorm {args.batchnorm}, reg {args.reg}, "
               f"{args.metric} relative error")
         _print_table([(f"{k} {model.params[k].shape}", v, args.tol, v < args.tol)
                       for k, v in errors.items()])
+        failed = sum(e >= args.tol for e in errors.values())
+        print("all gradients match within --tol" if ok else
+              f"{failed} of {len(errors)} parameters above --tol {args.tol:g}")
+        for note in notes:
+            print(f"note: {note}")
     return 0 if ok else 1
+
+
+#: a hidden unit's input nearer than this to an activation's kink at 0 may be straddled by the
+#: check's centred differences (h = 1e-5 on a weight moves a unit by about 1e-5 times its inputs)
+NEAR_KINK = 1e-4
+
+
+def _failure_notes(model: object, X: np.ndarray, metric: str) -> list[str]:
+    """Why correct code can fail a check, where it applies: a unit on an activation's kink, or
+    rounding on near-zero entries under --metric max. A wrong backward pass fails either way."""
+    from mlplab.gradcheck import nearest_kink
+
+    notes = []
+    kink = nearest_kink(model, X)
+    if kink is not None and kink < NEAR_KINK:
+        notes.append(f"a hidden unit's input is {kink:.1e} from the activation's kink at 0: a "
+                     "centred difference (h = 1e-5) that straddles it measures neither slope, so "
+                     "even a correct backward pass fails there. Rerun with another --seed: a "
+                     "wrong backward pass fails on every seed.")
+    if metric == "max":
+        notes.append("the element-wise figure of a correct net can exceed --tol through float64 "
+                     "rounding on entries whose gradient is nearly zero (about 2e-11 absolute); "
+                     "--metric norm (the default) judges each parameter's whole gradient.")
+    return notes
