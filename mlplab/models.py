@@ -381,9 +381,11 @@ class TwoLayerNet(MLP):
         ``learning_rate_decay`` once per epoch. Returns ``{'loss_history', 'train_acc_history',
         'val_acc_history'}``: the loss of every iteration, and the accuracies (train on the
         epoch's last batch) at the end of every full epoch of ``max(N // batch_size, 1)``
-        iterations. CS231n's loop also records (and decays) after the very first iteration, so
-        it has one point more, and a run shorter than an epoch has none here; ``verbose`` prints
-        a line per epoch. See docs/training.md, "The CS231n notebook, cell by cell"."""
+        iterations. CS231n's loop records (and decays) after the first iteration of each epoch
+        instead, so it has one point more when ``num_iters`` is not a whole number of epochs (5
+        against 4 in 1,000 iterations of 245), the same number when it is, and a run shorter
+        than an epoch has none here; ``verbose`` prints a line per epoch. See docs/training.md,
+        "The CS231n notebook, cell by cell"."""
         from mlplab.trainer import Trainer
 
         # the Trainer would name these lr, lr_decay and iters, which this call does not have
