@@ -77,7 +77,10 @@ def test_two_layer_net_checks_like_mlp():
 X_BAD = [
     (X[0], "X must be a 2-D array of shape \\(n_samples, n_features\\); got 1-D"),
     (X[None], "X must be a 2-D array"),
-    (X[:, :3], "X has 3 features but the model expects 4"),
+    (X[:, :3], r"X has 3 features but the model expects 4 \(input_size=4\)\.$"),
+    # a column per sample, as the exercise's derivation writes x: the message says so
+    (X.T, r"X has 20 features but the model expects 4 \(input_size=4\)\. X looks transposed: "
+          r"it needs a row per sample, \(n_samples, 4\); pass X\.T\.$"),
     (np.where(X > 1, np.nan, X), "X contains NaN or infinite values \\(first at row"),
     (np.full_like(X, np.inf), "X contains NaN or infinite values"),
     (X.astype(str), "X must hold numbers; got dtype <U"),
