@@ -50,15 +50,31 @@ def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
         ix = it.multi_index
         old = x[ix]
         x[ix] = old + h
-        fxph = f(x)
+        fxph = _number(f(x))
         x[ix] = old - h
-        fxmh = f(x)
+        fxmh = _number(f(x))
         x[ix] = old
         grad[ix] = (fxph - fxmh) / (2 * h)
         if verbose:
             print(ix, grad[ix])
         it.iternext()
     return grad
+
+
+def _number(value: object) -> float:
+    """``f``'s value as a float, or a ValueError saying what ``f`` must return (a tuple, the
+    ``(loss, grads)`` of ``net.loss(X, y)``, was 'unsupported operand type(s) for -')."""
+    if isinstance(value, tuple):
+        raise ValueError(f"f must return one number, the loss; it returned a tuple of "
+                         f"{len(value)}. net.loss(X, y, reg=...) returns (loss, grads): take the "
+                         "loss, f = lambda W: net.loss(X, y, reg=reg)[0].")
+    arr = np.asarray(value)
+    if arr.size != 1 or arr.dtype.kind not in "fiub":
+        raise ValueError(f"f must return one number, the loss; it returned "
+                         f"{type(value).__name__} of shape {arr.shape} ({arr.dtype}). For a "
+                         "function with an array value (a layer's forward), use "
+                         "eval_numerical_gradient_array(f, x, dout).")
+    return float(arr.reshape(()))
 
 
 def eval_numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,

@@ -309,3 +309,26 @@ def test_gradients_of_different_shapes_are_refused_not_broadcast(error):
     with pytest.raises(ValueError, match=r"same shape; got \(3,\) and \(3, 1\)\.$"):
         error(a, wrong)
     assert error(a, a.copy()) == 0.0
+
+
+def test_eval_numerical_gradient_says_what_f_must_return():
+    """The notebook's f is ``lambda W: net.loss(X, y, reg=0.05)[0]``; without the ``[0]`` it
+    returns ``(loss, grads)`` and the check died on 'unsupported operand type(s) for -', and a
+    forward pass handed in (an array) on 'setting an array element with a sequence'. Both now say
+    what f must return; a one-number array still counts as the number."""
+    from mlplab.exercise import toy_data, toy_model
+
+    X, y = toy_data()
+    net = toy_model()
+    W1 = net.params["W1"]
+    with pytest.raises(ValueError, match=r"it returned a tuple of 2\. net\.loss\(X, y, "
+                                         r"reg=\.\.\.\) returns \(loss, grads\): take the "
+                                         r"loss, f = lambda W: net\.loss\(X, y, reg=reg\)\[0\]"):
+        eval_numerical_gradient(lambda W: net.loss(X, y, reg=0.05), W1)
+    with pytest.raises(ValueError, match=r"returned ndarray of shape \(5, 3\) \(float64\)\. For a "
+                                         r"function with an array value .* use "
+                                         r"eval_numerical_gradient_array"):
+        eval_numerical_gradient(lambda W: net.loss(X), W1)
+    x = np.array([0.3, -1.2])
+    np.testing.assert_allclose(eval_numerical_gradient(lambda z: np.array([np.sum(z ** 3)]), x),
+                               3 * x ** 2, rtol=1e-8)
