@@ -80,8 +80,16 @@ def _number(value: object) -> float:
 def eval_numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
                                   dout: np.ndarray, h: float = 1e-5) -> np.ndarray:
     """Numerical gradient of ``sum(f(x) * dout)`` with respect to ``x``: checks a layer's backward
-    for an arbitrary upstream gradient ``dout``."""
-    return eval_numerical_gradient(lambda z: float(np.sum(f(z) * dout)), x, h=h)
+    for an arbitrary upstream gradient ``dout``, which must have the shape of ``f(x)``."""
+    def weighted(z: np.ndarray) -> float:
+        out = np.asarray(f(z))
+        if out.shape != np.shape(dout):
+            # broadcast, it was NumPy's error or, for (N, 1) against (N,), a wrong gradient
+            raise ValueError(f"dout has shape {np.shape(dout)}; f(x) has {out.shape}: dout "
+                             "stands for dL/d(f(x)) and must have its shape.")
+        return float(np.sum(out * dout))
+
+    return eval_numerical_gradient(weighted, x, h=h)
 
 
 def _compared(a: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

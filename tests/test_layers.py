@@ -332,3 +332,15 @@ def test_eval_numerical_gradient_says_what_f_must_return():
     x = np.array([0.3, -1.2])
     np.testing.assert_allclose(eval_numerical_gradient(lambda z: np.array([np.sum(z ** 3)]), x),
                                3 * x ** 2, rtol=1e-8)
+
+
+def test_eval_numerical_gradient_array_refuses_a_dout_not_shaped_like_f():
+    """(N,) against a (N, 1) output broadcast to (N, N) and returned a gradient N times too big
+    with no error; now dout must have f(x)'s shape."""
+    x = np.array([[0.5], [-1.0], [2.0]])
+    dout = np.array([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"dout has shape \(3,\); f\(x\) has \(3, 1\): dout stands "
+                                         r"for dL/d\(f\(x\)\) and must have its shape"):
+        eval_numerical_gradient_array(lambda z: 2 * z, x, dout)
+    np.testing.assert_allclose(eval_numerical_gradient_array(lambda z: 2 * z, x, dout[:, None]),
+                               2 * dout[:, None], rtol=1e-8)
