@@ -332,6 +332,23 @@ def test_a_run_that_loads_its_data_frees_the_raw_training_images(digits):
     np.testing.assert_array_equal(owned.model.params["W1"], lent.model.params["W1"])
 
 
+def test_a_run_on_feature_vectors_of_ones_own_writes_its_folder(tmp_path, rng):
+    """A Dataset built from (N, D) feature vectors (not images) trains into a run folder like
+    any other; it has no images to draw the first-layer weights as, so no weights.png (it
+    crashed in the plot, after training, leaving the folder without its model and metrics)."""
+    from mlplab.data import Dataset
+
+    X = rng.randn(300, 6)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0)
+    ds = Dataset("mine", ["a", "b", "c"], X[:200], y[:200], X[200:250], y[200:250],
+                 X[250:], y[250:])
+    res = train_run(data=ds, hidden=[8], epochs=2, out=tmp_path / "run")
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert names == {"config.json", "model.npz", "checkpoint.npz", "history.csv",
+                     "metrics.json", "loss.png", "accuracy.png", "confusion.png"}
+    assert res.metrics["status"] == "completed" and res.model.input_size == 6
+
+
 def test_a_lent_dataset_records_its_own_split(tmp_path):
     """A run given a loaded dataset records the split it trained on, not the config's (here
     val_size 0, as the Fashion-MNIST presets say), so evaluate_run reloads that split."""

@@ -107,6 +107,21 @@ def test_train_run_on_a_loaded_dataset_in_memory(runs, tmp_path, capsys):
         pytest.approx(result.metrics["val_accuracy"])
 
 
+def test_train_run_on_feature_vectors_of_ones_own(tmp_path, rng):
+    """A Dataset of (N, D) feature vectors, not images, writes its run folder without the
+    weights figure, which has no images to draw (it crashed there, after training)."""
+    from mlplab.data import Dataset
+
+    X = rng.randn(300, 6)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0)
+    ds = Dataset("mine", ["a", "b", "c"], X[:200], y[:200], X[200:250], y[200:250],
+                 X[250:], y[250:])
+    result = tm.train_run(ds, out=tmp_path / "run", hidden=[8], epochs=1, threads=1)
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"model.pt", "model.npz", "metrics.json", "loss.png", "confusion.png"} <= names
+    assert "weights.png" not in names and result.metrics["status"] == "completed"
+
+
 @pytest.mark.parametrize("options,error,message", [
     ({"dropout": 1.0}, ValueError, "dropout must be in [0, 1)"),
     ({"init_std": 0.0}, ValueError, "init_std must be a finite number > 0"),

@@ -157,7 +157,8 @@ def write_plots(out_dir: Path, result: RunResult, ds: Dataset, X_val: np.ndarray
                                                        title="Confusion matrix (validation)"),
                                   out_dir / "confusion.png"))
     W1 = result.model.params["W1"]
-    if W1.shape[0] == int(np.prod(ds.image_shape)):
+    # a Dataset of feature vectors (N, D) of one's own has no images to draw the weights as
+    if len(ds.image_shape) == 3 and W1.shape[0] == int(np.prod(ds.image_shape)):
         written.append(plots.save(plots.plot_first_layer_weights(W1, ds.image_shape),
                                   out_dir / "weights.png"))
     return written

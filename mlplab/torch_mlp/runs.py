@@ -444,7 +444,7 @@ def _train_plots(out: Path, model: MultiLayerPerceptron, history: History, ds: D
         cm = plots.confusion_matrix(ds.y_val, predict(model, X_val), ds.num_classes)
         plots.save(plots.plot_confusion(cm, ds.classes, title="Confusion matrix (validation)"),
                    out / "confusion.png")
-    if model.config["hidden_layers"]:
+    if model.config["hidden_layers"] and len(ds.image_shape) == 3:  # not feature vectors (N, D)
         W1 = model.linears[0].weight.detach().cpu().numpy().T  # (D, H), mlplab's layout
         plots.save(plots.plot_first_layer_weights(W1, ds.image_shape), out / "weights.png")
 
