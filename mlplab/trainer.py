@@ -182,8 +182,9 @@ class History:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:
         """The history of :meth:`to_dict`; a ``TypeError`` naming the field if one is not of
-        its type (a hand-edited checkpoint)."""
-        h = cls(**d)
+        its type (a hand-edited checkpoint). The lists are copies: training appends to the
+        history, and a state kept in memory (``trainer.state_dict()``) must resume again."""
+        h = cls(**{k: list(v) if isinstance(v, list) else v for k, v in d.items()})
         for name in ("loss", "train_acc", "val_acc", "lr", "epoch_seconds"):
             values = getattr(h, name)
             if not isinstance(values, list) or not all(is_number(v) for v in values):

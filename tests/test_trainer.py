@@ -396,6 +396,33 @@ def test_resume_from_an_epoch_boundary_with_momentum(data):
         np.testing.assert_array_equal(again.state_dict()[k], v)
 
 
+def test_a_state_kept_in_memory_resumes_more_than_once(data):
+    """Resuming appends to the history it was given; the state handed to ``resume`` must stay
+    as it was, so that a second trainer (another try from the same checkpoint) resumes from it
+    too, to the same result. It was refused as "damaged or another run's", its history grown
+    by the first resumed run."""
+    X, y, Xv, yv = data
+    cfg = TrainConfig(optimizer="adam", lr=0.05, epochs=4, batch_size=40, seed=0)
+    full = MLP(6, [8], 3, seed=0)
+    h_full = Trainer(cfg).fit(full, X, y, Xv, yv)
+
+    snap = {}
+
+    class Save(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                snap["state"], snap["model"] = trainer.state_dict(), trainer.model.state_dict()
+
+    Trainer(cfg, callbacks=[Save()]).fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
+    losses = list(snap["state"]["history"]["loss"])
+    for _ in range(2):
+        again, history = _resume_from(snap, cfg, [8], data)
+        assert history.loss == h_full.loss and history.val_acc == h_full.val_acc
+        for k, v in full.state_dict().items():
+            np.testing.assert_array_equal(again.state_dict()[k], v)
+    assert snap["state"]["history"]["loss"] == losses
+
+
 def _resume_from(snap, cfg, hidden, data):
     """A fresh model and trainer continued from a snapshot's model and trainer state."""
     X, y, Xv, yv = data
