@@ -363,6 +363,21 @@ def test_a_lent_dataset_records_its_own_split(tmp_path):
     assert ev["size"] == 150 and ev["accuracy"] == pytest.approx(np.mean(pred == ds.y_val))
 
 
+def test_a_lent_dataset_records_the_seed_and_image_size_it_was_loaded_with(tmp_path):
+    """A dataset split with another seed, or resized, records those options, so that
+    evaluate_run loads the very splits the run trained on (it recorded the defaults, and
+    evaluate_run refused the run's own data as "not the one this run was trained with")."""
+    ds = load_dataset("digits", seed=3, image_size=6)
+    res = train_run({**FAST, "epochs": 1}, data=ds, out=tmp_path / "r", plots=False)
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (cfg["data_seed"], cfg["image_size"]) == (3, 6) and res.model.input_size == 36
+    ev = evaluate_run(tmp_path / "r")
+    pred = res.model.predict(res.preprocessing.transform(ds.X_val))
+    assert ev["accuracy"] == pytest.approx(np.mean(pred == ds.y_val))
+    again = load_dataset(cfg["dataset"], seed=cfg["data_seed"], image_size=cfg["image_size"])
+    np.testing.assert_array_equal(again.X_val, ds.X_val)
+
+
 def test_run_folder_mistakes_say_what_to_do(tmp_path, digits):
     """evaluate_run on a tuning folder points to the run inside it; on an empty folder it asks
     for a run folder, and on one without config.json says what is missing (not a bare

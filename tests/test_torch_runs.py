@@ -122,6 +122,22 @@ def test_train_run_on_feature_vectors_of_ones_own(tmp_path, rng):
     assert "weights.png" not in names and result.metrics["status"] == "completed"
 
 
+def test_a_loaded_dataset_records_the_seed_and_image_size_it_was_loaded_with(tmp_path, capsys):
+    """config.json names the split seed and image size of a loaded dataset, so that evaluate
+    loads the splits the run trained on (it recorded the defaults, and evaluate refused them)."""
+    from mlplab.data import load_dataset
+
+    ds = load_dataset("digits", seed=3, image_size=6)
+    result = tm.train_run(ds, out=tmp_path / "run", hidden=[8], epochs=1, threads=1,
+                          plots=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["data_seed"], config["image_size"]) == (3, 6)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run"), "--split", "val", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == \
+        pytest.approx(result.metrics["val_accuracy"])
+
+
 @pytest.mark.parametrize("options,error,message", [
     ({"dropout": 1.0}, ValueError, "dropout must be in [0, 1)"),
     ({"init_std": 0.0}, ValueError, "init_std must be a finite number > 0"),

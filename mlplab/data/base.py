@@ -45,6 +45,10 @@ class Dataset:
 
     ``X_*`` are (N, H, W, C) ``uint8`` images in the order of the source files, ``y_*`` are
     ``int64`` labels indexing ``classes``. ``source`` says where the data was read from.
+    ``load_options`` holds the :func:`~mlplab.data.load_dataset` arguments that made these images
+    and splits (``data_dir``, ``image_size``, ``seed``), which a run given this dataset records
+    so that ``evaluate_run`` and ``resume_run`` load the same splits again; empty for a dataset
+    built by hand.
     """
 
     name: str
@@ -57,6 +61,7 @@ class Dataset:
     y_test: np.ndarray
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    load_options: dict = field(default_factory=dict)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -211,8 +211,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
 
         path = user_path(key[len("folder:"):])
         (X, y), test, classes = load_folder(path, size, cache=cache, channels=channels)
-        return _holdout_splits(f"folder:{path}", classes, X, y, test, val_size, test_size, seed,
-                               source=str(path))
+        ds = _holdout_splits(f"folder:{path}", classes, X, y, test, val_size, test_size, seed,
+                             source=str(path))
+        return _loaded_with(ds, None, image_size, seed)
     low = _ALIASES[low]
     if low != "digits":
         check_data_dir(data_dir)
@@ -232,6 +233,17 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     if size is not None:
         for s in SPLITS:
             setattr(ds, f"X_{s}", resize_images(getattr(ds, f"X_{s}"), size))
+    return _loaded_with(ds, None if low == "digits" else data_dir, image_size, seed)
+
+
+def _loaded_with(ds: Dataset, data_dir: str | os.PathLike | None,
+                 image_size: int | str | tuple[int, int] | None, seed: int | None) -> Dataset:
+    """``ds`` with the options it was loaded with (``Dataset.load_options``), as a run's config
+    records them: ``image_size`` an int or a string (a pair becomes ``"HxW"``)."""
+    if image_size is not None and not isinstance(image_size, int | str):
+        image_size = "{}x{}".format(*parse_image_size(image_size))
+    ds.load_options = {"data_dir": None if data_dir is None else str(user_path(data_dir).resolve()),
+                       "image_size": image_size, "seed": None if seed is None else int(seed)}
     return ds
 
 

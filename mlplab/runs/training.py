@@ -119,7 +119,8 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         An existing folder must not already hold a run (use :func:`resume_run` for that).
     data : an already loaded :class:`mlplab.data.Dataset` (raw splits) to use instead of loading
         ``config.dataset``; handy when many runs share one dataset (tuning). The run's config
-        then records its name and split sizes (``dataset``, ``val_size``, ``test_size``). Or a
+        then records its name and split sizes (``dataset``, ``val_size``, ``test_size``) and the
+        options it was loaded with (``data_seed``, ``image_size``, ``data_dir``). Or a
         function of no arguments that loads it: like None (loading ``config.dataset``), this
         lets the run own the dataset and free its raw training images once they are
         preprocessed, which lowers the peak memory.
@@ -158,9 +159,10 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     if not owned:
         # a dataset loaded by the caller may be another than the config names (train_run(data=
         # load_dataset("fashion-mnist")) recorded the default, digits) and split otherwise (a
-        # preset's val_size 0, a default): record the data and split it has, which evaluate_run,
-        # resume_run and train_run(**config) load again
-        cfg = replace(cfg, dataset=ds.name, val_size=len(ds.y_val), test_size=len(ds.y_test))
+        # preset's val_size 0, a default), with another split seed or image size: record the
+        # data and split it has, which evaluate_run, resume_run and train_run(**config) load again
+        cfg = absolute_config_paths(replace(cfg, dataset=ds.name, val_size=len(ds.y_val),
+                                            test_size=len(ds.y_test), **_loaded_with(ds)))
     made = out is not None and not Path(out).exists()  # a folder of the user's is never removed
     out_dir = new_run_dir(out) if out is not None else None
     pre, model, X_train = _fresh(cfg, ds)
@@ -289,6 +291,17 @@ def _take_dataset(cfg: RunConfig, data: Any, image_shape: Sequence[int] | None =
     if callable(data):
         return data(), True
     return data, False
+
+
+def _loaded_with(ds: Dataset) -> dict[str, Any]:
+    """The data options of a run given ``ds``: those it was loaded with (its split seed, image
+    size and folder; a config's others would make evaluate_run load other splits), none for a
+    dataset built by hand."""
+    options = getattr(ds, "load_options", None) or {}
+    out = {k: options[k] for k in ("data_dir", "image_size") if k in options}
+    if options.get("seed") is not None:
+        out["data_seed"] = options["seed"]
+    return out
 
 
 def _without_raw_train(ds: Dataset) -> Dataset:

@@ -247,6 +247,15 @@ def _check_dataset_arg(dataset: Any, load: dict[str, Any]) -> None:
                          "is loaded already.")
 
 
+def _split_seed(dataset: str | Dataset, ds: Dataset, data_seed: int) -> int | None:
+    """The split seed a run records: ``data_seed`` for a dataset loaded by name, the seed a
+    loaded dataset was split with where it says (``Dataset.load_options``)."""
+    if isinstance(dataset, str):
+        return data_seed
+    seed = (getattr(ds, "load_options", None) or {}).get("seed")
+    return data_seed if seed is None else seed
+
+
 def _environment(threads: int, device: torch.device) -> dict[str, Any]:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "device": str(device), "threads": threads, "cpus": os.cpu_count(),
@@ -274,8 +283,8 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     dataset : a dataset name (``digits``, ``cifar10``, ``folder:PATH``, ...), loaded with
         ``data_dir``, ``download``, ``mirror``, ``val_size``, ``test_size``, ``image_size``,
         ``cache`` and the split seed ``data_seed`` as by :func:`mlplab.data.load_dataset`; or an
-        already loaded :class:`mlplab.data.Dataset` (raw splits), whose name and split sizes
-        ``config.json`` then records.
+        already loaded :class:`mlplab.data.Dataset` (raw splits), whose name, split sizes and
+        loading options (``Dataset.load_options``) ``config.json`` then records.
     out : the run folder to create; None trains in memory only (no files). A folder that
         already holds a run is refused, except one whose only file is a PyTorch run's
         ``config.json`` (a run that stopped before it saved anything).
@@ -362,8 +371,12 @@ def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_
     else:  # a dataset loaded by the caller: record the data and split it has
         # a folder:PATH name made absolute too (it is relative to the working folder it was
         # loaded in; evaluate, run from elsewhere, looked for the folder there)
-        name, data_dir = absolute_data_paths(ds.name, None)
-        val_size, test_size, image_size = len(ds.y_val), len(ds.y_test), None
+        # and the options it was loaded with (its split seed, image size and folder)
+        options = getattr(ds, "load_options", None) or {}
+        name, data_dir = absolute_data_paths(ds.name, options.get("data_dir"))
+        val_size, test_size = len(ds.y_val), len(ds.y_test)
+        image_size = options.get("image_size")
+    data_seed = _split_seed(dataset, ds, data_seed)
     return {
         "framework": "pytorch", "dataset": name, "data_dir": data_dir,
         "val_size": val_size, "test_size": test_size, "image_size": image_size,
@@ -536,7 +549,7 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
         "layers": layers, "hidden_size": hidden_size, "inits": inits,
         "init_std": init_std, "dropout": dropout, "batchnorm": batchnorm,
         "training": {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "verbose")},
-        "data_seed": data_seed, "seconds": round(seconds, 1),
+        "data_seed": _split_seed(dataset, ds, data_seed), "seconds": round(seconds, 1),
         "environment": _environment(threads_used, dev),
         "results": [r.to_dict() for r in results],
     }
