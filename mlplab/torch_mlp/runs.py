@@ -207,7 +207,7 @@ def _settings(*, init_std: float, dropout: float, batchnorm: bool, epochs: int, 
 
 #: the loading options of train_run and depth_run, and their defaults
 _LOAD_DEFAULTS = {"data_dir": None, "download": False, "mirror": None, "val_size": None,
-                  "test_size": None, "image_size": None, "cache": True}
+                  "test_size": None, "image_size": None, "cache": True, "data_seed": 0}
 
 
 def _load(dataset: str | Dataset, data_seed: int, load: dict[str, Any]
@@ -312,7 +312,7 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     load = {"data_dir": data_dir, "download": download, "mirror": mirror,
             "val_size": val_size, "test_size": test_size, "image_size": image_size,
             "cache": cache}
-    _check_dataset_arg(dataset, load)
+    _check_dataset_arg(dataset, {**load, "data_seed": data_seed})
     check_choice(init, INITS, "init")
     cfg, threads_used, dev = _settings(
         init_std=init_std, dropout=dropout, batchnorm=batchnorm, epochs=epochs,
@@ -490,7 +490,7 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     load = {"data_dir": data_dir, "download": download, "mirror": mirror,
             "val_size": val_size, "test_size": test_size, "image_size": image_size,
             "cache": cache}
-    _check_dataset_arg(dataset, load)
+    _check_dataset_arg(dataset, {**load, "data_seed": data_seed})
     check_choice(init, (*INITS, "both"), "init")
     layers = list(layers)
     if not layers:  # depth_study's checks, made before the data loads and out is created
