@@ -143,8 +143,9 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}.")
+        if unknown:  # the known ones too: Trainer(optimiser="adam") said only what was wrong
+            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))} (known: "
+                             f"{', '.join(sorted(names))}).")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:

@@ -486,6 +486,17 @@ def test_bad_config_is_a_clear_error(bad, match):
         Trainer(**bad)
 
 
+def test_a_misspelt_option_is_told_the_known_ones():
+    """Trainer(optimiser="adam") names every option a Trainer takes, among them the one meant
+    (it said only "unknown training options: optimiser.")."""
+    from dataclasses import fields
+
+    with pytest.raises(ValueError, match="unknown training options: optimiser") as info:
+        Trainer(optimiser="adam")
+    known = str(info.value).split("(known: ", 1)[1].rstrip(").").split(", ")
+    assert known == sorted(f.name for f in fields(TrainConfig))
+
+
 def test_bad_data_is_a_clear_error(data):
     X, y, _, _ = data
     with pytest.raises(ValueError, match="features"):

@@ -60,9 +60,11 @@ class TorchTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TorchTrainConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}.")
+            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))} (known: "
+                             f"{', '.join(sorted(names))}).")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
