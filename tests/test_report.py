@@ -414,6 +414,14 @@ def test_an_out_that_cannot_be_a_folder_is_one_line_naming_out(tmp_path, capsys)
         reproduce("digits", TINY, out=afile / "sub", log=False, only=["q1"])
 
 
+@pytest.mark.parametrize("threads", [2.5, True, "2", 0])
+def test_threads_that_are_not_a_count_are_refused(threads, tmp_path):
+    """threads=2.5 ran on int(2.5) threads ("2" was a TypeError): refused, before any stage."""
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        reproduce("digits", TINY, out=tmp_path / "r", log=False, only=["q1"], threads=threads)
+    assert not (tmp_path / "r").exists()
+
+
 def test_accuracy_figures_say_what_train_accuracy_is_and_whose_they_are(quick_report):
     """The exercise records train accuracy on the current minibatch (SPEC §3), which the default
     run and preset exercise-tuned keep (their config's train_acc): a curve that ends well above

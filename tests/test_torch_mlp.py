@@ -199,6 +199,13 @@ def test_set_threads():
         assert n == tm.available_cpus() and torch.get_num_threads() == n
         with pytest.raises(ValueError, match="threads"):
             tm.set_threads(0)
+        # int() made 2.5 two threads and True one, while a run recorded threads 2.5 or True
+        for bad in (2.5, True, "2"):
+            with pytest.raises(ValueError, match="threads must be a positive integer"):
+                tm.set_threads(bad)
+            with pytest.raises(ValueError, match="threads must be a positive integer"):
+                tm.TorchTrainConfig(threads=bad).validate()
+        assert tm.set_threads(np.int64(1)) == 1
     finally:
         torch.set_num_threads(before)
 

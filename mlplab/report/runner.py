@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from mlplab import interrupts
 from mlplab._text import shell_command
-from mlplab._validation import setting
+from mlplab._validation import is_int, setting
 from mlplab.report import environment as env
 from mlplab.report.budgets import Budget, get_budget
 from mlplab.report.context import Context
@@ -142,8 +142,8 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
 
     check_dataset_name(dataset)  # a typo stops here, not after Q1-Q3 and a report of gaps
     b = get_budget(budget)
-    if int(threads) < 1:
-        raise ValueError(f"threads must be a positive integer; got {threads}.")
+    if not is_int(threads) or threads < 1:  # int() made 2.5 two threads, "2" a TypeError
+        raise ValueError(f"threads must be a positive integer; got {threads!r}.")
     if reuse and only is None:  # as the command line refuses --reuse without --only
         raise ValueError("reuse=True keeps the sections that only=[...] does not run again; "
                          "without only every stage runs again and nothing is kept. Give "

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
-from mlplab._validation import setting
+from mlplab._validation import is_int, setting
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -67,9 +67,10 @@ def available_cpus() -> int:
 def set_threads(threads: int | None = None) -> int:
     """Set PyTorch's intra-op CPU threads to ``threads`` (``None``: every available core) and
     return the number set."""
-    n = available_cpus() if threads is None else int(threads)
-    if n < 1:
+    if threads is not None and (not is_int(threads) or threads < 1):
+        # int() made 2.5 two threads and True one, while a run's config recorded 2.5 or True
         raise ValueError(f"threads must be a positive integer; got {threads!r}.")
+    n = available_cpus() if threads is None else int(threads)
     torch.set_num_threads(n)
     return n
 

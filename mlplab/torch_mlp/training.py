@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mlplab._progress import training_bar
-from mlplab._validation import check_int, check_positive, check_seed, setting
+from mlplab._validation import check_int, check_positive, check_seed, is_int, setting
 from mlplab.torch_mlp.data import as_tensor, check_inputs
 from mlplab.torch_mlp.device import select_device, set_threads, threads_kept
 from mlplab.torch_mlp.model import MultiLayerPerceptron, param_dtype
@@ -55,7 +55,7 @@ class TorchTrainConfig:
         check_positive(self.reg, "reg (weight decay)", allow_zero=True)
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1]; got {self.lr_decay!r}.")
-        if self.threads is not None and int(self.threads) < 1:
+        if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
             raise ValueError(f"threads must be a positive integer; got {self.threads!r}.")
 
     @classmethod
