@@ -367,8 +367,9 @@ class Trainer:
                                         beta1=cfg.beta1, beta2=cfg.beta2,
                                         weight_decay=cfg.weight_decay)
         warmup = int(round(cfg.warmup_epochs * per_epoch))
-        if warmup >= total and self._resume is None:
-            # legal, but surely not meant (a preset's warm-up with --epochs 1, say)
+        if warmup >= total and self._resume is None and self.lr_schedule is None:
+            # legal, but surely not meant (a preset's warm-up with --epochs 1, say); a schedule
+            # of the caller's replaces the warm-up, which then does not happen at all
             warnings.warn(f"the warm-up ({counted(warmup, 'iteration')}) lasts the whole run "
                           f"({counted(total, 'iteration')}): the learning rate never reaches "
                           f"{setting('--lr', 'lr')} {cfg.lr:g}, and the {cfg.schedule} schedule "

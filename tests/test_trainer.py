@@ -125,6 +125,19 @@ def test_a_warmup_as_long_as_the_run_is_warned_about(data):
                 batch_size=100).fit(MLP(6, [4], 3, seed=0), X, y)
 
 
+def test_a_schedule_of_ones_own_is_not_warned_about_a_warmup_it_replaces(data):
+    """lr_schedule replaces warmup_epochs: no warm-up happens, so none is said to last the
+    run (it was, with a rate of lr_schedule's from the first step)."""
+    import warnings
+
+    X, y, _, _ = data  # 3 iterations per epoch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = Trainer(lr=0.1, warmup_epochs=3, epochs=2, batch_size=100,
+                    lr_schedule=lambda iteration, epoch: 0.05).fit(MLP(6, [4], 3, seed=0), X, y)
+    assert h.lr == [0.05, 0.05]
+
+
 def test_momentum_is_0_9_unless_given(data):
     """The documented default (``--momentum`` help: "default: 0.9"): a momentum run that does
     not set it is the run with momentum=0.9, step for step."""
