@@ -349,6 +349,26 @@ def test_a_run_on_feature_vectors_of_ones_own_writes_its_folder(tmp_path, rng):
     assert res.metrics["status"] == "completed" and res.model.input_size == 6
 
 
+def test_a_run_on_a_dataset_of_ones_own_is_evaluated_with_it_and_says_so(tmp_path, rng, capsys):
+    """evaluate_run takes the run's own Dataset as data; without it, it says to pass it (it
+    said "unknown dataset 'mine'; choose one of digits, cifar10, ...", names no run can use)."""
+    from mlplab.data import Dataset
+
+    X = rng.randn(300, 6)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0)
+    ds = Dataset("mine", ["a", "b", "c"], X[:200], y[:200], X[200:250], y[200:250],
+                 X[250:], y[250:])
+    res = train_run(data=ds, hidden=[8], epochs=2, out=tmp_path / "run", plots=False)
+    ev = evaluate_run(tmp_path / "run", "test", data=ds)
+    pred = res.model.predict(res.preprocessing.transform(ds.X_test))
+    assert ev["accuracy"] == pytest.approx(np.mean(pred == ds.y_test))
+    with pytest.raises(ValueError, match=r"dataset given to it in Python, 'mine'.*pass the same "
+                       r"Dataset as data, e\.g\. evaluate_run\(RUN, data=DATASET\)"):
+        evaluate_run(tmp_path / "run")
+    assert main(["evaluate", str(tmp_path / "run")]) == 1
+    assert "pass the same Dataset as data" in capsys.readouterr().err
+
+
 def test_a_lent_dataset_records_its_own_split(tmp_path):
     """A run given a loaded dataset records the split it trained on, not the config's (here
     val_size 0, as the Fashion-MNIST presets say), so evaluate_run reloads that split."""

@@ -33,8 +33,19 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
     found, which then replaces the loader's advice to add --download: such a command loads the
     data as configured and takes no --download, and the likely cause is data that moved."""
     from mlplab.data import load_dataset
-    from mlplab.data.base import DatasetNotFoundError, download_hint
+    from mlplab.data.base import DatasetError, DatasetNotFoundError, download_hint
+    from mlplab.data.datasets import check_dataset_name
 
+    if moved is not None:
+        try:
+            check_dataset_name(cfg.dataset)
+        except DatasetError:
+            # a Dataset of the caller's own (train_run(data=Dataset("mine", ...))): no name
+            # load_dataset knows, and no list of the names it knows would help
+            raise DatasetError(
+                f"this run was trained on a dataset given to it in Python, {cfg.dataset!r}, "
+                "which load_dataset cannot load again: pass the same Dataset as data, e.g. "
+                "evaluate_run(RUN, data=DATASET) or resume_run(RUN, data=DATASET).") from None
     folder = cfg.dataset.lower().startswith("folder:")
     channels = int(image_shape[2]) if folder and image_shape is not None and \
         len(image_shape) == 3 and image_shape[2] in (1, 3) else None
