@@ -10,9 +10,10 @@ import contextlib
 import reprlib
 import threading
 from collections.abc import Collection, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 #: how many commands of the command line are running (see :func:`setting`): a count, not a
 #: flag saved and restored by each block, so that two ``main()`` calls in threads that end in
@@ -71,7 +72,7 @@ def _fits(arr: np.ndarray, dtype: np.dtype) -> bool:
 
 
 def check_X(X: object, n_features: int | None = None, name: str = "X",
-            dtype: object = None) -> np.ndarray:
+            dtype: DTypeLike | None = None) -> np.ndarray:
     """Return ``X`` as a 2-D floating array (N, D) or raise a ``ValueError`` naming the problem.
     With ``dtype`` (the model's), values that the cast to it would turn into infinities are
     refused too: 1e39 is finite in float64 but not in float32."""
@@ -210,12 +211,12 @@ def check_new_name(name: str, registry: Collection[str], what: str, replace: boo
         raise ValueError(f"{what} {name!r} already exists; pass replace=True to overwrite it.")
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int | np.integer]:
     """True for Python and NumPy integers, False for bools, floats and strings."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float | np.integer | np.floating]:
     """True for Python and NumPy integers and floats (NaN included), False for bools and
     strings."""
     return isinstance(value, int | float | np.integer | np.floating) and \
