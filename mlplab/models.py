@@ -47,8 +47,8 @@ from mlplab.layers import (
 #: ``activation=`` names -> layer classes (called with no arguments, one per hidden layer, or,
 #: for the names in ``_SIZED``, with the layer's width and dtype); :func:`register_activation`
 #: adds one
-ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "prelu": PReLU, "tanh": Tanh,
-               "sigmoid": Sigmoid}
+ACTIVATIONS: dict[str, Callable[..., Layer]] = {
+    "relu": ReLU, "leaky_relu": LeakyReLU, "prelu": PReLU, "tanh": Tanh, "sigmoid": Sigmoid}
 BUILT_IN_ACTIVATIONS = dict(ACTIVATIONS)
 _SIZED: set[str] = {"prelu"}
 #: the module that called register_activation for each name it added: model files record it, so

@@ -415,7 +415,7 @@ class Adam(Optimizer):
         p -= step
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam)}
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam)}
 BUILT_IN_OPTIMIZERS = dict(OPTIMIZERS)
 
 
