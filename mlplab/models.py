@@ -11,7 +11,7 @@ so every weight gradient gets ``+ 2 * reg * W``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -158,13 +158,12 @@ class MLP:
         ``float32`` (default, for training) or ``float64`` (for gradient checks).
     """
 
-    def __init__(self, input_size: int, hidden_sizes: int | list[int] | tuple[int, ...],
+    def __init__(self, input_size: int, hidden_sizes: int | Sequence[int],
                  num_classes: int, *, activation: str = "relu", init: str = "he",
                  std: float = 1e-4, dropout: float = 0.0, batchnorm: bool = False,
                  seed: int | None = None, dtype: DTypeLike = np.float32) -> None:
-        if is_int(hidden_sizes):  # one hidden layer, as MLPClassifier and train_run take it
-            hidden_sizes = [hidden_sizes]
-        hidden_sizes = check_hidden_sizes(hidden_sizes)
+        # an integer is one hidden layer, as MLPClassifier and train_run take it
+        hidden = check_hidden_sizes([hidden_sizes] if is_int(hidden_sizes) else hidden_sizes)
         input_size = check_int(input_size, "input_size")
         num_classes = check_int(num_classes, "num_classes", minimum=2)
         check_positive(std, "std")
@@ -175,8 +174,9 @@ class MLP:
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64; got {dtype}.")
-        self.config = {
-            "input_size": int(input_size), "hidden_sizes": hidden_sizes,
+        #: JSON-able: MLP(**config) rebuilds the network
+        self.config: dict[str, Any] = {
+            "input_size": int(input_size), "hidden_sizes": hidden,
             "num_classes": int(num_classes), "activation": activation, "init": init,
             "std": float(std), "dropout": float(dropout), "batchnorm": bool(batchnorm),
             "seed": None if seed is None else int(seed), "dtype": dtype.name,
@@ -184,7 +184,7 @@ class MLP:
         self.dtype = dtype
         self.input_size, self.num_classes = int(input_size), int(num_classes)
 
-        sizes = [self.input_size, *hidden_sizes, self.num_classes]
+        sizes = [self.input_size, *hidden, self.num_classes]
         weights = init_weights(sizes, init, std, seed, dtype)
         self.layers: list = []
         self._named: list[tuple[str, Any, str]] = []  # (public name, layer, key in layer.params)

@@ -8,6 +8,7 @@ so what the network *is* reads apart from how it is fed, trained, stored or conv
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,7 +53,7 @@ class MultiLayerPerceptron(nn.Module):
         check_int(input_size, "input_size")
         check_int(num_classes, "num_classes", minimum=2)
         check_dropout(dropout)
-        self.config = {"input_size": int(input_size), "hidden_layers": hidden,
+        self.config: dict[str, Any] = {"input_size": int(input_size), "hidden_layers": hidden,
                        "num_classes": int(num_classes), "dropout": float(dropout),
                        "batchnorm": bool(batchnorm)}
         self.input_size, self.num_classes = int(input_size), int(num_classes)
