@@ -44,7 +44,7 @@ from mlplab._validation import (
 from mlplab.blas import level1_threads
 from mlplab.init import random_state
 from mlplab.layers import Dropout
-from mlplab.optim import OPTIMIZERS, make_optimizer
+from mlplab.optim import OPTIMIZERS, Optimizer, make_optimizer
 from mlplab.schedules import SCHEDULES, Schedule
 
 if TYPE_CHECKING:
@@ -258,8 +258,8 @@ class Trainer:
         self.iteration = 0
         self.epoch = 0
         self.stop = False
-        self.model = None
-        self.optimizer = None
+        self.model: MLP | None = None  # the latest fit's model and optimiser: None before it
+        self.optimizer: Optimizer | None = None
         self.rng: np.random.RandomState | None = None
         self._best_state: dict[str, np.ndarray] | None = None
         self._resume: dict[str, Any] | None = None
