@@ -477,6 +477,23 @@ def test_fit_float64_and_bad_input(digits):
         raise AssertionError  # with a GPU, training on it must just work
 
 
+def test_fit_validation_data_comes_in_pairs(digits):
+    """As Trainer.fit: X_val without y_val trained a whole epoch and then failed with "y must
+    be a 1-D array ... got shape ()"; y_val without X_val was silently no validation."""
+    X, y = tm.normalize_images(digits[0][:100]), digits[1][:100]
+    Xv, yv = tm.normalize_images(digits[2][:50]), digits[3][:50]
+    m = tm.build_model(64, [8], 10, seed=0)
+    before = [p.detach().clone() for p in m.parameters()]
+    with pytest.raises(ValueError, match="X_val was given without y_val: pass both"):
+        tm.fit(m, X, y, Xv, epochs=1)
+    with pytest.raises(ValueError, match="y_val was given without X_val"):
+        tm.fit(m, X, y, y_val=yv, epochs=1)
+    # refused before any training step
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+    h = tm.fit(m, X, y, Xv, yv, epochs=1)
+    assert h.val_acc[0] == tm.accuracy(m, Xv, yv)
+
+
 def test_shuffled_batches_merge_a_last_batch_of_one_row():
     """With merge_single, a last batch of one row joins the batch before it; the permutation is
     the same as without, so no row is lost or repeated."""

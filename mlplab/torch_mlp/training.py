@@ -148,6 +148,12 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     X, y = check_inputs(model, X, y)
     if not len(X):
         raise ValueError("cannot train on an empty training set (X has 0 rows).")
+    if (X_val is None) != (y_val is None):
+        # X_val alone failed after the first epoch ("y must be a 1-D array ... got shape ()"),
+        # y_val alone was no validation at all, silently
+        given, missing = ("X_val", "y_val") if y_val is None else ("y_val", "X_val")
+        raise ValueError(f"{given} was given without {missing}: pass both to validate, or "
+                         "neither.")
     batchnorm = bool(model.batchnorms)
     if batchnorm:
         check_batchnorm_batches(cfg.batch_size, len(X))
