@@ -574,6 +574,19 @@ def test_depth_study_table_and_plot(digits, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["depth.png"]
 
 
+def test_depth_study_test_data_comes_in_pairs(digits):
+    """X_test without y_test trained every network and then failed in the test evaluation;
+    y_test without X_test was silently no test. Both are refused before any training."""
+    Xtr, ytr, Xv, yv, Xte, yte = digits
+    X, X_val, X_test = (tm.normalize_images(a[:100]) for a in (Xtr, Xv, Xte))
+    trained = []
+    for extra, given in (({"X_test": X_test}, "X_test"), ({"y_test": yte[:100]}, "y_test")):
+        with pytest.raises(ValueError, match=f"{given} was given without"):
+            tm.depth_study(X, ytr[:100], X_val, yv[:100], depths=[2], hidden_size=8, epochs=1,
+                           on_result=trained.append, **extra)
+    assert trained == []
+
+
 def test_depth_figure_colours_the_initialisations_not_as_train_and_validation():
     """Every figure draws train blue and validation orange; the depth figure drew the exercise
     initialisation blue and the default orange, its train and validation told apart by dashes,
