@@ -9,9 +9,17 @@ needed), ``MLPClassifier``, ``Trainer``, ``load_dataset``, ``train_run``, ``load
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplab.models import MLP, TwoLayerNet
+
+if TYPE_CHECKING:  # what a type checker sees of the names _LAZY imports at first access
+    from mlplab.data import load_dataset as load_dataset
+    from mlplab.estimator import MLPClassifier as MLPClassifier
+    from mlplab.io import load_model as load_model
+    from mlplab.io import save_model as save_model
+    from mlplab.runs import train_run as train_run
+    from mlplab.trainer import Trainer as Trainer
 
 __version__ = "0.1.0"
 

@@ -7,9 +7,16 @@
 See docs/report.md for the stages, budgets and the files written.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplab.report.budgets import BUDGETS, Budget, get_budget
+
+if TYPE_CHECKING:  # what a type checker sees of the names __getattr__ imports at first access
+    from mlplab.report.runner import STAGES as STAGES
+    from mlplab.report.runner import ReportResult as ReportResult
+    from mlplab.report.runner import default_out as default_out
+    from mlplab.report.runner import render as render
+    from mlplab.report.runner import reproduce as reproduce
 
 _RUNNER_NAMES = ("STAGES", "ReportResult", "default_out", "render", "reproduce")
 
