@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
 except ImportError:  # pragma: no cover - older scikit-learn
-    def _validate_data(estimator: BaseEstimator, *args, **kwargs
+    def _validate_data(estimator: BaseEstimator, *args: Any, **kwargs: Any
                        ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         return estimator._validate_data(*args, **kwargs)
 

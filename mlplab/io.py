@@ -318,7 +318,7 @@ class LoadedModel:
         self.preprocessing = preprocessing
         self.extra = extra
 
-    def __iter__(self):  # allows ``model, prep, extra = load_model(path)``
+    def __iter__(self) -> Iterator[Any]:  # allows ``model, prep, extra = load_model(path)``
         return iter((self.model, self.preprocessing, self.extra))
 
     def __repr__(self) -> str:

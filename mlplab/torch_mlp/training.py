@@ -8,7 +8,7 @@ meet, so it sits above those modules and they know nothing of it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -112,7 +112,7 @@ class ShuffledBatches(torch.utils.data.Sampler):
         self.n, self.batch_size, self.generator = int(n), int(batch_size), generator
         self.merge_single = bool(merge_single)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[torch.Tensor]:
         batches = list(torch.randperm(self.n, generator=self.generator).split(self.batch_size))
         if self.merge_single and len(batches) > 1 and len(batches[-1]) == 1:
             batches[-2:] = [torch.cat(batches[-2:])]
