@@ -20,6 +20,7 @@ import json
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -259,7 +260,7 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
     return arr if arr.ndim == 3 else arr[:, :, None]
 
 
-def read_image(path: str | os.PathLike, image_shape: tuple[int, int, int]) -> np.ndarray:
+def read_image(path: str | os.PathLike, image_shape: Sequence[int]) -> np.ndarray:
     """One image file decoded exactly as a folder dataset's images are (wide greyscale scaled to
     0..255, alpha dropped, bilinear resize), as ``uint8`` of ``image_shape`` ``(H, W, C)`` with
     C 1 (grey) or 3 (RGB): a trained model's input, e.g. ``load_model(...)[2]["image_shape"]``.
