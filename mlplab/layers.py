@@ -70,7 +70,7 @@ class Layer:
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
 
-    def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
         """A scratch array reused while the batch shape stays the same."""
         buf = self._buffers.get(name)
         if buf is None or buf.shape != shape or buf.dtype != dtype:
