@@ -22,7 +22,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -32,9 +32,6 @@ from matplotlib.ticker import MaxNLocator
 
 from mlplab.io import atomic_path
 from mlplab.metrics import confusion_matrix  # noqa: F401 - mlplab.plots' name for it
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
 
 #: one colour per quantity, shared by every figure
 COLORS = {
@@ -69,8 +66,9 @@ class NotebookFigure(Figure):
         return None  # IPython goes on to its usual image of the figure
 
 
-def subplots(*args: Any, **kwargs: Any) -> tuple[NotebookFigure, Axes | np.ndarray]:
-    """``plt.subplots`` making a :class:`NotebookFigure`."""
+def subplots(*args: Any, **kwargs: Any) -> tuple[NotebookFigure, Any]:
+    """``plt.subplots`` making a :class:`NotebookFigure`. The second item is an ``Axes`` or an
+    array of them, depending on the arguments: ``Any``, as ``plt.subplots`` types it."""
     return plt.subplots(*args, FigureClass=NotebookFigure, **kwargs)
 
 
