@@ -123,6 +123,19 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     warm start or ``partial_fit`` continues. (scikit-learn's own MLPClassifier warns and returns.)
     """
 
+    # the fitted state, set by fit and partial_fit (declared only: unset before the first fit,
+    # which is how scikit-learn tells a fitted estimator)
+    classes_: np.ndarray
+    n_features_in_: int
+    model_: MLP
+    history_: History
+    loss_curve_: list[float]
+    n_iter_: int
+    t_: int
+    validation_scores_: list[float] | None  # None without early stopping
+    best_validation_score_: float | None
+    _continue: dict[str, Any]  # what the next partial_fit continues from
+
     def __init__(self, hidden_sizes: int | Sequence[int] = (100,), activation: str = "relu",
                  init: str = "he", std: float = 1e-4, dropout: float = 0.0,
                  batchnorm: bool = False, optimizer: str = "adam", lr: float = 1e-3,
