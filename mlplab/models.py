@@ -11,7 +11,7 @@ so every weight gradient gets ``+ 2 * reg * W``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -158,7 +158,7 @@ class MLP:
         ``float32`` (default, for training) or ``float64`` (for gradient checks).
     """
 
-    def __init__(self, input_size: int, hidden_sizes: int | Sequence[int],
+    def __init__(self, input_size: int, hidden_sizes: int | Iterable[int],
                  num_classes: int, *, activation: str = "relu", init: str = "he",
                  std: float = 1e-4, dropout: float = 0.0, batchnorm: bool = False,
                  seed: int | None = None, dtype: DTypeLike = np.float32) -> None:
