@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from mlplab._validation import check_y
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> np.ndarray:
     """Counts (K, K): row = true class, column = predicted class; labels are 0..K-1."""
     y_true, y_pred = (_labels(v, num_classes, name) for v, name in
                       ((y_true, "y_true"), (y_pred, "y_pred")))
