@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -368,6 +369,31 @@ def test_a_reader_that_goes_away_is_not_an_error(unbuffered):
     proc.stdout.close()  # long before the command has imported NumPy, let alone printed
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0 and not err, err
+
+
+def _run_with_closed(fd: int, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``mlplab ARGV`` started with file descriptor ``fd`` closed (``>&-`` or ``2>&-``)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    other = {1: "stderr", 2: "stdout"}[fd]
+    return subprocess.run([sys.executable, "-m", "mlplab", *argv], env=env, cwd=cwd,
+                          preexec_fn=lambda: os.close(fd), timeout=120,
+                          **{other: subprocess.PIPE}, text=True)
+
+
+def test_a_closed_stdout_is_not_an_error(tmp_path):
+    """``mlplab check >&-``: the output goes nowhere, as with ``>/dev/null``; it used to end
+    with exit code 1 and "error: 'NoneType' object has no attribute 'flush'"."""
+    res = _run_with_closed(1, ["check"], tmp_path)
+    assert res.returncode == 0 and not res.stderr, res.stderr
+
+
+def test_a_closed_stderr_does_not_stop_training(tmp_path):
+    """``mlplab train ... 2>&-``: the progress bar wrote to a stream Python had made None, and
+    the run stopped before its first epoch (exit code 1, a bare config.json left)."""
+    res = _run_with_closed(2, ["train", "--dataset", "digits", "--epochs", "1", "--no-plots",
+                               "--out", "run"], tmp_path)
+    assert res.returncode == 0 and "run folder: run" in res.stdout, res.stdout
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
 
 
 def test_non_utf8_names_through_the_cli(tmp_path):

@@ -150,7 +150,31 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
     parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
+def _reopen_closed_streams() -> None:
+    """Point a closed standard output or error (``mlplab train >&-``, a service manager's
+    closed descriptors) at the null device, so that the command runs and exits as with
+    ``>/dev/null``. Python makes such a stream ``None``: a print then does nothing, but a
+    progress bar or a flush raised AttributeError (a run never started, or a finished one ended
+    with exit code 1 and "'NoneType' object has no attribute 'flush'"). A closed descriptor is
+    reopened too, so that no file mlplab opens takes its number and with it the output of C
+    libraries and child processes."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:  # closed: give the number to the null device
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 (lives as sys's)
+        else:  # the number is some other file's: leave it alone
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _reopen_closed_streams()
     if "matplotlib" not in sys.modules:
         # the commands only write figures to files: Agg needs no display and starts no GUI
         # toolkit, here or in worker processes (which inherit it). The library itself leaves the
