@@ -20,3 +20,14 @@ def shell_command(parts: Sequence[str]) -> str:
     PowerShell read where they would keep POSIX's single quotes as part of a path. Words
     without spaces or shell characters are left as they are."""
     return subprocess.list2cmdline(parts) if os.name == "nt" else shlex.join(parts)
+
+
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode written out: a path that is not UTF-8 (an old
+    Latin-1 folder name, ``caf\\xe9``) reaches Python as lone surrogates (``caf\\udce9``),
+    which a UTF-8 file or Matplotlib refuses; each such byte becomes ``\\xe9``, as ``ls -b``
+    shows it. Any other text is returned unchanged."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte (not from a file name)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -132,8 +132,11 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    return write_bytes(path, text.encode("utf-8"))
+    """Write UTF-8 ``text`` to ``path`` atomically. A byte of a path that is not UTF-8 (a lone
+    surrogate in ``text``) is written as ``\\xe9`` (:func:`mlplab._text.printable`)."""
+    from mlplab._text import printable
+
+    return write_bytes(path, printable(text).encode("utf-8"))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -30,6 +30,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from mlplab._text import printable
 from mlplab.io import atomic_path
 from mlplab.metrics import confusion_matrix  # noqa: F401 - mlplab.plots' name for it
 
@@ -224,9 +225,11 @@ def _suptitle_height(fig: Figure) -> float:
 def fit_suptitle(fig: Figure, title: str) -> None:
     """``fig.suptitle(title)``, broken into lines that fit the figure's width: grids sized by
     their columns are narrow (three classes, a few units), and a long title (a folder's path)
-    would be cut off at both edges."""
+    would be cut off at both edges. A folder's path that is not UTF-8 shows its odd bytes as
+    ``\\xe9`` (Matplotlib cannot draw the lone surrogates Python reads them as)."""
     import textwrap
 
+    title = printable(title)
     text = fig.suptitle(title)
     # get_window_extent() without a renderer: the figure's own, whatever the backend (only Agg's
     # canvas has get_renderer; a user's SVG or PDF backend has not)

@@ -371,6 +371,36 @@ def test_a_reader_that_goes_away_is_not_an_error(unbuffered):
     assert proc.wait(timeout=120) == 0 and not err, err
 
 
+def test_non_utf8_paths_in_reports_and_figure_titles(tmp_path):
+    """A report folder or a dataset folder whose path is not UTF-8 (b"caf\\xe9"): the report's
+    Markdown and HTML, which quote the command, and the sample figure, titled with the
+    folder's path, failed with "'utf-8' codec can't encode character '\\udce9'" (the report
+    after report.json and its figures were already in place) and "set_text(): incompatible
+    function arguments". The byte is written as \\xe9."""
+    from PIL import Image
+
+    root = os.path.join(os.fsencode(tmp_path), b"caf\xe9")
+    for cls in (b"cat", b"dog"):
+        os.makedirs(os.path.join(root, cls))
+        for i in range(3):
+            Image.new("L", (4, 4), 40 * i).save(os.fsdecode(os.path.join(root, cls,
+                                                                         b"%d.png" % i)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "MLPLAB_DATA": str(tmp_path / "cache")}
+    mlplab = [sys.executable, "-m", "mlplab"]
+    res = subprocess.run([*mlplab, "data", "show", b"folder:" + root, "--val-size", "0",
+                          "--test-size", "0", "--out", str(tmp_path / "show.png")],
+                         env=env, capture_output=True, timeout=120)
+    assert res.returncode == 0 and (tmp_path / "show.png").is_file(), res.stderr
+    out = os.path.join(root, b"report")
+    res = subprocess.run([*mlplab, "reproduce", "--only", "q1", "--out", out], env=env,
+                         capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    for name in (b"report.md", b"report.html"):
+        with open(os.path.join(out, name), encoding="utf-8") as fh:
+            assert "caf\\xe9" in fh.read()
+
+
 def _run_with_closed(fd: int, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """``mlplab ARGV`` started with file descriptor ``fd`` closed (``>&-`` or ``2>&-``)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
