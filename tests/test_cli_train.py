@@ -144,6 +144,26 @@ def test_default_run_folders_are_claimed_and_given_back_on_failure(tmp_path, mon
     assert (tmp_path / "runs" / "runs").is_dir() and not any((tmp_path / "runs" / "runs").iterdir())
 
 
+def test_a_default_run_folder_that_cannot_be_made_is_one_line(tmp_path):
+    """``runs`` in the current folder as a link whose target is gone (a scratch disk not
+    mounted) made ``mlplab train`` without --out loop for ever trying runs/<stamp>-2, -3, ...
+    (mkdir says "File exists"); a file named ``runs`` was "[Errno 20] Not a directory: ..."."""
+    from mlplab.runs import default_run_dir
+
+    (tmp_path / "runs").symlink_to(tmp_path / "gone")
+    res = subprocess.run([sys.executable, "-m", "mlplab", "train", *TINY], env=ENV, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.startswith("mlplab train: error: cannot create the run folder runs/")
+    assert f"runs is a link to {tmp_path / 'gone'}, which does not exist; give --out" \
+        in res.stderr and len(res.stderr.splitlines()) == 1
+    assert not (tmp_path / "gone").exists()
+    (tmp_path / "runs").unlink()
+    (tmp_path / "runs").write_text("")
+    with pytest.raises(ValueError, match="runs is a file, not a folder; give out a folder"):
+        default_run_dir(tmp_path / "runs", claim=True)
+
+
 def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monkeypatch, capsys):
     ds = load_dataset("digits")
     for i, (image, label) in enumerate(zip(ds.X_train[:60], ds.y_train[:60])):

@@ -102,9 +102,24 @@ def default_run_dir(root: str | os.PathLike = "runs", claim: bool = False,
             try:
                 path.mkdir(parents=True)
                 return path
-            except FileExistsError:
-                pass
+            except OSError as exc:
+                if not (isinstance(exc, FileExistsError) and os.path.lexists(path)):
+                    # not a name another run took: trying the next would fail alike, forever
+                    # (a `runs` link whose target is gone made mkdir say "File exists")
+                    raise ValueError(f"cannot create the run folder {path}: "
+                                     f"{_why_no_folder(Path(root), exc)}; give "
+                                     f"{setting('--out', 'out')} a folder you can write to."
+                                     ) from exc
         n += 1
+
+
+def _why_no_folder(root: Path, exc: OSError) -> str:
+    """Why a folder under ``root`` could not be made, in words."""
+    if root.is_symlink() and not root.exists():
+        return f"{root} is a link to {os.readlink(root)}, which does not exist"
+    if root.exists() and not root.is_dir():
+        return f"{root} is a file, not a folder"
+    return exc.strerror or str(exc)
 
 
 def write_history(path: Path, history: History, per_epoch: int) -> None:
