@@ -237,3 +237,24 @@ def test_help_explains(capsys):
             main(cmd)
         assert e.value.code == 0
     assert "--mirror" in capsys.readouterr().out
+
+
+def test_show_into_a_folder_it_cannot_write_names_out(tmp_path, capsys, monkeypatch):
+    """A read-only folder was "[Errno 13] Permission denied: '/.../.grid.png.xfapf4ws.part'"
+    (the temporary file, and nothing to do); a file on the way was "[Errno 17] File exists"."""
+    import mlplab.data.base
+
+    (tmp_path / "file").write_bytes(b"")
+    assert main(["data", "show", "digits", "--out", str(tmp_path / "file" / "grid.png")]) == 2
+    assert f"{tmp_path / 'file'} is a file, not a folder; choose another --out." in \
+        capsys.readouterr().err
+
+    def read_only(*args, dir=None, **kwargs):  # what a folder one cannot write to answers
+        raise PermissionError(13, "Permission denied", f"{dir}/.grid.png.xfapf4ws.part")
+
+    monkeypatch.setattr(mlplab.data.base.tempfile, "mkstemp", read_only)  # (tempfile's own)
+    out = tmp_path / "grid.png"
+    assert main(["data", "show", "digits", "--out", str(out), "--per-class", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"mlplab data show: error: cannot write {out}: Permission denied; choose " \
+                  "another --out.\n"

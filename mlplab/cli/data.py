@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlplab.cli import UsageError, flag, seed_arg, usage_errors
+from mlplab.cli import CLIError, UsageError, flag, seed_arg, usage_errors
 from mlplab.cli._types import positive_int
 from mlplab.data.base import SPLITS, Dataset
 from mlplab.data.datasets import DATASET_NAMES
@@ -237,6 +237,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     from mlplab.data.preview import sample_grid
+    from mlplab.io import DiskFullError, is_disk_full
 
     if args.per_class < 1:
         raise UsageError(f"--per-class must be at least 1; got {args.per_class}.")
@@ -251,6 +252,9 @@ def run_show(args: argparse.Namespace) -> int:
                          f"{out / 'samples.png'}.")
     if out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise UsageError(f"--out {out}: write a .png, .pdf or .svg file.")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UsageError(f"--out {out}: {blocker} is a file, not a folder; choose another --out.")
     ds = load_dataset_from_args(args)
     # no more rows than the largest class of the split has images
     per_class = int(min(args.per_class, max(np.bincount(ds.split(args.split)[1], minlength=1))))
@@ -264,8 +268,15 @@ def run_show(args: argparse.Namespace) -> int:
         steps = [cfg.preprocessing, *cfg.augment]
         what = f", as the network sees them: {' + '.join(steps)}"
         title = f"{ds.name}: {args.split} images, {' + '.join(steps)}"
-    path = sample_grid(ds, out, per_class=per_class, split=args.split, seed=args.seed,
-                       transform=view, title=title)
+    try:
+        path = sample_grid(ds, out, per_class=per_class, split=args.split, seed=args.seed,
+                           transform=view, title=title)
+    except OSError as exc:
+        if isinstance(exc, DiskFullError) or is_disk_full(exc):
+            raise  # its own line, which says to free space
+        # a read-only folder: say so of --out, not of the temporary file written first
+        raise CLIError(f"cannot write {out}: {exc.strerror or exc}; choose another --out."
+                       ) from exc
     print(f"wrote {path} ({per_class} {args.split} images per class, {ds.num_classes} "
           f"classes{what})")
     return 0
