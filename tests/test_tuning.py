@@ -600,6 +600,33 @@ def test_cli_tune_digits(tmp_path, capsys):
     assert best["preprocessing"] == "scale"
 
 
+def test_cli_ctrl_c_says_how_to_continue(tmp_path, capsys, monkeypatch):
+    """Ctrl-C or SIGTERM in ``mlplab tune`` printed only Optuna's "Trial 1 failed ... because of
+    the following error: KeyboardInterrupt()" and "mlplab: interrupted"; mlplab train says how
+    to continue, and so does tune now (the same command continues the study)."""
+    import mlplab.tuning as tmod
+
+    real = tmod.Objective.__call__
+
+    def interrupted_second(self, trial):
+        if trial.number == 1:
+            raise KeyboardInterrupt
+        return real(self, trial)
+
+    monkeypatch.setattr(tmod.Objective, "__call__", interrupted_second)
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: [8, 16]\nepochs: 1\nbatch_size: 64\n")
+    argv = ["tune", "--trials", "2", "--search-space", str(space), "--out", str(tmp_path / "o"),
+            "--no-progress"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; the finished trials are kept in the study: run the same command " \
+           "again to continue it up to --trials\nmlplab: interrupted\n" in err
+    monkeypatch.setattr(tmod.Objective, "__call__", real)
+    assert main(argv) == 0
+    assert "2 complete, 0 pruned, 1 failed" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, message", [
     (["--search-space", "missing.yaml"], "missing.yaml does not exist"),
     (["--search-only", "--eval-test"], "--eval-test needs the best model"),

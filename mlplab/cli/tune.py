@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING
 
 from mlplab.cli import seed_arg
@@ -116,11 +117,17 @@ def run_tune(args: argparse.Namespace) -> int:
 
     if args.search_only and args.eval_test:
         raise ValueError("--eval-test needs the best model, which --search-only does not train.")
-    result = tune(data_source(args), trials=args.trials, timeout=args.timeout,
-                  search_space=args.search_space, study_name=args.study, storage=args.storage,
-                  workers=args.workers, sampler=args.sampler, prune=args.prune, out=args.out,
-                  seed=args.seed, eval_test=args.eval_test, heartbeat=args.heartbeat,
-                  grace=args.grace, search_only=args.search_only, progress=args.progress)
+    try:
+        result = tune(data_source(args), trials=args.trials, timeout=args.timeout,
+                      search_space=args.search_space, study_name=args.study,
+                      storage=args.storage, workers=args.workers, sampler=args.sampler,
+                      prune=args.prune, out=args.out, seed=args.seed, eval_test=args.eval_test,
+                      heartbeat=args.heartbeat, grace=args.grace,
+                      search_only=args.search_only, progress=args.progress)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the study keeps every finished trial
+        print("interrupted; the finished trials are kept in the study: run the same command "
+              "again to continue it up to --trials", file=sys.stderr)
+        raise
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
