@@ -373,6 +373,43 @@ def test_a_ctrl_c_that_python_dropped_still_ends_the_command_with_130(monkeypatc
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after
 
 
+_DROPPED = """
+import signal, sys, weakref
+import mlplab.cli.check as check
+from mlplab import interrupts
+from mlplab.cli import main
+
+class Thing:
+    pass
+
+def dropped(args):
+    thing = Thing()
+    ref = weakref.ref(thing, lambda r: interrupts.handler(signal.SIGINT, None))
+    del thing  # the callback raises KeyboardInterrupt, which Python drops
+    other = Thing()
+    ref2 = weakref.ref(other, lambda r: 1 / 0)  # an error of another kind: still reported
+    del other
+    return 0
+
+check.run_check = dropped
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_ctrl_c_dropped_in_a_callback_prints_no_traceback(debug):
+    """A SIGTERM to ``mlplab tune`` that landed in one of SQLAlchemy's weakref callbacks printed
+    Python's "Exception ignored in: <bound method _MultipleClassMarker._remove_item ...>" and a
+    traceback before "mlplab: interrupted"; the interrupt is remembered, so that report is
+    noise. Other unraisable errors are still reported, and --debug shows Python's report. (In a
+    process of its own: pytest puts its own hook in place of Python's.)"""
+    res = subprocess.run([sys.executable, "-c", _DROPPED, *["--debug"] * debug, "check"],
+                         env=ENV, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 130, res.stderr
+    assert res.stderr.endswith("mlplab: interrupted\n") and "ZeroDivisionError" in res.stderr
+    assert ("KeyboardInterrupt" in res.stderr) == debug, res.stderr
+
+
 def test_sqrt_standardize_run_saves_its_power_step(tmp_path, capsys):
     """The saved pipeline rebuilds the square root: evaluate sees what training saw."""
     out = tmp_path / "sqrt"

@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code: int | None = None
     try:
         with interrupts.installed(), _one_line_warnings(args), _lenient_output(), \
-                command_line():
+                _no_dropped_interrupt_report(args), command_line():
             code = _run(args, interrupts)
             interrupts.closing()  # from here a Ctrl-C is remembered, not raised
             if interrupts.requested() and code != 130:  # one that came as the command ended
@@ -241,6 +241,29 @@ def _lenient_output() -> Iterator[None]:
         for stream in changed:
             with contextlib.suppress(ValueError, OSError):
                 stream.reconfigure(errors="strict")
+
+
+@contextlib.contextmanager
+def _no_dropped_interrupt_report(args: argparse.Namespace) -> Iterator[None]:
+    """No "Exception ignored in: <bound method ...>" and a traceback for a Ctrl-C or SIGTERM that
+    landed in a weakref callback or a ``__del__`` (SQLAlchemy's, under Optuna), where Python
+    drops the ``KeyboardInterrupt`` and prints it as an unraisable exception: the interrupt is
+    remembered all the same (:mod:`mlplab.interrupts`) and the command ends with "mlplab:
+    interrupted" and exit code 130. With --debug Python's report is shown."""
+    if args.debug:
+        yield
+        return
+    saved = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            saved(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = saved
 
 
 @contextlib.contextmanager
