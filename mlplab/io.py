@@ -60,10 +60,14 @@ _UMASK = _read_umask()
 
 # --------------------------------------------------------------------------- atomic writes
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None,
+                exclusive: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; when the block ends without error the file is
     fsync-ed and renamed onto ``path``, otherwise removed. For writers that want a file name
-    (``savefig``, ``np.savez``)."""
+    (``savefig``, ``np.savez``). With ``exclusive`` the file is put in place only if ``path``
+    does not exist, else ``FileExistsError``, also against another process doing the same at
+    the same moment (it is hard-linked into place, which fails if the name exists; on a file
+    system without hard links, checked and renamed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
@@ -75,7 +79,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
-        os.replace(tmp_path, path)
+        if exclusive:
+            _link_new(tmp_path, path)
+        else:
+            os.replace(tmp_path, path)
         _fsync_dir(path.parent)
     except OSError as exc:
         if is_disk_full(exc):
@@ -84,6 +91,20 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Give the complete file ``tmp`` the name ``path`` if no file has it (FileExistsError)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:  # no hard links here (EPERM, ENOTSUP, ...): not atomic, but checked
+        if is_disk_full(exc):
+            raise
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(tmp, path)
 
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -124,24 +145,26 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
+def write_bytes(path: str | os.PathLike, data: bytes, exclusive: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (with ``exclusive``, only as a new file: see
+    :func:`atomic_path`)."""
+    with atomic_path(path, exclusive=exclusive) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
+def write_text(path: str | os.PathLike, text: str, exclusive: bool = False) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically. A byte of a path that is not UTF-8 (a lone
     surrogate in ``text``) is written as ``\\xe9`` (:func:`mlplab._text.printable`)."""
     from mlplab._text import printable
 
-    return write_bytes(path, printable(text).encode("utf-8"))
+    return write_bytes(path, printable(text).encode("utf-8"), exclusive)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically (NumPy scalars and arrays are converted)."""
-    return write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+def write_json(path: str | os.PathLike, obj: Any, exclusive: bool = False) -> Path:
+    """Write ``obj`` as indented JSON atomically (NumPy scalars and arrays are converted);
+    with ``exclusive`` only as a new file (:func:`atomic_path`)."""
+    return write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n", exclusive)
 
 
 def read_json(path: str | os.PathLike) -> Any:

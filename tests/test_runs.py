@@ -61,6 +61,44 @@ def test_failed_write_keeps_the_old_file(tmp_path):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 
 
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_an_exclusive_write_never_replaces_a_file(tmp_path, monkeypatch, hard_links):
+    if not hard_links:  # a file system without them: checked, then renamed
+        def no_link(src, dst):
+            raise PermissionError(1, "Operation not permitted")
+        monkeypatch.setattr(io.os, "link", no_link)
+    target = tmp_path / "config.json"
+    io.write_json(target, {"first": 1}, exclusive=True)
+    with pytest.raises(FileExistsError):
+        io.write_json(target, {"second": 2}, exclusive=True)
+    assert json.loads(target.read_text()) == {"first": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]  # no temporary file left
+    assert target.stat().st_mode & 0o777 == 0o666 & ~io._UMASK
+
+
+def test_two_runs_started_at_once_with_the_same_out(tmp_path, digits, monkeypatch):
+    """Two ``mlplab train --out X`` started together both found X free, and both trained into
+    it (exit 0 twice): config.json from one run, model.npz and metrics.json from the other.
+    config.json is now created only if absent; the run that comes second stops at once."""
+    import mlplab.runs.training as training
+
+    out = tmp_path / "same"
+    other = build_config(**{**FAST, "hidden": [16]}).to_dict()
+    real = training._fresh
+
+    def meanwhile(*args, **kwargs):  # the other process writes its config.json now
+        io.write_json(out / "config.json", other)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_fresh", meanwhile)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{out} already holds a run, which another process has just started; choose "
+            "another out.")):
+        train_run(FAST, out=out, data=digits)
+    assert json.loads((out / "config.json").read_text()) == other
+    assert [p.name for p in out.iterdir()] == ["config.json"]
+
+
 def test_csv_and_npz_writers(tmp_path):
     io.write_csv(tmp_path / "h.csv", ["a", "b"], [[1, 2.5], [3, ""]])
     assert list(csv.reader(open(tmp_path / "h.csv"))) == [["a", "b"], ["1", "2.5"], ["3", ""]]

@@ -169,7 +169,11 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     if owned:
         ds = _without_raw_train(ds)
     if out_dir is not None:
-        io.write_json(out_dir / CONFIG_FILE, cfg.to_dict())
+        try:  # new_run_dir looked a moment ago; another process may have started a run since
+            io.write_json(out_dir / CONFIG_FILE, cfg.to_dict(), exclusive=True)
+        except FileExistsError:
+            raise ValueError(f"{out_dir} already holds a run, which another process has just "
+                             f"started; choose another {setting('--out', 'out')}.") from None
     try:
         return _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir, callbacks,
                                progress, verbose, plots)
