@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -258,3 +259,24 @@ def test_show_into_a_folder_it_cannot_write_names_out(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err
     assert err == f"mlplab data show: error: cannot write {out}: Permission denied; choose " \
                   "another --out.\n"
+
+
+def test_an_image_cache_that_cannot_be_written_says_what_to_do(tmp_path, monkeypatch):
+    """The warning said only "could not write the image cache ...: [Errno 20] Not a directory:
+    ..." on every command, with nothing to do about it."""
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("L", (4, 4), 50 * i).save(tmp_path / "imgs" / cls / f"{i}.png")
+    (tmp_path / "file").write_bytes(b"")
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "file"))
+    argv = ["data", "info", f"folder:{tmp_path / 'imgs'}", "--val-size", "0", "--test-size", "0"]
+    with pytest.warns(UserWarning) as caught:
+        assert main(argv) == 0
+    message = str(caught[0].message)
+    assert message.startswith("could not write the image cache ")
+    assert message.endswith(" (Not a directory); the images are decoded again next time: set "
+                            "MLPLAB_DATA to a folder you can write to, or pass --no-cache.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main([*argv, "--no-cache"]) == 0

@@ -412,7 +412,13 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
             with atomic_path(cache_file) as tmp, open(tmp, "wb") as f:
                 savez(f, {"X": X, "y": y})
         except OSError as exc:
-            warnings.warn(f"could not write the image cache {cache_file}: {exc}", stacklevel=2)
+            from mlplab._validation import setting
+
+            why = exc.strerror or (os.strerror(exc.errno) if exc.errno else exc)
+            warnings.warn(f"could not write the image cache {cache_file} ({why}); the images "
+                          "are decoded again next time: set MLPLAB_DATA to a folder you can "
+                          f"write to, or pass {setting('--no-cache', 'cache=False')}.",
+                          stacklevel=2)
     return X, y, classes
 
 
