@@ -164,6 +164,21 @@ def test_a_default_run_folder_that_cannot_be_made_is_one_line(tmp_path):
         default_run_dir(tmp_path / "runs", claim=True)
 
 
+def test_a_tilde_the_shell_left_is_the_home_folder(tmp_path, monkeypatch, capsys):
+    """``--out=~/runs/a`` (the shell expands no ``~`` after ``=``) wrote the run into a folder
+    literally named ``~`` in the current one, and printed "run folder: ~/runs/a"; the data
+    paths already expanded it."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert main(["train", *TINY, "--out=~/runs/a"]) == 0
+    assert f"run folder: {tmp_path / 'home' / 'runs' / 'a'}\n" in capsys.readouterr().out
+    assert (tmp_path / "home" / "runs" / "a" / "metrics.json").is_file()
+    assert list((tmp_path / "cwd").iterdir()) == []
+    assert main(["evaluate", "~/runs/a", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dataset"] == "digits"
+
+
 def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monkeypatch, capsys):
     ds = load_dataset("digits")
     for i, (image, label) in enumerate(zip(ds.X_train[:60], ds.y_train[:60])):

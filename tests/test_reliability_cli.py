@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from mlplab.cli import build_parser, main
+from mlplab.cli._types import user_path_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -149,7 +150,7 @@ def _bad_invocations():
             flag = a.option_strings[-1]
             if a.choices:
                 yield [*base, flag, "no-such-choice"], f"{flag} choice"
-            elif a.type not in (None, str):
+            elif a.type not in (None, str, user_path_arg):  # (a path: any text will do)
                 yield [*base, flag, "not-a-number!"], f"{flag} type"
             if a.nargs is None:
                 yield [*base, flag], f"{flag} without its value"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def _int_at_least(text: str, minimum: int, expected: str) -> int:
@@ -68,3 +69,11 @@ def hidden_sizes(text: str) -> list[int]:
         return parse_sizes(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def user_path_arg(text: str) -> str:
+    """A path the command writes or reads (``--out``, ``--resume``, a run folder), with a
+    leading ``~`` or ``~user`` expanded as for the data paths. The shell leaves it in
+    ``--out=~/runs/x`` (and in a path quoted or read from a script), and the run went to a
+    folder literally named ``~`` in the current one; ``~`` of an unknown user stays as given."""
+    return os.path.expanduser(text)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mlplab.cli import CLIError, UsageError, flag, seed_arg, usage_errors
-from mlplab.cli._types import positive_int
+from mlplab.cli._types import positive_int, user_path_arg
 from mlplab.data.base import SPLITS, Dataset
 from mlplab.data.datasets import DATASET_NAMES
 
@@ -180,7 +180,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "--split says otherwise), one column per class titled "
                                        "with its name.")
     add_dataset_arguments(show, positional=True)
-    show.add_argument("--out", required=True, metavar="FILE",
+    show.add_argument("--out", required=True, metavar="FILE", type=user_path_arg,
                       help="image file to write (.png, .pdf or .svg)")
     show.add_argument("--per-class", type=int, default=7,
                       help="images per class (default: %(default)s)")

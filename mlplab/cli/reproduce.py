@@ -8,7 +8,7 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     from mlplab.cli import seed_arg
-    from mlplab.cli._types import positive_int
+    from mlplab.cli._types import positive_int, user_path_arg
     from mlplab.cli.data import add_dataset_arguments
     from mlplab.report.budgets import BUDGETS
 
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", choices=list(BUDGETS), default="quick",
                    help="how much work: tuning trials, their data and length "
                         "(default: %(default)s)")
-    p.add_argument("--out", metavar="DIR", default=None,
+    p.add_argument("--out", metavar="DIR", default=None, type=user_path_arg,
                    help="report folder (default: runs/report-<dataset>-<budget>)")
     p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of every stage: splits, weights, minibatches, tuning, PyTorch "

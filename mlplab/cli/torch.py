@@ -17,7 +17,7 @@ from typing import Any
 
 from mlplab._text import counted
 from mlplab.cli import json_stdout, seed_arg, usage_errors
-from mlplab.cli._types import int_list, positive_int
+from mlplab.cli._types import int_list, positive_int, user_path_arg
 from mlplab.cli.data import add_dataset_arguments
 
 
@@ -121,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "hidden layer (default: 50)")
     _add_common(tr)
     o = tr.add_argument_group("output")
-    o.add_argument("--out", metavar="DIR", default=None,
+    o.add_argument("--out", metavar="DIR", default=None, type=user_path_arg,
                    help="run folder to create (default: runs/torch-<timestamp>)")
     o.add_argument("--eval-test", action="store_true",
                    help="also measure the test split (do it once, for the final model)")
@@ -144,7 +144,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="units in every hidden layer (default: %(default)s, the exercise's)")
     _add_common(dp, both=True)
     o = dp.add_argument_group("output")
-    o.add_argument("--out", metavar="DIR", default=None,
+    o.add_argument("--out", metavar="DIR", default=None, type=user_path_arg,
                    help="folder for the table and plot (default: runs/torch-depth-<timestamp>)")
     o.add_argument("--json", action="store_true", help="print the results as JSON")
     dp.set_defaults(func=run_depth)

@@ -21,7 +21,7 @@ from mlplab.cli import (
     seed_arg,
     usage_errors,
 )
-from mlplab.cli._types import hidden_sizes, non_negative_int, positive_int
+from mlplab.cli._types import hidden_sizes, non_negative_int, positive_int, user_path_arg
 from mlplab.cli.data import (
     add_augment_arguments,
     add_dataset_arguments,
@@ -64,10 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                  "  mlplab train --resume runs/ex")
     p.add_argument("--preset", choices=sorted(presets), default=None,
                    help="start from a named recipe; other flags override its fields")
-    p.add_argument("--resume", metavar="RUN", default=None,
+    p.add_argument("--resume", metavar="RUN", default=None, type=user_path_arg,
                    help="continue the run in folder RUN from its last checkpoint (no other "
                         "training options allowed; --data-dir DIR if its data moved there)")
-    p.add_argument("--out", metavar="DIR", default=None,
+    p.add_argument("--out", metavar="DIR", default=None, type=user_path_arg,
                    help="run folder to create (default: runs/<timestamp>)")
     # default None: --resume can tell a given --dataset from the default
     add_dataset_arguments(p, default=None, val_size_note="; the Fashion-MNIST accuracy presets: "
@@ -160,7 +160,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Load RUN/model.npz and the run's dataset (as configured when it was "
                     "trained) and print the accuracy, per-class accuracy and confusion matrix "
                     "on one split.")
-    e.add_argument("run", metavar="RUN", help="a run folder written by mlplab train")
+    e.add_argument("run", metavar="RUN", type=user_path_arg,
+                   help="a run folder written by mlplab train")
     e.add_argument("--split", choices=["val", "test", "train"], default="val",
                    help="split to evaluate (default: %(default)s)")
     e.add_argument("--data-dir", metavar="DIR", default=None,
@@ -175,7 +176,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "image size as folder datasets are, preprocessed as in training) and print "
                     "the most probable classes. A folder stands for the image files directly "
                     "inside it.")
-    r.add_argument("run", metavar="RUN", help="a run folder written by mlplab train")
+    r.add_argument("run", metavar="RUN", type=user_path_arg,
+                   help="a run folder written by mlplab train")
     r.add_argument("images", metavar="IMAGE", nargs="+",
                    help="image files (PNG, JPEG, ...) or folders of them")
     r.add_argument("--top", type=int, default=3, help="classes to show (default: %(default)s)")

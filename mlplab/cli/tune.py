@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from mlplab.cli import seed_arg
-from mlplab.cli._types import non_negative_int, positive_int, positive_seconds
+from mlplab.cli._types import non_negative_int, positive_int, positive_seconds, user_path_arg
 from mlplab.cli.data import add_dataset_arguments
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only run trials (a worker among many): no table, plots or retraining")
 
     o = p.add_argument_group("output")
-    o.add_argument("--out", metavar="DIR", default=None,
+    o.add_argument("--out", metavar="DIR", default=None, type=user_path_arg,
                    help="output folder (default: runs/<study name>)")
     o.add_argument("--eval-test", action="store_true",
                    help="evaluate the retrained best model on the test split, once")
