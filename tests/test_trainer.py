@@ -396,14 +396,7 @@ def test_resume_from_an_epoch_boundary_with_momentum(data):
     full = MLP(6, [8], 3, seed=0)
     Trainer(cfg).fit(full, X, y, Xv, yv)
 
-    snap = {}
-
-    class Save(Callback):
-        def on_epoch_end(self, trainer, epoch, logs):
-            if epoch == 2:
-                snap["state"], snap["model"] = trainer.state_dict(), trainer.model.state_dict()
-
-    Trainer(cfg, callbacks=[Save()]).fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
+    snap = _snapshot_at_epoch_2(cfg, [8], data)
     again, _ = _resume_from(snap, cfg, [8], data)
     for k, v in full.state_dict().items():
         np.testing.assert_array_equal(again.state_dict()[k], v)
@@ -419,14 +412,7 @@ def test_a_state_kept_in_memory_resumes_more_than_once(data):
     full = MLP(6, [8], 3, seed=0)
     h_full = Trainer(cfg).fit(full, X, y, Xv, yv)
 
-    snap = {}
-
-    class Save(Callback):
-        def on_epoch_end(self, trainer, epoch, logs):
-            if epoch == 2:
-                snap["state"], snap["model"] = trainer.state_dict(), trainer.model.state_dict()
-
-    Trainer(cfg, callbacks=[Save()]).fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
+    snap = _snapshot_at_epoch_2(cfg, [8], data)
     losses = list(snap["state"]["history"]["loss"])
     for _ in range(2):
         again, history = _resume_from(snap, cfg, [8], data)
@@ -434,6 +420,20 @@ def test_a_state_kept_in_memory_resumes_more_than_once(data):
         for k, v in full.state_dict().items():
             np.testing.assert_array_equal(again.state_dict()[k], v)
     assert snap["state"]["history"]["loss"] == losses
+
+
+def _snapshot_at_epoch_2(cfg, hidden, data):
+    """The trainer's and the model's state at the end of epoch 2 of a run of ``cfg``."""
+    X, y, Xv, yv = data
+    snap = {}
+
+    class Save(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                snap["state"], snap["model"] = trainer.state_dict(), trainer.model.state_dict()
+
+    Trainer(cfg, callbacks=[Save()]).fit(MLP(6, hidden, 3, seed=0), X, y, Xv, yv)
+    return snap
 
 
 def _resume_from(snap, cfg, hidden, data):
