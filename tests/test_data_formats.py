@@ -982,6 +982,56 @@ def test_folder_wide_images_out_of_range_are_refused(tmp_path, arr, message):
     assert "\n" not in str(err.value) and "save it as an 8- or 16-bit image" in str(err.value)
 
 
+#: EXIF orientation -> what undoes it: a file stored with this transpose of the upright image
+#: and tagged with the orientation shows upright in a viewer (EXIF 2.3, tag 0x0112)
+_STORED_AS = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+              6: "ROTATE_90", 7: "TRANSVERSE", 8: "ROTATE_270"}
+
+
+def _save_oriented(path: Path, upright: np.ndarray, orientation: int, **kw) -> None:
+    im = Image.fromarray(upright)
+    if orientation != 1:
+        im = im.transpose(getattr(Image.Transpose, _STORED_AS[orientation]))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, exif=exif.tobytes(), **kw)
+
+
+def test_folder_images_are_turned_upright_as_their_exif_orientation_says(tmp_path):
+    """A phone photo taken upright is stored sideways with an EXIF tag saying to turn it; every
+    viewer shows it turned, and so must the network's input be (training, predict and data
+    show alike). Before, mlplab decoded the stored pixels: such photos trained sideways, and a
+    folder of portrait photos and portrait screenshots was refused as of mixed sizes."""
+    from mlplab.data.folder import read_image
+
+    upright = np.random.RandomState(0).randint(0, 256, (4, 6, 3)).astype(np.uint8)
+    root = tmp_path / "pics"
+    for o in range(1, 9):  # lossless PNGs with an eXIf chunk: every orientation
+        _save_oriented(root / "a" / f"{o}.png", upright, o)
+    with Image.open(root / "a" / "6.png") as im:
+        assert im.size == (4, 6)  # stored 6 rows x 4 columns: sideways
+    X, _, _ = read_image_folder(root, cache=False)
+    assert X.shape == (8, 4, 6, 3)
+    for o, x in zip(range(1, 9), X):
+        np.testing.assert_array_equal(x, upright, err_msg=f"orientation {o}")
+        np.testing.assert_array_equal(read_image(root / "a" / f"{o}.png", (4, 6, 3)), upright)
+
+    # a JPEG turned by the tag (6: the top-left stored pixel shows at the top right) is the size
+    # of an upright image, including for the header-only size check of a folder's last file
+    half = np.zeros((40, 60, 3), np.uint8)
+    half[:, 30:] = 255  # upright: black on the left, white on the right
+    _save_oriented(root / "b" / "photo.jpg", half, 6, quality=95)
+    X, _, _ = read_image_folder(root, (40, 60), cache=False)
+    got = read_image(root / "b" / "photo.jpg", (40, 60, 3))
+    for x in (X[-1], got):
+        assert x[:, :25].max() < 30 and x[:, 35:].min() > 225
+    (root / "a").rename(tmp_path / "other")
+    _save(root / "a" / "upright.png", np.full((40, 60), 9, np.uint8))
+    X, _, _ = read_image_folder(root, cache=False)  # no image_size: both are 40x60
+    assert X.shape == (2, 40, 60, 3)
+
+
 def _tar_header(name: bytes, size: int | bytes, kind: bytes = b"0") -> bytes:
     """One ustar header block, with a valid checksum (``size`` may be a raw 12-byte field)."""
     field = size if isinstance(size, bytes) else b"%011o\0" % size

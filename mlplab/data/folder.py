@@ -10,6 +10,9 @@ Colour: a folder whose images are all greyscale gives one channel, any colour im
 image RGB. Wider greyscale images are scaled to 0..255, not clipped: 16-bit (Pillow's ``I;16*``
 modes) and 32-bit integer (``I``, which older Pillows give for 16-bit PNGs) as 0..65535, floating
 point (``F``) as 0..1; values outside those ranges are refused rather than guessed at.
+
+Orientation: a photo whose EXIF says how to turn it (phones, cameras) is turned upright, as every
+image viewer shows it.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ if TYPE_CHECKING:
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
 #: bump when the cached layout or decoding changes, so old caches are ignored (2: the colour
-#: mode depends on every image, not the first; 16-bit images are scaled, not clipped)
-CACHE_VERSION = 3
+#: mode depends on every image, not the first; 16-bit images are scaled, not clipped; 4: the
+#: EXIF orientation is applied)
+CACHE_VERSION = 4
 #: Pillow modes of one-channel images; any other mode is colour (or colour with alpha)
 GREY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
@@ -237,19 +241,50 @@ def _grey_palette(im: Image.Image) -> bool:
     return bool((rows == rows[:, :1]).all())
 
 
+#: EXIF orientation (tag 0x0112) -> Pillow's transpose that shows the image upright: 2 mirrored,
+#: 3 upside down, 4 upside down and mirrored, 5-8 turned a quarter (6 and 8: phones held upright)
+_ORIENTATION = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+                6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation of ``im`` (1, upright as stored, when it has none). Cameras and
+    phones store a photo as the sensor read it and record here how to turn it; every viewer
+    shows it turned, so the network must see it turned too. Damaged EXIF counts as none: the
+    pixels are still fine."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:
+        return 1
+    return value if value in _ORIENTATION else 1
+
+
+def _upright(im: Image.Image, orientation: int) -> Image.Image:
+    """``im`` turned as its EXIF ``orientation`` says (Pillow's ``ImageOps.exif_transpose``,
+    without its copy of every image that has no orientation to apply)."""
+    if orientation == 1:
+        return im
+    from PIL import Image
+
+    return im.transpose(getattr(getattr(Image, "Transpose", Image), _ORIENTATION[orientation]))
+
+
 def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
                 grey_only: bool = False, advice: str = "replace or remove the file"
                 ) -> np.ndarray:
-    """One image as ``uint8 (H, W, C)`` in ``mode`` (``"L"`` or ``"RGB"``), resized to ``size``.
-    With ``grey_only`` a colour image raises ``_ColourImage`` instead of being made grey.
-    ``advice``: what an unreadable file's error tells the user to do."""
+    """One image as ``uint8 (H, W, C)`` in ``mode`` (``"L"`` or ``"RGB"``), turned upright as its
+    EXIF orientation says and resized to ``size``. With ``grey_only`` a colour image raises
+    ``_ColourImage`` instead of being made grey. ``advice``: what an unreadable file's error tells
+    the user to do."""
     try:
         with open_image(path) as im:
             if grey_only and im.mode not in GREY_MODES and not _grey_palette(im):
                 raise _ColourImage(path)
+            orientation = _orientation(im)
             im = _to_8bit(im, path)
             if im.mode != mode:
                 im = im.convert(mode)
+            im = _upright(im, orientation)
             if size is not None and im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), pil_bilinear())
             arr = np.asarray(im, dtype=np.uint8)
@@ -262,8 +297,9 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
 
 def read_image(path: str | os.PathLike, image_shape: Sequence[int]) -> np.ndarray:
     """One image file decoded exactly as a folder dataset's images are (wide greyscale scaled to
-    0..255, alpha dropped, bilinear resize), as ``uint8`` of ``image_shape`` ``(H, W, C)`` with
-    C 1 (grey) or 3 (RGB): a trained model's input, e.g. ``load_model(...)[2]["image_shape"]``.
+    0..255, alpha dropped, turned upright as its EXIF orientation says, bilinear resize), as
+    ``uint8`` of ``image_shape`` ``(H, W, C)`` with C 1 (grey) or 3 (RGB): a trained model's
+    input, e.g. ``load_model(...)[2]["image_shape"]``.
     A file that cannot be read is a :class:`DatasetError` naming it."""
     shape = tuple(int(n) for n in image_shape)
     # an (H, W) shape failed to unpack, a zero side was blamed on the file
@@ -302,8 +338,8 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
     if size is None:  # an odd first image must not size the whole array (101 GiB for a photo)
         for other in sorted({paths[len(paths) // 2], paths[-1]} - {paths[start]}):
             try:
-                with open_image(other) as im:  # the header only
-                    wh = im.size
+                with open_image(other) as im:  # the header only (and a PNG's EXIF)
+                    wh = im.size[::-1] if _orientation(im) in (5, 6, 7, 8) else im.size
             except Exception:  # unreadable: the decode below reports it, in order
                 continue
             if wh != (first.shape[1], first.shape[0]):
