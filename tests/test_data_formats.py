@@ -982,6 +982,37 @@ def test_folder_wide_images_out_of_range_are_refused(tmp_path, arr, message):
     assert "\n" not in str(err.value) and "save it as an 8- or 16-bit image" in str(err.value)
 
 
+def test_palette_pngs_with_an_alpha_per_colour_decode_without_pillows_warning(tmp_path):
+    """A palette PNG whose tRNS chunk gives each colour an alpha (what pngquant and many image
+    optimisers write) made every data info, train and predict print Pillow's "Palette images
+    with Transparency expressed in bytes should be converted to RGBA images", naming no file and
+    asking for a conversion mlplab does itself. The pixels are the palette's colours, alpha
+    dropped, as for every other image with transparency."""
+    import warnings
+
+    from mlplab.data.folder import read_image
+
+    rs = np.random.RandomState(0)
+    palette = rs.randint(0, 256, (256, 3)).astype(np.uint8)
+    index = rs.randint(0, 256, (4, 5)).astype(np.uint8)
+    root = tmp_path / "pics"
+    for c in "ab":
+        (root / c).mkdir(parents=True)
+        im = Image.fromarray(index, "P")
+        im.putpalette(palette.tobytes())
+        im.save(root / c / "pal.png", transparency=bytes(range(256)))
+    with Image.open(root / "a" / "pal.png") as im:
+        assert im.mode == "P" and isinstance(im.info["transparency"], bytes)
+    rgb = palette[index]
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        X, _, _ = read_image_folder(root, cache=False)
+        np.testing.assert_array_equal(X, np.stack([rgb, rgb]))
+        np.testing.assert_array_equal(read_image(root / "a" / "pal.png", (4, 5, 3)), rgb)
+        np.testing.assert_array_equal(read_image(root / "a" / "pal.png", (4, 5, 1))[:, :, 0], grey)
+
+
 #: EXIF orientation -> what undoes it: a file stored with this transpose of the upright image
 #: and tagged with the orientation shows upright in a viewer (EXIF 2.3, tag 0x0112)
 _STORED_AS = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",

@@ -281,6 +281,11 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
             if grey_only and im.mode not in GREY_MODES and not _grey_palette(im):
                 raise _ColourImage(path)
             orientation = _orientation(im)
+            if im.mode == "P" and isinstance(im.info.get("transparency"), bytes):
+                # a PNG palette with an alpha per colour: made L or RGB directly, Pillow warns
+                # (naming no file) that it "should be converted to RGBA images"; through RGBA
+                # it gives the same pixels, alpha dropped, without the warning
+                im = im.convert("RGBA")
             im = _to_8bit(im, path)
             if im.mode != mode:
                 im = im.convert(mode)
