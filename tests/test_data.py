@@ -312,6 +312,25 @@ def test_every_unreadable_image_of_a_folder_is_named_in_one_error(tmp_path):
         load_dataset(f"folder:{root}", cache=False)
 
 
+def test_folder_images_in_formats_mlplab_does_not_read_are_named_in_a_warning(tmp_path):
+    """iPhone photos (.HEIC), camera raw files and JPEGs saved by a browser as .jfif were left
+    out of their class silently: a class of half HEIC photos trained on the other half."""
+    root = tmp_path / "photos"
+    _write_images(root, ["cat", "dog"], 2)
+    (root / "cat" / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    (root / "cat" / "IMG_0002.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    Image.new("RGB", (6, 5)).save(root / "dog" / "download.jfif", format="JPEG")
+    (root / "dog" / "notes.txt").write_text("not an image: no warning")
+    with pytest.warns(UserWarning) as record:
+        ds = load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
+    assert len(ds.y_train) == 4  # what is read is unchanged
+    [message] = [str(w.message) for w in record if "formats" in str(w.message)]
+    assert ("3 file(s) in class folders are in image formats mlplab does not read and are left "
+            "out (2 .heic, 1 .jfif; e.g. cat/IMG_0001.HEIC); convert them to PNG or JPEG (.jfif "
+            "and .jpe files are JPEGs: rename them .jpg) to train on them.") in message, message
+    assert "notes.txt" not in message
+
+
 def test_summary_counts():
     s = load_dataset("digits").summary()
     assert s["splits"]["val"]["size"] == 180 and sum(s["splits"]["val"]["class_counts"]) == 180

@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
+#: extensions of images mlplab does not read (phone, camera raw, web and editor formats Pillow
+#: cannot open, or not under these names): left out of a class folder with a warning, not silently
+OTHER_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".jfif", ".jpe", ".jp2", ".dng",
+                          ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".svg", ".psd",
+                          ".ico", ".tga", ".pbm", ".pnm")
 #: bump when the cached layout or decoding changes, so old caches are ignored (2: the colour
 #: mode depends on every image, not the first; 16-bit images are scaled, not clipped; 4: the
 #: EXIF orientation is applied)
@@ -76,12 +81,14 @@ def _class_dirs(root: Path) -> list[Path]:
                   key=lambda p: p.name)
 
 
-def _listing(class_dir: Path) -> tuple[list[tuple[str, int, int, int, int]], list[str]]:
+def _listing(class_dir: Path
+             ) -> tuple[list[tuple[str, int, int, int, int]], list[str], list[str]]:
     """One pass over ``class_dir``: ``(name, size, mtime_ns, ctime_ns, inode)`` of its image
     files, sorted by name (the decode cache's key: files swapped by ``mv`` keep their sizes and
-    mtimes, but not their inodes and ctimes), and the names of its visible sub-folders, sorted
-    (their images are not read: :func:`_warn_unread`)."""
-    files, subdirs = [], []
+    mtimes, but not their inodes and ctimes), the names of its visible sub-folders, sorted
+    (their images are not read: :func:`_warn_unread`), and of its files with one of
+    ``OTHER_IMAGE_EXTENSIONS``, sorted (not read either)."""
+    files, subdirs, others = [], [], []
     try:
         with os.scandir(class_dir) as it:
             for e in it:
@@ -90,12 +97,14 @@ def _listing(class_dir: Path) -> tuple[list[tuple[str, int, int, int, int]], lis
                 if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file():
                     st = e.stat()
                     files.append((e.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+                elif e.name.lower().endswith(OTHER_IMAGE_EXTENSIONS):
+                    others.append(e.name)
                 elif e.is_dir():
                     subdirs.append(e.name)
     except OSError as exc:
         raise DatasetError(f"{class_dir}: cannot list the folder ({exc.strerror or exc}); make "
                            "it readable or move it out of the dataset folder.") from None
-    return sorted(files), sorted(subdirs)
+    return sorted(files), sorted(subdirs), sorted(others)
 
 
 def _image_files(class_dir: Path) -> list[tuple[str, int, int, int, int]]:
@@ -115,11 +124,13 @@ def _count_images_below(folder: Path, limit: int = 100_000) -> int:
     return n
 
 
-def _warn_unread(root: Path, subdirs: dict[Path, list[str]]) -> None:
+def _warn_unread(root: Path, subdirs: dict[Path, list[str]],
+                 others: dict[Path, list[str]]) -> None:
     """Warn about images the folder layout leaves out: in sub-folders of class folders (a user's
-    ``cat/2019/``; ``subdirs``: each class folder's, from its listing), or loose in ``root``
-    (they belong to no class). Read silently, a class would simply be smaller than the user
-    thinks."""
+    ``cat/2019/``; ``subdirs``: each class folder's, from its listing), loose in ``root`` (they
+    belong to no class), or in a format mlplab does not read (``others``: each class folder's
+    files with one of ``OTHER_IMAGE_EXTENSIONS``, say an iPhone's ``.HEIC`` photos). Left out
+    silently, a class would simply be smaller than the user thinks."""
     nested = [(d / s, n) for d, subs in subdirs.items() for s in subs
               if (n := _count_images_below(d / s))]
     if nested:
@@ -129,6 +140,20 @@ def _warn_unread(root: Path, subdirs: dict[Path, list[str]]) -> None:
         warnings.warn(f"{root}: {total} image(s) in sub-folders of class folders are not read: "
                       f"{shown}{more}; mlplab reads the images directly inside each class folder "
                       "- move them up into it to train on them.", stacklevel=4)
+    skipped = [(d, name) for d, names in others.items() for name in names]
+    if skipped:
+        exts: dict[str, int] = {}
+        for _, name in skipped:
+            ext = os.path.splitext(name)[1].lower()
+            exts[ext] = exts.get(ext, 0) + 1
+        kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(exts.items()))
+        d, name = skipped[0]
+        jpeg = " (.jfif and .jpe files are JPEGs: rename them .jpg)" if (
+            ".jfif" in exts or ".jpe" in exts) else ""
+        warnings.warn(f"{root}: {len(skipped)} file(s) in class folders are in image formats "
+                      f"mlplab does not read and are left out ({kinds}; e.g. "
+                      f"{d.relative_to(root)}/{name}); convert them to PNG or JPEG{jpeg} to "
+                      "train on them.", stacklevel=4)
     try:
         loose = _image_files(root)
     except DatasetError:
@@ -165,13 +190,15 @@ def _scan(root: Path, classes: list[str] | None
     labels: list[int] = []
     stats: list[tuple] = []
     subdirs: dict[Path, list[str]] = {}
+    others: dict[Path, list[str]] = {}
     for d in dirs:
-        images, subdirs[d] = _listing(d)  # one pass: the files and the sub-folders left out
+        # one pass: the files, and the sub-folders and other formats left out
+        images, subdirs[d], others[d] = _listing(d)
         for name, *stat in images:
             files.append((d, name))
             labels.append(index[d.name])
             stats.append((f"{d.name}/{name}", *stat))
-    _warn_unread(root, subdirs)
+    _warn_unread(root, subdirs, others)
     return classes, files, np.asarray(labels, dtype=np.int64), stats
 
 
