@@ -768,6 +768,21 @@ def test_only_cifar10_is_compared_with_the_cifar10_figures(shape, classes, cifar
     assert ("not comparable" in text) is not cifar, text
 
 
+def test_summary_without_data_does_not_call_cifar10_not_comparable(tmp_path, monkeypatch):
+    """CIFAR-10 not found: the data stage failed and the summary said "this report ran on
+    **cifar10**, so the accuracy rows are not comparable with them", a reason that is false
+    (it is CIFAR-10) for rows that were never measured."""
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "no-data"))
+    r = reproduce("cifar10", TINY, out=tmp_path / "r", log=False, only=["data", "summary"])
+    status = {s.key: s.status for s in r.sections}
+    assert status["data"] == "not run" and status["summary"] == "ok"
+    summary = " ".join(_sections((tmp_path / "r" / "report.md").read_text())["## Summary"]
+                       .split())
+    assert "not comparable" not in summary and "ran on" not in summary, summary
+    assert "The data stage did not run, so no accuracy below was measured" in summary
+    assert re.search(r"Q3 default run, validation \| not run", summary)
+
+
 @pytest.mark.skipif(not HAVE_TORCH, reason="needs PyTorch")
 @pytest.mark.parametrize("shape, classes, cifar", [
     ((32, 32, 3), CIFAR_CLASSES, True),

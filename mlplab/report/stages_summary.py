@@ -26,7 +26,14 @@ def _or_not_run(ctx: Context, key: str, fmt: Callable[[dict[str, Any]], str]) ->
 def stage_summary(ctx: Context, section: Section) -> None:
     ds = ctx.data("data")
     cifar = reference.is_cifar10(ds.get("image_shape", ()), ds.get("classes", ()))
-    if not cifar:
+    if not ds:
+        # no data, so no accuracy row was measured: "ran on cifar10, so not comparable" (what
+        # the sentence below said) contradicts itself when CIFAR-10 was simply not found
+        section.add(Text(
+            "The data stage did not run, so no accuracy below was measured: there is nothing "
+            "to set beside the targets and the 2020 figures (the toy checks of Q1-Q3 need no "
+            "data)."))
+    elif not cifar:
         section.add(Text(
             f"The targets and the 2020 figures are for CIFAR-10; this report ran on "
             f"**{ctx.dataset}**, so the accuracy rows are not comparable with them (the toy "
