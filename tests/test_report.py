@@ -472,6 +472,22 @@ def test_tuned_network_without_a_search_is_the_only_candidate(tmp_path, monkeypa
     assert "the only candidate" in body
 
 
+@pytest.mark.parametrize("vals, chosen, why", [
+    ((0.9, 0.8), 0, "the better validation accuracy"),
+    ((0.8, 0.9), 1, "the better validation accuracy"),
+    ((0.9, 0.9), 0, "tied on validation accuracy at 90.0%; the tie goes to the one listed first"),
+    ((0.9,), 0, "the only candidate"),
+])
+def test_tuned_network_choice_says_why_and_a_tie_is_no_better(vals, chosen, why):
+    """The search's best and the preset at the same validation accuracy: the first was chosen and
+    the report said it had "the better validation accuracy"."""
+    from mlplab.report.stages_training import choose_tuned
+
+    candidates = [(name, 0.95, val) for name, val in zip(("search", "preset"), vals)]
+    best, reason = choose_tuned(candidates)
+    assert best is candidates[chosen] and reason == why
+
+
 @pytest.mark.parametrize("cap, searched", [(10000, None), (500, 500)])
 def test_a_training_split_below_the_budgets_cap_is_tuned_whole(cap, searched, tmp_path):
     """The standard budget caps the trials' images at 10,000: on digits (1,437 training images)
