@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -975,6 +976,35 @@ def test_sample_grid_gives_upright_names_and_a_wrapped_title_room_of_their_own()
         assert max(b.y1 for b in names) <= top.y0  # the title above the names
         assert max(b.y1 for b in images) <= min(b.y0 for b in names)  # the names above the rows
         assert min(b.height for b in images) >= 0.6 * dpi  # (0.33 inches with seven rows)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_environment_gives_mlplabs_commit_not_an_enclosing_projects(tmp_path):
+    """mlplab installed into a project's .venv, inside the project's git repository: the report
+    gave the project's commit as mlplab's ("mlplab 0.1.0 (git <project's sha>)")."""
+    import subprocess
+
+    from mlplab.report.environment import git_revision
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
+                              cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "app.py").write_text("print('the project')\n")
+    git("add", "app.py")
+    git("commit", "-qm", "the project")
+    site = tmp_path / ".venv" / "lib" / "site-packages"  # mlplab/ installed here, untracked
+    (site / "mlplab").mkdir(parents=True)
+    (site / "mlplab" / "__init__.py").write_text("")
+    assert git_revision(site) == "unknown (not a git checkout)"
+    # a checkout of mlplab itself (its files tracked): its commit
+    (tmp_path / "mlplab").mkdir()
+    (tmp_path / "mlplab" / "__init__.py").write_text("")
+    git("add", "mlplab/__init__.py")
+    git("commit", "-qm", "mlplab")
+    assert git_revision(tmp_path) == git("rev-parse", "--short", "HEAD")
 
 
 def test_a_report_result_shows_in_a_line_not_the_whole_report(tmp_path):

@@ -29,10 +29,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def git_revision() -> str:
-    """The commit of the source tree mlplab runs from (``+dirty`` with local changes)."""
-    root = Path(__file__).resolve().parents[2]
+def git_revision(root: Path | None = None) -> str:
+    """The commit of the source tree mlplab runs from (``+dirty`` with local changes): only if
+    git tracks mlplab's own files there. An installed copy (site-packages) inside some other
+    repository, e.g. a project's ``.venv``, reported that project's commit as mlplab's."""
+    root = Path(__file__).resolve().parents[2] if root is None else Path(root)
     try:
+        subprocess.run(["git", "ls-files", "--error-unmatch", "--", "mlplab/__init__.py"],
+                       cwd=root, text=True, capture_output=True, timeout=10, check=True)
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
                              capture_output=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
