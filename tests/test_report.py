@@ -183,6 +183,25 @@ def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
     assert not (tmp_path / "errors.log").exists()
 
 
+def test_a_custom_budget_report_gives_a_call_that_reproduces_it(tmp_path):
+    """reproduce(..., budget=Budget("tiny", ...)) wrote "reproduced by `mlplab reproduce
+    --budget tiny ...`", a command line that argparse refuses (and a custom Budget("quick", ...)
+    would have read as the quick one): the report now gives the Python call, which runs."""
+    import mlplab.report
+
+    r = reproduce("digits", TINY, out=tmp_path / "a", log=False, only=["q1"])
+    doc = json.loads(r.json.read_text())
+    command = doc["command"]
+    assert "--budget" not in command and command.startswith("mlplab.report.reproduce(")
+    assert command in r.markdown.read_text()  # the intro and the environment table say it
+    again = eval(command, {"mlplab": mlplab})  # noqa: S307  (the report's own text)
+    assert json.loads(again.json.read_text())["budget"] == doc["budget"]
+    # a named budget, as the command line gives it, stays a command line
+    r = reproduce("digits", "quick", out=tmp_path / "b", log=False, only=["q1"])
+    assert json.loads(r.json.read_text())["command"].startswith("mlplab reproduce --dataset "
+                                                                "digits --budget quick ")
+
+
 def test_a_stage_whose_input_only_left_out_says_which_stage_to_add(tmp_path, capsys):
     """--only q3_default without data: the reason names the stage to add, not "see above"
     (above, the data stage only says it was not selected). In the caller's words: a notebook's
@@ -277,15 +296,17 @@ def test_reuse_keeps_earlier_sections_and_reruns_the_selected(tmp_path):
     assert by_key["q1"].data == old["q1"] and by_key["q3_toy"].data == old["q3_toy"]
     md = (tmp_path / "report.md").read_text()
     assert "0.0171" in _sections(md)["## Summary"]
-    first_run = re.compile(r"Q1 · Forward pass and loss, Toy training from `mlplab reproduce "
-                           r"--dataset digits --budget tiny [^`]* --only q1,q3_toy`")
+    # TINY is no command line's budget: the call that made the section
+    first_run = re.compile(r"Q1 · Forward pass and loss, Toy training from `mlplab\.report\."
+                           r"reproduce\('digits', mlplab\.report\.Budget\(name='tiny'[^`]*, "
+                           r"only=\['q1', 'q3_toy'\]\)`")
     assert first_run.search(md)
     # a third run still names the run that produced each section
     reproduce("digits", TINY, out=tmp_path, log=False, only=["summary"], reuse=True)
     md = (tmp_path / "report.md").read_text()
     assert first_run.search(md)
-    assert re.search(r"Q2 · Backpropagation and gradient checks from `[^`]* --only q2,summary "
-                     r"--reuse`", md)
+    assert re.search(r"Q2 · Backpropagation and gradient checks from `[^`]*, only=\['q2', "
+                     r"'summary'\], reuse=True\)`", md)
     with pytest.raises(ValueError, match="different seed"):
         reproduce("digits", TINY, out=tmp_path, seed=1, log=False, only=["q2"], reuse=True)
     # reuse without only runs every stage again and keeps nothing: refused, as --reuse alone is

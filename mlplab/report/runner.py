@@ -25,7 +25,7 @@ from mlplab import interrupts
 from mlplab._text import shell_command
 from mlplab._validation import is_int, setting
 from mlplab.report import environment as env
-from mlplab.report.budgets import Budget, get_budget
+from mlplab.report.budgets import BUDGETS, Budget, get_budget
 from mlplab.report.context import Context
 from mlplab.report.document import (
     KeyValues,
@@ -313,8 +313,24 @@ def _append_error_log(out: Path, key: str, text: str) -> None:
 
 
 def _command(ctx: Context, command: str | None) -> str:
+    """What the report says reproduces it: the command line given, else the one equivalent to
+    this call, or, where none is (a custom :class:`Budget`, a ``loader``), the Python call."""
     if command:
         return command
+    if BUDGETS.get(ctx.budget.name) != ctx.budget or ctx.loader is not None:
+        # "--budget tiny" is no command line's budget (argparse refuses it), and a custom
+        # Budget("quick", ...) is not the quick one; the loader's data options are unknown here
+        named = BUDGETS.get(ctx.budget.name) == ctx.budget
+        args = [repr(ctx.dataset), repr(ctx.budget.name) if named else
+                f"mlplab.report.{ctx.budget!r}", f"out={str(ctx.out)!r}",
+                f"seed={ctx.seed}", f"threads={ctx.threads}"]
+        if ctx.only is not None:
+            args.append(f"only={ctx.only!r}")
+        if ctx.reuse:
+            args.append("reuse=True")
+        if ctx.loader is not None:
+            args.append(f"loader={getattr(ctx.loader, '__qualname__', 'your loader')}")
+        return f"mlplab.report.reproduce({', '.join(args)})"
     parts = ["mlplab", "reproduce", "--dataset", ctx.dataset, "--budget", ctx.budget.name,
              "--seed", str(ctx.seed), "--threads", str(ctx.threads), "--out", str(ctx.out)]
     if ctx.only is not None:
