@@ -629,6 +629,18 @@ def test_cli_reproduce(tmp_path, capsys):
     assert "Not run:** failed with DatasetNotFoundError" in report  # a DatasetError
 
 
+def test_cli_reproduce_called_from_python_reports_its_own_command(tmp_path, capsys, monkeypatch):
+    """main(["reproduce", ...]) from a script reported the script's arguments (sys.argv) as the
+    command that made the report: "reproduced by `mlplab --verbose`"."""
+    monkeypatch.setattr("sys.argv", ["my_script.py", "--verbose"])
+    out = tmp_path / "r"
+    assert main(["reproduce", "--only", "q1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    expected = f"mlplab reproduce --only q1 --out {out}"
+    assert json.loads((out / "report.json").read_text())["command"] == expected
+    assert f"reproduced by `{expected}`" in (out / "report.md").read_text()
+
+
 # ----------------------------------------------------------------------------- headless Chromium
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",

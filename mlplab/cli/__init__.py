@@ -200,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         _reject_unknown(parser, args, unknown)
+    args.argv = list(argv)  # the words of this command (main([...]) is not sys.argv's)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -63,6 +63,9 @@ def run_reproduce(args: argparse.Namespace) -> int:
         raise UsageError("--reuse keeps the sections that --only does not run again; without "
                          "--only every stage runs again and nothing is kept. Add --only "
                          "STAGES, or drop --reuse.")
+    # the words of main([...]), else the process's: a script calling main(["reproduce", ...])
+    # was reported as "reproduced by `mlplab <the script's own arguments>`"
+    argv = getattr(args, "argv", sys.argv[1:])
     only = None
     if args.only:
         only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -73,7 +76,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     result = reproduce(args.dataset, args.budget, args.out, args.seed, progress=args.progress,
                        debug=args.debug, only=only, threads=args.threads,
                        loader=lambda: load_dataset_from_args(args), reuse=args.reuse,
-                       command=shell_command(["mlplab", *sys.argv[1:]]) if sys.argv[1:] else None)
+                       command=shell_command(["mlplab", *argv]) if argv else None)
     missing = result.not_run()
     took = f"{result.seconds:.0f} s"
     if result.reused:
