@@ -62,6 +62,24 @@ def test_quick_digits_report_has_every_section_with_numbers(quick_report):
     assert "Not run" not in md or not HAVE_TORCH
 
 
+def test_quick_report_wording(quick_report):
+    """Labels a reader met: the Splits table said "val" where the report says "validation"; a
+    summary row read "2 layers (the default net) (exercise init)"; the Environment table left
+    out SciPy, whose BLAS and routines the runs use."""
+    out, _ = quick_report
+    bodies = _sections((out / "report.md").read_text())
+    data = next(body for heading, body in bodies.items() if heading.startswith("## Data"))
+    assert re.search(r"^\| validation \| \d+ \|$", data, flags=re.M)
+    assert not re.search(r"^\| val \|", data, flags=re.M)
+    assert "2 layers, the default net (exercise init)" in bodies["## Summary"]
+    assert "(the default net) (" not in bodies["## Summary"]
+    environment = next(body for heading, body in bodies.items()
+                       if heading.startswith("## Environment"))
+    import scipy
+
+    assert re.search(rf"scipy\b.*{re.escape(scipy.__version__)}", environment, flags=re.I)
+
+
 def test_quick_report_numbers_are_right(quick_report):
     out, _ = quick_report
     doc = json.loads((out / "report.json").read_text())

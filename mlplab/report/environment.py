@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-_PACKAGES = ["numpy", "scikit-learn", "matplotlib", "optuna", "torch", "pillow", "tqdm"]
+_PACKAGES = ["numpy", "scipy", "scikit-learn", "matplotlib", "optuna", "torch", "pillow", "tqdm"]
 
 
 def _version(dist: str) -> str:

@@ -81,7 +81,7 @@ def stage_summary(ctx: Context, section: Section) -> None:
                 ours = f"{pct(r['train_acc'])} / {pct(r['val_acc'])}"
                 if r.get("test_acc") is not None:
                     ours += f" (test {pct(r['test_acc'])})"
-        name = "2 layers (the default net)" if depth == 2 else f"{depth} layers"
+        name = "2 layers, the default net" if depth == 2 else f"{depth} layers"
         rows.append([f"Q4 PyTorch, {name} (exercise init): train / validation", ours, "—",
                      f"{pct(tr)} / {pct(te)} (train / test)"])
     rows.append(["Q4 best PyTorch network, test",

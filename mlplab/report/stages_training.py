@@ -43,7 +43,8 @@ def stage_data(ctx: Context, section: Section) -> None:
         f"{ds.num_features} features; tuning standardises each channel instead; the PyTorch "
         "part scales to [0, 1] and normalises with mean 0.5 and std 0.5. Every statistic is "
         "fitted on the training split only."))
-    rows = [[s, str(summary["splits"][s]["size"])] for s in ("train", "val", "test")]
+    rows = [[{"val": "validation"}.get(s, s), str(summary["splits"][s]["size"])]
+            for s in ("train", "val", "test")]
     section.add(Table(["split", "images"], rows, "Splits"))
     if ds.notes:
         section.add(Text("Splits: " + "; ".join(ds.notes) + "."))
@@ -95,7 +96,8 @@ def _run_figures(ctx: Context, section: Section, name: str, title: str, history:
                           f"{title}: first-layer weights")
     section.add(Figure(r1, f"Training loss per iteration{of} (one minibatch each)"),
                 Figure(r2, f"Train and validation accuracy per epoch{of}: {meaning}"
-                       + ("; dashed: the test accuracy, measured once" if test_acc else "")),
+                       + ("; dashed: the test accuracy, measured once" if test_acc is not None
+                          else "")),
                 Figure(r3, f"First-layer weights{of}, one tile per hidden unit"))
     if X_val is not None:
         p4, r4 = ctx.figure(f"{name}-confusion.png")
