@@ -47,7 +47,9 @@ def stage_q4(ctx: Context, section: Section) -> None:
     cifar = reference.is_cifar10(ds.image_shape, ds.classes)
     rows = []
     for r in results:
-        ref = reference.REPORT_2020_DEPTHS.get(r.depth)
+        # the 2020 report trained with the exercise's initialisation: its figures stand beside
+        # those rows only, as in the summary, not beside PyTorch's default initialisation
+        ref = reference.REPORT_2020_DEPTHS.get(r.depth) if r.init == "exercise" else None
         rows.append([r.init, str(r.depth), ", ".join(map(str, r.hidden)) or "none",
                      pct(r.train_acc), pct(r.val_acc),
                      pct(r.test_acc) if r.test_acc is not None else "—",
