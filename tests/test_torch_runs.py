@@ -331,3 +331,33 @@ def test_a_torch_run_result_shows_in_a_line(runs):
         f"status='completed', val_accuracy={result.val_accuracy:.4f}, "
         f"test_accuracy={result.metrics['test_accuracy']:.4f}, epochs=2, "
         f"out={str(result.out)!r})")
+
+
+def test_two_runs_started_at_once_with_the_same_out(tmp_path, monkeypatch):
+    """Two runs given the same out both found it free (the folder is checked before the data
+    loads) and trained into it, one's config.json beside the other's model. The second now
+    stops; a folder that held only a stopped run's config.json before the run began is still
+    reused, as it was."""
+    import mlplab.torch_mlp.runs as runs
+
+    out = tmp_path / "same"
+    real = runs._load
+    other = {"framework": "pytorch", "hidden": [8], "written": "by the other process"}
+
+    def meanwhile(*args, **kwargs):  # the other process writes its config.json now
+        runs.io.write_json(out / "config.json", other)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "_load", meanwhile)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{out} already holds a run, which another process has just started; choose "
+            "another out.")):
+        tm.train_run("digits", out=out, hidden=[16], epochs=1, threads=1)
+    assert json.loads((out / "config.json").read_text()) == other
+    assert [p.name for p in out.iterdir()] == ["config.json"]
+
+    # the same folder now holds a lone config.json of a run that stopped: reused
+    monkeypatch.setattr(runs, "_load", real)
+    result = tm.train_run("digits", out=out, hidden=[16], epochs=1, threads=1)
+    assert json.loads((out / "config.json").read_text()) == result.config
+    assert (out / "metrics.json").exists()

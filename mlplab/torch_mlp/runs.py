@@ -319,8 +319,12 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
         batch_size=batch_size, lr=lr, reg=reg, lr_decay=lr_decay, seed=seed, device=device,
         threads=threads, progress=progress, verbose=verbose)
     out_dir = Path(out) if out is not None else None
+    # a stopped run's lone config.json, which _check_out lets this run replace; decided now,
+    # before the data loads, so that a run another process starts meanwhile is not replaced
+    stale_config = False
     if out_dir is not None:
         _check_out(out_dir, TORCH_CONFIG_FILE)
+        stale_config = (out_dir / TORCH_CONFIG_FILE).exists()
     ds, pre, X, X_val = _load(dataset, data_seed, load)
     if eval_test:
         from mlplab.runs import require_test_split
@@ -335,7 +339,11 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
                          batchnorm, cfg, device, threads, eval_test)
     if out_dir is not None:
         _new_dir(out_dir, TORCH_CONFIG_FILE)
-        io.write_json(out_dir / TORCH_CONFIG_FILE, config)
+        try:
+            io.write_json(out_dir / TORCH_CONFIG_FILE, config, exclusive=not stale_config)
+        except FileExistsError:  # two runs started at once with the same out: the second stops
+            raise ValueError(f"{out_dir} already holds a run, which another process has just "
+                             f"started; choose another {setting('--out', 'out')}.") from None
     if announce:
         print(f"training {describe(model)} on {ds.name} ({len(ds.y_train)} train, "
               f"{len(ds.y_val)} val), {counted(cfg.epochs, 'epoch')}, device {dev}, "
