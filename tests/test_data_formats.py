@@ -1022,7 +1022,7 @@ _STORED_AS = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "T
 def _save_oriented(path: Path, upright: np.ndarray, orientation: int, **kw) -> None:
     im = Image.fromarray(upright)
     if orientation != 1:
-        im = im.transpose(getattr(Image.Transpose, _STORED_AS[orientation]))
+        im = im.transpose(getattr(getattr(Image, "Transpose", Image), _STORED_AS[orientation]))
     exif = Image.Exif()
     exif[0x0112] = orientation
     path.parent.mkdir(parents=True, exist_ok=True)
