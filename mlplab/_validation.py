@@ -241,6 +241,14 @@ def check_hidden_sizes(sizes: Iterable[Any]) -> list[int]:
     return [int(h) for h in sizes]
 
 
+def check_pair(X: object, y: object, names: tuple[str, str], purpose: str) -> None:
+    """Refuse one of a pair of arrays given without the other (``X_val`` without ``y_val``):
+    one alone failed late, with a message about a shape, or was silently ignored."""
+    if (X is None) != (y is None):
+        given, missing = names if y is None else names[::-1]
+        raise ValueError(f"{given} was given without {missing}: pass both {purpose}, or neither.")
+
+
 def check_flag(value: object, name: str) -> None:
     """Refuse a switch that is not True or False (0 and 1 pass too): any other object would be
     read by its truth, so ``restore_best="no"`` would mean yes."""

@@ -32,6 +32,7 @@ from mlplab._validation import (
     check_choice,
     check_flag,
     check_int,
+    check_pair,
     check_positive,
     check_range,
     check_seed,
@@ -322,12 +323,9 @@ class Trainer:
         if not len(X):
             raise ValueError("cannot train on an empty training set (X has 0 rows).")
         y = check_y(y, X.shape[0], model.num_classes)
-        if (X_val is None) != (y_val is None):
-            # one without the other was "y_val must be a 1-D array ... got shape ()", or no
-            # validation at all, silently
-            given, missing = ("X_val", "y_val") if y_val is None else ("y_val", "X_val")
-            raise ValueError(f"{given} was given without {missing}: pass both to validate, or "
-                             "neither.")
+        # one without the other was "y_val must be a 1-D array ... got shape ()", or no
+        # validation at all, silently
+        check_pair(X_val, y_val, ("X_val", "y_val"), "to validate")
         if X_val is not None and len(X_val):
             X_val = check_X(X_val, model.input_size, "X_val", model.dtype)
             y_val = check_y(y_val, X_val.shape[0], model.num_classes, "y_val")

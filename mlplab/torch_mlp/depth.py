@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlplab._validation import check_choice
+from mlplab._validation import check_choice, check_pair
 from mlplab.torch_mlp.model import (
     HIDDEN,
     INIT_STD,
@@ -83,11 +83,8 @@ def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
     if X_val is None or not len(X_val):
         raise ValueError("a depth study picks the best network by validation accuracy, so it "
                          "needs a non-empty validation split.")
-    if (X_test is None) != (y_test is None):
-        # X_test alone failed only after every network had trained, y_test alone was ignored
-        given, missing = ("X_test", "y_test") if y_test is None else ("y_test", "X_test")
-        raise ValueError(f"{given} was given without {missing}: pass both to test the best "
-                         "network, or neither.")
+    # X_test alone failed only after every network had trained, y_test alone was ignored
+    check_pair(X_test, y_test, ("X_test", "y_test"), "to test the best network")
     X = np.asarray(X).reshape(len(X), -1)
     k = int(num_classes) if num_classes is not None else int(max(np.max(y), np.max(y_val))) + 1
     _warm_up()

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mlplab._progress import training_bar
-from mlplab._validation import check_int, check_positive, check_seed, is_int, setting
+from mlplab._validation import check_int, check_pair, check_positive, check_seed, is_int, setting
 from mlplab.torch_mlp.data import as_tensor, check_inputs
 from mlplab.torch_mlp.device import select_device, set_threads, threads_kept
 from mlplab.torch_mlp.model import MultiLayerPerceptron, param_dtype
@@ -148,12 +148,9 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     X, y = check_inputs(model, X, y)
     if not len(X):
         raise ValueError("cannot train on an empty training set (X has 0 rows).")
-    if (X_val is None) != (y_val is None):
-        # X_val alone failed after the first epoch ("y must be a 1-D array ... got shape ()"),
-        # y_val alone was no validation at all, silently
-        given, missing = ("X_val", "y_val") if y_val is None else ("y_val", "X_val")
-        raise ValueError(f"{given} was given without {missing}: pass both to validate, or "
-                         "neither.")
+    # X_val alone failed after the first epoch ("y must be a 1-D array ... got shape ()"),
+    # y_val alone was no validation at all, silently
+    check_pair(X_val, y_val, ("X_val", "y_val"), "to validate")
     batchnorm = bool(model.batchnorms)
     if batchnorm:
         check_batchnorm_batches(cfg.batch_size, len(X))
