@@ -331,6 +331,22 @@ def test_folder_images_in_formats_mlplab_does_not_read_are_named_in_a_warning(tm
     assert "notes.txt" not in message
 
 
+def test_folder_links_whose_target_is_gone_are_named_in_a_warning(tmp_path):
+    """A dataset of links into a folder that moved, or a few dangling ones: links named like
+    images whose target does not exist were left out of their class silently."""
+    root = tmp_path / "photos"
+    _write_images(root, ["cat", "dog"], 2)
+    (root / "cat" / "moved.png").symlink_to(tmp_path / "old" / "moved.png")
+    (root / "dog" / "fine.png").symlink_to(next((root / "dog").glob("*.png")))  # a good link
+    with pytest.warns(UserWarning) as record:
+        ds = load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
+    assert len(ds.y_train) == 5  # the good link is read, the broken one is not
+    [message] = [str(w.message) for w in record if "link" in str(w.message)]
+    assert message.endswith(f"1 link(s) in class folders point to files that do not exist and "
+                            f"are left out (e.g. cat/moved.png -> {tmp_path / 'old' / 'moved.png'})"
+                            "; fix or remove the links."), message
+
+
 def test_summary_counts():
     s = load_dataset("digits").summary()
     assert s["splits"]["val"]["size"] == 180 and sum(s["splits"]["val"]["class_counts"]) == 180

@@ -82,13 +82,14 @@ def _class_dirs(root: Path) -> list[Path]:
 
 
 def _listing(class_dir: Path
-             ) -> tuple[list[tuple[str, int, int, int, int]], list[str], list[str]]:
+             ) -> tuple[list[tuple[str, int, int, int, int]], list[str], list[str], list[str]]:
     """One pass over ``class_dir``: ``(name, size, mtime_ns, ctime_ns, inode)`` of its image
     files, sorted by name (the decode cache's key: files swapped by ``mv`` keep their sizes and
     mtimes, but not their inodes and ctimes), the names of its visible sub-folders, sorted
-    (their images are not read: :func:`_warn_unread`), and of its files with one of
-    ``OTHER_IMAGE_EXTENSIONS``, sorted (not read either)."""
-    files, subdirs, others = [], [], []
+    (their images are not read: :func:`_warn_unread`), of its files with one of
+    ``OTHER_IMAGE_EXTENSIONS``, sorted (not read either), and of its links named like images
+    whose target does not exist, sorted (nothing to read)."""
+    files, subdirs, others, broken = [], [], [], []
     try:
         with os.scandir(class_dir) as it:
             for e in it:
@@ -99,12 +100,15 @@ def _listing(class_dir: Path
                     files.append((e.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
                 elif e.name.lower().endswith(OTHER_IMAGE_EXTENSIONS):
                     others.append(e.name)
+                elif e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_symlink() and \
+                        not os.path.exists(e.path):
+                    broken.append(e.name)
                 elif e.is_dir():
                     subdirs.append(e.name)
     except OSError as exc:
         raise DatasetError(f"{class_dir}: cannot list the folder ({exc.strerror or exc}); make "
                            "it readable or move it out of the dataset folder.") from None
-    return sorted(files), sorted(subdirs), sorted(others)
+    return sorted(files), sorted(subdirs), sorted(others), sorted(broken)
 
 
 def _image_files(class_dir: Path) -> list[tuple[str, int, int, int, int]]:
@@ -124,12 +128,13 @@ def _count_images_below(folder: Path, limit: int = 100_000) -> int:
     return n
 
 
-def _warn_unread(root: Path, subdirs: dict[Path, list[str]],
-                 others: dict[Path, list[str]]) -> None:
+def _warn_unread(root: Path, subdirs: dict[Path, list[str]], others: dict[Path, list[str]],
+                 broken: dict[Path, list[str]]) -> None:
     """Warn about images the folder layout leaves out: in sub-folders of class folders (a user's
     ``cat/2019/``; ``subdirs``: each class folder's, from its listing), loose in ``root`` (they
     belong to no class), or in a format mlplab does not read (``others``: each class folder's
-    files with one of ``OTHER_IMAGE_EXTENSIONS``, say an iPhone's ``.HEIC`` photos). Left out
+    files with one of ``OTHER_IMAGE_EXTENSIONS``, say an iPhone's ``.HEIC`` photos), or links
+    whose target is gone (``broken``: a dataset of links into a folder that moved). Left out
     silently, a class would simply be smaller than the user thinks."""
     nested = [(d / s, n) for d, subs in subdirs.items() for s in subs
               if (n := _count_images_below(d / s))]
@@ -154,6 +159,12 @@ def _warn_unread(root: Path, subdirs: dict[Path, list[str]],
                       f"mlplab does not read and are left out ({kinds}; e.g. "
                       f"{d.relative_to(root)}/{name}); convert them to PNG or JPEG{jpeg} to "
                       "train on them.", stacklevel=4)
+    gone = [(d, name) for d, names in broken.items() for name in names]
+    if gone:
+        d, name = gone[0]
+        warnings.warn(f"{root}: {len(gone)} link(s) in class folders point to files that do not "
+                      f"exist and are left out (e.g. {d.relative_to(root)}/{name} -> "
+                      f"{os.readlink(d / name)}); fix or remove the links.", stacklevel=4)
     try:
         loose = _image_files(root)
     except DatasetError:
@@ -191,14 +202,15 @@ def _scan(root: Path, classes: list[str] | None
     stats: list[tuple] = []
     subdirs: dict[Path, list[str]] = {}
     others: dict[Path, list[str]] = {}
+    broken: dict[Path, list[str]] = {}
     for d in dirs:
-        # one pass: the files, and the sub-folders and other formats left out
-        images, subdirs[d], others[d] = _listing(d)
+        # one pass: the files, and the sub-folders, other formats and broken links left out
+        images, subdirs[d], others[d], broken[d] = _listing(d)
         for name, *stat in images:
             files.append((d, name))
             labels.append(index[d.name])
             stats.append((f"{d.name}/{name}", *stat))
-    _warn_unread(root, subdirs, others)
+    _warn_unread(root, subdirs, others, broken)
     return classes, files, np.asarray(labels, dtype=np.int64), stats
 
 
