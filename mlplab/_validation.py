@@ -90,11 +90,14 @@ def check_X(X: object, n_features: int | None = None, name: str = "X",
         raise ValueError(f"{name} must hold numbers; got dtype {arr.dtype}.")
     if n_features is not None and arr.shape[1] != n_features:
         # the exercise's derivation writes a sample as a column: X with a column per sample
-        flipped = (f" {name} looks transposed: it needs a row per sample, (n_samples, "
-                   f"{n_features}); pass {name}.T." if arr.shape[0] == n_features else "")
+        # or one sample in rows (a single image after preprocessing, (H, W * C))
+        hint = (f" {name} looks transposed: it needs a row per sample, (n_samples, "
+                f"{n_features}); pass {name}.T." if arr.shape[0] == n_features else
+                f" {name} holds one sample's {n_features} values in rows; for one sample pass "
+                f"{name}.reshape(1, -1)." if arr.size == n_features else "")
         raise ValueError(
             f"{name} has {arr.shape[1]} features but the model expects {n_features} "
-            f"(input_size={n_features}).{flipped}"
+            f"(input_size={n_features}).{hint}"
         )
     if arr.dtype.kind == "f" and not _all_finite(arr):
         bad = np.argwhere(~np.isfinite(arr))[0]

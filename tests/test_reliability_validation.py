@@ -81,6 +81,10 @@ X_BAD = [
     # a column per sample, as the exercise's derivation writes x: the message says so
     (X.T, r"X has 20 features but the model expects 4 \(input_size=4\)\. X looks transposed: "
           r"it needs a row per sample, \(n_samples, 4\); pass X\.T\.$"),
+    # one sample's values in rows (one image preprocessed on its own: (H, W * C))
+    (X[0].reshape(2, 2), r"X has 2 features but the model expects 4 \(input_size=4\)\. X holds "
+                         r"one sample's 4 values in rows; for one sample pass "
+                         r"X\.reshape\(1, -1\)\.$"),
     (np.where(X > 1, np.nan, X), "X contains NaN or infinite values \\(first at row"),
     (np.full_like(X, np.inf), "X contains NaN or infinite values"),
     (X.astype(str), "X must hold numbers; got dtype <U"),
