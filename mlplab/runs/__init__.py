@@ -48,6 +48,7 @@ from mlplab.runs.config import (
     absolute_data_paths,
     build_config,
     config_summary,
+    loaded_with,
     relocated,
 )
 from mlplab.runs.files import (
@@ -88,6 +89,7 @@ __all__ = [
     "absolute_data_paths",
     "build_config",
     "config_summary",
+    "loaded_with",
     "default_run_dir",
     "describe_model",
     "describe_network",

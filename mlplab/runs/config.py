@@ -202,6 +202,18 @@ def absolute_data_paths(dataset: str, data_dir: str | None) -> tuple[str, str | 
     return dataset, data_dir
 
 
+def loaded_with(ds: Any) -> dict[str, Any]:
+    """The config fields of a run given the loaded :class:`mlplab.data.Dataset` ``ds``: the
+    options it was loaded with (``data_dir``, ``image_size``, and its split seed as
+    ``data_seed``; a config's others would make evaluate load other splits), none for a dataset
+    built by hand (``Dataset.load_options`` is empty)."""
+    options = ds.load_options
+    out = {k: options[k] for k in ("data_dir", "image_size") if k in options}
+    if options.get("seed") is not None:
+        out["data_seed"] = options["seed"]
+    return out
+
+
 def absolute_config_paths(cfg: RunConfig) -> RunConfig:
     dataset, data_dir = absolute_data_paths(cfg.dataset, cfg.data_dir)
     return replace(cfg, dataset=dataset, data_dir=data_dir)

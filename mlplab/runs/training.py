@@ -32,7 +32,7 @@ from mlplab.runs.building import (
     moved_data_hint,
 )
 from mlplab.runs.checkpoint import CheckpointCallback, load_checkpoint
-from mlplab.runs.config import RunConfig, absolute_config_paths, build_config
+from mlplab.runs.config import RunConfig, absolute_config_paths, build_config, loaded_with
 from mlplab.runs.files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -162,7 +162,7 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         # preset's val_size 0, a default), with another split seed or image size: record the
         # data and split it has, which evaluate_run, resume_run and train_run(**config) load again
         cfg = absolute_config_paths(replace(cfg, dataset=ds.name, val_size=len(ds.y_val),
-                                            test_size=len(ds.y_test), **_loaded_with(ds)))
+                                            test_size=len(ds.y_test), **loaded_with(ds)))
     made = out is not None and not Path(out).exists()  # a folder of the user's is never removed
     out_dir = new_run_dir(out) if out is not None else None
     pre, model, X_train = _fresh(cfg, ds)
@@ -295,17 +295,6 @@ def _take_dataset(cfg: RunConfig, data: Any, image_shape: Sequence[int] | None =
     if callable(data):
         return data(), True
     return data, False
-
-
-def _loaded_with(ds: Dataset) -> dict[str, Any]:
-    """The data options of a run given ``ds``: those it was loaded with (its split seed, image
-    size and folder; a config's others would make evaluate_run load other splits), none for a
-    dataset built by hand."""
-    options = getattr(ds, "load_options", None) or {}
-    out = {k: options[k] for k in ("data_dir", "image_size") if k in options}
-    if options.get("seed") is not None:
-        out["data_seed"] = options["seed"]
-    return out
 
 
 def _without_raw_train(ds: Dataset) -> Dataset:

@@ -250,10 +250,9 @@ def _check_dataset_arg(dataset: Any, load: dict[str, Any]) -> None:
 def _split_seed(dataset: str | Dataset, ds: Dataset, data_seed: int) -> int | None:
     """The split seed a run records: ``data_seed`` for a dataset loaded by name, the seed a
     loaded dataset was split with where it says (``Dataset.load_options``)."""
-    if isinstance(dataset, str):
-        return data_seed
-    seed = (getattr(ds, "load_options", None) or {}).get("seed")
-    return data_seed if seed is None else seed
+    from mlplab.runs import loaded_with
+
+    return data_seed if isinstance(dataset, str) else loaded_with(ds).get("data_seed", data_seed)
 
 
 def _environment(threads: int, device: torch.device) -> dict[str, Any]:
@@ -368,7 +367,7 @@ def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_
                 cfg: TorchTrainConfig, device: str, threads: int | None,
                 eval_test: bool) -> dict[str, Any]:
     """``config.json``: every option, the data's as ``mlplab evaluate`` reloads it."""
-    from mlplab.runs import absolute_data_paths
+    from mlplab.runs import absolute_data_paths, loaded_with
 
     if isinstance(dataset, str):
         # absolute, as mlplab train's: evaluate reloads the data from any working folder
@@ -380,7 +379,7 @@ def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_
         # a folder:PATH name made absolute too (it is relative to the working folder it was
         # loaded in; evaluate, run from elsewhere, looked for the folder there)
         # and the options it was loaded with (its split seed, image size and folder)
-        options = getattr(ds, "load_options", None) or {}
+        options = loaded_with(ds)
         name, data_dir = absolute_data_paths(ds.name, options.get("data_dir"))
         val_size, test_size = len(ds.y_val), len(ds.y_test)
         image_size = options.get("image_size")
