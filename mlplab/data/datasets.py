@@ -213,7 +213,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         (X, y), test, classes = load_folder(path, size, cache=cache, channels=channels)
         ds = _holdout_splits(f"folder:{path}", classes, X, y, test, val_size, test_size, seed,
                              source=str(path))
-        return _loaded_with(ds, None, image_size, seed)
+        return _record_load_options(ds, None, image_size, seed)
     low = _ALIASES[low]
     if low != "digits":
         check_data_dir(data_dir)
@@ -233,11 +233,12 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     if size is not None:
         for s in SPLITS:
             setattr(ds, f"X_{s}", resize_images(getattr(ds, f"X_{s}"), size))
-    return _loaded_with(ds, None if low == "digits" else data_dir, image_size, seed)
+    return _record_load_options(ds, None if low == "digits" else data_dir, image_size, seed)
 
 
-def _loaded_with(ds: Dataset, data_dir: str | os.PathLike | None,
-                 image_size: int | str | tuple[int, int] | None, seed: int | None) -> Dataset:
+def _record_load_options(ds: Dataset, data_dir: str | os.PathLike | None,
+                         image_size: int | str | tuple[int, int] | None,
+                         seed: int | None) -> Dataset:
     """``ds`` with the options it was loaded with (``Dataset.load_options``), as a run's config
     records them: ``image_size`` an int or a string (a pair becomes ``"HxW"``)."""
     if image_size is not None and not isinstance(image_size, int | str):
