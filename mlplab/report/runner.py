@@ -317,10 +317,10 @@ def _command(ctx: Context, command: str | None) -> str:
     this call, or, where none is (a custom :class:`Budget`, a ``loader``), the Python call."""
     if command:
         return command
-    if BUDGETS.get(ctx.budget.name) != ctx.budget or ctx.loader is not None:
+    named = BUDGETS.get(ctx.budget.name) == ctx.budget
+    if not named or ctx.loader is not None:
         # "--budget tiny" is no command line's budget (argparse refuses it), and a custom
         # Budget("quick", ...) is not the quick one; the loader's data options are unknown here
-        named = BUDGETS.get(ctx.budget.name) == ctx.budget
         args = [repr(ctx.dataset), repr(ctx.budget.name) if named else
                 f"mlplab.report.{ctx.budget!r}", f"out={str(ctx.out)!r}",
                 f"seed={ctx.seed}", f"threads={ctx.threads}"]
