@@ -10,6 +10,7 @@ import contextlib
 import reprlib
 import threading
 from collections.abc import Collection, Iterable, Iterator
+from dataclasses import fields
 from typing import Any, TypeGuard
 
 import numpy as np
@@ -242,6 +243,17 @@ def check_hidden_sizes(sizes: Iterable[Any]) -> list[int]:
     if isinstance(sizes, str) or not all(is_int(h) and h >= 1 for h in sizes):
         raise ValueError(f"every hidden size must be a positive integer; got {sizes!r}.")
     return [int(h) for h in sizes]
+
+
+def check_fields(cls: type, given: Iterable[str], what: str) -> None:
+    """Refuse names in ``given`` that are not fields of dataclass ``cls`` (a ``from_dict`` of
+    a config), listing the known ones: a misspelt option (``optimiser``) is told what it may
+    be, not only that it is wrong."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise ValueError(f"unknown {what}: {', '.join(unknown)} (known: "
+                         f"{', '.join(sorted(names))}).")
 
 
 def check_pair(X: object, y: object, names: tuple[str, str], purpose: str) -> None:

@@ -30,6 +30,7 @@ from mlplab._progress import training_bar
 from mlplab._text import counted
 from mlplab._validation import (
     check_choice,
+    check_fields,
     check_flag,
     check_int,
     check_pair,
@@ -142,11 +143,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:  # the known ones too: Trainer(optimiser="adam") said only what was wrong
-            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))} (known: "
-                             f"{', '.join(sorted(names))}).")
+        check_fields(cls, d, "training options")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:

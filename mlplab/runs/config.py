@@ -20,6 +20,7 @@ import numpy as np
 from mlplab._text import counted
 from mlplab._validation import (
     check_choice,
+    check_fields,
     check_flag,
     check_positive,
     check_seed,
@@ -161,11 +162,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown run options: {', '.join(unknown)} (known: "
-                             f"{', '.join(sorted(names))}).")
+        check_fields(cls, d, "run options")
         return cls(**d)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,15 @@ import torch
 from torch import nn
 
 from mlplab._progress import training_bar
-from mlplab._validation import check_int, check_pair, check_positive, check_seed, is_int, setting
+from mlplab._validation import (
+    check_fields,
+    check_int,
+    check_pair,
+    check_positive,
+    check_seed,
+    is_int,
+    setting,
+)
 from mlplab.torch_mlp.data import as_tensor, check_inputs
 from mlplab.torch_mlp.device import select_device, set_threads, threads_kept
 from mlplab.torch_mlp.model import MultiLayerPerceptron, param_dtype
@@ -60,11 +68,7 @@ class TorchTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TorchTrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))} (known: "
-                             f"{', '.join(sorted(names))}).")
+        check_fields(cls, d, "training options")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
