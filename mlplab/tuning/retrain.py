@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from mlplab.runs.training import RunResult
 
 
+#: the note in ``best-run/`` saying which trial of which study it retrains
+TUNING_NOTE = "tuning.json"
+
+
 def finished_best_run(study: optuna.Study, out: Path, seed: int | None = 0,
                       eval_test: bool = False) -> dict[str, Any] | None:
     """The metrics of the run folder ``out`` if it already holds the study's best trial,
@@ -30,11 +34,12 @@ def finished_best_run(study: optuna.Study, out: Path, seed: int | None = 0,
     else None. A rerun of a finished search then keeps it: retraining would give the same model
     again, at the cost of a whole training run (and a further look at the test split)."""
     from mlplab.io import read_json
+    from mlplab.runs.files import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
     number, value = best_so_far(study)
     try:
         note, config, metrics = (read_json(out / name) for name in
-                                 ("tuning.json", "config.json", "metrics.json"))
+                                 (TUNING_NOTE, CONFIG_FILE, METRICS_FILE))
     except (OSError, ValueError):  # none yet, or damaged: retrain
         return None
     same = (isinstance(note, dict) and isinstance(config, dict) and isinstance(metrics, dict)
@@ -43,7 +48,7 @@ def finished_best_run(study: optuna.Study, out: Path, seed: int | None = 0,
             and metrics.get("status") == "completed"
             and isinstance(metrics.get("val_accuracy"), float)
             and (not eval_test or isinstance(metrics.get("test_accuracy"), float))
-            and (out / "model.npz").is_file())
+            and (out / MODEL_FILE).is_file())
     return metrics if same else None
 
 
@@ -101,7 +106,7 @@ def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | N
         result = train_run(out=tmp, data=data.dataset, **options)
         if result.interrupted:  # Ctrl-C: keep the older best-run, and stop as a search does
             raise KeyboardInterrupt
-        write_json(tmp / "tuning.json", {
+        write_json(tmp / TUNING_NOTE, {
             "study": study.study_name, "trial": number, "value": trial.value,
             "settings": settings,
             "train_size": len(data.y_train),
