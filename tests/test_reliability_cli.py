@@ -372,12 +372,9 @@ def test_a_reader_that_goes_away_is_not_an_error(unbuffered):
     assert proc.wait(timeout=120) == 0 and not err, err
 
 
-def test_non_utf8_paths_in_reports_and_figure_titles(tmp_path):
-    """A report folder or a dataset folder whose path is not UTF-8 (b"caf\\xe9"): the report's
-    Markdown and HTML, which quote the command, and the sample figure, titled with the
-    folder's path, failed with "'utf-8' codec can't encode character '\\udce9'" (the report
-    after report.json and its figures were already in place) and "set_text(): incompatible
-    function arguments". The byte is written as \\xe9."""
+def _latin1_folder(tmp_path, file_name: bytes) -> bytes:
+    """A folder ``caf\xe9`` (Latin-1, not UTF-8) of classes cat and dog, three 4x4 grey
+    images each, named ``file_name % i``; its path as bytes."""
     from PIL import Image
 
     root = os.path.join(os.fsencode(tmp_path), b"caf\xe9")
@@ -385,7 +382,17 @@ def test_non_utf8_paths_in_reports_and_figure_titles(tmp_path):
         os.makedirs(os.path.join(root, cls))
         for i in range(3):
             Image.new("L", (4, 4), 40 * i).save(os.fsdecode(os.path.join(root, cls,
-                                                                         b"%d.png" % i)))
+                                                                         file_name % i)))
+    return root
+
+
+def test_non_utf8_paths_in_reports_and_figure_titles(tmp_path):
+    """A report folder or a dataset folder whose path is not UTF-8 (b"caf\\xe9"): the report's
+    Markdown and HTML, which quote the command, and the sample figure, titled with the
+    folder's path, failed with "'utf-8' codec can't encode character '\\udce9'" (the report
+    after report.json and its figures were already in place) and "set_text(): incompatible
+    function arguments". The byte is written as \\xe9."""
+    root = _latin1_folder(tmp_path, b"%d.png")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
            "MLPLAB_DATA": str(tmp_path / "cache")}
     mlplab = [sys.executable, "-m", "mlplab"]
@@ -430,14 +437,7 @@ def test_a_closed_stderr_does_not_stop_training(tmp_path):
 def test_non_utf8_names_through_the_cli(tmp_path):
     """A folder whose path is not UTF-8 works; a class folder whose name is not UTF-8 is a
     one-line error (the name becomes a label in files and reports)."""
-    from PIL import Image
-
-    root = os.path.join(os.fsencode(tmp_path), b"caf\xe9")
-    for cls in (b"cat", b"dog"):
-        os.makedirs(os.path.join(root, cls))
-        for i in range(3):
-            Image.new("L", (4, 4), 40 * i).save(os.fsdecode(os.path.join(root, cls,
-                                                                         b"\xff%d.png" % i)))
+    root = _latin1_folder(tmp_path, b"\xff%d.png")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLPLAB_DATA": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "mlplab", "data", "info", "folder:" + os.fsdecode(root),
            "--val-size", "0", "--test-size", "0"]

@@ -338,23 +338,31 @@ def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
     assert fixed.n_complete == 1 and optuna.get_all_study_names(storage) == [fixed.study_name]
 
 
+def _interrupt_trial(monkeypatch, number):
+    """A Ctrl-C in trial ``number`` (a KeyboardInterrupt from its objective); returns the real
+    objective, to put back."""
+    import mlplab.tuning as tmod
+
+    real = tmod.Objective.__call__
+
+    def interrupted(self, trial):
+        if trial.number == number:
+            raise KeyboardInterrupt
+        return real(self, trial)
+
+    monkeypatch.setattr(tmod.Objective, "__call__", interrupted)
+    return real
+
+
 def test_ctrl_c_keeps_the_finished_trials_tables_without_a_traceback(digits, tmp_path,
                                                                      monkeypatch, caplog):
     import logging
 
-    import mlplab.tuning as tmod
 
     # Optuna's logger writes to its own handler; let caplog see the records that handler got
     monkeypatch.setattr(logging.getLogger("optuna"), "propagate", True)
 
-    real = tmod.Objective.__call__
-
-    def interrupted_third(self, trial):
-        if trial.number == 2:
-            raise KeyboardInterrupt
-        return real(self, trial)
-
-    monkeypatch.setattr(tmod.Objective, "__call__", interrupted_third)
+    _interrupt_trial(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         tune(digits, trials=4, search_space=TINY, out=tmp_path, progress=False)
     failed = [r for r in caplog.records if "Trial 2 failed" in r.getMessage()]
@@ -606,14 +614,7 @@ def test_cli_ctrl_c_says_how_to_continue(tmp_path, capsys, monkeypatch):
     to continue, and so does tune now (the same command continues the study)."""
     import mlplab.tuning as tmod
 
-    real = tmod.Objective.__call__
-
-    def interrupted_second(self, trial):
-        if trial.number == 1:
-            raise KeyboardInterrupt
-        return real(self, trial)
-
-    monkeypatch.setattr(tmod.Objective, "__call__", interrupted_second)
+    real = _interrupt_trial(monkeypatch, 1)
     space = tmp_path / "space.yaml"
     space.write_text("hidden_size: [8, 16]\nepochs: 1\nbatch_size: 64\n")
     argv = ["tune", "--trials", "2", "--search-space", str(space), "--out", str(tmp_path / "o"),
