@@ -1,0 +1,81 @@
+"""One searched knob's entry in a search space (docs/tuning.md's schema): what each key becomes,
+the message for each mistake, and which mistake is named first when an entry has several."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlplab.tuning import Param, SearchSpace
+
+
+def _param(name, entry):
+    return SearchSpace.from_dict({name: entry}).params[name]
+
+
+def test_entries_become_params_of_the_knobs_type():
+    # a float range keeps float bounds even when YAML wrote integers, and reads 1e-2 as a number
+    assert _param("reg", {"type": "float", "low": 0, "high": 1, "step": "1e-2"}) == Param(
+        "reg", "float", 0.0, 1.0, False, 0.01)
+    assert type(_param("reg", {"type": "float", "low": 0, "high": 1}).low) is float
+    # an int range: integral floats are ints, and so is its step
+    param = _param("hidden_size", {"type": "int", "low": 8.0, "high": 64, "step": 8.0,
+                                   "grid": [8.0, 64]})
+    assert param == Param("hidden_size", "int", 8, 64, False, 8, grid=(8, 64))
+    assert all(type(v) is int for v in (param.low, param.high, param.step, *param.grid))
+    # so does an int range over a float knob
+    param = _param("weight_decay", {"type": "int", "low": 0, "high": 3})
+    assert param == Param("weight_decay", "int", 0, 3) and type(param.low) is int
+    # `type` may be left out when `choices` says it is a categorical; choices are checked values
+    assert _param("batch_size", {"choices": [64.0, 128]}) == Param(
+        "batch_size", "categorical", choices=(64, 128))
+    assert _param("lr", {"type": "float", "low": 1e-3, "high": 1, "log": True}).log is True
+
+
+@pytest.mark.parametrize("name, entry, message", [
+    ("lr", {"low": 0.1, "high": 1}, "space: lr: `type` must be float, int or categorical; "
+                                    "got None."),
+    ("batch_size", {"type": "categorical", "choices": [64, 64.0]},
+     r"space: batch_size: `choices` has duplicates: \[64, 64.0\]."),
+    ("batch_size", {"type": "categorical", "choices": 64}, "`choices` must be a non-empty list"),
+    ("batchnorm", {"type": "int", "low": 0, "high": 1},
+     "batchnorm: a bool knob can only be fixed or categorical"),
+    ("lr", {"type": "float", "low": 0.1, "high": 1, "log": "yes"},
+     "lr: `log` must be true or false; got 'yes'."),
+    ("lr", {"type": "float", "low": 0.1, "high": 1, "step": 0},
+     "lr: `step` must be a positive number; got 0."),
+    ("epochs", {"type": "int", "low": 1, "high": 9, "step": 1.5},
+     "epochs: `step` must be a positive integer; got 1.5."),
+    ("epochs", {"type": "int", "low": 1, "high": 9, "step": "two"},
+     "epochs: `step` must be a positive integer; got 'two'."),
+    ("lr", {"type": "float", "low": 0.1, "high": 1, "grid": 0.5},
+     "lr: `grid` must be a non-empty list of values."),
+    ("lr", {"type": "float", "low": 0.1, "high": 1, "grid": [0.5, -1]},
+     r"lr \(grid\): lr must satisfy 0 < lr"),
+    ("lr", {"type": "float", "low": "x", "high": 1}, r"lr \(low\): lr must be a finite number"),
+    ("lr", {"type": "float", "low": 0.1, "high": [1]}, r"lr \(high\): lr must be a finite number"),
+])
+def test_each_mistake_is_named(name, entry, message):
+    with pytest.raises(ValueError, match=message):
+        SearchSpace.from_dict({name: entry}, "space")
+
+
+@pytest.mark.parametrize("entry, first", [
+    # the type before its keys, the keys before any value
+    ({"type": "normal", "scale": 1}, "`type` must be"),
+    ({"type": "categorical", "choices": [], "low": 1}, "unknown key"),
+    ({"type": "float", "low": 1, "high": 0, "scale": 1}, "unknown key"),
+    # the knob's type before the bounds
+    ({"type": "float", "low": 2, "high": 1}, "integer knob"),
+    ({"type": "int", "low": 2}, "needs `low` and `high`"),
+    ({"type": "int", "low": 0, "high": 1}, r"depth \(low\): depth must satisfy"),
+    # the bounds' order, then `log`, then `step`, then `grid`
+    ({"type": "int", "low": 3, "high": 2, "log": "yes"}, "must be below"),
+    ({"type": "int", "low": 2, "high": 3, "log": "yes", "step": 0}, "`log` must be"),
+    ({"type": "int", "low": 2, "high": 3, "log": True, "step": 0}, "`step` must be a positive"),
+    ({"type": "int", "low": 2, "high": 3, "log": True, "step": 1, "grid": 5},
+     "`step` and `log` cannot"),
+    ({"type": "int", "low": 2, "high": 3, "step": 1, "grid": 5}, "`grid` must be"),
+])
+def test_the_first_mistake_is_named_first(entry, first):
+    with pytest.raises(ValueError, match=first):
+        SearchSpace.from_dict({"depth": entry})
