@@ -43,10 +43,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlplab._validation import (
     check_choice,
@@ -96,6 +96,10 @@ from mlplab.tuning.storage import (
 )
 from mlplab.tuning.study import STUDY_ATTRS, best_so_far, finished_count, open_study
 from mlplab.tuning.workers import WorkerSpec, registrations, run_workers, worker_main
+
+if TYPE_CHECKING:
+    import optuna
+    from tqdm import tqdm
 
 __all__ = [
     "ArraySource",
@@ -220,9 +224,78 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         The preprocessing recipe (``mlplab.data.PREPROCESSING``, fitted on the training split)
         and an optional stratified subset of the training images to tune on.
     """
-    import optuna
+    import optuna  # noqa: F401  (without Optuna, fail before any work)
 
     start = time.perf_counter()
+    trials, workers, prune = _check_options(trials, workers, timeout, sampler, prune)
+    if not search_only:
+        _import_what_the_end_needs()
+    space = SearchSpace.load(search_space)
+    if sampler == "grid":
+        space.grid()  # fail now if a knob has no finite grid
+    # what the spawned workers must register again; refused now if they could not
+    registered = registrations(space) if workers > 1 else None
+    source = as_source(dataset, preprocess, train_size, **dataset_kwargs)
+    study_name = study_name or default_study_name(source)
+    out_dir = _output_dir(out, study_name)
+    spec = storage_spec(storage, out_dir, heartbeat, grace)
+    local_only = storage is None and workers == 1
+    sampler_seed = seed if local_only else None
+
+    # the data before the study: a command refused for its data (no validation split,
+    # --eval-test without a test split) must not leave behind a study that records those options
+    # and so clashes with the corrected command. With several workers this load only checks:
+    # each worker loads its own copy.
+    data = _load_data(source, need_test=eval_test and not search_only)
+    if workers > 1:
+        data = None
+    # the output folder only now, for the same reason: a refused command leaves no empty folder
+    with _output_folder(out_dir):
+        study = open_study(spec, study_name, space, source.describe(),
+                           make_sampler(sampler, space, sampler_seed, trials),
+                           make_pruner(prune, space, trials), seed=seed)
+    try:
+        if sampler_seed is not None and study.trials:
+            # resuming: a sampler seeded as before would propose the first trials' settings again
+            study.sampler = make_sampler(sampler, space, (sampler_seed + len(study.trials)) % 2**32,
+                                         trials)
+        with _trials_bar(progress, study, trials, study_name) as bar:
+            try:
+                if workers == 1:
+                    run_search(study, data, space, trials, timeout, seed, bar)
+                elif finished_count(study) < trials and not grid_exhausted(study):
+                    fail_dead_local_trials(study)  # here, once: not by K workers racing to re-queue
+                    specs = _worker_specs(workers, source, spec, study_name, space, sampler, prune,
+                                          trials, timeout, seed, sampler_seed, registered)
+                    run_workers(specs, study, bar)
+            except KeyboardInterrupt:
+                if not search_only and best_so_far(study)[0] is not None:
+                    # the finished trials' tables and plots now; a resumed search rewrites them
+                    write_results(study, out_dir)
+                raise
+
+        result = _tally(study, study_name, spec.display, out_dir)
+        if not search_only:
+            result.files, result.skipped_plots = write_results(study, out_dir)
+            _refuse_if_all_failed(study, result)
+            if result.best_trial is not None:
+                _best_run(study, result, data, source, seed, eval_test)
+        result.wall_seconds = round(time.perf_counter() - start, 2)
+        if not search_only:
+            _write_summary(result)
+        return result
+    finally:
+        # the database's connections, or study.db stays open after this returns: the study
+        # can outlive this call (a traceback that Optuna keeps from its optional import of
+        # plotly holds the frames that were running it), and Windows can then neither move nor
+        # remove the folder (mlplab reproduce moves it into place once the report is written)
+        close_storage(study._storage)
+
+
+def _check_options(trials: Any, workers: Any, timeout: float | None, sampler: str,
+                   prune: str | bool | None) -> tuple[int, int, str | None]:
+    """``trials`` and ``workers`` as ints and ``prune`` as a pruner's name or None, each refused
+    in this order when it is not one."""
     trials = check_int(trials, "trials")  # 2.5 and "3" are refused, not truncated
     workers = check_int(workers, "workers")
     if timeout is not None:
@@ -233,41 +306,42 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     if prune is not None:
         check_choice(prune, PRUNERS, "pruner")
     check_choice(sampler, SAMPLERS, "sampler")
-    if not search_only:
-        # import what the end of a long search needs now: a broken install (or a module edited
-        # mid-run) should fail before hours of trials, not after
-        import optuna.visualization.matplotlib  # noqa: F401
+    return trials, workers, prune
 
-        import mlplab.io  # noqa: F401
-        import mlplab.plots  # noqa: F401
-        import mlplab.runs  # noqa: F401
-    space = SearchSpace.load(search_space)
-    if sampler == "grid":
-        space.grid()  # fail now if a knob has no finite grid
-    # what the spawned workers must register again; refused now if they could not
-    registered = registrations(space) if workers > 1 else None
-    source = as_source(dataset, preprocess, train_size, **dataset_kwargs)
-    study_name = study_name or default_study_name(source)
+
+def _import_what_the_end_needs() -> None:
+    """Import what the end of a long search needs now: a broken install (or a module edited
+    mid-run) should fail before hours of trials, not after."""
+    import optuna.visualization.matplotlib  # noqa: F401
+
+    import mlplab.io  # noqa: F401
+    import mlplab.plots  # noqa: F401
+    import mlplab.runs  # noqa: F401
+
+
+def _output_dir(out: str | os.PathLike | None, study_name: str) -> Path:
+    """``out`` (default ``runs/<study name>``), refused if it is a file."""
     out_dir = Path(out) if out is not None else Path("runs") / study_name
     if out_dir.exists() and not out_dir.is_dir():  # before the data loads, not at mkdir's errno
         raise ValueError(f"{out_dir} is a file; the study's outputs need a folder: choose "
                          f"another {setting('--out', 'out')}.")
-    spec = storage_spec(storage, out_dir, heartbeat, grace)
-    local_only = storage is None and workers == 1
-    sampler_seed = seed if local_only else None
+    return out_dir
 
-    # the data before the study: a command refused for its data (no validation split,
-    # --eval-test without a test split) must not leave behind a study that records those options
-    # and so clashes with the corrected command. With several workers this load only checks:
-    # each worker loads its own copy.
+
+def _load_data(source: DataSource, need_test: bool) -> TuningData:
+    """The source's data, refused without a test split when the best run will be tested."""
     data = source.load()
-    if eval_test and not search_only:
+    if need_test:
         from mlplab.runs import require_test_split
 
         require_test_split(data)
-    if workers > 1:
-        data = None
-    # the output folder only now, for the same reason: a refused command leaves no empty folder
+    return data
+
+
+@contextlib.contextmanager
+def _output_folder(out_dir: Path) -> Iterator[None]:
+    """Create ``out_dir`` (and its missing parents), and remove the folders it made again if
+    the block fails (e.g. a storage that cannot be reached) while they are still empty."""
     made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -275,86 +349,88 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         raise ValueError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}; "
                          f"choose another {setting('--out', 'out')}.") from exc
     try:
-        study = open_study(spec, study_name, space, source.describe(),
-                           make_sampler(sampler, space, sampler_seed, trials),
-                           make_pruner(prune, space, trials), seed=seed)
-    except BaseException:  # e.g. a storage that cannot be reached: remove the folders made
+        yield
+    except BaseException:
         for folder in made:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only while empty
         raise
+
+
+@contextlib.contextmanager
+def _trials_bar(progress: bool, study: optuna.Study, trials: int,
+                study_name: str) -> Iterator[tqdm | None]:
+    """A bar of the study's finished trials (None without ``progress``), brought up to date and
+    closed however the search ends."""
+    bar = None
+    if progress:
+        from mlplab._progress import progress_bar
+
+        # shown in a terminal or a notebook, as training's bars; never into a log file
+        bar = progress_bar(total=trials, initial=min(finished_count(study), trials),
+                           unit="trial", desc=f"tuning {study_name}", dynamic_ncols=True)
     try:
-        if sampler_seed is not None and study.trials:
-            # resuming: a sampler seeded as before would propose the first trials' settings again
-            study.sampler = make_sampler(sampler, space, (sampler_seed + len(study.trials)) % 2**32,
-                                         trials)
-        bar = None
-        if progress:
-            from mlplab._progress import progress_bar
-
-            # shown in a terminal or a notebook, as training's bars; never into a log file
-            bar = progress_bar(total=trials, initial=min(finished_count(study), trials),
-                               unit="trial", desc=f"tuning {study_name}", dynamic_ncols=True)
-        try:
-            if workers == 1:
-                run_search(study, data, space, trials, timeout, seed, bar)
-            elif finished_count(study) < trials and not grid_exhausted(study):
-                fail_dead_local_trials(study)  # here, once: not by K workers racing to re-queue
-                threads = max(1, (os.cpu_count() or 1) // workers)
-                specs = [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune,
-                                    trials, timeout, seed, sampler_seed, i, threads,
-                                    on_command_line(), registered)
-                         for i in range(workers)]
-                run_workers(specs, study, bar)
-        except KeyboardInterrupt:
-            if not search_only and best_so_far(study)[0] is not None:
-                # the finished trials' tables and plots now; a resumed search rewrites them
-                write_results(study, out_dir)
-            raise
-        finally:
-            if bar is not None:
-                update_bar(bar, study)
-                bar.close()
-
-        from optuna.trial import TrialState
-
-        counts = {s: len(study.get_trials(deepcopy=False, states=(s,)))
-                  for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-        number, value = best_so_far(study)
-        result = TuneResult(study_name, spec.display, out_dir, counts[TrialState.COMPLETE],
-                            counts[TrialState.PRUNED], counts[TrialState.FAIL], number, value,
-                            dict(study.trials[number].params) if number is not None else {})
-        if not search_only:
-            result.files, result.skipped_plots = write_results(study, out_dir)
-            if number is None and counts[TrialState.FAIL] and not counts[TrialState.PRUNED]:
-                # every trial failed: an error, not an empty success (e.g. a space whose fixed knobs
-                # cannot work together)
-                first = next(t for t in study.trials if t.state == TrialState.FAIL)
-                reason = first.user_attrs.get("error", "see the warnings above")
-                raise ValueError(f"all {counts[TrialState.FAIL]} trials failed, the first with "
-                                 f"{reason}; results.csv lists them.")
-            if number is not None:
-                best_run = out_dir / "best-run"
-                metrics = finished_best_run(study, best_run, seed, eval_test)
-                if metrics is None:
-                    if data is None:
-                        data = source.load()
-                    metrics = retrain_best(study, data, best_run, seed, eval_test,
-                                           source).metrics
-                result.run_dir = best_run
-                result.retrained_val_acc = metrics["val_accuracy"]
-                if eval_test:
-                    result.test_accuracy = metrics["test_accuracy"]
-        result.wall_seconds = round(time.perf_counter() - start, 2)
-        if not search_only:
-            from mlplab.io import write_json
-
-            result.files["summary"] = out_dir / "summary.json"
-            write_json(out_dir / "summary.json", result.to_dict())
-        return result
+        yield bar
     finally:
-        # the database's connections, or study.db stays open after this returns: the study
-        # can outlive this call (a traceback that Optuna keeps from its optional import of
-        # plotly holds the frames that were running it), and Windows can then neither move nor
-        # remove the folder (mlplab reproduce moves it into place once the report is written)
-        close_storage(study._storage)
+        if bar is not None:
+            update_bar(bar, study)
+            bar.close()
+
+
+def _worker_specs(workers: int, source: DataSource, spec: StorageSpec, study_name: str,
+                  space: SearchSpace, sampler: str, prune: str | None, trials: int,
+                  timeout: float | None, seed: int | None, sampler_seed: int | None,
+                  registered: Any) -> list[WorkerSpec]:
+    """What each of ``workers`` local processes needs to search the study, the machine's cores
+    shared among them."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune, trials,
+                       timeout, seed, sampler_seed, i, threads, on_command_line(), registered)
+            for i in range(workers)]
+
+
+def _tally(study: optuna.Study, study_name: str, storage: str, out_dir: Path) -> TuneResult:
+    """The study's trials counted by state, and its best trial so far."""
+    from optuna.trial import TrialState
+
+    counts = {s: len(study.get_trials(deepcopy=False, states=(s,)))
+              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    number, value = best_so_far(study)
+    return TuneResult(study_name, storage, out_dir, counts[TrialState.COMPLETE],
+                      counts[TrialState.PRUNED], counts[TrialState.FAIL], number, value,
+                      dict(study.trials[number].params) if number is not None else {})
+
+
+def _refuse_if_all_failed(study: optuna.Study, result: TuneResult) -> None:
+    """Every trial failed: an error, not an empty success (e.g. a space whose fixed knobs
+    cannot work together)."""
+    from optuna.trial import TrialState
+
+    if result.best_trial is None and result.n_failed and not result.n_pruned:
+        first = next(t for t in study.trials if t.state == TrialState.FAIL)
+        reason = first.user_attrs.get("error", "see the warnings above")
+        raise ValueError(f"all {result.n_failed} trials failed, the first with "
+                         f"{reason}; results.csv lists them.")
+
+
+def _best_run(study: optuna.Study, result: TuneResult, data: TuningData | None,
+              source: DataSource, seed: int | None, eval_test: bool) -> None:
+    """The best trial as ``<out>/best-run``: the trial's own run when it saved one, else
+    retrained (loading the data here if the workers had it); its accuracies go into ``result``."""
+    best_run = result.out / "best-run"
+    metrics = finished_best_run(study, best_run, seed, eval_test)
+    if metrics is None:
+        if data is None:
+            data = source.load()
+        metrics = retrain_best(study, data, best_run, seed, eval_test, source).metrics
+    result.run_dir = best_run
+    result.retrained_val_acc = metrics["val_accuracy"]
+    if eval_test:
+        result.test_accuracy = metrics["test_accuracy"]
+
+
+def _write_summary(result: TuneResult) -> None:
+    from mlplab.io import write_json
+
+    result.files["summary"] = result.out / "summary.json"
+    write_json(result.out / "summary.json", result.to_dict())
