@@ -301,6 +301,15 @@ def _number(value: Any) -> float | None:
 
 def _parse_param(name: str, spec: Mapping[str, Any], knob: Knob, where: str) -> Param:
     where = f"{where}: {name}"
+    kind = _distribution_type(spec, where)
+    if kind == "categorical":
+        return _parse_categorical(name, spec, knob, where)
+    return _parse_range(name, spec, knob, kind, where)
+
+
+def _distribution_type(spec: Mapping[str, Any], where: str) -> str:
+    """The entry's ``type`` (``categorical`` when left out beside ``choices``), refused when it
+    is not one or the entry has keys that type does not take."""
     kind = spec.get("type")
     if kind is None:
         kind = "categorical" if "choices" in spec else None
@@ -310,20 +319,43 @@ def _parse_param(name: str, spec: Mapping[str, Any], knob: Knob, where: str) -> 
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} for a "
                          f"{kind} distribution; allowed: {', '.join(sorted(_SPEC_KEYS[kind]))}.")
-    if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise ValueError(f"{where}: `choices` must be a non-empty list.")
-        checked = tuple(knob.check(name, c, where) for c in choices)
-        if len(set(checked)) != len(checked):
-            raise ValueError(f"{where}: `choices` has duplicates: {choices}.")
-        return Param(name, "categorical", choices=checked)
+    return kind
 
+
+def _parse_categorical(name: str, spec: Mapping[str, Any], knob: Knob, where: str) -> Param:
+    choices = spec.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise ValueError(f"{where}: `choices` must be a non-empty list.")
+    checked = tuple(knob.check(name, c, where) for c in choices)
+    if len(set(checked)) != len(checked):
+        raise ValueError(f"{where}: `choices` has duplicates: {choices}.")
+    return Param(name, "categorical", choices=checked)
+
+
+def _parse_range(name: str, spec: Mapping[str, Any], knob: Knob, kind: str,
+                 where: str) -> Param:
+    """A ``float`` or ``int`` range: its bounds, then ``log``, ``step`` and ``grid``."""
     if knob.kind not in ("int", "float"):
         raise ValueError(f"{where}: a {knob.kind} knob can only be fixed or categorical "
                          f"(`choices: [...]`), not a {kind} range.")
     if knob.kind == "int" and kind == "float":
         raise ValueError(f"{where}: is an integer knob; use `type: int`.")
+    low, high = _range_bounds(name, spec, knob, kind, where)
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise ValueError(f"{where}: `log` must be true or false; got {log!r}.")
+    if log and low <= 0:
+        raise ValueError(f"{where}: a log-uniform range needs `low` > 0; got {low}.")
+    step = _range_step(spec.get("step"), kind, log, where)
+    grid = _range_grid(name, spec.get("grid"), knob, low, high, where)
+    if kind == "float":
+        low, high = float(low), float(high)
+    return Param(name, kind, low, high, log, step, grid=grid)
+
+
+def _range_bounds(name: str, spec: Mapping[str, Any], knob: Knob, kind: str,
+                  where: str) -> tuple[Any, Any]:
+    """``low`` and ``high``, legal values of the knob (ints for an int range), ``low`` below."""
     for key in ("low", "high"):
         if key not in spec:
             raise ValueError(f"{where}: a {kind} distribution needs `low` and `high`.")
@@ -333,30 +365,36 @@ def _parse_param(name: str, spec: Mapping[str, Any], knob: Knob, where: str) -> 
     if not low < high:
         raise ValueError(f"{where}: `low` ({low}) must be below `high` ({high}); to fix a knob "
                          f"write `{name}: {low}`.")
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise ValueError(f"{where}: `log` must be true or false; got {log!r}.")
-    if log and low <= 0:
-        raise ValueError(f"{where}: a log-uniform range needs `low` > 0; got {low}.")
-    step = spec.get("step")
-    if step is not None:
-        step_n = _number(step)
-        if step_n is None or step_n <= 0 or (kind == "int" and not float(step_n).is_integer()):
-            raise ValueError(f"{where}: `step` must be a positive "
-                             f"{'integer' if kind == 'int' else 'number'}; got {step!r}.")
-        if log:
-            raise ValueError(f"{where}: `step` and `log` cannot be combined (Optuna's rule).")
-        step = int(step_n) if kind == "int" else float(step_n)
-    grid = spec.get("grid")
-    if grid is not None:
-        if not isinstance(grid, list) or not grid:
-            raise ValueError(f"{where}: `grid` must be a non-empty list of values.")
-        grid = tuple(knob.check(name, g, f"{where} (grid)") for g in grid)
-        outside = [g for g in grid if not low <= g <= high]
-        if outside:
-            raise ValueError(f"{where}: grid values {outside} lie outside [{low}, {high}].")
-    return Param(name, kind, float(low) if kind == "float" else low,
-                 float(high) if kind == "float" else high, log, step, grid=grid)
+    return low, high
+
+
+def _range_step(step: Any, kind: str, log: bool, where: str) -> int | float | None:
+    """``step`` as a positive number of the range's type (None when not given); never with
+    ``log``."""
+    if step is None:
+        return None
+    step_n = _number(step)
+    if step_n is None or step_n <= 0 or (kind == "int" and not float(step_n).is_integer()):
+        raise ValueError(f"{where}: `step` must be a positive "
+                         f"{'integer' if kind == 'int' else 'number'}; got {step!r}.")
+    if log:
+        raise ValueError(f"{where}: `step` and `log` cannot be combined (Optuna's rule).")
+    return int(step_n) if kind == "int" else float(step_n)
+
+
+def _range_grid(name: str, grid: Any, knob: Knob, low: Any, high: Any,
+                where: str) -> tuple[Any, ...] | None:
+    """``grid`` as the knob's checked values, all inside ``[low, high]`` (None when not
+    given)."""
+    if grid is None:
+        return None
+    if not isinstance(grid, list) or not grid:
+        raise ValueError(f"{where}: `grid` must be a non-empty list of values.")
+    grid = tuple(knob.check(name, g, f"{where} (grid)") for g in grid)
+    outside = [g for g in grid if not low <= g <= high]
+    if outside:
+        raise ValueError(f"{where}: grid values {outside} lie outside [{low}, {high}].")
+    return grid
 
 
 def _max_value(param: Param | None, fixed: Any) -> float:
