@@ -360,9 +360,29 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
 
 def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model file") -> LoadedModel:
     """Rebuild and validate a model from the arrays of a model file (or a checkpoint)."""
-    from mlplab._validation import check_registered
-    from mlplab.models import ACTIVATIONS, MLP, TwoLayerNet
+    meta = _model_meta(arrays, source)
+    config = meta["config"]
+    params = _prefixed(arrays, "param/")
+    _check_layer_shapes(config, params, source)
+    model = _build_model(meta, config, source)
+    _load_params(model, params, source)
+    prep = _stored_preprocessing(meta.get("preprocessing"), _prefixed(arrays, "preprocessing/"),
+                                 source)
+    extra = meta.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise ValueError(f"{source}: the stored 'extra' must be a JSON object; got "
+                         f"{type(extra).__name__}.")
+    return LoadedModel(model, prep, dict(extra))
 
+
+def _prefixed(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays whose keys start with ``prefix``, keyed without it."""
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def _model_meta(arrays: Mapping[str, np.ndarray], source: str) -> dict[str, Any]:
+    """The file's metadata, refused unless it is an mlplab model file of this version with a
+    model config."""
     if META_KEY not in arrays:
         raise ValueError(f"{source} is not an mlplab model file (no {META_KEY} entry).")
     meta = parse_json_array(arrays[META_KEY], f"{source}: {META_KEY}")
@@ -372,17 +392,23 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model fil
     if meta.get("version") != MODEL_VERSION:
         raise ValueError(f"{source} has model-file version {meta.get('version')!r}; this "
                          f"mlplab reads version {MODEL_VERSION}. Upgrade mlplab.")
-    config = meta.get("config")
-    if not isinstance(config, dict):
+    if not isinstance(meta.get("config"), dict):
         raise ValueError(f"{source}: the model config is missing.")
-    params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
-    _check_layer_shapes(config, params, source)
-    if meta.get("class") != "TwoLayerNet":
+    return meta
+
+
+def _build_model(meta: Mapping[str, Any], config: dict[str, Any], source: str) -> MLP:
+    """The (untrained) network the config describes, with the config's seed recorded."""
+    from mlplab._validation import check_registered
+    from mlplab.models import ACTIVATIONS, MLP, TwoLayerNet
+
+    two_layer = meta.get("class") == "TwoLayerNet"
+    if not two_layer:
         # not an invalid file: one saved where its activation was registered
         check_registered(config.get("activation"), ACTIVATIONS, "activation", source,
                          module=meta.get("activation_module"))
     try:
-        if meta.get("class") == "TwoLayerNet":
+        if two_layer:
             hidden = config["hidden_sizes"]
             if len(hidden) != 1:
                 raise ValueError("a TwoLayerNet has exactly one hidden layer")
@@ -395,7 +421,12 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model fil
         raise ValueError(f"{source}: the stored model config is invalid ({one_line(exc)})."
                          ) from None
     model.config["seed"] = config.get("seed")
+    return model
 
+
+def _load_params(model: MLP, params: Mapping[str, np.ndarray], source: str) -> None:
+    """Load the stored parameters into ``model``, refused unless they are exactly the arrays
+    the config implies, of its shapes and dtype, and finite."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(params))
     unexpected = sorted(set(params) - set(expected))
@@ -415,9 +446,10 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model fil
                              "is corrupt (did training diverge?).")
     model.load_state_dict(params)
 
-    prep = meta.get("preprocessing")
-    prep_arrays = {k[len("preprocessing/"):]: v for k, v in arrays.items()
-                   if k.startswith("preprocessing/")}
+
+def _stored_preprocessing(prep: Any, prep_arrays: dict[str, np.ndarray], source: str) -> Any:
+    """The preprocessing as :func:`save_model` was given it: a ``Pipeline`` rebuilt from its
+    state, a dict with its arrays restored, or None."""
     for key, arr in prep_arrays.items():
         if arr.dtype.kind not in "biufU" or (arr.dtype.kind == "f" and not np.isfinite(arr).all()):
             raise ValueError(f"{source}: preprocessing/{key} is not a finite numeric array.")
@@ -425,20 +457,16 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], source: str = "model fil
         from mlplab.data.transforms import Pipeline
 
         try:
-            prep = Pipeline.from_state_dict(prep_arrays)
+            return Pipeline.from_state_dict(prep_arrays)
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{source}: the stored preprocessing is invalid "
                              f"({one_line(exc)}).") from None
-    elif isinstance(prep, dict):
-        prep = {**prep, **prep_arrays}
-    elif prep is not None:
+    if isinstance(prep, dict):
+        return {**prep, **prep_arrays}
+    if prep is not None:
         raise ValueError(f"{source}: the stored preprocessing must be a JSON object or null; got "
                          f"{type(prep).__name__}.")
-    extra = meta.get("extra") or {}
-    if not isinstance(extra, dict):
-        raise ValueError(f"{source}: the stored 'extra' must be a JSON object; got "
-                         f"{type(extra).__name__}.")
-    return LoadedModel(model, prep, dict(extra))
+    return None
 
 
 def _check_layer_shapes(config: Mapping[str, Any], params: Mapping[str, np.ndarray],
