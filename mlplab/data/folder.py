@@ -23,7 +23,7 @@ import json
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +42,7 @@ from mlplab.data.base import (
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFile
+    from tqdm import tqdm
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
@@ -369,33 +370,64 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
     """Every image of ``paths`` as ``uint8 (N, H, W, C)`` in ``mode``, decoded by a few threads.
     ``grey_only``: stop at the first colour image (``_ColourImage``)."""
     bad: list[tuple[int, UnreadableImageError]] = []  # every unreadable file, reported at the end
+    start, first = _first_readable(paths, mode, size, grey_only, bad)
+    if size is None:  # an odd first image must not size the whole array (101 GiB for a photo)
+        _check_sampled_sizes(paths, start, first.shape)
+    out = _images_array(paths, start, first)
+    out[start] = first
+    _decode_rest(paths, start, out, mode, size, grey_only, bad)
+    if bad:
+        raise all_unreadable([e for _, e in sorted(bad, key=lambda b: b[0])], len(paths))
+    return out
+
+
+def _first_readable(paths: list[Path], mode: str, size: tuple[int, int] | None,
+                    grey_only: bool, bad: list[tuple[int, UnreadableImageError]]
+                    ) -> tuple[int, np.ndarray]:
+    """The index and image of the first readable file (the one that sizes the array), the
+    unreadable ones before it added to ``bad``; every file unreadable is one error."""
     start = 0
-    while True:  # the first readable image sizes the array
+    while True:
         try:
-            first = _read_image(paths[start], mode, size, grey_only)
-            break
+            return start, _read_image(paths[start], mode, size, grey_only)
         except UnreadableImageError as exc:
             bad.append((start, exc))
             start += 1
             if start == len(paths):
                 raise all_unreadable([e for _, e in bad], len(paths)) from None
-    if size is None:  # an odd first image must not size the whole array (101 GiB for a photo)
-        for other in sorted({paths[len(paths) // 2], paths[-1]} - {paths[start]}):
-            try:
-                with open_image(other) as im:  # the header only (and a PNG's EXIF)
-                    wh = im.size[::-1] if _orientation(im) in (5, 6, 7, 8) else im.size
-            except Exception:  # unreadable: the decode below reports it, in order
-                continue
-            if wh != (first.shape[1], first.shape[0]):
-                raise _size_mismatch(other, wh, paths[start], first.shape)
+
+
+def _check_sampled_sizes(paths: list[Path], start: int, first_shape: tuple[int, ...]) -> None:
+    """Refuse a folder whose middle or last image (by its header alone) has another size than
+    the first readable one, before an array of that size is allocated for them all."""
+    for other in sorted({paths[len(paths) // 2], paths[-1]} - {paths[start]}):
+        try:
+            with open_image(other) as im:  # the header only (and a PNG's EXIF)
+                wh = im.size[::-1] if _orientation(im) in (5, 6, 7, 8) else im.size
+        except Exception:  # unreadable: the decode reports it, in order
+            continue
+        if wh != (first_shape[1], first_shape[0]):
+            raise _size_mismatch(other, wh, paths[start], first_shape)
+
+
+def _images_array(paths: list[Path], start: int, first: np.ndarray) -> np.ndarray:
+    """An empty array for every image of ``paths``, each shaped as ``first``; one too large for
+    memory is an error that says how to shrink the images."""
     try:
-        out = np.empty((len(paths), *first.shape), dtype=np.uint8)
+        return np.empty((len(paths), *first.shape), dtype=np.uint8)
     except MemoryError:
         raise DatasetError(
             f"{len(paths)} images of {first.shape[0]}x{first.shape[1]} ({paths[start].name}) "
             f"need {len(paths) * first.size / 2**30:.1f} GiB; pass --image-size (image_size=) "
             "to shrink them.") from None
-    out[start] = first
+
+
+def _decode_rest(paths: list[Path], start: int, out: np.ndarray, mode: str,
+                 size: tuple[int, int] | None, grey_only: bool,
+                 bad: list[tuple[int, UnreadableImageError]]) -> None:
+    """Decode the images after ``start`` into ``out`` in chunks, on a few threads: unreadable
+    files into ``bad``; an image sized unlike ``out[start]`` stops them all with an error."""
+    first_shape = out.shape[1:]
     failed = threading.Event()  # one thread's error stops the others: the result is discarded
 
     def work(chunk: range) -> None:
@@ -408,9 +440,9 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
                 except UnreadableImageError as exc:
                     bad.append((i, exc))  # list.append is atomic: no lock needed
                     continue
-                if arr.shape != first.shape:
+                if arr.shape != first_shape:
                     raise _size_mismatch(paths[i], (arr.shape[1], arr.shape[0]), paths[start],
-                                         first.shape)
+                                         first_shape)
                 out[i] = arr
         except BaseException:
             failed.set()
@@ -418,21 +450,24 @@ def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
 
     step = 512
     chunks = [range(s, min(s + step, len(paths))) for s in range(start + 1, len(paths), step)]
-    workers = min(4, os.cpu_count() or 1, max(len(chunks), 1))
     with progress_bar(total=len(paths), desc=f"decoding {paths[0].parent.parent.name}",
                       unit="img", leave=False) as bar:
         bar.update(start + 1)
-        if workers <= 1:
-            for c in chunks:
-                work(c)
+        _run_chunks(work, chunks, bar)
+
+
+def _run_chunks(work: Callable[[range], None], chunks: list[range], bar: tqdm) -> None:
+    """``work`` on every chunk, on up to 4 threads (none for a single chunk or core), the bar
+    moved on as each chunk is done; the first error is raised."""
+    workers = min(4, os.cpu_count() or 1, max(len(chunks), 1))
+    if workers <= 1:
+        for c in chunks:
+            work(c)
+            bar.update(len(c))
+    else:
+        with ThreadPoolExecutor(workers) as ex:
+            for c, _ in zip(chunks, ex.map(work, chunks)):  # re-raises the first error
                 bar.update(len(c))
-        else:
-            with ThreadPoolExecutor(workers) as ex:
-                for c, _ in zip(chunks, ex.map(work, chunks)):  # re-raises the first error
-                    bar.update(len(c))
-    if bad:
-        raise all_unreadable([e for _, e in sorted(bad, key=lambda b: b[0])], len(paths))
-    return out
 
 
 def _size_mismatch(path: Path, wh: tuple[int, int], first: Path,
