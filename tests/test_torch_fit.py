@@ -1,0 +1,99 @@
+"""torch_mlp.fit's epoch bookkeeping against independent measurements: the numbers each epoch
+hands to on_epoch_end, prints and records, the iteration a later epoch's divergence is named
+at, a run without validation data, Ctrl-C from the callback and an empty training set."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from mlplab.trainer import TrainingDivergedError
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install 'mlplab[torch]')")
+tm = pytest.importorskip("mlplab.torch_mlp")
+
+
+@pytest.fixture(scope="module")
+def data():
+    rs = np.random.RandomState(0)
+    X = rs.randn(130, 12).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64) + 2 * (X[:, 1] > 0)
+    return X[:100], y[:100], X[100:], y[100:]
+
+
+def _model():
+    return tm.build_model(12, [16], 4, seed=0)
+
+
+def test_each_epochs_numbers_are_measured_recorded_printed_and_handed_on(data, capsys):
+    X, y, Xv, yv = data
+    model, seen = _model(), []
+
+    def record(epoch, logs):
+        # measured here, independently, on the model as the epoch left it
+        seen.append((epoch, dict(logs), tm.accuracy(model, X, y), tm.accuracy(model, Xv, yv)))
+
+    h = tm.fit(model, X, y, Xv, yv, epochs=3, batch_size=32, lr=1e-2, lr_decay=0.5,
+               verbose=True, on_epoch_end=record)
+    per_epoch = math.ceil(100 / 32)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(seen) == len(lines) == 3 and len(h.loss) == 3 * per_epoch
+    for (epoch, logs, train_acc, val_acc), line in zip(seen, lines, strict=True):
+        assert logs.keys() == {"epoch", "iteration", "loss", "train_acc", "val_acc", "lr",
+                               "seconds"}
+        assert logs["epoch"] == epoch and logs["iteration"] == epoch * per_epoch
+        assert logs["loss"] == h.loss[epoch * per_epoch - 1]  # the epoch's last batch
+        # every row is in the train-accuracy subset (fewer than 5,000)
+        assert logs["train_acc"] == train_acc == h.train_acc[epoch - 1]
+        assert logs["val_acc"] == val_acc == h.val_acc[epoch - 1]
+        assert logs["lr"] == h.lr[epoch - 1] == pytest.approx(1e-2 * 0.5 ** (epoch - 1))
+        assert 0 < logs["seconds"] == h.epoch_seconds[epoch - 1]
+        assert line == (f"epoch {epoch}/3: loss {logs['loss']:.4f}, train acc {train_acc:.3f}, "
+                        f"val acc {val_acc:.3f}, lr {logs['lr']:.3g}, {logs['seconds']:.1f}s")
+    best = int(np.argmax(h.val_acc))  # the first of equals
+    assert (h.best_val_acc, h.best_epoch) == (h.val_acc[best], best + 1)
+    assert not h.interrupted and not model.training
+
+
+def test_without_validation_data_no_best_epoch_is_recorded(data):
+    X, y, _, _ = data
+    h = tm.fit(_model(), X, y, epochs=2, batch_size=50)
+    assert all(math.isnan(v) for v in h.val_acc) and len(h.val_acc) == 2
+    assert (h.best_val_acc, h.best_epoch) == (-1.0, -1)
+
+
+def test_a_later_epochs_divergence_names_its_iteration(data):
+    X, y, _, _ = data
+    model = _model()
+
+    def poison(epoch, logs):
+        with torch.no_grad():
+            model.linears[0].weight.fill_(float("inf"))
+
+    with pytest.raises(TrainingDivergedError) as exc:
+        tm.fit(model, X, y, epochs=3, batch_size=32, lr=1e-2, on_epoch_end=poison)
+    # epoch 2's first batch follows epoch 1's four
+    assert re.search(r"the loss became nan at iteration 5 \(epoch 2\) with learning rate "
+                     r"0\.0095; try a lower learning rate", str(exc.value)), str(exc.value)
+
+
+def test_ctrl_c_in_the_callback_ends_training_cleanly(data):
+    X, y, Xv, yv = data
+    model = _model()
+
+    def stop(epoch, logs):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    h = tm.fit(model, X, y, Xv, yv, epochs=5, batch_size=25, on_epoch_end=stop)
+    assert h.interrupted and len(h.val_acc) == 2 and len(h.loss) == 8
+    assert not model.training
+
+
+def test_an_empty_training_set_is_refused_before_anything_else(data):
+    X, y, Xv, _ = data
+    with pytest.raises(ValueError, match=r"^cannot train on an empty training set \(X has 0 "):
+        tm.fit(_model(), X[:0], y[:0], Xv)  # before the unpaired X_val
