@@ -149,18 +149,8 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     base = config.to_dict() if config is not None else {}
     cfg = TorchTrainConfig.from_dict({**base, **overrides})
     cfg.validate()
-    X, y = check_inputs(model, X, y)
-    if not len(X):
-        raise ValueError("cannot train on an empty training set (X has 0 rows).")
-    # X_val alone failed after the first epoch ("y must be a 1-D array ... got shape ()"),
-    # y_val alone was no validation at all, silently
-    check_pair(X_val, y_val, ("X_val", "y_val"), "to validate")
-    batchnorm = bool(model.batchnorms)
-    if batchnorm:
-        check_batchnorm_batches(cfg.batch_size, len(X))
+    X, y, X_val, y_val = _checked_data(model, cfg, X, y, X_val, y_val)
     has_val = X_val is not None and len(X_val)
-    if has_val:
-        X_val, y_val = check_inputs(model, X_val, y_val, "X_val")
     if cfg.threads is not None:
         set_threads(cfg.threads)
     device = select_device(cfg.device)
@@ -168,19 +158,9 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     model.to(device)
 
     Xt, yt = as_tensor(X, dtype, device), torch.from_numpy(y.astype(np.int64)).to(device)
-    n = len(Xt)
-    pick = np.sort(np.random.RandomState(0).choice(n, min(n, TRAIN_ACC_SUBSET), replace=False))
-    subset = (X[pick], y[pick])
-
-    dataset = torch.utils.data.TensorDataset(Xt, yt)
-    generator = torch.Generator()
-    if cfg.seed is not None:
-        generator.manual_seed(cfg.seed)
-    else:
-        generator.seed()
+    subset = _train_acc_subset(X, y)
     # with batch norm a last batch of one row would make BatchNorm1d fail mid-epoch: merged
-    sampler = ShuffledBatches(n, int(cfg.batch_size), generator, merge_single=batchnorm)
-    loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None)
+    loader = _shuffled_loader(Xt, yt, cfg, merge_single=bool(model.batchnorms))
 
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.reg)
@@ -196,50 +176,19 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
         try:
             for epoch in range(1, cfg.epochs + 1):
                 start = time.perf_counter()
-                model.train()
-                losses = []
                 lr = optimizer.param_groups[0]["lr"]
-                for xb, yb in loader:
-                    loss = criterion(model(xb), yb)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    # kept on the device: one synchronisation per epoch, not per batch
-                    losses.append(loss.detach())
-                    iteration += 1
-                    if bar is not None:
-                        bar.update(1)
+                epoch_loss = _train_epoch(model, loader, criterion, optimizer, bar)
                 scheduler.step()
-                epoch_loss = torch.stack(losses).double().cpu().numpy()
-                bad = np.flatnonzero(~np.isfinite(epoch_loss))
-                if bad.size:
-                    it = iteration - len(epoch_loss) + int(bad[0]) + 1
-                    raise TrainingDivergedError(
-                        f"the loss became {epoch_loss[bad[0]]} at iteration {it} (epoch "
-                        f"{epoch}) with learning rate {lr:.3g}; try a lower learning rate "
-                        f"(e.g. {setting('--lr', 'lr')} divided by 10).")
+                iteration += len(epoch_loss)
+                _refuse_diverged(epoch_loss, iteration, epoch, lr)
                 history.loss.extend(float(v) for v in epoch_loss)
                 train_acc = accuracy(model, *subset)
                 val_acc = accuracy(model, X_val, y_val) if has_val else float("nan")
-                seconds = time.perf_counter() - start
-                history.train_acc.append(train_acc)
-                history.val_acc.append(val_acc)
-                history.lr.append(lr)
-                history.epoch_seconds.append(seconds)
-                if has_val and val_acc > history.best_val_acc:
-                    history.best_val_acc, history.best_epoch = val_acc, epoch
                 logs = {"epoch": epoch, "iteration": iteration,
                         "loss": history.loss[-1], "train_acc": train_acc, "val_acc": val_acc,
-                        "lr": lr, "seconds": seconds}
-                if bar is not None:
-                    bar.set_postfix(loss=f"{logs['loss']:.3f}", train=f"{train_acc:.3f}",
-                                    val=f"{val_acc:.3f}")
-                if cfg.verbose:
-                    print(f"epoch {epoch}/{cfg.epochs}: loss {logs['loss']:.4f}, train acc "
-                          f"{train_acc:.3f}, val acc {val_acc:.3f}, lr {lr:.3g}, "
-                          f"{seconds:.1f}s", flush=True)
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch, logs)
+                        "lr": lr, "seconds": time.perf_counter() - start}
+                _record_epoch(history, logs, has_val)
+                _report_epoch(logs, cfg, bar, on_epoch_end)
         except KeyboardInterrupt:
             history.interrupted = True
         finally:
@@ -247,4 +196,101 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
                 bar.close()
     model.eval()
     return history
+
+
+def _checked_data(model: MultiLayerPerceptron, cfg: TorchTrainConfig, X: np.ndarray,
+                  y: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The training and validation arrays as the model takes them, refused (in this order) when
+    the training set is unusable or empty, only one of ``X_val``/``y_val`` is given, batch norm
+    cannot train on the batches, or the validation set is unusable."""
+    X, y = check_inputs(model, X, y)
+    if not len(X):
+        raise ValueError("cannot train on an empty training set (X has 0 rows).")
+    # X_val alone failed after the first epoch ("y must be a 1-D array ... got shape ()"),
+    # y_val alone was no validation at all, silently
+    check_pair(X_val, y_val, ("X_val", "y_val"), "to validate")
+    if model.batchnorms:
+        check_batchnorm_batches(cfg.batch_size, len(X))
+    if X_val is not None and len(X_val):
+        X_val, y_val = check_inputs(model, X_val, y_val, "X_val")
+    return X, y, X_val, y_val
+
+
+def _train_acc_subset(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed training rows train accuracy is measured on: the same as
+    :class:`mlplab.trainer.Trainer` picks."""
+    n = len(X)
+    pick = np.sort(np.random.RandomState(0).choice(n, min(n, TRAIN_ACC_SUBSET), replace=False))
+    return X[pick], y[pick]
+
+
+def _shuffled_loader(Xt: torch.Tensor, yt: torch.Tensor, cfg: TorchTrainConfig,
+                     merge_single: bool) -> torch.utils.data.DataLoader:
+    """A loader of :class:`ShuffledBatches` over the tensors, shuffled by its own generator
+    (seeded with ``cfg.seed``, else fresh)."""
+    generator = torch.Generator()
+    if cfg.seed is not None:
+        generator.manual_seed(cfg.seed)
+    else:
+        generator.seed()
+    sampler = ShuffledBatches(len(Xt), int(cfg.batch_size), generator, merge_single=merge_single)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(Xt, yt), sampler=sampler,
+                                       batch_size=None)
+
+
+def _train_epoch(model: MultiLayerPerceptron, loader: torch.utils.data.DataLoader,
+                 criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                 bar: Any) -> np.ndarray:
+    """One pass over ``loader``, one optimiser step per batch; the batches' losses."""
+    model.train()
+    losses = []
+    for xb, yb in loader:
+        loss = criterion(model(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # kept on the device: one synchronisation per epoch, not per batch
+        losses.append(loss.detach())
+        if bar is not None:
+            bar.update(1)
+    return torch.stack(losses).double().cpu().numpy()
+
+
+def _refuse_diverged(epoch_loss: np.ndarray, iteration: int, epoch: int, lr: float) -> None:
+    """A :class:`TrainingDivergedError` naming the epoch's first non-finite loss, if any
+    (``iteration``: the epoch's last)."""
+    bad = np.flatnonzero(~np.isfinite(epoch_loss))
+    if bad.size:
+        it = iteration - len(epoch_loss) + int(bad[0]) + 1
+        raise TrainingDivergedError(
+            f"the loss became {epoch_loss[bad[0]]} at iteration {it} (epoch "
+            f"{epoch}) with learning rate {lr:.3g}; try a lower learning rate "
+            f"(e.g. {setting('--lr', 'lr')} divided by 10).")
+
+
+def _record_epoch(history: History, logs: dict[str, float], has_val: bool) -> None:
+    """The epoch's accuracies, learning rate and seconds into ``history``, and its best
+    validation accuracy so far."""
+    history.train_acc.append(logs["train_acc"])
+    history.val_acc.append(logs["val_acc"])
+    history.lr.append(logs["lr"])
+    history.epoch_seconds.append(logs["seconds"])
+    if has_val and logs["val_acc"] > history.best_val_acc:
+        history.best_val_acc, history.best_epoch = logs["val_acc"], logs["epoch"]
+
+
+def _report_epoch(logs: dict[str, float], cfg: TorchTrainConfig, bar: Any,
+                  on_epoch_end: Callable[[int, dict[str, float]], None] | None) -> None:
+    """The epoch's numbers on the progress bar, printed (``cfg.verbose``) and to the callback."""
+    epoch, train_acc, val_acc = logs["epoch"], logs["train_acc"], logs["val_acc"]
+    if bar is not None:
+        bar.set_postfix(loss=f"{logs['loss']:.3f}", train=f"{train_acc:.3f}",
+                        val=f"{val_acc:.3f}")
+    if cfg.verbose:
+        print(f"epoch {epoch}/{cfg.epochs}: loss {logs['loss']:.4f}, train acc "
+              f"{train_acc:.3f}, val acc {val_acc:.3f}, lr {logs['lr']:.3g}, "
+              f"{logs['seconds']:.1f}s", flush=True)
+    if on_epoch_end is not None:
+        on_epoch_end(epoch, logs)
 
