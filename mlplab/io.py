@@ -131,6 +131,19 @@ class DiskFullError(OSError):
         return str(self.args[0])
 
 
+def why_no_folder(path: str | os.PathLike, exc: OSError) -> str:
+    """Why the folder ``path`` could not be made, in words. A dangling link or a file on its
+    path would otherwise be told as mkdir's "File exists" or "Not a directory"."""
+    for p in (Path(path), *Path(path).parents):
+        if p.is_symlink() and not p.exists():
+            return f"{p} is a link to {os.readlink(p)}, which does not exist"
+        if p.exists():
+            if not p.is_dir():
+                return f"{p} is a file, not a folder"
+            break  # the nearest folder there is: the system's reason (permissions, a full disk)
+    return exc.strerror or str(exc)
+
+
 def _fsync_dir(folder: Path) -> None:
     # makes the rename itself durable; not possible (nor needed) on every platform
     try:

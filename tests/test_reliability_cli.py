@@ -447,3 +447,43 @@ def test_non_utf8_names_through_the_cli(tmp_path):
     res = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
     err = res.stderr.decode("utf-8", "replace")
     assert res.returncode == 1 and "is not valid UTF-8" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["tune", "--dataset", "digits", "--trials", "1"],
+    ["torch", "train", "--dataset", "digits", "--epochs", "1"],
+    ["torch", "depth", "--dataset", "digits", "--epochs", "1"],
+    ["reproduce", "--only", "q1"],
+], ids=lambda argv: " ".join(argv[:2]))
+def test_a_dangling_runs_link_is_named_by_every_command(argv, tmp_path, monkeypatch, capsys):
+    """``runs`` as a link whose target is gone (a scratch disk not mounted): ``mlplab train``
+    said so, but tune, torch train / depth and reproduce, which put their default folders
+    there too, said mkdir's "File exists", which names neither the link nor its target."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").symlink_to(tmp_path / "gone")
+    code, _, err = _run(argv, capsys)
+    _skip_without_torch(argv, err)
+    _assert_one_line_error(err, code, 1, argv)
+    assert f"runs is a link to {tmp_path / 'gone'}, which does not exist; choose another " \
+           "--out." in err, err
+    assert not (tmp_path / "gone").exists()
+
+
+def test_why_no_folder_names_what_stands_in_the_way(tmp_path):
+    """A file anywhere on the path, or a dangling link, is named; otherwise the system's
+    reason is kept (mkdir's own words for a file on the path are "Not a directory")."""
+    from mlplab.io import why_no_folder
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for path in (afile, afile / "sub", afile / "sub" / "deeper"):
+        with pytest.raises(OSError) as exc:
+            path.mkdir(parents=True)
+        assert why_no_folder(path, exc.value) == f"{afile} is a file, not a folder"
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    with pytest.raises(OSError) as exc:
+        (tmp_path / "link" / "x").mkdir(parents=True)
+    assert why_no_folder(tmp_path / "link" / "x", exc.value) == \
+        f"{tmp_path / 'link'} is a link to {tmp_path / 'gone'}, which does not exist"
+    assert why_no_folder(tmp_path / "new", PermissionError(13, "Permission denied")) == \
+        "Permission denied"

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from mlplab import interrupts
 from mlplab._text import shell_command
 from mlplab._validation import is_int, setting
+from mlplab.io import why_no_folder
 from mlplab.report import environment as env
 from mlplab.report.budgets import BUDGETS, Budget, get_budget
 from mlplab.report.context import Context
@@ -157,9 +158,8 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file there or on the path: mkdir would say "[Errno 17] ..."
-        why = "it is a file" if out.is_file() else exc.strerror or exc
-        raise ValueError(f"cannot make the report folder {out}: {why}; choose another "
-                         f"{setting('--out', 'out')}.") from exc
+        raise ValueError(f"cannot make the report folder {out}: {why_no_folder(out, exc)}; "
+                         f"choose another {setting('--out', 'out')}.") from exc
     shutil.rmtree(ctx.staging, ignore_errors=True)  # what a stopped run had made
     (out / "errors.log").unlink(missing_ok=True)  # an earlier run's tracebacks are not this one's
     started = time.perf_counter()

@@ -81,8 +81,9 @@ def new_run_dir(out: str | os.PathLike) -> Path:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file on the path, a read-only or virtual file system
-        raise ValueError(f"cannot create the run folder {out_dir}: {exc.strerror or exc}; "
-                         f"choose another {setting('--out', 'out')}.") from exc
+        raise ValueError(f"cannot create the run folder {out_dir}: "
+                         f"{io.why_no_folder(out_dir, exc)}; choose another "
+                         f"{setting('--out', 'out')}.") from exc
     return out_dir
 
 
@@ -107,19 +108,10 @@ def default_run_dir(root: str | os.PathLike = "runs", claim: bool = False,
                     # not a name another run took: trying the next would fail alike, forever
                     # (a `runs` link whose target is gone made mkdir say "File exists")
                     raise ValueError(f"cannot create the run folder {path}: "
-                                     f"{_why_no_folder(Path(root), exc)}; give "
+                                     f"{io.why_no_folder(path, exc)}; give "
                                      f"{setting('--out', 'out')} a folder you can write to."
                                      ) from exc
         n += 1
-
-
-def _why_no_folder(root: Path, exc: OSError) -> str:
-    """Why a folder under ``root`` could not be made, in words."""
-    if root.is_symlink() and not root.exists():
-        return f"{root} is a link to {os.readlink(root)}, which does not exist"
-    if root.exists() and not root.is_dir():
-        return f"{root} is a file, not a folder"
-    return exc.strerror or str(exc)
 
 
 def write_history(path: Path, history: History, per_epoch: int) -> None:

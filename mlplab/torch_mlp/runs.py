@@ -184,7 +184,7 @@ def _new_dir(path: Path, marker: str) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OSError(f"cannot create {out} {path}: {exc.strerror or exc}; choose another "
+        raise OSError(f"cannot create {out} {path}: {io.why_no_folder(path, exc)}; choose another "
                       f"{out}.") from None
     return path
 

@@ -345,9 +345,12 @@ def _output_folder(out_dir: Path) -> Iterator[None]:
     made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a file on the path, a read-only file system
-        raise ValueError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}; "
-                         f"choose another {setting('--out', 'out')}.") from exc
+    except OSError as exc:  # a file or a dangling link on the path, a read-only file system
+        from mlplab.io import why_no_folder
+
+        raise ValueError(f"cannot create the output folder {out_dir}: "
+                         f"{why_no_folder(out_dir, exc)}; choose another "
+                         f"{setting('--out', 'out')}.") from exc
     try:
         yield
     except BaseException:
