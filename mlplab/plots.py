@@ -27,6 +27,7 @@ from typing import Any
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -336,32 +337,45 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
         if transform is not None and len(pick):
             shown = transform(shown)
         for r in range(per_class):
-            ax = axes[r, c]
-            ax.axis("off")
+            axes[r, c].axis("off")
             if r < len(pick):
-                img = shown[r]
-                if img.dtype == np.uint8:  # raw pixels: a fixed 0..255 range, not autoscaled
-                    ax.imshow(img[:, :, 0] if img.shape[-1] == 1 else img, cmap="gray",
-                              vmin=0, vmax=255)
-                elif img.shape[-1] == 1:
-                    ax.imshow(img[:, :, 0], cmap="gray")
-                else:
-                    ax.imshow(np.clip(img, 0, 1))
-            if r == 0:
-                ax.set_title(classes[c], fontsize=7)
-    # class names wider than their column (many classes) would run into each other: upright
-    column = fig.bbox.width / k
-    if any(axes[0, c].title.get_window_extent().width > 0.95 * column
-           for c in range(k)):
-        for c in range(k):
-            axes[0, c].title.set(rotation=90, va="bottom")
+                _draw_image(axes[r, c], shown[r])
+        axes[0, c].set_title(classes[c], fontsize=7)
+    _upright_names_if_crowded(fig, axes[0])
     fit_suptitle(fig, title)
-    # The figure's height leaves 0.8 inches for one line of title and names. Upright names, or a
-    # title wrapped over lines (a folder's path), need more: the figure gains it, rather than
-    # squeezing the rows or (too little room for any layout) drawing the title over the names
-    # and images.
-    # Many rows stay within 9 inches of images, as above.
-    heads = (max(axes[0, c].title.get_window_extent().height for c in range(k))
+    _grow_to_fit_rows(fig, axes, X.shape[1] / X.shape[2])
+    return fig
+
+
+def _draw_image(ax: Axes, img: np.ndarray) -> None:
+    """One (H, W, C) image: uint8 pixels on a fixed 0..255 range (not autoscaled), grey floats
+    autoscaled, colour floats clipped to [0, 1]."""
+    if img.dtype == np.uint8:
+        ax.imshow(img[:, :, 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+    elif img.shape[-1] == 1:
+        ax.imshow(img[:, :, 0], cmap="gray")
+    else:
+        ax.imshow(np.clip(img, 0, 1))
+
+
+def _upright_names_if_crowded(fig: Figure, top_row: np.ndarray) -> None:
+    """Class names wider than their column (many classes) would run into each other: all of
+    them upright then."""
+    column = fig.bbox.width / len(top_row)
+    if any(ax.title.get_window_extent().width > 0.95 * column for ax in top_row):
+        for ax in top_row:
+            ax.title.set(rotation=90, va="bottom")
+
+
+def _grow_to_fit_rows(fig: Figure, axes: np.ndarray, aspect: float) -> None:
+    """Make the figure taller until its rows of images of height / width ``aspect`` fit.
+
+    The figure's height leaves 0.8 inches for one line of title and names. Upright names, or a
+    title wrapped over lines (a folder's path), need more: the figure gains it, rather than
+    squeezing the rows or (too little room for any layout) drawing the title over the names
+    and images. Many rows stay within 9 inches of images, as :func:`plot_samples` sizes them."""
+    rows = len(axes)
+    heads = (max(ax.title.get_window_extent().height for ax in axes[0])
              + _suptitle_height(fig)) / fig.dpi
     limit = max(fig.get_figheight(), 9.0 + heads)
     for _ in range(4):
@@ -369,9 +383,8 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
             grow = heads
         else:
             box = axes[0, 0].get_position(original=True)  # its slot, not the image in it
-            grow = per_class * (box.width * fig.get_figwidth() * X.shape[1] / X.shape[2]
-                                - box.height * fig.get_figheight())  # what the rows lack
-        if grow < 0.01 * per_class or fig.get_figheight() >= limit:
+            grow = rows * (box.width * fig.get_figwidth() * aspect
+                           - box.height * fig.get_figheight())  # what the rows lack
+        if grow < 0.01 * rows or fig.get_figheight() >= limit:
             break
         fig.set_figheight(min(limit, fig.get_figheight() + grow))
-    return fig
