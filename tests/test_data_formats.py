@@ -498,6 +498,15 @@ def test_mnist_idx(tmp_path, gz):
     ds.X_train[0, 0, 0, 0] = 1  # arrays are ordinary writable arrays
 
 
+def test_a_relative_data_dir_is_recorded_as_an_absolute_path(tmp_path, monkeypatch):
+    """A run records its dataset's load options for evaluate and resume, which may run from
+    another folder: a relative data_dir must not be recorded as it was typed."""
+    write_idx_set(tmp_path / "mnist")
+    monkeypatch.chdir(tmp_path)
+    ds = load_dataset("mnist", data_dir=".", val_size=1)
+    assert ds.load_options["data_dir"] == str(tmp_path.resolve())
+
+
 def test_fashion_mnist_from_data_dir(tmp_path):
     write_idx_set(tmp_path, gz=True, seed=3)
     ds = load_dataset("fashion-mnist", data_dir=tmp_path, val_size=2, test_size=3)
@@ -508,6 +517,7 @@ def test_fashion_mnist_from_data_dir(tmp_path):
 @pytest.mark.parametrize("mutate, message", [
     (lambda b: b[:-10], r"truncated: the header promises 12x28x28 values"),
     (lambda b: b + b"xx", "has trailing bytes"),
+    (lambda b: gzip.compress(b + b"xx"), "has trailing bytes"),  # inside the gzip stream too
     (lambda b: b"\x00\x00\x07\x03" + b[4:], "not an IDX file"),
     (lambda b: b"\x89PNG\r\n\x1a\n" + b, "not an IDX file"),
     (lambda b: gzip.compress(b)[:200], "truncated or corrupt gzip"),
@@ -560,6 +570,27 @@ def test_idx_labels_of_any_integer_type_load(tmp_path):
                                                                       0x0C))
     ds = load_dataset("mnist", data_dir=tmp_path, val_size=1)
     assert ds.y_test.tolist() == [9, 0, 3, 2] and ds.y_test.dtype == np.int64
+
+
+def test_idx_files_under_mnists_dotted_names_load(tmp_path):
+    """Some tools unpack MNIST's files as train-images.idx3-ubyte (a dot, not a dash)."""
+    arrays = write_idx_set(tmp_path, gz=False)
+    for name in arrays:
+        (tmp_path / name).rename(tmp_path / name.replace("-idx", ".idx"))
+    ds = load_dataset("mnist", data_dir=tmp_path, val_size=1)
+    np.testing.assert_array_equal(ds.X_test[..., 0], arrays["t10k-images-idx3-ubyte"])
+    np.testing.assert_array_equal(ds.y_val, arrays["train-labels-idx1-ubyte"][-1:])
+
+
+def test_the_gzipped_files_win_over_unpacked_ones_beside_them(tmp_path):
+    """The .gz files are what a download writes and what the published checksums vouch for
+    (``download=True`` replaces a damaged one): unpacked files of the same names beside them
+    are not read."""
+    official = write_idx_set(tmp_path, gz=True, seed=0)
+    write_idx_set(tmp_path, gz=False, seed=1)
+    ds = load_dataset("mnist", data_dir=tmp_path, val_size=1)
+    np.testing.assert_array_equal(ds.X_test[..., 0], official["t10k-images-idx3-ubyte"])
+    np.testing.assert_array_equal(ds.y_test, official["t10k-labels-idx1-ubyte"])
 
 
 @pytest.mark.skipif(not (DEBIAN_FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(),

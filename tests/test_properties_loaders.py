@@ -127,6 +127,15 @@ def test_gzip_bomb_is_refused_before_inflating(scratch):
     assert isinstance(error, DatasetError) and "more than this" in str(error)
 
 
+def test_gzip_promising_more_than_deflate_packs_is_refused_before_allocating(scratch):
+    # below the 1 GiB mlplab reads, but 256 MiB from 1 KB of gzip is beyond deflate's ~1032:1
+    path = scratch / "ratio.gz"
+    header = b"\x00\x00\x08\x03" + struct.pack(">III", 256, 1024, 1024)
+    path.write_bytes(gzip.compress(header + bytes(1 << 20), compresslevel=9))
+    error = bounded(lambda: read_idx(path), str(path))
+    assert isinstance(error, DatasetError) and "more than this" in str(error)
+
+
 def _idx(dtype_code: int, arr: np.ndarray) -> bytes:
     arr = np.asarray(arr)
     return (b"\x00\x00" + bytes([dtype_code, arr.ndim]) +
