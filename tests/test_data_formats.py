@@ -141,6 +141,15 @@ def test_cifar10_batches_load_in_order(tmp_path):
         load_dataset("cifar10", data_dir=tmp_path, val_size=20)
 
 
+def test_cifar10_validation_is_the_last_1000_training_images_by_default(tmp_path):
+    """The exercise's split (SPEC: train = the first 49,000, validation = the last 1,000)."""
+    batches = write_cifar(tmp_path / "cifar-10-batches-py", n=201, n_test=2)
+    ds = load_dataset("cifar10", data_dir=tmp_path)
+    labels = sum((batches[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (5, 1000, 2)
+    assert ds.y_train.tolist() == labels[:5] and ds.y_val.tolist() == labels[5:]
+
+
 def test_cifar10_archive_is_extracted_on_first_use(tmp_path):
     src = tmp_path / "src"
     write_cifar(src / "cifar-10-batches-py")
@@ -352,10 +361,20 @@ def test_pickle_containers_cannot_crash_hang_or_balloon(blob, message):
 def test_odd_class_names_in_the_meta_file_fall_back_to_cifar10s(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     write_cifar(folder)
-    for names in ([b"\xff\xfe"] * 10, [b"a\nb"] * 10, [10**50] * 10, [b"x" * 1000] * 10):
+    for names in ([b"\xff\xfe"] * 10, [b"a\nb"] * 10, [10**50] * 10, [b"x" * 1000] * 10,
+                  CIFAR_NAMES[:9], [b""] * 10):
         (folder / "batches.meta").write_bytes(py2_pickle({b"label_names": names}))
         ds = load_dataset("cifar10", data_dir=folder, val_size=1)
         assert ds.classes == [n.decode() for n in CIFAR_NAMES]
+
+
+def test_class_names_come_from_the_meta_file(tmp_path):
+    """``batches.meta``'s ten names, not CIFAR-10's built-in ones, label a batch folder."""
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    names = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "boat", "lorry"]
+    (folder / "batches.meta").write_bytes(py2_pickle({b"label_names": [n.encode() for n in names]}))
+    assert load_dataset("cifar10", data_dir=folder, val_size=1).classes == names
 
 
 def test_archive_guards(tmp_path):
@@ -389,6 +408,17 @@ def test_a_batch_that_is_not_a_regular_file_is_refused(tmp_path):
     (folder / "data_batch_3").unlink()
     os.mkfifo(folder / "data_batch_3")  # reading it would block for ever
     with pytest.raises(DatasetError, match="data_batch_3: not a regular file"):
+        load_dataset("cifar10", data_dir=folder, val_size=1)
+
+
+def test_a_batch_file_beyond_64_mib_is_refused(tmp_path):
+    """A batch is read up to 64 MiB and refused beyond, not parsed from what was read."""
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar(folder)
+    with open(folder / "data_batch_2", "r+b") as f:
+        f.truncate((64 << 20) + 1)  # sparse: the official pickle, then zeros
+    with pytest.raises(DatasetError, match=r"data_batch_2: more than 64 MiB; a CIFAR-10 batch "
+                                           r"has about 31 MB"):
         load_dataset("cifar10", data_dir=folder, val_size=1)
 
 
@@ -429,6 +459,11 @@ def test_arrays_in_either_byte_order_load(protocol):
      r"'data' must be a uint8 array of shape \(N, 3072\); got uint8 array \(2, 10\)"),
     (lambda good: py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}),
      "2 images but 1 labels"),
+    # a label 10 would index past the ten classes; True would pass for class 1
+    (lambda good: py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}),
+     r"labels must be 0\.\.9; found 0\.\.10"),
+    (lambda good: py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [True, 0]}),
+     "'labels' must be a list of integers"),
     (lambda good: py2_pickle({b"batch_label": b"x"}), "not a CIFAR-10 batch"),
 ])
 def test_bad_cifar_batches(tmp_path, content, message):
@@ -1141,6 +1176,63 @@ def test_crafted_archives_are_refused_quickly_and_briefly(tmp_path, tar, message
     with pytest.raises(DatasetError, match=message) as error:
         load_dataset("cifar10", data_dir=tmp_path, val_size=1)
     assert time.perf_counter() - start < 5 and len(str(error.value)) < 400
+
+
+def _tar_entries(blob: bytes, entries: int, entry_bytes: int, total_bytes: int) -> list:
+    """``(name, data)`` of each file a :class:`TarReader` reads from ``blob`` within the
+    bounds given."""
+    from mlplab.data.tar import TarLimits, TarReader
+
+    reader = TarReader(io.BytesIO(blob), Path("a.tar"), TarLimits(
+        "the test archive", entries, "N-note", entry_bytes, "S-note", total_bytes, "T-note"))
+    return [(name, b"".join(reader.chunks(size))) for name, size in reader.entries()]
+
+
+def test_tar_reader_bounds_admit_an_archive_at_them_and_refuse_one_beyond():
+    """Three files of 1,000 bytes: 3 x (512 + 1,024) = 4,608 bytes of headers and padded data
+    (the end marker not counted)."""
+    blob = b"".join(_tar_header(b"f%d" % i, 1000) + bytes([i]) * 1000 + bytes(24)
+                    for i in range(3)) + bytes(1024)
+    expected = [(f"f{i}", bytes([i]) * 1000) for i in range(3)]
+    assert _tar_entries(blob, entries=3, entry_bytes=1000, total_bytes=4608) == expected
+    for bounds, message in [((2, 1000, 4608), "more than 2 entries; N-note"),
+                            ((3, 999, 4608), r"entry 1 declares a size of .*; S-note"),
+                            ((3, 1000, 4607), "more than 0 MiB uncompressed; T-note")]:
+        with pytest.raises(DatasetError, match=r"a\.tar: not the test archive \(" + message):
+            _tar_entries(blob, *bounds)
+
+
+@pytest.mark.parametrize("field", [b"00000001750\0", b"        1750", b"00000001790\0",
+                                   b"0000000175a\0", b"\0" * 12])
+def test_tar_sizes_are_octal_digits_only(field):
+    """1750 octal is 1,000; 9 is no octal digit (int(..., 8) would raise a bare ValueError) and
+    an empty field is no size."""
+    blob = _tar_header(b"f", field) + bytes(1024) + bytes(1024)
+    if field.strip(b"\0 ").lstrip(b"0") == b"1750":
+        assert _tar_entries(blob, 3, 1000, 4608) == [("f", bytes(1000))]
+    else:
+        with pytest.raises(DatasetError, match="entry 1 declares a size of"):
+            _tar_entries(blob, 3, 1000, 4608)
+
+
+def test_only_the_batch_folder_of_an_archive_is_read(tmp_path):
+    """Files named like batches elsewhere in the archive (a copy in notes/, one at the top) are
+    skipped: only cifar-10-batches-py/<batch> is a CIFAR-10 batch."""
+    src = tmp_path / "src" / "cifar-10-batches-py"
+    write_cifar(src)
+    write_cifar(tmp_path / "other", n=2)
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
+        tar.add(src, arcname="cifar-10-batches-py")
+        tar.add(tmp_path / "other" / "data_batch_1", arcname="notes/data_batch_1")
+        tar.add(tmp_path / "other" / "test_batch", arcname="test_batch")
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    (folder / "cifar-10-python.tar.gz").write_bytes(gzip.compress(tar_bytes.getvalue()))
+    data = load_dataset("cifar10", data_dir=folder, val_size=1)
+    direct = load_dataset("cifar10", data_dir=src, val_size=1)
+    np.testing.assert_array_equal(data.X_train, direct.X_train)
+    np.testing.assert_array_equal(data.X_test, direct.X_test)
 
 
 def test_archives_with_pax_headers_and_folders_still_extract(tmp_path):
