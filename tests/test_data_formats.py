@@ -299,11 +299,25 @@ def test_a_dtype_cannot_be_forged_by_its_pickled_state(dtype):
              (1, (1,), np.dtype("u1"), False, b"\0")), "refusing to set the state"),
     (_Reduce(_RECONSTRUCT, (np.ndarray, (0,), b"b"),
              (1, (4, 3072), np.dtype("u1"), False, b"\0")), "refusing to set the state"),
+    # at most four dimensions
+    (_Reduce(_RECONSTRUCT, (np.ndarray, (0,), b"b"),
+             (1, (1,) * 5, np.dtype("u1"), False, b"\0")), "refusing to set the state"),
 ])
 def test_arrays_hold_only_the_bytes_in_the_file(data, message):
     blob = pickle.dumps({b"data": data, b"labels": [0]}, protocol=2)
     with pytest.raises(DatasetError, match=message):
         parse_batch(blob, "data_batch_1")
+
+
+def test_an_array_is_filled_once():
+    """NumPy's own pickle of an array, with its BUILD repeated: a second fill would free the
+    memory under the first (and any view of it)."""
+    blob = pickle.dumps(np.zeros(4, np.uint8), protocol=2)
+    *_, (put, index, _), (build, _, _), (stop, _, _) = pickletools.genops(blob)
+    assert (put.name, build.name, stop.name) == ("BINPUT", "BUILD", "STOP")  # the state's memo
+    np.testing.assert_array_equal(RestrictedUnpickler(io.BytesIO(blob)).load(), np.zeros(4))
+    with pytest.raises(DatasetError, match="refusing to set the state of a ndarray"):
+        parse_batch(blob[:-1] + b"h" + bytes([index]) + b"b.", "data_batch_1")
 
 
 def test_out_of_band_buffer_opcodes_are_refused():
@@ -347,6 +361,13 @@ def _aliased(depth: int, open_op: bytes, close_op: bytes) -> bytes:
     # string of 3 million characters, one str object each)
     (b"\x80\x02cnumpy\ndtype\nX" + struct.pack("<I", 3_000_000) + b"a" * 3_000_000
      + b"R.", "refusing a call with str arguments"),
+    # a call with five arguments (NumPy's rebuilds take at most four)
+    (b"\x80\x02cnumpy\ndtype\n(NNNNNtR.", "refusing a call with tuple arguments"),
+    # memo indices in sequence: 0 comes first
+    (b"\x80\x02Nq\x01.", r"memo index 1 at byte 3 is out of sequence \(expected at most 0\)"),
+    # _codecs.encode only as Python 3 writes a byte string: latin1
+    (b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x05\x00\x00\x00utf-8\x86R.",
+     "only encodes text as latin1"),
     # long text beyond latin1 (4 bytes a character in memory) is refused before it is decoded
     (b"\x80\x02cnumpy\ndtype\nX" + struct.pack("<I", 6_000_000) + "\u0100".encode() * 3_000_000
      + b"R.", "text beyond latin1"),

@@ -240,6 +240,15 @@ def test_cifar_batch_parser_on_hostile_pickles(data):
         assert y.dtype == np.int64 and (len(y) == 0 or (y.min() >= 0 and y.max() <= 9))
 
 
+def test_a_long_dtype_spec_is_refused_before_numpy_parses_it():
+    """np.dtype("u1,u1,...") builds a structure field by field (tens of MB and seconds for this
+    600 KB string) before anything could refuse it: only short specs reach NumPy."""
+    spec = b"u1," * 200_000
+    blob = b"\x80\x02cnumpy\ndtype\nX" + struct.pack("<I", len(spec)) + spec + b"\x85R."
+    error = bounded(lambda: parse_batch(blob, "data_batch_1"), "data_batch_1")
+    assert isinstance(error, DatasetError) and "refusing numpy dtype" in str(error)
+
+
 def test_memo_bomb_is_refused_without_allocating():
     # a 9-byte pickle that used to make the C unpickler allocate and zero 1 GiB (index 2**26)
     # to 32 GiB (index 2**31)
