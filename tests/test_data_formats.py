@@ -710,6 +710,10 @@ def test_download_verifies_and_renames(server, tmp_path):
                             progress=False)
     assert dest.read_bytes() == payload
     assert os.listdir(tmp_path / "d") == ["blob.bin"]
+    # readable as any file the user makes (umask), not mkstemp's 0600: data folders are shared
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_checksum_mismatch_leaves_nothing(server, tmp_path):
