@@ -1,6 +1,7 @@
 """load_dataset: the bundled digits and image folders (official formats: test_data_formats.py)."""
 
 import os
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -87,6 +88,8 @@ def _write_images(root, classes, n, size=(6, 5), mode="RGB", ext="png", start=0)
 def test_folder_of_class_folders(tmp_path):
     imgs = _write_images(tmp_path / "pics", ["cat", "dog", "emu"], 10)
     (tmp_path / "pics" / "dog" / "notes.txt").write_text("ignored: not an image")
+    # hidden folders (Jupyter's checkpoints, a sync tool's) are no class
+    _write_images(tmp_path / "pics", [".ipynb_checkpoints"], 1)
     ds = load_dataset(f"folder:{tmp_path / 'pics'}", val_size=3, test_size=6, seed=0)
     assert ds.classes == ["cat", "dog", "emu"] and ds.image_shape == (6, 5, 3)
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (21, 3, 6)
@@ -111,6 +114,37 @@ def test_folder_train_test_grayscale_and_resize(tmp_path):
     with pytest.raises(DatasetError, match="not among the training classes"):
         _write_images(root / "test", ["zebra"], 1, size=(7, 7), mode="L")
         load_dataset(f"folder:{root}")
+
+
+def test_a_test_folder_without_some_classes_keeps_the_training_class_numbers(tmp_path):
+    """test/ holding only some of train/'s classes: each test image is labelled with its class's
+    index among the training classes, not its position among the test folder's."""
+    root = tmp_path / "set"
+    _write_images(root / "train", ["ant", "bee", "cat"], 2, mode="L")
+    test = _write_images(root / "test", ["ant", "cat"], 2, mode="L")
+    ds = load_dataset(f"folder:{root}", val_size=0)
+    assert ds.classes == ["ant", "bee", "cat"]
+    lookup = {a.tobytes(): c for (c, _), a in test.items()}
+    assert [lookup[x[..., 0].tobytes()] for x in ds.X_test] == [ds.classes[t] for t in ds.y_test]
+    assert sorted(ds.y_test.tolist()) == [0, 0, 2, 2]
+
+
+def test_a_test_folder_is_decoded_as_the_training_images_are(tmp_path):
+    """test/ takes train/'s colour mode (a colour image among them is made grey, as the model's
+    input is) and must have train/'s image size."""
+    root = tmp_path / "set"
+    _write_images(root / "train", ["a", "b"], 2, size=(7, 7), mode="L")
+    test = _write_images(root / "test", ["a", "b"], 1, size=(7, 7), mode="RGB")
+    ds = load_dataset(f"folder:{root}", val_size=0)
+    assert ds.X_test.shape == (2, 7, 7, 1)
+    grey = Image.fromarray(test[("a", 0)]).convert("L")
+    np.testing.assert_array_equal(ds.X_test[0, :, :, 0], np.asarray(grey))
+    other = tmp_path / "other"
+    _write_images(other / "train", ["a", "b"], 2, size=(7, 7), mode="L")
+    _write_images(other / "test", ["a", "b"], 1, size=(5, 5), mode="L")
+    with pytest.raises(DatasetError, match=r"test: images are \(5, 5, 1\) but the training "
+                                           r"images are \(7, 7, 1\); pass --image-size"):
+        load_dataset(f"folder:{other}", val_size=0)
 
 
 def test_folder_cache_is_used_and_invalidated(tmp_path):
@@ -156,6 +190,20 @@ def test_folder_cache_sees_swapped_files_and_refuses_foreign_contents(tmp_path, 
     for f in (tmp_path / "cache" / "folder-cache").glob("*.npz"):
         np.savez(f, X=np.zeros((2, 6, 5, 3), np.uint8), y=np.array([0, 1]))
     assert len(load_dataset(f"folder:{root}", val_size=0, test_size=0).y_train) == 6
+    # ... and so is one of the right length with other labels, channels (for a folder decoded
+    # as RGB) or image size (for a resized folder)
+    full = load_dataset(f"folder:{root}", val_size=0, test_size=0, channels=3)
+    small = load_dataset(f"folder:{root}", image_size=4, val_size=0, test_size=0, channels=3)
+    for foreign, options, want in (
+            (dict(X=full.X_train[::-1], y=full.y_train[::-1]), {}, full),
+            (dict(X=small.X_train[::-1], y=small.y_train[::-1]), {"image_size": 4}, small),
+            (dict(X=full.X_train[..., :1], y=full.y_train), {}, full),
+            (dict(X=full.X_train[:, :3, :3], y=full.y_train), {"image_size": 4}, small)):
+        for f in (tmp_path / "cache" / "folder-cache").glob("*.npz"):
+            np.savez(f, **foreign)
+        again = load_dataset(f"folder:{root}", val_size=0, test_size=0, channels=3, **options)
+        np.testing.assert_array_equal(again.X_train, want.X_train)
+        np.testing.assert_array_equal(again.y_train, want.y_train)
     # no home folder for the cache, or a folder name too long for a cache file's name: the
     # cache is skipped (it only saves time), the folder loads
     long_root = tmp_path / ("L" * 240)
@@ -186,9 +234,15 @@ def test_folder_greyscale_kinds_and_sizes(tmp_path):
     big = tmp_path / "big"
     _write_images(big, ["a", "b"], 30, size=(8, 8))
     Image.fromarray(np.zeros((3000, 4000, 3), np.uint8)).save(big / "a" / "000-photo.png")
-    with pytest.raises(DatasetError, match=r"is 8x8 but a/000-photo.png is 3000x4000 \(height "
-                                           r"x width\); pass --image-size"):
-        load_dataset(f"folder:{big}", cache=False)
+    tracemalloc.start()  # sees NumPy's buffers: the photo's 36 MB, not 61 photos' 2.2 GB
+    try:
+        with pytest.raises(DatasetError, match=r"is 8x8 but a/000-photo.png is 3000x4000 "
+                                               r"\(height x width\); pass --image-size"):
+            load_dataset(f"folder:{big}", cache=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 << 20
 
 
 def test_unreadable_class_folder_is_a_dataset_error(tmp_path, monkeypatch):

@@ -1059,6 +1059,7 @@ def test_folder_wide_greyscale_images_are_scaled_not_clipped(tmp_path):
 
 @pytest.mark.parametrize("arr, message", [
     (np.array([[0, 70000]], np.int32), r"int32\.tif: 32-bit image with values 0\.\.70000"),
+    (np.array([[0, 65536]], np.int32), r"int32\.tif: 32-bit image with values 0\.\.65536"),
     (np.array([[0, -1]], np.int32), r"int32\.tif: 32-bit image with values -1\.\.0"),
     (np.array([[0.0, 2.0]], np.float32), r"float32\.tif: floating-point image with values "
                                          r"outside 0\.\.1 \(found 0\.\.2\)"),
