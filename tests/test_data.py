@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlplab.data import DatasetError, load_dataset
+from mlplab.data import Dataset, DatasetError, load_dataset
 from mlplab.data.base import resolve_size, stratified_split
 
 
@@ -50,6 +50,15 @@ def test_split_sizes_and_errors():
     with pytest.raises(DatasetError, match="image size"):
         load_dataset("digits", image_size="big")
     assert resolve_size(None, 10, 3, "x") == 3 and resolve_size(0.25, 8, 0, "x") == 2
+    with pytest.raises(DatasetError, match=r"fraction in \(0, 1\); got 1.5"):
+        resolve_size(1.5, 8, 0, "x")  # not 12 of the 8 images
+    with pytest.raises(DatasetError, match="val_size 1000 leaves no training images"):
+        load_dataset("digits", test_size=797, val_size=1000)  # exactly the 1,000 left
+    # the validation split is seeded with seed + 1, which NumPy takes up to 2**32 - 1
+    assert len(load_dataset("digits", seed=2**32 - 2).y_val) == 180
+    with pytest.raises(DatasetError, match=r"seed must be None or an integer between 0 and "
+                                           r"2\*\*32 - 2; got 4294967295"):
+        load_dataset("digits", seed=2**32 - 1)
     with pytest.raises(DatasetError, match=r"fraction in \(0, 1\); got 1.0"):
         load_dataset("digits", val_size=1.0)  # all of them, not one image
     assert len(load_dataset("digits", val_size=np.float32(0.1)).y_val) == 162  # not 0
@@ -61,6 +70,14 @@ def test_split_sizes_and_errors():
 def test_digits_resized():
     ds = load_dataset("digits", image_size=16)
     assert ds.image_shape == (16, 16, 1) and ds.num_features == 256
+    # height x width, every split, each image as Pillow resizes it (width first, bilinear)
+    wide = load_dataset("digits", image_size="12x16")
+    small = load_dataset("digits")
+    for s in ("train", "val", "test"):
+        X, _ = wide.split(s)
+        assert X.shape[1:] == (12, 16, 1)
+        ref = Image.fromarray(small.split(s)[0][0, :, :, 0]).resize((16, 12), Image.BILINEAR)
+        np.testing.assert_array_equal(X[0, :, :, 0], np.asarray(ref))
 
 
 def test_stratified_split_proportions():
@@ -111,6 +128,7 @@ def test_folder_train_test_grayscale_and_resize(tmp_path):
     assert ds.y_test.tolist() == [0, 0, 1, 1]
     small = load_dataset(f"folder:{root}", image_size="4x3", test_size=2)
     assert small.image_shape == (4, 3, 1) and len(small.y_test) == 2
+    assert sorted(small.y_test.tolist()) == [0, 1]  # a stratified subset, not the first two
     with pytest.raises(DatasetError, match="not among the training classes"):
         _write_images(root / "test", ["zebra"], 1, size=(7, 7), mode="L")
         load_dataset(f"folder:{root}")
@@ -405,6 +423,12 @@ def test_summary_counts():
     s = load_dataset("digits").summary()
     assert s["splits"]["val"]["size"] == 180 and sum(s["splits"]["val"]["class_counts"]) == 180
     assert s["image_shape"] == [8, 8, 1] and len(s["classes"]) == 10
+    # one count per class, 0 for a class a split lacks (the last one included)
+    X = np.zeros((3, 2, 2, 1), np.uint8)
+    ds = Dataset("t", ["a", "b", "c"], X, np.array([0, 0, 1]), X[:0], np.zeros(0, np.int64),
+                 X[:1], np.array([1]))
+    assert [ds.summary()["splits"][k]["class_counts"] for k in ("train", "val", "test")] == \
+        [[2, 1, 0], [0, 0, 0], [0, 1, 0]]
 
 
 def test_the_sub_folder_warning_counts_and_lists_like_the_files(tmp_path):
