@@ -159,6 +159,23 @@ def test_sample_grid_of_few_classes_keeps_its_whole_title(tmp_path):
     assert Image.open(out).size[0] >= title.width
 
 
+def test_sample_grid_refuses_no_images_per_class_and_closes_its_figure(tmp_path):
+    """Each call's figure is closed (a notebook or a long session would pile them up), and
+    per_class 0 is refused before anything is drawn or written."""
+    import matplotlib.pyplot as plt
+
+    from mlplab.data import DatasetError, load_dataset
+    from mlplab.data.preview import sample_grid
+
+    ds = load_dataset("digits")
+    before = plt.get_fignums()
+    sample_grid(ds, tmp_path / "grid.png", per_class=2)
+    assert (tmp_path / "grid.png").stat().st_size and plt.get_fignums() == before
+    with pytest.raises(DatasetError, match="per_class must be >= 1; got 0"):
+        sample_grid(ds, tmp_path / "none.png", per_class=0)
+    assert not (tmp_path / "none.png").exists() and plt.get_fignums() == before
+
+
 def test_missing_dataset_is_one_line_exit_1(tmp_path, capsys):
     assert main(["data", "info", "cifar10", "--data-dir", str(tmp_path / "none")]) == 1
     err = capsys.readouterr().err

@@ -37,6 +37,13 @@ def test_standardize_per_channel(images):
     np.testing.assert_allclose(X, ref, atol=1e-5)
 
 
+def test_standardize_refuses_images_of_other_channels_than_it_was_fitted_on(images):
+    """Statistics of one grey channel would broadcast over RGB images without a word."""
+    pre = Standardize().fit(images[..., :1])
+    with pytest.raises(DatasetError, match="Standardize was fitted on 1 channels; got 3"):
+        pre.transform(images)
+
+
 def test_standardize_maps_a_constant_channel_to_zero():
     """A channel without spread (a flat feature that is always 0, as the digits' corner
     pixels are) has std 0: the eps guard keeps it finite (0) instead of 0 / 0 = NaN."""
@@ -109,6 +116,17 @@ def test_power_table_and_float_paths_agree(images):
     assert Power(0.5, max_value=4.0).transform(np.array([[1.0, 4.0]]))[0].tolist() == [0.5, 1.0]
     # the default is the square root of [0, 1] intensities, as the docstring says
     np.testing.assert_allclose(Power().transform(images), np.sqrt(images / 255.0), rtol=1e-6)
+
+
+def test_power_of_uint8_images_divides_by_its_max_value(images):
+    """The uint8 lookup table is built with max_value, as the float path divides by it."""
+    table = Power(0.5, max_value=300.0).transform(images)
+    np.testing.assert_allclose(table, np.sqrt(images / 300.0), rtol=1e-6)
+
+
+def test_normalize_refuses_a_std_of_zero():
+    with pytest.raises(DatasetError, match=r"Normalize std must be > 0; got \[0.5, 0.0\]"):
+        Normalize([0.5, 0.5], [0.5, 0.0])
 
 
 def test_power_refuses_negative_intensities_and_bad_exponents():
@@ -320,6 +338,17 @@ def test_warp_bilinear_matches_scipy_map_coordinates(fill):
             np.testing.assert_allclose(out[b, :, :, c], ref + fill_img[:, :, c], atol=1e-5)
 
 
+def test_warp_by_whole_pixels_is_a_shift_with_the_fill():
+    """Every pixel displaced by exactly one row and one column samples the image one pixel down
+    and to the right: a shift, with the fill where the image ends (the last image's last row
+    included, whose bilinear neighbours lie past the edge)."""
+    imgs = np.random.RandomState(3).randn(2, 5, 4, 2).astype(np.float32)
+    out = warp_bilinear(imgs, np.ones((2, 2, 5, 4), np.float32), fill=-3.0)
+    ref = np.full_like(imgs, -3.0)
+    ref[:, :-1, :-1] = imgs[:, 1:, 1:]
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+
+
 def test_elastic_field_is_smooth_bounded_and_seeded():
     aug = Augmenter((28, 28, 1), flip=False, crop=0, elastic=2.0, elastic_grid=4)
     field = aug.elastic_field(16, np.random.RandomState(0))
@@ -329,6 +358,14 @@ def test_elastic_field_is_smooth_bounded_and_seeded():
     assert np.abs(np.diff(field, axis=2)).max() <= 4.0 / 9 + 1e-5
     assert np.abs(np.diff(field, axis=3)).max() <= 4.0 / 9 + 1e-5
     np.testing.assert_array_equal(field, aug.elastic_field(16, np.random.RandomState(0)))
+
+
+def test_elastic_field_of_one_pixel_high_images_keeps_its_bound():
+    """A one-pixel side: its lattice points all sit on the one pixel, averaged, so no
+    displacement exceeds ``elastic`` there either."""
+    aug = Augmenter((1, 12, 1), flip=False, crop=0, elastic=2.0, elastic_grid=4)
+    field = aug.elastic_field(64, np.random.RandomState(0))
+    assert field.shape == (2, 64, 1, 12) and np.abs(field).max() <= 2.0 + 1e-6
 
 
 def test_elastic_displacements_are_centred_on_zero():
