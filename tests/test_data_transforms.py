@@ -129,6 +129,20 @@ def test_normalize_refuses_a_std_of_zero():
         Normalize([0.5, 0.5], [0.5, 0.0])
 
 
+def test_normalize_refuses_per_channel_values_for_another_number_of_channels():
+    """Three means on grey images broadcast the images to three channels: 16 features became 48
+    (input_pipeline((0.5,) * 3, (0.5,) * 3) on grey images, say) instead of an error."""
+    grey = np.zeros((2, 4, 4, 1), np.float32)
+    with pytest.raises(DatasetError, match=r"Normalize has 3 mean values \(one per channel\); "
+                                           r"the images have 1 channel\(s\)"):
+        Normalize([0.4, 0.5, 0.6], 0.5).transform(grey)
+    with pytest.raises(DatasetError, match="Normalize has 2 std values"):
+        Normalize(0.5, [0.2, 0.3]).transform(grey)
+    out = Normalize([0.4, 0.5, 0.6], 0.5).transform(np.ones((2, 4, 4, 3), np.float32))
+    np.testing.assert_allclose(out[1, 3, 2], (1 - np.array([0.4, 0.5, 0.6])) / 0.5, rtol=1e-6)
+    np.testing.assert_array_equal(Normalize(0.5, 0.25).transform(grey), np.full(grey.shape, -2.0))
+
+
 def test_power_refuses_negative_intensities_and_bad_exponents():
     with pytest.raises(DatasetError, match="intensities >= 0.*standardize"):
         Power().transform(np.array([[0.5, -0.1]], dtype=np.float32))

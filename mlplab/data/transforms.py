@@ -243,6 +243,14 @@ class Normalize(Transform):
         return {"mean": self.mean.tolist(), "std": self.std.tolist(), **super().params()}
 
     def transform(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        channels = X.shape[-1] if X.ndim else 1
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            # three values on grey images would broadcast them to three channels (16 features
+            # became 48) rather than fail
+            if values.size not in (1, channels):
+                raise DatasetError(f"Normalize has {values.size} {name} values (one per channel);"
+                                   f" the images have {channels} channel(s).")
         out = np.subtract(X, self.mean.astype(self.dtype), dtype=self.dtype)
         out *= (1.0 / self.std).astype(self.dtype)
         return out
