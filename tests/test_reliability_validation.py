@@ -233,6 +233,10 @@ DATA_ARGS = [
     ({"test_size": 10**9}, "test_size must be between 0 and"),
     ({"image_size": "abc"}, "image size must be a positive integer N or HxW"),
     ({"image_size": 0}, "image size must be a positive integer"),
+    # not 1x1 pixels, not 32x24 from 32.5
+    ({"image_size": True}, r"image size must be a positive integer N or HxW.*; got True"),
+    ({"image_size": (32.5, 24)}, r"image size must be a positive integer.*; got \(32.5, 24\)"),
+    ({"image_size": (True, 8)}, r"image size must be a positive integer.*; got \(True, 8\)"),
     ({"seed": "x"}, "seed must be None or an integer"),
     ({"seed": -1}, "seed must be None or an integer"),
 ]
