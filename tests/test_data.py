@@ -263,6 +263,20 @@ def test_folder_greyscale_kinds_and_sizes(tmp_path):
     assert peak < 200 << 20
 
 
+def test_a_palette_image_of_grey_pixels_is_grey_whatever_its_unused_colours(tmp_path):
+    """Only the colours an image uses decide: a palette with a colour entry that no pixel uses
+    (encoders keep or pad them) still makes a grey image of grey pixels."""
+    root = tmp_path / "pal"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        im = Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), "P")
+        im.putpalette([10, 10, 10, 200, 200, 200, 255, 0, 0])
+        im.save(root / c / "1.png")
+    ds = load_dataset(f"folder:{root}", val_size=0, test_size=0)
+    assert ds.image_shape == (2, 2, 1)
+    assert ds.X_train[0, :, :, 0].tolist() == [[10, 200], [200, 10]]
+
+
 def test_unreadable_class_folder_is_a_dataset_error(tmp_path, monkeypatch):
     root = tmp_path / "pics"
     _write_images(root, ["x", "y"], 2)
@@ -429,6 +443,18 @@ def test_summary_counts():
                  X[:1], np.array([1]))
     assert [ds.summary()["splits"][k]["class_counts"] for k in ("train", "val", "test")] == \
         [[2, 1, 0], [0, 0, 0], [0, 1, 0]]
+    with pytest.raises(ValueError, match="split must be 'train', 'val' or 'test'; got 'valid'"):
+        ds.split("valid")
+
+
+def test_short_repr_keeps_messages_short():
+    """A pickle's values in a refusal message: at most 80 characters, cut with '...'."""
+    from mlplab.data.base import short_repr
+
+    for value in ([b"x" * 40] * 8, {"k" * 50: 1}, "y" * 1000, list(range(10**5))):
+        text = short_repr(value)
+        assert len(text) <= 80 and "\n" not in text
+    assert short_repr([b"x" * 40] * 8).endswith("...") and short_repr((1, 2)) == "(1, 2)"
 
 
 def test_the_sub_folder_warning_counts_and_lists_like_the_files(tmp_path):

@@ -134,8 +134,10 @@ def test_cifar10_batches_load_in_order(tmp_path):
     # exercise split: validation is the *last* images, in order
     assert ds.y_val.tolist() == labels[-3:] and ds.y_train.tolist() == labels[:-3]
     assert len(ds.y_test) == 5
-    first2 = load_dataset("cifar10", data_dir=tmp_path / "cifar-10-batches-py", val_size=1,
+    # (and under the dataset's own spelling)
+    first2 = load_dataset("CIFAR-10", data_dir=tmp_path / "cifar-10-batches-py", val_size=1,
                           test_size=2)
+    assert first2.name == "cifar10"
     np.testing.assert_array_equal(first2.X_test, ds.X_test[:2])
     with pytest.raises(DatasetError, match="val_size 20 leaves no training images"):
         load_dataset("cifar10", data_dir=tmp_path, val_size=20)
@@ -1155,6 +1157,23 @@ def test_folder_images_are_turned_upright_as_their_exif_orientation_says(tmp_pat
     assert X.shape == (2, 40, 60, 3)
 
 
+def test_an_exif_orientation_beyond_the_eight_is_read_as_upright(tmp_path):
+    """A damaged orientation tag (0 or 9) says nothing: the image is read as stored, not refused
+    as unreadable."""
+    from mlplab.data.folder import read_image
+
+    stored = np.random.RandomState(1).randint(0, 256, (4, 6, 3)).astype(np.uint8)
+    for o in (0, 9):
+        exif = Image.Exif()
+        exif[0x0112] = o
+        path = tmp_path / "pics" / "a" / f"{o}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(stored).save(path, exif=exif.tobytes())
+        np.testing.assert_array_equal(read_image(path, (4, 6, 3)), stored)
+    X, _, _ = read_image_folder(tmp_path / "pics", cache=False)
+    np.testing.assert_array_equal(X, np.stack([stored, stored]))
+
+
 def _tar_header(name: bytes, size: int | bytes, kind: bytes = b"0") -> bytes:
     """One ustar header block, with a valid checksum (``size`` may be a raw 12-byte field)."""
     field = size if isinstance(size, bytes) else b"%011o\0" % size
@@ -1239,6 +1258,17 @@ def test_tar_sizes_are_octal_digits_only(field):
     else:
         with pytest.raises(DatasetError, match="entry 1 declares a size of"):
             _tar_entries(blob, 3, 1000, 4608)
+
+
+def test_a_ustar_prefix_is_part_of_the_entry_name():
+    """ustar keeps a long path's folders in a prefix field: GNU tar may put the whole
+    x/cifar-10-batches-py there and only data_batch_1 in the name."""
+    header = bytearray(_tar_header(b"data_batch_1", 3))
+    header[345:366] = b"x/cifar-10-batches-py"
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    blob = bytes(header) + b"abc".ljust(512, b"\0") + bytes(1024)
+    assert _tar_entries(blob, 3, 1000, 4608) == [("x/cifar-10-batches-py/data_batch_1", b"abc")]
 
 
 def test_only_the_batch_folder_of_an_archive_is_read(tmp_path):

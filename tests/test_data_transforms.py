@@ -28,6 +28,13 @@ def test_subtract_mean_is_fitted_on_train_only(images):
     assert np.abs(Xva.mean(axis=0)).max() > 1.0
 
 
+def test_an_empty_training_set_cannot_be_fitted():
+    """Its mean would be NaN (with a RuntimeWarning), and so every feature after it."""
+    for step in (SubtractMean(), Standardize()):
+        with pytest.raises(DatasetError, match=f"cannot fit {type(step).__name__} on an empty"):
+            step.fit(np.zeros((0, 4), np.uint8))
+
+
 def test_standardize_per_channel(images):
     X = make_preprocessing("standardize").fit_transform(images).reshape(images.shape)
     flat = X.reshape(-1, 3)
