@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from mlplab._validation import is_int, is_number
 from mlplab.data.base import (
     SPLITS,
     Dataset,
@@ -56,15 +57,14 @@ def parse_image_size(value: int | str | tuple[int, int] | None) -> tuple[int, in
         if isinstance(value, str):
             parts = value.lower().replace(",", "x").split("x")
             size = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else None
-        elif isinstance(value, int | np.integer) and not isinstance(value, bool):
+        elif is_int(value):
             size = (int(value), int(value))
         else:
             h, w = value
             # int() would take True as 1 pixel and cut 32.5 to 32
-            size = (int(h), int(w)) if all(
-                isinstance(v, str) or (isinstance(v, int | float | np.integer | np.floating)
-                                       and not isinstance(v, bool) and float(v).is_integer())
-                for v in (h, w)) else None
+            whole = all(isinstance(v, str) or (is_number(v) and float(v).is_integer())
+                        for v in (h, w))
+            size = (int(h), int(w)) if whole else None
     except (TypeError, ValueError):
         size = None
     if size is None or min(size) < 1:
