@@ -205,6 +205,13 @@ def test_custom_pipeline_state():
         Pipeline([Standardize(), Flatten()]).load_state_dict(pipe.state_dict())
     with pytest.raises(DatasetError, match="not a saved preprocessing"):
         Pipeline.from_state_dict({"steps": np.array(["bogus"])})
+    # a statistic missing from the saved state was a bare KeyError('mean')
+    fitted = Pipeline([Standardize(), Flatten()])
+    fitted.fit(X.astype(np.float32))
+    state = {k: v for k, v in fitted.state_dict().items() if k != "0.mean"}
+    with pytest.raises(DatasetError, match=r"saved preprocessing lacks 0\.mean, a statistic of "
+                                           r"step 0 \(standardize\)"):
+        Pipeline.from_state_dict(state)
 
 
 def _flat(images):
@@ -424,10 +431,16 @@ def test_elastic_distortion_moves_content_within_its_bound(images):
 
 
 def test_augmenter_rejects_bad_elastic():
-    with pytest.raises(ValueError, match="elastic .* must be >= 0"):
+    with pytest.raises(ValueError, match="elastic .* must be a number >= 0"):
         Augmenter((6, 5, 3), elastic=-1)
-    with pytest.raises(ValueError, match="elastic_grid must be >= 2"):
+    with pytest.raises(ValueError, match="elastic_grid must be an integer >= 2"):
         Augmenter((6, 5, 3), elastic=1, elastic_grid=1)
+    # True was taken as a 1-pixel distortion and a grid of 2.5 points as 2, as crop no longer is
+    with pytest.raises(ValueError, match="must be a number >= 0; got True"):
+        Augmenter((6, 5, 3), elastic=True)
+    with pytest.raises(ValueError, match=r"elastic_grid must be an integer >= 2 .*; got 2\.5"):
+        Augmenter((6, 5, 3), elastic=1, elastic_grid=2.5)
+    assert Augmenter((6, 5, 3), elastic=np.float32(0.5), elastic_grid=np.int64(3)).elastic_grid == 3
 
 
 def test_augmentation_is_deterministic_and_leaves_input_alone(images):

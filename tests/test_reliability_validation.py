@@ -214,6 +214,9 @@ RUN_ARGS = [
     ({"bogus": 1}, "unknown run options: bogus"),
     ({"batchnorm": "yes"}, "batchnorm must be True or False; got 'yes'"),
     ({"eval_test": "false"}, "eval_test must be True or False; got 'false'"),
+    # True was a distortion of 1 pixel
+    ({"augment": ["elastic"], "elastic_pixels": True},
+     r"elastic_pixels must be a number of pixels in \(0, 8\]; got True"),
 ]
 
 

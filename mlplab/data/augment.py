@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mlplab._validation import is_int
+from mlplab._validation import is_int, is_number
 
 
 class Augmenter:
@@ -52,12 +52,12 @@ class Augmenter:
                              f"an image {shape}; got shape {fill_arr.shape}.") from None
         if not np.all(np.isfinite(fill_arr)):
             raise ValueError("fill must be finite.")
-        if not (np.isfinite(elastic) and elastic >= 0):
-            raise ValueError(f"elastic (the largest displacement in pixels) must be >= 0; got "
-                             f"{elastic}.")
-        if int(elastic_grid) < 2:
-            raise ValueError(f"elastic_grid must be >= 2 lattice points a side; got "
-                             f"{elastic_grid}.")
+        if not (is_number(elastic) and np.isfinite(elastic) and elastic >= 0):  # True was 1 pixel
+            raise ValueError(f"elastic (the largest displacement in pixels) must be a number >= 0; "
+                             f"got {elastic!r}.")
+        if not is_int(elastic_grid) or elastic_grid < 2:  # 2.5 was cut to 2, True refused as 1
+            raise ValueError(f"elastic_grid must be an integer >= 2 (lattice points a side); got "
+                             f"{elastic_grid!r}.")
         self.image_shape = shape
         self.flip = bool(flip)
         self.crop = int(crop)

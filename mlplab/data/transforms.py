@@ -316,8 +316,12 @@ class Pipeline(Transform):
                                f"{[s.kind for s in self.steps]}.")
         for i, step in enumerate(self.steps):
             prefix = f"{i}."
-            step.load_state_dict({k[len(prefix):]: v for k, v in state.items()
-                                  if k.startswith(prefix) and k != f"{i}.params"})
+            try:
+                step.load_state_dict({k[len(prefix):]: v for k, v in state.items()
+                                      if k.startswith(prefix) and k != f"{i}.params"})
+            except KeyError as exc:  # was a bare KeyError('mean') to a direct caller
+                raise DatasetError(f"saved preprocessing lacks {prefix}{exc.args[0]}, a "
+                                   f"statistic of step {i} ({step.kind}).") from None
         return self
 
     @classmethod

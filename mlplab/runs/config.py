@@ -128,7 +128,7 @@ class RunConfig:
             raise SettingsError(f"batch_size must be at least 2 with batch norm, which "
                                 f"normalises each batch by its own statistics; got "
                                 f"{self.batch_size}.")
-        if not (isinstance(self.elastic_pixels, int | float) and 0 < self.elastic_pixels <= 8):
+        if not (is_number(self.elastic_pixels) and 0 < self.elastic_pixels <= 8):  # True is no size
             raise ValueError(f"elastic_pixels must be a number of pixels in (0, 8]; got "
                              f"{self.elastic_pixels!r}.")
         if any(h < 1 for h in self.hidden):
