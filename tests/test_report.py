@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -549,6 +550,7 @@ def test_a_training_split_below_the_budgets_cap_is_tuned_whole(cap, searched, tm
     ({"train": 40000, "val": 5000, "test": 5000}, True),  # the shared JPEG folder's split
     ({"train": 49000, "val": 1000, "test": 1000}, False),  # the exercise's (SPEC §3)
     ({"train": 49000, "val": 1000, "test": 10000}, False),  # ... with the whole test set
+    ({"train": 49000, "val": 500, "test": 500}, True),  # the training images, other validation
 ])
 def test_summary_says_when_a_cifar10_split_is_not_the_exercises(sizes, caveat, tmp_path):
     """SPEC §3: the exercise trains on the first 49,000 CIFAR-10 training images and validates on
@@ -570,6 +572,81 @@ def test_summary_says_when_a_cifar10_split_is_not_the_exercises(sizes, caveat, t
     if caveat:
         assert f"({sizes['train']:,} / {sizes['val']:,} / {sizes['test']:,} train" in text
     assert "not comparable" not in text  # CIFAR-10 all the same
+
+
+def test_summary_rows_take_the_right_figures(tmp_path):
+    """The summary's rows against the stages' data: the largest of the Q2 errors (the check's
+    bound applies to each), the exercise-initialised Q4 network of each depth (the 2020 report's
+    initialisation; the default-initialised one of the same depth must not replace it), the
+    2020 report's best test accuracy (53.3%, 5 layers, SPEC) and "not run" for a stage whose
+    data lacks the figure."""
+    from mlplab.report.context import Context
+    from mlplab.report.stages_summary import stage_summary
+
+    q4 = {"results": [
+        {"init": "exercise", "depth": 2, "train_acc": 0.40, "val_acc": 0.30, "test_acc": None},
+        {"init": "exercise", "depth": 3, "train_acc": 0.45, "val_acc": 0.35, "test_acc": 0.33},
+        {"init": "default", "depth": 2, "train_acc": 0.60, "val_acc": 0.50, "test_acc": 0.48},
+        {"init": "default", "depth": 3, "train_acc": 0.61, "val_acc": 0.49, "test_acc": None}],
+        "best": {"init": "default", "depth": 2, "test_acc": 0.48}}
+    sections = {
+        "data": {"image_shape": [32, 32, 3], "classes": CIFAR_CLASSES,
+                 "sizes": {"train": 49000, "val": 1000, "test": 1000}},
+        "q2": {"two_layer": {"W1": 3e-9, "W2": 7e-9, "b1": 1e-10}, "deep_norm": {"W1": 2e-8}},
+        "q3_default": {"loss": 2.0},  # no val_acc: the row is not run, not an error
+        "q4": q4}
+    ctx = Context(tmp_path, "cifar10", TINY, 0,
+                  sections={k: Section(k, k, "", data=d) for k, d in sections.items()})
+    summary = Section("summary", "Summary", "")
+    stage_summary(ctx, summary)
+    rows = {row[0]: row[1:] for row in next(b for b in summary.blocks
+                                            if isinstance(b, Table)).rows}
+    assert rows["Q2 largest gradient error, two-layer net"][0] == "7.00e-09"
+    assert rows["Q3 default run, validation"] == ["not run", "about 29%", "—"]
+    # the exercise's targets and the 2020 report's steps (SPEC, Question 3b)
+    assert rows["Q3 tuned two-layer net, validation"][1:] == [
+        "> 48% (reference net > 52%)", "48.0% → 50.0% → 52.2% → 53.4%"]
+    assert rows["Q1 toy loss (reg 0.05)"][0] == "not run"  # no q1 section at all
+    assert rows["Q4 PyTorch, 2 layers, the default net (exercise init): train / validation"][0] \
+        == "40.0% / 30.0%"
+    assert rows["Q4 PyTorch, 3 layers (exercise init): train / validation"][0] \
+        == "45.0% / 35.0% (test 33.0%)"
+    assert rows["Q4 PyTorch, 4 layers (exercise init): train / validation"] == [
+        "not run", "—", "52.0% / 51.8% (train / test)"]
+    assert rows["Q4 best PyTorch network, test"] == ["48.0% (2 layers, default init)", "—",
+                                                      "53.3% (5 layers)"]
+
+
+@pytest.mark.parametrize("max_epochs, max_hidden", [(5, 32), (12, 64), (20, 512), (17, 100),
+                                                     (3, 600), (10, 400)])
+def test_a_budgets_search_space_stays_within_its_caps(max_epochs, max_hidden):
+    """Budget.search_space cuts the exercise's space (hidden 32-512, epochs 5-20 in steps of
+    5) at the budget's caps: no trial, and no grid point, may train longer or wider than the
+    caps; the range keeps its step; a cap at or below the range's low end fixes the knob."""
+    import dataclasses
+
+    import optuna
+
+    from mlplab.tuning import SearchSpace
+
+    budget = dataclasses.replace(TINY, tune_max_epochs=max_epochs, tune_max_hidden=max_hidden)
+    space = SearchSpace.from_dict(budget.search_space())
+    for knob, cap, low in (("epochs", max_epochs, 5), ("hidden_size", max_hidden, 32)):
+        if cap <= low:
+            assert space.fixed[knob] == cap
+            continue
+        grid = space.params[knob].grid_values()
+        assert grid and max(grid) <= cap
+        assert [g for g in grid if g <= cap] == grid
+    if "epochs" in space.params:  # on the step: 5, 10, ... up to the cap
+        p = space.params["epochs"]
+        assert p.high == max_epochs // 5 * 5 and p.step == 5
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        s = space.suggest(study.ask())
+        assert s["epochs"] <= max_epochs and s["hidden_size"] <= max_hidden
+        assert "epochs" in space.fixed or s["epochs"] % 5 == 0
+
 
 
 def test_free_text_is_shown_as_text_in_both_renderings():
@@ -836,6 +913,21 @@ def test_only_cifar10_is_compared_with_the_cifar10_figures(shape, classes, cifar
     assert ("not comparable" in text) is not cifar, text
 
 
+@pytest.mark.parametrize("classes, cifar", [
+    ([f" {c.upper()} " for c in CIFAR_CLASSES], True),  # a folder's own spelling and spacing
+    (list(reversed(CIFAR_CLASSES)), True),
+    (CIFAR_CLASSES[:9] + ["lorry"], False),
+    (CIFAR_CLASSES[:9], False),
+])
+def test_cifar10_is_known_by_its_class_names_in_any_spelling_or_order(classes, cifar):
+    from mlplab.report.reference import is_cifar10
+
+    assert is_cifar10((32, 32, 3), classes) is cifar
+    assert is_cifar10([32, 32, 3], classes) is cifar
+    assert not is_cifar10((32, 32, 1), classes)
+
+
+
 def test_summary_without_data_does_not_call_cifar10_not_comparable(tmp_path, monkeypatch):
     """CIFAR-10 not found: the data stage failed and the summary said "this report ran on
     **cifar10**, so the accuracy rows are not comparable with them", a reason that is false
@@ -1061,6 +1153,21 @@ def test_environment_gives_mlplabs_commit_not_an_enclosing_projects(tmp_path):
     git("add", "mlplab/__init__.py")
     git("commit", "-qm", "mlplab")
     assert git_revision(tmp_path) == git("rev-parse", "--short", "HEAD")
+
+
+def test_report_number_formats():
+    """The report's figures: a missing or NaN value (a diverged run's accuracy) is a dash, never
+    'nan%'; durations switch to minutes from two minutes on."""
+    from mlplab.report import fmt
+
+    for f in (fmt.pct, fmt.sci, fmt.num):
+        assert f(None) == f(math.nan) == "—"
+    assert fmt.pct(0.2913) == "29.1%" and fmt.pct(0.5, 0) == "50%"
+    assert fmt.sci(3.561e-9) == "3.56e-09" and fmt.num(0.017149) == "0.0171"
+    assert fmt.seconds(119.94) == "119.9 s" and fmt.seconds(120) == "2.0 min"
+    assert fmt.seconds(5400) == "90.0 min"
+    assert fmt.value(0.000123456) == "0.0001235" and fmt.value([64, 0.5]) == "[64, 0.5]"
+    assert fmt.passed(True) == "PASS" and fmt.passed(False) == "**FAIL**"
 
 
 def test_a_report_result_shows_in_a_line_not_the_whole_report(tmp_path):
