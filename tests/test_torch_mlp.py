@@ -265,8 +265,22 @@ def test_from_numpy_and_back(batchnorm, rng):
                                .detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_from_numpy_gives_a_network_ready_to_predict(rng):
+    """from_numpy's network predicts as the NumPy one does straight away, dropout included: a
+    module left in training mode drops units at random on every call."""
+    mlp = MLP(12, [30], 4, seed=0, dtype=np.float64, dropout=0.5)
+    model = tm.from_numpy(mlp)
+    X = torch.tensor(rng.randn(50, 12))
+    with torch.no_grad():
+        first, second = model(X), model(X)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    probs = torch.softmax(first, 1).numpy()
+    np.testing.assert_allclose(probs, mlp.predict_proba(X.numpy()), rtol=1e-12)
+
+
+
 def test_interop_refuses_what_it_cannot_convert():
-    with pytest.raises(ValueError, match="ReLU"):
+    with pytest.raises(ValueError, match="ReLU, but this MLP uses 'tanh'"):
         tm.from_numpy(MLP(4, [3], 2, activation="tanh"))
     with pytest.raises(TypeError, match="mlplab.MLP"):
         tm.from_numpy(torch.nn.Linear(3, 2))
@@ -477,6 +491,21 @@ def test_fit_float64_and_bad_input(digits):
         raise AssertionError  # with a GPU, training on it must just work
 
 
+def test_predict_and_fit_take_images_as_the_model_does(rng):
+    """The model flattens (N, H, W, C) images in its forward pass; predict, accuracy and fit
+    take them too, with the same results as the flattened rows."""
+    model = tm.build_model(8 * 8 * 3, [6], 3, seed=0)
+    images = rng.rand(20, 8, 8, 3).astype(np.float32)
+    flat = images.reshape(20, -1)
+    y = rng.randint(3, size=20)
+    np.testing.assert_array_equal(tm.predict(model, images), tm.predict(model, flat))
+    assert tm.accuracy(model, images, y) == tm.accuracy(model, flat, y)
+    cfg = tm.TorchTrainConfig(epochs=1, batch_size=10)
+    a, b = tm.build_model(8 * 8 * 3, [6], 3, seed=0), tm.build_model(8 * 8 * 3, [6], 3, seed=0)
+    assert tm.fit(a, images, y, images, y, cfg).loss == tm.fit(b, flat, y, flat, y, cfg).loss
+
+
+
 def test_fit_validation_data_comes_in_pairs(digits):
     """As Trainer.fit: X_val without y_val trained a whole epoch and then failed with "y must
     be a 1-D array ... got shape ()"; y_val without X_val was silently no validation."""
@@ -572,6 +601,59 @@ def test_depth_study_table_and_plot(digits, tmp_path):
     plots.save(tm.plot_depth(rows), tmp_path / "depth.png")
     assert (tmp_path / "depth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["depth.png"]
+
+
+def test_depth_study_picks_the_best_by_validation_and_tests_that_network(rng, monkeypatch):
+    """Per initialisation the network with the best validation accuracy, the shallower on a
+    tie, is the one run on the test split, and the table's train / validation columns are the
+    training and validation splits' own figures. Accuracy is replaced by a table of made-up
+    figures per (layers, split) so that the choice does not hang on training noise."""
+    from mlplab.torch_mlp import depth as depth_mod
+
+    n_train, n_val, n_test = 30, 20, 10
+    figures = {  # layers -> (train, validation, test)
+        2: (0.70, 0.60, 0.50), 3: (0.90, 0.80, 0.55), 4: (0.95, 0.80, 0.45)}
+    split = {n_train: 0, n_val: 1, n_test: 2}
+    monkeypatch.setattr(depth_mod, "accuracy",
+                        lambda model, X, y: figures[len(model.linears)][split[len(X)]])
+    X = rng.randn(n_train + n_val + n_test, 5).astype(np.float32)
+    y = rng.randint(3, size=len(X))
+    rows = tm.depth_study(X[:n_train], y[:n_train], X[n_train:-n_test], y[n_train:-n_test],
+                          X[-n_test:], y[-n_test:], depths=[2, 3, 4], hidden_size=4,
+                          inits=["exercise", "default"], epochs=1, batch_size=10)
+    for init in ("exercise", "default"):
+        group = {r.depth: r for r in rows if r.init == init}
+        assert [(d, r.train_acc, r.val_acc) for d, r in group.items()] == \
+            [(d, f[0], f[1]) for d, f in figures.items()]
+        assert [d for d, r in group.items() if r.best] == [3]
+        assert {d: r.test_acc for d, r in group.items()} == {2: None, 3: 0.55, 4: None}
+    lines = tm.depth_table_markdown(rows).splitlines()
+    assert lines[3] == "| exercise | 3 | 4, 4 | 90.0 | **80.0** | **55.0** | " \
+        f"{rows[1].seconds:.1f} |"
+    assert lines[4].startswith("| exercise | 4 | 4, 4, 4 | 95.0 | 80.0 | — |")
+
+
+def test_depth_study_counts_the_classes_of_both_splits(rng):
+    """Without num_classes, the networks' outputs cover every class of the training and the
+    validation labels: a class only the validation split holds is still a class."""
+    X = rng.randn(40, 5).astype(np.float32)
+    y_train, y_val = rng.randint(2, size=30), np.array([0, 1, 2, 2, 1, 0, 2, 1, 0, 2])
+    rows = tm.depth_study(X[:30], y_train, X[30:], y_val, depths=[2], hidden_size=4,
+                          epochs=1, batch_size=10)
+    assert rows[0].val_acc <= 0.7  # the three 2s can never be right: the net never saw one
+
+
+def test_a_depth_rows_json_gives_each_epochs_mean_loss():
+    """depth.json's per-epoch curves: the mean of each epoch's own iterations."""
+    from mlplab.trainer import History
+
+    h = History(loss=[4.0, 2.0, 3.0, 1.0, 1.0, 0.0], train_acc=[0.1, 0.2, 0.3],
+                val_acc=[0.15, 0.25, 0.35])
+    row = tm.DepthResult("exercise", 2, [5], 0.3, 0.35, history=h).to_dict()
+    assert row["epochs"] == {"train_acc": [0.1, 0.2, 0.3], "val_acc": [0.15, 0.25, 0.35],
+                             "mean_loss": [3.0, 2.0, 0.5]}
+    assert "history" not in row and row["test_acc"] is None
+
 
 
 def test_depth_study_test_data_comes_in_pairs(digits):
