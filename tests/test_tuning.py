@@ -9,6 +9,7 @@ import json
 import re
 import sys
 import time
+import warnings
 
 import numpy as np
 import optuna
@@ -19,7 +20,7 @@ from PIL import Image
 from mlplab.cli import main
 from mlplab.data import load_dataset, make_preprocessing
 from mlplab.models import MLP
-from mlplab.trainer import Trainer
+from mlplab.trainer import TrainConfig, Trainer
 from mlplab.tuning import (
     EXERCISE_SPACE,
     EXTENDED_SPACE,
@@ -32,6 +33,7 @@ from mlplab.tuning import (
     storage_spec,
     tune,
 )
+from mlplab.tuning.space import KNOBS
 from mlplab.tuning.storage import journal_file_backend
 
 TINY = {"hidden_size": {"type": "int", "low": 8, "high": 32},
@@ -102,6 +104,13 @@ reg: 0.001
     ("reg: {type: float, low: 0.0, high: .inf}\n", "reg must be a finite number"),
     ("hidden_size: {type: int, low: 8, high: .inf}\n", "hidden_size must be an integer"),
     ("lr: {type: float\n", "is not valid YAML"),
+    ("batchnorm: 1\nlr: [0.1, 0.2]\n", "batchnorm must be true or false"),
+    ("hidden_size: true\nlr: [0.1, 0.2]\n", "hidden_size must be an integer"),
+    ("depth: {type: int, low: 1, high: 2}\n", "depth > 1 needs hidden_size"),
+    ("batch_size: [64, 128, 64]\n", "`choices` has duplicates"),
+    ("lr: {type: float, low: 0.1, high: 0.1}\n", r"`low` \(0.1\) must be below `high`"),
+    ("epochs: {type: int, low: 1, high: 9, step: 0}\n", "`step` must be a positive integer"),
+    ("epochs: {type: int, low: 1, high: 9, step: 1.5}\n", "`step` must be a positive integer"),
 ])
 def test_yaml_validation_errors_say_what_is_wrong(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
@@ -132,6 +141,92 @@ def test_build_maps_knobs_to_model_and_trainer():
     assert default_model.config["hidden_sizes"] == [50]  # the exercise's hidden size
 
 
+def _trainable(settings):
+    """Whether the model and TrainConfig that build() makes of ``settings`` accept them: the
+    checks a trial's training runs."""
+    try:
+        _, config = build(settings, input_size=4, num_classes=3)
+        config.validate()
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", [n for n, k in KNOBS.items() if k.kind in ("int", "float")])
+def test_a_knobs_bounds_are_the_ones_training_accepts(name):
+    """Each numeric knob's range (open or closed at either end) against the model's and the
+    trainer's own checks, just below, at and just above each bound: a value the space lets
+    through fails every trial; one it refuses is a setting the user cannot search."""
+    knob = KNOBS[name]
+    nudge = 1 if knob.kind == "int" else 1e-9
+    # depth > 1 needs a hidden_size; weight_decay applies to adam only
+    fixed = {"hidden_size": 8} if name != "hidden_size" else {}
+    if name == "weight_decay":
+        fixed["optimizer"] = "adam"
+    searched = "reg" if name == "lr" else "lr"
+    for bound in (knob.lo, knob.hi):
+        if bound is None:
+            continue
+        for value in (bound - nudge, bound, bound + nudge):
+            value = int(value) if knob.kind == "int" else float(value)
+            if (name, value) == ("depth", 0):
+                continue  # no hidden layer: an MLP may be one, a searched depth may not
+            try:
+                SearchSpace.from_dict({**fixed, name: value, searched: [0.1, 0.2]})
+                accepted = True
+            except ValueError:
+                accepted = False
+            assert accepted is _trainable({**fixed, name: value}), (name, value)
+
+
+def test_a_space_round_trips_through_its_dict_form():
+    """A study pins its space as to_dict() and compares it when resumed: a key lost on the way
+    (log, step, grid) would let a resume with another distribution mix the two."""
+    space = SearchSpace.from_dict({
+        "lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True, "grid": [1e-3, 1e-2]},
+        "epochs": {"type": "int", "low": 5, "high": 20, "step": 5},
+        "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.25},
+        "optimizer": ["sgd", "adam"], "reg": 0.001})
+    again = SearchSpace.from_dict(space.to_dict())
+    assert again.params == space.params and again.fixed == space.fixed
+    assert space.params["lr"].log and space.params["epochs"].step == 5
+    assert space.params["dropout"].step == 0.25
+
+
+def test_int_ranges_are_sampled_on_their_step():
+    space = SearchSpace.from_dict({"epochs": {"type": "int", "low": 5, "high": 20, "step": 5},
+                                   "hidden_size": {"type": "int", "low": 8, "high": 64,
+                                                   "log": True}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        settings = space.suggest(study.ask())
+        seen.add(settings["epochs"])
+        assert 8 <= settings["hidden_size"] <= 64
+    assert seen == {5, 10, 15, 20}
+
+
+def test_an_int_grid_is_expanded_up_to_64_values():
+    """--sampler grid expands an int range without `grid` when it has at most 64 values."""
+    space = SearchSpace.from_dict({"epochs": {"type": "int", "low": 1, "high": 64}})
+    assert space.grid() == {"epochs": list(range(1, 65))}
+    with pytest.raises(ValueError, match="finite list of values for epochs"):
+        SearchSpace.from_dict({"epochs": {"type": "int", "low": 1, "high": 65}}).grid()
+
+
+@pytest.mark.parametrize("spec, most", [
+    ({"lr": [0.1, 0.2]}, TrainConfig().epochs),  # epochs left at the trainer's default
+    ({"epochs": [5, 20, 10]}, 20),
+    ({"epochs": {"type": "int", "low": 2, "high": 7}}, 7),
+    ({"epochs": 4, "lr": [0.1, 0.2]}, 4),
+])
+def test_hyperbands_resource_is_the_most_epochs_a_trial_trains(spec, most):
+    space = SearchSpace.from_dict(spec)
+    assert space.max_epochs() == most
+    assert make_pruner("hyperband", space, 10)._max_resource == most
+
+
+
 def test_storage_spec_parsing(tmp_path):
     assert storage_spec(None, tmp_path).url == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
     assert storage_spec("journal:x/j.log", tmp_path).url.startswith("journal:/")
@@ -145,6 +240,11 @@ def test_storage_spec_parsing(tmp_path):
     with pytest.raises(ValueError, match="grace period"):
         storage_spec(None, tmp_path, heartbeat=10, grace=5)
     assert storage_spec(None, tmp_path, heartbeat=0).heartbeat is None
+    with pytest.raises(ValueError, match="grace period"):  # as long: still every trial dead
+        storage_spec(None, tmp_path, heartbeat=10, grace=10)
+    assert storage_spec(None, tmp_path, heartbeat=10, grace=11).grace == 11
+    assert storage_spec("runs/Shared.LOG", tmp_path).url.startswith("journal:/")
+    assert storage_spec("Study.DB", tmp_path).url.startswith("sqlite:////")
 
 
 def test_a_storage_whose_driver_is_missing_names_the_driver(tmp_path, monkeypatch):
@@ -174,6 +274,27 @@ def test_journal_storage_fails_trials_without_heartbeat(tmp_path):
     assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
     assert trials[2].params == trials[1].params  # re-queued once with the same settings
     assert trials[2].system_attrs["failed_trial"] == 1
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                            "ignore:Heartbeat of storage:UserWarning")
+def test_a_journal_trial_is_stale_only_after_twice_its_heartbeat(tmp_path):
+    """The default grace is two heartbeat intervals: a trial one late heartbeat behind is alive,
+    and one that has not sent its first heartbeat yet (just started) is not taken for dead."""
+    from optuna.trial import TrialState
+
+    from mlplab.tuning import StorageSpec
+
+    spec = StorageSpec(f"journal:{tmp_path / 'j.log'}", heartbeat=2, retry_failed=False)
+    study = optuna.create_study(storage=spec.open(), study_name="s", direction="maximize")
+    late, dead, _starting = study.ask(), study.ask(), study.ask()
+    storage = study._storage
+    now = time.time()
+    storage.set_trial_system_attr(late._trial_id, "mlplab:heartbeat", now - 3)
+    storage.set_trial_system_attr(dead._trial_id, "mlplab:heartbeat", now - 5)
+    optuna.storages.fail_stale_trials(study)
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING, TrialState.FAIL,
+                                                     TrialState.RUNNING]
 
 
 # --------------------------------------------------------------------------- searching
@@ -590,6 +711,206 @@ def test_diverged_trials_score_zero_and_importance_needs_two_trials(digits, tmp_
     assert "param_importances" in result.skipped_plots
     assert (tmp_path / "optimization_history.png").is_file()
     assert not (tmp_path / "param_importances.png").exists()
+
+
+def test_best_so_far_skips_diverged_trials_and_gives_a_tie_to_the_first(tmp_path):
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from mlplab.tuning.study import best_so_far
+
+    study = optuna.create_study(direction="maximize")
+    for value, diverged in ((0.5, False), (0.9, False), (0.9, False), (0.95, True)):
+        study.add_trial(create_trial(params={"lr": 0.1}, value=value,
+                                     user_attrs={"diverged": True} if diverged else {},
+                                     distributions={"lr": FloatDistribution(0.01, 0.5)}))
+    assert best_so_far(study) == (1, 0.9)
+
+
+def test_finished_trials_are_the_completed_and_the_pruned():
+    """The search's target counts finished trials: a pruned trial ran its course (the pruner
+    ended it), a failed or still running one did not."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from mlplab.tuning.study import finished_count
+
+    study = optuna.create_study(direction="maximize")
+    lr = {"lr": FloatDistribution(0.01, 0.5)}
+    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.PRUNED):
+        study.add_trial(create_trial(params={"lr": 0.1}, distributions=lr, state=state,
+                                     value=0.5 if state == TrialState.COMPLETE else None))
+    study.ask()  # running
+    assert finished_count(study) == 3
+
+
+@pytest.mark.parametrize("target, outcomes, runs", [
+    (1, "FFFFFF", 3),  # a space whose every trial fails: three in a row, even for a target of 1
+    (5, "FFFFFFFFFF", 5),  # ... or as many as the target when that is more
+    (3, "FFSFFSFFS", 9),  # failures between successes do not add up
+    (2, "SS", 2),
+])
+def test_a_worker_stops_at_its_target_or_after_failures_in_a_row(target, outcomes, runs):
+    from mlplab.tuning.search import _StopAtTarget
+
+    study = optuna.create_study(direction="maximize")
+    results = iter(outcomes)
+
+    def objective(trial):
+        if next(results, "S") == "F":
+            raise ValueError("this trial fails")
+        return 0.5
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study.optimize(objective, n_trials=20, callbacks=[_StopAtTarget(target)],
+                       catch=(ValueError,))
+    assert len(study.trials) == runs
+
+
+def test_ctrl_c_fails_only_this_workers_running_trial():
+    """Ctrl-C while Optuna records a trial fails the trial this worker left running; the trials
+    other workers are running on the same study carry on."""
+    from mlplab.tuning.search import _fail_running_trials_of
+
+    study = optuna.create_study(direction="maximize")
+    ours, theirs = study.ask(), study.ask()
+    ours.set_user_attr("worker", "host:1")
+    theirs.set_user_attr("worker", "host:2")
+    _fail_running_trials_of(study, "host:1")
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING]
+
+
+def test_the_trial_bar_stops_at_its_total_and_shows_the_best(tmp_path):
+    """A resumed study may hold more finished trials than this run's target: the bar shows
+    it full, not past 100%."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+    from tqdm import tqdm
+
+    from mlplab.tuning.search import update_bar
+
+    study = optuna.create_study(direction="maximize")
+    for value in (0.5, 0.75, 0.6):
+        study.add_trial(create_trial(params={"lr": 0.1}, value=value,
+                                     distributions={"lr": FloatDistribution(0.01, 0.5)}))
+    with open(tmp_path / "bar.txt", "w") as fh, tqdm(total=2, file=fh) as bar:
+        update_bar(bar, study)
+        assert bar.n == 2 and bar.postfix == "best val acc 0.7500 (trial 1)"
+
+
+def test_open_study_refuses_a_minimising_study_and_resumes_the_same_options(tmp_path):
+    """A study of the same name made by something else (minimising) is refused; one made with
+    the same space, seed and data (a tuple stored as a JSON list included) is resumed."""
+    from mlplab.tuning import storage_spec
+    from mlplab.tuning.study import open_study
+
+    spec = storage_spec(None, tmp_path)
+    optuna.create_study(storage=spec.open(), study_name="theirs", direction="minimize")
+    space = SearchSpace.load(None)
+    with pytest.raises(ValueError, match="minimises; it is not an mlplab tuning study"):
+        open_study(spec, "theirs", space, {"dataset": "digits"}, seed=0)
+    data = {"dataset": "digits", "image_size": (8, 8), "train_size": None}
+    open_study(spec, "ours", space, data, seed=0)
+    study = open_study(spec, "ours", space, data, seed=0)  # read back from the database
+    assert study.user_attrs["mlplab:dataset"] == {**data, "image_size": [8, 8]}
+    with pytest.raises(ValueError, match="different data"):
+        open_study(spec, "ours", space, {**data, "image_size": (16, 16)}, seed=0)
+
+
+def test_the_results_table_notes_and_the_best_row():
+    """results.csv/results.md from a study's trials: each trial's note (diverged, the error of a
+    failed one, a lost worker's trial and its retry), a duration Optuna measured when the
+    objective recorded none, and the best trial (never a diverged one) in bold."""
+    import datetime
+
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from mlplab.tuning.results import markdown_table, trials_table
+    from mlplab.tuning.study import best_so_far
+
+    lr = {"lr": FloatDistribution(1e-4, 1.0), "note": CategoricalDistribution(["a|b", "c"])}
+    start = datetime.datetime(2026, 1, 1)
+    study = optuna.create_study(direction="maximize")
+    add = study.add_trial
+    add(create_trial(params={"lr": 0.5, "note": "a|b"}, distributions=lr, value=0.5,
+                     user_attrs={"seconds": 1.5, "epochs": 3}))
+    add(create_trial(params={"lr": 0.001, "note": "c"}, distributions=lr, value=0.8))
+    add(create_trial(params={"lr": 0.9, "note": "c"}, distributions=lr, value=0.0,
+                     user_attrs={"diverged": True}))
+    add(create_trial(params={"lr": 0.2, "note": "c"}, distributions=lr, state=TrialState.FAIL,
+                     user_attrs={"error": "ValueError: no"}))
+    add(create_trial(params={"lr": 0.3, "note": "c"}, distributions=lr, state=TrialState.FAIL))
+    add(create_trial(params={"lr": 0.3, "note": "c"}, distributions=lr, value=0.85,
+                     system_attrs={"failed_trial": 4}))
+    add(create_trial(params={"lr": 0.4, "note": "c"}, distributions=lr, state=TrialState.FAIL))
+    timed = create_trial(params={"lr": 0.1, "note": "c"}, distributions=lr, value=0.3)
+    timed.datetime_start, timed.datetime_complete = start, start + datetime.timedelta(seconds=2)
+    add(timed)
+    header, rows = trials_table(study)
+    col = {name: i for i, name in enumerate(header)}
+    notes = [row[col["note"]] for row in rows]
+    assert notes == ["", "", "diverged", "ValueError: no",
+                     "worker lost (its process ended or its heartbeat stopped); re-queued as "
+                     "trial 5", "retry of trial 4", "worker lost or interrupted", ""]
+    assert rows[0][col["seconds"]] == 1.5 and rows[0][col["epochs_run"]] == 3
+    assert rows[7][col["seconds"]] == 2.0
+    md = markdown_table(header, rows, best_so_far(study)[0]).splitlines()
+    bold = [line for line in md if "**" in line]
+    assert len(bold) == 1 and bold[0].startswith("| **5** | **COMPLETE** | **0.85** |")
+    assert r"a\|b" in md[2] and md[2].count(" | ") == len(header) - 1
+    # four significant figures, or fixed point between 0.01 and 10,000
+    table = markdown_table(["x"], [[0.001234567], [0.0123456], [123.4], [12345.6]], None)
+    assert table.split("\n")[2:6] == ["| 0.001235 |", "| 0.0123 |", "| 123.4 |", "| 1.235e+04 |"]
+
+
+def test_a_best_run_is_kept_only_when_it_is_the_studys_best_retrained_as_asked(tmp_path):
+    """finished_best_run decides whether a rerun of a finished search skips the retraining:
+    any difference (another best trial or value, another seed, a run that did not complete,
+    no test accuracy when the test split is now asked for, no model file) must retrain."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from mlplab.io import write_json
+    from mlplab.tuning.retrain import finished_best_run
+
+    study = optuna.create_study(direction="maximize", study_name="s")
+    for value in (0.8, 0.9, 0.7):  # trial 1 is the best
+        study.add_trial(create_trial(params={"lr": 0.1}, value=value,
+                                     distributions={"lr": FloatDistribution(0.01, 0.5)}))
+    good = {"tuning.json": {"study": "s", "trial": 1, "value": 0.9},
+            "config.json": {"seed": 3},
+            "metrics.json": {"status": "completed", "val_accuracy": 0.9, "test_accuracy": 0.85}}
+
+    def folder(name, model=True, **changes):
+        out = tmp_path / name
+        out.mkdir()
+        for file, content in good.items():
+            write_json(out / file, {**content, **changes.get(file, {})})
+        if model:
+            (out / "model.npz").write_bytes(b"weights")
+        return out
+
+    ok = folder("ok")
+    assert finished_best_run(study, ok, seed=3, eval_test=True) == good["metrics.json"]
+    assert finished_best_run(study, ok, seed=4) is None  # another seed: another model
+    seed0 = folder("seed0", **{"config.json": {"seed": 0}})
+    assert finished_best_run(study, seed0, seed=None) is not None  # None trains with seed 0
+    retrain = [
+        folder("trial", **{"tuning.json": {"trial": 0}}),
+        folder("value", **{"tuning.json": {"value": 0.8}}),
+        folder("study", **{"tuning.json": {"study": "other"}}),
+        folder("stopped", **{"metrics.json": {"status": "interrupted"}}),
+        folder("no-val", **{"metrics.json": {"val_accuracy": None}}),
+        folder("untested", **{"metrics.json": {"test_accuracy": None}}),
+        folder("no-model", model=False),
+    ]
+    for out in retrain:
+        assert finished_best_run(study, out, seed=3, eval_test=True) is None, out.name
+    # without eval_test, a run never tested is the one wanted
+    assert finished_best_run(study, retrain[5], seed=3) == {**good["metrics.json"],
+                                                            "test_accuracy": None}
 
 
 # --------------------------------------------------------------------------- CLI
