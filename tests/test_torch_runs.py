@@ -262,6 +262,51 @@ def test_train_run_metrics_are_the_networks_own_figures():
     assert result.metrics["best_val_accuracy"] == result.history.val_acc[best]
 
 
+def test_an_interrupted_run_is_not_tested(monkeypatch):
+    """Ctrl-C during training keeps the network as it was, but with eval_test a half-trained
+    network must not spend the one look at the test split."""
+    import mlplab.torch_mlp.runs as runs_module
+
+    real = runs_module.fit
+
+    def interrupted(*args, **kwargs):
+        history = real(*args, **kwargs)
+        history.interrupted = True  # what fit's KeyboardInterrupt handler leaves
+        return history
+
+    monkeypatch.setattr(runs_module, "fit", interrupted)
+    result = tm.train_run("digits", hidden=[8], epochs=1, threads=1, eval_test=True, plots=False)
+    assert result.interrupted and result.metrics["status"] == "interrupted"
+    assert "test_accuracy" not in result.metrics and result.metrics["val_accuracy"] is not None
+
+
+def test_a_run_without_validation_records_no_best_epoch(rng):
+    """Without a validation split there is no best epoch: metrics.json says so as mlplab
+    train's does (None), not epoch 0."""
+    from mlplab.data import Dataset
+    from mlplab.runs import train_run as numpy_train_run
+
+    X = rng.randn(120, 6)
+    y = (X[:, 0] > 0).astype(np.int64)
+    ds = Dataset("mine", ["a", "b"], X[:100], y[:100], X[:0], y[:0], X[100:], y[100:])
+    torch_metrics = tm.train_run(ds, hidden=[4], epochs=2, threads=1, plots=False).metrics
+    numpy_metrics = numpy_train_run(data=ds, hidden=[4], epochs=2, plots=False).metrics
+    for key in ("best_epoch", "best_val_accuracy", "val_accuracy"):
+        assert torch_metrics[key] is numpy_metrics[key] is None, key
+
+
+@pytest.mark.parametrize("run", ["train_run", "depth_run"])
+def test_a_dataset_without_training_images_is_refused_before_writing(run, tmp_path, rng):
+    from mlplab.data import Dataset
+
+    X = rng.randn(40, 6)
+    y = np.arange(40) % 2
+    ds = Dataset("mine", ["a", "b"], X[:0], y[:0], X[:20], y[:20], X[20:], y[20:])
+    with pytest.raises(ValueError, match="the dataset mine has no training images"):
+        getattr(tm, run)(ds, out=tmp_path / "run", epochs=1, threads=1)
+    assert not (tmp_path / "run").exists()
+
+
 def test_depth_run_progress_lines_count_the_layers(capsys):
     tm.depth_run("digits", layers=[1, 2], hidden_size=8, epochs=1, threads=1, announce=True)
     lines = capsys.readouterr().err.splitlines()
