@@ -625,6 +625,23 @@ def test_killed_workers_trials_are_failed_once_before_new_workers_start(digits, 
         [(TrialState.WAITING, 2), (TrialState.WAITING, 3)]
 
 
+def test_the_best_run_retrains_with_the_searchs_seed_preprocessing_and_split(tmp_path):
+    """The retrained best-run is the best trial's model again: same seed, same preprocessing,
+    so the same validation accuracy; and its config.json names the split it was loaded with,
+    so that evaluate reloads the same images."""
+    from mlplab.io import read_json
+
+    result = tune("digits", trials=1, search_space=TINY, out=tmp_path, progress=False, seed=3,
+                  preprocess="scale", val_size=0.25)
+    assert result.retrained_val_acc == result.best_value
+    config = read_json(result.run_dir / "config.json")
+    assert (config["seed"], config["preprocessing"]) == (3, "scale")
+    asked, recorded = (load_dataset("digits", val_size=v, test_size=config["test_size"],
+                                    seed=config["data_seed"]) for v in (0.25, config["val_size"]))
+    assert config["dataset"] == "digits" and len(asked.y_val) != 180  # not the default split
+    np.testing.assert_array_equal(recorded.X_val, asked.X_val)
+
+
 def test_ctrl_c_while_retraining_keeps_the_older_best_run(digits, tmp_path, monkeypatch):
     import os
     import signal
