@@ -82,6 +82,18 @@ def test_early_stopping_on_fewer_validation_samples_than_classes(digits):
     assert len(clf.classes_) == 10 and len(clf.validation_scores_) == clf.n_iter_
 
 
+def test_early_stopping_with_a_class_of_one_sample(digits):
+    """A class with a single sample cannot be in both parts of a stratified split (scikit-learn
+    refuses it: "The least populated class in y has only 1 member"): the held-out part is drawn
+    unstratified instead, and the fit goes on."""
+    X_tr, _, y_tr, _ = digits
+    rows = np.concatenate([np.flatnonzero(y_tr == 0)[:1],
+                           *(np.flatnonzero(y_tr == k)[:20] for k in range(1, 10))])
+    clf = MLPClassifier(hidden_sizes=(8,), early_stopping=True, max_epochs=2, random_state=0)
+    clf.fit(X_tr[rows], y_tr[rows])
+    assert len(clf.classes_) == 10 and len(clf.validation_scores_) == clf.n_iter_ == 2
+
+
 def test_bad_hyperparameters_are_reported_at_fit(digits):
     X_tr, _, y_tr, _ = digits
     for hidden in [(0,), (True,), (8.0,)]:  # a bool is not a width
@@ -106,6 +118,33 @@ def test_tol_none_trains_every_epoch(digits):
     assert MLPClassifier(tol=None, **kw).fit(X_tr, y_tr).n_iter_ == 6
     # the same net stops early on its loss with a tolerance it cannot meet every epoch
     assert MLPClassifier(tol=1e3, **kw).fit(X_tr, y_tr).n_iter_ == 2  # the first sets the best
+
+
+def _sklearn_stopping_epoch(curve, tol, n_iter_no_change):
+    """The epoch at which scikit-learn's MLPClassifier stops on ``curve`` (its epoch losses):
+    an epoch that does not beat the best loss *so far* by ``tol`` counts as no improvement."""
+    best, bad = np.inf, 0
+    for epoch, loss in enumerate(curve, start=1):
+        bad = bad + 1 if loss > best - tol else 0
+        best = min(best, loss)
+        if bad >= n_iter_no_change:
+            return epoch
+    return len(curve)
+
+
+def test_the_loss_based_stop_is_scikit_learns_rule(digits):
+    """On a loss curve that goes up and down (a large learning rate) the stop comes where
+    scikit-learn's rule puts it: improvement is measured against the best epoch so far, not
+    the last one. Stopping does not change the epochs before it, so the run without a stop
+    gives the curve the rule is applied to."""
+    X_tr, _, y_tr, _ = digits
+    kw = dict(hidden_sizes=(16,), optimizer="sgd", lr=0.1, batch_size=100, max_epochs=30,
+              random_state=0)
+    curve = MLPClassifier(tol=None, **kw).fit(X_tr[:500], y_tr[:500]).loss_curve_
+    stop = _sklearn_stopping_epoch(curve, 0.01, 3)
+    assert stop < 30  # the rule does stop this run
+    clf = MLPClassifier(tol=0.01, n_iter_no_change=3, **kw).fit(X_tr[:500], y_tr[:500])
+    assert clf.n_iter_ == stop and clf.loss_curve_ == curve[:stop]
 
 
 def test_samples_seen_count_a_batch_capped_at_the_training_set(digits):
