@@ -13,6 +13,7 @@ import io as stdio
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -157,6 +158,27 @@ def test_cli_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, capsys):
     assert err[-1].startswith("mlplab train: error: no space left on device while writing "
                               f"{run / 'config.json'}")
     assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("code, words", [(errno.EDQUOT, "disk quota exceeded"),
+                                         (errno.EFBIG, "file too large"),
+                                         (errno.ENOSPC, "no space left on device")])
+def test_a_quota_or_a_file_size_limit_is_a_full_disk_too(tmp_path, monkeypatch, code, words):
+    """Over a quota (which NFS reports only at fsync) or the file size limit (``ulimit -f``), a
+    write fails as on a full disk: a DiskFullError that says which, the previous file intact,
+    no temporary file left."""
+    target = tmp_path / "metrics.json"
+    io.write_json(target, {"a": 1})
+
+    def refused(fd):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(io.os, "fsync", refused)
+    with pytest.raises(io.DiskFullError, match=f"^{words} while writing {re.escape(str(target))}"):
+        io.write_json(target, {"a": 2})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
 # --------------------------------------------------------------------------- a real full disk
