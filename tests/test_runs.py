@@ -52,6 +52,27 @@ def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o666 & ~io._UMASK
 
 
+def test_an_atomic_write_reaches_the_disk_before_its_rename(tmp_path, monkeypatch):
+    """The new file's data is fsync-ed before it is renamed over the old one, and the folder
+    after it, so that a power cut leaves the old file or the complete new one: a rename that
+    reached the disk before the data left an empty or torn checkpoint in place of the good one.
+    Each fsync is told apart by the inode it was given (a rename keeps the file's inode)."""
+    target = tmp_path / "f.json"
+    io.write_json(target, {"a": 1})
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(io.os, "fsync",
+                        lambda fd: (events.append(("fsync", os.fstat(fd).st_ino)),
+                                    real_fsync(fd))[1])
+    monkeypatch.setattr(io.os, "replace",
+                        lambda src, dst: (events.append(("replace", Path(dst).name)),
+                                          real_replace(src, dst))[1])
+    io.write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert events == [("fsync", target.stat().st_ino), ("replace", "f.json"),
+                      ("fsync", tmp_path.stat().st_ino)]
+
+
 def test_failed_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "f.txt"
     io.write_text(target, "old")
@@ -164,7 +185,9 @@ def _tamper(src, dst, **changes):
 @pytest.mark.parametrize("change,match", [
     ({"param__W1": np.zeros((3, 3), np.float32)}, "W1 has shape"),
     ({"param__W1": np.zeros((6, 5), np.float64)}, "W1 has dtype"),
-    ({"param__b2": np.full(3, np.nan, np.float32)}, "b2 contains NaN"),
+    # the file named, and the likely cause (not only the model's own "b2 contains NaN")
+    ({"param__b2": np.full(3, np.nan, np.float32)},
+     r"bad\.npz: b2 contains NaN or infinite values; the model is corrupt \(did training"),
     ({"param__W2": None}, "missing arrays \\['W2'\\]"),
     ({"param__W9": np.zeros(2, np.float32)}, "unexpected arrays \\['W9'\\]"),
     ({"__meta__": np.array("{not json")}, "not valid JSON"),
@@ -174,6 +197,27 @@ def test_load_model_validates(tmp_path, change, match):
     good = io.save_model(tmp_path / "good.npz", MLP(6, [5], 3, seed=0))
     bad = _tamper(good, tmp_path / "bad.npz", **change)
     with pytest.raises(ValueError, match=match):
+        io.load_model(bad)
+
+
+@pytest.mark.parametrize("kind", ["pipeline", "dict"])
+def test_load_model_refuses_preprocessing_that_is_not_finite(tmp_path, rng, kind):
+    """A NaN in the stored preprocessing (a mean image) would make every prediction NaN, and so
+    class 0, silently: the file is refused by name instead. A plain dict's arrays have no
+    other check."""
+    if kind == "pipeline":
+        pre, key = make_preprocessing("standardize").fit(
+            rng.randint(0, 256, (20, 2, 3, 1)).astype(np.uint8)), "0.mean"
+    else:
+        pre, key = {"mean": np.zeros(6), "note": "mine"}, "mean"
+    good = io.save_model(tmp_path / "good.npz", MLP(6, [5], 3, seed=0), pre)
+    assert io.load_model(good).preprocessing is not None
+    arrays = io.read_npz(good)
+    bad = _tamper(good, tmp_path / "bad.npz",
+                  **{f"preprocessing__{key}": np.full_like(arrays[f"preprocessing/{key}"],
+                                                           np.nan)})
+    with pytest.raises(ValueError, match=f"bad.npz: preprocessing/{key} is not a finite "
+                                         "numeric array"):
         io.load_model(bad)
 
 
