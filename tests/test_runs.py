@@ -316,9 +316,24 @@ def test_train_run_writes_a_complete_run_folder(tmp_path, digits):
     assert m["test_accuracy"] == pytest.approx(res.model.accuracy(
         res.preprocessing.transform(digits.X_test), digits.y_test))
     assert m["val_accuracy"] > 0.8 and m["dataset"] == "digits" and m["model"].startswith("MLP")
+    assert m["train_accuracy"] == pytest.approx(res.model.accuracy(
+        res.preprocessing.transform(digits.X_train), digits.y_train))
+    assert m["final_loss"] == res.history.loss[-1] and len(res.history.loss) == m["iterations"]
+    best = int(np.argmax(res.history.val_acc))  # the first epoch of the highest accuracy
+    assert (m["best_epoch"], m["best_val_accuracy"]) == (best + 1, res.history.val_acc[best])
+    assert m["num_params"] == 64 * 32 + 32 + 32 * 10 + 10 and m["stopped_early"] is False
+    one = train_run({**FAST, "epochs": 1}, data=digits).metrics  # its best epoch is its only one
+    assert (one["best_epoch"], one["best_val_accuracy"]) == (1, one["val_accuracy"])
 
     h = read_history(out / "history.csv")
     assert h["loss"] == res.history.loss and h["val_acc"] == res.history.val_acc
+    with open(out / "history.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 4 * per_epoch + 1))
+    # iterations 1..per_epoch are epoch 1; an epoch's accuracies are on its last iteration's row
+    assert [int(r["epoch"]) for r in rows] == [-(-int(r["iteration"]) // per_epoch) for r in rows]
+    assert [r["iteration"] for r in rows if r["val_acc"]] == \
+        [str(e * per_epoch) for e in range(1, 5)]
     assert RunConfig.from_dict(json.loads((out / "config.json").read_text())) == res.config
     loaded = io.load_model(out / "model.npz")
     np.testing.assert_array_equal(loaded.model.params["W2"], res.model.params["W2"])
@@ -552,6 +567,88 @@ def test_resume_from_an_epoch_checkpoint(tmp_path, digits):
     (tmp_path / "a" / "config.json").write_text(json.dumps({**cfg, "activation": "tanh"}))
     with pytest.raises(ValueError, match="activation 'relu', but config.json says 'tanh'"):
         resume_run(tmp_path / "a", data=digits, plots=False)
+    # nor is other data with another number of features (4x4 crops of the images)
+    import dataclasses
+
+    (tmp_path / "a" / "config.json").write_text(json.dumps(cfg))
+    crops = dataclasses.replace(digits, **{f"X_{s}": getattr(digits, f"X_{s}")[:, :4, :4]
+                                           for s in ("train", "val", "test")})
+    with pytest.raises(ValueError, match="the dataset has 16 features but the checkpoint's "
+                                         "model expects 64; resume with the run's own dataset"):
+        resume_run(tmp_path / "a", data=crops, plots=False)
+
+
+def test_resume_deletes_the_partial_writes_of_a_killed_run_and_nothing_else(tmp_path,
+                                                                             digits):
+    """A run killed mid-write leaves its atomic writes' temporary files (``.<name>.<random>``
+    beside each run file); resuming deletes them, but not a hidden file of the user's, even
+    one whose name starts like a run file's."""
+    run = tmp_path / "a"
+    train_run(FAST, out=run, data=digits, plots=False)
+    (run / "metrics.json").unlink()  # killed while writing its results
+    partial = [".checkpoint.npz.k2x8.npz", ".model.npz.a1b2.npz", ".metrics.json.zz9.json",
+               ".loss.png.q1.png"]
+    mine = [".notes", ".gitignore", ".checkpoint.npz", ".model.npz-backup"]
+    for name in partial + mine:
+        (run / name).write_text("x")
+    resume_run(run, data=digits, plots=False)
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == sorted(mine)
+
+
+def test_an_interrupted_run_and_its_resume_report_the_whole_run(tmp_path, digits):
+    """An interrupted run reports no test accuracy (its model is half-trained; eval_test
+    measures the finished one), and its resume reports the whole run's: the test accuracy of
+    the final model and the seconds of both parts (the checkpoint's, here made 1000 to stand
+    out, plus those since the resume), not only the latter."""
+    class CtrlC(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            if iteration == 30:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    run = tmp_path / "a"
+    part = train_run({**FAST, "eval_test": True}, out=run, data=digits, plots=False,
+                     callbacks=[CtrlC()])
+    assert part.interrupted and "test_accuracy" not in part.metrics
+    assert "test_accuracy" not in json.loads((run / "metrics.json").read_text())
+    arrays = io.read_npz(run / "checkpoint.npz")
+    state = json.loads(str(arrays["__trainer__"]))
+    assert 0 < state["seconds"] < 60
+    arrays["__trainer__"] = io.json_array({**state, "seconds": 1000.0})
+    io.write_npz(run / "checkpoint.npz", arrays)
+    resumed = resume_run(run, data=digits, plots=False)
+    assert 1000 < resumed.metrics["seconds"] < 1060
+    assert resumed.metrics["test_accuracy"] == pytest.approx(resumed.model.accuracy(
+        resumed.preprocessing.transform(digits.X_test), digits.y_test))
+    assert json.loads((run / "metrics.json").read_text()) == resumed.metrics
+
+
+def test_a_run_resumed_after_its_best_epoch_still_restores_it(tmp_path, digits):
+    """With early stopping, a run killed after its best epoch but before its stop resumes to the
+    uninterrupted result: the best parameters so far travel in the checkpoint, and are the ones
+    restored at the stop (not the last epoch's, as if the best had been forgotten)."""
+    import dataclasses
+
+    # validation labels the network cannot learn: the accuracy wanders, and the run stops early
+    noisy = dataclasses.replace(digits, y_val=np.random.RandomState(0).randint(
+        10, size=len(digits.y_val)))
+    cfg = {**FAST, "epochs": 30, "patience": 2, "lr": 0.01}
+    full = train_run(cfg, out=tmp_path / "full", data=noisy, plots=False)
+    best = full.metrics["best_epoch"]
+    assert full.metrics["stopped_early"] and full.metrics["epochs"] == best + 2
+    saved = {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == best + 1:  # after the best epoch, before the stop
+                saved["bytes"] = (tmp_path / "a" / "checkpoint.npz").read_bytes()
+
+    train_run(cfg, out=tmp_path / "a", data=noisy, plots=False, callbacks=[Keep()])
+    (tmp_path / "a" / "metrics.json").unlink()
+    (tmp_path / "a" / "checkpoint.npz").write_bytes(saved["bytes"])
+    again = resume_run(tmp_path / "a", data=noisy, plots=False)
+    assert again.metrics["best_epoch"] == best and again.history.loss == full.history.loss
+    for k, v in full.model.state_dict().items():
+        np.testing.assert_array_equal(again.model.state_dict()[k], v)
 
 
 def test_resume_refuses_an_edited_or_foreign_trainer_state(tmp_path, digits):
@@ -596,11 +693,29 @@ def test_resume_refuses_an_edited_or_foreign_trainer_state(tmp_path, digits):
          r"W1/v holds NaN or infinite values .*start the run again with a new out\."),
         (lambda a, s: a.update({"optimizer/W1/m": a["optimizer/W1/m"][:3]}),
          r"W1/m does not fit the model .*with a new out\."),
+        # the best parameters so far, which early stopping would restore
+        (lambda a, s: a.update({"best/W1": a["param/W1"] * np.nan}),
+         r"best/W1 holds NaN or infinite values .*with a new out\."),
+        (lambda a, s: a.update({"best/W1": a["param/W1"][:3]}),
+         r"best/W1 does not fit the model .*with a new out\."),
+        # the epoch's shuffled row order: row numbers, each training row once
+        (lambda a, s: a.update(order=a["order"].astype(np.float64)),
+         r"the saved row order is not a list of row numbers .*with a new out\."),
+        (lambda a, s: a.update(order=np.zeros_like(a["order"])),
+         f"the saved row order is not a permutation of the {len(digits.y_train)} training rows"),
     ]:
         with pytest.raises(ValueError, match=message):
             resume_with(edit)
     with pytest.raises(ValueError, match="'W1/m' is not state of the momentum optimizer"):
         resume_with(lambda a, s: None, {**FAST, "optimizer": "momentum"})
+    # a run of 1 epoch (config.json edited) cannot go on from the end of epoch 2
+    per_epoch = len(digits.y_train) // 64
+    with pytest.raises(ValueError, match=f"iteration {2 * per_epoch} and epoch 2 do not fit a "
+                                         f"run of {per_epoch} iterations"):
+        resume_with(lambda a, s: None, {**adam, "epochs": 1})
+    io.write_npz(run / "checkpoint.npz", io.read_npz(run / "model.npz"))  # a model, no state
+    with pytest.raises(ValueError, match=r"checkpoint.npz is a model file, not a checkpoint"):
+        resume_run(run, data=digits, plots=False)
     resumed = resume_with(lambda a, s: None)  # the checkpoint itself is fine
     assert resumed.metrics["status"] == "completed"
 
@@ -633,6 +748,13 @@ def test_resume_from_moved_data(tmp_path, digits):
     with pytest.raises(ValueError, match="split of .* has .* images, but the run was trained "
                                          "with"):
         resume_run(run, plots=False, data_dir=tmp_path / "fewer")
+    # as many images of each class, but other ones: the validation and test splits differ
+    shutil.copytree(tmp_path / "moved", tmp_path / "other")
+    for png in (tmp_path / "other").glob("*/*.png"):
+        Image.fromarray(255 - np.asarray(Image.open(png))).save(png)
+    with pytest.raises(ValueError, match=r"the val split of .* is not the one this run was "
+                                         r"trained with \(as many images, but other ones\)"):
+        resume_run(run, plots=False, data_dir=tmp_path / "other")
     again = resume_run(run, plots=False, data_dir=tmp_path / "moved")
     assert again.history.loss == full.history.loss
     np.testing.assert_array_equal(again.model.params["W1"], full.model.params["W1"])
@@ -778,6 +900,14 @@ def test_evaluate_and_predict(tmp_path, digits):
     pred = res.model.predict(res.preprocessing.transform(digits.X_test))
     assert ev["accuracy"] == pytest.approx(np.mean(pred == digits.y_test))
     assert np.sum(ev["confusion_matrix"]) == len(digits.y_test)
+    # rows are the true classes; a class's accuracy is its recall, the share of its images found
+    np.testing.assert_array_equal(ev["confusion_matrix"],
+                                  sklearn_confusion_matrix(digits.y_test, pred, labels=range(10)))
+    from sklearn.metrics import recall_score
+
+    np.testing.assert_allclose(ev["per_class_accuracy"],
+                               recall_score(digits.y_test, pred, labels=range(10), average=None,
+                                            zero_division=0))
 
     files = []
     for i in range(3):
@@ -815,6 +945,19 @@ def test_evaluate_and_predict(tmp_path, digits):
         io.write_npz(model_path, arrays)
         with pytest.raises(ValueError, match="model.npz: its " + message):
             predict_images(tmp_path / "r", files)
+
+
+def test_evaluate_refuses_a_split_whose_labels_changed(tmp_path, digits):
+    """The split's fingerprint covers its labels, not only its images: the same images under
+    another label (an image moved to another class folder) are not the split the run saw."""
+    import dataclasses
+
+    train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    y = digits.y_val.copy()
+    y[0] = (y[0] + 1) % len(digits.classes)  # one image relabelled, every pixel as it was
+    with pytest.raises(ValueError, match=r"the val split of digits is not the one this run was "
+                                         r"trained with \(as many images, but other ones\)"):
+        evaluate_run(tmp_path / "r", "val", data=dataclasses.replace(digits, y_val=y))
 
 
 def test_predict_decodes_images_as_training_does(tmp_path, digits):
