@@ -1282,13 +1282,19 @@ def test_only_the_batch_folder_of_an_archive_is_read(tmp_path):
         tar.add(src, arcname="cifar-10-batches-py")
         tar.add(tmp_path / "other" / "data_batch_1", arcname="notes/data_batch_1")
         tar.add(tmp_path / "other" / "test_batch", arcname="test_batch")
-    folder = tmp_path / "archive"
-    folder.mkdir()
-    (folder / "cifar-10-python.tar.gz").write_bytes(gzip.compress(tar_bytes.getvalue()))
-    data = load_dataset("cifar10", data_dir=folder, val_size=1)
-    direct = load_dataset("cifar10", data_dir=src, val_size=1)
+    data, direct = _from_archive_and_folder(tmp_path, tar_bytes.getvalue(), src)
     np.testing.assert_array_equal(data.X_train, direct.X_train)
     np.testing.assert_array_equal(data.X_test, direct.X_test)
+
+
+def _from_archive_and_folder(tmp_path, tar: bytes, src):
+    """CIFAR-10 loaded from ``tar`` as the official .tar.gz in a folder of its own, and
+    straight from the batch folder ``src``: what extraction gives, and what it should give."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    (folder / "cifar-10-python.tar.gz").write_bytes(gzip.compress(tar))
+    return (load_dataset("cifar10", data_dir=folder, val_size=1),
+            load_dataset("cifar10", data_dir=src, val_size=1))
 
 
 def test_archives_with_pax_headers_and_folders_still_extract(tmp_path):
@@ -1303,14 +1309,10 @@ def test_archives_with_pax_headers_and_folders_still_extract(tmp_path):
         link.type, link.linkname = tarfile.SYMTYPE, "../../etc/passwd"
         tar.addfile(link)
     assert b"PaxHeader" in tar_bytes.getvalue()  # the format this test is about
-    folder = tmp_path / "archive"
-    folder.mkdir()
-    (folder / "cifar-10-python.tar.gz").write_bytes(gzip.compress(tar_bytes.getvalue()))
-    data = load_dataset("cifar10", data_dir=folder, val_size=1)
-    direct = load_dataset("cifar10", data_dir=src, val_size=1)
+    data, direct = _from_archive_and_folder(tmp_path, tar_bytes.getvalue(), src)
     np.testing.assert_array_equal(data.X_train, direct.X_train)
     np.testing.assert_array_equal(data.y_test, direct.y_test)
-    assert not (folder / "cifar-10-batches-py" / "readme").exists()
+    assert not (tmp_path / "archive" / "cifar-10-batches-py" / "readme").exists()
 
 
 def test_pickle_text_numbers_and_python2_strings(tmp_path):
