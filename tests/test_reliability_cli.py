@@ -487,3 +487,20 @@ def test_why_no_folder_names_what_stands_in_the_way(tmp_path):
         f"{tmp_path / 'link'} is a link to {tmp_path / 'gone'}, which does not exist"
     assert why_no_folder(tmp_path / "new", PermissionError(13, "Permission denied")) == \
         "Permission denied"
+
+
+def test_a_system_error_names_its_path_first(tmp_path, monkeypatch, capsys):
+    """An --out longer than the file system allows was "[Errno 36] File name too long: 'aaa...'",
+    Python's form: the errno, then the path quoted at the end. It is "PATH: reason" now."""
+    monkeypatch.chdir(tmp_path)
+    long = "a" * 300
+    code, _, err = _run(["train", "--dataset", "digits", "--epochs", "1", "--out", long], capsys)
+    _assert_one_line_error(err, code, 1, "train")
+    assert err.rstrip().endswith(f"error: {long}: File name too long") and "Errno" not in err
+    from mlplab.cli import _error_text
+
+    with pytest.raises(OSError) as exc:
+        os.rename(tmp_path / "missing", tmp_path / "b")
+    assert _error_text(exc.value) == \
+        f"{tmp_path / 'missing'} -> {tmp_path / 'b'}: No such file or directory"
+    assert _error_text(OSError("a message of mlplab's own")) == "a message of mlplab's own"

@@ -314,7 +314,7 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
             return None  # what a second Ctrl-C broke on its way out (Optuna recording a trial)
         if args.debug:
             raise
-        message = " ".join(str(exc).split()) or type(exc).__name__  # one line, always
+        message = " ".join(_error_text(exc).split()) or type(exc).__name__  # one line, always
         if not (isinstance(exc, CLIError | ValueError | OSError | RuntimeError) or
                 type(exc).__name__.endswith("Error")):
             # not an error the library raises on purpose: still no traceback, but say so
@@ -323,6 +323,19 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
         command = " ".join(filter(None, (args.command, _action(args))))
         print(f"mlplab {command}: error: {message}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
+
+
+def _error_text(exc: Exception) -> str:
+    """``exc`` in words. The system's own errors name the path first, without the errno:
+    "PATH: File name too long", not "[Errno 36] File name too long: 'PATH'" (Python's form,
+    the path quoted at the end of a line it may run far past)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None \
+            and str(exc).startswith("[Errno"):
+        from mlplab._text import printable
+
+        paths = [exc.filename] + ([exc.filename2] if exc.filename2 is not None else [])
+        return f"{' -> '.join(printable(os.fsdecode(p)) for p in paths)}: {exc.strerror}"
+    return str(exc)
 
 
 if __name__ == "__main__":
