@@ -201,31 +201,8 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
     if it was moved (for a ``folder:PATH`` dataset the folder itself); its splits must be the
     ones the run was trained on, and ``config.json`` then names the new place."""
     run_dir = Path(run)
-    if not (run_dir / CONFIG_FILE).is_file():
-        nested = inner_run_folder(run_dir, CONFIG_FILE)
-        hint = f"; the run folder inside it is {nested}" if nested is not None else ""
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}){hint}.")
-    config_path = run_dir / CONFIG_FILE
-    values = io.read_json(config_path)
-    if isinstance(values, dict) and values.get("framework") == "pytorch":
-        raise ValueError(f"{run_dir} was written by mlplab torch train, which does not resume; "
-                         "train it again with mlplab torch train.")
-    cfg = finished_run_config(values, config_path)
-    ckpt = run_dir / CHECKPOINT_FILE
-    # not an invalid config: one written where these names were registered
-    module = None
-    if cfg.activation not in ACTIVATIONS:  # config.json does not say by which module; these do
-        module = next((io.recorded_activation_module(f) for f in (ckpt, run_dir / MODEL_FILE)
-                       if f.is_file()), None)
-    check_registered(cfg.activation, ACTIVATIONS, "activation", str(config_path), module=module)
-    check_registered(cfg.optimizer, OPTIMIZERS, "optimizer", str(config_path))
-    try:
-        cfg.validate()
-    except (TypeError, ValueError) as exc:  # a hand-edited file
-        raise ValueError(f"{config_path} is not a valid run configuration: {exc}") from None
-    if read_metrics(run_dir / METRICS_FILE).get("status") == "completed":
-        raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
-                         f"(start a new run with a different {setting('--out', 'out')}).")
+    cfg = _resumable_config(run_dir)
+    config_path, ckpt = run_dir / CONFIG_FILE, run_dir / CHECKPOINT_FILE
     remove_partial_writes(run_dir)
     cfg = moved_config(cfg, data, data_dir)
     loaded = state = None
@@ -243,12 +220,7 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
         pre, model = loaded.preprocessing, loaded.model
         _check_same_network(model, cfg, ckpt)  # not a checkpoint copied in from another run
         if data_dir is not None:
-            if loaded.extra.get("splits"):
-                check_same_data(loaded.extra["splits"], ds, ckpt)
-            else:
-                warnings.warn(f"{ckpt} was written by an mlplab that did not record the run's "
-                              f"splits: the data in {data_dir} cannot be checked against them; "
-                              "make sure it is the run's.", stacklevel=2)
+            _check_moved_data(loaded.extra.get("splits"), ds, ckpt, data_dir)
         X_train = pre.transform(ds.X_train)
     else:  # killed before the first epoch ended: start again from scratch, same seed
         pre, model, X_train = _fresh(cfg, ds)
@@ -268,6 +240,50 @@ def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[
         raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run with "
                                     f"other settings (another {setting('--out', 'out')}, or "
                                     f"delete {run_dir}).") from None
+
+
+def _resumable_config(run_dir: Path) -> RunConfig:
+    """The configuration of the run in ``run_dir``, refused (in this order) unless the folder
+    holds an mlplab run's valid ``config.json``, whose names are registered, and the run has not
+    completed."""
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        nested = inner_run_folder(run_dir, CONFIG_FILE)
+        hint = f"; the run folder inside it is {nested}" if nested is not None else ""
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}){hint}.")
+    values = io.read_json(config_path)
+    if isinstance(values, dict) and values.get("framework") == "pytorch":
+        raise ValueError(f"{run_dir} was written by mlplab torch train, which does not resume; "
+                         "train it again with mlplab torch train.")
+    cfg = finished_run_config(values, config_path)
+    # not an invalid config: one written where these names were registered
+    module = None
+    if cfg.activation not in ACTIVATIONS:  # config.json does not say by which module; these do
+        module = next((io.recorded_activation_module(f)
+                       for f in (run_dir / CHECKPOINT_FILE, run_dir / MODEL_FILE)
+                       if f.is_file()), None)
+    check_registered(cfg.activation, ACTIVATIONS, "activation", str(config_path), module=module)
+    check_registered(cfg.optimizer, OPTIMIZERS, "optimizer", str(config_path))
+    try:
+        cfg.validate()
+    except (TypeError, ValueError) as exc:  # a hand-edited file
+        raise ValueError(f"{config_path} is not a valid run configuration: {exc}") from None
+    if read_metrics(run_dir / METRICS_FILE).get("status") == "completed":
+        raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
+                         f"(start a new run with a different {setting('--out', 'out')}).")
+    return cfg
+
+
+def _check_moved_data(splits: Any, ds: Dataset, ckpt: Path, data_dir: str | os.PathLike) -> None:
+    """Refuse data at its new place whose splits are not the ones the checkpoint recorded; a
+    checkpoint that recorded none can only be warned about."""
+    if splits:
+        check_same_data(splits, ds, ckpt)
+    else:
+        # stacklevel 3: the caller of resume_run
+        warnings.warn(f"{ckpt} was written by an mlplab that did not record the run's "
+                      f"splits: the data in {data_dir} cannot be checked against them; "
+                      "make sure it is the run's.", stacklevel=3)
 
 
 def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
