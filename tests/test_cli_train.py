@@ -661,3 +661,110 @@ def test_augment_none_turns_off_a_presets_augmentation(tmp_path):
                  "none", "--out", str(out)]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["preset"] == "twolayer-best" and cfg["augment"] == []
+
+
+class _Captured(Exception):
+    """Raised by a stand-in for the library call, carrying what the command passed to it."""
+
+
+def _captured_call(monkeypatch, module, name, argv):
+    """The keyword arguments (and first positional one) the command ``argv`` passes to
+    ``module.name``: the call is replaced by one that records them and stops the command, so
+    that nothing is trained or loaded."""
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs, _args=args)
+        raise _Captured
+
+    monkeypatch.setattr(module, name, fake)
+    with pytest.raises(_Captured):
+        main(["--debug", *argv])
+    return seen
+
+
+# each flag of `mlplab train` with a value other than its default and preset-free, and the
+# RunConfig field and value it must give the run (what the user typed)
+_TRAIN_FLAGS = [
+    (["--hidden", "7,5"], "hidden", [7, 5]),
+    (["--activation", "tanh"], "activation", "tanh"),
+    (["--init", "normal", "--std", "0.02"], "std", 0.02),
+    (["--init", "xavier"], "init", "xavier"),
+    (["--dropout", "0.25"], "dropout", 0.25),
+    (["--batchnorm"], "batchnorm", True),
+    (["--dtype", "float64"], "dtype", "float64"),
+    (["--optimizer", "sgd"], "optimizer", "sgd"),
+    (["--lr", "0.0123"], "lr", 0.0123),
+    (["--optimizer", "momentum", "--momentum", "0.7"], "momentum", 0.7),
+    (["--weight-decay", "0.03"], "weight_decay", 0.03),
+    (["--schedule", "step"], "schedule", "step"),
+    (["--lr-decay", "0.5"], "lr_decay", 0.5),
+    (["--schedule", "step", "--step-epochs", "3"], "step_epochs", 3),
+    (["--warmup-epochs", "1.5"], "warmup_epochs", 1.5),
+    (["--schedule", "cosine", "--min-lr", "1e-5"], "min_lr", 1e-5),
+    (["--reg", "0.07"], "reg", 0.07),
+    (["--label-smoothing", "0.1"], "label_smoothing", 0.1),
+    (["--batch-size", "33"], "batch_size", 33),
+    (["--epochs", "4"], "epochs", 4),
+    (["--iters", "17"], "iters", 17),
+    (["--sampling", "replacement"], "sampling", "replacement"),
+    (["--train-acc", "batch"], "train_acc", "batch"),
+    (["--patience", "3"], "patience", 3),
+    (["--seed", "11"], "seed", 11),
+    (["--data-seed", "12"], "data_seed", 12),
+    (["--preprocessing", "exercise"], "preprocessing", "exercise"),
+    (["--augment", "flip,crop"], "augment", ["flip", "crop"]),
+    (["--augment", "crop", "--crop-padding", "2"], "crop_padding", 2),
+    (["--augment", "crop", "--crop-fill", "black"], "crop_fill", "black"),
+    (["--augment", "elastic", "--elastic-pixels", "3"], "elastic_pixels", 3.0),
+    (["--eval-test"], "eval_test", True),
+    (["--val-size", "100"], "val_size", 100),
+    (["--test-size", "0.2"], "test_size", 0.2),
+    (["--image-size", "4x6"], "image_size", "4x6"),
+    (["--data-dir", "/some/where"], "data_dir", "/some/where"),
+]
+
+
+@pytest.mark.parametrize("flags,field,value", _TRAIN_FLAGS,
+                         ids=[f[0][-2] if len(f[0]) > 1 else f[0][0] for f in _TRAIN_FLAGS])
+def test_every_train_flag_reaches_the_runs_configuration(flags, field, value, monkeypatch,
+                                                         tmp_path):
+    """A flag parsed but not passed on (or passed to another field) would silently train
+    another network than the one asked for: each must set its own field, and only it."""
+    import mlplab.runs
+    from mlplab.runs import RunConfig
+
+    seen = _captured_call(monkeypatch, mlplab.runs, "train_run",
+                          ["train", *flags, "--out", str(tmp_path / "r")])
+    cfg = seen["_args"][0]
+    assert getattr(cfg, field) == value
+    # the other fields keep RunConfig's defaults (but data_seed's 0, which the command sets)
+    given = {f for f in ("init", "optimizer", "schedule", "augment") if f"--{f}" in flags}
+    given |= {"epochs"} if "--iters" in flags else set()  # a run's length is one or the other
+    others = {k: v for k, v in vars(RunConfig()).items() if k not in {field, *given}}
+    assert {k: getattr(cfg, k) for k in others} == others
+
+
+def test_train_passes_its_output_options_to_the_run(monkeypatch, tmp_path):
+    """--out, --verbose and --no-plots reach train_run; --verbose turns the progress bar off
+    (its epoch lines would be torn up by it)."""
+    import mlplab.runs
+
+    out = tmp_path / "r"
+    seen = _captured_call(monkeypatch, mlplab.runs, "train_run",
+                          ["train", "--out", str(out), "--verbose", "--no-plots"])
+    assert (str(seen["out"]), seen["verbose"], seen["plots"], seen["progress"]) == \
+        (str(out), True, False, False)
+    seen = _captured_call(monkeypatch, mlplab.runs, "train_run", ["train", "--out", str(out)])
+    assert (seen["verbose"], seen["plots"], seen["progress"]) == (False, True, True)
+
+
+def test_train_patience_0_turns_off_a_presets_early_stopping(monkeypatch, tmp_path):
+    import mlplab.runs
+    from mlplab.presets import PRESETS
+
+    assert PRESETS["twolayer-fast"]["patience"]  # the preset stops early
+    seen = _captured_call(monkeypatch, mlplab.runs, "train_run",
+                          ["train", "--preset", "twolayer-fast", "--patience", "0",
+                           "--out", str(tmp_path / "r")])
+    assert seen["_args"][0].patience is None
