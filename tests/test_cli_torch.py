@@ -366,3 +366,81 @@ def test_verbose_epoch_lines_leave_the_json_alone_on_stdout(tmp_path, capsys):
                  "--verbose", "--json", "--no-progress", "--out", str(tmp_path / "d")]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["results"][0]["depth"] == 2 and "epoch 1/1" in err, err
+
+
+class _Captured(Exception):
+    """Raised by a stand-in for the library call, carrying what the command passed to it."""
+
+
+def _captured(monkeypatch, name, argv):
+    """The keyword arguments ``mlplab torch ...`` passes to ``mlplab.torch_mlp.<name>``
+    (``train_run`` or ``depth_run``), recorded by a stand-in that stops the command."""
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs, dataset=args[0] if args else kwargs.get("dataset"))
+        raise _Captured
+
+    monkeypatch.setattr(tm, name, fake)
+    with pytest.raises(_Captured):
+        main(["--debug", *argv])
+    return seen
+
+
+#: the exercise's PyTorch settings (SPEC.md, Question 4): what the commands run by default
+EXERCISE = {"init": "exercise", "init_std": 1e-3, "epochs": 10, "batch_size": 200, "lr": 1e-3,
+            "reg": 1e-3, "lr_decay": 0.95, "dropout": 0.0, "batchnorm": False}
+
+
+def test_torch_commands_default_to_the_exercises_settings(monkeypatch, tmp_path):
+    seen = _captured(monkeypatch, "train_run", ["torch", "train", "--out", str(tmp_path / "t")])
+    assert {k: seen[k] for k in EXERCISE} == EXERCISE
+    assert (list(seen["hidden"]), seen["eval_test"], seen["seed"], seen["data_seed"]) == \
+        ([50], False, 0, 0)
+    seen = _captured(monkeypatch, "depth_run", ["torch", "depth", "--out", str(tmp_path / "d")])
+    assert {k: seen[k] for k in EXERCISE} == EXERCISE
+    assert (list(seen["layers"]), seen["hidden_size"]) == ([2, 3, 4, 5], 50)
+
+
+# a value other than the default for each option both commands share, and the library keyword
+_SHARED = [("--init-std", "0.02", "init_std", 0.02), ("--dropout", "0.3", "dropout", 0.3),
+           ("--epochs", "3", "epochs", 3), ("--batch-size", "17", "batch_size", 17),
+           ("--lr", "0.005", "lr", 0.005), ("--reg", "0.25", "reg", 0.25),
+           ("--lr-decay", "0.5", "lr_decay", 0.5), ("--seed", "7", "seed", 7),
+           ("--data-seed", "9", "data_seed", 9), ("--threads", "1", "threads", 1),
+           ("--data-dir", "/some/where", "data_dir", "/some/where"),
+           ("--mirror", "http://mirror.invalid", "mirror", "http://mirror.invalid"),
+           ("--val-size", "100", "val_size", 100), ("--test-size", "0.2", "test_size", 0.2),
+           ("--image-size", "4x6", "image_size", "4x6"), ("--dataset", "mnist", "dataset", "mnist"),
+           ("--init", "default", "init", "default")]
+
+
+@pytest.mark.parametrize("command", ["train", "depth"])
+@pytest.mark.parametrize("option,text,key,value", _SHARED, ids=[s[0] for s in _SHARED])
+def test_each_torch_flag_reaches_its_own_argument(command, option, text, key, value,
+                                                  monkeypatch, tmp_path):
+    """A flag parsed but not passed on, or passed as another (--reg as the learning rate,
+    --data-seed as --seed), would silently train another network than the one asked for."""
+    argv = ["torch", command, option, text, "--out", str(tmp_path / "o")]
+    seen = _captured(monkeypatch, f"{command}_run", argv)
+    base = _captured(monkeypatch, f"{command}_run",
+                     ["torch", command, "--out", str(tmp_path / "o")])
+    assert seen[key] == value
+    # and nothing else changed
+    assert {k: v for k, v in seen.items() if k != key and k != "out"} == \
+        {k: v for k, v in base.items() if k != key and k != "out"}
+
+
+def test_torch_flags_of_one_command_reach_it(monkeypatch, tmp_path):
+    seen = _captured(monkeypatch, "train_run",
+                     ["torch", "train", "--hidden", "7,5", "--eval-test", "--no-plots",
+                      "--batchnorm", "--no-cache", "--out", str(tmp_path / "t")])
+    assert (list(seen["hidden"]), seen["eval_test"], seen["plots"], seen["batchnorm"],
+            seen["cache"]) == ([7, 5], True, False, True, False)
+    seen = _captured(monkeypatch, "train_run",
+                     ["torch", "train", "--hidden", "None", "--out", str(tmp_path / "t")])
+    assert list(seen["hidden"]) == []
+    seen = _captured(monkeypatch, "depth_run",
+                     ["torch", "depth", "--layers", "3,2", "--hidden-size", "8", "--init",
+                      "both", "--out", str(tmp_path / "d")])
+    assert (list(seen["layers"]), seen["hidden_size"], seen["init"]) == ([3, 2], 8, "both")
