@@ -1001,6 +1001,60 @@ def test_cli_usage_errors(capsys):
     assert exc.value.code == 2
 
 
+def _tune_call(monkeypatch, argv):
+    """The (source, keyword arguments) ``mlplab tune ARGV`` passes to ``mlplab.tuning.tune``,
+    recorded by a stand-in that stops the command before any trial."""
+    import mlplab.tuning as tmod
+
+    seen = {}
+
+    class Captured(Exception):
+        pass
+
+    def fake(source, **kwargs):
+        seen.update(kwargs, source=source)
+        raise Captured
+
+    monkeypatch.setattr(tmod, "tune", fake)
+    with pytest.raises(Captured):
+        main(["--debug", "tune", "--trials", "5", *argv])
+    return seen
+
+
+def test_cli_tune_defaults_reach_tune(monkeypatch):
+    seen = _tune_call(monkeypatch, [])
+    src = seen.pop("source")
+    assert (src.name, src.preprocess, src.train_size, src.kwargs["seed"], src.kwargs["cache"]) \
+        == ("digits", "standardize", None, 0, True)
+    assert seen == {"trials": 5, "timeout": None, "search_space": None, "study_name": None,
+                    "storage": None, "workers": 1, "sampler": "tpe", "prune": None, "out": None,
+                    "seed": 0, "eval_test": False, "heartbeat": 30, "grace": None,
+                    "search_only": False, "progress": True}
+
+
+def test_cli_tune_flags_reach_tune(monkeypatch, tmp_path):
+    """A flag parsed but not passed on (or to another argument) would silently run another
+    search than the one asked for: each reaches its own argument of tune()."""
+    seen = _tune_call(monkeypatch, [
+        "--timeout", "12.5", "--search-space", "wide", "--study", "s1", "--storage", "x.db",
+        "--workers", "3", "--sampler", "random", "--prune", "--seed", "4", "--eval-test",
+        "--heartbeat", "7", "--grace", "20", "--no-progress", "--out", str(tmp_path / "o"),
+        "--preprocessing", "scale", "--train-size", "300", "--val-size", "50", "--test-size",
+        "0.2", "--image-size", "4", "--data-dir", "/d", "--mirror", "http://m.invalid",
+        "--download", "--no-cache", "--dataset", "mnist"])
+    src = seen.pop("source")
+    assert (src.name, src.preprocess, src.train_size) == ("mnist", "scale", 300)
+    assert src.kwargs == {"data_dir": "/d", "download": True, "mirror": "http://m.invalid",
+                          "val_size": 50, "test_size": 0.2, "image_size": "4", "seed": 4,
+                          "cache": False}
+    assert seen == {"trials": 5, "timeout": 12.5, "search_space": "wide", "study_name": "s1",
+                    "storage": "x.db", "workers": 3, "sampler": "random", "prune": "median",
+                    "out": str(tmp_path / "o"), "seed": 4, "eval_test": True, "heartbeat": 7,
+                    "grace": 20, "search_only": False, "progress": False}
+    seen = _tune_call(monkeypatch, ["--prune", "hyperband", "--search-only"])
+    assert (seen["prune"], seen["search_only"]) == ("hyperband", True)
+
+
 def test_make_preprocessing_is_fitted_on_train_only(digits):
     # the tuning data's features come from a pipeline fitted on the training split alone
     pipe = make_preprocessing("standardize")
