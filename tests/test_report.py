@@ -1182,3 +1182,43 @@ def test_a_report_result_shows_in_a_line_not_the_whole_report(tmp_path):
                        tmp_path / "report.json", sections, 12.345)
     assert repr(res) == (f"ReportResult(html={str(tmp_path / 'report.html')!r}, sections=2, "
                          "not_run=['q4'], seconds=12.3)")
+
+
+def test_cli_reproduce_flags_reach_the_report(monkeypatch, tmp_path):
+    """Each flag of mlplab reproduce reaches its own argument of reproduce(), and its data
+    options reach the loader: one parsed but not passed on would silently write another study
+    than the one asked for."""
+    import mlplab.data
+    import mlplab.report
+
+    class Captured(Exception):
+        pass
+
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs, _args=args)
+        raise Captured
+
+    monkeypatch.setattr(mlplab.report, "reproduce", fake)
+    with pytest.raises(Captured):
+        main(["--debug", "reproduce"])
+    assert seen["_args"] == ("digits", "quick", None, 0)
+    assert (seen["threads"], seen["only"], seen["reuse"], seen["progress"]) == \
+        (1, None, False, False)
+    with pytest.raises(Captured):
+        main(["--debug", "reproduce", "--dataset", "mnist", "--budget", "standard", "--out",
+              str(tmp_path / "r"), "--seed", "5", "--threads", "2", "--only", "data, q1",
+              "--reuse", "--progress", "--val-size", "300", "--test-size", "0.25",
+              "--image-size", "8", "--data-dir", "/d", "--mirror", "http://m.invalid",
+              "--no-cache"])
+    assert seen["_args"] == ("mnist", "standard", str(tmp_path / "r"), 5)
+    assert (seen["threads"], seen["only"], seen["reuse"], seen["progress"]) == \
+        (2, ["data", "q1"], True, True)
+    loaded = {}
+    monkeypatch.setattr(mlplab.data, "load_dataset",
+                        lambda name, **kw: loaded.update(kw, name=name))
+    seen["loader"]()
+    assert loaded == {"name": "mnist", "data_dir": "/d", "download": False, "val_size": 300,
+                      "test_size": 0.25, "image_size": "8", "seed": 5,
+                      "mirror": "http://m.invalid", "cache": False}
