@@ -504,3 +504,21 @@ def test_a_system_error_names_its_path_first(tmp_path, monkeypatch, capsys):
     assert _error_text(exc.value) == \
         f"{tmp_path / 'missing'} -> {tmp_path / 'b'}: No such file or directory"
     assert _error_text(OSError("a message of mlplab's own")) == "a message of mlplab's own"
+
+
+@pytest.mark.parametrize("text,value", [("0", 0), ("4294967295", 2**32 - 1), ("-1", None),
+                                        ("4294967296", None), ("1.5", None)])
+def test_seed_flags_take_exactly_numpys_seed_range(text, value):
+    """Every --seed and --data-seed is a NumPy seed, 0 to 2**32 - 1 inclusive: 2**32 would
+    pass the parse and fail later (or, with numbers taken modulo 2**32, alias seed 0)."""
+    from mlplab.cli import seed_arg
+
+    if value is None:
+        with pytest.raises(argparse.ArgumentTypeError):
+            seed_arg(text)
+        return
+    assert seed_arg(text) == value
+    np.random.RandomState(value)  # the reference: NumPy takes it
+    if value == 2**32 - 1:
+        with pytest.raises(ValueError):
+            np.random.RandomState(value + 1)
