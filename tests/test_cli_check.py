@@ -19,6 +19,23 @@ def test_check_json(capsys):
     assert all({"name", "value", "bound", "passed"} <= set(c) for c in data["checks"])
 
 
+@pytest.mark.parametrize("json_output", [False, True])
+def test_check_exits_1_when_a_check_fails(json_output, monkeypatch, capsys):
+    """A script or CI job reads the exit status: a failing check must not exit 0. Here the
+    exercise's expected probabilities are moved so that the Q1 check really fails."""
+    import mlplab.exercise
+
+    monkeypatch.setattr(mlplab.exercise, "CORRECT_PROBS", mlplab.exercise.CORRECT_PROBS + 0.1)
+    assert main(["check", *(["--json"] if json_output else [])]) == 1
+    out = capsys.readouterr().out
+    if json_output:
+        data = json.loads(out)
+        assert not data["passed"]
+        assert [c["name"] for c in data["checks"] if not c["passed"]] == ["Q1 probabilities"]
+    else:
+        assert "SOME CHECKS FAILED" in out and out.count("FAIL") == 2  # its row and the verdict
+
+
 @pytest.mark.parametrize("extra", [[], ["--batchnorm", "--dropout", "0.3"],
                                    ["--activation", "tanh", "--metric", "max", "--tol", "1e-5"],
                                    ["--activation", "prelu", "--batchnorm"]])
