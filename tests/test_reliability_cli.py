@@ -522,3 +522,25 @@ def test_seed_flags_take_exactly_numpys_seed_range(text, value):
     if value == 2**32 - 1:
         with pytest.raises(ValueError):
             np.random.RandomState(value + 1)
+
+
+@pytest.mark.parametrize("argv", [[], ["torch"], ["data"]])
+def test_a_command_without_its_action_prints_the_help_and_exits_2(argv, capsys):
+    """`mlplab`, `mlplab torch` and `mlplab data` alone did nothing: the help and exit 2, a
+    usage error, not a success a script would take for work done."""
+    assert main(argv) == 2
+    assert capsys.readouterr().out.startswith(f"usage: mlplab {' '.join(argv)}".rstrip())
+
+
+def test_a_dataset_error_inside_an_option_check_stays_a_runtime_error(monkeypatch, capsys):
+    """usage_errors turns a ValueError of an option check into exit 2, but a DatasetError (a
+    ValueError too) is about the data, not the arguments: exit 1, its message as it is."""
+    import mlplab.runs
+    from mlplab.data import DatasetError
+
+    def build_config(*args, **kwargs):
+        raise DatasetError("the files of digits are corrupt.")
+
+    monkeypatch.setattr(mlplab.runs, "build_config", build_config)
+    assert main(["train", "--epochs", "1"]) == 1
+    assert capsys.readouterr().err == "mlplab train: error: the files of digits are corrupt.\n"
