@@ -687,6 +687,7 @@ def _captured_call(monkeypatch, module, name, argv):
 # RunConfig field and value it must give the run (what the user typed)
 _TRAIN_FLAGS = [
     (["--hidden", "7,5"], "hidden", [7, 5]),
+    (["--hidden", "None"], "hidden", []),  # softmax regression, in any case
     (["--activation", "tanh"], "activation", "tanh"),
     (["--init", "normal", "--std", "0.02"], "std", 0.02),
     (["--init", "xavier"], "init", "xavier"),
@@ -726,7 +727,7 @@ _TRAIN_FLAGS = [
 
 
 @pytest.mark.parametrize("flags,field,value", _TRAIN_FLAGS,
-                         ids=[f[0][-2] if len(f[0]) > 1 else f[0][0] for f in _TRAIN_FLAGS])
+                         ids=[" ".join(f[0]) for f in _TRAIN_FLAGS])
 def test_every_train_flag_reaches_the_runs_configuration(flags, field, value, monkeypatch,
                                                          tmp_path):
     """A flag parsed but not passed on (or passed to another field) would silently train
@@ -768,3 +769,46 @@ def test_train_patience_0_turns_off_a_presets_early_stopping(monkeypatch, tmp_pa
                           ["train", "--preset", "twolayer-fast", "--patience", "0",
                            "--out", str(tmp_path / "r")])
     assert seen["_args"][0].patience is None
+
+
+@pytest.mark.parametrize("flags", [["--mirror", "http://m.invalid"], ["--no-cache"],
+                                   ["--out", "elsewhere"], ["--preset", "exercise-default"],
+                                   ["--download"], ["--image-size", "4"], ["--data-seed", "3"],
+                                   ["--test-size", "5"], ["--seed", "1"], ["--epochs", "2"]])
+def test_resume_refuses_every_option_of_the_run_it_continues(flags, capsys):
+    """A resumed run continues exactly as configured: an option given with --resume, which
+    would be silently ignored, is a usage error naming it (whatever it is)."""
+    assert main(["train", "--resume", "RUN", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err == f"mlplab train: error: --resume continues a run exactly as it was configured; " \
+                  f"drop {flags[0]}.\n"
+
+
+def test_resume_passes_its_own_options_to_the_run(monkeypatch, tmp_path):
+    import mlplab.runs
+
+    seen = _captured_call(monkeypatch, mlplab.runs, "resume_run",
+                          ["train", "--resume", str(tmp_path), "--data-dir", "/moved",
+                           "--no-plots", "--verbose"])
+    assert (seen["_args"][0], seen["data_dir"], seen["plots"], seen["verbose"],
+            seen["progress"]) == (str(tmp_path), "/moved", False, True, False)
+    seen = _captured_call(monkeypatch, mlplab.runs, "resume_run",
+                          ["train", "--resume", str(tmp_path)])
+    assert (seen["data_dir"], seen["plots"], seen["verbose"], seen["progress"]) == \
+        (None, True, False, True)
+
+
+def test_evaluate_and_predict_pass_their_options_on(monkeypatch, tmp_path):
+    import mlplab.runs
+
+    seen = _captured_call(monkeypatch, mlplab.runs, "evaluate_run", ["evaluate", str(tmp_path)])
+    assert (seen["_args"], seen["data_dir"]) == ((str(tmp_path), "val"), None)  # val: the default
+    seen = _captured_call(monkeypatch, mlplab.runs, "evaluate_run",
+                          ["evaluate", str(tmp_path), "--split", "train", "--data-dir", "/d"])
+    assert (seen["_args"], seen["data_dir"]) == ((str(tmp_path), "train"), "/d")
+    seen = _captured_call(monkeypatch, mlplab.runs, "predict_images",
+                          ["predict", str(tmp_path), "a.png", "b", "--top", "1"])
+    assert (seen["_args"], seen["top"]) == ((str(tmp_path), ["a.png", "b"]), 1)
+    seen = _captured_call(monkeypatch, mlplab.runs, "predict_images",
+                          ["predict", str(tmp_path), "a.png"])
+    assert seen["top"] == 3  # the help's default
