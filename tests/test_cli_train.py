@@ -812,3 +812,19 @@ def test_evaluate_and_predict_pass_their_options_on(monkeypatch, tmp_path):
     seen = _captured_call(monkeypatch, mlplab.runs, "predict_images",
                           ["predict", str(tmp_path), "a.png"])
     assert seen["top"] == 3  # the help's default
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--momentum", "0.5"], "--momentum has no effect with --optimizer adam; it applies to "
+                            "momentum or nesterov."),
+    (["--optimizer", "sgd", "--momentum", "0.5"], "--momentum has no effect with --optimizer "
+                                                  "sgd; it applies to momentum or nesterov."),
+    (["--schedule", "cosine", "--step-epochs", "3"], "--step-epochs has no effect with "
+                                                     "--schedule cosine; it applies to step."),
+    (["--schedule", "constant", "--lr-decay", "0.5"], "--lr-decay has no effect with --schedule "
+                                                      "constant; it applies to exp or step."),
+])
+def test_an_option_the_chosen_setting_ignores_is_refused(flags, message, capsys):
+    """A user who typed --momentum 0.5 with plain SGD believes it took effect."""
+    assert main(["train", *flags]) == 2
+    assert capsys.readouterr().err == f"mlplab train: error: {message}\n"

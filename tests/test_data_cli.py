@@ -33,6 +33,17 @@ def test_info_json_with_split_options(capsys):
     assert sum(s["splits"]["train"]["class_counts"]) == s["splits"]["train"]["size"]
 
 
+@pytest.mark.parametrize("val,test,sizes", [("1", "2", (1, 2)),
+                                            ("0.5", "3", (round(0.5 * 1794), 3))])
+def test_split_sizes_of_one_image_are_counts_not_fractions(val, test, sizes, capsys):
+    """--val-size 1 is one image (a fraction must be below 1): read as the number 1.0 it was
+    refused as a 100% fraction."""
+    assert main(["data", "info", "digits", "--val-size", val, "--test-size", test,
+                 "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["splits"]["val"]["size"], s["splits"]["test"]["size"]) == sizes
+
+
 def test_show_writes_png(tmp_path, capsys):
     out = tmp_path / "figs" / "grid.png"
     assert main(["data", "show", "digits", "--out", str(out), "--per-class", "3"]) == 0
