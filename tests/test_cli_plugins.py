@@ -271,15 +271,18 @@ def test_a_plugin_option_after_the_command_says_where_it_goes(plugin, capsys):
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("equals", [False, True])
 def test_a_plugin_option_after_the_command_is_reported_before_the_choice_it_would_add(
-        plugin, capsys):
+        plugin, capsys, equals):
     """``mlplab train --plugin my_layers --activation elu`` said only "invalid choice: 'elu'"
-    (argparse refuses choices before it reports unknown arguments), never where --plugin goes."""
+    (argparse refuses choices before it reports unknown arguments), never where --plugin goes;
+    so does ``--plugin=my_layers``."""
+    given = [f"--plugin={plugin}"] if equals else ["--plugin", str(plugin)]
     with pytest.raises(SystemExit) as exit_:
-        main(["train", "--plugin", str(plugin), "--dataset", "digits", "--activation", "elu"])
+        main(["train", *given, "--dataset", "digits", "--activation", "elu"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert f"mlplab train: error: unrecognized arguments: --plugin {plugin} (--plugin goes " \
+    assert f"mlplab train: error: unrecognized arguments: {' '.join(given)} (--plugin goes " \
         "before the command: mlplab --plugin MODULE train ...)" in err
     assert "invalid choice" not in err
 
@@ -308,3 +311,20 @@ def test_tune_with_two_workers_trains_a_plugins_activation_in_each(plugin, tmp_p
     err = capsys.readouterr().err
     assert "got 'elu'" in err and "--plugin MODULE" in err and "MLPLAB_PLUGINS" in err, err
     assert not (tmp_path / "no-plugin").exists()
+
+
+def test_a_plugin_files_folder_shadows_no_installed_module(plugin, capsys):
+    """The folder of a plugin file goes last on sys.path: a file beside the plugin named as a
+    module of Python's (here tabnanny.py) must not replace that module for mlplab and its
+    libraries."""
+    (plugin.parent / "tabnanny.py").write_text("SHADOWED = True\n")
+    saved = sys.modules.pop("tabnanny", None)
+    try:
+        assert main(["--plugin", str(plugin), "gradcheck", "--activation", "elu"]) == 0
+        import tabnanny
+
+        assert not hasattr(tabnanny, "SHADOWED"), tabnanny.__file__
+    finally:
+        sys.modules.pop("tabnanny", None)
+        if saved is not None:
+            sys.modules["tabnanny"] = saved
