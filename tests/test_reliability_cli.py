@@ -226,6 +226,7 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     ([*TUNE, "--trials", "0"], "--trials: expected a positive integer"),
     ([*TUNE, "--workers", "0"], "--workers: expected a positive integer"),
     ([*TUNE, "--timeout", "-5"], "--timeout: expected a positive number of seconds"),
+    ([*TUNE, "--timeout", "0"], "--timeout: expected a positive number of seconds"),
     ([*TUNE, "--heartbeat", "-1"], "--heartbeat: expected an integer >= 0"),
     ([*TUNE, "--seed", "-1"], "--seed: expected an integer"),
     ([*TUNE, "--train-size", "0"], "--train-size: expected a positive integer"),
