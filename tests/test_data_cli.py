@@ -289,6 +289,18 @@ def test_show_into_a_folder_it_cannot_write_names_out(tmp_path, capsys, monkeypa
                   "another --out.\n"
 
 
+def test_show_under_a_dangling_link_names_the_link(tmp_path, capsys):
+    """A folder link whose target is gone on the way to --out said mkdir's "File exists"; it is
+    named as every command names it for its output folder."""
+    (tmp_path / "runs").symlink_to(tmp_path / "gone")
+    out = tmp_path / "runs" / "grid.png"
+    assert main(["data", "show", "digits", "--out", str(out), "--per-class", "1"]) == 1
+    assert capsys.readouterr().err == (
+        f"mlplab data show: error: cannot write {out}: {tmp_path / 'runs'} is a link to "
+        f"{tmp_path / 'gone'}, which does not exist; choose another --out.\n")
+    assert not (tmp_path / "gone").exists()
+
+
 def test_an_image_cache_that_cannot_be_written_says_what_to_do(tmp_path, monkeypatch):
     """The warning said only "could not write the image cache ...: [Errno 20] Not a directory:
     ..." on every command, with nothing to do about it."""

@@ -237,7 +237,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     from mlplab.data.preview import sample_grid
-    from mlplab.io import DiskFullError, is_disk_full
+    from mlplab.io import DiskFullError, is_disk_full, why_no_folder
 
     if args.per_class < 1:
         raise UsageError(f"--per-class must be at least 1; got {args.per_class}.")
@@ -274,9 +274,10 @@ def run_show(args: argparse.Namespace) -> int:
     except OSError as exc:
         if isinstance(exc, DiskFullError) or is_disk_full(exc):
             raise  # its own line, which says to free space
-        # a read-only folder: say so of --out, not of the temporary file written first
-        raise CLIError(f"cannot write {out}: {exc.strerror or exc}; choose another --out."
-                       ) from exc
+        # a read-only folder, or a dangling link above it: say so of --out, not of the
+        # temporary file written first, in the words every command's output folder uses
+        raise CLIError(f"cannot write {out}: {why_no_folder(out.parent, exc)}; choose another "
+                       "--out.") from exc
     print(f"wrote {path} ({per_class} {args.split} images per class, {ds.num_classes} "
           f"classes{what})")
     return 0
