@@ -177,6 +177,37 @@ def test_unfitted_and_unknown_raise(images):
 
 @pytest.mark.parametrize("name", [
     "exercise", "standardize", "sqrt-standardize", "scale", "torch", "none"])
+def test_a_single_image_is_refused_not_taken_for_a_batch_of_rows(name, images, tmp_path):
+    """One (H, W, C) image went through the per-channel recipes as H samples of (W, C) and came
+    out (H, W*C) without a word; it is refused with the batch shape to pass, before and after the
+    pipeline is saved and loaded."""
+    pre = make_preprocessing(name).fit(images[:30])
+    np.savez(tmp_path / "pre.npz", **pre.state_dict())
+    with np.load(tmp_path / "pre.npz", allow_pickle=False) as z:
+        loaded = Pipeline.from_state_dict(dict(z))
+    for p in (pre, loaded):
+        with pytest.raises(DatasetError, match=r"transforms a batch of shape \(N, 6, 5, 3\); "
+                                               r"got one sample of shape \(6, 5, 3\)"):
+            p.transform(images[31])
+        # the batch of one the message asks for: the image's own row of the whole batch
+        np.testing.assert_array_equal(p.transform(images[31][np.newaxis]),
+                                      pre.transform(images)[31:32])
+
+
+def test_a_pipeline_saved_without_its_sample_shape_still_loads(images):
+    """Pipelines saved before the sample shape was recorded load, and check no shape."""
+    pre = make_preprocessing("scale").fit(images)
+    state = {k: v for k, v in pre.state_dict().items() if k != "sample_shape"}
+    old = Pipeline.from_state_dict(state)
+    np.testing.assert_allclose(old.transform(images), images.reshape(40, -1) / 255, rtol=1e-6)
+    assert old.transform(images[0]).shape == (6, 5 * 3)  # unchecked, as it was
+    bad = {**state, "sample_shape": np.array([[6, 5, 3]])}
+    with pytest.raises(DatasetError, match="invalid sample_shape"):
+        Pipeline.from_state_dict(bad)
+
+
+@pytest.mark.parametrize("name", [
+    "exercise", "standardize", "sqrt-standardize", "scale", "torch", "none"])
 def test_an_empty_split_transforms_to_no_rows(name, images):
     # --test-size 0 / --val-size 0 give empty splits, which every recipe must pass through
     pre = make_preprocessing(name).fit(images)

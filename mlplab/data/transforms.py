@@ -11,7 +11,9 @@ saves itself, steps included, as one flat dict of arrays (``np.savez``-able with
     np.savez("preprocessing.npz", **pre.state_dict())
     pre2 = Pipeline.from_state_dict(np.load("preprocessing.npz"))
 
-Transforms accept images (N, H, W, C) or flat (N, D) arrays; "channel" means the last axis.
+Transforms accept images (N, H, W, C) or flat (N, D) arrays; "channel" means the last axis. A
+fitted ``Pipeline`` refuses a single sample of the fitted shape (one (H, W, C) image): pass
+``X[np.newaxis]``, a batch of one.
 """
 
 from __future__ import annotations
@@ -280,6 +282,8 @@ class Pipeline(Transform):
     def __init__(self, steps: Sequence[Transform]) -> None:
         self.steps = list(steps)
         self.dtype = self.steps[-1].dtype if self.steps else np.dtype(np.float32)
+        #: one sample's shape in the data ``fit`` saw, e.g. (32, 32, 3); None before fitting
+        self.sample_shape_: tuple[int, ...] | None = None
 
     def params(self) -> dict:
         return {"steps": [s.kind for s in self.steps]}
@@ -289,20 +293,38 @@ class Pipeline(Transform):
         return self
 
     def fit_transform(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        sample_shape = tuple(int(n) for n in X.shape[1:])
         for step in self.steps:
             X = step.fit_transform(X)
+        self.sample_shape_ = sample_shape
         return X
 
     def transform(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        self._check_sample_shape(X)
         for step in self.steps:
             X = step.transform(X)
         return X
 
+    def _check_sample_shape(self, X: np.ndarray) -> None:
+        """Refuse one sample shaped as the fitted ones, e.g. a single (H, W, C) image: taken for a
+        batch, it went through the per-channel recipes as H samples and came out (H, W*C) without
+        a word. Other shapes are left to the steps and to callers, whose messages say more."""
+        if self.sample_shape_ is not None and X.shape == self.sample_shape_:
+            batch = ", ".join(["N", *map(str, self.sample_shape_)])
+            raise DatasetError(f"the preprocessing transforms a batch of shape ({batch}); got "
+                               f"one sample of shape {X.shape}. Pass a batch of one: "
+                               f"X[np.newaxis].")
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Flat dict of arrays: ``steps`` (kinds), ``i.params`` (JSON) and ``i.<stat>``."""
+        """Flat dict of arrays: ``steps`` (kinds), ``sample_shape`` (once fitted), ``i.params``
+        (JSON) and ``i.<stat>``."""
         import json
 
         out: dict[str, np.ndarray] = {"steps": np.array([s.kind for s in self.steps])}
+        if self.sample_shape_ is not None:
+            out["sample_shape"] = np.array(self.sample_shape_, dtype=np.int64)
         for i, step in enumerate(self.steps):
             out[f"{i}.params"] = np.array(json.dumps(step.params()))
             for k, v in step.state_dict().items():
@@ -322,6 +344,14 @@ class Pipeline(Transform):
             except KeyError as exc:  # was a bare KeyError('mean') to a direct caller
                 raise DatasetError(f"saved preprocessing lacks {prefix}{exc.args[0]}, a "
                                    f"statistic of step {i} ({step.kind}).") from None
+        # absent from pipelines saved before it was recorded: those check no shape
+        self.sample_shape_ = None
+        if "sample_shape" in state:
+            shape = np.asarray(state["sample_shape"])
+            if shape.ndim != 1 or shape.dtype.kind not in "iu" or np.any(shape < 0):
+                raise DatasetError(f"saved preprocessing has an invalid sample_shape "
+                                   f"{shape.tolist()!r:.80}; it must be a list of sizes.")
+            self.sample_shape_ = tuple(int(n) for n in shape)
         return self
 
     @classmethod
