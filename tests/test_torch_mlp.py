@@ -506,6 +506,24 @@ def test_predict_and_fit_take_images_as_the_model_does(rng):
 
 
 
+def test_accuracy_on_no_rows_is_the_numpy_models_error_not_nan():
+    """The accuracy of no predictions is undefined: the NumPy MLP says so, and PyTorch's gave
+    NaN, which a caller could record as a result. Both now raise the same error, after the
+    same check of the width."""
+    model = tm.build_model(4, [5], 3, seed=0)
+    reference = MLP(4, [5], 3)
+    for X in (np.zeros((0, 4), np.float32), np.zeros((0, 7), np.float32),
+              np.zeros((0, 2, 2, 1), np.float32)):
+        y = np.zeros(0, dtype=np.int64)
+        with pytest.raises(ValueError) as numpy_error:
+            reference.accuracy(X.reshape(0, int(np.prod(X.shape[1:]))), y)
+        with pytest.raises(ValueError) as torch_error:
+            tm.accuracy(model, X, y)
+        assert str(torch_error.value) == str(numpy_error.value)
+    with pytest.raises(ValueError, match="X has no rows"):
+        tm.accuracy(model, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
+
+
 def test_fit_validation_data_comes_in_pairs(digits):
     """As Trainer.fit: X_val without y_val trained a whole epoch and then failed with "y must
     be a 1-D array ... got shape ()"; y_val without X_val was silently no validation."""

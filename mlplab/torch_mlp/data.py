@@ -83,7 +83,8 @@ def check_inputs(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor,
         X = X.detach().cpu().numpy()
     X = np.asarray(X)
     if X.ndim > 2:  # images: flattened like the model's forward does
-        X = X.reshape(len(X), -1)
+        # the width from the shape, not -1, which NumPy cannot infer for no images
+        X = X.reshape(len(X), int(np.prod(X.shape[1:])))
     numpy_dtype = torch.empty(0, dtype=param_dtype(model)).numpy().dtype
     X = check_X(X, model.input_size, name, numpy_dtype)
     if y is not None:

@@ -44,9 +44,13 @@ def predict(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor) -> np.nda
 
 def accuracy(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor,
              y: np.ndarray | torch.Tensor) -> float:
-    """Fraction of rows classified correctly (evaluation mode)."""
+    """Fraction of rows classified correctly (evaluation mode). No rows are an error, as for
+    :meth:`mlplab.models.MLP.accuracy`: the accuracy of no predictions is undefined (it was
+    NaN here, which a caller could record as a result)."""
+    if not isinstance(X, torch.Tensor):
+        X, _ = check_inputs(model, X, None)  # the width first, as the NumPy model checks it
     if not len(X):
-        return float("nan")
+        raise ValueError("X has no rows: the accuracy of no predictions is undefined.")
     if isinstance(y, torch.Tensor):
         y = y.cpu().numpy()
     y = check_y(np.asarray(y), len(X), model.num_classes)  # predict checks X
