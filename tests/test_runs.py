@@ -764,6 +764,31 @@ def test_resume_from_moved_data(tmp_path, digits):
 
 
 
+def test_loading_options_with_a_lent_dataset_are_refused_not_ignored(tmp_path, digits):
+    """train_run(data=ds, val_size=100, image_size=4, data_seed=3) trained on ds's own split
+    (180 validation images) and 8x8 images without a word, and recorded those. Loading options
+    that the lent dataset does not have are refused, naming them and the load_dataset call that
+    would apply them, before any folder is made; the defaults and values the dataset has are
+    accepted, and the run records the dataset's own."""
+    with pytest.raises(ValueError, match=r"^val_size=100, image_size=4, data_seed=3 cannot apply "
+                                         r"to data=, a dataset loaded already \(digits; .*"
+                                         r"load_dataset\('digits', val_size=100, image_size=4, "
+                                         r"seed=3\)"):
+        train_run(data=digits, out=tmp_path / "r", val_size=100, image_size=4, data_seed=3,
+                  hidden=[8], epochs=1, plots=False)
+    for refused in ({"dataset": "fashion-mnist"}, {"download": True}, {"test_size": 0.5},
+                    {"data_dir": str(tmp_path)}):
+        with pytest.raises(ValueError, match=f"^{next(iter(refused))}=.* cannot apply to data="):
+            train_run(data=digits, out=tmp_path / "r", hidden=[8], epochs=1, plots=False,
+                      **refused)
+    assert not (tmp_path / "r").exists()
+    # what the dataset has, or the defaults, are no conflict
+    same = {"dataset": "digits", "val_size": len(digits.y_val), "test_size": len(digits.y_test),
+            "image_size": None, "data_seed": 0, "data_dir": None, "download": False}
+    result = train_run(data=digits, hidden=[8], epochs=1, plots=False, **same)
+    assert {k: getattr(result.config, k) for k in same} == same
+
+
 def test_a_run_given_its_data_records_that_data(tmp_path, digits):
     """train_run(data=ds) without dataset= recorded the default, digits, in config.json: the run
     folder then named data it was not trained on, and evaluate_run refused it (digits has no 30

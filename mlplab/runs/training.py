@@ -120,8 +120,10 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     data : an already loaded :class:`mlplab.data.Dataset` (raw splits) to use instead of loading
         ``config.dataset``; handy when many runs share one dataset (tuning). The run's config
         then records its name and split sizes (``dataset``, ``val_size``, ``test_size``) and the
-        options it was loaded with (``data_seed``, ``image_size``, ``data_dir``). Or a
-        function of no arguments that loads it: like None (loading ``config.dataset``), this
+        options it was loaded with (``data_seed``, ``image_size``, ``data_dir``); any of these,
+        or ``download``, given in ``options`` with a value the dataset does not have is refused
+        (pass it to :func:`mlplab.data.load_dataset`). Or a function of no arguments that loads
+        it: like None (loading ``config.dataset``), this
         lets the run own the dataset and free its raw training images once they are
         preprocessed, which lowers the peak memory.
     callbacks : extra :class:`mlplab.trainer.Callback` objects (pruning, logging, ...).
@@ -161,8 +163,10 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         # load_dataset("fashion-mnist")) recorded the default, digits) and split otherwise (a
         # preset's val_size 0, a default), with another split seed or image size: record the
         # data and split it has, which evaluate_run, resume_run and train_run(**config) load again
-        cfg = absolute_config_paths(replace(cfg, dataset=ds.name, val_size=len(ds.y_val),
-                                            test_size=len(ds.y_test), **loaded_with(ds)))
+        lent = absolute_config_paths(replace(cfg, dataset=ds.name, val_size=len(ds.y_val),
+                                             test_size=len(ds.y_test), **loaded_with(ds)))
+        _refuse_loading_options(options, cfg, lent, ds)
+        cfg = lent
     made = out is not None and not Path(out).exists()  # a folder of the user's is never removed
     out_dir = new_run_dir(out) if out is not None else None
     pre, model, X_train = _fresh(cfg, ds)
@@ -299,6 +303,31 @@ def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
         if have[key] != value:
             raise ValueError(f"{ckpt} holds a network with {key} {have[key]!r}, but "
                              f"{CONFIG_FILE} says {value!r}: it is not this run's checkpoint.")
+
+
+#: RunConfig fields that say how load_dataset loads and splits the data
+LOADING_OPTIONS = ("dataset", "data_dir", "download", "val_size", "test_size", "image_size",
+                   "data_seed")
+
+
+def _refuse_loading_options(options: Mapping[str, Any], cfg: RunConfig, lent: RunConfig,
+                            ds: Any) -> None:
+    """Refuse loading options given as keywords with a dataset loaded already (``data=``): the
+    run records the dataset's own, so ``train_run(data=ds, val_size=100, image_size=16)`` trained
+    on ds's split and size without a word. Left alone: the defaults, values the dataset has
+    anyway, and the fields of ``config`` (a preset's val_size 0, a config.json), which are a
+    base that the lent data replaces."""
+    defaults = RunConfig()
+    bad = [k for k in LOADING_OPTIONS if k in options and options[k] != getattr(defaults, k)
+           and (k == "download" or getattr(cfg, k) != getattr(lent, k))]
+    if bad:
+        given = ", ".join(f"{k}={options[k]!r}" for k in bad)
+        name = options["dataset"] if "dataset" in bad else ds.name
+        call = ", ".join([repr(name)] + [f"{'seed' if k == 'data_seed' else k}={options[k]!r}"
+                                         for k in bad if k != "dataset"])
+        raise ValueError(f"{given} cannot apply to data=, a dataset loaded already ({ds.name}; "
+                         f"the run records its own); load the data with them, "
+                         f"mlplab.data.load_dataset({call}), or leave them out.")
 
 
 def _take_dataset(cfg: RunConfig, data: Any, image_shape: Sequence[int] | None = None,

@@ -425,7 +425,7 @@ def _best_run(study: optuna.Study, result: TuneResult, data: TuningData | None,
     if metrics is None:
         if data is None:
             data = source.load()
-        metrics = retrain_best(study, data, best_run, seed, eval_test, source).metrics
+        metrics = retrain_best(study, data, best_run, seed, eval_test).metrics
     result.run_dir = best_run
     result.retrained_val_acc = metrics["val_accuracy"]
     if eval_test:

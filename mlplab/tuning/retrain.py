@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlplab._validation import setting
-from mlplab.tuning.data import DatasetSource, DataSource, TuningData
+from mlplab.tuning.data import DataSource, TuningData
 from mlplab.tuning.objective import build
 from mlplab.tuning.processes import process_alive
 from mlplab.tuning.space import SearchSpace
@@ -58,7 +58,9 @@ def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | N
     preprocessing and seed, so the same model) into the run folder ``out``, replacing an older
     one; returns the :class:`~mlplab.runs.RunResult`.
 
-    The test split is evaluated only here, only with ``eval_test``, and only once.
+    The test split is evaluated only here, only with ``eval_test``, and only once. ``source``
+    is no longer used (the run records the name, split and loading options of ``data``'s
+    dataset itself); it is kept so that existing calls still work.
     """
     import shutil
 
@@ -83,13 +85,8 @@ def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | N
                    std=mc["std"], dropout=mc["dropout"], batchnorm=mc["batchnorm"],
                    seed=0 if seed is None else seed, eval_test=eval_test,
                    preprocessing=(data.preprocessing_name or "standardize"))
-    if isinstance(source, DatasetSource):  # so that config.json names the data
-        kw = source.kwargs
-        options.update(dataset=source.name, data_dir=kw.get("data_dir"),
-                       val_size=kw.get("val_size"), test_size=kw.get("test_size"),
-                       image_size=kw.get("image_size"), data_seed=kw.get("seed", 0) or 0)
-    else:
-        options.update(dataset=data.name)
+    # no dataset, split or loading options: train_run records those of the dataset it is lent
+    # (its name, split sizes, and Dataset.load_options), and refuses any that differ
     from mlplab import interrupts
 
     # train beside the old folder, then swap, so an interrupted retraining loses nothing
