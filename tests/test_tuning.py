@@ -7,6 +7,7 @@ import csv
 import itertools
 import json
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -401,6 +402,35 @@ def test_a_rerun_of_a_finished_search_keeps_its_retrained_best_run(digits, tmp_p
     tune(digits, trials=2, **kw)
     assert (model.stat().st_mtime_ns, model.stat().st_ino) != written
     assert json.loads((first.run_dir / "tuning.json").read_text())["trial"] == first.best_trial
+
+
+def test_a_new_study_is_refused_a_folder_holding_another_studys_results(digits, tmp_path):
+    """A new --study with the --out of an older one wrote its tables, plots, summary and
+    best-run over the older study's (and added itself to that folder's study.db). A folder holds
+    one study's outputs, as the default runs/<study> says: the new study is refused, with
+    nothing written and no study made; resuming the owner, or another folder, still works."""
+    out = tmp_path / "D"
+    kw = dict(search_space=TINY, out=out, progress=False)
+    first = tune(digits, trials=1, study_name="A", **kw)
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "study.db")
+    before = {p: p.read_bytes() for p in files}
+
+    def studies() -> list[str]:
+        return sorted(optuna.get_all_study_names(storage=f"sqlite:///{out / 'study.db'}"))
+
+    with pytest.raises(ValueError, match=r"holds the results of study 'A', which study 'B' "
+                                         r"would overwrite; choose another out for it, or "
+                                         r"resume that study with study_name='A'\.$"):
+        tune(digits, trials=1, study_name="B", **kw)
+    assert {p: p.read_bytes() for p in files} == before and studies() == ["A"]
+    # a search interrupted before summary.json and best-run were written: its study.db says
+    (out / "summary.json").unlink()
+    shutil.rmtree(first.run_dir)
+    with pytest.raises(ValueError, match="holds the results of study 'A', which study 'B'"):
+        tune(digits, trials=1, study_name="B", **kw)
+    assert studies() == ["A"]
+    assert tune(digits, trials=1, study_name="A", **kw).best_trial == first.best_trial
+    assert tune(digits, trials=1, study_name="B", **{**kw, "out": tmp_path / "E"}).n_complete == 1
 
 
 def test_resume_with_another_seed_is_refused(digits, tmp_path):

@@ -238,6 +238,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     source = as_source(dataset, preprocess, train_size, **dataset_kwargs)
     study_name = study_name or default_study_name(source)
     out_dir = _output_dir(out, study_name)
+    if not search_only:  # (which writes no outputs)
+        _refuse_another_studys_outputs(out_dir, study_name, storage is None)
     spec = storage_spec(storage, out_dir, heartbeat, grace)
     local_only = storage is None and workers == 1
     sampler_seed = seed if local_only else None
@@ -326,6 +328,47 @@ def _output_dir(out: str | os.PathLike | None, study_name: str) -> Path:
         raise ValueError(f"{out_dir} is a file; the study's outputs need a folder: choose "
                          f"another {setting('--out', 'out')}.")
     return out_dir
+
+
+def _refuse_another_studys_outputs(out_dir: Path, study_name: str, default_storage: bool
+                                   ) -> None:
+    """Refuse an output folder that holds another study's tables, plots and best-run: a new
+    ``--study`` with the ``--out`` of an older one overwrote them (a folder holds one study's
+    outputs, as the default ``runs/<study>`` says). The owner is the study that summary.json or
+    best-run/tuning.json names; for a search interrupted before those were written, the studies
+    in the folder's own study.db (when it is the storage), if this one is not among them."""
+    from mlplab.io import read_json
+
+    owners: list[str] = []
+    for note, key in (("summary.json", "study_name"), ("best-run/tuning.json", "study")):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            owner = read_json(out_dir / note).get(key)
+            if isinstance(owner, str):
+                owners = [owner]
+                break
+    if not owners and default_storage and (out_dir / "results.csv").is_file():
+        owners = _study_names(out_dir / "study.db")
+    if owners and study_name not in owners:
+        resume = " or ".join(setting(f"--study {o}", f"study_name={o!r}") for o in owners)
+        raise ValueError(f"{out_dir} holds the results of study "
+                         f"{' or '.join(map(repr, owners))}, which study {study_name!r} would "
+                         f"overwrite; choose another {setting('--out', 'out')} for it, or resume "
+                         f"{'that study' if len(owners) == 1 else 'one of them'} with {resume}.")
+
+
+def _study_names(db: Path) -> list[str]:
+    """The studies in the SQLite file ``db`` of Optuna's storage (none if it cannot be read),
+    read-only: Optuna's own reader would create its tables in a file that lacks them."""
+    import sqlite3
+
+    if not db.is_file():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro",
+                                                uri=True)) as con:
+            return sorted(str(row[0]) for row in con.execute("SELECT study_name FROM studies"))
+    except sqlite3.Error:
+        return []
 
 
 def _load_data(source: DataSource, need_test: bool) -> TuningData:
