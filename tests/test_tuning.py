@@ -446,6 +446,32 @@ def test_resume_with_another_seed_is_refused(digits, tmp_path):
     assert tune(digits, trials=2, seed=0, **kw).n_complete == 2  # the same seed resumes
 
 
+def test_resume_with_another_sampler_or_pruner_is_refused_but_not_another_timeout(digits,
+                                                                                 tmp_path):
+    """A resumed study with another --sampler or --prune changed what is tried and what is
+    stopped half-way without a word (the tables read as one search); it is refused as another
+    seed is. --timeout limits each invocation and may change. A study made before these were
+    recorded takes the ones it is resumed with."""
+    from mlplab.tuning import ArraySource, open_study
+
+    kw = dict(search_space=TINY, out=tmp_path, progress=False, search_only=True)
+    first = tune(digits, trials=1, sampler="tpe", prune="median", **kw)
+    with pytest.raises(ValueError, match=r"different sampler \(\"tpe\" vs \"random\"\)"):
+        tune(digits, trials=2, sampler="random", prune="median", **kw)
+    with pytest.raises(ValueError, match=r"different pruner \(\"median\" vs null\)"):
+        tune(digits, trials=2, sampler="tpe", **kw)
+    with pytest.raises(ValueError, match=r"different pruner \(\"median\" vs \"hyperband\"\)"):
+        tune(digits, trials=2, sampler="tpe", prune="hyperband", **kw)
+    storage = storage_spec(None, tmp_path)
+    assert len(open_study(storage, first.study_name).trials) == 1  # no trial ran refused
+    # prune=True is the median pruner; a new timeout is no conflict
+    assert tune(digits, trials=2, prune=True, timeout=600, **kw).n_complete == 2
+    open_study(storage, "old", SearchSpace.load(TINY), ArraySource(digits).describe())
+    assert tune(digits, trials=1, study_name="old", sampler="random", **kw).n_complete == 1
+    attrs = open_study(storage, "old").user_attrs
+    assert (attrs["mlplab:sampler"], attrs["mlplab:pruner"]) == ("random", None)
+
+
 def test_a_refused_resume_pins_nothing(digits, tmp_path):
     """A study made before the seed was recorded takes the seed it is resumed with, but not
     that of a command refused for its data: the study's own seed must still resume it."""

@@ -255,7 +255,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     with _output_folder(out_dir):
         study = open_study(spec, study_name, space, source.describe(),
                            make_sampler(sampler, space, sampler_seed, trials),
-                           make_pruner(prune, space, trials), seed=seed)
+                           make_pruner(prune, space, trials), seed=seed, sampler_name=sampler,
+                           pruner_name=prune)
     try:
         if sampler_seed is not None and study.trials:
             # resuming: a sampler seeded as before would propose the first trials' settings again

@@ -20,23 +20,31 @@ if TYPE_CHECKING:
 
 #: study user attributes that pin what a study searches, so a resumed study cannot silently mix;
 #: the seed too, since every trial trains with it: trials of two seeds are not comparable, and the
-#: best one retrained with another seed is another model
-STUDY_ATTRS = ("mlplab:search_space", "mlplab:seed", "mlplab:dataset")
-_WHAT = {"mlplab:search_space": "search space", "mlplab:seed": "seed", "mlplab:dataset": "data"}
+#: best one retrained with another seed is another model; and the sampler and the pruner by name,
+#: which decide what is tried and what is stopped (a search that changed them half-way reads as
+#: one search in its tables); not the timeout, a limit of each invocation
+STUDY_ATTRS = ("mlplab:search_space", "mlplab:seed", "mlplab:dataset", "mlplab:sampler",
+               "mlplab:pruner")
+_WHAT = {"mlplab:search_space": "search space", "mlplab:seed": "seed", "mlplab:dataset": "data",
+         "mlplab:sampler": "sampler", "mlplab:pruner": "pruner"}
 
-#: ``open_study``'s default for ``seed``: do not check it (a study opened only to be read)
-_ANY_SEED = object()
+#: ``open_study``'s default for ``seed``, ``sampler_name`` and ``pruner_name``: do not check it
+#: (a study opened only to be read)
+_ANY_SEED = _UNCHECKED = object()
 
 
 def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None = None,
                data_description: dict[str, Any] | None = None,
                sampler: optuna.samplers.BaseSampler | None = None,
                pruner: optuna.pruners.BasePruner | None = None,
-               seed: int | None | object = _ANY_SEED) -> optuna.Study:
+               seed: int | None | object = _ANY_SEED,
+               sampler_name: str | object = _UNCHECKED,
+               pruner_name: str | None | object = _UNCHECKED) -> optuna.Study:
     """Create or load ``study_name`` (maximising). A new study records its search space, the
-    trials' training ``seed`` and data; loading one that recorded different ones raises a
-    ValueError instead of mixing them. A study made before the seed was recorded takes the one
-    it is resumed with."""
+    trials' training ``seed``, data, and the names of its sampler and pruner (None: no
+    pruning); loading one that recorded different ones raises a ValueError instead of mixing
+    them. A study made before the seed, sampler or pruner was recorded takes the one it is
+    resumed with."""
     import optuna
 
     with quiet_optuna_warnings():
@@ -53,6 +61,9 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
     if seed is not _ANY_SEED:
         wanted["mlplab:seed"] = seed
     wanted["mlplab:dataset"] = data_description
+    for key, name in (("mlplab:sampler", sampler_name), ("mlplab:pruner", pruner_name)):
+        if name is not _UNCHECKED:
+            wanted[key] = name
     have = study.user_attrs
     for key, value in wanted.items():
         if key in have and _canonical(have[key]) != _canonical(value):
