@@ -23,7 +23,7 @@ Arithmetic follows the input: float32 input trains in float32, anything else in 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -167,8 +167,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
 
     def _check_params(self) -> list[int]:
-        hidden = [self.hidden_sizes] if is_int(self.hidden_sizes) else list(self.hidden_sizes)
-        if any(not is_int(h) or h < 1 for h in hidden):
+        sizes = self.hidden_sizes
+        # True or 2.5 is reported as a width, not as "'bool' object is not iterable"
+        given = list(sizes) if isinstance(sizes, Iterable) else [sizes]
+        hidden = [int(h) for h in given if is_int(h) and h >= 1]
+        if len(hidden) != len(given):
             raise ValueError(f"hidden_sizes must be positive integers; got {self.hidden_sizes!r}.")
         # checked here too, not only by MLP: a warm start builds no new network
         check_choice(self.activation, ACTIVATIONS, "activation")
@@ -180,24 +183,24 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.tol is not None:
             check_positive(self.tol, "tol", allow_zero=True)
         check_int(self.n_iter_no_change, "n_iter_no_change")
-        return [int(h) for h in hidden]
+        return hidden
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> MLPClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y``; returns ``self``."""
         hidden = self._check_params()
         warm = bool(self.warm_start) and hasattr(self, "model_")
         # warm: the fitted network's number of features is checked, not reset
-        X, y = _validate_data(self, X, y, dtype=[np.float64, np.float32], reset=not warm)
-        check_classification_targets(y)
+        Xa, ya = _validate_data(self, X, y, dtype=[np.float64, np.float32], reset=not warm)
+        check_classification_targets(ya)
         encoder = LabelEncoder()
-        y_enc = encoder.fit_transform(y)
+        y_enc = encoder.fit_transform(ya)
         if len(encoder.classes_) < 2:
             # tolist(): the label as written (0, 'cat'), not NumPy 2's np.int64(0)
             raise ValueError(f"MLPClassifier needs samples of at least 2 classes in y; got 1 "
                              f"class ({encoder.classes_.tolist()[0]!r}).")
         if warm:
             self._check_same_network(encoder.classes_, hidden, "warm_start")
-            X = X.astype(self.model_.dtype, copy=False)  # the network's arithmetic goes on
+            Xa = Xa.astype(self.model_.dtype, copy=False)  # the network's arithmetic goes on
         self.classes_ = encoder.classes_
         seed = self._draw_seed()
         X_val = y_val = None
@@ -209,12 +212,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             n_val = int(np.ceil(self.validation_fraction * len(y_enc)))
             stratify = (np.bincount(y_enc).min() >= 2
                         and min(n_val, len(y_enc) - n_val) >= len(self.classes_))
-            X, X_val, y_enc, y_val = train_test_split(
-                X, y_enc, test_size=self.validation_fraction, random_state=seed,
+            Xa, X_val, y_enc, y_val = train_test_split(
+                Xa, y_enc, test_size=self.validation_fraction, random_state=seed,
                 stratify=y_enc if stratify else None)
         if not warm:
-            self._new_network(X.shape[1], hidden, seed, X.dtype)
-        batch_size = min(int(self.batch_size), len(X))
+            self._new_network(Xa.shape[1], hidden, seed, Xa.dtype)
+        batch_size = min(int(self.batch_size), len(Xa))
         convergence = _Convergence(self.tol, 0 if self.early_stopping else self.n_iter_no_change)
         trainer = Trainer(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
                           schedule=self.schedule, lr_decay=self.lr_decay, reg=self.reg,
@@ -222,7 +225,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                           patience=self.n_iter_no_change if self.early_stopping else None,
                           train_acc="subset", seed=seed, verbose=self.verbose,
                           callbacks=[convergence])
-        history = self.history_ = trainer.fit(self.model_, X, y_enc, X_val, y_val)
+        history = self.history_ = trainer.fit(self.model_, Xa, y_enc, X_val, y_val)
         self._record(trainer, convergence, batch_size)
         if self.early_stopping:
             self.validation_scores_ = list(history.val_acc)
@@ -250,27 +253,27 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         hidden = self._check_params()
         check_choice(self.schedule, ("constant", "exp"), "schedule for partial_fit")
         first = _check_partial_fit_first_call(self, classes)
-        X, y = _validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)
-        check_classification_targets(y)
-        unknown = np.setdiff1d(y, self.classes_)
+        Xa, ya = _validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)
+        check_classification_targets(ya)
+        unknown = np.setdiff1d(ya, self.classes_)
         if len(unknown):
             raise ValueError(f"y has labels {unknown.tolist()[:5]} that are not among the "
                              f"classes {self.classes_.tolist()} of the first partial_fit call; "
                              "pass every label in `classes` then.")
-        y_enc = np.searchsorted(self.classes_, y)
+        y_enc = np.searchsorted(self.classes_, ya)
         if not hasattr(self, "model_"):
             if len(self.classes_) < 2:
                 raise ValueError(f"MLPClassifier needs at least 2 classes; got "
                                  f"{self.classes_.tolist()}.")
             seed = self._draw_seed()
-            self._new_network(X.shape[1], hidden, seed, X.dtype)
+            self._new_network(Xa.shape[1], hidden, seed, Xa.dtype)
             self._continue = {"seed": seed}
         else:
             self._check_same_network(self.classes_, hidden, "partial_fit")
-            X = X.astype(self.model_.dtype, copy=False)
+            Xa = Xa.astype(self.model_.dtype, copy=False)
             if not hasattr(self, "_continue"):  # fitted (and pickled) by an mlplab without it
                 self._continue = {"seed": self._draw_seed()}
-        batch_size = min(int(self.batch_size), len(X))
+        batch_size = min(int(self.batch_size), len(Xa))
         convergence = _Convergence(None, 0)  # records the epoch's mean loss
         trainer = Trainer(optimizer=self.optimizer, lr=self.lr * (
                               self.lr_decay ** self.n_iter_ if self.schedule == "exp" else 1.0),
@@ -288,7 +291,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 carried["optimizer"] = {}
             trainer.resume({"iteration": 0, "epoch": 0, "history": {}, "best_state": None,
                             "order": None, **carried})
-        self.history_ = trainer.fit(self.model_, X, y_enc)
+        self.history_ = trainer.fit(self.model_, Xa, y_enc)
         self._record(trainer, convergence, batch_size)
         self.validation_scores_ = self.best_validation_score_ = None
         _raise_if_interrupted(self.history_)
@@ -339,8 +342,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``."""
         check_is_fitted(self)
-        X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self.model_.predict_proba(X)
+        Xa = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return self.model_.predict_proba(Xa)
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         with np.errstate(divide="ignore"):

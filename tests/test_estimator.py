@@ -96,7 +96,8 @@ def test_early_stopping_with_a_class_of_one_sample(digits):
 
 def test_bad_hyperparameters_are_reported_at_fit(digits):
     X_tr, _, y_tr, _ = digits
-    for hidden in [(0,), (True,), (8.0,)]:  # a bool is not a width
+    # a bool is not a width; neither is a lone True or 2.5 (it was "not iterable", a TypeError)
+    for hidden in [(0,), (True,), (8.0,), True, 2.5, None]:
         with pytest.raises(ValueError, match="hidden_sizes"):
             MLPClassifier(hidden_sizes=hidden).fit(X_tr, y_tr)
     with pytest.raises(ValueError, match="max_epochs"):
