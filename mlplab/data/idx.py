@@ -40,14 +40,14 @@ FILES = {  # role -> base name (the official releases add .gz)
 }
 #: the largest decompressed IDX file read (MNIST's largest is 47 MB)
 MAX_IDX_BYTES = 1 << 30
-_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (gzipped or not) into an array, checking the header against the size."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw: bytes | bytearray = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             raw = _gunzip_idx(raw, path)
     except OSError as exc:  # includes gzip.BadGzipFile
@@ -72,7 +72,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return arr if isinstance(raw, bytearray) else arr.copy()
 
 
-def _header(raw: bytes, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+def _header(raw: bytes | bytearray, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """``(dims, dtype, header length)`` of the IDX bytes ``raw`` (which may be just a prefix)."""
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _DTYPES:
         raise DatasetError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'none'};"
@@ -85,7 +85,7 @@ def _header(raw: bytes, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     return dims, np.dtype(_DTYPES[raw[2]]), header
 
 
-def _gunzip_idx(compressed: bytes, path: Path) -> bytearray:
+def _gunzip_idx(compressed: bytes | bytearray, path: Path) -> bytearray:
     """Decompress a gzipped IDX file, never producing more than its header promises (plus one
     byte, to detect trailing data): a small crafted file could otherwise inflate to gigabytes.
     A header promising more than deflate could have packed into the file (about 1032:1) or more

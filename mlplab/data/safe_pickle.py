@@ -18,8 +18,8 @@ import io
 import math
 import pickle
 import pickletools
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import numpy as np
 
@@ -31,10 +31,11 @@ DEFAULT_BUDGET = 128 << 20
 
 # ndarray.__reduce__ names its rebuild function; take it from NumPy itself rather than importing
 # numpy.core (renamed numpy._core in NumPy 2, with a deprecation shim under the old name)
-_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
+# (typeshed types a reduce value as str | tuple: cast to the callable it is here)
+_RECONSTRUCT = cast("Callable[..., np.ndarray]", np.ndarray.__reduce__(np.zeros(1))[0])
 # at pickle protocol 5 a contiguous array reduces to _frombuffer(bytes, dtype, shape, order)
 # instead (numpy.core.numeric in NumPy 1, numpy._core.numeric in NumPy 2)
-_FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
+_FROMBUFFER = cast("Callable[..., np.ndarray]", np.zeros(1).__reduce_ex__(5)[0])
 
 
 def _plain(dtype: object) -> bool:
@@ -133,6 +134,8 @@ _NUMBER_ARGS = {"decimalnl_short", "decimalnl_long", "floatnl"}  # protocol 0's 
 #: UTF-8 bytes of the characters U+0000-U+00FF (ASCII, and the lead bytes 0xC2/0xC3 with their
 #: continuation bytes): text made only of these takes a byte per character once decoded
 _LATIN1_UTF8 = bytes(range(0xC4))
+#: opcode by its byte, as pickletools' own (undocumented) code2op
+_CODE2OP = {op.code: op for op in pickletools.opcodes}
 
 
 def _opcodes(data: bytes) -> Iterator[tuple[str, int | None, int]]:
@@ -142,11 +145,11 @@ def _opcodes(data: bytes) -> Iterator[tuple[str, int | None, int]]:
     bytes than the file holds are refused here, before anything is allocated."""
     pos, end, wide = 0, len(data), 0  # wide: bytes of text beyond latin1 so far
     while pos < end:
-        op = pickletools.code2op.get(chr(data[pos]))
+        op = _CODE2OP.get(chr(data[pos]))
         if op is None:
             raise pickle.UnpicklingError(f"byte {pos}: not a pickle opcode")
         start, pos = pos, pos + 1
-        n = op.arg.n if op.arg is not None else 0
+        n, arg_name = (op.arg.n, op.arg.name) if op.arg is not None else (0, "")
         index = None
         if n >= 0:
             arg = data[pos:pos + n]
@@ -156,11 +159,11 @@ def _opcodes(data: bytes) -> Iterator[tuple[str, int | None, int]]:
                 index = int.from_bytes(arg, "little")
             pos += n
         elif n == -1:  # up to a newline (two lines for GLOBAL and INST)
-            for _ in range(2 if op.arg.name == "stringnl_noescape_pair" else 1):
+            for _ in range(2 if arg_name == "stringnl_noescape_pair" else 1):
                 newline = data.find(b"\n", pos)
                 if newline < 0:
                     raise pickle.UnpicklingError(f"opcode {op.name} at byte {start}: no newline")
-                if op.arg.name in _NUMBER_ARGS and newline - pos > 64:
+                if arg_name in _NUMBER_ARGS and newline - pos > 64:
                     # (float()'s error message would repr the whole line)
                     raise pickle.UnpicklingError(f"opcode {op.name} at byte {start}: a number "
                                                  f"of {newline - pos} characters")
@@ -219,7 +222,29 @@ class RefusedGlobal(pickle.UnpicklingError):
     """A pickle names something outside the CIFAR-10 allow-list."""
 
 
-class RestrictedUnpickler(pickle._Unpickler):
+if TYPE_CHECKING:
+    class _PyUnpickler(pickle._Unpickler):
+        """The pure-Python unpickler's internals that RestrictedUnpickler uses and overrides,
+        which typeshed leaves out."""
+
+        dispatch: ClassVar[dict[int, Callable[[Any], None]]]
+        stack: list[Any]
+        metastack: list[list[Any]]
+
+        def load_build(self) -> None: ...
+        def load_setitem(self) -> None: ...
+        def load_setitems(self) -> None: ...
+        def load_dict(self) -> None: ...
+        def load_append(self) -> None: ...
+        def load_appends(self) -> None: ...
+        def load_reduce(self) -> None: ...
+else:
+    _PyUnpickler = pickle._Unpickler
+
+_Made = TypeVar("_Made", np.ndarray, bytes)
+
+
+class RestrictedUnpickler(_PyUnpickler):
     """An unpickler that admits only what a CIFAR batch holds: dicts, lists, strings, numbers,
     and arrays of plain numbers whose bytes are in the file.
 
@@ -231,7 +256,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     as its shape and dtype need. A batch is a few large byte strings, so this is hardly slower.
     """
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch = dict(_PyUnpickler.dispatch)
 
     def __init__(self, *args: Any, budget: int = DEFAULT_BUDGET, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -248,7 +273,7 @@ class RestrictedUnpickler(pickle._Unpickler):
             raise RefusedGlobal("refusing to build more: the pickle's arrays and strings "
                                 "would take far more memory than the file's size")
 
-    def _charge(self, made: object) -> object:
+    def _charge(self, made: _Made) -> _Made:
         """Count what an allowed call made (an array's header too) against the budget."""
         self._spend(made.nbytes + 256 if isinstance(made, np.ndarray) else len(made))
         return made
