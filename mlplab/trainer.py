@@ -183,7 +183,8 @@ class History:
         """The history of :meth:`to_dict`; a ``TypeError`` naming the field if one is not of
         its type (a hand-edited checkpoint). The lists are copies: training appends to the
         history, and a state kept in memory (``trainer.state_dict()``) must resume again."""
-        h = cls(**{k: list(v) if isinstance(v, list) else v for k, v in d.items()})
+        copied: dict[str, Any] = {k: list(v) if isinstance(v, list) else v for k, v in d.items()}
+        h = cls(**copied)
         for name in ("loss", "train_acc", "val_acc", "lr", "epoch_seconds"):
             values = getattr(h, name)
             if not isinstance(values, list) or not all(is_number(v) for v in values):
@@ -294,10 +295,12 @@ class Trainer:
         if self.rng is None:
             raise RuntimeError("state_dict() is only available once fit() has started.")
         dropout_rngs = [d.rng.bit_generator.state for d in self._dropouts()]
+        rng_state = self.rng.get_state(legacy=True)  # (NumPy's default, which its stubs miss)
+        assert isinstance(rng_state, tuple)  # a RandomState is MT19937: the legacy tuple
         return {
             "iteration": self.iteration,
             "epoch": self.epoch,
-            "rng": _rng_state_to_json(self.rng.get_state()),
+            "rng": _rng_state_to_json(rng_state),
             "dropout_rngs": dropout_rngs,
             "history": self.history.to_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else {},
@@ -431,6 +434,8 @@ class Trainer:
               batch: int, per_epoch: int, total: int, schedule: Schedule, bar: tqdm | None,
               epoch_start: float) -> None:
         cfg, n = self.config, X.shape[0]
+        rng, optimizer = self.rng, self.optimizer
+        assert rng is not None and optimizer is not None  # made by _fit for this run
         while self.iteration < total and not self.stop:
             if self._sigint:
                 # stop between iterations, so that params, optimiser and RNG agree and a
@@ -439,22 +444,22 @@ class Trainer:
                 break
             pos = self.iteration % per_epoch
             if cfg.sampling == "replacement":
-                idx = self.rng.choice(n, batch, replace=True)
+                idx = rng.choice(n, batch, replace=True)
             else:
                 if self._order is None or pos == 0:
-                    self._order = self.rng.permutation(n)
+                    self._order = rng.permutation(n)
                 idx = self._order[pos * batch:(pos + 1) * batch]
             # mode="clip" (idx is valid by construction): with the default "raise" NumPy
             # gathers into a hidden temporary first and copies the batch a second time
             xb = np.take(X, idx, axis=0, out=x_buf[: len(idx)], mode="clip")
             yb = y[idx]
             if self.augment is not None:
-                xb = self.augment(xb, self.rng)
+                xb = self.augment(xb, rng)
 
             if self.lr_schedule is None:
-                self.optimizer.lr = schedule.lr_at(self.iteration, self.epoch)
+                optimizer.lr = schedule.lr_at(self.iteration, self.epoch)
             else:
-                self.optimizer.lr = self._custom_lr()
+                optimizer.lr = self._custom_lr()
             # a diverging run overflows first; the check below reports it in one clear line
             # instead of NumPy's RuntimeWarnings
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -462,10 +467,10 @@ class Trainer:
             if not math.isfinite(loss):
                 raise TrainingDivergedError(
                     f"the loss became {loss} at iteration {self.iteration + 1} (epoch "
-                    f"{self.epoch + 1}) with learning rate {self.optimizer.lr:.3g}; try a "
+                    f"{self.epoch + 1}) with learning rate {optimizer.lr:.3g}; try a "
                     f"lower learning rate (e.g. {setting('--lr', 'lr')} divided by 10) or a "
                     "smaller init std.")
-            self.optimizer.step(model.params, grads)
+            optimizer.step(model.params, grads)
             self.history.loss.append(loss)
             self.iteration += 1
             for cb in self.callbacks:
@@ -476,10 +481,10 @@ class Trainer:
                 bar.update(1)
 
             if self.iteration % per_epoch == 0:
-                self.optimizer.settle()  # before evaluation, checkpoints and callbacks
+                optimizer.settle()  # before evaluation, checkpoints and callbacks
                 train_acc = (model.accuracy(xb, yb) if subset is None
                              else _accuracy_on_rows(model, X, y, subset))
-                logs = self._end_epoch(train_acc, X_val, y_val, self.optimizer.lr,
+                logs = self._end_epoch(train_acc, X_val, y_val, optimizer.lr,
                                        time.perf_counter() - epoch_start)
                 # without validation data there is no validation accuracy to show (not "nan")
                 val = {} if X_val is None else {"val": f"{logs['val_acc']:.3f}"}
@@ -494,6 +499,7 @@ class Trainer:
                 epoch_start = time.perf_counter()
 
     def _custom_lr(self) -> float:
+        assert self.lr_schedule is not None  # called only with a schedule of the caller's
         lr = self.lr_schedule(self.iteration, self.epoch)
         if not is_number(lr) or not math.isfinite(lr) or lr < 0:
             raise ValueError(f"lr_schedule({self.iteration}, {self.epoch}) returned {lr!r}; it "
@@ -532,9 +538,12 @@ class Trainer:
     def _end_epoch(self, train_acc: float, X_val: np.ndarray | None,
                    y_val: np.ndarray | None, lr: float,
                    seconds: float) -> dict[str, float]:
-        cfg, h = self.config, self.history
+        cfg, h, model = self.config, self.history, self.model
+        assert model is not None  # set by fit
         self.epoch += 1
-        val_acc = self.model.accuracy(X_val, y_val) if X_val is not None else float("nan")
+        # (fit() keeps validation data as a pair, or neither)
+        val_acc = model.accuracy(X_val, y_val) if X_val is not None and y_val is not None \
+            else float("nan")
         h.train_acc.append(train_acc)
         h.val_acc.append(val_acc)
         h.lr.append(lr)
@@ -542,7 +551,7 @@ class Trainer:
         if X_val is not None and val_acc > h.best_val_acc:
             h.best_val_acc, h.best_epoch = val_acc, self.epoch
             if cfg.patience is not None:
-                self._best_state = self.model.state_dict()
+                self._best_state = model.state_dict()
         if cfg.patience is not None and self.epoch - h.best_epoch >= cfg.patience:
             h.stopped_early = True
             self.stop = True
@@ -554,6 +563,7 @@ class Trainer:
 
     def _load_resume_state(self, state: dict[str, Any], model: MLP, total: int,
                            per_epoch: int) -> None:
+        assert self.rng is not None and self.optimizer is not None  # made by _fit first
         self.iteration = int(state["iteration"])
         self.epoch = int(state["epoch"])
         h = History.from_dict(state["history"])
@@ -600,7 +610,7 @@ def _accuracy_on_rows(model: MLP, X: np.ndarray, y: np.ndarray, rows: np.ndarray
     return correct / len(rows)
 
 
-def _rng_state_to_json(state: tuple) -> list:
+def _rng_state_to_json(state: tuple[str, np.ndarray, int, int, float]) -> list:
     kind, keys, pos, has_gauss, cached = state
     return [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]
 
