@@ -110,9 +110,9 @@ def axpy(a: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if fy is None or x.dtype != y.dtype or x.shape != y.shape or not x.flags.c_contiguous:
         y += y.dtype.type(a) * x
         return y
-    routine = _cblas("axpy", y.dtype)
-    if routine is not None:
-        routine(fy.size, a, x.ctypes.data, 1, fy.ctypes.data, 1)
+    fast = _cblas("axpy", y.dtype)
+    if fast is not None:
+        fast(fy.size, a, x.ctypes.data, 1, fy.ctypes.data, 1)
         return y
     routine = _blas("axpy", y.dtype)
     if routine is None:  # pragma: no cover - scipy comes with scikit-learn
@@ -125,15 +125,16 @@ def axpy(a: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def scal(a: float, x: np.ndarray) -> np.ndarray:
     """``x *= a`` in place; returns ``x``."""
     fx = _flat(x)
-    routine = _cblas("scal", x.dtype) if fx is not None else None
-    if routine is not None:
-        routine(fx.size, a, fx.ctypes.data, 1)
-        return x
-    routine = _blas("scal", x.dtype) if fx is not None else None
-    if routine is None:
-        x *= x.dtype.type(a)
-        return x
-    routine(a, fx)
+    if fx is not None:
+        fast = _cblas("scal", x.dtype)
+        if fast is not None:
+            fast(fx.size, a, fx.ctypes.data, 1)
+            return x
+        routine = _blas("scal", x.dtype)
+        if routine is not None:
+            routine(a, fx)
+            return x
+    x *= x.dtype.type(a)
     return x
 
 

@@ -157,6 +157,9 @@ class Affine(Layer):
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         x, W = self._x, self.params["W"]
+        if x is None:  # (was "'NoneType' object has no attribute ...")
+            raise RuntimeError("Affine.backward() needs a forward() first: it differentiates "
+                               "with respect to that input.")
         decay = self.grad_decay if self.weight_grad_decay is None else self.weight_grad_decay
         gemm_tn(x, dout, self.grads["W"], beta=decay)  # x^T dout, the decay inside
         if "b" in self.grads:
@@ -298,8 +301,8 @@ class Dropout(Layer):
         if not train or self.p == 0:
             self._mask = None
             return x
-        reuse = self.frozen and self._mask is not None and self._mask.shape == x.shape
-        if not reuse:
+        mask = self._mask
+        if not (self.frozen and mask is not None and mask.shape == x.shape):
             # into reused buffers, not three fresh activation-sized arrays a step (no faster,
             # measured: the draws themselves take the time; but a step allocates nothing)
             draws = self._buffer("draws", x.shape, np.float32)
@@ -309,7 +312,7 @@ class Dropout(Layer):
             mask *= x.dtype.type(1) / x.dtype.type(1 - self.p)
             self._mask = mask
         # not in place: the activation before may have cached x for its backward
-        return np.multiply(x, self._mask, out=self._buffer("out", x.shape, x.dtype))
+        return np.multiply(x, mask, out=self._buffer("out", x.shape, x.dtype))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._mask is not None:
@@ -381,6 +384,10 @@ class SoftmaxCrossEntropy(Layer):
     ``q = (1 - eps) onehot(y) + eps / K``, for which the loss is ``-sum_k q_k log p_k``.
     """
 
+    # the last forward's, until backward consumes them (class defaults: not in a pickle)
+    _probs: np.ndarray | None = None
+    _y: np.ndarray | None = None
+
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
         check_range(label_smoothing, "label_smoothing", 0, 1, high_open=True)
@@ -405,8 +412,12 @@ class SoftmaxCrossEntropy(Layer):
         self._probs, self._y = z, y
         return z
 
-    def backward(self, dout: float = 1.0) -> np.ndarray:
+    # a loss layer: its backward starts the chain from the scalar loss, not from an array
+    def backward(self, dout: float = 1.0) -> np.ndarray:  # type: ignore[override]
         probs, y = self._probs, self._y
+        if probs is None:  # (was "'NoneType' object has no attribute 'shape'")
+            raise RuntimeError("SoftmaxCrossEntropy.backward() consumes the probabilities of "
+                               "the last forward(): call forward() again first.")
         n, k = probs.shape
         eps = self.label_smoothing
         dscores = probs  # consumed: the probabilities are not needed after backward

@@ -317,7 +317,7 @@ class Momentum(Optimizer):
         (Nesterov's needs ``g`` apart from ``v``), and for a model that does not list its
         fusable parameters (``MLP._fusable_params``: none for a subclass that overrides
         ``_loss_and_grads``, which may change the gradients it returns)."""
-        slots = getattr(model, "_fusable_params", lambda: [])()
+        slots: list[tuple[str, Affine, str]] = getattr(model, "_fusable_params", lambda: [])()
         if type(self)._update is not Momentum._update or not gemm_accumulates():
             slots = []
         saved = []

@@ -45,7 +45,8 @@ class Schedule:
     def lr_at(self, iteration: int, epoch: int) -> float:
         if self.warmup_iters and iteration < self.warmup_iters:
             return self.lr * (iteration + 1) / self.warmup_iters
-        if self.warmup_iters and self.kind in ("exp", "step"):
+        if self.warmup_iters and self.kind in ("exp", "step") and self.iters_per_epoch:
+            # (iters_per_epoch is set here: __post_init__ refuses a warm-up without it)
             # decay^(epochs since the warm-up ended), not a decay^warmup drop at its end
             epoch -= self.warmup_iters // self.iters_per_epoch
         if self.kind == "exp":

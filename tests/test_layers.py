@@ -344,3 +344,22 @@ def test_eval_numerical_gradient_array_refuses_a_dout_not_shaped_like_f():
         eval_numerical_gradient_array(lambda z: 2 * z, x, dout)
     np.testing.assert_allclose(eval_numerical_gradient_array(lambda z: 2 * z, x, dout[:, None]),
                                2 * dout[:, None], rtol=1e-8)
+
+
+def test_backward_without_its_forward_says_so():
+    """Affine.backward before any forward, and a second SoftmaxCrossEntropy.backward (the first
+    consumes the probabilities), failed inside NumPy on None ("'NoneType' object has no
+    attribute ..."); each now names the missing forward()."""
+    rng = np.random.RandomState(0)
+    affine = Affine(rng.randn(4, 3), np.zeros(3))
+    with pytest.raises(RuntimeError, match=r"Affine\.backward\(\) needs a forward\(\) first"):
+        affine.backward(rng.randn(2, 3))
+    loss = SoftmaxCrossEntropy()
+    with pytest.raises(RuntimeError, match=r"call forward\(\) again first"):
+        loss.backward()
+    probs = loss.forward(rng.randn(2, 3), np.array([0, 2]))
+    expected = probs.copy()
+    expected[[0, 1], [0, 2]] -= 1
+    np.testing.assert_allclose(loss.backward(), expected / 2)  # (p - onehot(y)) / N
+    with pytest.raises(RuntimeError, match=r"call forward\(\) again first"):
+        loss.backward()
