@@ -11,7 +11,7 @@ import reprlib
 import threading
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import fields
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -235,12 +235,13 @@ def check_int(value: object, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_hidden_sizes(sizes: Iterable[Any]) -> list[int]:
+def check_hidden_sizes(sizes: object) -> list[int]:
     """Return the hidden layer widths ``sizes`` as a list of ``int`` or raise a ``ValueError``
     unless every one is an integer >= 1 (a string is refused: ``"500"`` is not three layers)."""
-    if not isinstance(sizes, str):
+    # True or 2.5 is refused here too, not as "'bool' object is not iterable"
+    if isinstance(sizes, Iterable) and not isinstance(sizes, str):
         sizes = list(sizes)  # a generator: all() below would use it up, leaving no layers
-    if isinstance(sizes, str) or not all(is_int(h) and h >= 1 for h in sizes):
+    if not isinstance(sizes, list) or not all(is_int(h) and h >= 1 for h in sizes):
         raise ValueError(f"every hidden size must be a positive integer; got {sizes!r}.")
     return [int(h) for h in sizes]
 

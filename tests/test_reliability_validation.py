@@ -40,6 +40,9 @@ MODEL_ARGS = [  # MLP(4, [5], 3, **kwargs) or MLP(*args)
     ((4, [-3], 3), {}, "every hidden size must be a positive integer"),
     ((4, "12", 3), {}, "every hidden size must be a positive integer; got '12'"),
     ((4, [5.5], 3), {}, "every hidden size must be a positive integer"),
+    # a lone True or 2.5 was "'bool' object is not iterable", a TypeError naming nothing
+    ((4, True, 3), {}, "every hidden size must be a positive integer; got True"),
+    ((4, 2.5, 3), {}, "every hidden size must be a positive integer; got 2.5"),
     ((4, [5], 1), {}, "num_classes must be an integer >= 2; got 1"),
     ((4, [5], 3), {"dropout": 1.0}, r"dropout must be a number in \[0, 1\); got 1.0"),
     ((4, [5], 3), {"dropout": -0.5}, r"dropout must be a number in \[0, 1\); got -0.5"),
