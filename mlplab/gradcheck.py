@@ -45,7 +45,7 @@ def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
                          "(MLP(..., dtype=np.float64); TwoLayerNet's default): float32 rounding "
                          "makes centred differences meaningless.")
     grad = np.zeros_like(x, dtype=np.float64)
-    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
+    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     while not it.finished:
         ix = it.multi_index
         old = x[ix]
@@ -155,14 +155,14 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
                          "(build the layer in float64, e.g. BatchNorm(dim, dtype=np.float64)): "
                          "float32 rounding makes centred differences meaningless.")
     x = np.array(x, dtype=np.float64)  # a copy: the checks below perturb it
-    frozen = getattr(layer, "frozen", None)
+    frozen = layer.frozen if isinstance(layer, Dropout) else False
     if isinstance(layer, Dropout):
         layer.frozen = True
     # what the check's many training-mode forwards move (batch norm's running statistics, a
     # dropout mask and generator), put back afterwards as check_model does for a model
     arrays = {k: v.copy() for k, v in vars(layer).items() if isinstance(v, np.ndarray)}
     rng = getattr(layer, "rng", None)
-    rng_state = rng.bit_generator.state if isinstance(rng, np.random.Generator) else None
+    saved_rng = (rng, rng.bit_generator.state) if isinstance(rng, np.random.Generator) else None
 
     def f(z: np.ndarray) -> np.ndarray:
         return np.array(layer.forward(z.copy(), True), dtype=np.float64)
@@ -175,8 +175,7 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
         if dout.shape != out.shape:
             raise ValueError(f"dout has shape {dout.shape}; the layer's output has {out.shape}.")
         f(x)  # the forward whose cache backward reads
-        dx = layer.backward(dout.copy())
-        _check_backward(layer, x, dx)
+        dx = _check_backward(layer, x, layer.backward(dout.copy()))
         grads = {k: np.array(g, dtype=np.float64) for k, g in layer.grads.items()}
         errors = {"x": error(dx, eval_numerical_gradient_array(f, x, dout, h))}
         for key, p in layer.params.items():
@@ -192,14 +191,15 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
                 now[...] = saved  # in place: a model holding the array sees it restored
             else:
                 setattr(layer, key, saved)
-        if rng_state is not None:
-            rng.bit_generator.state = rng_state
+        if saved_rng is not None:
+            saved_rng[0].bit_generator.state = saved_rng[1]
 
 
-def _check_backward(layer: Layer, x: np.ndarray, dx: object) -> None:
+def _check_backward(layer: Layer, x: np.ndarray,
+                    dx: np.ndarray | None) -> np.ndarray:
     """Refuse, with what the contract asks, a backward whose results cannot be compared: no dx
     (the check reported an error of nan), a dx or a parameter gradient of the wrong shape (a
-    broadcasting error), or a parameter without a gradient (a bare KeyError)."""
+    broadcasting error), or a parameter without a gradient (a bare KeyError); returns ``dx``."""
     name = type(layer).__name__
     if dx is None:
         skipped = (" (an Affine built with need_dx=False skips dx: check one with need_dx=True)"
@@ -222,6 +222,7 @@ def _check_backward(layer: Layer, x: np.ndarray, dx: object) -> None:
                     if len(g) == 2 and g == want[::-1] else "")
             raise ValueError(f"{name}.grads[{key!r}] has shape {g}; params[{key!r}] has "
                              f"{want}, and a gradient must have its parameter's shape{hint}.")
+    return dx
 
 
 def offset_biases(model: MLP, rng: np.random.RandomState, scale: float = 0.1) -> None:

@@ -34,7 +34,7 @@ class Transform:
     kind = "transform"
 
     def __init__(self, dtype: DTypeLike = np.float32) -> None:
-        self.dtype = np.dtype(dtype)
+        self.dtype: np.dtype = np.dtype(dtype)
 
     def fit(self, X: np.ndarray) -> Transform:
         return self
@@ -56,9 +56,12 @@ class Transform:
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> Transform:
         return self
 
-    def _check_fitted(self, *names: str) -> None:
-        if any(getattr(self, n, None) is None for n in names):
+    def _fitted(self, name: str) -> np.ndarray:
+        """The fitted statistic ``name`` (``mean_``), refused while it is unset."""
+        value = getattr(self, name, None)
+        if value is None:
             raise DatasetError(f"{type(self).__name__} is not fitted; call fit(X_train) first.")
+        return value
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -83,16 +86,15 @@ class SubtractMean(Transform):
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        self._check_fitted("mean_")
+        mean = self._fitted("mean_")
         X = np.asarray(X)
-        if X.shape[1:] != self.mean_.shape:
-            raise DatasetError(f"SubtractMean was fitted on samples of shape {self.mean_.shape}; "
+        if X.shape[1:] != mean.shape:
+            raise DatasetError(f"SubtractMean was fitted on samples of shape {mean.shape}; "
                                f"got {X.shape[1:]}.")
-        return np.subtract(X, self.mean_.astype(self.dtype), dtype=self.dtype)
+        return np.subtract(X, mean.astype(self.dtype), dtype=self.dtype)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        self._check_fitted("mean_")
-        return {"mean": self.mean_}
+        return {"mean": self._fitted("mean_")}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> SubtractMean:
         self.mean_ = np.asarray(state["mean"], dtype=np.float64)
@@ -130,19 +132,18 @@ class Standardize(Transform):
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        self._check_fitted("mean_", "std_")
+        mean, std = self._fitted("mean_"), self._fitted("std_")
         X = np.asarray(X)
-        if X.shape[-1] != self.mean_.shape[0]:
-            raise DatasetError(f"Standardize was fitted on {self.mean_.shape[0]} channels; "
+        if X.shape[-1] != mean.shape[0]:
+            raise DatasetError(f"Standardize was fitted on {mean.shape[0]} channels; "
                                f"got {X.shape[-1]}.")
-        scale = (1.0 / np.maximum(self.std_, self.eps)).astype(self.dtype)
-        out = np.subtract(X, _per_channel(self.mean_.astype(self.dtype), X), dtype=self.dtype)
+        scale = (1.0 / np.maximum(std, self.eps)).astype(self.dtype)
+        out = np.subtract(X, _per_channel(mean.astype(self.dtype), X), dtype=self.dtype)
         out *= _per_channel(scale, X)
         return out
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        self._check_fitted("mean_", "std_")
-        return {"mean": self.mean_, "std": self.std_}
+        return {"mean": self._fitted("mean_"), "std": self._fitted("std_")}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> Standardize:
         self.mean_ = np.asarray(state["mean"], dtype=np.float64)
