@@ -23,13 +23,20 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    #: what ``signal.signal`` takes and ``signal.getsignal`` returns
+    _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 _requested = False
 #: how many :func:`installed` blocks are open (a command, or one run from inside another);
 #: outside them nothing is remembered, so a library user's Ctrl-C never lingers
 _active = 0
 #: the graceful stop of the training loop running now (see :func:`graceful`), or None
-_stopper: Callable[[int, object], None] | None = None
+_stopper: Callable[[int, FrameType | None], None] | None = None
 
 
 def note() -> None:
@@ -44,7 +51,7 @@ def note() -> None:
 _closing = False
 
 
-def handler(signum: int, frame: object) -> None:
+def handler(signum: int, frame: FrameType | None) -> None:
     """SIGINT while a command runs: remember it, and raise ``KeyboardInterrupt`` (unless the
     command is already ending, where a traceback is all it would add)."""
     note()
@@ -58,7 +65,7 @@ def closing() -> None:
     _closing = True
 
 
-def _sigterm(signum: int, frame: object) -> None:
+def _sigterm(signum: int, frame: FrameType | None) -> None:
     current = signal.getsignal(signal.SIGINT)
     if _stopper is not None:  # a training loop: stop it after its iteration, as Ctrl-C does
         _stopper(signal.SIGINT, frame)
@@ -69,7 +76,7 @@ def _sigterm(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def graceful(stop: Callable[[int, object], None]) -> Iterator[None]:
+def graceful(stop: Callable[[int, FrameType | None], None]) -> Iterator[None]:
     """Within the block, SIGTERM calls ``stop`` (a training loop's Ctrl-C handler: the first
     call asks it to stop after the current iteration, a second raises), even where SIGINT is
     ignored and that handler is not installed for it."""
@@ -96,7 +103,7 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def restore_handler(sig: int, old: object) -> None:
+def restore_handler(sig: int, old: _Handler) -> None:
     """Put ``old`` back for ``sig``. ``signal.signal`` first runs the handlers of signals that
     are pending; one that raises is a Ctrl-C at the very end, remembered, and the restore is
     done all the same."""
@@ -149,11 +156,12 @@ def deferred() -> Iterator[None]:
         return
     held: list[int] = []
 
-    def hold(signum: int, frame: object) -> None:
+    def hold(signum: int, frame: FrameType | None) -> None:
         if signum not in held:
             held.append(signum)
 
-    old: dict[int, object] = {}
+    old: dict[int, _Handler] = {}
+    sig: int
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(sig) is not signal.SIG_IGN:
@@ -178,7 +186,7 @@ def deferred() -> Iterator[None]:
             _deliver(sig, old[sig])
 
 
-def _deliver(signum: int, to: object) -> None:
+def _deliver(signum: int, to: _Handler) -> None:
     """Hand ``signum`` to the handler ``to`` it was held back from."""
     if callable(to):
         to(signum, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 _WINDOWS = os.name == "nt"
 #: Windows' access right to wait on a process, its error for a process id that does not exist,
@@ -39,11 +40,12 @@ def _windows_process_alive(pid: int) -> bool:
     ``CTRL_C_EVENT``, a Ctrl-C sent to the console's processes (the workers of a search)."""
     import _winapi
 
+    winapi: Any = _winapi  # typeshed declares its functions only when checking for Windows
     try:
-        handle = _winapi.OpenProcess(_SYNCHRONIZE, False, pid)
+        handle = winapi.OpenProcess(_SYNCHRONIZE, False, pid)
     except OSError as exc:  # no such process; anything else (access denied): it exists
         return getattr(exc, "winerror", None) != _ERROR_INVALID_PARAMETER
     try:  # an exited process whose handle someone still holds is signalled
-        return _winapi.WaitForSingleObject(handle, 0) == _WAIT_TIMEOUT
+        return winapi.WaitForSingleObject(handle, 0) == _WAIT_TIMEOUT
     finally:
-        _winapi.CloseHandle(handle)
+        winapi.CloseHandle(handle)
