@@ -119,7 +119,9 @@ class DiskFullError(OSError):
     """A write failed for lack of disk space (or quota); the previous file is unchanged."""
 
     def __init__(self, path: Path, cause: OSError) -> None:
-        what = {errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large"}.get(
+        whats: dict[int | None, str] = {errno.EDQUOT: "disk quota exceeded",
+                                        errno.EFBIG: "file too large"}
+        what = whats.get(
             cause.errno, "no space left on device")
         super().__init__(
             f"{what} while writing {path} ({cause.strerror or cause}); free some disk space and "
@@ -420,6 +422,7 @@ def _build_model(meta: Mapping[str, Any], config: dict[str, Any], source: str) -
         # not an invalid file: one saved where its activation was registered
         check_registered(config.get("activation"), ACTIVATIONS, "activation", source,
                          module=meta.get("activation_module"))
+    model: MLP
     try:
         if two_layer:
             hidden = config["hidden_sizes"]

@@ -11,7 +11,7 @@ so every weight gradient gets ``+ 2 * reg * W``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -241,7 +241,7 @@ class MLP:
                 state[name] *= state[name].dtype.type(layer.scale)
         return state
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
         """Copy arrays from ``state`` into the model, checking names and shapes."""
         for layer in self.affines:  # weights held with a scale (Momentum.fused) are settled
             if layer.folded_by is not None:

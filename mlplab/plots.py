@@ -94,16 +94,16 @@ def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
 def plot_loss(loss: Sequence[float], title: str = "Training loss",
               iterations_per_epoch: int | None = None) -> Figure:
     """Loss per iteration (the exercise's loss history), with a running mean when noisy."""
-    loss = np.asarray(loss, dtype=np.float64)
+    values = np.asarray(loss, dtype=np.float64)
     fig, ax = subplots(figsize=FIGSIZE)
-    it = np.arange(1, len(loss) + 1)
-    ax.plot(it, loss, color=COLORS["loss"], lw=0.8, alpha=0.6 if len(loss) > 50 else 1.0,
+    it = np.arange(1, len(values) + 1)
+    ax.plot(it, values, color=COLORS["loss"], lw=0.8, alpha=0.6 if len(values) > 50 else 1.0,
             label="loss per iteration")
-    if len(loss) > 50:
-        w = max(len(loss) // 50, 5)
-        ax.plot(it[w - 1:], _moving_average(loss, w), color=COLORS["smooth"], lw=1.5,
+    if len(values) > 50:
+        w = max(len(values) // 50, 5)
+        ax.plot(it[w - 1:], _moving_average(values, w), color=COLORS["smooth"], lw=1.5,
                 label=f"running mean ({w} iterations)")
-    if iterations_per_epoch and len(loss) > iterations_per_epoch:
+    if iterations_per_epoch and len(values) > iterations_per_epoch:
         top = ax.secondary_xaxis("top", functions=(lambda x: x / iterations_per_epoch,
                                                    lambda e: e * iterations_per_epoch))
         top.set_xlabel("epoch")
@@ -219,7 +219,8 @@ def _tight_layout(fig: Figure) -> bool:
 
 def _suptitle_height(fig: Figure) -> float:
     """The height of ``fig``'s suptitle in pixels (0 without one)."""
-    text = fig._suptitle
+    # no public accessor for the Text (Figure.get_suptitle, matplotlib 3.8+, gives its string)
+    text = fig._suptitle  # type: ignore[attr-defined]
     return text.get_window_extent().height if text is not None and text.get_text() else 0.0
 
 
@@ -332,7 +333,8 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
                          squeeze=False)
     for c in range(k):
         idx = np.flatnonzero(y == c)
-        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
+        pick: np.ndarray | list[int] = (
+            rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else [])
         shown = X[pick]
         if transform is not None and len(pick):
             shown = transform(shown)

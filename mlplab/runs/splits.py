@@ -32,8 +32,10 @@ def split_record(ds: Dataset) -> dict[str, Any]:
 
 def split_fingerprint(X: np.ndarray, y: np.ndarray) -> str:
     """SHA-1 of a split's raw images and labels."""
-    h = hashlib.sha1(np.ascontiguousarray(X))
-    h.update(np.ascontiguousarray(y, dtype=np.int64))
+    # .data: the arrays' bytes as a memoryview (NumPy types ndarray as a buffer for Python
+    # 3.12 and later only)
+    h = hashlib.sha1(np.ascontiguousarray(X).data)
+    h.update(np.ascontiguousarray(y, dtype=np.int64).data)
     return h.hexdigest()
 
 

@@ -8,7 +8,7 @@ so what the network *is* reads apart from how it is fed, trained, stored or conv
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -133,7 +133,8 @@ def l2_penalty(model: MultiLayerPerceptron, reg: float) -> torch.Tensor:
     penalised), for comparing with :meth:`mlplab.MLP.loss`. Note that Adam's ``weight_decay`` in
     :func:`~mlplab.torch_mlp.training.fit` is not this: it adds ``weight_decay * p`` to the
     gradient of every parameter, biases included, as the exercise's code does."""
-    return reg * sum((lin.weight ** 2).sum() for lin in model.linears)
+    # (a model has its output Linear at least: the sum is a tensor, never sum()'s start 0)
+    return reg * cast(torch.Tensor, sum((lin.weight ** 2).sum() for lin in model.linears))
 
 
 def param_dtype(model: nn.Module) -> torch.dtype:
