@@ -158,7 +158,7 @@ def extract_archive(archive: Path, dest: Path) -> Path:
                     # copy would make what is loaded depend on the tool that extracts it
                     raise DatasetError(f"{archive}: not the CIFAR-10 python archive ({batch} is "
                                        f"{'not a file' if size is None else 'there twice'}).")
-                if batch is not None:
+                if batch is not None and size is not None:  # (a None size was refused above)
                     # written under our own name: no path from the archive reaches the disk
                     with open(tmp / BATCH_DIR / batch, "wb") as f:
                         f.writelines(tar.chunks(size))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable
+from typing import cast, overload
 
 import numpy as np
 
@@ -49,6 +51,10 @@ def check_dataset_name(name: object) -> None:
 DIGITS_CLASSES = [str(i) for i in range(10)]
 
 
+@overload
+def parse_image_size(value: None) -> None: ...
+@overload
+def parse_image_size(value: int | str | tuple[int, int]) -> tuple[int, int]: ...
 def parse_image_size(value: int | str | tuple[int, int] | None) -> tuple[int, int] | None:
     """``32``, ``"32"``, ``"32x24"`` (height x width) or ``(32, 24)`` -> ``(H, W)``."""
     if value is None:
@@ -60,7 +66,9 @@ def parse_image_size(value: int | str | tuple[int, int] | None) -> tuple[int, in
         elif is_int(value):
             size = (int(value), int(value))
         else:
-            h, w = value
+            # a pair, or anything else that unpacks into two (a list, an array); a bool or a
+            # float raises the TypeError caught below
+            h, w = cast("Iterable[int | float | str]", value)
             # int() would take True as 1 pixel and cut 32.5 to 32
             whole = all(isinstance(v, str) or (is_number(v) and float(v).is_integer())
                         for v in (h, w))

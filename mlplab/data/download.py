@@ -140,8 +140,8 @@ def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: 
           dest: Path, remote: RemoteFile, progress: bool) -> Path:
     """Stream ``response`` into ``dest`` through a temporary file, renamed into place only if
     the transfer is complete and its checksums match ``remote``'s."""
-    total = response.headers.get("Content-Length")
-    total = int(total) if total and total.isdigit() else None
+    length = response.headers.get("Content-Length")
+    total = int(length) if length and length.isdigit() else None
     h_md5, h_sha = hashlib.md5(), hashlib.sha256()
     got = 0
     with atomic_path(dest) as tmp:

@@ -54,6 +54,7 @@ def save_checkpoint(path: str | os.PathLike, trainer: Trainer, preprocessing: An
                     extra: Mapping[str, Any] | None = None, seconds: float = 0.0) -> Path:
     """Model + preprocessing + ``trainer.state_dict()`` in one ``.npz`` (no pickle), atomically."""
     state = trainer.state_dict()
+    assert trainer.model is not None  # state_dict() refused a trainer that has not started
     arrays = io.model_arrays(trainer.model, preprocessing, extra)
     arrays.update({f"optimizer/{k}": v for k, v in state.pop("optimizer").items()})
     best = state.pop("best_state")

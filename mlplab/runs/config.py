@@ -97,16 +97,17 @@ class RunConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.hidden, np.ndarray):
-            self.hidden = self.hidden.tolist()
-        if isinstance(self.hidden, int | str) and not isinstance(self.hidden, bool):
-            self.hidden = [int(h) for h in str(self.hidden).split(",") if h.strip()]
-        if not isinstance(self.hidden, list | tuple) or not all(
+        hidden: object = self.hidden  # as given: list[int] only once converted here
+        if isinstance(hidden, np.ndarray):
+            hidden = hidden.tolist()
+        if isinstance(hidden, int | str) and not isinstance(hidden, bool):
+            hidden = [int(h) for h in str(hidden).split(",") if h.strip()]
+        if not isinstance(hidden, list | tuple) or not all(
                 is_int(h) or (isinstance(h, float) and h.is_integer())
-                or (isinstance(h, str) and h.strip().isdigit()) for h in self.hidden):
+                or (isinstance(h, str) and h.strip().isdigit()) for h in hidden):
             raise ValueError(f"hidden must be a list of layer sizes (integers), e.g. [500, 250]; "
-                             f"got {self.hidden!r}.")
-        self.hidden = [int(h) for h in self.hidden]
+                             f"got {hidden!r}.")
+        self.hidden = [int(h) for h in hidden]
         if isinstance(self.augment, str):
             self.augment = [a.strip() for a in self.augment.split(",") if a.strip()]
         self.augment = list(self.augment)
@@ -226,8 +227,12 @@ def relocated(cfg: RunConfig, data_dir: str | os.PathLike) -> RunConfig:
 
 def config_summary(cfg: RunConfig) -> str:
     """One line describing a run's configuration, for logs."""
-    length = counted(cfg.iters, "iteration") if cfg.iters is not None else \
-        counted(cfg.epochs, "epoch")
+    if cfg.iters is not None:
+        length = counted(cfg.iters, "iteration")
+    elif cfg.epochs is not None:
+        length = counted(cfg.epochs, "epoch")
+    else:  # refused when training starts (the summary said "None epochs")
+        length = "no length"
     return (f"{cfg.dataset}: hidden {cfg.hidden}, {cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule}"
             f"), reg {cfg.reg:g}, batch {cfg.batch_size}, {length}, seed {cfg.seed}"
             + (f", preset {cfg.preset}" if cfg.preset else ""))

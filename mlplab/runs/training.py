@@ -367,9 +367,9 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
                     callbacks: Sequence[Callback], progress: bool, verbose: bool,
                     plots: bool) -> RunResult:
     X_val = pre.transform(ds.X_val) if len(ds.y_val) else None
-    extra = {"classes": list(ds.classes), "dataset": ds.name,
-             "image_shape": list(ds.image_shape), "preset": cfg.preset,
-             "splits": split_record(ds)}  # what a resume from moved data must find
+    extra: dict[str, Any] = {"classes": list(ds.classes), "dataset": ds.name,
+                             "image_shape": list(ds.image_shape), "preset": cfg.preset,
+                             "splits": split_record(ds)}  # what a resume from moved data must find
     ckpt_cb = CheckpointCallback(out_dir / CHECKPOINT_FILE, pre, extra, seconds_before) \
         if out_dir is not None else CheckpointCallback(os.devnull, pre, extra, seconds_before)
     all_callbacks = [*([ckpt_cb] if out_dir is not None else []), *callbacks]
