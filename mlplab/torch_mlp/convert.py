@@ -48,10 +48,18 @@ def from_numpy(mlp: MLP) -> MultiLayerPerceptron:
         for i, bn in enumerate(model.batchnorms, start=1):
             bn.weight.copy_(torch.from_numpy(state[f"gamma{i}"]))
             bn.bias.copy_(torch.from_numpy(state[f"beta{i}"]))
-            bn.running_mean.copy_(torch.from_numpy(state[f"running_mean{i}"]))
-            bn.running_var.copy_(torch.from_numpy(state[f"running_var{i}"]))
+            mean, var = _running_stats(bn)
+            mean.copy_(torch.from_numpy(state[f"running_mean{i}"]))
+            var.copy_(torch.from_numpy(state[f"running_var{i}"]))
     model.eval()
     return model
+
+
+def _running_stats(bn: torch.nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+    """``bn``'s running mean and variance (MultiLayerPerceptron's batch norms track them;
+    PyTorch types them as optional for those that do not)."""
+    assert bn.running_mean is not None and bn.running_var is not None
+    return bn.running_mean, bn.running_var
 
 
 def to_numpy(module: MultiLayerPerceptron) -> MLP:
@@ -81,7 +89,7 @@ def to_numpy(module: MultiLayerPerceptron) -> MLP:
             state[f"b{i}"] = arr(lin.bias)
     for i, bn in enumerate(module.batchnorms, start=1):
         state[f"gamma{i}"], state[f"beta{i}"] = arr(bn.weight), arr(bn.bias)
-        state[f"running_mean{i}"] = arr(bn.running_mean)
-        state[f"running_var{i}"] = arr(bn.running_var)
+        mean, var = _running_stats(bn)
+        state[f"running_mean{i}"], state[f"running_var{i}"] = arr(mean), arr(var)
     mlp.load_state_dict(state)
     return mlp

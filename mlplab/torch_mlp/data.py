@@ -8,7 +8,7 @@ prediction share. Preparing data is its own step, before and apart from the trai
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 import torch
@@ -76,9 +76,19 @@ def as_tensor(X: np.ndarray | torch.Tensor, dtype: torch.dtype,
     return torch.from_numpy(np.ascontiguousarray(X)).to(device=device, dtype=dtype)
 
 
+@overload
+def check_inputs(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor, y: np.ndarray,
+                 name: str = "X") -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def check_inputs(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor, y: None,
+                 name: str = "X") -> tuple[np.ndarray, None]: ...
+@overload
 def check_inputs(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor,
-                  y: np.ndarray | None, name: str = "X"
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
+                 y: np.ndarray | None, name: str = "X"
+                 ) -> tuple[np.ndarray, np.ndarray | None]: ...
+def check_inputs(model: MultiLayerPerceptron, X: np.ndarray | torch.Tensor,
+                 y: np.ndarray | None, name: str = "X"
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     X = np.asarray(X)

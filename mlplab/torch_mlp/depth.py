@@ -108,7 +108,7 @@ def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
                 on_result(result)
         best, best_model = max(group, key=lambda rm: (rm[0].val_acc, -rm[0].depth))
         best.best = True
-        if X_test is not None and len(X_test):
+        if X_test is not None and y_test is not None and len(X_test):  # (a pair, checked above)
             best.test_acc = accuracy(best_model, X_test, y_test)
         results.extend(r for r, _ in group)
     return results

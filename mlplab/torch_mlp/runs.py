@@ -383,11 +383,11 @@ def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_
         name, data_dir = absolute_data_paths(ds.name, options.get("data_dir"))
         val_size, test_size = len(ds.y_val), len(ds.y_test)
         image_size = options.get("image_size")
-    data_seed = _split_seed(dataset, ds, data_seed)
+    split_seed = _split_seed(dataset, ds, data_seed)  # None for data split without a seed
     return {
         "framework": "pytorch", "dataset": name, "data_dir": data_dir,
         "val_size": val_size, "test_size": test_size, "image_size": image_size,
-        "data_seed": data_seed, "preprocessing": "torch", "hidden": hidden,
+        "data_seed": split_seed, "preprocessing": "torch", "hidden": hidden,
         "init": init, "init_std": init_std, "dropout": dropout,
         "batchnorm": batchnorm, **{k: v for k, v in cfg.to_dict().items()
                                    if k not in ("progress", "verbose", "threads")},

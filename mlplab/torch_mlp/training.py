@@ -150,7 +150,8 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     cfg = TorchTrainConfig.from_dict({**base, **overrides})
     cfg.validate()
     X, y, X_val, y_val = _checked_data(model, cfg, X, y, X_val, y_val)
-    has_val = X_val is not None and len(X_val)
+    val = (X_val, y_val) if X_val is not None and y_val is not None and len(X_val) else None
+    has_val = val is not None
     if cfg.threads is not None:
         set_threads(cfg.threads)
     device = select_device(cfg.device)
@@ -183,7 +184,7 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
                 _refuse_diverged(epoch_loss, iteration, epoch, lr)
                 history.loss.extend(float(v) for v in epoch_loss)
                 train_acc = accuracy(model, *subset)
-                val_acc = accuracy(model, X_val, y_val) if has_val else float("nan")
+                val_acc = accuracy(model, *val) if val is not None else float("nan")
                 logs = {"epoch": epoch, "iteration": iteration,
                         "loss": history.loss[-1], "train_acc": train_acc, "val_acc": val_acc,
                         "lr": lr, "seconds": time.perf_counter() - start}
@@ -277,7 +278,7 @@ def _record_epoch(history: History, logs: dict[str, float], has_val: bool) -> No
     history.lr.append(logs["lr"])
     history.epoch_seconds.append(logs["seconds"])
     if has_val and logs["val_acc"] > history.best_val_acc:
-        history.best_val_acc, history.best_epoch = logs["val_acc"], logs["epoch"]
+        history.best_val_acc, history.best_epoch = logs["val_acc"], int(logs["epoch"])
 
 
 def _report_epoch(logs: dict[str, float], cfg: TorchTrainConfig, bar: Any,
@@ -292,5 +293,5 @@ def _report_epoch(logs: dict[str, float], cfg: TorchTrainConfig, bar: Any,
               f"{train_acc:.3f}, val acc {val_acc:.3f}, lr {logs['lr']:.3g}, "
               f"{logs['seconds']:.1f}s", flush=True)
     if on_epoch_end is not None:
-        on_epoch_end(epoch, logs)
+        on_epoch_end(int(epoch), logs)  # (an int among the floats of logs)
 
