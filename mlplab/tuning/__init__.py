@@ -248,7 +248,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     # --eval-test without a test split) must not leave behind a study that records those options
     # and so clashes with the corrected command. With several workers this load only checks:
     # each worker loads its own copy.
-    data = _load_data(source, need_test=eval_test and not search_only)
+    data: TuningData | None = _load_data(source, need_test=eval_test and not search_only)
     if workers > 1:
         data = None
     # the output folder only now, for the same reason: a refused command leaves no empty folder
@@ -264,7 +264,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                                          trials)
         with _trials_bar(progress, study, trials, study_name) as bar:
             try:
-                if workers == 1:
+                if data is not None:  # one worker, this process (several dropped it above)
                     run_search(study, data, space, trials, timeout, seed, bar)
                 elif finished_count(study) < trials and not grid_exhausted(study):
                     fail_dead_local_trials(study)  # here, once: not by K workers racing to re-queue

@@ -51,7 +51,7 @@ class _ReportCallback(Callback):
 
         self.trial.report(float(logs["val_acc"]), epoch)
         cfg = trainer.config
-        if cfg.iters is None and epoch >= cfg.epochs:
+        if cfg.iters is None and cfg.epochs is not None and epoch >= cfg.epochs:
             return  # the trial is finished: pruning it now would only throw its result away
         if self.trial.should_prune():
             self.trial.set_user_attr("epochs", epoch)

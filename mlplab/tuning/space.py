@@ -150,13 +150,20 @@ class Param:
     choices: tuple[Any, ...] = ()
     grid: tuple[Any, ...] | None = None
 
+    def bounds(self) -> tuple[float, float]:
+        """``(low, high)`` of a float or int knob (both set for those: the parser requires
+        them)."""
+        assert self.low is not None and self.high is not None, f"{self.name} has no range"
+        return self.low, self.high
+
     def suggest(self, trial: optuna.Trial) -> Any:
         if self.type == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
+        low, high = self.bounds()
         if self.type == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high),
+            return trial.suggest_int(self.name, int(low), int(high),
                                      step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+        return trial.suggest_float(self.name, low, high, step=self.step, log=self.log)
 
     def grid_values(self) -> list[Any]:
         if self.grid is not None:
@@ -164,7 +171,8 @@ class Param:
         if self.type == "categorical":
             return list(self.choices)
         if self.type == "int" and not self.log:
-            values = list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+            low, high = self.bounds()
+            values = list(range(int(low), int(high) + 1, int(self.step or 1)))
             if len(values) <= _MAX_INT_GRID:
                 return values
         tpe = setting("--sampler tpe", "sampler='tpe'")
@@ -402,4 +410,4 @@ def _max_value(param: Param | None, fixed: Any) -> float:
         return fixed if fixed is not None else 1
     if param.type == "categorical":
         return max(param.choices)
-    return param.high
+    return param.bounds()[1]

@@ -55,13 +55,16 @@ class StorageSpec:
         except Exception:  # noqa: BLE001 - only for display
             return self.url
 
+    def _grace(self, heartbeat: int) -> int:
+        """Seconds without a heartbeat before a running trial is stale: ``grace``, or two
+        heartbeats."""
+        return self.grace if self.grace is not None else 2 * heartbeat
+
     def open(self) -> optuna.storages.BaseStorage:
         """An Optuna storage object with heartbeats and the stale-trial callback configured."""
         import optuna
 
         callback = _stale_callback() if self.retry_failed else None
-        grace = self.grace if self.grace is not None else (
-            None if self.heartbeat is None else 2 * self.heartbeat)
         if self.url.startswith("journal:"):
             path = Path(self.url[len("journal:"):]).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +77,8 @@ class StorageSpec:
             with quiet_optuna_warnings():  # JournalStorage is "experimental" before Optuna 4.0
                 if self.heartbeat is None or storage_class is None:
                     return optuna.storages.JournalStorage(backend)
-                return storage_class(backend, self.heartbeat, grace, callback)
+                return storage_class(backend, self.heartbeat, self._grace(self.heartbeat),
+                                     callback)
         kwargs: dict[str, Any] = {}
         url = sqlalchemy_url(self.url)
         if url.startswith("sqlite"):
@@ -83,7 +87,8 @@ class StorageSpec:
         else:
             kwargs["engine_kwargs"] = {"pool_pre_ping": True}
         if self.heartbeat is not None:
-            kwargs.update(heartbeat_interval=int(self.heartbeat), grace_period=int(grace),
+            kwargs.update(heartbeat_interval=int(self.heartbeat),
+                          grace_period=int(self._grace(self.heartbeat)),
                           **_callback_kwarg(callback))
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -206,7 +211,9 @@ def _callback_kwarg(callback: StaleTrialCallback | None) -> dict[str, Any]:
 
 
 @functools.cache
-def _heartbeat_journal_storage_class() -> type[optuna.storages.JournalStorage] | None:
+def _heartbeat_journal_storage_class() -> Callable[
+        [BaseJournalBackend, int, int, StaleTrialCallback | None],
+        optuna.storages.JournalStorage] | None:
     """A ``JournalStorage`` with Optuna's heartbeat protocol (None if this Optuna lacks it)."""
     try:
         from optuna.storages import JournalStorage
@@ -214,10 +221,13 @@ def _heartbeat_journal_storage_class() -> type[optuna.storages.JournalStorage] |
         from optuna.trial import TrialState
     except ImportError:  # pragma: no cover - very old or very new Optuna
         return None
+    finished: type[Exception]
     try:
         from optuna.exceptions import UpdateFinishedTrialError
+
+        finished = UpdateFinishedTrialError
     except ImportError:  # Optuna < 4.3 raises a plain RuntimeError (which this one subclasses)
-        UpdateFinishedTrialError = RuntimeError
+        finished = RuntimeError
 
     class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         """Heartbeats as a time stamp in each running trial's system attributes. Optuna's
@@ -233,7 +243,7 @@ def _heartbeat_journal_storage_class() -> type[optuna.storages.JournalStorage] |
             self._stale_callback = callback
 
         def record_heartbeat(self, trial_id: int) -> None:
-            with contextlib.suppress(UpdateFinishedTrialError):
+            with contextlib.suppress(finished):
                 self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
         def _get_stale_trial_ids(self, study_id: int) -> list[int]:

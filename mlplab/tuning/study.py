@@ -98,4 +98,5 @@ def best_so_far(study: optuna.Study) -> tuple[int | None, float | None]:
     if not done:
         return None, None
     best = max(done, key=lambda t: (t.value, -t.number))
+    assert best.value is not None  # a complete trial has its value
     return best.number, float(best.value)

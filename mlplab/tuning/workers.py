@@ -66,9 +66,9 @@ def registrations(space: SearchSpace) -> dict[str, Any]:
     from mlplab.trainer import TrainConfig
 
     # what a trial uses where the space leaves the knob out: MLP's and TrainConfig's defaults
-    defaults = {"activation": models.MLP.__init__.__kwdefaults__["activation"],
+    defaults = {"activation": (models.MLP.__init__.__kwdefaults__ or {})["activation"],
                 "optimizer": TrainConfig.optimizer}
-    registered = {
+    registered: dict[str, dict[str, Any]] = {
         "activations": {n: (f, n in models._SIZED) for n, f in models.ACTIVATIONS.items()
                         if models.BUILT_IN_ACTIVATIONS.get(n) is not f},
         "optimizers": {n: c for n, c in optim.OPTIMIZERS.items()
