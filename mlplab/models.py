@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -310,6 +310,11 @@ class MLP:
             yield self._forward(X[start:start + EVAL_CHUNK], train=False)
 
     # ----------------------------------------------------------------------------- public API
+    @overload
+    def loss(self, X: np.ndarray, y: None = None, reg: float = 0.0) -> np.ndarray: ...
+    @overload
+    def loss(self, X: np.ndarray, y: np.ndarray,
+             reg: float = 0.0) -> tuple[float, dict[str, np.ndarray]]: ...
     def loss(self, X: np.ndarray, y: np.ndarray | None = None,
              reg: float = 0.0) -> np.ndarray | tuple[float, dict[str, np.ndarray]]:
         """Without ``y``: class probabilities (N, K) in evaluation mode. With ``y``: ``(loss,

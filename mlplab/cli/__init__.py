@@ -193,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     parser = build_parser()
     command, late = plugins.misplaced(argv)
-    if late and command in _subcommands(parser).choices:
+    commands = _subcommands(parser)
+    if late and commands is not None and command in commands.choices:
         # before the parse: it would first refuse a choice that only the plugin adds
         # (--activation elu) as invalid, and the user would never learn where --plugin goes
         _reject_unknown(parser, argparse.Namespace(command=command), late)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlplab.cli import flag, refuse_without_hidden_layer, seed_arg, usage_errors
 from mlplab.cli._types import parse_sizes
+
+if TYPE_CHECKING:
+    from mlplab.models import MLP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -146,7 +150,7 @@ def run_gradcheck(args: argparse.Namespace) -> int:
 NEAR_KINK = 1e-4
 
 
-def _failure_notes(model: object, X: np.ndarray, metric: str) -> list[str]:
+def _failure_notes(model: MLP, X: np.ndarray, metric: str) -> list[str]:
     """Why correct code can fail a check, where it applies: a unit on an activation's kink, or
     rounding on near-zero entries under --metric max. A wrong backward pass fails either way."""
     from mlplab.gradcheck import nearest_kink

@@ -39,7 +39,8 @@ def _split_at_command(argv: Sequence[str]) -> tuple[list[tuple[str, str | None]]
     on (from a ``--`` if that comes first)."""
     words, options, i = list(argv), [], 0
     while i < len(words) and words[i].startswith("-") and words[i] != "--":
-        option, eq, value = words[i].partition("=")
+        option, eq, text = words[i].partition("=")
+        value: str | None = text
         if not eq:
             takes_value = _is(option, "--plugin")
             value = words[i + 1] if takes_value and i + 1 < len(words) else None

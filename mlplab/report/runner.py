@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from mlplab import interrupts
 from mlplab._text import shell_command
@@ -304,7 +304,7 @@ def _check_same_data(ctx: Context, old: Section | None) -> None:
 
 def _print(log: TextIO | bool, line: str) -> None:
     if log not in (True, False):
-        print(line, file=log, flush=True)
+        print(line, file=cast("TextIO", log), flush=True)  # not True or False: a stream
 
 
 def _append_error_log(out: Path, key: str, text: str) -> None:

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from mlplab.trainer import History
     from mlplab.tuning.space import Param
 
+    #: a tuned network's candidate: (name, train acc, val acc, model, history, X_val, X_test,
+    #: iterations per epoch (or None), train_acc setting, info)
+    _Candidate = tuple[str, float, float, MLP, History, np.ndarray, np.ndarray, int | None, str,
+                       dict[str, Any]]
+
 #: tuning searches on standardised inputs (the search space's learning rates assume unit-scale
 #: features); the exercise's own runs use its mean-image subtraction
 TUNING_PREPROCESSING = "standardize"
@@ -268,8 +273,7 @@ def stage_q3_tuned(ctx: Context, section: Section) -> None:
     from mlplab.trainer import Trainer
 
     ds = ctx.need("dataset", "the dataset")
-    # (name, train acc, val acc, model, history, X_val, X_test, per-epoch, train_acc, info)
-    candidates = []
+    candidates: list[_Candidate] = []
     tuned = ctx.shared.get("tuning")
     if tuned is not None:
         data = tuning.prepare(ds, TUNING_PREPROCESSING)

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
 import matplotlib.pyplot as plt
+from matplotlib.rcsetup import cycler  # what matplotlib.cycler is (its stubs omit that name)
 
 from mlplab import plots as _plots
 
@@ -45,7 +45,7 @@ _RC = {
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "axes.prop_cycle": matplotlib.cycler(color=[COLORS[k] for k in (
+    "axes.prop_cycle": cycler(color=[COLORS[k] for k in (
         "train", "val", "test", "best", "exercise_init", "default_init", "loss", "neutral")]),
     "mathtext.fontset": "cm",
 }
