@@ -158,7 +158,8 @@ def short_repr(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def resolve_size(value: float | int | None, n: int, default: int, what: str) -> int:
+def resolve_size(value: float | np.floating | np.integer | None, n: int, default: int,
+                 what: str) -> int:
     """Turn a split size (count, or fraction in (0, 1)) into a count in [0, n]."""
     if value is None:
         return min(default, n)
