@@ -121,7 +121,7 @@ def norm_rel_error(a: np.ndarray, n: np.ndarray) -> float:
     relative errors of 1e-7..1e-6 in nets deeper than the exercise's, and on some draws up to
     1e-4 (3 of 30 seeds of ``mlplab gradcheck``'s default 32,16 net)."""
     a, n = _compared(a, n)
-    return float(np.linalg.norm(a - n) / max(1e-8, np.linalg.norm(a) + np.linalg.norm(n)))
+    return float(np.linalg.norm(a - n) / max(1e-8, float(np.linalg.norm(a) + np.linalg.norm(n))))
 
 
 def _error_function(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:

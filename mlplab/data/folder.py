@@ -317,7 +317,8 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
     ``_ColourImage`` instead of being made grey. ``advice``: what an unreadable file's error tells
     the user to do."""
     try:
-        with open_image(path) as im:
+        with open_image(path) as opened:
+            im: Image.Image = opened  # a plain Image once converted below
             if grey_only and im.mode not in GREY_MODES and not _grey_palette(im):
                 raise _ColourImage(path)
             orientation = _orientation(im)
