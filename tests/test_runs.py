@@ -1405,3 +1405,14 @@ def test_a_run_folders_loss_figure_has_its_epoch_axis(tmp_path, digits, monkeypa
                              batch_size=100, threads=1)
     # PyTorch's loader keeps the last, smaller batch of an epoch: one step more
     assert asked == [(len(torch_run.history.loss), len(torch_run.history.loss) // 2)]
+
+
+def test_config_summary_names_the_run_length_it_has():
+    """The one-line summary names iterations or epochs, whichever sets the length; a config with
+    neither (refused when training starts) said "None epochs" and now says "no length"."""
+    from mlplab.runs import RunConfig, config_summary
+
+    assert ", 3 epochs, " in config_summary(RunConfig(epochs=3))
+    assert ", 1 iteration, " in config_summary(RunConfig(epochs=None, iters=1))
+    text = config_summary(RunConfig(epochs=None, iters=None))
+    assert ", no length, " in text and "None" not in text
