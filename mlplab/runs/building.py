@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
             from None
 
 
-def moved_config(cfg: RunConfig, data: Any, data_dir: str | os.PathLike | None) -> RunConfig:
+def moved_config(cfg: RunConfig, data: object, data_dir: str | os.PathLike | None) -> RunConfig:
     """A finished run's config with its data moved to ``data_dir`` (None: where it was), for
     resuming or evaluating; given beside the loaded ``data`` it is refused as ambiguous."""
     if data_dir is None:

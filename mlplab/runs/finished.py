@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from mlplab.runs.files import (
     resume_command,
 )
 from mlplab.runs.splits import check_same_split
+
+if TYPE_CHECKING:
+    from mlplab.data import Dataset
 
 
 def _no_model_hint(run_dir: Path) -> str:
@@ -88,7 +91,7 @@ def finished_run_config(values: Any, path: Path | str = CONFIG_FILE) -> RunConfi
         raise ValueError(f"{path} is not a valid run configuration: {exc}") from None
 
 
-def evaluate_run(run: str | os.PathLike, split: str = "val", data: Any = None,
+def evaluate_run(run: str | os.PathLike, split: str = "val", data: Dataset | None = None,
                  data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Accuracy, per-class accuracy and confusion matrix of a run's model on one split of its
     dataset (loaded as the run was configured). ``data``: the run's dataset, already loaded;

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,7 +107,8 @@ class RunResult(RunOutcome):
 
 
 def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
-              out: str | os.PathLike | None = None, data: Any = None,
+              out: str | os.PathLike | None = None,
+              data: Dataset | Callable[[], Dataset] | None = None,
               callbacks: Sequence[Callback] = (), progress: bool = False, verbose: bool = False,
               plots: bool = True, **options: Any) -> RunResult:
     """Train one model as described by a configuration and (with ``out``) write a run folder.
@@ -196,7 +197,8 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
                                     f"{setting('--out', 'out')}.") from None
 
 
-def resume_run(run: str | os.PathLike, *, data: Any = None, callbacks: Sequence[Callback] = (),
+def resume_run(run: str | os.PathLike, *, data: Dataset | Callable[[], Dataset] | None = None,
+               callbacks: Sequence[Callback] = (),
                progress: bool = False, verbose: bool = False, plots: bool = True,
                data_dir: str | os.PathLike | None = None) -> RunResult:
     """Continue the run in folder ``run`` from its last checkpoint, to the end it was configured
@@ -330,8 +332,9 @@ def _refuse_loading_options(options: Mapping[str, Any], cfg: RunConfig, lent: Ru
                          f"mlplab.data.load_dataset({call}), or leave them out.")
 
 
-def _take_dataset(cfg: RunConfig, data: Any, image_shape: Sequence[int] | None = None,
-                  moved: str | None = None) -> tuple[Any, bool]:
+def _take_dataset(cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,
+                  image_shape: Sequence[int] | None = None,
+                  moved: str | None = None) -> tuple[Dataset, bool]:
     """The run's dataset and whether the run owns it: it does when it loads it itself (``data``
     None, or a function that loads it), and may then free what it no longer needs. ``moved`` as
     in :func:`load_run_dataset`."""
