@@ -37,12 +37,20 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 
 if TYPE_CHECKING:
     from mlplab.models import MLP
+
+
+@runtime_checkable
+class HasStateDict(Protocol):
+    """Preprocessing that a model file stores as arrays: a fitted
+    :class:`mlplab.data.transforms.Pipeline`, or anything with its ``state_dict()``."""
+
+    def state_dict(self) -> Mapping[str, Any]: ...
 
 MODEL_FORMAT = "mlplab-model"
 MODEL_VERSION = 1
@@ -309,7 +317,7 @@ def _check_npz_members(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- model files
-def model_arrays(model: MLP, preprocessing: Any = None,
+def model_arrays(model: MLP, preprocessing: HasStateDict | Mapping[str, Any] | None = None,
                  extra: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """The arrays of a model file (see the module docstring), for embedding in other archives
     such as checkpoints."""
@@ -338,7 +346,8 @@ def recorded_activation_module(path: str | os.PathLike) -> str | None:
     return meta.get("activation_module") if isinstance(meta, dict) else None
 
 
-def save_model(path: str | os.PathLike, model: MLP, preprocessing: Any = None,
+def save_model(path: str | os.PathLike, model: MLP,
+               preprocessing: HasStateDict | Mapping[str, Any] | None = None,
                extra: Mapping[str, Any] | None = None) -> Path:
     """Save ``model`` (an ``MLP``/``TwoLayerNet``) to ``path`` (``.npz``) atomically.
 
@@ -526,11 +535,12 @@ def parse_json_array(arr: np.ndarray, what: str) -> Any:
         raise ValueError(f"{what} is not valid JSON ({exc}).") from None
 
 
-def split_preprocessing(prep: Any) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+def split_preprocessing(prep: HasStateDict | Mapping[str, Any] | None
+                        ) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
     """Split preprocessing into its JSON description and its arrays."""
     if prep is None:
         return None, {}
-    if hasattr(prep, "state_dict"):  # a fitted transforms.Pipeline
+    if isinstance(prep, HasStateDict):  # has state_dict: a fitted transforms.Pipeline
         return {"type": "pipeline"}, {k: np.asarray(v) for k, v in prep.state_dict().items()}
     spec: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}

@@ -18,6 +18,7 @@ import numpy as np
 
 from mlplab import io
 from mlplab._validation import setting
+from mlplab.io import HasStateDict
 from mlplab.models import MLP
 from mlplab.trainer import Callback, History, Trainer
 
@@ -26,7 +27,8 @@ class CheckpointCallback(Callback):
     """Writes ``checkpoint.npz`` atomically at the end of every epoch and when training stops
     (including Ctrl-C): model, preprocessing and the trainer's complete state."""
 
-    def __init__(self, path: str | os.PathLike, preprocessing: Any, extra: dict[str, Any],
+    def __init__(self, path: str | os.PathLike,
+                 preprocessing: HasStateDict | Mapping[str, Any] | None, extra: dict[str, Any],
                  seconds_before: float = 0.0) -> None:
         self.path = Path(path)
         self.preprocessing = preprocessing
@@ -50,7 +52,8 @@ class CheckpointCallback(Callback):
         save_checkpoint(self.path, trainer, self.preprocessing, self.extra, self.seconds())
 
 
-def save_checkpoint(path: str | os.PathLike, trainer: Trainer, preprocessing: Any = None,
+def save_checkpoint(path: str | os.PathLike, trainer: Trainer,
+                    preprocessing: HasStateDict | Mapping[str, Any] | None = None,
                     extra: Mapping[str, Any] | None = None, seconds: float = 0.0) -> Path:
     """Model + preprocessing + ``trainer.state_dict()`` in one ``.npz`` (no pickle), atomically."""
     state = trainer.state_dict()
