@@ -313,7 +313,7 @@ LOADING_OPTIONS = ("dataset", "data_dir", "download", "val_size", "test_size", "
 
 
 def _refuse_loading_options(options: Mapping[str, Any], cfg: RunConfig, lent: RunConfig,
-                            ds: Any) -> None:
+                            ds: Dataset) -> None:
     """Refuse loading options given as keywords with a dataset loaded already (``data=``): the
     run records the dataset's own, so ``train_run(data=ds, val_size=100, image_size=16)`` trained
     on ds's split and size without a word. Left alone: the defaults, values the dataset has
