@@ -252,3 +252,40 @@ def test_flags_named_in_the_text_exist(where: str, span: str) -> None:
     named = {w.strip("[]").split("=")[0] for w in words if w.strip("[").startswith("--")}
     assert named <= flags, f"{where}: `mlplab {span}`: {sorted(named - flags)} not in " \
                            f"`{parser.prog}`"
+
+
+# Where each command's flags are documented: the README, data.md (the dataset options every
+# command shares) and the command's own pages.
+COMMAND_DOCS = {
+    "": [], "check": [], "gradcheck": [], "data": [], "evaluate": ["training.md"],
+    "predict": ["training.md"], "train": ["training.md", "accuracy.md"], "tune": ["tuning.md"],
+    "torch": ["pytorch.md"], "reproduce": ["report.md"],
+}
+
+
+def _options(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()
+             ) -> list[tuple[tuple[str, ...], str]]:
+    """(command words, option) of every option of the parser and its sub-commands."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _options(sub, (*words, name))
+        else:
+            found += [(words, o) for o in action.option_strings if o not in ("-h", "--help")]
+    return found
+
+
+OPTIONS = _options(build_parser())
+
+
+@pytest.mark.parametrize("words,option", OPTIONS,
+                         ids=[" ".join(["mlplab", *w, o]) for w, o in OPTIONS])
+def test_every_flag_is_documented(words: tuple[str, ...], option: str) -> None:
+    # a flag that `--help` shows but no page names is one a reader of the docs never learns of
+    pages = [ROOT / "README.md", ROOT / "docs" / "data.md"]
+    pages += [ROOT / "docs" / name for name in COMMAND_DOCS[words[0] if words else ""]]
+    text = "\n".join(page.read_text() for page in pages)
+    assert re.search(re.escape(option) + r"(?![\w-])", text), \
+        f"`mlplab {' '.join(words)} {option}` is in --help but in none of " \
+        f"{[p.name for p in pages]}"
