@@ -1,6 +1,7 @@
 """The documentation against the code: every command in README.md and docs/*.md parses with the
 CLI (or the benchmark script) it names, every ``mlplab.x.y`` it names exists, every repository path
-it names is there, and every Python block compiles.
+it names is there, every Python block compiles, every flag that ``--help`` shows is named in the
+docs, and every relative link (and its ``#anchor``) leads somewhere.
 
 Commands are only parsed, not run: a wrong or renamed flag, a removed choice or a value its type
 rejects fails here, which is how documentation drifts when options change. What the commands then
@@ -289,3 +290,26 @@ def test_every_flag_is_documented(words: tuple[str, ...], option: str) -> None:
     assert re.search(re.escape(option) + r"(?![\w-])", text), \
         f"`mlplab {' '.join(words)} {option}` is in --help but in none of " \
         f"{[p.name for p in pages]}"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+LINKS = [(f"{doc.relative_to(ROOT)}:{number}", doc, target)
+         for doc in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+         for number, line in enumerate(doc.read_text().splitlines(), 1)
+         for target in re.findall(r"\]\(([^)\s]+)\)", line)
+         if not re.match(r"[a-z]+:", target)]  # not https:, mailto: or data:
+
+
+@pytest.mark.parametrize("where,doc,target", LINKS, ids=[f"{w}:{t}" for w, _, t in LINKS])
+def test_documented_link_resolves(where: str, doc: Path, target: str) -> None:
+    path, _, anchor = target.partition("#")
+    linked = (doc.parent / path) if path else doc
+    assert linked.exists(), f"{where}: ({target}): no {linked.relative_to(ROOT)}"
+    if anchor and linked.suffix == ".md":
+        headings = re.findall(r"^#+ (.*)$", linked.read_text(), re.M)
+        assert anchor in {_anchor(h) for h in headings}, \
+            f"{where}: ({target}): no heading '#{anchor}' in {linked.relative_to(ROOT)}"
