@@ -360,6 +360,34 @@ def test_the_resume_command_printed_after_ctrl_c_keeps_the_threads(monkeypatch, 
     assert f"Continue with: mlplab train --resume {out} --threads 1\n" in capsys.readouterr().err
 
 
+def test_a_second_ctrl_c_prints_how_to_resume_from_the_kept_checkpoint(monkeypatch, capsys,
+                                                                      tmp_path):
+    """A second Ctrl-C ends the run at once, before it saves; its last end-of-epoch checkpoint
+    is still there and resumes it exactly. The command said only "mlplab: interrupted", and the
+    docs' "quits at once without saving" read as if the run were lost."""
+    import mlplab.runs
+
+    class CtrlCTwice(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            if iteration == 15:  # in epoch 2 of 11 iterations each: epoch 1 is checkpointed
+                os.kill(os.getpid(), signal.SIGINT)  # stop after this iteration...
+                os.kill(os.getpid(), signal.SIGINT)  # ...no: now
+
+    train_run = mlplab.runs.train_run
+    with monkeypatch.context() as patch:
+        patch.setattr(mlplab.runs, "train_run",
+                      lambda *a, **kw: train_run(*a, callbacks=[CtrlCTwice()], **kw))
+        out = tmp_path / "r"
+        assert main(["train", *TINY, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert not (out / "metrics.json").exists()  # not saved: the checkpoint is epoch 1's
+    assert f"Continue with: mlplab train --resume {out}\n" in err, err
+
+    assert main(["train", "--resume", str(out), "--quiet", "--no-plots"]) == 0
+    assert main(["train", *TINY, "--out", str(tmp_path / "uninterrupted")]) == 0
+    _assert_same_run(tmp_path / "uninterrupted", out)
+
+
 def test_a_ctrl_c_that_python_dropped_still_ends_the_command_with_130(monkeypatch, capsys):
     """Python drops a KeyboardInterrupt raised in a weakref callback or __del__ ("Exception
     ignored") and goes on; the command must not then report success."""

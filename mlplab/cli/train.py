@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from mlplab._text import counted, shell_command
@@ -241,7 +241,7 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume continues a run exactly as it was configured; drop "
                              f"{flags}.")
         print(f"resuming {args.resume}", file=sys.stderr)
-        with json_stdout(args.json):
+        with json_stdout(args.json), _resumable(args.resume, args):
             result = resume_run(args.resume, progress=progress, verbose=args.verbose,
                                 plots=args.plots, data_dir=args.data_dir)
     else:
@@ -275,7 +275,7 @@ def _train(args: argparse.Namespace) -> int:
         try:
             # a loader, not a loaded dataset: the run then owns the data and frees the raw
             # images it no longer needs (lower peak memory)
-            with json_stdout(args.json):
+            with json_stdout(args.json), _resumable(out, args):
                 result = train_run(cfg, out=out, data=load, progress=progress,
                                    verbose=args.verbose, plots=args.plots)
         except BaseException:
@@ -298,12 +298,32 @@ def _train(args: argparse.Namespace) -> int:
               f"{m['seconds']:.1f} s")
         print(f"run folder: {result.out}")
     if result.interrupted:
-        # the same thread count: the resumed run is bit-identical only with it
-        threads = f" --threads {args.threads}" if args.threads else ""
-        print(f"interrupted; checkpoint saved. Continue with: mlplab train --resume "
-              f"{shell_command([str(result.out)])}{threads}", file=sys.stderr)
+        print(f"interrupted; checkpoint saved. {_resume_command(result.out, args)}",
+              file=sys.stderr)
         return 130
     return 0
+
+
+def _resume_command(run: str | os.PathLike[str], args: argparse.Namespace) -> str:
+    # the same thread count: the resumed run is bit-identical only with it
+    threads = f" --threads {args.threads}" if args.threads else ""
+    return f"Continue with: mlplab train --resume {shell_command([str(run)])}{threads}"
+
+
+@contextlib.contextmanager
+def _resumable(run: str | os.PathLike[str], args: argparse.Namespace) -> Iterator[None]:
+    """A Ctrl-C that ends training before the run is saved (a second one, or one while the
+    results are written) leaves the run's last checkpoint, from which ``--resume`` finishes it
+    exactly: say so, rather than only "interrupted" (as if the run were lost)."""
+    from mlplab.runs import CHECKPOINT_FILE
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        if os.path.isfile(os.path.join(run, CHECKPOINT_FILE)):
+            print(f"interrupted before the run was saved; its last checkpoint is kept. "
+                  f"{_resume_command(run, args)}", file=sys.stderr)
+        raise
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
