@@ -114,7 +114,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "folder like mlplab train's: config.json, model.pt (PyTorch), model.npz "
                     "(the same weights as an mlplab.MLP with the input preprocessing, readable "
                     "by mlplab.io.load_model), history.csv, metrics.json and the plots loss.png, "
-                    "accuracy.png, confusion.png and (with a hidden layer) weights.png.")
+                    "accuracy.png, (with a validation split) confusion.png and (with a hidden "
+                    "layer) weights.png.")
     add_dataset_arguments(tr)
     tr.add_argument("--hidden", type=_hidden_list, default=[50], metavar="H[,H...]",
                     help="hidden layer sizes, e.g. 50 (the exercise) or 100,50; 'none': no "
