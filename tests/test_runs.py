@@ -347,6 +347,35 @@ def test_train_run_writes_a_complete_run_folder(tmp_path, digits):
         resume_run(out, data=digits)
 
 
+def test_an_out_folder_that_holds_a_run_is_refused_before_the_data_is_loaded(digits, tmp_path,
+                                                                           capsys):
+    """``mlplab train --out RUN`` again (the README's command, run twice) loaded, decoded or
+    downloaded the whole dataset first, and only then said that RUN already holds a run;
+    ``mlplab torch train`` checks --out first. A file in the way is refused as early."""
+    run = tmp_path / "run"
+    train_run(FAST, out=run, data=digits, plots=False)
+    loads = []
+
+    def load():
+        loads.append(1)
+        return digits
+
+    with pytest.raises(ValueError, match="already holds a completed run"):
+        train_run(FAST, out=run, data=load)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        train_run(FAST, out=tmp_path / "a-file", data=load)
+    assert loads == []
+    # on the command line: refused before a dataset that is not even there is looked for
+    assert main(["train", "--dataset", f"folder:{tmp_path / 'gone'}", "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"{run} already holds a completed run" in err and "no such folder" not in err
+    assert main(["train", "--dataset", f"folder:{tmp_path / 'gone'}",
+                 "--out", str(tmp_path / "new")]) == 1
+    assert "no such folder" in capsys.readouterr().err  # a new folder: the data's error
+    assert not (tmp_path / "new").exists()  # and nothing made for it
+
+
 def test_the_command_line_and_evaluate_import_nothing_heavy(tmp_path, digits):
     """``mlplab --help``, loading digits and ``mlplab evaluate`` stay clear of the seconds-long
     imports: scikit-learn (SciPy with it), Matplotlib, Optuna and PyTorch."""

@@ -64,6 +64,20 @@ def resume_command(run_dir: str | os.PathLike) -> str:
 
 
 def new_run_dir(out: str | os.PathLike) -> Path:
+    """Make the folder of a new run (see :func:`check_new_run_dir`) and return it."""
+    out_dir = check_new_run_dir(out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file on the path, a read-only or virtual file system
+        raise ValueError(f"cannot create the run folder {out_dir}: "
+                         f"{io.why_no_folder(out_dir, exc)}; choose another "
+                         f"{setting('--out', 'out')}.") from exc
+    return out_dir
+
+
+def check_new_run_dir(out: str | os.PathLike) -> Path:
+    """Refuse ``out`` for a new run if it is a file or holds a run already; changes nothing, so
+    that a run can say so before it loads its data."""
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} is a file; the run needs a folder: choose another "
@@ -78,12 +92,6 @@ def new_run_dir(out: str | os.PathLike) -> Path:
                          f"resume_run({str(out_dir)!r})")
         raise ValueError(f"{out_dir} already holds a run; choose another "
                          f"{setting('--out', 'out')}, or continue it with {resume}.")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a file on the path, a read-only or virtual file system
-        raise ValueError(f"cannot create the run folder {out_dir}: "
-                         f"{io.why_no_folder(out_dir, exc)}; choose another "
-                         f"{setting('--out', 'out')}.") from exc
     return out_dir
 
 

@@ -39,6 +39,7 @@ from mlplab.runs.files import (
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    check_new_run_dir,
     inner_run_folder,
     new_run_dir,
     read_metrics,
@@ -154,6 +155,8 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         else:
             cfg = build_config(**{**base, **options})
     cfg = absolute_config_paths(cfg)
+    if out is not None:  # before the data, which may take long to load (or download)
+        check_new_run_dir(out)
     ds, owned = _take_dataset(cfg, data)
     require_classes(ds)
     crop_padding(cfg, ds.image_shape)  # before anything is written
