@@ -548,6 +548,28 @@ def test_crop_fill_black_pads_with_the_preprocessed_background(tmp_path, capsys)
     assert "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv,meant", [
+    (["tune", "--trials", "1", "--quiet"], "--no-progress"),
+    (["torch", "train", "--quiet"], "--no-progress"),
+    (["train", "--no-progress"], "--quiet"),
+    (["data", "info", "digits", "--data-seed", "1"], "--seed"),
+    (["tune", "--trials", "1", "--data-seed", "1"], "--seed"),
+    (["reproduce", "--data-seed", "1"], "--seed"),
+    (["torch", "train", "--std", "0.01"], "--init-std"),
+    (["train", "--init-std", "0.01"], "--std"),
+])
+def test_a_flag_another_command_spells_differently_is_suggested_by_this_ones_name(
+        argv, meant, capsys):
+    """``mlplab tune --quiet`` was asked "did you mean --out?", ``mlplab data info --data-seed``
+    "--data-dir?" and ``mlplab torch train --std`` "--seed?": look-alikes of another meaning.
+    The flag that means the same here (train's --quiet is tune's --no-progress; the --seed of
+    data, tune and reproduce seeds the splits, as train's --data-seed) is suggested instead."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert f"(did you mean {meant}?)" in capsys.readouterr().err
+
+
 def test_an_unknown_flag_is_reported_by_its_command_with_the_closest_flag(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", *TINY, "--augmentation", "flip"])

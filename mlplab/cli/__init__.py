@@ -126,6 +126,13 @@ def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction 
     return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
 
 
+#: flags that mean the same but are spelt differently by different commands: typed to the other
+#: command, the one it has is suggested, not a look-alike of another meaning (`mlplab tune
+#: --quiet` was asked "did you mean --out?"). The --seed of data, tune and reproduce seeds the
+#: splits, as --data-seed does for train and torch.
+_SAME_MEANING = (("--quiet", "--no-progress"), ("--data-seed", "--seed"), ("--std", "--init-std"))
+
+
 def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
                     unknown: list[str]) -> None:
     """Exit 2 with ``mlplab <command>: error: unrecognized arguments`` from the (sub)command's
@@ -140,7 +147,11 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
     flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
 
     def closest(arg: str) -> str | None:
-        match = difflib.get_close_matches(arg.split("=")[0], flags, n=1, cutoff=0.6)
+        name = arg.split("=")[0]
+        same = [b for pair in _SAME_MEANING if name in pair for b in pair if b != name]
+        if same and same[0] in flags:
+            return same[0]
+        match = difflib.get_close_matches(name, flags, n=1, cutoff=0.6)
         return match[0] if match else None
 
     hints = sorted({h for u in unknown if u.startswith("-") and (h := closest(u))})
