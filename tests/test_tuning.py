@@ -1403,3 +1403,22 @@ def test_a_default_the_workers_could_not_import_is_refused_too(digits, tmp_path,
     with pytest.raises(ValueError, match=r"registered optimizer 'sgd'.*workers=1"):
         tune(digits, trials=1, search_space=TINY, out=tmp_path / "b", progress=False,
              search_only=True, workers=2)
+
+
+@pytest.mark.parametrize("flags,knob", [(["--epochs", "3"], "epochs: 3"),
+                                        (["--lr=0.1"], "lr: 0.1"),
+                                        (["--hidden", "50"], "hidden_size: 50"),
+                                        (["--batch-size", "100", "--reg", "0.1"],
+                                         "batch_size: 100")])
+def test_a_training_flag_given_to_tune_points_to_the_search_space(flags, knob, capsys,
+                                                                 tmp_path):
+    """``mlplab tune --epochs 3`` (to make trials shorter) was answered "did you mean
+    --preprocess?", ``--lr 0.1`` "--sampler?": the trials take their settings from the search
+    space, which is what the error now says, with the knob's line for a YAML file."""
+    with pytest.raises(SystemExit) as exc:
+        main(["tune", "--trials", "1", "--out", str(tmp_path / "t"), *flags])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "search space" in err and f"`{knob}`" in err and "did you mean" not in err, err
+    assert not (tmp_path / "t").exists()
+    assert knob.split(":")[0] in KNOBS  # a knob the YAML schema accepts

@@ -154,8 +154,14 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
         match = difflib.get_close_matches(name, flags, n=1, cutoff=0.6)
         return match[0] if match else None
 
-    hints = sorted({h for u in unknown if u.startswith("-") and (h := closest(u))})
-    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    # a command's own word on flags it lacks: (what to say, the flags that covers)
+    explain = getattr(args, "unknown_hint", None)
+    special, covered = explain(unknown) if explain is not None else (None, ())
+    hints = sorted({h for u in unknown if u.startswith("-") and u.split("=")[0] not in covered
+                    and (h := closest(u))})
+    notes = [f"did you mean {', '.join(hints)}?"] if hints else []
+    notes += [special] if special else []
+    hint = f" ({'; '.join(notes)})" if notes else ""
     if any(u.split("=")[0] == "--plugin" for u in unknown):
         hint = f" (--plugin goes before the command: mlplab --plugin MODULE {args.command} ...)"
     parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")

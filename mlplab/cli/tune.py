@@ -98,7 +98,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--json", action="store_true", help="print the summary as JSON")
     o.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
-    p.set_defaults(func=run_tune)
+    p.set_defaults(func=run_tune, unknown_hint=_knob_hint)
+
+
+def _knob_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
+    """What to say of training flags given to tune (``--epochs 3``, as to mlplab train): each
+    trial takes them from the search space, where they are knobs."""
+    from mlplab.tuning.space import KNOBS
+
+    knobs, flags = [], set()
+    for i, word in enumerate(unknown):
+        name, eq, value = word.partition("=")
+        knob = {"--hidden": "hidden_size"}.get(name, name[2:].replace("-", "_"))
+        if not name.startswith("--") or knob not in KNOBS:
+            continue
+        if not eq and i + 1 < len(unknown) and not unknown[i + 1].startswith("--"):
+            value = unknown[i + 1]
+        knobs.append((knob, value or "VALUE"))
+        flags.add(name)
+    if not knobs:
+        return None, flags
+    names = ", ".join(k for k, _ in knobs)
+    return (f"the trials take {names} from the search space: fix or search "
+            f"{'it' if len(knobs) == 1 else 'them'} in a --search-space FILE.yaml, e.g. "
+            f"`{knobs[0][0]}: {knobs[0][1]}`, see docs/tuning.md"), flags
 
 
 def data_source(args: argparse.Namespace) -> DatasetSource:
