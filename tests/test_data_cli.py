@@ -67,6 +67,22 @@ def test_show_draws_the_split_its_help_says(tmp_path, capsys):
     assert "(2 test images per class, 10 classes)" in capsys.readouterr().out
 
 
+def test_show_says_up_to_when_a_class_has_fewer_images_than_it_draws(tmp_path, capsys):
+    """digits' validation classes hold 17 to 19 images: ``--per-class 50`` drew 19 rows, and
+    said "19 val images per class" of classes with 17 in their column."""
+    from mlplab.data import load_dataset
+
+    counts = np.bincount(load_dataset("digits").y_val)
+    assert counts.min() < counts.max()
+    out = tmp_path / "grid.png"
+    assert main(["data", "show", "digits", "--split", "val", "--per-class", "50",
+                 "--out", str(out)]) == 0
+    assert f"(up to {counts.max()} val images per class," in capsys.readouterr().out
+    assert main(["data", "show", "digits", "--split", "val", "--per-class",
+                 str(counts.min()), "--out", str(out)]) == 0
+    assert f"({counts.min()} val images per class," in capsys.readouterr().out
+
+
 def test_show_as_the_network_sees_them(tmp_path, capsys):
     """``data show --augment ...`` draws the images as training feeds them to the network; bad
     augmentation options are usage errors, and nothing is written."""

@@ -257,7 +257,9 @@ def run_show(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: {blocker} is a file, not a folder; choose another --out.")
     ds = load_dataset_from_args(args)
     # no more rows than the largest class of the split has images
-    per_class = int(min(args.per_class, max(np.bincount(ds.split(args.split)[1], minlength=1))))
+    counts = np.bincount(ds.split(args.split)[1], minlength=max(ds.num_classes, 1))
+    per_class = int(min(args.per_class, counts.max()))
+    up_to = "up to " if counts.min() < per_class else ""  # a column of a smaller class is short
     view, title, what = None, None, ""
     if given:
         from mlplab.runs import RunConfig, make_network_view
@@ -278,7 +280,7 @@ def run_show(args: argparse.Namespace) -> int:
         # temporary file written first, in the words every command's output folder uses
         raise CLIError(f"cannot write {out}: {why_no_folder(out.parent, exc)}; choose another "
                        "--out.") from exc
-    print(f"wrote {path} ({per_class} {args.split} images per class, {ds.num_classes} "
+    print(f"wrote {path} ({up_to}{per_class} {args.split} images per class, {ds.num_classes} "
           f"classes{what})")
     return 0
 
