@@ -570,6 +570,23 @@ def test_a_flag_another_command_spells_differently_is_suggested_by_this_ones_nam
     assert f"(did you mean {meant}?)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags,said", [
+    (["--trials", "5"], "--budget"), (["--epochs", "2"], "--budget"),
+    (["--train-size", "1000"], "--budget"), (["--quiet"], "--progress"),
+    (["--no-progress"], "--progress"),
+])
+def test_a_flag_reproduce_lacks_points_to_what_sets_it(flags, said, capsys, tmp_path):
+    """``mlplab reproduce --trials 5`` (to make the study quicker) was asked "did you mean
+    --threads?", ``--quiet`` "--out?": the budget sets the work of every stage, and progress
+    bars are off unless --progress."""
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "--out", str(tmp_path / "r"), *flags])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # the error, not the usage above it
+    assert said in err and "did you mean" not in err, err
+    assert not (tmp_path / "r").exists()
+
+
 def test_an_unknown_flag_is_reported_by_its_command_with_the_closest_flag(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", *TINY, "--augmentation", "flip"])

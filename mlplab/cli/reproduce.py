@@ -50,7 +50,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "stage that failed")
     p.add_argument("--progress", action="store_true",
                    help="progress bars inside long stages (a line per stage is always printed)")
-    p.set_defaults(func=run_reproduce)
+    p.set_defaults(func=run_reproduce, unknown_hint=_budget_hint)
+
+
+#: flags of train, tune and torch whose work the budget sets for every stage of the study
+_BUDGET_FLAGS = {"--trials", "--epochs", "--iters", "--train-size", "--timeout", "--workers",
+                 "--layers", "--hidden", "--hidden-size", "--search-space", "--prune"}
+
+
+def _budget_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
+    """What to say of flags that tune or train the study's stages (``--trials 5``, to make it
+    quicker) or silence it (``--quiet``, as mlplab train's)."""
+    flags = {u.split("=")[0] for u in unknown if u.startswith("--")}
+    notes, covered = [], set()
+    if flags & _BUDGET_FLAGS:
+        covered |= flags & _BUDGET_FLAGS
+        notes.append("--budget quick|standard|full sets the trials, epochs and sizes of every "
+                     "stage, and reproduce(..., budget=Budget(...)) from Python any others")
+    if flags & {"--quiet", "--no-progress"}:
+        covered |= flags & {"--quiet", "--no-progress"}
+        notes.append("progress bars are off unless --progress; the line per stage is always "
+                     "printed")
+    return "; ".join(notes) or None, covered
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
