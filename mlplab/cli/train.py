@@ -262,6 +262,7 @@ def _train(args: argparse.Namespace) -> int:
         root_made = not args.out and not os.path.isdir(root)
         claimed = None if args.out else default_run_dir(root, claim=True)
         out = args.out or claimed
+        assert out is not None  # one of the two is set
 
         def load() -> Dataset:
             data = load_dataset_from_args(args)
@@ -298,6 +299,7 @@ def _train(args: argparse.Namespace) -> int:
               f"{m['seconds']:.1f} s")
         print(f"run folder: {result.out}")
     if result.interrupted:
+        assert result.out is not None  # the command always gives train_run a folder
         print(f"interrupted; checkpoint saved. {_resume_command(result.out, args)}",
               file=sys.stderr)
         return 130
