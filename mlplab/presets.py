@@ -1,10 +1,13 @@
 """Named training recipes: plain data, a dict of :class:`mlplab.runs.RunConfig` fields.
 
-A preset carries everything that defines a run except the dataset: the model (hidden sizes,
-activation, initialisation), the trainer (optimiser, learning rate and schedule, L2, batch size,
-length, sampling) and the preprocessing. ``mlplab train --preset NAME`` starts from it and any flag
-given on the command line overrides one field; ``runs.build_config(preset=NAME, **fields)`` does
-the same in Python. New recipes (e.g. ``twolayer-best``, ``deep-best``) are added with
+A preset carries everything that defines a run: the model (hidden sizes, activation,
+initialisation), the trainer (optimiser, learning rate and schedule, L2, batch size, length,
+sampling) and the preprocessing. The accuracy presets also name the dataset they were made for,
+the run's dataset unless one is given (without it, ``--preset twolayer-best-fashion`` trained on
+the digits, the default, with that preset's split of no validation images). ``mlplab train
+--preset NAME`` starts from it and any flag given on the command line overrides one field;
+``runs.build_config(preset=NAME, **fields)`` does the same in Python. New recipes (e.g.
+``twolayer-best``, ``deep-best``) are added with
 :func:`register_preset` or by adding an entry to ``PRESETS``.
 
 The exercise's presets reproduce its training exactly: a two-layer ReLU net initialised with
@@ -90,6 +93,7 @@ _BEST: dict[str, Any] = {
 PRESETS.update({
     "twolayer-best": {
         **_BEST,
+        "dataset": "cifar10",  # the data it was made for, unless another is given
         # One wide hidden layer. A 2,048-unit layer is far from its capacity limit on CIFAR-10, so
         # the recipe is about regularising it without slowing it down: flips and crops of up to 2
         # pixels (4-pixel crops with L2 2e-4 under-fitted: 61% train, 58.8% validation after 30
@@ -103,6 +107,7 @@ PRESETS.update({
     },
     "deep-best": {
         **_BEST,
+        "dataset": "cifar10",  # the data it was made for, unless another is given
         # Three hidden layers with batch norm (keeps a 0.05 learning rate stable through depth)
         # and dropout, the augmentation of twolayer-best. With dropout 0.1 and 40 epochs it
         # reached 63.5% validation at 77.6% train, over-fitting more than the two-layer net: so
@@ -119,6 +124,7 @@ PRESETS.update({
     # Measured (docs/results.md): 54.0% validation, 54.7% held-out, 42 s wall on two threads.
     "twolayer-fast": {
         **_BEST,
+        "dataset": "cifar10",  # the data it was made for, unless another is given
         "description": "one hidden layer of 2048, no augmentation, momentum 0.9, lr 0.02, 1 "
                        "warm-up epoch + cosine, reg 5e-4, label smoothing 0.1, batch 200, 4 "
                        "epochs (CIFAR-10: over 53.4% validation in about a minute of CPU time)",
@@ -146,6 +152,7 @@ PRESETS.update({
     # 57 s on 2 cores (on 55,000 images: 91.2% validation at the end, 90.8% test, 4 min 46 s).
     "twolayer-best-fashion": {
         **_BEST,
+        "dataset": "fashion-mnist",  # the data it was made for, unless another is given
         "description": "Fashion-MNIST: square root of the intensities, then standardisation; "
                        "one hidden layer of 1024, dropout 0.2, flips, momentum "
                        "0.9, lr 0.05, 1 warm-up epoch + cosine, reg 5e-5, label smoothing 0.1, "
@@ -169,6 +176,7 @@ PRESETS.update({
     # on the current engine and a slower host (fifteenth session): 91.35% test, 19 min 37 s.
     "deep-best-fashion": {
         **_BEST,
+        "dataset": "fashion-mnist",  # the data it was made for, unless another is given
         "description": "Fashion-MNIST: square root of the intensities, then standardisation; "
                        "hidden 1024-1024, dropout 0.2, flips + 1-pixel crops padded with the "
                        "black background, momentum 0.9, lr 0.05, 1 warm-up epoch + cosine, reg "

@@ -17,20 +17,23 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "accuracy.md"
 
 # The recipes as docs/accuracy.md states them (written out again here, not read from presets.py).
 RECIPES = {
-    "twolayer-best": dict(hidden=[2048], dropout=0.0, batchnorm=False, augment=["flip", "crop"],
-                          crop_padding=2, lr=0.02, reg=1e-4, batch_size=200, epochs=60),
-    "deep-best": dict(hidden=[2048, 1024, 512], dropout=0.2, batchnorm=True,
+    "twolayer-best": dict(dataset="cifar10", hidden=[2048], dropout=0.0, batchnorm=False,
+                          augment=["flip", "crop"], crop_padding=2, lr=0.02, reg=1e-4,
+                          batch_size=200, epochs=60),
+    "deep-best": dict(dataset="cifar10", hidden=[2048, 1024, 512], dropout=0.2, batchnorm=True,
                       augment=["flip", "crop"], crop_padding=2, lr=0.05, reg=1e-4,
                       batch_size=200, epochs=100),
-    "twolayer-fast": dict(hidden=[2048], dropout=0.0, batchnorm=False, augment=[], lr=0.02,
-                          reg=5e-4, batch_size=200, epochs=4),
-    "twolayer-best-fashion": dict(preprocessing="sqrt-standardize", hidden=[1024], dropout=0.2,
-                                  batchnorm=False, augment=["flip"], lr=0.05, reg=5e-5,
-                                  batch_size=128, epochs=100, patience=None, val_size=0),
-    "deep-best-fashion": dict(preprocessing="sqrt-standardize", hidden=[1024, 1024],
-                              dropout=0.2, batchnorm=False, augment=["flip", "crop"],
-                              crop_padding=1, crop_fill="black", lr=0.05, reg=5e-5,
-                              batch_size=128, epochs=140, patience=None, val_size=0),
+    "twolayer-fast": dict(dataset="cifar10", hidden=[2048], dropout=0.0, batchnorm=False,
+                          augment=[], lr=0.02, reg=5e-4, batch_size=200, epochs=4),
+    "twolayer-best-fashion": dict(dataset="fashion-mnist", preprocessing="sqrt-standardize",
+                                  hidden=[1024], dropout=0.2, batchnorm=False, augment=["flip"],
+                                  lr=0.05, reg=5e-5, batch_size=128, epochs=100, patience=None,
+                                  val_size=0),
+    "deep-best-fashion": dict(dataset="fashion-mnist", preprocessing="sqrt-standardize",
+                              hidden=[1024, 1024], dropout=0.2, batchnorm=False,
+                              augment=["flip", "crop"], crop_padding=1, crop_fill="black",
+                              lr=0.05, reg=5e-5, batch_size=128, epochs=140, patience=None,
+                              val_size=0),
 }
 SHARED = dict(preprocessing="standardize", init="he", activation="relu", optimizer="momentum",
               momentum=0.9, schedule="cosine", warmup_epochs=1.0, min_lr=0.0,
@@ -55,6 +58,35 @@ def test_preset_is_the_documented_recipe(name):
         assert word in desc, (name, word)
     # and the user guide has a row for it
     assert re.search(rf"`{re.escape(name)}`", DOCS.read_text()), name
+
+
+@pytest.mark.parametrize("argv, dataset", [
+    (["--preset", "twolayer-best-fashion"], "fashion-mnist"),
+    (["--preset", "deep-best"], "cifar10"),
+    (["--preset", "deep-best-fashion", "--dataset", "digits"], "digits"),
+    (["--preset", "exercise-default"], "digits"),
+    ([], "digits"),
+])
+def test_an_accuracy_preset_trains_on_its_own_dataset_unless_one_is_given(argv, dataset,
+                                                                         monkeypatch, tmp_path):
+    """`mlplab train --preset twolayer-best-fashion` trained on the digits, the default dataset,
+    with the preset's split of no validation images: a preset made for one dataset now names it,
+    and --dataset still chooses another. The exercise's presets keep the default."""
+    import mlplab.runs
+
+    seen = {}
+
+    class Recorded(Exception):
+        pass
+
+    def record(cfg, **kwargs):
+        seen["dataset"] = cfg.dataset
+        raise Recorded  # stop before anything loads or trains
+
+    monkeypatch.setattr(mlplab.runs, "train_run", record)
+    with pytest.raises(Recorded):
+        main(["--debug", "train", *argv, "--out", str(tmp_path / "r")])
+    assert seen["dataset"] == dataset
 
 
 def test_existing_presets_are_unchanged():

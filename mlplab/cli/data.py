@@ -50,20 +50,22 @@ def _image_size(text: str) -> str:
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = False,
-                          default: str | None = "digits", val_size_note: str = "") -> None:
+                          default: str | None = "digits", val_size_note: str = "",
+                          dataset_default_note: str = "digits") -> None:
     """Add ``--dataset`` (or a positional ``NAME``), ``--data-dir``, ``--download``,
     ``--mirror``, ``--val-size``, ``--test-size``, ``--image-size`` and ``--no-cache`` to
     ``parser`` (``--seed`` is left to the caller); read them back with
     :func:`load_dataset_from_args`. ``val_size_note`` ends ``--val-size``'s list of defaults (for
     a command whose presets set the split). ``default=None`` leaves ``--dataset`` None unless it
-    is given (the caller fills in digits), so that the caller can tell whether it was.
+    is given (the caller fills in digits), so that the caller can tell whether it was;
+    ``dataset_default_note`` then says what the default is.
     """
     g = parser.add_argument_group("data")
     if positional:
         g.add_argument("dataset", metavar="NAME", help=DATASET_HELP)
     else:
         g.add_argument("--dataset", metavar="NAME", default=default,
-                       help=f"{DATASET_HELP} (default: {default or 'digits'})")
+                       help=f"{DATASET_HELP} (default: {default or dataset_default_note})")
     g.add_argument("--data-dir", metavar="DIR", default=None,
                    help="where the dataset files are (and --download puts them); default "
                         "$MLPLAB_DATA or ~/.cache/mlplab")

@@ -71,7 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run folder to create (default: runs/<timestamp>)")
     # default None: --resume can tell a given --dataset from the default
     add_dataset_arguments(p, default=None, val_size_note="; the Fashion-MNIST accuracy presets: "
-                                                        "0, every training image")
+                                                        "0, every training image",
+                          dataset_default_note="digits; an accuracy preset's own: cifar10 or "
+                                               "fashion-mnist")
     g = p.add_argument_group("data handling")
     g.add_argument("--data-seed", type=seed_arg, default=None,
                    help="seed of the digits/folder validation and test splits (default: 0, "
