@@ -38,6 +38,24 @@ def test_digits_matches_sklearn_and_is_stratified():
     assert not np.array_equal(ds.y_val, other.y_val)
 
 
+def test_an_unseeded_split_is_random_but_says_its_seed(tmp_path):
+    """seed=None draws the split's seed and records it (load_options, notes), so the same split
+    can be loaded again; before, the seed was unknown and a run could not rebuild its split."""
+    first, second = load_dataset("digits", seed=None), load_dataset("digits", seed=None)
+    assert not np.array_equal(first.X_val, second.X_val)  # random: 2**32 seeds
+    seed = first.load_options["seed"]
+    assert isinstance(seed, int) and f"seed {seed})" in first.notes[-1]
+    again = load_dataset("digits", seed=seed)
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(again.split(split)[0], first.split(split)[0])
+        np.testing.assert_array_equal(again.split(split)[1], first.split(split)[1])
+    _write_images(tmp_path / "pics", ["cat", "dog", "emu"], 10)
+    ds = load_dataset(f"folder:{tmp_path / 'pics'}", seed=None)
+    again = load_dataset(f"folder:{tmp_path / 'pics'}", seed=ds.load_options["seed"])
+    np.testing.assert_array_equal(again.y_val, ds.y_val)
+    np.testing.assert_array_equal(again.X_test, ds.X_test)
+
+
 def test_split_sizes_and_errors():
     ds = load_dataset("digits", val_size=100, test_size=0.5)
     assert len(ds.y_test) == 898 and len(ds.y_val) == 100 and len(ds.y_train) == 1797 - 998

@@ -524,6 +524,20 @@ def test_a_lent_dataset_records_the_seed_and_image_size_it_was_loaded_with(tmp_p
     np.testing.assert_array_equal(again.X_val, ds.X_val)
 
 
+def test_a_run_on_an_unseeded_split_records_the_seed_drawn_and_evaluates(tmp_path):
+    """load_dataset(seed=None) splits at random; the run recorded data_seed 0, so evaluate_run
+    rebuilt another split and refused the run's own data as "the data changed since"."""
+    ds = load_dataset("digits", seed=None)
+    res = train_run({**FAST, "epochs": 1}, data=ds, out=tmp_path / "r", plots=False)
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    again = load_dataset("digits", seed=cfg["data_seed"])  # the recorded seed rebuilds the split
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(again.split(split)[0], ds.split(split)[0])
+    ev = evaluate_run(tmp_path / "r")
+    pred = res.model.predict(res.preprocessing.transform(ds.X_val))
+    assert ev["accuracy"] == pytest.approx(np.mean(pred == ds.y_val))
+
+
 def test_run_folder_mistakes_say_what_to_do(tmp_path, digits):
     """evaluate_run on a tuning folder points to the run inside it; on an empty folder it asks
     for a run folder, and on one without config.json says what is missing (not a bare

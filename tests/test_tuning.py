@@ -1041,6 +1041,27 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
     assert err.count("\n") == 1
 
 
+def test_a_source_of_an_unseeded_split_splits_once_for_every_load():
+    """DatasetSource with seed None: each load (every worker's, the retraining's) drew its own
+    random split, so trials were scored on different validation images, and the study recorded
+    no seed at all (the description of seed 0's). The seed is now drawn once and recorded."""
+    import pickle
+
+    from mlplab.tuning import DatasetSource
+
+    user_kwargs = {"seed": None}
+    src = DatasetSource("digits", user_kwargs, train_size=500)
+    seed = src.describe()["seed"]
+    assert isinstance(seed, int) and user_kwargs == {"seed": None}  # the caller's dict is left
+    here, worker = src.load(), pickle.loads(pickle.dumps(src)).load()
+    reference = load_dataset("digits", seed=seed)  # the recorded seed rebuilds the splits
+    for data in (here, worker):
+        np.testing.assert_array_equal(data.dataset.X_val, reference.X_val)
+        np.testing.assert_array_equal(data.y_train, here.y_train)  # the same training subset
+    assert DatasetSource("digits", {"seed": None}).describe() != \
+        DatasetSource("digits", {}).describe()  # not mistaken for seed 0's data on resume
+
+
 def test_train_size_out_of_range_names_the_argument_in_python():
     from mlplab.tuning.data import subset_train
 

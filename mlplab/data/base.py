@@ -185,6 +185,14 @@ def resolve_size(value: float | np.floating | np.integer | None, n: int, default
     return count
 
 
+def draw_seed() -> int:
+    """A random split seed, in the range ``load_dataset`` accepts (below ``2**32 - 1``: the
+    validation split uses ``seed + 1``), for a split asked for without one."""
+    import secrets
+
+    return secrets.randbelow(2**32 - 1)
+
+
 def stratified_split(y: np.ndarray, n_holdout: int, seed: int | None
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified split: ``(keep, holdout)`` index arrays, each sorted (original order).

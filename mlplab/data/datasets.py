@@ -19,6 +19,7 @@ from mlplab.data.base import (
     Dataset,
     DatasetError,
     check_data_dir,
+    draw_seed,
     pil_bilinear,
     resolve_size,
     stratified_split,
@@ -199,7 +200,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         exercise's split) and ``test_size`` keeps the first N test images (default all).
         ``digits`` and folders use seeded stratified splits (defaults 10% each).
     image_size : resize every image to N x N or (H, W); default: keep the files' size.
-    seed : seed of the stratified splits.
+    seed : seed of the stratified splits; None draws one at random, which ``load_options``
+        and ``notes`` record (a run trained on the dataset loads the same splits again).
     mirror : base URL replacing the official download location.
     cache : keep decoded image folders in a cache file (see :mod:`mlplab.data.folder`).
     channels : folders only: 1 or 3 decodes every image as grey or RGB (a run's own layout);
@@ -218,6 +220,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     size = parse_image_size(image_size)
     key = name.strip()
     low = key.lower()
+    if seed is None and (low.startswith("folder:") or _ALIASES.get(low) == "digits"):
+        # a random split, but one whose seed is known: load_options and the notes record it, so
+        # that a run trained on these splits can load them again (evaluate, --resume)
+        seed = draw_seed()
     if low.startswith("folder:"):
         from mlplab.data.folder import load_folder
 

@@ -65,7 +65,8 @@ class DataSource:
 class DatasetSource(DataSource):
     """``mlplab.data.load_dataset(name, **kwargs)``, an optional stratified training subset of
     ``train_size`` images, then the ``preprocess`` recipe (:data:`mlplab.data.PREPROCESSING`)
-    fitted on the training split."""
+    fitted on the training split. A ``seed`` of None in ``kwargs`` is replaced by one drawn at
+    random when the source is made, so that every load of it gives the same splits."""
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +75,14 @@ class DatasetSource(DataSource):
 
     #: load_dataset arguments that say where the files are, not what the data is
     LOCATION_ARGS = ("data_dir", "download", "mirror", "cache")
+
+    def __post_init__(self) -> None:
+        if "seed" in self.kwargs and self.kwargs["seed"] is None:
+            # a random split drawn once, here: every worker's load, the best trial's retraining
+            # and the study's record (describe) then share it, where each load would draw its own
+            from mlplab.data.base import draw_seed
+
+            self.kwargs = {**self.kwargs, "seed": draw_seed()}
 
     def describe(self) -> dict[str, Any]:
         kw = {k: v for k, v in self.kwargs.items()
