@@ -1,6 +1,7 @@
 """load_dataset: the bundled digits and image folders (official formats: test_data_formats.py)."""
 
 import os
+import pickle
 import tracemalloc
 
 import numpy as np
@@ -61,8 +62,10 @@ def test_split_sizes_and_errors():
     assert len(ds.y_test) == 898 and len(ds.y_val) == 100 and len(ds.y_train) == 1797 - 998
     with pytest.raises(DatasetError, match="val_size must be between 0 and"):
         load_dataset("digits", val_size=5000)
-    with pytest.raises(DatasetError, match="test_size 1797 leaves no training images"):
+    with pytest.raises(DatasetError, match="test_size 1797 leaves no training images") as exc:
         load_dataset("digits", test_size=1797)  # the option to blame is test_size
+    # tuning's worker processes send errors back pickled
+    assert str(pickle.loads(pickle.dumps(exc.value))) == str(exc.value)
     with pytest.raises(DatasetError, match="unknown dataset 'imagenet'"):
         load_dataset("imagenet")
     with pytest.raises(DatasetError, match="image size"):

@@ -219,6 +219,26 @@ def test_missing_dataset_is_one_line_exit_1(tmp_path, capsys):
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv,kwargs,message", [
+    (["--val-size", "5000"], {"val_size": 5000}, "{} must be between 0 and 1617"),
+    (["--test-size", "1797"], {"test_size": 1797}, "{} 1797 leaves no training images"),
+    (["--test-size", "797", "--val-size", "1000"], {"test_size": 797, "val_size": 1000},
+     "{} 1000 leaves no training images"),
+])
+def test_split_size_errors_name_the_flag_typed(argv, kwargs, message, capsys):
+    """A split size the images cannot give named load_dataset's keyword (val_size) on the
+    command line, not the flag the user typed; from Python it still names the keyword."""
+    from mlplab.data import DatasetError, load_dataset
+
+    option = argv[-2]  # the size the message blames: the last one given above
+    assert main(["data", "info", "digits", *argv]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {message.format(option)}" in err, err
+    python = option[2:].replace("-", "_")
+    with pytest.raises(DatasetError, match=f"^{message.format(python)}"):
+        load_dataset("digits", **kwargs)
+
+
 def test_bad_folder_and_bad_options(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["data", "info", f"folder:{tmp_path / 'empty'}"]) == 1

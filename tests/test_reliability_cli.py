@@ -295,7 +295,7 @@ RUNTIME = [  # (argv, message): well-formed, but the files or the world say no -
     (["train", "--dataset", "no-such-dataset", "--quiet", "--out", "OUT"], "unknown dataset"),
     # before Q1-Q3 run and a report of gaps is written
     (["reproduce", "--dataset", "digit", "--out", "OUT"], "unknown dataset 'digit'"),
-    (["train", "--val-size", "100000", *T], "val_size must be between 0 and"),
+    (["train", "--val-size", "100000", *T], "--val-size must be between 0 and"),
     (["train", "--resume", "/nonexistent/run"], "is not a run folder"),
     (["train", "--resume", "RUN"], "has already completed"),
     (["train", *T[:-2], "--out", "RUN"], "already holds a completed run"),

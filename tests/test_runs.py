@@ -850,6 +850,30 @@ def test_a_run_given_its_data_records_that_data(tmp_path, digits):
     assert evaluate_run(tmp_path / "run", "test")["size"] == 30
 
 
+def test_a_run_whose_data_lost_images_is_told_so_not_to_change_a_flag(tmp_path, digits, capsys):
+    """A folder that lost images cannot give the run's recorded split sizes: evaluate named
+    --val-size, a flag it does not have (and train_run's val_size=, which evaluate_run lacks);
+    it now names the run's recorded size and says the data is not the run's."""
+    for i, (image, label) in enumerate(zip(digits.X_train[:60], digits.y_train[:60])):
+        (tmp_path / "pics" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[:, :, 0]).save(tmp_path / "pics" / str(label) / f"{i}.png")
+    train_run({**FAST, "dataset": f"folder:{tmp_path / 'pics'}", "val_size": 20,
+               "test_size": 10, "epochs": 1}, out=tmp_path / "run", plots=False)
+    for png in sorted((tmp_path / "pics").glob("*/*.png"))[::2]:
+        png.unlink()  # 30 images left: the run's 10 test and 20 validation images leave none
+    message = (r"the run's val_size 20 leaves no training images \(only 20 available after the "
+               r"test split\)\. This is not the data the run was trained with")
+    with pytest.raises(ValueError, match=f"^{message}"):
+        evaluate_run(tmp_path / "run")
+    assert main(["evaluate", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "--val-size" not in err, err
+    (tmp_path / "run" / "metrics.json").unlink()  # as if killed: --resume loads the data too
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "--val-size" not in err, err
+
+
 def test_a_run_whose_data_is_gone_is_pointed_at_data_dir_not_download(tmp_path, monkeypatch,
                                                                       capsys):
     """Resuming or evaluating a run whose data is no longer where config.json says is told to

@@ -28,6 +28,27 @@ class DatasetNotFoundError(DatasetError):
     damaged): for a run loading its data again, most likely data that moved since."""
 
 
+class SplitSizeError(DatasetError):
+    """A split size (``val_size`` or ``test_size``, the ``option``) that the images cannot
+    give. The message names it as the user sets it, by :func:`split_size_name`; ``rest`` is the
+    message after that name, for a caller that sets the size otherwise (a run's recorded size,
+    which ``evaluate`` has no flag for) to name it its own way."""
+
+    def __init__(self, option: str, rest: str) -> None:
+        super().__init__(split_size_name(option) + rest)
+        self.option, self.rest = option, rest
+
+    def __reduce__(self) -> tuple:  # pickled from tuning's worker processes: two arguments
+        return type(self), (self.option, self.rest)
+
+
+def split_size_name(option: str) -> str:
+    """How a message names the split size ``option`` (``val_size``): by the flag that sets it
+    while a command runs (every command that loads data by name has ``--val-size`` and
+    ``--test-size``), by the argument of ``load_dataset`` otherwise."""
+    return setting("--" + option.replace("_", "-"), option)
+
+
 def download_hint() -> str:
     """How a "not found" message ends where the caller may fetch the files itself; a resumed or
     evaluated run loads its data as configured and takes no --download, so mlplab.runs drops
@@ -160,28 +181,29 @@ def short_repr(value: object) -> str:
 
 def resolve_size(value: float | np.floating | np.integer | None, n: int, default: int,
                  what: str) -> int:
-    """Turn a split size (count, or fraction in (0, 1)) into a count in [0, n]."""
+    """Turn a split size (count, or fraction in (0, 1)) into a count in [0, n]; ``what`` is the
+    ``load_dataset`` argument it came from (``val_size``), a :class:`SplitSizeError` names."""
     if value is None:
         return min(default, n)
     if isinstance(value, np.floating):
         value = float(value)  # np.float32(0.1) is no float: int() below made it 0 images
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer):
         # int("0.1") would fail without naming the option, int(True) give 1 image
-        raise DatasetError(f"{what} must be a count >= 0 or a fraction in (0, 1); got "
-                           f"{short_repr(value)}.")
+        raise SplitSizeError(what, f" must be a count >= 0 or a fraction in (0, 1); got "
+                                   f"{short_repr(value)}.")
     if isinstance(value, float) and value == 1.0:
         # 1.0 reads as "all of them", not as one image: refuse it rather than take a count of 1
-        raise DatasetError(f"{what} must be a count >= 0 or a fraction in (0, 1); got 1.0 "
-                           "(a fraction must be below 1; for one image give 1).")
+        raise SplitSizeError(what, " must be a count >= 0 or a fraction in (0, 1); got 1.0 "
+                                   "(a fraction must be below 1; for one image give 1).")
     if isinstance(value, float) and not float(value).is_integer():
         if not 0.0 < value < 1.0:
-            raise DatasetError(f"{what} must be a count >= 0 or a fraction in (0, 1); "
-                               f"got {value}.")
+            raise SplitSizeError(what, f" must be a count >= 0 or a fraction in (0, 1); "
+                                       f"got {value}.")
         return int(round(value * n))
     count = int(value)
     if count < 0 or count > n:
-        raise DatasetError(f"{what} must be between 0 and {n} (the images available); "
-                           f"got {count}.")
+        raise SplitSizeError(what, f" must be between 0 and {n} (the images available); "
+                                   f"got {count}.")
     return count
 
 
@@ -226,8 +248,8 @@ def tail_split(X: np.ndarray, y: np.ndarray, val_size: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The exercise's split: train = all but the last ``val_size``, validation = the last."""
     if val_size >= len(y):
-        raise DatasetError(f"val_size {val_size} leaves no training images "
-                           f"(only {len(y)} available).")
+        raise SplitSizeError("val_size", f" {val_size} leaves no training images "
+                                         f"(only {len(y)} available).")
     cut = len(y) - val_size
     return X[:cut], y[:cut], X[cut:], y[cut:]
 

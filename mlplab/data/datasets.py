@@ -18,6 +18,7 @@ from mlplab.data.base import (
     SPLITS,
     Dataset,
     DatasetError,
+    SplitSizeError,
     check_data_dir,
     draw_seed,
     pil_bilinear,
@@ -117,8 +118,8 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
         X_test, y_test = X[hold], y[hold]
         y = y[rows]
         if not len(y):
-            raise DatasetError(f"test_size {n_test} leaves no training images (only {n} "
-                               "available).")
+            raise SplitSizeError("test_size", f" {n_test} leaves no training images (only "
+                                              f"{n} available).")
         notes.append(f"test split: {n_test} images held out of the training images "
                      f"(stratified, seed {seed})")
     else:
@@ -129,8 +130,8 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
             X_test, y_test = X_test[hold], y_test[hold]
     n_val = resolve_size(val_size, len(y), int(round(0.1 * n)), "val_size")
     if n_val >= len(y):
-        raise DatasetError(f"val_size {n_val} leaves no training images (only {len(y)} "
-                           "available after the test split).")
+        raise SplitSizeError("val_size", f" {n_val} leaves no training images (only {len(y)} "
+                                         "available after the test split).")
     # a different stream from the test split's, still a pure function of the seed
     keep, hold = stratified_split(y, n_val, None if seed is None else seed + 1)
     notes.append(f"validation split: {n_val} images (stratified, seed {seed})")

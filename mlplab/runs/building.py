@@ -33,7 +33,7 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
     found, which then replaces the loader's advice to add --download: such a command loads the
     data as configured and takes no --download, and the likely cause is data that moved."""
     from mlplab.data import load_dataset
-    from mlplab.data.base import DatasetError, DatasetNotFoundError, download_hint
+    from mlplab.data.base import DatasetError, DatasetNotFoundError, SplitSizeError, download_hint
     from mlplab.data.datasets import check_dataset_name
 
     if moved is not None:
@@ -58,6 +58,13 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
             raise
         raise DatasetNotFoundError(f"{str(exc).replace(download_hint(), '')} {moved}".rstrip()) \
             from None
+    except SplitSizeError as exc:
+        if moved is None:
+            raise
+        # the size is the run's recorded one, which no flag of evaluate (or --resume) sets: the
+        # data is what changed, so say so rather than name a flag the command does not have
+        raise DatasetError(f"the run's {exc.option}{exc.rest} This is not the data the run was "
+                           "trained with: use the data as it was, or train a new run.") from None
 
 
 def moved_config(cfg: RunConfig, data: object, data_dir: str | os.PathLike | None) -> RunConfig:
