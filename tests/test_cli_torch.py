@@ -270,8 +270,8 @@ def test_a_run_that_stopped_before_saving_anything_can_be_rerun(tmp_path, capsys
 
 
 @pytest.mark.parametrize("where,message", [
-    ("file", "--out {out} exists and is a file, not a folder"),
-    ("below a file", "cannot create --out {out}: {file} is a file, not a folder"),
+    ("file", "--out {out} is a file, not a folder; choose another --out."),
+    ("below a file", "--out {out}: {file} is a file, not a folder; choose another --out."),
     ("read-only", "cannot write to --out {out}: {parent} is not writable"),
 ])
 def test_out_paths_that_cannot_be_a_run_folder(where, message, tmp_path, capsys, monkeypatch):

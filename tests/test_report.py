@@ -449,9 +449,10 @@ def test_an_out_that_cannot_be_a_folder_is_one_line_naming_out(tmp_path, capsys)
     afile = tmp_path / "afile"
     afile.write_text("")
     assert main(["reproduce", "--only", "q1", "--out", str(afile)]) == 1
-    assert (f"error: cannot make the report folder {afile}: {afile} is a file, not a folder; "
-            "choose another --out.") in capsys.readouterr().err
-    with pytest.raises(ValueError, match="choose another out"):
+    assert f"error: --out {afile} is a file, not a folder; choose another --out." in \
+        capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"^out {afile / 'sub'}: {afile} is a file, not a "
+                                         "folder; choose another out"):
         reproduce("digits", TINY, out=afile / "sub", log=False, only=["q1"])
 
 

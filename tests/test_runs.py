@@ -295,7 +295,8 @@ def test_a_run_that_diverges_before_a_checkpoint_leaves_nothing_behind(tmp_path,
             train_run(FAST, out=tmp_path / "r2", data=digits, callbacks=[Blow()])
     assert (tmp_path / "r2" / "checkpoint.npz").exists()
     (tmp_path / "file").write_text("")
-    with pytest.raises(ValueError, match=r"cannot create the run folder .*file/run.*another out\."):
+    with pytest.raises(ValueError, match=r"^out .*file/run: .*file is a file, not a folder; "
+                                         r"choose another out\.$"):
         train_run(FAST, out=tmp_path / "file" / "run", data=digits)
 
 
@@ -553,9 +554,18 @@ def test_run_folder_mistakes_say_what_to_do(tmp_path, digits):
                        "which data the run used; pass the whole run folder"):
         evaluate_run(tmp_path / "tune" / "best-run")
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="is a file; the run needs a folder"):
-        train_run({**FAST, "epochs": 1}, data=digits, out=tmp_path / "notes.txt", plots=False)
-    assert (tmp_path / "notes.txt").read_text() == "mine"
+    loads = []  # refused before the data loads (a large folder takes minutes), not after
+
+    def loader():
+        loads.append(1)
+        return digits
+
+    for out, blocker in ((tmp_path / "notes.txt", ""), (tmp_path / "notes.txt" / "run",
+                                                        f": {tmp_path / 'notes.txt'}")):
+        with pytest.raises(ValueError, match=f"^out {re.escape(str(out) + blocker)} is a file, "
+                                             r"not a folder; choose another out\.$"):
+            train_run({**FAST, "epochs": 1}, data=loader, out=out, plots=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not loads
 
 
 @pytest.mark.parametrize("augment, crop_fill", [("flip,crop", "zero"), ("flip,crop", "black"),

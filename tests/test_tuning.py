@@ -1029,8 +1029,8 @@ def test_cli_ctrl_c_says_how_to_continue(tmp_path, capsys, monkeypatch):
     # the flag typed, not tune()'s train_size
     (["--train-size", "100000"], "error: --train-size must be between 1 and 1437 (the training"),
     # an --out that cannot be a folder: mlplab's words, not mkdir's "[Errno 17] File exists"
-    (["--out", "afile"], "afile is a file; the study's outputs need a folder: choose another"),
-    (["--out", "afile/sub"], "cannot create the output folder afile"),
+    (["--out", "afile"], "--out afile is a file, not a folder; choose another --out."),
+    (["--out", "afile/sub"], "--out afile/sub: afile is a file, not a folder; choose another"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

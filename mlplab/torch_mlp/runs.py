@@ -156,9 +156,9 @@ def _check_out(path: Path, marker: str) -> None:
     """Refuse, in one line, an ``out`` that cannot become a fresh run folder, before anything is
     loaded or written (mkdir's own errors would read "[Errno 17] File exists: ...")."""
     out = setting("--out", "out")
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{out} {path} exists and is a file, not a folder; choose another "
-                         f"{out}.")
+    refusal = io.out_is_a_file(path)
+    if refusal is not None:
+        raise ValueError(refusal)
     if path.is_dir():
         if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
                                              and _only_a_torch_config(path)):
@@ -168,9 +168,6 @@ def _check_out(path: Path, marker: str) -> None:
         existing = path.parent  # the nearest folder above that exists, created from there
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
-        if existing.exists() and not existing.is_dir():
-            raise ValueError(f"cannot create {out} {path}: {existing} is a file, not a folder; "
-                             f"choose another {out}.")
     if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"cannot write to {out} {path}: {existing} is not writable "
                          f"(permission denied); choose another {out}.")

@@ -323,11 +323,13 @@ def _import_what_the_end_needs() -> None:
 
 
 def _output_dir(out: str | os.PathLike | None, study_name: str) -> Path:
-    """``out`` (default ``runs/<study name>``), refused if it is a file."""
+    """``out`` (default ``runs/<study name>``), refused if it is or lies under a file."""
+    from mlplab.io import out_is_a_file
+
     out_dir = Path(out) if out is not None else Path("runs") / study_name
-    if out_dir.exists() and not out_dir.is_dir():  # before the data loads, not at mkdir's errno
-        raise ValueError(f"{out_dir} is a file; the study's outputs need a folder: choose "
-                         f"another {setting('--out', 'out')}.")
+    refusal = out_is_a_file(out_dir)  # before the data loads, not at mkdir's errno
+    if refusal is not None:
+        raise ValueError(refusal)
     return out_dir
 
 
