@@ -392,6 +392,38 @@ def test_folder_images_the_layout_leaves_out_are_named_in_a_warning(tmp_path):
         load_dataset(f"folder:{tidy}", val_size=0, test_size=0, cache=False)
 
 
+def test_pillows_warning_about_a_huge_image_names_the_file_on_the_command_line(tmp_path):
+    """Pillow's DecompressionBombWarning says only "Image size (N pixels) exceeds limit", and
+    its warning about damaged EXIF names no file either: the command line now names the file
+    being decoded, also on the decoding threads (the images are in the first and second chunks
+    of 512, which threads of their own decode)."""
+    import struct
+    import subprocess
+    import sys
+
+    root = tmp_path / "photos"
+    _write_images(root, ["a", "b"], 300, size=(4, 4))
+    big = root / "b" / "zz-big.png"
+    Image.new("RGB", (7, 9)).save(big)  # 63 pixels, above the limit of 40 set below
+    # EXIF whose one tag claims 1,000 bytes past the end of the block: Pillow warns, unnamed
+    ifd = (struct.pack("<2sHI", b"II", 42, 8) + struct.pack("<H", 1)
+           + struct.pack("<HHII", 0x010E, 2, 1000, 26) + struct.pack("<I", 0))
+    damaged = root / "a" / "zz-exif.jpg"
+    Image.new("RGB", (4, 4)).save(damaged, exif=b"Exif\0\0" + ifd)
+    script = ("import sys, PIL.Image; PIL.Image.MAX_IMAGE_PIXELS = 40; "
+              "from mlplab.cli import main; sys.exit(main(sys.argv[1:]))")
+    run = subprocess.run([sys.executable, "-c", script, "data", "info", f"folder:{root}",
+                          "--image-size", "4", "--no-cache"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    # in the order the threads come to them
+    warned = sorted(line for line in run.stderr.splitlines() if "warning" in line)
+    assert len(warned) == 2, run.stderr
+    assert warned[0].startswith(f"mlplab data info: warning: {damaged}: "), run.stderr
+    assert warned[1] == (f"mlplab data info: warning: {big}: Image size (63 pixels) exceeds "
+                         "limit of 40 pixels, could be decompression bomb DOS attack."), run.stderr
+
+
 def test_every_unreadable_image_of_a_folder_is_named_in_one_error(tmp_path):
     """A folder with several bad files (a download cut short, an empty file, text saved as
     .png) was refused one file per run; the first one sorted used to be the only one named."""

@@ -299,7 +299,14 @@ def _one_line_warnings(args: argparse.Namespace) -> Iterator[None]:
 
     def format_warning(message: Warning | str, category: type[Warning], filename: str,
                        lineno: int, line: str | None = None) -> str:
-        return f"mlplab {command}: warning: {' '.join(str(message).split())}\n"
+        text = " ".join(str(message).split())
+        # Pillow's warnings (a huge image, damaged EXIF) name no file: name the one this
+        # thread is decoding (loaded already if a decode is under way)
+        folder = sys.modules.get("mlplab.data.folder")
+        path = folder.image_being_decoded() if folder is not None else None
+        if path is not None and str(path) not in text:
+            text = f"{path}: {text}"
+        return f"mlplab {command}: warning: {text}\n"
 
     saved = warnings.formatwarning
     warnings.formatwarning = format_warning

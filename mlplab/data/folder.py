@@ -17,13 +17,14 @@ image viewer shows it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +58,29 @@ OTHER_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".jfif", ".jpe", ".
 CACHE_VERSION = 4
 #: Pillow modes of one-channel images; any other mode is colour (or colour with alpha)
 GREY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+#: the image file each thread is decoding (:func:`image_being_decoded`)
+_decoding = threading.local()
+
+
+@contextlib.contextmanager
+def _decoding_file(path: Path) -> Iterator[None]:
+    previous = getattr(_decoding, "path", None)
+    _decoding.path = path
+    try:
+        yield
+    finally:
+        _decoding.path = previous
+
+
+def image_being_decoded() -> Path | None:
+    """The image file this thread is decoding, if any. Pillow's own warnings (an image above
+    ``Image.MAX_IMAGE_PIXELS``, damaged EXIF) name no file, and the images are decoded on
+    threads, where ``warnings.catch_warnings`` is not safe before Python 3.14; the command line
+    names the file from this (its warning format, set once per command, runs in the warning's
+    thread)."""
+    return getattr(_decoding, "path", None)
 
 
 def open_image(path: str | os.PathLike) -> ImageFile.ImageFile:
@@ -317,7 +341,7 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
     ``_ColourImage`` instead of being made grey. ``advice``: what an unreadable file's error tells
     the user to do."""
     try:
-        with open_image(path) as opened:
+        with _decoding_file(path), open_image(path) as opened:
             im: Image.Image = opened  # a plain Image once converted below
             if grey_only and im.mode not in GREY_MODES and not _grey_palette(im):
                 raise _ColourImage(path)
@@ -403,7 +427,7 @@ def _check_sampled_sizes(paths: list[Path], start: int, first_shape: tuple[int, 
     the first readable one, before an array of that size is allocated for them all."""
     for other in sorted({paths[len(paths) // 2], paths[-1]} - {paths[start]}):
         try:
-            with open_image(other) as im:  # the header only (and a PNG's EXIF)
+            with _decoding_file(other), open_image(other) as im:  # the header (and EXIF)
                 wh = im.size[::-1] if _orientation(im) in (5, 6, 7, 8) else im.size
         except Exception:  # unreadable: the decode reports it, in order
             continue
