@@ -891,6 +891,35 @@ def test_open_study_refuses_a_minimising_study_and_resumes_the_same_options(tmp_
         open_study(spec, "ours", space, {**data, "image_size": (16, 16)}, seed=0)
 
 
+def test_a_resumed_study_with_another_space_names_only_the_knobs_that_differ(tmp_path):
+    """A study resumed with another search space was refused with both whole spaces as JSON, the
+    knob that differed lost among the rest; the message names only the knobs changed, added and
+    removed, each in the YAML form it was written in, and still says what to do."""
+    from mlplab.tuning import storage_spec
+    from mlplab.tuning.study import open_study
+
+    spec = storage_spec(None, tmp_path)
+    data = {"dataset": "digits"}
+    open_study(spec, "s", SearchSpace.load(TINY), data, seed=0)
+    other = {"hidden_size": TINY["hidden_size"], "batch_size": 64, "epochs": 4,
+             "lr": {"type": "float", "low": 0.05, "high": 0.5, "log": True},
+             "dropout": {"type": "categorical", "choices": [0.0, 0.5]}}
+    with pytest.raises(ValueError) as err:
+        open_study(spec, "s", SearchSpace.load(other), data, seed=0)
+    msg = str(err.value)
+    assert "`epochs`: 3 in the study, 4 now" in msg, msg
+    assert ("`lr`: {type: float, low: 0.01, high: 0.5, log: true} in the study, "
+            "{type: float, low: 0.05, high: 0.5, log: true} now") in msg, msg
+    assert "added `dropout`: {type: categorical, choices: [0.0, 0.5]}" in msg, msg
+    # the knobs both spaces share unchanged are not repeated
+    assert "hidden_size" not in msg and "batch_size" not in msg, msg
+    assert msg.endswith("; resume it with the same options or choose a new study_name."), msg
+    fewer = {k: v for k, v in TINY.items() if k != "hidden_size"}
+    with pytest.raises(ValueError, match=r"space \(removed `hidden_size`: "
+                                         r"\{type: int, low: 8, high: 32\}\); resume"):
+        open_study(spec, "s", SearchSpace.load(fewer), data, seed=0)
+
+
 def test_the_results_table_notes_and_the_best_row():
     """results.csv/results.md from a study's trials: each trial's note (diverged, the error of a
     failed one, a lost worker's trial and its retry), a duration Optuna measured when the

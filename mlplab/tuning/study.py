@@ -69,7 +69,7 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
         if key in have and _canonical(have[key]) != _canonical(value):
             raise ValueError(
                 f"study {study_name!r} in {storage.display} was created with a different "
-                f"{_WHAT[key]} ({json.dumps(have[key])} vs {json.dumps(value)}); resume it with "
+                f"{_WHAT[key]} ({_difference(key, have[key], value)}); resume it with "
                 f"the same options or choose a new {setting('--study name', 'study_name')}.")
     # only once all match: a refused command must not pin what it brought (a study made before
     # the seed was recorded would otherwise refuse its own seed afterwards)
@@ -81,6 +81,35 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def _difference(key: str, had: Any, wants: Any) -> str:
+    """What differs between the recorded ``had`` and the ``wants`` of this command: for a search
+    space only the knobs added, removed or changed (two whole spaces as JSON hide the one knob
+    that differs); anything else, short, whole."""
+    if key == "mlplab:search_space" and isinstance(had, dict) and isinstance(wants, dict):
+        parts = [f"`{knob}`: {_knob_text(had[knob])} in the study, {_knob_text(wants[knob])} now"
+                 for knob in had if knob in wants
+                 and _canonical(had[knob]) != _canonical(wants[knob])]
+        parts += [f"added `{knob}`: {_knob_text(wants[knob])}" for knob in wants
+                  if knob not in had]
+        parts += [f"removed `{knob}`: {_knob_text(had[knob])}" for knob in had
+                  if knob not in wants]
+        if parts:
+            return "; ".join(parts)
+    return f"{json.dumps(had, default=str)} vs {json.dumps(wants, default=str)}"
+
+
+def _knob_text(value: Any) -> str:
+    # in the YAML flow form the search space is written in (docs/tuning.md): a searched knob
+    # as {type: float, low: 0.05, high: 0.5}, a fixed one as its value
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_knob_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_knob_text(v) for v in value) + "]"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
 
 
 def finished_count(study: optuna.Study) -> int:
