@@ -539,6 +539,44 @@ def test_a_run_on_an_unseeded_split_records_the_seed_drawn_and_evaluates(tmp_pat
     assert ev["accuracy"] == pytest.approx(np.mean(pred == ds.y_val))
 
 
+def test_evaluating_another_commands_folder_says_what_it_is(tmp_path, digits):
+    """evaluate on a mlplab reproduce, mlplab torch depth or mlplab tune output folder was told
+    only to "pass a run folder written by mlplab train"; it is told what the folder is (by the
+    files those commands write) and where its evaluable run is, or that it has none."""
+    from mlplab.torch_mlp.runs import DEPTH_FILE
+
+    report = tmp_path / "report"
+    (report / "tuning").mkdir(parents=True)
+    (report / "report.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"has no model\.npz; it is a report folder "
+                       r"written by mlplab reproduce, which keeps no run folder"):
+        evaluate_run(report)
+    best = report / "tuning" / "best-run"
+    train_run({**FAST, "epochs": 1}, data=digits, out=best, plots=False)
+    with pytest.raises(FileNotFoundError, match=r"it is a report folder written by mlplab "
+                       r"reproduce; the run folder of its tuning's best trial is "
+                       rf"{re.escape(str(best))}\.$"):
+        evaluate_run(report)
+    assert 0 <= evaluate_run(best)["accuracy"] <= 1  # the folder named is one evaluate reads
+    depth = tmp_path / "depth"
+    depth.mkdir()
+    (depth / DEPTH_FILE).write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"it is a depth study written by mlplab torch "
+                       r"depth, which keeps no models; its numbers are in depth\.md"):
+        evaluate_run(depth)
+    tuned = tmp_path / "tuned"
+    tuned.mkdir()
+    (tuned / "study.db").write_bytes(b"")  # a --search-only search: trials, no best-run/
+    with pytest.raises(FileNotFoundError, match=r"it is a tuning folder written by mlplab tune "
+                       r"without a retrained best trial .*again without --search-only"):
+        evaluate_run(tuned)
+    (tuned / "summary.json").write_text("{}")
+    os.replace(best, tuned / "best-run")
+    with pytest.raises(FileNotFoundError, match=r"it is a tuning folder written by mlplab tune; "
+                       r"the run folder of its best trial is .*tuned.best-run\.$"):
+        evaluate_run(tuned)
+
+
 def test_run_folder_mistakes_say_what_to_do(tmp_path, digits):
     """evaluate_run on a tuning folder points to the run inside it; on an empty folder it asks
     for a run folder, and on one without config.json says what is missing (not a bare

@@ -41,11 +41,41 @@ def _no_model_hint(run_dir: Path) -> str:
     if (run_dir / CHECKPOINT_FILE).is_file():
         return ("it has a checkpoint: continue it with "
                 f"{setting(resume_command(run_dir), f'resume_run({str(run_dir)!r})')}")
-    # a tuning folder keeps its retrained best model in best-run/
+    known = _other_output_hint(run_dir)
+    if known is not None:
+        return known
     nested = inner_run_folder(run_dir, MODEL_FILE)
     if nested is not None:
         return f"the run folder with a model inside it is {nested}"
     return "pass a run folder written by mlplab train"
+
+
+def _other_output_hint(folder: Path) -> str | None:
+    """What another command's output folder is, by its marker files, and where its evaluable
+    run is, if it has one (None: not one mlplab recognises). The folders people pass by mistake:
+    a tuning folder, a report folder (whose tuning/ is one) and a depth study's."""
+    def best_run(tuning: Path) -> Path | None:
+        best = tuning / "best-run"
+        return best if (best / MODEL_FILE).is_file() else None
+
+    if (folder / "report.json").is_file():
+        what = "it is a report folder written by mlplab reproduce"
+        best = best_run(folder / "tuning")
+        if best is not None:
+            return f"{what}; the run folder of its tuning's best trial is {best}"
+        return f"{what}, which keeps no run folder; its results are in report.md and report.html"
+    if (folder / "depth.json").is_file():
+        return ("it is a depth study written by mlplab torch depth, which keeps no models; its "
+                "numbers are in depth.md and depth.json (to evaluate one depth, train it with "
+                "mlplab torch train --hidden H[,H...] and evaluate that run folder)")
+    if any((folder / marker).is_file() for marker in ("summary.json", "study.db")):
+        what = "it is a tuning folder written by mlplab tune"
+        best = best_run(folder)
+        if best is not None:
+            return f"{what}; the run folder of its best trial is {best}"
+        return (f"{what} without a retrained best trial ({folder / 'best-run'}): run the same "
+                "mlplab tune again without --search-only to retrain it")
+    return None
 
 
 def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[str, Any]]:
