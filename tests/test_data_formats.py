@@ -732,6 +732,41 @@ def test_checksum_mismatch_leaves_nothing(server, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_failed_download_leaves_the_data_folder_as_it_was(server, tmp_path, monkeypatch):
+    """A mirror serving corrupt files left an empty <data-dir>/fashion-mnist/ behind (and the
+    whole --data-dir when it was new); a failed download removes the folders it made while they
+    are empty, and never a folder or file that was there before."""
+    url, files = server
+    for remote in dl.SOURCES["fashion-mnist"].files:  # the published checksums: none matches
+        files[remote.name] = b"not the file" * 100
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetError, match="checksum mismatch"):
+        dl.download_dataset("fashion-mnist", data_dir=data_dir, mirror=url, progress=False)
+    assert os.listdir(data_dir) == ["notes.txt"]
+    new = tmp_path / "new" / "deeper"
+    with pytest.raises(DatasetError, match="checksum mismatch"):
+        dl.download_dataset("fashion-mnist", data_dir=new, mirror=url, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["data"]
+    (data_dir / "fashion-mnist").mkdir()  # the user's own, empty: kept
+    with pytest.raises(DatasetError, match="checksum mismatch"):
+        dl.download_dataset("fashion-mnist", data_dir=data_dir, mirror=url, progress=False)
+    assert sorted(os.listdir(data_dir)) == ["fashion-mnist", "notes.txt"]
+    assert os.listdir(data_dir / "fashion-mnist") == []
+    # a later file failing keeps the folder with the earlier, verified ones
+    good = b"a verified file"
+    files.update({"a.gz": good, "b.gz": b"corrupt"})
+    monkeypatch.setitem(dl.SOURCES, "fashion-mnist", dataclasses.replace(
+        dl.SOURCES["fashion-mnist"], files=(
+            dl.RemoteFile("a.gz", md5=hashlib.md5(good).hexdigest()),
+            dl.RemoteFile("b.gz", md5=hashlib.md5(b"the real one").hexdigest()))))
+    with pytest.raises(DatasetError, match=r"checksum mismatch for .*b\.gz"):
+        dl.download_dataset("fashion-mnist", data_dir=new, mirror=url, progress=False)
+    assert os.listdir(new / "fashion-mnist") == ["a.gz"]
+    assert (new / "fashion-mnist" / "a.gz").read_bytes() == good
+
+
 def test_interrupted_and_failed_downloads_leave_nothing(server, tmp_path):
     url, files = server
     files["blob.bin"] = os.urandom(200_000)

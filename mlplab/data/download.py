@@ -125,15 +125,42 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
         reason = " ".join(str(getattr(exc, "reason", exc)).split())
         raise DatasetError(f"cannot download {url} ({reason}); check the network, pass "
                            f"{_mirror()}, or copy the file to {dest} yourself.") from None
-    with response:
-        if dest.is_dir():
-            raise DatasetError(f"{dest} is a folder, where the download's file should go; move "
-                               f"it away or choose another {_data_dir()}.")
+    # the folders saving makes: a failed (or interrupted) download removes them again, so that
+    # it leaves the data folder as it was rather than an empty <data-dir>/fashion-mnist/
+    made = _missing_folders(dest.parent)
+    try:
+        with response:
+            if dest.is_dir():
+                raise DatasetError(f"{dest} is a folder, where the download's file should go; "
+                                   f"move it away or choose another {_data_dir()}.")
+            try:
+                return _save(response, url, dest, remote, progress)
+            except OSError as exc:  # the destination: a folder that cannot be made or written to
+                raise DatasetError(f"cannot save the download to {dest} "
+                                   f"({exc.strerror or exc}); choose another "
+                                   f"{_data_dir()}.") from None
+    except BaseException:
+        _remove_empty(made)
+        raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those above it that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.lexists(folder) and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: only what this download made,
+    never a file in them (another download's, one the user put there meanwhile)."""
+    for folder in folders:
         try:
-            return _save(response, url, dest, remote, progress)
-        except OSError as exc:  # the destination: a folder that cannot be made or written to
-            raise DatasetError(f"cannot save the download to {dest} ({exc.strerror or exc}); "
-                               f"choose another {_data_dir()}.") from None
+            folder.rmdir()  # refuses a folder that is not empty
+        except OSError:
+            return  # not empty (or not removable): nor is any folder above it
 
 
 def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: str,
