@@ -880,6 +880,23 @@ def test_loading_options_with_a_lent_dataset_are_refused_not_ignored(tmp_path, d
     assert {k: getattr(result.config, k) for k in same} == same
 
 
+def test_loading_options_the_lent_dataset_has_in_another_spelling_are_no_conflict():
+    """Another spelling of what the lent dataset has loads the same images with load_dataset:
+    its name ("DIGITS", as load_dataset takes it), its image size ("8", (8, 8) for
+    image_size=8) and a validation fraction that load_dataset turns into its split size. They
+    were refused, with advice to call load_dataset with them, which gives the same dataset."""
+    ds = load_dataset("digits", seed=0, image_size=8, val_size=0.25)
+    for name, size in (("DIGITS", "8"), (" digits ", (8, 8)), ("digits", "8x8")):
+        again = load_dataset(name, seed=0, image_size=size, val_size=0.25)
+        assert again.name == ds.name and np.array_equal(again.X_val, ds.X_val)
+        result = train_run(data=ds, dataset=name, image_size=size, val_size=0.25, hidden=[8],
+                           iters=2, plots=False)
+        assert (result.config.dataset, result.config.val_size) == ("digits", len(ds.y_val))
+    # a fraction that load_dataset turns into another split is still refused
+    with pytest.raises(ValueError, match=r"^val_size=0.1 cannot apply to data="):
+        train_run(data=ds, val_size=0.1, hidden=[8], iters=2, plots=False)
+
+
 def test_a_run_given_its_data_records_that_data(tmp_path, digits):
     """train_run(data=ds) without dataset= recorded the default, digits, in config.json: the run
     folder then named data it was not trained on, and evaluate_run refused it (digits has no 30

@@ -324,7 +324,7 @@ def _refuse_loading_options(options: Mapping[str, Any], cfg: RunConfig, lent: Ru
     base that the lent data replaces."""
     defaults = RunConfig()
     bad = [k for k in LOADING_OPTIONS if k in options and options[k] != getattr(defaults, k)
-           and (k == "download" or getattr(cfg, k) != getattr(lent, k))]
+           and (k == "download" or not _same_loading(k, getattr(cfg, k), getattr(lent, k), ds))]
     if bad:
         given = ", ".join(f"{k}={options[k]!r}" for k in bad)
         name = options["dataset"] if "dataset" in bad else ds.name
@@ -333,6 +333,24 @@ def _refuse_loading_options(options: Mapping[str, Any], cfg: RunConfig, lent: Ru
         raise ValueError(f"{given} cannot apply to data=, a dataset loaded already ({ds.name}; "
                          f"the run records its own); load the data with them, "
                          f"mlplab.data.load_dataset({call}), or leave them out.")
+
+
+def _same_loading(key: str, given: Any, has: Any, ds: Dataset) -> bool:
+    """Whether the loading option ``key`` given as ``given`` is what the lent dataset ``ds`` has
+    (``has``, as the run records it) in load_dataset's terms: another spelling of its name
+    (``"CIFAR-10"``), of its image size (``"32"``, ``(32, 32)``) or a validation fraction that
+    comes to its split size load_dataset the same images, and is no conflict."""
+    from mlplab.data.datasets import canonical_dataset_name, parse_image_size
+
+    with contextlib.suppress(ValueError, TypeError):  # a malformed value: compared as it is
+        if key == "dataset":
+            return bool(canonical_dataset_name(given) == canonical_dataset_name(has))
+        if key == "image_size":
+            return parse_image_size(given) == parse_image_size(has)
+        if key == "val_size" and isinstance(given, float) and not given.is_integer():
+            # load_dataset takes a fraction of the training and validation images together
+            return bool(int(round(given * (len(ds.y_train) + len(ds.y_val)))) == has)
+    return bool(given == has)
 
 
 def _take_dataset(cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,
