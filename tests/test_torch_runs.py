@@ -138,6 +138,20 @@ def test_a_loaded_dataset_records_the_seed_and_image_size_it_was_loaded_with(tmp
         pytest.approx(result.metrics["val_accuracy"])
 
 
+def test_a_run_by_name_on_an_unseeded_split_records_the_seed_drawn(tmp_path, capsys):
+    """tm.train_run("digits", data_seed=None) splits at random (load_dataset draws a seed); the
+    run recorded data_seed None, so evaluate drew another split and refused the run's own data
+    as changed. It records the seed drawn, and evaluate scores the validation split trained on."""
+    result = tm.train_run("digits", out=tmp_path / "run", data_seed=None, hidden=[8], epochs=1,
+                          threads=1, plots=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert isinstance(config["data_seed"], int)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run"), "--split", "val", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == \
+        pytest.approx(result.metrics["val_accuracy"])
+
+
 @pytest.mark.parametrize("options,error,message", [
     ({"dropout": 1.0}, ValueError, "dropout must be in [0, 1)"),
     ({"init_std": 0.0}, ValueError, "init_std must be a finite number > 0"),

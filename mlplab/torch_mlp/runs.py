@@ -244,12 +244,14 @@ def _check_dataset_arg(dataset: Any, load: dict[str, Any]) -> None:
                          "is loaded already.")
 
 
-def _split_seed(dataset: str | Dataset, ds: Dataset, data_seed: int) -> int | None:
-    """The split seed a run records: ``data_seed`` for a dataset loaded by name, the seed a
-    loaded dataset was split with where it says (``Dataset.load_options``)."""
+def _split_seed(ds: Dataset, data_seed: int | None) -> int | None:
+    """The split seed a run records: the one the dataset was split with where it says
+    (``Dataset.load_options``: for a dataset loaded by name, ``data_seed`` or, for None, the
+    seed load_dataset drew, which evaluating the run needs to split it alike), else
+    ``data_seed``."""
     from mlplab.runs import loaded_with
 
-    return data_seed if isinstance(dataset, str) else loaded_with(ds).get("data_seed", data_seed)
+    return loaded_with(ds).get("data_seed", data_seed)
 
 
 def _environment(threads: int, device: torch.device) -> dict[str, Any]:
@@ -380,7 +382,7 @@ def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_
         name, data_dir = absolute_data_paths(ds.name, options.get("data_dir"))
         val_size, test_size = len(ds.y_val), len(ds.y_test)
         image_size = options.get("image_size")
-    split_seed = _split_seed(dataset, ds, data_seed)  # None for data split without a seed
+    split_seed = _split_seed(ds, data_seed)  # None for data split without a seed
     return {
         "framework": "pytorch", "dataset": name, "data_dir": data_dir,
         "val_size": val_size, "test_size": test_size, "image_size": image_size,
@@ -553,7 +555,7 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
         "layers": layers, "hidden_size": hidden_size, "inits": inits,
         "init_std": init_std, "dropout": dropout, "batchnorm": batchnorm,
         "training": {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "verbose")},
-        "data_seed": _split_seed(dataset, ds, data_seed), "seconds": round(seconds, 1),
+        "data_seed": _split_seed(ds, data_seed), "seconds": round(seconds, 1),
         "environment": _environment(threads_used, dev),
         "results": [r.to_dict() for r in results],
     }
