@@ -539,6 +539,20 @@ def test_a_run_on_an_unseeded_split_records_the_seed_drawn_and_evaluates(tmp_pat
     assert ev["accuracy"] == pytest.approx(np.mean(pred == ds.y_val))
 
 
+def test_a_run_loading_an_unseeded_split_itself_records_the_seed_drawn(tmp_path):
+    """train_run(dataset="digits", data_seed=None) loads a random split; config.json said
+    data_seed null, so evaluate_run drew another split and refused the run's own data as
+    changed. It records the seed drawn, which rebuilds the validation split trained on."""
+    res = train_run({**FAST, "epochs": 1}, dataset="digits", data_seed=None,
+                    out=tmp_path / "r", plots=False)
+    seed = json.loads((tmp_path / "r" / "config.json").read_text())["data_seed"]
+    assert isinstance(seed, int)
+    X_val, y_val = load_dataset("digits", seed=seed).split("val")
+    pred = res.model.predict(res.preprocessing.transform(X_val))
+    assert np.mean(pred == y_val) == pytest.approx(res.metrics["val_accuracy"])
+    assert evaluate_run(tmp_path / "r")["accuracy"] == pytest.approx(res.metrics["val_accuracy"])
+
+
 def test_evaluating_another_commands_folder_says_what_it_is(tmp_path, digits):
     """evaluate on a mlplab reproduce, mlplab torch depth or mlplab tune output folder was told
     only to "pass a run folder written by mlplab train"; it is told what the folder is (by the
