@@ -881,8 +881,7 @@ def test_loading_options_with_a_lent_dataset_are_refused_not_ignored(tmp_path, d
                                          r"seed=3\)"):
         train_run(data=digits, out=tmp_path / "r", val_size=100, image_size=4, data_seed=3,
                   hidden=[8], epochs=1, plots=False)
-    for refused in ({"dataset": "fashion-mnist"}, {"download": True}, {"test_size": 0.5},
-                    {"data_dir": str(tmp_path)}):
+    for refused in ({"dataset": "fashion-mnist"}, {"download": True}, {"test_size": 0.5}):
         with pytest.raises(ValueError, match=f"^{next(iter(refused))}=.* cannot apply to data="):
             train_run(data=digits, out=tmp_path / "r", hidden=[8], epochs=1, plots=False,
                       **refused)
@@ -909,6 +908,30 @@ def test_loading_options_the_lent_dataset_has_in_another_spelling_are_no_conflic
     # a fraction that load_dataset turns into another split is still refused
     with pytest.raises(ValueError, match=r"^val_size=0.1 cannot apply to data="):
         train_run(data=ds, val_size=0.1, hidden=[8], iters=2, plots=False)
+
+
+def test_a_data_dir_is_refused_only_for_a_lent_dataset_read_from_another(tmp_path, digits):
+    """load_dataset ignores data_dir for the bundled digits (and records none), so
+    train_run(data=digits, data_dir=D) was refused with advice to call load_dataset('digits',
+    data_dir=D), which made the same dataset and was refused again. It is no conflict there; a
+    dataset read from its files (MNIST's IDX files here) refuses another data_dir."""
+    again = load_dataset("digits", data_dir=tmp_path, seed=0)
+    assert np.array_equal(again.X_val, digits.X_val)
+    result = train_run(data=again, data_dir=str(tmp_path), hidden=[8], iters=2, plots=False)
+    assert result.config.data_dir is None
+    rs = np.random.RandomState(0)
+    (tmp_path / "a" / "mnist").mkdir(parents=True)
+    for name, shape in (("train-images-idx3-ubyte", (20, 28, 28)),
+                        ("train-labels-idx1-ubyte", (20,)),
+                        ("t10k-images-idx3-ubyte", (4, 28, 28)),
+                        ("t10k-labels-idx1-ubyte", (4,))):
+        arr = rs.randint(0, 10 if len(shape) == 1 else 256, shape).astype(np.uint8)
+        head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", d) for d in shape)
+        (tmp_path / "a" / "mnist" / name).write_bytes(head + arr.tobytes())
+    mnist = load_dataset("mnist", data_dir=tmp_path / "a", val_size=4)
+    train_run(data=mnist, data_dir=str(tmp_path / "a"), hidden=[8], iters=2, plots=False)
+    with pytest.raises(ValueError, match=r"^data_dir=.* cannot apply to data="):
+        train_run(data=mnist, data_dir=str(tmp_path / "b"), hidden=[8], iters=2, plots=False)
 
 
 def test_a_run_given_its_data_records_that_data(tmp_path, digits):
