@@ -908,6 +908,12 @@ def test_loading_options_the_lent_dataset_has_in_another_spelling_are_no_conflic
     # a fraction that load_dataset turns into another split is still refused
     with pytest.raises(ValueError, match=r"^val_size=0.1 cannot apply to data="):
         train_run(data=ds, val_size=0.1, hidden=[8], iters=2, plots=False)
+    # data_seed None on a random split, as load_dataset(seed=None) made it: the run was refused
+    # with advice to load it with seed=None, which drew a split that was refused again
+    unseeded = load_dataset("digits", seed=None)
+    result = train_run(data=unseeded, data_seed=None, hidden=[8], iters=2, plots=False)
+    again = load_dataset("digits", seed=result.config.data_seed)
+    assert np.array_equal(again.X_val, unseeded.X_val)
 
 
 def test_a_data_dir_is_refused_only_for_a_lent_dataset_read_from_another(tmp_path, digits):

@@ -344,8 +344,8 @@ def _same_loading(key: str, given: Any, has: Any, ds: Dataset) -> bool:
     """Whether the loading option ``key`` given as ``given`` is what the lent dataset ``ds`` has
     (``has``, as the run records it) in load_dataset's terms: another spelling of its name
     (``"CIFAR-10"``), of its image size (``"32"``, ``(32, 32)``), a validation fraction that
-    comes to its split size, or a data_dir that the dataset does not read, loads the same images
-    and is no conflict."""
+    comes to its split size, a data_dir that the dataset does not read, or the random split
+    (data_seed None) that any seed gives, loads the same images and is no conflict."""
     from mlplab.data.datasets import canonical_dataset_name, parse_image_size
 
     with contextlib.suppress(ValueError, TypeError):  # a malformed value: compared as it is
@@ -353,6 +353,10 @@ def _same_loading(key: str, given: Any, has: Any, ds: Dataset) -> bool:
             return bool(canonical_dataset_name(given) == canonical_dataset_name(has))
         if key == "image_size":
             return parse_image_size(given) == parse_image_size(has)
+        if key == "data_seed" and given is None:
+            # None asks for a random split, which any seed's is (one drawn by
+            # load_dataset(seed=None) included); the run records the dataset's
+            return True
         if key == "data_dir" and has is None and ds.load_options:
             # loaded by name from no data_dir: the digits are bundled and a folder: dataset is
             # named by its path, so load_dataset ignores (and records no) data_dir for them
