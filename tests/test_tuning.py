@@ -1459,7 +1459,11 @@ def test_a_default_the_workers_could_not_import_is_refused_too(digits, tmp_path,
                                         (["--lr=0.1"], "lr: 0.1"),
                                         (["--hidden", "50"], "hidden_size: 50"),
                                         (["--batch-size", "100", "--reg", "0.1"],
-                                         "batch_size: 100")])
+                                         "batch_size: 100"),
+                                        # train's switches: what they set, not VALUE (nor the
+                                        # next word, which is not theirs)
+                                        (["--batchnorm"], "batchnorm: true"),
+                                        (["--no-batchnorm", "x"], "batchnorm: false")])
 def test_a_training_flag_given_to_tune_points_to_the_search_space(flags, knob, capsys,
                                                                  tmp_path):
     """``mlplab tune --epochs 3`` (to make trials shorter) was answered "did you mean

@@ -106,13 +106,17 @@ def _knob_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
     trial takes them from the search space, where they are knobs."""
     from mlplab.tuning.space import KNOBS
 
+    # mlplab train's switches, which take no value: the knob's line says what they set
+    switches = {"--batchnorm": ("batchnorm", "true"), "--no-batchnorm": ("batchnorm", "false")}
     knobs, flags = [], set()
     for i, word in enumerate(unknown):
         name, eq, value = word.partition("=")
         knob = {"--hidden": "hidden_size"}.get(name, name[2:].replace("-", "_"))
-        if not name.startswith("--") or knob not in KNOBS:
+        if name in switches:
+            knob, value = switches[name]
+        elif not name.startswith("--") or knob not in KNOBS:
             continue
-        if not eq and i + 1 < len(unknown) and not unknown[i + 1].startswith("--"):
+        elif not eq and i + 1 < len(unknown) and not unknown[i + 1].startswith("--"):
             value = unknown[i + 1]
         knobs.append((knob, value or "VALUE"))
         flags.add(name)
