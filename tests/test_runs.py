@@ -868,7 +868,6 @@ def test_resume_from_moved_data(tmp_path, digits):
     assert evaluate_run(run, "val")["accuracy"] == pytest.approx(again.metrics["val_accuracy"])
 
 
-
 def test_loading_options_with_a_lent_dataset_are_refused_not_ignored(tmp_path, digits):
     """train_run(data=ds, val_size=100, image_size=4, data_seed=3) trained on ds's own split
     (180 validation images) and 8x8 images without a word, and recorded those. Loading options
