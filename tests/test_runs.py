@@ -1590,3 +1590,17 @@ def test_config_summary_names_the_run_length_it_has():
     assert ", 1 iteration, " in config_summary(RunConfig(epochs=None, iters=1))
     text = config_summary(RunConfig(epochs=None, iters=None))
     assert ", no length, " in text and "None" not in text
+
+
+@pytest.mark.parametrize("name", [5, None, "", "nope"])
+def test_a_dataset_that_is_not_a_name_is_refused_before_anything_is_made(name, tmp_path):
+    """train_run(dataset=5) failed on the name's .lower() with an AttributeError; every bad
+    name now gets load_dataset's own error, before the run folder is made."""
+    from mlplab.data import DatasetError, load_dataset
+
+    with pytest.raises(DatasetError) as expected:
+        load_dataset(name)
+    with pytest.raises(DatasetError) as got:
+        train_run(dataset=name, out=tmp_path / "r", plots=False)
+    assert str(got.value) == str(expected.value)
+    assert not (tmp_path / "r").exists()

@@ -114,6 +114,12 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad option (the model is checked when built)."""
+        from mlplab.data.datasets import check_dataset_name
+
+        # its type only (train_run(dataset=5) failed on the name's .lower() in an
+        # AttributeError): a run on a lent dataset records that dataset's own name
+        if not isinstance(self.dataset, str) or not self.dataset:
+            check_dataset_name(self.dataset)
         bad = [a for a in self.augment if a not in AUGMENTATIONS]
         if bad:
             raise ValueError(f"unknown augmentation {bad[0]!r}; choose from "
