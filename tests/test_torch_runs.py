@@ -420,3 +420,14 @@ def test_two_runs_started_at_once_with_the_same_out(tmp_path, monkeypatch):
     result = tm.train_run("digits", out=out, hidden=[16], epochs=1, threads=1)
     assert json.loads((out / "config.json").read_text()) == result.config
     assert (out / "metrics.json").exists()
+
+
+def test_the_depth_studys_file_is_the_one_evaluate_recognises():
+    """runs.finished names a depth study's folder by its file without importing torch_mlp (which
+    needs PyTorch); the two names must stay the same."""
+    import inspect
+
+    from mlplab.runs import finished
+    from mlplab.torch_mlp.runs import DEPTH_FILE
+
+    assert f'(folder / "{DEPTH_FILE}").is_file()' in inspect.getsource(finished)

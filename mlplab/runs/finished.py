@@ -64,7 +64,7 @@ def _other_output_hint(folder: Path) -> str | None:
         if best is not None:
             return f"{what}; the run folder of its tuning's best trial is {best}"
         return f"{what}, which keeps no run folder; its results are in report.md and report.html"
-    if (folder / "depth.json").is_file():
+    if (folder / "depth.json").is_file():  # torch_mlp.runs.DEPTH_FILE (importing it needs torch)
         return ("it is a depth study written by mlplab torch depth, which keeps no models; its "
                 "numbers are in depth.md and depth.json (to evaluate one depth, train it with "
                 "mlplab torch train --hidden H[,H...] and evaluate that run folder)")
