@@ -129,8 +129,7 @@ class DiskFullError(OSError):
     def __init__(self, path: Path, cause: OSError) -> None:
         whats: dict[int | None, str] = {errno.EDQUOT: "disk quota exceeded",
                                         errno.EFBIG: "file too large"}
-        what = whats.get(
-            cause.errno, "no space left on device")
+        what = whats.get(cause.errno, "no space left on device")
         super().__init__(
             f"{what} while writing {path} ({cause.strerror or cause}); free some disk space and "
             f"run the command again - the previous {path.name}, if any, is intact")
