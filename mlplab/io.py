@@ -153,20 +153,21 @@ def why_no_folder(path: str | os.PathLike, exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def out_is_a_file(out: str | os.PathLike, folder: str | os.PathLike | None = None) -> str | None:
-    """The refusal of an output ``out`` whose folder (``out`` itself, or ``folder`` for an
-    output file's) is a file or lies under one, before anything is loaded or made; None if it
-    does not. One message for every command with ``--out`` (``out`` from Python)."""
+def check_out_folder(out: str | os.PathLike, folder: str | os.PathLike | None = None,
+                     error: type[Exception] = ValueError) -> None:
+    """Refuse (with ``error``) an output ``out`` whose folder (``out`` itself, or ``folder`` for
+    an output file's) is a file or lies under one, before anything is loaded or made. One
+    message for every command with ``--out`` (``out`` from Python)."""
     from mlplab._validation import setting
 
     start = Path(out if folder is None else folder)
     blocker = next((p for p in (start, *start.parents) if p.exists()), None)
     if blocker is None or blocker.is_dir():
-        return None
+        return
     name = setting("--out", "out")
     what = f"{name} {out} is a file" if blocker == Path(out) else \
         f"{name} {out}: {blocker} is a file"
-    return f"{what}, not a folder; choose another {name}."
+    raise error(f"{what}, not a folder; choose another {name}.")
 
 
 def _fsync_dir(folder: Path) -> None:

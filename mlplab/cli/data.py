@@ -239,7 +239,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     from mlplab.data.preview import sample_grid
-    from mlplab.io import DiskFullError, is_disk_full, out_is_a_file, why_no_folder
+    from mlplab.io import DiskFullError, check_out_folder, is_disk_full, why_no_folder
 
     if args.per_class < 1:
         raise UsageError(f"--per-class must be at least 1; got {args.per_class}.")
@@ -254,9 +254,7 @@ def run_show(args: argparse.Namespace) -> int:
                          f"{out / 'samples.png'}.")
     if out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise UsageError(f"--out {out}: write a .png, .pdf or .svg file.")
-    refusal = out_is_a_file(out, out.parent)
-    if refusal is not None:
-        raise UsageError(refusal)
+    check_out_folder(out, out.parent, error=UsageError)
     ds = load_dataset_from_args(args)
     # no more rows than the largest class of the split has images
     counts = np.bincount(ds.split(args.split)[1], minlength=max(ds.num_classes, 1))

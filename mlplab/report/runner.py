@@ -24,7 +24,7 @@ from typing import Any, TextIO, cast
 from mlplab import interrupts
 from mlplab._text import shell_command
 from mlplab._validation import is_int, setting
-from mlplab.io import out_is_a_file, why_no_folder
+from mlplab.io import check_out_folder, why_no_folder
 from mlplab.report import environment as env
 from mlplab.report.budgets import BUDGETS, Budget, get_budget
 from mlplab.report.context import Context
@@ -150,9 +150,7 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
                          "without only every stage runs again and nothing is kept. Give "
                          "only=[STAGE, ...], or drop reuse=True.")
     out = Path(out) if out is not None else default_out(dataset, b.name)
-    refusal = out_is_a_file(out)
-    if refusal is not None:
-        raise ValueError(refusal)
+    check_out_folder(out)
     ctx = Context(out=out, dataset=dataset, budget=b, seed=int(seed), progress=progress,
                   loader=loader, threads=int(threads))
     ctx.only, ctx.reuse = (list(only) if only is not None else None), bool(reuse)

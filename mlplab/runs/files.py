@@ -79,9 +79,7 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
     """Refuse ``out`` for a new run if it is a file or holds a run already; changes nothing, so
     that a run can say so before it loads its data."""
     out_dir = Path(out)
-    refusal = io.out_is_a_file(out_dir)
-    if refusal is not None:
-        raise ValueError(refusal)
+    io.check_out_folder(out_dir)
     if any((out_dir / f).exists() for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE,
                                              METRICS_FILE)):
         if read_metrics(out_dir / METRICS_FILE).get("status") == "completed":

@@ -156,9 +156,7 @@ def _check_out(path: Path, marker: str) -> None:
     """Refuse, in one line, an ``out`` that cannot become a fresh run folder, before anything is
     loaded or written (mkdir's own errors would read "[Errno 17] File exists: ...")."""
     out = setting("--out", "out")
-    refusal = io.out_is_a_file(path)
-    if refusal is not None:
-        raise ValueError(refusal)
+    io.check_out_folder(path)
     if path.is_dir():
         if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
                                              and _only_a_torch_config(path)):
