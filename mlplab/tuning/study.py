@@ -30,14 +30,14 @@ _WHAT = {"mlplab:search_space": "search space", "mlplab:seed": "seed", "mlplab:d
 
 #: ``open_study``'s default for ``seed``, ``sampler_name`` and ``pruner_name``: do not check it
 #: (a study opened only to be read)
-_ANY_SEED = _UNCHECKED = object()
+_UNCHECKED = object()
 
 
 def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None = None,
                data_description: dict[str, Any] | None = None,
                sampler: optuna.samplers.BaseSampler | None = None,
                pruner: optuna.pruners.BasePruner | None = None,
-               seed: int | None | object = _ANY_SEED,
+               seed: int | None | object = _UNCHECKED,
                sampler_name: str | object = _UNCHECKED,
                pruner_name: str | None | object = _UNCHECKED) -> optuna.Study:
     """Create or load ``study_name`` (maximising). A new study records its search space, the
@@ -58,7 +58,7 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
                          "mlplab tuning study. Choose another "
                          f"{setting('--study name', 'study_name')}.")
     wanted: dict[str, Any] = {"mlplab:search_space": space.to_dict()}
-    if seed is not _ANY_SEED:
+    if seed is not _UNCHECKED:
         wanted["mlplab:seed"] = seed
     wanted["mlplab:dataset"] = data_description
     for key, name in (("mlplab:sampler", sampler_name), ("mlplab:pruner", pruner_name)):
