@@ -6,8 +6,8 @@ metrics): atomic writes mean a kill leaves the old file or the new one, never a 
 
 Kill points are drawn from a seeded generator and are of three kinds:
 
-* ``startup``: a random time after launch (often before the first checkpoint, sometimes while
-  the dataset or the checkpoint is being read);
+* ``startup``: a random time after launch, cut short by the first new checkpoint (often before
+  it, sometimes while the dataset or the checkpoint is being read);
 * ``epoch``: after 2-3 new checkpoints plus a random fraction of an epoch (mid-epoch);
 * ``write``: the moment a checkpoint's temporary file appears (mid-write).
 """
@@ -31,7 +31,8 @@ from mlplab.runs import read_history
 KILLS = 20
 # small but with every kind of state a resume must restore: Adam slots, batch-norm running
 # statistics, dropout generators, the shuffled order and the learning-rate schedule. 80 epochs
-# of 59 iterations: longer than the 20 kills can get through, so the last resume has work left.
+# of 59 iterations: a kill lets the run gain at most 4 epochs (1 a startup kill, 2 a write kill),
+# 56 in all on any machine, so the last resume has work left.
 ARGS = ["--dataset", "digits", "--hidden", "48,24", "--batchnorm", "--dropout", "0.1",
         "--batch-size", "24", "--epochs", "80", "--lr", "0.003", "--seed", "11", "--quiet",
         "--no-plots"]
@@ -53,11 +54,13 @@ def _mtime(path: Path) -> int | None:
         return None
 
 
-def _wait_checkpoints(proc: subprocess.Popen, ckpt: Path, count: int) -> float:
-    """Wait until ``ckpt`` has been rewritten ``count`` times (or the process ends); return the
-    time between the last two rewrites (an epoch on this machine), or 0.05 s."""
+def _wait_checkpoints(proc: subprocess.Popen, ckpt: Path, count: int,
+                      timeout: float = DEADLINE) -> float:
+    """Wait until ``ckpt`` has been rewritten ``count`` times (or the process ends, or
+    ``timeout`` passes); return the time between the last two rewrites (an epoch on this
+    machine), or 0.05 s."""
     last, seen, stamps = _mtime(ckpt), 0, []
-    end = time.monotonic() + DEADLINE
+    end = time.monotonic() + timeout
     while seen < count and proc.poll() is None and time.monotonic() < end:
         now = _mtime(ckpt)
         if now is not None and now != last:
@@ -76,11 +79,12 @@ def _wait_temp_file(proc: subprocess.Popen, run: Path) -> None:
                 return
 
 
-def _kill(proc: subprocess.Popen) -> bool:
-    """SIGKILL ``proc``; True if it was still running (the kill interrupted it)."""
+def _kill(proc: subprocess.Popen) -> tuple[bool, str]:
+    """SIGKILL ``proc``; whether it was still running (the kill interrupted it), and its
+    stderr."""
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-    return proc.returncode == -signal.SIGKILL
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode == -signal.SIGKILL, err
 
 
 def test_twenty_sigkills_then_resume_is_bit_identical(tmp_path):
@@ -97,7 +101,9 @@ def test_twenty_sigkills_then_resume_is_bit_identical(tmp_path):
     for mode in modes:
         proc = _launch(run)
         if mode == "startup":
-            time.sleep(rng.uniform(0.0, 1.5))
+            # a time, not a count of checkpoints, but never past the first one: on a fast
+            # machine 1.5 s is many epochs, and the run must outlast all 20 kills
+            _wait_checkpoints(proc, run / "checkpoint.npz", 1, timeout=rng.uniform(0.0, 1.5))
         else:
             epoch = _wait_checkpoints(proc, run / "checkpoint.npz",
                                       rng.randint(2, 3) if mode == "epoch" else 1)
@@ -105,8 +111,9 @@ def test_twenty_sigkills_then_resume_is_bit_identical(tmp_path):
                 time.sleep(rng.uniform(0.0, 1.0) * epoch)
             else:
                 _wait_temp_file(proc, run)
-        assert _kill(proc), (f"the run ended by itself after {stats['kills']} kills "
-                             f"(exit {proc.returncode}); make it longer:\n{proc.stderr}")
+        killed, err = _kill(proc)
+        assert killed, (f"the run ended by itself after {stats['kills']} kills "
+                        f"(exit {proc.returncode}); make it longer:\n{err}")
         stats["kills"] += 1
 
         found = check_run_folder(run)  # every file present parses: nothing torn
