@@ -375,10 +375,13 @@ def _aliased(depth: int, open_op: bytes, close_op: bytes) -> bytes:
      + b"R.", "text beyond latin1"),
 ])
 def test_pickle_containers_cannot_crash_hang_or_balloon(blob, message):
-    start = time.perf_counter()
+    # the bounds on time in this file are on this process's CPU time: the work a refusal takes,
+    # which other processes on a loaded machine do not stretch (its wall-clock time was 2.5 s
+    # of the 5 here for the flood of opcodes on a 2-core machine under load, 0.4 s of CPU)
+    start = time.process_time()
     with pytest.raises(DatasetError, match=message) as error:
         parse_batch(blob, "data_batch_1")
-    assert time.perf_counter() - start < 5 and len(str(error.value)) < 400
+    assert time.process_time() - start < 5 and len(str(error.value)) < 400
 
 
 def test_odd_class_names_in_the_meta_file_fall_back_to_cifar10s(tmp_path):
@@ -1252,10 +1255,10 @@ def _tar_header(name: bytes, size: int | bytes, kind: bytes = b"0") -> bytes:
 ])
 def test_crafted_archives_are_refused_quickly_and_briefly(tmp_path, tar, message):
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(gzip.compress(tar + bytes(1024)))
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(DatasetError, match=message) as error:
         load_dataset("cifar10", data_dir=tmp_path, val_size=1)
-    assert time.perf_counter() - start < 5 and len(str(error.value)) < 400
+    assert time.process_time() - start < 5 and len(str(error.value)) < 400
 
 
 def _tar_entries(blob: bytes, entries: int, entry_bytes: int, total_bytes: int) -> list:
@@ -1372,10 +1375,10 @@ def test_refusal_messages_do_not_sort_big_dicts():
     keys = b"".join(b"C\x04" + struct.pack("<I", i) + b"N" for i in range(200_000))
     blob = (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\n}(" + keys + b"u\x940"
             + b"h\x00" * 3 + b"\x87R.")
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(DatasetError, match="dict of 200000 items"):
         parse_batch(blob, "data_batch_1")
-    assert time.perf_counter() - start < 5
+    assert time.process_time() - start < 5
 
 
 def test_folder_problems_are_clear_errors(tmp_path, monkeypatch):
@@ -1437,10 +1440,10 @@ def test_archive_size_and_folders_in_the_way(tmp_path):
     with open(big / "cifar-10-python.tar.gz", "wb") as f:
         f.write(good)
         f.truncate(300 << 20)
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(DatasetError, match="the official archive has 170,498,071"):
         load_dataset("cifar10", data_dir=big, val_size=1)
-    assert time.perf_counter() - start < 5
+    assert time.process_time() - start < 5
     # a half-made batch folder in the way: the archive is not to blame
     partial = tmp_path / "partial"
     (partial / "cifar-10-batches-py").mkdir(parents=True)
