@@ -35,7 +35,7 @@ lr: {type: float, low: 1e-2, high: 0.3, log: true}
 epochs: 12
 batch_size: 16
 """
-# about 1.5 s, so that a worker is surely killed mid-trial
+# 30 epochs, so that a worker is surely killed mid-trial (see mid_trial below)
 LONG_SPACE = MEDIUM_SPACE.replace("epochs: 12", "epochs: 30")
 
 
@@ -84,6 +84,9 @@ def _trials(storage, study: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def _wait_for(predicate, timeout: float, what: str, procs=()) -> None:
+    """Poll ``predicate`` until it holds. Between polls only a short pause: the poll itself
+    (reading the study back) then sets the pace, and it is as fast or slow as the host, as the
+    trials it watches are."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         for p in procs:
@@ -92,7 +95,7 @@ def _wait_for(predicate, timeout: float, what: str, procs=()) -> None:
                                      f"{p.communicate()[0]}")
         if predicate():
             return
-        time.sleep(0.05)
+        time.sleep(0.005)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -173,10 +176,14 @@ def test_killed_worker_trial_fails_by_heartbeat_and_study_resumes(kind, tmp_path
     beat = ["--heartbeat", "1", "--grace", "2"]
     worker = _tune(tmp_path, url, study_name, space, target, "--search-only", *beat)
 
-    def mid_trial() -> bool:  # a trial is running and has reported one of its first epochs
+    def mid_trial() -> bool:
+        """A trial is running and has reported 1 to 20 of its 30 epochs: the last 10 leave time
+        for the kill to land while it still runs. The window is counted in epochs and polled at
+        the pace of the study's reads, both as fast as the host (10 epochs polled every 50 ms
+        plus a read: a fast host could pass the window between two polls, in both trials)."""
         if not _study_has_trials(storage, study_name):
             return False
-        return any(t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= 10
+        return any(t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= 20
                    for t in _trials(storage, study_name))
 
     _wait_for(mid_trial, 90, "a trial in progress", [worker])
