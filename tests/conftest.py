@@ -7,6 +7,13 @@ import pytest
 # keep BLAS single-threaded and plotting headless so tests are stable on shared 2-core machines
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# What a user's shell may set for mlplab is not the suite's to inherit: MLPLAB_PLUGINS (which
+# docs/architecture.md suggests exporting once for a shell) made every in-process command load
+# the user's plugins, MLPLAB_BLAS=scipy took NumPy's BLAS from the tests that check it. A test
+# that wants either sets it itself (monkeypatch; the fixture scipy_blas for the fallback).
+for _name in ("MLPLAB_PLUGINS", "MLPLAB_BLAS"):
+    os.environ.pop(_name, None)
+
 # Started in the background (nohup, `cmd &` in a script), the suite inherits an ignored SIGINT,
 # and so would every command it starts: the Ctrl-C tests need Python's usual handler, which
 # the processes they start then get too (an ignored signal is inherited; a handler is not)
