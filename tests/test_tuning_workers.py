@@ -242,3 +242,18 @@ def test_workers_starting_together_on_an_empty_database(tmp_path):
     for p in procs:
         _finish(p, timeout=60)
     optuna.create_study(storage=url, study_name="ok")  # the schema is complete and usable
+
+
+@pytest.mark.parametrize("allowed, workers, each", [({0, 1}, 2, 1), ({0, 1, 2, 3}, 2, 2),
+                                                    ({3}, 4, 1)])
+def test_workers_share_the_cores_this_process_may_use(monkeypatch, allowed, workers, each):
+    """Local workers split the cores of the process's affinity mask, not the machine's: pinned
+    to 2 of 16 cores (taskset, a container's cpuset), 2 workers took 8 BLAS threads each."""
+    from mlplab import tuning
+    from mlplab.tuning.space import SearchSpace
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(allowed), raising=False)
+    specs = tuning._worker_specs(workers, None, None, "s", SearchSpace.load(None), "tpe", None,
+                                 4, None, 0, None, None)
+    assert [s.blas_threads for s in specs] == [each] * workers

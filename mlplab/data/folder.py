@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mlplab._machine import available_cpus
 from mlplab._progress import progress_bar
 from mlplab.data.base import (
     DatasetError,
@@ -484,7 +485,7 @@ def _decode_rest(paths: list[Path], start: int, out: np.ndarray, mode: str,
 def _run_chunks(work: Callable[[range], None], chunks: list[range], bar: tqdm) -> None:
     """``work`` on every chunk, on up to 4 threads (none for a single chunk or core), the bar
     moved on as each chunk is done; the first error is raised."""
-    workers = min(4, os.cpu_count() or 1, max(len(chunks), 1))
+    workers = min(4, available_cpus(), max(len(chunks), 1))
     if workers <= 1:
         for c in chunks:
             work(c)

@@ -8,11 +8,11 @@ model exists.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 import torch
 
+from mlplab._machine import available_cpus
 from mlplab._validation import is_int, setting
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -54,14 +54,6 @@ def parse_device(choice: str) -> str:
     if text in ("cpu", "cuda", "auto") or (text.startswith("cuda:") and text[5:].isdigit()):
         return text
     raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {choice!r}.")
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def set_threads(threads: int | None = None) -> int:

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlplab._machine import available_cpus
 from mlplab._validation import (
     check_choice,
     check_int,
@@ -430,7 +431,8 @@ def _worker_specs(workers: int, source: DataSource, spec: StorageSpec, study_nam
                   registered: Any) -> list[WorkerSpec]:
     """What each of ``workers`` local processes needs to search the study, the machine's cores
     shared among them."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    # the cores this process may use: on a runner pinned to 2 of 16, 2 // workers each
+    threads = max(1, available_cpus() // workers)
     return [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune, trials,
                        timeout, seed, sampler_seed, i, threads, on_command_line(), registered)
             for i in range(workers)]
