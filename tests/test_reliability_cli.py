@@ -373,6 +373,24 @@ def test_a_reader_that_goes_away_is_not_an_error(unbuffered):
     assert proc.wait(timeout=120) == 0 and not err, err
 
 
+def test_a_reader_that_goes_away_does_not_stop_the_work(tmp_path):
+    """``mlplab train --verbose | head -1``: the reader leaves after the first epoch line. The
+    next write raised BrokenPipeError, which ended the command on the spot with exit code 0:
+    the training stopped half way and its run folder held only a checkpoint. Now the output
+    goes to the null device and the run completes, as with ``>/dev/null``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "PYTHONUNBUFFERED": "1"}  # each epoch line is written at once: the first one fails
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "mlplab", "train", "--dataset", "digits",
+                             "--epochs", "3", "--hidden", "8", "--no-plots", "--verbose",
+                             "--out", str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed", err
+
+
 def _latin1_folder(tmp_path, file_name: bytes) -> bytes:
     """A folder ``caf\xe9`` (Latin-1, not UTF-8) of classes cat and dog, three 4x4 grey
     images each, named ``file_name % i``; its path as bytes."""

@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from types import ModuleType
+from typing import IO, TextIO, cast
 
 from mlplab import __version__
 
@@ -228,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code: int | None = None
     try:
         with interrupts.installed(), _one_line_warnings(args), _lenient_output(), \
-                _no_dropped_interrupt_report(args), command_line():
+                _reader_may_leave(), _no_dropped_interrupt_report(args), command_line():
             code = _run(args, interrupts)
             interrupts.closing()  # from here a Ctrl-C is remembered, not raised
             if interrupts.requested() and code != 130:  # one that came as the command ended
@@ -260,6 +261,58 @@ def _lenient_output() -> Iterator[None]:
         for stream in changed:
             with contextlib.suppress(ValueError, OSError):
                 stream.reconfigure(errors="strict")
+
+
+class _ReaderMayLeave:
+    """Standard output or error that, once its reader has gone away (``mlplab train --verbose |
+    head``, a ``less`` quit early), writes to the null device instead of raising
+    ``BrokenPipeError``: the command goes on as it would with ``>/dev/null`` and its exit code
+    is its work's. A write that raised there ended the command on the spot: training stopped
+    half way, its run folder held only a checkpoint, and the exit code said 0."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._gone = False  # the reader left and the stream could not be pointed elsewhere
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+    def _call(self, name: str, *args: object) -> object:
+        if not self._gone:
+            try:
+                return getattr(self._stream, name)(*args)
+            except BrokenPipeError:
+                try:  # the descriptor to the null device, the text still buffered with it
+                    null = os.open(os.devnull, os.O_WRONLY)
+                    try:
+                        os.dup2(null, self._stream.fileno())
+                    finally:
+                        os.close(null)
+                    return getattr(self._stream, name)(*args)
+                except (OSError, ValueError):  # no descriptor of its own: drop what comes
+                    self._gone = True
+        return len(args[0]) if name == "write" and isinstance(args[0], str) else None
+
+    def write(self, text: str) -> int:
+        return cast(int, self._call("write", text))
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._call("flush")
+
+
+@contextlib.contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """sys.stdout and sys.stderr as :class:`_ReaderMayLeave` for the command's run."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (cast(TextIO, _ReaderMayLeave(s)) for s in saved)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 @contextlib.contextmanager
