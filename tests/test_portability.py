@@ -45,6 +45,21 @@ def test_cli_output_degrades_on_a_console_encoding_without_the_characters(tmp_pa
     assert "classes   2: café, \\u732b" in out
 
 
+def test_class_folders_named_in_utf8_under_an_ascii_locale(tmp_path):
+    """Under ``LC_ALL=C`` without Python's UTF-8 mode file names are decoded as ASCII, so the
+    class folder ``café`` reached mlplab as ``caf\\udcc3\\udca9`` and the dataset was refused:
+    "class folder name b'caf\\xc3\\xa9' is not valid UTF-8" (it is). It is class ``café``, as
+    under a UTF-8 locale."""
+    folder = _image_folder(tmp_path / "pets", ["café", "dog"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONIOENCODING": "utf-8", "MLPLAB_DATA": str(tmp_path / "d")}
+    run = subprocess.run([sys.executable, "-m", "mlplab", "data", "info", f"folder:{folder}"],
+                         capture_output=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr.decode("utf-8", "replace")
+    assert "classes   2: café, dog" in run.stdout.decode("utf-8")
+
+
 def test_cli_restores_its_output_streams(tmp_path, monkeypatch):
     """``main()`` called from Python leaves the streams' error handling as it found it."""
     folder = _image_folder(tmp_path / "pets", ["cat", "猫"])

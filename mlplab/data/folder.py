@@ -201,24 +201,32 @@ def _warn_unread(root: Path, subdirs: dict[Path, list[str]], others: dict[Path, 
                       "sub-folder.", stacklevel=4)
 
 
+def _class_name(root: Path, folder: Path) -> str:
+    """The class name of class folder ``folder``: its name read as UTF-8, whatever the locale.
+    Under an ASCII locale (``LC_ALL=C`` without Python's UTF-8 mode) Python gives the bytes of
+    ``café`` as lone surrogates, and the folder was refused as "not valid UTF-8"; it is the
+    same class, with the same label, as under a UTF-8 locale. A name that is not UTF-8 is
+    refused: class names become labels in model files, plots and reports."""
+    try:
+        return os.fsencode(folder.name).decode("utf-8")
+    except UnicodeDecodeError:  # os.listdir gives undecodable bytes as lone surrogates
+        raise DatasetError(
+            f"{root}: class folder name {os.fsencode(folder.name)!r} is not valid UTF-8; class "
+            "names become labels in model files, plots and reports - rename the folder."
+        ) from None
+
+
 def _scan(root: Path, classes: list[str] | None
           ) -> tuple[list[str], list[tuple[Path, str]], np.ndarray, list[tuple]]:
     """Class names, image files (class folder, file name), labels and stat records of one folder
     of class folders. The files are not made ``Path`` objects here: a folder read from the decode
     cache never opens them, and 50,000 ``Path`` objects take 0.2-0.3 s."""
     dirs = _class_dirs(root)
-    for d in dirs:
-        try:
-            d.name.encode("utf-8")
-        except UnicodeEncodeError:  # os.listdir gives undecodable bytes as lone surrogates
-            raise DatasetError(
-                f"{root}: class folder name {os.fsencode(d.name)!r} is not valid UTF-8; class "
-                "names become labels in model files, plots and reports - rename the folder."
-            ) from None
+    names = [_class_name(root, d) for d in dirs]
     if classes is None:
-        classes = [d.name for d in dirs]
+        classes = names
     else:
-        unknown = [d.name for d in dirs if d.name not in classes]
+        unknown = [n for n in names if n not in classes]
         if unknown:
             raise DatasetError(f"{root}: class folder(s) {', '.join(unknown)} are not among the "
                                f"training classes ({', '.join(classes)}).")
@@ -229,13 +237,13 @@ def _scan(root: Path, classes: list[str] | None
     subdirs: dict[Path, list[str]] = {}
     others: dict[Path, list[str]] = {}
     broken: dict[Path, list[str]] = {}
-    for d in dirs:
+    for d, class_name in zip(dirs, names, strict=True):
         # one pass: the files, and the sub-folders, other formats and broken links left out
         images, subdirs[d], others[d], broken[d] = _listing(d)
         for name, *stat in images:
             files.append((d, name))
-            labels.append(index[d.name])
-            stats.append((f"{d.name}/{name}", *stat))
+            labels.append(index[class_name])
+            stats.append((f"{class_name}/{name}", *stat))
     _warn_unread(root, subdirs, others, broken)
     return classes, files, np.asarray(labels, dtype=np.int64), stats
 
