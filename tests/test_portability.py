@@ -60,6 +60,34 @@ def test_class_folders_named_in_utf8_under_an_ascii_locale(tmp_path):
     assert "classes   2: café, dog" in run.stdout.decode("utf-8")
 
 
+def test_cli_output_under_an_ascii_locale(tmp_path, monkeypatch):
+    """Under ``LC_ALL=C`` without Python's UTF-8 mode standard output is ASCII with
+    ``surrogateescape``: `mlplab data info` of a class ``café`` ended with "'ascii' codec can't
+    encode character '\\xe9'", and standard error (``backslashreplace``) showed the report's
+    stages as ``Q1 \\xb7 Forward pass``. Now é is written as \\xe9, mlplab's typography as
+    its ASCII look-alike, a file name's undecodable byte as itself; the streams are left as they
+    were found."""
+    folder = _image_folder(tmp_path / "pets", ["café", "猫"])
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "d"))
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="surrogateescape")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    from mlplab.cli import main
+
+    assert main(["data", "info", f"folder:{folder}"]) == 0
+    assert stdout.errors == "surrogateescape"
+    stdout.flush()
+    assert b"classes   2: caf\\xe9, \\u732b" in stdout.buffer.getvalue()
+    from mlplab.cli import _lenient_output
+
+    stderr = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="backslashreplace")
+    monkeypatch.setattr(sys, "stderr", stderr)
+    with _lenient_output():
+        print("Q1 \u00b7 Forward pass \u2014 2 \u00d7 3 \u2264 7, caf\udce9", file=sys.stderr)
+    assert stderr.errors == "backslashreplace"
+    stderr.flush()
+    assert stderr.buffer.getvalue() == b"Q1 - Forward pass - 2 x 3 <= 7, caf\xe9\n"
+
+
 def test_cli_restores_its_output_streams(tmp_path, monkeypatch):
     """``main()`` called from Python leaves the streams' error handling as it found it."""
     folder = _image_folder(tmp_path / "pets", ["cat", "猫"])

@@ -242,25 +242,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+#: what mlplab's own typography becomes on a stream whose encoding lacks it (an ASCII locale)
+_ASCII_MARKS = {"\u00b7": "-", "\u2014": "-", "\u2013": "-", "\u2212": "-", "\u00d7": "x",
+                "\u2192": "->", "\u2264": "<=", "\u2265": ">=", "\u2026": "...",
+                "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " "}
+_LENIENT = "mlplab-lenient"
+
+
+def _lenient_encode(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """Codec error handler of :func:`_lenient_output`, one character at a time: a file name's
+    undecodable byte (a lone surrogate) is written back as that byte, as ``surrogateescape``
+    does; a mark of mlplab's typography as its ASCII look-alike (``·`` as ``-``, ``×`` as
+    ``x``); anything else as ``\\xe9``, ``\\u732b``."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    char = exc.object[exc.start]
+    if "\udc80" <= char <= "\udcff":
+        return bytes([ord(char) - 0xDC00]), exc.start + 1
+    mark = _ASCII_MARKS.get(char)
+    return mark or char.encode("ascii", "backslashreplace").decode("ascii"), exc.start + 1
+
+
 @contextlib.contextmanager
 def _lenient_output() -> Iterator[None]:
-    """Standard output and error that write a character their encoding lacks as ``\\uXXXX``
-    instead of failing the command. Python's standard output is strict, and on Windows,
+    """Standard output and error that write a character their encoding lacks instead of failing
+    the command (:func:`_lenient_encode`). Python's standard output is strict, and on Windows,
     redirected to a file or a pipe, it encodes with the ANSI code page (cp1252, cp932, ...):
     the dash mlplab puts in empty table cells, or a class folder or path named in another
-    script, would end the command with UnicodeEncodeError after its work was done."""
+    script, would end the command with UnicodeEncodeError after its work was done. Under an
+    ASCII locale (``LC_ALL=C`` without Python's UTF-8 mode) standard output is ASCII with
+    ``surrogateescape``, which fails the same way (``mlplab evaluate`` of a class ``café``);
+    and standard error's ``backslashreplace`` wrote the report's stage names as
+    ``Q1 \\xb7 Forward pass``."""
+    import codecs
+
+    try:
+        codecs.lookup_error(_LENIENT)
+    except LookupError:
+        codecs.register_error(_LENIENT, _lenient_encode)
     changed = []
     for stream in (sys.stdout, sys.stderr):
-        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+        errors = getattr(stream, "errors", None)
+        if errors in ("strict", "surrogateescape", "backslashreplace") and \
+                hasattr(stream, "reconfigure"):
             with contextlib.suppress(ValueError, OSError):  # a closed or unusual stream
-                stream.reconfigure(errors="backslashreplace")
-                changed.append(stream)
+                stream.reconfigure(errors=_LENIENT)
+                changed.append((stream, errors))
     try:
         yield
     finally:
-        for stream in changed:
+        for stream, errors in changed:
             with contextlib.suppress(ValueError, OSError):
-                stream.reconfigure(errors="strict")
+                stream.reconfigure(errors=errors)
 
 
 class _ReaderMayLeave:
