@@ -22,6 +22,14 @@ def shell_command(parts: Sequence[str]) -> str:
     return subprocess.list2cmdline(parts) if os.name == "nt" else shlex.join(parts)
 
 
+def path_word(path: str | os.PathLike[str]) -> str:
+    """``path`` as a word of a command to paste: a relative path that starts with a dash (a run
+    folder ``-x``, made by ``--out ./-x``) as ``./-x``, which the command reads as a path and
+    not as an option (``mlplab train --resume -x`` is refused: "expected one argument")."""
+    text = os.fspath(path)
+    return os.curdir + os.sep + text if text.startswith("-") else text
+
+
 def printable(text: str) -> str:
     """``text`` with what UTF-8 cannot encode written out: a path that is not UTF-8 (an old
     Latin-1 folder name, ``caf\\xe9``) reaches Python as lone surrogates (``caf\\udce9``),

@@ -360,6 +360,30 @@ def test_the_resume_command_printed_after_ctrl_c_keeps_the_threads(monkeypatch, 
     assert f"Continue with: mlplab train --resume {out} --threads 1\n" in capsys.readouterr().err
 
 
+def test_a_run_folder_named_with_a_leading_dash_is_named_so_that_commands_read_it(
+        monkeypatch, capsys, tmp_path):
+    """A run made with ``--out ./-x`` is the folder ``-x``; the command printed after Ctrl-C,
+    ``mlplab train --resume -x``, was refused ("argument --resume: expected one argument"), as
+    was the one in "already holds a run". They say ``./-x`` now, which resumes it."""
+    import mlplab.runs
+
+    class CtrlC(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            if iteration == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.chdir(tmp_path)
+    train_run = mlplab.runs.train_run
+    with monkeypatch.context() as patch:
+        patch.setattr(mlplab.runs, "train_run",
+                      lambda *a, **kw: train_run(*a, callbacks=[CtrlC()], **kw))
+        assert main(["train", *TINY, "--out", "./-x"]) == 130
+    assert "Continue with: mlplab train --resume ./-x\n" in capsys.readouterr().err
+    assert main(["train", *TINY, "--out", "./-x"]) == 1
+    assert "continue it with --resume ./-x." in capsys.readouterr().err
+    assert main(["train", "--resume", "./-x", "--quiet", "--no-plots"]) == 0
+
+
 def test_a_second_ctrl_c_prints_how_to_resume_from_the_kept_checkpoint(monkeypatch, capsys,
                                                                       tmp_path):
     """A second Ctrl-C ends the run at once, before it saves; its last end-of-epoch checkpoint

@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from mlplab._text import counted, shell_command
+from mlplab._text import counted, path_word, shell_command
 from mlplab.cli import (
     UsageError,
     flag,
@@ -311,7 +311,7 @@ def _train(args: argparse.Namespace) -> int:
 def _resume_command(run: str | os.PathLike[str], args: argparse.Namespace) -> str:
     # the same thread count: the resumed run is bit-identical only with it
     threads = f" --threads {args.threads}" if args.threads else ""
-    return f"Continue with: mlplab train --resume {shell_command([str(run)])}{threads}"
+    return f"Continue with: mlplab train --resume {shell_command([path_word(run)])}{threads}"
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from mlplab import interrupts
-from mlplab._text import shell_command
+from mlplab._text import path_word, shell_command
 from mlplab._validation import is_int, setting
 from mlplab.io import check_out_folder, why_no_folder
 from mlplab.report import environment as env
@@ -333,7 +333,7 @@ def _command(ctx: Context, command: str | None) -> str:
             args.append(f"loader={getattr(ctx.loader, '__qualname__', 'your loader')}")
         return f"mlplab.report.reproduce({', '.join(args)})"
     parts = ["mlplab", "reproduce", "--dataset", ctx.dataset, "--budget", ctx.budget.name,
-             "--seed", str(ctx.seed), "--threads", str(ctx.threads), "--out", str(ctx.out)]
+             "--seed", str(ctx.seed), "--threads", str(ctx.threads), "--out", path_word(ctx.out)]
     if ctx.only is not None:
         parts += ["--only", ",".join(ctx.only)]
     if ctx.reuse:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import io
-from mlplab._text import shell_command
+from mlplab._text import path_word, shell_command
 from mlplab._validation import setting
 from mlplab.trainer import History, train_acc_label
 
@@ -60,7 +60,7 @@ def inner_run_folder(folder: Path, marker: str) -> Path | None:
 
 def resume_command(run_dir: str | os.PathLike) -> str:
     """The command that continues the run in ``run_dir``, quoted for this platform's shell."""
-    return shell_command(["mlplab", "train", "--resume", str(run_dir)])
+    return shell_command(["mlplab", "train", "--resume", path_word(run_dir)])
 
 
 def new_run_dir(out: str | os.PathLike) -> Path:
@@ -86,7 +86,7 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
             # resuming it would be refused: there is nothing left to run
             raise ValueError(f"{out_dir} already holds a completed run; choose another "
                              f"{setting('--out', 'out')}.")
-        resume = setting(f"--resume {shell_command([str(out_dir)])}",
+        resume = setting(f"--resume {shell_command([path_word(out_dir)])}",
                          f"resume_run({str(out_dir)!r})")
         raise ValueError(f"{out_dir} already holds a run; choose another "
                          f"{setting('--out', 'out')}, or continue it with {resume}.")

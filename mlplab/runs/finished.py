@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import io
-from mlplab._text import shell_command
+from mlplab._text import path_word, shell_command
 from mlplab._validation import is_int, setting
 from mlplab.runs.building import load_run_dataset, moved_config, moved_data_hint
 from mlplab.runs.config import RunConfig
@@ -135,7 +135,8 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Dataset | Non
     # moved="": the place given is the new one; only the download advice is dropped
     other = split != "val"  # the advised command evaluates the split asked for, not the default
     moved = "" if data_dir is not None else moved_data_hint(
-        shell_command(["mlplab", "evaluate", str(run), *(["--split", split] if other else [])]),
+        shell_command(["mlplab", "evaluate", path_word(run),
+                       *(["--split", split] if other else [])]),
         f"evaluate_run({str(run)!r}" + (f", {split!r}" if other else "") + ", data_dir=DIR)")
     ds = data if data is not None else load_run_dataset(
         cfg, loaded.extra.get("image_shape"), moved=moved)
