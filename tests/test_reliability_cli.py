@@ -342,6 +342,29 @@ def test_unexpected_exceptions_are_one_line_too_and_debug_shows_them(monkeypatch
         main(["--debug", "check"])
 
 
+def test_a_warning_the_users_filter_made_an_error_is_not_called_internal(monkeypatch, capsys):
+    """Under ``PYTHONWARNINGS=error`` (or ``-W error``) a warning mlplab gives (the decode cache
+    it cannot write under a read-only home, a warm-up as long as the run) ends the command, as
+    asked; it was reported as "internal error (UserWarning: ...); ... please report it". It is
+    the warning's text, saying which filter made it an error."""
+    import warnings
+
+    import mlplab.cli.check as check
+
+    def warns(args):
+        warnings.warn("could not write the image cache", stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(check, "run_check", warns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code, _, err = _run(["check"], capsys)
+    _assert_one_line_error(err, code, 1, ["check"])
+    assert "internal error" not in err and "please report" not in err, err
+    assert ("mlplab check: error: could not write the image cache (a UserWarning, which the "
+            "warnings filter of -W or PYTHONWARNINGS made an error)") in err, err
+
+
 def test_debug_shows_the_traceback_of_a_user_error(capsys):
     with pytest.raises(ValueError, match="lr must be"):
         main(["--debug", "train", "--lr", "-1", "--quiet"])

@@ -426,8 +426,11 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
         if args.debug:
             raise
         message = " ".join(_error_text(exc).split()) or type(exc).__name__  # one line, always
-        if not (isinstance(exc, CLIError | ValueError | OSError | RuntimeError) or
-                type(exc).__name__.endswith("Error")):
+        if isinstance(exc, Warning):  # the user's warnings filter (-W error, PYTHONWARNINGS)
+            message = (f"{message} (a {type(exc).__name__}, which the warnings filter of -W or "
+                       "PYTHONWARNINGS made an error)")
+        elif not (isinstance(exc, CLIError | ValueError | OSError | RuntimeError) or
+                  type(exc).__name__.endswith("Error")):
             # not an error the library raises on purpose: still no traceback, but say so
             message = (f"internal error ({type(exc).__name__}: {message}); rerun with --debug "
                        "for the traceback and please report it")
