@@ -365,6 +365,26 @@ def test_a_warning_the_users_filter_made_an_error_is_not_called_internal(monkeyp
             "warnings filter of -W or PYTHONWARNINGS made an error)") in err, err
 
 
+@pytest.mark.parametrize("raised, said", [
+    (MemoryError("std::bad_alloc"), "out of memory (std::bad_alloc); "),
+    (MemoryError(), "out of memory; "),
+])
+def test_running_out_of_memory_says_so(monkeypatch, capsys, raised, said):
+    """Under a memory limit (``ulimit -v``) loading even the digits failed with "mlplab train:
+    error: std::bad_alloc" (scikit-learn's C++), or "error: MemoryError": nothing said that
+    memory ran out or what to do."""
+    import mlplab.cli.check as check
+
+    def exhausted(args):
+        raise raised
+
+    monkeypatch.setattr(check, "run_check", exhausted)
+    code, _, err = _run(["check"], capsys)
+    _assert_one_line_error(err, code, 1, ["check"])
+    assert f"mlplab check: error: {said}free memory, raise this process's limit (ulimit -v)" \
+        in err, err
+
+
 def test_debug_shows_the_traceback_of_a_user_error(capsys):
     with pytest.raises(ValueError, match="lr must be"):
         main(["--debug", "train", "--lr", "-1", "--quiet"])

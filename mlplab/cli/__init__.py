@@ -426,7 +426,11 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
         if args.debug:
             raise
         message = " ".join(_error_text(exc).split()) or type(exc).__name__  # one line, always
-        if isinstance(exc, Warning):  # the user's warnings filter (-W error, PYTHONWARNINGS)
+        if isinstance(exc, MemoryError):  # NumPy's "Unable to allocate ...", C++'s bad_alloc
+            detail = "" if message == type(exc).__name__ else f" ({message})"
+            message = (f"out of memory{detail}; free memory, raise this process's limit "
+                       "(ulimit -v), or use less data or a smaller network")
+        elif isinstance(exc, Warning):  # the user's warnings filter (-W error, PYTHONWARNINGS)
             message = (f"{message} (a {type(exc).__name__}, which the warnings filter of -W or "
                        "PYTHONWARNINGS made an error)")
         elif not (isinstance(exc, CLIError | ValueError | OSError | RuntimeError) or
