@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -294,6 +295,29 @@ def test_out_paths_that_cannot_be_a_run_folder(where, message, tmp_path, capsys,
     err = _one_line_error(capsys)
     assert message.format(out=out, file=file, parent=parent) in err and "Errno" not in err
     assert sorted(p.name for p in parent.iterdir()) == ["config.json"]
+
+
+def test_out_on_a_read_only_file_system_says_so(tmp_path, capsys, monkeypatch):
+    """A read-only mount (a container's image, a CD, ``mount -o ro``) was told as "permission
+    denied", which sends the user to chmod a folder that no chmod opens."""
+    parent = tmp_path / "mnt"
+    parent.mkdir()
+    access, statvfs = os.access, os.statvfs
+    monkeypatch.setattr(os, "access",
+                        lambda p, mode, **kw: Path(p) != parent and access(p, mode, **kw))
+
+    def read_only(p):
+        real = statvfs(p)
+        if Path(p) != parent:
+            return real
+        return types.SimpleNamespace(f_flag=real.f_flag | os.ST_RDONLY)
+
+    monkeypatch.setattr(os, "statvfs", read_only)
+    out = parent / "run"
+    assert main(["torch", "train", "--epochs", "1", "--out", str(out)]) == 1
+    err = _one_line_error(capsys)
+    assert (f"cannot write to --out {out}: {parent} is not writable (read-only file system); "
+            "choose another --out.") in err, err
 
 
 @pytest.mark.parametrize("argv", [["torch", "depth", "--layers", "2,x"],
