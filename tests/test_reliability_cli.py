@@ -385,6 +385,23 @@ def test_running_out_of_memory_says_so(monkeypatch, capsys, raised, said):
         in err, err
 
 
+def test_too_many_open_files_says_to_raise_the_limit(monkeypatch, capsys):
+    """Under a low ``ulimit -n`` (10) ``mlplab tune`` ended with "mlplab tune: error:
+    .../DejaVuSans-Oblique.ttf: Too many open files", naming a Matplotlib font and no remedy."""
+    import errno
+
+    import mlplab.cli.check as check
+
+    def exhausted(args):
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), "/fonts/DejaVuSans.ttf")
+
+    monkeypatch.setattr(check, "run_check", exhausted)
+    code, _, err = _run(["check"], capsys)
+    _assert_one_line_error(err, code, 1, ["check"])
+    assert "error: /fonts/DejaVuSans.ttf: Too many open files; raise the limit of open files" \
+        in err and "ulimit -n 1024" in err, err
+
+
 def test_debug_shows_the_traceback_of_a_user_error(capsys):
     with pytest.raises(ValueError, match="lr must be"):
         main(["--debug", "train", "--lr", "-1", "--quiet"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import os
 import sys
@@ -447,13 +448,28 @@ def _error_text(exc: Exception) -> str:
     """``exc`` in words. The system's own errors name the path first, without the errno:
     "PATH: File name too long", not "[Errno 36] File name too long: 'PATH'" (Python's form,
     the path quoted at the end of a line it may run far past)."""
+    text = str(exc)
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None \
-            and str(exc).startswith("[Errno"):
+            and text.startswith("[Errno"):
         from mlplab._text import printable
 
         paths = [exc.filename] + ([exc.filename2] if exc.filename2 is not None else [])
-        return f"{' -> '.join(printable(os.fsdecode(p)) for p in paths)}: {exc.strerror}"
-    return str(exc)
+        text = f"{' -> '.join(printable(os.fsdecode(p)) for p in paths)}: {exc.strerror}"
+    if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
+        text += f"; {_open_files_advice()}"
+    return text
+
+
+def _open_files_advice() -> str:
+    """What to do when this process may open no more files (EMFILE, under a low ``ulimit -n``:
+    the tuning database, Matplotlib's fonts and the run's files are open at once)."""
+    try:
+        import resource
+
+        limit = f" (now {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        limit = ""
+    return f"raise the limit of open files{limit}: ulimit -n 1024, for example"
 
 
 if __name__ == "__main__":
