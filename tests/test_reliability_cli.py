@@ -402,6 +402,28 @@ def test_too_many_open_files_says_to_raise_the_limit(monkeypatch, capsys):
         in err and "ulimit -n 1024" in err, err
 
 
+def test_a_warning_given_again_is_shown_once(monkeypatch, capsys):
+    """Matplotlib warns of a glyph missing from its font (a class folder named in Chinese, on a
+    machine without a CJK font) from each line of mlplab's that draws the figure: `mlplab data
+    show` printed the same "Glyph 29483 ... missing from font(s) DejaVu Sans" three times."""
+    import warnings
+
+    import mlplab.cli.check as check
+
+    def warns(args):
+        warnings.warn("Glyph 29483 missing from font(s) DejaVu Sans.", stacklevel=1)
+        warnings.warn("Glyph 29483 missing from font(s) DejaVu Sans.", stacklevel=1)
+        warnings.warn("another one", stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(check, "run_check", warns)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main(["check"]) == 0
+    assert [str(w.message) for w in shown] == ["Glyph 29483 missing from font(s) DejaVu Sans.",
+                                               "another one"]
+
+
 def test_debug_shows_the_traceback_of_a_user_error(capsys):
     with pytest.raises(ValueError, match="lr must be"):
         main(["--debug", "train", "--lr", "-1", "--quiet"])

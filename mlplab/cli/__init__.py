@@ -395,12 +395,26 @@ def _one_line_warnings(args: argparse.Namespace) -> Iterator[None]:
             text = f"{path}: {text}"
         return f"mlplab {command}: warning: {text}\n"
 
+    shown: set[str] = set()
+    saved_show = warnings.showwarning
+
+    def show_once(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
+        # the same line once: Matplotlib warns of a glyph missing from its font (a class named
+        # in Chinese) from each of mlplab's lines that draws the figure
+        text = format_warning(message, category, filename, lineno, line)
+        if text not in shown:
+            shown.add(text)
+            saved_show(message, category, filename, lineno, file, line)
+
     saved = warnings.formatwarning
     warnings.formatwarning = format_warning
+    warnings.showwarning = show_once
     try:
         yield
     finally:
         warnings.formatwarning = saved
+        warnings.showwarning = saved_show
 
 
 def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
