@@ -77,11 +77,11 @@ def test_cli_output_under_an_ascii_locale(tmp_path, monkeypatch):
     assert stdout.errors == "surrogateescape"
     stdout.flush()
     assert b"classes   2: caf\\xe9, \\u732b" in stdout.buffer.getvalue()
-    from mlplab.cli import _lenient_output
+    from mlplab.cli._console import lenient_output
 
     stderr = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="backslashreplace")
     monkeypatch.setattr(sys, "stderr", stderr)
-    with _lenient_output():
+    with lenient_output():
         print("Q1 \u00b7 Forward pass \u2014 2 \u00d7 3 \u2264 7, caf\udce9", file=sys.stderr)
     assert stderr.errors == "backslashreplace"
     stderr.flush()
