@@ -502,6 +502,23 @@ def test_bad_cifar_batches(tmp_path, content, message):
     assert "data_batch_4" in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("name", ["cifar10", "mnist"])
+def test_the_download_command_of_a_missing_dataset_can_be_pasted(tmp_path, monkeypatch, name):
+    """The "not found" message's command names --data-dir as a word of a command: a folder with
+    a space (``my data``) said ``--data-dir my data``, which the shell splits ("unrecognized
+    arguments: data"), and one named with a dash (``-d``) ``--data-dir -d`` ("expected one
+    argument")."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    for folder, word in (("my data", "'my data'"), ("-d", "./-d")):
+        with pytest.raises(DatasetError) as err:
+            load_dataset(name, data_dir=folder)
+        command = str(err.value).split("`")[1]
+        assert command == f"mlplab data download {name} --data-dir {word}", command
+        assert shlex.split(command)[-2:] == ["--data-dir", word.strip("'")]
+
+
 def test_missing_dataset_says_where_and_how(tmp_path):
     with pytest.raises(DatasetError) as err:
         load_dataset("cifar10", data_dir=tmp_path / "nowhere")

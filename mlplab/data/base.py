@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlplab._text import path_word, shell_command
 from mlplab._validation import setting
 
 
@@ -54,6 +55,13 @@ def download_hint() -> str:
     evaluated run loads its data as configured and takes no --download, so mlplab.runs drops
     it."""
     return setting(" (or add --download to this command)", " (or pass download=True)")
+
+
+def download_command(name: str, data_dir: str | os.PathLike[str] | None) -> str:
+    """``mlplab data download NAME [--data-dir DIR]``, quoted for this platform's shell: a "not
+    found" message's advice, pasted as it stands (a folder ``my data`` or ``-d`` included)."""
+    where = ["--data-dir", path_word(data_dir)] if data_dir is not None else []
+    return shell_command(["mlplab", "data", "download", name, *where])
 
 
 #: the names of a dataset's splits, in the order summaries list them

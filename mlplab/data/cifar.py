@@ -28,6 +28,7 @@ from mlplab.data.base import (
     DatasetError,
     DatasetNotFoundError,
     data_root,
+    download_command,
     download_hint,
     short_repr,
     user_path,
@@ -267,10 +268,9 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Fal
     folder = find_cifar10(data_dir)
     if folder is None:
         looked = ", ".join(str(r) for r in candidate_dirs(data_dir))
-        where = f" --data-dir {data_dir}" if data_dir is not None else ""
         raise DatasetNotFoundError(
             f"CIFAR-10 not found: looked for {BATCH_DIR}/ or {ARCHIVE} in {looked}. Fetch it with "
-            f"`mlplab data download cifar10{where}`{download_hint()}.")
+            f"`{download_command('cifar10', data_dir)}`{download_hint()}.")
     parts = [parse_batch(_read(folder / b), str(folder / b)) for b in TRAIN_BATCHES]
     X = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])

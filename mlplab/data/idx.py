@@ -20,6 +20,7 @@ from mlplab.data.base import (
     Dataset,
     DatasetError,
     DatasetNotFoundError,
+    download_command,
     download_hint,
     user_path,
 )
@@ -246,13 +247,12 @@ def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
         files = _files_in(paths[0].parent)
     if files is None:
         looked = ", ".join(str(r) for r in candidate_dirs(name, data_dir))
-        where = f" --data-dir {data_dir}" if data_dir is not None else ""
         hint = (" or install Debian's dataset-fashion-mnist package"
                 if name == "fashion-mnist" else "")
         other = f" ({'; '.join(passed_over)})" if passed_over else ""
         raise DatasetNotFoundError(
             f"{name} not found: looked for {', '.join(b + '[.gz]' for b in FILES.values())} in "
-            f"{looked}{other}. Fetch it with `mlplab data download {name}{where}`"
+            f"{looked}{other}. Fetch it with `{download_command(name, data_dir)}`"
             f"{download_hint()}{hint}.")
     k = len(CLASSES[name])
     X = _images(files["train_images"])
