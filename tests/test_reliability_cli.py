@@ -398,8 +398,32 @@ def test_too_many_open_files_says_to_raise_the_limit(monkeypatch, capsys):
     monkeypatch.setattr(check, "run_check", exhausted)
     code, _, err = _run(["check"], capsys)
     _assert_one_line_error(err, code, 1, ["check"])
-    assert "error: /fonts/DejaVuSans.ttf: Too many open files; raise the limit of open files" \
-        in err and "ulimit -n 1024" in err, err
+    # what limit it names: test_the_open_files_advice_names_a_limit_above_the_one_reached
+    assert "error: /fonts/DejaVuSans.ttf: Too many open files; raise the limit of open files " \
+        "(now " in err, err
+
+
+@pytest.mark.parametrize("limits, said", [((1024, 4096), "(now 1024): ulimit -n 2048"),
+                                          ((10, 4096), "(now 10): ulimit -n 1024"),
+                                          ((2048, 2048), "(now 2048, which is also the hard "
+                                           "limit; only root can raise it)")])
+def test_the_open_files_advice_names_a_limit_above_the_one_reached(monkeypatch, capsys, limits,
+                                                                   said):
+    """Linux's usual limit of open files is 1024: a command that reached it was told "raise the
+    limit of open files (now 1024): ulimit -n 1024, for example", the limit it had."""
+    import errno
+    import resource
+
+    import mlplab.cli.check as check
+
+    def exhausted(args):
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), "/fonts/DejaVuSans.ttf")
+
+    monkeypatch.setattr(check, "run_check", exhausted)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: limits)
+    code, _, err = _run(["check"], capsys)
+    _assert_one_line_error(err, code, 1, ["check"])
+    assert f"Too many open files; raise the limit of open files {said}" in err, err
 
 
 def test_a_warning_given_again_is_shown_once(monkeypatch, capsys):

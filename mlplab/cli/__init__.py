@@ -352,10 +352,15 @@ def _open_files_advice() -> str:
     try:
         import resource
 
-        limit = f" (now {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (ImportError, OSError, ValueError):  # no resource module (Windows)
-        limit = ""
-    return f"raise the limit of open files{limit}: ulimit -n 1024, for example"
+        return "raise the limit of open files: ulimit -n 1024, for example"
+    if 0 <= hard <= soft:  # RLIM_INFINITY is -1
+        return (f"raise the limit of open files (now {soft}, which is also the hard limit; only "
+                "root can raise it)")
+    # above the limit reached: Linux's usual one is 1024 already
+    target = max(1024, 2 * soft) if hard < 0 else min(max(1024, 2 * soft), hard)
+    return f"raise the limit of open files (now {soft}): ulimit -n {target}, for example"
 
 
 if __name__ == "__main__":
