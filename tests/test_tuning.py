@@ -433,6 +433,18 @@ def test_a_new_study_is_refused_a_folder_holding_another_studys_results(digits, 
     assert tune(digits, trials=1, study_name="B", **{**kw, "out": tmp_path / "E"}).n_complete == 1
 
 
+def test_the_owner_study_named_on_the_command_line_can_be_pasted(digits, tmp_path):
+    """The refusal's "resume that study with --study NAME" quotes a name with a space: pasted,
+    ``--study my study`` was "unrecognized arguments: study"."""
+    from mlplab._validation import command_line
+
+    kw = dict(search_space=TINY, out=tmp_path / "D", progress=False)
+    tune(digits, trials=1, study_name="my study", **kw)
+    with command_line(), pytest.raises(ValueError, match=r"resume that study with "
+                                                         r"--study 'my study'\.$"):
+        tune(digits, trials=1, study_name="B", **kw)
+
+
 def test_resume_with_another_seed_is_refused(digits, tmp_path):
     """Every trial trains with the seed: a study resumed with another one would rank trials of
     two seeds together and retrain the best with a seed it never ran with."""

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlplab._machine import available_cpus
+from mlplab._text import shell_command
 from mlplab._validation import (
     check_choice,
     check_int,
@@ -351,7 +352,8 @@ def _refuse_another_studys_outputs(out_dir: Path, study_name: str, default_stora
     if not owners and default_storage and (out_dir / "results.csv").is_file():
         owners = _study_names(out_dir / "study.db")
     if owners and study_name not in owners:
-        resume = " or ".join(setting(f"--study {o}", f"study_name={o!r}") for o in owners)
+        resume = " or ".join(setting(shell_command(["--study", o]), f"study_name={o!r}")
+                             for o in owners)  # (a name with a space, quoted to paste)
         raise ValueError(f"{out_dir} holds the results of study "
                          f"{' or '.join(map(repr, owners))}, which study {study_name!r} would "
                          f"overwrite; choose another {setting('--out', 'out')} for it, or resume "
