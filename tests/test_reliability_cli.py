@@ -497,6 +497,21 @@ def test_a_reader_that_goes_away_does_not_stop_the_work(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["status"] == "completed", err
 
 
+def test_a_broken_pipe_of_the_work_itself_is_an_error(monkeypatch, capsys):
+    """Any BrokenPipeError was taken for a reader of the output that went away and ended the
+    command with exit code 0: one from another pipe (a worker process that died as it was
+    started) passed for success. Output readers are handled where the output is written."""
+    import mlplab.exercise
+
+    def broken(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(mlplab.exercise, "run_checks", broken)
+    code, _, err = _run(["check"], capsys)
+    assert code == 1
+    assert err.strip().splitlines()[-1] == "mlplab check: error: [Errno 32] Broken pipe"
+
+
 def _latin1_folder(tmp_path, file_name: bytes) -> bytes:
     """A folder ``caf\xe9`` (Latin-1, not UTF-8) of classes cat and dog, three 4x4 grey
     images each, named ``file_name % i``; its path as bytes."""

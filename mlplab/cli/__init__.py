@@ -294,19 +294,16 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
     try:
         code = int(args.func(args) or 0)
         # with buffered output a reader that went away shows only when the buffer is written:
-        # here, not in Python's own flush at exit (which would print a warning and exit 120)
+        # here, through console.reader_may_leave (which takes it as the null device), not in
+        # Python's own flush at exit (which would print a warning and exit 120). A
+        # BrokenPipeError that still reaches the handlers below came from another pipe (a
+        # worker's): an error, not a reader that left.
         sys.stdout.flush()
         if interrupts.requested():  # a Ctrl-C that Python dropped (raised in a callback)
             return None
         return code
     except KeyboardInterrupt:
         return None
-    except BrokenPipeError:
-        # the reader went away (`mlplab ... | head`): not an error. Point stdout at /dev/null so
-        # that Python's flush at exit does not complain about the pipe again.
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except Exception as exc:  # one line for the user, unless --debug
         if interrupts.requested() and not args.debug:
             return None  # what a second Ctrl-C broke on its way out (Optuna recording a trial)
