@@ -171,11 +171,11 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
                                              test_size=len(ds.y_test), **loaded_with(ds)))
         _refuse_loading_options(options, cfg, lent, ds)
         cfg = lent
-    elif cfg.data_seed is None and "data_seed" in loaded_with(ds):
+    elif cfg.data_seed is None and (drawn := loaded_with(ds).get("data_seed")) is not None:
         # a random split (data_seed None): record the seed load_dataset drew, with which
         # evaluate_run and resume_run split the data alike (they drew another split, and refused
         # the run's own data as changed)
-        cfg = replace(cfg, data_seed=loaded_with(ds)["data_seed"])
+        cfg = replace(cfg, data_seed=drawn)
     made = out is not None and not Path(out).exists()  # a folder of the user's is never removed
     out_dir = new_run_dir(out) if out is not None else None
     pre, model, X_train = _fresh(cfg, ds)

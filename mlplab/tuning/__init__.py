@@ -431,9 +431,8 @@ def _worker_specs(workers: int, source: DataSource, spec: StorageSpec, study_nam
                   space: SearchSpace, sampler: str, prune: str | None, trials: int,
                   timeout: float | None, seed: int | None, sampler_seed: int | None,
                   registered: Any) -> list[WorkerSpec]:
-    """What each of ``workers`` local processes needs to search the study, the machine's cores
-    shared among them."""
-    # the cores this process may use: on a runner pinned to 2 of 16, 2 // workers each
+    """What each of ``workers`` local processes needs to search the study, the cores this
+    process may use shared among them (on a runner pinned to 2 of 16 cores, 2 // workers)."""
     threads = max(1, available_cpus() // workers)
     return [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune, trials,
                        timeout, seed, sampler_seed, i, threads, on_command_line(), registered)
