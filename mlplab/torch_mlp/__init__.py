@@ -60,9 +60,11 @@ from mlplab.torch_mlp.depth import (
 from mlplab.torch_mlp.device import (
     DEVICES,
     available_cpus,
+    flushing_subnormals,
     parse_device,
     select_device,
     set_threads,
+    subnormals_flushed,
     threads_kept,
 )
 from mlplab.torch_mlp.files import TORCH_MODEL_FORMAT, load_torch_model, save_torch_model
@@ -131,6 +133,7 @@ __all__ = [
     "depth_table_markdown",
     "describe",
     "fit",
+    "flushing_subnormals",
     "from_numpy",
     "hidden_for_depth",
     "input_pipeline",
@@ -144,6 +147,7 @@ __all__ = [
     "save_torch_model",
     "select_device",
     "set_threads",
+    "subnormals_flushed",
     "threads_kept",
     "to_numpy",
     "train_run",

@@ -27,7 +27,12 @@ from mlplab._validation import (
     setting,
 )
 from mlplab.torch_mlp.data import as_tensor, check_inputs
-from mlplab.torch_mlp.device import select_device, set_threads, threads_kept
+from mlplab.torch_mlp.device import (
+    select_device,
+    set_threads,
+    subnormals_flushed,
+    threads_kept,
+)
 from mlplab.torch_mlp.model import MultiLayerPerceptron, param_dtype
 from mlplab.torch_mlp.predict import accuracy
 from mlplab.trainer import TRAIN_ACC_SUBSET, History, TrainingDivergedError
@@ -127,6 +132,7 @@ class ShuffledBatches(torch.utils.data.Sampler):
 
 
 @threads_kept()
+@subnormals_flushed()  # see its docstring: 10x on Intel CPUs for the exercise's dead deep nets
 def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
         X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
         config: TorchTrainConfig | None = None, *,
