@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "PyTorch depths with both initialisations, a summary against the exercise's "
                     "targets and the 2020 report, and the environment. A stage that cannot run "
                     "(e.g. PyTorch missing) is marked 'not run' with the reason; the rest still "
-                    "runs. The same seed gives the same numbers. Exit status 1 if a stage "
+                    "runs. The same seed gives the same numbers on the same machine and "
+                    "libraries (another CPU or BLAS rounds differently). Exit status 1 if a stage "
                     "failed with an error (the report is still written).",
         epilog="Budgets: quick (about a minute on digits with 2 cores), standard (CIFAR-10 "
                "in under an hour on 2 cores), full (hours). Example: mlplab reproduce --dataset "

@@ -122,7 +122,8 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
         ``folder:PATH``.
     budget : ``quick``, ``standard``, ``full`` or a :class:`Budget`.
     seed : seeds every stage (data splits, initialisation, sampling, tuning, PyTorch), so the
-        same seed gives the same numbers.
+        same seed gives the same numbers on the same machine and libraries (another CPU or
+        BLAS rounds differently, and the runs then differ in the last digits or more).
     progress : tqdm bars inside long stages.
     log : where the progress line of each stage goes: True (standard error), False (nowhere)
         or a stream.
@@ -371,7 +372,7 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
         f"Questions 1 to 4 of the \"Deep Neural Network and Backpropagation\" exercise, reproduced "
         f"by `{_command(ctx, command)}` on {when} in {seconds(total)} (CPU time "
         f"{seconds(sum(s.cpu_seconds for s in sections))}; seed {ctx.seed}, and the same seed "
-        "gives the same numbers).",
+        "gives the same numbers on the same machine, versions and thread count).",
     ]
     for sec in sections:
         if not sec.origin:
