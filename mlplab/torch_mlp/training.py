@@ -132,7 +132,7 @@ class ShuffledBatches(torch.utils.data.Sampler):
 
 
 @threads_kept()
-@subnormals_flushed()  # see its docstring: 10x on Intel CPUs for the exercise's dead deep nets
+@subnormals_flushed()  # its docstring: 10x on Intel CPUs for the exercise's dead deep nets
 def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
         X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
         config: TorchTrainConfig | None = None, *,
@@ -150,7 +150,9 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     :class:`ShuffledBatches`) and ``batch_size`` 1 is refused. ``on_epoch_end(epoch, logs)`` gets
     ``epoch, iteration, loss, train_acc, val_acc, lr, seconds``. Ctrl-C ends training cleanly after
     the current batch (``history.interrupted``). With a seed, runs are reproducible and PyTorch's
-    global random state is left as it was.
+    global random state is left as it was. Subnormal floats are flushed to zero while it runs
+    (:func:`~mlplab.torch_mlp.device.subnormals_flushed`), and the thread count and that setting
+    are the caller's again afterwards.
     """
     base = config.to_dict() if config is not None else {}
     cfg = TorchTrainConfig.from_dict({**base, **overrides})
