@@ -1211,6 +1211,40 @@ def test_tune_gives_back_optunas_log_level(digits, tmp_path, monkeypatch):
         optuna.logging.set_verbosity(before)
 
 
+def test_a_ctrl_c_inside_a_query_leaves_the_study_unlocked(digits, tmp_path, monkeypatch):
+    """A Ctrl-C inside one of the study's SQL queries: SQLAlchemy closed the connection but left
+    the query's cursor to the traceback's frames, and SQLite (Python >= 3.11) kept the closed
+    connection's lock on study.db while that cursor lived. A notebook keeps the last traceback,
+    so the next search of the study waited 120 s at every write, then failed ("database is
+    locked"). Here the traceback is kept too (pytest's excinfo)."""
+    import sqlite3
+
+    from sqlalchemy.engine import default
+
+    kw = dict(search_space=TINY, sampler="random", out=tmp_path, progress=False,
+              search_only=True)
+    tune(digits, trials=1, **kw)
+    real = default.DefaultDialect.do_execute
+
+    def ctrl_c_as_the_study_is_looked_up(self, cursor, statement, *args, **kwargs):
+        real(self, cursor, statement, *args, **kwargs)
+        if "FROM studies WHERE studies.study_name" in " ".join(statement.split()):
+            raise KeyboardInterrupt  # where a Ctrl-C lands: right after the driver's call
+
+    monkeypatch.setattr(default.DefaultDialect, "do_execute", ctrl_c_as_the_study_is_looked_up)
+    with pytest.raises(KeyboardInterrupt) as kept:
+        tune(digits, trials=2, **kw)
+    monkeypatch.undo()
+    con = sqlite3.connect(tmp_path / "study.db", timeout=0)
+    try:
+        con.execute("BEGIN EXCLUSIVE")  # "database is locked" while a reader holds the file
+        con.rollback()
+    finally:
+        con.close()
+    assert tune(digits, trials=2, **kw).n_complete == 2
+    assert kept.value.__traceback__ is not None  # (kept alive until here)
+
+
 def test_tune_leaves_matplotlibs_style_as_it_found_it(digits, tmp_path):
     """Optuna's plots call plt.style.use("ggplot"): after tune() every figure of a notebook had
     grey axes. Tuning's own figures keep Optuna's style; the caller's settings come back."""

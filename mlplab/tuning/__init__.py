@@ -93,6 +93,7 @@ from mlplab.tuning.storage import (
     HEARTBEAT_ATTR,
     StorageSpec,
     close_storage,
+    release_interrupted,
     sqlalchemy_url,
     storage_spec,
 )
@@ -254,11 +255,15 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     if workers > 1:
         data = None
     # the output folder only now, for the same reason: a refused command leaves no empty folder
-    with _output_folder(out_dir):
-        study = open_study(spec, study_name, space, source.describe(),
-                           make_sampler(sampler, space, sampler_seed, trials),
-                           make_pruner(prune, space, trials), seed=seed, sampler_name=sampler,
-                           pruner_name=prune)
+    try:
+        with _output_folder(out_dir):
+            study = open_study(spec, study_name, space, source.describe(),
+                               make_sampler(sampler, space, sampler_seed, trials),
+                               make_pruner(prune, space, trials), seed=seed,
+                               sampler_name=sampler, pruner_name=prune)
+    except KeyboardInterrupt as exc:
+        release_interrupted(exc)  # a Ctrl-C inside a query must not leave study.db locked
+        raise
     try:
         if sampler_seed is not None and study.trials:
             # resuming: a sampler seeded as before would propose the first trials' settings again
@@ -273,7 +278,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     specs = _worker_specs(workers, source, spec, study_name, space, sampler, prune,
                                           trials, timeout, seed, sampler_seed, registered)
                     run_workers(specs, study, bar)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
+                release_interrupted(exc)  # before the study is read again
                 if not search_only and best_so_far(study)[0] is not None:
                     # the finished trials' tables and plots now; a resumed search rewrites them
                     write_results(study, out_dir)
@@ -289,6 +295,11 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         if not search_only:
             _write_summary(result)
         return result
+    except KeyboardInterrupt as exc:
+        # however the search was stopped, the caller (a notebook keeps the traceback) gets it
+        # without a statement that holds study.db locked: see release_interrupted
+        release_interrupted(exc)
+        raise
     finally:
         # the database's connections, or study.db stays open after this returns: the study
         # can outlive this call (a traceback that Optuna keeps from its optional import of

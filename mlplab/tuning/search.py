@@ -20,6 +20,7 @@ from mlplab.tuning.objective import Objective
 from mlplab.tuning.processes import process_alive
 from mlplab.tuning.quiet import optuna_warnings_only, quiet_interrupts, quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
+from mlplab.tuning.storage import release_interrupted
 from mlplab.tuning.study import best_so_far, finished_count
 
 if TYPE_CHECKING:
@@ -167,7 +168,10 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
             # Ctrl-C while Optuna records a trial: its loop's `finally` then reads a variable the
             # interrupted call never set and raises UnboundLocalError instead. It is still the
             # user's Ctrl-C (on which the caller writes the finished trials' tables), and the
-            # trial being recorded stays RUNNING: fail it, as Optuna fails a trial Ctrl-C stops
+            # trial being recorded stays RUNNING: fail it, as Optuna fails a trial Ctrl-C stops.
+            # First let go of the interrupted statement the traceback holds, or every write
+            # waits SQLite's busy timeout for the lock it keeps (see release_interrupted)
+            release_interrupted(exc)
             _fail_running_trials_of(study, objective.worker)
             raise KeyboardInterrupt from exc
 

@@ -120,12 +120,45 @@ class StorageSpec:
 
 
 def close_storage(storage: optuna.storages.BaseStorage) -> None:
-    """Close the database connections that ``storage`` (an opened study's ``_storage``) keeps in
-    its pool; it opens new ones if used again. Journal files are opened per operation."""
+    """Close the database connections that ``storage`` (an opened study's ``_storage``) keeps:
+    this thread's session (a Ctrl-C may have cut short its closing, which rolls back its
+    transaction and returns its connection) and the connections in its pool; it opens new ones
+    if used again. Journal files are opened per operation."""
     backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    remove_session = getattr(backend, "remove_session", None)
+    if remove_session is not None:
+        remove_session()
     engine = getattr(backend, "engine", None)
     if engine is not None:
         engine.dispose()
+
+
+def release_interrupted(exc: BaseException) -> None:
+    """Let go of the database statements that the traceback of ``exc`` (a KeyboardInterrupt)
+    and the exceptions it chains keep alive, so that the study's SQLite file is not left locked.
+
+    SQLAlchemy takes a KeyboardInterrupt inside a statement (a Ctrl-C lands right after the
+    driver's call returns) for the end of the program: it closes the connection without closing
+    the statement's cursor, which only the frames of the traceback still hold. Since Python 3.11
+    ``sqlite3`` no longer finalizes a connection's statements when it closes, and SQLite keeps
+    such a connection open, with its lock on the file, until that statement is finalized (its
+    cursor freed). So whatever wrote to the same file while the traceback lived waited SQLite's
+    busy timeout (120 s) at every write and then failed with "database is locked": the failing
+    of the interrupted trial right after the Ctrl-C, and, since a notebook keeps the last
+    traceback (``sys.last_traceback``, for ``%debug``), the next search of the same study, which
+    looked hung. Clearing the frames drops their local variables only: the traceback prints the
+    same."""
+    import traceback
+
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        e = pending.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        traceback.clear_frames(e.__traceback__)  # (frames still running are skipped)
+        pending += [e.__cause__, e.__context__]
 
 
 def journal_file_backend(path: str | os.PathLike, open_lock: bool = False) -> BaseJournalBackend:
