@@ -1245,6 +1245,42 @@ def test_a_ctrl_c_inside_a_query_leaves_the_study_unlocked(digits, tmp_path, mon
     assert kept.value.__traceback__ is not None  # (kept alive until here)
 
 
+def test_a_ctrl_c_as_a_trials_heartbeat_starts_leaves_no_thread_behind(digits, tmp_path,
+                                                                         monkeypatch):
+    """A Ctrl-C while Optuna started a trial's heartbeat thread (Thread.start waits for it to
+    run) ended Optuna's `with` block before its body: the thread recorded the heartbeat for ever,
+    the trial stayed RUNNING and alive (the next search stopped a trial short), and the process
+    could not exit. The thread is stopped and its trial failed."""
+    import threading
+
+    from optuna.storages import _heartbeat
+
+    real = _heartbeat.HeartbeatThread.start
+
+    def start_then_ctrl_c(self):
+        real(self)
+        raise KeyboardInterrupt  # where a Ctrl-C lands while start() waits for the thread
+
+    def heartbeats():
+        return [t for t in threading.enumerate()
+                if getattr(t, "_target", None) is _heartbeat.HeartbeatThread._record_heartbeat]
+
+    kw = dict(search_space=TINY, sampler="random", out=tmp_path, progress=False,
+              search_only=True, study_name="hb")
+    monkeypatch.setattr(_heartbeat.HeartbeatThread, "start", start_then_ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tune(digits, trials=2, **kw)
+        assert heartbeats() == []
+    finally:
+        for thread in heartbeats():  # (without the fix: or pytest would never exit)
+            thread._args[2].set()
+    monkeypatch.undo()
+    study = optuna.load_study(study_name="hb", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    assert tune(digits, trials=2, **kw).n_complete == 2
+
+
 def test_tune_leaves_matplotlibs_style_as_it_found_it(digits, tmp_path):
     """Optuna's plots call plt.style.use("ggplot"): after tune() every figure of a notebook had
     grey axes. Tuning's own figures keep Optuna's style; the caller's settings come back."""

@@ -12,7 +12,7 @@ import copy
 import os
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlplab._validation import check_choice
 from mlplab.tuning.data import TuningData
@@ -172,8 +172,13 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
             # First let go of the interrupted statement the traceback holds, or every write
             # waits SQLite's busy timeout for the lock it keeps (see release_interrupted)
             release_interrupted(exc)
+            _stop_abandoned_heartbeats(study)
             _fail_running_trials_of(study, objective.worker)
             raise KeyboardInterrupt from exc
+        except KeyboardInterrupt as exc:
+            release_interrupted(exc)  # before the trials of abandoned heartbeats are failed
+            _stop_abandoned_heartbeats(study)
+            raise
 
 
 def grid_exhausted(study: optuna.Study) -> bool:
@@ -201,6 +206,39 @@ def _interrupted(exc: BaseException) -> bool:
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
     return False
+
+
+def _stop_abandoned_heartbeats(study: optuna.Study) -> None:
+    """Stop the heartbeat threads of the study's trials that Optuna left running, and fail their
+    trials, as Optuna fails a trial that Ctrl-C stops.
+
+    Optuna starts a trial's heartbeat thread as a ``with`` block begins: a Ctrl-C while
+    ``Thread.start`` waits for the new thread to run ends that ``with`` before its body, so
+    nothing ever sets the thread's stop event. It recorded the trial's heartbeat for ever: the
+    trial stayed RUNNING and alive to every later search of the study (which stopped a trial
+    short of its target), and the thread, not a daemon, kept the process from exiting (``mlplab
+    tune`` hung after saying it was interrupted). The thread is found by its target, Optuna's
+    ``HeartbeatThread._record_heartbeat``, and its arguments ``(trial_id, storage,
+    stop_event)``: both internal, so anything that does not match is left alone."""
+    import threading
+
+    from optuna.trial import TrialState
+
+    try:
+        from optuna.storages._heartbeat import HeartbeatThread
+    except ImportError:  # pragma: no cover - an Optuna that moved it
+        return
+    record = getattr(HeartbeatThread, "_record_heartbeat", None)
+    for thread in threading.enumerate():
+        args: tuple[Any, ...] = getattr(thread, "_args", ())
+        if record is None or getattr(thread, "_target", None) is not record or \
+                len(args) != 3 or args[1] is not study._storage:
+            continue
+        trial_id, _, stop = args
+        stop.set()
+        thread.join()
+        with contextlib.suppress(Exception):  # finished meanwhile: nothing to do
+            study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
 
 
 def _fail_running_trials_of(study: optuna.Study, worker: str) -> None:
