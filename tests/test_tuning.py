@@ -1245,6 +1245,51 @@ def test_a_ctrl_c_inside_a_query_leaves_the_study_unlocked(digits, tmp_path, mon
     assert kept.value.__traceback__ is not None  # (kept alive until here)
 
 
+def test_a_ctrl_c_inside_a_trials_query_leaves_the_study_unlocked_for_optuna(digits, tmp_path,
+                                                                           monkeypatch):
+    """As above, where Optuna catches the Ctrl-C: one inside a query of the trial (here as it
+    records its second setting). Optuna records the trial FAIL at once, which waited 120 s for
+    the lock the interrupted query kept, and then failed."""
+    import sqlite3
+
+    from optuna.study import _optimize
+    from sqlalchemy.engine import default
+
+    real_execute, real_tell, locked = default.DefaultDialect.do_execute, \
+        _optimize._tell_with_warning, []
+    recorded_a_setting = []
+
+    def ctrl_c_as_the_trial_records_its_second_setting(self, cursor, statement, *args,
+                                                       **kwargs):
+        real_execute(self, cursor, statement, *args, **kwargs)
+        if statement.startswith("INSERT INTO trial_params"):
+            recorded_a_setting.append(True)
+        elif recorded_a_setting and statement.startswith("SELECT trials.trial_id"):
+            recorded_a_setting.clear()
+            raise KeyboardInterrupt  # where a Ctrl-C lands: right after the driver's call
+
+    def tell(*args, **kwargs):
+        con = sqlite3.connect(tmp_path / "study.db", timeout=0)
+        try:
+            con.execute("BEGIN EXCLUSIVE")  # the lock the record needs to commit
+            con.rollback()
+            locked.append(False)
+        except sqlite3.OperationalError:
+            locked.append(True)
+            raise RuntimeError("study.db is locked as Optuna records the trial") from None
+        finally:
+            con.close()
+        return real_tell(*args, **kwargs)
+
+    monkeypatch.setattr(default.DefaultDialect, "do_execute",
+                        ctrl_c_as_the_trial_records_its_second_setting)
+    monkeypatch.setattr(_optimize, "_tell_with_warning", tell)
+    with pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=False,
+             search_only=True)
+    assert locked == [False]
+
+
 def test_a_ctrl_c_as_a_trials_heartbeat_starts_leaves_no_thread_behind(digits, tmp_path,
                                                                          monkeypatch):
     """A Ctrl-C while Optuna started a trial's heartbeat thread (Thread.start waits for it to

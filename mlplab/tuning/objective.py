@@ -16,6 +16,7 @@ from mlplab.trainer import Callback, SettingsError, TrainConfig, Trainer, Traini
 from mlplab.tuning.data import TuningData
 from mlplab.tuning.processes import worker_name
 from mlplab.tuning.space import KNOBS, SearchSpace
+from mlplab.tuning.storage import release_interrupted
 
 if TYPE_CHECKING:
     import optuna
@@ -74,6 +75,16 @@ class Objective:
         self.worker = worker or worker_name()
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt as exc:
+            # Optuna catches it and records the trial FAIL at once: a Ctrl-C inside one of the
+            # trial's queries (its settings, its attributes, a report) must first let go of the
+            # statement whose lock that write would wait for (see release_interrupted)
+            release_interrupted(exc)
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         import optuna
 
         settings = self.space.suggest(trial)
