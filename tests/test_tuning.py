@@ -1245,6 +1245,56 @@ def test_a_ctrl_c_inside_a_query_leaves_the_study_unlocked(digits, tmp_path, mon
     assert kept.value.__traceback__ is not None  # (kept alive until here)
 
 
+def test_a_ctrl_c_as_tune_reads_the_folders_study_names_leaves_it_unlocked(digits, tmp_path,
+                                                                         monkeypatch):
+    """As above, before the study is opened: tune() reads the names of the studies in the output
+    folder's study.db (a search stopped before its summary.json), and a Ctrl-C there left that
+    query's statement alive in the traceback, and the file locked."""
+    import sqlite3
+
+    kw = dict(search_space=TINY, sampler="random", out=tmp_path, progress=False)
+    tune(digits, trials=1, search_only=True, **kw)
+    (tmp_path / "results.csv").write_text("")  # as a search stopped before its summary leaves
+
+    class CtrlCAtTheFirstRow:
+        def __init__(self, cursor):
+            self.cursor = cursor  # its statement has run and holds the first row
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            raise KeyboardInterrupt
+
+    class Connection:
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, *args):
+            return CtrlCAtTheFirstRow(self.con.execute(*args))
+
+        def close(self):
+            self.con.close()
+
+    real_connect = sqlite3.connect
+
+    def connect(database, *args, **kwargs):
+        con = real_connect(database, *args, **kwargs)
+        return Connection(con) if "mode=ro" in str(database) else con
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    with pytest.raises(KeyboardInterrupt) as kept:
+        tune(digits, trials=2, **kw)
+    monkeypatch.undo()
+    con = sqlite3.connect(tmp_path / "study.db", timeout=0)
+    try:
+        con.execute("BEGIN EXCLUSIVE")  # "database is locked" while a reader holds the file
+        con.rollback()
+    finally:
+        con.close()
+    assert kept.value.__traceback__ is not None  # (kept alive until here)
+
+
 def test_a_ctrl_c_inside_a_trials_query_leaves_the_study_unlocked_for_optuna(digits, tmp_path,
                                                                            monkeypatch):
     """As above, where Optuna catches the Ctrl-C: one inside a query of the trial (here as it

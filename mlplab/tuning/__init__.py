@@ -94,6 +94,7 @@ from mlplab.tuning.storage import (
     StorageSpec,
     close_storage,
     release_interrupted,
+    released_on_ctrl_c,
     sqlalchemy_url,
     storage_spec,
 )
@@ -180,6 +181,10 @@ def default_study_name(source: DataSource) -> str:
     return "tune-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in name).strip("-")
 
 
+# outermost: wherever a Ctrl-C stops it (the check of the output folder's study.db, opening the
+# study, the search, the retraining), the caller (a notebook keeps the traceback) gets the
+# KeyboardInterrupt without a statement that holds study.db locked: see release_interrupted
+@released_on_ctrl_c()
 @optuna_warnings_only()
 @matplotlib_style_kept()
 def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
@@ -255,15 +260,11 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     if workers > 1:
         data = None
     # the output folder only now, for the same reason: a refused command leaves no empty folder
-    try:
-        with _output_folder(out_dir):
-            study = open_study(spec, study_name, space, source.describe(),
-                               make_sampler(sampler, space, sampler_seed, trials),
-                               make_pruner(prune, space, trials), seed=seed,
-                               sampler_name=sampler, pruner_name=prune)
-    except KeyboardInterrupt as exc:
-        release_interrupted(exc)  # a Ctrl-C inside a query must not leave study.db locked
-        raise
+    with _output_folder(out_dir):
+        study = open_study(spec, study_name, space, source.describe(),
+                           make_sampler(sampler, space, sampler_seed, trials),
+                           make_pruner(prune, space, trials), seed=seed, sampler_name=sampler,
+                           pruner_name=prune)
     try:
         if sampler_seed is not None and study.trials:
             # resuming: a sampler seeded as before would propose the first trials' settings again
@@ -295,11 +296,6 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         if not search_only:
             _write_summary(result)
         return result
-    except KeyboardInterrupt as exc:
-        # however the search was stopped, the caller (a notebook keeps the traceback) gets it
-        # without a statement that holds study.db locked: see release_interrupted
-        release_interrupted(exc)
-        raise
     finally:
         # the database's connections, or study.db stays open after this returns: the study
         # can outlive this call (a traceback that Optuna keeps from its optional import of

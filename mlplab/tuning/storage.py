@@ -19,7 +19,7 @@ from mlplab._validation import setting
 from mlplab.tuning.quiet import quiet_optuna_warnings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     import optuna
     from optuna.storages.journal import BaseJournalBackend
@@ -159,6 +159,17 @@ def release_interrupted(exc: BaseException) -> None:
         seen.add(id(e))
         traceback.clear_frames(e.__traceback__)  # (frames still running are skipped)
         pending += [e.__cause__, e.__context__]
+
+
+@contextlib.contextmanager
+def released_on_ctrl_c() -> Iterator[None]:
+    """A KeyboardInterrupt raised within the block goes on without the database statements its
+    traceback holds (:func:`release_interrupted`). Also a decorator."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        release_interrupted(exc)
+        raise
 
 
 def journal_file_backend(path: str | os.PathLike, open_lock: bool = False) -> BaseJournalBackend:
