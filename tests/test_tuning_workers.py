@@ -257,3 +257,37 @@ def test_workers_share_the_cores_this_process_may_use(monkeypatch, allowed, work
     specs = tuning._worker_specs(workers, None, None, "s", SearchSpace.load(None), "tpe", None,
                                  4, None, 0, None, None)
     assert [s.blas_threads for s in specs] == [each] * workers
+
+
+def test_a_ctrl_c_while_the_workers_start_stops_those_already_started(monkeypatch):
+    """The workers were started before the `try` that stops them on Ctrl-C: one while the second
+    started left the first searching on its own until it had run the study's whole target."""
+    from mlplab.tuning import workers
+
+    events = []
+
+    class Process:  # what run_workers uses of multiprocessing's
+        def __init__(self, target, args, name):
+            self.name, self.pid, self.alive = name, None, False
+
+        def start(self):
+            if self.name.endswith("-1"):
+                raise KeyboardInterrupt  # as the second worker starts
+            self.pid, self.alive = 4242, True
+
+        def is_alive(self):
+            return self.alive
+
+        def terminate(self):
+            events.append(f"terminate {self.name}")
+            self.alive = False
+
+        def join(self):
+            events.append(f"join {self.name}")
+
+    context = type("Context", (), {"Process": Process})()
+    monkeypatch.setattr(workers.multiprocessing, "get_context", lambda method: context)
+    specs = [type("Spec", (), {"index": i})() for i in range(2)]
+    with pytest.raises(KeyboardInterrupt):
+        workers.run_workers(specs, study=None)
+    assert events == ["terminate mlplab-tune-0", "join mlplab-tune-0"]

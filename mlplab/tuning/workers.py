@@ -146,20 +146,24 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None =
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=worker_main, args=(s,), name=f"mlplab-tune-{s.index}")
              for s in specs]
-    for p in procs:
-        p.start()
     try:
+        # started within the `try`: a Ctrl-C while the second one starts (spawning an
+        # interpreter takes a while) left the first searching on its own, unseen, until it had
+        # run the study's whole target
+        for p in procs:
+            p.start()
         while any(p.is_alive() for p in procs):
             time.sleep(poll)
             update_bar(bar, study)
     except KeyboardInterrupt:
         for p in procs:
-            if p.is_alive():
+            if p.is_alive():  # (False for one not started)
                 p.terminate()
         raise
     finally:
         for p in procs:
-            p.join()
+            if p.pid is not None:  # started: join() refuses one that was not
+                p.join()
     update_bar(bar, study)
     bad = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
     if bad:
