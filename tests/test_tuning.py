@@ -1211,14 +1211,24 @@ def test_tune_gives_back_optunas_log_level(digits, tmp_path, monkeypatch):
         optuna.logging.set_verbosity(before)
 
 
+def _lock_exclusively(db) -> None:
+    """Raises "database is locked" while another connection (or a leaked statement) holds db."""
+    import sqlite3
+
+    con = sqlite3.connect(db, timeout=0)
+    try:
+        con.execute("BEGIN EXCLUSIVE")
+        con.rollback()
+    finally:
+        con.close()
+
+
 def test_a_ctrl_c_inside_a_query_leaves_the_study_unlocked(digits, tmp_path, monkeypatch):
     """A Ctrl-C inside one of the study's SQL queries: SQLAlchemy closed the connection but left
     the query's cursor to the traceback's frames, and SQLite (Python >= 3.11) kept the closed
     connection's lock on study.db while that cursor lived. A notebook keeps the last traceback,
     so the next search of the study waited 120 s at every write, then failed ("database is
     locked"). Here the traceback is kept too (pytest's excinfo)."""
-    import sqlite3
-
     from sqlalchemy.engine import default
 
     kw = dict(search_space=TINY, sampler="random", out=tmp_path, progress=False,
@@ -1235,12 +1245,7 @@ def test_a_ctrl_c_inside_a_query_leaves_the_study_unlocked(digits, tmp_path, mon
     with pytest.raises(KeyboardInterrupt) as kept:
         tune(digits, trials=2, **kw)
     monkeypatch.undo()
-    con = sqlite3.connect(tmp_path / "study.db", timeout=0)
-    try:
-        con.execute("BEGIN EXCLUSIVE")  # "database is locked" while a reader holds the file
-        con.rollback()
-    finally:
-        con.close()
+    _lock_exclusively(tmp_path / "study.db")
     assert tune(digits, trials=2, **kw).n_complete == 2
     assert kept.value.__traceback__ is not None  # (kept alive until here)
 
@@ -1286,12 +1291,7 @@ def test_a_ctrl_c_as_tune_reads_the_folders_study_names_leaves_it_unlocked(digit
     with pytest.raises(KeyboardInterrupt) as kept:
         tune(digits, trials=2, **kw)
     monkeypatch.undo()
-    con = sqlite3.connect(tmp_path / "study.db", timeout=0)
-    try:
-        con.execute("BEGIN EXCLUSIVE")  # "database is locked" while a reader holds the file
-        con.rollback()
-    finally:
-        con.close()
+    _lock_exclusively(tmp_path / "study.db")
     assert kept.value.__traceback__ is not None  # (kept alive until here)
 
 
