@@ -468,3 +468,18 @@ def test_torch_flags_of_one_command_reach_it(monkeypatch, tmp_path):
                      ["torch", "depth", "--layers", "3,2", "--hidden-size", "8", "--init",
                       "both", "--out", str(tmp_path / "d")])
     assert (list(seen["layers"]), seen["hidden_size"], seen["init"]) == ([3, 2], 8, "both")
+
+
+def test_a_torch_run_at_chance_says_the_network_did_not_learn(tmp_path, capsys):
+    """The exercise's N(0, 1e-3) initialisation with four hidden layers never leaves chance; the
+    run says so, and names --init default. The default 2-layer net learns and gets no note."""
+    assert main(["torch", "train", "--epochs", "2", "--hidden", "50,50,50,50", "--threads", "1",
+                 "--no-plots", "--no-progress", "--out", str(tmp_path / "dead")]) == 0
+    m = json.loads((tmp_path / "dead" / "metrics.json").read_text())
+    assert m["train_accuracy"] < 0.12
+    err = capsys.readouterr().err
+    assert "is chance level for 10 classes: the network did not learn" in err
+    assert "--init default" in err
+    assert main(["torch", "train", "--epochs", "2", "--threads", "1", "--no-plots",
+                 "--no-progress", "--init", "default", "--out", str(tmp_path / "alive")]) == 0
+    assert "did not learn" not in capsys.readouterr().err

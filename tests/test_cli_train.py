@@ -919,3 +919,19 @@ def test_an_option_the_chosen_setting_ignores_is_refused(flags, message, capsys)
     """A user who typed --momentum 0.5 with plain SGD believes it took effect."""
     assert main(["train", *flags]) == 2
     assert capsys.readouterr().err == f"mlplab train: error: {message}\n"
+
+
+def test_a_run_that_ends_at_chance_says_the_network_did_not_learn(capsys, tmp_path):
+    """Tiny initial weights in a deep net: it stays at 10% on digits, which the summary alone
+    reported as a result. A run that learnt gets no such note."""
+    assert main(["train", "--dataset", "digits", "--hidden", "20,20,20", "--init", "normal",
+                 "--std", "1e-6", "--epochs", "3", "--no-plots", "--quiet",
+                 "--out", str(tmp_path / "dead")]) == 0
+    m = json.loads((tmp_path / "dead" / "metrics.json").read_text())
+    assert m["train_accuracy"] < 0.12  # at chance, measured by the run itself
+    err = capsys.readouterr().err
+    assert f"training accuracy {100 * m['train_accuracy']:.1f}% is chance level for 10 " \
+           "classes: the network did not learn" in err and "--init he" in err, err
+    assert main(["train", "--dataset", "digits", "--hidden", "20,20,20", "--epochs", "3",
+                 "--no-plots", "--quiet", "--out", str(tmp_path / "alive")]) == 0
+    assert "did not learn" not in capsys.readouterr().err

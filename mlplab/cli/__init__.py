@@ -72,6 +72,16 @@ def refuse_without_hidden_layer(given: Iterable[str]) -> None:
                          "hidden layer to apply to.")
 
 
+def note_if_at_chance(train_accuracy: float | None, num_classes: int, causes: str) -> None:
+    """After a finished run whose training accuracy is at chance (within 2 points of 1/classes),
+    say on stderr that the network did not learn, with ``causes``: a 10% run is otherwise read as
+    a result, and a dead net is also the slow kind (its weights sink into subnormal floats)."""
+    if train_accuracy is None or num_classes < 2 or train_accuracy > 1 / num_classes + 0.02:
+        return
+    print(f"note: training accuracy {100 * train_accuracy:.1f}% is chance level for "
+          f"{num_classes} classes: the network did not learn. {causes}", file=sys.stderr)
+
+
 def json_stdout(json_output: bool) -> contextlib.AbstractContextManager:
     """Around the work of a command given ``--json``: whatever it prints on the way (the epoch
     lines of ``--verbose``) goes to stderr, so that stdout is the JSON's alone and parses."""
