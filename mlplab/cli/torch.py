@@ -205,12 +205,13 @@ def run_train(args: argparse.Namespace) -> int:
             line += f", test {metrics['test_accuracy']:.4f}"
         print(f"{metrics['status']}: {line} after {counted(metrics['epochs'], 'epoch')} "
               f"({result.seconds:.1f}s); run folder {out}")
-    if not result.interrupted:
-        note_if_at_chance(metrics["train_accuracy"], len(result.classes),
-                          "Usual causes: the exercise's N(0, 1e-3) initialisation with 3 or more "
-                          "hidden layers (--init default), a learning rate far too low or too "
-                          "high (--lr), too much weight decay (--reg), or too short a run.")
-    return 130 if result.interrupted else 0
+    if result.interrupted:
+        return 130
+    note_if_at_chance(metrics["train_accuracy"], len(result.classes),
+                      "Usual causes: the exercise's N(0, 1e-3) initialisation with 3 or more "
+                      "hidden layers (--init default), a learning rate far too low or too high "
+                      "(--lr), too much weight decay (--reg), or too short a run.")
+    return 0
 
 
 # ------------------------------------------------------------------------------- torch depth

@@ -301,17 +301,16 @@ def _train(args: argparse.Namespace) -> int:
               f"{counted(m['epochs'], 'epoch')}, {counted(m['iterations'], 'iteration')}, "
               f"{m['seconds']:.1f} s")
         print(f"run folder: {result.out}")
-    if not result.interrupted:
-        note_if_at_chance(m["train_accuracy"], len(result.classes),
-                          "Usual causes: initial weights too small for the depth (--init he, the "
-                          "default, rather than --init normal with a small --std), a learning "
-                          "rate far too low or too high (--lr), too much L2 (--reg, "
-                          "--weight-decay), or too short a run.")
     if result.interrupted:
         assert result.out is not None  # the command always gives train_run a folder
         print(f"interrupted; checkpoint saved. {_resume_command(result.out, args)}",
               file=sys.stderr)
         return 130
+    note_if_at_chance(m["train_accuracy"], len(result.classes),
+                      "Usual causes: initial weights too small for the depth (--init he, the "
+                      "default, rather than --init normal with a small --std), a learning rate "
+                      "far too low or too high (--lr), too much L2 (--reg, --weight-decay), or "
+                      "too short a run.")
     return 0
 
 
