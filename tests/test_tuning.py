@@ -1319,16 +1319,12 @@ def test_a_ctrl_c_inside_a_trials_query_leaves_the_study_unlocked_for_optuna(dig
             raise KeyboardInterrupt  # where a Ctrl-C lands: right after the driver's call
 
     def tell(*args, **kwargs):
-        con = sqlite3.connect(tmp_path / "study.db", timeout=0)
         try:
-            con.execute("BEGIN EXCLUSIVE")  # the lock the record needs to commit
-            con.rollback()
+            _lock_exclusively(tmp_path / "study.db")  # the lock the record needs to commit
             locked.append(False)
         except sqlite3.OperationalError:
             locked.append(True)
             raise RuntimeError("study.db is locked as Optuna records the trial") from None
-        finally:
-            con.close()
         return real_tell(*args, **kwargs)
 
     monkeypatch.setattr(default.DefaultDialect, "do_execute",
