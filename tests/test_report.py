@@ -1133,7 +1133,7 @@ def test_environment_gives_mlplabs_commit_not_an_enclosing_projects(tmp_path):
     gave the project's commit as mlplab's ("mlplab 0.1.0 (git <project's sha>)")."""
     import subprocess
 
-    from mlplab.report.environment import git_revision
+    from mlplab.environment import git_revision
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],

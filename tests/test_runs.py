@@ -825,6 +825,57 @@ def test_resume_refuses_an_edited_or_foreign_trainer_state(tmp_path, digits):
     assert resumed.metrics["status"] == "completed"
 
 
+def test_a_run_records_its_environment_and_a_resume_elsewhere_says_so(tmp_path, digits):
+    """metrics.json, the model file and the checkpoint record what trained the run (mlplab's
+    commit, NumPy, its BLAS and threads, the CPU); resuming with another of those still finishes
+    the run, with a warning that it will not match an uninterrupted one to the last digit. Before,
+    nothing recorded them, and "bit for bit" silently did not hold."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from mlplab import environment
+
+    run, saved = tmp_path / "run", {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                saved["arrays"] = io.read_npz(run / "checkpoint.npz")
+
+    full = train_run(FAST, out=run, data=digits, plots=False, callbacks=[Keep()])
+    now = environment.record()
+    assert json.loads((run / "metrics.json").read_text())["environment"] == now
+    assert full.metrics["environment"] == now
+    assert io.load_model(run / "model.npz").extra["environment"] == now
+    assert "environment" not in io.load_model(run / "model.npz").extra["metrics"]  # once
+    assert np.__version__ == now["numpy"] and now["blas"] != "unknown"
+
+    def resume_with(edit):
+        arrays = dict(saved["arrays"])
+        meta = json.loads(str(arrays["__meta__"]))
+        edit(meta["extra"]["environment"])
+        arrays["__meta__"] = io.json_array(meta)
+        io.write_npz(run / "checkpoint.npz", arrays)
+        (run / "metrics.json").unlink(missing_ok=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            again = resume_run(run, data=digits, plots=False)
+        assert again.history.loss == full.history.loss  # the same machine did the arithmetic
+        return [str(w.message) for w in caught if "environment" in str(w.message)]
+
+    assert resume_with(lambda env: None) == []  # the same environment: nothing to say
+    said = resume_with(lambda env: env.update(numpy="1.26.4", cpu="Another CPU"))
+    assert len(said) == 1 and "checkpoint.npz was written with another environment (numpy " \
+        f"1.26.4 -> {np.__version__}; cpu Another CPU -> {now['cpu']})" in said[0]
+    assert "will not match an uninterrupted run's to the last digit" in said[0]
+    assert resume_with(lambda env: env.pop("numpy")) == []  # what was not recorded is not compared
+    assert resume_with(lambda env: env.update(platform="another OS")) == []  # not the numbers'
+    pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    if pools and max(p["num_threads"] for p in pools) > 1:  # another thread count
+        with threadpool_limits(1, user_api="blas"):
+            said = resume_with(lambda env: None)
+        assert len(said) == 1 and ", 1 thread)" in said[0]
+
+
 def test_resume_from_moved_data(tmp_path, digits):
     """A run whose folder dataset was moved resumes from the new place (data_dir) to the result
     it would have had, and other data there is refused."""

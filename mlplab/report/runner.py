@@ -21,11 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO, cast
 
+from mlplab import environment as env
 from mlplab import interrupts
 from mlplab._text import path_word, shell_command
 from mlplab._validation import is_int, setting
 from mlplab.io import check_out_folder, why_no_folder
-from mlplab.report import environment as env
 from mlplab.report.budgets import BUDGETS, Budget, get_budget
 from mlplab.report.context import Context
 from mlplab.report.document import (

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlplab import io
+from mlplab import environment, io
 from mlplab._validation import check_registered, setting
 from mlplab.models import ACTIVATIONS, MLP
 from mlplab.optim import OPTIMIZERS
@@ -233,6 +233,7 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | Callable[[], Dataset] 
     if loaded is not None:
         pre, model = loaded.preprocessing, loaded.model
         _check_same_network(model, cfg, ckpt)  # not a checkpoint copied in from another run
+        _warn_other_environment(loaded.extra.get("environment"), ckpt)
         if data_dir is not None:
             _check_moved_data(loaded.extra.get("splits"), ds, ckpt, data_dir)
         X_train = pre.transform(ds.X_train)
@@ -298,6 +299,22 @@ def _check_moved_data(splits: Any, ds: Dataset, ckpt: Path, data_dir: str | os.P
         warnings.warn(f"{ckpt} was written by an mlplab that did not record the run's "
                       f"splits: the data in {data_dir} cannot be checked against them; "
                       "make sure it is the run's.", stacklevel=3)
+
+
+def _warn_other_environment(recorded: Any, ckpt: Path) -> None:
+    """Warn that a run resumed with another mlplab, NumPy, BLAS (or its threads) or CPU than its
+    checkpoint's will not end with an uninterrupted run's numbers to the last digit: resuming
+    repeats the arithmetic exactly only where it rounds alike. (Checkpoints written before mlplab
+    recorded its environment are not compared.)"""
+    if not isinstance(recorded, dict):
+        return
+    changed = environment.numeric_differences(recorded, environment.record())
+    if changed:
+        # stacklevel 3: the caller of resume_run
+        warnings.warn(f"{ckpt} was written with another environment ({'; '.join(changed)}): "
+                      "the run continues correctly, but its numbers will not match an "
+                      "uninterrupted run's to the last digit, which needs the same mlplab, NumPy, "
+                      "BLAS threads and CPU.", stacklevel=3)
 
 
 def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
@@ -407,7 +424,8 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
     X_val = pre.transform(ds.X_val) if len(ds.y_val) else None
     extra: dict[str, Any] = {"classes": list(ds.classes), "dataset": ds.name,
                              "image_shape": list(ds.image_shape), "preset": cfg.preset,
-                             "splits": split_record(ds)}  # what a resume from moved data must find
+                             "splits": split_record(ds),  # what a resume from moved data must find
+                             "environment": environment.record()}  # and a resume elsewhere
     ckpt_cb = CheckpointCallback(out_dir / CHECKPOINT_FILE, pre, extra, seconds_before) \
         if out_dir is not None else CheckpointCallback(os.devnull, pre, extra, seconds_before)
     all_callbacks = [*([ckpt_cb] if out_dir is not None else []), *callbacks]
@@ -440,10 +458,12 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
         "preset": cfg.preset,
         "seed": cfg.seed,
         **extra["splits"],
+        "environment": extra["environment"],
     })
     result = RunResult(cfg, model, pre, history, metrics, list(ds.classes), out_dir)
     if out_dir is not None:
-        io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": metrics})
+        in_model = {k: v for k, v in metrics.items() if k != "environment"}  # extra has it
+        io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": in_model})
         per_epoch = _per_epoch(cfg, len(ds.y_train))
         write_history(out_dir / HISTORY_FILE, history, per_epoch)
         if plots:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mlplab import io
+from mlplab import environment, io
 from mlplab._text import counted
 from mlplab._validation import check_choice, check_positive, setting
 from mlplab.runs.training import RunOutcome
@@ -265,9 +265,10 @@ def _split_seed(ds: Dataset, data_seed: int | None) -> int | None:
 
 
 def _environment(threads: int, device: torch.device) -> dict[str, Any]:
+    # the flat keys: PyTorch's side; "environment": mlplab's, as mlplab train records it
     return {"python": platform.python_version(), "torch": torch.__version__,
             "device": str(device), "threads": threads, "cpus": os.cpu_count(),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "environment": environment.record()}
 
 
 # ------------------------------------------------------------------------------- train_run
