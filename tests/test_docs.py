@@ -259,7 +259,8 @@ def test_flags_named_in_the_text_exist(where: str, span: str) -> None:
 # command shares) and the command's own pages.
 COMMAND_DOCS = {
     "": [], "check": [], "gradcheck": [], "data": [], "evaluate": ["training.md"],
-    "predict": ["training.md"], "train": ["training.md", "accuracy.md"], "tune": ["tuning.md"],
+    "predict": ["training.md"], "runs": ["training.md"], "train": ["training.md", "accuracy.md"],
+    "tune": ["tuning.md"],
     "torch": ["pytorch.md"], "reproduce": ["report.md"],
 }
 

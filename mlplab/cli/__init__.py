@@ -24,7 +24,7 @@ from typing import TextIO
 from mlplab import __version__
 from mlplab.cli import _console as console
 
-COMMAND_MODULES = ["check", "data", "train", "tune", "torch", "reproduce"]
+COMMAND_MODULES = ["check", "data", "train", "runs", "tune", "torch", "reproduce"]
 
 
 class CLIError(Exception):

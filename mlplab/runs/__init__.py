@@ -25,7 +25,8 @@ The package, one idea per module, bottom to top: :mod:`~mlplab.runs.config` (``R
 ``build_config``), :mod:`~mlplab.runs.files` (the run folder's files),
 :mod:`~mlplab.runs.checkpoint` (``checkpoint.npz``), :mod:`~mlplab.runs.splits` (the record of the
 data splits a run saw), :mod:`~mlplab.runs.building` (dataset, augmentation and descriptions from
-a config), :mod:`~mlplab.runs.finished` (loading, evaluating and predicting with a run folder) and
+a config), :mod:`~mlplab.runs.finished` (loading, evaluating and predicting with a run folder),
+:mod:`~mlplab.runs.listing` (the run folders under a folder, for ``mlplab runs``) and
 :mod:`~mlplab.runs.training` (``train_run``, ``resume_run``). The names in ``__all__`` (the API)
 are importable from :mod:`mlplab.runs` itself; the helpers the modules share among themselves are
 internal to the package.
@@ -66,6 +67,7 @@ from mlplab.runs.files import (
     write_plots,
 )
 from mlplab.runs.finished import evaluate_run, load_run, predict_images
+from mlplab.runs.listing import find_runs, list_runs, summarize_run
 from mlplab.runs.splits import (
     require_classes,
     require_test_split,
@@ -94,8 +96,10 @@ __all__ = [
     "describe_model",
     "describe_network",
     "evaluate_run",
+    "find_runs",
     "load_checkpoint",
     "load_run",
+    "list_runs",
     "load_run_dataset",
     "make_augmenter",
     "make_network_view",
@@ -110,6 +114,7 @@ __all__ = [
     "save_checkpoint",
     "split_fingerprint",
     "split_record",
+    "summarize_run",
     "train_run",
     "write_history",
     "write_plots",

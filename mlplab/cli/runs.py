@@ -1,0 +1,83 @@
+"""``mlplab runs``: the run folders under a folder, one line each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from mlplab.cli import CLIError
+from mlplab.cli._types import user_path_arg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from mlplab.runs.listing import SORT_KEYS
+
+    p = sub.add_parser(
+        "runs", help="list the run folders under a folder, with their accuracies",
+        description="List every run folder (mlplab train's and mlplab torch train's, including "
+                    "those inside tuning and report folders) under each FOLDER, one line each: "
+                    "status, dataset, network, epochs, train / validation / best validation / "
+                    "test accuracy and training time, read from its metrics.json and "
+                    "config.json (no model is loaded, no data read). A run killed before it "
+                    "finished, or still training, shows as 'unfinished'; one stopped with "
+                    "Ctrl-C as 'interrupted' (mlplab train --resume RUN continues either).")
+    p.add_argument("folders", metavar="FOLDER", nargs="*", type=user_path_arg,
+                   default=["runs"], help="folders to look in (default: runs, where mlplab "
+                                          "train writes)")
+    p.add_argument("--sort", choices=list(SORT_KEYS), default="time",
+                   help="order: time (when each finished, oldest first), name, or val, "
+                        "best-val, test (that accuracy, highest first) (default: %(default)s)")
+    p.add_argument("--json", action="store_true",
+                   help="print the runs as a JSON list of objects (accuracies as fractions)")
+    p.set_defaults(func=run_runs)
+
+
+#: the table's columns: (heading, record key, how a value is shown)
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("run", "run", "text"), ("status", "status", "text"), ("dataset", "dataset", "text"),
+    ("model", "model", "text"), ("epochs", "epochs", "epochs"), ("train", "train_accuracy", "%"),
+    ("val", "val_accuracy", "%"), ("best val", "best_val_accuracy", "%"),
+    ("test", "test_accuracy", "%"), ("time", "seconds", "seconds"),
+)
+
+
+def _cell(record: dict[str, Any], key: str, kind: str) -> str:
+    value = record[key]
+    if kind == "epochs" and record["of_epochs"] is not None and value != record["of_epochs"]:
+        return f"{value if value is not None else '?'}/{record['of_epochs']}"
+    if value is None:
+        return "-"
+    if kind == "%":
+        return f"{100 * value:.1f}%"
+    if kind == "seconds":
+        return f"{value:.1f} s" if value < 10 else f"{value:.0f} s" if value < 100 \
+            else f"{value / 60:.1f} min"
+    return str(value)
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    from mlplab.runs.listing import list_runs
+
+    try:
+        records = list_runs(args.folders, sort=args.sort)
+    except FileNotFoundError as exc:
+        raise CLIError(str(exc)) from None
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    if not records:
+        print(f"no run folders under {', '.join(args.folders)}", file=sys.stderr)
+        return 0
+    rows = [[head for head, _, _ in _COLUMNS]]
+    rows += [[_cell(r, key, kind) for _, key, kind in _COLUMNS] for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    numeric = {i for i, (_, _, kind) in enumerate(_COLUMNS) if kind != "text"}
+    for row in rows:
+        print("  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    for r in records:
+        if r["problem"]:
+            print(f"{r['run']}: unreadable: {r['problem']}", file=sys.stderr)
+    return 0

@@ -1,0 +1,139 @@
+"""The run folders under a folder, one summary each: what ``mlplab runs`` prints.
+
+:func:`find_runs` walks folders for run folders (``mlplab train``'s and ``mlplab torch train``'s,
+including those inside tuning and report folders, such as a search's ``best-run/``), and
+:func:`summarize_run` reads one into a flat record (status, data, network, accuracies, length,
+time) from its ``metrics.json`` and ``config.json`` alone: no model is loaded and no data read, so
+listing hundreds of runs takes a moment. A folder whose run was killed before it finished, or is
+still training, has no ``metrics.json`` yet and is listed as ``unfinished``; one whose files cannot
+be read is listed as ``unreadable`` with the reason, not skipped, so that nothing goes missing from
+the list without a word.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlplab import io
+from mlplab.runs.files import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE
+
+#: the files beside config.json that make a folder a run folder (model.pt: mlplab torch train's)
+_RUN_MARKERS = (METRICS_FILE, CHECKPOINT_FILE, MODEL_FILE, "model.pt")
+#: folders that hold no runs and can be large: the decoded-image cache, virtual environments
+_SKIPPED = {"folder-cache", "__pycache__", "node_modules", "site-packages"}
+
+#: what :func:`summarize_run` gives, in the order ``mlplab runs`` prints them
+FIELDS = ("run", "status", "framework", "dataset", "model", "preset", "epochs", "of_epochs",
+          "train_accuracy", "val_accuracy", "best_val_accuracy", "test_accuracy", "seconds",
+          "finished", "problem")
+
+#: the keys ``mlplab runs --sort`` takes, and whether each sorts the largest first
+SORT_KEYS = {"time": False, "name": False, "val": True, "best-val": True, "test": True}
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a run: a ``config.json`` and one of the files a run writes."""
+    return (folder / CONFIG_FILE).is_file() and any((folder / m).is_file() for m in _RUN_MARKERS)
+
+
+def find_runs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The run folders among ``paths`` and below them, each once, in the order found (a path
+    that is a run folder itself stands for itself). Symbolic links to folders are not followed
+    (a link to the run's parent would loop); hidden folders and caches are skipped."""
+    found: dict[Path, None] = {}
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path} is not a folder; pass the folder that holds the run "
+                                    "folders (mlplab train writes them under runs/ by default).")
+        for run in _walk(path):
+            found.setdefault(run, None)
+    return list(found)
+
+
+def _walk(top: Path) -> Iterator[Path]:
+    if is_run_folder(top):
+        yield top
+        return  # a run folder holds no other runs
+    for root, dirs, _files in os.walk(top):
+        here = Path(root)
+        keep = []
+        for name in sorted(dirs):
+            if name.startswith(".") or name in _SKIPPED:
+                continue
+            if is_run_folder(here / name):
+                yield here / name
+            else:
+                keep.append(name)
+        dirs[:] = keep  # os.walk descends only into these
+
+
+def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
+    """One run folder as a flat record with the keys of :data:`FIELDS` (None where the run does
+    not say): ``status`` is ``completed``, ``interrupted`` (stopped; ``mlplab train --resume``
+    continues it), ``unfinished`` (no ``metrics.json``: killed, or still training) or
+    ``unreadable`` (``problem`` says why); ``finished`` is when ``metrics.json`` (else the
+    checkpoint) was last written, in UTC; accuracies are fractions."""
+    run = Path(folder)
+    record: dict[str, Any] = dict.fromkeys(FIELDS)
+    record["run"] = str(run)
+    try:
+        config = io.read_json(run / CONFIG_FILE)
+        metrics = io.read_json(run / METRICS_FILE) if (run / METRICS_FILE).is_file() else {}
+        if not isinstance(config, dict) or not isinstance(metrics, dict):
+            raise ValueError("config.json or metrics.json is not a JSON object")
+    except (OSError, ValueError) as exc:
+        record.update(status="unreadable", problem=str(exc))
+        return record
+    record.update(
+        status=metrics.get("status") or "unfinished",
+        framework="pytorch" if config.get("framework") == "pytorch" else "numpy",
+        dataset=metrics.get("dataset") or config.get("dataset"),
+        model=metrics.get("model") or _hidden(config.get("hidden")),
+        preset=config.get("preset"),
+        epochs=metrics.get("epochs"),
+        of_epochs=config.get("epochs"),
+        seconds=metrics.get("seconds"),
+        finished=_modified(run / (METRICS_FILE if metrics else CHECKPOINT_FILE)),
+        **{k: _fraction(metrics.get(k)) for k in ("train_accuracy", "val_accuracy",
+                                                   "best_val_accuracy", "test_accuracy")},
+    )
+    return record
+
+
+def _hidden(hidden: Any) -> str | None:
+    """A network that has not written its description yet, by its hidden sizes."""
+    if isinstance(hidden, list) and all(isinstance(h, int) for h in hidden):
+        return "hidden " + ",".join(map(str, hidden))
+    return None
+
+
+def _fraction(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None
+
+
+def _modified(path: Path) -> str | None:
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return None
+    return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def list_runs(paths: Iterable[str | os.PathLike] = ("runs",), sort: str = "time") -> list[dict]:
+    """:func:`summarize_run` of every run folder under ``paths``, sorted by ``sort``: ``time``
+    (when each finished, oldest first, as ``ls -tr``), ``name``, or ``val``, ``best-val``,
+    ``test`` (that accuracy, highest first; runs without one last)."""
+    if sort not in SORT_KEYS:
+        raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}; got {sort!r}.")
+    records = [summarize_run(run) for run in find_runs(paths)]
+    if sort == "name":
+        return sorted(records, key=lambda r: r["run"])
+    if sort == "time":
+        return sorted(records, key=lambda r: (r["finished"] is None, r["finished"] or ""))
+    key = {"val": "val_accuracy", "best-val": "best_val_accuracy", "test": "test_accuracy"}[sort]
+    return sorted(records, key=lambda r: (r[key] is None, -(r[key] or 0.0)))

@@ -1,0 +1,139 @@
+"""``mlplab runs`` and :mod:`mlplab.runs.listing`: every run folder under a folder, with what its
+own files say, whatever state each run is in."""
+
+import json
+import os
+import signal
+
+import pytest
+
+from mlplab.cli import main
+from mlplab.data import load_dataset
+from mlplab.runs import train_run
+from mlplab.runs.listing import find_runs, list_runs, summarize_run
+from mlplab.trainer import Callback
+
+TINY = {"dataset": "digits", "hidden": [16], "batch_size": 64}
+
+
+class CtrlC(Callback):
+    """Ctrl-C (a real SIGINT to this process) after ``epoch``: the run stops as a user's would."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", seed=0)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, digits):
+    """A runs folder as a user's looks after a while: finished runs, one stopped with Ctrl-C,
+    one killed before it wrote its results, one damaged, and one inside a tuning folder."""
+    root = tmp_path_factory.mktemp("listing") / "runs"
+    made = {
+        "small": train_run(TINY, epochs=2, out=root / "small", data=digits, plots=False),
+        "tested": train_run({**TINY, "hidden": [32, 16]}, epochs=4, eval_test=True,
+                            out=root / "tested", data=digits, plots=False),
+        "stopped": train_run(TINY, epochs=50, out=root / "stopped", data=digits, plots=False,
+                             callbacks=[CtrlC(3)]),
+        "killed": train_run(TINY, epochs=3, out=root / "killed", data=digits, plots=False),
+        "damaged": train_run(TINY, epochs=1, out=root / "damaged", data=digits, plots=False),
+        "nested": train_run(TINY, epochs=2, out=root / "study" / "best-run", data=digits,
+                            plots=False),
+    }
+    (root / "killed" / "metrics.json").unlink()  # as SIGKILL after the third epoch leaves it
+    (root / "damaged" / "metrics.json").write_text("{not json")
+    (root / ".hidden" / "copy").mkdir(parents=True)  # skipped, as are caches
+    for name in ("config.json", "metrics.json"):
+        (root / ".hidden" / "copy" / name).write_bytes((root / "small" / name).read_bytes())
+    (root / "study" / "notes").mkdir()  # not a run: no config.json
+    (root / "study" / "loop").symlink_to(root, target_is_directory=True)  # not followed
+    return root, made
+
+
+def test_every_run_folder_is_found_once_and_summarised_from_its_own_files(runs):
+    root, made = runs
+    found = find_runs([root, root / "small"])  # a run folder given itself counts once
+    assert sorted(p.relative_to(root).as_posix() for p in found) == [
+        "damaged", "killed", "small", "stopped", "study/best-run", "tested"]
+    by_name = {os.path.relpath(r["run"], root): r for r in list_runs([root])}
+
+    tested = by_name["tested"]
+    metrics = made["tested"].metrics
+    assert tested["status"] == "completed" and tested["framework"] == "numpy"
+    assert tested["model"] == metrics["model"] == "MLP 64-32-16-10 relu"
+    assert (tested["train_accuracy"], tested["val_accuracy"], tested["test_accuracy"]) == \
+        (metrics["train_accuracy"], metrics["val_accuracy"], metrics["test_accuracy"])
+    assert tested["epochs"] == tested["of_epochs"] == 4
+    assert by_name["small"]["test_accuracy"] is None  # not measured: not made up
+
+    stopped = by_name["stopped"]
+    assert made["stopped"].history.interrupted
+    assert stopped["status"] == "interrupted" and (stopped["epochs"], stopped["of_epochs"]) == \
+        (3, 50)
+    killed = by_name["killed"]
+    assert killed["status"] == "unfinished" and killed["val_accuracy"] is None
+    assert killed["model"] == "hidden 16" and killed["finished"] is not None  # the checkpoint's
+    damaged = by_name["damaged"]
+    assert damaged["status"] == "unreadable" and "metrics.json is not valid JSON" in \
+        damaged["problem"]
+    assert by_name[os.path.join("study", "best-run")]["status"] == "completed"
+
+
+def test_sorting(runs):
+    root, _ = runs
+    by_val = [r["val_accuracy"] for r in list_runs([root], sort="val")]
+    known = [v for v in by_val if v is not None]
+    assert known == sorted(known, reverse=True) and by_val[:len(known)] == known  # None last
+    names = [r["run"] for r in list_runs([root], sort="name")]
+    assert names == sorted(names)
+    times = [r["finished"] for r in list_runs([root])]
+    assert [t for t in times if t] == sorted(t for t in times if t)
+    with pytest.raises(ValueError, match="sort must be one of time, name, val, best-val, test"):
+        list_runs([root], sort="accuracy")
+
+
+def test_cli_table_json_and_errors(runs, capsys, tmp_path):
+    root, made = runs
+    assert main(["runs", str(root), "--sort", "test"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].split() == ["run", "status", "dataset", "model", "epochs", "train", "val",
+                                "best", "val", "test", "time"]
+    first = lines[1]  # the only run with a test accuracy sorts first
+    assert first.startswith(str(root / "tested")) and \
+        f"{100 * made['tested'].metrics['test_accuracy']:.1f}%" in first
+    assert any(" interrupted " in line and " 3/50 " in line for line in lines)
+    (killed,) = [line for line in lines if "killed" in line]
+    assert " unfinished " in killed and " ?/3 " in killed  # no metrics yet: epochs unknown
+    assert f"{root / 'damaged'}: unreadable: " in err
+
+    assert main(["runs", str(root / "small"), "--json"]) == 0
+    (only,) = json.loads(capsys.readouterr().out)
+    assert only == summarize_run(root / "small")
+    assert only["val_accuracy"] == made["small"].metrics["val_accuracy"]
+
+    (tmp_path / "empty").mkdir()
+    assert main(["runs", str(tmp_path / "empty")]) == 0
+    assert "no run folders under" in capsys.readouterr().err
+    assert main(["runs", str(tmp_path / "nowhere")]) == 1
+    assert "nowhere is not a folder; pass the folder that holds the run folders" in \
+        capsys.readouterr().err
+
+
+def test_a_pytorch_run_is_listed_as_one(tmp_path, digits):
+    pytest.importorskip("torch")
+    from mlplab.torch_mlp import train_run as torch_train_run
+
+    res = torch_train_run(digits, out=tmp_path / "t", epochs=1, plots=False)
+    (listed,) = list_runs([tmp_path])
+    assert listed["framework"] == "pytorch" and listed["status"] == "completed"
+    assert listed["val_accuracy"] == res.metrics["val_accuracy"]
+    assert listed["model"] == res.metrics["model"]
