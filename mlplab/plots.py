@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +273,41 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
     shown = f" (first {n} of {np.shape(W1)[1]} units)" if np.shape(W1)[1] > n else ""
     fit_suptitle(fig, title + shown)
     fig.tight_layout(pad=0.3)
+    return fig
+
+
+def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
+              title: str = "Runs compared") -> Figure:
+    """Several runs side by side (``mlplab runs --plot``): validation accuracy (left, in
+    percent) and training loss (right; the mean of each epoch's iterations) per epoch, one
+    colour per run. ``curves`` maps a run's name to ``{"val_acc": [...], "loss": [...]}``, one
+    value per epoch; a run without validation figures (``--val-size 0``) is drawn on the right
+    only. Unlike the other figures the colours stand for runs, not quantities."""
+    if not curves:
+        raise ValueError("plot_runs needs at least one run's curves.")
+    fig, (acc_ax, loss_ax) = subplots(1, 2, figsize=(2 * FIGSIZE[0], FIGSIZE[1] + 0.4))
+    cmap = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
+    palette = [cmap(i) for i in range(cmap.N)]  # the qualitative map's own colours
+    for i, (name, curve) in enumerate(curves.items()):
+        color = palette[i % len(palette)]
+        val = np.asarray(curve.get("val_acc", []), dtype=float)
+        loss = np.asarray(curve.get("loss", []), dtype=float)
+        if len(val) and not np.all(np.isnan(val)):
+            acc_ax.plot(np.arange(1, len(val) + 1), 100 * val, "-", color=color, lw=1.2)
+        loss_ax.plot(np.arange(1, len(loss) + 1), loss, "-", color=color, lw=1.2,
+                     label=printable(name))
+    for ax, label in ((acc_ax, "validation accuracy (%)"), (loss_ax, "training loss")):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    loss_ax.ticklabel_format(axis="y", useOffset=False)
+    # one legend for both panels, below them: run names are long paths
+    fig.legend(*loss_ax.get_legend_handles_labels(), loc="lower center",
+               ncol=min(len(curves), 3), fontsize=8, frameon=False)
+    fig.suptitle(title)
+    rows = -(-len(curves) // 3)
+    fig.tight_layout(rect=(0, min(0.05 * rows, 0.5), 1, 1))
     return fig
 
 

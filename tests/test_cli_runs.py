@@ -137,3 +137,37 @@ def test_a_pytorch_run_is_listed_as_one(tmp_path, digits):
     assert listed["framework"] == "pytorch" and listed["status"] == "completed"
     assert listed["val_accuracy"] == res.metrics["val_accuracy"]
     assert listed["model"] == res.metrics["model"]
+
+
+def test_plot_draws_each_runs_own_epoch_curves(runs, capsys, tmp_path):
+    """--plot: per epoch, the mean of the run's own iteration losses and its validation figures,
+    one line per run that has a history; the file is a real image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from mlplab import plots
+    from mlplab.runs.listing import epoch_curves
+
+    root, made = runs
+    history = made["tested"].history
+    per_epoch = len(history.loss) // len(history.val_acc)
+    curves = epoch_curves(root / "tested")
+    np.testing.assert_allclose(curves["loss"], np.mean(np.reshape(history.loss, (-1, per_epoch)),
+                                                       axis=1), rtol=1e-12)
+    assert curves["val_acc"] == history.val_acc
+    assert epoch_curves(tmp_path) == {"loss": [], "val_acc": []}  # no history: nothing to draw
+
+    fig = plots.plot_runs({"tested": curves, "small": epoch_curves(root / "small")})
+    acc_ax, loss_ax = fig.axes
+    np.testing.assert_allclose(acc_ax.lines[0].get_ydata(), 100 * np.asarray(history.val_acc))
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["tested", "small"]
+    assert len(loss_ax.lines) == 2
+    with pytest.raises(ValueError, match="at least one run"):
+        plots.plot_runs({})
+
+    out = tmp_path / "compare.png"
+    assert main(["runs", str(root), "--sort", "val", "--plot", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"plot: {out}" in capsys.readouterr().err

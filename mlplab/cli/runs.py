@@ -31,8 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "best-val, test (that accuracy, highest first) (default: %(default)s)")
     p.add_argument("--json", action="store_true",
                    help="print the runs as a JSON list of objects (accuracies as fractions)")
+    p.add_argument("--plot", metavar="FILE", type=user_path_arg, default=None,
+                   help=f"also draw the runs' validation accuracy and training loss per epoch "
+                        f"into FILE (.png, .pdf or .svg), one colour per run: the first "
+                        f"{PLOTTED} in --sort order")
     p.set_defaults(func=run_runs)
 
+
+#: the most runs ``--plot`` draws: beyond that the colours repeat and the legend fills the page
+PLOTTED = 20
 
 #: the table's columns: (heading, record key, how a value is shown)
 _COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -64,6 +71,8 @@ def run_runs(args: argparse.Namespace) -> int:
         records = list_runs(args.folders, sort=args.sort)
     except FileNotFoundError as exc:
         raise CLIError(str(exc)) from None
+    if args.plot is not None and records:
+        _plot(records, args.plot)
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
@@ -81,3 +90,18 @@ def run_runs(args: argparse.Namespace) -> int:
         if r["problem"]:
             print(f"{r['run']}: unreadable: {r['problem']}", file=sys.stderr)
     return 0
+
+
+def _plot(records: list[dict[str, Any]], path: str) -> None:
+    from mlplab import plots
+    from mlplab.runs.listing import epoch_curves
+
+    curves = {r["run"]: epoch_curves(r["run"]) for r in records[:PLOTTED]}
+    curves = {name: c for name, c in curves.items() if c["loss"]}  # a run with no epoch yet
+    if not curves:
+        print(f"--plot: none of the runs has a history.csv to draw; {path} not written",
+              file=sys.stderr)
+        return
+    plots.save(plots.plot_runs(curves), path)
+    more = f" (the first {PLOTTED} of {len(records)})" if len(records) > PLOTTED else ""
+    print(f"plot: {path}{more}", file=sys.stderr)

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from mlplab import io
-from mlplab.runs.files import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE
+from mlplab.runs.files import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+)
 
 #: the files beside config.json that make a folder a run folder (model.pt: mlplab torch train's)
 _RUN_MARKERS = (METRICS_FILE, CHECKPOINT_FILE, MODEL_FILE, "model.pt")
@@ -122,6 +128,29 @@ def _modified(path: Path) -> str | None:
     except OSError:
         return None
     return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
+    """A run's ``history.csv`` per epoch: ``loss`` (the mean of each epoch's iterations) and
+    ``val_acc`` (NaN where the epoch has no validation figure), for :func:`mlplab.plots.plot_runs`.
+    A run without a readable history gives empty lists."""
+    import csv
+    import math
+
+    sums: dict[int, list[float]] = {}
+    val: dict[int, float] = {}
+    try:
+        with open(Path(folder) / HISTORY_FILE, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                epoch = int(row["epoch"])
+                sums.setdefault(epoch, []).append(float(row["loss"]))
+                if row.get("val_acc"):
+                    val[epoch] = float(row["val_acc"])
+    except (OSError, ValueError, KeyError, TypeError, csv.Error):
+        return {"loss": [], "val_acc": []}
+    epochs = sorted(sums)
+    return {"loss": [math.fsum(sums[e]) / len(sums[e]) for e in epochs],
+            "val_acc": [val.get(e, math.nan) for e in epochs]}
 
 
 def list_runs(paths: Iterable[str | os.PathLike] = ("runs",), sort: str = "time") -> list[dict]:
