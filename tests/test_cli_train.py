@@ -734,6 +734,7 @@ def test_data_seed_seeds_the_test_split_too_and_seed_does_not(run_dir, tmp_path)
     assert other["test"] != first["test"] and other["val"] != first["val"]
 
 
+@pytest.mark.filterwarnings("ignore:the warm-up .* lasts the whole run")  # a preset cut short
 def test_augment_none_turns_off_a_presets_augmentation(tmp_path):
     """``--augment none`` was accepted (and needed to drop a preset's flips and crops) but the
     help listed only flip,crop,elastic."""

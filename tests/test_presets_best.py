@@ -123,6 +123,7 @@ def _weights(run: Path) -> np.ndarray:
                                and z[k].dtype.kind == "f"])
 
 
+@pytest.mark.filterwarnings("ignore:the warm-up .* lasts the whole run")  # a preset cut short
 def test_label_smoothing_flag(tmp_path, capsys):
     base = ["train", "--dataset", "digits", "--hidden", "16", "--epochs", "2", "--quiet",
             "--no-plots", "--seed", "3"]
@@ -179,6 +180,7 @@ def test_crop_padding_sets_how_far_a_crop_shifts(tmp_path, capsys):
     assert exc.value.code == 2 and "--crop-padding" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore:the warm-up .* lasts the whole run")  # a preset cut short
 @pytest.mark.parametrize("flag,expected", [("0", None), ("5", 5)])
 def test_patience_flag_overrides_a_presets_early_stopping(flag, expected, tmp_path, capsys):
     """--patience 0 turns a preset's early stopping off (the run goes to its full length);
@@ -190,6 +192,7 @@ def test_patience_flag_overrides_a_presets_early_stopping(flag, expected, tmp_pa
     assert json.loads((out / "config.json").read_text())["patience"] == expected
 
 
+@pytest.mark.filterwarnings("ignore:the warm-up .* lasts the whole run")  # a preset cut short
 def test_a_presets_split_holds_unless_a_flag_replaces_it(tmp_path, capsys):
     """The Fashion-MNIST presets train on every training image (val_size 0); --val-size gives a
     validation split back, and the run folder records what the run really used."""
