@@ -335,6 +335,31 @@ def test_reuse_keeps_earlier_sections_and_reruns_the_selected(tmp_path):
     assert first_run.search((tmp_path / "report.md").read_text())  # the report left as it was
 
 
+def test_reuse_names_kept_sections_computed_with_another_environment(tmp_path):
+    """The same seed gives the same numbers only with the same versions and machine: a section
+    kept from a run with another NumPy (or CPU, mlplab, ...) is named in the report's
+    introduction with what changed. Before, a report mixed them without a word."""
+    import numpy as np
+
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q1", "q3_toy"])
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["sections"]["q1"]["origin"]["environment"]["numpy"] == np.__version__
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"], reuse=True)
+    md = (tmp_path / "report.md").read_text()
+    assert "Sections kept from earlier runs" in md and "another environment" not in md
+
+    doc = json.loads((tmp_path / "report.json").read_text())
+    doc["sections"]["q1"]["origin"]["environment"]["numpy"] = "1.23.0"  # as if run elsewhere
+    doc["sections"]["q3_toy"]["origin"]["environment"].pop("numpy")  # an older record: no word
+    (tmp_path / "report.json").write_text(json.dumps(doc))
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"], reuse=True)
+    md = (tmp_path / "report.md").read_text()
+    assert "Of those, computed with another environment than this run's: Q1 · Forward pass " \
+           f"and loss (numpy 1.23.0 -> {np.__version__}). Their figures may differ in the " \
+           "last digits" in md
+    assert "Toy training (" not in md
+
+
 def test_reuse_summary_line_gives_this_commands_time_beside_the_studys(tmp_path, capsys):
     """A rerun with --reuse printed the whole study's time (the kept sections' earlier times
     included: 197 s for a 6-second rerun) as if the command had taken it."""

@@ -82,7 +82,7 @@ class Section:
     cpu_seconds: float = 0.0
     #: the run that produced the section: ``{"command": ..., "date": ...}`` (kept when a later
     #: run reuses it)
-    origin: dict[str, str] = field(default_factory=dict)
+    origin: dict[str, Any] = field(default_factory=dict)  # command, date, environment
 
     def add(self, *blocks: Block) -> Section:
         self.blocks.extend(blocks)

@@ -363,6 +363,30 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
     return s
 
 
+#: the rows of the environment table on which a section's numbers depend
+_NUMERIC_ROWS = ("mlplab", "CPU", "numpy", "scipy", "scikit-learn", "optuna", "torch")
+
+
+def _numeric_environment() -> dict[str, str]:
+    return {k: v for k, v in env.environment() if k in _NUMERIC_ROWS}
+
+
+def _other_environments(sections: list[Section], reused: set[str],
+                        here: dict[str, str]) -> list[str]:
+    """For each reused section computed where another mlplab, CPU or library version ran (its
+    origin's record against ``here``): its name and what differed. Sections from before
+    origins recorded an environment are not compared."""
+    found: list[str] = []
+    for sec in sections:
+        then = sec.origin.get("environment") if sec.key in reused else None
+        if isinstance(then, dict):
+            changed = [f"{k} {then[k]} -> {here.get(k)}" for k in _NUMERIC_ROWS
+                       if k in then and then[k] != here.get(k)]
+            if changed:
+                found.append(f"{sec.title or sec.group} ({', '.join(changed)})")
+    return found
+
+
 def _write(ctx: Context, sections: list[Section], total: float, when: str,
            command: str | None, earlier: dict[str, Any] | None = None) -> ReportResult:
     from mlplab.io import write_json
@@ -374,9 +398,10 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
         f"{seconds(sum(s.cpu_seconds for s in sections))}; seed {ctx.seed}, and the same seed "
         "gives the same numbers on the same machine, versions and thread count).",
     ]
+    here = _numeric_environment()
     for sec in sections:
         if not sec.origin:
-            sec.origin = {"command": _command(ctx, command), "date": when}
+            sec.origin = {"command": _command(ctx, command), "date": when, "environment": here}
     if ctx.reused:
         runs: dict[tuple[str, str], list[str]] = {}
         for sec in sections:
@@ -387,6 +412,11 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
                      "times include theirs): " + "; ".join(
                          f"{', '.join(names)} from `{cmd}` of {date}"
                          for (cmd, date), names in runs.items()) + ".")
+        elsewhere = _other_environments(sections, ctx.reused, here)
+        if elsewhere:
+            intro.append("Of those, computed with another environment than this run's: "
+                         + "; ".join(elsewhere) + ". Their figures may differ in the last "
+                         "digits from the ones a single run here would give.")
     skipped = [s for s in sections if s.status != "ok"]
     if skipped:
         intro.append("Not run: " + "; ".join(f"{s.title or s.group} ({md_literal(s.reason)})"
