@@ -50,6 +50,8 @@ def runs(tmp_path_factory, digits):
     }
     (root / "killed" / "metrics.json").unlink()  # as SIGKILL after the third epoch leaves it
     (root / "damaged" / "metrics.json").write_text("{not json")
+    edited = json.loads((root / "small" / "metrics.json").read_text())
+    (root / "small" / "metrics.json").write_text(json.dumps({**edited, "seconds": "fast"}))
     (root / ".hidden" / "copy").mkdir(parents=True)  # skipped, as are caches
     for name in ("config.json", "metrics.json"):
         (root / ".hidden" / "copy" / name).write_bytes((root / "small" / name).read_bytes())
@@ -73,6 +75,8 @@ def test_every_run_folder_is_found_once_and_summarised_from_its_own_files(runs):
         (metrics["train_accuracy"], metrics["val_accuracy"], metrics["test_accuracy"])
     assert tested["epochs"] == tested["of_epochs"] == 4
     assert by_name["small"]["test_accuracy"] is None  # not measured: not made up
+    assert by_name["small"]["seconds"] is None  # edited by hand into words: not shown
+    assert by_name["small"]["val_accuracy"] == made["small"].metrics["val_accuracy"]
 
     stopped = by_name["stopped"]
     assert made["stopped"].history.interrupted
@@ -114,6 +118,11 @@ def test_cli_table_json_and_errors(runs, capsys, tmp_path):
     (killed,) = [line for line in lines if "killed" in line]
     assert " unfinished " in killed and " ?/3 " in killed  # no metrics yet: epochs unknown
     assert f"{root / 'damaged'}: unreadable: " in err
+    (tmp_path / "listed" / "odd").mkdir(parents=True)
+    (tmp_path / "listed" / "odd" / "config.json").write_text("[1, 2]")
+    (tmp_path / "listed" / "odd" / "model.npz").write_bytes(b"")
+    assert main(["runs", str(tmp_path / "listed")]) == 0
+    assert "config.json is not a JSON object, as mlplab writes it" in capsys.readouterr().err
 
     assert main(["runs", str(root / "small"), "--json"]) == 0
     (only,) = json.loads(capsys.readouterr().out)

@@ -89,8 +89,9 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
     try:
         config = io.read_json(run / CONFIG_FILE)
         metrics = io.read_json(run / METRICS_FILE) if (run / METRICS_FILE).is_file() else {}
-        if not isinstance(config, dict) or not isinstance(metrics, dict):
-            raise ValueError("config.json or metrics.json is not a JSON object")
+        for name, value in ((CONFIG_FILE, config), (METRICS_FILE, metrics)):
+            if not isinstance(value, dict):
+                raise ValueError(f"{run / name} is not a JSON object, as mlplab writes it")
     except (OSError, ValueError) as exc:
         record.update(status="unreadable", problem=str(exc))
         return record
@@ -102,9 +103,9 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         preset=config.get("preset"),
         epochs=metrics.get("epochs"),
         of_epochs=config.get("epochs"),
-        seconds=metrics.get("seconds"),
+        seconds=_number(metrics.get("seconds")),
         finished=_modified(run / (METRICS_FILE if metrics else CHECKPOINT_FILE)),
-        **{k: _fraction(metrics.get(k)) for k in ("train_accuracy", "val_accuracy",
+        **{k: _number(metrics.get(k)) for k in ("train_accuracy", "val_accuracy",
                                                    "best_val_accuracy", "test_accuracy")},
     )
     return record
@@ -117,7 +118,8 @@ def _hidden(hidden: Any) -> str | None:
     return None
 
 
-def _fraction(value: Any) -> float | None:
+def _number(value: Any) -> float | None:
+    """A number from a file, or None for anything else (a hand-edited value is not shown)."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
         else None
 
