@@ -825,6 +825,25 @@ def test_resume_refuses_an_edited_or_foreign_trainer_state(tmp_path, digits):
     assert resumed.metrics["status"] == "completed"
 
 
+def test_a_run_length_given_beside_a_config_replaces_the_configs(tmp_path, digits):
+    """train_run(config, epochs=2) on the config of a run that went by iterations (the
+    exercise's presets: 1,000) recorded both and trained the config's 1,000 iterations, ignoring
+    epochs=2 without a word; the length given now replaces the config's, as it does a preset's,
+    and the same holds the other way round."""
+    by_iters = train_run(preset="exercise-default", data=digits, iters=30, out=tmp_path / "a",
+                         plots=False).config
+    assert (by_iters.epochs, by_iters.iters) == (None, 30)
+    again = train_run(json.loads((tmp_path / "a" / "config.json").read_text()), data=digits,
+                      epochs=2, plots=False)
+    per_epoch = len(digits.y_train) // by_iters.batch_size
+    assert (again.config.epochs, again.config.iters) == (2, None)
+    assert (again.metrics["epochs"], again.metrics["iterations"]) == (2, 2 * per_epoch)
+    assert again.config.preset == "exercise-default" and again.config.lr == by_iters.lr
+    by_epochs = train_run(by_iters, data=digits, epochs=3, plots=False).config
+    back = train_run(by_epochs, data=digits, iters=7, plots=False)
+    assert (back.config.epochs, back.config.iters, back.metrics["iterations"]) == (None, 7, 7)
+
+
 def test_a_run_records_its_environment_and_a_resume_elsewhere_says_so(tmp_path, digits):
     """metrics.json, the model file and the checkpoint record what trained the run (mlplab's
     commit, NumPy, its BLAS and threads, the CPU); resuming with another of those still finishes

@@ -173,10 +173,13 @@ class RunConfig:
         return cls(**d)
 
 
-def build_config(preset: str | None = None, **options: Any) -> RunConfig:
-    """A validated :class:`RunConfig`: the defaults, then preset ``preset``, then ``options``.
+def build_config(preset: str | None = None, base: Mapping[str, Any] | None = None,
+                 **options: Any) -> RunConfig:
+    """A validated :class:`RunConfig`: the defaults, then preset ``preset``, then ``base`` (the
+    fields of another configuration, e.g. a run's ``config.json``), then ``options``.
 
-    Giving ``epochs`` without ``iters`` (or the reverse) replaces the preset's run length.
+    Giving ``epochs`` without ``iters`` (or the reverse) in ``options`` replaces the run length
+    of the preset and of ``base``.
     """
     from mlplab.presets import get_preset
 
@@ -184,6 +187,8 @@ def build_config(preset: str | None = None, **options: Any) -> RunConfig:
     if preset is not None:
         values.update(get_preset(preset))
         values["preset"] = preset
+    if base is not None:
+        values.update({k: v for k, v in base.items() if preset is None or k != "preset"})
     if options.get("epochs") is not None and "iters" not in options:
         values["iters"] = None
     if options.get("iters") is not None and "epochs" not in options:

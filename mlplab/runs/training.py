@@ -147,13 +147,11 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     if config is None:
         cfg = build_config(**options)
     else:
-        base = config.to_dict() if isinstance(config, RunConfig) else dict(config)
+        # epochs=5 replaces a config's iters (the exercise's presets run by iterations), as it
+        # does a preset's: both went into the config and the run took the config's 1,000
         preset = options.pop("preset", None)
-        if preset is not None:
-            cfg = build_config(preset, **{**{k: v for k, v in base.items() if k != "preset"},
-                                          **options})
-        else:
-            cfg = build_config(**{**base, **options})
+        cfg = build_config(preset, base=config.to_dict() if isinstance(config, RunConfig)
+                           else dict(config), **options)
     cfg = absolute_config_paths(cfg)
     if out is not None:  # before the data, which may take long to load (or download)
         check_new_run_dir(out)
