@@ -936,3 +936,48 @@ def test_a_run_that_ends_at_chance_says_the_network_did_not_learn(capsys, tmp_pa
     assert main(["train", "--dataset", "digits", "--hidden", "20,20,20", "--epochs", "3",
                  "--no-plots", "--quiet", "--out", str(tmp_path / "alive")]) == 0
     assert "did not learn" not in capsys.readouterr().err
+
+
+def test_like_trains_another_run_with_a_runs_settings(tmp_path, capsys):
+    """--like RUN starts from RUN's config.json: with nothing changed it repeats the run to the
+    last digit; flags override single fields; a run length replaces the run's (the exercise's
+    presets go by iterations); --eval-test is asked for each time, not inherited."""
+    base = tmp_path / "base"
+    assert main(["train", "--dataset", "digits", "--hidden", "24", "--lr", "0.01", "--epochs",
+                 "2", "--val-size", "100", "--augment", "flip", "--eval-test", "--quiet",
+                 "--no-plots", "--out", str(base)]) == 0
+    same = tmp_path / "same"
+    assert main(["train", "--like", str(base), "--quiet", "--no-plots", "--out", str(same)]) == 0
+    config = json.loads((base / "config.json").read_text())
+    assert json.loads((same / "config.json").read_text()) == {**config, "eval_test": False}
+    np.testing.assert_array_equal(io.load_model(same / "model.npz").model.params["W1"],
+                                  io.load_model(base / "model.npz").model.params["W1"])
+    assert "test_accuracy" not in json.loads((same / "metrics.json").read_text())
+
+    other = tmp_path / "other"
+    assert main(["train", "--like", str(base), "--seed", "3", "--out", str(other), "--quiet",
+                 "--no-plots"]) == 0
+    assert json.loads((other / "config.json").read_text()) == {**config, "seed": 3,
+                                                               "eval_test": False}
+
+    by_iters, by_epochs = tmp_path / "iters", tmp_path / "epochs"
+    assert main(["train", "--preset", "exercise-default", "--dataset", "digits", "--iters", "20",
+                 "--quiet", "--no-plots", "--out", str(by_iters)]) == 0
+    assert main(["train", "--like", str(by_iters), "--epochs", "2", "--quiet", "--no-plots",
+                 "--out", str(by_epochs)]) == 0
+    m = json.loads((by_epochs / "metrics.json").read_text())
+    c = json.loads((by_epochs / "config.json").read_text())
+    assert (c["epochs"], c["iters"], m["epochs"], c["preset"]) == (2, None, 2, "exercise-default")
+    capsys.readouterr()
+
+    assert main(["train", "--like", str(base), "--preset", "twolayer-fast"]) == 2
+    assert "--like takes every setting of the run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(base), "--like", str(base)]) == 2
+    assert "drop --like" in capsys.readouterr().err
+    assert main(["train", "--like", str(tmp_path / "nowhere")]) == 1
+    assert "nowhere is not a run folder (no config.json)" in capsys.readouterr().err
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "config.json").write_text(json.dumps({"framework": "pytorch"}))
+    assert main(["train", "--like", str(tmp_path / "torch")]) == 1
+    assert "written by mlplab torch train: mlplab train can neither resume it nor train from " \
+           "its settings" in capsys.readouterr().err

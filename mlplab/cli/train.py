@@ -62,9 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="presets:\n" + "\n".join(f"  {k}: {v}" for k, v in presets.items())
                + "\n\nexamples:\n  mlplab train --dataset digits --hidden 100 --epochs 20\n"
                  "  mlplab train --preset exercise-default --dataset cifar10 --out runs/ex\n"
+                 "  mlplab train --like runs/ex --seed 1 --out runs/ex-seed1\n"
                  "  mlplab train --resume runs/ex")
     p.add_argument("--preset", choices=sorted(presets), default=None,
                    help="start from a named recipe; other flags override its fields")
+    p.add_argument("--like", metavar="RUN", default=None, type=user_path_arg,
+                   help="start from the settings of the run in folder RUN (its config.json: "
+                        "data, network, optimiser, length, seed); other flags override them, "
+                        "e.g. --like runs/a --seed 1. --eval-test is not taken from RUN")
     p.add_argument("--resume", metavar="RUN", default=None, type=user_path_arg,
                    help="continue the run in folder RUN from its last checkpoint (no other "
                         "training options allowed; --data-dir DIR if its data moved there)")
@@ -227,6 +232,7 @@ def _train(args: argparse.Namespace) -> int:
         default_run_dir,
         require_classes,
         resume_run,
+        run_config,
         train_run,
     )
 
@@ -236,7 +242,8 @@ def _train(args: argparse.Namespace) -> int:
         # (--data-dir may say where the run's data was moved to)
         data_fields = tuple(f for f in DATA_FIELDS if f != "data_dir")
         extra = sorted(_given(args, (*RUN_FIELDS, *data_fields, "mirror"))) + \
-            (["preset"] if args.preset else []) + (["out"] if args.out else []) + \
+            (["preset"] if args.preset else []) + (["like"] if args.like else []) + \
+            (["out"] if args.out else []) + \
             (["download"] if args.download else []) + \
             (["no_cache"] if not args.data_cache else [])
         if extra:
@@ -253,9 +260,17 @@ def _train(args: argparse.Namespace) -> int:
             options["patience"] = None  # no early stopping, whatever the preset says
         # data flags not given keep the preset's value (the Fashion-MNIST presets set val_size 0)
         options.update(_given(args, DATA_FIELDS))
-        options.setdefault("data_seed", 0)
+        base = None
+        if args.like:
+            if args.preset:
+                raise UsageError("--like takes every setting of the run, its preset's included; "
+                                 "drop --preset.")
+            # measuring the test split is asked for each time, not inherited
+            base = {**run_config(args.like).to_dict(), "eval_test": False}
+        else:
+            options.setdefault("data_seed", 0)
         with usage_errors(options):
-            cfg = build_config(args.preset, **options)
+            cfg = build_config(args.preset, base=base, **options)
         check_augment_options(options, cfg.augment)
         _check_used(options, cfg)
         for name in (*DATA_FIELDS, "data_seed"):  # the loader reads the resolved values

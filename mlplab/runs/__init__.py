@@ -74,7 +74,7 @@ from mlplab.runs.splits import (
     split_fingerprint,
     split_record,
 )
-from mlplab.runs.training import RunResult, resume_run, train_run
+from mlplab.runs.training import RunResult, resume_run, run_config, train_run
 
 __all__ = [
     "AUGMENTATIONS",
@@ -111,6 +111,7 @@ __all__ = [
     "require_classes",
     "require_test_split",
     "resume_run",
+    "run_config",
     "save_checkpoint",
     "split_fingerprint",
     "split_record",

@@ -255,10 +255,12 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | Callable[[], Dataset] 
                                     f"delete {run_dir}).") from None
 
 
-def _resumable_config(run_dir: Path) -> RunConfig:
-    """The configuration of the run in ``run_dir``, refused (in this order) unless the folder
-    holds an mlplab run's valid ``config.json``, whose names are registered, and the run has not
-    completed."""
+def run_config(run: str | os.PathLike) -> RunConfig:
+    """The configuration of the ``mlplab train`` run in folder ``run`` (its ``config.json``),
+    refused (in this order) unless the folder holds one that is valid and whose activation and
+    optimiser are registered: what ``mlplab train --like RUN`` starts from, and
+    ``train_run(run_config(RUN), seed=1)`` trains another run like it."""
+    run_dir = Path(run)
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         nested = inner_run_folder(run_dir, CONFIG_FILE)
@@ -266,8 +268,8 @@ def _resumable_config(run_dir: Path) -> RunConfig:
         raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}){hint}.")
     values = io.read_json(config_path)
     if isinstance(values, dict) and values.get("framework") == "pytorch":
-        raise ValueError(f"{run_dir} was written by mlplab torch train, which does not resume; "
-                         "train it again with mlplab torch train.")
+        raise ValueError(f"{run_dir} was written by mlplab torch train: mlplab train can neither "
+                         "resume it nor train from its settings; use mlplab torch train.")
     cfg = finished_run_config(values, config_path)
     # not an invalid config: one written where these names were registered
     module = None
@@ -281,6 +283,13 @@ def _resumable_config(run_dir: Path) -> RunConfig:
         cfg.validate()
     except (TypeError, ValueError) as exc:  # a hand-edited file
         raise ValueError(f"{config_path} is not a valid run configuration: {exc}") from None
+    return cfg
+
+
+def _resumable_config(run_dir: Path) -> RunConfig:
+    """The configuration of the run in ``run_dir`` (:func:`run_config`), refused if the run has
+    completed."""
+    cfg = run_config(run_dir)
     if read_metrics(run_dir / METRICS_FILE).get("status") == "completed":
         raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
                          f"(start a new run with a different {setting('--out', 'out')}).")
