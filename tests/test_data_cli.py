@@ -356,3 +356,16 @@ def test_an_image_cache_that_cannot_be_written_says_what_to_do(tmp_path, monkeyp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert main([*argv, "--no-cache"]) == 0
+
+
+@pytest.mark.parametrize("action", ["info", "show --out x.png"])
+def test_dataset_flag_on_a_data_action_says_the_name_is_positional(action, capsys):
+    """``mlplab data info --dataset digits`` (the flag mlplab train takes) was answered "did you
+    mean --data-dir?", which sent the user the wrong way."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", *action.split(), "--dataset", "digits"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --dataset (the dataset is this command's NAME argument, " \
+           "without --dataset: mlplab data ACTION NAME" in err
+    assert "--data-dir" not in err.splitlines()[-1]

@@ -174,7 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--seed", type=seed_arg, default=0,
                       help="seed of the stratified splits (default: %(default)s)")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
-    info.set_defaults(func=run_info)
+    info.set_defaults(func=run_info, unknown_hint=_dataset_is_named)
 
     show = dsub.add_parser("show", help="write a grid of sample images with class names",
                            description="Write the exercise's 'sample images' figure: a few "
@@ -196,7 +196,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "scaled to its own range) and augmented as mlplab train would, to check an "
         "augmentation before training with it")
     add_augment_arguments(seen)
-    show.set_defaults(func=run_show)
+    show.set_defaults(func=run_show, unknown_hint=_dataset_is_named)
 
     dl = dsub.add_parser("download", help="download and verify a dataset's files",
                          description="Download a dataset's files (official URLs or --mirror), "
@@ -208,7 +208,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="where to store the files (default: $MLPLAB_DATA or ~/.cache/mlplab)")
     dl.add_argument("--mirror", metavar="BASE_URL", default=None,
                     help="download from BASE_URL/<file name> instead of the official site")
-    dl.set_defaults(func=run_download)
+    dl.set_defaults(func=run_download, unknown_hint=_dataset_is_named)
+
+
+def _dataset_is_named(unknown: list[str]) -> tuple[str | None, set[str]]:
+    """``mlplab data info --dataset cifar10``, as mlplab train takes it, was answered "did you
+    mean --data-dir?": here the dataset is the action's first argument."""
+    if any(u.split("=")[0] == "--dataset" for u in unknown):
+        return ("the dataset is this command's NAME argument, without --dataset: "
+                "mlplab data ACTION NAME, e.g. mlplab data info cifar10"), {"--dataset"}
+    return None, set()
 
 
 def run_info(args: argparse.Namespace) -> int:
