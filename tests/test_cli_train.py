@@ -634,6 +634,25 @@ def test_an_unknown_flag_is_reported_by_its_command_with_the_closest_flag(capsys
             capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv,said", [
+    (["train", "cifar10"], "unrecognized arguments: cifar10 (a dataset is given with --dataset "
+                           "here: --dataset cifar10)"),
+    (["tune", "--trials", "1", "folder:/data/pets"], "(a dataset is given with --dataset here: "
+                                                     "--dataset folder:/data/pets)"),
+    (["evaluate", "--run", "runs/a"], "unrecognized arguments: --run (RUN is this command's "
+                                      "argument, given without --run)"),
+    (["runs", "--folder", "runs"], "(FOLDER is this command's argument, given without --folder)"),
+    (["train", "somewhere"], "unrecognized arguments: somewhere\n"),  # not a dataset: no hint
+])
+def test_a_value_for_a_flag_and_a_flag_for_an_argument_are_told_apart(argv, said, capsys):
+    """Habits from another command: ``mlplab train cifar10`` (train takes --dataset) and
+    ``mlplab evaluate --run RUN`` (RUN is evaluate's argument) were only "unrecognized"."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert said in capsys.readouterr().err
+
+
 def test_the_defaults_train_help_states_are_run_configs():
     # `mlplab train` leaves its flags at None (a preset or --resume fills them), so its help
     # writes the defaults out by hand: each must be RunConfig's

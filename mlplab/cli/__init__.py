@@ -146,6 +146,33 @@ def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction 
 _SAME_MEANING = (("--quiet", "--no-progress"), ("--data-seed", "--seed"), ("--std", "--init-std"))
 
 
+def _misplaced_arguments(parser: argparse.ArgumentParser, unknown: list[str]) -> list[str]:
+    """Hints for a value given where a flag was expected and the reverse, as other commands take
+    them: ``mlplab train cifar10`` (train takes --dataset NAME) and ``mlplab evaluate --run
+    runs/a`` (evaluate takes RUN as its argument)."""
+    from mlplab.data.base import DatasetError
+    from mlplab.data.datasets import check_dataset_name
+
+    flags = {o for a in parser._actions for o in a.option_strings}
+    positionals = {(a.dest, str(a.metavar or a.dest)) for a in parser._actions
+                   if not a.option_strings and a.dest != "help"}
+    notes = []
+    for word in unknown:
+        if not word.startswith("-") and "--dataset" in flags:
+            try:
+                check_dataset_name(word)
+            except DatasetError:
+                continue
+            notes.append(f"a dataset is given with --dataset here: --dataset {word}")
+        elif word.startswith("--"):
+            name = word[2:].split("=")[0].replace("-", "_").lower()
+            for dest, metavar in positionals:
+                if name in (dest.lower(), metavar.lower()):
+                    notes.append(f"{metavar} is this command's argument, given without "
+                                 f"--{word[2:].split('=')[0]}")
+    return notes
+
+
 def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
                     unknown: list[str]) -> None:
     """Exit 2 with ``mlplab <command>: error: unrecognized arguments`` from the (sub)command's
@@ -174,6 +201,7 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
                     and (h := closest(u))})
     notes = [f"did you mean {', '.join(hints)}?"] if hints else []
     notes += [special] if special else []
+    notes += _misplaced_arguments(parser, [u for u in unknown if u.split("=")[0] not in covered])
     hint = f" ({'; '.join(notes)})" if notes else ""
     if any(u.split("=")[0] == "--plugin" for u in unknown):
         hint = f" (--plugin goes before the command: mlplab --plugin MODULE {args.command} ...)"
