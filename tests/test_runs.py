@@ -1152,6 +1152,98 @@ def test_a_run_keeps_the_channels_it_was_trained_with(tmp_path, digits):
     assert RunConfig(hidden=(32.0,)).hidden == [32]
 
 
+def _forget_records(path, keys):
+    """``path`` (a metrics.json, or a checkpoint's metadata) as an older mlplab wrote it: without
+    ``keys``."""
+    if path.suffix == ".json":
+        values = json.loads(path.read_text())
+        path.write_text(json.dumps({k: v for k, v in values.items() if k not in keys}))
+        return
+    arrays = io.read_npz(path)
+    meta = json.loads(str(arrays[io.META_KEY]))
+    meta["extra"] = {k: v for k, v in meta["extra"].items() if k not in keys}
+    splits = meta["extra"].get("splits", {})
+    meta["extra"]["splits"] = {k: v for k, v in splits.items() if k not in keys}
+    io.write_npz(path, {**arrays, io.META_KEY: io.json_array(meta)})
+
+
+@pytest.mark.parametrize("kind", ["exif", "16-bit"])
+def test_a_run_whose_images_an_older_mlplab_decoded_otherwise_is_refused(tmp_path, digits,
+                                                                          kind):
+    """Phone photos with an EXIF orientation are turned upright since 30 Nov 2026 (b57131d),
+    16-bit greyscale images scaled rather than clipped since 29 Nov (e39bd28). A run folder
+    written before then (no image_decoding, no environment, and before 29 Nov 07:59 no split
+    fingerprints either) was evaluated on pixels its model never saw without a word, or refused
+    as data that "changed since" when it had not, and resumed training on them silently. Both
+    are refused, naming the change; a run of the current mlplab, or one on images no change
+    touched, is evaluated and resumed as before."""
+    folder = tmp_path / kind
+    for i, (image, label) in enumerate(zip(digits.X_train[:90], digits.y_train[:90])):
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        grey = image[:, :, 0]
+        if kind == "exif":
+            exif = Image.Exif()
+            exif[0x0112] = 6 if i % 3 == 0 else 1
+            Image.fromarray(np.stack([grey, grey[::-1], grey.T], -1)).save(
+                folder / str(label) / f"{i}.png", exif=exif.tobytes())
+        else:
+            Image.fromarray(grey.astype(np.uint16) * 257).save(folder / str(label) / f"{i}.png")
+    run = tmp_path / "run"
+    options = {"dataset": f"folder:{folder}", "val_size": 15, "test_size": 15, "hidden": [8],
+               "epochs": 3, "batch_size": 20}
+    saved = {}
+
+    class Keep(Callback):
+        def __init__(self, folder):
+            self.folder = folder
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                saved[self.folder] = (self.folder / "checkpoint.npz").read_bytes()
+
+    full = train_run(options, out=run, plots=False, callbacks=[Keep(run)])
+    assert full.metrics["image_decoding"] == 3
+    assert evaluate_run(run)["accuracy"] == pytest.approx(full.metrics["val_accuracy"])
+    # written by this mlplab before it recorded image_decoding: the environment tells
+    _forget_records(run / "metrics.json", {"image_decoding"})
+    assert evaluate_run(run)["accuracy"] == pytest.approx(full.metrics["val_accuracy"])
+    what = "EXIF orientation" if kind == "exif" else "16-bit, 32-bit or floating-point greyscale"
+    refused = (f"was written before mlplab changed how it decodes some images of {folder} "
+               f"\\({folder}.* is a .*{what}.*\\), and does not record which way its model saw "
+               "them: evaluating it ")
+    # before the environment was recorded, and (29 Nov 07:59) the splits' fingerprints
+    _forget_records(run / "metrics.json", {"environment", "split_sha1"})
+    with pytest.raises(ValueError, match=refused):
+        evaluate_run(run)
+    if kind == "exif":  # a run between the two changes: its fingerprints are of sideways images
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["split_sha1"] = {"val": "0" * 40, "test": "0" * 40}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        with pytest.raises(ValueError, match=refused):
+            evaluate_run(run)
+    (run / "metrics.json").unlink()
+    (run / "checkpoint.npz").write_bytes(saved[run])
+    _forget_records(run / "checkpoint.npz", {"image_decoding", "environment"} |
+                    ({"split_sha1"} if kind == "16-bit" else set()))
+    with pytest.raises(ValueError, match=refused.replace("evaluating", "resuming")):
+        resume_run(run, plots=False)
+    # the same old files on images that decode as they did then
+    plain = tmp_path / "plain"
+    for i, (image, label) in enumerate(zip(digits.X_train[:90], digits.y_train[:90])):
+        (plain / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[:, :, 0]).save(plain / str(label) / f"{i}.png")
+    old = tmp_path / "old"
+    full = train_run({**options, "dataset": f"folder:{plain}"}, out=old, plots=False,
+                     callbacks=[Keep(old)])
+    _forget_records(old / "metrics.json", {"image_decoding", "environment", "split_sha1"})
+    assert evaluate_run(old)["accuracy"] == pytest.approx(full.metrics["val_accuracy"])
+    (old / "metrics.json").unlink()
+    (old / "checkpoint.npz").write_bytes(saved[old])
+    _forget_records(old / "checkpoint.npz", {"image_decoding", "environment", "split_sha1"})
+    again = resume_run(old, plots=False)
+    np.testing.assert_array_equal(again.model.params["W1"], full.model.params["W1"])
+
+
 def test_bad_run_options_are_clear_errors(digits):
     with pytest.raises(ValueError, match="unknown run options: colour"):
         train_run({"colour": "red"}, data=digits)

@@ -57,6 +57,15 @@ OTHER_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".jfif", ".jpe", ".
 #: mode depends on every image, not the first; 16-bit images are scaled, not clipped; 4: the
 #: EXIF orientation is applied)
 CACHE_VERSION = 4
+#: mlplab's way of decoding folder images, as a number a run records (``image_decoding`` in its
+#: metrics.json and checkpoint), so that a run made before a change is not evaluated or resumed
+#: on pixels its model never saw: 1, the first; 2 (29 Nov 2026, e39bd28), 16-bit, 32-bit and
+#: floating-point greyscale scaled to 0..255 (they were clipped); 3 (30 Nov 2026, b57131d), photos
+#: turned upright as their EXIF orientation says (they were read as stored). Bump it, and teach
+#: :func:`decoded_otherwise_before` the change, when decoding changes the pixels of a file.
+DECODING = 3
+#: Pillow modes of the greyscale images that decoding 1 clipped to 0..255 and later ones scale
+_WIDE_GREY_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 #: Pillow modes of one-channel images; any other mode is colour (or colour with alpha)
 GREY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
@@ -397,6 +406,34 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     by name: what a class folder contributes to a dataset."""
     folder = Path(folder)
     return [folder / entry[0] for entry in _image_files(folder)]
+
+
+def decoded_otherwise_before(root: str | os.PathLike, decoding: int
+                             ) -> tuple[Path, str] | None:
+    """The first image of the folder dataset ``root`` (its class folders, or those of its
+    ``train/`` and ``test/``) that :data:`DECODING` ``decoding``, an older mlplab's, made into
+    other pixels than this mlplab does, with what it is; None when there is none. For a run that
+    recorded an older decoding (or none): its model was trained on the older pixels."""
+    root = user_path(root)
+    tops = [root / "train", root / "test"] if (root / "train").is_dir() else [root]
+    for top in tops:
+        if not top.is_dir():
+            continue
+        for class_dir in _class_dirs(top):
+            for path in image_files(class_dir):
+                try:
+                    with open_image(path) as im:
+                        if decoding < 2 and im.mode in _WIDE_GREY_MODES:
+                            return path, ("a 16-bit, 32-bit or floating-point greyscale image, "
+                                          "which mlplab clipped to 0..255 before 29 November "
+                                          "2026 and scales since")
+                        if decoding < 3 and _orientation(im) != 1:
+                            return path, ("a photo with an EXIF orientation, which mlplab read "
+                                          "as stored before 30 November 2026 and turns upright "
+                                          "since")
+                except Exception:  # unreadable: loading the data reports it
+                    continue
+    return None
 
 
 def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,

@@ -30,7 +30,7 @@ from mlplab.runs.files import (
     read_metrics,
     resume_command,
 )
-from mlplab.runs.splits import check_same_split
+from mlplab.runs.splits import check_same_decoding, check_same_split, split_fingerprint
 
 if TYPE_CHECKING:
     from mlplab.data import Dataset
@@ -141,6 +141,10 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Dataset | Non
     ds = data if data is not None else load_run_dataset(
         cfg, loaded.extra.get("image_shape"), moved=moved)
     X, y = ds.split(split)
+    recorded = metrics.get("split_sha1")
+    if not (isinstance(recorded, dict) and recorded.get(split) == split_fingerprint(X, y)):
+        # the same images as the run's are the same pixels, whichever mlplab decoded them
+        check_same_decoding(metrics, cfg.dataset, run, "evaluating")
     check_same_split(metrics, split, X, y, ds.name)
     if not len(y):
         others = [s for s in SPLITS if s != split and len(ds.split(s)[1])]

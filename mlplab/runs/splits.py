@@ -10,12 +10,13 @@ finished run need these checks, and they concern only the data, not the run's ot
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlplab._validation import setting
+from mlplab._validation import is_int, setting
 
 if TYPE_CHECKING:
     from mlplab.data import Dataset
@@ -67,6 +68,59 @@ def check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path) -> None:
                              "is not the run's data.")
     for split in ("val", "test"):
         check_same_split(record, split, *ds.split(split), ds.name)
+
+
+def image_decoding(ds: Dataset) -> dict[str, int]:
+    """``{"image_decoding": DECODING}`` for a run on a folder dataset (what its metrics.json and
+    checkpoint record, :func:`check_same_decoding` reads), nothing for other data."""
+    from mlplab.data.folder import DECODING
+
+    return {"image_decoding": DECODING} if ds.name.lower().startswith("folder:") else {}
+
+
+def recorded_decoding(record: Any) -> int:
+    """The :data:`mlplab.data.folder.DECODING` a run's ``record`` (its metrics.json, or its
+    checkpoint's extra fields) says its folder images were decoded with. Runs written before it
+    was recorded tell by what else they hold: the environment (recorded since 30 Nov 2026, after
+    decoding 3) or the splits' fingerprints (since 29 Nov 2026, 07:59, after decoding 2)."""
+    if not isinstance(record, dict):
+        return 1
+    if is_int(record.get("image_decoding")):
+        return int(record["image_decoding"])
+    if isinstance(record.get("environment"), dict):
+        return 3
+    inner = record.get("splits")  # a checkpoint's; metrics.json holds them at the top
+    fingerprints = (inner if isinstance(inner, dict) else record).get("split_sha1")
+    return 2 if isinstance(fingerprints, dict) else 1
+
+
+def check_same_decoding(record: Any, dataset: str, run: str | os.PathLike,
+                        doing: str) -> None:
+    """Refuse to ``doing`` (evaluate, resume) the run ``run``, trained on the folder dataset
+    ``dataset`` (a ``folder:PATH`` name; other datasets are not decoded from images), when
+    ``record`` dates it before a change of decoding that touches an image of the folder: its
+    model may have been trained on other pixels, and such a run folder was otherwise evaluated,
+    or trained on, with other inputs without a word. (``evaluate`` skips this check when the
+    split's recorded fingerprint matches: the same pixels.)"""
+    from mlplab.data.folder import DECODING, decoded_otherwise_before
+
+    if not dataset.lower().startswith("folder:"):
+        return
+    decoding = recorded_decoding(record)
+    if decoding >= DECODING:
+        return
+    folder = Path(dataset[len("folder:"):])
+    if not folder.is_dir():  # loading the data says where it is missing
+        return
+    found = decoded_otherwise_before(folder, decoding)
+    if found is None:
+        return
+    path, what = found
+    raise ValueError(f"{run} was written before mlplab changed how it decodes some images of "
+                     f"{folder} ({path} is {what}), and does not record which way its model "
+                     f"saw them: {doing} it now could give the model inputs it was not "
+                     "trained on. Train a new run on the data with this mlplab (or use the "
+                     "mlplab that trained it).")
 
 
 def require_test_split(ds: Dataset | TuningData) -> None:

@@ -51,6 +51,8 @@ from mlplab.runs.files import (
 from mlplab.runs.finished import finished_run_config
 from mlplab.runs.splits import (
     check_same_data,
+    check_same_decoding,
+    image_decoding,
     require_classes,
     require_test_split,
     split_record,
@@ -220,6 +222,8 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | Callable[[], Dataset] 
     loaded = state = None
     if ckpt.is_file():
         loaded, state, seconds = load_checkpoint(ckpt)
+        # before the data is loaded: a folder's images that an older mlplab decoded otherwise
+        check_same_decoding(loaded.extra, cfg.dataset, run_dir, "resuming")
     # a folder decoded to the checkpoint's channels, whatever this mlplab would choose now;
     # data not found is answered with --data-dir (unless that was the place given)
     ds, owned = _take_dataset(cfg, data, loaded.extra.get("image_shape") if loaded else None,
@@ -432,7 +436,8 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
     extra: dict[str, Any] = {"classes": list(ds.classes), "dataset": ds.name,
                              "image_shape": list(ds.image_shape), "preset": cfg.preset,
                              "splits": split_record(ds),  # what a resume from moved data must find
-                             "environment": environment.record()}  # and a resume elsewhere
+                             "environment": environment.record(),  # and a resume elsewhere
+                             **image_decoding(ds)}  # and a resume by a later mlplab
     ckpt_cb = CheckpointCallback(out_dir / CHECKPOINT_FILE, pre, extra, seconds_before) \
         if out_dir is not None else CheckpointCallback(os.devnull, pre, extra, seconds_before)
     all_callbacks = [*([ckpt_cb] if out_dir is not None else []), *callbacks]
@@ -466,6 +471,7 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
         "seed": cfg.seed,
         **extra["splits"],
         "environment": extra["environment"],
+        **image_decoding(ds),
     })
     result = RunResult(cfg, model, pre, history, metrics, list(ds.classes), out_dir)
     if out_dir is not None:

@@ -410,6 +410,7 @@ def _metrics(model: MultiLayerPerceptron, history: History, ds: Dataset, pre: Pi
              seed: int, init: str, threads: int, device: torch.device) -> dict[str, Any]:
     """``metrics.json``: ``mlplab train``'s keys, then the framework, init and environment."""
     from mlplab.runs import split_record
+    from mlplab.runs.splits import image_decoding
 
     metrics: dict[str, Any] = {
         "status": "interrupted" if history.interrupted else "completed",
@@ -432,6 +433,7 @@ def _metrics(model: MultiLayerPerceptron, history: History, ds: Dataset, pre: Pi
         "preset": None,
         "seed": seed,
         **split_record(ds),
+        **image_decoding(ds),
         "framework": "pytorch",
         "init": init,
         **_environment(threads, device),
