@@ -185,6 +185,21 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_int(self.n_iter_no_change, "n_iter_no_change")
         return hidden
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling, also of an estimator pickled by an older mlplab: a parameter or fitted
+        attribute added since takes the value that behaves as that mlplab did (``warm_start``,
+        29 Nov 2026: False; the validation scores: None, or read from the history of a fit with
+        early stopping). Without them ``repr``, ``get_params``, ``clone`` and ``fit`` raised
+        ``AttributeError`` on such an estimator."""
+        state = dict(state)
+        state.setdefault("warm_start", False)
+        history = state.get("history_")
+        if history is not None:
+            early = bool(state.get("early_stopping"))
+            state.setdefault("validation_scores_", list(history.val_acc) if early else None)
+            state.setdefault("best_validation_score_", history.best_val_acc if early else None)
+        super().__setstate__(state)
+
     def fit(self, X: ArrayLike, y: ArrayLike) -> MLPClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y``; returns ``self``."""
         hidden = self._check_params()

@@ -386,3 +386,32 @@ def test_an_interrupted_fit_keeps_its_epochs_for_a_warm_start(digits, ctrl_c_at)
     ctrl_c_at(10 ** 6)  # no more interrupts
     clf.set_params(warm_start=True).fit(X_tr, y_tr)
     assert clf.n_iter_ == 7 and clf.loss_curve_[-1] < clf.loss_curve_[0]
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_an_estimator_pickled_by_an_older_mlplab_is_usable(early_stopping):
+    """An MLPClassifier pickled before warm_start (29 Nov 2026) and the validation scores
+    existed: its repr, get_params, clone and fit raised AttributeError: 'warm_start'; it now
+    takes the values that behave as it did."""
+    import pickle
+
+    from sklearn.base import clone
+
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32) / 16
+    clf = MLPClassifier(hidden_sizes=[16], max_epochs=3, random_state=0,
+                        early_stopping=early_stopping).fit(X[:1500], y[:1500])
+    proba, shown, score = clf.predict_proba(X[1500:]), repr(clf), clf.score(X[1500:], y[1500:])
+    for name in ("warm_start", "validation_scores_", "best_validation_score_", "_continue"):
+        delattr(clf, name)  # what the older mlplab's estimator did not have
+    old = pickle.loads(pickle.dumps(clf))
+    assert repr(old) == shown
+    assert old.get_params()["warm_start"] is False
+    np.testing.assert_array_equal(old.predict_proba(X[1500:]), proba)
+    if early_stopping:
+        assert old.validation_scores_ == list(old.history_.val_acc)
+        assert old.best_validation_score_ == old.history_.best_val_acc
+    else:
+        assert old.validation_scores_ is None and old.best_validation_score_ is None
+    assert clone(old).fit(X[:1500], y[:1500]).score(X[1500:], y[1500:]) == score
+    assert old.partial_fit(X[:1500], y[:1500]).n_iter_ == clf.n_iter_ + 1
