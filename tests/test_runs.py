@@ -1244,6 +1244,36 @@ def test_a_run_whose_images_an_older_mlplab_decoded_otherwise_is_refused(tmp_pat
     np.testing.assert_array_equal(again.model.params["W1"], full.model.params["W1"])
 
 
+def test_a_run_that_did_not_record_its_random_split_seed_is_refused_not_split_anew(tmp_path,
+                                                                                    digits):
+    """Before 30 Nov 2026 a run asked for a random split (train_run(data_seed=None)) wrote
+    data_seed null: evaluate drew another split each time, whose validation images were mostly
+    training images (an accuracy that changed at every call, or 'the data changed since' once
+    splits were fingerprinted), and --resume trained on the other split. Both now say why the
+    run cannot be measured; the model file still predicts."""
+    run = tmp_path / "run"
+
+    class CtrlC(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            if iteration == 30:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    assert train_run({**FAST, "data_seed": 3}, out=run, plots=False,
+                     callbacks=[CtrlC()]).interrupted
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "data_seed": None}))
+    refused = r"drawn at random, and its config.json does not record the seed \(data_seed null"
+    with pytest.raises(ValueError, match=refused):
+        evaluate_run(run)
+    with pytest.raises(ValueError, match=refused):
+        resume_run(run, plots=False)
+    assert main(["evaluate", str(run)]) == 1
+    assert io.load_model(run / "model.npz").model.predict(
+        digits.X_val.reshape(len(digits.X_val), -1).astype(np.float32)).shape == (180,)
+    # a lent dataset is the caller's to give
+    assert evaluate_run(run, data=load_dataset("digits", seed=3))["size"] == 180
+
+
 def test_bad_run_options_are_clear_errors(digits):
     with pytest.raises(ValueError, match="unknown run options: colour"):
         train_run({"colour": "red"}, data=digits)

@@ -34,7 +34,7 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
     data as configured and takes no --download, and the likely cause is data that moved."""
     from mlplab.data import load_dataset
     from mlplab.data.base import DatasetError, DatasetNotFoundError, SplitSizeError, download_hint
-    from mlplab.data.datasets import check_dataset_name
+    from mlplab.data.datasets import _ALIASES, check_dataset_name
 
     if moved is not None:
         try:
@@ -47,6 +47,17 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
                 "which load_dataset cannot load again: pass the same Dataset as data, e.g. "
                 "evaluate_run(RUN, data=DATASET) or resume_run(RUN, data=DATASET).") from None
     folder = cfg.dataset.lower().startswith("folder:")
+    if moved is not None and cfg.data_seed is None and (
+            folder or _ALIASES.get(cfg.dataset.strip().lower()) == "digits"):
+        # a run of an mlplab before 30 Nov 2026 (fc69ebb) on a random split: load_dataset would
+        # draw another, whose validation split holds training images (evaluate reported a
+        # different accuracy at each call; --resume trained on the other split)
+        raise ValueError(f"this run's split of {cfg.dataset} was drawn at random, and its "
+                         "config.json does not record the seed (data_seed null: written by an "
+                         "mlplab from before 30 November 2026), so its validation and test "
+                         "splits cannot be drawn again; any other split would hold images it "
+                         "was trained on. Its model file still predicts (mlplab predict, "
+                         "load_model); to measure a model, train a new run.")
     channels = int(image_shape[2]) if folder and image_shape is not None and \
         len(image_shape) == 3 and image_shape[2] in (1, 3) else None
     try:
