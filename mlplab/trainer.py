@@ -76,6 +76,11 @@ class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+class ScheduleChangedError(ValueError):
+    """A state resumed with ``same_schedule`` recorded learning rates that this mlplab's schedule
+    for the same settings does not give: it was trained under another one."""
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a training run (JSON-serialisable)."""
@@ -262,6 +267,7 @@ class Trainer:
         self.rng: np.random.RandomState | None = None
         self._best_state: dict[str, np.ndarray] | None = None
         self._resume: dict[str, Any] | None = None
+        self._same_schedule = False
         self._order: np.ndarray | None = None  # this epoch's shuffled row order
         self._sigint = False
         self._graceful = False  # whether this run's Ctrl-C and SIGTERM stop it gracefully
@@ -308,9 +314,14 @@ class Trainer:
             "order": None if self._order is None else self._order.copy(),
         }
 
-    def resume(self, state: dict[str, Any]) -> None:
-        """Continue from ``state`` (from :meth:`state_dict`) on the next :meth:`fit`."""
+    def resume(self, state: dict[str, Any], same_schedule: bool = False) -> None:
+        """Continue from ``state`` (from :meth:`state_dict`) on the next :meth:`fit`. With
+        ``same_schedule`` (a run continued as configured), :meth:`fit` raises
+        :class:`ScheduleChangedError` if the learning rates ``state``'s history recorded are not
+        what this trainer's schedule gives at those epochs (an mlplab before 29 Nov 2026 dropped
+        an exp or step schedule by ``lr_decay ** warmup_epochs`` at the end of a warm-up)."""
         self._resume = state
+        self._same_schedule = bool(same_schedule)
 
     def _dropouts(self) -> list[Dropout]:
         return [layer for layer in getattr(self.model, "layers", []) if isinstance(layer, Dropout)]
@@ -378,6 +389,10 @@ class Trainer:
         if self._resume is not None:
             try:
                 self._load_resume_state(self._resume, model, total, per_epoch)
+                if self._same_schedule and self.lr_schedule is None:
+                    self._check_same_schedule(schedule, per_epoch)
+            except ScheduleChangedError:
+                raise
             except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
                 detail = " ".join(f"{type(exc).__name__}: {exc}".split())
                 raise ValueError(f"cannot resume: the saved trainer state is invalid ({detail}); "
@@ -560,6 +575,22 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_epoch_end(self, self.epoch, logs)
         return logs
+
+    def _check_same_schedule(self, schedule: Schedule, per_epoch: int) -> None:
+        """Raise :class:`ScheduleChangedError` at the first epoch of the resumed history whose
+        learning rate (its last iteration's) is not ``schedule``'s there."""
+        cfg = self.config
+        for j, recorded in enumerate(self.history.lr):
+            expected = schedule.lr_at((j + 1) * per_epoch - 1, j)
+            if not math.isclose(recorded, expected, rel_tol=1e-6, abs_tol=1e-300):
+                raise ScheduleChangedError(
+                    f"cannot resume: the run's learning rate at the end of epoch {j + 1} was "
+                    f"{recorded:.6g}, but this mlplab's {cfg.schedule} schedule gives "
+                    f"{expected:.6g} there with the run's settings, so the run was trained under "
+                    "another schedule (an mlplab from before 29 November 2026 dropped an exp or "
+                    "step schedule by lr_decay^warmup_epochs at the end of a warm-up; it now "
+                    "starts from lr). Resuming would go on with other learning rates: start a "
+                    "new run, or finish this one with the mlplab that started it.")
 
     def _load_resume_state(self, state: dict[str, Any], model: MLP, total: int,
                            per_epoch: int) -> None:

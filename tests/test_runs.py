@@ -647,6 +647,40 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, digits, a
         assert resumed.metrics[k] == full.metrics[k]
 
 
+@pytest.mark.parametrize("schedule", ["exp", "step"])
+def test_a_run_trained_under_the_older_warm_up_schedule_is_not_resumed_under_this_one(
+        tmp_path, digits, schedule):
+    """Before 29 Nov 2026 (d5f9d77) an exp or step schedule dropped the rate by
+    lr_decay^warmup_epochs when a warm-up ended; it now starts from lr. Such a run resumed
+    silently with rates 1/lr_decay^warmup_epochs times those it was trained with. Its checkpoint's
+    history records those rates: the resume now stops, saying so. A checkpoint of this mlplab's
+    schedule resumes (to the uninterrupted result)."""
+    cfg = {**FAST, "epochs": 6, "schedule": schedule, "lr_decay": 0.5, "step_epochs": 1,
+           "warmup_epochs": 2, "optimizer": "sgd", "lr": 0.05}
+    full = train_run(cfg, out=tmp_path / "full", data=digits, plots=False)
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    for name in ("new", "old"):
+        train_run(cfg, out=tmp_path / name, data=digits, plots=False, callbacks=[CtrlC()])
+    ckpt = tmp_path / "old" / "checkpoint.npz"
+    arrays = io.read_npz(ckpt)
+    state = json.loads(str(arrays["__trainer__"]))
+    # the older schedule: lr * decay^epoch after the warm-up (epochs 3 and 4), not from lr
+    state["history"]["lr"][2:] = [0.05 * 0.5 ** e for e in (2, 3)]
+    io.write_npz(ckpt, {**arrays, "__trainer__": io.json_array(state)})
+    with pytest.raises(ValueError, match=r"cannot resume: the run's learning rate at the end of "
+                                         r"epoch 3 was 0\.0125, but this mlplab's "
+                                         f"{schedule} schedule gives 0\\.05 there"):
+        resume_run(tmp_path / "old", data=digits, plots=False)
+    assert main(["train", "--resume", str(tmp_path / "old")]) == 1
+    resumed = resume_run(tmp_path / "new", data=digits, plots=False)
+    assert resumed.history.lr == full.history.lr and resumed.history.loss == full.history.loss
+
+
 def test_resume_from_an_epoch_checkpoint(tmp_path, digits):
     """Simulate a crash right after epoch 2's checkpoint by keeping a copy of it."""
     saved = {}

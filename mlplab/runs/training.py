@@ -444,7 +444,7 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
     trainer = Trainer(cfg.trainer_config(progress=progress, verbose=verbose),
                       callbacks=all_callbacks, augment=make_augmenter(cfg, ds.image_shape, pre))
     if state is not None:
-        trainer.resume(state)
+        trainer.resume(state, same_schedule=True)  # refuses one trained under another
     history = trainer.fit(model, X_train, ds.y_train, X_val,
                           ds.y_val if X_val is not None else None)
     seconds = ckpt_cb.seconds()
