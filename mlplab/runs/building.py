@@ -34,7 +34,7 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
     data as configured and takes no --download, and the likely cause is data that moved."""
     from mlplab.data import load_dataset
     from mlplab.data.base import DatasetError, DatasetNotFoundError, SplitSizeError, download_hint
-    from mlplab.data.datasets import _ALIASES, check_dataset_name
+    from mlplab.data.datasets import canonical_dataset_name, check_dataset_name
 
     if moved is not None:
         try:
@@ -48,7 +48,7 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
                 "evaluate_run(RUN, data=DATASET) or resume_run(RUN, data=DATASET).") from None
     folder = cfg.dataset.lower().startswith("folder:")
     if moved is not None and cfg.data_seed is None and (
-            folder or _ALIASES.get(cfg.dataset.strip().lower()) == "digits"):
+            folder or canonical_dataset_name(cfg.dataset) == "digits"):
         # a run of an mlplab before 30 Nov 2026 (fc69ebb) on a random split: load_dataset would
         # draw another, whose validation split holds training images (evaluate reported a
         # different accuracy at each call; --resume trained on the other split)
