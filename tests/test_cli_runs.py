@@ -180,3 +180,29 @@ def test_plot_draws_each_runs_own_epoch_curves(runs, capsys, tmp_path):
     assert main(["runs", str(root), "--sort", "val", "--plot", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"plot: {out}" in capsys.readouterr().err
+
+
+def test_a_folder_this_user_may_not_enter_is_listed_as_unreadable(runs, monkeypatch, capsys):
+    """A run folder of another user (mode 700) in a shared runs folder: checking whether it
+    held a run raised PermissionError, and ``mlplab runs`` failed with "runs/x/config.json:
+    Permission denied", listing none of the others. (Simulated: the tests may run as root.)"""
+    from mlplab import io
+
+    root, _ = runs
+    locked = root / "tested"
+    stat, read_json = os.stat, io.read_json
+
+    def denied(path, *args, **kwargs):
+        if os.path.dirname(os.fspath(path)) == str(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", denied)
+    monkeypatch.setattr(io, "read_json", lambda path: denied(path) and read_json(path))
+    by_name = {os.path.relpath(r["run"], root): r for r in list_runs([root])}
+    assert by_name["tested"]["status"] == "unreadable"
+    assert by_name["tested"]["problem"] == f"{locked / 'config.json'}: Permission denied"
+    assert by_name["small"]["status"] == "completed"  # the others are listed all the same
+    assert main(["runs", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert " completed " in out and f"{locked}: unreadable: " in err

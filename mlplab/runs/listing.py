@@ -13,6 +13,7 @@ the list without a word.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,8 +43,23 @@ SORT_KEYS = {"time": False, "name": False, "val": True, "best-val": True, "test"
 
 
 def is_run_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a run: a ``config.json`` and one of the files a run writes."""
-    return (folder / CONFIG_FILE).is_file() and any((folder / m).is_file() for m in _RUN_MARKERS)
+    """Whether ``folder`` holds a run: a ``config.json`` and one of the files a run writes. A
+    folder this user may not look into (another user's run in a shared folder, mode 700) counts
+    as one: :func:`summarize_run` then lists it as ``unreadable`` with the reason, where the
+    whole listing failed on it."""
+    try:
+        return _is_file(folder / CONFIG_FILE) and any(_is_file(folder / m) for m in _RUN_MARKERS)
+    except OSError:  # not "no such file": a folder it may not search
+        return True
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, except that an error other than a missing file is raised (pathlib's
+    raises PermissionError up to Python 3.13 and answers False from 3.14 on)."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def find_runs(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -93,7 +109,10 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
             if not isinstance(value, dict):
                 raise ValueError(f"{run / name} is not a JSON object, as mlplab writes it")
     except (OSError, ValueError) as exc:
-        record.update(status="unreadable", problem=str(exc))
+        # the system's errors as "PATH: Permission denied", not "[Errno 13] ...: 'PATH'"
+        problem = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and \
+            exc.filename is not None and exc.strerror else str(exc)
+        record.update(status="unreadable", problem=problem)
         return record
     record.update(
         status=metrics.get("status") or "unfinished",
