@@ -206,3 +206,22 @@ def test_a_folder_this_user_may_not_enter_is_listed_as_unreadable(runs, monkeypa
     assert main(["runs", str(root)]) == 0
     out, err = capsys.readouterr()
     assert " completed " in out and f"{locked}: unreadable: " in err
+
+
+def test_a_run_in_its_first_epoch_is_listed_as_unfinished(runs, tmp_path):
+    """A run writes config.json, then its first checkpoint only when the first epoch ends (on
+    CIFAR-10, minutes later): such a run, still training or killed during that epoch (which
+    mlplab train --resume starts again), was left out of the list, which the docs say shows it
+    as unfinished. Another program's config.json alone is still not a run."""
+    root, _ = runs
+    listed = tmp_path / "listed"
+    (listed / "starting").mkdir(parents=True)
+    (listed / "starting" / "config.json").write_bytes((root / "small" / "config.json").read_bytes())
+    (listed / "other").mkdir()
+    (listed / "other" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (listed / "broken").mkdir()
+    (listed / "broken" / "config.json").write_text("{not json")
+    (record,) = list_runs([listed])
+    assert record["run"] == str(listed / "starting")
+    assert (record["status"], record["model"], record["epochs"]) == ("unfinished", "hidden 16",
+                                                                     None)

@@ -43,14 +43,27 @@ SORT_KEYS = {"time": False, "name": False, "val": True, "best-val": True, "test"
 
 
 def is_run_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a run: a ``config.json`` and one of the files a run writes. A
-    folder this user may not look into (another user's run in a shared folder, mode 700) counts
-    as one: :func:`summarize_run` then lists it as ``unreadable`` with the reason, where the
-    whole listing failed on it."""
+    """Whether ``folder`` holds a run: a ``config.json`` and one of the files a run writes, or
+    a ``config.json`` alone that is a run's (a run in its first epoch, or killed during it, has
+    written nothing else yet). A folder this user may not look into (another user's run in a
+    shared folder, mode 700) counts as one: :func:`summarize_run` then lists it as
+    ``unreadable`` with the reason, where the whole listing failed on it."""
     try:
-        return _is_file(folder / CONFIG_FILE) and any(_is_file(folder / m) for m in _RUN_MARKERS)
+        if not _is_file(folder / CONFIG_FILE):
+            return False
+        return any(_is_file(folder / m) for m in _RUN_MARKERS) or _a_runs_config(folder)
     except OSError:  # not "no such file": a folder it may not search
         return True
+
+
+def _a_runs_config(folder: Path) -> bool:
+    """Whether ``folder``'s lone ``config.json`` is an mlplab run's (mlplab train's and mlplab
+    torch train's both name the dataset and the hidden layers), not some other program's."""
+    try:
+        config = io.read_json(folder / CONFIG_FILE)
+    except ValueError:  # not JSON: nothing says it is a run's
+        return False
+    return isinstance(config, dict) and {"dataset", "hidden"} <= config.keys()
 
 
 def _is_file(path: Path) -> bool:
