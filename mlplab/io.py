@@ -154,17 +154,18 @@ def why_no_folder(path: str | os.PathLike, exc: OSError) -> str:
 
 
 def check_out_folder(out: str | os.PathLike, folder: str | os.PathLike | None = None,
-                     error: type[Exception] = ValueError) -> None:
+                     error: type[Exception] = ValueError, name: str | None = None) -> None:
     """Refuse (with ``error``) an output ``out`` whose folder (``out`` itself, or ``folder`` for
     an output file's) is a file or lies under one, before anything is loaded or made. One
-    message for every command with ``--out`` (``out`` from Python)."""
+    message for every command with ``--out`` (``out`` from Python; ``name``: another option's
+    name, such as ``--plot``)."""
     from mlplab._validation import setting
 
     start = Path(out if folder is None else folder)
     blocker = next((p for p in (start, *start.parents) if p.exists()), None)
     if blocker is None or blocker.is_dir():
         return
-    name = setting("--out", "out")
+    name = name or setting("--out", "out")
     what = f"{name} {out} is a file" if blocker == Path(out) else \
         f"{name} {out}: {blocker} is a file"
     raise error(f"{what}, not a folder; choose another {name}.")

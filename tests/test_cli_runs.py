@@ -225,3 +225,24 @@ def test_a_run_in_its_first_epoch_is_listed_as_unfinished(runs, tmp_path):
     assert record["run"] == str(listed / "starting")
     assert (record["status"], record["model"], record["epochs"]) == ("unfinished", "hidden 16",
                                                                      None)
+
+
+@pytest.mark.parametrize("plot,said", [
+    ("compare.txt", "--plot {p}: write a .png, .pdf or .svg file."),
+    ("", "--plot {p} is a folder; give an image file name, e.g. {p}/runs.png."),
+    ("file.json/compare.png", "--plot {p}: {d}/file.json is a file, not a folder; choose "
+                              "another --plot."),
+])
+def test_plot_file_is_checked_before_the_listing(runs, tmp_path, capsys, monkeypatch, plot, said):
+    """--plot with a format the help does not offer failed with Matplotlib's list of 16 formats,
+    and --plot FOLDER with the name of a hidden temporary file ('.runs.td9hgv89.png -> runs: Is
+    a directory'), both after the listing's work; they are usage errors now, said of --plot, as
+    mlplab data show's --out."""
+    import mlplab.runs.listing
+
+    root, _ = runs
+    (tmp_path / "file.json").write_text("{}")
+    path = tmp_path / plot if plot else tmp_path
+    monkeypatch.setattr(mlplab.runs.listing, "list_runs", lambda *a, **k: pytest.fail("listed"))
+    assert main(["runs", str(root), "--plot", str(path)]) == 2
+    assert said.format(p=path, d=tmp_path) in capsys.readouterr().err

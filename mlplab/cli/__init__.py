@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from types import ModuleType
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from mlplab import __version__
 from mlplab.cli import _console as console
@@ -59,6 +59,38 @@ def usage_errors(options: Iterable[str] = ()) -> Iterator[None]:
         if first in set(options):
             message = f"{flag(first)} {rest}"
         raise UsageError(message) from exc
+
+
+def check_figure_file(path: str | os.PathLike, option: str, example: str) -> None:
+    """Refuse, before any work, an image file option (``--out`` of ``mlplab data show``,
+    ``--plot`` of ``mlplab runs``) that names a folder, a format other than PNG, PDF or SVG, or
+    lies under a file: else Matplotlib's list of its 16 formats, or the name of the temporary
+    file written first, came after the work was done."""
+    from pathlib import Path
+
+    from mlplab.io import check_out_folder
+
+    out = Path(path)
+    if out.is_dir():
+        raise UsageError(f"{option} {out} is a folder; give an image file name, e.g. "
+                         f"{out / example}.")
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UsageError(f"{option} {out}: write a .png, .pdf or .svg file.")
+    check_out_folder(out, out.parent, error=UsageError, name=option)
+
+
+def figure_not_written(path: str | os.PathLike, option: str, exc: OSError) -> NoReturn:
+    """Raise the error for an image file option's file that could not be written (``exc``): a
+    full disk as itself (its message says to free space); a read-only folder, or a dangling link
+    above it, said of the option, not of the temporary file written first."""
+    from pathlib import Path
+
+    from mlplab.io import DiskFullError, is_disk_full, why_no_folder
+
+    if isinstance(exc, DiskFullError) or is_disk_full(exc):
+        raise exc
+    raise CLIError(f"cannot write {path}: {why_no_folder(Path(path).parent, exc)}; choose "
+                   f"another {option}.") from exc
 
 
 def refuse_without_hidden_layer(given: Iterable[str]) -> None:

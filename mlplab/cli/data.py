@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mlplab.cli import CLIError, UsageError, flag, seed_arg, usage_errors
+from mlplab.cli import (
+    UsageError,
+    check_figure_file,
+    figure_not_written,
+    flag,
+    seed_arg,
+    usage_errors,
+)
 from mlplab.cli._types import positive_int, user_path_arg
 from mlplab.data.base import SPLITS, Dataset
 from mlplab.data.datasets import DATASET_NAMES
@@ -248,7 +255,6 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     from mlplab.data.preview import sample_grid
-    from mlplab.io import DiskFullError, check_out_folder, is_disk_full, why_no_folder
 
     if args.per_class < 1:
         raise UsageError(f"--per-class must be at least 1; got {args.per_class}.")
@@ -258,12 +264,7 @@ def run_show(args: argparse.Namespace) -> int:
         raise UsageError(f"training augments only training images; drop --augment to see the "
                          f"{args.split} images preprocessed, or use --split train.")
     out = Path(args.out)
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give an image file name, e.g. "
-                         f"{out / 'samples.png'}.")
-    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise UsageError(f"--out {out}: write a .png, .pdf or .svg file.")
-    check_out_folder(out, out.parent, error=UsageError)
+    check_figure_file(out, "--out", "samples.png")
     ds = load_dataset_from_args(args)
     # no more rows than the largest class of the split has images
     counts = np.bincount(ds.split(args.split)[1], minlength=max(ds.num_classes, 1))
@@ -283,12 +284,7 @@ def run_show(args: argparse.Namespace) -> int:
         path = sample_grid(ds, out, per_class=per_class, split=args.split, seed=args.seed,
                            transform=view, title=title)
     except OSError as exc:
-        if isinstance(exc, DiskFullError) or is_disk_full(exc):
-            raise  # its own line, which says to free space
-        # a read-only folder, or a dangling link above it: say so of --out, not of the
-        # temporary file written first, in the words every command's output folder uses
-        raise CLIError(f"cannot write {out}: {why_no_folder(out.parent, exc)}; choose another "
-                       "--out.") from exc
+        figure_not_written(out, "--out", exc)
     print(f"wrote {path} ({up_to}{per_class} {args.split} images per class, {ds.num_classes} "
           f"classes{what})")
     return 0

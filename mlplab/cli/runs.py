@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from mlplab.cli import CLIError
+from mlplab.cli import CLIError, check_figure_file, figure_not_written
 from mlplab.cli._types import user_path_arg
 
 
@@ -67,6 +67,8 @@ def _cell(record: dict[str, Any], key: str, kind: str) -> str:
 def run_runs(args: argparse.Namespace) -> int:
     from mlplab.runs.listing import list_runs
 
+    if args.plot is not None:  # before the listing, which may take a while
+        check_figure_file(args.plot, "--plot", "runs.png")
     try:
         records = list_runs(args.folders, sort=args.sort)
     except FileNotFoundError as exc:
@@ -102,6 +104,9 @@ def _plot(records: list[dict[str, Any]], path: str) -> None:
         print(f"--plot: none of the runs has a history.csv to draw; {path} not written",
               file=sys.stderr)
         return
-    plots.save(plots.plot_runs(curves), path)
+    try:
+        plots.save(plots.plot_runs(curves), path)
+    except OSError as exc:
+        figure_not_written(path, "--plot", exc)
     more = f" (the first {PLOTTED} of {len(records)})" if len(records) > PLOTTED else ""
     print(f"plot: {path}{more}", file=sys.stderr)
