@@ -2,6 +2,7 @@
 own files say, whatever state each run is in."""
 
 import json
+import math
 import os
 import signal
 
@@ -246,3 +247,29 @@ def test_plot_file_is_checked_before_the_listing(runs, tmp_path, capsys, monkeyp
     monkeypatch.setattr(mlplab.runs.listing, "list_runs", lambda *a, **k: pytest.fail("listed"))
     assert main(["runs", str(root), "--plot", str(path)]) == 2
     assert said.format(p=path, d=tmp_path) in capsys.readouterr().err
+
+
+def test_a_hand_edited_nan_or_infinity_is_not_a_figure(tmp_path, digits, capsys):
+    """Python's JSON reads NaN and Infinity: a metrics.json edited to hold them put "nan%" and
+    "inf min" in the table, sorted the other runs out of order (NaN compares false with all) and
+    made --json print NaN, which strict JSON readers refuse."""
+    root = tmp_path / "runs"
+    for name, epochs in (("one", 1), ("two", 2), ("three", 3), ("four", 4)):
+        train_run(TINY, epochs=epochs, out=root / name, data=digits, plots=False)
+    edited = json.loads((root / "two" / "metrics.json").read_text())
+    (root / "two" / "metrics.json").write_text(json.dumps({**edited, "val_accuracy": math.nan,
+                                                           "seconds": math.inf}))
+    records = list_runs([root], sort="val")
+    assert records[-1]["run"] == str(root / "two") and records[-1]["val_accuracy"] is None
+    assert records[-1]["seconds"] is None
+    known = [r["val_accuracy"] for r in records[:-1]]
+    assert known == sorted(known, reverse=True)
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    assert main(["runs", str(root), "--json"]) == 0
+    json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert main(["runs", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "nan%" not in out and "inf min" not in out

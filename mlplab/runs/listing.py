@@ -12,6 +12,7 @@ the list without a word.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -151,9 +152,11 @@ def _hidden(hidden: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    """A number from a file, or None for anything else (a hand-edited value is not shown)."""
+    """A finite number from a file, or None for anything else (a hand-edited value is not
+    shown): Python's JSON reads NaN and Infinity, which sorted the other runs out of order and
+    made ``--json`` print NaN, which is not JSON."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        else None
+        and math.isfinite(value) else None
 
 
 def _modified(path: Path) -> str | None:
@@ -169,7 +172,6 @@ def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     ``val_acc`` (NaN where the epoch has no validation figure), for :func:`mlplab.plots.plot_runs`.
     A run without a readable history gives empty lists."""
     import csv
-    import math
 
     sums: dict[int, list[float]] = {}
     val: dict[int, float] = {}
