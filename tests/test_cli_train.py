@@ -1000,3 +1000,23 @@ def test_like_trains_another_run_with_a_runs_settings(tmp_path, capsys):
     assert main(["train", "--like", str(tmp_path / "torch")]) == 1
     assert "written by mlplab torch train: mlplab train can neither resume it nor train from " \
            "its settings" in capsys.readouterr().err
+
+
+def test_like_with_hidden_none_does_not_carry_the_runs_hidden_layer_settings(tmp_path):
+    """--like RUN --hidden none on a run with tanh, dropout and batch norm trained a softmax
+    regression described as "MLP 64-10 tanh batchnorm dropout 0.3" (config.json recording the
+    three), and --activation relu / --dropout to set them back are refused with --hidden none.
+    They are left at their defaults now, as for a softmax regression trained without --like."""
+    base, flat, plain = tmp_path / "base", tmp_path / "flat", tmp_path / "plain"
+    common = ["--epochs", "1", "--quiet", "--no-plots"]
+    assert main(["train", "--dataset", "digits", "--hidden", "16", "--activation", "tanh",
+                 "--dropout", "0.3", "--batchnorm", "--out", str(base), *common]) == 0
+    assert main(["train", "--like", str(base), "--hidden", "none", "--out", str(flat),
+                 *common]) == 0
+    assert main(["train", "--dataset", "digits", "--hidden", "none", "--out", str(plain),
+                 *common]) == 0
+    config = json.loads((flat / "config.json").read_text())
+    assert (config["hidden"], config["activation"], config["dropout"], config["batchnorm"]) == \
+        ([], "relu", 0.0, False)
+    assert json.loads((flat / "metrics.json").read_text())["model"] == \
+        json.loads((plain / "metrics.json").read_text())["model"] == "MLP 64-10 relu"

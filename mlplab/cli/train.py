@@ -227,6 +227,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from mlplab.runs import (
+        RunConfig,
         build_config,
         config_summary,
         default_run_dir,
@@ -267,6 +268,13 @@ def _train(args: argparse.Namespace) -> int:
                                  "drop --preset.")
             # measuring the test split is asked for each time, not inherited
             base = {**run_config(args.like).to_dict(), "eval_test": False}
+            if options.get("hidden") == []:
+                # --hidden none: the run's activation, dropout and batch norm would do nothing,
+                # yet be named in the model ("MLP 64-10 tanh batchnorm dropout 0.3"), and the
+                # flags that would set them back are refused with --hidden none
+                defaults = RunConfig()
+                base.update({k: getattr(defaults, k) for k in ("activation", "dropout",
+                                                               "batchnorm")})
         else:
             options.setdefault("data_seed", 0)
         with usage_errors(options):
