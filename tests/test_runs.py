@@ -878,6 +878,20 @@ def test_a_run_length_given_beside_a_config_replaces_the_configs(tmp_path, digit
     assert (back.config.epochs, back.config.iters, back.metrics["iterations"]) == (None, 7, 7)
 
 
+def test_a_configs_run_length_replaces_its_presets(digits):
+    """train_run({"epochs": 2, ...}, preset="exercise-default") ran 2 epochs until the config
+    became build_config's base (cf576e2); then it kept the preset's iters=1000 beside epochs=2
+    and trained 1,000 iterations, ignoring the config's length. Either way round, the length a
+    layer gives replaces the one below it."""
+    config = {"dataset": "digits", "hidden": [16], "epochs": 2}
+    result = train_run(config, preset="exercise-default", data=digits, plots=False)
+    assert (result.config.epochs, result.config.iters, result.metrics["epochs"]) == (2, None, 2)
+    by_iters = build_config("twolayer-fast", base={"iters": 7})
+    assert (by_iters.epochs, by_iters.iters) == (None, 7)
+    full = build_config("exercise-default", base=by_iters.to_dict())  # both keys: as they are
+    assert (full.epochs, full.iters) == (None, 7)
+
+
 def test_a_run_records_its_environment_and_a_resume_elsewhere_says_so(tmp_path, digits):
     """metrics.json, the model file and the checkpoint record what trained the run (mlplab's
     commit, NumPy, its BLAS and threads, the CPU); resuming with another of those still finishes

@@ -178,8 +178,8 @@ def build_config(preset: str | None = None, base: Mapping[str, Any] | None = Non
     """A validated :class:`RunConfig`: the defaults, then preset ``preset``, then ``base`` (the
     fields of another configuration, e.g. a run's ``config.json``), then ``options``.
 
-    Giving ``epochs`` without ``iters`` (or the reverse) in ``options`` replaces the run length
-    of the preset and of ``base``.
+    Giving ``epochs`` without ``iters`` (or the reverse) in ``base`` or ``options`` replaces the
+    run length of what comes before it (the preset's, ``base``'s).
     """
     from mlplab.presets import get_preset
 
@@ -188,15 +188,22 @@ def build_config(preset: str | None = None, base: Mapping[str, Any] | None = Non
         values.update(get_preset(preset))
         values["preset"] = preset
     if base is not None:
-        values.update({k: v for k, v in base.items() if preset is None or k != "preset"})
-    if options.get("epochs") is not None and "iters" not in options:
-        values["iters"] = None
-    if options.get("iters") is not None and "epochs" not in options:
-        values["epochs"] = None
-    values.update(options)
+        _override(values, {k: v for k, v in base.items() if preset is None or k != "preset"})
+    _override(values, options)
     config = RunConfig.from_dict(values)
     config.validate()
     return config
+
+
+def _override(values: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    """``values.update(layer)``, where a run length given without the other (``epochs`` without
+    ``iters``, or the reverse) replaces the one ``values`` had: a preset's 1,000 iterations
+    would otherwise outlast the epochs asked for."""
+    if layer.get("epochs") is not None and "iters" not in layer:
+        values["iters"] = None
+    if layer.get("iters") is not None and "epochs" not in layer:
+        values["epochs"] = None
+    values.update(layer)
 
 
 def absolute_data_paths(dataset: str, data_dir: str | None) -> tuple[str, str | None]:
