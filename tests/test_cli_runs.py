@@ -273,3 +273,24 @@ def test_a_hand_edited_nan_or_infinity_is_not_a_figure(tmp_path, digits, capsys)
     assert main(["runs", str(root)]) == 0
     out = capsys.readouterr().out
     assert "nan%" not in out and "inf min" not in out
+
+
+def test_a_folder_whose_entries_may_not_be_read_is_named(runs, monkeypatch):
+    """A folder one may enter but not list (mode 711, as home folders on shared machines):
+    os.walk skipped it silently and the runs inside were missing from the list without a word.
+    (Simulated: the tests may run as root.)"""
+    root, _ = runs
+    scandir = os.scandir
+
+    def denied(path="."):
+        if os.fspath(path) == str(root / "study"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    said = f"{root / 'study'}: Permission denied; the runs inside it, if any, are not listed"
+    with pytest.warns(UserWarning, match=said):
+        found = find_runs([root])
+    assert root / "small" in found and root / "study" / "best-run" not in found
+    with pytest.warns(UserWarning, match=said):  # the command prints it as a warning line
+        assert main(["runs", str(root)]) == 0

@@ -94,7 +94,7 @@ def _walk(top: Path) -> Iterator[Path]:
     if is_run_folder(top):
         yield top
         return  # a run folder holds no other runs
-    for root, dirs, _files in os.walk(top):
+    for root, dirs, _files in os.walk(top, onerror=_not_listed):
         here = Path(root)
         keep = []
         for name in sorted(dirs):
@@ -105,6 +105,17 @@ def _walk(top: Path) -> Iterator[Path]:
             else:
                 keep.append(name)
         dirs[:] = keep  # os.walk descends only into these
+
+
+def _not_listed(exc: OSError) -> None:
+    """A folder whose entries may not be read (mode 711, usual for a shared machine's home
+    folders): os.walk skipped it without a word, and the runs inside went missing from the
+    list; now a warning names it."""
+    import warnings
+
+    where = exc.filename if exc.filename is not None else "a folder"
+    warnings.warn(f"{where}: {exc.strerror or exc}; the runs inside it, if any, are not listed.",
+                  stacklevel=2)
 
 
 def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
