@@ -66,6 +66,11 @@ def test_every_run_folder_is_found_once_and_summarised_from_its_own_files(runs):
     found = find_runs([root, root / "small"])  # a run folder given itself counts once
     assert sorted(p.relative_to(root).as_posix() for p in found) == [
         "damaged", "killed", "small", "stopped", "study/best-run", "tested"]
+    # the same runs by another path (relative, through a link) are the same runs, listed once
+    alias = root.parent / "alias"
+    if not alias.exists():
+        alias.symlink_to(root, target_is_directory=True)
+    assert find_runs([root, alias, os.path.relpath(root)]) == found
     by_name = {os.path.relpath(r["run"], root): r for r in list_runs([root])}
 
     tested = by_name["tested"]

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "test accuracy and training time, read from its metrics.json and "
                     "config.json (no model is loaded, no data read). A run killed before it "
                     "finished, or still training, shows as 'unfinished'; one stopped with "
-                    "Ctrl-C as 'interrupted' (mlplab train --resume RUN continues either).")
+                    "Ctrl-C as 'interrupted' (mlplab train --resume RUN continues either, "
+                    "for a run of mlplab train's).")
     p.add_argument("folders", metavar="FOLDER", nargs="*", type=user_path_arg,
                    default=["runs"], help="folders to look in (default: runs, where mlplab "
                                           "train writes)")
@@ -59,8 +60,9 @@ def _cell(record: dict[str, Any], key: str, kind: str) -> str:
     if kind == "%":
         return f"{100 * value:.1f}%"
     if kind == "seconds":
-        return f"{value:.1f} s" if value < 10 else f"{value:.0f} s" if value < 100 \
-            else f"{value / 60:.1f} min"
+        from mlplab.report.fmt import seconds
+
+        return seconds(value)
     return str(value)
 
 

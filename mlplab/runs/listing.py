@@ -39,8 +39,8 @@ FIELDS = ("run", "status", "framework", "dataset", "model", "preset", "epochs", 
           "train_accuracy", "val_accuracy", "best_val_accuracy", "test_accuracy", "seconds",
           "finished", "problem")
 
-#: the keys ``mlplab runs --sort`` takes, and whether each sorts the largest first
-SORT_KEYS = {"time": False, "name": False, "val": True, "best-val": True, "test": True}
+#: the keys ``mlplab runs --sort`` takes: time and name ascending, the accuracies highest first
+SORT_KEYS = ("time", "name", "val", "best-val", "test")
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -80,14 +80,14 @@ def find_runs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """The run folders among ``paths`` and below them, each once, in the order found (a path
     that is a run folder itself stands for itself). Symbolic links to folders are not followed
     (a link to the run's parent would loop); hidden folders and caches are skipped."""
-    found: dict[Path, None] = {}
+    found: dict[Path, Path] = {}  # by the real place: runs/a and /home/me/runs/a are one run
     for path in map(Path, paths):
         if not path.is_dir():
             raise FileNotFoundError(f"{path} is not a folder; pass the folder that holds the run "
                                     "folders (mlplab train writes them under runs/ by default).")
         for run in _walk(path):
-            found.setdefault(run, None)
-    return list(found)
+            found.setdefault(run.resolve(), run)
+    return list(found.values())
 
 
 def _walk(top: Path) -> Iterator[Path]:
