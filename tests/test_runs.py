@@ -916,10 +916,12 @@ def test_a_run_records_its_environment_and_a_resume_elsewhere_says_so(tmp_path, 
     assert "environment" not in io.load_model(run / "model.npz").extra["metrics"]  # once
     assert np.__version__ == now["numpy"] and now["blas"] != "unknown"
 
-    def resume_with(edit):
+    def resume_with(edit, before=None):
         arrays = dict(saved["arrays"])
         meta = json.loads(str(arrays["__meta__"]))
         edit(meta["extra"]["environment"])
+        if before is not None:  # a run resumed elsewhere once already
+            meta["extra"]["earlier_environments"] = before
         arrays["__meta__"] = io.json_array(meta)
         io.write_npz(run / "checkpoint.npz", arrays)
         (run / "metrics.json").unlink(missing_ok=True)
@@ -927,13 +929,25 @@ def test_a_run_records_its_environment_and_a_resume_elsewhere_says_so(tmp_path, 
             warnings.simplefilter("always")
             again = resume_run(run, data=digits, plots=False)
         assert again.history.loss == full.history.loss  # the same machine did the arithmetic
+        resumed["metrics"] = json.loads((run / "metrics.json").read_text())
         return [str(w.message) for w in caught if "environment" in str(w.message)]
 
+    resumed: dict = {}
     assert resume_with(lambda env: None) == []  # the same environment: nothing to say
+    assert "earlier_environments" not in resumed["metrics"]
     said = resume_with(lambda env: env.update(numpy="0.9.9", cpu="Another CPU"))
     assert len(said) == 1 and "checkpoint.npz was written with another environment (numpy " \
         f"0.9.9 -> {np.__version__}; cpu Another CPU -> {now['cpu']})" in said[0]
     assert "will not match an uninterrupted run's to the last digit" in said[0]
+    # metrics.json keeps where the earlier epochs were trained, not only the last environment
+    elsewhere = {**now, "numpy": "0.9.9", "cpu": "Another CPU"}
+    assert resumed["metrics"]["environment"] == now
+    assert resumed["metrics"]["earlier_environments"] == [elsewhere]
+    first = {**now, "cpu": "The first CPU"}
+    resume_with(lambda env: env.update(numpy="0.9.9", cpu="Another CPU"), before=[first])
+    assert resumed["metrics"]["earlier_environments"] == [first, elsewhere]
+    assert resume_with(lambda env: None, before=[first]) == []  # resumed where it last ran
+    assert resumed["metrics"]["earlier_environments"] == [first]
     assert resume_with(lambda env: env.pop("numpy")) == []  # what was not recorded is not compared
     assert resume_with(lambda env: env.update(platform="another OS")) == []  # not the numbers'
     pools = [p for p in threadpool_info() if p["user_api"] == "blas"]

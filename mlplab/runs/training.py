@@ -235,13 +235,13 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | Callable[[], Dataset] 
     if loaded is not None:
         pre, model = loaded.preprocessing, loaded.model
         _check_same_network(model, cfg, ckpt)  # not a checkpoint copied in from another run
-        _warn_other_environment(loaded.extra.get("environment"), ckpt)
+        earlier = _earlier_environments(loaded.extra, ckpt)
         if data_dir is not None:
             _check_moved_data(loaded.extra.get("splits"), ds, ckpt, data_dir)
         X_train = pre.transform(ds.X_train)
     else:  # killed before the first epoch ended: start again from scratch, same seed
         pre, model, X_train = _fresh(cfg, ds)
-        state, seconds = None, 0.0
+        state, seconds, earlier = None, 0.0, []
     if owned:
         ds = _without_raw_train(ds)
     if X_train.shape[1] != model.input_size:
@@ -251,7 +251,7 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | Callable[[], Dataset] 
         io.write_json(config_path, cfg.to_dict())
     try:
         return _fit_and_finish(cfg, ds, pre, model, X_train, state, seconds, run_dir, callbacks,
-                               progress, verbose, plots)
+                               progress, verbose, plots, earlier)
     except TrainingDivergedError as exc:
         # resuming repeats the same arithmetic: it would diverge again each time
         raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run with "
@@ -312,20 +312,26 @@ def _check_moved_data(splits: Any, ds: Dataset, ckpt: Path, data_dir: str | os.P
                       "make sure it is the run's.", stacklevel=3)
 
 
-def _warn_other_environment(recorded: Any, ckpt: Path) -> None:
-    """Warn that a run resumed with another mlplab, NumPy, BLAS (or its threads) or CPU than its
-    checkpoint's will not end with an uninterrupted run's numbers to the last digit: resuming
-    repeats the arithmetic exactly only where it rounds alike. (Checkpoints written before mlplab
-    recorded its environment are not compared.)"""
-    if not isinstance(recorded, dict):
-        return
-    changed = environment.numeric_differences(recorded, environment.record())
-    if changed:
-        # stacklevel 3: the caller of resume_run
-        warnings.warn(f"{ckpt} was written with another environment ({'; '.join(changed)}): "
-                      "the run continues correctly, but its numbers will not match an "
-                      "uninterrupted run's to the last digit, which needs the same mlplab, NumPy, "
-                      "BLAS threads and CPU.", stacklevel=3)
+def _earlier_environments(extra: Mapping[str, Any], ckpt: Path) -> list[dict[str, Any]]:
+    """The environments that trained the run before this process and differ from this one's in
+    what its numbers depend on (mlplab, NumPy, BLAS and its threads, CPU), oldest first, for its
+    ``metrics.json``: the checkpoint's ``earlier_environments``, and its ``environment`` if that
+    differs, with a warning that the run will not end with an uninterrupted run's numbers to the
+    last digit (resuming repeats the arithmetic exactly only where it rounds alike). Checkpoints
+    written before mlplab recorded its environment are not compared."""
+    kept = extra.get("earlier_environments")
+    earlier = [e for e in kept if isinstance(e, dict)] if isinstance(kept, list) else []
+    recorded = extra.get("environment")
+    if isinstance(recorded, dict):
+        changed = environment.numeric_differences(recorded, environment.record())
+        if changed:
+            # stacklevel 3: the caller of resume_run
+            warnings.warn(f"{ckpt} was written with another environment ({'; '.join(changed)}): "
+                          "the run continues correctly, but its numbers will not match an "
+                          "uninterrupted run's to the last digit, which needs the same mlplab, "
+                          "NumPy, BLAS threads and CPU.", stacklevel=3)
+            earlier.append(recorded)
+    return earlier
 
 
 def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
@@ -431,13 +437,15 @@ def _fresh(cfg: RunConfig, ds: Dataset) -> tuple[Any, MLP, np.ndarray]:
 def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_train: np.ndarray,
                     state: dict[str, Any] | None, seconds_before: float, out_dir: Path | None,
                     callbacks: Sequence[Callback], progress: bool, verbose: bool,
-                    plots: bool) -> RunResult:
+                    plots: bool, earlier: Sequence[dict[str, Any]] = ()) -> RunResult:
     X_val = pre.transform(ds.X_val) if len(ds.y_val) else None
+    # a run resumed elsewhere keeps where its earlier epochs were trained
+    mixed = {"earlier_environments": list(earlier)} if earlier else {}
     extra: dict[str, Any] = {"classes": list(ds.classes), "dataset": ds.name,
                              "image_shape": list(ds.image_shape), "preset": cfg.preset,
                              "splits": split_record(ds),  # what a resume from moved data must find
                              "environment": environment.record(),  # and a resume elsewhere
-                             **image_decoding(ds)}  # and a resume by a later mlplab
+                             **mixed, **image_decoding(ds)}  # and a resume by a later mlplab
     ckpt_cb = CheckpointCallback(out_dir / CHECKPOINT_FILE, pre, extra, seconds_before) \
         if out_dir is not None else CheckpointCallback(os.devnull, pre, extra, seconds_before)
     all_callbacks = [*([ckpt_cb] if out_dir is not None else []), *callbacks]
@@ -471,11 +479,13 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
         "seed": cfg.seed,
         **extra["splits"],
         "environment": extra["environment"],
+        **mixed,
         **image_decoding(ds),
     })
     result = RunResult(cfg, model, pre, history, metrics, list(ds.classes), out_dir)
     if out_dir is not None:
-        in_model = {k: v for k, v in metrics.items() if k != "environment"}  # extra has it
+        in_model = {k: v for k, v in metrics.items()  # extra has these
+                    if k not in ("environment", "earlier_environments")}
         io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": in_model})
         per_epoch = _per_epoch(cfg, len(ds.y_train))
         write_history(out_dir / HISTORY_FILE, history, per_epoch)
