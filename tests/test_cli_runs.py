@@ -48,6 +48,8 @@ def runs(tmp_path_factory, digits):
         "damaged": train_run(TINY, epochs=1, out=root / "damaged", data=digits, plots=False),
         "nested": train_run(TINY, epochs=2, out=root / "study" / "best-run", data=digits,
                             plots=False),
+        "early": train_run(TINY, epochs=60, patience=2, out=root / "early", data=digits,
+                           plots=False),
     }
     (root / "killed" / "metrics.json").unlink()  # as SIGKILL after the third epoch leaves it
     (root / "damaged" / "metrics.json").write_text("{not json")
@@ -65,7 +67,7 @@ def test_every_run_folder_is_found_once_and_summarised_from_its_own_files(runs):
     root, made = runs
     found = find_runs([root, root / "small"])  # a run folder given itself counts once
     assert sorted(p.relative_to(root).as_posix() for p in found) == [
-        "damaged", "killed", "small", "stopped", "study/best-run", "tested"]
+        "damaged", "early", "killed", "small", "stopped", "study/best-run", "tested"]
     # the same runs by another path (relative, through a link) are the same runs, listed once
     alias = root.parent / "alias"
     if not alias.exists():
@@ -121,6 +123,10 @@ def test_cli_table_json_and_errors(runs, capsys, tmp_path):
     assert first.startswith(str(root / "tested")) and \
         f"{100 * made['tested'].metrics['test_accuracy']:.1f}%" in first
     assert any(" interrupted " in line and " 3/50 " in line for line in lines)
+    early = made["early"].metrics
+    assert early["stopped_early"] and early["epochs"] < 60  # a run that ended itself early
+    (line,) = [line for line in lines if line.startswith(str(root / "early"))]
+    assert " completed " in line and f" {early['epochs']} (early) " in line  # not "19/60"
     (killed,) = [line for line in lines if "killed" in line]
     assert " unfinished " in killed and " ?/3 " in killed  # no metrics yet: epochs unknown
     assert f"{root / 'damaged'}: unreadable: " in err

@@ -53,6 +53,8 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 def _cell(record: dict[str, Any], key: str, kind: str) -> str:
     value = record[key]
+    if kind == "epochs" and record["stopped_early"] and value is not None:
+        return f"{value} (early)"  # completed by early stopping: not a run cut short
     if kind == "epochs" and record["of_epochs"] is not None and value != record["of_epochs"]:
         return f"{value if value is not None else '?'}/{record['of_epochs']}"
     if value is None:

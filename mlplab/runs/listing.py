@@ -36,6 +36,7 @@ _SKIPPED = {"folder-cache", "__pycache__", "node_modules", "site-packages"}
 
 #: what :func:`summarize_run` gives, in the order ``mlplab runs`` prints them
 FIELDS = ("run", "status", "framework", "dataset", "model", "preset", "epochs", "of_epochs",
+          "stopped_early",
           "train_accuracy", "val_accuracy", "best_val_accuracy", "test_accuracy", "seconds",
           "finished", "problem")
 
@@ -147,6 +148,7 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         preset=config.get("preset"),
         epochs=metrics.get("epochs"),
         of_epochs=config.get("epochs"),
+        stopped_early=metrics.get("stopped_early") is True,
         seconds=_number(metrics.get("seconds")),
         finished=_modified(run / (METRICS_FILE if metrics else CHECKPOINT_FILE)),
         **{k: _number(metrics.get(k)) for k in ("train_accuracy", "val_accuracy",
