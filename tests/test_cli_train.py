@@ -643,6 +643,9 @@ def test_an_unknown_flag_is_reported_by_its_command_with_the_closest_flag(capsys
                                       "argument, given without --run)"),
     (["runs", "--folder", "runs"], "(FOLDER is this command's argument, given without --folder)"),
     (["train", "somewhere"], "unrecognized arguments: somewhere\n"),  # not a dataset: no hint
+    # with --dataset given, a second name is a second dataset, not a missing flag
+    (["train", "--dataset", "digits", "mnist"], "unrecognized arguments: mnist (one dataset per "
+                                                "run: --dataset takes one name)"),
 ])
 def test_a_value_for_a_flag_and_a_flag_for_an_argument_are_told_apart(argv, said, capsys):
     """Habits from another command: ``mlplab train cifar10`` (train takes --dataset) and

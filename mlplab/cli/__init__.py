@@ -178,10 +178,12 @@ def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction 
 _SAME_MEANING = (("--quiet", "--no-progress"), ("--data-seed", "--seed"), ("--std", "--init-std"))
 
 
-def _misplaced_arguments(parser: argparse.ArgumentParser, unknown: list[str]) -> list[str]:
+def _misplaced_arguments(parser: argparse.ArgumentParser, unknown: list[str],
+                         argv: Sequence[str] = ()) -> list[str]:
     """Hints for a value given where a flag was expected and the reverse, as other commands take
     them: ``mlplab train cifar10`` (train takes --dataset NAME) and ``mlplab evaluate --run
-    runs/a`` (evaluate takes RUN as its argument)."""
+    runs/a`` (evaluate takes RUN as its argument). ``argv``: the command's words, in which a
+    --dataset already given makes a second name a second dataset, not a missing flag."""
     from mlplab.data.base import DatasetError
     from mlplab.data.datasets import check_dataset_name
 
@@ -189,13 +191,15 @@ def _misplaced_arguments(parser: argparse.ArgumentParser, unknown: list[str]) ->
     positionals = {(a.dest, str(a.metavar or a.dest)) for a in parser._actions
                    if not a.option_strings and a.dest != "help"}
     notes = []
+    named = any(a.split("=")[0] == "--dataset" for a in argv)
     for word in unknown:
         if not word.startswith("-") and "--dataset" in flags:
             try:
                 check_dataset_name(word)
             except DatasetError:
                 continue
-            notes.append(f"a dataset is given with --dataset here: --dataset {word}")
+            notes.append("one dataset per run: --dataset takes one name" if named else
+                         f"a dataset is given with --dataset here: --dataset {word}")
         elif word.startswith("--"):
             name = word[2:].split("=")[0].replace("-", "_").lower()
             for dest, metavar in positionals:
@@ -233,7 +237,8 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
                     and (h := closest(u))})
     notes = [f"did you mean {', '.join(hints)}?"] if hints else []
     notes += [special] if special else []
-    notes += _misplaced_arguments(parser, [u for u in unknown if u.split("=")[0] not in covered])
+    notes += _misplaced_arguments(parser, [u for u in unknown if u.split("=")[0] not in covered],
+                                  getattr(args, "argv", ()))
     hint = f" ({'; '.join(notes)})" if notes else ""
     if any(u.split("=")[0] == "--plugin" for u in unknown):
         hint = f" (--plugin goes before the command: mlplab --plugin MODULE {args.command} ...)"
@@ -266,9 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (--activation elu) as invalid, and the user would never learn where --plugin goes
         _reject_unknown(parser, argparse.Namespace(command=command), late)
     args, unknown = parser.parse_known_args(argv)
+    args.argv = list(argv)  # the words of this command (main([...]) is not sys.argv's)
     if unknown:
         _reject_unknown(parser, args, unknown)
-    args.argv = list(argv)  # the words of this command (main([...]) is not sys.argv's)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
