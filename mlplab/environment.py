@@ -14,7 +14,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +137,10 @@ def record() -> dict[str, Any]:
             "cpu": cpu_model(), "platform": platform.platform()}
 
 
-def numeric_differences(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    """The fields of :data:`NUMERIC_FIELDS` in which ``recorded`` (an earlier :func:`record`)
-    and ``now`` differ, as ``"numpy 1.26.4 -> 2.1.0"``; a field the record lacks is not one."""
-    return [f"{key} {recorded[key]} -> {now.get(key)}" for key in NUMERIC_FIELDS
+def numeric_differences(recorded: Mapping[str, Any], now: Mapping[str, Any],
+                        fields: Sequence[str] = NUMERIC_FIELDS) -> list[str]:
+    """The ``fields`` (by default :data:`NUMERIC_FIELDS`, those of :func:`record`) in which
+    ``recorded`` (an earlier record) and ``now`` differ, as ``"numpy 1.26.4 -> 2.1.0"``; a field
+    the record lacks is not one."""
+    return [f"{key} {recorded[key]} -> {now.get(key)}" for key in fields
             if key in recorded and recorded[key] != now.get(key)]

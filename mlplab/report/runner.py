@@ -380,8 +380,7 @@ def _other_environments(sections: list[Section], reused: set[str],
     for sec in sections:
         then = sec.origin.get("environment") if sec.key in reused else None
         if isinstance(then, dict):
-            changed = [f"{k} {then[k]} -> {here.get(k)}" for k in _NUMERIC_ROWS
-                       if k in then and then[k] != here.get(k)]
+            changed = env.numeric_differences(then, here, _NUMERIC_ROWS)
             if changed:
                 found.append(f"{sec.title or sec.group} ({', '.join(changed)})")
     return found
