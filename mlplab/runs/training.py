@@ -441,11 +441,12 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
     X_val = pre.transform(ds.X_val) if len(ds.y_val) else None
     # a run resumed elsewhere keeps where its earlier epochs were trained
     mixed = {"earlier_environments": list(earlier)} if earlier else {}
+    decoding = image_decoding(ds)  # (a folder dataset's; both records below carry it)
     extra: dict[str, Any] = {"classes": list(ds.classes), "dataset": ds.name,
                              "image_shape": list(ds.image_shape), "preset": cfg.preset,
                              "splits": split_record(ds),  # what a resume from moved data must find
                              "environment": environment.record(),  # and a resume elsewhere
-                             **mixed, **image_decoding(ds)}  # and a resume by a later mlplab
+                             **mixed, **decoding}  # and a resume by a later mlplab
     ckpt_cb = CheckpointCallback(out_dir / CHECKPOINT_FILE, pre, extra, seconds_before) \
         if out_dir is not None else CheckpointCallback(os.devnull, pre, extra, seconds_before)
     all_callbacks = [*([ckpt_cb] if out_dir is not None else []), *callbacks]
@@ -480,7 +481,7 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
         **extra["splits"],
         "environment": extra["environment"],
         **mixed,
-        **image_decoding(ds),
+        **decoding,
     })
     result = RunResult(cfg, model, pre, history, metrics, list(ds.classes), out_dir)
     if out_dir is not None:
