@@ -35,7 +35,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
@@ -266,8 +266,10 @@ def json_array(obj: Any) -> np.ndarray:
     return np.array(json.dumps(obj, default=_json_default))
 
 
-def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, loaded eagerly with ``allow_pickle=False``. Raises a
+def read_npz(path: str | os.PathLike,
+             keys: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (or only those of ``keys`` that it holds: a small one of a
+    large file is read without the rest), loaded eagerly with ``allow_pickle=False``. Raises a
     ``ValueError`` naming the file if it is missing, truncated or not an ``.npz`` archive."""
     path = Path(path)
     if path.is_dir():
@@ -280,7 +282,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         _check_npz_members(path)
         with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+            return {key: data[key] for key in data.files if keys is None or key in keys}
     except _NpzRefused as exc:
         raise ValueError(f"{path}: {exc}") from None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error, struct.error,
@@ -357,7 +359,7 @@ def recorded_activation_module(path: str | os.PathLike) -> str | None:
     (see :func:`model_arrays`); None if it records none or cannot be read. Only for messages:
     the value comes from a file and is checked before it is repeated."""
     try:
-        meta = parse_json_array(read_npz(path)[META_KEY], META_KEY)
+        meta = parse_json_array(read_npz(path, keys=[META_KEY])[META_KEY], META_KEY)
     except (OSError, ValueError, KeyError):
         return None
     return meta.get("activation_module") if isinstance(meta, dict) else None

@@ -1,6 +1,7 @@
 """``mlplab runs`` and :mod:`mlplab.runs.listing`: every run folder under a folder, with what its
 own files say, whatever state each run is in."""
 
+import copy
 import json
 import math
 import os
@@ -28,6 +29,20 @@ class CtrlC(Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+class Crash(Callback):
+    """An error after ``epoch`` (out of memory, a bug in a callback): the run stops without
+    writing its results, as if killed, and leaves its folder as a SIGKILL after that epoch's
+    checkpoint does. ``seen`` keeps the history of that moment, to check the listing against."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == self.epoch:
+            self.seen = copy.deepcopy(trainer.history)
+            raise MemoryError("as if killed")
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits", seed=0)
@@ -44,14 +59,18 @@ def runs(tmp_path_factory, digits):
                             out=root / "tested", data=digits, plots=False),
         "stopped": train_run(TINY, epochs=50, out=root / "stopped", data=digits, plots=False,
                              callbacks=[CtrlC(3)]),
-        "killed": train_run(TINY, epochs=3, out=root / "killed", data=digits, plots=False),
         "damaged": train_run(TINY, epochs=1, out=root / "damaged", data=digits, plots=False),
         "nested": train_run(TINY, epochs=2, out=root / "study" / "best-run", data=digits,
                             plots=False),
         "early": train_run(TINY, epochs=60, patience=2, out=root / "early", data=digits,
                            plots=False),
     }
-    (root / "killed" / "metrics.json").unlink()  # as SIGKILL after the third epoch leaves it
+    crash = Crash(3)
+    with pytest.raises(MemoryError):
+        train_run(TINY, epochs=5, out=root / "killed", data=digits, plots=False, callbacks=[crash])
+    assert sorted(p.name for p in (root / "killed").iterdir()) == ["checkpoint.npz",
+                                                                  "config.json"]
+    made["killed"] = crash.seen
     (root / "damaged" / "metrics.json").write_text("{not json")
     edited = json.loads((root / "small" / "metrics.json").read_text())
     (root / "small" / "metrics.json").write_text(json.dumps({**edited, "seconds": "fast"}))
@@ -90,8 +109,12 @@ def test_every_run_folder_is_found_once_and_summarised_from_its_own_files(runs):
     assert made["stopped"].history.interrupted
     assert stopped["status"] == "interrupted" and (stopped["epochs"], stopped["of_epochs"]) == \
         (3, 50)
-    killed = by_name["killed"]
-    assert killed["status"] == "unfinished" and killed["val_accuracy"] is None
+    # a run killed (or still training) has no results yet: its last checkpoint's figures
+    killed, seen = by_name["killed"], made["killed"]
+    assert killed["status"] == "unfinished" and (killed["epochs"], killed["of_epochs"]) == (3, 5)
+    assert (killed["train_accuracy"], killed["val_accuracy"], killed["best_val_accuracy"]) == \
+        (seen.train_acc[-1], seen.val_acc[-1], seen.best_val_acc)
+    assert killed["test_accuracy"] is None and killed["seconds"] > 0
     assert killed["model"] == "hidden 16" and killed["finished"] is not None  # the checkpoint's
     damaged = by_name["damaged"]
     assert damaged["status"] == "unreadable" and "metrics.json is not valid JSON" in \
@@ -128,7 +151,8 @@ def test_cli_table_json_and_errors(runs, capsys, tmp_path):
     (line,) = [line for line in lines if line.startswith(str(root / "early"))]
     assert " completed " in line and f" {early['epochs']} (early) " in line  # not "19/60"
     (killed,) = [line for line in lines if "killed" in line]
-    assert " unfinished " in killed and " ?/3 " in killed  # no metrics yet: epochs unknown
+    assert " unfinished " in killed and " 3/5 " in killed  # no metrics yet: the checkpoint's
+    assert f" {100 * made['killed'].val_acc[-1]:.1f}% " in killed
     assert f"{root / 'damaged'}: unreadable: " in err
     (tmp_path / "listed" / "odd").mkdir(parents=True)
     (tmp_path / "listed" / "odd" / "config.json").write_text("[1, 2]")
@@ -179,6 +203,11 @@ def test_plot_draws_each_runs_own_epoch_curves(runs, capsys, tmp_path):
                                                        axis=1), rtol=1e-12)
     assert curves["val_acc"] == history.val_acc
     assert epoch_curves(tmp_path) == {"loss": [], "val_acc": []}  # no history: nothing to draw
+    seen = made["killed"]  # no history.csv yet: its checkpoint's epochs
+    killed = epoch_curves(root / "killed")
+    np.testing.assert_allclose(killed["loss"], np.mean(np.reshape(seen.loss, (3, -1)), axis=1),
+                               rtol=1e-12)
+    assert killed["val_acc"] == seen.val_acc
 
     fig = plots.plot_runs({"tested": curves, "small": epoch_curves(root / "small")})
     acc_ax, loss_ax = fig.axes
@@ -237,6 +266,22 @@ def test_a_run_in_its_first_epoch_is_listed_as_unfinished(runs, tmp_path):
     assert record["run"] == str(listed / "starting")
     assert (record["status"], record["model"], record["epochs"]) == ("unfinished", "hidden 16",
                                                                      None)
+
+
+def test_an_unfinished_run_whose_checkpoint_is_damaged_is_unreadable(runs, tmp_path):
+    """Without metrics.json the checkpoint is what the listing reads, and what --resume would:
+    a truncated one makes the run unreadable, with the reason, rather than a row of blanks."""
+    from mlplab.runs.listing import epoch_curves
+
+    root, _ = runs
+    run = tmp_path / "crashed"
+    run.mkdir()
+    (run / "config.json").write_bytes((root / "killed" / "config.json").read_bytes())
+    (run / "checkpoint.npz").write_bytes((root / "killed" / "checkpoint.npz").read_bytes()[:500])
+    record = summarize_run(run)
+    assert record["status"] == "unreadable" and record["epochs"] is None
+    assert record["problem"].startswith(f"{run / 'checkpoint.npz'} is not a readable .npz file")
+    assert epoch_curves(run) == {"loss": [], "val_acc": []}
 
 
 @pytest.mark.parametrize("plot,said", [

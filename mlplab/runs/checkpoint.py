@@ -75,10 +75,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[io.LoadedModel, dict[str, 
     """``(loaded model, trainer state for Trainer.resume, seconds trained so far)``."""
     arrays = io.read_npz(path)
     loaded = io.model_from_arrays(arrays, source=str(path))
-    if "__trainer__" not in arrays:
-        raise ValueError(f"{path} is a model file, not a checkpoint (no trainer state).")
-    state = io.parse_json_array(arrays["__trainer__"], f"{path}: __trainer__")
-    _check_trainer_state(state, path)
+    state = _trainer_state(arrays, path)
     seconds = float(state.pop("seconds", 0.0))
     state["optimizer"] = {k[len("optimizer/"):]: v for k, v in arrays.items()
                           if k.startswith("optimizer/")}
@@ -92,6 +89,25 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[io.LoadedModel, dict[str, 
     state["best_state"] = best or None
     state["order"] = arrays.get("order")
     return loaded, state, seconds
+
+
+def checkpoint_progress(path: str | os.PathLike) -> dict[str, Any]:
+    """How far the run of a checkpoint got, without loading its model or optimiser arrays:
+    ``epoch``, ``iteration``, ``seconds`` trained and the :class:`History` so far (what
+    ``mlplab runs`` shows of a run that is still training or was killed). Raises a ``ValueError``
+    naming the file if it is not a readable checkpoint."""
+    state = _trainer_state(io.read_npz(path, keys=["__trainer__"]), path)
+    return {"epoch": state["epoch"], "iteration": state["iteration"],
+            "seconds": float(state.get("seconds", 0.0)),
+            "history": History.from_dict(state["history"])}
+
+
+def _trainer_state(arrays: Mapping[str, np.ndarray], path: str | os.PathLike) -> dict[str, Any]:
+    if "__trainer__" not in arrays:
+        raise ValueError(f"{path} is a model file, not a checkpoint (no trainer state).")
+    state = io.parse_json_array(arrays["__trainer__"], f"{path}: __trainer__")
+    _check_trainer_state(state, path)
+    return state
 
 
 def _check_trainer_state(state: Any, path: str | os.PathLike) -> None:

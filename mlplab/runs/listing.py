@@ -5,9 +5,10 @@ including those inside tuning and report folders, such as a search's ``best-run/
 :func:`summarize_run` reads one into a flat record (status, data, network, accuracies, length,
 time) from its ``metrics.json`` and ``config.json`` alone: no model is loaded and no data read, so
 listing hundreds of runs takes a moment. A folder whose run was killed before it finished, or is
-still training, has no ``metrics.json`` yet and is listed as ``unfinished``; one whose files cannot
-be read is listed as ``unreadable`` with the reason, not skipped, so that nothing goes missing from
-the list without a word.
+still training, has no ``metrics.json`` yet and is listed as ``unfinished``, with the figures of
+its last epoch's checkpoint (only the trainer's small record is read from it); one whose files
+cannot be read is listed as ``unreadable`` with the reason, not skipped, so that nothing goes
+missing from the list without a word.
 """
 
 from __future__ import annotations
@@ -154,7 +155,28 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         **{k: _number(metrics.get(k)) for k in ("train_accuracy", "val_accuracy",
                                                    "best_val_accuracy", "test_accuracy")},
     )
+    if not metrics and _is_file(run / CHECKPOINT_FILE):
+        record.update(_progress(run / CHECKPOINT_FILE))
     return record
+
+
+def _progress(checkpoint: Path) -> dict[str, Any]:
+    """The figures of a run still training, or killed, as of its last epoch's checkpoint: it
+    has no ``metrics.json`` yet, and a long run listed with blanks said nothing of how far it had
+    got. A checkpoint that cannot be read makes the run ``unreadable``: it cannot be resumed."""
+    from mlplab.runs.checkpoint import checkpoint_progress
+
+    try:
+        progress = checkpoint_progress(checkpoint)
+    except (OSError, ValueError) as exc:
+        return {"status": "unreadable", "problem": str(exc)}
+    history = progress["history"]
+    last = {name: _number(values[-1]) if values else None
+            for name, values in (("train_accuracy", history.train_acc),
+                                 ("val_accuracy", history.val_acc))}
+    best = history.best_val_acc if history.best_epoch >= 0 else None
+    return {"epochs": progress["epoch"], "seconds": _number(progress["seconds"]),
+            "best_val_accuracy": _number(best), **last}
 
 
 def _hidden(hidden: Any) -> str | None:
@@ -183,9 +205,12 @@ def _modified(path: Path) -> str | None:
 def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     """A run's ``history.csv`` per epoch: ``loss`` (the mean of each epoch's iterations) and
     ``val_acc`` (NaN where the epoch has no validation figure), for :func:`mlplab.plots.plot_runs`.
-    A run without a readable history gives empty lists."""
+    A run still training (no ``history.csv`` yet) gives its checkpoint's epochs; a run without a
+    readable history gives empty lists."""
     import csv
 
+    if not (Path(folder) / HISTORY_FILE).is_file() and (Path(folder) / CHECKPOINT_FILE).is_file():
+        return _checkpoint_curves(Path(folder) / CHECKPOINT_FILE)
     sums: dict[int, list[float]] = {}
     val: dict[int, float] = {}
     try:
@@ -200,6 +225,25 @@ def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     epochs = sorted(sums)
     return {"loss": [math.fsum(sums[e]) / len(sums[e]) for e in epochs],
             "val_acc": [val.get(e, math.nan) for e in epochs]}
+
+
+def _checkpoint_curves(checkpoint: Path) -> dict[str, list[float]]:
+    """:func:`epoch_curves` of a run in progress. Its checkpoint is written at epoch ends, so the
+    losses split into equal epochs; one that does not (a hand-made file) gives no curves."""
+    from mlplab.runs.checkpoint import checkpoint_progress
+
+    try:
+        progress = checkpoint_progress(checkpoint)
+    except (OSError, ValueError):
+        return {"loss": [], "val_acc": []}
+    history, epochs = progress["history"], progress["epoch"]
+    if epochs <= 0 or not history.loss or len(history.loss) % epochs:
+        return {"loss": [], "val_acc": []}
+    per_epoch = len(history.loss) // epochs
+    loss = [math.fsum(history.loss[i:i + per_epoch]) / per_epoch
+            for i in range(0, len(history.loss), per_epoch)]
+    val = list(history.val_acc) if len(history.val_acc) == epochs else [math.nan] * epochs
+    return {"loss": loss, "val_acc": val}
 
 
 def list_runs(paths: Iterable[str | os.PathLike] = ("runs",), sort: str = "time") -> list[dict]:
