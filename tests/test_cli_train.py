@@ -18,6 +18,7 @@ from mlplab import io
 from mlplab.cli import main
 from mlplab.data import load_dataset
 from mlplab.runs import load_checkpoint, read_history
+from mlplab.runs.lock import LOCK_FILE, training_process
 from mlplab.trainer import Callback
 
 TINY = ["--dataset", "digits", "--hidden", "32", "--epochs", "3", "--quiet", "--no-plots"]
@@ -314,11 +315,14 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(reference, tmp_path):
     _, state, _ = load_checkpoint(out / "checkpoint.npz")
     total = json.loads((reference / "metrics.json").read_text())["iterations"]
     assert 0 < state["iteration"] < total
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no torn temp files left?
+    # no torn temp files left? The lock file stays, but its lock went with the process
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [LOCK_FILE]
+    assert training_process(out) is None
 
     res = _mlplab("train", "--resume", str(out), "--quiet", "--no-plots")
     assert res.returncode == 0, res.stderr
     _assert_same_run(reference, out)
+    assert not (out / LOCK_FILE).exists()
 
 
 @pytest.mark.parametrize("sig,ignore_sigint", [(signal.SIGINT, False), (signal.SIGTERM, False),

@@ -20,11 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "those inside tuning and report folders) under each FOLDER, one line each: "
                     "status, dataset, network, epochs, train / validation / best validation / "
                     "test accuracy and training time, read from its metrics.json and "
-                    "config.json (no model is loaded, no data read). A run killed before it "
-                    "finished, or still training, shows as 'unfinished' with its last epoch's "
-                    "figures (from its checkpoint); one stopped with Ctrl-C as "
-                    "'interrupted' (mlplab train --resume RUN continues either, for a run of "
-                    "mlplab train's).")
+                    "config.json (no model is loaded, no data read). A run that a process is "
+                    "training now shows as 'training' and one killed before it finished as "
+                    "'unfinished', both with their last epoch's figures (from the checkpoint); "
+                    "one stopped with Ctrl-C as 'interrupted' (mlplab train --resume RUN "
+                    "continues it, or an unfinished one, for a run of mlplab train's).")
     p.add_argument("folders", metavar="FOLDER", nargs="*", type=user_path_arg,
                    default=["runs"], help="folders to look in (default: runs, where mlplab "
                                           "train writes)")

@@ -21,12 +21,16 @@ A run folder holds:
   seconds, dataset, model, status (``completed`` or ``interrupted``);
 * plots: ``loss.png``, ``accuracy.png``, ``confusion.png`` and, for image data, ``weights.png``.
 
+While a process trains the run it also holds ``.lock``, which refuses a second process (a
+``resume_run`` of a run still training elsewhere) and is removed when the run ends.
+
 The package, one idea per module, bottom to top: :mod:`~mlplab.runs.config` (``RunConfig``,
 ``build_config``), :mod:`~mlplab.runs.files` (the run folder's files),
 :mod:`~mlplab.runs.checkpoint` (``checkpoint.npz``), :mod:`~mlplab.runs.splits` (the record of the
 data splits a run saw), :mod:`~mlplab.runs.building` (dataset, augmentation and descriptions from
 a config), :mod:`~mlplab.runs.finished` (loading, evaluating and predicting with a run folder),
-:mod:`~mlplab.runs.listing` (the run folders under a folder, for ``mlplab runs``) and
+:mod:`~mlplab.runs.listing` (the run folders under a folder, for ``mlplab runs``),
+:mod:`~mlplab.runs.lock` (one process at a time per run folder) and
 :mod:`~mlplab.runs.training` (``train_run``, ``resume_run``). The names in ``__all__`` (the API)
 are importable from :mod:`mlplab.runs` itself; the helpers the modules share among themselves are
 internal to the package.
@@ -68,6 +72,7 @@ from mlplab.runs.files import (
 )
 from mlplab.runs.finished import evaluate_run, load_run, predict_images
 from mlplab.runs.listing import find_runs, list_runs, summarize_run
+from mlplab.runs.lock import RunInUseError, training_process
 from mlplab.runs.splits import (
     require_classes,
     require_test_split,
@@ -87,6 +92,7 @@ __all__ = [
     "MODEL_FILE",
     "RUN_FILES",
     "RunConfig",
+    "RunInUseError",
     "RunResult",
     "absolute_data_paths",
     "build_config",
@@ -117,6 +123,7 @@ __all__ = [
     "split_record",
     "summarize_run",
     "train_run",
+    "training_process",
     "write_history",
     "write_plots",
 ]

@@ -4,9 +4,10 @@
 including those inside tuning and report folders, such as a search's ``best-run/``), and
 :func:`summarize_run` reads one into a flat record (status, data, network, accuracies, length,
 time) from its ``metrics.json`` and ``config.json`` alone: no model is loaded and no data read, so
-listing hundreds of runs takes a moment. A folder whose run was killed before it finished, or is
-still training, has no ``metrics.json`` yet and is listed as ``unfinished``, with the figures of
-its last epoch's checkpoint (only the trainer's small record is read from it); one whose files
+listing hundreds of runs takes a moment. A run that a process is training now (it holds the
+folder's lock, :mod:`mlplab.runs.lock`) is listed as ``training``, and one killed before it
+finished, which has no ``metrics.json`` yet, as ``unfinished``; both with the figures of their
+last epoch's checkpoint (only the trainer's small record is read from it). One whose files
 cannot be read is listed as ``unreadable`` with the reason, not skipped, so that nothing goes
 missing from the list without a word.
 """
@@ -29,6 +30,7 @@ from mlplab.runs.files import (
     METRICS_FILE,
     MODEL_FILE,
 )
+from mlplab.runs.lock import training_process
 
 #: the files beside config.json that make a folder a run folder (model.pt: mlplab torch train's)
 _RUN_MARKERS = (METRICS_FILE, CHECKPOINT_FILE, MODEL_FILE, "model.pt")
@@ -122,10 +124,12 @@ def _not_listed(exc: OSError) -> None:
 
 def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
     """One run folder as a flat record with the keys of :data:`FIELDS` (None where the run does
-    not say): ``status`` is ``completed``, ``interrupted`` (stopped; ``mlplab train --resume``
-    continues it), ``unfinished`` (no ``metrics.json``: killed, or still training) or
-    ``unreadable`` (``problem`` says why); ``finished`` is when ``metrics.json`` (else the
-    checkpoint) was last written, in UTC; accuracies are fractions."""
+    not say): ``status`` is ``completed``, ``training`` (a process is training it now: the
+    figures are its last epoch's), ``interrupted`` (stopped; ``mlplab train --resume``
+    continues it), ``unfinished`` (no ``metrics.json`` and no process training it: killed; the
+    figures are its last checkpoint's) or ``unreadable`` (``problem`` says why); ``finished`` is
+    when ``metrics.json`` (else the checkpoint) was last written, in UTC; accuracies are
+    fractions."""
     run = Path(folder)
     record: dict[str, Any] = dict.fromkeys(FIELDS)
     record["run"] = str(run)
@@ -141,8 +145,11 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
             exc.filename is not None and exc.strerror else str(exc)
         record.update(status="unreadable", problem=problem)
         return record
+    holder = training_process(run)
+    if holder is not None:  # a stopped run resumed: its metrics.json is the stop's, not now's
+        metrics = {}
     record.update(
-        status=metrics.get("status") or "unfinished",
+        status="training" if holder is not None else metrics.get("status") or "unfinished",
         framework="pytorch" if config.get("framework") == "pytorch" else "numpy",
         dataset=metrics.get("dataset") or config.get("dataset"),
         model=metrics.get("model") or _hidden(config.get("hidden")),
@@ -205,12 +212,14 @@ def _modified(path: Path) -> str | None:
 def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     """A run's ``history.csv`` per epoch: ``loss`` (the mean of each epoch's iterations) and
     ``val_acc`` (NaN where the epoch has no validation figure), for :func:`mlplab.plots.plot_runs`.
-    A run still training (no ``history.csv`` yet) gives its checkpoint's epochs; a run without a
-    readable history gives empty lists."""
+    A run still training, or killed (no ``history.csv``, or a stop's before it was resumed),
+    gives its checkpoint's epochs; a run without a readable history gives empty lists."""
     import csv
 
-    if not (Path(folder) / HISTORY_FILE).is_file() and (Path(folder) / CHECKPOINT_FILE).is_file():
-        return _checkpoint_curves(Path(folder) / CHECKPOINT_FILE)
+    run = Path(folder)
+    if (run / CHECKPOINT_FILE).is_file() and (not (run / HISTORY_FILE).is_file() or
+                                              training_process(run) is not None):
+        return _checkpoint_curves(run / CHECKPOINT_FILE)
     sums: dict[int, list[float]] = {}
     val: dict[int, float] = {}
     try:

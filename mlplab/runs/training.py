@@ -49,6 +49,7 @@ from mlplab.runs.files import (
     write_plots,
 )
 from mlplab.runs.finished import finished_run_config
+from mlplab.runs.lock import run_lock
 from mlplab.runs.splits import (
     check_same_data,
     check_same_decoding,
@@ -181,15 +182,17 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     pre, model, X_train = _fresh(cfg, ds)
     if owned:
         ds = _without_raw_train(ds)
-    if out_dir is not None:
-        try:  # new_run_dir looked a moment ago; another process may have started a run since
-            io.write_json(out_dir / CONFIG_FILE, cfg.to_dict(), exclusive=True)
-        except FileExistsError:
-            raise ValueError(f"{out_dir} already holds a run, which another process has just "
-                             f"started; choose another {setting('--out', 'out')}.") from None
     try:
-        return _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir, callbacks,
-                               progress, verbose, plots)
+        with run_lock(out_dir) if out_dir is not None else contextlib.nullcontext():
+            if out_dir is not None:
+                try:  # new_run_dir looked a moment ago; another process may have started since
+                    io.write_json(out_dir / CONFIG_FILE, cfg.to_dict(), exclusive=True)
+                except FileExistsError:
+                    raise ValueError(f"{out_dir} already holds a run, which another process has "
+                                     f"just started; choose another {setting('--out', 'out')}."
+                                     ) from None
+            return _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir, callbacks,
+                                   progress, verbose, plots)
     except TrainingDivergedError as exc:
         if out_dir is None:
             raise
@@ -215,7 +218,16 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | Callable[[], Dataset] 
     if it was moved (for a ``folder:PATH`` dataset the folder itself); its splits must be the
     ones the run was trained on, and ``config.json`` then names the new place."""
     run_dir = Path(run)
-    cfg = _resumable_config(run_dir)
+    _resumable_config(run_dir)  # a run folder, not done yet, before a lock file is made in it
+    # before anything else is read or removed: another process training this folder is refused
+    with run_lock(run_dir):
+        cfg = _resumable_config(run_dir)  # again: the process that held the lock may have ended it
+        return _resume_locked(run_dir, cfg, data, callbacks, progress, verbose, plots, data_dir)
+
+
+def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,
+                   callbacks: Sequence[Callback], progress: bool, verbose: bool, plots: bool,
+                   data_dir: str | os.PathLike | None) -> RunResult:
     config_path, ckpt = run_dir / CONFIG_FILE, run_dir / CHECKPOINT_FILE
     remove_partial_writes(run_dir)
     cfg = moved_config(cfg, data, data_dir)

@@ -1,0 +1,120 @@
+"""One process at a time per run folder: the lock a run holds while it trains.
+
+A run's files are written by the one process training it: a second process resuming the same
+folder (the first still running under ``nohup``, or in another terminal) would delete the first's
+half-written files as a killed run's leftovers, and the two would overwrite each other's
+checkpoints, history and metrics, ending in a run that neither made. :func:`run_lock` holds an
+exclusive ``flock`` on the folder's ``.lock`` file while a run trains and refuses a second
+process with who holds it; :func:`training_process` tells ``mlplab runs`` that a run is still
+training rather than killed.
+
+``flock`` locks belong to the open file, so the system releases them when the process ends,
+however it ends (SIGKILL, a power cut): a lock can never be left behind by a dead run, and the
+file's contents (the holder's process, host and start) are only for messages. Where ``fcntl`` is
+missing (Windows) runs are not locked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None  # type: ignore[assignment]
+
+#: the lock file inside a run folder (hidden: it is not one of the run's results)
+LOCK_FILE = ".lock"
+
+
+class RunInUseError(ValueError):
+    """The run folder is being trained by another process."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold ``run_dir``'s lock within the block; a :class:`RunInUseError` naming the process
+    that holds it if another one does. The file is removed again at the end, so that a run
+    folder holds only the run's own files (and an empty folder can still be removed)."""
+    if fcntl is None:
+        yield
+        return
+    path = Path(run_dir) / LOCK_FILE
+    fd = _acquire(path)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}, since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        yield
+    finally:
+        # unlinked while still locked: a process that opens the path after this finds no file
+        # or a new one, and one that opened it before finds it unlinked once it has the lock
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)  # releases the lock
+
+
+#: how long a lock is waited for before it counts as held: ``mlplab runs`` takes it for a moment
+#: to test it, which must not refuse a run starting at that instant
+_PATIENCE = 0.5
+
+
+def _acquire(path: Path) -> int:
+    assert fcntl is not None
+    deadline = time.monotonic() + _PATIENCE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            raise RunInUseError(f"{path.parent} is being trained by another process"
+                                f"{f' ({holder})' if holder else ''}; wait for it to end, or "
+                                "stop it (Ctrl-C saves a checkpoint) and resume the run "
+                                "then.") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder removed this file as we locked it: lock the current one
+
+
+def _holder(fd: int) -> str:
+    with contextlib.suppress(OSError):
+        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    return ""
+
+
+def training_process(run_dir: str | os.PathLike) -> str | None:
+    """Who is training the run in ``run_dir`` now (``"process 123 on host, since ..."``), or
+    None if no process is (finished, stopped or killed). Takes nothing: the lock is only
+    tested."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:  # no lock file: nothing trains it (or the folder cannot be read)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd) or "another process"
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # (also releases the shared lock taken for the test)
+    return None

@@ -1,0 +1,115 @@
+"""One process at a time per run folder (:mod:`mlplab.runs.lock`): a second process resuming a
+run that is still training is refused before it touches a file, ``mlplab runs`` says the run is
+training, and the lock goes with the process however it ends."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from mlplab.cli import main
+from mlplab.data import load_dataset
+from mlplab.runs import resume_run, train_run
+from mlplab.runs.listing import summarize_run
+from mlplab.runs.lock import LOCK_FILE, RunInUseError, run_lock, training_process
+from mlplab.trainer import Callback
+
+pytest.importorskip("fcntl")  # Windows has no flock: runs are not locked there
+
+TINY = {"dataset": "digits", "hidden": [16], "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", seed=0)
+
+
+class During(Callback):
+    """At the end of ``epoch``, look at the run from outside, as another process would."""
+
+    def __init__(self, epoch, out):
+        self.epoch, self.out, self.seen = epoch, out, {}
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch != self.epoch:
+            return
+        leftover = self.out / ".history.csv.x1y2.csv"  # a partial write, as if killed mid-write
+        leftover.write_text("")
+        with pytest.raises(RunInUseError) as refused:
+            resume_run(self.out)
+        self.seen = {"holder": training_process(self.out), "record": summarize_run(self.out),
+                     "refused": str(refused.value), "leftover kept": leftover.exists()}
+        leftover.unlink()
+
+
+def test_a_run_that_is_training_is_not_resumed_by_another(tmp_path, digits):
+    out = tmp_path / "run"
+    during = During(2, out)
+    result = train_run(TINY, epochs=4, out=out, data=digits, plots=False, callbacks=[during])
+    seen = during.seen
+    assert seen["holder"].startswith(f"process {os.getpid()} on {socket.gethostname()}, since ")
+    assert seen["refused"].startswith(f"{out} is being trained by another process "
+                                      f"({seen['holder']}); wait for it to end")
+    assert seen["leftover kept"]  # refused before removing what looked like a killed run's
+    record = seen["record"]
+    assert record["status"] == "training" and (record["epochs"], record["of_epochs"]) == (2, 4)
+    assert record["val_accuracy"] == result.history.val_acc[1]
+    # over: the lock and its file are gone, and the run is listed as what it is
+    assert training_process(out) is None and not (out / LOCK_FILE).exists()
+    assert summarize_run(out)["status"] == "completed"
+
+
+def test_the_lock_goes_with_its_process_even_when_killed(tmp_path, digits, capsys):
+    """Another process holds the run (here only its lock, to be quick): resuming is refused,
+    from Python and from the command line, and the run is listed as training. Killed with
+    SIGKILL, it leaves its lock file but not its lock: the run then resumes to its end."""
+    out = tmp_path / "run"
+
+    class Crash(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                raise MemoryError("as if killed")
+
+    with pytest.raises(MemoryError):
+        train_run(TINY, epochs=4, out=out, data=digits, plots=False, callbacks=[Crash()])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from mlplab.runs.lock import run_lock
+            with run_lock({str(out)!r}):
+                print("locked", flush=True)
+                time.sleep(600)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        assert training_process(out).startswith(f"process {holder.pid} on ")
+        with pytest.raises(RunInUseError, match=f"process {holder.pid} on "):
+            resume_run(out)
+        assert main(["train", "--resume", str(out)]) == 1
+        assert f"{out} is being trained by another process (process {holder.pid} on " in \
+            capsys.readouterr().err
+        record = summarize_run(out)
+        assert (record["status"], record["epochs"]) == ("training", 2)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
+    assert (out / LOCK_FILE).exists() and training_process(out) is None
+    assert summarize_run(out)["status"] == "unfinished"
+    result = resume_run(out, data=digits, plots=False)
+    assert result.history.val_acc[-1] == summarize_run(out)["val_accuracy"]
+    assert len(result.history.val_acc) == 4 and not (out / LOCK_FILE).exists()
+
+
+def test_run_lock_is_exclusive_and_leaves_nothing(tmp_path):
+    with run_lock(tmp_path):
+        assert training_process(tmp_path).startswith(f"process {os.getpid()} ")
+        with pytest.raises(RunInUseError), run_lock(tmp_path):
+            pass
+    assert training_process(tmp_path) is None and list(tmp_path.iterdir()) == []
+    with run_lock(tmp_path):  # free again
+        pass
