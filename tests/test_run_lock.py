@@ -113,3 +113,37 @@ def test_run_lock_is_exclusive_and_leaves_nothing(tmp_path):
     assert training_process(tmp_path) is None and list(tmp_path.iterdir()) == []
     with run_lock(tmp_path):  # free again
         pass
+
+
+def test_a_file_system_without_flock_trains_unlocked(tmp_path, digits, monkeypatch):
+    """Some network and FUSE file systems refuse flock (ENOLCK): the run must train all the
+    same, as it did before runs were locked, and leave no lock file."""
+    import errno
+
+    from mlplab.runs import lock
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock.fcntl, "flock", no_flock)
+    result = train_run(TINY, epochs=1, out=tmp_path / "run", data=digits, plots=False)
+    assert result.metrics["status"] == "completed"
+    assert not (tmp_path / "run" / LOCK_FILE).exists()
+
+
+def test_a_folder_it_may_not_write_to_is_named(tmp_path, monkeypatch):
+    """(Simulated: the tests may run as root, whom permissions do not stop.)"""
+    from mlplab.runs import lock
+
+    real_open = os.open
+
+    def refuse(path, *args, **kwargs):
+        if str(path).endswith(LOCK_FILE):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(lock.os, "open", refuse)
+    with pytest.raises(ValueError, match=f"cannot write in the run folder {tmp_path} "
+                                         r"\(Permission denied\); a run is trained only"):
+        with run_lock(tmp_path):
+            pass

@@ -11,7 +11,7 @@ training rather than killed.
 ``flock`` locks belong to the open file, so the system releases them when the process ends,
 however it ends (SIGKILL, a power cut): a lock can never be left behind by a dead run, and the
 file's contents (the holder's process, host and start) are only for messages. Where ``fcntl`` is
-missing (Windows) runs are not locked.
+missing (Windows), or the file system has no ``flock``, runs train unlocked, as before.
 """
 
 from __future__ import annotations
@@ -41,15 +41,16 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
     """Hold ``run_dir``'s lock within the block; a :class:`RunInUseError` naming the process
     that holds it if another one does. The file is removed again at the end, so that a run
     folder holds only the run's own files (and an empty folder can still be removed)."""
-    if fcntl is None:
+    path = Path(run_dir) / LOCK_FILE
+    fd = _acquire(path) if fcntl is not None else None
+    if fd is None:  # no flock here: the run trains unlocked, as it did before locks
         yield
         return
-    path = Path(run_dir) / LOCK_FILE
-    fd = _acquire(path)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}, since "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        with contextlib.suppress(OSError):  # who holds it is only for messages (a full disk)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"process {os.getpid()} on {socket.gethostname()}, since "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         yield
     finally:
         # unlinked while still locked: a process that opens the path after this finds no file
@@ -64,11 +65,18 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
 _PATIENCE = 0.5
 
 
-def _acquire(path: Path) -> int:
+def _acquire(path: Path) -> int | None:
+    """The locked file's descriptor; None on a file system without ``flock`` (some network and
+    FUSE ones answer ENOLCK or EOPNOTSUPP)."""
     assert fcntl is not None
     deadline = time.monotonic() + _PATIENCE
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only folder, or another user's
+            raise ValueError(f"cannot write in the run folder {path.parent} "
+                             f"({exc.strerror or exc}); a run is trained only in a folder it "
+                             "may write to.") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -81,6 +89,11 @@ def _acquire(path: Path) -> int:
                                 f"{f' ({holder})' if holder else ''}; wait for it to end, or "
                                 "stop it (Ctrl-C saves a checkpoint) and resume the run "
                                 "then.") from None
+        except OSError:  # no flock on this file system
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
         except BaseException:
             os.close(fd)
             raise
