@@ -42,14 +42,17 @@ class During(Callback):
         with pytest.raises(RunInUseError) as refused:
             resume_run(self.out)
         self.seen = {"holder": training_process(self.out), "record": summarize_run(self.out),
-                     "refused": str(refused.value), "leftover kept": leftover.exists()}
+                     "refused": str(refused.value), "leftover kept": leftover.exists(),
+                     "epoch seconds": list(trainer.history.epoch_seconds)}
+        main(["runs", str(self.out.parent)])
         leftover.unlink()
 
 
-def test_a_run_that_is_training_is_not_resumed_by_another(tmp_path, digits):
+def test_a_run_that_is_training_is_not_resumed_by_another(tmp_path, digits, capsys):
     out = tmp_path / "run"
     during = During(2, out)
     result = train_run(TINY, epochs=4, out=out, data=digits, plots=False, callbacks=[during])
+    listed = capsys.readouterr().out.splitlines()[1]
     seen = during.seen
     assert seen["holder"].startswith(f"process {os.getpid()} on {socket.gethostname()}, since ")
     assert seen["refused"].startswith(f"{out} is being trained by another process "
@@ -58,9 +61,13 @@ def test_a_run_that_is_training_is_not_resumed_by_another(tmp_path, digits):
     record = seen["record"]
     assert record["status"] == "training" and (record["epochs"], record["of_epochs"]) == (2, 4)
     assert record["val_accuracy"] == result.history.val_acc[1]
+    # the time left: the two epochs to go at the pace of the last (here both) epochs
+    assert record["seconds_left"] == pytest.approx(2 * sum(seen["epoch seconds"]) / 2, rel=1e-12)
+    assert " training " in listed and " 2/4 " in listed and listed.endswith(" left")
     # over: the lock and its file are gone, and the run is listed as what it is
     assert training_process(out) is None and not (out / LOCK_FILE).exists()
     assert summarize_run(out)["status"] == "completed"
+    assert summarize_run(out)["seconds_left"] is None
 
 
 def test_the_lock_goes_with_its_process_even_when_killed(tmp_path, digits, capsys):
@@ -100,6 +107,7 @@ def test_the_lock_goes_with_its_process_even_when_killed(tmp_path, digits, capsy
         holder.stdout.close()
     assert (out / LOCK_FILE).exists() and training_process(out) is None
     assert summarize_run(out)["status"] == "unfinished"
+    assert summarize_run(out)["seconds_left"] is None  # killed: no time left to tell
     result = resume_run(out, data=digits, plots=False)
     assert result.history.val_acc[-1] == summarize_run(out)["val_accuracy"]
     assert len(result.history.val_acc) == 4 and not (out / LOCK_FILE).exists()

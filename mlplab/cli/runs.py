@@ -65,7 +65,8 @@ def _cell(record: dict[str, Any], key: str, kind: str) -> str:
     if kind == "seconds":
         from mlplab.report.fmt import seconds
 
-        return seconds(value)
+        left = record["seconds_left"]
+        return seconds(value) + (f", {seconds(left)} left" if left is not None else "")
     return str(value)
 
 

@@ -41,6 +41,7 @@ _SKIPPED = {"folder-cache", "__pycache__", "node_modules", "site-packages"}
 FIELDS = ("run", "status", "framework", "dataset", "model", "preset", "epochs", "of_epochs",
           "stopped_early",
           "train_accuracy", "val_accuracy", "best_val_accuracy", "test_accuracy", "seconds",
+          "seconds_left",
           "finished", "problem")
 
 #: the keys ``mlplab runs --sort`` takes: time and name ascending, the accuracies highest first
@@ -129,7 +130,8 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
     continues it), ``unfinished`` (no ``metrics.json`` and no process training it: killed; the
     figures are its last checkpoint's) or ``unreadable`` (``problem`` says why); ``finished`` is
     when ``metrics.json`` (else the checkpoint) was last written, in UTC; accuracies are
-    fractions."""
+    fractions; ``seconds_left``, for a run ``training`` to a number of epochs, is the rest of
+    them at the pace of its last five (early stopping may end it sooner)."""
     run = Path(folder)
     record: dict[str, Any] = dict.fromkeys(FIELDS)
     record["run"] = str(run)
@@ -163,27 +165,34 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
                                                    "best_val_accuracy", "test_accuracy")},
     )
     if not metrics and _is_file(run / CHECKPOINT_FILE):
-        record.update(_progress(run / CHECKPOINT_FILE))
+        figures, per_epoch = _progress(run / CHECKPOINT_FILE)
+        record.update(figures)
+        if holder is not None and per_epoch is not None and \
+                isinstance(record["of_epochs"], int) and isinstance(record["epochs"], int):
+            record["seconds_left"] = max(record["of_epochs"] - record["epochs"], 0) * per_epoch
     return record
 
 
-def _progress(checkpoint: Path) -> dict[str, Any]:
-    """The figures of a run still training, or killed, as of its last epoch's checkpoint: it
+def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
+    """The figures of a run still training, or killed, as of its last epoch's checkpoint (it
     has no ``metrics.json`` yet, and a long run listed with blanks said nothing of how far it had
-    got. A checkpoint that cannot be read makes the run ``unreadable``: it cannot be resumed."""
+    got), and the seconds its last epochs took each. A checkpoint that cannot be read makes the
+    run ``unreadable``: it cannot be resumed."""
     from mlplab.runs.checkpoint import checkpoint_progress
 
     try:
         progress = checkpoint_progress(checkpoint)
     except (OSError, ValueError) as exc:
-        return {"status": "unreadable", "problem": str(exc)}
+        return {"status": "unreadable", "problem": str(exc)}, None
     history = progress["history"]
     last = {name: _number(values[-1]) if values else None
             for name, values in (("train_accuracy", history.train_acc),
                                  ("val_accuracy", history.val_acc))}
     best = history.best_val_acc if history.best_epoch >= 0 else None
-    return {"epochs": progress["epoch"], "seconds": _number(progress["seconds"]),
-            "best_val_accuracy": _number(best), **last}
+    recent = history.epoch_seconds[-5:]  # the pace now, not the first epochs' (caches, warm-up)
+    return ({"epochs": progress["epoch"], "seconds": _number(progress["seconds"]),
+             "best_val_accuracy": _number(best), **last},
+            _number(math.fsum(recent) / len(recent)) if recent else None)
 
 
 def _hidden(hidden: Any) -> str | None:
