@@ -32,7 +32,7 @@ RECIPES = {
     "deep-best-fashion": dict(dataset="fashion-mnist", preprocessing="sqrt-standardize",
                               hidden=[1024, 1024], dropout=0.2, batchnorm=False,
                               augment=["flip", "crop"], crop_padding=1, crop_fill="black",
-                              lr=0.05, reg=5e-5, batch_size=128, epochs=140, patience=None,
+                              lr=0.05, reg=5e-5, batch_size=128, epochs=250, patience=None,
                               val_size=0),
 }
 SHARED = dict(preprocessing="standardize", init="he", activation="relu", optimizer="momentum",
