@@ -13,7 +13,7 @@ import pytest
 
 from mlplab.cli import main
 from mlplab.data import load_dataset
-from mlplab.runs import resume_run, train_run
+from mlplab.runs import load_run, resume_run, train_run
 from mlplab.runs.listing import summarize_run
 from mlplab.runs.lock import LOCK_FILE, RunInUseError, run_lock, training_process
 from mlplab.trainer import Callback
@@ -41,9 +41,12 @@ class During(Callback):
         leftover.write_text("")
         with pytest.raises(RunInUseError) as refused:
             resume_run(self.out)
+        with pytest.raises(FileNotFoundError) as no_model:
+            load_run(self.out)
         self.seen = {"holder": training_process(self.out), "record": summarize_run(self.out),
                      "refused": str(refused.value), "leftover kept": leftover.exists(),
-                     "epoch seconds": list(trainer.history.epoch_seconds)}
+                     "epoch seconds": list(trainer.history.epoch_seconds),
+                     "no model": str(no_model.value)}
         main(["runs", str(self.out.parent)])
         leftover.unlink()
 
@@ -58,6 +61,10 @@ def test_a_run_that_is_training_is_not_resumed_by_another(tmp_path, digits, caps
     assert seen["refused"].startswith(f"{out} is being trained by another process "
                                       f"({seen['holder']}); wait for it to end")
     assert seen["leftover kept"]  # refused before removing what looked like a killed run's
+    # evaluate and predict: not "continue it with --resume", which would be refused
+    assert seen["no model"] == f"{out} has no model.npz; it is still being trained " \
+                               f"({seen['holder']}); it has one once training ends (mlplab " \
+                               "runs shows how far it has got)."
     record = seen["record"]
     assert record["status"] == "training" and (record["epochs"], record["of_epochs"]) == (2, 4)
     assert record["val_accuracy"] == result.history.val_acc[1]

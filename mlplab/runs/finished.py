@@ -30,6 +30,7 @@ from mlplab.runs.files import (
     read_metrics,
     resume_command,
 )
+from mlplab.runs.lock import training_process
 from mlplab.runs.splits import check_same_decoding, check_same_split, split_fingerprint
 
 if TYPE_CHECKING:
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
 
 def _no_model_hint(run_dir: Path) -> str:
     """What to do with a folder that has no model file."""
+    holder = training_process(run_dir)
+    if holder is not None:  # resuming it would be refused: wait
+        return (f"it is still being trained ({holder}); it has one once training ends "
+                "(mlplab runs shows how far it has got)")
     if (run_dir / CHECKPOINT_FILE).is_file():
         return ("it has a checkpoint: continue it with "
                 f"{setting(resume_command(run_dir), f'resume_run({str(run_dir)!r})')}")
