@@ -43,10 +43,12 @@ class During(Callback):
             resume_run(self.out)
         with pytest.raises(FileNotFoundError) as no_model:
             load_run(self.out)
+        with pytest.raises(ValueError) as taken:
+            train_run(TINY, epochs=1, out=self.out)
         self.seen = {"holder": training_process(self.out), "record": summarize_run(self.out),
                      "refused": str(refused.value), "leftover kept": leftover.exists(),
                      "epoch seconds": list(trainer.history.epoch_seconds),
-                     "no model": str(no_model.value)}
+                     "no model": str(no_model.value), "taken": str(taken.value)}
         main(["runs", str(self.out.parent)])
         leftover.unlink()
 
@@ -61,7 +63,9 @@ def test_a_run_that_is_training_is_not_resumed_by_another(tmp_path, digits, caps
     assert seen["refused"].startswith(f"{out} is being trained by another process "
                                       f"({seen['holder']}); wait for it to end")
     assert seen["leftover kept"]  # refused before removing what looked like a killed run's
-    # evaluate and predict: not "continue it with --resume", which would be refused
+    # a new run there, evaluate and predict: not "continue it with --resume", which is refused
+    assert seen["taken"] == f"{out} already holds a run, which another process is training now " \
+                            f"({seen['holder']}); choose another out."
     assert seen["no model"] == f"{out} has no model.npz; it is still being trained " \
                                f"({seen['holder']}); it has one once training ends (mlplab " \
                                "runs shows how far it has got)."
