@@ -81,6 +81,20 @@ def test_a_run_that_is_training_is_not_resumed_by_another(tmp_path, digits, caps
     assert summarize_run(out)["seconds_left"] is None
 
 
+def _hold_lock(folder):
+    """Another process holding ``folder``'s lock, as one training the run there does."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from mlplab.runs.lock import run_lock
+            with run_lock({str(folder)!r}):
+                print("locked", flush=True)
+                time.sleep(600)
+        """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    return holder
+
+
 def test_the_lock_goes_with_its_process_even_when_killed(tmp_path, digits, capsys):
     """Another process holds the run (here only its lock, to be quick): resuming is refused,
     from Python and from the command line, and the run is listed as training. Killed with
@@ -94,16 +108,8 @@ def test_the_lock_goes_with_its_process_even_when_killed(tmp_path, digits, capsy
 
     with pytest.raises(MemoryError):
         train_run(TINY, epochs=4, out=out, data=digits, plots=False, callbacks=[Crash()])
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, time
-            from mlplab.runs.lock import run_lock
-            with run_lock({str(out)!r}):
-                print("locked", flush=True)
-                time.sleep(600)
-        """)], stdout=subprocess.PIPE, text=True)
+    holder = _hold_lock(out)
     try:
-        assert holder.stdout.readline() == "locked\n"
         assert training_process(out).startswith(f"process {holder.pid} on ")
         with pytest.raises(RunInUseError, match=f"process {holder.pid} on "):
             resume_run(out)
@@ -166,3 +172,30 @@ def test_a_folder_it_may_not_write_to_is_named(tmp_path, monkeypatch):
                                          r"\(Permission denied\); a run is trained only"):
         with run_lock(tmp_path):
             pass
+
+
+def test_a_pytorch_run_still_training_is_not_replaced(tmp_path, digits):
+    """A PyTorch run that stopped early leaves a lone config.json, which a new run into the same
+    folder may replace (they do not resume); one still training looks the same, and was replaced
+    too, the two runs then writing into one folder. Now the second is refused while the first
+    holds the folder, and goes ahead once it has ended."""
+    pytest.importorskip("torch")
+    from mlplab.torch_mlp import train_run as torch_train_run
+
+    out = tmp_path / "t"
+    out.mkdir()
+    (out / "config.json").write_text('{"framework": "pytorch", "dataset": "digits", '
+                                     '"hidden": [8]}')
+    holder = _hold_lock(out)
+    try:
+        assert summarize_run(out)["status"] == "training"
+        with pytest.raises(ValueError, match=f"{out} already holds a run, which another process "
+                                             f"is training now \\(process {holder.pid} on "):
+            torch_train_run(digits, out=out, epochs=1, plots=False)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
+    result = torch_train_run(digits, out=out, epochs=1, plots=False)
+    assert summarize_run(out)["status"] == "completed" and result.metrics["epochs"] == 1
+    assert not (out / LOCK_FILE).exists()

@@ -17,6 +17,7 @@ puts the others together and none of them imports it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import torch
 from mlplab import environment, io
 from mlplab._text import counted
 from mlplab._validation import check_choice, check_positive, setting
+from mlplab.runs.lock import run_lock, training_process
 from mlplab.runs.training import RunOutcome
 from mlplab.torch_mlp.convert import to_numpy
 from mlplab.torch_mlp.data import input_pipeline
@@ -158,6 +160,10 @@ def _check_out(path: Path, marker: str) -> None:
     out = setting("--out", "out")
     io.check_out_folder(path)
     if path.is_dir():
+        holder = training_process(path)
+        if holder is not None:  # a run still training has a lone config.json too
+            raise ValueError(f"{path} already holds a run, which another process is training "
+                             f"now ({holder}); choose another {out}.")
         if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
                                              and _only_a_torch_config(path)):
             raise ValueError(f"{path} already holds results ({marker}); choose another {out}.")
@@ -346,29 +352,34 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
                         dropout=dropout, batchnorm=batchnorm, seed=seed)
     config = _run_config(dataset, ds, load, data_seed, hidden, init, init_std, dropout,
                          batchnorm, cfg, device, threads, eval_test)
-    if out_dir is not None:
-        _new_dir(out_dir, TORCH_CONFIG_FILE)
-        try:
-            io.write_json(out_dir / TORCH_CONFIG_FILE, config, exclusive=not stale_config)
-        except FileExistsError:  # two runs started at once with the same out: the second stops
-            raise ValueError(f"{out_dir} already holds a run, which another process has just "
-                             f"started; choose another {setting('--out', 'out')}.") from None
-    if announce:
-        print(f"training {describe(model)} on {ds.name} ({len(ds.y_train)} train, "
-              f"{len(ds.y_val)} val), {counted(cfg.epochs, 'epoch')}, device {dev}, "
-              f"{counted(threads_used, 'thread')}",
-              file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    history = fit(model, X, ds.y_train, X_val, ds.y_val if X_val is not None else None, cfg)
-    seconds = time.perf_counter() - start
-    metrics = _metrics(model, history, ds, pre, X, X_val, eval_test, seconds, seed, init,
-                       threads_used, dev)
-    model.cpu()
-    result = TorchRunResult(config, model, pre, history, metrics, list(ds.classes), out_dir,
-                            seconds)
-    if out_dir is not None:
-        _write_run(out_dir, result, ds, X_val, batches_per_epoch(len(ds.y_train), cfg.batch_size,
-                                                                 batchnorm), plots)
+    with contextlib.ExitStack() as held:
+        if out_dir is not None:
+            _new_dir(out_dir, TORCH_CONFIG_FILE)
+            # another process training into the same folder (a stopped run's lone config.json
+            # may be replaced, and a running one's looks the same) is refused
+            held.enter_context(run_lock(out_dir))
+            try:
+                io.write_json(out_dir / TORCH_CONFIG_FILE, config, exclusive=not stale_config)
+            except FileExistsError:  # two runs started at once with the same out
+                raise ValueError(f"{out_dir} already holds a run, which another process has "
+                                 f"just started; choose another {setting('--out', 'out')}."
+                                 ) from None
+        if announce:
+            print(f"training {describe(model)} on {ds.name} ({len(ds.y_train)} train, "
+                  f"{len(ds.y_val)} val), {counted(cfg.epochs, 'epoch')}, device {dev}, "
+                  f"{counted(threads_used, 'thread')}",
+                  file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        history = fit(model, X, ds.y_train, X_val, ds.y_val if X_val is not None else None, cfg)
+        seconds = time.perf_counter() - start
+        metrics = _metrics(model, history, ds, pre, X, X_val, eval_test, seconds, seed, init,
+                           threads_used, dev)
+        model.cpu()
+        result = TorchRunResult(config, model, pre, history, metrics, list(ds.classes), out_dir,
+                                seconds)
+        if out_dir is not None:
+            _write_run(out_dir, result, ds, X_val,
+                       batches_per_epoch(len(ds.y_train), cfg.batch_size, batchnorm), plots)
     return result
 
 
