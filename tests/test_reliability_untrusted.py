@@ -135,6 +135,10 @@ def test_malicious_files_in_a_run_folder_are_refused_by_every_command(tmp_path, 
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 1, argv
         assert "pickled Python object array" in err[-1] and "Traceback" not in "".join(err)
+    # mlplab runs reads only the checkpoint's trainer record, but checks every member first
+    assert main(["runs", str(run)]) == 0
+    out, err = capsys.readouterr()
+    assert " unreadable " in out and "pickled Python object array" in err
     with pytest.raises(ValueError, match="object array"):
         load_checkpoint(run / "checkpoint.npz")
     assert not marker.exists()
