@@ -199,3 +199,25 @@ def test_a_pytorch_run_still_training_is_not_replaced(tmp_path, digits):
     result = torch_train_run(digits, out=out, epochs=1, plots=False)
     assert summarize_run(out)["status"] == "completed" and result.metrics["epochs"] == 1
     assert not (out / LOCK_FILE).exists()
+
+
+def test_a_depth_study_into_a_folder_another_one_is_writing_is_refused(tmp_path, digits):
+    """mlplab torch depth writes depth.json only at its end: a second study into the folder of
+    one still running passed every check and the two wrote into one folder."""
+    pytest.importorskip("torch")
+    from mlplab.torch_mlp import depth_run
+
+    out = tmp_path / "depth"
+    out.mkdir()
+    holder = _hold_lock(out)
+    try:
+        with pytest.raises(ValueError, match="already holds a run, which another process is "
+                                             f"training now \\(process {holder.pid} on "):
+            depth_run(digits, out=out, layers=[2], epochs=1)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
+    result = depth_run(digits, out=out, layers=[2], epochs=1)
+    assert (out / "depth.json").is_file() and [r.depth for r in result.results] == [2]
+    assert not (out / LOCK_FILE).exists()

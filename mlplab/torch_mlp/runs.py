@@ -546,48 +546,51 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
                          f"{setting('--val-size', 'val_size')}).")
     if batchnorm:
         check_batchnorm_batches(cfg.batch_size, len(ds.y_train))
-    if out_dir is not None:
-        _new_dir(out_dir, DEPTH_FILE)  # before the networks train: a bad out fails now
-    X_test = pre.transform(ds.X_test) if len(ds.y_test) else None
-    total = len(inits) * len(layers)
-    if announce:
-        print(f"{counted(total, 'network')} on {ds.name} ({len(ds.y_train)} train, "
-              f"{len(ds.y_val)} val, {len(ds.y_test)} test), hidden size {hidden_size}, "
-              f"{counted(cfg.epochs, 'epoch')} each, device {dev}, "
-              f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
-    done = []
+    with contextlib.ExitStack() as held:
+        if out_dir is not None:
+            _new_dir(out_dir, DEPTH_FILE)  # before the networks train: a bad out fails now
+            held.enter_context(run_lock(out_dir))  # a second study into it is refused
+        X_test = pre.transform(ds.X_test) if len(ds.y_test) else None
+        total = len(inits) * len(layers)
+        if announce:
+            print(f"{counted(total, 'network')} on {ds.name} ({len(ds.y_train)} train, "
+                  f"{len(ds.y_val)} val, {len(ds.y_test)} test), hidden size {hidden_size}, "
+                  f"{counted(cfg.epochs, 'epoch')} each, device {dev}, "
+                  f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
+        done = []
 
-    def report(r: DepthResult) -> None:
-        done.append(r)
-        print(f"[{len(done)}/{total}] {r.init} init, {counted(r.depth, 'layer')}: train "
-              f"{100 * r.train_acc:.1f}%, val {100 * r.val_acc:.1f}% ({r.seconds:.0f}s)",
-              file=sys.stderr, flush=True)
+        def report(r: DepthResult) -> None:
+            done.append(r)
+            print(f"[{len(done)}/{total}] {r.init} init, {counted(r.depth, 'layer')}: train "
+                  f"{100 * r.train_acc:.1f}%, val {100 * r.val_acc:.1f}% ({r.seconds:.0f}s)",
+                  file=sys.stderr, flush=True)
 
-    start = time.perf_counter()
-    results = depth_study(X, ds.y_train, X_val, ds.y_val, X_test,
-                          ds.y_test if X_test is not None else None, depths=layers,
-                          hidden_size=hidden_size, inits=inits, std=init_std,
-                          dropout=dropout, batchnorm=batchnorm, config=cfg,
-                          num_classes=ds.num_classes, on_result=report if announce else None)
-    seconds = time.perf_counter() - start
-    md = depth_table_markdown(results)
-    if X_test is None:
-        md += "\nNo test split: test accuracy not measured.\n"
-    summary = {
-        "dataset": ds.name, "train_size": int(len(ds.y_train)), "val_size": int(len(ds.y_val)),
-        "test_size": int(len(ds.y_test)), "notes": list(ds.notes),
-        "layers": layers, "hidden_size": hidden_size, "inits": inits,
-        "init_std": init_std, "dropout": dropout, "batchnorm": batchnorm,
-        "training": {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "verbose")},
-        "data_seed": _split_seed(ds, data_seed), "seconds": round(seconds, 1),
-        "environment": _environment(threads_used, dev),
-        "results": [r.to_dict() for r in results],
-    }
-    if out_dir is not None:
-        from mlplab import plots
+        start = time.perf_counter()
+        results = depth_study(X, ds.y_train, X_val, ds.y_val, X_test,
+                              ds.y_test if X_test is not None else None, depths=layers,
+                              hidden_size=hidden_size, inits=inits, std=init_std,
+                              dropout=dropout, batchnorm=batchnorm, config=cfg,
+                              num_classes=ds.num_classes, on_result=report if announce else None)
+        seconds = time.perf_counter() - start
+        md = depth_table_markdown(results)
+        if X_test is None:
+            md += "\nNo test split: test accuracy not measured.\n"
+        summary = {
+            "dataset": ds.name, "train_size": int(len(ds.y_train)), "val_size": int(len(ds.y_val)),
+            "test_size": int(len(ds.y_test)), "notes": list(ds.notes),
+            "layers": layers, "hidden_size": hidden_size, "inits": inits,
+            "init_std": init_std, "dropout": dropout, "batchnorm": batchnorm,
+            "training": {k: v for k, v in cfg.to_dict().items()
+                         if k not in ("progress", "verbose")},
+            "data_seed": _split_seed(ds, data_seed), "seconds": round(seconds, 1),
+            "environment": _environment(threads_used, dev),
+            "results": [r.to_dict() for r in results],
+        }
+        if out_dir is not None:
+            from mlplab import plots
 
-        io.write_text(out_dir / "depth.md", md)
-        io.write_text(out_dir / "depth.csv", depth_table_csv(results))
-        plots.save(plot_depth(results), out_dir / "depth.png")
-        io.write_json(out_dir / DEPTH_FILE, summary)  # last: its presence marks a finished run
+            io.write_text(out_dir / "depth.md", md)
+            io.write_text(out_dir / "depth.csv", depth_table_csv(results))
+            plots.save(plot_depth(results), out_dir / "depth.png")
+            io.write_json(out_dir / DEPTH_FILE, summary)  # last: its presence marks a finished run
     return DepthRunResult(results, md, summary, out_dir, seconds)
