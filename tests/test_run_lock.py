@@ -221,3 +221,26 @@ def test_a_depth_study_into_a_folder_another_one_is_writing_is_refused(tmp_path,
     result = depth_run(digits, out=out, layers=[2], epochs=1)
     assert (out / "depth.json").is_file() and [r.depth for r in result.results] == [2]
     assert not (out / LOCK_FILE).exists()
+
+
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_not_opened(tmp_path):
+    """A run folder from elsewhere (or a shared one) may hold a ``.lock`` that is a symbolic
+    link: the lock followed it and truncated and overwrote the file it named. A FIFO made the
+    test of ``mlplab runs`` wait for a writer for ever."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / LOCK_FILE).symlink_to(victim)
+    with pytest.raises(ValueError, match="is not a lock file as mlplab makes it"):
+        with run_lock(linked):
+            pass
+    assert victim.read_text() == "precious\n" and (linked / LOCK_FILE).is_symlink()
+    assert training_process(linked) is None
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / LOCK_FILE)
+    assert training_process(fifo) is None  # at once, not blocked
+    with pytest.raises(ValueError, match="is not a lock file as mlplab makes it"):
+        with run_lock(fifo):
+            pass

@@ -17,8 +17,10 @@ missing (Windows), or the file system has no ``flock``, runs train unlocked, as 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +32,11 @@ except ImportError:  # Windows: no flock
 
 #: the lock file inside a run folder (hidden: it is not one of the run's results)
 LOCK_FILE = ".lock"
+
+#: a symbolic link is not followed (one planted in a run folder from elsewhere, or by another user
+#: of a shared folder, made the lock truncate and overwrite the file it pointed to), and a FIFO
+#: does not block the open (``mlplab runs`` hung on one)
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 class RunInUseError(ValueError):
@@ -72,11 +79,16 @@ def _acquire(path: Path) -> int | None:
     deadline = time.monotonic() + _PATIENCE
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o644)
         except OSError as exc:  # a read-only folder, or another user's
+            if exc.errno in (errno.ELOOP, errno.EISDIR):  # a symbolic link, a folder
+                raise _not_a_lock_file(path) from None
             raise ValueError(f"cannot write in the run folder {path.parent} "
                              f"({exc.strerror or exc}); a run is trained only in a folder it "
                              "may write to.") from None
+        if not _regular(fd):
+            os.close(fd)
+            raise _not_a_lock_file(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -106,6 +118,18 @@ def _acquire(path: Path) -> int | None:
         os.close(fd)  # the holder removed this file as we locked it: lock the current one
 
 
+def _regular(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _not_a_lock_file(path: Path) -> ValueError:
+    return ValueError(f"{path} is not a lock file as mlplab makes it (a symbolic link, a folder "
+                      "or another special file); it is not opened: remove it and try again.")
+
+
 def _holder(fd: int) -> str:
     with contextlib.suppress(OSError):
         return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
@@ -119,10 +143,12 @@ def training_process(run_dir: str | os.PathLike) -> str | None:
     if fcntl is None:
         return None
     try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
-    except OSError:  # no lock file: nothing trains it (or the folder cannot be read)
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | _NO_FOLLOW)
+    except OSError:  # no lock file: nothing trains it (or the folder cannot be read, or a link)
         return None
     try:
+        if not _regular(fd):  # not a lock of mlplab's
+            return None
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return _holder(fd) or "another process"
