@@ -244,3 +244,33 @@ def test_a_lock_file_that_is_a_link_or_a_fifo_is_not_opened(tmp_path):
     with pytest.raises(ValueError, match="is not a lock file as mlplab makes it"):
         with run_lock(fifo):
             pass
+
+
+def test_a_diverged_run_removes_its_config_before_it_lets_the_folder_go(tmp_path, digits,
+                                                                          monkeypatch):
+    """A run that diverges before its first checkpoint removes its config.json: while it still
+    holds the lock, or a resume_run let in by the lock's release would start the run again and
+    have its config.json removed under it."""
+    import contextlib
+    import warnings
+
+    from mlplab.runs import training
+    from mlplab.trainer import TrainingDivergedError
+
+    real, seen = training.run_lock, []
+
+    @contextlib.contextmanager
+    def watched(run_dir):
+        with real(run_dir):
+            try:
+                yield
+            finally:
+                seen.append((run_dir / "config.json").exists())
+
+    monkeypatch.setattr(training, "run_lock", watched)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TrainingDivergedError):
+            train_run(TINY, epochs=1, out=tmp_path / "run", data=digits, optimizer="sgd",
+                      lr=1e6, plots=False)
+    assert seen == [False] and not (tmp_path / "run").exists()

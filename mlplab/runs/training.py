@@ -191,14 +191,20 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
                     raise ValueError(f"{out_dir} already holds a run, which another process has "
                                      f"just started; choose another {setting('--out', 'out')}."
                                      ) from None
-            return _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir, callbacks,
-                                   progress, verbose, plots)
+            try:
+                return _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir,
+                                       callbacks, progress, verbose, plots)
+            except TrainingDivergedError:
+                if out_dir is not None and not (out_dir / CHECKPOINT_FILE).exists():
+                    # nothing was saved: leave no half-made run that would block the same --out
+                    # again; removed while the lock is held, or a resume_run let in by its
+                    # release would train a run whose config.json then vanished under it
+                    (out_dir / CONFIG_FILE).unlink(missing_ok=True)
+                raise
     except TrainingDivergedError as exc:
         if out_dir is None:
             raise
         if not (out_dir / CHECKPOINT_FILE).exists():  # (the folder held none before this run)
-            # nothing was saved: leave no half-made run that would block the same --out again
-            (out_dir / CONFIG_FILE).unlink(missing_ok=True)
             if made:
                 with contextlib.suppress(OSError):
                     out_dir.rmdir()  # only if nothing else was put there meanwhile
