@@ -272,6 +272,8 @@ def read_npz(path: str | os.PathLike,
     large file is read without the rest), loaded eagerly with ``allow_pickle=False``. Raises a
     ``ValueError`` naming the file if it is missing, truncated or not an ``.npz`` archive."""
     path = Path(path)
+    if isinstance(keys, str):  # one name, not its letters ("a" in "__meta__" is True)
+        keys = [keys]
     if path.is_dir():
         # a run folder is the likely mistake: "does not exist" would be false
         inside = path / "model.npz"

@@ -124,3 +124,14 @@ def test_the_first_wrong_is_named_first(tmp_path, first, second):
     both = CASES[first][0](CASES[second][0](_arrays(tmp_path)))
     with pytest.raises(ValueError, match=CASES[first][1]):
         io.model_from_arrays(both, SOURCE)
+
+
+def test_read_npz_reads_only_the_members_asked_for(tmp_path):
+    """keys=: what mlplab runs uses to read a checkpoint's small trainer record alone; one
+    name given as a string is that name, not the names containing its letters."""
+    path = io.save_model(tmp_path / "m.npz", MLP(4, [3], 2, seed=0))
+    everything = io.read_npz(path)
+    assert list(io.read_npz(path, keys="__meta__")) == ["__meta__"]
+    only = io.read_npz(path, keys=["param/W1", "not/there"])
+    assert list(only) == ["param/W1"]
+    np.testing.assert_array_equal(only["param/W1"], everything["param/W1"])

@@ -274,3 +274,25 @@ def test_a_diverged_run_removes_its_config_before_it_lets_the_folder_go(tmp_path
             train_run(TINY, epochs=1, out=tmp_path / "run", data=digits, optimizer="sgd",
                       lr=1e6, plots=False)
     assert seen == [False] and not (tmp_path / "run").exists()
+
+
+def test_a_lock_file_it_may_only_read_still_locks(tmp_path, monkeypatch):
+    """A killed run of another user in a shared folder leaves a .lock this user may not write
+    (simulated: the tests may run as root): flock works on a read-only file, so the run is
+    locked all the same, where "cannot write in the run folder" refused a writable folder."""
+    from mlplab.runs import lock
+
+    (tmp_path / LOCK_FILE).write_text("process 1 on elsewhere, since 2026-01-01 00:00:00\n")
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if str(path).endswith(LOCK_FILE) and flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(lock.os, "open", read_only)
+    with run_lock(tmp_path):
+        assert training_process(tmp_path) is not None
+        with pytest.raises(RunInUseError), run_lock(tmp_path):
+            pass
+    assert training_process(tmp_path) is None and not (tmp_path / LOCK_FILE).exists()

@@ -107,7 +107,7 @@ def _plot(records: list[dict[str, Any]], path: str) -> None:
     curves = {r["run"]: epoch_curves(r["run"]) for r in records[:PLOTTED]}
     curves = {name: c for name, c in curves.items() if c["loss"]}  # a run with no epoch yet
     if not curves:
-        print(f"--plot: none of the runs has a history.csv to draw; {path} not written",
+        print(f"--plot: none of the runs has a finished epoch to draw; {path} not written",
               file=sys.stderr)
         return
     try:

@@ -176,8 +176,9 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
 def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
     """The figures of a run still training, or killed, as of its last epoch's checkpoint (it
     has no ``metrics.json`` yet, and a long run listed with blanks said nothing of how far it had
-    got), and the seconds its last epochs took each. A checkpoint that cannot be read makes the
-    run ``unreadable``: it cannot be resumed."""
+    got), and the seconds its last epochs took each. A checkpoint whose members' headers or
+    trainer record cannot be read makes the run ``unreadable``: it cannot be resumed (the
+    weights themselves are not read here; ``--resume`` checks them)."""
     from mlplab.runs.checkpoint import checkpoint_progress
 
     try:

@@ -79,7 +79,7 @@ def _acquire(path: Path) -> int | None:
     deadline = time.monotonic() + _PATIENCE
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o644)
+            fd = _open_lock(path)
         except OSError as exc:  # a read-only folder, or another user's
             if exc.errno in (errno.ELOOP, errno.EISDIR):  # a symbolic link, a folder
                 raise _not_a_lock_file(path) from None
@@ -113,9 +113,23 @@ def _acquire(path: Path) -> int | None:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
             same = False
+        except BaseException:  # the lock must not outlive a failure here
+            os.close(fd)
+            raise
         if same:
             return fd
         os.close(fd)  # the holder removed this file as we locked it: lock the current one
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file, created (with the user's umask, so that a group-writable folder's
+    members can all lock it) or opened read-write; one left by another user's killed run that
+    this user may not write is opened read-only, which ``flock`` accepts as well (only the
+    holder's line for messages is not written)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o666)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY | _NO_FOLLOW)
 
 
 def _regular(fd: int) -> bool:
