@@ -132,6 +132,7 @@ def test_read_npz_reads_only_the_members_asked_for(tmp_path):
     path = io.save_model(tmp_path / "m.npz", MLP(4, [3], 2, seed=0))
     everything = io.read_npz(path)
     assert list(io.read_npz(path, keys="__meta__")) == ["__meta__"]
+    assert io.read_npz(path, keys="param/W1x") == {}  # not param/W1, a part of the string
     only = io.read_npz(path, keys=["param/W1", "not/there"])
     assert list(only) == ["param/W1"]
     np.testing.assert_array_equal(only["param/W1"], everything["param/W1"])
