@@ -282,7 +282,10 @@ def test_a_lock_file_it_may_only_read_still_locks(tmp_path, monkeypatch):
     locked all the same, where "cannot write in the run folder" refused a writable folder."""
     from mlplab.runs import lock
 
-    (tmp_path / LOCK_FILE).write_text("process 1 on elsewhere, since 2026-01-01 00:00:00\n")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / LOCK_FILE).write_text(f"process {dead} on {socket.gethostname()}, since "
+                                      "2026-01-01 00:00:00\n")
     real_open = os.open
 
     def read_only(path, flags, *args):
@@ -292,7 +295,9 @@ def test_a_lock_file_it_may_only_read_still_locks(tmp_path, monkeypatch):
 
     monkeypatch.setattr(lock.os, "open", read_only)
     with run_lock(tmp_path):
-        assert training_process(tmp_path) is not None
-        with pytest.raises(RunInUseError), run_lock(tmp_path):
+        # its own line could not be written, and the dead process's is not repeated
+        assert training_process(tmp_path) == "another process"
+        with pytest.raises(RunInUseError, match=r"by another process; wait for it"), \
+                run_lock(tmp_path):
             pass
     assert training_process(tmp_path) is None and not (tmp_path / LOCK_FILE).exists()

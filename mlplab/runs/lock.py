@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import socket
 import stat
 import time
@@ -145,9 +146,27 @@ def _not_a_lock_file(path: Path) -> ValueError:
 
 
 def _holder(fd: int) -> str:
-    with contextlib.suppress(OSError):
-        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-    return ""
+    """The holder's line, unless it names a process of this machine that no longer exists: a
+    lock taken read-only (another user's leftover file) could not be given its holder's line,
+    and the dead process's must not be named as the one training."""
+    try:
+        line = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+    match = re.match(r"process (\d+) on (\S+),", line)
+    if match and match[2] == socket.gethostname() and not _alive(int(match[1])):
+        return ""
+    return line
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # another user's (EPERM): it exists
+        return True
+    return True
 
 
 def training_process(run_dir: str | os.PathLike) -> str | None:
