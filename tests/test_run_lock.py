@@ -133,7 +133,12 @@ def test_the_lock_goes_with_its_process_even_when_killed(tmp_path, digits, capsy
 def test_run_lock_is_exclusive_and_leaves_nothing(tmp_path):
     with run_lock(tmp_path):
         assert training_process(tmp_path).startswith(f"process {os.getpid()} ")
-        with pytest.raises(RunInUseError), run_lock(tmp_path):
+        with pytest.raises(RunInUseError, match=r"; wait for it to end, or stop it"), \
+                run_lock(tmp_path):
+            pass
+        # a new run that lost the folder to another one: not "resume the run then"
+        with pytest.raises(RunInUseError, match=r"\); choose another out\.$"), \
+                run_lock(tmp_path, new=True):
             pass
     assert training_process(tmp_path) is None and list(tmp_path.iterdir()) == []
     with run_lock(tmp_path):  # free again
@@ -260,8 +265,8 @@ def test_a_diverged_run_removes_its_config_before_it_lets_the_folder_go(tmp_path
     real, seen = training.run_lock, []
 
     @contextlib.contextmanager
-    def watched(run_dir):
-        with real(run_dir):
+    def watched(run_dir, new=False):
+        with real(run_dir, new):
             try:
                 yield
             finally:

@@ -26,6 +26,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from mlplab._validation import setting
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock
@@ -45,12 +47,13 @@ class RunInUseError(ValueError):
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+def run_lock(run_dir: str | os.PathLike, new: bool = False) -> Iterator[None]:
     """Hold ``run_dir``'s lock within the block; a :class:`RunInUseError` naming the process
-    that holds it if another one does. The file is removed again at the end, so that a run
+    that holds it if another one does (telling a ``new`` run to choose another folder, and a
+    resumed one to wait). The file is removed again at the end, so that a run
     folder holds only the run's own files (and an empty folder can still be removed)."""
     path = Path(run_dir) / LOCK_FILE
-    fd = _acquire(path) if fcntl is not None else None
+    fd = _acquire(path, new) if fcntl is not None else None
     if fd is None:  # no flock here: the run trains unlocked, as it did before locks
         yield
         return
@@ -73,7 +76,7 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
 _PATIENCE = 0.5
 
 
-def _acquire(path: Path) -> int | None:
+def _acquire(path: Path, new: bool) -> int | None:
     """The locked file's descriptor; None on a file system without ``flock`` (some network and
     FUSE ones answer ENOLCK or EOPNOTSUPP)."""
     assert fcntl is not None
@@ -98,10 +101,12 @@ def _acquire(path: Path) -> int | None:
             if time.monotonic() < deadline:
                 time.sleep(0.05)
                 continue
+            # a new run lost the folder to another that started there at the same moment
+            what_now = (f"choose another {setting('--out', 'out')}" if new else
+                        "wait for it to end, or stop it (Ctrl-C saves a checkpoint) and resume "
+                        "the run then")
             raise RunInUseError(f"{path.parent} is being trained by another process"
-                                f"{f' ({holder})' if holder else ''}; wait for it to end, or "
-                                "stop it (Ctrl-C saves a checkpoint) and resume the run "
-                                "then.") from None
+                                f"{f' ({holder})' if holder else ''}; {what_now}.") from None
         except OSError:  # no flock on this file system
             os.close(fd)
             with contextlib.suppress(OSError):

@@ -183,7 +183,7 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     if owned:
         ds = _without_raw_train(ds)
     try:
-        with run_lock(out_dir) if out_dir is not None else contextlib.nullcontext():
+        with run_lock(out_dir, new=True) if out_dir is not None else contextlib.nullcontext():
             if out_dir is not None:
                 try:  # new_run_dir looked a moment ago; another process may have started since
                     io.write_json(out_dir / CONFIG_FILE, cfg.to_dict(), exclusive=True)

@@ -357,7 +357,7 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
             _new_dir(out_dir, TORCH_CONFIG_FILE)
             # another process training into the same folder (a stopped run's lone config.json
             # may be replaced, and a running one's looks the same) is refused
-            held.enter_context(run_lock(out_dir))
+            held.enter_context(run_lock(out_dir, new=True))
             try:
                 io.write_json(out_dir / TORCH_CONFIG_FILE, config, exclusive=not stale_config)
             except FileExistsError:  # two runs started at once with the same out
@@ -549,7 +549,7 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     with contextlib.ExitStack() as held:
         if out_dir is not None:
             _new_dir(out_dir, DEPTH_FILE)  # before the networks train: a bad out fails now
-            held.enter_context(run_lock(out_dir))  # a second study into it is refused
+            held.enter_context(run_lock(out_dir, new=True))  # a second study is refused
         X_test = pre.transform(ds.X_test) if len(ds.y_test) else None
         total = len(inits) * len(layers)
         if announce:
