@@ -19,7 +19,7 @@ import numpy as np
 from mlplab import io
 from mlplab._text import path_word, shell_command
 from mlplab._validation import setting
-from mlplab.runs.lock import training_process
+from mlplab.runs.lock import refuse_if_training
 from mlplab.trainer import History, train_acc_label
 
 if TYPE_CHECKING:
@@ -87,10 +87,7 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
             # resuming it would be refused: there is nothing left to run
             raise ValueError(f"{out_dir} already holds a completed run; choose another "
                              f"{setting('--out', 'out')}.")
-        holder = training_process(out_dir)
-        if holder is not None:  # resuming it would be refused too
-            raise ValueError(f"{out_dir} already holds a run, which another process is training "
-                             f"now ({holder}); choose another {setting('--out', 'out')}.")
+        refuse_if_training(out_dir)  # resuming it would be refused too
         resume = setting(f"--resume {shell_command([path_word(out_dir)])}",
                          f"resume_run({str(out_dir)!r})")
         raise ValueError(f"{out_dir} already holds a run; choose another "

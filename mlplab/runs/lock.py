@@ -174,6 +174,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def refuse_if_training(folder: str | os.PathLike) -> None:
+    """A ``ValueError`` if another process is training a run in ``folder``, for a new run given
+    it as its output: the checks that let a stopped run's folder be reused or resumed cannot tell
+    it from one still running."""
+    holder = training_process(folder)
+    if holder is not None:
+        raise ValueError(f"{folder} already holds a run, which another process is training now "
+                         f"({holder}); choose another {setting('--out', 'out')}.")
+
+
 def training_process(run_dir: str | os.PathLike) -> str | None:
     """Who is training the run in ``run_dir`` now (``"process 123 on host, since ..."``), or
     None if no process is (finished, stopped or killed). Takes nothing: the lock is only

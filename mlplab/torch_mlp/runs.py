@@ -34,7 +34,7 @@ import torch
 from mlplab import environment, io
 from mlplab._text import counted
 from mlplab._validation import check_choice, check_positive, setting
-from mlplab.runs.lock import run_lock, training_process
+from mlplab.runs.lock import refuse_if_training, run_lock
 from mlplab.runs.training import RunOutcome
 from mlplab.torch_mlp.convert import to_numpy
 from mlplab.torch_mlp.data import input_pipeline
@@ -160,10 +160,7 @@ def _check_out(path: Path, marker: str) -> None:
     out = setting("--out", "out")
     io.check_out_folder(path)
     if path.is_dir():
-        holder = training_process(path)
-        if holder is not None:  # a run still training has a lone config.json too
-            raise ValueError(f"{path} already holds a run, which another process is training "
-                             f"now ({holder}); choose another {out}.")
+        refuse_if_training(path)  # a run still training has a lone config.json too
         if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
                                              and _only_a_torch_config(path)):
             raise ValueError(f"{path} already holds results ({marker}); choose another {out}.")
