@@ -233,7 +233,7 @@ def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     sums: dict[int, list[float]] = {}
     val: dict[int, float] = {}
     try:
-        with open(Path(folder) / HISTORY_FILE, newline="", encoding="utf-8") as fh:
+        with open(run / HISTORY_FILE, newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
                 epoch = int(row["epoch"])
                 sums.setdefault(epoch, []).append(float(row["loss"]))
