@@ -9,14 +9,16 @@ without it and a missing install is a one-line error saying what to install.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlplab._text import counted
-from mlplab.cli import json_stdout, note_if_at_chance, seed_arg, usage_errors
+from mlplab._text import counted, path_word, shell_command
+from mlplab.cli import flag, json_stdout, note_if_at_chance, seed_arg, usage_errors
 from mlplab.cli._types import int_list, positive_int, user_path_arg
 from mlplab.cli.data import add_dataset_arguments
 
@@ -52,42 +54,52 @@ def _depth_list(text: str) -> list[int]:
     return depths
 
 
+#: the defaults of the options of both commands (the exercise's), filled in by
+#: :func:`_fill_defaults` after parsing: left None by argparse, an option given can be told from
+#: one not given (``--resume`` refuses the first)
+_DEFAULTS = {"init": "exercise", "init_std": 1e-3, "dropout": 0.0, "epochs": 10,
+             "batch_size": 200, "lr": 1e-3, "reg": 1e-3, "lr_decay": 0.95, "seed": 0,
+             "data_seed": 0, "device": "cpu"}
+
+
 def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
     """Model, training and runtime options shared by ``train`` and ``depth`` (``both``: allow
     ``--init both``)."""
+    d = _DEFAULTS
     m = p.add_argument_group("model")
     m.add_argument("--init", choices=["exercise", "default", *(["both"] if both else [])],
-                   default="exercise",
+                   default=None,
                    help="exercise: every Linear weight ~ N(0, std^2) with std --init-std, biases "
                         "0; default: PyTorch's own (Kaiming-uniform)"
                         + ("; both: every depth with each, in one table" if both else "")
-                        + " (default: %(default)s)")
-    m.add_argument("--init-std", type=float, default=1e-3, metavar="STD",
+                        + f" (default: {d['init']})")
+    m.add_argument("--init-std", type=float, default=None, metavar="STD",
                    help="standard deviation of the exercise initialisation; the exercise's "
-                        "normal_(0.0, 1e-3) takes a std, not a variance (default: %(default)g)")
-    m.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                        f"normal_(0.0, 1e-3) takes a std, not a variance (default: "
+                        f"{d['init_std']:g})")
+    m.add_argument("--dropout", type=float, default=None, metavar="P",
                    help="dropout after each hidden ReLU (beyond the exercise; default: none)")
     m.add_argument("--batchnorm", action="store_true",
                    help="batch norm after each hidden Linear (beyond the exercise)")
     t = p.add_argument_group("training (defaults: the exercise's)")
-    t.add_argument("--epochs", type=positive_int, default=10,
-                   help="epochs (default: %(default)s)")
-    t.add_argument("--batch-size", type=positive_int, default=200,
-                   help="minibatch size (default: %(default)s)")
-    t.add_argument("--lr", type=float, default=1e-3,
-                   help="Adam learning rate (default: %(default)g)")
-    t.add_argument("--reg", type=float, default=1e-3,
-                   help="Adam weight_decay, as the exercise's reg (default: %(default)g)")
-    t.add_argument("--lr-decay", type=float, default=0.95,
+    t.add_argument("--epochs", type=positive_int, default=None,
+                   help=f"epochs (default: {d['epochs']})")
+    t.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"minibatch size (default: {d['batch_size']})")
+    t.add_argument("--lr", type=float, default=None,
+                   help=f"Adam learning rate (default: {d['lr']:g})")
+    t.add_argument("--reg", type=float, default=None,
+                   help=f"Adam weight_decay, as the exercise's reg (default: {d['reg']:g})")
+    t.add_argument("--lr-decay", type=float, default=None,
                    help="learning rate multiplied by this after every epoch "
-                        "(default: %(default)g)")
+                        f"(default: {d['lr_decay']:g})")
     r = p.add_argument_group("runtime")
-    r.add_argument("--seed", type=seed_arg, default=0,
-                   help="seed of the weights, the shuffling and dropout (default: %(default)s)")
-    r.add_argument("--data-seed", type=seed_arg, default=0,
+    r.add_argument("--seed", type=seed_arg, default=None,
+                   help=f"seed of the weights, the shuffling and dropout (default: {d['seed']})")
+    r.add_argument("--data-seed", type=seed_arg, default=None,
                    help="seed of the stratified validation/test splits, kept apart from --seed "
-                        "(default: %(default)s)")
-    r.add_argument("--device", default="cpu", metavar="cpu|cuda|auto",
+                        f"(default: {d['data_seed']})")
+    r.add_argument("--device", default=None, metavar="cpu|cuda|auto",
                    help="cpu (default), cuda or cuda:N (an error without a GPU), or auto (a GPU "
                         "when PyTorch sees one, else the CPU)")
     r.add_argument("--threads", type=positive_int, default=None, metavar="N",
@@ -95,6 +107,21 @@ def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
     r.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
     r.add_argument("--verbose", action="store_true", help="print a line per epoch")
+
+
+def _fill_defaults(args: argparse.Namespace) -> list[str]:
+    """Set every option of :data:`_DEFAULTS` (and ``--dataset``, ``--hidden``) not given to its
+    default; the names of the model, training and data options that were given."""
+    given = [k for k in (*_DEFAULTS, "dataset", "hidden", "data_dir", "mirror", "val_size",
+                         "test_size", "image_size", "out")
+             if getattr(args, k, None) is not None]
+    given += [k for k in ("batchnorm", "download", "eval_test") if getattr(args, k, False)]
+    if not args.data_cache:
+        given.append("no_cache")
+    for k, v in (*_DEFAULTS.items(), ("dataset", "digits"), ("hidden", [50])):
+        if hasattr(args, k) and getattr(args, k) is None:  # (depth has no --hidden)
+            setattr(args, k, v)
+    return given
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -116,8 +143,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "by mlplab.io.load_model), history.csv, metrics.json and the plots loss.png, "
                     "accuracy.png, (with a validation split) confusion.png and (with a hidden "
                     "layer) weights.png.")
-    add_dataset_arguments(tr)
-    tr.add_argument("--hidden", type=_hidden_list, default=[50], metavar="H[,H...]",
+    add_dataset_arguments(tr, default=None)
+    tr.add_argument("--hidden", type=_hidden_list, default=None, metavar="H[,H...]",
                     help="hidden layer sizes, e.g. 50 (the exercise) or 100,50; 'none': no "
                          "hidden layer (default: 50)")
     _add_common(tr)
@@ -128,6 +155,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also measure the test split (do it once, for the final model)")
     o.add_argument("--no-plots", dest="plots", action="store_false", help="write no figures")
     o.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    o.add_argument("--resume", metavar="RUN", default=None, type=user_path_arg,
+                   help="continue the run in folder RUN, stopped by Ctrl-C, a crash or a kill, "
+                        "from the end of its last whole epoch, with its own settings (only "
+                        "--threads and the output options may be given); it ends as an "
+                        "uninterrupted run would have")
     tr.set_defaults(func=run_train)
 
     dp = tsub.add_parser(
@@ -138,7 +170,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "accuracy of the best-by-validation network only (per initialisation), as "
                     "depth.md and depth.csv, a plot depth.png of accuracy against depth, and "
                     "depth.json with every number and the settings.")
-    add_dataset_arguments(dp)
+    add_dataset_arguments(dp, default=None)
     dp.add_argument("--layers", type=_depth_list, default=[2, 3, 4, 5], metavar="D[,D...]",
                     help="depths, counted in Linear layers (default: 2,3,4,5)")
     dp.add_argument("--hidden-size", type=positive_int, default=50, metavar="H",
@@ -183,6 +215,21 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------- torch train
 def run_train(args: argparse.Namespace) -> int:
+    given = _fill_defaults(args)
+    if args.resume:
+        if given:
+            from mlplab.cli import UsageError
+
+            flags = ", ".join("--no-cache" if k == "no_cache" else flag(k) for k in given)
+            raise UsageError(f"--resume continues a run exactly as it was configured; drop "
+                             f"{flags}.")
+        tm = _torch_mlp()
+        out = Path(args.resume)
+        with json_stdout(args.json), _resumable(out, args):
+            result = tm.resume_run(out, threads=args.threads, plots=args.plots,
+                                   progress=args.progress and sys.stderr.isatty(),
+                                   verbose=args.verbose, announce=True)
+        return _report_train(result, out, args)
     tm = _torch_mlp()
     # everything that can fail is checked before the run folder is made (by train_run too): a
     # folder left holding only config.json would make the same command, rerun, say "already
@@ -191,9 +238,36 @@ def run_train(args: argparse.Namespace) -> int:
     from mlplab.runs import default_run_dir
 
     out = Path(args.out) if args.out else default_run_dir(prefix="torch")
-    with json_stdout(args.json):
+    with json_stdout(args.json), _resumable(out, args):
         result = tm.train_run(args.dataset, out=out, hidden=args.hidden, init=args.init,
                               eval_test=args.eval_test, plots=args.plots, **_run_options(args))
+    return _report_train(result, out, args)
+
+
+def _resume_command(run: Path, args: argparse.Namespace) -> str:
+    # the same thread count: the resumed run is bit-identical only with it
+    threads = f" --threads {args.threads}" if args.threads else ""
+    return f"Continue with: mlplab torch train --resume {shell_command([path_word(run)])}{threads}"
+
+
+@contextlib.contextmanager
+def _resumable(run: Path, args: argparse.Namespace) -> Iterator[None]:
+    """A Ctrl-C that ends the command before the run is saved (a second one, or one while the
+    results are written) leaves the last epoch's checkpoint: say how to go on from it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from mlplab.runs.files import TORCH_CHECKPOINT_FILE
+
+        if (run / TORCH_CHECKPOINT_FILE).is_file():
+            print(f"interrupted before the run was saved; its last checkpoint is kept. "
+                  f"{_resume_command(run, args)}", file=sys.stderr)
+        raise
+
+
+def _report_train(result: Any, out: Path, args: argparse.Namespace) -> int:
+    """The result of a ``torch train`` (or its ``--resume``): a line, or the metrics as JSON;
+    the exit status."""
     metrics = result.metrics
     if args.json:
         print(json.dumps({**metrics, "out": str(out)}, indent=2))
@@ -206,6 +280,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"{metrics['status']}: {line} after {counted(metrics['epochs'], 'epoch')} "
               f"({result.seconds:.1f}s); run folder {out}")
     if result.interrupted:
+        print("interrupted; the run is saved as it was, and its last epoch's checkpoint kept. "
+              f"{_resume_command(out, args)}", file=sys.stderr)
         return 130
     note_if_at_chance(metrics["train_accuracy"], len(result.classes),
                       "Usual causes: the exercise's N(0, 1e-3) initialisation with 3 or more "
@@ -216,6 +292,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- torch depth
 def run_depth(args: argparse.Namespace) -> int:
+    _fill_defaults(args)
     tm = _torch_mlp()
     _check_options(args, tm)
     from mlplab.runs import default_run_dir

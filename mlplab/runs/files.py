@@ -31,11 +31,13 @@ MODEL_FILE = "model.npz"
 CHECKPOINT_FILE = "checkpoint.npz"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+#: a PyTorch run's checkpoint (``mlplab torch train``; its model file is ``model.pt``)
+TORCH_CHECKPOINT_FILE = "checkpoint.pt"
 
 
 #: names of the files in a run folder; an atomic write leaves ``.<name>.<random>`` if killed
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, METRICS_FILE, "loss.png",
-             "accuracy.png", "confusion.png", "weights.png")
+             "accuracy.png", "confusion.png", "weights.png", "model.pt", TORCH_CHECKPOINT_FILE)
 
 
 def remove_partial_writes(run_dir: str | os.PathLike) -> list[Path]:

@@ -29,11 +29,13 @@ from mlplab.runs.files import (
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    TORCH_CHECKPOINT_FILE,
 )
 from mlplab.runs.lock import training_process
 
-#: the files beside config.json that make a folder a run folder (model.pt: mlplab torch train's)
-_RUN_MARKERS = (METRICS_FILE, CHECKPOINT_FILE, MODEL_FILE, "model.pt")
+#: the files beside config.json that make a folder a run folder (model.pt, checkpoint.pt: mlplab
+#: torch train's)
+_RUN_MARKERS = (METRICS_FILE, CHECKPOINT_FILE, MODEL_FILE, "model.pt", TORCH_CHECKPOINT_FILE)
 #: folders that hold no runs and can be large: the decoded-image cache, virtual environments
 _SKIPPED = {"folder-cache", "__pycache__", "node_modules", "site-packages"}
 
@@ -160,12 +162,12 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         of_epochs=config.get("epochs"),
         stopped_early=metrics.get("stopped_early") is True,
         seconds=_number(metrics.get("seconds")),
-        finished=_modified(run / (METRICS_FILE if metrics else CHECKPOINT_FILE)),
+        finished=_modified(run / METRICS_FILE if metrics else _checkpoint_of(run)),
         **{k: _number(metrics.get(k)) for k in ("train_accuracy", "val_accuracy",
                                                    "best_val_accuracy", "test_accuracy")},
     )
-    if not metrics and _is_file(run / CHECKPOINT_FILE):
-        figures, per_epoch = _progress(run / CHECKPOINT_FILE)
+    if not metrics and _is_file(_checkpoint_of(run)):
+        figures, per_epoch = _progress(_checkpoint_of(run))
         record.update(figures)
         if holder is not None and per_epoch is not None and \
                 isinstance(record["of_epochs"], int) and isinstance(record["epochs"], int):
@@ -179,10 +181,10 @@ def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
     got), and the seconds its last epochs took each. A checkpoint whose members' headers or
     trainer record cannot be read makes the run ``unreadable``: it cannot be resumed (the
     weights themselves are not read here; ``--resume`` checks them)."""
-    from mlplab.runs.checkpoint import checkpoint_progress
-
     try:
-        progress = checkpoint_progress(checkpoint)
+        progress = _read_progress(checkpoint)
+    except ImportError:  # a PyTorch run's checkpoint, and no PyTorch here to read it
+        return {}, None
     except (OSError, ValueError) as exc:
         return {"status": "unreadable", "problem": str(exc)}, None
     history = progress["history"]
@@ -194,6 +196,25 @@ def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
     return ({"epochs": progress["epoch"], "seconds": _number(progress["seconds"]),
              "best_val_accuracy": _number(best), **last},
             _number(math.fsum(recent) / len(recent)) if recent else None)
+
+
+def _checkpoint_of(run: Path) -> Path:
+    """The checkpoint file of a run folder: a PyTorch run's ``checkpoint.pt`` where there is
+    one, else ``checkpoint.npz``."""
+    torch_checkpoint = run / TORCH_CHECKPOINT_FILE
+    return torch_checkpoint if _is_file(torch_checkpoint) else run / CHECKPOINT_FILE
+
+
+def _read_progress(checkpoint: Path) -> dict[str, Any]:
+    """``checkpoint_progress`` of a NumPy run's checkpoint or a PyTorch run's (an
+    ``ImportError`` for the second without PyTorch)."""
+    if checkpoint.name == TORCH_CHECKPOINT_FILE:
+        from mlplab.torch_mlp.files import torch_checkpoint_progress
+
+        return torch_checkpoint_progress(checkpoint)
+    from mlplab.runs.checkpoint import checkpoint_progress
+
+    return checkpoint_progress(checkpoint)
 
 
 def _hidden(hidden: Any) -> str | None:
@@ -227,9 +248,10 @@ def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     import csv
 
     run = Path(folder)
-    if (run / CHECKPOINT_FILE).is_file() and (not (run / HISTORY_FILE).is_file() or
-                                              training_process(run) is not None):
-        return _checkpoint_curves(run / CHECKPOINT_FILE)
+    checkpoint = _checkpoint_of(run)
+    if checkpoint.is_file() and (not (run / HISTORY_FILE).is_file() or
+                                 training_process(run) is not None):
+        return _checkpoint_curves(checkpoint)
     sums: dict[int, list[float]] = {}
     val: dict[int, float] = {}
     try:
@@ -249,11 +271,9 @@ def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
 def _checkpoint_curves(checkpoint: Path) -> dict[str, list[float]]:
     """:func:`epoch_curves` of a run in progress. Its checkpoint is written at epoch ends, so the
     losses split into equal epochs; one that does not (a hand-made file) gives no curves."""
-    from mlplab.runs.checkpoint import checkpoint_progress
-
     try:
-        progress = checkpoint_progress(checkpoint)
-    except (OSError, ValueError):
+        progress = _read_progress(checkpoint)
+    except (ImportError, OSError, ValueError):
         return {"loss": [], "val_acc": []}
     history, epochs = progress["history"], progress["epoch"]
     if epochs <= 0 or not history.loss or len(history.loss) % epochs:

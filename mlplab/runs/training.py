@@ -291,7 +291,8 @@ def run_config(run: str | os.PathLike) -> RunConfig:
     values = io.read_json(config_path)
     if isinstance(values, dict) and values.get("framework") == "pytorch":
         raise ValueError(f"{run_dir} was written by mlplab torch train: mlplab train can neither "
-                         "resume it nor train from its settings; use mlplab torch train.")
+                         "resume it nor train from its settings; resume it with mlplab torch "
+                         "train --resume, or train with mlplab torch train.")
     cfg = finished_run_config(values, config_path)
     # not an invalid config: one written where these names were registered
     module = None

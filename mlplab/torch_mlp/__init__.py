@@ -28,10 +28,10 @@ One module per idea, bottom to top; their API (``__all__``) is importable here a
 * :mod:`~mlplab.torch_mlp.predict` — logits, classes and accuracy in evaluation mode;
 * :mod:`~mlplab.torch_mlp.training` — :class:`TorchTrainConfig` and its defaults, :func:`fit`;
 * :mod:`~mlplab.torch_mlp.depth` — the depth study, its table and its figure;
-* :mod:`~mlplab.torch_mlp.files` — model files (``torch.load(weights_only=True)``);
+* :mod:`~mlplab.torch_mlp.files` — model and checkpoint files (``torch.load(weights_only=True)``);
 * :mod:`~mlplab.torch_mlp.convert` — NumPy <-> PyTorch weights;
-* :mod:`~mlplab.torch_mlp.runs` — :func:`train_run` and :func:`depth_run`, the run folders of
-  ``mlplab torch train`` and ``mlplab torch depth``.
+* :mod:`~mlplab.torch_mlp.runs` — :func:`train_run`, :func:`resume_run` and :func:`depth_run`,
+  the run folders of ``mlplab torch train`` (``--resume``) and ``mlplab torch depth``.
 
 Importing this package (or any of its modules) needs PyTorch: ``pip install 'mlplab[torch]'``.
 """
@@ -67,7 +67,14 @@ from mlplab.torch_mlp.device import (
     subnormals_flushed,
     threads_kept,
 )
-from mlplab.torch_mlp.files import TORCH_MODEL_FORMAT, load_torch_model, save_torch_model
+from mlplab.torch_mlp.files import (
+    TORCH_CHECKPOINT_FORMAT,
+    TORCH_MODEL_FORMAT,
+    load_torch_checkpoint,
+    load_torch_model,
+    save_torch_checkpoint,
+    save_torch_model,
+)
 from mlplab.torch_mlp.model import (
     HIDDEN,
     INIT_STD,
@@ -85,6 +92,7 @@ from mlplab.torch_mlp.runs import (
     check_model_options,
     depth_run,
     describe,
+    resume_run,
     train_run,
 )
 from mlplab.torch_mlp.training import (
@@ -118,6 +126,7 @@ __all__ = [
     "REG",
     "STD",
     "ShuffledBatches",
+    "TORCH_CHECKPOINT_FORMAT",
     "TORCH_MODEL_FORMAT",
     "TorchRunResult",
     "TorchTrainConfig",
@@ -138,12 +147,15 @@ __all__ = [
     "hidden_for_depth",
     "input_pipeline",
     "l2_penalty",
+    "load_torch_checkpoint",
     "load_torch_model",
     "normalize_images",
     "parse_device",
     "plot_depth",
     "predict",
     "predict_logits",
+    "resume_run",
+    "save_torch_checkpoint",
     "save_torch_model",
     "select_device",
     "set_threads",

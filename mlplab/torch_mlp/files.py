@@ -1,8 +1,10 @@
-"""Model files of the PyTorch network: :func:`save_torch_model` writes a model's config and
+"""Files of the PyTorch network: :func:`save_torch_model` writes a model's config and
 ``state_dict`` atomically, :func:`load_torch_model` reads them back with
-``torch.load(weights_only=True)``, so that a file cannot run code. The file format
-(:data:`TORCH_MODEL_FORMAT`) is a contract with files on disk, whatever trained the model, so it
-has a module of its own.
+``torch.load(weights_only=True)``, so that a file cannot run code; :func:`save_torch_checkpoint`
+and :func:`load_torch_checkpoint` do the same for a run's checkpoint (the training state
+:func:`mlplab.torch_mlp.fit` hands out after every epoch). The file formats
+(:data:`TORCH_MODEL_FORMAT`, :data:`TORCH_CHECKPOINT_FORMAT`) are a contract with files on disk,
+whatever trained the model, so they have a module of their own.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from mlplab.torch_mlp.model import MultiLayerPerceptron
 
 TORCH_MODEL_FORMAT = "mlplab-torch-model"
+TORCH_CHECKPOINT_FORMAT = "mlplab-torch-checkpoint"
 
 
 def save_torch_model(path: str | os.PathLike, model: MultiLayerPerceptron,
@@ -53,3 +56,54 @@ def load_torch_model(path: str | os.PathLike) -> tuple[MultiLayerPerceptron, dic
         raise ValueError(f"{path}: the stored weights do not match the stored config "
                          f"({exc}).") from None
     return model.eval(), dict(payload.get("extra") or {})
+
+
+def save_torch_checkpoint(path: str | os.PathLike, state: dict[str, Any],
+                          extra: dict[str, Any] | None = None) -> None:
+    """Write a training state of :func:`mlplab.torch_mlp.fit` (``on_checkpoint``) and ``extra``
+    (plain values: what the run records beside it) to ``path`` atomically: a crash while it is
+    written leaves the previous checkpoint whole."""
+    from mlplab.io import atomic_path
+
+    payload = {"format": TORCH_CHECKPOINT_FORMAT, "version": 1, "state": state,
+               "extra": dict(extra or {})}
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def load_torch_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(training state, extra)`` from a file written by :func:`save_torch_checkpoint`, read with
+    ``weights_only=True`` onto the CPU (``fit`` moves the optimiser's state to the model's
+    device)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such checkpoint.") from None
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({exc}).") from None
+    if not isinstance(payload, dict) or payload.get("format") != TORCH_CHECKPOINT_FORMAT \
+            or not isinstance(payload.get("state"), dict):
+        raise ValueError(f"{path} is not an mlplab PyTorch checkpoint (written by "
+                         "mlplab torch train).")
+    return payload["state"], dict(payload.get("extra") or {})
+
+
+def torch_checkpoint_progress(path: str | os.PathLike) -> dict[str, Any]:
+    """How far the run of a PyTorch checkpoint got: ``epoch``, ``iteration``, ``seconds`` trained
+    and the :class:`~mlplab.trainer.History` so far, as
+    :func:`mlplab.runs.checkpoint.checkpoint_progress` gives them for a NumPy run's (what
+    ``mlplab runs`` shows of a run still training or killed). A ``ValueError`` naming the file if
+    it is not a readable checkpoint."""
+    from mlplab._validation import is_int, is_number
+    from mlplab.trainer import History
+
+    state, extra = load_torch_checkpoint(path)
+    try:
+        history = History.from_dict(state["history"])
+        epoch, iteration, seconds = state["epoch"], state["iteration"], extra.get("seconds", 0.0)
+        if not (is_int(epoch) and is_int(iteration) and is_number(seconds)):
+            raise TypeError("epoch, iteration or seconds is not a number")
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a complete PyTorch checkpoint ({exc}).") from None
+    return {"epoch": int(epoch), "iteration": int(iteration), "seconds": float(seconds),
+            "history": history}

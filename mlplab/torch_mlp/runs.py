@@ -32,9 +32,16 @@ import numpy as np
 import torch
 
 from mlplab import environment, io
-from mlplab._text import counted
+from mlplab._text import counted, path_word
 from mlplab._validation import check_choice, check_positive, setting
+from mlplab.runs.files import TORCH_CHECKPOINT_FILE, remove_partial_writes
 from mlplab.runs.lock import refuse_if_training, run_lock
+from mlplab.runs.splits import (
+    check_same_data,
+    check_same_decoding,
+    image_decoding,
+    split_record,
+)
 from mlplab.runs.training import RunOutcome
 from mlplab.torch_mlp.convert import to_numpy
 from mlplab.torch_mlp.data import input_pipeline
@@ -46,7 +53,11 @@ from mlplab.torch_mlp.depth import (
     plot_depth,
 )
 from mlplab.torch_mlp.device import parse_device, select_device, set_threads, threads_kept
-from mlplab.torch_mlp.files import save_torch_model
+from mlplab.torch_mlp.files import (
+    load_torch_checkpoint,
+    save_torch_checkpoint,
+    save_torch_model,
+)
 from mlplab.torch_mlp.model import (
     HIDDEN,
     INIT_STD,
@@ -68,7 +79,7 @@ from mlplab.torch_mlp.training import (
     check_batchnorm_batches,
     fit,
 )
-from mlplab.trainer import History
+from mlplab.trainer import History, TrainingDivergedError
 
 if TYPE_CHECKING:
     from mlplab.data import Dataset, Pipeline
@@ -79,6 +90,8 @@ TORCH_MODEL_FILE = "model.pt"
 NUMPY_MODEL_FILE = "model.npz"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+#: the training state after the last epoch done, from which ``--resume`` goes on
+CHECKPOINT_FILE = TORCH_CHECKPOINT_FILE
 #: the file of a depth run whose presence marks a finished one
 DEPTH_FILE = "depth.json"
 
@@ -154,6 +167,18 @@ def _only_a_torch_config(path: Path) -> bool:
     return isinstance(config, dict) and config.get("framework") == "pytorch"
 
 
+def _stopped(path: Path) -> bool:
+    """Whether ``path`` holds a PyTorch run with a checkpoint that has not completed: one that
+    ``resume_run`` continues."""
+    from mlplab.runs import read_metrics
+
+    try:
+        return (path / CHECKPOINT_FILE).is_file() and \
+            read_metrics(path / METRICS_FILE).get("status") != "completed"
+    except (OSError, ValueError):
+        return False
+
+
 def _check_out(path: Path, marker: str) -> None:
     """Refuse, in one line, an ``out`` that cannot become a fresh run folder, before anything is
     loaded or written (mkdir's own errors would read "[Errno 17] File exists: ...")."""
@@ -163,6 +188,11 @@ def _check_out(path: Path, marker: str) -> None:
         refuse_if_training(path)  # a run still training has a lone config.json too
         if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
                                              and _only_a_torch_config(path)):
+            if marker == TORCH_CONFIG_FILE and _stopped(path):
+                resume = setting(f"mlplab torch train --resume {path_word(path)}",
+                                 f"resume_run({str(path)!r})")
+                raise ValueError(f"{path} holds a run that stopped before its end; continue it "
+                                 f"with {resume}, or choose another {out}.")
             raise ValueError(f"{path} already holds results ({marker}); choose another {out}.")
         existing = path
     else:
@@ -366,19 +396,151 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
                   f"{len(ds.y_val)} val), {counted(cfg.epochs, 'epoch')}, device {dev}, "
                   f"{counted(threads_used, 'thread')}",
                   file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        history = fit(model, X, ds.y_train, X_val, ds.y_val if X_val is not None else None, cfg)
-        seconds = time.perf_counter() - start
-        metrics = _metrics(model, history, ds, pre, X, X_val, eval_test, seconds, seed, init,
-                           threads_used, dev)
-        model.cpu()
-        result = TorchRunResult(config, model, pre, history, metrics, list(ds.classes), out_dir,
-                                seconds)
-        if out_dir is not None:
-            _write_run(out_dir, result, ds, X_val,
-                       batches_per_epoch(len(ds.y_train), cfg.batch_size, batchnorm), plots)
+        return _fit_and_write(out_dir, config, model, ds, pre, X, X_val, cfg, threads_used,
+                              dev, plots)
+
+
+def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLayerPerceptron,
+                   ds: Dataset, pre: Pipeline, X: np.ndarray, X_val: np.ndarray | None,
+                   cfg: TorchTrainConfig, threads_used: int, dev: torch.device, plots: bool,
+                   state: dict[str, Any] | None = None, seconds_before: float = 0.0
+                   ) -> TorchRunResult:
+    """Train (from ``state``, a checkpoint's training state, if given), checkpointing into
+    ``out_dir`` after every epoch, then measure the network and write the run's files."""
+    start = time.perf_counter()
+    extra = {"splits": split_record(ds), **image_decoding(ds)}
+
+    def save(training_state: dict[str, Any]) -> None:
+        assert out_dir is not None  # only handed to fit with a folder
+        save_torch_checkpoint(out_dir / CHECKPOINT_FILE, training_state,
+                              {**extra, "seconds": seconds_before + time.perf_counter() - start})
+
+    history = fit(model, X, ds.y_train, X_val, ds.y_val if X_val is not None else None, cfg,
+                  on_checkpoint=save if out_dir is not None else None, resume=state)
+    seconds = seconds_before + time.perf_counter() - start
+    metrics = _metrics(model, history, ds, pre, X, X_val, bool(config["eval_test"]), seconds,
+                       config["seed"], config["init"], threads_used, dev)
+    model.cpu()
+    result = TorchRunResult(config, model, pre, history, metrics, list(ds.classes), out_dir,
+                            seconds)
+    if out_dir is not None:
+        _write_run(out_dir, result, ds, X_val,
+                   batches_per_epoch(len(ds.y_train), cfg.batch_size, bool(config["batchnorm"])),
+                   plots)
     return result
 
+
+@threads_kept()
+def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
+               threads: int | None = None, plots: bool = True, progress: bool = False,
+               verbose: bool = False, announce: bool = False) -> TorchRunResult:
+    """Continue the PyTorch run in folder ``run`` (stopped by Ctrl-C, a crash or a kill) from its
+    last checkpoint, the end of its last whole epoch, to the end it was configured for: the
+    files and figures are those an uninterrupted run would have written, and on the same device
+    with the same thread count the weights and every figure are the same to the last bit.
+
+    The run's data is loaded again as its ``config.json`` says, and refused if its splits are not
+    the ones the run trained on; ``data`` is the dataset itself, for a run trained on a dataset
+    given in Python. ``threads``: PyTorch CPU threads, if not the run's setting. A run that
+    stopped before its first epoch ended (no checkpoint) starts again from the beginning, with
+    the same seed. A completed run, a folder another process is training and a run whose loss
+    diverged are refused.
+    """
+    run_dir = Path(run)
+    _resumable(run_dir)  # before a lock file is made in a folder that is not a run's
+    with run_lock(run_dir):
+        config = _resumable(run_dir)  # again: the process that held the lock may have ended it
+        remove_partial_writes(run_dir)
+        ckpt = run_dir / CHECKPOINT_FILE
+        state, extra = load_torch_checkpoint(ckpt) if ckpt.is_file() else (None, {})
+        if state is not None:  # a folder's images that a later mlplab decodes otherwise
+            check_same_decoding(extra, config["dataset"], run_dir, "resuming")
+        cfg, threads_used, dev = _settings(
+            init_std=config["init_std"], dropout=config["dropout"],
+            batchnorm=config["batchnorm"], epochs=config["epochs"],
+            batch_size=config["batch_size"], lr=config["lr"], reg=config["reg"],
+            lr_decay=config["lr_decay"], seed=config["seed"], device=config["device"],
+            threads=threads if threads is not None else config["threads"], progress=progress,
+            verbose=verbose)
+        if data is None:
+            _check_loadable(config["dataset"])
+            load = {**_LOAD_DEFAULTS, **{k: config[k] for k in ("data_dir", "val_size",
+                                                                "test_size", "image_size")}}
+            load.pop("data_seed")
+            ds, pre, X, X_val = _load(config["dataset"], config["data_seed"], load)
+        else:
+            _check_dataset_arg(data, {})
+            ds, pre, X, X_val = _load(data, config["data_seed"], {})
+        if extra.get("splits"):
+            check_same_data(extra["splits"], ds, ckpt)  # also the sizes of the training split
+        if config["eval_test"]:
+            from mlplab.runs import require_test_split
+
+            require_test_split(ds)
+        model = build_model(X.shape[1], list(config["hidden"]), ds.num_classes,
+                            init=config["init"], std=config["init_std"],
+                            dropout=config["dropout"], batchnorm=config["batchnorm"],
+                            seed=config["seed"])
+        if announce:
+            done = f"from epoch {state['epoch']} of {cfg.epochs}" if state is not None else \
+                "from the start (it stopped before its first epoch ended)"
+            print(f"resuming {describe(model)} on {ds.name} {done}, device {dev}, "
+                  f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
+        try:
+            return _fit_and_write(run_dir, config, model, ds, pre, X, X_val, cfg, threads_used,
+                                  dev, plots, state, float(extra.get("seconds", 0.0)))
+        except TrainingDivergedError as exc:
+            # resuming repeats the same arithmetic: it would diverge again each time
+            raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run "
+                                        f"with other settings.") from None
+
+
+def _check_loadable(name: str) -> None:
+    """Refuse to resume, by name, a run trained on a dataset given to it in Python, which
+    :func:`mlplab.data.load_dataset` cannot load again, saying what to pass instead."""
+    from mlplab.data.base import DatasetError
+    from mlplab.data.datasets import check_dataset_name
+
+    try:
+        check_dataset_name(name)
+    except DatasetError:
+        raise DatasetError(f"this run was trained on a dataset given to it in Python, {name!r}, "
+                           "which load_dataset cannot load again: pass the same Dataset, "
+                           "resume_run(RUN, data=DATASET).") from None
+
+
+#: the keys of a PyTorch run's config.json that resuming it reads
+_RESUME_KEYS = ("dataset", "data_dir", "val_size", "test_size", "image_size", "data_seed",
+                "hidden", "init", "init_std", "dropout", "batchnorm", "epochs", "batch_size",
+                "lr", "reg", "lr_decay", "seed", "device", "threads", "eval_test")
+
+
+def _resumable(run_dir: Path) -> dict[str, Any]:
+    """The ``config.json`` of the PyTorch run in ``run_dir``, refused (one line saying what to
+    do) if the folder holds no such run or the run has completed."""
+    from mlplab.runs import read_metrics
+
+    path = run_dir / TORCH_CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no {TORCH_CONFIG_FILE}).")
+    config = io.read_json(path)
+    if not isinstance(config, dict) or config.get("framework") != "pytorch":
+        raise ValueError(f"{run_dir} was not written by mlplab torch train; resume an mlplab "
+                         "train run with mlplab train --resume.")
+    missing = [k for k in _RESUME_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"{path} is not a complete PyTorch run configuration (no "
+                         f"{', '.join(missing)}); it cannot be resumed.")
+    try:
+        status = read_metrics(run_dir / METRICS_FILE).get("status")
+    except ValueError:  # its advice names mlplab train --resume, which refuses this run
+        raise ValueError(f"{run_dir / METRICS_FILE} is not a run's metrics (a JSON object as "
+                         "mlplab torch train writes it); it was edited or damaged: delete it, "
+                         "then resume the run, which writes it again.") from None
+    if status == "completed":
+        raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
+                         f"(start a new run with a different {setting('--out', 'out')}).")
+    return config
 
 def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_seed: int,
                 hidden: list[int], init: str, init_std: float, dropout: float, batchnorm: bool,
@@ -417,9 +579,6 @@ def _metrics(model: MultiLayerPerceptron, history: History, ds: Dataset, pre: Pi
              X: np.ndarray, X_val: np.ndarray | None, eval_test: bool, seconds: float,
              seed: int, init: str, threads: int, device: torch.device) -> dict[str, Any]:
     """``metrics.json``: ``mlplab train``'s keys, then the framework, init and environment."""
-    from mlplab.runs import split_record
-    from mlplab.runs.splits import image_decoding
-
     metrics: dict[str, Any] = {
         "status": "interrupted" if history.interrupted else "completed",
         "train_accuracy": accuracy(model, X, ds.y_train),

@@ -137,7 +137,8 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
         X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
         config: TorchTrainConfig | None = None, *,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-        **overrides: Any) -> History:
+        on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        resume: dict[str, Any] | None = None, **overrides: Any) -> History:
     """Train ``model`` the exercise's way and return an :class:`mlplab.trainer.History` (loss per
     iteration; train accuracy, validation accuracy, learning rate and seconds per epoch).
 
@@ -153,6 +154,13 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     global random state is left as it was. Subnormal floats are flushed to zero while it runs
     (:func:`~mlplab.torch_mlp.device.subnormals_flushed`), and the thread count and that setting
     are the caller's again afterwards.
+
+    ``on_checkpoint(state)`` gets, after every epoch, everything needed to go on from there: the
+    model's, Adam's and the scheduler's state dicts, the shuffling and dropout generators'
+    states and the history so far (tensors and plain values, for ``torch.save``; save it before
+    returning, training then changes the tensors). ``resume=state`` continues from such a state
+    with the same model and settings, to the same end as a run never stopped (bit for bit on
+    the same device and thread count): the epochs done are not trained again.
     """
     base = config.to_dict() if config is not None else {}
     cfg = TorchTrainConfig.from_dict({**base, **overrides})
@@ -169,21 +177,25 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     Xt, yt = as_tensor(X, dtype, device), torch.from_numpy(y.astype(np.int64)).to(device)
     subset = _train_acc_subset(X, y)
     # with batch norm a last batch of one row would make BatchNorm1d fail mid-epoch: merged
-    loader = _shuffled_loader(Xt, yt, cfg, merge_single=bool(model.batchnorms))
+    loader, generator = _shuffled_loader(Xt, yt, cfg, merge_single=bool(model.batchnorms))
 
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.reg)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
-    history = History()
+    history, done, iteration = History(), 0, 0
+    if resume is not None:
+        history, done, iteration = _restore(resume, model, optimizer, scheduler, generator,
+                                            cfg.epochs)
     total = cfg.epochs * len(loader)
-    bar = training_bar(total, cfg.progress)
-    iteration = 0
+    bar = training_bar(total, cfg.progress, initial=min(iteration, total))
     fork = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork):
-        if cfg.seed is not None:  # dropout masks
+        if resume is not None:  # the dropout masks go on where they stopped
+            _set_rng_states(resume, device)
+        elif cfg.seed is not None:  # dropout masks
             torch.manual_seed(cfg.seed)
         try:
-            for epoch in range(1, cfg.epochs + 1):
+            for epoch in range(done + 1, cfg.epochs + 1):
                 start = time.perf_counter()
                 lr = optimizer.param_groups[0]["lr"]
                 epoch_loss = _train_epoch(model, loader, criterion, optimizer, bar)
@@ -197,6 +209,9 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
                         "loss": history.loss[-1], "train_acc": train_acc, "val_acc": val_acc,
                         "lr": lr, "seconds": time.perf_counter() - start}
                 _record_epoch(history, logs, has_val)
+                if on_checkpoint is not None:
+                    on_checkpoint(_training_state(epoch, iteration, model, optimizer, scheduler,
+                                                  generator, device, history))
                 _report_epoch(logs, cfg, bar, on_epoch_end)
         except KeyboardInterrupt:
             history.interrupted = True
@@ -235,17 +250,81 @@ def _train_acc_subset(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _shuffled_loader(Xt: torch.Tensor, yt: torch.Tensor, cfg: TorchTrainConfig,
-                     merge_single: bool) -> torch.utils.data.DataLoader:
-    """A loader of :class:`ShuffledBatches` over the tensors, shuffled by its own generator
-    (seeded with ``cfg.seed``, else fresh)."""
+                     merge_single: bool) -> tuple[torch.utils.data.DataLoader, torch.Generator]:
+    """A loader of :class:`ShuffledBatches` over the tensors, and the generator it shuffles
+    with (seeded with ``cfg.seed``, else fresh)."""
     generator = torch.Generator()
     if cfg.seed is not None:
         generator.manual_seed(cfg.seed)
     else:
         generator.seed()
     sampler = ShuffledBatches(len(Xt), int(cfg.batch_size), generator, merge_single=merge_single)
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(Xt, yt), sampler=sampler,
-                                       batch_size=None)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(Xt, yt),
+                                         sampler=sampler, batch_size=None)
+    return loader, generator
+
+
+#: the keys of a training state (:func:`fit`'s ``on_checkpoint`` and ``resume``)
+STATE_KEYS = ("epoch", "iteration", "model", "optimizer", "scheduler", "loader_rng", "torch_rng",
+              "cuda_rng", "history")
+
+
+def _training_state(epoch: int, iteration: int, model: MultiLayerPerceptron,
+                    optimizer: torch.optim.Optimizer, scheduler: Any,
+                    generator: torch.Generator, device: torch.device,
+                    history: History) -> dict[str, Any]:
+    """Everything :func:`fit` needs to go on after ``epoch``: the generators' states taken
+    now draw the next epoch's permutation and dropout masks, as an uninterrupted run would."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return {"epoch": int(epoch), "iteration": int(iteration),
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "loader_rng": generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": cuda, "history": history.to_dict()}
+
+
+def _restore(state: dict[str, Any], model: MultiLayerPerceptron,
+             optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator,
+             epochs: int) -> tuple[History, int, int]:
+    """Load a training state into the model, Adam, the scheduler and the shuffling generator;
+    ``(history, epochs done, iterations done)``. A state that does not fit them (another
+    network, a damaged file) is a ``ValueError`` saying what did not fit."""
+    if not isinstance(state, dict) or sorted(state) != sorted(STATE_KEYS):
+        raise ValueError("the training state to resume from is not one fit wrote (expected the "
+                         f"keys {', '.join(STATE_KEYS)}).")
+    done, iteration = state["epoch"], state["iteration"]
+    if not (is_int(done) and 1 <= done <= epochs and is_int(iteration) and iteration >= done):
+        raise ValueError(f"the training state to resume from is at epoch {done!r}, iteration "
+                         f"{iteration!r}; a run of {epochs} epochs resumes after epoch 1 to "
+                         f"{epochs}.")
+    try:
+        history = History.from_dict(state["history"])
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["loader_rng"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # torch: RuntimeError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"the training state to resume from does not fit this network and "
+                         f"its training ({first}).") from None
+    if len(history.train_acc) != done or len(history.loss) != iteration:
+        raise ValueError(f"the training state to resume from is inconsistent: epoch {done} and "
+                         f"iteration {iteration}, but a history of {len(history.train_acc)} "
+                         f"epochs and {len(history.loss)} iterations.")
+    history.interrupted = False
+    return history, int(done), int(iteration)
+
+
+def _set_rng_states(state: dict[str, Any], device: torch.device) -> None:
+    """The dropout generators as a training state left them (the CUDA one only on a GPU, and
+    only if the state was written on one: a run moved from a GPU draws fresh masks there)."""
+    try:
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+    except (TypeError, RuntimeError) as exc:
+        raise ValueError(f"the training state to resume from holds no usable random generator "
+                         f"state ({exc}).") from None
 
 
 def _train_epoch(model: MultiLayerPerceptron, loader: torch.utils.data.DataLoader,

@@ -1,0 +1,215 @@
+"""Resuming a PyTorch run (``mlplab torch train --resume``, ``torch_mlp.resume_run``): a run
+stopped by a crash, a kill or Ctrl-C goes on from its last epoch's checkpoint and ends with the
+files, figures and weights of a run never stopped."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mlplab.cli import main
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install 'mlplab[torch]')")
+tm = pytest.importorskip("mlplab.torch_mlp")
+from mlplab.torch_mlp import runs as torch_runs  # noqa: E402  (after the importorskip)
+
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # a run sets threads=1
+
+# dropout and batch norm: the dropout generator and the running statistics must carry over
+SETTINGS = {"hidden": [32, 16], "epochs": 5, "batch_size": 64, "dropout": 0.3,
+            "batchnorm": True, "lr": 3e-3, "threads": 1, "eval_test": True, "plots": False}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return tm.train_run("digits", out=tmp_path_factory.mktemp("torch-resume") / "whole",
+                        **SETTINGS)
+
+
+def _crash_after(monkeypatch, epochs_done, error=RuntimeError):
+    """Make the next run's ``fit`` raise ``error`` once ``epochs_done`` epochs (and their
+    checkpoint) are done, as a crash or a kill would stop it there."""
+    fit = torch_runs.fit
+
+    def crashing(*args, **kwargs):
+        def stop(epoch, logs):
+            if epoch == epochs_done:
+                raise error("stopped here")
+        return fit(*args, on_epoch_end=stop, **kwargs)
+
+    monkeypatch.setattr(torch_runs, "fit", crashing)
+
+
+def _same_as(run, whole):
+    """The files of ``run`` are those of the uninterrupted run, but for the times."""
+    read = lambda path: json.loads(path.read_text())  # noqa: E731
+    drop = ("seconds", "environment")
+    metrics = {k: v for k, v in read(run / "metrics.json").items() if k not in drop}
+    assert metrics == {k: v for k, v in read(whole / "metrics.json").items() if k not in drop}
+    assert (run / "history.csv").read_text() == (whole / "history.csv").read_text()
+    assert read(run / "config.json") == read(whole / "config.json")
+    ours, theirs = (torch.load(d / "model.pt", weights_only=True)["state_dict"]
+                    for d in (run, whole))
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)  # bit for bit
+    assert not (run / ".lock").exists()
+
+
+def test_a_crashed_run_resumes_to_the_end_of_a_run_never_stopped(uninterrupted, tmp_path,
+                                                                  monkeypatch, capsys):
+    out = tmp_path / "run"
+    _crash_after(monkeypatch, 2)
+    with pytest.raises(RuntimeError, match="stopped here"):
+        tm.train_run("digits", out=out, **SETTINGS)
+    monkeypatch.undo()
+    # what a crash leaves (a kill leaves .lock too, unlocked): the settings and the last
+    # epoch's checkpoint
+    assert {p.name for p in out.iterdir()} == {"config.json", "checkpoint.pt"}
+    state, extra = tm.load_torch_checkpoint(out / "checkpoint.pt")
+    assert state["epoch"] == 2 and len(state["history"]["val_acc"]) == 2
+    assert extra["splits"]["train_size"] == 1437
+    # listed with the figures of its last epoch, and plotted so far
+    from mlplab.runs import summarize_run
+    from mlplab.runs.listing import epoch_curves
+
+    record = summarize_run(out)
+    assert (record["status"], record["framework"], record["epochs"], record["of_epochs"]) == \
+        ("unfinished", "pytorch", 2, 5)
+    assert record["val_accuracy"] == uninterrupted.history.val_acc[1]
+    assert record["train_accuracy"] == uninterrupted.history.train_acc[1]
+    assert epoch_curves(out)["val_acc"] == uninterrupted.history.val_acc[:2]
+    # a new run may not take the folder over: it says how to go on instead
+    assert main(["torch", "train", "--out", str(out), "--no-progress"]) == 1
+    assert f"continue it with mlplab torch train --resume {out}" in capsys.readouterr().err
+
+    result = tm.resume_run(out)
+    assert result.metrics["status"] == "completed" and result.metrics["epochs"] == 5
+    assert result.history.val_acc == uninterrupted.history.val_acc
+    assert result.history.loss == uninterrupted.history.loss
+    _same_as(out, uninterrupted.out)
+    with pytest.raises(ValueError, match="has already completed; nothing to resume"):
+        tm.resume_run(out)
+
+
+def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(uninterrupted, tmp_path,
+                                                              monkeypatch, capsys):
+    """Ctrl-C in the middle of epoch 3: the run is saved as it was (status interrupted,
+    exit 130, the command to go on printed), and --resume redoes epoch 3 from its start."""
+    out = tmp_path / "run"
+    step, calls = torch.optim.Adam.step, []
+
+    def step_then_ctrl_c(self, *args, **kwargs):
+        loss = step(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 23 * 2 + 7:  # 23 batches an epoch: the 7th of epoch 3
+            raise KeyboardInterrupt
+        return loss
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_ctrl_c)
+    argv = ["--hidden", "32,16", "--epochs", "5", "--batch-size", "64", "--dropout", "0.3",
+            "--batchnorm", "--lr", "3e-3", "--threads", "1", "--eval-test", "--no-plots",
+            "--no-progress"]
+    assert main(["torch", "train", *argv, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert f"Continue with: mlplab torch train --resume {out} --threads 1" in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    # the network as it was at the 7th batch, the history of the epochs done
+    assert metrics["status"] == "interrupted" and metrics["iterations"] == 23 * 2
+
+    # only the runtime and output options may be given with --resume
+    assert main(["torch", "train", "--resume", str(out), "--epochs", "5", "--lr", "1e-3",
+                 "--no-cache"]) == 2
+    assert "--resume continues a run exactly as it was configured; drop --epochs, --lr, " \
+           "--no-cache." in capsys.readouterr().err
+    assert main(["torch", "train", "--resume", str(out), "--threads", "1", "--no-plots",
+                 "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "from epoch 2 of 5" in captured.err and captured.out.startswith("completed:")
+    _same_as(out, uninterrupted.out)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again(uninterrupted, tmp_path):
+    """Killed during epoch 1, a run leaves only config.json; resuming it trains from the start
+    with the same seed."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text((uninterrupted.out / "config.json").read_text())
+    result = tm.resume_run(out)
+    assert result.history.loss == uninterrupted.history.loss
+    _same_as(out, uninterrupted.out)
+
+
+def test_resume_refuses_other_data_and_damaged_checkpoints(tmp_path, monkeypatch):
+    import dataclasses
+
+    from mlplab.data import load_dataset
+
+    # a dataset of one's own, which load_dataset cannot load again by its name
+    digits = dataclasses.replace(load_dataset("digits"), name="mine", load_options={})
+    out = tmp_path / "run"
+    _crash_after(monkeypatch, 1)
+    settings = {**SETTINGS, "eval_test": False}
+    with pytest.raises(RuntimeError):
+        tm.train_run(digits, out=out, **settings)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="given to it in Python.*resume_run\\(RUN, data=DATASET"):
+        tm.resume_run(out)
+    other = dataclasses.replace(digits, X_train=digits.X_train[1:], y_train=digits.y_train[1:])
+    with pytest.raises(ValueError, match="train split of mine has 1436 images, but the run "
+                                         "was trained with 1437"):
+        tm.resume_run(out, data=other)
+    with pytest.raises(ValueError, match="not the one this run was trained with"):
+        tm.resume_run(out, data=dataclasses.replace(digits, X_val=digits.X_val[::-1],
+                                                    y_val=digits.y_val[::-1]))
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="checkpoint.pt is not a readable PyTorch checkpoint"):
+        tm.resume_run(out, data=digits)
+    torch.save({"format": "mlplab-torch-checkpoint", "state": {"epoch": 1}},
+               out / "checkpoint.pt")
+    with pytest.raises(ValueError, match="not one fit wrote"):
+        tm.resume_run(out, data=digits)
+
+
+def test_resume_refuses_what_is_not_a_stopped_pytorch_run(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="is not a run folder"):
+        tm.resume_run(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"dataset": "digits"}))
+    assert main(["torch", "train", "--resume", str(tmp_path)]) == 1
+    assert "was not written by mlplab torch train; resume an mlplab train run with mlplab " \
+           "train --resume" in capsys.readouterr().err
+
+
+def test_fit_resumes_from_a_state_bit_for_bit(rng):
+    """The library level: ``fit``'s ``on_checkpoint`` states, saved and loaded through
+    ``torch.save``, continue a run as if it had not stopped; a state of another network is
+    refused, saying so."""
+    import io
+
+    X = rng.normal(size=(120, 10)).astype(np.float32)
+    y = rng.randint(0, 3, size=120)
+    settings = {"epochs": 4, "batch_size": 16, "lr": 1e-2, "seed": 3}
+
+    def model():
+        return tm.build_model(10, [12], 3, init="default", dropout=0.4, seed=3)
+
+    states = []
+
+    def keep(state):
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        states.append(buffer.getvalue())
+
+    whole = model()
+    history = tm.fit(whole, X, y, X[:30], y[:30], on_checkpoint=keep, **settings)
+    assert len(states) == 4
+    resumed = model()
+    state = torch.load(io.BytesIO(states[1]), weights_only=True)
+    again = tm.fit(resumed, X, y, X[:30], y[:30], resume=state, **settings)
+    assert again.loss == history.loss and again.val_acc == history.val_acc
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(),
+                                                 resumed.state_dict().values()))
+    wider = tm.build_model(10, [13], 3, init="default", seed=3)
+    with pytest.raises(ValueError, match="does not fit this network"):
+        tm.fit(wider, X, y, resume=torch.load(io.BytesIO(states[1]), weights_only=True),
+               **settings)
