@@ -213,3 +213,19 @@ def test_fit_resumes_from_a_state_bit_for_bit(rng):
     with pytest.raises(ValueError, match="does not fit this network"):
         tm.fit(wider, X, y, resume=torch.load(io.BytesIO(states[1]), weights_only=True),
                **settings)
+
+
+def test_a_run_that_diverges_after_a_checkpoint_is_not_offered_for_resuming(tmp_path,
+                                                                             monkeypatch):
+    """A loss that becomes NaN in a later epoch would do so again on every resume: the
+    checkpoint goes, and the folder (its config.json alone) is reused by the next run."""
+    from mlplab.trainer import TrainingDivergedError
+
+    out = tmp_path / "run"
+    _crash_after(monkeypatch, 2, TrainingDivergedError)
+    with pytest.raises(TrainingDivergedError):
+        tm.train_run("digits", out=out, **SETTINGS)
+    monkeypatch.undo()
+    assert [p.name for p in out.iterdir()] == ["config.json"]
+    result = tm.train_run("digits", out=out, **{**SETTINGS, "epochs": 1})
+    assert result.metrics["status"] == "completed"

@@ -158,8 +158,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--resume", metavar="RUN", default=None, type=user_path_arg,
                    help="continue the run in folder RUN, stopped by Ctrl-C, a crash or a kill, "
                         "from the end of its last whole epoch, with its own settings (only "
-                        "--threads and the output options may be given); it ends as an "
-                        "uninterrupted run would have")
+                        "--threads, --no-plots, --json, --no-progress and --verbose may be "
+                        "given); it ends as an uninterrupted run would have")
     tr.set_defaults(func=run_train)
 
     dp = tsub.add_parser(

@@ -415,8 +415,15 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
         save_torch_checkpoint(out_dir / CHECKPOINT_FILE, training_state,
                               {**extra, "seconds": seconds_before + time.perf_counter() - start})
 
-    history = fit(model, X, ds.y_train, X_val, ds.y_val if X_val is not None else None, cfg,
-                  on_checkpoint=save if out_dir is not None else None, resume=state)
+    try:
+        history = fit(model, X, ds.y_train, X_val, ds.y_val if X_val is not None else None, cfg,
+                      on_checkpoint=save if out_dir is not None else None, resume=state)
+    except TrainingDivergedError:
+        if out_dir is not None:
+            # resuming would repeat the same arithmetic into the same NaN: without a checkpoint
+            # the folder is a stopped run's lone config.json, which the same command may reuse
+            (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        raise
     seconds = seconds_before + time.perf_counter() - start
     metrics = _metrics(model, history, ds, pre, X, X_val, bool(config["eval_test"]), seconds,
                        config["seed"], config["init"], threads_used, dev)
