@@ -78,6 +78,10 @@ def test_a_crashed_run_resumes_to_the_end_of_a_run_never_stopped(uninterrupted, 
     assert record["val_accuracy"] == uninterrupted.history.val_acc[1]
     assert record["train_accuracy"] == uninterrupted.history.train_acc[1]
     assert epoch_curves(out)["val_acc"] == uninterrupted.history.val_acc[:2]
+    # evaluate (no model yet) says how to go on
+    assert main(["evaluate", str(out)]) == 1
+    assert f"it has a checkpoint: continue it with mlplab torch train --resume {out}" in \
+        capsys.readouterr().err
     # a new run may not take the folder over: it says how to go on instead
     assert main(["torch", "train", "--out", str(out), "--no-progress"]) == 1
     assert f"continue it with mlplab torch train --resume {out}" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from mlplab.runs.files import (
     CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    TORCH_CHECKPOINT_FILE,
     inner_run_folder,
     read_metrics,
     resume_command,
@@ -46,6 +47,10 @@ def _no_model_hint(run_dir: Path) -> str:
     if (run_dir / CHECKPOINT_FILE).is_file():
         return ("it has a checkpoint: continue it with "
                 f"{setting(resume_command(run_dir), f'resume_run({str(run_dir)!r})')}")
+    if (run_dir / TORCH_CHECKPOINT_FILE).is_file():  # a PyTorch run's
+        return ("it has a checkpoint: continue it with " + setting(
+            f"mlplab torch train --resume {shell_command([path_word(run_dir)])}",
+            f"mlplab.torch_mlp.resume_run({str(run_dir)!r})"))
     known = _other_output_hint(run_dir)
     if known is not None:
         return known
