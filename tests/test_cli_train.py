@@ -412,8 +412,13 @@ def test_a_second_ctrl_c_prints_how_to_resume_from_the_kept_checkpoint(monkeypat
     assert f"Continue with: mlplab train --resume {out}\n" in err, err
 
     assert main(["train", "--resume", str(out), "--quiet", "--no-plots"]) == 0
+    assert f"resuming {out}\n" in capsys.readouterr().err
     assert main(["train", *TINY, "--out", str(tmp_path / "uninterrupted")]) == 0
     _assert_same_run(tmp_path / "uninterrupted", out)
+    # a completed run is refused, without first saying it is being resumed
+    assert main(["train", "--resume", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "has already completed; nothing to resume" in err and "resuming" not in err
 
 
 def test_a_ctrl_c_that_python_dropped_still_ends_the_command_with_130(monkeypatch, capsys):

@@ -251,10 +251,9 @@ def _train(args: argparse.Namespace) -> int:
             flags = ", ".join(flag(k) for k in extra)
             raise UsageError(f"--resume continues a run exactly as it was configured; drop "
                              f"{flags}.")
-        print(f"resuming {args.resume}", file=sys.stderr)
         with json_stdout(args.json), _resumable(args.resume, args):
             result = resume_run(args.resume, progress=progress, verbose=args.verbose,
-                                plots=args.plots, data_dir=args.data_dir)
+                                plots=args.plots, data_dir=args.data_dir, announce=True)
     else:
         options = _given(args, RUN_FIELDS)
         if options.get("patience") == 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -217,17 +218,21 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
 def resume_run(run: str | os.PathLike, *, data: Dataset | Callable[[], Dataset] | None = None,
                callbacks: Sequence[Callback] = (),
                progress: bool = False, verbose: bool = False, plots: bool = True,
-               data_dir: str | os.PathLike | None = None) -> RunResult:
+               data_dir: str | os.PathLike | None = None, announce: bool = False) -> RunResult:
     """Continue the run in folder ``run`` from its last checkpoint, to the end it was configured
     for, with the same result an uninterrupted run would have had. ``data`` as in
     :func:`train_run` (it must be the same dataset). ``data_dir``: where the run's data is now,
     if it was moved (for a ``folder:PATH`` dataset the folder itself); its splits must be the
-    ones the run was trained on, and ``config.json`` then names the new place."""
+    ones the run was trained on, and ``config.json`` then names the new place. ``announce``
+    prints "resuming RUN" to stderr once the run is known to be resumable (before its data
+    loads)."""
     run_dir = Path(run)
     _resumable_config(run_dir)  # a run folder, not done yet, before a lock file is made in it
     # before anything else is read or removed: another process training this folder is refused
     with run_lock(run_dir):
         cfg = _resumable_config(run_dir)  # again: the process that held the lock may have ended it
+        if announce:  # not before: "resuming" and then "already completed" contradicted itself
+            print(f"resuming {run_dir}", file=sys.stderr, flush=True)
         return _resume_locked(run_dir, cfg, data, callbacks, progress, verbose, plots, data_dir)
 
 
