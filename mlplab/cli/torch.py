@@ -280,8 +280,9 @@ def _report_train(result: Any, out: Path, args: argparse.Namespace) -> int:
         print(f"{metrics['status']}: {line} after {counted(metrics['epochs'], 'epoch')} "
               f"({result.seconds:.1f}s); run folder {out}")
     if result.interrupted:
-        print("interrupted; the run is saved as it was, and its last epoch's checkpoint kept. "
-              f"{_resume_command(out, args)}", file=sys.stderr)
+        # from the last epoch's checkpoint, or from the start if no epoch had ended
+        print(f"interrupted; the run is saved as it was. {_resume_command(out, args)}",
+              file=sys.stderr)
         return 130
     note_if_at_chance(metrics["train_accuracy"], len(result.classes),
                       "Usual causes: the exercise's N(0, 1e-3) initialisation with 3 or more "

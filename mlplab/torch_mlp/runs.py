@@ -450,8 +450,8 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
     the ones the run trained on; ``data`` is the dataset itself, for a run trained on a dataset
     given in Python. ``threads``: PyTorch CPU threads, if not the run's setting. A run that
     stopped before its first epoch ended (no checkpoint) starts again from the beginning, with
-    the same seed. A completed run, a folder another process is training and a run whose loss
-    diverged are refused.
+    the same seed. A completed run and a folder another process is training are refused. (A run
+    whose loss became NaN keeps no checkpoint: resuming it would repeat the same arithmetic.)
     """
     run_dir = Path(run)
     _resumable(run_dir)  # before a lock file is made in a folder that is not a run's
