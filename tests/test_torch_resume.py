@@ -233,3 +233,74 @@ def test_a_run_that_diverges_after_a_checkpoint_is_not_offered_for_resuming(tmp_
     assert [p.name for p in out.iterdir()] == ["config.json"]
     result = tm.train_run("digits", out=out, **{**SETTINGS, "epochs": 1})
     assert result.metrics["status"] == "completed"
+
+
+def _stopped_run(out, monkeypatch, **settings):
+    """A run of ``SETTINGS`` (and ``settings``) crashed after its second epoch: config.json and
+    checkpoint.pt."""
+    _crash_after(monkeypatch, 2)
+    with pytest.raises(RuntimeError):
+        tm.train_run("digits", out=out, **{**SETTINGS, "eval_test": False, **settings})
+    monkeypatch.undo()
+    return out
+
+
+def _damage_checkpoint(run, change):
+    """Rewrite ``run``'s checkpoint.pt with ``change(payload)`` applied, as a hand edit would."""
+    path = run / "checkpoint.pt"
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+
+
+def test_a_damaged_checkpoint_is_one_line_naming_it_and_what_to_do(tmp_path, monkeypatch,
+                                                                     capsys):
+    """A checkpoint whose parts are of the wrong type: ``mlplab runs`` lists the run as
+    unreadable (it failed as a whole, on an AttributeError), and resuming names the file and
+    says how to go on without it (it gave Python's words: "'NoneType' object has no attribute
+    'copy'")."""
+    out = _stopped_run(tmp_path / "run", monkeypatch)
+    _damage_checkpoint(out, lambda p: p["state"].update(history="x"))
+    assert main(["runs", str(tmp_path)]) == 0
+    assert "unreadable" in capsys.readouterr().out
+    assert main(["runs", "--json", str(tmp_path)]) == 0
+    assert "its history is a str, not a dict" in capsys.readouterr().out
+
+    for key, value in (("optimizer", None), ("history", None), ("scheduler", "x")):
+        stopped = _stopped_run(tmp_path / key, monkeypatch)
+        _damage_checkpoint(stopped, lambda p, k=key, v=value: p["state"].update({k: v}))
+        assert main(["torch", "train", "--resume", str(stopped), "--no-progress"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err
+        err = err.splitlines()[-1]  # after the "resuming ..." line
+        assert f"cannot resume from {stopped / 'checkpoint.pt'}: the training state" in err
+        assert err.endswith(f"delete {stopped / 'checkpoint.pt'}, and mlplab torch train "
+                            f"--resume {stopped} trains the run again from its start.")
+    # the record beside the state: its seconds made float() fail
+    _damage_checkpoint(stopped, lambda p: p["extra"].update(seconds="x"))
+    with pytest.raises(ValueError, match="checkpoint.pt is not a complete PyTorch checkpoint "
+                                         "\\(its seconds or splits"):
+        tm.resume_run(stopped)
+    # deleted, as it says: the run trains again from its start, to the same end
+    (stopped / "checkpoint.pt").unlink()
+    assert tm.resume_run(stopped).metrics["status"] == "completed"
+
+
+def test_fit_refuses_a_state_of_other_batches(rng):
+    """A state resumed with another batch size (or training set) went on silently with other
+    batches: its iterations are not the epochs' batches of this training."""
+    X = rng.normal(size=(100, 6)).astype(np.float32)
+    y = rng.randint(0, 3, size=100)
+    states = []
+    tm.fit(tm.build_model(6, [8], 3, seed=0), X, y, epochs=2, batch_size=20,
+           on_checkpoint=lambda s: states.append(s) if s["epoch"] == 1 else None)
+    state = states[0]
+    from mlplab.torch_mlp.training import TrainingStateError
+
+    with pytest.raises(TrainingStateError,
+                       match="has 5 iterations in 1 epochs, but this training has 4 batches an "
+                             "epoch \\(another batch size or training set\\)"):
+        tm.fit(tm.build_model(6, [8], 3, seed=0), X, y, epochs=2, batch_size=25, resume=state)
+    with pytest.raises(ValueError, match="but this training has 3 batches an epoch"):
+        tm.fit(tm.build_model(6, [8], 3, seed=0), X[:60], y[:60], epochs=2, batch_size=20,
+               resume=state)

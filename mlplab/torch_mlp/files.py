@@ -99,6 +99,9 @@ def torch_checkpoint_progress(path: str | os.PathLike) -> dict[str, Any]:
 
     state, extra = load_torch_checkpoint(path)
     try:
+        if not isinstance(state["history"], dict):  # History.from_dict: an AttributeError,
+            # which made mlplab runs fail as a whole on one damaged checkpoint
+            raise TypeError(f"its history is a {type(state['history']).__name__}, not a dict")
         history = History.from_dict(state["history"])
         epoch, iteration, seconds = state["epoch"], state["iteration"], extra.get("seconds", 0.0)
         if not (is_int(epoch) and is_int(iteration) and is_number(seconds)):

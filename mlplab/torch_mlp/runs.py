@@ -33,7 +33,7 @@ import torch
 
 from mlplab import environment, io
 from mlplab._text import counted, path_word
-from mlplab._validation import check_choice, check_positive, setting
+from mlplab._validation import check_choice, check_positive, is_number, setting
 from mlplab.runs.files import TORCH_CHECKPOINT_FILE, remove_partial_writes
 from mlplab.runs.lock import refuse_if_training, run_lock
 from mlplab.runs.splits import (
@@ -75,6 +75,7 @@ from mlplab.torch_mlp.training import (
     LR_DECAY,
     REG,
     TorchTrainConfig,
+    TrainingStateError,
     batches_per_epoch,
     check_batchnorm_batches,
     fit,
@@ -459,7 +460,12 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
         config = _resumable(run_dir)  # again: the process that held the lock may have ended it
         remove_partial_writes(run_dir)
         ckpt = run_dir / CHECKPOINT_FILE
-        state, extra = load_torch_checkpoint(ckpt) if ckpt.is_file() else (None, {})
+        try:
+            state, extra = load_torch_checkpoint(ckpt) if ckpt.is_file() else (None, {})
+            if state is not None:
+                _check_checkpoint_extra(extra, ckpt)
+        except ValueError as exc:  # a damaged checkpoint: say how to go on without it
+            raise ValueError(f"{exc} {_without_checkpoint(run_dir)}") from None
         if state is not None:  # a folder's images that a later mlplab decodes otherwise
             check_same_decoding(extra, config["dataset"], run_dir, "resuming")
         cfg, threads_used, dev = _settings(
@@ -500,6 +506,27 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
             # resuming repeats the same arithmetic: it would diverge again each time
             raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run "
                                         f"with other settings.") from None
+        except TrainingStateError as exc:  # fit's words, which name no file
+            raise ValueError(f"cannot resume from {ckpt}: {exc} "
+                             f"{_without_checkpoint(run_dir, f'it or {TORCH_CONFIG_FILE}')}"
+                             ) from None
+
+
+def _check_checkpoint_extra(extra: dict[str, Any], ckpt: Path) -> None:
+    """Refuse a checkpoint whose record beside the training state is not what
+    :func:`_fit_and_write` writes there (its float() and .get() failed with Python's words)."""
+    seconds, splits = extra.get("seconds", 0.0), extra.get("splits")
+    if not is_number(seconds) or not (splits is None or isinstance(splits, dict)):
+        raise ValueError(f"{ckpt} is not a complete PyTorch checkpoint (its seconds or splits "
+                         "are not what mlplab torch train writes).")
+
+
+def _without_checkpoint(run_dir: Path, edited: str = "it") -> str:
+    """What to do with a checkpoint that cannot be resumed from."""
+    resume = setting(f"mlplab torch train --resume {path_word(run_dir)}",
+                     f"resume_run({str(run_dir)!r})")
+    return (f"If {edited} was edited, put it back; else delete {run_dir / CHECKPOINT_FILE}, and "
+            f"{resume} trains the run again from its start.")
 
 
 def _check_loadable(name: str) -> None:

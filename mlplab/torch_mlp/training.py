@@ -185,7 +185,7 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     history, done, iteration = History(), 0, 0
     if resume is not None:
         history, done, iteration = _restore(resume, model, optimizer, scheduler, generator,
-                                            cfg.epochs)
+                                            cfg.epochs, len(loader))
     total = cfg.epochs * len(loader)
     bar = training_bar(total, cfg.progress, initial=min(iteration, total))
     fork = [device.index or 0] if device.type == "cuda" else []
@@ -264,6 +264,12 @@ def _shuffled_loader(Xt: torch.Tensor, yt: torch.Tensor, cfg: TorchTrainConfig,
     return loader, generator
 
 
+class TrainingStateError(ValueError):
+    """A training state given to :func:`fit` (``resume``) that it cannot go on from: not one it
+    wrote, or one of another network, training or data. :func:`mlplab.torch_mlp.resume_run` tells
+    it apart from the other errors of ``fit`` to name the checkpoint file."""
+
+
 #: the keys of a training state (:func:`fit`'s ``on_checkpoint`` and ``resume``)
 STATE_KEYS = ("epoch", "iteration", "model", "optimizer", "scheduler", "loader_rng", "torch_rng",
               "cuda_rng", "history")
@@ -285,32 +291,42 @@ def _training_state(epoch: int, iteration: int, model: MultiLayerPerceptron,
 
 def _restore(state: dict[str, Any], model: MultiLayerPerceptron,
              optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator,
-             epochs: int) -> tuple[History, int, int]:
+             epochs: int, per_epoch: int) -> tuple[History, int, int]:
     """Load a training state into the model, Adam, the scheduler and the shuffling generator;
     ``(history, epochs done, iterations done)``. A state that does not fit them (another
-    network, a damaged file) is a ``ValueError`` saying what did not fit."""
+    network, batch size or training set: ``per_epoch`` batches an epoch; a damaged file) is a
+    :class:`TrainingStateError` saying what did not fit."""
     if not isinstance(state, dict) or sorted(state) != sorted(STATE_KEYS):
-        raise ValueError("the training state to resume from is not one fit wrote (expected the "
-                         f"keys {', '.join(STATE_KEYS)}).")
+        raise TrainingStateError("the training state to resume from is not one fit wrote "
+                                 f"(expected the keys {', '.join(STATE_KEYS)}).")
     done, iteration = state["epoch"], state["iteration"]
     if not (is_int(done) and 1 <= done <= epochs and is_int(iteration) and iteration >= done):
-        raise ValueError(f"the training state to resume from is at epoch {done!r}, iteration "
-                         f"{iteration!r}; a run of {epochs} epochs resumes after epoch 1 to "
-                         f"{epochs}.")
+        raise TrainingStateError(f"the training state to resume from is at epoch {done!r}, "
+                                 f"iteration {iteration!r}; a run of {epochs} epochs resumes "
+                                 f"after epoch 1 to {epochs}.")
+    if iteration != done * per_epoch:  # it went on with other batches, silently
+        raise TrainingStateError(f"the training state to resume from has {iteration} "
+                                 f"iterations in {done} epochs, but this training has "
+                                 f"{per_epoch} batches an epoch (another batch size or training "
+                                 "set).")
     try:
+        if not isinstance(state["history"], dict):  # History.from_dict: an AttributeError
+            raise TypeError(f"its history is a {type(state['history']).__name__}, not a dict")
         history = History.from_dict(state["history"])
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["loader_rng"])
-    except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # torch: RuntimeError
+    # torch: RuntimeError; Adam's load_state_dict of a value that is not a dict: AttributeError
+    except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"the training state to resume from does not fit this network and "
-                         f"its training ({first}).") from None
+        raise TrainingStateError(f"the training state to resume from does not fit this network "
+                                 f"and its training ({first}).") from None
     if len(history.train_acc) != done or len(history.loss) != iteration:
-        raise ValueError(f"the training state to resume from is inconsistent: epoch {done} and "
-                         f"iteration {iteration}, but a history of {len(history.train_acc)} "
-                         f"epochs and {len(history.loss)} iterations.")
+        raise TrainingStateError(f"the training state to resume from is inconsistent: epoch "
+                                 f"{done} and iteration {iteration}, but a history of "
+                                 f"{len(history.train_acc)} epochs and {len(history.loss)} "
+                                 "iterations.")
     history.interrupted = False
     return history, int(done), int(iteration)
 
@@ -323,8 +339,8 @@ def _set_rng_states(state: dict[str, Any], device: torch.device) -> None:
         if device.type == "cuda" and state["cuda_rng"] is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
     except (TypeError, RuntimeError) as exc:
-        raise ValueError(f"the training state to resume from holds no usable random generator "
-                         f"state ({exc}).") from None
+        raise TrainingStateError(f"the training state to resume from holds no usable random "
+                                 f"generator state ({exc}).") from None
 
 
 def _train_epoch(model: MultiLayerPerceptron, loader: torch.utils.data.DataLoader,
