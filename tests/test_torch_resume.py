@@ -304,3 +304,28 @@ def test_fit_refuses_a_state_of_other_batches(rng):
     with pytest.raises(ValueError, match="but this training has 3 batches an epoch"):
         tm.fit(tm.build_model(6, [8], 3, seed=0), X[:60], y[:60], epochs=2, batch_size=20,
                resume=state)
+
+
+@pytest.mark.parametrize(("key", "value", "what"), [
+    ("hidden", None, "a list of hidden sizes"),  # was: 'NoneType' object is not iterable
+    ("dataset", 5, "a dataset name"),  # was: 'int' object has no attribute 'lower'
+    ("lr_decay", "x", "a number"),  # was: '<' not supported between instances of ...
+    ("eval_test", "no", "true or false"),  # was: taken as true, the test split measured
+    ("batchnorm", "yes", "true or false"),  # was: taken as true
+])
+def test_a_damaged_config_is_refused_naming_the_key(tmp_path, key, value, what):
+    """A config.json value of the wrong type (a hand edit) is refused before anything is
+    loaded, naming the file and the key, and the run resumes once it is put back."""
+    out = tmp_path / "run"
+    out.mkdir()
+    config = json.loads((_settings_of_a_run(tmp_path) / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, key: value}))
+    with pytest.raises(ValueError, match=f"config.json: {key} is {json.dumps(value)}, not "
+                                         f"{what}; the file was edited or damaged: put back"):
+        tm.resume_run(out)
+
+
+def _settings_of_a_run(tmp_path):
+    """A folder with the config.json of a small completed run."""
+    return tm.train_run("digits", out=tmp_path / "model-run", hidden=[8], epochs=1,
+                        threads=1, plots=False).out

@@ -33,7 +33,7 @@ import torch
 
 from mlplab import environment, io
 from mlplab._text import counted, path_word
-from mlplab._validation import check_choice, check_positive, is_number, setting
+from mlplab._validation import check_choice, check_positive, is_int, is_number, setting
 from mlplab.runs.files import TORCH_CHECKPOINT_FILE, remove_partial_writes
 from mlplab.runs.lock import refuse_if_training, run_lock
 from mlplab.runs.splits import (
@@ -549,6 +549,36 @@ _RESUME_KEYS = ("dataset", "data_dir", "val_size", "test_size", "image_size", "d
                 "lr", "reg", "lr_decay", "seed", "device", "threads", "eval_test")
 
 
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _optional(ok: Any) -> Any:
+    return lambda value: value is None or ok(value)
+
+
+#: the types of the values of config.json that resuming reads (their values are checked as a
+#: new run's options are)
+_RESUME_TYPES = {
+    "dataset": (lambda v: isinstance(v, str), "a dataset name"),
+    "data_dir": (_optional(lambda v: isinstance(v, str)), "a folder or null"),
+    "val_size": (_optional(is_number), "a number or null"),
+    "test_size": (_optional(is_number), "a number or null"),
+    "data_seed": (_optional(is_int), "an integer or null"),
+    "hidden": (lambda v: isinstance(v, list) and all(is_int(h) for h in v),
+               "a list of hidden sizes"),
+    "init": (lambda v: isinstance(v, str), "an initialisation's name"),
+    **{k: (is_number, "a number") for k in ("init_std", "dropout", "lr", "reg", "lr_decay")},
+    "batchnorm": (_is_bool, "true or false"),
+    "epochs": (is_int, "an integer"),
+    "batch_size": (is_int, "an integer"),
+    "seed": (_optional(is_int), "an integer or null"),
+    "device": (lambda v: isinstance(v, str), "a device's name"),
+    "threads": (_optional(is_int), "an integer or null"),
+    "eval_test": (_is_bool, "true or false"),
+}
+
+
 def _resumable(run_dir: Path) -> dict[str, Any]:
     """The ``config.json`` of the PyTorch run in ``run_dir``, refused (one line saying what to
     do) if the folder holds no such run or the run has completed."""
@@ -565,6 +595,12 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path} is not a complete PyTorch run configuration (no "
                          f"{', '.join(missing)}); it cannot be resumed.")
+    for key, (ok, what) in _RESUME_TYPES.items():
+        if not ok(config[key]):  # else Python's words ("'NoneType' object is not iterable"),
+            # or a value taken as another ("no" as a true eval_test)
+            raise ValueError(f"{path}: {key} is {json.dumps(config[key])}, not {what}; the file "
+                             "was edited or damaged: put back the value mlplab torch train "
+                             "wrote, then resume the run.")
     try:
         status = read_metrics(run_dir / METRICS_FILE).get("status")
     except ValueError:  # its advice names mlplab train --resume, which refuses this run
