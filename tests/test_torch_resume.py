@@ -329,3 +329,29 @@ def _settings_of_a_run(tmp_path):
     """A folder with the config.json of a small completed run."""
     return tm.train_run("digits", out=tmp_path / "model-run", hidden=[8], epochs=1,
                         threads=1, plots=False).out
+
+
+def test_ctrl_c_in_the_first_epoch_does_not_claim_a_checkpoint(tmp_path, monkeypatch,
+                                                                capsys):
+    """Ctrl-C before the first epoch ended: there is no checkpoint (the message said one was
+    kept), and --resume trains the run again from its start."""
+    out = tmp_path / "run"
+    step, calls = torch.optim.Adam.step, []
+
+    def step_then_ctrl_c(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_ctrl_c)
+    argv = ["--hidden", "8", "--epochs", "2", "--threads", "1", "--no-plots", "--no-progress"]
+    assert main(["torch", "train", *argv, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert not (out / "checkpoint.pt").exists()
+    assert "checkpoint kept" not in err
+    assert "but it stopped before its first epoch ended: --resume starts it again. Continue " \
+           f"with: mlplab torch train --resume {out} --threads 1" in err
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 0
+    assert "from the start" in capsys.readouterr().err

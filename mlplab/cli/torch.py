@@ -280,8 +280,12 @@ def _report_train(result: Any, out: Path, args: argparse.Namespace) -> int:
         print(f"{metrics['status']}: {line} after {counted(metrics['epochs'], 'epoch')} "
               f"({result.seconds:.1f}s); run folder {out}")
     if result.interrupted:
-        # from the last epoch's checkpoint, or from the start if no epoch had ended
-        print(f"interrupted; the run is saved as it was. {_resume_command(out, args)}",
+        from mlplab.runs.files import TORCH_CHECKPOINT_FILE
+
+        # stopped in its first epoch, a run has no checkpoint yet (--resume starts it again)
+        kept = "and its last epoch's checkpoint kept" if (out / TORCH_CHECKPOINT_FILE).is_file() \
+            else "but it stopped before its first epoch ended: --resume starts it again"
+        print(f"interrupted; the run is saved as it was, {kept}. {_resume_command(out, args)}",
               file=sys.stderr)
         return 130
     note_if_at_chance(metrics["train_accuracy"], len(result.classes),
