@@ -355,3 +355,37 @@ def test_ctrl_c_in_the_first_epoch_does_not_claim_a_checkpoint(tmp_path, monkeyp
            f"with: mlplab torch train --resume {out} --threads 1" in err
     assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 0
     assert "from the start" in capsys.readouterr().err
+
+
+def test_a_run_of_a_gpu_goes_on_without_one_with_device_cpu(uninterrupted, tmp_path,
+                                                            monkeypatch, capsys):
+    """A run configured for --device cuda, resumed on a machine without a GPU: the error says
+    to use --device cpu, which --resume refused ("drop --device"); it now takes it, and the
+    command printed to go on after a Ctrl-C keeps it."""
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without a CUDA GPU")
+    out = _stopped_run(tmp_path / "run", monkeypatch, eval_test=True)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "device": "cuda"}))
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    assert "use --device cpu" in capsys.readouterr().err
+    assert main(["torch", "train", "--resume", str(out), "--device", "foo"]) == 2
+    assert "--device must be cpu, cuda, cuda:N or auto" in capsys.readouterr().err
+
+    step, calls = torch.optim.Adam.step, []
+
+    def step_then_ctrl_c(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_ctrl_c)
+    assert main(["torch", "train", "--resume", str(out), "--device", "cpu", "--no-plots",
+                 "--no-progress"]) == 130
+    monkeypatch.undo()
+    assert f"Continue with: mlplab torch train --resume {out} --device cpu" in \
+        capsys.readouterr().err
+    result = tm.resume_run(out, device="cpu", plots=False)
+    assert result.metrics["device"] == "cpu" and result.config["device"] == "cuda"
+    assert result.history.loss == uninterrupted.history.loss  # trained on the CPU throughout

@@ -158,8 +158,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--resume", metavar="RUN", default=None, type=user_path_arg,
                    help="continue the run in folder RUN, stopped by Ctrl-C, a crash or a kill, "
                         "from the end of its last whole epoch, with its own settings (only "
-                        "--threads, --no-plots, --json, --no-progress and --verbose may be "
-                        "given); it ends as an uninterrupted run would have")
+                        "--threads, --device, --no-plots, --json, --no-progress and --verbose "
+                        "may be given); it ends as an uninterrupted run would have")
     tr.set_defaults(func=run_train)
 
     dp = tsub.add_parser(
@@ -217,16 +217,25 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
 def run_train(args: argparse.Namespace) -> int:
     given = _fill_defaults(args)
     if args.resume:
-        if given:
+        # --device, as --threads, is where the run goes on, not how it is configured: a run of
+        # a machine with a GPU can go on without one (its "use --device cpu" was refused)
+        refused = [k for k in given if k != "device"]
+        if refused:
             from mlplab.cli import UsageError
 
-            flags = ", ".join("--no-cache" if k == "no_cache" else flag(k) for k in given)
+            flags = ", ".join("--no-cache" if k == "no_cache" else flag(k) for k in refused)
             raise UsageError(f"--resume continues a run exactly as it was configured; drop "
                              f"{flags}.")
+        if "device" not in given:
+            args.device = None  # the run's own
         tm = _torch_mlp()
+        if args.device is not None:
+            with usage_errors(("device",)):
+                tm.parse_device(args.device)
         out = Path(args.resume)
         with json_stdout(args.json), _resumable(out, args):
-            result = tm.resume_run(out, threads=args.threads, plots=args.plots,
+            result = tm.resume_run(out, threads=args.threads, device=args.device,
+                                   plots=args.plots,
                                    progress=args.progress and sys.stderr.isatty(),
                                    verbose=args.verbose, announce=True)
         return _report_train(result, out, args)
@@ -245,9 +254,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _resume_command(run: Path, args: argparse.Namespace) -> str:
-    # the same thread count: the resumed run is bit-identical only with it
+    # the same thread count (and device, if a resume gave one): the resumed run is
+    # bit-identical only with them
+    device = f" --device {args.device}" if args.resume and args.device else ""
     threads = f" --threads {args.threads}" if args.threads else ""
-    return f"Continue with: mlplab torch train --resume {shell_command([path_word(run)])}{threads}"
+    return (f"Continue with: mlplab torch train --resume {shell_command([path_word(run)])}"
+            f"{device}{threads}")
 
 
 @contextlib.contextmanager

@@ -440,8 +440,9 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
 
 @threads_kept()
 def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
-               threads: int | None = None, plots: bool = True, progress: bool = False,
-               verbose: bool = False, announce: bool = False) -> TorchRunResult:
+               threads: int | None = None, device: str | None = None, plots: bool = True,
+               progress: bool = False, verbose: bool = False,
+               announce: bool = False) -> TorchRunResult:
     """Continue the PyTorch run in folder ``run`` (stopped by Ctrl-C, a crash or a kill) from its
     last checkpoint, the end of its last whole epoch, to the end it was configured for: the
     files and figures are those an uninterrupted run would have written, and on the same device
@@ -449,10 +450,12 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
 
     The run's data is loaded again as its ``config.json`` says, and refused if its splits are not
     the ones the run trained on; ``data`` is the dataset itself, for a run trained on a dataset
-    given in Python. ``threads``: PyTorch CPU threads, if not the run's setting. A run that
-    stopped before its first epoch ended (no checkpoint) starts again from the beginning, with
-    the same seed. A completed run and a folder another process is training are refused. (A run
-    whose loss became NaN keeps no checkpoint: resuming it would repeat the same arithmetic.)
+    given in Python. ``threads`` and ``device``: PyTorch CPU threads and the device, if not
+    the run's settings (a run trained on a GPU goes on without one with ``device="cpu"``, no
+    longer bit for bit as on the GPU). A run that stopped before its first epoch ended (no
+    checkpoint) starts again from the beginning, with the same seed. A completed run and a
+    folder another process is training are refused; a run whose loss diverged (its checkpoint
+    dropped) diverges again, and says so.
     """
     run_dir = Path(run)
     _resumable(run_dir)  # before a lock file is made in a folder that is not a run's
@@ -472,7 +475,8 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
             init_std=config["init_std"], dropout=config["dropout"],
             batchnorm=config["batchnorm"], epochs=config["epochs"],
             batch_size=config["batch_size"], lr=config["lr"], reg=config["reg"],
-            lr_decay=config["lr_decay"], seed=config["seed"], device=config["device"],
+            lr_decay=config["lr_decay"], seed=config["seed"],
+            device=device if device is not None else config["device"],
             threads=threads if threads is not None else config["threads"], progress=progress,
             verbose=verbose)
         if data is None:
