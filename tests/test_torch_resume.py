@@ -389,3 +389,15 @@ def test_a_run_of_a_gpu_goes_on_without_one_with_device_cpu(uninterrupted, tmp_p
     result = tm.resume_run(out, device="cpu", plots=False)
     assert result.metrics["device"] == "cpu" and result.config["device"] == "cuda"
     assert result.history.loss == uninterrupted.history.loss  # trained on the CPU throughout
+
+
+def test_a_stopped_run_without_a_hidden_layer_is_listed_as_such(tmp_path, monkeypatch):
+    """--hidden none: mlplab runs showed the unfinished run's network as "hidden " (nothing
+    after it); it resumes to the end of a run never stopped."""
+    from mlplab.runs import summarize_run
+
+    settings = {"hidden": [], "dropout": 0.0, "batchnorm": False, "epochs": 3}
+    out = _stopped_run(tmp_path / "run", monkeypatch, **settings)
+    assert summarize_run(out)["model"] == "hidden none"
+    whole = tm.train_run("digits", out=None, **{**SETTINGS, "eval_test": False, **settings})
+    assert tm.resume_run(out, plots=False).history.loss == whole.history.loss

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "training now shows as 'training' and one killed before it finished as "
                     "'unfinished', both with their last epoch's figures (from the checkpoint); "
                     "one stopped with Ctrl-C as 'interrupted' (mlplab train --resume RUN "
-                    "continues it, or an unfinished one, for a run of mlplab train's).")
+                    "continues it, or an unfinished one; mlplab torch train --resume RUN a "
+                    "run of mlplab torch train's).")
     p.add_argument("folders", metavar="FOLDER", nargs="*", type=user_path_arg,
                    default=["runs"], help="folders to look in (default: runs, where mlplab "
                                           "train writes)")

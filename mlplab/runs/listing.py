@@ -220,7 +220,8 @@ def _read_progress(checkpoint: Path) -> dict[str, Any]:
 def _hidden(hidden: Any) -> str | None:
     """A network that has not written its description yet, by its hidden sizes."""
     if isinstance(hidden, list) and all(isinstance(h, int) for h in hidden):
-        return "hidden " + ",".join(map(str, hidden))
+        # --hidden none (softmax regression) was "hidden " with nothing after it
+        return "hidden " + (",".join(map(str, hidden)) or "none")
     return None
 
 
