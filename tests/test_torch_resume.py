@@ -265,6 +265,9 @@ def test_a_damaged_checkpoint_is_one_line_naming_it_and_what_to_do(tmp_path, mon
     assert "unreadable" in capsys.readouterr().out
     assert main(["runs", "--json", str(tmp_path)]) == 0
     assert "its history is a str, not a dict" in capsys.readouterr().out
+    _damage_checkpoint(out, lambda p: p.update(extra=[1]))  # dict([1]): a TypeError
+    assert main(["runs", "--json", str(tmp_path)]) == 0
+    assert "checkpoint.pt is not an mlplab PyTorch checkpoint" in capsys.readouterr().out
 
     for key, value in (("optimizer", None), ("history", None), ("scheduler", "x")):
         stopped = _stopped_run(tmp_path / key, monkeypatch)

@@ -81,8 +81,11 @@ def load_torch_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict
         raise FileNotFoundError(f"{path}: no such checkpoint.") from None
     except Exception as exc:  # torch raises several types for corrupt or foreign files
         raise ValueError(f"{path} is not a readable PyTorch checkpoint ({exc}).") from None
+    # an extra that is not a dict failed in dict() with Python's words, which mlplab runs did not
+    # always catch (a TypeError for a list)
     if not isinstance(payload, dict) or payload.get("format") != TORCH_CHECKPOINT_FORMAT \
-            or not isinstance(payload.get("state"), dict):
+            or not isinstance(payload.get("state"), dict) \
+            or not isinstance(payload.get("extra") or {}, dict):
         raise ValueError(f"{path} is not an mlplab PyTorch checkpoint (written by "
                          "mlplab torch train).")
     return payload["state"], dict(payload.get("extra") or {})
