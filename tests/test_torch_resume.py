@@ -404,3 +404,12 @@ def test_a_stopped_run_without_a_hidden_layer_is_listed_as_such(tmp_path, monkey
     assert summarize_run(out)["model"] == "hidden none"
     whole = tm.train_run("digits", out=None, **{**SETTINGS, "eval_test": False, **settings})
     assert tm.resume_run(out, plots=False).history.loss == whole.history.loss
+
+
+def test_resume_of_an_empty_text_is_refused(tmp_path, monkeypatch, capsys):
+    """--resume "$RUN" with RUN unset trained a new run with the defaults into runs/."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["torch", "train", "--resume", "", "--no-progress"]) == 2
+    assert "--resume needs the folder of the run to continue; got an empty text." in \
+        capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
