@@ -220,7 +220,8 @@ def test_fit_resumes_from_a_state_bit_for_bit(rng):
 
 
 def test_a_run_that_diverges_after_a_checkpoint_is_not_offered_for_resuming(tmp_path,
-                                                                             monkeypatch):
+                                                                             monkeypatch,
+                                                                             capsys):
     """A loss that becomes NaN in a later epoch would do so again on every resume: the
     checkpoint goes, and the folder (its config.json alone) is reused by the next run."""
     from mlplab.trainer import TrainingDivergedError
@@ -231,6 +232,13 @@ def test_a_run_that_diverges_after_a_checkpoint_is_not_offered_for_resuming(tmp_
         tm.train_run("digits", out=out, **SETTINGS)
     monkeypatch.undo()
     assert [p.name for p in out.iterdir()] == ["config.json"]
+    # resumed, it trains again from the start; it did not stop in its first epoch, as was said
+    _crash_after(monkeypatch, 2, TrainingDivergedError)
+    with pytest.raises(TrainingDivergedError, match="Resuming this run repeats it"):
+        tm.resume_run(out, announce=True)
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "from the start (it has no checkpoint)" in err and "first epoch" not in err
     result = tm.train_run("digits", out=out, **{**SETTINGS, "epochs": 1})
     assert result.metrics["status"] == "completed"
 

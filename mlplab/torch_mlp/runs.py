@@ -500,7 +500,7 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
                             seed=config["seed"])
         if announce:
             done = f"from epoch {state['epoch']} of {cfg.epochs}" if state is not None else \
-                "from the start (it stopped before its first epoch ended)"
+                "from the start (it has no checkpoint)"  # stopped in epoch 1, or diverged
             print(f"resuming {describe(model)} on {ds.name} {done}, device {dev}, "
                   f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
         try:
