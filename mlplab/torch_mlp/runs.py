@@ -169,15 +169,17 @@ def _only_a_torch_config(path: Path) -> bool:
 
 
 def _stopped(path: Path) -> bool:
-    """Whether ``path`` holds a PyTorch run with a checkpoint that has not completed: one that
+    """Whether ``path`` holds a PyTorch run with a checkpoint that has not completed, or one
+    stopped by Ctrl-C (before its first epoch ended it has no checkpoint): one that
     ``resume_run`` continues."""
     from mlplab.runs import read_metrics
 
     try:
-        return (path / CHECKPOINT_FILE).is_file() and \
-            read_metrics(path / METRICS_FILE).get("status") != "completed"
+        status = read_metrics(path / METRICS_FILE).get("status")
     except (OSError, ValueError):
         return False
+    return status == "interrupted" or ((path / CHECKPOINT_FILE).is_file()
+                                       and status != "completed")
 
 
 def _check_out(path: Path, marker: str) -> None:
