@@ -78,6 +78,7 @@ from mlplab.torch_mlp.training import (
     TrainingStateError,
     batches_per_epoch,
     check_batchnorm_batches,
+    check_training_state,
     fit,
 )
 from mlplab.trainer import History, TrainingDivergedError
@@ -500,6 +501,11 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
                             init=config["init"], std=config["init_std"],
                             dropout=config["dropout"], batchnorm=config["batchnorm"],
                             seed=config["seed"])
+        if state is not None:  # refused before "resuming ... from epoch N" is said
+            try:
+                check_training_state(state, model, len(ds.y_train), cfg)
+            except TrainingStateError as exc:
+                raise _state_refused(ckpt, exc, run_dir) from None
         if announce:
             done = f"from epoch {state['epoch']} of {cfg.epochs}" if state is not None else \
                 "from the start (it has no checkpoint)"  # stopped in epoch 1, or diverged
@@ -512,10 +518,15 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
             # resuming repeats the same arithmetic: it would diverge again each time
             raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run "
                                         f"with other settings.") from None
-        except TrainingStateError as exc:  # fit's words, which name no file
-            raise ValueError(f"cannot resume from {ckpt}: {exc} "
-                             f"{_without_checkpoint(run_dir, f'it or {TORCH_CONFIG_FILE}')}"
-                             ) from None
+        except TrainingStateError as exc:  # what check_training_state did not foresee
+            raise _state_refused(ckpt, exc, run_dir) from None
+
+
+def _state_refused(ckpt: Path, exc: TrainingStateError, run_dir: Path) -> ValueError:
+    """fit's refusal of a checkpoint's training state (which names no file), naming it and
+    saying how to go on."""
+    return ValueError(f"cannot resume from {ckpt}: {exc} "
+                      f"{_without_checkpoint(run_dir, f'it or {TORCH_CONFIG_FILE}')}")
 
 
 def _check_checkpoint_extra(extra: dict[str, Any], ckpt: Path) -> None:

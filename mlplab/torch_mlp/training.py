@@ -331,6 +331,26 @@ def _restore(state: dict[str, Any], model: MultiLayerPerceptron,
     return history, int(done), int(iteration)
 
 
+def check_training_state(state: dict[str, Any], model: MultiLayerPerceptron, n: int,
+                         config: TorchTrainConfig) -> None:
+    """Refuse, with the :class:`TrainingStateError` that ``fit(model, X, y, config=config,
+    resume=state)`` on ``n`` training rows would raise, a state it cannot go on from, without
+    training or changing ``model``: :func:`mlplab.torch_mlp.resume_run` says "resuming" only
+    once it knows it will."""
+    import copy
+
+    trial = copy.deepcopy(model).cpu()
+    optimizer = torch.optim.Adam(trial.parameters(), lr=config.lr, weight_decay=config.reg)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    per_epoch = batches_per_epoch(n, config.batch_size, merge_single=bool(model.batchnorms))
+    _restore(state, trial, optimizer, scheduler, torch.Generator(), config.epochs, per_epoch)
+    try:  # what torch.set_rng_state would refuse, on a generator of its own
+        torch.Generator().set_state(state["torch_rng"])
+    except (TypeError, RuntimeError) as exc:
+        raise TrainingStateError(f"the training state to resume from holds no usable random "
+                                 f"generator state ({exc}).") from None
+
+
 def _set_rng_states(state: dict[str, Any], device: torch.device) -> None:
     """The dropout generators as a training state left them (the CUDA one only on a GPU, and
     only if the state was written on one: a run moved from a GPU draws fresh masks there)."""
