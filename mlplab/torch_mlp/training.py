@@ -160,7 +160,9 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     states and the history so far (tensors and plain values, for ``torch.save``; save it before
     returning, training then changes the tensors). ``resume=state`` continues from such a state
     with the same model and settings, to the same end as a run never stopped (bit for bit on
-    the same device and thread count): the epochs done are not trained again.
+    the same device and thread count): the epochs done are not trained again. A state it
+    cannot go on from (another network, batch size or training set; a damaged one) is a
+    :class:`TrainingStateError`, a ``ValueError``, raised before anything trains.
     """
     base = config.to_dict() if config is not None else {}
     cfg = TorchTrainConfig.from_dict({**base, **overrides})
