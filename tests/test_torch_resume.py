@@ -423,3 +423,89 @@ def test_resume_of_an_empty_text_is_refused(tmp_path, monkeypatch, capsys):
     assert "--resume needs the folder of the run to continue; got an empty text." in \
         capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def _fake_mnist(folder):
+    """MNIST's four IDX files with 60 training and 20 test images of noise."""
+    import struct
+
+    rs = np.random.RandomState(0)
+    folder.mkdir()
+    for name, arr in {"train-images-idx3-ubyte": rs.randint(0, 256, (60, 28, 28)),
+                      "train-labels-idx1-ubyte": np.arange(60) % 10,
+                      "t10k-images-idx3-ubyte": rs.randint(0, 256, (20, 28, 28)),
+                      "t10k-labels-idx1-ubyte": np.arange(20) % 10}.items():
+        header = struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+        (folder / name).write_bytes(header + arr.astype(np.uint8).tobytes())
+
+
+def test_a_run_whose_data_moved_resumes_with_data_dir(tmp_path, monkeypatch, capsys):
+    """Data no longer where config.json says: the loader's advice to "add --download to this
+    command" was refused by --resume ("drop --download"), and there was no way to give the new
+    place. It now says to give it with --data-dir, which --resume takes: the splits are checked
+    against the checkpoint's, config.json names the new place, and the run ends as one never
+    stopped."""
+    from mlplab.data.base import DatasetNotFoundError
+
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
+    _fake_mnist(tmp_path / "m")
+    settings = {"hidden": [8], "epochs": 3, "batch_size": 10, "val_size": 10, "threads": 1,
+                "plots": False, "eval_test": True}
+    whole = tm.train_run("mnist", data_dir=tmp_path / "m", out=None, **settings)
+    run = tmp_path / "run"
+    _crash_after(monkeypatch, 1)
+    with pytest.raises(RuntimeError):
+        tm.train_run("mnist", data_dir=tmp_path / "m", out=run, **settings)
+    monkeypatch.undo()
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
+    (tmp_path / "m").rename(tmp_path / "moved")
+
+    assert main(["torch", "train", "--resume", str(run), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "--download" not in err
+    assert f"give its new place: mlplab torch train --resume {run} --data-dir DIR" in err
+    with pytest.raises(DatasetNotFoundError, match="data_dir=DIR"):
+        tm.resume_run(run)
+    with pytest.raises(ValueError, match="not both"):
+        tm.resume_run(run, data=whole, data_dir=tmp_path / "moved")
+    assert main(["torch", "train", "--resume", str(run), "--data-dir",
+                 str(tmp_path / "moved"), "--no-progress", "--no-plots"]) == 0
+    assert json.loads((run / "config.json").read_text())["data_dir"] == \
+        str((tmp_path / "moved").resolve())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    assert metrics["test_accuracy"] == whole.metrics["test_accuracy"]
+    ours = torch.load(run / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(ours[k], v) for k, v in whole.model.state_dict().items())
+
+
+def test_data_dir_of_other_data_is_refused(tmp_path, monkeypatch):
+    """--data-dir pointing at other data (fewer training images) is refused by the
+    checkpoint's record of the splits, and config.json keeps the place it named."""
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
+    _fake_mnist(tmp_path / "m")
+    run = tmp_path / "run"
+    _crash_after(monkeypatch, 1)
+    with pytest.raises(RuntimeError):
+        tm.train_run("mnist", data_dir=tmp_path / "m", out=run, hidden=[8], epochs=2,
+                     batch_size=10, val_size=10, threads=1, plots=False)
+    monkeypatch.undo()
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
+    before = (run / "config.json").read_text()
+    with pytest.raises(ValueError, match="it is not the run's data"):
+        tm.resume_run(run, data_dir=_other_mnist(tmp_path / "other"))
+    assert (run / "config.json").read_text() == before
+
+
+def _other_mnist(folder):
+    """Fake MNIST files with 50 training images, not the run's 60."""
+    import struct
+
+    _fake_mnist(folder)
+    path = folder / "train-images-idx3-ubyte"
+    data = path.read_bytes()[16:16 + 50 * 28 * 28]
+    path.write_bytes(struct.pack(">HBB", 0, 8, 3) + struct.pack(">3I", 50, 28, 28) + data)
+    labels = folder / "train-labels-idx1-ubyte"
+    labels.write_bytes(struct.pack(">HBB", 0, 8, 1) + struct.pack(">I", 50) +
+                       (np.arange(50) % 10).astype(np.uint8).tobytes())
+    return folder

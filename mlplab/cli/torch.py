@@ -158,8 +158,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--resume", metavar="RUN", default=None, type=user_path_arg,
                    help="continue the run in folder RUN, stopped by Ctrl-C, a crash or a kill, "
                         "from the end of its last whole epoch, with its own settings (only "
-                        "--threads, --device, --no-plots, --json, --no-progress and --verbose "
-                        "may be given); it ends as an uninterrupted run would have")
+                        "--threads, --device, --data-dir (where its data moved to), --no-plots, "
+                        "--json, --no-progress and --verbose may be given); it ends as an "
+                        "uninterrupted run would have")
     tr.set_defaults(func=run_train)
 
     dp = tsub.add_parser(
@@ -222,8 +223,9 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError("--resume needs the folder of the run to continue; got an empty text.")
     if args.resume:
         # --device, as --threads, is where the run goes on, not how it is configured: a run of
-        # a machine with a GPU can go on without one (its "use --device cpu" was refused)
-        refused = [k for k in given if k != "device"]
+        # a machine with a GPU can go on without one (its "use --device cpu" was refused);
+        # --data-dir where its data is now, if it moved
+        refused = [k for k in given if k not in ("device", "data_dir")]
         if refused:
             from mlplab.cli import UsageError
 
@@ -238,8 +240,8 @@ def run_train(args: argparse.Namespace) -> int:
                 tm.parse_device(args.device)
         out = Path(args.resume)
         with json_stdout(args.json), _resumable(out, args):
-            result = tm.resume_run(out, threads=args.threads, device=args.device,
-                                   plots=args.plots,
+            result = tm.resume_run(out, data_dir=args.data_dir, threads=args.threads,
+                                   device=args.device, plots=args.plots,
                                    progress=args.progress and sys.stderr.isatty(),
                                    verbose=args.verbose, announce=True)
         return _report_train(result, out, args)

@@ -32,8 +32,10 @@ import numpy as np
 import torch
 
 from mlplab import environment, io
-from mlplab._text import counted, path_word
+from mlplab._text import counted, path_word, shell_command
 from mlplab._validation import check_choice, check_positive, is_int, is_number, setting
+from mlplab.data.base import DatasetNotFoundError, download_hint
+from mlplab.runs.building import moved_data_hint
 from mlplab.runs.files import TORCH_CHECKPOINT_FILE, remove_partial_writes
 from mlplab.runs.lock import refuse_if_training, run_lock
 from mlplab.runs.splits import (
@@ -443,27 +445,34 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
 
 @threads_kept()
 def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
-               threads: int | None = None, device: str | None = None, plots: bool = True,
-               progress: bool = False, verbose: bool = False,
-               announce: bool = False) -> TorchRunResult:
+               data_dir: str | os.PathLike | None = None, threads: int | None = None,
+               device: str | None = None, plots: bool = True, progress: bool = False,
+               verbose: bool = False, announce: bool = False) -> TorchRunResult:
     """Continue the PyTorch run in folder ``run`` (stopped by Ctrl-C, a crash or a kill) from its
     last checkpoint, the end of its last whole epoch, to the end it was configured for: the
     files and figures are those an uninterrupted run would have written, and on the same device
     with the same thread count the weights and every figure are the same to the last bit.
 
-    The run's data is loaded again as its ``config.json`` says, and refused if its splits are not
-    the ones the run trained on; ``data`` is the dataset itself, for a run trained on a dataset
-    given in Python. ``threads`` and ``device``: PyTorch CPU threads and the device, if not
-    the run's settings (a run trained on a GPU goes on without one with ``device="cpu"``, no
-    longer bit for bit as on the GPU). A run that stopped before its first epoch ended (no
-    checkpoint) starts again from the beginning, with the same seed. A completed run and a
-    folder another process is training are refused; a run whose loss diverged (its checkpoint
-    dropped) diverges again, and says so.
+    The run's data is loaded again as its ``config.json`` says, and refused if its splits are
+    not the ones the run trained on; ``data`` is the dataset itself, for a run trained on a
+    dataset given in Python; ``data_dir``, where the run's data is now if it was moved (for a
+    ``folder:PATH`` dataset the folder itself): its splits must be the ones the checkpoint
+    recorded, and ``config.json`` then names the new place. ``threads`` and ``device``: PyTorch
+    CPU threads and the device, if not the run's settings (a run trained on a GPU goes on
+    without one with ``device="cpu"``, no longer bit for bit as on the GPU). A run that stopped
+    before its first epoch ended (no checkpoint) starts again from the beginning, with the same
+    seed. A completed run and a folder another process is training are refused; a run whose loss
+    diverged (its checkpoint dropped) diverges again, and says so.
     """
     run_dir = Path(run)
     _resumable(run_dir)  # before a lock file is made in a folder that is not a run's
     with run_lock(run_dir):
         config = _resumable(run_dir)  # again: the process that held the lock may have ended it
+        if data_dir is not None:
+            if data is not None:
+                raise ValueError("give the run's data or the folder it moved to (data_dir), not "
+                                 "both.")
+            config = _moved(config, data_dir)
         remove_partial_writes(run_dir)
         ckpt = run_dir / CHECKPOINT_FILE
         try:
@@ -487,12 +496,23 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
             load = {**_LOAD_DEFAULTS, **{k: config[k] for k in ("data_dir", "val_size",
                                                                 "test_size", "image_size")}}
             load.pop("data_seed")
-            ds, pre, X, X_val = _load(config["dataset"], config["data_seed"], load)
+            try:
+                ds, pre, X, X_val = _load(config["dataset"], config["data_seed"], load)
+            except DatasetNotFoundError as exc:
+                # the loader's "add --download", which --resume refused, gives way to the place
+                # of data that moved (unless that was the place given)
+                moved = "" if data_dir is not None else moved_data_hint(
+                    f"mlplab torch train --resume {shell_command([path_word(run_dir)])}",
+                    f"resume_run({str(run_dir)!r}, data_dir=DIR)")
+                raise DatasetNotFoundError(
+                    f"{str(exc).replace(download_hint(), '')} {moved}".rstrip()) from None
         else:
             _check_dataset_arg(data, {})
             ds, pre, X, X_val = _load(data, config["data_seed"], {})
         if extra.get("splits"):
             check_same_data(extra["splits"], ds, ckpt)  # also the sizes of the training split
+        if data_dir is not None:  # the data lives there now: evaluate and --resume look there
+            io.write_json(run_dir / TORCH_CONFIG_FILE, config)
         if config["eval_test"]:
             from mlplab.runs import require_test_split
 
@@ -527,6 +547,18 @@ def _state_refused(ckpt: Path, exc: TrainingStateError, run_dir: Path) -> ValueE
     saying how to go on."""
     return ValueError(f"cannot resume from {ckpt}: {exc} "
                       f"{_without_checkpoint(run_dir, f'it or {TORCH_CONFIG_FILE}')}")
+
+
+def _moved(config: dict[str, Any], data_dir: str | os.PathLike) -> dict[str, Any]:
+    """``config`` with its data found in ``data_dir``: for a ``folder:PATH`` dataset the folder
+    itself, else the folder of the dataset's files (absolute, as a new run records them)."""
+    from mlplab.runs import absolute_data_paths
+
+    if config["dataset"].lower().startswith("folder:"):
+        name, _ = absolute_data_paths(f"folder:{os.fspath(data_dir)}", None)
+        return {**config, "dataset": name}
+    _, where = absolute_data_paths(config["dataset"], os.fspath(data_dir))
+    return {**config, "data_dir": where}
 
 
 def _check_checkpoint_extra(extra: dict[str, Any], ckpt: Path) -> None:
