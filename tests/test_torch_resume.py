@@ -479,7 +479,7 @@ def test_a_run_whose_data_moved_resumes_with_data_dir(tmp_path, monkeypatch, cap
     assert all(torch.equal(ours[k], v) for k, v in whole.model.state_dict().items())
 
 
-def test_data_dir_of_other_data_is_refused(tmp_path, monkeypatch):
+def test_data_dir_of_other_data_is_refused(tmp_path, monkeypatch, capsys):
     """--data-dir pointing at other data (fewer training images) is refused by the
     checkpoint's record of the splits, and config.json keeps the place it named."""
     monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
@@ -494,18 +494,23 @@ def test_data_dir_of_other_data_is_refused(tmp_path, monkeypatch):
     before = (run / "config.json").read_text()
     with pytest.raises(ValueError, match="it is not the run's data"):
         tm.resume_run(run, data_dir=_other_mnist(tmp_path / "other"))
+    # too few images for the run's validation split: it named --val-size, which --resume refuses
+    assert main(["torch", "train", "--resume", str(run), "--data-dir",
+                 str(_other_mnist(tmp_path / "few", 5))]) == 1
+    assert "the run's val_size must be between 0 and 5 (the images available); got 10. This is " \
+           "not the data the run was trained with" in capsys.readouterr().err
     assert (run / "config.json").read_text() == before
 
 
-def _other_mnist(folder):
-    """Fake MNIST files with 50 training images, not the run's 60."""
+def _other_mnist(folder, n=50):
+    """Fake MNIST files with ``n`` training images, not the run's 60."""
     import struct
 
     _fake_mnist(folder)
     path = folder / "train-images-idx3-ubyte"
-    data = path.read_bytes()[16:16 + 50 * 28 * 28]
-    path.write_bytes(struct.pack(">HBB", 0, 8, 3) + struct.pack(">3I", 50, 28, 28) + data)
+    data = path.read_bytes()[16:16 + n * 28 * 28]
+    path.write_bytes(struct.pack(">HBB", 0, 8, 3) + struct.pack(">3I", n, 28, 28) + data)
     labels = folder / "train-labels-idx1-ubyte"
-    labels.write_bytes(struct.pack(">HBB", 0, 8, 1) + struct.pack(">I", 50) +
-                       (np.arange(50) % 10).astype(np.uint8).tobytes())
+    labels.write_bytes(struct.pack(">HBB", 0, 8, 1) + struct.pack(">I", n) +
+                       (np.arange(n) % 10).astype(np.uint8).tobytes())
     return folder

@@ -34,7 +34,12 @@ import torch
 from mlplab import environment, io
 from mlplab._text import counted, path_word, shell_command
 from mlplab._validation import check_choice, check_positive, is_int, is_number, setting
-from mlplab.data.base import DatasetNotFoundError, download_hint
+from mlplab.data.base import (
+    DatasetError,
+    DatasetNotFoundError,
+    SplitSizeError,
+    download_hint,
+)
 from mlplab.runs.building import moved_data_hint
 from mlplab.runs.files import TORCH_CHECKPOINT_FILE, remove_partial_writes
 from mlplab.runs.lock import refuse_if_training, run_lock
@@ -506,6 +511,10 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
                     f"resume_run({str(run_dir)!r}, data_dir=DIR)")
                 raise DatasetNotFoundError(
                     f"{str(exc).replace(download_hint(), '')} {moved}".rstrip()) from None
+            except SplitSizeError as exc:  # the run's recorded size, which --resume cannot set
+                raise DatasetError(f"the run's {exc.option}{exc.rest} This is not the data the "
+                                   "run was trained with: use the data as it was, or train a "
+                                   "new run.") from None
         else:
             _check_dataset_arg(data, {})
             ds, pre, X, X_val = _load(data, config["data_seed"], {})
