@@ -3,12 +3,15 @@
 The names most code needs are here: ``MLP``, ``TwoLayerNet`` and, imported on first use (so that
 ``import mlplab`` and the command line do not load scikit-learn or the data loaders until they are
 needed), ``MLPClassifier``, ``Trainer``, ``load_dataset``, ``train_run``, ``load_model`` and
-``save_model``. Each also lives in its own module (``mlplab.estimator``, ``mlplab.trainer``, ...).
+``save_model``. Each also lives in its own module (``mlplab.estimator``, ``mlplab.trainer``, ...),
+and the modules too are imported on first access (``mlplab.data.load_dataset`` after a bare
+``import mlplab``).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from mlplab.models import MLP, TwoLayerNet
@@ -36,6 +39,10 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value  # the next access is a plain attribute
         return value
+    # a submodule on first access, as the docs write it after a bare `import mlplab`
+    # (`mlplab.data.load_dataset(...)`, `mlplab.plots.plot_loss(...)`); importing it sets it
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'mlplab' has no attribute {name!r}")
 
 

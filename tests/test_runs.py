@@ -417,6 +417,27 @@ def test_the_package_exports_the_main_names_and_imports_them_on_first_use():
         mlplab.Nothing  # noqa: B018
 
 
+def test_submodules_resolve_after_a_bare_import_mlplab_as_the_docs_write_them():
+    # docs/training.md's notebook cells: `mlplab.data.load_dataset(...)`,
+    # `mlplab.plots.plot_loss(...)` after `import mlplab` alone (a fresh process: in this one
+    # other tests have imported the submodules already)
+    code = ("import mlplab\n"
+            "print(mlplab.data.load_dataset is mlplab.load_dataset,\n"
+            "      mlplab.plots.plot_loss.__module__, mlplab.tuning.data.subset_train.__name__)\n"
+            "for name in ('nothing_here', '_private'):\n"
+            "    try:\n"
+            "        getattr(mlplab, name)\n"
+            "    except AttributeError as exc:\n"
+            "        print(exc)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "True mlplab.plots subset_train",
+        "module 'mlplab' has no attribute 'nothing_here'",
+        "module 'mlplab' has no attribute '_private'"]
+
+
 def test_confusion_matrix_is_one_function_in_plots_and_metrics():
     from mlplab import metrics
 
