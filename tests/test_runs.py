@@ -641,6 +641,25 @@ def test_run_folder_mistakes_say_what_to_do(tmp_path, digits):
     assert (tmp_path / "notes.txt").read_text() == "mine" and not loads
 
 
+def test_a_folder_of_many_runs_is_not_pointed_to_its_first_run(tmp_path, digits, capsys):
+    """`mlplab evaluate runs` (or `--resume runs`, `--like runs`): the folder of many runs, the
+    likely mistake, names a few of them and the command that lists them, not the first run as
+    if it were the one meant."""
+    for name in ("a", "b", "c", "d"):
+        train_run({**FAST, "epochs": 1}, data=digits, out=tmp_path / "runs" / name, plots=False)
+    runs = tmp_path / "runs"
+    shown = f"{runs / 'a'}, {runs / 'b'}, {runs / 'c'}, ..."
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"has no model.npz; it holds 4 run folders ({shown}): pass one of them "
+            f"(mlplab.runs.list_runs([{str(runs)!r}]) lists them).")):
+        evaluate_run(runs)
+    assert main(["train", "--resume", str(runs)]) == 1
+    err = capsys.readouterr().err
+    assert f"no config.json); it holds 4 run folders ({shown}): pass one of them (mlplab runs " \
+           f"{runs} lists them)." in err
+    assert "the run folder inside it" not in err
+
+
 @pytest.mark.parametrize("augment, crop_fill", [("flip,crop", "zero"), ("flip,crop", "black"),
                                                ("crop,elastic", "black")])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, digits, augment,

@@ -53,12 +53,22 @@ def remove_partial_writes(run_dir: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def inner_run_folder(folder: Path, marker: str) -> Path | None:
-    """The first sub-folder of ``folder`` holding ``marker`` (a run's file): the usual mistake
-    of passing a tuning's folder, whose retrained best trial is ``best-run/``."""
+def inner_run_folder(folder: Path, marker: str, what: str = "the run folder") -> str | None:
+    """Where the run is, for a ``folder`` passed as one that is not (None: no sub-folder holds
+    ``marker``, a run's file): the one sub-folder that does (a tuning's ``best-run/``), or, for
+    a folder of many runs (``runs/`` itself, the usual mistake), a few of them and the command
+    that lists them all, since naming the first alone sent a user to an arbitrary run."""
     if not folder.is_dir():
         return None
-    return next((d for d in sorted(folder.iterdir()) if (d / marker).is_file()), None)
+    inner = [d for d in sorted(folder.iterdir()) if (d / marker).is_file()]
+    if len(inner) == 1:
+        return f"{what} inside it is {inner[0]}"
+    if not inner:
+        return None
+    shown = ", ".join(str(d) for d in inner[:3]) + (", ..." if len(inner) > 3 else "")
+    lister = setting(shell_command(["mlplab", "runs", path_word(folder)]),
+                     f"mlplab.runs.list_runs([{str(folder)!r}])")
+    return f"it holds {len(inner)} run folders ({shown}): pass one of them ({lister} lists them)"
 
 
 def resume_command(run_dir: str | os.PathLike) -> str:

@@ -54,10 +54,8 @@ def _no_model_hint(run_dir: Path) -> str:
     known = _other_output_hint(run_dir)
     if known is not None:
         return known
-    nested = inner_run_folder(run_dir, MODEL_FILE)
-    if nested is not None:
-        return f"the run folder with a model inside it is {nested}"
-    return "pass a run folder written by mlplab train"
+    return (inner_run_folder(run_dir, MODEL_FILE, "the run folder with a model")
+            or "pass a run folder written by mlplab train")
 
 
 def _other_output_hint(folder: Path) -> str | None:

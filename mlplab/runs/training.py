@@ -291,7 +291,7 @@ def run_config(run: str | os.PathLike) -> RunConfig:
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         nested = inner_run_folder(run_dir, CONFIG_FILE)
-        hint = f"; the run folder inside it is {nested}" if nested is not None else ""
+        hint = f"; {nested}" if nested is not None else ""
         raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}){hint}.")
     values = io.read_json(config_path)
     if isinstance(values, dict) and values.get("framework") == "pytorch":
