@@ -470,7 +470,7 @@ def test_resume_with_another_sampler_or_pruner_is_refused_but_not_another_timeou
     first = tune(digits, trials=1, sampler="tpe", prune="median", **kw)
     with pytest.raises(ValueError, match=r"different sampler \(\"tpe\" vs \"random\"\)"):
         tune(digits, trials=2, sampler="random", prune="median", **kw)
-    with pytest.raises(ValueError, match=r"different pruner \(\"median\" vs null\)"):
+    with pytest.raises(ValueError, match=r"different pruner \(\"median\" vs none\)"):
         tune(digits, trials=2, sampler="tpe", **kw)
     with pytest.raises(ValueError, match=r"different pruner \(\"median\" vs \"hyperband\"\)"):
         tune(digits, trials=2, sampler="tpe", prune="hyperband", **kw)
@@ -925,7 +925,8 @@ def test_a_resumed_study_with_another_space_names_only_the_knobs_that_differ(tmp
     assert "added `dropout`: {type: categorical, choices: [0.0, 0.5]}" in msg, msg
     # the knobs both spaces share unchanged are not repeated
     assert "hidden_size" not in msg and "batch_size" not in msg, msg
-    assert msg.endswith("; resume it with the same options or choose a new study_name."), msg
+    assert msg.endswith("; resume it with the same options or choose a new study_name (and "
+                        "another out, if you gave one)."), msg
     fewer = {k: v for k, v in TINY.items() if k != "hidden_size"}
     with pytest.raises(ValueError, match=r"space \(removed `hidden_size`: "
                                          r"\{type: int, low: 8, high: 32\}\); resume"):
@@ -1425,7 +1426,8 @@ def test_a_retuned_cell_with_another_space_is_told_the_argument(digits, tmp_path
     kw = dict(out=tmp_path, progress=False, search_only=True)
     tune(digits, trials=1, search_space=TINY, **kw)
     with pytest.raises(ValueError, match=r"different search space .*; resume it with the same "
-                                         r"options or choose a new study_name\.$"):
+                                         r"options or choose a new study_name \(and another out, "
+                                         r"if you gave one\)\.$"):
         tune(digits, trials=1, search_space={**TINY, "epochs": 4}, **kw)
     space = tmp_path / "space.yaml"
     space.write_text("hidden_size: 8\nlr: {type: float, low: 0.05, high: 0.5}\nepochs: 2\n"
@@ -1435,7 +1437,9 @@ def test_a_retuned_cell_with_another_space_is_told_the_argument(digits, tmp_path
     assert main(args) == 0
     space.write_text(space.read_text().replace("epochs: 2", "epochs: 3"))
     assert main(args) == 1
-    assert "choose a new --study name." in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # its --out holds this study's outputs: a new --study alone there is refused as well
+    assert "choose a new --study name (and another --out, if you gave one)." in err
 
 
 def test_the_best_runs_note_names_the_training_subset_as_the_caller_gave_it(digits, tmp_path,

@@ -70,7 +70,9 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
             raise ValueError(
                 f"study {study_name!r} in {storage.display} was created with a different "
                 f"{_WHAT[key]} ({_difference(key, have[key], value)}); resume it with "
-                f"the same options or choose a new {setting('--study name', 'study_name')}.")
+                f"the same options or choose a new {setting('--study name', 'study_name')} "
+                # an output folder holds one study's outputs: a given one is refused to another
+                f"(and another {setting('--out', 'out')}, if you gave one).")
     # only once all match: a refused command must not pin what it brought (a study made before
     # the seed was recorded would otherwise refuse its own seed afterwards)
     for key, value in wanted.items():
@@ -97,7 +99,10 @@ def _difference(key: str, had: Any, wants: Any) -> str:
                   if knob not in wants]
         if parts:
             return "; ".join(parts)
-    return f"{json.dumps(had, default=str)} vs {json.dumps(wants, default=str)}"
+    def shown(value: Any) -> str:  # no pruner is None: "null" is JSON's word, not the user's
+        return "none" if value is None else json.dumps(value, default=str)
+
+    return f"{shown(had)} vs {shown(wants)}"
 
 
 def _knob_text(value: Any) -> str:
