@@ -620,6 +620,23 @@ def test_a_flag_reproduce_lacks_points_to_what_sets_it(flags, said, capsys, tmp_
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("argv,said", [
+    (["train", "--epochs", "1", "--debug"], "--debug goes before the command: mlplab --debug "
+                                            "train ...)"),
+    (["data", "info", "digits", "--debug"], "--debug goes before the command: mlplab --debug "
+                                            "data ...)"),
+    (["train", "--version"], "--version goes before the command: mlplab --version)"),
+])
+def test_mlplabs_own_option_after_the_command_says_where_it_goes(argv, said, capsys):
+    """``mlplab train ... --debug`` (an internal error's message says to rerun with --debug) was
+    asked "did you mean --reg?", ``mlplab train --version`` "--verbose?"."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(said) and "did you mean" not in err, err
+
+
 def test_an_unknown_flag_is_reported_by_its_command_with_the_closest_flag(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", *TINY, "--augmentation", "flip"])

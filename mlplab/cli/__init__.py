@@ -240,8 +240,14 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
     notes += _misplaced_arguments(parser, [u for u in unknown if u.split("=")[0] not in covered],
                                   getattr(args, "argv", ()))
     hint = f" ({'; '.join(notes)})" if notes else ""
-    if any(u.split("=")[0] == "--plugin" for u in unknown):
-        hint = f" (--plugin goes before the command: mlplab --plugin MODULE {args.command} ...)"
+    # mlplab's own options given after the command: closest() offered --reg for --debug (which
+    # an internal error's message asks for) and --verbose for --version
+    placed = {"--plugin": f"mlplab --plugin MODULE {args.command} ...",
+              "--debug": f"mlplab --debug {args.command} ...", "--version": "mlplab --version"}
+    late = [flag for flag in placed if any(u.split("=")[0] == flag for u in unknown)]
+    if late:
+        hint = " (" + "; ".join(f"{flag} goes before the command: {placed[flag]}"
+                                for flag in late) + ")"
     parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
