@@ -900,6 +900,24 @@ def test_train_passes_its_output_options_to_the_run(monkeypatch, tmp_path):
     assert (seen["verbose"], seen["plots"], seen["progress"]) == (False, True, True)
 
 
+def test_early_stopping_without_a_validation_split_is_told_in_the_callers_words(tmp_path,
+                                                                                capsys):
+    """The refusal named the fields and the flags together ("give val_size > 0 (--val-size N)
+    ... (patience None, --patience 0)"): the flags on the command line, the fields in Python."""
+    from mlplab.runs import train_run
+
+    out = tmp_path / "r"
+    assert main(["train", *TINY, "--val-size", "0", "--patience", "3", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "error: early stopping (--patience) needs a validation split, and --val-size is 0: give "
+        "--val-size N or turn early stopping off (--patience 0).")
+    assert not out.exists()
+    with pytest.raises(ValueError, match=re.escape(
+            "early stopping (patience) needs a validation split, and val_size is 0: give "
+            "val_size > 0 or turn early stopping off (patience=None).")):
+        train_run(dataset="digits", val_size=0, patience=3)
+
+
 def test_train_patience_0_turns_off_a_presets_early_stopping(monkeypatch, tmp_path):
     import mlplab.runs
     from mlplab.presets import PRESETS

@@ -26,6 +26,7 @@ from mlplab._validation import (
     check_seed,
     is_int,
     is_number,
+    setting,
 )
 from mlplab.init import INITS
 from mlplab.models import ACTIVATIONS
@@ -155,9 +156,11 @@ class RunConfig:
 
         check_choice(self.preprocessing, PREPROCESSING, "preprocessing")
         if self.patience is not None and self.val_size == 0:
-            raise ValueError("early stopping (patience) needs a validation split, and val_size is "
-                             "0: give val_size > 0 (--val-size N) or turn early stopping off "
-                             "(patience None, --patience 0).")
+            # in the words of the caller: the flags on the command line, the fields in Python
+            raise ValueError(f"early stopping ({setting('--patience', 'patience')}) needs a "
+                             f"validation split, and {setting('--val-size', 'val_size')} is 0: "
+                             f"give {setting('--val-size N', 'val_size > 0')} or turn early "
+                             f"stopping off ({setting('--patience 0', 'patience=None')}).")
         self.trainer_config().validate()
 
     def trainer_config(self, **runtime: Any) -> TrainConfig:
