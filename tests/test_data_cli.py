@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 import warnings
 
 import numpy as np
@@ -220,7 +221,11 @@ def test_missing_dataset_is_one_line_exit_1(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,kwargs,message", [
-    (["--val-size", "5000"], {"val_size": 5000}, "{} must be between 0 and 1617"),
+    # the largest count named is one that leaves a training image (1617 itself is refused)
+    (["--val-size", "5000"], {"val_size": 5000},
+     "{} must be between 0 and 1616 (of 1617 images, 1 kept for training); got 5000."),
+    (["--test-size", "5000"], {"test_size": 5000},
+     "{} must be between 0 and 1796 (of 1797 images, 1 kept for training); got 5000."),
     (["--test-size", "1797"], {"test_size": 1797}, "{} 1797 leaves no training images"),
     (["--test-size", "797", "--val-size", "1000"], {"test_size": 797, "val_size": 1000},
      "{} 1000 leaves no training images"),
@@ -235,7 +240,7 @@ def test_split_size_errors_name_the_flag_typed(argv, kwargs, message, capsys):
     err = capsys.readouterr().err
     assert f"error: {message.format(option)}" in err, err
     python = option[2:].replace("-", "_")
-    with pytest.raises(DatasetError, match=f"^{message.format(python)}"):
+    with pytest.raises(DatasetError, match=f"^{re.escape(message.format(python))}"):
         load_dataset("digits", **kwargs)
 
 

@@ -233,7 +233,7 @@ def test_run_options(kwargs, message, tmp_path):
 
 
 DATA_ARGS = [
-    ({"val_size": -1}, "val_size must be between 0 and 1617"),
+    ({"val_size": -1}, "val_size must be between 0 and 1616"),
     ({"val_size": 1.5}, r"val_size must be a count >= 0 or a fraction in \(0, 1\)"),
     ({"val_size": float("nan")}, "val_size must be a count"),
     ({"test_size": 10**9}, "test_size must be between 0 and"),

@@ -188,9 +188,11 @@ def short_repr(value: object) -> str:
 
 
 def resolve_size(value: float | np.floating | np.integer | None, n: int, default: int,
-                 what: str) -> int:
+                 what: str, spare: int = 0) -> int:
     """Turn a split size (count, or fraction in (0, 1)) into a count in [0, n]; ``what`` is the
-    ``load_dataset`` argument it came from (``val_size``), a :class:`SplitSizeError` names."""
+    ``load_dataset`` argument it came from (``val_size``), a :class:`SplitSizeError` names.
+    ``spare``: images the caller must keep for training, taken off the largest count a
+    refusal names (the caller refuses a count that leaves too few)."""
     if value is None:
         return min(default, n)
     if isinstance(value, np.floating):
@@ -210,7 +212,10 @@ def resolve_size(value: float | np.floating | np.integer | None, n: int, default
         return int(round(value * n))
     count = int(value)
     if count < 0 or count > n:
-        raise SplitSizeError(what, f" must be between 0 and {n} (the images available); "
+        # "between 0 and n" named a count that the next check refuses as leaving no training
+        available = "the images available" if not spare else \
+            f"of {n} images, {spare} kept for training"
+        raise SplitSizeError(what, f" must be between 0 and {n - spare} ({available}); "
                                    f"got {count}.")
     return count
 

@@ -120,7 +120,7 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
     # images that copy alone took about half a second)
     rows = None
     if test is None:
-        n_test = resolve_size(test_size, n, int(round(0.1 * n)), "test_size")
+        n_test = resolve_size(test_size, n, int(round(0.1 * n)), "test_size", spare=1)
         rows, hold = stratified_split(y, n_test, seed)
         X_test, y_test = X[hold], y[hold]
         y = y[rows]
@@ -135,7 +135,7 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
             n_test = resolve_size(test_size, len(y_test), len(y_test), "test_size")
             _, hold = stratified_split(y_test, n_test, seed)
             X_test, y_test = X_test[hold], y_test[hold]
-    n_val = resolve_size(val_size, len(y), int(round(0.1 * n)), "val_size")
+    n_val = resolve_size(val_size, len(y), int(round(0.1 * n)), "val_size", spare=1)
     if n_val >= len(y):
         raise SplitSizeError("val_size", f" {n_val} leaves no training images (only {len(y)} "
                                          "available after the test split).")
@@ -280,7 +280,7 @@ def _fixed_splits(ds: Dataset, val_size: int | float | None, test_size: int | fl
 
     ``ds`` comes with all training images in ``X_train`` and all test images in ``X_test``.
     """
-    n_val = resolve_size(val_size, len(ds.y_train), default_val, "val_size")
+    n_val = resolve_size(val_size, len(ds.y_train), default_val, "val_size", spare=1)
     ds.X_train, ds.y_train, ds.X_val, ds.y_val = tail_split(ds.X_train, ds.y_train, n_val)
     ds.notes.append(f"validation split: the last {n_val} training images")
     if test_size is not None:
