@@ -1503,6 +1503,25 @@ def test_predict_takes_a_folder_of_images(tmp_path, digits, capsys):
         predict_images(tmp_path / "r", [new])
 
 
+def test_predict_says_which_files_of_a_folder_it_cannot_read(tmp_path, digits, capsys):
+    """A phone's .heic photos beside its .jpg ones were left out of `mlplab predict FOLDER`
+    without a word (a class folder of a dataset warns about them)."""
+    train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("b.HEIC", "c.heic", "d.avif"):
+        (photos / name).write_bytes(b"\0\0\0\x18ftypheic")
+    with pytest.warns(UserWarning, match=r"3 file\(s\) in image formats mlplab does not read"):
+        assert main(["predict", str(tmp_path / "r"), str(photos)]) == 1
+    assert "photos: no image files in this folder" in capsys.readouterr().err
+    Image.fromarray(digits.X_test[0, :, :, 0]).save(photos / "a.png")
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{photos}: 3 file(s) in image formats mlplab does not read are left out (1 .avif, "
+            "2 .heic; e.g. b.HEIC); convert them to PNG or JPEG to classify them.")):
+        out = predict_images(tmp_path / "r", [photos])
+    assert [r["image"] for r in out] == [str(photos / "a.png")]
+
+
 def test_edited_run_files_are_refused_by_name(tmp_path, digits):
     run = tmp_path / "r"
     train_run(FAST, out=run, data=digits, plots=False)

@@ -408,6 +408,14 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     return [folder / entry[0] for entry in _image_files(folder)]
 
 
+def unread_image_files(folder: str | os.PathLike) -> list[Path]:
+    """The files directly inside ``folder`` named as images in a format mlplab does not read
+    (``OTHER_IMAGE_EXTENSIONS``: a phone's ``.heic`` photos, ...), sorted by name: what
+    :func:`image_files` leaves out, for a caller to say so."""
+    folder = Path(folder)
+    return [folder / name for name in _listing(folder)[2]]
+
+
 def decoded_otherwise_before(root: str | os.PathLike, decoding: int
                              ) -> tuple[Path, str] | None:
     """The first image of the folder dataset ``root`` (its class folders, or those of its

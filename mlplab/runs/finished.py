@@ -169,7 +169,9 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Dataset | Non
 
 def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """``paths`` with each folder replaced by the image files directly inside it (sorted)."""
-    from mlplab.data.folder import IMAGE_EXTENSIONS, image_files
+    import warnings
+
+    from mlplab.data.folder import IMAGE_EXTENSIONS, image_files, unread_image_files
 
     out: list[Path] = []
     for p in paths:
@@ -178,6 +180,15 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
             out.append(p)
             continue
         found = image_files(p)
+        unread = unread_image_files(p)
+        if unread:  # a phone's .heic photos beside its .jpg ones: said, not silently skipped
+            exts: dict[str, int] = {}
+            for f in unread:
+                exts[f.suffix.lower()] = exts.get(f.suffix.lower(), 0) + 1
+            kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(exts.items()))
+            warnings.warn(f"{p}: {len(unread)} file(s) in image formats mlplab does not read "
+                          f"are left out ({kinds}; e.g. {unread[0].name}); convert them to PNG "
+                          "or JPEG to classify them.", stacklevel=3)
         if not found:
             raise ValueError(f"{p}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)}; "
                              "sub-folders are not searched).")
