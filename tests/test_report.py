@@ -433,14 +433,18 @@ def test_reuse_messages_name_the_argument_in_python_and_the_flag_on_the_command_
         reproduce("digits", TINY, out=tmp_path / "py", seed=1, log=False, only=["q1"],
                   reuse=True)
     said = str(caught.value)
+    # how to match it, and that a report without reuse must go elsewhere: "run without
+    # --reuse" alone replaced the earlier report with one of the --only stages
     assert said.startswith("reuse=True: the earlier report in ") and \
-        said.endswith("used a different seed (seed=0); its sections would not match. Run "
-                      "without reuse=True."), said
+        said.endswith(f"used a different seed (seed=0); its sections would not match. Give "
+                      f"seed=0 to keep them, or run without reuse=True into another out "
+                      f"(without it, the report in {tmp_path / 'py'} would be replaced by one "
+                      "of these stages alone)."), said
     assert main(["reproduce", "--only", "q1", "--out", str(tmp_path / "cli")]) == 0
     assert main(["reproduce", "--only", "q1", "--seed", "1", "--reuse",
                  "--out", str(tmp_path / "cli")]) == 1
-    assert ("used a different seed (seed=0); its sections would not match. Run without "
-            "--reuse.") in capsys.readouterr().err
+    assert ("used a different seed (seed=0); its sections would not match. Give --seed 0 to "
+            "keep them, or run without --reuse into another --out") in capsys.readouterr().err
 
     # other data than the kept sections' (the whole refusal is in the test above)
     ctx = Context(out=tmp_path, dataset="digits", budget=TINY, seed=0)

@@ -192,6 +192,16 @@ def _reuse() -> str:
     return setting("--reuse", "reuse=True")
 
 
+def _named(key: str, value: Any) -> Any:
+    """A report.json setting as a user names it: a budget by its name, not all its knobs."""
+    return value.get("name") if key == "budget" and isinstance(value, dict) else value
+
+
+def _as_given(key: str, value: Any) -> str:
+    """A report setting as the user gives it: ``--seed 0`` (``seed=0`` from Python)."""
+    return setting(f"--{key} {value}", f"{key}={value!r}")
+
+
 def _earlier_report(ctx: Context) -> dict[str, Any]:
     from mlplab.io import read_json
 
@@ -207,9 +217,16 @@ def _earlier_report(ctx: Context) -> dict[str, Any]:
                                              for k, v in theirs["budget"].items()}
     diff = [k for k in mine if mine[k] != theirs[k]]
     if diff:
+        # "run without --reuse" alone sent the user to replace the whole earlier report with
+        # one of the --only stages: say how to match it, and where a new report may go
+        was = {k: _named(k, theirs[k]) for k in diff}
         raise ValueError(f"{_reuse()}: the earlier report in {ctx.out} used a different "
-                         f"{', '.join(diff)} ({', '.join(f'{k}={theirs[k]}' for k in diff)}); "
-                         f"its sections would not match. Run without {_reuse()}.")
+                         f"{', '.join(diff)} ({', '.join(f'{k}={v}' for k, v in was.items())}); "
+                         f"its sections would not match. Give "
+                         f"{' '.join(_as_given(k, v) for k, v in was.items())} to keep them, or "
+                         f"run without {_reuse()} into another {setting('--out', 'out')} "
+                         f"(without it, the report in {ctx.out} would be replaced by one of "
+                         "these stages alone).")
     doc["loaded"] = dict(_load_sections(doc))
     return doc
 
