@@ -465,7 +465,8 @@ def _refuse_if_all_failed(study: optuna.Study, result: TuneResult) -> None:
 
     if result.best_trial is None and result.n_failed and not result.n_pruned:
         first = next(t for t in study.trials if t.state == TrialState.FAIL)
-        reason = first.user_attrs.get("error", "see the warnings above")
+        # the reason is a whole sentence: its full stop would come before the "; ..."
+        reason = first.user_attrs.get("error", "see the warnings above").rstrip(".")
         raise ValueError(f"all {result.n_failed} trials failed, the first with "
                          f"{reason}; results.csv lists them.")
 
