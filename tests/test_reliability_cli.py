@@ -337,7 +337,8 @@ def test_unexpected_exceptions_are_one_line_too_and_debug_shows_them(monkeypatch
     monkeypatch.setattr(check, "run_check", broken)
     code, _, err = _run(["check"], capsys)
     _assert_one_line_error(err, code, 1, ["check"])
-    assert "internal error (BadZipFile: line one line two)" in err and "--debug" in err
+    assert "internal error (BadZipFile: line one line two); rerun as mlplab --debug check ... " \
+        "for the traceback" in err
     with pytest.raises(zipfile.BadZipFile):
         main(["--debug", "check"])
 

@@ -401,8 +401,9 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
         elif not (isinstance(exc, CLIError | ValueError | OSError | RuntimeError) or
                   type(exc).__name__.endswith("Error")):
             # not an error the library raises on purpose: still no traceback, but say so
-            message = (f"internal error ({type(exc).__name__}: {message}); rerun with --debug "
-                       "for the traceback and please report it")
+            # where --debug goes: after the command it is an unknown argument of its
+            message = (f"internal error ({type(exc).__name__}: {message}); rerun as mlplab "
+                       f"--debug {args.command} ... for the traceback and please report it")
         command = " ".join(filter(None, (args.command, _action(args))))
         print(f"mlplab {command}: error: {message}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1

@@ -103,7 +103,8 @@ def load_plugin(name: str) -> ModuleType:
     except Exception as exc:  # the plugin's own code failed
         detail = ": " + " ".join(str(exc).split()) if str(exc).strip() else ""
         raise PluginError(f"plugin {name!r} raised {type(exc).__name__} on import{detail} "
-                          "(rerun with --debug for the traceback)") from exc
+                          "(rerun as mlplab --debug ... for the traceback: --debug goes "
+                          "before the command)") from exc
 
 
 def _import(module: str, name: str) -> ModuleType:
