@@ -182,7 +182,7 @@ def test_a_test_folder_is_decoded_as_the_training_images_are(tmp_path):
     _write_images(other / "train", ["a", "b"], 2, size=(7, 7), mode="L")
     _write_images(other / "test", ["a", "b"], 1, size=(5, 5), mode="L")
     with pytest.raises(DatasetError, match=r"test: images are \(5, 5, 1\) but the training "
-                                           r"images are \(7, 7, 1\); pass --image-size"):
+                                           r"images are \(7, 7, 1\); pass image_size=N"):
         load_dataset(f"folder:{other}", val_size=0)
 
 
@@ -276,7 +276,7 @@ def test_folder_greyscale_kinds_and_sizes(tmp_path):
     tracemalloc.start()  # sees NumPy's buffers: the photo's 36 MB, not 61 photos' 2.2 GB
     try:
         with pytest.raises(DatasetError, match=r"is 8x8 but a/000-photo.png is 3000x4000 "
-                                               r"\(height x width\); pass --image-size"):
+                                               r"\(height x width\); pass image_size=N"):
             load_dataset(f"folder:{big}", cache=False)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -346,10 +346,22 @@ def test_folder_errors_name_the_file(tmp_path):
     # the first image is named with its class folder: every class may have a 0000.png; sizes
     # are height x width, the order --image-size takes
     with pytest.raises(DatasetError, match=r"0007\.png: image is 9x7 but a/0000\.png is 6x5 "
-                                           r"\(height x width\); pass --image-size"):
+                                           r"\(height x width\); pass image_size=N"):
         load_dataset(f"folder:{mixed}", cache=False)
     ds = load_dataset(f"folder:{mixed}", image_size=4, val_size=0, test_size=0, cache=False)
     assert ds.X_train.shape == (3, 4, 4, 3)
+
+
+def test_a_size_mismatch_names_the_flag_on_the_command_line(tmp_path, capsys):
+    """It said "pass --image-size (image_size=)", both at once: the command line's words there,
+    the argument's from Python (above)."""
+    from mlplab.cli import main
+
+    _write_images(tmp_path / "mixed", ["a"], 2)
+    _write_images(tmp_path / "mixed", ["b"], 1, size=(9, 7), start=7)
+    assert main(["data", "info", f"folder:{tmp_path / 'mixed'}", "--no-cache"]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        "(height x width); pass --image-size N to resize all images to one size.")
 
 
 def test_folder_images_the_layout_leaves_out_are_named_in_a_warning(tmp_path):

@@ -62,7 +62,7 @@ def test_a_wrong_size_found_while_decoding_beats_the_unreadable_files(tmp_path):
     paths[3].write_bytes(b"")
     Image.new("RGB", (7, 4)).save(paths[900])
     with pytest.raises(DatasetError, match=r"^\S*b/0350\.png: image is 4x7 but a/0000\.png is "
-                                           r"3x2 \(height x width\); pass --image-size"):
+                                           r"3x2 \(height x width\); pass image_size=N"):
         read_image_folder(tmp_path / "f", cache=False)
     # resized to one size, the same folder fails only for its unreadable file
     with pytest.raises(DatasetError, match=r"^\S*a/0003\.png: cannot read image"):
@@ -96,7 +96,7 @@ def test_an_array_too_large_for_memory_says_how_to_shrink_it(tmp_path, monkeypat
     _folder(tmp_path / "f", 4)
     _no_array_of(monkeypatch, (4, 3, 2, 3))
     with pytest.raises(DatasetError, match=r"^4 images of 3x2 \(0000\.png\) need 0\.0 GiB; pass "
-                                           r"--image-size \(image_size=\) to shrink them\.$"):
+                                           r"image_size=N to shrink them\.$"):
         read_image_folder(tmp_path / "f", mode="RGB", cache=False)
 
 

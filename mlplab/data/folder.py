@@ -497,7 +497,7 @@ def _images_array(paths: list[Path], start: int, first: np.ndarray) -> np.ndarra
     except MemoryError:
         raise DatasetError(
             f"{len(paths)} images of {first.shape[0]}x{first.shape[1]} ({paths[start].name}) "
-            f"need {len(paths) * first.size / 2**30:.1f} GiB; pass --image-size (image_size=) "
+            f"need {len(paths) * first.size / 2**30:.1f} GiB; pass {_image_size_setting()} "
             "to shrink them.") from None
 
 
@@ -549,13 +549,20 @@ def _run_chunks(work: Callable[[range], None], chunks: list[range], bar: tqdm) -
                 bar.update(len(c))
 
 
+def _image_size_setting() -> str:
+    # the caller's words: the flag on the command line, the argument in Python (not both)
+    from mlplab._validation import setting
+
+    return setting("--image-size N", "image_size=N")
+
+
 def _size_mismatch(path: Path, wh: tuple[int, int], first: Path,
                    first_shape: tuple[int, ...]) -> DatasetError:
     # the first image by its class folder too: every class may have a 0001.jpg. Sizes are
     # height x width, as --image-size reads them (Pillow's wh is width first)
     return DatasetError(f"{path}: image is {wh[1]}x{wh[0]} but {first.parent.name}/{first.name} is "
-                        f"{first_shape[0]}x{first_shape[1]} (height x width); pass --image-size "
-                        "(image_size=) to resize all images to one size.")
+                        f"{first_shape[0]}x{first_shape[1]} (height x width); pass "
+                        f"{_image_size_setting()} to resize all images to one size.")
 
 
 def _decode_any(paths: list[Path], size: tuple[int, int] | None) -> np.ndarray:
@@ -680,7 +687,7 @@ def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = No
                                           mode="L" if X.shape[3] == 1 else "RGB", cache=cache)
             if Xt.shape[1:] != X.shape[1:]:
                 raise DatasetError(f"{root / 'test'}: images are {Xt.shape[1:]} but the training "
-                                   f"images are {X.shape[1:]}; pass --image-size (image_size=).")
+                                   f"images are {X.shape[1:]}; pass {_image_size_setting()}.")
             test = (Xt, yt)
         return (X, y), test, classes
     X, y, classes = read_image_folder(root, image_size, mode=mode, cache=cache)
