@@ -546,9 +546,14 @@ def test_elastic_augmentation_reaches_the_trainer_and_the_run_folder(tmp_path, c
     # a crop as large as the 8x8 digits would leave nothing of them: refused before writing
     assert main(["train", *TINY, "--augment", "crop", "--crop-padding", "8",
                  "--out", str(tmp_path / "y")]) != 0
-    assert "crop_padding 8 (--crop-padding) must be smaller than the images' side (8 pixels)" in \
-        capsys.readouterr().err
+    assert "error: --crop-padding 8 must be smaller than the images' side (8 pixels)." in \
+        capsys.readouterr().err  # the flag alone, not "crop_padding 8 (--crop-padding)"
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    from mlplab.runs import train_run
+
+    with pytest.raises(ValueError, match=r"^crop_padding 8 must be smaller than the images' side "
+                                         r"\(8 pixels\)\.$"):
+        train_run(dataset="digits", augment=["crop"], crop_padding=8, epochs=1)
 
 
 def test_crop_fill_black_pads_with_the_preprocessed_background(tmp_path, capsys):

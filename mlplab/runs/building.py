@@ -106,8 +106,8 @@ def crop_padding(cfg: RunConfig, image_shape: Sequence[int]) -> int:
     # by default pad by an eighth of the image: 4 pixels on CIFAR's 32, 1 on the 8x8 digits
     pad = cfg.crop_padding or max(1, round(image_shape[0] / 8))
     if pad >= min(image_shape[:2]):
-        raise ValueError(f"crop_padding {pad} (--crop-padding) must be smaller than the images' "
-                         f"side ({min(image_shape[:2])} pixels).")
+        raise ValueError(f"{setting(f'--crop-padding {pad}', f'crop_padding {pad}')} must be "
+                         f"smaller than the images' side ({min(image_shape[:2])} pixels).")
     return pad
 
 
