@@ -800,6 +800,26 @@ def test_interrupted_and_failed_downloads_leave_nothing(server, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_failed_download_from_a_mirror_names_the_mirror(server, tmp_path):
+    """A download from the --mirror the user gave was told to "pass --mirror BASE_URL"."""
+    url, _ = server
+    with pytest.raises(DatasetError) as caught:
+        dl.download_dataset("mnist", data_dir=tmp_path / "d", mirror=f"{url}/nothere",
+                            progress=False)
+    assert str(caught.value).endswith("failed: HTTP 404 Not Found; check the mirror "
+                                      "(mirror=BASE_URL fetches BASE_URL/<file name>).")
+    with pytest.raises(DatasetError) as caught:
+        dl.download_dataset("mnist", data_dir=tmp_path / "d", mirror="http://127.0.0.1:1/",
+                            progress=False)
+    said = str(caught.value)
+    assert "; check the network and the mirror (mirror=BASE_URL fetches" in said, said
+    assert "pass mirror=" not in said
+    # without a mirror, one is suggested as before
+    with pytest.raises(DatasetError, match=r"; check the network, pass mirror=BASE_URL, or copy"):
+        dl.download_file("http://127.0.0.1:1/x.bin", tmp_path / "x.bin", progress=False)
+    assert not (tmp_path / "d").exists()
+
+
 def _cifar_archive(tmp_path) -> bytes:
     src = tmp_path / "archive-src"
     write_cifar(src / "cifar-10-batches-py")

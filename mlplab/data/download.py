@@ -110,21 +110,28 @@ def checksum_problem(name: str, path: str | os.PathLike) -> str | None:
 
 
 def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
-                  sha256: str | None = None, timeout: float = 60.0, progress: bool = True
-                  ) -> Path:
-    """Stream ``url`` to ``dest``, verifying the checksum(s) before the file appears there."""
+                  sha256: str | None = None, timeout: float = 60.0, progress: bool = True,
+                  *, mirrored: bool = False) -> Path:
+    """Stream ``url`` to ``dest``, verifying the checksum(s) before the file appears there.
+    ``mirrored``: ``url`` is on a mirror the user gave, which a failure then names (rather than
+    suggesting one)."""
     dest = Path(dest)
     remote = RemoteFile(dest.name, md5, sha256)
+    # the way out of a failed download: a mirror, or, where one was given, checking it
+    mirror = f"the mirror ({_mirror()} fetches BASE_URL/<file name>)"
     try:
         response = urllib.request.urlopen(url, timeout=timeout)
     except urllib.error.HTTPError as exc:
         reason = " ".join(str(exc.reason).split())  # a redirect loop's reason spans lines
-        raise DatasetError(f"download of {url} failed: HTTP {exc.code} {reason}; check the "
-                           f"URL or pass {_mirror()}.") from None
+        fix = f"check {mirror}" if mirrored else f"check the URL or pass {_mirror()}"
+        raise DatasetError(f"download of {url} failed: HTTP {exc.code} {reason}; "
+                           f"{fix}.") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = " ".join(str(getattr(exc, "reason", exc)).split())
-        raise DatasetError(f"cannot download {url} ({reason}); check the network, pass "
-                           f"{_mirror()}, or copy the file to {dest} yourself.") from None
+        fix = f"check the network and {mirror}" if mirrored else \
+            f"check the network, pass {_mirror()}"
+        raise DatasetError(f"cannot download {url} ({reason}); {fix}, or copy the file to "
+                           f"{dest} yourself.") from None
     # the folders saving makes: a failed (or interrupted) download removes them again, so that
     # it leaves the data folder as it was rather than an empty <data-dir>/fashion-mnist/
     made = _missing_folders(dest.parent)
@@ -242,5 +249,5 @@ def download_dataset(name: str, data_dir: str | os.PathLike | None = None,
             out.append(dest)
             continue
         out.append(download_file(base + remote.name, dest, remote.md5, remote.sha256,
-                                 progress=progress))
+                                 progress=progress, mirrored=mirror is not None))
     return out
