@@ -41,7 +41,8 @@ def __getattr__(name: str) -> Any:
         return value
     # a submodule on first access, as the docs write it after a bare `import mlplab`
     # (`mlplab.data.load_dataset(...)`, `mlplab.plots.plot_loss(...)`); importing it sets it
-    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+    if name.isidentifier() and not name.startswith("_") and \
+            importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'mlplab' has no attribute {name!r}")
 

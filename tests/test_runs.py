@@ -424,7 +424,7 @@ def test_submodules_resolve_after_a_bare_import_mlplab_as_the_docs_write_them():
     code = ("import mlplab\n"
             "print(mlplab.data.load_dataset is mlplab.load_dataset,\n"
             "      mlplab.plots.plot_loss.__module__, mlplab.tuning.data.subset_train.__name__)\n"
-            "for name in ('nothing_here', '_private'):\n"
+            "for name in ('nothing_here', '_private', 'cli.train'):\n"
             "    try:\n"
             "        getattr(mlplab, name)\n"
             "    except AttributeError as exc:\n"
@@ -435,7 +435,8 @@ def test_submodules_resolve_after_a_bare_import_mlplab_as_the_docs_write_them():
     assert res.stdout.splitlines() == [
         "True mlplab.plots subset_train",
         "module 'mlplab' has no attribute 'nothing_here'",
-        "module 'mlplab' has no attribute '_private'"]
+        "module 'mlplab' has no attribute '_private'",
+        "module 'mlplab' has no attribute 'cli.train'"]
 
 
 def test_confusion_matrix_is_one_function_in_plots_and_metrics():
