@@ -642,6 +642,25 @@ def test_run_folder_mistakes_say_what_to_do(tmp_path, digits):
     assert (tmp_path / "notes.txt").read_text() == "mine" and not loads
 
 
+@pytest.mark.parametrize("marker,what", [
+    ("summary.json", "a tuning folder written by mlplab tune"),
+    ("study.db", "a tuning folder written by mlplab tune"),
+    ("report.json", "a report folder written by mlplab reproduce"),
+    ("depth.json", "a depth study written by mlplab torch depth")])
+def test_a_new_run_is_not_written_into_another_commands_folder(tmp_path, digits, marker, what):
+    """`mlplab train --out runs/tune-digits` wrote the run's files among the search's, after
+    which `mlplab evaluate runs/tune-digits` took the new run for the search's best."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / marker).write_text("{}")
+    with pytest.raises(ValueError, match=re.escape(f"{folder} is {what}; choose another out "
+                                                   "for the run.")):
+        train_run({**FAST, "epochs": 1}, data=digits, out=folder, plots=False)
+    assert sorted(p.name for p in folder.iterdir()) == [marker]
+    # its sub-folders are another matter: a search's best-run/ is trained there
+    train_run({**FAST, "epochs": 1}, data=digits, out=folder / "best-run", plots=False)
+
+
 def test_a_folder_of_many_runs_is_not_pointed_to_its_first_run(tmp_path, digits, capsys):
     """`mlplab evaluate runs` (or `--resume runs`, `--like runs`): the folder of many runs, the
     likely mistake, names a few of them and the command that lists them, not the first run as

@@ -93,6 +93,15 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
     that a run can say so before it loads its data."""
     out_dir = Path(out)
     io.check_out_folder(out_dir)
+    # another command's output folder (by the marker files mlplab evaluate knows it by): a run
+    # written into it was mixed with its files, and evaluate then took it for the run meant
+    for marker, what in (("report.json", "a report folder written by mlplab reproduce"),
+                         ("depth.json", "a depth study written by mlplab torch depth"),
+                         ("summary.json", "a tuning folder written by mlplab tune"),
+                         ("study.db", "a tuning folder written by mlplab tune")):
+        if (out_dir / marker).is_file():
+            raise ValueError(f"{out_dir} is {what}; choose another {setting('--out', 'out')} "
+                             "for the run.")
     if any((out_dir / f).exists() for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE,
                                              METRICS_FILE)):
         if read_metrics(out_dir / METRICS_FILE).get("status") == "completed":
