@@ -266,6 +266,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.utils.multiclass import _check_partial_fit_first_call
 
         hidden = self._check_params()
+        if self.schedule in ("step", "cosine"):  # a schedule it has, not an "unknown" one
+            raise ValueError(f"schedule {self.schedule!r} needs a run length, which partial_fit "
+                             "has not (each call is one more epoch); use schedule='exp' or "
+                             "'constant' with partial_fit, or fit with max_epochs.")
         check_choice(self.schedule, ("constant", "exp"), "schedule for partial_fit")
         first = _check_partial_fit_first_call(self, classes)
         Xa, ya = _validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)

@@ -276,8 +276,10 @@ def test_partial_fit_refusals(digits):
         clf.partial_fit(X_tr, y_tr)
     with pytest.raises(ValueError, match=r"y has labels \[9\] that are not among the classes"):
         MLPClassifier().partial_fit(X_tr, y_tr, classes=np.arange(9))
-    with pytest.raises(ValueError, match="unknown schedule for partial_fit 'cosine'"):
-        MLPClassifier(schedule="cosine").partial_fit(X_tr, y_tr, classes=np.arange(10))
+    for schedule in ("cosine", "step"):  # known schedules, which partial_fit cannot follow
+        with pytest.raises(ValueError, match=f"^schedule '{schedule}' needs a run length, which "
+                                             "partial_fit has not"):
+            MLPClassifier(schedule=schedule).partial_fit(X_tr, y_tr, classes=np.arange(10))
     clf.partial_fit(X_tr, y_tr, classes=np.arange(10))
     with pytest.raises(ValueError, match="X has 10 features, but MLPClassifier is expecting 64"):
         clf.partial_fit(X_tr[:, :10], y_tr)
