@@ -416,12 +416,20 @@ def test_a_stopped_run_without_a_hidden_layer_is_listed_as_such(tmp_path, monkey
     assert tm.resume_run(out, plots=False).history.loss == whole.history.loss
 
 
-def test_resume_of_an_empty_text_is_refused(tmp_path, monkeypatch, capsys):
-    """--resume "$RUN" with RUN unset trained a new run with the defaults into runs/."""
+@pytest.mark.parametrize("argv", [["torch", "train", "--resume", ""],
+                                  ["torch", "train", "--epochs", "1", "--out", ""],
+                                  ["train", "--resume", ""],
+                                  ["train", "--epochs", "1", "--out", ""],
+                                  ["train", "--like", ""], ["evaluate", ""]])
+def test_a_path_that_is_an_empty_text_is_refused(argv, tmp_path, monkeypatch, capsys):
+    """--resume "$RUN" with RUN unset trained a new run with the defaults into runs/ (so did
+    --out "$OUT", mlplab train's as well as mlplab torch train's)."""
     monkeypatch.chdir(tmp_path)
-    assert main(["torch", "train", "--resume", "", "--no-progress"]) == 2
-    assert "--resume needs the folder of the run to continue; got an empty text." in \
-        capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # argparse's own usage error
+        main([*argv, "--no-progress"] if argv[0] == "torch" else argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "expected a path; got an empty text (an unset shell variable?)" in err, err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -431,3 +431,20 @@ def test_the_depth_studys_file_is_the_one_evaluate_recognises():
     from mlplab.torch_mlp.runs import DEPTH_FILE
 
     assert f'(folder / "{DEPTH_FILE}").is_file()' in inspect.getsource(finished)
+
+
+@pytest.mark.parametrize("marker,what", [("summary.json", "a tuning folder"),
+                                         ("report.json", "a report folder"),
+                                         ("depth.json", "a depth study")])
+def test_a_run_is_not_written_into_another_commands_folder(marker, what, tmp_path):
+    """mlplab torch train --out of a tuning, report or depth-study folder mixed the run's files
+    into it (mlplab evaluate then took the folder for the run), as mlplab train's did."""
+    out = tmp_path / "other"
+    out.mkdir()
+    (out / marker).write_text("{}")
+    with pytest.raises(ValueError, match=f"{out} is {what} written by mlplab"):
+        tm.train_run("digits", out=out, epochs=1, threads=1)
+    assert [p.name for p in out.iterdir()] == [marker]
+    if marker != "depth.json":  # a depth study's own folder is refused by its own check
+        with pytest.raises(ValueError, match=f"{out} is {what} written by mlplab"):
+            tm.depth_run("digits", out=out, layers=[2], epochs=1, threads=1)

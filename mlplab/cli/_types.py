@@ -75,5 +75,10 @@ def user_path_arg(text: str) -> str:
     """A path the command writes or reads (``--out``, ``--resume``, a run folder), with a
     leading ``~`` or ``~user`` expanded as for the data paths. The shell leaves it in
     ``--out=~/runs/x`` (and in a path quoted or read from a script), and the run went to a
-    folder literally named ``~`` in the current one; ``~`` of an unknown user stays as given."""
+    folder literally named ``~`` in the current one; ``~`` of an unknown user stays as given.
+    An empty text is refused: it is an unset shell variable (``--resume "$RUN"``), and it made
+    ``--resume`` and ``--out`` quietly start a new run in the default folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path; got an empty text (an unset shell "
+                                          "variable?)")
     return os.path.expanduser(text)

@@ -217,10 +217,6 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- torch train
 def run_train(args: argparse.Namespace) -> int:
     given = _fill_defaults(args)
-    if args.resume == "":  # an unset shell variable: it started a new run with the defaults
-        from mlplab.cli import UsageError
-
-        raise UsageError("--resume needs the folder of the run to continue; got an empty text.")
     if args.resume:
         # --device, as --threads, is where the run goes on, not how it is configured: a run of
         # a machine with a GPU can go on without one (its "use --device cpu" was refused);

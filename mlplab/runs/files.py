@@ -88,20 +88,30 @@ def new_run_dir(out: str | os.PathLike) -> Path:
     return out_dir
 
 
+#: the files that mark another command's output folder, and what it is
+_OTHER_OUTPUTS = (("report.json", "a report folder written by mlplab reproduce"),
+                  ("depth.json", "a depth study written by mlplab torch depth"),
+                  ("summary.json", "a tuning folder written by mlplab tune"),
+                  ("study.db", "a tuning folder written by mlplab tune"))
+
+
+def refuse_other_output(out_dir: Path, own: str | None = None) -> None:
+    """Refuse ``out_dir`` for a new run (or study) if it is another command's output folder, by
+    the marker files ``mlplab evaluate`` knows it by (``own``: the caller's own marker, left to
+    its own check): a run written into it was mixed with its files, and evaluate then took it
+    for the run meant."""
+    for marker, what in _OTHER_OUTPUTS:
+        if marker != own and (out_dir / marker).is_file():
+            raise ValueError(f"{out_dir} is {what}; choose another {setting('--out', 'out')} "
+                             "for the run.")
+
+
 def check_new_run_dir(out: str | os.PathLike) -> Path:
     """Refuse ``out`` for a new run if it is a file or holds a run already; changes nothing, so
     that a run can say so before it loads its data."""
     out_dir = Path(out)
     io.check_out_folder(out_dir)
-    # another command's output folder (by the marker files mlplab evaluate knows it by): a run
-    # written into it was mixed with its files, and evaluate then took it for the run meant
-    for marker, what in (("report.json", "a report folder written by mlplab reproduce"),
-                         ("depth.json", "a depth study written by mlplab torch depth"),
-                         ("summary.json", "a tuning folder written by mlplab tune"),
-                         ("study.db", "a tuning folder written by mlplab tune")):
-        if (out_dir / marker).is_file():
-            raise ValueError(f"{out_dir} is {what}; choose another {setting('--out', 'out')} "
-                             "for the run.")
+    refuse_other_output(out_dir)
     if any((out_dir / f).exists() for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE,
                                              METRICS_FILE)):
         if read_metrics(out_dir / METRICS_FILE).get("status") == "completed":

@@ -41,7 +41,11 @@ from mlplab.data.base import (
     download_hint,
 )
 from mlplab.runs.building import moved_data_hint
-from mlplab.runs.files import TORCH_CHECKPOINT_FILE, remove_partial_writes
+from mlplab.runs.files import (
+    TORCH_CHECKPOINT_FILE,
+    refuse_other_output,
+    remove_partial_writes,
+)
 from mlplab.runs.lock import refuse_if_training, run_lock
 from mlplab.runs.splits import (
     check_same_data,
@@ -196,6 +200,7 @@ def _check_out(path: Path, marker: str) -> None:
     out = setting("--out", "out")
     io.check_out_folder(path)
     if path.is_dir():
+        refuse_other_output(path, own=marker)  # a tuning, report or depth-study folder
         refuse_if_training(path)  # a run still training has a lone config.json too
         if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
                                              and _only_a_torch_config(path)):
