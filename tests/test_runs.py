@@ -1937,3 +1937,26 @@ def test_a_dataset_that_is_not_a_name_is_refused_before_anything_is_made(name, t
         train_run(dataset=name, out=tmp_path / "r", plots=False)
     assert str(got.value) == str(expected.value)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_resumed_without_figures_keeps_none_of_its_stop(tmp_path):
+    """Ctrl-C draws the run's figures as it was then; resumed with plots=False (--no-plots) it
+    left them beside results they no longer show."""
+    import os
+    import signal
+
+    from mlplab.runs import resume_run, train_run
+    from mlplab.runs.files import FIGURES
+    from mlplab.trainer import Callback
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:  # the trainer stops after the current iteration and saves the run
+                os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "run"
+    stopped = train_run(dataset="digits", hidden=[8], epochs=3, out=out, callbacks=[CtrlC()])
+    assert stopped.interrupted and {"loss.png", "accuracy.png"} <= {p.name for p in out.iterdir()}
+    result = resume_run(out, plots=False)
+    assert result.metrics["status"] == "completed"
+    assert not any((out / name).exists() for name in FIGURES)

@@ -522,3 +522,26 @@ def _other_mnist(folder, n=50):
     labels.write_bytes(struct.pack(">HBB", 0, 8, 1) + struct.pack(">I", n) +
                        (np.arange(n) % 10).astype(np.uint8).tobytes())
     return folder
+
+
+def test_a_run_resumed_without_figures_keeps_none_of_its_stop(tmp_path, monkeypatch):
+    """Ctrl-C draws the run's figures as it was then; resumed with plots=False (--no-plots) it
+    left them beside results they no longer show."""
+    from mlplab.runs.files import FIGURES
+
+    step, calls = torch.optim.Adam.step, []
+
+    def step_then_ctrl_c(self, *args, **kwargs):
+        loss = step(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 30:  # in epoch 2
+            raise KeyboardInterrupt
+        return loss
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_ctrl_c)
+    out = tmp_path / "run"
+    stopped = tm.train_run("digits", out=out, **{**SETTINGS, "plots": True})
+    monkeypatch.undo()
+    assert stopped.interrupted and {"loss.png", "accuracy.png"} <= {p.name for p in out.iterdir()}
+    assert tm.resume_run(out, plots=False).metrics["status"] == "completed"
+    assert not any((out / name).exists() for name in FIGURES)

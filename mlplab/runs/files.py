@@ -35,9 +35,20 @@ METRICS_FILE = "metrics.json"
 TORCH_CHECKPOINT_FILE = "checkpoint.pt"
 
 
+#: the figures of a run folder (``plots=False``, ``--no-plots``: none)
+FIGURES = ("loss.png", "accuracy.png", "confusion.png", "weights.png")
+
+
+def remove_figures(run_dir: str | os.PathLike) -> None:
+    """Delete a run folder's figures: a run stopped by Ctrl-C drew them as it was then, and
+    resumed with ``--no-plots`` it left them beside results they no longer show."""
+    for name in FIGURES:
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
 #: names of the files in a run folder; an atomic write leaves ``.<name>.<random>`` if killed
-RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, METRICS_FILE, "loss.png",
-             "accuracy.png", "confusion.png", "weights.png", "model.pt", TORCH_CHECKPOINT_FILE)
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, METRICS_FILE, *FIGURES,
+             "model.pt", TORCH_CHECKPOINT_FILE)
 
 
 def remove_partial_writes(run_dir: str | os.PathLike) -> list[Path]:

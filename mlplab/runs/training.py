@@ -44,6 +44,7 @@ from mlplab.runs.files import (
     inner_run_folder,
     new_run_dir,
     read_metrics,
+    remove_figures,
     remove_partial_writes,
     resume_command,
     write_history,
@@ -516,6 +517,8 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
         write_history(out_dir / HISTORY_FILE, history, per_epoch)
         if plots:
             write_plots(out_dir, result, ds, X_val, per_epoch)
+        else:  # a resumed run's figures from when it was stopped would not show these results
+            remove_figures(out_dir)
         io.write_json(out_dir / METRICS_FILE, metrics)  # last: its presence marks a finished write
     return result
 

@@ -44,6 +44,7 @@ from mlplab.runs.building import moved_data_hint
 from mlplab.runs.files import (
     TORCH_CHECKPOINT_FILE,
     refuse_other_output,
+    remove_figures,
     remove_partial_writes,
 )
 from mlplab.runs.lock import refuse_if_training, run_lock
@@ -756,6 +757,8 @@ def _write_run(out: Path, result: TorchRunResult, ds: Dataset, X_val: np.ndarray
     write_history(out / HISTORY_FILE, result.history, per_epoch)
     if plots:
         _train_plots(out, model, result.history, ds, X_val, per_epoch)
+    else:  # a resumed run's figures from when it was stopped would not show these results
+        remove_figures(out)
     io.write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
 
 
