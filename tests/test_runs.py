@@ -1960,3 +1960,31 @@ def test_a_run_resumed_without_figures_keeps_none_of_its_stop(tmp_path):
     result = resume_run(out, plots=False)
     assert result.metrics["status"] == "completed"
     assert not any((out / name).exists() for name in FIGURES)
+
+
+def test_a_run_stopped_again_before_it_saved_is_listed_from_its_checkpoint(tmp_path):
+    """A run stopped by Ctrl-C (metrics.json: interrupted, epoch 1), resumed, then crashed before
+    it saved: mlplab runs showed the first stop's figures; the checkpoint is further on."""
+    import os
+    import signal
+
+    from mlplab.runs import resume_run, summarize_run, train_run
+    from mlplab.trainer import Callback
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    class Crash(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 3:
+                raise RuntimeError("crash")
+
+    out = tmp_path / "run"
+    train_run(dataset="digits", hidden=[8], epochs=4, out=out, plots=False, callbacks=[CtrlC()])
+    assert (summarize_run(out)["status"], summarize_run(out)["epochs"]) == ("interrupted", 1)
+    with pytest.raises(RuntimeError, match="crash"):
+        resume_run(out, plots=False, callbacks=[Crash()])
+    record = summarize_run(out)
+    assert record["status"] == "unfinished" and record["epochs"] >= 2, record

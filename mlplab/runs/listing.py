@@ -130,7 +130,9 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
     not say): ``status`` is ``completed``, ``training`` (a process is training it now: the
     figures are its last epoch's), ``interrupted`` (stopped; ``mlplab train --resume``
     continues it), ``unfinished`` (no ``metrics.json`` and no process training it: killed; the
-    figures are its last checkpoint's) or ``unreadable`` (``problem`` says why); ``finished`` is
+    figures are its last checkpoint's; also a run stopped, resumed and stopped again before it
+    saved, whose checkpoint is newer than its ``metrics.json``) or ``unreadable`` (``problem``
+    says why); ``finished`` is
     when ``metrics.json`` (else the checkpoint) was last written, in UTC; accuracies are
     fractions; ``seconds_left``, for a run ``training`` to a number of epochs, is the rest of
     them at the pace of its last five (early stopping may end it sooner)."""
@@ -151,6 +153,11 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         return record
     holder = training_process(run)
     if holder is not None:  # a stopped run resumed: its metrics.json is the stop's, not now's
+        metrics = {}
+    elif metrics.get("status") == "interrupted" and \
+            _newer(_checkpoint_of(run), run / METRICS_FILE):
+        # resumed after that stop, and stopped again before it saved (a second Ctrl-C, a kill):
+        # the checkpoint is further on than the metrics
         metrics = {}
     record.update(
         status="training" if holder is not None else metrics.get("status") or "unfinished",
@@ -231,6 +238,14 @@ def _number(value: Any) -> float | None:
     made ``--json`` print NaN, which is not JSON."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
         and math.isfinite(value) else None
+
+
+def _newer(path: Path, than: Path) -> bool:
+    """Whether file ``path`` was last written after ``than`` (False if either is missing)."""
+    try:
+        return path.stat().st_mtime > than.stat().st_mtime
+    except OSError:
+        return False
 
 
 def _modified(path: Path) -> str | None:
