@@ -505,8 +505,8 @@ def test_data_dir_of_other_data_is_refused(tmp_path, monkeypatch, capsys):
     # too few images for the run's validation split: it named --val-size, which --resume refuses
     assert main(["torch", "train", "--resume", str(run), "--data-dir",
                  str(_other_mnist(tmp_path / "few", 5))]) == 1
-    assert "the run's val_size must be between 0 and 5 (the images available); got 10. This is " \
-           "not the data the run was trained with" in capsys.readouterr().err
+    assert "the run's val_size must be between 0 and 4 (of 5 images, 1 kept for training); " \
+           "got 10. This is not the data the run was trained with" in capsys.readouterr().err
     assert (run / "config.json").read_text() == before
 
 

@@ -34,15 +34,21 @@ def save_torch_model(path: str | os.PathLike, model: MultiLayerPerceptron,
         torch.save(payload, tmp)
 
 
+def _read(path: str | os.PathLike, what: str) -> Any:
+    """A file's contents by ``torch.load(weights_only=True)`` onto the CPU; a missing or
+    unreadable file is one line naming it as a PyTorch ``what``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such {what}.") from None
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise ValueError(f"{path} is not a readable PyTorch {what} ({exc}).") from None
+
+
 def load_torch_model(path: str | os.PathLike) -> tuple[MultiLayerPerceptron, dict[str, Any]]:
     """``(model, extra)`` from a file written by :func:`save_torch_model` (loaded with
     ``weights_only=True``: no code in the file can run), in evaluation mode on the CPU."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such model file.") from None
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise ValueError(f"{path} is not a readable PyTorch model file ({exc}).") from None
+    payload = _read(path, "model file")
     if not isinstance(payload, dict) or payload.get("format") != TORCH_MODEL_FORMAT:
         raise ValueError(f"{path} is not an mlplab PyTorch model file (written by "
                          "mlplab torch train / save_torch_model).")
@@ -75,12 +81,7 @@ def load_torch_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict
     """``(training state, extra)`` from a file written by :func:`save_torch_checkpoint`, read with
     ``weights_only=True`` onto the CPU (``fit`` moves the optimiser's state to the model's
     device)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such checkpoint.") from None
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({exc}).") from None
+    payload = _read(path, "checkpoint")
     # an extra that is not a dict failed in dict() with Python's words, which mlplab runs did not
     # always catch (a TypeError for a list)
     if not isinstance(payload, dict) or payload.get("format") != TORCH_CHECKPOINT_FORMAT \
