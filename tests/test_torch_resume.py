@@ -335,6 +335,23 @@ def test_a_damaged_config_is_refused_naming_the_key(tmp_path, key, value, what):
         tm.resume_run(out)
 
 
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("epochs", 0, "epochs must be"), ("init", "xx", "unknown init 'xx'"),
+    ("lr", -1.0, "lr must be"), ("dropout", 1.5, "dropout"),
+])
+def test_a_config_value_no_run_trains_with_is_refused_naming_the_file(tmp_path, key, value,
+                                                                       message):
+    """A hand-edited value of the right type that no run trains with was refused in the
+    option's words alone, without naming config.json, where it came from."""
+    out = tmp_path / "run"
+    out.mkdir()
+    config = json.loads((_settings_of_a_run(tmp_path) / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, key: value}))
+    with pytest.raises(ValueError, match=f"config.json: .*{message}.* The file was edited or "
+                                         "damaged: put back the value"):
+        tm.resume_run(out)
+
+
 def _settings_of_a_run(tmp_path):
     """A folder with the config.json of a small completed run."""
     return tm.train_run("digits", out=tmp_path / "model-run", hidden=[8], epochs=1,

@@ -665,6 +665,16 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
             raise ValueError(f"{path}: {key} is {json.dumps(config[key])}, not {what}; the file "
                              "was edited or damaged: put back the value mlplab torch train "
                              "wrote, then resume the run.")
+    try:  # values of the right type that no run trains with ("epochs": 0, "init": "xx")
+        check_choice(config["init"], INITS, "init")
+        check_model_options(config["init_std"], config["dropout"], config["batchnorm"],
+                            config["batch_size"])
+        TorchTrainConfig(epochs=config["epochs"], batch_size=config["batch_size"],
+                         lr=config["lr"], reg=config["reg"], lr_decay=config["lr_decay"],
+                         seed=config["seed"]).validate()
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc} The file was edited or damaged: put back the value "
+                         "mlplab torch train wrote, then resume the run.") from None
     try:
         status = read_metrics(run_dir / METRICS_FILE).get("status")
     except ValueError:  # its advice names mlplab train --resume, which refuses this run
@@ -675,6 +685,7 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
         raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
                          f"(start a new run with a different {setting('--out', 'out')}).")
     return config
+
 
 def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_seed: int,
                 hidden: list[int], init: str, init_std: float, dropout: float, batchnorm: bool,
