@@ -11,7 +11,8 @@ so every weight gradient gets ``+ 2 * reg * W``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, overload
 
 import numpy as np
@@ -156,6 +157,10 @@ class MLP:
         Seed for weights and dropout masks; None uses NumPy's global state for weights.
     dtype
         ``float32`` (default, for training) or ``float64`` (for gradient checks).
+
+    Several threads may call ``predict``, ``predict_proba``, ``accuracy`` and ``loss`` at once
+    (one pass runs at a time); predicting from one thread while another trains the model is not
+    supported (the weights change under it).
     """
 
     def __init__(self, input_size: int, hidden_sizes: int | Iterable[int],
@@ -210,6 +215,17 @@ class MLP:
                 drop_seed = None if seed is None else seed + i
                 self.layers.append(Dropout(dropout, seed=drop_seed))
         self.output = SoftmaxCrossEntropy()
+        # the layers compute into buffers that every pass shares: one pass at a time (_evaluate)
+        self._lock = threading.RLock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_lock", None)  # a lock neither pickles nor deep-copies
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()  # also for a model pickled before it had one
 
     # ----------------------------------------------------------------------------- parameters
     @property
@@ -305,9 +321,17 @@ class MLP:
                     axpy(2 * reg, a.params["W"], a.grads["W"])  # one pass, no temporary
         return loss, self.grads
 
-    def _batches(self, X: np.ndarray) -> Iterator[np.ndarray]:
+    def _evaluate(self, X: np.ndarray,
+                  take: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
+        """``take(probabilities)`` (a copy, an argmax) of each chunk of ``X`` in evaluation mode.
+        The probabilities are a layer buffer that the next pass overwrites, so each chunk's
+        forward and ``take`` hold the model's lock: predictions from several threads at once (a
+        thread pool or web server sharing one fitted model) got other threads' rows."""
+        results = []
         for start in range(0, X.shape[0], EVAL_CHUNK):
-            yield self._forward(X[start:start + EVAL_CHUNK], train=False)
+            with self._lock:
+                results.append(take(self._forward(X[start:start + EVAL_CHUNK], train=False)))
+        return results
 
     # ----------------------------------------------------------------------------- public API
     @overload
@@ -327,13 +351,14 @@ class MLP:
             raise ValueError("X has no rows: the loss is a mean over a batch and needs at least "
                              "one row.")
         check_positive(reg, "reg", allow_zero=True)  # None or "1e-3": a message, no TypeError
-        loss, grads = self._loss_and_grads(X, y, reg)
-        return loss, {k: v.copy() for k, v in grads.items()}
+        with self._lock:  # the gradients are buffers too (see _evaluate)
+            loss, grads = self._loss_and_grads(X, y, reg)
+            return loss, {k: v.copy() for k, v in grads.items()}
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (N, K), evaluated in chunks in evaluation mode."""
         X = check_X(X, self.input_size, dtype=self.dtype)
-        return np.concatenate([p.copy() for p in self._batches(X)]) if len(X) else \
+        return np.concatenate(self._evaluate(X, np.copy)) if len(X) else \
             np.empty((0, self.num_classes), self.dtype)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -341,7 +366,7 @@ class MLP:
         X = check_X(X, self.input_size, dtype=self.dtype)
         if not len(X):
             return np.empty(0, dtype=np.intp)
-        return np.concatenate([p.argmax(axis=1) for p in self._batches(X)])
+        return np.concatenate(self._evaluate(X, lambda p: p.argmax(axis=1)))
 
     def accuracy(self, X: np.ndarray, y: np.ndarray) -> float:
         """Fraction of rows classified correctly."""
