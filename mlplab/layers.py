@@ -395,6 +395,12 @@ class SoftmaxCrossEntropy(Layer):
 
     def forward(self, scores: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:  # type: ignore[override]
         """Return probabilities; when ``y`` is given also store the mean loss in ``self.loss``."""
+        if isinstance(y, bool | np.bool_):
+            # a layer's forward(x, train): as labels, True indexed a column (or broadcast)
+            raise TypeError("SoftmaxCrossEntropy.forward(scores, y) takes the labels y (N,) "
+                            "second, not a train flag: it is the loss, not a layer with "
+                            "forward(x, train). Check its gradient with eval_numerical_gradient "
+                            "on f(s) = (forward(s.copy(), y), loss)[1] against backward().")
         n, k = scores.shape
         eps = self.label_smoothing
         z = self._buffer("probs", scores.shape, scores.dtype)

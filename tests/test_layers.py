@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mlplab.gradcheck import (
+    check_layer,
     eval_numerical_gradient,
     eval_numerical_gradient_array,
     norm_rel_error,
@@ -243,6 +244,16 @@ def test_softmax_cross_entropy_value_gradient_and_dtype(dtype, rng):
             return layer.loss
 
         assert rel_error(d, eval_numerical_gradient(f, scores.copy())) < 1e-8
+
+
+@pytest.mark.parametrize("flag", [True, False, np.True_])
+def test_softmax_cross_entropy_refuses_a_train_flag_for_labels(flag, rng):
+    # forward(x, train) of the other layers: True was taken as labels, a broadcasting error about
+    # shapes (6,) and (6, 4), also from check_layer(SoftmaxCrossEntropy(), x)
+    with pytest.raises(TypeError, match="labels y .* not a train flag"):
+        SoftmaxCrossEntropy().forward(rng.randn(6, 4), flag)
+    with pytest.raises(TypeError, match="not a train flag"):
+        check_layer(SoftmaxCrossEntropy(0.1), rng.randn(6, 4))
 
 
 def test_softmax_is_numerically_stable():
