@@ -314,11 +314,15 @@ class Momentum(Optimizer):
         the buffers (and settings) they had before. Nothing is fused, and the block changes
         nothing, where it would not pay or could not be exact: without NumPy's own BLAS (the
         fallback product needs a temporary), for a subclass with its own update rule
-        (Nesterov's needs ``g`` apart from ``v``), and for a model that does not list its
+        (Nesterov's needs ``g`` apart from ``v``) or its own ``step`` (which may change the
+        gradients it is given), and for a model that does not list its
         fusable parameters (``MLP._fusable_params``: none for a subclass that overrides
         ``_loss_and_grads``, which may change the gradients it returns)."""
         slots: list[tuple[str, Affine, str]] = getattr(model, "_fusable_params", lambda: [])()
-        if type(self)._update is not Momentum._update or not gemm_accumulates():
+        # a subclass's own step() may change the gradients (clip them, say): fused, it would be
+        # handed the velocities and change those instead, silently training another rule
+        if (type(self)._update is not Momentum._update or type(self).step is not Momentum.step
+                or not gemm_accumulates()):
             slots = []
         saved = []
         try:

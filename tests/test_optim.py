@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from mlplab.optim import OPTIMIZERS, Momentum, make_optimizer
+from mlplab.optim import OPTIMIZERS, Momentum, make_optimizer, register_optimizer
 from mlplab.schedules import Schedule
 
 
@@ -322,6 +322,41 @@ def test_a_model_with_its_own_training_step_is_not_fused(rng):
         assert all(a.grad_decay == 0 for a in model.affines)
         opt.step(model.params, model._loss_and_grads(rng.randn(8, 6), rng.randint(0, 3, 8),
                                                      0.0)[1])
+
+
+@pytest.mark.usefixtures("registries")
+@pytest.mark.parametrize("reg", [0.0, 0.01])
+def test_a_momentum_with_its_own_step_is_not_fused(rng, reg):
+    """A subclass whose step() changes the gradients (clips them) was fused by Trainer.fit: it
+    was handed the velocities, clipped those, and trained another rule without a word (weights
+    0.17 off after 12 steps). It is trained as its step says, as outside the trainer."""
+    from mlplab import MLP
+    from mlplab.trainer import Trainer
+
+    class ClippedMomentum(Momentum):
+        name = "clipped_momentum"
+
+        def step(self, params, grads):
+            for g in grads.values():
+                norm = np.linalg.norm(g)
+                if norm > 0.1:
+                    g *= 0.1 / norm
+            super().step(params, grads)
+
+    X, y = rng.randn(80, 6), rng.randint(0, 3, 80)
+    trained = MLP(6, [8], 3, seed=0, dtype=np.float64)
+    expected = MLP(6, [8], 3, seed=0, dtype=np.float64)
+    register_optimizer(ClippedMomentum)  # (the registries fixture unregisters it)
+    Trainer(optimizer="clipped_momentum", lr=0.1, reg=reg, epochs=3, batch_size=20, seed=1,
+            schedule="constant").fit(trained, X, y)
+    opt, order = ClippedMomentum(0.1), np.random.RandomState(1)  # the trainer's batches
+    for _ in range(3):
+        rows = order.permutation(80)
+        for start in range(0, 80, 20):
+            batch = rows[start:start + 20]
+            opt.step(expected.params, expected._loss_and_grads(X[batch], y[batch], reg)[1])
+    for name, p in expected.params.items():
+        np.testing.assert_allclose(trained.params[name], p, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("folded", [False, True])
