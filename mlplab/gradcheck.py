@@ -49,11 +49,13 @@ def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
     while not it.finished:
         ix = it.multi_index
         old = x[ix]
-        x[ix] = old + h
-        fxph = _number(f(x))
-        x[ix] = old - h
-        fxmh = _number(f(x))
-        x[ix] = old
+        try:
+            x[ix] = old + h
+            fxph = _number(f(x))
+            x[ix] = old - h
+            fxmh = _number(f(x))
+        finally:  # also when f raises (or Ctrl-C stops a long check): x is the model's weights
+            x[ix] = old
         grad[ix] = (fxph - fxmh) / (2 * h)
         if verbose:
             print(ix, grad[ix])

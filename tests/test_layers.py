@@ -345,6 +345,25 @@ def test_eval_numerical_gradient_says_what_f_must_return():
                                3 * x ** 2, rtol=1e-8)
 
 
+def test_eval_numerical_gradient_leaves_x_as_it_was_when_f_raises():
+    """The notebook's first try without the ``[0]`` raised with W1[0, 0] still moved by h, so the
+    corrected check that follows, against the gradients computed before, failed the exercise's
+    1e-8 (3.5e-5 for W1, 3e-5 for W2: W1 feeds every loss of W2's check too)."""
+    from mlplab.exercise import TOY_REG, toy_data, toy_model
+
+    X, y = toy_data()
+    net = toy_model()
+    _, grads = net.loss(X, y, reg=TOY_REG)
+    before = net.state_dict()
+    with pytest.raises(ValueError, match="tuple"):
+        eval_numerical_gradient(lambda W: net.loss(X, y, reg=TOY_REG), net.params["W1"])
+    for name, value in before.items():
+        np.testing.assert_array_equal(net.params[name], value, err_msg=name)
+    for name in ("W1", "W2"):
+        num = eval_numerical_gradient(lambda W: net.loss(X, y, reg=TOY_REG)[0], net.params[name])
+        assert rel_error(grads[name], num) < 1e-8, name
+
+
 def test_eval_numerical_gradient_array_refuses_a_dout_not_shaped_like_f():
     """(N,) against a (N, 1) output broadcast to (N, N) and returned a gradient N times too big
     with no error; now dout must have f(x)'s shape."""
