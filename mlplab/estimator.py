@@ -34,8 +34,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from mlplab._validation import check_choice, check_int, check_positive, check_range, is_int
+from mlplab.init import INITS
 from mlplab.models import ACTIVATIONS, MLP
-from mlplab.trainer import Callback, History, Trainer
+from mlplab.trainer import Callback, History, TrainConfig, Trainer
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -183,7 +184,23 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.tol is not None:
             check_positive(self.tol, "tol", allow_zero=True)
         check_int(self.n_iter_no_change, "n_iter_no_change")
+        # the network's and the training's options too, before fit or partial_fit changes
+        # anything: refused later, they left a refit estimator holding a new, untrained network
+        # that predicted without a word
+        check_choice(self.init, INITS, "init")
+        check_positive(self.std, "std")
+        check_range(self.dropout, "dropout", 0, 1, high_open=True)
+        TrainConfig.from_dict(self._train_options(int(self.batch_size), int(self.max_epochs),
+                                                  None)).validate()
         return hidden
+
+    def _train_options(self, batch_size: int, epochs: int, seed: int | None,
+                       **options: Any) -> dict[str, Any]:
+        """This estimator's training options, as ``Trainer`` takes them."""
+        return {"optimizer": self.optimizer, "lr": self.lr, "momentum": self.momentum,
+                "schedule": self.schedule, "lr_decay": self.lr_decay, "reg": self.reg,
+                "batch_size": batch_size, "epochs": epochs, "train_acc": "subset",
+                "seed": seed, "verbose": self.verbose, **options}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickling, also of an estimator pickled by an older mlplab: a parameter or fitted
@@ -216,7 +233,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if warm:
             self._check_same_network(encoder.classes_, hidden, "warm_start")
             Xa = Xa.astype(self.model_.dtype, copy=False)  # the network's arithmetic goes on
-        self.classes_ = encoder.classes_
         seed = self._draw_seed()
         X_val = y_val = None
         if self.early_stopping:
@@ -226,21 +242,23 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             # refuses, with a message about a test_size the user never set
             n_val = int(np.ceil(self.validation_fraction * len(y_enc)))
             stratify = (np.bincount(y_enc).min() >= 2
-                        and min(n_val, len(y_enc) - n_val) >= len(self.classes_))
+                        and min(n_val, len(y_enc) - n_val) >= len(encoder.classes_))
             Xa, X_val, y_enc, y_val = train_test_split(
                 Xa, y_enc, test_size=self.validation_fraction, random_state=seed,
                 stratify=y_enc if stratify else None)
-        if not warm:
-            self._new_network(Xa.shape[1], hidden, seed, Xa.dtype)
+        model = self.model_ if warm else self._network(Xa.shape[1], hidden, seed, Xa.dtype,
+                                                          len(encoder.classes_))
         batch_size = min(int(self.batch_size), len(Xa))
         convergence = _Convergence(self.tol, 0 if self.early_stopping else self.n_iter_no_change)
-        trainer = Trainer(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
-                          schedule=self.schedule, lr_decay=self.lr_decay, reg=self.reg,
-                          batch_size=batch_size, epochs=self.max_epochs,
-                          patience=self.n_iter_no_change if self.early_stopping else None,
-                          train_acc="subset", seed=seed, verbose=self.verbose,
-                          callbacks=[convergence])
-        history = self.history_ = trainer.fit(self.model_, Xa, y_enc, X_val, y_val)
+        trainer = Trainer(callbacks=[convergence], **self._train_options(
+            batch_size, self.max_epochs, seed,
+            patience=self.n_iter_no_change if self.early_stopping else None))
+        # a new network becomes the estimator's once trained: a run that fails (diverged, or
+        # refused by the trainer) leaves the fitted one, or none, as it was
+        history = trainer.fit(model, Xa, y_enc, X_val, y_val)
+        self.classes_, self.history_ = encoder.classes_, history
+        if not warm:
+            self._new_network(model)
         self._record(trainer, convergence, batch_size)
         if self.early_stopping:
             self.validation_scores_ = list(history.val_acc)
@@ -280,37 +298,45 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                              f"classes {self.classes_.tolist()} of the first partial_fit call; "
                              "pass every label in `classes` then.")
         y_enc = np.searchsorted(self.classes_, ya)
-        if not hasattr(self, "model_"):
+        new = not hasattr(self, "model_")
+        if new:
             if len(self.classes_) < 2:
                 raise ValueError(f"MLPClassifier needs at least 2 classes; got "
                                  f"{self.classes_.tolist()}.")
             seed = self._draw_seed()
-            self._new_network(Xa.shape[1], hidden, seed, Xa.dtype)
-            self._continue = {"seed": seed}
+            model = self._network(Xa.shape[1], hidden, seed, Xa.dtype, len(self.classes_))
+            carry: dict[str, Any] = {"seed": seed}
         else:
+            model = self.model_
             self._check_same_network(self.classes_, hidden, "partial_fit")
             Xa = Xa.astype(self.model_.dtype, copy=False)
-            if not hasattr(self, "_continue"):  # fitted (and pickled) by an mlplab without it
-                self._continue = {"seed": self._draw_seed()}
+            # (none: fitted, and pickled, by an mlplab without it)
+            carry = getattr(self, "_continue", None) or {"seed": self._draw_seed()}
         batch_size = min(int(self.batch_size), len(Xa))
         convergence = _Convergence(None, 0)  # records the epoch's mean loss
-        trainer = Trainer(optimizer=self.optimizer, lr=self.lr * (
-                              self.lr_decay ** self.n_iter_ if self.schedule == "exp" else 1.0),
-                          momentum=self.momentum, schedule="constant", reg=self.reg,
-                          batch_size=batch_size, epochs=1, train_acc="subset",
-                          seed=self._continue["seed"], verbose=self.verbose,
-                          callbacks=[convergence])
-        if "rng" in self._continue:
+        epochs_before = 0 if new else self.n_iter_
+        trainer = Trainer(callbacks=[convergence], **self._train_options(
+            batch_size, 1, carry["seed"], schedule="constant",
+            lr=self.lr * (self.lr_decay ** epochs_before if self.schedule == "exp" else 1.0)))
+        if "rng" in carry:
             # the state a resumed run starts from: no steps yet in this "run", but the
             # optimiser's slots and the generators carried over from the last epoch
-            carried = {k: v for k, v in self._continue.items() if k != "optimizer_name"}
-            if self._continue.get("optimizer_name") != self.optimizer:
+            carried = {k: v for k, v in carry.items() if k != "optimizer_name"}
+            if carry.get("optimizer_name") != self.optimizer:
                 # another optimiser's slots are not this one's (momentum's velocities read as
                 # Adam's second moments made NaN weights): it starts afresh, as in a warm start
                 carried["optimizer"] = {}
             trainer.resume({"iteration": 0, "epoch": 0, "history": {}, "best_state": None,
                             "order": None, **carried})
-        self.history_ = trainer.fit(self.model_, Xa, y_enc)
+        try:
+            history = trainer.fit(model, Xa, y_enc)
+        except BaseException:
+            if new and first:  # as before the call: a refused first call is no first call
+                del self.classes_
+            raise
+        self.history_ = history
+        if new:
+            self._new_network(model)
         self._record(trainer, convergence, batch_size)
         self.validation_scores_ = self.best_validation_score_ = None
         _raise_if_interrupted(self.history_)
@@ -320,11 +346,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """The seed of a new network and its trainer, drawn from ``random_state``."""
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
-    def _new_network(self, n_features: int, hidden: list[int], seed: int,
-                     dtype: np.dtype) -> None:
-        self.model_ = MLP(n_features, hidden, len(self.classes_), activation=self.activation,
-                          init=self.init, std=self.std, dropout=self.dropout,
-                          batchnorm=self.batchnorm, seed=seed, dtype=dtype)
+    def _network(self, n_features: int, hidden: list[int], seed: int, dtype: np.dtype,
+                 n_classes: int) -> MLP:
+        return MLP(n_features, hidden, n_classes, activation=self.activation, init=self.init,
+                   std=self.std, dropout=self.dropout, batchnorm=self.batchnorm, seed=seed,
+                   dtype=dtype)
+
+    def _new_network(self, model: MLP) -> None:
+        """Make the newly trained ``model`` the estimator's, its counts starting from 0."""
+        self.model_ = model
         self.loss_curve_, self.n_iter_, self.t_ = [], 0, 0
 
     def _record(self, trainer: Trainer, convergence: _Convergence, batch_size: int) -> None:
@@ -360,7 +390,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``."""
-        check_is_fitted(self)
+        check_is_fitted(self, "model_")  # (classes_ alone: a first partial_fit refused)
         Xa = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return self.model_.predict_proba(Xa)
 
@@ -370,5 +400,5 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """The most probable class label of each row."""
-        check_is_fitted(self)
+        check_is_fitted(self, "model_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -417,3 +417,42 @@ def test_an_estimator_pickled_by_an_older_mlplab_is_usable(early_stopping):
         assert old.validation_scores_ is None and old.best_validation_score_ is None
     assert clone(old).fit(X[:1500], y[:1500]).score(X[1500:], y[1500:]) == score
     assert old.partial_fit(X[:1500], y[:1500]).n_iter_ == clf.n_iter_ + 1
+
+
+@pytest.mark.parametrize("bad", [{"lr": -1}, {"optimizer": "rmsprop"}, {"momentum": 1.5},
+                                 {"reg": -1}, {"init": "orthogonal"}, {"dropout": 2},
+                                 {"batchnorm": True, "batch_size": 1}])
+def test_a_refused_fit_leaves_the_estimator_as_it_was(bad):
+    # refused after the network was built (the trainer's options, batch norm on one-row
+    # batches), a fit left a new, untrained network in place: a refit estimator predicted with
+    # it, without a word, and a first fit looked fitted
+    from sklearn.exceptions import NotFittedError
+
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 4), np.array(["a", "b", "c"] * 20)
+    fitted = MLPClassifier(hidden_sizes=(5,), max_epochs=5, random_state=0).fit(X, y)
+    probs = fitted.predict_proba(X)
+    with pytest.raises(ValueError):
+        fitted.set_params(**bad).fit(X, y)
+    np.testing.assert_array_equal(fitted.predict_proba(X), probs)
+    assert fitted.n_iter_ == 5
+    fresh = MLPClassifier(hidden_sizes=(5,), max_epochs=5, **bad)
+    for fit in (lambda: fresh.fit(X, y), lambda: fresh.partial_fit(X, y, classes=["a", "b", "c"])):
+        with pytest.raises(ValueError):
+            fit()
+        with pytest.raises(NotFittedError):
+            fresh.predict(X)
+
+
+def test_a_first_partial_fit_refused_by_the_trainer_is_no_first_call():
+    from sklearn.exceptions import NotFittedError
+
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(10, 4), np.arange(10) % 2
+    clf = MLPClassifier(hidden_sizes=(5,), batchnorm=True, random_state=0)
+    with pytest.raises(ValueError, match="batch norm needs batches of at least 2 rows"):
+        clf.partial_fit(X[:1], y[:1], classes=[0, 1, 2])  # one row: batch norm cannot train
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+    clf.partial_fit(X, y, classes=[0, 1])  # other classes: this is the first call
+    assert clf.classes_.tolist() == [0, 1] and clf.n_iter_ == 1
