@@ -268,14 +268,16 @@ class MLP:
         if missing or unexpected:
             raise ValueError(f"state does not match the model: missing {missing}, "
                              f"unexpected {unexpected}.")
-        for name, target in targets.items():
-            value = np.asarray(state[name])
+        values = {name: np.asarray(state[name]) for name in targets}
+        for name, value in values.items():  # all checked before any is copied: a refused
+            target = targets[name]          # state left the model half loaded
             if value.shape != target.shape:
                 raise ValueError(f"{name} has shape {value.shape}; the model expects "
                                  f"{target.shape}.")
             if not np.isfinite(value).all():
                 raise ValueError(f"{name} contains NaN or infinite values.")
-            target[...] = value
+        for name, target in targets.items():
+            target[...] = values[name]
 
     @property
     def num_params(self) -> int:

@@ -240,6 +240,21 @@ def test_state_dict_roundtrip_and_validation(rng):
         b.load_state_dict(bad)
 
 
+@pytest.mark.parametrize("broken,message", [("b2", "shape"), ("running_var1", "NaN")])
+def test_a_refused_state_leaves_the_model_as_it_was(broken, message, rng):
+    # the arrays before the refused one were copied already: the model was left half loaded
+    model = MLP(4, [5], 3, seed=0, batchnorm=True)
+    before, X = model.state_dict(), rng.randn(5, 4)
+    probs = model.predict_proba(X)
+    state = {k: v + 1 for k, v in MLP(4, [5], 3, seed=1, batchnorm=True).state_dict().items()}
+    state[broken] = np.zeros(7) if message == "shape" else np.full_like(state[broken], np.nan)
+    with pytest.raises(ValueError, match=message):
+        model.load_state_dict(state)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    np.testing.assert_array_equal(model.predict_proba(X), probs)
+
+
 def test_offset_biases_draws_biases_and_shifts_in_order_and_leaves_the_rest(rng):
     model = MLP(4, [5, 3], 2, batchnorm=True, seed=0, dtype=np.float64)
     before = model.state_dict()
