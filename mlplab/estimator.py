@@ -278,7 +278,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         too. Each call is one epoch for ``n_iter_``, ``loss_curve_`` and the schedule
         (``exp``: ``lr * lr_decay ** n_iter_``; ``step`` and ``cosine`` need a run length and are
         refused); there is no early stopping. ``n`` calls on the same data train exactly as
-        ``fit`` with ``max_epochs=n, tol=None`` does. A changed ``optimizer`` starts its state
+        ``fit`` with ``max_epochs=n, tol=None`` does. An epoch is ``len(X) // batch_size``
+        minibatches, as in ``fit`` (the exercise's convention): the ``len(X) % batch_size`` rows
+        its shuffle leaves over are not trained on in that call, so stream chunks of a multiple
+        of ``batch_size`` rows (scikit-learn's ``partial_fit`` also trains on a last, smaller
+        batch). A changed ``optimizer`` starts its state
         afresh (another optimiser's slots are not its own), as a warm start does.
         """
         from sklearn.utils.multiclass import _check_partial_fit_first_call
