@@ -761,6 +761,23 @@ def test_grid_sampler_runs_each_combination_once(digits, tmp_path):
     assert result.n_complete == 4
 
 
+def test_a_resumed_grid_search_runs_the_points_it_has_not_run(digits, tmp_path):
+    """A grid study numbers its points in an order shuffled by the sampler's seed: a resumed
+    search reseeded its sampler (as for TPE), so the numbers of the points already run named
+    other points, which it ran twice while it never ran others, and then said it was done."""
+    space = {"hidden_size": [8, 16], "lr": {"type": "float", "low": 0.01, "high": 0.5,
+                                            "grid": [0.05, 0.2]},
+             "epochs": {"type": "int", "low": 1, "high": 2}}
+    for trials in (3, 20):
+        result = tune(digits, trials=trials, search_space=space, sampler="grid", out=tmp_path,
+                      progress=False, search_only=True, seed=3)
+    study = optuna.load_study(study_name=result.study_name,
+                              storage=f"sqlite:///{tmp_path / 'study.db'}")
+    seen = sorted((t.params["hidden_size"], t.params["lr"], t.params["epochs"])
+                  for t in study.trials)
+    assert seen == sorted(itertools.product([8, 16], [0.05, 0.2], [1, 2]))
+
+
 def test_median_pruning_stops_hopeless_trials(digits, tmp_path):
     # lr 1e-4 barely moves in 6 epochs; lr 0.3 learns digits within 2
     space = {"lr": [1e-4, 0.3], "hidden_size": 16, "epochs": 6, "batch_size": 64}

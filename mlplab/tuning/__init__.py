@@ -250,7 +250,10 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         _refuse_another_studys_outputs(out_dir, study_name, storage is None)
     spec = storage_spec(storage, out_dir, heartbeat, grace)
     local_only = storage is None and workers == 1
-    sampler_seed = seed if local_only else None
+    # the grid's points are numbered in an order its seed shuffles, and the study records those
+    # numbers: every process of a grid study (a resumed one, a worker, another machine) must
+    # shuffle with the same seed, the study's own, or it runs some points twice and others never
+    sampler_seed = seed if local_only or sampler == "grid" else None
 
     # the data before the study: a command refused for its data (no validation split,
     # --eval-test without a test split) must not leave behind a study that records those options
@@ -266,7 +269,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                            make_pruner(prune, space, trials), seed=seed, sampler_name=sampler,
                            pruner_name=prune)
     try:
-        if sampler_seed is not None and study.trials:
+        if sampler_seed is not None and study.trials and sampler != "grid":
             # resuming: a sampler seeded as before would propose the first trials' settings again
             study.sampler = make_sampler(sampler, space, (sampler_seed + len(study.trials)) % 2**32,
                                          trials)
