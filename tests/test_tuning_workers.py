@@ -218,6 +218,43 @@ def test_killed_worker_trial_fails_by_heartbeat_and_study_resumes(kind, tmp_path
     assert notes[retries[0].number] == f"retry of trial {killed.number}"
 
 
+def test_a_local_worker_killed_mid_trial_leaves_its_trial_to_the_others(tmp_path, study_name):
+    """A worker of --workers killed by a signal (the out-of-memory killer) printed nothing, yet
+    the command failed saying its "error is printed above", wrote no results, and its trial,
+    RUNNING and counted towards the target, stopped the other worker one trial short."""
+    url, storage = _storage("sqlite", tmp_path)
+    space = tmp_path / "space.yaml"
+    space.write_text(LONG_SPACE)
+    target = 4
+    proc = _tune(tmp_path, url, study_name, space, target, "--workers", "2")
+
+    def running_worker() -> int | None:
+        """The pid of a worker mid-trial, as in the heartbeat test above."""
+        if not _study_has_trials(storage, study_name):
+            return None
+        for t in _trials(storage, study_name):
+            if t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= 20 and \
+                    "worker" in t.user_attrs:
+                return int(t.user_attrs["worker"].split(":")[-1].split("#")[0])
+        return None
+
+    _wait_for(lambda: running_worker() is not None, 90, "a trial in progress", [proc])
+    victim = running_worker()
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    _finish(proc)
+
+    trials = _trials(storage, study_name)
+    killed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(killed) == 1 and killed[0].user_attrs["worker"].split(":")[-1].startswith(
+        f"{victim}#")
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed[0].number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == target
+    assert (tmp_path / "out" / "results.csv").is_file()
+    assert (tmp_path / "out" / "best-run" / "model.npz").is_file()
+
+
 OPEN_TOGETHER = """
 import pathlib, sys, time
 from mlplab.tuning import StorageSpec

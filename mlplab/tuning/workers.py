@@ -15,10 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from mlplab.tuning.data import DataSource
 from mlplab.tuning.processes import worker_name
-from mlplab.tuning.search import make_pruner, make_sampler, run_search, update_bar
+from mlplab.tuning.search import (
+    fail_dead_local_trials,
+    grid_exhausted,
+    make_pruner,
+    make_sampler,
+    run_search,
+    update_bar,
+)
 from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.storage import StorageSpec
-from mlplab.tuning.study import open_study
+from mlplab.tuning.study import finished_count, open_study
 
 if TYPE_CHECKING:
     import optuna
@@ -152,8 +159,10 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None =
         # run the study's whole target
         for p in procs:
             p.start()
+        killed: set[str] = set()
         while any(p.is_alive() for p in procs):
             time.sleep(poll)
+            killed = _fail_trials_of_killed(procs, killed, study)
             update_bar(bar, study)
     except KeyboardInterrupt:
         for p in procs:
@@ -164,9 +173,37 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None =
         for p in procs:
             if p.pid is not None:  # started: join() refuses one that was not
                 p.join()
+    _fail_trials_of_killed(procs, set(), study)
     update_bar(bar, study)
-    bad = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
+    bad = [(p.name, p.exitcode) for p in procs if p.exitcode is not None and p.exitcode > 0]
     if bad:
         raise RuntimeError("worker process(es) failed: " +
                            ", ".join(f"{n} exit code {c}" for n, c in bad) +
                            " (their error is printed above).")
+    lost = [f"{p.name} ({_signal_name(-p.exitcode)})" for p in procs
+            if p.exitcode is not None and p.exitcode < 0]
+    if lost and finished_count(study) < specs[0].target and not grid_exhausted(study):
+        # (the others had stopped: the killed one's trial counted towards the target)
+        raise RuntimeError(f"worker process(es) killed: {', '.join(lost)}, which printed "
+                           "nothing; their trials are failed and re-queued: run the same "
+                           "command again to finish the study.")
+
+
+def _fail_trials_of_killed(procs: list[Any], handled: set[str], study: optuna.Study) -> set[str]:
+    """Fail (and re-queue once) the trials of the workers killed by a signal since ``handled``
+    (SIGKILL, the out-of-memory killer), which print nothing and leave their trial RUNNING,
+    counted towards the target: the others run it again now, instead of stopping short and
+    the command failing; returns the killed workers' names."""
+    killed = {p.name for p in procs if p.exitcode is not None and p.exitcode < 0}
+    if killed - handled:
+        fail_dead_local_trials(study)
+    return killed
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
