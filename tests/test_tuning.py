@@ -1167,7 +1167,7 @@ def test_cli_tune_defaults_reach_tune(monkeypatch):
     assert seen == {"trials": 5, "timeout": None, "search_space": None, "study_name": None,
                     "storage": None, "workers": 1, "sampler": "tpe", "prune": None, "out": None,
                     "seed": 0, "eval_test": False, "heartbeat": 30, "grace": None,
-                    "search_only": False, "progress": True}
+                    "search_only": False, "progress": True, "threads": None}
 
 
 def test_cli_tune_flags_reach_tune(monkeypatch, tmp_path):
@@ -1179,7 +1179,7 @@ def test_cli_tune_flags_reach_tune(monkeypatch, tmp_path):
         "--heartbeat", "7", "--grace", "20", "--no-progress", "--out", str(tmp_path / "o"),
         "--preprocessing", "scale", "--train-size", "300", "--val-size", "50", "--test-size",
         "0.2", "--image-size", "4", "--data-dir", "/d", "--mirror", "http://m.invalid",
-        "--download", "--no-cache", "--dataset", "mnist"])
+        "--download", "--no-cache", "--dataset", "mnist", "--threads", "2"])
     src = seen.pop("source")
     assert (src.name, src.preprocess, src.train_size) == ("mnist", "scale", 300)
     assert src.kwargs == {"data_dir": "/d", "download": True, "mirror": "http://m.invalid",
@@ -1188,9 +1188,35 @@ def test_cli_tune_flags_reach_tune(monkeypatch, tmp_path):
     assert seen == {"trials": 5, "timeout": 12.5, "search_space": "wide", "study_name": "s1",
                     "storage": "x.db", "workers": 3, "sampler": "random", "prune": "median",
                     "out": str(tmp_path / "o"), "seed": 4, "eval_test": True, "heartbeat": 7,
-                    "grace": 20, "search_only": False, "progress": False}
+                    "grace": 20, "search_only": False, "progress": False, "threads": 2}
     seen = _tune_call(monkeypatch, ["--prune", "hyperband", "--search-only"])
     assert (seen["prune"], seen["search_only"]) == ("hyperband", True)
+
+
+def test_cli_tune_threads_limit_blas_in_the_trials(monkeypatch, tmp_path):
+    """mlplab train, torch and reproduce take --threads; tune refused it (and suggested
+    --trials). The trials and the retraining run under the limit, lifted afterwards."""
+    from threadpoolctl import threadpool_info
+
+    from mlplab import tuning
+
+    def blas() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before, seen = blas(), {}
+    search, retrain = tuning.run_search, tuning.retrain_best
+    monkeypatch.setattr(tuning, "run_search",
+                        lambda *a, **k: (seen.setdefault("search", blas()), search(*a, **k)))
+    monkeypatch.setattr(tuning, "retrain_best",
+                        lambda *a, **k: (seen.setdefault("retrain", blas()),
+                                         retrain(*a, **k))[1])
+    wanted = 3 if before != [3] else 2
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: [8]\nepochs: 1\n")
+    assert main(["tune", "--dataset", "digits", "--trials", "1", "--search-space", str(space),
+                 "--out", str(tmp_path / "o"), "--no-progress", "--threads", str(wanted)]) == 0
+    assert seen["search"] and set(seen["search"]) == set(seen["retrain"]) == {wanted}
+    assert blas() == before
 
 
 def test_make_preprocessing_is_fitted_on_train_only(digits):

@@ -80,6 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "journal), a .db file (default: <out>/study.db)")
     s.add_argument("--workers", type=positive_int, default=1, metavar="K",
                    help="local worker processes (default: %(default)s)")
+    s.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help="BLAS threads of each worker's trials and of the retraining (default: "
+                        "OpenBLAS's own choice, OMP_NUM_THREADS or every core, shared between "
+                        "--workers)")
     s.add_argument("--heartbeat", type=non_negative_int, default=30, metavar="S",
                    help="seconds between a running trial's heartbeats; a trial whose worker "
                         "died is marked FAIL and re-queued once (0 disables; default: "
@@ -150,7 +154,8 @@ def run_tune(args: argparse.Namespace) -> int:
                       storage=args.storage, workers=args.workers, sampler=args.sampler,
                       prune=args.prune, out=args.out, seed=args.seed, eval_test=args.eval_test,
                       heartbeat=args.heartbeat, grace=args.grace,
-                      search_only=args.search_only, progress=args.progress)
+                      search_only=args.search_only, progress=args.progress,
+                      threads=args.threads)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the study keeps every finished trial
         print("interrupted; the finished trials are kept in the study: run the same command "
               "again to continue it up to --trials", file=sys.stderr)

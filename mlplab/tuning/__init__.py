@@ -194,7 +194,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
          out: str | os.PathLike | None = None, seed: int | None = 0, eval_test: bool = False,
          heartbeat: int | None = 30, grace: int | None = None, search_only: bool = False,
          progress: bool = True, preprocess: str = "standardize", train_size: int | None = None,
-         **dataset_kwargs: Any) -> TuneResult:
+         threads: int | None = None, **dataset_kwargs: Any) -> TuneResult:
     """Search hyperparameters on the validation split, then retrain and save the best.
 
     Parameters
@@ -231,11 +231,18 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     preprocess, train_size
         The preprocessing recipe (``mlplab.data.PREPROCESSING``, fitted on the training split)
         and an optional stratified subset of the training images to tune on.
+    threads
+        BLAS threads of the trials in each worker process, and of the retraining (default:
+        BLAS's own choice for one worker; the cores this process may use shared between
+        several).
     """
     import optuna  # noqa: F401  (without Optuna, fail before any work)
 
     start = time.perf_counter()
     trials, workers, prune = _check_options(trials, workers, timeout, sampler, prune)
+    if threads is not None:
+        threads = check_int(threads, "threads")
+        check_positive(threads, "threads")
     if not search_only:
         _import_what_the_end_needs()
     space = SearchSpace.load(search_space)
@@ -268,6 +275,11 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                            make_sampler(sampler, space, sampler_seed, trials),
                            make_pruner(prune, space, trials), seed=seed, sampler_name=sampler,
                            pruner_name=prune)
+    limiter = None
+    if threads is not None:  # this process's trials and retraining; the workers limit their own
+        from threadpoolctl import threadpool_limits
+
+        limiter = threadpool_limits(limits=threads, user_api="blas")
     try:
         if sampler_seed is not None and study.trials and sampler != "grid":
             # resuming: a sampler seeded as before would propose the first trials' settings again
@@ -280,7 +292,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                 elif finished_count(study) < trials and not grid_exhausted(study):
                     fail_dead_local_trials(study)  # here, once: not by K workers racing to re-queue
                     specs = _worker_specs(workers, source, spec, study_name, space, sampler, prune,
-                                          trials, timeout, seed, sampler_seed, registered)
+                                          trials, timeout, seed, sampler_seed, registered,
+                                          threads)
                     run_workers(specs, study, bar)
             except KeyboardInterrupt as exc:
                 release_interrupted(exc)  # before the study is read again
@@ -300,6 +313,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
             _write_summary(result)
         return result
     finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
         # the database's connections, or study.db stays open after this returns: the study
         # can outlive this call (a traceback that Optuna keeps from its optional import of
         # plotly holds the frames that were running it), and Windows can then neither move nor
@@ -440,10 +455,11 @@ def _trials_bar(progress: bool, study: optuna.Study, trials: int,
 def _worker_specs(workers: int, source: DataSource, spec: StorageSpec, study_name: str,
                   space: SearchSpace, sampler: str, prune: str | None, trials: int,
                   timeout: float | None, seed: int | None, sampler_seed: int | None,
-                  registered: Any) -> list[WorkerSpec]:
-    """What each of ``workers`` local processes needs to search the study, the cores this
-    process may use shared among them (on a runner pinned to 2 of 16 cores, 2 // workers)."""
-    threads = max(1, available_cpus() // workers)
+                  registered: Any, threads: int | None = None) -> list[WorkerSpec]:
+    """What each of ``workers`` local processes needs to search the study: ``threads`` BLAS
+    threads each, by default the cores this process may use shared among them (on a runner
+    pinned to 2 of 16 cores, 2 // workers)."""
+    threads = threads or max(1, available_cpus() // workers)
     return [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune, trials,
                        timeout, seed, sampler_seed, i, threads, on_command_line(), registered)
             for i in range(workers)]
