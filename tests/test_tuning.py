@@ -982,14 +982,22 @@ def test_the_results_table_notes_and_the_best_row():
     timed = create_trial(params={"lr": 0.1, "note": "c"}, distributions=lr, value=0.3)
     timed.datetime_start, timed.datetime_complete = start, start + datetime.timedelta(seconds=2)
     add(timed)
+    # a killed worker's trial: Optuna's duration runs until a later search failed it (hours,
+    # if resumed the next day), which is no time the trial trained
+    lost = create_trial(params={"lr": 0.1, "note": "c"}, distributions=lr,
+                        state=TrialState.FAIL)
+    lost.datetime_start, lost.datetime_complete = start, start + datetime.timedelta(hours=9)
+    add(lost)
     header, rows = trials_table(study)
     col = {name: i for i, name in enumerate(header)}
     notes = [row[col["note"]] for row in rows]
     assert notes == ["", "", "diverged", "ValueError: no",
                      "worker lost (its process ended or its heartbeat stopped); re-queued as "
-                     "trial 5", "retry of trial 4", "worker lost or interrupted", ""]
+                     "trial 5", "retry of trial 4", "worker lost or interrupted", "",
+                     "worker lost or interrupted"]
     assert rows[0][col["seconds"]] == 1.5 and rows[0][col["epochs_run"]] == 3
     assert rows[7][col["seconds"]] == 2.0
+    assert rows[8][col["seconds"]] is None
     md = markdown_table(header, rows, best_so_far(study)[0]).splitlines()
     bold = [line for line in md if "**" in line]
     assert len(bold) == 1 and bold[0].startswith("| **5** | **COMPLETE** | **0.85** |")

@@ -36,7 +36,8 @@ def trials_table(study: optuna.Study) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for t in trials:
         seconds = t.user_attrs.get("seconds")
-        if seconds is None and t.duration is not None:
+        # (not a failed trial's: a killed worker's ends when a later search fails it)
+        if seconds is None and t.duration is not None and t.state.name != "FAIL":
             seconds = round(t.duration.total_seconds(), 3)
         epochs = t.user_attrs.get("epochs", len(t.intermediate_values) or None)
         notes = []
