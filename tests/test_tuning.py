@@ -761,6 +761,16 @@ def test_grid_sampler_runs_each_combination_once(digits, tmp_path):
     assert result.n_complete == 4
 
 
+def test_a_search_only_worker_on_a_shared_storage_makes_no_output_folder(digits, tmp_path):
+    """A --search-only worker writes no outputs; with the study in a storage of its own it left
+    an empty output folder (runs/<study> on every machine of a shared search)."""
+    result = tune(digits, trials=1, search_space=TINY, storage=tmp_path / "shared.db",
+                  out=tmp_path / "runs" / "s", study_name="s", progress=False,
+                  search_only=True)
+    assert result.n_complete == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.db"]
+
+
 def test_a_resumed_grid_search_runs_the_points_it_has_not_run(digits, tmp_path):
     """A grid study numbers its points in an order shuffled by the sampler's seed: a resumed
     search reseeded its sampler (as for TPE), so the numbers of the points already run named

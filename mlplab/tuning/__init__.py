@@ -269,8 +269,11 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     data: TuningData | None = _load_data(source, need_test=eval_test and not search_only)
     if workers > 1:
         data = None
-    # the output folder only now, for the same reason: a refused command leaves no empty folder
-    with _output_folder(out_dir):
+    # the output folder only now, for the same reason: a refused command leaves no empty folder;
+    # and none for a search-only worker whose study lives elsewhere: it writes nothing there
+    # (each machine of a shared search was left an empty runs/<study>)
+    with _output_folder(out_dir) if storage is None or not search_only else \
+            contextlib.nullcontext():
         study = open_study(spec, study_name, space, source.describe(),
                            make_sampler(sampler, space, sampler_seed, trials),
                            make_pruner(prune, space, trials), seed=seed, sampler_name=sampler,
