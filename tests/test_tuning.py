@@ -771,6 +771,16 @@ def test_a_search_only_worker_on_a_shared_storage_makes_no_output_folder(digits,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.db"]
 
 
+@pytest.mark.parametrize("storage", ["studies/s.db", "sqlite:///studies/s.db"])
+def test_a_sqlite_storage_in_a_new_folder(digits, tmp_path, monkeypatch, storage):
+    """A journal file's folder is created, as the default study.db's; a SQLite file's was not,
+    and the search failed with SQLite's "unable to open database file"."""
+    monkeypatch.chdir(tmp_path)
+    result = tune(digits, trials=1, search_space=TINY, storage=storage, out=tmp_path / "o",
+                  progress=False, search_only=True)
+    assert result.n_complete == 1 and (tmp_path / "studies" / "s.db").is_file()
+
+
 def test_a_resumed_grid_search_runs_the_points_it_has_not_run(digits, tmp_path):
     """A grid study numbers its points in an order shuffled by the sampler's seed: a resumed
     search reseeded its sampler (as for TPE), so the numbers of the points already run named

@@ -84,6 +84,7 @@ class StorageSpec:
         if url.startswith("sqlite"):
             # several processes share one SQLite file: wait for the lock instead of failing
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+            _make_sqlite_folder(url)
         else:
             kwargs["engine_kwargs"] = {"pool_pre_ping": True}
         if self.heartbeat is not None:
@@ -117,6 +118,23 @@ class StorageSpec:
                         from exc
                 time.sleep(0.2 + 0.3 * attempt)
         raise AssertionError("unreachable")
+
+
+def _make_sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite file, as a journal file's is: SQLite creates only the file,
+    and said just "unable to open database file" for ``--storage studies/cifar.db``."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        folder = Path(database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # (a file in the way, no permission): say which folder
+            why = "a file of that name is in the way" if folder.is_file() else \
+                exc.strerror or str(exc)
+            raise RuntimeError(f"cannot create the folder {folder} of the SQLite storage: "
+                               f"{why}.") from None
 
 
 def close_storage(storage: optuna.storages.BaseStorage) -> None:
