@@ -1726,3 +1726,18 @@ def test_a_training_flag_given_to_tune_points_to_the_search_space(flags, knob, c
     assert "search space" in err and f"`{knob}`" in err and "did you mean" not in err, err
     assert not (tmp_path / "t").exists()
     assert knob.split(":")[0] in KNOBS  # a knob the YAML schema accepts
+
+
+@pytest.mark.parametrize("flags, says", [(["--iters", "100"], "`epochs` knob"),
+                                         (["--iters=100"], "`epochs` knob"),
+                                         (["--resume"], "resumes when the same command runs")])
+def test_train_flags_that_are_no_knob_are_not_taken_for_a_near_spelling(flags, says, capsys,
+                                                                        tmp_path):
+    """``mlplab tune --iters 100`` was answered "did you mean --trials?" and ``--resume``
+    "did you mean --prune?": either flag then does something else than the one meant."""
+    with pytest.raises(SystemExit) as exc:
+        main(["tune", "--trials", "1", "--out", str(tmp_path / "t"), *flags])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and "did you mean" not in err, err
+

@@ -124,12 +124,22 @@ def _knob_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
             value = unknown[i + 1]
         knobs.append((knob, value or "VALUE"))
         flags.add(name)
-    if not knobs:
-        return None, flags
-    names = ", ".join(k for k, _ in knobs)
-    return (f"the trials take {names} from the search space: fix or search "
-            f"{'it' if len(knobs) == 1 else 'them'} in a --search-space FILE.yaml, e.g. "
-            f"`{knobs[0][0]}: {knobs[0][1]}`, see docs/tuning.md"), flags
+    # mlplab train's flags that are no knob, answered with a near spelling before ("did you
+    # mean --trials?" for --iters, "--prune?" for --resume), which does something else
+    others = {"--iters": "a trial's length is the `epochs` knob of the search space, e.g. "
+                         "`epochs: 3` in a --search-space FILE.yaml (there is no iterations "
+                         "knob)",
+              "--resume": "a study resumes when the same command runs again: --trials is the "
+                          "study's total, and only the missing trials run"}
+    notes = [note for flag, note in others.items()
+             if any(word.partition("=")[0] == flag for word in unknown)]
+    flags.update(flag for flag in others if any(w.partition("=")[0] == flag for w in unknown))
+    if knobs:
+        names = ", ".join(k for k, _ in knobs)
+        notes.insert(0, f"the trials take {names} from the search space: fix or search "
+                        f"{'it' if len(knobs) == 1 else 'them'} in a --search-space FILE.yaml, "
+                        f"e.g. `{knobs[0][0]}: {knobs[0][1]}`, see docs/tuning.md")
+    return "; ".join(notes) or None, flags
 
 
 def data_source(args: argparse.Namespace) -> DatasetSource:
