@@ -62,8 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(--prune alone: median)")
     g.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of every trial's weights and batches, of the data splits and, "
-                        "for one local worker on the default storage, of the sampler "
-                        "(default: %(default)s)")
+                        "for one local worker on the default storage, of the sampler (and "
+                        "always of the grid sampler's order) (default: %(default)s)")
     g.add_argument("--preprocessing", "--preprocess", dest="preprocess",
                    choices=list(PREPROCESSING), default="standardize",
                    help="input preprocessing fitted on the training split, as mlplab train's "
