@@ -781,6 +781,18 @@ def test_a_sqlite_storage_in_a_new_folder(digits, tmp_path, monkeypatch, storage
     assert result.n_complete == 1 and (tmp_path / "studies" / "s.db").is_file()
 
 
+def test_a_run_folder_is_refused_as_a_studys_output_folder(digits, tmp_path):
+    """mlplab train refuses a tuning folder for its run; tune wrote its tables, plots, study.db
+    and best-run into a run folder, which mlplab runs and evaluate still took for that run."""
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "8", "--out",
+                 str(run), "--quiet", "--no-plots"]) == 0
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(ValueError, match="is a run folder .mlplab train.; choose another out"):
+        tune(digits, trials=1, search_space=TINY, out=run, progress=False)
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
 def test_a_resumed_grid_search_runs_the_points_it_has_not_run(digits, tmp_path):
     """A grid study numbers its points in an order shuffled by the sampler's seed: a resumed
     search reseeded its sampler (as for TPE), so the numbers of the points already run named
