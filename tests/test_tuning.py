@@ -502,6 +502,23 @@ def test_a_refused_resume_pins_nothing(digits, tmp_path):
     assert open_study(storage, "old").user_attrs["mlplab:seed"] == 0
 
 
+def test_a_study_resumed_with_its_default_split_sizes_written_out(tmp_path):
+    """`--val-size 180` is digits' default: a study made without it was refused as "created
+    with a different data" when resumed with it, though its images are the same; a size that
+    changes the images (0.1 of what the test split leaves, 200) is still refused."""
+    from mlplab.tuning import DatasetSource
+
+    kw = dict(search_space=TINY, out=tmp_path, progress=False, search_only=True)
+    assert tune(DatasetSource("digits", {"seed": 0}), trials=1, **kw).n_complete == 1
+    same = DatasetSource("digits", {"seed": 0, "val_size": 180, "test_size": 180}, train_size=1437)
+    assert tune(same, trials=2, **kw).n_complete == 2
+    for other in ({"val_size": 0.1}, {"val_size": 200}, {"test_size": 170}):
+        with pytest.raises(ValueError, match="different data"):
+            tune(DatasetSource("digits", {"seed": 0, **other}), trials=3, **kw)
+    with pytest.raises(ValueError, match="different data"):  # other images, not sizes
+        tune(DatasetSource("digits", {"seed": 0, "val_size": 180}, "scale"), trials=3, **kw)
+
+
 def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
     no_val = load_dataset("digits", val_size=0)
     with pytest.raises(ValueError, match="no validation split.*val_size=N"):

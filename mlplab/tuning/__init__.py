@@ -41,6 +41,7 @@ loop), :mod:`~mlplab.tuning.workers` (parallel local workers), :mod:`~mlplab.tun
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -268,9 +269,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     # --eval-test without a test split) must not leave behind a study that records those options
     # and so clashes with the corrected command. With several workers this load only checks:
     # each worker loads its own copy.
-    data: TuningData | None = _load_data(source, need_test=eval_test and not search_only)
-    if workers > 1:
-        data = None
+    loaded = _load_data(source, need_test=eval_test and not search_only)
+    data: TuningData | None = loaded if workers == 1 else None
     # the output folder only now, for the same reason: a refused command leaves no empty folder;
     # and none for a search-only worker whose study lives elsewhere: it writes nothing there
     # (each machine of a shared search was left an empty runs/<study>)
@@ -279,7 +279,9 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         study = open_study(spec, study_name, space, source.describe(),
                            make_sampler(sampler, space, sampler_seed, trials),
                            make_pruner(prune, space, trials), seed=seed, sampler_name=sampler,
-                           pruner_name=prune)
+                           pruner_name=prune,
+                           same_data=functools.partial(source.same_data, data=loaded))
+    del loaded  # (with several workers, each holds its own copy)
     limiter = None
     if threads is not None:  # this process's trials and retraining; the workers limit their own
         from threadpoolctl import threadpool_limits

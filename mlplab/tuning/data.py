@@ -60,6 +60,11 @@ class DataSource:
     def load(self) -> TuningData:
         raise NotImplementedError
 
+    def same_data(self, recorded: Any, data: TuningData) -> bool:
+        """Whether a study's ``recorded`` description, which differs from :meth:`describe`,
+        still gives ``data`` (this source's, loaded): not known in general."""
+        return False
+
 
 @dataclass
 class DatasetSource(DataSource):
@@ -96,6 +101,29 @@ class DatasetSource(DataSource):
         ds = load_dataset(self.name, **self.kwargs)
         return prepare(subset_train(ds, self.train_size, self.kwargs.get("seed", 0)),
                        self.preprocess)
+
+    #: the options whose different values may still give the same images: a split size given
+    #: as the default (``--val-size 180`` for digits' 10%, a count or a fraction), or a
+    #: ``train_size`` of every training image
+    SIZE_ARGS = ("val_size", "test_size", "train_size")
+
+    def same_data(self, recorded: Any, data: TuningData) -> bool:
+        """Whether the study's ``recorded`` description, which differs from this one only in
+        split sizes, loads the very images of ``data`` (this source's, loaded): then it is the
+        same data, as a study resumed with the default size written out (``--val-size 180``)
+        is. Anything else that differs, differs."""
+        mine = self.describe()
+        if not isinstance(recorded, dict) or set(recorded) - set(mine) - set(self.SIZE_ARGS) \
+                or any(recorded.get(k) != v for k, v in mine.items() if k not in self.SIZE_ARGS):
+            return False
+        kwargs = {k: v for k, v in self.kwargs.items() if k not in self.SIZE_ARGS}
+        kwargs.update({k: recorded[k] for k in ("val_size", "test_size") if k in recorded})
+        theirs = DatasetSource(self.name, kwargs, self.preprocess, recorded.get("train_size"))
+        if theirs.describe() != recorded:
+            return False
+        other = theirs.load()
+        return all(np.array_equal(getattr(data, a), getattr(other, a))
+                   for a in ("y_train", "y_val", "y_test", "X_train", "X_val", "X_test"))
 
 
 @dataclass

@@ -16,6 +16,8 @@ from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.storage import StorageSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import optuna
 
 #: study user attributes that pin what a study searches, so a resumed study cannot silently mix;
@@ -39,12 +41,14 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
                pruner: optuna.pruners.BasePruner | None = None,
                seed: int | None | object = _UNCHECKED,
                sampler_name: str | object = _UNCHECKED,
-               pruner_name: str | None | object = _UNCHECKED) -> optuna.Study:
+               pruner_name: str | None | object = _UNCHECKED,
+               same_data: Callable[[Any], bool] | None = None) -> optuna.Study:
     """Create or load ``study_name`` (maximising). A new study records its search space, the
     trials' training ``seed``, data, and the names of its sampler and pruner (None: no
     pruning); loading one that recorded different ones raises a ValueError instead of mixing
     them. A study made before the seed, sampler or pruner was recorded takes the one it is
-    resumed with."""
+    resumed with. ``same_data`` says whether a recorded data description that differs still
+    gives this command's data (the default split size written out)."""
     import optuna
 
     with quiet_optuna_warnings():
@@ -67,6 +71,8 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
     have = study.user_attrs
     for key, value in wanted.items():
         if key in have and _canonical(have[key]) != _canonical(value):
+            if key == "mlplab:dataset" and same_data is not None and same_data(have[key]):
+                continue
             raise ValueError(
                 f"study {study_name!r} in {storage.display} was created with a different "
                 f"{_WHAT[key]} ({_difference(key, have[key], value)}); resume it with "

@@ -141,7 +141,8 @@ def worker_main(spec: WorkerSpec) -> None:
         study = open_study(spec.storage, spec.study_name, space, spec.source.describe(),
                            make_sampler(spec.sampler, space, spec.sampler_seed, spec.target),
                            make_pruner(spec.prune, space, spec.target), seed=spec.seed,
-                           sampler_name=spec.sampler, pruner_name=spec.prune)
+                           sampler_name=spec.sampler, pruner_name=spec.prune,
+                           same_data=lambda recorded: spec.source.same_data(recorded, data))
         run_search(study, data, space, spec.target, spec.timeout, spec.seed,
                    worker=worker_name(spec.index))
 
