@@ -74,8 +74,9 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
             if key == "mlplab:dataset" and same_data is not None and same_data(have[key]):
                 continue
             raise ValueError(
-                f"study {study_name!r} in {storage.display} was created with a different "
-                f"{_WHAT[key]} ({_difference(key, have[key], value)}); resume it with "
+                f"study {study_name!r} in {storage.display} was created with "
+                f"{'' if key == 'mlplab:dataset' else 'a '}different {_WHAT[key]} "
+                f"({_difference(key, have[key], value)}); resume it with "
                 f"the same options or choose a new {setting('--study name', 'study_name')} "
                 # an output folder holds one study's outputs: a given one is refused to another
                 f"(and another {setting('--out', 'out')}, if you gave one).")
