@@ -810,6 +810,27 @@ def test_a_run_folder_is_refused_as_a_studys_output_folder(digits, tmp_path):
     assert sorted(p.name for p in run.iterdir()) == before
 
 
+def test_a_trial_another_worker_recorded_first_does_not_end_the_search(digits, tmp_path,
+                                                                        monkeypatch):
+    """Two workers of a SQLite study could take the same re-queued trial; when the other one
+    recorded it first, Optuna refused this one's result ("Cannot tell a COMPLETE trial") and
+    the worker ended with a traceback, failing the command. The search goes on."""
+    from mlplab.tuning import search
+
+    class RecordedElsewhere(search.Objective):
+        def __call__(self, trial):
+            value = super().__call__(trial)
+            if trial.number == 0:  # the other worker records the same trial first
+                trial.study._storage.set_trial_state_values(
+                    trial._trial_id, TrialState.COMPLETE, [0.5])
+            return value
+
+    monkeypatch.setattr(search, "Objective", RecordedElsewhere)
+    result = tune(digits, trials=3, search_space=TINY, out=tmp_path, progress=False,
+                  search_only=True)
+    assert result.n_complete == 3 and result.n_failed == 0
+
+
 def test_a_resumed_grid_search_runs_the_points_it_has_not_run(digits, tmp_path):
     """A grid study numbers its points in an order shuffled by the sampler's seed: a resumed
     search reseeded its sampler (as for TPE), so the numbers of the points already run named

@@ -159,9 +159,7 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
         callbacks.append(_ProgressCallback(bar))
     with optuna_warnings_only(), quiet_optuna_warnings(), quiet_interrupts():
         try:
-            # no n_trials: Optuna counts failed trials in it; _StopAtTarget counts finished ones
-            study.optimize(objective, n_trials=None, timeout=timeout, callbacks=callbacks,
-                           gc_after_trial=False, catch=(MemoryError,))
+            _optimize(study, objective, target, timeout, callbacks)
         except Exception as exc:
             if not _interrupted(exc):
                 raise
@@ -179,6 +177,38 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
             release_interrupted(exc)  # before the trials of abandoned heartbeats are failed
             _stop_abandoned_heartbeats(study)
             raise
+
+
+def _optimize(study: optuna.Study, objective: Objective, target: int, timeout: float | None,
+              callbacks: list[Callable]) -> None:
+    """Optuna's loop until ``target`` (no n_trials: Optuna counts failed trials in it;
+    _StopAtTarget counts finished ones), entered again when another worker recorded the trial
+    this one was running: two workers of a SQLite study can both take the same re-queued trial
+    (SQLite cannot lock its row between Optuna's check that it waits and its claim), and Optuna
+    then refused the second result ("Cannot tell a COMPLETE trial"), which ended the worker
+    with a traceback and the command with an error. The first result stands, of the same
+    settings."""
+    import time
+
+    from optuna.trial import TrialState
+
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if end is None else end - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        try:
+            study.optimize(objective, n_trials=None, timeout=left, callbacks=callbacks,
+                           gc_after_trial=False, catch=(MemoryError,))
+            return
+        except ValueError as exc:
+            if not str(exc).startswith("Cannot tell a "):
+                raise
+        # as _StopAtTarget would have, had Optuna called it for that trial
+        busy = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                        TrialState.RUNNING))
+        if len(busy) >= target:
+            return
 
 
 def grid_exhausted(study: optuna.Study) -> bool:
