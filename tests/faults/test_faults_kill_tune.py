@@ -94,7 +94,9 @@ def test_killed_workers_lose_no_finished_trial_and_the_study_completes(tmp_path)
     output = parent.communicate(timeout=120)[0]
     assert parent.returncode == 1, output
     last = output.strip().splitlines()[-1]
-    assert last.startswith("mlplab tune: error: worker process(es) failed") and \
+    # both killed, none left to finish their trials: failed, re-queued, and said so
+    assert last.startswith("mlplab tune: error: worker process(es) killed: ") and \
+        "run the same command again to finish the study" in last and \
         "Traceback" not in output, output
 
     # round 2: the search in the command's own process, killed mid-trial
