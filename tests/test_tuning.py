@@ -1141,6 +1141,22 @@ def test_cli_tune_digits(tmp_path, capsys):
     assert best["preprocessing"] == "scale"
 
 
+def test_cli_says_when_the_timeout_ended_the_search_short(tmp_path, capsys):
+    """A search that --timeout ended before --trials wrote its results without a word about
+    the shortfall; it says so now, and how to go on. A search that reached --trials does not."""
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: [8, 16]\nlr: {type: float, low: 0.05, high: 0.5}\n"
+                     "epochs: 2\nbatch_size: 64\n")
+    argv = ["tune", "--search-space", str(space), "--out", str(tmp_path / "o"), "--no-progress",
+            "--search-only", "--timeout", "0.01"]
+    assert main([*argv, "--trials", "50"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"--timeout 0.01 s ended the search at \d+ of --trials 50 finished trials; "
+                     r"run the same command again to go on with it", out), out
+    assert main([*argv[:-1], "600", "--trials", "1"]) == 0  # the study has one trial already
+    assert "ended the search" not in capsys.readouterr().out
+
+
 def test_cli_ctrl_c_says_how_to_continue(tmp_path, capsys, monkeypatch):
     """Ctrl-C or SIGTERM in ``mlplab tune`` printed only Optuna's "Trial 1 failed ... because of
     the following error: KeyboardInterrupt()" and "mlplab: interrupted"; mlplab train says how
