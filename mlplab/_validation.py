@@ -220,6 +220,11 @@ def is_int(value: object) -> TypeGuard[int | np.integer]:
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
+def is_bool(value: object) -> TypeGuard[bool | np.bool_]:
+    """True for Python and NumPy bools, False for integers and strings ("no" is not false)."""
+    return isinstance(value, bool | np.bool_)
+
+
 def is_number(value: object) -> TypeGuard[int | float | np.integer | np.floating]:
     """True for Python and NumPy integers and floats (NaN included), False for bools and
     strings."""

@@ -39,6 +39,7 @@ from mlplab._validation import (
     check_seed,
     check_X,
     check_y,
+    is_bool,
     is_int,
     is_number,
     setting,
@@ -196,8 +197,8 @@ class History:
                 raise TypeError(f"history field {name!r} is not a list of numbers")
         for name, ok, label in (("best_val_acc", is_number, "a number"),
                                 ("best_epoch", is_int, "an integer"),
-                                ("stopped_early", _is_bool, "true or false"),
-                                ("interrupted", _is_bool, "true or false")):
+                                ("stopped_early", is_bool, "true or false"),
+                                ("interrupted", is_bool, "true or false")):
             if not ok(getattr(h, name)):
                 raise TypeError(f"history field {name!r} is not {label}")
         return h
@@ -619,10 +620,6 @@ class Trainer:
         self._best_state = _copy_state(state.get("best_state"))
         order = state.get("order")
         self._order = None if order is None else np.asarray(order, dtype=np.intp)
-
-
-def _is_bool(value: object) -> bool:
-    return isinstance(value, bool | np.bool_)
 
 
 def _copy_state(state: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:

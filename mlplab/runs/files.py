@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,22 +100,26 @@ def new_run_dir(out: str | os.PathLike) -> Path:
     return out_dir
 
 
-#: the files that mark another command's output folder, and what it is
-_OTHER_OUTPUTS = (("report.json", "a report folder written by mlplab reproduce"),
-                  ("depth.json", "a depth study written by mlplab torch depth"),
-                  ("summary.json", "a tuning folder written by mlplab tune"),
-                  ("study.db", "a tuning folder written by mlplab tune"))
+#: the kinds of output folder, by the marker files ``mlplab evaluate`` knows them by, and what
+#: each is
+OUTPUT_KINDS = {
+    "run": ((CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, TORCH_CHECKPOINT_FILE),
+            "a run folder (mlplab train)"),
+    "report": (("report.json",), "a report folder written by mlplab reproduce"),
+    "depth": (("depth.json",), "a depth study written by mlplab torch depth"),
+    "tuning": (("summary.json", "study.db"), "a tuning folder written by mlplab tune"),
+}
 
 
-def refuse_other_output(out_dir: Path, own: str | None = None) -> None:
-    """Refuse ``out_dir`` for a new run (or study) if it is another command's output folder, by
-    the marker files ``mlplab evaluate`` knows it by (``own``: the caller's own marker, left to
-    its own check): a run written into it was mixed with its files, and evaluate then took it
-    for the run meant."""
-    for marker, what in _OTHER_OUTPUTS:
-        if marker != own and (out_dir / marker).is_file():
+def refuse_other_output(out_dir: Path, skip: Collection[str], purpose: str = "run") -> None:
+    """Refuse ``out_dir`` for a new run, study or search (``purpose``) if it is the output folder
+    of a kind (:data:`OUTPUT_KINDS`) other than those in ``skip`` (the caller's own, which it
+    checks itself): the new files were mixed with its files, and evaluate then took the folder
+    for what it was not."""
+    for kind, (markers, what) in OUTPUT_KINDS.items():
+        if kind not in skip and any((out_dir / marker).is_file() for marker in markers):
             raise ValueError(f"{out_dir} is {what}; choose another {setting('--out', 'out')} "
-                             "for the run.")
+                             f"for the {purpose}.")
 
 
 def check_new_run_dir(out: str | os.PathLike) -> Path:
@@ -122,7 +127,7 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
     that a run can say so before it loads its data."""
     out_dir = Path(out)
     io.check_out_folder(out_dir)
-    refuse_other_output(out_dir)
+    refuse_other_output(out_dir, skip=("run",))  # its own kind: checked below
     if any((out_dir / f).exists() for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE,
                                              METRICS_FILE)):
         if read_metrics(out_dir / METRICS_FILE).get("status") == "completed":

@@ -33,7 +33,14 @@ import torch
 
 from mlplab import environment, io
 from mlplab._text import counted, path_word, shell_command
-from mlplab._validation import check_choice, check_positive, is_int, is_number, setting
+from mlplab._validation import (
+    check_choice,
+    check_positive,
+    is_bool,
+    is_int,
+    is_number,
+    setting,
+)
 from mlplab.data.base import (
     DatasetError,
     DatasetNotFoundError,
@@ -201,7 +208,10 @@ def _check_out(path: Path, marker: str) -> None:
     out = setting("--out", "out")
     io.check_out_folder(path)
     if path.is_dir():
-        refuse_other_output(path, own=marker)  # a tuning, report or depth-study folder
+        # a tuning or report folder, and a depth study for a run (a run folder is checked
+        # below for train; a depth study was never refused one)
+        refuse_other_output(path, skip=("run",) if marker == TORCH_CONFIG_FILE
+                            else ("run", "depth"))
         refuse_if_training(path)  # a run still training has a lone config.json too
         if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
                                              and _only_a_torch_config(path)):
@@ -596,7 +606,6 @@ def _without_checkpoint(run_dir: Path, edited: str = "it") -> str:
 def _check_loadable(name: str) -> None:
     """Refuse to resume, by name, a run trained on a dataset given to it in Python, which
     :func:`mlplab.data.load_dataset` cannot load again, saying what to pass instead."""
-    from mlplab.data.base import DatasetError
     from mlplab.data.datasets import check_dataset_name
 
     try:
@@ -611,10 +620,6 @@ def _check_loadable(name: str) -> None:
 _RESUME_KEYS = ("dataset", "data_dir", "val_size", "test_size", "image_size", "data_seed",
                 "hidden", "init", "init_std", "dropout", "batchnorm", "epochs", "batch_size",
                 "lr", "reg", "lr_decay", "seed", "device", "threads", "eval_test")
-
-
-def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool)
 
 
 def _optional(ok: Any) -> Any:
@@ -633,13 +638,13 @@ _RESUME_TYPES = {
                "a list of hidden sizes"),
     "init": (lambda v: isinstance(v, str), "an initialisation's name"),
     **{k: (is_number, "a number") for k in ("init_std", "dropout", "lr", "reg", "lr_decay")},
-    "batchnorm": (_is_bool, "true or false"),
+    "batchnorm": (is_bool, "true or false"),
     "epochs": (is_int, "an integer"),
     "batch_size": (is_int, "an integer"),
     "seed": (_optional(is_int), "an integer or null"),
     "device": (lambda v: isinstance(v, str), "a device's name"),
     "threads": (_optional(is_int), "an integer or null"),
-    "eval_test": (_is_bool, "true or false"),
+    "eval_test": (is_bool, "true or false"),
 }
 
 

@@ -257,7 +257,11 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     if not search_only:  # (which writes no outputs)
         _refuse_another_studys_outputs(out_dir, study_name, storage is None)
     if not search_only or storage is None:
-        _refuse_another_commands_outputs(out_dir)
+        # a run folder (mlplab train, torch train), a report or a depth study: the study's
+        # tables, plots and best-run were mixed with its files
+        from mlplab.runs.files import refuse_other_output
+
+        refuse_other_output(out_dir, skip=("tuning",), purpose="study")
     spec = storage_spec(storage, out_dir, heartbeat, grace)
     local_only = storage is None and workers == 1
     # the grid's points are numbered in an order its seed shuffles, and the study records those
@@ -390,28 +394,6 @@ def _refuse_another_studys_outputs(out_dir: Path, study_name: str, default_stora
                          f"{' or '.join(map(repr, owners))}, which study {study_name!r} would "
                          f"overwrite; choose another {setting('--out', 'out')} for it, or resume "
                          f"{'that study' if len(owners) == 1 else 'one of them'} with {resume}.")
-
-
-def _refuse_another_commands_outputs(out_dir: Path) -> None:
-    """Refuse a run folder (mlplab train, torch train) or a report or depth-study folder as the
-    study's: the study's tables, plots and best-run were mixed with its files (mlplab train
-    refuses a tuning folder likewise)."""
-    from mlplab.runs.files import (
-        CHECKPOINT_FILE,
-        CONFIG_FILE,
-        METRICS_FILE,
-        MODEL_FILE,
-        TORCH_CHECKPOINT_FILE,
-    )
-
-    others = {name: "a run folder (mlplab train)" for name in
-              (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, TORCH_CHECKPOINT_FILE)}
-    others.update({"report.json": "a report folder written by mlplab reproduce",
-                   "depth.json": "a depth study written by mlplab torch depth"})
-    for name, what in others.items():
-        if (out_dir / name).is_file():
-            raise ValueError(f"{out_dir} is {what}; choose another {setting('--out', 'out')} "
-                             "for the study.")
 
 
 def _study_names(db: Path) -> list[str]:
