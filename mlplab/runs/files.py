@@ -34,6 +34,11 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 #: a PyTorch run's checkpoint (``mlplab torch train``; its model file is ``model.pt``)
 TORCH_CHECKPOINT_FILE = "checkpoint.pt"
+#: a depth study's settings, written as it starts, and the checkpoint of its network in
+#: training (``mlplab torch depth``; its finished networks are in ``networks/``): they mark a
+#: study that is running or stopped, which ``depth.json`` does only once it has finished
+DEPTH_CONFIG_FILE = "depth-config.json"
+DEPTH_CHECKPOINT_FILE = "depth-checkpoint.pt"
 
 
 #: the figures of a run folder (``plots=False``, ``--no-plots``: none)
@@ -52,14 +57,16 @@ RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, METRICS_FIL
              "model.pt", TORCH_CHECKPOINT_FILE)
 
 
-def remove_partial_writes(run_dir: str | os.PathLike) -> list[Path]:
+def remove_partial_writes(run_dir: str | os.PathLike,
+                          names: Collection[str] = RUN_FILES) -> list[Path]:
     """Delete the temporary files of atomic writes that a killed process left in ``run_dir``
-    (``.checkpoint.npz.x8k2.npz``, ...). They never replaced a real file, so nothing is lost;
-    only the one process working on a run folder writes them."""
+    (``.checkpoint.npz.x8k2.npz``, ...) for the files ``names`` (a run folder's by default).
+    They never replaced a real file, so nothing is lost; only the one process working on a run
+    folder writes them."""
     removed = []
     for p in Path(run_dir).iterdir():
         if p.name.startswith(".") and p.is_file() and \
-                any(p.name.startswith(f".{name}.") for name in RUN_FILES):
+                any(p.name.startswith(f".{name}.") for name in names):
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
@@ -106,7 +113,8 @@ OUTPUT_KINDS = {
     "run": ((CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, TORCH_CHECKPOINT_FILE),
             "a run folder (mlplab train)"),
     "report": (("report.json",), "a report folder written by mlplab reproduce"),
-    "depth": (("depth.json",), "a depth study written by mlplab torch depth"),
+    "depth": (("depth.json", DEPTH_CONFIG_FILE, DEPTH_CHECKPOINT_FILE),
+              "a depth study written by mlplab torch depth"),
     "tuning": (("summary.json", "study.db"), "a tuning folder written by mlplab tune"),
 }
 

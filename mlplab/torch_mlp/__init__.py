@@ -30,8 +30,9 @@ One module per idea, bottom to top; their API (``__all__``) is importable here a
 * :mod:`~mlplab.torch_mlp.depth` — the depth study, its table and its figure;
 * :mod:`~mlplab.torch_mlp.files` — model and checkpoint files (``torch.load(weights_only=True)``);
 * :mod:`~mlplab.torch_mlp.convert` — NumPy <-> PyTorch weights;
-* :mod:`~mlplab.torch_mlp.runs` — :func:`train_run`, :func:`resume_run` and :func:`depth_run`,
-  the run folders of ``mlplab torch train`` (``--resume``) and ``mlplab torch depth``.
+* :mod:`~mlplab.torch_mlp.runs` — :func:`train_run`, :func:`resume_run`, :func:`depth_run` and
+  :func:`resume_depth_run`, the folders of ``mlplab torch train`` and ``mlplab torch depth``
+  (each with ``--resume``).
 
 Importing this package (or any of its modules) needs PyTorch: ``pip install 'mlplab[torch]'``.
 """
@@ -52,6 +53,7 @@ from mlplab.torch_mlp.data import MEAN, STD, input_pipeline, normalize_images
 from mlplab.torch_mlp.depth import (
     DEPTH_COLUMNS,
     DepthResult,
+    StudyProgress,
     depth_study,
     depth_table_csv,
     depth_table_markdown,
@@ -92,6 +94,7 @@ from mlplab.torch_mlp.runs import (
     check_model_options,
     depth_run,
     describe,
+    resume_depth_run,
     resume_run,
     train_run,
 )
@@ -126,6 +129,7 @@ __all__ = [
     "REG",
     "STD",
     "ShuffledBatches",
+    "StudyProgress",
     "TORCH_CHECKPOINT_FORMAT",
     "TORCH_MODEL_FORMAT",
     "TorchRunResult",
@@ -154,6 +158,7 @@ __all__ = [
     "plot_depth",
     "predict",
     "predict_logits",
+    "resume_depth_run",
     "resume_run",
     "save_torch_checkpoint",
     "save_torch_model",

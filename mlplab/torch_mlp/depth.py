@@ -60,6 +60,20 @@ class DepthResult:
         return d
 
 
+@dataclass
+class StudyProgress:
+    """How far a stopped :func:`depth_study` got, for its ``resume``: the networks it finished,
+    ``(init, depth) -> (result, model)``, and the network in training when it stopped
+    (``current``, its ``(init, depth)``, or None), with :func:`fit`'s training ``state`` after its
+    last whole epoch and the ``seconds`` it had trained."""
+
+    finished: dict[tuple[str, int], tuple[DepthResult, MultiLayerPerceptron]] = \
+        field(default_factory=dict)
+    current: tuple[str, int] | None = None
+    state: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+
 def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
                 X_test: np.ndarray | None = None, y_test: np.ndarray | None = None, *,
                 depths: Sequence[int] = (2, 3, 4, 5), hidden_size: int = HIDDEN[0],
@@ -67,13 +81,23 @@ def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
                 dropout: float = 0.0, batchnorm: bool = False,
                 config: TorchTrainConfig | None = None, num_classes: int | None = None,
                 on_result: Callable[[DepthResult], None] | None = None,
-                **overrides: Any) -> list[DepthResult]:
+                on_network: Callable[[DepthResult, MultiLayerPerceptron], None] | None = None,
+                on_checkpoint: Callable[[str, int, dict[str, Any], float], None] | None = None,
+                resume: StudyProgress | None = None, **overrides: Any) -> list[DepthResult]:
     """The exercise's Question 4 experiment: for each initialisation and each depth, build a
     network of ``depth - 1`` hidden layers of ``hidden_size`` (every network from the same seed),
     train it with :func:`fit`, and record its final train accuracy (the whole training split) and
     validation accuracy. Then, per initialisation, only the network with the best validation
     accuracy (ties: the shallower) is run on the test split. ``on_result`` is called as each
-    network finishes."""
+    network finishes.
+
+    A study can be stopped and continued: ``on_network(result, model)`` gets each network as it
+    finishes (to save it), ``on_checkpoint(init, depth, state, seconds)`` the training state of
+    the network in training after each of its epochs (:func:`fit`'s ``on_checkpoint``, with its
+    seconds so far), and ``resume`` (a :class:`StudyProgress`) continues a study from what these
+    saved: its finished networks are not trained again, the one in training goes on from its
+    state, and the study ends as one never stopped (bit for bit on the same device and thread
+    count, since every network is built and trained from the same seed on its own)."""
     if not depths:
         raise ValueError("depths must list at least one depth, e.g. 2,3,4,5.")
     for init in inits:
@@ -92,18 +116,31 @@ def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
     for init in inits:
         group: list[tuple[DepthResult, MultiLayerPerceptron]] = []
         for depth in depths:
+            done = resume.finished.get((init, int(depth))) if resume is not None else None
+            if done is not None:  # finished before the study stopped: not trained again
+                group.append(done)
+                if on_result is not None:
+                    on_result(done[0])
+                continue
             hidden = hidden_for_depth(depth, hidden_size)
             model = build_model(X.shape[1], hidden, k, init=init, std=std, dropout=dropout,
                                 batchnorm=batchnorm, seed=cfg.seed)
+            state, before = None, 0.0
+            if resume is not None and resume.current == (init, int(depth)):
+                state, before = resume.state, resume.seconds
             start = time.perf_counter()
-            history = fit(model, X, y, X_val, y_val, cfg)
+            save = None if on_checkpoint is None else \
+                _saver(on_checkpoint, init, int(depth), start - before)
+            history = fit(model, X, y, X_val, y_val, cfg, on_checkpoint=save, resume=state)
             if history.interrupted:  # Ctrl-C: a half-trained net must not enter the table
                 raise KeyboardInterrupt
             result = DepthResult(init=init, depth=int(depth), hidden=hidden,
                                  train_acc=accuracy(model, X, y),
                                  val_acc=accuracy(model, X_val, y_val),
-                                 seconds=time.perf_counter() - start, history=history)
+                                 seconds=before + time.perf_counter() - start, history=history)
             group.append((result, model))  # the model is kept for the test evaluation below
+            if on_network is not None:
+                on_network(result, model)
             if on_result is not None:
                 on_result(result)
         best, best_model = max(group, key=lambda rm: (rm[0].val_acc, -rm[0].depth))
@@ -112,6 +149,15 @@ def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
             best.test_acc = accuracy(best_model, X_test, y_test)
         results.extend(r for r, _ in group)
     return results
+
+
+def _saver(on_checkpoint: Callable[[str, int, dict[str, Any], float], None], init: str,
+           depth: int, since: float) -> Callable[[dict[str, Any]], None]:
+    """:func:`fit`'s ``on_checkpoint`` for one network: the study's, told which network and its
+    seconds of training (counted from ``since``, earlier by those trained before a stop)."""
+    def save(state: dict[str, Any]) -> None:
+        on_checkpoint(init, depth, state, time.perf_counter() - since)
+    return save
 
 
 def _warm_up() -> None:

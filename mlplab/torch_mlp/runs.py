@@ -1,8 +1,8 @@
 """PyTorch runs: :func:`train_run`, from a dataset and the exercise's settings to a trained
 :class:`MultiLayerPerceptron` and a run folder like ``mlplab train``'s, and :func:`depth_run`, the
-depth study written out as a table, a figure and ``depth.json``. ``mlplab torch train`` and
-``mlplab torch depth`` are a command-line shell over these two; a Python user gets the same
-folders from them::
+depth study written out as a table, a figure and ``depth.json``; :func:`resume_run` and
+:func:`resume_depth_run` continue them after a stop. ``mlplab torch train`` and ``mlplab torch
+depth`` are a command-line shell over these; a Python user gets the same folders from them::
 
     from mlplab import torch_mlp as tm
 
@@ -49,6 +49,9 @@ from mlplab.data.base import (
 )
 from mlplab.runs.building import moved_data_hint
 from mlplab.runs.files import (
+    DEPTH_CHECKPOINT_FILE,
+    DEPTH_CONFIG_FILE,
+    OUTPUT_KINDS,
     TORCH_CHECKPOINT_FILE,
     refuse_other_output,
     remove_figures,
@@ -66,6 +69,7 @@ from mlplab.torch_mlp.convert import to_numpy
 from mlplab.torch_mlp.data import input_pipeline
 from mlplab.torch_mlp.depth import (
     DepthResult,
+    StudyProgress,
     depth_study,
     depth_table_csv,
     depth_table_markdown,
@@ -74,6 +78,7 @@ from mlplab.torch_mlp.depth import (
 from mlplab.torch_mlp.device import parse_device, select_device, set_threads, threads_kept
 from mlplab.torch_mlp.files import (
     load_torch_checkpoint,
+    load_torch_model,
     save_torch_checkpoint,
     save_torch_model,
 )
@@ -213,6 +218,10 @@ def _check_out(path: Path, marker: str) -> None:
         refuse_other_output(path, skip=("run",) if marker == TORCH_CONFIG_FILE
                             else ("run", "depth"))
         refuse_if_training(path)  # a run still training has a lone config.json too
+        if marker == DEPTH_FILE and not (path / DEPTH_FILE).exists() and \
+                (path / DEPTH_CONFIG_FILE).exists():
+            raise ValueError(f"{path} holds a depth study that stopped before its end; continue "
+                             f"it with {_resume_study_command(path)}, or choose another {out}.")
         if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
                                              and _only_a_torch_config(path)):
             if marker == TORCH_CONFIG_FILE and _stopped(path):
@@ -512,28 +521,8 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
             device=device if device is not None else config["device"],
             threads=threads if threads is not None else config["threads"], progress=progress,
             verbose=verbose)
-        if data is None:
-            _check_loadable(config["dataset"])
-            load = {**_LOAD_DEFAULTS, **{k: config[k] for k in ("data_dir", "val_size",
-                                                                "test_size", "image_size")}}
-            load.pop("data_seed")
-            try:
-                ds, pre, X, X_val = _load(config["dataset"], config["data_seed"], load)
-            except DatasetNotFoundError as exc:
-                # the loader's "add --download", which --resume refused, gives way to the place
-                # of data that moved (unless that was the place given)
-                moved = "" if data_dir is not None else moved_data_hint(
-                    f"mlplab torch train --resume {shell_command([path_word(run_dir)])}",
-                    f"resume_run({str(run_dir)!r}, data_dir=DIR)")
-                raise DatasetNotFoundError(
-                    f"{str(exc).replace(download_hint(), '')} {moved}".rstrip()) from None
-            except SplitSizeError as exc:  # the run's recorded size, which --resume cannot set
-                raise DatasetError(f"the run's {exc.option}{exc.rest} This is not the data the "
-                                   "run was trained with: use the data as it was, or train a "
-                                   "new run.") from None
-        else:
-            _check_dataset_arg(data, {})
-            ds, pre, X, X_val = _load(data, config["data_seed"], {})
+        ds, pre, X, X_val = _load_again(config, data, data_dir, run_dir, "torch train",
+                                        "resume_run", "run")
         if extra.get("splits"):
             check_same_data(extra["splits"], ds, ckpt)  # also the sizes of the training split
         if data_dir is not None:  # the data lives there now: evaluate and --resume look there
@@ -603,7 +592,36 @@ def _without_checkpoint(run_dir: Path, edited: str = "it") -> str:
             f"{resume} trains the run again from its start.")
 
 
-def _check_loadable(name: str) -> None:
+def _load_again(config: dict[str, Any], data: Dataset | None,
+                data_dir: str | os.PathLike | None, folder: Path, command: str, call: str,
+                noun: str) -> tuple[Dataset, Pipeline, np.ndarray, np.ndarray | None]:
+    """The data of the stopped ``noun`` (run or study) in ``folder``, loaded again as its
+    ``config`` says (or ``data``, the dataset given again in Python), for ``mlplab COMMAND
+    --resume`` / ``CALL(...)``; what cannot be loaded is one line saying what to do."""
+    if data is None:
+        _check_loadable(config["dataset"], call, noun)
+        load = {**_LOAD_DEFAULTS, **{k: config[k] for k in ("data_dir", "val_size",
+                                                            "test_size", "image_size")}}
+        load.pop("data_seed")
+        try:
+            return _load(config["dataset"], config["data_seed"], load)
+        except DatasetNotFoundError as exc:
+            # the loader's "add --download", which --resume refused, gives way to the place
+            # of data that moved (unless that was the place given)
+            moved = "" if data_dir is not None else moved_data_hint(
+                f"mlplab {command} --resume {shell_command([path_word(folder)])}",
+                f"{call}({str(folder)!r}, data_dir=DIR)")
+            raise DatasetNotFoundError(
+                f"{str(exc).replace(download_hint(), '')} {moved}".rstrip()) from None
+        except SplitSizeError as exc:  # the run's recorded size, which --resume cannot set
+            raise DatasetError(f"the {noun}'s {exc.option}{exc.rest} This is not the data the "
+                               f"{noun} was trained with: use the data as it was, or train a "
+                               f"new {noun}.") from None
+    _check_dataset_arg(data, {})
+    return _load(data, config["data_seed"], {})
+
+
+def _check_loadable(name: str, call: str = "resume_run", noun: str = "run") -> None:
     """Refuse to resume, by name, a run trained on a dataset given to it in Python, which
     :func:`mlplab.data.load_dataset` cannot load again, saying what to pass instead."""
     from mlplab.data.datasets import check_dataset_name
@@ -611,9 +629,9 @@ def _check_loadable(name: str) -> None:
     try:
         check_dataset_name(name)
     except DatasetError:
-        raise DatasetError(f"this run was trained on a dataset given to it in Python, {name!r}, "
-                           "which load_dataset cannot load again: pass the same Dataset, "
-                           "resume_run(RUN, data=DATASET).") from None
+        raise DatasetError(f"this {noun} was trained on a dataset given to it in Python, "
+                           f"{name!r}, which load_dataset cannot load again: pass the same "
+                           f"Dataset, {call}({noun.upper()}, data=DATASET).") from None
 
 
 #: the keys of a PyTorch run's config.json that resuming it reads
@@ -648,6 +666,32 @@ _RESUME_TYPES = {
 }
 
 
+def _check_config(path: Path, config: dict[str, Any], keys: Sequence[str],
+                  types: dict[str, Any], writer: str, noun: str, what: str) -> None:
+    """Refuse the configuration ``config`` (read from ``path``, written by command ``writer``
+    for a ``noun``, a ``what``) if it lacks one of ``keys`` or a value is not of its type in
+    ``types``, in one line saying what to do."""
+    missing = [k for k in keys if k not in config]
+    if missing:
+        raise ValueError(f"{path} is not a complete {what} configuration (no "
+                         f"{', '.join(missing)}); it cannot be resumed.")
+    for key, (ok, expected) in types.items():
+        if not ok(config[key]):  # else Python's words ("'NoneType' object is not iterable"),
+            # or a value taken as another ("no" as a true eval_test)
+            raise ValueError(f"{path}: {key} is {json.dumps(config[key])}, not {expected}; the "
+                             f"file was edited or damaged: put back the value {writer} wrote, "
+                             f"then resume the {noun}.")
+
+
+def _check_config_values(config: dict[str, Any]) -> None:
+    """The model and training settings of a configuration, checked as a new run's are."""
+    check_model_options(config["init_std"], config["dropout"], config["batchnorm"],
+                        config["batch_size"])
+    TorchTrainConfig(epochs=config["epochs"], batch_size=config["batch_size"],
+                     lr=config["lr"], reg=config["reg"], lr_decay=config["lr_decay"],
+                     seed=config["seed"]).validate()
+
+
 def _resumable(run_dir: Path) -> dict[str, Any]:
     """The ``config.json`` of the PyTorch run in ``run_dir``, refused (one line saying what to
     do) if the folder holds no such run or the run has completed."""
@@ -660,23 +704,11 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("framework") != "pytorch":
         raise ValueError(f"{run_dir} was not written by mlplab torch train; resume an mlplab "
                          "train run with mlplab train --resume.")
-    missing = [k for k in _RESUME_KEYS if k not in config]
-    if missing:
-        raise ValueError(f"{path} is not a complete PyTorch run configuration (no "
-                         f"{', '.join(missing)}); it cannot be resumed.")
-    for key, (ok, what) in _RESUME_TYPES.items():
-        if not ok(config[key]):  # else Python's words ("'NoneType' object is not iterable"),
-            # or a value taken as another ("no" as a true eval_test)
-            raise ValueError(f"{path}: {key} is {json.dumps(config[key])}, not {what}; the file "
-                             "was edited or damaged: put back the value mlplab torch train "
-                             "wrote, then resume the run.")
+    _check_config(path, config, _RESUME_KEYS, _RESUME_TYPES, "mlplab torch train", "run",
+                  "PyTorch run")
     try:  # values of the right type that no run trains with ("epochs": 0, "init": "xx")
         check_choice(config["init"], INITS, "init")
-        check_model_options(config["init_std"], config["dropout"], config["batchnorm"],
-                            config["batch_size"])
-        TorchTrainConfig(epochs=config["epochs"], batch_size=config["batch_size"],
-                         lr=config["lr"], reg=config["reg"], lr_decay=config["lr_decay"],
-                         seed=config["seed"]).validate()
+        _check_config_values(config)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc} The file was edited or damaged: put back the value "
                          "mlplab torch train wrote, then resume the run.") from None
@@ -692,11 +724,11 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
     return config
 
 
-def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_seed: int,
-                hidden: list[int], init: str, init_std: float, dropout: float, batchnorm: bool,
-                cfg: TorchTrainConfig, device: str, threads: int | None,
-                eval_test: bool) -> dict[str, Any]:
-    """``config.json``: every option, the data's as ``mlplab evaluate`` reloads it."""
+def _data_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any],
+                 data_seed: int) -> dict[str, Any]:
+    """The data of a run's (or study's) configuration, as ``mlplab evaluate`` and ``--resume``
+    reload it: ``dataset``, ``data_dir``, ``val_size``, ``test_size``, ``image_size`` and
+    ``data_seed``."""
     from mlplab.runs import absolute_data_paths, loaded_with
 
     if isinstance(dataset, str):
@@ -714,15 +746,28 @@ def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_
         val_size, test_size = len(ds.y_val), len(ds.y_test)
         image_size = options.get("image_size")
     split_seed = _split_seed(ds, data_seed)  # None for data split without a seed
+    return {"dataset": name, "data_dir": data_dir, "val_size": val_size,
+            "test_size": test_size, "image_size": image_size, "data_seed": split_seed}
+
+
+def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_seed: int,
+                hidden: list[int], init: str, init_std: float, dropout: float, batchnorm: bool,
+                cfg: TorchTrainConfig, device: str, threads: int | None,
+                eval_test: bool) -> dict[str, Any]:
+    """``config.json``: every option, the data's as ``mlplab evaluate`` reloads it."""
     return {
-        "framework": "pytorch", "dataset": name, "data_dir": data_dir,
-        "val_size": val_size, "test_size": test_size, "image_size": image_size,
-        "data_seed": split_seed, "preprocessing": "torch", "hidden": hidden,
+        "framework": "pytorch", **_data_config(dataset, ds, load, data_seed),
+        "preprocessing": "torch", "hidden": hidden,
         "init": init, "init_std": init_std, "dropout": dropout,
-        "batchnorm": batchnorm, **{k: v for k, v in cfg.to_dict().items()
-                                   if k not in ("progress", "verbose", "threads")},
+        "batchnorm": batchnorm, **_training_config(cfg),
         "device": device, "threads": threads, "eval_test": eval_test,
     }
+
+
+def _training_config(cfg: TorchTrainConfig) -> dict[str, Any]:
+    """The training settings a configuration records (not the thread count, which is where it
+    runs, nor the progress bar and printing)."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "verbose", "threads")}
 
 
 def _metrics(model: MultiLayerPerceptron, history: History, ds: Dataset, pre: Pipeline,
@@ -843,7 +888,6 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
         init_std=init_std, dropout=dropout, batchnorm=batchnorm, epochs=epochs,
         batch_size=batch_size, lr=lr, reg=reg, lr_decay=lr_decay, seed=seed, device=device,
         threads=threads, progress=progress, verbose=verbose)
-    inits = ["exercise", "default"] if init == "both" else [init]
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         _check_out(out_dir, DEPTH_FILE)
@@ -854,51 +898,346 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
                          f"{setting('--val-size', 'val_size')}).")
     if batchnorm:
         check_batchnorm_batches(cfg.batch_size, len(ds.y_train))
+    config = {"framework": "pytorch", "study": "depth",
+              **_data_config(dataset, ds, load, data_seed), "layers": layers,
+              "hidden_size": hidden_size, "init": init, "init_std": init_std,
+              "dropout": dropout, "batchnorm": batchnorm, **_training_config(cfg),
+              "device": device, "threads": threads,
+              "splits": split_record(ds), **image_decoding(ds)}
     with contextlib.ExitStack() as held:
         if out_dir is not None:
             _new_dir(out_dir, DEPTH_FILE)  # before the networks train: a bad out fails now
             held.enter_context(run_lock(out_dir, new=True))  # a second study is refused
-        X_test = pre.transform(ds.X_test) if len(ds.y_test) else None
-        total = len(inits) * len(layers)
+            # first: what --resume goes on from, and what marks the folder as a study's
+            io.write_json(out_dir / DEPTH_CONFIG_FILE, config, exclusive=True)
         if announce:
-            print(f"{counted(total, 'network')} on {ds.name} ({len(ds.y_train)} train, "
-                  f"{len(ds.y_val)} val, {len(ds.y_test)} test), hidden size {hidden_size}, "
-                  f"{counted(cfg.epochs, 'epoch')} each, device {dev}, "
+            print(f"{counted(_networks(config), 'network')} on {ds.name} ({len(ds.y_train)} "
+                  f"train, {len(ds.y_val)} val, {len(ds.y_test)} test), hidden size "
+                  f"{hidden_size}, {counted(cfg.epochs, 'epoch')} each, device {dev}, "
                   f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
-        done = []
+        return _study_and_write(out_dir, config, ds, pre, X, X_val, cfg, threads_used, dev,
+                                announce)
 
-        def report(r: DepthResult) -> None:
-            done.append(r)
-            print(f"[{len(done)}/{total}] {r.init} init, {counted(r.depth, 'layer')}: train "
-                  f"{100 * r.train_acc:.1f}%, val {100 * r.val_acc:.1f}% ({r.seconds:.0f}s)",
-                  file=sys.stderr, flush=True)
 
-        start = time.perf_counter()
+def _inits(config: dict[str, Any]) -> list[str]:
+    """The initialisations of a study's ``init`` option (``"both"``: the two, in this order)."""
+    return ["exercise", "default"] if config["init"] == "both" else [config["init"]]
+
+
+def _networks(config: dict[str, Any]) -> int:
+    return len(_inits(config)) * len(config["layers"])
+
+
+def _network_file(out_dir: Path, init: str, depth: int) -> Path:
+    """Where a study keeps its finished network of ``init`` and ``depth``."""
+    return out_dir / NETWORKS_DIR / f"{init}-{depth}.pt"
+
+
+def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
+                     pre: Pipeline, X: np.ndarray, X_val: np.ndarray, cfg: TorchTrainConfig,
+                     threads_used: int, dev: torch.device, announce: bool,
+                     progress: StudyProgress | None = None,
+                     seconds_before: float = 0.0) -> DepthRunResult:
+    """Run the study of ``config`` (from ``progress``, if given), saving into ``out_dir`` each
+    network as it finishes and a checkpoint of the one in training after every epoch, then
+    write the table, the figure and, last, ``depth.json``."""
+    layers, inits = list(config["layers"]), _inits(config)
+    X_test = pre.transform(ds.X_test) if len(ds.y_test) else None
+    total = _networks(config)
+    done = []
+
+    def report(r: DepthResult) -> None:
+        done.append(r)
+        print(f"[{len(done)}/{total}] {r.init} init, {counted(r.depth, 'layer')}: train "
+              f"{100 * r.train_acc:.1f}%, val {100 * r.val_acc:.1f}% ({r.seconds:.0f}s)",
+              file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+
+    def study_seconds() -> float:
+        return seconds_before + time.perf_counter() - start
+
+    def checkpoint(init: str, depth: int, state: dict[str, Any], seconds: float) -> None:
+        assert out_dir is not None  # only handed to depth_study with a folder
+        save_torch_checkpoint(out_dir / DEPTH_CHECKPOINT_FILE, state,
+                              {"init": init, "depth": depth, "seconds": seconds,
+                               "study_seconds": study_seconds()})
+
+    def network(result: DepthResult, model: MultiLayerPerceptron) -> None:
+        assert out_dir is not None and result.history is not None
+        path = _network_file(out_dir, result.init, result.depth)
+        path.parent.mkdir(exist_ok=True)
+        row = {k: v for k, v in result.to_dict().items() if k != "epochs"}
+        save_torch_model(path, model, {"result": row, "history": result.history.to_dict(),
+                                       "study_seconds": study_seconds()})
+        # saved whole: its checkpoint is not needed any more (a stop between the two writes
+        # leaves one that --resume sees is of a finished network)
+        (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
+
+    try:
         results = depth_study(X, ds.y_train, X_val, ds.y_val, X_test,
                               ds.y_test if X_test is not None else None, depths=layers,
-                              hidden_size=hidden_size, inits=inits, std=init_std,
-                              dropout=dropout, batchnorm=batchnorm, config=cfg,
-                              num_classes=ds.num_classes, on_result=report if announce else None)
-        seconds = time.perf_counter() - start
-        md = depth_table_markdown(results)
-        if X_test is None:
-            md += "\nNo test split: test accuracy not measured.\n"
-        summary = {
-            "dataset": ds.name, "train_size": int(len(ds.y_train)), "val_size": int(len(ds.y_val)),
-            "test_size": int(len(ds.y_test)), "notes": list(ds.notes),
-            "layers": layers, "hidden_size": hidden_size, "inits": inits,
-            "init_std": init_std, "dropout": dropout, "batchnorm": batchnorm,
-            "training": {k: v for k, v in cfg.to_dict().items()
-                         if k not in ("progress", "verbose")},
-            "data_seed": _split_seed(ds, data_seed), "seconds": round(seconds, 1),
-            "environment": _environment(threads_used, dev),
-            "results": [r.to_dict() for r in results],
-        }
-        if out_dir is not None:
-            from mlplab import plots
+                              hidden_size=config["hidden_size"], inits=inits,
+                              std=config["init_std"], dropout=config["dropout"],
+                              batchnorm=config["batchnorm"], config=cfg,
+                              num_classes=ds.num_classes,
+                              on_result=report if announce else None,
+                              on_network=network if out_dir is not None else None,
+                              on_checkpoint=checkpoint if out_dir is not None else None,
+                              resume=progress)
+    except TrainingDivergedError as exc:
+        if out_dir is None:
+            raise
+        # resuming would repeat the same arithmetic into the same NaN
+        (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
+        raise TrainingDivergedError(f"{exc} Resuming this study would repeat it; start a new "
+                                    f"study with other settings and another "
+                                    f"{setting('--out', 'out')}.") from None
+    seconds = study_seconds()
+    md = depth_table_markdown(results)
+    if X_test is None:
+        md += "\nNo test split: test accuracy not measured.\n"
+    summary = {
+        "dataset": ds.name, "train_size": int(len(ds.y_train)), "val_size": int(len(ds.y_val)),
+        "test_size": int(len(ds.y_test)), "notes": list(ds.notes),
+        "layers": layers, "hidden_size": config["hidden_size"], "inits": inits,
+        "init_std": config["init_std"], "dropout": config["dropout"],
+        "batchnorm": config["batchnorm"],
+        "training": {k: v for k, v in cfg.to_dict().items()
+                     if k not in ("progress", "verbose")},
+        "data_seed": _split_seed(ds, config["data_seed"]), "seconds": round(seconds, 1),
+        "environment": _environment(threads_used, dev),
+        "results": [r.to_dict() for r in results],
+    }
+    if out_dir is not None:
+        from mlplab import plots
 
-            io.write_text(out_dir / "depth.md", md)
-            io.write_text(out_dir / "depth.csv", depth_table_csv(results))
-            plots.save(plot_depth(results), out_dir / "depth.png")
-            io.write_json(out_dir / DEPTH_FILE, summary)  # last: its presence marks a finished run
+        io.write_text(out_dir / "depth.md", md)
+        io.write_text(out_dir / "depth.csv", depth_table_csv(results))
+        plots.save(plot_depth(results), out_dir / "depth.png")
+        io.write_json(out_dir / DEPTH_FILE, summary)  # last: its presence marks a finished study
     return DepthRunResult(results, md, summary, out_dir, seconds)
+
+
+@threads_kept()
+def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
+                     data_dir: str | os.PathLike | None = None, threads: int | None = None,
+                     device: str | None = None, progress: bool = False, verbose: bool = False,
+                     announce: bool = False) -> DepthRunResult:
+    """Continue the depth study in folder ``study`` (stopped by Ctrl-C, a crash or a kill), as
+    :func:`depth_run` wrote it, to its end: its finished networks (``networks/``) are not
+    trained again, the one in training goes on from its checkpoint (the end of its last whole
+    epoch), and the table, figure and ``depth.json`` are those of a study never stopped (on the
+    same device with the same thread count, to the last bit, but for the times).
+
+    ``data``, ``data_dir``, ``threads`` and ``device`` are as in :func:`resume_run`. A finished
+    study, a folder that holds no depth study, damaged files and other data are refused, each
+    in one line saying what to do.
+    """
+    folder = Path(study)
+    _resumable_study(folder)  # before a lock file is made in a folder that is not a study's
+    with run_lock(folder):
+        config = _resumable_study(folder)  # again: the process that held the lock may have
+        # finished it
+        if data_dir is not None:
+            if data is not None:
+                raise ValueError("give the study's data or the folder it moved to (data_dir), "
+                                 "not both.")
+            config = _moved(config, data_dir)
+        remove_partial_writes(folder, (DEPTH_CONFIG_FILE, DEPTH_CHECKPOINT_FILE, DEPTH_FILE,
+                                       "depth.md", "depth.csv", "depth.png"))
+        if (folder / NETWORKS_DIR).is_dir():
+            remove_partial_writes(folder / NETWORKS_DIR,
+                                  [f"{i}-{d}.pt" for i in _inits(config)
+                                   for d in config["layers"]])
+        config_path = folder / DEPTH_CONFIG_FILE
+        check_same_decoding(config, config["dataset"], folder, "resuming")
+        cfg, threads_used, dev = _settings(
+            init_std=config["init_std"], dropout=config["dropout"],
+            batchnorm=config["batchnorm"], epochs=config["epochs"],
+            batch_size=config["batch_size"], lr=config["lr"], reg=config["reg"],
+            lr_decay=config["lr_decay"], seed=config["seed"],
+            device=device if device is not None else config["device"],
+            threads=threads if threads is not None else config["threads"], progress=progress,
+            verbose=verbose)
+        ds, pre, X, X_val = _load_again(config, data, data_dir, folder, "torch depth",
+                                        "resume_depth_run", "study")
+        check_same_data(config["splits"], ds, config_path)
+        if X_val is None:  # (splits that match the record have one)
+            raise ValueError(f"the data of {folder} has no validation split.")
+        if data_dir is not None:  # the data lives there now: --resume looks there
+            io.write_json(config_path, config)
+        state_of = _study_progress(folder, config, X.shape[1], ds.num_classes,
+                                   len(ds.y_train), cfg, dev)
+        progress_, seconds_before = state_of
+        if announce:
+            at = f", {progress_.current[0]} init, {counted(progress_.current[1], 'layer')} " \
+                 f"from epoch {progress_.state['epoch']}" \
+                if progress_.current is not None and progress_.state is not None else ""
+            print(f"resuming the depth study of {ds.name}: "
+                  f"{len(progress_.finished)} of {counted(_networks(config), 'network')} "
+                  f"done{at}, device {dev}, {counted(threads_used, 'thread')}",
+                  file=sys.stderr, flush=True)
+        try:
+            return _study_and_write(folder, config, ds, pre, X, X_val, cfg, threads_used, dev,
+                                    announce, progress_, seconds_before)
+        except TrainingStateError as exc:  # what check_training_state did not foresee
+            raise _study_state_refused(folder, exc) from None
+
+
+#: the keys of a depth study's depth-config.json that resuming it reads
+_DEPTH_KEYS = ("dataset", "data_dir", "val_size", "test_size", "image_size", "data_seed",
+               "layers", "hidden_size", "init", "init_std", "dropout", "batchnorm", "epochs",
+               "batch_size", "lr", "reg", "lr_decay", "seed", "device", "threads", "splits")
+
+_DEPTH_TYPES = {
+    **{k: v for k, v in _RESUME_TYPES.items() if k in _DEPTH_KEYS},
+    "layers": (lambda v: isinstance(v, list) and bool(v) and all(is_int(d) for d in v)
+               and len(set(v)) == len(v), "a list of different depths"),
+    "hidden_size": (is_int, "an integer"),
+    "splits": (lambda v: isinstance(v, dict), "the record of the data's splits"),
+}
+
+#: the folder of a depth study's finished networks (``networks/exercise-3.pt``, ...)
+NETWORKS_DIR = "networks"
+
+
+def _resumable_study(folder: Path) -> dict[str, Any]:
+    """The ``depth-config.json`` of the stopped depth study in ``folder``, refused (one line
+    saying what to do) if the folder holds no such study or the study has finished."""
+    out = setting("--out", "out")
+    if (folder / DEPTH_FILE).is_file():
+        raise ValueError(f"the depth study in {folder} has finished; nothing to resume (start a "
+                         f"new one with another {out}).")
+    path = folder / DEPTH_CONFIG_FILE
+    if not path.is_file():
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder; give the folder of a depth "
+                                    "study that stopped.")
+        if (folder / TORCH_CONFIG_FILE).is_file():
+            raise ValueError(f"{folder} is a run folder, not a depth study; resume a run of "
+                             "mlplab torch train with mlplab torch train --resume, one of "
+                             "mlplab train with mlplab train --resume.")
+        kinds = [what for kind, (markers, what) in OUTPUT_KINDS.items()
+                 if kind != "depth" and any((folder / m).is_file() for m in markers)]
+        if kinds:
+            raise ValueError(f"{folder} is {kinds[0]}, not a depth study; give the folder "
+                             "mlplab torch depth wrote.")
+        raise ValueError(f"{folder} is not a depth study's folder (no {DEPTH_CONFIG_FILE}); "
+                         "give the folder mlplab torch depth wrote.")
+    config = io.read_json(path)
+    if not isinstance(config, dict) or config.get("framework") != "pytorch" \
+            or config.get("study") != "depth":
+        raise ValueError(f"{path} is not a depth study's configuration (as mlplab torch depth "
+                         "writes it); it was edited or damaged: put it back, or start a new "
+                         f"study with another {out}.")
+    _check_config(path, config, _DEPTH_KEYS, _DEPTH_TYPES, "mlplab torch depth", "study",
+                  "depth study")
+    try:  # values of the right type that no study trains with
+        check_choice(config["init"], (*INITS, "both"), "init")
+        for depth in config["layers"]:
+            hidden_for_depth(depth, config["hidden_size"])
+        _check_config_values(config)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc} The file was edited or damaged: put back the value "
+                         "mlplab torch depth wrote, then resume the study.") from None
+    return config
+
+
+def _study_progress(folder: Path, config: dict[str, Any], inputs: int, classes: int, n: int,
+                    cfg: TorchTrainConfig, dev: torch.device) -> tuple[StudyProgress, float]:
+    """The finished networks of the study in ``folder`` and its checkpoint, checked against
+    its configuration (each as the network it would train: refused, naming the file and what to
+    do, if it is not); and the study's seconds so far."""
+    progress = StudyProgress()
+    seconds = 0.0
+    for init in _inits(config):
+        for depth in config["layers"]:
+            path = _network_file(folder, init, depth)
+            if not path.is_file():
+                continue
+            expected = build_model(inputs, hidden_for_depth(depth, config["hidden_size"]),
+                                   classes, init=init, std=config["init_std"],
+                                   dropout=config["dropout"], batchnorm=config["batchnorm"],
+                                   seed=config["seed"])
+            try:
+                result, model, at = _finished_network(path, init, depth, expected, cfg)
+            except ValueError as exc:
+                raise ValueError(f"{exc} If it was edited, put it back; else delete it, and "
+                                 f"{_resume_study_command(folder)} trains that network "
+                                 "again.") from None
+            progress.finished[(init, depth)] = (result, model.to(dev))
+            seconds = max(seconds, at)
+    ckpt = folder / DEPTH_CHECKPOINT_FILE
+    if not ckpt.is_file():
+        return progress, seconds
+    try:
+        state, extra = load_torch_checkpoint(ckpt)
+        at_init, at_depth = extra.get("init"), extra.get("depth")
+        if not (isinstance(at_init, str) and is_int(at_depth) and is_number(extra.get("seconds"))
+                and is_number(extra.get("study_seconds"))):
+            raise ValueError(f"{ckpt} is not a complete depth study checkpoint (its init, "
+                             "depth or seconds are not what mlplab torch depth writes).")
+        if at_init not in _inits(config) or at_depth not in config["layers"]:
+            raise ValueError(f"{ckpt} is the checkpoint of a network ({at_init} init, "
+                             f"{counted(int(at_depth), 'layer')}) that the study in {folder} "
+                             "does not train.")
+    except ValueError as exc:
+        raise ValueError(f"{exc} {_without_study_checkpoint(folder)}") from None
+    key = (at_init, int(at_depth))
+    if key in progress.finished:  # stopped after saving it, before dropping this
+        return progress, seconds
+    model = build_model(inputs, hidden_for_depth(key[1], config["hidden_size"]), classes,
+                        init=key[0], std=config["init_std"], dropout=config["dropout"],
+                        batchnorm=config["batchnorm"], seed=config["seed"])
+    try:
+        check_training_state(state, model, n, cfg)
+    except TrainingStateError as exc:
+        raise _study_state_refused(folder, exc) from None
+    progress.current, progress.state = key, state
+    progress.seconds = float(extra["seconds"])
+    return progress, max(seconds, float(extra["study_seconds"]))
+
+
+def _finished_network(path: Path, init: str, depth: int, expected: MultiLayerPerceptron,
+                      cfg: TorchTrainConfig) -> tuple[DepthResult, MultiLayerPerceptron, float]:
+    """A finished network of a study, as its file holds it: its row of the table (with its
+    history), the network and the study's seconds when it was saved; a ``ValueError`` naming the
+    file if it is not the network ``expected`` after ``cfg``'s training."""
+    model, extra = load_torch_model(path)
+    if model.config != expected.config:
+        raise ValueError(f"{path} holds another network ({describe(model)}) than the study's "
+                         f"{describe(expected)}.")
+    row, history, at = extra.get("result"), extra.get("history"), extra.get("study_seconds")
+    try:
+        if not (isinstance(row, dict) and isinstance(history, dict) and is_number(at)):
+            raise TypeError("its result, history or seconds are missing")
+        h = History.from_dict(history)
+        if row.get("init") != init or row.get("depth") != depth or \
+                len(h.val_acc) != cfg.epochs:
+            raise TypeError(f"its result is not that of {init} init, "
+                            f"{counted(depth, 'layer')}, trained {counted(cfg.epochs, 'epoch')}")
+        if not all(is_number(row.get(k)) for k in ("train_acc", "val_acc", "seconds")):
+            raise TypeError("its accuracies or seconds are not numbers")
+    except TypeError as exc:
+        raise ValueError(f"{path} is not a complete network of a depth study ({exc}).") from None
+    result = DepthResult(init=init, depth=int(depth), hidden=list(model.config["hidden_layers"]),
+                         train_acc=float(row["train_acc"]), val_acc=float(row["val_acc"]),
+                         seconds=float(row["seconds"]), history=h)
+    return result, model, float(at)
+
+
+def _resume_study_command(folder: Path) -> str:
+    return setting(f"mlplab torch depth --resume {shell_command([path_word(folder)])}",
+                   f"resume_depth_run({str(folder)!r})")
+
+
+def _without_study_checkpoint(folder: Path) -> str:
+    """What to do with a study's checkpoint that cannot be resumed from."""
+    return (f"If it was edited, put it back; else delete {folder / DEPTH_CHECKPOINT_FILE}, and "
+            f"{_resume_study_command(folder)} trains its network again from the start.")
+
+
+def _study_state_refused(folder: Path, exc: TrainingStateError) -> ValueError:
+    return ValueError(f"cannot resume from {folder / DEPTH_CHECKPOINT_FILE}: {exc} "
+                      f"{_without_study_checkpoint(folder)}")
