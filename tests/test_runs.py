@@ -598,7 +598,8 @@ def test_evaluating_another_commands_folder_says_what_it_is(tmp_path, digits):
     depth.mkdir()
     (depth / DEPTH_FILE).write_text("{}")
     with pytest.raises(FileNotFoundError, match=r"it is a depth study written by mlplab torch "
-                       r"depth, which keeps no models; its numbers are in depth\.md"):
+                       r"depth, which keeps no run folder: its numbers are in depth\.md and "
+                       r"depth\.json, its networks in networks/"):
         evaluate_run(depth)
     tuned = tmp_path / "tuned"
     tuned.mkdir()

@@ -194,8 +194,18 @@ def test_depth_run(tmp_path):
     assert res.table == tm.depth_table_markdown(res.results) == (out / "depth.md").read_text()
     assert json.loads((out / "depth.json").read_text()) == res.summary
     assert res.summary["inits"] == ["exercise", "default"] and res.summary["layers"] == [2, 3]
+    # and what --resume goes on from: the settings, and every network, with its row
     assert {p.name for p in out.iterdir()} == {"depth.md", "depth.csv", "depth.png",
-                                               "depth.json"}
+                                               "depth.json", "depth-config.json", "networks"}
+    assert json.loads((out / "depth-config.json").read_text())["layers"] == [2, 3]
+    from mlplab.data import load_dataset
+
+    ds = load_dataset("digits", seed=0)
+    X_val = tm.input_pipeline().fit(ds.X_train).transform(ds.X_val)
+    for r in res.results:
+        model, extra = tm.load_torch_model(out / "networks" / f"{r.init}-{r.depth}.pt")
+        assert extra["result"]["val_acc"] == r.val_acc == tm.accuracy(model, X_val, ds.y_val)
+        assert extra["history"]["loss"] == r.history.loss
     with pytest.raises(ValueError, match="already holds results"):
         tm.depth_run("digits", out=out, layers=[2], epochs=1, threads=1)
     # in memory: no folder; without a test split the table says so

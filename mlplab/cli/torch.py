@@ -112,14 +112,16 @@ def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
 def _fill_defaults(args: argparse.Namespace) -> list[str]:
     """Set every option of :data:`_DEFAULTS` (and ``--dataset``, ``--hidden``) not given to its
     default; the names of the model, training and data options that were given."""
-    given = [k for k in (*_DEFAULTS, "dataset", "hidden", "data_dir", "mirror", "val_size",
-                         "test_size", "image_size", "out")
+    given = [k for k in (*_DEFAULTS, "dataset", "hidden", "layers", "hidden_size", "data_dir",
+                         "mirror", "val_size", "test_size", "image_size", "out")
              if getattr(args, k, None) is not None]
     given += [k for k in ("batchnorm", "download", "eval_test") if getattr(args, k, False)]
     if not args.data_cache:
         given.append("no_cache")
-    for k, v in (*_DEFAULTS.items(), ("dataset", "digits"), ("hidden", [50])):
-        if hasattr(args, k) and getattr(args, k) is None:  # (depth has no --hidden)
+    for k, v in (*_DEFAULTS.items(), ("dataset", "digits"), ("hidden", [50]),
+                 ("layers", [2, 3, 4, 5]), ("hidden_size", 50)):
+        if hasattr(args, k) and getattr(args, k) is None:  # (depth has no --hidden, train no
+            # --layers)
             setattr(args, k, v)
     return given
 
@@ -172,15 +174,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "depth.md and depth.csv, a plot depth.png of accuracy against depth, and "
                     "depth.json with every number and the settings.")
     add_dataset_arguments(dp, default=None)
-    dp.add_argument("--layers", type=_depth_list, default=[2, 3, 4, 5], metavar="D[,D...]",
+    dp.add_argument("--layers", type=_depth_list, default=None, metavar="D[,D...]",
                     help="depths, counted in Linear layers (default: 2,3,4,5)")
-    dp.add_argument("--hidden-size", type=positive_int, default=50, metavar="H",
-                    help="units in every hidden layer (default: %(default)s, the exercise's)")
+    dp.add_argument("--hidden-size", type=positive_int, default=None, metavar="H",
+                    help="units in every hidden layer (default: 50, the exercise's)")
     _add_common(dp, both=True)
     o = dp.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", default=None, type=user_path_arg,
                    help="folder for the table and plot (default: runs/torch-depth-<timestamp>)")
     o.add_argument("--json", action="store_true", help="print the results as JSON")
+    o.add_argument("--resume", metavar="DIR", default=None, type=user_path_arg,
+                   help="continue the study in folder DIR, stopped by Ctrl-C, a crash or a kill: "
+                        "its finished networks are kept and the one in training goes on from "
+                        "the end of its last whole epoch, with the study's own settings (only "
+                        "--threads, --device, --data-dir (where its data moved to), --json, "
+                        "--no-progress and --verbose may be given); it ends as an uninterrupted "
+                        "study would have")
     dp.set_defaults(func=run_depth)
 
 
@@ -215,25 +224,32 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- torch train
+def _resume_options(args: argparse.Namespace, given: list[str], tm: ModuleType) -> None:
+    """Refuse, by flag, the options that ``--resume`` cannot change (the run or study goes on
+    as it was configured); ``args.device`` None (its own) unless given."""
+    # --device, as --threads, is where the run goes on, not how it is configured: a run of
+    # a machine with a GPU can go on without one (its "use --device cpu" was refused);
+    # --data-dir where its data is now, if it moved
+    refused = [k for k in given if k not in ("device", "data_dir")]
+    if refused:
+        from mlplab.cli import UsageError
+
+        what = "a run" if args.torch_command == "train" else "a study"
+        flags = ", ".join("--no-cache" if k == "no_cache" else flag(k) for k in refused)
+        raise UsageError(f"--resume continues {what} exactly as it was configured; drop "
+                         f"{flags}.")
+    if "device" not in given:
+        args.device = None  # the run's own
+    if args.device is not None:
+        with usage_errors(("device",)):
+            tm.parse_device(args.device)
+
+
 def run_train(args: argparse.Namespace) -> int:
     given = _fill_defaults(args)
     if args.resume:
-        # --device, as --threads, is where the run goes on, not how it is configured: a run of
-        # a machine with a GPU can go on without one (its "use --device cpu" was refused);
-        # --data-dir where its data is now, if it moved
-        refused = [k for k in given if k not in ("device", "data_dir")]
-        if refused:
-            from mlplab.cli import UsageError
-
-            flags = ", ".join("--no-cache" if k == "no_cache" else flag(k) for k in refused)
-            raise UsageError(f"--resume continues a run exactly as it was configured; drop "
-                             f"{flags}.")
-        if "device" not in given:
-            args.device = None  # the run's own
         tm = _torch_mlp()
-        if args.device is not None:
-            with usage_errors(("device",)):
-                tm.parse_device(args.device)
+        _resume_options(args, given, tm)
         out = Path(args.resume)
         with json_stdout(args.json), _resumable(out, args):
             result = tm.resume_run(out, data_dir=args.data_dir, threads=args.threads,
@@ -311,15 +327,25 @@ def _report_train(result: Any, out: Path, args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- torch depth
 def run_depth(args: argparse.Namespace) -> int:
-    _fill_defaults(args)
+    given = _fill_defaults(args)
     tm = _torch_mlp()
-    _check_options(args, tm)
-    from mlplab.runs import default_run_dir
+    if args.resume:
+        _resume_options(args, given, tm)
+        out = Path(args.resume)
+        with json_stdout(args.json), _study_resumable(out, args):
+            res = tm.resume_depth_run(out, data_dir=args.data_dir, threads=args.threads,
+                                      device=args.device,
+                                      progress=args.progress and sys.stderr.isatty(),
+                                      verbose=args.verbose, announce=True)
+    else:
+        _check_options(args, tm)
+        from mlplab.runs import default_run_dir
 
-    out = Path(args.out) if args.out else default_run_dir(prefix="torch-depth")
-    with json_stdout(args.json):
-        res = tm.depth_run(args.dataset, out=out, layers=args.layers,
-                           hidden_size=args.hidden_size, init=args.init, **_run_options(args))
+        out = Path(args.out) if args.out else default_run_dir(prefix="torch-depth")
+        with json_stdout(args.json), _study_resumable(out, args):
+            res = tm.depth_run(args.dataset, out=out, layers=args.layers,
+                               hidden_size=args.hidden_size, init=args.init,
+                               **_run_options(args))
     if args.json:
         print(json.dumps({**res.summary, "out": str(out)}, indent=2))
     else:
@@ -327,3 +353,21 @@ def run_depth(args: argparse.Namespace) -> int:
         print(f"\n{counted(len(res.results), 'network')} in {res.seconds:.0f}s; table, CSV and "
               f"plot in {out}")
     return 0
+
+
+@contextlib.contextmanager
+def _study_resumable(out: Path, args: argparse.Namespace) -> Iterator[None]:
+    """A Ctrl-C that stops a study (a network half-trained does not enter its table) leaves
+    its finished networks and its last epoch's checkpoint: say how to go on from them."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from mlplab.runs.files import DEPTH_CONFIG_FILE
+
+        if (out / DEPTH_CONFIG_FILE).is_file():
+            device = f" --device {args.device}" if args.resume and args.device else ""
+            threads = f" --threads {args.threads}" if args.threads else ""
+            print(f"interrupted; the study's finished networks and its last epoch's checkpoint "
+                  f"are kept. Continue with: mlplab torch depth --resume "
+                  f"{shell_command([path_word(out)])}{device}{threads}", file=sys.stderr)
+        raise

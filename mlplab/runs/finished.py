@@ -73,9 +73,11 @@ def _other_output_hint(folder: Path) -> str | None:
             return f"{what}; the run folder of its tuning's best trial is {best}"
         return f"{what}, which keeps no run folder; its results are in report.md and report.html"
     if (folder / "depth.json").is_file():  # torch_mlp.runs.DEPTH_FILE (importing it needs torch)
-        return ("it is a depth study written by mlplab torch depth, which keeps no models; its "
-                "numbers are in depth.md and depth.json (to evaluate one depth, train it with "
-                "mlplab torch train --hidden H[,H...] and evaluate that run folder)")
+        return ("it is a depth study written by mlplab torch depth, which keeps no run folder: "
+                "its numbers are in depth.md and depth.json, its networks in networks/ as "
+                "PyTorch model files (mlplab.torch_mlp.load_torch_model; to evaluate one depth "
+                "here, train it with mlplab torch train --hidden H[,H...] and evaluate that run "
+                "folder)")
     if any((folder / marker).is_file() for marker in ("summary.json", "study.db")):
         what = "it is a tuning folder written by mlplab tune"
         best = best_run(folder)

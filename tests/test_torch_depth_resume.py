@@ -1,0 +1,254 @@
+"""Resuming a depth study (``mlplab torch depth --resume``, ``torch_mlp.resume_depth_run``): a
+study stopped by a crash, a kill or Ctrl-C keeps its finished networks, goes on with the one in
+training from its last epoch's checkpoint, and ends with the table, histories and weights of a
+study never stopped."""
+
+import csv
+import io
+import json
+import re
+
+import pytest
+
+from mlplab.cli import main
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install 'mlplab[torch]')")
+tm = pytest.importorskip("mlplab.torch_mlp")
+from mlplab.torch_mlp import depth as torch_depth  # noqa: E402  (after the importorskip)
+
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # a study sets threads=1
+
+# two initialisations, so that a stop in the second group resumes after a whole first group
+# (its best network's test accuracy from a saved network); dropout and batch norm, so that the
+# dropout generator and the running statistics must carry over
+SETTINGS = {"layers": [2, 3], "hidden_size": 16, "init": "both", "epochs": 3,
+            "batch_size": 128, "dropout": 0.2, "batchnorm": True, "lr": 3e-3, "threads": 1}
+ARGV = ["--layers", "2,3", "--hidden-size", "16", "--init", "both", "--epochs", "3",
+        "--batch-size", "128", "--dropout", "0.2", "--batchnorm", "--lr", "3e-3", "--threads",
+        "1", "--no-progress"]
+BATCHES = 12  # an epoch of the digits' 1,437 training rows in batches of 128
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    out = tmp_path_factory.mktemp("depth-resume") / "whole"
+    tm.depth_run("digits", out=out, **SETTINGS)
+    return out
+
+
+def _crash_in(monkeypatch, network, epochs_done, error=RuntimeError):
+    """Make the study's ``network``-th network (from 1) raise ``error`` once ``epochs_done`` of
+    its epochs and their checkpoint are written, as a crash or a kill would stop it there."""
+    fit, calls = torch_depth.fit, []
+
+    def crashing(*args, on_checkpoint=None, **kwargs):
+        calls.append(1)
+
+        def save(state):
+            on_checkpoint(state)
+            if len(calls) == network and state["epoch"] == epochs_done:
+                raise error("stopped here")
+        return fit(*args, on_checkpoint=save if on_checkpoint else None, **kwargs)
+
+    monkeypatch.setattr(torch_depth, "fit", crashing)
+
+
+def _count_steps(monkeypatch):
+    """The list that gets an item for every optimiser step from now on."""
+    step, calls = torch.optim.Adam.step, []
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counted)
+    return calls
+
+
+def _without_seconds(table_csv):
+    return [{k: v for k, v in row.items() if k != "seconds"}
+            for row in csv.DictReader(io.StringIO(table_csv))]
+
+
+def _same_as(out, whole):
+    """The study in ``out`` ended as the uninterrupted one in ``whole``, but for the times."""
+    read = lambda path: json.loads(path.read_text())  # noqa: E731
+    ours, theirs = read(out / "depth.json"), read(whole / "depth.json")
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa
+    # rows, per-epoch accuracies and mean losses, to the last bit
+    assert drop(ours.pop("results")) == drop(theirs.pop("results"))
+    for summary in (ours, theirs):
+        del summary["seconds"], summary["environment"]
+    assert ours == theirs
+    assert _without_seconds((out / "depth.csv").read_text()) == \
+        _without_seconds((whole / "depth.csv").read_text())
+    names = sorted(p.name for p in (whole / "networks").iterdir())
+    assert names == ["default-2.pt", "default-3.pt", "exercise-2.pt", "exercise-3.pt"]
+    assert sorted(p.name for p in (out / "networks").iterdir()) == names
+    for name in names:
+        a, b = (torch.load(d / "networks" / name, weights_only=True) for d in (out, whole))
+        assert a["state_dict"].keys() == b["state_dict"].keys()
+        assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+        ha, hb = a["extra"]["history"], b["extra"]["history"]
+        assert ha.pop("epoch_seconds") != [] and hb.pop("epoch_seconds") != []
+        assert ha == hb  # the loss of every iteration
+    assert not (out / "depth-checkpoint.pt").exists() and not (out / ".lock").exists()
+
+
+def test_a_study_crashed_in_a_middle_depth_resumes_to_the_end_of_one_never_stopped(
+        whole, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "study"
+    _crash_in(monkeypatch, 2, 2)  # exercise init, 3 layers, after its second epoch
+    with pytest.raises(RuntimeError, match="stopped here"):
+        tm.depth_run("digits", out=out, **SETTINGS)
+    monkeypatch.undo()
+    # what a crash leaves: the settings, the finished network and the last epoch's checkpoint
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "depth-checkpoint.pt", "depth-config.json", "networks", "networks/exercise-2.pt"]
+    state, extra = tm.load_torch_checkpoint(out / "depth-checkpoint.pt")
+    assert (extra["init"], extra["depth"], state["epoch"]) == ("exercise", 3, 2)
+    # a new study into it is pointed to --resume, a run of torch train refused
+    with pytest.raises(ValueError, match=f"{out} holds a depth study that stopped before its "
+                                         f"end; continue it with resume_depth_run"):
+        tm.depth_run("digits", out=out, **SETTINGS)
+    with pytest.raises(ValueError, match="is a depth study written by mlplab torch depth"):
+        tm.train_run("digits", out=out, epochs=1, threads=1)
+
+    steps = _count_steps(monkeypatch)
+    result = tm.resume_depth_run(out, announce=True)
+    monkeypatch.undo()
+    # only what was left: the third epoch of the network stopped, and the two of default init
+    assert len(steps) == (1 + 3 + 3) * BATCHES
+    assert "1 of 4 networks done, exercise init, 3 layers from epoch 2" in capsys.readouterr().err
+    assert [(r.init, r.depth) for r in result.results] == [
+        ("exercise", 2), ("exercise", 3), ("default", 2), ("default", 3)]
+    _same_as(out, whole)
+    with pytest.raises(ValueError, match="has finished; nothing to resume"):
+        tm.resume_depth_run(out)
+
+
+def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(whole, tmp_path, monkeypatch,
+                                                              capsys):
+    """Ctrl-C in the middle of the second epoch of the third network (default init, 2 layers):
+    exit 130 with the command to go on; --resume keeps the first group and redoes that epoch."""
+    out = tmp_path / "study"
+    step, calls = torch.optim.Adam.step, []
+
+    def step_then_ctrl_c(self, *args, **kwargs):
+        loss = step(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2 * 3 * BATCHES + BATCHES + 5:  # two networks, then 1 epoch and 5
+            raise KeyboardInterrupt
+        return loss
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_ctrl_c)
+    assert main(["torch", "depth", *ARGV, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert f"Continue with: mlplab torch depth --resume {out} --threads 1" in err
+    assert not (out / "depth.json").exists()
+    state, extra = tm.load_torch_checkpoint(out / "depth-checkpoint.pt")
+    assert (extra["init"], extra["depth"], state["epoch"]) == ("default", 2, 1)
+
+    # the study's settings cannot change
+    assert main(["torch", "depth", "--resume", str(out), "--epochs", "5", "--layers", "2",
+                 "--hidden-size", "8", "--out", str(tmp_path / "x")]) == 2
+    assert "--resume continues a study exactly as it was configured; drop --epochs, " \
+           "--layers, --hidden-size, --out." in capsys.readouterr().err
+    # nor is it started again by the same command
+    assert main(["torch", "depth", *ARGV, "--out", str(out)]) == 1
+    assert f"continue it with mlplab torch depth --resume {out}, or choose another --out" in \
+        capsys.readouterr().err
+    steps = _count_steps(monkeypatch)
+    assert main(["torch", "depth", "--resume", str(out), "--threads", "1", "--json",
+                 "--no-progress"]) == 0
+    monkeypatch.undo()
+    assert len(steps) == (2 + 3) * BATCHES  # the epoch stopped in is trained again
+    captured = capsys.readouterr()
+    assert "2 of 4 networks done, default init, 2 layers from epoch 1" in captured.err
+    assert [r["depth"] for r in json.loads(captured.out)["results"]] == [2, 3, 2, 3]
+    _same_as(out, whole)
+
+
+@pytest.fixture
+def stopped(tmp_path, monkeypatch):
+    """A study stopped by a crash in its second network, after its first epoch."""
+    out = tmp_path / "study"
+    _crash_in(monkeypatch, 2, 1)
+    with pytest.raises(RuntimeError):
+        tm.depth_run("digits", out=out, **{**SETTINGS, "init": "exercise"})
+    monkeypatch.undo()
+    return out
+
+
+def test_resume_refuses_what_is_not_a_stopped_study(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        tm.resume_depth_run(tmp_path / "nothing")
+    with pytest.raises(ValueError, match=r"is not a depth study's folder \(no "
+                                         r"depth-config.json\)"):
+        tm.resume_depth_run(tmp_path)
+    (tmp_path / "summary.json").write_text("{}")
+    with pytest.raises(ValueError, match="is a tuning folder written by mlplab tune, not a "
+                                         "depth study"):
+        tm.resume_depth_run(tmp_path)
+    run = tmp_path / "run"
+    tm.train_run("digits", out=run, hidden=[8], epochs=1, threads=1, plots=False)
+    assert main(["torch", "depth", "--resume", str(run)]) == 1
+    assert "is a run folder, not a depth study; resume a run of mlplab torch train with " \
+           "mlplab torch train --resume" in capsys.readouterr().err
+    # a study written before studies checkpointed: finished all the same
+    (tmp_path / "depth.json").write_text("{}")
+    assert main(["torch", "depth", "--resume", str(tmp_path)]) == 1
+    assert "has finished; nothing to resume (start a new one with another --out)" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda out: (out / "depth-config.json").write_text("{"), "is not valid JSON"),
+    (lambda out: _edit_config(out, layers="2,3"),
+     'layers is "2,3", not a list of different depths; the file was edited or damaged: put '
+     "back the value mlplab torch depth wrote"),
+    (lambda out: _edit_config(out, epochs=0),
+     "epochs must be an integer >= 1; got 0. The file was edited or damaged"),
+    (lambda out: (out / "depth-checkpoint.pt").write_bytes(b"junk"),
+     "depth-checkpoint.pt is not a readable PyTorch checkpoint"),
+    (lambda out: (out / "networks" / "exercise-2.pt").write_bytes(b"junk"),
+     "exercise-2.pt is not a readable PyTorch model file"),
+    (lambda out: _edit_config(out, hidden_size=8),
+     r"exercise-2.pt holds another network \(PyTorch MLP 64-16-10"),
+])
+def test_damaged_files_are_refused_in_one_line_naming_them(stopped, damage, message, capsys):
+    damage(stopped)
+    assert main(["torch", "depth", "--resume", str(stopped)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+
+
+def test_a_damaged_network_or_checkpoint_says_how_to_go_on(stopped):
+    (stopped / "depth-checkpoint.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="delete .*depth-checkpoint.pt, and "
+                                         r"resume_depth_run\(.*\) trains its network again"):
+        tm.resume_depth_run(stopped)
+    (stopped / "depth-checkpoint.pt").unlink()  # as told: that network trains from its start
+    (stopped / "networks" / "exercise-2.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"else delete it, and resume_depth_run\(.*\) trains "
+                                         "that network again"):
+        tm.resume_depth_run(stopped)
+    (stopped / "networks" / "exercise-2.pt").unlink()
+    result = tm.resume_depth_run(stopped)
+    assert [r.depth for r in result.results] == [2, 3] and (stopped / "depth.json").is_file()
+
+
+def test_other_data_is_refused(stopped):
+    from mlplab.data import load_dataset
+
+    other = load_dataset("digits", seed=3)  # other validation and test rows
+    with pytest.raises(ValueError, match="the val split of digits is not the one this run was "
+                                         "trained with"):
+        tm.resume_depth_run(stopped, data=other)
+    assert not (stopped / "depth.json").exists()
+
+
+def _edit_config(out, **values):
+    path = out / "depth-config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
