@@ -181,6 +181,28 @@ def stopped(tmp_path, monkeypatch):
     return out
 
 
+def test_a_study_stopped_while_writing_its_table_trains_nothing_again(tmp_path, monkeypatch):
+    from mlplab.torch_mlp import runs as torch_runs
+
+    out, settings = tmp_path / "study", {**SETTINGS, "layers": [2], "init": "exercise"}
+
+    def no_figure(results):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch_runs, "plot_depth", no_figure)
+    with pytest.raises(OSError):
+        tm.depth_run("digits", out=out, **settings)
+    monkeypatch.undo()
+    assert not (out / "depth.json").exists() and (out / "networks" / "exercise-2.pt").is_file()
+    steps = _count_steps(monkeypatch)
+    result = tm.resume_depth_run(out)
+    assert steps == [] and (out / "depth.json").is_file()
+    assert result.results[0].best and result.results[0].test_acc is not None
+    expected = tm.depth_run("digits", out=tmp_path / "whole", **settings).results[0]
+    assert (result.results[0].val_acc, result.results[0].test_acc) == \
+        (expected.val_acc, expected.test_acc)
+
+
 def test_resume_refuses_what_is_not_a_stopped_study(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         tm.resume_depth_run(tmp_path / "nothing")

@@ -868,7 +868,13 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     validation split (the best network is picked by it), and its test split, if any, measures
     the best network of each initialisation. ``announce`` prints a line to stderr when training
     starts and one per network. Every check runs before ``out`` is made; a folder that already
-    holds ``depth.json`` is refused.
+    holds a study is refused (one that stopped, with the :func:`resume_depth_run` to use).
+
+    So that a stopped study can go on (:func:`resume_depth_run`), ``out`` also gets
+    ``depth-config.json`` (the settings and the data's record) as the study starts, each network
+    as it finishes (``networks/INIT-DEPTH.pt``, a :func:`save_torch_model` file with its row and
+    history in ``extra``) and the training state of the network in training after every epoch
+    (``depth-checkpoint.pt``, removed once that network is saved).
     """
     load = {"data_dir": data_dir, "download": download, "mirror": mirror,
             "val_size": val_size, "test_size": test_size, "image_size": image_size,
