@@ -367,7 +367,7 @@ def _study_resumable(out: Path, args: argparse.Namespace) -> Iterator[None]:
         if (out / DEPTH_CONFIG_FILE).is_file():
             device = f" --device {args.device}" if args.resume and args.device else ""
             threads = f" --threads {args.threads}" if args.threads else ""
-            print(f"interrupted; the study's finished networks and its last epoch's checkpoint "
-                  f"are kept. Continue with: mlplab torch depth --resume "
+            print(f"interrupted; what the study finished (its networks, and its last whole "
+                  f"epoch's checkpoint) is kept. Continue with: mlplab torch depth --resume "
                   f"{shell_command([path_word(out)])}{device}{threads}", file=sys.stderr)
         raise

@@ -1044,7 +1044,7 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
     _resumable_study(folder)  # before a lock file is made in a folder that is not a study's
     with run_lock(folder):
         config = _resumable_study(folder)  # again: the process that held the lock may have
-        # finished it
+        # finished the study
         if data_dir is not None:
             if data is not None:
                 raise ValueError("give the study's data or the folder it moved to (data_dir), "
@@ -1073,20 +1073,19 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
             raise ValueError(f"the data of {folder} has no validation split.")
         if data_dir is not None:  # the data lives there now: --resume looks there
             io.write_json(config_path, config)
-        state_of = _study_progress(folder, config, X.shape[1], ds.num_classes,
-                                   len(ds.y_train), cfg, dev)
-        progress_, seconds_before = state_of
+        # refused before "resuming" is said, as resume_run's checkpoint
+        got, seconds_before = _study_progress(folder, config, X.shape[1], ds.num_classes,
+                                              len(ds.y_train), cfg, dev)
         if announce:
-            at = f", {progress_.current[0]} init, {counted(progress_.current[1], 'layer')} " \
-                 f"from epoch {progress_.state['epoch']}" \
-                if progress_.current is not None and progress_.state is not None else ""
-            print(f"resuming the depth study of {ds.name}: "
-                  f"{len(progress_.finished)} of {counted(_networks(config), 'network')} "
-                  f"done{at}, device {dev}, {counted(threads_used, 'thread')}",
-                  file=sys.stderr, flush=True)
+            at = f", {got.current[0]} init, {counted(got.current[1], 'layer')} from epoch " \
+                 f"{got.state['epoch']}" if got.current is not None and got.state is not None \
+                else ""
+            print(f"resuming the depth study of {ds.name}: {len(got.finished)} of "
+                  f"{counted(_networks(config), 'network')} done{at}, device {dev}, "
+                  f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
         try:
             return _study_and_write(folder, config, ds, pre, X, X_val, cfg, threads_used, dev,
-                                    announce, progress_, seconds_before)
+                                    announce, got, seconds_before)
         except TrainingStateError as exc:  # what check_training_state did not foresee
             raise _study_state_refused(folder, exc) from None
 
