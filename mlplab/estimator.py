@@ -23,7 +23,9 @@ Arithmetic follows the input: float32 input trains in float32, anything else in 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+import copy
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from mlplab._validation import check_choice, check_int, check_positive, check_range, is_int
 from mlplab.init import INITS
+from mlplab.layers import Dropout
 from mlplab.models import ACTIVATIONS, MLP
 from mlplab.trainer import Callback, History, TrainConfig, Trainer
 
@@ -72,6 +75,26 @@ class _Convergence(Callback):
         self.best = min(self.best, mean)
         if self.patience and self.bad >= self.patience:
             trainer.stop = True
+
+
+@contextlib.contextmanager
+def _unchanged_on_error(model: MLP | None) -> Iterator[None]:
+    """A fitted network that a warm start or ``partial_fit`` continues (``model``; None: a new
+    one) is trained in place: if the training raises (diverged, or a second Ctrl-C), it is put
+    back as it was, so that it still goes with the estimator's counts and optimiser state."""
+    if model is None:
+        yield
+        return
+    weights = model.state_dict()
+    dropouts = [layer.rng.bit_generator for layer in model.layers if isinstance(layer, Dropout)]
+    streams = [bits.state for bits in dropouts]
+    try:
+        yield
+    except BaseException:
+        model.load_state_dict(weights)
+        for bits, state in zip(dropouts, streams):
+            bits.state = state
+        raise
 
 
 def _raise_if_interrupted(history: History) -> None:
@@ -118,6 +141,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         features, ``hidden_sizes``, ``activation``, ``dropout`` and ``batchnorm`` must be those of
         the fitted network (``init`` and ``std`` draw first weights only and are not used).
 
+    A ``fit`` or ``partial_fit`` that is refused, or whose training diverges, leaves the
+    estimator as it was (scikit-learn's convention: the data are checked before any fitted
+    attribute changes, and a continued network is put back).
+
     Ctrl-C (a notebook's interrupt) during ``fit`` or ``partial_fit`` stops after the current
     minibatch and raises ``KeyboardInterrupt``, so that a grid search around the estimator stops
     too; the estimator keeps the epochs trained so far (``n_iter_``, ``loss_curve_``), which a
@@ -128,6 +155,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     # which is how scikit-learn tells a fitted estimator)
     classes_: np.ndarray
     n_features_in_: int
+    feature_names_in_: np.ndarray  # only for data with column names (a DataFrame)
     model_: MLP
     history_: History
     loss_curve_: list[float]
@@ -221,8 +249,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """Train on ``X`` (n_samples, n_features) and labels ``y``; returns ``self``."""
         hidden = self._check_params()
         warm = bool(self.warm_start) and hasattr(self, "model_")
-        # warm: the fitted network's number of features is checked, not reset
-        Xa, ya = _validate_data(self, X, y, dtype=[np.float64, np.float32], reset=not warm)
+        # warm: the fitted network's number of features is checked; a new network's is recorded
+        # on a copy, which the estimator takes it from once the network is trained
+        record = self if warm else copy.copy(self)
+        Xa, ya = _validate_data(record, X, y, dtype=[np.float64, np.float32], reset=not warm)
         check_classification_targets(ya)
         encoder = LabelEncoder()
         y_enc = encoder.fit_transform(ya)
@@ -255,10 +285,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             patience=self.n_iter_no_change if self.early_stopping else None))
         # a new network becomes the estimator's once trained: a run that fails (diverged, or
         # refused by the trainer) leaves the fitted one, or none, as it was
-        history = trainer.fit(model, Xa, y_enc, X_val, y_val)
+        with _unchanged_on_error(model if warm else None):
+            history = trainer.fit(model, Xa, y_enc, X_val, y_val)
         self.classes_, self.history_ = encoder.classes_, history
         if not warm:
-            self._new_network(model)
+            self._new_network(model, record)
         self._record(trainer, convergence, batch_size)
         if self.early_stopping:
             self.validation_scores_ = list(history.val_acc)
@@ -293,26 +324,30 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                              "has not (each call is one more epoch); use schedule='exp' or "
                              "'constant' with partial_fit, or fit with max_epochs.")
         check_choice(self.schedule, ("constant", "exp"), "schedule for partial_fit")
-        first = _check_partial_fit_first_call(self, classes)
-        Xa, ya = _validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)
+        new = not hasattr(self, "model_")
+        # the first call's classes and features are recorded on a copy, which the estimator
+        # takes them from once the network is trained: a refused first call is no first call
+        record = copy.copy(self) if new else self
+        _check_partial_fit_first_call(record, classes)
+        Xa, ya = _validate_data(record, X, y, dtype=[np.float64, np.float32], reset=new)
         check_classification_targets(ya)
-        unknown = np.setdiff1d(ya, self.classes_)
+        known = record.classes_
+        unknown = np.setdiff1d(ya, known)
         if len(unknown):
             raise ValueError(f"y has labels {unknown.tolist()[:5]} that are not among the "
-                             f"classes {self.classes_.tolist()} of the first partial_fit call; "
+                             f"classes {known.tolist()} of the first partial_fit call; "
                              "pass every label in `classes` then.")
-        y_enc = np.searchsorted(self.classes_, ya)
-        new = not hasattr(self, "model_")
+        y_enc = np.searchsorted(known, ya)
         if new:
-            if len(self.classes_) < 2:
+            if len(known) < 2:
                 raise ValueError(f"MLPClassifier needs at least 2 classes; got "
-                                 f"{self.classes_.tolist()}.")
+                                 f"{known.tolist()}.")
             seed = self._draw_seed()
-            model = self._network(Xa.shape[1], hidden, seed, Xa.dtype, len(self.classes_))
+            model = self._network(Xa.shape[1], hidden, seed, Xa.dtype, len(known))
             carry: dict[str, Any] = {"seed": seed}
         else:
             model = self.model_
-            self._check_same_network(self.classes_, hidden, "partial_fit")
+            self._check_same_network(known, hidden, "partial_fit")
             Xa = Xa.astype(self.model_.dtype, copy=False)
             # (none: fitted, and pickled, by an mlplab without it)
             carry = getattr(self, "_continue", None) or {"seed": self._draw_seed()}
@@ -332,15 +367,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 carried["optimizer"] = {}
             trainer.resume({"iteration": 0, "epoch": 0, "history": {}, "best_state": None,
                             "order": None, **carried})
-        try:
+        with _unchanged_on_error(None if new else model):
             history = trainer.fit(model, Xa, y_enc)
-        except BaseException:
-            if new and first:  # as before the call: a refused first call is no first call
-                del self.classes_
-            raise
         self.history_ = history
         if new:
-            self._new_network(model)
+            self.classes_ = known
+            self._new_network(model, record)
         self._record(trainer, convergence, batch_size)
         self.validation_scores_ = self.best_validation_score_ = None
         _raise_if_interrupted(self.history_)
@@ -356,10 +388,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                    std=self.std, dropout=self.dropout, batchnorm=self.batchnorm, seed=seed,
                    dtype=dtype)
 
-    def _new_network(self, model: MLP) -> None:
-        """Make the newly trained ``model`` the estimator's, its counts starting from 0."""
+    def _new_network(self, model: MLP, record: MLPClassifier) -> None:
+        """Make the newly trained ``model`` the estimator's, its counts starting from 0, and its
+        input features (``n_features_in_``, ``feature_names_in_``) those ``record``, the copy
+        its data were checked on, recorded."""
         self.model_ = model
         self.loss_curve_, self.n_iter_, self.t_ = [], 0, 0
+        self.n_features_in_ = record.n_features_in_
+        if hasattr(record, "feature_names_in_"):
+            self.feature_names_in_ = record.feature_names_in_
+        else:  # as scikit-learn's reset: no names left over from an earlier fit
+            self.__dict__.pop("feature_names_in_", None)
 
     def _record(self, trainer: Trainer, convergence: _Convergence, batch_size: int) -> None:
         """Count what ``trainer`` did and keep what a later ``partial_fit`` continues from."""

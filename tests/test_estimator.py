@@ -456,3 +456,81 @@ def test_a_first_partial_fit_refused_by_the_trainer_is_no_first_call():
         clf.predict(X)
     clf.partial_fit(X, y, classes=[0, 1])  # other classes: this is the first call
     assert clf.classes_.tolist() == [0, 1] and clf.n_iter_ == 1
+
+
+def _fitted_state(clf):
+    """The fitted attributes (``..._``) and the network's weights, as comparable values."""
+    state = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(clf).items()
+             if k.endswith("_") and k not in ("model_", "history_")}
+    state["weights"] = {k: v.tolist() for k, v in clf.model_.state_dict().items()}
+    return state
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+@pytest.mark.parametrize("refit", [
+    lambda clf, X, y: clf.fit(X, np.zeros(len(y), int)),  # one class
+    lambda clf, X, y: clf.fit(np.where(X > 1, np.nan, X), y),  # NaN, refused by scikit-learn
+    lambda clf, X, y: clf.set_params(batchnorm=True, batch_size=1).fit(X, y),  # by the trainer
+    lambda clf, X, y: clf.set_params(warm_start=True).fit(X, y),  # other features, continued
+    lambda clf, X, y: clf.partial_fit(X, y),  # the same
+])
+def test_a_refused_refit_on_other_features_keeps_the_fitted_inputs(refit):
+    """scikit-learn's validate_data(reset=True) recorded the new data's features before the rest
+    was checked: a refit refused after it left an estimator whose network takes 4 features
+    expecting 5, refusing the data it was fitted on (and its feature names dropped)."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 4), np.arange(60) % 3
+    clf = MLPClassifier(hidden_sizes=(5,), max_epochs=2, random_state=0).fit(X, y)
+    clf.feature_names_in_ = np.array(list("abcd"), dtype=object)  # as fitted on a DataFrame
+    before, probs = _fitted_state(clf), clf.predict_proba(X)
+    with pytest.raises(ValueError):
+        refit(clf, rng.randn(60, 5), y)
+    assert _fitted_state(clf) == before
+    np.testing.assert_array_equal(clf.predict_proba(X), probs)
+    clf.set_params(batchnorm=False, batch_size=200, warm_start=False).fit(rng.randn(60, 5), y)
+    assert clf.n_features_in_ == 5 and not hasattr(clf, "feature_names_in_")  # no names now
+
+
+def test_a_refused_first_partial_fit_records_nothing():
+    """Refused before training, a first call kept its classes: the next call, without
+    ``classes``, was taken for a later one and refused its labels as unknown."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 4), np.arange(60) % 2
+    clf = MLPClassifier(hidden_sizes=(5,), random_state=0)
+    for classes, labels, message in (([0], y * 0, "needs at least 2 classes"),
+                                     ([0, 2], y, r"y has labels \[1\] that are not among")):
+        with pytest.raises(ValueError, match=message):
+            clf.partial_fit(X, labels, classes=classes)
+        assert not hasattr(clf, "classes_") and not hasattr(clf, "n_features_in_")
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X, y)
+    assert clf.partial_fit(X[:, :3], y, classes=[0, 1]).n_features_in_ == 3
+
+
+@pytest.mark.parametrize("go_on", [
+    lambda clf, X, y: clf.set_params(warm_start=True).fit(X, y),
+    lambda clf, X, y: clf.partial_fit(X, y),
+])
+def test_a_continued_fit_that_diverges_leaves_the_network_as_it_was(go_on):
+    """A warm start or partial_fit trains the fitted network in place: one that diverged left
+    its weights (and dropout streams) part-way, beside the counts and optimiser state of
+    before."""
+    from mlplab.trainer import TrainingDivergedError
+
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(80, 4).astype(np.float32), np.arange(80) % 2
+    clf = MLPClassifier(hidden_sizes=(16,), dropout=0.2, max_epochs=2, batch_size=20, tol=None,
+                        optimizer="sgd", lr=0.1, random_state=0).fit(X, y)
+    before = _fitted_state(clf)
+    streams = [layer.rng.bit_generator.state for layer in clf.model_.layers
+               if hasattr(layer, "rng")]
+    with pytest.raises(TrainingDivergedError):
+        go_on(clf.set_params(lr=1e30), X, y)
+    assert _fitted_state(clf) == before
+    assert [layer.rng.bit_generator.state for layer in clf.model_.layers
+            if hasattr(layer, "rng")] == streams
+    # and it continues as the estimator that never tried
+    again = MLPClassifier(**{**clf.get_params(), "lr": 0.1, "warm_start": False}).fit(X, y)
+    clf.set_params(lr=0.1).partial_fit(X, y)
+    again.partial_fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), again.predict_proba(X))
