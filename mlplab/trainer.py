@@ -77,6 +77,11 @@ class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+class ResumeDtypeError(ValueError):
+    """A resume state whose arrays (optimiser slots, best parameters) are of another dtype than
+    the model: the run would go on in other arithmetic than it was trained in."""
+
+
 class ScheduleChangedError(ValueError):
     """A state resumed with ``same_schedule`` recorded learning rates that this mlplab's schedule
     for the same settings does not give: it was trained under another one."""
@@ -320,12 +325,20 @@ class Trainer:
         ``same_schedule`` (a run continued as configured), :meth:`fit` raises
         :class:`ScheduleChangedError` if the learning rates ``state``'s history recorded are not
         what this trainer's schedule gives at those epochs (an mlplab before 29 Nov 2026 dropped
-        an exp or step schedule by ``lr_decay ** warmup_epochs`` at the end of a warm-up)."""
+        an exp or step schedule by ``lr_decay ** warmup_epochs`` at the end of a warm-up).
+
+        :meth:`fit` checks the whole state against the model and data before it changes
+        anything: a state it refuses (another network's sizes or dtype, another optimiser's
+        slots, other data) leaves the trainer, the model (its dropout streams) and NumPy's
+        global stream as they were, and stays pending, so that a ``fit`` with the run's own
+        model and data resumes it; a new ``Trainer`` starts afresh. The arrays of a state
+        (optimiser slots, best parameters) must have the model's dtype: a float32 run resumed in
+        a float64 model, or the other way round, would not continue as it was trained."""
         self._resume = state
         self._same_schedule = bool(same_schedule)
 
     def _dropouts(self) -> list[Dropout]:
-        return [layer for layer in getattr(self.model, "layers", []) if isinstance(layer, Dropout)]
+        return _dropouts_of(self.model)
 
     # --------------------------------------------------------------------------- the loop
     def fit(self, model: MLP, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
@@ -358,7 +371,6 @@ class Trainer:
                                 "size, or the training set's size). Raise the batch size or "
                                 "drop batch norm.")
 
-        self.model = model
         # the smoothed targets are a training objective: evaluation losses stay the plain NLL
         plain_smoothing = model.output.label_smoothing
         model.output.label_smoothing = cfg.label_smoothing
@@ -372,10 +384,9 @@ class Trainer:
              y_val: np.ndarray | None, n: int, batch: int, per_epoch: int,
              total: int) -> History:
         cfg = self.config
-        self.rng = random_state(cfg.seed)  # seed None: NumPy's global stream, as the exercise
-        self.optimizer = make_optimizer(cfg.optimizer, cfg.lr, momentum=cfg.momentum,
-                                        beta1=cfg.beta1, beta2=cfg.beta2,
-                                        weight_decay=cfg.weight_decay)
+        rng = random_state(cfg.seed)  # seed None: NumPy's global stream, as the exercise
+        optimizer = make_optimizer(cfg.optimizer, cfg.lr, momentum=cfg.momentum, beta1=cfg.beta1,
+                                   beta2=cfg.beta2, weight_decay=cfg.weight_decay)
         warmup = int(round(cfg.warmup_epochs * per_epoch))
         if warmup >= total and self._resume is None and self.lr_schedule is None:
             # legal, but surely not meant (a preset's warm-up with --epochs 1, say); a schedule
@@ -387,26 +398,35 @@ class Trainer:
                           "or train longer.", stacklevel=3)
         schedule = Schedule(cfg.lr, cfg.schedule, cfg.lr_decay, cfg.step_epochs, total,
                             cfg.min_lr, warmup, per_epoch)
+        resumed = None
         if self._resume is not None:
             try:
-                self._load_resume_state(self._resume, model, total, per_epoch)
+                resumed = _read_resume_state(self._resume, model, optimizer, total, per_epoch)
                 if self._same_schedule and self.lr_schedule is None:
-                    self._check_same_schedule(schedule, per_epoch)
-            except ScheduleChangedError:
+                    self._check_same_schedule(schedule, per_epoch, resumed.history)
+            except (ScheduleChangedError, ResumeDtypeError):
                 raise
             except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
                 detail = " ".join(f"{type(exc).__name__}: {exc}".split())
                 raise ValueError(f"cannot resume: the saved trainer state is invalid ({detail}); "
                                  "it is damaged or another run's - start the run again."
                                  ) from None
-            finally:
-                self._resume = None
-            if self._order is not None and (self._order.shape != (n,) or
-                                            not np.array_equal(np.sort(self._order),
-                                                               np.arange(n))):
+            order = resumed.order
+            if order is not None and (order.shape != (n,) or
+                                      not np.array_equal(np.sort(order), np.arange(n))):
                 # np.take(mode="clip") below would silently train on the wrong rows
                 raise ValueError(f"cannot resume: the saved row order is not a permutation of "
                                  f"the {n} training rows; resume with the run's own data.")
+        # all checked: only now do the trainer, the model and the generators change
+        self.model, self.rng, self.optimizer = model, rng, optimizer
+        self._resume = None
+        if resumed is not None:
+            self.iteration, self.epoch, self.history = (resumed.iteration, resumed.epoch,
+                                                        resumed.history)
+            rng.set_state(resumed.rng)
+            for layer, stream in zip(_dropouts_of(model), resumed.dropout_rngs):
+                layer.rng.bit_generator.state = stream
+            self._best_state, self._order = resumed.best_state, resumed.order
         else:  # a second fit() starts over, as scikit-learn's fit does
             self.iteration = self.epoch = 0
             self.history = History()
@@ -426,7 +446,7 @@ class Trainer:
         bar = training_bar(total, cfg.progress, initial=self.iteration)
         epoch_start = time.perf_counter()
         try:
-            with self._sigint_stops(), self.optimizer.fused(model, cfg.reg):
+            with self._sigint_stops(), optimizer.fused(model, cfg.reg):
                 self._loop(model, X, y, X_val, y_val, subset, x_buf, batch, per_epoch, total,
                            schedule, bar, epoch_start)
         except KeyboardInterrupt:
@@ -577,11 +597,11 @@ class Trainer:
             cb.on_epoch_end(self, self.epoch, logs)
         return logs
 
-    def _check_same_schedule(self, schedule: Schedule, per_epoch: int) -> None:
-        """Raise :class:`ScheduleChangedError` at the first epoch of the resumed history whose
-        learning rate (its last iteration's) is not ``schedule``'s there."""
+    def _check_same_schedule(self, schedule: Schedule, per_epoch: int, history: History) -> None:
+        """Raise :class:`ScheduleChangedError` at the first epoch of the resumed ``history``
+        whose learning rate (its last iteration's) is not ``schedule``'s there."""
         cfg = self.config
-        for j, recorded in enumerate(self.history.lr):
+        for j, recorded in enumerate(history.lr):
             expected = schedule.lr_at((j + 1) * per_epoch - 1, j)
             if not math.isclose(recorded, expected, rel_tol=1e-6, abs_tol=1e-300):
                 raise ScheduleChangedError(
@@ -593,33 +613,82 @@ class Trainer:
                     "starts from lr). Resuming would go on with other learning rates: start a "
                     "new run, or finish this one with the mlplab that started it.")
 
-    def _load_resume_state(self, state: dict[str, Any], model: MLP, total: int,
-                           per_epoch: int) -> None:
-        assert self.rng is not None and self.optimizer is not None  # made by _fit first
-        self.iteration = int(state["iteration"])
-        self.epoch = int(state["epoch"])
-        h = History.from_dict(state["history"])
-        # the counters and the history grow together, an epoch every per_epoch iterations:
-        # anything else is a hand-edited or foreign state, which would train the wrong length
-        if not 0 <= self.iteration <= total or self.epoch != self.iteration // per_epoch:
-            raise ValueError(f"iteration {self.iteration} and epoch {self.epoch} do not fit a "
-                             f"run of {total} iterations, {per_epoch} per epoch")
-        if len(h.loss) != self.iteration or not (
-                len(h.train_acc) == len(h.val_acc) == len(h.lr) == self.epoch):
-            raise ValueError(f"the history has {len(h.loss)} losses and {len(h.val_acc)} "
-                             f"epochs, the counters {self.iteration} and {self.epoch}")
-        self.rng.set_state(_rng_state_from_json(state["rng"]))
-        for d, s in zip(self._dropouts(), state.get("dropout_rngs", [])):
-            d.rng.bit_generator.state = s
-        self.history = h
-        self.optimizer.load_state_dict(state.get("optimizer") or {})
-        missing = self.optimizer.missing_slots(model.params) if self.iteration else []
-        if missing:
-            raise ValueError(f"the optimizer state lacks {', '.join(missing[:4])}"
-                             f"{', ...' if len(missing) > 4 else ''}")
-        self._best_state = _copy_state(state.get("best_state"))
-        order = state.get("order")
-        self._order = None if order is None else np.asarray(order, dtype=np.intp)
+
+@dataclass
+class _Resumed:
+    """A resume state read and checked against the model and the run's length, not yet applied
+    (``Trainer.fit`` applies it once everything has passed)."""
+
+    iteration: int
+    epoch: int
+    history: History
+    rng: tuple
+    dropout_rngs: list[dict[str, Any]]
+    best_state: dict[str, np.ndarray] | None
+    order: np.ndarray | None
+
+
+def _dropouts_of(model: object) -> list[Dropout]:
+    return [layer for layer in getattr(model, "layers", []) if isinstance(layer, Dropout)]
+
+
+def _read_resume_state(state: dict[str, Any], model: MLP, optimizer: Optimizer, total: int,
+                       per_epoch: int) -> _Resumed:
+    """``state`` checked against ``model`` and a run of ``total`` iterations, ``per_epoch`` per
+    epoch, changing nothing but ``optimizer`` (a new one, loaded with the state's slots): the
+    generators' states are checked on stand-ins, so that a refused state leaves the model's
+    dropout streams, and NumPy's global stream (seed None), as they were."""
+    iteration, epoch = int(state["iteration"]), int(state["epoch"])
+    h = History.from_dict(state["history"])
+    # the counters and the history grow together, an epoch every per_epoch iterations:
+    # anything else is a hand-edited or foreign state, which would train the wrong length
+    if not 0 <= iteration <= total or epoch != iteration // per_epoch:
+        raise ValueError(f"iteration {iteration} and epoch {epoch} do not fit a run of "
+                         f"{total} iterations, {per_epoch} per epoch")
+    if len(h.loss) != iteration or not (len(h.train_acc) == len(h.val_acc) == len(h.lr) == epoch):
+        raise ValueError(f"the history has {len(h.loss)} losses and {len(h.val_acc)} epochs, the "
+                         f"counters {iteration} and {epoch}")
+    rng = _rng_state_from_json(state["rng"])
+    np.random.RandomState().set_state(rng)
+    dropouts = _dropouts_of(model)
+    streams = state.get("dropout_rngs", [])  # (absent from a state of an early mlplab)
+    if "dropout_rngs" in state and len(streams) != len(dropouts):
+        raise ValueError(f"the state has {len(streams)} dropout generators, the model "
+                         f"{len(dropouts)} dropout layers")
+    for layer, stream in zip(dropouts, streams):
+        type(layer.rng.bit_generator)().state = stream
+    optimizer.load_state_dict(state.get("optimizer") or {})
+    params = model.params
+    missing = optimizer.missing_slots(params) if iteration else []
+    if missing:
+        raise ValueError(f"the optimizer state lacks {', '.join(missing[:4])}"
+                         f"{', ...' if len(missing) > 4 else ''}")
+    slots = {f"optimizer {name}/{slot}": (arr, params.get(name))
+             for name, kept in optimizer.state.items() for slot, arr in kept.items()}
+    best = _copy_state(state.get("best_state"))
+    if best is not None:
+        targets = model.state_arrays()
+        if set(best) != set(targets):
+            raise ValueError(f"the best parameters are {', '.join(sorted(best))}; the model has "
+                             f"{', '.join(sorted(targets))}")
+        slots.update({f"best {name}": (arr, targets[name]) for name, arr in best.items()})
+    checked = []  # every name and shape first: another network's state is not a dtype issue
+    for what, (arr, target) in slots.items():
+        if target is None:
+            raise ValueError(f"{what}: the model has no such parameter")
+        if arr.shape != target.shape:
+            raise ValueError(f"{what} has shape {arr.shape}; the model's has {target.shape}")
+        checked.append((what, arr, target))
+    for what, arr, target in checked:
+        if arr.dtype != target.dtype:
+            raise ResumeDtypeError(
+                f"cannot resume: the saved trainer state holds {arr.dtype} arrays ({what}), but "
+                f"the model is {target.dtype}, and a run continues as it was trained only in its "
+                f"own dtype: resume it with a {arr.dtype} model (dtype={arr.dtype.name!r}), or "
+                f"train the {target.dtype} model anew (model.load_state_dict takes the weights).")
+    order = state.get("order")
+    return _Resumed(iteration, epoch, h, rng, list(streams), best,
+                    None if order is None else np.asarray(order, dtype=np.intp))
 
 
 def _copy_state(state: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
