@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from mlplab._validation import (
+    _fits,
     check_choice,
     check_hidden_sizes,
     check_int,
@@ -258,7 +259,11 @@ class MLP:
         return state
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        """Copy arrays from ``state`` into the model, checking names and shapes."""
+        """Copy arrays from ``state`` into the model, checking names and shapes. Values are cast
+        to the model's dtype (float64 weights in a float32 model: rounded, as for inference);
+        values that the cast would make infinite (beyond float32's +-3.4e38), and arrays that
+        hold no real numbers (complex, text), are refused. (Resuming *training* needs the
+        run's own dtype: ``Trainer.resume`` refuses a state of another.)"""
         for layer in self.affines:  # weights held with a scale (Momentum.fused) are settled
             if layer.folded_by is not None:
                 layer.folded_by.settle()
@@ -274,8 +279,17 @@ class MLP:
             if value.shape != target.shape:
                 raise ValueError(f"{name} has shape {value.shape}; the model expects "
                                  f"{target.shape}.")
+            if value.dtype.kind not in "fiu":  # the cast dropped an imaginary part silently
+                raise ValueError(f"{name} has dtype {value.dtype}; the model takes real numbers "
+                                 f"({target.dtype}).")
             if not np.isfinite(value).all():
                 raise ValueError(f"{name} contains NaN or infinite values.")
+            if value.dtype.kind == "f" and value.dtype.itemsize > target.dtype.itemsize and \
+                    not _fits(np.atleast_1d(value), target.dtype):
+                raise ValueError(f"{name} has values beyond {target.dtype}'s range "
+                                 f"(+-{float(np.finfo(target.dtype).max):.4g}), which the cast "
+                                 f"to the model's dtype would make infinite; load it into a "
+                                 f"{value.dtype} model (dtype=np.{value.dtype}).")
         for name, target in targets.items():
             target[...] = values[name]
 

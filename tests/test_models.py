@@ -255,6 +255,37 @@ def test_a_refused_state_leaves_the_model_as_it_was(broken, message, rng):
     np.testing.assert_array_equal(model.predict_proba(X), probs)
 
 
+def test_a_state_of_another_dtype_is_cast_unless_the_cast_would_change_what_it_says(rng):
+    """float64 weights load into a float32 model (rounded: inference); values beyond float32's
+    range became infinities and complex arrays lost their imaginary part, each with only NumPy's
+    warning, and a model that then predicted NaN."""
+    import warnings
+
+    model = MLP(4, [5], 3, seed=0)
+    twin = MLP(4, [5], 3, seed=1, dtype=np.float64)
+    model.load_state_dict(twin.state_dict())
+    np.testing.assert_array_equal(model.params["W1"], twin.params["W1"].astype(np.float32))
+    before = model.state_dict()
+    for value, message in ((1e39, r"W1 has values beyond float32's range \(\+-3.403e\+38\), "
+                                  "which the cast to the model's dtype would make infinite; load "
+                                  r"it into a float64 model \(dtype=np.float64\)"),
+                           (1 + 1j, r"W1 has dtype complex128; the model takes real numbers"),
+                           ("1", r"W1 has dtype <U1; the model takes real numbers")):
+        state = twin.state_dict()
+        state["W1"] = np.full(state["W1"].shape, value)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # refused, not a NumPy warning beside a cast
+            with pytest.raises(ValueError, match=message):
+                model.load_state_dict(state)
+        for name, array in model.state_dict().items():
+            np.testing.assert_array_equal(array, before[name], err_msg=name)
+    big = MLP(4, [5], 3, seed=1, dtype=np.float64)
+    state = twin.state_dict()
+    state["W1"][0, 0] = 1e39
+    big.load_state_dict(state)  # float64 holds it
+    assert big.params["W1"][0, 0] == 1e39
+
+
 def test_offset_biases_draws_biases_and_shifts_in_order_and_leaves_the_rest(rng):
     model = MLP(4, [5, 3], 2, batchnorm=True, seed=0, dtype=np.float64)
     before = model.state_dict()
