@@ -35,7 +35,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from mlplab._validation import check_choice, check_int, check_positive, check_range, is_int
+from mlplab._validation import (
+    check_choice,
+    check_int,
+    check_positive,
+    check_range,
+    check_X,
+    is_int,
+)
 from mlplab.init import INITS
 from mlplab.layers import Dropout
 from mlplab.models import ACTIVATIONS, MLP
@@ -262,7 +269,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                              f"class ({encoder.classes_.tolist()[0]!r}).")
         if warm:
             self._check_same_network(encoder.classes_, hidden, "warm_start")
-            Xa = Xa.astype(self.model_.dtype, copy=False)  # the network's arithmetic goes on
+            Xa = self._in_network_dtype(Xa)  # the network's arithmetic goes on
         seed = self._draw_seed()
         X_val = y_val = None
         if self.early_stopping:
@@ -348,7 +355,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         else:
             model = self.model_
             self._check_same_network(known, hidden, "partial_fit")
-            Xa = Xa.astype(self.model_.dtype, copy=False)
+            Xa = self._in_network_dtype(Xa)
             # (none: fitted, and pickled, by an mlplab without it)
             carry = getattr(self, "_continue", None) or {"seed": self._draw_seed()}
         batch_size = min(int(self.batch_size), len(Xa))
@@ -409,6 +416,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._continue = {"seed": trainer.config.seed,
                           "optimizer_name": trainer.config.optimizer,
                           **{k: state[k] for k in ("rng", "dropout_rngs", "optimizer")}}
+
+    def _in_network_dtype(self, X: np.ndarray) -> np.ndarray:
+        """``X`` cast to the fitted network's dtype, values beyond its range refused first: cast,
+        float64 data of 1e39 became infinities for a float32 network, refused as data holding
+        NaN or infinite values, to be cleaned or imputed."""
+        dtype = self.model_.dtype
+        return check_X(X, dtype=dtype).astype(dtype, copy=False)
 
     def _check_same_network(self, classes: np.ndarray, hidden: list[int], how: str) -> None:
         """A warm start or a further ``partial_fit`` (``how``) continues the fitted network: it

@@ -534,3 +534,20 @@ def test_a_continued_fit_that_diverges_leaves_the_network_as_it_was(go_on):
     clf.set_params(lr=0.1).partial_fit(X, y)
     again.partial_fit(X, y)
     np.testing.assert_array_equal(clf.predict_proba(X), again.predict_proba(X))
+
+
+@pytest.mark.parametrize("go_on", ["warm_start", "partial_fit"])
+def test_float64_data_beyond_a_float32_networks_range_is_named_as_such(go_on):
+    """Cast first, 1e39 became an infinity (with NumPy's overflow warning) and was refused as
+    data holding NaN or infinite values, to be cleaned or imputed."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 4).astype(np.float32), np.arange(60) % 2
+    clf = MLPClassifier(hidden_sizes=(5,), max_epochs=2, random_state=0, warm_start=True)
+    clf.fit(X, y)
+    wide = X.astype(np.float64)
+    wide[3, 1] = 1e39
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"X has values beyond float32's range .* first at "
+                                             r"row 3, column 1: 1e\+39"):
+            clf.fit(wide, y) if go_on == "warm_start" else clf.partial_fit(wide, y)
