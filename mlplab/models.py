@@ -132,6 +132,12 @@ def _activation_layer(name: str, size: int, dtype: np.dtype) -> Layer:
 EVAL_CHUNK = 4096
 
 
+class ScoresOverflowError(ValueError):
+    """The network's class scores for a row overflowed its dtype (infinite or NaN), so that its
+    probabilities are NaN and its prediction arbitrary: inputs far from standardised (float32
+    holds up to 3.4e38, which one affine layer can exceed), or weights that diverged."""
+
+
 class MLP:
     """A fully-connected network: (Affine -> [BatchNorm] -> activation -> [Dropout]) per hidden
     size, then a final Affine and softmax.
@@ -345,9 +351,36 @@ class MLP:
         thread pool or web server sharing one fitted model) got other threads' rows."""
         results = []
         for start in range(0, X.shape[0], EVAL_CHUNK):
-            with self._lock:
-                results.append(take(self._forward(X[start:start + EVAL_CHUNK], train=False)))
+            chunk = X[start:start + EVAL_CHUNK]
+            # an overflow is reported below, in one message, not as NumPy's RuntimeWarnings
+            with self._lock, np.errstate(over="ignore", invalid="ignore"):
+                probs = self._forward(chunk, train=False)
+                error = self._overflow(chunk, probs, start)
+                if error is not None:
+                    raise error
+                results.append(take(probs))
         return results
+
+    def _finite(self) -> bool:
+        """Whether every parameter and running statistic is finite."""
+        return all(np.isfinite(a).all() for a in self.state_arrays().values())
+
+    def _overflow(self, X: np.ndarray, probs: np.ndarray,
+                  offset: int = 0) -> ScoresOverflowError | None:
+        """The error for the first row of ``probs`` (of ``X``, row ``offset`` of the caller's)
+        that is not finite; None if every row is, or if the model's own parameters are not (a
+        broken model's NaN is no overflow: gradient checks report it)."""
+        bad = ~np.isfinite(probs).all(axis=1)
+        if not bad.any() or not self._finite():
+            return None
+        row = int(np.argmax(bad))
+        wider = ", or use a float64 model (dtype=np.float64)" if self.dtype == np.float32 else ""
+        return ScoresOverflowError(
+            f"the network's class scores overflowed {self.dtype} for row {offset + row} of X "
+            f"(largest input magnitude {float(np.abs(X[row]).max()):.3g}), so its probabilities "
+            f"are NaN: standardise the inputs (mlplab.data.transforms, or scikit-learn's "
+            f"StandardScaler){wider}. (If the inputs are standardised, the weights have "
+            "diverged.)")
 
     # ----------------------------------------------------------------------------- public API
     @overload
@@ -367,8 +400,13 @@ class MLP:
             raise ValueError("X has no rows: the loss is a mean over a batch and needs at least "
                              "one row.")
         check_positive(reg, "reg", allow_zero=True)  # None or "1e-3": a message, no TypeError
-        with self._lock:  # the gradients are buffers too (see _evaluate)
+        # the gradients are buffers too (see _evaluate); an overflow is reported as there
+        with self._lock, np.errstate(over="ignore", invalid="ignore"):
             loss, grads = self._loss_and_grads(X, y, reg)
+            if not np.isfinite(loss) and self._finite():
+                raise self._overflow(X, self._forward(X, train=False)) or ScoresOverflowError(
+                    f"the loss overflowed {self.dtype} ({loss}): the weights (or reg * their "
+                    "squares) are too large; check how the model was trained.")
             return loss, {k: v.copy() for k, v in grads.items()}
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

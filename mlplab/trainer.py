@@ -47,6 +47,7 @@ from mlplab._validation import (
 from mlplab.blas import level1_threads
 from mlplab.init import random_state
 from mlplab.layers import Dropout
+from mlplab.models import ScoresOverflowError
 from mlplab.optim import OPTIMIZERS, Optimizer, make_optimizer
 from mlplab.schedules import SCHEDULES, Schedule
 
@@ -518,8 +519,9 @@ class Trainer:
 
             if self.iteration % per_epoch == 0:
                 optimizer.settle()  # before evaluation, checkpoints and callbacks
-                train_acc = (model.accuracy(xb, yb) if subset is None
-                             else _accuracy_on_rows(model, X, y, subset))
+                with self._diverged_on_overflow(model, self.epoch + 1, optimizer.lr):
+                    train_acc = (model.accuracy(xb, yb) if subset is None
+                                 else _accuracy_on_rows(model, X, y, subset))
                 logs = self._end_epoch(train_acc, X_val, y_val, optimizer.lr,
                                        time.perf_counter() - epoch_start)
                 # without validation data there is no validation accuracy to show (not "nan")
@@ -533,6 +535,20 @@ class Trainer:
                           f"{loss:.4f}, train acc {train_acc:.3f}{val_text}, lr "
                           f"{logs['lr']:.3g}", flush=True)
                 epoch_start = time.perf_counter()
+
+    @contextlib.contextmanager
+    def _diverged_on_overflow(self, model: MLP, epoch: int, lr: float) -> Iterator[None]:
+        """An epoch-end evaluation whose class scores overflow: the last step made the weights
+        too large after a finite loss, which is the run diverging (a tuning trial counts it so),
+        not a ValueError about the data to standardise."""
+        try:
+            yield
+        except ScoresOverflowError:
+            raise TrainingDivergedError(
+                f"the network's class scores overflowed {model.dtype} in the evaluation at the "
+                f"end of epoch {epoch} with learning rate {lr:.3g}: its weights diverged; try a "
+                f"lower learning rate (e.g. {setting('--lr', 'lr')} divided by 10) or a smaller "
+                "init std (or standardise the data).") from None
 
     def _custom_lr(self) -> float:
         assert self.lr_schedule is not None  # called only with a schedule of the caller's
@@ -578,8 +594,9 @@ class Trainer:
         assert model is not None  # set by fit
         self.epoch += 1
         # (fit() keeps validation data as a pair, or neither)
-        val_acc = model.accuracy(X_val, y_val) if X_val is not None and y_val is not None \
-            else float("nan")
+        with self._diverged_on_overflow(model, self.epoch, lr):
+            val_acc = model.accuracy(X_val, y_val) if X_val is not None and y_val is not None \
+                else float("nan")
         h.train_acc.append(train_acc)
         h.val_acc.append(val_acc)
         h.lr.append(lr)

@@ -374,3 +374,31 @@ def test_predictions_from_several_threads_at_once_are_each_their_own(rng):
     for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
         assert twin._lock is not model._lock
         np.testing.assert_array_equal(twin.predict_proba(Xs[0]), expected[0][0])
+
+
+def test_scores_that_overflow_float32_are_an_error_not_nan():
+    """Inputs near float32's limit (3e38 is in range) made infinite scores: predict_proba gave NaN
+    rows, predict and accuracy an arbitrary class (argmax of NaN), loss NaN, each with only
+    NumPy's RuntimeWarnings."""
+    import warnings
+
+    from mlplab.models import ScoresOverflowError
+
+    model = MLP(4, [8], 3, seed=0)
+    X = np.ones((5, 4), np.float32)
+    X[3] = 3e38
+    y = np.array([0, 1, 2, 0, 1])
+    message = (r"^the network's class scores overflowed float32 for row 3 of X \(largest input "
+               r"magnitude 3e\+38\), so its probabilities are NaN: standardise the inputs .*, or "
+               r"use a float64 model \(dtype=np.float64\)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for call in (model.predict_proba, model.predict, model.loss,
+                     lambda X: model.accuracy(X, y), lambda X: model.loss(X, y)):
+            with pytest.raises(ScoresOverflowError, match=message):
+                call(X)
+        assert issubclass(ScoresOverflowError, ValueError)
+        wide = MLP(4, [8], 3, seed=0, dtype=np.float64)  # float64 holds these scores
+        assert np.isfinite(wide.predict_proba(X)).all() and np.isfinite(wide.loss(X, y)[0])
+        np.testing.assert_allclose(model.predict_proba(X[:3]), wide.predict_proba(X[:3]),
+                                   rtol=1e-5)

@@ -675,3 +675,20 @@ def test_a_refused_resume_changes_nothing_and_stays_pending(data, other):
     for k, v in full.state_dict().items():
         np.testing.assert_array_equal(again.state_dict()[k], v)
     assert _streams(again) == _streams(full)
+
+
+def test_weights_that_overflow_at_an_epochs_evaluation_are_a_divergence(data):
+    """One step can make the weights so large that the evaluation at the epoch's end overflows
+    before any loss does: the run went on with NaN probabilities (a run of one epoch returned
+    such a model as trained), or, with the model's overflow check alone, would end with a
+    ValueError about the data, which a tuning trial does not count as diverged."""
+    import warnings
+
+    X, y, Xv, yv = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TrainingDivergedError, match="the network's class scores overflowed "
+                                                        "float32 in the evaluation at the end of "
+                                                        "epoch 1 with learning rate 1e.35"):
+            Trainer(optimizer="sgd", lr=1e35, epochs=1, batch_size=len(y), seed=0).fit(
+                MLP(6, [8], 3, seed=0), X, y, Xv, yv)
