@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -328,3 +329,45 @@ def test_a_ctrl_c_while_the_workers_start_stops_those_already_started(monkeypatc
     with pytest.raises(KeyboardInterrupt):
         workers.run_workers(specs, study=None)
     assert events == ["terminate mlplab-tune-0", "join mlplab-tune-0"]
+
+
+@pytest.mark.parametrize("start, to", [(TrialState.WAITING, TrialState.RUNNING),
+                                       (TrialState.RUNNING, TrialState.FAIL)])
+def test_one_sqlite_trial_changes_state_once_when_two_workers_race(tmp_path, start, to):
+    """Two workers on one SQLite file each took the same re-queued (WAITING) trial, or each
+    failed a dead worker's trial and so re-queued it twice: SQLite has no row locks, and the
+    driver began the transaction only at the write, after Optuna's read of the trial's state.
+    Here worker B's change runs between worker A's read and A's write; only one may succeed."""
+    from sqlalchemy import event
+
+    from mlplab.tuning.storage import StorageSpec
+
+    spec = StorageSpec(f"sqlite:///{tmp_path / 'race.db'}", heartbeat=None)
+    a, b = spec.open(), spec.open()  # two engines: two workers' connections
+    study = optuna.create_study(storage=a, study_name="race", direction="maximize")
+    if start == TrialState.WAITING:
+        study.enqueue_trial({"x": 1})
+    else:
+        study.ask()
+    (trial,) = study.get_trials(deepcopy=False)
+    assert trial.state == start
+    outcome: dict[str, object] = {}
+
+    def b_changes_it() -> None:
+        try:
+            outcome["b"] = b.set_trial_state_values(trial._trial_id, state=to)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            outcome["b"] = False  # what fail_stale_trials takes for "another process did"
+
+    def after_a_reads(conn, cursor, statement, *args) -> None:
+        if "b" not in outcome and "thread" not in outcome and \
+                statement.lstrip().upper().startswith("SELECT") and "trials" in statement:
+            outcome["thread"] = thread = threading.Thread(target=b_changes_it)
+            thread.start()
+            thread.join(1.0)  # B either finishes (the race) or waits for A's lock (fixed)
+
+    event.listen(a.engine, "after_cursor_execute", after_a_reads)
+    outcome["a"] = a.set_trial_state_values(trial._trial_id, state=to)
+    outcome["thread"].join(30)
+    assert (outcome["a"], outcome["b"]) == (True, False)
+    assert study.get_trials(deepcopy=False)[0].state == to

@@ -112,10 +112,10 @@ def fail_dead_local_trials(study: optuna.Study) -> None:
     SIGKILL or a power cut): they would otherwise count towards the target until their
     heartbeat's grace runs out, and a search run again at once would stop short.
 
-    :func:`mlplab.tuning.tune` calls it once before it starts local workers: workers that all
-    did it together would each fail and re-queue the same trial (SQLite cannot lock the row
-    between Optuna's check that the trial still runs and its update), running its settings
-    twice."""
+    :func:`mlplab.tuning.tune` calls it once before it starts local workers, rather than K
+    workers each racing to do it; only one of those that race fails (and so re-queues) a trial,
+    as the storage's check that it still runs and its update are one transaction (on SQLite
+    too: :func:`mlplab.tuning.storage._claim_sqlite_rows`)."""
     from optuna.trial import TrialState
 
     host = socket.gethostname()
@@ -183,11 +183,11 @@ def _optimize(study: optuna.Study, objective: Objective, target: int, timeout: f
               callbacks: list[Callable]) -> None:
     """Optuna's loop until ``target`` (no n_trials: Optuna counts failed trials in it;
     _StopAtTarget counts finished ones), entered again when another worker recorded the trial
-    this one was running: two workers of a SQLite study can both take the same re-queued trial
-    (SQLite cannot lock its row between Optuna's check that it waits and its claim), and Optuna
-    then refused the second result ("Cannot tell a COMPLETE trial"), which ended the worker
-    with a traceback and the command with an error. The first result stands, of the same
-    settings."""
+    this one was running (Optuna refuses the second result, "Cannot tell a COMPLETE trial",
+    which ended the worker with a traceback and the command with an error). Two workers of a
+    SQLite study took the same re-queued trial so, before each claim became a transaction
+    (:func:`mlplab.tuning.storage._claim_sqlite_rows`); kept for a storage that lets two
+    processes claim one trial. The first result stands, of the same settings."""
     import time
 
     from optuna.trial import TrialState

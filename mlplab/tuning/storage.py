@@ -82,8 +82,11 @@ class StorageSpec:
         kwargs: dict[str, Any] = {}
         url = sqlalchemy_url(self.url)
         if url.startswith("sqlite"):
-            # several processes share one SQLite file: wait for the lock instead of failing
-            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+            # several processes share one SQLite file: wait for the lock instead of failing;
+            # no isolation level: the driver then starts no transaction of its own, and
+            # _claim_sqlite_rows starts each one (see there)
+            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120,
+                                                        "isolation_level": None}}
             _make_sqlite_folder(url)
         else:
             kwargs["engine_kwargs"] = {"pool_pre_ping": True}
@@ -96,7 +99,10 @@ class StorageSpec:
         for attempt in range(4):
             try:
                 with quiet_optuna_warnings():
-                    return optuna.storages.RDBStorage(url, **kwargs)
+                    storage = optuna.storages.RDBStorage(url, **kwargs)
+                if url.startswith("sqlite"):
+                    _claim_sqlite_rows(storage.engine)
+                return storage
             except ImportError as exc:
                 # Optuna's message names no module; the ImportError it wraps does (pymysql,
                 # MySQLdb, psycopg2, ...), and mlplab's extra installs PostgreSQL's only
@@ -118,6 +124,25 @@ class StorageSpec:
                         from exc
                 time.sleep(0.2 + 0.3 * attempt)
         raise AssertionError("unreachable")
+
+
+def _claim_sqlite_rows(engine: Any) -> None:
+    """Start every transaction on ``engine`` (a SQLite file's) with ``BEGIN IMMEDIATE``, which
+    takes the file's write lock at once.
+
+    Optuna changes a trial's state by reading the row, checking it and writing it in one
+    transaction (``SELECT ... FOR UPDATE`` elsewhere): a WAITING trial becomes RUNNING for one
+    worker only, a RUNNING one FAIL once. SQLite has no row locks, and Python's driver began the
+    transaction only at the write, after the read: two workers could both read a re-queued trial
+    as WAITING and both run it, or both fail a dead worker's trial and re-queue it twice. Each
+    transaction now holds the lock from its read to its commit; readers of the file are not
+    blocked, other transactions wait their turn (the busy timeout)."""
+    from sqlalchemy import event
+
+    def begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine, "begin", begin)
 
 
 def _make_sqlite_folder(url: str) -> None:
