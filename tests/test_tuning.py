@@ -942,6 +942,42 @@ def test_a_worker_stops_at_its_target_or_after_failures_in_a_row(target, outcome
     assert len(study.trials) == runs
 
 
+def test_a_worker_trains_no_trial_past_the_target_that_another_began_meanwhile(digits, tmp_path,
+                                                                               capfd):
+    """Two workers that each checked the target before either created its next trial both went
+    on, and a worker's first trial was not checked at all: workers racing ran one trial more
+    than --trials. Here another worker's trial begins between this worker's check and its own
+    trial: this one trains nothing, and its trial is left out of the tables and counts."""
+    from optuna.trial import create_trial
+
+    from mlplab.tuning import run_search, trials_table
+    from mlplab.tuning.study import SURPLUS_ATTR
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}",
+                                direction="maximize")
+    study.add_trial(create_trial(value=0.5))  # one of the target of 2 finished
+    ask = study.ask
+
+    def another_worker_begins_first(*args, **kwargs):
+        theirs = study._storage.create_new_trial(study._study_id)  # RUNNING, elsewhere
+        study._storage.set_trial_user_attr(theirs, "worker", "elsewhere:1")
+        study.ask = ask
+        return ask(*args, **kwargs)
+
+    study.ask = another_worker_begins_first
+    space = SearchSpace.from_dict(TINY)
+    run_search(study, digits, space, target=2)
+    states = [(t.state, t.user_attrs.get(SURPLUS_ATTR), t.params)
+              for t in study.get_trials(deepcopy=False)]
+    assert states == [(TrialState.COMPLETE, None, {}), (TrialState.RUNNING, None, {}),
+                      (TrialState.FAIL, True, {})]  # ours: given up before any settings
+    assert [row[:2] for row in trials_table(study)[1]] == [[0, "COMPLETE"], [1, "RUNNING"]]
+    assert "Trial 2" not in capfd.readouterr().err  # (Optuna's "Trial 2 failed" warning)
+    # and a worker that begins with the target met by running trials starts none
+    study.ask = lambda *a, **k: pytest.fail("a trial was begun past the target")
+    run_search(study, digits, space, target=2)
+
+
 def test_ctrl_c_fails_only_this_workers_running_trial():
     """Ctrl-C while Optuna records a trial fails the trial this worker left running; the trials
     other workers are running on the same study carry on."""

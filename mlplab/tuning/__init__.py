@@ -99,7 +99,13 @@ from mlplab.tuning.storage import (
     sqlalchemy_url,
     storage_spec,
 )
-from mlplab.tuning.study import STUDY_ATTRS, best_so_far, finished_count, open_study
+from mlplab.tuning.study import (
+    STUDY_ATTRS,
+    best_so_far,
+    finished_count,
+    open_study,
+    recorded_trials,
+)
 from mlplab.tuning.workers import WorkerSpec, registrations, run_workers, worker_main
 
 if TYPE_CHECKING:
@@ -480,7 +486,7 @@ def _tally(study: optuna.Study, study_name: str, storage: str, out_dir: Path) ->
     """The study's trials counted by state, and its best trial so far."""
     from optuna.trial import TrialState
 
-    counts = {s: len(study.get_trials(deepcopy=False, states=(s,)))
+    counts = {s: len(recorded_trials(study, states=(s,)))
               for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     number, value = best_so_far(study)
     return TuneResult(study_name, storage, out_dir, counts[TrialState.COMPLETE],
@@ -494,7 +500,7 @@ def _refuse_if_all_failed(study: optuna.Study, result: TuneResult) -> None:
     from optuna.trial import TrialState
 
     if result.best_trial is None and result.n_failed and not result.n_pruned:
-        first = next(t for t in study.trials if t.state == TrialState.FAIL)
+        first = next(t for t in recorded_trials(study) if t.state == TrialState.FAIL)
         # the reason is a whole sentence: its full stop would come before the "; ..."
         reason = first.user_attrs.get("error", "see the warnings above").rstrip(".")
         raise ValueError(f"all {result.n_failed} trials failed, the first with "

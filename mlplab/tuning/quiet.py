@@ -52,20 +52,29 @@ def quiet_optuna_warnings() -> Iterator[None]:
 
 class _NoInterruptTraceback(logging.Filter):
     """Optuna logs a trial stopped by Ctrl-C with the whole traceback of the KeyboardInterrupt;
-    keep its one-line warning (the trial is marked failed) and drop the traceback."""
+    keep its one-line warning (the trial is marked failed) and drop the traceback. A trial ended
+    by one of the ``silent`` exceptions is not logged at all."""
+
+    def __init__(self, silent: tuple[type[BaseException], ...] = ()) -> None:
+        super().__init__()
+        self.silent = silent
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.silent):
+            return False
         if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
             record.exc_info = None
         return True
 
 
 @contextlib.contextmanager
-def quiet_interrupts() -> Iterator[None]:
+def quiet_interrupts(silent: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Within the block, Optuna logs a trial stopped by Ctrl-C without its traceback, and one
+    that raised one of the ``silent`` exceptions (an ending of mlplab's own) not at all."""
     import optuna  # noqa: F401  (sets up the "optuna" logger and its handler)
 
     handlers = logging.getLogger("optuna").handlers
-    keep = _NoInterruptTraceback()
+    keep = _NoInterruptTraceback(silent)
     for h in handlers:
         h.addFilter(keep)
     try:

@@ -16,15 +16,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab.tuning.quiet import quiet_optuna_warnings
-from mlplab.tuning.study import best_so_far
+from mlplab.tuning.study import best_so_far, recorded_trials
 
 if TYPE_CHECKING:
     import optuna
 
 
 def trials_table(study: optuna.Study) -> tuple[list[str], list[list[Any]]]:
-    """``(header, rows)``: one row per trial, every parameter as a column."""
-    trials = study.get_trials(deepcopy=False)
+    """``(header, rows)``: one row per trial (but those given up as surplus, which ran
+    nothing), every parameter as a column."""
+    trials = recorded_trials(study)
     names: list[str] = []
     for t in trials:
         for n in t.params:

@@ -21,7 +21,7 @@ from mlplab.tuning.processes import process_alive
 from mlplab.tuning.quiet import optuna_warnings_only, quiet_interrupts, quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.storage import release_interrupted
-from mlplab.tuning.study import best_so_far, finished_count
+from mlplab.tuning.study import SURPLUS_ATTR, best_so_far, finished_count
 
 if TYPE_CHECKING:
     import optuna
@@ -66,6 +66,42 @@ def make_pruner(kind: str | None, space: SearchSpace,
     raise ValueError(f"unknown pruner {kind!r}; choose one of {', '.join(PRUNERS)}.")
 
 
+def _busy(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials that count towards the target: finished (complete, pruned) and running."""
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                    TrialState.RUNNING))
+
+
+class _TargetReached(Exception):
+    """A trial that began with the study's target already met by the trials begun before it."""
+
+
+class _WithinTarget:
+    """``objective`` for the trials within the target; a trial that begins with ``target``
+    finished or running trials numbered before it is given up at once (before its settings are
+    drawn, so nothing trains) and ends the worker's loop.
+
+    _StopAtTarget checks after a trial and Optuna creates the next one after that: two workers
+    that each checked before either created its trial both went on, and a worker's first trial
+    was not checked at all, so workers that started together ran one trial more than the
+    target. The storage numbers trials one at a time (a transaction; a journal's order), so the
+    trials numbered before this one are known and the same to every worker: of trials that race,
+    only those within the target train."""
+
+    def __init__(self, objective: Objective, target: int) -> None:
+        self.objective = objective
+        self.target = target
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        before = sum(t.number < trial.number for t in _busy(trial.study))
+        if before >= self.target:
+            trial.set_user_attr(SURPLUS_ATTR, True)  # (left out of the tables and counts)
+            raise _TargetReached
+        return self.objective(trial)
+
+
 class _StopAtTarget:
     """Stop this worker once the study's finished plus running trials reach the target, so that
     several workers together run the target (a stale running trial is failed first). Failed
@@ -83,9 +119,7 @@ class _StopAtTarget:
         self.fails_in_a_row = self.fails_in_a_row + 1 if trial.state == TrialState.FAIL else 0
         with quiet_optuna_warnings():
             optuna.storages.fail_stale_trials(study)
-        busy = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                        TrialState.RUNNING))
-        if len(busy) >= self.target or self.fails_in_a_row >= max(3, self.target):
+        if len(_busy(study)) >= self.target or self.fails_in_a_row >= max(3, self.target):
             study.stop()
 
 
@@ -149,15 +183,20 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
                worker: str | None = None) -> None:
     """Run trials in this process until the study holds ``target`` finished trials (or
     ``timeout`` seconds pass). ``study`` carries the sampler and pruner."""
-    remaining = target - finished_count(study)
-    if remaining <= 0 or grid_exhausted(study):
+    import optuna
+
+    if finished_count(study) >= target or grid_exhausted(study):
         return
     fail_dead_local_trials(study)
+    with quiet_optuna_warnings():
+        optuna.storages.fail_stale_trials(study)
+    if len(_busy(study)) >= target:  # other workers' running trials make up the rest
+        return
     objective = Objective(data, space, seed, worker)
     callbacks: list[Callable] = [_StopAtTarget(target)]
     if bar is not None:
         callbacks.append(_ProgressCallback(bar))
-    with optuna_warnings_only(), quiet_optuna_warnings(), quiet_interrupts():
+    with optuna_warnings_only(), quiet_optuna_warnings(), quiet_interrupts((_TargetReached,)):
         try:
             _optimize(study, objective, target, timeout, callbacks)
         except Exception as exc:
@@ -190,7 +229,6 @@ def _optimize(study: optuna.Study, objective: Objective, target: int, timeout: f
     processes claim one trial. The first result stands, of the same settings."""
     import time
 
-    from optuna.trial import TrialState
 
     end = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -198,16 +236,16 @@ def _optimize(study: optuna.Study, objective: Objective, target: int, timeout: f
         if left is not None and left <= 0:
             return
         try:
-            study.optimize(objective, n_trials=None, timeout=left, callbacks=callbacks,
-                           gc_after_trial=False, catch=(MemoryError,))
+            study.optimize(_WithinTarget(objective, target), n_trials=None, timeout=left,
+                           callbacks=callbacks, gc_after_trial=False, catch=(MemoryError,))
+            return
+        except _TargetReached:
             return
         except ValueError as exc:
             if not str(exc).startswith("Cannot tell a "):
                 raise
         # as _StopAtTarget would have, had Optuna called it for that trial
-        busy = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                        TrialState.RUNNING))
-        if len(busy) >= target:
+        if len(_busy(study)) >= target:
             return
 
 

@@ -124,6 +124,19 @@ def _knob_text(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+#: user attribute of a trial that its worker gave up as it began, the study's target being met
+#: by the trials begun before it (:mod:`mlplab.tuning.search`): it trained nothing, is recorded
+#: FAIL without settings, and the tables and counts leave it out
+SURPLUS_ATTR = "mlplab:surplus"
+
+
+def recorded_trials(study: optuna.Study, states: tuple[Any, ...] | None = None
+                    ) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials (those in ``states``, or all) but the ones given up as surplus."""
+    return [t for t in study.get_trials(deepcopy=False, states=states)
+            if not t.user_attrs.get(SURPLUS_ATTR)]
+
+
 def finished_count(study: optuna.Study) -> int:
     from optuna.trial import TrialState
 
