@@ -1349,6 +1349,33 @@ def test_cli_tune_threads_limit_blas_in_the_trials(monkeypatch, tmp_path):
     assert blas() == before
 
 
+@pytest.mark.parametrize("threads, wanted", [(3, 3), (None, 1)])
+def test_workers_threads_beat_a_lower_environment_limit(digits, tmp_path, monkeypatch, threads,
+                                                       wanted):
+    """A worker of `--workers K` never raised BLAS's thread count, so under OMP_NUM_THREADS=1
+    an explicit `--threads 3` did nothing. It wins now, as it does for one process; the default
+    share of the cores still stays within the environment's limit."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import mlplab.tuning as tmod
+    from mlplab.tuning import workers
+
+    specs, seen = [], []
+    monkeypatch.setattr(tmod, "run_workers", lambda s, study, bar=None: specs.extend(s))
+    monkeypatch.setattr(tmod, "available_cpus", lambda: 8)  # a default share of 4 each
+    monkeypatch.setattr(workers, "run_search", lambda *a, **k: seen.append(
+        {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}))
+    tune(digits, trials=1, search_space=TINY, workers=2, progress=False, search_only=True,
+         out=tmp_path, threads=threads)
+    level = optuna.logging.get_verbosity()
+    try:
+        with threadpool_limits(1, user_api="blas"):  # where OMP_NUM_THREADS=1 leaves OpenBLAS
+            workers.worker_main(specs[0])
+    finally:
+        optuna.logging.set_verbosity(level)  # worker_main sets its (own process's) level
+    assert seen == [{wanted}]
+
+
 def test_make_preprocessing_is_fitted_on_train_only(digits):
     # the tuning data's features come from a pipeline fitted on the training split alone
     pipe = make_preprocessing("standardize")

@@ -476,9 +476,11 @@ def _worker_specs(workers: int, source: DataSource, spec: StorageSpec, study_nam
     """What each of ``workers`` local processes needs to search the study: ``threads`` BLAS
     threads each, by default the cores this process may use shared among them (on a runner
     pinned to 2 of 16 cores, 2 // workers)."""
+    given = threads is not None
     threads = threads or max(1, available_cpus() // workers)
     return [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune, trials,
-                       timeout, seed, sampler_seed, i, threads, on_command_line(), registered)
+                       timeout, seed, sampler_seed, i, threads, on_command_line(), registered,
+                       threads_given=given)
             for i in range(workers)]
 
 

@@ -55,6 +55,9 @@ class WorkerSpec:
     #: the activations and optimisers registered in the parent beyond mlplab's own
     #: (:func:`registrations`): a spawned interpreter knows only the built-ins
     registered: dict[str, Any] | None = None
+    #: ``blas_threads`` is the user's ``threads``, not the default share of the cores: it may
+    #: raise the environment's limit (OMP_NUM_THREADS), as it does in a single process
+    threads_given: bool = False
 
 
 def registrations(space: SearchSpace) -> dict[str, Any]:
@@ -130,9 +133,9 @@ def worker_main(spec: WorkerSpec) -> None:
         from threadpoolctl import threadpool_info, threadpool_limits
 
         # share the cores between the workers, but never raise a limit the user set
-        # (OMP_NUM_THREADS=...)
+        # (OMP_NUM_THREADS=...) unless the user asked for more threads (--threads)
         current = max((i.get("num_threads", 1) for i in threadpool_info()), default=1)
-        if spec.blas_threads < current:
+        if spec.threads_given or spec.blas_threads < current:
             limiter = threadpool_limits(spec.blas_threads)
     register_again(spec.registered)
     with wording, limiter:
