@@ -246,6 +246,11 @@ def test_storage_spec_parsing(tmp_path):
     assert storage_spec(None, tmp_path, heartbeat=10, grace=11).grace == 11
     assert storage_spec("runs/Shared.LOG", tmp_path).url.startswith("journal:/")
     assert storage_spec("Study.DB", tmp_path).url.startswith("sqlite:////")
+    # a grace period without heartbeats was ignored without a word: no crash detection at all
+    for off in (0, None):
+        with pytest.raises(ValueError, match=r"^grace needs heartbeats, which heartbeat=None "
+                                             r"turns off; give heartbeat=S with S below"):
+            storage_spec(None, tmp_path, heartbeat=off, grace=60)
 
 
 def test_a_storage_whose_driver_is_missing_names_the_driver(tmp_path, monkeypatch):
@@ -1219,6 +1224,9 @@ def test_cli_ctrl_c_says_how_to_continue(tmp_path, capsys, monkeypatch):
     (["--storage", "nowhere"], "unrecognised storage"),
     # the flag typed, not tune()'s train_size
     (["--train-size", "100000"], "error: --train-size must be between 1 and 1437 (the training"),
+    (["--heartbeat", "0", "--grace", "60"], "error: --grace needs heartbeats, which --heartbeat "
+                                            "0 turns off; give --heartbeat S with S below the "
+                                            "grace period, or leave out --grace.\n"),
     # an --out that cannot be a folder: mlplab's words, not mkdir's "[Errno 17] File exists"
     (["--out", "afile"], "--out afile is a file, not a folder; choose another --out."),
     (["--out", "afile/sub"], "--out afile/sub: afile is a file, not a folder; choose another"),

@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "%(default)s)")
     s.add_argument("--grace", type=positive_int, default=None, metavar="S",
                    help="seconds without a heartbeat before a trial counts as dead "
-                        "(default: twice --heartbeat)")
+                        "(default: twice --heartbeat; refused with --heartbeat 0)")
     s.add_argument("--search-only", action="store_true",
                    help="only run trials (a worker among many): no table, plots or retraining")
 

@@ -253,6 +253,13 @@ def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | 
     """
     if heartbeat is not None and heartbeat <= 0:
         heartbeat = None
+    if heartbeat is None and grace is not None:
+        # the grace period is how long a heartbeat may be missed: without heartbeats nothing
+        # would use it, and a user counting on crash detection would silently get none
+        raise ValueError(f"{setting('--grace', 'grace')} needs heartbeats, which "
+                         f"{setting('--heartbeat 0', 'heartbeat=None')} turns off; give "
+                         f"{setting('--heartbeat S', 'heartbeat=S')} with S below the grace "
+                         f"period, or leave out {setting('--grace', 'grace')}.")
     if heartbeat is not None and grace is not None and grace <= heartbeat:
         raise ValueError(f"the grace period ({grace} s) must be longer than the heartbeat "
                          f"interval ({heartbeat} s), or every running trial looks dead.")
