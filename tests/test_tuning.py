@@ -1227,6 +1227,9 @@ def test_cli_ctrl_c_says_how_to_continue(tmp_path, capsys, monkeypatch):
     (["--heartbeat", "0", "--grace", "60"], "error: --grace needs heartbeats, which --heartbeat "
                                             "0 turns off; give --heartbeat S with S below the "
                                             "grace period, or leave out --grace.\n"),
+    # fewer images than classes: some classes would never be trained on, yet are scored
+    (["--train-size", "5"], "error: --train-size 5 leaves 5 of the 10 classes without a "
+                            "training image; give at least 10, the number of classes.\n"),
     # an --out that cannot be a folder: mlplab's words, not mkdir's "[Errno 17] File exists"
     (["--out", "afile"], "--out afile is a file, not a folder; choose another --out."),
     (["--out", "afile/sub"], "--out afile/sub: afile is a file, not a folder; choose another"),
@@ -1266,6 +1269,27 @@ def test_train_size_out_of_range_names_the_argument_in_python():
 
     with pytest.raises(ValueError, match=r"^train_size must be between 1 and 1437 \(the "):
         subset_train(load_dataset("digits"), 100000)
+
+
+def test_a_train_size_subset_keeps_every_class():
+    """A subset smaller than the number of classes was accepted: the trials never saw some
+    classes, which the validation split still scores. A rare class that a small subset would
+    leave out is refused too; a subset with every class is taken."""
+    import dataclasses
+
+    from mlplab.tuning.data import subset_train
+
+    digits = load_dataset("digits")
+    with pytest.raises(ValueError, match=r"^train_size 9 leaves 1 of the 10 classes without a "
+                                         r"training image; give at least 10, the number of "):
+        subset_train(digits, 9)
+    assert set(subset_train(digits, 10).y_train) == set(range(10))
+    rare = np.flatnonzero(digits.y_train != 9)[:300].tolist() + \
+        np.flatnonzero(digits.y_train == 9)[:1].tolist()  # one image of class 9 in 301
+    few = dataclasses.replace(digits, X_train=digits.X_train[rare], y_train=digits.y_train[rare])
+    with pytest.raises(ValueError, match=r"^train_size 20 leaves 1 of the 10 classes without a "
+                                         r"training image; give a larger one\.$"):
+        subset_train(few, 20)
 
 
 def test_cli_usage_errors(capsys):

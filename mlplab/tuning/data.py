@@ -157,6 +157,16 @@ def subset_train(dataset: Dataset, train_size: int | None, seed: int | None = 0)
     if int(train_size) == n:
         return dataset
     _, keep = stratified_split(dataset.y_train, int(train_size), seed)
+    # a class without a training image cannot be learnt, yet is scored on the validation split:
+    # every trial would tune a network that has never seen it
+    present = np.unique(dataset.y_train)
+    missing = len(present) - len(np.unique(dataset.y_train[keep]))
+    if missing:
+        enough = f"at least {len(present)}, the number of classes" \
+            if int(train_size) < len(present) else "a larger one"
+        raise ValueError(f"{setting('--train-size', 'train_size')} {train_size} leaves {missing} "
+                         f"of the {len(present)} classes without a training image; give "
+                         f"{enough}.")
     return dataclasses.replace(dataset, X_train=dataset.X_train[keep],
                                y_train=dataset.y_train[keep],
                                notes=[*dataset.notes, f"training subset of {train_size} images"])
