@@ -583,6 +583,36 @@ def test_ctrl_c_keeps_the_finished_trials_tables_without_a_traceback(digits, tmp
     assert states == ["COMPLETE", "COMPLETE", "FAIL"]
 
 
+def test_summary_after_a_ctrl_c_is_this_runs_not_the_previous_ones(digits, tmp_path,
+                                                                    monkeypatch):
+    """summary.json was written only when a search ended normally: after a Ctrl-C it kept the
+    previous run's counts and best trial, beside tables of the newer trials. It is rewritten on
+    the interrupted path (in the search and in the retraining), marked interrupted."""
+    import mlplab.tuning as tmod
+    from mlplab.io import read_json
+
+    kw = dict(search_space=TINY, out=tmp_path, progress=False)
+    tune(digits, trials=2, **kw)
+    first = read_json(tmp_path / "summary.json")
+    assert (first["n_complete"], first["interrupted"]) == (2, False)
+    real = _interrupt_trial(monkeypatch, 3)  # trial 2 completes, trial 3 is stopped
+    with pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=5, **kw)
+    summary = read_json(tmp_path / "summary.json")
+    assert (summary["n_complete"], summary["n_failed"], summary["interrupted"],
+            summary["run_dir"]) == (3, 1, True, None)
+    monkeypatch.setattr(tmod.Objective, "__call__", real)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tmod, "_best_run", ctrl_c)  # a Ctrl-C while the best trial retrains
+    with pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=6, **kw)
+    summary = read_json(tmp_path / "summary.json")
+    assert (summary["n_complete"], summary["interrupted"], summary["run_dir"]) == (6, True, None)
+
+
 def test_ctrl_c_while_optuna_records_a_trial_is_still_a_ctrl_c(digits, tmp_path, monkeypatch):
     """A Ctrl-C that lands while Optuna records a finished trial comes out of its loop as an
     UnboundLocalError; tune() must still see a KeyboardInterrupt (the CLI's exit 130), write the
@@ -629,6 +659,8 @@ def test_knobs_that_cannot_work_together_fail_the_trial_not_the_search(digits, t
         tune(digits, trials=2, search_space={**space, "batch_size": 1, "hidden_size": [8, 16]},
              out=tmp_path / "bad", progress=False)
     assert (tmp_path / "bad" / "results.csv").exists()
+    summary = json.loads((tmp_path / "bad" / "summary.json").read_text())  # refused: still true
+    assert (summary["n_failed"], summary["best_trial"], summary["interrupted"]) == (3, None, False)
     # AdamW's weight decay with another optimiser: the same kind of failure
     wd = {"optimizer": ["sgd", "adam"], "weight_decay": {"type": "float", "low": 1e-3,
                                                          "high": 1e-2},

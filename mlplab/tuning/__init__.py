@@ -173,6 +173,9 @@ class TuneResult:
     wall_seconds: float = 0.0
     files: dict[str, Path] = field(default_factory=dict)
     skipped_plots: dict[str, str] = field(default_factory=dict)
+    #: a Ctrl-C (or SIGTERM) stopped the search or the retraining: the counts are those of the
+    #: trials finished by then, and there is no best run (``summary.json`` only: tune raises)
+    interrupted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else
@@ -315,20 +318,24 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     run_workers(specs, study, bar)
             except KeyboardInterrupt as exc:
                 release_interrupted(exc)  # before the study is read again
-                if not search_only and best_so_far(study)[0] is not None:
-                    # the finished trials' tables and plots now; a resumed search rewrites them
-                    write_results(study, out_dir)
+                if not search_only:
+                    result = _tally(study, study_name, spec.display, out_dir)
+                    if result.best_trial is not None:
+                        # the finished trials' tables and plots now; a resumed search rewrites
+                        # them
+                        result.files, result.skipped_plots = write_results(study, out_dir)
+                    result.interrupted = True
+                    _write_summary(result, start)
                 raise
 
         result = _tally(study, study_name, spec.display, out_dir)
         if not search_only:
             result.files, result.skipped_plots = write_results(study, out_dir)
-            _refuse_if_all_failed(study, result)
-            if result.best_trial is not None:
-                _best_run(study, result, data, source, seed, eval_test)
+            with _summary_written(result, start):
+                _refuse_if_all_failed(study, result)
+                if result.best_trial is not None:
+                    _best_run(study, result, data, source, seed, eval_test)
         result.wall_seconds = round(time.perf_counter() - start, 2)
-        if not search_only:
-            _write_summary(result)
         return result
     finally:
         if limiter is not None:
@@ -526,8 +533,24 @@ def _best_run(study: optuna.Study, result: TuneResult, data: TuningData | None,
         result.test_accuracy = metrics["test_accuracy"]
 
 
-def _write_summary(result: TuneResult) -> None:
+@contextlib.contextmanager
+def _summary_written(result: TuneResult, start: float) -> Iterator[None]:
+    """Write ``summary.json`` (atomically) once the block ends, however it ends: one that a
+    Ctrl-C ended is marked ``interrupted``. Written only on success, it kept a previous run's
+    counts and best trial after an interrupted or refused one."""
+    try:
+        yield
+    except BaseException as exc:
+        result.interrupted = isinstance(exc, KeyboardInterrupt)
+        with contextlib.suppress(OSError):  # (a full disk): the error that ended it is the news
+            _write_summary(result, start)
+        raise
+    _write_summary(result, start)
+
+
+def _write_summary(result: TuneResult, start: float) -> None:
     from mlplab.io import write_json
 
+    result.wall_seconds = round(time.perf_counter() - start, 2)
     result.files["summary"] = result.out / "summary.json"
     write_json(result.out / "summary.json", result.to_dict())
