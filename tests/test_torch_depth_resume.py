@@ -274,3 +274,44 @@ def test_other_data_is_refused(stopped):
 def _edit_config(out, **values):
     path = out / "depth-config.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
+
+
+def _environment_warnings(caught):
+    return [w for w in caught if "another environment" in str(w.message)]
+
+
+def test_a_study_resumed_in_another_environment_says_so(stopped):
+    """depth-config.json records what trains the study (PyTorch, device, threads, CPU, mlplab):
+    resumed with another thread count, the study goes on with a warning naming it (its last
+    bits may differ from an uninterrupted study's), and depth.json keeps the earlier
+    environment. A study recorded before studies recorded it resumes without a word."""
+    config_path = stopped / "depth-config.json"
+    env = json.loads(config_path.read_text())["environment"]
+    assert (env["torch"], env["device"], env["threads"]) == (torch.__version__, "cpu", 1)
+    with pytest.warns(UserWarning) as caught:
+        tm.resume_depth_run(stopped, threads=2)
+    [warning] = _environment_warnings(caught)
+    assert str(warning.message) == (
+        f"{config_path} was written with another environment (threads 1 -> 2): the study "
+        "continues correctly, but its results may differ from an uninterrupted study's in the "
+        "last bits, which needs the same mlplab, PyTorch, device, thread count and CPU.")
+    assert warning.filename == __file__
+    summary = json.loads((stopped / "depth.json").read_text())
+    assert summary["environment"]["threads"] == 2
+    assert [e["threads"] for e in summary["earlier_environments"]] == [1]
+    # the next resume compares with the environment that trained the study last
+    config = json.loads(config_path.read_text())
+    assert (config["environment"]["threads"], len(config["earlier_environments"])) == (2, 1)
+
+
+def test_a_study_without_an_environment_record_resumes_without_a_word(stopped):
+    import warnings
+
+    path = stopped / "depth-config.json"  # as written before studies recorded it
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items()
+                                if k != "environment"}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tm.resume_depth_run(stopped, threads=2)
+    assert _environment_warnings(caught) == []
+    assert "earlier_environments" not in json.loads((stopped / "depth.json").read_text())

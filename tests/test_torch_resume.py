@@ -562,3 +562,69 @@ def test_a_run_resumed_without_figures_keeps_none_of_its_stop(tmp_path, monkeypa
     assert stopped.interrupted and {"loss.png", "accuracy.png"} <= {p.name for p in out.iterdir()}
     assert tm.resume_run(out, plots=False).metrics["status"] == "completed"
     assert not any((out / name).exists() for name in FIGURES)
+
+
+def _environment_warnings(caught):
+    return [w for w in caught if "another environment" in str(w.message)]
+
+
+def test_a_run_resumed_in_another_environment_says_so_once(tmp_path, monkeypatch, capsys):
+    """The checkpoint records what trained it (PyTorch, device, threads, CPU, mlplab): resumed
+    with another thread count and PyTorch, the run goes on with one warning naming both (its
+    last bits may differ from an uninterrupted run's), and its files keep the earlier
+    environment. Stopped again and resumed in the same environment, it says nothing more."""
+    import warnings
+
+    run = _stopped_run(tmp_path / "run", monkeypatch, epochs=5)  # threads 1, 2 epochs done
+    ckpt = run / "checkpoint.pt"
+    _, extra = tm.load_torch_checkpoint(ckpt)
+    env = extra["environment"]
+    assert (env["torch"], env["device"], env["threads"]) == (torch.__version__, "cpu", 1)
+    assert env["environment"]["cpu"] and "earlier_environments" not in extra
+    _damage_checkpoint(run, lambda p: p["extra"]["environment"].update(torch="2.0.0"))
+    _crash_after(monkeypatch, 3)  # stopped again, in the new environment, after epoch 3
+    with pytest.warns(UserWarning) as caught, pytest.raises(RuntimeError, match="stopped here"):
+        tm.resume_run(run, threads=2)
+    monkeypatch.undo()
+    [warning] = _environment_warnings(caught)
+    assert str(warning.message) == (
+        f"{ckpt} was written with another environment (torch 2.0.0 -> {torch.__version__}; "
+        "threads 1 -> 2): the run continues correctly, but its results may differ from an "
+        "uninterrupted run's in the last bits, which needs the same mlplab, PyTorch, device, "
+        "thread count and CPU.")
+    assert warning.filename == __file__  # the caller's line, not mlplab's
+    _, extra = tm.load_torch_checkpoint(ckpt)
+    assert extra["environment"]["threads"] == 2
+    assert [(e["torch"], e["threads"]) for e in extra["earlier_environments"]] == \
+        [("2.0.0", 1)]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = tm.resume_run(run, threads=2)  # where it was last trained: not a word
+    assert _environment_warnings(caught) == [] and result.metrics["status"] == "completed"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["threads"] == 2
+    assert [(e["torch"], e["threads"]) for e in metrics["earlier_environments"]] == \
+        [("2.0.0", 1)]
+
+
+def test_a_checkpoint_without_an_environment_resumes_without_a_word(tmp_path, monkeypatch,
+                                                                     capsys):
+    """A checkpoint written before PyTorch runs recorded their environment resumes as before,
+    in any environment; one that records another says so, from the command line too."""
+    import warnings
+
+    old = _stopped_run(tmp_path / "old", monkeypatch)
+    _damage_checkpoint(old, lambda p: p["extra"].pop("environment"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["torch", "train", "--resume", str(old), "--threads", "2",
+                     "--no-progress"]) == 0
+    assert _environment_warnings(caught) == []
+    assert "earlier_environments" not in json.loads((old / "metrics.json").read_text())
+
+    run = _stopped_run(tmp_path / "run", monkeypatch)
+    with pytest.warns(UserWarning, match=r"checkpoint.pt was written with another environment "
+                                         r"\(threads 1 -> 2\): the run continues"):
+        assert main(["torch", "train", "--resume", str(run), "--threads", "2",
+                     "--no-progress"]) == 0

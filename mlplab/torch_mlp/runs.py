@@ -23,6 +23,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -335,9 +336,49 @@ def _split_seed(ds: Dataset, data_seed: int | None) -> int | None:
 
 def _environment(threads: int, device: torch.device) -> dict[str, Any]:
     # the flat keys: PyTorch's side; "environment": mlplab's, as mlplab train records it
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "device": str(device), "threads": threads, "cpus": os.cpu_count(),
+    gpu = {"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}
+    # str(): torch.__version__ is a TorchVersion, which a checkpoint's weights_only load refuses
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "device": str(device), **gpu, "threads": threads, "cpus": os.cpu_count(),
             "machine": platform.machine(), "environment": environment.record()}
+
+
+#: the fields of an :func:`_environment` record on which a PyTorch result's last bits depend:
+#: mlplab, PyTorch, the device (and which GPU), PyTorch's CPU threads and the CPU
+TORCH_NUMERIC_FIELDS = ("mlplab", "torch", "device", "gpu", "threads", "cpu")
+
+
+def _numeric(record: dict[str, Any]) -> dict[str, Any]:
+    """An :func:`_environment` record flattened for :func:`environment.numeric_differences`:
+    mlplab's own record (version, CPU) with PyTorch's keys over it."""
+    inner = record.get("environment")
+    return {**(inner if isinstance(inner, dict) else {}),
+            **{k: v for k, v in record.items() if k != "environment"}}
+
+
+def _earlier_environments(recorded: Any, earlier: Any, now: dict[str, Any], source: Path,
+                          noun: str) -> list[dict[str, Any]]:
+    """The environments that trained the ``noun`` (run or study) before this process and
+    differ from ``now`` in what its numbers depend on, oldest first: ``earlier`` (those its
+    ``source`` kept) and ``recorded`` (the last one, from ``source``) if it differs, with a
+    warning that the result may differ in its last bits from an uninterrupted one (resuming
+    repeats the arithmetic exactly only where it rounds alike). A ``source`` written before
+    mlplab recorded PyTorch's environment is not compared."""
+    kept = [e for e in earlier if isinstance(e, dict)] if isinstance(earlier, list) else []
+    if not isinstance(recorded, dict):
+        return kept
+    then, here = _numeric(recorded), _numeric(now)
+    # which GPU only between two GPUs: the device's change says the rest
+    changed = environment.numeric_differences(
+        then, here, [f for f in TORCH_NUMERIC_FIELDS if f != "gpu" or "gpu" in here])
+    if changed:
+        # stacklevel 4: this, resume_run (or resume_depth_run), threads_kept, their caller
+        warnings.warn(f"{source} was written with another environment ({'; '.join(changed)}): "
+                      f"the {noun} continues correctly, but its results may differ from an "
+                      f"uninterrupted {noun}'s in the last bits, which needs the same mlplab, "
+                      "PyTorch, device, thread count and CPU.", stacklevel=4)
+        kept.append(recorded)
+    return kept
 
 
 # ------------------------------------------------------------------------------- train_run
@@ -439,12 +480,17 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
 def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLayerPerceptron,
                    ds: Dataset, pre: Pipeline, X: np.ndarray, X_val: np.ndarray | None,
                    cfg: TorchTrainConfig, threads_used: int, dev: torch.device, plots: bool,
-                   state: dict[str, Any] | None = None, seconds_before: float = 0.0
-                   ) -> TorchRunResult:
+                   state: dict[str, Any] | None = None, seconds_before: float = 0.0,
+                   earlier: Sequence[dict[str, Any]] = ()) -> TorchRunResult:
     """Train (from ``state``, a checkpoint's training state, if given), checkpointing into
-    ``out_dir`` after every epoch, then measure the network and write the run's files."""
+    ``out_dir`` after every epoch, then measure the network and write the run's files;
+    ``earlier``: the other environments that trained it before (:func:`_earlier_environments`),
+    kept in the checkpoint and ``metrics.json``."""
     start = time.perf_counter()
-    extra = {"splits": split_record(ds), **image_decoding(ds)}
+    # the environment: what a resume compares its own with
+    mixed = {"earlier_environments": list(earlier)} if earlier else {}
+    extra = {"splits": split_record(ds), **image_decoding(ds),
+             "environment": _environment(threads_used, dev), **mixed}
 
     def save(training_state: dict[str, Any]) -> None:
         assert out_dir is not None  # only handed to fit with a folder
@@ -463,6 +509,7 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
     seconds = seconds_before + time.perf_counter() - start
     metrics = _metrics(model, history, ds, pre, X, X_val, bool(config["eval_test"]), seconds,
                        config["seed"], config["init"], threads_used, dev)
+    metrics.update(mixed)
     model.cpu()
     result = TorchRunResult(config, model, pre, history, metrics, list(ds.classes), out_dir,
                             seconds)
@@ -492,7 +539,9 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
     without one with ``device="cpu"``, no longer bit for bit as on the GPU). A run that stopped
     before its first epoch ended (no checkpoint) starts again from the beginning, with the same
     seed. A completed run and a folder another process is training are refused; a run whose loss
-    diverged (its checkpoint dropped) diverges again, and says so.
+    diverged (its checkpoint dropped) diverges again, and says so. Resumed in another
+    environment than its checkpoint records (threads, device, PyTorch, CPU, mlplab), the run
+    goes on with a warning saying what changed, and ``metrics.json`` lists the earlier ones.
     """
     run_dir = Path(run)
     _resumable(run_dir)  # before a lock file is made in a folder that is not a run's
@@ -540,6 +589,11 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
                 check_training_state(state, model, len(ds.y_train), cfg)
             except TrainingStateError as exc:
                 raise _state_refused(ckpt, exc, run_dir) from None
+        # only a checkpoint's epochs were trained elsewhere (without one the run starts again)
+        earlier = _earlier_environments(extra.get("environment"),
+                                        extra.get("earlier_environments"),
+                                        _environment(threads_used, dev), ckpt, "run") \
+            if state is not None else []
         if announce:
             done = f"from epoch {state['epoch']} of {cfg.epochs}" if state is not None else \
                 "from the start (it has no checkpoint)"  # stopped in epoch 1, or diverged
@@ -547,7 +601,7 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
                   f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
         try:
             return _fit_and_write(run_dir, config, model, ds, pre, X, X_val, cfg, threads_used,
-                                  dev, plots, state, float(extra.get("seconds", 0.0)))
+                                  dev, plots, state, float(extra.get("seconds", 0.0)), earlier)
         except TrainingDivergedError as exc:
             # resuming repeats the same arithmetic: it would diverge again each time
             raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run "
@@ -874,7 +928,8 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     ``depth-config.json`` (the settings and the data's record) as the study starts, each network
     as it finishes (``networks/INIT-DEPTH.pt``, a :func:`save_torch_model` file with its row and
     history in ``extra``) and the training state of the network in training after every epoch
-    (``depth-checkpoint.pt``, removed once that network is saved).
+    (``depth-checkpoint.pt``, removed once that network is saved). ``depth-config.json`` also
+    records the environment that trains, which a resume compares with its own.
     """
     load = {"data_dir": data_dir, "download": download, "mirror": mirror,
             "val_size": val_size, "test_size": test_size, "image_size": image_size,
@@ -909,7 +964,9 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
               "hidden_size": hidden_size, "init": init, "init_std": init_std,
               "dropout": dropout, "batchnorm": batchnorm, **_training_config(cfg),
               "device": device, "threads": threads,
-              "splits": split_record(ds), **image_decoding(ds)}
+              "splits": split_record(ds), **image_decoding(ds),
+              # where it trains: what a resume compares its own with
+              "environment": _environment(threads_used, dev)}
     with contextlib.ExitStack() as held:
         if out_dir is not None:
             _new_dir(out_dir, DEPTH_FILE)  # before the networks train: a bad out fails now
@@ -942,11 +999,12 @@ def _network_file(out_dir: Path, init: str, depth: int) -> Path:
 def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
                      pre: Pipeline, X: np.ndarray, X_val: np.ndarray, cfg: TorchTrainConfig,
                      threads_used: int, dev: torch.device, announce: bool,
-                     progress: StudyProgress | None = None,
-                     seconds_before: float = 0.0) -> DepthRunResult:
+                     progress: StudyProgress | None = None, seconds_before: float = 0.0,
+                     earlier: Sequence[dict[str, Any]] = ()) -> DepthRunResult:
     """Run the study of ``config`` (from ``progress``, if given), saving into ``out_dir`` each
     network as it finishes and a checkpoint of the one in training after every epoch, then
-    write the table, the figure and, last, ``depth.json``."""
+    write the table, the figure and, last, ``depth.json`` (with ``earlier``, the other
+    environments that trained the study before, if any)."""
     layers, inits = list(config["layers"]), _inits(config)
     X_test = pre.transform(ds.X_test) if len(ds.y_test) else None
     total = _networks(config)
@@ -1013,6 +1071,7 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
                      if k not in ("progress", "verbose")},
         "data_seed": _split_seed(ds, config["data_seed"]), "seconds": round(seconds, 1),
         "environment": _environment(threads_used, dev),
+        **({"earlier_environments": list(earlier)} if earlier else {}),
         "results": [r.to_dict() for r in results],
     }
     if out_dir is not None:
@@ -1036,9 +1095,11 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
     epoch), and the table, figure and ``depth.json`` are those of a study never stopped (on the
     same device with the same thread count, to the last bit, but for the times).
 
-    ``data``, ``data_dir``, ``threads`` and ``device`` are as in :func:`resume_run`. A finished
-    study, a folder that holds no depth study, damaged files and other data are refused, each
-    in one line saying what to do.
+    ``data``, ``data_dir``, ``threads`` and ``device`` are as in :func:`resume_run`; resumed in
+    another environment than ``depth-config.json`` records (threads, device, PyTorch, CPU,
+    mlplab), the study goes on with a warning saying what changed. A finished study, a folder
+    that holds no depth study, damaged files and other data are refused, each in one line
+    saying what to do.
     """
     folder = Path(study)
     _resumable_study(folder)  # before a lock file is made in a folder that is not a study's
@@ -1076,6 +1137,20 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
         # refused before "resuming" is said, as resume_run's checkpoint
         got, seconds_before = _study_progress(folder, config, X.shape[1], ds.num_classes,
                                               len(ds.y_train), cfg, dev)
+        now = _environment(threads_used, dev)
+        earlier = _earlier_environments(config.get("environment"),
+                                        config.get("earlier_environments"), now, config_path,
+                                        "study") \
+            if got.finished or got.state is not None else []  # else it starts again here
+        if isinstance(config.get("environment"), dict) and \
+                _numeric(config["environment"]) != _numeric(now):
+            # the environment of the process that trains it last, which the next resume
+            # compares with, and the others that trained it (for depth.json)
+            config = {**config, "environment": now}
+            config.pop("earlier_environments", None)
+            if earlier:
+                config["earlier_environments"] = earlier
+            io.write_json(config_path, config)
         if announce:
             at = f", {got.current[0]} init, {counted(got.current[1], 'layer')} from epoch " \
                  f"{got.state['epoch']}" if got.current is not None and got.state is not None \
@@ -1085,7 +1160,7 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
                   f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
         try:
             return _study_and_write(folder, config, ds, pre, X, X_val, cfg, threads_used, dev,
-                                    announce, got, seconds_before)
+                                    announce, got, seconds_before, earlier)
         except TrainingStateError as exc:  # what check_training_state did not foresee
             raise _study_state_refused(folder, exc) from None
 
