@@ -315,3 +315,42 @@ def test_a_study_without_an_environment_record_resumes_without_a_word(stopped):
         tm.resume_depth_run(stopped, threads=2)
     assert _environment_warnings(caught) == []
     assert "earlier_environments" not in json.loads((stopped / "depth.json").read_text())
+
+
+def test_a_diverged_study_is_not_resumed_and_its_folder_is_reused(tmp_path, monkeypatch,
+                                                                  capsys):
+    """A network whose loss becomes NaN would do so again on every resume: the study says which
+    one, drops its checkpoint, and --resume refuses it without training; the same command, with
+    other settings, takes the folder (as mlplab torch train takes a diverged run's), without
+    the diverged study's networks."""
+    from mlplab.trainer import TrainingDivergedError
+
+    out, settings = tmp_path / "study", {**SETTINGS, "init": "exercise"}
+    _crash_in(monkeypatch, 2, 2, TrainingDivergedError)  # 3 layers, after its second epoch
+    with pytest.raises(TrainingDivergedError, match=r"^exercise init, 3 layers: stopped here "
+                                                    r"Resuming this study would repeat it; start "
+                                                    "a new study with other settings, with the "
+                                                    "same out if you like.$"):
+        tm.depth_run("digits", out=out, **settings)
+    monkeypatch.undo()
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "depth-config.json", "networks", "networks/exercise-2.pt"]
+    steps = _count_steps(monkeypatch)
+    assert main(["torch", "depth", "--resume", str(out)]) == 1
+    assert f"the depth study in {out} stopped when the loss of its network of exercise init " \
+           "and 3 layers diverged; resuming would repeat it: start a new study with other " \
+           "settings (a lower --lr, say), with the same --out if you like." in \
+        capsys.readouterr().err
+    assert steps == []
+    # the same command, with a lower learning rate: a new study, none of the old networks kept
+    argv = [a if a != "3e-3" else "1e-3" for a in ARGV if a != "both"]
+    argv[argv.index("--init") + 1:argv.index("--init") + 1] = ["exercise"]
+    assert main(["torch", "depth", *argv, "--out", str(out)]) == 0
+    monkeypatch.undo()
+    assert len(steps) == 2 * 3 * BATCHES
+    config = json.loads((out / "depth-config.json").read_text())
+    assert config["lr"] == 1e-3 and "diverged" not in config
+    summary = json.loads((out / "depth.json").read_text())
+    assert [r["depth"] for r in summary["results"]] == [2, 3]
+    assert sorted(p.name for p in (out / "networks").iterdir()) == ["exercise-2.pt",
+                                                                    "exercise-3.pt"]

@@ -220,7 +220,7 @@ def _check_out(path: Path, marker: str) -> None:
                             else ("run", "depth"))
         refuse_if_training(path)  # a run still training has a lone config.json too
         if marker == DEPTH_FILE and not (path / DEPTH_FILE).exists() and \
-                (path / DEPTH_CONFIG_FILE).exists():
+                (path / DEPTH_CONFIG_FILE).exists() and not _diverged_study(path):
             raise ValueError(f"{path} holds a depth study that stopped before its end; continue "
                              f"it with {_resume_study_command(path)}, or choose another {out}.")
         if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
@@ -239,6 +239,32 @@ def _check_out(path: Path, marker: str) -> None:
     if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"cannot write to {out} {path}: {existing} is not writable "
                          f"({_why_not_writable(existing)}); choose another {out}.")
+
+
+def _diverged_study(path: Path) -> bool:
+    """Whether ``path`` holds a depth study whose loss diverged (its ``depth-config.json`` says
+    so): resuming would repeat it, so a new study may take the folder, as a new run takes a
+    diverged run's."""
+    try:
+        config = json.loads((path / DEPTH_CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # unreadable: not ours to overwrite
+    return isinstance(config, dict) and config.get("study") == "depth" and \
+        isinstance(config.get("diverged"), dict)
+
+
+def _clear_diverged_study(path: Path) -> None:
+    """Remove the files of the diverged study in ``path`` that a new study there would take
+    for its own: its finished networks (of other settings) and its checkpoint. Before the new
+    ``depth-config.json`` is written, so that a stop in between leaves a diverged study."""
+    (path / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
+    networks = path / NETWORKS_DIR
+    if networks.is_dir():
+        for file in networks.iterdir():
+            if file.is_file() and (file.suffix == ".pt" or file.name.startswith(".")):
+                file.unlink()
+        with contextlib.suppress(OSError):  # a file of the user's own is left where it is
+            networks.rmdir()
 
 
 def _why_not_writable(folder: Path) -> str:
@@ -922,14 +948,16 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     validation split (the best network is picked by it), and its test split, if any, measures
     the best network of each initialisation. ``announce`` prints a line to stderr when training
     starts and one per network. Every check runs before ``out`` is made; a folder that already
-    holds a study is refused (one that stopped, with the :func:`resume_depth_run` to use).
+    holds a study is refused (one that stopped, with the :func:`resume_depth_run` to use), but
+    for one whose loss diverged, which this study takes, removing its networks first.
 
     So that a stopped study can go on (:func:`resume_depth_run`), ``out`` also gets
     ``depth-config.json`` (the settings and the data's record) as the study starts, each network
     as it finishes (``networks/INIT-DEPTH.pt``, a :func:`save_torch_model` file with its row and
     history in ``extra``) and the training state of the network in training after every epoch
     (``depth-checkpoint.pt``, removed once that network is saved). ``depth-config.json`` also
-    records the environment that trains, which a resume compares with its own.
+    records the environment that trains (compared by a resume) and, if a network's loss
+    diverges (a :class:`~mlplab.trainer.TrainingDivergedError` naming it), which network did.
     """
     load = {"data_dir": data_dir, "download": download, "mirror": mirror,
             "val_size": val_size, "test_size": test_size, "image_size": image_size,
@@ -950,8 +978,12 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
         batch_size=batch_size, lr=lr, reg=reg, lr_decay=lr_decay, seed=seed, device=device,
         threads=threads, progress=progress, verbose=verbose)
     out_dir = Path(out) if out is not None else None
+    # a diverged study's folder, which _check_out lets this study take; decided now, before the
+    # data loads, so that a study another process starts meanwhile is not replaced
+    diverged = False
     if out_dir is not None:
         _check_out(out_dir, DEPTH_FILE)
+        diverged = (out_dir / DEPTH_CONFIG_FILE).exists()
     ds, pre, X, X_val = _load(dataset, data_seed, load)
     if X_val is None:
         raise ValueError("the depth table picks the best network by validation accuracy; the "
@@ -971,8 +1003,19 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
         if out_dir is not None:
             _new_dir(out_dir, DEPTH_FILE)  # before the networks train: a bad out fails now
             held.enter_context(run_lock(out_dir, new=True))  # a second study is refused
+            if diverged:
+                if not _diverged_study(out_dir):  # replaced since by a study of another process
+                    raise ValueError(f"{out_dir} already holds a depth study, which another "
+                                     f"process has just started; choose another "
+                                     f"{setting('--out', 'out')}.")
+                _clear_diverged_study(out_dir)
             # first: what --resume goes on from, and what marks the folder as a study's
-            io.write_json(out_dir / DEPTH_CONFIG_FILE, config, exclusive=True)
+            try:
+                io.write_json(out_dir / DEPTH_CONFIG_FILE, config, exclusive=not diverged)
+            except FileExistsError:  # two studies started at once with the same out
+                raise ValueError(f"{out_dir} already holds a depth study, which another process "
+                                 f"has just started; choose another {setting('--out', 'out')}."
+                                 ) from None
         if announce:
             print(f"{counted(_networks(config), 'network')} on {ds.name} ({len(ds.y_train)} "
                   f"train, {len(ds.y_val)} val, {len(ds.y_test)} test), hidden size "
@@ -1027,6 +1070,9 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
                               {"init": init, "depth": depth, "seconds": seconds,
                                "study_seconds": study_seconds()})
 
+    # the networks saved, to name the one whose loss diverges
+    finished = set(progress.finished) if progress is not None else set()
+
     def network(result: DepthResult, model: MultiLayerPerceptron) -> None:
         assert out_dir is not None and result.history is not None
         path = _network_file(out_dir, result.init, result.depth)
@@ -1034,6 +1080,7 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
         row = {k: v for k, v in result.to_dict().items() if k != "epochs"}
         save_torch_model(path, model, {"result": row, "history": result.history.to_dict(),
                                        "study_seconds": study_seconds()})
+        finished.add((result.init, result.depth))
         # saved whole: its checkpoint is not needed any more (a stop between the two writes
         # leaves one that --resume sees is of a finished network)
         (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
@@ -1052,11 +1099,17 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
     except TrainingDivergedError as exc:
         if out_dir is None:
             raise
-        # resuming would repeat the same arithmetic into the same NaN
+        # resuming would repeat the same arithmetic into the same NaN: the checkpoint goes,
+        # and depth-config.json says which network diverged, which lets a new study take the
+        # folder (as a new run takes a diverged run's) and --resume refuse it without training
+        init, depth = next((i, d) for i in inits for d in layers if (i, d) not in finished)
         (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
-        raise TrainingDivergedError(f"{exc} Resuming this study would repeat it; start a new "
-                                    f"study with other settings and another "
-                                    f"{setting('--out', 'out')}.") from None
+        io.write_json(out_dir / DEPTH_CONFIG_FILE,
+                      {**config, "diverged": {"init": init, "depth": depth, "error": str(exc)}})
+        raise TrainingDivergedError(f"{init} init, {counted(depth, 'layer')}: {exc} Resuming "
+                                    f"this study would repeat it; start a new study with other "
+                                    f"settings, with the same {setting('--out', 'out')} if you "
+                                    "like.") from None
     seconds = study_seconds()
     md = depth_table_markdown(results)
     if X_test is None:
@@ -1097,9 +1150,9 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
 
     ``data``, ``data_dir``, ``threads`` and ``device`` are as in :func:`resume_run`; resumed in
     another environment than ``depth-config.json`` records (threads, device, PyTorch, CPU,
-    mlplab), the study goes on with a warning saying what changed. A finished study, a folder
-    that holds no depth study, damaged files and other data are refused, each in one line
-    saying what to do.
+    mlplab), the study goes on with a warning saying what changed. A finished study, a diverged
+    one, a folder that holds no depth study, damaged files and other data are refused, each in
+    one line saying what to do.
     """
     folder = Path(study)
     _resumable_study(folder)  # before a lock file is made in a folder that is not a study's
@@ -1211,6 +1264,14 @@ def _resumable_study(folder: Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not a depth study's configuration (as mlplab torch depth "
                          "writes it); it was edited or damaged: put it back, or start a new "
                          f"study with another {out}.")
+    diverged = config.get("diverged")
+    if isinstance(diverged, dict):
+        at = f" of its network of {diverged.get('init')} init and {diverged.get('depth')} " \
+            "layers" if {"init", "depth"} <= diverged.keys() else ""
+        raise ValueError(f"the depth study in {folder} stopped when the loss{at} diverged; "
+                         "resuming would repeat it: start a new study with other settings (a "
+                         f"lower {setting('--lr', 'lr')}, say), with the same {out} if you "
+                         "like.")
     _check_config(path, config, _DEPTH_KEYS, _DEPTH_TYPES, "mlplab torch depth", "study",
                   "depth study")
     try:  # values of the right type that no study trains with
