@@ -6,6 +6,7 @@ study never stopped."""
 import csv
 import io
 import json
+import os
 import re
 
 import pytest
@@ -354,3 +355,100 @@ def test_a_diverged_study_is_not_resumed_and_its_folder_is_reused(tmp_path, monk
     assert [r["depth"] for r in summary["results"]] == [2, 3]
     assert sorted(p.name for p in (out / "networks").iterdir()) == ["exercise-2.pt",
                                                                     "exercise-3.pt"]
+
+
+def _digits_folder(folder, n=300):
+    """The first ``n`` digits as a folder of PNG files, one sub-folder per class."""
+    from PIL import Image
+
+    from mlplab.data import load_dataset
+
+    ds = load_dataset("digits")
+    for i, (image, label) in enumerate(zip(ds.X_train[:n], ds.y_train[:n])):
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[:, :, 0]).save(folder / str(label) / f"{i}.png")
+    return folder
+
+
+def test_a_study_whose_data_moved_resumes_with_data_dir(tmp_path, monkeypatch, capsys):
+    """The images of a folder dataset moved since the study stopped: --resume says to give the
+    new place with --data-dir, the images there are checked against the recorded splits, the
+    configuration names the new place, and the study ends as one never stopped."""
+    from mlplab.data.base import DatasetNotFoundError
+
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
+    pics = _digits_folder(tmp_path / "pics")
+    settings = {**SETTINGS, "init": "exercise", "batch_size": 32, "val_size": 40,
+                "test_size": 40}
+    whole = tm.depth_run(f"folder:{pics}", **settings)
+    out = tmp_path / "study"
+    _crash_in(monkeypatch, 2, 1)
+    with pytest.raises(RuntimeError):
+        tm.depth_run(f"folder:{pics}", out=out, **settings)
+    monkeypatch.undo()
+    moved = pics.rename(tmp_path / "moved")
+
+    assert main(["torch", "depth", "--resume", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "--download" not in err
+    assert f"give its new place: mlplab torch depth --resume {out} --data-dir DIR" in err
+    with pytest.raises(DatasetNotFoundError, match="data_dir=DIR"):
+        tm.resume_depth_run(out)
+    # other images there (fewer of them) are refused, and the configuration keeps its place
+    before = (out / "depth-config.json").read_text()
+    other = _digits_folder(tmp_path / "other", 200)
+    with pytest.raises(ValueError, match=r"has 120 images, but the run was trained with 220 "
+                                         r".*: it is not the run.s data"):
+        tm.resume_depth_run(out, data_dir=other)
+    assert (out / "depth-config.json").read_text() == before
+
+    assert main(["torch", "depth", "--resume", str(out), "--data-dir", str(moved),
+                 "--no-progress", "--json"]) == 0
+    assert json.loads((out / "depth-config.json").read_text())["dataset"] == \
+        f"folder:{moved.resolve()}"
+    rows = json.loads(capsys.readouterr().out)["results"]
+    drop = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+    assert [drop(r) for r in rows] == [drop(r) for r in whole.summary["results"]]
+
+
+def test_a_study_in_training_is_not_resumed_by_another_process(tmp_path, monkeypatch, capsys):
+    """While a study trains (it holds its folder's lock), a resume of its folder, from Python
+    or the command line, is refused before it touches a file, and so is a new study into it."""
+    from mlplab.runs.lock import LOCK_FILE, RunInUseError, training_process
+
+    out, seen = tmp_path / "study", {}
+    fit = torch_depth.fit
+
+    def looking(*args, on_checkpoint=None, **kwargs):
+        def save(state):
+            on_checkpoint(state)
+            if seen or state["epoch"] != 1:
+                return
+            leftover = out / ".depth-checkpoint.pt.x1y2.pt"  # as a killed write would leave
+            leftover.write_bytes(b"")
+            with pytest.raises(RunInUseError) as refused:
+                tm.resume_depth_run(out)
+            seen["refused"], seen["holder"] = str(refused.value), training_process(out)
+            seen["cli"], seen["err"] = main(["torch", "depth", "--resume", str(out)]), \
+                capsys.readouterr().err
+            with pytest.raises(ValueError) as taken:
+                tm.depth_run("digits", out=out, **SETTINGS)
+            seen["taken"], seen["kept"] = str(taken.value), leftover.exists()
+            leftover.unlink()
+        return fit(*args, on_checkpoint=save, **kwargs)
+
+    monkeypatch.setattr(torch_depth, "fit", looking)
+    result = tm.depth_run("digits", out=out, **{**SETTINGS, "init": "exercise"})
+    monkeypatch.undo()
+    holder = seen["holder"]
+    assert holder.startswith(f"process {os.getpid()} on ")
+    assert seen["refused"] == f"{out} is being trained by another process ({holder}); wait " \
+                              "for it to end, or stop it (Ctrl-C saves a checkpoint) and " \
+                              "resume the run then."
+    assert seen["cli"] == 1 and seen["refused"] in seen["err"]
+    assert seen["taken"].startswith(f"{out} already holds a run, which another process is "
+                                    "training now")
+    assert seen["kept"]  # refused before removing what looked like a killed write's leftover
+    # the study itself went on undisturbed to its end
+    assert [r.depth for r in result.results] == [2, 3] and (out / "depth.json").is_file()
+    assert training_process(out) is None and not (out / LOCK_FILE).exists()
