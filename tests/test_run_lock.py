@@ -216,8 +216,8 @@ def test_a_depth_study_into_a_folder_another_one_is_writing_is_refused(tmp_path,
     out.mkdir()
     holder = _hold_lock(out)
     try:
-        with pytest.raises(ValueError, match="already holds a run, which another process is "
-                                             f"training now \\(process {holder.pid} on "):
+        with pytest.raises(ValueError, match="already holds a depth study, which another process "
+                                             f"is training now \\(process {holder.pid} on "):
             depth_run(digits, out=out, layers=[2], epochs=1)
     finally:
         holder.send_signal(signal.SIGKILL)

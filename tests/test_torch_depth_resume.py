@@ -266,7 +266,7 @@ def test_other_data_is_refused(stopped):
     from mlplab.data import load_dataset
 
     other = load_dataset("digits", seed=3)  # other validation and test rows
-    with pytest.raises(ValueError, match="the val split of digits is not the one this run was "
+    with pytest.raises(ValueError, match="the val split of digits is not the one this study was "
                                          "trained with"):
         tm.resume_depth_run(stopped, data=other)
     assert not (stopped / "depth.json").exists()
@@ -397,8 +397,8 @@ def test_a_study_whose_data_moved_resumes_with_data_dir(tmp_path, monkeypatch, c
     # other images there (fewer of them) are refused, and the configuration keeps its place
     before = (out / "depth-config.json").read_text()
     other = _digits_folder(tmp_path / "other", 200)
-    with pytest.raises(ValueError, match=r"has 120 images, but the run was trained with 220 "
-                                         r".*: it is not the run.s data"):
+    with pytest.raises(ValueError, match=r"has 120 images, but the study was trained with 220 "
+                                         r".*: it is not the study.s data"):
         tm.resume_depth_run(out, data_dir=other)
     assert (out / "depth-config.json").read_text() == before
 
@@ -444,10 +444,10 @@ def test_a_study_in_training_is_not_resumed_by_another_process(tmp_path, monkeyp
     assert holder.startswith(f"process {os.getpid()} on ")
     assert seen["refused"] == f"{out} is being trained by another process ({holder}); wait " \
                               "for it to end, or stop it (Ctrl-C saves a checkpoint) and " \
-                              "resume the run then."
+                              "resume the study then."
     assert seen["cli"] == 1 and seen["refused"] in seen["err"]
-    assert seen["taken"].startswith(f"{out} already holds a run, which another process is "
-                                    "training now")
+    assert seen["taken"].startswith(f"{out} already holds a depth study, which another "
+                                    "process is training now")
     assert seen["kept"]  # refused before removing what looked like a killed write's leftover
     # the study itself went on undisturbed to its end
     assert [r.depth for r in result.results] == [2, 3] and (out / "depth.json").is_file()

@@ -47,13 +47,15 @@ class RunInUseError(ValueError):
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike, new: bool = False) -> Iterator[None]:
+def run_lock(run_dir: str | os.PathLike, new: bool = False, noun: str = "run"
+             ) -> Iterator[None]:
     """Hold ``run_dir``'s lock within the block; a :class:`RunInUseError` naming the process
     that holds it if another one does (telling a ``new`` run to choose another folder, and a
-    resumed one to wait). The file is removed again at the end, so that a run
-    folder holds only the run's own files (and an empty folder can still be removed)."""
+    resumed one to wait; ``noun``: what the folder holds, a run or a depth study). The file is
+    removed again at the end, so that a run folder holds only the run's own files (and an empty
+    folder can still be removed)."""
     path = Path(run_dir) / LOCK_FILE
-    fd = _acquire(path, new) if fcntl is not None else None
+    fd = _acquire(path, new, noun) if fcntl is not None else None
     if fd is None:  # no flock here: the run trains unlocked, as it did before locks
         yield
         return
@@ -76,7 +78,7 @@ def run_lock(run_dir: str | os.PathLike, new: bool = False) -> Iterator[None]:
 _PATIENCE = 0.5
 
 
-def _acquire(path: Path, new: bool) -> int | None:
+def _acquire(path: Path, new: bool, noun: str = "run") -> int | None:
     """The locked file's descriptor; None on a file system without ``flock`` (some network and
     FUSE ones answer ENOLCK or EOPNOTSUPP)."""
     assert fcntl is not None
@@ -104,7 +106,7 @@ def _acquire(path: Path, new: bool) -> int | None:
             # a new run lost the folder to another that started there at the same moment
             what_now = (f"choose another {setting('--out', 'out')}" if new else
                         "wait for it to end, or stop it (Ctrl-C saves a checkpoint) and resume "
-                        "the run then")
+                        f"the {noun} then")
             raise RunInUseError(f"{path.parent} is being trained by another process"
                                 f"{f' ({holder})' if holder else ''}; {what_now}.") from None
         except OSError:  # no flock on this file system
@@ -174,13 +176,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def refuse_if_training(folder: str | os.PathLike) -> None:
-    """A ``ValueError`` if another process is training a run in ``folder``, for a new run given
-    it as its output: the checks that let a stopped run's folder be reused or resumed cannot tell
-    it from one still running."""
+def refuse_if_training(folder: str | os.PathLike, noun: str = "a run") -> None:
+    """A ``ValueError`` if another process is training ``noun`` (a run, a depth study) in
+    ``folder``, for a new one given it as its output: the checks that let a stopped run's folder
+    be reused or resumed cannot tell it from one still running."""
     holder = training_process(folder)
     if holder is not None:
-        raise ValueError(f"{folder} already holds a run, which another process is training now "
+        raise ValueError(f"{folder} already holds {noun}, which another process is training now "
                          f"({holder}); choose another {setting('--out', 'out')}.")
 
 

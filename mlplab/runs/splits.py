@@ -41,10 +41,11 @@ def split_fingerprint(X: np.ndarray, y: np.ndarray) -> str:
 
 
 def check_same_split(metrics: dict[str, Any], split: str, X: np.ndarray, y: np.ndarray,
-                      name: str) -> None:
-    """Refuse to evaluate a split that is not the one the run saw: a folder dataset that gained
-    or lost images is split anew, and its validation and test splits then hold training images.
-    (The training split may differ on purpose: tuning trains on a subset of it.)"""
+                      name: str, noun: str = "run") -> None:
+    """Refuse to evaluate a split that is not the one the run (or other ``noun``: a depth
+    study) saw: a folder dataset that gained or lost images is split anew, and its validation
+    and test splits then hold training images. (The training split may differ on purpose:
+    tuning trains on a subset of it.)"""
     if split == "train":
         return
     size, sha = metrics.get(f"{split}_size"), metrics.get("split_sha1", {}).get(split)
@@ -52,22 +53,23 @@ def check_same_split(metrics: dict[str, Any], split: str, X: np.ndarray, y: np.n
                                                  and sha != split_fingerprint(X, y)):
         then = f"{size} images then, {len(y)} now" if size not in (None, len(y)) else \
             "as many images, but other ones"
-        raise ValueError(f"the {split} split of {name} is not the one this run was trained with "
-                         f"({then}): the data changed since, and the new split may hold training "
-                         "images. Use the data as it was, or train a new run.")
+        raise ValueError(f"the {split} split of {name} is not the one this {noun} was trained "
+                         f"with ({then}): the data changed since, and the new split may hold "
+                         f"training images. Use the data as it was, or train a new {noun}.")
 
 
-def check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path) -> None:
+def check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path, noun: str = "run") -> None:
     """Refuse moved data whose splits are not the ones in ``ckpt``'s record (``split_record``
-    at the start of the run): sizes of all three, fingerprints of validation and test."""
+    at the start of the run, or other ``noun``): sizes of all three, fingerprints of validation
+    and test."""
     for split in ("train", "val", "test"):
         size = record.get(f"{split}_size")
         if size is not None and size != len(ds.split(split)[1]):
             raise ValueError(f"the {split} split of {ds.name} has {len(ds.split(split)[1])} "
-                             f"images, but the run was trained with {size} (see {ckpt}): it "
-                             "is not the run's data.")
+                             f"images, but the {noun} was trained with {size} (see {ckpt}): it "
+                             f"is not the {noun}'s data.")
     for split in ("val", "test"):
-        check_same_split(record, split, *ds.split(split), ds.name)
+        check_same_split(record, split, *ds.split(split), ds.name, noun)
 
 
 def image_decoding(ds: Dataset) -> dict[str, int]:

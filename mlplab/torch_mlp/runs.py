@@ -218,7 +218,8 @@ def _check_out(path: Path, marker: str) -> None:
         # below for train; a depth study was never refused one)
         refuse_other_output(path, skip=("run",) if marker == TORCH_CONFIG_FILE
                             else ("run", "depth"))
-        refuse_if_training(path)  # a run still training has a lone config.json too
+        # a run still training has a lone config.json too
+        refuse_if_training(path, "a run" if marker == TORCH_CONFIG_FILE else "a depth study")
         if marker == DEPTH_FILE and not (path / DEPTH_FILE).exists() and \
                 (path / DEPTH_CONFIG_FILE).exists() and not _diverged_study(path):
             raise ValueError(f"{path} holds a depth study that stopped before its end; continue "
@@ -1002,7 +1003,8 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     with contextlib.ExitStack() as held:
         if out_dir is not None:
             _new_dir(out_dir, DEPTH_FILE)  # before the networks train: a bad out fails now
-            held.enter_context(run_lock(out_dir, new=True))  # a second study is refused
+            # a second study is refused
+            held.enter_context(run_lock(out_dir, new=True, noun="study"))
             if diverged:
                 if not _diverged_study(out_dir):  # replaced since by a study of another process
                     raise ValueError(f"{out_dir} already holds a depth study, which another "
@@ -1156,7 +1158,7 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
     """
     folder = Path(study)
     _resumable_study(folder)  # before a lock file is made in a folder that is not a study's
-    with run_lock(folder):
+    with run_lock(folder, noun="study"):
         config = _resumable_study(folder)  # again: the process that held the lock may have
         # finished the study
         if data_dir is not None:
@@ -1182,7 +1184,7 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
             verbose=verbose)
         ds, pre, X, X_val = _load_again(config, data, data_dir, folder, "torch depth",
                                         "resume_depth_run", "study")
-        check_same_data(config["splits"], ds, config_path)
+        check_same_data(config["splits"], ds, config_path, "study")
         if X_val is None:  # (splits that match the record have one)
             raise ValueError(f"the data of {folder} has no validation split.")
         if data_dir is not None:  # the data lives there now: --resume looks there
