@@ -222,7 +222,8 @@ def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monk
     (["train", "--resume", "RUN", "--lr", "0.1"], 2, "drop --lr"),
     (["train", "--resume", "RUN", "--dataset", "mnist", "--val-size", "10", "--download"], 2,
      "drop --dataset, --val-size, --download"),
-    (["train", "--dataset", "nope"], 1, "unknown dataset"),
+    (["train", "--dataset", "nope"], 2, "argument --dataset: unknown dataset 'nope'; choose one of "
+                                        "digits, cifar10"),
     (["train", "--epochs", "2", "--iters", "5"], 2, "not allowed with"),
     (["train", "--hidden", "10,x"], 2, "comma-separated"),
     (["train", "--std", "5"], 2, "--std has no effect with --init he"),

@@ -244,6 +244,18 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     # refused it as a runtime error (exit 1) with no flag named
     (["torch", "depth", "--layers", "2,3,2", "--out", "OUT"], "--layers: expected different"),
     (["reproduce", "--reuse", "--out", "OUT"], "--reuse keeps the sections that --only"),
+    # a name outside the fixed list, as argparse answers an unknown --preset: exit 2 with the
+    # names (a folder:PATH whose folder is missing is the world's answer, exit 1)
+    (["train", "--dataset", "no-such-dataset", "--quiet", "--out", "OUT"],
+     "argument --dataset: unknown dataset 'no-such-dataset'; choose one of digits, cifar10, "
+     "fashion-mnist, mnist or folder:PATH"),
+    (["train", "--dataset", "folder:", "--quiet", "--out", "OUT"], "folder: needs a path"),
+    # before Q1-Q3 run and a report of gaps is written
+    (["reproduce", "--dataset", "digit", "--out", "OUT"], "unknown dataset 'digit'"),
+    (["torch", "train", "--dataset", "nosuch", "--out", "OUT"], "unknown dataset 'nosuch'"),
+    ([*TUNE, "--dataset", "nosuch"], "argument --dataset: unknown dataset 'nosuch'"),
+    (["data", "info", "nosuch"], "argument NAME: unknown dataset 'nosuch'"),
+    (["data", "show", "nosuch", "--out", "OUT/g.png"], "argument NAME: unknown dataset"),
 ]
 
 
@@ -292,9 +304,6 @@ RUNTIME = [  # (argv, message): well-formed, but the files or the world say no -
      "no such folder"),
     (["train", "--dataset", "cifar10", "--data-dir", "OUT", "--quiet", "--out", "OUT/r"],
      "CIFAR-10 not found"),
-    (["train", "--dataset", "no-such-dataset", "--quiet", "--out", "OUT"], "unknown dataset"),
-    # before Q1-Q3 run and a report of gaps is written
-    (["reproduce", "--dataset", "digit", "--out", "OUT"], "unknown dataset 'digit'"),
     (["train", "--val-size", "100000", *T], "--val-size must be between 0 and"),
     (["train", "--resume", "/nonexistent/run"], "is not a run folder"),
     (["train", "--resume", "RUN"], "has already completed"),

@@ -56,6 +56,21 @@ def _image_size(text: str) -> str:
     return text
 
 
+def _dataset_name(text: str) -> str:
+    """``--dataset`` (or ``NAME``): a name from the fixed list or ``folder:PATH``, checked now and
+    passed on as given. An unknown name is a usage error (exit 2) listing the names, as argparse
+    answers an unknown ``--preset`` or ``--optimizer``; a ``folder:PATH`` whose folder is missing
+    is one of the world's, said when it is read (exit 1)."""
+    from mlplab.data import DatasetError
+    from mlplab.data.datasets import check_dataset_name
+
+    try:
+        check_dataset_name(text)
+    except DatasetError as exc:
+        raise argparse.ArgumentTypeError(str(exc).rstrip(".")) from None
+    return text
+
+
 def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = False,
                           default: str | None = "digits", val_size_note: str = "",
                           dataset_default_note: str = "digits") -> None:
@@ -69,9 +84,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = Fa
     """
     g = parser.add_argument_group("data")
     if positional:
-        g.add_argument("dataset", metavar="NAME", help=DATASET_HELP)
+        g.add_argument("dataset", metavar="NAME", type=_dataset_name, help=DATASET_HELP)
     else:
-        g.add_argument("--dataset", metavar="NAME", default=default,
+        g.add_argument("--dataset", metavar="NAME", default=default, type=_dataset_name,
                        help=f"{DATASET_HELP} (default: {default or dataset_default_note})")
     g.add_argument("--data-dir", metavar="DIR", default=None,
                    help="where the dataset files are (and --download puts them); default "
