@@ -8,7 +8,9 @@ ignored") and carries on, which would let the command finish and exit 0.
 
 SIGTERM (what ``kill``, systemd, Docker and CI time-outs send) is handled like Ctrl-C: it calls
 whatever handler SIGINT has at that moment, so that a training run stops after its current
-iteration and saves its checkpoint, and temporary files are cleaned up as for Ctrl-C.
+iteration and saves its checkpoint, and temporary files are cleaned up as for Ctrl-C. Only the
+exit status tells them apart (:func:`exit_status`): 130 for Ctrl-C, 143 for SIGTERM, the shell's
+128 + the signal's number, which a supervisor reads to learn that its own stop was obeyed.
 
 :func:`deferred` holds both signals back while a group of files is replaced, so that what a
 reader finds is all from one run. It swaps the handlers rather than masking the signals: a
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 _requested = False
+#: the signal that first asked the command to stop (SIGINT or SIGTERM), for its exit status
+_signal: int | None = None
 #: how many :func:`installed` blocks are open (a command, or one run from inside another);
 #: outside them nothing is remembered, so a library user's Ctrl-C never lingers
 _active = 0
@@ -39,12 +43,20 @@ _active = 0
 _stopper: Callable[[int, FrameType | None], None] | None = None
 
 
-def note() -> None:
+def note(signum: int = signal.SIGINT) -> None:
     """Remember that the user asked to stop (a handler that does not raise calls this), while a
-    command runs."""
-    global _requested
+    command runs, and with which signal if it is the first."""
+    global _requested, _signal
     if _active:
         _requested = True
+        if _signal is None:
+            _signal = signum
+
+
+def exit_status() -> int:
+    """The exit status of a command that stopped when asked: 128 + the number of the signal that
+    asked first, 130 for Ctrl-C (also when none was noted) and 143 for SIGTERM."""
+    return 128 + (_signal or signal.SIGINT)
 
 
 #: set once the command has its result: a later Ctrl-C is remembered, not raised
@@ -66,6 +78,7 @@ def closing() -> None:
 
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:
+    note(signal.SIGTERM)  # first: the handlers below note a SIGINT
     current = signal.getsignal(signal.SIGINT)
     if _stopper is not None:  # a training loop: stop it after its iteration, as Ctrl-C does
         _stopper(signal.SIGINT, frame)
@@ -120,11 +133,12 @@ def installed() -> Iterator[None]:
     """:func:`handler` for SIGINT and Ctrl-C's treatment for SIGTERM, within the block (main
     thread only: signal handlers cannot be set elsewhere). A SIGINT the process was started to
     ignore stays ignored; a SIGTERM handler someone else set is left alone."""
-    global _requested, _active, _closing
+    global _requested, _signal, _active, _closing
     if not _main_thread():
         yield
         return
     outer, _requested = _requested, False  # a command run from inside another has its own
+    outer_signal, _signal = _signal, None
     outer_closing, _closing = _closing, False
     _active += 1
     old_int = signal.getsignal(signal.SIGINT)
@@ -142,7 +156,7 @@ def installed() -> Iterator[None]:
             restore_handler(signal.SIGTERM, old_term)
         if set_int:
             restore_handler(signal.SIGINT, old_int)
-        _requested, _active, _closing = outer, _active - 1, outer_closing
+        _requested, _signal, _active, _closing = outer, outer_signal, _active - 1, outer_closing
 
 
 @contextlib.contextmanager
@@ -179,7 +193,7 @@ def deferred() -> Iterator[None]:
             if sig in old:
                 restore_handler(sig, old[sig])
         if held:
-            note()
+            note(held[0])
         if failed:
             held = [s for s in held if s == signal.SIGTERM and old[s] in (signal.SIG_DFL, None)]
         for sig in held:

@@ -85,23 +85,26 @@ def test_what_a_command_remembers_stays_with_it():
     assert not interrupts.requested()
 
 
-def test_a_ctrl_c_in_the_exercise_training_stops_the_check(monkeypatch, capsys):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_ctrl_c_in_the_exercise_training_stops_the_check(monkeypatch, capsys, sig):
     """The trainer's graceful stop ends TwoLayerNet.train with KeyboardInterrupt (its stats
-    would be a cut-short run), and `mlplab check` with 130, not a failed check."""
+    would be a cut-short run), and `mlplab check` with 130, not a failed check; SIGTERM takes
+    the same way out with the shell's status for it, 143."""
     from mlplab.cli import main
     from mlplab.trainer import Trainer
 
     real, calls = Trainer._end_epoch, []
 
-    def ctrl_c_at_the_30th_epoch(self, *args, **kwargs):
+    def stop_at_the_30th_epoch(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 30:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Trainer, "_end_epoch", ctrl_c_at_the_30th_epoch)
-    assert main(["check"]) == 130
-    assert "mlplab: interrupted" in capsys.readouterr().err
+    monkeypatch.setattr(Trainer, "_end_epoch", stop_at_the_30th_epoch)
+    assert main(["check"]) == 128 + sig
+    last = "mlplab: interrupted" if sig == signal.SIGINT else "mlplab: terminated (SIGTERM)"
+    assert capsys.readouterr().err.splitlines()[-1] == last
 
 
 def test_a_ctrl_c_once_the_command_has_its_result_is_remembered_not_raised():
@@ -115,3 +118,81 @@ def test_a_ctrl_c_once_the_command_has_its_result_is_remembered_not_raised():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_the_exit_status_is_that_of_the_signal_that_asked_first(sig):
+    """128 + the signal's number, as a shell reports a process the signal ended: 130 for
+    Ctrl-C, 143 for SIGTERM; a second signal of the other kind does not change it, and the next
+    command starts afresh."""
+    other = signal.SIGTERM if sig == signal.SIGINT else signal.SIGINT
+    with interrupts.installed():
+        assert interrupts.exit_status() == 130  # none yet: a KeyboardInterrupt is Ctrl-C's
+        for s in (sig, other):
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), s)
+                time.sleep(0.05)
+        assert interrupts.exit_status() == 128 + sig
+    with interrupts.installed():
+        assert interrupts.exit_status() == 130
+
+
+def test_a_sigterm_held_back_keeps_its_exit_status():
+    """Held by deferred() while files are replaced, delivered when the block ends (or only
+    remembered if the block failed): still SIGTERM's 143, not Ctrl-C's 130."""
+    with interrupts.installed():
+        with pytest.raises(KeyboardInterrupt), interrupts.deferred():
+            _signal_self_from_another_thread(signal.SIGTERM)
+            time.sleep(0.05)
+        assert interrupts.exit_status() == 143
+    with interrupts.installed():
+        with pytest.raises(OSError), interrupts.deferred():
+            _signal_self_from_another_thread(signal.SIGTERM)
+            time.sleep(0.05)
+            raise OSError("disk full")
+        assert interrupts.requested() and interrupts.exit_status() == 143
+
+
+def test_sigterm_ends_tune_with_143(tmp_path, monkeypatch, capsys):
+    """`mlplab tune` stops on SIGTERM as on Ctrl-C (the finished trials kept), exit 143."""
+    import mlplab.tuning as tmod
+    from mlplab.cli import main
+
+    real = tmod.Objective.__call__
+
+    def terminated(self, trial):
+        if trial.number == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        return real(self, trial)
+
+    monkeypatch.setattr(tmod.Objective, "__call__", terminated)
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: [8, 16]\nepochs: 1\nbatch_size: 64\n")
+    assert main(["tune", "--trials", "3", "--search-space", str(space), "--out",
+                 str(tmp_path / "o"), "--no-progress", "--search-only"]) == 143
+    err = capsys.readouterr().err
+    assert err.endswith("run the same command again to continue it up to --trials\n"
+                        "mlplab: terminated (SIGTERM)\n"), err
+
+
+def test_sigterm_ends_torch_train_with_143(tmp_path, monkeypatch, capsys):
+    """`mlplab torch train` saves the run as it was on SIGTERM as on Ctrl-C, exit 143."""
+    torch = pytest.importorskip("torch")
+    from mlplab.cli import main
+
+    step, calls = torch.optim.Adam.step, []
+
+    def step_then_sigterm(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 30:  # in epoch 2 (23 batches an epoch)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_sigterm)
+    out = tmp_path / "run"
+    assert main(["torch", "train", "--hidden", "16", "--epochs", "3", "--batch-size", "64",
+                 "--threads", "1", "--no-plots", "--no-progress", "--out", str(out)]) == 143
+    assert f"Continue with: mlplab torch train --resume {out}" in capsys.readouterr().err
+    assert '"status": "interrupted"' in (out / "metrics.json").read_text()

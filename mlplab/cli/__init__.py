@@ -16,6 +16,7 @@ import contextlib
 import errno
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from types import ModuleType
@@ -287,18 +288,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mlplab._validation import command_line
 
     code: int | None = None
+    stopped = 128 + signal.SIGINT  # 130 for Ctrl-C; a SIGTERM, noted below, makes it 143
     try:
         with interrupts.installed(), _one_line_warnings(args), console.lenient_output(), \
                 console.reader_may_leave(), _no_dropped_interrupt_report(args), command_line():
-            code = _run(args, interrupts)
-            interrupts.closing()  # from here a Ctrl-C is remembered, not raised
-            if interrupts.requested() and code != 130:  # one that came as the command ended
-                code = None
+            try:
+                code = _run(args, interrupts)
+                interrupts.closing()  # from here a Ctrl-C is remembered, not raised
+                if interrupts.requested() and code != interrupts.exit_status():
+                    code = None  # one that came as the command ended
+            finally:  # read before installed() ends, which forgets the signal
+                stopped = interrupts.exit_status()
     except KeyboardInterrupt:  # one that slipped in before closing() or as handlers went back
-        code = 130 if code == 130 else None
+        code = stopped if code == stopped else None
     if code is None:
-        print("mlplab: interrupted", file=sys.stderr)
-        return 130
+        terminated = stopped == 128 + signal.SIGTERM
+        print("mlplab: terminated (SIGTERM)" if terminated else "mlplab: interrupted",
+              file=sys.stderr)
+        return stopped
     return code
 
 

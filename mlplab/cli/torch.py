@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from mlplab import interrupts
 from mlplab._text import counted, path_word, shell_command
 from mlplab.cli import flag, json_stdout, note_if_at_chance, seed_arg, usage_errors
 from mlplab.cli._types import int_list, positive_int, user_path_arg
@@ -317,7 +318,7 @@ def _report_train(result: Any, out: Path, args: argparse.Namespace) -> int:
             else "but it stopped before its first epoch ended: --resume starts it again"
         print(f"interrupted; the run is saved as it was, {kept}. {_resume_command(out, args)}",
               file=sys.stderr)
-        return 130
+        return interrupts.exit_status()  # 130, or 143 for SIGTERM
     note_if_at_chance(metrics["train_accuracy"], len(result.classes),
                       "Usual causes: the exercise's N(0, 1e-3) initialisation with 3 or more "
                       "hidden layers (--init default), a learning rate far too low or too high "

@@ -12,6 +12,7 @@ import textwrap
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from mlplab import interrupts
 from mlplab._text import counted, path_word, shell_command
 from mlplab.cli import (
     UsageError,
@@ -327,7 +328,7 @@ def _train(args: argparse.Namespace) -> int:
         assert result.out is not None  # the command always gives train_run a folder
         print(f"interrupted; checkpoint saved. {_resume_command(result.out, args)}",
               file=sys.stderr)
-        return 130
+        return interrupts.exit_status()  # 130, or 143 for SIGTERM
     note_if_at_chance(m["train_accuracy"], len(result.classes),
                       "Usual causes: initial weights too small for the depth (--init he, the "
                       "default, rather than --init normal with a small --std), a learning rate "
