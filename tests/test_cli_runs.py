@@ -284,24 +284,26 @@ def test_an_unfinished_run_whose_checkpoint_is_damaged_is_unreadable(runs, tmp_p
     assert epoch_curves(run) == {"loss": [], "val_acc": []}
 
 
-@pytest.mark.parametrize("plot,said", [
-    ("compare.txt", "--plot {p}: write a .png, .pdf or .svg file."),
-    ("", "--plot {p} is a folder; give an image file name, e.g. {p}/runs.png."),
-    ("file.json/compare.png", "--plot {p}: {d}/file.json is a file, not a folder; choose "
-                              "another --plot."),
+@pytest.mark.parametrize("plot,code,said", [
+    ("compare.txt", 2, "--plot {p}: write a .png, .pdf or .svg file."),
+    ("", 1, "--plot {p} is a folder; give an image file name, e.g. {p}/runs.png."),
+    ("file.json/compare.png", 1, "--plot {p}: {d}/file.json is a file, not a folder; choose "
+                                 "another --plot."),
 ])
-def test_plot_file_is_checked_before_the_listing(runs, tmp_path, capsys, monkeypatch, plot, said):
+def test_plot_file_is_checked_before_the_listing(runs, tmp_path, capsys, monkeypatch, plot, code,
+                                                 said):
     """--plot with a format the help does not offer failed with Matplotlib's list of 16 formats,
     and --plot FOLDER with the name of a hidden temporary file ('.runs.td9hgv89.png -> runs: Is
-    a directory'), both after the listing's work; they are usage errors now, said of --plot, as
-    mlplab data show's --out."""
+    a directory'), both after the listing's work; they are refused first now, said of --plot, as
+    mlplab data show's --out: the format as a usage error (exit 2), a folder or file in the way
+    as the file system's answer (exit 1), as for every command's --out."""
     import mlplab.runs.listing
 
     root, _ = runs
     (tmp_path / "file.json").write_text("{}")
     path = tmp_path / plot if plot else tmp_path
     monkeypatch.setattr(mlplab.runs.listing, "list_runs", lambda *a, **k: pytest.fail("listed"))
-    assert main(["runs", str(root), "--plot", str(path)]) == 2
+    assert main(["runs", str(root), "--plot", str(path)]) == code
     assert said.format(p=path, d=tmp_path) in capsys.readouterr().err
 
 

@@ -66,18 +66,20 @@ def check_figure_file(path: str | os.PathLike, option: str, example: str) -> Non
     """Refuse, before any work, an image file option (``--out`` of ``mlplab data show``,
     ``--plot`` of ``mlplab runs``) that names a folder, a format other than PNG, PDF or SVG, or
     lies under a file: else Matplotlib's list of its 16 formats, or the name of the temporary
-    file written first, came after the work was done."""
+    file written first, came after the work was done. The format is the argument's own fault
+    (exit 2); a folder or file in the way is the file system's, exit 1 as for every command's
+    output folder (``mlplab train --out FILE``)."""
     from pathlib import Path
 
     from mlplab.io import check_out_folder
 
     out = Path(path)
     if out.is_dir():
-        raise UsageError(f"{option} {out} is a folder; give an image file name, e.g. "
-                         f"{out / example}.")
+        raise CLIError(f"{option} {out} is a folder; give an image file name, e.g. "
+                       f"{out / example}.")
     if out.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise UsageError(f"{option} {out}: write a .png, .pdf or .svg file.")
-    check_out_folder(out, out.parent, error=UsageError, name=option)
+    check_out_folder(out, out.parent, error=CLIError, name=option)
 
 
 def figure_not_written(path: str | os.PathLike, option: str, exc: OSError) -> NoReturn:
