@@ -694,3 +694,21 @@ def test_a_dataset_error_inside_an_option_check_stays_a_runtime_error(monkeypatc
     monkeypatch.setattr(mlplab.runs, "build_config", build_config)
     assert main(["train", "--epochs", "1"]) == 1
     assert capsys.readouterr().err == "mlplab train: error: the files of digits are corrupt.\n"
+
+
+def test_help_and_docs_state_every_exit_status(capsys):
+    """`mlplab --help` ends with the exit statuses, and docs/reliability.md has a row for each;
+    the statuses are those main() gives (1, 2, and the shell's 128 + SIGINT or SIGTERM)."""
+    import re
+    import signal
+
+    code, out, _ = _run(["--help"], capsys)
+    assert code == 0
+    epilog = " ".join(out[out.index("exit status:"):].split())
+    for said in ("0 success;", "1 a failed command", "2 a usage error",
+                 f"{128 + signal.SIGINT} Ctrl-C;", f"{128 + signal.SIGTERM} SIGTERM"):
+        assert said in epilog, epilog
+    docs = (ROOT / "docs" / "reliability.md").read_text()
+    section = docs[docs.index("### Exit statuses"):]
+    section = section[:section.index("\n## ")]
+    assert re.findall(r"^\| (\d+) \|", section, re.M) == ["0", "1", "2", "130", "143"]

@@ -4,9 +4,11 @@ Each sub-module in ``COMMAND_MODULES`` defines ``register(subparsers)``, adding 
 ``func(args) -> int`` default. Errors the user can fix (bad input, missing files, diverged
 training) end with a one-line message and exit code 1; usage errors (argparse's, and option
 values that the library refuses, raised as :class:`UsageError` or inside :func:`usage_errors`)
-exit with 2; a Python traceback is shown only with ``--debug``. The user's plugins (``--plugin``,
-``MLPLAB_PLUGINS``: :mod:`mlplab.cli.plugins`) are imported before the parser is built; one that
-is missing or raises is a one-line error too (exit code 1).
+exit with 2; Ctrl-C with 130 and SIGTERM with 143 (:func:`mlplab.interrupts.exit_status`); a
+Python traceback is shown only with ``--debug``. :data:`EXIT_STATUSES` says so in ``mlplab
+--help``. The user's plugins (``--plugin``, ``MLPLAB_PLUGINS``: :mod:`mlplab.cli.plugins`) are
+imported before the parser is built; one that is missing or raises is a one-line error too (exit
+code 1).
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ from mlplab import __version__
 from mlplab.cli import _console as console
 
 COMMAND_MODULES = ["check", "data", "train", "runs", "tune", "torch", "reproduce"]
+
+#: the epilog of ``mlplab --help``: every command's exit statuses (docs/reliability.md has them too)
+EXIT_STATUSES = (
+    "exit status: 0 success; 1 a failed command, or files, data or checks that said no (one "
+    "line says what to do); 2 a usage error, a command line that cannot work whatever the "
+    "files; 130 Ctrl-C; 143 SIGTERM (a training run stopped by either keeps its last checkpoint "
+    "and says how to resume). Details: docs/reliability.md, \"Exit statuses\"."
+)
 
 
 class CLIError(Exception):
@@ -140,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlplab",
         description="Fully-connected neural networks with hand-derived backpropagation in NumPy: "
                     "check the maths, train, tune, compare with PyTorch and write up the study.",
+        epilog=EXIT_STATUSES,
     )
     parser.add_argument("--version", action="version", version=f"mlplab {__version__}")
     parser.add_argument("--debug", action="store_true",
