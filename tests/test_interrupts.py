@@ -196,3 +196,43 @@ def test_sigterm_ends_torch_train_with_143(tmp_path, monkeypatch, capsys):
                  "--threads", "1", "--no-plots", "--no-progress", "--out", str(out)]) == 143
     assert f"Continue with: mlplab torch train --resume {out}" in capsys.readouterr().err
     assert '"status": "interrupted"' in (out / "metrics.json").read_text()
+
+
+_CTRL_C_IN_MATPLOTLIB_IMPORT = """
+import importlib.abc, os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+class CtrlCOnce(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "matplotlib.ft2font":  # one of its C extensions, mid-import
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlCOnce())
+try:
+    import mlplab.plots
+except KeyboardInterrupt:
+    print(" ".join(m for m in ("matplotlib.ft2font", "matplotlib.pyplot") if m in sys.modules))
+sys.exit(130)
+"""
+
+
+def test_a_ctrl_c_waits_for_matplotlibs_import_to_end():
+    """A second Ctrl-C while a stopped run writes its figures often landed in Matplotlib's
+    import, leaving a C extension half initialised: Python then died of SIGINT or aborted
+    ("Fatal Python error: PyThreadState_Get") as it exited, instead of the command's 130. The
+    import finishes first now, and the KeyboardInterrupt comes after it. (A process of its own:
+    the suite has imported Matplotlib already.)"""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), MPLBACKEND="Agg")
+    res = subprocess.run([sys.executable, "-c", _CTRL_C_IN_MATPLOTLIB_IMPORT], env=env,
+                         capture_output=True, text=True, timeout=120,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert res.returncode == 130, res.stderr
+    assert res.stdout.split() == ["matplotlib.ft2font", "matplotlib.pyplot"], res
+
