@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 
+from mlplab import interrupts
+
 if TYPE_CHECKING:
     from mlplab.models import MLP
 
@@ -78,27 +80,46 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None,
     system without hard links, checked and renamed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
-                               dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
-        if exclusive:
-            _link_new(tmp_path, path)
-        else:
-            os.replace(tmp_path, path)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise DiskFullError(path, exc) from None
-        raise
+        # the file and the name that removes it in one step: a Ctrl-C between them (a second one
+        # while a stopped run saves its checkpoint) left a hidden temporary file behind
+        with interrupts.deferred():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.",
+                                       suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+            os.close(fd)
+            tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
+            if exclusive:
+                _link_new(tmp_path, path)
+            else:
+                os.replace(tmp_path, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(path, exc) from None
+            raise
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        if tmp_path is not None:
+            _remove_temporary(tmp_path)
+
+
+def _remove_temporary(tmp: Path) -> None:
+    """Remove ``tmp`` if it is still there (not renamed into place), also when a Ctrl-C lands
+    meanwhile: that one is raised once the file is gone."""
+    interrupted = False
+    while True:
+        try:
+            tmp.unlink(missing_ok=True)
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def _link_new(tmp: Path, path: Path) -> None:

@@ -236,3 +236,50 @@ def test_a_ctrl_c_waits_for_matplotlibs_import_to_end():
     assert res.returncode == 130, res.stderr
     assert res.stdout.split() == ["matplotlib.ft2font", "matplotlib.pyplot"], res
 
+
+def _ctrl_c_once(real, before=False):
+    """``real`` with a Ctrl-C just after (or ``before``) its first call; the signal's handler
+    runs at once."""
+    calls = []
+
+    def ctrl_c():
+        if not calls:
+            calls.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+
+    def with_ctrl_c(*args, **kwargs):
+        if before:
+            ctrl_c()
+        result = real(*args, **kwargs)
+        ctrl_c()
+        return result
+
+    return with_ctrl_c
+
+
+def test_a_ctrl_c_as_an_atomic_write_starts_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """A Ctrl-C just after the temporary file was made, before the block that removes it (a
+    second Ctrl-C while a stopped run saves its checkpoint), left `.checkpoint.npz.x1y2.npz`."""
+    import tempfile
+
+    from mlplab.io import atomic_path
+
+    monkeypatch.setattr(tempfile, "mkstemp", _ctrl_c_once(tempfile.mkstemp))
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "checkpoint.npz") as tmp:
+        tmp.write_bytes(b"never")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ctrl_c_while_a_failed_atomic_write_cleans_up_still_removes_it(tmp_path, monkeypatch):
+    """The write failed (a full disk) and a Ctrl-C lands as its temporary file is removed: the
+    file goes all the same, and the Ctrl-C is raised after."""
+    from pathlib import Path
+
+    from mlplab.io import atomic_path
+
+    monkeypatch.setattr(Path, "unlink", _ctrl_c_once(Path.unlink, before=True))
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "model.npz") as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+    assert list(tmp_path.iterdir()) == []
