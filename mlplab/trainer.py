@@ -571,7 +571,7 @@ class Trainer:
             return
 
         def handle(signum: int, frame: object) -> None:
-            interrupts.note()  # the command ends with 130, whatever its caller makes of it
+            interrupts.note(signum)  # the command ends with 128 + signum, whatever its caller does
             if self._sigint:
                 raise KeyboardInterrupt
             self._sigint = True
