@@ -591,25 +591,41 @@ def test_crop_fill_black_pads_with_the_preprocessed_background(tmp_path, capsys)
 
 
 @pytest.mark.parametrize("argv,meant", [
-    (["tune", "--trials", "1", "--quiet"], "--no-progress"),
-    (["torch", "train", "--quiet"], "--no-progress"),
-    (["train", "--no-progress"], "--quiet"),
     (["data", "info", "digits", "--data-seed", "1"], "--seed"),
     (["tune", "--trials", "1", "--data-seed", "1"], "--seed"),
     (["reproduce", "--data-seed", "1"], "--seed"),
-    (["torch", "train", "--std", "0.01"], "--init-std"),
-    (["train", "--init-std", "0.01"], "--std"),
 ])
 def test_a_flag_another_command_spells_differently_is_suggested_by_this_ones_name(
         argv, meant, capsys):
-    """``mlplab tune --quiet`` was asked "did you mean --out?", ``mlplab data info --data-seed``
-    "--data-dir?" and ``mlplab torch train --std`` "--seed?": look-alikes of another meaning.
-    The flag that means the same here (train's --quiet is tune's --no-progress; the --seed of
-    data, tune and reproduce seeds the splits, as train's --data-seed) is suggested instead."""
+    """``mlplab data info --data-seed`` was asked "did you mean --data-dir?": a look-alike of
+    another meaning. The flag that means the same here (the --seed of data, tune and reproduce
+    seeds the splits, as train's --data-seed) is suggested instead."""
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
     assert f"(did you mean {meant}?)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command,flags", [
+    (["train"], {"quiet": ["--quiet", "--no-progress"], "std": ["--std", "--init-std"]}),
+    (["torch", "train"], {"progress": ["--no-progress", "--quiet"],
+                          "init_std": ["--init-std", "--std"]}),
+    (["torch", "depth"], {"progress": ["--no-progress", "--quiet"],
+                          "init_std": ["--init-std", "--std"]}),
+    (["tune", "--trials", "1"], {"progress": ["--no-progress", "--quiet"]}),
+])
+def test_the_progress_and_std_flags_take_either_spelling(command, flags):
+    """train had --quiet and --std where torch and tune have --no-progress and --init-std; a
+    user of one typed the other's and was refused. Each command takes both, to one setting."""
+    from mlplab.cli import build_parser
+
+    parser = build_parser()
+    for dest, spellings in flags.items():
+        takes_value = dest.endswith("std")
+        values = {getattr(parser.parse_args([*command, flag, *(["0.5"] if takes_value else [])]),
+                          dest) for flag in spellings}
+        unset = getattr(parser.parse_args(command), dest)
+        assert len(values) == 1 and values != {unset}, (dest, values, unset)
 
 
 @pytest.mark.parametrize("flags,said", [

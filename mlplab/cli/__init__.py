@@ -186,10 +186,11 @@ def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction 
 
 
 #: flags that mean the same but are spelt differently by different commands: typed to the other
-#: command, the one it has is suggested, not a look-alike of another meaning (`mlplab tune
-#: --quiet` was asked "did you mean --out?"). The --seed of data, tune and reproduce seeds the
-#: splits, as --data-seed does for train and torch.
-_SAME_MEANING = (("--quiet", "--no-progress"), ("--data-seed", "--seed"), ("--std", "--init-std"))
+#: command, the one it has is suggested, not a look-alike of another meaning (`mlplab data info
+#: --data-seed` was asked "did you mean --data-dir?"). The --seed of data, tune and reproduce
+#: seeds the splits, as --data-seed does for train and torch. (--quiet / --no-progress and
+#: --std / --init-std are each other's aliases in every command that has either.)
+_SAME_MEANING = (("--data-seed", "--seed"),)
 
 
 def _misplaced_arguments(parser: argparse.ArgumentParser, unknown: list[str],

@@ -74,7 +74,7 @@ def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
                         "0; default: PyTorch's own (Kaiming-uniform)"
                         + ("; both: every depth with each, in one table" if both else "")
                         + f" (default: {d['init']})")
-    m.add_argument("--init-std", type=float, default=None, metavar="STD",
+    m.add_argument("--init-std", "--std", dest="init_std", type=float, default=None, metavar="STD",
                    help="standard deviation of the exercise initialisation; the exercise's "
                         f"normal_(0.0, 1e-3) takes a std, not a variance (default: "
                         f"{d['init_std']:g})")
@@ -105,7 +105,7 @@ def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
                         "when PyTorch sees one, else the CPU)")
     r.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="PyTorch CPU threads (default: every core this process may use)")
-    r.add_argument("--no-progress", dest="progress", action="store_false",
+    r.add_argument("--no-progress", "--quiet", dest="progress", action="store_false",
                    help="no progress bar")
     r.add_argument("--verbose", action="store_true", help="print a line per epoch")
 

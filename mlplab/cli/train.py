@@ -95,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--init", choices=["he", "xavier", "normal"], default=None,
                    help="weight initialisation (default: he; normal = N(0, std^2), the "
                         "exercise's)")
-    m.add_argument("--std", type=float, default=None,
+    m.add_argument("--std", "--init-std", dest="std", type=float, default=None,
                    help="standard deviation for --init normal (default: 1e-4)")
     m.add_argument("--dropout", type=float, default=None, metavar="P",
                    help="inverted dropout probability after each hidden layer (default: 0)")
@@ -154,7 +154,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--no-plots", dest="plots", action="store_false",
                    help="do not draw the PNG figures")
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bar")
     o.add_argument("--verbose", action="store_true",
                    help="print a line per epoch (loss, accuracies, learning rate)")
     o.add_argument("--json", action="store_true", help="print the metrics as JSON")

@@ -100,7 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--eval-test", action="store_true",
                    help="evaluate the retrained best model on the test split, once")
     o.add_argument("--json", action="store_true", help="print the summary as JSON")
-    o.add_argument("--no-progress", dest="progress", action="store_false",
+    o.add_argument("--no-progress", "--quiet", dest="progress", action="store_false",
                    help="no progress bar")
     p.set_defaults(func=run_tune, unknown_hint=_knob_hint)
 
