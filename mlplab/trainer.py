@@ -302,10 +302,11 @@ class Trainer:
     # --------------------------------------------------------------------------- resume support
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly: counters, RNG states, optimiser
-        slots, history, the best parameters so far and, mid-epoch, the epoch's row order.
-        (Model parameters are saved separately.) JSON-able except ``optimizer`` and
-        ``best_state`` (dicts of arrays, or None) and ``order`` (an array, or None)."""
-        if self.rng is None:
+        slots, history, the best parameters so far, mid-epoch the epoch's row order, and the
+        model's ``dtype`` (its name), the arithmetic the run continues in. (Model parameters
+        are saved separately.) JSON-able except ``optimizer`` and ``best_state`` (dicts of
+        arrays, or None) and ``order`` (an array, or None)."""
+        if self.rng is None or self.model is None:
             raise RuntimeError("state_dict() is only available once fit() has started.")
         dropout_rngs = [d.rng.bit_generator.state for d in self._dropouts()]
         rng_state = self.rng.get_state(legacy=True)  # (NumPy's default, which its stubs miss)
@@ -319,6 +320,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict() if self.optimizer else {},
             "best_state": _copy_state(self._best_state),
             "order": None if self._order is None else self._order.copy(),
+            # a plain-SGD state has no arrays that would tell the dtype (no slots, no best)
+            "dtype": np.dtype(self.model.dtype).name,
         }
 
     def resume(self, state: dict[str, Any], same_schedule: bool = False) -> None:
@@ -332,9 +335,11 @@ class Trainer:
         anything: a state it refuses (another network's sizes or dtype, another optimiser's
         slots, other data) leaves the trainer, the model (its dropout streams) and NumPy's
         global stream as they were, and stays pending, so that a ``fit`` with the run's own
-        model and data resumes it; a new ``Trainer`` starts afresh. The arrays of a state
-        (optimiser slots, best parameters) must have the model's dtype: a float32 run resumed in
-        a float64 model, or the other way round, would not continue as it was trained."""
+        model and data resumes it; a new ``Trainer`` starts afresh. A state must be of the
+        model's dtype (:class:`ResumeDtypeError` otherwise): its recorded ``dtype`` and its
+        arrays (optimiser slots, best parameters), as a float32 run resumed in a float64 model,
+        or the other way round, would not continue as it was trained. (A state of an mlplab
+        before 1 Dec 2026 records no ``dtype``: its arrays are checked.)"""
         self._resume = state
         self._same_schedule = bool(same_schedule)
 
@@ -703,16 +708,28 @@ def _read_resume_state(state: dict[str, Any], model: MLP, optimizer: Optimizer, 
         if arr.shape != target.shape:
             raise ValueError(f"{what} has shape {arr.shape}; the model's has {target.shape}")
         checked.append((what, arr, target))
+    recorded = state.get("dtype")  # (absent from a state of an mlplab before 1 Dec 2026)
+    if recorded is not None:
+        if not isinstance(recorded, str) or np.dtype(recorded).kind != "f":
+            raise ValueError(f"dtype {recorded!r} is not the name of a float dtype")
+        if np.dtype(recorded) != model.dtype:
+            raise _dtype_error(np.dtype(recorded), f"is a {recorded} run's", model.dtype)
     for what, arr, target in checked:
         if arr.dtype != target.dtype:
-            raise ResumeDtypeError(
-                f"cannot resume: the saved trainer state holds {arr.dtype} arrays ({what}), but "
-                f"the model is {target.dtype}, and a run continues as it was trained only in its "
-                f"own dtype: resume it with a {arr.dtype} model (dtype={arr.dtype.name!r}), or "
-                f"train the {target.dtype} model anew (model.load_state_dict takes the weights).")
+            raise _dtype_error(arr.dtype, f"holds {arr.dtype} arrays ({what})", target.dtype)
     order = state.get("order")
     return _Resumed(iteration, epoch, h, rng, list(streams), best,
                     None if order is None else np.asarray(order, dtype=np.intp))
+
+
+def _dtype_error(saved: np.dtype, what: str, model: np.dtype) -> ResumeDtypeError:
+    """The refusal of a state that ``what`` (its recorded dtype, or arrays) says is ``saved``'s
+    for a ``model``-dtype model."""
+    return ResumeDtypeError(
+        f"cannot resume: the saved trainer state {what}, but the model is {model}, and a run "
+        f"continues as it was trained only in its own dtype: resume it with a {saved} model "
+        f"(dtype={saved.name!r}), or train the {model} model anew (model.load_state_dict takes "
+        "the weights).")
 
 
 def _copy_state(state: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:

@@ -903,6 +903,10 @@ def test_resume_refuses_an_edited_or_foreign_trainer_state(tmp_path, digits):
          r"the saved row order is not a list of row numbers .*with a new out\."),
         (lambda a, s: a.update(order=np.zeros_like(a["order"])),
          f"the saved row order is not a permutation of the {len(digits.y_train)} training rows"),
+        # the model's dtype, which the trainer state records
+        (lambda a, s: s.update(dtype=64), r"'dtype' is missing or of the wrong type.*new out\."),
+        (lambda a, s: s.update(dtype="float64"), "the saved trainer state is a float64 run's, "
+                                                 "but the model is float32"),
     ]:
         with pytest.raises(ValueError, match=message):
             resume_with(edit)
@@ -916,6 +920,10 @@ def test_resume_refuses_an_edited_or_foreign_trainer_state(tmp_path, digits):
     io.write_npz(run / "checkpoint.npz", io.read_npz(run / "model.npz"))  # a model, no state
     with pytest.raises(ValueError, match=r"checkpoint.npz is a model file, not a checkpoint"):
         resume_run(run, data=digits, plots=False)
+    assert json.loads(str(saved["arrays"]["__trainer__"]))["dtype"] == "float32"
+    # a checkpoint of an mlplab before 1 Dec 2026 records no dtype: its arrays are checked
+    resumed = resume_with(lambda a, s: s.pop("dtype"))
+    assert resumed.metrics["status"] == "completed"
     resumed = resume_with(lambda a, s: None)  # the checkpoint itself is fine
     assert resumed.metrics["status"] == "completed"
 

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from mlplab import MLP, TwoLayerNet
-from mlplab.trainer import Callback, History, TrainConfig, Trainer, TrainingDivergedError
+from mlplab.trainer import (
+    Callback,
+    History,
+    ResumeDtypeError,
+    TrainConfig,
+    Trainer,
+    TrainingDivergedError,
+)
 
 
 def blobs(n=300, d=6, k=3, seed=0):
@@ -623,8 +630,8 @@ def _streams(model):
     ({"rows": 290}, "the saved row order is not a permutation of the 290 training rows"),
     ({"hidden": [9]}, r"optimizer W1/v has shape \(6, 8\); the model's has \(6, 9\)"),
     ({"dropout": 0.0}, "the state has 1 dropout generators, the model 0 dropout layers"),
-    ({"dtype": np.float64}, "the saved trainer state holds float32 arrays .optimizer W1/v., "
-                            "but the model is float64"),
+    ({"dtype": np.float64}, "the saved trainer state is a float32 run's, but the model is "
+                            "float64"),
     ({"seed": None, "rows": 290}, "not a permutation"),
 ])
 def test_a_refused_resume_changes_nothing_and_stays_pending(data, other):
@@ -675,6 +682,50 @@ def test_a_refused_resume_changes_nothing_and_stays_pending(data, other):
     for k, v in full.state_dict().items():
         np.testing.assert_array_equal(again.state_dict()[k], v)
     assert _streams(again) == _streams(full)
+
+
+def test_a_resume_state_records_its_dtype_which_the_model_must_have(data):
+    """The dtype check read the state's arrays alone: a plain-SGD state (no optimiser slots, no
+    best parameters) of a float32 run went on in a float64 model. The state records the model's
+    dtype; a state without it (an mlplab before 1 Dec 2026) is still checked by its arrays and
+    resumes in a model of its dtype."""
+    X, y, Xv, yv = data
+    cfg = TrainConfig(optimizer="sgd", lr=0.05, epochs=2, batch_size=40, seed=0)
+    first = Trainer(cfg)
+    first.fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
+    state = first.state_dict()
+    assert (state["dtype"], set(state["optimizer"]), state["best_state"]) == (
+        "float32", {"__t__"}, None)
+    wide = MLP(6, [8], 3, seed=0, dtype=np.float64)
+    before = wide.state_dict()
+    trainer = Trainer(cfg, epochs=3)
+    trainer.resume(state)
+    with pytest.raises(ResumeDtypeError, match="the saved trainer state is a float32 run's, but "
+                                               "the model is float64.*dtype='float32'"):
+        trainer.fit(wide, X, y, Xv, yv)
+    assert trainer.model is None and all(
+        np.array_equal(v, wide.state_dict()[k]) for k, v in before.items())
+    # an older state: nothing tells a plain-SGD one's dtype, so it resumes as before
+    old = {k: v for k, v in state.items() if k != "dtype"}
+    resumed = Trainer(cfg, epochs=3)
+    resumed.resume(old)
+    model = MLP(6, [8], 3, seed=0)
+    model.load_state_dict(first.model.state_dict())
+    full = Trainer(cfg, epochs=3).fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
+    assert resumed.fit(model, X, y, Xv, yv).loss == full.loss
+    # an older momentum state is refused by its arrays' dtype, as before
+    moving = Trainer(cfg, optimizer="momentum")
+    moving.fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
+    old = {k: v for k, v in moving.state_dict().items() if k != "dtype"}
+    again = Trainer(cfg, optimizer="momentum", epochs=3)
+    again.resume(old)
+    with pytest.raises(ResumeDtypeError, match=r"holds float32 arrays \(optimizer W1/v\), but "
+                                               "the model is float64"):
+        again.fit(wide, X, y, Xv, yv)
+    damaged = Trainer(cfg, epochs=3)
+    damaged.resume({**state, "dtype": "int32"})
+    with pytest.raises(ValueError, match="invalid .*dtype 'int32' is not the name of a float"):
+        damaged.fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
 
 
 def test_weights_that_overflow_at_an_epochs_evaluation_are_a_divergence(data):

@@ -117,9 +117,12 @@ def _check_trainer_state(state: Any, path: str | os.PathLike) -> None:
     if not isinstance(state, dict):
         problem = f"a {type(state).__name__}, not a dict"
     else:
+        # keys that may be absent, with a value of their type (dtype: absent from a checkpoint
+        # of an mlplab before 1 Dec 2026, Trainer.resume then checks the arrays' dtype)
+        absent = {"seconds": 0.0, "dtype": ""}
         for key, kind in (("iteration", int), ("epoch", int), ("rng", list), ("history", dict),
-                          ("seconds", (int, float))):
-            value = state.get(key, 0.0 if key == "seconds" else None)  # seconds may be absent
+                          ("seconds", (int, float)), ("dtype", str)):
+            value = state.get(key, absent.get(key))
             if not isinstance(value, kind) or isinstance(value, bool):
                 problem = f"{key!r} is missing or of the wrong type"
                 break
