@@ -324,7 +324,7 @@ class Trainer:
             "dtype": np.dtype(self.model.dtype).name,
         }
 
-    def resume(self, state: dict[str, Any], same_schedule: bool = False) -> None:
+    def resume(self, state: dict[str, Any] | None, same_schedule: bool = False) -> None:
         """Continue from ``state`` (from :meth:`state_dict`) on the next :meth:`fit`. With
         ``same_schedule`` (a run continued as configured), :meth:`fit` raises
         :class:`ScheduleChangedError` if the learning rates ``state``'s history recorded are not
@@ -335,13 +335,18 @@ class Trainer:
         anything: a state it refuses (another network's sizes or dtype, another optimiser's
         slots, other data) leaves the trainer, the model (its dropout streams) and NumPy's
         global stream as they were, and stays pending, so that a ``fit`` with the run's own
-        model and data resumes it; a new ``Trainer`` starts afresh. A state must be of the
+        model and data resumes it; ``resume(None)`` drops a pending state, so that the next
+        ``fit`` starts afresh (as a new ``Trainer`` does). A state must be of the
         model's dtype (:class:`ResumeDtypeError` otherwise): its recorded ``dtype`` and its
         arrays (optimiser slots, best parameters), as a float32 run resumed in a float64 model,
         or the other way round, would not continue as it was trained. (A state of an mlplab
         before 1 Dec 2026 records no ``dtype``: its arrays are checked.)"""
+        if state is not None and not isinstance(state, dict):
+            # refused here, not as a damaged state at the next fit
+            raise TypeError(f"state must be a dict from Trainer.state_dict(), or None to drop "
+                            f"a pending one; got {type(state).__name__}.")
         self._resume = state
-        self._same_schedule = bool(same_schedule)
+        self._same_schedule = bool(same_schedule) and state is not None
 
     def _dropouts(self) -> list[Dropout]:
         return _dropouts_of(self.model)

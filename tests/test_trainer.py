@@ -684,6 +684,28 @@ def test_a_refused_resume_changes_nothing_and_stays_pending(data, other):
     assert _streams(again) == _streams(full)
 
 
+def test_resume_none_drops_a_pending_state(data):
+    """A refused state stays pending (for a fit with the run's own model and data), and there
+    was no way to drop it: every later fit of that trainer was refused. resume(None) drops it;
+    the next fit starts afresh, as a new trainer's does."""
+    X, y, Xv, yv = data
+    cfg = TrainConfig(optimizer="momentum", lr=0.05, epochs=2, batch_size=40, seed=0)
+    first = Trainer(cfg)
+    first.fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
+    trainer = Trainer(cfg)
+    trainer.resume(first.state_dict(), same_schedule=True)
+    for _ in range(2):  # pending: refused again
+        with pytest.raises(ValueError, match=r"W1/v has shape \(6, 8\); the model's has \(6, 5\)"):
+            trainer.fit(MLP(6, [5], 3, seed=0), X, y, Xv, yv)
+    trainer.resume(None)
+    history = trainer.fit(MLP(6, [5], 3, seed=0), X, y, Xv, yv)
+    assert history.loss == Trainer(cfg).fit(MLP(6, [5], 3, seed=0), X, y, Xv, yv).loss
+    assert trainer.iteration == len(history.loss)
+    with pytest.raises(TypeError, match="state must be a dict from Trainer.state_dict.., or None "
+                                        "to drop a pending one; got str"):
+        trainer.resume("checkpoint.npz")
+
+
 def test_a_resume_state_records_its_dtype_which_the_model_must_have(data):
     """The dtype check read the state's arrays alone: a plain-SGD state (no optimiser slots, no
     best parameters) of a float32 run went on in a float64 model. The state records the model's
