@@ -13,7 +13,7 @@ exit status tells them apart (:func:`exit_status`): 130 for Ctrl-C, 143 for SIGT
 128 + the signal's number, which a supervisor reads to learn that its own stop was obeyed.
 
 :func:`deferred` holds both signals back while a group of files is replaced, so that what a
-reader finds is all from one run (and while :mod:`mlplab.plots` imports Matplotlib, whose C
+reader finds is all from one run (and while :mod:`mlplab._matplotlib` imports Matplotlib, whose C
 extensions an interrupted import leaves half set up). It swaps the handlers rather than masking
 the signals: a mask applies to one thread, and the kernel may hand a process-wide signal to any
 other (the BLAS threads); Python runs every handler in the main thread whichever thread

@@ -26,21 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from mlplab import interrupts
+# first: Matplotlib's import, with Ctrl-C held back (see mlplab._matplotlib)
+from mlplab._matplotlib import matplotlib, plt
+
+# isort: split
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
 from mlplab._text import printable
 from mlplab.io import atomic_path
 from mlplab.metrics import confusion_matrix  # noqa: F401 - mlplab.plots' name for it
-
-# Ctrl-C and SIGTERM wait for Matplotlib's import (about a second), then are raised: one that
-# lands inside it (a second Ctrl-C while a stopped run writes its figures) can leave one of its
-# C extensions half initialised, and Python then aborted as it exited ("Fatal Python error:
-# PyThreadState_Get", status -6) instead of the command ending with 130.
-with interrupts.deferred():
-    import matplotlib
-    import matplotlib.pyplot as plt
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
 #: one colour per quantity, shared by every figure
 COLORS = {

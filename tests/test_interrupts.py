@@ -211,26 +211,36 @@ class CtrlCOnce(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, CtrlCOnce())
 try:
-    import mlplab.plots
+    {entry}
 except KeyboardInterrupt:
     print(" ".join(m for m in ("matplotlib.ft2font", "matplotlib.pyplot") if m in sys.modules))
 sys.exit(130)
 """
 
 
-def test_a_ctrl_c_waits_for_matplotlibs_import_to_end():
+@pytest.mark.parametrize("entry", [
+    "import mlplab.plots",
+    "import mlplab.report.style",  # the report's figures
+    # each imports Matplotlib as its first line, so no dataset or study is needed to get there
+    "from mlplab.data.preview import sample_grid; sample_grid(None, 'x.png')",  # data show
+    "from mlplab.tuning.results import write_plots; write_plots(None, None)",  # tune's plots
+    "from mlplab.tuning.quiet import matplotlib_style_kept\nwith matplotlib_style_kept(): pass",
+])
+def test_a_ctrl_c_waits_for_matplotlibs_import_to_end(entry):
     """A second Ctrl-C while a stopped run writes its figures often landed in Matplotlib's
     import, leaving a C extension half initialised: Python then died of SIGINT or aborted
     ("Fatal Python error: PyThreadState_Get") as it exited, instead of the command's 130. The
-    import finishes first now, and the KeyboardInterrupt comes after it. (A process of its own:
-    the suite has imported Matplotlib already.)"""
+    import finishes first now, and the KeyboardInterrupt comes after it, whichever module of
+    mlplab imports Matplotlib first (mlplab._matplotlib's import). (A process of its own: the
+    suite has imported Matplotlib already.)"""
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root), MPLBACKEND="Agg")
-    res = subprocess.run([sys.executable, "-c", _CTRL_C_IN_MATPLOTLIB_IMPORT], env=env,
+    script = _CTRL_C_IN_MATPLOTLIB_IMPORT.replace("{entry}", entry.replace("\n", "\n    "))
+    res = subprocess.run([sys.executable, "-c", script], env=env,
                          capture_output=True, text=True, timeout=120,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert res.returncode == 130, res.stderr

@@ -20,7 +20,7 @@ def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: 
     class names) to ``out`` (PNG, PDF or SVG by extension), atomically; return the path.
     ``transform`` changes the picked images before they are drawn (see
     :func:`mlplab.plots.plot_samples`)."""
-    import matplotlib.pyplot as plt
+    from mlplab._matplotlib import plt  # (Ctrl-C held back while Matplotlib is imported)
 
     X, y = ds.split(split)
     if len(y) == 0:

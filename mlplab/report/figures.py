@@ -73,7 +73,7 @@ def optimisation_history(trials: Sequence[tuple[int, str, float | None]], path: 
     ``trials`` holds ``(number, state, value)`` rows as in the tuning results table. Optuna draws
     this figure too, but in its own style; this one matches the rest of the report.
     """
-    import matplotlib.pyplot as plt
+    from mlplab._matplotlib import plt
 
     rows = [(n, s.upper(), v) for n, s, v in trials if v is not None]
     with report_style():

@@ -12,7 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
+# first: Matplotlib's import, with Ctrl-C held back (see mlplab._matplotlib)
+from mlplab._matplotlib import plt
+
+# isort: split
 from matplotlib.rcsetup import cycler  # what matplotlib.cycler is (its stubs omit that name)
 
 from mlplab import plots as _plots

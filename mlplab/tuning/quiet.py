@@ -34,7 +34,7 @@ def matplotlib_style_kept() -> Iterator[None]:
     the whole process to their ggplot style (``plt.style.use``), which a notebook's figures
     after a ``tune()`` call kept (grey axes). Within the block the style is left as Optuna sets
     it, so the figures tuning writes are unchanged. Also a decorator."""
-    import matplotlib
+    from mlplab._matplotlib import matplotlib  # (Ctrl-C held back while it is imported)
 
     with matplotlib.rc_context():
         yield

@@ -84,7 +84,9 @@ def markdown_table(header: list[str], rows: list[list[Any]], best: int | None) -
 def write_plots(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[str, str]]:
     """Optuna's optimisation-history, parallel-coordinate and parameter-importance plots as PNG
     files; returns ``(written, skipped)`` where ``skipped`` says why a plot was not drawn."""
-    import matplotlib.pyplot as plt
+    from mlplab._matplotlib import plt  # first (Ctrl-C held back while Matplotlib is imported)
+
+    # isort: split
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as ovm
 
