@@ -53,14 +53,23 @@ def quiet_optuna_warnings() -> Iterator[None]:
 class _NoInterruptTraceback(logging.Filter):
     """Optuna logs a trial stopped by Ctrl-C with the whole traceback of the KeyboardInterrupt;
     keep its one-line warning (the trial is marked failed) and drop the traceback. A trial ended
-    by one of the ``silent`` exceptions is not logged at all."""
+    by one of the ``silent`` exceptions is not logged at all: neither the warning that carries
+    the exception nor the "Trial N failed with value None." line that Optuna (4 and later) logs
+    after it without one, found by the trial number the first gave."""
 
     def __init__(self, silent: tuple[type[BaseException], ...] = ()) -> None:
         super().__init__()
         self.silent = silent
+        self.silenced: set[str] = set()  # "Trial N " of the trials whose warnings are dropped
 
     def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage() if self.silenced or self.silent else ""
         if record.exc_info and isinstance(record.exc_info[1], self.silent):
+            words = message.split()
+            if len(words) > 1 and words[0] == "Trial":
+                self.silenced.add(f"Trial {words[1]} ")
+            return False
+        if any(message.startswith(prefix + "failed") for prefix in self.silenced):
             return False
         if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
             record.exc_info = None
