@@ -750,6 +750,35 @@ def test_killed_workers_trials_are_failed_once_before_new_workers_start(digits, 
         [(TrialState.WAITING, 2), (TrialState.WAITING, 3)]
 
 
+def test_a_requeued_trial_taken_up_by_a_live_worker_is_not_failed_as_the_dead_ones(tmp_path):
+    """A killed worker's trial is re-queued with its settings, but not with its run's own
+    attributes: Optuna's retry copies every user attribute, the dead process's `worker` too, so
+    the retry that a live worker had just taken up looked like the dead worker's trial to a
+    worker starting beside it, which failed it (the live one then printed Optuna's traceback of
+    'Trial#N has already finished') and the killed trial's settings never ran again."""
+    import socket
+    import subprocess
+    import sys
+
+    from mlplab.tuning.search import fail_dead_local_trials
+
+    spec = StorageSpec(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(storage=spec.open(), direction="maximize")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    orphan = study.ask({"hidden_size": optuna.distributions.IntDistribution(8, 32)})
+    for key, value in (("worker", f"{socket.gethostname()}:{dead}#1"), ("epochs", 3)):
+        study._storage.set_trial_user_attr(orphan._trial_id, key, value)
+    fail_dead_local_trials(study)  # the parent, noticing the kill: FAIL, and re-queued
+    (retry,) = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert retry.params == orphan.params and retry.system_attrs["failed_trial"] == 0
+    assert retry.user_attrs == {}  # not the dead worker's name, nor its epochs
+    taken = study.ask()  # a live worker takes it up (RUNNING), before it names itself
+    assert taken.number == retry.number
+    fail_dead_local_trials(study)  # another worker, starting
+    assert study._storage.get_trial(taken._trial_id).state == TrialState.RUNNING
+
+
 def test_the_best_run_retrains_with_the_searchs_seed_preprocessing_and_split(tmp_path):
     """The retrained best-run is the best trial's model again: same seed, same preprocessing,
     so the same validation accuracy; and its config.json names the split it was loaded with,

@@ -290,7 +290,26 @@ def _stale_callback() -> StaleTrialCallback:
     cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
         optuna.storages.RetryFailedTrialCallback
     with quiet_optuna_warnings():
-        return cls(max_retry=1)
+        return _Requeue(cls(max_retry=1))
+
+
+class _Requeue:
+    """Optuna's retry callback, re-queueing the settings without the dead run's user attributes.
+
+    Optuna copies every user attribute into the retry, and mlplab's are all the dead run's own
+    (``worker``, ``epochs``, ...): the retry that a live worker had just taken up, still named
+    after the dead process, was failed by the next worker to start as that process's trial
+    (:func:`mlplab.tuning.search.fail_dead_local_trials`), and its settings never ran again."""
+
+    def __init__(self, retry: StaleTrialCallback) -> None:
+        self.retry = retry
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        import copy
+
+        trial = copy.copy(trial)  # (the caller's copy keeps its attributes)
+        trial.user_attrs = {}
+        self.retry(study, trial)
 
 
 def _callback_kwarg(callback: StaleTrialCallback | None) -> dict[str, Any]:
