@@ -750,6 +750,37 @@ def test_killed_workers_trials_are_failed_once_before_new_workers_start(digits, 
         [(TrialState.WAITING, 2), (TrialState.WAITING, 3)]
 
 
+def test_a_trial_names_its_worker_before_anything_that_takes_time(digits, tmp_path,
+                                                                   monkeypatch):
+    """The worker's name is the trial's first write: a worker killed while its trial was still
+    unnamed (the sampler drawing its settings, the check of the target) left a RUNNING trial
+    that no process could tell was a dead one's, so it counted towards the target until its
+    heartbeat's grace ran out: the same command run again at once ended a trial short, with
+    no error."""
+    import mlplab.tuning.search as search
+    from mlplab.tuning import run_search
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}",
+                                direction="maximize")
+    unnamed = []
+
+    def busy(study):
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        unnamed.extend(t.number for t in running if "worker" not in t.user_attrs)
+        return busy_before(study)
+
+    def suggest(self, trial):
+        if "worker" not in study._storage.get_trial(trial._trial_id).user_attrs:
+            unnamed.append(trial.number)
+        return suggest_before(self, trial)
+
+    busy_before, suggest_before = search._busy, SearchSpace.suggest
+    monkeypatch.setattr(search, "_busy", busy)
+    monkeypatch.setattr(SearchSpace, "suggest", suggest)
+    run_search(study, digits, SearchSpace.from_dict(TINY), target=2)
+    assert len(study.trials) == 2 and unnamed == []
+
+
 def test_a_requeued_trial_taken_up_by_a_live_worker_is_not_failed_as_the_dead_ones(tmp_path):
     """A killed worker's trial is re-queued with its settings, but not with its run's own
     attributes: Optuna's retry copies every user attribute, the dead process's `worker` too, so

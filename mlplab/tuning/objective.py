@@ -87,8 +87,10 @@ class Objective:
     def _run(self, trial: optuna.Trial) -> float:
         import optuna
 
-        settings = self.space.suggest(trial)
+        # named before its settings are drawn (which takes a while with TPE): see
+        # mlplab.tuning.search._WithinTarget
         trial.set_user_attr("worker", self.worker)
+        settings = self.space.suggest(trial)
         start = time.perf_counter()
         try:
             model, config = build(settings, self.data.num_features, self.data.num_classes,

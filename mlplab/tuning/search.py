@@ -95,6 +95,10 @@ class _WithinTarget:
         self.target = target
 
     def __call__(self, trial: optuna.Trial) -> float:
+        # the worker's name first: a worker killed before it left a RUNNING trial that nothing
+        # could tell was a dead one's (fail_dead_local_trials) until its heartbeat's grace ran
+        # out, so a search run again at once stopped a trial short (Objective names it again)
+        trial.set_user_attr("worker", self.objective.worker)
         before = sum(t.number < trial.number for t in _busy(trial.study))
         if before >= self.target:
             trial.set_user_attr(SURPLUS_ATTR, True)  # (left out of the tables and counts)
