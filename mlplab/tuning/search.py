@@ -245,12 +245,22 @@ def _optimize(study: optuna.Study, objective: Objective, target: int, timeout: f
             return
         except _TargetReached:
             return
-        except ValueError as exc:
-            if not str(exc).startswith("Cannot tell a "):
+        except (ValueError, AssertionError) as exc:
+            if not _told_elsewhere(exc):
                 raise
         # as _StopAtTarget would have, had Optuna called it for that trial
         if len(_busy(study)) >= target:
             return
+
+
+def _told_elsewhere(exc: BaseException) -> bool:
+    """Whether ``exc`` is Optuna refusing this worker's result for a trial that another process
+    recorded first: its ValueError "Cannot tell a COMPLETE trial", or, for a trial another
+    worker failed as stale (a heartbeat that a busy storage delayed past the grace period), the
+    AssertionError ("Should not reach.") that Optuna 4+ raises over "Cannot tell a FAIL
+    trial"."""
+    refused = exc.__context__ if isinstance(exc, AssertionError) else exc
+    return isinstance(refused, ValueError) and str(refused).startswith("Cannot tell a ")
 
 
 def grid_exhausted(study: optuna.Study) -> bool:
