@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import optuna
@@ -374,3 +375,45 @@ def test_one_sqlite_trial_changes_state_once_when_two_workers_race(tmp_path, sta
     outcome["thread"].join(30)
     assert (outcome["a"], outcome["b"]) == (True, False)
     assert study.get_trials(deepcopy=False)[0].state == to
+
+
+def test_a_sqlite_storage_reads_while_another_process_holds_the_write_lock(tmp_path):
+    """Only the transactions that may write take SQLite's write lock at their start: every read
+    took it too, so the parent's progress, each sampler's look at the trials and each worker's
+    check of the target queued behind the writers (seconds on a busy file), and a heartbeat
+    queued behind them arrived late enough for a live trial to be failed as stale. Writes still
+    wait for the lock."""
+    import sqlite3
+
+    from mlplab.tuning.storage import StorageSpec
+
+    db = tmp_path / "study.db"
+    storage = StorageSpec(f"sqlite:///{db}").open()  # (heartbeats: the stale-trial query)
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ("Heartbeat ... supposed to be used with optimize")
+        trial_id = study.ask()._trial_id
+    done: dict[str, object] = {}
+
+    def run(name, call) -> threading.Thread:
+        thread = threading.Thread(target=lambda: done.setdefault(name, call()))
+        thread.start()
+        return thread
+
+    other = sqlite3.connect(db, isolation_level=None)  # another worker, in the middle of a write
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        reads = [run("trials", lambda: storage.get_all_trials(study._study_id)),
+                 run("trial", lambda: storage.get_trial(trial_id)),
+                 run("stale", lambda: storage._get_stale_trial_ids(study._study_id))]
+        for thread in reads:
+            thread.join(10)
+        assert {"trials", "trial", "stale"} <= done.keys()  # not queued behind the writer
+        write = run("write", lambda: storage.set_trial_user_attr(trial_id, "k", 1))
+        write.join(1.0)
+        assert "write" not in done  # a write waits for the lock
+    finally:
+        other.rollback()
+        other.close()
+    write.join(10)
+    assert "write" in done and storage.get_trial(trial_id).user_attrs == {"k": 1}

@@ -19,6 +19,7 @@ from mlplab._validation import setting
 from mlplab.tuning.quiet import quiet_optuna_warnings
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterator
 
     import optuna
@@ -101,7 +102,7 @@ class StorageSpec:
                 with quiet_optuna_warnings():
                     storage = optuna.storages.RDBStorage(url, **kwargs)
                 if url.startswith("sqlite"):
-                    _claim_sqlite_rows(storage.engine)
+                    _claim_sqlite_rows(storage)
                 return storage
             except ImportError as exc:
                 # Optuna's message names no module; the ImportError it wraps does (pymysql,
@@ -126,23 +127,51 @@ class StorageSpec:
         raise AssertionError("unreachable")
 
 
-def _claim_sqlite_rows(engine: Any) -> None:
-    """Start every transaction on ``engine`` (a SQLite file's) with ``BEGIN IMMEDIATE``, which
-    takes the file's write lock at once.
+def _claim_sqlite_rows(storage: Any) -> None:
+    """Start every transaction of ``storage`` (an RDBStorage on a SQLite file) that may write
+    with ``BEGIN IMMEDIATE``, which takes the file's write lock at once; one that only reads
+    with a plain ``BEGIN``, which takes none.
 
     Optuna changes a trial's state by reading the row, checking it and writing it in one
     transaction (``SELECT ... FOR UPDATE`` elsewhere): a WAITING trial becomes RUNNING for one
     worker only, a RUNNING one FAIL once. SQLite has no row locks, and Python's driver began the
     transaction only at the write, after the read: two workers could both read a re-queued trial
-    as WAITING and both run it, or both fail a dead worker's trial and re-queue it twice. Each
-    transaction now holds the lock from its read to its commit; readers of the file are not
-    blocked, other transactions wait their turn (the busy timeout)."""
+    as WAITING and both run it, or both fail a dead worker's trial and re-queue it twice. Such a
+    transaction now holds the lock from its read to its commit; other writers wait their turn
+    (the busy timeout). The storage's reads (its ``get_*`` methods, the stale-trial query) write
+    nothing, so they need no lock: taking it made every read (the parent's progress, each
+    sampler's look at the trials, each worker's check of the target) queue behind the writers
+    and each other, and a heartbeat queued behind them arrived late enough for a live trial to
+    be failed as stale. A transaction that only reads cannot deadlock with a writer."""
+    import threading
+
     from sqlalchemy import event
 
-    def begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    reading = threading.local()  # (the heartbeat thread's writes are its own)
 
-    event.listen(engine, "begin", begin)
+    def begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN" if getattr(reading, "depth", 0) else
+                                   "BEGIN IMMEDIATE")
+
+    event.listen(storage.engine, "begin", begin)
+    for name in dir(storage):
+        method = getattr(storage, name)
+        if (name.startswith("get_") or name == "_get_stale_trial_ids") and callable(method):
+            setattr(storage, name, _only_reading(method, reading))
+
+
+def _only_reading(method: Callable[..., Any], reading: threading.local) -> Callable[..., Any]:
+    """``method`` marking the transactions it begins in this thread as reads."""
+
+    @functools.wraps(method)
+    def read(*args: Any, **kwargs: Any) -> Any:
+        reading.depth = getattr(reading, "depth", 0) + 1
+        try:
+            return method(*args, **kwargs)
+        finally:
+            reading.depth -= 1
+
+    return read
 
 
 def _make_sqlite_folder(url: str) -> None:
