@@ -614,6 +614,42 @@ def test_summary_after_a_ctrl_c_is_this_runs_not_the_previous_ones(digits, tmp_p
     assert (summary["n_complete"], summary["interrupted"], summary["run_dir"]) == (6, True, None)
 
 
+def test_a_ctrl_c_of_workers_leaves_no_trial_running_in_the_tables(digits, tmp_path,
+                                                                    monkeypatch):
+    """Ctrl-C with --workers K stops the workers, whose trials stayed RUNNING: results.csv,
+    results.md and summary.json, written as the command ended, showed trials running that
+    nothing ran any more, and counted no failure. They are failed (and re-queued once, for the
+    next run of the command) once the workers are gone, before the tables are written."""
+    import csv
+    import socket
+    import subprocess
+    import sys
+
+    import mlplab.tuning as tmod
+    from mlplab.io import read_json
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+    def workers_stopped_by_ctrl_c(specs, study, bar=None):
+        study.add_trial(optuna.trial.create_trial(
+            value=0.5, params={"hidden_size": 9},
+            distributions={"hidden_size": optuna.distributions.IntDistribution(8, 32)}))
+        killed = study.ask({"hidden_size": optuna.distributions.IntDistribution(8, 32)})
+        study._storage.set_trial_user_attr(killed._trial_id, "worker",
+                                           f"{socket.gethostname()}:{dead}#1")
+        raise KeyboardInterrupt  # (run_workers has terminated and joined its workers)
+
+    monkeypatch.setattr(tmod, "run_workers", workers_stopped_by_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=3, search_space=TINY, out=tmp_path, progress=False, workers=2)
+    with open(tmp_path / "results.csv") as f:
+        states = [row["state"] for row in csv.DictReader(f)]
+    assert states == ["COMPLETE", "FAIL", "WAITING"]  # the retry, for the next run
+    summary = read_json(tmp_path / "summary.json")
+    assert (summary["n_complete"], summary["n_failed"], summary["interrupted"]) == (1, 1, True)
+
+
 def test_ctrl_c_while_optuna_records_a_trial_is_still_a_ctrl_c(digits, tmp_path, monkeypatch):
     """A Ctrl-C that lands while Optuna records a finished trial comes out of its loop as an
     UnboundLocalError; tune() must still see a KeyboardInterrupt (the CLI's exit 130), write the

@@ -318,6 +318,12 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     run_workers(specs, study, bar)
             except KeyboardInterrupt as exc:
                 release_interrupted(exc)  # before the study is read again
+                if data is None:
+                    # the local workers are stopped and gone (run_workers joined them): their
+                    # trials, left RUNNING, are failed and re-queued now, so that the tables and
+                    # summary written below do not show trials running that nothing runs
+                    with contextlib.suppress(Exception):  # (the Ctrl-C is the news)
+                        fail_dead_local_trials(study)
                 if not search_only:
                     result = _tally(study, study_name, spec.display, out_dir)
                     if result.best_trial is not None:
