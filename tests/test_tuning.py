@@ -650,6 +650,27 @@ def test_a_ctrl_c_of_workers_leaves_no_trial_running_in_the_tables(digits, tmp_p
     assert (summary["n_complete"], summary["n_failed"], summary["interrupted"]) == (1, 1, True)
 
 
+def test_a_ctrl_c_as_the_tables_and_plots_are_written_still_writes_the_summary(
+        digits, tmp_path, monkeypatch):
+    """A Ctrl-C after the search, while the plots were drawn (seconds of Matplotlib), left no
+    summary.json, or a previous run's with its older counts: it is written, marked
+    interrupted, with this run's counts."""
+    import mlplab.tuning as tmod
+    from mlplab.io import read_json
+
+    kw = dict(search_space=TINY, out=tmp_path, progress=False)
+    tune(digits, trials=1, **kw)
+
+    def ctrl_c_in_the_plots(study, out):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tmod, "write_results", ctrl_c_in_the_plots)
+    with pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=2, **kw)
+    summary = read_json(tmp_path / "summary.json")
+    assert (summary["n_complete"], summary["interrupted"], summary["run_dir"]) == (2, True, None)
+
+
 def test_ctrl_c_while_optuna_records_a_trial_is_still_a_ctrl_c(digits, tmp_path, monkeypatch):
     """A Ctrl-C that lands while Optuna records a finished trial comes out of its loop as an
     UnboundLocalError; tune() must still see a KeyboardInterrupt (the CLI's exit 130), write the

@@ -336,8 +336,10 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
 
         result = _tally(study, study_name, spec.display, out_dir)
         if not search_only:
-            result.files, result.skipped_plots = write_results(study, out_dir)
+            # the tables and plots within: a Ctrl-C while the plots are drawn (seconds) left no
+            # summary, or a previous run's
             with _summary_written(result, start):
+                result.files, result.skipped_plots = write_results(study, out_dir)
                 _refuse_if_all_failed(study, result)
                 if result.best_trial is not None:
                     _best_run(study, result, data, source, seed, eval_test)
