@@ -3,6 +3,7 @@ stopped by a crash, a kill or Ctrl-C goes on from its last epoch's checkpoint an
 files, figures and weights of a run never stopped."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -223,24 +224,57 @@ def test_a_run_that_diverges_after_a_checkpoint_is_not_offered_for_resuming(tmp_
                                                                              monkeypatch,
                                                                              capsys):
     """A loss that becomes NaN in a later epoch would do so again on every resume: the
-    checkpoint goes, and the folder (its config.json alone) is reused by the next run."""
+    checkpoint goes, config.json records the divergence, --resume refuses it at once (it trained
+    the run again from the start into the same NaN), and the folder is reused by the next run."""
     from mlplab.trainer import TrainingDivergedError
 
     out = tmp_path / "run"
     _crash_after(monkeypatch, 2, TrainingDivergedError)
-    with pytest.raises(TrainingDivergedError):
+    with pytest.raises(TrainingDivergedError, match="Resuming this run would repeat it; start a "
+                                                    "new run with other settings, with the same "
+                                                    "out if you like."):
         tm.train_run("digits", out=out, **SETTINGS)
     monkeypatch.undo()
     assert [p.name for p in out.iterdir()] == ["config.json"]
-    # resumed, it trains again from the start; it did not stop in its first epoch, as was said
-    _crash_after(monkeypatch, 2, TrainingDivergedError)
-    with pytest.raises(TrainingDivergedError, match="Resuming this run repeats it"):
+    config = json.loads((out / "config.json").read_text())
+    assert "stopped here" in config["diverged"]["error"]
+    from mlplab.runs import list_runs
+
+    assert [r["status"] for r in list_runs([tmp_path])] == ["diverged"]  # not "unfinished"
+    steps, step = [], torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step",
+                        lambda self, *a, **k: (steps.append(1), step(self, *a, **k))[1])
+    refusal = f"the run in {out} stopped when its loss diverged; resuming would repeat it:" \
+              " start a new run with other settings (a lower lr, say), with the same " \
+              "out if you like."
+    with pytest.raises(ValueError, match=re.escape(refusal)):
         tm.resume_run(out, announce=True)
-    monkeypatch.undo()
-    err = capsys.readouterr().err
-    assert "from the start (it has no checkpoint)" in err and "first epoch" not in err
+    assert main(["torch", "train", "--resume", str(out)]) == 1
+    assert refusal.replace("lower lr", "lower --lr").replace("same out", "same --out") in \
+        capsys.readouterr().err
+    assert steps == []  # refused before any training
     result = tm.train_run("digits", out=out, **{**SETTINGS, "epochs": 1})
     assert result.metrics["status"] == "completed"
+    assert "diverged" not in json.loads((out / "config.json").read_text())
+
+
+def test_a_resumed_run_that_diverges_records_it(tmp_path, monkeypatch):
+    """A run stopped by a crash that diverges once resumed records the divergence too."""
+    from mlplab.trainer import TrainingDivergedError
+
+    out = tmp_path / "run"
+    _crash_after(monkeypatch, 1)
+    with pytest.raises(RuntimeError):
+        tm.train_run("digits", out=out, **SETTINGS)
+    monkeypatch.undo()
+    _crash_after(monkeypatch, 3, TrainingDivergedError)
+    with pytest.raises(TrainingDivergedError, match="Resuming this run would repeat it"):
+        tm.resume_run(out)
+    monkeypatch.undo()
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == ["config.json"]
+    assert "diverged" in json.loads((out / "config.json").read_text())
+    with pytest.raises(ValueError, match="stopped when its loss diverged"):
+        tm.resume_run(out)
 
 
 def _stopped_run(out, monkeypatch, **settings):

@@ -131,8 +131,9 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
     figures are its last epoch's), ``interrupted`` (stopped; ``mlplab train --resume``
     continues it), ``unfinished`` (no ``metrics.json`` and no process training it: killed; the
     figures are its last checkpoint's; also a run stopped, resumed and stopped again before it
-    saved, whose checkpoint is newer than its ``metrics.json``) or ``unreadable`` (``problem``
-    says why); ``finished`` is
+    saved, whose checkpoint is newer than its ``metrics.json``), ``diverged`` (a PyTorch run
+    whose loss diverged, as its ``config.json`` records: not resumable) or ``unreadable``
+    (``problem`` says why); ``finished`` is
     when ``metrics.json`` (else the checkpoint) was last written, in UTC; accuracies are
     fractions; ``seconds_left``, for a run ``training`` to a number of epochs, is the rest of
     them at the pace of its last five (early stopping may end it sooner)."""
@@ -160,7 +161,8 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         # the checkpoint is further on than the metrics
         metrics = {}
     record.update(
-        status="training" if holder is not None else metrics.get("status") or "unfinished",
+        status="training" if holder is not None else metrics.get("status") or (
+            "diverged" if isinstance(config.get("diverged"), dict) else "unfinished"),
         framework="pytorch" if config.get("framework") == "pytorch" else "numpy",
         dataset=metrics.get("dataset") or config.get("dataset"),
         model=metrics.get("model") or _hidden(config.get("hidden")),

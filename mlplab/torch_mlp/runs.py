@@ -453,7 +453,8 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     ValueError : a bad option or ``out``, or a bad or missing dataset (``DatasetError``); raised
         before anything is written.
     mlplab.trainer.TrainingDivergedError : the loss became NaN or infinite (``out`` then holds
-        only ``config.json``, and the same call may reuse it).
+        only ``config.json``, which records it: :func:`resume_run` refuses the run, and the same
+        call, with other settings, may reuse ``out``).
     """
     load = {"data_dir": data_dir, "download": download, "mirror": mirror,
             "val_size": val_size, "test_size": test_size, "image_size": image_size,
@@ -527,12 +528,18 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
     try:
         history = fit(model, X, ds.y_train, X_val, ds.y_val if X_val is not None else None, cfg,
                       on_checkpoint=save if out_dir is not None else None, resume=state)
-    except TrainingDivergedError:
-        if out_dir is not None:
-            # resuming would repeat the same arithmetic into the same NaN: without a checkpoint
-            # the folder is a stopped run's lone config.json, which the same command may reuse
-            (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-        raise
+    except TrainingDivergedError as exc:
+        if out_dir is None:
+            raise
+        # resuming would repeat the same arithmetic into the same NaN: the checkpoint goes
+        # (first: a stop in between leaves a lone config.json, which trains again and records
+        # it), and config.json says the loss diverged, which lets --resume refuse it without
+        # training and a new run take the folder, as a diverged depth study's
+        (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        io.write_json(out_dir / TORCH_CONFIG_FILE, {**config, "diverged": {"error": str(exc)}})
+        raise TrainingDivergedError(f"{exc} Resuming this run would repeat it; start a new run "
+                                    f"with other settings, with the same "
+                                    f"{setting('--out', 'out')} if you like.") from None
     seconds = seconds_before + time.perf_counter() - start
     metrics = _metrics(model, history, ds, pre, X, X_val, bool(config["eval_test"]), seconds,
                        config["seed"], config["init"], threads_used, dev)
@@ -565,10 +572,11 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
     CPU threads and the device, if not the run's settings (a run trained on a GPU goes on
     without one with ``device="cpu"``, no longer bit for bit as on the GPU). A run that stopped
     before its first epoch ended (no checkpoint) starts again from the beginning, with the same
-    seed. A completed run and a folder another process is training are refused; a run whose loss
-    diverged (its checkpoint dropped) diverges again, and says so. Resumed in another
-    environment than its checkpoint records (threads, device, PyTorch, CPU, mlplab), the run
-    goes on with a warning saying what changed, and ``metrics.json`` lists the earlier ones.
+    seed. A completed run and a folder another process is training are refused, and so is a run
+    whose loss diverged (``config.json`` records it; resuming would repeat it), at once.
+    Resumed in another environment than its checkpoint records (threads, device, PyTorch, CPU,
+    mlplab), the run goes on with a warning saying what changed, and ``metrics.json`` lists the
+    earlier ones.
     """
     run_dir = Path(run)
     _resumable(run_dir)  # before a lock file is made in a folder that is not a run's
@@ -629,10 +637,6 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
         try:
             return _fit_and_write(run_dir, config, model, ds, pre, X, X_val, cfg, threads_used,
                                   dev, plots, state, float(extra.get("seconds", 0.0)), earlier)
-        except TrainingDivergedError as exc:
-            # resuming repeats the same arithmetic: it would diverge again each time
-            raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run "
-                                        f"with other settings.") from None
         except TrainingStateError as exc:  # what check_training_state did not foresee
             raise _state_refused(ckpt, exc, run_dir) from None
 
@@ -785,6 +789,11 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("framework") != "pytorch":
         raise ValueError(f"{run_dir} was not written by mlplab torch train; resume an mlplab "
                          "train run with mlplab train --resume.")
+    if isinstance(config.get("diverged"), dict):  # before its checks: a new run replaces it
+        raise ValueError(f"the run in {run_dir} stopped when its loss diverged; resuming would "
+                         "repeat it: start a new run with other settings (a lower "
+                         f"{setting('--lr', 'lr')}, say), with the same "
+                         f"{setting('--out', 'out')} if you like.")
     _check_config(path, config, _RESUME_KEYS, _RESUME_TYPES, "mlplab torch train", "run",
                   "PyTorch run")
     try:  # values of the right type that no run trains with ("epochs": 0, "init": "xx")
