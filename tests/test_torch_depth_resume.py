@@ -452,3 +452,23 @@ def test_a_study_in_training_is_not_resumed_by_another_process(tmp_path, monkeyp
     # the study itself went on undisturbed to its end
     assert [r.depth for r in result.results] == [2, 3] and (out / "depth.json").is_file()
     assert training_process(out) is None and not (out / LOCK_FILE).exists()
+
+
+def test_evaluate_and_runs_on_a_study_folder_say_what_it_is(stopped, capsys):
+    """mlplab evaluate and mlplab runs, pointed at a depth study's folder, stopped or finished,
+    say it is one and what to do (evaluate told a stopped study's user to pass a run folder of
+    mlplab train; runs said only "no run folders")."""
+    assert main(["evaluate", str(stopped)]) == 1
+    err = capsys.readouterr().err
+    assert f"it is a depth study written by mlplab torch depth that stopped before its end: " \
+           f"continue it with mlplab torch depth --resume {stopped}" in err
+    assert "mlplab train" not in err
+    assert main(["runs", str(stopped)]) == 0
+    err = capsys.readouterr().err
+    assert f"no run folders under {stopped}" in err and \
+        f"mlplab torch depth --resume {stopped}" in err
+    tm.resume_depth_run(stopped)
+    capsys.readouterr()
+    assert main(["runs", str(stopped)]) == 0
+    assert "it is a depth study written by mlplab torch depth, which keeps no run folder: its " \
+           "numbers are in depth.md" in capsys.readouterr().err

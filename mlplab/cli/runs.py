@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from mlplab.cli import CLIError, check_figure_file, figure_not_written
@@ -86,7 +87,13 @@ def run_runs(args: argparse.Namespace) -> int:
         print(json.dumps(records, indent=2))
         return 0
     if not records:
+        from mlplab.runs.finished import other_output_hint
+
         print(f"no run folders under {', '.join(args.folders)}", file=sys.stderr)
+        for folder in args.folders:  # a depth study, say, given for a run folder: what it is
+            hint = other_output_hint(Path(folder))
+            if hint is not None:
+                print(f"{folder}: {hint}", file=sys.stderr)
         return 0
     rows = [[head for head, _, _ in _COLUMNS]]
     rows += [[_cell(r, key, kind) for _, key, kind in _COLUMNS] for r in records]

@@ -24,6 +24,7 @@ from mlplab.runs.config import RunConfig
 from mlplab.runs.files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    DEPTH_CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,
     TORCH_CHECKPOINT_FILE,
@@ -51,14 +52,14 @@ def _no_model_hint(run_dir: Path) -> str:
         return ("it has a checkpoint: continue it with " + setting(
             f"mlplab torch train --resume {shell_command([path_word(run_dir)])}",
             f"mlplab.torch_mlp.resume_run({str(run_dir)!r})"))
-    known = _other_output_hint(run_dir)
+    known = other_output_hint(run_dir)
     if known is not None:
         return known
     return (inner_run_folder(run_dir, MODEL_FILE, "the run folder with a model")
             or "pass a run folder written by mlplab train")
 
 
-def _other_output_hint(folder: Path) -> str | None:
+def other_output_hint(folder: Path) -> str | None:
     """What another command's output folder is, by its marker files, and where its evaluable
     run is, if it has one (None: not one mlplab recognises). The folders people pass by mistake:
     a tuning folder, a report folder (whose tuning/ is one) and a depth study's."""
@@ -78,6 +79,22 @@ def _other_output_hint(folder: Path) -> str | None:
                 "PyTorch model files (mlplab.torch_mlp.load_torch_model; to evaluate one depth "
                 "here, train it with mlplab torch train --hidden H[,H...] and evaluate that run "
                 "folder)")
+    if (folder / DEPTH_CONFIG_FILE).is_file():  # a study that has not written depth.json
+        what = "it is a depth study written by mlplab torch depth"
+        holder = training_process(folder)
+        if holder is not None:
+            return (f"{what}, still training ({holder}); its numbers will be in depth.md and "
+                    "depth.json")
+        try:
+            diverged = isinstance(io.read_json(folder / DEPTH_CONFIG_FILE).get("diverged"), dict)
+        except (OSError, ValueError, AttributeError):
+            diverged = False  # damaged: --resume says so
+        if diverged:
+            return (f"{what} whose loss diverged; start a new one with other settings (a lower "
+                    f"{setting('--lr', 'lr')}, say)")
+        resume = setting(f"mlplab torch depth --resume {shell_command([path_word(folder)])}",
+                         f"mlplab.torch_mlp.resume_depth_run({str(folder)!r})")
+        return f"{what} that stopped before its end: continue it with {resume}"
     if any((folder / marker).is_file() for marker in ("summary.json", "study.db")):
         what = "it is a tuning folder written by mlplab tune"
         best = best_run(folder)
