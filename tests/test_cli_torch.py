@@ -330,6 +330,20 @@ def test_usage_errors_exit_2(argv, capsys):
     assert exc.value.code == 2
 
 
+@pytest.mark.parametrize("flag,note", [
+    ("--eval-test", "the depth study always measures each initialisation's best network on the "
+                    "test split; --test-size 0 for none"),
+    ("--no-plots", "a depth study writes one figure, depth.png")])
+def test_torch_trains_flags_given_to_depth_say_what_depth_does_instead(flag, note, capsys):
+    """--eval-test, given to torch depth as to torch train, was answered "did you mean
+    --val-size?"."""
+    with pytest.raises(SystemExit) as exc:
+        main(["torch", "depth", flag])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"unrecognized arguments: {flag} ({note})" in err and "did you mean" not in err
+
+
 def test_without_torch_the_cli_says_what_to_install(tmp_path):
     (tmp_path / "torch.py").write_text("raise ImportError('No module named torch')\n")
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from mlplab.cli import main; "

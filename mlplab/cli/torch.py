@@ -191,7 +191,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--threads, --device, --data-dir (where its data moved to), --json, "
                         "--no-progress and --verbose may be given); it ends as an uninterrupted "
                         "study would have")
-    dp.set_defaults(func=run_depth)
+    dp.set_defaults(func=run_depth, unknown_hint=_depth_flag_hint)
+
+
+def _depth_flag_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
+    """What to say of ``torch train``'s flags given to ``torch depth`` (``--eval-test`` was
+    answered "did you mean --val-size?")."""
+    flags = {u.split("=")[0] for u in unknown if u.startswith("--")}
+    notes = []
+    if "--eval-test" in flags:
+        notes.append("the depth study always measures each initialisation's best network on "
+                     "the test split; --test-size 0 for none")
+    if "--no-plots" in flags:
+        notes.append("a depth study writes one figure, depth.png")
+    return "; ".join(notes) or None, flags & {"--eval-test", "--no-plots"}
 
 
 # --------------------------------------------------------------------------------- helpers
