@@ -293,3 +293,22 @@ def test_a_ctrl_c_while_a_failed_atomic_write_cleans_up_still_removes_it(tmp_pat
         tmp.write_bytes(b"half")
         raise OSError("disk full")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_as_the_command_line_starts_is_one_line_and_130(monkeypatch, capsys):
+    """A Ctrl-C while the plugins load or the parser is built (before the command's handler is
+    installed) ended mlplab with a Python traceback; --debug still shows it."""
+    from mlplab import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    try:
+        code = cli.main(["torch", "depth", "--resume", "x"])
+    except KeyboardInterrupt:  # (uncaught, it would end the test session, not fail the test)
+        pytest.fail("the Ctrl-C left mlplab's main as a KeyboardInterrupt")
+    assert code == 130
+    assert capsys.readouterr().err == "mlplab: interrupted\n"
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["--debug", "torch", "depth"])

@@ -267,6 +267,21 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # a Ctrl-C before the command's own handling is installed (as the plugins load, the
+        # parser is built and its modules import: a second or two) was a Python traceback
+        words = sys.argv[1:] if argv is None else list(argv)
+        from mlplab.cli import plugins
+
+        if plugins.global_options(words)[1]:  # --debug: the traceback
+            raise
+        print("mlplab: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _main(argv: Sequence[str] | None) -> int:
     console.reopen_closed_streams()
     if "matplotlib" not in sys.modules:
         # the commands only write figures to files: Agg needs no display and starts no GUI
