@@ -472,3 +472,13 @@ def test_evaluate_and_runs_on_a_study_folder_say_what_it_is(stopped, capsys):
     assert main(["runs", str(stopped)]) == 0
     assert "it is a depth study written by mlplab torch depth, which keeps no run folder: its " \
            "numbers are in depth.md" in capsys.readouterr().err
+
+
+def test_resuming_a_study_as_a_run_names_the_study_s_resume(stopped, capsys):
+    """mlplab torch train --resume and mlplab train --resume of a depth study's folder said only
+    that it is not a run folder."""
+    for command in (["torch", "train"], ["train"]):
+        assert main([*command, "--resume", str(stopped)]) == 1
+        assert f"{stopped} is not a run folder (no config.json); it is a depth study written by " \
+               f"mlplab torch depth that stopped before its end: continue it with mlplab torch " \
+               f"depth --resume {stopped}." in capsys.readouterr().err

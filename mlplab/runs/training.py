@@ -291,7 +291,10 @@ def run_config(run: str | os.PathLike) -> RunConfig:
     run_dir = Path(run)
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
-        nested = inner_run_folder(run_dir, CONFIG_FILE)
+        from mlplab.runs.finished import other_output_hint
+
+        # a depth study, say, whose --resume is another command's
+        nested = inner_run_folder(run_dir, CONFIG_FILE) or other_output_hint(run_dir)
         hint = f"; {nested}" if nested is not None else ""
         raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}){hint}.")
     values = io.read_json(config_path)

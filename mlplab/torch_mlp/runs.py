@@ -784,7 +784,11 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
 
     path = run_dir / TORCH_CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no {TORCH_CONFIG_FILE}).")
+        from mlplab.runs.finished import other_output_hint
+
+        known = other_output_hint(run_dir)  # a depth study, say, whose --resume is depth's
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no {TORCH_CONFIG_FILE})"
+                                f"{'; ' + known if known else ''}.")
     config = io.read_json(path)
     if not isinstance(config, dict) or config.get("framework") != "pytorch":
         raise ValueError(f"{run_dir} was not written by mlplab torch train; resume an mlplab "
