@@ -146,7 +146,9 @@ def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(whole, tmp_path, mon
     assert main(["torch", "depth", *ARGV, "--out", str(out)]) == 130
     monkeypatch.undo()
     err = capsys.readouterr().err
-    assert f"Continue with: mlplab torch depth --resume {out} --threads 1" in err
+    assert f"interrupted; what the study finished (its networks, and its last whole epoch's " \
+           f"checkpoint) is kept. Continue with: mlplab torch depth --resume {out} --threads 1" \
+        in err
     assert not (out / "depth.json").exists()
     state, extra = tm.load_torch_checkpoint(out / "depth-checkpoint.pt")
     assert (extra["init"], extra["depth"], state["epoch"]) == ("default", 2, 1)
@@ -482,3 +484,20 @@ def test_resuming_a_study_as_a_run_names_the_study_s_resume(stopped, capsys):
         assert f"{stopped} is not a run folder (no config.json); it is a depth study written by " \
                f"mlplab torch depth that stopped before its end: continue it with mlplab torch " \
                f"depth --resume {stopped}." in capsys.readouterr().err
+
+
+def test_ctrl_c_in_the_first_epoch_says_resume_starts_again(tmp_path, monkeypatch, capsys):
+    """Stopped before its first epoch ended, a study keeps nothing: the message said its networks
+    and checkpoint were kept."""
+    out = tmp_path / "study"
+
+    def ctrl_c(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.optim.Adam, "step", ctrl_c)
+    assert main(["torch", "depth", *ARGV, "--out", str(out)]) == 130
+    assert "interrupted; the study stopped before its first epoch ended, so --resume starts it " \
+           f"again. Continue with: mlplab torch depth --resume {out} --threads 1" in \
+        capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
+        ["depth-config.json"]

@@ -376,12 +376,16 @@ def _study_resumable(out: Path, args: argparse.Namespace) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        from mlplab.runs.files import DEPTH_CONFIG_FILE
+        from mlplab.runs.files import DEPTH_CHECKPOINT_FILE, DEPTH_CONFIG_FILE
 
         if (out / DEPTH_CONFIG_FILE).is_file():
             device = f" --device {args.device}" if args.resume and args.device else ""
             threads = f" --threads {args.threads}" if args.threads else ""
-            print(f"interrupted; what the study finished (its networks, and its last whole "
-                  f"epoch's checkpoint) is kept. Continue with: mlplab torch depth --resume "
+            # stopped in its first epoch, a study has nothing to keep (--resume starts it again)
+            kept = "what the study finished (its networks, and its last whole epoch's " \
+                "checkpoint) is kept" if (out / DEPTH_CHECKPOINT_FILE).is_file() or \
+                (out / "networks").is_dir() else "the study stopped before its first epoch " \
+                "ended, so --resume starts it again"
+            print(f"interrupted; {kept}. Continue with: mlplab torch depth --resume "
                   f"{shell_command([path_word(out)])}{device}{threads}", file=sys.stderr)
         raise
