@@ -253,6 +253,10 @@ def test_a_run_that_diverges_after_a_checkpoint_is_not_offered_for_resuming(tmp_
     assert refusal.replace("lower lr", "lower --lr").replace("same out", "same --out") in \
         capsys.readouterr().err
     assert steps == []  # refused before any training
+    assert main(["evaluate", str(out)]) == 1  # it said: pass a run folder of mlplab train
+    assert f"{out} has no model.npz; its loss diverged, so it saved no model; start a new run " \
+           "with other settings (a lower --lr, say), with the same --out if you like." in \
+        capsys.readouterr().err
     result = tm.train_run("digits", out=out, **{**SETTINGS, "epochs": 1})
     assert result.metrics["status"] == "completed"
     assert "diverged" not in json.loads((out / "config.json").read_text())
@@ -662,3 +666,18 @@ def test_a_checkpoint_without_an_environment_resumes_without_a_word(tmp_path, mo
                                          r"\(threads 1 -> 2\): the run continues"):
         assert main(["torch", "train", "--resume", str(run), "--threads", "2",
                      "--no-progress"]) == 0
+
+
+def test_evaluate_of_a_run_killed_in_its_first_epoch_says_to_resume_it(tmp_path, capsys):
+    """A run folder with only its config.json (killed before its first epoch ended): evaluate
+    told its user to pass a run folder written by mlplab train."""
+    torch_run, numpy_run = tmp_path / "torch", tmp_path / "numpy"
+    for run in (torch_run, numpy_run):
+        run.mkdir()
+    (torch_run / "config.json").write_text(json.dumps({"framework": "pytorch",
+                                                       "dataset": "digits"}))
+    (numpy_run / "config.json").write_text(json.dumps({"dataset": "digits"}))
+    for run, command in ((torch_run, "mlplab torch train"), (numpy_run, "mlplab train")):
+        assert main(["evaluate", str(run)]) == 1
+        assert f"{run} has no model.npz; it stopped before its first epoch ended, so it saved " \
+               f"no model; train it with {command} --resume {run}." in capsys.readouterr().err

@@ -55,8 +55,36 @@ def _no_model_hint(run_dir: Path) -> str:
     known = other_output_hint(run_dir)
     if known is not None:
         return known
+    started = _started_run_hint(run_dir)
+    if started is not None:
+        return started
     return (inner_run_folder(run_dir, MODEL_FILE, "the run folder with a model")
             or "pass a run folder written by mlplab train")
+
+
+def _started_run_hint(run_dir: Path) -> str | None:
+    """What to do with a run folder that holds only its ``config.json`` (None if it does not):
+    a run killed before its first epoch ended, which ``--resume`` trains from the start, or a
+    PyTorch run whose loss diverged (its ``config.json`` says so), which it refuses."""
+    try:
+        config = io.read_json(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() \
+            else None
+    except (OSError, ValueError):
+        return None  # evaluate's own reading of it says what is wrong
+    if not isinstance(config, dict):
+        return None
+    if config.get("framework") == "pytorch":
+        if isinstance(config.get("diverged"), dict):
+            return ("its loss diverged, so it saved no model; start a new run with other "
+                    f"settings (a lower {setting('--lr', 'lr')}, say), with the same "
+                    f"{setting('--out', 'out')} if you like")
+        command = setting(
+            f"mlplab torch train --resume {shell_command([path_word(run_dir)])}",
+            f"mlplab.torch_mlp.resume_run({str(run_dir)!r})")
+    else:
+        command = setting(resume_command(run_dir), f"resume_run({str(run_dir)!r})")
+    return (f"it stopped before its first epoch ended, so it saved no model; train it with "
+            f"{command}")
 
 
 def other_output_hint(folder: Path) -> str | None:
