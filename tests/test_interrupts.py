@@ -312,3 +312,32 @@ def test_ctrl_c_as_the_command_line_starts_is_one_line_and_130(monkeypatch, caps
     assert capsys.readouterr().err == "mlplab: interrupted\n"
     with pytest.raises(KeyboardInterrupt):
         cli.main(["--debug", "torch", "depth"])
+
+
+def test_python_m_mlplab_exits_with_its_status_after_a_handled_ctrl_c(tmp_path):
+    """A Ctrl-C handled while C code ran Python (PyTorch's lazy imports, through pybind11's
+    PyRun_String) left CPython's flag of an unhandled KeyboardInterrupt set, and ``python -m
+    mlplab`` then died by SIGINT (-2) instead of exiting with its status (143 for SIGTERM). A
+    plugin sets the flag as the command ends, as that path does (an earlier PyRun_String call
+    would clear it)."""
+    import ctypes
+    import subprocess
+    import sys
+
+    try:
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt")
+    except ValueError:
+        pytest.skip("this Python keeps the flag elsewhere")
+    plugin = tmp_path / "flagging.py"
+    plugin.write_text(
+        "import ctypes\n"
+        "from mlplab import interrupts\n"
+        "_closing = interrupts.closing\n"
+        "def closing():\n"
+        "    ctypes.c_int.in_dll(ctypes.pythonapi, '_Py_UnhandledKeyboardInterrupt').value = 1\n"
+        "    _closing()\n"
+        "interrupts.closing = closing\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-m", "mlplab", "--plugin", str(plugin), "runs",
+                           str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr)
