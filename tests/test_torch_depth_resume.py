@@ -501,3 +501,28 @@ def test_ctrl_c_in_the_first_epoch_says_resume_starts_again(tmp_path, monkeypatc
         capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
         ["depth-config.json"]
+
+
+def test_a_study_killed_after_saving_its_last_network_ends_without_a_checkpoint(tmp_path,
+                                                                              monkeypatch):
+    """Killed between saving its last network and removing that network's checkpoint, a study
+    resumed to its end kept the stale depth-checkpoint.pt in its finished folder."""
+    from mlplab.torch_mlp import runs as torch_runs
+
+    out, settings = tmp_path / "study", {**SETTINGS, "layers": [2], "init": "exercise"}
+    save = torch_runs.save_torch_model
+
+    def save_then_die(*args, **kwargs):
+        save(*args, **kwargs)
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(torch_runs, "save_torch_model", save_then_die)
+    with pytest.raises(RuntimeError):
+        tm.depth_run("digits", out=out, **settings)
+    monkeypatch.undo()
+    assert (out / "depth-checkpoint.pt").is_file()
+    assert (out / "networks" / "exercise-2.pt").is_file()
+    steps = _count_steps(monkeypatch)
+    tm.resume_depth_run(out)
+    assert steps == [] and (out / "depth.json").is_file()
+    assert not (out / "depth-checkpoint.pt").exists()

@@ -1145,6 +1145,9 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
     if out_dir is not None:
         from mlplab import plots
 
+        # the checkpoint of a network saved just before a stop (which the saving of the next
+        # network would have removed) is no part of a finished study
+        (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
         io.write_text(out_dir / "depth.md", md)
         io.write_text(out_dir / "depth.csv", depth_table_csv(results))
         plots.save(plot_depth(results), out_dir / "depth.png")
