@@ -681,3 +681,24 @@ def test_evaluate_of_a_run_killed_in_its_first_epoch_says_to_resume_it(tmp_path,
         assert main(["evaluate", str(run)]) == 1
         assert f"{run} has no model.npz; it stopped before its first epoch ended, so it saved " \
                f"no model; train it with {command} --resume {run}." in capsys.readouterr().err
+
+
+def test_a_run_stopped_by_ctrl_c_that_diverges_once_resumed_leaves_its_folder_to_a_new_run(
+        tmp_path, monkeypatch):
+    """Stopped by Ctrl-C (metrics.json "interrupted", model files), then resumed into a NaN: the
+    new run that the error offers in the same folder was refused, pointed to --resume, which
+    refuses a diverged run."""
+    from mlplab.trainer import TrainingDivergedError
+
+    out = tmp_path / "run"
+    _crash_after(monkeypatch, 1, KeyboardInterrupt)  # fit's Ctrl-C: saved as it was
+    assert tm.train_run("digits", out=out, **SETTINGS).interrupted
+    monkeypatch.undo()
+    assert json.loads((out / "metrics.json").read_text())["status"] == "interrupted"
+    _crash_after(monkeypatch, 3, TrainingDivergedError)
+    with pytest.raises(TrainingDivergedError, match="with the same out if you like"):
+        tm.resume_run(out)
+    monkeypatch.undo()
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == ["config.json"]
+    result = tm.train_run("digits", out=out, **{**SETTINGS, "epochs": 1})
+    assert result.metrics["status"] == "completed"

@@ -536,6 +536,11 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
         # it), and config.json says the loss diverged, which lets --resume refuse it without
         # training and a new run take the folder, as a diverged depth study's
         (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        # and the files of an earlier Ctrl-C's stop (metrics.json first, the mark of results),
+        # which kept the folder from being taken by the new run that this error offers
+        for name in (METRICS_FILE, TORCH_MODEL_FILE, NUMPY_MODEL_FILE, HISTORY_FILE):
+            (out_dir / name).unlink(missing_ok=True)
+        remove_figures(out_dir)
         io.write_json(out_dir / TORCH_CONFIG_FILE, {**config, "diverged": {"error": str(exc)}})
         raise TrainingDivergedError(f"{exc} Resuming this run would repeat it; start a new run "
                                     f"with other settings, with the same "
