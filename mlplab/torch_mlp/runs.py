@@ -309,6 +309,20 @@ def _settings(*, init_std: float, dropout: float, batchnorm: bool, epochs: int, 
     return cfg, threads_used, dev
 
 
+
+def _recorded_settings(config: dict[str, Any], device: str | None, threads: int | None,
+                       progress: bool, verbose: bool
+                       ) -> tuple[TorchTrainConfig, int, torch.device]:
+    """:func:`_settings` of a resumed run's or study's recorded ``config``, on ``device`` and
+    ``threads`` where given (the two settings a resume may change)."""
+    return _settings(
+        init_std=config["init_std"], dropout=config["dropout"], batchnorm=config["batchnorm"],
+        epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
+        reg=config["reg"], lr_decay=config["lr_decay"], seed=config["seed"],
+        device=device if device is not None else config["device"],
+        threads=threads if threads is not None else config["threads"], progress=progress,
+        verbose=verbose)
+
 #: the loading options of train_run and depth_run, and their defaults
 _LOAD_DEFAULTS = {"data_dir": None, "download": False, "mirror": None, "val_size": None,
                   "test_size": None, "image_size": None, "cache": True, "data_seed": 0}
@@ -602,14 +616,7 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
             raise ValueError(f"{exc} {_without_checkpoint(run_dir)}") from None
         if state is not None:  # a folder's images that a later mlplab decodes otherwise
             check_same_decoding(extra, config["dataset"], run_dir, "resuming")
-        cfg, threads_used, dev = _settings(
-            init_std=config["init_std"], dropout=config["dropout"],
-            batchnorm=config["batchnorm"], epochs=config["epochs"],
-            batch_size=config["batch_size"], lr=config["lr"], reg=config["reg"],
-            lr_decay=config["lr_decay"], seed=config["seed"],
-            device=device if device is not None else config["device"],
-            threads=threads if threads is not None else config["threads"], progress=progress,
-            verbose=verbose)
+        cfg, threads_used, dev = _recorded_settings(config, device, threads, progress, verbose)
         ds, pre, X, X_val = _load_again(config, data, data_dir, run_dir, "torch train",
                                         "resume_run", "run")
         if extra.get("splits"):
@@ -1195,14 +1202,7 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
                                    for d in config["layers"]])
         config_path = folder / DEPTH_CONFIG_FILE
         check_same_decoding(config, config["dataset"], folder, "resuming")
-        cfg, threads_used, dev = _settings(
-            init_std=config["init_std"], dropout=config["dropout"],
-            batchnorm=config["batchnorm"], epochs=config["epochs"],
-            batch_size=config["batch_size"], lr=config["lr"], reg=config["reg"],
-            lr_decay=config["lr_decay"], seed=config["seed"],
-            device=device if device is not None else config["device"],
-            threads=threads if threads is not None else config["threads"], progress=progress,
-            verbose=verbose)
+        cfg, threads_used, dev = _recorded_settings(config, device, threads, progress, verbose)
         ds, pre, X, X_val = _load_again(config, data, data_dir, folder, "torch depth",
                                         "resume_depth_run", "study")
         check_same_data(config["splits"], ds, config_path, "study")
