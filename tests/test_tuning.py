@@ -614,6 +614,7 @@ def test_summary_after_a_ctrl_c_is_this_runs_not_the_previous_ones(digits, tmp_p
     assert (summary["n_complete"], summary["interrupted"], summary["run_dir"]) == (6, True, None)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")  # ask() by hand
 def test_a_ctrl_c_of_workers_leaves_no_trial_running_in_the_tables(digits, tmp_path,
                                                                     monkeypatch):
     """Ctrl-C with --workers K stops the workers, whose trials stayed RUNNING: results.csv,
@@ -838,6 +839,7 @@ def test_a_trial_names_its_worker_before_anything_that_takes_time(digits, tmp_pa
     assert len(study.trials) == 2 and unnamed == []
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")  # ask() by hand
 def test_a_requeued_trial_taken_up_by_a_live_worker_is_not_failed_as_the_dead_ones(tmp_path):
     """A killed worker's trial is re-queued with its settings, but not with its run's own
     attributes: Optuna's retry copies every user attribute, the dead process's `worker` too, so
