@@ -628,6 +628,19 @@ def test_the_progress_and_std_flags_take_either_spelling(command, flags):
         assert len(values) == 1 and values != {unset}, (dest, values, unset)
 
 
+@pytest.mark.parametrize("argv,meant", [
+    (["torch", "depth", "--hidden", "50"], "--hidden-size"),
+    (["train", "--hid", "50"], "--hidden"),
+])
+def test_a_prefix_of_a_flag_is_refused_not_taken_for_it(argv, meant, capsys):
+    """argparse's prefix matching took train's --hidden given to torch depth as its
+    --hidden-size without a word (and a prefix becomes ambiguous once a flag is added)."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert f"(did you mean {meant}?)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("flags,said", [
     (["--trials", "5"], "--budget"), (["--epochs", "2"], "--budget"),
     (["--train-size", "1000"], "--budget"), (["--quiet"], "--progress"),

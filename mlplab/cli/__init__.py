@@ -172,7 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    _no_abbreviations(parser)
     return parser
+
+
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """Turn off argparse's prefix matching in ``parser`` and its sub-commands: ``mlplab torch
+    depth --hidden 50`` (train's flag) was silently taken as --hidden-size, and a prefix that
+    matches today becomes ambiguous when a flag is added. An unknown flag gets a 'did you mean'."""
+    parser.allow_abbrev = False
+    sub = _subcommands(parser)
+    for child in (sub.choices.values() if sub is not None else ()):
+        _no_abbreviations(child)
 
 
 def _action(args: argparse.Namespace) -> str | None:
