@@ -130,7 +130,7 @@ def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(uninterrupted, tmp_p
     assert main(["torch", "train", "--resume", str(out), "--threads", "1", "--no-plots",
                  "--no-progress"]) == 0
     captured = capsys.readouterr()
-    assert "from epoch 2 of 5" in captured.err and captured.out.startswith("completed:")
+    assert "after epoch 2 of 5" in captured.err and captured.out.startswith("completed:")
     _same_as(out, uninterrupted.out)
 
 

@@ -631,7 +631,7 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
                             init=config["init"], std=config["init_std"],
                             dropout=config["dropout"], batchnorm=config["batchnorm"],
                             seed=config["seed"])
-        if state is not None:  # refused before "resuming ... from epoch N" is said
+        if state is not None:  # refused before "resuming ... after epoch N" is said
             try:
                 check_training_state(state, model, len(ds.y_train), cfg)
             except TrainingStateError as exc:
@@ -642,7 +642,7 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
                                         _environment(threads_used, dev), ckpt, "run") \
             if state is not None else []
         if announce:
-            done = f"from epoch {state['epoch']} of {cfg.epochs}" if state is not None else \
+            done = f"after epoch {state['epoch']} of {cfg.epochs}" if state is not None else \
                 "from the start (it has no checkpoint)"  # stopped in epoch 1, or diverged
             print(f"resuming {describe(model)} on {ds.name} {done}, device {dev}, "
                   f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
@@ -1228,7 +1228,7 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
                 config["earlier_environments"] = earlier
             io.write_json(config_path, config)
         if announce:
-            at = f", {got.current[0]} init, {counted(got.current[1], 'layer')} from epoch " \
+            at = f", {got.current[0]} init, {counted(got.current[1], 'layer')} after epoch " \
                  f"{got.state['epoch']}" if got.current is not None and got.state is not None \
                 else ""
             print(f"resuming the depth study of {ds.name}: {len(got.finished)} of "
