@@ -1386,13 +1386,9 @@ def test_cli_ctrl_c_says_how_to_continue(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("args, message", [
     (["--search-space", "missing.yaml"], "missing.yaml does not exist"),
-    (["--search-only", "--eval-test"], "--eval-test needs the best model"),
     (["--storage", "nowhere"], "unrecognised storage"),
     # the flag typed, not tune()'s train_size
     (["--train-size", "100000"], "error: --train-size must be between 1 and 1437 (the training"),
-    (["--heartbeat", "0", "--grace", "60"], "error: --grace needs heartbeats, which --heartbeat "
-                                            "0 turns off; give --heartbeat S with S below the "
-                                            "grace period, or leave out --grace.\n"),
     # fewer images than classes: some classes would never be trained on, yet are scored
     (["--train-size", "5"], "error: --train-size 5 leaves 5 of the 10 classes without a "
                             "training image; give at least 10, the number of classes.\n"),
@@ -1407,6 +1403,26 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
     err = capsys.readouterr().err
     assert err.startswith("mlplab tune: error:") and message in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--search-only", "--eval-test"], "--eval-test needs the best model"),
+    (["--heartbeat", "0", "--grace", "60"], "error: --grace needs heartbeats, which --heartbeat "
+                                            "0 turns off; give --heartbeat S with S below the "
+                                            "grace period, or leave out --grace.\n"),
+    (["--heartbeat", "10", "--grace", "5"], "error: the grace period (5 s) must be longer than "
+                                            "the heartbeat interval (10 s)"),
+])
+def test_cli_flags_that_cannot_work_together_are_usage_errors(tmp_path, capsys, monkeypatch,
+                                                              args, message):
+    """Exit 2, as reliability.md's exit statuses (and mlplab train's --std without --init
+    normal) have it: these exited 1, as a failure of the files would, and before any work."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["tune", "--trials", "2", "--no-progress", "--out", "o", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mlplab tune: error:") and message in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_source_of_an_unseeded_split_splits_once_for_every_load():

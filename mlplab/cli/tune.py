@@ -154,10 +154,16 @@ def data_source(args: argparse.Namespace) -> DatasetSource:
 
 
 def run_tune(args: argparse.Namespace) -> int:
+    from mlplab.cli import UsageError, usage_errors
     from mlplab.tuning import tune
+    from mlplab.tuning.storage import check_heartbeat
 
+    # flags that cannot work together whatever the data: usage errors (exit 2), as mlplab
+    # train's are, before tune() opens anything
     if args.search_only and args.eval_test:
-        raise ValueError("--eval-test needs the best model, which --search-only does not train.")
+        raise UsageError("--eval-test needs the best model, which --search-only does not train.")
+    with usage_errors():
+        check_heartbeat(args.heartbeat, args.grace)
     try:
         result = tune(data_source(args), trials=args.trials, timeout=args.timeout,
                       search_space=args.search_space, study_name=args.study,

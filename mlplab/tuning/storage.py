@@ -272,14 +272,10 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | None = 30,
-                 grace: int | None = None) -> StorageSpec:
-    """Turn ``--storage`` into a :class:`StorageSpec`.
-
-    ``None``: ``<out>/study.db`` (SQLite); ``journal:PATH`` or a path ending in ``.log`` /
-    ``.journal``: an Optuna journal file; a path ending in ``.db``/``.sqlite``/``.sqlite3``: that
-    SQLite file; anything with ``://``: a SQLAlchemy URL as given.
-    """
+def check_heartbeat(heartbeat: int | None, grace: int | None) -> int | None:
+    """The heartbeat interval that ``heartbeat`` means (``None`` for off: 0 or less), or a
+    ``ValueError`` for a ``grace`` that cannot work with it. Also run by ``mlplab tune`` before
+    any work, so that the command line reports it as the usage error it is (exit 2)."""
     if heartbeat is not None and heartbeat <= 0:
         heartbeat = None
     if heartbeat is None and grace is not None:
@@ -292,6 +288,18 @@ def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | 
     if heartbeat is not None and grace is not None and grace <= heartbeat:
         raise ValueError(f"the grace period ({grace} s) must be longer than the heartbeat "
                          f"interval ({heartbeat} s), or every running trial looks dead.")
+    return heartbeat
+
+
+def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | None = 30,
+                 grace: int | None = None) -> StorageSpec:
+    """Turn ``--storage`` into a :class:`StorageSpec`.
+
+    ``None``: ``<out>/study.db`` (SQLite); ``journal:PATH`` or a path ending in ``.log`` /
+    ``.journal``: an Optuna journal file; a path ending in ``.db``/``.sqlite``/``.sqlite3``: that
+    SQLite file; anything with ``://``: a SQLAlchemy URL as given.
+    """
+    heartbeat = check_heartbeat(heartbeat, grace)
     if storage is None:
         return StorageSpec(f"sqlite:///{(out / 'study.db').resolve()}", heartbeat, grace)
     text = os.fspath(storage)
