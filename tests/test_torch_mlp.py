@@ -408,8 +408,19 @@ def test_load_torch_model_refuses_foreign_files(tmp_path):
             return (print, ("pwned",))
 
     torch.save({"format": tm.TORCH_MODEL_FORMAT, "config": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="not a readable"):
+    with pytest.raises(ValueError, match="not a readable") as refused:
         tm.load_torch_model(tmp_path / "evil.pt")
+    # PyTorch's own refusal advises weights_only=False, which would run this file's code
+    assert "weights_only" not in str(refused.value)
+    assert "evil.pt is not a readable PyTorch model file (not plain tensors and values: " \
+           in str(refused.value)
+    (tmp_path / "bytes.pt").write_bytes(b"xx\n")  # a damaged file: torch reads it as a pickle
+    with pytest.raises(ValueError, match="not a readable") as refused:
+        tm.load_torch_model(tmp_path / "bytes.pt")
+    # one line, PyTorch's reason kept (its wording varies between versions)
+    assert "bytes.pt is not a readable PyTorch model file (not plain tensors and values: " \
+           "Unsupported operand" in str(refused.value)
+    assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)
     with pytest.raises(FileNotFoundError):
         tm.load_torch_model(tmp_path / "missing.pt")
 

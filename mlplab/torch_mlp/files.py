@@ -42,7 +42,21 @@ def _read(path: str | os.PathLike, what: str) -> Any:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such {what}.") from None
     except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise ValueError(f"{path} is not a readable PyTorch {what} ({exc}).") from None
+        raise ValueError(f"{path} is not a readable PyTorch {what} ({_reason(exc)}).") from None
+
+
+def _reason(exc: Exception) -> str:
+    """Why ``torch.load`` refused a file, in one line and without the advice of its weights-only
+    refusal (several lines, with terminal escapes) to load it with ``weights_only=False`` or to
+    allow the file's globals: for a damaged or foreign file that would let its code run, which
+    is what loading without pickles prevents. The unpickler's own reason stays."""
+    text = str(exc)
+    if not text.startswith("Weights only load failed"):
+        return " ".join(text.split())
+    after = text.partition("WeightsUnpickler error:")[2].strip()
+    reason = after.split("\n")[0]
+    reason = reason.split(". Please use")[0].strip().rstrip(".")
+    return f"not plain tensors and values: {reason or 'refused by weights-only loading'}"
 
 
 def load_torch_model(path: str | os.PathLike) -> tuple[MultiLayerPerceptron, dict[str, Any]]:
