@@ -452,7 +452,19 @@ def make_optimizer(name: str, lr: float, **kwargs: Any) -> Optimizer:
     ignored."""
     check_choice(name, OPTIMIZERS, "optimizer")
     cls = OPTIMIZERS[name]
-    import inspect
-
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = _init_parameters(cls)
     return cls(lr, **{k: v for k, v in kwargs.items() if k in accepted and v is not None})
+
+
+#: (class, its __init__) -> the names its __init__ takes (inspect.signature: 0.1 ms a call)
+_INIT_PARAMETERS: dict[tuple[type, Any], frozenset[str]] = {}
+
+
+def _init_parameters(cls: type[Optimizer]) -> frozenset[str]:
+    key = (cls, cls.__init__)  # a class given a new __init__ is looked at again
+    names = _INIT_PARAMETERS.get(key)
+    if names is None:
+        import inspect
+
+        names = _INIT_PARAMETERS[key] = frozenset(inspect.signature(cls.__init__).parameters)
+    return names
