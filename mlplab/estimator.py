@@ -414,10 +414,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.loss_curve_ = [*self.loss_curve_, *convergence.epoch_loss]
         self.n_iter_ += trainer.epoch
         self.t_ += trainer.iteration * batch_size  # samples seen, as scikit-learn counts it
-        state = trainer.state_dict()
+        # the slots themselves, not copies: this trainer is done with them, and the next call's
+        # optimiser copies them as it loads them (so a call that fails leaves these as they were)
         self._continue = {"seed": trainer.config.seed,
-                          "optimizer_name": trainer.config.optimizer,
-                          **{k: state[k] for k in ("rng", "dropout_rngs", "optimizer")}}
+                          "optimizer_name": trainer.config.optimizer, **trainer._handover()}
 
     def _in_network_dtype(self, X: np.ndarray) -> np.ndarray:
         """``X`` cast to the fitted network's dtype, values beyond its range refused first: cast,

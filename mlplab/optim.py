@@ -80,10 +80,22 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Flat dict of arrays (for .npz checkpoints)."""
-        out = {f"{name}/{slot}": arr.copy() for name, slots in self.state.items()
-               for slot, arr in slots.items()}
+        return self._state(copy=True)
+
+    def _state(self, copy: bool) -> dict[str, np.ndarray]:
+        out = {f"{name}/{slot}": arr.copy() if copy else arr
+               for name, slots in self.state.items() for slot, arr in slots.items()}
         out["__t__"] = np.array(self.t)
         return out
+
+    def _handover_state(self) -> dict[str, np.ndarray]:
+        """:meth:`state_dict` with the slot arrays themselves, not copies, for a caller that
+        hands them to a new optimiser (whose ``load_state_dict`` copies them) and never steps
+        this one again: ``MLPClassifier.partial_fit`` saved every slot twice per call
+        otherwise. A subclass with its own ``state_dict`` gets that (it may keep other state)."""
+        if type(self).state_dict not in (Optimizer.state_dict, Momentum.state_dict):
+            return self.state_dict()
+        return self._state(copy=False)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Load :meth:`state_dict`'s arrays; a slot this optimiser does not keep (another
@@ -238,14 +250,20 @@ class Momentum(Optimizer):
         """The slots as copies, each ``v`` the true velocity; for a weight matrix held folded
         (inside the block, or as the block was left mid-epoch) also that form, from which
         ``load_state_dict`` and the next block continue bit for bit. Changes nothing."""
-        out = super().state_dict()
+        return self._state(copy=True)
+
+    def _state(self, copy: bool) -> dict[str, np.ndarray]:
+        out = super()._state(copy)
         for name, fold in self._folds.items():
-            if not fold.settled:
+            if not fold.settled:  # a new array either way: the velocity is not stored as such
                 A, B = fold.layer.params[fold.key], self.state[name]["v"]
                 out[f"{name}/v"] = B * B.dtype.type(fold.q) + A * A.dtype.type(fold.p)
+        # (_folded_forms makes copies, and a block's exit leaves copies in _stopped_folded,
+        # which no one changes: handed over, they need no second copy)
         forms = self._folded_forms() if self._folds else self._stopped_folded
         for name, (A, B, numbers) in forms.items():
-            out.update({f"{name}/folded_W": A.copy(), f"{name}/folded_v": B.copy(),
+            out.update({f"{name}/folded_W": A.copy() if copy else A,
+                        f"{name}/folded_v": B.copy() if copy else B,
                         f"{name}/fold": np.array(numbers, dtype=np.float64)})
         return out
 

@@ -306,16 +306,12 @@ class Trainer:
         model's ``dtype`` (its name), the arithmetic the run continues in. (Model parameters
         are saved separately.) JSON-able except ``optimizer`` and ``best_state`` (dicts of
         arrays, or None) and ``order`` (an array, or None)."""
-        if self.rng is None or self.model is None:
-            raise RuntimeError("state_dict() is only available once fit() has started.")
-        dropout_rngs = [d.rng.bit_generator.state for d in self._dropouts()]
-        rng_state = self.rng.get_state(legacy=True)  # (NumPy's default, which its stubs miss)
-        assert isinstance(rng_state, tuple)  # a RandomState is MT19937: the legacy tuple
+        streams = self._streams()  # (raises before fit has started)
+        assert self.model is not None
         return {
             "iteration": self.iteration,
             "epoch": self.epoch,
-            "rng": _rng_state_to_json(rng_state),
-            "dropout_rngs": dropout_rngs,
+            **streams,
             "history": self.history.to_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else {},
             "best_state": _copy_state(self._best_state),
@@ -323,6 +319,24 @@ class Trainer:
             # a plain-SGD state has no arrays that would tell the dtype (no slots, no best)
             "dtype": np.dtype(self.model.dtype).name,
         }
+
+    def _streams(self) -> dict[str, Any]:
+        """The generators' states, as :meth:`state_dict` records them."""
+        if self.rng is None or self.model is None:
+            raise RuntimeError("state_dict() is only available once fit() has started.")
+        rng_state = self.rng.get_state(legacy=True)  # (NumPy's default, which its stubs miss)
+        assert isinstance(rng_state, tuple)  # a RandomState is MT19937: the legacy tuple
+        return {"rng": _rng_state_to_json(rng_state),
+                "dropout_rngs": [d.rng.bit_generator.state for d in self._dropouts()]}
+
+    def _handover(self) -> dict[str, Any]:
+        """What a new trainer that goes on from this one's generators and optimiser needs of
+        :meth:`state_dict` (``rng``, ``dropout_rngs``, ``optimizer``), with the optimiser's slot
+        arrays themselves, not copies (``Optimizer._handover_state``), and none of the history:
+        for a caller that resumes from it and never continues this trainer
+        (``MLPClassifier.partial_fit``, once per call)."""
+        assert self.optimizer is not None  # (_streams raises before fit has started)
+        return {**self._streams(), "optimizer": self.optimizer._handover_state()}
 
     def resume(self, state: dict[str, Any] | None, same_schedule: bool = False) -> None:
         """Continue from ``state`` (from :meth:`state_dict`) on the next :meth:`fit`. With

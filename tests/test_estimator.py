@@ -507,30 +507,38 @@ def test_a_refused_first_partial_fit_records_nothing():
     assert clf.partial_fit(X[:, :3], y, classes=[0, 1]).n_features_in_ == 3
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("go_on", [
     lambda clf, X, y: clf.set_params(warm_start=True).fit(X, y),
     lambda clf, X, y: clf.partial_fit(X, y),
 ])
-def test_a_continued_fit_that_diverges_leaves_the_network_as_it_was(go_on):
+def test_a_continued_fit_that_diverges_leaves_the_network_as_it_was(go_on, optimizer):
     """A warm start or partial_fit trains the fitted network in place: one that diverged left
     its weights (and dropout streams) part-way, beside the counts and optimiser state of
-    before."""
+    before. The optimiser's slots carried to the next partial_fit are the last call's own
+    arrays, which a failed call must not have changed (it steps copies of them) either."""
     from mlplab.trainer import TrainingDivergedError
 
     rng = np.random.RandomState(0)
     X, y = rng.randn(80, 4).astype(np.float32), np.arange(80) % 2
     clf = MLPClassifier(hidden_sizes=(16,), dropout=0.2, max_epochs=2, batch_size=20, tol=None,
-                        optimizer="sgd", lr=0.1, random_state=0).fit(X, y)
+                        optimizer=optimizer, lr=0.1, random_state=0).fit(X, y)
+    clf.partial_fit(X, y)  # slots carried from a partial_fit, not only from a fit
     before = _fitted_state(clf)
+    slots = {k: v.copy() for k, v in clf._continue["optimizer"].items()}
     streams = [layer.rng.bit_generator.state for layer in clf.model_.layers
                if hasattr(layer, "rng")]
     with pytest.raises(TrainingDivergedError):
         go_on(clf.set_params(lr=1e30), X, y)
     assert _fitted_state(clf) == before
+    assert clf._continue["optimizer"].keys() == slots.keys()
+    for key, value in slots.items():
+        np.testing.assert_array_equal(clf._continue["optimizer"][key], value, err_msg=key)
     assert [layer.rng.bit_generator.state for layer in clf.model_.layers
             if hasattr(layer, "rng")] == streams
     # and it continues as the estimator that never tried
     again = MLPClassifier(**{**clf.get_params(), "lr": 0.1, "warm_start": False}).fit(X, y)
+    again.partial_fit(X, y)
     clf.set_params(lr=0.1).partial_fit(X, y)
     again.partial_fit(X, y)
     np.testing.assert_array_equal(clf.predict_proba(X), again.predict_proba(X))
