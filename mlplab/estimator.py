@@ -295,7 +295,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         # a new network becomes the estimator's once trained: a run that fails (diverged, or
         # refused by the trainer) leaves the fitted one, or none, as it was
         with _unchanged_on_error(model if warm else None):
-            history = trainer.fit(model, Xa, y_enc, X_val, y_val)
+            # validate_data has checked the data as Trainer.fit would (finite, 2-D, the
+            # network's width and dtype); its second scan of every value is skipped
+            history = trainer._fit_checked(model, Xa, y_enc.astype(np.intp, copy=False),
+                                           X_val, None if y_val is None
+                                           else y_val.astype(np.intp, copy=False))
         self.classes_, self.history_ = encoder.classes_, history
         if not warm:
             self._new_network(model, record)
@@ -377,7 +381,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             trainer.resume({"iteration": 0, "epoch": 0, "history": {}, "best_state": None,
                             "order": None, **carried})
         with _unchanged_on_error(None if new else model):
-            history = trainer.fit(model, Xa, y_enc)
+            history = trainer._fit_checked(model, Xa, y_enc, None, None)  # (checked, as fit's)
         self.history_ = history
         if new:
             self.classes_ = known

@@ -384,6 +384,17 @@ class Trainer:
         if cfg.patience is not None and X_val is None:
             raise ValueError("early stopping (patience) needs validation data: pass X_val and "
                              "y_val, or set patience=None.")
+        return self._fit_checked(model, X, y, X_val, y_val)
+
+    def _fit_checked(self, model: MLP, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None,
+                     y_val: np.ndarray | None) -> History:
+        """:meth:`fit` on data that have passed its checks: ``X`` (and ``X_val``) 2-D, finite,
+        of the model's dtype and width, at least one row; ``y`` (``y_val``) 1-D ``intp`` labels
+        in range, one per row; validation data (not empty) or neither, and present where
+        ``patience`` is set. For a caller that has made them already (``MLPClassifier``: its
+        ``validate_data`` scans every value once; a second scan was part of each
+        ``partial_fit`` call)."""
+        cfg = self.config
         # the dataset is held once, in the model's dtype, contiguous rows for fast gathering
         X = np.ascontiguousarray(X, dtype=model.dtype)
         n = X.shape[0]

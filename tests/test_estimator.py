@@ -221,6 +221,47 @@ def test_partial_fit_epochs_train_as_fit(digits, settings):
         assert clf.n_iter_ == 4 and clf.t_ == ref.t_
 
 
+@pytest.mark.parametrize("settings", [
+    {"optimizer": "sgd", "lr": 0.05},
+    {"optimizer": "momentum", "lr": 0.05, "dropout": 0.2, "reg": 1e-3},  # L2 folded in epochs
+    {"optimizer": "adam", "schedule": "exp", "lr_decay": 0.9},
+])
+def test_partial_fit_chunks_train_as_the_plain_trainer(digits, settings):
+    """A stream of other chunks each call (two minibatches each) gives, bit for bit, the
+    weights and losses of mlplab's own MLP and Trainer resumed from call to call through the
+    public state_dict / resume / fit: the estimator hands the optimiser's slots on without
+    copying them and skips fit's second scan of the data, which must change no number."""
+    from mlplab.models import MLP
+    from mlplab.trainer import Trainer
+
+    X_tr, _, y_tr, _ = digits
+    X = (X_tr / 16).astype(np.float32)
+    chunks = [slice(start, start + 400) for start in (0, 400, 800)] * 2
+    clf = MLPClassifier(hidden_sizes=(32,), random_state=3, **settings)
+    for i, rows in enumerate(chunks):
+        clf.partial_fit(X[rows], y_tr[rows], classes=np.arange(10) if i == 0 else None)
+
+    seed = int(np.random.RandomState(3).randint(np.iinfo(np.int32).max))
+    model = MLP(64, [32], 10, dropout=settings.get("dropout", 0.0), seed=seed, dtype=np.float32)
+    decay = settings.get("lr_decay", 1.0)
+    carried: dict = {}
+    losses = []
+    for n, rows in enumerate(chunks):
+        trainer = Trainer(optimizer=settings["optimizer"],
+                          lr=settings.get("lr", 1e-3) * decay ** n, schedule="constant",
+                          reg=settings.get("reg", 1e-4), batch_size=200, epochs=1, seed=seed,
+                          train_acc="subset")
+        if carried:
+            trainer.resume({"iteration": 0, "epoch": 0, "history": {}, "best_state": None,
+                            "order": None, **carried})
+        losses.append(float(np.mean(trainer.fit(model, X[rows], y_tr[rows]).loss)))
+        state = trainer.state_dict()
+        carried = {k: state[k] for k in ("rng", "dropout_rngs", "optimizer")}
+    for name, p in model.params.items():
+        np.testing.assert_array_equal(clf.model_.params[name], p, err_msg=name)
+    assert clf.loss_curve_ == losses
+
+
 def test_partial_fit_continues_in_the_networks_dtype(digits):
     """A float32 network given a float64 chunk goes on in float32, as fit's warm start does:
     the same weights as the caller casting the chunk, and the parameters stay float32."""
