@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -204,7 +205,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.warm_start = warm_start
 
-    def _check_params(self) -> list[int]:
+    def _check_params(self) -> tuple[list[int], TrainConfig]:
+        """The hidden widths and the training settings (the whole ``batch_size``, ``max_epochs``
+        epochs, no seed), every parameter checked."""
         sizes = self.hidden_sizes
         # True or 2.5 is reported as a width, not as "'bool' object is not iterable"
         given = list(sizes) if isinstance(sizes, Iterable) else [sizes]
@@ -227,9 +230,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_choice(self.init, INITS, "init")
         check_positive(self.std, "std")
         check_range(self.dropout, "dropout", 0, 1, high_open=True)
-        TrainConfig.from_dict(self._train_options(int(self.batch_size), int(self.max_epochs),
-                                                  None)).validate()
-        return hidden
+        config = TrainConfig.from_dict(self._train_options(int(self.batch_size),
+                                                           int(self.max_epochs), None))
+        config.validate()
+        return hidden, config
 
     def _train_options(self, batch_size: int, epochs: int, seed: int | None,
                        **options: Any) -> dict[str, Any]:
@@ -256,7 +260,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> MLPClassifier:
         """Train on ``X`` (n_samples, n_features) and labels ``y``; returns ``self``."""
-        hidden = self._check_params()
+        hidden, config = self._check_params()
         warm = bool(self.warm_start) and hasattr(self, "model_")
         # warm: the fitted network's number of features is checked; a new network's is recorded
         # on a copy, which the estimator takes it from once the network is trained
@@ -289,9 +293,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                                           len(encoder.classes_))
         batch_size = min(int(self.batch_size), len(Xa))
         convergence = _Convergence(self.tol, 0 if self.early_stopping else self.n_iter_no_change)
-        trainer = Trainer(callbacks=[convergence], **self._train_options(
-            batch_size, self.max_epochs, seed,
-            patience=self.n_iter_no_change if self.early_stopping else None))
+        # the settings _check_params validated: a smaller batch (at least 1 row), a seed and
+        # patience (n_iter_no_change, checked there) keep them valid
+        trainer = Trainer._checked(dataclasses.replace(
+            config, batch_size=batch_size, epochs=self.max_epochs, seed=seed,
+            patience=self.n_iter_no_change if self.early_stopping else None), [convergence])
         # a new network becomes the estimator's once trained: a run that fails (diverged, or
         # refused by the trainer) leaves the fitted one, or none, as it was
         with _unchanged_on_error(model if warm else None):
@@ -331,7 +337,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """
         from sklearn.utils.multiclass import _check_partial_fit_first_call
 
-        hidden = self._check_params()
+        hidden, config = self._check_params()
         if self.schedule in ("step", "cosine"):  # a schedule it has, not an "unknown" one
             raise ValueError(f"schedule {self.schedule!r} needs a run length, which partial_fit "
                              "has not (each call is one more epoch); use schedule='exp' or "
@@ -367,9 +373,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         batch_size = min(int(self.batch_size), len(Xa))
         convergence = _Convergence(None, 0)  # records the epoch's mean loss
         epochs_before = 0 if new else self.n_iter_
-        trainer = Trainer(callbacks=[convergence], **self._train_options(
-            batch_size, 1, carry["seed"], schedule="constant",
-            lr=self.lr * (self.lr_decay ** epochs_before if self.schedule == "exp" else 1.0)))
+        lr = self.lr * (self.lr_decay ** epochs_before if self.schedule == "exp" else 1.0)
+        check_positive(lr, "lr")  # (decayed to 0.0) the one setting not validated as it is
+        trainer = Trainer._checked(dataclasses.replace(
+            config, batch_size=batch_size, epochs=1, seed=carry["seed"], schedule="constant",
+            lr=lr), [convergence])
         if "rng" in carry:
             # the state a resumed run starts from: no steps yet in this "run", but the
             # optimiser's slots and the generators carried over from the last epoch

@@ -257,8 +257,24 @@ class Trainer:
                  lr_schedule: Callable[[int, int], float] | None = None,
                  **overrides: Any) -> None:
         base = config.to_dict() if config is not None else {}
-        self.config = TrainConfig.from_dict({**base, **overrides})
-        self.config.validate()
+        checked = TrainConfig.from_dict({**base, **overrides})
+        checked.validate()
+        self._start(checked, callbacks, augment, lr_schedule)
+
+    @classmethod
+    def _checked(cls, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> Trainer:
+        """A trainer of ``config`` as it is (not copied), which its caller has validated
+        (``TrainConfig.validate``) and will not change: ``MLPClassifier`` checks its settings
+        before it looks at the data, and validating them again here was part of every
+        ``partial_fit`` call."""
+        trainer = cls.__new__(cls)
+        trainer._start(config, callbacks, None, None)
+        return trainer
+
+    def _start(self, config: TrainConfig, callbacks: Sequence[Callback],
+               augment: Callable[[np.ndarray, np.random.RandomState], np.ndarray] | None,
+               lr_schedule: Callable[[int, int], float] | None) -> None:
+        self.config = config
         self.callbacks = list(callbacks)
         self.augment = augment
         if lr_schedule is not None and not callable(lr_schedule):

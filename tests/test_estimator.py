@@ -331,6 +331,19 @@ def test_partial_fit_refusals(digits):
         clf.set_params(hidden_sizes=(16,)).partial_fit(X_tr, y_tr)
 
 
+def test_partial_fit_refuses_an_exp_schedule_decayed_to_zero(digits):
+    """The learning rate of a call, lr * lr_decay ** n_iter_, is checked as it is: the other
+    training settings are validated once per call, before the data, and this one may underflow
+    to 0 later."""
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier(hidden_sizes=(8,), schedule="exp", lr_decay=1e-200, random_state=0)
+    clf.partial_fit(X_tr / 16, y_tr, classes=np.arange(10))
+    clf.partial_fit(X_tr / 16, y_tr)  # lr 1e-203
+    with pytest.raises(ValueError, match=r"^lr must be a finite number > 0; got 0\.0\.$"):
+        clf.partial_fit(X_tr / 16, y_tr)
+    assert clf.n_iter_ == 2
+
+
 @pytest.mark.parametrize("first, then", [("momentum", "adam"), ("adam", "sgd")])
 def test_partial_fit_after_changing_the_optimizer(digits, first, then):
     """Another optimiser's slots are not carried into the new one: momentum's velocities read as
@@ -387,11 +400,17 @@ def ctrl_c_at(monkeypatch):
                 if iteration == k:
                     os.kill(os.getpid(), signal.SIGINT)
 
-        def trainer(*args, callbacks=(), **kwargs):
-            made.append(real(*args, callbacks=[*callbacks, CtrlC()], **kwargs))
-            return made[-1]
+        class Armed(real):
+            def __init__(self, *args, callbacks=(), **kwargs):
+                super().__init__(*args, callbacks=[*callbacks, CtrlC()], **kwargs)
+                made.append(self)
 
-        monkeypatch.setattr(est, "Trainer", trainer)
+            @classmethod
+            def _checked(cls, config, callbacks=()):  # how the estimator makes its trainers
+                made.append(super()._checked(config, [*callbacks, CtrlC()]))
+                return made[-1]
+
+        monkeypatch.setattr(est, "Trainer", Armed)
         return made
 
     return arm
