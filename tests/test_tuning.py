@@ -248,8 +248,8 @@ def test_storage_spec_parsing(tmp_path):
     assert storage_spec("runs/Shared.LOG", tmp_path).url.startswith("journal:/")
     assert storage_spec("Study.DB", tmp_path).url.startswith("sqlite:////")
     # a grace period without heartbeats was ignored without a word: no crash detection at all
-    for off in (0, None):
-        with pytest.raises(ValueError, match=r"^grace needs heartbeats, which heartbeat=None "
+    for off in (0, None, -5):  # named as given: heartbeat=None for 0 named what no one typed
+        with pytest.raises(ValueError, match=rf"^grace needs heartbeats, which heartbeat={off} "
                                              r"turns off; give heartbeat=S with S below"):
             storage_spec(None, tmp_path, heartbeat=off, grace=60)
 

@@ -235,7 +235,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         Evaluate the retrained best model on the test split (once).
     heartbeat, grace
         Seconds between a running trial's heartbeats, and without one before it counts as dead
-        (default twice the heartbeat); ``heartbeat=None`` disables crash detection (and is
+        (default twice the heartbeat); ``heartbeat=None`` (or 0) disables crash detection (and is
         refused with a ``grace``, which only heartbeats use).
     search_only
         Only search (e.g. a worker on another machine): no tables, plots or retraining.

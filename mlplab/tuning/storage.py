@@ -276,15 +276,16 @@ def check_heartbeat(heartbeat: int | None, grace: int | None) -> int | None:
     """The heartbeat interval that ``heartbeat`` means (``None`` for off: 0 or less), or a
     ``ValueError`` for a ``grace`` that cannot work with it. Also run by ``mlplab tune`` before
     any work, so that the command line reports it as the usage error it is (exit 2)."""
+    given = heartbeat  # (0 or None, as the user wrote it: the message names that)
     if heartbeat is not None and heartbeat <= 0:
         heartbeat = None
     if heartbeat is None and grace is not None:
         # the grace period is how long a heartbeat may be missed: without heartbeats nothing
         # would use it, and a user counting on crash detection would silently get none
         raise ValueError(f"{setting('--grace', 'grace')} needs heartbeats, which "
-                         f"{setting('--heartbeat 0', 'heartbeat=None')} turns off; give "
-                         f"{setting('--heartbeat S', 'heartbeat=S')} with S below the grace "
-                         f"period, or leave out {setting('--grace', 'grace')}.")
+                         f"{setting(f'--heartbeat {given}', f'heartbeat={given!r}')} turns "
+                         f"off; give {setting('--heartbeat S', 'heartbeat=S')} with S below the "
+                         f"grace period, or leave out {setting('--grace', 'grace')}.")
     if heartbeat is not None and grace is not None and grace <= heartbeat:
         raise ValueError(f"the grace period ({grace} s) must be longer than the heartbeat "
                          f"interval ({heartbeat} s), or every running trial looks dead.")
