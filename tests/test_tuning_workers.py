@@ -6,6 +6,7 @@ then reads the study back with Optuna's own API, independently of mlplab's code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -257,6 +258,72 @@ def test_a_local_worker_killed_mid_trial_leaves_its_trial_to_the_others(tmp_path
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert [t.state for t in trials].count(TrialState.COMPLETE) == target
     assert (tmp_path / "out" / "results.csv").is_file()
+    assert (tmp_path / "out" / "best-run" / "model.npz").is_file()
+
+
+def _spawned_workers(parent: int) -> set[int]:
+    """The pids of the worker processes that ``parent`` (mlplab tune) has spawned and that are
+    still running (its children in /proc, the resource tracker left out)."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{parent}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children |= {int(c) for c in (task / "children").read_text().split()}
+    alive = set()
+    for pid in children:
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            status = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+            if b"spawn_main" in cmdline and status != "Z":
+                alive.add(pid)
+    return alive
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_a_worker_killed_with_the_last_trial_after_the_others_stopped_is_replaced(
+        tmp_path, study_name):
+    """--workers 2 --trials 1: one worker runs the only trial, the other stops at once (the
+    target is taken); the first is killed mid-trial. The command ended with "run the same
+    command again" and no finished trial; it now starts a worker that runs the re-queued trial,
+    and finishes the study."""
+    url, storage = _storage("sqlite", tmp_path)
+    space = tmp_path / "space.yaml"
+    # long enough a trial that the other worker, slower to start on a busy host, has stopped
+    # before it ends
+    space.write_text(LONG_SPACE.replace("epochs: 30", "epochs: 100"))
+    proc = _tune(tmp_path, url, study_name, space, 1, "--workers", "2")
+    victim: list[int] = []
+
+    def alone_mid_trial() -> bool:
+        """The only trial mid-way in a worker, the other worker gone."""
+        if not _study_has_trials(storage, study_name):
+            return False
+        trials = _trials(storage, study_name)
+        if len(trials) > 1:  # both workers took a trial (they started within an instant)
+            return True
+        t = trials[0]
+        workers = _spawned_workers(proc.pid)
+        if t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= 80 and \
+                "worker" in t.user_attrs and len(workers) == 1:
+            pid = int(t.user_attrs["worker"].split(":")[-1].split("#")[0])
+            if workers == {pid}:
+                victim.append(pid)
+                return True
+        return False
+
+    _wait_for(alone_mid_trial, 90, "one worker alone mid-trial", [proc])
+    if not victim:
+        _finish(proc)
+        pytest.skip("both workers started a trial: the race this test needs did not happen")
+    os.kill(victim[0], signal.SIGKILL)
+    output = _finish(proc)
+    assert "run the same command again" not in output, output
+
+    trials = _trials(storage, study_name)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE], output
+    assert trials[1].system_attrs.get("failed_trial") == 0 and trials[1].params == \
+        trials[0].params
+    # run by the new worker (index 2: after the first round's 0 and 1)
+    assert trials[1].user_attrs["worker"].endswith("#2")
     assert (tmp_path / "out" / "best-run" / "model.npz").is_file()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from mlplab.tuning.data import DataSource
@@ -150,10 +150,48 @@ def worker_main(spec: WorkerSpec) -> None:
                    worker=worker_name(spec.index))
 
 
+#: rounds of new workers that :func:`run_workers` starts for the trials of killed ones
+MAX_RESTARTS = 3
+
+
 def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None = None,
-                poll: float = 1.0) -> None:
+                poll: float = 1.0, restarts: int = MAX_RESTARTS) -> None:
     """Start one process per spec (``spawn``: a clean interpreter each, no forked threads or
-    database connections), show progress from the storage, and wait for all of them."""
+    database connections), show progress from the storage, and wait for all of them.
+
+    A worker killed by a signal (SIGKILL, the out-of-memory killer) leaves its trial to the
+    others; when they had already stopped (the target reached as they saw it, the killed one's
+    trial counted), the study ends short of it: then up to ``restarts`` rounds of new workers
+    (as many as trials are missing, at most ``len(specs)``) run the rest, within what is left of
+    the ``timeout``, before the command gives up and says to run it again."""
+    started = time.monotonic()
+    lost: list[str] = []
+    next_index = len(specs)
+    for round_ in range(restarts + 1):
+        lost += _run_round(specs, study, bar, poll)
+        missing = specs[0].target - finished_count(study) if lost else 0
+        if not lost or missing <= 0 or grid_exhausted(study):
+            return
+        timeout = specs[0].timeout
+        if timeout is not None:
+            timeout -= time.monotonic() - started
+        if round_ == restarts or (timeout is not None and timeout <= 0):
+            break
+        # the same search, new processes: the index keeps their trials' worker tags apart
+        specs = [replace(specs[0], index=next_index + i, timeout=timeout)
+                 for i in range(min(missing, len(specs)))]
+        next_index += len(specs)
+    # (the others had stopped: the killed one's trial counted towards the target)
+    raise RuntimeError(f"worker process(es) killed: {', '.join(lost)}, which printed "
+                       "nothing; their trials are failed and re-queued: run the same "
+                       "command again to finish the study.")
+
+
+def _run_round(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None,
+               poll: float) -> list[str]:
+    """Run one process per spec to its end, as :func:`run_workers` says; returns the names of
+    those killed by a signal (their trials failed and re-queued), and raises for one that
+    failed with an error."""
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=worker_main, args=(s,), name=f"mlplab-tune-{s.index}")
              for s in specs]
@@ -184,13 +222,8 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None =
         raise RuntimeError("worker process(es) failed: " +
                            ", ".join(f"{n} exit code {c}" for n, c in bad) +
                            " (their error is printed above).")
-    lost = [f"{p.name} ({_signal_name(-p.exitcode)})" for p in procs
+    return [f"{p.name} ({_signal_name(-p.exitcode)})" for p in procs
             if p.exitcode is not None and p.exitcode < 0]
-    if lost and finished_count(study) < specs[0].target and not grid_exhausted(study):
-        # (the others had stopped: the killed one's trial counted towards the target)
-        raise RuntimeError(f"worker process(es) killed: {', '.join(lost)}, which printed "
-                           "nothing; their trials are failed and re-queued: run the same "
-                           "command again to finish the study.")
 
 
 def _fail_trials_of_killed(procs: list[Any], handled: set[str], study: optuna.Study) -> set[str]:

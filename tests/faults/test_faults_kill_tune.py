@@ -1,10 +1,11 @@
 """SIGKILL tuning workers mid-trial: every finished trial is kept and the study completes.
 
 Round 1 runs ``mlplab tune --workers 2`` and kills both worker processes, one after the other,
-each in the middle of a trial; round 2 runs a single in-process worker and kills it mid-trial;
-round 3 runs to the target. Before every kill the finished trials are recorded, and at the end
-each must still be in the study unchanged (state, value, parameters, per-epoch values). The study
-is read back with Optuna's own API, not mlplab's.
+each in the middle of a trial, and then every worker that the command starts in their place,
+until it gives up (``MAX_RESTARTS`` rounds of two); round 2 runs a single in-process worker and
+kills it mid-trial; round 3 runs to the target. Before every kill the finished trials are
+recorded, and at the end each must still be in the study unchanged (state, value, parameters,
+per-epoch values). The study is read back with Optuna's own API, not mlplab's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import optuna
 from faultlib import ENV, mlplab_cmd
 from optuna.trial import TrialState
 
+from mlplab.tuning.workers import MAX_RESTARTS
+
 # trials of about a second on digits: long enough to be killed in the middle
 SPACE = """\
 hidden_size: [16, 32]
@@ -26,8 +29,9 @@ lr: {type: float, low: 1e-2, high: 0.2, log: true}
 epochs: 16
 batch_size: 32
 """
-# enough trials that a surviving worker cannot finish the study before the next kill
-TARGET = 14
+# enough trials that a surviving worker cannot finish the study before the next kill, in all
+# the rounds of round 1
+TARGET = 20
 BEAT = ["--heartbeat", "1", "--grace", "2"]
 
 
@@ -84,20 +88,25 @@ def test_killed_workers_lose_no_finished_trial_and_the_study_completes(tmp_path)
     killed: set[int] = set()
     hit: list[int] = []  # numbers of the trials that were running when their worker was killed
 
-    # round 1: two worker processes, both killed mid-trial
+    # round 1: two worker processes, both killed mid-trial, then the two that the command starts
+    # in their place each time, until it stops starting them
     parent = _tune(tmp_path, "--workers", "2")
-    for n in (1, 2):
-        pid, number, before = _kill_mid_trial(storage, parent, killed | {parent.pid}, n)
+    kills = 2 * (1 + MAX_RESTARTS)
+    for n in range(1, kills + 1):
+        pid, number, before = _kill_mid_trial(storage, parent, killed | {parent.pid},
+                                              min(n, 2))
         killed.add(pid)
         hit.append(number)
         records.append(before)
     output = parent.communicate(timeout=120)[0]
     assert parent.returncode == 1, output
     last = output.strip().splitlines()[-1]
-    # both killed, none left to finish their trials: failed, re-queued, and said so
+    # all killed, none left to finish their trials: failed, re-queued, and said so
     assert last.startswith("mlplab tune: error: worker process(es) killed: ") and \
         "run the same command again to finish the study" in last and \
         "Traceback" not in output, output
+    # every worker named once: the first two and those of each new round
+    assert all(f"mlplab-tune-{i} (SIGKILL)" in last for i in range(kills)), last
 
     # round 2: the search in the command's own process, killed mid-trial
     time.sleep(2.5)  # past the grace period: the dead workers' trials are failed on start
@@ -121,12 +130,13 @@ def test_killed_workers_lose_no_finished_trial_and_the_study_completes(tmp_path)
             assert final[number] == record, number
     assert sum(1 for t in trials if t.state == TrialState.COMPLETE) == TARGET
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    # the three killed trials, failed by the heartbeat check (and re-queued, which
+    # the killed trials, failed by the heartbeat check (and re-queued, which
     # tests/test_tuning_workers.py checks); a trial that finished in the instant between being
     # seen running and the kill landing is kept as finished instead
     states = {t.number: t.state for t in trials}
     assert all(states[n] == TrialState.FAIL or n in final for n in hit), (hit, states)
     assert sum(states[n] == TrialState.FAIL for n in hit) >= 2
-    assert [len(r) >= n for r, n in zip(records, (1, 2, 3))] == [True] * 3
-    print(f"\nkill-tune figures: 3 workers killed mid-trial with {[len(r) for r in records]} "
+    assert [len(r) >= n for r, n in zip(records[:2] + records[-1:], (1, 2, 3))] == [True] * 3
+    print(f"\nkill-tune figures: {len(hit)} workers killed mid-trial with "
+          f"{[len(r) for r in records]} "
           f"trials finished; all kept; {len(final)} finished at the end")
