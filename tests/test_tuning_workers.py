@@ -484,3 +484,45 @@ def test_a_sqlite_storage_reads_while_another_process_holds_the_write_lock(tmp_p
         other.close()
     write.join(10)
     assert "write" in done and storage.get_trial(trial_id).user_attrs == {"k": 1}
+
+
+def test_a_local_sqlite_storage_is_in_wal_mode_and_a_network_one_is_not(tmp_path, monkeypatch):
+    """WAL lets the progress poll read while workers write (in the rollback journal it waited
+    for every commit, up to seconds); SQLite's WAL cannot work across machines, so a file on a
+    network file system is put back in the rollback journal."""
+    import sqlite3
+
+    from mlplab.tuning import storage as storage_module
+
+    def mode(db: Path) -> str:
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            return con.execute("PRAGMA journal_mode").fetchone()[0]
+
+    db = tmp_path / "study.db"
+    opened = storage_module.StorageSpec(f"sqlite:///{db}").open()
+    optuna.create_study(storage=opened, study_name="s").optimize(lambda t: 1.0, n_trials=1)
+    assert mode(db) == "wal"
+    storage_module.close_storage(opened)
+    # the last connection closed: the -wal and -shm files are folded back in and gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.db"]
+
+    monkeypatch.setattr(storage_module, "_on_network_file_system", lambda folder: True)
+    opened = storage_module.StorageSpec(f"sqlite:///{db}").open()
+    assert mode(db) == "delete"
+    assert len(optuna.load_study(study_name="s", storage=opened).trials) == 1
+    storage_module.close_storage(opened)
+
+
+def test_the_network_file_systems_are_told_from_proc_mounts(tmp_path, monkeypatch):
+    from mlplab.tuning import storage as storage_module
+
+    mounts = ("/dev/sda1 / ext4 rw 0 0\n"
+              f"server:/export {tmp_path}/shared nfs4 rw 0 0\n"
+              f"//nas/share {tmp_path}/my\\040nas cifs rw 0 0\n")
+    real_read = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: mounts if str(self) ==
+                        "/proc/mounts" else real_read(self, *a, **k))
+    assert storage_module._on_network_file_system(tmp_path / "shared" / "studies")
+    assert storage_module._on_network_file_system(tmp_path / "my nas")
+    assert not storage_module._on_network_file_system(tmp_path / "sharedx")
+    assert not storage_module._on_network_file_system(tmp_path)
