@@ -526,3 +526,61 @@ def test_the_network_file_systems_are_told_from_proc_mounts(tmp_path, monkeypatc
     assert storage_module._on_network_file_system(tmp_path / "my nas")
     assert not storage_module._on_network_file_system(tmp_path / "sharedx")
     assert not storage_module._on_network_file_system(tmp_path)
+
+
+@pytest.mark.parametrize("timeout", [None, 1000.0])
+def test_killed_workers_are_replaced_a_bounded_number_of_rounds(monkeypatch, timeout):
+    """Each round whose workers are killed short of the target starts as many new ones as trials
+    are missing (at most --workers), numbered on, with what is left of the timeout; after
+    MAX_RESTARTS such rounds the command gives up and says to run it again."""
+    from dataclasses import replace
+
+    from mlplab.tuning import workers
+
+    rounds: list[list] = []
+    finished = iter([0, 1, 2, 2, 2])  # the study's finished trials after each round (target 5)
+    monkeypatch.setattr(workers, "_run_round", lambda specs, study, bar, poll: (
+        rounds.append(specs) or [f"mlplab-tune-{s.index} (SIGKILL)" for s in specs]))
+    monkeypatch.setattr(workers, "finished_count", lambda study: next(finished))
+    monkeypatch.setattr(workers, "grid_exhausted", lambda study: False)
+    spec = workers.WorkerSpec(None, None, "s", {}, "tpe", None, 5, timeout, 0, None, 0)
+    with pytest.raises(RuntimeError, match=r"killed: mlplab-tune-0 \(SIGKILL\), .*"
+                                           r"mlplab-tune-11 \(SIGKILL\), which printed nothing.*"
+                                           r"run the same command again"):
+        workers.run_workers([spec, replace(spec, index=1), replace(spec, index=2)], study=None)
+    assert len(rounds) == 1 + workers.MAX_RESTARTS
+    # 3 workers, then min(missing, 3): 3 (4 missing), 3, 3
+    assert [[s.index for s in r] for r in rounds] == [[0, 1, 2], [3, 4, 5], [6, 7, 8],
+                                                      [9, 10, 11]]
+    for r in rounds[1:]:
+        assert all((s.timeout is None) == (timeout is None) for s in r)
+        assert timeout is None or all(0 < s.timeout <= timeout for s in r)
+
+
+def test_no_new_workers_once_the_target_is_met_the_timeout_spent_or_none_was_killed(
+        monkeypatch):
+    from mlplab.tuning import workers
+
+    calls = []
+    monkeypatch.setattr(workers, "grid_exhausted", lambda study: False)
+    spec = workers.WorkerSpec(None, None, "s", {}, "tpe", None, 2, None, 0, None, 0)
+
+    def run(killed, finished, spec=spec):
+        calls.clear()
+        monkeypatch.setattr(workers, "_run_round", lambda specs, study, bar, poll: (
+            calls.append(specs) or killed))
+        monkeypatch.setattr(workers, "finished_count", lambda study: finished)
+        workers.run_workers([spec], study=None)
+        return len(calls)
+
+    assert run(["mlplab-tune-0 (SIGKILL)"], 2) == 1  # the others finished the study
+    assert run([], 1) == 1  # short for its own reasons (its timeout): not a kill
+    # 1 missing after a kill: one new worker each round (here killed too, up to the bound)
+    with pytest.raises(RuntimeError):
+        run(["mlplab-tune-0 (SIGKILL)"], 1)
+    assert len(calls) == 1 + workers.MAX_RESTARTS and all(len(c) == 1 for c in calls)
+    # the timeout spent: no new worker, the error says to run the command again
+    with pytest.raises(RuntimeError, match="run the same command again"):
+        run(["mlplab-tune-0 (SIGKILL)"], 1, spec=workers.WorkerSpec(
+            None, None, "s", {}, "tpe", None, 2, 1e-9, 0, None, 0))
+    assert len(calls) == 1

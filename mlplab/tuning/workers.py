@@ -164,17 +164,18 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None =
     trial counted), the study ends short of it: then up to ``restarts`` rounds of new workers
     (as many as trials are missing, at most ``len(specs)``) run the rest, within what is left of
     the ``timeout``, before the command gives up and says to run it again."""
-    started = time.monotonic()
+    started, first = time.monotonic(), specs[0]
     lost: list[str] = []
     next_index = len(specs)
     for round_ in range(restarts + 1):
-        lost += _run_round(specs, study, bar, poll)
-        missing = specs[0].target - finished_count(study) if lost else 0
-        if not lost or missing <= 0 or grid_exhausted(study):
+        killed = _run_round(specs, study, bar, poll)
+        lost += killed
+        # (a round that lost no worker stopped short for its own reasons: its timeout)
+        missing = specs[0].target - finished_count(study) if killed else 0
+        if missing <= 0 or grid_exhausted(study):
             return
-        timeout = specs[0].timeout
-        if timeout is not None:
-            timeout -= time.monotonic() - started
+        timeout = None if first.timeout is None else \
+            first.timeout - (time.monotonic() - started)
         if round_ == restarts or (timeout is not None and timeout <= 0):
             break
         # the same search, new processes: the index keeps their trials' worker tags apart
