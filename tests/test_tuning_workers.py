@@ -211,7 +211,9 @@ def test_killed_worker_trial_fails_by_heartbeat_and_study_resumes(kind, tmp_path
     retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retries) == 1
     assert retries[0].state == TrialState.COMPLETE
-    assert retries[0].params == killed.params
+    # (on a host loaded enough that the watched trial ended before the kill landed, the killed
+    # trial is the next one, caught before it drew its settings: its retry draws them afresh)
+    assert retries[0].params == killed.params or killed.params == {}
     states = [t.state for t in trials.values()]
     assert states.count(TrialState.COMPLETE) == target, states
     assert TrialState.RUNNING not in states
