@@ -120,7 +120,8 @@ def test_a_study_crashed_in_a_middle_depth_resumes_to_the_end_of_one_never_stopp
     monkeypatch.undo()
     # only what was left: the third epoch of the network stopped, and the two of default init
     assert len(steps) == (1 + 3 + 3) * BATCHES
-    assert "1 of 4 networks done, exercise init, 3 layers after epoch 2" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "1 of 4 networks done, exercise init, 3 layers after epoch 2 of 3" in said
     assert [(r.init, r.depth) for r in result.results] == [
         ("exercise", 2), ("exercise", 3), ("default", 2), ("default", 3)]
     _same_as(out, whole)
@@ -168,7 +169,7 @@ def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(whole, tmp_path, mon
     monkeypatch.undo()
     assert len(steps) == (2 + 3) * BATCHES  # the epoch stopped in is trained again
     captured = capsys.readouterr()
-    assert "2 of 4 networks done, default init, 2 layers after epoch 1" in captured.err
+    assert "2 of 4 networks done, default init, 2 layers after epoch 1 of 3" in captured.err
     assert [r["depth"] for r in json.loads(captured.out)["results"]] == [2, 3, 2, 3]
     _same_as(out, whole)
 

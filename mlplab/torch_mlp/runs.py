@@ -1229,7 +1229,8 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
             io.write_json(config_path, config)
         if announce:
             at = f", {got.current[0]} init, {counted(got.current[1], 'layer')} after epoch " \
-                 f"{got.state['epoch']}" if got.current is not None and got.state is not None \
+                 f"{got.state['epoch']} of {cfg.epochs}" \
+                if got.current is not None and got.state is not None \
                 else ""
             print(f"resuming the depth study of {ds.name}: {len(got.finished)} of "
                   f"{counted(_networks(config), 'network')} done{at}, device {dev}, "
