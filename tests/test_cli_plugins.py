@@ -305,7 +305,7 @@ def test_tune_with_two_workers_trains_a_plugins_activation_in_each(plugin, tmp_p
     kept = [t for t in trials if not t.user_attrs.get("mlplab:surplus")]
     assert len(kept) == 3 and {t.state for t in kept} == {TrialState.COMPLETE}, \
         [(t.state, t.user_attrs) for t in trials]
-    assert all(t.value > 0.15 for t in trials)  # trained: above chance on ten classes
+    assert all(t.value > 0.15 for t in kept)  # trained: above chance on ten classes
     # without the plugin the space is refused before any worker starts, saying how to load it
     _forget()
     capsys.readouterr()
