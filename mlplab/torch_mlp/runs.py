@@ -310,6 +310,22 @@ def _settings(*, init_std: float, dropout: float, batchnorm: bool, epochs: int, 
 
 
 
+def _started_elsewhere(out_dir: Path, what: str) -> ValueError:
+    """The error for an output folder that another process has just claimed for ``what``."""
+    return ValueError(f"{out_dir} already holds {what}, which another process has just "
+                      f"started; choose another {setting('--out', 'out')}.")
+
+
+def _write_first_config(path: Path, config: dict[str, Any], exclusive: bool, what: str) -> None:
+    """Write a new run's or study's config, the file that claims its folder: ``exclusive``
+    unless it replaces a stale one, so that of two processes started at once with the same out,
+    the second is refused (:func:`_started_elsewhere`)."""
+    try:
+        io.write_json(path, config, exclusive=exclusive)
+    except FileExistsError:
+        raise _started_elsewhere(path.parent, what) from None
+
+
 def _recorded_settings(config: dict[str, Any], device: str | None, threads: int | None,
                        progress: bool, verbose: bool
                        ) -> tuple[TorchTrainConfig, int, torch.device]:
@@ -504,12 +520,7 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
             # another process training into the same folder (a stopped run's lone config.json
             # may be replaced, and a running one's looks the same) is refused
             held.enter_context(run_lock(out_dir, new=True))
-            try:
-                io.write_json(out_dir / TORCH_CONFIG_FILE, config, exclusive=not stale_config)
-            except FileExistsError:  # two runs started at once with the same out
-                raise ValueError(f"{out_dir} already holds a run, which another process has "
-                                 f"just started; choose another {setting('--out', 'out')}."
-                                 ) from None
+            _write_first_config(out_dir / TORCH_CONFIG_FILE, config, not stale_config, "a run")
         if announce:
             print(f"training {describe(model)} on {ds.name} ({len(ds.y_train)} train, "
                   f"{len(ds.y_val)} val), {counted(cfg.epochs, 'epoch')}, device {dev}, "
@@ -1032,17 +1043,11 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
             held.enter_context(run_lock(out_dir, new=True, noun="study"))
             if diverged:
                 if not _diverged_study(out_dir):  # replaced since by a study of another process
-                    raise ValueError(f"{out_dir} already holds a depth study, which another "
-                                     f"process has just started; choose another "
-                                     f"{setting('--out', 'out')}.")
+                    raise _started_elsewhere(out_dir, "a depth study")
                 _clear_diverged_study(out_dir)
             # first: what --resume goes on from, and what marks the folder as a study's
-            try:
-                io.write_json(out_dir / DEPTH_CONFIG_FILE, config, exclusive=not diverged)
-            except FileExistsError:  # two studies started at once with the same out
-                raise ValueError(f"{out_dir} already holds a depth study, which another process "
-                                 f"has just started; choose another {setting('--out', 'out')}."
-                                 ) from None
+            _write_first_config(out_dir / DEPTH_CONFIG_FILE, config, not diverged,
+                                "a depth study")
         if announce:
             print(f"{counted(_networks(config), 'network')} on {ds.name} ({len(ds.y_train)} "
                   f"train, {len(ds.y_val)} val, {len(ds.y_test)} test), hidden size "
