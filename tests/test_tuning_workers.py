@@ -508,26 +508,11 @@ def test_a_local_sqlite_storage_is_in_wal_mode_and_a_network_one_is_not(tmp_path
     # the last connection closed: the -wal and -shm files are folded back in and gone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.db"]
 
-    monkeypatch.setattr(storage_module, "_on_network_file_system", lambda folder: True)
+    monkeypatch.setattr(storage_module, "on_network_file_system", lambda folder: True)
     opened = storage_module.StorageSpec(f"sqlite:///{db}").open()
     assert mode(db) == "delete"
     assert len(optuna.load_study(study_name="s", storage=opened).trials) == 1
     storage_module.close_storage(opened)
-
-
-def test_the_network_file_systems_are_told_from_proc_mounts(tmp_path, monkeypatch):
-    from mlplab.tuning import storage as storage_module
-
-    mounts = ("/dev/sda1 / ext4 rw 0 0\n"
-              f"server:/export {tmp_path}/shared nfs4 rw 0 0\n"
-              f"//nas/share {tmp_path}/my\\040nas cifs rw 0 0\n")
-    real_read = Path.read_text
-    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: mounts if str(self) ==
-                        "/proc/mounts" else real_read(self, *a, **k))
-    assert storage_module._on_network_file_system(tmp_path / "shared" / "studies")
-    assert storage_module._on_network_file_system(tmp_path / "my nas")
-    assert not storage_module._on_network_file_system(tmp_path / "sharedx")
-    assert not storage_module._on_network_file_system(tmp_path)
 
 
 @pytest.mark.parametrize("timeout", [None, 1000.0])

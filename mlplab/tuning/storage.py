@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlplab._filesystem import on_network_file_system
 from mlplab._validation import setting
 from mlplab.tuning.quiet import quiet_optuna_warnings
 
@@ -192,14 +193,6 @@ def _make_sqlite_folder(url: str) -> None:
                                f"{why}.") from None
 
 
-#: file systems of other machines (as /proc/mounts names them), where SQLite's WAL cannot work:
-#: its readers and writers share an index in memory (the -shm file, mapped), which only
-#: processes of one machine can share
-_NETWORK_FILE_SYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph",
-                         "glusterfs", "lustre", "gpfs", "fuse.sshfs", "fuse.glusterfs",
-                         "fuse.cephfs", "fuse.s3fs", "fuse.gcsfuse", "davfs", "ncpfs")
-
-
 def _choose_sqlite_journal(url: str) -> None:
     """Put a local SQLite file in WAL mode (``PRAGMA journal_mode=WAL``, a setting the file
     keeps), and one on a network file system back in the default rollback journal.
@@ -220,34 +213,13 @@ def _choose_sqlite_journal(url: str) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     path = Path(database).expanduser()
-    mode = "DELETE" if _on_network_file_system(path.parent) else "WAL"
+    mode = "DELETE" if on_network_file_system(path.parent) else "WAL"
     with contextlib.suppress(sqlite3.Error, OSError), \
             contextlib.closing(sqlite3.connect(path, timeout=120)) as con:
         current = con.execute("PRAGMA journal_mode").fetchone()[0]
         # a rollback journal other than the default (TRUNCATE, PERSIST) is the user's choice
         if current.upper() in ("DELETE", "WAL") and current.upper() != mode:
             con.execute(f"PRAGMA journal_mode={mode}")
-
-
-def _on_network_file_system(folder: Path) -> bool:
-    """Whether ``folder`` lies on a network file system, as far as this system says (Linux's
-    /proc/mounts; False where there is none to read)."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-        target = os.path.realpath(folder)
-    except OSError:
-        return False
-    best, fstype = "", ""
-    for line in mounts:
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        # /proc/mounts escapes spaces and the like in octal (\040)
-        point = fields[1].encode().decode("unicode_escape")
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, fstype = point, fields[2]
-    return fstype in _NETWORK_FILE_SYSTEMS or fstype.startswith("nfs")
 
 
 def close_storage(storage: optuna.storages.BaseStorage) -> None:
