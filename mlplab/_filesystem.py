@@ -37,8 +37,8 @@ _STATFS_FLAGS: dict[str, tuple[tuple[str, ...], int, str]] = {
     "openbsd": (("statfs",), 0, "I"),
 }
 
-#: bytes handed to ``statfs`` for its struct: more than any of them fills (2168 on macOS, 2344 on
-#: FreeBSD, under 600 on OpenBSD), so a field read at the wrong offset is never outside it
+#: bytes handed to ``statfs`` for its struct: more than any of these systems' struct (2168 on
+#: macOS, 2344 on FreeBSD, under 600 on OpenBSD), so that no version of it writes past the end
 _STATFS_BUFFER = 4096
 
 #: what ``GetDriveTypeW`` answers for a network drive
