@@ -771,6 +771,118 @@ def test_a_killed_processs_running_trial_does_not_count(digits, tmp_path):
     assert states.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in states
 
 
+def _unnamed_running_trial(study_name, url) -> int:
+    """What a worker killed between Optuna creating its trial and naming it leaves behind: a
+    RUNNING trial without a `worker`, settings or a heartbeat; returns its number."""
+    storage = optuna.storages.JournalStorage(journal_file_backend(url[len("journal:"):])) \
+        if url.startswith("journal:") else url
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (Optuna's warning of a trial asked by hand)
+        return optuna.load_study(study_name=study_name, storage=storage).ask().number
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_trial_left_unnamed_by_a_killed_worker_does_not_end_a_rerun_short(digits, tmp_path,
+                                                                             kind):
+    """A worker killed in the instant between Optuna creating its trial and the worker naming
+    it (and before the trial's first heartbeat) left a RUNNING trial that no process could tell
+    was a dead one's: it counted towards --trials for ever (Optuna's heartbeat check skips a
+    trial that never recorded a heartbeat), so the same command run again, at once or days
+    later, ended a trial short, with status 0 and no word. Its start now counts as its first
+    heartbeat: the rerun waits for the grace period, fails it, re-queues it and finishes."""
+    url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else \
+        f"journal:{tmp_path / 'study.log'}"
+    common = dict(search_space=TINY, out=tmp_path, progress=False, search_only=True,
+                  storage=url, heartbeat=1, grace=2)
+    first = tune(digits, trials=2, **common)
+    lost = _unnamed_running_trial(first.study_name, url)
+    start = time.monotonic()
+    again = tune(digits, trials=3, **common)
+    assert again.n_complete == 3 and again.unfinished is None
+    assert time.monotonic() - start > 1.5  # it waited for the grace period to tell
+    storage = optuna.storages.JournalStorage(journal_file_backend(tmp_path / "study.log")) \
+        if kind == "journal" else url
+    trials = optuna.load_study(study_name=first.study_name, storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + \
+        [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[3].system_attrs["failed_trial"] == lost == 2  # re-queued once, and run
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                            "ignore:Heartbeat of storage:UserWarning")
+def test_a_trial_without_a_heartbeat_is_stale_a_grace_period_after_its_start(tmp_path, kind):
+    url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else \
+        f"journal:{tmp_path / 'study.log'}"
+    spec = StorageSpec(url, heartbeat=1, grace=2, retry_failed=False)
+    study = optuna.create_study(storage=spec.open(), study_name="s", direction="maximize")
+    silent = study.ask()  # its process killed before the first heartbeat
+    optuna.storages.fail_stale_trials(study)
+    assert study._storage.get_trial(silent._trial_id).state == TrialState.RUNNING  # too young
+    time.sleep(2.2)
+    beating = study.ask()
+    study._storage.record_heartbeat(beating._trial_id)
+    study.ask()  # just begun
+    optuna.storages.fail_stale_trials(study)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING,
+                                                     TrialState.RUNNING]
+
+
+def test_a_rerun_short_of_its_target_says_so_and_how_to_finish(tmp_path, capsys):
+    """Without heartbeats nothing can tell a trial left unnamed by a killed worker from a live
+    one's: the search ends short and says so (it said nothing, with status 0); the same
+    command with heartbeats then finishes the study."""
+    space = tmp_path / "space.yaml"
+    space.write_text(json.dumps(TINY))
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    argv = ["tune", "--search-space", str(space), "--out", str(tmp_path), "--storage", url,
+            "--study", "short", "--no-progress", "--search-only"]
+    assert main([*argv, "--trials", "2"]) == 0
+    _unnamed_running_trial("short", url)
+    capsys.readouterr()
+    assert main([*argv, "--trials", "3", "--heartbeat", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "2 complete, 0 pruned, 0 failed" in out
+    assert "the search ended at 2 of --trials 3 finished trials: trial 2 is still RUNNING, " \
+        "in another process or left by a killed one (which heartbeats would tell, off with " \
+        "--heartbeat 0); run the same command again once it has finished, or with heartbeats " \
+        "on, to finish the study" in out, out
+    assert main([*argv, "--trials", "3", "--heartbeat", "1", "--grace", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "3 complete, 0 pruned, 1 failed" in out and "ended" not in out, out
+
+
+def test_the_note_of_a_search_that_ended_short_says_why():
+    from mlplab._validation import command_line
+    from mlplab.tuning import _unfinished
+
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL):
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": 0.5}, distributions=dist, state=state,
+            value=0.5 if state == TrialState.COMPLETE else None))
+    assert _unfinished(study, 1, None, 5.0, 60) is None  # the target is met
+    assert _unfinished(study, 4, 2.0, 5.0, 60) == (  # a script or notebook: Python's words
+        "timeout=2 s ended the search at 1 of trials=4 finished trials; call tune() again with "
+        "the same arguments to go on with it")
+    with command_line():
+        assert _unfinished(study, 4, None, 5.0, 60) == (
+            "the search ended at 1 of --trials 4 finished trials after 2 failed trials in a row "
+            "(each one's error is in the results); run the same command again to go on with it")
+        assert _unfinished(study, 4, 2.0, 5.0, 60) == (
+            "--timeout 2 s ended the search at 1 of --trials 4 finished trials; run the same "
+            "command again to go on with it")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study.ask(), study.ask()
+        assert _unfinished(study, 4, None, 5.0, 60) == (
+            "the search ended at 1 of --trials 4 finished trials: trials 3, 4 are still RUNNING, "
+            "in another process or left by a killed one (failed and re-queued 60 s after its "
+            "last heartbeat); run the same command again once they have finished, or after "
+            "that, to finish the study")
+
+
 def test_killed_workers_trials_are_failed_once_before_new_workers_start(digits, tmp_path,
                                                                          monkeypatch):
     """Resuming with --workers K after the workers were killed: the parent fails their trials

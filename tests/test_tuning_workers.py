@@ -263,6 +263,32 @@ def test_a_local_worker_killed_mid_trial_leaves_its_trial_to_the_others(tmp_path
     assert (tmp_path / "out" / "best-run" / "model.npz").is_file()
 
 
+def test_workers_run_again_at_once_after_a_kill_left_an_unnamed_trial(tmp_path, study_name):
+    """--workers 2 run at once after a worker was killed between Optuna creating its trial and
+    the worker naming it: the trial (RUNNING, no worker, no heartbeat) counted towards the
+    target for ever, and the command ended a trial short with status 0 and no word. Now the
+    command waits out the grace period, the trial is failed and re-queued once, and the workers
+    finish exactly --trials."""
+    url, storage = _storage("sqlite", tmp_path)
+    space = tmp_path / "space.yaml"
+    space.write_text(MEDIUM_SPACE)
+    beat = ["--heartbeat", "1", "--grace", "2"]
+    _finish(_tune(tmp_path, url, study_name, space, 2, "--search-only", *beat))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (Optuna's warning of a trial asked by hand)
+        lost = optuna.load_study(study_name=study_name, storage=storage).ask().number
+    output = _finish(_tune(tmp_path, url, study_name, space, 5, "--search-only", "--workers",
+                           "2", *beat))
+    trials = [t for t in _trials(storage, study_name) if not t.user_attrs.get("mlplab:surplus")]
+    states = [t.state for t in trials]
+    assert states.count(TrialState.COMPLETE) == 5, (states, output)
+    assert states.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in states, states
+    assert trials[lost].state == TrialState.FAIL and "worker" not in trials[lost].user_attrs
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == lost]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert "5 complete, 0 pruned, 1 failed" in output and "ended" not in output, output
+
+
 def _spawned_workers(parent: int) -> set[int]:
     """The pids of the worker processes that ``parent`` (mlplab tune) has spawned and that are
     still running (its children in /proc, the resource tracker left out)."""

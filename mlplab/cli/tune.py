@@ -181,12 +181,9 @@ def run_tune(args: argparse.Namespace) -> int:
         return 0
     print(f"study {result.study_name} in {result.storage}: {result.n_complete} complete, "
           f"{result.n_pruned} pruned, {result.n_failed} failed ({result.wall_seconds:.1f} s)")
-    finished = result.n_complete + result.n_pruned
-    if args.timeout is not None and finished < args.trials and \
-            result.wall_seconds >= args.timeout:
-        # the results are those of a shorter search than asked for: say so, and how to go on
-        print(f"--timeout {args.timeout:g} s ended the search at {finished} of --trials "
-              f"{args.trials} finished trials; run the same command again to go on with it")
+    if result.unfinished is not None:
+        # the results are those of a shorter search than asked for: say why, and how to go on
+        print(result.unfinished)
     if result.best_trial is None:
         print("no trial has completed yet")
         return 0

@@ -80,6 +80,7 @@ from mlplab.tuning.search import (
     make_sampler,
     run_search,
     update_bar,
+    wait_for_unnamed_trials,
 )
 from mlplab.tuning.space import (
     BUILTIN_SPACES,
@@ -176,6 +177,9 @@ class TuneResult:
     #: a Ctrl-C (or SIGTERM) stopped the search or the retraining: the counts are those of the
     #: trials finished by then, and there is no best run (``summary.json`` only: tune raises)
     interrupted: bool = False
+    #: why the study holds fewer finished trials than ``trials`` asked for, and how to finish it
+    #: (None when it holds them all, or its grid is exhausted): a one-line note
+    unfinished: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else
@@ -308,6 +312,9 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                                          trials)
         with _trials_bar(progress, study, trials, study_name) as bar:
             try:
+                # a trial left unnamed by a killed worker kept the search a trial short: first
+                # let such trials tell whether their process lives
+                wait_for_unnamed_trials(study, trials, spec.heartbeat, spec.grace_period, bar)
                 if data is not None:  # one worker, this process (several dropped it above)
                     run_search(study, data, space, trials, timeout, seed, bar)
                 elif finished_count(study) < trials and not grid_exhausted(study):
@@ -335,6 +342,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                 raise
 
         result = _tally(study, study_name, spec.display, out_dir)
+        result.unfinished = _unfinished(study, trials, timeout, time.perf_counter() - start,
+                                        spec.grace_period)
         if not search_only:
             # the tables and plots within: a Ctrl-C while the plots are drawn (seconds) left no
             # summary, or a previous run's
@@ -510,6 +519,41 @@ def _tally(study: optuna.Study, study_name: str, storage: str, out_dir: Path) ->
     return TuneResult(study_name, storage, out_dir, counts[TrialState.COMPLETE],
                       counts[TrialState.PRUNED], counts[TrialState.FAIL], number, value,
                       dict(study.trials[number].params) if number is not None else {})
+
+
+def _unfinished(study: optuna.Study, trials: int, timeout: float | None, elapsed: float,
+                grace: int | None) -> str | None:
+    """The note of :attr:`TuneResult.unfinished`: the search ended at fewer finished trials
+    than ``trials`` (and the grid has points left), why, and how to finish."""
+    from optuna.trial import TrialState
+
+    finished = finished_count(study)
+    if finished >= trials or grid_exhausted(study):
+        return None
+    again = setting("run the same command again", "call tune() again with the same arguments")
+    ended = f"at {finished} of {setting(f'--trials {trials}', f'trials={trials}')} finished trials"
+    if timeout is not None and elapsed >= timeout:
+        return (f"{setting(f'--timeout {timeout:g} s', f'timeout={timeout:g} s')} ended the "
+                f"search {ended}; {again} to go on with it")
+    running = [t.number for t in recorded_trials(study, states=(TrialState.RUNNING,))]
+    if running:
+        trial, verb, done = ("trial", "is", "it has") if len(running) == 1 else \
+            ("trials", "are", "they have")
+        off = setting("--heartbeat 0", "heartbeat=0")
+        lost, how = (f"failed and re-queued {grace} s after its last heartbeat", "after that") \
+            if grace is not None else (f"which heartbeats would tell, off with {off}",
+                                       "with heartbeats on")
+        return (f"the search ended {ended}: {trial} {', '.join(map(str, running))} {verb} still "
+                f"RUNNING, in another process or left by a killed one ({lost}); {again} once "
+                f"{done} finished, or {how}, to finish the study")
+    failed = 0
+    for t in sorted(recorded_trials(study), key=lambda t: t.number, reverse=True):
+        if t.state != TrialState.FAIL:
+            break
+        failed += 1
+    why = f" after {failed} failed trials in a row (each one's error is in the results)" \
+        if failed else ""
+    return f"the search ended {ended}{why}; {again} to go on with it"
 
 
 def _refuse_if_all_failed(study: optuna.Study, result: TuneResult) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import os
 import socket
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -170,6 +171,52 @@ def fail_dead_local_trials(study: optuna.Study) -> None:
             retry = _stale_trial_callback(storage)
             if retry is not None:
                 retry(study, copy.deepcopy(storage.get_trial(t._trial_id)))
+
+
+def unnamed_running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The running trials that name no worker (no ``worker`` attribute): begun by a process
+    that has not named them yet, or that was killed before it could."""
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if "worker" not in t.user_attrs]
+
+
+def wait_for_unnamed_trials(study: optuna.Study, target: int, heartbeat: int | None,
+                            grace: int | None, bar: tqdm | None = None,
+                            poll: float = 0.25) -> None:
+    """While the study is short of ``target`` finished trials, wait for its running trials
+    that name no worker until each is named, finished, or failed as stale (and re-queued).
+
+    A worker names its trial first thing, but Optuna creates the trial, and the sampler draws
+    its settings, before that and before its heartbeat starts: a process killed in that instant
+    leaves a RUNNING trial that no process can yet tell from a live one's (which names it within
+    moments). It counted towards the target, so the same command run again at once ended a
+    trial short, with no word. The storage fails it as stale ``grace`` seconds after it began
+    (:func:`mlplab.tuning.storage._stale_from_its_start`), so this waits at most that (plus a
+    heartbeat, for a trial that recorded one before it died, and a second of clock rounding);
+    without heartbeats nothing would fail it, and this does not wait."""
+    import optuna
+
+    if heartbeat is None or grace is None:
+        return
+    end = time.monotonic() + grace + heartbeat + 1
+    waited = False
+    while finished_count(study) < target:
+        with quiet_optuna_warnings():
+            optuna.storages.fail_stale_trials(study)  # (it re-queues those it fails)
+        unnamed = unnamed_running(study)
+        if not unnamed or time.monotonic() >= end:
+            break
+        if bar is not None:
+            numbers = ", ".join(str(t.number) for t in unnamed)
+            bar.set_postfix_str(f"waiting up to {grace} s for trial {numbers}, which names no "
+                                "worker (killed as it began?)", refresh=True)
+        waited = True
+        time.sleep(poll)
+    if waited and bar is not None:
+        bar.set_postfix_str("", refresh=False)
+        update_bar(bar, study)
 
 
 def _stale_trial_callback(storage: optuna.storages.BaseStorage) -> Callable | None:

@@ -57,6 +57,12 @@ class StorageSpec:
         except Exception:  # noqa: BLE001 - only for display
             return self.url
 
+    @property
+    def grace_period(self) -> int | None:
+        """Seconds without a heartbeat before a running trial is stale (None without
+        heartbeats)."""
+        return None if self.heartbeat is None else self._grace(self.heartbeat)
+
     def _grace(self, heartbeat: int) -> int:
         """Seconds without a heartbeat before a running trial is stale: ``grace``, or two
         heartbeats."""
@@ -103,6 +109,8 @@ class StorageSpec:
             try:
                 with quiet_optuna_warnings():
                     storage = optuna.storages.RDBStorage(url, **kwargs)
+                if self.heartbeat is not None:
+                    _stale_from_its_start(storage)
                 if url.startswith("sqlite"):
                     _claim_sqlite_rows(storage)
                 return storage
@@ -127,6 +135,42 @@ class StorageSpec:
                         from exc
                 time.sleep(0.2 + 0.3 * attempt)
         raise AssertionError("unreachable")
+
+
+def _stale_from_its_start(storage: Any) -> None:
+    """Make ``storage`` (an RDBStorage with heartbeats) count a running trial's start as its
+    first heartbeat: one that never recorded a heartbeat is stale once the grace period has
+    passed since it began, as the journal storage's trials are.
+
+    Optuna's check skips a trial without a heartbeat, and Optuna creates a trial (and its
+    sampler draws the trial's relative settings) before the trial's heartbeat thread starts and
+    before the worker names it (the trial's ``worker``): a process killed in that instant left a
+    trial RUNNING for ever, counted towards the target, so every later search of the study ended
+    a trial short, with no word."""
+    import datetime
+
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from optuna.trial import TrialState
+
+    heartbeat_stale = storage._get_stale_trial_ids
+    grace = storage.grace_period if storage.grace_period is not None else \
+        2 * storage.heartbeat_interval
+
+    @functools.wraps(heartbeat_stale)
+    def stale(study_id: int) -> list[int]:
+        # datetime_start reads as this machine's local time (Optuna 5 stores it in UTC; older
+        # ones store the creating machine's local time, whose time zone must then agree)
+        cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace)
+        trial = models.TrialModel
+        with _create_scoped_session(storage.scoped_session) as session:  # (as Optuna's query)
+            silent = [t.trial_id for t in session.query(trial).filter(
+                trial.study_id == study_id, trial.state == TrialState.RUNNING,
+                ~trial.heartbeats.any()).all()
+                if t.datetime_start is not None and t.datetime_start < cutoff]
+        return heartbeat_stale(study_id) + silent
+
+    storage._get_stale_trial_ids = stale
 
 
 def _claim_sqlite_rows(storage: Any) -> None:
@@ -381,6 +425,12 @@ class _Requeue:
         self.retry(study, trial)
 
 
+def _started(trial: FrozenTrial, default: float) -> float:
+    """When ``trial`` began, as a Unix time (``default`` if it records no start)."""
+    start = trial.datetime_start
+    return default if start is None else start.timestamp()  # (naive: this machine's local time)
+
+
 def _callback_kwarg(callback: StaleTrialCallback | None) -> dict[str, Any]:
     import inspect
 
@@ -429,10 +479,12 @@ def _heartbeat_journal_storage_class() -> Callable[
                 self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
         def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            # a trial without a heartbeat yet counts from its start (a process killed before
+            # its first one left it RUNNING for ever; see _stale_from_its_start)
             now = time.time()
             return [t._trial_id for t in self.get_all_trials(study_id, deepcopy=False,
                                                              states=(TrialState.RUNNING,))
-                    if now - t.system_attrs.get(HEARTBEAT_ATTR, now) > self._grace]
+                    if now - t.system_attrs.get(HEARTBEAT_ATTR, _started(t, now)) > self._grace]
 
         def get_heartbeat_interval(self) -> int | None:
             return self._heartbeat
