@@ -305,7 +305,8 @@ RUNTIME = [  # (argv, message): well-formed, but the files or the world say no -
     (["train", "--dataset", "cifar10", "--data-dir", "OUT", "--quiet", "--out", "OUT/r"],
      "CIFAR-10 not found"),
     (["train", "--val-size", "100000", *T], "--val-size must be between 0 and"),
-    (["train", "--resume", "/nonexistent/run"], "is not a run folder"),
+    (["train", "--resume", "/nonexistent/run"], "no run to resume in /nonexistent/run: no such "
+                                                "folder"),
     (["train", "--resume", "RUN"], "has already completed"),
     (["train", *T[:-2], "--out", "RUN"], "already holds a completed run"),
     (["evaluate", "/nonexistent/run"], "is not a folder"),

@@ -795,6 +795,31 @@ def test_resume_deletes_the_partial_writes_of_a_killed_run_and_nothing_else(tmp_
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == sorted(mine)
 
 
+def test_resume_of_a_run_killed_before_it_saved_anything_says_to_start_it_anew(tmp_path,
+                                                                               capsys):
+    """A run SIGKILLed as it began leaves no folder, or one holding only its lock file and an
+    atomic write's temporary file: --resume said "is not a run folder (no config.json)", not
+    that nothing was saved and how to go on."""
+    assert main(["train", "--resume", str(tmp_path / "never")]) == 1
+    never = tmp_path / "never"
+    assert f"no run to resume in {never}: no such folder, so nothing was saved (stopped as it " \
+        "began, before it made the folder; or another folder was meant); start it anew with " \
+        f"the command that began it (--out {never}), without --resume." in capsys.readouterr().err
+    run = tmp_path / "begun"
+    run.mkdir()
+    (run / ".lock").write_text("")
+    (run / ".config.json.k2x8.json").write_text("{")
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"no run to resume in {run}: nothing was saved in it (stopped as it began, before it "
+            f"wrote config.json); start it anew with mlplab.runs.train_run(..., out='{run}')")):
+        resume_run(run)
+    assert not never.exists() and sorted(p.name for p in run.iterdir()) == \
+        [".config.json.k2x8.json", ".lock"]  # nothing made or removed
+    (run / "notes.txt").write_text("mine")  # a folder of something else: not a run folder
+    with pytest.raises(FileNotFoundError, match="is not a run folder"):
+        resume_run(run)
+
+
 def test_an_interrupted_run_and_its_resume_report_the_whole_run(tmp_path, digits):
     """An interrupted run reports no test accuracy (its model is half-trained; eval_test
     measures the finished one), and its resume reports the whole run's: the test accuracy of

@@ -208,11 +208,20 @@ def test_a_study_stopped_while_writing_its_table_trains_nothing_again(tmp_path, 
 
 
 def test_resume_refuses_what_is_not_a_stopped_study(tmp_path, capsys):
-    with pytest.raises(FileNotFoundError, match="no such folder"):
+    with pytest.raises(FileNotFoundError, match=r"no depth study to resume in .*nothing: no "
+                                                r"such folder, so nothing was saved"):
         tm.resume_depth_run(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match=r"nothing was saved in it \(stopped as it began, "
+                                                r"before it wrote depth-config.json\); start it "
+                                                r"anew with mlplab.torch_mlp.depth_run"):
+        tm.resume_depth_run(tmp_path)  # empty: killed as it began
+    assert main(["torch", "depth", "--resume", str(tmp_path)]) == 1
+    assert f"(--out {tmp_path}), without --resume." in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"is not a depth study's folder \(no "
                                          r"depth-config.json\)"):
         tm.resume_depth_run(tmp_path)
+    (tmp_path / "notes.txt").unlink()
     (tmp_path / "summary.json").write_text("{}")
     with pytest.raises(ValueError, match="is a tuning folder written by mlplab tune, not a "
                                          "depth study"):

@@ -177,6 +177,19 @@ def test_resume_refuses_other_data_and_damaged_checkpoints(tmp_path, monkeypatch
 
 
 def test_resume_refuses_what_is_not_a_stopped_pytorch_run(tmp_path, capsys):
+    # killed as it began: no folder, or its lock file alone; nothing saved, nothing to resume
+    assert main(["torch", "train", "--resume", str(tmp_path / "never")]) == 1
+    assert f"no run to resume in {tmp_path / 'never'}: no such folder, so nothing was saved " \
+        "(stopped as it began, before it made the folder; or another folder was meant); start " \
+        f"it anew with the command that began it (--out {tmp_path / 'never'}), without " \
+        "--resume." in capsys.readouterr().err
+    (tmp_path / ".lock").write_text("")
+    with pytest.raises(FileNotFoundError, match=r"no run to resume in .*: nothing was saved in "
+                                                r"it \(stopped as it began, before it wrote "
+                                                r"config.json\); start it anew with "
+                                                r"mlplab.torch_mlp.train_run\(\.\.\., out="):
+        tm.resume_run(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(FileNotFoundError, match="is not a run folder"):
         tm.resume_run(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"dataset": "digits"}))

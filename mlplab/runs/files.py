@@ -20,7 +20,7 @@ import numpy as np
 from mlplab import io
 from mlplab._text import path_word, shell_command
 from mlplab._validation import setting
-from mlplab.runs.lock import refuse_if_training
+from mlplab.runs.lock import LOCK_FILE, refuse_if_training
 from mlplab.trainer import History, train_acc_label
 
 if TYPE_CHECKING:
@@ -88,6 +88,32 @@ def inner_run_folder(folder: Path, marker: str, what: str = "the run folder") ->
     lister = setting(shell_command(["mlplab", "runs", path_word(folder)]),
                      f"mlplab.runs.list_runs([{str(folder)!r}])")
     return f"it holds {len(inner)} run folders ({shown}): pass one of them ({lister} lists them)"
+
+
+def refuse_if_nothing_saved(folder: Path, marker: str, what: str, start: str,
+                            names: Collection[str] = RUN_FILES) -> None:
+    """Refuse to resume ``folder`` (a ``FileNotFoundError``, one line saying what to do) when
+    nothing of ``what`` (a run, a depth study) was saved there: no such folder, or one holding
+    no more than a process killed before it wrote ``marker`` (its first file) leaves, its lock
+    file and temporary files of atomic writes of ``names``. ``start``: the function a script
+    starts it anew with.
+
+    A SIGKILL as the command began leaves that, and ``--resume`` said "not a run folder (no
+    config.json)" or "no such folder": true, but not that nothing was lost, nor that the run is
+    simply started again."""
+    if folder.is_dir():
+        if any(p.name != LOCK_FILE and not (p.is_file() and any(
+                p.name.startswith(f".{name}.") for name in names)) for p in folder.iterdir()):
+            return  # something else: the caller says what the folder is
+        why = f"nothing was saved in it (stopped as it began, before it wrote {marker})"
+    elif folder.exists() or folder.is_symlink():
+        return  # a file, a dangling link: the caller's own message
+    else:
+        why = ("no such folder, so nothing was saved (stopped as it began, before it made the "
+               "folder; or another folder was meant)")
+    again = setting(f"start it anew with the command that began it (--out {path_word(folder)}), "
+                    "without --resume", f"start it anew with {start}(..., out={str(folder)!r})")
+    raise FileNotFoundError(f"no {what} to resume in {folder}: {why}; {again}.")
 
 
 def resume_command(run_dir: str | os.PathLike) -> str:

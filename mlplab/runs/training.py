@@ -44,6 +44,7 @@ from mlplab.runs.files import (
     inner_run_folder,
     new_run_dir,
     read_metrics,
+    refuse_if_nothing_saved,
     remove_figures,
     remove_partial_writes,
     resume_command,
@@ -321,6 +322,7 @@ def run_config(run: str | os.PathLike) -> RunConfig:
 def _resumable_config(run_dir: Path) -> RunConfig:
     """The configuration of the run in ``run_dir`` (:func:`run_config`), refused if the run has
     completed."""
+    refuse_if_nothing_saved(run_dir, CONFIG_FILE, "run", "mlplab.runs.train_run")
     cfg = run_config(run_dir)
     if read_metrics(run_dir / METRICS_FILE).get("status") == "completed":
         raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "

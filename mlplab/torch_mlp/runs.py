@@ -54,6 +54,7 @@ from mlplab.runs.files import (
     DEPTH_CONFIG_FILE,
     OUTPUT_KINDS,
     TORCH_CHECKPOINT_FILE,
+    refuse_if_nothing_saved,
     refuse_other_output,
     remove_figures,
     remove_partial_writes,
@@ -809,6 +810,8 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         from mlplab.runs.finished import other_output_hint
 
+        refuse_if_nothing_saved(run_dir, TORCH_CONFIG_FILE, "run", "mlplab.torch_mlp.train_run")
+
         known = other_output_hint(run_dir)  # a depth study, say, whose --resume is depth's
         raise FileNotFoundError(f"{run_dir} is not a run folder (no {TORCH_CONFIG_FILE})"
                                 f"{'; ' + known if known else ''}.")
@@ -1273,8 +1276,11 @@ def _resumable_study(folder: Path) -> dict[str, Any]:
                          f"new one with another {out}).")
     path = folder / DEPTH_CONFIG_FILE
     if not path.is_file():
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: no such folder; give the folder of a depth "
+        refuse_if_nothing_saved(folder, DEPTH_CONFIG_FILE, "depth study",
+                                "mlplab.torch_mlp.depth_run",
+                                names=(DEPTH_CONFIG_FILE, DEPTH_CHECKPOINT_FILE))
+        if not folder.is_dir():  # a file
+            raise FileNotFoundError(f"{folder} is not a folder; give the folder of a depth "
                                     "study that stopped.")
         if (folder / TORCH_CONFIG_FILE).is_file():
             raise ValueError(f"{folder} is a run folder, not a depth study; resume a run of "
