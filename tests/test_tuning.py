@@ -852,6 +852,48 @@ def test_a_rerun_short_of_its_target_says_so_and_how_to_finish(tmp_path, capsys)
     assert "3 complete, 0 pruned, 1 failed" in out and "ended" not in out, out
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+def test_a_trial_failed_as_stale_before_its_worker_named_it_is_given_up_quietly(digits,
+                                                                                tmp_path):
+    """A live worker whose trial another process failed as stale before the worker named it (a
+    sampler slower than the grace period, a clock behind) printed Optuna's traceback of
+    "Trial#N has already finished"; it gives the trial up quietly (its settings are re-queued
+    by the process that failed it) and goes on to the target."""
+    import logging
+
+    import mlplab.tuning.search as search
+    from mlplab.tuning import run_search
+
+    spec = StorageSpec(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=1, grace=2)
+    study = optuna.create_study(storage=spec.open(), direction="maximize")
+    real = search._WithinTarget.__call__
+
+    def failed_meanwhile(self, trial):
+        if trial.number == 0:  # another process, as this one was drawing the settings
+            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        return real(self, trial)
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage() + str(record.exc_info))
+
+    records = Records()
+    logging.getLogger("optuna").addHandler(records)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(search._WithinTarget, "__call__", failed_meanwhile)
+            run_search(study, digits, SearchSpace.from_dict(TINY), target=2)
+    finally:
+        logging.getLogger("optuna").removeHandler(records)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 2
+    assert not [m for m in records.messages if "Trial 0" in m or "already finished" in m], \
+        records.messages
+
+
 def test_the_note_of_a_search_that_ended_short_says_why():
     from mlplab._validation import command_line
     from mlplab.tuning import _unfinished

@@ -79,6 +79,11 @@ class _TargetReached(Exception):
     """A trial that began with the study's target already met by the trials begun before it."""
 
 
+class _FailedAsStale(Exception):
+    """A trial that another process failed as stale (and re-queued) before this worker named
+    it: a worker whose sampler took longer than the grace period, or whose clock is behind."""
+
+
 class _WithinTarget:
     """``objective`` for the trials within the target; a trial that begins with ``target``
     finished or running trials numbered before it is given up at once (before its settings are
@@ -96,10 +101,18 @@ class _WithinTarget:
         self.target = target
 
     def __call__(self, trial: optuna.Trial) -> float:
-        # the worker's name first: a worker killed before it left a RUNNING trial that nothing
-        # could tell was a dead one's (fail_dead_local_trials) until its heartbeat's grace ran
-        # out, so a search run again at once stopped a trial short (Objective names it again)
-        trial.set_user_attr("worker", self.objective.worker)
+        # the worker's name first: a worker killed before it leaves a RUNNING trial that nothing
+        # can tell is a dead one's (fail_dead_local_trials) until a grace period after its start
+        # (wait_for_unnamed_trials), so the window is kept short (Objective names it again)
+        try:
+            trial.set_user_attr("worker", self.objective.worker)
+        except Exception:
+            # its settings are queued again for a worker to run: give it up without Optuna's
+            # traceback of "has already finished" (Optuna then refuses to record it FAIL again,
+            # which _optimize takes as told elsewhere and goes on)
+            if trial.study._storage.get_trial(trial._trial_id).state.is_finished():
+                raise _FailedAsStale from None
+            raise
         before = sum(t.number < trial.number for t in _busy(trial.study))
         if before >= self.target:
             trial.set_user_attr(SURPLUS_ATTR, True)  # (left out of the tables and counts)
@@ -247,7 +260,8 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
     callbacks: list[Callable] = [_StopAtTarget(target)]
     if bar is not None:
         callbacks.append(_ProgressCallback(bar))
-    with optuna_warnings_only(), quiet_optuna_warnings(), quiet_interrupts((_TargetReached,)):
+    with optuna_warnings_only(), quiet_optuna_warnings(), \
+            quiet_interrupts((_TargetReached, _FailedAsStale)):
         try:
             _optimize(study, objective, target, timeout, callbacks)
         except Exception as exc:
