@@ -89,7 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "died is marked FAIL and re-queued once (0 disables; default: "
                         "%(default)s)")
     s.add_argument("--grace", type=positive_int, default=None, metavar="S",
-                   help="seconds without a heartbeat before a trial counts as dead "
+                   help="seconds without a heartbeat (or, before its first, since it began) "
+                        "before a trial counts as dead "
                         "(default: twice --heartbeat; refused with --heartbeat 0)")
     s.add_argument("--search-only", action="store_true",
                    help="only run trials (a worker among many): no table, plots or retraining")
