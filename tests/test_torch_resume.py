@@ -715,3 +715,19 @@ def test_a_run_stopped_by_ctrl_c_that_diverges_once_resumed_leaves_its_folder_to
     assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == ["config.json"]
     result = tm.train_run("digits", out=out, **{**SETTINGS, "epochs": 1})
     assert result.metrics["status"] == "completed"
+
+
+def test_the_resume_command_of_a_folder_with_a_space_is_quoted(tmp_path, monkeypatch, capsys):
+    """The --resume commands that the refusals of a stopped run print can be pasted: a folder
+    whose name has a space was printed bare (``--resume /tmp/my run``, two words), where the
+    depth study's and the Ctrl-C line's were quoted."""
+    from mlplab._text import shell_command
+
+    out = _stopped_run(tmp_path / "my run", monkeypatch)
+    quoted = shell_command(["mlplab", "torch", "train", "--resume", str(out)])
+    assert quoted.endswith(f"'{out}'") or quoted.endswith(f'"{out}"')
+    assert main(["torch", "train", "--out", str(out), "--epochs", "1", "--no-progress"]) == 1
+    assert f"continue it with {quoted}, or choose another --out" in capsys.readouterr().err
+    (out / "checkpoint.pt").write_bytes(b"junk")
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    assert f"and {quoted} trains the run again from its start." in capsys.readouterr().err

@@ -224,14 +224,14 @@ def _check_out(path: Path, marker: str) -> None:
         if marker == DEPTH_FILE and not (path / DEPTH_FILE).exists() and \
                 (path / DEPTH_CONFIG_FILE).exists() and not _diverged_study(path):
             raise ValueError(f"{path} holds a depth study that stopped before its end; continue "
-                             f"it with {_resume_study_command(path)}, or choose another {out}.")
+                             f"it with {_resume_command(path, 'study')}, or choose another "
+                             f"{out}.")
         if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
                                              and _only_a_torch_config(path)):
             if marker == TORCH_CONFIG_FILE and _stopped(path):
-                resume = setting(f"mlplab torch train --resume {path_word(path)}",
-                                 f"resume_run({str(path)!r})")
                 raise ValueError(f"{path} holds a run that stopped before its end; continue it "
-                                 f"with {resume}, or choose another {out}.")
+                                 f"with {_resume_command(path, 'run')}, or choose another "
+                                 f"{out}.")
             raise ValueError(f"{path} already holds results ({marker}); choose another {out}.")
         existing = path
     else:
@@ -695,10 +695,17 @@ def _check_checkpoint_extra(extra: dict[str, Any], ckpt: Path) -> None:
 
 def _without_checkpoint(run_dir: Path, edited: str = "it") -> str:
     """What to do with a checkpoint that cannot be resumed from."""
-    resume = setting(f"mlplab torch train --resume {path_word(run_dir)}",
-                     f"resume_run({str(run_dir)!r})")
     return (f"If {edited} was edited, put it back; else delete {run_dir / CHECKPOINT_FILE}, and "
-            f"{resume} trains the run again from its start.")
+            f"{_resume_command(run_dir, 'run')} trains the run again from its start.")
+
+
+def _resume_command(folder: Path, noun: str) -> str:
+    """The command that continues the ``noun`` (``"run"`` of torch train, ``"study"`` of torch
+    depth) in ``folder``, quoted to paste into this platform's shell (or, in Python, the
+    call)."""
+    command, call = ("train", "resume_run") if noun == "run" else ("depth", "resume_depth_run")
+    return setting(shell_command(["mlplab", "torch", command, "--resume", path_word(folder)]),
+                   f"{call}({str(folder)!r})")
 
 
 def _load_again(config: dict[str, Any], data: Dataset | None,
@@ -1340,7 +1347,7 @@ def _study_progress(folder: Path, config: dict[str, Any], inputs: int, classes: 
                 result, model, at = _finished_network(path, init, depth, expected, cfg)
             except ValueError as exc:
                 raise ValueError(f"{exc} If it was edited, put it back; else delete it, and "
-                                 f"{_resume_study_command(folder)} trains that network "
+                                 f"{_resume_command(folder, 'study')} trains that network "
                                  "again.") from None
             progress.finished[(init, depth)] = (result, model.to(dev))
             seconds = max(seconds, at)
@@ -1403,15 +1410,10 @@ def _finished_network(path: Path, init: str, depth: int, expected: MultiLayerPer
     return result, model, float(at)
 
 
-def _resume_study_command(folder: Path) -> str:
-    return setting(f"mlplab torch depth --resume {shell_command([path_word(folder)])}",
-                   f"resume_depth_run({str(folder)!r})")
-
-
 def _without_study_checkpoint(folder: Path) -> str:
     """What to do with a study's checkpoint that cannot be resumed from."""
     return (f"If it was edited, put it back; else delete {folder / DEPTH_CHECKPOINT_FILE}, and "
-            f"{_resume_study_command(folder)} trains its network again from the start.")
+            f"{_resume_command(folder, 'study')} trains its network again from the start.")
 
 
 def _study_state_refused(folder: Path, exc: TrainingStateError) -> ValueError:
