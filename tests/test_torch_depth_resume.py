@@ -536,3 +536,27 @@ def test_a_study_killed_after_saving_its_last_network_ends_without_a_checkpoint(
     tm.resume_depth_run(out)
     assert steps == [] and (out / "depth.json").is_file()
     assert not (out / "depth-checkpoint.pt").exists()
+
+
+def test_ctrl_c_of_a_new_study_in_a_diverged_study_s_folder_does_not_offer_resume(
+        tmp_path, monkeypatch, capsys):
+    """A new study takes a diverged study's folder only once its data has loaded: stopped
+    before, it leaves the diverged study, which --resume refuses, so the Ctrl-C line must not
+    tell the user to resume it (it did: 'Continue with: mlplab torch depth --resume')."""
+    from mlplab.torch_mlp import runs as torch_runs
+    from mlplab.trainer import TrainingDivergedError
+
+    out = tmp_path / "study"
+    _crash_in(monkeypatch, 2, 1, TrainingDivergedError)
+    with pytest.raises(TrainingDivergedError):
+        tm.depth_run("digits", out=out, **{**SETTINGS, "init": "exercise"})
+    monkeypatch.undo()
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch_runs, "_load", ctrl_c)  # as the new study's data loads
+    assert main(["torch", "depth", *ARGV, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "--resume" not in err and "kept" not in err, err
+    assert "diverged" in json.loads((out / "depth-config.json").read_text())

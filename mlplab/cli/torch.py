@@ -376,9 +376,11 @@ def _study_resumable(out: Path, args: argparse.Namespace) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        from mlplab.runs.files import DEPTH_CHECKPOINT_FILE, DEPTH_CONFIG_FILE
+        from mlplab.runs.files import DEPTH_CHECKPOINT_FILE, DEPTH_CONFIG_FILE, diverged_study
 
-        if (out / DEPTH_CONFIG_FILE).is_file():
+        # a new study stopped before it took a diverged study's folder leaves that study,
+        # which --resume refuses
+        if (out / DEPTH_CONFIG_FILE).is_file() and not diverged_study(out):
             device = f" --device {args.device}" if args.resume and args.device else ""
             threads = f" --threads {args.threads}" if args.threads else ""
             # stopped in its first epoch, a study has nothing to keep (--resume starts it again)

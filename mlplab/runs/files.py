@@ -41,6 +41,18 @@ DEPTH_CONFIG_FILE = "depth-config.json"
 DEPTH_CHECKPOINT_FILE = "depth-checkpoint.pt"
 
 
+def diverged_study(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a depth study whose loss diverged (its ``depth-config.json`` says
+    so): resuming would repeat it, so a new study may take the folder, as a new run takes a
+    diverged run's, and a stop offers no ``--resume``."""
+    try:
+        config = io.read_json(Path(folder) / DEPTH_CONFIG_FILE)
+    except (OSError, ValueError):
+        return False  # unreadable: not ours to overwrite
+    return isinstance(config, dict) and config.get("study") == "depth" and \
+        isinstance(config.get("diverged"), dict)
+
+
 #: the figures of a run folder (``plots=False``, ``--no-plots``: none)
 FIGURES = ("loss.png", "accuracy.png", "confusion.png", "weights.png")
 

@@ -54,6 +54,7 @@ from mlplab.runs.files import (
     DEPTH_CONFIG_FILE,
     OUTPUT_KINDS,
     TORCH_CHECKPOINT_FILE,
+    diverged_study,
     refuse_if_nothing_saved,
     refuse_other_output,
     remove_figures,
@@ -222,7 +223,7 @@ def _check_out(path: Path, marker: str) -> None:
         # a run still training has a lone config.json too
         refuse_if_training(path, "a run" if marker == TORCH_CONFIG_FILE else "a depth study")
         if marker == DEPTH_FILE and not (path / DEPTH_FILE).exists() and \
-                (path / DEPTH_CONFIG_FILE).exists() and not _diverged_study(path):
+                (path / DEPTH_CONFIG_FILE).exists() and not diverged_study(path):
             raise ValueError(f"{path} holds a depth study that stopped before its end; continue "
                              f"it with {_resume_command(path, 'study')}, or choose another "
                              f"{out}.")
@@ -243,19 +244,7 @@ def _check_out(path: Path, marker: str) -> None:
                          f"({_why_not_writable(existing)}); choose another {out}.")
 
 
-def _diverged_study(path: Path) -> bool:
-    """Whether ``path`` holds a depth study whose loss diverged (its ``depth-config.json`` says
-    so): resuming would repeat it, so a new study may take the folder, as a new run takes a
-    diverged run's."""
-    try:
-        config = json.loads((path / DEPTH_CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False  # unreadable: not ours to overwrite
-    return isinstance(config, dict) and config.get("study") == "depth" and \
-        isinstance(config.get("diverged"), dict)
-
-
-def _clear_diverged_study(path: Path) -> None:
+def _cleardiverged_study(path: Path) -> None:
     """Remove the files of the diverged study in ``path`` that a new study there would take
     for its own: its finished networks (of other settings) and its checkpoint. Before the new
     ``depth-config.json`` is written, so that a stop in between leaves a diverged study."""
@@ -1052,9 +1041,9 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
             # a second study is refused
             held.enter_context(run_lock(out_dir, new=True, noun="study"))
             if diverged:
-                if not _diverged_study(out_dir):  # replaced since by a study of another process
+                if not diverged_study(out_dir):  # replaced since by a study of another process
                     raise _started_elsewhere(out_dir, "a depth study")
-                _clear_diverged_study(out_dir)
+                _cleardiverged_study(out_dir)
             # first: what --resume goes on from, and what marks the folder as a study's
             _write_first_config(out_dir / DEPTH_CONFIG_FILE, config, not diverged,
                                 "a depth study")
