@@ -560,3 +560,30 @@ def test_ctrl_c_of_a_new_study_in_a_diverged_study_s_folder_does_not_offer_resum
     err = capsys.readouterr().err
     assert "--resume" not in err and "kept" not in err, err
     assert "diverged" in json.loads((out / "depth-config.json").read_text())
+
+
+def test_a_resume_stopped_before_it_saved_anything_leaves_the_environment_record(
+        stopped, monkeypatch):
+    """A resume in another environment that stops before it has saved a network or a
+    checkpoint trained nothing there: depth-config.json recorded its environment as it started,
+    so the next resume, back where the study trained, warned that its last bits may differ and
+    depth.json listed an environment that trained none of it."""
+    import warnings
+
+    before = json.loads((stopped / "depth-config.json").read_text())
+
+    def ctrl_c(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.optim.Adam, "step", ctrl_c)
+    with pytest.warns(UserWarning, match="another environment"), \
+            pytest.raises(KeyboardInterrupt):
+        tm.resume_depth_run(stopped, threads=2)
+    monkeypatch.undo()
+    assert json.loads((stopped / "depth-config.json").read_text()) == before
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tm.resume_depth_run(stopped)  # where it trained: threads 1
+    assert _environment_warnings(caught) == []
+    summary = json.loads((stopped / "depth.json").read_text())
+    assert summary["environment"]["threads"] == 1 and "earlier_environments" not in summary

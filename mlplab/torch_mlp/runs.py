@@ -1074,11 +1074,14 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
                      pre: Pipeline, X: np.ndarray, X_val: np.ndarray, cfg: TorchTrainConfig,
                      threads_used: int, dev: torch.device, announce: bool,
                      progress: StudyProgress | None = None, seconds_before: float = 0.0,
-                     earlier: Sequence[dict[str, Any]] = ()) -> DepthRunResult:
+                     earlier: Sequence[dict[str, Any]] = (),
+                     config_changed: bool = False) -> DepthRunResult:
     """Run the study of ``config`` (from ``progress``, if given), saving into ``out_dir`` each
     network as it finishes and a checkpoint of the one in training after every epoch, then
     write the table, the figure and, last, ``depth.json`` (with ``earlier``, the other
-    environments that trained the study before, if any)."""
+    environments that trained the study before, if any). ``config_changed``: ``config`` (a
+    resumed study's, with this process's environment) replaces ``depth-config.json`` before
+    the first network or checkpoint is saved."""
     layers, inits = list(config["layers"]), _inits(config)
     X_test = pre.transform(ds.X_test) if len(ds.y_test) else None
     total = _networks(config)
@@ -1095,8 +1098,19 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
     def study_seconds() -> float:
         return seconds_before + time.perf_counter() - start
 
+    unrecorded = [config_changed]
+
+    def record_config() -> None:
+        # before what this process trained is saved: a stop in between leaves a record that
+        # names this environment for nothing trained here, which only warns needlessly
+        if unrecorded[0]:
+            assert out_dir is not None
+            io.write_json(out_dir / DEPTH_CONFIG_FILE, config)
+            unrecorded[0] = False
+
     def checkpoint(init: str, depth: int, state: dict[str, Any], seconds: float) -> None:
         assert out_dir is not None  # only handed to depth_study with a folder
+        record_config()
         save_torch_checkpoint(out_dir / DEPTH_CHECKPOINT_FILE, state,
                               {"init": init, "depth": depth, "seconds": seconds,
                                "study_seconds": study_seconds()})
@@ -1109,6 +1123,7 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
         path = _network_file(out_dir, result.init, result.depth)
         path.parent.mkdir(exist_ok=True)
         row = {k: v for k, v in result.to_dict().items() if k != "epochs"}
+        record_config()
         save_torch_model(path, model, {"result": row, "history": result.history.to_dict(),
                                        "study_seconds": study_seconds()})
         finished.add((result.init, result.depth))
@@ -1222,15 +1237,17 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
                                         config.get("earlier_environments"), now, config_path,
                                         "study") \
             if got.finished or got.state is not None else []  # else it starts again here
-        if isinstance(config.get("environment"), dict) and \
-                _numeric(config["environment"]) != _numeric(now):
+        changed = isinstance(config.get("environment"), dict) and \
+            _numeric(config["environment"]) != _numeric(now)
+        if changed:
             # the environment of the process that trains it last, which the next resume
-            # compares with, and the others that trained it (for depth.json)
+            # compares with, and the others that trained it (for depth.json); written as this
+            # process saves its first network or checkpoint, not now: a resume stopped before
+            # that trained nothing here
             config = {**config, "environment": now}
             config.pop("earlier_environments", None)
             if earlier:
                 config["earlier_environments"] = earlier
-            io.write_json(config_path, config)
         if announce:
             at = f", {got.current[0]} init, {counted(got.current[1], 'layer')} after epoch " \
                  f"{got.state['epoch']} of {cfg.epochs}" \
@@ -1241,7 +1258,7 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
                   f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
         try:
             return _study_and_write(folder, config, ds, pre, X, X_val, cfg, threads_used, dev,
-                                    announce, got, seconds_before, earlier)
+                                    announce, got, seconds_before, earlier, changed)
         except TrainingStateError as exc:  # what check_training_state did not foresee
             raise _study_state_refused(folder, exc) from None
 
