@@ -285,13 +285,15 @@ def run_train(args: argparse.Namespace) -> int:
     return _report_train(result, out, args)
 
 
-def _resume_command(run: Path, args: argparse.Namespace) -> str:
-    # the same thread count (and device, if a resume gave one): the resumed run is
+def _resume_command(out: Path, args: argparse.Namespace) -> str:
+    """The line that says how to continue the run (``torch train``) or study (``torch depth``)
+    in ``out``."""
+    # the same thread count (and device, if a resume gave one): the resumed run or study is
     # bit-identical only with them
-    device = f" --device {args.device}" if args.resume and args.device else ""
-    threads = f" --threads {args.threads}" if args.threads else ""
-    return (f"Continue with: mlplab torch train --resume {shell_command([path_word(run)])}"
-            f"{device}{threads}")
+    device = ["--device", args.device] if args.resume and args.device else []
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    return "Continue with: " + shell_command(["mlplab", "torch", args.torch_command, "--resume",
+                                              path_word(out), *device, *threads])
 
 
 @contextlib.contextmanager
@@ -381,13 +383,10 @@ def _study_resumable(out: Path, args: argparse.Namespace) -> Iterator[None]:
         # a new study stopped before it took a diverged study's folder leaves that study,
         # which --resume refuses
         if (out / DEPTH_CONFIG_FILE).is_file() and not diverged_study(out):
-            device = f" --device {args.device}" if args.resume and args.device else ""
-            threads = f" --threads {args.threads}" if args.threads else ""
             # stopped in its first epoch, a study has nothing to keep (--resume starts it again)
             kept = "what the study finished (its networks, and its last whole epoch's " \
                 "checkpoint) is kept" if (out / DEPTH_CHECKPOINT_FILE).is_file() or \
                 (out / "networks").is_dir() else "the study stopped before its first epoch " \
                 "ended, so --resume starts it again"
-            print(f"interrupted; {kept}. Continue with: mlplab torch depth --resume "
-                  f"{shell_command([path_word(out)])}{device}{threads}", file=sys.stderr)
+            print(f"interrupted; {kept}. {_resume_command(out, args)}", file=sys.stderr)
         raise
