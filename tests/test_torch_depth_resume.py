@@ -587,3 +587,13 @@ def test_a_resume_stopped_before_it_saved_anything_leaves_the_environment_record
     assert _environment_warnings(caught) == []
     summary = json.loads((stopped / "depth.json").read_text())
     assert summary["environment"]["threads"] == 1 and "earlier_environments" not in summary
+
+
+def test_a_resumed_study_leaves_pytorch_s_global_random_state_as_it_was(stopped):
+    """As depth_run does (every network is built and trained on a generator of its own): loading
+    a finished network drew its discarded initial weights from the global generator, so the
+    caller's next random numbers were not those it had seeded."""
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    tm.resume_depth_run(stopped)
+    assert torch.equal(torch.get_rng_state(), before)

@@ -61,7 +61,8 @@ def _reason(exc: Exception) -> str:
 
 def load_torch_model(path: str | os.PathLike) -> tuple[MultiLayerPerceptron, dict[str, Any]]:
     """``(model, extra)`` from a file written by :func:`save_torch_model` (loaded with
-    ``weights_only=True``: no code in the file can run), in evaluation mode on the CPU."""
+    ``weights_only=True``: no code in the file can run), in evaluation mode on the CPU;
+    PyTorch's global random state is left as it was."""
     payload = _read(path, "model file")
     if not isinstance(payload, dict) or payload.get("format") != TORCH_MODEL_FORMAT:
         raise ValueError(f"{path} is not an mlplab PyTorch model file (written by "
@@ -70,7 +71,10 @@ def load_torch_model(path: str | os.PathLike) -> tuple[MultiLayerPerceptron, dic
     try:
         # the weights' own dtype first, so float64 weights are not rounded through float32
         dtype = next(v.dtype for v in state.values() if v.is_floating_point())
-        model = MultiLayerPerceptron(**config).to(dtype)
+        # the initial weights, replaced below, from a generator of their own: drawn from the
+        # global one they changed the caller's random numbers
+        with torch.random.fork_rng(devices=[]):
+            model = MultiLayerPerceptron(**config).to(dtype)
         model.load_state_dict(state)
     except (TypeError, KeyError, RuntimeError, StopIteration, AttributeError) as exc:
         raise ValueError(f"{path}: the stored weights do not match the stored config "
