@@ -251,6 +251,13 @@ def test_resume_refuses_what_is_not_a_stopped_study(tmp_path, capsys):
      "exercise-2.pt is not a readable PyTorch model file"),
     (lambda out: _edit_config(out, hidden_size=8),
      r"exercise-2.pt holds another network \(PyTorch MLP 64-16-10"),
+    # splits whose parts are not what depth_run records: Python's words ("'str' object has no
+    # attribute 'get'"), or the data blamed for the file's damage
+    (lambda out: _edit_config(out, splits={"split_sha1": "x"}),
+     r"depth-config.json: splits is \{\"split_sha1\": \"x\"\}, not the record of the "
+     "data's splits; the file was edited or damaged"),
+    (lambda out: _edit_config(out, splits={"train_size": "12"}),
+     r"depth-config.json: splits is .*, not the record of the data's splits"),
 ])
 def test_damaged_files_are_refused_in_one_line_naming_them(stopped, damage, message, capsys):
     damage(stopped)

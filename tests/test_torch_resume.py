@@ -337,11 +337,14 @@ def test_a_damaged_checkpoint_is_one_line_naming_it_and_what_to_do(tmp_path, mon
         assert f"cannot resume from {stopped / 'checkpoint.pt'}: the training state" in err
         assert err.endswith(f"delete {stopped / 'checkpoint.pt'}, and mlplab torch train "
                             f"--resume {stopped} trains the run again from its start.")
-    # the record beside the state: its seconds made float() fail
-    _damage_checkpoint(stopped, lambda p: p["extra"].update(seconds="x"))
-    with pytest.raises(ValueError, match="checkpoint.pt is not a complete PyTorch checkpoint "
-                                         "\\(its seconds or splits"):
-        tm.resume_run(stopped)
+    # the record beside the state: its seconds made float() fail, its splits' parts .get()
+    for extra in ({"seconds": "x"}, {"splits": {"split_sha1": "x"}},
+                  {"splits": {"val_size": "12"}}):
+        _damage_checkpoint(stopped, lambda p, e=extra: p["extra"].update(e))
+        with pytest.raises(ValueError, match="checkpoint.pt is not a complete PyTorch "
+                                             "checkpoint \\(its seconds or splits"):
+            tm.resume_run(stopped)
+        _damage_checkpoint(stopped, lambda p: p["extra"].update(seconds=1.0, splits=None))
     # deleted, as it says: the run trains again from its start, to the same end
     (stopped / "checkpoint.pt").unlink()
     assert tm.resume_run(stopped).metrics["status"] == "completed"

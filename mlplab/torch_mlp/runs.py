@@ -673,11 +673,24 @@ def _moved(config: dict[str, Any], data_dir: str | os.PathLike) -> dict[str, Any
     return {**config, "data_dir": where}
 
 
+def _is_split_record(value: Any) -> bool:
+    """Whether ``value`` is a record of a run's or study's splits as :func:`split_record` writes
+    it (its sizes and the fingerprints of its validation and test splits), each part of its
+    type: the checks against it (``check_same_data``) read the parts with ``.get`` and ``!=``,
+    which failed with Python's words or blamed the data for a damaged file."""
+    if not isinstance(value, dict):
+        return False
+    sizes = all(value.get(f"{s}_size") is None or is_int(value[f"{s}_size"])
+                for s in ("train", "val", "test"))
+    sha1 = value.get("split_sha1", {})
+    return sizes and isinstance(sha1, dict) and all(isinstance(v, str) for v in sha1.values())
+
+
 def _check_checkpoint_extra(extra: dict[str, Any], ckpt: Path) -> None:
     """Refuse a checkpoint whose record beside the training state is not what
     :func:`_fit_and_write` writes there (its float() and .get() failed with Python's words)."""
     seconds, splits = extra.get("seconds", 0.0), extra.get("splits")
-    if not is_number(seconds) or not (splits is None or isinstance(splits, dict)):
+    if not is_number(seconds) or not (splits is None or _is_split_record(splits)):
         raise ValueError(f"{ckpt} is not a complete PyTorch checkpoint (its seconds or splits "
                          "are not what mlplab torch train writes).")
 
@@ -1273,7 +1286,7 @@ _DEPTH_TYPES = {
     "layers": (lambda v: isinstance(v, list) and bool(v) and all(is_int(d) for d in v)
                and len(set(v)) == len(v), "a list of different depths"),
     "hidden_size": (is_int, "an integer"),
-    "splits": (lambda v: isinstance(v, dict), "the record of the data's splits"),
+    "splits": (_is_split_record, "the record of the data's splits"),
 }
 
 #: the folder of a depth study's finished networks (``networks/exercise-3.pt``, ...)
