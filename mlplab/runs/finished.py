@@ -28,6 +28,7 @@ from mlplab.runs.files import (
     METRICS_FILE,
     MODEL_FILE,
     TORCH_CHECKPOINT_FILE,
+    diverged_study,
     inner_run_folder,
     read_metrics,
     resume_command,
@@ -113,11 +114,7 @@ def other_output_hint(folder: Path) -> str | None:
         if holder is not None:
             return (f"{what}, still training ({holder}); its numbers will be in depth.md and "
                     "depth.json")
-        try:
-            diverged = isinstance(io.read_json(folder / DEPTH_CONFIG_FILE).get("diverged"), dict)
-        except (OSError, ValueError, AttributeError):
-            diverged = False  # damaged: --resume says so
-        if diverged:
+        if diverged_study(folder):  # (a damaged config is not: --resume says what it is)
             return (f"{what} whose loss diverged; start a new one with other settings (a lower "
                     f"{setting('--lr', 'lr')}, say)")
         resume = setting(f"mlplab torch depth --resume {shell_command([path_word(folder)])}",
