@@ -256,12 +256,38 @@ def test_a_plugin_that_raises_is_one_line_naming_it_and_the_exception(
 def test_the_options_before_the_command_are_read_as_argparse_reads_them(monkeypatch):
     from mlplab.cli.plugins import global_options, requested
 
+    # no prefixes (--plug, --deb): the parser takes no abbreviations, and refuses them
     assert global_options(["--plugin", "a", "--plugin=b.py", "--plug", "c", "--deb", "train",
-                           "--plugin", "d"]) == (["a", "b.py", "c"], True)
+                           "--plugin", "d"]) == (["a", "b.py"], False)
+    assert global_options(["--debug", "train"]) == ([], True)
     assert global_options(["evaluate", "run", "--debug"]) == ([], False)
     assert global_options(["--plugin"]) == ([], False)  # the parser reports the missing value
     monkeypatch.setenv("MLPLAB_PLUGINS", "x, y.z ,,./w.py")
     assert requested(["--plugin", "v", "train"]) == ["x", "y.z", "./w.py", "v"]
+
+
+@pytest.mark.parametrize("given, prefix, flag",
+                         [(["--plug", "PLUGIN"], "--plug", "--plugin"),
+                          (["--plugin=PLUGIN", "--deb"], "--deb", "--debug")])
+def test_a_prefix_of_an_option_before_the_command_is_refused_before_anything_runs(
+        plugin, capsys, given, prefix, flag):
+    """The parser takes no abbreviations, but the plugins were read with them: ``mlplab --plug
+    my_layers.py gradcheck`` imported the plugin, then said "argument COMMAND: invalid choice:
+    'my_layers.py'", and ``mlplab --plug gradcheck`` that no plugin 'gradcheck' exists (exit 1).
+    The prefix is refused with the flag it abbreviates, as after the command."""
+    _forget()
+    words = [w.replace("PLUGIN", str(plugin)) for w in given]
+    with pytest.raises(SystemExit) as exit_:
+        main([*words, "gradcheck", "--activation", "tanh"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == f"mlplab: error: unrecognized arguments: {prefix} (did you mean {flag}?)"
+    assert ("my_layers" in sys.modules) == (flag != "--plugin")  # a prefix imports nothing
+    with pytest.raises(SystemExit) as exit_:
+        main(["--plug", "gradcheck"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "mlplab: error: unrecognized arguments: --plug (did you mean --plugin?)"
 
 
 def test_a_plugin_option_after_the_command_says_where_it_goes(plugin, capsys):

@@ -311,6 +311,9 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"mlplab: error: {exc}", file=sys.stderr)
         return 1
     parser = build_parser()
+    unknown = plugins.unknown_options(argv, [o for a in parser._actions for o in a.option_strings])
+    if unknown:  # (from the top parser: argparse would take the word after one as the command)
+        _reject_unknown(parser, argparse.Namespace(command=None), unknown)
     command, late = plugins.misplaced(argv)
     commands = _subcommands(parser)
     if late and commands is not None and command in commands.choices:

@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -29,9 +29,9 @@ class PluginError(CLIError):
 
 
 def _is(option: str, name: str) -> bool:
-    """Whether ``option`` names the long option ``name``: argparse also takes a unique prefix
-    of it (--plug, --deb)."""
-    return len(option) > 2 and name.startswith(option)
+    """Whether ``option`` names the long option ``name``: spelt out, as the parser takes no
+    abbreviations (``--plug`` is refused there, so it must import nothing here)."""
+    return option == name
 
 
 def _split_at_command(argv: Sequence[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
@@ -57,6 +57,14 @@ def global_options(argv: Sequence[str]) -> tuple[list[str], bool]:
     options, _ = _split_at_command(argv)
     plugins = [value for option, value in options if _is(option, "--plugin") and value is not None]
     return plugins, any(_is(option, "--debug") for option, _ in options)
+
+
+def unknown_options(argv: Sequence[str], known: Collection[str]) -> list[str]:
+    """The options before the command that are none of ``known`` (the top parser's flags): a
+    prefix such as ``--plug`` is not ``--plugin``, and the word after it would be taken as the
+    command."""
+    options, _ = _split_at_command(argv)
+    return [option for option, _ in options if option not in known]
 
 
 def misplaced(argv: Sequence[str]) -> tuple[str | None, list[str]]:
