@@ -374,7 +374,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         convergence = _Convergence(None, 0)  # records the epoch's mean loss
         epochs_before = 0 if new else self.n_iter_
         lr = self.lr * (self.lr_decay ** epochs_before if self.schedule == "exp" else 1.0)
-        check_positive(lr, "lr")  # (decayed to 0.0) the one setting not validated as it is
+        if not lr > 0:  # underflowed: the one setting not validated as it is (lr and lr_decay are)
+            raise ValueError(
+                f"partial_fit: the exp schedule has decayed the learning rate to 0 after "
+                f"{epochs_before} epochs (lr * lr_decay ** n_iter_ = {self.lr:g} * "
+                f"{self.lr_decay:g} ** {epochs_before}), which trains nothing; set a larger "
+                "lr_decay or schedule='constant' to go on, or call fit to start again.")
         trainer = Trainer._checked(dataclasses.replace(
             config, batch_size=batch_size, epochs=1, seed=carry["seed"], schedule="constant",
             lr=lr), [convergence])
