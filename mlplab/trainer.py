@@ -446,7 +446,7 @@ class Trainer:
                           f"({counted(total, 'iteration')}): the learning rate never reaches "
                           f"{setting('--lr', 'lr')} {cfg.lr:g}, and the {cfg.schedule} schedule "
                           f"never starts; shorten {setting('--warmup-epochs', 'warmup_epochs')} "
-                          "or train longer.", stacklevel=3)
+                          "or train longer.", stacklevel=4)  # (_fit, _fit_checked, fit: the caller)
         schedule = Schedule(cfg.lr, cfg.schedule, cfg.lr_decay, cfg.step_epochs, total,
                             cfg.min_lr, warmup, per_epoch)
         resumed = None
