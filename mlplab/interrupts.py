@@ -134,7 +134,8 @@ def restore_handler(sig: int, old: _Handler) -> None:
 def installed() -> Iterator[None]:
     """:func:`handler` for SIGINT and Ctrl-C's treatment for SIGTERM, within the block (main
     thread only: signal handlers cannot be set elsewhere). A SIGINT the process was started to
-    ignore stays ignored; a SIGTERM handler someone else set is left alone."""
+    ignore stays ignored; a SIGTERM handler someone else set is left alone, and so is a handler
+    of either signal set from C."""
     global _requested, _signal, _active, _closing
     if not _main_thread():
         yield
@@ -145,8 +146,9 @@ def installed() -> Iterator[None]:
     _active += 1
     old_int = signal.getsignal(signal.SIGINT)
     old_term = signal.getsignal(signal.SIGTERM)
-    set_int = old_int is not signal.SIG_IGN
-    set_term = old_term in (signal.SIG_DFL, None)
+    # None: a handler set from C (a program embedding Python), which could not be put back
+    set_int = old_int not in (signal.SIG_IGN, None)
+    set_term = old_term is signal.SIG_DFL
     try:
         if set_int:
             signal.signal(signal.SIGINT, handler)
@@ -163,10 +165,11 @@ def installed() -> Iterator[None]:
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back within the block (those not ignored); one that arrived
-    meanwhile is delivered to the handler it would have gone to (raising ``KeyboardInterrupt``
-    for Ctrl-C) when the block ends. If the block raised, its error goes on and a held signal
-    is only remembered (:func:`requested`), except a SIGTERM that would end the process."""
+    """Hold SIGINT and SIGTERM back within the block (those not ignored, nor handled from C);
+    one that arrived meanwhile is delivered to the handler it would have gone to (raising
+    ``KeyboardInterrupt`` for Ctrl-C) when the block ends. If the block raised, its error goes
+    on and a held signal is only remembered (:func:`requested`), except a SIGTERM that would end
+    the process."""
     if not _main_thread():
         yield
         return
@@ -180,7 +183,9 @@ def deferred() -> Iterator[None]:
     sig: int
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(sig) is not signal.SIG_IGN:
+            # None: a handler set from C (a program embedding Python), which signal.signal
+            # cannot put back; left alone, as an ignored signal is
+            if signal.getsignal(sig) not in (signal.SIG_IGN, None):
                 old[sig] = signal.signal(sig, hold)  # a signal pending from before runs now
     except BaseException:
         for sig, previous in old.items():

@@ -281,6 +281,45 @@ def test_a_ctrl_c_as_an_atomic_write_starts_leaves_no_temporary_file(tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("foreign", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_handler_set_from_c_is_left_alone_by_deferred_and_atomic_writes(tmp_path, monkeypatch,
+                                                                          foreign):
+    """A program that embeds Python (uWSGI, say) may install its own handler in C: Python shows
+    it as None and cannot put it back (``signal.signal(SIGTERM, None)`` is a TypeError).
+    deferred(), which every atomic write now enters, replaced it all the same: the write failed
+    with that TypeError, and SIGTERM and SIGINT stayed held for ever (Ctrl-C did nothing); a
+    command (installed()) ended with that TypeError's traceback. Left alone, as an ignored
+    signal is; the other signal is still handled."""
+    from mlplab.io import atomic_path
+
+    real_signal, real_getsignal = signal.signal, signal.getsignal
+
+    def getsignal(sig):
+        return None if sig == foreign else real_getsignal(sig)
+
+    def set_handler(sig, handler):
+        if sig == foreign:
+            raise AssertionError("the C handler was replaced, and cannot be put back")
+        return real_signal(sig, handler)
+
+    monkeypatch.setattr(signal, "getsignal", getsignal)
+    monkeypatch.setattr(signal, "signal", set_handler)
+    with atomic_path(tmp_path / "model.npz") as tmp:
+        tmp.write_bytes(b"saved")
+    assert (tmp_path / "model.npz").read_bytes() == b"saved"
+    with interrupts.installed():  # a command run inside such a program
+        pass
+    if foreign == signal.SIGTERM:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.deferred():
+                _signal_self_from_another_thread(signal.SIGINT)
+                time.sleep(0.05)
+                reached_end_of_block = True
+        assert reached_end_of_block
+    assert real_getsignal(signal.SIGINT) is signal.default_int_handler
+    assert real_getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_a_ctrl_c_while_a_failed_atomic_write_cleans_up_still_removes_it(tmp_path, monkeypatch):
     """The write failed (a full disk) and a Ctrl-C lands as its temporary file is removed: the
     file goes all the same, and the Ctrl-C is raised after."""
