@@ -73,10 +73,12 @@ def _fits(arr: np.ndarray, dtype: np.dtype) -> bool:
 
 
 def check_X(X: object, n_features: int | None = None, name: str = "X",
-            dtype: DTypeLike | None = None) -> np.ndarray:
+            dtype: DTypeLike | None = None,
+            wider: str = "use a float64 model (dtype=np.float64)") -> np.ndarray:
     """Return ``X`` as a 2-D floating array (N, D) or raise a ``ValueError`` naming the problem.
     With ``dtype`` (the model's), values that the cast to it would turn into infinities are
-    refused too: 1e39 is finite in float64 but not in float32."""
+    refused too: 1e39 is finite in float64 but not in float32 (``wider``: how the caller gets a
+    model of a wider dtype)."""
     arr = np.asarray(X)
     if arr.ndim != 2:
         # one sample is a row, not a vector: X.reshape(len(X), -1) would make it a column
@@ -114,7 +116,7 @@ def check_X(X: object, n_features: int | None = None, name: str = "X",
         raise ValueError(
             f"{name} has values beyond {target.name}'s range (+-{big:.4g}; first at row {bad[0]}, "
             f"column {bad[1]}: {arr[bad[0], bad[1]]:g}), which the model computes in; scale the "
-            "data first, or use a float64 model (dtype=np.float64)."
+            f"data first, or {wider}."
         )
     return arr
 

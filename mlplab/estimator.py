@@ -443,7 +443,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         dtype = self.model_.dtype
         if X.dtype == dtype:  # validate_data has checked it: no second pass over the data
             return X
-        return check_X(X, dtype=dtype).astype(dtype, copy=False)
+        # (the estimator has no dtype parameter: its network's follows the data of a new fit)
+        wider = "train a new float64 network: fit on float64 data with warm_start=False"
+        return check_X(X, dtype=dtype, wider=wider).astype(dtype, copy=False)
 
     def _check_same_network(self, classes: np.ndarray, hidden: list[int], how: str) -> None:
         """A warm start or a further ``partial_fit`` (``how``) continues the fitted network: it

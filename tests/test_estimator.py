@@ -612,7 +612,8 @@ def test_a_continued_fit_that_diverges_leaves_the_network_as_it_was(go_on, optim
 @pytest.mark.parametrize("go_on", ["warm_start", "partial_fit"])
 def test_float64_data_beyond_a_float32_networks_range_is_named_as_such(go_on):
     """Cast first, 1e39 became an infinity (with NumPy's overflow warning) and was refused as
-    data holding NaN or infinite values, to be cleaned or imputed."""
+    data holding NaN or infinite values, to be cleaned or imputed. What to do is the
+    estimator's: it has no dtype parameter, which the model's message named."""
     rng = np.random.RandomState(0)
     X, y = rng.randn(60, 4).astype(np.float32), np.arange(60) % 2
     clf = MLPClassifier(hidden_sizes=(5,), max_epochs=2, random_state=0, warm_start=True)
@@ -622,5 +623,9 @@ def test_float64_data_beyond_a_float32_networks_range_is_named_as_such(go_on):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=r"X has values beyond float32's range .* first at "
-                                             r"row 3, column 1: 1e\+39"):
+                                             r"row 3, column 1: 1e\+39") as refused:
             clf.fit(wide, y) if go_on == "warm_start" else clf.partial_fit(wide, y)
+    assert str(refused.value).endswith(
+        "which the model computes in; scale the data first, or train a new float64 network: fit "
+        "on float64 data with warm_start=False.")
+    assert "dtype=" not in str(refused.value)
