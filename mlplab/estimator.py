@@ -472,7 +472,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``."""
         check_is_fitted(self, "model_")  # (classes_ alone: a first partial_fit refused)
         Xa = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self.model_.predict_proba(Xa)
+        return self.model_.predict_proba(self._in_network_dtype(Xa))
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         with np.errstate(divide="ignore"):

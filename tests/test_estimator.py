@@ -629,3 +629,7 @@ def test_float64_data_beyond_a_float32_networks_range_is_named_as_such(go_on):
         "which the model computes in; scale the data first, or train a new float64 network: fit "
         "on float64 data with warm_start=False.")
     assert "dtype=" not in str(refused.value)
+    for predict in (clf.predict, clf.predict_proba, clf.predict_log_proba):
+        with pytest.raises(ValueError) as refused_too:
+            predict(wide)
+        assert str(refused_too.value) == str(refused.value)
