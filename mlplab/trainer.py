@@ -648,11 +648,12 @@ class Trainer:
                    seconds: float) -> dict[str, float]:
         cfg, h, model = self.config, self.history, self.model
         assert model is not None  # set by fit
-        self.epoch += 1
-        # (fit() keeps validation data as a pair, or neither)
-        with self._diverged_on_overflow(model, self.epoch, lr):
+        # (fit() keeps validation data as a pair, or neither); before the epoch is counted: one
+        # that diverges here is not finished, as the history says
+        with self._diverged_on_overflow(model, self.epoch + 1, lr):
             val_acc = model.accuracy(X_val, y_val) if X_val is not None and y_val is not None \
                 else float("nan")
+        self.epoch += 1
         h.train_acc.append(train_acc)
         h.val_acc.append(val_acc)
         h.lr.append(lr)

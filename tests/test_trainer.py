@@ -752,6 +752,20 @@ def test_a_resume_state_records_its_dtype_which_the_model_must_have(data):
         damaged.fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
 
 
+def test_an_epoch_whose_validation_overflows_is_not_counted_as_finished(data):
+    """The validation at an epoch's end that overflows ends the run as diverged before the epoch
+    is recorded: trainer.epoch counted it all the same (1, with no epoch in the history), so a
+    tuning trial recorded one epoch more than a run that diverged in its loss or training
+    accuracy, and the trainer's state no longer matched its history."""
+    X, y, _, _ = data
+    Xv, yv = np.full((10, X.shape[1]), 3e38, np.float32), np.zeros(10, dtype=int)
+    trainer = Trainer(epochs=3, batch_size=100, seed=0)
+    with pytest.raises(TrainingDivergedError, match="in the evaluation at the end of epoch 1 "):
+        trainer.fit(MLP(6, [8], 3, seed=0), X.astype(np.float32), y, Xv, yv)
+    assert (trainer.epoch, trainer.iteration) == (0, 3)
+    assert len(trainer.history.val_acc) == len(trainer.history.train_acc) == trainer.epoch
+
+
 def test_weights_that_overflow_at_an_epochs_evaluation_are_a_divergence(data):
     """One step can make the weights so large that the evaluation at the epoch's end overflows
     before any loss does: the run went on with NaN probabilities (a run of one epoch returned
