@@ -75,7 +75,7 @@ class SettingsError(ValueError):
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss, the weights or an epoch's evaluation (class scores) became NaN or infinite."""
 
 
 class ResumeDtypeError(ValueError):
@@ -575,6 +575,7 @@ class Trainer:
 
             if self.iteration % per_epoch == 0:
                 optimizer.settle()  # before evaluation, checkpoints and callbacks
+                self._check_weights(model, optimizer.lr)
                 with self._diverged_on_overflow(model, self.epoch + 1, optimizer.lr):
                     train_acc = (model.accuracy(xb, yb) if subset is None
                                  else _accuracy_on_rows(model, X, y, subset))
@@ -591,6 +592,19 @@ class Trainer:
                           f"{loss:.4f}, train acc {train_acc:.3f}{val_text}, lr "
                           f"{logs['lr']:.3g}", flush=True)
                 epoch_start = time.perf_counter()
+        if self.iteration % per_epoch:  # ended between epochs: its last step is not checked yet
+            self._check_weights(model, optimizer.lr)
+
+    def _check_weights(self, model: MLP, lr: float) -> None:
+        """Raise :class:`TrainingDivergedError` if the last step made the weights NaN or
+        infinite (a step after a finite loss can): the next step's loss would say so, but the
+        last step of a run or a call has none, and an epoch's evaluation and checkpoint would
+        take them as trained. One pass over the parameters, once per epoch."""
+        if not model._finite():
+            raise TrainingDivergedError(
+                f"the weights became NaN or infinite at iteration {self.iteration} (epoch "
+                f"{self.epoch + 1}) with learning rate {lr:.3g}; try a lower learning rate (e.g. "
+                f"{setting('--lr', 'lr')} divided by 10) or a smaller init std.")
 
     @contextlib.contextmanager
     def _diverged_on_overflow(self, model: MLP, epoch: int, lr: float) -> Iterator[None]:

@@ -572,6 +572,25 @@ def test_a_refused_first_partial_fit_records_nothing():
     assert clf.partial_fit(X[:, :3], y, classes=[0, 1]).n_features_in_ == 3
 
 
+def test_a_partial_fit_whose_last_step_makes_the_weights_infinite_is_undone():
+    """One minibatch per call, its step beyond float32 (lr * g): no later loss in the call
+    found the NaN weights, and the estimator kept them, predicting NaN probabilities."""
+    from mlplab.trainer import TrainingDivergedError
+
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(40, 4).astype(np.float32), np.arange(40) % 2
+    clf = MLPClassifier(hidden_sizes=(8,), batch_size=40, optimizer="sgd", lr=0.1,
+                        random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1])
+    before = _fitted_state(clf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (the step's own overflow)
+        with pytest.raises(TrainingDivergedError, match="the weights became NaN or infinite"):
+            clf.set_params(lr=1e39).partial_fit(X, y)
+    assert _fitted_state(clf) == before
+    assert np.isfinite(clf.predict_proba(X)).all()
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("go_on", [
     lambda clf, X, y: clf.set_params(warm_start=True).fit(X, y),

@@ -752,6 +752,29 @@ def test_a_resume_state_records_its_dtype_which_the_model_must_have(data):
         damaged.fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("length", [{"epochs": 1, "batch_size": 300},
+                                    {"iters": 1, "epochs": None, "batch_size": 100}],
+                         ids=["at-an-epochs-end", "between-epochs"])
+def test_a_last_step_that_makes_the_weights_infinite_is_a_divergence(data, optimizer, length):
+    """A step after a finite loss can make the weights themselves NaN or infinite (lr * g beyond
+    float32's range); the next step's loss says so, but the last step of a run has no next one:
+    the run ended as trained, NaN weights and all (a model whose own weights are NaN is no
+    overflow to report, so the epoch-end evaluation computed NaN without a word), and a warm
+    start or partial_fit kept such a network."""
+    import warnings
+
+    X, y, Xv, yv = data
+    trainer = Trainer(optimizer=optimizer, lr=1e39, seed=0, **length)  # (data: 300 rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (the step's own overflow)
+        with pytest.raises(TrainingDivergedError, match=r"^the weights became NaN or infinite "
+                                                        r"at iteration 1 \(epoch 1\) with "
+                                                        r"learning rate 1e\+39; try a lower"):
+            trainer.fit(MLP(6, [8], 3, seed=0), X.astype(np.float32), y, Xv, yv)
+    assert trainer.history.val_acc == []  # no epoch recorded as trained
+
+
 def test_an_epoch_whose_validation_overflows_is_not_counted_as_finished(data):
     """The validation at an epoch's end that overflows ends the run as diverged before the epoch
     is recorded: trainer.epoch counted it all the same (1, with no epoch in the history), so a
