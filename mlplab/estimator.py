@@ -436,16 +436,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._continue = {"seed": trainer.config.seed,
                           "optimizer_name": trainer.config.optimizer, **trainer._handover()}
 
-    def _in_network_dtype(self, X: np.ndarray) -> np.ndarray:
-        """``X`` cast to the fitted network's dtype, values beyond its range refused first: cast,
-        float64 data of 1e39 became infinities for a float32 network, refused as data holding
-        NaN or infinite values, to be cleaned or imputed."""
+    def _in_network_dtype(self, X: np.ndarray, cast: bool = True) -> np.ndarray:
+        """``X`` cast to the fitted network's dtype (``cast``; else as it is), values beyond its
+        range refused first: cast, float64 data of 1e39 became infinities for a float32
+        network, refused as data holding NaN or infinite values, to be cleaned or imputed."""
         dtype = self.model_.dtype
-        if X.dtype == dtype:  # validate_data has checked it: no second pass over the data
-            return X
+        if X.dtype == dtype or (not cast and X.dtype.itemsize < dtype.itemsize):
+            return X  # validate_data has checked it, and it fits: no second pass over the data
         # (the estimator has no dtype parameter: its network's follows the data of a new fit)
         wider = "train a new float64 network: fit on float64 data with warm_start=False"
-        return check_X(X, dtype=dtype, wider=wider).astype(dtype, copy=False)
+        X = check_X(X, dtype=dtype, wider=wider)
+        return X.astype(dtype, copy=False) if cast else X
 
     def _check_same_network(self, classes: np.ndarray, hidden: list[int], how: str) -> None:
         """A warm start or a further ``partial_fit`` (``how``) continues the fitted network: it
@@ -472,7 +473,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities (n_samples, n_classes), columns ordered as ``classes_``."""
         check_is_fitted(self, "model_")  # (classes_ alone: a first partial_fit refused)
         Xa = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self.model_.predict_proba(self._in_network_dtype(Xa))
+        # checked, not cast: the model casts a chunk at a time, with no copy of the whole of X
+        return self.model_.predict_proba(self._in_network_dtype(Xa, cast=False))
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         with np.errstate(divide="ignore"):

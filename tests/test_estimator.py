@@ -628,6 +628,24 @@ def test_a_continued_fit_that_diverges_leaves_the_network_as_it_was(go_on, optim
     np.testing.assert_array_equal(clf.predict_proba(X), again.predict_proba(X))
 
 
+@pytest.mark.parametrize("fit_dtype, predict_dtype", [(np.float32, np.float64),
+                                                       (np.float64, np.float32)])
+def test_predict_hands_data_of_another_dtype_to_the_network_uncopied(fit_dtype, predict_dtype,
+                                                                   monkeypatch):
+    """The network casts a chunk at a time: a cast of the whole of X first (to check its range
+    for the estimator's message) held a second copy of it, twice its size for float32 data and
+    a float64 network."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 4), np.arange(60) % 2
+    clf = MLPClassifier(hidden_sizes=(5,), max_epochs=2, random_state=0)
+    clf.fit(X.astype(fit_dtype), y)
+    given = []
+    monkeypatch.setattr(clf.model_, "predict_proba", lambda data: given.append(data) or data)
+    data = X.astype(predict_dtype)
+    clf.predict_proba(data)
+    assert given[0] is data
+
+
 @pytest.mark.parametrize("go_on", ["warm_start", "partial_fit"])
 def test_float64_data_beyond_a_float32_networks_range_is_named_as_such(go_on):
     """Cast first, 1e39 became an infinity (with NumPy's overflow warning) and was refused as
