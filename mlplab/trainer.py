@@ -600,7 +600,7 @@ class Trainer:
         infinite (a step after a finite loss can): the next step's loss would say so, but the
         last step of a run or a call has none, and an epoch's evaluation and checkpoint would
         take them as trained. One pass over the parameters, once per epoch."""
-        if not model._finite():
+        if not all(np.isfinite(p).all() for p in model.params.values()):
             raise TrainingDivergedError(
                 f"the weights became NaN or infinite at iteration {self.iteration} (epoch "
                 f"{self.epoch + 1}) with learning rate {lr:.3g}; try a lower learning rate (e.g. "
