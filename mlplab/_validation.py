@@ -72,9 +72,13 @@ def _fits(arr: np.ndarray, dtype: np.dtype) -> bool:
                if block.size)
 
 
+#: how a model of a wider dtype is had, in messages about a float32 model's range (the
+#: estimator, which has no dtype parameter, says its own way instead)
+WIDER_MODEL = "use a float64 model (dtype=np.float64)"
+
+
 def check_X(X: object, n_features: int | None = None, name: str = "X",
-            dtype: DTypeLike | None = None,
-            wider: str = "use a float64 model (dtype=np.float64)") -> np.ndarray:
+            dtype: DTypeLike | None = None, wider: str = WIDER_MODEL) -> np.ndarray:
     """Return ``X`` as a 2-D floating array (N, D) or raise a ``ValueError`` naming the problem.
     With ``dtype`` (the model's), values that the cast to it would turn into infinities are
     refused too: 1e39 is finite in float64 but not in float32 (``wider``: how the caller gets a

@@ -37,6 +37,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from mlplab._validation import (
+    WIDER_MODEL,
     check_choice,
     check_int,
     check_positive,
@@ -46,7 +47,7 @@ from mlplab._validation import (
 )
 from mlplab.init import INITS
 from mlplab.layers import Dropout
-from mlplab.models import ACTIVATIONS, MLP
+from mlplab.models import ACTIVATIONS, MLP, ScoresOverflowError
 from mlplab.trainer import Callback, History, TrainConfig, Trainer
 
 if TYPE_CHECKING:
@@ -83,6 +84,11 @@ class _Convergence(Callback):
         self.best = min(self.best, mean)
         if self.patience and self.bad >= self.patience:
             trainer.stop = True
+
+
+#: how a network of a wider dtype is had here (the estimator has no dtype parameter: its
+#: network's follows the data of a new fit), in place of the model's WIDER_MODEL
+_WIDER_NETWORK = "train a new float64 network: fit on float64 data with warm_start=False"
 
 
 @contextlib.contextmanager
@@ -443,9 +449,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         dtype = self.model_.dtype
         if X.dtype == dtype or (not cast and X.dtype.itemsize < dtype.itemsize):
             return X  # validate_data has checked it, and it fits: no second pass over the data
-        # (the estimator has no dtype parameter: its network's follows the data of a new fit)
-        wider = "train a new float64 network: fit on float64 data with warm_start=False"
-        X = check_X(X, dtype=dtype, wider=wider)
+        X = check_X(X, dtype=dtype, wider=_WIDER_NETWORK)
         return X.astype(dtype, copy=False) if cast else X
 
     def _check_same_network(self, classes: np.ndarray, hidden: list[int], how: str) -> None:
@@ -474,7 +478,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")  # (classes_ alone: a first partial_fit refused)
         Xa = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         # checked, not cast: the model casts a chunk at a time, with no copy of the whole of X
-        return self.model_.predict_proba(self._in_network_dtype(Xa, cast=False))
+        Xa = self._in_network_dtype(Xa, cast=False)
+        try:
+            return self.model_.predict_proba(Xa)
+        except ScoresOverflowError as exc:  # the model's way to a wider network is not ours
+            raise ScoresOverflowError(str(exc).replace(WIDER_MODEL, _WIDER_NETWORK)) from None
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         with np.errstate(divide="ignore"):

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from mlplab._validation import (
+    WIDER_MODEL,
     _fits,
     check_choice,
     check_hidden_sizes,
@@ -374,7 +375,7 @@ class MLP:
         if not bad.any() or not self._finite():
             return None
         row = int(np.argmax(bad))
-        wider = ", or use a float64 model (dtype=np.float64)" if self.dtype == np.float32 else ""
+        wider = f", or {WIDER_MODEL}" if self.dtype == np.float32 else ""
         return ScoresOverflowError(
             f"the network's class scores overflowed {self.dtype} for row {offset + row} of X "
             f"(largest input magnitude {float(np.abs(X[row]).max()):.3g}), so its probabilities "

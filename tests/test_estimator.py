@@ -628,6 +628,25 @@ def test_a_continued_fit_that_diverges_leaves_the_network_as_it_was(go_on, optim
     np.testing.assert_array_equal(clf.predict_proba(X), again.predict_proba(X))
 
 
+def test_class_scores_that_overflow_a_float32_network_say_the_estimators_way_to_float64():
+    """Inputs within float32's range can still overflow its class scores: the model's message
+    said to use a float64 model (dtype=np.float64), a parameter MLPClassifier has not."""
+    from mlplab.models import ScoresOverflowError
+
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 4).astype(np.float32), np.arange(60) % 2
+    clf = MLPClassifier(hidden_sizes=(5,), max_epochs=2, random_state=0).fit(X, y)
+    big = np.full((3, 4), 3e38, np.float32)
+    for predict in (clf.predict, clf.predict_proba, clf.score):
+        with pytest.raises(ScoresOverflowError) as refused:
+            predict(big, np.zeros(3, dtype=int)) if predict == clf.score else predict(big)
+        message = str(refused.value)
+        assert message.startswith("the network's class scores overflowed float32 for row 0 of X")
+        assert "or train a new float64 network: fit on float64 data with warm_start=False. (If " \
+            "the inputs are standardised, the weights have diverged.)" in message
+        assert "dtype=" not in message
+
+
 @pytest.mark.parametrize("fit_dtype, predict_dtype", [(np.float32, np.float64),
                                                        (np.float64, np.float32)])
 def test_predict_hands_data_of_another_dtype_to_the_network_uncopied(fit_dtype, predict_dtype,
