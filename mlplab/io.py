@@ -79,17 +79,19 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None,
     the same moment (it is hard-linked into place, which fails if the name exists; on a file
     system without hard links, checked and renamed)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path: Path | None = None
     try:
-        # the file and the name that removes it in one step: a Ctrl-C between them (a second one
-        # while a stopped run saves its checkpoint) left a hidden temporary file behind
-        with interrupts.deferred():
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.",
-                                       suffix=suffix or path.suffix or ".tmp", dir=path.parent)
-            os.close(fd)
-            tmp_path = Path(tmp)
         try:
+            # (a full disk can refuse the folder or the temporary file too: no inodes left)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # the file and the name that removes it in one step: a Ctrl-C between them (a second
+            # one while a stopped run saves its checkpoint) left a hidden temporary file behind
+            with interrupts.deferred():
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.",
+                                           suffix=suffix or path.suffix or ".tmp",
+                                           dir=path.parent)
+                os.close(fd)
+                tmp_path = Path(tmp)
             yield tmp_path
             with open(tmp_path, "rb+") as fh:
                 os.fsync(fh.fileno())

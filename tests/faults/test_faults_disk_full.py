@@ -262,3 +262,29 @@ def test_full_disk_while_writing_a_figure_and_a_folder_cache(tmp_path, monkeypat
     with pytest.warns(UserWarning, match="could not write the image cache"):
         ds = load_dataset(f"folder:{tmp_path / 'imgs'}", val_size=0, test_size=0)
     assert len(ds.y_train) == 6 and disk.failures >= 2
+
+
+@pytest.mark.parametrize("where", ["mkstemp", "mkdir"])
+def test_a_disk_that_refuses_the_temporary_file_or_folder_is_a_full_disk(tmp_path, monkeypatch,
+                                                                        where):
+    """A disk out of inodes refuses to create the temporary file (or a new folder) with ENOSPC,
+    before a byte is written: the same one-line DiskFullError as a write that fails, the
+    previous file intact."""
+    target = tmp_path / "sub" / "metrics.json"
+    if where == "mkstemp":
+        io.write_json(target, {"a": 1})
+
+    def refused(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    if where == "mkstemp":
+        monkeypatch.setattr(io.tempfile, "mkstemp", refused)
+    else:
+        monkeypatch.setattr(io.Path, "mkdir", refused)
+    with pytest.raises(io.DiskFullError,
+                       match=f"^no space left on device while writing {re.escape(str(target))}"):
+        io.write_json(target, {"a": 2})
+    monkeypatch.undo()
+    if where == "mkstemp":
+        assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in target.parent.glob(".*")] == [] if target.parent.exists() else True
