@@ -95,14 +95,21 @@ def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_loss(loss: Sequence[float], title: str = "Training loss",
-              iterations_per_epoch: int | None = None) -> Figure:
-    """Loss per iteration (the exercise's loss history), with a running mean when noisy."""
+              iterations_per_epoch: int | None = None, smooth: bool | None = None) -> Figure:
+    """Loss per iteration (the exercise's loss history), with a running mean when noisy.
+
+    ``smooth``: draw the running mean; None (the default) draws it for over 50 losses, the
+    minibatch noise of a real run. A loss that is smooth already (the exercise's toy training,
+    whose batches hold its five samples many times over) is better without: the mean lags
+    behind the curve it smooths."""
     values = np.asarray(loss, dtype=np.float64)
     fig, ax = subplots(figsize=FIGSIZE)
     it = np.arange(1, len(values) + 1)
-    ax.plot(it, values, color=COLORS["loss"], lw=0.8, alpha=0.6 if len(values) > 50 else 1.0,
+    # the window is at least 5 losses: fewer have no running mean to draw
+    smooth = len(values) > 50 if smooth is None else bool(smooth) and len(values) >= 5
+    ax.plot(it, values, color=COLORS["loss"], lw=0.8, alpha=0.6 if smooth else 1.0,
             label="loss per iteration")
-    if len(values) > 50:
+    if smooth:
         w = max(len(values) // 50, 5)
         ax.plot(it[w - 1:], _moving_average(values, w), color=COLORS["smooth"], lw=1.5,
                 label=f"running mean ({w} iterations)")

@@ -1252,3 +1252,51 @@ def test_cli_reproduce_flags_reach_the_report(monkeypatch, tmp_path):
     assert loaded == {"name": "mnist", "data_dir": "/d", "download": False, "val_size": 300,
                       "test_size": 0.25, "image_size": "8", "seed": 5,
                       "mirror": "http://m.invalid", "cache": False}
+
+
+def _captured_figures(monkeypatch) -> list:
+    """The figures the report's drawing functions save, kept open for the test to read."""
+    from mlplab import plots
+
+    kept: list = []
+    monkeypatch.setattr(plots, "save", lambda fig, path, dpi=plots.DPI: kept.append(fig) or
+                        Path(path))
+    return kept
+
+
+def test_toy_loss_figure_shows_the_final_loss_against_the_exercises_bound(monkeypatch,
+                                                                           tmp_path):
+    """The toy training's figure is there to show "final loss below 0.02", but on a linear axis
+    from 1.2 down the final 0.0171 and the dashed bound 0.02 were on the same pixel row, and a
+    running mean that lagged behind the smooth curve crossed the bound 10 iterations late. The
+    loss axis is now logarithmic with plain-number ticks, the final loss is marked, and there is
+    no running mean."""
+    from mlplab.exercise import toy_data, toy_training
+    from mlplab.report import figures
+
+    kept = _captured_figures(monkeypatch)
+    X, y = toy_data()
+    loss = toy_training(X, y)["loss_history"]
+    figures.loss_curve(loss, tmp_path / "toy.png", "Toy training", bound=0.02, smooth=False)
+    [fig] = kept
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    assert ax.get_yscale() == "log"
+    labels = {t.get_text() for t in ax.get_yticklabels() if t.get_visible()}
+    assert {"0.02", "0.1", "1"} <= labels, labels
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert not any(label.startswith("running mean") for label in lines), list(lines)
+    final = lines[f"final loss ({loss[-1]:.4f})"]
+    bound = lines["exercise's bound (0.02)"]
+    # the two are far enough apart to see which is below: a dozen pixels, not one
+    y_final = ax.transData.transform((len(loss), final.get_ydata()[0]))[1]
+    y_bound = ax.transData.transform((len(loss), bound.get_ydata()[0]))[1]
+    assert y_bound - y_final > 10, (y_bound, y_final)
+    # a noisy loss of over 50 iterations keeps its running mean where smooth is not given
+    from mlplab import plots
+
+    noisy = plots.plot_loss(np.random.RandomState(0).rand(100) + 1)
+    assert [line.get_label() for line in noisy.axes[0].get_lines()][1].startswith(
+        "running mean")
+    plots.plt.close(noisy)
+    plots.plt.close(fig)
