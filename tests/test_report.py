@@ -1300,3 +1300,25 @@ def test_toy_loss_figure_shows_the_final_loss_against_the_exercises_bound(monkey
         "running mean")
     plots.plt.close(noisy)
     plots.plt.close(fig)
+
+
+def test_weight_captions_say_how_many_units_they_show_and_what_grey_means(quick_report):
+    """The tuned network's figure shows the first 100 of its hidden units (146 with seed 0) but
+    its caption said "one tile per hidden unit"; nor did any caption say that each tile has a
+    scale of its own, so that two tiles' shades do not compare."""
+    from mlplab.report.figures import weights_caption
+
+    assert weights_caption(146, "the search's best") == (
+        "First-layer weights of the search's best, the first 100 of its 146 hidden units; each "
+        "tile is scaled from its own lowest weight (black) to its highest (white)")
+    assert weights_caption(100).startswith("First-layer weights, one tile per hidden unit;")
+    out, _ = quick_report
+    s = json.loads((out / "report.json").read_text())["sections"]
+    tuned = s["q3_tuned"]["data"]["settings"]
+    units = {"q3_default": s["q3_default"]["data"]["config"]["hidden"][0],
+             "q3_tuned": tuned.get("hidden_size") or tuned["hidden"][0]}
+    for key, n in units.items():
+        [caption] = [c for c in _figure_captions(s[key]) if c.startswith("First-layer weights")]
+        assert (f"the first 100 of its {n} hidden units" in caption) == (n > 100), caption
+        assert ("one tile per hidden unit" in caption) == (n <= 100), caption
+        assert "own lowest weight (black)" in caption

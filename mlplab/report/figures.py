@@ -58,11 +58,27 @@ def accuracy_curves(train_acc: Sequence[float], val_acc: Sequence[float], path: 
         return plots.save(fig, path)
 
 
+#: the most hidden units whose first-layer weights a figure shows (CIFAR-10's 10 x 10 grid)
+WEIGHT_TILES = 100
+
+
 def weight_images(W1: np.ndarray, image_shape: tuple[int, ...], path: Path, title: str) -> Path:
     from mlplab import plots
 
     with report_style():
-        return plots.save(plots.plot_first_layer_weights(W1, image_shape, title=title), path)
+        return plots.save(plots.plot_first_layer_weights(W1, image_shape, title=title,
+                                                         max_units=WEIGHT_TILES), path)
+
+
+def weights_caption(units: int, whose: str = "") -> str:
+    """The caption of :func:`weight_images` for a layer of ``units`` hidden units: how many
+    tiles there are, and what their grey levels mean (each tile has its own scale, so two tiles'
+    shades do not compare)."""
+    of = f" of {whose}" if whose else ""
+    shown = (f"the first {WEIGHT_TILES} of its {units} hidden units" if units > WEIGHT_TILES
+             else "one tile per hidden unit")
+    return (f"First-layer weights{of}, {shown}; each tile is scaled from its own lowest weight "
+            "(black) to its highest (white)")
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], path: Path,

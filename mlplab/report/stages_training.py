@@ -103,7 +103,7 @@ def _run_figures(ctx: Context, section: Section, name: str, title: str, history:
                 Figure(r2, f"Train and validation accuracy per epoch{of}: {meaning}"
                        + ("; dashed: the test accuracy, measured once" if test_acc is not None
                           else "")),
-                Figure(r3, f"First-layer weights{of}, one tile per hidden unit"))
+                Figure(r3, figures.weights_caption(model.params["W1"].shape[1], whose)))
     if X_val is not None:
         p4, r4 = ctx.figure(f"{name}-confusion.png")
         figures.confusion(ds.y_val, model.predict(X_val), ds.classes, p4,
