@@ -1322,3 +1322,13 @@ def test_weight_captions_say_how_many_units_they_show_and_what_grey_means(quick_
         assert (f"the first 100 of its {n} hidden units" in caption) == (n > 100), caption
         assert ("one tile per hidden unit" in caption) == (n <= 100), caption
         assert "own lowest weight (black)" in caption
+
+
+def test_toy_training_text_names_the_seed_flag_as_code(tmp_path):
+    """The toy section's "(so --seed does not change this section)" was plain text, which the
+    HTML page broke across lines as "so -" / "-seed"; a flag is a code span, kept whole."""
+    reproduce("digits", TINY, out=tmp_path / "r", log=False, only=["q3_toy"])
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "<code>--seed</code> does not change this section" in html
+    assert not re.search(r"[^>`-]--seed", (tmp_path / "r" / "report.md").read_text())
+    assert "from its 5 samples" in html

@@ -133,11 +133,13 @@ def stage_q3_toy(ctx: Context, section: Section) -> None:
                        bound=reference.TOY_FINAL_LOSS_BOUND, smooth=False)
     final = float(loss[-1])
     section.add(Text(
-        "Minibatch SGD on the toy data itself (lr 0.1, reg 5e-6, 100 iterations, batch 200 "
-        "sampled with replacement), drawn as the exercise's notebook draws them: NumPy's global "
-        "stream after `np.random.seed(0)` and the toy model's weights (so --seed does not "
-        "change this section)."))
-    section.add(Figure(rel, "Toy training loss per iteration"))
+        f"Minibatch SGD on the toy data itself (lr 0.1, reg 5e-6, 100 iterations, batches of "
+        f"200 drawn with replacement from its {len(y)} samples). The minibatches are drawn as "
+        "the exercise's notebook draws them, from NumPy's global stream after "
+        "`np.random.seed(0)` has drawn the toy model's weights, so `--seed` does not change "
+        "this section."))
+    section.add(Figure(rel, "Toy training loss per iteration (log scale) against the "
+                            "exercise's bound on the final loss"))
     section.add(Table(["quantity", "mlplab", "exercise", "result"], [
         ["final training loss", num(final), f"< {reference.TOY_FINAL_LOSS_BOUND} "
          f"(about {reference.TOY_FINAL_LOSS_TYPICAL})", passed(final < 0.02)]]))
