@@ -1332,3 +1332,19 @@ def test_toy_training_text_names_the_seed_flag_as_code(tmp_path):
     assert "<code>--seed</code> does not change this section" in html
     assert not re.search(r"[^>`-]--seed", (tmp_path / "r" / "report.md").read_text())
     assert "from its 5 samples" in html
+
+
+def test_trial_times_below_a_second_are_not_shown_as_zero(quick_report):
+    """Digits' tuning trials take 0.03-0.2 s: the trials table, to the tenth of a second, gave
+    some "0.0" seconds, as if they had not run."""
+    from mlplab.report.stages_training import trial_seconds
+
+    assert [trial_seconds(t) for t in ("0.027", "0.113", "0.004", "1.26", "73.04", "")] == \
+        ["0.03", "0.11", "< 0.01", "1.3", "73.0", "—"]
+    out, _ = quick_report
+    trials = next(b for b in json.loads((out / "report.json").read_text())["sections"]
+                  ["q3_tuning"]["blocks"] if b["type"] == "Table" and
+                  b["caption"].startswith("Trials"))
+    column = trials["columns"].index("seconds")
+    times = [row[column].strip("*") for row in trials["rows"]]
+    assert times and not any(re.fullmatch(r"0\.0+", t) for t in times), times

@@ -211,7 +211,7 @@ def stage_q3_tuning(ctx: Context, section: Section) -> None:
         cells = [t["trial"], t["state"].lower(),
                  pct(float(t["val_acc"])) if t["val_acc"] else "—",
                  *[_cell(t[p]) for p in params], t.get(run_col) or "—",
-                 f"{float(t['seconds']):.1f}" if t.get("seconds") else "—", t.get("note", "")]
+                 trial_seconds(t.get("seconds", "")), t.get("note", "")]
         rows.append([f"**{c}**" if best and c else c for c in cells])
     section.add(Table(["trial", "state", "validation", *params, "epochs trained", "seconds",
                        "note"], rows,
@@ -231,6 +231,18 @@ def stage_q3_tuning(ctx: Context, section: Section) -> None:
                         best_trial=result.best_trial, best_val_acc=result.best_value,
                         best_settings=settings, train_size=train_size,
                         seconds=result.wall_seconds)
+
+
+def trial_seconds(text: str) -> str:
+    """A trial's time as results.csv gives it (seconds, blank if none), for the trials table:
+    to the tenth of a second, as other times, except below one second, where digits' trials
+    of 0.03-0.2 s showed as "0.0" and "0.1" beside each other."""
+    if not text:
+        return "—"
+    x = float(text)
+    if x >= 1:
+        return f"{x:.1f}"
+    return f"{x:.2f}" if x >= 0.01 else "< 0.01"
 
 
 def _range(p: Param) -> str:
