@@ -1348,3 +1348,20 @@ def test_trial_times_below_a_second_are_not_shown_as_zero(quick_report):
     column = trials["columns"].index("seconds")
     times = [row[column].strip("*") for row in trials["rows"]]
     assert times and not any(re.fullmatch(r"0\.0+", t) for t in times), times
+
+
+def test_every_link_of_the_report_leads_to_a_file_beside_it(quick_report):
+    """The tuning section said only that its files "are in tuning/"; it now links each (the
+    trials table, Optuna's plots, the best trial's run folder), and every link of the Markdown
+    and the HTML page must lead to a file or folder of the report."""
+    out, _ = quick_report
+    md = (out / "report.md").read_text()
+    links = re.findall(r"(?<!!)\[[^\]]+\]\(([^)\s]+)\)", md)
+    assert {"tuning/results.csv", "tuning/results.md", "tuning/optimization_history.png",
+            "tuning/best-run/"} <= set(links), links
+    html = (out / "report.html").read_text()
+    hrefs = [h for h in re.findall(r'<a href="([^"]+)"', html) if not h.startswith("#")]
+    assert sorted(hrefs) == sorted(links)
+    for rel in links:
+        assert (out / rel).exists(), rel
+    assert (out / "tuning" / "best-run" / "model.npz").is_file()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlplab.report import figures, reference
@@ -193,7 +194,7 @@ def stage_q3_tuning(ctx: Context, section: Section) -> None:
         "standardised per channel (not the mean image subtracted), He-initialised weights (not "
         "N(0, 1e-4)) and epochs that visit the images in a shuffled order (not minibatches "
         "sampled with replacement); the preset `exercise-tuned` below keeps the exercise's. "
-        "The study, every trial and Optuna's plots are in `tuning/` next to this report."))
+        + tuning_files_text(result, ctx.staging)))
     ranges = [[name, p.type, _range(p)] for name, p in space.params.items()]
     ranges += [[name, "fixed", value(v)] for name, v in space.fixed.items()]
     section.add(Table(["knob", "kind", "range / value"], ranges, "Search space"))
@@ -243,6 +244,41 @@ def trial_seconds(text: str) -> str:
     if x >= 1:
         return f"{x:.1f}"
     return f"{x:.2f}" if x >= 0.01 else "< 0.01"
+
+
+#: Optuna's plots in tuning/, by their names in ``TuneResult.files``, as the report calls them
+_OPTUNA_PLOTS = {"optimization_history": "optimisation history",
+                 "parallel_coordinate": "parallel coordinates",
+                 "param_importances": "hyperparameter importances"}
+
+
+def tuning_files_text(result: Any, root: Path) -> str:
+    """The sentence that links the search's files in ``tuning/`` (``result`` is the
+    :class:`mlplab.tuning.TuneResult`; its paths lie under ``root``, the report folder as it
+    is being made): "they are in tuning/" left the reader to find which file holds what."""
+
+    def link(label: str, path: Path | None) -> str | None:
+        if path is None or not Path(path).exists():
+            return None
+        rel = Path(path).relative_to(root).as_posix() + ("/" if Path(path).is_dir() else "")
+        return f"[{label}]({rel})"
+
+    files = result.files
+    trials = [x for x in (link("results.csv", files.get("csv")),
+                          link("results.md", files.get("markdown"))) if x]
+    plots = [x for x in (link(label, files.get(key)) for key, label in _OPTUNA_PLOTS.items())
+             if x]
+    parts = ["the study (`study.db`)"]
+    if trials:
+        parts.append(f"every trial ({', '.join(trials)})")
+    if plots:
+        parts.append(f"Optuna's own plots ({', '.join(plots)})")
+    best = link("best-run/", result.run_dir)
+    if best:
+        parts.append(f"the best trial's run folder ({best}, trained on the trials' images; the "
+                     "tuned network below is trained again on the whole training split)")
+    return ("Next to this report, `tuning/` holds " + ", ".join(parts[:-1])
+            + (" and " if len(parts) > 1 else "") + parts[-1] + ".")
 
 
 def _range(p: Param) -> str:
