@@ -57,11 +57,27 @@ def git_revision(root: Path | None = None) -> str:
         return "unknown (not a git checkout)"
 
 
+def _pool_owner(filepath: str) -> str:
+    """The package that ships a thread pool's library, from its path: ``numpy`` for
+    ``site-packages/numpy.libs/libscipy_openblas64_.so``, ``torch`` for ``torch/lib/libgomp.so``;
+    a library outside any package (a system OpenBLAS) by its file name."""
+    parts = Path(filepath).parts
+    for i, part in enumerate(parts[:-1]):
+        if part in ("site-packages", "dist-packages") and i + 2 < len(parts):
+            name = parts[i + 1].removesuffix(".libs")
+            return name.replace("_", "-") if name == "scikit_learn" else name
+    return Path(filepath).name.split(".so")[0] or "?"
+
+
 def blas_threads() -> str:
+    """The threads of every BLAS and OpenMP pool loaded, each named by the package that ships
+    it (``openblas (numpy): 1, openblas (scipy): 1``): a process holds several, and a bare
+    "openblas: 1, openblas: 1" did not say whose was whose."""
     try:
         from threadpoolctl import threadpool_info
 
-        pools = sorted(f"{p.get('internal_api', '?')}: {p.get('num_threads', '?')}"
+        pools = sorted(f"{p.get('internal_api', '?')} ({_pool_owner(p.get('filepath', ''))}): "
+                       f"{p.get('num_threads', '?')}"
                        for p in threadpool_info())  # sorted: the load order varies
         return ", ".join(pools) or "none loaded"
     except Exception:  # threadpoolctl is optional at this level; the report still renders

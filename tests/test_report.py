@@ -1365,3 +1365,25 @@ def test_every_link_of_the_report_leads_to_a_file_beside_it(quick_report):
     for rel in links:
         assert (out / rel).exists(), rel
     assert (out / "tuning" / "best-run" / "model.npz").is_file()
+
+
+def test_environment_names_whose_blas_and_openmp_pools_it_lists(quick_report):
+    """The Environment table read "BLAS threads: openblas: 1, openblas: 1, openmp: 1, openmp: 1":
+    two of each, and no saying which library (NumPy's, SciPy's, PyTorch's, scikit-learn's) each
+    is. Each pool is now named by the package that ships it."""
+    from mlplab.environment import _pool_owner
+
+    assert _pool_owner("/v/lib/python3.11/site-packages/numpy.libs/libscipy_openblas64_-3.so") \
+        == "numpy"
+    assert _pool_owner("/v/lib/python3.11/site-packages/torch/lib/libgomp.so.1") == "torch"
+    assert _pool_owner("/v/lib/python3/dist-packages/scikit_learn.libs/libgomp-e9.so.1.0.0") \
+        == "scikit-learn"
+    assert _pool_owner("/usr/lib/x86_64-linux-gnu/libopenblas.so.0") == "libopenblas"
+    out, _ = quick_report
+    items = json.loads((out / "report.json").read_text())["sections"]["environment"]["data"][
+        "items"]
+    pools = items["BLAS threads"].split(", ")
+    assert "openblas (numpy): 1" in pools, pools
+    # every pool named, and no two alike
+    assert all(re.fullmatch(r"\w+ \([\w.-]+\): \d+", p) for p in pools), pools
+    assert len(set(pools)) == len(pools), pools
