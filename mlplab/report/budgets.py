@@ -1,9 +1,10 @@
 """How much work each ``--budget`` does.
 
-``quick`` is sized so that the default digits report takes about a minute on 2 cores (the README's
-first command and the tests run it); ``standard`` runs the exercise's own settings on CIFAR-10 in
-4-16 minutes on 2 cores (measured: 3.8 on an idle Intel Xeon, 7 on an idle AMD EPYC, 16 on a busy
-one); ``full`` spends a few hours for the best numbers.
+``quick`` is sized so that the default digits report takes under a minute on 2 cores (24 s
+measured, 64-73 s on a busy machine; the README's first command and the tests run it);
+``standard`` runs the exercise's own settings on CIFAR-10 in 4-16 minutes on 2 cores (measured:
+3.8 on an idle Intel Xeon, 7 on an idle AMD EPYC, 16 on a busy one); ``full`` spends a few hours
+for the best numbers.
 """
 
 from __future__ import annotations
