@@ -1387,3 +1387,23 @@ def test_environment_names_whose_blas_and_openmp_pools_it_lists(quick_report):
     # every pool named, and no two alike
     assert all(re.fullmatch(r"\w+ \([\w.-]+\): \d+", p) for p in pools), pools
     assert len(set(pools)) == len(pools), pools
+
+
+def test_default_run_says_how_far_its_learning_rate_decayed(quick_report):
+    """On digits the default run's 1,000 iterations are 142 epochs, and its curves go flat after
+    about 50 of them: the per-epoch decay of 0.95 has left a learning rate near zero. The text
+    said only that the rate "is too small for so few iterations" (true of CIFAR-10's 4 epochs);
+    the Result table now gives the rate of the last epoch, here and on the exercise's split."""
+    out, _ = quick_report
+    s = json.loads((out / "report.json").read_text())["sections"]["q3_default"]
+    d, cfg = s["data"], s["data"]["config"]
+    assert d["epochs"] == d["iterations"] // (1437 // cfg["batch_size"]) == 142
+    assert d["last_lr"] == pytest.approx(cfg["lr"] * cfg["lr_decay"] ** (d["epochs"] - 1))
+    result = next(b for b in s["blocks"] if b["type"] == "Table" and b["caption"] == "Result")
+    rows = {r[0]: r[1:] for r in result["rows"]}
+    ours, exercise = rows["learning rate in the last epoch"]
+    assert ours == f"{d['last_lr']:.2e}" and ours.endswith("e-08")
+    # CIFAR-10's 49,000 images at batch 200 are 245 iterations an epoch: 4 epochs in 1,000
+    assert exercise.startswith(f"{1e-4 * 0.95 ** 3:.2e} (epoch 4,")
+    assert rows["iterations (epochs)"] == ["1000 (142)",
+                                           "1000 (4 epochs of its 49,000 training images)"]
