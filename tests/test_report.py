@@ -632,6 +632,9 @@ def test_summary_rows_take_the_right_figures(tmp_path):
     rows = {row[0]: row[1:] for row in next(b for b in summary.blocks
                                             if isinstance(b, Table)).rows}
     assert rows["Q2 largest gradient error, two-layer net"][0] == "7.00e-09"
+    # the deeper net is judged against mlplab's own bound (the Q2 section's), not "—" alone
+    assert rows["Q2 largest norm-wise gradient error, deeper net"] == [
+        "2.00e-08", "— (beyond the exercise; mlplab's bound < 1e-07)", "—"]
     assert rows["Q3 default run, validation"] == ["not run", "about 29%", "—"]
     # the exercise's targets and the 2020 report's steps (SPEC, Question 3b)
     assert rows["Q3 tuned two-layer net, validation"][1:] == [
