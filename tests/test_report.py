@@ -1410,3 +1410,15 @@ def test_default_run_says_how_far_its_learning_rate_decayed(quick_report):
     assert exercise.startswith(f"{1e-4 * 0.95 ** 3:.2e} (epoch 4,")
     assert rows["iterations (epochs)"] == ["1000 (142)",
                                            "1000 (4 epochs of its 49,000 training images)"]
+
+
+def test_html_contents_lead_to_every_heading(quick_report):
+    """The page's contents listed the questions only: Q3's four sections (the default run, the
+    search, the tuned network: most of the page) could be reached only by scrolling from its
+    top. Every heading with an id is now linked from the contents, each once."""
+    out, _ = quick_report
+    html = (out / "report.html").read_text()
+    nav = re.search(r"<nav>(.*?)</nav>", html, flags=re.S).group(1)
+    ids = re.findall(r'<h[23] id="([^"]+)"', html)
+    assert {"q3-toy", "q3-default", "q3-tuning", "q3-tuned", "summary"} <= set(ids)
+    assert sorted(re.findall(r'href="#([^"]+)"', nav)) == sorted(ids)

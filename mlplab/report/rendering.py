@@ -45,6 +45,8 @@ pre { padding: .6rem; overflow-x: auto; }
 .notrun { border-left: 4px solid #bf8700; background: #fff8c5; padding: .5rem .8rem; }
 .meta { color: #57606a; font-size: .9rem; }
 nav ul { columns: 2; }
+nav ul ul { columns: 1; }
+nav li { break-inside: avoid; }
 """
 
 _NUMERIC = re.compile(r"^[\s+\-−]?[\d.,]+(e[+\-]?\d+)?\s*%?$|^—$|^n/a$")
@@ -172,8 +174,13 @@ def to_html(title: str, intro: Sequence[str], sections: Sequence[Section], root:
     body += [f'<p class="meta">{_inline_html(p)}</p>' for p in intro]
     groups = _group_order(sections)
     body.append("<nav><strong>Contents</strong><ul>")
-    for group, _ in groups:
-        body.append(f'<li><a href="#{_slug(group)}">{html.escape(group)}</a></li>')
+    for group, secs in groups:
+        # a group's titled sections (Q3's four) listed under it: the longest part of the page
+        # was reachable from the contents only by its top
+        subs = "".join(f'<li><a href="#{_slug(s.key)}">{html.escape(s.title)}</a></li>'
+                       for s in secs if s.title)
+        body.append(f'<li><a href="#{_slug(group)}">{html.escape(group)}</a>'
+                    + (f"<ul>{subs}</ul>" if subs else "") + "</li>")
     body.append("</ul></nav>")
     for group, secs in groups:
         body.append(f'<h2 id="{_slug(group)}">{html.escape(group)}</h2>')
