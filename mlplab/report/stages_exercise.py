@@ -60,7 +60,8 @@ EQUATIONS = [
     r"\quad P = \mathrm{softmax}(z_3)",
     r"J = \frac{1}{N}\sum_{i=1}^{N} -\log P_{i,y_i}"
     r" + \lambda\left(\|W_1\|_F^2 + \|W_2\|_F^2\right)",
-    r"\frac{\partial J}{\partial z_3} = \frac{1}{N}\left(P - Y\right),\quad "
+    # plain parentheses: mathtext's \left( ... \right) drew them small, the ")" against the Y
+    r"\frac{\partial J}{\partial z_3} = \frac{1}{N}\,(P - Y),\quad "
     r"Y = \mathrm{onehot}(y)",
     r"\frac{\partial J}{\partial W_2} = a_2^{\top}\,\frac{\partial J}{\partial z_3} + 2\lambda W_2,"
     r"\quad \frac{\partial J}{\partial b_2} = \sum_{i}"
