@@ -1344,6 +1344,8 @@ def test_trial_times_below_a_second_are_not_shown_as_zero(quick_report):
 
     assert [trial_seconds(t) for t in ("0.027", "0.113", "0.004", "1.26", "73.04", "")] == \
         ["0.03", "0.11", "< 0.01", "1.3", "73.0", "—"]
+    # just below a second rounds to a whole second as the times above one do (not "1.00")
+    assert [trial_seconds(t) for t in ("0.994", "0.998", "1.0")] == ["0.99", "1.0", "1.0"]
     out, _ = quick_report
     trials = next(b for b in json.loads((out / "report.json").read_text())["sections"]
                   ["q3_tuning"]["blocks"] if b["type"] == "Table" and

@@ -254,7 +254,7 @@ def trial_seconds(text: str) -> str:
     if not text:
         return "—"
     x = float(text)
-    if x >= 1:
+    if x >= 0.995:  # what rounds to 1.00 or more: "1.0", not "1.00"
         return f"{x:.1f}"
     return f"{x:.2f}" if x >= 0.01 else "< 0.01"
 
