@@ -1424,3 +1424,32 @@ def test_html_contents_lead_to_every_heading(quick_report):
     ids = re.findall(r'<h[23] id="([^"]+)"', html)
     assert {"q3-toy", "q3-default", "q3-tuning", "q3-tuned", "summary"} <= set(ids)
     assert sorted(re.findall(r'href="#([^"]+)"', nav)) == sorted(ids)
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="PyTorch is not installed")
+def test_q4_says_which_networks_stayed_at_chance(quick_report):
+    """Digits' deeper networks with the exercise's N(0, 1e-3) weights (CIFAR-10's 4 and 5
+    layers too) end at 10.0% train and validation: rows that read like results to compare, with
+    no word that the networks never learned. The section now names them."""
+    from types import SimpleNamespace
+
+    from mlplab.report.stages_torch import at_chance
+
+    rows = [SimpleNamespace(init=i, depth=d, train_acc=t, val_acc=v)
+            for i, d, t, v in [("exercise", 2, 0.55, 0.49), ("exercise", 4, 0.100, 0.1),
+                               ("exercise", 5, 0.119, 0.101), ("default", 5, 0.10, 0.13)]]
+    assert at_chance(rows, 10) == {"exercise": [4, 5]}
+    # two classes: 50% is chance, and 55% train is not
+    assert at_chance(rows, 2) == {"exercise": [4, 5], "default": [5]}
+    out, _ = quick_report
+    q4 = json.loads((out / "report.json").read_text())["sections"]["q4"]
+    stuck = {}
+    for r in q4["data"]["results"]:
+        if r["train_acc"] < 0.12 and r["val_acc"] < 0.12:
+            stuck.setdefault(r["init"], []).append(str(r["depth"]))
+    text = " ".join(b["text"] for b in q4["blocks"] if b["type"] == "Text")
+    if stuck:
+        names = "; ".join(f"{i} initialisation, {', '.join(d)} layers" for i, d in stuck.items())
+        assert f"At chance level (10.0% for 10 classes, train and validation): {names}." in text
+    else:
+        assert "At chance level" not in text

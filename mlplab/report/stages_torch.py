@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from mlplab.report import reference
 from mlplab.report.context import Context
 from mlplab.report.document import Figure, Section, StageSkipped, Table, Text
 from mlplab.report.fmt import pct, seconds
 from mlplab.report.style import report_style
+
+if TYPE_CHECKING:
+    from mlplab.torch_mlp.depth import DepthResult
 
 
 def stage_q4(ctx: Context, section: Section) -> None:
@@ -60,6 +66,16 @@ def stage_q4(ctx: Context, section: Section) -> None:
                       "Accuracy per depth and initialisation"))
     section.add(Figure(rel, "Train and validation accuracy against depth; stars: test accuracy "
                             "of the best network of each initialisation"))
+    stuck = at_chance(results, ds.num_classes)
+    if stuck:
+        # a row of 10.0% / 10.0% read like a result to compare; it is a network that never
+        # left its starting point
+        names = "; ".join(f"{init} initialisation, {', '.join(map(str, depths))} layers"
+                          for init, depths in stuck.items())
+        section.add(Text(
+            f"At chance level ({pct(1 / ds.num_classes)} for {ds.num_classes} classes, train and "
+            f"validation): {names}. These networks did not learn in {b.torch_epochs} epochs; "
+            "their accuracies measure no classifier."))
     best = max(results, key=lambda r: (r.val_acc, -r.depth))
     best_by_init = {r.init: r for r in results if r.best}
     section.add(Text(
@@ -71,3 +87,14 @@ def stage_q4(ctx: Context, section: Section) -> None:
               "test_acc": best.test_acc},
         best_by_init={k: {"depth": v.depth, "val_acc": v.val_acc, "test_acc": v.test_acc}
                       for k, v in best_by_init.items()})
+
+
+def at_chance(results: Sequence[DepthResult], num_classes: int) -> dict[str, list[int]]:
+    """The networks (init -> depths) no better than guessing: train and validation accuracy
+    both under 1 / ``num_classes`` plus two points."""
+    chance = 1 / num_classes
+    stuck: dict[str, list[int]] = {}
+    for r in results:
+        if r.train_acc < chance + 0.02 and r.val_acc < chance + 0.02:
+            stuck.setdefault(r.init, []).append(r.depth)
+    return stuck
