@@ -786,6 +786,22 @@ def test_a_dataset_of_one_class_is_refused_in_the_datas_terms(tmp_path, monkeypa
     assert not (tmp_path / "lib").exists()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--test-size", "0", "--eval-test"], "the dataset digits has no test split to evaluate "
+     "(--eval-test): give it one with --test-size N, or leave out --eval-test."),
+    (["--augment", "crop", "--crop-padding", "8"],
+     "--crop-padding 8 must be smaller than the images' side (8 pixels)."),
+])
+def test_data_the_run_cannot_use_is_refused_before_the_run_folder_is_named(flags, message,
+                                                                          tmp_path, capsys):
+    """The 'training ... -> RUN' line came before these checks of the loaded data, so the
+    command named a run folder and then refused the run, leaving no such folder."""
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--quiet", *flags, "--out", str(out)]) == 1
+    assert capsys.readouterr().err == f"mlplab train: error: {message}\n"
+    assert not out.exists()
+
+
 def test_train_acc_help_says_up_to_the_subset_the_trainer_measures(tmp_path, capsys):
     """``--train-acc subset`` measures min(N, 5,000) training rows: on the default digits (1,437
     training rows) every one of them, so the help's "on 5,000 training rows" was untrue."""

@@ -231,9 +231,9 @@ def _train(args: argparse.Namespace) -> int:
     from mlplab.runs import (
         RunConfig,
         build_config,
+        check_run_data,
         config_summary,
         default_run_dir,
-        require_classes,
         resume_run,
         run_config,
         train_run,
@@ -293,9 +293,9 @@ def _train(args: argparse.Namespace) -> int:
 
         def load() -> Dataset:
             data = load_dataset_from_args(args)
-            require_classes(data)
-            # announced once the data is there: a data error must not name a run folder that
-            # is then removed
+            # announced once the data is there and fits the run: a data error must not name a
+            # run folder that is then removed
+            check_run_data(cfg, data)
             if not args.json:
                 print(f"training {config_summary(cfg)} -> {out}", file=sys.stderr)
             return data

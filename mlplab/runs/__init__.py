@@ -79,7 +79,7 @@ from mlplab.runs.splits import (
     split_fingerprint,
     split_record,
 )
-from mlplab.runs.training import RunResult, resume_run, run_config, train_run
+from mlplab.runs.training import RunResult, check_run_data, resume_run, run_config, train_run
 
 __all__ = [
     "AUGMENTATIONS",
@@ -96,6 +96,7 @@ __all__ = [
     "RunResult",
     "absolute_data_paths",
     "build_config",
+    "check_run_data",
     "config_summary",
     "loaded_with",
     "default_run_dir",

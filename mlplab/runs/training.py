@@ -113,6 +113,16 @@ class RunResult(RunOutcome):
     out: Path | None = None
 
 
+def check_run_data(cfg: RunConfig, ds: Dataset) -> None:
+    """Refuse, before anything is written, a dataset that ``cfg``'s run cannot train on: fewer
+    than two classes, crops as wide as its images, or ``eval_test`` without a test split. The
+    command line calls it as the data loads, so that it never names a run folder it then drops."""
+    require_classes(ds)
+    crop_padding(cfg, ds.image_shape)
+    if cfg.eval_test:
+        require_test_split(ds)
+
+
 def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
               out: str | os.PathLike | None = None,
               data: Dataset | Callable[[], Dataset] | None = None,
@@ -162,10 +172,7 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     if out is not None:  # before the data, which may take long to load (or download)
         check_new_run_dir(out)
     ds, owned = _take_dataset(cfg, data)
-    require_classes(ds)
-    crop_padding(cfg, ds.image_shape)  # before anything is written
-    if cfg.eval_test:
-        require_test_split(ds)
+    check_run_data(cfg, ds)  # before anything is written
     if not owned:
         # a dataset loaded by the caller may be another than the config names (train_run(data=
         # load_dataset("fashion-mnist")) recorded the default, digits) and split otherwise (a
