@@ -169,7 +169,11 @@ def test_cli_table_json_and_errors(runs, capsys, tmp_path):
     assert main(["runs", str(tmp_path / "empty")]) == 0
     assert "no run folders under" in capsys.readouterr().err
     assert main(["runs", str(tmp_path / "nowhere")]) == 1
-    assert "nowhere is not a folder; pass the folder that holds the run folders" in \
+    assert "nowhere: no such folder; pass the folder that holds the run folders" in \
+        capsys.readouterr().err
+    (tmp_path / "a-file").write_text("")
+    assert main(["runs", str(tmp_path / "a-file")]) == 1
+    assert "a-file is not a folder; pass the folder that holds the run folders" in \
         capsys.readouterr().err
 
 

@@ -239,7 +239,7 @@ def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monk
     (["train", "--batchnorm", "--batch-size", "1", "--out", "OUT"], 2,
      "--batch-size must be at least 2 with batch norm"),
     (["train", "--augment", "rotate"], 2, "unknown augmentation"),
-    (["evaluate", "/nonexistent/run"], 1, "not a folder"),
+    (["evaluate", "/nonexistent/run"], 1, "/nonexistent/run: no such folder"),
     (["train", *TINY, "--optimizer", "sgd", "--lr", "1e9", "--out", "OUT"], 1,
      "lower learning rate"),
 ])
@@ -1095,7 +1095,11 @@ def test_like_trains_another_run_with_a_runs_settings(tmp_path, capsys):
     assert main(["train", "--resume", str(base), "--like", str(base)]) == 2
     assert "drop --like" in capsys.readouterr().err
     assert main(["train", "--like", str(tmp_path / "nowhere")]) == 1
-    assert "nowhere is not a run folder (no config.json)" in capsys.readouterr().err
+    assert "nowhere: no such folder; pass a run folder written by mlplab train." in \
+        capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--like", str(tmp_path / "empty")]) == 1
+    assert "empty is not a run folder (no config.json)" in capsys.readouterr().err
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "config.json").write_text(json.dumps({"framework": "pytorch"}))
     assert main(["train", "--like", str(tmp_path / "torch")]) == 1

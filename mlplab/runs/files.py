@@ -57,6 +57,12 @@ def diverged_study(folder: str | os.PathLike) -> bool:
 FIGURES = ("loss.png", "accuracy.png", "confusion.png", "weights.png")
 
 
+def not_a_folder(path: str | os.PathLike) -> str:
+    """How an error names a path given as a folder that is none: a mistyped one is no such
+    folder (``is not a folder`` sent users looking for a file of that name)."""
+    return f"{path} is not a folder" if os.path.lexists(path) else f"{path}: no such folder"
+
+
 def remove_figures(run_dir: str | os.PathLike) -> None:
     """Delete a run folder's figures: a run stopped by Ctrl-C drew them as it was then, and
     resumed with ``--no-plots`` it left them beside results they no longer show."""

@@ -30,6 +30,7 @@ from mlplab.runs.files import (
     TORCH_CHECKPOINT_FILE,
     diverged_study,
     inner_run_folder,
+    not_a_folder,
     read_metrics,
     resume_command,
 )
@@ -145,7 +146,7 @@ def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[st
 def _load_run_model(run_dir: Path) -> io.LoadedModel:
     """The model file of a run folder (which is all ``predict`` needs)."""
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir} is not a folder; pass a run folder written by "
+        raise FileNotFoundError(f"{not_a_folder(run_dir)}; pass a run folder written by "
                                 "mlplab train.")
     model_path = run_dir / MODEL_FILE
     if not model_path.is_file():

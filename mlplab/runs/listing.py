@@ -30,6 +30,7 @@ from mlplab.runs.files import (
     METRICS_FILE,
     MODEL_FILE,
     TORCH_CHECKPOINT_FILE,
+    not_a_folder,
 )
 from mlplab.runs.lock import training_process
 
@@ -90,7 +91,7 @@ def find_runs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     found: dict[Path, Path] = {}  # by the real place: runs/a and /home/me/runs/a are one run
     for path in map(Path, paths):
         if not path.is_dir():
-            raise FileNotFoundError(f"{path} is not a folder; pass the folder that holds the run "
+            raise FileNotFoundError(f"{not_a_folder(path)}; pass the folder that holds the run "
                                     "folders (mlplab train writes them under runs/ by default).")
         for run in _walk(path):
             found.setdefault(run.resolve(), run)

@@ -43,6 +43,7 @@ from mlplab.runs.files import (
     check_new_run_dir,
     inner_run_folder,
     new_run_dir,
+    not_a_folder,
     read_metrics,
     refuse_if_nothing_saved,
     remove_figures,
@@ -298,6 +299,9 @@ def run_config(run: str | os.PathLike) -> RunConfig:
     ``train_run(run_config(RUN), seed=1)`` trains another run like it."""
     run_dir = Path(run)
     config_path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{not_a_folder(run_dir)}; pass a run folder written by mlplab "
+                                "train.")
     if not config_path.is_file():
         from mlplab.runs.finished import other_output_hint
 

@@ -816,6 +816,11 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
     from mlplab.runs import read_metrics
 
     path = run_dir / TORCH_CONFIG_FILE
+    if not run_dir.is_dir():
+        from mlplab.runs.files import not_a_folder
+
+        raise FileNotFoundError(f"{not_a_folder(run_dir)}; pass a run folder written by mlplab "
+                                "torch train.")
     if not path.is_file():
         from mlplab.runs.finished import other_output_hint
 
