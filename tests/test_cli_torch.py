@@ -344,6 +344,43 @@ def test_torch_trains_flags_given_to_depth_say_what_depth_does_instead(flag, not
     assert f"unrecognized arguments: {flag} ({note})" in err and "did you mean" not in err
 
 
+@pytest.mark.parametrize("argv,note", [
+    (["torch", "train", "--optimizer", "sgd"], "--optimizer is mlplab train's; mlplab torch "
+     "trains the exercise's network as the exercise does: ReLU, Adam, lr x 0.95 per epoch, "
+     "inputs normalised with mean 0.5 / std 0.5"),
+    (["torch", "train", "--preset", "x", "--augment", "flip"], "--augment, --preset are mlplab "
+     "train's; "),
+    (["torch", "train", "--weight-decay", "0.1"], "Adam's weight decay is --reg here"),
+    (["torch", "depth", "--iters", "50"], "a run's length is --epochs here"),
+    (["torch", "depth", "--eval-test", "--schedule", "cosine"], "--test-size 0 for none; "
+     "--schedule is mlplab train's; ")])
+def test_mlplab_trains_flags_given_to_torch_say_so(argv, note, capsys):
+    """mlplab train's flags given to the PyTorch commands were answered with look-alikes of
+    other meanings: --optimizer "did you mean --image-size?", --preset "--resume?",
+    --weight-decay "--lr-decay?" (the weight decay is --reg there)."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert note in err and "did you mean" not in err
+
+
+def test_the_flags_only_mlplab_train_has_are_those_the_parsers_say():
+    import argparse
+
+    from mlplab.cli import build_parser
+    from mlplab.cli.torch import _NUMPY_ONLY
+
+    def flags(parser):
+        return {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+
+    def sub(parser):
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    commands = sub(build_parser()).choices
+    assert _NUMPY_ONLY == flags(commands["train"]) - flags(sub(commands["torch"]).choices["train"])
+
+
 def test_without_torch_the_cli_says_what_to_install(tmp_path):
     (tmp_path / "torch.py").write_text("raise ImportError('No module named torch')\n")
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from mlplab.cli import main; "

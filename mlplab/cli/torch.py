@@ -164,7 +164,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--threads, --device, --data-dir (where its data moved to), --no-plots, "
                         "--json, --no-progress and --verbose may be given); it ends as an "
                         "uninterrupted run would have")
-    tr.set_defaults(func=run_train)
+    tr.set_defaults(func=run_train, unknown_hint=_train_flag_hint)
 
     dp = tsub.add_parser(
         "depth", help="the exercise's depth table: one network per depth",
@@ -196,7 +196,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _depth_flag_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
     """What to say of ``torch train``'s flags given to ``torch depth`` (``--eval-test`` was
-    answered "did you mean --val-size?")."""
+    answered "did you mean --val-size?"), and of ``mlplab train``'s."""
     flags = {u.split("=")[0] for u in unknown if u.startswith("--")}
     notes = []
     if "--eval-test" in flags:
@@ -204,7 +204,35 @@ def _depth_flag_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
                      "the test split; --test-size 0 for none")
     if "--no-plots" in flags:
         notes.append("a depth study writes one figure, depth.png")
-    return "; ".join(notes) or None, flags & {"--eval-test", "--no-plots"}
+    numpy_note, numpy_flags = _train_flag_hint(unknown)
+    notes += [numpy_note] if numpy_note else []
+    return "; ".join(notes) or None, (flags & {"--eval-test", "--no-plots"}) | numpy_flags
+
+
+#: ``mlplab train``'s flags that the PyTorch commands do not have (a test keeps the set equal to
+#: the difference of the parsers); answered with a near spelling before, they got "did you mean
+#: --image-size?" for --optimizer and "--lr-decay?" for --weight-decay, which is --reg here
+_NUMPY_ONLY = frozenset((
+    "--activation", "--augment", "--crop-fill", "--crop-padding", "--dtype", "--elastic-pixels",
+    "--iters", "--label-smoothing", "--like", "--min-lr", "--momentum", "--no-batchnorm",
+    "--optimizer", "--patience", "--preprocessing", "--preset", "--sampling", "--schedule",
+    "--step-epochs", "--train-acc", "--warmup-epochs", "--weight-decay"))
+#: those of them with a counterpart here
+_PYTORCH_SPELLING = {"--weight-decay": "Adam's weight decay is --reg here",
+                     "--iters": "a run's length is --epochs here",
+                     "--no-batchnorm": "batch norm is off unless --batchnorm is given"}
+
+
+def _train_flag_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
+    """What to say of ``mlplab train``'s flags given to ``torch train`` or ``torch depth``."""
+    flags = {u.split("=")[0] for u in unknown if u.startswith("--")} & _NUMPY_ONLY
+    notes = [_PYTORCH_SPELLING[f] for f in sorted(flags) if f in _PYTORCH_SPELLING]
+    rest = sorted(flags - _PYTORCH_SPELLING.keys())
+    if rest:
+        notes.append(f"{', '.join(rest)} {'is' if len(rest) == 1 else 'are'} mlplab train's; "
+                     "mlplab torch trains the exercise's network as the exercise does: ReLU, "
+                     "Adam, lr x 0.95 per epoch, inputs normalised with mean 0.5 / std 0.5")
+    return "; ".join(notes) or None, flags
 
 
 # --------------------------------------------------------------------------------- helpers
