@@ -802,6 +802,27 @@ def test_data_the_run_cannot_use_is_refused_before_the_run_folder_is_named(flags
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv, note", [
+    (["train", "--layers", "2,3"], "a network's depth is its hidden sizes here, e.g. --hidden "
+     "50,50; --layers is mlplab torch depth's"),
+    (["train", "--device", "cuda"], "mlplab train computes with NumPy on the CPU, with --threads "
+     "N BLAS threads; --device is mlplab torch's"),
+    (["evaluate", "runs/a", "--dataset", "digits"], "the run's config.json gives its dataset, "
+     "splits and preprocessing; --data-dir DIR if its files moved"),
+    (["evaluate", "runs/a", "--val-size=100"], "the run's config.json gives its dataset"),
+    (["predict", "runs/a", "x.png", "--split", "val"], "predict classifies the IMAGE files "
+     "given, preprocessed as the run's config.json says; mlplab evaluate RUN --split val|test"),
+])
+def test_other_commands_flags_say_what_this_one_takes_instead(argv, note, capsys):
+    """Answered with a look-alike before: train --layers "did you mean --lr?", evaluate
+    --dataset "did you mean --data-dir?"."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert note in err and "did you mean" not in err
+
+
 def test_train_acc_help_says_up_to_the_subset_the_trainer_measures(tmp_path, capsys):
     """``--train-acc subset`` measures min(N, 5,000) training rows: on the default digits (1,437
     training rows) every one of them, so the help's "on 5,000 training rows" was untrue."""

@@ -163,7 +163,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="BLAS threads for the matrix products (default: OpenBLAS's own choice, "
                         "OMP_NUM_THREADS or every core); on a machine with many cores, or one "
                         "shared with other jobs, a few threads train small nets faster")
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run_train, unknown_hint=_torch_flag_hint)
 
     e = sub.add_parser(
         "evaluate", help="accuracy of a trained run on its validation or test split",
@@ -178,7 +178,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where the dataset files are, if not where training found them (for a "
                         "folder:PATH dataset, the folder of class sub-folders itself)")
     e.add_argument("--json", action="store_true", help="print the results as JSON")
-    e.set_defaults(func=run_evaluate)
+    e.set_defaults(func=run_evaluate, unknown_hint=_run_data_hint)
 
     r = sub.add_parser(
         "predict", help="classify image files with a trained run",
@@ -192,7 +192,41 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="image files (PNG, JPEG, ...) or folders of them")
     r.add_argument("--top", type=int, default=3, help="classes to show (default: %(default)s)")
     r.add_argument("--json", action="store_true", help="print the results as JSON")
-    r.set_defaults(func=run_predict)
+    r.set_defaults(func=run_predict, unknown_hint=_image_data_hint)
+
+
+def _torch_flag_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
+    """What to say of ``mlplab torch``'s flags given to ``mlplab train`` (``--layers 2,3`` was
+    answered "did you mean --lr?")."""
+    flags = {u.split("=")[0] for u in unknown if u.startswith("--")}
+    notes = {"--layers": "a network's depth is its hidden sizes here, e.g. --hidden 50,50; "
+                         "--layers is mlplab torch depth's",
+             "--device": "mlplab train computes with NumPy on the CPU, with --threads N BLAS "
+                         "threads; --device is mlplab torch's"}
+    given = sorted(flags & notes.keys())
+    return "; ".join(notes[f] for f in given) or None, set(given)
+
+
+#: the options that choose a dataset and its splits (``add_dataset_arguments``'s and train's)
+_DATA_FLAGS = frozenset(("--dataset", "--download", "--mirror", "--val-size", "--test-size",
+                         "--image-size", "--no-cache", "--data-seed", "--preprocessing",
+                         "--split"))
+
+
+def _run_data_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
+    """What to say of data options given to ``evaluate``, which takes the run's own
+    (``evaluate --dataset digits`` was answered "did you mean --data-dir?")."""
+    flags = {u.split("=")[0] for u in unknown if u.startswith("--")} & _DATA_FLAGS
+    return ("the run's config.json gives its dataset, splits and preprocessing; --data-dir DIR "
+            "if its files moved") if flags else None, flags
+
+
+def _image_data_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
+    """What to say of data options given to ``predict``, which reads only its IMAGE files."""
+    flags = {u.split("=")[0] for u in unknown if u.startswith("--")} & _DATA_FLAGS
+    return ("predict classifies the IMAGE files given, preprocessed as the run's config.json "
+            "says; mlplab evaluate RUN --split val|test measures a split of the run's "
+            "dataset") if flags else None, flags
 
 
 def _given(args: argparse.Namespace, names: Iterable[str]) -> dict:
