@@ -714,3 +714,32 @@ def test_help_and_docs_state_every_exit_status(capsys):
     section = docs[docs.index("### Exit statuses"):]
     section = section[:section.index("\n## ")]
     assert re.findall(r"^\| (\d+) \|", section, re.M) == ["0", "1", "2", "130", "143"]
+
+
+def test_a_flag_several_commands_share_reads_alike_in_their_usage():
+    """``--threads N`` in every command but reproduce's ``--threads THREADS``, gradcheck's
+    ``--dropout DROPOUT`` beside the others' ``--dropout P``: the same value, named two ways."""
+    import argparse
+    from collections import defaultdict
+
+    from mlplab.cli import build_parser
+
+    def walk(parser, name):
+        yield name, parser
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
+                   None)
+        for child_name, child in (sub.choices.items() if sub is not None else ()):
+            yield from walk(child, f"{name} {child_name}")
+
+    shown = defaultdict(dict)
+    for name, parser in walk(build_parser(), "mlplab"):
+        for action in parser._actions:
+            if action.option_strings and action.nargs != 0:
+                form = parser._get_formatter()._format_args(action, action.dest.upper())
+                for option in action.option_strings:
+                    shown[option][name] = form
+    # values that differ by command: another set of choices, a file or a folder, train's
+    # example of sizes
+    differ = {"--init", "--out", "--resume", "--split", "--hidden"}
+    assert {o: f for o, f in shown.items() if o not in differ and len(set(f.values())) > 1} == {}
+    assert shown["--hidden"]["mlplab gradcheck"] == shown["--hidden"]["mlplab torch train"]

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Build a float64 MLP with the given hidden sizes, draw random data and "
                     "compare every analytic gradient with centred differences (h=1e-5). Exits 1 "
                     "if any parameter's relative error (by --metric) exceeds --tol.")
-    g.add_argument("--hidden", default="32,16",
+    g.add_argument("--hidden", default="32,16", metavar="H[,H...]",
                    help="comma-separated hidden sizes, e.g. 32,16, or 'none' for no hidden "
                         "layer (default: %(default)s)")
     g.add_argument("--inputs", type=int, default=12, help="input features (default: %(default)s)")
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--samples", type=int, default=8, help="samples (default: %(default)s)")
     g.add_argument("--reg", type=float, default=0.05, help="L2 strength (default: %(default)s)")
     g.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: %(default)s)")
-    g.add_argument("--dropout", type=float, default=0.0,
+    g.add_argument("--dropout", type=float, default=0.0, metavar="P",
                    help="dropout probability after each hidden layer (default: none)")
     g.add_argument("--batchnorm", action="store_true", help="add batch norm to hidden layers")
     # default None: a --hidden none check can tell a given --activation from the default

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of every stage: splits, weights, minibatches, tuning, PyTorch "
                         "(default: %(default)s)")
-    p.add_argument("--threads", type=positive_int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="BLAS and PyTorch threads (default: %(default)s, the fastest for the "
                         "exercise's small nets and exactly repeatable; 2-4 help CIFAR-10 on "
                         "dedicated cores)")
