@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -127,9 +128,14 @@ def test_a_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch, capsys)
     # as mlplab train's: evaluate reloads the data from the config, from any working folder
     monkeypatch.chdir(tmp_path)
     assert main(["torch", "train", "--epochs", "1", "--hidden", "8", "--threads", "1",
-                 "--data-dir", "data", "--out", "run", "--no-progress"]) == 0
+                 "--data-dir", "data", "--out", "run", "--no-progress", "--verbose"]) == 0
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["data_dir"] == str(tmp_path / "data") and cfg["dataset"] == "digits"
+    # seconds spelt as mlplab train, runs and reproduce spell them ("0.2 s", not "0.2s")
+    out = capsys.readouterr().out
+    assert re.search(r"^epoch 1/1: loss .*, lr 0\.001, \d+\.\d s$", out, re.M), out
+    assert re.search(r"^completed: train .* after 1 epoch \(\d+\.\d s\); run folder run$", out,
+                     re.M), out
 
 
 def test_evaluate_and_predict_read_a_torch_run_folder(train_run, tmp_path, capsys):
@@ -174,8 +180,12 @@ def test_depth_table(tmp_path, capsys):
     code = main(["torch", "depth", "--layers", "2,3", "--hidden-size", "16", "--init", "both",
                  "--epochs", "2", "--threads", "1", "--out", str(out), "--no-progress"])
     assert code == 0
-    stdout = capsys.readouterr().out
+    captured = capsys.readouterr()
+    stdout = captured.out
     assert "| exercise | 3 | 16, 16 |" in stdout and "| default | 2 | 16 |" in stdout
+    assert re.search(r"^4 networks in \d+ s; table, CSV and plot in ", stdout, re.M), stdout
+    assert re.search(r"^\[4/4\] default init, 3 layers: train .*% \(\d+ s\)$", captured.err,
+                     re.M), captured.err
     summary = json.loads((out / "depth.json").read_text())
     rows = summary["results"]
     assert [(r["init"], r["depth"]) for r in rows] == [("exercise", 2), ("exercise", 3),

@@ -52,7 +52,7 @@ def test_each_epochs_numbers_are_measured_recorded_printed_and_handed_on(data, c
         assert logs["lr"] == h.lr[epoch - 1] == pytest.approx(1e-2 * 0.5 ** (epoch - 1))
         assert 0 < logs["seconds"] == h.epoch_seconds[epoch - 1]
         assert line == (f"epoch {epoch}/3: loss {logs['loss']:.4f}, train acc {train_acc:.3f}, "
-                        f"val acc {val_acc:.3f}, lr {logs['lr']:.3g}, {logs['seconds']:.1f}s")
+                        f"val acc {val_acc:.3f}, lr {logs['lr']:.3g}, {logs['seconds']:.1f} s")
     best = int(np.argmax(h.val_acc))  # the first of equals
     assert (h.best_val_acc, h.best_epoch) == (h.val_acc[best], best + 1)
     assert not h.interrupted and not model.training

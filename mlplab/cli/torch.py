@@ -352,7 +352,7 @@ def _report_train(result: Any, out: Path, args: argparse.Namespace) -> int:
         if "test_accuracy" in metrics:
             line += f", test {metrics['test_accuracy']:.4f}"
         print(f"{metrics['status']}: {line} after {counted(metrics['epochs'], 'epoch')} "
-              f"({result.seconds:.1f}s); run folder {out}")
+              f"({result.seconds:.1f} s); run folder {out}")
     if result.interrupted:
         from mlplab.runs.files import TORCH_CHECKPOINT_FILE
 
@@ -394,7 +394,7 @@ def run_depth(args: argparse.Namespace) -> int:
         print(json.dumps({**res.summary, "out": str(out)}, indent=2))
     else:
         print(res.table, end="")
-        print(f"\n{counted(len(res.results), 'network')} in {res.seconds:.0f}s; table, CSV and "
+        print(f"\n{counted(len(res.results), 'network')} in {res.seconds:.0f} s; table, CSV and "
               f"plot in {out}")
     return 0
 

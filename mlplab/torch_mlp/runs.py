@@ -1108,7 +1108,7 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
     def report(r: DepthResult) -> None:
         done.append(r)
         print(f"[{len(done)}/{total}] {r.init} init, {counted(r.depth, 'layer')}: train "
-              f"{100 * r.train_acc:.1f}%, val {100 * r.val_acc:.1f}% ({r.seconds:.0f}s)",
+              f"{100 * r.train_acc:.1f}%, val {100 * r.val_acc:.1f}% ({r.seconds:.0f} s)",
               file=sys.stderr, flush=True)
 
     start = time.perf_counter()

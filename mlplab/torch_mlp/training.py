@@ -416,7 +416,7 @@ def _report_epoch(logs: dict[str, float], cfg: TorchTrainConfig, bar: Any,
     if cfg.verbose:
         print(f"epoch {epoch}/{cfg.epochs}: loss {logs['loss']:.4f}, train acc "
               f"{train_acc:.3f}, val acc {val_acc:.3f}, lr {logs['lr']:.3g}, "
-              f"{logs['seconds']:.1f}s", flush=True)
+              f"{logs['seconds']:.1f} s", flush=True)
     if on_epoch_end is not None:
         on_epoch_end(int(epoch), logs)  # (an int among the floats of logs)
 
