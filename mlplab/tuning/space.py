@@ -165,7 +165,8 @@ class Param:
                                      step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.name, low, high, step=self.step, log=self.log)
 
-    def grid_values(self) -> list[Any]:
+    def grid_values(self, where: str = "search space") -> list[Any]:
+        """The values the grid sampler tries; ``where`` names the space in an error (its file)."""
         if self.grid is not None:
             return list(self.grid)
         if self.type == "categorical":
@@ -176,7 +177,7 @@ class Param:
             if len(values) <= _MAX_INT_GRID:
                 return values
         tpe = setting("--sampler tpe", "sampler='tpe'")
-        raise ValueError(f"search space: the grid sampler needs a finite list of values for "
+        raise ValueError(f"{where}: the grid sampler needs a finite list of values for "
                          f"{self.name}; add `grid: [...]` to its entry (or use {tpe}).")
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,9 +197,11 @@ class SearchSpace:
     """What a trial searches (``params``) and what it fixes (``fixed``), both keyed by knob name
     (:data:`KNOBS`). Build with :meth:`load` (a built-in name, a YAML file or a dict)."""
 
-    def __init__(self, params: Mapping[str, Param], fixed: Mapping[str, Any]) -> None:
+    def __init__(self, params: Mapping[str, Param], fixed: Mapping[str, Any],
+                 where: str = "search space") -> None:
         self.params = dict(params)
         self.fixed = dict(fixed)
+        self.where = where  # how errors name it: its YAML file, as those of reading it do
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -260,7 +263,7 @@ class SearchSpace:
         depth_max = _max_value(params.get("depth"), fixed.get("depth", 1))
         if depth_max > 1 and "hidden_size" not in params and "hidden_size" not in fixed:
             raise ValueError(f"{where}: depth > 1 needs hidden_size too.")
-        return cls(params, fixed)
+        return cls(params, fixed, where)
 
     # ------------------------------------------------------------------ use
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
@@ -270,7 +273,7 @@ class SearchSpace:
 
     def grid(self) -> dict[str, list[Any]]:
         """The grid sampler's search space (every searched knob's ``grid`` values)."""
-        return {name: p.grid_values() for name, p in self.params.items()}
+        return {name: p.grid_values(self.where) for name, p in self.params.items()}
 
     def max_epochs(self) -> int:
         """The most epochs any trial can run (Hyperband's maximum resource)."""
