@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import math
 import re
@@ -239,8 +240,13 @@ def test_a_stage_whose_input_only_left_out_says_which_stage_to_add(tmp_path, cap
     assert status["q3_default"] == ("not run", "needs the dataset, which the data stage makes: "
                                                "add data to --only.")
     # with data selected but failing, the reason still points at its section
-    r = reproduce("folder:" + str(tmp_path / "nowhere"), TINY, out=tmp_path / "b", log=False,
+    log = io.StringIO()
+    r = reproduce("folder:" + str(tmp_path / "nowhere"), TINY, out=tmp_path / "b", log=log,
                   only=["data", "q3_default"])
+    # the stage's line gives its times, then the reason, whole
+    assert re.search(r"^reproduce \[5/9\] The default run: NOT RUN in \d+\.\d s \(CPU \d+\.\d "
+                     r"s\): needs the dataset, which was not produced \(see above\)\.$",
+                     log.getvalue(), re.M), log.getvalue()
     status = {s.key: (s.status, s.reason) for s in r.sections}
     assert status["data"][0] == "not run" and "no such folder" in status["data"][1]
     assert status["q3_default"] == ("not run", "needs the dataset, which was not produced (see "

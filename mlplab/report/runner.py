@@ -264,9 +264,12 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
             if stage.key == "data" and section.status == "ok" and earlier is not None and \
                     _kept_data_users(earlier, only):
                 _check_same_data(ctx, (earlier.get("loaded") or {}).get("data"))
-            state = "done" if section.status == "ok" else f"NOT RUN ({section.reason})"
+            # the reason last: it ends with a full stop and may hold brackets of its own
+            # ("NOT RUN (needs ..., not produced (see above).) in 0.0 s" read badly)
+            state = "done" if section.status == "ok" else "NOT RUN"
+            why = f": {section.reason}" if section.status != "ok" else ""
             _print(log, f"reproduce {label}: {state} in {seconds(section.seconds)} "
-                        f"(CPU {seconds(section.cpu_seconds)})")
+                        f"(CPU {seconds(section.cpu_seconds)}){why}")
         ctx.sections[stage.key] = section
         sections.append(section)
         if interrupts.requested():  # asked to stop (a Ctrl-C a stage or Python swallowed)
