@@ -823,6 +823,17 @@ def test_other_commands_flags_say_what_this_one_takes_instead(argv, note, capsys
     assert note in err and "did you mean" not in err
 
 
+def test_evaluating_an_empty_split_names_the_runs_own_setting(tmp_path, capsys):
+    """The message said "(e.g. a run trained with val_size 0)" for an empty test split too."""
+    out = tmp_path / "r"
+    assert main(["train", *TINY, "--test-size", "0", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--split", "test"]) == 1
+    assert capsys.readouterr().err == (
+        "mlplab evaluate: error: the test split of digits is empty for this run (its config.json "
+        "has test_size 0); evaluate another: --split train, --split val.\n")
+
+
 def test_train_acc_help_says_up_to_the_subset_the_trainer_measures(tmp_path, capsys):
     """``--train-acc subset`` measures min(N, 5,000) training rows: on the default digits (1,437
     training rows) every one of them, so the help's "on 5,000 training rows" was untrue."""

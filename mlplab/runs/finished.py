@@ -201,8 +201,12 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Dataset | Non
     check_same_split(metrics, split, X, y, ds.name)
     if not len(y):
         others = [s for s in SPLITS if s != split and len(ds.split(s)[1])]
-        raise ValueError(f"the {split} split of {ds.name} is empty for this run (e.g. a run "
-                         f"trained with val_size 0); evaluate another: "
+        # the run's own setting, not always val_size's ("the test split ... (e.g. a run trained
+        # with val_size 0)" sent a user to the wrong option); a preset may have set it
+        why = f" (its {CONFIG_FILE} has {split}_size 0)" \
+            if getattr(cfg, f"{split}_size", None) == 0 else ""
+        raise ValueError(f"the {split} split of {ds.name} is empty for this run{why}; evaluate "
+                         f"another: "
                          f"{', '.join(setting(f'--split {s}', f'split={s!r}') for s in others)}.")
     pred = loaded.model.predict(loaded.preprocessing.transform(X))
     cm = confusion_matrix(y, pred, loaded.model.num_classes)
