@@ -124,6 +124,23 @@ def test_accuracy_plot_says_what_the_train_curve_is(tmp_path, monkeypatch):
         tm.accuracy(model, tm.input_pipeline().fit_transform(ds.X_train), ds.y_train))
 
 
+def test_json_names_the_run_folder_as_mlplab_train_does(tmp_path, capsys):
+    """torch train --json gave the folder as "out", mlplab train --json and runs --json as
+    "run": a script reading both commands' output found no "run"."""
+    for argv in (["torch", "train", "--hidden", "8", "--threads", "1"], ["train", "--hidden", "8"]):
+        out = tmp_path / argv[0]
+        assert main([*argv, "--epochs", "1", "--no-plots", "--json", "--out", str(out)]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed["run"] == str(out) and printed["epochs"] == 1
+        assert printed["run"] == _runs_json(out, capsys)["run"]
+
+
+def _runs_json(folder, capsys):
+    assert main(["runs", str(folder), "--json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    return record
+
+
 def test_a_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch, capsys):
     # as mlplab train's: evaluate reloads the data from the config, from any working folder
     monkeypatch.chdir(tmp_path)

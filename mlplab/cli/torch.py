@@ -344,7 +344,8 @@ def _report_train(result: Any, out: Path, args: argparse.Namespace) -> int:
     the exit status."""
     metrics = result.metrics
     if args.json:
-        print(json.dumps({**metrics, "out": str(out)}, indent=2))
+        # the run folder under the key mlplab train --json and mlplab runs --json give it
+        print(json.dumps({"run": str(out), **metrics}, indent=2))
     else:
         line = f"train {metrics['train_accuracy']:.4f}"
         if metrics["val_accuracy"] is not None:
