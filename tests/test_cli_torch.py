@@ -124,6 +124,29 @@ def test_accuracy_plot_says_what_the_train_curve_is(tmp_path, monkeypatch):
         tm.accuracy(model, tm.input_pipeline().fit_transform(ds.X_train), ds.y_train))
 
 
+def test_depth_refuses_a_run_folder_as_every_other_commands_folder(train_run, tmp_path,
+                                                                   capsys):
+    """torch depth --out RUN wrote its study into the run folder (mlplab train's or torch
+    train's), where runs and evaluate then took the mix for the run; train --out STUDY was
+    refused all along."""
+    _, torch_run = train_run
+    numpy_run = tmp_path / "numpy-run"
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--quiet", "--no-plots",
+                 "--out", str(numpy_run)]) == 0
+    for run in (numpy_run, torch_run):
+        before = sorted(p.name for p in run.iterdir())
+        capsys.readouterr()
+        assert main(["torch", "depth", "--layers", "2", "--epochs", "1", "--no-progress",
+                     "--out", str(run)]) == 1
+        assert capsys.readouterr().err == (
+            f"mlplab torch depth: error: {run} is a run folder (mlplab train or mlplab torch "
+            "train); choose another --out for the depth study.\n")
+        assert sorted(p.name for p in run.iterdir()) == before
+    with pytest.raises(ValueError, match="is a run folder .*choose another out for the depth "
+                                         "study"):
+        tm.depth_run("digits", out=numpy_run, layers=[2], epochs=1)
+
+
 def test_json_names_the_run_folder_as_mlplab_train_does(tmp_path, capsys):
     """torch train --json gave the folder as "out", mlplab train --json and runs --json as
     "run": a script reading both commands' output found no "run"."""

@@ -1118,7 +1118,8 @@ def test_a_run_folder_is_refused_as_a_studys_output_folder(digits, tmp_path):
     assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "8", "--out",
                  str(run), "--quiet", "--no-plots"]) == 0
     before = sorted(p.name for p in run.iterdir())
-    with pytest.raises(ValueError, match="is a run folder .mlplab train.; choose another out"):
+    with pytest.raises(ValueError, match="is a run folder .mlplab train or mlplab torch "
+                                         "train.; choose another out"):
         tune(digits, trials=1, search_space=TINY, out=run, progress=False)
     assert sorted(p.name for p in run.iterdir()) == before
 

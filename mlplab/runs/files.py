@@ -155,7 +155,7 @@ def new_run_dir(out: str | os.PathLike) -> Path:
 #: each is
 OUTPUT_KINDS = {
     "run": ((CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, TORCH_CHECKPOINT_FILE),
-            "a run folder (mlplab train)"),
+            "a run folder (mlplab train or mlplab torch train)"),
     "report": (("report.json",), "a report folder written by mlplab reproduce"),
     "depth": (("depth.json", DEPTH_CONFIG_FILE, DEPTH_CHECKPOINT_FILE),
               "a depth study written by mlplab torch depth"),

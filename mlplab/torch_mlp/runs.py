@@ -216,10 +216,13 @@ def _check_out(path: Path, marker: str) -> None:
     out = setting("--out", "out")
     io.check_out_folder(path)
     if path.is_dir():
-        # a tuning or report folder, and a depth study for a run (a run folder is checked
-        # below for train; a depth study was never refused one)
-        refuse_other_output(path, skip=("run",) if marker == TORCH_CONFIG_FILE
-                            else ("run", "depth"))
+        # another command's folder: a tuning, a report, a depth study for a run and a run
+        # folder for a depth study (its own kind is checked below; a study used to be written
+        # into a run folder, whose evaluate and runs listing then took it for the run)
+        if marker == TORCH_CONFIG_FILE:
+            refuse_other_output(path, skip=("run",))
+        else:
+            refuse_other_output(path, skip=("depth",), purpose="depth study")
         # a run still training has a lone config.json too
         refuse_if_training(path, "a run" if marker == TORCH_CONFIG_FILE else "a depth study")
         if marker == DEPTH_FILE and not (path / DEPTH_FILE).exists() and \
