@@ -222,6 +222,31 @@ def test_a_custom_budget_report_gives_a_call_that_reproduces_it(tmp_path):
                                                                 "digits --budget quick ")
 
 
+def test_another_commands_folder_is_refused_as_the_reports(tmp_path, capsys):
+    """reproduce --out RUN wrote report.json, figures/ and tuning/ among a run's (or a tuning's,
+    or a depth study's) files; mlplab train refuses a report folder."""
+    run = tmp_path / "run"
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--quiet", "--no-plots", "--out",
+                 str(run)]) == 0
+    before = sorted(p.name for p in run.iterdir())
+    capsys.readouterr()
+    assert main(["reproduce", "--only", "q1", "--out", str(run)]) == 1
+    assert capsys.readouterr().err == (
+        f"mlplab reproduce: error: {run} is a run folder (mlplab train or mlplab torch train); "
+        "choose another --out for the report.\n")
+    assert sorted(p.name for p in run.iterdir()) == before
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "depth.json").write_text("{}")
+    with pytest.raises(ValueError, match="is a depth study written by mlplab torch depth; "
+                                         "choose another out for the report"):
+        reproduce("digits", TINY, out=tmp_path / "study", log=False, only=["q1"])
+    # its own kind is no refusal: a report is made again in its folder
+    reproduce("digits", TINY, out=tmp_path / "report", log=False, only=["q1"])
+    r = reproduce("digits", TINY, out=tmp_path / "report", log=False, only=["q1"])
+    assert (tmp_path / "report" / "report.json").is_file()
+    assert {s.key: s.status for s in r.sections}["q1"] == "ok"
+
+
 def test_a_stage_whose_input_only_left_out_says_which_stage_to_add(tmp_path, capsys):
     """--only q3_default without data: the reason names the stage to add, not "see above"
     (above, the data stage only says it was not selected). In the caller's words: a notebook's

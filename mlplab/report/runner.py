@@ -152,6 +152,12 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
                          "only=[STAGE, ...], or drop reuse=True.")
     out = Path(out) if out is not None else default_out(dataset, b.name)
     check_out_folder(out)
+    if out.is_dir():
+        from mlplab.runs.files import refuse_other_output
+
+        # a run, tuning or depth-study folder: the report was written among its files, and
+        # runs, evaluate and tune then took the mix for the other command's output
+        refuse_other_output(out, skip=("report",), purpose="report")
     ctx = Context(out=out, dataset=dataset, budget=b, seed=int(seed), progress=progress,
                   loader=loader, threads=int(threads))
     ctx.only, ctx.reuse = (list(only) if only is not None else None), bool(reuse)
