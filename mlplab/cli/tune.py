@@ -20,7 +20,8 @@ examples:
   mlplab tune --dataset folder:/data/cifar10/train --train-size 10000 --trials 40 --prune
   mlplab tune --dataset cifar10 --trials 60 --search-space space.yaml --workers 4 --eval-test
 
-several machines, one study (run the same command on each; the last one writes the report):
+several machines, one study (--search-only on the workers; one more run without it writes the
+tables, plots and best-run/):
   mlplab tune --dataset cifar10 --trials 200 --study cifar \\
       --storage postgresql://user:pass@dbhost/optuna --search-only
   mlplab tune --dataset cifar10 --trials 200 --study cifar \\
