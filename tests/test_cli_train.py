@@ -834,6 +834,17 @@ def test_evaluating_an_empty_split_names_the_runs_own_setting(tmp_path, capsys):
         "has test_size 0); evaluate another: --split train, --split val.\n")
 
 
+def test_preprocess_is_the_same_flag_in_train_and_data_show_as_in_tune(tmp_path, capsys):
+    """tune takes --preprocess for --preprocessing; train and data show answered it with
+    "unrecognized arguments"."""
+    out = tmp_path / "r"
+    assert main(["train", *TINY, "--preprocess", "scale", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["preprocessing"] == "scale"
+    assert main(["data", "show", "digits", "--preprocess", "scale", "--per-class", "1",
+                 "--out", str(tmp_path / "a.png")]) == 0
+    assert "as the network sees them: scale" in capsys.readouterr().out
+
+
 def test_train_acc_help_says_up_to_the_subset_the_trainer_measures(tmp_path, capsys):
     """``--train-acc subset`` measures min(N, 5,000) training rows: on the default digits (1,437
     training rows) every one of them, so the help's "on 5,000 training rows" was untrue."""

@@ -143,7 +143,9 @@ def add_augment_arguments(group: argparse._ArgumentGroup) -> None:
     from mlplab.data import PREPROCESSING
     from mlplab.runs import CROP_FILLS
 
-    group.add_argument("--preprocessing", choices=list(PREPROCESSING), default=None,
+    # --preprocess: tune's other spelling, an alias wherever either is a flag (as --quiet)
+    group.add_argument("--preprocessing", "--preprocess", choices=list(PREPROCESSING),
+                       default=None,
                        help="input preprocessing (default: standardize; the exercise presets: "
                             "exercise = subtract the mean image; the Fashion-MNIST presets: "
                             "sqrt-standardize = square root of the intensities, then "

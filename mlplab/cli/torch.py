@@ -215,7 +215,8 @@ def _depth_flag_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
 _NUMPY_ONLY = frozenset((
     "--activation", "--augment", "--crop-fill", "--crop-padding", "--dtype", "--elastic-pixels",
     "--iters", "--label-smoothing", "--like", "--min-lr", "--momentum", "--no-batchnorm",
-    "--optimizer", "--patience", "--preprocessing", "--preset", "--sampling", "--schedule",
+    "--optimizer", "--patience", "--preprocess", "--preprocessing", "--preset", "--sampling",
+    "--schedule",
     "--step-epochs", "--train-acc", "--warmup-epochs", "--weight-decay"))
 #: those of them with a counterpart here
 _PYTORCH_SPELLING = {"--weight-decay": "Adam's weight decay is --reg here",

@@ -210,7 +210,7 @@ def _torch_flag_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
 #: the options that choose a dataset and its splits (``add_dataset_arguments``'s and train's)
 _DATA_FLAGS = frozenset(("--dataset", "--download", "--mirror", "--val-size", "--test-size",
                          "--image-size", "--no-cache", "--data-seed", "--preprocessing",
-                         "--split"))
+                         "--preprocess", "--split"))
 
 
 def _run_data_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
