@@ -321,6 +321,8 @@ RUNTIME = [  # (argv, message): well-formed, but the files or the world say no -
      "cannot download"),
     ([*TUNE, "--search-space", "/nonexistent.yaml"], "does not exist"),
     (["torch", "train", "--dataset", "folder:/nonexistent", "--out", "OUT"], "no such folder"),
+    (["torch", "train", "--resume", "/nonexistent/run"], "no run to resume in /nonexistent/run: "
+                                                          "no such folder, so nothing was saved"),
 ]
 
 

@@ -819,6 +819,8 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
     from mlplab.runs import read_metrics
 
     path = run_dir / TORCH_CONFIG_FILE
+    # (first: a missing folder may be a run killed as it began, which is started anew)
+    refuse_if_nothing_saved(run_dir, TORCH_CONFIG_FILE, "run", "mlplab.torch_mlp.train_run")
     if not run_dir.is_dir():
         from mlplab.runs.files import not_a_folder
 
@@ -826,8 +828,6 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
                                 "torch train.")
     if not path.is_file():
         from mlplab.runs.finished import other_output_hint
-
-        refuse_if_nothing_saved(run_dir, TORCH_CONFIG_FILE, "run", "mlplab.torch_mlp.train_run")
 
         known = other_output_hint(run_dir)  # a depth study, say, whose --resume is depth's
         raise FileNotFoundError(f"{run_dir} is not a run folder (no {TORCH_CONFIG_FILE})"
