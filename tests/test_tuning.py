@@ -287,6 +287,28 @@ def test_journal_storage_fails_trials_without_heartbeat(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
                             "ignore:Heartbeat of storage:UserWarning")
+def test_a_journal_retry_taken_up_by_a_live_worker_is_not_stale_at_once(tmp_path):
+    """Optuna's retry copies the failed trial's system attributes, the dead worker's last
+    heartbeat among them: a live worker that took the retry up ran a trial that was stale
+    from its start until its own first heartbeat, and any process checking in that instant
+    (a worker starting its next trial, a rerun's wait) failed it, and, as a retry, it was not
+    re-queued again: its settings never ran."""
+    spec = StorageSpec(f"journal:{tmp_path / 'j.log'}", heartbeat=1, grace=2)
+    study = optuna.create_study(storage=spec.open(), study_name="s", direction="maximize")
+    dead = study.ask()
+    dead.suggest_float("lr", 0.01, 0.1)
+    storage = study._storage
+    storage.set_trial_system_attr(dead._trial_id, "mlplab:heartbeat", time.time() - 10)
+    optuna.storages.fail_stale_trials(study)
+    retry = study.ask()  # a live worker takes up the re-queued settings
+    attrs = storage.get_trial(retry._trial_id).system_attrs
+    assert attrs["failed_trial"] == dead.number and "mlplab:heartbeat" not in attrs
+    optuna.storages.fail_stale_trials(study)  # another process, before the first heartbeat
+    assert storage.get_trial(retry._trial_id).state == TrialState.RUNNING
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                            "ignore:Heartbeat of storage:UserWarning")
 def test_a_journal_trial_is_stale_only_after_twice_its_heartbeat(tmp_path):
     """The default grace is two heartbeat intervals: a trial one late heartbeat behind is alive,
     and one that has not sent its first heartbeat yet (just started) is not taken for dead."""

@@ -407,12 +407,17 @@ def _stale_callback() -> StaleTrialCallback:
 
 
 class _Requeue:
-    """Optuna's retry callback, re-queueing the settings without the dead run's user attributes.
+    """Optuna's retry callback, re-queueing the settings without the dead run's user attributes
+    and journal heartbeat.
 
     Optuna copies every user attribute into the retry, and mlplab's are all the dead run's own
     (``worker``, ``epochs``, ...): the retry that a live worker had just taken up, still named
     after the dead process, was failed by the next worker to start as that process's trial
-    (:func:`mlplab.tuning.search.fail_dead_local_trials`), and its settings never ran again."""
+    (:func:`mlplab.tuning.search.fail_dead_local_trials`), and its settings never ran again.
+    It copies the system attributes too, the dead run's last journal heartbeat
+    (``HEARTBEAT_ATTR``) among them, older than the grace period: the retry was stale from the
+    moment a worker took it up until its own first heartbeat, and a process checking then
+    failed it for good (a retry is not re-queued again)."""
 
     def __init__(self, retry: StaleTrialCallback) -> None:
         self.retry = retry
@@ -422,6 +427,7 @@ class _Requeue:
 
         trial = copy.copy(trial)  # (the caller's copy keeps its attributes)
         trial.user_attrs = {}
+        trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != HEARTBEAT_ATTR}
         self.retry(study, trial)
 
 
