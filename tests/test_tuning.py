@@ -3,6 +3,7 @@ an independent training run, pruning, the grid sampler, resuming, outputs and th
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -12,6 +13,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import optuna
@@ -850,6 +852,52 @@ def test_a_trial_without_a_heartbeat_is_stale_a_grace_period_after_its_start(tmp
     optuna.storages.fail_stale_trials(study)
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.RUNNING,
                                                      TrialState.RUNNING]
+
+
+@contextlib.contextmanager
+def _clocks_change(after: float, forward: bool) -> Iterator[None]:
+    """This process in a time zone whose clocks go an hour forward (or back) ``after`` seconds
+    from now (negative: that long ago), to the second: standard time UTC, summer time UTC+1 (a
+    POSIX TZ rule, whose change is given in the local time before it)."""
+    moment = time.time() + after
+    at = time.gmtime(moment if forward else moment + 3600)
+    change = f"{at.tm_yday - 1}/{at.tm_hour}:{at.tm_min:02}:{at.tm_sec:02}"
+    rule = f"XST0XDT,{change},J365/23:59:59" if forward else f"XST0XDT,J1/0,{change}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TZ", rule)
+        time.tzset()
+        try:
+            yield
+        finally:
+            mp.undo()
+            time.tzset()
+
+
+@pytest.mark.skipif(not hasattr(time, "tzset"), reason="sets a POSIX time zone")
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+@pytest.mark.parametrize("change", ["forward, live", "back, live", "back, dead"])
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                            "ignore:Heartbeat of storage:UserWarning")
+def test_a_trial_without_a_heartbeat_is_stale_by_its_age_when_the_clocks_change(tmp_path, kind,
+                                                                                 change):
+    """A trial's start counts as its first heartbeat by its age, not by local clock times: a
+    SQL study compared local times, so a trial begun just before the clocks went forward was
+    an hour old at once (a live worker's trial failed before its first heartbeat), and one
+    begun just before they went back stayed RUNNING an hour (a rerun ended short); a journal
+    study took a start in the hour the clocks go back through as the earlier of its two
+    instants, an hour old at once."""
+    url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else \
+        f"journal:{tmp_path / 'study.log'}"
+    spec = StorageSpec(url, heartbeat=1, grace=3, retry_failed=False)
+    study = optuna.create_study(storage=spec.open(), study_name="s", direction="maximize")
+    forward, dead = change.startswith("forward"), change.endswith("dead")
+    # "back, live": the clocks went back 30 s ago, so this hour of local times comes again now
+    with _clocks_change(1.5 if forward or dead else -30, forward):
+        trial = study.ask()  # no heartbeat yet: its worker is drawing the settings, or dead
+        time.sleep(3.5 if dead else 2.0 if forward else 0)  # (past the change, if to come)
+        optuna.storages.fail_stale_trials(study)
+        state = study._storage.get_trial(trial._trial_id).state
+    assert state == (TrialState.FAIL if dead else TrialState.RUNNING)
 
 
 def test_a_rerun_short_of_its_target_says_so_and_how_to_finish(tmp_path, capsys):

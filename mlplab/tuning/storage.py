@@ -20,6 +20,7 @@ from mlplab._validation import setting
 from mlplab.tuning.quiet import quiet_optuna_warnings
 
 if TYPE_CHECKING:
+    import datetime
     import threading
     from collections.abc import Callable, Iterator
 
@@ -156,18 +157,26 @@ def _stale_from_its_start(storage: Any) -> None:
     heartbeat_stale = storage._get_stale_trial_ids
     grace = storage.grace_period if storage.grace_period is not None else \
         2 * storage.heartbeat_interval
+    trial = models.TrialModel
+    in_utc = hasattr(trial, "_datetime_start_utc")  # the column as Optuna 5 stores it
+
+    def started(row: Any, now: float) -> float | None:
+        if in_utc:  # exact: not through local time, whose clocks go forward and back
+            start = row._datetime_start_utc
+            return None if start is None else \
+                start.replace(tzinfo=datetime.timezone.utc).timestamp()
+        # older Optunas store the creating machine's local time (its time zone must agree)
+        return None if row.datetime_start is None else \
+            _local_time_as_unix(row.datetime_start, now, grace)
 
     @functools.wraps(heartbeat_stale)
     def stale(study_id: int) -> list[int]:
-        # datetime_start reads as this machine's local time (Optuna 5 stores it in UTC; older
-        # ones store the creating machine's local time, whose time zone must then agree)
-        cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace)
-        trial = models.TrialModel
+        now = time.time()
         with _create_scoped_session(storage.scoped_session) as session:  # (as Optuna's query)
             silent = [t.trial_id for t in session.query(trial).filter(
                 trial.study_id == study_id, trial.state == TrialState.RUNNING,
                 ~trial.heartbeats.any()).all()
-                if t.datetime_start is not None and t.datetime_start < cutoff]
+                if (start := started(t, now)) is not None and now - start > grace]
         return heartbeat_stale(study_id) + silent
 
     storage._get_stale_trial_ids = stale
@@ -431,10 +440,25 @@ class _Requeue:
         self.retry(study, trial)
 
 
-def _started(trial: FrozenTrial, default: float) -> float:
-    """When ``trial`` began, as a Unix time (``default`` if it records no start)."""
+def _started(trial: FrozenTrial, now: float, grace: float) -> float:
+    """When ``trial`` began, as a Unix time (``now`` if it records no start); Optuna gives it
+    as this machine's local time (see :func:`_local_time_as_unix`)."""
     start = trial.datetime_start
-    return default if start is None else start.timestamp()  # (naive: this machine's local time)
+    return now if start is None else _local_time_as_unix(start, now, grace)
+
+
+def _local_time_as_unix(local: datetime.datetime, now: float, grace: float) -> float:
+    """``local``, a naive local time of this machine no later than about ``now`` (a Unix
+    time), as a Unix time.
+
+    A local time in the hour that the clocks going back repeats stands for two instants an
+    hour apart, and Python takes the earlier one: a trial begun in the repeated hour was an
+    hour old at once, and a live worker's was failed as stale before its first heartbeat. This
+    takes the later of the two that is not in the future (give or take ``grace``, for another
+    machine's clock): a trial's start has happened."""
+    instants = sorted({local.replace(fold=fold).timestamp() for fold in (0, 1)})
+    past = [t for t in instants if t <= now + grace]
+    return past[-1] if past else instants[0]
 
 
 def _callback_kwarg(callback: StaleTrialCallback | None) -> dict[str, Any]:
@@ -490,7 +514,8 @@ def _heartbeat_journal_storage_class() -> Callable[
             now = time.time()
             return [t._trial_id for t in self.get_all_trials(study_id, deepcopy=False,
                                                              states=(TrialState.RUNNING,))
-                    if now - t.system_attrs.get(HEARTBEAT_ATTR, _started(t, now)) > self._grace]
+                    if now - t.system_attrs.get(HEARTBEAT_ATTR, _started(t, now, self._grace))
+                    > self._grace]
 
         def get_heartbeat_interval(self) -> int | None:
             return self._heartbeat
