@@ -21,7 +21,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from mlplab.tuning import trials_table
+from mlplab.tuning import StorageSpec, trials_table
 from mlplab.tuning.storage import journal_file_backend
 
 POSTGRES_URL = os.environ.get("MLPLAB_TEST_POSTGRES_URL")
@@ -541,6 +541,10 @@ def test_a_local_sqlite_storage_is_in_wal_mode_and_a_network_one_is_not(tmp_path
     storage_module.close_storage(opened)
 
 
+#: a storage of the tests of run_workers' rounds alone (no trial is left unnamed to wait for)
+NO_HEARTBEATS = StorageSpec("sqlite://", heartbeat=None)
+
+
 @pytest.mark.parametrize("timeout", [None, 1000.0])
 def test_killed_workers_are_replaced_a_bounded_number_of_rounds(monkeypatch, timeout):
     """Each round whose workers are killed short of the target starts as many new ones as trials
@@ -556,7 +560,7 @@ def test_killed_workers_are_replaced_a_bounded_number_of_rounds(monkeypatch, tim
         rounds.append(specs) or [f"mlplab-tune-{s.index} (SIGKILL)" for s in specs]))
     monkeypatch.setattr(workers, "finished_count", lambda study: next(finished))
     monkeypatch.setattr(workers, "grid_exhausted", lambda study: False)
-    spec = workers.WorkerSpec(None, None, "s", {}, "tpe", None, 5, timeout, 0, None, 0)
+    spec = workers.WorkerSpec(None, NO_HEARTBEATS, "s", {}, "tpe", None, 5, timeout, 0, None, 0)
     with pytest.raises(RuntimeError, match=r"killed: mlplab-tune-0 \(SIGKILL\), .*"
                                            r"mlplab-tune-11 \(SIGKILL\), which printed nothing.*"
                                            r"run the same command again"):
@@ -576,7 +580,7 @@ def test_no_new_workers_once_the_target_is_met_the_timeout_spent_or_none_was_kil
 
     calls = []
     monkeypatch.setattr(workers, "grid_exhausted", lambda study: False)
-    spec = workers.WorkerSpec(None, None, "s", {}, "tpe", None, 2, None, 0, None, 0)
+    spec = workers.WorkerSpec(None, NO_HEARTBEATS, "s", {}, "tpe", None, 2, None, 0, None, 0)
 
     def run(killed, finished, spec=spec):
         calls.clear()
@@ -595,5 +599,36 @@ def test_no_new_workers_once_the_target_is_met_the_timeout_spent_or_none_was_kil
     # the timeout spent: no new worker, the error says to run the command again
     with pytest.raises(RuntimeError, match="run the same command again"):
         run(["mlplab-tune-0 (SIGKILL)"], 1, spec=workers.WorkerSpec(
-            None, None, "s", {}, "tpe", None, 2, 1e-9, 0, None, 0))
+            None, NO_HEARTBEATS, "s", {}, "tpe", None, 2, 1e-9, 0, None, 0))
     assert len(calls) == 1
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                            "ignore:Heartbeat of storage:UserWarning")
+def test_new_workers_start_once_a_trial_a_killed_worker_left_unnamed_is_re_queued(tmp_path,
+                                                                                   monkeypatch):
+    """A local worker killed between Optuna creating its trial and naming it left a trial that
+    the command cannot tell is a dead one's until its grace period has passed
+    (fail_dead_local_trials needs the name). The new workers started for the missing trials
+    counted it, found the target taken and stopped at once, and the command ended short (its
+    note said to run it again). The command now waits for such a trial to be failed and
+    re-queued before it starts them, as a rerun does."""
+    from mlplab.tuning import workers
+
+    spec = StorageSpec(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=1, grace=2)
+    study = optuna.create_study(storage=spec.open(), study_name="s", direction="maximize")
+    seen: list[list[TrialState]] = []
+
+    def one_round(specs, study, bar, poll):
+        seen.append([t.state for t in study.get_trials()])
+        if len(seen) == 1:  # the worker is killed as its trial begins, before it names it
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                study.ask()
+            return ["mlplab-tune-0 (SIGKILL)"]
+        return []  # (the new worker's round: runs the re-queued trial)
+
+    monkeypatch.setattr(workers, "_run_round", one_round)
+    worker = workers.WorkerSpec(None, spec, "s", {}, "tpe", None, 1, None, 0, None, 0)
+    workers.run_workers([worker], study)
+    assert seen == [[], [TrialState.FAIL, TrialState.WAITING]]

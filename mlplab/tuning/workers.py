@@ -22,6 +22,7 @@ from mlplab.tuning.search import (
     make_sampler,
     run_search,
     update_bar,
+    wait_for_unnamed_trials,
 )
 from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.storage import StorageSpec
@@ -163,7 +164,9 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None =
     others; when they had already stopped (the target reached as they saw it, the killed one's
     trial counted), the study ends short of it: then up to ``restarts`` rounds of new workers
     (as many as trials are missing, at most ``len(specs)``) run the rest, within what is left of
-    the ``timeout``, before the command gives up and says to run it again."""
+    the ``timeout``, before the command gives up and says to run it again. A trial that a
+    killed worker left unnamed is first waited for, until it is failed and re-queued
+    (:func:`~mlplab.tuning.search.wait_for_unnamed_trials`)."""
     started, first = time.monotonic(), specs[0]
     lost: list[str] = []
     next_index = len(specs)
@@ -174,9 +177,16 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None =
         missing = specs[0].target - finished_count(study) if killed else 0
         if missing <= 0 or grid_exhausted(study):
             return
+        if round_ == restarts:
+            break
+        # a killed worker's trial that it had not named yet (killed as it began) is failed
+        # only once its grace period has passed: until then the new workers counted it, took
+        # the target for met and stopped at once, and the command ended short
+        wait_for_unnamed_trials(study, first.target, first.storage.heartbeat,
+                                first.storage.grace_period, bar)
         timeout = None if first.timeout is None else \
             first.timeout - (time.monotonic() - started)
-        if round_ == restarts or (timeout is not None and timeout <= 0):
+        if timeout is not None and timeout <= 0:
             break
         # the same search, new processes: the index keeps their trials' worker tags apart
         specs = [replace(specs[0], index=next_index + i, timeout=timeout)
