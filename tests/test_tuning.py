@@ -854,6 +854,70 @@ def test_a_trial_without_a_heartbeat_is_stale_a_grace_period_after_its_start(tmp
                                                      TrialState.RUNNING]
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                            "ignore:Heartbeat of storage:UserWarning")
+def test_a_trial_of_a_process_without_heartbeats_is_not_failed_by_one_with_them(tmp_path,
+                                                                                 kind):
+    """--heartbeat is each invocation's own. A process without heartbeats (--heartbeat 0)
+    records none for its trials, and a process with them skipped such trials; since a trial's
+    start counts as its first heartbeat, it failed every one of them that ran longer than its
+    grace period, live ones too. The start counts only for a trial that names no worker (its
+    process killed as it began, before it named it); a worker with heartbeats records its
+    first one before it names its trial."""
+    url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else \
+        f"journal:{tmp_path / 'study.log'}"
+    without = optuna.create_study(storage=StorageSpec(url, heartbeat=None).open(),
+                                  study_name="s", direction="maximize")
+    live = without.ask()
+    live.set_user_attr("worker", "elsewhere:123#0")  # named, training for a while
+    without.ask()  # its process killed as it began
+    checking = optuna.load_study(
+        study_name="s", storage=StorageSpec(url, heartbeat=1, grace=2, retry_failed=False).open())
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(checking)
+    assert [t.state for t in checking.get_trials()] == [TrialState.RUNNING, TrialState.FAIL]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+def test_a_worker_with_heartbeats_records_one_before_it_names_its_trial(digits, tmp_path,
+                                                                        kind):
+    """Optuna's heartbeat thread writes the first heartbeat while the worker goes on: a worker
+    killed after naming its trial but before that write left a trial that names a worker and
+    has no heartbeat, which only a process without heartbeats leaves (and is not failed by its
+    start). The worker records one itself first."""
+    from optuna.storages._heartbeat import HeartbeatThread
+
+    import mlplab.tuning.search as search
+    from mlplab.tuning import run_search
+    from mlplab.tuning.storage import HEARTBEAT_ATTR
+
+    url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else \
+        f"journal:{tmp_path / 'study.log'}"
+    study = optuna.create_study(storage=StorageSpec(url, heartbeat=1, grace=2).open(),
+                                direction="maximize")
+    beating: list[bool] = []
+
+    def named(self, trial):  # (the trial is named by now)
+        if kind == "journal":
+            beating.append(HEARTBEAT_ATTR in study._storage.get_trial(trial._trial_id).system_attrs)
+        else:
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(tmp_path / "study.db")) as con:
+                beating.append(con.execute("SELECT count(*) FROM trial_heartbeats WHERE "
+                                           "trial_id = ?", (trial._trial_id,)).fetchone()[0] == 1)
+        return 0.5
+
+    with pytest.MonkeyPatch.context() as mp:
+        # Optuna's thread records none: the worker killed before it did
+        mp.setattr(HeartbeatThread, "_record_heartbeat", staticmethod(lambda *args: None))
+        mp.setattr(search.Objective, "__call__", named)
+        run_search(study, digits, SearchSpace.from_dict(TINY), target=1)
+    assert beating == [True]
+
+
 @contextlib.contextmanager
 def _clocks_change(after: float, forward: bool) -> Iterator[None]:
     """This process in a time zone whose clocks go an hour forward (or back) ``after`` seconds

@@ -103,14 +103,21 @@ class _WithinTarget:
     def __call__(self, trial: optuna.Trial) -> float:
         # the worker's name first: a worker killed before it leaves a RUNNING trial that nothing
         # can tell is a dead one's (fail_dead_local_trials) until a grace period after its start
-        # (wait_for_unnamed_trials), so the window is kept short (Objective names it again)
+        # (wait_for_unnamed_trials), so the window is kept short (Objective names it again).
+        # A heartbeat before it, not left to Optuna's thread, which writes while this goes on: a
+        # named trial without one is a process's without heartbeats, whose start does not count
+        # as one (storage._stale_from_its_start), and a worker killed after naming its trial but
+        # before that thread wrote left it RUNNING for ever
+        storage: Any = trial.study._storage  # (a BaseHeartbeat too, with heartbeats)
         try:
+            if getattr(storage, "get_heartbeat_interval", lambda: None)() is not None:
+                storage.record_heartbeat(trial._trial_id)
             trial.set_user_attr("worker", self.objective.worker)
         except Exception:
             # its settings are queued again for a worker to run: give it up without Optuna's
             # traceback of "has already finished" (Optuna then refuses to record it FAIL again,
             # which _optimize takes as told elsewhere and goes on)
-            if trial.study._storage.get_trial(trial._trial_id).state.is_finished():
+            if storage.get_trial(trial._trial_id).state.is_finished():
                 raise _FailedAsStale from None
             raise
         before = sum(t.number < trial.number for t in _busy(trial.study))

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 #: trial system attribute holding the last heartbeat (Unix time) of a journal-storage trial
 HEARTBEAT_ATTR = "mlplab:heartbeat"
+#: trial user attribute naming the worker process that runs the trial
+WORKER_ATTR = "worker"
 _WINDOWS = os.name == "nt"
 
 
@@ -140,8 +142,14 @@ class StorageSpec:
 
 def _stale_from_its_start(storage: Any) -> None:
     """Make ``storage`` (an RDBStorage with heartbeats) count a running trial's start as its
-    first heartbeat: one that never recorded a heartbeat is stale once the grace period has
-    passed since it began, as the journal storage's trials are.
+    first heartbeat: one that never recorded a heartbeat and names no worker is stale once the
+    grace period has passed since it began, as the journal storage's trials are.
+
+    Only a trial that names no worker: one that does and has no heartbeat is a trial of a
+    process without heartbeats (``--heartbeat 0``, each invocation's own), live or not, as a
+    worker with heartbeats records one before it names its trial
+    (:class:`mlplab.tuning.search._WithinTarget`); counting its start failed every such trial
+    that ran longer than the grace period.
 
     Optuna's check skips a trial without a heartbeat, and Optuna creates a trial (and its
     sampler draws the trial's relative settings) before the trial's heartbeat thread starts and
@@ -175,7 +183,9 @@ def _stale_from_its_start(storage: Any) -> None:
         with _create_scoped_session(storage.scoped_session) as session:  # (as Optuna's query)
             silent = [t.trial_id for t in session.query(trial).filter(
                 trial.study_id == study_id, trial.state == TrialState.RUNNING,
-                ~trial.heartbeats.any()).all()
+                ~trial.heartbeats.any(),
+                ~trial.user_attributes.any(models.TrialUserAttributeModel.key == WORKER_ATTR)
+            ).all()
                 if (start := started(t, now)) is not None and now - start > grace]
         return heartbeat_stale(study_id) + silent
 
@@ -509,13 +519,19 @@ def _heartbeat_journal_storage_class() -> Callable[
                 self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
         def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-            # a trial without a heartbeat yet counts from its start (a process killed before
-            # its first one left it RUNNING for ever; see _stale_from_its_start)
             now = time.time()
             return [t._trial_id for t in self.get_all_trials(study_id, deepcopy=False,
                                                              states=(TrialState.RUNNING,))
-                    if now - t.system_attrs.get(HEARTBEAT_ATTR, _started(t, now, self._grace))
-                    > self._grace]
+                    if now - self._last_heartbeat(t, now) > self._grace]
+
+        def _last_heartbeat(self, trial: FrozenTrial, now: float) -> float:
+            beat = trial.system_attrs.get(HEARTBEAT_ATTR)
+            if beat is not None:
+                return float(beat)
+            # none yet: a trial that names no worker counts from its start (a process killed
+            # before its first one left it RUNNING for ever), one that names its worker is a
+            # process's without heartbeats (see _stale_from_its_start)
+            return now if WORKER_ATTR in trial.user_attrs else _started(trial, now, self._grace)
 
         def get_heartbeat_interval(self) -> int | None:
             return self._heartbeat
