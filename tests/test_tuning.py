@@ -8,12 +8,14 @@ import csv
 import io
 import itertools
 import json
+import os
 import re
 import shutil
 import sys
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -795,6 +797,38 @@ def test_a_killed_processs_running_trial_does_not_count(digits, tmp_path):
     states = [t.state for t in optuna.load_study(
         study_name=first.study_name, storage=f"sqlite:///{tmp_path / 'study.db'}").trials]
     assert states.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in states
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_a_killed_worker_not_yet_collected_counts_as_dead():
+    """A killed worker that no process has collected yet (a zombie: the orphans of a killed
+    command wait for PID 1, which in a container may take seconds, or for ever) still answers
+    kill(pid, 0): its trial was taken for a live one's, so the same command run at once after
+    the SIGKILL left it RUNNING (counted towards --trials) until its heartbeat's grace ran out,
+    and ended a trial short."""
+    import socket
+    import subprocess
+
+    from mlplab.tuning.processes import process_alive
+    from mlplab.tuning.search import fail_dead_local_trials
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        stat = Path(f"/proc/{proc.pid}/stat")
+        deadline = time.monotonic() + 30
+        while stat.read_text().rpartition(")")[2].split()[0] != "Z":  # exited, not waited for
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        study = optuna.create_study(direction="maximize")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            left = study.ask()
+        left.set_user_attr("worker", f"{socket.gethostname()}:{proc.pid}#0")
+        fail_dead_local_trials(study)
+        assert not process_alive(proc.pid) and process_alive(os.getpid())
+        assert study.trials[0].state == TrialState.FAIL
+    finally:
+        proc.wait()
 
 
 def _unnamed_running_trial(study_name, url) -> int:

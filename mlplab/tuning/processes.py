@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 _WINDOWS = os.name == "nt"
@@ -32,7 +33,20 @@ def process_alive(pid: int) -> bool:
         return False
     except OSError:  # another user's process: alive
         return True
-    return True
+    return not _exited(pid)
+
+
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` is a process that has ended but that no process has collected yet (a
+    zombie), which ``kill(pid, 0)`` still finds: the workers of a killed command are orphans
+    that PID 1 collects, which in a container may take seconds, or never happen. Linux only
+    (``/proc``); elsewhere False."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rpartition(")")[2].split()  # (the name in parentheses may hold anything)
+    return bool(fields) and fields[0] in ("Z", "X")
 
 
 def _windows_process_alive(pid: int) -> bool:
