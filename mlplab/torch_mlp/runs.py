@@ -247,7 +247,7 @@ def _check_out(path: Path, marker: str) -> None:
                          f"({_why_not_writable(existing)}); choose another {out}.")
 
 
-def _cleardiverged_study(path: Path) -> None:
+def _clear_diverged_study(path: Path) -> None:
     """Remove the files of the diverged study in ``path`` that a new study there would take
     for its own: its finished networks (of other settings) and its checkpoint. Before the new
     ``depth-config.json`` is written, so that a stop in between leaves a diverged study."""
@@ -300,7 +300,6 @@ def _settings(*, init_std: float, dropout: float, batchnorm: bool, epochs: int, 
                            progress=progress, verbose=verbose)
     cfg.validate()
     return cfg, threads_used, dev
-
 
 
 def _started_elsewhere(out_dir: Path, what: str) -> ValueError:
@@ -1064,7 +1063,7 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
             if diverged:
                 if not diverged_study(out_dir):  # replaced since by a study of another process
                     raise _started_elsewhere(out_dir, "a depth study")
-                _cleardiverged_study(out_dir)
+                _clear_diverged_study(out_dir)
             # first: what --resume goes on from, and what marks the folder as a study's
             _write_first_config(out_dir / DEPTH_CONFIG_FILE, config, not diverged,
                                 "a depth study")
