@@ -745,3 +745,37 @@ def test_a_flag_several_commands_share_reads_alike_in_their_usage():
     differ = {"--init", "--out", "--resume", "--split", "--hidden"}
     assert {o: f for o, f in shown.items() if o not in differ and len(set(f.values())) > 1} == {}
     assert shown["--hidden"]["mlplab gradcheck"] == shown["--hidden"]["mlplab torch train"]
+
+
+@pytest.mark.parametrize("windows", [True, False])
+def test_a_reader_gone_on_windows_is_told_by_its_einval(monkeypatch, tmp_path, windows):
+    """On Windows a write or flush to a pipe whose reader closed it raises OSError EINVAL, not
+    BrokenPipeError: taken for an error of the work, it ended the command there. Elsewhere
+    EINVAL is a real error and still raises."""
+    import errno
+
+    from mlplab.cli import _console
+
+    class ClosedPipe:  # a text stream whose reader went away, as Windows reports it
+        def __init__(self, fh):
+            self.fh, self.calls = fh, 0
+
+        def fileno(self):
+            return self.fh.fileno()
+
+        def write(self, text):
+            self.calls += 1
+            if self.calls == 1:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return self.fh.write(text)
+
+    monkeypatch.setattr(_console, "_WINDOWS", windows)
+    with open(tmp_path / "out.txt", "w") as fh:
+        stream = _console._ReaderMayLeave(ClosedPipe(fh))
+        if not windows:
+            with pytest.raises(OSError, match="Invalid argument"):
+                stream.write("epoch 1\n")
+            return
+        assert stream.write("epoch 1\n") == len("epoch 1\n")  # written on, to the null device
+        assert stream.write("epoch 2\n") == len("epoch 2\n")
+    assert (tmp_path / "out.txt").read_text() == ""  # the descriptor now goes to the null device

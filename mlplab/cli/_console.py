@@ -6,6 +6,7 @@ run."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -89,12 +90,16 @@ def lenient_output() -> Iterator[None]:
                 stream.reconfigure(errors=errors)
 
 
+_WINDOWS = os.name == "nt"
+
+
 class _ReaderMayLeave:
     """Standard output or error that, once its reader has gone away (``mlplab train --verbose |
     head``, a ``less`` quit early), writes to the null device instead of raising
-    ``BrokenPipeError``: the command goes on as it would with ``>/dev/null`` and its exit code
-    is its work's. A write that raised there ended the command on the spot: training stopped
-    half way, its run folder held only a checkpoint, and the exit code said 0."""
+    ``BrokenPipeError`` (:func:`_reader_gone`): the command goes on as it would with
+    ``>/dev/null`` and its exit code is its work's. A write that raised there ended the command
+    on the spot: training stopped half way, its run folder held only a checkpoint, and the exit
+    code said 0."""
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
@@ -107,7 +112,9 @@ class _ReaderMayLeave:
         if not self._gone:
             try:
                 return getattr(self._stream, name)(*args)
-            except BrokenPipeError:
+            except OSError as exc:
+                if not _reader_gone(exc):
+                    raise
                 try:  # the descriptor to the null device, the text still buffered with it
                     null = os.open(os.devnull, os.O_WRONLY)
                     try:
@@ -128,6 +135,13 @@ class _ReaderMayLeave:
 
     def flush(self) -> None:
         self._call("flush")
+
+
+def _reader_gone(exc: OSError) -> bool:
+    """Whether a write's ``exc`` says the reader of the pipe went away: ``BrokenPipeError``
+    (EPIPE); on Windows a write or flush to a pipe whose reader closed it raises EINVAL
+    instead (CPython's console and pipe writes there), which passed for an error of the work."""
+    return isinstance(exc, BrokenPipeError) or (_WINDOWS and exc.errno == errno.EINVAL)
 
 
 @contextlib.contextmanager
