@@ -26,11 +26,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
@@ -322,6 +324,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         else:  # as scikit-learn: no stale scores from an earlier fit with early stopping
             self.validation_scores_ = self.best_validation_score_ = None
         _raise_if_interrupted(history)
+        if trainer.epoch >= self.max_epochs and not trainer.stop and \
+                (self.tol is not None or self.early_stopping):
+            # as scikit-learn's: a fit that ran out of epochs before its stopping rule was met
+            # said nothing, and a GridSearchCV then compared half-trained networks unawares
+            warnings.warn(
+                f"MLPClassifier: max_epochs ({self.max_epochs}) reached before the "
+                + ("validation accuracy stopped improving" if self.early_stopping else
+                   f"training loss stopped improving by tol ({self.tol:g})")
+                + "; raise max_epochs (or lr) to train to convergence, or set tol=None to run "
+                "max_epochs epochs without this warning.", ConvergenceWarning, stacklevel=2)
         return self
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike,

@@ -120,6 +120,31 @@ def test_bad_hyperparameters_are_reported_at_fit(digits):
         MLPClassifier().fit(X_tr[:5], ["cat"] * 5)
 
 
+def test_running_out_of_epochs_warns_as_scikit_learns_does(digits):
+    """scikit-learn's MLPClassifier warns (ConvergenceWarning) when max_iter ends a fit before
+    its stopping rule; mlplab's said nothing, so a grid search compared half-trained networks
+    unawares. No warning when the rule stopped it, nor with tol=None (every epoch asked for)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X_tr, _, y_tr, _ = digits
+    kw = dict(hidden_sizes=(8,), max_epochs=3, random_state=0)
+    with pytest.warns(ConvergenceWarning, match=r"max_epochs \(3\) reached .* tol \(0\.0001\)"):
+        MLPClassifier(**kw).fit(X_tr, y_tr)
+    with pytest.warns(ConvergenceWarning):  # the reference: scikit-learn on the same work
+        SkMLP(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X_tr, y_tr)
+    with pytest.warns(ConvergenceWarning, match="validation accuracy"):
+        MLPClassifier(early_stopping=True, n_iter_no_change=50, **kw).fit(X_tr, y_tr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        MLPClassifier(tol=None, **kw).fit(X_tr, y_tr)
+        stopped = MLPClassifier(hidden_sizes=(8,), max_epochs=50, tol=1e3, n_iter_no_change=1,
+                                random_state=0).fit(X_tr, y_tr)
+    assert stopped.n_iter_ < 50
+
+
 def test_tol_none_trains_every_epoch(digits):
     X_tr, _, y_tr, _ = digits
     kw = dict(hidden_sizes=(8,), max_epochs=6, n_iter_no_change=1, random_state=0)
