@@ -998,6 +998,38 @@ def test_a_trial_without_a_heartbeat_is_stale_by_its_age_when_the_clocks_change(
     assert state == (TrialState.FAIL if dead else TrialState.RUNNING)
 
 
+@pytest.mark.skipif(not hasattr(time, "tzset"), reason="sets a POSIX time zone")
+def test_one_function_reads_a_trials_start_from_a_sql_row_and_from_a_frozen_trial():
+    """A trial's start as a Unix time is one rule for both forms of a trial that the stale
+    checks read: a row of Optuna's SQL trials table (the SQL storage's query), which Optuna 5
+    stores in UTC and is read exactly, and a FrozenTrial (the journal storage's), which gives
+    the local time, read as the later of the two instants of the hour the clocks go back
+    repeats that is not in the future."""
+    import datetime
+
+    from optuna.storages._rdb import models
+
+    from mlplab.tuning.storage import _started
+
+    now = time.time()
+    began = now - 70 * 60  # in the hour that the clocks going back 30 minutes ago repeats
+    with _clocks_change(-30 * 60, forward=False):
+        local = datetime.datetime.fromtimestamp(began)  # naive: which of two instants is lost
+        frozen = optuna.trial.create_trial(state=TrialState.RUNNING)
+        frozen.datetime_start = local
+        assert _started(frozen, now, 60) == pytest.approx(began + 3600, abs=1e-3)
+        if hasattr(models.TrialModel, "_datetime_start_utc"):  # Optuna 5: exact
+            utc = datetime.datetime.fromtimestamp(began, datetime.timezone.utc)
+            row = models.TrialModel(_datetime_start_utc=utc.replace(tzinfo=None))
+            assert _started(row, now, 60) == pytest.approx(began, abs=1e-3)
+        else:  # older Optunas store the local time, as a FrozenTrial gives it
+            row = models.TrialModel(datetime_start=local)
+            assert _started(row, now, 60) == pytest.approx(began + 3600, abs=1e-3)
+    # no start recorded (a WAITING trial): no age either
+    assert _started(optuna.trial.create_trial(state=TrialState.WAITING), now, 60) is None
+    assert _started(models.TrialModel(), now, 60) is None
+
+
 def test_a_rerun_short_of_its_target_says_so_and_how_to_finish(tmp_path, capsys):
     """Without heartbeats nothing can tell a trial left unnamed by a killed worker from a live
     one's: the search ends short and says so (it said nothing, with status 0); the same

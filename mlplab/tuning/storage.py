@@ -156,8 +156,6 @@ def _stale_from_its_start(storage: Any) -> None:
     before the worker names it (the trial's ``worker``): a process killed in that instant left a
     trial RUNNING for ever, counted towards the target, so every later search of the study ended
     a trial short, with no word."""
-    import datetime
-
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
     from optuna.trial import TrialState
@@ -166,16 +164,6 @@ def _stale_from_its_start(storage: Any) -> None:
     grace = storage.grace_period if storage.grace_period is not None else \
         2 * storage.heartbeat_interval
     trial = models.TrialModel
-    in_utc = hasattr(trial, "_datetime_start_utc")  # the column as Optuna 5 stores it
-
-    def started(row: Any, now: float) -> float | None:
-        if in_utc:  # exact: not through local time, whose clocks go forward and back
-            start = row._datetime_start_utc
-            return None if start is None else \
-                start.replace(tzinfo=datetime.timezone.utc).timestamp()
-        # older Optunas store the creating machine's local time (its time zone must agree)
-        return None if row.datetime_start is None else \
-            _local_time_as_unix(row.datetime_start, now, grace)
 
     @functools.wraps(heartbeat_stale)
     def stale(study_id: int) -> list[int]:
@@ -186,7 +174,7 @@ def _stale_from_its_start(storage: Any) -> None:
                 ~trial.heartbeats.any(),
                 ~trial.user_attributes.any(models.TrialUserAttributeModel.key == WORKER_ATTR)
             ).all()
-                if (start := started(t, now)) is not None and now - start > grace]
+                if (start := _started(t, now, grace)) is not None and now - start > grace]
         return heartbeat_stale(study_id) + silent
 
     storage._get_stale_trial_ids = stale
@@ -450,11 +438,22 @@ class _Requeue:
         self.retry(study, trial)
 
 
-def _started(trial: FrozenTrial, now: float, grace: float) -> float:
-    """When ``trial`` began, as a Unix time (``now`` if it records no start); Optuna gives it
-    as this machine's local time (see :func:`_local_time_as_unix`)."""
+def _started(trial: Any, now: float, grace: float) -> float | None:
+    """When ``trial`` began, as a Unix time (None if it records no start): a FrozenTrial (the
+    journal storage's) or a row of Optuna's SQL trials table (the SQL storage's stale query).
+
+    Optuna 5's table stores the start in UTC (``_datetime_start_utc``), read exactly: not
+    through local time, whose clocks go forward and back. A FrozenTrial, and the table of older
+    Optunas, give the local time of the machine that began the trial (the machines' time zones
+    must agree), read by :func:`_local_time_as_unix`."""
+    import datetime
+
+    if hasattr(trial, "_datetime_start_utc"):
+        start = trial._datetime_start_utc
+        return None if start is None else \
+            start.replace(tzinfo=datetime.timezone.utc).timestamp()
     start = trial.datetime_start
-    return now if start is None else _local_time_as_unix(start, now, grace)
+    return None if start is None else _local_time_as_unix(start, now, grace)
 
 
 def _local_time_as_unix(local: datetime.datetime, now: float, grace: float) -> float:
@@ -531,7 +530,9 @@ def _heartbeat_journal_storage_class() -> Callable[
             # none yet: a trial that names no worker counts from its start (a process killed
             # before its first one left it RUNNING for ever), one that names its worker is a
             # process's without heartbeats (see _stale_from_its_start)
-            return now if WORKER_ATTR in trial.user_attrs else _started(trial, now, self._grace)
+            start = None if WORKER_ATTR in trial.user_attrs else \
+                _started(trial, now, self._grace)
+            return now if start is None else start
 
         def get_heartbeat_interval(self) -> int | None:
             return self._heartbeat
