@@ -1030,6 +1030,45 @@ def test_one_function_reads_a_trials_start_from_a_sql_row_and_from_a_frozen_tria
     assert _started(models.TrialModel(), now, 60) is None
 
 
+class _Bar:
+    """What the search writes on a progress bar: its postfix texts."""
+
+    def __init__(self, total: int) -> None:
+        self.n, self.total, self.said = 0, total, []
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.said.append(text)
+
+    def refresh(self) -> None:
+        pass
+
+
+def _fake_clock(monkeypatch) -> list[float]:
+    """The search module's clock as a number that only its sleeps move (it starts at 0)."""
+    import types
+
+    import mlplab.tuning.search as search
+
+    clock = [0.0]
+    monkeypatch.setattr(search, "time", types.SimpleNamespace(
+        monotonic=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s)))
+    return clock
+
+
+def test_the_wait_for_an_unnamed_trial_says_how_long_it_waits_at_most(monkeypatch):
+    """The progress bar said "waiting up to {grace} s" while the wait went on for a heartbeat
+    and a second more: it states the bound the wait stops at."""
+    from mlplab.tuning.search import wait_for_unnamed_trials
+
+    clock = _fake_clock(monkeypatch)
+    study = optuna.create_study(direction="maximize")  # (in memory: nothing fails the trial)
+    study.ask()  # RUNNING and named by no worker, for good
+    bar = _Bar(3)
+    wait_for_unnamed_trials(study, 3, heartbeat=5, grace=10, bar=bar, poll=0.25)
+    said = [m.group(1) for t in bar.said if (m := re.match(r"waiting up to (\S+) s", t))]
+    assert said and clock[0] == pytest.approx(float(said[0]), abs=0.25), (said, clock)
+
+
 def test_a_rerun_short_of_its_target_says_so_and_how_to_finish(tmp_path, capsys):
     """Without heartbeats nothing can tell a trial left unnamed by a killed worker from a live
     one's: the search ends short and says so (it said nothing, with status 0); the same

@@ -220,7 +220,8 @@ def wait_for_unnamed_trials(study: optuna.Study, target: int, heartbeat: int | N
 
     if heartbeat is None or grace is None:
         return
-    end = time.monotonic() + grace + heartbeat + 1
+    bound = grace + heartbeat + 1  # (the progress bar says it)
+    end = time.monotonic() + bound
     waited = False
     while finished_count(study) < target:
         with quiet_optuna_warnings():
@@ -230,7 +231,7 @@ def wait_for_unnamed_trials(study: optuna.Study, target: int, heartbeat: int | N
             break
         if bar is not None:
             numbers = ", ".join(str(t.number) for t in unnamed)
-            bar.set_postfix_str(f"waiting up to {grace} s for trial {numbers}, which names no "
+            bar.set_postfix_str(f"waiting up to {bound} s for trial {numbers}, which names no "
                                 "worker (killed as it began?)", refresh=True)
         waited = True
         time.sleep(poll)
