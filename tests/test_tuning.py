@@ -1069,6 +1069,28 @@ def test_the_wait_for_an_unnamed_trial_says_how_long_it_waits_at_most(monkeypatc
     assert said and clock[0] == pytest.approx(float(said[0]), abs=0.25), (said, clock)
 
 
+def test_the_wait_for_an_unnamed_trial_counts_against_the_timeout(digits, tmp_path):
+    """The wait at the start of a search for a trial that names no worker was not counted
+    against --timeout: the command searched for up to the grace period and a heartbeat longer
+    than --timeout said, and then a note that --timeout had ended the search could be about a
+    search that other causes had ended. The wait is part of the search's time now: it stops at
+    the timeout, no trial starts after it, and the note is then true."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    common = dict(search_space=TINY, out=tmp_path, progress=False, search_only=True,
+                  storage=url, heartbeat=1, grace=30)
+    first = tune(digits, trials=2, **common)
+    lost = _unnamed_running_trial(first.study_name, url)  # stale only 30 s after it began
+    start = time.monotonic()
+    again = tune(digits, trials=3, timeout=1, **common)
+    assert time.monotonic() - start < 15  # (it waited 31 s, then searched a second more)
+    assert again.unfinished == ("timeout=1 s ended the search at 2 of trials=3 finished "
+                                "trials; call tune() again with the same arguments to go on "
+                                "with it")
+    trials = optuna.load_study(study_name=first.study_name, storage=url).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING]
+    assert lost == 2 and "worker" not in trials[2].user_attrs
+
+
 def test_a_rerun_short_of_its_target_says_so_and_how_to_finish(tmp_path, capsys):
     """Without heartbeats nothing can tell a trial left unnamed by a killed worker from a live
     one's: the search ends short and says so (it said nothing, with status 0); the same

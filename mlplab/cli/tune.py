@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--trials", type=positive_int, required=True, metavar="N",
                    help="the study's total number of finished (complete or pruned) trials")
     g.add_argument("--timeout", type=positive_seconds, metavar="S", default=None,
-                   help="stop starting new trials after S seconds (per worker)")
+                   help="stop starting new trials after S seconds of searching (per worker; "
+                        "a wait for a trial a killed worker left unnamed counts)")
     g.add_argument("--search-space", metavar="FILE.yaml|NAME", default=None,
                    help="a YAML search space (docs/tuning.md) or a built-in one: "
                         f"{', '.join(BUILTIN_SPACES)} (default: exercise: hidden size, lr, reg, "

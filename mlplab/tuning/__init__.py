@@ -219,7 +219,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     trials
         The study's target of finished (complete or pruned) trials, shared by all workers.
     timeout
-        Stop starting trials after this many seconds (per worker).
+        Stop starting trials after this many seconds of searching (per worker), the wait at the
+        start for a trial that a killed worker left without its name included (docs/tuning.md).
     search_space
         ``None``/``"exercise"``, ``"extended"``, a YAML file or a dict (see docs/tuning.md).
     study_name, storage
@@ -310,17 +311,24 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
             # resuming: a sampler seeded as before would propose the first trials' settings again
             study.sampler = make_sampler(sampler, space, (sampler_seed + len(study.trials)) % 2**32,
                                          trials)
+        # --timeout bounds the search from here, the wait for unnamed trials included (and not
+        # the loading of the data and the study before it)
+        searching = time.monotonic()
         with _trials_bar(progress, study, trials, study_name) as bar:
             try:
                 # a trial left unnamed by a killed worker kept the search a trial short: first
                 # let such trials tell whether their process lives
-                wait_for_unnamed_trials(study, trials, spec.heartbeat, spec.grace_period, bar)
-                if data is not None:  # one worker, this process (several dropped it above)
-                    run_search(study, data, space, trials, timeout, seed, bar)
+                wait_for_unnamed_trials(study, trials, spec.heartbeat, spec.grace_period, bar,
+                                        timeout=timeout)
+                left = None if timeout is None else timeout - (time.monotonic() - searching)
+                if left is not None and left <= 0:
+                    pass  # the wait took it all: the note below says so
+                elif data is not None:  # one worker, this process (several dropped it above)
+                    run_search(study, data, space, trials, left, seed, bar)
                 elif finished_count(study) < trials and not grid_exhausted(study):
                     fail_dead_local_trials(study)  # here, once: not by K workers racing to re-queue
                     specs = _worker_specs(workers, source, spec, study_name, space, sampler, prune,
-                                          trials, timeout, seed, sampler_seed, registered,
+                                          trials, left, seed, sampler_seed, registered,
                                           threads)
                     run_workers(specs, study, bar)
             except KeyboardInterrupt as exc:
@@ -342,7 +350,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                 raise
 
         result = _tally(study, study_name, spec.display, out_dir)
-        result.unfinished = _unfinished(study, trials, timeout, time.perf_counter() - start,
+        result.unfinished = _unfinished(study, trials, timeout, time.monotonic() - searching,
                                         spec.grace_period)
         if not search_only:
             # the tables and plots within: a Ctrl-C while the plots are drawn (seconds) left no

@@ -204,7 +204,7 @@ def unnamed_running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def wait_for_unnamed_trials(study: optuna.Study, target: int, heartbeat: int | None,
                             grace: int | None, bar: tqdm | None = None,
-                            poll: float = 0.25) -> None:
+                            poll: float = 0.25, timeout: float | None = None) -> None:
     """While the study is short of ``target`` finished trials, wait for its running trials
     that name no worker until each is named, finished, or failed as stale (and re-queued).
 
@@ -214,13 +214,16 @@ def wait_for_unnamed_trials(study: optuna.Study, target: int, heartbeat: int | N
     moments). It counted towards the target, so the same command run again at once ended a
     trial short, with no word. The storage fails it as stale ``grace`` seconds after it began
     (:func:`mlplab.tuning.storage._stale_from_its_start`), so this waits at most that (plus a
-    heartbeat, for a trial that recorded one before it died, and a second of clock rounding);
-    without heartbeats nothing would fail it, and this does not wait."""
+    heartbeat, for a trial that recorded one before it died, and a second of clock rounding),
+    and at most ``timeout`` seconds, what is left of the search's ``--timeout``: the wait is
+    part of the search's time; without heartbeats nothing would fail it, and this does not
+    wait."""
     import optuna
 
     if heartbeat is None or grace is None:
         return
-    bound = grace + heartbeat + 1  # (the progress bar says it)
+    bound = float(grace + heartbeat + 1) if timeout is None else \
+        min(grace + heartbeat + 1, timeout)  # (the progress bar says it)
     end = time.monotonic() + bound
     waited = False
     while finished_count(study) < target:
@@ -231,8 +234,8 @@ def wait_for_unnamed_trials(study: optuna.Study, target: int, heartbeat: int | N
             break
         if bar is not None:
             numbers = ", ".join(str(t.number) for t in unnamed)
-            bar.set_postfix_str(f"waiting up to {bound} s for trial {numbers}, which names no "
-                                "worker (killed as it began?)", refresh=True)
+            bar.set_postfix_str(f"waiting up to {round(bound, 1):g} s for trial {numbers}, "
+                                "which names no worker (killed as it began?)", refresh=True)
         waited = True
         time.sleep(poll)
     if waited and bar is not None:

@@ -182,8 +182,9 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None =
         # a killed worker's trial that it had not named yet (killed as it began) is failed
         # only once its grace period has passed: until then the new workers counted it, took
         # the target for met and stopped at once, and the command ended short
+        left = None if first.timeout is None else first.timeout - (time.monotonic() - started)
         wait_for_unnamed_trials(study, first.target, first.storage.heartbeat,
-                                first.storage.grace_period, bar)
+                                first.storage.grace_period, bar, timeout=left)
         timeout = None if first.timeout is None else \
             first.timeout - (time.monotonic() - started)
         if timeout is not None and timeout <= 0:
