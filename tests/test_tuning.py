@@ -2171,6 +2171,57 @@ def test_a_ctrl_c_inside_a_trials_query_leaves_the_study_unlocked_for_optuna(dig
     assert locked == [False]
 
 
+@pytest.mark.parametrize("write", ["heartbeat", "name"])
+def test_a_ctrl_c_as_a_worker_starts_its_trial_leaves_the_study_unlocked_for_optuna(
+        digits, tmp_path, monkeypatch, write):
+    """As above, in the writes a worker makes before the trial's objective
+    (mlplab.tuning.search._WithinTarget): its first heartbeat (the insert, which returns the
+    row it made) and its name in the trial (the read of the trial that begins it). Optuna
+    recorded the trial FAIL while the interrupted statement kept its lock on study.db."""
+    import sqlite3
+    import threading
+
+    from optuna.storages._heartbeat import HeartbeatThread
+    from optuna.study import _optimize
+    from sqlalchemy.engine import default
+
+    real_execute, real_tell, locked = default.DefaultDialect.do_execute, \
+        _optimize._tell_with_warning, []
+    seen: list[str] = []
+
+    def ctrl_c_in_the_write(self, cursor, statement, *args, **kwargs):
+        real_execute(self, cursor, statement, *args, **kwargs)
+        if threading.current_thread() is not threading.main_thread() or "ctrl-c" in seen:
+            return
+        if statement.startswith("INSERT INTO trial_heartbeats"):
+            seen.append("heartbeat")
+            now = write == "heartbeat"
+        else:  # the first read after the heartbeat: the naming's check of the trial's state
+            now = write == "name" and seen == ["heartbeat"] and \
+                statement.startswith("SELECT trials.")
+        if now:
+            seen.append("ctrl-c")
+            raise KeyboardInterrupt  # where a Ctrl-C lands: right after the driver's call
+
+    def tell(*args, **kwargs):
+        try:
+            _lock_exclusively(tmp_path / "study.db")  # the lock the record needs to commit
+            locked.append(False)
+        except sqlite3.OperationalError:
+            locked.append(True)
+            raise RuntimeError("study.db is locked as Optuna records the trial") from None
+        return real_tell(*args, **kwargs)
+
+    # the worker's own first heartbeat is its trial's first (Optuna's thread records none)
+    monkeypatch.setattr(HeartbeatThread, "_record_heartbeat", staticmethod(lambda *args: None))
+    monkeypatch.setattr(default.DefaultDialect, "do_execute", ctrl_c_in_the_write)
+    monkeypatch.setattr(_optimize, "_tell_with_warning", tell)
+    with pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=False,
+             search_only=True)
+    assert seen == ["heartbeat", "ctrl-c"] and locked == [False], (seen, locked)
+
+
 def test_a_ctrl_c_as_a_trials_heartbeat_starts_leaves_no_thread_behind(digits, tmp_path,
                                                                          monkeypatch):
     """A Ctrl-C while Optuna started a trial's heartbeat thread (Thread.start waits for it to

@@ -101,6 +101,16 @@ class _WithinTarget:
         self.target = target
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt as exc:
+            # as Objective does: Optuna catches it and records the trial FAIL at once, and a
+            # Ctrl-C inside one of the writes below (the first heartbeat, the worker's name)
+            # must first let go of the statement whose lock that record would wait for
+            release_interrupted(exc)
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         # the worker's name first: a worker killed before it leaves a RUNNING trial that nothing
         # can tell is a dead one's (fail_dead_local_trials) until a grace period after its start
         # (wait_for_unnamed_trials), so the window is kept short (Objective names it again).
