@@ -632,3 +632,62 @@ def test_new_workers_start_once_a_trial_a_killed_worker_left_unnamed_is_re_queue
     worker = workers.WorkerSpec(None, spec, "s", {}, "tpe", None, 1, None, 0, None, 0)
     workers.run_workers([worker], study)
     assert seen == [[], [TrialState.FAIL, TrialState.WAITING]]
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (no such process, or one that no process has collected
+    yet: the workers of a killed command are orphans, which PID 1 of a container may never
+    collect)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in "ZX"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_workers_end_when_the_command_that_started_them_is_killed(tmp_path, study_name):
+    """SIGKILL of `mlplab tune --workers 2` alone (the out-of-memory killer, a job scheduler)
+    left its workers searching the study to its end in the background, unseen. They now end
+    as soon as their parent has, leaving their trials as killed workers do: the next run of the
+    command fails and re-queues them, and finishes the study."""
+    url, storage = _storage("sqlite", tmp_path)
+    space = tmp_path / "space.yaml"
+    # 100 epochs a trial and 30 trials: the two workers would go on for a minute or more
+    space.write_text(LONG_SPACE.replace("epochs: 30", "epochs: 100"))
+    beat = ["--heartbeat", "1", "--grace", "2"]  # (a rerun's wait for an unnamed trial: short)
+    proc = _tune(tmp_path, url, study_name, space, 30, "--search-only", "--workers", "2", *beat)
+    workers: set[int] = set()
+    try:
+        def both_searching() -> bool:
+            """Both workers started, and one of them is running a trial it has named."""
+            workers.update(_spawned_workers(proc.pid))
+            return len(workers) == 2 and _study_has_trials(storage, study_name) and any(
+                t.state == TrialState.RUNNING and "worker" in t.user_attrs
+                for t in _trials(storage, study_name))
+
+        _wait_for(both_searching, 90, "both workers searching", [proc])
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        killed_at = time.monotonic()
+        while not all(_gone(pid) for pid in workers) and time.monotonic() - killed_at < 20:
+            time.sleep(0.05)
+        assert all(_gone(pid) for pid in workers), \
+            f"workers still running 20 s after their parent was killed: {workers}"
+    finally:
+        for pid in workers:  # (without the fix: or they would search on after the test)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        proc.stdout.close()
+
+    trials = _trials(storage, study_name)
+    left = [t.number for t in trials if t.state == TrialState.RUNNING]
+    finished = [t.state for t in trials].count(TrialState.COMPLETE)
+    assert left and len(trials) < 30  # they had stopped mid-study, trials in hand
+    # the next run fails and re-queues the abandoned trials at once (their workers are gone)
+    _finish(_tune(tmp_path, url, study_name, space, finished + 1, "--search-only", *beat))
+    trials = _trials(storage, study_name)
+    assert all(trials[n].state == TrialState.FAIL for n in left), trials
+    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    assert set(left) <= retried
+    states = [t.state for t in trials]
+    assert states.count(TrialState.COMPLETE) == finished + 1 and TrialState.RUNNING not in states

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -124,6 +125,8 @@ def worker_main(spec: WorkerSpec) -> None:
     """Entry point of one worker process: load the data once, load the study, search."""
     import optuna
 
+    _end_with_parent()
+
     # a fresh interpreter: Optuna's INFO lines ("Using an existing study") would repeat per worker
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from mlplab._validation import command_line
@@ -149,6 +152,32 @@ def worker_main(spec: WorkerSpec) -> None:
                            same_data=lambda recorded: spec.source.same_data(recorded, data))
         run_search(study, data, space, spec.target, spec.timeout, spec.seed,
                    worker=worker_name(spec.index))
+
+
+def _end_with_parent() -> None:
+    """End this worker process as soon as the process that started it has ended.
+
+    Killed alone (SIGKILL, the out-of-memory killer, a job scheduler, a notebook's kernel
+    restarted), ``mlplab tune --workers N`` left its workers searching the study to its end in
+    the background, unseen, on the cores the user meant to free. A thread waits on the parent's
+    sentinel (``multiprocessing.parent_process()``: a pipe that the parent's end closing makes
+    readable, or on Windows the parent's process handle, where ``os.getppid`` does not change
+    when the parent dies) and then ends the process at once, as a killed worker ends: its trial
+    stays RUNNING under its name until the next run of the command fails and re-queues it
+    (:func:`~mlplab.tuning.search.fail_dead_local_trials`), or another machine's worker does a
+    grace period after its last heartbeat. The parent itself never ends before its workers: it
+    joins them, also after a Ctrl-C (:func:`_run_round`)."""
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:  # (not started by multiprocessing)
+        return
+
+    def wait() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=wait, name="mlplab-end-with-parent", daemon=True).start()
 
 
 #: rounds of new workers that :func:`run_workers` starts for the trials of killed ones
