@@ -54,6 +54,7 @@ class HasStateDict(Protocol):
 
     def state_dict(self) -> Mapping[str, Any]: ...
 
+
 MODEL_FORMAT = "mlplab-model"
 MODEL_VERSION = 1
 META_KEY = "__meta__"

@@ -315,7 +315,6 @@ def _optimize(study: optuna.Study, objective: Objective, target: int, timeout: f
     processes claim one trial. The first result stands, of the same settings."""
     import time
 
-
     end = None if timeout is None else time.monotonic() + timeout
     while True:
         left = None if end is None else end - time.monotonic()

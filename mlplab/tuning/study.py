@@ -106,6 +106,7 @@ def _difference(key: str, had: Any, wants: Any) -> str:
                   if knob not in wants]
         if parts:
             return "; ".join(parts)
+
     def shown(value: Any) -> str:  # no pruner is None: "null" is JSON's word, not the user's
         return "none" if value is None else json.dumps(value, default=str)
 
