@@ -65,17 +65,25 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 class _Convergence(Callback):
     """scikit-learn's stopping rule on the training loss: stop when an epoch's mean loss has not
-    improved on the best by ``tol`` for ``patience`` consecutive epochs."""
+    improved on the best by ``tol`` for ``patience`` consecutive epochs. An epoch of ``rows``
+    rows whose last batch is smaller than ``batch`` (``partial_fit``) weights each batch's mean
+    loss by its rows, so that the epoch's is the mean over its rows."""
 
-    def __init__(self, tol: float | None, patience: int) -> None:
+    def __init__(self, tol: float | None, patience: int, rows: int = 0, batch: int = 0) -> None:
         self.tol, self.patience = tol, patience
+        self.rows, self.batch = rows, batch
         self.best, self.bad, self.start = np.inf, 0, 0
         self.epoch_loss: list[float] = []
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
         losses = trainer.history.loss[self.start:]
         self.start = len(trainer.history.loss)
-        mean = float(np.mean(losses))
+        if self.rows and len(losses) * self.batch != self.rows:
+            sizes = np.full(len(losses), self.batch)
+            sizes[-1] = self.rows - (len(losses) - 1) * self.batch
+            mean = float(np.dot(losses, sizes) / self.rows)
+        else:
+            mean = float(np.mean(losses))
         self.epoch_loss.append(mean)
         if self.tol is None:  # no loss-based stop: only record the curve
             return
@@ -317,7 +325,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, self.history_ = encoder.classes_, history
         if not warm:
             self._new_network(model, record)
-        self._record(trainer, convergence, batch_size)
+        self._record(trainer, convergence, trainer.iteration * batch_size)
         if self.early_stopping:
             self.validation_scores_ = list(history.val_acc)
             self.best_validation_score_ = history.best_val_acc
@@ -345,12 +353,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         first call (later calls may hold any subset of them); a ``fit`` before it is continued
         too. Each call is one epoch for ``n_iter_``, ``loss_curve_`` and the schedule
         (``exp``: ``lr * lr_decay ** n_iter_``; ``step`` and ``cosine`` need a run length and are
-        refused); there is no early stopping. ``n`` calls on the same data train exactly as
-        ``fit`` with ``max_epochs=n, tol=None`` does. An epoch is ``len(X) // batch_size``
-        minibatches, as in ``fit`` (the exercise's convention): the ``len(X) % batch_size`` rows
-        its shuffle leaves over are not trained on in that call, so stream chunks of a multiple
-        of ``batch_size`` rows (scikit-learn's ``partial_fit`` also trains on a last, smaller
-        batch). A changed ``optimizer`` starts its state
+        refused); there is no early stopping. Every row given is trained on once, as in
+        scikit-learn's ``partial_fit``: minibatches of ``batch_size`` and a last, smaller one of
+        the ``len(X) % batch_size`` rows left over (with ``batchnorm``, a single row left over
+        joins the batch before it, as one row is its own mean). ``fit``'s epochs are
+        ``len(X) // batch_size`` full minibatches (the exercise's convention), so ``n`` calls on
+        the same data train exactly as ``fit`` with ``max_epochs=n, tol=None`` does where
+        ``len(X)`` is a multiple of ``batch_size``. A changed ``optimizer`` starts its state
         afresh (another optimiser's slots are not its own), as a warm start does.
         """
         from sklearn.utils.multiclass import _check_partial_fit_first_call
@@ -389,7 +398,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             # (none: fitted, and pickled, by an mlplab without it)
             carry = getattr(self, "_continue", None) or {"seed": self._draw_seed()}
         batch_size = min(int(self.batch_size), len(Xa))
-        convergence = _Convergence(None, 0)  # records the epoch's mean loss
+        convergence = _Convergence(None, 0, len(Xa), batch_size)  # records the epoch's mean loss
         epochs_before = 0 if new else self.n_iter_
         lr = self.lr * (self.lr_decay ** epochs_before if self.schedule == "exp" else 1.0)
         if not lr > 0:  # underflowed: the one setting not validated as it is (lr and lr_decay are)
@@ -401,6 +410,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         trainer = Trainer._checked(dataclasses.replace(
             config, batch_size=batch_size, epochs=1, seed=carry["seed"], schedule="constant",
             lr=lr), [convergence])
+        trainer._last_batch = True  # every row given is trained on, in this call
         if "rng" in carry:
             # the state a resumed run starts from: no steps yet in this "run", but the
             # optimiser's slots and the generators carried over from the last epoch
@@ -417,7 +427,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if new:
             self.classes_ = known
             self._new_network(model, record)
-        self._record(trainer, convergence, batch_size)
+        # every batch is full but the last, which ends the epoch (with fewer rows, or more)
+        self._record(trainer, convergence,
+                     len(Xa) if trainer.epoch else trainer.iteration * batch_size)
         self.validation_scores_ = self.best_validation_score_ = None
         _raise_if_interrupted(self.history_)
         return self
@@ -444,11 +456,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         else:  # as scikit-learn's reset: no names left over from an earlier fit
             self.__dict__.pop("feature_names_in_", None)
 
-    def _record(self, trainer: Trainer, convergence: _Convergence, batch_size: int) -> None:
-        """Count what ``trainer`` did and keep what a later ``partial_fit`` continues from."""
+    def _record(self, trainer: Trainer, convergence: _Convergence, seen: int) -> None:
+        """Count what ``trainer`` did (``seen``: the samples its steps took) and keep what a
+        later ``partial_fit`` continues from."""
         self.loss_curve_ = [*self.loss_curve_, *convergence.epoch_loss]
         self.n_iter_ += trainer.epoch
-        self.t_ += trainer.iteration * batch_size  # samples seen, as scikit-learn counts it
+        self.t_ += seen  # samples seen, as scikit-learn counts it
         # the slots themselves, not copies: this trainer is done with them, and the next call's
         # optimiser copies them as it loads them (so a call that fails leaves these as they were)
         self._continue = {"seed": trainer.config.seed,

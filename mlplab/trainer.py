@@ -292,6 +292,10 @@ class Trainer:
         self._resume: dict[str, Any] | None = None
         self._same_schedule = False
         self._order: np.ndarray | None = None  # this epoch's shuffled row order
+        # shuffled epochs train the len(X) % batch rows left over as a last, smaller batch
+        # (scikit-learn's partial_fit), instead of the exercise's len(X) // batch full ones:
+        # MLPClassifier.partial_fit, whose rows are seen in that one call only
+        self._last_batch = False
         self._sigint = False
         self._graceful = False  # whether this run's Ctrl-C and SIGTERM stop it gracefully
         self._postfix: dict[str, str] = {}
@@ -416,6 +420,11 @@ class Trainer:
         n = X.shape[0]
         batch = min(int(cfg.batch_size), n) if cfg.sampling == "shuffle" else int(cfg.batch_size)
         per_epoch = max(n // batch, 1)
+        if self._last_batch and cfg.sampling == "shuffle" and n % batch:
+            # a single row left over joins the batch before it where batch norm would make it
+            # its own mean (every normalised activation 0, as refused below)
+            if not (n % batch == 1 and getattr(model, "batchnorms", None)):
+                per_epoch += 1
         total = cfg.iters if cfg.iters is not None else cfg.epochs * per_epoch
         if batch < 2 and getattr(model, "batchnorms", None):
             # one row is its own batch mean: every normalised activation is 0, nothing is learnt
@@ -494,7 +503,10 @@ class Trainer:
             # row numbers, not a copy of the rows (that would be 10% of CIFAR-10 held all along)
             subset = np.sort(pick)
 
-        x_buf = np.empty((batch, X.shape[1]), dtype=X.dtype)
+        # the largest batch: a last one may hold the row left over besides its own (see above)
+        last_batch = self._last_batch and self.config.sampling == "shuffle"
+        rows = max(batch, n - (per_epoch - 1) * batch) if last_batch else batch
+        x_buf = np.empty((rows, X.shape[1]), dtype=X.dtype)
         # a run resumed from its early stop (killed while saving its results) is finished
         self.stop = self.history.stopped_early
         self.history.interrupted = False
@@ -541,7 +553,8 @@ class Trainer:
             else:
                 if self._order is None or pos == 0:
                     self._order = rng.permutation(n)
-                idx = self._order[pos * batch:(pos + 1) * batch]
+                last = self._last_batch and pos == per_epoch - 1
+                idx = self._order[pos * batch:n if last else (pos + 1) * batch]
             # mode="clip" (idx is valid by construction): with the default "raise" NumPy
             # gathers into a hidden temporary first and copies the batch a second time
             xb = np.take(X, idx, axis=0, out=x_buf[: len(idx)], mode="clip")

@@ -228,9 +228,10 @@ def test_warm_start_continues_the_fitted_network(digits):
 def test_partial_fit_epochs_train_as_fit(digits, settings):
     """n partial_fit calls on the same data are one run of n epochs: the optimiser's state, the
     batch order's generator and dropout's carry over, bit for bit; a fit before them is
-    continued the same way."""
+    continued the same way. (Rows a multiple of batch_size: fit's epochs leave the rest over,
+    partial_fit trains them as a last batch.)"""
     X_tr, _, y_tr, _ = digits
-    X_tr = (X_tr / 16).astype(np.float32)
+    X_tr, y_tr = (X_tr[:1200] / 16).astype(np.float32), y_tr[:1200]
     params = dict(hidden_sizes=(32,), tol=None, random_state=3, **settings)
     ref = MLPClassifier(max_epochs=4, **params).fit(X_tr, y_tr)
     streamed = MLPClassifier(**params)
@@ -285,6 +286,44 @@ def test_partial_fit_chunks_train_as_the_plain_trainer(digits, settings):
     for name, p in model.params.items():
         np.testing.assert_array_equal(clf.model_.params[name], p, err_msg=name)
     assert clf.loss_curve_ == losses
+
+
+@pytest.mark.parametrize("rows, batchnorm", [(399, False), (250, False), (401, True)])
+def test_partial_fit_trains_on_every_row_given(digits, rows, batchnorm):
+    """One call is one pass over every row given: minibatches of ``batch_size`` and a last,
+    smaller one (scikit-learn's partial_fit). The ``len(X) % batch_size`` rows an epoch's shuffle
+    left over were not trained on, so a stream of 399-row chunks trained on 200 rows of each.
+    With batch norm a single row left over joins the batch before it (one row is its own mean).
+    The reference is plain SGD by hand over the same shuffled order."""
+    from mlplab.models import MLP
+
+    X_tr, _, y_tr, _ = digits
+    X, y = X_tr[:rows] / 16, y_tr[:rows]
+    clf = MLPClassifier(hidden_sizes=(16,), optimizer="sgd", lr=0.1, reg=0.0,
+                        batchnorm=batchnorm, random_state=5)
+    clf.partial_fit(X, y, classes=np.arange(10))
+
+    seed = int(np.random.RandomState(5).randint(np.iinfo(np.int32).max))
+    model = MLP(64, [16], 10, batchnorm=batchnorm, seed=seed, dtype=np.float64)
+    order = np.random.RandomState(seed).permutation(rows)
+    starts = list(range(0, rows, 200))
+    if batchnorm and rows % 200 == 1:
+        starts.pop()
+    bounds = [*starts[1:], rows]
+    losses = []
+    for start, end in zip(starts, bounds):
+        idx = order[start:end]
+        loss, grads = model.loss(X[idx], y[idx])
+        losses.append((loss, end - start))
+        for name, p in model.params.items():
+            p -= 0.1 * grads[name]
+    for name, p in model.params.items():
+        np.testing.assert_allclose(clf.model_.params[name], p, rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+    assert clf.t_ == rows and clf.n_iter_ == 1
+    # the epoch's loss is the mean over its rows, the last batch weighted by its size
+    mean = sum(loss * n for loss, n in losses) / rows
+    assert clf.loss_curve_ == [pytest.approx(mean, rel=1e-12)]
 
 
 def test_partial_fit_continues_in_the_networks_dtype(digits):
