@@ -35,7 +35,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
 from mlplab._validation import (
@@ -121,6 +121,15 @@ def _unchanged_on_error(model: MLP | None) -> Iterator[None]:
         for bits, state in zip(dropouts, streams):
             bits.state = state
         raise
+
+
+def _labels(values: np.ndarray, limit: int = 10) -> str:
+    """Labels as written (0, 'cat': ``tolist``, not NumPy 2's ``np.int64(0)``), the first
+    ``limit`` of them, for a message of one line."""
+    listed = values.tolist()
+    if len(listed) <= limit:
+        return str(listed)
+    return f"{str(listed[:limit])[:-1]}, ...] ({len(listed)} in all)"
 
 
 def _raise_if_interrupted(history: History) -> None:
@@ -362,8 +371,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         ``len(X)`` is a multiple of ``batch_size``. A changed ``optimizer`` starts its state
         afresh (another optimiser's slots are not its own), as a warm start does.
         """
-        from sklearn.utils.multiclass import _check_partial_fit_first_call
-
         hidden, config = self._check_params()
         if self.schedule in ("step", "cosine"):  # a schedule it has, not an "unknown" one
             raise ValueError(f"schedule {self.schedule!r} needs a run length, which partial_fit "
@@ -371,23 +378,38 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                              "'constant' with partial_fit, or fit with max_epochs.")
         check_choice(self.schedule, ("constant", "exp"), "schedule for partial_fit")
         new = not hasattr(self, "model_")
-        # the first call's classes and features are recorded on a copy, which the estimator
-        # takes them from once the network is trained: a refused first call is no first call
+        # the first call's features are recorded on a copy, which the estimator takes them (and
+        # the classes) from once the network is trained: a refused first call is no first call
         record = copy.copy(self) if new else self
-        _check_partial_fit_first_call(record, classes)
+        # (scikit-learn's _check_partial_fit_first_call, with messages of one line that say
+        # what to do: its own printed NumPy's repr of the classes, over several lines)
+        if new and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit: every "
+                             "label there will be (later calls may hold any subset of them).")
+        given = None if classes is None else unique_labels(classes)
+        if not new and given is not None and not np.array_equal(given, self.classes_):
+            raise ValueError(f"partial_fit: classes {_labels(given)} are not the fitted "
+                             f"network's {_labels(self.classes_)}; pass the same classes (or "
+                             "none) after the first call, or start again with fit or a new "
+                             "estimator.")
+        known: np.ndarray = given if new and given is not None else self.classes_
         Xa, ya = _validate_data(record, X, y, dtype=[np.float64, np.float32], reset=new)
         check_classification_targets(ya)
-        known = record.classes_
         unknown = np.setdiff1d(ya, known)
         if len(unknown):
-            raise ValueError(f"y has labels {unknown.tolist()[:5]} that are not among the "
-                             f"classes {known.tolist()} of the first partial_fit call; "
-                             "pass every label in `classes` then.")
+            raise ValueError(
+                f"y has labels {_labels(unknown, 5)} that are not among the classes "
+                f"{_labels(known)}" + ("; pass every label there will be in `classes` on the "
+                                       "first call." if new else
+                                       " of the fitted network; drop those rows, or start "
+                                       "again with fit or a new estimator whose first "
+                                       "partial_fit has every label in `classes`."))
         y_enc = np.searchsorted(known, ya)
         if new:
             if len(known) < 2:
                 raise ValueError(f"MLPClassifier needs at least 2 classes; got "
-                                 f"{known.tolist()}.")
+                                 f"{_labels(known)} in `classes`, which must hold every label "
+                                 "there will be.")
             seed = self._draw_seed()
             model = self._network(Xa.shape[1], hidden, seed, Xa.dtype, len(known))
             carry: dict[str, Any] = {"seed": seed}

@@ -388,11 +388,54 @@ def test_partial_fit_refusals(digits):
     clf.partial_fit(X_tr, y_tr, classes=np.arange(10))
     with pytest.raises(ValueError, match="X has 10 features, but MLPClassifier is expecting 64"):
         clf.partial_fit(X_tr[:, :10], y_tr)
-    with pytest.raises(ValueError, match="is not the same as on last call to partial_fit"):
+    with pytest.raises(ValueError, match=r"^partial_fit: classes \[0, .*\(11 in all\) are not"):
         clf.partial_fit(X_tr, y_tr, classes=np.arange(11))
     with pytest.raises(ValueError, match=r"partial_fit: hidden_sizes is \[16\], but the fitted "
                                          r"network has \[8\]; call fit to start again"):
         clf.set_params(hidden_sizes=(16,)).partial_fit(X_tr, y_tr)
+
+
+def test_partial_fit_label_refusals_are_one_line_saying_what_to_do(digits):
+    """scikit-learn's own check of classes given again said "`classes=array([...])` is not the
+    same as on last call to partial_fit, was: array([...])": NumPy's repr, over several lines
+    for 17 classes or more, of "the last call to partial_fit" after a fit, and no way on; a
+    label outside the classes on a later call was to be passed "in `classes` then", at a first
+    call long past."""
+    X_tr, _, y_tr, _ = digits
+    X, y = X_tr / 16, y_tr
+
+    def refusal(clf, *args, **kwargs):
+        with pytest.raises(ValueError) as refused:
+            clf.partial_fit(*args, **kwargs)
+        return str(refused.value)
+
+    new = MLPClassifier(hidden_sizes=(4,), random_state=0)
+    assert refusal(new, X, y) == (
+        "classes must be passed on the first call to partial_fit: every label there will be "
+        "(later calls may hold any subset of them).")
+    assert refusal(new, X, y, classes=np.arange(9)) == (
+        "y has labels [9] that are not among the classes [0, 1, 2, 3, 4, 5, 6, 7, 8]; pass "
+        "every label there will be in `classes` on the first call.")
+    assert refusal(new, X[y == 0], y[y == 0], classes=[0]) == (
+        "MLPClassifier needs at least 2 classes; got [0] in `classes`, which must hold every "
+        "label there will be.")
+    streamed = MLPClassifier(hidden_sizes=(4,), random_state=0)
+    streamed.partial_fit(X, y, classes=np.arange(10))
+    fitted = MLPClassifier(hidden_sizes=(4,), max_epochs=1, random_state=0).fit(X, y)
+    for clf in (streamed, fitted):
+        assert refusal(clf, X, y, classes=np.arange(30)) == (
+            "partial_fit: classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...] (30 in all) are not the "
+            "fitted network's [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]; pass the same classes (or none) "
+            "after the first call, or start again with fit or a new estimator.")
+        assert refusal(clf, X, y + 100) == (
+            "y has labels [100, 101, 102, 103, 104, ...] (10 in all) that are not among the "
+            "classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] of the fitted network; drop those rows, or "
+            "start again with fit or a new estimator whose first partial_fit has every label "
+            "in `classes`.")
+        assert clf.n_iter_ == 1
+        # the same classes again, in any order, or none: accepted
+        clf.partial_fit(X, y, classes=np.arange(10)[::-1]).partial_fit(X[y < 3], y[y < 3])
+        assert clf.n_iter_ == 3
 
 
 def test_partial_fit_refuses_an_exp_schedule_decayed_to_zero(digits):
