@@ -1141,6 +1141,45 @@ def test_loading_options_the_lent_dataset_has_in_another_spelling_are_no_conflic
     assert np.array_equal(again.X_val, unseeded.X_val)
 
 
+def test_split_sizes_with_a_lent_dataset_are_read_as_load_dataset_reads_them(tmp_path, digits):
+    """A fraction and a count each work with data= as they do for a dataset loaded by name: the
+    test fraction that made the lent dataset's split was refused (only a validation fraction
+    was turned into a count), as was a fraction in NumPy's float32, and a size that load_dataset
+    refuses (NaN, 1.0, -1, more images than there are, True) was refused as one the dataset
+    "cannot apply", with advice to load it so (which failed), or raised OverflowError
+    (infinity). Such sizes are now refused in load_dataset's own words."""
+    from mlplab.data import DatasetError
+
+    for key in ("val_size", "test_size"):
+        split = "y_" + key[:-len("_size")]
+        for size in (0.2, np.float32(0.2), 300, np.int64(300), 0):
+            ds = load_dataset("digits", seed=0, **{key: size})
+            result = train_run(data=ds, hidden=[8], iters=1, plots=False, **{key: size})
+            assert getattr(result.config, key) == len(getattr(ds, split))
+        for bad in (float("nan"), float("inf"), 1.0, -1, -0.2, 1.5, 5000, True, "0.2"):
+            with pytest.raises(DatasetError) as named:
+                load_dataset("digits", seed=0, **{key: bad})
+            with pytest.raises(DatasetError) as lent:
+                train_run(data=digits, hidden=[8], iters=1, plots=False, **{key: bad})
+            assert str(lent.value) == str(named.value), (key, bad)
+    # a test fraction of an official test set (MNIST's IDX files): of the test images, which
+    # a dataset loaded with it no longer has all of
+    (tmp_path / "mnist").mkdir()
+    rs = np.random.RandomState(0)
+    for name, shape in (("train-images-idx3-ubyte", (20, 28, 28)),
+                        ("train-labels-idx1-ubyte", (20,)),
+                        ("t10k-images-idx3-ubyte", (8, 28, 28)),
+                        ("t10k-labels-idx1-ubyte", (8,))):
+        arr = rs.randint(0, 10 if len(shape) == 1 else 256, shape).astype(np.uint8)
+        head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", d) for d in shape)
+        (tmp_path / "mnist" / name).write_bytes(head + arr.tobytes())
+    mnist = load_dataset("mnist", data_dir=tmp_path, val_size=4, test_size=0.25)
+    result = train_run(data=mnist, test_size=0.25, hidden=[8], iters=1, plots=False)
+    assert result.config.test_size == len(mnist.y_test) == 2
+    with pytest.raises(ValueError, match=r"^test_size=0.5 cannot apply to data="):
+        train_run(data=mnist, test_size=0.5, hidden=[8], iters=1, plots=False)
+
+
 def test_a_data_dir_is_refused_only_for_a_lent_dataset_read_from_another(tmp_path, digits):
     """load_dataset ignores data_dir for the bundled digits (and records none), so
     train_run(data=digits, data_dir=D) was refused with advice to call load_dataset('digits',

@@ -75,9 +75,9 @@ class Dataset:
     ``X_*`` are (N, H, W, C) ``uint8`` images in the order of the source files, ``y_*`` are
     ``int64`` labels indexing ``classes``. ``source`` says where the data was read from.
     ``load_options`` holds the :func:`~mlplab.data.load_dataset` arguments that made these images
-    and splits (``data_dir``, ``image_size``, ``seed``), which a run given this dataset records
-    so that ``evaluate_run`` and ``resume_run`` load the same splits again; empty for a dataset
-    built by hand.
+    and splits (``data_dir``, ``image_size``, ``seed``, which a run given this dataset records
+    so that ``evaluate_run`` and ``resume_run`` load the same splits again; ``val_size`` and
+    ``test_size`` as asked for); empty for a dataset built by hand.
     """
 
     name: str

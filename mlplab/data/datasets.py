@@ -239,7 +239,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         (X, y), test, classes = load_folder(path, size, cache=cache, channels=channels)
         ds = _holdout_splits(f"folder:{path}", classes, X, y, test, val_size, test_size, seed,
                              source=str(path))
-        return _record_load_options(ds, None, image_size, seed)
+        return _record_load_options(ds, None, image_size, seed, val_size, test_size)
     low = _ALIASES[low]
     if low != "digits":
         check_data_dir(data_dir)
@@ -259,18 +259,24 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     if size is not None:
         for s in SPLITS:
             setattr(ds, f"X_{s}", resize_images(getattr(ds, f"X_{s}"), size))
-    return _record_load_options(ds, None if low == "digits" else data_dir, image_size, seed)
+    return _record_load_options(ds, None if low == "digits" else data_dir, image_size, seed,
+                                val_size, test_size)
 
 
 def _record_load_options(ds: Dataset, data_dir: str | os.PathLike | None,
-                         image_size: int | str | tuple[int, int] | None,
-                         seed: int | None) -> Dataset:
+                         image_size: int | str | tuple[int, int] | None, seed: int | None,
+                         val_size: int | float | None, test_size: int | float | None) -> Dataset:
     """``ds`` with the options it was loaded with (``Dataset.load_options``), as a run's config
-    records them: ``image_size`` an int or a string (a pair becomes ``"HxW"``)."""
+    records them: ``image_size`` an int or a string (a pair becomes ``"HxW"``); the split sizes
+    as asked for (a fraction stays one: a run lent the dataset reads a test fraction of an
+    official test set by it, whose images the dataset no longer all has)."""
     if image_size is not None and not isinstance(image_size, int | str):
         image_size = "{}x{}".format(*parse_image_size(image_size))
+    sizes = {k: v.item() if isinstance(v, np.generic) else v
+             for k, v in (("val_size", val_size), ("test_size", test_size))}
     ds.load_options = {"data_dir": None if data_dir is None else str(user_path(data_dir).resolve()),
-                       "image_size": image_size, "seed": None if seed is None else int(seed)}
+                       "image_size": image_size, "seed": None if seed is None else int(seed),
+                       **sizes}
     return ds
 
 

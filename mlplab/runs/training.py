@@ -423,6 +423,8 @@ def _same_loading(key: str, given: Any, has: Any, ds: Dataset) -> bool:
     (data_seed None) that any seed gives, loads the same images and is no conflict."""
     from mlplab.data.datasets import canonical_dataset_name, parse_image_size
 
+    if key in ("val_size", "test_size"):
+        return _same_split_size(key, given, has, ds)
     with contextlib.suppress(ValueError, TypeError):  # a malformed value: compared as it is
         if key == "dataset":
             return bool(canonical_dataset_name(given) == canonical_dataset_name(has))
@@ -436,10 +438,27 @@ def _same_loading(key: str, given: Any, has: Any, ds: Dataset) -> bool:
             # loaded by name from no data_dir: the digits are bundled and a folder: dataset is
             # named by its path, so load_dataset ignores (and records no) data_dir for them
             return True
-        if key == "val_size" and isinstance(given, float) and not given.is_integer():
-            # load_dataset takes a fraction of the training and validation images together
-            return bool(int(round(given * (len(ds.y_train) + len(ds.y_val)))) == has)
     return bool(given == has)
+
+
+def _same_split_size(key: str, given: Any, has: int, ds: Dataset) -> bool:
+    """Whether the split size ``key`` (``val_size``, ``test_size``) given as ``given`` is the
+    count the lent dataset ``ds`` has (``has``), read as load_dataset reads it: the size ds was
+    loaded with (``Dataset.load_options``), a count, or a fraction of the images it is taken
+    from (validation: the training and validation images; test: all of them, as for a dataset
+    without a separate test set). A size load_dataset refuses (NaN, 1.0, -1, "0.2", more images
+    than there are) is refused in its words (:class:`SplitSizeError`): not as one the dataset
+    does not have, with advice to load the data with it."""
+    from mlplab.data.base import resolve_size
+
+    def plain(value: Any) -> Any:  # np.float32(0.2) is the 0.2 it was loaded with
+        return value.item() if isinstance(value, np.generic) else value
+
+    asked = ds.load_options.get(key)
+    if asked is not None and not isinstance(given, bool) and plain(given) == plain(asked):
+        return True  # (True == 1 in Python: True is refused below, as load_dataset refuses it)
+    n = len(ds.y_train) + len(ds.y_val) + (len(ds.y_test) if key == "test_size" else 0)
+    return resolve_size(given, n, 0, key, spare=1) == has
 
 
 def _take_dataset(cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,
