@@ -308,11 +308,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
             # stratified only where both parts can hold every class: otherwise scikit-learn
             # refuses, with a message about a test_size the user never set
-            n_val = int(np.ceil(self.validation_fraction * len(y_enc)))
+            # a float: train_test_split refuses NumPy's float32 (as "test_size", a name the user
+            # never set)
+            fraction = float(self.validation_fraction)
+            n_val = int(np.ceil(fraction * len(y_enc)))
             stratify = (np.bincount(y_enc).min() >= 2
                         and min(n_val, len(y_enc) - n_val) >= len(encoder.classes_))
             Xa, X_val, y_enc, y_val = train_test_split(
-                Xa, y_enc, test_size=self.validation_fraction, random_state=seed,
+                Xa, y_enc, test_size=fraction, random_state=seed,
                 stratify=y_enc if stratify else None)
         model = self.model_ if warm else self._network(Xa.shape[1], hidden, seed, Xa.dtype,
                                                           len(encoder.classes_))

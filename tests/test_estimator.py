@@ -89,6 +89,18 @@ def test_early_stopping_on_fewer_validation_samples_than_classes(digits):
     assert len(clf.classes_) == 10 and len(clf.validation_scores_) == clf.n_iter_
 
 
+def test_a_validation_fraction_of_any_float_type(digits):
+    """A fraction in NumPy's float32 (a grid of np.linspace(..., dtype=np.float32), say) holds
+    out the same rows as the Python float: it was refused by train_test_split, in a message
+    about "the 'test_size' parameter", which the user never set."""
+    X_tr, _, y_tr, _ = digits
+    fits = [MLPClassifier(hidden_sizes=(8,), early_stopping=True, validation_fraction=fraction,
+                          max_epochs=2, tol=None, random_state=0).fit(X_tr / 16, y_tr)
+            for fraction in (0.25, np.float32(0.25))]
+    assert fits[0].validation_scores_ == fits[1].validation_scores_
+    np.testing.assert_array_equal(fits[0].model_.params["W1"], fits[1].model_.params["W1"])
+
+
 def test_early_stopping_with_a_class_of_one_sample(digits):
     """A class with a single sample cannot be in both parts of a stratified split (scikit-learn
     refuses it: "The least populated class in y has only 1 member"): the held-out part is drawn
