@@ -173,12 +173,13 @@ def test_loading_options_apply_to_a_name_only(tmp_path):
     from mlplab.data import load_dataset
 
     ds = load_dataset("digits", seed=0)
-    with pytest.raises(ValueError, match="val_size only apply to a dataset loaded by name"):
+    with pytest.raises(ValueError, match=r"^val_size applies only to a dataset given by name.*"
+                                         r"load_dataset\(name, val_size=\.\.\.\)\.$"):
         tm.train_run(ds, out=tmp_path / "run", val_size=0.2)
     # the seed that splits a dataset loaded by name: this one was split already (it was ignored)
-    with pytest.raises(ValueError, match="data_seed only apply to a dataset loaded by name"):
+    with pytest.raises(ValueError, match=r"^data_seed applies only .*load_dataset\(name, seed="):
         tm.train_run(ds, out=tmp_path / "run", data_seed=5)
-    with pytest.raises(ValueError, match="data_seed only apply to a dataset loaded by name"):
+    with pytest.raises(ValueError, match=r"^data_seed applies only to a dataset given by name"):
         tm.depth_run(ds, out=tmp_path / "run", data_seed=5)
     with pytest.raises(TypeError, match="dataset must be a name or an mlplab.data.Dataset"):
         tm.train_run(ds.X_train, out=tmp_path / "run")

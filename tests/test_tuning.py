@@ -2554,3 +2554,22 @@ def test_train_flags_that_are_no_knob_are_not_taken_for_a_near_spelling(flags, s
     err = capsys.readouterr().err
     assert says in err and "did you mean" not in err, err
 
+
+
+def test_loading_options_with_data_already_loaded_are_refused_not_dropped():
+    """tune(load_dataset("digits"), val_size=0.5) searched on the dataset's own 180 validation
+    images: load_dataset's options (and train_size for prepared arrays) were dropped without a
+    word for data given loaded."""
+    from mlplab.data import load_dataset
+    from mlplab.tuning.data import as_source, prepare
+
+    ds = load_dataset("digits", seed=0)
+    with pytest.raises(TypeError, match=r"^val_size applies only to a dataset given by name.*"
+                                        r"load_dataset\(name, val_size=\.\.\.\)\.$"):
+        tune(ds, trials=1, val_size=0.5, progress=False)
+    with pytest.raises(TypeError, match=r"^data_dir, test_size apply only"):
+        as_source(ds, test_size=0.1, data_dir="/data")
+    with pytest.raises(TypeError, match="train_size applies to a dataset name or a Dataset"):
+        as_source(prepare(ds, "standardize"), train_size=100)
+    # what does apply to a loaded Dataset still does: train_size takes that many images
+    assert len(as_source(ds, train_size=100).load().y_train) == 100

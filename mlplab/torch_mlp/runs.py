@@ -334,6 +334,8 @@ def _recorded_settings(config: dict[str, Any], device: str | None, threads: int 
 #: the loading options of train_run and depth_run, and their defaults
 _LOAD_DEFAULTS = {"data_dir": None, "download": False, "mirror": None, "val_size": None,
                   "test_size": None, "image_size": None, "cache": True, "data_seed": 0}
+#: how load_dataset names those of them it names otherwise
+_LOADER_NAME = {"data_seed": "seed"}
 
 
 def _load(dataset: str | Dataset, data_seed: int, load: dict[str, Any]
@@ -369,8 +371,10 @@ def _check_dataset_arg(dataset: Any, load: dict[str, Any]) -> None:
                         f"{type(dataset).__name__}.")
     given = sorted(k for k, v in load.items() if v != _LOAD_DEFAULTS[k])
     if given:
-        raise ValueError(f"{', '.join(given)} only apply to a dataset loaded by name; this one "
-                         "is loaded already.")
+        raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only "
+                         "to a dataset given by name; this one is loaded already: pass its "
+                         "name, or a dataset loaded with load_dataset(name, "
+                         f"{_LOADER_NAME.get(given[0], given[0])}=...).")
 
 
 def _split_seed(ds: Dataset, data_seed: int | None) -> int | None:

@@ -196,10 +196,22 @@ def as_source(dataset: Any, preprocess: str = "standardize", train_size: int | N
               **kwargs: Any) -> DataSource:
     """A :class:`DataSource` for a dataset name (``kwargs`` go to ``load_dataset``), a raw
     ``Dataset``, :class:`TuningData` or a source itself."""
-    if isinstance(dataset, DataSource):
-        return dataset
     if isinstance(dataset, str):
         return DatasetSource(dataset, kwargs, preprocess, train_size)
+    # load_dataset's options for data already loaded were dropped without a word: a
+    # tune(load_dataset("digits"), val_size=0.5) searched on the dataset's own 180 images
+    if kwargs:
+        names = sorted(kwargs)
+        raise TypeError(f"{', '.join(names)} {'applies' if len(names) == 1 else 'apply'} only "
+                        f"to a dataset given by name; this {type(dataset).__name__} is loaded "
+                        f"already: pass its name, or a dataset loaded with load_dataset(name, "
+                        f"{names[0]}=...).")
+    if train_size is not None and isinstance(dataset, DataSource | TuningData):
+        raise TypeError(f"train_size applies to a dataset name or a Dataset; a "
+                        f"{type(dataset).__name__} is used as it is: pass it with the training "
+                        "images you want it to have.")
+    if isinstance(dataset, DataSource):
+        return dataset
     if isinstance(dataset, TuningData):
         return ArraySource(dataset)
     if hasattr(dataset, "X_train") and hasattr(dataset, "classes"):
