@@ -222,6 +222,7 @@ def test_documented_python_compiles(where: str, source: str) -> None:
     documented = {}
     exec(f"def {name}{parameters}: pass", documented)
     function = next(getattr(m, name) for m in (mlplab, mlplab.data) if hasattr(m, name))
+
     def names_and_defaults(f: object) -> list[tuple[str, object]]:
         return [(p.name, p.default) for p in inspect.signature(f).parameters.values()]
 

@@ -229,6 +229,7 @@ def test_the_unpickler_admits_exactly_the_cifar_globals():
                                 ("numpy.core.multiarray", "_reconstruct"),
                                 ("numpy.core.numeric", "_frombuffer")]
     # _codecs.encode is admitted for latin1 text only (what Python 3 writes for bytes)
+
     class CodecTrick:
         def __reduce__(self):
             return codecs.encode, (b"x" * 100, "zlib")

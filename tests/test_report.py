@@ -277,6 +277,7 @@ def test_a_stage_whose_input_only_left_out_says_which_stage_to_add(tmp_path, cap
     assert status["q3_default"] == ("not run", "needs the dataset, which was not produced (see "
                                                "above).")
 
+
 def test_ctrl_c_in_a_training_stage_stops_the_report(tmp_path, monkeypatch):
     """A run that Ctrl-C cut short must not be reported as the stage's result."""
     import mlplab.runs as runs
@@ -712,7 +713,6 @@ def test_a_budgets_search_space_stays_within_its_caps(max_epochs, max_hidden):
         assert "epochs" in space.fixed or s["epochs"] % 5 == 0
 
 
-
 def test_free_text_is_shown_as_text_in_both_renderings():
     import html
 
@@ -989,7 +989,6 @@ def test_cifar10_is_known_by_its_class_names_in_any_spelling_or_order(classes, c
     assert is_cifar10((32, 32, 3), classes) is cifar
     assert is_cifar10([32, 32, 3], classes) is cifar
     assert not is_cifar10((32, 32, 1), classes)
-
 
 
 def test_summary_without_data_does_not_call_cifar10_not_comparable(tmp_path, monkeypatch):

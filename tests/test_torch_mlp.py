@@ -278,7 +278,6 @@ def test_from_numpy_gives_a_network_ready_to_predict(rng):
     np.testing.assert_allclose(probs, mlp.predict_proba(X.numpy()), rtol=1e-12)
 
 
-
 def test_interop_refuses_what_it_cannot_convert():
     with pytest.raises(ValueError, match="ReLU, but this MLP uses 'tanh'"):
         tm.from_numpy(MLP(4, [3], 2, activation="tanh"))
@@ -286,7 +285,6 @@ def test_interop_refuses_what_it_cannot_convert():
         tm.from_numpy(torch.nn.Linear(3, 2))
     with pytest.raises(TypeError, match="MultiLayerPerceptron"):
         tm.to_numpy(torch.nn.Sequential(torch.nn.Linear(3, 2)))
-
 
 
 def test_from_numpy_refuses_a_relu_replaced_by_a_registered_layer(registries):
@@ -516,7 +514,6 @@ def test_predict_and_fit_take_images_as_the_model_does(rng):
     assert tm.fit(a, images, y, images, y, cfg).loss == tm.fit(b, flat, y, flat, y, cfg).loss
 
 
-
 def test_accuracy_on_no_rows_is_the_numpy_models_error_not_nan():
     """The accuracy of no predictions is undefined: the NumPy MLP says so, and PyTorch's gave
     NaN, which a caller could record as a result. Both now raise the same error, after the
@@ -682,7 +679,6 @@ def test_a_depth_rows_json_gives_each_epochs_mean_loss():
     assert row["epochs"] == {"train_acc": [0.1, 0.2, 0.3], "val_acc": [0.15, 0.25, 0.35],
                              "mean_loss": [3.0, 2.0, 0.5]}
     assert "history" not in row and row["test_acc"] is None
-
 
 
 def test_depth_study_test_data_comes_in_pairs(digits):

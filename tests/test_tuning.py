@@ -234,7 +234,6 @@ def test_hyperbands_resource_is_the_most_epochs_a_trial_trains(spec, most):
     assert make_pruner("hyperband", space, 10)._max_resource == most
 
 
-
 def test_storage_spec_parsing(tmp_path):
     assert storage_spec(None, tmp_path).url == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
     assert storage_spec("journal:x/j.log", tmp_path).url.startswith("journal:/")
@@ -597,7 +596,6 @@ def _interrupt_trial(monkeypatch, number):
 def test_ctrl_c_keeps_the_finished_trials_tables_without_a_traceback(digits, tmp_path,
                                                                      monkeypatch, caplog):
     import logging
-
 
     # Optuna's logger writes to its own handler; let caplog see the records that handler got
     monkeypatch.setattr(logging.getLogger("optuna"), "propagate", True)
@@ -2553,7 +2551,6 @@ def test_train_flags_that_are_no_knob_are_not_taken_for_a_near_spelling(flags, s
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert says in err and "did you mean" not in err, err
-
 
 
 def test_loading_options_with_data_already_loaded_are_refused_not_dropped():

@@ -50,6 +50,7 @@ def check_dataset_name(name: object) -> None:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)} "
                            "or folder:PATH (a folder with one sub-folder of images per class).")
 
+
 def canonical_dataset_name(name: str) -> str:
     """The name under which :func:`load_dataset` gives dataset ``name`` (``"CIFAR-10"`` ->
     ``"cifar10"``); a ``folder:PATH`` or unknown name as it is, stripped."""
