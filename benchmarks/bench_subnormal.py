@@ -15,7 +15,10 @@ which NumPy does not do. Three measurements, on one BLAS thread:
 3. a larger case of what 2. finds: 784 inputs (MNIST's size), 67 of them 0 in every training
    image as MNIST's are, the same training for ``--iters / 2`` iterations, and the same
    comparison; and the time of one pass that sets every subnormal entry of the parameters and
-   slots to 0 (what a fix run once per epoch would cost).
+   slots to 0 (what the trainer's fix costs once per epoch);
+4. that fix: the trainer sets those entries to 0 at each epoch's end
+   (``Optimizer.flush_subnormals``); 2. and 3. train with it switched off, to show what training
+   makes, and 4. times the whole training of 3. with it and without it, alternated.
 
     python benchmarks/bench_subnormal.py [--iters 6000] [--rounds 9]
 """
@@ -23,12 +26,13 @@ which NumPy does not do. Three measurements, on one BLAS thread:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import functools
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -76,6 +80,19 @@ def operations() -> None:
         b = best_of(functools.partial(np.matmul, X, W * t(scale)), 5)
         print(f"   {np.dtype(t).name:7s} {'X @ W, 200x500 @ 500x500 (W subnormal)':45s} "
               f"{a * 1e3:7.3f} ms / {b * 1e3:7.3f} ms = x{b / a:5.1f}")
+
+
+@contextlib.contextmanager
+def without_flush() -> Iterator[None]:
+    """Train as mlplab did before its trainer set subnormal entries to 0 at each epoch's end."""
+    from mlplab.optim import Optimizer
+
+    saved = Optimizer.flush_subnormals
+    Optimizer.flush_subnormals = lambda self, params: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Optimizer.flush_subnormals = saved  # type: ignore[method-assign]
 
 
 def step_time(model: object, optimizer: object, X: np.ndarray, y: np.ndarray, reg: float,
@@ -140,7 +157,8 @@ def real_run(iters: int, rounds: int) -> None:
         model = MLP(64, [100], 10, seed=0, dtype=np.float32)
         trainer = Trainer(optimizer=optimizer, lr=lr, reg=reg, schedule="constant",
                           batch_size=200, iters=iters, epochs=None, seed=0, callbacks=[Count()])
-        trainer.fit(model, X, y)
+        with without_flush():
+            trainer.fit(model, X, y)
         batch = X[:200].copy(), y[:200].copy()
         state = (model, trainer.optimizer)
         arrays = [*model.params.values(), *(a for d in trainer.optimizer.state.values()
@@ -163,9 +181,15 @@ def mnist_sized(iters: int, rounds: int) -> None:
     model = MLP(784, [256], 10, seed=0, dtype=np.float32)
     print(f"3. 784-256-10 float32 on random data whose 67 inputs (MNIST's count) are 0 in every "
           f"row, Adam, lr 1e-3, reg {reg:g}, {iters} iterations")
-    trainer = Trainer(optimizer="adam", lr=1e-3, reg=reg, schedule="constant", batch_size=200,
-                      iters=iters, epochs=None, seed=0)
-    trainer.fit(model, X, y)
+    def train(model: MLP) -> Trainer:
+        trainer = Trainer(optimizer="adam", lr=1e-3, reg=reg, schedule="constant",
+                          batch_size=200, iters=iters, epochs=None, seed=0)
+        trainer.fit(model, X, y)
+        return trainer
+
+    untrained = copy.deepcopy(model)
+    with without_flush():
+        trainer = train(model)
     state = (model, trainer.optimizer)
     arrays = [*model.params.values(), *(a for d in trainer.optimizer.state.values()
                                        for a in d.values())]
@@ -177,6 +201,25 @@ def mnist_sized(iters: int, rounds: int) -> None:
     cost = best_of(lambda: [np.putmask(a, subnormal(a), 0) for a in arrays], 5)
     print(f"   one pass setting the subnormal entries of parameters and slots to 0: "
           f"{cost * 1e3:.1f} ms")
+
+    print(f"4. the same training ({iters} iterations, {iters * 200 // len(X)} epochs) with the "
+          f"trainer's flush at each epoch's end / without it, alternated {rounds} times")
+    times: dict[bool, list[float]] = {True: [], False: []}
+    left: dict[bool, int] = {}
+    for _ in range(rounds):
+        for flush in (True, False):
+            model = copy.deepcopy(untrained)
+            with contextlib.nullcontext() if flush else without_flush():
+                start = time.perf_counter()
+                trainer = train(model)
+                times[flush].append(time.perf_counter() - start)
+            left[flush] = sum(int(subnormal(a).sum()) for a in
+                              [*model.params.values(),
+                               *(a for d in trainer.optimizer.state.values() for a in d.values())])
+    a, b = statistics.median(times[True]), statistics.median(times[False])
+    print(f"   median {a:.2f} s / {b:.2f} s = x{a / b:.2f} (fastest {min(times[True]):.2f} s / "
+          f"{min(times[False]):.2f} s); subnormal entries at the end: {left[True]} / "
+          f"{left[False]}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -588,6 +588,7 @@ class Trainer:
 
             if self.iteration % per_epoch == 0:
                 optimizer.settle()  # before evaluation, checkpoints and callbacks
+                optimizer.flush_subnormals(model.params)
                 self._check_weights(model, optimizer.lr)
                 with self._diverged_on_overflow(model, self.epoch + 1, optimizer.lr):
                     train_acc = (model.accuracy(xb, yb) if subset is None

@@ -649,3 +649,55 @@ def test_without_numpys_blas_momentum_does_not_fuse(scipy_blas):
     model, _ = _twin_models()
     with make_optimizer("momentum", 0.1).fused(model):
         assert all(a.grad_decay == 0 for a in model.affines)
+
+
+def test_subnormal_weights_and_slots_are_set_to_zero_at_each_epoch_end():
+    """Adam with L2 drives the weights of always-zero inputs into the subnormal range, where each
+    operation on them runs in microcode (docs/benchmarks.md): the trainer sets them to 0 once per
+    epoch. Planted after an epoch's last step, they are 0 when the epoch ends, and every other
+    entry is what the same run without them holds there."""
+    from mlplab import MLP
+    from mlplab.trainer import Callback, Trainer
+
+    tiny = np.float32(1e-40)
+    assert 0 < tiny < np.finfo(np.float32).tiny
+    planted = [("W1", "param", (0, 1)), ("b1", "param", (2,)), ("W2", "m", (1, 0)),
+               ("W1", "v", (3, 3))]
+
+    class Plant(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            if iteration == 4:  # the first epoch's last step
+                for name, where, idx in planted:
+                    arr = (trainer.model.params[name] if where == "param"
+                           else trainer.optimizer.state[name][where])
+                    arr[idx] = tiny
+
+    class Snapshot(Callback):
+        def __init__(self):
+            self.params, self.slots = {}, {}
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                self.params = {k: v.copy() for k, v in trainer.model.params.items()}
+                self.slots = {(k, s): a.copy() for k, by in trainer.optimizer.state.items()
+                              for s, a in by.items()}
+
+    X = np.random.RandomState(0).randn(40, 6).astype(np.float32)
+    y = np.arange(40) % 3
+    runs = []
+    for extra in ([], [Plant()]):
+        snap = Snapshot()
+        Trainer(optimizer="adam", lr=0.01, reg=1e-3, epochs=2, batch_size=10,
+                callbacks=[*extra, snap]).fit(MLP(6, [5], 3, seed=0), X, y)
+        runs.append(snap)
+    plain, flushed = runs
+    for name, where, idx in planted:
+        got = flushed.params[name] if where == "param" else flushed.slots[(name, where)]
+        assert got[idx] == 0
+        want = plain.params[name] if where == "param" else plain.slots[(name, where)]
+        assert want[idx] != 0  # the plain run's entry there: a normal number, now 0
+        got[idx] = want[idx]
+    for name in plain.params:
+        np.testing.assert_array_equal(flushed.params[name], plain.params[name])
+    for key in plain.slots:
+        np.testing.assert_array_equal(flushed.slots[key], plain.slots[key])
