@@ -9,6 +9,7 @@ import signal
 
 import pytest
 
+from mlplab._text import shell_command
 from mlplab.cli import main
 from mlplab.data import load_dataset
 from mlplab.runs import train_run
@@ -168,13 +169,31 @@ def test_cli_table_json_and_errors(runs, capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     assert main(["runs", str(tmp_path / "empty")]) == 0
     assert "no run folders under" in capsys.readouterr().err
-    assert main(["runs", str(tmp_path / "nowhere")]) == 1
-    assert "nowhere: no such folder; pass the folder that holds the run folders" in \
-        capsys.readouterr().err
     (tmp_path / "a-file").write_text("")
     assert main(["runs", str(tmp_path / "a-file")]) == 1
     assert "a-file is not a folder; pass the folder that holds the run folders" in \
         capsys.readouterr().err
+
+
+def test_a_runs_folder_not_made_yet_has_no_runs_and_says_how_to_make_one(runs, capsys,
+                                                                         tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a fresh checkout: no runs/ yet
+    assert main(["runs"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err == "no runs yet in runs; train one with `mlplab train`\n"
+    assert main(["runs", "my runs", "--json"]) == 0  # another folder: --out puts a run there
+    out, err = capsys.readouterr()
+    first = shell_command(["mlplab", "train", "--out", os.path.join("my runs", "first")])
+    assert first in ("mlplab train --out 'my runs/first'", 'mlplab train --out "my runs\\first"')
+    assert json.loads(out) == [] and err == f"no runs yet in my runs; train one with `{first}`\n"
+    root, _ = runs  # beside a folder that has runs: those are listed, the other is named
+    assert main(["runs", str(root / "small"), "nowhere"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1].startswith(str(root / "small")) and "no runs yet in nowhere" in err
+    (tmp_path / "a-file").write_text("")  # something else by that name: still an error
+    assert main(["runs", "a-file"]) == 1
+    (err,) = capsys.readouterr().err.splitlines()
+    assert "a-file is not a folder; pass the folder that holds the run folders" in err
 
 
 def test_a_pytorch_run_is_listed_as_one(tmp_path, digits):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "continues it, or an unfinished one; mlplab torch train --resume RUN a "
                     "run of mlplab torch train's).")
     p.add_argument("folders", metavar="FOLDER", nargs="*", type=user_path_arg,
-                   default=["runs"], help="folders to look in (default: runs, where mlplab "
-                                          "train writes)")
+                   default=[DEFAULT_FOLDER],
+                   help="folders to look in (default: runs, where mlplab train writes; one "
+                        "that does not exist yet has no runs)")
     p.add_argument("--sort", choices=list(SORT_KEYS), default="time",
                    help="order: time (when each finished, oldest first), name, or val, "
                         "best-val, test (that accuracy, highest first) (default: %(default)s)")
@@ -41,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"{PLOTTED} in --sort order")
     p.set_defaults(func=run_runs)
 
+
+#: where ``mlplab train`` puts its run folders unless told otherwise
+DEFAULT_FOLDER = "runs"
 
 #: the most runs ``--plot`` draws: beyond that the colours repeat and the legend fills the page
 PLOTTED = 20
@@ -77,8 +82,14 @@ def run_runs(args: argparse.Namespace) -> int:
 
     if args.plot is not None:  # before the listing, which may take a while
         check_figure_file(args.plot, "--plot", "runs.png")
+    # a folder that is not there yet is one nobody has trained into (a fresh checkout, a new
+    # machine): no runs, not an error; one that is something else (a file) is still refused
+    missing = [f for f in args.folders if not os.path.lexists(f)]
+    for folder in missing:
+        print(_no_runs_yet(folder), file=sys.stderr)
+    present = [f for f in args.folders if f not in missing]
     try:
-        records = list_runs(args.folders, sort=args.sort)
+        records = list_runs(present, sort=args.sort) if present else []
     except FileNotFoundError as exc:
         raise CLIError(str(exc)) from None
     if args.plot is not None and records:
@@ -89,8 +100,9 @@ def run_runs(args: argparse.Namespace) -> int:
     if not records:
         from mlplab.runs.finished import other_output_hint
 
-        print(f"no run folders under {', '.join(args.folders)}", file=sys.stderr)
-        for folder in args.folders:  # a depth study, say, given for a run folder: what it is
+        if present:  # the missing ones have had their line
+            print(f"no run folders under {', '.join(present)}", file=sys.stderr)
+        for folder in present:  # a depth study, say, given for a run folder: what it is
             hint = other_output_hint(Path(folder))
             if hint is not None:
                 print(f"{folder}: {hint}", file=sys.stderr)
@@ -106,6 +118,19 @@ def run_runs(args: argparse.Namespace) -> int:
         if r["problem"]:
             print(f"{r['run']}: unreadable: {r['problem']}", file=sys.stderr)
     return 0
+
+
+def _no_runs_yet(folder: str) -> str:
+    """The line for a runs folder that does not exist, with the command that makes its first
+    run: ``mlplab train`` writes into ``runs`` by itself; another folder needs ``--out``."""
+    from mlplab._text import path_word, printable, shell_command
+
+    if os.path.normpath(folder) == DEFAULT_FOLDER:
+        command = shell_command(["mlplab", "train"])
+    else:
+        command = shell_command(["mlplab", "train", "--out",
+                                 path_word(os.path.join(folder, "first"))])
+    return f"no runs yet in {printable(folder)}; train one with `{printable(command)}`"
 
 
 def _plot(records: list[dict[str, Any]], path: str) -> None:
