@@ -1,10 +1,13 @@
-"""Wording shared by messages and summaries: counts, and commands to paste into a shell."""
+"""Wording shared by messages and summaries: counts, commands to paste into a shell, and text
+made safe and measured for a terminal."""
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
+import unicodedata
 from collections.abc import Sequence
 
 
@@ -30,12 +33,54 @@ def path_word(path: str | os.PathLike[str]) -> str:
     return os.curdir + os.sep + text if text.startswith("-") else text
 
 
-def printable(text: str) -> str:
+#: what breaks a line of a terminal's table: C0 and C1 control characters and DEL (a newline
+#: starts a row of its own, ESC starts a sequence that recolours or clears the screen), the
+#: Unicode line and paragraph separators, and the bidirectional overrides and isolates, which
+#: reorder the rest of the line as displayed
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: the escapes a reader knows from Python and C; the others are written by their code point
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str, one_line: bool = False) -> str:
     """``text`` with what UTF-8 cannot encode written out: a path that is not UTF-8 (an old
     Latin-1 folder name, ``caf\\xe9``) reaches Python as lone surrogates (``caf\\udce9``),
     which a UTF-8 file or Matplotlib refuses; each such byte becomes ``\\xe9``, as ``ls -b``
-    shows it. Any other text is returned unchanged."""
+    shows it. With ``one_line``, for a terminal, control characters are written out too
+    (a newline as ``\\n``, ESC as ``\\x1b``; see :data:`_CONTROLS`), so that a run folder
+    or a hand-edited field holding them keeps a table to one line a row and cannot recolour or
+    clear the screen. Any other text is returned unchanged."""
     try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate that stands for no byte (not from a file name)
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROLS.sub(_escaped, text) if one_line else text
+
+
+def display_width(text: str) -> int:
+    """How many terminal columns ``text`` takes, where ``len`` counts code points: a wide
+    character (CJK, most emoji: East Asian width W or F) takes two, a combining mark (the
+    accent of ``e`` + U+0301) and an invisible format character (a zero-width joiner) none,
+    and every other character one. Control characters count as none; write them out first
+    (:func:`printable` with ``one_line``)."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf", "Cc"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def padded(text: str, width: int, right: bool = False) -> str:
+    """``text`` padded with spaces to ``width`` terminal columns (:func:`display_width`), on the
+    right, or on the left with ``right`` (numbers); ``str.ljust`` counts code points, and a row
+    holding a wide character or a combining mark came out of line with the others. Text as
+    wide as ``width`` or wider is returned as it is."""
+    fill = " " * max(width - display_width(text), 0)
+    return fill + text if right else text + fill

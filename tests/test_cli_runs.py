@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from mlplab._text import shell_command
+from mlplab._text import display_width, padded, printable, shell_command
 from mlplab.cli import main
 from mlplab.data import load_dataset
 from mlplab.runs import train_run
@@ -194,6 +194,47 @@ def test_a_runs_folder_not_made_yet_has_no_runs_and_says_how_to_make_one(runs, c
     assert main(["runs", "a-file"]) == 1
     (err,) = capsys.readouterr().err.splitlines()
     assert "a-file is not a folder; pass the folder that holds the run folders" in err
+
+
+def test_display_width_counts_terminal_columns_and_printable_keeps_one_line():
+    assert [display_width(t) for t in ("abc", "数字", "🚀", "cafe\u0301", "a\u200db", "")] == \
+        [3, 4, 2, 4, 2, 0]
+    assert padded("数字", 6) == "数字  " and padded("e\u0301", 3, right=True) == "  e\u0301"
+    assert padded("wider", 2) == "wider"
+    assert printable("a\nb\tc\x1b[2J\x85\u202e", one_line=True) == \
+        "a\\nb\\tc\\x1b[2J\\x85\\u202e"
+    assert printable("a\nb") == "a\nb"  # written to a file: the newline is the file's
+
+
+def test_the_table_lines_up_with_wide_characters_and_escapes_control_characters(runs, tmp_path,
+                                                                                capsys):
+    root, _ = runs
+    listed = tmp_path / "listed"
+    names = ["数字の実験", "🚀-launch", "cafe\u0301", "plain", "bad"]
+    for name in names:
+        (listed / name).mkdir(parents=True)
+        for file in ("config.json", "metrics.json"):
+            (listed / name / file).write_bytes((root / "tested" / file).read_bytes())
+    config = json.loads((listed / "bad" / "config.json").read_text())
+    metrics = json.loads((listed / "bad" / "metrics.json").read_text())
+    # a hand-edited field whose newline split the row and whose ESC cleared the screen
+    (listed / "bad" / "config.json").write_text(
+        json.dumps({**config, "dataset": "digits\n\x1b[2Jgone"}))
+    (listed / "bad" / "metrics.json").write_text(
+        json.dumps({k: v for k, v in metrics.items() if k != "dataset"}))
+    assert main(["runs", str(listed), "--sort", "name"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + len(names) and not any("\x1b" in line for line in lines)
+    (bad,) = [line for line in lines if line.startswith(str(listed / "bad"))]
+    assert " digits\\n\\x1b[2Jgone " in bad
+    # every column starts at the same terminal column in every row, the heading's
+    for heading in ("status", "dataset", "model", "time"):
+        at = lines[0].index(heading) + len(heading) * (heading == "time")
+        for line in lines[1:]:
+            word = {"status": " completed ", "dataset": " digits", "model": " MLP ",
+                    "time": None}[heading]
+            end = len(line) if word is None else line.index(word) + 1
+            assert display_width(line[:end]) == at, (heading, line)
 
 
 def test_a_pytorch_run_is_listed_as_one(tmp_path, digits):

@@ -107,16 +107,22 @@ def run_runs(args: argparse.Namespace) -> int:
             if hint is not None:
                 print(f"{folder}: {hint}", file=sys.stderr)
         return 0
+    from mlplab._text import display_width, padded, printable
+
     rows = [[head for head, _, _ in _COLUMNS]]
-    rows += [[_cell(r, key, kind) for _, key, kind in _COLUMNS] for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    # a folder name or a hand-edited field may hold a newline or ESC: escaped, a row stays one
+    # line; and a CJK name or an accent kept apart takes other than one column per character
+    rows += [[printable(_cell(r, key, kind), one_line=True) for _, key, kind in _COLUMNS]
+             for r in records]
+    widths = [max(display_width(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     numeric = {i for i, (_, _, kind) in enumerate(_COLUMNS) if kind != "text"}
     for row in rows:
-        print("  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
+        print("  ".join(padded(cell, w, right=i in numeric)
                         for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
     for r in records:
         if r["problem"]:
-            print(f"{r['run']}: unreadable: {r['problem']}", file=sys.stderr)
+            print(printable(f"{r['run']}: unreadable: {r['problem']}", one_line=True),
+                  file=sys.stderr)
     return 0
 
 
@@ -130,7 +136,7 @@ def _no_runs_yet(folder: str) -> str:
     else:
         command = shell_command(["mlplab", "train", "--out",
                                  path_word(os.path.join(folder, "first"))])
-    return f"no runs yet in {printable(folder)}; train one with `{printable(command)}`"
+    return printable(f"no runs yet in {folder}; train one with `{command}`", one_line=True)
 
 
 def _plot(records: list[dict[str, Any]], path: str) -> None:
