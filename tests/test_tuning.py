@@ -2284,8 +2284,8 @@ def test_the_plots_close_their_own_figures_however_they_end(digits, tmp_path, mo
     real = ovm.plot_parallel_coordinate
 
     def failing(exc):
-        def plot(study):
-            real(study)  # the figure is made, then drawing it fails
+        def plot(study, **options):
+            real(study, **options)  # the figure is made, then drawing it fails
             raise exc
         return plot
 
