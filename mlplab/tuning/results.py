@@ -195,7 +195,8 @@ def _colour_bar_beside(ax: Axes, last: Axes, bar: Axes) -> None:
     plot of many knobs left a gap of inches (and on one of few, could fall on the labels)."""
     fig = cast("Figure", ax.figure)
     fig.canvas.draw()  # where the tick labels land
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    # Agg's (the file's, and a notebook's inline one); None: Matplotlib finds the last one
+    renderer = getattr(fig.canvas, "get_renderer", lambda: None)()
     page = fig.bbox.width
     inch = fig.dpi
     labels = max((t.get_window_extent(renderer).x1 for t in last.get_yticklabels()),
