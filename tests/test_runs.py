@@ -778,6 +778,64 @@ def test_resume_from_an_epoch_checkpoint(tmp_path, digits):
         resume_run(tmp_path / "a", data=crops, plots=False)
 
 
+def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, digits, capsys):
+    """The checkpoint records the settings the continued training depends on (optimiser,
+    learning rate and schedule, reg, batches, ...) and a resume refuses a config.json edited
+    since, naming the setting and both values. Before, the trainer state kept no reg: an edited
+    reg (or lr_decay, for a run stopped in its first epochs) went on under the new value without
+    a word, and an edited lr was blamed on "an mlplab from before 29 November 2026"."""
+    run = tmp_path / "a"
+    saved = {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                saved["bytes"] = (run / "checkpoint.npz").read_bytes()
+
+    train_run(FAST, out=run, data=digits, plots=False, callbacks=[Keep()])
+    cfg = json.loads((run / "config.json").read_text())
+    extra = load_checkpoint(run / "checkpoint.npz")[0].extra
+    assert extra["settings"]["reg"] == cfg["reg"] and extra["settings"]["lr"] == cfg["lr"]
+    assert "settings" not in io.load_model(run / "model.npz").extra  # the checkpoint's alone
+
+    def resume_edited(**edits):
+        (run / "metrics.json").unlink(missing_ok=True)
+        (run / "checkpoint.npz").write_bytes(saved["bytes"])
+        (run / "config.json").write_text(json.dumps({**cfg, **edits}))
+        return resume_run(run, data=digits, plots=False)
+
+    ckpt, config = run / "checkpoint.npz", run / "config.json"
+    for edits, said in [
+        ({"reg": 0.01}, "reg 0.0001, but {config} now says reg 0.01"),
+        ({"lr_decay": 0.5}, "lr_decay 0.95, but {config} now says lr_decay 0.5"),
+        ({"lr": 0.01}, "lr 0.001, but {config} now says lr 0.01"),
+        ({"batch_size": 32, "optimizer": "momentum"},
+         "optimizer \"adam\", batch_size 64, but {config} now says optimizer \"momentum\", "
+         "batch_size 32"),
+    ]:
+        value = "value" if len(edits) == 1 else "values"
+        with pytest.raises(ValueError, match=re.escape(
+                f"{ckpt} was trained with " + said.format(config=config) + ": resumed, the run "
+                "would go on under other settings than it was trained with. Put back the "
+                f"original {value} in config.json to resume it, or start a new run with the new "
+                f"{value} (another out).")):
+            resume_edited(**edits)
+    assert main(["train", "--resume", str(run)]) == 1  # the command line says how
+    err = capsys.readouterr().err.splitlines()  # "resuming RUN", then the error in one line
+    assert len(err) == 2 and err[1].startswith("mlplab train: error: ") and \
+        "now says optimizer \"momentum\", batch_size 32" in err[1] and \
+        err[1].endswith(f"(mlplab train --like {run} --out DIR).")
+    # the original values resume; so does a checkpoint of an mlplab that recorded no settings
+    assert resume_edited().metrics["status"] == "completed"
+    arrays = io.read_npz(ckpt)
+    meta = json.loads(str(arrays["__meta__"]))
+    del meta["extra"]["settings"]
+    io.write_npz(ckpt, {**arrays, "__meta__": io.json_array(meta)})
+    saved["bytes"] = ckpt.read_bytes()
+    (run / "metrics.json").unlink()
+    assert resume_edited(reg=0.01).metrics["status"] == "completed"
+
+
 def test_resume_deletes_the_partial_writes_of_a_killed_run_and_nothing_else(tmp_path,
                                                                              digits):
     """A run killed mid-write leaves its atomic writes' temporary files (``.<name>.<random>``
@@ -935,13 +993,26 @@ def test_resume_refuses_an_edited_or_foreign_trainer_state(tmp_path, digits):
     ]:
         with pytest.raises(ValueError, match=message):
             resume_with(edit)
-    with pytest.raises(ValueError, match="'W1/m' is not state of the momentum optimizer"):
+    # another optimiser or run length in config.json: refused by the checkpoint's record of
+    # the settings, and where there is none (an older mlplab's), by the trainer state itself
+    with pytest.raises(ValueError, match='trained with optimizer "adam", but .* now says '
+                                         'optimizer "momentum"'):
         resume_with(lambda a, s: None, {**FAST, "optimizer": "momentum"})
+    with pytest.raises(ValueError, match="trained with epochs 4, but .* now says epochs 1"):
+        resume_with(lambda a, s: None, {**adam, "epochs": 1})
+
+    def unrecorded(arrays, state):
+        meta = json.loads(str(arrays["__meta__"]))
+        del meta["extra"]["settings"]
+        arrays["__meta__"] = io.json_array(meta)
+
+    with pytest.raises(ValueError, match="'W1/m' is not state of the momentum optimizer"):
+        resume_with(unrecorded, {**FAST, "optimizer": "momentum"})
     # a run of 1 epoch (config.json edited) cannot go on from the end of epoch 2
     per_epoch = len(digits.y_train) // 64
     with pytest.raises(ValueError, match=f"iteration {2 * per_epoch} and epoch 2 do not fit a "
                                          f"run of {per_epoch} iterations"):
-        resume_with(lambda a, s: None, {**adam, "epochs": 1})
+        resume_with(unrecorded, {**adam, "epochs": 1})
     io.write_npz(run / "checkpoint.npz", io.read_npz(run / "model.npz"))  # a model, no state
     with pytest.raises(ValueError, match=r"checkpoint.npz is a model file, not a checkpoint"):
         resume_run(run, data=digits, plots=False)

@@ -10,6 +10,7 @@ package: nothing else in :mod:`mlplab.runs` imports it (but for a type annotatio
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import warnings
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import environment, io
+from mlplab._text import path_word, shell_command
 from mlplab._validation import check_registered, setting
 from mlplab.models import ACTIVATIONS, MLP
 from mlplab.optim import OPTIMIZERS
@@ -255,7 +257,9 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
     loaded = state = None
     if ckpt.is_file():
         loaded, state, seconds = load_checkpoint(ckpt)
-        # before the data is loaded: a folder's images that an older mlplab decoded otherwise
+        # before the data is loaded: settings edited in config.json since the checkpoint
+        _check_same_settings(loaded.extra.get("settings"), cfg, ckpt, config_path)
+        # and a folder's images that an older mlplab decoded otherwise
         check_same_decoding(loaded.extra, cfg.dataset, run_dir, "resuming")
     # a folder decoded to the checkpoint's channels, whatever this mlplab would choose now;
     # data not found is answered with --data-dir (unless that was the place given)
@@ -373,6 +377,53 @@ def _earlier_environments(extra: Mapping[str, Any], ckpt: Path) -> list[dict[str
                           "NumPy, BLAS threads and CPU.", stacklevel=3)
             earlier.append(recorded)
     return earlier
+
+
+#: RunConfig fields a checkpoint does not record for :func:`_check_same_settings`: where the
+#: data is (it may move: ``data_dir``), how it is split and sized (a split size has several
+#: spellings, ``null``, a count or a fraction, for the same split: the splits themselves are
+#: what a checkpoint's ``splits`` record, and the model its input size), whether the test split
+#: is measured at the end, the preset's name (a label), and the network, which the checkpoint's
+#: model itself is checked against (:func:`_check_same_network`)
+_NOT_RECORDED = frozenset(("dataset", "data_dir", "download", "val_size", "test_size",
+                           "image_size", "data_seed", "eval_test", "preset", "hidden",
+                           "activation", "batchnorm", "dropout", "dtype"))
+
+
+def _settings_record(cfg: RunConfig) -> dict[str, Any]:
+    """The settings the continued training of ``cfg``'s run depends on (optimiser, learning
+    rate and schedule, L2, batches, length, augmentation, seed, preprocessing), as
+    ``config.json`` holds them: the checkpoint's record, which a resume compares ``config.json``
+    with (the trainer state alone kept no reg, and a resume trained on under edited values)."""
+    values = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_RECORDED}
+    return dict(io.parse_json_array(io.json_array(values), "settings"))
+
+
+def _check_same_settings(recorded: Any, cfg: RunConfig, ckpt: Path, config_path: Path) -> None:
+    """Refuse a ``config.json`` whose settings are not those the checkpoint ``ckpt`` was trained
+    with (:func:`_settings_record`), naming each and both values: resumed, the run would go on
+    under other settings than its first epochs and end as no run configured either way does. A
+    checkpoint of an mlplab before 1 Dec 2026, 23:00 records none and is not compared (the trainer
+    still refuses learning rates its schedule does not give)."""
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{ckpt}: its record of the run's settings is a "
+                         f"{type(recorded).__name__}, not a dict; the checkpoint is damaged - "
+                         f"start the run again with a new {setting('--out', 'out')}.")
+    now = _settings_record(cfg)
+    changed = [k for k in now if k in recorded and recorded[k] != now[k]]
+    if not changed:
+        return
+    then = ", ".join(f"{k} {json.dumps(recorded[k])}" for k in changed)
+    edited = ", ".join(f"{k} {json.dumps(now[k])}" for k in changed)
+    value = "value" if len(changed) == 1 else "values"
+    new_run = setting(shell_command(["mlplab", "train", "--like", path_word(config_path.parent),
+                                     "--out", "DIR"]), "another out")
+    raise ValueError(f"{ckpt} was trained with {then}, but {config_path} now says {edited}: "
+                     "resumed, the run would go on under other settings than it was trained "
+                     f"with. Put back the original {value} in {CONFIG_FILE} to resume it, or "
+                     f"start a new run with the new {value} ({new_run}).")
 
 
 def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
@@ -507,8 +558,11 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
                              "splits": split_record(ds),  # what a resume from moved data must find
                              "environment": environment.record(),  # and a resume elsewhere
                              **mixed, **decoding}  # and a resume by a later mlplab
-    ckpt_cb = CheckpointCallback(out_dir / CHECKPOINT_FILE, pre, extra, seconds_before) \
-        if out_dir is not None else CheckpointCallback(os.devnull, pre, extra, seconds_before)
+    # and, in the checkpoint only, the settings a resume must find in config.json again
+    ckpt_extra = {**extra, "settings": _settings_record(cfg)}
+    ckpt_cb = CheckpointCallback(out_dir / CHECKPOINT_FILE, pre, ckpt_extra, seconds_before) \
+        if out_dir is not None else CheckpointCallback(os.devnull, pre, ckpt_extra,
+                                                       seconds_before)
     all_callbacks = [*([ckpt_cb] if out_dir is not None else []), *callbacks]
     trainer = Trainer(cfg.trainer_config(progress=progress, verbose=verbose),
                       callbacks=all_callbacks, augment=make_augmenter(cfg, ds.image_shape, pre))
