@@ -14,6 +14,7 @@ interrupted run continue exactly where its last checkpoint was taken.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import threading
@@ -362,8 +363,9 @@ class Trainer:
         """Continue from ``state`` (from :meth:`state_dict`) on the next :meth:`fit`. With
         ``same_schedule`` (a run continued as configured), :meth:`fit` raises
         :class:`ScheduleChangedError` if the learning rates ``state``'s history recorded are not
-        what this trainer's schedule gives at those epochs (an mlplab before 29 Nov 2026 dropped
-        an exp or step schedule by ``lr_decay ** warmup_epochs`` at the end of a warm-up).
+        what this trainer's schedule gives at those epochs: the run was trained with other
+        learning-rate settings, or by an mlplab before 29 Nov 2026, which dropped an exp or step
+        schedule by ``lr_decay ** warmup_epochs`` at the end of a warm-up.
 
         :meth:`fit` checks the whole state against the model and data before it changes
         anything: a state it refuses (another network's sizes or dtype, another optimiser's
@@ -701,19 +703,38 @@ class Trainer:
 
     def _check_same_schedule(self, schedule: Schedule, per_epoch: int, history: History) -> None:
         """Raise :class:`ScheduleChangedError` at the first epoch of the resumed ``history``
-        whose learning rate (its last iteration's) is not ``schedule``'s there."""
+        whose learning rate (its last iteration's) is not ``schedule``'s there. A run resumes
+        here with learning-rate settings it was not trained with when its caller did not check
+        them (``mlplab.runs`` compares a checkpoint's record of them first; one of an mlplab
+        before 1 Dec 2026 has none), or when an mlplab before 29 Nov 2026 trained it: that one
+        dropped an exp or step schedule by ``lr_decay ** warmup_epochs`` when a warm-up ended,
+        which the message names only where the rates are that schedule's (also those of a run
+        trained without the warm-up: it names both)."""
         cfg = self.config
+        older = dataclasses.replace(schedule, warmup_iters=0) \
+            if schedule.warmup_iters and schedule.kind in ("exp", "step") else None
         for j, recorded in enumerate(history.lr):
             expected = schedule.lr_at((j + 1) * per_epoch - 1, j)
-            if not math.isclose(recorded, expected, rel_tol=1e-6, abs_tol=1e-300):
+            if math.isclose(recorded, expected, rel_tol=1e-6, abs_tol=1e-300):
+                continue
+            head = (f"cannot resume: the run's learning rate at the end of epoch {j + 1} was "
+                    f"{recorded:.6g}, but the {cfg.schedule} schedule with these settings gives "
+                    f"{expected:.6g} there")
+            if older is not None and math.isclose(recorded, older.lr_at((j + 1) * per_epoch - 1,
+                                                                         j), rel_tol=1e-6):
+                # the older schedule's rates after a warm-up are also a run's without one
                 raise ScheduleChangedError(
-                    f"cannot resume: the run's learning rate at the end of epoch {j + 1} was "
-                    f"{recorded:.6g}, but this mlplab's {cfg.schedule} schedule gives "
-                    f"{expected:.6g} there with the run's settings, so the run was trained under "
-                    "another schedule (an mlplab from before 29 November 2026 dropped an exp or "
-                    "step schedule by lr_decay^warmup_epochs at the end of a warm-up; it now "
-                    "starts from lr). Resuming would go on with other learning rates: start a "
-                    "new run, or finish this one with the mlplab that started it.")
+                    f"{head}: the run was trained under the older warm-up schedule (an mlplab "
+                    "from before 29 November 2026 dropped an exp or step schedule by "
+                    "lr_decay^warmup_epochs at the end of a warm-up; it now starts from lr), or "
+                    "without this warm-up. Resuming would go on with other learning rates: "
+                    "resume with the settings it was trained with, start a new run, or finish "
+                    "this one with the mlplab that started it.")
+            raise ScheduleChangedError(
+                f"{head}: the run was trained with other learning-rate settings (lr, schedule, "
+                "lr_decay, step_epochs, warmup_epochs, min_lr, or for cosine the run's length) "
+                "than these. Resuming would go on with other learning rates: resume with the "
+                "settings it was trained with, or start a new run with these.")
 
 
 @dataclass

@@ -734,12 +734,48 @@ def test_a_run_trained_under_the_older_warm_up_schedule_is_not_resumed_under_thi
     state["history"]["lr"][2:] = [0.05 * 0.5 ** e for e in (2, 3)]
     io.write_npz(ckpt, {**arrays, "__trainer__": io.json_array(state)})
     with pytest.raises(ValueError, match=r"cannot resume: the run's learning rate at the end of "
-                                         r"epoch 3 was 0\.0125, but this mlplab's "
-                                         f"{schedule} schedule gives 0\\.05 there"):
+                                         r"epoch 3 was 0\.0125, but the "
+                                         f"{schedule} schedule with these settings gives "
+                                         r"0\.05 there: the run was trained under the older "
+                                         r"warm-up schedule \(an mlplab from before 29 November "
+                                         "2026 dropped"):
         resume_run(tmp_path / "old", data=digits, plots=False)
     assert main(["train", "--resume", str(tmp_path / "old")]) == 1
     resumed = resume_run(tmp_path / "new", data=digits, plots=False)
     assert resumed.history.lr == full.history.lr and resumed.history.loss == full.history.loss
+
+
+def test_a_trainer_resumed_under_other_learning_rates_says_so_not_an_older_mlplab(digits):
+    """The trainer's own check, behind a run's record of its settings (a checkpoint of an older
+    mlplab records none; a Trainer resumed directly): a state whose learning rates another lr
+    or lr_decay gave is refused as trained with other settings. It blamed "an mlplab from
+    before 29 November 2026" and its warm-up, whatever the cause."""
+    from mlplab.trainer import ScheduleChangedError, Trainer
+
+    X = digits.X_train.reshape(len(digits.y_train), -1).astype(np.float32) / 16
+    settings = {"optimizer": "sgd", "batch_size": 64, "epochs": 3}
+    first = Trainer(lr=0.05, lr_decay=0.9, **settings)
+    first.fit(MLP(64, [16], 10, seed=0), X, digits.y_train)
+    def refusal(**other):
+        trainer = Trainer(**other, **{**settings, "epochs": 5})
+        trainer.resume(first.state_dict(), same_schedule=True)
+        with pytest.raises(ScheduleChangedError) as refused:
+            trainer.fit(MLP(64, [16], 10, seed=0), X, digits.y_train)
+        assert "\n" not in str(refused.value)
+        return str(refused.value)
+
+    for other in ({"lr": 0.01, "lr_decay": 0.9}, {"lr": 0.05, "lr_decay": 0.5}):
+        message = refusal(**other)
+        assert "the run was trained with other learning-rate settings (lr, schedule, lr_decay" \
+            in message and "resume with the settings it was trained with" in message
+        assert "29 November" not in message
+    # a warm-up added: the rates of the older warm-up schedule are a run's without a warm-up
+    assert "the older warm-up schedule (an mlplab from before 29 November 2026 dropped an exp " \
+        "or step schedule by lr_decay^warmup_epochs at the end of a warm-up; it now starts " \
+        "from lr), or without this warm-up." in refusal(lr=0.05, lr_decay=0.9, warmup_epochs=1)
+    same = Trainer(lr=0.05, lr_decay=0.9, **{**settings, "epochs": 5})
+    same.resume(first.state_dict(), same_schedule=True)
+    assert same.fit(MLP(64, [16], 10, seed=0), X, digits.y_train).lr[:3] == first.history.lr
 
 
 def test_resume_from_an_epoch_checkpoint(tmp_path, digits):
