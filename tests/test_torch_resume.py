@@ -342,15 +342,48 @@ def test_a_damaged_checkpoint_is_one_line_naming_it_and_what_to_do(tmp_path, mon
                             f"--resume {stopped} trains the run again from its start.")
     # the record beside the state: its seconds made float() fail, its splits' parts .get()
     for extra in ({"seconds": "x"}, {"splits": {"split_sha1": "x"}},
-                  {"splits": {"val_size": "12"}}):
+                  {"splits": {"val_size": "12"}}, {"settings": [1]}):
         _damage_checkpoint(stopped, lambda p, e=extra: p["extra"].update(e))
         with pytest.raises(ValueError, match="checkpoint.pt is not a complete PyTorch "
-                                             "checkpoint \\(its seconds or splits"):
+                                             "checkpoint \\(its seconds, splits or settings"):
             tm.resume_run(stopped)
-        _damage_checkpoint(stopped, lambda p: p["extra"].update(seconds=1.0, splits=None))
+        _damage_checkpoint(stopped, lambda p: p["extra"].update(seconds=1.0, splits=None,
+                                                                settings=None))
     # deleted, as it says: the run trains again from its start, to the same end
     (stopped / "checkpoint.pt").unlink()
     assert tm.resume_run(stopped).metrics["status"] == "completed"
+
+
+def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, monkeypatch, capsys):
+    """The checkpoint records the run's training settings, and a resume refuses a config.json
+    edited since, naming each setting and both values, in mlplab train --resume's words. Before,
+    Adam and the scheduler went on with the checkpoint's lr, reg and lr_decay without a word,
+    while config.json (and evaluate, runs) named the edited ones."""
+    out = _stopped_run(tmp_path / "run", monkeypatch)
+    ckpt, path = out / "checkpoint.pt", out / "config.json"
+    config = json.loads(path.read_text())
+    _, extra = torch_runs.load_torch_checkpoint(ckpt)
+    assert {k: extra["settings"][k] for k in ("lr", "reg", "lr_decay")} == \
+        {k: config[k] for k in ("lr", "reg", "lr_decay")}
+    for edits, said in [({"lr": 0.01}, "lr 0.003, but {path} now says lr 0.01"),
+                        ({"reg": 0.1}, "reg 0.001, but {path} now says reg 0.1"),
+                        ({"lr_decay": 0.5, "reg": 0.0},
+                         "reg 0.001, lr_decay 0.95, but {path} now says reg 0.0, lr_decay 0.5")]:
+        path.write_text(json.dumps({**config, **edits}))
+        value = "value" if len(edits) == 1 else "values"
+        with pytest.raises(ValueError, match=re.escape(
+                f"{ckpt} was trained with {said.format(path=path)}: resumed, the run would go on "
+                "under other settings than it was trained with. Put back the original "
+                f"{value} in config.json to resume it, or start a new run with the new {value} "
+                "(another out).")):
+            tm.resume_run(out)
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("the new values (another --out).")
+    # a checkpoint of an mlplab that recorded no settings resumes as before
+    _damage_checkpoint(out, lambda p: p["extra"].pop("settings"))
+    path.write_text(json.dumps(config))
+    assert tm.resume_run(out).metrics["status"] == "completed"
 
 
 def test_fit_refuses_a_state_of_other_batches(rng):

@@ -2,7 +2,9 @@
 dataclass whose fields match ``mlplab train``'s flags, and :func:`build_config`, which layers the
 defaults, a preset and the given options into a validated one. Also the option vocabularies
 (``AUGMENTATIONS``, ``CROP_FILLS``), the data-path helpers that make a config name its data by
-absolute path (or a moved copy of it: :func:`relocated`), and :func:`config_summary`. It is apart
+absolute path (or a moved copy of it: :func:`relocated`), :func:`config_summary`, and
+:func:`check_same_settings`, which compares a resumed run's settings with its checkpoint's record
+of them (for NumPy and PyTorch runs alike). It is apart
 from the rest of :mod:`mlplab.runs` because it is plain data: it reads and writes no files,
 builds nothing and trains nothing; the modules that build, train and use runs all depend on
 it.
@@ -10,6 +12,7 @@ it.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -207,6 +210,33 @@ def _override(values: dict[str, Any], layer: Mapping[str, Any]) -> None:
     if layer.get("iters") is not None and "epochs" not in layer:
         values["epochs"] = None
     values.update(layer)
+
+
+def check_same_settings(recorded: Any, now: Mapping[str, Any], ckpt: str | os.PathLike,
+                        config_path: str | os.PathLike, new_run: str) -> None:
+    """Refuse to resume from checkpoint ``ckpt``, whose record of the settings it was trained
+    with is ``recorded``, under the settings ``now`` of ``config_path`` (both as JSON holds
+    them), if any of those it records differ: in one line naming each and both values, and what
+    to do, ``new_run`` saying how to start a new run with the new ones. Resumed, the run would go
+    on under other settings than its first epochs (or config.json would name settings the run
+    never had) and end as no run configured either way does. ``recorded`` None (a checkpoint
+    written before runs recorded their settings) is not compared."""
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{ckpt}: its record of the run's settings is a "
+                         f"{type(recorded).__name__}, not a dict; the checkpoint is damaged - "
+                         f"start the run again with a new {setting('--out', 'out')}.")
+    changed = [k for k in now if k in recorded and recorded[k] != now[k]]
+    if not changed:
+        return
+    then = ", ".join(f"{k} {json.dumps(recorded[k])}" for k in changed)
+    edited = ", ".join(f"{k} {json.dumps(now[k])}" for k in changed)
+    value = "value" if len(changed) == 1 else "values"
+    raise ValueError(f"{ckpt} was trained with {then}, but {config_path} now says {edited}: "
+                     "resumed, the run would go on under other settings than it was trained "
+                     f"with. Put back the original {value} in {os.path.basename(config_path)} "
+                     f"to resume it, or start a new run with the new {value} ({new_run}).")
 
 
 def absolute_data_paths(dataset: str, data_dir: str | None) -> tuple[str, str | None]:

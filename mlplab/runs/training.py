@@ -10,7 +10,6 @@ package: nothing else in :mod:`mlplab.runs` imports it (but for a type annotatio
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import warnings
@@ -35,7 +34,13 @@ from mlplab.runs.building import (
     moved_data_hint,
 )
 from mlplab.runs.checkpoint import CheckpointCallback, load_checkpoint
-from mlplab.runs.config import RunConfig, absolute_config_paths, build_config, loaded_with
+from mlplab.runs.config import (
+    RunConfig,
+    absolute_config_paths,
+    build_config,
+    check_same_settings,
+    loaded_with,
+)
 from mlplab.runs.files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -401,29 +406,12 @@ def _settings_record(cfg: RunConfig) -> dict[str, Any]:
 
 def _check_same_settings(recorded: Any, cfg: RunConfig, ckpt: Path, config_path: Path) -> None:
     """Refuse a ``config.json`` whose settings are not those the checkpoint ``ckpt`` was trained
-    with (:func:`_settings_record`), naming each and both values: resumed, the run would go on
-    under other settings than its first epochs and end as no run configured either way does. A
-    checkpoint of an mlplab before 1 Dec 2026, 23:00 records none and is not compared (the trainer
-    still refuses learning rates its schedule does not give)."""
-    if recorded is None:
-        return
-    if not isinstance(recorded, dict):
-        raise ValueError(f"{ckpt}: its record of the run's settings is a "
-                         f"{type(recorded).__name__}, not a dict; the checkpoint is damaged - "
-                         f"start the run again with a new {setting('--out', 'out')}.")
-    now = _settings_record(cfg)
-    changed = [k for k in now if k in recorded and recorded[k] != now[k]]
-    if not changed:
-        return
-    then = ", ".join(f"{k} {json.dumps(recorded[k])}" for k in changed)
-    edited = ", ".join(f"{k} {json.dumps(now[k])}" for k in changed)
-    value = "value" if len(changed) == 1 else "values"
+    with (:func:`_settings_record`). A checkpoint of an mlplab before 1 Dec 2026, 23:00 records
+    none and is not compared (the trainer still refuses learning rates its schedule does not
+    give)."""
     new_run = setting(shell_command(["mlplab", "train", "--like", path_word(config_path.parent),
-                                     "--out", "DIR"]), "another out")
-    raise ValueError(f"{ckpt} was trained with {then}, but {config_path} now says {edited}: "
-                     "resumed, the run would go on under other settings than it was trained "
-                     f"with. Put back the original {value} in {CONFIG_FILE} to resume it, or "
-                     f"start a new run with the new {value} ({new_run}).")
+                                     "--out", "DIR"]), f"another {setting('--out', 'out')}")
+    check_same_settings(recorded, _settings_record(cfg), ckpt, config_path, new_run)
 
 
 def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:

@@ -49,6 +49,7 @@ from mlplab.data.base import (
     download_hint,
 )
 from mlplab.runs.building import moved_data_hint
+from mlplab.runs.config import check_same_settings
 from mlplab.runs.files import (
     DEPTH_CHECKPOINT_FILE,
     DEPTH_CONFIG_FILE,
@@ -538,8 +539,10 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
     start = time.perf_counter()
     # the environment: what a resume compares its own with
     mixed = {"earlier_environments": list(earlier)} if earlier else {}
+    # and the settings a resume must find in config.json again
     extra = {"splits": split_record(ds), **image_decoding(ds),
-             "environment": _environment(threads_used, dev), **mixed}
+             "environment": _environment(threads_used, dev), **mixed,
+             "settings": _settings_record(config)}
 
     def save(training_state: dict[str, Any]) -> None:
         assert out_dir is not None  # only handed to fit with a folder
@@ -621,7 +624,13 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
                 _check_checkpoint_extra(extra, ckpt)
         except ValueError as exc:  # a damaged checkpoint: say how to go on without it
             raise ValueError(f"{exc} {_without_checkpoint(run_dir)}") from None
-        if state is not None:  # a folder's images that a later mlplab decodes otherwise
+        if state is not None:
+            # settings edited in config.json since the checkpoint (Adam and the scheduler would
+            # go on with the checkpoint's lr, reg and lr_decay, config.json naming others)
+            check_same_settings(extra.get("settings"), _settings_record(config), ckpt,
+                                run_dir / TORCH_CONFIG_FILE,
+                                f"another {setting('--out', 'out')}")
+            # a folder's images that a later mlplab decodes otherwise
             check_same_decoding(extra, config["dataset"], run_dir, "resuming")
         cfg, threads_used, dev = _recorded_settings(config, device, threads, progress, verbose)
         ds, pre, X, X_val = _load_again(config, data, data_dir, run_dir, "torch train",
@@ -696,9 +705,11 @@ def _check_checkpoint_extra(extra: dict[str, Any], ckpt: Path) -> None:
     """Refuse a checkpoint whose record beside the training state is not what
     :func:`_fit_and_write` writes there (its float() and .get() failed with Python's words)."""
     seconds, splits = extra.get("seconds", 0.0), extra.get("splits")
-    if not is_number(seconds) or not (splits is None or _is_split_record(splits)):
-        raise ValueError(f"{ckpt} is not a complete PyTorch checkpoint (its seconds or splits "
-                         "are not what mlplab torch train writes).")
+    settings = extra.get("settings")  # (none in a checkpoint of an mlplab before 1 Dec 2026)
+    if not is_number(seconds) or not (splits is None or _is_split_record(splits)) or \
+            not (settings is None or isinstance(settings, dict)):
+        raise ValueError(f"{ckpt} is not a complete PyTorch checkpoint (its seconds, splits or "
+                         "settings are not what mlplab torch train writes).")
 
 
 def _without_checkpoint(run_dir: Path, edited: str = "it") -> str:
@@ -908,6 +919,22 @@ def _training_config(cfg: TorchTrainConfig) -> dict[str, Any]:
     """The training settings a configuration records (not the thread count, which is where it
     runs, nor the progress bar and printing)."""
     return {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "verbose", "threads")}
+
+
+#: the settings of a run's config.json that its checkpoint records for a resume to compare:
+#: what the rest of the training depends on (not the device and threads, which a resume may
+#: change, nor the network, which the checkpoint's weights are checked against, nor the data,
+#: whose splits the checkpoint records)
+_RECORDED_SETTINGS = ("epochs", "batch_size", "lr", "reg", "lr_decay", "seed", "init",
+                      "init_std")
+
+
+def _settings_record(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings of ``config`` a checkpoint records (:data:`_RECORDED_SETTINGS`), as JSON
+    holds them: ``config.json``, which a resume reads, and plain values, which the checkpoint's
+    ``weights_only`` load takes (a NumPy float given as ``lr`` would not be)."""
+    values = {k: config[k] for k in _RECORDED_SETTINGS}
+    return dict(io.parse_json_array(io.json_array(values), "settings"))
 
 
 def _metrics(model: MultiLayerPerceptron, history: History, ds: Dataset, pre: Pipeline,
