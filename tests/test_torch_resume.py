@@ -386,6 +386,53 @@ def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, monkeypat
     assert tm.resume_run(out).metrics["status"] == "completed"
 
 
+def test_a_run_without_a_checkpoint_is_resumed_only_on_its_own_splits(tmp_path, monkeypatch,
+                                                                       capsys):
+    """config.json records the splits the run started with (sizes and fingerprints, as the
+    checkpoint does), and a resume checks them even when there is no checkpoint yet (a run
+    stopped in its first epoch): before, such a run started again on whatever splits an edited
+    val_size or changed data gave, without a word."""
+    import dataclasses
+
+    from mlplab.data import load_dataset
+
+    out = _stopped_run(tmp_path / "run", monkeypatch)
+    path = out / "config.json"
+    config = json.loads(path.read_text())
+    digits = load_dataset("digits")
+    assert config["splits"] == torch_runs.split_record(digits)
+    assert (config["val_size"], config["test_size"], config["data_seed"]) == (None, None, 0)
+    (out / "checkpoint.pt").unlink()  # stopped before its first epoch ended
+    path.write_text(json.dumps({**config, "val_size": 300}))
+    with pytest.raises(ValueError, match=re.escape(
+            f"the train split of digits has {len(digits.y_train) - 120} images, but the run was "
+            f"trained with {len(digits.y_train)} (see {path}): it is not the run's data. (If "
+            "config.json's val_size, test_size, data_seed or image_size was edited, put back "
+            "the value mlplab torch train wrote.)")):
+        tm.resume_run(out)
+    path.write_text(json.dumps({**config, "data_seed": 1}))
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the val split of digits is not the one this run was trained " \
+        "with (as many images, but other ones)" in err[0]
+    path.write_text(json.dumps({**config, "splits": "x"}))
+    with pytest.raises(ValueError, match="config.json: splits is \"x\", not a record of the "
+                                         "run's splits; the file was edited or damaged"):
+        tm.resume_run(out)
+    # other data given in Python is refused as well
+    path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="not the one this run was trained with"):
+        tm.resume_run(out, data=dataclasses.replace(digits, X_val=digits.X_val[::-1],
+                                                    y_val=digits.y_val[::-1]))
+    # the run's own config.json trains again, and so does one of an mlplab that recorded no
+    # splits (nothing to check them against)
+    assert tm.resume_run(out).metrics["status"] == "completed"
+    (out / "metrics.json").unlink()
+    (out / "checkpoint.pt").unlink()
+    path.write_text(json.dumps({k: v for k, v in config.items() if k != "splits"}))
+    assert tm.resume_run(out).metrics["status"] == "completed"
+
+
 def test_fit_refuses_a_state_of_other_batches(rng):
     """A state resumed with another batch size (or training set) went on silently with other
     batches: its iterations are not the epochs' batches of this training."""

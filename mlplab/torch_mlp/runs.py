@@ -635,8 +635,13 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
         cfg, threads_used, dev = _recorded_settings(config, device, threads, progress, verbose)
         ds, pre, X, X_val = _load_again(config, data, data_dir, run_dir, "torch train",
                                         "resume_run", "run")
-        if extra.get("splits"):
-            check_same_data(extra["splits"], ds, ckpt)  # also the sizes of the training split
+        # the splits the run started with (config.json's record: a run stopped before its first
+        # checkpoint is checked too), then those of its checkpoint; also the training split's
+        # size
+        for record, source in ((config.get("splits"), run_dir / TORCH_CONFIG_FILE),
+                               (extra.get("splits"), ckpt)):
+            if record:
+                _check_same_splits(record, ds, source)
         if data_dir is not None:  # the data lives there now: evaluate and --resume look there
             io.write_json(run_dir / TORCH_CONFIG_FILE, config)
         if config["eval_test"]:
@@ -699,6 +704,18 @@ def _is_split_record(value: Any) -> bool:
                 for s in ("train", "val", "test"))
     sha1 = value.get("split_sha1", {})
     return sizes and isinstance(sha1, dict) and all(isinstance(v, str) for v in sha1.values())
+
+
+def _check_same_splits(record: dict[str, Any], ds: Dataset, source: Path) -> None:
+    """Refuse data whose splits are not those of ``record`` (from ``source``, a run's
+    config.json or checkpoint), in one line that says what else may have changed: the
+    splitting options of config.json."""
+    try:
+        check_same_data(record, ds, source)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (If {TORCH_CONFIG_FILE}'s val_size, test_size, data_seed or "
+                         "image_size was edited, put back the value mlplab torch train wrote.)"
+                         ) from None
 
 
 def _check_checkpoint_extra(extra: dict[str, Any], ckpt: Path) -> None:
@@ -857,6 +874,11 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
                          f"{setting('--out', 'out')} if you like.")
     _check_config(path, config, _RESUME_KEYS, _RESUME_TYPES, "mlplab torch train", "run",
                   "PyTorch run")
+    # the record of the splits, absent from a config.json of an mlplab before 1 Dec 2026
+    if "splits" in config and not _is_split_record(config["splits"]):
+        raise ValueError(f"{path}: splits is {json.dumps(config['splits'])}, not a record of "
+                         "the run's splits; the file was edited or damaged: put back the value "
+                         "mlplab torch train wrote, then resume the run.")
     try:  # values of the right type that no run trains with ("epochs": 0, "init": "xx")
         check_choice(config["init"], INITS, "init")
         _check_config_values(config)
@@ -905,10 +927,12 @@ def _run_config(dataset: str | Dataset, ds: Dataset, load: dict[str, Any], data_
                 hidden: list[int], init: str, init_std: float, dropout: float, batchnorm: bool,
                 cfg: TorchTrainConfig, device: str, threads: int | None,
                 eval_test: bool) -> dict[str, Any]:
-    """``config.json``: every option, the data's as ``mlplab evaluate`` reloads it."""
+    """``config.json``: every option, the data's as ``mlplab evaluate`` reloads it, and the
+    splits that loading gave (:func:`split_record`: sizes and fingerprints), which a resume
+    finds again even before the first checkpoint, which records them too."""
     return {
         "framework": "pytorch", **_data_config(dataset, ds, load, data_seed),
-        "preprocessing": "torch", "hidden": hidden,
+        "splits": split_record(ds), "preprocessing": "torch", "hidden": hidden,
         "init": init, "init_std": init_std, "dropout": dropout,
         "batchnorm": batchnorm, **_training_config(cfg),
         "device": device, "threads": threads, "eval_test": eval_test,
