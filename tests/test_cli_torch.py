@@ -174,8 +174,32 @@ def test_a_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch, capsys)
     # seconds spelt as mlplab train, runs and reproduce spell them ("0.2 s", not "0.2s")
     out = capsys.readouterr().out
     assert re.search(r"^epoch 1/1: loss .*, lr 0\.001, \d+\.\d s$", out, re.M), out
-    assert re.search(r"^completed: train .* after 1 epoch \(\d+\.\d s\); run folder run$", out,
-                     re.M), out
+    assert re.search(r"^val accuracy .* after 1 epoch, \d+ iterations, \d+\.\d s\nrun folder: "
+                     r"run\n$", out, re.M), out
+
+
+def test_both_train_commands_end_with_the_same_lines(tmp_path, capsys):
+    """mlplab train and mlplab torch train (and their --resume) end alike, in one function of
+    the command line (``print_run_result``): the saved model's validation accuracy, the best
+    epoch's, the test and training accuracy, the length, and the run folder. torch train ended
+    with one line of its own ("completed: train 0.42, val 0.44 after 2 epochs (5.0 s); run
+    folder RUN"), without the best epoch, the iterations or "run folder:"."""
+    pattern = (r"val accuracy (\d\.\d{4}) \(best (\d\.\d{4}) at epoch (\d)\), test accuracy "
+               r"(\d\.\d{4}), train accuracy (\d\.\d{4}) after 2 epochs, (\d+) iterations, "
+               r"\d+\.\d s\nrun folder: (\S+)\n")
+    for argv in (["torch", "train", "--hidden", "8", "--threads", "1"],
+                 ["train", "--hidden", "8"]):
+        out = tmp_path / argv[0]
+        assert main([*argv, "--epochs", "2", "--no-plots", "--eval-test", "--no-progress",
+                     "--out", str(out)]) == 0
+        printed = capsys.readouterr().out
+        lines = re.fullmatch(pattern, printed)
+        assert lines is not None, printed
+        m = json.loads((out / "metrics.json").read_text())
+        assert lines.groups() == (f"{m['val_accuracy']:.4f}", f"{m['best_val_accuracy']:.4f}",
+                                  str(m["best_epoch"]), f"{m['test_accuracy']:.4f}",
+                                  f"{m['train_accuracy']:.4f}", str(m["iterations"]),
+                                  str(out))
 
 
 def test_evaluate_and_predict_read_a_torch_run_folder(train_run, tmp_path, capsys):

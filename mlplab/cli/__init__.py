@@ -17,14 +17,16 @@ import argparse
 import contextlib
 import errno
 import importlib
+import json
 import os
 import signal
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import ModuleType
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from mlplab import __version__
+from mlplab._text import counted
 from mlplab.cli import _console as console
 
 COMMAND_MODULES = ["check", "data", "train", "runs", "tune", "torch", "reproduce"]
@@ -125,6 +127,30 @@ def note_if_at_chance(train_accuracy: float | None, num_classes: int, causes: st
         return
     print(f"note: training accuracy {100 * train_accuracy:.1f}% is chance level for "
           f"{num_classes} classes: the network did not learn. {causes}", file=sys.stderr)
+
+
+def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
+                     as_json: bool = False) -> None:
+    """The last lines of ``mlplab train`` and ``mlplab torch train`` (and their ``--resume``),
+    alike for both: the saved model's validation accuracy, the best epoch's, its training and
+    (when measured) test accuracy, how long it trained, and the run folder; or, ``as_json``,
+    ``metrics`` (as in ``metrics.json``) with the folder under ``"run"``, the key ``mlplab runs
+    --json`` gives it."""
+    if as_json:
+        print(json.dumps({"run": str(out), **metrics}, indent=2))
+        return
+    m = metrics
+    line = f"val accuracy {m['val_accuracy']:.4f}" if m["val_accuracy"] is not None else \
+        "no validation split"
+    if m.get("best_val_accuracy") is not None and m.get("best_epoch") is not None:
+        # the epoch-end figure: the saved model's differs without early stopping's restore
+        line += f" (best {m['best_val_accuracy']:.4f} at epoch {m['best_epoch']})"
+    if m.get("test_accuracy") is not None:
+        line += f", test accuracy {m['test_accuracy']:.4f}"
+    line += f", train accuracy {m['train_accuracy']:.4f}"
+    print(f"{line} after {counted(m['epochs'], 'epoch')}, "
+          f"{counted(m['iterations'], 'iteration')}, {m['seconds']:.1f} s")
+    print(f"run folder: {out}")
 
 
 def json_stdout(json_output: bool) -> contextlib.AbstractContextManager:

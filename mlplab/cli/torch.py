@@ -19,7 +19,14 @@ from typing import Any
 
 from mlplab import interrupts
 from mlplab._text import counted, path_word, shell_command
-from mlplab.cli import flag, json_stdout, note_if_at_chance, seed_arg, usage_errors
+from mlplab.cli import (
+    flag,
+    json_stdout,
+    note_if_at_chance,
+    print_run_result,
+    seed_arg,
+    usage_errors,
+)
 from mlplab.cli._types import int_list, positive_int, user_path_arg
 from mlplab.cli.data import add_dataset_arguments
 
@@ -344,17 +351,7 @@ def _report_train(result: Any, out: Path, args: argparse.Namespace) -> int:
     """The result of a ``torch train`` (or its ``--resume``): a line, or the metrics as JSON;
     the exit status."""
     metrics = result.metrics
-    if args.json:
-        # the run folder under the key mlplab train --json and mlplab runs --json give it
-        print(json.dumps({"run": str(out), **metrics}, indent=2))
-    else:
-        line = f"train {metrics['train_accuracy']:.4f}"
-        if metrics["val_accuracy"] is not None:
-            line += f", val {metrics['val_accuracy']:.4f}"
-        if "test_accuracy" in metrics:
-            line += f", test {metrics['test_accuracy']:.4f}"
-        print(f"{metrics['status']}: {line} after {counted(metrics['epochs'], 'epoch')} "
-              f"({result.seconds:.1f} s); run folder {out}")
+    print_run_result(metrics, out, args.json)  # mlplab train's lines
     if result.interrupted:
         from mlplab.runs.files import TORCH_CHECKPOINT_FILE
 

@@ -13,12 +13,13 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from mlplab import interrupts
-from mlplab._text import counted, path_word, shell_command
+from mlplab._text import path_word, shell_command
 from mlplab.cli import (
     UsageError,
     flag,
     json_stdout,
     note_if_at_chance,
+    print_run_result,
     refuse_without_hidden_layer,
     seed_arg,
     usage_errors,
@@ -349,18 +350,9 @@ def _train(args: argparse.Namespace) -> int:
             raise
 
     m = result.metrics
-    if args.json:
-        print(json.dumps({"run": str(result.out), **m}, indent=2))
-    else:
-        acc = f"val accuracy {m['val_accuracy']:.4f}" if m["val_accuracy"] is not None else \
-            "no validation split"
-        test = f", test accuracy {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""
-        print(f"{acc} (train {m['train_accuracy']:.4f}){test} after "
-              f"{counted(m['epochs'], 'epoch')}, {counted(m['iterations'], 'iteration')}, "
-              f"{m['seconds']:.1f} s")
-        print(f"run folder: {result.out}")
+    assert result.out is not None  # the command always gives train_run a folder
+    print_run_result(m, result.out, args.json)
     if result.interrupted:
-        assert result.out is not None  # the command always gives train_run a folder
         print(f"interrupted; checkpoint saved. {_resume_command(result.out, args)}",
               file=sys.stderr)
         return interrupts.exit_status()  # 130, or 143 for SIGTERM
