@@ -872,6 +872,45 @@ def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, digits, c
     assert resume_edited(reg=0.01).metrics["status"] == "completed"
 
 
+def test_resume_refuses_other_splits_of_the_data_where_it_was(tmp_path, digits):
+    """The checkpoint's record of the splits was checked only for data that moved (data_dir):
+    a config.json whose val_size or data_seed was edited, or other data given in Python, went
+    on training the checkpoint on other splits (the mid-epoch row order aside) without a word."""
+    import dataclasses
+
+    run = tmp_path / "a"
+    saved = {}
+
+    class Keep(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                saved["bytes"] = (run / "checkpoint.npz").read_bytes()
+
+    train_run({**FAST, "data_seed": 0}, out=run, plots=False, callbacks=[Keep()])
+    cfg = json.loads((run / "config.json").read_text())
+
+    def resume_edited(data=None, **edits):
+        (run / "metrics.json").unlink(missing_ok=True)
+        (run / "checkpoint.npz").write_bytes(saved["bytes"])
+        (run / "config.json").write_text(json.dumps({**cfg, **edits}))
+        return resume_run(run, data=data, plots=False)
+
+    ckpt = run / "checkpoint.npz"
+    with pytest.raises(ValueError, match=re.escape(
+            f"the train split of digits has {len(digits.y_train) - 120} images, but the run was "
+            f"trained with {len(digits.y_train)} (see {ckpt}): it is not the run's data. (If "
+            "config.json's val_size, test_size or data_seed was edited, put back the value the "
+            "run was started with.)")):
+        resume_edited(val_size=300)
+    with pytest.raises(ValueError, match="the val split of digits is not the one this run was "
+                                         "trained with \\(as many images, but other ones\\)"):
+        resume_edited(data_seed=1)
+    with pytest.raises(ValueError, match="the val split of digits is not the one this run"):
+        resume_edited(dataclasses.replace(digits, X_val=digits.X_val[::-1],
+                                          y_val=digits.y_val[::-1]))
+    assert resume_edited().metrics["status"] == "completed"
+
+
 def test_resume_deletes_the_partial_writes_of_a_killed_run_and_nothing_else(tmp_path,
                                                                              digits):
     """A run killed mid-write leaves its atomic writes' temporary files (``.<name>.<random>``
