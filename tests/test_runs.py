@@ -814,13 +814,9 @@ def test_resume_from_an_epoch_checkpoint(tmp_path, digits):
         resume_run(tmp_path / "a", data=crops, plots=False)
 
 
-def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, digits, capsys):
-    """The checkpoint records the settings the continued training depends on (optimiser,
-    learning rate and schedule, reg, batches, ...) and a resume refuses a config.json edited
-    since, naming the setting and both values. Before, the trainer state kept no reg: an edited
-    reg (or lr_decay, for a run stopped in its first epochs) went on under the new value without
-    a word, and an edited lr was blamed on "an mlplab from before 29 November 2026"."""
-    run = tmp_path / "a"
+def _trained_with_first_checkpoint(config, run, **options):
+    """Train ``config`` into ``run``; return its config.json and the bytes of the checkpoint of
+    its first epoch, from which :func:`_resume_edited` resumes it again and again."""
     saved = {}
 
     class Keep(Callback):
@@ -828,17 +824,32 @@ def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, digits, c
             if epoch == 1:
                 saved["bytes"] = (run / "checkpoint.npz").read_bytes()
 
-    train_run(FAST, out=run, data=digits, plots=False, callbacks=[Keep()])
-    cfg = json.loads((run / "config.json").read_text())
+    train_run(config, out=run, plots=False, callbacks=[Keep()], **options)
+    return json.loads((run / "config.json").read_text()), saved["bytes"]
+
+
+def _resume_edited(run, cfg, checkpoint, data=None, **edits):
+    """Resume ``run`` from ``checkpoint`` (bytes) with its config.json ``cfg`` edited."""
+    (run / "metrics.json").unlink(missing_ok=True)
+    (run / "checkpoint.npz").write_bytes(checkpoint)
+    (run / "config.json").write_text(json.dumps({**cfg, **edits}))
+    return resume_run(run, data=data, plots=False)
+
+
+def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, digits, capsys):
+    """The checkpoint records the settings the continued training depends on (optimiser,
+    learning rate and schedule, reg, batches, ...) and a resume refuses a config.json edited
+    since, naming the setting and both values. Before, the trainer state kept no reg: an edited
+    reg (or lr_decay, for a run stopped in its first epochs) went on under the new value without
+    a word, and an edited lr was blamed on "an mlplab from before 29 November 2026"."""
+    run = tmp_path / "a"
+    cfg, first = _trained_with_first_checkpoint(FAST, run, data=digits)
     extra = load_checkpoint(run / "checkpoint.npz")[0].extra
     assert extra["settings"]["reg"] == cfg["reg"] and extra["settings"]["lr"] == cfg["lr"]
     assert "settings" not in io.load_model(run / "model.npz").extra  # the checkpoint's alone
 
     def resume_edited(**edits):
-        (run / "metrics.json").unlink(missing_ok=True)
-        (run / "checkpoint.npz").write_bytes(saved["bytes"])
-        (run / "config.json").write_text(json.dumps({**cfg, **edits}))
-        return resume_run(run, data=digits, plots=False)
+        return _resume_edited(run, cfg, first, data=digits, **edits)
 
     ckpt, config = run / "checkpoint.npz", run / "config.json"
     for edits, said in [
@@ -867,8 +878,7 @@ def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, digits, c
     meta = json.loads(str(arrays["__meta__"]))
     del meta["extra"]["settings"]
     io.write_npz(ckpt, {**arrays, "__meta__": io.json_array(meta)})
-    saved["bytes"] = ckpt.read_bytes()
-    (run / "metrics.json").unlink()
+    first = ckpt.read_bytes()
     assert resume_edited(reg=0.01).metrics["status"] == "completed"
 
 
@@ -879,21 +889,10 @@ def test_resume_refuses_other_splits_of_the_data_where_it_was(tmp_path, digits):
     import dataclasses
 
     run = tmp_path / "a"
-    saved = {}
-
-    class Keep(Callback):
-        def on_epoch_end(self, trainer, epoch, logs):
-            if epoch == 1:
-                saved["bytes"] = (run / "checkpoint.npz").read_bytes()
-
-    train_run({**FAST, "data_seed": 0}, out=run, plots=False, callbacks=[Keep()])
-    cfg = json.loads((run / "config.json").read_text())
+    cfg, first = _trained_with_first_checkpoint({**FAST, "data_seed": 0}, run)
 
     def resume_edited(data=None, **edits):
-        (run / "metrics.json").unlink(missing_ok=True)
-        (run / "checkpoint.npz").write_bytes(saved["bytes"])
-        (run / "config.json").write_text(json.dumps({**cfg, **edits}))
-        return resume_run(run, data=data, plots=False)
+        return _resume_edited(run, cfg, first, data=data, **edits)
 
     ckpt = run / "checkpoint.npz"
     with pytest.raises(ValueError, match=re.escape(
