@@ -604,3 +604,88 @@ def test_a_resumed_study_leaves_pytorch_s_global_random_state_as_it_was(stopped)
     before = torch.get_rng_state()
     tm.resume_depth_run(stopped)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def _damage_file(path, change):
+    """Rewrite the .pt file ``path`` with ``change(payload)`` applied, as a hand edit would."""
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+
+
+def test_resume_refuses_settings_edited_since_the_networks_and_checkpoint(stopped, capsys):
+    """The finished networks and the checkpoint record the study's training settings, and a
+    resume refuses a depth-config.json edited since, naming each setting and both values, in
+    mlplab torch train --resume's words. Before, the network in training went on with the
+    checkpoint's lr, reg and lr_decay (Adam's and the scheduler's state) and the next networks
+    trained with the edited ones, in one table, without a word."""
+    path, ckpt = stopped / "depth-config.json", stopped / "depth-checkpoint.pt"
+    network = stopped / "networks" / "exercise-2.pt"
+    config = json.loads(path.read_text())
+    for file in (network, ckpt):
+        extra = torch.load(file, weights_only=True)["extra"]
+        assert {k: extra["settings"][k] for k in ("lr", "reg", "lr_decay", "epochs")} == \
+            {k: config[k] for k in ("lr", "reg", "lr_decay", "epochs")}
+    _edit_config(stopped, lr=0.01)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{network} was trained with lr 0.003, but {path} now says lr 0.01: resumed, the "
+            "study would go on under other settings than it was trained with. Put back the "
+            "original value in depth-config.json to resume it, or start a new study with the "
+            "new value (another out).")):
+        tm.resume_depth_run(stopped)
+    # the checkpoint's own record, once no finished network names the change
+    network.unlink()
+    _edit_config(stopped, lr=config["lr"], reg=0.5, lr_decay=0.5)
+    assert main(["torch", "depth", "--resume", str(stopped), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(
+        f"{ckpt} was trained with reg 0.001, lr_decay 0.95, but {path} now says reg 0.5, "
+        "lr_decay 0.5: resumed, the study would go on under other settings than it was "
+        "trained with. Put back the original values in depth-config.json to resume it, or "
+        "start a new study with the new values (another --out)."), err
+    assert not (stopped / "depth.json").exists()
+    # a checkpoint of an mlplab that recorded no settings resumes with its own as before
+    _damage_file(ckpt, lambda p: p["extra"].pop("settings"))
+    path.write_text(json.dumps(config))
+    assert [r.depth for r in tm.resume_depth_run(stopped).results] == [2, 3]
+
+
+def test_a_network_file_with_a_damaged_settings_record_says_how_to_go_on(stopped):
+    network = stopped / "networks" / "exercise-2.pt"
+    _damage_file(network, lambda p: p["extra"].update(settings=[1]))
+    with pytest.raises(ValueError, match=r"exercise-2.pt is not a complete network of a depth "
+                                         r"study \(its settings are a list, not a dict\)\. If it "
+                                         r"was edited, put it back; else delete it"):
+        tm.resume_depth_run(stopped)
+    _damage_file(network, lambda p: p["extra"].pop("settings"))  # as an older mlplab wrote it
+    _damage_file(stopped / "depth-checkpoint.pt", lambda p: p["extra"].update(settings="x"))
+    with pytest.raises(ValueError, match=r"depth-checkpoint.pt is not a complete depth study "
+                                         r"checkpoint \(its init, depth, seconds or settings"):
+        tm.resume_depth_run(stopped)
+
+
+def test_a_study_without_a_checkpoint_is_resumed_only_on_its_own_splits(stopped, capsys):
+    """depth-config.json records the splits the study started with, and a resume checks them
+    even when nothing was saved yet (a study stopped in its first epoch), saying, as torch train
+    --resume does, which of its options give other splits when edited."""
+    from mlplab.data import load_dataset
+
+    path = stopped / "depth-config.json"
+    for file in (stopped / "depth-checkpoint.pt", stopped / "networks" / "exercise-2.pt"):
+        file.unlink()  # stopped before its first epoch ended
+    config = json.loads(path.read_text())
+    digits = load_dataset("digits")
+    _edit_config(stopped, val_size=300)
+    with pytest.raises(ValueError, match=re.escape(
+            f"the train split of digits has {len(digits.y_train) - 120} images, but the study "
+            f"was trained with {len(digits.y_train)} (see {path}): it is not the study's data. "
+            "(If depth-config.json's val_size, test_size, data_seed or image_size was edited, "
+            "put back the value mlplab torch depth wrote.)")):
+        tm.resume_depth_run(stopped)
+    path.write_text(json.dumps({**config, "data_seed": 1}))
+    assert main(["torch", "depth", "--resume", str(stopped), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the val split of digits is not the one this study was trained " \
+        "with (as many images, but other ones)" in err[0] and "data_seed" in err[0], err
+    path.write_text(json.dumps(config))
+    assert [r.depth for r in tm.resume_depth_run(stopped).results] == [2, 3]

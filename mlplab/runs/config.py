@@ -213,14 +213,16 @@ def _override(values: dict[str, Any], layer: Mapping[str, Any]) -> None:
 
 
 def check_same_settings(recorded: Any, now: Mapping[str, Any], ckpt: str | os.PathLike,
-                        config_path: str | os.PathLike, new_run: str) -> None:
+                        config_path: str | os.PathLike, new_run: str,
+                        noun: str = "run") -> None:
     """Refuse to resume from checkpoint ``ckpt``, whose record of the settings it was trained
     with is ``recorded``, under the settings ``now`` of ``config_path`` (both as JSON holds
     them), if any of those it records differ: in one line naming each and both values, and what
     to do, ``new_run`` saying how to start a new run with the new ones. Resumed, the run would go
     on under other settings than its first epochs (or config.json would name settings the run
     never had) and end as no run configured either way does. ``recorded`` None (a checkpoint
-    written before runs recorded their settings) is not compared."""
+    written before runs recorded their settings) is not compared. ``noun``: what resumes (a
+    depth study's finished networks and checkpoint are compared the same way)."""
     if recorded is None:
         return
     if not isinstance(recorded, dict):
@@ -234,9 +236,10 @@ def check_same_settings(recorded: Any, now: Mapping[str, Any], ckpt: str | os.Pa
     edited = ", ".join(f"{k} {json.dumps(now[k])}" for k in changed)
     value = "value" if len(changed) == 1 else "values"
     raise ValueError(f"{ckpt} was trained with {then}, but {config_path} now says {edited}: "
-                     "resumed, the run would go on under other settings than it was trained "
-                     f"with. Put back the original {value} in {os.path.basename(config_path)} "
-                     f"to resume it, or start a new run with the new {value} ({new_run}).")
+                     f"resumed, the {noun} would go on under other settings than it was "
+                     f"trained with. Put back the original {value} in "
+                     f"{os.path.basename(config_path)} to resume it, or start a new {noun} with "
+                     f"the new {value} ({new_run}).")
 
 
 def absolute_data_paths(dataset: str, data_dir: str | None) -> tuple[str, str | None]:

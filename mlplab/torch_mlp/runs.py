@@ -706,15 +706,18 @@ def _is_split_record(value: Any) -> bool:
     return sizes and isinstance(sha1, dict) and all(isinstance(v, str) for v in sha1.values())
 
 
-def _check_same_splits(record: dict[str, Any], ds: Dataset, source: Path) -> None:
+def _check_same_splits(record: dict[str, Any], ds: Dataset, source: Path,
+                       config_file: str = TORCH_CONFIG_FILE, noun: str = "run") -> None:
     """Refuse data whose splits are not those of ``record`` (from ``source``, a run's
-    config.json or checkpoint), in one line that says what else may have changed: the
-    splitting options of config.json."""
+    config.json or checkpoint, or a depth study's depth-config.json: ``config_file`` of a
+    ``noun``), in one line that says what else may have changed: the splitting options of
+    ``config_file``."""
+    writer = "mlplab torch train" if noun == "run" else "mlplab torch depth"
     try:
-        check_same_data(record, ds, source)
+        check_same_data(record, ds, source, noun)
     except ValueError as exc:
-        raise ValueError(f"{exc} (If {TORCH_CONFIG_FILE}'s val_size, test_size, data_seed or "
-                         "image_size was edited, put back the value mlplab torch train wrote.)"
+        raise ValueError(f"{exc} (If {config_file}'s val_size, test_size, data_seed or "
+                         f"image_size was edited, put back the value {writer} wrote.)"
                          ) from None
 
 
@@ -1064,9 +1067,11 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
 
     So that a stopped study can go on (:func:`resume_depth_run`), ``out`` also gets
     ``depth-config.json`` (the settings and the data's record) as the study starts, each network
-    as it finishes (``networks/INIT-DEPTH.pt``, a :func:`save_torch_model` file with its row and
-    history in ``extra``) and the training state of the network in training after every epoch
-    (``depth-checkpoint.pt``, removed once that network is saved). ``depth-config.json`` also
+    as it finishes (``networks/INIT-DEPTH.pt``, a :func:`save_torch_model` file with its row,
+    history and training settings in ``extra``) and the training state of the network in
+    training after every epoch (``depth-checkpoint.pt``, with the training settings too; removed
+    once that network is saved): a resume refuses a ``depth-config.json`` whose settings were
+    edited since, and data whose splits are not those it records. ``depth-config.json`` also
     records the environment that trains (compared by a resume) and, if a network's loss
     diverges (a :class:`~mlplab.trainer.TrainingDivergedError` naming it), which network did.
     """
@@ -1174,6 +1179,8 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
         return seconds_before + time.perf_counter() - start
 
     unrecorded = [config_changed]
+    # what each finished network and checkpoint records of the settings that trained it
+    settings = _settings_record(config)
 
     def record_config() -> None:
         # before what this process trained is saved: a stop in between leaves a record that
@@ -1186,9 +1193,10 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
     def checkpoint(init: str, depth: int, state: dict[str, Any], seconds: float) -> None:
         assert out_dir is not None  # only handed to depth_study with a folder
         record_config()
+        # and the settings a resume must find in depth-config.json again, as a run's checkpoint
         save_torch_checkpoint(out_dir / DEPTH_CHECKPOINT_FILE, state,
                               {"init": init, "depth": depth, "seconds": seconds,
-                               "study_seconds": study_seconds()})
+                               "study_seconds": study_seconds(), "settings": settings})
 
     # the networks saved, to name the one whose loss diverges
     finished = set(progress.finished) if progress is not None else set()
@@ -1200,7 +1208,7 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
         row = {k: v for k, v in result.to_dict().items() if k != "epochs"}
         record_config()
         save_torch_model(path, model, {"result": row, "history": result.history.to_dict(),
-                                       "study_seconds": study_seconds()})
+                                       "study_seconds": study_seconds(), "settings": settings})
         finished.add((result.init, result.depth))
         # saved whole: its checkpoint is not needed any more (a stop between the two writes
         # leaves one that --resume sees is of a finished network)
@@ -1275,8 +1283,10 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
     ``data``, ``data_dir``, ``threads`` and ``device`` are as in :func:`resume_run`; resumed in
     another environment than ``depth-config.json`` records (threads, device, PyTorch, CPU,
     mlplab), the study goes on with a warning saying what changed. A finished study, a diverged
-    one, a folder that holds no depth study, damaged files and other data are refused, each in
-    one line saying what to do.
+    one, a folder that holds no depth study, damaged files, other data (splits other than
+    ``depth-config.json`` records, even before the first checkpoint) and a ``depth-config.json``
+    whose settings were edited since a finished network or the checkpoint was trained are
+    refused, each in one line saying what to do.
     """
     folder = Path(study)
     _resumable_study(folder)  # before a lock file is made in a folder that is not a study's
@@ -1299,7 +1309,8 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
         cfg, threads_used, dev = _recorded_settings(config, device, threads, progress, verbose)
         ds, pre, X, X_val = _load_again(config, data, data_dir, folder, "torch depth",
                                         "resume_depth_run", "study")
-        check_same_data(config["splits"], ds, config_path, "study")
+        # as a run's: before the first checkpoint too (a study stopped in its first epoch)
+        _check_same_splits(config["splits"], ds, config_path, DEPTH_CONFIG_FILE, "study")
         if X_val is None:  # (splits that match the record have one)
             raise ValueError(f"the data of {folder} has no validation split.")
         if data_dir is not None:  # the data lives there now: --resume looks there
@@ -1425,11 +1436,14 @@ def _study_progress(folder: Path, config: dict[str, Any], inputs: int, classes: 
                                    dropout=config["dropout"], batchnorm=config["batchnorm"],
                                    seed=config["seed"])
             try:
-                result, model, at = _finished_network(path, init, depth, expected, cfg)
+                result, model, at, recorded = _finished_network(path, init, depth, expected,
+                                                                cfg)
             except ValueError as exc:
                 raise ValueError(f"{exc} If it was edited, put it back; else delete it, and "
                                  f"{_resume_command(folder, 'study')} trains that network "
                                  "again.") from None
+            # a depth-config.json edited since (the table would mix networks of both settings)
+            _check_study_settings(recorded, config, path, folder)
             progress.finished[(init, depth)] = (result, model.to(dev))
             seconds = max(seconds, at)
     ckpt = folder / DEPTH_CHECKPOINT_FILE
@@ -1438,10 +1452,13 @@ def _study_progress(folder: Path, config: dict[str, Any], inputs: int, classes: 
     try:
         state, extra = load_torch_checkpoint(ckpt)
         at_init, at_depth = extra.get("init"), extra.get("depth")
+        # (no settings in a checkpoint of an mlplab before 2 Dec 2026)
         if not (isinstance(at_init, str) and is_int(at_depth) and is_number(extra.get("seconds"))
-                and is_number(extra.get("study_seconds"))):
+                and is_number(extra.get("study_seconds"))
+                and (extra.get("settings") is None or isinstance(extra["settings"], dict))):
             raise ValueError(f"{ckpt} is not a complete depth study checkpoint (its init, "
-                             "depth or seconds are not what mlplab torch depth writes).")
+                             "depth, seconds or settings are not what mlplab torch depth "
+                             "writes).")
         if at_init not in _inits(config) or at_depth not in config["layers"]:
             raise ValueError(f"{ckpt} is the checkpoint of a network ({at_init} init, "
                              f"{counted(int(at_depth), 'layer')}) that the study in {folder} "
@@ -1451,6 +1468,9 @@ def _study_progress(folder: Path, config: dict[str, Any], inputs: int, classes: 
     key = (at_init, int(at_depth))
     if key in progress.finished:  # stopped after saving it, before dropping this
         return progress, seconds
+    # a depth-config.json edited since: Adam and the scheduler would go on with the
+    # checkpoint's lr, reg and lr_decay, the next networks with the edited ones
+    _check_study_settings(extra.get("settings"), config, ckpt, folder)
     model = build_model(inputs, hidden_for_depth(key[1], config["hidden_size"]), classes,
                         init=key[0], std=config["init_std"], dropout=config["dropout"],
                         batchnorm=config["batchnorm"], seed=config["seed"])
@@ -1464,18 +1484,23 @@ def _study_progress(folder: Path, config: dict[str, Any], inputs: int, classes: 
 
 
 def _finished_network(path: Path, init: str, depth: int, expected: MultiLayerPerceptron,
-                      cfg: TorchTrainConfig) -> tuple[DepthResult, MultiLayerPerceptron, float]:
+                      cfg: TorchTrainConfig
+                      ) -> tuple[DepthResult, MultiLayerPerceptron, float, dict[str, Any] | None]:
     """A finished network of a study, as its file holds it: its row of the table (with its
-    history), the network and the study's seconds when it was saved; a ``ValueError`` naming the
+    history), the network, the study's seconds when it was saved and its record of the settings
+    that trained it (None in a file of an mlplab before 2 Dec 2026); a ``ValueError`` naming the
     file if it is not the network ``expected`` after ``cfg``'s training."""
     model, extra = load_torch_model(path)
     if model.config != expected.config:
         raise ValueError(f"{path} holds another network ({describe(model)}) than the study's "
                          f"{describe(expected)}.")
     row, history, at = extra.get("result"), extra.get("history"), extra.get("study_seconds")
+    recorded = extra.get("settings")
     try:
         if not (isinstance(row, dict) and isinstance(history, dict) and is_number(at)):
             raise TypeError("its result, history or seconds are missing")
+        if not (recorded is None or isinstance(recorded, dict)):
+            raise TypeError(f"its settings are a {type(recorded).__name__}, not a dict")
         h = History.from_dict(history)
         if row.get("init") != init or row.get("depth") != depth or \
                 len(h.val_acc) != cfg.epochs:
@@ -1488,7 +1513,16 @@ def _finished_network(path: Path, init: str, depth: int, expected: MultiLayerPer
     result = DepthResult(init=init, depth=int(depth), hidden=list(model.config["hidden_layers"]),
                          train_acc=float(row["train_acc"]), val_acc=float(row["val_acc"]),
                          seconds=float(row["seconds"]), history=h)
-    return result, model, float(at)
+    return result, model, float(at), recorded
+
+
+def _check_study_settings(recorded: dict[str, Any] | None, config: dict[str, Any],
+                          source: Path, folder: Path) -> None:
+    """Refuse a ``depth-config.json`` whose settings are not those ``source`` (a finished
+    network or the checkpoint of the study in ``folder``) records it was trained with, in the
+    words of a run's resume (:func:`check_same_settings`)."""
+    check_same_settings(recorded, _settings_record(config), source, folder / DEPTH_CONFIG_FILE,
+                        f"another {setting('--out', 'out')}", "study")
 
 
 def _without_study_checkpoint(folder: Path) -> str:
