@@ -689,3 +689,19 @@ def test_a_study_without_a_checkpoint_is_resumed_only_on_its_own_splits(stopped,
         "with (as many images, but other ones)" in err[0] and "data_seed" in err[0], err
     path.write_text(json.dumps(config))
     assert [r.depth for r in tm.resume_depth_run(stopped).results] == [2, 3]
+
+
+def test_a_depth_checkpoint_without_a_settings_record_is_compared_by_its_own_state(stopped):
+    """As a run's: the checkpoint of an mlplab that recorded no settings is compared by what its
+    Adam and scheduler state hold (the lr the network started with, weight_decay, gamma)."""
+    path, ckpt = stopped / "depth-config.json", stopped / "depth-checkpoint.pt"
+    config = json.loads(path.read_text())
+    (stopped / "networks" / "exercise-2.pt").unlink()  # its record would be named first
+    _damage_file(ckpt, lambda p: p["extra"].pop("settings"))
+    _edit_config(stopped, lr=0.01, lr_decay=0.5)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{ckpt} was trained with lr 0.003, lr_decay 0.95, but {path} now says lr 0.01, "
+            "lr_decay 0.5: resumed, the study would go on under other settings")):
+        tm.resume_depth_run(stopped)
+    path.write_text(json.dumps(config))
+    assert [r.depth for r in tm.resume_depth_run(stopped).results] == [2, 3]

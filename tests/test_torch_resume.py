@@ -387,6 +387,44 @@ def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, monkeypat
     assert tm.resume_run(out).metrics["status"] == "completed"
 
 
+def test_a_checkpoint_without_a_settings_record_is_compared_by_its_own_state(tmp_path,
+                                                                            monkeypatch, capsys):
+    """A checkpoint of an mlplab that recorded no settings still holds Adam's (lr,
+    weight_decay) and the scheduler's (gamma): a config.json whose lr, reg or lr_decay differ is
+    refused in the same words (before, Adam and the scheduler went on with the checkpoint's
+    values without a word). The lr compared is the one the run started with (the scheduler's
+    base_lrs), not the decayed one the optimiser holds after two epochs."""
+    out = _stopped_run(tmp_path / "run", monkeypatch)
+    ckpt, path = out / "checkpoint.pt", out / "config.json"
+    config = json.loads(path.read_text())
+    _damage_checkpoint(out, lambda p: p["extra"].pop("settings"))
+    state, _ = torch_runs.load_torch_checkpoint(ckpt)
+    [group] = state["optimizer"]["param_groups"]
+    assert group["lr"] == pytest.approx(config["lr"] * config["lr_decay"] ** 2)
+    assert group["lr"] != config["lr"]
+    for edits, said in [({"lr": 0.01}, "lr 0.003, but {path} now says lr 0.01"),
+                        ({"reg": 0.1}, "reg 0.001, but {path} now says reg 0.1"),
+                        ({"lr_decay": 0.5}, "lr_decay 0.95, but {path} now says lr_decay 0.5")]:
+        path.write_text(json.dumps({**config, **edits}))
+        with pytest.raises(ValueError, match=re.escape(
+                f"{ckpt} was trained with {said.format(path=path)}: resumed, the run would go on "
+                "under other settings than it was trained with. Put back the original value in "
+                "config.json to resume it, or start a new run with the new value (another "
+                "out).")):
+            tm.resume_run(out)
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("the new value (another --out)."), err
+    # a scheduler's state without base_lrs: the optimiser's initial_lr says the same
+    _damage_checkpoint(out, lambda p: p["state"]["scheduler"].pop("base_lrs"))
+    path.write_text(json.dumps({**config, "lr": 0.01}))
+    with pytest.raises(ValueError, match=re.escape(f"{ckpt} was trained with lr 0.003, but")):
+        tm.resume_run(out)
+    # the run's own config.json resumes, to the end
+    path.write_text(json.dumps(config))
+    assert tm.resume_run(out).metrics["status"] == "completed"
+
+
 def test_a_run_without_a_checkpoint_is_resumed_only_on_its_own_splits(tmp_path, monkeypatch,
                                                                        capsys):
     """config.json records the splits the run started with (sizes and fingerprints, as the

@@ -108,6 +108,7 @@ from mlplab.torch_mlp.training import (
     check_batchnorm_batches,
     check_training_state,
     fit,
+    state_settings,
 )
 from mlplab.trainer import History, TrainingDivergedError
 
@@ -627,8 +628,8 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
         if state is not None:
             # settings edited in config.json since the checkpoint (Adam and the scheduler would
             # go on with the checkpoint's lr, reg and lr_decay, config.json naming others)
-            check_same_settings(extra.get("settings"), _settings_record(config), ckpt,
-                                run_dir / TORCH_CONFIG_FILE,
+            check_same_settings(_checkpoint_settings(state, extra), _settings_record(config),
+                                ckpt, run_dir / TORCH_CONFIG_FILE,
                                 f"another {setting('--out', 'out')}")
             # a folder's images that a later mlplab decodes otherwise
             check_same_decoding(extra, config["dataset"], run_dir, "resuming")
@@ -730,6 +731,15 @@ def _check_checkpoint_extra(extra: dict[str, Any], ckpt: Path) -> None:
             not (settings is None or isinstance(settings, dict)):
         raise ValueError(f"{ckpt} is not a complete PyTorch checkpoint (its seconds, splits or "
                          "settings are not what mlplab torch train writes).")
+
+
+def _checkpoint_settings(state: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any] | None:
+    """The settings a checkpoint (of a run or a depth study) was trained with: its record of
+    them, or, in a checkpoint of an mlplab before 2 Dec 2026 that has none, those its training
+    ``state`` itself holds (:func:`state_settings`: lr, reg and lr_decay), which a resume
+    would otherwise take over from the checkpoint without a word."""
+    recorded = extra.get("settings")
+    return recorded if recorded is not None else state_settings(state)
 
 
 def _without_checkpoint(run_dir: Path, edited: str = "it") -> str:
@@ -1470,7 +1480,7 @@ def _study_progress(folder: Path, config: dict[str, Any], inputs: int, classes: 
         return progress, seconds
     # a depth-config.json edited since: Adam and the scheduler would go on with the
     # checkpoint's lr, reg and lr_decay, the next networks with the edited ones
-    _check_study_settings(extra.get("settings"), config, ckpt, folder)
+    _check_study_settings(_checkpoint_settings(state, extra), config, ckpt, folder)
     model = build_model(inputs, hidden_for_depth(key[1], config["hidden_size"]), classes,
                         init=key[0], std=config["init_std"], dropout=config["dropout"],
                         batchnorm=config["batchnorm"], seed=config["seed"])
@@ -1516,7 +1526,7 @@ def _finished_network(path: Path, init: str, depth: int, expected: MultiLayerPer
     return result, model, float(at), recorded
 
 
-def _check_study_settings(recorded: dict[str, Any] | None, config: dict[str, Any],
+def _check_study_settings(recorded: Any, config: dict[str, Any],
                           source: Path, folder: Path) -> None:
     """Refuse a ``depth-config.json`` whose settings are not those ``source`` (a finished
     network or the checkpoint of the study in ``folder``) records it was trained with, in the

@@ -24,6 +24,7 @@ from mlplab._validation import (
     check_positive,
     check_seed,
     is_int,
+    is_number,
     setting,
 )
 from mlplab.torch_mlp.data import as_tensor, check_inputs
@@ -351,6 +352,28 @@ def check_training_state(state: dict[str, Any], model: MultiLayerPerceptron, n: 
     except (TypeError, RuntimeError) as exc:
         raise TrainingStateError(f"the training state to resume from holds no usable random "
                                  f"generator state ({exc}).") from None
+
+
+def state_settings(state: Any) -> dict[str, float] | None:
+    """The training settings a training state of :func:`fit` itself holds, under the names of
+    a run's ``config.json``: ``lr`` (the rate it started with: the scheduler's ``base_lrs``, or
+    Adam's ``initial_lr``, not the decayed ``lr`` Adam holds after the scheduler's steps),
+    ``reg`` (Adam's ``weight_decay``) and ``lr_decay`` (the scheduler's ``gamma``); those it does
+    not hold as numbers are left out, and a state that holds none gives None. For a checkpoint
+    written before runs recorded their settings: fit's resume loads these into Adam and the
+    scheduler, so a config.json that names others would not be what the run goes on with."""
+    if not isinstance(state, dict):
+        return None
+    optimizer, scheduler = state.get("optimizer"), state.get("scheduler")
+    groups = optimizer.get("param_groups") if isinstance(optimizer, dict) else None
+    group = groups[0] if isinstance(groups, list) and groups and \
+        isinstance(groups[0], dict) else {}
+    scheduler = scheduler if isinstance(scheduler, dict) else {}
+    base = scheduler.get("base_lrs")
+    found = {"lr": base[0] if isinstance(base, list) and base else group.get("initial_lr"),
+             "reg": group.get("weight_decay"), "lr_decay": scheduler.get("gamma")}
+    held = {k: float(v) for k, v in found.items() if is_number(v)}
+    return held or None
 
 
 def _set_rng_states(state: dict[str, Any], device: torch.device) -> None:
