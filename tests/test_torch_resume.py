@@ -368,6 +368,9 @@ def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, monkeypat
         {k: config[k] for k in ("lr", "reg", "lr_decay")}
     for edits, said in [({"lr": 0.01}, "lr 0.003, but {path} now says lr 0.01"),
                         ({"reg": 0.1}, "reg 0.001, but {path} now says reg 0.1"),
+                        # no weights of its own: an edited dropout resumed without a word
+                        ({"dropout": 0.6}, f"dropout {json.dumps(config['dropout'])}, but "
+                                           "{path} now says dropout 0.6"),
                         ({"lr_decay": 0.5, "reg": 0.0},
                          "reg 0.001, lr_decay 0.95, but {path} now says reg 0.0, lr_decay 0.5")]:
         path.write_text(json.dumps({**config, **edits}))

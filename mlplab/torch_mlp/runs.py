@@ -962,8 +962,9 @@ def _training_config(cfg: TorchTrainConfig) -> dict[str, Any]:
 #: what the rest of the training depends on (not the device and threads, which a resume may
 #: change, nor the network, which the checkpoint's weights are checked against, nor the data,
 #: whose splits the checkpoint records)
+# dropout among them: it has no weights, so the checkpoint's shapes cannot tell an edited one
 _RECORDED_SETTINGS = ("epochs", "batch_size", "lr", "reg", "lr_decay", "seed", "init",
-                      "init_std")
+                      "init_std", "dropout")
 
 
 def _settings_record(config: dict[str, Any]) -> dict[str, Any]:
