@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlplab._text import counted
 from mlplab.cli import (
     UsageError,
     check_figure_file,
@@ -302,8 +303,8 @@ def run_show(args: argparse.Namespace) -> int:
                            transform=view, title=title)
     except OSError as exc:
         figure_not_written(out, "--out", exc)
-    print(f"wrote {path} ({up_to}{per_class} {args.split} images per class, {ds.num_classes} "
-          f"classes{what})")
+    print(f"wrote {path} ({up_to}{counted(per_class, args.split + ' image')} per class, "
+          f"{ds.num_classes} classes{what})")
     return 0
 
 
