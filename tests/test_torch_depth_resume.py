@@ -705,3 +705,19 @@ def test_a_depth_checkpoint_without_a_settings_record_is_compared_by_its_own_sta
         tm.resume_depth_run(stopped)
     path.write_text(json.dumps(config))
     assert [r.depth for r in tm.resume_depth_run(stopped).results] == [2, 3]
+
+
+@pytest.mark.parametrize("edit", [{"epochs": 5}, {"dropout": 0.5}, {"init_std": 0.5}])
+def test_an_edited_depth_config_is_named_before_a_finished_network_is_blamed(stopped, edit):
+    """An edited epochs, dropout or init_std also makes a finished network another than the
+    study now describes: its record of the settings names the edit first. The network was
+    refused as "not a complete network" or "another network", with "put it back; else delete
+    it", which for a depth-config.json edit pointed at the wrong file."""
+    path, network = stopped / "depth-config.json", stopped / "networks" / "exercise-2.pt"
+    then = json.loads(path.read_text())
+    _edit_config(stopped, **edit)
+    [(key, value)] = edit.items()
+    with pytest.raises(ValueError, match=re.escape(
+            f"{network} was trained with {key} {json.dumps(then[key])}, but {path} now says "
+            f"{key} {json.dumps(value)}: resumed, the study would go on")):
+        tm.resume_depth_run(stopped)

@@ -1447,14 +1447,19 @@ def _study_progress(folder: Path, config: dict[str, Any], inputs: int, classes: 
                                    dropout=config["dropout"], batchnorm=config["batchnorm"],
                                    seed=config["seed"])
             try:
-                result, model, at, recorded = _finished_network(path, init, depth, expected,
-                                                                cfg)
+                model, extra = load_torch_model(path)
             except ValueError as exc:
-                raise ValueError(f"{exc} If it was edited, put it back; else delete it, and "
-                                 f"{_resume_command(folder, 'study')} trains that network "
-                                 "again.") from None
-            # a depth-config.json edited since (the table would mix networks of both settings)
-            _check_study_settings(recorded, config, path, folder)
+                raise _network_refused(exc, folder) from None
+            recorded = extra.get("settings")
+            if isinstance(recorded, dict):
+                # a depth-config.json edited since (the table would mix networks of both
+                # settings): named first, as an edited epochs or dropout also makes the network
+                # one the study no longer describes, which the checks below blame on the file
+                _check_study_settings(recorded, config, path, folder)
+            try:
+                result, at = _finished_network(path, model, extra, init, depth, expected, cfg)
+            except ValueError as exc:
+                raise _network_refused(exc, folder) from None
             progress.finished[(init, depth)] = (result, model.to(dev))
             seconds = max(seconds, at)
     ckpt = folder / DEPTH_CHECKPOINT_FILE
@@ -1494,14 +1499,14 @@ def _study_progress(folder: Path, config: dict[str, Any], inputs: int, classes: 
     return progress, max(seconds, float(extra["study_seconds"]))
 
 
-def _finished_network(path: Path, init: str, depth: int, expected: MultiLayerPerceptron,
-                      cfg: TorchTrainConfig
-                      ) -> tuple[DepthResult, MultiLayerPerceptron, float, dict[str, Any] | None]:
-    """A finished network of a study, as its file holds it: its row of the table (with its
-    history), the network, the study's seconds when it was saved and its record of the settings
-    that trained it (None in a file of an mlplab before 2 Dec 2026); a ``ValueError`` naming the
-    file if it is not the network ``expected`` after ``cfg``'s training."""
-    model, extra = load_torch_model(path)
+def _finished_network(path: Path, model: MultiLayerPerceptron, extra: dict[str, Any],
+                      init: str, depth: int, expected: MultiLayerPerceptron,
+                      cfg: TorchTrainConfig) -> tuple[DepthResult, float]:
+    """A finished network of a study, as its file ``path`` holds it (``model`` and ``extra``,
+    loaded): its row of the table (with its history) and the study's seconds when it was saved;
+    a ``ValueError`` naming the file if it is not the network ``expected`` after ``cfg``'s
+    training, or its record of the settings that trained it (none in a file of an mlplab before
+    2 Dec 2026) is not a dict."""
     if model.config != expected.config:
         raise ValueError(f"{path} holds another network ({describe(model)}) than the study's "
                          f"{describe(expected)}.")
@@ -1524,7 +1529,14 @@ def _finished_network(path: Path, init: str, depth: int, expected: MultiLayerPer
     result = DepthResult(init=init, depth=int(depth), hidden=list(model.config["hidden_layers"]),
                          train_acc=float(row["train_acc"]), val_acc=float(row["val_acc"]),
                          seconds=float(row["seconds"]), history=h)
-    return result, model, float(at), recorded
+    return result, float(at)
+
+
+def _network_refused(exc: ValueError, folder: Path) -> ValueError:
+    """The refusal ``exc`` of a finished network's file of the study in ``folder``, with what to
+    do."""
+    return ValueError(f"{exc} If it was edited, put it back; else delete it, and "
+                      f"{_resume_command(folder, 'study')} trains that network again.")
 
 
 def _check_study_settings(recorded: Any, config: dict[str, Any],
