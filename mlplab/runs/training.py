@@ -420,7 +420,7 @@ def _settings_record(cfg: RunConfig) -> dict[str, Any]:
 
 def _check_same_settings(recorded: Any, cfg: RunConfig, ckpt: Path, config_path: Path) -> None:
     """Refuse a ``config.json`` whose settings are not those the checkpoint ``ckpt`` was trained
-    with (:func:`_settings_record`). A checkpoint of an mlplab before 1 Dec 2026, 23:00 records
+    with (:func:`_settings_record`). A checkpoint of an mlplab before 2 Dec 2026 records
     none and is not compared (the trainer still refuses learning rates its schedule does not
     give)."""
     new_run = setting(shell_command(["mlplab", "train", "--like", path_word(config_path.parent),

@@ -726,7 +726,7 @@ def _check_checkpoint_extra(extra: dict[str, Any], ckpt: Path) -> None:
     """Refuse a checkpoint whose record beside the training state is not what
     :func:`_fit_and_write` writes there (its float() and .get() failed with Python's words)."""
     seconds, splits = extra.get("seconds", 0.0), extra.get("splits")
-    settings = extra.get("settings")  # (none in a checkpoint of an mlplab before 1 Dec 2026)
+    settings = extra.get("settings")  # (none in a checkpoint of an mlplab before 2 Dec 2026)
     if not is_number(seconds) or not (splits is None or _is_split_record(splits)) or \
             not (settings is None or isinstance(settings, dict)):
         raise ValueError(f"{ckpt} is not a complete PyTorch checkpoint (its seconds, splits or "
@@ -887,7 +887,7 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
                          f"{setting('--out', 'out')} if you like.")
     _check_config(path, config, _RESUME_KEYS, _RESUME_TYPES, "mlplab torch train", "run",
                   "PyTorch run")
-    # the record of the splits, absent from a config.json of an mlplab before 1 Dec 2026
+    # the record of the splits, absent from a config.json of an mlplab before 2 Dec 2026
     if "splits" in config and not _is_split_record(config["splits"]):
         raise ValueError(f"{path}: splits is {json.dumps(config['splits'])}, not a record of "
                          "the run's splits; the file was edited or damaged: put back the value "
