@@ -868,10 +868,10 @@ def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, digits, c
                 f"{value} (another out).")):
             resume_edited(**edits)
     assert main(["train", "--resume", str(run)]) == 1  # the command line says how
-    err = capsys.readouterr().err.splitlines()  # "resuming RUN", then the error in one line
-    assert len(err) == 2 and err[1].startswith("mlplab train: error: ") and \
-        "now says optimizer \"momentum\", batch_size 32" in err[1] and \
-        err[1].endswith(f"(mlplab train --like {run} --out DIR).")
+    err = capsys.readouterr().err.splitlines()  # the error in one line, not after "resuming"
+    assert len(err) == 1 and err[0].startswith("mlplab train: error: ") and \
+        "now says optimizer \"momentum\", batch_size 32" in err[0] and \
+        err[0].endswith(f"(mlplab train --like {run} --out DIR).")
     # the original values resume; so does a checkpoint of an mlplab that recorded no settings
     assert resume_edited().metrics["status"] == "completed"
     arrays = io.read_npz(ckpt)

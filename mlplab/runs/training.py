@@ -241,21 +241,20 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | Callable[[], Dataset] 
     :func:`train_run` (it must be the same dataset). ``data_dir``: where the run's data is now,
     if it was moved (for a ``folder:PATH`` dataset the folder itself); its splits must be the
     ones the run was trained on, and ``config.json`` then names the new place. ``announce``
-    prints "resuming RUN" to stderr once the run is known to be resumable (before its data
-    loads)."""
+    prints "resuming RUN" to stderr once the run is known to be resumable: its checkpoint read
+    and checked against ``config.json``, before its data loads."""
     run_dir = Path(run)
     _resumable_config(run_dir)  # a run folder, not done yet, before a lock file is made in it
     # before anything else is read or removed: another process training this folder is refused
     with run_lock(run_dir):
         cfg = _resumable_config(run_dir)  # again: the process that held the lock may have ended it
-        if announce:  # not before: "resuming" and then "already completed" contradicted itself
-            print(f"resuming {run_dir}", file=sys.stderr, flush=True)
-        return _resume_locked(run_dir, cfg, data, callbacks, progress, verbose, plots, data_dir)
+        return _resume_locked(run_dir, cfg, data, callbacks, progress, verbose, plots, data_dir,
+                              announce)
 
 
 def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,
                    callbacks: Sequence[Callback], progress: bool, verbose: bool, plots: bool,
-                   data_dir: str | os.PathLike | None) -> RunResult:
+                   data_dir: str | os.PathLike | None, announce: bool) -> RunResult:
     config_path, ckpt = run_dir / CONFIG_FILE, run_dir / CHECKPOINT_FILE
     remove_partial_writes(run_dir)
     cfg = moved_config(cfg, data, data_dir)
@@ -266,6 +265,9 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
         _check_same_settings(loaded.extra.get("settings"), cfg, ckpt, config_path)
         # and a folder's images that an older mlplab decoded otherwise
         check_same_decoding(loaded.extra, cfg.dataset, run_dir, "resuming")
+    if announce:  # not before: "resuming" and then a refusal ("already completed", "was
+        # trained with ...") contradicted itself
+        print(f"resuming {run_dir}", file=sys.stderr, flush=True)
     # a folder decoded to the checkpoint's channels, whatever this mlplab would choose now;
     # data not found is answered with --data-dir (unless that was the place given)
     ds, owned = _take_dataset(cfg, data, loaded.extra.get("image_shape") if loaded else None,
