@@ -798,10 +798,11 @@ def test_resume_from_an_epoch_checkpoint(tmp_path, digits):
     (tmp_path / "a" / "checkpoint.npz").write_bytes(saved["bytes"])
     cfg = json.loads((tmp_path / "a" / "config.json").read_text())
     (tmp_path / "a" / "config.json").write_text(json.dumps({**cfg, "hidden": [64]}))
-    with pytest.raises(ValueError, match=r"hidden_sizes \[32\], but config.json says \[64\]"):
+    with pytest.raises(ValueError, match=r"hidden_sizes \[32\], but \S*config.json says "
+                                         r"\[64\]: either config.json was edited"):
         resume_run(tmp_path / "a", data=digits, plots=False)
     (tmp_path / "a" / "config.json").write_text(json.dumps({**cfg, "activation": "tanh"}))
-    with pytest.raises(ValueError, match="activation 'relu', but config.json says 'tanh'"):
+    with pytest.raises(ValueError, match=r"activation 'relu', but \S*config.json says 'tanh'"):
         resume_run(tmp_path / "a", data=digits, plots=False)
     # nor is other data with another number of features (4x4 crops of the images)
     import dataclasses
@@ -880,6 +881,25 @@ def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, digits, c
     io.write_npz(ckpt, {**arrays, "__meta__": io.json_array(meta)})
     first = ckpt.read_bytes()
     assert resume_edited(reg=0.01).metrics["status"] == "completed"
+
+
+def test_resume_refuses_a_network_edited_since_the_checkpoint_saying_what_to_do(tmp_path,
+                                                                                digits):
+    """The settings record leaves the network to the checkpoint's own model: an edited hidden
+    or dropout was refused as "it is not this run's checkpoint", which said neither that
+    config.json may have been edited nor what to do."""
+    run = tmp_path / "a"
+    cfg, first = _trained_with_first_checkpoint(FAST, run, data=digits)
+    ckpt, config = run / "checkpoint.npz", run / "config.json"
+    for edits, said in [({"hidden": [16]}, "hidden_sizes [32], but {config} says [16]"),
+                        ({"dropout": 0.5}, "dropout 0.0, but {config} says 0.5")]:
+        with pytest.raises(ValueError, match=re.escape(
+                f"{ckpt} holds a network with " + said.format(config=config) + ": either "
+                "config.json was edited since, and putting back the original value resumes the "
+                "run, or the checkpoint is another run's; a network of the new shape starts as "
+                "a new run (another out).")):
+            _resume_edited(run, cfg, first, data=digits, **edits)
+    assert _resume_edited(run, cfg, first, data=digits).metrics["status"] == "completed"
 
 
 def test_resume_refuses_other_splits_of_the_data_where_it_was(tmp_path, digits):

@@ -278,7 +278,7 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
         require_test_split(ds)
     if loaded is not None:
         pre, model = loaded.preprocessing, loaded.model
-        _check_same_network(model, cfg, ckpt)  # not a checkpoint copied in from another run
+        _check_same_network(model, cfg, ckpt, config_path)  # edited, or another run's
         earlier = _earlier_environments(loaded.extra, ckpt)
         if data_dir is not None:
             _check_moved_data(loaded.extra.get("splits"), ds, ckpt, data_dir)
@@ -425,13 +425,20 @@ def _check_same_settings(recorded: Any, cfg: RunConfig, ckpt: Path, config_path:
     with (:func:`_settings_record`). A checkpoint of an mlplab before 2 Dec 2026 records
     none and is not compared (the trainer still refuses learning rates its schedule does not
     give)."""
-    new_run = setting(shell_command(["mlplab", "train", "--like", path_word(config_path.parent),
-                                     "--out", "DIR"]), f"another {setting('--out', 'out')}")
-    check_same_settings(recorded, _settings_record(cfg), ckpt, config_path, new_run)
+    check_same_settings(recorded, _settings_record(cfg), ckpt, config_path,
+                        _new_run_like(config_path.parent))
 
 
-def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
-    """Refuse a checkpoint whose network is not the one ``config.json`` describes."""
+def _new_run_like(run_dir: Path) -> str:
+    """How to start a new run with a run's settings as its ``config.json`` now says them."""
+    return setting(shell_command(["mlplab", "train", "--like", path_word(run_dir), "--out",
+                                  "DIR"]), f"another {setting('--out', 'out')}")
+
+
+def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path, config_path: Path) -> None:
+    """Refuse a checkpoint whose network is not the one ``config.json`` describes: the network
+    was edited there since (the settings record leaves it to this check), or the checkpoint
+    was copied in from another run."""
     c = model.config
     have = {"hidden_sizes": list(c["hidden_sizes"]), "activation": c["activation"],
             "batchnorm": c["batchnorm"], "dropout": c["dropout"],
@@ -442,7 +449,10 @@ def _check_same_network(model: MLP, cfg: RunConfig, ckpt: Path) -> None:
     for key, value in wanted.items():
         if have[key] != value:
             raise ValueError(f"{ckpt} holds a network with {key} {have[key]!r}, but "
-                             f"{CONFIG_FILE} says {value!r}: it is not this run's checkpoint.")
+                             f"{config_path} says {value!r}: either {CONFIG_FILE} was edited "
+                             "since, and putting back the original value resumes the run, or "
+                             "the checkpoint is another run's; a network of the new shape "
+                             f"starts as a new run ({_new_run_like(config_path.parent)}).")
 
 
 #: RunConfig fields that say how load_dataset loads and splits the data
