@@ -706,7 +706,7 @@ class Trainer:
         whose learning rate (its last iteration's) is not ``schedule``'s there. A run resumes
         here with learning-rate settings it was not trained with when its caller did not check
         them (``mlplab.runs`` compares a checkpoint's record of them first; one of an mlplab
-        before 1 Dec 2026 has none), or when an mlplab before 29 Nov 2026 trained it: that one
+        before 2 Dec 2026 has none), or when an mlplab before 29 Nov 2026 trained it: that one
         dropped an exp or step schedule by ``lr_decay ** warmup_epochs`` when a warm-up ended,
         which the message names only where the rates are that schedule's (also those of a run
         trained without the warm-up: it names both)."""

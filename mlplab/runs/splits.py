@@ -58,18 +58,25 @@ def check_same_split(metrics: dict[str, Any], split: str, X: np.ndarray, y: np.n
                          f"training images. Use the data as it was, or train a new {noun}.")
 
 
-def check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path, noun: str = "run") -> None:
+def check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path, noun: str = "run",
+                    hint: str = "") -> None:
     """Refuse moved data whose splits are not the ones in ``ckpt``'s record (``split_record``
     at the start of the run, or other ``noun``): sizes of all three, fingerprints of validation
-    and test."""
-    for split in ("train", "val", "test"):
-        size = record.get(f"{split}_size")
-        if size is not None and size != len(ds.split(split)[1]):
-            raise ValueError(f"the {split} split of {ds.name} has {len(ds.split(split)[1])} "
-                             f"images, but the {noun} was trained with {size} (see {ckpt}): it "
-                             f"is not the {noun}'s data.")
-    for split in ("val", "test"):
-        check_same_split(record, split, *ds.split(split), ds.name, noun)
+    and test. ``hint``, if given, ends the refusal in brackets: what else may have changed (the
+    options of a config file that split the data) and how to mend it."""
+    try:
+        for split in ("train", "val", "test"):
+            size = record.get(f"{split}_size")
+            if size is not None and size != len(ds.split(split)[1]):
+                raise ValueError(f"the {split} split of {ds.name} has "
+                                 f"{len(ds.split(split)[1])} images, but the {noun} was trained "
+                                 f"with {size} (see {ckpt}): it is not the {noun}'s data.")
+        for split in ("val", "test"):
+            check_same_split(record, split, *ds.split(split), ds.name, noun)
+    except ValueError as exc:
+        if not hint:
+            raise
+        raise ValueError(f"{exc} ({hint})") from None
 
 
 def image_decoding(ds: Dataset) -> dict[str, int]:

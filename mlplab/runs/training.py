@@ -294,7 +294,9 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
     if loaded is not None and data_dir is None and loaded.extra.get("splits"):
         # the data where it was may still be split otherwise (an edited val_size or data_seed,
         # a folder that gained images), which the checkpoint's rows and order do not fit
-        _check_same_splits(loaded.extra["splits"], ds, ckpt)
+        check_same_data(loaded.extra["splits"], ds, ckpt,
+                        hint=f"If {CONFIG_FILE}'s val_size, test_size or data_seed was edited, "
+                             "put back the value the run was started with.")
     if data_dir is not None:  # the data lives there now: evaluate and --resume look there next
         io.write_json(config_path, cfg.to_dict())
     try:
@@ -354,16 +356,6 @@ def _resumable_config(run_dir: Path) -> RunConfig:
         raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
                          f"(start a new run with a different {setting('--out', 'out')}).")
     return cfg
-
-
-def _check_same_splits(splits: Any, ds: Dataset, ckpt: Path) -> None:
-    """Refuse data whose splits are not those the checkpoint ``ckpt`` recorded (``splits``), in
-    one line that also names the options of config.json that split it."""
-    try:
-        check_same_data(splits, ds, ckpt)
-    except ValueError as exc:
-        raise ValueError(f"{exc} (If {CONFIG_FILE}'s val_size, test_size or data_seed was "
-                         "edited, put back the value the run was started with.)") from None
 
 
 def _check_moved_data(splits: Any, ds: Dataset, ckpt: Path, data_dir: str | os.PathLike) -> None:

@@ -714,12 +714,9 @@ def _check_same_splits(record: dict[str, Any], ds: Dataset, source: Path,
     ``noun``), in one line that says what else may have changed: the splitting options of
     ``config_file``."""
     writer = "mlplab torch train" if noun == "run" else "mlplab torch depth"
-    try:
-        check_same_data(record, ds, source, noun)
-    except ValueError as exc:
-        raise ValueError(f"{exc} (If {config_file}'s val_size, test_size, data_seed or "
-                         f"image_size was edited, put back the value {writer} wrote.)"
-                         ) from None
+    check_same_data(record, ds, source, noun,
+                    hint=f"If {config_file}'s val_size, test_size, data_seed or image_size was "
+                         f"edited, put back the value {writer} wrote.")
 
 
 def _check_checkpoint_extra(extra: dict[str, Any], ckpt: Path) -> None:
