@@ -55,6 +55,9 @@ class HasStateDict(Protocol):
     def state_dict(self) -> Mapping[str, Any]: ...
 
 
+#: where mlplab's commands put their output folders unless told otherwise: ``runs/<name>``
+RUNS_ROOT = "runs"
+
 MODEL_FORMAT = "mlplab-model"
 MODEL_VERSION = 1
 META_KEY = "__meta__"

@@ -707,12 +707,13 @@ def test_a_depth_checkpoint_without_a_settings_record_is_compared_by_its_own_sta
     assert [r.depth for r in tm.resume_depth_run(stopped).results] == [2, 3]
 
 
-@pytest.mark.parametrize("edit", [{"epochs": 5}, {"dropout": 0.5}, {"init_std": 0.5}])
+@pytest.mark.parametrize("edit", [{"epochs": 5}, {"dropout": 0.5}, {"init_std": 0.5},
+                                  {"hidden_size": 24}, {"batchnorm": False}])
 def test_an_edited_depth_config_is_named_before_a_finished_network_is_blamed(stopped, edit):
-    """An edited epochs, dropout or init_std also makes a finished network another than the
-    study now describes: its record of the settings names the edit first. The network was
-    refused as "not a complete network" or "another network", with "put it back; else delete
-    it", which for a depth-config.json edit pointed at the wrong file."""
+    """An edited epochs, dropout, init_std, hidden_size or batchnorm also makes a finished
+    network another than the study now describes: its record of the settings names the edit
+    first. The network was refused as "not a complete network" or "another network", with "put
+    it back; else delete it", which for a depth-config.json edit pointed at the wrong file."""
     path, network = stopped / "depth-config.json", stopped / "networks" / "exercise-2.pt"
     then = json.loads(path.read_text())
     _edit_config(stopped, **edit)
@@ -721,3 +722,27 @@ def test_an_edited_depth_config_is_named_before_a_finished_network_is_blamed(sto
             f"{network} was trained with {key} {json.dumps(then[key])}, but {path} now says "
             f"{key} {json.dumps(value)}: resumed, the study would go on")):
         tm.resume_depth_run(stopped)
+
+
+def test_an_edited_width_is_named_by_the_checkpoint_and_an_older_record_is_not_compared(stopped):
+    """The checkpoint records the width and batch norm too, so an edited hidden_size is named
+    there rather than refused as a training state of other shapes; a record written before
+    they were in it (2 Dec 2026) is compared on the rest, as before."""
+    path, ckpt = stopped / "depth-config.json", stopped / "depth-checkpoint.pt"
+    network = stopped / "networks" / "exercise-2.pt"
+    config = json.loads(path.read_text())
+    network.unlink()  # its record would be named first
+    _edit_config(stopped, hidden_size=24)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{ckpt} was trained with hidden_size 16, but {path} now says hidden_size 24: "
+            "resumed, the study would go on under other settings")):
+        tm.resume_depth_run(stopped)
+
+    def older(payload):
+        for key in ("hidden_size", "batchnorm"):
+            payload["extra"]["settings"].pop(key)
+    _damage_file(ckpt, older)
+    with pytest.raises(ValueError, match=r"cannot resume from .*depth-checkpoint\.pt: "):
+        tm.resume_depth_run(stopped)
+    path.write_text(json.dumps(config))
+    assert [r.depth for r in tm.resume_depth_run(stopped).results] == [2, 3]

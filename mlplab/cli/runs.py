@@ -11,6 +11,7 @@ from typing import Any
 
 from mlplab.cli import CLIError, check_figure_file, figure_not_written
 from mlplab.cli._types import user_path_arg
+from mlplab.io import RUNS_ROOT
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "continues it, or an unfinished one; mlplab torch train --resume RUN a "
                     "run of mlplab torch train's).")
     p.add_argument("folders", metavar="FOLDER", nargs="*", type=user_path_arg,
-                   default=[DEFAULT_FOLDER],
+                   default=[RUNS_ROOT],
                    help="folders to look in (default: runs, where mlplab train writes; one "
                         "that does not exist yet has no runs)")
     p.add_argument("--sort", choices=list(SORT_KEYS), default="time",
@@ -43,9 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"{PLOTTED} in --sort order")
     p.set_defaults(func=run_runs)
 
-
-#: where ``mlplab train`` puts its run folders unless told otherwise
-DEFAULT_FOLDER = "runs"
 
 #: the most runs ``--plot`` draws: beyond that the colours repeat and the legend fills the page
 PLOTTED = 20
@@ -131,7 +129,7 @@ def _no_runs_yet(folder: str) -> str:
     run: ``mlplab train`` writes into ``runs`` by itself; another folder needs ``--out``."""
     from mlplab._text import path_word, printable, shell_command
 
-    if os.path.normpath(folder) == DEFAULT_FOLDER:
+    if os.path.normpath(folder) == RUNS_ROOT:
         command = shell_command(["mlplab", "train"])
     else:
         command = shell_command(["mlplab", "train", "--out",

@@ -31,6 +31,7 @@ from mlplab.cli.data import (
     check_augment_options,
     load_dataset_from_args,
 )
+from mlplab.io import RUNS_ROOT
 
 if TYPE_CHECKING:
     from mlplab.data import Dataset
@@ -320,9 +321,8 @@ def _train(args: argparse.Namespace) -> int:
         for name in (*DATA_FIELDS, "data_seed"):  # the loader reads the resolved values
             setattr(args, name, getattr(cfg, name))
         # the default folder is claimed now: runs started in the same second get their own
-        root = "runs"  # where default run folders go
-        root_made = not args.out and not os.path.isdir(root)
-        claimed = None if args.out else default_run_dir(root, claim=True)
+        root_made = not args.out and not os.path.isdir(RUNS_ROOT)
+        claimed = None if args.out else default_run_dir(RUNS_ROOT, claim=True)
         out = args.out or claimed
         assert out is not None  # one of the two is set
 

@@ -25,7 +25,7 @@ from mlplab import environment as env
 from mlplab import interrupts
 from mlplab._text import path_word, shell_command
 from mlplab._validation import is_int, setting
-from mlplab.io import check_out_folder, why_no_folder
+from mlplab.io import RUNS_ROOT, check_out_folder, why_no_folder
 from mlplab.report.budgets import BUDGETS, Budget, get_budget
 from mlplab.report.context import Context
 from mlplab.report.document import (
@@ -105,7 +105,7 @@ def default_out(dataset: str, budget: str) -> Path:
         from mlplab.data.base import user_path
 
         name = "folder-" + (user_path(dataset[7:]).resolve().name or "root")
-    return Path("runs") / f"report-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{budget}"
+    return Path(RUNS_ROOT) / f"report-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{budget}"
 
 
 def reproduce(dataset: str = "digits", budget: str | Budget = "quick",

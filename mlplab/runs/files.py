@@ -20,6 +20,7 @@ import numpy as np
 from mlplab import io
 from mlplab._text import path_word, shell_command
 from mlplab._validation import setting
+from mlplab.io import RUNS_ROOT
 from mlplab.runs.lock import LOCK_FILE, refuse_if_training
 from mlplab.trainer import History, train_acc_label
 
@@ -194,7 +195,7 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
     return out_dir
 
 
-def default_run_dir(root: str | os.PathLike = "runs", claim: bool = False,
+def default_run_dir(root: str | os.PathLike = RUNS_ROOT, claim: bool = False,
                     prefix: str = "") -> Path:
     """``runs/<YYYYmmdd-HHMMSS>`` (``runs/<prefix>-<YYYYmmdd-HHMMSS>`` with a ``prefix``), with a
     suffix if that exists already. With ``claim`` the folder is made here, atomically, so that

@@ -304,7 +304,8 @@ def _checkpoint_curves(checkpoint: Path) -> dict[str, list[float]]:
     return {"loss": loss, "val_acc": val}
 
 
-def list_runs(paths: Iterable[str | os.PathLike] = ("runs",), sort: str = "time") -> list[dict]:
+def list_runs(paths: Iterable[str | os.PathLike] = (io.RUNS_ROOT,),
+              sort: str = "time") -> list[dict]:
     """:func:`summarize_run` of every run folder under ``paths``, sorted by ``sort``: ``time``
     (when each finished, oldest first, as ``ls -tr``), ``name``, or ``val``, ``best-val``,
     ``test`` (that accuracy, highest first; runs without one last)."""

@@ -972,6 +972,16 @@ def _settings_record(config: dict[str, Any]) -> dict[str, Any]:
     return dict(io.parse_json_array(io.json_array(values), "settings"))
 
 
+def _study_settings_record(config: dict[str, Any]) -> dict[str, Any]:
+    """What a depth study's networks and checkpoint record of ``config`` (its
+    ``depth-config.json``): a run's settings (:func:`_settings_record`), and the width and batch
+    norm of every network, which a finished network's shapes would show only as "another
+    network" (recorded since 2 Dec 2026, a few hours after the rest: older records lack them and
+    are not compared on them)."""
+    return {**_settings_record(config), "hidden_size": config["hidden_size"],
+            "batchnorm": config["batchnorm"]}
+
+
 def _metrics(model: MultiLayerPerceptron, history: History, ds: Dataset, pre: Pipeline,
              X: np.ndarray, X_val: np.ndarray | None, eval_test: bool, seconds: float,
              seed: int, init: str, threads: int, device: torch.device) -> dict[str, Any]:
@@ -1188,7 +1198,7 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
 
     unrecorded = [config_changed]
     # what each finished network and checkpoint records of the settings that trained it
-    settings = _settings_record(config)
+    settings = _study_settings_record(config)
 
     def record_config() -> None:
         # before what this process trained is saved: a stop in between leaves a record that
@@ -1541,7 +1551,8 @@ def _check_study_settings(recorded: Any, config: dict[str, Any],
     """Refuse a ``depth-config.json`` whose settings are not those ``source`` (a finished
     network or the checkpoint of the study in ``folder``) records it was trained with, in the
     words of a run's resume (:func:`check_same_settings`)."""
-    check_same_settings(recorded, _settings_record(config), source, folder / DEPTH_CONFIG_FILE,
+    check_same_settings(recorded, _study_settings_record(config), source,
+                        folder / DEPTH_CONFIG_FILE,
                         f"another {setting('--out', 'out')}", "study")
 
 

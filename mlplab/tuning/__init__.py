@@ -401,9 +401,9 @@ def _import_what_the_end_needs() -> None:
 
 def _output_dir(out: str | os.PathLike | None, study_name: str) -> Path:
     """``out`` (default ``runs/<study name>``), refused if it is or lies under a file."""
-    from mlplab.io import check_out_folder
+    from mlplab.io import RUNS_ROOT, check_out_folder
 
-    out_dir = Path(out) if out is not None else Path("runs") / study_name
+    out_dir = Path(out) if out is not None else Path(RUNS_ROOT) / study_name
     check_out_folder(out_dir)  # before the data loads, not at mkdir's errno
     return out_dir
 
