@@ -250,6 +250,12 @@ def test_resume_refuses_what_is_not_a_stopped_study(tmp_path, capsys):
     (lambda out: (out / "networks" / "exercise-2.pt").write_bytes(b"junk"),
      "exercise-2.pt is not a readable PyTorch model file"),
     (lambda out: _edit_config(out, hidden_size=8),
+     r"exercise-2.pt was trained with hidden_size 16, but .*depth-config.json now says "
+     r"hidden_size 8"),
+    # the same edit, where the network's record of its settings predates the width in it
+    (lambda out: (_edit_config(out, hidden_size=8),
+                  _damage_file(out / "networks" / "exercise-2.pt",
+                               lambda p: p["extra"]["settings"].pop("hidden_size"))),
      r"exercise-2.pt holds another network \(PyTorch MLP 64-16-10"),
     # splits whose parts are not what depth_run records: Python's words ("'str' object has no
     # attribute 'get'"), or the data blamed for the file's damage
