@@ -708,12 +708,12 @@ def _is_split_record(value: Any) -> bool:
 
 
 def _check_same_splits(record: dict[str, Any], ds: Dataset, source: Path,
-                       config_file: str = TORCH_CONFIG_FILE, noun: str = "run") -> None:
-    """Refuse data whose splits are not those of ``record`` (from ``source``, a run's
-    config.json or checkpoint, or a depth study's depth-config.json: ``config_file`` of a
-    ``noun``), in one line that says what else may have changed: the splitting options of
-    ``config_file``."""
-    writer = "mlplab torch train" if noun == "run" else "mlplab torch depth"
+                       noun: str = "run") -> None:
+    """Refuse data whose splits are not those of ``record`` (from ``source``: a run's
+    config.json or checkpoint, or, ``noun`` "study", a depth study's depth-config.json), in one
+    line that says what else may have changed: the splitting options of that config file."""
+    config_file, writer = ((TORCH_CONFIG_FILE, "mlplab torch train") if noun == "run" else
+                           (DEPTH_CONFIG_FILE, "mlplab torch depth"))
     check_same_data(record, ds, source, noun,
                     hint=f"If {config_file}'s val_size, test_size, data_seed or image_size was "
                          f"edited, put back the value {writer} wrote.")
@@ -1328,7 +1328,7 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
         ds, pre, X, X_val = _load_again(config, data, data_dir, folder, "torch depth",
                                         "resume_depth_run", "study")
         # as a run's: before the first checkpoint too (a study stopped in its first epoch)
-        _check_same_splits(config["splits"], ds, config_path, DEPTH_CONFIG_FILE, "study")
+        _check_same_splits(config["splits"], ds, config_path, "study")
         if X_val is None:  # (splits that match the record have one)
             raise ValueError(f"the data of {folder} has no validation split.")
         if data_dir is not None:  # the data lives there now: --resume looks there
