@@ -67,14 +67,32 @@ def display_width(text: str) -> int:
     """How many terminal columns ``text`` takes, where ``len`` counts code points: a wide
     character (CJK, most emoji: East Asian width W or F) takes two, a combining mark (the
     accent of ``e`` + U+0301) and an invisible format character (a zero-width joiner) none,
-    and every other character one. Control characters count as none; write them out first
-    (:func:`printable` with ``one_line``)."""
+    and every other character one. Two exceptions follow what terminals draw (and the
+    ``wcwidth`` library counts): the soft hyphen, a format character, is drawn as a hyphen, one
+    column; and the emoji variation selector (U+FE0F) after a narrow symbol or a keycap's digit
+    (the heart of ``"\u2764\ufe0f"``, the 1 of ``"1\ufe0f\u20e3"``) draws it as a two-column
+    emoji, where after a letter it changes nothing. Control characters count as none; write
+    them out first (:func:`printable` with ``one_line``)."""
     width = 0
+    widens = False  # whether U+FE0F would draw the last character counted as an emoji
     for char in text:
-        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf", "Cc"):
+        if char == _EMOJI_PRESENTATION:
+            width += widens
+            widens = False
             continue
-        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+        if char != _SOFT_HYPHEN and (unicodedata.combining(char)
+                                     or unicodedata.category(char) in ("Mn", "Me", "Cf", "Cc")):
+            continue
+        wide = unicodedata.east_asian_width(char) in ("W", "F")
+        width += 2 if wide else 1
+        widens = not wide and (unicodedata.category(char).startswith("S") or char in _KEYCAPS)
     return width
+
+
+_SOFT_HYPHEN = "\u00ad"
+_EMOJI_PRESENTATION = "\ufe0f"
+#: the characters a keycap emoji is made of ("1\ufe0f\u20e3"), besides the symbols
+_KEYCAPS = frozenset("#*0123456789")
 
 
 def padded(text: str, width: int, right: bool = False) -> str:

@@ -190,6 +190,15 @@ def test_a_runs_folder_not_made_yet_has_no_runs_and_says_how_to_make_one(runs, c
     assert main(["runs", str(root / "small"), "nowhere"]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines()[1].startswith(str(root / "small")) and "no runs yet in nowhere" in err
+    (tmp_path / "runs").mkdir()  # a typo of a folder beside it: named, the status still 0
+    assert main(["runs", "rusn", os.path.join("runs", "smal"), "nuws"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "no runs yet in rusn (no such folder; did you mean runs?); train one with "
+        f"`{shell_command(['mlplab', 'train', '--out', os.path.join('rusn', 'first')])}`",
+        f"no runs yet in {os.path.join('runs', 'smal')}; train one with "
+        f"`{shell_command(['mlplab', 'train', '--out', os.path.join('runs', 'smal', 'first')])}`",
+        "no runs yet in nuws; train one with "
+        f"`{shell_command(['mlplab', 'train', '--out', os.path.join('nuws', 'first')])}`"]
     (tmp_path / "a-file").write_text("")  # something else by that name: still an error
     assert main(["runs", "a-file"]) == 1
     (err,) = capsys.readouterr().err.splitlines()
@@ -199,6 +208,12 @@ def test_a_runs_folder_not_made_yet_has_no_runs_and_says_how_to_make_one(runs, c
 def test_display_width_counts_terminal_columns_and_printable_keeps_one_line():
     assert [display_width(t) for t in ("abc", "数字", "🚀", "cafe\u0301", "a\u200db", "")] == \
         [3, 4, 2, 4, 2, 0]
+    # what terminals draw, as the wcwidth library (0.9.4) counts it: a soft hyphen is a hyphen;
+    # U+FE0F draws a narrow symbol or a keycap's digit as a two-column emoji, not a letter
+    assert [display_width(t) for t in ("soft\u00adhyphen", "\u2764\ufe0f", "\u00a9\ufe0f",
+                                       "1\ufe0f\u20e3", "\U0001f680\ufe0f", "e\ufe0f",
+                                       "e\u0301\ufe0f", "\ufe0f")] == [11, 2, 2, 2, 2, 1, 1, 0]
+    assert padded("\u2764\ufe0f", 3) == "\u2764\ufe0f "
     assert padded("数字", 6) == "数字  " and padded("e\u0301", 3, right=True) == "  e\u0301"
     assert padded("wider", 2) == "wider"
     assert printable("a\nb\tc\x1b[2J\x85\u202e", one_line=True) == \

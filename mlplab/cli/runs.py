@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("folders", metavar="FOLDER", nargs="*", type=user_path_arg,
                    default=[RUNS_ROOT],
                    help="folders to look in (default: runs, where mlplab train writes; one "
-                        "that does not exist yet has no runs)")
+                        "that does not exist yet has no runs, and one misspelt is answered "
+                        "with the name of the folder beside it that it most likely meant)")
     p.add_argument("--sort", choices=list(SORT_KEYS), default="time",
                    help="order: time (when each finished, oldest first), name, or val, "
                         "best-val, test (that accuracy, highest first) (default: %(default)s)")
@@ -134,7 +135,27 @@ def _no_runs_yet(folder: str) -> str:
     else:
         command = shell_command(["mlplab", "train", "--out",
                                  path_word(os.path.join(folder, "first"))])
-    return printable(f"no runs yet in {folder}; train one with `{command}`", one_line=True)
+    guess = _near_folder(folder)
+    # a typo (runs for rusn) is answered with the folder it most likely meant; the exit status
+    # stays 0, as a folder named before its first run is no error (runs2 beside runs)
+    typo = f" (no such folder; did you mean {guess}?)" if guess is not None else ""
+    return printable(f"no runs yet in {folder}{typo}; train one with `{command}`",
+                     one_line=True)
+
+
+def _near_folder(folder: str) -> str | None:
+    """The existing folder beside ``folder`` whose name is closest to its name (``difflib``'s
+    ratio at least 0.75), as a path written like ``folder``; None if there is none."""
+    import difflib
+
+    parent, name = os.path.split(os.path.normpath(folder))
+    try:
+        with os.scandir(parent or os.curdir) as entries:
+            folders = [e.name for e in entries if e.is_dir()]
+    except OSError:  # the parent is missing too, or unreadable: nothing to suggest
+        return None
+    match = difflib.get_close_matches(name, folders, n=1, cutoff=0.75)
+    return os.path.join(parent, match[0]) if match else None
 
 
 def _plot(records: list[dict[str, Any]], path: str) -> None:
