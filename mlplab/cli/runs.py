@@ -136,7 +136,7 @@ def _no_runs_yet(folder: str) -> str:
         command = shell_command(["mlplab", "train", "--out",
                                  path_word(os.path.join(folder, "first"))])
     guess = _near_folder(folder)
-    # a typo (runs for rusn) is answered with the folder it most likely meant; the exit status
+    # a typo (rusn for runs) is answered with the folder it most likely meant; the exit status
     # stays 0, as a folder named before its first run is no error (runs2 beside runs)
     typo = f" (no such folder; did you mean {guess}?)" if guess is not None else ""
     return printable(f"no runs yet in {folder}{typo}; train one with `{command}`",
