@@ -17,6 +17,47 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def near_folder(path: str | os.PathLike[str]) -> str | None:
+    """The existing folder beside ``path`` (a folder that is not there) whose name a typo would
+    have turned into its name, written as ``path`` is (relative or absolute); None if there is
+    none. A typo is one character added, dropped, changed or two swapped (``rusn`` for ``runs``,
+    ``run-2`` for ``run-1``), or two of those in a name of six or more characters; a name of
+    one or two characters gets no guess. (``difflib``'s similarity answered ``nowhere`` with
+    ``other``.)"""
+    parent, name = os.path.split(os.path.normpath(os.fspath(path)))
+    try:
+        with os.scandir(parent or os.curdir) as entries:
+            folders = sorted(entry.name for entry in entries if entry.is_dir())
+    except OSError:  # the parent is missing too, or unreadable: nothing to suggest
+        return None
+    most = 2 if len(name) >= 6 else 1 if len(name) >= 3 else 0  # "a" is one edit from "b"
+    typos = [(edits, folder) for folder in folders
+             if abs(len(folder) - len(name)) <= most  # (not a whole folder of images compared)
+             and 0 < (edits := _edit_distance(name, folder)) <= most]
+    return os.path.join(parent, min(typos)[1]) if typos else None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """The fewest insertions, deletions, substitutions and swaps of neighbours that turn ``a``
+    into ``b`` (the optimal string alignment distance)."""
+    rows = [list(range(len(b) + 1))]
+    for i, char in enumerate(a, 1):
+        row = [i]
+        for j, other in enumerate(b, 1):
+            row.append(min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (char != other)))
+            if i > 1 and j > 1 and char == b[j - 2] and a[i - 2] == other:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
+
+
+def no_such_folder(path: str | os.PathLike[str]) -> str:
+    """"no such folder" for ``path``, with the folder beside it that a typo most likely meant
+    (:func:`near_folder`): "no such folder (did you mean runs?)"."""
+    guess = near_folder(path)
+    return "no such folder" + (f" (did you mean {guess}?)" if guess is not None else "")
+
+
 def shell_command(parts: Sequence[str]) -> str:
     """``parts`` as one line to paste into a shell of this platform: POSIX quoting (single
     quotes), or on Windows double quotes (``subprocess.list2cmdline``), which cmd.exe and

@@ -779,3 +779,48 @@ def test_a_reader_gone_on_windows_is_told_by_its_einval(monkeypatch, tmp_path, w
         assert stream.write("epoch 1\n") == len("epoch 1\n")  # written on, to the null device
         assert stream.write("epoch 2\n") == len("epoch 2\n")
     assert (tmp_path / "out.txt").read_text() == ""  # the descriptor now goes to the null device
+
+
+def test_a_mistyped_folder_is_answered_with_the_one_beside_it_it_most_likely_meant(
+        run_dir, tmp_path, capsys):
+    typo = f"{run_dir}s"  # runs for run: one character added
+    img = _fill(["IMG"], tmp_path, run_dir)[0]
+    hint = f"no such folder (did you mean {run_dir}?)"
+    for argv, message in [
+            (["evaluate", typo], f"{typo}: {hint}; pass a run folder written by mlplab train."),
+            (["predict", typo, img], f"{typo}: {hint}; pass a run folder"),
+            (["train", "--like", typo], f"{typo}: {hint}; pass a run folder"),
+            (["train", "--resume", typo], f"no run to resume in {typo}: {hint}, so nothing was "
+                                          "saved (stopped as it began")]:
+        code, _, err = _run(argv, capsys)
+        _assert_one_line_error(err, code, 1, argv)
+        assert message in err, err
+    (tmp_path / "images" / "cat").mkdir(parents=True)  # folder:PATH with two letters swapped
+    argv = ["train", "--dataset", f"folder:{tmp_path / 'imaegs'}", "--out", str(tmp_path / "o")]
+    code, _, err = _run(argv, capsys)
+    _assert_one_line_error(err, code, 1, argv)
+    assert f"imaegs: no such folder (did you mean {tmp_path / 'images'}?); folder:PATH needs " \
+           "a folder with one sub-folder per class." in err, err
+
+
+def test_the_folder_a_typo_meant_is_one_edit_away_or_two_in_a_long_name(tmp_path, monkeypatch):
+    from mlplab._text import near_folder, no_such_folder
+
+    for name in ("runs", "fm2", "fm1", "experiment", "ab", "nowhere-else"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "file1").write_text("")  # a file is no folder to mean
+    monkeypatch.chdir(tmp_path)
+    guesses = {typo: near_folder(typo) for typo in (
+        "rusn", "run", "fm3", "fm", "file", "exprmnet", "exprimnet", "expriment", "a", "ac",
+        "other", "nowhere", os.path.join("runs", "x"), os.path.join("missing", "runs"))}
+    assert guesses == {
+        "rusn": "runs", "run": "runs",  # a swap; one dropped
+        "fm3": "fm1",  # fm1 and fm2 are both one edit away: the first by name
+        "fm": None,  # a name of two characters: too short to tell a typo from another name
+        "file": None,  # file1 is a file
+        "exprmnet": None, "exprimnet": "experiment", "expriment": "experiment",  # 3, 2, 1
+        "a": None, "ac": None, "other": None, "nowhere": None,  # (difflib: nowhere-else)
+        os.path.join("runs", "x"): None, os.path.join("missing", "runs"): None}
+    assert near_folder(tmp_path / "expriment") == str(tmp_path / "experiment")  # as it was given
+    assert no_such_folder("rusn") == "no such folder (did you mean runs?)"
+    assert no_such_folder("elsewhere") == "no such folder"

@@ -128,34 +128,19 @@ def run_runs(args: argparse.Namespace) -> int:
 def _no_runs_yet(folder: str) -> str:
     """The line for a runs folder that does not exist, with the command that makes its first
     run: ``mlplab train`` writes into ``runs`` by itself; another folder needs ``--out``."""
-    from mlplab._text import path_word, printable, shell_command
+    from mlplab._text import near_folder, path_word, printable, shell_command
 
     if os.path.normpath(folder) == RUNS_ROOT:
         command = shell_command(["mlplab", "train"])
     else:
         command = shell_command(["mlplab", "train", "--out",
                                  path_word(os.path.join(folder, "first"))])
-    guess = _near_folder(folder)
+    guess = near_folder(folder)
     # a typo (rusn for runs) is answered with the folder it most likely meant; the exit status
     # stays 0, as a folder named before its first run is no error (runs2 beside runs)
     typo = f" (no such folder; did you mean {guess}?)" if guess is not None else ""
     return printable(f"no runs yet in {folder}{typo}; train one with `{command}`",
                      one_line=True)
-
-
-def _near_folder(folder: str) -> str | None:
-    """The existing folder beside ``folder`` whose name is closest to its name (``difflib``'s
-    ratio at least 0.75), as a path written like ``folder``; None if there is none."""
-    import difflib
-
-    parent, name = os.path.split(os.path.normpath(folder))
-    try:
-        with os.scandir(parent or os.curdir) as entries:
-            folders = [e.name for e in entries if e.is_dir()]
-    except OSError:  # the parent is missing too, or unreadable: nothing to suggest
-        return None
-    match = difflib.get_close_matches(name, folders, n=1, cutoff=0.75)
-    return os.path.join(parent, match[0]) if match else None
 
 
 def _plot(records: list[dict[str, Any]], path: str) -> None:

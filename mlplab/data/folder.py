@@ -33,6 +33,7 @@ import numpy as np
 
 from mlplab._machine import available_cpus
 from mlplab._progress import progress_bar
+from mlplab._text import no_such_folder
 from mlplab.data.base import (
     DatasetError,
     DatasetNotFoundError,
@@ -584,7 +585,7 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
     """Decode every image under ``root/<class>/`` into ``(X uint8 (N, H, W, C), y, classes)``."""
     root = user_path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: no such folder.")
+        raise DatasetError(f"{root}: {no_such_folder(root)}.")
     training = classes is None  # the class list comes from these folders
     classes, files, y, stats = _scan(root, classes)
     if not files:
@@ -675,9 +676,9 @@ def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = No
     root = user_path(path)
     if not root.is_dir():
         # a file there is not "no such folder" (e.g. folder:data.zip, not yet extracted)
-        what = "a file, not a folder" if root.exists() else "no such folder"
-        raise DatasetNotFoundError(f"{root}: {what} (folder:PATH needs a folder with "
-                                   "one sub-folder per class).")
+        what = "a file, not a folder" if root.exists() else no_such_folder(root)
+        raise DatasetNotFoundError(f"{root}: {what}; folder:PATH needs a folder with "
+                                   "one sub-folder per class.")
     train_dir = root / "train"
     if train_dir.is_dir():
         X, y, classes = read_image_folder(train_dir, image_size, mode=mode, cache=cache)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import io
-from mlplab._text import path_word, shell_command
+from mlplab._text import no_such_folder, path_word, shell_command
 from mlplab._validation import setting
 from mlplab.io import RUNS_ROOT
 from mlplab.runs.lock import LOCK_FILE, refuse_if_training
@@ -61,7 +61,7 @@ FIGURES = ("loss.png", "accuracy.png", "confusion.png", "weights.png")
 def not_a_folder(path: str | os.PathLike) -> str:
     """How an error names a path given as a folder that is none: a mistyped one is no such
     folder (``is not a folder`` sent users looking for a file of that name)."""
-    return f"{path} is not a folder" if os.path.lexists(path) else f"{path}: no such folder"
+    return f"{path} is not a folder" if os.path.lexists(path) else f"{path}: {no_such_folder(path)}"
 
 
 def remove_figures(run_dir: str | os.PathLike) -> None:
@@ -128,8 +128,8 @@ def refuse_if_nothing_saved(folder: Path, marker: str, what: str, start: str,
     elif folder.exists() or folder.is_symlink():
         return  # a file, a dangling link: the caller's own message
     else:
-        why = ("no such folder, so nothing was saved (stopped as it began, before it made the "
-               "folder; or another folder was meant)")
+        why = (f"{no_such_folder(folder)}, so nothing was saved (stopped as it began, before "
+               "it made the folder; or another folder was meant)")
     again = setting(f"start it anew with the command that began it (--out {path_word(folder)}), "
                     "without --resume", f"start it anew with {start}(..., out={str(folder)!r})")
     raise FileNotFoundError(f"no {what} to resume in {folder}: {why}; {again}.")
