@@ -27,14 +27,14 @@ def near_folder(path: str | os.PathLike[str]) -> str | None:
     parent, name = os.path.split(os.path.normpath(os.fspath(path)))
     try:
         with os.scandir(parent or os.curdir) as entries:
-            folders = sorted(entry.name for entry in entries if entry.is_dir())
+            folders = [entry.name for entry in entries if entry.is_dir()]
     except OSError:  # the parent is missing too, or unreadable: nothing to suggest
         return None
     most = 2 if len(name) >= 6 else 1 if len(name) >= 3 else 0  # "a" is one edit from "b"
     typos = [(edits, folder) for folder in folders
              if abs(len(folder) - len(name)) <= most  # (not a whole folder of images compared)
              and 0 < (edits := _edit_distance(name, folder)) <= most]
-    return os.path.join(parent, min(typos)[1]) if typos else None
+    return os.path.join(parent, min(typos)[1]) if typos else None  # the closest, then by name
 
 
 def _edit_distance(a: str, b: str) -> int:
@@ -118,7 +118,7 @@ def display_width(text: str) -> int:
     widens = False  # whether U+FE0F would draw the last character counted as an emoji
     for char in text:
         if char == _EMOJI_PRESENTATION:
-            width += widens
+            width += 1 if widens else 0
             widens = False
             continue
         if char != _SOFT_HYPHEN and (unicodedata.combining(char)

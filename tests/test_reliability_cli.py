@@ -781,7 +781,7 @@ def test_a_reader_gone_on_windows_is_told_by_its_einval(monkeypatch, tmp_path, w
     assert (tmp_path / "out.txt").read_text() == ""  # the descriptor now goes to the null device
 
 
-def test_a_mistyped_folder_is_answered_with_the_one_beside_it_it_most_likely_meant(
+def test_a_mistyped_folder_is_answered_with_the_folder_it_most_likely_meant(
         run_dir, tmp_path, capsys):
     typo = f"{run_dir}s"  # runs for run: one character added
     img = _fill(["IMG"], tmp_path, run_dir)[0]
