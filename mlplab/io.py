@@ -533,7 +533,7 @@ def _stored_preprocessing(prep: Any, prep_arrays: dict[str, np.ndarray], source:
             return Pipeline.from_state_dict(prep_arrays)
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{source}: the stored preprocessing is invalid "
-                             f"({one_line(exc)}).") from None
+                             f"({one_line(exc).rstrip('.')}).") from None
     if isinstance(prep, dict):
         return {**prep, **prep_arrays}
     if prep is not None:

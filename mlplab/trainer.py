@@ -453,8 +453,10 @@ class Trainer:
         if warmup >= total and self._resume is None and self.lr_schedule is None:
             # legal, but surely not meant (a preset's warm-up with --epochs 1, say); a schedule
             # of the caller's replaces the warm-up, which then does not happen at all
+            # a warm-up of exactly the run's length reaches lr at its last step (lr * n / n)
+            reach = "never reaches" if warmup > total else "reaches only at the last iteration"
             warnings.warn(f"the warm-up ({counted(warmup, 'iteration')}) lasts the whole run "
-                          f"({counted(total, 'iteration')}): the learning rate never reaches "
+                          f"({counted(total, 'iteration')}): the learning rate {reach} "
                           f"{setting('--lr', 'lr')} {cfg.lr:g}, and the {cfg.schedule} schedule "
                           f"never starts; shorten {setting('--warmup-epochs', 'warmup_epochs')} "
                           "or train longer.", stacklevel=4)  # (_fit, _fit_checked, fit: the caller)

@@ -347,6 +347,27 @@ def test_a_run_in_its_first_epoch_is_listed_as_unfinished(runs, tmp_path):
                                                                      None)
 
 
+def test_a_run_without_its_config_is_listed_as_unreadable_not_hidden(runs, tmp_path):
+    """A run folder copied without config.json (or whose config.json was deleted) was left out
+    of the list without a word; it is listed as unreadable with the reason. metrics.json alone,
+    or a model file alone, is still no run: another program's folder may hold one of them."""
+    root, _ = runs
+    listed = tmp_path / "copied"
+    for name, files in (("lost", ("metrics.json", "model.npz")),
+                        ("killed", ("metrics.json", "checkpoint.npz")),
+                        ("metrics", ("metrics.json",)), ("weights", ("model.npz",))):
+        (listed / name).mkdir(parents=True)
+        for f in files:
+            source = root / ("killed" if f == "checkpoint.npz" else "tested") / f
+            (listed / name / f).write_bytes(source.read_bytes())
+    records = list_runs([listed])
+    assert [os.path.basename(r["run"]) for r in records] == ["killed", "lost"]
+    for record in records:
+        assert record["status"] == "unreadable"
+        assert record["problem"] == f"{os.path.join(record['run'], 'config.json')}: No such " \
+                                    "file or directory"
+
+
 def test_an_unfinished_run_whose_checkpoint_is_damaged_is_unreadable(runs, tmp_path):
     """Without metrics.json the checkpoint is what the listing reads, and what --resume would:
     a truncated one makes the run unreadable, with the reason, rather than a row of blanks."""

@@ -80,6 +80,33 @@ def test_evaluate_and_predict(run_dir, capsys, tmp_path):
     assert line.split(": ")[1].split()[0] == ds.classes[pred[0]]
 
 
+def test_a_class_with_no_images_in_the_split_has_no_accuracy(tmp_path, capsys):
+    """A test/ folder without one of train/'s classes: that class's row said 0.000, as if every
+    image of it were wrong; it has no accuracy (JSON null, "-" in the table), and the others
+    are still each class's share of images predicted right."""
+    rs = np.random.RandomState(0)
+    for split, classes, n in (("train", "abc", 8), ("test", "ab", 4)):
+        for c in classes:
+            (tmp_path / "set" / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rs.randint(0, 256, (6, 6)).astype(np.uint8)).save(
+                    tmp_path / "set" / split / c / f"{i}.png")
+    run = tmp_path / "r"
+    assert main(["train", "--dataset", f"folder:{tmp_path / 'set'}", "--val-size", "3",
+                 "--hidden", "8", "--epochs", "2", "--quiet", "--no-plots",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", "test", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    cm = np.array(res["confusion_matrix"])
+    assert cm[2].sum() == 0 and res["per_class_accuracy"][2] is None
+    assert res["per_class_accuracy"][:2] == pytest.approx(list(np.diag(cm)[:2] / 4))
+    assert main(["evaluate", str(run), "--split", "test"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:4]
+    assert rows[2] == "  c      - (no images)"
+    assert rows[0] == f"  a  {cm[0, 0] / 4:.3f}"
+
+
 def test_a_prelu_network_trains_its_slopes_and_evaluates(tmp_path, capsys):
     out = tmp_path / "prelu"
     assert main(["train", *TINY, "--activation", "prelu", "--out", str(out)]) == 0

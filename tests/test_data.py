@@ -155,6 +155,56 @@ def test_folder_train_test_grayscale_and_resize(tmp_path):
         load_dataset(f"folder:{root}")
 
 
+@pytest.mark.parametrize("val_name", ["val", "valid", "validation"])
+def test_a_validation_folder_beside_train_is_the_validation_split(tmp_path, val_name):
+    """train/, val/ and test/ (ImageNet's, Kaggle's and Keras's names for val/): val/ is the
+    validation split, image for image, and nothing is carved out of train/ for it; before, val/
+    was dropped without a word and validation taken from train/."""
+    root = tmp_path / "set"
+    train = _write_images(root / "train", ["a", "b"], 5, size=(7, 7), mode="L")
+    val = _write_images(root / val_name, ["a", "b"], 3, size=(7, 7), mode="L", start=50)
+    _write_images(root / "test", ["a", "b"], 2, size=(7, 7), mode="L")
+    ds = load_dataset(f"folder:{root}")
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (10, 6, 4)
+    as_read = {x[..., 0].tobytes(): ds.classes[t] for x, t in zip(ds.X_val, ds.y_val)}
+    assert as_read == {a.tobytes(): c for (c, _), a in val.items()}
+    assert {x[..., 0].tobytes() for x in ds.X_train} == {a.tobytes() for a in train.values()}
+    assert "the 6 images of the validation folder" in ds.notes[-1]
+    # a size picks a stratified subset of val/, as test_size does of test/
+    some = load_dataset(f"folder:{root}", val_size=2)
+    assert sorted(some.y_val.tolist()) == [0, 1] and len(some.y_train) == 10
+    assert {x.tobytes() for x in some.X_val} <= {x.tobytes() for x in ds.X_val}
+    # without test/, the test split is still held out of train/, and val/ stays whole
+    (root / "test").rename(tmp_path / "moved")
+    held = load_dataset(f"folder:{root}", test_size=2)
+    assert (len(held.y_train), len(held.y_val), len(held.y_test)) == (8, 6, 2)
+
+
+def test_two_validation_folders_are_refused_and_other_folders_beside_train_named(tmp_path):
+    root = tmp_path / "set"
+    _write_images(root / "train", ["a", "b"], 3, size=(7, 7), mode="L")
+    _write_images(root / "dev", ["a", "b"], 1, size=(7, 7), mode="L")
+    with pytest.warns(UserWarning, match=r"sub-folder\(s\) dev/ beside train/ are not read; .* "
+                                         r"val/, valid/, validation/"):
+        ds = load_dataset(f"folder:{root}", val_size=2)
+    assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 6  # dev/ left out
+    _write_images(root / "val", ["a", "b"], 1, size=(7, 7), mode="L")
+    _write_images(root / "validation", ["a", "b"], 1, size=(7, 7), mode="L")
+    with pytest.raises(DatasetError, match="val/ and validation/ both look like the validation "
+                                           "split; keep one"):
+        load_dataset(f"folder:{root}")
+
+
+def test_a_default_split_size_that_leaves_no_training_images_is_named_as_the_default():
+    """A user who gave only test_size was told "val_size 2 leaves no training images", a size
+    they never gave; the message says it is the default and what to change."""
+    with pytest.raises(DatasetError, match=r"val_size is not given, and its default, 10% of all "
+                                           r"1797 images \(180\), leaves none of the 2 images "
+                                           r"after the test split for training; pass a smaller "
+                                           r"test_size \(or a val_size below 2\)"):
+        load_dataset("digits", test_size=0.999)
+
+
 def test_a_test_folder_without_some_classes_keeps_the_training_class_numbers(tmp_path):
     """test/ holding only some of train/'s classes: each test image is labelled with its class's
     index among the training classes, not its position among the test folder's."""

@@ -97,6 +97,13 @@ CASES = {
                    r"^m.npz: preprocessing/zzz is not a finite numeric array.$"),
     "pipeline": (lambda a: {k: v for k, v in a.items() if not k.startswith("preprocessing/")},
                  r"^m.npz: the stored preprocessing is invalid \("),
+    # an edited standardisation would scale every input by garbage, silently
+    "negative std": (lambda a: _set(a, "preprocessing/0.std", np.array([-1.0])),
+                     r"^m.npz: the stored preprocessing is invalid \(Standardize needs one mean "
+                     r"and one standard deviation >= 0 per channel; got mean \[[0-9.]+\], "
+                     r"std \[-1.0\]\).$"),
+    "std length": (lambda a: _set(a, "preprocessing/0.std", np.array([1.0, 2.0])),
+                   r"^m.npz: the stored preprocessing is invalid \(Standardize needs one mean"),
     "prep type": (lambda a: _with_meta(a, preprocessing=5),
                   r"^m.npz: the stored preprocessing must be a JSON object or null; got int.$"),
     "extra": (lambda a: _with_meta(a, extra=[1]),

@@ -115,19 +115,22 @@ def test_a_fractional_warmup_is_rounded_to_whole_iterations(data):
 
 
 def test_a_warmup_as_long_as_the_run_is_warned_about(data):
-    """The learning rate would never reach lr (a preset's warm-up epoch with epochs=1): legal,
-    but not what anyone means, so it is said, at the caller's line (it pointed into
-    mlplab/trainer.py once fit gained a frame); a warm-up shorter than the run is not."""
+    """The learning rate would reach lr at the last step or never (a preset's warm-up epoch with
+    epochs=1): legal, but not what anyone means, so it is said, at the caller's line (it pointed
+    into mlplab/trainer.py once fit gained a frame); a warm-up shorter than the run is not.
+    A warm-up as long as the run was said to never reach lr, which its last step does."""
     import warnings
 
     X, y, _, _ = data  # 300 rows, batch 100: 3 iterations per epoch
-    for epochs, warmup in ((1, 1), (2, 3)):
+    for epochs, warmup, reach in ((1, 1, "reaches only at the last iteration"),
+                                  (2, 3, "never reaches")):
         with pytest.warns(UserWarning, match=rf"the warm-up \({warmup * 3} iterations\) lasts "
-                          rf"the whole run \({epochs * 3} iterations\): the learning rate never "
-                          r"reaches lr 0.1, and the cosine schedule never starts") as warned:
-            Trainer(lr=0.1, schedule="cosine", warmup_epochs=warmup, epochs=epochs,
-                    batch_size=100).fit(MLP(6, [4], 3, seed=0), X, y)
+                          rf"the whole run \({epochs * 3} iterations\): the learning rate "
+                          rf"{reach} lr 0.1, and the cosine schedule never starts") as warned:
+            h = Trainer(lr=0.1, schedule="cosine", warmup_epochs=warmup, epochs=epochs,
+                        batch_size=100).fit(MLP(6, [4], 3, seed=0), X, y)
         assert [w.filename for w in warned] == [__file__]
+        assert (h.lr[-1] == pytest.approx(0.1)) == (warmup == epochs)  # the last step's rate
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Trainer(lr=0.1, schedule="cosine", warmup_epochs=1, epochs=2,

@@ -397,7 +397,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
           f"{res['accuracy']:.4f}")
     width = max(len(c) for c in res["classes"])
     for name, acc in zip(res["classes"], res["per_class_accuracy"]):
-        print(f"  {name:<{width}}  {acc:.3f}")
+        print(f"  {name:<{width}}  " + ("    - (no images)" if acc is None else f"{acc:.3f}"))
     cells = max(len(str(n)) for row in res["confusion_matrix"] for n in row)
     print("confusion matrix (rows: true class, columns: predicted, in the order above):")
     for row in res["confusion_matrix"]:

@@ -23,6 +23,7 @@ from mlplab.data.base import (
     draw_seed,
     pil_bilinear,
     resolve_size,
+    split_size_name,
     stratified_split,
     tail_split,
     user_path,
@@ -107,12 +108,14 @@ def resize_images(X: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
                     test: tuple[np.ndarray, np.ndarray] | None, val_size: int | float | None,
-                    test_size: int | float | None, seed: int | None, source: str) -> Dataset:
+                    test_size: int | float | None, seed: int | None, source: str,
+                    val: tuple[np.ndarray, np.ndarray] | None = None) -> Dataset:
     """Seeded stratified splits for sources without the exercise's fixed order.
 
     Without a separate test set, ``test_size`` images (default 10%) are held out of the training
     images first; then ``val_size`` (default 10% of all images) of the rest become validation.
-    With a test set, ``test_size`` picks a stratified subset of it.
+    A separate test or validation set (a folder's ``test/``, ``val/``) is that split instead,
+    and its size, if given, picks a stratified subset of it.
     """
     n = len(y)
     notes = []
@@ -136,7 +139,27 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
             n_test = resolve_size(test_size, len(y_test), len(y_test), "test_size")
             _, hold = stratified_split(y_test, n_test, seed)
             X_test, y_test = X_test[hold], y_test[hold]
+    if val is not None:
+        X_val, y_val = val
+        if val_size is None:
+            notes.append(f"validation split: the {len(y_val)} images of the validation folder")
+        else:
+            n_val = resolve_size(val_size, len(y_val), len(y_val), "val_size")
+            _, hold = stratified_split(y_val, n_val, None if seed is None else seed + 1)
+            notes.append(f"validation split: {n_val} of the {len(y_val)} images of the "
+                         f"validation folder (stratified, seed {seed})")
+            X_val, y_val = X_val[hold], y_val[hold]
+        X_train = X if rows is None else X[rows]
+        return Dataset(name, classes, X_train, y, X_val, y_val, X_test, y_test, source=source,
+                       notes=notes)
     n_val = resolve_size(val_size, len(y), int(round(0.1 * n)), "val_size", spare=1)
+    if n_val >= len(y) and val_size is None:
+        # the size is the default's, not the user's: say so, and what to change
+        raise SplitSizeError("val_size", f" is not given, and its default, 10% of all {n} images "
+                                         f"({int(round(0.1 * n))}), leaves none of the {len(y)} "
+                                         "images after the test split for training; pass a "
+                                         f"smaller {split_size_name('test_size')} (or a "
+                                         f"{split_size_name('val_size')} below {len(y)}).")
     if n_val >= len(y):
         raise SplitSizeError("val_size", f" {n_val} leaves no training images (only {len(y)} "
                                          "available after the test split).")
@@ -237,9 +260,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         from mlplab.data.folder import load_folder
 
         path = user_path(key[len("folder:"):])
-        (X, y), test, classes = load_folder(path, size, cache=cache, channels=channels)
-        ds = _holdout_splits(f"folder:{path}", classes, X, y, test, val_size, test_size, seed,
-                             source=str(path))
+        found = load_folder(path, size, cache=cache, channels=channels)
+        ds = _holdout_splits(f"folder:{path}", found.classes, *found.train, found.test, val_size,
+                             test_size, seed, source=str(path), val=found.val)
         return _record_load_options(ds, None, image_size, seed, val_size, test_size)
     low = _ALIASES[low]
     if low != "digits":
@@ -288,6 +311,10 @@ def _fixed_splits(ds: Dataset, val_size: int | float | None, test_size: int | fl
     ``ds`` comes with all training images in ``X_train`` and all test images in ``X_test``.
     """
     n_val = resolve_size(val_size, len(ds.y_train), default_val, "val_size", spare=1)
+    if val_size is None and n_val >= len(ds.y_train):
+        raise SplitSizeError("val_size", f" is not given, and its default, the last {default_val} "
+                                         f"training images, leaves none of the "
+                                         f"{len(ds.y_train)} for training; pass a smaller one.")
     ds.X_train, ds.y_train, ds.X_val, ds.y_val = tail_split(ds.X_train, ds.y_train, n_val)
     ds.notes.append(f"validation split: the last {n_val} training images")
     if test_size is not None:

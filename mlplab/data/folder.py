@@ -1,4 +1,5 @@
-"""Folders of images: one sub-folder per class, optionally inside ``train/`` and ``test/``.
+"""Folders of images: one sub-folder per class, optionally inside ``train/``, ``val/`` and
+``test/``.
 
 Decoding 50,000 small JPEGs takes about 9 s on one core, so the decoded arrays are cached as an
 uncompressed ``.npz`` under ``<data root>/folder-cache/``, keyed by the folder's path, every
@@ -27,7 +28,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -54,6 +55,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".
 OTHER_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".jfif", ".jpe", ".jp2", ".dng",
                           ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".svg", ".psd",
                           ".ico", ".tga", ".pbm", ".pnm")
+#: names of a validation folder beside ``train/``: ImageNet's ``val``, Kaggle's ``valid``,
+#: Keras's ``validation``
+VAL_FOLDER_NAMES = ("val", "valid", "validation")
 #: bump when the cached layout or decoding changes, so old caches are ignored (2: the colour
 #: mode depends on every image, not the first; 16-bit images are scaled, not clipped; 4: the
 #: EXIF orientation is applied)
@@ -420,11 +424,12 @@ def unread_image_files(folder: str | os.PathLike) -> list[Path]:
 def decoded_otherwise_before(root: str | os.PathLike, decoding: int
                              ) -> tuple[Path, str] | None:
     """The first image of the folder dataset ``root`` (its class folders, or those of its
-    ``train/`` and ``test/``) that :data:`DECODING` ``decoding``, an older mlplab's, made into
-    other pixels than this mlplab does, with what it is; None when there is none. For a run that
-    recorded an older decoding (or none): its model was trained on the older pixels."""
+    ``train/``, ``val/`` and ``test/``) that :data:`DECODING` ``decoding``, an older mlplab's,
+    made into other pixels than this mlplab does, with what it is; None when there is none. For
+    a run that recorded an older decoding (or none): its model was trained on the older
+    pixels."""
     root = user_path(root)
-    tops = [root / "train", root / "test"] if (root / "train").is_dir() else [root]
+    tops = list(split_folders(root).values()) or [root]
     for top in tops:
         if not top.is_dir():
             continue
@@ -660,15 +665,54 @@ def _read_cache(path: Path, y: np.ndarray, image_size: tuple[int, int] | None,
     return X if ok else None
 
 
-def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = None,
-                cache: bool = True, channels: int | None = None
-                ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None,
-                           list[str]]:
-    """``((X, y) train, (X, y) test or None, classes)`` of an image folder.
+class FolderSplits(NamedTuple):
+    """The splits an image folder gives (each ``(X uint8 (N, H, W, C), y)``) and its classes."""
 
-    With ``train/`` (and optionally ``test/``) sub-folders those are the splits; otherwise every
-    class sub-folder is training data. ``channels`` 1 or 3 decodes every image as grey or RGB
-    (a run's own layout); None decides from the images (grey only if every image is).
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray] | None
+    test: tuple[np.ndarray, np.ndarray] | None
+    classes: list[str]
+
+
+def split_folders(root: Path) -> dict[str, Path]:
+    """``{"train": ..., "val": ..., "test": ...}``: the split folders of the dataset folder
+    ``root`` that exist (``val`` under any of :data:`VAL_FOLDER_NAMES`); empty when ``root`` has
+    no ``train/`` and so is itself a folder of class folders. Two validation folders are refused:
+    which one holds the validation images is the user's to say."""
+    if not (root / "train").is_dir():
+        return {}
+    vals = [root / n for n in VAL_FOLDER_NAMES if (root / n).is_dir()]
+    if len(vals) > 1:
+        raise DatasetError(f"{root}: {' and '.join(f'{v.name}/' for v in vals)} both look like "
+                           "the validation split; keep one of them (or rename the other).")
+    found = {"train": root / "train", **({"val": vals[0]} if vals else {})}
+    if (root / "test").is_dir():
+        found["test"] = root / "test"
+    return found
+
+
+def _warn_beside(root: Path, folders: dict[str, Path]) -> None:
+    """Name the sub-folders beside ``train/`` that are not splits: a class folder left there, or
+    a ``dev/`` split, would otherwise be dropped without a word."""
+    known = {p.name for p in folders.values()}
+    other = [d.name for d in _class_dirs(root) if d.name not in known]
+    if other:
+        shown = ", ".join(f"{n}/" for n in other[:3]) + (
+            f" and {len(other) - 3} more" if len(other) > 3 else "")
+        warnings.warn(f"{root}: sub-folder(s) {shown} beside train/ are not read; a dataset "
+                      "folder with train/ reads only train/, test/ and one of "
+                      f"{', '.join(f'{n}/' for n in VAL_FOLDER_NAMES)} (the validation split).",
+                      stacklevel=4)
+
+
+def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = None,
+                cache: bool = True, channels: int | None = None) -> FolderSplits:
+    """The splits of an image folder.
+
+    With ``train/`` (and optionally ``val/`` and ``test/``) sub-folders those are the splits;
+    otherwise every class sub-folder is training data. ``channels`` 1 or 3 decodes every image as
+    grey or RGB (a run's own layout); None decides from the training images (grey only if every
+    image is), and the other splits are decoded to the same layout.
     """
     if channels not in (None, 1, 3):
         raise DatasetError(f"channels must be None, 1 or 3; got {channels!r}.")
@@ -679,17 +723,20 @@ def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = No
         what = "a file, not a folder" if root.exists() else no_such_folder(root)
         raise DatasetNotFoundError(f"{root}: {what}; folder:PATH needs a folder with "
                                    "one sub-folder per class.")
-    train_dir = root / "train"
-    if train_dir.is_dir():
-        X, y, classes = read_image_folder(train_dir, image_size, mode=mode, cache=cache)
-        test = None
-        if (root / "test").is_dir():
-            Xt, yt, _ = read_image_folder(root / "test", image_size, classes=classes,
-                                          mode="L" if X.shape[3] == 1 else "RGB", cache=cache)
-            if Xt.shape[1:] != X.shape[1:]:
-                raise DatasetError(f"{root / 'test'}: images are {Xt.shape[1:]} but the training "
-                                   f"images are {X.shape[1:]}; pass {_image_size_setting()}.")
-            test = (Xt, yt)
-        return (X, y), test, classes
-    X, y, classes = read_image_folder(root, image_size, mode=mode, cache=cache)
-    return (X, y), None, classes
+    folders = split_folders(root)
+    if not folders:
+        X, y, classes = read_image_folder(root, image_size, mode=mode, cache=cache)
+        return FolderSplits((X, y), None, None, classes)
+    _warn_beside(root, folders)
+    X, y, classes = read_image_folder(folders["train"], image_size, mode=mode, cache=cache)
+    others: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split in ("val", "test"):
+        if split not in folders:
+            continue
+        Xs, ys, _ = read_image_folder(folders[split], image_size, classes=classes,
+                                      mode="L" if X.shape[3] == 1 else "RGB", cache=cache)
+        if Xs.shape[1:] != X.shape[1:]:
+            raise DatasetError(f"{folders[split]}: images are {Xs.shape[1:]} but the training "
+                               f"images are {X.shape[1:]}; pass {_image_size_setting()}.")
+        others[split] = (Xs, ys)
+    return FolderSplits((X, y), others.get("val"), others.get("test"), classes)

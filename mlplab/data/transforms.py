@@ -146,8 +146,14 @@ class Standardize(Transform):
         return {"mean": self._fitted("mean_"), "std": self._fitted("std_")}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> Standardize:
-        self.mean_ = np.asarray(state["mean"], dtype=np.float64)
-        self.std_ = np.asarray(state["std"], dtype=np.float64)
+        mean = np.asarray(state["mean"], dtype=np.float64)
+        std = np.asarray(state["std"], dtype=np.float64)
+        # one of each per channel, and no negative spread: an edited or damaged file would
+        # otherwise scale every input by garbage without a word (0 is legal: a constant channel)
+        if mean.ndim != 1 or std.shape != mean.shape or not (std >= 0).all():
+            raise ValueError(f"Standardize needs one mean and one standard deviation >= 0 per "
+                             f"channel; got mean {mean.tolist()}, std {std.tolist()}.")
+        self.mean_, self.std_ = mean, std
         return self
 
 

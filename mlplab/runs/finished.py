@@ -176,7 +176,8 @@ def finished_run_config(values: Any, path: Path | str = CONFIG_FILE) -> RunConfi
 
 def evaluate_run(run: str | os.PathLike, split: str = "val", data: Dataset | None = None,
                  data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Accuracy, per-class accuracy and confusion matrix of a run's model on one split of its
+    """Accuracy, per-class accuracy (the share of each class's images predicted right; None for a
+    class with no images in the split) and confusion matrix of a run's model on one split of its
     dataset (loaded as the run was configured). ``data``: the run's dataset, already loaded;
     ``data_dir``: where the run's data is now, if it was moved (for a ``folder:PATH`` dataset the
     folder itself), as in :func:`mlplab.runs.resume_run`; its splits must be the run's."""
@@ -210,7 +211,9 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Dataset | Non
                          f"{', '.join(setting(f'--split {s}', f'split={s!r}') for s in others)}.")
     pred = loaded.model.predict(loaded.preprocessing.transform(X))
     cm = confusion_matrix(y, pred, loaded.model.num_classes)
-    per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
+    # a class with no images in the split has no accuracy (None, JSON's null), not 0: a 0.000
+    # row read as "every image of it wrong"
+    per_class = [float(hit / n) if n else None for hit, n in zip(np.diag(cm), cm.sum(axis=1))]
     return {"split": split, "dataset": ds.name, "size": int(len(y)),
             "accuracy": float(np.mean(pred == y)), "classes": list(ds.classes),
             "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}

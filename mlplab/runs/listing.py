@@ -54,12 +54,17 @@ SORT_KEYS = ("time", "name", "val", "best-val", "test")
 def is_run_folder(folder: Path) -> bool:
     """Whether ``folder`` holds a run: a ``config.json`` and one of the files a run writes, or
     a ``config.json`` alone that is a run's (a run in its first epoch, or killed during it, has
-    written nothing else yet). A folder this user may not look into (another user's run in a
-    shared folder, mode 700) counts as one: :func:`summarize_run` then lists it as
-    ``unreadable`` with the reason, where the whole listing failed on it."""
+    written nothing else yet), or a run's files without its ``config.json``. A folder this user
+    may not look into (another user's run in a shared folder, mode 700) counts as one:
+    :func:`summarize_run` then lists it as ``unreadable`` with the reason, where the whole
+    listing failed on it."""
     try:
         if not _is_file(folder / CONFIG_FILE):
-            return False
+            # a run that lost its config.json (deleted, or copied without it) is still one,
+            # listed as unreadable rather than hidden: metrics.json beside a model or checkpoint
+            # file of mlplab's names, which another program's folder is unlikely to hold both of
+            return _is_file(folder / METRICS_FILE) and any(
+                _is_file(folder / m) for m in (MODEL_FILE, CHECKPOINT_FILE))
         return any(_is_file(folder / m) for m in _RUN_MARKERS) or _a_runs_config(folder)
     except OSError:  # not "no such file": a folder it may not search
         return True
