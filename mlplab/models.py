@@ -63,6 +63,32 @@ _REGISTERED_BY: dict[str, str] = {}
 _RESERVED_KEYS = ("W", "b", "gamma", "beta", "running_mean", "running_var")
 
 
+def _try_activation(name: str, sample: Layer) -> None:
+    """One forward and backward pass of a new activation's layer on a small batch, so that a
+    layer without ``backward``, or one that returns the wrong shape, is refused where it is
+    registered, naming it, rather than failing mid-training with a bare ``NotImplementedError``
+    or a BLAS shape error that names neither the layer nor its plugin."""
+    cls = type(sample).__name__
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    where = "docs/architecture.md, \"Writing your own layer\""
+    for step in ("forward", "backward"):
+        try:
+            got = sample.forward(x.copy(), train=True) if step == "forward" else \
+                sample.backward(np.ones_like(x))
+        except NotImplementedError:
+            raise ValueError(f"{name!r}: {cls} does not implement {step}(); an activation "
+                             f"needs forward(x, train) -> out and backward(dout) -> dx "
+                             f"({where}).") from None
+        except Exception as exc:
+            raise ValueError(f"{name!r}: {cls}.{step} failed on a (4, 3) float64 batch: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(got, np.ndarray) or got.shape != x.shape:
+            what = f"shape {got.shape}" if isinstance(got, np.ndarray) else type(got).__name__
+            result = "out" if step == "forward" else "dL/dx"
+            raise ValueError(f"{name!r}: {cls}.{step} must return {result} shaped like the "
+                             f"(4, 3) batch; got {what} ({where}).")
+
+
 def register_activation(name: str, layer: Callable[..., Layer], *, replace: bool = False,
                         sized: bool = False) -> None:
     """Make ``MLP(..., activation=name)`` put ``layer()`` after each hidden affine layer.
@@ -97,6 +123,7 @@ def register_activation(name: str, layer: Callable[..., Layer], *, replace: bool
             raise ValueError(f"{name!r}: parameter key {key!r} cannot name a model parameter "
                              f"(it must be an identifier not ending in a digit, and not one of "
                              f"{', '.join(_RESERVED_KEYS)}).")
+    _try_activation(name, sample)
     ACTIVATIONS[name] = layer
     _REGISTERED_BY[name] = sys._getframe(1).f_globals.get("__name__", "")
     if sized:

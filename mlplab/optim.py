@@ -427,6 +427,8 @@ class Adam(Optimizer):
         for label, beta in [("beta1", beta1), ("beta2", beta2)]:
             if not 0 <= beta < 1:
                 raise ValueError(f"{label} must be in [0, 1); got {beta}.")
+        check_positive(eps, "eps")  # a negative eps could divide by about 0
+        check_positive(weight_decay, "weight_decay", allow_zero=True)
         self.beta1, self.beta2, self.eps, self.weight_decay = beta1, beta2, eps, weight_decay
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mlplab._validation import check_choice
+from mlplab._validation import check_choice, check_int, check_positive
 
 SCHEDULES = ("exp", "step", "cosine", "constant")
 
@@ -35,9 +35,19 @@ class Schedule:
     iters_per_epoch: int | None = None  # needed by exp and step after a warm-up
 
     def __post_init__(self) -> None:
+        # as TrainConfig checks them, for a Schedule made directly: step_epochs 0 was taken as
+        # 1, a negative lr used as given, and a min_lr above lr made the cosine rise
         check_choice(self.kind, SCHEDULES, "schedule")
+        check_positive(self.lr, "lr")
         if not 0 < self.decay <= 1 and self.kind in ("exp", "step"):
             raise ValueError(f"lr decay must be in (0, 1]; got {self.decay}.")
+        check_int(self.step_epochs, "step_epochs")
+        check_int(self.total_iters, "total_iters")
+        check_int(self.warmup_iters, "warmup_iters", minimum=0)
+        check_positive(self.min_lr, "min_lr", allow_zero=True)
+        if self.kind == "cosine" and self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr:g}) must not exceed lr ({self.lr:g}): the "
+                             "cosine schedule would rise instead of annealing.")
         if self.warmup_iters and self.kind in ("exp", "step") and not self.iters_per_epoch:
             raise ValueError(f"a {self.kind} schedule after a warm-up needs iters_per_epoch, to "
                              "count its epochs from the end of the warm-up.")
@@ -52,7 +62,7 @@ class Schedule:
         if self.kind == "exp":
             return self.lr * self.decay**epoch
         if self.kind == "step":
-            return self.lr * self.decay ** (epoch // max(self.step_epochs, 1))
+            return self.lr * self.decay ** (epoch // self.step_epochs)
         if self.kind == "cosine":
             span = max(self.total_iters - self.warmup_iters, 1)
             progress = min(max(iteration - self.warmup_iters, 0) / span, 1.0)

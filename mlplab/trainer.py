@@ -293,6 +293,7 @@ class Trainer:
         self._resume: dict[str, Any] | None = None
         self._same_schedule = False
         self._order: np.ndarray | None = None  # this epoch's shuffled row order
+        self._batch = 0  # rows per step of the run being fitted (the last one's is smaller)
         # shuffled epochs train the len(X) % batch rows left over as a last, smaller batch
         # (scikit-learn's partial_fit), instead of the exercise's len(X) // batch full ones:
         # MLPClassifier.partial_fit, whose rows are seen in that one call only
@@ -322,8 +323,9 @@ class Trainer:
 
     # --------------------------------------------------------------------------- resume support
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this run exactly: counters, RNG states, optimiser
-        slots, history, the best parameters so far, mid-epoch the epoch's row order, and the
+        """Everything needed to continue this run exactly: counters, the rows per step, RNG
+        states, optimiser slots, history, the best parameters so far, mid-epoch the epoch's row
+        order, and the
         model's ``dtype`` (its name), the arithmetic the run continues in. (Model parameters
         are saved separately.) JSON-able except ``optimizer`` and ``best_state`` (dicts of
         arrays, or None) and ``order`` (an array, or None)."""
@@ -332,6 +334,7 @@ class Trainer:
         return {
             "iteration": self.iteration,
             "epoch": self.epoch,
+            "batch_size": self._batch,
             **streams,
             "history": self.history.to_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else {},
@@ -481,6 +484,13 @@ class Trainer:
                 # np.take(mode="clip") below would silently train on the wrong rows
                 raise ValueError(f"cannot resume: the saved row order is not a permutation of "
                                  f"the {n} training rows; resume with the run's own data.")
+            saved_batch = self._resume.get("batch_size")  # (absent before 2 Dec 2026)
+            if saved_batch is not None and saved_batch != batch:
+                # the iteration counter places the next step by batches: with another size the
+                # epoch would go on at another row, skipping or repeating some of its rows
+                raise ValueError(f"cannot resume: the run was trained in batches of "
+                                 f"{saved_batch} rows, this trainer's are {batch}; resume with "
+                                 "the run's own batch_size (and data).")
         # all checked: only now do the trainer, the model and the generators change
         if resumed is None:
             rng = random_state(cfg.seed)  # seed None: NumPy's global stream, as the exercise
@@ -490,7 +500,7 @@ class Trainer:
         else:
             rng = resumed.rng
         self.model, self.rng, self.optimizer = model, rng, optimizer
-        self._resume = None
+        self._resume, self._batch = None, batch
         if resumed is not None:
             self.iteration, self.epoch, self.history = (resumed.iteration, resumed.epoch,
                                                         resumed.history)

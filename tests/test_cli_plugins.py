@@ -235,6 +235,8 @@ def test_a_plugin_that_cannot_be_found_is_one_line_saying_what_to_give(
     # a registration that mlplab refuses
     ("from mlplab.layers import Tanh\nfrom mlplab.models import register_activation\n"
      "register_activation('relu', Tanh)", ValueError, "activation 'relu' already exists"),
+    # exit() in a plugin ended the command with its text alone, naming no plugin
+    ("import sys\nsys.exit('bye')", SystemExit, "bye"),
 ])
 def test_a_plugin_that_raises_is_one_line_naming_it_and_the_exception(
         plugin, tmp_path, monkeypatch, capsys, source, error, message):

@@ -141,6 +141,11 @@ def test_cifar10_batches_load_in_order(tmp_path):
     np.testing.assert_array_equal(first2.X_test, ds.X_test[:2])
     with pytest.raises(DatasetError, match="val_size 20 leaves no training images"):
         load_dataset("cifar10", data_dir=tmp_path, val_size=20)
+    # the default of 1,000 is more than the 20 images: named as the default, not as "val_size 20"
+    with pytest.raises(DatasetError, match=r"^val_size is not given, and its default, the last "
+                                           r"1000 training images, leaves none of the 20 for "
+                                           r"training; pass a smaller one.$"):
+        load_dataset("cifar10", data_dir=tmp_path)
 
 
 def test_cifar10_validation_is_the_last_1000_training_images_by_default(tmp_path):
@@ -608,6 +613,8 @@ def test_bad_idx_files(tmp_path, mutate, message):
     with pytest.raises(DatasetError, match=message) as err:
         load_dataset("mnist", data_dir=tmp_path, val_size=1)
     assert str(path) in str(err.value)
+    # each says what to do, as data.md promises: a damaged download is fetched again
+    assert str(err.value).endswith("; delete it and download again."), err.value
 
 
 def test_idx_label_count_and_range(tmp_path):

@@ -322,6 +322,48 @@ def test_a_sized_activation_has_parameters_that_train_check_save_and_resume(tmp_
     np.testing.assert_array_equal(resumed.model.params["W1"], full.model.params["W1"])
 
 
+class _Half(Layer):  # no backward: the base class's raises NotImplementedError
+    def forward(self, x, train=True):
+        return x * 0.5
+
+
+class _NoneBack(_Half):
+    def backward(self, dout):
+        pass
+
+
+class _Narrowing(_Half):
+    def forward(self, x, train=True):
+        return x[:, :-1]
+
+    def backward(self, dout):
+        return dout
+
+
+class _Raising(_Half):
+    def backward(self, dout):
+        return dout @ np.ones((4, 4))
+
+
+@pytest.mark.parametrize("layer, message", [
+    (_Half, r"'probe': _Half does not implement backward\(\); an activation needs forward\(x, "
+            r"train\) -> out and backward\(dout\) -> dx \(docs/architecture.md"),
+    (_NoneBack, r"'probe': _NoneBack.backward must return dL/dx shaped like the \(4, 3\) batch; "
+                r"got NoneType"),
+    (_Narrowing, r"'probe': _Narrowing.forward must return out shaped like the \(4, 3\) batch; "
+                 r"got shape \(4, 2\)"),
+    (_Raising, r"'probe': _Raising.backward failed on a \(4, 3\) float64 batch: ValueError: "
+               r"matmul"),
+])
+def test_register_activation_refuses_a_layer_that_cannot_run(layer, message):
+    """A layer without backward, or returning the wrong shape, was registered, and training
+    failed later with a bare NotImplementedError or a BLAS shape error naming neither the
+    activation nor its plugin; one forward and backward pass at registration names both."""
+    with pytest.raises(ValueError, match=message):
+        register_activation("probe", layer)
+    assert "probe" not in models.ACTIVATIONS
+
+
 def test_register_activation_refuses_parameters_mlp_could_not_own():
     with pytest.raises(ValueError, match="sized=True"):
         register_activation("my_prelu", lambda: PReLU(4, np.float64))

@@ -127,6 +127,11 @@ def test_bad_optimizer_arguments():
         make_optimizer("momentum", 0.1, momentum=1.0)
     with pytest.raises(ValueError, match="learning rate"):
         make_optimizer("sgd", -1.0)
+    # Adam made directly took a negative eps (a division by about 0) and weight decay
+    with pytest.raises(ValueError, match=r"^eps must be a finite number > 0; got -1.$"):
+        make_optimizer("adam", 0.1, eps=-1)
+    with pytest.raises(ValueError, match=r"^weight_decay must be a finite number >= 0; got -1"):
+        make_optimizer("adam", 0.1, weight_decay=-1)
 
 
 # --------------------------------------------------------------------------- schedules
@@ -218,6 +223,16 @@ def test_bad_schedules():
         Schedule(0.1, "linear")
     with pytest.raises(ValueError, match="decay"):
         Schedule(0.1, "exp", decay=1.5)
+    # as TrainConfig refuses them: made directly, step_epochs 0 was taken as 1, a negative lr
+    # used as given, and a min_lr above lr made the cosine rise (4.88 at the end from 0.1)
+    with pytest.raises(ValueError, match=r"^step_epochs must be an integer >= 1; got 0.$"):
+        Schedule(0.1, "step", step_epochs=0)
+    with pytest.raises(ValueError, match=r"^lr must be a finite number > 0; got -1.0.$"):
+        Schedule(-1.0)
+    with pytest.raises(ValueError, match=r"^min_lr \(5\) must not exceed lr \(0.1\)"):
+        Schedule(0.1, "cosine", min_lr=5.0, total_iters=10)
+    with pytest.raises(ValueError, match=r"^warmup_iters must be an integer >= 0; got -2.$"):
+        Schedule(0.1, warmup_iters=-2)
 
 
 # --------------------------------------------------------------------------- fused momentum

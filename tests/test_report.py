@@ -187,7 +187,8 @@ def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
     for name in [m for m in sys.modules if m.startswith("mlplab.torch_mlp.")]:
         monkeypatch.setitem(sys.modules, name, None)  # the package's modules, if loaded already
     monkeypatch.delattr(mlplab, "torch_mlp", raising=False)
-    r = reproduce("digits", TINY, out=tmp_path, log=False, only=["q1", "q2", "q4", "summary"])
+    r = reproduce("digits", TINY, out=tmp_path, log=False,
+                  only=["data", "q1", "q2", "q4", "summary"])
     status = {s.key: (s.status, s.reason) for s in r.sections}
     assert status["q1"][0] == "ok" and status["summary"][0] == "ok"
     assert status["q2"] == ("not run", "failed with RuntimeError: disk on fire")
@@ -247,23 +248,31 @@ def test_another_commands_folder_is_refused_as_the_reports(tmp_path, capsys):
     assert {s.key: s.status for s in r.sections}["q1"] == "ok"
 
 
-def test_a_stage_whose_input_only_left_out_says_which_stage_to_add(tmp_path, capsys):
-    """--only q3_default without data: the reason names the stage to add, not "see above"
-    (above, the data stage only says it was not selected). In the caller's words: a notebook's
-    reproduce(only=[...]) was told to "add data to --only"."""
-    r = reproduce("digits", TINY, out=tmp_path, log=False, only=["q3_default"])
-    status = {s.key: (s.status, s.reason) for s in r.sections}
-    assert status["data"] == ("not run", "not selected (only=[...]).")
-    assert status["q3_default"] == ("not run", "needs the dataset, which the data stage makes: "
-                                               "add 'data' to only=[...].")
-    # on the command line, the flag
-    assert main(["reproduce", "--only", "q3_default", "--out", str(tmp_path / "cli")]) == 0
-    capsys.readouterr()
-    doc = json.loads((tmp_path / "cli" / "report.json").read_text())
-    status = {k: (s["status"], s["reason"]) for k, s in doc["sections"].items()}
-    assert status["data"] == ("not run", "not selected (--only).")
-    assert status["q3_default"] == ("not run", "needs the dataset, which the data stage makes: "
-                                               "add data to --only.")
+def test_a_stage_whose_input_only_left_out_is_refused_before_anything_is_written(tmp_path,
+                                                                                capsys):
+    """--only q3_default without data could only mark it "not run", and it replaced a complete
+    report in --out with one of "not run"s (exit 0); it is refused first, naming the stage to
+    add, in the caller's words. A notebook's reproduce(only=[...]) is not told of --only."""
+    (tmp_path / "report.md").write_text("an earlier report")
+    with pytest.raises(ValueError, match=r"^q3_default, q4 in only=\[\.\.\.\] need the "
+                                         r"dataset, which the data stage loads: add data to "
+                                         r"only=\[\.\.\.\], or add reuse=True"):
+        reproduce("digits", TINY, out=tmp_path, log=False, only=["q3_default", "q4"])
+    assert main(["reproduce", "--only", "q4", "--out", str(tmp_path)]) == 2
+    assert "mlplab reproduce: error: q4 in --only needs the dataset, which the data stage " \
+           "loads: add data to --only, or add --reuse" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+    assert (tmp_path / "report.md").read_text() == "an earlier report"
+    # nor is a selection of nothing run as "everything": an unset $STAGES, [], a typo
+    with pytest.raises(SystemExit) as exc:  # argparse's own usage error
+        main(["reproduce", "--only", "", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "argument --only: expected comma-separated stages like " \
+        "data,q4; got '' (an unset shell variable?)" in capsys.readouterr().err
+    for only in ([], ["q9"], "q1"):
+        with pytest.raises(ValueError, match="only must be a list of one or more stages from "
+                                             "data, q1, "):
+            reproduce("digits", TINY, out=tmp_path, log=False, only=only)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
     # with data selected but failing, the reason still points at its section
     log = io.StringIO()
     r = reproduce("folder:" + str(tmp_path / "nowhere"), TINY, out=tmp_path / "b", log=log,

@@ -107,6 +107,20 @@ def test_train_run_on_a_loaded_dataset_in_memory(runs, tmp_path, capsys):
         pytest.approx(result.metrics["val_accuracy"])
 
 
+def test_hidden_is_taken_as_mlplab_train_run_takes_it(runs):
+    """hidden=16 (one layer) was a bare TypeError ('int' object is not iterable), where
+    mlplab.runs.train_run takes it; "16" and [16.0] too, and a wrong one is named first,
+    before the data loads."""
+    _, named = runs
+    settings = {k: v for k, v in SETTINGS.items() if k != "hidden"}
+    for hidden in (16, "16", [16.0]):
+        result = tm.train_run("digits", hidden=hidden, **settings)
+        assert _without_seconds(result.metrics) == _without_seconds(named.metrics)
+    with pytest.raises(ValueError, match=r"^hidden must be a list of layer sizes \(integers\), "
+                                         r"e.g. \[500, 250\]; got \[2.5\].$"):
+        tm.train_run("folder:/nowhere/at/all", hidden=[2.5], **settings)
+
+
 def test_train_run_on_feature_vectors_of_ones_own(tmp_path, rng):
     """A Dataset of (N, D) feature vectors, not images, writes its run folder without the
     weights figure, which has no images to draw (it crashed there, after training)."""

@@ -638,6 +638,10 @@ def _streams(model):
     ({"dtype": np.float64}, "the saved trainer state is a float32 run's, but the model is "
                             "float64"),
     ({"seed": None, "rows": 290}, "not a permutation"),
+    # 14 iterations of 40 rows are epoch 2 in batches of 60 too (5 a epoch), but the next step
+    # would start at row 240 of its epoch, not at row 0: the counters alone let it through
+    ({"batch_size": 60}, "the run was trained in batches of 40 rows, this trainer's are 60; "
+                         "resume with the run's own batch_size"),
 ])
 def test_a_refused_resume_changes_nothing_and_stays_pending(data, other):
     """A state refused for the model or the data had already been applied in part: the model's
@@ -668,7 +672,7 @@ def test_a_refused_resume_changes_nothing_and_stays_pending(data, other):
     full = make()
     h_full = Trainer(cfg, callbacks=[Save()]).fit(full, X, y, Xv, yv)
     model = make(**changes)
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, batch_size=changes.get("batch_size", 40))
     trainer.resume(snap["state"])
     streams, stream = _streams(model), global_stream()
     rows = changes.get("rows", len(y))
@@ -680,6 +684,7 @@ def test_a_refused_resume_changes_nothing_and_stays_pending(data, other):
         (None, None, 0, [])
     if seed is None:
         return  # (its global stream is elsewhere now: the run cannot be checked against full)
+    trainer.config.batch_size = 40  # the run's own, as the message asks
     # still pending: the run's own model and data resume it, to the uninterrupted result
     again = make()
     again.load_state_dict(snap["model"])

@@ -12,6 +12,16 @@ def _param(name, entry):
     return SearchSpace.from_dict({name: entry}).params[name]
 
 
+def test_steps_that_fit_up_to_rounding_are_accepted():
+    """0.1 + 3 * 0.2 is 0.7000000000000001 in floats: the range [0.1, 0.7] with step 0.2 and a
+    grid of its steps are what the file means, not a step that misses `high`."""
+    param = _param("dropout", {"type": "float", "low": 0.1, "high": 0.7, "step": 0.2,
+                               "grid": [0.3, 0.5, 0.7]})
+    assert (param.step, param.grid) == (0.2, (0.3, 0.5, 0.7))
+    assert _param("reg", {"type": "float", "low": 0, "high": 1, "step": 0.01}).step == 0.01
+    assert _param("epochs", {"type": "int", "low": 5, "high": 20, "step": 5}).high == 20
+
+
 def test_entries_become_params_of_the_knobs_type():
     # a float range keeps float bounds even when YAML wrote integers, and reads 1e-2 as a number
     assert _param("reg", {"type": "float", "low": 0, "high": 1, "step": "1e-2"}) == Param(
@@ -51,6 +61,21 @@ def test_entries_become_params_of_the_knobs_type():
      "lr: `grid` must be a non-empty list of values."),
     ("lr", {"type": "float", "low": 0.1, "high": 1, "grid": [0.5, -1]},
      r"lr \(grid\): lr must satisfy 0 < lr"),
+    # a step that leaves one value, or misses `high`: Optuna would draw a constant, or warn and
+    # lower `high`; grid values off the steps it would run with a warning, duplicates twice
+    ("lr", {"type": "float", "low": 0.001, "high": 0.1, "step": 0.5},
+     r"lr: `step` 0.5 is larger than the range \[0.001, 0.1\]: only 0.001 could be drawn; make "
+     r"`step` smaller, or fix the knob with `lr: 0.001`."),
+    ("hidden_size", {"type": "int", "low": 10, "high": 25, "step": 10},
+     r"hidden_size: `step` 10 does not divide the range \[10, 25\]: the largest value drawn "
+     r"would be 20; make `high` 20 or change `step`."),
+    ("lr_decay", {"type": "float", "low": 0.85, "high": 1.0, "step": 0.1},
+     r"the largest value drawn would be 0.95; make `high` 0.95"),
+    ("hidden_size", {"type": "int", "low": 10, "high": 20, "step": 5, "grid": [12, 15]},
+     r"hidden_size: grid values \[12\] are not on the range's steps \(10 plus a multiple of "
+     r"`step` 5\), so they could not be drawn."),
+    ("lr", {"type": "float", "low": 0.001, "high": 0.1, "grid": [0.01, 0.01]},
+     r"lr: `grid` has duplicates: \[0.01, 0.01\]."),
     ("lr", {"type": "float", "low": "x", "high": 1}, r"lr \(low\): lr must be a finite number"),
     ("lr", {"type": "float", "low": 0.1, "high": [1]}, r"lr \(high\): lr must be a finite number"),
 ])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 
@@ -30,7 +31,7 @@ def positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds; got {text!r}") from None
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:  # nan and inf are floats too
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds; got {text!r}")
     return value
 

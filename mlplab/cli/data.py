@@ -26,7 +26,7 @@ from mlplab.data.base import SPLITS, Dataset
 from mlplab.data.datasets import DATASET_NAMES
 
 DATASET_HELP = (f"dataset: {', '.join(DATASET_NAMES)} or folder:PATH (one sub-folder of images "
-                "per class, optionally inside train/ and test/)")
+                "per class, optionally inside train/, val/ and test/)")
 
 
 def _split_size(text: str) -> int | float:

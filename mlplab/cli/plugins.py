@@ -108,7 +108,8 @@ def load_plugin(name: str) -> ModuleType:
         return _import(module, name)
     except PluginError:
         raise
-    except Exception as exc:  # the plugin's own code failed
+    except (Exception, SystemExit) as exc:  # the plugin's own code failed, or called exit()
+        # (a sys.exit("bye") in a plugin ended the command with "bye", naming no plugin)
         detail = ": " + " ".join(str(exc).split()) if str(exc).strip() else ""
         raise PluginError(f"plugin {name!r} raised {type(exc).__name__} on import{detail} "
                           "(rerun as mlplab --debug ... for the traceback: --debug goes "

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="BLAS and PyTorch threads (default: %(default)s, the fastest for the "
                         "exercise's small nets and exactly repeatable; 2-4 help CIFAR-10 on "
                         "dedicated cores)")
-    p.add_argument("--only", metavar="STAGES", default=None,
+    p.add_argument("--only", metavar="STAGES", default=None, type=_stage_list,
                    help="comma-separated stages to run, the rest marked 'not run' (data, q1, "
                         "q2, q3_toy, q3_default, q3_tuning, q3_tuned, q4, summary); later "
                         "stages need 'data'")
@@ -52,6 +52,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--progress", action="store_true",
                    help="progress bars inside long stages (a line per stage is always printed)")
     p.set_defaults(func=run_reproduce, unknown_hint=_budget_hint)
+
+
+def _stage_list(text: str) -> list[str]:
+    """``"data, q4"`` -> ``["data", "q4"]``; an empty text (an unset ``$STAGES``) is refused:
+    read as no selection, it ran every stage and replaced the whole report."""
+    stages = [s.strip() for s in text.split(",") if s.strip()]
+    if not stages:
+        unset = " (an unset shell variable?)" if not text.strip() else ""
+        raise argparse.ArgumentTypeError(f"expected comma-separated stages like data,q4; got "
+                                         f"{text!r}{unset}")
+    return stages
 
 
 #: flags of train, tune and torch whose work the budget sets for every stage of the study
@@ -80,6 +91,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     from mlplab.cli import UsageError
     from mlplab.cli.data import load_dataset_from_args
     from mlplab.report import STAGES, reproduce
+    from mlplab.report.runner import stages_without_data
 
     if args.reuse and not args.only:
         raise UsageError("--reuse keeps the sections that --only does not run again; without "
@@ -88,13 +100,15 @@ def run_reproduce(args: argparse.Namespace) -> int:
     # the words of main([...]), else the process's: a script calling main(["reproduce", ...])
     # was reported as "reproduced by `mlplab <the script's own arguments>`"
     argv = getattr(args, "argv", sys.argv[1:])
-    only = None
-    if args.only:
-        only = [s.strip() for s in args.only.split(",") if s.strip()]
+    only = args.only
+    if only is not None:
         unknown = sorted(set(only) - {s.key for s in STAGES})
         if unknown:
             raise UsageError(f"unknown stage(s) {', '.join(unknown)} in --only; choose from "
                              f"{', '.join(s.key for s in STAGES)}.")
+        needs_data = stages_without_data(only, args.reuse)
+        if needs_data:  # before anything is written: the report would be replaced by "not run"s
+            raise UsageError(needs_data)
     result = reproduce(args.dataset, args.budget, args.out, args.seed, progress=args.progress,
                        debug=args.debug, only=only, threads=args.threads,
                        loader=lambda: load_dataset_from_args(args), reuse=args.reuse,

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--timeout", type=positive_seconds, metavar="S", default=None,
                    help="stop starting new trials after S seconds of searching (per worker; "
                         "a wait for a trial a killed worker left unnamed counts)")
-    g.add_argument("--search-space", metavar="FILE.yaml|NAME", default=None,
+    g.add_argument("--search-space", metavar="FILE.yaml|NAME", default=None, type=user_path_arg,
                    help="a YAML search space (docs/tuning.md) or a built-in one: "
                         f"{', '.join(BUILTIN_SPACES)} (default: exercise: hidden size, lr, reg, "
                         "batch size, epochs, lr decay)")

@@ -76,12 +76,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def _header(raw: bytes | bytearray, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """``(dims, dtype, header length)`` of the IDX bytes ``raw`` (which may be just a prefix)."""
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _DTYPES:
+        # a damaged or half-copied download, as the other refusals of its bytes say
         raise DatasetError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'none'};"
-                           " expected 0000 08 0N).")
+                           " expected 0000 08 0N); delete it and download again.")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
-        raise DatasetError(f"{path}: truncated IDX header.")
+        raise DatasetError(f"{path}: truncated IDX header; delete it and download again.")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     return dims, np.dtype(_DTYPES[raw[2]]), header
 

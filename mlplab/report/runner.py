@@ -146,6 +146,15 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     b = get_budget(budget)
     if not is_int(threads) or threads < 1:  # int() made 2.5 two threads, "2" a TypeError
         raise ValueError(f"threads must be a positive integer; got {threads!r}.")
+    if only is not None:
+        known = [st.key for st in STAGES]
+        # a string would be read letter by letter, and [] or a typo ran nothing: each replaced
+        # the report in out with one of sections marked "not run"
+        if isinstance(only, str) or not list(only) or not set(only) <= set(known):
+            raise ValueError(f"only must be a list of one or more stages from "
+                             f"{', '.join(known)}; got {only!r}.")
+        if missing := stages_without_data(only, reuse):
+            raise ValueError(missing)  # as the command line refuses it, before anything is written
     if reuse and only is None:  # as the command line refuses --reuse without --only
         raise ValueError("reuse=True keeps the sections that only=[...] does not run again; "
                          "without only every stage runs again and nothing is kept. Give "
@@ -284,6 +293,20 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
 
 #: the stages that train on the dataset (which the data stage loads)
 _DATA_USERS = ("q3_default", "q3_tuning", "q3_tuned", "q4")
+
+
+def stages_without_data(only: Sequence[str], reuse: bool) -> str | None:
+    """Why ``only`` cannot run, or None: a stage that trains on the dataset without the data
+    stage that loads it (and without ``reuse``, which loads it again for the earlier report's
+    kept data section) could only be marked "not run", and the report it replaced lost."""
+    users = [k for k in _DATA_USERS if k in only]
+    if not users or "data" in only or reuse:
+        return None
+    flag, keep = setting("--only", "only=[...]"), setting("--reuse", "reuse=True")
+    verb = "needs" if len(users) == 1 else "need"
+    return (f"{', '.join(users)} in {flag} {verb} the dataset, which the data stage loads: add "
+            f"data to {flag}, or add {keep} to keep the sections of the report already in the "
+            "folder (its data stage's included).")
 
 
 def _kept_data_users(earlier: dict[str, Any], only: Sequence[str] | None) -> list[str]:

@@ -118,10 +118,11 @@ def _check_trainer_state(state: Any, path: str | os.PathLike) -> None:
         problem = f"a {type(state).__name__}, not a dict"
     else:
         # keys that may be absent, with a value of their type (dtype: absent from a checkpoint
-        # of an mlplab before 1 Dec 2026, Trainer.resume then checks the arrays' dtype)
-        absent = {"seconds": 0.0, "dtype": ""}
+        # of an mlplab before 1 Dec 2026, Trainer.resume then checks the arrays' dtype;
+        # batch_size: before 2 Dec 2026, when nothing checked it)
+        absent = {"seconds": 0.0, "dtype": "", "batch_size": 1}
         for key, kind in (("iteration", int), ("epoch", int), ("rng", list), ("history", dict),
-                          ("seconds", (int, float)), ("dtype", str)):
+                          ("seconds", (int, float)), ("dtype", str), ("batch_size", int)):
             value = state.get(key, absent.get(key))
             if not isinstance(value, kind) or isinstance(value, bool):
                 problem = f"{key!r} is missing or of the wrong type"

@@ -39,6 +39,22 @@ AUGMENTATIONS = ("flip", "crop", "elastic")
 CROP_FILLS = ("zero", "black")
 
 
+def layer_sizes(hidden: object) -> list[int]:
+    """``hidden`` as a list of ints: a list or tuple of integers (integral floats and digit
+    strings, as JSON and YAML give them, included), an array, one int (one layer) or a text
+    ``"500,250"``; anything else is refused with a message (a bare int was a TypeError)."""
+    if isinstance(hidden, np.ndarray):
+        hidden = hidden.tolist()
+    if isinstance(hidden, int | str) and not isinstance(hidden, bool):
+        hidden = [int(h) for h in str(hidden).split(",") if h.strip()]
+    if not isinstance(hidden, list | tuple) or not all(
+            is_int(h) or (isinstance(h, float) and h.is_integer())
+            or (isinstance(h, str) and h.strip().isdigit()) for h in hidden):
+        raise ValueError(f"hidden must be a list of layer sizes (integers), e.g. [500, 250]; "
+                         f"got {hidden!r}.")
+    return [int(h) for h in hidden]
+
+
 @dataclass
 class RunConfig:
     """Every option of a run, flat and JSON-able. Field names match ``mlplab train`` flags.
@@ -101,17 +117,7 @@ class RunConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
-        hidden: object = self.hidden  # as given: list[int] only once converted here
-        if isinstance(hidden, np.ndarray):
-            hidden = hidden.tolist()
-        if isinstance(hidden, int | str) and not isinstance(hidden, bool):
-            hidden = [int(h) for h in str(hidden).split(",") if h.strip()]
-        if not isinstance(hidden, list | tuple) or not all(
-                is_int(h) or (isinstance(h, float) and h.is_integer())
-                or (isinstance(h, str) and h.strip().isdigit()) for h in hidden):
-            raise ValueError(f"hidden must be a list of layer sizes (integers), e.g. [500, 250]; "
-                             f"got {hidden!r}.")
-        self.hidden = [int(h) for h in hidden]
+        self.hidden = layer_sizes(self.hidden)
         if isinstance(self.augment, str):
             self.augment = [a.strip() for a in self.augment.split(",") if a.strip()]
         self.augment = list(self.augment)

@@ -49,7 +49,7 @@ from mlplab.data.base import (
     download_hint,
 )
 from mlplab.runs.building import moved_data_hint
-from mlplab.runs.config import check_same_settings
+from mlplab.runs.config import check_same_settings, layer_sizes
 from mlplab.runs.files import (
     DEPTH_CHECKPOINT_FILE,
     DEPTH_CONFIG_FILE,
@@ -439,7 +439,7 @@ def _earlier_environments(recorded: Any, earlier: Any, now: dict[str, Any], sour
 # ------------------------------------------------------------------------------- train_run
 @threads_kept()
 def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | None = None,
-              hidden: Sequence[int] = HIDDEN, init: str = "exercise",
+              hidden: Sequence[int] | int = HIDDEN, init: str = "exercise",
               init_std: float = INIT_STD, dropout: float = 0.0, batchnorm: bool = False,
               epochs: int = EPOCHS, batch_size: int = BATCH_SIZE, lr: float = LR,
               reg: float = REG, lr_decay: float = LR_DECAY, seed: int = 0,
@@ -462,7 +462,8 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     out : the run folder to create; None trains in memory only (no files). A folder that
         already holds a run is refused, except one whose only file is a PyTorch run's
         ``config.json`` (a run that stopped before it saved anything).
-    hidden, init, init_std, dropout, batchnorm : the network (:func:`build_model`).
+    hidden, init, init_std, dropout, batchnorm : the network (:func:`build_model`); ``hidden``
+        as :func:`mlplab.runs.train_run` takes it (``[500, 250]``, ``50`` or ``"500,250"``).
     epochs, batch_size, lr, reg, lr_decay, seed, device, threads : the training
         (:class:`TorchTrainConfig`; ``threads`` None: every core this process may use).
     eval_test : also measure the test split (refused up front if there is none).
@@ -489,6 +490,7 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
             "cache": cache}
     _check_dataset_arg(dataset, {**load, "data_seed": data_seed})
     check_choice(init, INITS, "init")
+    hidden = layer_sizes(hidden)  # as mlplab.runs.train_run takes it: 50 is [50]
     cfg, threads_used, dev = _settings(
         init_std=init_std, dropout=dropout, batchnorm=batchnorm, epochs=epochs,
         batch_size=batch_size, lr=lr, reg=reg, lr_decay=lr_decay, seed=seed, device=device,
@@ -507,7 +509,6 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
         require_test_split(ds)
     if batchnorm:
         check_batchnorm_batches(cfg.batch_size, len(ds.y_train))
-    hidden = list(hidden)
     model = build_model(X.shape[1], hidden, ds.num_classes, init=init, std=init_std,
                         dropout=dropout, batchnorm=batchnorm, seed=seed)
     config = _run_config(dataset, ds, load, data_seed, hidden, init, init_std, dropout,

@@ -217,6 +217,10 @@ class SearchSpace:
             return cls.from_dict(spec)
         if isinstance(spec, str) and spec in BUILTIN_SPACES:
             return cls.from_dict(BUILTIN_SPACES[spec], f"built-in search space {spec!r}")
+        if not str(spec):  # Path("") is ".": "search space file . is a folder" named no typo
+            raise ValueError(f"the search space is an empty text; give a YAML file, one of the "
+                             f"built-in spaces ({', '.join(BUILTIN_SPACES)}), or None for the "
+                             "default.")
         return cls.from_yaml(spec)
 
     @classmethod
@@ -358,7 +362,9 @@ def _parse_range(name: str, spec: Mapping[str, Any], knob: Knob, kind: str,
     if log and low <= 0:
         raise ValueError(f"{where}: a log-uniform range needs `low` > 0; got {low}.")
     step = _range_step(spec.get("step"), kind, log, where)
-    grid = _range_grid(name, spec.get("grid"), knob, low, high, where)
+    if step is not None:
+        _check_step_fits(name, low, high, step, where)
+    grid = _range_grid(name, spec.get("grid"), knob, low, high, where, step)
     if kind == "float":
         low, high = float(low), float(high)
     return Param(name, kind, low, high, log, step, grid=grid)
@@ -393,10 +399,34 @@ def _range_step(step: Any, kind: str, log: bool, where: str) -> int | float | No
     return int(step_n) if kind == "int" else float(step_n)
 
 
-def _range_grid(name: str, grid: Any, knob: Knob, low: Any, high: Any,
-                where: str) -> tuple[Any, ...] | None:
-    """``grid`` as the knob's checked values, all inside ``[low, high]`` (None when not
-    given)."""
+def _on_steps(value: float, low: float, step: float) -> bool:
+    """Whether ``value`` is ``low + k * step`` for a whole k, up to float rounding (0.1 + 2 *
+    0.1 is 0.30000000000000004)."""
+    k = (value - low) / step
+    return abs(k - round(k)) <= 1e-9 * max(1.0, abs(k))
+
+
+def _check_step_fits(name: str, low: Any, high: Any, step: float, where: str) -> None:
+    """Refuse a ``step`` that leaves one value, or that does not reach ``high``: Optuna would
+    draw a constant, or warn and move ``high`` down, where the file said otherwise."""
+    span = (high - low) / step
+    if span < 1:
+        raise ValueError(f"{where}: `step` {step} is larger than the range [{low}, {high}]: only "
+                         f"{low} could be drawn; make `step` smaller, or fix the knob with "
+                         f"`{name}: {low}`.")
+    if not _on_steps(high, low, step):
+        top = low + int(span) * step
+        top_text = str(top) if isinstance(top, int) else repr(float(f"{top:.12g}"))
+        raise ValueError(f"{where}: `step` {step} does not divide the range [{low}, {high}]: "
+                         f"the largest value drawn would be {top_text}; make `high` {top_text} "
+                         "or change `step`.")
+
+
+def _range_grid(name: str, grid: Any, knob: Knob, low: Any, high: Any, where: str,
+                step: float | None = None) -> tuple[Any, ...] | None:
+    """``grid`` as the knob's checked values, all inside ``[low, high]``, different, and on the
+    range's ``step``s (None when not given): the grid sampler tries each, and Optuna runs a
+    value its distribution cannot draw with only a warning."""
     if grid is None:
         return None
     if not isinstance(grid, list) or not grid:
@@ -405,6 +435,12 @@ def _range_grid(name: str, grid: Any, knob: Knob, low: Any, high: Any,
     outside = [g for g in grid if not low <= g <= high]
     if outside:
         raise ValueError(f"{where}: grid values {outside} lie outside [{low}, {high}].")
+    if len(set(grid)) != len(grid):  # each would be a trial of its own, the same twice
+        raise ValueError(f"{where}: `grid` has duplicates: {list(grid)}.")
+    off = [g for g in grid if step is not None and not _on_steps(g, low, step)]
+    if off:
+        raise ValueError(f"{where}: grid values {off} are not on the range's steps ({low} plus "
+                         f"a multiple of `step` {step}), so they could not be drawn.")
     return grid
 
 
