@@ -546,6 +546,14 @@ def test_folder_links_whose_target_is_gone_are_named_in_a_warning(tmp_path):
     assert message.endswith(f"1 link(s) in class folders point to files that do not exist and "
                             f"are left out (e.g. cat/moved.png -> {tmp_path / 'old' / 'moved.png'})"
                             "; fix or remove the links."), message
+    # a class folder that is a dangling link (a disk not mounted) was dropped without a word
+    (root / "emu").symlink_to(tmp_path / "unmounted" / "emu")
+    with pytest.warns(UserWarning) as record:
+        ds = load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
+    assert ds.classes == ["cat", "dog"]
+    assert f"{root}: 1 link(s) in the dataset folder point to nothing and are left out (emu -> " \
+           f"{tmp_path / 'unmounted' / 'emu'}); a class folder on a disk that is not mounted? " \
+           "Fix or remove the links." in [str(w.message) for w in record]
 
 
 def test_summary_counts():

@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import pickletools
+import re
 import struct
 import tarfile
 import threading
@@ -541,7 +542,8 @@ def test_missing_dataset_says_where_and_how(tmp_path):
                                   "folder that holds (or will hold) the dataset's files.")
     write_cifar(tmp_path / "c" / "cifar-10-batches-py")
     (tmp_path / "c" / "cifar-10-batches-py" / "data_batch_2").unlink()
-    with pytest.raises(DatasetError, match=r"data_batch_2: cannot read \(No such file"):
+    with pytest.raises(DatasetError, match=r"cifar-10-batches-py: CIFAR-10 is incomplete there "
+                                           r"\(no data_batch_2: "):
         load_dataset("cifar10", data_dir=tmp_path / "c")
 
 
@@ -604,6 +606,9 @@ def test_fashion_mnist_from_data_dir(tmp_path):
     (lambda b: b"\x00\x00\x07\x03" + b[4:], "not an IDX file"),
     (lambda b: b"\x89PNG\r\n\x1a\n" + b, "not an IDX file"),
     (lambda b: gzip.compress(b)[:200], "truncated or corrupt gzip"),
+    # a flipped bit in the stored CRC: "cannot read (CRC check failed ...)" said nothing to do
+    (lambda b: (lambda z: z[:-8] + bytes([z[-8] ^ 1]) + z[-7:])(gzip.compress(b)),
+     r"truncated or corrupt gzip data \(CRC check failed"),
     (lambda b: b[:6], "truncated IDX header"),
 ])
 def test_bad_idx_files(tmp_path, mutate, message):
@@ -615,6 +620,15 @@ def test_bad_idx_files(tmp_path, mutate, message):
     assert str(path) in str(err.value)
     # each says what to do, as data.md promises: a damaged download is fetched again
     assert str(err.value).endswith("; delete it and download again."), err.value
+
+
+def test_idx_files_without_training_images_are_named_as_such(tmp_path):
+    """A training file of 0 images was refused as "--val-size must be between 0 and -1"."""
+    write_idx_set(tmp_path, n=0, gz=False)
+    with pytest.raises(DatasetError, match=r"the training files of mnist hold no images; they "
+                                           r"are damaged or not the dataset's - delete them and "
+                                           r"download again.$"):
+        load_dataset("mnist", data_dir=tmp_path, val_size=5)
 
 
 def test_idx_label_count_and_range(tmp_path):
@@ -797,7 +811,8 @@ def test_a_failed_download_leaves_the_data_folder_as_it_was(server, tmp_path, mo
 def test_interrupted_and_failed_downloads_leave_nothing(server, tmp_path):
     url, files = server
     files["blob.bin"] = os.urandom(200_000)
-    with pytest.raises(DatasetError, match=r"interrupted after \d+ of 200000 bytes"):
+    # every byte that arrived is counted, not only whole chunks of 64 KiB
+    with pytest.raises(DatasetError, match=r"interrupted after 100000 of 200000 bytes"):
         dl.download_file(f"{url}/cut/blob.bin", tmp_path / "blob.bin", progress=False)
     assert os.listdir(tmp_path) == []
     with pytest.raises(DatasetError, match="HTTP 404"):
@@ -881,6 +896,38 @@ def test_download_fetches_a_truncated_cifar_archive_again(server, tmp_path, monk
     ds = load_dataset("cifar10", data_dir=data_dir, download=True, mirror=url, val_size=4)
     assert (data_dir / "cifar-10-python.tar.gz").read_bytes() == archive
     assert len(ds.y_train) == 16 and ds.source == str(data_dir / "cifar-10-batches-py")
+
+
+def test_an_incomplete_batch_folder_is_extracted_or_fetched_again(server, tmp_path, monkeypatch):
+    """A damaged batch said "delete it and download again", after which the folder, trusted
+    for its data_batch_1, failed on the missing batch with or without download=True, the archive
+    beside it never extracted again. A folder without every batch is incomplete: the archive
+    fills it in (keeping anything else there), or the download fetches one, or the message says
+    which batches are missing and how to get them."""
+    url, files = server
+    archive = _cifar_archive(tmp_path)
+    _serve_cifar(files, monkeypatch, archive)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "cifar-10-python.tar.gz").write_bytes(archive)
+    ref = load_dataset("cifar10", data_dir=data_dir, val_size=4)
+    batches = data_dir / "cifar-10-batches-py"
+    (batches / "data_batch_3").unlink()
+    (batches / "notes.txt").write_text("mine")
+    again = load_dataset("cifar10", data_dir=data_dir, val_size=4)
+    np.testing.assert_array_equal(again.X_train, ref.X_train)
+    assert (batches / "data_batch_3").is_file() and (batches / "notes.txt").read_text() == "mine"
+    # no archive: the message names the missing batches and the way to fetch them
+    (data_dir / "cifar-10-python.tar.gz").unlink()
+    (batches / "test_batch").unlink()
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(batches))}: CIFAR-10 is "
+                                           r"incomplete there \(no test_batch: an interrupted "
+                                           r"copy, or a damaged batch deleted\); put "
+                                           r"cifar-10-python.tar.gz beside it, .* or fetch it "
+                                           r"with `mlplab data download cifar10 --data-dir "):
+        load_dataset("cifar10", data_dir=data_dir, val_size=4)
+    fetched = load_dataset("cifar10", data_dir=data_dir, download=True, mirror=url, val_size=4)
+    np.testing.assert_array_equal(fetched.X_test, ref.X_test)
 
 
 def test_download_fetches_a_corrupt_cifar_archive_again(server, tmp_path, monkeypatch):
@@ -1488,13 +1535,23 @@ def test_archive_size_and_folders_in_the_way(tmp_path):
     with pytest.raises(DatasetError, match="the official archive has 170,498,071"):
         load_dataset("cifar10", data_dir=big, val_size=1)
     assert time.process_time() - start < 5
-    # a half-made batch folder in the way: the archive is not to blame
+    # a half-made batch folder in the way: the archive's batches fill it in (its damaged
+    # test_batch replaced); before, it was refused, to be removed by hand
     partial = tmp_path / "partial"
     (partial / "cifar-10-batches-py").mkdir(parents=True)
     (partial / "cifar-10-batches-py" / "test_batch").write_bytes(b"x")
     (partial / "cifar-10-python.tar.gz").write_bytes(good)
-    with pytest.raises(DatasetError, match="in the way of extracting .*the archive is fine"):
-        load_dataset("cifar10", data_dir=partial, val_size=1)
+    ds = load_dataset("cifar10", data_dir=partial, val_size=1)
+    ref = load_dataset("cifar10", data_dir=tmp_path / "src", val_size=1)
+    np.testing.assert_array_equal(ds.X_test, ref.X_test)
+    # a file where the folder would be is still in the way, and named
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "cifar-10-batches-py").write_bytes(b"not a folder")
+    (blocked / "cifar-10-python.tar.gz").write_bytes(good)
+    with pytest.raises(DatasetError, match="cifar-10-batches-py: cannot put the batches of "
+                                           "cifar-10-python.tar.gz there .*the archive is fine"):
+        load_dataset("cifar10", data_dir=blocked, val_size=1)
     with pytest.raises(DatasetError, match="cannot look there"):
         load_dataset("cifar10", data_dir=tmp_path / ("a" * 300), val_size=1)
 

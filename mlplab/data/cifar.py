@@ -180,11 +180,18 @@ def extract_archive(archive: Path, dest: Path) -> Path:
         try:
             os.replace(tmp / BATCH_DIR, target)
         except OSError:
-            # another process extracted it first (renaming onto a full folder fails)
-            if not _is_file(target / TRAIN_BATCHES[0]):
-                raise DatasetError(f"{target}: a folder that does not hold the batches is in the "
-                                   f"way of extracting {ARCHIVE}; remove it (the archive is "
-                                   "fine) and run again.") from None
+            # a folder is there (renaming onto a folder that is not empty fails): another
+            # process's complete extraction is kept; an incomplete one (an interrupted copy, a
+            # damaged batch deleted as a message advised) gets the archive's batches, file by
+            # file, so that nothing else in it is lost
+            if not _complete(target):
+                try:
+                    for batch in sorted(found):
+                        os.replace(tmp / BATCH_DIR / batch, target / batch)
+                except OSError as exc:
+                    raise DatasetError(f"{target}: cannot put the batches of {ARCHIVE} there "
+                                       f"({exc.strerror or exc}); remove the folder (the archive "
+                                       "is fine) and run again.") from None
         return target
     except DatasetError:
         raise
@@ -219,13 +226,36 @@ def candidate_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
     return [data_root() / "cifar10", data_root()]
 
 
+def _has(path: Path) -> bool:
+    """Whether there is something named ``path`` (a FIFO or a dangling link too: the reader
+    then says what is wrong with it, rather than the folder being taken for incomplete)."""
+    return _is_file(path) or os.path.lexists(path)
+
+
+def _complete(folder: Path) -> bool:
+    """Whether ``folder`` holds every batch (``batches.meta`` is optional)."""
+    return all(_has(folder / b) for b in (*TRAIN_BATCHES, TEST_BATCH))
+
+
 def _extracted(roots: list[Path]) -> Path | None:
-    """The first folder of ``roots`` holding the batches (or their ``cifar-10-batches-py/``)."""
+    """The first folder of ``roots`` holding all the batches (or their ``cifar-10-batches-py/``).
+    A folder with only some of them (an interrupted copy, a damaged batch deleted) is not one:
+    the archive beside it is extracted again, or fetched with ``download``."""
     for root in roots:
-        if _is_file(root / TRAIN_BATCHES[0]):
-            return root
-        if _is_file(root / BATCH_DIR / TRAIN_BATCHES[0]):
-            return root / BATCH_DIR
+        for folder in (root, root / BATCH_DIR):
+            if _complete(folder):
+                return folder
+    return None
+
+
+def _incomplete(roots: list[Path]) -> tuple[Path, list[str]] | None:
+    """The first folder of ``roots`` holding some batches but not all, with the missing ones."""
+    for root in roots:
+        for folder in (root, root / BATCH_DIR):
+            names = (*TRAIN_BATCHES, TEST_BATCH)
+            missing = [b for b in names if not _has(folder / b)]
+            if 0 < len(missing) < len(names):
+                return folder, missing
     return None
 
 
@@ -266,6 +296,13 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Fal
         # extracted even where a damaged one lies in another folder
         download_dataset("cifar10", data_dir=data_dir, mirror=mirror)
     folder = find_cifar10(data_dir)
+    if folder is None and (partial := _incomplete(candidate_dirs(data_dir))) is not None:
+        where, missing = partial
+        raise DatasetNotFoundError(
+            f"{where}: CIFAR-10 is incomplete there (no {', '.join(missing)}: an interrupted "
+            f"copy, or a damaged batch deleted); put {ARCHIVE} beside it, from which the batches "
+            f"are extracted again, or fetch it with "
+            f"`{download_command('cifar10', data_dir)}`{download_hint()}.")
     if folder is None:
         looked = ", ".join(str(r) for r in candidate_dirs(data_dir))
         raise DatasetNotFoundError(

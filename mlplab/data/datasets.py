@@ -310,6 +310,9 @@ def _fixed_splits(ds: Dataset, val_size: int | float | None, test_size: int | fl
 
     ``ds`` comes with all training images in ``X_train`` and all test images in ``X_test``.
     """
+    if not len(ds.y_train):  # "--val-size must be between 0 and -1" said nothing of the cause
+        raise DatasetError(f"{ds.source}: the training files of {ds.name} hold no images; they "
+                           "are damaged or not the dataset's - delete them and download again.")
     n_val = resolve_size(val_size, len(ds.y_train), default_val, "val_size", spare=1)
     if val_size is None and n_val >= len(ds.y_train):
         raise SplitSizeError("val_size", f" is not given, and its default, the last {default_val} "

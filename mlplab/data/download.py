@@ -183,8 +183,11 @@ def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: 
             with open(tmp, "wb") as f, progress_bar(progress, total=total, unit="B",
                                                     unit_scale=True, desc=dest.name,
                                                     leave=False) as bar:
+                # read1: what has arrived, up to CHUNK; read(CHUNK) waits for all of it, and a
+                # transfer cut in the middle of a chunk was reported as "after 0 bytes"
+                read = getattr(response, "read1", response.read)
                 while True:
-                    block = response.read(CHUNK)
+                    block = read(CHUNK)
                     if not block:
                         break
                     f.write(block)

@@ -168,6 +168,19 @@ def _count_images_below(folder: Path, limit: int = 100_000) -> int:
     return n
 
 
+def _warn_dangling(root: Path) -> None:
+    """Name the links in ``root`` whose target is gone: a class folder linked to a disk that is
+    not mounted was left out without a word, and the model trained without that class."""
+    gone = sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_symlink()
+                  and not p.exists())
+    if gone:
+        shown = ", ".join(f"{p.name} -> {os.readlink(p)}" for p in gone[:3])
+        more = f" and {len(gone) - 3} more" if len(gone) > 3 else ""
+        warnings.warn(f"{root}: {len(gone)} link(s) in the dataset folder point to nothing and "
+                      f"are left out ({shown}{more}); a class folder on a disk that is not "
+                      "mounted? Fix or remove the links.", stacklevel=4)
+
+
 def _warn_unread(root: Path, subdirs: dict[Path, list[str]], others: dict[Path, list[str]],
                  broken: dict[Path, list[str]]) -> None:
     """Warn about images the folder layout leaves out: in sub-folders of class folders (a user's
@@ -236,6 +249,7 @@ def _scan(root: Path, classes: list[str] | None
     of class folders. The files are not made ``Path`` objects here: a folder read from the decode
     cache never opens them, and 50,000 ``Path`` objects take 0.2-0.3 s."""
     dirs = _class_dirs(root)
+    _warn_dangling(root)
     names = [_class_name(root, d) for d in dirs]
     if classes is None:
         classes = names

@@ -51,11 +51,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raw: bytes | bytearray = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             raw = _gunzip_idx(raw, path)
-    except OSError as exc:  # includes gzip.BadGzipFile
-        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc}).") from None
-    except (EOFError, zlib.error) as exc:
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # (BadGzipFile: a failed CRC)
         raise DatasetError(f"{path}: truncated or corrupt gzip data ({exc}); delete it and "
                            "download again.") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc}).") from None
     dims, dtype, header = _header(raw, path)
     expected = header + math.prod(dims) * dtype.itemsize  # Python ints: no overflow
     if len(raw) != expected:
