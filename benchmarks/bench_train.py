@@ -702,7 +702,19 @@ def main(argv: list[str] | None = None) -> None:
                        f"<!-- bench:{label}:end -->")
         print(f"wrote {args.write}")
     if args.json:
-        args.json.write_text(json.dumps(raw, indent=1))
+        # strict JSON: the GEMM floors compute no loss (NaN), which JSON has no word for
+        args.json.write_text(json.dumps(_nan_to_null(raw), indent=1, allow_nan=False))
+
+
+def _nan_to_null(obj: object) -> object:
+    """``obj`` with every float that is not finite replaced by None (JSON's null)."""
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_nan_to_null(v) for v in obj]
+    return obj
 
 
 if __name__ == "__main__":

@@ -189,7 +189,10 @@ class History:
         return f"History({', '.join(parts)})"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # the lists copied, not asdict's deep copy, which went through every value: 0.13 s for
+        # the 117,000 losses of a long run, at every epoch's checkpoint
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), list) else v
+                for f in fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:

@@ -356,6 +356,11 @@ def test_reuse_keeps_earlier_sections_and_reruns_the_selected(tmp_path):
     assert by_key["q1"].data == old["q1"] and by_key["q3_toy"].data == old["q3_toy"]
     md = (tmp_path / "report.md").read_text()
     assert "0.0171" in _sections(md)["## Summary"]
+    # the environment table is this command's: it says so, naming the kept sections (a kept Q4
+    # beside "PyTorch threads: not loaded" contradicted it)
+    assert "The table describes this command's run. The 2 sections kept from the earlier run " \
+           "(Q1 · Forward pass and loss, Toy training) were computed by that run" in \
+        _sections(md)["## Environment"]
     # TINY is no command line's budget: the call that made the section
     first_run = re.compile(r"Q1 · Forward pass and loss, Toy training from `mlplab\.report\."
                            r"reproduce\('digits', mlplab\.report\.Budget\(name='tiny'[^`]*, "
@@ -1437,20 +1442,25 @@ def test_default_run_says_how_far_its_learning_rate_decayed(quick_report):
     """On digits the default run's 1,000 iterations are 142 epochs, and its curves go flat after
     about 50 of them: the per-epoch decay of 0.95 has left a learning rate near zero. The text
     said only that the rate "is too small for so few iterations" (true of CIFAR-10's 4 epochs);
-    the Result table now gives the rate of the last epoch, here and on the exercise's split."""
+    the Result table now gives the rate of the last iteration, here and on the exercise's split.
+    It gave the last whole epoch's, as "the last epoch", and the epochs without the iterations
+    after them, which run at one decay more (SPEC: lr decays at the end of each epoch)."""
     out, _ = quick_report
     s = json.loads((out / "report.json").read_text())["sections"]["q3_default"]
     d, cfg = s["data"], s["data"]["config"]
     assert d["epochs"] == d["iterations"] // (1437 // cfg["batch_size"]) == 142
-    assert d["last_lr"] == pytest.approx(cfg["lr"] * cfg["lr_decay"] ** (d["epochs"] - 1))
+    # 142 whole epochs of 7 iterations, then 6 more at lr x 0.95^142
+    assert d["last_lr"] == pytest.approx(cfg["lr"] * cfg["lr_decay"] ** 142)
     result = next(b for b in s["blocks"] if b["type"] == "Table" and b["caption"] == "Result")
     rows = {r[0]: r[1:] for r in result["rows"]}
-    ours, exercise = rows["learning rate in the last epoch"]
-    assert ours == f"{d['last_lr']:.2e}" and ours.endswith("e-08")
-    # CIFAR-10's 49,000 images at batch 200 are 245 iterations an epoch: 4 epochs in 1,000
-    assert exercise.startswith(f"{1e-4 * 0.95 ** 3:.2e} (epoch 4,")
-    assert rows["iterations (epochs)"] == ["1000 (142)",
-                                           "1000 (4 epochs of its 49,000 training images)"]
+    ours, exercise = rows["learning rate of the last iteration"]
+    assert ours == f"{d['last_lr']:.2e}" == "6.87e-08"
+    # CIFAR-10's 49,000 images at batch 200 are 245 iterations an epoch: 4 epochs and 20
+    # iterations in 1,000, the 20 in the fifth epoch, after 4 decays
+    assert exercise == f"{1e-4 * 0.95 ** 4:.2e} (epoch 5, lr × 0.95 per epoch)"
+    assert rows["iterations (epochs)"] == [
+        "1000 (142 epochs and 6 iterations)",
+        "1000 (4 epochs and 20 iterations of its 49,000 training images)"]
 
 
 def test_html_contents_lead_to_every_heading(quick_report):

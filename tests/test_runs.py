@@ -708,6 +708,32 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, digits, a
         assert resumed.metrics[k] == full.metrics[k]
 
 
+def test_a_checkpoint_keeps_its_losses_as_an_array_and_reads_the_older_json_ones(tmp_path,
+                                                                                  digits):
+    """The losses of every iteration were JSON text rewritten at every epoch, which grew with
+    the run until a long one spent most of its time writing it; they are a float64 member now,
+    exact, and a checkpoint of the older layout (losses in the JSON) still resumes."""
+    cfg = {**FAST, "epochs": 4}
+    full = train_run(cfg, out=tmp_path / "full", data=digits, plots=False)
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    train_run(cfg, out=tmp_path / "part", data=digits, plots=False, callbacks=[CtrlC()])
+    ckpt = tmp_path / "part" / "checkpoint.npz"
+    arrays = io.read_npz(ckpt)
+    assert "loss" not in json.loads(str(arrays["__trainer__"]))["history"]
+    losses = arrays.pop("history/loss")
+    assert losses.dtype == np.float64 and losses.tolist() == full.history.loss[:len(losses)]
+    state = json.loads(str(arrays["__trainer__"]))
+    state["history"]["loss"] = losses.tolist()  # the layout before 2 Dec 2026
+    io.write_npz(ckpt, {**arrays, "__trainer__": io.json_array(state)})
+    resumed = resume_run(tmp_path / "part", data=digits, plots=False)
+    assert resumed.history.loss == full.history.loss
+
+
 @pytest.mark.parametrize("schedule", ["exp", "step"])
 def test_a_run_trained_under_the_older_warm_up_schedule_is_not_resumed_under_this_one(
         tmp_path, digits, schedule):
@@ -1061,8 +1087,15 @@ def test_resume_refuses_an_edited_or_foreign_trainer_state(tmp_path, digits):
         (lambda a, s: s.update(iteration=-50), "iteration -50 and epoch 2 do not fit a run of"),
         (lambda a, s: s.update(iteration=10**6), "iteration 1000000 and epoch 2 do not fit"),
         (lambda a, s: s.update(epoch=7), "iteration .* and epoch 7 do not fit"),
-        (lambda a, s: s["history"]["loss"].pop(), "the history has .* losses"),
-        (lambda a, s: s["history"].update(loss=None), "'loss' is not a list of numbers"),
+        # the losses are an array of their own since 2 Dec 2026, and in the JSON before
+        (lambda a, s: a.update({"history/loss": a["history/loss"][:-1]}),
+         "the history has .* losses"),
+        (lambda a, s: a.update({"history/loss": a["history/loss"].astype(str)}),
+         r"the saved losses are not a list of numbers \(<U32 \(\d+,\)\)"),
+        (lambda a, s: (s["history"].update(loss=a.pop("history/loss").tolist()[:-1])),
+         "the history has .* losses"),
+        (lambda a, s: (a.pop("history/loss"), s["history"].update(loss=None)),
+         "'loss' is not a list of numbers"),
         (lambda a, s: s["history"].update(best_epoch="x"), "'best_epoch' is not an integer"),
         # said "does not fit the model" with the model's own shape; and "start the run again"
         # led to the same folder, which a new run refuses as holding one

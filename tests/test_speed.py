@@ -285,3 +285,21 @@ def test_benchmark_clock_leaves_out_what_follows_an_epochs_last_step(monkeypatch
     clock.mark()
     wall, _ = clock.epochs()
     np.testing.assert_allclose(wall, [10.0, 8.0])
+
+
+def test_benchmark_json_is_strict_json_with_null_for_no_loss():
+    """--json wrote the GEMM floors' missing loss as NaN, which no strict JSON reader (a
+    browser's JSON.parse, jq) accepts; it is null now, and finite numbers are kept."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+    spec = importlib.util.spec_from_file_location("bench_train", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    raw = {500: {"gemm": {"final_loss": float("nan"), "rounds": [1.5, float("inf")]},
+                 "mlplab": {"final_loss": 2.25, "rounds": [1.0]}}}
+    text = json.dumps(bench._nan_to_null(raw), allow_nan=False)
+    assert json.loads(text) == {"500": {"gemm": {"final_loss": None, "rounds": [1.5, None]},
+                                        "mlplab": {"final_loss": 2.25, "rounds": [1.0]}}}

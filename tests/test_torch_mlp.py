@@ -301,7 +301,11 @@ def test_from_numpy_refuses_a_relu_replaced_by_a_registered_layer(registries):
             self.grads = {"alpha": np.zeros(size, dtype)}
 
         def forward(self, x, train=True):
+            self.x = x
             return np.maximum(x, 0) + self.params["alpha"] * np.minimum(x, 0)
+
+        def backward(self, dout):  # (register_activation runs one pass of it)
+            return dout * np.where(self.x > 0, 1.0, self.params["alpha"])
 
     models.register_activation("relu", PReLU, replace=True, sized=True)
     with pytest.raises(ValueError, match="PReLU.*only ReLU networks can be converted"):

@@ -23,7 +23,7 @@ from typing import Any, TextIO, cast
 
 from mlplab import environment as env
 from mlplab import interrupts
-from mlplab._text import path_word, shell_command
+from mlplab._text import counted, path_word, shell_command
 from mlplab._validation import is_int, setting
 from mlplab.io import RUNS_ROOT, check_out_folder, why_no_folder
 from mlplab.report.budgets import BUDGETS, Budget, get_budget
@@ -33,6 +33,7 @@ from mlplab.report.document import (
     Section,
     StageSkipped,
     Table,
+    Text,
     block_from_dict,
     block_to_dict,
 )
@@ -394,6 +395,14 @@ def _command(ctx: Context, command: str | None) -> str:
 def _environment_section(ctx: Context, sections: list[Section], total: float, when: str,
                          command: str | None) -> Section:
     s = Section("environment", "Environment", "")
+    kept = [sec.title or sec.group for sec in sections if sec.key in ctx.reused]
+    if kept:
+        # the table is this command's: a library it did not load (PyTorch, for a kept Q4) shows
+        # as "not loaded" beside a kept section that used it
+        s.add(Text(f"The table describes this command's run. The {counted(len(kept), 'section')} "
+                   f"kept from the earlier run ({', '.join(kept)}) were computed by that run, "
+                   "with the same seed, budget and threads; a difference in versions or CPU "
+                   "is named in the introduction."))
     s.add(KeyValues([("command", f"`{_command(ctx, command)}`"), ("date", when),
                      ("seed", f"{ctx.seed} (every stage: splits, weights, minibatches, tuning "
                               "sampler, PyTorch)"),

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlplab._text import counted
 from mlplab.report import figures, reference
 from mlplab.report.context import Context
 from mlplab.report.document import Figure, KeyValues, Section, Table, Text
@@ -144,21 +145,34 @@ def stage_q3_default(ctx: Context, section: Section) -> None:
                  train_acc=result.config.train_acc)
     ref = f"about {pct(reference.DEFAULT_RUN_VAL, 0)}" + ("" if is_cifar_like(ds)
                                                           else " (on CIFAR-10)")
-    # the learning rate of the last whole epoch: on a small training split the same 1,000
+    # the learning rate of the last iteration: on a small training split the same 1,000
     # iterations are many epochs, and the per-epoch decay then leaves the rate near zero (on
-    # digits the curves go flat after about 50 of 142 epochs), where CIFAR-10's are 4
-    last_lr = result.history.lr[-1] if result.history.lr else None
-    ex_epochs = cfg["iters"] // (reference.EXERCISE_SPLIT[0] // cfg["batch_size"])
-    ex_lr = cfg["lr"] * cfg["lr_decay"] ** max(ex_epochs - 1, 0)
+    # digits the curves go flat after about 50 of 142 epochs), where CIFAR-10's are 4. The
+    # rate decays at the end of each whole epoch, so iterations after the last whole epoch run
+    # at one decay more than that epoch's (the history's last rate): theirs is the last one
+    per_epoch = max(len(ds.y_train) // cfg["batch_size"], 1)
+    ex_per_epoch = reference.EXERCISE_SPLIT[0] // cfg["batch_size"]
+    ex_epochs = cfg["iters"] // ex_per_epoch
+
+    def last_rate(iterations: int, per: int) -> float:
+        return float(cfg["lr"] * cfg["lr_decay"] ** ((iterations - 1) // per))
+
+    def length(iterations: int, epochs: int, per: int) -> str:
+        rest = iterations - epochs * per
+        return counted(epochs, "epoch") + (f" and {counted(rest, 'iteration')}" if rest else "")
+
+    last_lr = last_rate(m["iterations"], per_epoch) if m["iterations"] else None
     section.add(Table(["quantity", "mlplab", "exercise"], [
         ["validation accuracy", pct(m["val_accuracy"]), ref],
         ["train accuracy (whole training split)", pct(m["train_accuracy"]), "—"],
         ["final minibatch loss", f"{m['final_loss']:.4f}", "—"],
-        ["iterations (epochs)", f"{m['iterations']} ({m['epochs']})",
-         f"{cfg['iters']} ({ex_epochs} epochs of its {reference.EXERCISE_SPLIT[0]:,} training "
-         "images)"],
-        ["learning rate in the last epoch", sci(last_lr),
-         f"{sci(ex_lr)} (epoch {ex_epochs}, lr × {value(cfg['lr_decay'])} per epoch)"],
+        ["iterations (epochs)",
+         f"{m['iterations']} ({length(m['iterations'], m['epochs'], per_epoch)})",
+         f"{cfg['iters']} ({length(cfg['iters'], ex_epochs, ex_per_epoch)} of its "
+         f"{reference.EXERCISE_SPLIT[0]:,} training images)"],
+        ["learning rate of the last iteration", sci(last_lr),
+         f"{sci(last_rate(cfg['iters'], ex_per_epoch))} (epoch "
+         f"{(cfg['iters'] - 1) // ex_per_epoch + 1}, lr × {value(cfg['lr_decay'])} per epoch)"],
         ["wall time", seconds(m["seconds"]), "—"]], "Result"))
     del X_val
     section.data.update(val_acc=m["val_accuracy"], train_acc=m["train_accuracy"],

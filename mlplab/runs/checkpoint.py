@@ -22,6 +22,9 @@ from mlplab.io import HasStateDict
 from mlplab.models import MLP
 from mlplab.trainer import Callback, History, Trainer
 
+#: the member holding the history's loss of every iteration (float64)
+LOSSES = "history/loss"
+
 
 class CheckpointCallback(Callback):
     """Writes ``checkpoint.npz`` atomically at the end of every epoch and when training stops
@@ -66,6 +69,9 @@ def save_checkpoint(path: str | os.PathLike, trainer: Trainer,
     order = state.pop("order")
     if order is not None:
         arrays["order"] = order
+    # the loss of every iteration as an array, not JSON text: written at every epoch, the text
+    # of a long run's losses (2.4 MB for 117,000) took longer each epoch than the epoch's work
+    arrays[LOSSES] = np.asarray(state["history"].pop("loss"), dtype=np.float64)
     state["seconds"] = seconds
     arrays["__trainer__"] = io.json_array(state)
     return io.write_npz(path, arrays)
@@ -96,7 +102,7 @@ def checkpoint_progress(path: str | os.PathLike) -> dict[str, Any]:
     ``epoch``, ``iteration``, ``seconds`` trained and the :class:`History` so far (what
     ``mlplab runs`` shows of a run that is still training or was killed). Raises a ``ValueError``
     naming the file if it is not a readable checkpoint."""
-    state = _trainer_state(io.read_npz(path, keys=["__trainer__"]), path)
+    state = _trainer_state(io.read_npz(path, keys=["__trainer__", LOSSES]), path)
     return {"epoch": state["epoch"], "iteration": state["iteration"],
             "seconds": float(state.get("seconds", 0.0)),
             "history": History.from_dict(state["history"])}
@@ -106,6 +112,13 @@ def _trainer_state(arrays: Mapping[str, np.ndarray], path: str | os.PathLike) ->
     if "__trainer__" not in arrays:
         raise ValueError(f"{path} is a model file, not a checkpoint (no trainer state).")
     state = io.parse_json_array(arrays["__trainer__"], f"{path}: __trainer__")
+    losses = arrays.get(LOSSES)  # (a checkpoint before 2 Dec 2026 keeps them in the JSON)
+    if losses is not None and isinstance(state, dict) and isinstance(state.get("history"), dict):
+        if losses.ndim != 1 or losses.dtype.kind != "f":
+            raise ValueError(f"{path}: the saved losses are not a list of numbers "
+                             f"({losses.dtype} {losses.shape}); the checkpoint is damaged - "
+                             f"start the run again with a new {setting('--out', 'out')}.")
+        state["history"]["loss"] = losses.tolist()
     _check_trainer_state(state, path)
     return state
 

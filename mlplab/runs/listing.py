@@ -142,7 +142,8 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
     (``problem`` says why); ``finished`` is
     when ``metrics.json`` (else the checkpoint) was last written, in UTC; accuracies are
     fractions; ``seconds_left``, for a run ``training`` to a number of epochs, is the rest of
-    them at the pace of its last five (early stopping may end it sooner)."""
+    them at the pace of its last five, or of the whole run so far where that is slower (early
+    stopping may end it sooner)."""
     run = Path(folder)
     record: dict[str, Any] = dict.fromkeys(FIELDS)
     record["run"] = str(run)
@@ -208,9 +209,14 @@ def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
                                  ("val_accuracy", history.val_acc))}
     best = history.best_val_acc if history.best_epoch >= 0 else None
     recent = history.epoch_seconds[-5:]  # the pace now, not the first epochs' (caches, warm-up)
-    return ({"epochs": progress["epoch"], "seconds": _number(progress["seconds"]),
-             "best_val_accuracy": _number(best), **last},
-            _number(math.fsum(recent) / len(recent)) if recent else None)
+    pace = math.fsum(recent) / len(recent) if recent else None
+    seconds, epochs = _number(progress["seconds"]), progress["epoch"]
+    if pace is not None and seconds is not None and epochs:
+        # an epoch's seconds time its steps alone; its evaluation and checkpoint come on top
+        # (on small data most of an epoch), which the run's own average includes
+        pace = max(pace, seconds / epochs)
+    return ({"epochs": epochs, "seconds": seconds, "best_val_accuracy": _number(best), **last},
+            _number(pace) if pace is not None else None)
 
 
 def _checkpoint_of(run: Path) -> Path:
