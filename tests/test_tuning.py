@@ -606,8 +606,87 @@ def test_ctrl_c_keeps_the_finished_trials_tables_without_a_traceback(digits, tmp
     failed = [r for r in caplog.records if "Trial 2 failed" in r.getMessage()]
     assert failed and all(r.exc_info is None for r in failed)  # one line, no traceback
     with open(tmp_path / "results.csv") as fh:
-        states = [r["state"] for r in csv.DictReader(fh)]
-    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+        rows = list(csv.DictReader(fh))
+    # the stopped trial is queued again, for the next run, as a stopped worker's is
+    assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "FAIL", "WAITING"]
+    assert rows[2]["note"] == "interrupted (Ctrl-C); re-queued as trial 3"
+
+
+def test_a_grid_point_stopped_by_ctrl_c_runs_when_the_search_is_resumed(digits, tmp_path,
+                                                                       monkeypatch):
+    """The grid sampler counts a FAIL point as visited: a point stopped by Ctrl-C in a
+    one-process search never ran again, and the resumed study said it had finished (unfinished
+    None) with a point never measured. The stopped trial is queued again, as a stopped
+    worker's is, and the resumed search runs it."""
+    import mlplab.tuning as tmod
+
+    space = {"hidden_size": {"type": "int", "low": 8, "high": 16, "grid": [8, 16]},
+             "lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True, "grid": [0.01, 0.1]},
+             "epochs": 1}
+    kw = dict(search_space=space, sampler="grid", out=tmp_path, progress=False,
+              search_only=True)
+    real = _interrupt_trial(monkeypatch, 0)
+    with pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=10, **kw)
+    monkeypatch.setattr(tmod.Objective, "__call__", real)
+    result = tune(digits, trials=10, **kw)
+    study = optuna.load_study(study_name=result.study_name,
+                              storage=f"sqlite:///{tmp_path / 'study.db'}")
+    done = {(t.params["hidden_size"], t.params["lr"]) for t in study.trials
+            if t.state == TrialState.COMPLETE}
+    assert done == {(8, 0.01), (8, 0.1), (16, 0.01), (16, 0.1)}
+    assert result.n_complete == 4 and result.unfinished is None
+
+
+def test_tuning_data_without_its_dataset_is_refused_before_the_search(digits, tmp_path):
+    """A TuningData built by hand (no raw dataset) ran the whole search, wrote its tables, and
+    only then failed to retrain the best trial; it is refused before anything runs, unless
+    search_only, which retrains nothing."""
+    td = prepare(digits, "standardize")
+    raw = TuningData("mine", td.classes, td.X_train, td.y_train, td.X_val, td.y_val, td.X_test,
+                     td.y_test)
+    with pytest.raises(ValueError, match=r"^retraining the best trial needs the raw dataset, "
+                                         r"which this TuningData does not carry .*search_only"):
+        tune(raw, trials=2, search_space=TINY, out=tmp_path / "refused", progress=False)
+    assert not (tmp_path / "refused").exists()
+    result = tune(raw, trials=2, search_space=TINY, out=tmp_path / "search", progress=False,
+                  search_only=True)
+    assert result.n_complete == 2
+
+
+def test_a_grid_point_another_worker_is_running_is_not_run_again():
+    """Once no grid point is unvisited, Optuna's GridSampler hands a new trial one that is still
+    running elsewhere ("re-evaluating a configuration"): with --workers 2 the last point was
+    measured twice and counted as two trials. Such a trial is given up as surplus, before
+    anything trains, and the worker stops; a failed point's retry still runs."""
+    from mlplab.tuning import search
+
+    class Stub:
+        worker = "stub"
+        calls = 0
+
+        def __call__(self, trial):
+            Stub.calls += 1
+            return 0.5
+
+    dist = {"x": optuna.distributions.IntDistribution(1, 2)}
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.GridSampler({"x": [1, 2]}, seed=0))
+    done = study.ask(dist)  # point 0, finished
+    study.tell(done, 0.1)
+    running = study.ask(dist)  # point 1, still running in "another worker"
+    with pytest.raises(search._TargetReached):
+        study.optimize(search._WithinTarget(Stub(), target=10), n_trials=1)
+    surplus = study.trials[-1]
+    assert Stub.calls == 0 and surplus.user_attrs[search.SURPLUS_ATTR] is True
+    assert surplus.system_attrs["grid_id"] == study.trials[running.number].system_attrs[
+        "grid_id"] == 1
+    # a failed point (Ctrl-C'd, then re-queued with its point) is not taken: its retry runs
+    # (failed as a Ctrl-C'd trial is: by the storage, outside the sampler's bookkeeping)
+    study._storage.set_trial_state_values(running._trial_id, state=TrialState.FAIL)
+    search.requeue_callback()(study, study.trials[running.number])
+    study.optimize(search._WithinTarget(Stub(), target=10), n_trials=1)
+    assert Stub.calls == 1 and study.trials[-1].state == TrialState.COMPLETE
 
 
 def test_summary_after_a_ctrl_c_is_this_runs_not_the_previous_ones(digits, tmp_path,
@@ -716,7 +795,7 @@ def test_ctrl_c_while_optuna_records_a_trial_is_still_a_ctrl_c(digits, tmp_path,
         tune(digits, trials=4, search_space=TINY, out=tmp_path, progress=False)
     with open(tmp_path / "results.csv") as fh:
         states = [r["state"] for r in csv.DictReader(fh)]
-    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL", "WAITING"]  # (queued again)
     study = optuna.load_study(study_name="tune-digits",
                               storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert [t.state for t in study.trials][2] == TrialState.FAIL

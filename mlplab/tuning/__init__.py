@@ -68,6 +68,7 @@ from mlplab.tuning.data import (
     subset_train,
 )
 from mlplab.tuning.objective import Objective, build
+from mlplab.tuning.processes import worker_name
 from mlplab.tuning.quiet import matplotlib_style_kept, optuna_warnings_only
 from mlplab.tuning.results import markdown_table, trials_table, write_plots, write_results
 from mlplab.tuning.retrain import finished_best_run, retrain_best
@@ -78,6 +79,7 @@ from mlplab.tuning.search import (
     grid_exhausted,
     make_pruner,
     make_sampler,
+    requeue_interrupted_trials,
     run_search,
     update_bar,
     wait_for_unnamed_trials,
@@ -289,6 +291,12 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     # and so clashes with the corrected command. With several workers this load only checks:
     # each worker loads its own copy.
     loaded = _load_data(source, need_test=eval_test and not search_only)
+    if not search_only and loaded.dataset is None:
+        # refused now, not after the search (hours, perhaps) when the best trial is retrained
+        raise ValueError(f"retraining the best trial needs the raw dataset, which this "
+                         f"{type(dataset).__name__} does not carry (TuningData made by "
+                         "mlplab.tuning.prepare does); pass a dataset name or Dataset, or "
+                         "search_only=True to search without retraining.")
     data: TuningData | None = loaded if workers == 1 else None
     # the output folder only now, for the same reason: a refused command leaves no empty folder;
     # and none for a search-only worker whose study lives elsewhere: it writes nothing there
@@ -339,6 +347,9 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     # summary written below do not show trials running that nothing runs
                     with contextlib.suppress(Exception):  # (the Ctrl-C is the news)
                         fail_dead_local_trials(study)
+                else:  # this process's trial, which Optuna recorded FAIL: queued again, too
+                    with contextlib.suppress(Exception):
+                        requeue_interrupted_trials(study, worker_name())
                 if not search_only:
                     result = _tally(study, study_name, spec.display, out_dir)
                     if result.best_trial is not None:

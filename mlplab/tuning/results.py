@@ -54,8 +54,9 @@ def trials_table(study: optuna.Study) -> tuple[list[str], list[list[Any]]]:
             if "error" in t.user_attrs:
                 notes.append(t.user_attrs["error"])
             elif t.number in retried:
-                notes.append(f"worker lost (its process ended or its heartbeat stopped); "
-                             f"re-queued as trial {retried[t.number]}")
+                why = "interrupted (Ctrl-C)" if t.user_attrs.get("interrupted") else \
+                    "worker lost (its process ended or its heartbeat stopped)"
+                notes.append(f"{why}; re-queued as trial {retried[t.number]}")
             else:
                 notes.append("worker lost or interrupted")
         rows.append([t.number, t.state.name, t.value, epochs, seconds,

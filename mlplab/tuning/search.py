@@ -21,7 +21,7 @@ from mlplab.tuning.objective import Objective
 from mlplab.tuning.processes import process_alive
 from mlplab.tuning.quiet import optuna_warnings_only, quiet_interrupts, quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
-from mlplab.tuning.storage import release_interrupted
+from mlplab.tuning.storage import release_interrupted, requeue_callback
 from mlplab.tuning.study import SURPLUS_ATTR, best_so_far, finished_count
 
 if TYPE_CHECKING:
@@ -108,6 +108,8 @@ class _WithinTarget:
             # Ctrl-C inside one of the writes below (the first heartbeat, the worker's name)
             # must first let go of the statement whose lock that record would wait for
             release_interrupted(exc)
+            with contextlib.suppress(Exception):  # the results' note: why it failed
+                trial.set_user_attr("interrupted", True)
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
@@ -131,10 +133,29 @@ class _WithinTarget:
                 raise _FailedAsStale from None
             raise
         before = sum(t.number < trial.number for t in _busy(trial.study))
-        if before >= self.target:
+        if before >= self.target or _grid_point_taken(trial):
             trial.set_user_attr(SURPLUS_ATTR, True)  # (left out of the tables and counts)
             raise _TargetReached
         return self.objective(trial)
+
+
+def _grid_point_taken(trial: optuna.Trial) -> bool:
+    """Whether the grid sampler gave ``trial`` a point that another trial has finished or is
+    running. It does once no point is left unvisited ("re-evaluating a configuration"), as
+    when one worker starts a trial while another runs the last point: with ``--workers 2``
+    that point was measured twice and counted as two trials. A failed trial's point does not
+    count (its retry carries the same point, and must run)."""
+    from optuna.samplers import GridSampler
+    from optuna.trial import TrialState
+
+    if not isinstance(trial.study.sampler, GridSampler):
+        return False
+    storage: Any = trial.study._storage
+    point = storage.get_trial_system_attrs(trial._trial_id).get("grid_id")
+    busy = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return point is not None and any(
+        t._trial_id != trial._trial_id and t.system_attrs.get("grid_id") == point
+        for t in storage.get_all_trials(trial.study._study_id, deepcopy=False, states=busy))
 
 
 class _StopAtTarget:
@@ -201,6 +222,23 @@ def fail_dead_local_trials(study: optuna.Study) -> None:
             retry = _stale_trial_callback(storage)
             if retry is not None:
                 retry(study, copy.deepcopy(storage.get_trial(t._trial_id)))
+
+
+def requeue_interrupted_trials(study: optuna.Study, worker: str) -> None:
+    """Re-queue, once, the trials ``worker`` (this process) was running when Ctrl-C stopped it,
+    which Optuna records FAIL, as a stopped worker's are (:func:`fail_dead_local_trials`): a
+    grid sampler counts a FAIL point as visited, so the interrupted point never ran again and
+    the study said it was complete. A trial that failed of itself (an ``error``) is not one."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    requeue = requeue_callback()
+    for t in trials:
+        if t.state == TrialState.FAIL and t.user_attrs.get("worker") == worker and \
+                "error" not in t.user_attrs and SURPLUS_ATTR not in t.user_attrs and \
+                t.number not in retried:
+            requeue(study, copy.deepcopy(t))
 
 
 def unnamed_running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

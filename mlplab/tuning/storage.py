@@ -75,7 +75,7 @@ class StorageSpec:
         """An Optuna storage object with heartbeats and the stale-trial callback configured."""
         import optuna
 
-        callback = _stale_callback() if self.retry_failed else None
+        callback = requeue_callback() if self.retry_failed else None
         if self.url.startswith("journal:"):
             path = Path(self.url[len("journal:"):]).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -403,8 +403,8 @@ def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | 
                      "postgresql://user@host/db), journal:PATH, or a file ending in .db or .log.")
 
 
-def _stale_callback() -> StaleTrialCallback:
-    """Re-queue a dead worker's trial once (its parameters run again in a live worker)."""
+def requeue_callback() -> StaleTrialCallback:
+    """Re-queue a dead worker's (or a Ctrl-C'd) trial once: its parameters run again."""
     import optuna
 
     cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
