@@ -103,6 +103,34 @@ def graceful(stop: Callable[[int, FrameType | None], None]) -> Iterator[None]:
         _stopper = previous
 
 
+@contextlib.contextmanager
+def stop_after_step(ask: Callable[[], bool]) -> Iterator[bool]:
+    """While a training loop runs in the main thread, the first Ctrl-C (or SIGTERM) calls
+    ``ask``, which records that the loop is to stop after its current step (and save a
+    consistent checkpoint) and returns whether a stop was asked already: a second one raises
+    ``KeyboardInterrupt`` as usual. Yields whether stops are graceful so (False in another
+    thread, where no handler can be set). A SIGINT the process ignores stays ignored."""
+    if not _main_thread():
+        yield False
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        note(signum)  # the command ends with 128 + signum, whatever its caller does
+        if ask():
+            raise KeyboardInterrupt
+
+    with graceful(handle):
+        previous = None
+        if raises_keyboard_interrupt(signal.getsignal(signal.SIGINT)):
+            previous = signal.signal(signal.SIGINT, handle)
+        try:
+            yield True
+        finally:
+            if previous is not None:
+                # a pending second Ctrl-C runs `handle` here: remembered, not lost
+                restore_handler(signal.SIGINT, previous)
+
+
 def raises_keyboard_interrupt(current: object) -> bool:
     """Whether SIGINT's handler ``current`` simply raises ``KeyboardInterrupt`` (Python's default
     or :func:`handler`), so that a training loop may put its own graceful stop in front of it."""

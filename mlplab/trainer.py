@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -666,27 +664,13 @@ class Trainer:
         then save a consistent checkpoint); a second one raises KeyboardInterrupt as usual. A
         SIGINT the process ignores stays ignored."""
         self._sigint = False
-        self._graceful = threading.current_thread() is threading.main_thread()
-        if not self._graceful:
+
+        def ask() -> bool:
+            already, self._sigint = self._sigint, True
+            return already
+
+        with interrupts.stop_after_step(ask) as self._graceful:
             yield
-            return
-
-        def handle(signum: int, frame: object) -> None:
-            interrupts.note(signum)  # the command ends with 128 + signum, whatever its caller does
-            if self._sigint:
-                raise KeyboardInterrupt
-            self._sigint = True
-
-        with interrupts.graceful(handle):
-            previous = None
-            if interrupts.raises_keyboard_interrupt(signal.getsignal(signal.SIGINT)):
-                previous = signal.signal(signal.SIGINT, handle)
-            try:
-                yield
-            finally:
-                if previous is not None:
-                    # a pending second Ctrl-C runs `handle` here: remembered, not lost
-                    interrupts.restore_handler(signal.SIGINT, previous)
 
     def _end_epoch(self, train_acc: float, X_val: np.ndarray | None,
                    y_val: np.ndarray | None, lr: float,

@@ -3,7 +3,9 @@ stopped by a crash, a kill or Ctrl-C goes on from its last epoch's checkpoint an
 files, figures and weights of a run never stopped."""
 
 import json
+import os
 import re
+import signal
 
 import numpy as np
 import pytest
@@ -98,17 +100,19 @@ def test_a_crashed_run_resumes_to_the_end_of_a_run_never_stopped(uninterrupted, 
 
 def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(uninterrupted, tmp_path,
                                                               monkeypatch, capsys):
-    """Ctrl-C in the middle of epoch 3: the run is saved as it was (status interrupted,
-    exit 130, the command to go on printed), and --resume redoes epoch 3 from its start."""
+    """Ctrl-C in the middle of epoch 3: the run stops after the current batch and is saved as
+    it was (status interrupted, exit 130, the command to go on printed), its metrics counting
+    the batches that network was trained on, and --resume redoes epoch 3 from its start.
+    The metrics said "iterations 46" of a network trained for 53, and a Ctrl-C could land
+    inside an optimiser step, leaving a half-updated network."""
     out = tmp_path / "run"
     step, calls = torch.optim.Adam.step, []
 
     def step_then_ctrl_c(self, *args, **kwargs):
-        loss = step(self, *args, **kwargs)
         calls.append(1)
         if len(calls) == 23 * 2 + 7:  # 23 batches an epoch: the 7th of epoch 3
-            raise KeyboardInterrupt
-        return loss
+            os.kill(os.getpid(), signal.SIGINT)  # mid-step: the step still completes
+        return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", step_then_ctrl_c)
     argv = ["--hidden", "32,16", "--epochs", "5", "--batch-size", "64", "--dropout", "0.3",
@@ -119,8 +123,9 @@ def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(uninterrupted, tmp_p
     err = capsys.readouterr().err
     assert f"Continue with: mlplab torch train --resume {out} --threads 1" in err
     metrics = json.loads((out / "metrics.json").read_text())
-    # the network as it was at the 7th batch, the history of the epochs done
-    assert metrics["status"] == "interrupted" and metrics["iterations"] == 23 * 2
+    # the network as it was after the 7th batch, and its 53 steps
+    assert metrics["status"] == "interrupted" and metrics["iterations"] == 23 * 2 + 7
+    assert len(calls) == 23 * 2 + 7  # no step after the one the Ctrl-C came in
 
     # only the runtime and output options may be given with --resume
     assert main(["torch", "train", "--resume", str(out), "--epochs", "5", "--lr", "1e-3",
@@ -384,6 +389,12 @@ def test_resume_refuses_settings_edited_since_the_checkpoint(tmp_path, monkeypat
     assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].endswith("the new values (another --out).")
+    # a PyTorch run has one preprocessing: an edited one resumed without a word
+    path.write_text(json.dumps({**config, "preprocessing": "standardize"}))
+    with pytest.raises(ValueError, match=re.escape(
+            f'{path}: preprocessing is "standardize", not "torch", the only preprocessing of a '
+            "PyTorch run; the file was edited or damaged")):
+        tm.resume_run(out)
     # a checkpoint of an mlplab that recorded no settings resumes as before
     _damage_checkpoint(out, lambda p: p["extra"].pop("settings"))
     path.write_text(json.dumps(config))

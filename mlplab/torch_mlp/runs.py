@@ -885,6 +885,13 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
                          f"{setting('--out', 'out')} if you like.")
     _check_config(path, config, _RESUME_KEYS, _RESUME_TYPES, "mlplab torch train", "run",
                   "PyTorch run")
+    # a PyTorch run has one preprocessing: an edited one was accepted without a word, the run
+    # went on with its own, and config.json kept the edit (absent from the earliest configs)
+    if config.get("preprocessing", "torch") != "torch":
+        raise ValueError(f"{path}: preprocessing is {json.dumps(config['preprocessing'])}, not "
+                         "\"torch\", the only preprocessing of a PyTorch run; the file was "
+                         "edited or damaged: put back the value mlplab torch train wrote, then "
+                         "resume the run.")
     # the record of the splits, absent from a config.json of an mlplab before 2 Dec 2026
     if "splits" in config and not _is_split_record(config["splits"]):
         raise ValueError(f"{path}: splits is {json.dumps(config['splits'])}, not a record of "

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlplab import interrupts
 from mlplab._progress import training_bar
 from mlplab._validation import (
     check_fields,
@@ -197,25 +198,42 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
             _set_rng_states(resume, device)
         elif cfg.seed is not None:  # dropout masks
             torch.manual_seed(cfg.seed)
+        stop = [False]  # set by the first Ctrl-C: the loop stops after the current batch
+
+        def ask() -> bool:
+            already, stop[0] = stop[0], True
+            return already
+
         try:
-            for epoch in range(done + 1, cfg.epochs + 1):
-                start = time.perf_counter()
-                lr = optimizer.param_groups[0]["lr"]
-                epoch_loss = _train_epoch(model, loader, criterion, optimizer, bar)
-                scheduler.step()
-                iteration += len(epoch_loss)
-                _refuse_diverged(epoch_loss, iteration, epoch, lr)
-                history.loss.extend(float(v) for v in epoch_loss)
-                train_acc = accuracy(model, *subset)
-                val_acc = accuracy(model, *val) if val is not None else float("nan")
-                logs = {"epoch": epoch, "iteration": iteration,
-                        "loss": history.loss[-1], "train_acc": train_acc, "val_acc": val_acc,
-                        "lr": lr, "seconds": time.perf_counter() - start}
-                _record_epoch(history, logs, has_val)
-                if on_checkpoint is not None:
-                    on_checkpoint(_training_state(epoch, iteration, model, optimizer, scheduler,
-                                                  generator, device, history))
-                _report_epoch(logs, cfg, bar, on_epoch_end)
+            with interrupts.stop_after_step(ask):
+                for epoch in range(done + 1, cfg.epochs + 1):
+                    start = time.perf_counter()
+                    lr = optimizer.param_groups[0]["lr"]
+                    epoch_loss = _train_epoch(model, loader, criterion, optimizer, bar, stop)
+                    if stop[0] and len(epoch_loss) < len(loader):
+                        # stopped mid-epoch: the network saved is this one, so its steps
+                        # count (a resume starts the epoch again from the last checkpoint)
+                        iteration += len(epoch_loss)
+                        _refuse_diverged(epoch_loss, iteration, epoch, lr)
+                        history.loss.extend(float(v) for v in epoch_loss)
+                        raise KeyboardInterrupt
+                    scheduler.step()
+                    iteration += len(epoch_loss)
+                    _refuse_diverged(epoch_loss, iteration, epoch, lr)
+                    history.loss.extend(float(v) for v in epoch_loss)
+                    train_acc = accuracy(model, *subset)
+                    val_acc = accuracy(model, *val) if val is not None else float("nan")
+                    logs = {"epoch": epoch, "iteration": iteration,
+                            "loss": history.loss[-1], "train_acc": train_acc,
+                            "val_acc": val_acc, "lr": lr,
+                            "seconds": time.perf_counter() - start}
+                    _record_epoch(history, logs, has_val)
+                    if on_checkpoint is not None:
+                        on_checkpoint(_training_state(epoch, iteration, model, optimizer,
+                                                      scheduler, generator, device, history))
+                    _report_epoch(logs, cfg, bar, on_epoch_end)
+                    if stop[0]:  # asked during the epoch's evaluation or checkpoint
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
             history.interrupted = True
         finally:
@@ -390,8 +408,9 @@ def _set_rng_states(state: dict[str, Any], device: torch.device) -> None:
 
 def _train_epoch(model: MultiLayerPerceptron, loader: torch.utils.data.DataLoader,
                  criterion: nn.Module, optimizer: torch.optim.Optimizer,
-                 bar: Any) -> np.ndarray:
-    """One pass over ``loader``, one optimiser step per batch; the batches' losses."""
+                 bar: Any, stop: list[bool] | None = None) -> np.ndarray:
+    """One pass over ``loader``, one optimiser step per batch; the batches' losses. Ends after
+    the current batch once ``stop[0]`` is set (a Ctrl-C): every step taken is whole."""
     model.train()
     losses = []
     for xb, yb in loader:
@@ -403,6 +422,10 @@ def _train_epoch(model: MultiLayerPerceptron, loader: torch.utils.data.DataLoade
         losses.append(loss.detach())
         if bar is not None:
             bar.update(1)
+        if stop is not None and stop[0]:
+            break
+    if not losses:
+        return np.zeros(0)
     return torch.stack(losses).double().cpu().numpy()
 
 
