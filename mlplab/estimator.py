@@ -41,6 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 from mlplab._validation import (
     WIDER_MODEL,
     check_choice,
+    check_flag,
     check_int,
     check_positive,
     check_range,
@@ -239,6 +240,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         hidden = [int(h) for h in given if is_int(h) and h >= 1]
         if len(hidden) != len(given):
             raise ValueError(f"hidden_sizes must be positive integers; got {self.hidden_sizes!r}.")
+        # switches read by their truth: "no" or "False" meant yes (verbose is checked by
+        # TrainConfig below)
+        for name in ("batchnorm", "early_stopping", "warm_start"):
+            check_flag(getattr(self, name), name)
         # checked here too, not only by MLP: a warm start builds no new network
         check_choice(self.activation, ACTIVATIONS, "activation")
         check_int(self.batch_size, "batch_size")  # 2.5 is not silently trained as 2
@@ -354,6 +359,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                    f"training loss stopped improving by tol ({self.tol:g})")
                 + "; raise max_epochs (or lr) to train to convergence, or set tol=None to run "
                 "max_epochs epochs without this warning.", ConvergenceWarning, stacklevel=2)
+        curve = convergence.epoch_loss
+        if len(curve) >= 2 and curve[-1] > 10 * curve[0]:
+            # a loss that blows up to a finite 1e91 is no NaN, which is caught as divergence:
+            # its rises also met the no-improvement rule, which ended it as if converged
+            warnings.warn(
+                f"MLPClassifier: the training loss rose from {curve[0]:.3g} to {curve[-1]:.3g} "
+                f"over {len(curve)} epochs: the training diverged, and the network fits "
+                f"nothing; lower lr ({self.lr:g}).", ConvergenceWarning, stacklevel=2)
         return self
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike,

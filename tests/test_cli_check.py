@@ -65,6 +65,20 @@ def test_gradcheck_fails_above_tolerance(capsys):
     assert main(["gradcheck", "--hidden", "8", "--tol", "1e-30"]) == 1
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow, which is the point
+def test_gradcheck_counts_a_nan_error_as_failed_and_writes_strict_json(capsys):
+    """--reg 1e300: the weights' rows were NaN and FAIL, but "2 of 4 parameters above --tol"
+    (NaN >= tol is False), and --json wrote NaN, which strict JSON readers refuse."""
+    assert main(["gradcheck", "--hidden", "8", "--reg", "1e300"]) == 1
+    out = capsys.readouterr().out
+    assert "4 of 4 parameters above --tol" in out
+    assert "note: a relative error is NaN: the loss (with reg x the squared weights) is too " \
+           "large for float64's centred differences; lower --reg." in out
+    assert main(["gradcheck", "--hidden", "8", "--reg", "1e300", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
+    assert doc["passed"] is False and doc["errors"]["W1"] is None
+
+
 def test_gradcheck_max_metric_default_tolerance(capsys):
     """On the default net the element-wise figure of correct code exceeds 1e-7 from float64
     rounding (a W2 entry near zero); --metric max alone must still pass it, with its own bound."""

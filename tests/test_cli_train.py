@@ -1195,3 +1195,23 @@ def test_like_with_hidden_none_does_not_carry_the_runs_hidden_layer_settings(tmp
         ([], "relu", 0.0, False)
     assert json.loads((flat / "metrics.json").read_text())["model"] == \
         json.loads((plain / "metrics.json").read_text())["model"] == "MLP 64-10 relu"
+
+
+def test_a_presets_settings_made_inert_by_a_flag_are_not_carried(tmp_path):
+    """A preset's batch norm and dropout stayed with --hidden none ("MLP 64-10 relu batchnorm
+    dropout 0.2"), and its crop padding with --augment none, where the same flags given by hand
+    are refused as having no effect: they go back to their defaults, as with --like."""
+    common = ["--dataset", "digits", "--epochs", "1", "--quiet", "--no-plots"]
+    flat, plain = tmp_path / "flat", tmp_path / "plain"
+    assert main(["train", "--preset", "deep-best", "--hidden", "none", "--out", str(flat),
+                 *common]) == 0
+    config = json.loads((flat / "config.json").read_text())
+    assert (config["hidden"], config["activation"], config["dropout"], config["batchnorm"]) == \
+        ([], "relu", 0.0, False)
+    assert config["augment"] == ["flip", "crop"] and config["crop_padding"] == 2  # still used
+    assert json.loads((flat / "metrics.json").read_text())["model"] == "MLP 64-10 relu"
+    assert main(["train", "--preset", "twolayer-best", "--augment", "none", "--out", str(plain),
+                 *common]) == 0
+    config = json.loads((plain / "config.json").read_text())
+    assert (config["augment"], config["crop_padding"], config["crop_fill"]) == ([], None, "zero")
+    assert config["hidden"] == [2048] and config["label_smoothing"] == 0.1  # the rest kept

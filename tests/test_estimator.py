@@ -130,6 +130,24 @@ def test_bad_hyperparameters_are_reported_at_fit(digits):
         MLPClassifier().fit(X_tr[:5], np.zeros(5, int))
     with pytest.raises(ValueError, match=r"got 1 class \('cat'\)\.$"):
         MLPClassifier().fit(X_tr[:5], ["cat"] * 5)
+    # switches were read by their truth: batchnorm="False" trained with batch norm
+    for name in ("batchnorm", "early_stopping", "warm_start"):
+        with pytest.raises(ValueError, match=rf"^{name} must be True or False; got 'no'.$"):
+            MLPClassifier(**{name: "no"}).fit(X_tr, y_tr)
+
+
+def test_a_loss_that_blows_up_warns_that_the_fit_diverged(digits):
+    """A loss that rose to 4e91 is finite, so no divergence was caught, and its rises met the
+    no-improvement rule, which ended the fit as if converged, without a word."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    X_tr, _, y_tr, _ = digits
+    with pytest.warns(ConvergenceWarning, match=r"the training loss rose from 2\.\d+ to \S+ "
+                                                r"over \d+ epochs: the training diverged, and "
+                                                r"the network fits nothing; lower lr \(1e\+06\)"):
+        m = MLPClassifier(hidden_sizes=(8,), random_state=0, max_epochs=20, lr=1e6,
+                          optimizer="sgd").fit(X_tr[:300] / 16, y_tr[:300])
+    assert m.loss_curve_[-1] > 1e10 * m.loss_curve_[0]
 
 
 def test_running_out_of_epochs_warns_as_scikit_learns_does(digits):

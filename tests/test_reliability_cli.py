@@ -214,7 +214,9 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     (["gradcheck", "--hidden", ""], "hidden sizes must be comma-separated integers"),
     (["gradcheck", "--samples", "0"], "--samples must be at least 1"),
     # one sample through batch norm: every gradient is zero, the check would prove nothing
-    (["gradcheck", "--batchnorm", "--samples", "1"], "--batchnorm needs --samples of at least 2"),
+    (["gradcheck", "--batchnorm", "--samples", "1"], "--batchnorm needs --samples of at least 3"),
+    # two rows: batch norm maps each unit to -1 and +1, and correct code failed on some seeds
+    (["gradcheck", "--batchnorm", "--samples", "2"], "--batchnorm needs --samples of at least 3"),
     (["reproduce", "--seed", "-1", "--out", "OUT"], "--seed: expected an integer between 0"),
     (["gradcheck", "--inputs", "0"], "--inputs must be at least 1"),
     (["gradcheck", "--classes", "1"], "--classes must be at least 2"),

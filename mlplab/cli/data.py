@@ -127,12 +127,15 @@ def _augment(text: str) -> list[str]:
     return list(dict.fromkeys(a for a in items if a != "none"))  # in order, once each
 
 
+#: the augmentation options, with the augmentations that use them
+AUGMENT_OPTION_USERS = {"crop_padding": ("crop",), "elastic_pixels": ("elastic",),
+                        "crop_fill": ("crop", "elastic")}
+
+
 def check_augment_options(given: dict, augment: list[str]) -> None:
     """Refuse an augmentation option given on the command line (``given``: option -> value)
     that the resolved ``augment`` list would ignore."""
-    needs = {"crop_padding": ("crop",), "elastic_pixels": ("elastic",),
-             "crop_fill": ("crop", "elastic")}
-    for option, users in needs.items():
+    for option, users in AUGMENT_OPTION_USERS.items():
         if option in given and not set(users) & set(augment):
             raise UsageError(f"{flag(option)} has no effect without {' or '.join(users)} in "
                              f"--augment (e.g. --augment flip,{users[0]}).")

@@ -10,7 +10,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlplab import interrupts
 from mlplab._text import path_word, shell_command
@@ -265,7 +265,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from mlplab.runs import (
-        RunConfig,
         build_config,
         check_run_data,
         config_summary,
@@ -305,17 +304,10 @@ def _train(args: argparse.Namespace) -> int:
                                  "drop --preset.")
             # measuring the test split is asked for each time, not inherited
             base = {**run_config(args.like).to_dict(), "eval_test": False}
-            if options.get("hidden") == []:
-                # --hidden none: the run's activation, dropout and batch norm would do nothing,
-                # yet be named in the model ("MLP 64-10 tanh batchnorm dropout 0.3"), and the
-                # flags that would set them back are refused with --hidden none
-                defaults = RunConfig()
-                base.update({k: getattr(defaults, k) for k in ("activation", "dropout",
-                                                               "batchnorm")})
         else:
             options.setdefault("data_seed", 0)
         with usage_errors(options):
-            cfg = build_config(args.preset, base=base, **options)
+            cfg = _without_inert(build_config(args.preset, base=base, **options), options)
         check_augment_options(options, cfg.augment)
         _check_used(options, cfg)
         for name in (*DATA_FIELDS, "data_seed"):  # the loader reads the resolved values
@@ -384,6 +376,25 @@ def _resumable(run: str | os.PathLike[str], args: argparse.Namespace) -> Iterato
             print(f"interrupted before the run was saved; its last checkpoint is kept. "
                   f"{_resume_command(run, args)}", file=sys.stderr)
         raise
+
+
+def _without_inert(cfg: RunConfig, given: dict[str, Any]) -> RunConfig:
+    """``cfg`` with the settings it took from a preset or a ``--like`` run that the flags given
+    made inert put back to their defaults: with ``--hidden none`` the activation, dropout and
+    batch norm would do nothing, yet be named in the model ("MLP 64-10 relu batchnorm dropout
+    0.2"), and without ``crop`` in ``--augment`` the crop's padding would be recorded as if
+    used. The same flags given by the user are refused instead (``_check_used``,
+    ``check_augment_options``)."""
+    import dataclasses
+
+    from mlplab.cli.data import AUGMENT_OPTION_USERS
+    from mlplab.runs.config import RunConfig
+
+    defaults = RunConfig()
+    inert = [k for k in ("activation", "dropout", "batchnorm") if not cfg.hidden]
+    inert += [k for k, users in AUGMENT_OPTION_USERS.items() if not set(users) & set(cfg.augment)]
+    reset = {k: getattr(defaults, k) for k in inert if k not in given}
+    return dataclasses.replace(cfg, **reset) if reset else cfg
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
