@@ -468,6 +468,15 @@ class Trainer:
                             cfg.min_lr, warmup, per_epoch)
         resumed = None
         if self._resume is not None:
+            # before the counters are checked against this run's length, which another batch
+            # size changes too ("the saved trainer state is invalid": it is not, only another's)
+            saved_batch = self._resume.get("batch_size")  # (absent before 2 Dec 2026)
+            if saved_batch is not None and saved_batch != batch:
+                # the iteration counter places the next step by batches: with another size the
+                # epoch would go on at another row, skipping or repeating some of its rows
+                raise ValueError(f"cannot resume: the run was trained in batches of "
+                                 f"{saved_batch} rows, this trainer's are {batch}; resume with "
+                                 "the run's own batch_size (and data).")
             try:
                 resumed = _read_resume_state(self._resume, model, optimizer, total, per_epoch)
                 if self._same_schedule and self.lr_schedule is None:
@@ -485,13 +494,6 @@ class Trainer:
                 # np.take(mode="clip") below would silently train on the wrong rows
                 raise ValueError(f"cannot resume: the saved row order is not a permutation of "
                                  f"the {n} training rows; resume with the run's own data.")
-            saved_batch = self._resume.get("batch_size")  # (absent before 2 Dec 2026)
-            if saved_batch is not None and saved_batch != batch:
-                # the iteration counter places the next step by batches: with another size the
-                # epoch would go on at another row, skipping or repeating some of its rows
-                raise ValueError(f"cannot resume: the run was trained in batches of "
-                                 f"{saved_batch} rows, this trainer's are {batch}; resume with "
-                                 "the run's own batch_size (and data).")
         # all checked: only now do the trainer, the model and the generators change
         if resumed is None:
             rng = random_state(cfg.seed)  # seed None: NumPy's global stream, as the exercise

@@ -255,6 +255,22 @@ def test_a_plugin_that_raises_is_one_line_naming_it_and_the_exception(
     assert any(str(entry.path).endswith("broken_layers.py") for entry in raised.traceback)
 
 
+def test_version_is_answered_whatever_the_plugins_and_an_empty_plugin_name_is_named(
+        monkeypatch, capsys):
+    """A broken MLPLAB_PLUGINS made --version fail, where it is what one reports when asking
+    for help; an empty --plugin (an unset shell variable) said "raised ValueError on import:
+    Empty module name"."""
+    from mlplab import __version__
+
+    monkeypatch.setenv("MLPLAB_PLUGINS", "no_such_plugin_xyz")
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"mlplab {__version__}"
+    monkeypatch.delenv("MLPLAB_PLUGINS")
+    assert main(["--plugin", "", "check"]) == 1
+    assert _error_line(capsys) == "mlplab: error: --plugin needs a module name or the path of " \
+                                  "a .py file; got an empty text (an unset shell variable?)"
+
+
 def test_the_options_before_the_command_are_read_as_argparse_reads_them(monkeypatch):
     from mlplab.cli.plugins import global_options, requested
 

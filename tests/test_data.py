@@ -188,6 +188,12 @@ def test_two_validation_folders_are_refused_and_other_folders_beside_train_named
                                          r"val/, valid/, validation/"):
         ds = load_dataset(f"folder:{root}", val_size=2)
     assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 6  # dev/ left out
+    # a val/ linked to a disk that is not mounted: named, not silently replaced by a carved split
+    (root / "val").symlink_to(tmp_path / "unmounted" / "val")
+    with pytest.warns(UserWarning, match=r"1 link\(s\) in the dataset folder point to nothing "
+                                         r"and are left out \(val -> "):
+        load_dataset(f"folder:{root}", val_size=2)
+    (root / "val").unlink()
     _write_images(root / "val", ["a", "b"], 1, size=(7, 7), mode="L")
     _write_images(root / "validation", ["a", "b"], 1, size=(7, 7), mode="L")
     with pytest.raises(DatasetError, match="val/ and validation/ both look like the validation "

@@ -923,7 +923,8 @@ def test_an_incomplete_batch_folder_is_extracted_or_fetched_again(server, tmp_pa
     with pytest.raises(DatasetError, match=rf"^{re.escape(str(batches))}: CIFAR-10 is "
                                            r"incomplete there \(no test_batch: an interrupted "
                                            r"copy, or a damaged batch deleted\); put "
-                                           r"cifar-10-python.tar.gz beside it, .* or fetch it "
+                                           rf"cifar-10-python.tar.gz in {re.escape(str(data_dir))}"
+                                           r", .* or fetch it "
                                            r"with `mlplab data download cifar10 --data-dir "):
         load_dataset("cifar10", data_dir=data_dir, val_size=4)
     fetched = load_dataset("cifar10", data_dir=data_dir, download=True, mirror=url, val_size=4)

@@ -99,11 +99,12 @@ CASES = {
                  r"^m.npz: the stored preprocessing is invalid \("),
     # an edited standardisation would scale every input by garbage, silently
     "negative std": (lambda a: _set(a, "preprocessing/0.std", np.array([-1.0])),
-                     r"^m.npz: the stored preprocessing is invalid \(Standardize needs one mean "
-                     r"and one standard deviation >= 0 per channel; got mean \[[0-9.]+\], "
+                     r"^m.npz: the stored preprocessing is invalid \(Standardize needs one finite "
+                     r"mean and one finite standard deviation >= 0 per channel; got mean "
+                     r"\[[0-9.]+\], "
                      r"std \[-1.0\]\).$"),
     "std length": (lambda a: _set(a, "preprocessing/0.std", np.array([1.0, 2.0])),
-                   r"^m.npz: the stored preprocessing is invalid \(Standardize needs one mean"),
+                   r"^m.npz: the stored preprocessing is invalid \(Standardize needs one finite"),
     "prep type": (lambda a: _with_meta(a, preprocessing=5),
                   r"^m.npz: the stored preprocessing must be a JSON object or null; got int.$"),
     "extra": (lambda a: _with_meta(a, extra=[1]),

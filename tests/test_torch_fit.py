@@ -80,6 +80,33 @@ def test_a_later_epochs_divergence_names_its_iteration(data):
                      r"0\.0095; try a lower learning rate", str(exc.value)), str(exc.value)
 
 
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_ctrl_c_stops_after_the_batch_and_a_second_stops_at_once(data, monkeypatch, signals):
+    """One Ctrl-C: the batch it came in is finished, then training ends, its losses kept (the
+    steps of the network as it stands). A second: out at once, as mlplab's Trainer does; it
+    was swallowed, and the run recorded as a clean stop with two steps' losses missing."""
+    import os
+    import signal
+
+    X, y, Xv, yv = data
+    step, calls = torch.optim.Adam.step, []
+
+    def step_with_ctrl_c(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:  # the 3rd batch of epoch 2 (4 an epoch)
+            for _ in range(signals):
+                os.kill(os.getpid(), signal.SIGINT)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_with_ctrl_c)
+    if signals == 1:
+        h = tm.fit(_model(), X, y, Xv, yv, epochs=5, batch_size=25)
+        assert h.interrupted and len(h.loss) == len(calls) == 7 and len(h.val_acc) == 1
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            tm.fit(_model(), X, y, Xv, yv, epochs=5, batch_size=25)
+
+
 def test_ctrl_c_in_the_callback_ends_training_cleanly(data):
     X, y, Xv, yv = data
     model = _model()

@@ -642,6 +642,8 @@ def _streams(model):
     # would start at row 240 of its epoch, not at row 0: the counters alone let it through
     ({"batch_size": 60}, "the run was trained in batches of 40 rows, this trainer's are 60; "
                          "resume with the run's own batch_size"),
+    # where the counters no longer fit either, the batch size is named, not "a damaged state"
+    ({"batch_size": 20}, "the run was trained in batches of 40 rows, this trainer's are 20"),
 ])
 def test_a_refused_resume_changes_nothing_and_stays_pending(data, other):
     """A state refused for the model or the data had already been applied in part: the model's

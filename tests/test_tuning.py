@@ -679,6 +679,12 @@ def test_a_grid_point_another_worker_is_running_is_not_run_again():
         study.optimize(search._WithinTarget(Stub(), target=10), n_trials=1)
     surplus = study.trials[-1]
     assert Stub.calls == 0 and surplus.user_attrs[search.SURPLUS_ATTR] is True
+    # of two trials that race for the point, the earlier keeps it: not given up by both
+    racer = study.ask(dist)
+    assert study.trials[racer.number].system_attrs["grid_id"] == 1
+    assert search._grid_point_taken(racer)
+    assert not search._grid_point_taken(running)
+    study._storage.set_trial_state_values(racer._trial_id, state=TrialState.FAIL)
     assert surplus.system_attrs["grid_id"] == study.trials[running.number].system_attrs[
         "grid_id"] == 1
     # a failed point (Ctrl-C'd, then re-queued with its point) is not taken: its retry runs

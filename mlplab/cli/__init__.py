@@ -329,6 +329,9 @@ def _main(argv: Sequence[str] | None) -> int:
     # the plugins before the parser: the sub-commands' choices are read when it is built
     from mlplab.cli import plugins
 
+    if plugins.version_asked(argv):
+        print(f"mlplab {__version__}")
+        return 0
     try:
         plugins.load_plugins(plugins.requested(argv))
     except plugins.PluginError as exc:

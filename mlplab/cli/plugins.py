@@ -59,6 +59,14 @@ def global_options(argv: Sequence[str]) -> tuple[list[str], bool]:
     return plugins, any(_is(option, "--debug") for option, _ in options)
 
 
+def version_asked(argv: Sequence[str]) -> bool:
+    """Whether ``--version`` is among the options before the command: answered before the
+    plugins load, so that a broken ``MLPLAB_PLUGINS`` cannot hide the version it would help to
+    report."""
+    options, _ = _split_at_command(argv)
+    return any(option == "--version" for option, _ in options)
+
+
 def unknown_options(argv: Sequence[str], known: Collection[str]) -> list[str]:
     """The options before the command that are none of ``known`` (the top parser's flags): a
     prefix such as ``--plug`` is not ``--plugin``, and the word after it would be taken as the
@@ -103,6 +111,9 @@ def _is_path(name: str) -> bool:
 
 def load_plugin(name: str) -> ModuleType:
     """Import the plugin ``name``: a module name or the path of a ``.py`` file."""
+    if not name.strip():  # an unset shell variable: "raised ValueError: Empty module name"
+        raise PluginError("--plugin needs a module name or the path of a .py file; got an "
+                          "empty text (an unset shell variable?)")
     module = _module_of_file(name) if _is_path(name) else name
     try:
         return _import(module, name)

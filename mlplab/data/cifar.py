@@ -298,10 +298,13 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Fal
     folder = find_cifar10(data_dir)
     if folder is None and (partial := _incomplete(candidate_dirs(data_dir))) is not None:
         where, missing = partial
+        # the folder searched for the archive: the one holding cifar-10-batches-py/, or the
+        # batch folder itself when the batches lie directly in the data folder
+        searched = where.parent if where.name == BATCH_DIR else where
         raise DatasetNotFoundError(
             f"{where}: CIFAR-10 is incomplete there (no {', '.join(missing)}: an interrupted "
-            f"copy, or a damaged batch deleted); put {ARCHIVE} beside it, from which the batches "
-            f"are extracted again, or fetch it with "
+            f"copy, or a damaged batch deleted); put {ARCHIVE} in {searched}, from which the "
+            f"batches are extracted again, or fetch it with "
             f"`{download_command('cifar10', data_dir)}`{download_hint()}.")
     if folder is None:
         looked = ", ".join(str(r) for r in candidate_dirs(data_dir))

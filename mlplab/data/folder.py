@@ -708,8 +708,10 @@ def split_folders(root: Path) -> dict[str, Path]:
 def _warn_beside(root: Path, folders: dict[str, Path]) -> None:
     """Name the sub-folders beside ``train/`` that are not splits: a class folder left there, or
     a ``dev/`` split, would otherwise be dropped without a word."""
-    known = {p.name for p in folders.values()}
-    other = [d.name for d in _class_dirs(root) if d.name not in known]
+    # by identity, not name: on a case-insensitive disk (Windows, macOS) root / "train" finds
+    # Train/, which its listing names Train
+    other = [d.name for d in _class_dirs(root)
+             if not any(os.path.samefile(d, p) for p in folders.values())]
     if other:
         shown = ", ".join(f"{n}/" for n in other[:3]) + (
             f" and {len(other) - 3} more" if len(other) > 3 else "")
@@ -742,6 +744,7 @@ def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = No
         X, y, classes = read_image_folder(root, image_size, mode=mode, cache=cache)
         return FolderSplits((X, y), None, None, classes)
     _warn_beside(root, folders)
+    _warn_dangling(root)  # a val/ or test/ linked to a disk not mounted: that split taken else
     X, y, classes = read_image_folder(folders["train"], image_size, mode=mode, cache=cache)
     others: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split in ("val", "test"):

@@ -150,9 +150,11 @@ class Standardize(Transform):
         std = np.asarray(state["std"], dtype=np.float64)
         # one of each per channel, and no negative spread: an edited or damaged file would
         # otherwise scale every input by garbage without a word (0 is legal: a constant channel)
-        if mean.ndim != 1 or std.shape != mean.shape or not (std >= 0).all():
-            raise ValueError(f"Standardize needs one mean and one standard deviation >= 0 per "
-                             f"channel; got mean {mean.tolist()}, std {std.tolist()}.")
+        if mean.ndim != 1 or std.shape != mean.shape or not (std >= 0).all() or \
+                not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            raise ValueError(f"Standardize needs one finite mean and one finite standard "
+                             f"deviation >= 0 per channel; got mean {mean.tolist()}, std "
+                             f"{std.tolist()}.")
         self.mean_, self.std_ = mean, std
         return self
 

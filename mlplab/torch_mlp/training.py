@@ -216,7 +216,7 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
                         iteration += len(epoch_loss)
                         _refuse_diverged(epoch_loss, iteration, epoch, lr)
                         history.loss.extend(float(v) for v in epoch_loss)
-                        raise KeyboardInterrupt
+                        raise _StopAsked
                     scheduler.step()
                     iteration += len(epoch_loss)
                     _refuse_diverged(epoch_loss, iteration, epoch, lr)
@@ -233,9 +233,13 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
                                                       scheduler, generator, device, history))
                     _report_epoch(logs, cfg, bar, on_epoch_end)
                     if stop[0]:  # asked during the epoch's evaluation or checkpoint
-                        raise KeyboardInterrupt
-        except KeyboardInterrupt:
+                        raise _StopAsked
+        except _StopAsked:
             history.interrupted = True
+        except KeyboardInterrupt:
+            if stop[0]:  # a second Ctrl-C: out now, unsaved (mid-step, perhaps), as Trainer
+                raise
+            history.interrupted = True  # one raised by a callback: a stop at the epoch's end
         finally:
             if bar is not None:
                 bar.close()
@@ -404,6 +408,11 @@ def _set_rng_states(state: dict[str, Any], device: torch.device) -> None:
     except (TypeError, RuntimeError) as exc:
         raise TrainingStateError(f"the training state to resume from holds no usable random "
                                  f"generator state ({exc}).") from None
+
+
+class _StopAsked(Exception):
+    """The loop's own way out after the batch a Ctrl-C came in (a second Ctrl-C raises
+    ``KeyboardInterrupt``, which ends training unsaved)."""
 
 
 def _train_epoch(model: MultiLayerPerceptron, loader: torch.utils.data.DataLoader,

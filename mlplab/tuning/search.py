@@ -140,11 +140,13 @@ class _WithinTarget:
 
 
 def _grid_point_taken(trial: optuna.Trial) -> bool:
-    """Whether the grid sampler gave ``trial`` a point that another trial has finished or is
-    running. It does once no point is left unvisited ("re-evaluating a configuration"), as
-    when one worker starts a trial while another runs the last point: with ``--workers 2``
-    that point was measured twice and counted as two trials. A failed trial's point does not
-    count (its retry carries the same point, and must run)."""
+    """Whether the grid sampler gave ``trial`` a point that another trial has finished, or
+    that an earlier-numbered trial is running. It does once no point is left unvisited
+    ("re-evaluating a configuration"), as when one worker starts a trial while another runs the
+    last point: with ``--workers 2`` that point was measured twice and counted as two trials.
+    Of two trials that race for a point the earlier keeps it (the storage numbers trials one at
+    a time), so that it is measured once, not given up by both. A failed trial's point does
+    not count (its retry carries the same point, and must run)."""
     from optuna.samplers import GridSampler
     from optuna.trial import TrialState
 
@@ -154,7 +156,8 @@ def _grid_point_taken(trial: optuna.Trial) -> bool:
     point = storage.get_trial_system_attrs(trial._trial_id).get("grid_id")
     busy = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     return point is not None and any(
-        t._trial_id != trial._trial_id and t.system_attrs.get("grid_id") == point
+        t.system_attrs.get("grid_id") == point and t.number != trial.number
+        and (t.state != TrialState.RUNNING or t.number < trial.number)
         for t in storage.get_all_trials(trial.study._study_id, deepcopy=False, states=busy))
 
 
