@@ -313,6 +313,17 @@ def test_help_explains(capsys):
     assert "--mirror" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("mirror", ["/srv/mirror", "http://", "ftp.example.org/pub"])
+def test_a_mirror_that_is_no_url_is_a_usage_error(mirror, capsys):
+    """A folder path or a bare scheme failed only at the download ("unknown url type"), exit
+    1, where the command line itself cannot work."""
+    with pytest.raises(SystemExit) as e:
+        main(["data", "download", "mnist", "--mirror", mirror])
+    assert e.value.code == 2
+    assert f"argument --mirror: expected a base URL such as https://host/path/ (a local " \
+           f"folder: file:///path/); got {mirror!r}" in capsys.readouterr().err
+
+
 def test_show_into_a_folder_it_cannot_write_names_out(tmp_path, capsys, monkeypatch):
     """A read-only folder was "[Errno 13] Permission denied: '/.../.grid.png.xfapf4ws.part'"
     (the temporary file, and nothing to do); a file on the way was "[Errno 17] File exists"."""

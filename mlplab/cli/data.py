@@ -29,6 +29,19 @@ DATASET_HELP = (f"dataset: {', '.join(DATASET_NAMES)} or folder:PATH (one sub-fo
                 "per class, optionally inside train/, val/ and test/)")
 
 
+def _base_url(text: str) -> str:
+    """A ``--mirror``: an http(s) or file URL with a place in it. A folder path or "http://"
+    failed only at the download ("unknown url type"), exit 1, where the command line itself
+    cannot work."""
+    from urllib.parse import urlparse
+
+    url = urlparse(text)
+    if url.scheme not in ("http", "https", "file") or not (url.netloc or url.path.strip("/")):
+        raise argparse.ArgumentTypeError(f"expected a base URL such as https://host/path/ (a "
+                                         f"local folder: file:///path/); got {text!r}")
+    return text
+
+
 def _split_size(text: str) -> int | float:
     """``"1000"`` -> 1000 images, ``"0.1"`` -> a 10% fraction."""
     try:
@@ -95,7 +108,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = Fa
     g.add_argument("--download", action="store_true",
                    help="download missing files from the official URL (or --mirror), "
                         "checksum-verified")
-    g.add_argument("--mirror", metavar="BASE_URL", default=None,
+    g.add_argument("--mirror", metavar="BASE_URL", default=None, type=_base_url,
                    help="download from BASE_URL/<file name> instead of the official site")
     g.add_argument("--val-size", metavar="N", type=_split_size, default=None,
                    help="validation images: a count, or a fraction of the images left after "
@@ -234,7 +247,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="cifar10, fashion-mnist or mnist")
     dl.add_argument("--data-dir", metavar="DIR", default=None,
                     help="where to store the files (default: $MLPLAB_DATA or ~/.cache/mlplab)")
-    dl.add_argument("--mirror", metavar="BASE_URL", default=None,
+    dl.add_argument("--mirror", metavar="BASE_URL", default=None, type=_base_url,
                     help="download from BASE_URL/<file name> instead of the official site")
     dl.set_defaults(func=run_download, unknown_hint=_dataset_is_named)
 
