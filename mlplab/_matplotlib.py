@@ -11,7 +11,34 @@ just after the import. Later imports of Matplotlib's modules find them loaded.
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+from pathlib import Path
+
 from mlplab import interrupts
+
+
+def _config_dir_writable() -> bool:
+    """Whether Matplotlib's configuration folder (its font cache's) can be made and written
+    where Matplotlib looks for it (``$XDG_CONFIG_HOME`` or ``~/.config`` on Linux,
+    ``~/.matplotlib`` elsewhere)."""
+    try:
+        if sys.platform.startswith(("linux", "freebsd")):
+            base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+            folder = Path(base) / "matplotlib"
+        else:
+            folder = Path.home() / ".matplotlib"
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.access(folder, os.W_OK)
+    except (OSError, RuntimeError):  # RuntimeError: no home folder to expand ~ to
+        return False
+
+
+if "MPLCONFIGDIR" not in os.environ and not _config_dir_writable():
+    # a read-only or unset HOME (a container, a CI job): Matplotlib makes a temporary folder
+    # itself, but says so in two lines on stderr, around a command's one-line messages
+    os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="mlplab-matplotlib-")
 
 with interrupts.deferred():
     import matplotlib

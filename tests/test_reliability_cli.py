@@ -381,6 +381,22 @@ def test_a_warning_the_users_filter_made_an_error_is_not_called_internal(monkeyp
             "warnings filter of -W or PYTHONWARNINGS made an error)") in err, err
 
 
+def test_a_home_folder_matplotlib_cannot_write_to_adds_no_lines_of_its_own(tmp_path):
+    """With HOME unwritable (a container, a CI job) Matplotlib made a temporary configuration
+    folder and said so in two lines on stderr around the command's own; mlplab gives it one
+    first. The import alone is enough to see it."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME")}
+    env["HOME"] = "/proc"  # exists, and nothing can be made in it
+    done = subprocess.run([sys.executable, "-c", "import os, mlplab._matplotlib; "
+                           "print(os.environ['MPLCONFIGDIR'])"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert os.path.basename(done.stdout.strip()).startswith("mlplab-matplotlib-")
+
+
 @pytest.mark.parametrize("raised, said", [
     (MemoryError("std::bad_alloc"), "out of memory (std::bad_alloc); "),
     (MemoryError(), "out of memory; "),
