@@ -713,6 +713,12 @@ def test_an_unknown_flag_is_reported_by_its_command_with_the_closest_flag(capsys
         main(["data", "show", "digits", "--out", "x.png", "--splt", "val"])
     assert "mlplab data show: error: unrecognized arguments: --splt val (did you mean --split?)" \
         in capsys.readouterr().err
+    # a shortened flag: the one it starts, where difflib's similarity offered --help and --lr
+    for short, meant in (("--ep", "--epochs"), ("--lr-d", "--lr-decay")):
+        with pytest.raises(SystemExit):
+            main(["train", *TINY, short, "1"])
+        assert f"unrecognized arguments: {short} 1 (did you mean {meant}?)" in \
+            capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["torch", "train", "--lr-decy", "0.5"])
     assert "mlplab torch train: error: unrecognized arguments: --lr-decy 0.5 (did you mean " \

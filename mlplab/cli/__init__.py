@@ -279,6 +279,11 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
         same = [b for pair in _SAME_MEANING if name in pair for b in pair if b != name]
         if same and same[0] in flags:
             return same[0]
+        # a shortened flag names the one it starts (difflib's similarity offered --help for
+        # --ep and --lr for --lr-d); several that it starts are left to the similarity
+        starts = [f for f in flags if f.startswith(name) and len(name) > 2]
+        if len(starts) == 1:
+            return starts[0]
         match = difflib.get_close_matches(name, flags, n=1, cutoff=0.6)
         return match[0] if match else None
 
