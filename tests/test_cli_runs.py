@@ -203,6 +203,12 @@ def test_a_runs_folder_not_made_yet_has_no_runs_and_says_how_to_make_one(runs, c
     assert main(["runs", "a-file"]) == 1
     (err,) = capsys.readouterr().err.splitlines()
     assert "a-file is not a folder; pass the folder that holds the run folders" in err
+    # a link to a folder that is gone: named as the commands that write name it
+    (tmp_path / "linked").symlink_to(tmp_path / "gone" / "runs")
+    assert main(["runs", "linked"]) == 1
+    (err,) = capsys.readouterr().err.splitlines()
+    assert f"linked is a link to {tmp_path / 'gone' / 'runs'}, which does not exist; pass " \
+           "the folder that holds the run folders" in err
 
 
 def test_display_width_counts_terminal_columns_and_printable_keeps_one_line():
