@@ -708,6 +708,30 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, digits, a
         assert resumed.metrics[k] == full.metrics[k]
 
 
+def test_a_run_trained_before_val_folders_were_read_is_told_why_its_splits_differ(tmp_path):
+    """A folder with val/ beside train/: a run trained when mlplab took validation from
+    train/ (here: trained before val/ was put there) is refused, and the refusal says that
+    mlplab reads val/ now, and how to use the run, not only that "the data changed"."""
+    rs = np.random.RandomState(0)
+    for split, n in (("train", 12), ("valid", 3)):
+        for c in "ab":
+            (tmp_path / "set" / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rs.randint(0, 256, (5, 5)).astype(np.uint8)).save(
+                    tmp_path / "set" / split / c / f"{i}.png")
+    (tmp_path / "set" / "valid").rename(tmp_path / "aside")
+    train_run({"dataset": f"folder:{tmp_path / 'set'}", "hidden": [4], "epochs": 1},
+              out=tmp_path / "run", plots=False)
+    (tmp_path / "aside").rename(tmp_path / "set" / "valid")
+    with pytest.raises(ValueError, match=r"\(If the folder is as it was: since 2 December 2026 "
+                                         r"mlplab reads valid/ as the validation split, and "
+                                         r"took validation from train/ before; move valid/ "
+                                         r"aside to use what was trained before\.\)$"):
+        evaluate_run(tmp_path / "run")
+    (tmp_path / "set" / "valid").rename(tmp_path / "aside")
+    assert evaluate_run(tmp_path / "run")["size"] == 2  # as it was: evaluated
+
+
 def test_a_checkpoint_keeps_its_losses_as_an_array_and_reads_the_older_json_ones(tmp_path,
                                                                                   digits):
     """The losses of every iteration were JSON text rewritten at every epoch, which grew with

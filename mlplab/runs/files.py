@@ -63,7 +63,7 @@ def not_a_folder(path: str | os.PathLike) -> str:
     folder (``is not a folder`` sent users looking for a file of that name), a dangling link
     one whose target is gone."""
     if os.path.islink(path) and not os.path.exists(path):  # as the commands that write say it
-        return f"{path} is a link to {os.readlink(path)}, which does not exist"
+        return f"{path} is a link to {os.readlink(os.fspath(path))}, which does not exist"
     return f"{path} is not a folder" if os.path.lexists(path) else f"{path}: {no_such_folder(path)}"
 
 

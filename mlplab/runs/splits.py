@@ -55,7 +55,26 @@ def check_same_split(metrics: dict[str, Any], split: str, X: np.ndarray, y: np.n
             "as many images, but other ones"
         raise ValueError(f"the {split} split of {name} is not the one this {noun} was trained "
                          f"with ({then}): the data changed since, and the new split may hold "
-                         f"training images. Use the data as it was, or train a new {noun}.")
+                         f"training images. Use the data as it was, or train a new {noun}."
+                         f"{_val_folder_hint(name)}")
+
+
+def _val_folder_hint(name: str) -> str:
+    """For a folder dataset with a validation folder beside ``train/``, why a run trained
+    before 2 December 2026 sees other splits although nothing changed: mlplab took its
+    validation split from ``train/`` then."""
+    if not name.startswith("folder:"):
+        return ""
+    from mlplab.data.folder import split_folders
+
+    try:
+        val = split_folders(Path(name[len("folder:"):])).get("val")
+    except (OSError, ValueError):
+        return ""
+    return "" if val is None else (
+        f" (If the folder is as it was: since 2 December 2026 mlplab reads {val.name}/ as the "
+        f"validation split, and took validation from train/ before; move {val.name}/ aside to "
+        "use what was trained before.)")
 
 
 def check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path, noun: str = "run",
@@ -70,7 +89,8 @@ def check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path, noun: str =
             if size is not None and size != len(ds.split(split)[1]):
                 raise ValueError(f"the {split} split of {ds.name} has "
                                  f"{len(ds.split(split)[1])} images, but the {noun} was trained "
-                                 f"with {size} (see {ckpt}): it is not the {noun}'s data.")
+                                 f"with {size} (see {ckpt}): it is not the {noun}'s data."
+                                 f"{_val_folder_hint(ds.name)}")
         for split in ("val", "test"):
             check_same_split(record, split, *ds.split(split), ds.name, noun)
     except ValueError as exc:
