@@ -153,9 +153,8 @@ def test_bad_hidden_is_one_line_error(capsys):
 
 
 def test_version_and_help(capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["--version"])
-    assert e.value.code == 0 and "mlplab" in capsys.readouterr().out
+    # answered before the plugins load (and the parser is built): a status, not argparse's exit
+    assert main(["--version"]) == 0 and "mlplab" in capsys.readouterr().out
     for cmd in (["--help"], ["check", "--help"], ["gradcheck", "--help"]):
         with pytest.raises(SystemExit) as e:
             main(cmd)
