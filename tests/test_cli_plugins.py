@@ -266,7 +266,7 @@ def test_version_is_answered_whatever_the_plugins_and_an_empty_plugin_name_is_na
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"mlplab {__version__}"
     monkeypatch.delenv("MLPLAB_PLUGINS")
-    assert main(["--plugin", "", "check"]) == 1
+    assert main(["--plugin", "", "check"]) == 2  # a usage error: no file makes it work
     assert _error_line(capsys) == "mlplab: error: --plugin needs a module name or the path of " \
                                   "a .py file; got an empty text (an unset shell variable?)"
 

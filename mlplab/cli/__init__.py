@@ -343,7 +343,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if plugins.global_options(argv)[1]:  # --debug: the plugin's own traceback
             raise exc.__cause__ or exc from None
         print(f"mlplab: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, plugins.EmptyPluginName) else 1
     parser = build_parser()
     unknown = plugins.unknown_options(argv, [o for a in parser._actions for o in a.option_strings])
     if unknown:  # (from the top parser: argparse would take the word after one as the command)

@@ -28,6 +28,10 @@ class PluginError(CLIError):
     """A plugin that cannot be found or that raised on import (its exception is the cause)."""
 
 
+class EmptyPluginName(PluginError):
+    """``--plugin ""`` (an unset shell variable): a command line that cannot work, exit 2."""
+
+
 def _is(option: str, name: str) -> bool:
     """Whether ``option`` names the long option ``name``: spelt out, as the parser takes no
     abbreviations (``--plug`` is refused there, so it must import nothing here)."""
@@ -112,8 +116,8 @@ def _is_path(name: str) -> bool:
 def load_plugin(name: str) -> ModuleType:
     """Import the plugin ``name``: a module name or the path of a ``.py`` file."""
     if not name.strip():  # an unset shell variable: "raised ValueError: Empty module name"
-        raise PluginError("--plugin needs a module name or the path of a .py file; got an "
-                          "empty text (an unset shell variable?)")
+        raise EmptyPluginName("--plugin needs a module name or the path of a .py file; got an "
+                              "empty text (an unset shell variable?)")
     module = _module_of_file(name) if _is_path(name) else name
     try:
         return _import(module, name)
