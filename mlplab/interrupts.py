@@ -103,21 +103,30 @@ def graceful(stop: Callable[[int, FrameType | None], None]) -> Iterator[None]:
         _stopper = previous
 
 
+class StopRequest:
+    """Whether a training loop was asked to stop after its current step: set by the first
+    Ctrl-C (or SIGTERM) within :func:`stop_after_step`, read by the loop after each step."""
+
+    def __init__(self) -> None:
+        self.asked = False
+
+
 @contextlib.contextmanager
-def stop_after_step(ask: Callable[[], bool]) -> Iterator[bool]:
-    """While a training loop runs in the main thread, the first Ctrl-C (or SIGTERM) calls
-    ``ask``, which records that the loop is to stop after its current step (and save a
-    consistent checkpoint) and returns whether a stop was asked already: a second one raises
-    ``KeyboardInterrupt`` as usual. Yields whether stops are graceful so (False in another
-    thread, where no handler can be set). A SIGINT the process ignores stays ignored."""
+def stop_after_step(request: StopRequest) -> Iterator[bool]:
+    """While a training loop runs in the main thread, the first Ctrl-C (or SIGTERM) sets
+    ``request.asked``: the loop stops after its current step (and saves a consistent
+    checkpoint); a second one raises ``KeyboardInterrupt`` as usual. Yields whether stops are
+    graceful so (False in another thread, where no handler can be set). A SIGINT the process
+    ignores stays ignored."""
     if not _main_thread():
         yield False
         return
 
     def handle(signum: int, frame: FrameType | None) -> None:
         note(signum)  # the command ends with 128 + signum, whatever its caller does
-        if ask():
+        if request.asked:
             raise KeyboardInterrupt
+        request.asked = True
 
     with graceful(handle):
         previous = None

@@ -167,12 +167,21 @@ class DiskFullError(OSError):
         return str(self.args[0])
 
 
+def broken_link(path: str | os.PathLike) -> str | None:
+    """"PATH is a link to TARGET, which does not exist" for a link whose target is gone; None
+    for anything else."""
+    p = Path(path)
+    if p.is_symlink() and not p.exists():
+        return f"{path} is a link to {os.readlink(p)}, which does not exist"
+    return None
+
+
 def why_no_folder(path: str | os.PathLike, exc: OSError) -> str:
     """Why the folder ``path`` could not be made, in words. A dangling link or a file on its
     path would otherwise be told as mkdir's "File exists" or "Not a directory"."""
     for p in (Path(path), *Path(path).parents):
-        if p.is_symlink() and not p.exists():
-            return f"{p} is a link to {os.readlink(p)}, which does not exist"
+        if (broken := broken_link(p)) is not None:
+            return broken
         if p.exists():
             if not p.is_dir():
                 return f"{p} is a file, not a folder"

@@ -299,7 +299,7 @@ class Trainer:
         # (scikit-learn's partial_fit), instead of the exercise's len(X) // batch full ones:
         # MLPClassifier.partial_fit, whose rows are seen in that one call only
         self._last_batch = False
-        self._sigint = False
+        self._stop = interrupts.StopRequest()  # a Ctrl-C's (see _sigint_stops)
         self._graceful = False  # whether this run's Ctrl-C and SIGTERM stop it gracefully
         self._postfix: dict[str, str] = {}
 
@@ -559,7 +559,7 @@ class Trainer:
         rng, optimizer = self.rng, self.optimizer
         assert rng is not None and optimizer is not None  # made by _fit for this run
         while self.iteration < total and not self.stop:
-            if self._sigint:
+            if self._stop.asked:
                 # stop between iterations, so that params, optimiser and RNG agree and a
                 # checkpoint written now resumes exactly
                 self.history.interrupted = True
@@ -665,13 +665,8 @@ class Trainer:
         :mod:`mlplab.interrupts`) asks the loop to stop after the current iteration (callbacks
         then save a consistent checkpoint); a second one raises KeyboardInterrupt as usual. A
         SIGINT the process ignores stays ignored."""
-        self._sigint = False
-
-        def ask() -> bool:
-            already, self._sigint = self._sigint, True
-            return already
-
-        with interrupts.stop_after_step(ask) as self._graceful:
+        self._stop = interrupts.StopRequest()
+        with interrupts.stop_after_step(self._stop) as self._graceful:
             yield
 
     def _end_epoch(self, train_acc: float, X_val: np.ndarray | None,

@@ -18,6 +18,7 @@ import shutil
 import stat
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,8 @@ BATCH_DIR = "cifar-10-batches-py"
 ARCHIVE = "cifar-10-python.tar.gz"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
+#: the batches an extracted folder must hold (``batches.meta`` is optional)
+BATCHES = (*TRAIN_BATCHES, TEST_BATCH)
 META = "batches.meta"
 #: bounds on what extraction accepts (the official batches are 31 MB each, 9 entries in all)
 MAX_BATCH_BYTES = 64 << 20
@@ -166,7 +169,7 @@ def extract_archive(archive: Path, dest: Path) -> Path:
                     found.add(batch)
                 elif size is not None:
                     tar.skip(size)
-            missing = {*TRAIN_BATCHES, TEST_BATCH} - found
+            missing = set(BATCHES) - found
             if missing:
                 raise DatasetError(f"{archive}: not the CIFAR-10 python archive (missing "
                                    f"{', '.join(sorted(missing))}).")
@@ -184,7 +187,7 @@ def extract_archive(archive: Path, dest: Path) -> Path:
             # process's complete extraction is kept; an incomplete one (an interrupted copy, a
             # damaged batch deleted as a message advised) gets the archive's batches, file by
             # file, so that nothing else in it is lost
-            if not _complete(target):
+            if _missing(target):
                 try:
                     for batch in sorted(found):
                         os.replace(tmp / BATCH_DIR / batch, target / batch)
@@ -232,30 +235,32 @@ def _has(path: Path) -> bool:
     return _is_file(path) or os.path.lexists(path)
 
 
-def _complete(folder: Path) -> bool:
-    """Whether ``folder`` holds every batch (``batches.meta`` is optional)."""
-    return all(_has(folder / b) for b in (*TRAIN_BATCHES, TEST_BATCH))
+def _missing(folder: Path) -> list[str]:
+    """The batches that ``folder`` lacks (none: it holds them all)."""
+    return [b for b in BATCHES if not _has(folder / b)]
+
+
+def _batch_folders(roots: list[Path]) -> Iterator[Path]:
+    """Where the batches may lie, in the order searched: each root, then its
+    ``cifar-10-batches-py/``."""
+    for root in roots:
+        yield root
+        yield root / BATCH_DIR
 
 
 def _extracted(roots: list[Path]) -> Path | None:
     """The first folder of ``roots`` holding all the batches (or their ``cifar-10-batches-py/``).
     A folder with only some of them (an interrupted copy, a damaged batch deleted) is not one:
     the archive beside it is extracted again, or fetched with ``download``."""
-    for root in roots:
-        for folder in (root, root / BATCH_DIR):
-            if _complete(folder):
-                return folder
-    return None
+    return next((folder for folder in _batch_folders(roots) if not _missing(folder)), None)
 
 
 def _incomplete(roots: list[Path]) -> tuple[Path, list[str]] | None:
     """The first folder of ``roots`` holding some batches but not all, with the missing ones."""
-    for root in roots:
-        for folder in (root, root / BATCH_DIR):
-            names = (*TRAIN_BATCHES, TEST_BATCH)
-            missing = [b for b in names if not _has(folder / b)]
-            if 0 < len(missing) < len(names):
-                return folder, missing
+    for folder in _batch_folders(roots):
+        missing = _missing(folder)
+        if 0 < len(missing) < len(BATCHES):
+            return folder, missing
     return None
 
 

@@ -168,16 +168,21 @@ def _count_images_below(folder: Path, limit: int = 100_000) -> int:
     return n
 
 
+def _first_few(items: Sequence[str], shown: int = 3) -> str:
+    """``items`` for a warning: the first ``shown``, comma-separated, and how many more."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
 def _warn_dangling(root: Path) -> None:
     """Name the links in ``root`` whose target is gone: a class folder linked to a disk that is
     not mounted was left out without a word, and the model trained without that class."""
     gone = sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_symlink()
                   and not p.exists())
     if gone:
-        shown = ", ".join(f"{p.name} -> {os.readlink(p)}" for p in gone[:3])
-        more = f" and {len(gone) - 3} more" if len(gone) > 3 else ""
+        shown = _first_few([f"{p.name} -> {os.readlink(p)}" for p in gone])
         warnings.warn(f"{root}: {len(gone)} link(s) in the dataset folder point to nothing and "
-                      f"are left out ({shown}{more}); a class folder on a disk that is not "
+                      f"are left out ({shown}); a class folder on a disk that is not "
                       "mounted? Fix or remove the links.", stacklevel=4)
 
 
@@ -193,10 +198,9 @@ def _warn_unread(root: Path, subdirs: dict[Path, list[str]], others: dict[Path, 
               if (n := _count_images_below(d / s))]
     if nested:
         total = sum(n for _, n in nested)
-        shown = ", ".join(f"{p.relative_to(root)}/ ({n})" for p, n in nested[:3])
-        more = f" and {len(nested) - 3} more" if len(nested) > 3 else ""
+        shown = _first_few([f"{p.relative_to(root)}/ ({n})" for p, n in nested])
         warnings.warn(f"{root}: {total} image(s) in sub-folders of class folders are not read: "
-                      f"{shown}{more}; mlplab reads the images directly inside each class folder "
+                      f"{shown}; mlplab reads the images directly inside each class folder "
                       "- move them up into it to train on them.", stacklevel=4)
     skipped = [(d, name) for d, names in others.items() for name in names]
     if skipped:
@@ -713,8 +717,7 @@ def _warn_beside(root: Path, folders: dict[str, Path]) -> None:
     other = [d.name for d in _class_dirs(root)
              if not any(os.path.samefile(d, p) for p in folders.values())]
     if other:
-        shown = ", ".join(f"{n}/" for n in other[:3]) + (
-            f" and {len(other) - 3} more" if len(other) > 3 else "")
+        shown = _first_few([f"{n}/" for n in other])
         warnings.warn(f"{root}: sub-folder(s) {shown} beside train/ are not read; a dataset "
                       "folder with train/ reads only train/, test/ and one of "
                       f"{', '.join(f'{n}/' for n in VAL_FOLDER_NAMES)} (the validation split).",

@@ -62,8 +62,9 @@ def not_a_folder(path: str | os.PathLike) -> str:
     """How an error names a path given as a folder that is none: a mistyped one is no such
     folder (``is not a folder`` sent users looking for a file of that name), a dangling link
     one whose target is gone."""
-    if os.path.islink(path) and not os.path.exists(path):  # as the commands that write say it
-        return f"{path} is a link to {os.readlink(os.fspath(path))}, which does not exist"
+    broken = io.broken_link(path)  # as the commands that write say it
+    if broken is not None:
+        return broken
     return f"{path} is not a folder" if os.path.lexists(path) else f"{path}: {no_such_folder(path)}"
 
 

@@ -198,29 +198,22 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
             _set_rng_states(resume, device)
         elif cfg.seed is not None:  # dropout masks
             torch.manual_seed(cfg.seed)
-        stop = [False]  # set by the first Ctrl-C: the loop stops after the current batch
-
-        def ask() -> bool:
-            already, stop[0] = stop[0], True
-            return already
-
+        stop = interrupts.StopRequest()  # the first Ctrl-C: stop after the current batch
         try:
-            with interrupts.stop_after_step(ask):
+            with interrupts.stop_after_step(stop):
                 for epoch in range(done + 1, cfg.epochs + 1):
                     start = time.perf_counter()
                     lr = optimizer.param_groups[0]["lr"]
                     epoch_loss = _train_epoch(model, loader, criterion, optimizer, bar, stop)
-                    if stop[0] and len(epoch_loss) < len(loader):
-                        # stopped mid-epoch: the network saved is this one, so its steps
-                        # count (a resume starts the epoch again from the last checkpoint)
-                        iteration += len(epoch_loss)
-                        _refuse_diverged(epoch_loss, iteration, epoch, lr)
-                        history.loss.extend(float(v) for v in epoch_loss)
-                        raise _StopAsked
-                    scheduler.step()
                     iteration += len(epoch_loss)
                     _refuse_diverged(epoch_loss, iteration, epoch, lr)
                     history.loss.extend(float(v) for v in epoch_loss)
+                    if stop.asked and len(epoch_loss) < len(loader):
+                        # stopped mid-epoch: the network saved is this one, so its steps
+                        # count, but the epoch did not end (a resume starts it again from the
+                        # last checkpoint)
+                        raise _StopAsked
+                    scheduler.step()
                     train_acc = accuracy(model, *subset)
                     val_acc = accuracy(model, *val) if val is not None else float("nan")
                     logs = {"epoch": epoch, "iteration": iteration,
@@ -232,12 +225,12 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
                         on_checkpoint(_training_state(epoch, iteration, model, optimizer,
                                                       scheduler, generator, device, history))
                     _report_epoch(logs, cfg, bar, on_epoch_end)
-                    if stop[0]:  # asked during the epoch's evaluation or checkpoint
+                    if stop.asked:  # asked during the epoch's evaluation or checkpoint
                         raise _StopAsked
         except _StopAsked:
             history.interrupted = True
         except KeyboardInterrupt:
-            if stop[0]:  # a second Ctrl-C: out now, unsaved (mid-step, perhaps), as Trainer
+            if stop.asked:  # a second Ctrl-C: out now, unsaved (mid-step, perhaps), as Trainer
                 raise
             history.interrupted = True  # one raised by a callback: a stop at the epoch's end
         finally:
@@ -417,9 +410,9 @@ class _StopAsked(Exception):
 
 def _train_epoch(model: MultiLayerPerceptron, loader: torch.utils.data.DataLoader,
                  criterion: nn.Module, optimizer: torch.optim.Optimizer,
-                 bar: Any, stop: list[bool] | None = None) -> np.ndarray:
+                 bar: Any, stop: interrupts.StopRequest | None = None) -> np.ndarray:
     """One pass over ``loader``, one optimiser step per batch; the batches' losses. Ends after
-    the current batch once ``stop[0]`` is set (a Ctrl-C): every step taken is whole."""
+    the current batch once ``stop`` is asked (a Ctrl-C): every step taken is whole."""
     model.train()
     losses = []
     for xb, yb in loader:
@@ -431,7 +424,7 @@ def _train_epoch(model: MultiLayerPerceptron, loader: torch.utils.data.DataLoade
         losses.append(loss.detach())
         if bar is not None:
             bar.update(1)
-        if stop is not None and stop[0]:
+        if stop is not None and stop.asked:
             break
     if not losses:
         return np.zeros(0)
