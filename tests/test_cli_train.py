@@ -668,6 +668,22 @@ def test_a_prefix_of_a_flag_is_refused_not_taken_for_it(argv, meant, capsys):
     assert f"(did you mean {meant}?)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv,said", [
+    (["tune", "--tri", "1"], "unrecognized arguments: --tri 1 (did you mean --trials?)"),
+    (["tune"], "the following arguments are required: --trials"),
+    (["data", "show", "digits", "--ou", "f.png"], "unrecognized arguments: --ou f.png "
+                                                  "(did you mean --out?)"),
+    (["data", "show", "digits"], "the following arguments are required: --out"),
+])
+def test_an_unknown_flag_is_named_before_a_missing_required_one(argv, said, capsys):
+    """argparse checks required flags before it reports unknown words: ``mlplab tune --tri 1``
+    said that --trials is required and never named --tri as the misspelt flag."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(said)
+
+
 @pytest.mark.parametrize("flags,said", [
     (["--trials", "5"], "--budget"), (["--epochs", "2"], "--budget"),
     (["--train-size", "1000"], "--budget"), (["--quiet"], "--progress"),

@@ -212,6 +212,25 @@ def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
         _no_abbreviations(child)
 
 
+@contextlib.contextmanager
+def _required_flags_relaxed(parser: argparse.ArgumentParser) -> Iterator[None]:
+    """Within: no flag of ``parser`` or its sub-commands is required."""
+    required = []
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        required += [a for a in p._actions if a.required and a.option_strings]
+        sub = _subcommands(p)
+        stack += list(sub.choices.values()) if sub is not None else []
+    for action in required:
+        action.required = False
+    try:
+        yield
+    finally:
+        for action in required:
+            action.required = True
+
+
 def _action(args: argparse.Namespace) -> str | None:
     """The action given to a command that has actions (``data show``, ``torch train``)."""
     return getattr(args, f"{args.command}_command", None)
@@ -354,10 +373,14 @@ def _main(argv: Sequence[str] | None) -> int:
         # before the parse: it would first refuse a choice that only the plugin adds
         # (--activation elu) as invalid, and the user would never learn where --plugin goes
         _reject_unknown(parser, argparse.Namespace(command=command), late)
-    args, unknown = parser.parse_known_args(argv)
+    with _required_flags_relaxed(parser):
+        # an unknown flag first: argparse checks required ones before it sees unknown words, so
+        # `mlplab tune --tri 1` said "--trials is required" and never named --tri as the typo
+        args, unknown = parser.parse_known_args(argv)
     args.argv = list(argv)  # the words of this command (main([...]) is not sys.argv's)
     if unknown:
         _reject_unknown(parser, args, unknown)
+    args = parser.parse_args(argv, argparse.Namespace(argv=list(argv)))  # now required ones
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
