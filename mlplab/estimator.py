@@ -12,8 +12,9 @@ validated in ``fit``; fitted state ends with ``_`` (``classes_``, ``n_features_i
 ``loss_curve_``, ``n_iter_``, ``t_``); labels may be any values (strings included); ``random_state``
 makes a fit reproducible. Like ``sklearn.neural_network.MLPClassifier`` it trains for up to
 ``max_epochs`` epochs and stops earlier once the mean training loss of an epoch has not improved by
-``tol`` for ``n_iter_no_change`` epochs, or, with ``early_stopping=True``, once the accuracy on a
-held-out ``validation_fraction`` stops improving (the best parameters are then restored).
+``tol`` for more than ``n_iter_no_change`` epochs, or, with ``early_stopping=True``, once the
+accuracy on a held-out ``validation_fraction`` stops improving (the best parameters are then
+restored).
 ``partial_fit`` trains one epoch per call on the data it is given, carrying the optimiser's state
 from call to call, for data that arrive in chunks.
 
@@ -66,9 +67,9 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 class _Convergence(Callback):
     """scikit-learn's stopping rule on the training loss: stop when an epoch's mean loss has not
-    improved on the best by ``tol`` for ``patience`` consecutive epochs. An epoch of ``rows``
-    rows whose last batch is smaller than ``batch`` (``partial_fit``) weights each batch's mean
-    loss by its rows, so that the epoch's is the mean over its rows."""
+    improved on the best by ``tol`` for more than ``patience`` consecutive epochs. An epoch of
+    ``rows`` rows whose last batch is smaller than ``batch`` (``partial_fit``) weights each
+    batch's mean loss by its rows, so that the epoch's is the mean over its rows."""
 
     def __init__(self, tol: float | None, patience: int, rows: int = 0, batch: int = 0) -> None:
         self.tol, self.patience = tol, patience
@@ -93,7 +94,8 @@ class _Convergence(Callback):
         else:
             self.bad = 0
         self.best = min(self.best, mean)
-        if self.patience and self.bad >= self.patience:
+        # scikit-learn stops when the count *exceeds* n_iter_no_change: its epochs, not one fewer
+        if self.patience and self.bad > self.patience:
             trainer.stop = True
 
 
@@ -162,7 +164,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     batch_size : int, default 200 (capped at the number of samples)
     max_epochs : int, default 200
     tol : float or None, default 1e-4; n_iter_no_change : int, default 10
-        Stop when the mean epoch loss has not improved by ``tol`` for ``n_iter_no_change`` epochs;
+        Stop when the mean epoch loss has not improved by ``tol`` for more than
+        ``n_iter_no_change`` epochs (scikit-learn's count);
         ``tol=None`` trains all ``max_epochs`` (unless ``early_stopping``).
     early_stopping : bool, default False
         Hold out ``validation_fraction`` (stratified) and stop on its accuracy instead, restoring
@@ -330,7 +333,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         # patience (n_iter_no_change, checked there) keep them valid
         trainer = Trainer._checked(dataclasses.replace(
             config, batch_size=batch_size, epochs=self.max_epochs, seed=seed,
-            patience=self.n_iter_no_change if self.early_stopping else None), [convergence])
+            # (the trainer stops after `patience` epochs without a better score; scikit-learn
+            # after more than n_iter_no_change)
+            patience=self.n_iter_no_change + 1 if self.early_stopping else None), [convergence])
         # a new network becomes the estimator's once trained: a run that fails (diverged, or
         # refused by the trainer) leaves the fitted one, or none, as it was
         with _unchanged_on_error(model if warm else None):

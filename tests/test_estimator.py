@@ -75,6 +75,8 @@ def test_string_labels_float32_and_early_stopping(digits):
     assert set(clf.predict(scaler.transform(X_te))) <= set(names)
     assert clf.score(scaler.transform(X_te), names[y_te]) > 0.9
     assert clf.n_iter_ < 200 and clf.best_validation_score_ == max(clf.validation_scores_)
+    # stopped as scikit-learn counts: more than n_iter_no_change epochs after the best one
+    assert clf.n_iter_ - (int(np.argmax(clf.validation_scores_)) + 1) == 3 + 1
     # refitted without early stopping: no scores left over from the first fit (as scikit-learn)
     clf.set_params(early_stopping=False, max_epochs=2).fit(X_tr, y_tr)
     assert clf.validation_scores_ is None and clf.best_validation_score_ is None
@@ -180,17 +182,20 @@ def test_tol_none_trains_every_epoch(digits):
     kw = dict(hidden_sizes=(8,), max_epochs=6, n_iter_no_change=1, random_state=0)
     assert MLPClassifier(tol=None, **kw).fit(X_tr, y_tr).n_iter_ == 6
     # the same net stops early on its loss with a tolerance it cannot meet every epoch
-    assert MLPClassifier(tol=1e3, **kw).fit(X_tr, y_tr).n_iter_ == 2  # the first sets the best
+    # the first sets the best; scikit-learn stops when more than n_iter_no_change epochs fail
+    assert MLPClassifier(tol=1e3, **kw).fit(X_tr, y_tr).n_iter_ == 3
 
 
 def _sklearn_stopping_epoch(curve, tol, n_iter_no_change):
     """The epoch at which scikit-learn's MLPClassifier stops on ``curve`` (its epoch losses):
-    an epoch that does not beat the best loss *so far* by ``tol`` counts as no improvement."""
+    an epoch that does not beat the best loss *so far* by ``tol`` counts as no improvement, and
+    it stops once *more than* ``n_iter_no_change`` epochs in a row did not (``_fit_stochastic``:
+    ``if self._no_improvement_count > self.n_iter_no_change``; mlplab stopped one epoch early)."""
     best, bad = np.inf, 0
     for epoch, loss in enumerate(curve, start=1):
         bad = bad + 1 if loss > best - tol else 0
         best = min(best, loss)
-        if bad >= n_iter_no_change:
+        if bad > n_iter_no_change:
             return epoch
     return len(curve)
 

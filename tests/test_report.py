@@ -423,6 +423,57 @@ def test_reuse_summary_line_gives_this_commands_time_beside_the_studys(tmp_path,
     assert int(said.group(1)) >= round(report["sections"]["q2"]["seconds"]) - 1
 
 
+def test_the_moved_study_is_named_where_it_is_under_a_non_ascii_folder(tmp_path):
+    """The study is made aside and moved in; its summary's storage URL is written with the
+    path's non-ASCII characters percent-encoded, which a plain replace of the path missed: under
+    ``--out 'rép ort'`` it named the deleted staging folder."""
+    from sqlalchemy.engine import make_url
+
+    out = tmp_path / "sp ace" / "rép ort"
+    reproduce("digits", TINY, out=out, log=False, only=["data", "q3_tuning"])
+    summary = json.loads((out / "tuning" / "summary.json").read_text())
+    assert ".report-new" not in json.dumps(summary)
+    assert make_url(summary["storage"]).database == str(out / "tuning" / "study.db")
+    assert (out / "tuning" / "study.db").is_file()
+
+
+def test_a_report_without_reuse_replaces_the_earlier_one_whole(tmp_path):
+    """``--only q1`` into an earlier report's folder left that report's figures and tuning/
+    (a whole search and its best run) beside a report saying those stages were not run. The
+    earlier report's own files go; a file of the user's in figures/ stays."""
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_tuning"])
+    earlier = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert "data-samples.png" in earlier and (tmp_path / "tuning" / "study.db").is_file()
+    (tmp_path / "figures" / "mine.png").write_bytes(b"mine")
+    result = reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"])
+    left = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert left == sorted(["mine.png", *(Path(f).name for s in result.sections
+                                         for f in s.figures())])
+    assert not (tmp_path / "tuning").exists() and not (tmp_path / ".report-new").exists()
+
+
+def test_a_report_md_that_mlplab_did_not_write_is_not_overwritten(tmp_path):
+    """A non-empty --out holding the user's own report.md had it replaced without a word."""
+    (tmp_path / "report.md").write_text("# my thesis\n")
+    with pytest.raises(ValueError, match=r"holds report.md, not an mlplab report's \(no "
+                                         r"readable report.json beside it\).*move it aside"):
+        reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"])
+    assert (tmp_path / "report.md").read_text() == "# my thesis\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+
+
+def test_the_stage_times_add_up_to_the_total(tmp_path):
+    """The total wall time is the command's, imports and environment probes included; the
+    stages' rows did not add up to it (every stage 0.0 s, a total of 2.6 s) until a row for
+    the time outside them."""
+    result = reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"])
+    env = next(s for s in result.sections if s.key == "environment")
+    table = next(b for b in env.blocks if isinstance(b, Table))
+    walls = [float(row[2].split()[0]) for row in table.rows]  # all under 2 minutes: seconds
+    assert table.rows[-1][0] == "**total**"
+    assert sum(walls[:-1]) == pytest.approx(walls[-1], abs=0.05 * len(walls))
+
+
 def test_reuse_hands_the_kept_stages_results_to_the_ones_run_again(tmp_path):
     from mlplab.data import load_dataset
 

@@ -27,6 +27,8 @@ class Context:
     #: the stages asked for (None: all) and whether an earlier report's sections are kept
     only: list[str] | None = None
     reuse: bool = False
+    #: the report.json of the report this run replaces whole (without ``reuse``), if any
+    replaced: dict[str, Any] | None = None
     #: keys of sections kept from an earlier report (``reuse``)
     reused: set[str] = field(default_factory=set)
     #: objects stages hand to later stages (the loaded dataset, the tuning result, ...)

@@ -173,6 +173,9 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     ctx.only, ctx.reuse = (list(only) if only is not None else None), bool(reuse)
     # before the folder is made: a refused --reuse (a mistyped --out) leaves no empty folder
     earlier = _earlier_report(ctx) if reuse else None
+    # without --reuse the earlier report is replaced whole: its files that this run does not
+    # write again go (figures and tuning/ of stages not run sat beside a report saying so)
+    ctx.replaced = _replaced_report(out) if not reuse else None
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file there or on the path: mkdir would say "[Errno 17] ..."
@@ -245,6 +248,31 @@ def _earlier_report(ctx: Context) -> dict[str, Any]:
                          "these stages alone).")
     doc["loaded"] = dict(_load_sections(doc))
     return doc
+
+
+#: the files of a report, which a new report in the same folder replaces
+REPORT_FILES = ("report.md", "report.html", "report.json")
+
+
+def _replaced_report(out: Path) -> dict[str, Any] | None:
+    """The report in ``out`` that a report written there replaces (None if there is none);
+    refused when the folder holds a ``report.md`` or ``report.html`` that mlplab did not write,
+    which was overwritten without a word."""
+    from mlplab.io import read_json
+
+    try:
+        doc = read_json(out / "report.json")
+    except (OSError, ValueError):
+        doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("sections"), dict):
+        return doc
+    theirs = [name for name in REPORT_FILES if (out / name).exists()]
+    if theirs:
+        raise ValueError(f"{out} holds {' and '.join(theirs)}, not an mlplab report's (no "
+                         "readable report.json beside it), which the report would replace; "
+                         f"choose another {setting('--out', 'out')}, or move "
+                         f"{'them' if len(theirs) > 1 else 'it'} aside.")
+    return None
 
 
 def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | None, debug: bool,
@@ -413,6 +441,11 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
     rows = [[sec.title or sec.group,
              sec.status + (" (reused from the earlier run)" if sec.key in ctx.reused else ""),
              seconds(sec.seconds), seconds(sec.cpu_seconds)] for sec in sections]
+    # the total is the command's wall time: what no stage counts (imports, the probes of the
+    # environment above) has a row, or the stages' times did not add up to it
+    outside = total - sum(sec.seconds for sec in sections)
+    if outside >= 0.05:
+        rows.append(["outside the stages (imports, environment)", "", seconds(outside), "-"])
     rows.append(["**total**", "", seconds(total), seconds(sum(s.cpu_seconds for s in sections))])
     s.add(Table(["stage", "status", "wall time", "CPU time"], rows,
                 "Wall time and CPU time (all threads) of each stage"))
@@ -504,20 +537,31 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
 
 
 def _move_staged(ctx: Context) -> None:
-    """Put this run's figures and tuning/ in place of the earlier report's."""
+    """Put this run's figures and tuning/ in place of the earlier report's. A report that
+    replaces the earlier one whole (``ctx.replaced``) also removes the earlier figures it does
+    not draw again, and the earlier tuning/ if it has none: only files that report listed."""
     staged = ctx.staging / ctx.FIGURES
+    if ctx.replaced is not None:
+        for section in ctx.replaced["sections"].values():
+            for rel in (section.get("figures") or []) if isinstance(section, dict) else []:
+                name = Path(str(rel)).name
+                if str(rel) == f"{ctx.FIGURES}/{name}" and not (staged / name).exists():
+                    (ctx.out / ctx.FIGURES / name).unlink(missing_ok=True)
     if staged.is_dir():
         (ctx.out / ctx.FIGURES).mkdir(exist_ok=True)
         for f in staged.iterdir():
             os.replace(f, ctx.out / ctx.FIGURES / f.name)
     tuning = ctx.staging / "tuning"
+    old = ctx.out / "tuning"
+    trash = ctx.staging / "tuning-old"  # removed with the staging folder
     if tuning.is_dir():
-        old = ctx.out / "tuning"
-        trash = ctx.staging / "tuning-old"
         if old.exists():
             os.replace(old, trash)
         os.replace(tuning, old)
         _repoint(old / "summary.json", str(tuning), str(old))
+    elif ctx.replaced is not None and "q3_tuning" in ctx.replaced["sections"] and old.is_dir():
+        ctx.staging.mkdir(exist_ok=True)
+        os.replace(old, trash)
 
 
 def _repoint(path: Path, before: str, after: str) -> None:
@@ -525,9 +569,15 @@ def _repoint(path: Path, before: str, after: str) -> None:
     summary names its storage and files) to lie under ``after``, where they were moved."""
     from mlplab.io import read_json, write_json
 
+    # the study's storage URL is written as SQLAlchemy renders it, with a path's non-ASCII and
+    # reserved characters percent-encoded: a plain replace missed it under an --out like "rép"
+    pairs = [(before, after), (_as_in_url(before), _as_in_url(after))]
+
     def fix(value: Any) -> Any:
-        if isinstance(value, str) and before in value:
-            return value.replace(before, after)
+        if isinstance(value, str):
+            for old, new in pairs:
+                value = value.replace(old, new)
+            return value
         if isinstance(value, dict):
             return {k: fix(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -536,6 +586,14 @@ def _repoint(path: Path, before: str, after: str) -> None:
 
     if path.is_file():
         write_json(path, fix(read_json(path)))
+
+
+def _as_in_url(path: str) -> str:
+    """``path`` as the database of a SQLAlchemy URL is written (``StorageSpec.display``)."""
+    from sqlalchemy.engine import make_url
+
+    prefix = "sqlite:///"
+    return make_url(prefix + path).render_as_string(hide_password=False)[len(prefix):]
 
 
 def _render(out: Path, title: str, intro: list[str], sections: list[Section]
