@@ -334,6 +334,22 @@ def test_a_folder_this_user_may_not_enter_is_listed_as_unreadable(runs, monkeypa
     assert " completed " in out and f"{locked}: unreadable: " in err
 
 
+def test_a_run_ended_by_early_stopping_and_killed_as_it_saved_is_not_short_of_epochs(
+        digits, tmp_path, capsys):
+    """Early stopping ended the run; it was killed while it wrote its results. Its checkpoint
+    says it stopped early (its resume trains nothing more), but the listing read that from
+    metrics.json alone: "23/30", and a time left for epochs that will never run."""
+    run = tmp_path / "early"
+    made = train_run(TINY, epochs=200, patience=1, out=run, data=digits, plots=False)
+    assert made.history.stopped_early and made.metrics["epochs"] < 200
+    (run / "metrics.json").unlink()  # killed while writing its results
+    record = summarize_run(run)
+    assert record["status"] == "unfinished" and record["stopped_early"] is True
+    assert record["epochs"] == made.metrics["epochs"] and record["seconds_left"] is None
+    assert main(["runs", str(run)]) == 0
+    assert f" {made.metrics['epochs']} (early) " in capsys.readouterr().out
+
+
 def test_a_run_in_its_first_epoch_is_listed_as_unfinished(runs, tmp_path):
     """A run writes config.json, then its first checkpoint only when the first epoch ends (on
     CIFAR-10, minutes later): such a run, still training or killed during that epoch (which

@@ -1022,6 +1022,18 @@ def test_resume_of_a_run_killed_before_it_saved_anything_says_to_start_it_anew(t
         resume_run(run)
 
 
+def test_starting_again_removes_the_killed_attempts_partial_config(tmp_path, digits):
+    """As the refusal above advises, the run is started again with the same --out: the killed
+    attempt's half-written config.json (a temporary file that never became the real one) was
+    left in the finished run for good."""
+    run = tmp_path / "begun"
+    run.mkdir()
+    (run / ".config.json.k2x8.json").write_text("{")
+    (run / ".notes").write_text("mine")  # a hidden file of the user's stays
+    train_run(FAST, out=run, data=digits, plots=False)
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [".notes"]
+
+
 def test_an_interrupted_run_and_its_resume_report_the_whole_run(tmp_path, digits):
     """An interrupted run reports no test accuracy (its model is half-trained; eval_test
     measures the finished one), and its resume reports the whole run's: the test accuracy of
@@ -1700,6 +1712,33 @@ def test_bad_run_options_are_clear_errors(digits):
         build_config(preprocessing="whiten")
     with pytest.raises(ValueError, match="unknown preset"):
         build_config("exercise-best")
+
+
+def test_evaluating_an_interrupted_run_says_whose_model_it_is(tmp_path, digits):
+    """A run stopped with Ctrl-C is evaluated on the model saved when it stopped, and one
+    resumed after that and killed before it saved has a checkpoint further on than its
+    model.npz: both were evaluated without a word of it."""
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    run = tmp_path / "r"
+    train_run(FAST, out=run, data=digits, plots=False, callbacks=[CtrlC()])
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{run} was interrupted: its model is the one saved when it stopped after 2 epochs; "
+            f"mlplab train --resume {run} finishes it.")):
+        evaluate_run(run, data=digits)
+    later = (run / "model.npz").stat().st_mtime + 5  # as if resumed and killed at a later epoch
+    os.utime(run / "checkpoint.npz", (later, later))
+    with pytest.warns(UserWarning, match="the run was resumed since and stopped again before it "
+                                         "saved, so its checkpoint has gone further than this "
+                                         "model"):
+        evaluate_run(run, data=digits)
+    resume_run(run, data=digits, plots=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # finished: nothing to say
+        evaluate_run(run, data=digits)
 
 
 def test_evaluate_and_predict(tmp_path, digits):

@@ -473,3 +473,20 @@ def test_a_run_is_not_written_into_another_commands_folder(marker, what, tmp_pat
     if marker != "depth.json":  # a depth study's own folder is refused by its own check
         with pytest.raises(ValueError, match=f"{out} is {what} written by mlplab"):
             tm.depth_run("digits", out=out, layers=[2], epochs=1, threads=1)
+
+
+def test_starting_again_removes_the_killed_attempts_partial_config(tmp_path, rng):
+    """A run SIGKILLed as it wrote its first config.json left the atomic write's temporary
+    file; the same command started again (what --resume advises then) kept it in the finished
+    run for good."""
+    from mlplab.data import Dataset
+
+    X = rng.randn(120, 4)
+    y = (X[:, 0] > 0).astype(np.int64)
+    ds = Dataset("mine", ["a", "b"], X[:80], y[:80], X[80:100], y[80:100], X[100:], y[100:])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".config.json.k2x8.json").write_text("{")
+    (run / ".notes").write_text("mine")
+    tm.train_run(ds, out=run, hidden=[4], epochs=1, threads=1)
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [".notes"]

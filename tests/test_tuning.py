@@ -387,6 +387,24 @@ def test_objective_value_is_an_independent_training_run(digits, tmp_path):
     assert summary["best_value"] == best and summary["test_accuracy"] == result.test_accuracy
 
 
+def test_a_killed_writes_leftovers_go_but_not_a_write_that_may_be_going_on(digits, tmp_path):
+    """A tune SIGKILLed while it wrote results.csv left ``.results.csv.<random>.csv``, which a
+    successful rerun kept for good. Other workers write the same folder, so a leftover goes
+    once it is a minute old: no write takes that long."""
+    import os
+    import time
+
+    tmp_path.mkdir(exist_ok=True)
+    old, fresh = tmp_path / ".results.csv.eejl.csv", tmp_path / ".results.md.k2x8.md"
+    for path in (old, fresh):
+        path.write_text("partial")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=False)
+    assert (tmp_path / "results.csv").is_file()
+    assert not old.exists() and fresh.exists()
+
+
 def test_resume_continues_to_the_target_and_checks_the_space(digits, tmp_path):
     kw = dict(search_space=TINY, out=tmp_path, progress=False, search_only=True)
     first = tune(digits, trials=2, **kw)

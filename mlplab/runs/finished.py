@@ -9,6 +9,7 @@ predict`` need only these functions and what they build on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,6 +186,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Dataset | Non
     from mlplab.metrics import confusion_matrix
 
     loaded, cfg, metrics = load_run(run)
+    _warn_if_not_the_final_model(Path(run), metrics)
     cfg = moved_config(cfg, data, data_dir)
     # moved="": the place given is the new one; only the download advice is dropped
     other = split != "val"  # the advised command evaluates the split asked for, not the default
@@ -217,6 +219,31 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Dataset | Non
     return {"split": split, "dataset": ds.name, "size": int(len(y)),
             "accuracy": float(np.mean(pred == y)), "classes": list(ds.classes),
             "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}
+
+
+def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """Say so when the model evaluated is not the run's last word: a run stopped with Ctrl-C
+    (its model is the one saved then), and one resumed after that and killed, whose checkpoint
+    has gone further than its model file (it was evaluated without a hint)."""
+    import warnings
+
+    if metrics.get("status") != "interrupted":
+        return
+    epochs = metrics.get("epochs")
+    at = f" after {epochs} epochs" if is_int(epochs) else ""
+    torch = (run_dir / TORCH_CHECKPOINT_FILE).exists()
+    resume = shell_command(["mlplab", *(["torch"] if torch else []), "train", "--resume",
+                            path_word(run_dir)])
+    newer = ""
+    model = run_dir / MODEL_FILE
+    for name in (TORCH_CHECKPOINT_FILE, CHECKPOINT_FILE):
+        with contextlib.suppress(OSError):
+            if (run_dir / name).stat().st_mtime > model.stat().st_mtime:
+                newer = ("; the run was resumed since and stopped again before it saved, so its "
+                         "checkpoint has gone further than this model")
+                break
+    warnings.warn(f"{run_dir} was interrupted: its model is the one saved when it stopped{at}"
+                  f"{newer}; {resume} finishes it.", stacklevel=3)
 
 
 def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:

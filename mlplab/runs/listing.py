@@ -215,8 +215,12 @@ def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
         # an epoch's seconds time its steps alone; its evaluation and checkpoint come on top
         # (on small data most of an epoch), which the run's own average includes
         pace = max(pace, seconds / epochs)
-    return ({"epochs": epochs, "seconds": seconds, "best_val_accuracy": _number(best), **last},
-            _number(pace) if pace is not None else None)
+    # a run that early stopping had ended, killed as it wrote its results: it trains no more
+    # (its resume only writes them), so it is not listed as short of its epochs
+    early = history.stopped_early is True
+    return ({"epochs": epochs, "seconds": seconds, "best_val_accuracy": _number(best),
+             "stopped_early": early, **last},
+            None if early else _number(pace) if pace is not None else None)
 
 
 def _checkpoint_of(run: Path) -> Path:

@@ -203,6 +203,9 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     try:
         with run_lock(out_dir, new=True) if out_dir is not None else contextlib.nullcontext():
             if out_dir is not None:
+                # a killed first attempt's half-written config.json (the folder held no run, so
+                # this command was right to start it again): it stayed in the finished run
+                remove_partial_writes(out_dir)
                 try:  # new_run_dir looked a moment ago; another process may have started since
                     io.write_json(out_dir / CONFIG_FILE, cfg.to_dict(), exclusive=True)
                 except FileExistsError:

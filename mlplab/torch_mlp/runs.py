@@ -519,6 +519,7 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
             # another process training into the same folder (a stopped run's lone config.json
             # may be replaced, and a running one's looks the same) is refused
             held.enter_context(run_lock(out_dir, new=True))
+            remove_partial_writes(out_dir)  # a killed first attempt's (see train_run)
             _write_first_config(out_dir / TORCH_CONFIG_FILE, config, not stale_config, "a run")
         if announce:
             print(f"training {describe(model)} on {ds.name} ({len(ds.y_train)} train, "

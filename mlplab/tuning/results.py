@@ -295,7 +295,11 @@ def write_results(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict
     """``results.csv`` and ``results.md`` (every trial) plus the plots; returns written files
     and skipped plots with reasons."""
     from mlplab.io import write_csv, write_text
+    from mlplab.runs.files import remove_partial_writes
 
+    # a killed process's half-written tables stayed for good; a minute old, no write is still
+    # making them (other workers of the study write here too)
+    remove_partial_writes(out, ("results.csv", "results.md", "summary.json"), older_than=60)
     header, rows = trials_table(study)
     best, _ = best_so_far(study)
     files = {"csv": write_csv(out / "results.csv", header, rows),
