@@ -1287,6 +1287,42 @@ def test_folder_images_are_turned_upright_as_their_exif_orientation_says(tmp_pat
     assert X.shape == (2, 40, 60, 3)
 
 
+def test_a_tiff_is_turned_once_whether_or_not_pillow_turns_it(tmp_path):
+    """Pillow 13 turns a TIFF as its EXIF orientation says as it opens and loads it (its size
+    is the turned one from the start); mlplab turned it again, so a TIFF came out unlike the same
+    photo as a PNG (turned twice, or refused as of another size). Whichever Pillow is here, a
+    TIFF reads as the PNG does."""
+    from mlplab.data.folder import read_image
+
+    upright = np.random.RandomState(2).randint(0, 256, (4, 6, 3)).astype(np.uint8)
+    root = tmp_path / "pics"
+    for o in range(1, 9):
+        _save_oriented(root / "a" / f"{o}.tif", upright, o)
+        np.testing.assert_array_equal(read_image(root / "a" / f"{o}.tif", (4, 6, 3)), upright,
+                                      err_msg=f"orientation {o}")
+    _save_oriented(root / "a" / "9.png", upright, 6)
+    X, _, _ = read_image_folder(root, cache=False)  # no image_size: all are 4 x 6 upright
+    assert X.shape == (9, 4, 6, 3)
+    for x in X:
+        np.testing.assert_array_equal(x, upright)
+
+
+def test_a_run_on_tiffs_that_mlplab_turned_twice_is_told_so(tmp_path):
+    """Decoding 3 turned such TIFFs a second time where Pillow turns them itself: a run made
+    then saw other pixels than a run now, which evaluate and resume refuse, naming the file."""
+    from mlplab.data.folder import _pillow_turns_tiffs, decoded_otherwise_before
+
+    upright = np.zeros((4, 6, 3), np.uint8)
+    _save_oriented(tmp_path / "pics" / "a" / "1.tif", upright, 6)
+    found = decoded_otherwise_before(tmp_path / "pics", 3)
+    if not _pillow_turns_tiffs():  # Pillow before 13: such a TIFF was turned once, as now
+        assert found is None
+        return
+    assert found is not None and found[0] == tmp_path / "pics" / "a" / "1.tif"
+    assert "a TIFF with an EXIF orientation, which Pillow 13 and later turn" in found[1]
+    assert decoded_otherwise_before(tmp_path / "pics", 4) is None
+
+
 def test_an_exif_orientation_beyond_the_eight_is_read_as_upright(tmp_path):
     """A damaged orientation tag (0 or 9) says nothing: the image is read as stored, not refused
     as unreadable."""

@@ -1876,6 +1876,21 @@ def test_predict_says_which_files_of_a_folder_it_cannot_read(tmp_path, digits, c
     assert [r["image"] for r in out] == [str(photos / "a.png")]
 
 
+def test_predict_says_which_links_of_a_folder_point_to_nothing(tmp_path, digits):
+    """A link named like an image whose target is gone was dropped from `mlplab predict FOLDER`
+    without a word (fewer answers than files); a dataset's class folder warns about it."""
+    train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(digits.X_test[0, :, :, 0]).save(photos / "a.png")
+    (photos / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{photos}: 1 link(s) named like images point to files that do not exist and are "
+            f"left out (e.g. gone.jpg -> {tmp_path / 'nowhere.jpg'}); fix or remove the links.")):
+        out = predict_images(tmp_path / "r", [photos])
+    assert [r["image"] for r in out] == [str(photos / "a.png")]
+
+
 def test_edited_run_files_are_refused_by_name(tmp_path, digits):
     run = tmp_path / "r"
     train_run(FAST, out=run, data=digits, plots=False)

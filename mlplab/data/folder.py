@@ -19,6 +19,7 @@ image viewer shows it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -60,15 +61,17 @@ OTHER_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".jfif", ".jpe", ".
 VAL_FOLDER_NAMES = ("val", "valid", "validation")
 #: bump when the cached layout or decoding changes, so old caches are ignored (2: the colour
 #: mode depends on every image, not the first; 16-bit images are scaled, not clipped; 4: the
-#: EXIF orientation is applied)
-CACHE_VERSION = 4
+#: EXIF orientation is applied; 5: a TIFF that Pillow turns itself is not turned again)
+CACHE_VERSION = 5
 #: mlplab's way of decoding folder images, as a number a run records (``image_decoding`` in its
 #: metrics.json and checkpoint), so that a run made before a change is not evaluated or resumed
 #: on pixels its model never saw: 1, the first; 2 (29 Nov 2026, e39bd28), 16-bit, 32-bit and
 #: floating-point greyscale scaled to 0..255 (they were clipped); 3 (30 Nov 2026, b57131d), photos
-#: turned upright as their EXIF orientation says (they were read as stored). Bump it, and teach
-#: :func:`decoded_otherwise_before` the change, when decoding changes the pixels of a file.
-DECODING = 3
+#: turned upright as their EXIF orientation says (they were read as stored); 4 (2 Dec 2026), a
+#: TIFF with an orientation is not turned a second time where Pillow (13 and later) turns it as
+#: it loads it. Bump it, and teach :func:`decoded_otherwise_before` the change, when decoding
+#: changes the pixels of a file.
+DECODING = 4
 #: Pillow modes of the greyscale images that decoding 1 clipped to 0..255 and later ones scale
 _WIDE_GREY_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 #: Pillow modes of one-channel images; any other mode is colour (or colour with alpha)
@@ -353,15 +356,39 @@ _ORIENTATION = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: 
 
 
 def _orientation(im: Image.Image) -> int:
-    """The EXIF orientation of ``im`` (1, upright as stored, when it has none). Cameras and
-    phones store a photo as the sensor read it and record here how to turn it; every viewer
-    shows it turned, so the network must see it turned too. Damaged EXIF counts as none: the
-    pixels are still fine."""
+    """The EXIF orientation still to apply to ``im`` (1, upright as stored, when it has none).
+    Cameras and phones store a photo as the sensor read it and record here how to turn it;
+    every viewer shows it turned, so the network must see it turned too. Damaged EXIF counts as
+    none: the pixels are still fine. A TIFF that Pillow itself turns as it opens and loads it
+    (newer versions do: its size is the turned one from the start) has none left to apply."""
+    if im.format == "TIFF" and _pillow_turns_tiffs():
+        return 1
+    return _stored_orientation(im)
+
+
+def _stored_orientation(im: Image.Image) -> int:
+    """The EXIF orientation that ``im``'s file records (1 when none, or damaged)."""
     try:
         value = im.getexif().get(0x0112, 1)
     except Exception:
         return 1
     return value if value in _ORIENTATION else 1
+
+
+@functools.cache
+def _pillow_turns_tiffs() -> bool:
+    """Whether this Pillow applies a TIFF's EXIF orientation itself (Pillow 13 does, earlier
+    versions read it as stored): asked of a 2 x 1 TIFF turned a quarter, whose size it then
+    gives as 1 x 2. mlplab turned such a TIFF a second time."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.new("L", (2, 1)).save(buffer, "TIFF", exif=exif)
+    buffer.seek(0)
+    with Image.open(buffer) as im:
+        return bool(im.size == (1, 2))
 
 
 def _upright(im: Image.Image, orientation: int) -> Image.Image:
@@ -439,6 +466,13 @@ def unread_image_files(folder: str | os.PathLike) -> list[Path]:
     return [folder / name for name in _listing(folder)[2]]
 
 
+def broken_image_links(folder: str | os.PathLike) -> list[Path]:
+    """The links directly inside ``folder`` named as images whose target does not exist, sorted
+    by name: what :func:`image_files` leaves out with nothing to read, for a caller to say so."""
+    folder = Path(folder)
+    return [folder / name for name in _listing(folder)[3]]
+
+
 def decoded_otherwise_before(root: str | os.PathLike, decoding: int
                              ) -> tuple[Path, str] | None:
     """The first image of the folder dataset ``root`` (its class folders, or those of its
@@ -463,6 +497,11 @@ def decoded_otherwise_before(root: str | os.PathLike, decoding: int
                             return path, ("a photo with an EXIF orientation, which mlplab read "
                                           "as stored before 30 November 2026 and turns upright "
                                           "since")
+                        if decoding < 4 and im.format == "TIFF" and _pillow_turns_tiffs() \
+                                and _stored_orientation(im) != 1:
+                            return path, ("a TIFF with an EXIF orientation, which Pillow 13 "
+                                          "and later turn as they load it and mlplab turned a "
+                                          "second time before 2 December 2026")
                 except Exception:  # unreadable: loading the data reports it
                     continue
     return None

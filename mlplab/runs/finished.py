@@ -250,7 +250,12 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """``paths`` with each folder replaced by the image files directly inside it (sorted)."""
     import warnings
 
-    from mlplab.data.folder import IMAGE_EXTENSIONS, image_files, unread_image_files
+    from mlplab.data.folder import (
+        IMAGE_EXTENSIONS,
+        broken_image_links,
+        image_files,
+        unread_image_files,
+    )
 
     out: list[Path] = []
     for p in paths:
@@ -268,6 +273,11 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
             warnings.warn(f"{p}: {len(unread)} file(s) in image formats mlplab does not read "
                           f"are left out ({kinds}; e.g. {unread[0].name}); convert them to PNG "
                           "or JPEG to classify them.", stacklevel=3)
+        gone = broken_image_links(p)
+        if gone:  # as a dataset's class folder says it: fewer answers than files, unexplained
+            warnings.warn(f"{p}: {len(gone)} link(s) named like images point to files that do "
+                          f"not exist and are left out (e.g. {gone[0].name} -> "
+                          f"{os.readlink(gone[0])}); fix or remove the links.", stacklevel=3)
         if not found:
             raise ValueError(f"{p}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)}; "
                              "sub-folders are not searched).")
