@@ -267,6 +267,31 @@ def test_folder_cache_is_used_and_invalidated(tmp_path):
         load_dataset(f"folder:{root}", val_size=0, test_size=0).X_train, changed.X_train)
 
 
+def test_a_runs_channels_find_the_cache_that_training_made(tmp_path, monkeypatch):
+    """Training decodes a folder with the channels its images call for; evaluate and --resume
+    ask for the run's channels, which keyed another cache: the first evaluate after training
+    decoded every image again (50,000 JPEGs for CIFAR-10) into a second, identical file."""
+    import mlplab.data.folder as folder
+
+    root = tmp_path / "pics"
+    _write_images(root, ["x", "y"], 3)  # colour: decoded as RGB
+    trained = load_dataset(f"folder:{root}", val_size=0, test_size=0)
+    cache = tmp_path / "cache" / "folder-cache"
+    assert len(list(cache.glob("*.npz"))) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    with monkeypatch.context() as m:
+        m.setattr(folder, "_decode", no_decoding)
+        again = load_dataset(f"folder:{root}", val_size=0, test_size=0, channels=3)
+    np.testing.assert_array_equal(again.X_train, trained.X_train)
+    assert len(list(cache.glob("*.npz"))) == 1
+    # other channels are other pixels: decoded, and cached apart
+    grey = load_dataset(f"folder:{root}", val_size=0, test_size=0, channels=1)
+    assert grey.X_train.shape[-1] == 1 and len(list(cache.glob("*.npz"))) == 2
+
+
 def test_folder_cache_sees_swapped_files_and_refuses_foreign_contents(tmp_path, monkeypatch):
     root = tmp_path / "pics"
     _write_images(root, ["x", "y"], 3)

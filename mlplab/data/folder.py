@@ -661,10 +661,17 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
         if empty:
             raise DatasetError(f"{root}: class folder(s) {', '.join(empty)} hold no images; "
                                "add images to them or move them out of the dataset folder.")
-    cache_file = _cache_file(root, [CACHE_VERSION, str(root.resolve()), image_size, mode,
-                                    classes, stats]) if cache else None
-    if cache_file is not None:
-        cached = _read_cache(cache_file, y, image_size, mode)
+    def cache_of(decoded_as: str | None) -> Path | None:
+        return _cache_file(root, [CACHE_VERSION, str(root.resolve()), image_size, decoded_as,
+                                  classes, stats]) if cache else None
+
+    cache_file = cache_of(mode)
+    # a mode asked for (evaluate and --resume ask for the run's channels) is also found in the
+    # cache of the same folder decoded with the mode chosen from its images (as train decodes
+    # it), when that chose the same channels: the same pixels. The first evaluate after
+    # training decoded all of CIFAR-10's 50,000 JPEGs again, into a second, identical cache.
+    for candidate in (cache_file, cache_of(None) if mode else None):
+        cached = _read_cache(candidate, y, image_size, mode) if candidate is not None else None
         if cached is not None:
             return cached, y, classes
     paths = [d / name for d, name in files]
