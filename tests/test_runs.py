@@ -1741,6 +1741,28 @@ def test_evaluating_an_interrupted_run_says_whose_model_it_is(tmp_path, digits):
         evaluate_run(run, data=digits)
 
 
+def test_evaluate_preprocesses_a_chunk_at_a_time(tmp_path, digits, monkeypatch):
+    """evaluate preprocessed the whole split at once: a float32 copy of it (600 MB for
+    CIFAR-10's training split) where the network takes a chunk at a time. Chunked, the figures
+    are the same."""
+    import mlplab.models
+
+    res = train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    whole = res.model.predict(res.preprocessing.transform(digits.X_train))
+    monkeypatch.setattr(mlplab.models, "EVAL_CHUNK", 50)
+    seen = []
+    transform = type(res.preprocessing).transform
+
+    def counted(self, X):
+        seen.append(len(X))
+        return transform(self, X)
+
+    monkeypatch.setattr(type(res.preprocessing), "transform", counted)
+    ev = evaluate_run(tmp_path / "r", "train", data=digits)
+    assert ev["accuracy"] == float(np.mean(whole == digits.y_train))
+    assert max(seen) == 50 and sum(seen) == len(digits.y_train)
+
+
 def test_evaluate_and_predict(tmp_path, digits):
     res = train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
     ev = evaluate_run(tmp_path / "r", "test", data=digits)

@@ -211,7 +211,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Dataset | Non
         raise ValueError(f"the {split} split of {ds.name} is empty for this run{why}; evaluate "
                          f"another: "
                          f"{', '.join(setting(f'--split {s}', f'split={s!r}') for s in others)}.")
-    pred = loaded.model.predict(loaded.preprocessing.transform(X))
+    pred = _in_chunks(loaded, X, "predict")
     cm = confusion_matrix(y, pred, loaded.model.num_classes)
     # a class with no images in the split has no accuracy (None, JSON's null), not 0: a 0.000
     # row read as "every image of it wrong"
@@ -219,6 +219,18 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Dataset | Non
     return {"split": split, "dataset": ds.name, "size": int(len(y)),
             "accuracy": float(np.mean(pred == y)), "classes": list(ds.classes),
             "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}
+
+
+def _in_chunks(loaded: io.LoadedModel, X: np.ndarray, method: str) -> np.ndarray:
+    """``loaded.model.<method>`` of the preprocessed ``X``, preprocessed a chunk at a time: the
+    whole split at once held a float32 copy of it (600 MB for CIFAR-10's training split, beside
+    the images themselves) where the network only ever needs a chunk."""
+    from mlplab.models import EVAL_CHUNK
+
+    predict = getattr(loaded.model, method)
+    parts = [predict(loaded.preprocessing.transform(X[start:start + EVAL_CHUNK]))
+             for start in range(0, len(X), EVAL_CHUNK)]
+    return np.concatenate(parts) if parts else predict(loaded.preprocessing.transform(X))
 
 
 def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None:
@@ -323,7 +335,7 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
         raise ValueError(f"{bad[0].path} is not a readable image ({bad[0].detail}).")
     if bad:
         raise all_unreadable(bad, len(files))
-    probs = loaded.model.predict_proba(loaded.preprocessing.transform(np.stack(images)))
+    probs = _in_chunks(loaded, np.stack(images), "predict_proba")
     out = []
     for p, row in zip(files, probs):
         order = np.argsort(-row, kind="stable")[:max(1, min(top, len(row)))]
