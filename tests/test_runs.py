@@ -1741,6 +1741,23 @@ def test_evaluating_an_interrupted_run_says_whose_model_it_is(tmp_path, digits):
         evaluate_run(run, data=digits)
 
 
+def test_a_run_fits_its_preprocessing_on_the_training_split_only():
+    """Validation and test rows far from the training rows: statistics leaked from them into
+    the run's preprocessing would leave the training rows off centre (a mutant fitting on all
+    three splits passed every run test)."""
+    from mlplab.data import Dataset
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(300, 6)
+    y = (X[:, 0] > 0).astype(np.int64)
+    X_train, X_val, X_test = X[:200], X[200:250] + 100.0, X[250:] - 50.0
+    ds = Dataset("mine", ["a", "b"], X_train, y[:200], X_val, y[200:250], X_test, y[250:])
+    for preprocessing in ("exercise", "standardize"):
+        res = train_run(data=ds, hidden=[4], epochs=1, preprocessing=preprocessing, plots=False)
+        centred = res.preprocessing.transform(X_train).mean(axis=0)
+        np.testing.assert_allclose(centred, 0, atol=1e-4, err_msg=preprocessing)
+
+
 def test_evaluate_preprocesses_a_chunk_at_a_time(tmp_path, digits, monkeypatch):
     """evaluate preprocessed the whole split at once: a float32 copy of it (600 MB for
     CIFAR-10's training split) where the network takes a chunk at a time. Chunked, the figures

@@ -814,3 +814,30 @@ def test_weights_that_overflow_at_an_epochs_evaluation_are_a_divergence(data):
                                                         "epoch 1 with learning rate 1e.35"):
             Trainer(optimizer="sgd", lr=1e35, epochs=1, batch_size=len(y), seed=0).fit(
                 MLP(6, [8], 3, seed=0), X, y, Xv, yv)
+
+
+def test_a_fractional_warmup_rounds_to_the_nearest_iteration():
+    """Every other test warms up for whole epochs; a warm-up of 0.5 epochs of 7 iterations is
+    round(3.5) = 4 iterations (truncated, it was 3; below one epoch on small data, none)."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(70, 6), rng.randint(3, size=70)
+    seen = []
+
+    class Spy(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            seen.append(trainer.optimizer.lr)
+
+    Trainer(lr=0.1, schedule="constant", warmup_epochs=0.5, epochs=1, batch_size=10,
+            callbacks=[Spy()]).fit(MLP(6, [4], 3, seed=0), X, y)
+    assert seen[:5] == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1])
+
+
+def test_replacement_sampling_with_a_batch_larger_than_the_data_trains_a_step_an_epoch():
+    """The exercise's epoch is max(N // B, 1) iterations: with sampling with replacement the
+    batch is not capped at N, and without the max an epoch of 50 rows and a batch of 200 would
+    be no iteration at all."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(50, 6), rng.randint(3, size=50)
+    h = Trainer(lr=0.1, sampling="replacement", batch_size=200, epochs=3).fit(
+        MLP(6, [4], 3, seed=0), X, y)
+    assert len(h.loss) == 3 and len(h.train_acc) == 3
