@@ -1288,10 +1288,10 @@ def test_folder_images_are_turned_upright_as_their_exif_orientation_says(tmp_pat
 
 
 def test_a_tiff_is_turned_once_whether_or_not_pillow_turns_it(tmp_path):
-    """Pillow 13 turns a TIFF as its EXIF orientation says as it opens and loads it (its size
-    is the turned one from the start); mlplab turned it again, so a TIFF came out unlike the same
-    photo as a PNG (turned twice, or refused as of another size). Whichever Pillow is here, a
-    TIFF reads as the PNG does."""
+    """Pillow turns a TIFF as its EXIF orientation says as it loads it (Pillow 9 and 13 do;
+    13 also gives the turned size as it opens it); mlplab turned it again, so a TIFF came out
+    unlike the same photo as a PNG (turned twice, or refused as of another size). Whichever
+    Pillow is here, a TIFF reads as the PNG does."""
     from mlplab.data.folder import read_image
 
     upright = np.random.RandomState(2).randint(0, 256, (4, 6, 3)).astype(np.uint8)
@@ -1308,18 +1308,19 @@ def test_a_tiff_is_turned_once_whether_or_not_pillow_turns_it(tmp_path):
 
 
 def test_a_run_on_tiffs_that_mlplab_turned_twice_is_told_so(tmp_path):
-    """Decoding 3 turned such TIFFs a second time where Pillow turns them itself: a run made
-    then saw other pixels than a run now, which evaluate and resume refuse, naming the file."""
+    """Decoding 3 turned such TIFFs a second time, Pillow having turned them as it loaded them:
+    a run made then saw other pixels than a run now, which evaluate and resume refuse, naming
+    the file."""
     from mlplab.data.folder import _pillow_turns_tiffs, decoded_otherwise_before
 
     upright = np.zeros((4, 6, 3), np.uint8)
     _save_oriented(tmp_path / "pics" / "a" / "1.tif", upright, 6)
     found = decoded_otherwise_before(tmp_path / "pics", 3)
-    if not _pillow_turns_tiffs():  # Pillow before 13: such a TIFF was turned once, as now
+    if not _pillow_turns_tiffs()[0]:  # a Pillow that reads TIFFs as stored: turned once
         assert found is None
         return
     assert found is not None and found[0] == tmp_path / "pics" / "a" / "1.tif"
-    assert "a TIFF with an EXIF orientation, which Pillow 13 and later turn" in found[1]
+    assert "a TIFF with an EXIF orientation, which Pillow turns as it loads it" in found[1]
     assert decoded_otherwise_before(tmp_path / "pics", 4) is None
 
 

@@ -68,8 +68,8 @@ CACHE_VERSION = 5
 #: on pixels its model never saw: 1, the first; 2 (29 Nov 2026, e39bd28), 16-bit, 32-bit and
 #: floating-point greyscale scaled to 0..255 (they were clipped); 3 (30 Nov 2026, b57131d), photos
 #: turned upright as their EXIF orientation says (they were read as stored); 4 (2 Dec 2026), a
-#: TIFF with an orientation is not turned a second time where Pillow (13 and later) turns it as
-#: it loads it. Bump it, and teach :func:`decoded_otherwise_before` the change, when decoding
+#: TIFF with an orientation is not turned a second time, Pillow (9 and 13 at least) turning it
+#: as it loads it. Bump it, and teach :func:`decoded_otherwise_before` the change, when decoding
 #: changes the pixels of a file.
 DECODING = 4
 #: Pillow modes of the greyscale images that decoding 1 clipped to 0..255 and later ones scale
@@ -356,14 +356,22 @@ _ORIENTATION = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: 
 
 
 def _orientation(im: Image.Image) -> int:
-    """The EXIF orientation still to apply to ``im`` (1, upright as stored, when it has none).
-    Cameras and phones store a photo as the sensor read it and record here how to turn it;
-    every viewer shows it turned, so the network must see it turned too. Damaged EXIF counts as
-    none: the pixels are still fine. A TIFF that Pillow itself turns as it opens and loads it
-    (newer versions do: its size is the turned one from the start) has none left to apply."""
-    if im.format == "TIFF" and _pillow_turns_tiffs():
+    """The EXIF orientation still to apply to ``im`` once loaded (1, upright as stored, when it
+    has none). Cameras and phones store a photo as the sensor read it and record here how to
+    turn it; every viewer shows it turned, so the network must see it turned too. Damaged EXIF
+    counts as none: the pixels are still fine. A TIFF that Pillow itself turns as it loads it
+    (Pillow 9 does, and 13) has none left to apply."""
+    if im.format == "TIFF" and _pillow_turns_tiffs()[0]:
         return 1
     return _stored_orientation(im)
+
+
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of ``im`` once turned upright, from its header alone: a quarter turn
+    swaps them, unless Pillow already gives a TIFF's turned size as it opens it (Pillow 13)."""
+    turned_already = im.format == "TIFF" and _pillow_turns_tiffs()[1]
+    quarter = _stored_orientation(im) in (5, 6, 7, 8)
+    return im.size[::-1] if quarter and not turned_already else im.size
 
 
 def _stored_orientation(im: Image.Image) -> int:
@@ -376,19 +384,24 @@ def _stored_orientation(im: Image.Image) -> int:
 
 
 @functools.cache
-def _pillow_turns_tiffs() -> bool:
-    """Whether this Pillow applies a TIFF's EXIF orientation itself (Pillow 13 does, earlier
-    versions read it as stored): asked of a 2 x 1 TIFF turned a quarter, whose size it then
-    gives as 1 x 2. mlplab turned such a TIFF a second time."""
+def _pillow_turns_tiffs() -> tuple[bool, bool]:
+    """Whether this Pillow turns a TIFF as its EXIF orientation says as it loads it (Pillow 9
+    and 13 do), and whether it gives the turned size as it opens it (13 does): asked of a 2 x 1
+    TIFF turned a quarter. mlplab turned such a TIFF a second time."""
     from PIL import Image
 
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    buffer = io.BytesIO()
-    Image.new("L", (2, 1)).save(buffer, "TIFF", exif=exif)
-    buffer.seek(0)
-    with Image.open(buffer) as im:
-        return bool(im.size == (1, 2))
+    try:
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        buffer = io.BytesIO()
+        Image.new("L", (2, 1)).save(buffer, "TIFF", exif=exif)
+        buffer.seek(0)
+        with Image.open(buffer) as im:
+            sized = im.size == (1, 2)
+            im.load()
+            return im.size == (1, 2), sized
+    except Exception:  # a Pillow that cannot write the probe: one that reads TIFFs as stored
+        return False, False
 
 
 def _upright(im: Image.Image, orientation: int) -> Image.Image:
@@ -414,6 +427,9 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
             if grey_only and im.mode not in GREY_MODES and not _grey_palette(im):
                 raise _ColourImage(path)
             orientation = _orientation(im)
+            # the pixels now: Pillow turns a TIFF as it loads it, and its size changes then
+            # (Pillow 9 gives the stored size until the load, which sized a resize wrongly)
+            im.load()
             if im.mode == "P" and isinstance(im.info.get("transparency"), bytes):
                 # a PNG palette with an alpha per colour: made L or RGB directly, Pillow warns
                 # (naming no file) that it "should be converted to RGBA images"; through RGBA
@@ -497,11 +513,11 @@ def decoded_otherwise_before(root: str | os.PathLike, decoding: int
                             return path, ("a photo with an EXIF orientation, which mlplab read "
                                           "as stored before 30 November 2026 and turns upright "
                                           "since")
-                        if decoding < 4 and im.format == "TIFF" and _pillow_turns_tiffs() \
+                        if decoding < 4 and im.format == "TIFF" and _pillow_turns_tiffs()[0] \
                                 and _stored_orientation(im) != 1:
-                            return path, ("a TIFF with an EXIF orientation, which Pillow 13 "
-                                          "and later turn as they load it and mlplab turned a "
-                                          "second time before 2 December 2026")
+                            return path, ("a TIFF with an EXIF orientation, which Pillow turns "
+                                          "as it loads it and mlplab turned a second time "
+                                          "before 2 December 2026")
                 except Exception:  # unreadable: loading the data reports it
                     continue
     return None
@@ -545,7 +561,7 @@ def _check_sampled_sizes(paths: list[Path], start: int, first_shape: tuple[int, 
     for other in sorted({paths[len(paths) // 2], paths[-1]} - {paths[start]}):
         try:
             with _decoding_file(other), open_image(other) as im:  # the header (and EXIF)
-                wh = im.size[::-1] if _orientation(im) in (5, 6, 7, 8) else im.size
+                wh = _upright_size(im)
         except Exception:  # unreadable: the decode reports it, in order
             continue
         if wh != (first_shape[1], first_shape[0]):
