@@ -8,6 +8,7 @@ import json
 import math
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -445,11 +446,32 @@ def test_a_report_without_reuse_replaces_the_earlier_one_whole(tmp_path):
     earlier = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert "data-samples.png" in earlier and (tmp_path / "tuning" / "study.db").is_file()
     (tmp_path / "figures" / "mine.png").write_bytes(b"mine")
+    # a report that fails to be written (a full disk) removes nothing of the earlier one
+    import mlplab.io
+
+    write_json = mlplab.io.write_json
+
+    def full_disk(path, obj, **kw):
+        if Path(path).name == "report.json":
+            raise OSError(28, "No space left on device")
+        return write_json(path, obj, **kw)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(mlplab.io, "write_json", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"])
+    assert set(earlier) <= {p.name for p in (tmp_path / "figures").iterdir()}
+    assert (tmp_path / "tuning" / "study.db").is_file()
     result = reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"])
     left = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert left == sorted(["mine.png", *(Path(f).name for s in result.sections
                                          for f in s.figures())])
     assert not (tmp_path / "tuning").exists() and not (tmp_path / ".report-new").exists()
+    # a tuning/ that the replaced report did not make (its search was not run) is not its own
+    (tmp_path / "tuning").mkdir()
+    (tmp_path / "tuning" / "notes.txt").write_text("mine")
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"])
+    assert (tmp_path / "tuning" / "notes.txt").read_text() == "mine"
 
 
 def test_a_report_md_that_mlplab_did_not_write_is_not_overwritten(tmp_path):
@@ -462,10 +484,19 @@ def test_a_report_md_that_mlplab_did_not_write_is_not_overwritten(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
 
 
-def test_the_stage_times_add_up_to_the_total(tmp_path):
+def test_the_stage_times_add_up_to_the_total(tmp_path, monkeypatch):
     """The total wall time is the command's, imports and environment probes included; the
     stages' rows did not add up to it (every stage 0.0 s, a total of 2.6 s) until a row for
     the time outside them."""
+    import mlplab.report.runner as runner
+
+    run_stages = runner._run_stages
+
+    def slow_start(*args, **kwargs):  # time outside every stage, whatever was imported before
+        time.sleep(1.5)  # beyond the rows' rounding, 0.05 s each
+        return run_stages(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_run_stages", slow_start)
     result = reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"])
     env = next(s for s in result.sections if s.key == "environment")
     table = next(b for b in env.blocks if isinstance(b, Table))

@@ -529,39 +529,54 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
         raise KeyboardInterrupt
     # the report, its figures and tuning/ change together: Ctrl-C waits until all are written
     with interrupts.deferred():
-        _move_staged(ctx)
+        stale = _move_staged(ctx)
         write_json(js, doc)
         md, html = _render(ctx.out, title, intro, sections)
+        # only once the new report is written: a failed write (a full disk) or a kill before
+        # it left the earlier report.json naming figures and a search already deleted
+        _remove(stale)
     return ReportResult(ctx.out, md, html, js, sections, total,
                         tuple(s.key for s in sections if s.key in ctx.reused))
 
 
-def _move_staged(ctx: Context) -> None:
-    """Put this run's figures and tuning/ in place of the earlier report's. A report that
-    replaces the earlier one whole (``ctx.replaced``) also removes the earlier figures it does
-    not draw again, and the earlier tuning/ if it has none: only files that report listed."""
+def _move_staged(ctx: Context) -> list[Path]:
+    """Put this run's figures and tuning/ in place of the earlier report's, and return what of
+    the earlier report is left to remove once the new one is written: where it replaces the
+    earlier report whole (``ctx.replaced``), the earlier figures it does not draw again and the
+    earlier search's tuning/ if it has none (only what that report listed, or ran)."""
     staged = ctx.staging / ctx.FIGURES
+    stale: list[Path] = []
     if ctx.replaced is not None:
         for section in ctx.replaced["sections"].values():
             for rel in (section.get("figures") or []) if isinstance(section, dict) else []:
                 name = Path(str(rel)).name
                 if str(rel) == f"{ctx.FIGURES}/{name}" and not (staged / name).exists():
-                    (ctx.out / ctx.FIGURES / name).unlink(missing_ok=True)
+                    stale.append(ctx.out / ctx.FIGURES / name)
     if staged.is_dir():
         (ctx.out / ctx.FIGURES).mkdir(exist_ok=True)
         for f in staged.iterdir():
             os.replace(f, ctx.out / ctx.FIGURES / f.name)
     tuning = ctx.staging / "tuning"
     old = ctx.out / "tuning"
-    trash = ctx.staging / "tuning-old"  # removed with the staging folder
     if tuning.is_dir():
         if old.exists():
-            os.replace(old, trash)
+            os.replace(old, ctx.staging / "tuning-old")  # removed with the staging folder
         os.replace(tuning, old)
         _repoint(old / "summary.json", str(tuning), str(old))
-    elif ctx.replaced is not None and "q3_tuning" in ctx.replaced["sections"] and old.is_dir():
-        ctx.staging.mkdir(exist_ok=True)
-        os.replace(old, trash)
+    elif ctx.replaced is not None and old.is_dir():
+        searched = ctx.replaced["sections"].get("q3_tuning")
+        if isinstance(searched, dict) and searched.get("status") == "ok":  # its search, then
+            stale.append(old)
+    return stale
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    """Delete these files and folders, what is already gone included."""
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _repoint(path: Path, before: str, after: str) -> None:
