@@ -9,12 +9,12 @@
 
 It follows scikit-learn's conventions: hyperparameters are stored untouched by ``__init__`` and
 validated in ``fit``; fitted state ends with ``_`` (``classes_``, ``n_features_in_``, ``model_``,
-``loss_curve_``, ``n_iter_``, ``t_``); labels may be any values (strings included); ``random_state``
-makes a fit reproducible. Like ``sklearn.neural_network.MLPClassifier`` it trains for up to
-``max_epochs`` epochs and stops earlier once the mean training loss of an epoch has not improved by
-``tol`` for more than ``n_iter_no_change`` epochs, or, with ``early_stopping=True``, once the
-accuracy on a held-out ``validation_fraction`` stops improving (the best parameters are then
-restored).
+``loss_curve_``, ``best_loss_``, ``n_iter_``, ``t_``); labels may be any values (strings
+included); ``random_state`` makes a fit reproducible. Like
+``sklearn.neural_network.MLPClassifier`` it trains for up to ``max_epochs`` epochs and stops
+earlier once the mean training loss of an epoch has not improved by ``tol`` for more than
+``n_iter_no_change`` epochs, or, with ``early_stopping=True``, once the accuracy on a held-out
+``validation_fraction`` stops improving (the best parameters are then restored).
 ``partial_fit`` trains one epoch per call on the data it is given, carrying the optimiser's state
 from call to call, for data that arrive in chunks.
 
@@ -329,6 +329,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                                           len(encoder.classes_))
         batch_size = min(int(self.batch_size), len(Xa))
         convergence = _Convergence(self.tol, 0 if self.early_stopping else self.n_iter_no_change)
+        if warm and not self.early_stopping:
+            # scikit-learn's warm start goes on from its best loss and no-improvement count: a
+            # fit after one that had stopped on the rule stops after its first epoch
+            best = getattr(self, "best_loss_", None)
+            convergence.best = np.inf if best is None else float(best)
+            convergence.bad = int(getattr(self, "_no_improvement_count", 0))
         # the settings _check_params validated: a smaller batch (at least 1 row), a seed and
         # patience (n_iter_no_change, checked there) keep them valid
         trainer = Trainer._checked(dataclasses.replace(
@@ -348,6 +354,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if not warm:
             self._new_network(model, record)
         self._record(trainer, convergence, trainer.iteration * batch_size)
+        # (as scikit-learn's: the lowest epoch loss, None with early stopping)
+        self.best_loss_ = None if self.early_stopping or not np.isfinite(convergence.best) \
+            else convergence.best
+        self._no_improvement_count = convergence.bad
         if self.early_stopping:
             self.validation_scores_ = list(history.val_acc)
             self.best_validation_score_ = history.best_val_acc

@@ -674,6 +674,8 @@ def test_a_prefix_of_a_flag_is_refused_not_taken_for_it(argv, meant, capsys):
     (["data", "show", "digits", "--ou", "f.png"], "unrecognized arguments: --ou f.png "
                                                   "(did you mean --out?)"),
     (["data", "show", "digits"], "the following arguments are required: --out"),
+    (["data", "show"], "the following arguments are required: NAME, --out"),
+    (["tune", "--trials", "0"], "argument --trials: expected a positive integer; got '0'"),
 ])
 def test_an_unknown_flag_is_named_before_a_missing_required_one(argv, said, capsys):
     """argparse checks required flags before it reports unknown words: ``mlplab tune --tri 1``
@@ -681,7 +683,17 @@ def test_an_unknown_flag_is_named_before_a_missing_required_one(argv, said, caps
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(said)
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].endswith(said)
+    # the usage above the error still shows a required flag as required
+    assert "[--trials N]" not in err and "[--out FILE]" not in err
+
+
+def test_help_shows_required_flags_as_required(capsys):
+    with pytest.raises(SystemExit):
+        main(["tune", "--help"])
+    out = capsys.readouterr().out
+    assert " --trials N " in out and "[--trials N]" not in out
 
 
 @pytest.mark.parametrize("flags,said", [

@@ -215,6 +215,26 @@ def test_the_loss_based_stop_is_scikit_learns_rule(digits):
     assert clf.n_iter_ == stop and clf.loss_curve_ == curve[:stop]
 
 
+def test_a_warm_start_goes_on_counting_as_scikit_learns_does(digits):
+    """scikit-learn keeps its best loss and no-improvement count across warm-started fits: a
+    fit after one that stopped on the rule stops after its first epoch. mlplab counted afresh
+    (three more epochs). A tolerance no epoch meets makes the two stop on the same epochs."""
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X_tr, _, y_tr, _ = digits
+    kw = dict(tol=1e3, n_iter_no_change=1, warm_start=True, random_state=0, max_iter=50)
+    ours = MLPClassifier(hidden_sizes=(8,), **{k: v for k, v in kw.items() if k != "max_iter"},
+                         max_epochs=50)
+    theirs = SkMLP(hidden_layer_sizes=(8,), **kw)
+    for _ in range(2):
+        ours.fit(X_tr, y_tr)
+        theirs.fit(X_tr, y_tr)
+        assert len(ours.loss_curve_) == len(theirs.loss_curve_)
+    assert ours.best_loss_ == min(ours.loss_curve_)
+    assert MLPClassifier(hidden_sizes=(8,), early_stopping=True, max_epochs=2,
+                         random_state=0).fit(X_tr, y_tr).best_loss_ is None
+
+
 def test_samples_seen_count_a_batch_capped_at_the_training_set(digits):
     """``batch_size`` above the number of samples trains on batches of all of them (as
     scikit-learn does): each epoch sees 60 samples, not 500."""

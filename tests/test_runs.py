@@ -1631,7 +1631,7 @@ def test_a_run_whose_images_an_older_mlplab_decoded_otherwise_is_refused(tmp_pat
                 saved[self.folder] = (self.folder / "checkpoint.npz").read_bytes()
 
     full = train_run(options, out=run, plots=False, callbacks=[Keep(run)])
-    assert full.metrics["image_decoding"] == 3
+    assert full.metrics["image_decoding"] == 4
     assert evaluate_run(run)["accuracy"] == pytest.approx(full.metrics["val_accuracy"])
     # written by this mlplab before it recorded image_decoding: the environment tells
     _forget_records(run / "metrics.json", {"image_decoding"})
@@ -1727,7 +1727,7 @@ def test_evaluating_an_interrupted_run_says_whose_model_it_is(tmp_path, digits):
     train_run(FAST, out=run, data=digits, plots=False, callbacks=[CtrlC()])
     with pytest.warns(UserWarning, match=re.escape(
             f"{run} was interrupted: its model is the one saved when it stopped after 2 epochs; "
-            f"mlplab train --resume {run} finishes it.")):
+            f"resume_run({str(run)!r}) finishes it.")):
         evaluate_run(run, data=digits)
     later = (run / "model.npz").stat().st_mtime + 5  # as if resumed and killed at a later epoch
     os.utime(run / "checkpoint.npz", (later, later))

@@ -212,23 +212,46 @@ def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
         _no_abbreviations(child)
 
 
-@contextlib.contextmanager
-def _required_flags_relaxed(parser: argparse.ArgumentParser) -> Iterator[None]:
-    """Within: no flag of ``parser`` or its sub-commands is required."""
-    required = []
-    stack = [parser]
+class _Abandoned(Exception):
+    """A parse of :func:`_reject_unknown_before_required` that met an error of its own."""
+
+
+def _reject_unknown_before_required(parser: argparse.ArgumentParser,
+                                    argv: Sequence[str]) -> None:
+    """Reject unknown flags as :func:`_reject_unknown` does, before argparse would refuse a
+    missing required flag: a quiet parse with no flag required. Any other error it meets (a bad
+    value, a missing positional), and ``--help``, are left to the real parse, whose usage shows
+    the required flags as required."""
+    if any(word in ("-h", "--help") for word in argv):
+        return
+    parsers, stack = [], [parser]
     while stack:
         p = stack.pop()
-        required += [a for a in p._actions if a.required and a.option_strings]
+        parsers.append(p)
         sub = _subcommands(p)
         stack += list(sub.choices.values()) if sub is not None else []
-    for action in required:
-        action.required = False
+    required = [a for p in parsers for a in p._actions if a.required and a.option_strings]
+
+    def abandon(message: str) -> NoReturn:
+        raise _Abandoned(message)
+
     try:
-        yield
+        for action in required:
+            action.required = False
+        for p in parsers:
+            p.error = abandon  # type: ignore[method-assign]
+        try:
+            args, unknown = parser.parse_known_args(argv)
+        except _Abandoned:
+            return
     finally:
         for action in required:
             action.required = True
+        for p in parsers:
+            del p.error  # back to the class's method
+    if unknown:
+        args.argv = list(argv)
+        _reject_unknown(parser, args, unknown)
 
 
 def _action(args: argparse.Namespace) -> str | None:
@@ -373,14 +396,13 @@ def _main(argv: Sequence[str] | None) -> int:
         # before the parse: it would first refuse a choice that only the plugin adds
         # (--activation elu) as invalid, and the user would never learn where --plugin goes
         _reject_unknown(parser, argparse.Namespace(command=command), late)
-    with _required_flags_relaxed(parser):
-        # an unknown flag first: argparse checks required ones before it sees unknown words, so
-        # `mlplab tune --tri 1` said "--trials is required" and never named --tri as the typo
-        args, unknown = parser.parse_known_args(argv)
+    # an unknown flag first: argparse checks required flags before it reports unknown words,
+    # so `mlplab tune --tri 1` said "--trials is required" and never named --tri as the typo
+    _reject_unknown_before_required(parser, argv)
+    args, unknown = parser.parse_known_args(argv)
     args.argv = list(argv)  # the words of this command (main([...]) is not sys.argv's)
     if unknown:
         _reject_unknown(parser, args, unknown)
-    args = parser.parse_args(argv, argparse.Namespace(argv=list(argv)))  # now required ones
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

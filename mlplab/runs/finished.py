@@ -81,13 +81,19 @@ def _started_run_hint(run_dir: Path) -> str | None:
             return ("its loss diverged, so it saved no model; start a new run with other "
                     f"settings (a lower {setting('--lr', 'lr')}, say), with the same "
                     f"{setting('--out', 'out')} if you like")
-        command = setting(
-            f"mlplab torch train --resume {shell_command([path_word(run_dir)])}",
-            f"mlplab.torch_mlp.resume_run({str(run_dir)!r})")
+        command = _resume_setting(run_dir, torch=True)
     else:
-        command = setting(resume_command(run_dir), f"resume_run({str(run_dir)!r})")
+        command = _resume_setting(run_dir, torch=False)
     return (f"it stopped before its first epoch ended, so it saved no model; train it with "
             f"{command}")
+
+
+def _resume_setting(run_dir: Path, torch: bool) -> str:
+    """How a user resumes the run in ``run_dir``: the command, or for a Python caller the call."""
+    if torch:
+        return setting(f"mlplab torch train --resume {shell_command([path_word(run_dir)])}",
+                       f"mlplab.torch_mlp.resume_run({str(run_dir)!r})")
+    return setting(resume_command(run_dir), f"resume_run({str(run_dir)!r})")
 
 
 def other_output_hint(folder: Path) -> str | None:
@@ -243,9 +249,7 @@ def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None
         return
     epochs = metrics.get("epochs")
     at = f" after {epochs} epochs" if is_int(epochs) else ""
-    torch = (run_dir / TORCH_CHECKPOINT_FILE).exists()
-    resume = shell_command(["mlplab", *(["torch"] if torch else []), "train", "--resume",
-                            path_word(run_dir)])
+    resume = _resume_setting(run_dir, torch=(run_dir / TORCH_CHECKPOINT_FILE).exists())
     newer = ""
     model = run_dir / MODEL_FILE
     for name in (TORCH_CHECKPOINT_FILE, CHECKPOINT_FILE):
