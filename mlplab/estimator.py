@@ -89,14 +89,17 @@ class _Convergence(Callback):
         self.epoch_loss.append(mean)
         if self.tol is None:  # no loss-based stop: only record the curve
             return
-        if mean > self.best - self.tol:
-            self.bad += 1
-        else:
-            self.bad = 0
-        self.best = min(self.best, mean)
+        self.count(mean)
         # scikit-learn stops when the count *exceeds* n_iter_no_change: its epochs, not one fewer
         if self.patience and self.bad > self.patience:
             trainer.stop = True
+
+    def count(self, mean: float, tol: float | None = None) -> None:
+        """Count an epoch of mean loss ``mean`` as scikit-learn does: no improvement unless it
+        beats the best so far by ``tol`` (this rule's own by default)."""
+        tol = (self.tol or 0.0) if tol is None else tol
+        self.bad = self.bad + 1 if mean > self.best - tol else 0
+        self.best = min(self.best, mean)
 
 
 #: how a network of a wider dtype is had here (the estimator has no dtype parameter: its
@@ -332,9 +335,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if warm and not self.early_stopping:
             # scikit-learn's warm start goes on from its best loss and no-improvement count: a
             # fit after one that had stopped on the rule stops after its first epoch
-            best = getattr(self, "best_loss_", None)
-            convergence.best = np.inf if best is None else float(best)
-            convergence.bad = int(getattr(self, "_no_improvement_count", 0))
+            self._carry_into(convergence)
         # the settings _check_params validated: a smaller batch (at least 1 row), a seed and
         # patience (n_iter_no_change, checked there) keep them valid
         trainer = Trainer._checked(dataclasses.replace(
@@ -354,10 +355,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if not warm:
             self._new_network(model, record)
         self._record(trainer, convergence, trainer.iteration * batch_size)
-        # (as scikit-learn's: the lowest epoch loss, None with early stopping)
-        self.best_loss_ = None if self.early_stopping or not np.isfinite(convergence.best) \
-            else convergence.best
-        self._no_improvement_count = convergence.bad
+        self._carry_from(convergence, keep=not self.early_stopping)
         if self.early_stopping:
             self.validation_scores_ = list(history.val_acc)
             self.best_validation_score_ = history.best_val_acc
@@ -483,9 +481,29 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         # every batch is full but the last, which ends the epoch (with fewer rows, or more)
         self._record(trainer, convergence,
                      len(Xa) if trainer.epoch else trainer.iteration * batch_size)
+        # scikit-learn's partial_fit counts its epochs for the stopping rule too (without
+        # stopping on it), which a later warm-started fit goes on from
+        rule = _Convergence(self.tol, 0)
+        if not new:
+            self._carry_into(rule)
+        for mean in convergence.epoch_loss:
+            rule.count(mean, tol=0.0 if self.tol is None else self.tol)
+        self._carry_from(rule, keep=True)
         self.validation_scores_ = self.best_validation_score_ = None
         _raise_if_interrupted(self.history_)
         return self
+
+    def _carry_into(self, rule: _Convergence) -> None:
+        """Start ``rule`` from this fitted estimator's best loss and no-improvement count."""
+        best = getattr(self, "best_loss_", None)  # (an estimator pickled without them: afresh)
+        rule.best = np.inf if best is None else float(best)
+        rule.bad = int(getattr(self, "_no_improvement_count", 0))
+
+    def _carry_from(self, rule: _Convergence, keep: bool) -> None:
+        """Keep ``rule``'s best loss (``best_loss_``, as scikit-learn's; None with early
+        stopping, ``keep`` False) and no-improvement count for a later warm start."""
+        self.best_loss_ = float(rule.best) if keep and np.isfinite(rule.best) else None
+        self._no_improvement_count = rule.bad if keep else 0
 
     def _draw_seed(self) -> int:
         """The seed of a new network and its trainer, drawn from ``random_state``."""

@@ -1322,6 +1322,7 @@ def test_a_run_on_tiffs_that_mlplab_turned_twice_is_told_so(tmp_path):
     assert found is not None and found[0] == tmp_path / "pics" / "a" / "1.tif"
     assert "a TIFF with an EXIF orientation, which Pillow turns as it loads it" in found[1]
     assert decoded_otherwise_before(tmp_path / "pics", 4) is None
+    assert decoded_otherwise_before(tmp_path / "pics", 2) is None  # turned by Pillow alone
 
 
 def test_an_exif_orientation_beyond_the_eight_is_read_as_upright(tmp_path):

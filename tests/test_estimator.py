@@ -233,6 +233,21 @@ def test_a_warm_start_goes_on_counting_as_scikit_learns_does(digits):
     assert ours.best_loss_ == min(ours.loss_curve_)
     assert MLPClassifier(hidden_sizes=(8,), early_stopping=True, max_epochs=2,
                          random_state=0).fit(X_tr, y_tr).best_loss_ is None
+    # partial_fit counts its epochs for the rule too (without stopping), and a warm fit after
+    # it goes on from there; best_loss_ follows every epoch
+    classes = np.unique(y_tr)
+    ours = MLPClassifier(hidden_sizes=(8,), max_epochs=50, tol=1e3, n_iter_no_change=1,
+                         random_state=0)
+    theirs = SkMLP(hidden_layer_sizes=(8,), max_iter=50, tol=1e3, n_iter_no_change=1,
+                   random_state=0)
+    for _ in range(3):
+        ours.partial_fit(X_tr, y_tr, classes=classes)
+        theirs.partial_fit(X_tr, y_tr, classes=classes)
+    assert ours._no_improvement_count == theirs._no_improvement_count == 2
+    assert ours.best_loss_ == min(ours.loss_curve_)
+    ours.set_params(warm_start=True).fit(X_tr, y_tr)
+    theirs.set_params(warm_start=True).fit(X_tr, y_tr)
+    assert len(ours.loss_curve_) == len(theirs.loss_curve_) == 4
 
 
 def test_samples_seen_count_a_batch_capped_at_the_training_set(digits):

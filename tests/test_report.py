@@ -456,12 +456,17 @@ def test_a_report_without_reuse_replaces_the_earlier_one_whole(tmp_path):
             raise OSError(28, "No space left on device")
         return write_json(path, obj, **kw)
 
+    def contents():
+        return {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*")
+                if p.is_file() and ".report-new" not in p.parts}
+
+    before = contents()
     with pytest.MonkeyPatch.context() as m:
         m.setattr(mlplab.io, "write_json", full_disk)
-        with pytest.raises(OSError, match="No space left"):
-            reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"])
-    assert set(earlier) <= {p.name for p in (tmp_path / "figures").iterdir()}
-    assert (tmp_path / "tuning" / "study.db").is_file()
+        for only, seed in ((["q2"], 0), (["data", "q3_tuning"], 1)):  # (a new search, too)
+            with pytest.raises(OSError, match="No space left"):
+                reproduce("digits", TINY, out=tmp_path, log=False, only=only, seed=seed)
+            assert contents() == before, only
     result = reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"])
     left = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert left == sorted(["mine.png", *(Path(f).name for s in result.sections
@@ -472,6 +477,25 @@ def test_a_report_without_reuse_replaces_the_earlier_one_whole(tmp_path):
     (tmp_path / "tuning" / "notes.txt").write_text("mine")
     reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"])
     assert (tmp_path / "tuning" / "notes.txt").read_text() == "mine"
+
+
+def test_a_search_that_failed_is_still_the_reports_own(tmp_path, monkeypatch):
+    """A search whose stage failed after the study was written (a plot that raised) leaves its
+    tuning/ in place, and the section "not run": the next report without a search took it for a
+    folder of the user's and kept it for good."""
+    from mlplab.report import figures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a plot that fails")
+
+    with monkeypatch.context() as m:
+        m.setattr(figures, "optimisation_history", broken)
+        first = reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_tuning"])
+    assert {s.key: s for s in first.sections}["q3_tuning"].status != "ok"
+    assert (tmp_path / "tuning").is_dir()
+    assert json.loads((tmp_path / "report.json").read_text())["owns_tuning"] is True
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"])
+    assert not (tmp_path / "tuning").exists()
 
 
 def test_a_report_md_that_mlplab_did_not_write_is_not_overwritten(tmp_path):

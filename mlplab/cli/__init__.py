@@ -248,7 +248,8 @@ def _reject_unknown_before_required(parser: argparse.ArgumentParser,
         for action in required:
             action.required = True
         for p in parsers:
-            del p.error  # back to the class's method
+            vars(p).pop("error", None)  # back to the class's method (also if a Ctrl-C came
+            # before every parser was patched)
     if unknown:
         args.argv = list(argv)
         _reject_unknown(parser, args, unknown)

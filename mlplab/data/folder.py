@@ -513,7 +513,8 @@ def decoded_otherwise_before(root: str | os.PathLike, decoding: int
                             return path, ("a photo with an EXIF orientation, which mlplab read "
                                           "as stored before 30 November 2026 and turns upright "
                                           "since")
-                        if decoding < 4 and im.format == "TIFF" and _pillow_turns_tiffs()[0] \
+                        # (decoding 2 did not turn photos at all: a TIFF was Pillow's alone)
+                        if decoding == 3 and im.format == "TIFF" and _pillow_turns_tiffs()[0] \
                                 and _stored_orientation(im) != 1:
                             return path, ("a TIFF with an EXIF orientation, which Pillow turns "
                                           "as it loads it and mlplab turned a second time "

@@ -9,6 +9,7 @@ found) never blocks the rest of the report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -528,23 +529,38 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
     if interrupts.requested():  # a Ctrl-C that Python dropped: the user asked to stop
         raise KeyboardInterrupt
     # the report, its figures and tuning/ change together: Ctrl-C waits until all are written
+    # whether tuning/ is this report's: its search made it now, or a kept search made it
+    doc["owns_tuning"] = (ctx.staging / "tuning").is_dir() or (
+        earlier is not None and "q3_tuning" in ctx.reused and _owns_tuning(earlier))
     with interrupts.deferred():
-        stale = _move_staged(ctx)
-        write_json(js, doc)
-        md, html = _render(ctx.out, title, intro, sections)
-        # only once the new report is written: a failed write (a full disk) or a kill before
-        # it left the earlier report.json naming figures and a search already deleted
+        moves, stale = _move_staged(ctx)
+        try:
+            write_json(js, doc)
+        except BaseException:
+            # (a full disk): the earlier report.json stays, so do its figures and search
+            _undo(moves)
+            raise
+        md, html = _render(ctx.out, title, intro, sections)  # (render() makes them again)
+        # only once the new report is written: a failed write or a kill before it left the
+        # earlier report.json naming figures and a search already deleted
         _remove(stale)
     return ReportResult(ctx.out, md, html, js, sections, total,
                         tuple(s.key for s in sections if s.key in ctx.reused))
 
 
-def _move_staged(ctx: Context) -> list[Path]:
-    """Put this run's figures and tuning/ in place of the earlier report's, and return what of
+def _move_staged(ctx: Context) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """Put this run's figures and tuning/ in place of the earlier report's, the replaced ones
+    set aside in the staging folder. Returns the moves made (``_undo`` reverts them) and what of
     the earlier report is left to remove once the new one is written: where it replaces the
     earlier report whole (``ctx.replaced``), the earlier figures it does not draw again and the
-    earlier search's tuning/ if it has none (only what that report listed, or ran)."""
+    earlier search's tuning/ if it has none (only what that report listed, or made)."""
     staged = ctx.staging / ctx.FIGURES
+    moves: list[tuple[Path, Path]] = []
+
+    def move(src: Path, dst: Path) -> None:
+        os.replace(src, dst)
+        moves.append((src, dst))
+
     stale: list[Path] = []
     if ctx.replaced is not None:
         for section in ctx.replaced["sections"].values():
@@ -554,20 +570,38 @@ def _move_staged(ctx: Context) -> list[Path]:
                     stale.append(ctx.out / ctx.FIGURES / name)
     if staged.is_dir():
         (ctx.out / ctx.FIGURES).mkdir(exist_ok=True)
-        for f in staged.iterdir():
-            os.replace(f, ctx.out / ctx.FIGURES / f.name)
+        aside = ctx.staging / "figures-old"
+        aside.mkdir(exist_ok=True)
+        for f in sorted(staged.iterdir()):
+            if (ctx.out / ctx.FIGURES / f.name).exists():
+                move(ctx.out / ctx.FIGURES / f.name, aside / f.name)
+            move(f, ctx.out / ctx.FIGURES / f.name)
     tuning = ctx.staging / "tuning"
     old = ctx.out / "tuning"
     if tuning.is_dir():
         if old.exists():
-            os.replace(old, ctx.staging / "tuning-old")  # removed with the staging folder
-        os.replace(tuning, old)
+            move(old, ctx.staging / "tuning-old")  # removed with the staging folder
+        move(tuning, old)
         _repoint(old / "summary.json", str(tuning), str(old))
-    elif ctx.replaced is not None and old.is_dir():
-        searched = ctx.replaced["sections"].get("q3_tuning")
-        if isinstance(searched, dict) and searched.get("status") == "ok":  # its search, then
-            stale.append(old)
-    return stale
+    elif ctx.replaced is not None and old.is_dir() and _owns_tuning(ctx.replaced):
+        stale.append(old)
+    return moves, stale
+
+
+def _owns_tuning(report: dict[str, Any]) -> bool:
+    """Whether the tuning/ beside ``report`` (a report.json) is that report's: it says so, or,
+    written before it did, its search ran."""
+    if "owns_tuning" in report:
+        return report["owns_tuning"] is True
+    searched = report.get("sections", {}).get("q3_tuning")
+    return isinstance(searched, dict) and searched.get("status") == "ok"
+
+
+def _undo(moves: Sequence[tuple[Path, Path]]) -> None:
+    """Put back what :func:`_move_staged` moved, last first."""
+    for src, dst in reversed(moves):
+        with contextlib.suppress(OSError):
+            os.replace(dst, src)
 
 
 def _remove(paths: Sequence[Path]) -> None:
