@@ -350,6 +350,28 @@ def test_a_run_ended_by_early_stopping_and_killed_as_it_saved_is_not_short_of_ep
     assert f" {made.metrics['epochs']} (early) " in capsys.readouterr().out
 
 
+def test_a_run_of_iterations_killed_short_of_them_reads_as_short(digits, tmp_path, capsys):
+    """A run given --iters has no epoch count in its config: killed, it read a bare "1", as if
+    it were done. Its length is the whole epochs its iterations make (as its metrics count them
+    when it ends), from its checkpoint, and for a run stopped with Ctrl-C from its metrics."""
+    full = train_run({**TINY, "iters": 90}, out=tmp_path / "full", data=digits, plots=False)
+    whole = full.metrics["epochs"]
+    assert whole > 2 and summarize_run(tmp_path / "full")["of_epochs"] == whole
+    killed = tmp_path / "killed"
+    with pytest.raises(MemoryError):
+        train_run({**TINY, "iters": 90}, out=killed, data=digits, plots=False,
+                  callbacks=[Crash(1)])
+    record = summarize_run(killed)
+    assert (record["status"], record["epochs"], record["of_epochs"]) == ("unfinished", 1, whole)
+    stopped = tmp_path / "stopped"
+    train_run({**TINY, "iters": 90}, out=stopped, data=digits, plots=False,
+              callbacks=[CtrlC(2)])
+    record = summarize_run(stopped)
+    assert (record["status"], record["epochs"], record["of_epochs"]) == ("interrupted", 2, whole)
+    assert main(["runs", str(killed)]) == 0
+    assert f" 1/{whole} " in capsys.readouterr().out
+
+
 def test_a_run_in_its_first_epoch_is_listed_as_unfinished(runs, tmp_path):
     """A run writes config.json, then its first checkpoint only when the first epoch ends (on
     CIFAR-10, minutes later): such a run, still training or killed during that epoch (which

@@ -185,6 +185,13 @@ class RunConfig:
         return cls(**d)
 
 
+def iterations_per_epoch(batch_size: int, sampling: str, n: int) -> int:
+    """The iterations of an epoch of ``n`` training rows: the exercise's ``max(N // B, 1)``,
+    with the batch capped at ``n`` when each epoch shuffles the rows."""
+    batch = min(batch_size, n) if sampling == "shuffle" else batch_size
+    return max(n // batch, 1)
+
+
 def build_config(preset: str | None = None, base: Mapping[str, Any] | None = None,
                  **options: Any) -> RunConfig:
     """A validated :class:`RunConfig`: the defaults, then preset ``preset``, then ``base`` (the

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplab import io
+from mlplab.runs.config import iterations_per_epoch
 from mlplab.runs.files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -182,12 +183,23 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         **{k: _number(metrics.get(k)) for k in ("train_accuracy", "val_accuracy",
                                                    "best_val_accuracy", "test_accuracy")},
     )
+    steps: int | None = None  # iterations an epoch, where the run says
+    if isinstance(metrics.get("train_size"), int) and isinstance(config.get("batch_size"), int):
+        steps = iterations_per_epoch(config["batch_size"], str(config.get("sampling", "shuffle")),
+                                     metrics["train_size"])
     if not metrics and _is_file(_checkpoint_of(run)):
         figures, per_epoch = _progress(_checkpoint_of(run))
+        steps = figures.pop("iterations_per_epoch", None)
         record.update(figures)
         if holder is not None and per_epoch is not None and \
                 isinstance(record["of_epochs"], int) and isinstance(record["epochs"], int):
             record["seconds_left"] = max(record["of_epochs"] - record["epochs"], 0) * per_epoch
+    iters = config.get("iters")
+    if record["of_epochs"] is None and isinstance(iters, int) and iters > 0 and steps:
+        # a run of --iters: its whole epochs, as its metrics count them when it ends (1,000
+        # iterations of 245 an epoch: 4, and 20 iterations), so that one killed short of them
+        # reads 3/4, not a bare 3
+        record["of_epochs"] = iters // steps
     return record
 
 
@@ -218,8 +230,11 @@ def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
     # a run that early stopping had ended, killed as it wrote its results: it trains no more
     # (its resume only writes them), so it is not listed as short of its epochs
     early = history.stopped_early is True
+    iteration = progress["iteration"]
+    # at an epoch's end (where a killed run's checkpoint is) the iterations are whole epochs
+    steps = iteration // epochs if epochs and iteration % epochs == 0 else None
     return ({"epochs": epochs, "seconds": seconds, "best_val_accuracy": _number(best),
-             "stopped_early": early, **last},
+             "stopped_early": early, "iterations_per_epoch": steps, **last},
             None if early else _number(pace) if pace is not None else None)
 
 

@@ -39,6 +39,7 @@ from mlplab.runs.config import (
     absolute_config_paths,
     build_config,
     check_same_settings,
+    iterations_per_epoch,
     loaded_with,
 )
 from mlplab.runs.files import (
@@ -622,5 +623,4 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
 
 
 def _per_epoch(cfg: RunConfig, n: int) -> int:
-    batch = min(cfg.batch_size, n) if cfg.sampling == "shuffle" else cfg.batch_size
-    return max(n // batch, 1)
+    return iterations_per_epoch(cfg.batch_size, cfg.sampling, n)
