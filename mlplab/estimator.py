@@ -87,9 +87,9 @@ class _Convergence(Callback):
         else:
             mean = float(np.mean(losses))
         self.epoch_loss.append(mean)
-        if self.tol is None:  # no loss-based stop: only record the curve
+        self.count(mean)  # (best_loss_ is kept also without a loss-based stop)
+        if self.tol is None:  # no loss-based stop
             return
-        self.count(mean)
         # scikit-learn stops when the count *exceeds* n_iter_no_change: its epochs, not one fewer
         if self.patience and self.bad > self.patience:
             trainer.stop = True

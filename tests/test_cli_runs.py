@@ -12,7 +12,7 @@ import pytest
 from mlplab._text import display_width, padded, printable, shell_command
 from mlplab.cli import main
 from mlplab.data import load_dataset
-from mlplab.runs import train_run
+from mlplab.runs import resume_run, train_run
 from mlplab.runs.listing import find_runs, list_runs, summarize_run
 from mlplab.trainer import Callback
 
@@ -370,6 +370,25 @@ def test_a_run_of_iterations_killed_short_of_them_reads_as_short(digits, tmp_pat
     assert (record["status"], record["epochs"], record["of_epochs"]) == ("interrupted", 2, whole)
     assert main(["runs", str(killed)]) == 0
     assert f" 1/{whole} " in capsys.readouterr().out
+
+    # stopped mid-epoch, then resumed: while it trains on from that checkpoint (whose
+    # iterations are no whole number of epochs) the listing still counts whole epochs
+    class MidEpoch(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            if iteration == 25:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    class Look(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            if not hasattr(self, "seen"):
+                self.seen = summarize_run(mid)
+
+    mid = tmp_path / "mid"
+    train_run({**TINY, "iters": 90}, out=mid, data=digits, plots=False, callbacks=[MidEpoch()])
+    look = Look()
+    resume_run(mid, data=digits, plots=False, callbacks=[look])
+    assert (look.seen["status"], look.seen["of_epochs"]) == ("training", whole)
+    assert look.seen["seconds_left"] is not None  # a run of iterations has its time left too
 
 
 def test_a_run_in_its_first_epoch_is_listed_as_unfinished(runs, tmp_path):

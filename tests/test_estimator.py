@@ -248,6 +248,9 @@ def test_a_warm_start_goes_on_counting_as_scikit_learns_does(digits):
     ours.set_params(warm_start=True).fit(X_tr, y_tr)
     theirs.set_params(warm_start=True).fit(X_tr, y_tr)
     assert len(ours.loss_curve_) == len(theirs.loss_curve_) == 4
+    # without a loss-based stop (tol=None) best_loss_ still follows the epochs of a warm fit
+    ours.set_params(tol=None, max_epochs=3).fit(X_tr, y_tr)
+    assert ours.best_loss_ == min(ours.loss_curve_)
 
 
 def test_samples_seen_count_a_batch_capped_at_the_training_set(digits):

@@ -451,14 +451,15 @@ def test_a_report_without_reuse_replaces_the_earlier_one_whole(tmp_path):
 
     write_json = mlplab.io.write_json
 
-    def full_disk(path, obj, **kw):
-        if Path(path).name == "report.json":
+    def full_disk(path, obj, **kw):  # the search's summary, repointed as it moves, too
+        if Path(path).name in ("report.json", "summary.json"):
             raise OSError(28, "No space left on device")
         return write_json(path, obj, **kw)
 
     def contents():
+        # (errors.log: this failed run's tracebacks, where the failing summary stopped a stage)
         return {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*")
-                if p.is_file() and ".report-new" not in p.parts}
+                if p.is_file() and ".report-new" not in p.parts and p.name != "errors.log"}
 
     before = contents()
     with pytest.MonkeyPatch.context() as m:
@@ -493,6 +494,8 @@ def test_a_search_that_failed_is_still_the_reports_own(tmp_path, monkeypatch):
         first = reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_tuning"])
     assert {s.key: s for s in first.sections}["q3_tuning"].status != "ok"
     assert (tmp_path / "tuning").is_dir()
+    assert json.loads((tmp_path / "report.json").read_text())["owns_tuning"] is True
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"], reuse=True)  # keeps it
     assert json.loads((tmp_path / "report.json").read_text())["owns_tuning"] is True
     reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"])
     assert not (tmp_path / "tuning").exists()

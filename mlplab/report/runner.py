@@ -530,11 +530,14 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
         raise KeyboardInterrupt
     # the report, its figures and tuning/ change together: Ctrl-C waits until all are written
     # whether tuning/ is this report's: its search made it now, or a kept search made it
+    # (with --reuse nothing of the earlier report's is removed: its tuning/ stays its own)
     doc["owns_tuning"] = (ctx.staging / "tuning").is_dir() or (
-        earlier is not None and "q3_tuning" in ctx.reused and _owns_tuning(earlier))
+        earlier is not None and _owns_tuning(earlier))
     with interrupts.deferred():
-        moves, stale = _move_staged(ctx)
+        moves, stale, repoint = _move_staged(ctx)
         try:
+            if repoint is not None:  # (a write too: undone with the rest if it fails)
+                _repoint(*repoint)
             write_json(js, doc)
         except BaseException:
             # (a full disk): the earlier report.json stays, so do its figures and search
@@ -548,12 +551,14 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
                         tuple(s.key for s in sections if s.key in ctx.reused))
 
 
-def _move_staged(ctx: Context) -> tuple[list[tuple[Path, Path]], list[Path]]:
+def _move_staged(ctx: Context) -> tuple[list[tuple[Path, Path]], list[Path],
+                                        tuple[Path, str, str] | None]:
     """Put this run's figures and tuning/ in place of the earlier report's, the replaced ones
-    set aside in the staging folder. Returns the moves made (``_undo`` reverts them) and what of
-    the earlier report is left to remove once the new one is written: where it replaces the
-    earlier report whole (``ctx.replaced``), the earlier figures it does not draw again and the
-    earlier search's tuning/ if it has none (only what that report listed, or made)."""
+    set aside in the staging folder. Returns the moves made (``_undo`` reverts them), what of
+    the earlier report is left to remove once the new one is written (where it replaces the
+    earlier report whole, ``ctx.replaced``: the earlier figures it does not draw again and the
+    earlier search's tuning/ if it has none; only what that report listed, or made), and the
+    :func:`_repoint` that the moved search's summary needs."""
     staged = ctx.staging / ctx.FIGURES
     moves: list[tuple[Path, Path]] = []
 
@@ -578,14 +583,15 @@ def _move_staged(ctx: Context) -> tuple[list[tuple[Path, Path]], list[Path]]:
             move(f, ctx.out / ctx.FIGURES / f.name)
     tuning = ctx.staging / "tuning"
     old = ctx.out / "tuning"
+    repoint = None
     if tuning.is_dir():
         if old.exists():
             move(old, ctx.staging / "tuning-old")  # removed with the staging folder
         move(tuning, old)
-        _repoint(old / "summary.json", str(tuning), str(old))
+        repoint = (old / "summary.json", str(tuning), str(old))
     elif ctx.replaced is not None and old.is_dir() and _owns_tuning(ctx.replaced):
         stale.append(old)
-    return moves, stale
+    return moves, stale, repoint
 
 
 def _owns_tuning(report: dict[str, Any]) -> bool:

@@ -160,6 +160,7 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
             exc.filename is not None and exc.strerror else str(exc)
         record.update(status="unreadable", problem=problem)
         return record
+    train_size = metrics.get("train_size")  # (a resumed run's too: its splits are the same)
     holder = training_process(run)
     if holder is not None:  # a stopped run resumed: its metrics.json is the stop's, not now's
         metrics = {}
@@ -184,22 +185,26 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
                                                    "best_val_accuracy", "test_accuracy")},
     )
     steps: int | None = None  # iterations an epoch, where the run says
-    if isinstance(metrics.get("train_size"), int) and isinstance(config.get("batch_size"), int):
+    if isinstance(train_size, int) and isinstance(config.get("batch_size"), int):
         steps = iterations_per_epoch(config["batch_size"], str(config.get("sampling", "shuffle")),
-                                     metrics["train_size"])
+                                     train_size)
+    pace = None
     if not metrics and _is_file(_checkpoint_of(run)):
-        figures, per_epoch = _progress(_checkpoint_of(run))
-        steps = figures.pop("iterations_per_epoch", None)
+        figures, pace = _progress(_checkpoint_of(run))
+        # a run that never stopped with Ctrl-C (no metrics.json) has only epochs' ends'
+        # checkpoints, whose iterations are whole epochs
+        counted_steps = figures.pop("iterations_per_epoch", None)
+        steps = steps or counted_steps
         record.update(figures)
-        if holder is not None and per_epoch is not None and \
-                isinstance(record["of_epochs"], int) and isinstance(record["epochs"], int):
-            record["seconds_left"] = max(record["of_epochs"] - record["epochs"], 0) * per_epoch
     iters = config.get("iters")
     if record["of_epochs"] is None and isinstance(iters, int) and iters > 0 and steps:
         # a run of --iters: its whole epochs, as its metrics count them when it ends (1,000
         # iterations of 245 an epoch: 4, and 20 iterations), so that one killed short of them
         # reads 3/4, not a bare 3
         record["of_epochs"] = iters // steps
+    if holder is not None and pace is not None and \
+            isinstance(record["of_epochs"], int) and isinstance(record["epochs"], int):
+        record["seconds_left"] = max(record["of_epochs"] - record["epochs"], 0) * pace
     return record
 
 
