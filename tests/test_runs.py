@@ -1740,6 +1740,15 @@ def test_evaluating_an_interrupted_run_says_whose_model_it_is(tmp_path, digits):
         warnings.simplefilter("error")  # finished: nothing to say
         evaluate_run(run, data=digits)
 
+    class FirstEpoch(CtrlC):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    train_run(FAST, out=tmp_path / "one", data=digits, plots=False, callbacks=[FirstEpoch()])
+    with pytest.warns(UserWarning, match="when it stopped after 1 epoch; "):  # not "1 epochs"
+        evaluate_run(tmp_path / "one", data=digits)
+
 
 def test_a_run_fits_its_preprocessing_on_the_training_split_only():
     """Validation and test rows far from the training rows: statistics leaked from them into

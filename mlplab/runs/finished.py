@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import io
-from mlplab._text import path_word, shell_command
+from mlplab._text import counted, path_word, shell_command
 from mlplab._validation import is_int, setting
 from mlplab.runs.building import load_run_dataset, moved_config, moved_data_hint
 from mlplab.runs.config import RunConfig
@@ -248,7 +248,7 @@ def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None
     if metrics.get("status") != "interrupted":
         return
     epochs = metrics.get("epochs")
-    at = f" after {epochs} epochs" if is_int(epochs) else ""
+    at = f" after {counted(int(epochs), 'epoch')}" if is_int(epochs) else ""
     resume = _resume_setting(run_dir, torch=(run_dir / TORCH_CHECKPOINT_FILE).exists())
     newer = ""
     model = run_dir / MODEL_FILE
