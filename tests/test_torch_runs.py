@@ -158,12 +158,23 @@ def test_a_run_by_name_on_an_unseeded_split_records_the_seed_drawn(tmp_path, cap
     as changed. It records the seed drawn, and evaluate scores the validation split trained on."""
     result = tm.train_run("digits", out=tmp_path / "run", data_seed=None, hidden=[8], epochs=1,
                           threads=1, plots=False)
+    from mlplab.data import load_dataset
+    from mlplab.runs.splits import split_fingerprint
+
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert isinstance(config["data_seed"], int)
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "run"), "--split", "val", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["accuracy"] == \
-        pytest.approx(result.metrics["val_accuracy"])
+    scored = json.loads(capsys.readouterr().out)
+    # the split trained on is the one the recorded seed draws
+    drawn = load_dataset("digits", seed=config["data_seed"])
+    assert result.metrics["split_sha1"]["val"] == split_fingerprint(*drawn.split("val"))
+    assert scored["size"] == len(drawn.y_val)
+    # scored by the NumPy network of model.npz, against PyTorch's own figure: an 8-unit net
+    # after one epoch scores its classes nearly alike, and the two libraries' rounding can
+    # break a near-tie otherwise for an image or two (seen once in CI: 25 of 180 against 24)
+    assert scored["accuracy"] == pytest.approx(result.metrics["val_accuracy"],
+                                               abs=2.5 / scored["size"])
 
 
 @pytest.mark.parametrize("options,error,message", [
