@@ -206,10 +206,19 @@ def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
     """Turn off argparse's prefix matching in ``parser`` and its sub-commands: ``mlplab torch
     depth --hidden 50`` (train's flag) was silently taken as --hidden-size, and a prefix that
     matches today becomes ambiguous when a flag is added. An unknown flag gets a 'did you mean'."""
-    parser.allow_abbrev = False
-    sub = _subcommands(parser)
-    for child in (sub.choices.values() if sub is not None else ()):
-        _no_abbreviations(child)
+    for p in _all_parsers(parser):
+        p.allow_abbrev = False
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and its sub-commands' parsers, theirs included."""
+    parsers, stack = [], [parser]
+    while stack:
+        p = stack.pop()
+        parsers.append(p)
+        sub = _subcommands(p)
+        stack += list(sub.choices.values()) if sub is not None else []
+    return parsers
 
 
 class _Abandoned(Exception):
@@ -224,12 +233,7 @@ def _reject_unknown_before_required(parser: argparse.ArgumentParser,
     the required flags as required."""
     if any(word in ("-h", "--help") for word in argv):
         return
-    parsers, stack = [], [parser]
-    while stack:
-        p = stack.pop()
-        parsers.append(p)
-        sub = _subcommands(p)
-        stack += list(sub.choices.values()) if sub is not None else []
+    parsers = _all_parsers(parser)
     required = [a for p in parsers for a in p._actions if a.required and a.option_strings]
 
     def abandon(message: str) -> NoReturn:

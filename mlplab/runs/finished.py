@@ -9,7 +9,6 @@ predict`` need only these functions and what they build on.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -245,21 +244,20 @@ def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None
     has gone further than its model file (it was evaluated without a hint)."""
     import warnings
 
+    from mlplab.runs.listing import checkpoint_of, newer
+
     if metrics.get("status") != "interrupted":
         return
     epochs = metrics.get("epochs")
     at = f" after {counted(int(epochs), 'epoch')}" if is_int(epochs) else ""
-    resume = _resume_setting(run_dir, torch=(run_dir / TORCH_CHECKPOINT_FILE).exists())
-    newer = ""
-    model = run_dir / MODEL_FILE
-    for name in (TORCH_CHECKPOINT_FILE, CHECKPOINT_FILE):
-        with contextlib.suppress(OSError):
-            if (run_dir / name).stat().st_mtime > model.stat().st_mtime:
-                newer = ("; the run was resumed since and stopped again before it saved, so its "
-                         "checkpoint has gone further than this model")
-                break
+    checkpoint = checkpoint_of(run_dir)
+    resume = _resume_setting(run_dir, torch=checkpoint.name == TORCH_CHECKPOINT_FILE)
+    # (as mlplab runs tells such a run: its checkpoint newer than what it saved on stopping)
+    further = ("; the run was resumed since and stopped again before it saved, so its "
+               "checkpoint has gone further than this model"
+               if newer(checkpoint, run_dir / MODEL_FILE) else "")
     warnings.warn(f"{run_dir} was interrupted: its model is the one saved when it stopped{at}"
-                  f"{newer}; {resume} finishes it.", stacklevel=3)
+                  f"{further}; {resume} finishes it.", stacklevel=3)
 
 
 def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:

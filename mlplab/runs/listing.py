@@ -165,7 +165,7 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
     if holder is not None:  # a stopped run resumed: its metrics.json is the stop's, not now's
         metrics = {}
     elif metrics.get("status") == "interrupted" and \
-            _newer(_checkpoint_of(run), run / METRICS_FILE):
+            newer(checkpoint_of(run), run / METRICS_FILE):
         # resumed after that stop, and stopped again before it saved (a second Ctrl-C, a kill):
         # the checkpoint is further on than the metrics
         metrics = {}
@@ -180,7 +180,7 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         of_epochs=config.get("epochs"),
         stopped_early=metrics.get("stopped_early") is True,
         seconds=_number(metrics.get("seconds")),
-        finished=_modified(run / METRICS_FILE if metrics else _checkpoint_of(run)),
+        finished=_modified(run / METRICS_FILE if metrics else checkpoint_of(run)),
         **{k: _number(metrics.get(k)) for k in ("train_accuracy", "val_accuracy",
                                                    "best_val_accuracy", "test_accuracy")},
     )
@@ -189,8 +189,8 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         steps = iterations_per_epoch(config["batch_size"], str(config.get("sampling", "shuffle")),
                                      train_size)
     pace = None
-    if not metrics and _is_file(_checkpoint_of(run)):
-        figures, pace = _progress(_checkpoint_of(run))
+    if not metrics and _is_file(checkpoint_of(run)):
+        figures, pace = _progress(checkpoint_of(run))
         # a run that never stopped with Ctrl-C (no metrics.json) has only epochs' ends'
         # checkpoints, whose iterations are whole epochs
         counted_steps = figures.pop("iterations_per_epoch", None)
@@ -243,7 +243,7 @@ def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
             None if early else _number(pace) if pace is not None else None)
 
 
-def _checkpoint_of(run: Path) -> Path:
+def checkpoint_of(run: Path) -> Path:
     """The checkpoint file of a run folder: a PyTorch run's ``checkpoint.pt`` where there is
     one, else ``checkpoint.npz``."""
     torch_checkpoint = run / TORCH_CHECKPOINT_FILE
@@ -278,7 +278,7 @@ def _number(value: Any) -> float | None:
         and math.isfinite(value) else None
 
 
-def _newer(path: Path, than: Path) -> bool:
+def newer(path: Path, than: Path) -> bool:
     """Whether file ``path`` was last written after ``than`` (False if either is missing)."""
     try:
         return path.stat().st_mtime > than.stat().st_mtime
@@ -302,7 +302,7 @@ def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     import csv
 
     run = Path(folder)
-    checkpoint = _checkpoint_of(run)
+    checkpoint = checkpoint_of(run)
     if checkpoint.is_file() and (not (run / HISTORY_FILE).is_file() or
                                  training_process(run) is not None):
         return _checkpoint_curves(checkpoint)
