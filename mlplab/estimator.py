@@ -69,7 +69,8 @@ class _Convergence(Callback):
     """scikit-learn's stopping rule on the training loss: stop when an epoch's mean loss has not
     improved on the best by ``tol`` for more than ``patience`` consecutive epochs. An epoch of
     ``rows`` rows whose last batch is smaller than ``batch`` (``partial_fit``) weights each
-    batch's mean loss by its rows, so that the epoch's is the mean over its rows."""
+    batch's mean loss by its rows, so that the epoch's is the mean over its rows. Patience 0
+    (or tol None) never stops: the epochs are only counted, as partial_fit's are."""
 
     def __init__(self, tol: float | None, patience: int, rows: int = 0, batch: int = 0) -> None:
         self.tol, self.patience = tol, patience
@@ -87,19 +88,13 @@ class _Convergence(Callback):
         else:
             mean = float(np.mean(losses))
         self.epoch_loss.append(mean)
-        self.count(mean)  # (best_loss_ is kept also without a loss-based stop)
-        if self.tol is None:  # no loss-based stop
-            return
-        # scikit-learn stops when the count *exceeds* n_iter_no_change: its epochs, not one fewer
-        if self.patience and self.bad > self.patience:
-            trainer.stop = True
-
-    def count(self, mean: float, tol: float | None = None) -> None:
-        """Count an epoch of mean loss ``mean`` as scikit-learn does: no improvement unless it
-        beats the best so far by ``tol`` (this rule's own by default)."""
-        tol = (self.tol or 0.0) if tol is None else tol
-        self.bad = self.bad + 1 if mean > self.best - tol else 0
+        # counted as scikit-learn does, no improvement unless it beats the best by tol; also
+        # with tol None (no loss-based stop), so that best_loss_ is kept
+        self.bad = self.bad + 1 if mean > self.best - (self.tol or 0.0) else 0
         self.best = min(self.best, mean)
+        # scikit-learn stops when the count *exceeds* n_iter_no_change: its epochs, not one fewer
+        if self.tol is not None and self.patience and self.bad > self.patience:
+            trainer.stop = True
 
 
 #: how a network of a wider dtype is had here (the estimator has no dtype parameter: its
@@ -449,7 +444,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             # (none: fitted, and pickled, by an mlplab without it)
             carry = getattr(self, "_continue", None) or {"seed": self._draw_seed()}
         batch_size = min(int(self.batch_size), len(Xa))
-        convergence = _Convergence(None, 0, len(Xa), batch_size)  # records the epoch's mean loss
+        # records the epoch's mean loss and counts it for the stopping rule, as scikit-learn's
+        # partial_fit does (without stopping on it), which a later warm-started fit goes on from
+        convergence = _Convergence(self.tol, 0, len(Xa), batch_size)
+        if not new:
+            self._carry_into(convergence)
         epochs_before = 0 if new else self.n_iter_
         lr = self.lr * (self.lr_decay ** epochs_before if self.schedule == "exp" else 1.0)
         if not lr > 0:  # underflowed: the one setting not validated as it is (lr and lr_decay are)
@@ -481,14 +480,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         # every batch is full but the last, which ends the epoch (with fewer rows, or more)
         self._record(trainer, convergence,
                      len(Xa) if trainer.epoch else trainer.iteration * batch_size)
-        # scikit-learn's partial_fit counts its epochs for the stopping rule too (without
-        # stopping on it), which a later warm-started fit goes on from
-        rule = _Convergence(self.tol, 0)
-        if not new:
-            self._carry_into(rule)
-        for mean in convergence.epoch_loss:
-            rule.count(mean, tol=0.0 if self.tol is None else self.tol)
-        self._carry_from(rule, keep=True)
+        self._carry_from(convergence, keep=True)
         self.validation_scores_ = self.best_validation_score_ = None
         _raise_if_interrupted(self.history_)
         return self

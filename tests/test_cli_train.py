@@ -1124,10 +1124,15 @@ def test_evaluate_and_predict_pass_their_options_on(monkeypatch, tmp_path):
     assert (seen["_args"], seen["data_dir"]) == ((str(tmp_path), "train"), "/d")
     seen = _captured_call(monkeypatch, mlplab.runs, "predict_images",
                           ["predict", str(tmp_path), "a.png", "b", "--top", "1"])
-    assert (seen["_args"], seen["top"]) == ((str(tmp_path), ["a.png", "b"]), 1)
+    assert (seen["_args"], seen["top"], seen["progress"]) == (
+        (str(tmp_path), ["a.png", "b"]), 1, True)
     seen = _captured_call(monkeypatch, mlplab.runs, "predict_images",
                           ["predict", str(tmp_path), "a.png"])
     assert seen["top"] == 3  # the help's default
+    for quiet in (["--quiet"], ["--no-progress"], ["--json"]):
+        seen = _captured_call(monkeypatch, mlplab.runs, "predict_images",
+                              ["predict", str(tmp_path), "a.png", *quiet])
+        assert seen["progress"] is False
 
 
 @pytest.mark.parametrize("flags,message", [

@@ -1905,6 +1905,22 @@ def test_predict_takes_a_folder_of_images(tmp_path, digits, capsys):
         predict_images(tmp_path / "r", [new])
 
 
+def test_predict_shows_a_bar_over_the_images_it_reads(tmp_path, digits, capsys, jupyter_kernel):
+    """predict read its images without a bar (3,000 took 3 s). In a notebook (where a bar shows
+    though stderr is no terminal) it shows one over the images; progress=False, none."""
+    train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    files = []
+    for i in range(5):
+        Image.fromarray(digits.X_test[i, :, :, 0]).save(tmp_path / f"{i}.png")
+        files.append(tmp_path / f"{i}.png")
+    capsys.readouterr()
+    out = predict_images(tmp_path / "r", files)
+    err = capsys.readouterr().err
+    assert "reading images:" in err and "/5 " in err  # (its last frame is cleared: leave=False)
+    assert predict_images(tmp_path / "r", files, progress=False) == out
+    assert capsys.readouterr().err == ""
+
+
 def test_predict_says_which_files_of_a_folder_it_cannot_read(tmp_path, digits, capsys):
     """A phone's .heic photos beside its .jpg ones were left out of `mlplab predict FOLDER`
     without a word (a class folder of a dataset warns about them)."""

@@ -302,11 +302,13 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
-                   top: int = 3) -> list[dict[str, Any]]:
+                   top: int = 3, progress: bool = True) -> list[dict[str, Any]]:
     """Top-``top`` classes with probabilities for each image file, with a run's model. A folder
     in ``paths`` stands for the image files directly inside it (sorted by name). Each image is
     decoded and resized as the folder datasets' images are (:func:`mlplab.data.folder.read_image`)
-    and preprocessed as in training."""
+    and preprocessed as in training. ``progress``: a bar while the images are read (in a
+    terminal or a notebook, as the folder datasets' decoding shows one)."""
+    from mlplab._progress import progress_bar
     from mlplab.data.folder import UnreadableImageError, all_unreadable, read_image
 
     loaded = _load_run_model(Path(run))  # the model file holds all predict needs
@@ -328,11 +330,14 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
     # dropped; the same bilinear resize), so a file predicts as it would have trained
     files = _expand_image_paths(paths)
     images, bad = [], []
-    for p in files:  # every unreadable file in one error, as the folder loader reports them
-        try:
-            images.append(read_image(p, shape))
-        except UnreadableImageError as exc:
-            bad.append(exc)
+    with progress_bar(progress, total=len(files), desc="reading images", unit="img",
+                      leave=False) as bar:
+        for p in files:  # every unreadable file in one error, as the folder loader reports them
+            try:
+                images.append(read_image(p, shape))
+            except UnreadableImageError as exc:
+                bad.append(exc)
+            bar.update()
     if len(bad) == 1:
         raise ValueError(f"{bad[0].path} is not a readable image ({bad[0].detail}).")
     if bad:
