@@ -283,11 +283,18 @@ def check_flag(value: object, name: str) -> None:
         raise ValueError(f"{name} must be True or False; got {reprlib.repr(value)}.")
 
 
-def check_seed(seed: object, name: str = "seed") -> None:
-    """Raise a ``ValueError`` unless ``seed`` is None or an integer in [0, 2**32 - 1]."""
-    if seed is not None and (not is_int(seed) or not 0 <= seed < 2**32):
-        raise ValueError(f"{name} must be None or an integer between 0 and 2**32 - 1; "
-                         f"got {seed!r}.")
+#: the largest seed of a dataset's splits: the validation split is drawn with ``seed + 1``,
+#: and NumPy's RandomState takes seeds below 2**32
+SPLIT_SEED_MAX = 2**32 - 2
+
+
+def check_seed(seed: object, name: str = "seed", split: bool = False) -> None:
+    """Raise a ``ValueError`` unless ``seed`` is None or an integer in [0, 2**32 - 1] (a seed of
+    a dataset's splits, ``split``: [0, :data:`SPLIT_SEED_MAX`])."""
+    top = SPLIT_SEED_MAX if split else 2**32 - 1
+    if seed is not None and (not is_int(seed) or not 0 <= seed <= top):
+        raise ValueError(f"{name} must be None or an integer between 0 and "
+                         f"{'2**32 - 2' if split else '2**32 - 1'}; got {seed!r}.")
 
 
 def check_range(value: object, name: str, low: float, high: float, *, low_open: bool = False,

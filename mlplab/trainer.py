@@ -303,6 +303,14 @@ class Trainer:
         self._graceful = False  # whether this run's Ctrl-C and SIGTERM stop it gracefully
         self._postfix: dict[str, str] = {}
 
+    @property
+    def stop_requested(self) -> bool:
+        """Whether a Ctrl-C (or SIGTERM) asked the last ``fit`` to stop. Also True when it came
+        during the last step's callbacks, too late to stop anything: the run is then complete
+        (``history.interrupted`` False), but a caller that runs fits in a loop (a search)
+        should stop too, rather than lose the request."""
+        return self._stop.asked
+
     def __repr__(self) -> str:
         # the settings that are not TrainConfig's defaults, as one would write the call (a
         # notebook cell showing the trainer); the history says how far it has trained

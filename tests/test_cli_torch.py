@@ -178,6 +178,40 @@ def test_a_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch, capsys)
                      r"run\n$", out, re.M), out
 
 
+@pytest.mark.parametrize("command,runner", [("train", "train_run"), ("depth", "depth_run")])
+def test_default_folders_are_claimed_before_the_run_starts(tmp_path, monkeypatch, command,
+                                                           runner):
+    """`mlplab torch train` and `torch depth` without --out picked runs/torch-<time> and made it
+    only as they trained: two started in the same second picked the same folder, and one
+    failed ("already holds a run, which another process is training"). The folder is claimed
+    (made) first, as mlplab train's, so the other process takes the next name; and given back
+    when the command fails before writing anything."""
+    monkeypatch.chdir(tmp_path)
+    real = getattr(tm, runner)
+    seen = []
+
+    def run(*args, out, **kwargs):
+        seen.append((out, out.is_dir(), sorted(p.name for p in out.iterdir())))
+        return real(*args, out=out, **kwargs)
+
+    monkeypatch.setattr(tm, runner, run)
+    extra = (["--layers", "2", "--hidden-size", "8"] if command == "depth" else
+             ["--hidden", "8", "--no-plots"])
+    assert main(["torch", command, "--epochs", "1", "--threads", "1", "--no-progress",
+                 *extra]) == 0
+    ((out, existed, content),) = seen
+    prefix = "torch-depth-" if command == "depth" else "torch-"
+    assert existed and content == [] and out.parent == Path("runs")
+    assert re.fullmatch(rf"{prefix}\d{{8}}-\d{{6}}(-\d+)?", out.name)
+    assert any((tmp_path / out).iterdir())  # the run (or study) wrote there
+    # failing before it writes anything, it leaves no folder (nor a runs/ it made)
+    (tmp_path / out).rename(tmp_path / "kept")
+    (tmp_path / "runs").rmdir()
+    assert main(["torch", command, "--epochs", "1", "--threads", "1", "--no-progress",
+                 "--dataset", "folder:/no/such/folder", *extra]) == 1
+    assert not (tmp_path / "runs").exists()
+
+
 def test_both_train_commands_end_with_the_same_lines(tmp_path, capsys):
     """mlplab train and mlplab torch train (and their --resume) end alike, in one function of
     the command line (``print_run_result``): the saved model's validation accuracy, the best

@@ -109,6 +109,21 @@ def test_stratified_split_proportions():
     assert np.all(np.diff(hold) > 0)
 
 
+def test_a_stratified_split_keeps_a_class_s_last_image_while_others_can_give():
+    """Ten images of one class and one of another, six held out: the largest remainder (0.55
+    against 0.45) took the lone image, and training never saw its class. The other class gives
+    the sixth instead; with no other way (one image each), the lone image goes."""
+    y = np.array([0] * 10 + [1])
+    keep, hold = stratified_split(y, 6, seed=0)
+    assert np.bincount(y[keep], minlength=2).tolist() == [4, 1] and len(hold) == 6
+    # unchanged where no class is emptied: the largest remainders still decide
+    y = np.repeat(np.arange(3), [50, 30, 20])
+    assert np.bincount(y[stratified_split(y, 7, seed=0)[1]]).tolist() == [4, 2, 1]
+    y = np.array([0, 1])
+    keep, hold = stratified_split(y, 1, seed=0)
+    assert y[hold].tolist() == [0] and y[keep].tolist() == [1]  # the tie to the lower class
+
+
 def _write_images(root, classes, n, size=(6, 5), mode="RGB", ext="png", start=0):
     rs = np.random.RandomState(len(str(root)) + start)
     out = {}
@@ -397,8 +412,24 @@ def test_unreadable_class_folder_is_a_dataset_error(tmp_path, monkeypatch):
 def test_folder_errors_name_the_file(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(DatasetError, match=r"empty: no images found"):
+    with pytest.raises(DatasetError, match=r"empty: no images found; [^;]*\.png\.$"):
         load_dataset(f"folder:{empty}")
+    # split folders named otherwise than train/ val/ test/ were read as classes holding folders
+    _write_images(tmp_path / "kaggle" / "Train", ["cat", "dog"], 2)
+    _write_images(tmp_path / "kaggle" / "Test", ["cat", "dog"], 2)
+    with pytest.warns(UserWarning, match="8 image.s. in sub-folders of class folders are not "
+                                         "read"), \
+            pytest.raises(DatasetError, match=r"kaggle: no images found.*; Test, Train hold "
+                                           r"folders, not images: split folders must be named "
+                                           r"train/, val/ \(or valid/, validation/\) and test/, "
+                                           r"in lower case\.$"):
+        load_dataset(f"folder:{tmp_path / 'kaggle'}")
+    # a class's own folder given: its images lie directly inside it
+    with pytest.warns(UserWarning, match="directly in the dataset folder"), \
+            pytest.raises(DatasetError, match=r"Train.cat: no images found.*; its images lie "
+                                           r"directly inside it.*give the folder above it "
+                                           r"\(\S*Train\) if that holds one folder per class"):
+        load_dataset(f"folder:{tmp_path / 'kaggle' / 'Train' / 'cat'}")
     with pytest.raises(DatasetError, match="no such folder"):
         load_dataset(f"folder:{tmp_path / 'nope'}")
     (tmp_path / "pets.zip").write_bytes(b"PK")

@@ -583,6 +583,25 @@ def test_mnist_idx(tmp_path, gz):
     ds.X_train[0, 0, 0, 0] = 1  # arrays are ordinary writable arrays
 
 
+def test_a_data_dir_lacking_some_idx_files_is_named(tmp_path, monkeypatch):
+    """A data_dir with three of MNIST's four files was passed over without a word, and the
+    copy in the default data root read instead; and a "not found" did not say which file a
+    folder lacked."""
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "root"))
+    write_idx_set(tmp_path / "root" / "mnist")
+    write_idx_set(tmp_path / "given", seed=1)
+    (tmp_path / "given" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.warns(UserWarning, match=r"given lacks t10k-labels-idx1-ubyte\[\.gz\]: mnist "
+                                         r"is read from \S*root.mnist instead\.$"):
+        ds = load_dataset("mnist", data_dir=tmp_path / "given", val_size=1)
+    assert len(ds.X_test) == 4
+    (tmp_path / "root" / "mnist" / "train-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DatasetError, match=r"mnist not found: .*\(\S*given lacks "
+                                           r"t10k-labels-idx1-ubyte\[\.gz\]; \S*mnist lacks "
+                                           r"train-images-idx3-ubyte\[\.gz\]\)"):
+        load_dataset("mnist", data_dir=tmp_path / "given", val_size=1)
+
+
 def test_a_relative_data_dir_is_recorded_as_an_absolute_path(tmp_path, monkeypatch):
     """A run records its dataset's load options for evaluate and resume, which may run from
     another folder: a relative data_dir must not be recorded as it was typed."""
@@ -1648,6 +1667,17 @@ def test_without_a_home_folder_data_dir_still_works(tmp_path, monkeypatch):
     assert len(load_dataset("cifar10", data_dir=tmp_path, val_size=1).X_test)
     with pytest.raises(DatasetError, match="the home folder '~' stands for is unknown"):
         load_dataset("cifar10", val_size=1)
+    # MNIST and Fashion-MNIST too (their loader asked for the default root first, and failed);
+    # without a data_dir, Fashion-MNIST is still found in Debian's folder
+    write_idx_set(tmp_path / "idx")
+    assert len(load_dataset("mnist", data_dir=tmp_path / "idx", val_size=1).X_test)
+    with pytest.raises(DatasetError, match="the home folder '~' stands for is unknown"):
+        load_dataset("mnist", val_size=1)
+    monkeypatch.setattr(idx_module, "DEBIAN_FASHION_DIR", tmp_path / "debian")
+    with pytest.raises(DatasetError, match="the home folder '~' stands for is unknown"):
+        load_dataset("fashion-mnist", val_size=1)
+    write_idx_set(tmp_path / "debian", seed=3)
+    assert len(load_dataset("fashion-mnist", val_size=1).X_test)
 
 
 # --- progress bars in a notebook ------------------------------------------------------------------

@@ -132,8 +132,28 @@ def test_power_of_uint8_images_divides_by_its_max_value(images):
 
 
 def test_normalize_refuses_a_std_of_zero():
-    with pytest.raises(DatasetError, match=r"Normalize std must be > 0; got \[0.5, 0.0\]"):
+    with pytest.raises(DatasetError, match=r"Normalize std must be finite and > 0; got "
+                                           r"\[0.5, 0.0\]"):
         Normalize([0.5, 0.5], [0.5, 0.0])
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: Normalize(0.5, float("nan")), r"Normalize std must be finite and > 0; got \[nan\]"),
+    (lambda: Normalize(0.5, float("inf")), r"Normalize std must be finite and > 0; got \[inf\]"),
+    (lambda: Normalize(float("nan"), 1.0), r"Normalize mean must be finite; got \[nan\]"),
+    (lambda: Scale(0), r"Scale max_value must be a finite number > 0; got 0\."),
+    (lambda: Scale(-255.0), r"Scale max_value must be a finite number > 0; got -255\.0\."),
+    (lambda: Scale(float("nan")), r"Scale max_value must be a finite number > 0; got nan\."),
+])
+def test_fixed_transforms_refuse_values_that_make_no_features(make, message, images):
+    """Scale(0) accepted, then divided by zero when the data came; Normalize(std=NaN) made every
+    feature NaN. Refused when made, and so when a saved pipeline holding them is loaded."""
+    with pytest.raises(DatasetError, match=message):
+        make()
+    state = Pipeline([Scale(), Flatten()]).fit(images).state_dict()
+    state["0.params"] = np.asarray('{"max_value": 0.0, "dtype": "float32"}')
+    with pytest.raises(DatasetError, match="not a saved preprocessing pipeline.*Scale max_value"):
+        Pipeline.from_state_dict(state)
 
 
 def test_normalize_refuses_per_channel_values_for_another_number_of_channels():

@@ -100,6 +100,23 @@ def test_an_array_too_large_for_memory_says_how_to_shrink_it(tmp_path, monkeypat
         read_image_folder(tmp_path / "f", mode="RGB", cache=False)
 
 
+def test_an_image_size_too_large_for_memory_is_not_an_unreadable_file(tmp_path, monkeypatch):
+    """A resize whose result did not fit in memory made every image of the folder "cannot be
+    read: 0000.png ()", an empty reason for sound files."""
+    from PIL import Image as PILImage
+
+    _folder(tmp_path / "f", 4)
+
+    def resize(self, *args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(PILImage.Image, "resize", resize)
+    with pytest.raises(DatasetError, match=r"0000\.png: not enough memory to decode it at 9x11 "
+                                           r"\(height x width\); free some memory or pass a "
+                                           r"smaller image_size=N\.$"):
+        read_image_folder(tmp_path / "f", (9, 11), mode="RGB", cache=False)
+
+
 def test_unreadable_files_of_every_chunk_are_named_in_file_order(tmp_path):
     paths = _folder(tmp_path / "f", N)
     for i in (1000, 5, 600):

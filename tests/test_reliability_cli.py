@@ -231,12 +231,27 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     ([*TUNE, "--timeout", "0"], "--timeout: expected a positive number of seconds"),
     ([*TUNE, "--heartbeat", "-1"], "--heartbeat: expected an integer >= 0"),
     ([*TUNE, "--seed", "-1"], "--seed: expected an integer"),
+    # a seed of the splits passed the parse and failed after it, naming `seed`, not the flag
+    ([*TUNE, "--seed", "4294967295"], "--seed: expected an integer between 0 and 2**32 - 2"),
+    (["data", "info", "digits", "--seed", "4294967295"], "--seed: expected an integer between "
+                                                         "0 and 2**32 - 2"),
+    (["data", "show", "digits", "--out", "OUT/g.png", "--seed", "4294967295"],
+     "--seed: expected an integer between 0 and 2**32 - 2"),
+    (["train", "--data-seed", "4294967295", *T], "--data-seed: expected an integer between 0 "
+                                                 "and 2**32 - 2"),
+    (["torch", "train", "--data-seed", "4294967295", "--out", "OUT"],
+     "--data-seed: expected an integer between 0 and 2**32 - 2"),
     ([*TUNE, "--train-size", "0"], "--train-size: expected a positive integer"),
     (["torch", "train", "--epochs", "0", "--out", "OUT"], "--epochs: expected a positive"),
     (["torch", "train", "--lr", "-1", "--out", "OUT"], "lr must be a finite number > 0"),
     (["torch", "train", "--batch-size", "0", "--out", "OUT"], "--batch-size: expected"),
-    (["torch", "train", "--hidden", "0", "--out", "OUT"], "--hidden: expected positive"),
-    (["torch", "train", "--hidden", "", "--out", "OUT"], "--hidden: expected comma-separated"),
+    (["torch", "train", "--hidden", "0", "--out", "OUT"], "--hidden: expected positive "
+                                                          "integers like 100,50; got '0'"),
+    (["torch", "train", "--hidden", "", "--out", "OUT"], "--hidden: expected comma-separated "
+                                                         "integers like 100,50"),
+    # PyTorch's own initialisation takes no std: config.json recorded one it never used
+    (["torch", "train", "--init", "default", "--init-std", "0.5", "--out", "OUT"],
+     "--init-std has no effect with --init default (PyTorch's own initialisation)"),
     (["torch", "depth", "--layers", "2,,3"], "--layers: expected comma-separated"),
     (["torch", "train", "--dropout", "1", "--out", "OUT"], "--dropout must be in [0, 1)"),
     (["torch", "train", "--lr-decay", "0", "--out", "OUT"], "--lr-decay must be in (0, 1]"),
@@ -681,8 +696,9 @@ def test_a_system_error_names_its_path_first(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("text,value", [("0", 0), ("4294967295", 2**32 - 1), ("-1", None),
                                         ("4294967296", None), ("1.5", None)])
 def test_seed_flags_take_exactly_numpys_seed_range(text, value):
-    """Every --seed and --data-seed is a NumPy seed, 0 to 2**32 - 1 inclusive: 2**32 would
-    pass the parse and fail later (or, with numbers taken modulo 2**32, alias seed 0)."""
+    """A --seed of the weights and batches is a NumPy seed, 0 to 2**32 - 1 inclusive: 2**32
+    would pass the parse and fail later (or, with numbers taken modulo 2**32, alias seed 0).
+    Seeds of the splits stop one lower (below)."""
     from mlplab.cli import seed_arg
 
     if value is None:
@@ -694,6 +710,18 @@ def test_seed_flags_take_exactly_numpys_seed_range(text, value):
     if value == 2**32 - 1:
         with pytest.raises(ValueError):
             np.random.RandomState(value + 1)
+
+
+def test_split_seeds_stop_one_below_numpys_range():
+    """A seed of the dataset's splits draws the validation split with seed + 1, so load_dataset
+    takes at most 2**32 - 2 (its flags are refused above that: USAGE)."""
+    from mlplab.cli import split_seed_arg
+    from mlplab.data import load_dataset
+
+    assert split_seed_arg(str(2**32 - 2)) == 2**32 - 2
+    assert len(load_dataset("digits", seed=2**32 - 2).y_val) == 180  # the reference takes it
+    with pytest.raises(argparse.ArgumentTypeError, match="between 0 and 2\\*\\*32 - 2"):
+        split_seed_arg(str(2**32 - 1))
 
 
 @pytest.mark.parametrize("argv", [[], ["torch"], ["data"]])

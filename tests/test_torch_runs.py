@@ -261,6 +261,20 @@ def test_depth_run_checks_the_depths_before_writing(options, message, tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("depths", ["2,3", 3])
+def test_depths_given_as_a_string_or_a_number_are_named(depths, tmp_path):
+    """depth_run(layers="2,3") went through the string a character at a time and said "depth
+    ... got '2'" (then a comma); a single 3 was "'int' object is not iterable"."""
+    message = (f"layers must be a list of depths, e.g. [2, 3, 4, 5]; got {depths!r} (the "
+               "command line's --layers takes 2,3,4,5).")
+    with pytest.raises(TypeError, match=re.escape(message)):
+        tm.depth_run("digits", out=tmp_path / "d", layers=depths, epochs=1, threads=1)
+    assert not (tmp_path / "d").exists()
+    X, y = np.zeros((4, 3)), np.array([0, 1, 0, 1])
+    with pytest.raises(TypeError, match=re.escape(message.replace("layers", "depths", 1))):
+        tm.depth_study(X, y, X, y, depths=depths)
+
+
 def test_a_loaded_folder_dataset_is_recorded_by_its_absolute_path(tmp_path, monkeypatch, capsys):
     # loaded as folder:data from the working folder; evaluate from another one found no data
     from PIL import Image

@@ -90,7 +90,8 @@ reg: 0.001
 
 
 @pytest.mark.parametrize("text, message", [
-    ("- lr\n- reg\n", "expected a mapping of knob names"),
+    ("- lr\n- reg\n", "expected a mapping of knob names.*; got list"),
+    ("{}\n", "expected a mapping of knob names.*; got an empty mapping"),  # not "got dict"
     ("learning_rate: {type: float, low: 0.1, high: 1}\n", "unknown knob 'learning_rate'.*lr"),
     ("lr: {type: float, low: 0.1, high: 0.01}\n", r"`low` \(0.1\) must be below `high`"),
     ("reg: {type: float, low: 0.0, high: 0.1, log: true}\n", "log-uniform range needs `low` > 0"),
@@ -234,6 +235,24 @@ def test_hyperbands_resource_is_the_most_epochs_a_trial_trains(spec, most):
     assert make_pruner("hyperband", space, 10)._max_resource == most
 
 
+@pytest.mark.parametrize("folder", ["q?x", "p%41", "h#1", "rép ort"])
+def test_a_sqlite_storage_is_the_file_named_whatever_its_path_holds(tmp_path, folder):
+    """The default storage's URL was the path pasted after sqlite:///: under --out 'q?x' the
+    study went to the file 'q' (two --out folders 'q?x' and 'q?y' then shared one study), and
+    under 'p%41' to 'pA/study.db'. SQLAlchemy reads the URL back to the file itself, which
+    Optuna then creates."""
+    import optuna
+    from sqlalchemy.engine import make_url
+
+    out = tmp_path / folder
+    for given, file in [(None, out / "study.db"), (str(out / "own.db"), out / "own.db")]:
+        url = storage_spec(given, out).url
+        assert make_url(url).database == str(file.resolve())
+        out.mkdir(exist_ok=True)
+        optuna.create_study(study_name="s", storage=url)
+        assert file.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [folder]
+
+
 def test_storage_spec_parsing(tmp_path):
     assert storage_spec(None, tmp_path).url == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
     assert storage_spec("journal:x/j.log", tmp_path).url.startswith("journal:/")
@@ -269,6 +288,17 @@ def test_a_storage_whose_driver_is_missing_names_the_driver(tmp_path, monkeypatc
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
                             "ignore:Heartbeat of storage:UserWarning")
+@pytest.mark.parametrize("content", [b"garbage\n", b"\xff\xfe\x00 not text\n"])
+def test_a_damaged_journal_file_is_named(tmp_path, content):
+    """A journal file that is not one said only "Expecting value: line 1 column 1 (char 0)".
+    (Optuna passes over a bad last line, a write in progress; not one with lines after it.)"""
+    (tmp_path / "bad.log").write_bytes(content + b'{"op_code": 0}\n')
+    with pytest.raises(RuntimeError, match=r"^cannot open storage journal:\S*bad\.log: it is "
+                                           r"not an Optuna journal file \(.*\); give another "
+                                           r"file, or move this one away if it is damaged\.$"):
+        storage_spec(str(tmp_path / "bad.log"), tmp_path).open()
+
+
 def test_journal_storage_fails_trials_without_heartbeat(tmp_path):
     """Optuna's fail_stale_trials works on journal files through mlplab's heartbeat."""
     spec = StorageSpec(f"journal:{tmp_path / 'j.log'}", heartbeat=1, grace=2)
@@ -628,6 +658,57 @@ def test_ctrl_c_keeps_the_finished_trials_tables_without_a_traceback(digits, tmp
     # the stopped trial is queued again, for the next run, as a stopped worker's is
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "FAIL", "WAITING"]
     assert rows[2]["note"] == "interrupted (Ctrl-C); re-queued as trial 3"
+
+
+def test_a_ctrl_c_in_a_trials_last_epoch_end_stops_the_search(digits, tmp_path, monkeypatch):
+    """A Ctrl-C that landed in a trial's last epoch end (its validation pass, the report to
+    Optuna) came after the loop's last check: the trial ended complete, the request was lost,
+    and the search ran all its trials and retrained the best before the command exited 130,
+    its summary not marked interrupted. Now the trial is stopped as one stopped a step earlier
+    (FAIL, re-queued) and the search ends there."""
+    import os
+    import signal
+
+    from mlplab import interrupts
+    from mlplab.io import read_json
+    from mlplab.tuning.objective import _ReportCallback
+
+    real = _ReportCallback.on_epoch_end
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        real(self, trainer, epoch, logs)
+        if self.trial.number == 1 and epoch == trainer.config.epochs:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(_ReportCallback, "on_epoch_end", on_epoch_end)
+    with interrupts.installed(), pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=3, search_space=TINY, out=tmp_path, progress=False)
+    with open(tmp_path / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["state"] for r in rows] == ["COMPLETE", "FAIL", "WAITING"]
+    assert rows[1]["note"] == "interrupted (Ctrl-C); re-queued as trial 2"
+    assert read_json(tmp_path / "summary.json")["interrupted"] is True
+
+
+def test_a_second_process_searching_the_same_folder_draws_a_fresh_sampler_seed(digits, tmp_path):
+    """Two `mlplab tune` started together with the same --out (its study.db) both seeded their
+    samplers with --seed and proposed the same settings, every trial twice. The first holds the
+    folder's lock while it searches; another process (here: the lock held) draws a fresh seed.
+    One process alone still repeats its search exactly."""
+    from mlplab.runs.lock import run_lock
+
+    def settings(out):
+        tune(digits, trials=3, search_space=TINY, out=out, progress=False, search_only=True)
+        study = optuna.load_study(study_name="tune-digits", storage=f"sqlite:///{out}/study.db")
+        return [t.params for t in study.trials]
+
+    first = settings(tmp_path / "a")
+    assert settings(tmp_path / "b") == first  # seeded: the same search again
+    assert not (tmp_path / "a" / ".lock").exists()  # released (and removed) at the end
+    (tmp_path / "c").mkdir()
+    with run_lock(tmp_path / "c", noun="search"):  # another process searching "c" now
+        beside = settings(tmp_path / "c")
+    assert all(p != q for p, q in zip(beside, first))
 
 
 def test_a_grid_point_stopped_by_ctrl_c_runs_when_the_search_is_resumed(digits, tmp_path,

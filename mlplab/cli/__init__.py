@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn, TextIO
 
@@ -153,22 +154,55 @@ def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
     print(f"run folder: {out}")
 
 
+@contextlib.contextmanager
+def run_folder(out: str | os.PathLike | None, prefix: str = "") -> Iterator[Path]:
+    """``out``, or else a default folder (``runs/<prefix>-<time>``) claimed now, so that runs
+    started in the same second by other processes get folders of their own (two `mlplab torch
+    train` without --out picked the same one, and the second failed); a claimed folder is
+    removed again if the block fails while it is empty, with the ``runs/`` folder made for it."""
+    from mlplab.io import RUNS_ROOT
+    from mlplab.runs import default_run_dir
+
+    if out is not None and os.fspath(out):
+        yield Path(out)
+        return
+    root_made = not os.path.isdir(RUNS_ROOT)
+    claimed = default_run_dir(RUNS_ROOT, claim=True, prefix=prefix)
+    try:
+        yield claimed
+    except BaseException:
+        with contextlib.suppress(OSError):
+            claimed.rmdir()  # only while empty: a failure before anything was saved
+            if root_made:
+                claimed.parent.rmdir()  # the runs/ folder made for it, if still empty
+        raise
+
+
 def json_stdout(json_output: bool) -> contextlib.AbstractContextManager:
     """Around the work of a command given ``--json``: whatever it prints on the way (the epoch
     lines of ``--verbose``) goes to stderr, so that stdout is the JSON's alone and parses."""
     return contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext()
 
 
-def seed_arg(text: str) -> int:
+def seed_arg(text: str, split: bool = False) -> int:
     """argparse type of ``--seed``: an integer in [0, 2**32 - 1]."""
+    from mlplab._validation import SPLIT_SEED_MAX  # (here: it imports NumPy; --help does not)
+
+    top = "2**32 - 2" if split else "2**32 - 1"
     try:
         value = int(text)
     except ValueError:
         value = -1
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"expected an integer between 0 and 2**32 - 1; got "
-                                         f"{text!r}")
+    if not 0 <= value <= (SPLIT_SEED_MAX if split else 2**32 - 1):
+        raise argparse.ArgumentTypeError(f"expected an integer between 0 and {top}; got {text!r}")
     return value
+
+
+def split_seed_arg(text: str) -> int:
+    """argparse type of a seed of the dataset's splits (``--data-seed``, ``mlplab data``'s
+    ``--seed``): an integer in [0, 2**32 - 2], as ``load_dataset`` takes (the validation split
+    is drawn with the seed + 1)."""
+    return seed_arg(text, split=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,15 +36,16 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-def int_list(text: str) -> list[int]:
-    """``"2,3,4,5"`` -> [2, 3, 4, 5]: at least one, all positive."""
+def int_list(text: str, example: str = "2,3,4,5") -> list[int]:
+    """``"2,3,4,5"`` -> [2, 3, 4, 5]: at least one, all positive (errors show ``example``)."""
     try:
         values = [int(v) for v in text.split(",")]  # "2,,3" is a typo, not 2,3
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 2,3,4,5; got "
-                                         f"{text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like {example}; "
+                                         f"got {text!r}") from None
     if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers like 2,3,4,5; got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected positive integers like {example}; got "
+                                         f"{text!r}")
     return values
 
 

@@ -18,7 +18,7 @@ from mlplab.cli import (
     check_figure_file,
     figure_not_written,
     flag,
-    seed_arg,
+    split_seed_arg,
     usage_errors,
 )
 from mlplab.cli._types import positive_int, user_path_arg
@@ -212,7 +212,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            description="Load a dataset and print its split sizes, image shape, "
                                        "class names and the class counts of every split.")
     add_dataset_arguments(info, positional=True)
-    info.add_argument("--seed", type=seed_arg, default=0,
+    info.add_argument("--seed", type=split_seed_arg, default=0,
                       help="seed of the stratified splits (default: %(default)s)")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.set_defaults(func=run_info, unknown_hint=_dataset_is_named)
@@ -229,7 +229,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="images per class (default: %(default)s)")
     show.add_argument("--split", choices=list(SPLITS), default="train",
                       help="split to sample from (default: %(default)s)")
-    show.add_argument("--seed", type=seed_arg, default=0,
+    show.add_argument("--seed", type=split_seed_arg, default=0,
                       help="seed of the splits, the sampled images and the augmentation "
                            "(default: %(default)s)")
     seen = show.add_argument_group(

@@ -24,7 +24,9 @@ from mlplab.cli import (
     json_stdout,
     note_if_at_chance,
     print_run_result,
+    run_folder,
     seed_arg,
+    split_seed_arg,
     usage_errors,
 )
 from mlplab.cli._types import int_list, positive_int, user_path_arg
@@ -47,7 +49,7 @@ def _hidden_list(text: str) -> list[int]:
     unset shell variable, not a network)."""
     if text.strip().lower() == "none":
         return []
-    return int_list(text)
+    return int_list(text, example="100,50")  # (hidden sizes, not the depths of --layers)
 
 
 def _depth_list(text: str) -> list[int]:
@@ -104,7 +106,7 @@ def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
     r = p.add_argument_group("runtime")
     r.add_argument("--seed", type=seed_arg, default=None,
                    help=f"seed of the weights, the shuffling and dropout (default: {d['seed']})")
-    r.add_argument("--data-seed", type=seed_arg, default=None,
+    r.add_argument("--data-seed", type=split_seed_arg, default=None,
                    help="seed of the stratified validation/test splits, kept apart from --seed "
                         f"(default: {d['data_seed']})")
     r.add_argument("--device", default=None, metavar="cpu|cuda|auto",
@@ -244,10 +246,16 @@ def _train_flag_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
 
 
 # --------------------------------------------------------------------------------- helpers
-def _check_options(args: argparse.Namespace, tm: ModuleType) -> None:
+def _check_options(args: argparse.Namespace, tm: ModuleType, given: list[str]) -> None:
     """The option values, checked as the library checks them and in its order, so that a bad
     value is a usage error (exit 2) naming the flag typed, while a GPU this machine does not
     have stays a runtime error (exit 1). Nothing is loaded or written here."""
+    if "init_std" in given and args.init == "default":
+        # PyTorch's own initialisation takes no std: config.json recorded one never used
+        from mlplab.cli import UsageError
+
+        raise UsageError("--init-std has no effect with --init default (PyTorch's own "
+                         "initialisation); it sets the std of --init exercise.")
     with usage_errors(("device",)):  # a misspelt device; a missing GPU stays a runtime error
         tm.parse_device(args.device)
     with usage_errors(("init_std", "dropout", "batch_size")):
@@ -311,11 +319,9 @@ def run_train(args: argparse.Namespace) -> int:
     # everything that can fail is checked before the run folder is made (by train_run too): a
     # folder left holding only config.json would make the same command, rerun, say "already
     # holds results"
-    _check_options(args, tm)
-    from mlplab.runs import default_run_dir
-
-    out = Path(args.out) if args.out else default_run_dir(prefix="torch")
-    with json_stdout(args.json), _resumable(out, args):
+    _check_options(args, tm, given)
+    with run_folder(args.out, prefix="torch") as out, json_stdout(args.json), \
+            _resumable(out, args):
         result = tm.train_run(args.dataset, out=out, hidden=args.hidden, init=args.init,
                               eval_test=args.eval_test, plots=args.plots, **_run_options(args))
     return _report_train(result, out, args)
@@ -381,11 +387,9 @@ def run_depth(args: argparse.Namespace) -> int:
                                       progress=args.progress and sys.stderr.isatty(),
                                       verbose=args.verbose, announce=True)
     else:
-        _check_options(args, tm)
-        from mlplab.runs import default_run_dir
-
-        out = Path(args.out) if args.out else default_run_dir(prefix="torch-depth")
-        with json_stdout(args.json), _study_resumable(out, args):
+        _check_options(args, tm, given)
+        with run_folder(args.out, prefix="torch-depth") as out, json_stdout(args.json), \
+                _study_resumable(out, args):
             res = tm.depth_run(args.dataset, out=out, layers=args.layers,
                                hidden_size=args.hidden_size, init=args.init,
                                **_run_options(args))

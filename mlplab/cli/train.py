@@ -21,7 +21,9 @@ from mlplab.cli import (
     note_if_at_chance,
     print_run_result,
     refuse_without_hidden_layer,
+    run_folder,
     seed_arg,
+    split_seed_arg,
     usage_errors,
 )
 from mlplab.cli._types import hidden_sizes, non_negative_int, positive_int, user_path_arg
@@ -31,7 +33,6 @@ from mlplab.cli.data import (
     check_augment_options,
     load_dataset_from_args,
 )
-from mlplab.io import RUNS_ROOT
 
 if TYPE_CHECKING:
     from mlplab.data import Dataset
@@ -84,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                           dataset_default_note="digits; an accuracy preset's own: cifar10 or "
                                                "fashion-mnist")
     g = p.add_argument_group("data handling")
-    g.add_argument("--data-seed", type=seed_arg, default=None,
+    g.add_argument("--data-seed", type=split_seed_arg, default=None,
                    help="seed of the digits/folder validation and test splits (default: 0, "
                         "whatever --seed is, so that runs with different seeds share a split)")
     add_augment_arguments(g)
@@ -271,7 +272,6 @@ def _train(args: argparse.Namespace) -> int:
         build_config,
         check_run_data,
         config_summary,
-        default_run_dir,
         resume_run,
         run_config,
         train_run,
@@ -316,33 +316,22 @@ def _train(args: argparse.Namespace) -> int:
         for name in (*DATA_FIELDS, "data_seed"):  # the loader reads the resolved values
             setattr(args, name, getattr(cfg, name))
         # the default folder is claimed now: runs started in the same second get their own
-        root_made = not args.out and not os.path.isdir(RUNS_ROOT)
-        claimed = None if args.out else default_run_dir(RUNS_ROOT, claim=True)
-        out = args.out or claimed
-        assert out is not None  # one of the two is set
+        with run_folder(args.out) as out:
 
-        def load() -> Dataset:
-            data = load_dataset_from_args(args)
-            # announced once the data is there and fits the run: a data error must not name a
-            # run folder that is then removed
-            check_run_data(cfg, data)
-            if not args.json:
-                print(f"training {config_summary(cfg)} -> {out}", file=sys.stderr)
-            return data
+            def load() -> Dataset:
+                data = load_dataset_from_args(args)
+                # announced once the data is there and fits the run: a data error must not
+                # name a run folder that is then removed
+                check_run_data(cfg, data)
+                if not args.json:
+                    print(f"training {config_summary(cfg)} -> {out}", file=sys.stderr)
+                return data
 
-        try:
             # a loader, not a loaded dataset: the run then owns the data and frees the raw
             # images it no longer needs (lower peak memory)
             with json_stdout(args.json), _resumable(out, args):
                 result = train_run(cfg, out=out, data=load, progress=progress,
                                    verbose=args.verbose, plots=args.plots)
-        except BaseException:
-            if claimed is not None:
-                with contextlib.suppress(OSError):
-                    claimed.rmdir()  # only while empty: a failure before anything was saved
-                    if root_made:
-                        claimed.parent.rmdir()  # the runs/ folder made for it, if still empty
-            raise
 
     m = result.metrics
     assert result.out is not None  # the command always gives train_run a folder

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from mlplab.cli import seed_arg
+from mlplab.cli import split_seed_arg
 from mlplab.cli._types import non_negative_int, positive_int, positive_seconds, user_path_arg
 from mlplab.cli.data import add_dataset_arguments
 
@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="{median,hyperband}",
                    help="stop hopeless trials early from their per-epoch validation accuracy "
                         "(--prune alone: median)")
-    g.add_argument("--seed", type=seed_arg, default=0,
+    g.add_argument("--seed", type=split_seed_arg, default=0,
                    help="seed of every trial's weights and batches, of the data splits and, "
                         "for one local worker on the default storage, of the sampler (and "
                         "always of the grid sampler's order) (default: %(default)s)")

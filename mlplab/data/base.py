@@ -225,7 +225,9 @@ def draw_seed() -> int:
     validation split uses ``seed + 1``), for a split asked for without one."""
     import secrets
 
-    return secrets.randbelow(2**32 - 1)
+    from mlplab._validation import SPLIT_SEED_MAX
+
+    return secrets.randbelow(SPLIT_SEED_MAX + 1)
 
 
 def stratified_split(y: np.ndarray, n_holdout: int, seed: int | None
@@ -233,7 +235,8 @@ def stratified_split(y: np.ndarray, n_holdout: int, seed: int | None
     """Seeded stratified split: ``(keep, holdout)`` index arrays, each sorted (original order).
 
     Each class gives ``n_holdout * count / N`` samples (largest remainders get the rest), so class
-    proportions match in both parts as closely as counts allow.
+    proportions match in both parts as closely as counts allow; a class's last sample is held out
+    only when no other class can give one more.
     """
     y = np.asarray(y)
     n = len(y)
@@ -245,6 +248,10 @@ def stratified_split(y: np.ndarray, n_holdout: int, seed: int | None
     rest = n_holdout - take.sum()
     # largest remainders first; stable so that ties go to the lower class
     order = np.argsort(-(exact - take), kind="stable")
+    # but a class's last image stays while other classes can give the rest: taken, the part
+    # kept (training) had no image of that class, and a net never saw it
+    spare = take[order] + 1 < counts[order]
+    order = np.concatenate([order[spare], order[~spare]])
     take[order[:rest]] += 1
     rng = np.random.RandomState(seed)
     hold = []

@@ -13,7 +13,7 @@ from typing import cast, overload
 
 import numpy as np
 
-from mlplab._validation import is_int, is_number
+from mlplab._validation import check_seed, is_int, is_number
 from mlplab.data.base import (
     SPLITS,
     Dataset,
@@ -245,10 +245,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         names the file and the problem (and, for missing data, the command that fetches it).
     """
     check_dataset_name(name)
-    if seed is not None and (not isinstance(seed, int | np.integer) or isinstance(seed, bool)
-                             or not 0 <= seed < 2**32 - 1):
-        raise DatasetError(f"seed must be None or an integer between 0 and 2**32 - 2; got "
-                           f"{seed!r}.")
+    try:
+        check_seed(seed, split=True)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
     size = parse_image_size(image_size)
     key = name.strip()
     low = key.lower()

@@ -444,6 +444,14 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
             arr = np.asarray(im, dtype=np.uint8)
     except (DatasetError, _ColourImage):
         raise
+    except MemoryError:
+        # a sound file, not an unreadable one: every image of a folder was "unreadable ()"
+        # when the size asked for did not fit in memory
+        at = f" at {size[0]}x{size[1]} (height x width)" if size is not None else ""
+        shrink = (f"pass a smaller {_image_size_setting()}" if size is not None else
+                  f"pass {_image_size_setting()} to shrink it")
+        raise DatasetError(f"{path}: not enough memory to decode it{at}; free some memory or "
+                           f"{shrink}.") from None
     except Exception as exc:
         raise _unreadable(path, exc, advice) from None
     return arr if arr.ndim == 3 else arr[:, :, None]
@@ -658,6 +666,26 @@ def _decode_any(paths: list[Path], size: tuple[int, int] | None) -> np.ndarray:
         return _decode(paths, "RGB", size)
 
 
+def _layout_hint(root: Path) -> str:
+    """What the folder of a dataset with no images in class folders seems to be instead: a class
+    folder itself (images directly inside), or one of split folders whose names mlplab does not
+    take (``Train/``, ``training/``: they were read as classes holding only folders)."""
+    try:
+        entries = list(root.iterdir())
+        if any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() for p in entries):
+            return (f"; its images lie directly inside it, as in one class's folder: give the "
+                    f"folder above it ({root.parent}) if that holds one folder per class")
+        nested = sorted(p.name for p in entries
+                        if p.is_dir() and any(q.is_dir() for q in p.iterdir()))
+    except OSError:
+        return ""
+    if not nested:
+        return ""
+    return (f"; {', '.join(nested[:3])}{', ...' if len(nested) > 3 else ''} hold folders, not "
+            "images: split folders must be named train/, val/ (or valid/, validation/) and "
+            "test/, in lower case")
+
+
 def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | None = None, *,
                       classes: list[str] | None = None, mode: str | None = None,
                       cache: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -670,7 +698,8 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
     if not files:
         raise DatasetError(
             f"{root}: no images found; expected one sub-folder per class holding image files "
-            f"({', '.join(IMAGE_EXTENSIONS[:3])}, ...), e.g. {root}/cat/0001.png.")
+            f"({', '.join(IMAGE_EXTENSIONS[:3])}, ...), e.g. {root}/cat/0001.png"
+            f"{_layout_hint(root)}.")
     if training:
         # a class with no examples would still get an output unit and a column in every table
         counts = np.bincount(y, minlength=len(classes))

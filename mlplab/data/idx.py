@@ -133,8 +133,15 @@ def candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
         # where downloads go first (<data_dir>/<name>: MNIST's and Fashion-MNIST's files have
         # the same names), so that fresh files win over damaged copies in data_dir itself
         roots += [download_folder(name, data_dir), user_path(data_dir)]
-    roots.append(download_folder(name))
-    if name == "fashion-mnist":
+    debian = name == "fashion-mnist"
+    try:
+        roots.append(download_folder(name))
+    except DatasetError:
+        # no home folder for the default data root: data_dir and Debian's copy alone; with
+        # neither, the error that says so
+        if data_dir is None and not (debian and DEBIAN_FASHION_DIR.is_dir()):
+            raise
+    if debian:
         roots.append(DEBIAN_FASHION_DIR)
     return roots
 
@@ -178,21 +185,36 @@ def find_idx_files(name: str, data_dir: str | os.PathLike | None,
     """The four files of ``name`` from the first folder that has them all and whose files are
     not the other dataset's (MNIST and Fashion-MNIST name their files alike, so one data_dir may
     hold the other's). Each folder passed over for that is noted in ``passed_over``."""
+    incomplete: list[str] = []
     for root in candidate_dirs(name, data_dir):
-        found = _files_in(root)
+        found = _files_in(root, incomplete)
         if found is None:
             continue
         other = other_dataset_in(name, found)
         if other is None:
+            if incomplete:  # a folder given for the files that lacks some: not silently passed
+                import warnings
+
+                warnings.warn(f"{'; '.join(incomplete)}: {name} is read from {root} instead.",
+                              stacklevel=3)
             return found
         if passed_over is not None:
             passed_over.append(f"{root} holds {other}'s files")
+    if passed_over is not None:
+        passed_over.extend(incomplete)
     return None
 
 
-def _files_in(root: Path) -> dict[str, Path] | None:
+def _files_in(root: Path, incomplete: list[str] | None = None) -> dict[str, Path] | None:
+    """The four files in ``root``, or None; a folder with some of them is noted in
+    ``incomplete``, with the names of those it lacks."""
     found = {role: _find_file(root, base) for role, base in FILES.items()}
-    return found if all(found.values()) else None  # type: ignore[return-value]
+    if all(found.values()):
+        return found  # type: ignore[return-value]
+    missing = [f"{FILES[role]}[.gz]" for role, path in found.items() if path is None]
+    if incomplete is not None and len(missing) < len(FILES):
+        incomplete.append(f"{root} lacks {', '.join(missing)}")
+    return None
 
 
 def _images(path: Path) -> np.ndarray:

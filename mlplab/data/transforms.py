@@ -190,6 +190,9 @@ class Scale(Transform):
 
     def __init__(self, max_value: float = 255.0, dtype: DTypeLike = np.float32) -> None:
         super().__init__(dtype)
+        # (0 divided by zero when the data came; NaN or infinity gave NaN or 0 features)
+        if not (np.isfinite(max_value) and max_value > 0):
+            raise DatasetError(f"Scale max_value must be a finite number > 0; got {max_value!r}.")
         self.max_value = float(max_value)
 
     def params(self) -> dict:
@@ -247,8 +250,11 @@ class Normalize(Transform):
         super().__init__(dtype)
         self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
         self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
-        if np.any(self.std <= 0):
-            raise DatasetError(f"Normalize std must be > 0; got {self.std.tolist()}.")
+        # (NaN passed `<= 0` and made every feature NaN)
+        if not np.all(np.isfinite(self.std) & (self.std > 0)):
+            raise DatasetError(f"Normalize std must be finite and > 0; got {self.std.tolist()}.")
+        if not np.all(np.isfinite(self.mean)):
+            raise DatasetError(f"Normalize mean must be finite; got {self.mean.tolist()}.")
 
     def params(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist(), **super().params()}

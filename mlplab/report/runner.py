@@ -645,10 +645,10 @@ def _repoint(path: Path, before: str, after: str) -> None:
 
 def _as_in_url(path: str) -> str:
     """``path`` as the database of a SQLAlchemy URL is written (``StorageSpec.display``)."""
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import URL
 
     prefix = "sqlite:///"
-    return make_url(prefix + path).render_as_string(hide_password=False)[len(prefix):]
+    return URL.create("sqlite", database=path).render_as_string(hide_password=False)[len(prefix):]
 
 
 def _render(out: Path, title: str, intro: list[str], sections: list[Section]

@@ -160,7 +160,7 @@ class RunConfig:
         check_choice(self.activation, ACTIVATIONS, "activation")
         check_choice(self.init, INITS, "init")
         check_positive(self.std, "std")
-        check_seed(self.data_seed, "data_seed")
+        check_seed(self.data_seed, "data_seed", split=True)
         from mlplab.data import PREPROCESSING
 
         check_choice(self.preprocessing, PREPROCESSING, "preprocessing")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +74,15 @@ class StudyProgress:
     seconds: float = 0.0
 
 
+def check_depths(depths: Any, name: str = "depths") -> Sequence[int]:
+    """``depths`` as given, unless it is a string or a single number: "2,3" was taken one
+    character at a time ("depth ... got '2'", then the comma), 3 failed as not iterable."""
+    if isinstance(depths, str | bytes) or not isinstance(depths, Iterable):
+        raise TypeError(f"{name} must be a list of depths, e.g. [2, 3, 4, 5]; got {depths!r} "
+                        "(the command line's --layers takes 2,3,4,5).")
+    return list(depths)
+
+
 def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
                 X_test: np.ndarray | None = None, y_test: np.ndarray | None = None, *,
                 depths: Sequence[int] = (2, 3, 4, 5), hidden_size: int = HIDDEN[0],
@@ -98,6 +107,7 @@ def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
     saved: its finished networks are not trained again, the one in training goes on from its
     state, and the study ends as one never stopped (bit for bit on the same device and thread
     count, since every network is built and trained from the same seed on its own)."""
+    depths = check_depths(depths)
     if not depths:
         raise ValueError("depths must list at least one depth, e.g. 2,3,4,5.")
     for init in inits:

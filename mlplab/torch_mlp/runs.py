@@ -74,6 +74,7 @@ from mlplab.torch_mlp.data import input_pipeline
 from mlplab.torch_mlp.depth import (
     DepthResult,
     StudyProgress,
+    check_depths,
     depth_study,
     depth_table_csv,
     depth_table_markdown,
@@ -1107,7 +1108,7 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
             "cache": cache}
     _check_dataset_arg(dataset, {**load, "data_seed": data_seed})
     check_choice(init, (*INITS, "both"), "init")
-    layers = list(layers)
+    layers = list(check_depths(layers, "layers"))
     if not layers:  # depth_study's checks, made before the data loads and out is created
         raise ValueError("depths must list at least one depth, e.g. 2,3,4,5.")
     repeated = sorted({d for d in layers if layers.count(d) > 1})

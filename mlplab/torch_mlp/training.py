@@ -337,7 +337,12 @@ def _restore(state: dict[str, Any], model: MultiLayerPerceptron,
         generator.set_state(state["loader_rng"])
     # torch: RuntimeError; Adam's load_state_dict of a value that is not a dict: AttributeError
     except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = lines[0] if lines else type(exc).__name__
+        if first.endswith(":") and len(lines) > 1:
+            # PyTorch's "Error(s) in loading state_dict for ...:" says what only its next line
+            # does ("size mismatch for layers.0.weight: ... [8, 64] ... [20, 64]")
+            first = f"{first} {lines[1]}"
         raise TrainingStateError(f"the training state to resume from does not fit this network "
                                  f"and its training ({first}).") from None
     if len(history.train_acc) != done or len(history.loss) != iteration:

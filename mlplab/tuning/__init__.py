@@ -301,13 +301,24 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     # the output folder only now, for the same reason: a refused command leaves no empty folder;
     # and none for a search-only worker whose study lives elsewhere: it writes nothing there
     # (each machine of a shared search was left an empty runs/<study>)
+    searching_here = contextlib.ExitStack()  # held while this process searches (see below)
     with _output_folder(out_dir) if storage is None or not search_only else \
             contextlib.nullcontext():
-        study = open_study(spec, study_name, space, source.describe(),
-                           make_sampler(sampler, space, sampler_seed, trials),
-                           make_pruner(prune, space, trials), seed=seed, sampler_name=sampler,
-                           pruner_name=prune,
-                           same_data=functools.partial(source.same_data, data=loaded))
+        try:
+            if local_only and sampler != "grid" and not _first_search_here(searching_here,
+                                                                            out_dir):
+                # another process searches this folder's study now (two `mlplab tune` with
+                # the same --out): seeded alike, the two proposed the same settings, each
+                # trial twice. The first keeps its seed; any other draws a fresh one
+                sampler_seed = None
+            study = open_study(spec, study_name, space, source.describe(),
+                               make_sampler(sampler, space, sampler_seed, trials),
+                               make_pruner(prune, space, trials), seed=seed,
+                               sampler_name=sampler, pruner_name=prune,
+                               same_data=functools.partial(source.same_data, data=loaded))
+        except BaseException:
+            searching_here.close()
+            raise
     del loaded  # (with several workers, each holds its own copy)
     limiter = None
     if threads is not None:  # this process's trials and retraining; the workers limit their own
@@ -374,6 +385,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         result.wall_seconds = round(time.perf_counter() - start, 2)
         return result
     finally:
+        searching_here.close()
         if limiter is not None:
             limiter.restore_original_limits()
         # the database's connections, or study.db stays open after this returns: the study
@@ -381,6 +393,22 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         # plotly holds the frames that were running it), and Windows can then neither move nor
         # remove the folder (mlplab reproduce moves it into place once the report is written)
         close_storage(study._storage)
+
+
+def _first_search_here(stack: contextlib.ExitStack, out_dir: Path) -> bool:
+    """Whether this process is the only one searching the study in ``out_dir`` (its default
+    storage) now: it then holds the folder's lock (``mlplab.runs.lock``, released by ``stack``)
+    while it searches. False when another process holds it. Where locks cannot be taken (a
+    file system without ``flock``), True: each process keeps its seed, as before."""
+    from mlplab.runs.lock import RunInUseError, run_lock
+
+    try:
+        stack.enter_context(run_lock(out_dir, noun="search"))
+    except RunInUseError:
+        return False
+    except ValueError:  # a lock file that is not one (refused by name): searched unlocked
+        return True
+    return True
 
 
 def _check_options(trials: Any, workers: Any, timeout: float | None, sampler: str,

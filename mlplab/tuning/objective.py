@@ -116,7 +116,10 @@ class Objective:
             raise
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
-        if history.interrupted:
+        # (also a Ctrl-C in the last epoch's end, the validation pass or the report: the run
+        # is complete, but the search was asked to stop and this trial is re-queued as any
+        # other interrupted one; the request was swallowed, and the search ran on to its end)
+        if history.interrupted or trainer.stop_requested:
             raise KeyboardInterrupt
         trial.set_user_attr("epochs", len(history.val_acc))
         trial.set_user_attr("train_acc", float(history.train_acc[-1]))

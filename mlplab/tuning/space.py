@@ -244,9 +244,11 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, data: Any, where: str = "search space") -> SearchSpace:
         if not isinstance(data, Mapping) or not data:
+            # (an empty mapping was "got dict", after "expected a mapping")
+            got = "an empty mapping" if isinstance(data, Mapping) else type(data).__name__
             raise ValueError(f"{where}: expected a mapping of knob names to distributions, "
                              f"e.g. `lr: {{type: float, low: 1.0e-4, high: 0.1, log: true}}`; "
-                             f"got {type(data).__name__}.")
+                             f"got {got}.")
         params: dict[str, Param] = {}
         fixed: dict[str, Any] = {}
         for name, spec in data.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -85,11 +86,17 @@ class StorageSpec:
             # uses the same lock file name, so both exclude each other on a shared journal
             backend = journal_file_backend(path, open_lock=_WINDOWS)
             storage_class = _heartbeat_journal_storage_class()
-            with quiet_optuna_warnings():  # JournalStorage is "experimental" before Optuna 4.0
-                if self.heartbeat is None or storage_class is None:
-                    return optuna.storages.JournalStorage(backend)
-                return storage_class(backend, self.heartbeat, self._grace(self.heartbeat),
-                                     callback)
+            try:
+                with quiet_optuna_warnings():  # "experimental" before Optuna 4.0
+                    if self.heartbeat is None or storage_class is None:
+                        return optuna.storages.JournalStorage(backend)
+                    return storage_class(backend, self.heartbeat, self._grace(self.heartbeat),
+                                         callback)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                # alone, "Expecting value: line 1 column 1 (char 0)" named no file
+                raise RuntimeError(f"cannot open storage {self.display}: it is not an Optuna "
+                                   f"journal file ({exc}); give another file, or move this one "
+                                   "away if it is damaged.") from None
         kwargs: dict[str, Any] = {}
         url = sqlalchemy_url(self.url)
         if url.startswith("sqlite"):
@@ -340,6 +347,16 @@ def journal_file_backend(path: str | os.PathLike, open_lock: bool = False) -> Ba
     return JournalFileBackend(os.fspath(path), lock_obj=lock)
 
 
+def sqlite_url(path: str | os.PathLike) -> str:
+    """The SQLAlchemy URL of the SQLite file ``path`` (made absolute), its reserved characters
+    percent-encoded: pasted in as it was, ``runs/q?x/study.db`` was the file ``runs/q`` (the rest
+    a query), and ``p%41`` the folder ``pA``."""
+    from sqlalchemy.engine import URL
+
+    database = str(Path(path).expanduser().resolve())
+    return URL.create("sqlite", database=database).render_as_string(hide_password=False)
+
+
 def sqlalchemy_url(url: str) -> str:
     """``url`` with a PostgreSQL driver that is installed: SQLAlchemy 2.1 made ``psycopg`` (3)
     the default for ``postgresql://``, while ``mlplab[postgres]`` installs ``psycopg2``."""
@@ -384,7 +401,7 @@ def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | 
     """
     heartbeat = check_heartbeat(heartbeat, grace)
     if storage is None:
-        return StorageSpec(f"sqlite:///{(out / 'study.db').resolve()}", heartbeat, grace)
+        return StorageSpec(sqlite_url(out / "study.db"), heartbeat, grace)
     text = os.fspath(storage)
     if text.startswith("journal:"):
         path = text[len("journal:"):]
@@ -398,7 +415,7 @@ def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | 
     if suffix in (".log", ".journal"):
         return StorageSpec(f"journal:{Path(text).expanduser().resolve()}", heartbeat, grace)
     if suffix in (".db", ".sqlite", ".sqlite3"):
-        return StorageSpec(f"sqlite:///{Path(text).expanduser().resolve()}", heartbeat, grace)
+        return StorageSpec(sqlite_url(text), heartbeat, grace)
     raise ValueError(f"unrecognised storage {text!r}: give a SQLAlchemy URL (sqlite:///study.db, "
                      "postgresql://user@host/db), journal:PATH, or a file ending in .db or .log.")
 
