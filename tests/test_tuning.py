@@ -1468,6 +1468,34 @@ def test_a_requeued_trial_taken_up_by_a_live_worker_is_not_failed_as_the_dead_on
     assert study._storage.get_trial(taken._trial_id).state == TrialState.RUNNING
 
 
+def test_workers_stopped_by_the_searchs_ctrl_c_are_said_interrupted(tmp_path):
+    """With --workers 2, a Ctrl-C stops the workers, whose trials the search then fails and
+    re-queues: the results said "worker lost (its process ended or its heartbeat stopped)",
+    as of a crash. Failed as interrupted, they read as a Ctrl-C'd trial does."""
+    import socket
+    import subprocess
+    import sys
+
+    from mlplab.tuning.results import trials_table
+    from mlplab.tuning.search import fail_dead_local_trials
+
+    spec = StorageSpec(f"sqlite:///{tmp_path / 'study.db'}")
+    notes = []
+    for interrupted in (True, False):
+        study = optuna.create_study(storage=spec.open(), direction="maximize")
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        orphan = study.ask({"hidden_size": optuna.distributions.IntDistribution(8, 32)})
+        study._storage.set_trial_user_attr(orphan._trial_id, "worker",
+                                           f"{socket.gethostname()}:{dead}#1")
+        fail_dead_local_trials(study, interrupted=interrupted)
+        header, rows = trials_table(study)
+        notes.append(rows[orphan.number][header.index("note")])
+    assert notes == ["interrupted (Ctrl-C); re-queued as trial 1",
+                     "worker lost (its process ended or its heartbeat stopped); re-queued as "
+                     "trial 1"]
+
+
 def test_the_best_run_retrains_with_the_searchs_seed_preprocessing_and_split(tmp_path):
     """The retrained best-run is the best trial's model again: same seed, same preprocessing,
     so the same validation accuracy; and its config.json names the split it was loaded with,

@@ -357,7 +357,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     # trials, left RUNNING, are failed and re-queued now, so that the tables and
                     # summary written below do not show trials running that nothing runs
                     with contextlib.suppress(Exception):  # (the Ctrl-C is the news)
-                        fail_dead_local_trials(study)
+                        fail_dead_local_trials(study, interrupted=True)
                 else:  # this process's trial, which Optuna recorded FAIL: queued again, too
                     with contextlib.suppress(Exception):
                         requeue_interrupted_trials(study, worker_name())

@@ -200,7 +200,7 @@ def update_bar(bar: tqdm | None, study: optuna.Study) -> None:
     bar.refresh()
 
 
-def fail_dead_local_trials(study: optuna.Study) -> None:
+def fail_dead_local_trials(study: optuna.Study, interrupted: bool = False) -> None:
     """Mark FAIL the running trials of processes on this machine that no longer exist (killed,
     SIGKILL or a power cut): they would otherwise count towards the target until their
     heartbeat's grace runs out, and a search run again at once would stop short.
@@ -208,7 +208,9 @@ def fail_dead_local_trials(study: optuna.Study) -> None:
     :func:`mlplab.tuning.tune` calls it once before it starts local workers, rather than K
     workers each racing to do it; only one of those that race fails (and so re-queues) a trial,
     as the storage's check that it still runs and its update are one transaction (on SQLite
-    too: :func:`mlplab.tuning.storage._claim_sqlite_rows`)."""
+    too: :func:`mlplab.tuning.storage._claim_sqlite_rows`). ``interrupted``: these processes
+    were stopped by the Ctrl-C of the search that started them, which the results then say of
+    their trials (not "worker lost")."""
     from optuna.trial import TrialState
 
     host = socket.gethostname()
@@ -218,6 +220,8 @@ def fail_dead_local_trials(study: optuna.Study) -> None:
         if name == host and pid.isdigit() and int(pid) != os.getpid() and \
                 not process_alive(int(pid)):
             try:  # as Optuna's fail_stale_trials does for a stopped heartbeat, retry included
+                if interrupted:  # (while it runs: a finished trial's attributes are final)
+                    storage.set_trial_user_attr(t._trial_id, "interrupted", True)
                 if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                     continue  # another process has just finished it
             except Exception:  # noqa: BLE001 - finished or failed meanwhile by another process
