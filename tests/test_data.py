@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import re
 import tracemalloc
 
 import numpy as np
@@ -122,6 +123,21 @@ def test_a_stratified_split_keeps_a_class_s_last_image_while_others_can_give():
     y = np.array([0, 1])
     keep, hold = stratified_split(y, 1, seed=0)
     assert y[hold].tolist() == [0] and y[keep].tolist() == [1]  # the tie to the lower class
+    # more to give than classes that can spare one: those give again (a first version took
+    # the lone images of classes 1 and 2 here)
+    y = np.repeat([0, 1, 2], [5, 1, 1])
+    keep, hold = stratified_split(y, 4, seed=0)
+    assert np.bincount(y[keep], minlength=3).tolist() == [1, 1, 1] and len(hold) == 4
+    # checked against every small case: no class emptied while another had one to spare
+    rng = np.random.RandomState(0)
+    for _ in range(300):
+        counts = rng.randint(1, 6, size=rng.randint(2, 6))
+        y = np.repeat(np.arange(len(counts)), counts)
+        n_hold = rng.randint(1, len(y))
+        keep, hold = stratified_split(y, n_hold, seed=0)
+        kept = np.bincount(y[keep], minlength=len(counts))
+        assert len(hold) == n_hold and len(keep) + n_hold == len(y)
+        assert (kept >= 1).all() or n_hold > len(y) - len(counts), (counts, n_hold, kept)
 
 
 def _write_images(root, classes, n, size=(6, 5), mode="RGB", ext="png", start=0):
@@ -409,7 +425,7 @@ def test_unreadable_class_folder_is_a_dataset_error(tmp_path, monkeypatch):
         load_dataset(f"folder:{root}", cache=False)
 
 
-def test_folder_errors_name_the_file(tmp_path):
+def test_folder_errors_name_the_file(tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DatasetError, match=r"empty: no images found; [^;]*\.png\.$"):
@@ -430,6 +446,11 @@ def test_folder_errors_name_the_file(tmp_path):
                                            r"directly inside it.*give the folder above it "
                                            r"\(\S*Train\) if that holds one folder per class"):
         load_dataset(f"folder:{tmp_path / 'kaggle' / 'Train' / 'cat'}")
+    monkeypatch.chdir(tmp_path / "kaggle" / "Train" / "cat")  # named ".": its parent is "."
+    with pytest.warns(UserWarning, match="directly in the dataset folder"), \
+            pytest.raises(DatasetError, match=re.escape(f"give the folder above it "
+                                                        f"({(tmp_path / 'kaggle' / 'Train')})")):
+        load_dataset("folder:.")
     with pytest.raises(DatasetError, match="no such folder"):
         load_dataset(f"folder:{tmp_path / 'nope'}")
     (tmp_path / "pets.zip").write_bytes(b"PK")

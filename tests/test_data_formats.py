@@ -600,6 +600,18 @@ def test_a_data_dir_lacking_some_idx_files_is_named(tmp_path, monkeypatch):
                                            r"t10k-labels-idx1-ubyte\[\.gz\]; \S*mnist lacks "
                                            r"train-images-idx3-ubyte\[\.gz\]\)"):
         load_dataset("mnist", data_dir=tmp_path / "given", val_size=1)
+    # with download=True the warning names the folder read: the fresh files' (it named the
+    # default root's damaged copy, which was not read)
+    def download_dataset(name, data_dir=None, mirror=None):
+        arrays = write_idx_set(tmp_path / "given" / "mnist", seed=2)
+        return sorted((tmp_path / "given" / "mnist").glob(f"*{next(iter(arrays))[:5]}*"))
+
+    monkeypatch.setattr(dl, "download_dataset", download_dataset)
+    with pytest.warns(UserWarning, match=r"given lacks t10k-labels-idx1-ubyte\[\.gz\]; \S*root"
+                                         r".mnist lacks train-images-idx3-ubyte\[\.gz\]: mnist "
+                                         r"is read from \S*given.mnist instead\.$"):
+        ds = load_dataset("mnist", data_dir=tmp_path / "given", val_size=1, download=True)
+    assert ds.source == str(tmp_path / "given" / "mnist")
 
 
 def test_a_relative_data_dir_is_recorded_as_an_absolute_path(tmp_path, monkeypatch):

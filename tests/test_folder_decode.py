@@ -111,10 +111,17 @@ def test_an_image_size_too_large_for_memory_is_not_an_unreadable_file(tmp_path, 
         raise MemoryError
 
     monkeypatch.setattr(PILImage.Image, "resize", resize)
-    with pytest.raises(DatasetError, match=r"0000\.png: not enough memory to decode it at 9x11 "
-                                           r"\(height x width\); free some memory or pass a "
-                                           r"smaller image_size=N\.$"):
+    with pytest.raises(DatasetError, match=r"0000\.png: not enough memory to decode it \(2x3, "
+                                           r"resized to 11x9, width x height\); free some memory "
+                                           r"or pass a smaller image_size=N\.$"):
         read_image_folder(tmp_path / "f", (9, 11), mode="RGB", cache=False)
+    # one image of a trained model's fixed size (predict): no option to shrink it
+    from mlplab.data.folder import read_image
+
+    with pytest.raises(DatasetError, match=r"0000\.png: not enough memory to decode it \(2x3, "
+                                           r"resized to 11x9, width x height\); free some "
+                                           r"memory\.$"):
+        read_image(tmp_path / "f" / "a" / "0000.png", (9, 11, 3))
 
 
 def test_unreadable_files_of_every_chunk_are_named_in_file_order(tmp_path):

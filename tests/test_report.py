@@ -648,6 +648,17 @@ def test_threads_that_are_not_a_count_are_refused(threads, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("seed,message", [(2**32 - 1, "between 0 and 2\\*\\*32 - 2"),
+                                          (None, "between 0 and 2\\*\\*32 - 2.*got None"),
+                                          (1.5, "between 0 and 2\\*\\*32 - 2")])
+def test_a_seed_the_splits_cannot_take_is_refused_before_any_stage(seed, message, tmp_path):
+    """reproduce(seed=2**32 - 1) ran, and its data stage failed: the splits' seed + 1 is NumPy's
+    limit. Refused at once, nothing written."""
+    with pytest.raises(ValueError, match=message):
+        reproduce("digits", TINY, out=tmp_path / "r", log=False, only=["data"], seed=seed)
+    assert not (tmp_path / "r").exists()
+
+
 def test_accuracy_figures_say_what_train_accuracy_is_and_whose_they_are(quick_report):
     """The exercise records train accuracy on the current minibatch (SPEC §3), which the default
     run and preset exercise-tuned keep (their config's train_acc): a curve that ends well above

@@ -288,7 +288,8 @@ def test_a_storage_whose_driver_is_missing_names_the_driver(tmp_path, monkeypatc
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
                             "ignore:Heartbeat of storage:UserWarning")
-@pytest.mark.parametrize("content", [b"garbage\n", b"\xff\xfe\x00 not text\n"])
+@pytest.mark.parametrize("content", [b"garbage\n", b"\xff\xfe\x00 not text\n",
+                                     b'{"level": "info", "msg": "another program"}\n', b"1\n2\n"])
 def test_a_damaged_journal_file_is_named(tmp_path, content):
     """A journal file that is not one said only "Expecting value: line 1 column 1 (char 0)".
     (Optuna passes over a bad last line, a write in progress; not one with lines after it.)"""
@@ -660,7 +661,9 @@ def test_ctrl_c_keeps_the_finished_trials_tables_without_a_traceback(digits, tmp
     assert rows[2]["note"] == "interrupted (Ctrl-C); re-queued as trial 3"
 
 
-def test_a_ctrl_c_in_a_trials_last_epoch_end_stops_the_search(digits, tmp_path, monkeypatch):
+@pytest.mark.parametrize("prune", [False, True])
+def test_a_ctrl_c_in_a_trials_last_epoch_end_stops_the_search(digits, tmp_path, monkeypatch,
+                                                              prune):
     """A Ctrl-C that landed in a trial's last epoch end (its validation pass, the report to
     Optuna) came after the loop's last check: the trial ended complete, the request was lost,
     and the search ran all its trials and retrained the best before the command exited 130,
@@ -677,8 +680,10 @@ def test_a_ctrl_c_in_a_trials_last_epoch_end_stops_the_search(digits, tmp_path, 
 
     def on_epoch_end(self, trainer, epoch, logs):
         real(self, trainer, epoch, logs)
-        if self.trial.number == 1 and epoch == trainer.config.epochs:
+        if self.trial.number == 1 and epoch == (1 if prune else trainer.config.epochs):
             os.kill(os.getpid(), signal.SIGINT)
+            if prune:  # the same epoch end prunes it (which skipped the check of the Ctrl-C)
+                raise optuna.TrialPruned("hopeless")
 
     monkeypatch.setattr(_ReportCallback, "on_epoch_end", on_epoch_end)
     with interrupts.installed(), pytest.raises(KeyboardInterrupt):

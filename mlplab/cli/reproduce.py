@@ -7,7 +7,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mlplab.cli import seed_arg
+    from mlplab.cli import split_seed_arg
     from mlplab.cli._types import positive_int, user_path_arg
     from mlplab.cli.data import add_dataset_arguments
     from mlplab.report.budgets import BUDGETS
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: %(default)s)")
     p.add_argument("--out", metavar="DIR", default=None, type=user_path_arg,
                    help="report folder (default: runs/report-<dataset>-<budget>)")
-    p.add_argument("--seed", type=seed_arg, default=0,
+    p.add_argument("--seed", type=split_seed_arg, default=0,
                    help="seed of every stage: splits, weights, minibatches, tuning, PyTorch "
                         "(default: %(default)s)")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N",

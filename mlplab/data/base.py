@@ -249,10 +249,15 @@ def stratified_split(y: np.ndarray, n_holdout: int, seed: int | None
     # largest remainders first; stable so that ties go to the lower class
     order = np.argsort(-(exact - take), kind="stable")
     # but a class's last image stays while other classes can give the rest: taken, the part
-    # kept (training) had no image of that class, and a net never saw it
-    spare = take[order] + 1 < counts[order]
-    order = np.concatenate([order[spare], order[~spare]])
-    take[order[:rest]] += 1
+    # kept (training) had no image of that class, and a net never saw it. Rounds over the
+    # classes that can spare one (in that order), then, if still short, over every class
+    for keep_one in (1, 0):
+        while rest:
+            able = order[take[order] < counts[order] - keep_one][:rest]
+            if not len(able):
+                break
+            take[able] += 1
+            rest -= len(able)
     rng = np.random.RandomState(seed)
     hold = []
     for cls, k in zip(classes, take):

@@ -415,15 +415,17 @@ def _upright(im: Image.Image, orientation: int) -> Image.Image:
 
 
 def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
-                grey_only: bool = False, advice: str = "replace or remove the file"
+                grey_only: bool = False, advice: str | None = "replace or remove the file"
                 ) -> np.ndarray:
     """One image as ``uint8 (H, W, C)`` in ``mode`` (``"L"`` or ``"RGB"``), turned upright as its
     EXIF orientation says and resized to ``size``. With ``grey_only`` a colour image raises
     ``_ColourImage`` instead of being made grey. ``advice``: what an unreadable file's error tells
-    the user to do."""
+    the user to do (None: a fixed ``size``, a trained model's, which no option changes)."""
+    stored = None  # the file's own size, once open: for a message
     try:
         with _decoding_file(path), open_image(path) as opened:
             im: Image.Image = opened  # a plain Image once converted below
+            stored = im.size
             if grey_only and im.mode not in GREY_MODES and not _grey_palette(im):
                 raise _ColourImage(path)
             orientation = _orientation(im)
@@ -447,13 +449,16 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
     except MemoryError:
         # a sound file, not an unreadable one: every image of a folder was "unreadable ()"
         # when the size asked for did not fit in memory
-        at = f" at {size[0]}x{size[1]} (height x width)" if size is not None else ""
-        shrink = (f"pass a smaller {_image_size_setting()}" if size is not None else
-                  f"pass {_image_size_setting()} to shrink it")
-        raise DatasetError(f"{path}: not enough memory to decode it{at}; free some memory or "
+        sizes = [f"{stored[0]}x{stored[1]}"] if stored is not None else []
+        if size is not None:
+            sizes.append(f"resized to {size[1]}x{size[0]}")
+        what = f" ({', '.join(sizes)}, width x height)" if sizes else ""
+        shrink = ("" if advice is None else f" or pass a smaller {_image_size_setting()}"
+                  if size is not None else f" or pass {_image_size_setting()} to shrink it")
+        raise DatasetError(f"{path}: not enough memory to decode it{what}; free some memory"
                            f"{shrink}.") from None
     except Exception as exc:
-        raise _unreadable(path, exc, advice) from None
+        raise _unreadable(path, exc, advice or "check the file") from None
     return arr if arr.ndim == 3 else arr[:, :, None]
 
 
@@ -472,7 +477,7 @@ def read_image(path: str | os.PathLike, image_shape: Sequence[int]) -> np.ndarra
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such image file.")
-    return _read_image(path, "L" if C == 1 else "RGB", (H, W), advice="check the file")
+    return _read_image(path, "L" if C == 1 else "RGB", (H, W), advice=None)
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
@@ -673,8 +678,10 @@ def _layout_hint(root: Path) -> str:
     try:
         entries = list(root.iterdir())
         if any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() for p in entries):
+            # (resolved: the parent of "." or ".." as typed is no folder above it)
             return (f"; its images lie directly inside it, as in one class's folder: give the "
-                    f"folder above it ({root.parent}) if that holds one folder per class")
+                    f"folder above it ({root.resolve().parent}) if that holds one folder per "
+                    "class")
         nested = sorted(p.name for p in entries
                         if p.is_dir() and any(q.is_dir() for q in p.iterdir()))
     except OSError:

@@ -181,27 +181,21 @@ def other_dataset_in(name: str, files: dict[str, Path]) -> str | None:
 
 
 def find_idx_files(name: str, data_dir: str | os.PathLike | None,
-                   passed_over: list[str] | None = None) -> dict[str, Path] | None:
+                   passed_over: list[str] | None = None,
+                   incomplete: list[str] | None = None) -> dict[str, Path] | None:
     """The four files of ``name`` from the first folder that has them all and whose files are
     not the other dataset's (MNIST and Fashion-MNIST name their files alike, so one data_dir may
-    hold the other's). Each folder passed over for that is noted in ``passed_over``."""
-    incomplete: list[str] = []
+    hold the other's). Each folder passed over for that is noted in ``passed_over``, and each
+    one before it that holds some of the files but not all in ``incomplete``."""
     for root in candidate_dirs(name, data_dir):
         found = _files_in(root, incomplete)
         if found is None:
             continue
         other = other_dataset_in(name, found)
         if other is None:
-            if incomplete:  # a folder given for the files that lacks some: not silently passed
-                import warnings
-
-                warnings.warn(f"{'; '.join(incomplete)}: {name} is read from {root} instead.",
-                              stacklevel=3)
             return found
         if passed_over is not None:
             passed_over.append(f"{root} holds {other}'s files")
-    if passed_over is not None:
-        passed_over.extend(incomplete)
     return None
 
 
@@ -261,14 +255,24 @@ def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
     if name not in CLASSES:
         raise DatasetError(f"unknown IDX dataset {name!r}; expected mnist or fashion-mnist.")
     passed_over: list[str] = []
-    files = find_idx_files(name, data_dir, passed_over)
+    incomplete: list[str] = []  # folders holding some of the files: not passed over silently
+    files = find_idx_files(name, data_dir, passed_over, incomplete)
     if download and _needs_download(name, files):
         from mlplab.data.download import download_dataset
 
         # the fresh files are the ones read, even where damaged ones were found elsewhere
         paths = download_dataset(name, data_dir=data_dir, mirror=mirror)
         files = _files_in(paths[0].parent)
-    if files is None:
+    if files is not None:
+        folder = files["train_images"].parent
+        others = [note for note in incomplete if not note.startswith(f"{folder} lacks ")]
+        if others:
+            import warnings
+
+            warnings.warn(f"{'; '.join(others)}: {name} is read from {folder} instead.",
+                          stacklevel=3)
+    else:
+        passed_over += incomplete
         looked = ", ".join(str(r) for r in candidate_dirs(name, data_dir))
         hint = (" or install Debian's dataset-fashion-mnist package"
                 if name == "fashion-mnist" else "")

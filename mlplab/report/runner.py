@@ -25,7 +25,7 @@ from typing import Any, TextIO, cast
 from mlplab import environment as env
 from mlplab import interrupts
 from mlplab._text import counted, path_word, shell_command
-from mlplab._validation import is_int, setting
+from mlplab._validation import check_seed, is_int, setting
 from mlplab.io import RUNS_ROOT, check_out_folder, why_no_folder
 from mlplab.report.budgets import BUDGETS, Budget, get_budget
 from mlplab.report.context import Context
@@ -145,6 +145,10 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     from mlplab.data.datasets import check_dataset_name
 
     check_dataset_name(dataset)  # a typo stops here, not after Q1-Q3 and a report of gaps
+    check_seed(seed, split=True)  # (the splits' too: 2**32 - 1 failed in the data stage)
+    if seed is None:
+        raise ValueError("seed must be an integer between 0 and 2**32 - 2 (a report is "
+                         "repeatable); got None.")
     b = get_budget(budget)
     if not is_int(threads) or threads < 1:  # int() made 2.5 two threads, "2" a TypeError
         raise ValueError(f"threads must be a positive integer; got {threads!r}.")

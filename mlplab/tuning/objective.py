@@ -111,6 +111,9 @@ class Objective:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:300])
             return float("nan")
         except Exception as exc:
+            if isinstance(exc, optuna.TrialPruned) and trainer.stop_requested:
+                # a Ctrl-C in the epoch end that pruned it: the search was asked to stop
+                raise KeyboardInterrupt from None
             if not isinstance(exc, optuna.TrialPruned):
                 trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:300])
             raise

@@ -92,7 +92,9 @@ class StorageSpec:
                         return optuna.storages.JournalStorage(backend)
                     return storage_class(backend, self.heartbeat, self._grace(self.heartbeat),
                                          callback)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            # (JSON lines of another program's log: a KeyError for 'op_code'; numbers: a
+            # TypeError)
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
                 # alone, "Expecting value: line 1 column 1 (char 0)" named no file
                 raise RuntimeError(f"cannot open storage {self.display}: it is not an Optuna "
                                    f"journal file ({exc}); give another file, or move this one "
