@@ -139,8 +139,9 @@ class TrainConfig:
         check_positive(self.weight_decay, "weight_decay", allow_zero=True)
         if self.weight_decay and self.optimizer != "adam":
             # silently ignoring it would let a user believe they had regularised the net
-            raise SettingsError("weight_decay (decoupled, AdamW) applies to the adam optimizer "
-                                "only; use reg for L2 with the other optimizers.")
+            raise SettingsError(f"{setting('--weight-decay', 'weight_decay')} (decoupled, AdamW) "
+                                f"applies to the adam optimizer only; use "
+                                f"{setting('--reg', 'reg')} for L2 with the other optimizers.")
         if self.patience is not None:
             # "3" or 2.5 passed int(patience) here and failed or rounded at the first epoch's end
             check_int(self.patience, "patience")

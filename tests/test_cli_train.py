@@ -1212,8 +1212,12 @@ def test_like_trains_another_run_with_a_runs_settings(tmp_path, capsys):
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "config.json").write_text(json.dumps({"framework": "pytorch"}))
     assert main(["train", "--like", str(tmp_path / "torch")]) == 1
+    err = capsys.readouterr().err
     assert "written by mlplab torch train: mlplab train can neither resume it nor train from " \
-           "its settings" in capsys.readouterr().err
+           "its settings" in err
+    # its --resume only where it was stopped (a finished run said "already completed")
+    assert f"`mlplab torch train --resume {tmp_path / 'torch'}` continues it if it was stopped" \
+        in err and "(it has no --like) trains another" in err
 
 
 def test_like_with_hidden_none_does_not_carry_the_runs_hidden_layer_settings(tmp_path):
@@ -1254,3 +1258,18 @@ def test_a_presets_settings_made_inert_by_a_flag_are_not_carried(tmp_path):
     config = json.loads((plain / "config.json").read_text())
     assert (config["augment"], config["crop_padding"], config["crop_fill"]) == ([], None, "zero")
     assert config["hidden"] == [2048] and config["label_smoothing"] == 0.1  # the rest kept
+
+
+def test_a_presets_missing_dataset_names_the_preset(tmp_path, monkeypatch, capsys):
+    """`mlplab train --preset twolayer-fast` without CIFAR-10 said only "CIFAR-10 not found",
+    neither that the preset chose it nor that --dataset chooses another."""
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--preset", "twolayer-fast", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "CIFAR-10 not found" in err and err.rstrip().endswith(
+        "(--preset twolayer-fast trains on cifar10, the data it was made for; --dataset chooses "
+        "another.)")
+    assert main(["train", "--preset", "twolayer-fast", "--dataset", "cifar10", "--quiet"]) == 1
+    assert "--preset twolayer-fast trains on" not in capsys.readouterr().err  # chosen, not implied
+    assert not (tmp_path / "runs").exists()

@@ -204,7 +204,8 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     (["train", "--warmup-epochs", "-1", *T], "--warmup-epochs must be"),
     (["train", "--min-lr", "-1", "--schedule", "cosine", *T], "--min-lr must be"),
     (["train", "--weight-decay", "-0.1", *T], "--weight-decay must be"),
-    (["train", "--weight-decay", "0.1", "--optimizer", "sgd", *T], "adam optimizer only"),
+    (["train", "--weight-decay", "0.1", "--optimizer", "sgd", *T], "adam optimizer only; use "
+                                                                   "--reg for L2"),
     (["train", "--seed", "-1", *T], "--seed: expected an integer between 0 and 2**32 - 1"),
     (["train", "--val-size", "-5", *T], "--val-size: expected a count >= 0"),
     (["train", "--image-size", "0", *T], "--image-size: image size must be a positive"),

@@ -165,7 +165,8 @@ TRAIN_ARGS = [
     ({"warmup_epochs": float("nan")}, "warmup_epochs must be a finite number >= 0"),
     ({"min_lr": -1}, "min_lr must be a finite number >= 0"),
     ({"weight_decay": -1}, "weight_decay must be a finite number >= 0"),
-    ({"weight_decay": 0.1, "optimizer": "sgd"}, "applies to the adam optimizer only"),
+    ({"weight_decay": 0.1, "optimizer": "sgd"}, "applies to the adam optimizer only; use reg "
+                                                 "for L2"),
     ({"patience": 0}, "patience must be an integer >= 1; got 0"),
     ({"seed": -1}, "seed must be None or an integer between 0 and 2\\*\\*32 - 1"),
     ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'; choose one of"),

@@ -154,9 +154,10 @@ def check_augment_options(given: dict, augment: list[str]) -> None:
                              f"--augment (e.g. --augment flip,{users[0]}).")
 
 
-def add_augment_arguments(group: argparse._ArgumentGroup) -> None:
-    """``--preprocessing``, ``--augment`` and their options (``mlplab train``, ``data show``);
-    dests are :class:`mlplab.runs.RunConfig` field names, defaults None (= not given)."""
+def add_augment_arguments(group: argparse._ArgumentGroup, presets: bool = True) -> None:
+    """``--preprocessing``, ``--augment`` and their options (``mlplab train``, ``data show``,
+    which has no presets: ``presets`` False); dests are :class:`mlplab.runs.RunConfig` field
+    names, defaults None (= not given)."""
     from mlplab.data import PREPROCESSING
     from mlplab.runs import CROP_FILLS
 
@@ -166,11 +167,15 @@ def add_augment_arguments(group: argparse._ArgumentGroup) -> None:
                        help="input preprocessing (default: standardize; the exercise presets: "
                             "exercise = subtract the mean image; the Fashion-MNIST presets: "
                             "sqrt-standardize = square root of the intensities, then "
-                            "standardize)")
+                            "standardize)" if presets else
+                            "input preprocessing (default with any option of this group: "
+                            "standardize; sqrt-standardize = square root of the intensities, "
+                            "then standardize, as the Fashion-MNIST presets train)")
     group.add_argument("--augment", type=_augment, default=None, metavar="flip,crop,elastic",
                        help="minibatch augmentation: random horizontal flips, padded crops "
                             "and/or elastic distortions (smooth random warps); none: no "
-                            "augmentation, e.g. to turn off a preset's (default: none)")
+                            + ("augmentation, e.g. to turn off a preset's (default: none)"
+                               if presets else "augmentation (default: none)"))
     group.add_argument("--crop-padding", type=positive_int, default=None, metavar="PIXELS",
                        help="how far a crop may shift the image, less than its side "
                             "(default: an eighth of its side: 4 pixels on CIFAR-10 and "
@@ -236,7 +241,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "as the network sees them", "with any of these, draw the images preprocessed (each "
         "scaled to its own range) and augmented as mlplab train would, to check an "
         "augmentation before training with it")
-    add_augment_arguments(seen)
+    add_augment_arguments(seen, presets=False)
     show.set_defaults(func=run_show, unknown_hint=_dataset_is_named)
 
     dl = dsub.add_parser("download", help="download and verify a dataset's files",

@@ -169,12 +169,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_train, unknown_hint=_torch_flag_hint)
 
     e = sub.add_parser(
-        "evaluate", help="accuracy of a trained run on its validation or test split",
+        "evaluate", help="accuracy of a trained run on its validation, test or training split",
         description="Load RUN/model.npz and the run's dataset (as configured when it was "
                     "trained) and print the accuracy, per-class accuracy and confusion matrix "
                     "on one split.")
     e.add_argument("run", metavar="RUN", type=user_path_arg,
-                   help="a run folder written by mlplab train")
+                   help="a run folder written by mlplab train or mlplab torch train")
     e.add_argument("--split", choices=["val", "test", "train"], default="val",
                    help="split to evaluate (default: %(default)s)")
     e.add_argument("--data-dir", metavar="DIR", default=None,
@@ -190,7 +190,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "the most probable classes. A folder stands for the image files directly "
                     "inside it.")
     r.add_argument("run", metavar="RUN", type=user_path_arg,
-                   help="a run folder written by mlplab train")
+                   help="a run folder written by mlplab train or mlplab torch train")
     r.add_argument("images", metavar="IMAGE", nargs="+",
                    help="image files (PNG, JPEG, ...) or folders of them")
     r.add_argument("--top", type=int, default=3, help="classes to show (default: %(default)s)")
@@ -268,6 +268,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from mlplab.data import DatasetNotFoundError
     from mlplab.runs import (
         build_config,
         check_run_data,
@@ -319,7 +320,15 @@ def _train(args: argparse.Namespace) -> int:
         with run_folder(args.out) as out:
 
             def load() -> Dataset:
-                data = load_dataset_from_args(args)
+                try:
+                    data = load_dataset_from_args(args)
+                except DatasetNotFoundError as exc:
+                    if args.preset and "dataset" not in options:
+                        # "CIFAR-10 not found" named neither the preset's choice nor the flag
+                        raise DatasetNotFoundError(
+                            f"{exc} (--preset {args.preset} trains on {cfg.dataset}, the data it "
+                            "was made for; --dataset chooses another.)") from None
+                    raise
                 # announced once the data is there and fits the run: a data error must not
                 # name a run folder that is then removed
                 check_run_data(cfg, data)

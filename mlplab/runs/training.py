@@ -332,9 +332,11 @@ def run_config(run: str | os.PathLike) -> RunConfig:
         raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE}){hint}.")
     values = io.read_json(config_path)
     if isinstance(values, dict) and values.get("framework") == "pytorch":
+        # (its --resume only if it was stopped: a finished run has nothing left to resume)
         raise ValueError(f"{run_dir} was written by mlplab torch train: mlplab train can neither "
-                         "resume it nor train from its settings; resume it with mlplab torch "
-                         "train --resume, or train with mlplab torch train.")
+                         "resume it nor train from its settings. `mlplab torch train --resume "
+                         f"{run_dir}` continues it if it was stopped; `mlplab torch train` with "
+                         "its options (it has no --like) trains another.")
     cfg = finished_run_config(values, config_path)
     # not an invalid config: one written where these names were registered
     module = None
