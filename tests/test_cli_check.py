@@ -169,6 +169,11 @@ def test_gradcheck_hidden_none_is_in_its_help_and_checks_softmax_regression(caps
     assert main(["gradcheck", "--hidden", "none", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["settings"]["hidden"] == [] and sorted(out["errors"]) == ["W1", "b1"]
+    # its heading names no activation, dropout or batch norm: it has none ("activation relu,
+    # dropout 0.0, batchnorm False" read as checked)
+    assert main(["gradcheck", "--hidden", "none"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == \
+        "MLP 12 -> [] -> 5, reg 0.05, norm relative error"
 
 
 @pytest.mark.parametrize("extra,named", [

@@ -1237,7 +1237,7 @@ def test_like_with_hidden_none_does_not_carry_the_runs_hidden_layer_settings(tmp
     assert (config["hidden"], config["activation"], config["dropout"], config["batchnorm"]) == \
         ([], "relu", 0.0, False)
     assert json.loads((flat / "metrics.json").read_text())["model"] == \
-        json.loads((plain / "metrics.json").read_text())["model"] == "MLP 64-10 relu"
+        json.loads((plain / "metrics.json").read_text())["model"] == "MLP 64-10"
 
 
 def test_a_presets_settings_made_inert_by_a_flag_are_not_carried(tmp_path):
@@ -1252,7 +1252,7 @@ def test_a_presets_settings_made_inert_by_a_flag_are_not_carried(tmp_path):
     assert (config["hidden"], config["activation"], config["dropout"], config["batchnorm"]) == \
         ([], "relu", 0.0, False)
     assert config["augment"] == ["flip", "crop"] and config["crop_padding"] == 2  # still used
-    assert json.loads((flat / "metrics.json").read_text())["model"] == "MLP 64-10 relu"
+    assert json.loads((flat / "metrics.json").read_text())["model"] == "MLP 64-10"
     assert main(["train", "--preset", "twolayer-best", "--augment", "none", "--out", str(plain),
                  *common]) == 0
     config = json.loads((plain / "config.json").read_text())

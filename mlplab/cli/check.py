@@ -142,8 +142,10 @@ def run_gradcheck(args: argparse.Namespace) -> int:
                           "shapes": {k: list(model.params[k].shape) for k in errors},
                           "notes": notes}, indent=2))
     else:
-        print(f"MLP {args.inputs} -> {hidden} -> {args.classes}, activation {args.activation}, "
-              f"dropout {args.dropout}, batchnorm {args.batchnorm}, reg {args.reg}, "
+        # (no hidden layer: no activation, dropout or batch norm to name)
+        layers = (f"activation {args.activation}, dropout {args.dropout}, batchnorm "
+                  f"{args.batchnorm}, " if hidden else "")
+        print(f"MLP {args.inputs} -> {hidden} -> {args.classes}, {layers}reg {args.reg}, "
               f"{args.metric} relative error")
         _print_table([(f"{k} {model.params[k].shape}", v, args.tol, v < args.tol)
                       for k, v in errors.items()])

@@ -160,8 +160,10 @@ def make_network_view(cfg: RunConfig, ds: Dataset,
 
 def describe_network(kind: str, sizes: Sequence[int], activation: str, batchnorm: bool,
                      dropout: float) -> str:
-    """``"MLP 3072-50-10 relu"`` (``kind`` first) plus batch norm / dropout when used."""
-    text = f"{kind} {'-'.join(str(s) for s in sizes)} {activation}"
+    """``"MLP 3072-50-10 relu"`` (``kind`` first) plus batch norm / dropout when used; a net
+    without a hidden layer (softmax regression: ``sizes`` of two) has no activation to name."""
+    text = f"{kind} {'-'.join(str(s) for s in sizes)}" + (f" {activation}" if len(sizes) > 2
+                                                          else "")
     if batchnorm:
         text += " batchnorm"
     if dropout:
