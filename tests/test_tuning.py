@@ -242,10 +242,17 @@ def test_a_sqlite_storage_is_the_file_named_whatever_its_path_holds(tmp_path, fo
     under 'p%41' to 'pA/study.db'. SQLAlchemy reads the URL back to the file itself, which
     Optuna then creates."""
     import optuna
+    import sqlalchemy
     from sqlalchemy.engine import make_url
 
     out = tmp_path / folder
     for given, file in [(None, out / "study.db"), (str(out / "own.db"), out / "own.db")]:
+        if folder == "q?x" and tuple(map(int, sqlalchemy.__version__.split(".")[:2])) < (2, 1):
+            # before 2.1 SQLAlchemy neither quotes nor unquotes the database: refused by name
+            with pytest.raises(ValueError, match=r"q\?x.*cannot be named in a database URL by "
+                                                 r"this SQLAlchemy .*such as '\?'"):
+                storage_spec(given, out)
+            return
         url = storage_spec(given, out).url
         assert make_url(url).database == str(file.resolve())
         out.mkdir(exist_ok=True)

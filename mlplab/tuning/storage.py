@@ -350,13 +350,23 @@ def journal_file_backend(path: str | os.PathLike, open_lock: bool = False) -> Ba
 
 
 def sqlite_url(path: str | os.PathLike) -> str:
-    """The SQLAlchemy URL of the SQLite file ``path`` (made absolute), its reserved characters
-    percent-encoded: pasted in as it was, ``runs/q?x/study.db`` was the file ``runs/q`` (the rest
-    a query), and ``p%41`` the folder ``pA``."""
-    from sqlalchemy.engine import URL
+    """The SQLAlchemy URL of the SQLite file ``path`` (made absolute), written as the installed
+    SQLAlchemy reads it back: pasted in as it was, ``runs/q?x/study.db`` was the file ``runs/q``
+    (the rest a query), and under SQLAlchemy 2.1 ``p%41`` the folder ``pA``. A path that this
+    SQLAlchemy cannot write into a URL (a "?" before 2.1 quotes it) is refused by name."""
+    import sqlalchemy
+    from sqlalchemy.engine import URL, make_url
 
     database = str(Path(path).expanduser().resolve())
-    return URL.create("sqlite", database=database).render_as_string(hide_password=False)
+    url = URL.create("sqlite", database=database).render_as_string(hide_password=False)
+    if make_url(url).database != database:
+        raise ValueError(f"the study's SQLite file {database} cannot be named in a database URL "
+                         f"by this SQLAlchemy ({sqlalchemy.__version__}): its path holds a "
+                         "character it reads as URL syntax (such as '?'); choose a folder "
+                         f"without it ({setting('--out', 'out')}, or "
+                         f"{setting('--storage', 'storage')} FILE.db), or install SQLAlchemy "
+                         "2.1 or later.")
+    return url
 
 
 def sqlalchemy_url(url: str) -> str:
