@@ -295,6 +295,29 @@ def test_a_storage_whose_driver_is_missing_names_the_driver(tmp_path, monkeypatc
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
                             "ignore:Heartbeat of storage:UserWarning")
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_a_read_only_sqlite_study_is_named(tmp_path, monkeypatch, what):
+    """A read-only study.db (or folder: SQLite writes its -wal and -shm beside it) failed at
+    Optuna's first commit, "An exception is raised during the commit ... exceeding max
+    length", naming neither the file nor the cause. (os.access is asked: root, as in CI,
+    passes any permission bits, so the test says what it answers.)"""
+    import os
+
+    from mlplab.tuning import storage
+
+    db = tmp_path / "s.db"
+    db.write_bytes(b"")
+    locked = db if what == "file" else tmp_path
+    real = os.access
+    monkeypatch.setattr(storage.os, "access",
+                        lambda p, mode: False if Path(p) == locked else real(p, mode))
+    with pytest.raises(RuntimeError, match=rf"^cannot write the SQLite storage \S*s\.db: "
+                                           rf"{'the file' if what == 'file' else 'its folder'} is "
+                                           r"read-only; make it writable, or copy the study "
+                                           r"elsewhere and give storage the copy\.$"):
+        storage_spec(str(db), tmp_path).open()
+
+
 @pytest.mark.parametrize("content", [b"garbage\n", b"\xff\xfe\x00 not text\n",
                                      b'{"level": "info", "msg": "another program"}\n', b"1\n2\n"])
 def test_a_damaged_journal_file_is_named(tmp_path, content):
@@ -2713,6 +2736,25 @@ def test_the_knobs_stay_hashable_while_their_choices_follow_the_registries(regis
     assert knob.check("activation", "softsign", "space") == "softsign"  # registered after import
     assert len({knob, KNOBS["optimizer"], KNOBS["init"]}) == 3
     assert hash(knob) == hash(KNOBS["activation"])
+
+
+def test_workers_from_a_program_piped_to_python_are_refused_up_front(digits, tmp_path,
+                                                                    monkeypatch):
+    """`python - < search.py` calling tune(workers=2): each spawned worker ran the main file
+    '<stdin>' again and failed (FileNotFoundError), after the data had loaded and the study
+    was made. Refused first, with what to do; workers=1 runs."""
+    import sys
+
+    import mlplab.tuning as tmod
+
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", "<stdin>", raising=False)
+    monkeypatch.setattr(tmod, "_load_data", lambda *a, **k: pytest.fail("the data was loaded"))
+    with pytest.raises(ValueError, match=r"fresh Python processes, which run this program's "
+                                         r"main file again, and it has none \('<stdin>'.*Save "
+                                         r"the program as a file .*workers=1"):
+        tune(digits, trials=1, search_space=TINY, out=tmp_path / "a", progress=False,
+             search_only=True, workers=2)
+    assert not (tmp_path / "a").exists()
 
 
 def test_a_default_the_workers_could_not_import_is_refused_too(digits, tmp_path, registered,

@@ -251,6 +251,15 @@ def _make_sqlite_folder(url: str) -> None:
                 exc.strerror or str(exc)
             raise RuntimeError(f"cannot create the folder {folder} of the SQLite storage: "
                                f"{why}.") from None
+        # a study is written to as it is searched (and SQLite puts its -wal and -shm files
+        # beside it): read-only, Optuna's first commit failed with "An exception is raised
+        # during the commit ... e.g. exceeding max length", naming neither file nor cause
+        path = Path(database).expanduser()
+        for where, what in ((path, "the file"), (folder, "its folder")):
+            if where.exists() and not os.access(where, os.W_OK):
+                raise RuntimeError(f"cannot write the SQLite storage {path}: {what} is "
+                                   f"read-only; make it writable, or copy the study elsewhere "
+                                   f"and give {setting('--storage', 'storage')} the copy.")
 
 
 def _choose_sqlite_journal(url: str) -> None:

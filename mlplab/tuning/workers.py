@@ -86,6 +86,13 @@ def registrations(space: SearchSpace) -> dict[str, Any]:
         "optimizers": {n: c for n, c in optim.OPTIMIZERS.items()
                        if optim.BUILT_IN_OPTIMIZERS.get(n) is not c}}
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file is not None and not os.path.exists(main_file):
+        # a program piped to `python -` ("<stdin>"): each spawned worker re-runs the main
+        # module's file, and failed (FileNotFoundError) only once the data had loaded
+        raise ValueError(f"tuning with several workers starts fresh Python processes, which "
+                         f"run this program's main file again, and it has none ({main_file!r}: "
+                         "a program piped to python -). Save the program as a file and run "
+                         f"that, or tune with {setting('--workers 1', 'workers=1')}.")
     sendable: dict[str, Any] = {}
     for kind, knob in (("activations", "activation"), ("optimizers", "optimizer")):
         used = space.values_of(knob) or {defaults[knob]}
