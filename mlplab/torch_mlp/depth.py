@@ -74,13 +74,17 @@ class StudyProgress:
     seconds: float = 0.0
 
 
-def check_depths(depths: Any, name: str = "depths") -> Sequence[int]:
-    """``depths`` as given, unless it is a string or a single number: "2,3" was taken one
-    character at a time ("depth ... got '2'", then the comma), 3 failed as not iterable."""
+def check_depths(depths: Any, name: str = "depths") -> list[int]:
+    """``depths`` as a list, refused when empty or when it is a string or a single number: "2,3"
+    was taken one character at a time ("depth ... got '2'", then the comma), 3 failed as not
+    iterable."""
     if isinstance(depths, str | bytes) or not isinstance(depths, Iterable):
         raise TypeError(f"{name} must be a list of depths, e.g. [2, 3, 4, 5]; got {depths!r} "
                         "(the command line's --layers takes 2,3,4,5).")
-    return list(depths)
+    depths = list(depths)
+    if not depths:
+        raise ValueError("depths must list at least one depth, e.g. 2,3,4,5.")
+    return depths
 
 
 def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
@@ -108,8 +112,6 @@ def depth_study(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarr
     state, and the study ends as one never stopped (bit for bit on the same device and thread
     count, since every network is built and trained from the same seed on its own)."""
     depths = check_depths(depths)
-    if not depths:
-        raise ValueError("depths must list at least one depth, e.g. 2,3,4,5.")
     for init in inits:
         check_choice(init, INITS, "init")
     base = config.to_dict() if config is not None else {}

@@ -1108,9 +1108,8 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
             "cache": cache}
     _check_dataset_arg(dataset, {**load, "data_seed": data_seed})
     check_choice(init, (*INITS, "both"), "init")
-    layers = list(check_depths(layers, "layers"))
-    if not layers:  # depth_study's checks, made before the data loads and out is created
-        raise ValueError("depths must list at least one depth, e.g. 2,3,4,5.")
+    # depth_study's checks, made before the data loads and out is created
+    layers = check_depths(layers, "layers")
     repeated = sorted({d for d in layers if layers.count(d) > 1})
     if repeated:  # the table's rows: one per depth (depth_study may repeat one, for timings)
         raise ValueError(f"depths must differ; given more than once: "
