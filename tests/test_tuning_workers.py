@@ -61,7 +61,24 @@ def _storage(kind: str, tmp_path: Path) -> tuple[str, optuna.storages.BaseStorag
     if POSTGRES_URL is None:
         pytest.skip("MLPLAB_TEST_POSTGRES_URL is not set (.ci/run starts a PostgreSQL server "
                     "and sets it)")
-    return POSTGRES_URL, optuna.storages.RDBStorage(PG_READER_URL)
+    return POSTGRES_URL, _postgres_reader()
+
+
+def _postgres_reader(attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's storage on the test database. The first tests of several pytest workers race
+    to create Optuna's tables in the empty database, and the loser's ``CREATE TABLE`` fails
+    ("duplicate key ... alembic_version"); it opens them once they exist, as mlplab's own
+    storage does (``StorageSpec.open``)."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(PG_READER_URL)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + 0.3 * attempt)
+    raise AssertionError("unreachable")
 
 
 STORAGES = ["sqlite", "journal", "postgres"]
