@@ -32,7 +32,7 @@ from mlplab._matplotlib import matplotlib, plt
 # isort: split
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter, StrMethodFormatter
 
 from mlplab._text import printable
 from mlplab.io import atomic_path
@@ -286,6 +286,11 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
     return fig
 
 
+#: ``plot_runs`` draws epochs on a logarithmic axis when the longest run has this many times
+#: the epochs of the shortest
+LOG_EPOCHS_RATIO = 10
+
+
 def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
               title: str = "Runs compared") -> Figure:
     """Several runs side by side (``mlplab runs --plot``): validation accuracy (left, in
@@ -306,9 +311,19 @@ def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
             acc_ax.plot(np.arange(1, len(val) + 1), 100 * val, "-", color=color, lw=1.2)
         loss_ax.plot(np.arange(1, len(loss) + 1), loss, "-", color=color, lw=1.2,
                      label=printable(name))
+    lengths = [len(c.get("loss", [])) for c in curves.values() if len(c.get("loss", []))]
+    # a run ten times as long as another squashes the short one into the left edge on a
+    # linear axis; a logarithmic one gives each run's first epochs room
+    log_epochs = bool(lengths) and max(lengths) >= LOG_EPOCHS_RATIO * min(lengths)
     for ax, label in ((acc_ax, "validation accuracy (%)"), (loss_ax, "training loss")):
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if log_epochs:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))  # 1, 10, 100, not 10^k
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("epoch (logarithmic scale)")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     loss_ax.ticklabel_format(axis="y", useOffset=False)

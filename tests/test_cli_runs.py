@@ -132,8 +132,33 @@ def test_sorting(runs):
     assert names == sorted(names)
     times = [r["finished"] for r in list_runs([root])]
     assert [t for t in times if t] == sorted(t for t in times if t)
-    with pytest.raises(ValueError, match="sort must be one of time, name, val, best-val, test"):
+    assert list_runs([root], sort="time") == list_runs([root], sort="finished")  # older name
+    # the time column is the training time: --sort duration orders by it, longest first
+    durations = [r["seconds"] for r in list_runs([root], sort="duration")]
+    known = [d for d in durations if d is not None]
+    assert len(known) >= 2 and known == sorted(known, reverse=True)
+    assert durations[:len(known)] == known
+    with pytest.raises(ValueError, match="sort must be one of finished, name, val, best-val, "
+                                         "test, duration, time"):
         list_runs([root], sort="accuracy")
+
+
+def test_runs_of_very_different_lengths_are_drawn_on_a_logarithmic_epoch_axis():
+    """A run of 200 epochs beside one of 5: on a linear axis the short one was a few pixels
+    at the left edge."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    from mlplab import plots
+
+    short = {"loss": [2.0, 1.5, 1.2, 1.1, 1.0], "val_acc": [0.3, 0.4, 0.5, 0.55, 0.6]}
+    long_ = {"loss": list(np.linspace(2, 0.5, 200)), "val_acc": list(np.linspace(0.3, 0.8, 200))}
+    fig = plots.plot_runs({"short": short, "long": long_})
+    assert [ax.get_xscale() for ax in fig.axes] == ["log", "log"]
+    assert "logarithmic" in fig.axes[1].get_xlabel()
+    fig = plots.plot_runs({"short": short, "longer": {"loss": [1.0] * 49}})  # under ten times
+    assert [ax.get_xscale() for ax in fig.axes] == ["linear", "linear"]
 
 
 def test_cli_table_json_and_errors(runs, capsys, tmp_path):

@@ -34,9 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folders to look in (default: runs, where mlplab train writes; one "
                         "that does not exist yet has no runs, and one misspelt is answered "
                         "with the name of the folder beside it that it most likely meant)")
-    p.add_argument("--sort", choices=list(SORT_KEYS), default="time",
-                   help="order: time (when each finished, oldest first), name, or val, "
-                        "best-val, test (that accuracy, highest first) (default: %(default)s)")
+    p.add_argument("--sort", choices=list(SORT_KEYS), default="finished",
+                   help="order: finished (when each finished, oldest first; time is its older "
+                        "name), name, val, best-val, test (that accuracy, highest first), or "
+                        "duration (the time column, the training time, longest first) "
+                        "(default: %(default)s)")
     p.add_argument("--json", action="store_true",
                    help="print the runs as a JSON list of objects (accuracies as fractions)")
     p.add_argument("--plot", metavar="FILE", type=user_path_arg, default=None,

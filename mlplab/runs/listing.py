@@ -49,7 +49,10 @@ FIELDS = ("run", "status", "framework", "dataset", "model", "preset", "epochs", 
           "finished", "problem")
 
 #: the keys ``mlplab runs --sort`` takes: time and name ascending, the accuracies highest first
-SORT_KEYS = ("time", "name", "val", "best-val", "test")
+SORT_KEYS = ("finished", "name", "val", "best-val", "test", "duration", "time")
+#: what ``sort`` once called ``finished``: kept for scripts written before ``duration`` came,
+#: though the listing's ``time`` column is the training time (sorted by ``duration``)
+_OLD_SORT_NAMES = {"time": "finished"}
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -340,16 +343,19 @@ def _checkpoint_curves(checkpoint: Path) -> dict[str, list[float]]:
 
 
 def list_runs(paths: Iterable[str | os.PathLike] = (io.RUNS_ROOT,),
-              sort: str = "time") -> list[dict]:
-    """:func:`summarize_run` of every run folder under ``paths``, sorted by ``sort``: ``time``
-    (when each finished, oldest first, as ``ls -tr``), ``name``, or ``val``, ``best-val``,
-    ``test`` (that accuracy, highest first; runs without one last)."""
+              sort: str = "finished") -> list[dict]:
+    """:func:`summarize_run` of every run folder under ``paths``, sorted by ``sort``:
+    ``finished`` (when each finished, oldest first, as ``ls -tr``; ``time`` is its older name),
+    ``name``, or ``val``, ``best-val``, ``test`` (that accuracy, highest first), ``duration``
+    (the training time, longest first); runs without the figure last."""
     if sort not in SORT_KEYS:
         raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}; got {sort!r}.")
+    sort = _OLD_SORT_NAMES.get(sort, sort)
     records = [summarize_run(run) for run in find_runs(paths)]
     if sort == "name":
         return sorted(records, key=lambda r: r["run"])
-    if sort == "time":
+    if sort == "finished":
         return sorted(records, key=lambda r: (r["finished"] is None, r["finished"] or ""))
-    key = {"val": "val_accuracy", "best-val": "best_val_accuracy", "test": "test_accuracy"}[sort]
+    key = {"val": "val_accuracy", "best-val": "best_val_accuracy", "test": "test_accuracy",
+           "duration": "seconds"}[sort]
     return sorted(records, key=lambda r: (r[key] is None, -(r[key] or 0.0)))
