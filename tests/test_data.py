@@ -289,6 +289,13 @@ def test_folder_cache_is_used_and_invalidated(tmp_path):
     changed = load_dataset(f"folder:{root}", val_size=0, test_size=0)
     np.testing.assert_array_equal(changed.X_train[0], new)
     assert not np.array_equal(first.X_train[0], new) and imgs
+    # ... and the old contents' cache is replaced, not left beside the new one (a full copy
+    # of the folder at every change); another image size is another cache, kept
+    (replaced,) = (tmp_path / "cache" / "folder-cache").glob("*.npz")
+    assert replaced != cached[0] and not cached[0].exists()
+    small = load_dataset(f"folder:{root}", image_size=3, val_size=0, test_size=0)
+    assert small.X_train.shape[1:3] == (3, 3)
+    assert replaced.exists() and len(list(replaced.parent.glob("*.npz"))) == 2
     nocache = load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
     np.testing.assert_array_equal(nocache.X_train, changed.X_train)
     # a damaged cache file is rebuilt rather than trusted

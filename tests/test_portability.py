@@ -213,7 +213,7 @@ def test_cache_file_name_cut_inside_a_character_on_windows(tmp_path, monkeypatch
     monkeypatch.setattr(os, "fsdecode", lambda raw: raw.decode("utf-8", "surrogatepass")
                         if isinstance(raw, bytes) else raw)
     monkeypatch.setenv("MLPLAB_DATA", str(tmp_path))
-    path = folder._cache_file(tmp_path / ("猫" * 27), [1])
+    path = folder._cache_file(tmp_path / ("猫" * 27), [1], [2])
     assert path is not None and path.name.startswith("猫" * 26 + "-")
 
 

@@ -716,7 +716,7 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
                                "add images to them or move them out of the dataset folder.")
     def cache_of(decoded_as: str | None) -> Path | None:
         return _cache_file(root, [CACHE_VERSION, str(root.resolve()), image_size, decoded_as,
-                                  classes, stats]) if cache else None
+                                  classes], stats) if cache else None
 
     cache_file = cache_of(mode)
     # a mode asked for (evaluate and --resume ask for the run's channels) is also found in the
@@ -735,6 +735,7 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
         try:
             with atomic_path(cache_file) as tmp, open(tmp, "wb") as f:
                 savez(f, {"X": X, "y": y})
+            _remove_stale_caches(cache_file)
         except OSError as exc:
             from mlplab._validation import setting
 
@@ -746,10 +747,13 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
     return X, y, classes
 
 
-def _cache_file(root: Path, ident: list) -> Path | None:
+def _cache_file(root: Path, slot: list, contents: list) -> Path | None:
     """Where the decode cache of ``root`` lives, or None where it cannot (no home folder for the
-    data root, a name the file system refuses): the cache only saves time."""
-    key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()
+    data root, a name the file system refuses): the cache only saves time. ``slot`` (the folder,
+    the decoding asked for) and ``contents`` (its files' names, sizes and times) each key a part
+    of the name: a new cache of the same slot replaces the older ones
+    (:func:`_remove_stale_caches`)."""
+    key = _key(slot)[:10] + "-" + _key(contents)[:16]
     try:
         # at most 80 bytes of the folder's name: the file system's limit is 255
         cut = os.fsencode(root.name or "root")[:80]
@@ -757,11 +761,33 @@ def _cache_file(root: Path, ident: list) -> Path | None:
             name = os.fsdecode(cut)
         except UnicodeDecodeError:  # cut inside a character, where names must be text (Windows)
             name = cut.decode("utf-8", "ignore")
-        path = data_root() / "folder-cache" / f"{name}-{key[:20]}.npz"
+        path = data_root() / "folder-cache" / f"{name}-{key}.npz"
         path.is_file()  # a name too long, a folder that cannot be entered: OSError here
     except (DatasetError, OSError):
         return None
     return path
+
+
+def _key(ident: list) -> str:
+    return hashlib.sha256(json.dumps(ident).encode()).hexdigest()
+
+
+def _remove_stale_caches(cache_file: Path) -> None:
+    """Remove the caches of ``cache_file``'s slot made of the folder's earlier contents: every
+    change of an image (or one added) left another full copy of the folder behind (154 MB for
+    CIFAR-10's training images). Another image size or channel count is another slot, kept."""
+    slot = cache_file.name[:-len("-0123456789abcdef.npz")]  # the folder's name and slot key
+    try:
+        others = list(cache_file.parent.iterdir())
+    except OSError:
+        return
+    for other in others:
+        # exact name shape: a temporary file (".name....") or another folder's cache whose
+        # name merely starts the same never matches
+        if (other != cache_file and other.name.startswith(slot + "-")
+                and len(other.name) == len(cache_file.name)):
+            with contextlib.suppress(OSError):  # gone already, or open elsewhere (Windows)
+                other.unlink()
 
 
 def _read_cache(path: Path, y: np.ndarray, image_size: tuple[int, int] | None,
