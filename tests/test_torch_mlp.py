@@ -83,6 +83,9 @@ def test_bad_arguments_are_clear_errors(bad):
     # not truncated or converted: 2.5 was a 2-layer net, "3" a 3-layer one
     with pytest.raises(ValueError, match=r"must be an integer >= 1 .*got 2\.5"):
         tm.hidden_for_depth(2.5)
+    assert len(tm.hidden_for_depth(1000)) == 999
+    with pytest.raises(ValueError, match="depth 1001 is over 1,000 Linear layers"):
+        tm.hidden_for_depth(1001)
     with pytest.raises(ValueError, match="hidden size must be a positive integer; got '50'"):
         tm.hidden_for_depth(3, "50")
     assert tm.hidden_for_depth(np.int64(3), np.int32(8)) == [8, 8]

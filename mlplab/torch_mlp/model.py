@@ -123,9 +123,19 @@ def hidden_for_depth(depth: int, hidden_size: int = HIDDEN[0]) -> list[int]:
     if not is_int(depth) or depth < 1:
         raise ValueError(f"depth counts Linear layers and must be an integer >= 1 (2 = one "
                          f"hidden layer); got {depth!r}.")
+    if depth > MAX_DEPTH:
+        # 999999 was taken: building the network alone ran for minutes, into gigabytes
+        raise ValueError(f"depth {depth} is over {MAX_DEPTH:,} Linear layers: a plain MLP that "
+                         "deep does not train (its gradients vanish or explode on the way "
+                         "down), and building it takes minutes and gigabytes; the exercise "
+                         "studies depths 2 to 5.")
     if not is_int(hidden_size) or hidden_size < 1:
         raise ValueError(f"hidden size must be a positive integer; got {hidden_size!r}.")
     return [int(hidden_size)] * (int(depth) - 1)
+
+
+#: the deepest network :func:`hidden_for_depth` gives
+MAX_DEPTH = 1000
 
 
 def l2_penalty(model: MultiLayerPerceptron, reg: float) -> torch.Tensor:
