@@ -289,6 +289,8 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
 #: ``plot_runs`` draws epochs on a logarithmic axis when the longest run has this many times
 #: the epochs of the shortest
 LOG_EPOCHS_RATIO = 10
+#: runs of at most this many epochs are drawn with a marker at each epoch
+MARKED_EPOCHS = 60
 
 
 def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
@@ -307,9 +309,13 @@ def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
         color = palette[i % len(palette)]
         val = np.asarray(curve.get("val_acc", []), dtype=float)
         loss = np.asarray(curve.get("loss", []), dtype=float)
+        # a run of one epoch is one point, which a line alone does not draw; a few marked
+        # points show where each short run's epochs are
+        style = "o-" if max(len(val), len(loss)) <= MARKED_EPOCHS else "-"
         if len(val) and not np.all(np.isnan(val)):
-            acc_ax.plot(np.arange(1, len(val) + 1), 100 * val, "-", color=color, lw=1.2)
-        loss_ax.plot(np.arange(1, len(loss) + 1), loss, "-", color=color, lw=1.2,
+            acc_ax.plot(np.arange(1, len(val) + 1), 100 * val, style, color=color, lw=1.2,
+                        ms=3)
+        loss_ax.plot(np.arange(1, len(loss) + 1), loss, style, color=color, lw=1.2, ms=3,
                      label=printable(name))
     lengths = [len(c.get("loss", [])) for c in curves.values() if len(c.get("loss", []))]
     # a run ten times as long as another squashes the short one into the left edge on a
@@ -321,6 +327,9 @@ def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
             ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))  # 1, 10, 100, not 10^k
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("epoch (logarithmic scale)")
+        elif max(lengths, default=0) == 1:  # one epoch each: tick 1, not 0.95 ... 1.05
+            ax.set_xticks([1])
+            ax.set_xlabel("epoch")
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")

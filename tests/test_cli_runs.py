@@ -161,6 +161,21 @@ def test_runs_of_very_different_lengths_are_drawn_on_a_logarithmic_epoch_axis():
     assert [ax.get_xscale() for ax in fig.axes] == ["linear", "linear"]
 
 
+def test_runs_of_one_epoch_are_drawn_as_points():
+    """Two one-epoch runs: each was a line of one point, which draws nothing, under x ticks
+    0.95 ... 1.05, while the legend listed both."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mlplab import plots
+
+    fig = plots.plot_runs({"a": {"loss": [1.2], "val_acc": [0.5]},
+                           "b": {"loss": [0.9], "val_acc": [0.6]}})
+    for ax in fig.axes:
+        assert [line.get_marker() for line in ax.lines] == ["o", "o"]
+        assert list(ax.get_xticks()) == [1]
+
+
 def test_cli_table_json_and_errors(runs, capsys, tmp_path):
     root, made = runs
     assert main(["runs", str(root), "--sort", "test"]) == 0

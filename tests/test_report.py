@@ -1622,3 +1622,72 @@ def test_q4_says_which_networks_stayed_at_chance(quick_report):
         assert f"At chance level (10.0% for 10 classes, train and validation): {names}." in text
     else:
         assert "At chance level" not in text
+
+
+def test_a_tuning_folder_no_report_made_is_not_replaced_by_the_reports_search(tmp_path):
+    """``mlplab tune --out proj/tuning`` then ``mlplab reproduce --out proj``: the report's
+    search replaced the user's study without a word (deleted with the staging folder)."""
+    theirs = tmp_path / "tuning"
+    theirs.mkdir()
+    (theirs / "study.db").write_bytes(b"the user's study")
+    with pytest.raises(ValueError, match=r"tuning is not a search this folder's report made.*"
+                                         r"move it aside"):
+        reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_tuning"])
+    assert (theirs / "study.db").read_bytes() == b"the user's study"
+    # a report that does not search leaves it alone, and so does a later one that does
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"])
+    assert (theirs / "study.db").read_bytes() == b"the user's study"
+    with pytest.raises(ValueError, match="not a search this folder's report made"):
+        reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_tuning"])
+    # the report's own search is replaced as before
+    shutil.rmtree(theirs)
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_tuning"])
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_tuning"])
+    assert (tmp_path / "tuning" / "summary.json").is_file()
+
+
+def test_a_second_report_into_a_folder_being_written_is_refused(tmp_path):
+    """Two reproduce runs into one --out: the second wiped the first's staging folder, the first
+    failed, and the folder ended with one's report beside the other's files."""
+    from mlplab.runs.lock import fcntl, run_lock
+
+    if fcntl is None:
+        pytest.skip("no flock here: reports are written unlocked")
+    tmp_path.mkdir(exist_ok=True)
+    with run_lock(tmp_path, new=True, doing="written"):  # as the first report holds it
+        with pytest.raises(ValueError, match=r"is being written by another process \(process "
+                                             r"\d+ .*\); choose another out"):
+            reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"])
+    assert not (tmp_path / "report.json").exists()
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"])  # once it is free
+    assert not (tmp_path / ".lock").exists() and (tmp_path / "report.json").is_file()
+
+
+def test_a_stage_that_fails_half_way_leaves_only_its_reason(tmp_path, monkeypatch):
+    """A figure that could not be written (a full disk) after the stage had written its text
+    and drawn two figures: the section showed "Not run" followed by its text pointing at a
+    table never written, and the two figures went into figures/ listed by no section."""
+    from mlplab.report import figures
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(figures, "weight_images", full_disk)
+    r = reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_default"])
+    (failed,) = [s for s in r.sections if s.key == "q3_default"]
+    assert failed.status == "not run" and "No space left on device" in failed.reason
+    assert failed.blocks == [] and failed.data == {}
+    listed = {Path(f).name for s in r.sections for f in s.figures()}
+    assert {f.name for f in (tmp_path / "figures").iterdir()} == listed
+    assert not any(name.startswith("q3-default") for name in listed)
+
+
+def test_a_report_without_a_validation_split_draws_no_validation_confusion(tmp_path):
+    """--val-size 0: the tuned network's "confusion matrix (validation)" was a grid of zeros."""
+    from mlplab.data import load_dataset
+
+    r = reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_tuned"],
+                  loader=lambda: load_dataset("digits", val_size=0))
+    (tuned,) = [s for s in r.sections if s.key == "q3_tuned"]
+    assert tuned.status == "ok", tuned.reason
+    assert tuned.figures() and not any("confusion" in f for f in tuned.figures())

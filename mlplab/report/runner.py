@@ -140,8 +140,6 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
         again (it must have used the same dataset, budget, seed and threads), e.g. to re-run one
         stage that failed.
     """
-    from threadpoolctl import threadpool_limits
-
     from mlplab.data.datasets import check_dataset_name
 
     check_dataset_name(dataset)  # a typo stops here, not after Q1-Q3 and a report of gaps
@@ -181,11 +179,26 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     # without --reuse the earlier report is replaced whole: its files that this run does not
     # write again go (figures and tuning/ of stages not run sat beside a report saying so)
     ctx.replaced = _replaced_report(out) if not reuse else None
+    _refuse_foreign_tuning(ctx, earlier)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file there or on the path: mkdir would say "[Errno 17] ..."
         raise ValueError(f"cannot make the report folder {out}: {why_no_folder(out, exc)}; "
                          f"choose another {setting('--out', 'out')}.") from exc
+    from mlplab.runs.lock import run_lock
+
+    # a second report into the same folder wiped the first's staging folder under it: the
+    # first failed, and the folder ended with one's report beside the other's files
+    with run_lock(out, new=True, doing="written"):
+        return _reproduce_in(ctx, only, debug, log, earlier, command)
+
+
+def _reproduce_in(ctx: Context, only: Sequence[str] | None, debug: bool, log: TextIO | bool,
+                  earlier: dict[str, Any] | None, command: str | None) -> ReportResult:
+    """:func:`reproduce`'s work once its folder is made and locked."""
+    from threadpoolctl import threadpool_limits
+
+    out = ctx.out
     shutil.rmtree(ctx.staging, ignore_errors=True)  # what a stopped run had made
     (out / "errors.log").unlink(missing_ok=True)  # an earlier run's tracebacks are not this one's
     started = time.perf_counter()
@@ -280,6 +293,19 @@ def _replaced_report(out: Path) -> dict[str, Any] | None:
     return None
 
 
+def _refuse_foreign_tuning(ctx: Context, earlier: dict[str, Any] | None) -> None:
+    """Refuse a ``tuning/`` in the folder that no mlplab report there made, where this run's
+    search would replace it: a user's own ``mlplab tune --out FOLDER/tuning`` was deleted
+    without a word."""
+    searches = ctx.only is None or "q3_tuning" in ctx.only
+    tuning = ctx.out / "tuning"
+    owner = ctx.replaced if ctx.replaced is not None else earlier
+    if searches and os.path.lexists(tuning) and not (owner is not None and _owns_tuning(owner)):
+        raise ValueError(f"{tuning} is not a search this folder's report made (no report.json "
+                         "there says so), and the report's own search would replace it; "
+                         f"choose another {setting('--out', 'out')}, or move it aside.")
+
+
 def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | None, debug: bool,
                 log: TextIO | bool, earlier: dict[str, Any] | None = None) -> None:
     for i, stage in enumerate(STAGES, 1):
@@ -298,6 +324,7 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
         else:
             _print(log, f"reproduce {label} ...")
             t0, c0 = time.perf_counter(), time.process_time()
+            figures_before = _staged_figures(ctx)
             try:
                 stage.run(ctx, section)
             except StageSkipped as exc:
@@ -308,6 +335,12 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
                 section.status = "not run"
                 section.reason = f"failed with {type(exc).__name__}: {exc}"
                 _append_error_log(ctx.out, stage.key, traceback.format_exc())
+            if section.status != "ok":
+                # what the stage had made before it failed: its text pointing at a table it
+                # never wrote, its numbers, and figures that no section would list
+                section.blocks, section.data = [], {}
+                for name in _staged_figures(ctx) - figures_before:
+                    (ctx.staging / ctx.FIGURES / name).unlink(missing_ok=True)
             section.seconds = time.perf_counter() - t0
             section.cpu_seconds = time.process_time() - c0
             if stage.key == "data" and section.status == "ok" and earlier is not None and \
@@ -385,6 +418,11 @@ def _check_same_data(ctx: Context, old: Section | None) -> None:
         raise ValueError(f"{_reuse()}: this {setting('command', 'call')}'s data differ from the "
                          f"earlier report's in {', '.join(diff)} (now {'; '.join(shown)}); its "
                          f"kept sections would not match. {same}, or run without {_reuse()}.")
+
+
+def _staged_figures(ctx: Context) -> set[str]:
+    folder = ctx.staging / ctx.FIGURES
+    return {f.name for f in folder.iterdir()} if folder.is_dir() else set()
 
 
 def _print(log: TextIO | bool, line: str) -> None:

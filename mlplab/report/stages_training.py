@@ -106,7 +106,7 @@ def _run_figures(ctx: Context, section: Section, name: str, title: str, history:
                        + ("; dashed: the test accuracy, measured once" if test_acc is not None
                           else "")),
                 Figure(r3, figures.weights_caption(model.params["W1"].shape[1], whose)))
-    if X_val is not None:
+    if X_val is not None and len(ds.y_val):  # (--val-size 0: an empty grid, not a figure)
         p4, r4 = ctx.figure(f"{name}-confusion.png")
         figures.confusion(ds.y_val, model.predict(X_val), ds.classes, p4,
                           f"{title}: confusion matrix (validation)")

@@ -47,15 +47,16 @@ class RunInUseError(ValueError):
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike, new: bool = False, noun: str = "run"
-             ) -> Iterator[None]:
+def run_lock(run_dir: str | os.PathLike, new: bool = False, noun: str = "run",
+             doing: str = "trained") -> Iterator[None]:
     """Hold ``run_dir``'s lock within the block; a :class:`RunInUseError` naming the process
     that holds it if another one does (telling a ``new`` run to choose another folder, and a
-    resumed one to wait; ``noun``: what the folder holds, a run or a depth study). The file is
+    resumed one to wait; ``noun``: what the folder holds, a run or a depth study; ``doing``:
+    what the other process does to it, "being trained" or, for a report, written). The file is
     removed again at the end, so that a run folder holds only the run's own files (and an empty
     folder can still be removed)."""
     path = Path(run_dir) / LOCK_FILE
-    fd = _acquire(path, new, noun) if fcntl is not None else None
+    fd = _acquire(path, new, noun, doing) if fcntl is not None else None
     if fd is None:  # no flock here: the run trains unlocked, as it did before locks
         yield
         return
@@ -78,7 +79,7 @@ def run_lock(run_dir: str | os.PathLike, new: bool = False, noun: str = "run"
 _PATIENCE = 0.5
 
 
-def _acquire(path: Path, new: bool, noun: str = "run") -> int | None:
+def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained") -> int | None:
     """The locked file's descriptor; None on a file system without ``flock`` (some network and
     FUSE ones answer ENOLCK or EOPNOTSUPP)."""
     assert fcntl is not None
@@ -107,7 +108,7 @@ def _acquire(path: Path, new: bool, noun: str = "run") -> int | None:
             what_now = (f"choose another {setting('--out', 'out')}" if new else
                         "wait for it to end, or stop it (Ctrl-C saves a checkpoint) and resume "
                         f"the {noun} then")
-            raise RunInUseError(f"{path.parent} is being trained by another process"
+            raise RunInUseError(f"{path.parent} is being {doing} by another process"
                                 f"{f' ({holder})' if holder else ''}; {what_now}.") from None
         except OSError:  # no flock on this file system
             os.close(fd)
