@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -555,3 +556,30 @@ def test_a_folder_whose_entries_may_not_be_read_is_named(runs, monkeypatch):
     assert root / "small" in found and root / "study" / "best-run" not in found
     with pytest.warns(UserWarning, match=said):  # the command prints it as a warning line
         assert main(["runs", str(root)]) == 0
+
+
+def test_hand_edited_counts_leave_the_listing_whole_and_its_json_strict(runs, tmp_path, capsys):
+    """A run whose config.json says batch_size 0 (or metrics.json train_size 0) ended the whole
+    listing with "integer division or modulo by zero"; an epochs of NaN was printed by --json
+    as NaN, which is not JSON."""
+    import shutil
+
+    root, _ = runs
+    for name, file, key, value in (("zero-batch", "config.json", "batch_size", 0),
+                                   ("zero-train", "metrics.json", "train_size", 0),
+                                   ("nan-epochs", "metrics.json", "epochs", math.nan),
+                                   ("inf-of", "config.json", "epochs", math.inf)):
+        shutil.copytree(root / "small", tmp_path / name)
+        path = tmp_path / name / file
+        doc = json.loads(path.read_text())
+        doc[key] = value
+        path.write_text(json.dumps(doc))
+    shutil.copytree(root / "small", tmp_path / "good")
+    by_name = {Path(r["run"]).name: r for r in list_runs([tmp_path])}
+    assert len(by_name) == 5 and by_name["good"]["epochs"] == 2
+    assert by_name["zero-batch"]["epochs"] == 2 and by_name["zero-train"]["status"] == "completed"
+    assert by_name["nan-epochs"]["epochs"] is None and by_name["inf-of"]["of_epochs"] is None
+    capsys.readouterr()
+    assert main(["runs", str(tmp_path), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
+    assert len(listed) == 5

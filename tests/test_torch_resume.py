@@ -631,7 +631,12 @@ def test_a_stopped_run_without_a_hidden_layer_is_listed_as_such(tmp_path, monkey
                                   ["torch", "train", "--epochs", "1", "--out", ""],
                                   ["train", "--resume", ""],
                                   ["train", "--epochs", "1", "--out", ""],
-                                  ["train", "--like", ""], ["evaluate", ""]])
+                                  ["train", "--like", ""], ["evaluate", ""],
+                                  # an empty --data-dir was taken as none: a run's moved
+                                  # data was looked for where it no longer is
+                                  ["evaluate", "run", "--data-dir", ""],
+                                  ["train", "--resume", "run", "--data-dir", ""],
+                                  ["data", "download", "cifar10", "--data-dir", ""]])
 def test_a_path_that_is_an_empty_text_is_refused(argv, tmp_path, monkeypatch, capsys):
     """--resume "$RUN" with RUN unset trained a new run with the defaults into runs/ (so did
     --out "$OUT", mlplab train's as well as mlplab torch train's)."""

@@ -73,6 +73,16 @@ def hidden_sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def data_dir_arg(text: str) -> str:
+    """``--data-dir``: any path but an empty text, which was taken as no ``--data-dir`` at all
+    (an unset ``$DIR``), so that a run's moved data was looked for where it no longer is. The
+    data layer expands ``~`` itself."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path; got an empty text (an unset shell "
+                                          "variable?)")
+    return text
+
+
 def user_path_arg(text: str) -> str:
     """A path the command writes or reads (``--out``, ``--resume``, a run folder), with a
     leading ``~`` or ``~user`` expanded as for the data paths. The shell leaves it in

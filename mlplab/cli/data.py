@@ -21,7 +21,7 @@ from mlplab.cli import (
     split_seed_arg,
     usage_errors,
 )
-from mlplab.cli._types import positive_int, user_path_arg
+from mlplab.cli._types import data_dir_arg, positive_int, user_path_arg
 from mlplab.data.base import SPLITS, Dataset
 from mlplab.data.datasets import DATASET_NAMES
 
@@ -102,7 +102,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = Fa
     else:
         g.add_argument("--dataset", metavar="NAME", default=default, type=_dataset_name,
                        help=f"{DATASET_HELP} (default: {default or dataset_default_note})")
-    g.add_argument("--data-dir", metavar="DIR", default=None,
+    g.add_argument("--data-dir", metavar="DIR", default=None, type=data_dir_arg,
                    help="where the dataset files are (and --download puts them); default "
                         "$MLPLAB_DATA or ~/.cache/mlplab")
     g.add_argument("--download", action="store_true",
@@ -250,7 +250,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "(default $MLPLAB_DATA or ~/.cache/mlplab).")
     dl.add_argument("dataset", metavar="NAME", choices=["cifar10", "fashion-mnist", "mnist"],
                     help="cifar10, fashion-mnist or mnist")
-    dl.add_argument("--data-dir", metavar="DIR", default=None,
+    dl.add_argument("--data-dir", metavar="DIR", default=None, type=data_dir_arg,
                     help="where to store the files (default: $MLPLAB_DATA or ~/.cache/mlplab)")
     dl.add_argument("--mirror", metavar="BASE_URL", default=None, type=_base_url,
                     help="download from BASE_URL/<file name> instead of the official site")

@@ -96,7 +96,7 @@ def run_runs(args: argparse.Namespace) -> int:
     if args.plot is not None and records:
         _plot(records, args.plot)
     if args.json:
-        print(json.dumps(records, indent=2))
+        print(json.dumps(records, indent=2, allow_nan=False))  # strict JSON, or an error
         return 0
     if not records:
         from mlplab.runs.finished import other_output_hint

@@ -26,7 +26,13 @@ from mlplab.cli import (
     split_seed_arg,
     usage_errors,
 )
-from mlplab.cli._types import hidden_sizes, non_negative_int, positive_int, user_path_arg
+from mlplab.cli._types import (
+    data_dir_arg,
+    hidden_sizes,
+    non_negative_int,
+    positive_int,
+    user_path_arg,
+)
 from mlplab.cli.data import (
     add_augment_arguments,
     add_dataset_arguments,
@@ -177,7 +183,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a run folder written by mlplab train or mlplab torch train")
     e.add_argument("--split", choices=["val", "test", "train"], default="val",
                    help="split to evaluate (default: %(default)s)")
-    e.add_argument("--data-dir", metavar="DIR", default=None,
+    e.add_argument("--data-dir", metavar="DIR", default=None, type=data_dir_arg,
                    help="where the dataset files are, if not where training found them (for a "
                         "folder:PATH dataset, the folder of class sub-folders itself)")
     e.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -401,7 +407,7 @@ def _without_inert(cfg: RunConfig, given: dict[str, Any]) -> RunConfig:
 def run_evaluate(args: argparse.Namespace) -> int:
     from mlplab.runs import evaluate_run
 
-    res = evaluate_run(args.run, args.split, data_dir=args.data_dir or None)
+    res = evaluate_run(args.run, args.split, data_dir=args.data_dir)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0

@@ -179,8 +179,8 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         dataset=metrics.get("dataset") or config.get("dataset"),
         model=metrics.get("model") or _hidden(config.get("hidden")),
         preset=config.get("preset"),
-        epochs=metrics.get("epochs"),
-        of_epochs=config.get("epochs"),
+        epochs=_count(metrics.get("epochs")),
+        of_epochs=_count(config.get("epochs")),
         stopped_early=metrics.get("stopped_early") is True,
         seconds=_number(metrics.get("seconds")),
         finished=_modified(run / METRICS_FILE if metrics else checkpoint_of(run)),
@@ -188,7 +188,8 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
                                                    "best_val_accuracy", "test_accuracy")},
     )
     steps: int | None = None  # iterations an epoch, where the run says
-    if isinstance(train_size, int) and isinstance(config.get("batch_size"), int):
+    # (hand-edited zeros: one folder's division by zero ended the whole listing)
+    if _count(train_size) and _count(config.get("batch_size")):
         steps = iterations_per_epoch(config["batch_size"], str(config.get("sampling", "shuffle")),
                                      train_size)
     pace = None
@@ -279,6 +280,12 @@ def _number(value: Any) -> float | None:
     made ``--json`` print NaN, which is not JSON."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
         and math.isfinite(value) else None
+
+
+def _count(value: Any) -> int | None:
+    """A whole number of at least 0 from a file, or None (a hand-edited NaN, "3" or 2.5)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
 
 
 def newer(path: Path, than: Path) -> bool:
