@@ -97,6 +97,16 @@ class _Convergence(Callback):
             trainer.stop = True
 
 
+def _rows_seen(trainer: Trainer, model: MLP, rows: int, batch: int) -> int:
+    """The samples ``trainer``'s steps took (scikit-learn's ``t_``), an epoch training every
+    one of ``rows``: each batch full but the last, which ends the epoch with the rows left over
+    (a single row left over joins the batch before it with batch norm, as the trainer does);
+    the steps of an epoch cut short (Ctrl-C) are full batches."""
+    left = rows % batch
+    steps = rows // batch + (1 if left and not (left == 1 and model.batchnorms) else 0)
+    return trainer.epoch * rows + (trainer.iteration - trainer.epoch * steps) * batch
+
+
 #: how a network of a wider dtype is had here (the estimator has no dtype parameter: its
 #: network's follows the data of a new fit), in place of the model's WIDER_MODEL
 _WIDER_NETWORK = "train a new float64 network: fit on float64 data with warm_start=False"
@@ -274,13 +284,49 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 "batch_size": batch_size, "epochs": epochs, "train_acc": "subset",
                 "seed": seed, "verbose": self.verbose, **options}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling: the state, with the layer or optimiser class of a registered (not
+        built-in) ``activation`` or ``optimizer`` name, which :meth:`__setstate__` registers
+        where it is missing. Registrations live in the process that makes them: the worker
+        processes of ``cross_val_score(..., n_jobs=2)`` unpickled a string the name of nothing
+        there ("unknown activation 'elu'"), and no registration of the user's could reach them
+        (joblib ships classes defined in a script by value, and imports the others' modules)."""
+        from mlplab.models import BUILT_IN_ACTIVATIONS, is_sized
+        from mlplab.optim import BUILT_IN_OPTIMIZERS, OPTIMIZERS
+
+        state = super().__getstate__()
+        registered: dict[str, Any] = {}
+        act, opt = getattr(self, "activation", None), getattr(self, "optimizer", None)
+        if isinstance(act, str) and act in ACTIVATIONS and \
+                ACTIVATIONS[act] is not BUILT_IN_ACTIVATIONS.get(act):
+            registered["activation"] = (act, ACTIVATIONS[act], is_sized(act))
+        if isinstance(opt, str) and opt in OPTIMIZERS and \
+                OPTIMIZERS[opt] is not BUILT_IN_OPTIMIZERS.get(opt):
+            registered["optimizer"] = OPTIMIZERS[opt]
+        if registered:
+            state = {**state, "_registered": registered}
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickling, also of an estimator pickled by an older mlplab: a parameter or fitted
         attribute added since takes the value that behaves as that mlplab did (``warm_start``,
         29 Nov 2026: False; the validation scores: None, or read from the history of a fit with
         early stopping). Without them ``repr``, ``get_params``, ``clone`` and ``fit`` raised
-        ``AttributeError`` on such an estimator."""
+        ``AttributeError`` on such an estimator. A registered activation or optimiser that this
+        process lacks is registered (:meth:`__getstate__`); one it has is left as it is."""
         state = dict(state)
+        registered = state.pop("_registered", None) or {}
+        if "activation" in registered:
+            from mlplab.models import register_activation
+
+            name, layer, sized = registered["activation"]
+            if name not in ACTIVATIONS:
+                register_activation(name, layer, sized=sized)
+        if "optimizer" in registered:
+            from mlplab.optim import OPTIMIZERS, register_optimizer
+
+            if registered["optimizer"].name not in OPTIMIZERS:
+                register_optimizer(registered["optimizer"])
         state.setdefault("warm_start", False)
         history = state.get("history_")
         if history is not None:
@@ -318,6 +364,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             # never set)
             fraction = float(self.validation_fraction)
             n_val = int(np.ceil(fraction * len(y_enc)))
+            if n_val >= len(y_enc):  # (scikit-learn's message names its own test_size)
+                raise ValueError(
+                    f"early_stopping: validation_fraction={fraction:g} of {len(y_enc)} samples "
+                    f"sets {n_val} aside for validation, which leaves none to train on; lower "
+                    "validation_fraction or give more samples.")
             stratify = (np.bincount(y_enc).min() >= 2
                         and min(n_val, len(y_enc) - n_val) >= len(encoder.classes_))
             Xa, X_val, y_enc, y_val = train_test_split(
@@ -326,7 +377,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         model = self.model_ if warm else self._network(Xa.shape[1], hidden, seed, Xa.dtype,
                                                           len(encoder.classes_))
         batch_size = min(int(self.batch_size), len(Xa))
-        convergence = _Convergence(self.tol, 0 if self.early_stopping else self.n_iter_no_change)
+        # each epoch's loss the mean over its rows, its last batch holding fewer (see below)
+        convergence = _Convergence(self.tol, 0 if self.early_stopping else self.n_iter_no_change,
+                                   len(Xa), batch_size)
         if warm and not self.early_stopping:
             # scikit-learn's warm start goes on from its best loss and no-improvement count: a
             # fit after one that had stopped on the rule stops after its first epoch
@@ -338,6 +391,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             # (the trainer stops after `patience` epochs without a better score; scikit-learn
             # after more than n_iter_no_change)
             patience=self.n_iter_no_change + 1 if self.early_stopping else None), [convergence])
+        # every row every epoch, as scikit-learn's fit (and partial_fit) trains: the exercise's
+        # len(X) // batch_size full batches gave 270 rows in batches of 200 one step an epoch,
+        # and early stopping's 10 epochs of patience 11 steps, ending near the initial weights
+        trainer._last_batch = True
         # a new network becomes the estimator's once trained: a run that fails (diverged, or
         # refused by the trainer) leaves the fitted one, or none, as it was
         with _unchanged_on_error(model if warm else None):
@@ -349,7 +406,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, self.history_ = encoder.classes_, history
         if not warm:
             self._new_network(model, record)
-        self._record(trainer, convergence, trainer.iteration * batch_size)
+        self._record(trainer, convergence, _rows_seen(trainer, model, len(Xa), batch_size))
         self._carry_from(convergence, keep=not self.early_stopping)
         if self.early_stopping:
             self.validation_scores_ = list(history.val_acc)
@@ -389,10 +446,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         refused); there is no early stopping. Every row given is trained on once, as in
         scikit-learn's ``partial_fit``: minibatches of ``batch_size`` and a last, smaller one of
         the ``len(X) % batch_size`` rows left over (with ``batchnorm``, a single row left over
-        joins the batch before it, as one row is its own mean). ``fit``'s epochs are
-        ``len(X) // batch_size`` full minibatches (the exercise's convention), so ``n`` calls on
-        the same data train exactly as ``fit`` with ``max_epochs=n, tol=None`` does where
-        ``len(X)`` is a multiple of ``batch_size``. A changed ``optimizer`` starts its state
+        joins the batch before it, as one row is its own mean). ``fit``'s epochs train the
+        same way, so ``n`` calls on the same data train exactly as ``fit`` with
+        ``max_epochs=n, tol=None`` does. A changed ``optimizer`` starts its state
         afresh (another optimiser's slots are not its own), as a warm start does.
         """
         hidden, config = self._check_params()
@@ -477,9 +533,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if new:
             self.classes_ = known
             self._new_network(model, record)
-        # every batch is full but the last, which ends the epoch (with fewer rows, or more)
-        self._record(trainer, convergence,
-                     len(Xa) if trainer.epoch else trainer.iteration * batch_size)
+        self._record(trainer, convergence, _rows_seen(trainer, model, len(Xa), batch_size))
         self._carry_from(convergence, keep=True)
         self.validation_scores_ = self.best_validation_score_ = None
         _raise_if_interrupted(self.history_)

@@ -132,6 +132,11 @@ def register_activation(name: str, layer: Callable[..., Layer], *, replace: bool
         _SIZED.discard(name)
 
 
+def is_sized(name: str) -> bool:
+    """Whether activation ``name`` was registered with ``sized=True``."""
+    return name in _SIZED
+
+
 def registering_module(name: str) -> str | None:
     """The module that registered activation ``name`` beyond mlplab's own, None for a built-in
     or one registered by a script run as ``__main__`` (which cannot be imported by name)."""

@@ -374,3 +374,57 @@ def test_a_plugin_files_folder_shadows_no_installed_module(plugin, capsys):
         sys.modules.pop("tabnanny", None)
         if saved is not None:
             sys.modules["tabnanny"] = saved
+
+
+def test_an_estimators_registered_names_reach_joblibs_worker_processes(plugin, tmp_path):
+    """``cross_val_score(MLPClassifier(activation="elu"), ..., n_jobs=2)``: the workers
+    unpickled the name of nothing registered there ("unknown activation 'elu'"), wherever the
+    script registered it; the estimator's pickle now carries the classes of the registered
+    names it uses. The script registers them in its __main__ guard, which workers never run."""
+    import subprocess
+
+    script = tmp_path / "script.py"
+    script.write_text(PLUGIN.replace("register_activation(\"elu\", ELU)\n"
+                                     "register_optimizer(SignSGD)\n", "") + '''
+if __name__ == "__main__":
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import cross_val_score
+
+    from mlplab.estimator import MLPClassifier
+
+    register_activation("elu", ELU)
+    register_optimizer(SignSGD)
+    X, y = load_digits(return_X_y=True)
+    m = MLPClassifier(hidden_sizes=(8,), max_epochs=3, tol=None, random_state=0,
+                      activation="elu", optimizer="signsgd", lr=1e-3)
+    print(cross_val_score(m, X / 16, y, cv=2, n_jobs=2, error_score="raise").tolist())
+''')
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
+
+
+def test_an_unpickled_estimator_registers_what_this_process_lacks(plugin):
+    import pickle
+
+    from mlplab.estimator import MLPClassifier
+
+    sys.path.insert(0, str(plugin.parent))
+    import my_layers
+
+    clf = MLPClassifier(hidden_sizes=(4,), activation="elu", optimizer="signsgd")
+    data = pickle.dumps(clf)
+    models.ACTIVATIONS.pop("elu")  # this process as one that has not registered them
+    optim.OPTIMIZERS.pop("signsgd")
+    again = pickle.loads(data)
+    assert models.ACTIVATIONS["elu"] is my_layers.ELU
+    assert optim.OPTIMIZERS["signsgd"] is my_layers.SignSGD
+    assert again.get_params() == clf.get_params()
+    # a process that has its own class under the name keeps it
+    models.ACTIVATIONS["elu"] = Tanh
+    pickle.loads(data)
+    assert models.ACTIVATIONS["elu"] is Tanh
+    # built-in names carry nothing extra
+    assert "_registered" not in MLPClassifier().__getstate__()

@@ -189,9 +189,9 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
     )
     steps: int | None = None  # iterations an epoch, where the run says
     # (hand-edited zeros: one folder's division by zero ended the whole listing)
-    if _count(train_size) and _count(config.get("batch_size")):
-        steps = iterations_per_epoch(config["batch_size"], str(config.get("sampling", "shuffle")),
-                                     train_size)
+    rows, batch = _count(train_size), _count(config.get("batch_size"))
+    if rows and batch:
+        steps = iterations_per_epoch(batch, str(config.get("sampling", "shuffle")), rows)
     pace = None
     if not metrics and _is_file(checkpoint_of(run)):
         figures, pace = _progress(checkpoint_of(run))
