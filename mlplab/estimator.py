@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import pickle
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -303,6 +304,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(opt, str) and opt in OPTIMIZERS and \
                 OPTIMIZERS[opt] is not BUILT_IN_OPTIMIZERS.get(opt):
             registered["optimizer"] = OPTIMIZERS[opt]
+        for key, entry in list(registered.items()):
+            try:  # a lambda or a class made in a function is not picklable: not carried, so
+                pickle.dumps(entry)  # that the estimator itself still pickles, as before
+            except Exception:
+                del registered[key]
         if registered:
             state = {**state, "_registered": registered}
         return state
@@ -316,17 +322,20 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         process lacks is registered (:meth:`__getstate__`); one it has is left as it is."""
         state = dict(state)
         registered = state.pop("_registered", None) or {}
+        # a name this process has not registered, or has only as mlplab's own (the sender's
+        # replaced a built-in name: its class, not the built-in, trained the network)
         if "activation" in registered:
-            from mlplab.models import register_activation
+            from mlplab.models import BUILT_IN_ACTIVATIONS, register_activation
 
             name, layer, sized = registered["activation"]
-            if name not in ACTIVATIONS:
-                register_activation(name, layer, sized=sized)
+            if ACTIVATIONS.get(name) is BUILT_IN_ACTIVATIONS.get(name):
+                register_activation(name, layer, sized=sized, replace=True)
         if "optimizer" in registered:
-            from mlplab.optim import OPTIMIZERS, register_optimizer
+            from mlplab.optim import BUILT_IN_OPTIMIZERS, OPTIMIZERS, register_optimizer
 
-            if registered["optimizer"].name not in OPTIMIZERS:
-                register_optimizer(registered["optimizer"])
+            cls = registered["optimizer"]
+            if OPTIMIZERS.get(cls.name) is BUILT_IN_OPTIMIZERS.get(cls.name):
+                register_optimizer(cls, replace=True)
         state.setdefault("warm_start", False)
         history = state.get("history_")
         if history is not None:

@@ -428,3 +428,22 @@ def test_an_unpickled_estimator_registers_what_this_process_lacks(plugin):
     assert models.ACTIVATIONS["elu"] is Tanh
     # built-in names carry nothing extra
     assert "_registered" not in MLPClassifier().__getstate__()
+    # a built-in name the sender replaced is its class, not the built-in, in a process that
+    # has only mlplab's own (a worker trained another network)
+    models.register_activation("relu", Tanh, replace=True)
+    replaced = pickle.dumps(MLPClassifier(activation="relu"))
+    models.ACTIVATIONS["relu"] = models.BUILT_IN_ACTIVATIONS["relu"]
+    pickle.loads(replaced)
+    assert models.ACTIVATIONS["relu"] is Tanh
+
+
+def test_an_estimator_naming_an_unpicklable_registration_still_pickles(registries):
+    """A registration plain pickle cannot carry (a lambda) is left out of the estimator's
+    pickle: carrying it broke pickle.dumps and joblib.dump of the estimator itself."""
+    import pickle
+
+    from mlplab.estimator import MLPClassifier
+
+    models.register_activation("mytanh", lambda: Tanh())
+    clf = MLPClassifier(hidden_sizes=(4,), activation="mytanh")
+    assert pickle.loads(pickle.dumps(clf)).get_params() == clf.get_params()

@@ -568,7 +568,10 @@ def test_hand_edited_counts_leave_the_listing_whole_and_its_json_strict(runs, tm
     for name, file, key, value in (("zero-batch", "config.json", "batch_size", 0),
                                    ("zero-train", "metrics.json", "train_size", 0),
                                    ("nan-epochs", "metrics.json", "epochs", math.nan),
-                                   ("inf-of", "config.json", "epochs", math.inf)):
+                                   ("inf-of", "config.json", "epochs", math.inf),
+                                   ("nan-dataset", "metrics.json", "dataset", math.nan),
+                                   ("inf-model", "metrics.json", "model", math.inf),
+                                   ("nan-status", "metrics.json", "status", math.nan)):
         shutil.copytree(root / "small", tmp_path / name)
         path = tmp_path / name / file
         doc = json.loads(path.read_text())
@@ -576,10 +579,12 @@ def test_hand_edited_counts_leave_the_listing_whole_and_its_json_strict(runs, tm
         path.write_text(json.dumps(doc))
     shutil.copytree(root / "small", tmp_path / "good")
     by_name = {Path(r["run"]).name: r for r in list_runs([tmp_path])}
-    assert len(by_name) == 5 and by_name["good"]["epochs"] == 2
+    assert len(by_name) == 8 and by_name["good"]["epochs"] == 2
     assert by_name["zero-batch"]["epochs"] == 2 and by_name["zero-train"]["status"] == "completed"
     assert by_name["nan-epochs"]["epochs"] is None and by_name["inf-of"]["of_epochs"] is None
     capsys.readouterr()
     assert main(["runs", str(tmp_path), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
-    assert len(listed) == 5
+    assert len(listed) == 8
+    assert by_name["nan-dataset"]["dataset"] == "digits" and by_name["inf-model"]["model"]
+    assert by_name["nan-status"]["status"] == "unfinished"

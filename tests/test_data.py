@@ -279,6 +279,11 @@ def test_folder_cache_is_used_and_invalidated(tmp_path):
     first = load_dataset(f"folder:{root}", val_size=0, test_size=0)
     cached = list((tmp_path / "cache" / "folder-cache").glob("*.npz"))
     assert len(cached) == 1
+    # a cache of the name mlplab gave them before 2 Dec 2026, and another folder's of today's
+    older = cached[0].parent / "pics-0123456789abcdef0123.npz"
+    older.write_bytes(b"an old cache")
+    other = cached[0].parent / "pictures-0123456789-0123456789abcdef.npz"
+    other.write_bytes(b"another folder's cache")
     again = load_dataset(f"folder:{root}", val_size=0, test_size=0)
     np.testing.assert_array_equal(first.X_train, again.X_train)
     # a changed image (new mtime and content) must not be served from the old cache
@@ -291,8 +296,10 @@ def test_folder_cache_is_used_and_invalidated(tmp_path):
     assert not np.array_equal(first.X_train[0], new) and imgs
     # ... and the old contents' cache is replaced, not left beside the new one (a full copy
     # of the folder at every change); another image size is another cache, kept
-    (replaced,) = (tmp_path / "cache" / "folder-cache").glob("*.npz")
-    assert replaced != cached[0] and not cached[0].exists()
+    (replaced,) = set((tmp_path / "cache" / "folder-cache").glob("*.npz")) - {other}
+    assert replaced != cached[0] and not cached[0].exists() and not older.exists()
+    assert other.read_bytes() == b"another folder's cache"
+    other.unlink()
     small = load_dataset(f"folder:{root}", image_size=3, val_size=0, test_size=0)
     assert small.X_train.shape[1:3] == (3, 3)
     assert replaced.exists() and len(list(replaced.parent.glob("*.npz"))) == 2

@@ -1691,3 +1691,15 @@ def test_a_report_without_a_validation_split_draws_no_validation_confusion(tmp_p
     (tuned,) = [s for s in r.sections if s.key == "q3_tuned"]
     assert tuned.status == "ok", tuned.reason
     assert tuned.figures() and not any("confusion" in f for f in tuned.figures())
+
+
+def test_a_search_folder_of_a_report_written_before_owns_tuning_is_its_own(tmp_path):
+    """A report.json of before ``owns_tuning`` whose search failed after making its folder
+    (then moved into place too): its tuning/ was refused as a folder of the user's."""
+    (tmp_path / "tuning").mkdir()
+    (tmp_path / "tuning" / "summary.json").write_text("{}")
+    (tmp_path / "report.json").write_text(json.dumps({"dataset": "digits", "sections": {
+        "q3_tuning": {"status": "not run",
+                      "reason": "failed with RuntimeError: no tuning trial completed."}}}))
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_tuning"])
+    assert json.loads((tmp_path / "report.json").read_text())["owns_tuning"] is True

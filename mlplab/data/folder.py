@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -777,6 +778,10 @@ def _remove_stale_caches(cache_file: Path) -> None:
     change of an image (or one added) left another full copy of the folder behind (154 MB for
     CIFAR-10's training images). Another image size or channel count is another slot, kept."""
     slot = cache_file.name[:-len("-0123456789abcdef.npz")]  # the folder's name and slot key
+    folder_name = slot[:-len("-0123456789")]
+    # the one name of mlplab before 2 Dec 2026 (folder name, 20 hex digits), which no mlplab
+    # reads now, whichever folder of that name it was made of
+    old_layout = re.compile(re.escape(folder_name) + r"-[0-9a-f]{20}\.npz")
     try:
         others = list(cache_file.parent.iterdir())
     except OSError:
@@ -784,8 +789,9 @@ def _remove_stale_caches(cache_file: Path) -> None:
     for other in others:
         # exact name shape: a temporary file (".name....") or another folder's cache whose
         # name merely starts the same never matches
-        if (other != cache_file and other.name.startswith(slot + "-")
-                and len(other.name) == len(cache_file.name)):
+        if other != cache_file and (
+                (other.name.startswith(slot + "-") and len(other.name) == len(cache_file.name))
+                or old_layout.fullmatch(other.name)):
             with contextlib.suppress(OSError):  # gone already, or open elsewhere (Windows)
                 other.unlink()
 

@@ -301,9 +301,11 @@ def _refuse_foreign_tuning(ctx: Context, earlier: dict[str, Any] | None) -> None
     tuning = ctx.out / "tuning"
     owner = ctx.replaced if ctx.replaced is not None else earlier
     if searches and os.path.lexists(tuning) and not (owner is not None and _owns_tuning(owner)):
-        raise ValueError(f"{tuning} is not a search this folder's report made (no report.json "
-                         "there says so), and the report's own search would replace it; "
-                         f"choose another {setting('--out', 'out')}, or move it aside.")
+        whose = ("its report.json does not list it as the report's" if owner is not None else
+                 "no report.json there says so")
+        raise ValueError(f"{tuning} is not a search this folder's report made ({whose}), and "
+                         "the report's own search would replace it; choose another "
+                         f"{setting('--out', 'out')}, or move it aside.")
 
 
 def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | None, debug: bool,
@@ -642,7 +644,9 @@ def _owns_tuning(report: dict[str, Any]) -> bool:
     if "owns_tuning" in report:
         return report["owns_tuning"] is True
     searched = report.get("sections", {}).get("q3_tuning")
-    return isinstance(searched, dict) and searched.get("status") == "ok"
+    # (a search that failed after making its folder had it moved into place as well)
+    return isinstance(searched, dict) and (
+        searched.get("status") == "ok" or str(searched.get("reason", "")).startswith("failed"))
 
 
 def _undo(moves: Sequence[tuple[Path, Path]]) -> None:

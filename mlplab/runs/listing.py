@@ -173,12 +173,12 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         # the checkpoint is further on than the metrics
         metrics = {}
     record.update(
-        status="training" if holder is not None else metrics.get("status") or (
+        status="training" if holder is not None else _text(metrics.get("status")) or (
             "diverged" if isinstance(config.get("diverged"), dict) else "unfinished"),
         framework="pytorch" if config.get("framework") == "pytorch" else "numpy",
-        dataset=metrics.get("dataset") or config.get("dataset"),
-        model=metrics.get("model") or _hidden(config.get("hidden")),
-        preset=config.get("preset"),
+        dataset=_text(metrics.get("dataset")) or _text(config.get("dataset")),
+        model=_text(metrics.get("model")) or _hidden(config.get("hidden")),
+        preset=_text(config.get("preset")),
         epochs=_count(metrics.get("epochs")),
         of_epochs=_count(config.get("epochs")),
         stopped_early=metrics.get("stopped_early") is True,
@@ -280,6 +280,12 @@ def _number(value: Any) -> float | None:
     made ``--json`` print NaN, which is not JSON."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
         and math.isfinite(value) else None
+
+
+def _text(value: Any) -> str | None:
+    """A text from a file, or None for anything else (a hand-edited NaN in place of a dataset's
+    name made ``--json`` refuse the whole listing)."""
+    return value if isinstance(value, str) else None
 
 
 def _count(value: Any) -> int | None:
