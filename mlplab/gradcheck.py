@@ -9,9 +9,10 @@ float32 the rounding error of a centred difference with h = 1e-5 swamps the sign
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -278,18 +279,59 @@ def check_model(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: f
     if model.dtype != np.float64:
         raise ValueError("gradient checks need a float64 model (dtype=np.float64); float32 "
                          "rounding makes centred differences meaningless.")
-    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
-    saved = model.state_dict()  # copies, restored below with the generators
-    generators = [d.rng.bit_generator.state for d in dropouts]
-    for d in dropouts:
-        d.frozen = True
-    try:
+    with _frozen(model):
         _, grads = model.loss(X, y, reg=reg)
         errors = {}
         for name, param in model.params.items():
             num = eval_numerical_gradient(lambda _: model.loss(X, y, reg=reg)[0], param, h=h)
             errors[name] = error(grads[name], num)
         return errors
+
+
+def rounding_floor(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
+                   h: float = 1e-5) -> dict[str, float]:
+    """Per parameter, an upper estimate of the :func:`norm_rel_error` that float64's rounding
+    in the centred differences alone gives a correct gradient: ``eps * |J| / 2h`` an entry, over
+    the norms ``||a|| + ||n||``. A large loss (a large ``reg``) and a small gradient (biases,
+    which L2 leaves out) raise it, and near ``tol`` correct code fails (``mlplab gradcheck --reg
+    100``: b1 measured at 2.2e-7, estimated 7.5e-7)."""
+    with _frozen(model):
+        loss, grads = model.loss(X, y, reg=reg)
+    noise = np.finfo(np.float64).eps * abs(float(loss)) / (2 * h)
+    return {name: float(np.sqrt(g.size) * noise / max(2 * float(np.linalg.norm(g)), 1e-300))
+            for name, g in grads.items()}
+
+
+def nan_cause(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0) -> str:
+    """Why :func:`check_model` gave a NaN error: the backward pass's own gradients were not
+    finite (a layer's bug, which lowering ``reg`` would not mend), or the loss itself (too large
+    for centred differences, as a large ``reg`` makes it), or else a numerical gradient."""
+    with _frozen(model):
+        loss, grads = model.loss(X, y, reg=reg)
+    broken = [name for name, g in grads.items() if not np.all(np.isfinite(g))]
+    if broken:
+        return (f"the backward pass gave NaN or infinite gradients for {', '.join(broken)}: a "
+                "layer's backward (or the cache its forward keeps) is wrong")
+    if not np.isfinite(loss):
+        return (f"the loss itself is {loss}: the weights or reg are too large for float64; "
+                "lower --reg")
+    return ("a numerical gradient is NaN: the loss (with reg x the squared weights) is too "
+            "large for float64's centred differences; lower --reg")
+
+
+@contextlib.contextmanager
+def _frozen(model: MLP) -> Iterator[None]:
+    """Dropout masks frozen within the block, so that the loss is a deterministic function of
+    the parameters; the model left as it was afterwards: the check's many training-mode passes
+    would otherwise move the batch-norm running statistics and the dropout generators of, say,
+    a trained model."""
+    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    saved = model.state_dict()  # copies, restored below with the generators
+    generators = [d.rng.bit_generator.state for d in dropouts]
+    for d in dropouts:
+        d.frozen = True
+    try:
+        yield
     finally:
         for d, state in zip(dropouts, generators):
             d.frozen = False

@@ -403,7 +403,9 @@ class SoftmaxCrossEntropy(Layer):
             raise TypeError("SoftmaxCrossEntropy.forward(scores, y) takes the labels y (N,) "
                             "second, not a train flag: it is the loss, not a layer with "
                             "forward(x, train). Check its gradient with eval_numerical_gradient "
-                            "on f(s) = (forward(s.copy(), y), loss)[1] against backward().")
+                            "on f(s) = (forward(s.copy(), y), loss)[1] against "
+                            "backward().copy(), taken before it: backward returns the "
+                            "probabilities' buffer, which f's forward passes overwrite.")
         n, k = scores.shape
         eps = self.label_smoothing
         z = self._buffer("probs", scores.shape, scores.dtype)

@@ -61,6 +61,21 @@ def test_gradcheck_passes_correct_nets_with_dead_units(capsys):
         assert json.loads(capsys.readouterr().out)["passed"]
 
 
+def test_a_backward_pass_that_gives_nan_is_named_not_reg(capsys, monkeypatch):
+    """A NaN from a layer's backward (a plugin's bug) was put down to --reg being too large,
+    at reg 0.05 and a loss of 1.6."""
+    from mlplab.layers import SoftmaxCrossEntropy
+
+    backward = SoftmaxCrossEntropy.backward
+    monkeypatch.setattr(SoftmaxCrossEntropy, "backward",
+                        lambda self, *a, **k: backward(self, *a, **k) * np.nan)
+    assert main(["gradcheck"]) == 1
+    out = capsys.readouterr().out
+    assert "note: the backward pass gave NaN or infinite gradients for W1, b1, W2, b2, W3, b3: a " \
+           "layer's backward (or the cache its forward keeps) is wrong." in out
+    assert "--reg" not in out.split("note:")[1]
+
+
 def test_gradcheck_fails_above_tolerance(capsys):
     assert main(["gradcheck", "--hidden", "8", "--tol", "1e-30"]) == 1
 
@@ -72,8 +87,8 @@ def test_gradcheck_counts_a_nan_error_as_failed_and_writes_strict_json(capsys):
     assert main(["gradcheck", "--hidden", "8", "--reg", "1e300"]) == 1
     out = capsys.readouterr().out
     assert "4 of 4 parameters above --tol" in out
-    assert "note: a relative error is NaN: the loss (with reg x the squared weights) is too " \
-           "large for float64's centred differences; lower --reg." in out
+    assert "note: a numerical gradient is NaN: the loss (with reg x the squared weights) is " \
+           "too large for float64's centred differences; lower --reg." in out
     assert main(["gradcheck", "--hidden", "8", "--reg", "1e300", "--json"]) == 1
     doc = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
     assert doc["passed"] is False and doc["errors"]["W1"] is None
@@ -186,3 +201,47 @@ def test_gradcheck_hidden_none_refuses_hidden_layer_options(extra, named, capsys
     assert main(["gradcheck", "--hidden", "none", *extra]) == 2
     assert f"{named} no effect with --hidden none" in capsys.readouterr().err
     assert main(["gradcheck", "--hidden", "none", "--dropout", "0"]) == 0  # a no-op is fine
+
+
+def test_check_with_nan_gradients_still_prints_every_row(capsys, monkeypatch):
+    """NaN gradients made the toy training diverge, and mlplab check printed only the trainer's
+    error (advice to lower a --lr it does not have), without the Q1 and Q2 rows; --json printed
+    no JSON."""
+    from mlplab.layers import SoftmaxCrossEntropy
+
+    backward = SoftmaxCrossEntropy.backward
+    monkeypatch.setattr(SoftmaxCrossEntropy, "backward",
+                        lambda self, *a, **k: backward(self, *a, **k) * np.nan)
+    assert main(["check", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
+    rows = {c["name"]: c for c in doc["checks"]}
+    assert rows["Q1 loss"]["passed"] and not rows["Q2 gradient W1"]["passed"]
+    assert rows["Q3 toy SGD loss"]["value"] is None
+    assert rows["Q3 toy SGD loss"]["description"].startswith("the toy training diverged")
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "Q1 probabilities" in out and "SOME CHECKS FAILED" in out
+
+
+def test_a_correct_net_failed_by_rounding_at_a_large_reg_is_said_so(capsys):
+    """--reg 100: the loss is about 4,700, and float64's rounding in the centred differences
+    alone carries the unpenalised biases' small gradients over 1e-7, with no note."""
+    from mlplab import MLP
+    from mlplab.gradcheck import check_model, norm_rel_error, offset_biases, rounding_floor
+
+    assert main(["gradcheck", "--reg", "100", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    failed = sorted(k for k, e in doc["errors"].items() if not e < doc["tol"])
+    assert failed == ["b1", "b2"]
+    assert any(n.startswith("rounding alone can give b1, b2 a relative error") for n in
+               doc["notes"])
+    # the estimate bounds what rounding gave, and a wrong gradient is far above it
+    m = MLP(4, [6], 3, init="xavier", seed=0, dtype=np.float64)
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(8, 4), rng.randint(3, size=8)
+    offset_biases(m, rng)
+    floor, errors = rounding_floor(m, X, y, 100.0), check_model(m, X, y, reg=100.0,
+                                                                 metric="norm")
+    assert all(errors[k] <= 3 * floor[k] for k in errors), (errors, floor)
+    _, grads = m.loss(X, y, reg=100.0)
+    assert norm_rel_error(grads["b1"] * 1.01, grads["b1"]) > 10 * floor["b1"]

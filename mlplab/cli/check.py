@@ -76,7 +76,10 @@ def run_check(args: argparse.Namespace) -> int:
     results = run_checks()
     ok = all(r.passed for r in results)
     if args.json:
-        print(json.dumps({"passed": ok, "checks": [r.as_dict() for r in results]}, indent=2))
+        # strict JSON: NaN (a failed check) as null
+        checks = [{**r.as_dict(), "value": None if r.value != r.value else r.value}
+                  for r in results]
+        print(json.dumps({"passed": ok, "checks": checks}, indent=2))
     else:
         _print_table([(r.name, r.value, r.bound, r.passed) for r in results])
         print("all checks passed" if ok else "SOME CHECKS FAILED")
@@ -127,9 +130,24 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     errors = check_model(model, X, y, reg=args.reg, metric=args.metric)
     ok = all(e < args.tol for e in errors.values())
     notes = [] if ok else _failure_notes(model, X, args.metric)
-    if any(e != e for e in errors.values()):  # NaN: a loss too large to difference
-        notes.insert(0, "a relative error is NaN: the loss (with reg x the squared weights) is "
-                        "too large for float64's centred differences; lower --reg.")
+    if not ok and args.metric == "norm" and not any(e != e for e in errors.values()):
+        from mlplab.gradcheck import rounding_floor
+
+        floor = rounding_floor(model, X, y, args.reg)
+        # near --tol, rounding alone can carry a correct gradient over it; (above 1e-8: the
+        # default net's floor is about 1e-9, which a --tol of 1e-30 is not failed for)
+        near = [k for k, e in errors.items()
+                if not e < args.tol and floor[k] > max(args.tol / 3, 1e-8)]
+        if near:
+            notes.append(f"rounding alone can give {', '.join(near)} a relative error of up to "
+                         f"about {max(floor[k] for k in near):.0e} here (float64's eps x the "
+                         "loss / 2h, over the gradient's norm): the loss is large (a large "
+                         "--reg) and the gradient small, so correct code can fail --tol; lower "
+                         "--reg or raise --tol.")
+    if any(e != e for e in errors.values()):  # NaN: from the backward pass, or the loss
+        from mlplab.gradcheck import nan_cause
+
+        notes.insert(0, nan_cause(model, X, y, args.reg) + ".")
     if args.json:
         settings = {"inputs": args.inputs, "hidden": hidden, "classes": args.classes,
                     "samples": args.samples, "activation": args.activation,
