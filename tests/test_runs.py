@@ -254,6 +254,31 @@ def test_eval_test_without_a_test_split_is_refused_before_training(tmp_path):
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+def test_a_run_out_of_memory_before_a_checkpoint_leaves_nothing_behind(tmp_path, digits):
+    """An out-of-memory first step (weights that fit, a batch that does not) left config.json
+    alone in its folder: the same --out was refused as holding a run, and --resume, starting it
+    again with the same settings, ran out of memory again."""
+    class Full(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            raise MemoryError("Unable to allocate 1.43 GiB")
+
+    with pytest.raises(MemoryError):
+        train_run(FAST, out=tmp_path / "run", data=digits, callbacks=[Full()])
+    assert not (tmp_path / "run").exists()
+    assert train_run(FAST, out=tmp_path / "run", data=digits).metrics["status"] == "completed"
+
+    # once an epoch is saved, the run is kept for --resume, as a killed one is
+    class LaterFull(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                raise MemoryError("as if killed")
+
+    with pytest.raises(MemoryError):
+        train_run(FAST, epochs=4, out=tmp_path / "later", data=digits, callbacks=[LaterFull()])
+    assert (tmp_path / "later" / "config.json").is_file()
+    assert (tmp_path / "later" / "checkpoint.npz").is_file()
+
+
 def test_a_run_that_diverges_before_a_checkpoint_leaves_nothing_behind(tmp_path, digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the divergence is the error, not NumPy's overflow

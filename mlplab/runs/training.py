@@ -201,6 +201,7 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     pre, model, X_train = _fresh(cfg, ds)
     if owned:
         ds = _without_raw_train(ds)
+    fit_failed = False  # (not the lock's refusal, or a run that another process has started)
     try:
         with run_lock(out_dir, new=True) if out_dir is not None else contextlib.nullcontext():
             if out_dir is not None:
@@ -216,24 +217,34 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
             try:
                 return _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir,
                                        callbacks, progress, verbose, plots)
-            except TrainingDivergedError:
-                if out_dir is not None and not (out_dir / CHECKPOINT_FILE).exists():
-                    # nothing was saved: leave no half-made run that would block the same --out
-                    # again; removed while the lock is held, or a resume_run let in by its
-                    # release would train a run whose config.json then vanished under it
+            except Exception:
+                fit_failed = True
+                # diverged, or out of memory, before anything was saved: leave no half-made run
+                # that would block the same --out again (and that --resume, starting it afresh
+                # with the same settings, would fail on again); removed while the lock is held,
+                # or a resume_run let in by its release would train a run whose config.json
+                # then vanished under it
+                if out_dir is not None and _saved_nothing(out_dir):
                     (out_dir / CONFIG_FILE).unlink(missing_ok=True)
                 raise
-    except TrainingDivergedError as exc:
-        if out_dir is None:
+    except Exception as exc:
+        if out_dir is None or not fit_failed:
             raise
-        if not (out_dir / CHECKPOINT_FILE).exists():  # (the folder held none before this run)
+        if _saved_nothing(out_dir):  # (the folder held none before this run)
             if made:
                 with contextlib.suppress(OSError):
                     out_dir.rmdir()  # only if nothing else was put there meanwhile
             raise
+        if not isinstance(exc, TrainingDivergedError):
+            raise
         raise TrainingDivergedError(f"{exc} {out_dir} keeps the checkpoint of its last good "
                                     "epoch; start the new run with another "
                                     f"{setting('--out', 'out')}.") from None
+
+
+def _saved_nothing(run_dir: Path) -> bool:
+    """Whether a new run in ``run_dir`` has saved nothing yet: no checkpoint, results or model."""
+    return not any((run_dir / f).exists() for f in (CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE))
 
 
 def resume_run(run: str | os.PathLike, *, data: Dataset | Callable[[], Dataset] | None = None,
