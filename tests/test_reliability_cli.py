@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from mlplab.cli import build_parser, main
-from mlplab.cli._types import user_path_arg
+from mlplab.cli._types import data_dir_arg, user_path_arg
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -150,7 +150,7 @@ def _bad_invocations():
             flag = a.option_strings[-1]
             if a.choices:
                 yield [*base, flag, "no-such-choice"], f"{flag} choice"
-            elif a.type not in (None, str, user_path_arg):  # (a path: any text will do)
+            elif a.type not in (None, str, user_path_arg, data_dir_arg):  # (a path: any text)
                 yield [*base, flag, "not-a-number!"], f"{flag} type"
             if a.nargs is None:
                 yield [*base, flag], f"{flag} without its value"
