@@ -447,3 +447,25 @@ def test_an_estimator_naming_an_unpicklable_registration_still_pickles(registrie
     models.register_activation("mytanh", lambda: Tanh())
     clf = MLPClassifier(hidden_sizes=(4,), activation="mytanh")
     assert pickle.loads(pickle.dumps(clf)).get_params() == clf.get_params()
+
+
+def test_a_plugin_of_mlplab_plugins_that_fails_names_the_variable_and_leaves_help(
+        plugin, monkeypatch, capsys, tmp_path):
+    """A name set in a shell profile: the error named no MLPLAB_PLUGINS (the command had no
+    --plugin), and it ended --help too."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLPLAB_PLUGINS", "no_such_plugin_xyz")
+    assert main(["data", "info", "digits"]) == 1
+    err = _error_line(capsys)
+    assert err.startswith("mlplab: error: plugin 'no_such_plugin_xyz': no module named")
+    assert err.endswith("(MLPLAB_PLUGINS='no_such_plugin_xyz' names it: mend or unset it).")
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    captured = capsys.readouterr()
+    assert "usage: mlplab train" in captured.out
+    assert captured.err.startswith("mlplab: warning: plugin 'no_such_plugin_xyz'")
+    # a --plugin of its own still loads, and its failure names no variable
+    monkeypatch.delenv("MLPLAB_PLUGINS")
+    assert main(["--plugin", "no_such_plugin_xyz", "data", "info", "digits"]) == 1
+    assert "MLPLAB_PLUGINS=" not in _error_line(capsys)

@@ -709,3 +709,14 @@ def test_read_image_resizes_to_height_by_width_as_pillow_does(tmp_path):
     for bad in [(4, 6), (0, 6, 3), (4, 6, 4)]:
         with pytest.raises(ValueError, match=r"image_shape must be \(H, W, C\)"):
             read_image(path, bad)
+
+
+def test_a_class_folder_named_with_a_line_break_is_refused(tmp_path):
+    """A newline in a class folder's name split data info's table (the counts under the wrong
+    names) and every label drawn with it."""
+    root = tmp_path / "pics"
+    _write_images(root, ["a\nb", "c"], 2)
+    with pytest.raises(DatasetError, match=r"class folder name 'a\\nb' holds a line break"):
+        load_dataset(f"folder:{root}", val_size=0, test_size=0)
+    (root / "a\nb").rename(root / "a b")  # a space is a name like any other
+    assert load_dataset(f"folder:{root}", val_size=0, test_size=0).classes == ["a b", "c"]

@@ -313,7 +313,11 @@ def test_help_explains(capsys):
     assert "--mirror" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("mirror", ["/srv/mirror", "http://", "ftp.example.org/pub"])
+@pytest.mark.parametrize("mirror", ["/srv/mirror", "http://", "ftp.example.org/pub",
+                                    # an internal error at the download ("please report
+                                    # it"), and argparse's "invalid _base_url value"
+                                    "http://127.0.0.1:9/my dir/", "http://127.0.0.1:abc/",
+                                    "http://[::1"])
 def test_a_mirror_that_is_no_url_is_a_usage_error(mirror, capsys):
     """A folder path or a bare scheme failed only at the download ("unknown url type"), exit
     1, where the command line itself cannot work."""

@@ -850,6 +850,10 @@ def test_interrupted_and_failed_downloads_leave_nothing(server, tmp_path):
         dl.download_file(f"{url}/missing.bin", tmp_path / "missing.bin", progress=False)
     with pytest.raises(DatasetError, match="cannot download"):
         dl.download_file("http://127.0.0.1:1/x.bin", tmp_path / "x.bin", progress=False)
+    # http.client's InvalidURL, neither an OSError nor a ValueError: an "internal error"
+    for bad in ("http://127.0.0.1:9/my dir/x.bin", "http://127.0.0.1:abc/x.bin"):
+        with pytest.raises(DatasetError, match="cannot download"):
+            dl.download_file(bad, tmp_path / "x.bin", progress=False)
     assert os.listdir(tmp_path) == []
 
 

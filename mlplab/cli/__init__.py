@@ -390,6 +390,16 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # (--help, --version and a bare mlplab print before the command's own guard: piped to a
+    # reader that left, Python's exit printed "Exception ignored ... BrokenPipeError", code 120)
+    with console.reader_may_leave():
+        try:
+            return _guarded_main(argv)
+        finally:
+            sys.stdout.flush()
+
+
+def _guarded_main(argv: Sequence[str] | None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt:
@@ -418,13 +428,22 @@ def _main(argv: Sequence[str] | None) -> int:
     if plugins.version_asked(argv):
         print(f"mlplab {__version__}")
         return 0
-    try:
-        plugins.load_plugins(plugins.requested(argv))
-    except plugins.PluginError as exc:
-        if plugins.global_options(argv)[1]:  # --debug: the plugin's own traceback
-            raise exc.__cause__ or exc from None
-        print(f"mlplab: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, plugins.EmptyPluginName) else 1
+    for names, from_env in ((plugins.from_environment(), True),
+                            (plugins.global_options(argv)[0], False)):
+        try:
+            plugins.load_plugins(names)
+        except plugins.PluginError as exc:
+            if plugins.global_options(argv)[1]:  # --debug: the plugin's own traceback
+                raise exc.__cause__ or exc from None
+            # a name set in a shell profile, which no --plugin of this command shows
+            text = (f"{str(exc).rstrip('.')} ({plugins.ENV_VAR}="
+                    f"{os.environ.get(plugins.ENV_VAR, '')!r} names it: mend or unset it)."
+                    if from_env else str(exc))
+            if any(w in ("-h", "--help") for w in argv):  # the help, without the plugin
+                print(f"mlplab: warning: {text}", file=sys.stderr)
+                continue
+            print(f"mlplab: error: {text}", file=sys.stderr)
+            return 2 if isinstance(exc, plugins.EmptyPluginName) else 1
     parser = build_parser()
     unknown = plugins.unknown_options(argv, [o for a in parser._actions for o in a.option_strings])
     if unknown:  # (from the top parser: argparse would take the word after one as the command)

@@ -35,10 +35,19 @@ def _base_url(text: str) -> str:
     cannot work."""
     from urllib.parse import urlparse
 
-    url = urlparse(text)
+    expected = (f"expected a base URL such as https://host/path/ (a local folder: "
+                f"file:///path/); got {text!r}")
+    try:
+        url = urlparse(text)
+        url.port  # noqa: B018  (a port that is no number raises here, as at the download)
+    except ValueError as exc:  # "Invalid IPv6 URL" (http://[::1): argparse named the function
+        raise argparse.ArgumentTypeError(f"{expected} ({exc})") from None
     if url.scheme not in ("http", "https", "file") or not (url.netloc or url.path.strip("/")):
-        raise argparse.ArgumentTypeError(f"expected a base URL such as https://host/path/ (a "
-                                         f"local folder: file:///path/); got {text!r}")
+        raise argparse.ArgumentTypeError(expected)
+    if url.scheme != "file" and any(c.isspace() or not c.isprintable() for c in text):
+        # http.client refuses them at the download ("URL can't contain control characters")
+        raise argparse.ArgumentTypeError(f"{expected}: a URL holds no spaces or control "
+                                         "characters (write a space as %20)")
     return text
 
 

@@ -99,8 +99,13 @@ def misplaced(argv: Sequence[str]) -> tuple[str | None, list[str]]:
 
 def requested(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> list[str]:
     """The plugins to import: those of ``MLPLAB_PLUGINS``, then those given with ``--plugin``."""
+    return from_environment(environ) + global_options(argv)[0]
+
+
+def from_environment(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The plugins ``MLPLAB_PLUGINS`` names."""
     named = [n.strip() for n in environ.get(ENV_VAR, "").split(",")]
-    return [n for n in named if n] + global_options(argv)[0]
+    return [n for n in named if n]
 
 
 def load_plugins(names: Iterable[str]) -> list[ModuleType]:

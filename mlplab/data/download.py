@@ -126,7 +126,9 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
         fix = f"check {mirror}" if mirrored else f"check the URL or pass {_mirror()}"
         raise DatasetError(f"download of {url} failed: HTTP {exc.code} {reason}; "
                            f"{fix}.") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    # (http.client's InvalidURL, from a mirror with a space or a port that is no number, is
+    # neither: it ended the command as an "internal error ... please report it")
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = " ".join(str(getattr(exc, "reason", exc)).split())
         fix = f"check the network and {mirror}" if mirrored else \
             f"check the network, pass {_mirror()}"

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import threading
+import unicodedata
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -243,12 +244,18 @@ def _class_name(root: Path, folder: Path) -> str:
     same class, with the same label, as under a UTF-8 locale. A name that is not UTF-8 is
     refused: class names become labels in model files, plots and reports."""
     try:
-        return os.fsencode(folder.name).decode("utf-8")
+        name = os.fsencode(folder.name).decode("utf-8")
     except UnicodeDecodeError:  # os.listdir gives undecodable bytes as lone surrogates
         raise DatasetError(
             f"{root}: class folder name {os.fsencode(folder.name)!r} is not valid UTF-8; class "
             "names become labels in model files, plots and reports - rename the folder."
         ) from None
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        # a newline or a tab split data info's table and every label drawn with the name
+        raise DatasetError(f"{root}: class folder name {name!r} holds a line break or another "
+                           "control character; class names become labels in model files, "
+                           "plots and reports - rename the folder.")
+    return name
 
 
 def _scan(root: Path, classes: list[str] | None

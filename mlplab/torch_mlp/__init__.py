@@ -76,6 +76,7 @@ from mlplab.torch_mlp.files import (
     load_torch_model,
     save_torch_checkpoint,
     save_torch_model,
+    torch_checkpoint_progress,
 )
 from mlplab.torch_mlp.model import (
     HIDDEN,
@@ -169,6 +170,7 @@ __all__ = [
     "subnormals_flushed",
     "threads_kept",
     "to_numpy",
+    "torch_checkpoint_progress",
     "train_run",
     "weights_init",
 ]
