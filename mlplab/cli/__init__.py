@@ -390,6 +390,8 @@ def _reject_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # first: a closed stream (None) would be wrapped below, and no longer seen as closed
+    console.reopen_closed_streams()
     # (--help, --version and a bare mlplab print before the command's own guard: piped to a
     # reader that left, Python's exit printed "Exception ignored ... BrokenPipeError", code 120)
     with console.reader_may_leave():
@@ -415,7 +417,6 @@ def _guarded_main(argv: Sequence[str] | None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    console.reopen_closed_streams()
     if "matplotlib" not in sys.modules:
         # the commands only write figures to files: Agg needs no display and starts no GUI
         # toolkit, here or in worker processes (which inherit it). The library itself leaves the
