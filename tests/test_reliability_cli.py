@@ -514,7 +514,11 @@ def test_a_real_process_prints_no_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("unbuffered", ["1", None])
-def test_a_reader_that_goes_away_is_not_an_error(unbuffered):
+@pytest.mark.parametrize("argv", [["data", "info", "digits"],
+                                  # printed before the command's own guard: exit 120 and
+                                  # Python's "Exception ignored ... BrokenPipeError"
+                                  ["--help"], ["--version"], ["train", "--help"]])
+def test_a_reader_that_goes_away_is_not_an_error(unbuffered, argv):
     """``mlplab data info digits | head -1``: the pipe closes before the output is written, both
     with unbuffered output (the error comes from a print) and with Python's usual buffering (it
     comes when the buffer is written, which at exit would print a warning and exit 120)."""
@@ -522,7 +526,7 @@ def test_a_reader_that_goes_away_is_not_an_error(unbuffered):
     env.pop("PYTHONUNBUFFERED", None)
     if unbuffered:
         env["PYTHONUNBUFFERED"] = unbuffered
-    proc = subprocess.Popen([sys.executable, "-m", "mlplab", "data", "info", "digits"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "mlplab", *argv], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # long before the command has imported NumPy, let alone printed
     err = proc.stderr.read().decode()
