@@ -97,6 +97,8 @@ def run_checks() -> list[CheckResult]:
     except TrainingDivergedError as exc:
         # (wrong gradients, say NaN): a failed row beside Q1 and Q2's, which say where, not
         # the trainer's advice to lower a --lr that mlplab check does not have
-        final, description = float("nan"), f"the toy training diverged: {exc}"
+        where = str(exc).split("; try")[0].rstrip(".")  # (the advice is for mlplab train)
+        final = float("nan")
+        description = f"the toy training diverged: {where}; see the Q2 gradients above"
     results.append(CheckResult("Q3 toy SGD loss", final, 0.02, final < 0.02, description))
     return results

@@ -218,6 +218,7 @@ def test_check_with_nan_gradients_still_prints_every_row(capsys, monkeypatch):
     assert rows["Q1 loss"]["passed"] and not rows["Q2 gradient W1"]["passed"]
     assert rows["Q3 toy SGD loss"]["value"] is None
     assert rows["Q3 toy SGD loss"]["description"].startswith("the toy training diverged")
+    assert "--lr" not in rows["Q3 toy SGD loss"]["description"]  # (mlplab train's advice)
     assert main(["check"]) == 1
     out = capsys.readouterr().out
     assert "Q1 probabilities" in out and "SOME CHECKS FAILED" in out
@@ -235,6 +236,14 @@ def test_a_correct_net_failed_by_rounding_at_a_large_reg_is_said_so(capsys):
     assert failed == ["b1", "b2"]
     assert any(n.startswith("rounding alone can give b1, b2 a relative error") for n in
                doc["notes"])
+    # a wrong backward at the same reg is not put down to rounding
+    from mlplab.layers import ReLU
+
+    backward = ReLU.backward
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(ReLU, "backward", lambda self, d: 1.01 * backward(self, d))
+        assert main(["gradcheck", "--reg", "100", "--json"]) == 1
+    assert not any("rounding alone" in n for n in json.loads(capsys.readouterr().out)["notes"])
     # the estimate bounds what rounding gave, and a wrong gradient is far above it
     m = MLP(4, [6], 3, init="xavier", seed=0, dtype=np.float64)
     rng = np.random.RandomState(0)

@@ -401,6 +401,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()
 
 
+def _plugin_error_text(exc: Exception, from_env: bool) -> str:
+    """A plugin's failure, naming ``MLPLAB_PLUGINS`` where the plugin came from it (a name set
+    in a shell profile, which no --plugin of the command shows)."""
+    from mlplab.cli import plugins
+
+    if not from_env:
+        return str(exc)
+    return (f"{str(exc).rstrip('.')} ({plugins.ENV_VAR}="
+            f"{os.environ.get(plugins.ENV_VAR, '')!r} names it: mend or unset it).")
+
+
+def _warn_plugin(exc: Exception, from_env: bool) -> None:
+    print(f"mlplab: warning: {_plugin_error_text(exc, from_env)}", file=sys.stderr)
+
+
 def _guarded_main(argv: Sequence[str] | None) -> int:
     try:
         return _main(argv)
@@ -429,21 +444,23 @@ def _main(argv: Sequence[str] | None) -> int:
     if plugins.version_asked(argv):
         print(f"mlplab {__version__}")
         return 0
+    helping = any(w in ("-h", "--help") for w in argv)
     for names, from_env in ((plugins.from_environment(), True),
                             (plugins.global_options(argv)[0], False)):
         try:
-            plugins.load_plugins(names)
+            if helping:  # each on its own: the help leaves out only the plugins that fail
+                for name in names:
+                    try:
+                        plugins.load_plugins([name])
+                    except plugins.PluginError as exc:
+                        _warn_plugin(exc, from_env)
+            else:
+                plugins.load_plugins(names)
         except plugins.PluginError as exc:
             if plugins.global_options(argv)[1]:  # --debug: the plugin's own traceback
                 raise exc.__cause__ or exc from None
             # a name set in a shell profile, which no --plugin of this command shows
-            text = (f"{str(exc).rstrip('.')} ({plugins.ENV_VAR}="
-                    f"{os.environ.get(plugins.ENV_VAR, '')!r} names it: mend or unset it)."
-                    if from_env else str(exc))
-            if any(w in ("-h", "--help") for w in argv):  # the help, without the plugin
-                print(f"mlplab: warning: {text}", file=sys.stderr)
-                continue
-            print(f"mlplab: error: {text}", file=sys.stderr)
+            print(f"mlplab: error: {_plugin_error_text(exc, from_env)}", file=sys.stderr)
             return 2 if isinstance(exc, plugins.EmptyPluginName) else 1
     parser = build_parser()
     unknown = plugins.unknown_options(argv, [o for a in parser._actions for o in a.option_strings])
