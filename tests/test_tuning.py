@@ -2836,3 +2836,66 @@ def test_loading_options_with_data_already_loaded_are_refused_not_dropped():
         as_source(prepare(ds, "standardize"), train_size=100)
     # what does apply to a loaded Dataset still does: train_size takes that many images
     assert len(as_source(ds, train_size=100).load().y_train) == 100
+
+
+def test_a_trial_that_early_stopping_ends_is_not_pruned_at_that_epoch():
+    """The trainer sets its stop for early stopping (patience) before the epoch's callbacks:
+    the pruner pruned such a trial at the epoch that ended it, throwing its result away (the
+    docs: never at a trial's last epoch)."""
+    import types
+
+    import optuna
+
+    from mlplab.tuning.objective import _ReportCallback
+
+    class Trial:
+        def __init__(self):
+            self.reports, self.attrs = [], {}
+
+        def report(self, value, step):
+            self.reports.append((step, value))
+
+        def should_prune(self):
+            return True
+
+        def set_user_attr(self, key, value):
+            self.attrs[key] = value
+
+    trial = Trial()
+    trainer = types.SimpleNamespace(config=types.SimpleNamespace(iters=None, epochs=6),
+                                    stop=True)
+    _ReportCallback(trial).on_epoch_end(trainer, 2, {"val_acc": 0.1})
+    assert trial.reports == [(2, 0.1)] and trial.attrs == {}
+    trainer.stop = False  # a trial going on is pruned as before
+    with pytest.raises(optuna.TrialPruned):
+        _ReportCallback(trial).on_epoch_end(trainer, 2, {"val_acc": 0.1})
+
+
+def test_a_search_whose_every_trial_diverged_is_an_error(tmp_path, capsys):
+    """Every complete trial diverged: "3 complete, 0 pruned, 0 failed", then "no trial has
+    completed yet", exit 0, no best run; with failed trials beside them it said only "all 3
+    trials failed"."""
+    space = {"lr": {"type": "float", "low": 0.5, "high": 1.0}, "optimizer": "nesterov",
+             "activation": "prelu", "momentum": 0.9, "epochs": 2}
+    path = tmp_path / "div.json"  # (YAML reads JSON)
+    path.write_text(json.dumps(space))
+    out = tmp_path / "div"
+    assert main(["tune", "--dataset", "digits", "--trials", "3", "--search-space", str(path),
+                 "--preprocessing", "exercise", "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "error: all 3 trials diverged (their loss became NaN or infinite), so there is no " \
+           "best one to retrain" in err, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["n_complete"], summary["best_trial"]) == (3, None)
+    assert not (out / "best-run").exists() and (out / "results.csv").exists()
+
+
+def test_a_search_without_a_seed_retrains_the_model_it_measured(digits, tmp_path):
+    """tune(seed=None): each trial trained from a random seed and the best was retrained with
+    seed 0, so best-run/ was another model, worse than the trial's (0.67 against 0.87)."""
+    space = {"hidden_size": {"type": "int", "low": 8, "high": 32},
+             "lr": {"type": "float", "low": 1e-3, "high": 0.3, "log": True},
+             "epochs": 3, "optimizer": "adam"}
+    result = tune(digits, trials=3, search_space=space, out=tmp_path / "s", seed=None,
+                  progress=False, sampler="random")
+    assert result.retrained_val_acc == result.best_value

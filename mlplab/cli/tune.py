@@ -12,6 +12,7 @@ from mlplab.cli._types import non_negative_int, positive_int, positive_seconds, 
 from mlplab.cli.data import add_dataset_arguments
 
 if TYPE_CHECKING:
+    from mlplab.tuning import TuneResult
     from mlplab.tuning.data import DatasetSource
 
 EPILOG = """\
@@ -189,6 +190,7 @@ def run_tune(args: argparse.Namespace) -> int:
         print(result.unfinished)
     if result.best_trial is None:
         print("no trial has completed yet")
+        _print_files(result)
         return 0
     params = ", ".join(f"{k}={_short(v)}" for k, v in result.best_params.items())
     print(f"best trial {result.best_trial}: validation accuracy {result.best_value:.4f} "
@@ -198,11 +200,15 @@ def run_tune(args: argparse.Namespace) -> int:
               f"in {result.run_dir}")
     if result.test_accuracy is not None:
         print(f"test accuracy of the best model (evaluated once): {result.test_accuracy:.4f}")
+    _print_files(result)
+    return 0
+
+
+def _print_files(result: TuneResult) -> None:
     if result.files:
         print(f"results: {result.files['markdown']}, {result.files['csv']}")
     for name, reason in result.skipped_plots.items():
         print(f"plot {name} skipped: {reason}")
-    return 0
 
 
 def _short(value: object) -> str:

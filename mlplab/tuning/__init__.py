@@ -237,7 +237,9 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     seed
         Seeds every trial's weights and batches (so trials differ only in their settings) and the
         sampler of a single local worker; parallel searches are not reproducible anyway, and
-        their samplers draw fresh seeds so that workers do not repeat each other.
+        their samplers draw fresh seeds so that workers do not repeat each other. ``None``:
+        the sampler draws a fresh seed, and the trials train with seed 0, as the best trial's
+        retrain does (so that ``best-run`` is the model the search measured).
     eval_test
         Evaluate the retrained best model on the test split (once).
     heartbeat, grace
@@ -604,16 +606,29 @@ def _unfinished(study: optuna.Study, trials: int, timeout: float | None, elapsed
 
 
 def _refuse_if_all_failed(study: optuna.Study, result: TuneResult) -> None:
-    """Every trial failed: an error, not an empty success (e.g. a space whose fixed knobs
-    cannot work together)."""
+    """Every trial failed or diverged: an error, not an empty success (e.g. a space whose fixed
+    knobs cannot work together, or whose learning rates are all too high)."""
     from optuna.trial import TrialState
 
-    if result.best_trial is None and result.n_failed and not result.n_pruned:
+    if result.best_trial is not None or result.n_pruned:
+        return
+    # every complete trial diverged (none is a best): "3 complete" and then "no trial has
+    # completed yet", exit 0, where failed trials alongside them were an error
+    diverged = result.n_complete
+    if result.n_failed:
         first = next(t for t in recorded_trials(study) if t.state == TrialState.FAIL)
         # the reason is a whole sentence: its full stop would come before the "; ..."
         reason = first.user_attrs.get("error", "see the warnings above").rstrip(".")
-        raise ValueError(f"all {result.n_failed} trials failed, the first with "
+        also = f", and the other {diverged} diverged" if diverged else ""
+        raise ValueError(f"all {result.n_failed + diverged} trials failed or diverged: "
+                         f"{result.n_failed} failed, the first with {reason}{also}; "
+                         "results.csv lists them." if diverged else
+                         f"all {result.n_failed} trials failed, the first with "
                          f"{reason}; results.csv lists them.")
+    if diverged:
+        raise ValueError(f"all {diverged} trials diverged (their loss became NaN or infinite), "
+                         "so there is no best one to retrain; lower the learning rates of the "
+                         "search space (lr) and search again. results.csv lists them.")
 
 
 def _best_run(study: optuna.Study, result: TuneResult, data: TuningData | None,

@@ -54,6 +54,10 @@ class _ReportCallback(Callback):
         cfg = trainer.config
         if cfg.iters is None and cfg.epochs is not None and epoch >= cfg.epochs:
             return  # the trial is finished: pruning it now would only throw its result away
+        if trainer.stop:
+            # finished as well: early stopping (patience) ended it, its best epoch restored
+            # (the trainer decides that before this callback); a Ctrl-C is seen by the search
+            return
         if self.trial.should_prune():
             self.trial.set_user_attr("epochs", epoch)
             raise optuna.TrialPruned(f"validation accuracy {logs['val_acc']:.4f} after epoch "
@@ -71,7 +75,9 @@ class Objective:
                  worker: str | None = None) -> None:
         self.data = data
         self.space = space
-        self.seed = seed
+        # None trains with seed 0, as the retrain of the best trial does: trials drawn from
+        # random seeds were retrained with seed 0, and best-run/ was another (worse) model
+        self.seed = 0 if seed is None else seed
         self.worker = worker or worker_name()
 
     def __call__(self, trial: optuna.Trial) -> float:

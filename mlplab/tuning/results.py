@@ -7,6 +7,7 @@ retraining.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
@@ -252,7 +253,9 @@ def write_plots(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[s
     varied = [n for n in {k for t in complete for k in t.params}
               if len({json.dumps(t.params.get(n), default=str) for t in complete}) > 1]
     plots: dict[str, tuple[Callable, str | None]] = {
-        "optimization_history": (ovm.plot_optimization_history,
+        # (its y axis named as the parallel coordinates' colour bar, not "Objective Value")
+        "optimization_history": (functools.partial(ovm.plot_optimization_history,
+                                                   target_name=OBJECTIVE),
                                  None if complete else "no completed trials yet"),
         "parallel_coordinate": (parallel_coordinate,
                                 None if complete else "no completed trials yet"),
