@@ -2883,8 +2883,8 @@ def test_a_search_whose_every_trial_diverged_is_an_error(tmp_path, capsys):
     assert main(["tune", "--dataset", "digits", "--trials", "3", "--search-space", str(path),
                  "--preprocessing", "exercise", "--out", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "error: all 3 trials diverged (their loss became NaN or infinite), so there is no " \
-           "best one to retrain" in err, err
+    assert "error: every complete trial diverged (3; their loss became NaN or infinite), so " \
+           "there is no best one to retrain; lower the learning rates" in err, err
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["n_complete"], summary["best_trial"]) == (3, None)
     assert not (out / "best-run").exists() and (out / "results.csv").exists()
@@ -2899,3 +2899,26 @@ def test_a_search_without_a_seed_retrains_the_model_it_measured(digits, tmp_path
     result = tune(digits, trials=3, search_space=space, out=tmp_path / "s", seed=None,
                   progress=False, sampler="random")
     assert result.retrained_val_acc == result.best_value
+
+
+def test_failed_and_diverged_trials_together_are_named_as_such(tmp_path):
+    """3 failed and 3 diverged trials: "all 3 trials failed", the diverged ones unsaid."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from mlplab.tuning import TuneResult, _refuse_if_all_failed
+
+    study = optuna.create_study(direction="maximize")
+    for i in range(6):
+        failed = i % 2 == 0
+        study.add_trial(create_trial(
+            params={"lr": 0.5}, distributions={"lr": FloatDistribution(0.1, 1.0)},
+            state=TrialState.FAIL if failed else TrialState.COMPLETE,
+            value=None if failed else 0.0,
+            user_attrs={"error": "SettingsError: no."} if failed else {"diverged": True}))
+    result = TuneResult("s", "mem", tmp_path, n_complete=3, n_pruned=0, n_failed=3,
+                        best_trial=None, best_value=None, best_params={})
+    with pytest.raises(ValueError, match=r"^all 6 trials failed or diverged: 3 failed, the "
+                                         r"first with SettingsError: no, and the other 3 "
+                                         r"diverged; results\.csv lists them\.$"):
+        _refuse_if_all_failed(study, result)

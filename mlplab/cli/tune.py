@@ -189,9 +189,20 @@ def run_tune(args: argparse.Namespace) -> int:
         # the results are those of a shorter search than asked for: say why, and how to go on
         print(result.unfinished)
     if result.best_trial is None:
-        print("no trial has completed yet")
         _print_files(result)
-        return 0
+        if not result.n_complete:
+            print("no trial has completed yet")
+            return 0
+        # every complete trial diverged (a diverged trial is no best): "3 complete" and then
+        # "no trial has completed yet", exit 0
+        if result.unfinished is not None:  # (the line above says how to go on)
+            print(f"no best trial yet: the {result.n_complete} complete one(s) diverged")
+            return 0
+        print(f"mlplab tune: error: every complete trial diverged ({result.n_complete}; their "
+              "loss became NaN or infinite), so there is no best one to retrain; lower the "
+              "learning rates of the search space (lr) and search again with another --out",
+              file=sys.stderr)
+        return 1
     params = ", ".join(f"{k}={_short(v)}" for k, v in result.best_params.items())
     print(f"best trial {result.best_trial}: validation accuracy {result.best_value:.4f} "
           f"({params})")

@@ -606,29 +606,22 @@ def _unfinished(study: optuna.Study, trials: int, timeout: float | None, elapsed
 
 
 def _refuse_if_all_failed(study: optuna.Study, result: TuneResult) -> None:
-    """Every trial failed or diverged: an error, not an empty success (e.g. a space whose fixed
-    knobs cannot work together, or whose learning rates are all too high)."""
+    """Every trial failed (the others, if any, diverged): an error, not an empty success (e.g.
+    a space whose fixed knobs cannot work together)."""
     from optuna.trial import TrialState
 
-    if result.best_trial is not None or result.n_pruned:
-        return
-    # every complete trial diverged (none is a best): "3 complete" and then "no trial has
-    # completed yet", exit 0, where failed trials alongside them were an error
-    diverged = result.n_complete
-    if result.n_failed:
-        first = next(t for t in recorded_trials(study) if t.state == TrialState.FAIL)
-        # the reason is a whole sentence: its full stop would come before the "; ..."
-        reason = first.user_attrs.get("error", "see the warnings above").rstrip(".")
-        also = f", and the other {diverged} diverged" if diverged else ""
+    if result.best_trial is not None or result.n_pruned or not result.n_failed:
+        return  # (every complete trial diverged, none failing: a result, which says so)
+    first = next(t for t in recorded_trials(study) if t.state == TrialState.FAIL)
+    # the reason is a whole sentence: its full stop would come before the "; ..."
+    reason = first.user_attrs.get("error", "see the warnings above").rstrip(".")
+    diverged = result.n_complete  # (none is a best: each diverged)
+    if diverged:  # it said "all 3 trials failed" of 3 failed and 3 diverged
         raise ValueError(f"all {result.n_failed + diverged} trials failed or diverged: "
-                         f"{result.n_failed} failed, the first with {reason}{also}; "
-                         "results.csv lists them." if diverged else
-                         f"all {result.n_failed} trials failed, the first with "
-                         f"{reason}; results.csv lists them.")
-    if diverged:
-        raise ValueError(f"all {diverged} trials diverged (their loss became NaN or infinite), "
-                         "so there is no best one to retrain; lower the learning rates of the "
-                         "search space (lr) and search again. results.csv lists them.")
+                         f"{result.n_failed} failed, the first with {reason}, and the other "
+                         f"{diverged} diverged; results.csv lists them.")
+    raise ValueError(f"all {result.n_failed} trials failed, the first with "
+                     f"{reason}; results.csv lists them.")
 
 
 def _best_run(study: optuna.Study, result: TuneResult, data: TuningData | None,
