@@ -33,7 +33,7 @@ from mlplab._validation import (
     is_int,
 )
 from mlplab.blas import axpy
-from mlplab.init import INITS, init_weights
+from mlplab.init import INITS, init_weights, random_state
 from mlplab.layers import (
     Affine,
     BatchNorm,
@@ -194,7 +194,8 @@ class MLP:
     batchnorm
         Batch normalisation after each hidden affine layer.
     seed
-        Seed for weights and dropout masks; None uses NumPy's global state for weights.
+        Seed for weights and dropout masks; None draws both from NumPy's global state (so
+        ``np.random.seed(0)`` before makes them repeat).
     dtype
         ``float32`` (default, for training) or ``float64`` (for gradient checks).
 
@@ -252,7 +253,10 @@ class MLP:
             self.layers.append(act)
             self._named += [(f"{k}{i}", act, k) for k in act.params]
             if dropout > 0:
-                drop_seed = None if seed is None else seed + i
+                # seed None: from NumPy's global stream, as the weights are (a fresh generator
+                # of the system's entropy made two runs after np.random.seed(0) differ)
+                drop_seed = seed + i if seed is not None else \
+                    int(random_state(None).randint(2**32, dtype=np.uint64))
                 self.layers.append(Dropout(dropout, seed=drop_seed))
         self.output = SoftmaxCrossEntropy()
         # the layers compute into buffers that every pass shares: one pass at a time (_evaluate)

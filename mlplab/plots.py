@@ -161,8 +161,15 @@ def plot_accuracy(train_acc: Sequence[float], val_acc: Sequence[float] | None = 
 def weight_tiles(W1: np.ndarray, image_shape: Sequence[int], max_units: int = 100
                  ) -> np.ndarray:
     """The first ``max_units`` columns of ``W1`` (D, H) as images (n, H, W, C), each rescaled to
-    0..1 over its own range (as the exercise's ``visualize_grid`` does)."""
-    H, W, C = (int(s) for s in image_shape)
+    0..1 over its own range (as the exercise's ``visualize_grid`` does). ``image_shape`` is
+    ``(H, W, C)``, or ``(H, W)`` for greyscale."""
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) == 2:
+        shape = (*shape, 1)
+    if len(shape) != 3:  # ("not enough values to unpack" named nothing)
+        raise ValueError(f"image_shape must be (H, W, C), or (H, W) for greyscale; got "
+                         f"{tuple(image_shape)}.")
+    H, W, C = shape
     W1 = np.asarray(W1, dtype=np.float64)
     if W1.ndim != 2 or W1.shape[0] != H * W * C:
         raise ValueError(f"W1 of shape {W1.shape} does not hold {H}x{W}x{C} images in its "

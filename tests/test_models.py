@@ -1,5 +1,7 @@
 """MLP and TwoLayerNet: gradients of every depth, bad input, float32/float64."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -402,3 +404,44 @@ def test_scores_that_overflow_float32_are_an_error_not_nan():
         assert np.isfinite(wide.predict_proba(X)).all() and np.isfinite(wide.loss(X, y)[0])
         np.testing.assert_allclose(model.predict_proba(X[:3]), wide.predict_proba(X[:3]),
                                    rtol=1e-5)
+
+
+def test_dropout_masks_of_an_unseeded_model_follow_numpys_global_seed():
+    """MLP(seed=None) draws its weights from NumPy's global stream; its dropout masks came from
+    fresh system entropy, so two runs after np.random.seed(0) gave different losses."""
+    from mlplab import Trainer
+
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(200, 10), (rng.randn(200) > 0).astype(int)
+
+    def run():
+        np.random.seed(0)
+        model = MLP(10, [16], 2, dropout=0.5)
+        return Trainer(optimizer="adam", epochs=2, seed=0, batch_size=50).fit(model, X, y).loss
+
+    assert run() == run()
+
+
+def test_a_runs_dtype_may_be_given_as_numpy_gives_it(tmp_path):
+    """np.dtype("float64") passed the check (it equals "float64") and failed at config.json's
+    write; np.float64 was refused as not "float32 or float64"."""
+    from mlplab.runs import build_config, train_run
+
+    for given in (np.dtype("float64"), np.float64, "float64"):
+        assert build_config(dtype=given).dtype == "float64"
+    res = train_run(epochs=1, dtype=np.dtype("float64"), plots=False, out=tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["dtype"] == "float64"
+    assert res.model.dtype == np.float64
+    with pytest.raises(ValueError, match="dtype must be float32 or float64; got 'int32'"):
+        build_config(dtype=np.int32)
+
+
+def test_first_layer_weights_take_a_greyscale_shape_of_two_numbers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mlplab import plots
+
+    assert plots.weight_tiles(np.ones((64, 3)), (8, 8)).shape == (3, 8, 8, 1)
+    with pytest.raises(ValueError, match=r"image_shape must be \(H, W, C\)"):
+        plots.weight_tiles(np.ones((64, 3)), (64,))

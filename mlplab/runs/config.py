@@ -12,6 +12,7 @@ it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -121,6 +122,11 @@ class RunConfig:
         if isinstance(self.augment, str):
             self.augment = [a.strip() for a in self.augment.split(",") if a.strip()]
         self.augment = list(self.augment)
+        if not isinstance(self.dtype, str):
+            # np.float64 or np.dtype("float64"), as MLP takes them, by name: a dtype object
+            # passed the check (it equals "float64") and failed at config.json's write
+            with contextlib.suppress(TypeError, ValueError):
+                self.dtype = np.dtype(self.dtype).name
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad option (the model is checked when built)."""
