@@ -170,3 +170,16 @@ def test_subnormal_weights_are_not_carried_through_training(data):
     tm.fit(model, X, y, epochs=2, batch_size=50, lr=1e-3, reg=1e-3)
     column = model.linears[0].weight[:, 0]
     assert bool((column == 0).all()), column
+
+
+@pytest.mark.parametrize("name", ["lr", "reg"])
+def test_a_rate_beyond_float32_is_refused_before_training(name):
+    """--lr 1e39 passed the checks (finite, > 0) and failed in the optimiser's step with
+    PyTorch's "value cannot be converted to type float without overflow", after the run's
+    folder was made (a depth study's then could be neither resumed nor replaced)."""
+    from mlplab.torch_mlp.training import FLOAT32_MAX, TorchTrainConfig
+
+    TorchTrainConfig(**{name: FLOAT32_MAX}).validate()
+    with pytest.raises(ValueError, match=rf"{name}.* must be at most 3\.403e\+38, float32's "
+                                         r"largest number; got 1e\+39"):
+        TorchTrainConfig(**{name: 1e39}).validate()

@@ -47,6 +47,10 @@ REG = 1e-3
 LR_DECAY = 0.95
 
 
+#: the largest float32: PyTorch's optimisers take the learning rate and weight decay as one
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 @dataclass
 class TorchTrainConfig:
     """The exercise's training knobs (JSON-serialisable)."""
@@ -68,6 +72,12 @@ class TorchTrainConfig:
         check_seed(self.seed)
         check_positive(self.lr, "lr")
         check_positive(self.reg, "reg (weight decay)", allow_zero=True)
+        for name, value in (("lr", self.lr), ("reg (weight decay)", self.reg)):
+            # PyTorch's optimiser step turns it into a float32 scalar: "value cannot be
+            # converted to type float without overflow", after the run's folder was made
+            if value > FLOAT32_MAX:
+                raise ValueError(f"{name} must be at most {FLOAT32_MAX:.4g}, float32's largest "
+                                 f"number; got {value!r}.")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1]; got {self.lr_decay!r}.")
         if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
