@@ -434,6 +434,8 @@ def test_a_runs_dtype_may_be_given_as_numpy_gives_it(tmp_path):
     assert res.model.dtype == np.float64
     with pytest.raises(ValueError, match="dtype must be float32 or float64; got 'int32'"):
         build_config(dtype=np.int32)
+    with pytest.raises(ValueError, match="dtype must be float32 or float64; got None"):
+        build_config(dtype=None)  # (np.dtype(None) is float64)
 
 
 def test_first_layer_weights_take_a_greyscale_shape_of_two_numbers():

@@ -122,7 +122,7 @@ class RunConfig:
         if isinstance(self.augment, str):
             self.augment = [a.strip() for a in self.augment.split(",") if a.strip()]
         self.augment = list(self.augment)
-        if not isinstance(self.dtype, str):
+        if self.dtype is not None and not isinstance(self.dtype, str):  # (np.dtype(None): f8)
             # np.float64 or np.dtype("float64"), as MLP takes them, by name: a dtype object
             # passed the check (it equals "float64") and failed at config.json's write
             with contextlib.suppress(TypeError, ValueError):

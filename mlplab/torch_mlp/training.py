@@ -49,6 +49,8 @@ LR_DECAY = 0.95
 
 #: the largest float32: PyTorch's optimisers take the learning rate and weight decay as one
 FLOAT32_MAX = 3.4028234663852886e38
+#: the largest learning rate Adam's first step (lr / (1 - beta1), beta1 = 0.9) keeps in float32
+LR_MAX = FLOAT32_MAX * (1 - 0.9)
 
 
 @dataclass
@@ -72,12 +74,16 @@ class TorchTrainConfig:
         check_seed(self.seed)
         check_positive(self.lr, "lr")
         check_positive(self.reg, "reg (weight decay)", allow_zero=True)
-        for name, value in (("lr", self.lr), ("reg (weight decay)", self.reg)):
-            # PyTorch's optimiser step turns it into a float32 scalar: "value cannot be
-            # converted to type float without overflow", after the run's folder was made
-            if value > FLOAT32_MAX:
-                raise ValueError(f"{name} must be at most {FLOAT32_MAX:.4g}, float32's largest "
-                                 f"number; got {value!r}.")
+        # PyTorch's Adam step makes float32 scalars of reg and of lr / (1 - beta1 ** t), 10 lr
+        # at its first step: beyond float32 "value cannot be converted to type float without
+        # overflow", after the run's folder was made
+        for name, value, most in (("lr", self.lr, LR_MAX),
+                                  ("reg (weight decay)", self.reg, FLOAT32_MAX)):
+            if value > most:
+                raise ValueError(f"{name} must be at most {most:.4g} (Adam's first step is "
+                                 f"{'10 times ' if most == LR_MAX else ''}{name.split()[0]} "
+                                 f"in float32, whose largest number is {FLOAT32_MAX:.4g}); "
+                                 f"got {value!r}.")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1]; got {self.lr_decay!r}.")
         if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
