@@ -590,10 +590,6 @@ def ctrl_c_at(monkeypatch):
                     os.kill(os.getpid(), signal.SIGINT)
 
         class Armed(real):
-            def __init__(self, *args, callbacks=(), **kwargs):
-                super().__init__(*args, callbacks=[*callbacks, CtrlC()], **kwargs)
-                made.append(self)
-
             @classmethod
             def _checked(cls, config, callbacks=()):  # how the estimator makes its trainers
                 made.append(super()._checked(config, [*callbacks, CtrlC()]))
@@ -902,3 +898,52 @@ def test_a_validation_fraction_that_leaves_no_training_row_names_itself():
                                          r"aside for validation, which leaves none to train"):
         MLPClassifier(early_stopping=True, validation_fraction=0.95).fit(
             np.random.RandomState(0).rand(10, 3), [0, 1] * 5)
+
+
+def test_early_stopping_holds_out_a_stratified_split(digits, monkeypatch):
+    """As scikit-learn's MLPClassifier: every class keeps its share in the held-out part when
+    each has at least 2 samples (only the fallback for a class of one sample was tested)."""
+    import sklearn.model_selection
+    from sklearn.preprocessing import LabelEncoder
+
+    X_tr, _, y_tr, _ = digits
+    seen = []
+    real = sklearn.model_selection.train_test_split
+
+    def spy(*arrays, **kw):
+        seen.append(kw.get("stratify"))
+        return real(*arrays, **kw)
+
+    monkeypatch.setattr(sklearn.model_selection, "train_test_split", spy)
+    labels = np.array([f"c{v}" for v in y_tr[:400]])  # encoded in the fit, as 0..9
+    MLPClassifier(hidden_sizes=(8,), max_epochs=2, early_stopping=True,
+                  random_state=0).fit(X_tr[:400] / 16, labels)
+    (stratify,) = seen
+    np.testing.assert_array_equal(stratify, LabelEncoder().fit_transform(labels))
+
+
+@pytest.mark.parametrize("last, warned", [(9.9, False), (10.1, True)])
+def test_the_divergence_warning_is_for_a_loss_ten_times_its_first(digits, monkeypatch, last,
+                                                                    warned):
+    """The warning's threshold, pinned: a rise to 4e91 left it free (100 times passed too)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from mlplab import estimator
+
+    X_tr, _, y_tr, _ = digits
+    curve = iter([1.0, last])
+
+    def on_epoch_end(self, trainer, epoch, logs):  # the epochs' mean losses, as given
+        self.start = len(trainer.history.loss)
+        self.epoch_loss.append(next(curve))
+
+    monkeypatch.setattr(estimator._Convergence, "on_epoch_end", on_epoch_end)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MLPClassifier(hidden_sizes=(4,), max_epochs=2, tol=None, random_state=0).fit(
+            X_tr[:200] / 16, y_tr[:200])
+    said = [w for w in caught if issubclass(w.category, ConvergenceWarning)
+            and "the training diverged" in str(w.message)]
+    assert bool(said) is warned
