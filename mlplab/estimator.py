@@ -53,7 +53,7 @@ from mlplab._validation import (
 from mlplab.init import INITS
 from mlplab.layers import Dropout
 from mlplab.models import ACTIVATIONS, MLP, ScoresOverflowError
-from mlplab.trainer import Callback, History, TrainConfig, Trainer
+from mlplab.trainer import Callback, History, TrainConfig, Trainer, epoch_iterations
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -103,8 +103,7 @@ def _rows_seen(trainer: Trainer, model: MLP, rows: int, batch: int) -> int:
     one of ``rows``: each batch full but the last, which ends the epoch with the rows left over
     (a single row left over joins the batch before it with batch norm, as the trainer does);
     the steps of an epoch cut short (Ctrl-C) are full batches."""
-    left = rows % batch
-    steps = rows // batch + (1 if left and not (left == 1 and model.batchnorms) else 0)
+    steps = epoch_iterations(rows, batch, last_batch=True, batchnorm=bool(model.batchnorms))
     return trainer.epoch * rows + (trainer.iteration - trainer.epoch * steps) * batch
 
 

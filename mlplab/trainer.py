@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -241,6 +241,18 @@ class Callback:
     def on_train_end(self, trainer: Trainer) -> None: ...
 
 
+def epoch_iterations(n: int, batch: int, last_batch: bool = False,
+                     batchnorm: bool = False) -> int:
+    """The iterations of an epoch of ``n`` rows in batches of ``batch``: the exercise's
+    ``max(n // batch, 1)`` full batches, or with ``last_batch`` (every row trained on, as
+    ``MLPClassifier`` trains) one more for the rows left over, except that with ``batchnorm`` a
+    single row left over joins the batch before it (it would be its own mean, every normalised
+    activation 0)."""
+    steps = max(n // batch, 1)
+    left = n % batch
+    return steps + 1 if last_batch and left and not (left == 1 and batchnorm) else steps
+
+
 class Trainer:
     """Minibatch training with optimisers, schedules, early stopping and callbacks.
 
@@ -434,13 +446,10 @@ class Trainer:
         X = np.ascontiguousarray(X, dtype=model.dtype)
         n = X.shape[0]
         batch = min(int(cfg.batch_size), n) if cfg.sampling == "shuffle" else int(cfg.batch_size)
-        per_epoch = max(n // batch, 1)
-        if self._last_batch and cfg.sampling == "shuffle" and n % batch:
-            # a single row left over joins the batch before it where batch norm would make it
-            # its own mean (every normalised activation 0, as refused below)
-            if not (n % batch == 1 and getattr(model, "batchnorms", None)):
-                per_epoch += 1
-        total = cfg.iters if cfg.iters is not None else cfg.epochs * per_epoch
+        per_epoch = epoch_iterations(n, batch, self._last_batch and cfg.sampling == "shuffle",
+                                     bool(getattr(model, "batchnorms", None)))
+        # (validate: epochs is set where iters is not)
+        total = cfg.iters if cfg.iters is not None else cast(int, cfg.epochs) * per_epoch
         if batch < 2 and getattr(model, "batchnorms", None):
             # one row is its own batch mean: every normalised activation is 0, nothing is learnt
             raise SettingsError(f"batch norm needs batches of at least 2 rows; got {batch} (batch "

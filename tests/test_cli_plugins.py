@@ -272,7 +272,7 @@ def test_version_is_answered_whatever_the_plugins_and_an_empty_plugin_name_is_na
 
 
 def test_the_options_before_the_command_are_read_as_argparse_reads_them(monkeypatch):
-    from mlplab.cli.plugins import global_options, requested
+    from mlplab.cli.plugins import from_environment, global_options
 
     # no prefixes (--plug, --deb): the parser takes no abbreviations, and refuses them
     assert global_options(["--plugin", "a", "--plugin=b.py", "--plug", "c", "--deb", "train",
@@ -281,7 +281,7 @@ def test_the_options_before_the_command_are_read_as_argparse_reads_them(monkeypa
     assert global_options(["evaluate", "run", "--debug"]) == ([], False)
     assert global_options(["--plugin"]) == ([], False)  # the parser reports the missing value
     monkeypatch.setenv("MLPLAB_PLUGINS", "x, y.z ,,./w.py")
-    assert requested(["--plugin", "v", "train"]) == ["x", "y.z", "./w.py", "v"]
+    assert from_environment() == ["x", "y.z", "./w.py"]
 
 
 @pytest.mark.parametrize("given, prefix, flag",

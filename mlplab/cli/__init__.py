@@ -412,10 +412,6 @@ def _plugin_error_text(exc: Exception, from_env: bool) -> str:
             f"{os.environ.get(plugins.ENV_VAR, '')!r} names it: mend or unset it).")
 
 
-def _warn_plugin(exc: Exception, from_env: bool) -> None:
-    print(f"mlplab: warning: {_plugin_error_text(exc, from_env)}", file=sys.stderr)
-
-
 def _guarded_main(argv: Sequence[str] | None) -> int:
     try:
         return _main(argv)
@@ -447,21 +443,19 @@ def _main(argv: Sequence[str] | None) -> int:
     helping = any(w in ("-h", "--help") for w in argv)
     for names, from_env in ((plugins.from_environment(), True),
                             (plugins.global_options(argv)[0], False)):
-        try:
-            if helping:  # each on its own: the help leaves out only the plugins that fail
-                for name in names:
-                    try:
-                        plugins.load_plugins([name])
-                    except plugins.PluginError as exc:
-                        _warn_plugin(exc, from_env)
-            else:
-                plugins.load_plugins(names)
-        except plugins.PluginError as exc:
-            if plugins.global_options(argv)[1]:  # --debug: the plugin's own traceback
-                raise exc.__cause__ or exc from None
-            # a name set in a shell profile, which no --plugin of this command shows
-            print(f"mlplab: error: {_plugin_error_text(exc, from_env)}", file=sys.stderr)
-            return 2 if isinstance(exc, plugins.EmptyPluginName) else 1
+        # for --help each on its own: the help leaves out only the plugins that fail
+        for group in ([name] for name in names) if helping else [names]:
+            try:
+                plugins.load_plugins(group)
+            except plugins.PluginError as exc:
+                if helping:
+                    print(f"mlplab: warning: {_plugin_error_text(exc, from_env)}",
+                          file=sys.stderr)
+                    continue
+                if plugins.global_options(argv)[1]:  # --debug: the plugin's own traceback
+                    raise exc.__cause__ or exc from None
+                print(f"mlplab: error: {_plugin_error_text(exc, from_env)}", file=sys.stderr)
+                return 2 if isinstance(exc, plugins.EmptyPluginName) else 1
     parser = build_parser()
     unknown = plugins.unknown_options(argv, [o for a in parser._actions for o in a.option_strings])
     if unknown:  # (from the top parser: argparse would take the word after one as the command)

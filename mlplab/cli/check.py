@@ -130,7 +130,8 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     errors = check_model(model, X, y, reg=args.reg, metric=args.metric)
     ok = all(e < args.tol for e in errors.values())
     notes = [] if ok else _failure_notes(model, X, args.metric)
-    if not ok and args.metric == "norm" and not any(e != e for e in errors.values()):
+    has_nan = any(e != e for e in errors.values())
+    if not ok and args.metric == "norm" and not has_nan:
         from mlplab.gradcheck import rounding_floor
 
         floor = rounding_floor(model, X, y, args.reg)
@@ -146,7 +147,7 @@ def run_gradcheck(args: argparse.Namespace) -> int:
                          "loss / 2h, over the gradient's norm): the loss is large (a large "
                          "--reg) and the gradient small, so correct code can fail --tol; lower "
                          "--reg or raise --tol.")
-    if any(e != e for e in errors.values()):  # NaN: from the backward pass, or the loss
+    if has_nan:  # from the backward pass, or the loss
         from mlplab.gradcheck import nan_cause
 
         notes.insert(0, nan_cause(model, X, y, args.reg) + ".")

@@ -97,13 +97,8 @@ def misplaced(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     return words[0], found
 
 
-def requested(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> list[str]:
-    """The plugins to import: those of ``MLPLAB_PLUGINS``, then those given with ``--plugin``."""
-    return from_environment(environ) + global_options(argv)[0]
-
-
 def from_environment(environ: Mapping[str, str] = os.environ) -> list[str]:
-    """The plugins ``MLPLAB_PLUGINS`` names."""
+    """The plugins ``MLPLAB_PLUGINS`` names (imported before those given with ``--plugin``)."""
     named = [n.strip() for n in environ.get(ENV_VAR, "").split(",")]
     return [n for n in named if n]
 

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from mlplab.cli import split_seed_arg
+from mlplab.cli import CLIError, split_seed_arg
 from mlplab.cli._types import non_negative_int, positive_int, positive_seconds, user_path_arg
 from mlplab.cli.data import add_dataset_arguments
 
@@ -198,11 +198,10 @@ def run_tune(args: argparse.Namespace) -> int:
         if result.unfinished is not None:  # (the line above says how to go on)
             print(f"no best trial yet: the {result.n_complete} complete one(s) diverged")
             return 0
-        print(f"mlplab tune: error: every complete trial diverged ({result.n_complete}; their "
-              "loss became NaN or infinite), so there is no best one to retrain; lower the "
-              "learning rates of the search space (lr) and search again with another --out",
-              file=sys.stderr)
-        return 1
+        raise CLIError(f"every complete trial diverged ({result.n_complete}; their loss "
+                       "became NaN or infinite), so there is no best one to retrain; lower the "
+                       "learning rates of the search space (lr) and search again with another "
+                       "--out")
     params = ", ".join(f"{k}={_short(v)}" for k, v in result.best_params.items())
     print(f"best trial {result.best_trial}: validation accuracy {result.best_value:.4f} "
           f"({params})")

@@ -761,7 +761,7 @@ def _cache_file(root: Path, slot: list, contents: list) -> Path | None:
     the decoding asked for) and ``contents`` (its files' names, sizes and times) each key a part
     of the name: a new cache of the same slot replaces the older ones
     (:func:`_remove_stale_caches`)."""
-    key = _key(slot)[:10] + "-" + _key(contents)[:16]
+    key = _key(slot)[:_SLOT_KEY] + "-" + _key(contents)[:_CONTENTS_KEY]
     try:
         # at most 80 bytes of the folder's name: the file system's limit is 255
         cut = os.fsencode(root.name or "root")[:80]
@@ -776,6 +776,10 @@ def _cache_file(root: Path, slot: list, contents: list) -> Path | None:
     return path
 
 
+#: hex digits of the two keys in a cache file's name, ``<folder>-<slot>-<contents>.npz``
+_SLOT_KEY, _CONTENTS_KEY = 10, 16
+
+
 def _key(ident: list) -> str:
     return hashlib.sha256(json.dumps(ident).encode()).hexdigest()
 
@@ -784,8 +788,8 @@ def _remove_stale_caches(cache_file: Path) -> None:
     """Remove the caches of ``cache_file``'s slot made of the folder's earlier contents: every
     change of an image (or one added) left another full copy of the folder behind (154 MB for
     CIFAR-10's training images). Another image size or channel count is another slot, kept."""
-    slot = cache_file.name[:-len("-0123456789abcdef.npz")]  # the folder's name and slot key
-    folder_name = slot[:-len("-0123456789")]
+    slot = cache_file.name[:-len(f"-{'0' * _CONTENTS_KEY}.npz")]  # the folder's name and slot
+    folder_name = slot[:-(_SLOT_KEY + 1)]
     # the one name of mlplab before 2 Dec 2026 (folder name, 20 hex digits), which no mlplab
     # reads now, whichever folder of that name it was made of
     old_layout = re.compile(re.escape(folder_name) + r"-[0-9a-f]{20}\.npz")

@@ -77,13 +77,12 @@ class TorchTrainConfig:
         # PyTorch's Adam step makes float32 scalars of reg and of lr / (1 - beta1 ** t), 10 lr
         # at its first step: beyond float32 "value cannot be converted to type float without
         # overflow", after the run's folder was made
-        for name, value, most in (("lr", self.lr, LR_MAX),
-                                  ("reg (weight decay)", self.reg, FLOAT32_MAX)):
+        for name, value, most, stepped in (("lr", self.lr, LR_MAX, "10 times lr"),
+                                           ("reg (weight decay)", self.reg, FLOAT32_MAX, "reg")):
             if value > most:
                 raise ValueError(f"{name} must be at most {most:.4g} (Adam's first step is "
-                                 f"{'10 times ' if most == LR_MAX else ''}{name.split()[0]} "
-                                 f"in float32, whose largest number is {FLOAT32_MAX:.4g}); "
-                                 f"got {value!r}.")
+                                 f"{stepped} in float32, whose largest number is "
+                                 f"{FLOAT32_MAX:.4g}); got {value!r}.")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1]; got {self.lr_decay!r}.")
         if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
