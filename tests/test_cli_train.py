@@ -618,15 +618,14 @@ def test_crop_fill_black_pads_with_the_preprocessed_background(tmp_path, capsys)
 
 
 @pytest.mark.parametrize("argv,meant", [
-    (["data", "info", "digits", "--data-seed", "1"], "--seed"),
     (["tune", "--trials", "1", "--data-seed", "1"], "--seed"),
     (["reproduce", "--data-seed", "1"], "--seed"),
 ])
 def test_a_flag_another_command_spells_differently_is_suggested_by_this_ones_name(
         argv, meant, capsys):
-    """``mlplab data info --data-seed`` was asked "did you mean --data-dir?": a look-alike of
-    another meaning. The flag that means the same here (the --seed of data, tune and reproduce
-    seeds the splits, as train's --data-seed) is suggested instead."""
+    """``mlplab tune --data-seed`` was asked "did you mean --data-dir?": a look-alike of
+    another meaning. The flag that means the same here (the --seed of tune and reproduce seeds
+    the splits, as train's --data-seed) is suggested instead."""
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2

@@ -393,3 +393,40 @@ def test_dataset_flag_on_a_data_action_says_the_name_is_positional(action, capsy
     assert "unrecognized arguments: --dataset (the dataset is this command's NAME argument, " \
            "without --dataset: mlplab data ACTION NAME" in err
     assert "--data-dir" not in err.splitlines()[-1]
+
+
+def test_info_takes_trains_data_seed_for_its_splits(monkeypatch, capsys):
+    """``data info`` seeded its splits with --seed where ``train`` takes --data-seed: a user
+    checking a run's split typed the run's flag and was refused. Both spellings are one option
+    and reach ``load_dataset`` (whose splits ``train`` uses) as its seed. (The stratified
+    splits' class counts, all that ``info`` prints, are the same for every seed.)"""
+    import mlplab.data
+
+    seen = []
+    load = mlplab.data.load_dataset
+    monkeypatch.setattr(mlplab.data, "load_dataset",
+                        lambda *a, **k: seen.append(k["seed"]) or load(*a, **k))
+    for flags in (["--data-seed", "3"], ["--seed", "4"], []):
+        assert main(["data", "info", "digits", *flags]) == 0
+    assert seen == [3, 4, 0]
+    assert "total      1437      180      180" in capsys.readouterr().out
+
+
+def test_show_seeds_its_splits_with_data_seed_and_its_sample_with_seed(tmp_path, monkeypatch):
+    """``data show --data-seed`` picks the splits as ``train --data-seed`` does; --seed still
+    picks the images drawn (and seeds the splits when --data-seed is not given)."""
+    import mlplab.data
+    import mlplab.data.preview
+
+    seen = []
+    load, grid = mlplab.data.load_dataset, mlplab.data.preview.sample_grid
+    monkeypatch.setattr(mlplab.data, "load_dataset",
+                        lambda *a, **k: seen.append(("split", k["seed"])) or load(*a, **k))
+    monkeypatch.setattr(mlplab.data.preview, "sample_grid",
+                        lambda *a, **k: seen.append(("sample", k["seed"])) or grid(*a, **k))
+    out = str(tmp_path / "g.png")
+    assert main(["data", "show", "digits", "--out", out, "--seed", "2", "--data-seed", "7"]) == 0
+    assert seen == [("split", 7), ("sample", 2)]
+    seen.clear()
+    assert main(["data", "show", "digits", "--out", out, "--seed", "2"]) == 0
+    assert seen == [("split", 2), ("sample", 2)]

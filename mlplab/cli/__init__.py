@@ -305,8 +305,9 @@ def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction 
 
 #: flags that mean the same but are spelt differently by different commands: typed to the other
 #: command, the one it has is suggested, not a look-alike of another meaning (`mlplab data info
-#: --data-seed` was asked "did you mean --data-dir?"). The --seed of data, tune and reproduce
-#: seeds the splits, as --data-seed does for train and torch. (--quiet / --no-progress and
+#: --data-seed` was asked "did you mean --data-dir?"). The --seed of tune and reproduce seeds
+#: the splits, as --data-seed does for train and torch (and data info and data show, which
+#: take --data-seed themselves). (--quiet / --no-progress and
 #: --std / --init-std are each other's aliases in every command that has either.)
 _SAME_MEANING = (("--data-seed", "--seed"),)
 

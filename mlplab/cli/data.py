@@ -226,8 +226,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            description="Load a dataset and print its split sizes, image shape, "
                                        "class names and the class counts of every split.")
     add_dataset_arguments(info, positional=True)
-    info.add_argument("--seed", type=split_seed_arg, default=0,
-                      help="seed of the stratified splits (default: %(default)s)")
+    info.add_argument("--data-seed", "--seed", dest="data_seed", type=split_seed_arg, default=0,
+                      help="seed of the stratified splits, as mlplab train's --data-seed "
+                           "(default: %(default)s; --seed is the same option)")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.set_defaults(func=run_info, unknown_hint=_dataset_is_named)
 
@@ -244,8 +245,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--split", choices=list(SPLITS), default="train",
                       help="split to sample from (default: %(default)s)")
     show.add_argument("--seed", type=split_seed_arg, default=0,
-                      help="seed of the splits, the sampled images and the augmentation "
-                           "(default: %(default)s)")
+                      help="seed of the sampled images and the augmentation, and of the splits "
+                           "unless --data-seed is given (default: %(default)s)")
+    show.add_argument("--data-seed", type=split_seed_arg, default=None,
+                      help="seed of the stratified splits, as mlplab train's --data-seed "
+                           "(default: --seed)")
     seen = show.add_argument_group(
         "as the network sees them", "with any of these, draw the images preprocessed (each "
         "scaled to its own range) and augmented as mlplab train would, to check an "
