@@ -1,11 +1,11 @@
 """mlplab: fully-connected networks with hand-derived backpropagation in NumPy.
 
-The names most code needs are here: ``MLP``, ``TwoLayerNet`` and, imported on first use (so that
-``import mlplab`` and the command line do not load scikit-learn or the data loaders until they are
-needed), ``MLPClassifier``, ``Trainer``, ``load_dataset``, ``train_run``, ``load_model`` and
-``save_model``. Each also lives in its own module (``mlplab.estimator``, ``mlplab.trainer``, ...),
-and the modules too are imported on first access (``mlplab.data.load_dataset`` after a bare
-``import mlplab``).
+The names most code needs are here, each imported on first use (so that ``import mlplab`` loads
+neither NumPy nor scikit-learn until they are needed, and the command line catches a Ctrl-C
+while they import): ``MLP``, ``TwoLayerNet``, ``MLPClassifier``, ``Trainer``, ``load_dataset``,
+``train_run``, ``load_model`` and ``save_model``. Each also lives in its own module
+(``mlplab.estimator``, ``mlplab.trainer``, ...), and the modules too are imported on first access
+(``mlplab.data.load_dataset`` after a bare ``import mlplab``).
 """
 
 from __future__ import annotations
@@ -14,24 +14,25 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
-from mlplab.models import MLP, TwoLayerNet
-
 if TYPE_CHECKING:  # what a type checker sees of the names _LAZY imports at first access
     from mlplab.data import load_dataset as load_dataset
     from mlplab.estimator import MLPClassifier as MLPClassifier
     from mlplab.io import load_model as load_model
     from mlplab.io import save_model as save_model
+    from mlplab.models import MLP as MLP
+    from mlplab.models import TwoLayerNet as TwoLayerNet
     from mlplab.runs import train_run as train_run
     from mlplab.trainer import Trainer as Trainer
 
 __version__ = "0.1.0"
 
 #: names imported from their modules on first access (PEP 562)
-_LAZY = {"MLPClassifier": "mlplab.estimator", "Trainer": "mlplab.trainer",
+_LAZY = {"MLP": "mlplab.models", "TwoLayerNet": "mlplab.models",
+         "MLPClassifier": "mlplab.estimator", "Trainer": "mlplab.trainer",
          "load_dataset": "mlplab.data", "train_run": "mlplab.runs", "load_model": "mlplab.io",
          "save_model": "mlplab.io"}
 
-__all__ = ["MLP", "TwoLayerNet", *_LAZY, "__version__"]
+__all__ = [*_LAZY, "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,6 @@
 import sys
 
-from mlplab.cli import main
+from mlplab._launch import main
 
 code = main()
 # A Ctrl-C (or SIGTERM, which mlplab turns into one) that lands while C code runs Python through

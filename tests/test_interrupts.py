@@ -353,6 +353,51 @@ def test_ctrl_c_as_the_command_line_starts_is_one_line_and_130(monkeypatch, caps
         cli.main(["--debug", "torch", "depth"])
 
 
+_INTERRUPTED_IMPORT = """
+import sys
+
+class CtrlC:  # a Ctrl-C as NumPy imports: the import's first third of a second
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            raise KeyboardInterrupt
+
+sys.meta_path.insert(0, CtrlC())
+import mlplab  # the entry point's package: no NumPy yet
+from mlplab._launch import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_ctrl_c_as_the_command_lines_modules_import_is_one_line_and_130(debug):
+    """The command's entry point imported mlplab.cli (and NumPy, through ``import mlplab``)
+    before anything caught a Ctrl-C: one in the command's first third of a second printed a
+    Python traceback. The entry point (the ``mlplab`` script's and ``python -m mlplab``'s) now
+    imports them inside its own guard; --debug still shows the traceback."""
+    import subprocess
+    import sys
+
+    words = ["--debug"] * debug + ["data", "info", "digits"]
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_IMPORT, *words],
+                          capture_output=True, text=True, timeout=120)
+    # an uncaught KeyboardInterrupt ends Python by SIGINT, as the shell expects of a Ctrl-C
+    assert proc.returncode == (-signal.SIGINT if debug else 130), proc.stderr
+    if debug:
+        assert "Traceback" in proc.stderr and "KeyboardInterrupt" in proc.stderr
+    else:
+        assert proc.stderr == "mlplab: interrupted\n"
+
+
+def test_the_entry_points_are_the_guarded_launcher():
+    """The installed script and ``python -m mlplab`` both start from the guard above."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    scripts = (root / "pyproject.toml").read_text().split("[project.scripts]")[1].split("[")[0]
+    assert scripts.split() == ["mlplab", "=", '"mlplab._launch:main"']
+    assert "from mlplab._launch import main" in (root / "mlplab" / "__main__.py").read_text()
+
+
 @pytest.mark.parametrize("symbol", [True, False], ids=["flag-symbol", "no-flag-symbol"])
 def test_python_m_mlplab_exits_with_its_status_after_a_handled_ctrl_c(tmp_path, symbol):
     """A Ctrl-C handled while C code ran Python (PyTorch's lazy imports, through pybind11's
