@@ -297,15 +297,13 @@ def test_crop_keeps_shape_and_shifts_content(images):
     assert (out == 0).any()  # some padding came in
 
 
-@pytest.mark.parametrize("fill", [-1.5, "per-channel", "image"])
+@pytest.mark.parametrize("fill", [-1.5, "per-channel"])
 def test_crop_pads_with_the_fill(images, fill):
-    """A crop's uncovered border holds ``fill`` (a number, one value per channel, or a whole
-    image to take those pixels from); the rest is the shifted image, as with zero padding."""
+    """A crop's uncovered border holds ``fill`` (a number or one value per channel); the rest is
+    the shifted image, as with zero padding."""
     H, W, C = images.shape[1:]
     if fill == "per-channel":
         fill = np.array([-1.0, 2.0, 0.5][:C])
-    elif fill == "image":
-        fill = np.random.RandomState(5).randn(H, W, C)
     X = _flat(images)
     out = Augmenter((H, W, C), flip=False, crop=2, fill=fill)(X, np.random.RandomState(0))
     rs = np.random.RandomState(0)
@@ -328,10 +326,10 @@ def _shifted(src, fill, dy, dx):
     return expected
 
 
-def test_flip_comes_before_the_crop_and_leaves_an_image_fill_unflipped(images):
-    """With both, each image is first flipped (the first draws, probability 1/2), then shifted
-    within its padding (the next draws, rows then columns); the uncovered border comes from the
-    fill image as it stands, not mirrored with the content."""
+def test_with_an_image_fill_flips_and_crops_act_relative_to_it(images):
+    """With a whole image as the fill, each image is flipped (the first draws, probability 1/2)
+    and shifted within its zero padding (the next draws, rows then columns) relative to the
+    fill, ``x - fill``, and the fill is added back: as the elastic distortion treats it."""
     H, W, C = images.shape[1:]
     fill = np.random.RandomState(5).randn(H, W, C).astype(np.float32)
     X = _flat(images)
@@ -339,12 +337,39 @@ def test_flip_comes_before_the_crop_and_leaves_an_image_fill_unflipped(images):
     rs = np.random.RandomState(0)
     flip = rs.rand(len(X)) < 0.5
     dy, dx = rs.randint(0, 5, size=len(X)) - 2, rs.randint(0, 5, size=len(X)) - 2
+    zeros = np.zeros((H, W, C), np.float32)
     for i in range(len(X)):
-        src = X[i].reshape(H, W, C)
+        src = X[i].reshape(H, W, C) - fill
         if flip[i]:
             src = src[:, ::-1]
-        np.testing.assert_array_equal(out[i].reshape(H, W, C), _shifted(src, fill, dy[i], dx[i]))
+        np.testing.assert_array_equal(out[i].reshape(H, W, C),
+                                      _shifted(src, zeros, dy[i], dx[i]) + fill)
     assert (flip & (dx != 0)).any()
+
+
+@pytest.mark.parametrize("preprocessing", ["exercise", "standardize", "sqrt-standardize"])
+@pytest.mark.parametrize("augment", [["crop"], ["flip", "crop"]])
+def test_black_padded_crops_are_the_preprocessed_crops_of_the_black_padded_raw_images(
+        images, preprocessing, augment):
+    """``crop_fill="black"`` promises the preprocessing of the raw image shifted over a black
+    background. Under ``exercise`` (a mean image subtracted) the crop moved the mean-subtracted
+    image over the fill, so a black image became the difference of the mean image and its shift
+    (raw values from -185 to 168 on the digits, where black is 0)."""
+    from mlplab.runs import RunConfig, make_augmenter
+
+    H, W, C = images.shape[1:]
+    pre = make_preprocessing(preprocessing, np.float32).fit(images)
+    cfg = RunConfig(preprocessing=preprocessing, augment=augment, crop_padding=2,
+                    crop_fill="black")
+    aug = make_augmenter(cfg, (H, W, C), pre)
+    out = aug(pre.transform(images), np.random.RandomState(7))
+    rs = np.random.RandomState(7)
+    flip = rs.rand(len(images)) < 0.5 if "flip" in augment else np.zeros(len(images), bool)
+    dy, dx = rs.randint(0, 5, size=len(images)), rs.randint(0, 5, size=len(images))
+    raw = np.stack([np.pad(im[:, ::-1] if f else im, ((2, 2), (2, 2), (0, 0)))[y:y + H, x:x + W]
+                    for im, f, y, x in zip(images, flip, dy, dx, strict=True)])
+    np.testing.assert_allclose(out, pre.transform(raw), rtol=0, atol=1e-4)
+    assert ((dy != 2) | (dx != 2)).any()
 
 
 def test_the_defaults_are_a_flip_and_a_4_pixel_crop_padded_with_zeros(images):
@@ -378,6 +403,47 @@ def test_augmenter_rejects_bad_fill(images):
     for crop in (2.5, True, -1):
         with pytest.raises(ValueError, match="crop padding must be an integer >= 0"):
             Augmenter((6, 5, 3), crop=crop)
+
+
+def test_augmenter_refuses_what_it_would_silently_misread(images):
+    """``flip="False"`` flipped (``bool`` of a non-empty string), an image side of 6.9 was cut to
+    6, and an integer batch truncated the elastic interpolation's weights and cast a negative
+    fill into 255: each refused, naming it."""
+    with pytest.raises(ValueError, match="flip must be True or False; got 'False'"):
+        Augmenter((6, 5, 3), flip="False")
+    with pytest.raises(ValueError, match=r"image_shape must be \(H, W, C\)"):
+        Augmenter((6.9, 5, 3))
+    assert Augmenter((np.int64(6), 5, 3), flip=np.bool_(False)).image_shape == (6, 5, 3)
+    aug = Augmenter((6, 5, 3), crop=1, fill=-1.5, elastic=2.0)
+    for dtype in (np.uint8, np.int64):
+        with pytest.raises(ValueError, match=f"a preprocessed float batch; got {dtype.__name__}"):
+            aug(images.reshape(len(images), -1).astype(dtype), np.random.RandomState(0))
+
+
+@pytest.mark.parametrize("kw", [{"crop": 2}, {"crop": 0}, {"crop": 0, "elastic": 1.0},
+                                {"crop": 2, "elastic": 1.0, "fill": "image"}])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_empty_batch_augments_to_an_empty_batch(kw, dtype):
+    """NumPy cannot infer ``reshape(0, -1)``: an empty batch was a raw ValueError."""
+    if kw.get("fill") == "image":
+        kw = {**kw, "fill": np.ones((5, 4, 3))}
+    out = Augmenter((5, 4, 3), **kw)(np.zeros((0, 60), dtype), np.random.RandomState(0))
+    assert out.shape == (0, 60) and out.dtype == dtype
+
+
+def test_the_default_crop_padding_is_an_eighth_of_the_shorter_side():
+    """The default came from the height alone: images 32x3 were padded by 4 and refused, the
+    message naming a --crop-padding the user never gave; a side too short for any crop says so."""
+    from mlplab.runs import RunConfig
+    from mlplab.runs.building import crop_padding
+
+    crop = RunConfig(augment=["crop"])
+    assert crop_padding(crop, (32, 32, 3)) == 4 and crop_padding(crop, (8, 8, 1)) == 1
+    assert crop_padding(crop, (32, 3, 1)) == 1 == crop_padding(crop, (3, 32, 1))
+    assert crop_padding(crop, (28, 40, 1)) == 4 and crop_padding(crop, (40, 16, 1)) == 2
+    with pytest.raises(ValueError, match=r"^crops cannot shift images 1 pixel wide; drop crop "
+                                         r"from augment\.$"):
+        crop_padding(crop, (32, 1, 1))
 
 
 def test_crop_larger_than_image_matches_padded_reference():

@@ -187,11 +187,11 @@ def add_augment_arguments(group: argparse._ArgumentGroup, presets: bool = True) 
                                if presets else "augmentation (default: none)"))
     group.add_argument("--crop-padding", type=positive_int, default=None, metavar="PIXELS",
                        help="how far a crop may shift the image, less than its side "
-                            "(default: an eighth of its side: 4 pixels on CIFAR-10 and "
+                            "(default: an eighth of its shorter side: 4 pixels on CIFAR-10 and "
                             "Fashion-MNIST; 1-2 suit small centred images)")
     group.add_argument("--elastic-pixels", type=float, default=None, metavar="PIXELS",
-                       help="the largest displacement of an elastic distortion, at most 8 "
-                            "(default: 2)")
+                       help="the largest displacement of an elastic distortion along each "
+                            "axis, at most 8 (default: 2)")
     group.add_argument("--crop-fill", choices=list(CROP_FILLS), default=None,
                        help="what a crop or distortion uncovers at the border: zero = 0 after "
                             "preprocessing: the mean image under exercise, the mean colour of "

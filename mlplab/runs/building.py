@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mlplab._text import counted
 from mlplab._validation import setting
 from mlplab.models import MLP
 from mlplab.runs.config import RunConfig, relocated
@@ -103,11 +104,16 @@ def crop_padding(cfg: RunConfig, image_shape: Sequence[int]) -> int:
     a shift could leave nothing of the image."""
     if "crop" not in cfg.augment:
         return 0
-    # by default pad by an eighth of the image: 4 pixels on CIFAR's 32, 1 on the 8x8 digits
-    pad = cfg.crop_padding or max(1, round(image_shape[0] / 8))
-    if pad >= min(image_shape[:2]):
+    # by default pad by an eighth of the image's shorter side: 4 pixels on CIFAR's 32, 1 on the
+    # 8x8 digits (the height alone gave images 32x3 a padding of 4, refused as too wide)
+    side = min(image_shape[:2])
+    pad = cfg.crop_padding or max(1, round(side / 8))
+    if pad >= side:
+        if not cfg.crop_padding:  # the default's: no --crop-padding to blame
+            raise ValueError(f"crops cannot shift images {counted(side, 'pixel')} wide; drop "
+                             f"crop from {setting('--augment', 'augment')}.")
         raise ValueError(f"{setting(f'--crop-padding {pad}', f'crop_padding {pad}')} must be "
-                         f"smaller than the images' side ({min(image_shape[:2])} pixels).")
+                         f"smaller than the images' side ({side} pixels).")
     return pad
 
 

@@ -65,7 +65,8 @@ class RunConfig:
     ``seed`` so that runs with different seeds see the same split), ``preprocessing`` (a
     :data:`mlplab.data.PREPROCESSING` name), ``augment`` (any of ``flip``, ``crop``,
     ``elastic``), ``crop_padding`` (pixels a ``crop`` may shift the image by; None = an eighth of
-    its side), ``elastic_pixels`` (the largest displacement of an ``elastic`` distortion),
+    its shorter side), ``elastic_pixels`` (the largest displacement of an ``elastic`` distortion
+    along each axis),
     ``crop_fill`` (what a crop or distortion uncovers: ``"zero"``, 0 in the preprocessed space,
     i.e. the mean after standardisation or mean subtraction, or ``"black"``, the preprocessed
     all-black image).
