@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if not 0 <= a.dropout < 1:  # a usage error, not MLP's traceback
         p.error(f"--dropout must be in [0, 1); got {a.dropout}")
+    if a.rows < max(a.batches):  # the trainer would clamp the batch: the same work compared
+        p.error(f"--rows must be at least the largest of --batches ({max(a.batches)}); got "
+                f"{a.rows}")
+    if len(set(a.batches)) < len(a.batches):
+        p.error(f"--batches must differ; got {a.batches}")
 
     from threadpoolctl import threadpool_limits
 
@@ -50,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     y = rng.integers(10, size=a.rows)
     seconds: dict[int, list[float]] = {b: [] for b in a.batches}
     with threadpool_limits(a.threads):
+        # one untimed epoch first (allocator, BLAS and caches warmed up), so that the first
+        # batch size listed does not pay for it in every comparison
+        Trainer(optimizer="momentum", lr=0.01, epochs=1, batch_size=a.batches[0], reg=5e-5,
+                seed=0).fit(MLP(a.inputs, a.hidden, 10, dropout=a.dropout, seed=0), X, y)
         for _ in range(a.rounds):
             for batch in a.batches:
                 model = MLP(a.inputs, a.hidden, 10, dropout=a.dropout, seed=0)

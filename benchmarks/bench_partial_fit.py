@@ -20,8 +20,10 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 CHUNK = 200
+ROOT = Path(__file__).resolve().parents[1]  # the checkout measured without --checkouts
 
 
 def measure(size: str, optimizer: str, calls: int) -> dict[str, float]:
@@ -54,23 +56,34 @@ def measure(size: str, optimizer: str, calls: int) -> dict[str, float]:
             "w1_sum": float(clf.model_.params["W1"].astype(np.float64).sum())}
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", nargs="+", choices=("digits", "cifar"),
                         default=["digits", "cifar"])
     parser.add_argument("--optimizer", default="adam")
-    parser.add_argument("--calls", type=int, default=None,
+    parser.add_argument("--calls", type=_positive, default=None,
                         help="timed calls per process (default 400 digits, 60 cifar)")
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=_positive, default=4)
     parser.add_argument("--checkouts", nargs="+", default=None,
-                        help="mlplab checkouts to alternate (default: the mlplab imported)")
+                        help="mlplab checkouts to alternate (default: the one this script is "
+                             "in)")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         size, optimizer, calls = args.worker
         print(json.dumps(measure(size, optimizer, int(calls))))
         return
-    checkouts = [os.path.abspath(c) for c in args.checkouts] if args.checkouts else [""]
+    checkouts = [os.path.abspath(c) for c in args.checkouts or [ROOT]]
+    missing = [c for c in checkouts if not os.path.isfile(os.path.join(c, "mlplab", "__init__.py"))]
+    if missing:
+        parser.error(f"not an mlplab checkout: {', '.join(missing)}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     print(f"| size | checkout | ms per call (median of {args.rounds}) | range | W1 sum |")
     print("| --- | --- | --- | --- | --- |")
@@ -79,16 +92,18 @@ def main(argv: list[str] | None = None) -> None:
         results: dict[str, list[dict[str, float]]] = {c: [] for c in checkouts}
         for _ in range(args.rounds):
             for checkout in checkouts:
-                run_env = {**env, "PYTHONPATH": checkout} if checkout else env
-                out = subprocess.run(
+                proc = subprocess.run(
                     [sys.executable, os.path.abspath(__file__), "--worker", size,
                      args.optimizer, str(calls)],
-                    env=run_env, cwd=checkout or None, check=True, capture_output=True,
-                    text=True).stdout
-                results[checkout].append(json.loads(out.splitlines()[-1]))
+                    env={**env, "PYTHONPATH": checkout}, cwd=checkout, capture_output=True,
+                    text=True)
+                if proc.returncode:  # e.g. an unknown --optimizer: the worker's own message
+                    last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+                    raise SystemExit(f"{size} worker of {checkout} failed: {last}")
+                results[checkout].append(json.loads(proc.stdout.splitlines()[-1]))
         for checkout, runs in results.items():
             ms = [r["ms"] for r in runs]
-            print(f"| {size} | {checkout or '(this)'} | {statistics.median(ms):.3f} | "
+            print(f"| {size} | {checkout} | {statistics.median(ms):.3f} | "
                   f"{min(ms):.3f}-{max(ms):.3f} | {runs[-1]['w1_sum']:.10e} |")
 
 

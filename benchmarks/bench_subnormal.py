@@ -30,11 +30,15 @@ import contextlib
 import copy
 import functools
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's mlplab
 
 
 def best_of(fn: Callable[[], object], reps: int = 15) -> float:
@@ -229,6 +233,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=9,
                         help="alternated timings of each comparison (their median is shown)")
     args = parser.parse_args(argv)
+    if args.iters < 12:  # the 784-input run's half, sampled every sixth of it
+        parser.error(f"--iters must be at least 12; got {args.iters}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1; got {args.rounds}")
     from threadpoolctl import threadpool_limits
 
     warnings.simplefilter("ignore", RuntimeWarning)

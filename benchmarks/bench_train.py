@@ -17,11 +17,13 @@ Method:
   load of a shared machine hits every engine alike; the figures are medians;
 * the time of an epoch runs from the start of its first step to the end of its last (no
   evaluation is timed: mlplab's epoch-end train accuracy on the last batch, a forward pass the
-  other engines do not make, is left out of its epochs (the settling of its folded L2 is kept in);
+  other engines do not make, is left out of its epochs (its other epoch-end work, settling the
+  folded L2, flushing subnormal weights and checking that they are finite, is kept in);
   scikit-learn has no early stopping; nothing is validated);
-* sample order: mlplab, PyTorch and the floors visit the rows in the same order (one
+* sample order: mlplab and PyTorch visit the rows in the same order (one
   ``RandomState(seed).permutation`` per epoch); scikit-learn draws its own permutation each epoch
-  (it offers no way to take one), which costs the same gather of 200 rows per step;
+  (it offers no way to take one), which costs the same gather of 200 rows per step; the floors
+  multiply contiguous slices (no gather: the gather is engine work above the floor);
 * memory: the peak resident set size (VmHWM, reset through /proc/self/clear_refs once the data
   is loaded) of the process while it trains, reported as the whole peak and as the part above the
   resident size at the start of training (the training's own working memory: the dataset and the
@@ -38,6 +40,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -157,9 +160,13 @@ def run_mlplab(X, y, hidden, a) -> tuple[Clock, float]:
 
         def on_iteration_end(self, trainer, iteration, loss):
             if iteration % steps_per_epoch == 0:  # the epoch's last step: its work ends here
-                # settling the folded L2 (which the trainer does next) is training work; the
-                # train accuracy that follows is not: the other engines compute none
+                # what the trainer does next at every epoch's end is training work (settling
+                # the folded L2, flushing subnormal weights, the finite-weights check), timed
+                # here (its repeat after the clock stops costs little); the train accuracy that
+                # follows is not: the other engines compute none
                 trainer.optimizer.settle()
+                trainer.optimizer.flush_subnormals(trainer.model.params)
+                trainer._check_weights(trainer.model, trainer.optimizer.lr)
                 clock.steps_done()
 
         def on_epoch_end(self, trainer, epoch, logs):
@@ -203,10 +210,9 @@ def run_sklearn(X, y, hidden, a, dtype=np.float32) -> tuple[Clock, float]:
                 nesterovs_momentum=False, shuffle=True, early_stopping=False,
                 max_iter=a.epochs, n_iter_no_change=a.epochs + 1, tol=0.0,
                 random_state=a.seed)
-    Xs = X if dtype == np.float32 else X.astype(dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(Xs, y)
+        clf.fit(X.astype(dtype, copy=False), y)  # the worker made sklearn64's copy beforehand
     return clock, float(clf.loss_curve_[-1])
 
 
@@ -214,10 +220,9 @@ def run_torch(X, y, hidden, a) -> tuple[Clock, float]:
     import torch
     import torch.nn.functional as F
 
-    from mlplab import MLP
-
-    # same initial weights as mlplab (nn.Linear stores W transposed: (out, in))
-    init = MLP(INPUT_SIZE, hidden, NUM_CLASSES, seed=a.seed).params
+    # same initial weights as mlplab (nn.Linear stores W transposed: (out, in)), made by the
+    # worker before the memory baseline
+    init = a.initial_params
     sizes = [INPUT_SIZE, *hidden, NUM_CLASSES]
     modules: list = []
     for i in range(1, len(sizes)):
@@ -340,6 +345,15 @@ def worker(a: argparse.Namespace) -> None:
     X = np.load(a.x_file)
     y = np.load(a.y_file)
     hidden = parse_hidden(a.worker_hidden)
+    # before the baseline, as the float32 data is: sklearn64's input (the data as float64: its
+    # "training extra" counted this copy of the dataset) and the initial weights PyTorch copies
+    # from an mlplab MLP (which stayed alive, counted as PyTorch's training memory)
+    if a.worker == "sklearn64":
+        X = X.astype(np.float64)
+    if a.worker == "torch":
+        from mlplab import MLP
+
+        a.initial_params = MLP(INPUT_SIZE, hidden, NUM_CLASSES, seed=a.seed).params
     rss_start = _proc_status_mb("VmRSS")
     reset_ok = reset_peak_rss()
     clock, final_loss = RUNNERS[a.worker](X, y, hidden, a)
@@ -457,8 +471,13 @@ def table(hidden: str, s: dict[str, dict], steps: int) -> str:
 
 
 def environment(args: argparse.Namespace) -> str:
-    import sklearn
     from threadpoolctl import threadpool_info
+
+    try:
+        import sklearn
+        sklearn_v = sklearn.__version__
+    except ImportError:  # needed only by the sklearn engines, which main() then refuses
+        sklearn_v = "not installed"
 
     try:
         import torch
@@ -482,7 +501,7 @@ def environment(args: argparse.Namespace) -> str:
     return (f"- machine: {os.cpu_count()} logical CPUs "
             f"({cpu}), {platform.system()} {platform.release()}\n"
             f"- Python {platform.python_version()}, NumPy {np.__version__}, scikit-learn "
-            f"{sklearn.__version__}, PyTorch {torch_v}\n"
+            f"{sklearn_v}, PyTorch {torch_v}\n"
             f"- BLAS and OpenMP libraries (threadpoolctl.threadpool_info()): {blas}\n"
             f"- threads per engine: {args.threads}; load average before the run: {load}\n")
 
@@ -581,7 +600,8 @@ def memory_check(args: argparse.Namespace) -> str:
                    f"folder:{args.data_dir}", "--val-size", "1000", "--test-size", "0",
                    "--hidden", text, "--preprocessing", "standardize", "--optimizer",
                    "momentum", "--lr", repr(args.lr), "--reg", repr(args.reg), "--epochs",
-                   str(args.epochs), "--no-plots", "--quiet", "--out", f"{tmp}/run"]
+                   str(args.epochs), "--batch-size", str(args.batch_size), "--no-plots",
+                   "--quiet", "--out", f"{tmp}/run"]  # the batch the report line states
             t0 = time.perf_counter()
             cli = _child_peak_mb(cmd, args.threads) - idle
             metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
@@ -655,8 +675,26 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(engines) - set(ENGINES)
     if unknown:
         p.error(f"unknown engines {sorted(unknown)}; choose from {', '.join(ENGINES)}")
+    if not engines or len(set(engines)) < len(engines):
+        p.error(f"--engines must name each engine once; got {args.engines!r}")
+    for module, needed_by in (("sklearn", "sklearn"), ("torch", "torch")):
+        users = [e for e in engines if e.startswith(needed_by)]
+        if users and importlib.util.find_spec(module) is None:
+            p.error(f"{', '.join(users)} need {module}, which is not installed; install it or "
+                    "leave them out of --engines")
     if args.n_train < args.batch_size:
         p.error("--n-train must be at least --batch-size")
+    if args.n_train % args.batch_size:
+        # scikit-learn trains the rows left over as one more, smaller batch; the others do not
+        p.error(f"--n-train must be a multiple of --batch-size ({args.batch_size}), so that "
+                "every engine makes the same steps")
+    for name in ("lr", "reg"):  # one line here, not a worker's traceback after other engines
+        value = getattr(args, name)
+        if not (np.isfinite(value) and (value > 0 if name == "lr" else value >= 0)):
+            p.error(f"--{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}; "
+                    f"got {value}")
+    if args.write is not None and not args.write.parent.is_dir():
+        p.error(f"--write {args.write}: no folder {args.write.parent} to write it in")
     env_text = environment(args)
     print(env_text, flush=True)
     folder = Path(tempfile.mkdtemp(prefix="mlplab-bench-"))
