@@ -249,7 +249,9 @@ def fit_suptitle(fig: Figure, title: str) -> None:
     import textwrap
 
     title = printable(title)
-    text = fig.suptitle(title)
+    # as written: a folder's path or class name with two $ would be read as maths (mathtext),
+    # and one such as "$x^$" failed to draw at all
+    text = fig.suptitle(title, parse_math=False)
     # get_window_extent() without a renderer: the figure's own, whatever the backend (only Agg's
     # canvas has get_renderer; a user's SVG or PDF backend has not)
     room = 0.99 * fig.bbox.width  # a title that fits, however closely, stays on one line
@@ -344,8 +346,10 @@ def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
         ax.grid(alpha=0.3)
     loss_ax.ticklabel_format(axis="y", useOffset=False)
     # one legend for both panels, below them: run names are long paths
-    fig.legend(*loss_ax.get_legend_handles_labels(), loc="lower center",
-               ncol=min(len(curves), 3), fontsize=8, frameon=False)
+    legend = fig.legend(*loss_ax.get_legend_handles_labels(), loc="lower center",
+                        ncol=min(len(curves), 3), fontsize=8, frameon=False)
+    for text in legend.get_texts():
+        text.set_parse_math(False)  # a run folder named with two $ is a name, not maths
     fig.suptitle(title)
     rows = -(-len(curves) // 3)
     fig.tight_layout(rect=(0, min(0.05 * rows, 0.5), 1, 1))
@@ -372,8 +376,9 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str],
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
                  label="% of the true class" if normalize else "count")
     ax.grid(False)  # a style's grid (the report's) would cross every cell through its number
-    ax.set_xticks(range(k), labels=list(classes), rotation=45, ha="right")
-    ax.set_yticks(range(k), labels=list(classes))
+    # class names as written, not mathtext: a folder named "$x^$" failed to draw
+    ax.set_xticks(range(k), labels=list(classes), rotation=45, ha="right", parse_math=False)
+    ax.set_yticks(range(k), labels=list(classes), parse_math=False)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
@@ -418,7 +423,7 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
             axes[r, c].axis("off")
             if r < len(pick):
                 _draw_image(axes[r, c], shown[r])
-        axes[0, c].set_title(classes[c], fontsize=7)
+        axes[0, c].set_title(classes[c], fontsize=7, parse_math=False)  # as written
     _upright_names_if_crowded(fig, axes[0])
     fit_suptitle(fig, title)
     _grow_to_fit_rows(fig, axes, X.shape[1] / X.shape[2])

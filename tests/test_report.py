@@ -1703,3 +1703,76 @@ def test_a_search_folder_of_a_report_written_before_owns_tuning_is_its_own(tmp_p
                       "reason": "failed with RuntimeError: no tuning trial completed."}}}))
     reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_tuning"])
     assert json.loads((tmp_path / "report.json").read_text())["owns_tuning"] is True
+
+
+HOSTILE_CLASSES = ["*e*", "<b>x", "[l](y.html)", "a&b|c", "~~s~~", "$x^$", "**p", "q*"]
+
+
+def test_hostile_folder_and_class_names_are_shown_as_written(tmp_path):
+    """A folder's path and its class names went into the report as Markdown: ``*e*`` became
+    italic, ``[l](y.html)`` a link, ``<b>`` raw HTML left open in report.md, ``**p`` and ``q*``
+    cross-nested <strong> and <em> in report.html, a backtick in the path ended its code span,
+    and a class named ``$x^$`` failed the data stage (Matplotlib read it as maths). Every name
+    now shows as written, in both renderings and the figures, and report.html is well-formed."""
+    import html as html_module
+    from html.parser import HTMLParser
+
+    from mlplab.data.base import Dataset
+
+    rng = np.random.default_rng(0)
+    k = len(HOSTILE_CLASSES)
+
+    def split(m):
+        return (rng.integers(0, 256, (m, 8, 8, 1), dtype=np.uint8),
+                np.arange(m, dtype=np.int64) % k)
+
+    source = "/data/a`b *c* [l](z) <i>"
+    ds = Dataset("folder:" + source, list(HOSTILE_CLASSES), *split(8 * k), *split(2 * k),
+                 *split(2 * k), source=source)
+    res = reproduce("folder:" + source, TINY, out=tmp_path / "r", log=False, only=["data"],
+                    loader=lambda: ds)
+    assert res.sections[0].status == "ok", res.sections[0].reason
+    page = (tmp_path / "r" / "report.html").read_text()
+
+    class Nesting(HTMLParser):
+        VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+        def __init__(self):
+            super().__init__()
+            self.open, self.errors = [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in self.VOID:
+                self.open.append(tag)
+
+        def handle_endtag(self, tag):
+            if not self.open or self.open.pop() != tag:
+                self.errors.append(tag)
+
+    checker = Nesting()
+    checker.feed(page)
+    assert checker.errors == [] and checker.open == []
+    data_html = page[page.index('id="data"'):]
+    listed = ", ".join(html_module.escape(c, quote=False) for c in HOSTILE_CLASSES)
+    assert f"classes ({listed})" in data_html
+    assert f"<code>{html_module.escape(source)}</code>" in data_html
+    assert 'href="y.html"' not in page and 'href="z"' not in page
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "``/data/a`b *c* [l](z) <i>``" in md  # a fence longer than the backtick inside
+    assert r"(\*e\*, \<b\>x, \[l\]\(y.html\), a\&b\|c, \~\~s\~\~, \$x^\$, \*\*p, q\*)" in md
+    assert md.startswith(r"# mlplab study report: folder:/data/a\`b \*c\* \[l\]\(z\) \<i\>")
+
+
+def test_md_literal_keeps_a_message_on_one_line_and_md_code_fences_any_backticks():
+    import html
+
+    from mlplab.report.rendering import _inline_html, md_code, md_literal
+
+    message = "first line\n\n# heading?\n- a list item\r\n    indented &amp; ~~x~~ $y$"
+    literal = md_literal(message)
+    assert "\n" not in literal and "\r" not in literal
+    assert _inline_html(literal) == html.escape(" ".join(message.splitlines()), quote=False)
+    for text in ("plain", "a`b", "``x", "x`", " padded ", "a ``` b"):
+        code = md_code(text)
+        assert _inline_html(f"run {code} now") == f"run <code>{html.escape(text)}</code> now"
+    assert md_code("a`b") == "``a`b``" and md_code("`x") == "`` `x ``"

@@ -2426,3 +2426,23 @@ def test_a_run_stopped_again_before_it_saved_is_listed_from_its_checkpoint(tmp_p
         resume_run(out, plots=False, callbacks=[Crash()])
     record = summarize_run(out)
     assert record["status"] == "unfinished" and record["epochs"] >= 2, record
+
+
+def test_names_with_dollar_signs_are_drawn_as_written(tmp_path):
+    """Class names, titles and run names are folder names: ``$x^$`` failed to draw (Matplotlib
+    read it as maths) and ``$\\alpha$`` was drawn as a Greek letter."""
+    import matplotlib.pyplot as plt
+
+    from mlplab import plots
+
+    names = ["$x^$", "$\\alpha$", "c"]
+    cm = plots.plot_confusion(np.eye(3) * 5, names)
+    samples = plots.plot_samples(np.zeros((6, 8, 8, 1), np.uint8), np.array([0, 0, 1, 1, 2, 2]),
+                                 names, per_class=2, title="folder:/a/$x^$")
+    runs = plots.plot_runs({"$x^$": {"val_acc": [0.1, 0.2], "loss": [1.0, 0.5]}})
+    for i, fig in enumerate((cm, samples, runs)):
+        plots.save(fig, tmp_path / f"{i}.png")  # drawing is where mathtext failed
+    texts = [t for fig in (cm, samples, runs) for t in fig.findobj(plt.Text)]
+    drawn = {t.get_text() for t in texts}
+    assert {"$x^$", "$\\alpha$", "folder:/a/$x^$"} <= drawn
+    assert not any("$" in t.get_text() and t.get_parse_math() for t in texts)

@@ -11,7 +11,7 @@ import base64
 import html
 import mimetypes
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mlplab.report.document import Block, Equations, Figure, KeyValues, Section, Table, Text
@@ -56,14 +56,43 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-#: the characters :func:`md_literal` escapes: those that would start Markdown markup
-_MD_SPECIAL = r"[\\`*_\[\]()<>#|]"
+#: the characters :func:`md_literal` escapes: those that would start Markdown markup (``&`` an
+#: entity, ``~`` GitHub's strike-through, ``$`` GitHub's maths)
+_MD_SPECIAL = r"[\\`*_\[\]()<>#|&~$]"
 
 
-def md_literal(text: str) -> str:
-    """``text`` (an error message, a path) escaped so that Markdown, and this module's HTML,
-    show it as it is rather than read links or emphasis into it."""
-    return re.sub(f"({_MD_SPECIAL})", r"\\\1", str(text))
+def _one_line(text: object) -> str:
+    """``text`` with its line breaks as spaces: in Markdown one would end the paragraph, the
+    heading or the quote it stands in (and a message's next line could start a list)."""
+    return " ".join(str(text).splitlines())
+
+
+def md_literal(text: object) -> str:
+    """``text`` (an error message, a path, a class name) escaped so that Markdown, and this
+    module's HTML, show it as it is, on one line, rather than read links or emphasis into it."""
+    return re.sub(f"({_MD_SPECIAL})", r"\\\1", _one_line(text))
+
+
+def md_code(text: object) -> str:
+    """``text`` (a command, a path) as an inline code span on one line: fenced by more backticks
+    than it holds in a row (CommonMark's rule), so that a backtick inside cannot end it."""
+    text = _one_line(text)
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    # a space each side, which CommonMark strips, where the text would touch the fence or
+    # lose its own spaces to that stripping
+    pad = " " if text[:1] == "`" or text[-1:] == "`" or (
+        text[:1] == " " and text[-1:] == " " and text.strip()) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+#: an inline code span: a run of backticks not escaped, up to the next run of the same length
+_CODE_SPAN = re.compile(r"(?<![\\`])(`+)(?!`)(.+?)(?<!`)\1(?!`)")
+
+
+def _code_html(content: str) -> str:
+    if content[:1] == " " and content[-1:] == " " and content.strip():
+        content = content[1:-1]  # CommonMark strips one space each side
+    return f"<code>{html.escape(content)}</code>"
 
 
 def _link(m: re.Match) -> str:
@@ -84,20 +113,24 @@ def _inline_html(text: str) -> str:
         return f"\x00{len(kept) - 1}\x00"
 
     # code spans first (an escaped backtick opens none), whose backslashes are their own
-    parts = re.split(r"((?<!\\)`[^`]*`)", text)
     out = []
-    for part in parts:
-        if part.startswith("`") and part.endswith("`") and len(part) >= 2:
-            out.append(f"<code>{html.escape(part[1:-1])}</code>")
-            continue
-        part = re.sub(f"\\\\({_MD_SPECIAL})", keep, part)
-        s = html.escape(part, quote=False)
-        s = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", _link, s)
-        s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
-        s = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", s)
-        out.append(s)
+    end = 0
+    for m in _CODE_SPAN.finditer(text):
+        out.append(_inline_text(text[end:m.start()], keep))
+        out.append(_code_html(m.group(2)))
+        end = m.end()
+    out.append(_inline_text(text[end:], keep))
     return re.sub("\x00(\\d+)\x00", lambda m: html.escape(kept[int(m.group(1))]),
                   "".join(out))
+
+
+def _inline_text(part: str, keep: Callable[[re.Match], str]) -> str:
+    """Text outside code spans as HTML: escaped characters set aside by ``keep``, then links,
+    bold and italic."""
+    s = html.escape(re.sub(f"\\\\({_MD_SPECIAL})", keep, part), quote=False)
+    s = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", _link, s)
+    s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
+    return re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", s)
 
 
 def _md_cell(text: str) -> str:
@@ -113,7 +146,7 @@ def _group_order(sections: Sequence[Section]) -> list[tuple[str, list[Section]]]
 
 # ------------------------------------------------------------------------------------ Markdown
 def to_markdown(title: str, intro: Sequence[str], sections: Sequence[Section]) -> str:
-    lines = [f"# {title}", ""]
+    lines = [f"# {md_literal(title)}", ""]
     for para in intro:
         lines += [para, ""]
     for group, secs in _group_order(sections):

@@ -39,7 +39,7 @@ from mlplab.report.document import (
     block_to_dict,
 )
 from mlplab.report.fmt import seconds
-from mlplab.report.rendering import md_literal, to_html, to_markdown
+from mlplab.report.rendering import md_code, md_literal, to_html, to_markdown
 from mlplab.report.stages_exercise import stage_q1, stage_q2, stage_q3_toy
 from mlplab.report.stages_summary import stage_summary
 from mlplab.report.stages_torch import stage_q4
@@ -476,7 +476,7 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
                    f"kept from the earlier run ({', '.join(kept)}) were computed by that run, "
                    "with the same seed, budget and threads; a difference in versions or CPU "
                    "is named in the introduction."))
-    s.add(KeyValues([("command", f"`{_command(ctx, command)}`"), ("date", when),
+    s.add(KeyValues([("command", md_code(_command(ctx, command))), ("date", when),
                      ("seed", f"{ctx.seed} (every stage: splits, weights, minibatches, tuning "
                               "sampler, PyTorch)"),
                      ("threads", f"{ctx.threads} (BLAS and PyTorch)"),
@@ -529,7 +529,7 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
     title = f"mlplab study report: {ctx.dataset}, {ctx.budget.name} budget"
     intro = [
         f"Questions 1 to 4 of the \"Deep Neural Network and Backpropagation\" exercise, reproduced "
-        f"by `{_command(ctx, command)}` on {when} in {seconds(total)} (CPU time "
+        f"by {md_code(_command(ctx, command))} on {when} in {seconds(total)} (CPU time "
         f"{seconds(sum(s.cpu_seconds for s in sections))}; seed {ctx.seed}, and the same seed "
         "gives the same numbers on the same machine, versions and thread count).",
     ]
@@ -545,7 +545,7 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
                     sec.title or sec.group)
         intro.append("Sections kept from earlier runs (same dataset, budget, seed and threads; "
                      "times include theirs): " + "; ".join(
-                         f"{', '.join(names)} from `{cmd}` of {date}"
+                         f"{', '.join(names)} from {md_code(cmd)} of {date}"
                          for (cmd, date), names in runs.items()) + ".")
         elsewhere = _other_environments(sections, ctx.reused, here)
         if elsewhere:

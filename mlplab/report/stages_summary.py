@@ -9,6 +9,7 @@ from mlplab.report import reference
 from mlplab.report.context import Context
 from mlplab.report.document import Section, Table, Text
 from mlplab.report.fmt import pct, sci
+from mlplab.report.rendering import md_literal
 from mlplab.report.stages_exercise import DEEP_NORM_BOUND
 
 NOT_RUN = "not run"
@@ -37,8 +38,8 @@ def stage_summary(ctx: Context, section: Section) -> None:
     elif not cifar:
         section.add(Text(
             f"The targets and the 2020 figures are for CIFAR-10; this report ran on "
-            f"**{ctx.dataset}**, so the accuracy rows are not comparable with them (the toy "
-            "checks of Q1-Q3 are)."))
+            f"**{md_literal(ctx.dataset)}**, so the accuracy rows are not comparable with them "
+            "(the toy checks of Q1-Q3 are)."))
     sizes = ds.get("sizes", {})
     exercise_split = (sizes.get("train"), sizes.get("val")) == reference.EXERCISE_SPLIT
     if cifar and not exercise_split and sizes:

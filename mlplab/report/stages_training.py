@@ -17,6 +17,7 @@ from mlplab.report import figures, reference
 from mlplab.report.context import Context
 from mlplab.report.document import Figure, KeyValues, Section, Table, Text
 from mlplab.report.fmt import pct, sci, seconds, value
+from mlplab.report.rendering import md_code, md_literal
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,8 +45,9 @@ def stage_data(ctx: Context, section: Section) -> None:
     ctx.shared["dataset"] = ds
     summary = ds.summary()
     section.add(Text(
-        f"**{ds.name}** from `{ds.source}`: images of {' × '.join(map(str, ds.image_shape))} "
-        f"(height × width × channels), {ds.num_classes} classes ({', '.join(ds.classes)}). "
+        f"**{md_literal(ds.name)}** from {md_code(ds.source)}: images of "
+        f"{' × '.join(map(str, ds.image_shape))} (height × width × channels), "
+        f"{ds.num_classes} classes ({', '.join(map(md_literal, ds.classes))}). "
         f"The exercise's runs subtract the mean training image and flatten to "
         f"{ds.num_features} features; tuning standardises each channel instead; the PyTorch "
         "part scales to [0, 1] and normalises with mean 0.5 and std 0.5. Every statistic is "
