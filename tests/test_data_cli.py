@@ -430,3 +430,15 @@ def test_show_seeds_its_splits_with_data_seed_and_its_sample_with_seed(tmp_path,
     seen.clear()
     assert main(["data", "show", "digits", "--out", out, "--seed", "2"]) == 0
     assert seen == [("split", 2), ("sample", 2)]
+
+
+@pytest.mark.parametrize("command", [["data", "info", "mnist"], ["train", "--dataset", "mnist"],
+                                     ["reproduce", "--dataset", "mnist"]])
+def test_mirror_without_download_is_a_usage_error(command, tmp_path, capsys):
+    """``--mirror`` is read only by a download: without ``--download`` it was ignored, and the
+    command failed with "mnist not found" and a fetch command that left the mirror out."""
+    code = main([*command, "--mirror", "http://127.0.0.1:9/", "--out" if command[0] != "data"
+                 else "--data-dir", str(tmp_path / "x")])
+    assert code == 2
+    assert "--mirror has no effect without --download" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -573,6 +573,11 @@ def _one_line_warnings(args: argparse.Namespace) -> Iterator[None]:
 def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
     """The command's exit code, or None if it was interrupted."""
     try:
+        if getattr(args, "mirror", None) is not None and getattr(args, "download", None) is False:
+            # the mirror is only read by a download: without one it was silently ignored
+            raise UsageError("--mirror has no effect without --download; add --download (or "
+                             "fetch the files first with mlplab data download NAME --mirror "
+                             "BASE_URL).")
         code = int(args.func(args) or 0)
         # with buffered output a reader that went away shows only when the buffer is written:
         # here, through console.reader_may_leave (which takes it as the null device), not in

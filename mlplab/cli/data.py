@@ -118,12 +118,15 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = Fa
                    help="download missing files from the official URL (or --mirror), "
                         "checksum-verified")
     g.add_argument("--mirror", metavar="BASE_URL", default=None, type=_base_url,
-                   help="download from BASE_URL/<file name> instead of the official site")
+                   help="with --download: download from BASE_URL/<file name> instead of the "
+                        "official site")
     g.add_argument("--val-size", metavar="N", type=_split_size, default=None,
-                   help="validation images: a count, or a fraction of the images left after "
-                        "the test split (default: cifar10 the last "
-                        "1000 training images, (fashion-)mnist the last 5000, digits and folders "
-                        f"a stratified 10%%{val_size_note})")
+                   help="validation images: a count, or a fraction of the training images "
+                        "(of those left after the test split, for digits and folders; of a "
+                        "folder's val/ where it has one) (default: cifar10 the last 1000 "
+                        "training images, (fashion-)mnist the last 5000, digits and folders a "
+                        "stratified 10%% of all images, a folder with val/ all of it"
+                        f"{val_size_note})")
     g.add_argument("--test-size", metavar="N", type=_split_size, default=None,
                    help="test images (default: the whole official test set; 1000 gives the "
                         "exercise's first 1000 CIFAR-10 test images; digits and folders without "

@@ -43,8 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "dedicated cores)")
     p.add_argument("--only", metavar="STAGES", default=None, type=_stage_list,
                    help="comma-separated stages to run, the rest marked 'not run' (data, q1, "
-                        "q2, q3_toy, q3_default, q3_tuning, q3_tuned, q4, summary); later "
-                        "stages need 'data'")
+                        "q2, q3_toy, q3_default, q3_tuning, q3_tuned, q4, summary); "
+                        "q3_default, q3_tuning, q3_tuned and q4 need 'data' too (or --reuse "
+                        "of an earlier report's)")
     p.add_argument("--reuse", action="store_true",
                    help="with --only: keep the earlier report's sections in --out that are not "
                         "run again (same dataset, budget, seed and threads), e.g. to re-run a "
