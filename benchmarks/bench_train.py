@@ -545,8 +545,9 @@ def _child_peak_mb(cmd: list[str], threads: int) -> float:
     wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], "
                "stdout=subprocess.DEVNULL); print(resource.getrusage("
                "resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+    # PYTHONPATH: the child's mlplab is this checkout's, as the in-process half's is
     proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True,
-                          env={**os.environ, **_thread_env(threads)})
+                          env={**os.environ, **_thread_env(threads), "PYTHONPATH": str(ROOT)})
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     return int(proc.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux

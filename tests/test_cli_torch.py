@@ -604,10 +604,12 @@ def test_each_torch_flag_reaches_its_own_argument(command, option, text, key, va
                                                   monkeypatch, tmp_path):
     """A flag parsed but not passed on, or passed as another (--reg as the learning rate,
     --data-seed as --seed), would silently train another network than the one asked for."""
-    argv = ["torch", command, option, text, "--out", str(tmp_path / "o")]
+    # (a mirror is read only by a download: without --download it is refused)
+    extra = ["--download"] if option == "--mirror" else []
+    argv = ["torch", command, option, text, *extra, "--out", str(tmp_path / "o")]
     seen = _captured(monkeypatch, f"{command}_run", argv)
     base = _captured(monkeypatch, f"{command}_run",
-                     ["torch", command, "--out", str(tmp_path / "o")])
+                     ["torch", command, *extra, "--out", str(tmp_path / "o")])
     assert seen[key] == value
     # and nothing else changed
     assert {k: v for k, v in seen.items() if k != key and k != "out"} == \

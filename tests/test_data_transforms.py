@@ -441,8 +441,8 @@ def test_the_default_crop_padding_is_an_eighth_of_the_shorter_side():
     assert crop_padding(crop, (32, 32, 3)) == 4 and crop_padding(crop, (8, 8, 1)) == 1
     assert crop_padding(crop, (32, 3, 1)) == 1 == crop_padding(crop, (3, 32, 1))
     assert crop_padding(crop, (28, 40, 1)) == 4 and crop_padding(crop, (40, 16, 1)) == 2
-    with pytest.raises(ValueError, match=r"^crops cannot shift images 1 pixel wide; drop crop "
-                                         r"from augment\.$"):
+    with pytest.raises(ValueError, match=r"^crops cannot shift images 1 pixel on a side; "
+                                         r"drop crop from augment\.$"):
         crop_padding(crop, (32, 1, 1))
 
 

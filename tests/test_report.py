@@ -1408,7 +1408,7 @@ def test_cli_reproduce_flags_reach_the_report(monkeypatch, tmp_path):
               str(tmp_path / "r"), "--seed", "5", "--threads", "2", "--only", "data, q1",
               "--reuse", "--progress", "--val-size", "300", "--test-size", "0.25",
               "--image-size", "8", "--data-dir", "/d", "--mirror", "http://m.invalid",
-              "--no-cache"])
+              "--download", "--no-cache"])
     assert seen["_args"] == ("mnist", "standard", str(tmp_path / "r"), 5)
     assert (seen["threads"], seen["only"], seen["reuse"], seen["progress"]) == \
         (2, ["data", "q1"], True, True)
@@ -1416,7 +1416,7 @@ def test_cli_reproduce_flags_reach_the_report(monkeypatch, tmp_path):
     monkeypatch.setattr(mlplab.data, "load_dataset",
                         lambda name, **kw: loaded.update(kw, name=name))
     seen["loader"]()
-    assert loaded == {"name": "mnist", "data_dir": "/d", "download": False, "val_size": 300,
+    assert loaded == {"name": "mnist", "data_dir": "/d", "download": True, "val_size": 300,
                       "test_size": 0.25, "image_size": "8", "seed": 5,
                       "mirror": "http://m.invalid", "cache": False}
 
@@ -1776,3 +1776,7 @@ def test_md_literal_keeps_a_message_on_one_line_and_md_code_fences_any_backticks
         code = md_code(text)
         assert _inline_html(f"run {code} now") == f"run <code>{html.escape(text)}</code> now"
     assert md_code("a`b") == "``a`b``" and md_code("`x") == "`` `x ``"
+    assert md_code("") == ""  # not two backticks shown as such
+    # an escaped backslash ends before the code span after it; an escaped backtick opens none
+    assert _inline_html(md_literal("C:\\") + md_code("x")) == "C:\\<code>x</code>"
+    assert _inline_html(md_literal("a`b") + " c`") == "a`b c`"

@@ -573,7 +573,8 @@ def _one_line_warnings(args: argparse.Namespace) -> Iterator[None]:
 def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
     """The command's exit code, or None if it was interrupted."""
     try:
-        if getattr(args, "mirror", None) is not None and getattr(args, "download", None) is False:
+        if getattr(args, "mirror", None) is not None and getattr(args, "download", None) is False \
+                and not getattr(args, "resume", None):  # (a resume refuses every data flag)
             # the mirror is only read by a download: without one it was silently ignored
             raise UsageError("--mirror has no effect without --download; add --download (or "
                              "fetch the files first with mlplab data download NAME --mirror "

@@ -229,9 +229,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                            description="Load a dataset and print its split sizes, image shape, "
                                        "class names and the class counts of every split.")
     add_dataset_arguments(info, positional=True)
-    info.add_argument("--data-seed", "--seed", dest="data_seed", type=split_seed_arg, default=0,
+    info.add_argument("--data-seed", type=split_seed_arg, default=0,
                       help="seed of the stratified splits, as mlplab train's --data-seed "
-                           "(default: %(default)s; --seed is the same option)")
+                           "(default: %(default)s)")
+    # (its own action, so that each spelling shows the value name it has in other commands)
+    info.add_argument("--seed", dest="data_seed", metavar="SEED", type=split_seed_arg,
+                      default=argparse.SUPPRESS,
+                      help="the same as --data-seed")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.set_defaults(func=run_info, unknown_hint=_dataset_is_named)
 

@@ -75,8 +75,11 @@ def md_literal(text: object) -> str:
 
 def md_code(text: object) -> str:
     """``text`` (a command, a path) as an inline code span on one line: fenced by more backticks
-    than it holds in a row (CommonMark's rule), so that a backtick inside cannot end it."""
+    than it holds in a row (CommonMark's rule), so that a backtick inside cannot end it. Empty
+    text gives an empty string (two backticks would be shown as such)."""
     text = _one_line(text)
+    if not text:
+        return ""
     fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
     # a space each side, which CommonMark strips, where the text would touch the fence or
     # lose its own spaces to that stripping
@@ -85,8 +88,9 @@ def md_code(text: object) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-#: an inline code span: a run of backticks not escaped, up to the next run of the same length
-_CODE_SPAN = re.compile(r"(?<![\\`])(`+)(?!`)(.+?)(?<!`)\1(?!`)")
+#: a backslash escape (skipped: ``\\``` opens no code span, while the backtick after an escaped
+#: backslash does), or an inline code span: a run of backticks up to the next run of that length
+_CODE_SPAN = re.compile(r"(\\[\s\S])|(?<!`)(`+)(?!`)(.+?)(?<!`)\2(?!`)")
 
 
 def _code_html(content: str) -> str:
@@ -116,8 +120,10 @@ def _inline_html(text: str) -> str:
     out = []
     end = 0
     for m in _CODE_SPAN.finditer(text):
+        if m.group(1):  # an escaped character: left to _inline_text
+            continue
         out.append(_inline_text(text[end:m.start()], keep))
-        out.append(_code_html(m.group(2)))
+        out.append(_code_html(m.group(3)))
         end = m.end()
     out.append(_inline_text(text[end:], keep))
     return re.sub("\x00(\\d+)\x00", lambda m: html.escape(kept[int(m.group(1))]),

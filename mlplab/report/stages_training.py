@@ -45,7 +45,8 @@ def stage_data(ctx: Context, section: Section) -> None:
     ctx.shared["dataset"] = ds
     summary = ds.summary()
     section.add(Text(
-        f"**{md_literal(ds.name)}** from {md_code(ds.source)}: images of "
+        f"**{md_literal(ds.name)}**"
+        + (f" from {md_code(ds.source)}" if ds.source else "") + ": images of "
         f"{' × '.join(map(str, ds.image_shape))} (height × width × channels), "
         f"{ds.num_classes} classes ({', '.join(map(md_literal, ds.classes))}). "
         f"The exercise's runs subtract the mean training image and flatten to "
