@@ -151,6 +151,51 @@ def requested() -> bool:
     return bool(_active and _requested)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while the command line starts (:func:`starting`): it stops the start as Ctrl-C
+    does, and is reported as SIGTERM (143)."""
+
+
+def _terminated_at_start(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def starting() -> Iterator[None]:
+    """While the ``mlplab`` process starts (its modules import, plugins load, the parser is
+    built: a third of a second and more, before :func:`installed`), SIGTERM raises
+    :class:`Terminated` rather than end the process with no word (a parent saw a death by the
+    signal, not 143). Only where SIGTERM has the system's default; :func:`installed` takes this
+    handler for that default."""
+    if not _main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminated_at_start)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is _terminated_at_start:  # not exiting()'s
+            restore_handler(signal.SIGTERM, signal.SIG_DFL)
+
+
+def exiting() -> None:
+    """The process has its exit status: from here to its end (threads joined, exit callbacks
+    such as PyTorch's, the interpreter's shutdown: a third of a second and more) a further Ctrl-C
+    or SIGTERM is ignored, so that the process ends as it was ending, with that status, instead
+    of printing a Python traceback from whatever runs then or dying by the signal. (Ignored,
+    not handled: the interpreter's shutdown puts a Python handler back to the system's default
+    before it is done, and a signal then still ended the process.) Only for the ``mlplab``
+    process itself, never for a library caller of :func:`mlplab.cli.main`; a signal handled
+    otherwise (from C, or by someone else's handler) is left alone."""
+    if not _main_thread():
+        return
+    defaults = {signal.SIGINT: (signal.default_int_handler,),
+                signal.SIGTERM: (signal.SIG_DFL, _terminated_at_start)}
+    for sig, replaced in defaults.items():
+        if signal.getsignal(sig) in replaced:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
@@ -185,7 +230,7 @@ def installed() -> Iterator[None]:
     old_term = signal.getsignal(signal.SIGTERM)
     # None: a handler set from C (a program embedding Python), which could not be put back
     set_int = old_int not in (signal.SIG_IGN, None)
-    set_term = old_term is signal.SIG_DFL
+    set_term = old_term is signal.SIG_DFL or old_term is _terminated_at_start
     try:
         if set_int:
             signal.signal(signal.SIGINT, handler)

@@ -432,3 +432,61 @@ def test_python_m_mlplab_exits_with_its_status_after_a_handled_ctrl_c(tmp_path, 
     done = subprocess.run([sys.executable, "-m", "mlplab", "--plugin", str(plugin), "runs",
                            str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, (done.returncode, done.stderr)
+
+
+_TERMINATED_IMPORT = """
+import os, signal, sys
+
+class Kill:  # a SIGTERM as NumPy imports
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            os.kill(os.getpid(), signal.SIGTERM)
+
+sys.meta_path.insert(0, Kill())
+from mlplab._launch import main
+sys.exit(main())
+"""
+
+
+def test_sigterm_as_the_command_lines_modules_import_is_one_line_and_143():
+    """A SIGTERM in the command's first third of a second, before its own handling was
+    installed, ended the process with no word, and its parent saw a death by SIGTERM (-15), not
+    the documented 143."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _TERMINATED_IMPORT, "data", "info", "digits"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr == "mlplab: terminated (SIGTERM)\n"
+
+
+_SIGNAL_AS_IT_ENDS = """
+import atexit, os, signal, sys, time
+
+def late():  # one more signal as the process ends (its exit callbacks run)
+    os.kill(os.getpid(), signal.{sig})
+    time.sleep(0.2)  # (where the signal would be handled)
+
+atexit.register(late)
+from mlplab._launch import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("words, status", [(["--version"], 0),
+                                           (["data", "info", "no-such-data"], 2)])
+def test_a_signal_as_the_process_ends_is_ignored_and_the_commands_status_kept(sig, words,
+                                                                               status):
+    """A second Ctrl-C in the third of a second a command takes to exit (threads joined,
+    PyTorch's exit callbacks, the interpreter's shutdown) printed a traceback from whatever ran
+    then, or ended the process by the signal (-2, -15): it is ignored, the status kept."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_AS_IT_ENDS.replace("{sig}", sig),
+                           *words], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == status, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "KeyboardInterrupt" not in proc.stderr

@@ -416,7 +416,7 @@ def _plugin_error_text(exc: Exception, from_env: bool) -> str:
 def _guarded_main(argv: Sequence[str] | None) -> int:
     try:
         return _main(argv)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # a Ctrl-C before the command's own handling is installed (as the plugins load, the
         # parser is built and its modules import: a second or two) was a Python traceback
         words = sys.argv[1:] if argv is None else list(argv)
@@ -424,6 +424,11 @@ def _guarded_main(argv: Sequence[str] | None) -> int:
 
         if plugins.global_options(words)[1]:  # --debug: the traceback
             raise
+        from mlplab.interrupts import Terminated
+
+        if isinstance(exc, Terminated):  # a SIGTERM as the `mlplab` process starts
+            print("mlplab: terminated (SIGTERM)", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("mlplab: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
 
