@@ -776,3 +776,14 @@ def test_the_training_bar_shows_in_a_terminal_never_in_a_log(where, capsys, monk
         assert "it/s" not in err and "4/4" not in err, err
     else:
         assert "4/4 [" in err, err
+
+
+@pytest.mark.parametrize("text", ["cuda:01", "cuda:\u00b2", "cuda:\u0661", "cuda:-1", "cuda:"])
+def test_a_gpu_index_pytorch_cannot_read_is_a_misspelt_device(text):
+    """str.isdigit took "cuda:01" and "cuda:²", which PyTorch then refused with its own
+    RuntimeError (exit 1) where a misspelt --device is a usage error naming the flag."""
+    from mlplab.torch_mlp.device import parse_device
+
+    with pytest.raises(ValueError, match="device must be cpu, cuda, cuda:N or auto"):
+        parse_device(text)
+    assert parse_device(" CUDA:10 ") == "cuda:10" and parse_device("cuda:0") == "cuda:0"

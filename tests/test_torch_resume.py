@@ -592,7 +592,10 @@ def test_a_run_of_a_gpu_goes_on_without_one_with_device_cpu(uninterrupted, tmp_p
     config = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**config, "device": "cuda"}))
     assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
-    assert "use --device cpu" in capsys.readouterr().err
+    # the recorded device is named as the run's (config.json), not as a --device never given
+    assert capsys.readouterr().err == (
+        f"mlplab torch train: error: the run was trained on cuda ({out / 'config.json'}) and "
+        "PyTorch sees no CUDA GPU here; add --device cpu to resume it on the CPU.\n")
     assert main(["torch", "train", "--resume", str(out), "--device", "foo"]) == 2
     assert "--device must be cpu, cuda, cuda:N or auto" in capsys.readouterr().err
 
@@ -879,3 +882,43 @@ def test_the_resume_command_of_a_folder_with_a_space_is_quoted(tmp_path, monkeyp
     (out / "checkpoint.pt").write_bytes(b"junk")
     assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
     assert f"and {quoted} trains the run again from its start." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("device", "gpu", 'device is "gpu", not cpu, cuda, cuda:N or auto; the file was edited or '
+                      "damaged: put back the value it had, or give --device."),
+    ("threads", 0, "threads is 0, not a positive count; the file was edited or damaged: put back "
+                   "the value it had, or give --threads."),
+])
+def test_a_damaged_recorded_device_or_thread_count_names_the_file(uninterrupted, tmp_path,
+                                                                   monkeypatch, capsys, field,
+                                                                   value, message):
+    """A device or thread count edited in config.json was blamed on a --device or --threads the
+    user never typed ("device must be ...; got 'gpu'")."""
+    out = _stopped_run(tmp_path / "run", monkeypatch, eval_test=True)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, field: value}))
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    assert capsys.readouterr().err == \
+        f"mlplab torch train: error: {out / 'config.json'}: {message}\n"
+
+
+def test_seeding_leaves_the_gpus_random_state_alone(monkeypatch):
+    """build_model and fit seeded with torch.manual_seed, which also reseeds every GPU's
+    generator, outside what their fork puts back: a notebook's own GPU random stream was reset
+    to the seed. They seed the CPU generator alone (and, on a GPU, that GPU inside the fork)."""
+    from mlplab.torch_mlp import build_model, fit
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda s: calls.append(("all", s)))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda s: calls.append(("one", s)))
+    model = build_model(6, [4], 3, seed=123)
+    X, y = torch.randn(20, 6), torch.arange(20) % 3
+    fit(model, X, y, epochs=1, batch_size=10, seed=7, device="cpu", progress=False)
+    assert calls == []
+    # the same weights as before the change: torch.manual_seed's CPU part
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        reference = torch.nn.Linear(6, 4)
+    assert torch.equal(build_model(6, [4], 3, seed=123, init="default").layers[0].weight,
+                       reference.weight)

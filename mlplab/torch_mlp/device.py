@@ -8,6 +8,7 @@ the model and its training: the command line and the report use it before any mo
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import torch
@@ -51,7 +52,8 @@ def parse_device(choice: str) -> str:
     machine has the GPU (:func:`select_device` does that), so that a misspelt device is told
     apart from a missing one: the first is a usage error, the second a fact about the machine."""
     text = str(choice).strip().lower()
-    if text in ("cpu", "cuda", "auto") or (text.startswith("cuda:") and text[5:].isdigit()):
+    # an index as PyTorch reads it: ASCII digits, no leading zero (str.isdigit took "01", "²")
+    if text in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:(0|[1-9][0-9]*)", text):
         return text
     raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {choice!r}.")
 

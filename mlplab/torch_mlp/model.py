@@ -108,7 +108,9 @@ def build_model(input_size: int, hidden_layers: Sequence[int] = HIDDEN, num_clas
     check_positive(std, "init std")
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
-            torch.manual_seed(seed)
+            # the CPU generator alone (the weights are drawn on the CPU): torch.manual_seed
+            # also reseeds every GPU's, which the fork does not put back
+            torch.default_generator.manual_seed(seed)
         model = MultiLayerPerceptron(input_size, hidden_layers, num_classes, dropout=dropout,
                                      batchnorm=batchnorm)
         if init == "exercise":

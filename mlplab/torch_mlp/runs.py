@@ -322,10 +322,29 @@ def _write_first_config(path: Path, config: dict[str, Any], exclusive: bool, wha
 
 
 def _recorded_settings(config: dict[str, Any], device: str | None, threads: int | None,
-                       progress: bool, verbose: bool
+                       progress: bool, verbose: bool, source: Path
                        ) -> tuple[TorchTrainConfig, int, torch.device]:
-    """:func:`_settings` of a resumed run's or study's recorded ``config``, on ``device`` and
-    ``threads`` where given (the two settings a resume may change)."""
+    """:func:`_settings` of a resumed run's or study's recorded ``config`` (read from
+    ``source``), on ``device`` and ``threads`` where given (the two settings a resume may
+    change). A recorded device or thread count that cannot be used here is blamed on the file
+    and the setting that overrides it, not on a flag the user never gave."""
+    if device is None:
+        recorded = config["device"]
+        try:
+            spelt = parse_device(recorded)
+        except ValueError:
+            raise ValueError(f"{source}: device is {json.dumps(recorded)}, not cpu, cuda, "
+                             "cuda:N or auto; the file was edited or damaged: put back the "
+                             f"value it had, or give {setting('--device', 'device')}.") from None
+        if spelt not in ("cpu", "auto") and not torch.cuda.is_available():
+            on_cpu = setting("--device cpu", "device='cpu'")
+            raise ValueError(f"the {'study' if 'layers' in config else 'run'} was trained on "
+                             f"{spelt} ({source}) and PyTorch sees no CUDA GPU here; add "
+                             f"{on_cpu} to resume it on the CPU.")
+    if threads is None and not (is_int(config["threads"]) and config["threads"] > 0):
+        raise ValueError(f"{source}: threads is {json.dumps(config['threads'])}, not a positive "
+                         "count; the file was edited or damaged: put back the value it had, or "
+                         f"give {setting('--threads', 'threads')}.")
     return _settings(
         init_std=config["init_std"], dropout=config["dropout"], batchnorm=config["batchnorm"],
         epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
@@ -393,6 +412,9 @@ def _split_seed(ds: Dataset, data_seed: int | None) -> int | None:
 def _environment(threads: int, device: torch.device) -> dict[str, Any]:
     # the flat keys: PyTorch's side; "environment": mlplab's, as mlplab train records it
     gpu = {"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}
+    if device.type == "cuda" and device.index is None:  # "cuda" is the current GPU: its index,
+        # so that a resume on the same GPU named cuda:0 is not taken for another device
+        device = torch.device("cuda", torch.cuda.current_device())
     # str(): torch.__version__ is a TorchVersion, which a checkpoint's weights_only load refuses
     return {"python": platform.python_version(), "torch": str(torch.__version__),
             "device": str(device), **gpu, "threads": threads, "cpus": os.cpu_count(),
@@ -636,7 +658,8 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
                                 f"another {setting('--out', 'out')}")
             # a folder's images that a later mlplab decodes otherwise
             check_same_decoding(extra, config["dataset"], run_dir, "resuming")
-        cfg, threads_used, dev = _recorded_settings(config, device, threads, progress, verbose)
+        cfg, threads_used, dev = _recorded_settings(config, device, threads, progress, verbose,
+                                                    run_dir / TORCH_CONFIG_FILE)
         ds, pre, X, X_val = _load_again(config, data, data_dir, run_dir, "torch train",
                                         "resume_run", "run")
         # the splits the run started with (config.json's record: a run stopped before its first
@@ -1333,7 +1356,8 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
                                    for d in config["layers"]])
         config_path = folder / DEPTH_CONFIG_FILE
         check_same_decoding(config, config["dataset"], folder, "resuming")
-        cfg, threads_used, dev = _recorded_settings(config, device, threads, progress, verbose)
+        cfg, threads_used, dev = _recorded_settings(config, device, threads, progress, verbose,
+                                                    config_path)
         ds, pre, X, X_val = _load_again(config, data, data_dir, folder, "torch depth",
                                         "resume_depth_run", "study")
         # as a run's: before the first checkpoint too (a study stopped in its first epoch)

@@ -211,8 +211,12 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
     with torch.random.fork_rng(devices=fork):
         if resume is not None:  # the dropout masks go on where they stopped
             _set_rng_states(resume, device)
-        elif cfg.seed is not None:  # dropout masks
-            torch.manual_seed(cfg.seed)
+        elif cfg.seed is not None:  # dropout masks: the generators this run uses (and the fork
+            # puts back), not torch.manual_seed's every GPU
+            torch.default_generator.manual_seed(cfg.seed)
+            if device.type == "cuda":
+                with torch.cuda.device(fork[0]):
+                    torch.cuda.manual_seed(cfg.seed)
         stop = interrupts.StopRequest()  # the first Ctrl-C: stop after the current batch
         try:
             with interrupts.stop_after_step(stop):
