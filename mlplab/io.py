@@ -192,19 +192,38 @@ def why_no_folder(path: str | os.PathLike, exc: OSError) -> str:
 def check_out_folder(out: str | os.PathLike, folder: str | os.PathLike | None = None,
                      error: type[Exception] = ValueError, name: str | None = None) -> None:
     """Refuse (with ``error``) an output ``out`` whose folder (``out`` itself, or ``folder`` for
-    an output file's) is a file or lies under one, before anything is loaded or made. One
-    message for every command with ``--out`` (``out`` from Python; ``name``: another option's
-    name, such as ``--plot``)."""
+    an output file's) is a file or lies under one, or cannot be written (it, or the nearest
+    folder above it that exists, from which it would be made), before anything is loaded or
+    made. One message for every command with ``--out`` (``out`` from Python; ``name``: another
+    option's name, such as ``--plot``)."""
     from mlplab._validation import setting
 
     start = Path(out if folder is None else folder)
     blocker = next((p for p in (start, *start.parents) if p.exists()), None)
-    if blocker is None or blocker.is_dir():
+    if blocker is None:
         return
     name = name or setting("--out", "out")
+    if blocker.is_dir():
+        # found now, not after the data has loaded and the preprocessing has been fitted
+        if not os.access(blocker, os.W_OK | os.X_OK):
+            raise error(f"cannot write to {name} {out}: {blocker} is not writable "
+                        f"({why_not_writable(blocker)}); choose another {name}.")
+        return
     what = f"{name} {out} is a file" if blocker == Path(out) else \
         f"{name} {out}: {blocker} is a file"
     raise error(f"{what}, not a folder; choose another {name}.")
+
+
+def why_not_writable(folder: str | os.PathLike) -> str:
+    """Why ``os.access`` refused to let us write in ``folder``: a read-only file system (a
+    read-only mount, a container's image) or the folder's permissions. The first was told as
+    "permission denied", which sent the user to chmod a folder no chmod can open."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except (OSError, AttributeError):  # no statvfs (Windows): permissions are the likely cause
+        pass
+    return "permission denied"
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -1272,3 +1272,35 @@ def test_a_presets_missing_dataset_names_the_preset(tmp_path, monkeypatch, capsy
     assert main(["train", "--preset", "twolayer-fast", "--dataset", "cifar10", "--quiet"]) == 1
     assert "--preset twolayer-fast trains on" not in capsys.readouterr().err  # chosen, not implied
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_out_folder_it_may_not_write_to_is_refused_before_the_data(run_dir, tmp_path, capsys,
+                                                                      monkeypatch):
+    """``mlplab train --out`` under a read-only folder loaded the data (and, with ``--like``,
+    announced "training ...") before it failed to make the folder; ``torch train`` said so
+    first. (Simulated where the tests run as root, whom permissions do not stop.)"""
+    import mlplab.cli.train
+
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    parent.chmod(0o555)
+    if os.access(parent, os.W_OK):
+        access = os.access
+        monkeypatch.setattr(os, "access",
+                            lambda p, mode, **kw: os.path.abspath(p) != str(parent)
+                            and access(p, mode, **kw))
+    loads = []
+    real_load = mlplab.cli.train.load_dataset_from_args
+    monkeypatch.setattr(mlplab.cli.train, "load_dataset_from_args",
+                        lambda args: loads.append(1) or real_load(args))
+    try:
+        for argv in (["train", *TINY, "--out", str(parent / "run")],
+                     ["train", "--like", str(run_dir), "--out", str(parent / "run")]):
+            assert main(argv) == 1
+            err = capsys.readouterr().err
+            assert err.strip().splitlines() == [
+                f"mlplab train: error: cannot write to --out {parent / 'run'}: {parent} is not "
+                "writable (permission denied); choose another --out."], err
+    finally:
+        parent.chmod(0o755)
+    assert loads == [] and list(parent.iterdir()) == []

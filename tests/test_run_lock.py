@@ -310,3 +310,133 @@ def test_a_lock_file_it_may_only_read_still_locks(tmp_path, monkeypatch):
                 run_lock(tmp_path):
             pass
     assert training_process(tmp_path) is None and not (tmp_path / LOCK_FILE).exists()
+
+
+def test_a_read_only_folder_without_a_lock_file_says_permission_denied(tmp_path, monkeypatch):
+    """In a read-only folder the lock file cannot be made, and the read-only open tried next
+    (for another user's leftover file) finds none: the refusal said "No such file or
+    directory", the second open's error, not why the folder was refused. (Simulated as the
+    system answers: the tests may run as root.)"""
+    from mlplab.runs import lock
+
+    real_open = os.open
+
+    def read_only_folder(path, flags, *args):
+        if str(path).endswith(LOCK_FILE):
+            if flags & os.O_CREAT:
+                raise PermissionError(13, "Permission denied", str(path))
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(lock.os, "open", read_only_folder)
+    with pytest.raises(ValueError, match=f"cannot write in the run folder {tmp_path} "
+                                         r"\(Permission denied\); a run is trained only"):
+        with run_lock(tmp_path):
+            pass
+
+
+def test_a_read_only_folder_with_a_leftover_lock_file_is_refused_before_training(
+        tmp_path, digits, monkeypatch):
+    """A killed run's .lock in a folder that is read-only now opens read-only and locks, so the
+    resume was let in, trained its epochs and failed on its first checkpoint's temporary file.
+    It is refused before it loads or trains anything."""
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "run"
+    stopped = train_run(TINY, epochs=3, out=out, data=digits, plots=False, callbacks=[CtrlC()])
+    assert stopped.interrupted
+    (out / LOCK_FILE).write_text("")  # left by a killed process
+    before = sorted(p.name for p in out.iterdir())
+    real_open, access = os.open, os.access
+
+    def read_only(path, flags, *args):  # as the system answers in a read-only folder
+        if str(path).endswith(LOCK_FILE) and flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    monkeypatch.setattr(os, "access",
+                        lambda p, mode, **kw: os.path.abspath(p) != str(out)
+                        and access(p, mode, **kw))
+    loads = []
+    with pytest.raises(ValueError, match=f"cannot write in the run folder {out} "
+                                         r"\(permission denied\); a run is trained only"):
+        resume_run(out, data=lambda: loads.append(1) or digits, plots=False)
+    assert loads == [] and sorted(p.name for p in out.iterdir()) == before
+
+
+def test_a_new_run_holds_its_folder_while_its_data_loads(tmp_path, digits):
+    """The lock was taken only once the data had loaded and the preprocessing was fitted:
+    meanwhile the folder stood empty, and --resume said nothing was saved, evaluate that there
+    was no model, and a second run into it went ahead until one of them failed."""
+    out = tmp_path / "run"
+    seen = {}
+
+    def load():
+        seen["holder"] = training_process(out)
+        with pytest.raises(RunInUseError) as refused:
+            resume_run(out)
+        seen["refused"] = str(refused.value)
+        with pytest.raises(ValueError) as taken:
+            train_run(TINY, epochs=1, out=out, data=digits, plots=False)
+        seen["taken"] = str(taken.value)
+        with pytest.raises(FileNotFoundError) as no_model:
+            load_run(out)
+        seen["no model"] = str(no_model.value)
+        return digits
+
+    result = train_run(TINY, epochs=1, out=out, data=load, plots=False)
+    assert result.metrics["status"] == "completed"
+    assert seen["holder"].startswith(f"process {os.getpid()} on ")
+    assert seen["refused"].startswith(f"{out} is being trained by another process")
+    assert seen["taken"].startswith(f"{out} is being trained by another process") and \
+        "choose another out" in seen["taken"]
+    assert "it is still being trained" in seen["no model"]
+
+
+def test_a_new_run_whose_data_fails_leaves_no_folder(tmp_path):
+    """The folder is made before the data loads (its lock is held meanwhile): a data error or
+    a Ctrl-C then removes it again, and a folder the user made is kept, empty."""
+    from mlplab.data import DatasetError
+
+    def bad():
+        raise DatasetError("no such data")
+
+    def stop():
+        raise KeyboardInterrupt
+
+    for failing, error in ((bad, DatasetError), (stop, KeyboardInterrupt)):
+        with pytest.raises(error):
+            train_run(TINY, epochs=1, out=tmp_path / "new" / "run", data=failing, plots=False)
+        assert not (tmp_path / "new" / "run").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(DatasetError):
+        train_run(TINY, epochs=1, out=mine, data=bad, plots=False)
+    assert mine.is_dir() and list(mine.iterdir()) == []
+
+
+def test_a_run_ending_while_it_is_listed_is_not_called_unfinished(tmp_path, digits,
+                                                                    monkeypatch):
+    """``mlplab runs`` read metrics.json, then tested the lock: a run that wrote its metrics
+    and ended in between was listed "unfinished" (read before it was written, tested after the
+    lock had gone)."""
+    from mlplab.runs import listing
+
+    out = tmp_path / "run"
+    train_run(TINY, epochs=1, out=out, data=digits, plots=False)
+    metrics = (out / "metrics.json").read_bytes()
+    (out / "metrics.json").unlink()  # as while the run trained
+    holder = _hold_lock(out)
+    real = listing.training_process
+
+    def run_ends_now(run):
+        (out / "metrics.json").write_bytes(metrics)
+        holder.kill()
+        holder.wait()
+        return real(run)
+
+    monkeypatch.setattr(listing, "training_process", run_ends_now)
+    assert summarize_run(out)["status"] == "completed"

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -1760,6 +1761,17 @@ def test_evaluating_an_interrupted_run_says_whose_model_it_is(tmp_path, digits):
                                          "saved, so its checkpoint has gone further than this "
                                          "model"):
         evaluate_run(run, data=digits)
+    # resumed by another process now: --resume would be refused, so it is not advised
+    from mlplab.runs.lock import run_lock
+
+    with run_lock(run), pytest.warns(UserWarning) as said:
+        evaluate_run(run, data=digits)
+    assert len(said) == 1 and str(said[0].message).startswith(
+        f"{run} is being trained again by another process (process {os.getpid()} on "
+        f"{socket.gethostname()}, since ")
+    assert str(said[0].message).endswith(
+        ": its model is the one saved when it stopped after 2 epochs; evaluate it again once "
+        "training ends (mlplab runs shows how far it has got).")
     resume_run(run, data=digits, plots=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # finished: nothing to say

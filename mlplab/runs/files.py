@@ -22,7 +22,7 @@ from mlplab import io
 from mlplab._text import no_such_folder, path_word, shell_command
 from mlplab._validation import setting
 from mlplab.io import RUNS_ROOT
-from mlplab.runs.lock import LOCK_FILE, refuse_if_training
+from mlplab.runs.lock import LOCK_FILE, in_use_error, refuse_if_training, training_process
 from mlplab.trainer import History, train_acc_label
 
 if TYPE_CHECKING:
@@ -134,6 +134,9 @@ def refuse_if_nothing_saved(folder: Path, marker: str, what: str, start: str,
         if any(p.name != LOCK_FILE and not (p.is_file() and any(
                 p.name.startswith(f".{name}.") for name in names)) for p in folder.iterdir()):
             return  # something else: the caller says what the folder is
+        holder = training_process(folder)
+        if holder is not None:  # not stopped: a new one, still loading its data
+            raise in_use_error(folder, holder, noun=what)
         why = f"nothing was saved in it (stopped as it began, before it wrote {marker})"
     elif folder.exists() or folder.is_symlink():
         return  # a file, a dangling link: the caller's own message

@@ -250,6 +250,12 @@ def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None
         return
     epochs = metrics.get("epochs")
     at = f" after {counted(int(epochs), 'epoch')}" if is_int(epochs) else ""
+    holder = training_process(run_dir)
+    if holder is not None:  # resumed now: "--resume finishes it" would be refused
+        warnings.warn(f"{run_dir} is being trained again by another process ({holder}): its "
+                      f"model is the one saved when it stopped{at}; evaluate it again once "
+                      "training ends (mlplab runs shows how far it has got).", stacklevel=3)
+        return
     checkpoint = checkpoint_of(run_dir)
     resume = _resume_setting(run_dir, torch=checkpoint.name == TORCH_CHECKPOINT_FILE)
     # (as mlplab runs tells such a run: its checkpoint newer than what it saved on stopping)

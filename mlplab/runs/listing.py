@@ -151,6 +151,9 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
     run = Path(folder)
     record: dict[str, Any] = dict.fromkeys(FIELDS)
     record["run"] = str(run)
+    # tested before metrics.json is read: a run that ends in between is then "training" for a
+    # moment, not "unfinished" (read before it was written, tested after the lock was gone)
+    holder = training_process(run)
     try:
         config = io.read_json(run / CONFIG_FILE)
         metrics = io.read_json(run / METRICS_FILE) if (run / METRICS_FILE).is_file() else {}
@@ -164,7 +167,6 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         record.update(status="unreadable", problem=problem)
         return record
     train_size = metrics.get("train_size")  # (a resumed run's too: its splits are the same)
-    holder = training_process(run)
     if holder is not None:  # a stopped run resumed: its metrics.json is the stop's, not now's
         metrics = {}
     elif metrics.get("status") == "interrupted" and \

@@ -96,6 +96,15 @@ def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained") -
         if not _regular(fd):
             os.close(fd)
             raise _not_a_lock_file(path)
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            # a read-only folder that holds a lock file (a killed run's, opened read-only): the
+            # run was let in, trained, and failed at its first checkpoint
+            os.close(fd)
+            from mlplab.io import why_not_writable
+
+            raise ValueError(f"cannot write in the run folder {path.parent} "
+                             f"({why_not_writable(path.parent)}); a run is trained only in a "
+                             "folder it may write to.")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -105,11 +114,7 @@ def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained") -
                 time.sleep(0.05)
                 continue
             # a new run lost the folder to another that started there at the same moment
-            what_now = (f"choose another {setting('--out', 'out')}" if new else
-                        "wait for it to end, or stop it (Ctrl-C saves a checkpoint) and resume "
-                        f"the {noun} then")
-            raise RunInUseError(f"{path.parent} is being {doing} by another process"
-                                f"{f' ({holder})' if holder else ''}; {what_now}.") from None
+            raise in_use_error(path.parent, holder, new, noun, doing) from None
         except OSError:  # no flock on this file system
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -130,6 +135,17 @@ def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained") -
         os.close(fd)  # the holder removed this file as we locked it: lock the current one
 
 
+def in_use_error(folder: str | os.PathLike, holder: str, new: bool = False, noun: str = "run",
+                 doing: str = "trained") -> RunInUseError:
+    """The refusal of ``folder`` to a process while ``holder`` (its line, or "") holds its lock,
+    as :func:`run_lock` says it (the arguments as there)."""
+    what_now = (f"choose another {setting('--out', 'out')}" if new else
+                "wait for it to end, or stop it (Ctrl-C saves a checkpoint) and resume "
+                f"the {noun} then")
+    return RunInUseError(f"{folder} is being {doing} by another process"
+                         f"{f' ({holder})' if holder else ''}; {what_now}.")
+
+
 def _open_lock(path: Path) -> int:
     """The lock file, created (with the user's umask, so that a group-writable folder's
     members can all lock it) or opened read-write; one left by another user's killed run that
@@ -137,8 +153,11 @@ def _open_lock(path: Path) -> int:
     holder's line for messages is not written)."""
     try:
         return os.open(path, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o666)
-    except PermissionError:
-        return os.open(path, os.O_RDONLY | _NO_FOLLOW)
+    except PermissionError as denied:
+        try:
+            return os.open(path, os.O_RDONLY | _NO_FOLLOW)
+        except FileNotFoundError:  # a read-only folder without one: say why it was not made
+            raise denied from None
 
 
 def _regular(fd: int) -> bool:

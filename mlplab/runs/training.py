@@ -180,30 +180,15 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     cfg = absolute_config_paths(cfg)
     if out is not None:  # before the data, which may take long to load (or download)
         check_new_run_dir(out)
-    ds, owned = _take_dataset(cfg, data)
-    check_run_data(cfg, ds)  # before anything is written
-    if not owned:
-        # a dataset loaded by the caller may be another than the config names (train_run(data=
-        # load_dataset("fashion-mnist")) recorded the default, digits) and split otherwise (a
-        # preset's val_size 0, a default), with another split seed or image size: record the
-        # data and split it has, which evaluate_run, resume_run and train_run(**config) load again
-        lent = absolute_config_paths(replace(cfg, dataset=ds.name, val_size=len(ds.y_val),
-                                             test_size=len(ds.y_test), **loaded_with(ds)))
-        _refuse_loading_options(options, cfg, lent, ds)
-        cfg = lent
-    elif cfg.data_seed is None and (drawn := loaded_with(ds).get("data_seed")) is not None:
-        # a random split (data_seed None): record the seed load_dataset drew, with which
-        # evaluate_run and resume_run split the data alike (they drew another split, and refused
-        # the run's own data as changed)
-        cfg = replace(cfg, data_seed=drawn)
     made = out is not None and not Path(out).exists()  # a folder of the user's is never removed
     out_dir = new_run_dir(out) if out is not None else None
-    pre, model, X_train = _fresh(cfg, ds)
-    if owned:
-        ds = _without_raw_train(ds)
     fit_failed = False  # (not the lock's refusal, or a run that another process has started)
     try:
+        # held from the start, while the data loads and the preprocessing is fitted: a second
+        # run into the same folder is refused at once, and --resume and evaluate say the run
+        # is being trained, where they found an empty folder ("nothing was saved")
         with run_lock(out_dir, new=True) if out_dir is not None else contextlib.nullcontext():
+            cfg, ds, pre, model, X_train = _prepare(cfg, data, options)
             if out_dir is not None:
                 # a killed first attempt's half-written config.json (the folder held no run, so
                 # this command was right to start it again): it stayed in the finished run
@@ -227,8 +212,15 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
                 if out_dir is not None and _saved_nothing(out_dir):
                     (out_dir / CONFIG_FILE).unlink(missing_ok=True)
                 raise
-    except Exception as exc:
-        if out_dir is None or not fit_failed:
+    except BaseException as exc:
+        if out_dir is None:
+            raise
+        if not fit_failed:
+            # a bad dataset, a Ctrl-C while it loaded, the lock refused: the folder made for
+            # the run is removed again, if it is still empty (another run's is never touched)
+            if made:
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()
             raise
         if _saved_nothing(out_dir):  # (the folder held none before this run)
             if made:
@@ -240,6 +232,32 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         raise TrainingDivergedError(f"{exc} {out_dir} keeps the checkpoint of its last good "
                                     "epoch; start the new run with another "
                                     f"{setting('--out', 'out')}.") from None
+
+
+def _prepare(cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,
+             options: Mapping[str, Any]) -> tuple[RunConfig, Dataset, Any, MLP, np.ndarray]:
+    """A new run's data and starting point: its config as recorded (the data it was given),
+    its dataset, fitted preprocessing, freshly initialised model and training features."""
+    ds, owned = _take_dataset(cfg, data)
+    check_run_data(cfg, ds)  # before anything is written
+    if not owned:
+        # a dataset loaded by the caller may be another than the config names (train_run(data=
+        # load_dataset("fashion-mnist")) recorded the default, digits) and split otherwise (a
+        # preset's val_size 0, a default), with another split seed or image size: record the
+        # data and split it has, which evaluate_run, resume_run and train_run(**config) load again
+        lent = absolute_config_paths(replace(cfg, dataset=ds.name, val_size=len(ds.y_val),
+                                             test_size=len(ds.y_test), **loaded_with(ds)))
+        _refuse_loading_options(options, cfg, lent, ds)
+        cfg = lent
+    elif cfg.data_seed is None and (drawn := loaded_with(ds).get("data_seed")) is not None:
+        # a random split (data_seed None): record the seed load_dataset drew, with which
+        # evaluate_run and resume_run split the data alike (they drew another split, and refused
+        # the run's own data as changed)
+        cfg = replace(cfg, data_seed=drawn)
+    pre, model, X_train = _fresh(cfg, ds)
+    if owned:
+        ds = _without_raw_train(ds)
+    return cfg, ds, pre, model, X_train
 
 
 def _saved_nothing(run_dir: Path) -> bool:

@@ -240,14 +240,6 @@ def _check_out(path: Path, marker: str) -> None:
                                  f"with {_resume_command(path, 'run')}, or choose another "
                                  f"{out}.")
             raise ValueError(f"{path} already holds results ({marker}); choose another {out}.")
-        existing = path
-    else:
-        existing = path.parent  # the nearest folder above that exists, created from there
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write to {out} {path}: {existing} is not writable "
-                         f"({_why_not_writable(existing)}); choose another {out}.")
 
 
 def _clear_diverged_study(path: Path) -> None:
@@ -262,18 +254,6 @@ def _clear_diverged_study(path: Path) -> None:
                 file.unlink()
         with contextlib.suppress(OSError):  # a file of the user's own is left where it is
             networks.rmdir()
-
-
-def _why_not_writable(folder: Path) -> str:
-    """Why ``os.access`` refused to let us write in ``folder``: a read-only file system (a
-    read-only mount, a container's image) or the folder's permissions. The first was told as
-    "permission denied", which sent the user to chmod a folder no chmod can open."""
-    try:
-        if os.statvfs(folder).f_flag & os.ST_RDONLY:
-            return "read-only file system"
-    except (OSError, AttributeError):  # no statvfs (Windows): permissions are the likely cause
-        pass
-    return "permission denied"
 
 
 def _new_dir(path: Path, marker: str) -> Path:
