@@ -190,12 +190,13 @@ def why_no_folder(path: str | os.PathLike, exc: OSError) -> str:
 
 
 def check_out_folder(out: str | os.PathLike, folder: str | os.PathLike | None = None,
-                     error: type[Exception] = ValueError, name: str | None = None) -> None:
+                     error: type[Exception] = ValueError, name: str | None = None,
+                     writable: bool = True) -> None:
     """Refuse (with ``error``) an output ``out`` whose folder (``out`` itself, or ``folder`` for
     an output file's) is a file or lies under one, or cannot be written (it, or the nearest
     folder above it that exists, from which it would be made), before anything is loaded or
     made. One message for every command with ``--out`` (``out`` from Python; ``name``: another
-    option's name, such as ``--plot``)."""
+    option's name, such as ``--plot``; ``writable=False``: a folder the command only names)."""
     from mlplab._validation import setting
 
     start = Path(out if folder is None else folder)
@@ -205,7 +206,7 @@ def check_out_folder(out: str | os.PathLike, folder: str | os.PathLike | None = 
     name = name or setting("--out", "out")
     if blocker.is_dir():
         # found now, not after the data has loaded and the preprocessing has been fitted
-        if not os.access(blocker, os.W_OK | os.X_OK):
+        if writable and not os.access(blocker, os.W_OK | os.X_OK):
             raise error(f"cannot write to {name} {out}: {blocker} is not writable "
                         f"({why_not_writable(blocker)}); choose another {name}.")
         return

@@ -390,10 +390,17 @@ def test_a_new_run_holds_its_folder_while_its_data_loads(tmp_path, digits):
     result = train_run(TINY, epochs=1, out=out, data=load, plots=False)
     assert result.metrics["status"] == "completed"
     assert seen["holder"].startswith(f"process {os.getpid()} on ")
-    assert seen["refused"].startswith(f"{out} is being trained by another process")
+    # (not "stop it and resume it then": stopped now, it would have nothing to resume)
+    assert seen["refused"] == f"{out} holds a new run that another process is starting " \
+                              f"({seen['holder']}) and has not saved yet; wait for it to end " \
+                              "(it saves a checkpoint after each epoch, from which a stopped run " \
+                              "resumes)."
     assert seen["taken"].startswith(f"{out} is being trained by another process") and \
         "choose another out" in seen["taken"]
-    assert "it is still being trained" in seen["no model"]
+    # (not "mlplab runs shows how far it has got": it lists no run there yet)
+    assert seen["no model"] == f"{out} has no model.npz; another process is starting a run " \
+                               f"in it ({seen['holder']}), still loading its data; it has one " \
+                               "once training ends."
 
 
 def test_a_new_run_whose_data_fails_leaves_no_folder(tmp_path):
@@ -410,7 +417,11 @@ def test_a_new_run_whose_data_fails_leaves_no_folder(tmp_path):
     for failing, error in ((bad, DatasetError), (stop, KeyboardInterrupt)):
         with pytest.raises(error):
             train_run(TINY, epochs=1, out=tmp_path / "new" / "run", data=failing, plots=False)
-        assert not (tmp_path / "new" / "run").exists()
+        assert not (tmp_path / "new").exists()  # nor the folder made above it
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays, even empty
+    with pytest.raises(DatasetError):
+        train_run(TINY, epochs=1, out=tmp_path / "kept" / "a" / "run", data=bad, plots=False)
+    assert (tmp_path / "kept").is_dir() and list((tmp_path / "kept").iterdir()) == []
     mine = tmp_path / "mine"
     mine.mkdir()
     with pytest.raises(DatasetError):

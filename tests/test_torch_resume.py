@@ -581,6 +581,22 @@ def test_ctrl_c_in_the_first_epoch_does_not_claim_a_checkpoint(tmp_path, monkeyp
     assert "from the start" in capsys.readouterr().err
 
 
+def test_a_run_of_a_gpu_this_machine_lacks_names_its_config(tmp_path, monkeypatch, capsys):
+    """A run trained on cuda:3 resumed on a machine with one GPU: the error blamed "--device
+    cuda:3", a flag the user never gave, where it is the run's config.json that names it.
+    (Simulated: PyTorch is told it sees one GPU; the error comes before any is used.)"""
+    out = _stopped_run(tmp_path / "run", monkeypatch, eval_test=True)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "device": "cuda:3"}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    assert capsys.readouterr().err == (
+        f"mlplab torch train: error: the run was trained on cuda:3 ({out / 'config.json'}) and "
+        "PyTorch sees 1 GPU here (cuda:0 .. cuda:0); add --device cuda (or another cuda:N) to "
+        "resume it on one of them.\n")
+
+
 def test_a_run_of_a_gpu_goes_on_without_one_with_device_cpu(uninterrupted, tmp_path,
                                                             monkeypatch, capsys):
     """A run configured for --device cuda, resumed on a machine without a GPU: the error says

@@ -1607,6 +1607,24 @@ def test_a_search_only_worker_on_a_shared_storage_makes_no_output_folder(digits,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.db"]
 
 
+def test_a_search_only_worker_may_run_where_it_cannot_write(digits, tmp_path, monkeypatch):
+    """Nor does such a worker need to write where its output folder would be (a worker started
+    in a read-only working folder, runs/ under it): it was refused as "not writable", while a
+    search that writes its outputs there still is. (Simulated: the tests may run as root.)"""
+    here = tmp_path / "read-only"
+    here.mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: os.path.abspath(p) != str(here)
+                        and access(p, mode, **kw))
+    result = tune(digits, trials=1, search_space=TINY, storage=tmp_path / "shared.db",
+                  out=here / "s", study_name="s", progress=False, search_only=True)
+    assert result.n_complete == 1 and list(here.iterdir()) == []
+    with pytest.raises(ValueError, match=f"cannot write to out {here / 's'}: {here} is not "
+                                         r"writable \(permission denied\)"):
+        tune(digits, trials=1, search_space=TINY, out=here / "s", study_name="s",
+             progress=False, search_only=True)
+
+
 @pytest.mark.parametrize("storage", ["studies/s.db", "sqlite:///studies/s.db"])
 def test_a_sqlite_storage_in_a_new_folder(digits, tmp_path, monkeypatch, storage):
     """A journal file's folder is created, as the default study.db's; a SQLite file's was not,

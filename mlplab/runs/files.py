@@ -22,7 +22,7 @@ from mlplab import io
 from mlplab._text import no_such_folder, path_word, shell_command
 from mlplab._validation import setting
 from mlplab.io import RUNS_ROOT
-from mlplab.runs.lock import LOCK_FILE, in_use_error, refuse_if_training, training_process
+from mlplab.runs.lock import LOCK_FILE, RunInUseError, refuse_if_training, training_process
 from mlplab.trainer import History, train_acc_label
 
 if TYPE_CHECKING:
@@ -136,7 +136,10 @@ def refuse_if_nothing_saved(folder: Path, marker: str, what: str, start: str,
             return  # something else: the caller says what the folder is
         holder = training_process(folder)
         if holder is not None:  # not stopped: a new one, still loading its data
-            raise in_use_error(folder, holder, noun=what)
+            raise RunInUseError(f"{folder} holds a new {what} that another process is starting "
+                                f"({holder}) and has not saved yet; wait for it to end (it "
+                                "saves a checkpoint after each epoch, from which a stopped "
+                                f"{what} resumes).")
         why = f"nothing was saved in it (stopped as it began, before it wrote {marker})"
     elif folder.exists() or folder.is_symlink():
         return  # a file, a dangling link: the caller's own message
@@ -151,6 +154,31 @@ def refuse_if_nothing_saved(folder: Path, marker: str, what: str, start: str,
 def resume_command(run_dir: str | os.PathLike) -> str:
     """The command that continues the run in ``run_dir``, quoted for this platform's shell."""
     return shell_command(["mlplab", "train", "--resume", path_word(run_dir)])
+
+
+def first_missing_folder(path: str | os.PathLike) -> Path | None:
+    """The topmost folder that making ``path`` (with its parents) creates; None if it exists."""
+    top = None
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        top = folder
+    return top
+
+
+def remove_made_folders(path: str | os.PathLike, top: Path | None) -> None:
+    """Remove ``path`` and the folders above it up to ``top`` (:func:`first_missing_folder`,
+    before they were made), each only while empty: a run that failed before it saved anything
+    leaves none of the folders made for it (``--out runs/x`` left an empty ``runs/``)."""
+    if top is None:
+        return
+    for folder in (Path(path), *Path(path).parents):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another run's, a file put there), or gone
+            return
+        if folder == top:
+            return
 
 
 def new_run_dir(out: str | os.PathLike) -> Path:

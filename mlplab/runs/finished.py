@@ -45,6 +45,9 @@ def _no_model_hint(run_dir: Path) -> str:
     """What to do with a folder that has no model file."""
     holder = training_process(run_dir)
     if holder is not None:  # resuming it would be refused: wait
+        if not (run_dir / CONFIG_FILE).is_file():  # (mlplab runs does not list it yet)
+            return (f"another process is starting a run in it ({holder}), still loading its "
+                    "data; it has one once training ends")
         return (f"it is still being trained ({holder}); it has one once training ends "
                 "(mlplab runs shows how far it has got)")
     if (run_dir / CHECKPOINT_FILE).is_file():

@@ -114,7 +114,11 @@ def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained") -
                 time.sleep(0.05)
                 continue
             # a new run lost the folder to another that started there at the same moment
-            raise in_use_error(path.parent, holder, new, noun, doing) from None
+            what_now = (f"choose another {setting('--out', 'out')}" if new else
+                        "wait for it to end, or stop it (Ctrl-C saves a checkpoint) and resume "
+                        f"the {noun} then")
+            raise RunInUseError(f"{path.parent} is being {doing} by another process"
+                                f"{f' ({holder})' if holder else ''}; {what_now}.") from None
         except OSError:  # no flock on this file system
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -133,17 +137,6 @@ def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained") -
         if same:
             return fd
         os.close(fd)  # the holder removed this file as we locked it: lock the current one
-
-
-def in_use_error(folder: str | os.PathLike, holder: str, new: bool = False, noun: str = "run",
-                 doing: str = "trained") -> RunInUseError:
-    """The refusal of ``folder`` to a process while ``holder`` (its line, or "") holds its lock,
-    as :func:`run_lock` says it (the arguments as there)."""
-    what_now = (f"choose another {setting('--out', 'out')}" if new else
-                "wait for it to end, or stop it (Ctrl-C saves a checkpoint) and resume "
-                f"the {noun} then")
-    return RunInUseError(f"{folder} is being {doing} by another process"
-                         f"{f' ({holder})' if holder else ''}; {what_now}.")
 
 
 def _open_lock(path: Path) -> int:

@@ -49,12 +49,14 @@ from mlplab.runs.files import (
     METRICS_FILE,
     MODEL_FILE,
     check_new_run_dir,
+    first_missing_folder,
     inner_run_folder,
     new_run_dir,
     not_a_folder,
     read_metrics,
     refuse_if_nothing_saved,
     remove_figures,
+    remove_made_folders,
     remove_partial_writes,
     resume_command,
     write_history,
@@ -180,7 +182,8 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     cfg = absolute_config_paths(cfg)
     if out is not None:  # before the data, which may take long to load (or download)
         check_new_run_dir(out)
-    made = out is not None and not Path(out).exists()  # a folder of the user's is never removed
+    # the folders this call makes, removed again if it fails before saving (never the user's)
+    made = first_missing_folder(out) if out is not None else None
     out_dir = new_run_dir(out) if out is not None else None
     fit_failed = False  # (not the lock's refusal, or a run that another process has started)
     try:
@@ -218,14 +221,10 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         if not fit_failed:
             # a bad dataset, a Ctrl-C while it loaded, the lock refused: the folder made for
             # the run is removed again, if it is still empty (another run's is never touched)
-            if made:
-                with contextlib.suppress(OSError):
-                    out_dir.rmdir()
+            remove_made_folders(out_dir, made)
             raise
         if _saved_nothing(out_dir):  # (the folder held none before this run)
-            if made:
-                with contextlib.suppress(OSError):
-                    out_dir.rmdir()  # only if nothing else was put there meanwhile
+            remove_made_folders(out_dir, made)  # only if nothing else was put there meanwhile
             raise
         if not isinstance(exc, TrainingDivergedError):
             raise

@@ -321,6 +321,14 @@ def _recorded_settings(config: dict[str, Any], device: str | None, threads: int 
             raise ValueError(f"the {'study' if 'layers' in config else 'run'} was trained on "
                              f"{spelt} ({source}) and PyTorch sees no CUDA GPU here; add "
                              f"{on_cpu} to resume it on the CPU.")
+        if spelt.startswith("cuda:") and int(spelt[5:]) >= torch.cuda.device_count():
+            # (a run from a machine with more GPUs): not "--device cuda:3: no such GPU"
+            count = torch.cuda.device_count()
+            other = setting("--device cuda", "device='cuda'")
+            raise ValueError(f"the {'study' if 'layers' in config else 'run'} was trained on "
+                             f"{spelt} ({source}) and PyTorch sees {count} GPU"
+                             f"{'s' if count != 1 else ''} here (cuda:0 .. cuda:{count - 1}); "
+                             f"add {other} (or another cuda:N) to resume it on one of them.")
     if threads is None and not (is_int(config["threads"]) and config["threads"] > 0):
         raise ValueError(f"{source}: threads is {json.dumps(config['threads'])}, not a positive "
                          "count; the file was edited or damaged: put back the value it had, or "

@@ -207,7 +207,9 @@ def fit(model: MultiLayerPerceptron, X: np.ndarray, y: np.ndarray,
                                             cfg.epochs, len(loader))
     total = cfg.epochs * len(loader)
     bar = training_bar(total, cfg.progress, initial=min(iteration, total))
-    fork = [device.index or 0] if device.type == "cuda" else []
+    # "cuda" is the current GPU, not always GPU 0 (torch.cuda.set_device): the one to seed
+    fork = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork):
         if resume is not None:  # the dropout masks go on where they stopped
             _set_rng_states(resume, device)

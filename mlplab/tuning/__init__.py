@@ -272,7 +272,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     registered = registrations(space) if workers > 1 else None
     source = as_source(dataset, preprocess, train_size, **dataset_kwargs)
     study_name = study_name or default_study_name(source)
-    out_dir = _output_dir(out, study_name)
+    # a search-only worker whose study lives elsewhere writes nothing in it: it may be read-only
+    out_dir = _output_dir(out, study_name, writes=storage is None or not search_only)
     if not search_only:  # (which writes no outputs)
         _refuse_another_studys_outputs(out_dir, study_name, storage is None)
     if not search_only or storage is None:
@@ -440,12 +441,13 @@ def _import_what_the_end_needs() -> None:
     import mlplab.runs  # noqa: F401
 
 
-def _output_dir(out: str | os.PathLike | None, study_name: str) -> Path:
-    """``out`` (default ``runs/<study name>``), refused if it is or lies under a file."""
+def _output_dir(out: str | os.PathLike | None, study_name: str, writes: bool = True) -> Path:
+    """``out`` (default ``runs/<study name>``), refused if it is or lies under a file, or if
+    it cannot be written and the search ``writes`` there."""
     from mlplab.io import RUNS_ROOT, check_out_folder
 
     out_dir = Path(out) if out is not None else Path(RUNS_ROOT) / study_name
-    check_out_folder(out_dir)  # before the data loads, not at mkdir's errno
+    check_out_folder(out_dir, writable=writes)  # before the data loads, not at mkdir's errno
     return out_dir
 
 
