@@ -1131,6 +1131,36 @@ def test_a_trial_of_a_process_without_heartbeats_is_not_failed_by_one_with_them(
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                            "ignore:Heartbeat of storage:UserWarning")
+def test_a_trial_is_judged_by_its_own_workers_grace_period(tmp_path, kind):
+    """Processes sharing a study with different --heartbeat/--grace: the one with the shorter
+    grace failed the others' live trials as dead (four of eight, 90 epochs into 100, run again;
+    Optuna's check judges every trial by the checking process's grace). Each trial records its
+    worker's grace period and is judged by it; one that records none (not yet named, or by an
+    older mlplab) by the checking process's."""
+    from mlplab.tuning.storage import GRACE_ATTR, name_trial
+
+    url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else \
+        f"journal:{tmp_path / 'study.log'}"
+    patient = optuna.create_study(
+        storage=StorageSpec(url, heartbeat=2, grace=30, retry_failed=False).open(),
+        study_name="s", direction="maximize")
+    live = patient.ask()
+    patient._storage.record_heartbeat(live._trial_id)
+    name_trial(live, "elsewhere:123#0")
+    assert live.user_attrs[GRACE_ATTR] == 30
+    unrecorded = patient.ask()  # named by an older mlplab: no grace of its own
+    patient._storage.record_heartbeat(unrecorded._trial_id)
+    unrecorded.set_user_attr("worker", "elsewhere:456#0")
+    hasty = optuna.load_study(
+        study_name="s", storage=StorageSpec(url, heartbeat=1, grace=2, retry_failed=False).open())
+    time.sleep(2.5)  # both heartbeats older than 2 s, younger than 30 s
+    optuna.storages.fail_stale_trials(hasty)
+    assert [t.state for t in hasty.get_trials()] == [TrialState.RUNNING, TrialState.FAIL]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_a_worker_with_heartbeats_records_one_before_it_names_its_trial(digits, tmp_path,
                                                                         kind):
@@ -1372,6 +1402,49 @@ def test_a_trial_failed_as_stale_before_its_worker_named_it_is_given_up_quietly(
     assert [t.state for t in study.trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 2
     assert not [m for m in records.messages if "Trial 0" in m or "already finished" in m], \
         records.messages
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+def test_a_trial_failed_as_stale_while_it_trains_is_given_up_quietly(digits, tmp_path,
+                                                                       capsys):
+    """A worker whose running trial another process failed as stale (the worker suspended past
+    the grace period, a stopped process) printed a 60-line traceback of "has already finished"
+    from its next report, then another from recording the trial's time; it gives the trial up
+    quietly, as one failed before it was named, and goes on to the target."""
+    import logging
+
+    import mlplab.tuning.objective as objective
+    from mlplab.tuning import run_search
+
+    spec = StorageSpec(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=1, grace=2)
+    study = optuna.create_study(storage=spec.open(), direction="maximize")
+    real = objective._ReportCallback.on_epoch_end
+
+    def failed_meanwhile(self, trainer, epoch, logs):
+        if self.trial.number == 0 and epoch == 2:  # another process, while this one trained
+            study._storage.set_trial_state_values(self.trial._trial_id, state=TrialState.FAIL)
+        return real(self, trainer, epoch, logs)
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage() + str(record.exc_info))
+
+    records = Records()
+    logging.getLogger("optuna").addHandler(records)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(objective._ReportCallback, "on_epoch_end", failed_meanwhile)
+            run_search(study, digits, SearchSpace.from_dict({**TINY, "epochs": 3}), target=2)
+    finally:
+        logging.getLogger("optuna").removeHandler(records)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 2
+    assert not [m for m in records.messages if "Trial 0" in m or "already finished" in m], \
+        records.messages
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_the_note_of_a_search_that_ended_short_says_why():
@@ -2940,3 +3013,112 @@ def test_failed_and_diverged_trials_together_are_named_as_such(tmp_path):
                                          r"first with SettingsError: no, and the other 3 "
                                          r"diverged; results\.csv lists them\.$"):
         _refuse_if_all_failed(study, result)
+
+
+def test_the_outputs_name_the_best_trial_they_retrained(digits, tmp_path, monkeypatch):
+    """Two processes sharing a study finished together: one counted the trials, another
+    process's better trial then finished, and best-run/ retrained that one while summary.json
+    named the trial counted (best trial 0 beside trial 5's retrained accuracy). The summary,
+    the tables and best-run/ now name the same trial, the one counted."""
+    import mlplab.tuning as tuning
+
+    real = tuning._tally
+
+    def then_a_better_trial(study, *args):
+        result = real(study, *args)
+        better = {**study.trials[0].params}  # another process's, just finished
+        study.add_trial(optuna.trial.create_trial(
+            params=better, distributions=study.trials[0].distributions, value=2.0))
+        return result
+
+    monkeypatch.setattr(tuning, "_tally", then_a_better_trial)
+    result = tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    note = json.loads((tmp_path / "best-run" / "tuning.json").read_text())
+    assert result.best_trial in (0, 1) and summary["best_trial"] == result.best_trial
+    assert note["trial"] == result.best_trial and note["value"] == result.best_value
+    assert summary["retrained_val_acc"] == result.retrained_val_acc
+
+
+def test_processes_finishing_together_write_the_outputs_one_at_a_time(digits, tmp_path):
+    """Two processes sharing a study and an output folder that finished together both retrained
+    the best trial at once, and the one that stopped searching first could write its summary
+    last, a trial short. One writes at a time: the second waits, counts the study again, and
+    finds best-run/ done if its best trial is the same."""
+    import subprocess
+    import textwrap
+
+    released = tmp_path / "released"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import pathlib, time
+            from mlplab.runs.lock import run_lock
+            with run_lock({str(tmp_path)!r}, lock_file=".results.lock"):
+                print("locked", flush=True)
+                time.sleep(2)
+                pathlib.Path({str(released)!r}).write_text("")
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=False)
+    finally:
+        holder.wait(timeout=60)
+    assert (tmp_path / "summary.json").stat().st_mtime >= released.stat().st_mtime
+    assert not (tmp_path / ".results.lock").exists()
+    best = tmp_path / "best-run" / "model.npz"
+    before = best.stat().st_mtime_ns
+    tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=False)  # as the second
+    assert best.stat().st_mtime_ns == before  # found done, not retrained
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+def test_a_search_fails_the_trial_of_a_neighbour_killed_meanwhile(digits, tmp_path):
+    """Two searches of one study on one machine, one killed (SIGKILL) mid-trial: the other
+    counted the dead trial as running to the end and stopped a trial short ("trial 3 is still
+    RUNNING ... re-queued 60 s after its last heartbeat"), where a dead process of this machine
+    is known at once (as --workers knows its own)."""
+    import socket
+    import subprocess
+
+    import mlplab.tuning.objective as objective
+    from mlplab.tuning import run_search
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    spec = StorageSpec(f"sqlite:///{tmp_path / 'study.db'}")  # heartbeats every 30 s
+    study = optuna.create_study(storage=spec.open(), direction="maximize")
+    real = objective._ReportCallback.on_epoch_end
+
+    def neighbour_killed_meanwhile(self, trainer, epoch, logs):
+        if self.trial.number == 0 and epoch == 1:  # the other search's trial, begun and killed
+            killed = study.ask()
+            killed.set_user_attr("worker", f"{socket.gethostname()}:{dead}#0")
+        return real(self, trainer, epoch, logs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(objective._ReportCallback, "on_epoch_end", neighbour_killed_meanwhile)
+        run_search(study, digits, SearchSpace.from_dict(TINY), target=2)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 2 and TrialState.RUNNING not in states, states
+
+
+def test_a_space_written_with_its_default_step_is_the_same_space(digits, tmp_path):
+    """`step: 1` is an int range's default: a study resumed with it written out (or left out)
+    was refused as another search space ("`step: 1` now")."""
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    with_step = {**TINY, "hidden_size": {**TINY["hidden_size"], "step": 1}}
+    first = tune(digits, trials=1, search_space=with_step, storage=url, study_name="s",
+                 out=tmp_path / "o", progress=False, search_only=True)
+    again = tune(digits, trials=2, search_space=TINY, storage=url, study_name="s",
+                 out=tmp_path / "o", progress=False, search_only=True)
+    assert (first.n_complete, again.n_complete) == (1, 2)
+    # a study recorded by an older mlplab, which kept the step as written
+    study = optuna.load_study(study_name="s", storage=url)
+    study.set_user_attr("mlplab:search_space", with_step)
+    assert tune(digits, trials=2, search_space=TINY, storage=url, study_name="s",
+                out=tmp_path / "o", progress=False, search_only=True).n_complete == 2
+    with pytest.raises(ValueError, match="`hidden_size`: .* in the study"):
+        tune(digits, trials=3, search_space={**TINY, "hidden_size": {**TINY["hidden_size"],
+                                                                      "step": 2}},
+             storage=url, study_name="s", out=tmp_path / "o", progress=False, search_only=True)

@@ -48,15 +48,17 @@ class RunInUseError(ValueError):
 
 @contextlib.contextmanager
 def run_lock(run_dir: str | os.PathLike, new: bool = False, noun: str = "run",
-             doing: str = "trained") -> Iterator[None]:
+             doing: str = "trained", wait: bool = False,
+             lock_file: str = LOCK_FILE) -> Iterator[None]:
     """Hold ``run_dir``'s lock within the block; a :class:`RunInUseError` naming the process
     that holds it if another one does (telling a ``new`` run to choose another folder, and a
     resumed one to wait; ``noun``: what the folder holds, a run or a depth study; ``doing``:
-    what the other process does to it, "being trained" or, for a report, written). The file is
-    removed again at the end, so that a run folder holds only the run's own files (and an empty
-    folder can still be removed)."""
-    path = Path(run_dir) / LOCK_FILE
-    fd = _acquire(path, new, noun, doing) if fcntl is not None else None
+    what the other process does to it, "being trained" or, for a report, written). With
+    ``wait``, a lock another process holds is waited for instead. ``lock_file``: the file's
+    name, for a second lock in one folder. The file is removed again at the end, so that a run
+    folder holds only the run's own files (and an empty folder can still be removed)."""
+    path = Path(run_dir) / lock_file
+    fd = _acquire(path, new, noun, doing, wait) if fcntl is not None else None
     if fd is None:  # no flock here: the run trains unlocked, as it did before locks
         yield
         return
@@ -79,7 +81,8 @@ def run_lock(run_dir: str | os.PathLike, new: bool = False, noun: str = "run",
 _PATIENCE = 0.5
 
 
-def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained") -> int | None:
+def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained",
+             wait: bool = False) -> int | None:
     """The locked file's descriptor; None on a file system without ``flock`` (some network and
     FUSE ones answer ENOLCK or EOPNOTSUPP)."""
     assert fcntl is not None
@@ -106,7 +109,7 @@ def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained") -
                              f"({why_not_writable(path.parent)}); a run is trained only in a "
                              "folder it may write to.")
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)

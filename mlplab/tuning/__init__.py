@@ -374,17 +374,22 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     _write_summary(result, start)
                 raise
 
-        result = _tally(study, study_name, spec.display, out_dir)
-        result.unfinished = _unfinished(study, trials, timeout, time.monotonic() - searching,
-                                        spec.grace_period)
-        if not search_only:
-            # the tables and plots within: a Ctrl-C while the plots are drawn (seconds) left no
-            # summary, or a previous run's
-            with _summary_written(result, start):
-                result.files, result.skipped_plots = write_results(study, out_dir)
-                _refuse_if_all_failed(study, result)
-                if result.best_trial is not None:
-                    _best_run(study, result, data, source, seed, eval_test)
+        elapsed = time.monotonic() - searching
+        # one process at a time writes the outputs, each from the study as it is then: two that
+        # finished together both retrained the best trial, and the one that had stopped
+        # searching first wrote last, its summary a trial short and naming another best trial
+        # than best-run/ held. The second finds best-run/ done, unless its best trial is better
+        with _writing_alone(out_dir) if not search_only else contextlib.nullcontext():
+            result = _tally(study, study_name, spec.display, out_dir)
+            result.unfinished = _unfinished(study, trials, timeout, elapsed, spec.grace_period)
+            if not search_only:
+                # the tables and plots within: a Ctrl-C while the plots are drawn (seconds) left
+                # no summary, or a previous run's
+                with _summary_written(result, start):
+                    result.files, result.skipped_plots = write_results(study, out_dir)
+                    _refuse_if_all_failed(study, result)
+                    if result.best_trial is not None:
+                        _best_run(study, result, data, source, seed, eval_test)
         result.wall_seconds = round(time.perf_counter() - start, 2)
         return result
     finally:
@@ -412,6 +417,17 @@ def _first_search_here(stack: contextlib.ExitStack, out_dir: Path) -> bool:
     except ValueError:  # a lock file that is not one (refused by name): searched unlocked
         return True
     return True
+
+
+def _writing_alone(out_dir: Path) -> contextlib.AbstractContextManager:
+    """Held while this process writes the study's outputs into ``out_dir``: another process
+    writing them (one that shares the study and finished at the same time) is waited for. A
+    lock file of its own, not the folder's ``.lock``, which the first searching process holds
+    until it returns."""
+    from mlplab.runs.lock import run_lock
+
+    return run_lock(out_dir, noun="search", doing="written", wait=True,
+                    lock_file=".results.lock")
 
 
 def _check_options(trials: Any, workers: Any, timeout: float | None, sampler: str,
@@ -631,11 +647,15 @@ def _best_run(study: optuna.Study, result: TuneResult, data: TuningData | None,
     """The best trial as ``<out>/best-run``: the trial's own run when it saved one, else
     retrained (loading the data here if the workers had it); its accuracies go into ``result``."""
     best_run = result.out / "best-run"
-    metrics = finished_best_run(study, best_run, seed, eval_test)
+    # the best trial of the tally, not the study's best now (another process's trial may have
+    # finished since): the summary and best-run/ name the same trial
+    assert result.best_trial is not None and result.best_value is not None
+    best = (result.best_trial, result.best_value)
+    metrics = finished_best_run(study, best_run, seed, eval_test, best=best)
     if metrics is None:
         if data is None:
             data = source.load()
-        metrics = retrain_best(study, data, best_run, seed, eval_test).metrics
+        metrics = retrain_best(study, data, best_run, seed, eval_test, trial=best[0]).metrics
     result.run_dir = best_run
     result.retrained_val_acc = metrics["val_accuracy"]
     if eval_test:

@@ -16,7 +16,7 @@ from mlplab.trainer import Callback, SettingsError, TrainConfig, Trainer, Traini
 from mlplab.tuning.data import TuningData
 from mlplab.tuning.processes import worker_name
 from mlplab.tuning.space import KNOBS, SearchSpace
-from mlplab.tuning.storage import release_interrupted
+from mlplab.tuning.storage import name_trial, release_interrupted
 
 if TYPE_CHECKING:
     import optuna
@@ -38,6 +38,21 @@ def build(settings: Mapping[str, Any], input_size: int, num_classes: int,
     depth = int(model_kw.pop("depth", 1))
     model = MLP(input_size, [hidden] * depth, num_classes, seed=seed, **model_kw)
     return model, TrainConfig(**{**train_kw, "seed": seed})
+
+
+class FailedAsStale(Exception):
+    """A trial that another process failed as stale (and re-queued) while this worker ran it,
+    or before it named it: a worker suspended past the grace period (a laptop's sleep, a
+    stopped process), whose sampler took longer than that, or whose clock is behind. Given up
+    quietly: its settings run again in a worker of the study."""
+
+
+def finished_elsewhere(trial: optuna.Trial) -> bool:
+    """Whether the storage has ``trial`` finished (by another process, while this one runs it)."""
+    try:
+        return trial.study._storage.get_trial(trial._trial_id).state.is_finished()
+    except Exception:  # (the storage unreachable: the error at hand says more)
+        return False
 
 
 class _ReportCallback(Callback):
@@ -89,13 +104,20 @@ class Objective:
             # statement whose lock that write would wait for (see release_interrupted)
             release_interrupted(exc)
             raise
+        except Exception:
+            # a report or attribute written to a trial that another process has failed (Optuna's
+            # UpdateFinishedTrialError; a RuntimeError before Optuna 4.3): its traceback of "has
+            # already finished", 60 lines a trial, said nothing the user can act on
+            if finished_elsewhere(trial):
+                raise FailedAsStale from None
+            raise
 
     def _run(self, trial: optuna.Trial) -> float:
         import optuna
 
         # named before its settings are drawn (which takes a while with TPE): see
         # mlplab.tuning.search._WithinTarget
-        trial.set_user_attr("worker", self.worker)
+        name_trial(trial, self.worker)
         settings = self.space.suggest(trial)
         start = time.perf_counter()
         try:

@@ -28,15 +28,17 @@ TUNING_NOTE = "tuning.json"
 
 
 def finished_best_run(study: optuna.Study, out: Path, seed: int | None = 0,
-                      eval_test: bool = False) -> dict[str, Any] | None:
-    """The metrics of the run folder ``out`` if it already holds the study's best trial,
-    retrained to completion with this seed (and evaluated on the test split if ``eval_test``),
-    else None. A rerun of a finished search then keeps it: retraining would give the same model
-    again, at the cost of a whole training run (and a further look at the test split)."""
+                      eval_test: bool = False, best: tuple[int, float] | None = None
+                      ) -> dict[str, Any] | None:
+    """The metrics of the run folder ``out`` if it already holds the study's best trial (or
+    ``best``, a trial's number and value), retrained to completion with this seed (and
+    evaluated on the test split if ``eval_test``), else None. A rerun of a finished search then
+    keeps it: retraining would give the same model again, at the cost of a whole training run
+    (and a further look at the test split)."""
     from mlplab.io import read_json
     from mlplab.runs.files import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
-    number, value = best_so_far(study)
+    number, value = best if best is not None else best_so_far(study)
     try:
         note, config, metrics = (read_json(out / name) for name in
                                  (TUNING_NOTE, CONFIG_FILE, METRICS_FILE))
@@ -53,10 +55,11 @@ def finished_best_run(study: optuna.Study, out: Path, seed: int | None = 0,
 
 
 def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | None = 0,
-                 eval_test: bool = False, source: DataSource | None = None) -> RunResult:
-    """Train the best trial's settings again with :func:`mlplab.runs.train_run` (same data,
-    preprocessing and seed, so the same model) into the run folder ``out``, replacing an older
-    one; returns the :class:`~mlplab.runs.RunResult`.
+                 eval_test: bool = False, source: DataSource | None = None,
+                 trial: int | None = None) -> RunResult:
+    """Train the best trial's settings (or trial number ``trial``'s) again with
+    :func:`mlplab.runs.train_run` (same data, preprocessing and seed, so the same model) into
+    the run folder ``out``, replacing an older one; returns the :class:`~mlplab.runs.RunResult`.
 
     The test split is evaluated only here, only with ``eval_test``, and only once. ``source``
     is no longer used (the run records the name, split and loading options of ``data``'s
@@ -67,16 +70,16 @@ def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | N
     from mlplab.io import write_json
     from mlplab.runs import train_run
 
-    number, _ = best_so_far(study)
+    number = trial if trial is not None else best_so_far(study)[0]
     if number is None:
         raise RuntimeError("no trial completed, so there is no best trial to retrain.")
     if data.dataset is None:
         raise ValueError("retraining the best trial needs the raw dataset (TuningData made by "
                          "mlplab.tuning.prepare); pass a dataset name or Dataset to tune().")
-    trial = study.trials[number]
+    chosen = study.trials[number]
     space_dict = study.user_attrs.get("mlplab:search_space")
     fixed = SearchSpace.from_dict(space_dict).fixed if space_dict else {}
-    settings = {**fixed, **trial.params}
+    settings = {**fixed, **chosen.params}
     model, config = build(settings, data.num_features, data.num_classes, seed)
     options: dict[str, Any] = {k: v for k, v in config.to_dict().items()
                                if k not in ("seed", "verbose", "progress")}
@@ -104,7 +107,7 @@ def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | N
         if result.interrupted:  # Ctrl-C: keep the older best-run, and stop as a search does
             raise KeyboardInterrupt
         write_json(tmp / TUNING_NOTE, {
-            "study": study.study_name, "trial": number, "value": trial.value,
+            "study": study.study_name, "trial": number, "value": chosen.value,
             "settings": settings,
             "train_size": len(data.y_train),
             "note": ("trained on the same training images as the trials; config.json describes "

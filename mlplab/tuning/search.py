@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from mlplab._validation import check_choice
 from mlplab.tuning.data import TuningData
-from mlplab.tuning.objective import Objective
+from mlplab.tuning.objective import FailedAsStale, Objective
 from mlplab.tuning.processes import process_alive
 from mlplab.tuning.quiet import optuna_warnings_only, quiet_interrupts, quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
-from mlplab.tuning.storage import release_interrupted, requeue_callback
+from mlplab.tuning.storage import name_trial, release_interrupted, requeue_callback
 from mlplab.tuning.study import SURPLUS_ATTR, best_so_far, finished_count
 
 if TYPE_CHECKING:
@@ -79,11 +79,6 @@ class _TargetReached(Exception):
     """A trial that began with the study's target already met by the trials begun before it."""
 
 
-class _FailedAsStale(Exception):
-    """A trial that another process failed as stale (and re-queued) before this worker named
-    it: a worker whose sampler took longer than the grace period, or whose clock is behind."""
-
-
 class _WithinTarget:
     """``objective`` for the trials within the target; a trial that begins with ``target``
     finished or running trials numbered before it is given up at once (before its settings are
@@ -124,13 +119,13 @@ class _WithinTarget:
         try:
             if getattr(storage, "get_heartbeat_interval", lambda: None)() is not None:
                 storage.record_heartbeat(trial._trial_id)
-            trial.set_user_attr("worker", self.objective.worker)
+            name_trial(trial, self.objective.worker)
         except Exception:
             # its settings are queued again for a worker to run: give it up without Optuna's
             # traceback of "has already finished" (Optuna then refuses to record it FAIL again,
             # which _optimize takes as told elsewhere and goes on)
             if storage.get_trial(trial._trial_id).state.is_finished():
-                raise _FailedAsStale from None
+                raise FailedAsStale from None
             raise
         before = sum(t.number < trial.number for t in _busy(trial.study))
         if before >= self.target or _grid_point_taken(trial):
@@ -176,6 +171,9 @@ class _StopAtTarget:
         from optuna.trial import TrialState
 
         self.fails_in_a_row = self.fails_in_a_row + 1 if trial.state == TrialState.FAIL else 0
+        # a trial of another search on this machine that was killed meanwhile: failed now, not
+        # a grace period after its last heartbeat (this search ended a trial short)
+        fail_dead_local_trials(study)
         with quiet_optuna_warnings():
             optuna.storages.fail_stale_trials(study)
         if len(_busy(study)) >= self.target or self.fails_in_a_row >= max(3, self.target):
@@ -206,7 +204,8 @@ def fail_dead_local_trials(study: optuna.Study, interrupted: bool = False) -> No
     heartbeat's grace runs out, and a search run again at once would stop short.
 
     :func:`mlplab.tuning.tune` calls it once before it starts local workers, rather than K
-    workers each racing to do it; only one of those that race fails (and so re-queues) a trial,
+    workers each racing to do it, and each worker after each of its trials (a process killed
+    meanwhile); only one of those that race fails (and so re-queues) a trial,
     as the storage's check that it still runs and its update are one transaction (on SQLite
     too: :func:`mlplab.tuning.storage._claim_sqlite_rows`). ``interrupted``: these processes
     were stopped by the Ctrl-C of the search that started them, which the results then say of
@@ -327,7 +326,7 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
     if bar is not None:
         callbacks.append(_ProgressCallback(bar))
     with optuna_warnings_only(), quiet_optuna_warnings(), \
-            quiet_interrupts((_TargetReached, _FailedAsStale)):
+            quiet_interrupts((_TargetReached, FailedAsStale)):
         try:
             _optimize(study, objective, target, timeout, callbacks)
         except Exception as exc:

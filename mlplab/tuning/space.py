@@ -398,6 +398,8 @@ def _range_step(step: Any, kind: str, log: bool, where: str) -> int | float | No
                          f"{'integer' if kind == 'int' else 'number'}; got {step!r}.")
     if log:
         raise ValueError(f"{where}: `step` and `log` cannot be combined (Optuna's rule).")
+    if kind == "int" and step_n == 1:
+        return None  # the default: a space written with it is the same space as one without
     return int(step_n) if kind == "int" else float(step_n)
 
 

@@ -23,7 +23,7 @@ from mlplab.tuning.quiet import quiet_optuna_warnings
 if TYPE_CHECKING:
     import datetime
     import threading
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     import optuna
     from optuna.storages.journal import BaseJournalBackend
@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 HEARTBEAT_ATTR = "mlplab:heartbeat"
 #: trial user attribute naming the worker process that runs the trial
 WORKER_ATTR = "worker"
+#: trial user attribute: the grace period (seconds) of the process that runs the trial, by which
+#: every process judges it. Optuna's check judged all running trials by the checking process's
+#: own: one started with a shorter ``--grace`` than the others failed their live trials as dead
+GRACE_ATTR = "mlplab:grace"
 _WINDOWS = os.name == "nt"
 
 
@@ -149,6 +153,35 @@ class StorageSpec:
         raise AssertionError("unreachable")
 
 
+def grace_of(storage: Any) -> int | None:
+    """The grace period of ``storage``'s heartbeats (None without heartbeats)."""
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if interval is None:
+        return None
+    grace = getattr(storage, "grace_period", None)
+    if grace is None:  # Optuna wraps an RDBStorage in a cache that keeps it as its _backend
+        grace = getattr(getattr(storage, "_backend", None), "grace_period", None)
+    return int(grace) if grace is not None else 2 * int(interval)
+
+
+def trial_grace(user_attrs: Mapping[str, Any], default: float) -> float:
+    """The grace period a running trial is judged by: its worker's (:data:`GRACE_ATTR`), else
+    ``default``, the checking process's (a trial not yet named, or named by an older mlplab)."""
+    value = user_attrs.get(GRACE_ATTR)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return default
+
+
+def name_trial(trial: optuna.Trial, worker: str) -> None:
+    """Record in ``trial`` its worker's grace period (:data:`GRACE_ATTR`) and name (first
+    the grace, so that a named trial has it)."""
+    grace = grace_of(trial.study._storage)
+    if grace is not None:
+        trial.set_user_attr(GRACE_ATTR, grace)
+    trial.set_user_attr(WORKER_ATTR, worker)
+
+
 def _stale_from_its_start(storage: Any) -> None:
     """Make ``storage`` (an RDBStorage with heartbeats) count a running trial's start as its
     first heartbeat: one that never recorded a heartbeat and names no worker is stale once the
@@ -165,6 +198,9 @@ def _stale_from_its_start(storage: Any) -> None:
     before the worker names it (the trial's ``worker``): a process killed in that instant left a
     trial RUNNING for ever, counted towards the target, so every later search of the study ended
     a trial short, with no word."""
+    import datetime
+
+    import sqlalchemy
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
     from optuna.trial import TrialState
@@ -176,15 +212,27 @@ def _stale_from_its_start(storage: Any) -> None:
 
     @functools.wraps(heartbeat_stale)
     def stale(study_id: int) -> list[int]:
+        # Optuna's query, with each trial judged by its own worker's grace period (trial_grace)
         now = time.time()
-        with _create_scoped_session(storage.scoped_session) as session:  # (as Optuna's query)
-            silent = [t.trial_id for t in session.query(trial).filter(
-                trial.study_id == study_id, trial.state == TrialState.RUNNING,
-                ~trial.heartbeats.any(),
-                ~trial.user_attributes.any(models.TrialUserAttributeModel.key == WORKER_ATTR)
-            ).all()
-                if (start := _started(t, now, grace)) is not None and now - start > grace]
-        return heartbeat_stale(study_id) + silent
+        found = []
+        with _create_scoped_session(storage.scoped_session) as session:
+            # the database's clock, which stamped the heartbeats (as Optuna's check reads it)
+            db_now = session.execute(sqlalchemy.func.now()).scalar()
+            assert db_now is not None
+            db_now = db_now.replace(tzinfo=None)
+            for t in session.query(trial).options(
+                    sqlalchemy.orm.selectinload(trial.heartbeats),
+                    sqlalchemy.orm.selectinload(trial.user_attributes)).filter(
+                    trial.study_id == study_id, trial.state == TrialState.RUNNING).all():
+                attrs = {a.key: json.loads(a.value_json) for a in t.user_attributes}
+                if t.heartbeats:
+                    limit = datetime.timedelta(seconds=trial_grace(attrs, grace))
+                    if db_now - t.heartbeats[0].heartbeat > limit:
+                        found.append(t.trial_id)
+                elif WORKER_ATTR not in attrs and \
+                        (start := _started(t, now, grace)) is not None and now - start > grace:
+                    found.append(t.trial_id)
+        return found
 
     storage._get_stale_trial_ids = stale
 
@@ -549,6 +597,7 @@ def _heartbeat_journal_storage_class() -> Callable[
             super().__init__(backend)
             self._heartbeat = heartbeat
             self._grace = grace
+            self.grace_period = grace  # (as RDBStorage names it: grace_of)
             self._stale_callback = callback
 
         def record_heartbeat(self, trial_id: int) -> None:
@@ -559,7 +608,8 @@ def _heartbeat_journal_storage_class() -> Callable[
             now = time.time()
             return [t._trial_id for t in self.get_all_trials(study_id, deepcopy=False,
                                                              states=(TrialState.RUNNING,))
-                    if now - self._last_heartbeat(t, now) > self._grace]
+                    if now - self._last_heartbeat(t, now) > trial_grace(t.user_attrs,
+                                                                          self._grace)]
 
         def _last_heartbeat(self, trial: FrozenTrial, now: float) -> float:
             beat = trial.system_attrs.get(HEARTBEAT_ATTR)

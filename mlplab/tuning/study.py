@@ -68,7 +68,9 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
     for key, name in (("mlplab:sampler", sampler_name), ("mlplab:pruner", pruner_name)):
         if name is not _UNCHECKED:
             wanted[key] = name
-    have = study.user_attrs
+    have = dict(study.user_attrs)
+    if "mlplab:search_space" in have:  # as this mlplab writes it (an older one kept `step: 1`)
+        have["mlplab:search_space"] = _as_written_now(have["mlplab:search_space"])
     for key, value in wanted.items():
         if key in have and _canonical(have[key]) != _canonical(value):
             if key == "mlplab:dataset" and same_data is not None and same_data(have[key]):
@@ -86,6 +88,15 @@ def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None 
         if key not in have:
             study.set_user_attr(key, value)
     return study
+
+
+def _as_written_now(recorded: Any) -> Any:
+    """A recorded search space in the form this mlplab records it (unchanged if it cannot be
+    read: the comparison then says how it differs)."""
+    try:
+        return SearchSpace.from_dict(recorded).to_dict()
+    except (TypeError, ValueError):
+        return recorded
 
 
 def _canonical(value: Any) -> str:
