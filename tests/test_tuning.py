@@ -1155,7 +1155,8 @@ def test_a_trial_is_judged_by_its_own_workers_grace_period(tmp_path, kind):
     unrecorded.set_user_attr("worker", "elsewhere:456#0")
     hasty = optuna.load_study(
         study_name="s", storage=StorageSpec(url, heartbeat=1, grace=2, retry_failed=False).open())
-    time.sleep(2.5)  # both heartbeats older than 2 s, younger than 30 s
+    # both heartbeats older than 2 s, younger than 30 s (SQLite's clock counts whole seconds)
+    time.sleep(3.5)
     optuna.storages.fail_stale_trials(hasty)
     assert [t.state for t in hasty.get_trials()] == [TrialState.RUNNING, TrialState.FAIL]
 
@@ -3122,3 +3123,96 @@ def test_a_space_written_with_its_default_step_is_the_same_space(digits, tmp_pat
         tune(digits, trials=3, search_space={**TINY, "hidden_size": {**TINY["hidden_size"],
                                                                       "step": 2}},
              storage=url, study_name="s", out=tmp_path / "o", progress=False, search_only=True)
+
+
+def test_a_trial_of_another_pid_namespace_is_not_taken_for_a_dead_local_one(tmp_path):
+    """A process in another PID namespace (a container, `unshare`) with this machine's host
+    name: its pid looked up here seems dead, and its live trials were failed (after every trial
+    once each search checked then). A trial records its worker's namespace; one of another is
+    left to its heartbeat."""
+    import socket
+    import subprocess
+
+    from mlplab.tuning.processes import NAMESPACE_ATTR, pid_namespace
+    from mlplab.tuning.search import fail_dead_local_trials
+
+    if pid_namespace() is None:
+        pytest.skip("no PID namespaces here")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    study = optuna.create_study(storage=StorageSpec(f"sqlite:///{tmp_path / 's.db'}",
+                                                    retry_failed=False).open(),
+                                direction="maximize")
+    for namespace in ("pid:[1]", pid_namespace(), None):  # another, this one, not recorded
+        trial = study.ask()
+        if namespace is not None:
+            trial.set_user_attr(NAMESPACE_ATTR, namespace)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{dead}#0")
+    fail_dead_local_trials(study)
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING, TrialState.FAIL,
+                                                     TrialState.FAIL]
+
+
+def test_a_result_refused_as_the_trial_was_failed_elsewhere_is_told_elsewhere():
+    """Failed by another process between Optuna's check that the trial runs and its write:
+    Optuna raises "Should not reach." over the storage's refusal, which ended the command."""
+    from mlplab.tuning.search import _told_elsewhere
+
+    def raised(context):
+        try:
+            try:
+                raise context
+            except Exception:
+                raise AssertionError("Should not reach.")  # noqa: B904 - as Optuna raises it
+        except AssertionError as exc:
+            return exc
+
+    assert _told_elsewhere(raised(RuntimeError(
+        "Trial#0 has already finished and can not be updated.")))
+    assert _told_elsewhere(raised(ValueError("Cannot tell a FAIL trial.")))
+    assert not _told_elsewhere(raised(RuntimeError("something else")))
+    assert not _told_elsewhere(AssertionError("Should not reach."))
+
+
+def test_an_int_log_range_may_write_its_default_step():
+    """Optuna allows `step: 1` with `log`; it was refused as "`step` and `log` cannot be
+    combined", and it is the default anyway."""
+    space = SearchSpace.from_dict({"hidden_size": {"type": "int", "low": 32, "high": 64,
+                                                   "log": True, "step": 1}})
+    assert space.to_dict() == {"hidden_size": {"type": "int", "low": 32, "high": 64,
+                                               "log": True}}
+
+
+def test_a_stopped_search_leaves_the_outputs_to_a_process_writing_them(digits, tmp_path,
+                                                                      monkeypatch):
+    """A search stopped by Ctrl-C wrote its tables and summary while another process that
+    shares the study wrote them (its summary over the other's). It leaves them to that process,
+    and does not wait for it."""
+    import subprocess
+    import textwrap
+
+    import mlplab.tuning.search as search
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time
+            from mlplab.runs.lock import run_lock
+            with run_lock({str(tmp_path)!r}, lock_file=".results.lock"):
+                print("locked", flush=True)
+                time.sleep(30)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+
+        def ctrl_c(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(search, "_optimize", ctrl_c)
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=False)
+        assert time.monotonic() - start < 20
+        assert not (tmp_path / "summary.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -365,13 +365,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     with contextlib.suppress(Exception):
                         requeue_interrupted_trials(study, worker_name())
                 if not search_only:
-                    result = _tally(study, study_name, spec.display, out_dir)
-                    if result.best_trial is not None:
-                        # the finished trials' tables and plots now; a resumed search rewrites
-                        # them
-                        result.files, result.skipped_plots = write_results(study, out_dir)
-                    result.interrupted = True
-                    _write_summary(result, start)
+                    _write_interrupted(study, study_name, spec.display, out_dir, start)
                 raise
 
         elapsed = time.monotonic() - searching
@@ -419,6 +413,29 @@ def _first_search_here(stack: contextlib.ExitStack, out_dir: Path) -> bool:
     return True
 
 
+def _write_interrupted(study: optuna.Study, study_name: str, storage: str, out_dir: Path,
+                       start: float) -> None:
+    """The outputs of a search stopped by Ctrl-C: the finished trials' tables and plots (a
+    resumed search rewrites them) and a summary marked ``interrupted``. Not while another
+    process writes the folder's outputs (it has finished its search, and its tables are the
+    fuller; a stopped command does not wait minutes for it): they are left to it."""
+    from mlplab.runs.lock import RunInUseError, run_lock
+
+    try:
+        with run_lock(out_dir, noun="search", doing="written", lock_file=RESULTS_LOCK):
+            result = _tally(study, study_name, storage, out_dir)
+            if result.best_trial is not None:
+                result.files, result.skipped_plots = write_results(study, out_dir)
+            result.interrupted = True
+            _write_summary(result, start)
+    except RunInUseError:
+        pass
+
+
+#: the lock file under which one process at a time writes a study's outputs (see _writing_alone)
+RESULTS_LOCK = ".results.lock"
+
+
 def _writing_alone(out_dir: Path) -> contextlib.AbstractContextManager:
     """Held while this process writes the study's outputs into ``out_dir``: another process
     writing them (one that shares the study and finished at the same time) is waited for. A
@@ -426,8 +443,7 @@ def _writing_alone(out_dir: Path) -> contextlib.AbstractContextManager:
     until it returns."""
     from mlplab.runs.lock import run_lock
 
-    return run_lock(out_dir, noun="search", doing="written", wait=True,
-                    lock_file=".results.lock")
+    return run_lock(out_dir, noun="search", doing="written", wait=True, lock_file=RESULTS_LOCK)
 
 
 def _check_options(trials: Any, workers: Any, timeout: float | None, sampler: str,

@@ -19,6 +19,28 @@ _ERROR_INVALID_PARAMETER = 87
 _WAIT_TIMEOUT = 0x102
 
 
+#: trial user attribute: the PID namespace of the worker that runs the trial, where the system
+#: has them (Linux). A process in another namespace (a container, ``unshare``) on a machine of
+#: the same host name is not one whose pid can be looked up here: it seemed dead, and its live
+#: trials were failed
+NAMESPACE_ATTR = "mlplab:pid_namespace"
+
+
+def pid_namespace() -> str | None:
+    """This process's PID namespace (``pid:[4026531836]``); None where the system has none."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except (OSError, AttributeError):
+        return None
+
+
+def same_namespace(user_attrs: Any) -> bool:
+    """Whether a trial's worker (its recorded :data:`NAMESPACE_ATTR`) shares this process's PID
+    namespace; True for a trial that records none (named by an older mlplab, as before)."""
+    recorded = user_attrs.get(NAMESPACE_ATTR)
+    return recorded is None or recorded == pid_namespace()
+
+
 def worker_name(index: int | None = None) -> str:
     name = f"{socket.gethostname()}:{os.getpid()}"
     return name if index is None else f"{name}#{index}"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mlplab._validation import check_choice
 from mlplab.tuning.data import TuningData
 from mlplab.tuning.objective import FailedAsStale, Objective
-from mlplab.tuning.processes import process_alive
+from mlplab.tuning.processes import process_alive, same_namespace
 from mlplab.tuning.quiet import optuna_warnings_only, quiet_interrupts, quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
 from mlplab.tuning.storage import name_trial, release_interrupted, requeue_callback
@@ -217,7 +217,7 @@ def fail_dead_local_trials(study: optuna.Study, interrupted: bool = False) -> No
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         name, _, pid = str(t.user_attrs.get("worker", "")).split("#")[0].rpartition(":")
         if name == host and pid.isdigit() and int(pid) != os.getpid() and \
-                not process_alive(int(pid)):
+                same_namespace(t.user_attrs) and not process_alive(int(pid)):
             try:  # as Optuna's fail_stale_trials does for a stopped heartbeat, retry included
                 if interrupted:  # (while it runs: a finished trial's attributes are final)
                     storage.set_trial_user_attr(t._trial_id, "interrupted", True)
@@ -383,9 +383,15 @@ def _told_elsewhere(exc: BaseException) -> bool:
     recorded first: its ValueError "Cannot tell a COMPLETE trial", or, for a trial another
     worker failed as stale (a heartbeat that a busy storage delayed past the grace period), the
     AssertionError ("Should not reach.") that Optuna 4+ raises over "Cannot tell a FAIL
-    trial"."""
+    trial" or over the storage's refusal to update a finished trial."""
     refused = exc.__context__ if isinstance(exc, AssertionError) else exc
-    return isinstance(refused, ValueError) and str(refused).startswith("Cannot tell a ")
+    if isinstance(refused, ValueError) and str(refused).startswith("Cannot tell a "):
+        return True
+    # failed by another process between Optuna's check that the trial runs and its write: the
+    # storage's UpdateFinishedTrialError (a RuntimeError before Optuna 4.3) under the same
+    # AssertionError, which ended the command with "Should not reach."
+    return isinstance(exc, AssertionError) and isinstance(refused, RuntimeError) and \
+        "finished" in str(refused)
 
 
 def grid_exhausted(study: optuna.Study) -> bool:

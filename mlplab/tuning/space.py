@@ -388,18 +388,18 @@ def _range_bounds(name: str, spec: Mapping[str, Any], knob: Knob, kind: str,
 
 
 def _range_step(step: Any, kind: str, log: bool, where: str) -> int | float | None:
-    """``step`` as a positive number of the range's type (None when not given); never with
-    ``log``."""
+    """``step`` as a positive number of the range's type (None when not given, or an int
+    range's default 1); never with ``log`` (but 1, which Optuna allows with it)."""
     if step is None:
         return None
     step_n = _number(step)
     if step_n is None or step_n <= 0 or (kind == "int" and not float(step_n).is_integer()):
         raise ValueError(f"{where}: `step` must be a positive "
                          f"{'integer' if kind == 'int' else 'number'}; got {step!r}.")
-    if log:
-        raise ValueError(f"{where}: `step` and `log` cannot be combined (Optuna's rule).")
     if kind == "int" and step_n == 1:
         return None  # the default: a space written with it is the same space as one without
+    if log:
+        raise ValueError(f"{where}: `step` and `log` cannot be combined (Optuna's rule).")
     return int(step_n) if kind == "int" else float(step_n)
 
 

@@ -174,11 +174,16 @@ def trial_grace(user_attrs: Mapping[str, Any], default: float) -> float:
 
 
 def name_trial(trial: optuna.Trial, worker: str) -> None:
-    """Record in ``trial`` its worker's grace period (:data:`GRACE_ATTR`) and name (first
-    the grace, so that a named trial has it)."""
+    """Record in ``trial`` its worker's grace period (:data:`GRACE_ATTR`), PID namespace and
+    name (the name last, so that a named trial has the others)."""
+    from mlplab.tuning.processes import NAMESPACE_ATTR, pid_namespace
+
     grace = grace_of(trial.study._storage)
     if grace is not None:
         trial.set_user_attr(GRACE_ATTR, grace)
+    namespace = pid_namespace()
+    if namespace is not None:  # (whether its pid can be looked up on this machine)
+        trial.set_user_attr(NAMESPACE_ATTR, namespace)
     trial.set_user_attr(WORKER_ATTR, worker)
 
 
