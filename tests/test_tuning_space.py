@@ -97,8 +97,10 @@ def test_each_mistake_is_named(name, entry, message):
     ({"type": "int", "low": 3, "high": 2, "log": "yes"}, "must be below"),
     ({"type": "int", "low": 2, "high": 3, "log": "yes", "step": 0}, "`log` must be"),
     ({"type": "int", "low": 2, "high": 3, "log": True, "step": 0}, "`step` must be a positive"),
-    ({"type": "int", "low": 2, "high": 3, "log": True, "step": 1, "grid": 5},
+    ({"type": "int", "low": 2, "high": 4, "log": True, "step": 2, "grid": 5},
      "`step` and `log` cannot"),
+    ({"type": "int", "low": 2, "high": 3, "log": True, "step": 1, "grid": 5},
+     "`grid` must be"),  # (step 1, the default, goes with log)
     ({"type": "int", "low": 2, "high": 3, "step": 1, "grid": 5}, "`grid` must be"),
 ])
 def test_the_first_mistake_is_named_first(entry, first):
