@@ -209,6 +209,10 @@ def test_set_threads():
             with pytest.raises(ValueError, match="threads must be a positive integer"):
                 tm.TorchTrainConfig(threads=bad).validate()
         assert tm.set_threads(np.int64(1)) == 1
+        # (100,000 ended the process with a segmentation fault in PyTorch's thread pool)
+        with pytest.raises(ValueError, match="threads must be a positive integer of at most "
+                                             "1024; got 100000"):
+            tm.set_threads(100000)
     finally:
         torch.set_num_threads(before)
 

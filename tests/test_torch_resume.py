@@ -903,8 +903,11 @@ def test_the_resume_command_of_a_folder_with_a_space_is_quoted(tmp_path, monkeyp
 @pytest.mark.parametrize("field, value, message", [
     ("device", "gpu", 'device is "gpu", not cpu, cuda, cuda:N or auto; the file was edited or '
                       "damaged: put back the value it had, or give --device."),
-    ("threads", 0, "threads is 0, not a positive count; the file was edited or damaged: put back "
-                   "the value it had, or give --threads."),
+    ("threads", 0, "threads is 0, not a positive count of at most 1024; the file was edited or "
+                   "damaged: put back the value it had, or give --threads."),
+    # (PyTorch's thread pool ended the process with a segmentation fault)
+    ("threads", 100000, "threads is 100000, not a positive count of at most 1024; the file was "
+                        "edited or damaged: put back the value it had, or give --threads."),
 ])
 def test_a_damaged_recorded_device_or_thread_count_names_the_file(uninterrupted, tmp_path,
                                                                    monkeypatch, capsys, field,

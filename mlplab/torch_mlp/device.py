@@ -58,12 +58,18 @@ def parse_device(choice: str) -> str:
     raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {choice!r}.")
 
 
+#: the most CPU threads a run may ask PyTorch for: its thread pool ended the process with a
+#: segmentation fault at 100,000 (a damaged config.json's count)
+MAX_THREADS = 1024
+
+
 def set_threads(threads: int | None = None) -> int:
     """Set PyTorch's intra-op CPU threads to ``threads`` (``None``: every available core) and
     return the number set."""
-    if threads is not None and (not is_int(threads) or threads < 1):
+    if threads is not None and (not is_int(threads) or not 1 <= threads <= MAX_THREADS):
         # int() made 2.5 two threads and True one, while a run's config recorded 2.5 or True
-        raise ValueError(f"threads must be a positive integer; got {threads!r}.")
+        raise ValueError(f"threads must be a positive integer of at most {MAX_THREADS}; got "
+                         f"{threads!r}.")
     n = available_cpus() if threads is None else int(threads)
     torch.set_num_threads(n)
     return n

@@ -80,7 +80,13 @@ from mlplab.torch_mlp.depth import (
     depth_table_markdown,
     plot_depth,
 )
-from mlplab.torch_mlp.device import parse_device, select_device, set_threads, threads_kept
+from mlplab.torch_mlp.device import (
+    MAX_THREADS,
+    parse_device,
+    select_device,
+    set_threads,
+    threads_kept,
+)
 from mlplab.torch_mlp.files import (
     load_torch_checkpoint,
     load_torch_model,
@@ -329,10 +335,11 @@ def _recorded_settings(config: dict[str, Any], device: str | None, threads: int 
                              f"{spelt} ({source}) and PyTorch sees {count} GPU"
                              f"{'s' if count != 1 else ''} here (cuda:0 .. cuda:{count - 1}); "
                              f"add {other} (or another cuda:N) to resume it on one of them.")
-    if threads is None and not (is_int(config["threads"]) and config["threads"] > 0):
+    if threads is None and not (is_int(config["threads"]) and
+                                0 < config["threads"] <= MAX_THREADS):
         raise ValueError(f"{source}: threads is {json.dumps(config['threads'])}, not a positive "
-                         "count; the file was edited or damaged: put back the value it had, or "
-                         f"give {setting('--threads', 'threads')}.")
+                         f"count of at most {MAX_THREADS}; the file was edited or damaged: put "
+                         f"back the value it had, or give {setting('--threads', 'threads')}.")
     return _settings(
         init_std=config["init_std"], dropout=config["dropout"], batchnorm=config["batchnorm"],
         epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],

@@ -241,7 +241,9 @@ def requeue_interrupted_trials(study: optuna.Study, worker: str) -> None:
     retried = {t.system_attrs.get("failed_trial") for t in trials}
     requeue = requeue_callback()
     for t in trials:
+        # (the same host:pid tag in another PID namespace is another process's)
         if t.state == TrialState.FAIL and t.user_attrs.get("worker") == worker and \
+                same_namespace(t.user_attrs) and \
                 "error" not in t.user_attrs and SURPLUS_ATTR not in t.user_attrs and \
                 t.number not in retried:
             requeue(study, copy.deepcopy(t))
@@ -370,7 +372,7 @@ def _optimize(study: optuna.Study, objective: Objective, target: int, timeout: f
             return
         except _TargetReached:
             return
-        except (ValueError, AssertionError) as exc:
+        except (ValueError, AssertionError, RuntimeError) as exc:
             if not _told_elsewhere(exc):
                 raise
         # as _StopAtTarget would have, had Optuna called it for that trial
@@ -383,15 +385,16 @@ def _told_elsewhere(exc: BaseException) -> bool:
     recorded first: its ValueError "Cannot tell a COMPLETE trial", or, for a trial another
     worker failed as stale (a heartbeat that a busy storage delayed past the grace period), the
     AssertionError ("Should not reach.") that Optuna 4+ raises over "Cannot tell a FAIL
-    trial" or over the storage's refusal to update a finished trial."""
+    trial" or over the storage's refusal to update a finished trial (bare for a trial pruned or
+    failed here)."""
     refused = exc.__context__ if isinstance(exc, AssertionError) else exc
     if isinstance(refused, ValueError) and str(refused).startswith("Cannot tell a "):
         return True
     # failed by another process between Optuna's check that the trial runs and its write: the
-    # storage's UpdateFinishedTrialError (a RuntimeError before Optuna 4.3) under the same
-    # AssertionError, which ended the command with "Should not reach."
-    return isinstance(exc, AssertionError) and isinstance(refused, RuntimeError) and \
-        "finished" in str(refused)
+    # storage's UpdateFinishedTrialError (a RuntimeError before Optuna 4.3), under the same
+    # AssertionError ("Should not reach.", which ended the command) for a trial that
+    # completed, bare for one pruned or whose objective raised
+    return isinstance(refused, RuntimeError) and "has already finished" in str(refused)
 
 
 def grid_exhausted(study: optuna.Study) -> bool:
@@ -458,6 +461,6 @@ def _fail_running_trials_of(study: optuna.Study, worker: str) -> None:
     from optuna.trial import TrialState
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("worker") == worker:
+        if t.user_attrs.get("worker") == worker and same_namespace(t.user_attrs):
             with contextlib.suppress(Exception):  # finished meanwhile: nothing to do
                 study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
