@@ -107,8 +107,14 @@ def plot_loss(loss: Sequence[float], title: str = "Training loss",
     it = np.arange(1, len(values) + 1)
     # the window is at least 5 losses: fewer have no running mean to draw
     smooth = len(values) > 50 if smooth is None else bool(smooth) and len(values) >= 5
+    # a run of one iteration (fewer images than a batch, one epoch) is one point: a line alone
+    # drew nothing
     ax.plot(it, values, color=COLORS["loss"], lw=0.8, alpha=0.6 if smooth else 1.0,
-            label="loss per iteration")
+            marker="o" if len(values) == 1 else None, label="loss per iteration")
+    if len(values) == 1:
+        ax.set_xticks([1])  # not 0.96 .. 1.04
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole iterations
     if smooth:
         w = max(len(values) // 50, 5)
         ax.plot(it[w - 1:], _moving_average(values, w), color=COLORS["smooth"], lw=1.5,
@@ -300,6 +306,8 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
 LOG_EPOCHS_RATIO = 10
 #: runs of at most this many epochs are drawn with a marker at each epoch
 MARKED_EPOCHS = 60
+#: losses spanning more than this factor (a diverged run's beside others) get a log loss axis
+LOG_LOSS_RATIO = 1000
 
 
 def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
@@ -327,16 +335,21 @@ def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
         loss_ax.plot(np.arange(1, len(loss) + 1), loss, style, color=color, lw=1.2, ms=3,
                      label=printable(name))
     lengths = [len(c.get("loss", [])) for c in curves.values() if len(c.get("loss", []))]
+    # the runs each panel draws: the accuracy panel leaves out runs without validation
+    val_lengths = [len(v) for c in curves.values()
+                   if len(v := np.asarray(c.get("val_acc", []), dtype=float))
+                   and not np.all(np.isnan(v))]
     # a run ten times as long as another squashes the short one into the left edge on a
     # linear axis; a logarithmic one gives each run's first epochs room
     log_epochs = bool(lengths) and max(lengths) >= LOG_EPOCHS_RATIO * min(lengths)
-    for ax, label in ((acc_ax, "validation accuracy (%)"), (loss_ax, "training loss")):
+    for ax, label, drawn in ((acc_ax, "validation accuracy (%)", val_lengths),
+                             (loss_ax, "training loss", lengths)):
         if log_epochs:
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))  # 1, 10, 100, not 10^k
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("epoch (logarithmic scale)")
-        elif max(lengths, default=0) == 1:  # one epoch each: tick 1, not 0.95 ... 1.05
+        elif max(drawn, default=0) == 1:  # one epoch each: tick 1, not 0.95 ... 1.05
             ax.set_xticks([1])
             ax.set_xlabel("epoch")
         else:
@@ -344,7 +357,15 @@ def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
             ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    loss_ax.ticklabel_format(axis="y", useOffset=False)
+    losses = np.concatenate([np.asarray(c.get("loss", []), dtype=float) for c in curves.values()]
+                            or [np.empty(0)])
+    losses = losses[np.isfinite(losses)]
+    if losses.size and losses.min() > 0 and losses.max() > LOG_LOSS_RATIO * losses.min():
+        # a diverged run's losses (1e37) flattened every other run's curve onto zero
+        loss_ax.set_yscale("log")
+        loss_ax.set_ylabel("training loss (logarithmic scale)")
+    else:
+        loss_ax.ticklabel_format(axis="y", useOffset=False)
     # one legend for both panels, below them: run names are long paths
     legend = fig.legend(*loss_ax.get_legend_handles_labels(), loc="lower center",
                         ncol=min(len(curves), 3), fontsize=8, frameon=False)

@@ -177,6 +177,49 @@ def test_runs_of_one_epoch_are_drawn_as_points():
         assert list(ax.get_xticks()) == [1]
 
 
+def test_each_panel_ticks_the_runs_it_draws():
+    """A one-epoch run beside a two-epoch run without validation: the accuracy panel draws one
+    epoch, and was ticked 0.945 ... 1.05 (its ticks followed the longest run of both panels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mlplab import plots
+
+    fig = plots.plot_runs({"one": {"loss": [1.2], "val_acc": [0.5]},
+                           "no val": {"loss": [1.0, 0.8], "val_acc": [float("nan")] * 2}})
+    acc_ax, loss_ax = fig.axes
+    assert list(acc_ax.get_xticks()) == [1]
+    assert all(float(t).is_integer() for t in loss_ax.get_xticks())
+
+
+def test_a_diverged_run_does_not_flatten_the_other_loss_curves():
+    """A run whose loss diverged (1e37) beside others: on a linear axis every other run lay on
+    zero. Losses spanning orders of magnitude are drawn on a logarithmic axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mlplab import plots
+
+    fig = plots.plot_runs({"good": {"loss": [2.0, 1.0, 0.5]},
+                           "diverged": {"loss": [2.0, 1e20, 1.75e37]}})
+    assert fig.axes[1].get_yscale() == "log" and "logarithmic" in fig.axes[1].get_ylabel()
+    fig = plots.plot_runs({"good": {"loss": [2.0, 1.0, 0.5]}, "also": {"loss": [3.0, 1.0]}})
+    assert fig.axes[1].get_yscale() == "linear"
+
+
+def test_a_loss_of_one_iteration_is_drawn_as_a_point():
+    """A one-epoch run with fewer images than a batch has one loss: loss.png drew a line of one
+    point, which shows nothing, under ticks 0.96 ... 1.04."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mlplab import plots
+
+    ax = plots.plot_loss([2.3]).axes[0]
+    assert ax.lines[0].get_marker() == "o"
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+
+
 def test_cli_table_json_and_errors(runs, capsys, tmp_path):
     root, made = runs
     assert main(["runs", str(root), "--sort", "test"]) == 0

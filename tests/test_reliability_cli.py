@@ -335,7 +335,7 @@ RUNTIME = [  # (argv, message): well-formed, but the files or the world say no -
     (["evaluate", "CORRUPT:garbage"], "not a readable .npz file"),
     (["evaluate", "CORRUPT:config"], "config.json is not valid JSON"),
     (["predict", "RUN", "/nonexistent.png"], "no such image file"),
-    (["predict", "RUN", "RUN/config.json"], "is not a readable image (not an image format"),
+    (["predict", "RUN", "RUN/config.json"], "config.json: cannot read image (not an image format"),
     (["data", "info", "mnist", "--data-dir", "OUT"], "mnist not found"),
     (["data", "download", "mnist", "--data-dir", "OUT", "--mirror", "http://127.0.0.1:1/"],
      "cannot download"),

@@ -1755,6 +1755,10 @@ def test_evaluating_an_interrupted_run_says_whose_model_it_is(tmp_path, digits):
             f"{run} was interrupted: its model is the one saved when it stopped after 2 epochs; "
             f"resume_run({str(run)!r}) finishes it.")):
         evaluate_run(run, data=digits)
+    Image.fromarray(digits.X_test[0, :, :, 0]).save(tmp_path / "one.png")
+    with pytest.warns(UserWarning, match=re.escape(f"{run} was interrupted: its model is the "
+                                                   "one saved when it stopped after 2 epochs")):
+        predict_images(run, [tmp_path / "one.png"], progress=False)  # (it said nothing)
     later = (run / "model.npz").stat().st_mtime + 5  # as if resumed and killed at a later epoch
     os.utime(run / "checkpoint.npz", (later, later))
     with pytest.warns(UserWarning, match="the run was resumed since and stopped again before it "
@@ -1850,7 +1854,7 @@ def test_evaluate_and_predict(tmp_path, digits):
     for r, p in zip(out, probs):
         assert [t["class"] for t in r["top"]] == [digits.classes[k] for k in np.argsort(-p)[:2]]
         assert r["top"][0]["probability"] == pytest.approx(p.max(), rel=1e-5)
-    with pytest.raises(ValueError, match="bad.png is not a readable image"):
+    with pytest.raises(ValueError, match=r"bad.png: cannot read image \(.*\); check the file\."):
         (tmp_path / "bad.png").write_text("nope")
         predict_images(tmp_path / "r", [tmp_path / "bad.png"])
     # the model file alone is enough to predict; evaluate needs a sound config.json
@@ -2458,3 +2462,30 @@ def test_names_with_dollar_signs_are_drawn_as_written(tmp_path):
     drawn = {t.get_text() for t in texts}
     assert {"$x^$", "$\\alpha$", "folder:/a/$x^$"} <= drawn
     assert not any("$" in t.get_text() and t.get_parse_math() for t in texts)
+
+
+def test_predict_names_every_bad_file_and_what_to_do(tmp_path, digits):
+    """A file read but not usable (a float TIFF with values above 1) stopped the report of the
+    unreadable files found before it; one unreadable file was named without what to do; a
+    sound image too large for Pillow was called "not a readable image"."""
+    from PIL import Image
+
+    from mlplab.data import DatasetError
+
+    train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    (tmp_path / "trunc.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    Image.fromarray(np.full((8, 8), 2.5, np.float32)).save(tmp_path / "float.tif")
+    Image.fromarray(digits.X_test[0, :, :, 0]).save(tmp_path / "good.png")
+    files = [tmp_path / "trunc.png", tmp_path / "float.tif", tmp_path / "good.png"]
+    with pytest.raises(DatasetError, match=r"^2 of 3 image files cannot be read: .*trunc\.png "
+                                           r"\(.*\); .*float\.tif \(.*\); replace or remove"):
+        predict_images(tmp_path / "r", files, progress=False)
+    with pytest.raises(DatasetError, match=r"trunc\.png: cannot read image \(.*\); check the "
+                                           r"file\.$"):
+        predict_images(tmp_path / "r", files[:1], progress=False)
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "big.png")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # (a real one would take 800 MB)
+        with pytest.raises(DatasetError, match=r"big\.png: cannot read image \(.*\); downscale "
+                                               r"it \(Pillow refuses an image this large"):
+            predict_images(tmp_path / "r", [tmp_path / "big.png"], progress=False)

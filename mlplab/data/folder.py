@@ -466,6 +466,11 @@ def _read_image(path: Path, mode: str, size: tuple[int, int] | None,
         raise DatasetError(f"{path}: not enough memory to decode it{what}; free some memory"
                            f"{shrink}.") from None
     except Exception as exc:
+        from PIL import Image
+
+        if isinstance(exc, Image.DecompressionBombError):  # a sound image, only too large
+            raise _unreadable(path, exc, "downscale it (Pillow refuses an image this large as "
+                                         "a possible decompression bomb)") from None
         raise _unreadable(path, exc, advice or "check the file") from None
     return arr if arr.ndim == 3 else arr[:, :, None]
 

@@ -9,6 +9,7 @@ predict`` need only these functions and what they build on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -318,9 +319,13 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
     and preprocessed as in training. ``progress``: a bar while the images are read (in a
     terminal or a notebook, as the folder datasets' decoding shows one)."""
     from mlplab._progress import progress_bar
+    from mlplab.data.base import DatasetError
     from mlplab.data.folder import UnreadableImageError, all_unreadable, read_image
 
     loaded = _load_run_model(Path(run))  # the model file holds all predict needs
+    # (a stopped run's model, as evaluate says; a damaged metrics.json is not predict's concern)
+    with contextlib.suppress(OSError, ValueError):
+        _warn_if_not_the_final_model(Path(run), read_metrics(Path(run) / METRICS_FILE))
     model, where = loaded.model, Path(run) / MODEL_FILE
     shape = loaded.extra.get("image_shape")
     classes = loaded.extra.get("classes") or [str(i) for i in range(model.num_classes)]
@@ -346,10 +351,16 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
                 images.append(read_image(p, shape))
             except UnreadableImageError as exc:
                 bad.append(exc)
+            except DatasetError as exc:
+                # decoded, but not as predict reads an image (values out of range, too large for
+                # memory): with the others (it stopped the report of those found before it)
+                if len(files) == 1:
+                    raise
+                text = " ".join(str(exc).split())
+                bad.append(UnreadableImageError(p, text.removeprefix(f"{p}: ").rstrip("."),
+                                                "replace or remove the file"))
             bar.update()
-    if len(bad) == 1:
-        raise ValueError(f"{bad[0].path} is not a readable image ({bad[0].detail}).")
-    if bad:
+    if bad:  # (one: its own message, with what to do about it)
         raise all_unreadable(bad, len(files))
     probs = _in_chunks(loaded, np.stack(images), "predict_proba")
     out = []
