@@ -326,6 +326,37 @@ def test_a_run_that_diverges_before_a_checkpoint_leaves_nothing_behind(tmp_path,
         train_run(FAST, out=tmp_path / "file" / "run", data=digits)
 
 
+def test_a_run_that_diverged_after_a_checkpoint_is_recorded_as_diverged(tmp_path, digits):
+    """A run whose loss diverged after its first checkpoint was listed "unfinished", and
+    evaluate advised the --resume that trained it into the same divergence again. Its
+    metrics.json records it (as a PyTorch run's config.json does)."""
+    from mlplab.runs.listing import summarize_run
+
+    class Blow(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                for p in trainer.model.params.values():  # after the epoch's checkpoint
+                    p *= 1e30
+
+    run = tmp_path / "r"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TrainingDivergedError):
+            train_run(FAST, out=run, data=digits, callbacks=[Blow()], plots=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and "the loss became nan" in metrics["reason"]
+    record = summarize_run(run)
+    assert (record["status"], record["epochs"], record["of_epochs"]) == ("diverged", 2, 4)
+    assert record["val_accuracy"] is not None  # its last good epoch's, from the checkpoint
+    with pytest.raises(FileNotFoundError, match="its loss diverged, so it saved no model"):
+        evaluate_run(run, data=digits)
+    with pytest.raises(ValueError, match=r"diverged \(its loss became NaN or infinite\); "
+                                         "resuming it would repeat it"):
+        resume_run(run, data=digits)
+    with pytest.raises(ValueError, match="already holds a run that diverged; choose another"):
+        train_run(FAST, out=run, data=digits)
+
+
 def test_train_run_writes_a_complete_run_folder(tmp_path, digits):
     res = train_run(FAST, out=tmp_path / "run", data=digits, eval_test=True)
     out = tmp_path / "run"

@@ -224,10 +224,12 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
     refuse_other_output(out_dir, skip=("run",))  # its own kind: checked below
     if any((out_dir / f).exists() for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE,
                                              METRICS_FILE)):
-        if read_metrics(out_dir / METRICS_FILE).get("status") == "completed":
+        status = read_metrics(out_dir / METRICS_FILE).get("status")
+        if status in ("completed", "diverged"):
             # resuming it would be refused: there is nothing left to run
-            raise ValueError(f"{out_dir} already holds a completed run; choose another "
-                             f"{setting('--out', 'out')}.")
+            raise ValueError(f"{out_dir} already holds a "
+                             f"{'completed run' if status == 'completed' else 'run that diverged'}"
+                             f"; choose another {setting('--out', 'out')}.")
         refuse_if_training(out_dir)  # resuming it would be refused too
         resume = setting(f"--resume {shell_command([path_word(out_dir)])}",
                          f"resume_run({str(out_dir)!r})")

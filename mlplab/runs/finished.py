@@ -51,6 +51,11 @@ def _no_model_hint(run_dir: Path) -> str:
                     "data; it has one once training ends")
         return (f"it is still being trained ({holder}); it has one once training ends "
                 "(mlplab runs shows how far it has got)")
+    if read_metrics(run_dir / METRICS_FILE).get("status") == "diverged":
+        return ("its loss diverged, so it saved no model (its checkpoint keeps the last good "
+                "epoch, which a resume would train into the same divergence); start a new run "
+                f"with other settings (a lower {setting('--lr', 'lr')}, say) and another "
+                f"{setting('--out', 'out')}")
     if (run_dir / CHECKPOINT_FILE).is_file():
         return ("it has a checkpoint: continue it with "
                 f"{setting(resume_command(run_dir), f'resume_run({str(run_dir)!r})')}")

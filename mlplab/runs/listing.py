@@ -195,7 +195,8 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
     if rows and batch:
         steps = iterations_per_epoch(batch, str(config.get("sampling", "shuffle")), rows)
     pace = None
-    if not metrics and _is_file(checkpoint_of(run)):
+    diverged = metrics.get("status") == "diverged"  # (a NumPy run's: its last good epoch's)
+    if (not metrics or diverged) and _is_file(checkpoint_of(run)):
         figures, pace = _progress(checkpoint_of(run))
         # a run that never stopped with Ctrl-C (no metrics.json) has only epochs' ends'
         # checkpoints, whose iterations are whole epochs

@@ -228,6 +228,10 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
             raise
         if not isinstance(exc, TrainingDivergedError):
             raise
+        # recorded, as a PyTorch run's divergence is: mlplab runs listed it "unfinished", and
+        # evaluate advised the --resume that only trained it into the same divergence again
+        with contextlib.suppress(OSError):
+            io.write_json(out_dir / METRICS_FILE, {"status": "diverged", "reason": str(exc)})
         raise TrainingDivergedError(f"{exc} {out_dir} keeps the checkpoint of its last good "
                                     "epoch; start the new run with another "
                                     f"{setting('--out', 'out')}.") from None
@@ -386,9 +390,15 @@ def _resumable_config(run_dir: Path) -> RunConfig:
     completed."""
     refuse_if_nothing_saved(run_dir, CONFIG_FILE, "run", "mlplab.runs.train_run")
     cfg = run_config(run_dir)
-    if read_metrics(run_dir / METRICS_FILE).get("status") == "completed":
+    status = read_metrics(run_dir / METRICS_FILE).get("status")
+    if status == "completed":
         raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
                          f"(start a new run with a different {setting('--out', 'out')}).")
+    if status == "diverged":  # resumed, it diverges again from the same checkpoint
+        raise ValueError(f"the run in {run_dir} diverged (its loss became NaN or infinite); "
+                         "resuming it would repeat it: start a new run with other settings (a "
+                         f"lower {setting('--lr', 'lr')}, say) and another "
+                         f"{setting('--out', 'out')}.")
     return cfg
 
 
