@@ -1363,6 +1363,31 @@ def test_a_rerun_short_of_its_target_says_so_and_how_to_finish(tmp_path, capsys)
     assert "3 complete, 0 pruned, 1 failed" in out and "ended" not in out, out
 
 
+def _assert_given_up_quietly(study, search):
+    """Run ``search``, in which another process fails ``study``'s trial 0: the trial is given up
+    and the search goes on to two complete trials, with none of Optuna's log lines (a traceback
+    of "Trial#0 has already finished") about it."""
+    import logging
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage() + str(record.exc_info))
+
+    records = Records()
+    logging.getLogger("optuna").addHandler(records)
+    try:
+        search()
+    finally:
+        logging.getLogger("optuna").removeHandler(records)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 2
+    assert not [m for m in records.messages if "Trial 0" in m or "already finished" in m], \
+        records.messages
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_a_trial_failed_as_stale_before_its_worker_named_it_is_given_up_quietly(digits,
                                                                                 tmp_path):
@@ -1370,7 +1395,6 @@ def test_a_trial_failed_as_stale_before_its_worker_named_it_is_given_up_quietly(
     sampler slower than the grace period, a clock behind) printed Optuna's traceback of
     "Trial#N has already finished"; it gives the trial up quietly (its settings are re-queued
     by the process that failed it) and goes on to the target."""
-    import logging
 
     import mlplab.tuning.search as search
     from mlplab.tuning import run_search
@@ -1384,25 +1408,10 @@ def test_a_trial_failed_as_stale_before_its_worker_named_it_is_given_up_quietly(
             study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         return real(self, trial)
 
-    class Records(logging.Handler):
-        def __init__(self):
-            super().__init__()
-            self.messages = []
-
-        def emit(self, record):
-            self.messages.append(record.getMessage() + str(record.exc_info))
-
-    records = Records()
-    logging.getLogger("optuna").addHandler(records)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(search._WithinTarget, "__call__", failed_meanwhile)
-            run_search(study, digits, SearchSpace.from_dict(TINY), target=2)
-    finally:
-        logging.getLogger("optuna").removeHandler(records)
-    assert [t.state for t in study.trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 2
-    assert not [m for m in records.messages if "Trial 0" in m or "already finished" in m], \
-        records.messages
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(search._WithinTarget, "__call__", failed_meanwhile)
+        _assert_given_up_quietly(study, lambda: run_search(
+            study, digits, SearchSpace.from_dict(TINY), target=2))
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
@@ -1412,7 +1421,6 @@ def test_a_trial_failed_as_stale_while_it_trains_is_given_up_quietly(digits, tmp
     the grace period, a stopped process) printed a 60-line traceback of "has already finished"
     from its next report, then another from recording the trial's time; it gives the trial up
     quietly, as one failed before it was named, and goes on to the target."""
-    import logging
 
     import mlplab.tuning.objective as objective
     from mlplab.tuning import run_search
@@ -1426,25 +1434,10 @@ def test_a_trial_failed_as_stale_while_it_trains_is_given_up_quietly(digits, tmp
             study._storage.set_trial_state_values(self.trial._trial_id, state=TrialState.FAIL)
         return real(self, trainer, epoch, logs)
 
-    class Records(logging.Handler):
-        def __init__(self):
-            super().__init__()
-            self.messages = []
-
-        def emit(self, record):
-            self.messages.append(record.getMessage() + str(record.exc_info))
-
-    records = Records()
-    logging.getLogger("optuna").addHandler(records)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(objective._ReportCallback, "on_epoch_end", failed_meanwhile)
-            run_search(study, digits, SearchSpace.from_dict({**TINY, "epochs": 3}), target=2)
-    finally:
-        logging.getLogger("optuna").removeHandler(records)
-    assert [t.state for t in study.trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 2
-    assert not [m for m in records.messages if "Trial 0" in m or "already finished" in m], \
-        records.messages
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(objective._ReportCallback, "on_epoch_end", failed_meanwhile)
+        _assert_given_up_quietly(study, lambda: run_search(
+            study, digits, SearchSpace.from_dict(TINY), target=2))  # (TINY: 3 epochs)
     assert "Traceback" not in capsys.readouterr().err
 
 

@@ -93,9 +93,7 @@ def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained",
         except OSError as exc:  # a read-only folder, or another user's
             if exc.errno in (errno.ELOOP, errno.EISDIR):  # a symbolic link, a folder
                 raise _not_a_lock_file(path) from None
-            raise ValueError(f"cannot write in the run folder {path.parent} "
-                             f"({exc.strerror or exc}); a run is trained only in a folder it "
-                             "may write to.") from None
+            raise _cannot_write(path.parent, exc.strerror or str(exc)) from None
         if not _regular(fd):
             os.close(fd)
             raise _not_a_lock_file(path)
@@ -105,9 +103,7 @@ def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained",
             os.close(fd)
             from mlplab.io import why_not_writable
 
-            raise ValueError(f"cannot write in the run folder {path.parent} "
-                             f"({why_not_writable(path.parent)}); a run is trained only in a "
-                             "folder it may write to.")
+            raise _cannot_write(path.parent, why_not_writable(path.parent))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -161,6 +157,11 @@ def _regular(fd: int) -> bool:
         return stat.S_ISREG(os.fstat(fd).st_mode)
     except OSError:
         return False
+
+
+def _cannot_write(folder: Path, why: str) -> ValueError:
+    return ValueError(f"cannot write in the run folder {folder} ({why}); a run is trained only "
+                      "in a folder it may write to.")
 
 
 def _not_a_lock_file(path: Path) -> ValueError:

@@ -218,13 +218,11 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     except BaseException as exc:
         if out_dir is None:
             raise
-        if not fit_failed:
-            # a bad dataset, a Ctrl-C while it loaded, the lock refused: the folder made for
-            # the run is removed again, if it is still empty (another run's is never touched)
+        if not fit_failed or _saved_nothing(out_dir):
+            # a bad dataset, a Ctrl-C while it loaded, the lock refused, or a fit that saved
+            # nothing: the folders made for the run are removed again, each only while empty
+            # (another run's, or a file put there meanwhile, is never touched)
             remove_made_folders(out_dir, made)
-            raise
-        if _saved_nothing(out_dir):  # (the folder held none before this run)
-            remove_made_folders(out_dir, made)  # only if nothing else was put there meanwhile
             raise
         if not isinstance(exc, TrainingDivergedError):
             raise

@@ -539,7 +539,9 @@ def _load_data(source: DataSource, need_test: bool) -> TuningData:
 def _output_folder(out_dir: Path) -> Iterator[None]:
     """Create ``out_dir`` (and its missing parents), and remove the folders it made again if
     the block fails (e.g. a storage that cannot be reached) while they are still empty."""
-    made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
+    from mlplab.runs.files import first_missing_folder, remove_made_folders
+
+    made = first_missing_folder(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file or a dangling link on the path, a read-only file system
@@ -551,9 +553,7 @@ def _output_folder(out_dir: Path) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only while empty
+        remove_made_folders(out_dir, made)  # only while empty
         raise
 
 

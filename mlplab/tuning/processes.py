@@ -6,6 +6,7 @@ both need them, so they sit below both.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from pathlib import Path
@@ -26,6 +27,7 @@ _WAIT_TIMEOUT = 0x102
 NAMESPACE_ATTR = "mlplab:pid_namespace"
 
 
+@functools.cache  # (read for each running trial after each trial: it does not change)
 def pid_namespace() -> str | None:
     """This process's PID namespace (``pid:[4026531836]``); None where the system has none."""
     try:

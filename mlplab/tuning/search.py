@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlplab._validation import check_choice
 from mlplab.tuning.data import TuningData
-from mlplab.tuning.objective import FailedAsStale, Objective
+from mlplab.tuning.objective import FailedAsStale, Objective, finished_elsewhere
 from mlplab.tuning.processes import process_alive, same_namespace
 from mlplab.tuning.quiet import optuna_warnings_only, quiet_interrupts, quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
@@ -124,7 +124,7 @@ class _WithinTarget:
             # its settings are queued again for a worker to run: give it up without Optuna's
             # traceback of "has already finished" (Optuna then refuses to record it FAIL again,
             # which _optimize takes as told elsewhere and goes on)
-            if storage.get_trial(trial._trial_id).state.is_finished():
+            if finished_elsewhere(trial):
                 raise FailedAsStale from None
             raise
         before = sum(t.number < trial.number for t in _busy(trial.study))
