@@ -2310,6 +2310,47 @@ def test_a_damaged_or_modelless_run_is_told_how_to_resume_in_the_callers_words(
             f"--resume {run}.") in capsys.readouterr().err
 
 
+def test_a_stopped_run_that_cannot_be_written_is_finished_in_a_copy(tmp_path, digits,
+                                                                     monkeypatch, capsys):
+    """A stopped run on a read-only mount (or a colleague's): evaluate advised the --resume
+    that is refused there ("cannot write in the run folder"). It says to resume a copy, and
+    the copy it names resumes."""
+    import types
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    run = tmp_path / "r"
+    train_run(FAST, out=run, data=digits, plots=False, callbacks=[CtrlC()])
+    access, statvfs = os.access, os.statvfs
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != run and access(p, mode,
+                                                                                      **kw))
+    monkeypatch.setattr(os, "statvfs", lambda p: types.SimpleNamespace(
+        f_flag=statvfs(p).f_flag | (os.ST_RDONLY if Path(p) == run else 0)))
+    copy = tmp_path / "r-resumed"
+    with pytest.warns(UserWarning) as said:
+        evaluate_run(run, data=digits)
+    assert str(said[0].message) == (
+        f"{run} was interrupted: its model is the one saved when it stopped after 2 epochs; to "
+        f"finish it: {run} cannot be written here (read-only file system), so it cannot be "
+        f"resumed in place: copy the folder to where you may write (say cp -r {run} {copy}, "
+        f"with another place than {tmp_path} if that is read-only too) and resume the copy "
+        f"with resume_run({str(copy)!r}).")
+    (run / "model.npz").unlink()  # killed before its first model: evaluate has none to use
+    assert main(["evaluate", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert (f"{run} has no model.npz; it has a checkpoint, but {run} cannot be written here "
+            "(read-only file system)") in err
+    assert f"resume the copy with mlplab train --resume {copy}." in err
+    with pytest.raises(ValueError, match="cannot write in the run folder"):
+        resume_run(run, data=digits, plots=False)  # (why it is not advised)
+    shutil.copytree(run, copy)
+    resumed = resume_run(copy, data=digits, plots=False)
+    assert resumed.metrics["epochs"] == FAST["epochs"]
+
+
 def test_a_run_result_shows_in_a_line(digits, tmp_path):
     """A notebook cell showing a RunResult printed the whole configuration and every metric
     (3 KB on one line); it shows what the run was and how it did."""

@@ -3034,11 +3034,13 @@ def test_the_outputs_name_the_best_trial_they_retrained(digits, tmp_path, monkey
     assert summary["retrained_val_acc"] == result.retrained_val_acc
 
 
-def test_processes_finishing_together_write_the_outputs_one_at_a_time(digits, tmp_path):
+def test_processes_finishing_together_write_the_outputs_one_at_a_time(digits, tmp_path,
+                                                                      capsys):
     """Two processes sharing a study and an output folder that finished together both retrained
     the best trial at once, and the one that stopped searching first could write its summary
-    last, a trial short. One writes at a time: the second waits, counts the study again, and
-    finds best-run/ done if its best trial is the same."""
+    last, a trial short. One writes at a time: the second waits (saying so: the wait can last
+    minutes), counts the study again, and finds best-run/ done if its best trial is the
+    same."""
     import subprocess
     import textwrap
 
@@ -3054,15 +3056,19 @@ def test_processes_finishing_together_write_the_outputs_one_at_a_time(digits, tm
         """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "locked\n"
-        tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=False)
+        tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=True)
     finally:
         holder.wait(timeout=60)
+    waiting = [line for line in capsys.readouterr().err.splitlines() if "waiting for" in line]
+    assert len(waiting) == 1
+    assert f"process {holder.pid} on" in waiting[0] and str(tmp_path) in waiting[0]
     assert (tmp_path / "summary.json").stat().st_mtime >= released.stat().st_mtime
     assert not (tmp_path / ".results.lock").exists()
     best = tmp_path / "best-run" / "model.npz"
     before = best.stat().st_mtime_ns
-    tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=False)  # as the second
+    tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=True)  # as the second
     assert best.stat().st_mtime_ns == before  # found done, not retrained
+    assert "waiting for" not in capsys.readouterr().err  # nothing to wait for: nothing said
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")

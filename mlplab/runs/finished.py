@@ -56,13 +56,12 @@ def _no_model_hint(run_dir: Path) -> str:
                 "epoch, which a resume would train into the same divergence); start a new run "
                 f"with other settings (a lower {setting('--lr', 'lr')}, say) and another "
                 f"{setting('--out', 'out')}")
-    if (run_dir / CHECKPOINT_FILE).is_file():
-        return ("it has a checkpoint: continue it with "
-                f"{setting(resume_command(run_dir), f'resume_run({str(run_dir)!r})')}")
-    if (run_dir / TORCH_CHECKPOINT_FILE).is_file():  # a PyTorch run's
-        return ("it has a checkpoint: continue it with " + setting(
-            f"mlplab torch train --resume {shell_command([path_word(run_dir)])}",
-            f"mlplab.torch_mlp.resume_run({str(run_dir)!r})"))
+    for checkpoint, torch in ((CHECKPOINT_FILE, False), (TORCH_CHECKPOINT_FILE, True)):
+        if (run_dir / checkpoint).is_file():
+            elsewhere = _resume_elsewhere(run_dir, torch)
+            if elsewhere is not None:
+                return f"it has a checkpoint, but {elsewhere}"
+            return f"it has a checkpoint: continue it with {_resume_setting(run_dir, torch)}"
     known = other_output_hint(run_dir)
     if known is not None:
         return known
@@ -94,6 +93,19 @@ def _started_run_hint(run_dir: Path) -> str | None:
         command = _resume_setting(run_dir, torch=False)
     return (f"it stopped before its first epoch ended, so it saved no model; train it with "
             f"{command}")
+
+
+def _resume_elsewhere(run_dir: Path, torch: bool) -> str | None:
+    """How to finish a stopped run whose folder this user may not write (a read-only mount, a
+    colleague's results), where ``--resume`` is refused: in a copy. None if it may be written."""
+    if os.access(run_dir, os.W_OK | os.X_OK):
+        return None
+    copy = run_dir.with_name(f"{run_dir.name}-resumed")
+    return (f"{run_dir} cannot be written here ({io.why_not_writable(run_dir)}), so it cannot "
+            "be resumed in place: copy the folder to where you may write (say "
+            f"{shell_command(['cp', '-r', path_word(run_dir), path_word(copy)])}, with another "
+            f"place than {copy.parent} if that is read-only too) and resume the copy with "
+            f"{_resume_setting(copy, torch)}")
 
 
 def _resume_setting(run_dir: Path, torch: bool) -> str:
@@ -266,13 +278,16 @@ def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None
                       "training ends (mlplab runs shows how far it has got).", stacklevel=3)
         return
     checkpoint = checkpoint_of(run_dir)
-    resume = _resume_setting(run_dir, torch=checkpoint.name == TORCH_CHECKPOINT_FILE)
+    torch = checkpoint.name == TORCH_CHECKPOINT_FILE
     # (as mlplab runs tells such a run: its checkpoint newer than what it saved on stopping)
     further = ("; the run was resumed since and stopped again before it saved, so its "
                "checkpoint has gone further than this model"
                if newer(checkpoint, run_dir / MODEL_FILE) else "")
+    elsewhere = _resume_elsewhere(run_dir, torch)
+    finish = f"{_resume_setting(run_dir, torch)} finishes it" if elsewhere is None else \
+        f"to finish it: {elsewhere}"
     warnings.warn(f"{run_dir} was interrupted: its model is the one saved when it stopped{at}"
-                  f"{further}; {resume} finishes it.", stacklevel=3)
+                  f"{further}; {finish}.", stacklevel=3)
 
 
 def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:

@@ -23,7 +23,7 @@ import re
 import socket
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mlplab._validation import setting
@@ -49,16 +49,18 @@ class RunInUseError(ValueError):
 @contextlib.contextmanager
 def run_lock(run_dir: str | os.PathLike, new: bool = False, noun: str = "run",
              doing: str = "trained", wait: bool = False,
-             lock_file: str = LOCK_FILE) -> Iterator[None]:
+             lock_file: str = LOCK_FILE,
+             on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold ``run_dir``'s lock within the block; a :class:`RunInUseError` naming the process
     that holds it if another one does (telling a ``new`` run to choose another folder, and a
     resumed one to wait; ``noun``: what the folder holds, a run or a depth study; ``doing``:
     what the other process does to it, "being trained" or, for a report, written). With
     ``wait``, a lock another process holds is waited for instead. ``lock_file``: the file's
-    name, for a second lock in one folder. The file is removed again at the end, so that a run
+    name, for a second lock in one folder. ``on_wait``: called with the holder's line (or "")
+    once, before a wait for another process's lock begins, so that a long wait can be announced. The file is removed again at the end, so that a run
     folder holds only the run's own files (and an empty folder can still be removed)."""
     path = Path(run_dir) / lock_file
-    fd = _acquire(path, new, noun, doing, wait) if fcntl is not None else None
+    fd = _acquire(path, new, noun, doing, wait, on_wait) if fcntl is not None else None
     if fd is None:  # no flock here: the run trains unlocked, as it did before locks
         yield
         return
@@ -82,7 +84,7 @@ _PATIENCE = 0.5
 
 
 def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained",
-             wait: bool = False) -> int | None:
+             wait: bool = False, on_wait: Callable[[str], None] | None = None) -> int | None:
     """The locked file's descriptor; None on a file system without ``flock`` (some network and
     FUSE ones answer ENOLCK or EOPNOTSUPP)."""
     assert fcntl is not None
@@ -105,7 +107,15 @@ def _acquire(path: Path, new: bool, noun: str = "run", doing: str = "trained",
 
             raise _cannot_write(path.parent, why_not_writable(path.parent))
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    raise
+                if on_wait is not None:
+                    on_wait(_holder(fd))
+                    on_wait = None  # once: the holder's file may be replaced while we wait
+                fcntl.flock(fd, fcntl.LOCK_EX)
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -373,7 +374,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         # finished together both retrained the best trial, and the one that had stopped
         # searching first wrote last, its summary a trial short and naming another best trial
         # than best-run/ held. The second finds best-run/ done, unless its best trial is better
-        with _writing_alone(out_dir) if not search_only else contextlib.nullcontext():
+        with _writing_alone(out_dir, progress) if not search_only else contextlib.nullcontext():
             result = _tally(study, study_name, spec.display, out_dir)
             result.unfinished = _unfinished(study, trials, timeout, elapsed, spec.grace_period)
             if not search_only:
@@ -436,14 +437,22 @@ def _write_interrupted(study: optuna.Study, study_name: str, storage: str, out_d
 RESULTS_LOCK = ".results.lock"
 
 
-def _writing_alone(out_dir: Path) -> contextlib.AbstractContextManager:
+def _writing_alone(out_dir: Path, announce: bool = True) -> contextlib.AbstractContextManager:
     """Held while this process writes the study's outputs into ``out_dir``: another process
-    writing them (one that shares the study and finished at the same time) is waited for. A
-    lock file of its own, not the folder's ``.lock``, which the first searching process holds
-    until it returns."""
+    writing them (one that shares the study and finished at the same time) is waited for, and
+    with ``announce`` the wait is said on stderr (it can last as long as retraining the best
+    trial). A lock file of its own, not the folder's ``.lock``, which the first searching
+    process holds until it returns."""
     from mlplab.runs.lock import run_lock
 
-    return run_lock(out_dir, noun="search", doing="written", wait=True, lock_file=RESULTS_LOCK)
+    def say_waiting(holder: str) -> None:
+        print(f"mlplab: another process{f' ({holder})' if holder else ''} is writing this "
+              f"search's results in {out_dir} (it retrains the best trial); waiting for it to "
+              "finish, then this process writes them from the study as it is then.",
+              file=sys.stderr, flush=True)
+
+    return run_lock(out_dir, noun="search", doing="written", wait=True, lock_file=RESULTS_LOCK,
+                    on_wait=say_waiting if announce else None)
 
 
 def _check_options(trials: Any, workers: Any, timeout: float | None, sampler: str,
