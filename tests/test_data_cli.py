@@ -25,6 +25,37 @@ def test_info_digits_table(capsys):
     assert "total      1437      180      180" in out
 
 
+def test_tables_line_up_class_names_of_wide_characters(tmp_path, capsys):
+    """A folder dataset whose classes are named in Chinese (two terminal columns a character) or
+    with a combining accent: data info's and evaluate's per-class rows came out of line, padded
+    by code points."""
+    import numpy as np
+    from PIL import Image
+
+    from mlplab._text import display_width
+
+    classes = ["猫", "cafe\u0301", "dog"]
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (tmp_path / "d" / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).save(
+                tmp_path / "d" / name / f"{i}.png")
+    data = f"folder:{tmp_path / 'd'}"
+    assert main(["data", "info", data, "--val-size", "6", "--test-size", "6"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.split(" ")[0] in (*classes, "class", "total")]
+    assert len(rows) == 5 and len({display_width(line) for line in rows}) == 1, rows
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", data, "--val-size", "6", "--test-size", "6",
+                 "--hidden", "8", "--epochs", "1", "--no-plots", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.strip().split(" ")[0] in classes]
+    assert len(rows) == 3 and len({display_width(line) for line in rows}) == 1, rows
+
+
 def test_info_json_with_split_options(capsys):
     assert main(["data", "info", "digits", "--val-size", "0.2", "--test-size", "100",
                  "--json"]) == 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlplab._text import counted
+from mlplab._text import counted, display_width, padded
 from mlplab.cli import (
     UsageError,
     check_figure_file,
@@ -300,12 +300,12 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"classes   {ds.num_classes}: {', '.join(ds.classes)}")
     for note in ds.notes:
         print(f"note      {note}")
-    width = max(6, *(len(c) for c in ds.classes))
+    width = max(6, *(display_width(c) for c in ds.classes))  # terminal columns (CJK names)
     print()
     print(f"{'class':<{width}}  {'train':>7}  {'val':>7}  {'test':>7}")
     counts = {k: v["class_counts"] for k, v in s["splits"].items()}
     for i, name in enumerate(ds.classes):
-        print(f"{name:<{width}}  {counts['train'][i]:>7}  {counts['val'][i]:>7}  "
+        print(f"{padded(name, width)}  {counts['train'][i]:>7}  {counts['val'][i]:>7}  "
               f"{counts['test'][i]:>7}")
     sizes = {k: v["size"] for k, v in s["splits"].items()}
     print(f"{'total':<{width}}  {sizes['train']:>7}  {sizes['val']:>7}  {sizes['test']:>7}")

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlplab import interrupts
-from mlplab._text import path_word, shell_command
+from mlplab._text import display_width, padded, path_word, shell_command
 from mlplab.cli import (
     UsageError,
     flag,
@@ -413,9 +413,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 0
     print(f"{res['dataset']} {res['split']} ({res['size']} images): accuracy "
           f"{res['accuracy']:.4f}")
-    width = max(len(c) for c in res["classes"])
+    # in terminal columns: a class named in CJK or with accents made of combining marks
+    width = max(display_width(c) for c in res["classes"])
     for name, acc in zip(res["classes"], res["per_class_accuracy"]):
-        print(f"  {name:<{width}}  " + ("    - (no images)" if acc is None else f"{acc:.3f}"))
+        print(f"  {padded(name, width)}  " + ("    - (no images)" if acc is None
+                                              else f"{acc:.3f}"))
     cells = max(len(str(n)) for row in res["confusion_matrix"] for n in row)
     print("confusion matrix (rows: true class, columns: predicted, in the order above):")
     for row in res["confusion_matrix"]:
