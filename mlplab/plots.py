@@ -391,15 +391,19 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str],
     shown = 100 * cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     top = 100.0 if normalize else max(float(shown.max()), 1.0)  # the colour scale's top
     k = len(classes)
+    names = _short_names(classes)
+    # room for the labels beside the matrix: past ten characters, a figure of fixed size gave
+    # every further character's width to them and took it from the matrix
+    extra = 0.07 * max(max(map(len, names)) - 10, 0)
     side = min(7.0, max(4.0, 0.55 * k + 2))
-    fig, ax = subplots(figsize=(side + 1.0, side))
+    fig, ax = subplots(figsize=(side + 1.0 + extra, side + 0.75 * extra))
     im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=top)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
                  label="% of the true class" if normalize else "count")
     ax.grid(False)  # a style's grid (the report's) would cross every cell through its number
     # class names as written, not mathtext: a folder named "$x^$" failed to draw
-    ax.set_xticks(range(k), labels=list(classes), rotation=45, ha="right", parse_math=False)
-    ax.set_yticks(range(k), labels=list(classes), parse_math=False)
+    ax.set_xticks(range(k), labels=names, rotation=45, ha="right", parse_math=False)
+    ax.set_yticks(range(k), labels=names, parse_math=False)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
@@ -413,6 +417,20 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str],
                         va="center", fontsize=7, color="white" if v > 0.5 * top else "black")
     fig.tight_layout()
     return fig
+
+
+#: the most characters of a class name an axis shows: longer ones are cut in the middle
+NAME_LIMIT = 24
+
+
+def _short_names(classes: Sequence[str], limit: int = NAME_LIMIT) -> list[str]:
+    """The class names as tick labels: one longer than ``limit`` keeps its start and end around
+    an ellipsis (a folder named by a whole sentence squeezed the matrix to a sliver beside its
+    labels), unless that makes two names alike, when all are kept whole."""
+    head = (limit - 1) // 2
+    short = [c if len(c) <= limit else f"{c[:head]}\u2026{c[len(c) - (limit - 1 - head):]}"
+             for c in map(str, classes)]
+    return short if len(set(short)) == len(short) else [str(c) for c in classes]
 
 
 def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class: int = 7,

@@ -2110,6 +2110,40 @@ def test_plot_confusion_needs_a_name_per_class():
         plots.plot_confusion(np.eye(3), ["a", "b"])
 
 
+def test_confusion_labels_cut_long_class_names_in_the_middle():
+    """A class named by a whole sentence (a folder dataset's) squeezed the matrix to a sliver
+    beside its labels. Long names keep their start and end; names that would then read alike
+    are kept whole."""
+    import matplotlib.pyplot as plt
+
+    long = "a photograph of a cat sitting on a mat in the sun"
+    def matrix_inches(fig):
+        fig.canvas.draw()
+        box, (w, h) = fig.axes[0].get_position(), fig.get_size_inches()
+        return box.width * w, box.height * h
+
+    fig = plots.plot_confusion(np.eye(3), ["cat", "dog", "bird"])
+    short = matrix_inches(fig)
+    plt.close(fig)
+    fig = plots.plot_confusion(np.eye(3), [long, "dog", "b" * 24])
+    try:
+        inches = matrix_inches(fig)
+        ax = fig.axes[0]
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert labels == [long[:11] + "\u2026" + long[-12:], "dog", "b" * 24]
+        assert [t.get_text() for t in ax.get_xticklabels()] == labels
+        # the figure grows for its labels: the matrix keeps most of its size (a quarter before)
+        assert inches[0] > 0.75 * short[0] and inches[1] > 0.75 * short[1], (inches, short)
+    finally:
+        plt.close(fig)
+    alike = ["x" * 11 + f"{i}" + "y" * 30 for i in range(2)]  # cut, both read x…y
+    fig = plots.plot_confusion(np.eye(2), alike)
+    try:
+        assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == alike
+    finally:
+        plt.close(fig)
+
+
 def test_confusion_cells_read_against_the_colour_scale_and_no_grid_crosses_them():
     """CIFAR-10's matrix (diagonal 40-65%) drawn in the report's style: its grid crossed every
     cell through its number, numbers such as 40 were white on the palest blues (white above

@@ -57,8 +57,9 @@ def run_lock(run_dir: str | os.PathLike, new: bool = False, noun: str = "run",
     what the other process does to it, "being trained" or, for a report, written). With
     ``wait``, a lock another process holds is waited for instead. ``lock_file``: the file's
     name, for a second lock in one folder. ``on_wait``: called with the holder's line (or "")
-    once, before a wait for another process's lock begins, so that a long wait can be announced. The file is removed again at the end, so that a run
-    folder holds only the run's own files (and an empty folder can still be removed)."""
+    once, before a wait for another process's lock begins, so that a long wait can be
+    announced. The file is removed again at the end, so that a run folder holds only the run's
+    own files (and an empty folder can still be removed)."""
     path = Path(run_dir) / lock_file
     fd = _acquire(path, new, noun, doing, wait, on_wait) if fcntl is not None else None
     if fd is None:  # no flock here: the run trains unlocked, as it did before locks
