@@ -2595,3 +2595,33 @@ def test_predict_names_every_bad_file_and_what_to_do(tmp_path, digits):
         with pytest.raises(DatasetError, match=r"big\.png: cannot read image \(.*\); downscale "
                                                r"it \(Pillow refuses an image this large"):
             predict_images(tmp_path / "r", [tmp_path / "big.png"], progress=False)
+
+
+def test_predict_can_skip_the_files_it_cannot_read(tmp_path, digits, capsys):
+    """One bad file among a folder of photos stopped predict from classifying any of them
+    (fix or remove it). With skip_unreadable (--skip-unreadable) the others are classified and
+    the bad ones named in a warning; the error without it says so."""
+    from mlplab.data import DatasetError
+
+    run = tmp_path / "r"
+    train_run(FAST, out=run, data=digits, plots=False)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(digits.X_test[i, :, :, 0]).save(photos / f"{i}.png")
+    (photos / "1b-cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    good = [photos / f"{i}.png" for i in range(3)]
+    with pytest.raises(DatasetError, match=r"1b-cut\.png: cannot read image .* \(Or classify the "
+                                           r"others: skip_unreadable=True\.\)$"):
+        predict_images(run, [photos], progress=False)
+    with pytest.warns(UserWarning, match=r"^1 of 4 image files cannot be read: \S*1b-cut\.png "
+                                         r"\(.*\); skipped it, classified the other 3\.$"):
+        out = predict_images(run, [photos], progress=False, skip_unreadable=True)
+    assert out == predict_images(run, good, progress=False)  # each with its own result
+    with pytest.raises(DatasetError, match="cannot read image"):  # none left: still an error
+        predict_images(run, [photos / "1b-cut.png"], progress=False, skip_unreadable=True)
+    assert main(["predict", str(run), str(photos), "--json"]) == 1
+    assert "(Or classify the others: --skip-unreadable.)" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="1 of 4 image files cannot be read"):
+        assert main(["predict", str(run), str(photos), "--json", "--skip-unreadable"]) == 0
+    assert [r["image"] for r in json.loads(capsys.readouterr().out)] == [str(f) for f in good]

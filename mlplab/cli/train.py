@@ -201,6 +201,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="image files (PNG, JPEG, ...) or folders of them")
     r.add_argument("--top", type=int, default=3, help="classes to show (default: %(default)s)")
     r.add_argument("--json", action="store_true", help="print the results as JSON")
+    r.add_argument("--skip-unreadable", action="store_true",
+                   help="classify the images that can be read and name the others in a warning "
+                        "(by default a file that cannot be read stops the command, and nothing "
+                        "is classified)")
     r.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
                    help="no progress bar while the images are read (one shows only in a "
                         "terminal, never with --json)")
@@ -431,7 +435,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise UsageError(f"--top must be at least 1; got {args.top}.")
     results = predict_images(args.run, args.images, top=args.top,
-                             progress=not (args.quiet or args.json))
+                             progress=not (args.quiet or args.json),
+                             skip_unreadable=args.skip_unreadable)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -312,10 +312,15 @@ def all_unreadable(bad: list[UnreadableImageError], total: int) -> DatasetError:
     downloads cut short, empty files) fixes them in one go rather than one per run."""
     if len(bad) == 1:
         return bad[0]
+    return DatasetError(f"{unreadable_list(bad, total)}; replace or remove them.")
+
+
+def unreadable_list(bad: list[UnreadableImageError], total: int) -> str:
+    """"N of TOTAL image files cannot be read: " and the first five, each with why."""
     shown = "; ".join(f"{e.path} ({e.detail})" for e in bad[:5])
     more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
-    return DatasetError(f"{len(bad)} of {total} image files cannot be read: {shown}{more}; "
-                        "replace or remove them.")
+    return (f"{len(bad)} of {total} image file{'s' if total != 1 else ''} cannot be read: "
+            f"{shown}{more}")
 
 
 class _ColourImage(Exception):

@@ -332,15 +332,23 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
-                   top: int = 3, progress: bool = True) -> list[dict[str, Any]]:
+                   top: int = 3, progress: bool = True,
+                   skip_unreadable: bool = False) -> list[dict[str, Any]]:
     """Top-``top`` classes with probabilities for each image file, with a run's model. A folder
     in ``paths`` stands for the image files directly inside it (sorted by name). Each image is
     decoded and resized as the folder datasets' images are (:func:`mlplab.data.folder.read_image`)
     and preprocessed as in training. ``progress``: a bar while the images are read (in a
-    terminal or a notebook, as the folder datasets' decoding shows one)."""
+    terminal or a notebook, as the folder datasets' decoding shows one). Files that cannot be
+    used are named in one error, and nothing is classified; with ``skip_unreadable`` they are
+    named in a warning instead and the others classified (an error still if none can be)."""
     from mlplab._progress import progress_bar
     from mlplab.data.base import DatasetError
-    from mlplab.data.folder import UnreadableImageError, all_unreadable, read_image
+    from mlplab.data.folder import (
+        UnreadableImageError,
+        all_unreadable,
+        read_image,
+        unreadable_list,
+    )
 
     loaded = _load_run_model(Path(run))  # the model file holds all predict needs
     # (a stopped run's model, as evaluate says; a damaged metrics.json is not predict's concern)
@@ -380,11 +388,22 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
                 bad.append(UnreadableImageError(p, text.removeprefix(f"{p}: ").rstrip("."),
                                                 "replace or remove the file"))
             bar.update()
-    if bad:  # (one: its own message, with what to do about it)
-        raise all_unreadable(bad, len(files))
+    if bad and (not skip_unreadable or not images):  # (one: its own message, what to do)
+        error = all_unreadable(bad, len(files))
+        if images:  # some could be classified: say how to have those
+            error.args = (f"{error} (Or classify the others: "
+                          f"{setting('--skip-unreadable', 'skip_unreadable=True')}.)",)
+        raise error
+    if bad:
+        import warnings
+
+        warnings.warn(f"{unreadable_list(bad, len(files))}; skipped "
+                      f"{'it' if len(bad) == 1 else 'them'}, classified the other "
+                      f"{len(images)}.", stacklevel=2)
+    skipped = {e.path for e in bad}
     probs = _in_chunks(loaded, np.stack(images), "predict_proba")
     out = []
-    for p, row in zip(files, probs):
+    for p, row in zip([f for f in files if f not in skipped], probs):
         order = np.argsort(-row, kind="stable")[:max(1, min(top, len(row)))]
         out.append({"image": str(p), "top": [{"class": classes[k], "probability": float(row[k])}
                                              for k in order]})
