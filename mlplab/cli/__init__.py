@@ -37,7 +37,8 @@ EXIT_STATUSES = (
     "exit status: 0 success; 1 a failed command, or files, data or checks that said no (one "
     "line says what to do); 2 a usage error, a command line that cannot work whatever the "
     "files; 130 Ctrl-C; 143 SIGTERM (a training run stopped by either keeps its last checkpoint "
-    "and says how to resume). Details: docs/reliability.md, \"Exit statuses\"."
+    "and says how to resume). Details: docs/reliability.md of the mlplab source, \"Exit "
+    "statuses\"."
 )
 
 

@@ -29,7 +29,8 @@ tables, plots and best-run/):
       --storage postgresql://user:pass@dbhost/optuna --eval-test
 
 --trials is the study's total of finished trials: rerunning a command resumes the study and does
-no more trials once the total is reached. See docs/tuning.md for the search-space YAML schema.
+no more trials once the total is reached. See docs/tuning.md of the mlplab source for the
+search-space YAML schema.
 """
 
 
@@ -54,9 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop starting new trials after S seconds of searching (per worker; "
                         "a wait for a trial a killed worker left unnamed counts)")
     g.add_argument("--search-space", metavar="FILE.yaml|NAME", default=None, type=user_path_arg,
-                   help="a YAML search space (docs/tuning.md) or a built-in one: "
-                        f"{', '.join(BUILTIN_SPACES)} (default: exercise: hidden size, lr, reg, "
-                        "batch size, epochs, lr decay)")
+                   help="a YAML search space (docs/tuning.md of the mlplab source) or a "
+                        f"built-in one: {', '.join(BUILTIN_SPACES)} (default: exercise: hidden "
+                        "size, lr, reg, batch size, epochs, lr decay)")
     g.add_argument("--sampler", choices=SAMPLERS, default="tpe",
                    help="tpe (default), random, or grid over each knob's `grid` values")
     g.add_argument("--prune", nargs="?", const="median", choices=PRUNERS, default=None,
@@ -142,7 +143,8 @@ def _knob_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
         names = ", ".join(k for k, _ in knobs)
         notes.insert(0, f"the trials take {names} from the search space: fix or search "
                         f"{'it' if len(knobs) == 1 else 'them'} in a --search-space FILE.yaml, "
-                        f"e.g. `{knobs[0][0]}: {knobs[0][1]}`, see docs/tuning.md")
+                        f"e.g. `{knobs[0][0]}: {knobs[0][1]}`, see docs/tuning.md of the "
+                        "mlplab source")
     return "; ".join(notes) or None, flags
 
 

@@ -44,8 +44,9 @@ try:
 except ImportError as exc:  # torch is an optional extra
     raise ImportError(
         "mlplab.torch_mlp needs PyTorch, which is not installed; install it with "
-        "pip install 'mlplab[torch]' (for the CPU-only build run pip install torch==2.13.0 "
-        "first)."
+        "pip install 'mlplab[torch]' (PyPI's Linux build includes CUDA, several GB: for the "
+        "CPU-only one run pip install 'torch<2.14' --index-url "
+        "https://download.pytorch.org/whl/cpu first)."
     ) from exc
 
 from mlplab.torch_mlp.convert import from_numpy, to_numpy
