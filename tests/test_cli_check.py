@@ -94,6 +94,13 @@ def test_gradcheck_counts_a_nan_error_as_failed_and_writes_strict_json(capsys):
     assert doc["passed"] is False and doc["errors"]["W1"] is None
 
 
+@pytest.mark.parametrize("tol", ["inf", "nan", "0", "-1e-07"])
+def test_gradcheck_refuses_a_tolerance_that_checks_nothing(tol, capsys):
+    # --tol inf passed every gradient, NaN ones aside ("all gradients match within --tol")
+    assert main(["gradcheck", "--hidden", "8", f"--tol={tol}"]) == 2  # a usage error
+    assert f"--tol must be a finite number > 0; got {float(tol)}." in capsys.readouterr().err
+
+
 def test_gradcheck_max_metric_default_tolerance(capsys):
     """On the default net the element-wise figure of correct code exceeds 1e-7 from float64
     rounding (a W2 entry near zero); --metric max alone must still pass it, with its own bound."""

@@ -960,6 +960,19 @@ def test_augment_none_turns_off_a_presets_augmentation(tmp_path):
     assert cfg["preset"] == "twolayer-best" and cfg["augment"] == []
 
 
+@pytest.mark.parametrize("text,said", [("", "empty; give flip, crop, elastic"),
+                                       (",", "empty; give flip"),
+                                       ("flip,,crop", "'flip,,crop' has an empty item"),
+                                       ("none,flip", "'none,flip': none means no augmentation")])
+def test_augment_refuses_empty_items_and_none_beside_others(text, said, capsys):
+    """``--augment ""`` (an unset shell variable) turned a preset's flips and crops off unasked,
+    ``flip,,crop`` passed, and ``none,flip`` trained with flips."""
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--preset", "twolayer-best", f"--augment={text}"])
+    assert exc.value.code == 2
+    assert said in capsys.readouterr().err
+
+
 class _Captured(Exception):
     """Raised by a stand-in for the library call, carrying what the command passed to it."""
 

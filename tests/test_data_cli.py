@@ -56,6 +56,17 @@ def test_tables_line_up_class_names_of_wide_characters(tmp_path, capsys):
     assert len(rows) == 3 and len({display_width(line) for line in rows}) == 1, rows
 
 
+def test_info_refuses_both_spellings_of_its_split_seed(capsys):
+    # --data-seed 4 --seed 3 split with 3, the last, without a word
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "info", "digits", "--data-seed", "4", "--seed", "3"])
+    assert exc.value.code == 2
+    assert "--data-seed and --seed are the same setting; give one of them" in \
+        capsys.readouterr().err
+    assert main(["data", "info", "digits", "--seed", "3", "--seed", "4", "--json"]) == 0
+    assert main(["data", "info", "digits", "--data-seed", "4", "--json"]) == 0  # alone: fine
+
+
 def test_info_json_with_split_options(capsys):
     assert main(["data", "info", "digits", "--val-size", "0.2", "--test-size", "100",
                  "--json"]) == 0

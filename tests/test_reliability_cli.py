@@ -223,7 +223,7 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     (["gradcheck", "--classes", "1"], "--classes must be at least 2"),
     (["gradcheck", "--dropout", "1"], "error: --dropout must be a number in [0, 1)"),
     (["gradcheck", "--reg", "-1"], "--reg must be a finite number >= 0"),
-    (["gradcheck", "--tol", "0"], "--tol must be a number > 0"),
+    (["gradcheck", "--tol", "0"], "--tol must be a finite number > 0"),
     (["data", "info", "digits", "--seed", "-2"], "--seed: expected an integer"),
     (["data", "show", "digits", "--out", "OUT/g.png", "--per-class", "0"], "--per-class must"),
     ([*TUNE, "--trials", "0"], "--trials: expected a positive integer"),

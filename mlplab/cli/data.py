@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -141,14 +142,40 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, positional: bool = Fa
 AUGMENT_FIELDS = ("preprocessing", "augment", "crop_padding", "elastic_pixels", "crop_fill")
 
 
+class _OneSpelling(argparse.Action):
+    """Stores an option that has two spellings, refusing both given at once: ``--data-seed 4
+    --seed 3`` split with the last, 3, without a word."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        given = getattr(namespace, "_spelled", {})
+        other = given.get(self.dest)
+        if other is not None and other != option_string:
+            raise argparse.ArgumentError(self, f"{other} and {option_string} are the same "
+                                               "setting; give one of them")
+        namespace._spelled = {**given, self.dest: option_string}
+        setattr(namespace, self.dest, values)
+
+
 def _augment(text: str) -> list[str]:
     from mlplab.runs import AUGMENTATIONS
 
-    items = [a.strip() for a in text.split(",") if a.strip()]
+    items = [a.strip() for a in text.split(",")]
+    # an empty text (an unset shell variable) turned a preset's augmentation off unasked, and
+    # "none,flip" trained with flips
+    if not any(items):
+        raise argparse.ArgumentTypeError("empty; give flip, crop, elastic, comma-separated, or "
+                                         "none for no augmentation")
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item; give flip, crop, elastic, "
+                                         "comma-separated, or none")
     bad = [a for a in items if a not in AUGMENTATIONS and a != "none"]
     if bad:
         raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r}; use any of "
                                          "flip, crop, elastic, comma-separated (or none)")
+    if "none" in items and len(set(items)) > 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: none means no augmentation; give it alone, "
+                                         "or the augmentations without it")
     return list(dict.fromkeys(a for a in items if a != "none"))  # in order, once each
 
 
@@ -229,12 +256,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                            description="Load a dataset and print its split sizes, image shape, "
                                        "class names and the class counts of every split.")
     add_dataset_arguments(info, positional=True)
-    info.add_argument("--data-seed", type=split_seed_arg, default=0,
+    info.add_argument("--data-seed", type=split_seed_arg, default=0, action=_OneSpelling,
                       help="seed of the stratified splits, as mlplab train's --data-seed "
                            "(default: %(default)s)")
     # (its own action, so that each spelling shows the value name it has in other commands)
     info.add_argument("--seed", dest="data_seed", metavar="SEED", type=split_seed_arg,
-                      default=argparse.SUPPRESS,
+                      default=argparse.SUPPRESS, action=_OneSpelling,
                       help="the same as --data-seed")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.set_defaults(func=run_info, unknown_hint=_dataset_is_named)
