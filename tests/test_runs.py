@@ -1079,6 +1079,46 @@ def test_resume_of_a_run_killed_before_it_saved_anything_says_to_start_it_anew(t
         resume_run(run)
 
 
+def test_resume_of_a_run_whose_checkpoint_was_deleted_says_it_starts_again(tmp_path, digits):
+    """An interrupted run whose checkpoint.npz was deleted was resumed from its first epoch
+    without a word ("resuming"), replacing the model and history of the epochs it had."""
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    run = tmp_path / "r"
+    train_run(FAST, out=run, data=digits, plots=False, callbacks=[CtrlC()])
+    (run / "checkpoint.npz").unlink()
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{run} has no checkpoint.npz (deleted?) though it holds metrics.json and model.npz "
+            "and history.csv of epochs trained before: the run starts again from its first "
+            "epoch")):
+        result = resume_run(run, data=digits, plots=False)
+    assert result.metrics["epochs"] == FAST["epochs"]
+    killed = tmp_path / "k"  # killed before its first checkpoint: config.json alone, no word
+    killed.mkdir()
+    shutil.copy(run / "config.json", killed / "config.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resume_run(killed, data=digits, plots=False)
+
+
+@pytest.mark.parametrize("text,why", [('{"my": 1}', "unknown run options: my"),
+                                      ("[1]", "not a JSON object")])
+def test_a_new_run_into_a_folder_of_another_tools_config_is_told_what_it_is(tmp_path, text, why,
+                                                                          capsys):
+    """--out into a folder holding another tool's config.json said it "already holds a run" and
+    to continue it with --resume, which then refused it as a damaged run's."""
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "config.json").write_text(text)
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "proj")]) == 1
+    err = capsys.readouterr().err
+    assert (f"{tmp_path / 'proj' / 'config.json'} is not a valid run configuration ({why}): "
+            "another tool's, or damaged, and no run of mlplab's beside it; choose another "
+            "--out.") in err and "--resume" not in err
+
+
 def test_starting_again_removes_the_killed_attempts_partial_config(tmp_path, digits):
     """As the refusal above advises, the run is started again with the same --out: the killed
     attempt's half-written config.json (a temporary file that never became the real one) was

@@ -231,11 +231,36 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
                              f"{'completed run' if status == 'completed' else 'run that diverged'}"
                              f"; choose another {setting('--out', 'out')}.")
         refuse_if_training(out_dir)  # resuming it would be refused too
+        foreign = _not_a_run_config(out_dir)
+        if foreign is not None:  # (--resume was advised, and refused it as a damaged run's)
+            raise ValueError(f"{out_dir / CONFIG_FILE} is not a valid run configuration "
+                             f"({foreign}): another tool's, or damaged, and no run of mlplab's "
+                             f"beside it; choose another {setting('--out', 'out')}.")
         resume = setting(f"--resume {shell_command([path_word(out_dir)])}",
                          f"resume_run({str(out_dir)!r})")
         raise ValueError(f"{out_dir} already holds a run; choose another "
                          f"{setting('--out', 'out')}, or continue it with {resume}.")
     return out_dir
+
+
+def _not_a_run_config(out_dir: Path) -> str | None:
+    """Why the folder's lone ``config.json`` is not one ``mlplab train`` wrote (another tool's,
+    beside no other run file), or None: a run's, or one beside its checkpoint or results,
+    which ``--resume`` judges with what to do."""
+    if any((out_dir / f).exists() for f in (CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE)):
+        return None
+    from mlplab.runs.config import RunConfig
+
+    try:
+        config = io.read_json(out_dir / CONFIG_FILE)
+        if not isinstance(config, dict):
+            return "not a JSON object"
+        if config.get("framework") == "pytorch":
+            return None  # a PyTorch run's (mlplab torch train), which says what it is itself
+        RunConfig.from_dict(config)
+    except (OSError, ValueError, TypeError) as exc:
+        return " ".join(str(exc).split()).split(" (known:")[0].rstrip(".")
+    return None
 
 
 def default_run_dir(root: str | os.PathLike = RUNS_ROOT, claim: bool = False,

@@ -299,6 +299,15 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
         _check_same_settings(loaded.extra.get("settings"), cfg, ckpt, config_path)
         # and a folder's images that an older mlplab decoded otherwise
         check_same_decoding(loaded.extra, cfg.dataset, run_dir, "resuming")
+    else:
+        # killed before its first checkpoint, the folder holds config.json alone; files of
+        # epochs trained mean the checkpoint was deleted: it restarted without a word
+        left = [f for f in (METRICS_FILE, MODEL_FILE, HISTORY_FILE) if (run_dir / f).exists()]
+        if left:
+            warnings.warn(f"{run_dir} has no {CHECKPOINT_FILE} (deleted?) though it holds "
+                          f"{' and '.join(left)} of epochs trained before: the run starts again "
+                          "from its first epoch, and replaces them as it goes (stop it now to "
+                          "keep them).", stacklevel=3)
     if announce:  # not before: "resuming" and then a refusal ("already completed", "was
         # trained with ...") contradicted itself
         print(f"resuming {run_dir}", file=sys.stderr, flush=True)
