@@ -259,6 +259,22 @@ def test_cli_table_json_and_errors(runs, capsys, tmp_path):
         capsys.readouterr().err
 
 
+def test_no_runs_folder_beside_run_folders_says_how_to_list_them(runs, capsys, tmp_path,
+                                                                  monkeypatch):
+    """`mlplab train --out exp1` and then `mlplab runs`: "no runs yet in runs; train one", right
+    after training one. The run folders of the current folder are pointed to."""
+    import shutil
+
+    root, _ = runs
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(root / "small", tmp_path / "exp1")
+    assert main(["runs"]) == 0
+    assert capsys.readouterr().err == ("no runs yet in runs; the run folders in this folder are "
+                                       "listed by `mlplab runs .`\n")
+    assert main(["runs", "."]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("exp1 ")
+
+
 def test_a_runs_folder_not_made_yet_has_no_runs_and_says_how_to_make_one(runs, capsys,
                                                                          tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a fresh checkout: no runs/ yet

@@ -175,7 +175,7 @@ def test_a_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert re.search(r"^epoch 1/1: loss .*, lr 0\.001, \d+\.\d s$", out, re.M), out
     assert re.search(r"^val accuracy .* after 1 epoch, \d+ iterations, \d+\.\d s\nrun folder: "
-                     r"run\n$", out, re.M), out
+                     r"run\nnext: mlplab evaluate run ", out, re.M), out
 
 
 @pytest.mark.parametrize("command,runner", [("train", "train_run"), ("depth", "depth_run")])
@@ -220,7 +220,7 @@ def test_both_train_commands_end_with_the_same_lines(tmp_path, capsys):
     folder RUN"), without the best epoch, the iterations or "run folder:"."""
     pattern = (r"val accuracy (\d\.\d{4}) \(best (\d\.\d{4}) at epoch (\d)\), test accuracy "
                r"(\d\.\d{4}), train accuracy (\d\.\d{4}) after 2 epochs, (\d+) iterations, "
-               r"\d+\.\d s\nrun folder: (\S+)\n")
+               r"\d+\.\d s\nrun folder: (\S+)\nnext: mlplab evaluate \7 .*\n")
     for argv in (["torch", "train", "--hidden", "8", "--threads", "1"],
                  ["train", "--hidden", "8"]):
         out = tmp_path / argv[0]

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from mlplab import io
+from mlplab._text import shell_command
 from mlplab.cli import main
 from mlplab.data import load_dataset
 from mlplab.runs import load_checkpoint, read_history
@@ -102,9 +103,10 @@ def test_a_class_with_no_images_in_the_split_has_no_accuracy(tmp_path, capsys):
     assert cm[2].sum() == 0 and res["per_class_accuracy"][2] is None
     assert res["per_class_accuracy"][:2] == pytest.approx(list(np.diag(cm)[:2] / 4))
     assert main(["evaluate", str(run), "--split", "test"]) == 0
-    rows = capsys.readouterr().out.splitlines()[1:4]
-    assert rows[2] == "  c      - (no images)"
-    assert rows[0] == f"  a  {cm[0, 0] / 4:.3f}"
+    rows = capsys.readouterr().out.splitlines()[1:5]
+    assert rows[0] == "  class  accuracy"  # a header: the rows read as bare numbers
+    assert rows[3] == "  c          - (no images)"
+    assert rows[1] == f"  a      {cm[0, 0] / 4:.3f}"
 
 
 def test_a_prelu_network_trains_its_slopes_and_evaluates(tmp_path, capsys):
@@ -971,6 +973,23 @@ def test_augment_refuses_empty_items_and_none_beside_others(text, said, capsys):
         main(["train", "--preset", "twolayer-best", f"--augment={text}"])
     assert exc.value.code == 2
     assert said in capsys.readouterr().err
+
+
+def test_train_ends_by_saying_what_to_do_next(tmp_path, capsys, monkeypatch):
+    """A run ended with its folder and no word of evaluate, predict or runs (a newcomer's next
+    steps); and `mlplab runs` alone does not list a run outside runs/, so it is named."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--epochs", "1", "--out", "my run"]) == 0
+    last = capsys.readouterr().out.splitlines()[-2:]
+    assert last == ["run folder: my run",
+                    f"next: mlplab evaluate {shell_command(['my run'])} (per class, confusion "
+                    f"matrix), mlplab predict {shell_command(['my run'])} IMAGE..., mlplab runs "
+                    ". (the runs there, side by side)"]
+    assert main(["train", "--epochs", "1", "--out", os.path.join("runs", "a")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith(", mlplab runs (the runs there, "
+                                                             "side by side)")
+    assert main(["train", "--epochs", "1", "--out", "b", "--json"]) == 0
+    json.loads(capsys.readouterr().out)  # JSON alone
 
 
 class _Captured(Exception):

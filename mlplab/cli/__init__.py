@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any, NoReturn, TextIO
 
 from mlplab import __version__
-from mlplab._text import counted
+from mlplab._text import counted, path_word, shell_command
 from mlplab.cli import _console as console
 
 COMMAND_MODULES = ["check", "data", "train", "runs", "tune", "torch", "reproduce"]
@@ -153,6 +153,15 @@ def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
     print(f"{line} after {counted(m['epochs'], 'epoch')}, "
           f"{counted(m['iterations'], 'iteration')}, {m['seconds']:.1f} s")
     print(f"run folder: {out}")
+    from mlplab.runs.files import RUNS_ROOT
+
+    run = shell_command([path_word(out)])
+    # where `mlplab runs` looks, unless told: a run elsewhere was "no runs yet"
+    parent = Path(out).parent
+    where = "" if parent == Path(RUNS_ROOT) else f" {shell_command([path_word(parent)])}"
+    # what a newcomer does next, which the output did not say
+    print(f"next: mlplab evaluate {run} (per class, confusion matrix), mlplab predict {run} "
+          f"IMAGE..., mlplab runs{where} (the runs there, side by side)")
 
 
 @contextlib.contextmanager

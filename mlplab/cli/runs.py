@@ -141,8 +141,29 @@ def _no_runs_yet(folder: str) -> str:
     # a typo (rusn for runs) is answered with the folder it most likely meant; the exit status
     # stays 0, as a folder named before its first run is no error (runs2 beside runs)
     typo = f" (no such folder; did you mean {guess}?)" if guess is not None else ""
+    if os.path.normpath(folder) == RUNS_ROOT and guess is None and _run_folders_here():
+        # trained with --out NAME here: "no runs yet" right after training one
+        return (f"no runs yet in {folder}; the run folders in this folder are listed by "
+                "`mlplab runs .`")
     return printable(f"no runs yet in {folder}{typo}; train one with `{command}`",
                      one_line=True)
+
+
+def _run_folders_here(limit: int = 1000) -> bool:
+    """Whether a folder in the current one holds a run's ``config.json`` (the first ``limit``
+    entries are looked at: this is for a hint)."""
+    from mlplab.runs.files import CONFIG_FILE
+
+    try:
+        with os.scandir(".") as entries:
+            for n, entry in enumerate(entries):
+                if n >= limit:
+                    break
+                if entry.is_dir() and os.path.isfile(os.path.join(entry.path, CONFIG_FILE)):
+                    return True
+    except OSError:
+        pass
+    return False
 
 
 def _plot(records: list[dict[str, Any]], path: str) -> None:

@@ -99,7 +99,9 @@ def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
     t.add_argument("--lr", type=float, default=None,
                    help=f"Adam learning rate (default: {d['lr']:g})")
     t.add_argument("--reg", type=float, default=None,
-                   help=f"Adam weight_decay, as the exercise's reg (default: {d['reg']:g})")
+                   help="Adam weight_decay, as the exercise's reg: adds reg * W to every "
+                        "gradient, biases included, so it is about mlplab train's --reg REG/2, "
+                        f"whose loss term reg * sum W^2 spares the biases (default: {d['reg']:g})")
     t.add_argument("--lr-decay", type=float, default=None,
                    help="learning rate multiplied by this after every epoch "
                         f"(default: {d['lr_decay']:g})")

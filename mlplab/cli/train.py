@@ -418,7 +418,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"{res['dataset']} {res['split']} ({res['size']} images): accuracy "
           f"{res['accuracy']:.4f}")
     # in terminal columns: a class named in CJK or with accents made of combining marks
-    width = max(display_width(c) for c in res["classes"])
+    width = max(5, *(display_width(c) for c in res["classes"]))
+    print(f"  {padded('class', width)}  accuracy")  # (the rows read as bare numbers)
     for name, acc in zip(res["classes"], res["per_class_accuracy"]):
         print(f"  {padded(name, width)}  " + ("    - (no images)" if acc is None
                                               else f"{acc:.3f}"))
