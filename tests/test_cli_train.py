@@ -869,6 +869,9 @@ def test_data_the_run_cannot_use_is_refused_before_the_run_folder_is_named(flags
      "50,50; --layers is mlplab torch depth's"),
     (["train", "--device", "cuda"], "mlplab train computes with NumPy on the CPU, with --threads "
      "N BLAS threads; --device is mlplab torch's"),
+    (["train", "--train-size", "2000"], "a run trains on its whole training split; --val-size "
+     "and --test-size hold images out of it, --epochs or --iters make the run short; "
+     "--train-size is mlplab tune's"),
     (["evaluate", "runs/a", "--dataset", "digits"], "the run's config.json gives its dataset, "
      "splits and preprocessing; --data-dir DIR if its files moved"),
     (["evaluate", "runs/a", "--val-size=100"], "the run's config.json gives its dataset"),

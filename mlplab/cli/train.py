@@ -212,13 +212,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _torch_flag_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
-    """What to say of ``mlplab torch``'s flags given to ``mlplab train`` (``--layers 2,3`` was
-    answered "did you mean --lr?")."""
+    """What to say of ``mlplab torch``'s and ``mlplab tune``'s flags given to ``mlplab train``
+    (``--layers 2,3`` was answered "did you mean --lr?")."""
     flags = {u.split("=")[0] for u in unknown if u.startswith("--")}
     notes = {"--layers": "a network's depth is its hidden sizes here, e.g. --hidden 50,50; "
                          "--layers is mlplab torch depth's",
              "--device": "mlplab train computes with NumPy on the CPU, with --threads N BLAS "
-                         "threads; --device is mlplab torch's"}
+                         "threads; --device is mlplab torch's",
+             # (answered "did you mean --val-size?", which is something else)
+             "--train-size": "a run trains on its whole training split; --val-size and "
+                             "--test-size hold images out of it, --epochs or --iters make the "
+                             "run short; --train-size is mlplab tune's"}
     given = sorted(flags & notes.keys())
     return "; ".join(notes[f] for f in given) or None, set(given)
 
