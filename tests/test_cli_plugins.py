@@ -5,6 +5,7 @@ processes. Without them, a run or model file that names one says how to load it.
 
 import json
 import sys
+import warnings
 
 import optuna
 import pytest
@@ -226,6 +227,49 @@ def test_a_plugin_that_cannot_be_found_is_one_line_saying_what_to_give(
     assert err.startswith("mlplab: error: ") and expected in err, err
     assert "give an importable module name" in err or "rename" in err, err
     assert str(tmp_path) not in sys.path  # a refused file leaves no folder on the path
+
+
+def test_a_folder_named_as_a_plugin_is_refused_saying_what_a_plugin_is(
+        plugin, tmp_path, monkeypatch, capsys):
+    """A folder of .py files given as a plugin: by its name it was imported as an empty
+    namespace package (exit 0, nothing imported from it), by its path it was "no such file"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "layer_files").mkdir()
+    (tmp_path / "layer_files" / "my_layers.py").write_text(PLUGIN)
+    what = ("a plugin is a .py file (./my_layers.py) or an importable module or package (a "
+            "folder with an __init__.py, named by its module name: my_pkg).")
+    assert main(["--plugin", "layer_files", "check"]) == 1
+    assert _error_line(capsys) == (
+        f"mlplab: error: plugin 'layer_files': {tmp_path / 'layer_files'} is a folder without an "
+        f"__init__.py, which Python imports as an empty namespace package; {what}")
+    sys.modules.pop("layer_files", None)
+    assert main(["--plugin", "./layer_files", "check"]) == 1
+    assert _error_line(capsys) == \
+        f"mlplab: error: plugin './layer_files': {tmp_path / 'layer_files'} is a folder; {what}"
+    assert "elu" not in models.ACTIVATIONS
+
+
+def test_a_plugin_that_registers_nothing_is_warned_about(plugin, tmp_path, monkeypatch, capsys):
+    """A plugin whose register_* calls were left out (or the wrong module named) did nothing,
+    without a word; one that registers is imported in silence, and so is one imported before."""
+    from mlplab.cli.plugins import load_plugin
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken_layers.py").write_text(PLUGIN.split("register_activation(")[0])
+    with pytest.raises(SystemExit):
+        main(["--plugin", "broken_layers", "check", "--help"])
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == (
+        "mlplab: warning: plugin 'broken_layers' registered nothing: no register_activation, "
+        "register_optimizer or register_preset call ran when it was imported; check that it "
+        "makes them (and is the module you meant)."), err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_plugin("broken_layers")  # imported already: it registered then, if it ever did
+        load_plugin(str(plugin))
+    sys.modules.pop("broken_layers")
+    with pytest.warns(UserWarning, match="plugin 'broken_layers' registered nothing"):
+        load_plugin("broken_layers")
 
 
 @pytest.mark.parametrize("source,error,message", [

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import functools
 import importlib
 import json
 import os
@@ -423,6 +424,12 @@ def _plugin_error_text(exc: Exception, from_env: bool) -> str:
             f"{os.environ.get(plugins.ENV_VAR, '')!r} names it: mend or unset it).")
 
 
+def _plugin_warning(text: str, from_env: bool) -> None:
+    """A plugin's warning, said before the command's warning format is set, as the help says
+    a plugin's failure."""
+    print(f"mlplab: warning: {_plugin_error_text(Exception(text), from_env)}", file=sys.stderr)
+
+
 def _guarded_main(argv: Sequence[str] | None) -> int:
     try:
         return _main(argv)
@@ -462,7 +469,8 @@ def _main(argv: Sequence[str] | None) -> int:
         # for --help each on its own: the help leaves out only the plugins that fail
         for group in ([name] for name in names) if helping else [names]:
             try:
-                plugins.load_plugins(group)
+                plugins.load_plugins(group, warn=functools.partial(_plugin_warning,
+                                                                   from_env=from_env))
             except plugins.PluginError as exc:
                 if helping:
                     print(f"mlplab: warning: {_plugin_error_text(exc, from_env)}",

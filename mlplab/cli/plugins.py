@@ -14,14 +14,19 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from mlplab.cli import CLIError
 
 ENV_VAR = "MLPLAB_PLUGINS"
 _HOW = "give an importable module name (my_pkg.layers) or the path of a .py file (./my_layers.py)"
+#: what to say of a folder named as a plugin
+_FOLDER = ("a plugin is a .py file (./my_layers.py) or an importable module or package (a "
+           "folder with an __init__.py, named by its module name: my_pkg)")
 
 
 class PluginError(CLIError):
@@ -103,24 +108,30 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> list[str]:
     return [n for n in named if n]
 
 
-def load_plugins(names: Iterable[str]) -> list[ModuleType]:
-    """Import each plugin in turn (one already imported is not imported again)."""
+def load_plugins(names: Iterable[str], warn: Callable[[str], None] | None = None
+                 ) -> list[ModuleType]:
+    """Import each plugin in turn (one already imported is not imported again); ``warn``: what
+    is done with a warning (:func:`load_plugin`)."""
     importlib.invalidate_caches()  # a module written since the interpreter started
-    return [load_plugin(name) for name in names]
+    return [load_plugin(name, warn) for name in names]
 
 
 def _is_path(name: str) -> bool:
     return name.endswith(".py") or any(sep and sep in name for sep in (os.sep, os.altsep, "/"))
 
 
-def load_plugin(name: str) -> ModuleType:
-    """Import the plugin ``name``: a module name or the path of a ``.py`` file."""
+def load_plugin(name: str, warn: Callable[[str], None] | None = None) -> ModuleType:
+    """Import the plugin ``name``: a module name or the path of a ``.py`` file. A module
+    imported now that registers no activation, optimiser or preset is warned about, with
+    ``warn`` (by default ``warnings.warn``): a plugin whose ``register_*`` call was left out,
+    or the wrong module named, did nothing without a word."""
     if not name.strip():  # an unset shell variable: "raised ValueError: Empty module name"
         raise EmptyPluginName("--plugin needs a module name or the path of a .py file; got an "
                               "empty text (an unset shell variable?)")
     module = _module_of_file(name) if _is_path(name) else name
+    fresh, before = module not in sys.modules, _registrations()
     try:
-        return _import(module, name)
+        imported = _import(module, name)
     except PluginError:
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code failed, or called exit()
@@ -129,6 +140,40 @@ def load_plugin(name: str) -> ModuleType:
         raise PluginError(f"plugin {name!r} raised {type(exc).__name__} on import{detail} "
                           "(rerun as mlplab --debug ... for the traceback: --debug goes "
                           "before the command)") from exc
+    _refuse_namespace_package(imported, name)
+    if fresh and not _changed(before, _registrations()):
+        text = (f"plugin {name!r} registered nothing: no register_activation, "
+                "register_optimizer or register_preset call ran when it was imported; check "
+                "that it makes them (and is the module you meant).")
+        if warn is None:
+            warnings.warn(text, stacklevel=3)
+        else:
+            warn(text)
+    return imported
+
+
+def _registrations() -> list[dict[str, Any]]:
+    """Copies of the registries a plugin adds to (the entries themselves, compared by
+    identity: a plugin may replace one)."""
+    from mlplab import models, optim, presets
+
+    return [dict(models.ACTIVATIONS), dict(optim.OPTIMIZERS), dict(presets.PRESETS)]
+
+
+def _changed(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> bool:
+    return any(a.keys() != b.keys() or any(a[k] is not b[k] for k in a)
+               for a, b in zip(before, after, strict=True))
+
+
+def _refuse_namespace_package(module: ModuleType, name: str) -> None:
+    """Refuse a folder without ``__init__.py`` named as a module: Python imports it as an
+    empty namespace package, and its ``.py`` files were never imported."""
+    spec = module.__spec__
+    if spec is None or spec.origin is not None or spec.submodule_search_locations is None:
+        return
+    folder = Path(next(iter(spec.submodule_search_locations), name))
+    raise PluginError(f"plugin {name!r}: {folder} is a folder without an __init__.py, which "
+                      f"Python imports as an empty namespace package; {_FOLDER}.")
 
 
 def _import(module: str, name: str) -> ModuleType:
@@ -165,6 +210,8 @@ def _module_of_file(name: str) -> str:
     of ``tune --workers`` (fresh interpreters given this sys.path) then import the classes it
     registers by that same name."""
     path = Path(name).expanduser()
+    if path.is_dir():  # "no such file" was false, and sent the user looking for a typo
+        raise PluginError(f"plugin {name!r}: {path.absolute()} is a folder; {_FOLDER}.")
     if not path.is_file():
         raise PluginError(f"plugin {name!r}: no such file ({path.absolute()}); {_HOW}.")
     path = path.resolve()
