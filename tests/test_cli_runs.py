@@ -570,6 +570,18 @@ def test_plot_file_is_checked_before_the_listing(runs, tmp_path, capsys, monkeyp
     assert said.format(p=path, d=tmp_path) in capsys.readouterr().err
 
 
+def test_plot_of_no_runs_says_it_is_not_written(tmp_path, capsys):
+    """--plot with no run folders under the folder given wrote no file and did not say so (the
+    listing's "no run folders" named no plot); the exit status stays 0, as for no runs."""
+    (tmp_path / "empty").mkdir()
+    plot = tmp_path / "p.png"
+    for argv in (["runs", str(tmp_path / "empty")], ["runs", str(tmp_path / "none"), "--json"]):
+        assert main([*argv, "--plot", str(plot)]) == 0
+        err = capsys.readouterr().err.splitlines()
+        assert err[-1] == f"--plot: no runs to draw; {plot} not written", err
+        assert not plot.exists()
+
+
 def test_a_hand_edited_nan_or_infinity_is_not_a_figure(tmp_path, digits, capsys):
     """Python's JSON reads NaN and Infinity: a metrics.json edited to hold them put "nan%" and
     "inf min" in the table, sorted the other runs out of order (NaN compares false with all) and

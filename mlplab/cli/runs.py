@@ -95,8 +95,13 @@ def run_runs(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     if args.plot is not None and records:
         _plot(records, args.plot)
+    # said, as when no run has a finished epoch to draw (the file was silently not written)
+    unplotted = f"--plot: no runs to draw; {args.plot} not written" \
+        if args.plot is not None and not records else None
     if args.json:
         print(json.dumps(records, indent=2, allow_nan=False))  # strict JSON, or an error
+        if unplotted:
+            print(unplotted, file=sys.stderr)
         return 0
     if not records:
         from mlplab.runs.finished import other_output_hint
@@ -107,6 +112,8 @@ def run_runs(args: argparse.Namespace) -> int:
             hint = other_output_hint(Path(folder))
             if hint is not None:
                 print(f"{folder}: {hint}", file=sys.stderr)
+        if unplotted:
+            print(unplotted, file=sys.stderr)
         return 0
     from mlplab._text import display_width, padded, printable
 
