@@ -168,12 +168,47 @@ class DiskFullError(OSError):
 
 
 def broken_link(path: str | os.PathLike) -> str | None:
-    """"PATH is a link to TARGET, which does not exist" for a link whose target is gone; None
-    for anything else."""
+    """"PATH is a link to TARGET, which does not exist" for a link whose target is gone, "PATH
+    is a loop of symbolic links (PATH -> A -> PATH; ...)" for one that leads back to itself;
+    None for anything else."""
+    trouble = link_trouble(path)
+    return None if trouble is None else f"{path} is {trouble}"
+
+
+def link_trouble(path: str | os.PathLike) -> str | None:
+    """Why the link ``path`` leads to no file, in words to follow "PATH is" (see
+    :func:`broken_link`); None when ``path`` is no such link."""
     p = Path(path)
-    if p.is_symlink() and not p.exists():
-        return f"{path} is a link to {os.readlink(p)}, which does not exist"
-    return None
+    if not p.is_symlink() or p.exists():
+        return None
+    chain, looped = link_chain(p)
+    if looped:  # (its target exists, as a link: "which does not exist" sent users looking)
+        return (f"a loop of symbolic links ({' -> '.join(chain)}; fix or remove one of "
+                "them)")
+    return f"a link to {' -> '.join(chain[1:])}, which does not exist"
+
+
+#: links a chain is followed through, as Linux's kernel does (MAXSYMLINKS) before ELOOP
+_MAX_LINKS = 40
+
+
+def link_chain(path: str | os.PathLike) -> tuple[list[str], bool]:
+    """The link ``path`` and the targets it leads through, as the links spell them
+    (``["a", "b", "a"]``), and whether they go round in a loop (or further than the system
+    follows links) rather than end at a name that does not exist (or is no link)."""
+    chain, seen, current = [str(path)], set(), Path(path)
+    for _ in range(_MAX_LINKS):
+        key = os.path.abspath(current)
+        if key in seen:
+            return chain, True
+        seen.add(key)
+        try:
+            target = os.readlink(current)
+        except OSError:  # not a link (missing, or a file): the end of the chain
+            return chain, False
+        chain.append(target)
+        current = current.parent / target  # (an absolute target replaces the folder)
+    return chain[:8] + ["..."], True
 
 
 def why_no_folder(path: str | os.PathLike, exc: OSError) -> str:

@@ -653,6 +653,25 @@ def test_folder_links_whose_target_is_gone_are_named_in_a_warning(tmp_path):
            "Fix or remove the links." in [str(w.message) for w in record]
 
 
+def test_folder_links_in_a_loop_are_left_out_with_a_warning(tmp_path):
+    """A class folder holding a loop of links named like images (l1.png -> l2.png -> l1.png)
+    failed the whole dataset ("cannot list the folder (Too many levels of symbolic links)"):
+    following the link raised ELOOP where a dangling one answers False. It leads to no file
+    either, and is left out and named as a dangling link is."""
+    root = tmp_path / "photos"
+    _write_images(root, ["cat", "dog"], 2)
+    (root / "cat" / "l1.png").symlink_to("l2.png")
+    (root / "cat" / "l2.png").symlink_to("l1.png")
+    (root / "dog" / "spin").symlink_to("spin")  # not named like an image: nothing to say
+    with pytest.warns(UserWarning) as record:
+        ds = load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
+    assert len(ds.y_train) == 4
+    [message] = [str(w.message) for w in record if "link" in str(w.message)]
+    assert message == (f"{root}: 2 link(s) in class folders point to files that do not exist or "
+                       "go round in a loop and are left out (e.g. cat/l1.png -> l2.png -> "
+                       "l1.png); fix or remove the links."), message
+
+
 def test_summary_counts():
     s = load_dataset("digits").summary()
     assert s["splits"]["val"]["size"] == 180 and sum(s["splits"]["val"]["class_counts"]) == 180

@@ -665,6 +665,26 @@ def test_a_dangling_runs_link_is_named_by_every_command(argv, tmp_path, monkeypa
     assert not (tmp_path / "gone").exists()
 
 
+@pytest.mark.parametrize("argv,what", [
+    (["train", "--dataset", "digits", "--epochs", "1", "--out", "loop1"],
+     "choose another --out."),
+    (["train", "--resume", "loop1"], "pass a run folder written by mlplab train."),
+    (["train", "--like", "loop1", "--out", "new"], "pass a run folder written by mlplab train."),
+    (["evaluate", "loop1"], "pass a run folder written by mlplab train."),
+    (["runs", "loop1"], "pass the folder that holds the run folders"),
+], ids=lambda a: " ".join(a[:2]) if isinstance(a, list) else None)
+def test_a_loop_of_links_is_named_as_one(argv, what, tmp_path, monkeypatch, capsys):
+    """loop1 -> loop2 -> loop1 was "loop1 is a link to loop2, which does not exist", though
+    loop2 is there: a loop of links, named with its links and what to do."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    code, _, err = _run(argv, capsys)
+    _assert_one_line_error(err, code, 1, argv)
+    assert "loop1 is a loop of symbolic links (loop1 -> loop2 -> loop1; fix or remove one of " \
+           f"them); {what}" in err, err
+
+
 def test_why_no_folder_names_what_stands_in_the_way(tmp_path):
     """A file anywhere on the path, or a dangling link, is named; otherwise the system's
     reason is kept (mkdir's own words for a file on the path are "Not a directory")."""
@@ -681,6 +701,11 @@ def test_why_no_folder_names_what_stands_in_the_way(tmp_path):
         (tmp_path / "link" / "x").mkdir(parents=True)
     assert why_no_folder(tmp_path / "link" / "x", exc.value) == \
         f"{tmp_path / 'link'} is a link to {tmp_path / 'gone'}, which does not exist"
+    # through a link that exists to one that does not: each named (not "b, which does not
+    # exist" while b is there)
+    (tmp_path / "chain").symlink_to("link")
+    assert why_no_folder(tmp_path / "chain", OSError(17, "File exists")) == \
+        f"{tmp_path / 'chain'} is a link to link -> {tmp_path / 'gone'}, which does not exist"
     assert why_no_folder(tmp_path / "new", PermissionError(13, "Permission denied")) == \
         "Permission denied"
 

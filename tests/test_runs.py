@@ -2067,6 +2067,31 @@ def test_predict_says_which_links_of_a_folder_point_to_nothing(tmp_path, digits)
     assert [r["image"] for r in out] == [str(photos / "a.png")]
 
 
+def test_predict_leaves_out_a_loop_of_links_and_names_one_given(tmp_path, digits, capsys):
+    """A loop of links named like images (l1.png -> l2.png -> l1.png) in a folder failed the
+    whole folder ("cannot list the folder (Too many levels of symbolic links)"), even with
+    --skip-unreadable; given by name it was "no such image file", though it is there."""
+    from mlplab.data import DatasetError
+
+    train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(digits.X_test[0, :, :, 0]).save(photos / "a.png")
+    (photos / "l1.png").symlink_to("l2.png")
+    (photos / "l2.png").symlink_to("l1.png")
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{photos}: 2 link(s) named like images point to files that do not exist or go "
+            "round in a loop and are left out (e.g. l1.png -> l2.png -> l1.png); fix or remove "
+            "the links.")):
+        out = predict_images(tmp_path / "r", [photos], progress=False)
+    assert [r["image"] for r in out] == [str(photos / "a.png")]
+    loop = photos / "l1.png"
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{loop}: a loop of symbolic links ({loop} -> l2.png -> l1.png; fix or remove one of "
+            "them).")):
+        predict_images(tmp_path / "r", [loop], progress=False)
+
+
 def test_edited_run_files_are_refused_by_name(tmp_path, digits):
     run = tmp_path / "r"
     train_run(FAST, out=run, data=digits, plots=False)

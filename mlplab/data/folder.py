@@ -19,6 +19,7 @@ image viewer shows it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import io
@@ -46,6 +47,7 @@ from mlplab.data.base import (
     pil_bilinear,
     user_path,
 )
+from mlplab.io import link_chain, link_trouble
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFile
@@ -133,23 +135,32 @@ def _listing(class_dir: Path
     mtimes, but not their inodes and ctimes), the names of its visible sub-folders, sorted
     (their images are not read: :func:`_warn_unread`), of its files with one of
     ``OTHER_IMAGE_EXTENSIONS``, sorted (not read either), and of its links named like images
-    whose target does not exist, sorted (nothing to read)."""
+    whose target does not exist or that go round in a loop, sorted (nothing to read)."""
     files, subdirs, others, broken = [], [], [], []
     try:
         with os.scandir(class_dir) as it:
             for e in it:
                 if e.name.startswith("."):
                     continue
-                if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file():
-                    st = e.stat()
-                    files.append((e.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-                elif e.name.lower().endswith(OTHER_IMAGE_EXTENSIONS):
-                    others.append(e.name)
-                elif e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_symlink() and \
-                        not os.path.exists(e.path):
-                    broken.append(e.name)
-                elif e.is_dir():
-                    subdirs.append(e.name)
+                image = e.name.lower().endswith(IMAGE_EXTENSIONS)
+                try:
+                    if image and e.is_file():
+                        st = e.stat()
+                        files.append((e.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                      st.st_ino))
+                    elif e.name.lower().endswith(OTHER_IMAGE_EXTENSIONS):
+                        others.append(e.name)
+                    elif image and e.is_symlink() and not os.path.exists(e.path):
+                        broken.append(e.name)
+                    elif e.is_dir():
+                        subdirs.append(e.name)
+                except OSError as exc:
+                    # a loop of links: is_file and is_dir raise ELOOP where a dangling link
+                    # answers False; it leads to no file either, and stopped the whole folder
+                    if exc.errno != errno.ELOOP or not e.is_symlink():
+                        raise
+                    if image:
+                        broken.append(e.name)
     except OSError as exc:
         raise DatasetError(f"{class_dir}: cannot list the folder ({exc.strerror or exc}); make "
                            "it readable or move it out of the dataset folder.") from None
@@ -221,12 +232,10 @@ def _warn_unread(root: Path, subdirs: dict[Path, list[str]], others: dict[Path, 
                       f"mlplab does not read and are left out ({kinds}; e.g. "
                       f"{d.relative_to(root)}/{name}); convert them to PNG or JPEG{jpeg} to "
                       "train on them.", stacklevel=4)
-    gone = [(d, name) for d, names in broken.items() for name in names]
+    gone = [d / name for d, names in broken.items() for name in names]
     if gone:
-        d, name = gone[0]
-        warnings.warn(f"{root}: {len(gone)} link(s) in class folders point to files that do not "
-                      f"exist and are left out (e.g. {d.relative_to(root)}/{name} -> "
-                      f"{os.readlink(d / name)}); fix or remove the links.", stacklevel=4)
+        warnings.warn(f"{root}: {len(gone)} link(s) in class folders "
+                      f"{dead_links_left_out(gone, root)}; fix or remove the links.", stacklevel=4)
     try:
         loose = _image_files(root)
     except DatasetError:
@@ -235,6 +244,19 @@ def _warn_unread(root: Path, subdirs: dict[Path, list[str]], others: dict[Path, 
         warnings.warn(f"{root}: {len(loose)} image(s) directly in the dataset folder (e.g. "
                       f"{loose[0][0]}) belong to no class and are not read; put them in a class "
                       "sub-folder.", stacklevel=4)
+
+
+def dead_links_left_out(links: Sequence[Path], root: Path) -> str:
+    """What a warning says of ``links``, links named like images that lead to no file
+    (:func:`broken_image_links`), each named relative to ``root``: "point to files that do not
+    exist and are left out (e.g. NAME -> TARGET)", or where one goes round in a loop of links
+    "... or go round in a loop ..." and that one as the example."""
+    loops = [p for p in links if link_chain(p)[1]]
+    first = loops[0] if loops else links[0]
+    chain = [str(first.relative_to(root)), *link_chain(first)[0][1:]]
+    either = " or go round in a loop" if loops else ""
+    return (f"point to files that do not exist{either} and are left out (e.g. "
+            f"{' -> '.join(chain)})")
 
 
 def _class_name(root: Path, folder: Path) -> str:
@@ -493,8 +515,8 @@ def read_image(path: str | os.PathLike, image_shape: Sequence[int]) -> np.ndarra
                          f"or 3 (RGB) channels; got {shape}.")
     H, W, C = shape
     path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: no such image file.")
+    if not path.exists():  # (a link that leads nowhere, or round a loop, says which)
+        raise DatasetError(f"{path}: {link_trouble(path) or 'no such image file'}.")
     return _read_image(path, "L" if C == 1 else "RGB", (H, W), advice=None)
 
 
@@ -514,8 +536,9 @@ def unread_image_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def broken_image_links(folder: str | os.PathLike) -> list[Path]:
-    """The links directly inside ``folder`` named as images whose target does not exist, sorted
-    by name: what :func:`image_files` leaves out with nothing to read, for a caller to say so."""
+    """The links directly inside ``folder`` named as images whose target does not exist (or
+    that go round in a loop of links), sorted by name: what :func:`image_files` leaves out
+    with nothing to read, for a caller to say so."""
     folder = Path(folder)
     return [folder / name for name in _listing(folder)[3]]
 

@@ -297,6 +297,7 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     from mlplab.data.folder import (
         IMAGE_EXTENSIONS,
         broken_image_links,
+        dead_links_left_out,
         image_files,
         unread_image_files,
     )
@@ -319,9 +320,9 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
                           "or JPEG to classify them.", stacklevel=3)
         gone = broken_image_links(p)
         if gone:  # as a dataset's class folder says it: fewer answers than files, unexplained
-            warnings.warn(f"{p}: {len(gone)} link(s) named like images point to files that do "
-                          f"not exist and are left out (e.g. {gone[0].name} -> "
-                          f"{os.readlink(gone[0])}); fix or remove the links.", stacklevel=3)
+            warnings.warn(f"{p}: {len(gone)} link(s) named like images "
+                          f"{dead_links_left_out(gone, p)}; fix or remove the links.",
+                          stacklevel=3)
         if not found:
             raise ValueError(f"{p}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)}; "
                              "sub-folders are not searched).")
