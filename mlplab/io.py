@@ -31,6 +31,7 @@ import io
 import json
 import math
 import os
+import stat
 import struct
 import tempfile
 import zipfile
@@ -209,6 +210,25 @@ def link_chain(path: str | os.PathLike) -> tuple[list[str], bool]:
         chain.append(target)
         current = current.parent / target  # (an absolute target replaces the folder)
     return chain[:8] + ["..."], True
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+def special_file(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it is something other than a regular file (links followed), in
+    words: "a folder", "a named pipe (FIFO)", "a socket", ... None for a regular file, or
+    nothing there. For a file given to be read: a FIFO blocks its reader for ever, a device
+    may never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _KINDS if test(mode)), "a special file")
 
 
 def why_no_folder(path: str | os.PathLike, exc: OSError) -> str:

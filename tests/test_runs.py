@@ -2092,6 +2092,21 @@ def test_predict_leaves_out_a_loop_of_links_and_names_one_given(tmp_path, digits
         predict_images(tmp_path / "r", [loop], progress=False)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_predict_refuses_a_file_that_is_not_a_regular_file(tmp_path, digits):
+    """`mlplab predict RUN fifo.png` waited for ever on the named pipe (as a FIFO from a shell's
+    <(...) would); it is refused, saying what it is."""
+    from mlplab.data import DatasetError
+
+    train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{fifo}: a named pipe (FIFO), not an image file; save the image to a file and give "
+            "that.")):
+        predict_images(tmp_path / "r", [fifo], progress=False)
+
+
 def test_edited_run_files_are_refused_by_name(tmp_path, digits):
     run = tmp_path / "r"
     train_run(FAST, out=run, data=digits, plots=False)

@@ -133,6 +133,11 @@ def test_missing_search_space_file(tmp_path):
         SearchSpace.load(tmp_path / "nope.yaml")
     with pytest.raises(ValueError, match="is a folder, not a file.*built-in spaces"):
         SearchSpace.load(tmp_path)
+    if hasattr(os, "mkfifo"):  # it exists: "does not exist" sent the user looking for a typo
+        os.mkfifo(tmp_path / "fifo.yaml")
+        with pytest.raises(ValueError, match=r"fifo.yaml is a named pipe \(FIFO\), not a "
+                                             r"regular file \(give a YAML file"):
+            SearchSpace.load(tmp_path / "fifo.yaml")
     (tmp_path / "latin1.yaml").write_bytes(b"lr: [0.1, \xe9]\n")
     with pytest.raises(ValueError, match=r"latin1.yaml is not a UTF-8 text file \(invalid "):
         SearchSpace.load(tmp_path / "latin1.yaml")

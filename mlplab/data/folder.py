@@ -47,7 +47,7 @@ from mlplab.data.base import (
     pil_bilinear,
     user_path,
 )
-from mlplab.io import link_chain, link_trouble
+from mlplab.io import link_chain, link_trouble, special_file
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFile
@@ -517,6 +517,11 @@ def read_image(path: str | os.PathLike, image_shape: Sequence[int]) -> np.ndarra
     path = Path(path)
     if not path.exists():  # (a link that leads nowhere, or round a loop, says which)
         raise DatasetError(f"{path}: {link_trouble(path) or 'no such image file'}.")
+    kind = special_file(path)
+    if kind is not None:  # a FIFO would block the read for ever, a device never end
+        what = "give the image files in it" if kind == "a folder" else \
+            "save the image to a file and give that"
+        raise DatasetError(f"{path}: {kind}, not an image file; {what}.")
     return _read_image(path, "L" if C == 1 else "RGB", (H, W), advice=None)
 
 

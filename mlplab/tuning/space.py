@@ -229,7 +229,12 @@ class SearchSpace:
 
         path = Path(path)
         if not path.is_file():
-            what = "is a folder, not a file" if path.is_dir() else "does not exist"
+            from mlplab.io import special_file
+
+            # (a FIFO or device exists: "does not exist" sent the user looking for a typo)
+            kind = special_file(path)
+            what = "is a folder, not a file" if path.is_dir() else \
+                f"is {kind}, not a regular file" if kind else "does not exist"
             raise ValueError(f"search space file {path} {what} (give a YAML file, or "
                              f"one of the built-in spaces: {', '.join(BUILTIN_SPACES)}).")
         try:
