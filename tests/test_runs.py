@@ -2107,6 +2107,22 @@ def test_predict_refuses_a_file_that_is_not_a_regular_file(tmp_path, digits):
         predict_images(tmp_path / "r", [fifo], progress=False)
 
 
+def test_predict_refuses_an_empty_image_path(tmp_path, digits, monkeypatch, capsys):
+    """`mlplab predict RUN "$IMG"` with IMG unset classified every image of the current folder
+    (Path("") is "."), where an empty RUN is refused."""
+    train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(digits.X_test[0, :, :, 0]).save(tmp_path / "a.png")
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", "r", ""])
+    assert exited.value.code == 2
+    assert "argument IMAGE: expected a path; got an empty text (an unset shell variable?)" in \
+        capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"an image path is an empty text \(an unset shell "
+                                         r"variable\?\); give image files or folders of them\."):
+        predict_images("r", [""], progress=False)
+
+
 def test_edited_run_files_are_refused_by_name(tmp_path, digits):
     run = tmp_path / "r"
     train_run(FAST, out=run, data=digits, plots=False)

@@ -197,7 +197,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "inside it.")
     r.add_argument("run", metavar="RUN", type=user_path_arg,
                    help="a run folder written by mlplab train or mlplab torch train")
-    r.add_argument("images", metavar="IMAGE", nargs="+",
+    r.add_argument("images", metavar="IMAGE", nargs="+", type=user_path_arg,
                    help="image files (PNG, JPEG, ...) or folders of them")
     r.add_argument("--top", type=int, default=3, help="classes to show (default: %(default)s)")
     r.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -304,6 +304,9 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
     out: list[Path] = []
     for p in paths:
+        if not os.fspath(p):  # Path("") is ".": every image of the current folder was classified
+            raise ValueError("an image path is an empty text (an unset shell variable?); give "
+                             "image files or folders of them.")
         p = Path(p)
         if not p.is_dir():
             out.append(p)
