@@ -2007,6 +2007,14 @@ def test_predict_takes_a_folder_of_images(tmp_path, digits, capsys):
     assert main(["predict", str(tmp_path / "r"), str(empty)]) == 1
     err = capsys.readouterr().err
     assert "empty: no image files in this folder" in err and "Errno" not in err
+    assert "sub-folders" in err and "give them" not in err  # (it has none to name)
+    for c in "ab":  # a folder dataset given as trained on: its class folders are named
+        (tmp_path / "set" / c).mkdir(parents=True)
+        Image.fromarray(digits.X_test[0, :, :, 0]).save(tmp_path / "set" / c / "0.png")
+    assert main(["predict", str(tmp_path / "r"), str(tmp_path / "set")]) == 1
+    assert (f"sub-folders are not searched); 2 of its sub-folders hold images (a folder "
+            f"dataset's classes?): give them, as {tmp_path / 'set' / 'a'} "
+            f"{tmp_path / 'set' / 'b'}.") in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "r"), str(tmp_path / "missing.png")]) == 1
     assert "missing.png: no such image file." in capsys.readouterr().err
     # every unreadable file of a folder in one error

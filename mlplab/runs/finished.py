@@ -290,6 +290,25 @@ def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None
                   f"{further}; {finish}.", stacklevel=3)
 
 
+def _sub_folders_hint(folder: Path, limit: int = 100) -> str:
+    """For a folder without images whose sub-folders hold some (a folder dataset, one
+    sub-folder per class, given as trained on): how to name them."""
+    from mlplab.data.folder import image_files
+
+    try:
+        subs = sorted(e.name for e in os.scandir(folder) if e.is_dir())[:limit]
+    except OSError:
+        return ""
+    with_images = [s for s in subs if image_files(folder / s)]
+    if not with_images:
+        return ""
+    named = shell_command([path_word(folder / name) for name in with_images[:2]])
+    more = " ..." if len(with_images) > 2 else ""
+    some = "one of its sub-folders holds" if len(with_images) == 1 else \
+        f"{len(with_images)} of its sub-folders hold"
+    return f"; {some} images (a folder dataset's classes?): give them, as {named}{more}"
+
+
 def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """``paths`` with each folder replaced by the image files directly inside it (sorted)."""
     import warnings
@@ -328,7 +347,7 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
                           stacklevel=3)
         if not found:
             raise ValueError(f"{p}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)}; "
-                             "sub-folders are not searched).")
+                             f"sub-folders are not searched){_sub_folders_hint(p)}.")
         out.extend(found)
     if not out:
         raise ValueError("no images given to predict.")
