@@ -143,6 +143,22 @@ def test_missing_search_space_file(tmp_path):
         SearchSpace.load(tmp_path / "latin1.yaml")
 
 
+@pytest.mark.parametrize("text, where", [
+    ("lr: {type: float, low: 0.01, high: 0.1}\nepochs: 3\nlr: 0.05\n", "'lr'.*lines 1 and 3"),
+    ("lr: {type: float, low: 0.01, low: 0.1, high: 1}\n", "'low'.*line 1"),
+])
+def test_a_key_given_twice_in_a_yaml_space_is_refused(tmp_path, text, where):
+    """YAML keeps the last of two equal keys: `lr` searched in one line and fixed in a later one
+    was silently fixed. A merge key (`<<`) may still be overridden."""
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: the key {where}\), and "
+                                         r"YAML would keep only the last one; remove the other\.$"):
+        SearchSpace.load(path)
+    path.write_text("lr: {<<: {type: float, low: 0.5, high: 0.9}, low: 0.01}\nepochs: 3\n")
+    assert SearchSpace.load(path).params["lr"].low == 0.01
+
+
 def test_build_maps_knobs_to_model_and_trainer():
     model, config = build({"hidden_size": 20, "depth": 3, "dropout": 0.1, "lr": 0.05,
                            "reg": 1e-3, "epochs": 4, "optimizer": "adam", "batch_size": 32},
@@ -290,6 +306,37 @@ def test_storage_spec_parsing(tmp_path):
             storage_spec(None, tmp_path, heartbeat=off, grace=60)
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://",
+                                 "sqlite:///file:s?mode=memory&uri=true"])
+def test_an_in_memory_sqlite_storage_is_refused(tmp_path, url):
+    """An in-memory study ended with the command, which then said to run it again to go on with
+    it (and Optuna's heartbeat thread printed tracebacks: another thread has no such table)."""
+    with pytest.raises(ValueError, match=rf"^storage {re.escape(repr(url))} is an in-memory "
+                                         r"SQLite database, .* give a file: "
+                                         r"storage=sqlite:///FILE\.db \(or FILE\.db\)\.$"):
+        storage_spec(url, tmp_path)
+    assert storage_spec(f"sqlite:///{tmp_path / 's.db'}", tmp_path).url.endswith("s.db")
+
+
+@pytest.mark.parametrize("given", ["x.db", "sqlite:///{}/x.db", "x.log", "journal:{}/x.log",
+                                   None])
+@pytest.mark.parametrize("kind", ["folder", "pipe"])
+def test_a_storage_that_is_not_a_file_is_refused_as_what_it_is(tmp_path, monkeypatch, given,
+                                                               kind):
+    """A named pipe hung the command (opening it waits for a writer) and a folder gave SQLite's
+    "unable to open database file"."""
+    if kind == "pipe" and not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    monkeypatch.chdir(tmp_path)
+    name = "study.db" if given is None else Path(given).name
+    (os.mkdir if kind == "folder" else os.mkfifo)(tmp_path / name)
+    what = "a folder" if kind == "folder" else "a named pipe"
+    how = r"move it away, or choose another out" if given is None else \
+        r"give storage the path of a file \(FILE\.db or FILE\.log\)"
+    with pytest.raises(ValueError, match=rf"^storage \S*{name} is {what}, not a file; {how}\.$"):
+        storage_spec(given and given.format(tmp_path), tmp_path)
+
+
 def test_a_storage_whose_driver_is_missing_names_the_driver(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pymysql", None)  # not importable, installed or not
     with pytest.raises(RuntimeError) as err:
@@ -333,6 +380,28 @@ def test_a_damaged_journal_file_is_named(tmp_path, content):
                                            r"not an Optuna journal file \(.*\); give another "
                                            r"file, or move this one away if it is damaged\.$"):
         storage_spec(str(tmp_path / "bad.log"), tmp_path).open()
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_file_of_one_line_not_a_journals_is_refused_and_left_as_it_was(digits, tmp_path):
+    """Optuna passes over a last line it cannot read (a write in progress): a file of one such
+    line was opened as an empty journal, the study appended to it, and the error came from
+    create_study, bare ("Expecting value: line 1 column 1 (char 0)"). A first line still being
+    written is let through."""
+    bad = tmp_path / "bad.log"
+    for content, why in [(b"garbage\n", "its first line: Expecting value"),
+                         (b"garbage", "its first line is not a JSON object"),
+                         (b"\n", "its first line: Expecting value"),
+                         (b'{"level": "info"}\n', "its first line is not an Optuna operation")]:
+        bad.write_bytes(content)
+        with pytest.raises(RuntimeError, match=rf"^cannot open storage journal:\S*bad\.log: it "
+                                               rf"is not an Optuna journal file \({why}.*\); give "
+                                               "another file, or move this one away"):
+            tune(digits, trials=1, search_space=TINY, storage=str(bad), out=tmp_path / "o",
+                 search_only=True, progress=False)
+        assert bad.read_bytes() == content
+    bad.write_bytes(b'{"op_code": 0, "worker_id": "a-1", "study_na')  # (being written)
+    storage_spec(str(bad), tmp_path).open()
 
 
 def test_journal_storage_fails_trials_without_heartbeat(tmp_path):
@@ -548,6 +617,27 @@ def test_a_new_study_is_refused_a_folder_holding_another_studys_results(digits, 
     assert studies() == ["A"]
     assert tune(digits, trials=1, study_name="A", **kw).best_trial == first.best_trial
     assert tune(digits, trials=1, study_name="B", **{**kw, "out": tmp_path / "E"}).n_complete == 1
+
+
+@pytest.mark.parametrize("name, said", [
+    ("", r"'' is blank \(an unset shell variable\?\); give a name"),
+    (" ", r"' ' is blank; give a name"),
+    ("a\nb", r"'a\\nb' holds a control character \('\\n'\); give a name without newlines, "
+              "tabs or other control characters"),
+    ("a\tb", r"'a\\tb' holds a control character \('\\t'\)"),
+])
+def test_a_blank_study_name_or_one_with_control_characters_is_refused(digits, tmp_path, capsys,
+                                                                      name, said):
+    """`--study ''` fell back to the default name without a word, and a blank name or one with
+    a newline made a study that no message or table shows as it is."""
+    with pytest.raises(ValueError, match=rf"^study_name {said}.*, or leave out study_name for "
+                                         r"the default name \(tune-<dataset>\)\.$"):
+        tune(digits, trials=1, search_space=TINY, study_name=name, out=tmp_path / "o",
+             progress=False)
+    assert main(["tune", "--dataset", "digits", "--trials", "1", "--study", name, "--out",
+                 str(tmp_path / "o"), "--no-progress"]) == 2  # a usage error, before any work
+    assert re.search(rf"error: --study {said}", capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_owner_study_named_on_the_command_line_can_be_pasted(digits, tmp_path):
@@ -2343,6 +2433,20 @@ def test_workers_threads_beat_a_lower_environment_limit(digits, tmp_path, monkey
     assert seen == [{wanted}]
 
 
+def test_no_more_workers_start_than_trials_are_left(digits, tmp_path, monkeypatch):
+    """--workers 12 --trials 1 started 12 processes, each an interpreter loading the data to
+    find the target met (10 s instead of 2); --workers 1000 took minutes."""
+    import mlplab.tuning as tmod
+
+    started: list[int] = []
+    monkeypatch.setattr(tmod, "run_workers", lambda s, study, bar=None: started.append(len(s)))
+    common = {"search_space": TINY, "progress": False, "search_only": True, "out": tmp_path}
+    tune(digits, trials=2, workers=12, **common)
+    tune(digits, trials=1, **common)  # one finished trial, in this process
+    tune(digits, trials=3, workers=12, **common)
+    assert started == [2, 2]
+
+
 def test_make_preprocessing_is_fitted_on_train_only(digits):
     # the tuning data's features come from a pipeline fitted on the training split alone
     pipe = make_preprocessing("standardize")
@@ -2721,7 +2825,7 @@ def test_workers_started_by_a_command_word_its_messages_for_the_command_line(
     monkeypatch.setattr(tmod, "run_workers", lambda s, study, bar=None: specs.extend(s))
     monkeypatch.setattr(workers, "run_search",
                         lambda *args, **kwargs: said.append(setting("--study", "study_name")))
-    kw = dict(trials=1, search_space=TINY, workers=2, progress=False, search_only=True)
+    kw = dict(trials=2, search_space=TINY, workers=2, progress=False, search_only=True)
     level = optuna.logging.get_verbosity()
     try:
         tune(digits, out=tmp_path / "python", **kw)
@@ -2805,7 +2909,7 @@ def test_a_registration_workers_could_not_import_is_refused_before_they_start(
     monkeypatch.setattr(tmod, "run_workers", lambda specs, study, bar=None: started.extend(specs))
     models.register_activation("local", lambda: registered.Softsign())
     # registered but not used by the space: sent only what can be sent, nothing refused
-    tune(digits, trials=1, search_space=TINY, out=tmp_path / "a", progress=False,
+    tune(digits, trials=2, search_space=TINY, out=tmp_path / "a", progress=False,
          search_only=True, workers=2)
     assert set(started[0].registered["activations"]) == {"softsign"}
     assert set(started[0].registered["optimizers"]) == {"signsgd"}

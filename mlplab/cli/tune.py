@@ -163,6 +163,7 @@ def run_tune(args: argparse.Namespace) -> int:
     from mlplab.cli import UsageError, usage_errors
     from mlplab.tuning import tune
     from mlplab.tuning.storage import check_heartbeat
+    from mlplab.tuning.study import check_study_name
 
     # flags that cannot work together whatever the data: usage errors (exit 2), as mlplab
     # train's are, before tune() opens anything
@@ -170,6 +171,8 @@ def run_tune(args: argparse.Namespace) -> int:
         raise UsageError("--eval-test needs the best model, which --search-only does not train.")
     with usage_errors():
         check_heartbeat(args.heartbeat, args.grace)
+        if args.study is not None:
+            check_study_name(args.study)
     try:
         result = tune(data_source(args), trials=args.trials, timeout=args.timeout,
                       search_space=args.search_space, study_name=args.study,

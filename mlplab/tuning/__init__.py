@@ -106,6 +106,7 @@ from mlplab.tuning.storage import (
 from mlplab.tuning.study import (
     STUDY_ATTRS,
     best_so_far,
+    check_study_name,
     finished_count,
     open_study,
     recorded_trials,
@@ -272,6 +273,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
     # what the spawned workers must register again; refused now if they could not
     registered = registrations(space) if workers > 1 else None
     source = as_source(dataset, preprocess, train_size, **dataset_kwargs)
+    if study_name is not None:
+        check_study_name(study_name)  # ('' fell back to the default name)
     study_name = study_name or default_study_name(source)
     # a search-only worker whose study lives elsewhere writes nothing in it: it may be read-only
     out_dir = _output_dir(out, study_name, writes=storage is None or not search_only)
@@ -350,7 +353,11 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     run_search(study, data, space, trials, left, seed, bar)
                 elif finished_count(study) < trials and not grid_exhausted(study):
                     fail_dead_local_trials(study)  # here, once: not by K workers racing to re-queue
-                    specs = _worker_specs(workers, source, spec, study_name, space, sampler, prune,
+                    # no more processes than trials to run: each spare one started an
+                    # interpreter and loaded the data to find the target met (--workers 1000
+                    # --trials 1 took minutes)
+                    needed = min(workers, trials - finished_count(study))
+                    specs = _worker_specs(needed, source, spec, study_name, space, sampler, prune,
                                           trials, left, seed, sampler_seed, registered,
                                           threads)
                     run_workers(specs, study, bar)

@@ -7,6 +7,7 @@ YAML schema.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Collection, Mapping
@@ -193,6 +194,38 @@ class Param:
         return out
 
 
+class _DuplicateKey(Exception):
+    """A key given twice in one mapping of a YAML file (the message says which, and where)."""
+
+
+@functools.cache
+def _unique_key_loader() -> type:
+    """PyYAML's safe loader refusing a key given twice in one mapping, which it reads as the
+    last one given: `lr` searched in one line and fixed in a later one was silently fixed."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # (`<<: *base` may be overridden)
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    earlier = seen.get(key)
+                except TypeError:  # (a list as a key: PyYAML's own error says so)
+                    continue
+                if earlier is not None:
+                    where = f"line {line}" if earlier == line else f"lines {earlier} and {line}"
+                    raise _DuplicateKey(f"the key {key!r} is given twice ({where}), and YAML "
+                                        "would keep only the last one; remove the other.")
+                seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 class SearchSpace:
     """What a trial searches (``params``) and what it fixes (``fixed``), both keyed by knob name
     (:data:`KNOBS`). Build with :meth:`load` (a built-in name, a YAML file or a dict)."""
@@ -238,7 +271,9 @@ class SearchSpace:
             raise ValueError(f"search space file {path} {what} (give a YAML file, or "
                              f"one of the built-in spaces: {', '.join(BUILTIN_SPACES)}).")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader())
+        except _DuplicateKey as exc:
+            raise ValueError(f"{path}: {exc}") from None
         except yaml.YAMLError as exc:
             raise ValueError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
         except UnicodeDecodeError as exc:  # alone, the codec's message names no file

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,7 @@ class StorageSpec:
         if self.url.startswith("journal:"):
             path = Path(self.url[len("journal:"):]).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
+            _check_journal_start(path, self.display)
             # Optuna's default lock is a symbolic link, which Windows lets only administrators
             # (or Developer Mode) create: everyone else would get "A required privilege is not
             # held by the client" (optuna/optuna#4298). The open lock (a file made with O_EXCL)
@@ -100,9 +102,7 @@ class StorageSpec:
             # TypeError)
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
                 # alone, "Expecting value: line 1 column 1 (char 0)" named no file
-                raise RuntimeError(f"cannot open storage {self.display}: it is not an Optuna "
-                                   f"journal file ({exc}); give another file, or move this one "
-                                   "away if it is damaged.") from None
+                raise _not_a_journal(self.display, str(exc)) from None
         kwargs: dict[str, Any] = {}
         url = sqlalchemy_url(self.url)
         if url.startswith("sqlite"):
@@ -151,6 +151,44 @@ class StorageSpec:
                         from exc
                 time.sleep(0.2 + 0.3 * attempt)
         raise AssertionError("unreachable")
+
+
+def _not_a_journal(display: str, why: str) -> RuntimeError:
+    return RuntimeError(f"cannot open storage {display}: it is not an Optuna journal file "
+                        f"({why}); give another file, or move this one away if it is damaged.")
+
+
+#: the most of a journal file's first line that :func:`_check_journal_start` reads: Optuna's
+#: first operation (it creates a study) is a short line, whatever the study's name
+_FIRST_LINE_LIMIT = 1 << 20
+
+
+def _check_journal_start(path: Path, display: str) -> None:
+    """Refuse a journal file whose first line is not one of Optuna's operations.
+
+    Optuna passes over a last line that it cannot read (a write in progress), so a file of one
+    such line (a log of another program, a file given by mistake) was opened as an empty journal
+    and a study appended to it: the user's file was changed, and the error came later from
+    ``create_study``, naming no file. A first line still being written (no line end yet) is
+    let through if it begins as Optuna's lines do."""
+    _check_storage_file(path)  # (reading a named pipe would wait for a writer)
+    try:
+        with open(path, "rb") as fh:
+            line = fh.readline(_FIRST_LINE_LIMIT)
+    except OSError:  # (a new journal; one that cannot be read: Optuna says why)
+        return
+    if not line:  # (an empty file: Optuna starts it)
+        return
+    if not line.endswith(b"\n") and len(line) < _FIRST_LINE_LIMIT:
+        if line.lstrip().startswith(b"{"):
+            return
+        raise _not_a_journal(display, "its first line is not a JSON object")
+    try:
+        first = json.loads(line)
+    except ValueError as exc:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
+        raise _not_a_journal(display, f"its first line: {exc}") from None
+    if not isinstance(first, dict) or "op_code" not in first:
+        raise _not_a_journal(display, "its first line is not an Optuna operation")
 
 
 def grace_of(storage: Any) -> int | None:
@@ -475,6 +513,7 @@ def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | 
     """
     heartbeat = check_heartbeat(heartbeat, grace)
     if storage is None:
+        _check_storage_file(out / "study.db", default=True)
         return StorageSpec(sqlite_url(out / "study.db"), heartbeat, grace)
     text = os.fspath(storage)
     if text.startswith("journal:"):
@@ -482,16 +521,63 @@ def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | 
         if not path:
             raise ValueError(f"{setting('--storage journal:PATH', 'storage=journal:PATH')} "
                              "needs a file path after 'journal:'.")
+        _check_storage_file(Path(path).expanduser())
         return StorageSpec(f"journal:{Path(path).expanduser().resolve()}", heartbeat, grace)
     if "://" in text:
+        database = _sqlite_database(text)
+        if database is not None:
+            _check_storage_file(Path(database).expanduser())
         return StorageSpec(text, heartbeat, grace)
     suffix = Path(text).suffix.lower()
     if suffix in (".log", ".journal"):
+        _check_storage_file(Path(text).expanduser())
         return StorageSpec(f"journal:{Path(text).expanduser().resolve()}", heartbeat, grace)
     if suffix in (".db", ".sqlite", ".sqlite3"):
+        _check_storage_file(Path(text).expanduser())
         return StorageSpec(sqlite_url(text), heartbeat, grace)
     raise ValueError(f"unrecognised storage {text!r}: give a SQLAlchemy URL (sqlite:///study.db, "
                      "postgresql://user@host/db), journal:PATH, or a file ending in .db or .log.")
+
+
+def _sqlite_database(url: str) -> str | None:
+    """The file of a SQLite ``url`` (None for another database, or a ``file:`` URI), refused
+    for an in-memory one: the study would end with this process (and each worker process would
+    have its own), while every message says to run the command again to go on with it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # (Optuna's own error names it when the storage is opened)
+        return None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or parsed.query.get("mode") == "memory" or \
+            database.startswith("file::memory:"):
+        raise ValueError(f"storage {url!r} is an in-memory SQLite database, which is gone when "
+                         "this process ends, but a study must outlive it (to be resumed, shared "
+                         "by workers, its results written); give a file: "
+                         f"{setting('--storage sqlite:///FILE.db', 'storage=sqlite:///FILE.db')} "
+                         "(or FILE.db).")
+    return None if database.startswith("file:") else database
+
+
+def _check_storage_file(path: Path, default: bool = False) -> None:
+    """Refuse a storage file ``path`` (with ``default``, the output folder's study.db) that
+    exists and is not a regular file: a named pipe hung the command (its opening waits for a
+    writer) and a folder gave SQLite's "unable to open database file", naming neither."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # (a new file; one that cannot be looked at: opening it says why)
+        return
+    if stat.S_ISREG(mode):
+        return
+    what = "a folder" if stat.S_ISDIR(mode) else \
+        "a named pipe" if stat.S_ISFIFO(mode) else "a special file (a device or socket)"
+    how = f"move it away, or choose another {setting('--out', 'out')}" if default else \
+        f"give {setting('--storage', 'storage')} the path of a file (FILE.db or FILE.log)"
+    raise ValueError(f"storage {path} is {what}, not a file; {how}.")
 
 
 def requeue_callback() -> StaleTrialCallback:

@@ -35,6 +35,27 @@ _WHAT = {"mlplab:search_space": "search space", "mlplab:seed": "seed", "mlplab:d
 _UNCHECKED = object()
 
 
+def check_study_name(name: str) -> None:
+    """Refuse a study name that is empty or blank (an unset shell variable: an empty one fell
+    back to the default name without a word) or holds a control character (a newline, a tab),
+    which no message, table or later command line shows as it is. Also run by ``mlplab tune``
+    before any work, as the usage error it is (exit 2)."""
+    import unicodedata
+
+    flag = setting("--study", "study_name")
+    default = f"leave out {flag} for the default name (tune-<dataset>)"
+    if not isinstance(name, str):
+        raise ValueError(f"{flag} must be a string; got {name!r}.")
+    if not name.strip():
+        unset = " (an unset shell variable?)" if name == "" else ""
+        raise ValueError(f"{flag} {name!r} is blank{unset}; give a name, or {default}.")
+    control = [c for c in name if unicodedata.category(c) == "Cc"]
+    if control:
+        raise ValueError(f"{flag} {name!r} holds a control character ({control[0]!r}); give a "
+                         f"name without newlines, tabs or other control characters, or "
+                         f"{default}.")
+
+
 def open_study(storage: StorageSpec, study_name: str, space: SearchSpace | None = None,
                data_description: dict[str, Any] | None = None,
                sampler: optuna.samplers.BaseSampler | None = None,
