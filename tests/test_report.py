@@ -269,6 +269,12 @@ def test_a_stage_whose_input_only_left_out_is_refused_before_anything_is_written
         main(["reproduce", "--only", "", "--out", str(tmp_path)])
     assert exc.value.code == 2 and "argument --only: expected comma-separated stages like " \
         "data,q4; got '' (an unset shell variable?)" in capsys.readouterr().err
+    # nor an empty item, a typo or an unset variable, as --hidden 100,,50 is
+    for only in ("q1,,q2", "q1,", ",q1"):
+        with pytest.raises(SystemExit) as exc:
+            main(["reproduce", "--only", only, "--out", str(tmp_path)])
+        assert exc.value.code == 2 and "argument --only: expected comma-separated stages like " \
+            f"data,q4; got {only!r} (an empty item)" in capsys.readouterr().err
     for only in ([], ["q9"], "q1"):
         with pytest.raises(ValueError, match="only must be a list of one or more stages from "
                                              "data, q1, "):
@@ -560,6 +566,31 @@ def test_reuse_hands_the_kept_stages_results_to_the_ones_run_again(tmp_path):
     again = reproduce("digits", TINY, out=tmp_path, log=False,
                       only=["data", "q3_tuning", "q3_tuned"], reuse=True, loader=other)
     assert all(s.status == "ok" for s in again.sections if s.key in ("data", "q3_tuned"))
+
+
+def test_a_damaged_earlier_report_is_refused_in_one_line_by_reuse(tmp_path, capsys):
+    """A report.json of the wrong shape was met as Python's internals ("'list' object has no
+    attribute 'get'"), or as settings to give that were given ("used a different seed (seed=0)
+    ... Give --seed 0" for a seed written as "0")."""
+    out = tmp_path / "rp"
+    assert main(["reproduce", "--only", "q1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    good = json.loads((out / "report.json").read_text())
+    damages = [lambda d: [], lambda d: {}, lambda d: {**d, "sections": []},
+               lambda d: {**d, "budget": "quick"}, lambda d: {**d, "sections": {"q1": 5}},
+               lambda d: {**d, "seed": "0"}, lambda d: {**d, "threads": None},
+               lambda d: {**d, "sections": {**d["sections"],
+                                            "q1": {**d["sections"]["q1"], "blocks": [5]}}}]
+    for damage in damages:
+        (out / "report.json").write_text(json.dumps(damage(good)))
+        assert main(["reproduce", "--only", "q2", "--reuse", "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert re.fullmatch(rf"mlplab reproduce: error: --reuse: {re.escape(str(out))}/"
+                            r"report\.json is not a report mlplab wrote \(damaged\? [^()]+\); "
+                            r"run without --reuse into another --out, or move \S+ away\.\n",
+                            err), err
+    (out / "report.json").write_text(json.dumps(good))  # (the check passes a sound one)
+    assert main(["reproduce", "--only", "q2", "--reuse", "--out", str(out)]) == 0
 
 
 def test_reuse_messages_name_the_argument_in_python_and_the_flag_on_the_command_line(

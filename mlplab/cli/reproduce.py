@@ -57,10 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _stage_list(text: str) -> list[str]:
     """``"data, q4"`` -> ``["data", "q4"]``; an empty text (an unset ``$STAGES``) is refused:
-    read as no selection, it ran every stage and replaced the whole report."""
-    stages = [s.strip() for s in text.split(",") if s.strip()]
-    if not stages:
-        unset = " (an unset shell variable?)" if not text.strip() else ""
+    read as no selection, it ran every stage and replaced the whole report. So is an empty item
+    (``q1,,q2``, ``q1,``), a typo or an unset variable, as ``--hidden 100,,50`` is."""
+    stages = [s.strip() for s in text.split(",")]
+    if not all(stages):
+        unset = " (an unset shell variable?)" if not text.strip() else \
+            " (an empty item)" if any(stages) else ""
         raise argparse.ArgumentTypeError(f"expected comma-separated stages like data,q4; got "
                                          f"{text!r}{unset}")
     return stages

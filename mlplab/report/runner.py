@@ -10,6 +10,7 @@ found) never blocks the rest of the report.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -247,6 +248,18 @@ def _earlier_report(ctx: Context) -> dict[str, Any]:
         raise ValueError(f"{_reuse()}: there is no earlier report in {ctx.out} (no "
                          "report.json).")
     doc = read_json(path)
+    # once, here: a damaged file (edited by hand, cut short) was met as Python's internals
+    # ("'list' object has no attribute 'get'"), or as a setting to change that it already had
+    problem = _report_problem(doc)
+    if problem is None:
+        try:
+            loaded = dict(_load_sections(doc))
+        except (KeyError, TypeError, ValueError, AttributeError):  # (its blocks, mostly)
+            problem = "a section's contents cannot be read"
+    if problem is not None:
+        raise ValueError(f"{_reuse()}: {path} is not a report mlplab wrote (damaged? "
+                         f"{problem}); run without {_reuse()} into another "
+                         f"{setting('--out', 'out')}, or move {ctx.out} away.")
     mine = {"dataset": ctx.dataset, "budget": ctx.budget.to_dict(), "seed": ctx.seed,
             "threads": ctx.threads}
     theirs = {k: doc.get(k) for k in mine}
@@ -264,8 +277,48 @@ def _earlier_report(ctx: Context) -> dict[str, Any]:
                          f"run without {_reuse()} into another {setting('--out', 'out')} "
                          f"(without it, the report in {ctx.out} would be replaced by one of "
                          "these stages alone).")
-    doc["loaded"] = dict(_load_sections(doc))
+    doc["loaded"] = loaded
     return doc
+
+
+def _report_problem(doc: Any) -> str | None:
+    """What makes ``doc`` (a report.json read back) not a report that :func:`_write` wrote
+    (None if nothing does): its settings and sections of the wrong kind or missing."""
+    if not isinstance(doc, dict):
+        return f"it holds {_json_kind(doc)}, not an object"
+    for key, kind in (("dataset", str), ("budget", dict), ("seed", int), ("threads", int),
+                      ("sections", dict)):
+        value = doc.get(key)
+        if key not in doc:
+            return f"it has no {key}"
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"its {key} is {_json_kind(value)}"
+    if not isinstance(doc["budget"].get("name"), str):
+        return "its budget has no name"
+    fields = (("group", str), ("title", str), ("status", str), ("reason", str),
+              ("seconds", int | float), ("data", dict), ("blocks", list))
+    for key, section in doc["sections"].items():
+        if not isinstance(section, dict):
+            return f"its section {key} is {_json_kind(section)}"
+        for name, kinds in fields:
+            if not isinstance(section.get(name), kinds):
+                return f"its section {key} has no {name} of the right kind"
+        origin = section.get("origin")
+        if origin is not None and not (isinstance(origin, dict) and all(
+                isinstance(origin.get(k), str) for k in ("command", "date"))):
+            return f"its section {key} has no origin of the right kind"
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    """What JSON ``value`` is, in words (its value would repeat a whole damaged file)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    for kind, words in ((str, "a string"), (int | float, "a number"), (list, "a list"),
+                        (dict, "an object")):
+        if isinstance(value, kind):
+            return words
+    return type(value).__name__
 
 
 #: the files of a report, which a new report in the same folder replaces
