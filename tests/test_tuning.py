@@ -330,7 +330,7 @@ def test_a_storage_that_is_not_a_file_is_refused_as_what_it_is(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     name = "study.db" if given is None else Path(given).name
     (os.mkdir if kind == "folder" else os.mkfifo)(tmp_path / name)
-    what = "a folder" if kind == "folder" else "a named pipe"
+    what = "a folder" if kind == "folder" else r"a named pipe \(FIFO\)"
     how = r"move it away, or choose another out" if given is None else \
         r"give storage the path of a file \(FILE\.db or FILE\.log\)"
     with pytest.raises(ValueError, match=rf"^storage \S*{name} is {what}, not a file; {how}\.$"):

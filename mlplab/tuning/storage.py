@@ -11,7 +11,6 @@ import contextlib
 import functools
 import json
 import os
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -567,14 +566,11 @@ def _check_storage_file(path: Path, default: bool = False) -> None:
     """Refuse a storage file ``path`` (with ``default``, the output folder's study.db) that
     exists and is not a regular file: a named pipe hung the command (its opening waits for a
     writer) and a folder gave SQLite's "unable to open database file", naming neither."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:  # (a new file; one that cannot be looked at: opening it says why)
+    from mlplab.io import special_file
+
+    what = special_file(path)  # (None for a new file, or one that cannot be looked at)
+    if what is None:
         return
-    if stat.S_ISREG(mode):
-        return
-    what = "a folder" if stat.S_ISDIR(mode) else \
-        "a named pipe" if stat.S_ISFIFO(mode) else "a special file (a device or socket)"
     how = f"move it away, or choose another {setting('--out', 'out')}" if default else \
         f"give {setting('--storage', 'storage')} the path of a file (FILE.db or FILE.log)"
     raise ValueError(f"storage {path} is {what}, not a file; {how}.")
