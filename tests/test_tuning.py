@@ -2191,6 +2191,30 @@ def test_cli_tune_digits(tmp_path, capsys):
     assert best["preprocessing"] == "scale"
 
 
+def test_cli_tune_says_it_retrains_resumes_and_what_comes_next(tmp_path, capsys):
+    """After the trials' bar ended, retraining the best trial printed nothing (as long as a
+    trial: the command looked finished); a second command resumed the study and reported all
+    its trials as its own; and the end did not say what to do with best-run/."""
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: [8, 16]\nlr: {type: float, low: 0.05, high: 0.5}\n"
+                     "epochs: 2\nbatch_size: 64\n")
+    out = tmp_path / "o"
+    argv = ["tune", "--search-space", str(space), "--out", str(out), "--study", "cli"]
+    assert main([*argv, "--trials", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "retraining the best trial, " in captured.err and "resuming" not in captured.err
+    run = out / "best-run"
+    assert captured.out.splitlines()[-1] == (
+        f"next: mlplab evaluate {run} (per class, confusion matrix), mlplab predict {run} "
+        f"IMAGE..., mlplab train --like {run} --seed 1 (the best settings again)")
+    assert main([*argv, "--trials", "3"]) == 0
+    err = capsys.readouterr().err
+    assert (f"resuming study cli in sqlite:///{out / 'study.db'}: 2 of --trials 3 finished "
+            "before, so this search runs up to 1 more") in err
+    assert main([*argv, "--trials", "3", "--no-progress"]) == 0  # quiet: none of it
+    assert "resuming" not in capsys.readouterr().err
+
+
 def test_cli_says_when_the_timeout_ended_the_search_short(tmp_path, capsys):
     """A search that --timeout ended before --trials wrote its results without a word about
     the shortfall; it says so now, and how to go on. A search that reached --trials does not."""

@@ -216,6 +216,12 @@ def run_tune(args: argparse.Namespace) -> int:
     if result.test_accuracy is not None:
         print(f"test accuracy of the best model (evaluated once): {result.test_accuracy:.4f}")
     _print_files(result)
+    if result.run_dir is not None:  # a run folder as mlplab train's: what to do with it
+        from mlplab._text import path_word, shell_command
+
+        run = shell_command([path_word(result.run_dir)])
+        print(f"next: mlplab evaluate {run} (per class, confusion matrix), mlplab predict {run} "
+              f"IMAGE..., mlplab train --like {run} --seed 1 (the best settings again)")
     return 0
 
 

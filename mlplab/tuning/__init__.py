@@ -340,6 +340,12 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         # --timeout bounds the search from here, the wait for unnamed trials included (and not
         # the loading of the data and the study before it)
         searching = time.monotonic()
+        done = finished_count(study)
+        if progress and done:  # (the command's last line counted them all as this run's)
+            more = f"runs up to {trials - done} more" if done < trials else \
+                "has no trial left to run"
+            print(f"resuming study {study_name} in {spec.display}: {done} of --trials {trials} "
+                  f"finished before, so this search {more}", file=sys.stderr, flush=True)
         with _trials_bar(progress, study, trials, study_name) as bar:
             try:
                 # a trial left unnamed by a killed worker kept the search a trial short: first
@@ -391,7 +397,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     result.files, result.skipped_plots = write_results(study, out_dir)
                     _refuse_if_all_failed(study, result)
                     if result.best_trial is not None:
-                        _best_run(study, result, data, source, seed, eval_test)
+                        _best_run(study, result, data, source, seed, eval_test,
+                                  announce=progress)
         result.wall_seconds = round(time.perf_counter() - start, 2)
         return result
     finally:
@@ -675,9 +682,12 @@ def _refuse_if_all_failed(study: optuna.Study, result: TuneResult) -> None:
 
 
 def _best_run(study: optuna.Study, result: TuneResult, data: TuningData | None,
-              source: DataSource, seed: int | None, eval_test: bool) -> None:
+              source: DataSource, seed: int | None, eval_test: bool,
+              announce: bool = False) -> None:
     """The best trial as ``<out>/best-run``: the trial's own run when it saved one, else
-    retrained (loading the data here if the workers had it); its accuracies go into ``result``."""
+    retrained (loading the data here if the workers had it); its accuracies go into ``result``.
+    ``announce``: say on stderr that it retrains (as long as a trial, after the trials' bar has
+    ended: the command looked finished and printed nothing)."""
     best_run = result.out / "best-run"
     # the best trial of the tally, not the study's best now (another process's trial may have
     # finished since): the summary and best-run/ name the same trial
@@ -685,6 +695,9 @@ def _best_run(study: optuna.Study, result: TuneResult, data: TuningData | None,
     best = (result.best_trial, result.best_value)
     metrics = finished_best_run(study, best_run, seed, eval_test, best=best)
     if metrics is None:
+        if announce:
+            print(f"retraining the best trial, {best[0]}, into {best_run} ...", file=sys.stderr,
+                  flush=True)
         if data is None:
             data = source.load()
         metrics = retrain_best(study, data, best_run, seed, eval_test, trial=best[0]).metrics
