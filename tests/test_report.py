@@ -418,7 +418,9 @@ def test_reuse_summary_line_gives_this_commands_time_beside_the_studys(tmp_path,
     included: 197 s for a 6-second rerun) as if the command had taken it."""
     out = str(tmp_path / "cli")
     assert main(["reproduce", "--only", "q1,q3_toy", "--out", out]) == 0
-    assert re.search(r"not run, \d+ s\)$", capsys.readouterr().out.strip())
+    # counted as the stages' lines count them ("[2/9]"), the environment apart
+    assert re.search(r"\(9 stages and the environment, 7 not run, \d+ s\)$",
+                     capsys.readouterr().out.strip())
     assert main(["reproduce", "--only", "q2", "--reuse", "--out", out]) == 0
     line = capsys.readouterr().out.strip()
     said = re.search(r"not run, (\d+) s, (\d+) s with the 2 reused sections\)$", line)

@@ -123,8 +123,10 @@ def run_reproduce(args: argparse.Namespace) -> int:
         earlier = sum(s.seconds for s in result.sections if s.key in result.reused)
         took = (f"{result.seconds - earlier:.0f} s, {took} with the "
                 f"{counted(len(result.reused), 'reused section')}")
-    print(f"report: {result.markdown} and {result.html} ({len(result.sections)} sections, "
-          f"{len(missing)} not run, {took})")
+    # counted as the progress lines count them ("[9/9]"), the environment's section apart
+    stages = sum(s.key != "environment" for s in result.sections)
+    print(f"report: {result.markdown} and {result.html} ({counted(stages, 'stage')} and the "
+          f"environment, {len(missing)} not run, {took})")
     failed = [s for s in missing if s.reason.startswith("failed")]
     if failed:
         # the report is written, but a stage broke: say so in the exit status (a stage that was
