@@ -170,6 +170,20 @@ def lines_of(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
 
+#: the loaders a ``yaml.load`` call may name: SafeLoader's subclasses, checked to be so below
+SAFE_LOADERS = {"_unique_key_loader()"}
+
+
+def test_the_yaml_loaders_named_safe_are_safe():
+    import yaml
+
+    from mlplab.tuning.space import _unique_key_loader
+
+    assert issubclass(_unique_key_loader(), yaml.SafeLoader)
+    with pytest.raises(yaml.YAMLError, match="could not determine a constructor"):
+        yaml.load("!!python/object/apply:os.system ['true']", Loader=_unique_key_loader())
+
+
 def test_no_code_path_unpickles_outside_the_restricted_unpickler():
     """Every load in the package: ``np.load`` with ``allow_pickle=False``, ``torch.load`` with
     ``weights_only=True``, YAML through ``safe_load``, and no ``pickle``/``marshal``/``dill``/
@@ -191,7 +205,8 @@ def test_no_code_path_unpickles_outside_the_restricted_unpickler():
                 seen["torch.load"] += 1
                 if _const(kwargs.get("weights_only")) is not True:
                     problems.append(f"{where}: torch.load without weights_only=True")
-            if owner == "yaml" and name in ("load", "unsafe_load", "full_load", "load_all"):
+            if owner == "yaml" and name in ("load", "unsafe_load", "full_load", "load_all") \
+                    and ast.unparse(kwargs.get("Loader", ast.Constant(None))) not in SAFE_LOADERS:
                 problems.append(f"{where}: yaml.{name} (use safe_load)")
             # (python -m mlplab's exec("pass") runs a literal, to clear CPython's flag of an
             # unhandled Ctrl-C: no data can reach it)

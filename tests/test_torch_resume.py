@@ -136,7 +136,7 @@ def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(uninterrupted, tmp_p
                  "--no-progress"]) == 0
     captured = capsys.readouterr()
     assert "after epoch 2 of 5" in captured.err and captured.out.startswith("val accuracy ") \
-        and captured.out.endswith(f"\nrun folder: {out}\n")  # mlplab train's last lines
+        and f"\nrun folder: {out}\nnext: mlplab evaluate {out} " in captured.out  # train's
     _same_as(out, uninterrupted.out)
 
 
