@@ -2101,18 +2101,30 @@ def test_predict_leaves_out_a_loop_of_links_and_names_one_given(tmp_path, digits
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
-def test_predict_refuses_a_file_that_is_not_a_regular_file(tmp_path, digits):
-    """`mlplab predict RUN fifo.png` waited for ever on the named pipe (as a FIFO from a shell's
-    <(...) would); it is refused, saying what it is."""
+def test_predict_reads_a_pipe_and_refuses_a_device(tmp_path, digits):
+    """A pipe (a shell's <(cat a.png), /dev/stdin) is read as a file is (a check for named
+    pipes had refused them); a device is refused, saying what it is."""
+    import threading
+
     from mlplab.data import DatasetError
 
     train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    Image.fromarray(digits.X_test[0, :, :, 0]).save(tmp_path / "a.png")
     fifo = tmp_path / "fifo.png"
     os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes((tmp_path / "a.png").read_bytes()))
+    writer.start()
+    try:
+        piped = predict_images(tmp_path / "r", [fifo], progress=False)
+    finally:
+        writer.join(timeout=30)
+    assert piped[0]["top"] == predict_images(tmp_path / "r", [tmp_path / "a.png"],
+                                             progress=False)[0]["top"]
+    (tmp_path / "dev.png").symlink_to("/dev/null")  # a device: not read
     with pytest.raises(DatasetError, match=re.escape(
-            f"{fifo}: a named pipe (FIFO), not an image file; save the image to a file and give "
-            "that.")):
-        predict_images(tmp_path / "r", [fifo], progress=False)
+            f"{tmp_path / 'dev.png'}: a character device, not an image file; save the image to "
+            "a file and give that.")):
+        predict_images(tmp_path / "r", [tmp_path / "dev.png"], progress=False)
 
 
 def test_predict_refuses_an_empty_image_path(tmp_path, digits, monkeypatch, capsys):
@@ -2487,6 +2499,11 @@ def test_a_stopped_run_that_cannot_be_written_is_finished_in_a_copy(tmp_path, di
     shutil.copytree(run, copy)
     resumed = resume_run(copy, data=digits, plots=False)
     assert resumed.metrics["epochs"] == FAST["epochs"]
+    monkeypatch.chdir(run)  # evaluate . inside it: "PosixPath('.') has an empty name"
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False)
+    from mlplab.runs.finished import _resume_elsewhere
+
+    assert f"cp -r . {copy}" in _resume_elsewhere(Path("."), torch=False)
 
 
 def test_a_run_result_shows_in_a_line(digits, tmp_path):

@@ -166,8 +166,11 @@ def _run_folders_here(limit: int = 1000) -> bool:
             for n, entry in enumerate(entries):
                 if n >= limit:
                     break
-                if entry.is_dir() and os.path.isfile(os.path.join(entry.path, CONFIG_FILE)):
-                    return True
+                try:
+                    if entry.is_dir() and os.path.isfile(os.path.join(entry.path, CONFIG_FILE)):
+                        return True
+                except OSError:  # (a loop of links): the others are still looked at
+                    continue
     except OSError:
         pass
     return False

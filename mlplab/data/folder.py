@@ -518,7 +518,8 @@ def read_image(path: str | os.PathLike, image_shape: Sequence[int]) -> np.ndarra
     if not path.exists():  # (a link that leads nowhere, or round a loop, says which)
         raise DatasetError(f"{path}: {link_trouble(path) or 'no such image file'}.")
     kind = special_file(path)
-    if kind is not None:  # a FIFO would block the read for ever, a device never end
+    # a pipe is read as a file is (a shell's <(cat a.png), /dev/stdin); a device may never end
+    if kind is not None and not kind.startswith("a named pipe"):
         what = "give the image files in it" if kind == "a folder" else \
             "save the image to a file and give that"
         raise DatasetError(f"{path}: {kind}, not an image file; {what}.")

@@ -100,7 +100,8 @@ def _resume_elsewhere(run_dir: Path, torch: bool) -> str | None:
     colleague's results), where ``--resume`` is refused: in a copy. None if it may be written."""
     if os.access(run_dir, os.W_OK | os.X_OK):
         return None
-    copy = run_dir.with_name(f"{run_dir.name}-resumed")
+    base = run_dir if run_dir.name not in ("", "..") else run_dir.resolve()  # (".": no name)
+    copy = base.with_name(f"{base.name}-resumed")
     return (f"{run_dir} cannot be written here ({io.why_not_writable(run_dir)}), so it cannot "
             "be resumed in place: copy the folder to where you may write (say "
             f"{shell_command(['cp', '-r', path_word(run_dir), path_word(copy)])}, with another "
@@ -295,15 +296,28 @@ def _sub_folders_hint(folder: Path, limit: int = 100) -> str:
     sub-folder per class, given as trained on): how to name them."""
     from mlplab.data.folder import image_files
 
+    def is_dir(entry: os.DirEntry) -> bool:
+        try:
+            return entry.is_dir()
+        except OSError:  # (a loop of links)
+            return False
+
+    def has_images(sub: Path) -> bool:
+        try:
+            return bool(image_files(sub))
+        except (OSError, ValueError):  # (one that cannot be listed: not to name)
+            return False
+
     try:
-        subs = sorted(e.name for e in os.scandir(folder) if e.is_dir())[:limit]
+        subs = sorted(e.name for e in os.scandir(folder) if is_dir(e))[:limit]
     except OSError:
         return ""
-    with_images = [s for s in subs if image_files(folder / s)]
+    with_images = [s for s in subs if has_images(folder / s)]
     if not with_images:
         return ""
     named = shell_command([path_word(folder / name) for name in with_images[:2]])
-    more = " ..." if len(with_images) > 2 else ""
+    more = f" ... ({shell_command([path_word(folder)])}/*/ names them all)" \
+        if len(with_images) > 2 else ""
     some = "one of its sub-folders holds" if len(with_images) == 1 else \
         f"{len(with_images)} of its sub-folders hold"
     return f"; {some} images (a folder dataset's classes?): give them, as {named}{more}"

@@ -344,8 +344,9 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         if progress and done:  # (the command's last line counted them all as this run's)
             more = f"runs up to {trials - done} more" if done < trials else \
                 "has no trial left to run"
-            print(f"resuming study {study_name} in {spec.display}: {done} of --trials {trials} "
-                  f"finished before, so this search {more}", file=sys.stderr, flush=True)
+            print(f"resuming study {study_name} in {spec.display}: {done} of "
+                  f"{setting(f'--trials {trials}', f'trials={trials}')} finished before, so "
+                  f"this search {more}", file=sys.stderr, flush=True)
         with _trials_bar(progress, study, trials, study_name) as bar:
             try:
                 # a trial left unnamed by a killed worker kept the search a trial short: first
@@ -361,12 +362,13 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     fail_dead_local_trials(study)  # here, once: not by K workers racing to re-queue
                     # no more processes than trials to run: each spare one started an
                     # interpreter and loaded the data to find the target met (--workers 1000
-                    # --trials 1 took minutes)
+                    # --trials 1 took minutes); none if another process has just finished them
                     needed = min(workers, trials - finished_count(study))
-                    specs = _worker_specs(needed, source, spec, study_name, space, sampler, prune,
-                                          trials, left, seed, sampler_seed, registered,
-                                          threads)
-                    run_workers(specs, study, bar)
+                    if needed > 0:
+                        specs = _worker_specs(needed, source, spec, study_name, space, sampler,
+                                              prune, trials, left, seed, sampler_seed,
+                                              registered, threads)
+                        run_workers(specs, study, bar)
             except KeyboardInterrupt as exc:
                 release_interrupted(exc)  # before the study is read again
                 if data is None:
@@ -461,8 +463,8 @@ def _writing_alone(out_dir: Path, announce: bool = True) -> contextlib.AbstractC
 
     def say_waiting(holder: str) -> None:
         print(f"mlplab: another process{f' ({holder})' if holder else ''} is writing this "
-              f"search's results in {out_dir} (it retrains the best trial); waiting for it to "
-              "finish, then this process writes them from the study as it is then.",
+              f"search's results in {out_dir} (it may be retraining the best trial); waiting "
+              "for it to finish, then this process writes them from the study as it is then.",
               file=sys.stderr, flush=True)
 
     return run_lock(out_dir, noun="search", doing="written", wait=True, lock_file=RESULTS_LOCK,
