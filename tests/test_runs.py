@@ -37,6 +37,17 @@ from mlplab.trainer import Callback, TrainingDivergedError
 FAST = {"dataset": "digits", "hidden": [32], "epochs": 4, "batch_size": 64}
 
 
+def _stopped_after_two_epochs(run: Path, digits) -> Path:
+    """A FAST run in ``run`` stopped with Ctrl-C at the end of its second epoch."""
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    train_run(FAST, out=run, data=digits, plots=False, callbacks=[CtrlC()])
+    return run
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits", seed=0)
@@ -1082,13 +1093,7 @@ def test_resume_of_a_run_killed_before_it_saved_anything_says_to_start_it_anew(t
 def test_resume_of_a_run_whose_checkpoint_was_deleted_says_it_starts_again(tmp_path, digits):
     """An interrupted run whose checkpoint.npz was deleted was resumed from its first epoch
     without a word ("resuming"), replacing the model and history of the epochs it had."""
-    class CtrlC(Callback):
-        def on_epoch_end(self, trainer, epoch, logs):
-            if epoch == 2:
-                os.kill(os.getpid(), signal.SIGINT)
-
-    run = tmp_path / "r"
-    train_run(FAST, out=run, data=digits, plots=False, callbacks=[CtrlC()])
+    run = _stopped_after_two_epochs(tmp_path / "r", digits)
     (run / "checkpoint.npz").unlink()
     with pytest.warns(UserWarning, match=re.escape(
             f"{run} has no checkpoint.npz (deleted?) though it holds metrics.json and model.npz "
@@ -1815,13 +1820,7 @@ def test_evaluating_an_interrupted_run_says_whose_model_it_is(tmp_path, digits):
     """A run stopped with Ctrl-C is evaluated on the model saved when it stopped, and one
     resumed after that and killed before it saved has a checkpoint further on than its
     model.npz: both were evaluated without a word of it."""
-    class CtrlC(Callback):
-        def on_epoch_end(self, trainer, epoch, logs):
-            if epoch == 2:
-                os.kill(os.getpid(), signal.SIGINT)
-
-    run = tmp_path / "r"
-    train_run(FAST, out=run, data=digits, plots=False, callbacks=[CtrlC()])
+    run = _stopped_after_two_epochs(tmp_path / "r", digits)
     with pytest.warns(UserWarning, match=re.escape(
             f"{run} was interrupted: its model is the one saved when it stopped after 2 epochs; "
             f"resume_run({str(run)!r}) finishes it.")):
@@ -1852,7 +1851,7 @@ def test_evaluating_an_interrupted_run_says_whose_model_it_is(tmp_path, digits):
         warnings.simplefilter("error")  # finished: nothing to say
         evaluate_run(run, data=digits)
 
-    class FirstEpoch(CtrlC):
+    class FirstEpoch(Callback):
         def on_epoch_end(self, trainer, epoch, logs):
             if epoch == 1:
                 os.kill(os.getpid(), signal.SIGINT)
@@ -2467,13 +2466,7 @@ def test_a_stopped_run_that_cannot_be_written_is_finished_in_a_copy(tmp_path, di
     the copy it names resumes."""
     import types
 
-    class CtrlC(Callback):
-        def on_epoch_end(self, trainer, epoch, logs):
-            if epoch == 2:
-                os.kill(os.getpid(), signal.SIGINT)
-
-    run = tmp_path / "r"
-    train_run(FAST, out=run, data=digits, plots=False, callbacks=[CtrlC()])
+    run = _stopped_after_two_epochs(tmp_path / "r", digits)
     access, statvfs = os.access, os.statvfs
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != run and access(p, mode,
                                                                                       **kw))
