@@ -30,10 +30,12 @@ from mlplab.runs import (
     predict_images,
     read_history,
     resume_run,
+    run_config,
     train_run,
 )
 from mlplab.trainer import Callback, TrainingDivergedError
 
+NO_DATASET = 'it has no "dataset" key, which every config.json that mlplab writes has'
 FAST = {"dataset": "digits", "hidden": [32], "epochs": 4, "batch_size": 64}
 
 
@@ -1110,7 +1112,9 @@ def test_resume_of_a_run_whose_checkpoint_was_deleted_says_it_starts_again(tmp_p
 
 
 @pytest.mark.parametrize("text,why", [('{"my": 1}', "unknown run options: my"),
-                                      ("[1]", "not a JSON object")])
+                                      ("[1]", "not a JSON object"),
+                                      # valid keys, but no run's: it stood for a killed run
+                                      ("{}", NO_DATASET), ('{"epochs": 3}', NO_DATASET)])
 def test_a_new_run_into_a_folder_of_another_tools_config_is_told_what_it_is(tmp_path, text, why,
                                                                           capsys):
     """--out into a folder holding another tool's config.json said it "already holds a run" and
@@ -1122,6 +1126,20 @@ def test_a_new_run_into_a_folder_of_another_tools_config_is_told_what_it_is(tmp_
     assert (f"{tmp_path / 'proj' / 'config.json'} is not a valid run configuration ({why}): "
             "another tool's, or damaged, and no run of mlplab's beside it; choose another "
             "--out.") in err and "--resume" not in err
+
+
+def test_a_config_without_a_dataset_is_refused_not_read_as_the_digits_defaults(tmp_path,
+                                                                              digits):
+    """A config.json without "dataset" (`{}`, say) was a run's on the defaults: evaluate scored
+    the model on the digits and resume trained on them."""
+    run = tmp_path / "run"
+    train_run(FAST, out=run, data=digits, plots=False)
+    (run / "config.json").write_text('{"epochs": 3}')
+    for call in (lambda: evaluate_run(run), lambda: resume_run(run, plots=False),
+                 lambda: run_config(run)):
+        with pytest.raises(ValueError, match=r"config\.json is not a valid run configuration: "
+                                             "it has no .dataset. key"):
+            call()
 
 
 def test_starting_again_removes_the_killed_attempts_partial_config(tmp_path, digits):

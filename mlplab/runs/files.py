@@ -243,6 +243,10 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
     return out_dir
 
 
+#: why a config.json without a "dataset" key is no run's: every one mlplab writes has it
+NO_DATASET = 'it has no "dataset" key, which every config.json that mlplab writes has'
+
+
 def _not_a_run_config(out_dir: Path) -> str | None:
     """Why the folder's lone ``config.json`` is not one ``mlplab train`` wrote (another tool's,
     beside no other run file), or None: a run's, or one beside its checkpoint or results,
@@ -258,6 +262,8 @@ def _not_a_run_config(out_dir: Path) -> str | None:
         if config.get("framework") == "pytorch":
             return None  # a PyTorch run's (mlplab torch train), which says what it is itself
         RunConfig.from_dict(config)
+        if "dataset" not in config:
+            return NO_DATASET
     except (OSError, ValueError, TypeError) as exc:
         return " ".join(str(exc).split()).split(" (known:")[0].rstrip(".")
     return None

@@ -28,6 +28,7 @@ from mlplab.runs.files import (
     DEPTH_CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    NO_DATASET,
     TORCH_CHECKPOINT_FILE,
     diverged_study,
     inner_run_folder,
@@ -196,6 +197,8 @@ def finished_run_config(values: Any, path: Path | str = CONFIG_FILE) -> RunConfi
                          f"holds a {type(values).__name__}.")
     if values.get("framework") == "pytorch":
         values = {k: values[k] for k in _DATA_OPTIONS if k in values}
+    if "dataset" not in values:  # `{}` would otherwise stand for the defaults: the digits
+        raise ValueError(f"{path} is not a valid run configuration: {NO_DATASET}.")
     try:
         return RunConfig.from_dict(values)
     except (TypeError, ValueError) as exc:  # a hand-edited or damaged file
