@@ -164,6 +164,11 @@ def test_folder_of_class_folders(tmp_path):
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (21, 3, 6)
     assert np.bincount(ds.y_test).tolist() == [2, 2, 2]
     assert np.bincount(ds.y_val).tolist() == [1, 1, 1]
+    assert ds.notes == ["test split: 6 images held out of the training images (stratified, "
+                        "seed 0)", "validation split: 3 images (stratified, seed 0)"]
+    one = load_dataset(f"folder:{tmp_path / 'pics'}", val_size=1, test_size=1, seed=0)
+    assert one.notes == ["test split: 1 image held out of the training images (stratified, "
+                         "seed 0)", "validation split: 1 image (stratified, seed 0)"]
     # pixels survive exactly (PNG is lossless) and each image keeps its class
     lookup = {a.tobytes(): c for (c, _), a in imgs.items()}
     for X, y in ((ds.X_train, ds.y_train), (ds.X_test, ds.y_test)):

@@ -13,6 +13,7 @@ from typing import cast, overload
 
 import numpy as np
 
+from mlplab._text import counted
 from mlplab._validation import check_seed, is_int, is_number
 from mlplab.data.base import (
     SPLITS,
@@ -131,7 +132,7 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
         if not len(y):
             raise SplitSizeError("test_size", f" {n_test} leaves no training images (only "
                                               f"{n} available).")
-        notes.append(f"test split: {n_test} images held out of the training images "
+        notes.append(f"test split: {counted(n_test, 'image')} held out of the training images "
                      f"(stratified, seed {seed})")
     else:
         X_test, y_test = test
@@ -142,7 +143,8 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
     if val is not None:
         X_val, y_val = val
         if val_size is None:
-            notes.append(f"validation split: the {len(y_val)} images of the validation folder")
+            notes.append(f"validation split: the {counted(len(y_val), 'image')} of the "
+                         "validation folder")
         else:
             n_val = resolve_size(val_size, len(y_val), len(y_val), "val_size")
             _, hold = stratified_split(y_val, n_val, None if seed is None else seed + 1)
@@ -165,7 +167,7 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
                                          "available after the test split).")
     # a different stream from the test split's, still a pure function of the seed
     keep, hold = stratified_split(y, n_val, None if seed is None else seed + 1)
-    notes.append(f"validation split: {n_val} images (stratified, seed {seed})")
+    notes.append(f"validation split: {counted(n_val, 'image')} (stratified, seed {seed})")
     X_keep, X_hold = (X[keep], X[hold]) if rows is None else (X[rows[keep]], X[rows[hold]])
     return Dataset(name, classes, X_keep, y[keep], X_hold, y[hold], X_test, y_test,
                    source=source, notes=notes)
@@ -319,7 +321,7 @@ def _fixed_splits(ds: Dataset, val_size: int | float | None, test_size: int | fl
                                          f"training images, leaves none of the "
                                          f"{len(ds.y_train)} for training; pass a smaller one.")
     ds.X_train, ds.y_train, ds.X_val, ds.y_val = tail_split(ds.X_train, ds.y_train, n_val)
-    ds.notes.append(f"validation split: the last {n_val} training images")
+    ds.notes.append(f"validation split: the last {counted(n_val, 'training image')}")
     if test_size is not None:
         n_test = resolve_size(test_size, len(ds.y_test), len(ds.y_test), "test_size")
         ds.X_test, ds.y_test = ds.X_test[:n_test], ds.y_test[:n_test]
