@@ -17,6 +17,13 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def percent(fraction: float, decimals: int = 2) -> str:
+    """An accuracy (a fraction, as the JSON, CSV and Python values hold it) as printed for
+    reading, in percent: ``percent(0.76111)`` is ``76.11%``. Every printed accuracy is one, so
+    that a run's figures read alike in train, evaluate, runs and the report."""
+    return f"{100 * fraction:.{decimals}f}%"
+
+
 def near_folder(path: str | os.PathLike[str]) -> str | None:
     """The existing folder beside ``path`` (a folder that is not there) whose name a typo would
     have turned into its name, written as ``path`` is (relative or absolute); None if there is

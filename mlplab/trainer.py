@@ -26,7 +26,7 @@ import numpy as np
 
 from mlplab import interrupts
 from mlplab._progress import training_bar
-from mlplab._text import counted
+from mlplab._text import counted, percent
 from mlplab._validation import (
     check_choice,
     check_fields,
@@ -631,14 +631,14 @@ class Trainer:
                 logs = self._end_epoch(train_acc, X_val, y_val, optimizer.lr,
                                        time.perf_counter() - epoch_start)
                 # without validation data there is no validation accuracy to show (not "nan")
-                val = {} if X_val is None else {"val": f"{logs['val_acc']:.3f}"}
+                val = {} if X_val is None else {"val": percent(logs["val_acc"], 1)}
                 if bar is not None:
-                    self._postfix.update(train=f"{train_acc:.3f}", **val)
+                    self._postfix.update(train=percent(train_acc, 1), **val)
                     bar.set_postfix(self._postfix, refresh=False)
                 if cfg.verbose:
                     val_text = f", val acc {val['val']}" if val else ""
                     print(f"epoch {self.epoch} / iteration {self.iteration}/{total}: loss "
-                          f"{loss:.4f}, train acc {train_acc:.3f}{val_text}, lr "
+                          f"{loss:.4f}, train acc {percent(train_acc, 1)}{val_text}, lr "
                           f"{logs['lr']:.3g}", flush=True)
                 epoch_start = time.perf_counter()
         if self.iteration % per_epoch:  # ended between epochs: its last step is not checked yet

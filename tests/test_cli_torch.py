@@ -218,8 +218,9 @@ def test_both_train_commands_end_with_the_same_lines(tmp_path, capsys):
     epoch's, the test and training accuracy, the length, and the run folder. torch train ended
     with one line of its own ("completed: train 0.42, val 0.44 after 2 epochs (5.0 s); run
     folder RUN"), without the best epoch, the iterations or "run folder:"."""
-    pattern = (r"val accuracy (\d\.\d{4}) \(best (\d\.\d{4}) at epoch (\d)\), test accuracy "
-               r"(\d\.\d{4}), train accuracy (\d\.\d{4}) after 2 epochs, (\d+) iterations, "
+    pct = r"(\d+\.\d\d%)"  # accuracies print in percent, as everywhere
+    pattern = (rf"val accuracy {pct} \(best {pct} at epoch (\d)\), test accuracy "
+               rf"{pct}, train accuracy {pct} after 2 epochs, (\d+) iterations, "
                r"\d+\.\d s\nrun folder: (\S+)\nnext: mlplab evaluate \7 .*\n")
     for argv in (["torch", "train", "--hidden", "8", "--threads", "1"],
                  ["train", "--hidden", "8"]):
@@ -230,9 +231,10 @@ def test_both_train_commands_end_with_the_same_lines(tmp_path, capsys):
         lines = re.fullmatch(pattern, printed)
         assert lines is not None, printed
         m = json.loads((out / "metrics.json").read_text())
-        assert lines.groups() == (f"{m['val_accuracy']:.4f}", f"{m['best_val_accuracy']:.4f}",
-                                  str(m["best_epoch"]), f"{m['test_accuracy']:.4f}",
-                                  f"{m['train_accuracy']:.4f}", str(m["iterations"]),
+        assert lines.groups() == (f"{100 * m['val_accuracy']:.2f}%",
+                                  f"{100 * m['best_val_accuracy']:.2f}%", str(m["best_epoch"]),
+                                  f"{100 * m['test_accuracy']:.2f}%",
+                                  f"{100 * m['train_accuracy']:.2f}%", str(m["iterations"]),
                                   str(out))
 
 

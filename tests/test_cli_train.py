@@ -105,8 +105,8 @@ def test_a_class_with_no_images_in_the_split_has_no_accuracy(tmp_path, capsys):
     assert main(["evaluate", str(run), "--split", "test"]) == 0
     rows = capsys.readouterr().out.splitlines()[1:5]
     assert rows[0] == "  class  accuracy"  # a header: the rows read as bare numbers
-    assert rows[3] == "  c          - (no images)"
-    assert rows[1] == f"  a      {cm[0, 0] / 4:.3f}"
+    assert rows[3] == "  c             - (no images)"  # under the "%" of "  75.0%"
+    assert rows[1] == f"  a      {100 * cm[0, 0] / 4:7.1f}%"
 
 
 def test_a_prelu_network_trains_its_slopes_and_evaluates(tmp_path, capsys):
@@ -224,7 +224,7 @@ def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monk
     monkeypatch.chdir(tmp_path / "r")
     assert main(["evaluate", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    assert f"({20} images): accuracy {val:.4f}" in out and "confusion matrix" in out
+    assert f"({20} images): accuracy {100 * val:.2f}%" in out and "confusion matrix" in out
     (tmp_path / "pics").rename(tmp_path / "moved")
     assert main(["evaluate", str(tmp_path / "r"), "--data-dir", str(tmp_path / "moved"),
                  "--json"]) == 0

@@ -2020,7 +2020,7 @@ def test_the_trial_bar_stops_at_its_total_and_shows_the_best(tmp_path):
                                      distributions={"lr": FloatDistribution(0.01, 0.5)}))
     with open(tmp_path / "bar.txt", "w") as fh, tqdm(total=2, file=fh) as bar:
         update_bar(bar, study)
-        assert bar.n == 2 and bar.postfix == "best val acc 0.7500 (trial 1)"
+        assert bar.n == 2 and bar.postfix == "best val acc 75.00% (trial 1)"
 
 
 def test_open_study_refuses_a_minimising_study_and_resumes_the_same_options(tmp_path):

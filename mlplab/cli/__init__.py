@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import Any, NoReturn, TextIO
 
 from mlplab import __version__
-from mlplab._text import counted, path_word, shell_command
+from mlplab._text import counted, path_word, percent, shell_command
 from mlplab.cli import _console as console
 
 COMMAND_MODULES = ["check", "data", "train", "runs", "tune", "torch", "reproduce"]
@@ -143,14 +143,14 @@ def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
         print(json.dumps({"run": str(out), **metrics}, indent=2))
         return
     m = metrics
-    line = f"val accuracy {m['val_accuracy']:.4f}" if m["val_accuracy"] is not None else \
+    line = f"val accuracy {percent(m['val_accuracy'])}" if m["val_accuracy"] is not None else \
         "no validation split"
     if m.get("best_val_accuracy") is not None and m.get("best_epoch") is not None:
         # the epoch-end figure: the saved model's differs without early stopping's restore
-        line += f" (best {m['best_val_accuracy']:.4f} at epoch {m['best_epoch']})"
+        line += f" (best {percent(m['best_val_accuracy'])} at epoch {m['best_epoch']})"
     if m.get("test_accuracy") is not None:
-        line += f", test accuracy {m['test_accuracy']:.4f}"
-    line += f", train accuracy {m['train_accuracy']:.4f}"
+        line += f", test accuracy {percent(m['test_accuracy'])}"
+    line += f", train accuracy {percent(m['train_accuracy'])}"
     print(f"{line} after {counted(m['epochs'], 'epoch')}, "
           f"{counted(m['iterations'], 'iteration')}, {m['seconds']:.1f} s")
     print(f"run folder: {out}")

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlplab import interrupts
-from mlplab._text import display_width, padded, path_word, shell_command
+from mlplab._text import display_width, padded, path_word, percent, shell_command
 from mlplab.cli import (
     UsageError,
     flag,
@@ -420,13 +420,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(res, indent=2))
         return 0
     print(f"{res['dataset']} {res['split']} ({res['size']} images): accuracy "
-          f"{res['accuracy']:.4f}")
+          f"{percent(res['accuracy'])}")
     # in terminal columns: a class named in CJK or with accents made of combining marks
     width = max(5, *(display_width(c) for c in res["classes"]))
     print(f"  {padded('class', width)}  accuracy")  # (the rows read as bare numbers)
     for name, acc in zip(res["classes"], res["per_class_accuracy"]):
-        print(f"  {padded(name, width)}  " + ("    - (no images)" if acc is None
-                                              else f"{acc:.3f}"))
+        print(f"  {padded(name, width)}  " + ("       - (no images)" if acc is None
+                                              else f"{percent(acc, 1):>8}"))
     cells = max(len(str(n)) for row in res["confusion_matrix"] for n in row)
     print("confusion matrix (rows: true class, columns: predicted, in the order above):")
     for row in res["confusion_matrix"]:

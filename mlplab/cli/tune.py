@@ -7,6 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from mlplab._text import percent
 from mlplab.cli import CLIError, split_seed_arg
 from mlplab.cli._types import non_negative_int, positive_int, positive_seconds, user_path_arg
 from mlplab.cli.data import add_dataset_arguments
@@ -208,13 +209,16 @@ def run_tune(args: argparse.Namespace) -> int:
                        "learning rates of the search space (lr) and search again with another "
                        "--out")
     params = ", ".join(f"{k}={_short(v)}" for k, v in result.best_params.items())
-    print(f"best trial {result.best_trial}: validation accuracy {result.best_value:.4f} "
-          f"({params})")
+    best, retrained = result.best_value, result.retrained_val_acc
+    assert best is not None  # (a trial completed: checked above)
+    print(f"best trial {result.best_trial}: validation accuracy {percent(best)} ({params})")
     if result.run_dir is not None:
-        print(f"retrained best model: validation accuracy {result.retrained_val_acc:.4f}, saved "
-              f"in {result.run_dir}")
+        assert retrained is not None  # (set with run_dir)
+        print(f"retrained best model: validation accuracy {percent(retrained)}, saved in "
+              f"{result.run_dir}")
     if result.test_accuracy is not None:
-        print(f"test accuracy of the best model (evaluated once): {result.test_accuracy:.4f}")
+        print("test accuracy of the best model (evaluated once): "
+              f"{percent(result.test_accuracy)}")
     _print_files(result)
     if result.run_dir is not None:  # a run folder as mlplab train's: what to do with it
         from mlplab._text import path_word, shell_command

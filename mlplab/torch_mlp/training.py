@@ -18,6 +18,7 @@ from torch import nn
 
 from mlplab import interrupts
 from mlplab._progress import training_bar
+from mlplab._text import percent
 from mlplab._validation import (
     check_fields,
     check_int,
@@ -485,11 +486,11 @@ def _report_epoch(logs: dict[str, float], cfg: TorchTrainConfig, bar: Any,
     """The epoch's numbers on the progress bar, printed (``cfg.verbose``) and to the callback."""
     epoch, train_acc, val_acc = logs["epoch"], logs["train_acc"], logs["val_acc"]
     if bar is not None:
-        bar.set_postfix(loss=f"{logs['loss']:.3f}", train=f"{train_acc:.3f}",
-                        val=f"{val_acc:.3f}")
+        bar.set_postfix(loss=f"{logs['loss']:.3f}", train=percent(train_acc, 1),
+                        val=percent(val_acc, 1))
     if cfg.verbose:
         print(f"epoch {epoch}/{cfg.epochs}: loss {logs['loss']:.4f}, train acc "
-              f"{train_acc:.3f}, val acc {val_acc:.3f}, lr {logs['lr']:.3g}, "
+              f"{percent(train_acc, 1)}, val acc {percent(val_acc, 1)}, lr {logs['lr']:.3g}, "
               f"{logs['seconds']:.1f} s", flush=True)
     if on_epoch_end is not None:
         on_epoch_end(int(epoch), logs)  # (an int among the floats of logs)

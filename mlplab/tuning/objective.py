@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlplab._text import percent
 from mlplab.trainer import Callback, SettingsError, TrainConfig, Trainer, TrainingDivergedError
 from mlplab.tuning.data import TuningData
 from mlplab.tuning.processes import worker_name
@@ -75,7 +76,7 @@ class _ReportCallback(Callback):
             return
         if self.trial.should_prune():
             self.trial.set_user_attr("epochs", epoch)
-            raise optuna.TrialPruned(f"validation accuracy {logs['val_acc']:.4f} after epoch "
+            raise optuna.TrialPruned(f"validation accuracy {percent(logs['val_acc'])} after epoch "
                                      f"{epoch} is hopeless next to the other trials")
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from mlplab._text import percent
 from mlplab._validation import check_choice
 from mlplab.tuning.data import TuningData
 from mlplab.tuning.objective import FailedAsStale, Objective, finished_elsewhere
@@ -194,7 +195,7 @@ def update_bar(bar: tqdm | None, study: optuna.Study) -> None:
     bar.n = min(finished_count(study), bar.total)
     number, value = best_so_far(study)
     if value is not None:
-        bar.set_postfix_str(f"best val acc {value:.4f} (trial {number})", refresh=False)
+        bar.set_postfix_str(f"best val acc {percent(value)} (trial {number})", refresh=False)
     bar.refresh()
 
 
