@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlplab import interrupts
-from mlplab._text import display_width, padded, path_word, percent, shell_command
+from mlplab._text import counted, display_width, padded, path_word, percent, shell_command
 from mlplab.cli import (
     UsageError,
     flag,
@@ -419,7 +419,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"{res['dataset']} {res['split']} ({res['size']} images): accuracy "
+    print(f"{res['dataset']} {res['split']} ({counted(res['size'], 'image')}): accuracy "
           f"{percent(res['accuracy'])}")
     # in terminal columns: a class named in CJK or with accents made of combining marks
     width = max(5, *(display_width(c) for c in res["classes"]))

@@ -148,7 +148,9 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
         else:
             n_val = resolve_size(val_size, len(y_val), len(y_val), "val_size")
             _, hold = stratified_split(y_val, n_val, None if seed is None else seed + 1)
-            notes.append(f"validation split: {n_val} of the {len(y_val)} images of the "
+            notes.append(f"validation split: the {counted(n_val, 'image')} of the validation "
+                         "folder" if n_val == len(y_val) else
+                         f"validation split: {n_val} of the {len(y_val)} images of the "
                          f"validation folder (stratified, seed {seed})")
             X_val, y_val = X_val[hold], y_val[hold]
         X_train = X if rows is None else X[rows]

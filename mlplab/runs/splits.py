@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlplab._text import counted
 from mlplab._validation import is_int, setting
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def check_same_split(metrics: dict[str, Any], split: str, X: np.ndarray, y: np.n
     size, sha = metrics.get(f"{split}_size"), metrics.get("split_sha1", {}).get(split)
     if (size is not None and size != len(y)) or (sha is not None
                                                  and sha != split_fingerprint(X, y)):
-        then = f"{size} images then, {len(y)} now" if size not in (None, len(y)) else \
+        then = f"{counted(size, 'image')} then, {len(y)} now" if size not in (None, len(y)) else \
             "as many images, but other ones"
         raise ValueError(f"the {split} split of {name} is not the one this {noun} was trained "
                          f"with ({then}): the data changed since, and the new split may hold "
@@ -88,7 +89,7 @@ def check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path, noun: str =
             size = record.get(f"{split}_size")
             if size is not None and size != len(ds.split(split)[1]):
                 raise ValueError(f"the {split} split of {ds.name} has "
-                                 f"{len(ds.split(split)[1])} images, but the {noun} was trained "
+                                 f"{counted(len(ds.split(split)[1]), 'image')}, but the {noun} was trained "
                                  f"with {size} (see {ckpt}): it is not the {noun}'s data."
                                  f"{_val_folder_hint(ds.name)}")
         for split in ("val", "test"):
