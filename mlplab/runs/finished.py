@@ -282,7 +282,8 @@ def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None
                       "training ends (mlplab runs shows how far it has got).", stacklevel=3)
         return
     checkpoint = checkpoint_of(run_dir)
-    torch = checkpoint.name == TORCH_CHECKPOINT_FILE
+    # (a PyTorch run stopped before its first epoch ended has no checkpoint.pt: its metrics say)
+    torch = checkpoint.name == TORCH_CHECKPOINT_FILE or metrics.get("framework") == "pytorch"
     # (as mlplab runs tells such a run: its checkpoint newer than what it saved on stopping)
     further = ("; the run was resumed since and stopped again before it saved, so its "
                "checkpoint has gone further than this model"

@@ -7,6 +7,7 @@ meet, so it sits above those modules and they know nothing of it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -485,12 +486,14 @@ def _report_epoch(logs: dict[str, float], cfg: TorchTrainConfig, bar: Any,
                   on_epoch_end: Callable[[int, dict[str, float]], None] | None) -> None:
     """The epoch's numbers on the progress bar, printed (``cfg.verbose``) and to the callback."""
     epoch, train_acc, val_acc = logs["epoch"], logs["train_acc"], logs["val_acc"]
+    # without validation data there is no validation accuracy to show (not "nan%")
+    val = {} if math.isnan(val_acc) else {"val": percent(val_acc, 1)}
     if bar is not None:
-        bar.set_postfix(loss=f"{logs['loss']:.3f}", train=percent(train_acc, 1),
-                        val=percent(val_acc, 1))
+        bar.set_postfix(loss=f"{logs['loss']:.3f}", train=percent(train_acc, 1), **val)
     if cfg.verbose:
+        val_text = f", val acc {val['val']}" if val else ""
         print(f"epoch {epoch}/{cfg.epochs}: loss {logs['loss']:.4f}, train acc "
-              f"{percent(train_acc, 1)}, val acc {percent(val_acc, 1)}, lr {logs['lr']:.3g}, "
+              f"{percent(train_acc, 1)}{val_text}, lr {logs['lr']:.3g}, "
               f"{logs['seconds']:.1f} s", flush=True)
     if on_epoch_end is not None:
         on_epoch_end(int(epoch), logs)  # (an int among the floats of logs)
