@@ -290,7 +290,7 @@ def test_a_plugin_that_raises_is_one_line_naming_it_and_the_exception(
     err = _error_line(capsys)
     assert err.startswith(f"mlplab: error: plugin 'broken_layers' raised {error.__name__} on "
                           f"import: {message}") and err.endswith(
-        "(rerun as mlplab --debug ... for the traceback: --debug goes before the command)"), err
+        "(rerun as mlplab --debug ... for the traceback: --debug goes before the command)."), err
     sys.modules.pop("broken_layers", None)
     # --debug: the plugin's own exception, with its traceback
     with pytest.raises(error) as raised:

@@ -139,7 +139,7 @@ def load_plugin(name: str, warn: Callable[[str], None] | None = None) -> ModuleT
         detail = ": " + " ".join(str(exc).split()) if str(exc).strip() else ""
         raise PluginError(f"plugin {name!r} raised {type(exc).__name__} on import{detail} "
                           "(rerun as mlplab --debug ... for the traceback: --debug goes "
-                          "before the command)") from exc
+                          "before the command).") from exc
     _refuse_namespace_package(imported, name)
     if fresh and not _changed(before, _registrations()):
         text = (f"plugin {name!r} registered nothing: no register_activation, "

@@ -202,12 +202,14 @@ def run_tune(args: argparse.Namespace) -> int:
         # every complete trial diverged (a diverged trial is no best): "3 complete" and then
         # "no trial has completed yet", exit 0
         if result.unfinished is not None:  # (the line above says how to go on)
-            print(f"no best trial yet: the {result.n_complete} complete one(s) diverged")
+            print("no best trial yet: " + ("the complete one diverged" if result.n_complete == 1
+                                           else f"the {result.n_complete} complete ones diverged"))
             return 0
-        raise CLIError(f"every complete trial diverged ({result.n_complete}; their loss "
-                       "became NaN or infinite), so there is no best one to retrain; lower the "
+        which = "the only complete trial diverged (its loss became" if result.n_complete == 1 \
+            else f"every complete trial diverged ({result.n_complete}; their loss became"
+        raise CLIError(f"{which} NaN or infinite), so there is no best one to retrain; lower the "
                        "learning rates of the search space (lr) and search again with another "
-                       "--out")
+                       "--out.")
     params = ", ".join(f"{k}={_short(v)}" for k, v in result.best_params.items())
     best, retrained = result.best_value, result.retrained_val_acc
     assert best is not None  # (a trial completed: checked above)
