@@ -109,6 +109,17 @@ def test_a_class_with_no_images_in_the_split_has_no_accuracy(tmp_path, capsys):
     assert rows[1] == f"  a      {100 * cm[0, 0] / 4:7.1f}%"
 
 
+def test_evaluate_counts_one_image_in_the_singular(tmp_path, capsys):
+    """"(1 images)" before."""
+    run = tmp_path / "r"
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--val-size", "1", "--test-size",
+                 "1", "--quiet", "--no-plots", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    assert re.match(r"digits val \(1 image\): accuracy (0|100)\.00%\n",
+                    capsys.readouterr().out)
+
+
 def test_a_prelu_network_trains_its_slopes_and_evaluates(tmp_path, capsys):
     out = tmp_path / "prelu"
     assert main(["train", *TINY, "--activation", "prelu", "--out", str(out)]) == 0

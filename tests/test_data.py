@@ -210,6 +210,10 @@ def test_a_validation_folder_beside_train_is_the_validation_split(tmp_path, val_
     some = load_dataset(f"folder:{root}", val_size=2)
     assert sorted(some.y_val.tolist()) == [0, 1] and len(some.y_train) == 10
     assert {x.tobytes() for x in some.X_val} <= {x.tobytes() for x in ds.X_val}
+    assert "validation split: 2 of the 6 images of the validation folder" in some.notes[-1]
+    # a size of the whole folder takes it whole: not "6 of the 6 images"
+    assert load_dataset(f"folder:{root}", val_size=6).notes[-1] == (
+        "validation split: the 6 images of the validation folder")
     # without test/, the test split is still held out of train/, and val/ stays whole
     (root / "test").rename(tmp_path / "moved")
     held = load_dataset(f"folder:{root}", test_size=2)

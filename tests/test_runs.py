@@ -1142,6 +1142,16 @@ def test_a_config_without_a_dataset_is_refused_not_read_as_the_digits_defaults(t
             call()
 
 
+def test_a_changed_split_is_counted_in_the_singular_too():
+    """"(1 images then, 2 now)" before."""
+    from mlplab.runs.splits import check_same_split
+
+    X, y = np.zeros((2, 3), np.float32), np.array([0, 1])
+    with pytest.raises(ValueError, match=r"the val split of digits is not the one this run was "
+                                         r"trained with \(1 image then, 2 now\)"):
+        check_same_split({"val_size": 1}, "val", X, y, "digits")
+
+
 def test_starting_again_removes_the_killed_attempts_partial_config(tmp_path, digits):
     """As the refusal above advises, the run is started again with the same --out: the killed
     attempt's half-written config.json (a temporary file that never became the real one) was

@@ -52,18 +52,22 @@ def test_each_epochs_numbers_are_measured_recorded_printed_and_handed_on(data, c
         assert logs["val_acc"] == val_acc == h.val_acc[epoch - 1]
         assert logs["lr"] == h.lr[epoch - 1] == pytest.approx(1e-2 * 0.5 ** (epoch - 1))
         assert 0 < logs["seconds"] == h.epoch_seconds[epoch - 1]
-        assert line == (f"epoch {epoch}/3: loss {logs['loss']:.4f}, train acc {train_acc:.3f}, "
-                        f"val acc {val_acc:.3f}, lr {logs['lr']:.3g}, {logs['seconds']:.1f} s")
+        assert line == (f"epoch {epoch}/3: loss {logs['loss']:.4f}, train acc "
+                        f"{100 * train_acc:.1f}%, val acc {100 * val_acc:.1f}%, lr "
+                        f"{logs['lr']:.3g}, {logs['seconds']:.1f} s")
     best = int(np.argmax(h.val_acc))  # the first of equals
     assert (h.best_val_acc, h.best_epoch) == (h.val_acc[best], best + 1)
     assert not h.interrupted and not model.training
 
 
-def test_without_validation_data_no_best_epoch_is_recorded(data):
+def test_without_validation_data_no_best_epoch_is_recorded(data, capsys):
     X, y, _, _ = data
-    h = tm.fit(_model(), X, y, epochs=2, batch_size=50)
+    h = tm.fit(_model(), X, y, epochs=2, batch_size=50, verbose=True)
     assert all(math.isnan(v) for v in h.val_acc) and len(h.val_acc) == 2
     assert (h.best_val_acc, h.best_epoch) == (-1.0, -1)
+    # nothing to print for validation either: the lines said "val acc nan%"
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(", train acc " in ln and "val" not in ln for ln in lines)
 
 
 def test_a_later_epochs_divergence_names_its_iteration(data):

@@ -344,6 +344,24 @@ def test_an_interrupted_run_is_not_tested(monkeypatch):
     assert "test_accuracy" not in result.metrics and result.metrics["val_accuracy"] is not None
 
 
+def test_a_run_stopped_before_its_first_checkpoint_is_resumed_by_torch_train(runs, tmp_path):
+    """evaluate of a PyTorch run stopped before its first epoch ended (no checkpoint.pt yet)
+    said `mlplab train --resume RUN finishes it`, which refuses a PyTorch run."""
+    import shutil
+
+    run = tmp_path / "stopped"
+    shutil.copytree(runs[0], run)
+    (run / "checkpoint.pt").unlink()
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "status": "interrupted",
+                                                  "epochs": 0}))
+    with pytest.warns(UserWarning) as caught:
+        assert main(["evaluate", str(run)]) == 0
+    said = " ".join(str(w.message) for w in caught)
+    assert f"mlplab torch train --resume {run} finishes it." in said, said
+    assert "mlplab train --resume" not in said
+
+
 def test_a_run_without_validation_records_no_best_epoch(rng):
     """Without a validation split there is no best epoch: metrics.json says so as mlplab
     train's does (None), not epoch 0."""

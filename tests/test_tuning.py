@@ -3106,6 +3106,12 @@ def test_a_search_whose_every_trial_diverged_is_an_error(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["n_complete"], summary["best_trial"]) == (3, None)
     assert not (out / "best-run").exists() and (out / "results.csv").exists()
+    # one trial: in the singular ("every complete trial diverged (1; their loss" before)
+    assert main(["tune", "--dataset", "digits", "--trials", "1", "--search-space", str(path),
+                 "--preprocessing", "exercise", "--out", str(tmp_path / "one"),
+                 "--no-progress"]) == 1
+    assert "error: the only complete trial diverged (its loss became NaN or infinite), so " \
+           "there is no best one to retrain" in capsys.readouterr().err
 
 
 def test_a_search_without_a_seed_retrains_the_model_it_measured(digits, tmp_path):

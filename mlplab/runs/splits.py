@@ -87,9 +87,12 @@ def check_same_data(record: dict[str, Any], ds: Dataset, ckpt: Path, noun: str =
     try:
         for split in ("train", "val", "test"):
             size = record.get(f"{split}_size")
-            if size is not None and size != len(ds.split(split)[1]):
+            if size is None:
+                continue
+            now = len(ds.split(split)[1])
+            if size != now:
                 raise ValueError(f"the {split} split of {ds.name} has "
-                                 f"{counted(len(ds.split(split)[1]), 'image')}, but the {noun} was trained "
+                                 f"{counted(now, 'image')}, but the {noun} was trained "
                                  f"with {size} (see {ckpt}): it is not the {noun}'s data."
                                  f"{_val_folder_hint(ds.name)}")
         for split in ("val", "test"):
