@@ -17,6 +17,12 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def agree(n: int, one: str, many: str) -> str:
+    """``one`` for a count of 1, else ``many``: the verb or phrase that goes with ``n`` things
+    (``f"{counted(n, 'link')} {agree(n, 'points', 'point')} to nothing"``)."""
+    return one if n == 1 else many
+
+
 def percent(fraction: float, decimals: int = 2) -> str:
     """An accuracy (a fraction, as the JSON, CSV and Python values hold it) as printed for
     reading, in percent: ``percent(0.76111)`` is ``76.11%``. Every printed accuracy is one, so

@@ -186,7 +186,7 @@ def test_folder_train_test_grayscale_and_resize(tmp_path):
     small = load_dataset(f"folder:{root}", image_size="4x3", test_size=2)
     assert small.image_shape == (4, 3, 1) and len(small.y_test) == 2
     assert sorted(small.y_test.tolist()) == [0, 1]  # a stratified subset, not the first two
-    with pytest.raises(DatasetError, match="not among the training classes"):
+    with pytest.raises(DatasetError, match="class folder zebra is not among the training classes"):
         _write_images(root / "test", ["zebra"], 1, size=(7, 7), mode="L")
         load_dataset(f"folder:{root}")
 
@@ -224,14 +224,14 @@ def test_two_validation_folders_are_refused_and_other_folders_beside_train_named
     root = tmp_path / "set"
     _write_images(root / "train", ["a", "b"], 3, size=(7, 7), mode="L")
     _write_images(root / "dev", ["a", "b"], 1, size=(7, 7), mode="L")
-    with pytest.warns(UserWarning, match=r"sub-folder\(s\) dev/ beside train/ are not read; .* "
+    with pytest.warns(UserWarning, match=r"sub-folder dev/ beside train/ is not read; .* "
                                          r"val/, valid/, validation/"):
         ds = load_dataset(f"folder:{root}", val_size=2)
     assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 6  # dev/ left out
     # a val/ linked to a disk that is not mounted: named, not silently replaced by a carved split
     (root / "val").symlink_to(tmp_path / "unmounted" / "val")
-    with pytest.warns(UserWarning, match=r"1 link\(s\) in the dataset folder point to nothing "
-                                         r"and are left out \(val -> "):
+    with pytest.warns(UserWarning, match=r"1 link in the dataset folder points to nothing "
+                                         r"and is left out \(val -> "):
         load_dataset(f"folder:{root}", val_size=2)
     (root / "val").unlink()
     _write_images(root / "val", ["a", "b"], 1, size=(7, 7), mode="L")
@@ -456,7 +456,7 @@ def test_folder_errors_name_the_file(tmp_path, monkeypatch):
     # split folders named otherwise than train/ val/ test/ were read as classes holding folders
     _write_images(tmp_path / "kaggle" / "Train", ["cat", "dog"], 2)
     _write_images(tmp_path / "kaggle" / "Test", ["cat", "dog"], 2)
-    with pytest.warns(UserWarning, match="8 image.s. in sub-folders of class folders are not "
+    with pytest.warns(UserWarning, match="8 images in sub-folders of class folders are not "
                                          "read"), \
             pytest.raises(DatasetError, match=r"kaggle: no images found.*; Test, Train hold "
                                            r"folders, not images: split folders must be named "
@@ -492,7 +492,8 @@ def test_folder_errors_name_the_file(tmp_path, monkeypatch):
     holey = tmp_path / "holey"
     _write_images(holey, ["cat", "ship"], 2)
     (holey / "zebra").mkdir()
-    with pytest.raises(DatasetError, match=r"class folder\(s\) zebra hold no images"):
+    with pytest.raises(DatasetError, match=r"class folder zebra holds no images; add images to "
+                                           "it or move it out"):
         load_dataset(f"folder:{holey}", cache=False)
     with pytest.raises(DatasetError, match="folder: needs a path"):
         load_dataset("folder:")
@@ -537,9 +538,10 @@ def test_folder_images_the_layout_leaves_out_are_named_in_a_warning(tmp_path):
         ds = load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
     assert len(ds.y_train) == 6  # the layout is unchanged: only the direct images are read
     messages = [str(w.message) for w in record]
-    assert any("4 image(s) in sub-folders of class folders are not read: cat/2019/ (4)" in m
+    assert any("4 images in sub-folders of class folders are not read: cat/2019/ (4)" in m
                for m in messages), messages
-    assert any("1 image(s) directly in the dataset folder (e.g. loose.jpg) belong to no class"
+    assert any("1 image directly in the dataset folder (e.g. loose.jpg) belongs to no class "
+               "and is not read; put it in a class sub-folder."
                in m for m in messages), messages
     # the command line prints each as one line, not Python's file:line plus a source line (in
     # a process of its own: pytest records the warnings of its own)
@@ -632,7 +634,7 @@ def test_folder_images_in_formats_mlplab_does_not_read_are_named_in_a_warning(tm
         ds = load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
     assert len(ds.y_train) == 4  # what is read is unchanged
     [message] = [str(w.message) for w in record if "formats" in str(w.message)]
-    assert ("3 file(s) in class folders are in image formats mlplab does not read and are left "
+    assert ("3 files in class folders are in image formats mlplab does not read and are left "
             "out (2 .heic, 1 .jfif; e.g. cat/IMG_0001.HEIC); convert them to PNG or JPEG (.jfif "
             "and .jpe files are JPEGs: rename them .jpg) to train on them.") in message, message
     assert "notes.txt" not in message
@@ -649,17 +651,17 @@ def test_folder_links_whose_target_is_gone_are_named_in_a_warning(tmp_path):
         ds = load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
     assert len(ds.y_train) == 5  # the good link is read, the broken one is not
     [message] = [str(w.message) for w in record if "link" in str(w.message)]
-    assert message.endswith(f"1 link(s) in class folders point to files that do not exist and "
-                            f"are left out (e.g. cat/moved.png -> {tmp_path / 'old' / 'moved.png'})"
-                            "; fix or remove the links."), message
+    assert message.endswith(f"1 link in class folders points to a file that does not exist and "
+                            f"is left out (e.g. cat/moved.png -> {tmp_path / 'old' / 'moved.png'})"
+                            "; fix or remove it."), message
     # a class folder that is a dangling link (a disk not mounted) was dropped without a word
     (root / "emu").symlink_to(tmp_path / "unmounted" / "emu")
     with pytest.warns(UserWarning) as record:
         ds = load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
     assert ds.classes == ["cat", "dog"]
-    assert f"{root}: 1 link(s) in the dataset folder point to nothing and are left out (emu -> " \
+    assert f"{root}: 1 link in the dataset folder points to nothing and is left out (emu -> " \
            f"{tmp_path / 'unmounted' / 'emu'}); a class folder on a disk that is not mounted? " \
-           "Fix or remove the links." in [str(w.message) for w in record]
+           "Fix or remove it." in [str(w.message) for w in record]
 
 
 def test_folder_links_in_a_loop_are_left_out_with_a_warning(tmp_path):
@@ -676,9 +678,9 @@ def test_folder_links_in_a_loop_are_left_out_with_a_warning(tmp_path):
         ds = load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
     assert len(ds.y_train) == 4
     [message] = [str(w.message) for w in record if "link" in str(w.message)]
-    assert message == (f"{root}: 2 link(s) in class folders point to files that do not exist or "
+    assert message == (f"{root}: 2 links in class folders point to files that do not exist or "
                        "go round in a loop and are left out (e.g. cat/l1.png -> l2.png -> "
-                       "l1.png); fix or remove the links."), message
+                       "l1.png); fix or remove them."), message
 
 
 def test_summary_counts():
@@ -716,7 +718,7 @@ def test_the_sub_folder_warning_counts_and_lists_like_the_files(tmp_path):
     with pytest.warns(UserWarning) as record:
         load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
     [message] = [str(w.message) for w in record if "sub-folders" in str(w.message)]
-    assert ("10 image(s) in sub-folders of class folders are not read: cat/a/ (1), cat/b/ (2), "
+    assert ("10 images in sub-folders of class folders are not read: cat/a/ (1), cat/b/ (2), "
             "cat/c/ (3) and 1 more;") in message, message
 
 

@@ -161,7 +161,7 @@ def test_normalize_refuses_per_channel_values_for_another_number_of_channels():
     (input_pipeline((0.5,) * 3, (0.5,) * 3) on grey images, say) instead of an error."""
     grey = np.zeros((2, 4, 4, 1), np.float32)
     with pytest.raises(DatasetError, match=r"Normalize has 3 mean values \(one per channel\); "
-                                           r"the images have 1 channel\(s\)"):
+                                           r"the images have 1 channel\."):
         Normalize([0.4, 0.5, 0.6], 0.5).transform(grey)
     with pytest.raises(DatasetError, match="Normalize has 2 std values"):
         Normalize(0.5, [0.2, 0.3]).transform(grey)

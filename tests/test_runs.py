@@ -2076,12 +2076,12 @@ def test_predict_says_which_files_of_a_folder_it_cannot_read(tmp_path, digits, c
     photos.mkdir()
     for name in ("b.HEIC", "c.heic", "d.avif"):
         (photos / name).write_bytes(b"\0\0\0\x18ftypheic")
-    with pytest.warns(UserWarning, match=r"3 file\(s\) in image formats mlplab does not read"):
+    with pytest.warns(UserWarning, match=r"3 files in image formats mlplab does not read are"):
         assert main(["predict", str(tmp_path / "r"), str(photos)]) == 1
     assert "photos: no image files in this folder" in capsys.readouterr().err
     Image.fromarray(digits.X_test[0, :, :, 0]).save(photos / "a.png")
     with pytest.warns(UserWarning, match=re.escape(
-            f"{photos}: 3 file(s) in image formats mlplab does not read are left out (1 .avif, "
+            f"{photos}: 3 files in image formats mlplab does not read are left out (1 .avif, "
             "2 .heic; e.g. b.HEIC); convert them to PNG or JPEG to classify them.")):
         out = predict_images(tmp_path / "r", [photos])
     assert [r["image"] for r in out] == [str(photos / "a.png")]
@@ -2096,8 +2096,8 @@ def test_predict_says_which_links_of_a_folder_point_to_nothing(tmp_path, digits)
     Image.fromarray(digits.X_test[0, :, :, 0]).save(photos / "a.png")
     (photos / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     with pytest.warns(UserWarning, match=re.escape(
-            f"{photos}: 1 link(s) named like images point to files that do not exist and are "
-            f"left out (e.g. gone.jpg -> {tmp_path / 'nowhere.jpg'}); fix or remove the links.")):
+            f"{photos}: 1 link named like images points to a file that does not exist and is "
+            f"left out (e.g. gone.jpg -> {tmp_path / 'nowhere.jpg'}); fix or remove it.")):
         out = predict_images(tmp_path / "r", [photos])
     assert [r["image"] for r in out] == [str(photos / "a.png")]
 
@@ -2115,9 +2115,9 @@ def test_predict_leaves_out_a_loop_of_links_and_names_one_given(tmp_path, digits
     (photos / "l1.png").symlink_to("l2.png")
     (photos / "l2.png").symlink_to("l1.png")
     with pytest.warns(UserWarning, match=re.escape(
-            f"{photos}: 2 link(s) named like images point to files that do not exist or go "
+            f"{photos}: 2 links named like images point to files that do not exist or go "
             "round in a loop and are left out (e.g. l1.png -> l2.png -> l1.png); fix or remove "
-            "the links.")):
+            "them.")):
         out = predict_images(tmp_path / "r", [photos], progress=False)
     assert [r["image"] for r in out] == [str(photos / "a.png")]
     loop = photos / "l1.png"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mlplab._text import agree, counted
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from mlplab.cli import split_seed_arg
@@ -90,7 +92,7 @@ def _budget_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    from mlplab._text import counted, shell_command
+    from mlplab._text import shell_command
     from mlplab.cli import UsageError
     from mlplab.cli.data import load_dataset_from_args
     from mlplab.report import STAGES, reproduce
@@ -107,7 +109,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
     if only is not None:
         unknown = sorted(set(only) - {s.key for s in STAGES})
         if unknown:
-            raise UsageError(f"unknown stage(s) {', '.join(unknown)} in --only; choose from "
+            raise UsageError(f"unknown {agree(len(unknown), 'stage', 'stages')} "
+                             f"{', '.join(unknown)} in --only; choose from "
                              f"{', '.join(s.key for s in STAGES)}.")
         needs_data = stages_without_data(only, args.reuse)
         if needs_data:  # before anything is written: the report would be replaced by "not run"s
@@ -131,7 +134,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     if failed:
         # the report is written, but a stage broke: say so in the exit status (a stage that was
         # skipped for a known reason, e.g. PyTorch not installed, is not a failure)
-        print(f"mlplab reproduce: {len(failed)} stage(s) failed: "
+        print(f"mlplab reproduce: {counted(len(failed), 'stage')} failed: "
               f"{', '.join(s.key for s in failed)} (tracebacks in {result.out / 'errors.log'})",
               file=sys.stderr)
         return 1

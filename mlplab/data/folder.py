@@ -38,7 +38,7 @@ import numpy as np
 
 from mlplab._machine import available_cpus
 from mlplab._progress import progress_bar
-from mlplab._text import no_such_folder
+from mlplab._text import agree, counted, no_such_folder
 from mlplab.data.base import (
     DatasetError,
     DatasetNotFoundError,
@@ -197,9 +197,11 @@ def _warn_dangling(root: Path) -> None:
                   and not p.exists())
     if gone:
         shown = _first_few([f"{p.name} -> {os.readlink(p)}" for p in gone])
-        warnings.warn(f"{root}: {len(gone)} link(s) in the dataset folder point to nothing and "
-                      f"are left out ({shown}); a class folder on a disk that is not "
-                      "mounted? Fix or remove the links.", stacklevel=4)
+        n = len(gone)
+        warnings.warn(f"{root}: {counted(n, 'link')} in the dataset folder "
+                      f"{agree(n, 'points', 'point')} to nothing and {agree(n, 'is', 'are')} "
+                      f"left out ({shown}); a class folder on a disk that is not "
+                      f"mounted? Fix or remove {agree(n, 'it', 'them')}.", stacklevel=4)
 
 
 def _warn_unread(root: Path, subdirs: dict[Path, list[str]], others: dict[Path, list[str]],
@@ -215,7 +217,8 @@ def _warn_unread(root: Path, subdirs: dict[Path, list[str]], others: dict[Path, 
     if nested:
         total = sum(n for _, n in nested)
         shown = _first_few([f"{p.relative_to(root)}/ ({n})" for p, n in nested])
-        warnings.warn(f"{root}: {total} image(s) in sub-folders of class folders are not read: "
+        warnings.warn(f"{root}: {counted(total, 'image')} in sub-folders of class folders "
+                      f"{agree(total, 'is', 'are')} not read: "
                       f"{shown}; mlplab reads the images directly inside each class folder "
                       "- move them up into it to train on them.", stacklevel=4)
     skipped = [(d, name) for d, names in others.items() for name in names]
@@ -228,22 +231,26 @@ def _warn_unread(root: Path, subdirs: dict[Path, list[str]], others: dict[Path, 
         d, name = skipped[0]
         jpeg = " (.jfif and .jpe files are JPEGs: rename them .jpg)" if (
             ".jfif" in exts or ".jpe" in exts) else ""
-        warnings.warn(f"{root}: {len(skipped)} file(s) in class folders are in image formats "
-                      f"mlplab does not read and are left out ({kinds}; e.g. "
+        n, be = len(skipped), agree(len(skipped), "is", "are")
+        warnings.warn(f"{root}: {counted(n, 'file')} in class folders {be} in image formats "
+                      f"mlplab does not read and {be} left out ({kinds}; e.g. "
                       f"{d.relative_to(root)}/{name}); convert them to PNG or JPEG{jpeg} to "
                       "train on them.", stacklevel=4)
     gone = [d / name for d, names in broken.items() for name in names]
     if gone:
-        warnings.warn(f"{root}: {len(gone)} link(s) in class folders "
-                      f"{dead_links_left_out(gone, root)}; fix or remove the links.", stacklevel=4)
+        warnings.warn(f"{root}: {counted(len(gone), 'link')} in class folders "
+                      f"{dead_links_left_out(gone, root)}; fix or remove "
+                      f"{agree(len(gone), 'it', 'them')}.", stacklevel=4)
     try:
         loose = _image_files(root)
     except DatasetError:
         loose = []
     if loose:
-        warnings.warn(f"{root}: {len(loose)} image(s) directly in the dataset folder (e.g. "
-                      f"{loose[0][0]}) belong to no class and are not read; put them in a class "
-                      "sub-folder.", stacklevel=4)
+        n = len(loose)
+        warnings.warn(f"{root}: {counted(n, 'image')} directly in the dataset folder (e.g. "
+                      f"{loose[0][0]}) {agree(n, 'belongs', 'belong')} to no class and "
+                      f"{agree(n, 'is', 'are')} not read; put {agree(n, 'it', 'them')} in a "
+                      "class sub-folder.", stacklevel=4)
 
 
 def dead_links_left_out(links: Sequence[Path], root: Path) -> str:
@@ -254,6 +261,10 @@ def dead_links_left_out(links: Sequence[Path], root: Path) -> str:
     loops = [p for p in links if link_chain(p)[1]]
     first = loops[0] if loops else links[0]
     chain = [str(first.relative_to(root)), *link_chain(first)[0][1:]]
+    if len(links) == 1:
+        either = " or goes round in a loop" if loops else ""
+        return (f"points to a file that does not exist{either} and is left out (e.g. "
+                f"{' -> '.join(chain)})")
     either = " or go round in a loop" if loops else ""
     return (f"point to files that do not exist{either} and are left out (e.g. "
             f"{' -> '.join(chain)})")
@@ -293,8 +304,9 @@ def _scan(root: Path, classes: list[str] | None
     else:
         unknown = [n for n in names if n not in classes]
         if unknown:
-            raise DatasetError(f"{root}: class folder(s) {', '.join(unknown)} are not among the "
-                               f"training classes ({', '.join(classes)}).")
+            raise DatasetError(f"{root}: {agree(len(unknown), 'class folder', 'class folders')} "
+                               f"{', '.join(unknown)} {agree(len(unknown), 'is', 'are')} not "
+                               f"among the training classes ({', '.join(classes)}).")
     index = {c: i for i, c in enumerate(classes)}
     files: list[tuple[Path, str]] = []
     labels: list[int] = []
@@ -759,8 +771,11 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
         counts = np.bincount(y, minlength=len(classes))
         empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
         if empty:
-            raise DatasetError(f"{root}: class folder(s) {', '.join(empty)} hold no images; "
-                               "add images to them or move them out of the dataset folder.")
+            one = len(empty) == 1
+            raise DatasetError(f"{root}: class folder{'' if one else 's'} {', '.join(empty)} "
+                               f"hold{'s' if one else ''} no images; add images to "
+                               f"{'it' if one else 'them'} or move {'it' if one else 'them'} "
+                               "out of the dataset folder.")
     def cache_of(decoded_as: str | None) -> Path | None:
         return _cache_file(root, [CACHE_VERSION, str(root.resolve()), image_size, decoded_as,
                                   classes], stats) if cache else None
@@ -899,7 +914,8 @@ def _warn_beside(root: Path, folders: dict[str, Path]) -> None:
              if not any(os.path.samefile(d, p) for p in folders.values())]
     if other:
         shown = _first_few([f"{n}/" for n in other])
-        warnings.warn(f"{root}: sub-folder(s) {shown} beside train/ are not read; a dataset "
+        warnings.warn(f"{root}: {agree(len(other), 'sub-folder', 'sub-folders')} {shown} "
+                      f"beside train/ {agree(len(other), 'is', 'are')} not read; a dataset "
                       "folder with train/ reads only train/, test/ and one of "
                       f"{', '.join(f'{n}/' for n in VAL_FOLDER_NAMES)} (the validation split).",
                       stacklevel=4)

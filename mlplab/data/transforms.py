@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import DTypeLike
 
+from mlplab._text import counted
 from mlplab._validation import setting
 from mlplab.data.base import DatasetError
 
@@ -267,7 +268,7 @@ class Normalize(Transform):
             # became 48) rather than fail
             if values.size not in (1, channels):
                 raise DatasetError(f"Normalize has {values.size} {name} values (one per channel);"
-                                   f" the images have {channels} channel(s).")
+                                   f" the images have {counted(channels, 'channel')}.")
         out = np.subtract(X, self.mean.astype(self.dtype), dtype=self.dtype)
         out *= (1.0 / self.std).astype(self.dtype)
         return out

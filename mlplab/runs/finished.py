@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import io
-from mlplab._text import counted, path_word, shell_command
+from mlplab._text import agree, counted, path_word, shell_command
 from mlplab._validation import is_int, setting
 from mlplab.runs.building import load_run_dataset, moved_config, moved_data_hint
 from mlplab.runs.config import RunConfig
@@ -355,13 +355,16 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
             for f in unread:
                 exts[f.suffix.lower()] = exts.get(f.suffix.lower(), 0) + 1
             kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(exts.items()))
-            warnings.warn(f"{p}: {len(unread)} file(s) in image formats mlplab does not read "
-                          f"are left out ({kinds}; e.g. {unread[0].name}); convert them to PNG "
-                          "or JPEG to classify them.", stacklevel=3)
+            n = len(unread)
+            warnings.warn(f"{p}: {counted(n, 'file')} in image formats mlplab does not read "
+                          f"{agree(n, 'is', 'are')} left out ({kinds}; e.g. {unread[0].name}); "
+                          f"convert {agree(n, 'it', 'them')} to PNG or JPEG to classify "
+                          f"{agree(n, 'it', 'them')}.", stacklevel=3)
         gone = broken_image_links(p)
         if gone:  # as a dataset's class folder says it: fewer answers than files, unexplained
-            warnings.warn(f"{p}: {len(gone)} link(s) named like images "
-                          f"{dead_links_left_out(gone, p)}; fix or remove the links.",
+            warnings.warn(f"{p}: {counted(len(gone), 'link')} named like images "
+                          f"{dead_links_left_out(gone, p)}; fix or remove "
+                          f"{agree(len(gone), 'it', 'them')}.",
                           stacklevel=3)
         if not found:
             raise ValueError(f"{p}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)}; "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlplab._text import agree
 from mlplab._validation import plugin_hint, setting
 from mlplab.trainer import TrainConfig
 
@@ -374,7 +375,8 @@ def _distribution_type(spec: Mapping[str, Any], where: str) -> str:
         raise ValueError(f"{where}: `type` must be float, int or categorical; got {kind!r}.")
     unknown = set(spec) - _SPEC_KEYS[kind]
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} for a "
+        raise ValueError(f"{where}: unknown {agree(len(unknown), 'key', 'keys')} "
+                         f"{', '.join(sorted(map(str, unknown)))} for a "
                          f"{kind} distribution; allowed: {', '.join(sorted(_SPEC_KEYS[kind]))}.")
     return kind
 
