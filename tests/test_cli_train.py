@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -1004,6 +1005,14 @@ def test_train_ends_by_saying_what_to_do_next(tmp_path, capsys, monkeypatch):
                                                              "side by side)")
     assert main(["train", "--epochs", "1", "--out", "b", "--json"]) == 0
     json.loads(capsys.readouterr().out)  # JSON alone
+    # without a validation split, evaluate's default: plain `mlplab evaluate c` is refused
+    for sizes, split in ((["--val-size", "0"], "test"),
+                         (["--val-size", "0", "--test-size", "0"], "train")):
+        shutil.rmtree("c", ignore_errors=True)
+        assert main(["train", "--epochs", "1", "--out", "c", *sizes]) == 0
+        advice = capsys.readouterr().out.splitlines()[-1]
+        assert advice.startswith(f"next: mlplab evaluate c --split {split} (per class, ")
+        assert main(["evaluate", "c", "--split", split]) == 0
 
 
 class _Captured(Exception):

@@ -160,8 +160,12 @@ def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
     # where `mlplab runs` looks, unless told: a run elsewhere was "no runs yet"
     parent = Path(out).parent
     where = "" if parent == Path(RUNS_ROOT) else f" {shell_command([path_word(parent)])}"
+    # evaluate's default split is val: a run without one is evaluated on another (plain
+    # `mlplab evaluate RUN` was advised here, and refused)
+    split = "" if m.get("val_size", 1) else " --split test" if m.get("test_size") else \
+        " --split train"
     # what a newcomer does next, which the output did not say
-    print(f"next: mlplab evaluate {run} (per class, confusion matrix), mlplab predict {run} "
+    print(f"next: mlplab evaluate {run}{split} (per class, confusion matrix), mlplab predict {run} "
           f"IMAGE..., mlplab runs{where} (the runs there, side by side)")
 
 
