@@ -25,8 +25,9 @@ def agree(n: int, one: str, many: str) -> str:
 
 def percent(fraction: float, decimals: int = 2) -> str:
     """An accuracy (a fraction, as the JSON, CSV and Python values hold it) as printed for
-    reading, in percent: ``percent(0.76111)`` is ``76.11%``. Every printed accuracy is one, so
-    that a run's figures read alike in train, evaluate, runs and the report."""
+    reading, in percent: ``percent(0.76111)`` is ``76.11%``. Every printed accuracy is one: with
+    two decimals where a figure stands alone (a run's result, evaluate's overall accuracy, tune's
+    best), with one in per-epoch lines, progress bars and tables."""
     return f"{100 * fraction:.{decimals}f}%"
 
 

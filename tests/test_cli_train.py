@@ -1214,7 +1214,7 @@ def test_a_run_that_ends_at_chance_says_the_network_did_not_learn(capsys, tmp_pa
     m = json.loads((tmp_path / "dead" / "metrics.json").read_text())
     assert m["train_accuracy"] < 0.12  # at chance, measured by the run itself
     err = capsys.readouterr().err
-    assert f"training accuracy {100 * m['train_accuracy']:.1f}% is chance level for 10 " \
+    assert f"training accuracy {100 * m['train_accuracy']:.2f}% is chance level for 10 " \
            "classes: the network did not learn" in err and "--init he" in err, err
     assert main(["train", "--dataset", "digits", "--hidden", "20,20,20", "--epochs", "3",
                  "--no-plots", "--quiet", "--out", str(tmp_path / "alive")]) == 0

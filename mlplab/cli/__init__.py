@@ -128,7 +128,7 @@ def note_if_at_chance(train_accuracy: float | None, num_classes: int, causes: st
     a result, and a dead net is also the slow kind (its weights sink into subnormal floats)."""
     if train_accuracy is None or num_classes < 2 or train_accuracy > 1 / num_classes + 0.02:
         return
-    print(f"note: training accuracy {100 * train_accuracy:.1f}% is chance level for "
+    print(f"note: training accuracy {percent(train_accuracy)} is chance level for "
           f"{num_classes} classes: the network did not learn. {causes}", file=sys.stderr)
 
 
