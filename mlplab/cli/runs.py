@@ -147,12 +147,14 @@ def _no_runs_yet(folder: str) -> str:
     guess = near_folder(folder)
     # a typo (rusn for runs) is answered with the folder it most likely meant; the exit status
     # stays 0, as a folder named before its first run is no error (runs2 beside runs)
-    typo = f" (no such folder; did you mean {guess}?)" if guess is not None else ""
-    if os.path.normpath(folder) == RUNS_ROOT and guess is None and _run_folders_here():
+    if guess is not None:  # (not "train one with --out rusn/first": the name is the typo)
+        return printable(f"no runs yet in {folder} (no such folder; did you mean {guess}?)",
+                         one_line=True)
+    if os.path.normpath(folder) == RUNS_ROOT and _run_folders_here():
         # trained with --out NAME here: "no runs yet" right after training one
         return (f"no runs yet in {folder}; the run folders in this folder are listed by "
                 "`mlplab runs .`")
-    return printable(f"no runs yet in {folder}{typo}; train one with `{command}`",
+    return printable(f"no runs yet in {folder}; train one with `{command}`",
                      one_line=True)
 
 
