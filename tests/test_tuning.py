@@ -3112,6 +3112,11 @@ def test_a_search_whose_every_trial_diverged_is_an_error(tmp_path, capsys):
                  "--no-progress"]) == 1
     assert "error: the only complete trial diverged (its loss became NaN or infinite), so " \
            "there is no best one to retrain" in capsys.readouterr().err
+    # evaluate of the folder: not "run the same mlplab tune again without --search-only"
+    assert main(["evaluate", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "is a tuning folder written by mlplab tune whose search has no best trial yet " \
+           "(none completed without diverging)" in err and "--search-only" not in err, err
 
 
 def test_a_search_without_a_seed_retrains_the_model_it_measured(digits, tmp_path):

@@ -155,6 +155,15 @@ def other_output_hint(folder: Path) -> str | None:
         best = best_run(folder)
         if best is not None:
             return f"{what}; the run folder of its best trial is {best}"
+        try:
+            summary = io.read_json(folder / "summary.json")
+        except (OSError, ValueError):
+            summary = None
+        if isinstance(summary, dict) and summary.get("best_trial", 0) is None:
+            # (no trial completed, or every complete one diverged: rerunning retrains nothing)
+            return (f"{what} whose search has no best trial yet (none completed without "
+                    "diverging), so no run folder to evaluate; search again with more trials "
+                    "or other settings")
         return (f"{what} without a retrained best trial ({folder / 'best-run'}): run the same "
                 "mlplab tune again without --search-only to retrain it")
     return None
