@@ -502,7 +502,7 @@ def test_a_plugin_of_mlplab_plugins_that_fails_names_the_variable_and_leaves_hel
     assert main(["data", "info", "digits"]) == 1
     err = _error_line(capsys)
     assert err.startswith("mlplab: error: plugin 'no_such_plugin_xyz': no module named")
-    assert err.endswith("(MLPLAB_PLUGINS='no_such_plugin_xyz' names it: mend or unset it).")
+    assert err.endswith("; MLPLAB_PLUGINS='no_such_plugin_xyz' names it: mend or unset it.")
     # the help leaves out only the plugin that fails, not the ones named after it
     monkeypatch.setenv("MLPLAB_PLUGINS", f"no_such_plugin_xyz,{plugin}")
     with pytest.raises(SystemExit) as done:

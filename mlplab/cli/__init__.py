@@ -424,8 +424,8 @@ def _plugin_error_text(exc: Exception, from_env: bool) -> str:
 
     if not from_env:
         return str(exc)
-    return (f"{str(exc).rstrip('.')} ({plugins.ENV_VAR}="
-            f"{os.environ.get(plugins.ENV_VAR, '')!r} names it: mend or unset it).")
+    return (f"{str(exc).rstrip('.')}; {plugins.ENV_VAR}="
+            f"{os.environ.get(plugins.ENV_VAR, '')!r} names it: mend or unset it.")
 
 
 def _plugin_warning(text: str, from_env: bool) -> None:

@@ -172,7 +172,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--resume", metavar="RUN", default=None, type=user_path_arg,
                    help="continue the run in folder RUN, stopped by Ctrl-C, a crash or a kill, "
                         "from the end of its last whole epoch, with its own settings (only "
-                        "--threads, --device, --data-dir (where its data moved to), --no-plots, "
+                        "--threads, --device, --data-dir if its data moved, --no-plots, "
                         "--json, --no-progress and --verbose may be given); it ends as an "
                         "uninterrupted run would have")
     tr.set_defaults(func=run_train, unknown_hint=_train_flag_hint)
@@ -199,7 +199,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue the study in folder DIR, stopped by Ctrl-C, a crash or a kill: "
                         "its finished networks are kept and the one in training goes on from "
                         "the end of its last whole epoch, with the study's own settings (only "
-                        "--threads, --device, --data-dir (where its data moved to), --json, "
+                        "--threads, --device, --data-dir if its data moved, --json, "
                         "--no-progress and --verbose may be given); it ends as an uninterrupted "
                         "study would have")
     dp.set_defaults(func=run_depth, unknown_hint=_depth_flag_hint)
