@@ -573,7 +573,8 @@ def memory_check(args: argparse.Namespace) -> str:
     data_mb = X.nbytes / 2**20
     lines = [f"- data: {len(X)} training + {len(X_val)} validation CIFAR-10 images, float32 "
              f"training set {data_mb:.0f} MB (loading peaked at {loaded:.0f} MB above the "
-             f"interpreter); {args.epochs} epoch(s) of momentum SGD, batch {args.batch_size}"]
+             f"interpreter); {args.epochs} epoch{'s' if args.epochs != 1 else ''} of momentum SGD, "
+             f"batch {args.batch_size}"]
     idle = _child_peak_mb([sys.executable, "-c", "import mlplab.cli, mlplab.trainer, "
                            "mlplab.data, mlplab.runs"], args.threads)
     for text in args.hidden:
