@@ -1272,6 +1272,14 @@ def test_like_trains_another_run_with_a_runs_settings(tmp_path, capsys):
     # its --resume only where it was stopped (a finished run said "already completed")
     assert f"`mlplab torch train --resume {tmp_path / 'torch'}` continues it if it was stopped" \
         in err and "(it has no --like) trains another" in err
+    from mlplab.runs import resume_run, run_config
+
+    for call in (run_config, resume_run):  # from Python, the functions: not the commands
+        with pytest.raises(ValueError) as refused:
+            call(tmp_path / "torch")
+        assert f"mlplab.torch_mlp.resume_run({str(tmp_path / 'torch')!r}) continues it if it " \
+               "was stopped; mlplab.torch_mlp.train_run(...) with its options trains " \
+               "another." in str(refused.value) and "--" not in str(refused.value)
 
 
 def test_like_with_hidden_none_does_not_carry_the_runs_hidden_layer_settings(tmp_path):

@@ -231,6 +231,10 @@ def test_resume_refuses_what_is_not_a_stopped_study(tmp_path, capsys):
     assert main(["torch", "depth", "--resume", str(run)]) == 1
     assert "is a run folder, not a depth study; resume a run of mlplab torch train with " \
            "mlplab torch train --resume" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"resume a run of mlplab torch train with "
+                                         r"mlplab\.torch_mlp\.resume_run\(RUN\), one of mlplab "
+                                         r"train with mlplab\.runs\.resume_run\(RUN\)\.$"):
+        tm.resume_depth_run(run)  # from Python, the functions
     # a study written before studies checkpointed: finished all the same
     (tmp_path / "depth.json").write_text("{}")
     assert main(["torch", "depth", "--resume", str(tmp_path)]) == 1

@@ -205,6 +205,10 @@ def test_resume_refuses_what_is_not_a_stopped_pytorch_run(tmp_path, capsys):
     assert main(["torch", "train", "--resume", str(tmp_path)]) == 1
     assert "was not written by mlplab torch train; resume an mlplab train run with mlplab " \
            "train --resume" in capsys.readouterr().err
+    # from Python, the function: not the command
+    with pytest.raises(ValueError, match=r"resume an mlplab train run with "
+                                         r"mlplab\.runs\.resume_run\(RUN\)\.$"):
+        tm.resume_run(tmp_path)
 
 
 def test_fit_resumes_from_a_state_bit_for_bit(rng):

@@ -372,10 +372,14 @@ def run_config(run: str | os.PathLike) -> RunConfig:
     values = io.read_json(config_path)
     if isinstance(values, dict) and values.get("framework") == "pytorch":
         # (its --resume only if it was stopped: a finished run has nothing left to resume)
+        # (from Python, the calls: "mlplab torch train --resume" sent a script to a shell)
+        resume = setting(f"`mlplab torch train --resume {shell_command([path_word(run_dir)])}`",
+                         f"mlplab.torch_mlp.resume_run({str(run_dir)!r})")
+        again = setting("`mlplab torch train` with its options (it has no --like)",
+                        "mlplab.torch_mlp.train_run(...) with its options")
         raise ValueError(f"{run_dir} was written by mlplab torch train: mlplab train can neither "
-                         "resume it nor train from its settings. `mlplab torch train --resume "
-                         f"{run_dir}` continues it if it was stopped; `mlplab torch train` with "
-                         "its options (it has no --like) trains another.")
+                         f"resume it nor train from its settings. {resume} continues it if it "
+                         f"was stopped; {again} trains another.")
     cfg = finished_run_config(values, config_path)
     # not an invalid config: one written where these names were registered
     module = None

@@ -897,7 +897,8 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
     config = io.read_json(path)
     if not isinstance(config, dict) or config.get("framework") != "pytorch":
         raise ValueError(f"{run_dir} was not written by mlplab torch train; resume an mlplab "
-                         "train run with mlplab train --resume.")
+                         "train run with "
+                         f"{setting('mlplab train --resume', 'mlplab.runs.resume_run(RUN)')}.")
     if isinstance(config.get("diverged"), dict):  # before its checks: a new run replaces it
         raise ValueError(f"the run in {run_dir} stopped when its loss diverged; resuming would "
                          "repeat it: start a new run with other settings (a lower "
@@ -1428,9 +1429,11 @@ def _resumable_study(folder: Path) -> dict[str, Any]:
             raise FileNotFoundError(f"{folder} is not a folder; give the folder of a depth "
                                     "study that stopped.")
         if (folder / TORCH_CONFIG_FILE).is_file():
+            torch = setting("mlplab torch train --resume", "mlplab.torch_mlp.resume_run(RUN)")
+            numpy = setting("mlplab train --resume", "mlplab.runs.resume_run(RUN)")
             raise ValueError(f"{folder} is a run folder, not a depth study; resume a run of "
-                             "mlplab torch train with mlplab torch train --resume, one of "
-                             "mlplab train with mlplab train --resume.")
+                             f"mlplab torch train with {torch}, one of mlplab train with "
+                             f"{numpy}.")
         kinds = [what for kind, (markers, what) in OUTPUT_KINDS.items()
                  if kind != "depth" and any((folder / m).is_file() for m in markers)]
         if kinds:
