@@ -669,13 +669,16 @@ def test_evaluating_another_commands_folder_says_what_it_is(tmp_path, digits):
     (depth / DEPTH_FILE).write_text("{}")
     with pytest.raises(FileNotFoundError, match=r"it is a depth study written by mlplab torch "
                        r"depth, which keeps no run folder: its numbers are in depth\.md and "
-                       r"depth\.json, its networks in networks/"):
+                       r"depth\.json, its networks in networks/.*train it with "
+                       r"mlplab\.torch_mlp\.train_run\(\.\.\., hidden=\[H, \.\.\.\], "
+                       r"out=RUN\) and evaluate"):
         evaluate_run(depth)
     tuned = tmp_path / "tuned"
     tuned.mkdir()
     (tuned / "study.db").write_bytes(b"")  # a --search-only search: trials, no best-run/
     with pytest.raises(FileNotFoundError, match=r"it is a tuning folder written by mlplab tune "
-                       r"without a retrained best trial .*again without --search-only"):
+                       r"without a retrained best trial .*call mlplab\.tuning\.tune again "
+                       r"with the same arguments and search_only=False"):
         evaluate_run(tuned)
     (tuned / "summary.json").write_text("{}")
     os.replace(best, tuned / "best-run")
@@ -2767,3 +2770,20 @@ def test_predict_can_skip_the_files_it_cannot_read(tmp_path, digits, capsys):
     with pytest.warns(UserWarning, match="1 of 4 image files cannot be read"):
         assert main(["predict", str(run), str(photos), "--json", "--skip-unreadable"]) == 0
     assert [r["image"] for r in json.loads(capsys.readouterr().out)] == [str(f) for f in good]
+
+
+def test_a_new_run_into_a_stopped_pytorch_run_is_told_its_own_resume(tmp_path, capsys):
+    """A stopped mlplab torch train run given as the out of a new mlplab train run was to be
+    continued with resume_run(RUN) / --resume RUN, which both refuse a PyTorch run: it is
+    mlplab.torch_mlp.resume_run(RUN) / mlplab torch train --resume RUN."""
+    run = tmp_path / "torch-run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"framework": "pytorch", "dataset": "digits"}))
+    (run / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
+    with pytest.raises(ValueError) as refused:
+        train_run(FAST, out=run, plots=False)  # refused before any data is loaded
+    assert str(refused.value) == (f"{run} already holds a run; choose another out, or continue "
+                                  f"it with mlplab.torch_mlp.resume_run({str(run)!r}).")
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(run)]) == 1
+    assert (f"{run} already holds a run; choose another --out, or continue it with mlplab torch "
+            f"train --resume {run}.") in capsys.readouterr().err

@@ -236,8 +236,13 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
             raise ValueError(f"{out_dir / CONFIG_FILE} is not a valid run configuration "
                              f"({foreign}): another tool's, or damaged, and no run of mlplab's "
                              f"beside it; choose another {setting('--out', 'out')}.")
-        resume = setting(f"--resume {shell_command([path_word(out_dir)])}",
-                         f"resume_run({str(out_dir)!r})")
+        if _torch_run(out_dir):  # its resume is mlplab torch train's, which mlplab train's refuses
+            resume = setting(shell_command(["mlplab", "torch", "train", "--resume",
+                                            path_word(out_dir)]),
+                             f"mlplab.torch_mlp.resume_run({str(out_dir)!r})")
+        else:
+            resume = setting(f"--resume {shell_command([path_word(out_dir)])}",
+                             f"resume_run({str(out_dir)!r})")
         raise ValueError(f"{out_dir} already holds a run; choose another "
                          f"{setting('--out', 'out')}, or continue it with {resume}.")
     return out_dir
@@ -245,6 +250,15 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
 
 #: why a config.json without a "dataset" key is no run's: every one mlplab writes has it
 NO_DATASET = 'it has no "dataset" key, which every config.json that mlplab writes has'
+
+
+def _torch_run(out_dir: Path) -> bool:
+    """Whether the ``config.json`` in ``out_dir`` is a PyTorch run's (``mlplab torch train``)."""
+    try:
+        config = io.read_json(out_dir / CONFIG_FILE)
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("framework") == "pytorch"
 
 
 def _not_a_run_config(out_dir: Path) -> str | None:

@@ -133,11 +133,12 @@ def other_output_hint(folder: Path) -> str | None:
             return f"{what}; the run folder of its tuning's best trial is {best}"
         return f"{what}, which keeps no run folder; its results are in report.md and report.html"
     if (folder / "depth.json").is_file():  # torch_mlp.runs.DEPTH_FILE (importing it needs torch)
+        train = setting("mlplab torch train --hidden H[,H...]",
+                        "mlplab.torch_mlp.train_run(..., hidden=[H, ...], out=RUN)")
         return ("it is a depth study written by mlplab torch depth, which keeps no run folder: "
                 "its numbers are in depth.md and depth.json, its networks in networks/ as "
                 "PyTorch model files (mlplab.torch_mlp.load_torch_model; to evaluate one depth "
-                "here, train it with mlplab torch train --hidden H[,H...] and evaluate that run "
-                "folder)")
+                f"here, train it with {train} and evaluate that run folder)")
     if (folder / DEPTH_CONFIG_FILE).is_file():  # a study that has not written depth.json
         what = "it is a depth study written by mlplab torch depth"
         holder = training_process(folder)
@@ -164,8 +165,11 @@ def other_output_hint(folder: Path) -> str | None:
             return (f"{what} whose search has no best trial yet (none completed without "
                     "diverging), so no run folder to evaluate; search again with more trials "
                     "or other settings")
-        return (f"{what} without a retrained best trial ({folder / 'best-run'}): run the same "
-                "mlplab tune again without --search-only to retrain it")
+        again = setting("run the same mlplab tune again without --search-only",
+                        "call mlplab.tuning.tune again with the same arguments and "
+                        "search_only=False")
+        return (f"{what} without a retrained best trial ({folder / 'best-run'}): {again} to "
+                "retrain it")
     return None
 
 
