@@ -147,8 +147,10 @@ class TrainConfig:
             check_int(self.patience, "patience")
         check_positive(self.warmup_epochs, "warmup_epochs", allow_zero=True)
         if self.schedule == "cosine" and self.min_lr > self.lr:
-            raise SettingsError(f"min_lr ({self.min_lr:g}) must not exceed lr ({self.lr:g}): the "
-                                "cosine schedule decays from lr to min_lr.")
+            # (the command line's flags throughout: "--min-lr (1) must not exceed lr")
+            min_lr, lr = setting("--min-lr", "min_lr"), setting("--lr", "lr")
+            raise SettingsError(f"{min_lr} ({self.min_lr:g}) must not exceed {lr} ({self.lr:g}): "
+                                f"the cosine schedule decays from {lr} to {min_lr}.")
         check_range(self.label_smoothing, "label_smoothing", 0, 1, high_open=True)
         for name in ("restore_best", "verbose", "progress"):
             check_flag(getattr(self, name), name)

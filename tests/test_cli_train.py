@@ -276,7 +276,7 @@ def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monk
      "--dropout has no effect with --hidden none"),
     (["train", "--hidden", "none", "--batchnorm", "--activation", "tanh"], 2,
      "--activation, --batchnorm have no effect with --hidden none"),
-    (["train", "--schedule", "cosine", "--min-lr", "1"], 2, "must not exceed lr"),
+    (["train", "--schedule", "cosine", "--min-lr", "1"], 2, "must not exceed --lr (0.001)"),
     (["train", "--batchnorm", "--batch-size", "1", "--out", "OUT"], 2,
      "--batch-size must be at least 2 with batch norm"),
     (["train", "--augment", "rotate"], 2, "unknown augmentation"),
@@ -596,7 +596,7 @@ def test_elastic_augmentation_reaches_the_trainer_and_the_run_folder(tmp_path, c
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     from mlplab.runs import train_run
 
-    with pytest.raises(ValueError, match=r"^crop_padding 8 must be smaller than the images' side "
+    with pytest.raises(ValueError, match=r"^crop_padding=8 must be smaller than the images' side "
                                          r"\(8 pixels\)\.$"):
         train_run(dataset="digits", augment=["crop"], crop_padding=8, epochs=1)
 

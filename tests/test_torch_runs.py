@@ -242,7 +242,7 @@ def test_depth_run(tmp_path):
 
 @pytest.mark.parametrize("options,message", [
     ({"layers": [2, 0]}, "depth counts Linear layers and must be an integer >= 1"),
-    ({"layers": []}, "depths must list at least one depth"),
+    ({"layers": []}, "layers must list at least one depth, e.g. [2, 3, 4, 5]."),
     # the same network trained twice, in two rows of the table
     ({"layers": [2, 3, 2]}, "depths must differ; given more than once: 2."),
     ({"hidden_size": 0}, "hidden size must be a positive integer"),

@@ -112,7 +112,7 @@ def crop_padding(cfg: RunConfig, image_shape: Sequence[int]) -> int:
         if not cfg.crop_padding:  # the default's: no --crop-padding to blame
             raise ValueError(f"crops cannot shift images {counted(side, 'pixel')} on a side; "
                              f"drop crop from {setting('--augment', 'augment')}.")
-        raise ValueError(f"{setting(f'--crop-padding {pad}', f'crop_padding {pad}')} must be "
+        raise ValueError(f"{setting(f'--crop-padding {pad}', f'crop_padding={pad}')} must be "
                          f"smaller than the images' side ({side} pixels).")
     return pad
 

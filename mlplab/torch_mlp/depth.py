@@ -83,7 +83,7 @@ def check_depths(depths: Any, name: str = "depths") -> list[int]:
                         "(the command line's --layers takes 2,3,4,5).")
     depths = list(depths)
     if not depths:
-        raise ValueError("depths must list at least one depth, e.g. 2,3,4,5.")
+        raise ValueError(f"{name} must list at least one depth, e.g. [2, 3, 4, 5].")
     return depths
 
 
