@@ -2045,6 +2045,10 @@ def test_predict_takes_a_folder_of_images(tmp_path, digits, capsys):
     assert (f"sub-folders are not searched); 2 of its sub-folders hold images (a folder "
             f"dataset's classes?): give them, as {tmp_path / 'set' / 'a'} "
             f"{tmp_path / 'set' / 'b'}.") in capsys.readouterr().err
+    with pytest.raises(ValueError) as raised:  # from Python: a list to pass, not shell words
+        predict_images(tmp_path / "r", [tmp_path / "set"])
+    assert str(raised.value).endswith(
+        f"give them, as {[str(tmp_path / 'set' / 'a'), str(tmp_path / 'set' / 'b')]!r}.")
     assert main(["predict", str(tmp_path / "r"), str(tmp_path / "missing.png")]) == 1
     assert "missing.png: no such image file." in capsys.readouterr().err
     # every unreadable file of a folder in one error

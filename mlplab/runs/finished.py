@@ -332,9 +332,12 @@ def _sub_folders_hint(folder: Path, limit: int = 100) -> str:
     with_images = [s for s in subs if has_images(folder / s)]
     if not with_images:
         return ""
-    named = shell_command([path_word(folder / name) for name in with_images[:2]])
-    more = f" ... ({shell_command([path_word(folder)])}/*/ names them all)" \
-        if len(with_images) > 2 else ""
+    # in the caller's words: words to paste into a shell, or a list of paths for Python
+    named = setting(shell_command([path_word(folder / name) for name in with_images[:2]]),
+                    repr([str(folder / name) for name in with_images[:2]]))
+    more = "" if len(with_images) <= 2 else \
+        setting(f" ... ({shell_command([path_word(folder)])}/*/ names them all)",
+                f" ... (sorted(Path({str(folder)!r}).glob('*/')) names them all)")
     some = "one of its sub-folders holds" if len(with_images) == 1 else \
         f"{len(with_images)} of its sub-folders hold"
     return f"; {some} images (a folder dataset's classes?): give them, as {named}{more}"
