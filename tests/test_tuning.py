@@ -2120,7 +2120,8 @@ def test_the_results_table_notes_and_the_best_row():
     assert rows[8][col["seconds"]] is None
     md = markdown_table(header, rows, best_so_far(study)[0]).splitlines()
     bold = [line for line in md if "**" in line]
-    assert len(bold) == 1 and bold[0].startswith("| **5** | **COMPLETE** | **0.85** |")
+    assert len(bold) == 1 and bold[0].startswith("| **5** | **COMPLETE** | **85.00%** |")
+    assert md[0].startswith("| trial | state | val acc | epochs_run |")  # percent, as printed
     assert r"a\|b" in md[2] and md[2].count(" | ") == len(header) - 1
     # four significant figures, or fixed point between 0.01 and 10,000
     table = markdown_table(["x"], [[0.001234567], [0.0123456], [123.4], [12345.6]], None)

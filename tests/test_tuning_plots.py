@@ -153,3 +153,31 @@ def test_a_knob_every_trial_set_alike_is_labelled_with_its_value_alone():
         assert labels == {"log": ["0.01"]}  # not the ends of the range Matplotlib made up
     finally:
         plt.close(ax.figure)
+
+
+def test_the_plots_give_validation_accuracy_in_percent_as_every_command_prints_it(study):
+    """The history's axis and the parallel coordinates' first axis read 0.3-0.98 while the
+    commands print 30.00%-98.00%; the history keeps its line of the best value so far (which
+    Optuna drops for a ``target``)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from mlplab.tuning.results import optimization_history
+
+    ax = optimization_history(study)
+    try:
+        ax.figure.canvas.draw()
+        assert ax.get_ylabel() == OBJECTIVE == "validation accuracy (%)"
+        ticks = [(at, float(t.get_text())) for at, t in zip(ax.get_yticks(),
+                                                            ax.get_yticklabels())
+                 if t.get_text()]
+        assert len(ticks) >= 2 and all(shown == pytest.approx(100 * at) for at, shown in ticks)
+        assert any(isinstance(line, Line2D) and max(line.get_ydata()) == pytest.approx(0.98)
+                   for line in ax.get_lines())  # the best so far: the first trial's 98%
+    finally:
+        plt.close(ax.figure)
+    ax = parallel_coordinate(study)
+    try:
+        assert ax.get_ylim() == pytest.approx((29.0, 98.0))  # the trials' 29-98%, not 0.98
+    finally:
+        plt.close(ax.figure)
