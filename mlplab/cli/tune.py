@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from mlplab._text import percent
+from mlplab._text import agree, percent
 from mlplab.cli import CLIError, split_seed_arg
 from mlplab.cli._types import non_negative_int, positive_int, positive_seconds, user_path_arg
 from mlplab.cli.data import add_dataset_arguments
@@ -202,11 +202,12 @@ def run_tune(args: argparse.Namespace) -> int:
         # every complete trial diverged (a diverged trial is no best): "3 complete" and then
         # "no trial has completed yet", exit 0
         if result.unfinished is not None:  # (the line above says how to go on)
-            print("no best trial yet: " + ("the complete one diverged" if result.n_complete == 1
-                                           else f"the {result.n_complete} complete ones diverged"))
+            n = result.n_complete
+            print(f"no best trial yet: {agree(n, 'the complete one', f'the {n} complete ones')} "
+                  "diverged")
             return 0
-        which = "the only complete trial diverged (its loss became" if result.n_complete == 1 \
-            else f"every complete trial diverged ({result.n_complete}; their loss became"
+        which = agree(result.n_complete, "the only complete trial diverged (its loss became",
+                      f"every complete trial diverged ({result.n_complete}; their loss became")
         raise CLIError(f"{which} NaN or infinite), so there is no best one to retrain; lower the "
                        "learning rates of the search space (lr) and search again with another "
                        "--out.")

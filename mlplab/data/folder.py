@@ -261,13 +261,10 @@ def dead_links_left_out(links: Sequence[Path], root: Path) -> str:
     loops = [p for p in links if link_chain(p)[1]]
     first = loops[0] if loops else links[0]
     chain = [str(first.relative_to(root)), *link_chain(first)[0][1:]]
-    if len(links) == 1:
-        either = " or goes round in a loop" if loops else ""
-        return (f"points to a file that does not exist{either} and is left out (e.g. "
-                f"{' -> '.join(chain)})")
-    either = " or go round in a loop" if loops else ""
-    return (f"point to files that do not exist{either} and are left out (e.g. "
-            f"{' -> '.join(chain)})")
+    n = len(links)
+    either = f" or {agree(n, 'goes', 'go')} round in a loop" if loops else ""
+    return (f"{agree(n, 'points to a file that does', 'point to files that do')} not "
+            f"exist{either} and {agree(n, 'is', 'are')} left out (e.g. {' -> '.join(chain)})")
 
 
 def _class_name(root: Path, folder: Path) -> str:
@@ -771,11 +768,10 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
         counts = np.bincount(y, minlength=len(classes))
         empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
         if empty:
-            one = len(empty) == 1
-            raise DatasetError(f"{root}: class folder{'' if one else 's'} {', '.join(empty)} "
-                               f"hold{'s' if one else ''} no images; add images to "
-                               f"{'it' if one else 'them'} or move {'it' if one else 'them'} "
-                               "out of the dataset folder.")
+            n, them = len(empty), agree(len(empty), "it", "them")
+            raise DatasetError(f"{root}: {agree(n, 'class folder', 'class folders')} "
+                               f"{', '.join(empty)} {agree(n, 'holds', 'hold')} no images; add "
+                               f"images to {them} or move {them} out of the dataset folder.")
     def cache_of(decoded_as: str | None) -> Path | None:
         return _cache_file(root, [CACHE_VERSION, str(root.resolve()), image_size, decoded_as,
                                   classes], stats) if cache else None

@@ -156,6 +156,15 @@ def resume_command(run_dir: str | os.PathLike) -> str:
     return shell_command(["mlplab", "train", "--resume", path_word(run_dir)])
 
 
+def resume_setting(run_dir: str | os.PathLike, torch: bool) -> str:
+    """How a user resumes the run in ``run_dir`` (a PyTorch run's with ``torch``): the command,
+    or for a Python caller the call."""
+    if torch:
+        return setting(shell_command(["mlplab", "torch", "train", "--resume", path_word(run_dir)]),
+                       f"mlplab.torch_mlp.resume_run({str(run_dir)!r})")
+    return setting(resume_command(run_dir), f"resume_run({str(run_dir)!r})")
+
+
 def first_missing_folder(path: str | os.PathLike) -> Path | None:
     """The topmost folder that making ``path`` (with its parents) creates; None if it exists."""
     top = None
@@ -237,10 +246,8 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
                              f"({foreign}): another tool's, or damaged, and no run of mlplab's "
                              f"beside it; choose another {setting('--out', 'out')}.")
         if _torch_run(out_dir):  # its resume is mlplab torch train's, which mlplab train's refuses
-            resume = setting(shell_command(["mlplab", "torch", "train", "--resume",
-                                            path_word(out_dir)]),
-                             f"mlplab.torch_mlp.resume_run({str(out_dir)!r})")
-        else:
+            resume = resume_setting(out_dir, torch=True)
+        else:  # (the option alone: this is mlplab train's own refusal)
             resume = setting(f"--resume {shell_command([path_word(out_dir)])}",
                              f"resume_run({str(out_dir)!r})")
         raise ValueError(f"{out_dir} already holds a run; choose another "

@@ -34,7 +34,7 @@ from mlplab.runs.files import (
     inner_run_folder,
     not_a_folder,
     read_metrics,
-    resume_command,
+    resume_setting,
 )
 from mlplab.runs.lock import training_process
 from mlplab.runs.splits import check_same_decoding, check_same_split, split_fingerprint
@@ -62,7 +62,7 @@ def _no_model_hint(run_dir: Path) -> str:
             elsewhere = _resume_elsewhere(run_dir, torch)
             if elsewhere is not None:
                 return f"it has a checkpoint, but {elsewhere}"
-            return f"it has a checkpoint: continue it with {_resume_setting(run_dir, torch)}"
+            return f"it has a checkpoint: continue it with {resume_setting(run_dir, torch)}"
     known = other_output_hint(run_dir)
     if known is not None:
         return known
@@ -89,9 +89,9 @@ def _started_run_hint(run_dir: Path) -> str | None:
             return ("its loss diverged, so it saved no model; start a new run with other "
                     f"settings (a lower {setting('--lr', 'lr')}, say), with the same "
                     f"{setting('--out', 'out')} if you like")
-        command = _resume_setting(run_dir, torch=True)
+        command = resume_setting(run_dir, torch=True)
     else:
-        command = _resume_setting(run_dir, torch=False)
+        command = resume_setting(run_dir, torch=False)
     return (f"it stopped before its first epoch ended, so it saved no model; train it with "
             f"{command}")
 
@@ -107,15 +107,7 @@ def _resume_elsewhere(run_dir: Path, torch: bool) -> str | None:
             "be resumed in place: copy the folder to where you may write (say "
             f"{shell_command(['cp', '-r', path_word(run_dir), path_word(copy)])}, with another "
             f"place than {copy.parent} if that is read-only too) and resume the copy with "
-            f"{_resume_setting(copy, torch)}")
-
-
-def _resume_setting(run_dir: Path, torch: bool) -> str:
-    """How a user resumes the run in ``run_dir``: the command, or for a Python caller the call."""
-    if torch:
-        return setting(f"mlplab torch train --resume {shell_command([path_word(run_dir)])}",
-                       f"mlplab.torch_mlp.resume_run({str(run_dir)!r})")
-    return setting(resume_command(run_dir), f"resume_run({str(run_dir)!r})")
+            f"{resume_setting(copy, torch)}")
 
 
 def other_output_hint(folder: Path) -> str | None:
@@ -302,7 +294,7 @@ def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None
                "checkpoint has gone further than this model"
                if newer(checkpoint, run_dir / MODEL_FILE) else "")
     elsewhere = _resume_elsewhere(run_dir, torch)
-    finish = f"{_resume_setting(run_dir, torch)} finishes it" if elsewhere is None else \
+    finish = f"{resume_setting(run_dir, torch)} finishes it" if elsewhere is None else \
         f"to finish it: {elsewhere}"
     warnings.warn(f"{run_dir} was interrupted: its model is the one saved when it stopped{at}"
                   f"{further}; {finish}.", stacklevel=3)
