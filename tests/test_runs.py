@@ -695,11 +695,14 @@ def test_run_folder_mistakes_say_what_to_do(tmp_path, digits):
     with pytest.raises(FileNotFoundError, match=r"with a model inside it is .*best-run"):
         evaluate_run(tmp_path / "tune")
     (tmp_path / "blank").mkdir()
-    with pytest.raises(FileNotFoundError, match="pass a run folder written by mlplab train"):
+    # (in Python's spelling: the CLI's "written by mlplab train" is tested in test_cli_train)
+    with pytest.raises(FileNotFoundError,
+                       match=r"pass a run folder written by mlplab\.runs\.train_run\.$"):
         evaluate_run(tmp_path / "blank")
     (tmp_path / "tune" / "best-run" / "config.json").unlink()  # model.npz left alone
     with pytest.raises(FileNotFoundError, match=r"best-run has no config\.json, which says "
-                       "which data the run used; pass the whole run folder"):
+                       "which data the run used; pass the whole run folder "
+                       r"written by mlplab\.runs\.train_run\.$"):
         evaluate_run(tmp_path / "tune" / "best-run")
     (tmp_path / "notes.txt").write_text("mine")
     loads = []  # refused before the data loads (a large folder takes minutes), not after

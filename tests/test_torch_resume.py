@@ -945,3 +945,16 @@ def test_seeding_leaves_the_gpus_random_state_alone(monkeypatch):
         reference = torch.nn.Linear(6, 4)
     assert torch.equal(build_model(6, [4], 3, seed=123, init="default").layers[0].weight,
                        reference.weight)
+
+
+def test_resume_of_a_file_asks_for_a_run_folder_in_the_callers_spelling(tmp_path, capsys):
+    """A file passed as the run to resume: the command is told to pass a folder written by
+    mlplab torch train, a Python caller one written by mlplab.torch_mlp.train_run."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(FileNotFoundError,
+                       match=r"pass a run folder written by mlplab\.torch_mlp\.train_run\.$"):
+        tm.resume_run(notes)
+    assert main(["torch", "train", "--resume", str(notes), "--no-progress"]) == 1
+    assert capsys.readouterr().err.rstrip().endswith(
+        "pass a run folder written by mlplab torch train.")

@@ -165,6 +165,17 @@ def resume_setting(run_dir: str | os.PathLike, torch: bool) -> str:
     return setting(resume_command(run_dir), f"resume_run({str(run_dir)!r})")
 
 
+def run_folder_advice(torch: bool = False, whole: bool = False) -> str:
+    """What to pass instead of a folder that is not a run's: one written by ``mlplab train``
+    (``mlplab torch train`` with ``torch``), or, for a Python caller, by its ``train_run``."""
+    which = "the whole run folder" if whole else "a run folder"
+    if torch:
+        return setting(f"pass {which} written by mlplab torch train",
+                       f"pass {which} written by mlplab.torch_mlp.train_run")
+    return setting(f"pass {which} written by mlplab train",
+                   f"pass {which} written by mlplab.runs.train_run")
+
+
 def first_missing_folder(path: str | os.PathLike) -> Path | None:
     """The topmost folder that making ``path`` (with its parents) creates; None if it exists."""
     top = None

@@ -35,6 +35,7 @@ from mlplab.runs.files import (
     not_a_folder,
     read_metrics,
     resume_setting,
+    run_folder_advice,
 )
 from mlplab.runs.lock import training_process
 from mlplab.runs.splits import check_same_decoding, check_same_split, split_fingerprint
@@ -70,7 +71,7 @@ def _no_model_hint(run_dir: Path) -> str:
     if started is not None:
         return started
     return (inner_run_folder(run_dir, MODEL_FILE, "the run folder with a model")
-            or "pass a run folder written by mlplab train")
+            or run_folder_advice())
 
 
 def _started_run_hint(run_dir: Path) -> str | None:
@@ -172,7 +173,7 @@ def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[st
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():  # e.g. a model.npz copied alone into a folder
         raise FileNotFoundError(f"{run_dir} has no {CONFIG_FILE}, which says which data the run "
-                                "used; pass the whole run folder written by mlplab train.")
+                                f"used; {run_folder_advice(whole=True)}.")
     cfg = finished_run_config(io.read_json(config_path), config_path)
     return loaded, cfg, read_metrics(run_dir / METRICS_FILE)
 
@@ -180,8 +181,7 @@ def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[st
 def _load_run_model(run_dir: Path) -> io.LoadedModel:
     """The model file of a run folder (which is all ``predict`` needs)."""
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"{not_a_folder(run_dir)}; pass a run folder written by "
-                                "mlplab train.")
+        raise FileNotFoundError(f"{not_a_folder(run_dir)}; {run_folder_advice()}.")
     model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
         raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}; {_no_model_hint(run_dir)}.")

@@ -59,6 +59,7 @@ from mlplab.runs.files import (
     remove_made_folders,
     remove_partial_writes,
     resume_command,
+    run_folder_advice,
     write_history,
     write_plots,
 )
@@ -360,8 +361,7 @@ def run_config(run: str | os.PathLike) -> RunConfig:
     run_dir = Path(run)
     config_path = run_dir / CONFIG_FILE
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"{not_a_folder(run_dir)}; pass a run folder written by mlplab "
-                                "train.")
+        raise FileNotFoundError(f"{not_a_folder(run_dir)}; {run_folder_advice()}.")
     if not config_path.is_file():
         from mlplab.runs.finished import other_output_hint
 

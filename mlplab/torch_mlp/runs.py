@@ -884,10 +884,9 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
     # (first: a missing folder may be a run killed as it began, which is started anew)
     refuse_if_nothing_saved(run_dir, TORCH_CONFIG_FILE, "run", "mlplab.torch_mlp.train_run")
     if not run_dir.is_dir():
-        from mlplab.runs.files import not_a_folder
+        from mlplab.runs.files import not_a_folder, run_folder_advice
 
-        raise FileNotFoundError(f"{not_a_folder(run_dir)}; pass a run folder written by mlplab "
-                                "torch train.")
+        raise FileNotFoundError(f"{not_a_folder(run_dir)}; {run_folder_advice(torch=True)}.")
     if not path.is_file():
         from mlplab.runs.finished import other_output_hint
 
