@@ -37,18 +37,32 @@ def near_folder(path: str | os.PathLike[str]) -> str | None:
     none. A typo is one character added, dropped, changed or two swapped (``rusn`` for ``runs``,
     ``run-2`` for ``run-1``), or two of those in a name of six or more characters; a name of
     one or two characters gets no guess. (``difflib``'s similarity answered ``nowhere`` with
-    ``other``.)"""
+    ``other``.) A typo further up the path is mended the same way, one missing folder at a
+    time: ``/tmp/mlpab-data/train`` gives ``/tmp/mlplab-data/train``."""
     parent, name = os.path.split(os.path.normpath(os.fspath(path)))
-    try:
-        with os.scandir(parent or os.curdir) as entries:
-            folders = [entry.name for entry in entries if entry.is_dir()]
-    except OSError:  # the parent is missing too, or unreadable: nothing to suggest
+    folders = _folders_in(parent)
+    if folders is None and parent and not os.path.lexists(parent):
+        parent = near_folder(parent) or ""  # (the typo may be in the parent's own name)
+        folders = _folders_in(parent) if parent else None
+        if folders is not None and name in folders:
+            return os.path.join(parent, name)
+    if folders is None:  # the parent is missing too, or unreadable: nothing to suggest
         return None
     most = 2 if len(name) >= 6 else 1 if len(name) >= 3 else 0  # "a" is one edit from "b"
     typos = [(edits, folder) for folder in folders
              if abs(len(folder) - len(name)) <= most  # (not a whole folder of images compared)
              and 0 < (edits := _edit_distance(name, folder)) <= most]
     return os.path.join(parent, min(typos)[1]) if typos else None  # the closest, then by name
+
+
+def _folders_in(parent: str) -> list[str] | None:
+    """The names of the folders in ``parent`` (the current folder for ""); None if it cannot
+    be read (it is missing, or not a folder, or not ours)."""
+    try:
+        with os.scandir(parent or os.curdir) as entries:
+            return [entry.name for entry in entries if entry.is_dir()]
+    except OSError:
+        return None
 
 
 def _edit_distance(a: str, b: str) -> int:

@@ -901,6 +901,17 @@ def test_the_folder_a_typo_meant_is_one_edit_away_or_two_in_a_long_name(tmp_path
         "exprmnet": None, "exprimnet": "experiment", "expriment": "experiment",  # 3, 2, 1
         "a": None, "ac": None, "other": None, "nowhere": None,  # (difflib: nowhere-else)
         os.path.join("runs", "x"): None, os.path.join("missing", "runs"): None}
+    (tmp_path / "runs" / "first").mkdir()
+    assert {typo: near_folder(typo) for typo in (  # a typo further up the path
+        os.path.join("rusn", "first"), os.path.join("rusn", "frist"),
+        os.path.join("rusn", "other"), os.path.join("rusn", "first", "x"),
+        os.path.join("expriment", "rusn", "frist"))} == {
+        os.path.join("rusn", "first"): os.path.join("runs", "first"),
+        os.path.join("rusn", "frist"): os.path.join("runs", "first"),  # two typos, one each
+        os.path.join("rusn", "other"): None,  # runs/ holds nothing like it
+        os.path.join("rusn", "first", "x"): None,  # runs/first/ holds no folder at all
+        os.path.join("expriment", "rusn", "frist"): None}  # experiment/ holds no runs/
+    assert near_folder(tmp_path / "rusn" / "first") == str(tmp_path / "runs" / "first")
     assert near_folder(tmp_path / "expriment") == str(tmp_path / "experiment")  # as it was given
     assert no_such_folder("rusn") == "no such folder (did you mean runs?)"
     assert no_such_folder("elsewhere") == "no such folder"
