@@ -1148,6 +1148,24 @@ def test_a_config_without_a_dataset_is_refused_not_read_as_the_digits_defaults(t
             call()
 
 
+@pytest.mark.parametrize("text,why", [("{}", NO_DATASET), ('{"epochs": 3}', NO_DATASET),
+                                      ('{"my": 1}', "unknown run options: my")])
+def test_evaluating_a_lone_config_of_no_run_does_not_advise_a_refused_resume(tmp_path, capsys,
+                                                                            text, why):
+    """A folder holding only a config.json without "dataset" was taken for a run killed before
+    its first epoch ended: evaluate and predict advised `mlplab train --resume`, which refuses
+    it (no "dataset" key)."""
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "config.json").write_text(text)
+    expected = (f"has no model.npz; its config.json is not a valid run configuration ({why}): "
+                "another tool's, or damaged; pass a run folder written by mlplab train")
+    with pytest.raises(FileNotFoundError, match=re.escape(expected)):
+        evaluate_run(tmp_path / "proj")
+    assert main(["evaluate", str(tmp_path / "proj")]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and "--resume" not in err
+
+
 def test_a_changed_split_is_counted_in_the_singular_too():
     """"(1 images then, 2 now)" before."""
     from mlplab.runs.splits import check_same_split

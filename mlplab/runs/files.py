@@ -251,7 +251,7 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
                              f"{'completed run' if status == 'completed' else 'run that diverged'}"
                              f"; choose another {setting('--out', 'out')}.")
         refuse_if_training(out_dir)  # resuming it would be refused too
-        foreign = _not_a_run_config(out_dir)
+        foreign = not_a_run_config(out_dir)
         if foreign is not None:  # (--resume was advised, and refused it as a damaged run's)
             raise ValueError(f"{out_dir / CONFIG_FILE} is not a valid run configuration "
                              f"({foreign}): another tool's, or damaged, and no run of mlplab's "
@@ -279,7 +279,7 @@ def _torch_run(out_dir: Path) -> bool:
     return isinstance(config, dict) and config.get("framework") == "pytorch"
 
 
-def _not_a_run_config(out_dir: Path) -> str | None:
+def not_a_run_config(out_dir: Path) -> str | None:
     """Why the folder's lone ``config.json`` is not one ``mlplab train`` wrote (another tool's,
     beside no other run file), or None: a run's, or one beside its checkpoint or results,
     which ``--resume`` judges with what to do."""

@@ -33,6 +33,7 @@ from mlplab.runs.files import (
     diverged_study,
     inner_run_folder,
     not_a_folder,
+    not_a_run_config,
     read_metrics,
     resume_setting,
     run_folder_advice,
@@ -92,6 +93,11 @@ def _started_run_hint(run_dir: Path) -> str | None:
                     f"{setting('--out', 'out')} if you like")
         command = resume_setting(run_dir, torch=True)
     else:
+        # ({} or another tool's: resuming it would be refused as no run's configuration)
+        foreign = not_a_run_config(run_dir)
+        if foreign is not None:
+            return (f"its {CONFIG_FILE} is not a valid run configuration ({foreign}): another "
+                    "tool's, or damaged; pass a run folder written by mlplab train")
         command = resume_setting(run_dir, torch=False)
     return (f"it stopped before its first epoch ended, so it saved no model; train it with "
             f"{command}")
