@@ -750,3 +750,22 @@ def test_a_class_folder_named_with_a_line_break_is_refused(tmp_path):
         load_dataset(f"folder:{root}", val_size=0, test_size=0)
     (root / "a\nb").rename(root / "a b")  # a space is a name like any other
     assert load_dataset(f"folder:{root}", val_size=0, test_size=0).classes == ["a b", "c"]
+
+
+def test_one_image_left_out_by_the_layout_or_its_format_is_it_not_them(tmp_path):
+    """One image in a sub-folder of a class folder, or one file in a format mlplab does not
+    read, was told "move them up into it to train on them" and "is in image formats ...;
+    convert them to PNG or JPEG to train on them"."""
+    root = tmp_path / "photos"
+    _write_images(root, ["cat", "dog"], 2)
+    _write_images(root / "cat", ["2019"], 1)
+    (root / "dog" / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    with pytest.warns(UserWarning) as record:
+        load_dataset(f"folder:{root}", val_size=0, test_size=0, cache=False)
+    messages = [str(w.message) for w in record]
+    assert any("1 image in a sub-folder of a class folder is not read: cat/2019/ (1); mlplab "
+               "reads the images directly inside each class folder - move it up into its class "
+               "folder to train on it." in m for m in messages), messages
+    assert any("1 file in class folders is in an image format mlplab does not read and is left "
+               "out (1 .heic; e.g. dog/IMG_0001.HEIC); convert it to PNG or JPEG to train on it."
+               in m for m in messages), messages

@@ -2113,6 +2113,12 @@ def test_predict_says_which_files_of_a_folder_it_cannot_read(tmp_path, digits, c
             "2 .heic; e.g. b.HEIC); convert them to PNG or JPEG to classify them.")):
         out = predict_images(tmp_path / "r", [photos])
     assert [r["image"] for r in out] == [str(photos / "a.png")]
+    for name in ("c.heic", "d.avif"):  # one: "1 file in image formats" before
+        (photos / name).unlink()
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{photos}: 1 file in an image format mlplab does not read is left out (1 .heic; "
+            "e.g. b.HEIC); convert it to PNG or JPEG to classify it.")):
+        predict_images(tmp_path / "r", [photos])
 
 
 def test_predict_says_which_links_of_a_folder_point_to_nothing(tmp_path, digits):

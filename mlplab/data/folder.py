@@ -216,11 +216,14 @@ def _warn_unread(root: Path, subdirs: dict[Path, list[str]], others: dict[Path, 
               if (n := _count_images_below(d / s))]
     if nested:
         total = sum(n for _, n in nested)
+        move = agree(total, "it up into its class folder to train on it",
+                     "them up into it to train on them")
         shown = _first_few([f"{p.relative_to(root)}/ ({n})" for p, n in nested])
-        warnings.warn(f"{root}: {counted(total, 'image')} in sub-folders of class folders "
+        where = agree(total, "a sub-folder of a class folder", "sub-folders of class folders")
+        warnings.warn(f"{root}: {counted(total, 'image')} in {where} "
                       f"{agree(total, 'is', 'are')} not read: "
                       f"{shown}; mlplab reads the images directly inside each class folder "
-                      "- move them up into it to train on them.", stacklevel=4)
+                      f"- move {move}.", stacklevel=4)
     skipped = [(d, name) for d, names in others.items() for name in names]
     if skipped:
         exts: dict[str, int] = {}
@@ -231,11 +234,12 @@ def _warn_unread(root: Path, subdirs: dict[Path, list[str]], others: dict[Path, 
         d, name = skipped[0]
         jpeg = " (.jfif and .jpe files are JPEGs: rename them .jpg)" if (
             ".jfif" in exts or ".jpe" in exts) else ""
-        n, be = len(skipped), agree(len(skipped), "is", "are")
-        warnings.warn(f"{root}: {counted(n, 'file')} in class folders {be} in image formats "
-                      f"mlplab does not read and {be} left out ({kinds}; e.g. "
-                      f"{d.relative_to(root)}/{name}); convert them to PNG or JPEG{jpeg} to "
-                      "train on them.", stacklevel=4)
+        n, be, them = len(skipped), agree(len(skipped), "is", "are"), agree(len(skipped), "it",
+                                                                               "them")
+        warnings.warn(f"{root}: {counted(n, 'file')} in class folders {be} in "
+                      f"{agree(n, 'an image format', 'image formats')} mlplab does not read and "
+                      f"{be} left out ({kinds}; e.g. {d.relative_to(root)}/{name}); convert "
+                      f"{them} to PNG or JPEG{jpeg} to train on {them}.", stacklevel=4)
     gone = [d / name for d, names in broken.items() for name in names]
     if gone:
         warnings.warn(f"{root}: {counted(len(gone), 'link')} in class folders "

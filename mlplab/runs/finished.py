@@ -370,7 +370,8 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
                 exts[f.suffix.lower()] = exts.get(f.suffix.lower(), 0) + 1
             kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(exts.items()))
             n = len(unread)
-            warnings.warn(f"{p}: {counted(n, 'file')} in image formats mlplab does not read "
+            warnings.warn(f"{p}: {counted(n, 'file')} in "
+                          f"{agree(n, 'an image format', 'image formats')} mlplab does not read "
                           f"{agree(n, 'is', 'are')} left out ({kinds}; e.g. {unread[0].name}); "
                           f"convert {agree(n, 'it', 'them')} to PNG or JPEG to classify "
                           f"{agree(n, 'it', 'them')}.", stacklevel=3)
