@@ -2070,6 +2070,16 @@ def test_predict_takes_a_folder_of_images(tmp_path, digits, capsys):
         predict_images(tmp_path / "r", [tmp_path / "set"])
     assert str(raised.value).endswith(
         f"give them, as {[str(tmp_path / 'set' / 'a'), str(tmp_path / 'set' / 'b')]!r}.")
+    # more than two: the call that names them all lists the folders only (Path.glob('*/') was
+    # advised, which lists the files beside them too on Python 3.10)
+    (tmp_path / "set" / "c").mkdir()
+    Image.fromarray(digits.X_test[0, :, :, 0]).save(tmp_path / "set" / "c" / "0.png")
+    (tmp_path / "set" / "labels.csv").write_text("a,b,c")
+    with pytest.raises(ValueError) as raised:
+        predict_images(tmp_path / "r", [tmp_path / "set"])
+    call = re.search(r" \.\.\. \((.*) names them all\)\.$", str(raised.value))
+    assert call is not None, str(raised.value)
+    assert eval(call[1], {"Path": Path}) == [tmp_path / "set" / c for c in "abc"]
     assert main(["predict", str(tmp_path / "r"), str(tmp_path / "missing.png")]) == 1
     assert "missing.png: no such image file." in capsys.readouterr().err
     # every unreadable file of a folder in one error

@@ -335,7 +335,9 @@ def _sub_folders_hint(folder: Path, limit: int = 100) -> str:
                     repr([str(folder / name) for name in with_images[:2]]))
     more = "" if len(with_images) <= 2 else \
         setting(f" ... ({shell_command([path_word(folder)])}/*/ names them all)",
-                f" ... (sorted(Path({str(folder)!r}).glob('*/')) names them all)")
+                # (not Path.glob('*/'), which lists the files too before Python 3.11)
+                f" ... ([p for p in sorted(Path({str(folder)!r}).iterdir()) if p.is_dir()] "
+                "names them all)")
     some = "one of its sub-folders holds" if len(with_images) == 1 else \
         f"{len(with_images)} of its sub-folders hold"
     return f"; {some} images (a folder dataset's classes?): give them, as {named}{more}"
