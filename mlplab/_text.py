@@ -27,7 +27,8 @@ def percent(fraction: float, decimals: int = 2) -> str:
     """An accuracy (a fraction, as the JSON, CSV and Python values hold it) as printed for
     reading, in percent: ``percent(0.76111)`` is ``76.11%``. Every printed accuracy is one: with
     two decimals where a figure stands alone (a run's result, evaluate's overall accuracy, tune's
-    best), with one in per-epoch lines, progress bars and tables."""
+    best), with one in per-epoch lines, progress bars and tables (tune's bar and table keep two:
+    trials of one search often differ by less than a tenth of a point)."""
     return f"{100 * fraction:.{decimals}f}%"
 
 

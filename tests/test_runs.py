@@ -1158,12 +1158,12 @@ def test_evaluating_a_lone_config_of_no_run_does_not_advise_a_refused_resume(tmp
     (tmp_path / "proj").mkdir()
     (tmp_path / "proj" / "config.json").write_text(text)
     expected = (f"has no model.npz; its config.json is not a valid run configuration ({why}): "
-                "another tool's, or damaged; pass a run folder written by mlplab train")
-    with pytest.raises(FileNotFoundError, match=re.escape(expected)):
+                "another tool's, or damaged; pass a run folder written by mlplab")
+    with pytest.raises(FileNotFoundError, match=re.escape(expected + ".runs.train_run.")):
         evaluate_run(tmp_path / "proj")
     assert main(["evaluate", str(tmp_path / "proj")]) == 1
     err = capsys.readouterr().err
-    assert expected in err and "--resume" not in err
+    assert expected + " train." in err and "--resume" not in err
 
 
 def test_a_changed_split_is_counted_in_the_singular_too():

@@ -97,7 +97,7 @@ def _started_run_hint(run_dir: Path) -> str | None:
         foreign = not_a_run_config(run_dir)
         if foreign is not None:
             return (f"its {CONFIG_FILE} is not a valid run configuration ({foreign}): another "
-                    "tool's, or damaged; pass a run folder written by mlplab train")
+                    f"tool's, or damaged; {run_folder_advice()}")
         command = resume_setting(run_dir, torch=False)
     return (f"it stopped before its first epoch ended, so it saved no model; train it with "
             f"{command}")
