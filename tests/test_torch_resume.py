@@ -926,6 +926,17 @@ def test_a_damaged_recorded_device_or_thread_count_names_the_file(uninterrupted,
         f"mlplab torch train: error: {out / 'config.json'}: {message}\n"
 
 
+def test_a_run_started_without_threads_resumes(tmp_path, monkeypatch, capsys):
+    """A run started without --threads records threads null (PyTorch's own count), and its
+    resume, the command the Ctrl-C line prints, was refused: "config.json: threads is null, not
+    a positive count of at most 1024; the file was edited or damaged"."""
+    out = _stopped_run(tmp_path / "run", monkeypatch, threads=None)
+    assert json.loads((out / "config.json").read_text())["threads"] is None
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 0
+    assert "threads is null" not in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+
+
 def test_seeding_leaves_the_gpus_random_state_alone(monkeypatch):
     """build_model and fit seeded with torch.manual_seed, which also reseeds every GPU's
     generator, outside what their fork puts back: a notebook's own GPU random stream was reset

@@ -335,8 +335,9 @@ def _recorded_settings(config: dict[str, Any], device: str | None, threads: int 
                              f"{spelt} ({source}) and PyTorch sees {count} GPU"
                              f"{'s' if count != 1 else ''} here (cuda:0 .. cuda:{count - 1}); "
                              f"add {other} (or another cuda:N) to resume it on one of them.")
-    if threads is None and not (is_int(config["threads"]) and
-                                0 < config["threads"] <= MAX_THREADS):
+    # null is what a run or study started without --threads records: PyTorch's own count
+    if threads is None and config["threads"] is not None and not (
+            is_int(config["threads"]) and 0 < config["threads"] <= MAX_THREADS):
         raise ValueError(f"{source}: threads is {json.dumps(config['threads'])}, not a positive "
                          f"count of at most {MAX_THREADS}; the file was edited or damaged: put "
                          f"back the value it had, or give {setting('--threads', 'threads')}.")
