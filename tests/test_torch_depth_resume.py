@@ -756,3 +756,19 @@ def test_an_edited_width_is_named_by_the_checkpoint_and_an_older_record_is_not_c
         tm.resume_depth_run(stopped)
     path.write_text(json.dumps(config))
     assert [r.depth for r in tm.resume_depth_run(stopped).results] == [2, 3]
+
+
+def test_a_study_started_without_threads_resumes(tmp_path, monkeypatch, capsys):
+    """A study started without --threads records threads null (PyTorch's own count), and
+    ``mlplab torch depth --resume``, the command its Ctrl-C line prints, was refused:
+    "depth-config.json: threads is null, not a positive count of at most 1024; the file was
+    edited or damaged"."""
+    out = tmp_path / "study"
+    _crash_in(monkeypatch, 1, 1)
+    argv = [a for a in ARGV if a not in ("--threads", "1")]
+    assert main(["torch", "depth", "--out", str(out), *argv]) == 1  # "error: stopped here"
+    monkeypatch.undo()
+    assert json.loads((out / "depth-config.json").read_text())["threads"] is None
+    assert main(["torch", "depth", "--resume", str(out), "--no-progress"]) == 0
+    assert "threads is null" not in capsys.readouterr().err
+    assert (out / "depth.json").exists() and not (out / "depth-checkpoint.pt").exists()
