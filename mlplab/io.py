@@ -244,6 +244,20 @@ def why_no_folder(path: str | os.PathLike, exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def out_folder(out: str | os.PathLike) -> Path:
+    """``Path(out)`` for an output folder given from Python, refusing an empty text:
+    ``Path("")`` is the current folder, so ``out=os.environ.get("OUT", "")`` with OUT unset wrote
+    a run's (a study's, a report's) files among whatever the current folder held, where the
+    command line refuses ``--out ""``. ``"."`` still names the current folder."""
+    if isinstance(out, (str, bytes)) and not out:
+        from mlplab._validation import setting
+
+        name = setting("--out", "out")
+        raise ValueError(f"{name} is an empty text (an unset variable?); give a folder "
+                         "('.' for the current one).")
+    return Path(out)
+
+
 def check_out_folder(out: str | os.PathLike, folder: str | os.PathLike | None = None,
                      error: type[Exception] = ValueError, name: str | None = None,
                      writable: bool = True) -> None:

@@ -515,6 +515,24 @@ def test_confusion_matrix_is_one_function_in_plots_and_metrics():
     assert plots.confusion_matrix is metrics.confusion_matrix
 
 
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(tmp_path, digits,
+                                                                   monkeypatch):
+    """``train_run(out="")`` (``out=os.environ.get("OUT", "")`` with OUT unset) wrote the run's
+    config.json, checkpoint, model, metrics and figures into the current folder, among whatever
+    it held: ``Path("")`` is ``.``. The command line refuses ``--out ""``; so does Python now,
+    naming ``out``, before the data is loaded."""
+    monkeypatch.chdir(tmp_path)
+    loads = []
+
+    def load():
+        loads.append(1)
+        return digits
+
+    with pytest.raises(ValueError, match=r"^out is an empty text"):
+        train_run(FAST, out="", data=load, plots=False)
+    assert loads == [] and list(tmp_path.iterdir()) == []
+
+
 def test_train_run_in_memory_and_without_test(digits):
     res = train_run(FAST, data=digits, plots=False)
     assert res.out is None and "test_accuracy" not in res.metrics

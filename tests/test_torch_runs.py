@@ -121,6 +121,18 @@ def test_hidden_is_taken_as_mlplab_train_run_takes_it(runs):
         tm.train_run("folder:/nowhere/at/all", hidden=[2.5], **settings)
 
 
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
+    """``out=""`` (an unset environment variable) wrote the run, or the depth study, into the
+    current folder (``Path("")`` is ``.``); it is refused as the command line refuses ``--out
+    ""``, naming ``out``, before anything is loaded or written."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"^out is an empty text"):
+        tm.train_run("digits", out="", hidden=[8], epochs=1, threads=1, plots=False)
+    with pytest.raises(ValueError, match=r"^out is an empty text"):
+        tm.depth_run("digits", out="", layers=[2], hidden_size=8, epochs=1, threads=1)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_train_run_on_feature_vectors_of_ones_own(tmp_path, rng):
     """A Dataset of (N, D) feature vectors, not images, writes its run folder without the
     weights figure, which has no images to draw (it crashed there, after training)."""

@@ -883,6 +883,17 @@ def test_tuning_data_without_its_dataset_is_refused_before_the_search(digits, tm
     assert result.n_complete == 2
 
 
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(digits, tmp_path,
+                                                                   monkeypatch):
+    """``tune(..., out="")`` (an unset environment variable) wrote the study, its tables and
+    its best run into the current folder (``Path("")`` is ``.``); it is refused as the command
+    line refuses ``--out ""``, naming ``out``, before anything is searched or written."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"^out is an empty text"):
+        tune(digits, trials=1, search_space=TINY, out="", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_grid_point_another_worker_is_running_is_not_run_again():
     """Once no grid point is unvisited, Optuna's GridSampler hands a new trial one that is still
     running elsewhere ("re-evaluating a configuration"): with --workers 2 the last point was

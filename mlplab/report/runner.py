@@ -27,7 +27,7 @@ from mlplab import environment as env
 from mlplab import interrupts
 from mlplab._text import counted, path_word, shell_command
 from mlplab._validation import check_seed, is_int, setting
-from mlplab.io import RUNS_ROOT, check_out_folder, why_no_folder
+from mlplab.io import RUNS_ROOT, check_out_folder, out_folder, why_no_folder
 from mlplab.report.budgets import BUDGETS, Budget, get_budget
 from mlplab.report.context import Context
 from mlplab.report.document import (
@@ -164,7 +164,7 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
         raise ValueError("reuse=True keeps the sections that only=[...] does not run again; "
                          "without only every stage runs again and nothing is kept. Give "
                          "only=[STAGE, ...], or drop reuse=True.")
-    out = Path(out) if out is not None else default_out(dataset, b.name)
+    out = out_folder(out) if out is not None else default_out(dataset, b.name)
     check_out_folder(out)
     if out.is_dir():
         from mlplab.runs.files import refuse_other_output

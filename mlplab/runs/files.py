@@ -239,7 +239,7 @@ def refuse_other_output(out_dir: Path, skip: Collection[str], purpose: str = "ru
 def check_new_run_dir(out: str | os.PathLike) -> Path:
     """Refuse ``out`` for a new run if it is a file or holds a run already; changes nothing, so
     that a run can say so before it loads its data."""
-    out_dir = Path(out)
+    out_dir = io.out_folder(out)
     io.check_out_folder(out_dir)
     refuse_other_output(out_dir, skip=("run",))  # its own kind: checked below
     if any((out_dir / f).exists() for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE,

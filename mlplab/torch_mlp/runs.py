@@ -514,7 +514,7 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
         init_std=init_std, dropout=dropout, batchnorm=batchnorm, epochs=epochs,
         batch_size=batch_size, lr=lr, reg=reg, lr_decay=lr_decay, seed=seed, device=device,
         threads=threads, progress=progress, verbose=verbose)
-    out_dir = Path(out) if out is not None else None
+    out_dir = io.out_folder(out) if out is not None else None
     # a stopped run's lone config.json, which _check_out lets this run replace; decided now,
     # before the data loads, so that a run another process starts meanwhile is not replaced
     stale_config = False
@@ -1139,7 +1139,7 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
         init_std=init_std, dropout=dropout, batchnorm=batchnorm, epochs=epochs,
         batch_size=batch_size, lr=lr, reg=reg, lr_decay=lr_decay, seed=seed, device=device,
         threads=threads, progress=progress, verbose=verbose)
-    out_dir = Path(out) if out is not None else None
+    out_dir = io.out_folder(out) if out is not None else None
     # a diverged study's folder, which _check_out lets this study take; decided now, before the
     # data loads, so that a study another process starts meanwhile is not replaced
     diverged = False

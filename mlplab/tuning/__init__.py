@@ -501,9 +501,9 @@ def _import_what_the_end_needs() -> None:
 def _output_dir(out: str | os.PathLike | None, study_name: str, writes: bool = True) -> Path:
     """``out`` (default ``runs/<study name>``), refused if it is or lies under a file, or if
     it cannot be written and the search ``writes`` there."""
-    from mlplab.io import RUNS_ROOT, check_out_folder
+    from mlplab.io import RUNS_ROOT, check_out_folder, out_folder
 
-    out_dir = Path(out) if out is not None else Path(RUNS_ROOT) / study_name
+    out_dir = out_folder(out) if out is not None else Path(RUNS_ROOT) / study_name
     check_out_folder(out_dir, writable=writes)  # before the data loads, not at mkdir's errno
     return out_dir
 
