@@ -533,6 +533,20 @@ def test_an_empty_out_is_refused_not_taken_for_the_current_folder(tmp_path, digi
     assert loads == [] and list(tmp_path.iterdir()) == []
 
 
+def test_hidden_as_text_is_read_as_the_hidden_flag_reads_it(digits):
+    """``hidden`` given as a text is ``--hidden``'s value: "none" (the documented spelling of no
+    hidden layer) was a bare "invalid literal for int() with base 10: 'none'", and an empty
+    text (an unset variable) or an empty item ("100,,50", a typo) silently trained another
+    network (softmax regression; [100, 50]), where the command line refuses both."""
+    assert build_config(hidden="none").hidden == []
+    assert build_config(hidden=" 100, 50 ").hidden == [100, 50]
+    assert build_config(hidden=[]).hidden == []
+    for text in ("", " ", "100,,50", "100,", "abc"):
+        with pytest.raises(ValueError, match=r"^hidden must be a list of layer sizes .*'none'.*"
+                                             + re.escape(f"got {text!r}.")):
+            train_run(FAST, hidden=text, data=digits)
+
+
 def test_train_run_in_memory_and_without_test(digits):
     res = train_run(FAST, data=digits, plots=False)
     assert res.out is None and "test_accuracy" not in res.metrics

@@ -43,11 +43,23 @@ CROP_FILLS = ("zero", "black")
 def layer_sizes(hidden: object) -> list[int]:
     """``hidden`` as a list of ints: a list or tuple of integers (integral floats and digit
     strings, as JSON and YAML give them, included), an array, one int (one layer) or a text
-    ``"500,250"``; anything else is refused with a message (a bare int was a TypeError)."""
+    ``"500,250"`` read as ``--hidden`` reads it (``"none"``: no hidden layer; an empty text or
+    item, an unset variable's or a typo's, is refused: ``""`` was softmax regression and
+    ``"100,,50"`` [100, 50]); anything else is refused with a message (a bare int was a
+    TypeError, ``"none"`` a bare int() error)."""
+    example = "e.g. [500, 250], or 'none' ([]) for no hidden layer"
     if isinstance(hidden, np.ndarray):
         hidden = hidden.tolist()
-    if isinstance(hidden, int | str) and not isinstance(hidden, bool):
-        hidden = [int(h) for h in str(hidden).split(",") if h.strip()]
+    if isinstance(hidden, str):
+        items = [h.strip() for h in hidden.split(",")]
+        if hidden.strip().lower() == "none":
+            return []
+        if not all(h.isdigit() for h in items):
+            raise ValueError(f"hidden must be a list of layer sizes (integers), {example}; "
+                             f"got {hidden!r}.")
+        hidden = items
+    elif isinstance(hidden, int) and not isinstance(hidden, bool):
+        hidden = [hidden]
     if not isinstance(hidden, list | tuple) or not all(
             is_int(h) or (isinstance(h, float) and h.is_integer())
             or (isinstance(h, str) and h.strip().isdigit()) for h in hidden):
