@@ -547,6 +547,18 @@ def test_hidden_as_text_is_read_as_the_hidden_flag_reads_it(digits):
             train_run(FAST, hidden=text, data=digits)
 
 
+def test_predict_images_refuses_a_top_that_is_no_count_of_classes(tmp_path, digits):
+    """``predict_images(run, paths, top=0)`` gave each image's best class anyway, and ``top=2.5``
+    a bare TypeError from slicing, where ``mlplab predict --top 0`` is refused; both are refused,
+    naming ``top``, before any image is read."""
+    train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    Image.fromarray(digits.X_test[0][:, :, 0]).save(tmp_path / "a.png")
+    for top in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=r"^top must be an integer >= 1; got "):
+            predict_images(tmp_path / "r", [tmp_path / "missing.png"], top=top)
+    assert len(predict_images(tmp_path / "r", [tmp_path / "a.png"], top=1)[0]["top"]) == 1
+
+
 def test_train_run_in_memory_and_without_test(digits):
     res = train_run(FAST, data=digits, plots=False)
     assert res.out is None and "test_accuracy" not in res.metrics

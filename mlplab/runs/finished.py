@@ -19,7 +19,7 @@ import numpy as np
 
 from mlplab import io
 from mlplab._text import agree, counted, path_word, shell_command
-from mlplab._validation import is_int, setting
+from mlplab._validation import check_int, is_int, setting
 from mlplab.runs.building import load_run_dataset, moved_config, moved_data_hint
 from mlplab.runs.config import RunConfig
 from mlplab.runs.files import (
@@ -411,6 +411,7 @@ def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
         unreadable_list,
     )
 
+    check_int(top, "top")  # (0 gave the best class all the same; 2.5 a slicing TypeError)
     loaded = _load_run_model(Path(run))  # the model file holds all predict needs
     # (a stopped run's model, as evaluate says; a damaged metrics.json is not predict's concern)
     with contextlib.suppress(OSError, ValueError):
