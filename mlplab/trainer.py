@@ -144,7 +144,11 @@ class TrainConfig:
                                 f"{setting('--reg', 'reg')} for L2 with the other optimizers.")
         if self.patience is not None:
             # "3" or 2.5 passed int(patience) here and failed or rounded at the first epoch's end
-            check_int(self.patience, "patience")
+            if not (is_int(self.patience) and self.patience >= 1):
+                raise ValueError(
+                    f"{setting('--patience', 'patience')} must be an integer >= 1; got "
+                    f"{self.patience!r} ({setting('--patience 0', 'patience=None')} for no "
+                    "early stopping).")
         check_positive(self.warmup_epochs, "warmup_epochs", allow_zero=True)
         if self.schedule == "cosine" and self.min_lr > self.lr:
             # (the command line's flags throughout: "--min-lr (1) must not exceed lr")

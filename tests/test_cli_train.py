@@ -1280,6 +1280,7 @@ def test_like_trains_another_run_with_a_runs_settings(tmp_path, capsys):
         assert f"mlplab.torch_mlp.resume_run({str(tmp_path / 'torch')!r}) continues it if it " \
                "was stopped; mlplab.torch_mlp.train_run(...) with its options trains " \
                "another." in str(refused.value) and "--" not in str(refused.value)
+        assert "torch train: mlplab.runs can neither resume it" in str(refused.value)
 
 
 def test_like_with_hidden_none_does_not_carry_the_runs_hidden_layer_settings(tmp_path):

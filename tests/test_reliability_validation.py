@@ -167,7 +167,8 @@ TRAIN_ARGS = [
     ({"weight_decay": -1}, "weight_decay must be a finite number >= 0"),
     ({"weight_decay": 0.1, "optimizer": "sgd"}, "applies to the adam optimizer only; use reg "
                                                  "for L2"),
-    ({"patience": 0}, "patience must be an integer >= 1; got 0"),
+    ({"patience": 0}, r"patience must be an integer >= 1; got 0 \(patience=None for no early "
+                      r"stopping\)"),
     ({"seed": -1}, "seed must be None or an integer between 0 and 2\\*\\*32 - 1"),
     ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'; choose one of"),
     ({"schedule": "linear"}, "unknown schedule 'linear'; choose one of"),

@@ -2872,3 +2872,43 @@ def test_a_new_run_into_a_stopped_pytorch_run_is_told_its_own_resume(tmp_path, c
     assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(run)]) == 1
     assert (f"{run} already holds a run; choose another --out, or continue it with mlplab torch "
             f"train --resume {run}.") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options,said", [
+    ({"crop_padding": 1}, "crop_padding has no effect without crop in augment (e.g. "
+                          "augment=['flip', 'crop'])."),
+    ({"augment": ["flip"], "crop_fill": "black"},
+     "crop_fill has no effect without crop or elastic in augment (e.g. augment=['flip', 'crop'])."),
+    ({"std": 0.01}, "std has no effect with init='he'; it applies to init='normal'."),
+    ({"optimizer": "adam", "momentum": 0.5},
+     "momentum has no effect with optimizer='adam'; it applies to optimizer='momentum' or "
+     "optimizer='nesterov'."),
+    ({"hidden": [], "dropout": 0.2, "batchnorm": True},
+     "dropout, batchnorm have no effect with hidden=[], which has no hidden layer to apply to.")])
+def test_train_run_refuses_a_setting_the_run_would_ignore_as_the_command_does(
+        tmp_path, digits, options, said):
+    """train_run(crop_padding=1) without crops trained silently, the padding recorded as if
+    used, where mlplab train --crop-padding 1 is refused; likewise std without init='normal',
+    momentum with Adam, dropout without a hidden layer. Refused before anything is written."""
+    with pytest.raises(ValueError, match=f"^{re.escape(said)}$"):
+        train_run({**FAST, "epochs": 1}, data=digits, out=tmp_path / "run", plots=False,
+                  **options)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_whole_configuration_given_as_keywords_still_repeats_its_run(tmp_path, digits):
+    """train_run(**config) (docs/training.md) gives every setting, the unused ones at their
+    defaults (std with He initialisation, momentum's 0.9 with Adam): those are not refused,
+    and a setting a preset made inert is reset to its default, as the command line does."""
+    first = train_run({**FAST, "epochs": 1, "optimizer": "adam"}, data=digits,
+                      out=tmp_path / "a", plots=False)
+    config = io.read_json(tmp_path / "a" / "config.json")
+    assert config["init"] == "he" and config["std"] == RunConfig().std
+    again = train_run(**config, data=digits, out=tmp_path / "b", plots=False)
+    assert again.metrics["val_accuracy"] == first.metrics["val_accuracy"]
+    # deep-best-fashion's crops turned off: its black crop fill would be recorded as if used
+    result = train_run(preset="deep-best-fashion", data=digits, augment=["flip"], epochs=1,
+                       warmup_epochs=0,
+                       hidden=[8], plots=False, out=tmp_path / "c")
+    assert io.read_json(tmp_path / "c" / "config.json")["crop_fill"] == RunConfig().crop_fill
+    assert result.metrics is not None

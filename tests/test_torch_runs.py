@@ -545,3 +545,17 @@ def test_starting_again_removes_the_killed_attempts_partial_config(tmp_path, rng
     (run / ".notes").write_text("mine")
     tm.train_run(ds, out=run, hidden=[4], epochs=1, threads=1)
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [".notes"]
+
+
+def test_train_run_refuses_an_init_std_that_default_init_ignores(tmp_path):
+    """tm.train_run(init="default", init_std=0.1) trained with PyTorch's own initialisation and
+    recorded the std as if used, where mlplab torch train --init-std 0.1 --init default is
+    refused; the default std, which every run records, is not."""
+    with pytest.raises(ValueError, match=r"^init_std has no effect with init='default' \(PyTorch"
+                                         r"'s own initialisation\); it sets the std of "
+                                         r"init='exercise'\.$"):
+        tm.train_run("digits", init="default", init_std=0.1, epochs=1, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    result = tm.train_run("digits", init="default", epochs=1, hidden=[8], plots=False,
+                          progress=False)
+    assert result.metrics["val_accuracy"] > 0

@@ -18,7 +18,6 @@ from mlplab.cli import (
     UsageError,
     check_figure_file,
     figure_not_written,
-    flag,
     split_seed_arg,
     usage_errors,
 )
@@ -179,20 +178,6 @@ def _augment(text: str) -> list[str]:
     return list(dict.fromkeys(a for a in items if a != "none"))  # in order, once each
 
 
-#: the augmentation options, with the augmentations that use them
-AUGMENT_OPTION_USERS = {"crop_padding": ("crop",), "elastic_pixels": ("elastic",),
-                        "crop_fill": ("crop", "elastic")}
-
-
-def check_augment_options(given: dict, augment: list[str]) -> None:
-    """Refuse an augmentation option given on the command line (``given``: option -> value)
-    that the resolved ``augment`` list would ignore."""
-    for option, users in AUGMENT_OPTION_USERS.items():
-        if option in given and not set(users) & set(augment):
-            raise UsageError(f"{flag(option)} has no effect without {' or '.join(users)} in "
-                             f"--augment (e.g. --augment flip,{users[0]}).")
-
-
 def add_augment_arguments(group: argparse._ArgumentGroup, presets: bool = True) -> None:
     """``--preprocessing``, ``--augment`` and their options (``mlplab train``, ``data show``,
     which has no presets: ``presets`` False); dests are :class:`mlplab.runs.RunConfig` field
@@ -341,11 +326,13 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     from mlplab.data.preview import sample_grid
+    from mlplab.runs.config import check_augment_given
 
     if args.per_class < 1:
         raise UsageError(f"--per-class must be at least 1; got {args.per_class}.")
     given = {k: getattr(args, k) for k in AUGMENT_FIELDS if getattr(args, k) is not None}
-    check_augment_options(given, given.get("augment", []))
+    with usage_errors():
+        check_augment_given(given, given.get("augment", []))
     if given.get("augment") and args.split != "train":
         raise UsageError(f"training augments only training images; drop --augment to see the "
                          f"{args.split} images preprocessed, or use --split train.")

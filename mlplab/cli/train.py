@@ -10,7 +10,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlplab import interrupts
 from mlplab._text import counted, display_width, padded, path_word, percent, shell_command
@@ -20,7 +20,6 @@ from mlplab.cli import (
     json_stdout,
     note_if_at_chance,
     print_run_result,
-    refuse_without_hidden_layer,
     run_folder,
     seed_arg,
     split_seed_arg,
@@ -36,13 +35,11 @@ from mlplab.cli._types import (
 from mlplab.cli.data import (
     add_augment_arguments,
     add_dataset_arguments,
-    check_augment_options,
     load_dataset_from_args,
 )
 
 if TYPE_CHECKING:
     from mlplab.data import Dataset
-    from mlplab.runs.config import RunConfig
 
 #: flags that map one-to-one onto RunConfig fields (dest == field name)
 RUN_FIELDS = ("hidden", "activation", "init", "std", "dropout", "batchnorm", "dtype", "optimizer",
@@ -254,24 +251,6 @@ def _given(args: argparse.Namespace, names: Iterable[str]) -> dict:
 
 
 #: options that only some settings read: (option, setting, the values that read it)
-_USED_BY = (("std", "init", ("normal",)), ("momentum", "optimizer", ("momentum", "nesterov")),
-            ("lr_decay", "schedule", ("exp", "step")), ("step_epochs", "schedule", ("step",)),
-            ("min_lr", "schedule", ("cosine",)))
-
-
-def _check_used(given: dict, cfg: RunConfig) -> None:
-    """Refuse an option given on the command line that the resolved configuration ignores (a
-    user who typed --std 0.01 with He initialisation believes it took effect)."""
-    for option, setting, values in _USED_BY:
-        if option in given and getattr(cfg, setting) not in values:
-            raise UsageError(f"{flag(option)} has no effect with --{setting.replace('_', '-')} "
-                             f"{getattr(cfg, setting)}; it applies to "
-                             f"{' or '.join(values)}.")
-    if not cfg.hidden:
-        refuse_without_hidden_layer(flag(k) for k in ("activation", "dropout", "batchnorm")
-                                    if given.get(k))
-
-
 def run_train(args: argparse.Namespace) -> int:
     if args.threads is None:
         return _train(args)
@@ -291,6 +270,7 @@ def _train(args: argparse.Namespace) -> int:
         run_config,
         train_run,
     )
+    from mlplab.runs.config import check_given_options, without_inert
 
     progress = not args.quiet and not args.json and not args.verbose
     if args.resume:
@@ -325,9 +305,8 @@ def _train(args: argparse.Namespace) -> int:
         else:
             options.setdefault("data_seed", 0)
         with usage_errors(options):
-            cfg = _without_inert(build_config(args.preset, base=base, **options), options)
-        check_augment_options(options, cfg.augment)
-        _check_used(options, cfg)
+            cfg = without_inert(build_config(args.preset, base=base, **options), options)
+            check_given_options(options, cfg)
         for name in (*DATA_FIELDS, "data_seed"):  # the loader reads the resolved values
             setattr(args, name, getattr(cfg, name))
         # the default folder is claimed now: runs started in the same second get their own
@@ -391,25 +370,6 @@ def _resumable(run: str | os.PathLike[str], args: argparse.Namespace) -> Iterato
             print(f"interrupted before the run was saved; its last checkpoint is kept. "
                   f"{_resume_command(run, args)}", file=sys.stderr)
         raise
-
-
-def _without_inert(cfg: RunConfig, given: dict[str, Any]) -> RunConfig:
-    """``cfg`` with the settings it took from a preset or a ``--like`` run that the flags given
-    made inert put back to their defaults: with ``--hidden none`` the activation, dropout and
-    batch norm would do nothing, yet be named in the model ("MLP 64-10 relu batchnorm dropout
-    0.2"), and without ``crop`` in ``--augment`` the crop's padding would be recorded as if
-    used. The same flags given by the user are refused instead (``_check_used``,
-    ``check_augment_options``)."""
-    import dataclasses
-
-    from mlplab.cli.data import AUGMENT_OPTION_USERS
-    from mlplab.runs.config import RunConfig
-
-    defaults = RunConfig()
-    inert = [k for k in ("activation", "dropout", "batchnorm") if not cfg.hidden]
-    inert += [k for k, users in AUGMENT_OPTION_USERS.items() if not set(users) & set(cfg.augment)]
-    reset = {k: getattr(defaults, k) for k in inert if k not in given}
-    return dataclasses.replace(cfg, **reset) if reset else cfg
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

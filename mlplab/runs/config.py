@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
-from mlplab._text import counted
+from mlplab._text import agree, counted
 from mlplab._validation import (
     check_choice,
     check_fields,
@@ -231,6 +231,70 @@ def build_config(preset: str | None = None, base: Mapping[str, Any] | None = Non
     config = RunConfig.from_dict(values)
     config.validate()
     return config
+
+
+#: the augmentation options, with the augmentations that use them
+AUGMENT_OPTION_USERS = {"crop_padding": ("crop",), "elastic_pixels": ("elastic",),
+                        "crop_fill": ("crop", "elastic")}
+#: options that only some values of another setting use: (option, setting, those values)
+USED_BY = (("std", "init", ("normal",)), ("momentum", "optimizer", ("momentum", "nesterov")),
+           ("lr_decay", "schedule", ("exp", "step")), ("step_epochs", "schedule", ("step",)),
+           ("min_lr", "schedule", ("cosine",)))
+#: the model options that a network without a hidden layer has nothing to apply to
+HIDDEN_LAYER_OPTIONS = ("activation", "dropout", "batchnorm")
+#: the settings :func:`check_given_options` refuses when the run would ignore them
+CHECKED_OPTIONS = (*AUGMENT_OPTION_USERS, *(option for option, _, _ in USED_BY),
+                   *HIDDEN_LAYER_OPTIONS)
+
+
+def check_given_options(given: Mapping[str, Any], cfg: RunConfig) -> None:
+    """Refuse a setting given explicitly (``given``: name -> value, the keywords of
+    :func:`mlplab.runs.train_run` or the flags typed) that the resolved ``cfg`` ignores: a user
+    who asked for ``std=0.01`` with He initialisation, or a crop's padding without crops,
+    believes it took effect. In the caller's spelling (flags on the command line)."""
+    check_augment_given(given, cfg.augment)
+    for option, name, values in USED_BY:
+        value = getattr(cfg, name)
+        if option in given and value not in values:
+            users = " or ".join(setting(v, f"{name}={v!r}") for v in values)
+            raise ValueError(f"{setting(_flag(option), option)} has no effect with "
+                             f"{setting(f'{_flag(name)} {value}', f'{name}={value!r}')}; it "
+                             f"applies to {users}.")
+    inert = [setting(_flag(k), k) for k in HIDDEN_LAYER_OPTIONS if given.get(k)]
+    if inert and not cfg.hidden:
+        raise ValueError(f"{', '.join(inert)} {agree(len(inert), 'has', 'have')} no effect with "
+                         f"{setting('--hidden none', 'hidden=[]')}, which has no hidden layer to "
+                         "apply to.")
+
+
+def check_augment_given(given: Mapping[str, Any], augment: Sequence[str]) -> None:
+    """Refuse an augmentation option given explicitly (``given``: name -> value) that the list
+    ``augment`` has no augmentation to use (:data:`AUGMENT_OPTION_USERS`)."""
+    for option, users in AUGMENT_OPTION_USERS.items():
+        if option in given and not set(users) & set(augment):
+            example = setting(f"--augment flip,{users[0]}", f"augment={['flip', users[0]]!r}")
+            raise ValueError(f"{setting(_flag(option), option)} has no effect without "
+                             f"{' or '.join(users)} in {setting('--augment', 'augment')} "
+                             f"(e.g. {example}).")
+
+
+def without_inert(cfg: RunConfig, given: Mapping[str, Any]) -> RunConfig:
+    """``cfg`` with the settings it took from a preset or another run's configuration that the
+    settings ``given`` made inert put back to their defaults: without a hidden layer the
+    activation, dropout and batch norm would do nothing, yet be named in the model ("MLP 64-10
+    relu batchnorm dropout 0.2"), and without ``crop`` in ``augment`` the crop's padding would
+    be recorded as if used. The same settings given explicitly are refused instead
+    (:func:`check_given_options`)."""
+    defaults = RunConfig()
+    inert = [k for k in HIDDEN_LAYER_OPTIONS if not cfg.hidden]
+    inert += [k for k, users in AUGMENT_OPTION_USERS.items() if not set(users) & set(cfg.augment)]
+    reset = {k: getattr(defaults, k) for k in inert if k not in given}
+    return replace(cfg, **reset) if reset else cfg
+
+
+def _flag(option: str) -> str:
+    """The command-line flag of a setting: ``label_smoothing`` -> ``--label-smoothing``."""
+    return "--" + option.replace("_", "-")
 
 
 def _override(values: dict[str, Any], layer: Mapping[str, Any]) -> None:

@@ -35,12 +35,15 @@ from mlplab.runs.building import (
 )
 from mlplab.runs.checkpoint import CheckpointCallback, load_checkpoint
 from mlplab.runs.config import (
+    CHECKED_OPTIONS,
     RunConfig,
     absolute_config_paths,
     build_config,
+    check_given_options,
     check_same_settings,
     iterations_per_epoch,
     loaded_with,
+    without_inert,
 )
 from mlplab.runs.files import (
     CHECKPOINT_FILE,
@@ -180,6 +183,14 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         preset = options.pop("preset", None)
         cfg = build_config(preset, base=config.to_dict() if isinstance(config, RunConfig)
                            else dict(config), **options)
+    # a setting asked for that the run would ignore is refused, as the command line refuses it
+    # (crop_padding without crops); one that a preset or config set is reset instead. Asked
+    # for = given with a value other than its default: train_run(**config) repeats a run, and a
+    # whole configuration holds every setting, the ones its run did not use at their defaults
+    cfg = without_inert(cfg, options)
+    defaults = RunConfig()  # (the checked settings are scalars, validated by build_config)
+    check_given_options({k: v for k, v in options.items()
+                         if k in CHECKED_OPTIONS and v != getattr(defaults, k)}, cfg)
     cfg = absolute_config_paths(cfg)
     if out is not None:  # before the data, which may take long to load (or download)
         check_new_run_dir(out)
@@ -377,7 +388,8 @@ def run_config(run: str | os.PathLike) -> RunConfig:
                          f"mlplab.torch_mlp.resume_run({str(run_dir)!r})")
         again = setting("`mlplab torch train` with its options (it has no --like)",
                         "mlplab.torch_mlp.train_run(...) with its options")
-        raise ValueError(f"{run_dir} was written by mlplab torch train: mlplab train can neither "
+        mine = setting("mlplab train", "mlplab.runs")
+        raise ValueError(f"{run_dir} was written by mlplab torch train: {mine} can neither "
                          f"resume it nor train from its settings. {resume} continues it if it "
                          f"was stopped; {again} trains another.")
     cfg = finished_run_config(values, config_path)

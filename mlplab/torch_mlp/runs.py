@@ -509,6 +509,13 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
             "cache": cache}
     _check_dataset_arg(dataset, {**load, "data_seed": data_seed})
     check_choice(init, INITS, "init")
+    if init == "default" and init_std != INIT_STD:
+        # PyTorch's own initialisation takes no std: config.json would record one never used
+        # (as the command line refuses --init-std; the default std is what every run records)
+        raise ValueError(f"{setting('--init-std', 'init_std')} has no effect with "
+                         f"{setting('--init default', 'init=' + repr('default'))} (PyTorch's "
+                         f"own initialisation); it sets the std of "
+                         f"{setting('--init exercise', 'init=' + repr('exercise'))}.")
     hidden = layer_sizes(hidden)  # as mlplab.runs.train_run takes it: 50 is [50]
     cfg, threads_used, dev = _settings(
         init_std=init_std, dropout=dropout, batchnorm=batchnorm, epochs=epochs,

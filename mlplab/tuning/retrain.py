@@ -103,7 +103,8 @@ def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | N
         if leftover.exists():
             shutil.rmtree(leftover)
     try:
-        result = train_run(out=tmp, data=data.dataset, **options)
+        # (a whole configuration, not keywords: its unused settings are not asked for)
+        result = train_run(options, out=tmp, data=data.dataset)
         if result.interrupted:  # Ctrl-C: keep the older best-run, and stop as a search does
             raise KeyboardInterrupt
         write_json(tmp / TUNING_NOTE, {
