@@ -726,6 +726,23 @@ def test_a_study_resumed_with_its_default_split_sizes_written_out(tmp_path):
         tune(DatasetSource("digits", {"seed": 0, "val_size": 180}, "scale"), trials=3, **kw)
 
 
+def test_a_study_resumed_with_another_spelling_of_its_dataset_name(tmp_path):
+    """`mlplab tune --dataset Digits` (load_dataset takes any case, and CIFAR-10 for cifar10)
+    made study tune-Digits; resumed with --dataset digits --study tune-Digits, it was refused
+    as "created with different data", though the images are the same. Another dataset, or
+    the same one split otherwise, is still refused."""
+    from mlplab.tuning import DatasetSource
+
+    kw = dict(search_space=TINY, out=tmp_path, progress=False, search_only=True,
+              study_name="tune-Digits")
+    assert tune(DatasetSource("Digits", {"seed": 0}), trials=1, **kw).n_complete == 1
+    assert tune(DatasetSource("digits", {"seed": 0}), trials=2, **kw).n_complete == 2
+    assert tune(DatasetSource(" DIGITS", {"seed": 0, "val_size": 180}), trials=3,
+                **kw).n_complete == 3
+    with pytest.raises(ValueError, match="different data"):
+        tune(DatasetSource("digits", {"seed": 1}), trials=4, **kw)
+
+
 def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
     no_val = load_dataset("digits", val_size=0)
     with pytest.raises(ValueError, match="no validation split.*val_size=N"):

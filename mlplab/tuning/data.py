@@ -109,16 +109,26 @@ class DatasetSource(DataSource):
 
     def same_data(self, recorded: Any, data: TuningData) -> bool:
         """Whether the study's ``recorded`` description, which differs from this one only in
-        split sizes, loads the very images of ``data`` (this source's, loaded): then it is the
-        same data, as a study resumed with the default size written out (``--val-size 180``)
-        is. Anything else that differs, differs."""
+        split sizes and the spelling of a built-in dataset's name, loads the very images of
+        ``data`` (this source's, loaded): then it is the same data, as a study resumed with the
+        default size written out (``--val-size 180``) is. Anything else that differs, differs."""
+        from mlplab.data.datasets import canonical_dataset_name
+
         mine = self.describe()
+        # another spelling of a built-in dataset's name (a study started with --dataset Digits
+        # or CIFAR-10, resumed with digits or cifar10) is the same data; a folder's path is not
+        # compared so (a relative one names another folder from another working directory)
+        name = recorded.get("dataset") if isinstance(recorded, dict) else None
+        if not (isinstance(name, str) and not self.name.strip().startswith("folder:")
+                and canonical_dataset_name(name) == canonical_dataset_name(self.name)):
+            name = self.name
         if not isinstance(recorded, dict) or set(recorded) - set(mine) - set(self.SIZE_ARGS) \
-                or any(recorded.get(k) != v for k, v in mine.items() if k not in self.SIZE_ARGS):
+                or any(recorded.get(k) != v for k, v in {**mine, "dataset": name}.items()
+                       if k not in self.SIZE_ARGS):
             return False
         kwargs = {k: v for k, v in self.kwargs.items() if k not in self.SIZE_ARGS}
         kwargs.update({k: recorded[k] for k in ("val_size", "test_size") if k in recorded})
-        theirs = DatasetSource(self.name, kwargs, self.preprocess, recorded.get("train_size"))
+        theirs = DatasetSource(name, kwargs, self.preprocess, recorded.get("train_size"))
         if theirs.describe() != recorded:
             return False
         other = theirs.load()
