@@ -388,6 +388,29 @@ def test_reuse_keeps_earlier_sections_and_reruns_the_selected(tmp_path):
     assert first_run.search((tmp_path / "report.md").read_text())  # the report left as it was
 
 
+def test_reuse_makes_the_summary_again_from_the_sections_run_and_kept(tmp_path):
+    """The summary only restates the other sections: kept by --reuse, it still said "not run"
+    of a stage run again (``--only q4 --reuse`` after a failed Q4 left a Q4 section with its
+    results beside summary rows saying Q4 was not run)."""
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q1", "summary"])
+    rows = {r[0]: r[1] for r in
+            json.loads((tmp_path / "report.json").read_text())["sections"]["summary"]["data"]
+            ["rows"]}
+    assert rows["Q2 largest gradient error, two-layer net"] == "not run"
+    again = reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"], reuse=True)
+    assert again.reused == ("q1",)
+    summary = {s.key: s for s in again.sections}["summary"]
+    rows = {r[0]: r[1] for r in summary.data["rows"]}
+    q2 = {s.key: s for s in again.sections}["q2"].data
+    assert rows["Q2 largest gradient error, two-layer net"] == \
+        f"{max(q2['two_layer'].values()):.2e}"
+    assert rows["Q1 toy loss (reg 0.05)"] != "not run"  # from the kept Q1
+    # an earlier report without a summary gets none: it is made again, not added
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"])
+    again = reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"], reuse=True)
+    assert {s.key: s for s in again.sections}["summary"].status == "not run"
+
+
 def test_reuse_names_kept_sections_computed_with_another_environment(tmp_path):
     """The same seed gives the same numbers only with the same versions and machine: a section
     kept from a run with another NumPy (or CPU, mlplab, ...) is named in the report's

@@ -367,13 +367,20 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
         label = f"[{i}/{len(STAGES)}] {stage.title or stage.group}"
         section = Section(stage.key, stage.group, stage.title)
         old = (earlier or {}).get("loaded", {}).get(stage.key)
-        if only is not None and stage.key not in only and old is not None and \
-                old.status == "ok":
+        kept = only is not None and stage.key not in only and old is not None and \
+            old.status == "ok"
+        if kept and stage.key in _DERIVED:
+            # made from the other sections alone, in no time: kept, it still said "not run"
+            # of the stage that --only ran again (--only q4 --reuse after a failed Q4)
+            kept, selected = False, True
+        else:
+            selected = only is None or stage.key in only
+        if kept:
             section = old
             ctx.reused.add(stage.key)
             _restore(ctx, stage.key, old, only)
             _print(log, f"reproduce {label}: reused from the earlier report")
-        elif only is not None and stage.key not in only:
+        elif not selected:
             section.status = "not run"
             section.reason = f"not selected ({setting('--only', 'only=[...]')})."
         else:
@@ -412,6 +419,10 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
         if interrupts.requested():  # asked to stop (a Ctrl-C a stage or Python swallowed)
             raise KeyboardInterrupt
 
+
+#: the stages made from the other sections alone (no data, no training): with reuse, where
+#: the earlier report has one, they are made again from the sections kept and run
+_DERIVED = ("summary",)
 
 #: the stages that train on the dataset (which the data stage loads)
 _DATA_USERS = ("q3_default", "q3_tuning", "q3_tuned", "q4")
