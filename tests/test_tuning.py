@@ -743,6 +743,34 @@ def test_a_study_resumed_with_another_spelling_of_its_dataset_name(tmp_path):
         tune(DatasetSource("digits", {"seed": 1}), trials=4, **kw)
 
 
+def test_a_study_of_an_image_folder_resumed_with_another_path_to_it(tmp_path, monkeypatch):
+    """A study started on folder:/abs/fold was refused as "created with different data" when
+    resumed from fold's parent with folder:fold/ (the same default study name and folder);
+    another folder of the same images' layout, with other images, is still refused."""
+    from PIL import Image
+
+    from mlplab.tuning import DatasetSource
+
+    rng = np.random.default_rng(0)
+    for folder in ("fold", "other"):
+        for label in ("a", "b"):
+            (tmp_path / folder / label).mkdir(parents=True)
+            for i in range(12):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                    tmp_path / folder / label / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    kw = dict(search_space=TINY, out=tmp_path / "study", progress=False, search_only=True,
+              study_name="tune-folder-fold")
+    assert tune(DatasetSource(f"folder:{tmp_path / 'fold'}", {"seed": 0, "val_size": 4,
+                                                           "test_size": 4}),
+                trials=1, **kw).n_complete == 1
+    assert tune(DatasetSource("folder:fold/", {"seed": 0, "val_size": 4, "test_size": 4}),
+                trials=2, **kw).n_complete == 2
+    with pytest.raises(ValueError, match="different data"):
+        tune(DatasetSource("folder:other", {"seed": 0, "val_size": 4, "test_size": 4}),
+             trials=3, **kw)
+
+
 def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
     no_val = load_dataset("digits", val_size=0)
     with pytest.raises(ValueError, match="no validation split.*val_size=N"):

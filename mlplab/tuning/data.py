@@ -7,6 +7,7 @@ because a source's :meth:`~DataSource.describe` is recorded in the study and mus
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -112,15 +113,9 @@ class DatasetSource(DataSource):
         split sizes and the spelling of a built-in dataset's name, loads the very images of
         ``data`` (this source's, loaded): then it is the same data, as a study resumed with the
         default size written out (``--val-size 180``) is. Anything else that differs, differs."""
-        from mlplab.data.datasets import canonical_dataset_name
-
         mine = self.describe()
-        # another spelling of a built-in dataset's name (a study started with --dataset Digits
-        # or CIFAR-10, resumed with digits or cifar10) is the same data; a folder's path is not
-        # compared so (a relative one names another folder from another working directory)
         name = recorded.get("dataset") if isinstance(recorded, dict) else None
-        if not (isinstance(name, str) and not self.name.strip().startswith("folder:")
-                and canonical_dataset_name(name) == canonical_dataset_name(self.name)):
+        if not (isinstance(name, str) and _same_source(name, self.name)):
             name = self.name
         if not isinstance(recorded, dict) or set(recorded) - set(mine) - set(self.SIZE_ARGS) \
                 or any(recorded.get(k) != v for k, v in {**mine, "dataset": name}.items()
@@ -134,6 +129,26 @@ class DatasetSource(DataSource):
         other = theirs.load()
         return all(np.array_equal(getattr(data, a), getattr(other, a))
                    for a in ("y_train", "y_val", "y_test", "X_train", "X_val", "X_test"))
+
+
+def _same_source(recorded: str, given: str) -> bool:
+    """Whether dataset names ``recorded`` and ``given`` name the same data here: two spellings
+    of a built-in dataset's name (a study started with --dataset Digits or CIFAR-10, resumed
+    with digits or cifar10), or two paths of one image folder (``folder:fold/`` from its parent
+    and ``folder:/data/fold``). A relative path is resolved from this working directory, so it
+    may name another folder than it did; the images are compared after this all the same."""
+    from mlplab.data.base import user_path
+    from mlplab.data.datasets import canonical_dataset_name
+
+    a, b = canonical_dataset_name(recorded), canonical_dataset_name(given)
+    prefix = "folder:"
+    if not (a.lower().startswith(prefix) and b.lower().startswith(prefix)):
+        return a == b
+    try:
+        return os.path.realpath(user_path(a[len(prefix):].strip())) == \
+            os.path.realpath(user_path(b[len(prefix):].strip()))
+    except (OSError, ValueError):  # (an unknown ~user: DatasetError, a ValueError)
+        return False
 
 
 @dataclass
