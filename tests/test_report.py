@@ -332,6 +332,27 @@ def test_a_stopped_run_leaves_the_earlier_report_as_it_was(tmp_path, monkeypatch
     assert after == before
 
 
+def test_a_stopped_reproduce_says_what_became_of_the_report(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in mlplab reproduce ended with "mlplab: interrupted" alone, where a stopped
+    training says how to resume it: the report has no resume, so the command says that nothing
+    of it was written and that the same command makes it from the start."""
+    from mlplab.cli import main
+    from mlplab.report import runner as rmod
+
+    def stopped(ctx, section):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rmod, "STAGES", [s if s.key != "q1" else rmod.Stage("q1", s.group,
+                                                                            s.title, stopped)
+                                         for s in rmod.STAGES])
+    assert main(["reproduce", "--only", "q1", "--out", str(tmp_path / "r")]) == 130
+    err = capsys.readouterr().err
+    assert f"reproduce: stopped before the report was written: nothing of it is in " \
+           f"{tmp_path / 'r'} (an earlier report there is kept as it was). Run the same " \
+           "command again to make the report from the start." in err
+    assert not (tmp_path / "r" / "report.md").exists()
+
+
 @pytest.mark.skipif(not HAVE_TORCH, reason="PyTorch is not installed")
 def test_ctrl_c_in_a_depth_study_is_not_a_result(monkeypatch):
     import mlplab.torch_mlp as tm
@@ -368,6 +389,9 @@ def test_reuse_keeps_earlier_sections_and_reruns_the_selected(tmp_path):
     assert "The table describes this command's run. The 2 sections kept from the earlier run " \
            "(Q1 · Forward pass and loss, Toy training) were computed by that run" in \
         _sections(md)["## Environment"]
+    # a budget without a pruner or a cap on the training images: "none", not Python's None
+    budget_row = next(line for line in md.splitlines() if line.startswith("| budget |"))
+    assert "tune_prune=none" in budget_row and "None" not in budget_row
     # TINY is no command line's budget: the call that made the section
     first_run = re.compile(r"Q1 · Forward pass and loss, Toy training from `mlplab\.report\."
                            r"reproduce\('digits', mlplab\.report\.Budget\(name='tiny'[^`]*, "
@@ -591,6 +615,14 @@ def test_reuse_hands_the_kept_stages_results_to_the_ones_run_again(tmp_path):
     again = reproduce("digits", TINY, out=tmp_path, log=False,
                       only=["data", "q3_tuning", "q3_tuned"], reuse=True, loader=other)
     assert all(s.status == "ok" for s in again.sections if s.key in ("data", "q3_tuned"))
+    # a new search beside the tuned network of the earlier one: refused before anything is
+    # written (the kept section said "no search result in this report" under the new search)
+    before = (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match=r"^reuse=True would keep the earlier report's q3_tuned "
+                                         r"section, made from the q3_tuning stage that this call "
+                                         r"runs again; add q3_tuned to only=\[\.\.\.\] as well"):
+        reproduce("digits", TINY, out=tmp_path, log=False, only=["q3_tuning"], reuse=True)
+    assert (tmp_path / "report.md").read_text() == before
 
 
 def test_a_damaged_earlier_report_is_refused_in_one_line_by_reuse(tmp_path, capsys):

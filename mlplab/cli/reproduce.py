@@ -95,7 +95,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     from mlplab._text import shell_command
     from mlplab.cli import UsageError
     from mlplab.cli.data import load_dataset_from_args
-    from mlplab.report import STAGES, reproduce
+    from mlplab.report import STAGES, default_out, reproduce
     from mlplab.report.runner import stages_without_data
 
     if args.reuse and not args.only:
@@ -115,10 +115,20 @@ def run_reproduce(args: argparse.Namespace) -> int:
         needs_data = stages_without_data(only, args.reuse)
         if needs_data:  # before anything is written: the report would be replaced by "not run"s
             raise UsageError(needs_data)
-    result = reproduce(args.dataset, args.budget, args.out, args.seed, progress=args.progress,
-                       debug=args.debug, only=only, threads=args.threads,
-                       loader=lambda: load_dataset_from_args(args), reuse=args.reuse,
-                       command=shell_command(["mlplab", *argv]) if argv else None)
+    try:
+        result = reproduce(args.dataset, args.budget, args.out, args.seed,
+                           progress=args.progress, debug=args.debug, only=only,
+                           threads=args.threads, loader=lambda: load_dataset_from_args(args),
+                           reuse=args.reuse,
+                           command=shell_command(["mlplab", *argv]) if argv else None)
+    except KeyboardInterrupt:
+        # a stopped training says how to resume it; a stopped report has no resume: say what
+        # became of the folder, and that the same command makes the report from the start
+        out = args.out or default_out(args.dataset, args.budget)
+        print(f"reproduce: stopped before the report was written: nothing of it is in {out} "
+              "(an earlier report there is kept as it was). Run the same command again to make "
+              "the report from the start.", file=sys.stderr)
+        raise
     missing = result.not_run()
     took = f"{result.seconds:.0f} s"
     if result.reused:

@@ -181,6 +181,8 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     # write again go (figures and tuning/ of stages not run sat beside a report saying so)
     ctx.replaced = _replaced_report(out) if not reuse else None
     _refuse_foreign_tuning(ctx, earlier)
+    if earlier is not None and only is not None:
+        _refuse_stale_kept(earlier, only)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file there or on the path: mkdir would say "[Errno 17] ..."
@@ -424,6 +426,24 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
 #: the earlier report has one, they are made again from the sections kept and run
 _DERIVED = ("summary",)
 
+#: the stages made from another stage's result: kept while that stage runs again, a section
+#: would contradict the new one (the tuned network of the earlier search under a new search)
+_MADE_FROM = {"q3_tuned": "q3_tuning"}
+
+
+def _refuse_stale_kept(earlier: dict[str, Any], only: Sequence[str]) -> None:
+    """With reuse, refuse to keep a section of the earlier report that was made from a stage
+    this call runs again (:data:`_MADE_FROM`)."""
+    for stage, source in _MADE_FROM.items():
+        old = earlier.get("loaded", {}).get(stage)
+        if source in only and stage not in only and old is not None and old.status == "ok":
+            flag = setting("--only", "only=[...]")
+            raise ValueError(f"{_reuse()} would keep the earlier report's {stage} section, made "
+                             f"from the {source} stage that this {setting('command', 'call')} "
+                             f"runs again; add {stage} to {flag} as well (it trains the tuned "
+                             "network again from the new search).")
+
+
 #: the stages that train on the dataset (which the data stage loads)
 _DATA_USERS = ("q3_default", "q3_tuning", "q3_tuned", "q4")
 
@@ -544,7 +564,9 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
                      ("seed", f"{ctx.seed} (every stage: splits, weights, minibatches, tuning "
                               "sampler, PyTorch)"),
                      ("threads", f"{ctx.threads} (BLAS and PyTorch)"),
-                     ("budget", ", ".join(f"{k}={v}" for k, v in ctx.budget.to_dict().items()
+                     # (no pruner, no cap on the training images: "none", as --prune says)
+                     ("budget", ", ".join(f"{k}={'none' if v is None else v}"
+                                          for k, v in ctx.budget.to_dict().items()
                                           if k != "extra"))]
                     + env.environment(), "Versions, hardware and settings"))
     rows = [[sec.title or sec.group,
