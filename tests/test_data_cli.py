@@ -110,6 +110,19 @@ def test_show_draws_the_split_its_help_says(tmp_path, capsys):
     assert "(2 test images per class, 10 classes)" in capsys.readouterr().out
 
 
+def test_show_counts_a_single_class_in_the_singular(tmp_path, capsys):
+    """A folder of one class (which data info and show accept, and train refuses): show said
+    "(3 train images per class, 1 classes)"."""
+    (tmp_path / "d" / "only").mkdir(parents=True)
+    for i in range(10):
+        Image.fromarray(np.full((4, 4, 3), 20 * i, np.uint8)).save(
+            tmp_path / "d" / "only" / f"{i}.png")
+    out = tmp_path / "one.png"
+    assert main(["data", "show", f"folder:{tmp_path / 'd'}", "--out", str(out),
+                 "--per-class", "3"]) == 0
+    assert "(3 train images per class, 1 class)" in capsys.readouterr().out
+
+
 def test_show_says_up_to_when_a_class_has_fewer_images_than_it_draws(tmp_path, capsys):
     """digits' validation classes hold 17 to 19 images: ``--per-class 50`` drew 19 rows, and
     said "19 val images per class" of classes with 17 in their column."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mlplab._text import counted, display_width, padded
+from mlplab._text import agree, counted, display_width, padded
 from mlplab.cli import (
     UsageError,
     check_figure_file,
@@ -359,7 +359,7 @@ def run_show(args: argparse.Namespace) -> int:
     except OSError as exc:
         figure_not_written(out, "--out", exc)
     print(f"wrote {path} ({up_to}{counted(per_class, args.split + ' image')} per class, "
-          f"{ds.num_classes} classes{what})")
+          f"{ds.num_classes} {agree(ds.num_classes, 'class', 'classes')}{what})")
     return 0
 
 
