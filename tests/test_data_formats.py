@@ -1042,6 +1042,26 @@ def test_download_fetches_a_damaged_idx_file_again(server, tmp_path, monkeypatch
         str(data_dir / "mnist")
 
 
+def test_a_failed_download_says_the_files_found_are_read_without_it(tmp_path, monkeypatch):
+    """Gzipped IDX files that are not the published ones (a copy of Debian's recompressed
+    Fashion-MNIST, files of one's own) are fetched again with download=True; where that failed
+    (offline), the message said only to copy the file to data_dir/<name>/ yourself, where it
+    would fail the checksum again, not that the files found are read without download=True."""
+    monkeypatch.setattr(idx_module, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
+    data_dir = tmp_path / "own"
+    write_idx_set(data_dir, gz=True)
+    assert len(load_dataset("mnist", data_dir=data_dir, val_size=2).y_train) == 10
+    with pytest.raises(DatasetError) as err:
+        load_dataset("mnist", data_dir=data_dir, download=True, mirror="http://127.0.0.1:1/",
+                     val_size=2)
+    said = str(err.value)
+    assert said.startswith("cannot download http://127.0.0.1:1/"), said
+    assert f"({data_dir / 'train-images-idx3-ubyte.gz'} was found but is not the published " \
+        "file, MD5 is " in said, said
+    assert f"pass download=False to read the files in {data_dir} as they are" in said, said
+    assert "\n" not in said
+
+
 def test_mnist_and_fashion_mnist_share_a_data_dir(server, tmp_path, monkeypatch):
     """Their files have the same names: each download goes to its own sub-folder, and files of
     the one found where the other is looked for are passed over (by their published checksum)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlplab._validation import setting
 from mlplab.data.base import (
     Dataset,
     DatasetError,
@@ -261,7 +262,22 @@ def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
         from mlplab.data.download import download_dataset
 
         # the fresh files are the ones read, even where damaged ones were found elsewhere
-        paths = download_dataset(name, data_dir=data_dir, mirror=mirror)
+        try:
+            paths = download_dataset(name, data_dir=data_dir, mirror=mirror)
+        except DatasetError as exc:
+            if files is None:
+                raise
+            # files were found but fail the published checksum (a copy of Debian's recompressed
+            # package, files of one's own): the download's advice alone ("copy the file to ...")
+            # did not say that the files there are read as they are without --download
+            from mlplab.data.download import checksum_problem
+
+            bad = next(p for p in files.values() if checksum_problem(name, p) is not None)
+            drop = setting("drop --download", "pass download=False")
+            raise DatasetError(f"{exc} ({bad} was found but is not the published file, "
+                               f"{checksum_problem(name, bad)}: {drop} to read the files in "
+                               f"{bad.parent} as they are, if they are meant to differ (a copy "
+                               "of Debian's package, files of your own).)") from None
         files = _files_in(paths[0].parent)
     if files is not None:
         folder = files["train_images"].parent
