@@ -462,6 +462,9 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
             axes[r, c].axis("off")
             if r < len(pick):
                 _draw_image(axes[r, c], shown[r])
+            else:  # the box an image would take: an empty class's name level with the others
+                axes[r, c].set(xlim=(-0.5, X.shape[2] - 0.5), ylim=(X.shape[1] - 0.5, -0.5),
+                               aspect="equal")
         axes[0, c].set_title(classes[c], fontsize=7, parse_math=False)  # as written
     _upright_names_if_crowded(fig, axes[0])
     fit_suptitle(fig, title)

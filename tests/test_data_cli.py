@@ -221,6 +221,25 @@ def test_plot_samples_draws_the_transformed_images():
         plt.close(fig)
 
 
+def test_plot_samples_puts_an_empty_class_name_level_with_the_others():
+    """A class with no images in the split (a small CIFAR-10 set's airplanes) left its column's
+    axes the full slot while the image columns shrank to the images' shape: its name stood a
+    few pixels above the others."""
+    import matplotlib.pyplot as plt
+
+    from mlplab.plots import plot_samples
+
+    X = np.zeros((20, 32, 32, 3), np.uint8)
+    y = np.repeat([1, 2], 10)
+    fig = plot_samples(X, y, [f"class {i}" for i in range(10)], per_class=4)
+    try:
+        fig.canvas.draw()
+        levels = {round(ax.title.get_window_extent().y0, 1) for ax in fig.axes[:10]}
+    finally:
+        plt.close(fig)
+    assert len(levels) == 1, levels
+
+
 def test_sample_grid_of_few_classes_keeps_its_whole_title(tmp_path):
     """Two classes make a figure 1.9 inches wide; the title naming the folder was cut at both
     ends ("lder:photos: sample train imag")."""
