@@ -277,9 +277,13 @@ def test_sample_grid_refuses_no_images_per_class_and_closes_its_figure(tmp_path)
     before = plt.get_fignums()
     sample_grid(ds, tmp_path / "grid.png", per_class=2)
     assert (tmp_path / "grid.png").stat().st_size and plt.get_fignums() == before
-    with pytest.raises(DatasetError, match="per_class must be >= 1; got 0"):
-        sample_grid(ds, tmp_path / "none.png", per_class=0)
+    for bad in (0, 31):  # (31 rows: each image under a third of an inch; 2,000 took minutes)
+        with pytest.raises(DatasetError, match=f"per_class must be between 1 and 30 \\(the "
+                                               f"figure is at most 9 inches tall\\); got {bad}"):
+            sample_grid(ds, tmp_path / "none.png", per_class=bad)
     assert not (tmp_path / "none.png").exists() and plt.get_fignums() == before
+    sample_grid(ds, tmp_path / "most.png", per_class=30)
+    assert (tmp_path / "most.png").stat().st_size
 
 
 def test_missing_dataset_is_one_line_exit_1(tmp_path, capsys):

@@ -226,6 +226,8 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     (["gradcheck", "--tol", "0"], "--tol must be a finite number > 0"),
     (["data", "info", "digits", "--seed", "-2"], "--seed: expected an integer"),
     (["data", "show", "digits", "--out", "OUT/g.png", "--per-class", "0"], "--per-class must"),
+    (["data", "show", "digits", "--out", "OUT/g.png", "--per-class", "2000"],
+     "--per-class must be at most 30 (the figure is at most 9 inches tall); got 2000."),
     ([*TUNE, "--trials", "0"], "--trials: expected a positive integer"),
     ([*TUNE, "--workers", "0"], "--workers: expected a positive integer"),
     ([*TUNE, "--timeout", "-5"], "--timeout: expected a positive number of seconds"),

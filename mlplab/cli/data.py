@@ -260,7 +260,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--out", required=True, metavar="FILE", type=user_path_arg,
                       help="image file to write (.png, .pdf or .svg)")
     show.add_argument("--per-class", type=int, default=7,
-                      help="images per class (default: %(default)s)")
+                      help="images per class, at most 30 (default: %(default)s)")
     show.add_argument("--split", choices=list(SPLITS), default="train",
                       help="split to sample from (default: %(default)s)")
     show.add_argument("--seed", type=split_seed_arg, default=0,
@@ -325,7 +325,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from mlplab.data.preview import sample_grid
+    from mlplab.data.preview import MAX_PER_CLASS, sample_grid
     from mlplab.runs.config import check_augment_given
 
     if args.per_class < 1:
@@ -342,6 +342,9 @@ def run_show(args: argparse.Namespace) -> int:
     # no more rows than the largest class of the split has images
     counts = np.bincount(ds.split(args.split)[1], minlength=max(ds.num_classes, 1))
     per_class = int(min(args.per_class, counts.max()))
+    if per_class > MAX_PER_CLASS:  # (more rows than the split's classes hold are not drawn)
+        raise UsageError(f"--per-class must be at most {MAX_PER_CLASS} (the figure is at most 9 "
+                         f"inches tall); got {args.per_class}.")
     up_to = "up to " if counts.min() < per_class else ""  # a column of a smaller class is short
     view, title, what = None, None, ""
     if given:

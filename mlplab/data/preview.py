@@ -11,6 +11,11 @@ import numpy as np
 
 from mlplab.data.base import Dataset, DatasetError, atomic_path
 
+#: the most rows of a sample grid: the figure is at most 9 inches tall, so more would draw each
+#: image smaller than a third of an inch (100 rows took half a minute and showed 28-pixel
+#: images 7 pixels tall; 2,000 ran out of patience and 1.7 GB)
+MAX_PER_CLASS = 30
+
 
 def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: str = "train",
                 seed: int | None = 0, dpi: int = 100,
@@ -25,8 +30,10 @@ def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: 
     X, y = ds.split(split)
     if len(y) == 0:
         raise DatasetError(f"{ds.name}: the {split} split is empty; nothing to show.")
-    if per_class < 1:
-        raise DatasetError(f"per_class must be >= 1; got {per_class}.")
+    # (the rows drawn: no more than the split's largest class has images)
+    if not 1 <= min(per_class, np.bincount(y).max()) <= MAX_PER_CLASS:
+        raise DatasetError(f"per_class must be between 1 and {MAX_PER_CLASS} (the figure is at "
+                           f"most 9 inches tall); got {per_class}.")
     from mlplab.plots import plot_samples
 
     fig = plot_samples(X, y, ds.classes, per_class=per_class, seed=seed, transform=transform,
