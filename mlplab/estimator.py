@@ -9,7 +9,7 @@
 
 It follows scikit-learn's conventions: hyperparameters are stored untouched by ``__init__`` and
 validated in ``fit``; fitted state ends with ``_`` (``classes_``, ``n_features_in_``, ``model_``,
-``loss_curve_``, ``best_loss_``, ``n_iter_``, ``t_``); labels may be any values (strings
+``loss_curve_``, ``loss_``, ``best_loss_``, ``n_iter_``, ``t_``); labels may be any values (strings
 included); ``random_state`` makes a fit reproducible. Like
 ``sklearn.neural_network.MLPClassifier`` it trains for up to ``max_epochs`` epochs and stops
 earlier once the mean training loss of an epoch has not improved by ``tol`` for more than
@@ -546,6 +546,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.validation_scores_ = self.best_validation_score_ = None
         _raise_if_interrupted(self.history_)
         return self
+
+    @property
+    def loss_(self) -> float:
+        """The last epoch's mean training loss (``loss_curve_[-1]``), scikit-learn's ``loss_``;
+        read from the curve, so that an estimator pickled before it existed has it too. None
+        fitted, or no epoch trained: ``AttributeError``, as for any other fitted attribute."""
+        curve = self.__dict__.get("loss_curve_")
+        if not curve:
+            raise AttributeError(f"{type(self).__name__} has no loss_: it has trained no epoch "
+                                 "yet (call fit or partial_fit).")
+        return float(curve[-1])
 
     def _carry_into(self, rule: _Convergence) -> None:
         """Start ``rule`` from this fitted estimator's best loss and no-improvement count."""

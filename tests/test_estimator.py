@@ -947,3 +947,20 @@ def test_the_divergence_warning_is_for_a_loss_ten_times_its_first(digits, monkey
     said = [w for w in caught if issubclass(w.category, ConvergenceWarning)
             and "the training diverged" in str(w.message)]
     assert bool(said) is warned
+
+
+def test_loss_is_the_last_epochs_loss_as_in_scikit_learn(digits):
+    """scikit-learn's fitted MLPClassifier has ``loss_``, the last epoch's loss
+    (``loss_curve_[-1]``), after ``fit``, a warm ``fit`` and ``partial_fit``; mlplab's had no
+    ``loss_`` (AttributeError). Unfitted: no ``loss_``, as scikit-learn's."""
+    from sklearn.base import clone
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X_tr, _, y_tr, _ = digits
+    assert not hasattr(MLPClassifier(), "loss_") and not hasattr(SkMLP(), "loss_")
+    clf = MLPClassifier(hidden_sizes=(8,), max_epochs=3, tol=None, random_state=0)
+    assert clf.fit(X_tr, y_tr).loss_ == clf.loss_curve_[-1]
+    assert clf.partial_fit(X_tr, y_tr).loss_ == clf.loss_curve_[-1]
+    clf.set_params(warm_start=True, early_stopping=True, max_epochs=2).fit(X_tr, y_tr)
+    assert clf.loss_ == clf.loss_curve_[-1] and isinstance(clf.loss_, float)
+    assert not hasattr(clone(clf), "loss_")
