@@ -515,3 +515,26 @@ def test_a_plugin_of_mlplab_plugins_that_fails_names_the_variable_and_leaves_hel
     monkeypatch.delenv("MLPLAB_PLUGINS")
     assert main(["--plugin", "no_such_plugin_xyz", "data", "info", "digits"]) == 1
     assert "MLPLAB_PLUGINS=" not in _error_line(capsys)
+
+
+def test_the_commands_a_plugin_run_advises_load_the_plugin(plugin, tmp_path, capsys):
+    # the run's "next:" and "Continue with:" commands, pasted as they stand, would be refused
+    # without the plugin (activation 'elu' is not registered): they carry its --plugin
+    import argparse
+    import shlex
+
+    from mlplab.cli.train import _resume_command
+
+    run = tmp_path / "run"
+    assert main(["--plugin", str(plugin), "train", *TINY, "--activation", "elu",
+                 "--out", str(run)]) == 0
+    line = next(w for w in capsys.readouterr().out.splitlines() if w.startswith("next: "))
+    evaluate = shlex.split(line.removeprefix("next: ").split(" (")[0])
+    assert evaluate == ["mlplab", "--plugin", str(plugin), "evaluate", str(run)], line
+    _forget()
+    assert main(evaluate[1:]) == 0, capsys.readouterr().err
+    resume = _resume_command(run, argparse.Namespace(plugin=[str(plugin)], threads=None))
+    assert resume == f"Continue with: mlplab --plugin {plugin} train --resume {run}"
+    # without --plugin (MLPLAB_PLUGINS, which the next command shares, or none) as before
+    assert _resume_command(run, argparse.Namespace(plugin=[], threads=None)) == \
+        f"Continue with: mlplab train --resume {run}"

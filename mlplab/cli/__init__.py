@@ -132,13 +132,24 @@ def note_if_at_chance(train_accuracy: float | None, num_classes: int, causes: st
           f"{num_classes} classes: the network did not learn. {causes}", file=sys.stderr)
 
 
+def mlplab_command(args: argparse.Namespace) -> str:
+    """``mlplab`` with the ``--plugin`` options this command was given, as the start of a
+    command that a message advises (``next: ...``, ``Continue with: ...``): a run that uses a
+    plugin's activation or optimiser is refused by a command without it (``MLPLAB_PLUGINS``
+    lives in the environment, which the next command shares)."""
+    words = ["mlplab"]
+    for name in getattr(args, "plugin", None) or []:
+        words += ["--plugin", path_word(name)]
+    return shell_command(words)
+
+
 def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
-                     as_json: bool = False) -> None:
+                     as_json: bool = False, command: str = "mlplab") -> None:
     """The last lines of ``mlplab train`` and ``mlplab torch train`` (and their ``--resume``),
     alike for both: the saved model's validation accuracy, the best epoch's, its training and
     (when measured) test accuracy, how long it trained, and the run folder; or, ``as_json``,
     ``metrics`` (as in ``metrics.json``) with the folder under ``"run"``, the key ``mlplab runs
-    --json`` gives it."""
+    --json`` gives it. ``command`` starts the commands it advises (:func:`mlplab_command`)."""
     if as_json:
         print(json.dumps({"run": str(out), **metrics}, indent=2))
         return
@@ -165,8 +176,8 @@ def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
     split = "" if m.get("val_size", 1) else " --split test" if m.get("test_size") else \
         " --split train"
     # what a newcomer does next, which the output did not say
-    print(f"next: mlplab evaluate {run}{split} (per class, confusion matrix), mlplab predict {run} "
-          f"IMAGE..., mlplab runs{where} (the runs there, side by side)")
+    print(f"next: {command} evaluate {run}{split} (per class, confusion matrix), {command} "
+          f"predict {run} IMAGE..., mlplab runs{where} (the runs there, side by side)")
 
 
 @contextlib.contextmanager

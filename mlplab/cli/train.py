@@ -18,6 +18,7 @@ from mlplab.cli import (
     UsageError,
     flag,
     json_stdout,
+    mlplab_command,
     note_if_at_chance,
     print_run_result,
     run_folder,
@@ -337,7 +338,7 @@ def _train(args: argparse.Namespace) -> int:
 
     m = result.metrics
     assert result.out is not None  # the command always gives train_run a folder
-    print_run_result(m, result.out, args.json)
+    print_run_result(m, result.out, args.json, mlplab_command(args))
     if result.interrupted:
         print(f"interrupted; checkpoint saved. {_resume_command(result.out, args)}",
               file=sys.stderr)
@@ -353,7 +354,8 @@ def _train(args: argparse.Namespace) -> int:
 def _resume_command(run: str | os.PathLike[str], args: argparse.Namespace) -> str:
     # the same thread count: the resumed run is bit-identical only with it
     threads = f" --threads {args.threads}" if args.threads else ""
-    return f"Continue with: mlplab train --resume {shell_command([path_word(run)])}{threads}"
+    return (f"Continue with: {mlplab_command(args)} train --resume "
+            f"{shell_command([path_word(run)])}{threads}")
 
 
 @contextlib.contextmanager

@@ -225,10 +225,11 @@ def run_tune(args: argparse.Namespace) -> int:
     _print_files(result)
     if result.run_dir is not None:  # a run folder as mlplab train's: what to do with it
         from mlplab._text import path_word, shell_command
+        from mlplab.cli import mlplab_command
 
-        run = shell_command([path_word(result.run_dir)])
-        print(f"next: mlplab evaluate {run} (per class, confusion matrix), mlplab predict {run} "
-              f"IMAGE..., mlplab train --like {run} --seed 1 (the best settings again)")
+        run, mlplab = shell_command([path_word(result.run_dir)]), mlplab_command(args)
+        print(f"next: {mlplab} evaluate {run} (per class, confusion matrix), {mlplab} predict "
+              f"{run} IMAGE..., {mlplab} train --like {run} --seed 1 (the best settings again)")
     return 0
 
 
