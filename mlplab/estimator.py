@@ -40,6 +40,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
+from mlplab._text import agree
 from mlplab._validation import (
     WIDER_MODEL,
     check_choice,
@@ -382,6 +383,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             Xa, X_val, y_enc, y_val = train_test_split(
                 Xa, y_enc, test_size=fraction, random_state=seed,
                 stratify=y_enc if stratify else None)
+            left_out = encoder.classes_[np.bincount(y_enc, minlength=len(encoder.classes_)) == 0]
+            if len(left_out):  # (the network would then never see them, and say nothing)
+                warnings.warn(
+                    f"early_stopping: {len(y_enc) + len(y_val)} samples are too few for a "
+                    f"stratified validation split of validation_fraction={fraction:g}, and "
+                    f"the random one left no sample of {agree(len(left_out), 'class', 'classes')} "
+                    f"{', '.join(map(str, left_out))} to train on; give more samples, or set "
+                    "early_stopping=False.", UserWarning, stacklevel=3)
         model = self.model_ if warm else self._network(Xa.shape[1], hidden, seed, Xa.dtype,
                                                           len(encoder.classes_))
         batch_size = min(int(self.batch_size), len(Xa))
@@ -426,12 +435,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 (self.tol is not None or self.early_stopping):
             # as scikit-learn's: a fit that ran out of epochs before its stopping rule was met
             # said nothing, and a GridSearchCV then compared half-trained networks unawares
+            # (tol=None ends only the loss's rule: early stopping's warns whatever tol is)
             warnings.warn(
                 f"MLPClassifier: max_epochs ({self.max_epochs}) reached before the "
-                + ("validation accuracy stopped improving" if self.early_stopping else
-                   f"training loss stopped improving by tol ({self.tol:g})")
-                + "; raise max_epochs (or lr) to train to convergence, or set tol=None to run "
-                "max_epochs epochs without this warning.", ConvergenceWarning, stacklevel=2)
+                + ("validation accuracy stopped improving; raise max_epochs (or lr) to train "
+                   "until it does" if self.early_stopping else
+                   f"training loss stopped improving by tol ({self.tol:g}); raise max_epochs "
+                   "(or lr) to train to convergence, or set tol=None to run max_epochs epochs "
+                   "without this warning") + ".", ConvergenceWarning, stacklevel=2)
         curve = convergence.epoch_loss
         if len(curve) >= 2 and curve[-1] > 10 * curve[0]:
             # a loss that blows up to a finite 1e91 is no NaN, which is caught as divergence:

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -964,3 +965,32 @@ def test_loss_is_the_last_epochs_loss_as_in_scikit_learn(digits):
     clf.set_params(warm_start=True, early_stopping=True, max_epochs=2).fit(X_tr, y_tr)
     assert clf.loss_ == clf.loss_curve_[-1] and isinstance(clf.loss_, float)
     assert not hasattr(clone(clf), "loss_")
+
+
+def test_early_stopping_on_too_few_samples_warns_of_a_class_left_out_of_training():
+    """With too few samples for a stratified split, the random one could leave a class out of
+    the training part: the network never saw it, and nothing said so (scikit-learn refuses)."""
+    X, y = np.eye(3), np.array(["a", "b", "c"])
+    with pytest.warns(ConvergenceWarning), \
+            pytest.warns(UserWarning, match=r"^early_stopping: 3 samples are too few for a "
+                                         r"stratified validation split of "
+                                         r"validation_fraction=0\.1, and the random one left no "
+                                         r"sample of class c to train on; give more samples, or "
+                                         r"set early_stopping=False\.$"):
+        MLPClassifier(early_stopping=True, random_state=0, max_epochs=2, tol=None).fit(X, y)
+    with warnings.catch_warnings():  # a split that holds every class: no such warning
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(early_stopping=True, random_state=0, max_epochs=2, tol=None).fit(
+            np.tile(X, (10, 1)), np.tile(y, 10))
+
+
+def test_early_stoppings_convergence_warning_does_not_advise_tol_none():
+    """With early_stopping, the warning of a fit out of epochs advised tol=None to silence it,
+    which does not: tol is the training loss's rule."""
+    X, y = load_digits(return_X_y=True)
+    with pytest.warns(ConvergenceWarning, match=r"validation accuracy stopped improving; raise "
+                                                r"max_epochs \(or lr\) to train until it "
+                                                r"does\.$") as caught:
+        MLPClassifier(early_stopping=True, random_state=0, max_epochs=2, tol=None).fit(X, y)
+    assert all("tol" not in str(w.message) for w in caught)
