@@ -2912,3 +2912,48 @@ def test_a_whole_configuration_given_as_keywords_still_repeats_its_run(tmp_path,
                        hidden=[8], plots=False, out=tmp_path / "c")
     assert io.read_json(tmp_path / "c" / "config.json")["crop_fill"] == RunConfig().crop_fill
     assert result.metrics is not None
+
+
+def test_a_configuration_made_from_another_runs_repeats_as_keywords(tmp_path, digits):
+    """A run made from another's settings with the setting that used an option changed
+    (--like RUN --init he of a run with --init normal --std 0.01, a preset's schedule turned
+    to cosine) recorded the option unused at the other run's value: train_run(**config) then
+    refused "std has no effect with init='he'". The unused option is reset to its default, as
+    an augmentation's or a hidden layer's are."""
+    first = train_run({**FAST, "epochs": 1, "init": "normal", "std": 0.01}, data=digits,
+                      plots=False)
+    cfg = train_run(first.config, init="he", schedule="cosine", data=digits,
+                    out=tmp_path / "a", plots=False).config
+    assert (cfg.std, cfg.lr_decay) == (RunConfig().std, RunConfig().lr_decay)
+    config = io.read_json(tmp_path / "a" / "config.json")
+    assert config["std"] == RunConfig().std
+    train_run(**config, data=digits, plots=False)
+
+
+def test_momentum_is_taken_by_a_registered_optimizer_that_uses_it(digits):
+    """The trainer gives a registered optimiser the momentum its __init__ takes
+    (docs/architecture.md), yet train_run(optimizer='heavyball', momentum=0.5) was refused as
+    "momentum has no effect with optimizer='heavyball'", as was mlplab train --momentum."""
+    from mlplab.optim import OPTIMIZERS, Optimizer, register_optimizer
+
+    taken = []
+
+    class HeavyBall(Optimizer):
+        name = "test_heavyball"
+
+        def __init__(self, lr, momentum=0.9):
+            super().__init__(lr)
+            taken.append(momentum)
+
+        def _update(self, name, p, g):
+            p -= self.lr * g
+
+    register_optimizer(HeavyBall)
+    try:
+        result = train_run(FAST, data=digits, plots=False, epochs=1,
+                           optimizer="test_heavyball", momentum=0.5)
+        assert result.config.momentum == 0.5 and taken == [0.5]
+        with pytest.raises(ValueError, match=r"^momentum has no effect with optimizer='adam'"):
+            train_run(FAST, data=digits, optimizer="adam", momentum=0.5)
+    finally:
+        OPTIMIZERS.pop("test_heavyball", None)

@@ -255,7 +255,7 @@ def check_given_options(given: Mapping[str, Any], cfg: RunConfig) -> None:
     check_augment_given(given, cfg.augment)
     for option, name, values in USED_BY:
         value = getattr(cfg, name)
-        if option in given and value not in values:
+        if option in given and not _uses(option, name, value, values):
             users = " or ".join(setting(v, f"{name}={v!r}") for v in values)
             raise ValueError(f"{setting(_flag(option), option)} has no effect with "
                              f"{setting(f'{_flag(name)} {value}', f'{name}={value!r}')}; it "
@@ -288,8 +288,25 @@ def without_inert(cfg: RunConfig, given: Mapping[str, Any]) -> RunConfig:
     defaults = RunConfig()
     inert = [k for k in HIDDEN_LAYER_OPTIONS if not cfg.hidden]
     inert += [k for k, users in AUGMENT_OPTION_USERS.items() if not set(users) & set(cfg.augment)]
+    # (std of a normal init kept beside --init he: train_run(**config) then refused std)
+    inert += [option for option, name, values in USED_BY
+              if not _uses(option, name, getattr(cfg, name), values)]
     reset = {k: getattr(defaults, k) for k in inert if k not in given}
     return replace(cfg, **reset) if reset else cfg
+
+
+def _uses(option: str, name: str, value: Any, values: Sequence[str]) -> bool:
+    """Whether setting ``name`` at ``value`` uses ``option`` (:data:`USED_BY`): one of
+    ``values``, or a registered optimiser whose ``__init__`` takes it (the trainer passes it
+    the momentum, docs/architecture.md)."""
+    if value in values:
+        return True
+    if name != "optimizer":
+        return False
+    from mlplab.optim import OPTIMIZERS, _init_parameters
+
+    cls = OPTIMIZERS.get(value)
+    return cls is not None and option in _init_parameters(cls)
 
 
 def _flag(option: str) -> str:
