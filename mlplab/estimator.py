@@ -385,8 +385,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 stratify=y_enc if stratify else None)
             left_out = encoder.classes_[np.bincount(y_enc, minlength=len(encoder.classes_)) == 0]
             if len(left_out):  # (the network would then never see them, and say nothing)
+                # (enough samples in all, but a class of one: it, not their number, is why)
+                n = len(y_enc) + len(y_val)
+                lone = encoder.classes_[np.bincount(np.concatenate([y_enc, y_val])) == 1]
+                why = (f"{agree(len(lone), 'class', 'classes')} {', '.join(map(str, lone))} "
+                       f"{agree(len(lone), 'has', 'have')} a single sample, too few"
+                       if min(n_val, n - n_val) >= len(encoder.classes_) else
+                       f"{n} samples are too few")
                 warnings.warn(
-                    f"early_stopping: {len(y_enc) + len(y_val)} samples are too few for a "
+                    f"early_stopping: {why} for a "
                     f"stratified validation split of validation_fraction={fraction:g}, and "
                     f"the random one left no sample of {agree(len(left_out), 'class', 'classes')} "
                     f"{', '.join(map(str, left_out))} to train on; give more samples, or set "

@@ -994,3 +994,15 @@ def test_early_stoppings_convergence_warning_does_not_advise_tol_none():
                                                 r"does\.$") as caught:
         MLPClassifier(early_stopping=True, random_state=0, max_epochs=2, tol=None).fit(X, y)
     assert all("tol" not in str(w.message) for w in caught)
+
+
+def test_early_stopping_names_a_class_of_one_sample_as_why_the_split_is_not_stratified():
+    """1,000 samples with one class of a single sample: the warning said "1000 samples are too
+    few for a stratified validation split", where the class of one is why."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(1000, 5), np.r_[np.zeros(500, int), np.ones(499, int), [2]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(UserWarning, match=r"^early_stopping: class 2 has a single sample, "
+                                             r"too few for a stratified validation split"):
+            MLPClassifier(early_stopping=True, random_state=2, max_epochs=2).fit(X, y)
