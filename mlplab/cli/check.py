@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hidden activation (default: relu)")
     g.add_argument("--tol", type=float, default=None,
                    help="fail above this relative error (default: 1e-7 with --metric norm, "
-                        "1e-5 with --metric max; a wrong gradient gives 1e-2 or more by either)")
+                        "1e-5 with --metric max; a missing term or a wrong factor gives 1e-2 "
+                        "or more by either, a gradient 1%% off about 4e-3)")
     g.add_argument("--metric", choices=["norm", "max"], default="norm",
                    help="norm: ||a-n|| / (||a||+||n||) per parameter (default); max: the "
                         "exercise's element-wise max |a-n| / (|a|+|n|), which in float64 reaches "
