@@ -658,3 +658,26 @@ def test_hand_edited_counts_leave_the_listing_whole_and_its_json_strict(runs, tm
     assert len(listed) == 8
     assert by_name["nan-dataset"]["dataset"] == "digits" and by_name["inf-model"]["model"]
     assert by_name["nan-status"]["status"] == "unfinished"
+
+
+def test_another_commands_folder_given_beside_runs_is_still_said_what_it_is(runs, tmp_path,
+                                                                            capsys):
+    """`mlplab runs runs/depth runs/a` listed runs/a and said nothing of runs/depth, which alone
+    is answered with what a depth study is; also with --json. A tuning folder whose best run is
+    listed needs no such line."""
+    root, _ = runs
+    depth = tmp_path / "depth"
+    depth.mkdir()
+    (depth / "depth.json").write_text("{}")
+    for extra in ([], ["--json"]):
+        assert main(["runs", str(depth), str(root / "tested"), *extra]) == 0
+        out, err = capsys.readouterr()
+        assert str(root / "tested") in out
+        assert f"{depth}: it is a depth study written by mlplab torch depth" in err, err
+    (root / "study" / "summary.json").write_text("{}")
+    try:
+        assert main(["runs", str(root / "study"), str(depth)]) == 0
+    finally:
+        (root / "study" / "summary.json").unlink()
+    err = capsys.readouterr().err
+    assert f"{depth}: it is a depth study" in err and "tuning folder" not in err, err

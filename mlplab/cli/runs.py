@@ -98,20 +98,19 @@ def run_runs(args: argparse.Namespace) -> int:
     # said, as when no run has a finished epoch to draw (the file was silently not written)
     unplotted = f"--plot: no runs to draw; {args.plot} not written" \
         if args.plot is not None and not records else None
+    hints = _other_outputs(present, records)
     if args.json:
         print(json.dumps(records, indent=2, allow_nan=False))  # strict JSON, or an error
+        for hint in hints:
+            print(hint, file=sys.stderr)
         if unplotted:
             print(unplotted, file=sys.stderr)
         return 0
     if not records:
-        from mlplab.runs.finished import other_output_hint
-
         if present:  # the missing ones have had their line
             print(f"no run folders under {', '.join(present)}", file=sys.stderr)
-        for folder in present:  # a depth study, say, given for a run folder: what it is
-            hint = other_output_hint(Path(folder))
-            if hint is not None:
-                print(f"{folder}: {hint}", file=sys.stderr)
+        for hint in hints:
+            print(hint, file=sys.stderr)
         if unplotted:
             print(unplotted, file=sys.stderr)
         return 0
@@ -131,7 +130,28 @@ def run_runs(args: argparse.Namespace) -> int:
         if r["problem"]:
             print(printable(f"{r['run']}: unreadable: {r['problem']}", one_line=True),
                   file=sys.stderr)
+    for hint in hints:
+        print(hint, file=sys.stderr)
     return 0
+
+
+def _other_outputs(folders: list[str], records: list[dict[str, Any]]) -> list[str]:
+    """What each folder given that holds none of the runs listed is, where it is another
+    command's output (a depth study, given for a run folder): said whether or not other folders
+    given hold runs (a tuning folder whose best run is listed needs no line)."""
+    from mlplab._text import printable
+    from mlplab.runs.finished import other_output_hint
+
+    listed = [Path(os.path.abspath(r["run"])) for r in records]
+    lines = []
+    for folder in folders:
+        where = Path(os.path.abspath(folder))
+        if any(run == where or where in run.parents for run in listed):
+            continue
+        hint = other_output_hint(Path(folder))
+        if hint is not None:
+            lines.append(printable(f"{folder}: {hint}", one_line=True))
+    return lines
 
 
 def _no_runs_yet(folder: str) -> str:
