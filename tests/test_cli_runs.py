@@ -681,3 +681,26 @@ def test_another_commands_folder_given_beside_runs_is_still_said_what_it_is(runs
         (root / "study" / "summary.json").unlink()
     err = capsys.readouterr().err
     assert f"{depth}: it is a depth study" in err and "tuning folder" not in err, err
+
+
+def test_a_depth_study_inside_the_listed_folder_is_said_to_be_passed_over(tmp_path, capsys):
+    """Plain `mlplab runs` listed the runs of runs/ and left out runs/depth, a depth study (no
+    run folder in it), without a word: it now says what it is and where its numbers are, once,
+    with --json too; a study's own networks/ is not walked for runs."""
+    from mlplab.runs.listing import find_runs
+
+    root = tmp_path / "runs"
+    run = root / "a"
+    assert main(["train", "--dataset", "digits", "--hidden", "8", "--epochs", "1", "--out",
+                 str(run), "--no-plots", "--quiet"]) == 0
+    capsys.readouterr()
+    depth = root / "depth"
+    (depth / "networks").mkdir(parents=True)
+    (depth / "depth.json").write_text("{}")
+    for extra in ([], ["--json"]):
+        assert main(["runs", str(root), *extra]) == 0
+        out, err = capsys.readouterr()
+        assert str(run) in out and str(depth) not in out
+        assert err.count(f"{depth}: it is a depth study written by mlplab torch depth") == 1, err
+    studies: list = []
+    assert find_runs([root], studies) == [run] and studies == [depth]

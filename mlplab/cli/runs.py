@@ -89,8 +89,9 @@ def run_runs(args: argparse.Namespace) -> int:
     for folder in missing:
         print(_no_runs_yet(folder), file=sys.stderr)
     present = [f for f in args.folders if f not in missing]
+    studies: list[Path] = []  # depth studies below the folders: passed over, and said so
     try:
-        records = list_runs(present, sort=args.sort) if present else []
+        records = list_runs(present, sort=args.sort, studies=studies) if present else []
     except FileNotFoundError as exc:
         raise CLIError(str(exc)) from None
     if args.plot is not None and records:
@@ -98,7 +99,7 @@ def run_runs(args: argparse.Namespace) -> int:
     # said, as when no run has a finished epoch to draw (the file was silently not written)
     unplotted = f"--plot: no runs to draw; {args.plot} not written" \
         if args.plot is not None and not records else None
-    hints = _other_outputs(present, records)
+    hints = _other_outputs([*present, *map(str, studies)], records)
     if args.json:
         print(json.dumps(records, indent=2, allow_nan=False))  # strict JSON, or an error
         for hint in hints:

@@ -380,7 +380,7 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
         if kept:
             section = old
             ctx.reused.add(stage.key)
-            _restore(ctx, stage.key, old, only)
+            _restore(ctx, stage.key, old, only or ())  # (kept: only was given)
             _print(log, f"reproduce {label}: reused from the earlier report")
         elif not selected:
             section.status = "not run"

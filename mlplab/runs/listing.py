@@ -27,6 +27,7 @@ from mlplab.runs.config import iterations_per_epoch
 from mlplab.runs.files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    DEPTH_CONFIG_FILE,
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
@@ -93,21 +94,29 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def find_runs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+def find_runs(paths: Iterable[str | os.PathLike],
+              studies: list[Path] | None = None) -> list[Path]:
     """The run folders among ``paths`` and below them, each once, in the order found (a path
     that is a run folder itself stands for itself). Symbolic links to folders are not followed
-    (a link to the run's parent would loop); hidden folders and caches are skipped."""
+    (a link to the run's parent would loop); hidden folders and caches are skipped. ``studies``,
+    if given, receives the depth studies found below ``paths`` (``mlplab torch depth``'s
+    folders, which hold no run folder: a listing can say they were passed over)."""
     found: dict[Path, Path] = {}  # by the real place: runs/a and /home/me/runs/a are one run
     for path in map(Path, paths):
         if not path.is_dir():
             raise FileNotFoundError(f"{not_a_folder(path)}; pass the folder that holds the run "
                                     "folders (mlplab train writes them under runs/ by default).")
-        for run in _walk(path):
+        for run in _walk(path, studies):
             found.setdefault(run.resolve(), run)
     return list(found.values())
 
 
-def _walk(top: Path) -> Iterator[Path]:
+def is_depth_study(folder: Path) -> bool:
+    """Whether ``folder`` is a depth study's (its table, or the configuration it starts with)."""
+    return any((folder / marker).is_file() for marker in ("depth.json", DEPTH_CONFIG_FILE))
+
+
+def _walk(top: Path, studies: list[Path] | None = None) -> Iterator[Path]:
     if is_run_folder(top):
         yield top
         return  # a run folder holds no other runs
@@ -119,6 +128,9 @@ def _walk(top: Path) -> Iterator[Path]:
                 continue
             if is_run_folder(here / name):
                 yield here / name
+            elif is_depth_study(here / name):  # (its networks/ holds model files, no runs)
+                if studies is not None and here / name not in studies:
+                    studies.append(here / name)
             else:
                 keep.append(name)
         dirs[:] = keep  # os.walk descends only into these
@@ -359,15 +371,16 @@ def _checkpoint_curves(checkpoint: Path) -> dict[str, list[float]]:
 
 
 def list_runs(paths: Iterable[str | os.PathLike] = (io.RUNS_ROOT,),
-              sort: str = "finished") -> list[dict]:
+              sort: str = "finished", studies: list[Path] | None = None) -> list[dict]:
     """:func:`summarize_run` of every run folder under ``paths``, sorted by ``sort``:
     ``finished`` (when each finished, oldest first, as ``ls -tr``; ``time`` is its older name),
     ``name``, or ``val``, ``best-val``, ``test`` (that accuracy, highest first), ``duration``
-    (the training time, longest first); runs without the figure last."""
+    (the training time, longest first); runs without the figure last. ``studies``: as
+    :func:`find_runs`'s."""
     if sort not in SORT_KEYS:
         raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}; got {sort!r}.")
     sort = _OLD_SORT_NAMES.get(sort, sort)
-    records = [summarize_run(run) for run in find_runs(paths)]
+    records = [summarize_run(run) for run in find_runs(paths, studies)]
     if sort == "name":
         return sorted(records, key=lambda r: r["run"])
     if sort == "finished":
