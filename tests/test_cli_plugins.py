@@ -119,6 +119,27 @@ def test_a_plugin_file_adds_its_activation_and_optimizer_to_train_evaluate_and_r
         "momentum, nesterov, adam); if it is your own, import the module" in err, err
 
 
+def test_a_run_of_a_plugins_optimizer_names_the_module_to_load_without_it(plugin, tmp_path,
+                                                                         capsys):
+    """The activation's module was recorded and named; the optimiser's was not ("if it is your
+    own, import the module that registers it"): the checkpoint now records it too."""
+    from mlplab.runs.checkpoint import recorded_optimizer_module
+
+    run = tmp_path / "run"
+    assert main(["--plugin", str(plugin), "train", *TINY, "--optimizer", "signsgd",
+                 "--out", str(run)]) == 0
+    assert recorded_optimizer_module(run / "checkpoint.npz") == "my_layers"
+    _forget()
+    assert main(["train", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "config.json: optimizer 'signsgd' is not registered in this process (known: sgd, " \
+        "momentum, nesterov, adam); the file was written where module 'my_layers' registered " \
+        "it: mlplab --plugin my_layers COMMAND" in err, err
+    # a built-in optimiser records nothing
+    assert main(["train", *TINY, "--out", str(tmp_path / "plain")]) == 0
+    assert recorded_optimizer_module(tmp_path / "plain" / "checkpoint.npz") is None
+
+
 def test_the_message_for_python_callers_names_the_register_function(plugin, tmp_path):
     from mlplab.io import load_model
 

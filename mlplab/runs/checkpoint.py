@@ -24,6 +24,8 @@ from mlplab.trainer import Callback, History, Trainer
 
 #: the member holding the history's loss of every iteration (float64)
 LOSSES = "history/loss"
+#: the member naming the module that registered the run's optimiser, if not mlplab's own
+OPTIMIZER_MODULE = "optimizer_module"
 
 
 class CheckpointCallback(Callback):
@@ -74,7 +76,23 @@ def save_checkpoint(path: str | os.PathLike, trainer: Trainer,
     arrays[LOSSES] = np.asarray(state["history"].pop("loss"), dtype=np.float64)
     state["seconds"] = seconds
     arrays["__trainer__"] = io.json_array(state)
+    from mlplab.optim import registering_module
+
+    module = registering_module(trainer.config.optimizer)
+    if module is not None:  # so that a resume without the registration can name its module
+        arrays[OPTIMIZER_MODULE] = io.json_array(module)
     return io.write_npz(path, arrays)
+
+
+def recorded_optimizer_module(path: str | os.PathLike) -> str | None:
+    """The module that a checkpoint records as having registered its optimiser; None if it
+    records none or cannot be read. Only for messages: the value comes from a file and is
+    checked before it is repeated (:func:`mlplab._validation.check_registered`)."""
+    try:
+        return io.parse_json_array(io.read_npz(path, keys=[OPTIMIZER_MODULE])[OPTIMIZER_MODULE],
+                                   OPTIMIZER_MODULE)
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[io.LoadedModel, dict[str, Any], float]:

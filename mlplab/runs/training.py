@@ -33,7 +33,7 @@ from mlplab.runs.building import (
     moved_config,
     moved_data_hint,
 )
-from mlplab.runs.checkpoint import CheckpointCallback, load_checkpoint
+from mlplab.runs.checkpoint import CheckpointCallback, load_checkpoint, recorded_optimizer_module
 from mlplab.runs.config import (
     CHECKED_OPTIONS,
     RunConfig,
@@ -400,7 +400,9 @@ def run_config(run: str | os.PathLike) -> RunConfig:
                        for f in (run_dir / CHECKPOINT_FILE, run_dir / MODEL_FILE)
                        if f.is_file()), None)
     check_registered(cfg.activation, ACTIVATIONS, "activation", str(config_path), module=module)
-    check_registered(cfg.optimizer, OPTIMIZERS, "optimizer", str(config_path))
+    check_registered(cfg.optimizer, OPTIMIZERS, "optimizer", str(config_path),
+                     module=recorded_optimizer_module(run_dir / CHECKPOINT_FILE)
+                     if cfg.optimizer not in OPTIMIZERS else None)
     try:
         cfg.validate()
     except (TypeError, ValueError) as exc:  # a hand-edited file
