@@ -704,3 +704,18 @@ def test_a_depth_study_inside_the_listed_folder_is_said_to_be_passed_over(tmp_pa
         assert err.count(f"{depth}: it is a depth study written by mlplab torch depth") == 1, err
     studies: list = []
     assert find_runs([root], studies) == [run] and studies == [depth]
+
+
+def test_a_depth_studys_networks_folder_is_said_to_be_its(tmp_path, capsys):
+    """evaluate, predict and runs of a depth study's networks/ said only "no run folders" or
+    "pass a run folder written by mlplab train": they now name the study it belongs to."""
+    study = tmp_path / "depth"
+    (study / "networks").mkdir(parents=True)
+    (study / "depth.json").write_text("{}")
+    networks = study / "networks"
+    said = f"it holds the networks of {study}, a depth study written by mlplab torch depth"
+    for command in (["evaluate", str(networks)], ["predict", str(networks), "x.png"]):
+        assert main(command) == 1
+        assert said in capsys.readouterr().err
+    assert main(["runs", str(networks)]) == 0
+    assert f"{networks}: {said}" in capsys.readouterr().err

@@ -169,6 +169,11 @@ def other_output_hint(folder: Path) -> str | None:
                         "search_only=False")
         return (f"{what} without a retrained best trial ({folder / 'best-run'}): {again} to "
                 "retrain it")
+    study = folder.parent
+    if folder.name == "networks" and (study / "depth.json").is_file():
+        # (its model files are a depth study's networks, which no run folder holds)
+        what = (other_output_hint(study) or "").removeprefix("it is ")  # "a depth study ..."
+        return f"it holds the networks of {study}, {what}"
     return None
 
 
