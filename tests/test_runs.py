@@ -2957,3 +2957,21 @@ def test_momentum_is_taken_by_a_registered_optimizer_that_uses_it(digits):
             train_run(FAST, data=digits, optimizer="adam", momentum=0.5)
     finally:
         OPTIMIZERS.pop("test_heavyball", None)
+
+
+def test_history_csv_of_a_run_without_validation_split_leaves_val_acc_empty(tmp_path):
+    """--val-size 0: the epoch rows' val_acc cell is empty, like every other row's missing
+    figure (history.csv wrote the text 'nan', which a strict CSV reader takes for a string);
+    read_history still gives one NaN per epoch, and reads the 'nan' of an older file too."""
+    out = tmp_path / "r"
+    train_run({**FAST, "val_size": 0, "epochs": 2}, out=out, plots=False)
+    with open(out / "history.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["lr"]]
+    assert len(rows) == 2 and [r["val_acc"] for r in rows] == ["", ""]
+    assert all(0 <= float(r["train_acc"]) <= 1 for r in rows)
+    assert "nan" not in (out / "history.csv").read_text()
+    for text in ((out / "history.csv").read_text(),
+                 (out / "history.csv").read_text().replace(",\n", ",nan\n")):
+        (tmp_path / "h.csv").write_text(text)
+        h = read_history(tmp_path / "h.csv")
+        assert len(h["train_acc"]) == len(h["lr"]) == 2 and all(np.isnan(h["val_acc"]))

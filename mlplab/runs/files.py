@@ -10,6 +10,7 @@ used afterwards (:mod:`mlplab.runs.finished`); model and checkpoint files have t
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Collection
@@ -336,7 +337,9 @@ def write_history(path: Path, history: History, per_epoch: int) -> None:
         row: list[Any] = [i, epoch, repr(float(loss))]
         if i % per_epoch == 0 and i // per_epoch <= len(history.train_acc):
             e = i // per_epoch - 1
-            row += [history.lr[e], history.train_acc[e], history.val_acc[e]]
+            # no validation split (val_size 0): an empty cell, as on the other rows, not "nan"
+            row += [history.lr[e], *("" if math.isnan(a) else a
+                                     for a in (history.train_acc[e], history.val_acc[e]))]
         else:
             row += ["", "", ""]
         rows.append(row)
@@ -345,16 +348,17 @@ def write_history(path: Path, history: History, per_epoch: int) -> None:
 
 def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
     """``history.csv`` back as ``{"loss": [...], "train_acc": [...], "val_acc": [...],
-    "lr": [...]}`` (accuracies per epoch)."""
+    "lr": [...]}`` (accuracies per epoch; NaN for an empty cell, the ``val_acc`` of a run without
+    a validation split)."""
     import csv
 
     out: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_acc": [], "lr": []}
     with open(path, newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             out["loss"].append(float(row["loss"]))
-            if row["val_acc"] != "":
+            if row["lr"] != "":  # an epoch-ending row (a file before 3 December 2026 wrote "nan")
                 for k in ("train_acc", "val_acc", "lr"):
-                    out[k].append(float(row[k]))
+                    out[k].append(float(row[k]) if row[k] != "" else math.nan)
     return out
 
 
