@@ -719,3 +719,16 @@ def test_a_depth_studys_networks_folder_is_said_to_be_its(tmp_path, capsys):
         assert said in capsys.readouterr().err
     assert main(["runs", str(networks)]) == 0
     assert f"{networks}: {said}" in capsys.readouterr().err
+
+
+def test_a_run_listed_from_its_checkpoint_gives_seconds_rounded_as_metrics_json_does(tmp_path):
+    """A killed or diverged run is listed from its checkpoint, which keeps every digit of its
+    seconds (0.04787016900081653) where metrics.json rounds to milliseconds."""
+    from mlplab.runs import list_runs
+
+    run = tmp_path / "a"
+    assert main(["train", "--dataset", "digits", "--hidden", "8", "--epochs", "2", "--out",
+                 str(run), "--no-plots", "--quiet"]) == 0
+    (run / "metrics.json").unlink()  # as a run killed before it wrote its results
+    (record,) = list_runs([tmp_path])
+    assert record["status"] == "unfinished" and record["seconds"] == round(record["seconds"], 3)

@@ -257,7 +257,9 @@ def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
     iteration = progress["iteration"]
     # at an epoch's end (where a killed run's checkpoint is) the iterations are whole epochs
     steps = iteration // epochs if epochs and iteration % epochs == 0 else None
-    return ({"epochs": epochs, "seconds": seconds, "best_val_accuracy": _number(best),
+    # (rounded as metrics.json rounds a finished run's: a checkpoint keeps every digit)
+    return ({"epochs": epochs, "seconds": round(seconds, 3) if seconds is not None else None,
+             "best_val_accuracy": _number(best),
              "stopped_early": early, "iterations_per_epoch": steps, **last},
             None if early else _number(pace) if pace is not None else None)
 
