@@ -646,3 +646,16 @@ def test_a_torch_run_at_chance_says_the_network_did_not_learn(tmp_path, capsys):
     assert main(["torch", "train", "--epochs", "2", "--threads", "1", "--no-plots",
                  "--no-progress", "--init", "default", "--out", str(tmp_path / "alive")]) == 0
     assert "did not learn" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "depth"])
+def test_too_many_threads_is_a_usage_error(command, tmp_path, capsys):
+    """--threads over 1,024 (which PyTorch's thread pool cannot take) is refused as the other
+    option values are: exit 2, under the flag typed, before anything is written (before, exit 1
+    with "threads must be ...", the library's name)."""
+    out = tmp_path / "run"
+    assert main(["torch", command, "--epochs", "1", "--threads", "100000", "--out",
+                 str(out)]) == 2
+    assert "--threads must be a positive integer of at most 1024; got 100000" in \
+        _one_line_error(capsys)
+    assert not out.exists()

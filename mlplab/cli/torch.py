@@ -266,7 +266,7 @@ def _check_options(args: argparse.Namespace, tm: ModuleType, given: list[str]) -
     cfg = tm.TorchTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               reg=args.reg, lr_decay=args.lr_decay, seed=args.seed,
                               threads=args.threads)
-    with usage_errors(("lr", "reg", "lr_decay", "batch_size", "epochs")):  # the flags above
+    with usage_errors(("lr", "reg", "lr_decay", "batch_size", "epochs", "threads")):
         cfg.validate()
 
 

@@ -32,6 +32,7 @@ from mlplab._validation import (
 )
 from mlplab.torch_mlp.data import as_tensor, check_inputs
 from mlplab.torch_mlp.device import (
+    MAX_THREADS,
     select_device,
     set_threads,
     subnormals_flushed,
@@ -87,8 +88,12 @@ class TorchTrainConfig:
                                  f"{FLOAT32_MAX:.4g}); got {value!r}.")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1]; got {self.lr_decay!r}.")
-        if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
-            raise ValueError(f"threads must be a positive integer; got {self.threads!r}.")
+        if self.threads is not None and (not is_int(self.threads)
+                                         or not 1 <= self.threads <= MAX_THREADS):
+            # as set_threads checks it, so that the command line refuses --threads 100000 as
+            # a usage error (exit 2) under its flag, with the other settings
+            raise ValueError(f"threads must be a positive integer of at most {MAX_THREADS}; "
+                             f"got {self.threads!r}.")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TorchTrainConfig:
