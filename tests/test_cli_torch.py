@@ -659,3 +659,18 @@ def test_too_many_threads_is_a_usage_error(command, tmp_path, capsys):
     assert "--threads must be a positive integer of at most 1024; got 100000" in \
         _one_line_error(capsys)
     assert not out.exists()
+
+
+def test_a_depth_over_the_limit_is_a_usage_error(tmp_path, capsys):
+    """--layers 1001 ended with exit 1 and "depth 1001 is over 1,000 Linear layers", the
+    library's words, where --layers 0 or a repeated depth is a usage error under the flag."""
+    from mlplab.cli.torch import MAX_DEPTH as parser_limit
+    from mlplab.torch_mlp.model import MAX_DEPTH
+
+    assert parser_limit == MAX_DEPTH
+    with pytest.raises(SystemExit) as exit_:
+        main(["torch", "depth", "--layers", "2,1001", "--out", str(tmp_path / "d")])
+    assert exit_.value.code == 2
+    assert "argument --layers: expected depths of at most 1,000 Linear layers" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

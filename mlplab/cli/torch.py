@@ -52,10 +52,19 @@ def _hidden_list(text: str) -> list[int]:
     return int_list(text, example="100,50")  # (hidden sizes, not the depths of --layers)
 
 
+#: mlplab.torch_mlp.model.MAX_DEPTH, which the parser cannot import without PyTorch
+MAX_DEPTH = 1000
+
+
 def _depth_list(text: str) -> list[int]:
     """``--layers "2,3,4,5"`` -> [2, 3, 4, 5]; a depth given twice is refused (it would train the
     same network twice, into two rows of the table), as a usage error naming the flag."""
     depths = int_list(text)
+    too_deep = [d for d in depths if d > MAX_DEPTH]
+    if too_deep:  # (a usage error under the flag, where the library's came as a runtime one)
+        raise argparse.ArgumentTypeError(
+            f"expected depths of at most {MAX_DEPTH:,} Linear layers (a plain MLP that deep does "
+            f"not train; the exercise studies 2 to 5); got {text!r}")
     repeated = sorted({d for d in depths if depths.count(d) > 1})
     if repeated:
         raise argparse.ArgumentTypeError(
