@@ -1010,6 +1010,21 @@ def test_summary_after_a_ctrl_c_is_this_runs_not_the_previous_ones(digits, tmp_p
     assert (summary["n_complete"], summary["interrupted"], summary["run_dir"]) == (6, True, None)
 
 
+def test_a_ctrl_c_summary_says_the_study_is_unfinished(digits, tmp_path, monkeypatch):
+    """summary.json's `unfinished` says why the study holds fewer trials than asked, null only
+    when it holds them all: after a Ctrl-C at 1 of 3 finished trials it was null."""
+    from mlplab.io import read_json
+
+    _interrupt_trial(monkeypatch, 1)  # trial 0 completes, trial 1 is stopped
+    with pytest.raises(KeyboardInterrupt):
+        tune(digits, trials=3, search_space=TINY, out=tmp_path, progress=False)
+    summary = read_json(tmp_path / "summary.json")
+    assert (summary["n_complete"], summary["interrupted"]) == (1, True)
+    assert summary["unfinished"] == ("the search was interrupted at 1 of trials=3 finished "
+                                     "trials; call tune() again with the same arguments to go "
+                                     "on with it")
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")  # ask() by hand
 def test_a_ctrl_c_of_workers_leaves_no_trial_running_in_the_tables(digits, tmp_path,
                                                                     monkeypatch):

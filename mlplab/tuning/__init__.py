@@ -381,7 +381,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     with contextlib.suppress(Exception):
                         requeue_interrupted_trials(study, worker_name())
                 if not search_only:
-                    _write_interrupted(study, study_name, spec.display, out_dir, start)
+                    _write_interrupted(study, study_name, spec.display, out_dir, start, trials)
                 raise
 
         elapsed = time.monotonic() - searching
@@ -431,7 +431,7 @@ def _first_search_here(stack: contextlib.ExitStack, out_dir: Path) -> bool:
 
 
 def _write_interrupted(study: optuna.Study, study_name: str, storage: str, out_dir: Path,
-                       start: float) -> None:
+                       start: float, trials: int) -> None:
     """The outputs of a search stopped by Ctrl-C: the finished trials' tables and plots (a
     resumed search rewrites them) and a summary marked ``interrupted``. Not while another
     process writes the folder's outputs (it has finished its search, and its tables are the
@@ -444,6 +444,8 @@ def _write_interrupted(study: optuna.Study, study_name: str, storage: str, out_d
             if result.best_trial is not None:
                 result.files, result.skipped_plots = write_results(study, out_dir)
             result.interrupted = True
+            # (null only when the study holds every trial asked for, as the docs say)
+            result.unfinished = _unfinished(study, trials, None, 0.0, None, interrupted=True)
             _write_summary(result, start)
     except RunInUseError:
         pass
@@ -630,9 +632,10 @@ def _tally(study: optuna.Study, study_name: str, storage: str, out_dir: Path) ->
 
 
 def _unfinished(study: optuna.Study, trials: int, timeout: float | None, elapsed: float,
-                grace: int | None) -> str | None:
-    """The note of :attr:`TuneResult.unfinished`: the search ended at fewer finished trials
-    than ``trials`` (and the grid has points left), why, and how to finish."""
+                grace: int | None, interrupted: bool = False) -> str | None:
+    """The note of :attr:`TuneResult.unfinished`: the search ended (or, ``interrupted``, a
+    Ctrl-C or SIGTERM stopped it) at fewer finished trials than ``trials`` (and the grid has
+    points left), why, and how to finish."""
     from optuna.trial import TrialState
 
     finished = finished_count(study)
@@ -640,6 +643,8 @@ def _unfinished(study: optuna.Study, trials: int, timeout: float | None, elapsed
         return None
     again = setting("run the same command again", "call tune() again with the same arguments")
     ended = f"at {finished} of {setting(f'--trials {trials}', f'trials={trials}')} finished trials"
+    if interrupted:
+        return f"the search was interrupted {ended}; {again} to go on with it"
     if timeout is not None and elapsed >= timeout:
         return (f"{setting(f'--timeout {timeout:g} s', f'timeout={timeout:g} s')} ended the "
                 f"search {ended}; {again} to go on with it")
