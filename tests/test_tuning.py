@@ -92,6 +92,8 @@ reg: 0.001
 @pytest.mark.parametrize("text, message", [
     ("- lr\n- reg\n", "expected a mapping of knob names.*; got list"),
     ("{}\n", "expected a mapping of knob names.*; got an empty mapping"),  # not "got dict"
+    ("", r"holds nothing \(it is empty, or only comments\); give a mapping of knob"),
+    ("# a comment\n", r"holds nothing \(it is empty, or only comments\)"),  # not "got NoneType"
     ("learning_rate: {type: float, low: 0.1, high: 1}\n", "unknown knob 'learning_rate'.*lr"),
     ("lr: {type: float, low: 0.1, high: 0.01}\n", r"`low` \(0.1\) must be below `high`"),
     ("reg: {type: float, low: 0.0, high: 0.1, log: true}\n", "log-uniform range needs `low` > 0"),

@@ -280,6 +280,10 @@ class SearchSpace:
         except UnicodeDecodeError as exc:  # alone, the codec's message names no file
             raise ValueError(f"{path} is not a UTF-8 text file ({exc.reason} at byte "
                              f"{exc.start}).") from None
+        if data is None:  # (an empty file, or comments only: it said "got NoneType")
+            raise ValueError(f"{path} holds nothing (it is empty, or only comments); give a "
+                             "mapping of knob names to distributions, e.g. `lr: {type: float, "
+                             "low: 1.0e-4, high: 0.1, log: true}`.")
         return cls.from_dict(data, str(path))
 
     @classmethod
