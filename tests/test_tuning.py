@@ -2196,9 +2196,9 @@ def test_the_results_table_notes_and_the_best_row():
     assert len(bold) == 1 and bold[0].startswith("| **5** | **COMPLETE** | **85.00%** |")
     assert md[0].startswith("| trial | state | val acc | epochs_run |")  # percent, as printed
     assert r"a\|b" in md[2] and md[2].count(" | ") == len(header) - 1
-    # four significant figures, or fixed point between 0.01 and 10,000
+    # four significant figures, as the printed best line gives them
     table = markdown_table(["x"], [[0.001234567], [0.0123456], [123.4], [12345.6]], None)
-    assert table.split("\n")[2:6] == ["| 0.001235 |", "| 0.0123 |", "| 123.4 |", "| 1.235e+04 |"]
+    assert table.split("\n")[2:6] == ["| 0.001235 |", "| 0.01235 |", "| 123.4 |", "| 1.235e+04 |"]
 
 
 def test_a_best_run_is_kept_only_when_it_is_the_studys_best_retrained_as_asked(tmp_path):
