@@ -247,6 +247,8 @@ def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
     recent = history.epoch_seconds[-5:]  # the pace now, not the first epochs' (caches, warm-up)
     pace = math.fsum(recent) / len(recent) if recent else None
     seconds, epochs = _number(progress["seconds"]), progress["epoch"]
+    if seconds is not None:  # rounded as metrics.json rounds a finished run's (a checkpoint
+        seconds = round(seconds, 3)  # keeps every digit), before the pace is taken from it
     if pace is not None and seconds is not None and epochs:
         # an epoch's seconds time its steps alone; its evaluation and checkpoint come on top
         # (on small data most of an epoch), which the run's own average includes
@@ -257,9 +259,7 @@ def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
     iteration = progress["iteration"]
     # at an epoch's end (where a killed run's checkpoint is) the iterations are whole epochs
     steps = iteration // epochs if epochs and iteration % epochs == 0 else None
-    # (rounded as metrics.json rounds a finished run's: a checkpoint keeps every digit)
-    return ({"epochs": epochs, "seconds": round(seconds, 3) if seconds is not None else None,
-             "best_val_accuracy": _number(best),
+    return ({"epochs": epochs, "seconds": seconds, "best_val_accuracy": _number(best),
              "stopped_early": early, "iterations_per_epoch": steps, **last},
             None if early else _number(pace) if pace is not None else None)
 
