@@ -3437,3 +3437,20 @@ def test_a_stopped_search_leaves_the_outputs_to_a_process_writing_them(digits, t
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_grid_that_runs_out_before_trials_says_the_search_is_complete(tmp_path, capsys):
+    """mlplab tune --sampler grid --trials 10 over a grid of 2 points printed "2 complete" and
+    nothing else, which read as a search cut short; --trials fewer than the grid's points
+    gets no such line."""
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"hidden_size": [8, 16], "lr": 0.1, "epochs": 1}))
+    command = ["tune", "--dataset", "digits", "--trials", "10", "--sampler", "grid",
+               "--search-space", str(space), "--search-only", "--out", str(tmp_path / "t"),
+               "--no-progress"]
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert "2 complete" in out and "the grid's points are all tried, in fewer trials than " \
+        "--trials 10: the search is complete" in out, out
+    assert main([*command[:4], "1", *command[5:], "--study", "other"]) == 0
+    assert "the grid's points" not in capsys.readouterr().out  # --trials 1 of 2: as asked

@@ -194,6 +194,12 @@ def run_tune(args: argparse.Namespace) -> int:
     if result.unfinished is not None:
         # the results are those of a shorter search than asked for: say why, and how to go on
         print(result.unfinished)
+    elif args.sampler == "grid" and \
+            result.n_complete + result.n_pruned + result.n_failed < args.trials:
+        # (not unfinished: a grid ends once every point is tried, which said nothing, so that
+        # the counts above read as a search cut short)
+        print(f"the grid's points are all tried, in fewer trials than --trials {args.trials}: "
+              "the search is complete")
     if result.best_trial is None:
         _print_files(result)
         if not result.n_complete:
