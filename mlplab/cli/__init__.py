@@ -111,17 +111,6 @@ def figure_not_written(path: str | os.PathLike, option: str, exc: OSError) -> No
                    f"another {option}.") from exc
 
 
-def refuse_without_hidden_layer(given: Iterable[str]) -> None:
-    """Refuse the flags in ``given`` (--activation, --dropout, --batchnorm) with ``--hidden
-    none``: softmax regression has no hidden layer for them to act on, and a run or check that
-    ignored them would still name them as used."""
-    flags = list(given)
-    if flags:
-        verb = "has" if len(flags) == 1 else "have"
-        raise UsageError(f"{', '.join(flags)} {verb} no effect with --hidden none, which has no "
-                         "hidden layer to apply to.")
-
-
 def note_if_at_chance(train_accuracy: float | None, num_classes: int, causes: str) -> None:
     """After a finished run whose training accuracy is at chance (within 2 points of 1/classes),
     say on stderr that the network did not learn, with ``causes``: a 10% run is otherwise read as

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlplab.cli import flag, refuse_without_hidden_layer, seed_arg, usage_errors
+from mlplab.cli import seed_arg, usage_errors
 from mlplab.cli._types import parse_sizes
 
 if TYPE_CHECKING:
@@ -108,8 +108,9 @@ def run_gradcheck(args: argparse.Namespace) -> int:
                              f"norm maps every unit to -1 and +1, and the check of a correct "
                              f"network fails on some seeds); got {args.samples}.")
         if not hidden:  # the check would pass, and print them, without having checked them
-            refuse_without_hidden_layer(flag(k) for k in ("activation", "dropout", "batchnorm")
-                                        if getattr(args, k))
+            from mlplab.runs.config import HIDDEN_LAYER_OPTIONS, refuse_without_hidden_layer
+
+            refuse_without_hidden_layer(k for k in HIDDEN_LAYER_OPTIONS if getattr(args, k))
         args.activation = args.activation or "relu"
         if args.tol is None:
             # the element-wise figure of a correct deeper net reaches 1e-7..1e-6 from float64

@@ -251,7 +251,6 @@ def _given(args: argparse.Namespace, names: Iterable[str]) -> dict:
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
-#: options that only some settings read: (option, setting, the values that read it)
 def run_train(args: argparse.Namespace) -> int:
     if args.threads is None:
         return _train(args)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -260,8 +260,16 @@ def check_given_options(given: Mapping[str, Any], cfg: RunConfig) -> None:
             raise ValueError(f"{setting(_flag(option), option)} has no effect with "
                              f"{setting(f'{_flag(name)} {value}', f'{name}={value!r}')}; it "
                              f"applies to {users}.")
-    inert = [setting(_flag(k), k) for k in HIDDEN_LAYER_OPTIONS if given.get(k)]
-    if inert and not cfg.hidden:
+    if not cfg.hidden:
+        refuse_without_hidden_layer(k for k in HIDDEN_LAYER_OPTIONS if given.get(k))
+
+
+def refuse_without_hidden_layer(names: Iterable[str]) -> None:
+    """Refuse the settings ``names`` (of :data:`HIDDEN_LAYER_OPTIONS`) given for a network
+    without a hidden layer: softmax regression has no hidden layer for them to act on, and a
+    run or check that ignored them would still name them as used."""
+    inert = [setting(_flag(k), k) for k in names]
+    if inert:
         raise ValueError(f"{', '.join(inert)} {agree(len(inert), 'has', 'have')} no effect with "
                          f"{setting('--hidden none', 'hidden=[]')}, which has no hidden layer to "
                          "apply to.")
