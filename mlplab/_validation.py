@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import reprlib
+import sys
 import threading
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import fields
@@ -212,6 +213,22 @@ def plugin_hint() -> str:
     """What a command-line message about an unknown activation or optimiser name adds (a search
     space's): it may be one a module of the user's registers. Nothing for Python callers."""
     return f" If it is your own, {_PLUGIN}." if on_command_line() else ""
+
+
+class Registrars(dict[str, str]):
+    """The module that called a register function for each name it added, for the registers of
+    activations and optimisers: files record it, so that a reader without the registration can
+    be told what to import."""
+
+    def note(self, name: str) -> None:
+        """Record the module that called the register function that calls this."""
+        self[name] = sys._getframe(2).f_globals.get("__name__", "")
+
+    def importable(self, name: str) -> str | None:
+        """The module recorded for ``name``, None if none or ``__main__`` (a script run as
+        such cannot be imported by name)."""
+        module = self.get(name)
+        return module if module and module != "__main__" else None
 
 
 def check_new_name(name: str, registry: Collection[str], what: str, replace: bool) -> None:

@@ -10,7 +10,6 @@ so every weight gradient gets ``+ 2 * reg * W``.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, overload
@@ -20,6 +19,7 @@ from numpy.typing import DTypeLike
 
 from mlplab._validation import (
     WIDER_MODEL,
+    Registrars,
     _fits,
     check_choice,
     check_hidden_sizes,
@@ -57,7 +57,7 @@ _SIZED: set[str] = {"prelu"}
 #: the module that called register_activation for each name it added: model files record it, so
 #: that a reader without the registration can be told what to import (a partial of a built-in
 #: class, say, is defined in mlplab.layers but registered by the user's module)
-_REGISTERED_BY: dict[str, str] = {}
+_REGISTERED_BY = Registrars()
 
 #: parameter names MLP gives its own layers: a registered layer's keys must not collide with them
 _RESERVED_KEYS = ("W", "b", "gamma", "beta", "running_mean", "running_var")
@@ -125,7 +125,7 @@ def register_activation(name: str, layer: Callable[..., Layer], *, replace: bool
                              f"{', '.join(_RESERVED_KEYS)}).")
     _try_activation(name, sample)
     ACTIVATIONS[name] = layer
-    _REGISTERED_BY[name] = sys._getframe(1).f_globals.get("__name__", "")
+    _REGISTERED_BY.note(name)
     if sized:
         _SIZED.add(name)
     else:
@@ -142,8 +142,7 @@ def registering_module(name: str) -> str | None:
     or one registered by a script run as ``__main__`` (which cannot be imported by name)."""
     if BUILT_IN_ACTIVATIONS.get(name) is ACTIVATIONS.get(name):
         return None
-    module = _REGISTERED_BY.get(name)
-    return module if module and module != "__main__" else None
+    return _REGISTERED_BY.importable(name)
 
 
 def _activation_layer(name: str, size: int, dtype: np.dtype) -> Layer:

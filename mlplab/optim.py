@@ -17,14 +17,13 @@ a scale of each weight matrix, so the update makes one pass over it instead of t
 from __future__ import annotations
 
 import contextlib
-import sys
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlplab._validation import check_choice, check_new_name, check_positive
+from mlplab._validation import Registrars, check_choice, check_new_name, check_positive
 from mlplab.blas import axpy, gemm_accumulates, scal
 
 if TYPE_CHECKING:
@@ -481,20 +480,19 @@ def register_optimizer(cls: type[Optimizer], *, replace: bool = False) -> None:
         raise TypeError(f"{cls.__name__} implements neither _update(name, p, g) nor step().")
     check_new_name(name, OPTIMIZERS, "optimizer", replace)
     OPTIMIZERS[name] = cls
-    _REGISTERED_BY[name] = sys._getframe(1).f_globals.get("__name__", "")
+    _REGISTERED_BY.note(name)
 
 
-#: the module that registered each optimiser beyond mlplab's own (a checkpoint records it)
-_REGISTERED_BY: dict[str, str] = {}
+#: the module that called register_optimizer for each name it added (a checkpoint records it)
+_REGISTERED_BY = Registrars()
 
 
 def registering_module(name: str) -> str | None:
     """The module that registered optimiser ``name`` beyond mlplab's own, None for a built-in
     or one registered by a script run as ``__main__`` (which cannot be imported by name)."""
-    if name in BUILT_IN_OPTIMIZERS and OPTIMIZERS.get(name) is BUILT_IN_OPTIMIZERS[name]:
+    if BUILT_IN_OPTIMIZERS.get(name) is OPTIMIZERS.get(name):
         return None
-    module = _REGISTERED_BY.get(name)
-    return module if module and module != "__main__" else None
+    return _REGISTERED_BY.importable(name)
 
 
 def make_optimizer(name: str, lr: float, **kwargs: Any) -> Optimizer:

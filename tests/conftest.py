@@ -76,12 +76,14 @@ def registries():
     from mlplab import models, optim
 
     activations, optimizers = dict(models.ACTIVATIONS), dict(optim.OPTIMIZERS)
-    sized, registered_by = set(models._SIZED), dict(models._REGISTERED_BY)
+    sized = set(models._SIZED)
+    registered_by = [(r, dict(r)) for r in (models._REGISTERED_BY, optim._REGISTERED_BY)]
     yield
     models._SIZED.clear()
     models._SIZED.update(sized)
-    models._REGISTERED_BY.clear()
-    models._REGISTERED_BY.update(registered_by)
+    for registrars, saved_by in registered_by:
+        registrars.clear()
+        registrars.update(saved_by)
     for registry, saved in ((models.ACTIVATIONS, activations), (optim.OPTIMIZERS, optimizers)):
         registry.clear()
         registry.update(saved)
