@@ -217,7 +217,9 @@ def run_tune(args: argparse.Namespace) -> int:
         raise CLIError(f"{which} NaN or infinite), so there is no best one to retrain; lower the "
                        "learning rates of the search space (lr) and search again with another "
                        "--out.")
-    params = ", ".join(f"{k}={_short(v)}" for k, v in result.best_params.items())
+    from mlplab.tuning.results import setting_text
+
+    params = ", ".join(f"{k}={setting_text(v)}" for k, v in result.best_params.items())
     best, retrained = result.best_value, result.retrained_val_acc
     assert best is not None  # (a trial completed: checked above)
     print(f"best trial {result.best_trial}: validation accuracy {percent(best)} ({params})")
@@ -244,7 +246,3 @@ def _print_files(result: TuneResult) -> None:
         print(f"results: {result.files['markdown']}, {result.files['csv']}")
     for name, reason in result.skipped_plots.items():
         print(f"plot {name} skipped: {reason}")
-
-
-def _short(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

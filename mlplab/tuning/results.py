@@ -65,16 +65,13 @@ def trials_table(study: optuna.Study) -> tuple[list[str], list[list[Any]]]:
     return header, rows
 
 
-def _fmt(value: Any) -> str:
+def setting_text(value: Any) -> str:
+    """A setting as the table and ``mlplab tune``'s best line print it: a float to four
+    significant digits, as the plots give it (four decimals gave lr 0.014 in the table beside a
+    printed 0.01398; NaN is "nan"), None as nothing."""
     if value is None:
         return ""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        # four significant digits, as the printed best line and the plots give them (four
-        # decimals gave lr 0.014 in the table beside a printed 0.01398)
-        return f"{value:.4g}"
-    return str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def markdown_table(header: list[str], rows: list[list[Any]], best: int | None) -> str:
@@ -87,7 +84,7 @@ def markdown_table(header: list[str], rows: list[list[Any]], best: int | None) -
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [percent(v) if i == pct and isinstance(v, float) and not math.isnan(v)
-                 else _fmt(v) for i, v in enumerate(row)]
+                 else setting_text(v) for i, v in enumerate(row)]
         if best is not None and row[0] == best:
             cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
