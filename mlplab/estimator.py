@@ -568,7 +568,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     @property
     def loss_(self) -> float:
         """The last epoch's mean training loss (``loss_curve_[-1]``), scikit-learn's ``loss_``;
-        read from the curve, so that an estimator pickled before it existed has it too. None
+        read from the curve, so that an estimator pickled before it existed has it too. Not
         fitted, or no epoch trained: ``AttributeError``, as for any other fitted attribute."""
         curve = self.__dict__.get("loss_curve_")
         if not curve:
