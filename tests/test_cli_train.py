@@ -1270,7 +1270,7 @@ def test_like_trains_another_run_with_a_runs_settings(tmp_path, capsys):
     assert "written by mlplab torch train: mlplab train can neither resume it nor train from " \
            "its settings" in err
     # its --resume only where it was stopped (a finished run said "already completed")
-    assert f"`mlplab torch train --resume {tmp_path / 'torch'}` continues it if it was stopped" \
+    assert f"mlplab torch train --resume {tmp_path / 'torch'} continues it if it was stopped" \
         in err and "(it has no --like) trains another" in err
     from mlplab.runs import resume_run, run_config
 

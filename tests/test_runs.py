@@ -693,7 +693,7 @@ def test_evaluating_another_commands_folder_says_what_it_is(tmp_path, digits):
     """evaluate on a mlplab reproduce, mlplab torch depth or mlplab tune output folder was told
     only to "pass a run folder written by mlplab train"; it is told what the folder is (by the
     files those commands write) and where its evaluable run is, or that it has none."""
-    DEPTH_FILE = "depth.json"  # torch_mlp.runs.DEPTH_FILE, which needs PyTorch to import
+    DEPTH_FILE = "depth.json"  # the name the docs give a finished study's table
 
     report = tmp_path / "report"
     (report / "tuning").mkdir(parents=True)

@@ -502,17 +502,6 @@ def test_two_runs_started_at_once_with_the_same_out(tmp_path, monkeypatch):
     assert (out / "metrics.json").exists()
 
 
-def test_the_depth_studys_file_is_the_one_evaluate_recognises():
-    """runs.finished names a depth study's folder by its file without importing torch_mlp (which
-    needs PyTorch); the two names must stay the same."""
-    import inspect
-
-    from mlplab.runs import finished
-    from mlplab.torch_mlp.runs import DEPTH_FILE
-
-    assert f'(folder / "{DEPTH_FILE}").is_file()' in inspect.getsource(finished)
-
-
 @pytest.mark.parametrize("marker,what", [("summary.json", "a tuning folder"),
                                          ("report.json", "a report folder"),
                                          ("depth.json", "a depth study")])

@@ -42,6 +42,8 @@ TORCH_CHECKPOINT_FILE = "checkpoint.pt"
 #: study that is running or stopped, which ``depth.json`` does only once it has finished
 DEPTH_CONFIG_FILE = "depth-config.json"
 DEPTH_CHECKPOINT_FILE = "depth-checkpoint.pt"
+#: a depth study's table, written last: its presence marks a finished study
+DEPTH_FILE = "depth.json"
 
 
 def diverged_study(folder: str | os.PathLike) -> bool:
@@ -220,7 +222,7 @@ OUTPUT_KINDS = {
     "run": ((CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, TORCH_CHECKPOINT_FILE),
             "a run folder (mlplab train or mlplab torch train)"),
     "report": (("report.json",), "a report folder written by mlplab reproduce"),
-    "depth": (("depth.json", DEPTH_CONFIG_FILE, DEPTH_CHECKPOINT_FILE),
+    "depth": ((DEPTH_FILE, DEPTH_CONFIG_FILE, DEPTH_CHECKPOINT_FILE),
               "a depth study written by mlplab torch depth"),
     "tuning": (("summary.json", "study.db"), "a tuning folder written by mlplab tune"),
 }

@@ -26,6 +26,7 @@ from mlplab.runs.files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     DEPTH_CONFIG_FILE,
+    DEPTH_FILE,
     METRICS_FILE,
     MODEL_FILE,
     NO_DATASET,
@@ -131,7 +132,7 @@ def other_output_hint(folder: Path) -> str | None:
         if best is not None:
             return f"{what}; the run folder of its tuning's best trial is {best}"
         return f"{what}, which keeps no run folder; its results are in report.md and report.html"
-    if (folder / "depth.json").is_file():  # torch_mlp.runs.DEPTH_FILE (importing it needs torch)
+    if (folder / DEPTH_FILE).is_file():
         train = setting("mlplab torch train --hidden H[,H...]",
                         "mlplab.torch_mlp.train_run(..., hidden=[H, ...], out=RUN)")
         return ("it is a depth study written by mlplab torch depth, which keeps no run folder: "
@@ -170,7 +171,7 @@ def other_output_hint(folder: Path) -> str | None:
         return (f"{what} without a retrained best trial ({folder / 'best-run'}): {again} to "
                 "retrain it")
     study = folder.parent
-    if folder.name == "networks" and (study / "depth.json").is_file():
+    if folder.name == "networks" and (study / DEPTH_FILE).is_file():
         # (its model files are a depth study's networks, which no run folder holds)
         what = (other_output_hint(study) or "").removeprefix("it is ")  # "a depth study ..."
         return f"it holds the networks of {study}, {what}"

@@ -28,6 +28,7 @@ from mlplab.runs.files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     DEPTH_CONFIG_FILE,
+    DEPTH_FILE,
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
@@ -113,7 +114,7 @@ def find_runs(paths: Iterable[str | os.PathLike],
 
 def is_depth_study(folder: Path) -> bool:
     """Whether ``folder`` is a depth study's (its table, or the configuration it starts with)."""
-    return any((folder / marker).is_file() for marker in ("depth.json", DEPTH_CONFIG_FILE))
+    return any((folder / marker).is_file() for marker in (DEPTH_FILE, DEPTH_CONFIG_FILE))
 
 
 def _walk(top: Path, studies: list[Path] | None = None) -> Iterator[Path]:

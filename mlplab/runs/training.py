@@ -62,6 +62,7 @@ from mlplab.runs.files import (
     remove_made_folders,
     remove_partial_writes,
     resume_command,
+    resume_setting,
     run_folder_advice,
     write_history,
     write_plots,
@@ -383,10 +384,8 @@ def run_config(run: str | os.PathLike) -> RunConfig:
     values = io.read_json(config_path)
     if isinstance(values, dict) and values.get("framework") == "pytorch":
         # (its --resume only if it was stopped: a finished run has nothing left to resume)
-        # (from Python, the calls: "mlplab torch train --resume" sent a script to a shell)
-        resume = setting(f"`mlplab torch train --resume {shell_command([path_word(run_dir)])}`",
-                         f"mlplab.torch_mlp.resume_run({str(run_dir)!r})")
-        again = setting("`mlplab torch train` with its options (it has no --like)",
+        resume = resume_setting(run_dir, torch=True)
+        again = setting("mlplab torch train with its options (it has no --like)",
                         "mlplab.torch_mlp.train_run(...) with its options")
         mine = setting("mlplab train", "mlplab.runs")
         raise ValueError(f"{run_dir} was written by mlplab torch train: {mine} can neither "

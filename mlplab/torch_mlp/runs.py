@@ -53,6 +53,7 @@ from mlplab.runs.config import check_same_settings, layer_sizes
 from mlplab.runs.files import (
     DEPTH_CHECKPOINT_FILE,
     DEPTH_CONFIG_FILE,
+    DEPTH_FILE,
     OUTPUT_KINDS,
     TORCH_CHECKPOINT_FILE,
     diverged_study,
@@ -130,8 +131,6 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 #: the training state after the last epoch done, from which ``--resume`` goes on
 CHECKPOINT_FILE = TORCH_CHECKPOINT_FILE
-#: the file of a depth run whose presence marks a finished one
-DEPTH_FILE = "depth.json"
 
 
 @dataclass(repr=False)
