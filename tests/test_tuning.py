@@ -283,11 +283,22 @@ def test_a_sqlite_storage_is_the_file_named_whatever_its_path_holds(tmp_path, fo
         assert file.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [folder]
 
 
-def test_storage_spec_parsing(tmp_path):
+def test_storage_spec_parsing(tmp_path, monkeypatch):
+    from sqlalchemy.engine import make_url
+
     assert storage_spec(None, tmp_path).url == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
     assert storage_spec("journal:x/j.log", tmp_path).url.startswith("journal:/")
     assert storage_spec("runs/shared.log", tmp_path).url.endswith("runs/shared.log")
     assert storage_spec("a.db", tmp_path).url.startswith("sqlite:////")
+    # a relative SQLite URL is made absolute, as a .db path is: recorded in summary.json and the
+    # printed commands, it named another file from any other folder
+    monkeypatch.chdir(tmp_path)
+    for given in ("sqlite:///rel/s.db", "sqlite+pysqlite:///rel/s.db?timeout=5"):
+        made = make_url(storage_spec(given, tmp_path).url)
+        assert made.database == str((tmp_path / "rel" / "s.db").resolve())
+        assert made.drivername == make_url(given).drivername and made.query == make_url(given).query
+    absolute = f"sqlite:///{(tmp_path / 'abs.db').resolve()}"
+    assert storage_spec(absolute, tmp_path).url == absolute
     url = "postgresql://me:secret@db.example/optuna"
     spec = storage_spec(url, tmp_path)
     assert spec.url == url and "secret" not in spec.display

@@ -526,6 +526,7 @@ def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | 
         database = _sqlite_database(text)
         if database is not None:
             _check_storage_file(Path(database).expanduser())
+            text = _absolute_sqlite(text, database)
         return StorageSpec(text, heartbeat, grace)
     suffix = Path(text).suffix.lower()
     if suffix in (".log", ".journal"):
@@ -536,6 +537,20 @@ def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | 
         return StorageSpec(sqlite_url(text), heartbeat, grace)
     raise ValueError(f"unrecognised storage {text!r}: give a SQLAlchemy URL (sqlite:///study.db, "
                      "postgresql://user@host/db), journal:PATH, or a file ending in .db or .log.")
+
+
+def _absolute_sqlite(url: str, database: str) -> str:
+    """The SQLite ``url`` of the file ``database`` with its path made absolute, as a ``.db``
+    path is: the URL is recorded (summary.json, the printed commands), and a relative one named
+    another file, or none, from any other folder. Kept as given if this SQLAlchemy cannot write
+    the absolute path back into a URL (``sqlite_url`` refuses such a path by name)."""
+    from sqlalchemy.engine import make_url
+
+    path = str(Path(database).expanduser().resolve())
+    if path == database:
+        return url
+    absolute = make_url(url).set(database=path).render_as_string(hide_password=False)
+    return absolute if make_url(absolute).database == path else url
 
 
 def _sqlite_database(url: str) -> str | None:
