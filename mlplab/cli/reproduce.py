@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", default=None, type=user_path_arg,
                    help="report folder (default: runs/report-<dataset>-<budget>)")
     p.add_argument("--seed", type=split_seed_arg, default=0,
-                   help="seed of every stage: splits, weights, minibatches, tuning, PyTorch "
-                        "(default: %(default)s)")
+                   help="seed of the splits, weights, minibatches, tuning and PyTorch (the "
+                        "exercise's toy problem of Q1, Q2's two-layer check and the toy "
+                        "training keeps its own fixed draws) (default: %(default)s)")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="BLAS and PyTorch threads (default: %(default)s, the fastest for the "
                         "exercise's small nets and exactly repeatable; 2-4 help CIFAR-10 on "

@@ -124,9 +124,11 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     dataset : ``digits`` (default, bundled), ``cifar10``, ``fashion-mnist``, ``mnist`` or
         ``folder:PATH``.
     budget : ``quick``, ``standard``, ``full`` or a :class:`Budget`.
-    seed : seeds every stage (data splits, initialisation, sampling, tuning, PyTorch), so the
-        same seed gives the same numbers on the same machine and libraries (another CPU or
-        BLAS rounds differently, and the runs then differ in the last digits or more).
+    seed : seeds the data splits, initialisation, sampling, tuning and PyTorch (the
+        exercise's toy problem of Q1, Q2's two-layer check and the toy training keeps its own
+        fixed draws), so the same seed gives the same numbers on the same machine and
+        libraries (another CPU or BLAS rounds differently, and the runs then differ in the last
+        digits or more).
     progress : tqdm bars inside long stages.
     log : where the progress line of each stage goes: True (standard error), False (nowhere)
         or a stream.
