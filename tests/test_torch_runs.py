@@ -244,6 +244,11 @@ def test_depth_run(tmp_path):
         model, extra = tm.load_torch_model(out / "networks" / f"{r.init}-{r.depth}.pt")
         assert extra["result"]["val_acc"] == r.val_acc == tm.accuracy(model, X_val, ds.y_val)
         assert extra["history"]["loss"] == r.history.loss
+        # the row as the network finished training (docs/pytorch.md): the test accuracy and
+        # the best mark come after every network is trained, in depth.json and the table only
+        assert extra["result"]["test_acc"] is None and extra["result"]["best"] is False
+    assert [r.test_acc is not None for r in res.results] == [r.best for r in res.results]
+    assert sum(r.best for r in res.results) == 2  # one per initialisation
     with pytest.raises(ValueError, match="already holds results"):
         tm.depth_run("digits", out=out, layers=[2], epochs=1, threads=1)
     # in memory: no folder; without a test split the table says so
