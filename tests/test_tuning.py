@@ -842,6 +842,7 @@ def test_ctrl_c_keeps_the_finished_trials_tables_without_a_traceback(digits, tmp
     # the stopped trial is queued again, for the next run, as a stopped worker's is
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "FAIL", "WAITING"]
     assert rows[2]["note"] == "interrupted (Ctrl-C); re-queued as trial 3"
+    assert rows[3]["note"] == "retry of trial 2"  # the WAITING one (docs/tuning.md)
 
 
 @pytest.mark.parametrize("prune", [False, True])
