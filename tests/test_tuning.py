@@ -402,9 +402,9 @@ def test_a_file_of_one_line_not_a_journals_is_refused_and_left_as_it_was(digits,
     create_study, bare ("Expecting value: line 1 column 1 (char 0)"). A first line still being
     written is let through."""
     bad = tmp_path / "bad.log"
-    for content, why in [(b"garbage\n", "its first line: Expecting value"),
+    for content, why in [(b"garbage\n", "its first line is not JSON: Expecting value"),
                          (b"garbage", "its first line is not a JSON object"),
-                         (b"\n", "its first line: Expecting value"),
+                         (b"\n", "its first line is not JSON: Expecting value"),
                          (b'{"level": "info"}\n', "its first line is not an Optuna operation")]:
         bad.write_bytes(content)
         with pytest.raises(RuntimeError, match=rf"^cannot open storage journal:\S*bad\.log: it "

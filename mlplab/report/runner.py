@@ -563,8 +563,8 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
                    "with the same seed, budget and threads; a difference in versions or CPU "
                    "is named in the introduction."))
     s.add(KeyValues([("command", md_code(_command(ctx, command))), ("date", when),
-                     ("seed", f"{ctx.seed} (every stage: splits, weights, minibatches, tuning "
-                              "sampler, PyTorch)"),
+                     ("seed", f"{ctx.seed} (splits, weights, minibatches, tuning sampler, "
+                              "PyTorch; the exercise's toy checks keep its fixed draws)"),
                      ("threads", f"{ctx.threads} (BLAS and PyTorch)"),
                      # (no pruner, no cap on the training images: "none", as --prune says)
                      ("budget", ", ".join(f"{k}={'none' if v is None else v}"

@@ -185,7 +185,7 @@ def _check_journal_start(path: Path, display: str) -> None:
     try:
         first = json.loads(line)
     except ValueError as exc:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
-        raise _not_a_journal(display, f"its first line: {exc}") from None
+        raise _not_a_journal(display, f"its first line is not JSON: {exc}") from None
     if not isinstance(first, dict) or "op_code" not in first:
         raise _not_a_journal(display, "its first line is not an Optuna operation")
 
