@@ -306,6 +306,10 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
 LOG_EPOCHS_RATIO = 10
 #: runs of at most this many epochs are drawn with a marker at each epoch
 MARKED_EPOCHS = 60
+#: ``plot_runs``' markers and line styles, one of each per run beside its colour: ten and four,
+#: so that the first 20 runs (as many as ``mlplab runs --plot`` draws) each have their own pair
+RUN_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+RUN_LINESTYLES = ("-", "--", "-.", ":")
 #: losses spanning more than this factor (a diverged run's beside others) get a log loss axis
 LOG_LOSS_RATIO = 1000
 
@@ -314,26 +318,30 @@ def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
               title: str = "Runs compared") -> Figure:
     """Several runs side by side (``mlplab runs --plot``): validation accuracy (left, in
     percent) and training loss (right; the mean of each epoch's iterations) per epoch, one
-    colour per run. ``curves`` maps a run's name to ``{"val_acc": [...], "loss": [...]}``, one
-    value per epoch; a run without validation figures (``--val-size 0``) is drawn on the right
-    only. Unlike the other figures the colours stand for runs, not quantities."""
+    colour, marker and line style per run (:data:`RUN_MARKERS`, :data:`RUN_LINESTYLES`).
+    ``curves`` maps a run's name to ``{"val_acc": [...], "loss": [...]}``, one value per epoch;
+    a run without validation figures (``--val-size 0``) is drawn on the right only. Unlike the
+    other figures the colours stand for runs, not quantities."""
     if not curves:
         raise ValueError("plot_runs needs at least one run's curves.")
     fig, (acc_ax, loss_ax) = subplots(1, 2, figsize=(2 * FIGSIZE[0], FIGSIZE[1] + 0.4))
     cmap = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
     palette = [cmap(i) for i in range(cmap.N)]  # the qualitative map's own colours
     for i, (name, curve) in enumerate(curves.items()):
-        color = palette[i % len(palette)]
+        # a marker and a line style of its own too: colour alone did not tell the runs apart in
+        # greyscale or for a colour-blind reader (tab10's red and green, tab20's pairs)
+        style = {"color": palette[i % len(palette)], "marker": RUN_MARKERS[i % len(RUN_MARKERS)],
+                 "ls": RUN_LINESTYLES[i % len(RUN_LINESTYLES)], "lw": 1.2, "ms": 4}
         val = np.asarray(curve.get("val_acc", []), dtype=float)
         loss = np.asarray(curve.get("loss", []), dtype=float)
         # a run of one epoch is one point, which a line alone does not draw; a few marked
-        # points show where each short run's epochs are
-        style = "o-" if max(len(val), len(loss)) <= MARKED_EPOCHS else "-"
+        # points show where each short run's epochs are; a long run's markers are spread
+        # evenly along its line (a tenth of the panel apart), not one at each epoch
+        if max(len(val), len(loss)) > MARKED_EPOCHS:
+            style["markevery"] = 0.1
         if len(val) and not np.all(np.isnan(val)):
-            acc_ax.plot(np.arange(1, len(val) + 1), 100 * val, style, color=color, lw=1.2,
-                        ms=3)
-        loss_ax.plot(np.arange(1, len(loss) + 1), loss, style, color=color, lw=1.2, ms=3,
-                     label=printable(name))
+            acc_ax.plot(np.arange(1, len(val) + 1), 100 * val, **style)
+        loss_ax.plot(np.arange(1, len(loss) + 1), loss, label=printable(name), **style)
     lengths = [len(c.get("loss", [])) for c in curves.values() if len(c.get("loss", []))]
     # the runs each panel draws: the accuracy panel leaves out runs without validation
     val_lengths = [len(v) for c in curves.values()

@@ -173,8 +173,31 @@ def test_runs_of_one_epoch_are_drawn_as_points():
     fig = plots.plot_runs({"a": {"loss": [1.2], "val_acc": [0.5]},
                            "b": {"loss": [0.9], "val_acc": [0.6]}})
     for ax in fig.axes:
-        assert [line.get_marker() for line in ax.lines] == ["o", "o"]
+        assert [line.get_marker() for line in ax.lines] == ["o", "s"]
         assert list(ax.get_xticks()) == [1]
+
+
+def test_runs_differ_in_marker_and_line_style_not_only_in_colour():
+    """Every run was drawn 'o-' in a colour of its own: in greyscale, or to a colour-blind
+    reader (tab10's red beside its green), the runs and their legend entries looked alike.
+    Each of the first 20 runs has its own marker and line style, also on a long run (markers
+    spread along it) and in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from mlplab import plots
+
+    curves = {f"run{i}": {"loss": list(np.linspace(2, 1, 3 + 100 * (i == 0))),
+                          "val_acc": [0.5] * (3 + 100 * (i == 0))} for i in range(20)}
+    fig = plots.plot_runs(curves)
+    for ax in fig.axes:
+        looks = [(line.get_marker(), line.get_linestyle()) for line in ax.lines]
+        assert len(set(looks)) == 20 and all(m not in ("None", "", None) for m, _ in looks)
+        assert ax.lines[0].get_markevery() is not None  # 103 epochs: markers along the line
+    handles = fig.legends[0].legend_handles
+    assert len({(h.get_marker(), h.get_linestyle()) for h in handles}) == 20
 
 
 def test_each_panel_ticks_the_runs_it_draws():

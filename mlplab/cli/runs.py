@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the runs as a JSON list of objects (accuracies as fractions)")
     p.add_argument("--plot", metavar="FILE", type=user_path_arg, default=None,
                    help=f"also draw the runs' validation accuracy and training loss per epoch "
-                        f"into FILE (.png, .pdf or .svg), one colour per run: the first "
-                        f"{PLOTTED} in --sort order")
+                        f"into FILE (.png, .pdf or .svg), one colour, marker and line style "
+                        f"per run: the first {PLOTTED} in --sort order")
     p.set_defaults(func=run_runs)
 
 
