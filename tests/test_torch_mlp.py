@@ -727,6 +727,28 @@ def test_depth_figure_colours_the_initialisations_not_as_train_and_validation():
     assert not {plots.COLORS["train"], plots.COLORS["val"]} & set(colours.values())
 
 
+def test_depth_figure_tells_its_lines_apart_without_colour():
+    """The initialisations differed in colour only (purple and brown, near alike in
+    greyscale), and a study of one depth drew its train and validation accuracy as two points
+    of one colour and marker, whose dashed and solid lines did not show: which was which could
+    not be read. Each initialisation has its own marker; train's markers are hollow."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    rows = [tm.DepthResult(init, 2, [8], 0.5, 0.4) for init in ("exercise", "default")]
+    fig = tm.plot_depth(rows)
+    try:
+        looks = {line.get_label(): (line.get_marker(), to_hex(line.get_markerfacecolor()))
+                 for line in fig.axes[0].lines}
+    finally:
+        plt.close(fig)
+    assert len(set(looks.values())) == 4, looks
+    assert looks["exercise init: train"][0] != looks["default init: train"][0]
+    for init in ("exercise", "default"):
+        assert looks[f"{init} init: train"][1] == "#ffffff"
+        assert looks[f"{init} init: validation"][1] != "#ffffff"
+
+
 def test_import_without_torch_says_how_to_install(tmp_path):
     # a stub that makes "import torch" fail, first on the path of a fresh interpreter
     (tmp_path / "torch.py").write_text("raise ImportError('No module named torch')\n")

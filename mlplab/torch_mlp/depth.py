@@ -212,20 +212,25 @@ def depth_table_markdown(results: Sequence[DepthResult], test_label: str = "test
 
 
 def plot_depth(results: Sequence[DepthResult]) -> Figure:
-    """Train (dashed) and validation (solid) accuracy against depth, one colour per
-    initialisation, the test accuracy of each best network as a star. Returns a Matplotlib
-    figure; :func:`mlplab.plots.save` writes it atomically."""
+    """Train (dashed, hollow markers) and validation (solid, filled markers) accuracy against
+    depth, one colour and marker per initialisation (exercise circles, default squares), the
+    test accuracy of each best network as a star. Returns a Matplotlib figure;
+    :func:`mlplab.plots.save` writes it atomically."""
     from mlplab import plots
 
     fig, ax = plots.subplots(figsize=plots.FIGSIZE)
     colours = {"exercise": plots.COLORS["exercise_init"], "default": plots.COLORS["default_init"]}
+    # not by colour alone: the purple and brown are near alike in greyscale, and a study of one
+    # depth draws points only, whose dashes and solid lines do not show
+    markers = {"exercise": "o", "default": "s"}
     for init in dict.fromkeys(r.init for r in results):
         rows = sorted((r for r in results if r.init == init), key=lambda r: r.depth)
         depths = [r.depth for r in rows]
         c = colours.get(init)
-        ax.plot(depths, [100 * r.train_acc for r in rows], "o--", color=c,
-                label=f"{init} init: train")
-        ax.plot(depths, [100 * r.val_acc for r in rows], "o-", color=c,
+        m = markers.get(init, "o")
+        ax.plot(depths, [100 * r.train_acc for r in rows], ls="--", marker=m, color=c,
+                mfc="white", label=f"{init} init: train")
+        ax.plot(depths, [100 * r.val_acc for r in rows], ls="-", marker=m, color=c,
                 label=f"{init} init: validation")
         for r in rows:
             if r.test_acc is not None:
