@@ -89,6 +89,17 @@ def save(fig: Figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
     return path
 
 
+def whole_number_ticks(ax: Axes, values: Sequence[float]) -> None:
+    """Tick ``ax``'s x axis at whole numbers only (epochs, trials): ``MaxNLocator(integer=True)``,
+    or, where every x in ``values`` is one number, that number alone (in the small span
+    Matplotlib gives one point there is no other whole number, and the locator fell back to
+    ticks such as -0.04 ... 0.04)."""
+    if len(set(values)) == 1:
+        ax.set_xticks([next(iter(values))])
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
     kernel = np.ones(window) / window
     return np.convolve(values, kernel, mode="valid")

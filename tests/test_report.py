@@ -1576,6 +1576,28 @@ def test_toy_loss_figure_shows_the_final_loss_against_the_exercises_bound(monkey
     plots.plt.close(fig)
 
 
+def test_tuning_history_ticks_whole_trials_also_for_a_single_trial(monkeypatch, tmp_path):
+    """A search of one trial (a custom budget, or all but one trial pruned) was ticked -0.045,
+    -0.030, ... 0.045 along its trial axis: no trial is numbered so."""
+    from mlplab import plots
+    from mlplab.report import figures
+
+    kept = _captured_figures(monkeypatch)
+    figures.optimisation_history([(0, "complete", 0.5)], tmp_path / "one.png")
+    figures.optimisation_history([(0, "complete", 0.5), (1, "pruned", 0.3),
+                                  (2, "complete", 0.6)], tmp_path / "three.png")
+    try:
+        for fig in kept:
+            fig.canvas.draw()
+        one, three = (fig.axes[0] for fig in kept)
+        assert list(one.get_xticks()) == [0]
+        ticks = [t for t in three.get_xticks() if three.get_xlim()[0] <= t <= three.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    finally:
+        for fig in kept:
+            plots.plt.close(fig)
+
+
 def test_weight_captions_say_how_many_units_they_show_and_what_grey_means(quick_report):
     """The tuned network's figure shows the first 100 of its hidden units (146 with seed 0) but
     its caption said "one tile per hidden unit"; nor did any caption say that each tile has a

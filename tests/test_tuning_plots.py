@@ -181,3 +181,31 @@ def test_the_plots_give_validation_accuracy_in_percent_as_every_command_prints_i
         assert ax.get_ylim() == pytest.approx((29.0, 98.0))  # the trials' 29-98%, not 0.98
     finally:
         plt.close(ax.figure)
+
+
+@pytest.mark.parametrize("trials", [1, 4])
+def test_the_history_ticks_whole_trials(trials):
+    """Optuna's history of a few trials was ticked 0.0, 0.5, 1.0, ... along its trial axis, and
+    of a single trial -0.04 ... 0.04: no trial is numbered so."""
+    import matplotlib.pyplot as plt
+
+    from mlplab.tuning.results import optimization_history
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    for i in range(trials):
+        study.add_trial(optuna.trial.create_trial(params={"lr": 0.01 * (i + 1)},
+                                                  distributions={"lr": SPACE["lr"]},
+                                                  value=0.5 + 0.01 * i))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ax = optimization_history(study)
+    try:
+        ax.figure.canvas.draw()
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        if trials == 1:
+            assert ticks == [0]
+    finally:
+        plt.close(ax.figure)

@@ -123,9 +123,10 @@ def optimisation_history(trials: Sequence[tuple[int, str, float | None]], path: 
             ys.append(best)
         if xs:
             ax.step(xs, ys, where="post", color=COLORS["best"], lw=1.5, label="best so far")
-        from matplotlib.ticker import MaxNLocator
+        from mlplab.plots import whole_number_ticks
 
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # whole trials: a single trial was ticked -0.045 ... 0.045
+        whole_number_ticks(ax, [n for n, _ in done + pruned])
         ax.set_xlabel("trial")
         ax.set_ylabel("validation accuracy (%)")
         ax.set_title(title)

@@ -105,12 +105,17 @@ def _in_percent(trial: optuna.trial.FrozenTrial) -> float:
 def optimization_history(study: optuna.Study) -> Axes:
     """Optuna's optimization-history plot of ``study``, its axis in percent. (Not through
     ``target``, which would drop the line of the best value so far: Optuna cannot tell which
-    way a target is better.)"""
+    way a target is better.) Its trial axis is ticked at whole trials only."""
     from matplotlib.ticker import FuncFormatter
     from optuna.visualization import matplotlib as ovm
 
+    from mlplab.plots import whole_number_ticks
+
     ax = ovm.plot_optimization_history(study, target_name=OBJECTIVE)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{100 * value:.4g}"))
+    # whole trials: a few were ticked 0, 0.5, 1.0, ..., a single one -0.04 ... 0.04
+    whole_number_ticks(ax, [t.number for t in study.get_trials(deepcopy=False)
+                            if t.value is not None])
     return ax
 
 
