@@ -209,3 +209,21 @@ def test_the_history_ticks_whole_trials(trials):
             assert ticks == [0]
     finally:
         plt.close(ax.figure)
+
+
+def test_the_importances_legend_names_what_the_bars_are_importances_for(study, tmp_path,
+                                                                       monkeypatch):
+    """Optuna's legend named the bars "Objective Value", which says nothing of what was
+    measured; the other plots say validation accuracy."""
+    from optuna.visualization import matplotlib as ovm
+
+    from mlplab.tuning import results
+
+    drawn = []
+    real = ovm.plot_param_importances
+    monkeypatch.setattr(ovm, "plot_param_importances",
+                        lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1])
+    written, _ = results.write_plots(study, tmp_path)
+    assert "param_importances" in written and len(drawn) == 1
+    legend = [t.get_text() for t in drawn[0].get_legend().get_texts()]
+    assert legend == [results.IMPORTANCE_OF] == ["validation accuracy"], legend

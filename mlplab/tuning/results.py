@@ -97,6 +97,10 @@ def markdown_table(header: list[str], rows: list[list[Any]], best: int | None) -
 OBJECTIVE = "validation accuracy (%)"
 
 
+#: what the importances plot's bars are importances for, its legend's entry
+IMPORTANCE_OF = "validation accuracy"
+
+
 def _in_percent(trial: optuna.trial.FrozenTrial) -> float:
     """A completed trial's value, a validation accuracy, in percent: the plots' ``target``."""
     return 100 * float(cast(float, trial.value))
@@ -286,7 +290,8 @@ def write_plots(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[s
         "parallel_coordinate": (parallel_coordinate,
                                 None if complete else "no completed trials yet"),
         "param_importances": (
-            ovm.plot_param_importances,
+            # its legend named the bars "Objective Value": they are importances for this
+            lambda study: ovm.plot_param_importances(study, target_name=IMPORTANCE_OF),
             None if len(complete) >= 2 and varied else
             "needs at least 2 completed trials whose parameters differ"),
     }
