@@ -150,14 +150,18 @@ def plot_loss(loss: Sequence[float], title: str = "Training loss",
 def plot_accuracy(train_acc: Sequence[float], val_acc: Sequence[float] | None = None,
                   title: str = "Classification accuracy", test_acc: float | None = None,
                   train_label: str = "train") -> Figure:
-    """Train and validation accuracy per epoch (the exercise's accuracy history), in percent."""
+    """Train (circles) and validation (squares) accuracy per epoch (the exercise's accuracy
+    history), in percent; ``test_acc`` a dashed line."""
     fig, ax = subplots(figsize=FIGSIZE)
     epochs = np.arange(1, len(train_acc) + 1)
-    marker = "o-" if len(epochs) <= 60 else "-"
-    ax.plot(epochs, 100 * np.asarray(train_acc, dtype=float), marker, ms=3,
+    # train circles, validation squares: not told apart by colour alone (in greyscale, to a
+    # colour-blind reader, and a run of one epoch draws two points, no lines); a long run has
+    # a marker every few epochs (about 15 in all), not one at each
+    every = None if len(epochs) <= MARKED_EPOCHS else len(epochs) // 15
+    ax.plot(epochs, 100 * np.asarray(train_acc, dtype=float), "o-", ms=3, markevery=every,
             color=COLORS["train"], label=train_label)
     if val_acc is not None and len(val_acc) and not np.all(np.isnan(val_acc)):
-        ax.plot(epochs, 100 * np.asarray(val_acc, dtype=float), marker, ms=3,
+        ax.plot(epochs, 100 * np.asarray(val_acc, dtype=float), "s-", ms=3, markevery=every,
                 color=COLORS["val"], label="validation")
     if test_acc is not None:
         ax.axhline(100 * test_acc, color=COLORS["test"], ls="--", lw=1,

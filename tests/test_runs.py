@@ -2445,6 +2445,27 @@ def test_accuracy_figure_ticks_whole_epochs_only(rng):
             plt.close(fig)
 
 
+def test_accuracy_figure_tells_train_from_validation_without_colour(rng):
+    """Train and validation were both drawn 'o-', blue and orange: told apart by colour alone
+    (in greyscale, to a colour-blind reader; a run of one epoch is two dots), and a run of over
+    60 epochs had no markers at all. Validation has squares, train circles, at every length."""
+    import matplotlib.pyplot as plt
+
+    for n in (1, 3, 300):
+        fig = plots.plot_accuracy(rng.rand(n), rng.rand(n), test_acc=0.5)
+        try:
+            lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+            assert lines["train"].get_marker() == "o", n
+            assert lines["validation"].get_marker() == "s", n
+            assert (lines["validation"].get_markevery() is None) == (n <= plots.MARKED_EPOCHS)
+            legend = {t.get_text(): h.get_marker() for t, h in
+                      zip(fig.axes[0].get_legend().get_texts(),
+                          fig.axes[0].get_legend().legend_handles)}
+            assert legend["train"] != legend["validation"], legend
+        finally:
+            plt.close(fig)
+
+
 def test_loss_figure_labels_losses_as_they_are_and_epochs_whole(rng):
     """The default run's loss stays near ln(10): its axis read 2 .. 10 under a corner note
     "1e-5+2.3025"; the epoch axis on top read 2.5, 7.5, ..."""
