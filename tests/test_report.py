@@ -987,6 +987,21 @@ def test_renderers_escape_and_align():
     assert '<td class=num>1.5%</td>' in html and "Not run:</strong> no" in html
 
 
+def test_every_html_table_has_the_header_row_its_markdown_table_has():
+    """A key-value table (configuration, best configuration, environment) had a header row
+    "item | value" in report.md but none in report.html, where its keys were cells of no
+    stated scope: a screen reader had no column header to announce."""
+    s = Section("k", "G", "Settings", [KeyValues([("lr", "0.1"), ("seed", "0")], "Config")])
+    md = to_markdown("T", [], [s])
+    assert "| item | value |" in md
+    page = to_html("T", [], [s], Path("."), embed=False)
+    table = page[page.index("<table>"):page.index("</table>")]
+    assert table.count("<thead>") == 1
+    assert re.findall(r"<thead><tr>(.*?)</tr></thead>", table) == [
+        "<th>item</th><th>value</th>"]
+    assert re.findall(r'<th scope="row">(.*?)</th>', table) == ["lr", "seed"]
+
+
 def test_a_bold_best_row_leaves_numeric_columns_right_aligned():
     """The tuning trials mark their best row by putting every cell in bold; the marked cells
     (``**0**``, ``**93.9%**``) were not read as numbers, so the trial number, the accuracy and

@@ -270,8 +270,12 @@ def _html_block(b: Block, root: Path, embed: bool) -> str:
         return (f'<figure class="eq">{img}{cap}</figure>'
                 f"<details><summary>LaTeX source</summary><pre>{latex}</pre></details>")
     if isinstance(b, KeyValues):
-        return _html_table([f"<tr><th>{_inline_html(k)}</th><td>{_inline_html(v)}</td></tr>"
-                            for k, v in b.items], b.caption)
+        # a header row, as the Markdown table has (every table of the page has one), and each
+        # key the header of its row
+        return _html_table(["<thead><tr><th>item</th><th>value</th></tr></thead><tbody>"]
+                           + [f'<tr><th scope="row">{_inline_html(k)}</th>'
+                              f"<td>{_inline_html(v)}</td></tr>" for k, v in b.items]
+                           + ["</tbody>"], b.caption)
     raise TypeError(f"unknown report block {type(b).__name__}")
 
 
