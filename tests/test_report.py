@@ -1827,14 +1827,22 @@ def test_a_stage_that_fails_half_way_leaves_only_its_reason(tmp_path, monkeypatc
 
 
 def test_a_report_without_a_validation_split_draws_no_validation_confusion(tmp_path):
-    """--val-size 0: the tuned network's "confusion matrix (validation)" was a grid of zeros."""
+    """--val-size 0: the tuned network's "confusion matrix (validation)" was a grid of zeros,
+    and its accuracy figure, which draws train accuracy alone, was captioned (and its image's
+    alt text read) "Train and validation accuracy per epoch"."""
     from mlplab.data import load_dataset
+    from mlplab.report.document import Figure
 
     r = reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_tuned"],
                   loader=lambda: load_dataset("digits", val_size=0))
     (tuned,) = [s for s in r.sections if s.key == "q3_tuned"]
     assert tuned.status == "ok", tuned.reason
     assert tuned.figures() and not any("confusion" in f for f in tuned.figures())
+    [accuracy] = [b.caption for b in tuned.blocks
+                  if isinstance(b, Figure) and b.path.endswith("-accuracy.png")]
+    assert accuracy.startswith("Train accuracy per epoch"), accuracy
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert 'alt="Train accuracy per epoch' in page and 'alt="Train and validation' not in page
 
 
 def test_a_search_folder_of_a_report_written_before_owns_tuning_is_its_own(tmp_path):

@@ -7,6 +7,7 @@ Runs go through the library: :func:`mlplab.runs.train_run` with the presets of
 from __future__ import annotations
 
 import csv
+import math
 import os
 import shutil
 from pathlib import Path
@@ -104,8 +105,11 @@ def _run_figures(ctx: Context, section: Section, name: str, title: str, history:
     p3, r3 = ctx.figure(f"{name}-weights.png")
     figures.weight_images(model.params["W1"], ds.image_shape, p3,
                           f"{title}: first-layer weights")
+    # without a validation split (--val-size 0) the figure draws train accuracy alone
+    drawn = ("Train and validation" if any(not math.isnan(v) for v in history.val_acc)
+             else "Train")
     section.add(Figure(r1, f"Training loss per iteration{of} (one minibatch each)"),
-                Figure(r2, f"Train and validation accuracy per epoch{of}: {meaning}"
+                Figure(r2, f"{drawn} accuracy per epoch{of}: {meaning}"
                        + ("; dashed: the test accuracy, measured once" if test_acc is not None
                           else "")),
                 Figure(r3, figures.weights_caption(model.params["W1"].shape[1], whose)))
