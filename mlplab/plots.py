@@ -335,8 +335,9 @@ def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
     percent) and training loss (right; the mean of each epoch's iterations) per epoch, one
     colour, marker and line style per run (:data:`RUN_MARKERS`, :data:`RUN_LINESTYLES`).
     ``curves`` maps a run's name to ``{"val_acc": [...], "loss": [...]}``, one value per epoch;
-    a run without validation figures (``--val-size 0``) is drawn on the right only. Unlike the
-    other figures the colours stand for runs, not quantities."""
+    a run without validation figures (``--val-size 0``) is drawn on the right only, and where
+    no run has them the left panel says so. Unlike the other figures the colours stand for
+    runs, not quantities."""
     if not curves:
         raise ValueError("plot_runs needs at least one run's curves.")
     fig, (acc_ax, loss_ax) = subplots(1, 2, figsize=(2 * FIGSIZE[0], FIGSIZE[1] + 0.4))
@@ -380,6 +381,14 @@ def plot_runs(curves: Mapping[str, Mapping[str, Sequence[float]]],
             ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
+    if not val_lengths:
+        # runs trained without a validation split: an empty frame ticked 0 .. 1 read as
+        # accuracies near zero percent, at epochs 0 and 1
+        acc_ax.set(xticks=[], yticks=[])
+        acc_ax.grid(False)
+        acc_ax.text(0.5, 0.5, "no validation figures\n(runs trained without a validation "
+                    "split, --val-size 0)", transform=acc_ax.transAxes, ha="center",
+                    va="center", color="0.35")
     losses = np.concatenate([np.asarray(c.get("loss", []), dtype=float) for c in curves.values()]
                             or [np.empty(0)])
     losses = losses[np.isfinite(losses)]

@@ -215,6 +215,24 @@ def test_each_panel_ticks_the_runs_it_draws():
     assert all(float(t).is_integer() for t in loss_ax.get_xticks())
 
 
+def test_runs_without_validation_leave_a_panel_that_says_so():
+    """Runs trained with --val-size 0 only: the accuracy panel was an empty frame ticked
+    0.0 ... 1.0 under "validation accuracy (%)" and epochs 0 and 1, which read as figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mlplab import plots
+
+    fig = plots.plot_runs({"a": {"loss": [2.0, 1.0], "val_acc": [float("nan")] * 2},
+                           "b": {"loss": [1.5, 1.2]}})
+    acc_ax, loss_ax = fig.axes
+    assert not acc_ax.lines and list(acc_ax.get_xticks()) == list(acc_ax.get_yticks()) == []
+    assert any("no validation figures" in t.get_text() for t in acc_ax.texts)
+    assert len(loss_ax.lines) == 2 and not loss_ax.texts
+    fig = plots.plot_runs({"a": {"loss": [2.0, 1.0], "val_acc": [0.3, 0.4]}})
+    assert not fig.axes[0].texts and len(fig.axes[0].get_yticks())
+
+
 def test_a_diverged_run_does_not_flatten_the_other_loss_curves():
     """A run whose loss diverged (1e37) beside others: on a linear axis every other run lay on
     zero. Losses spanning orders of magnitude are drawn on a logarithmic axis."""
