@@ -1613,6 +1613,27 @@ def test_tuning_history_ticks_whole_trials_also_for_a_single_trial(monkeypatch, 
             plots.plt.close(fig)
 
 
+def test_tuning_history_draws_the_best_so_far_up_to_the_last_trial(monkeypatch, tmp_path):
+    """Trials pruned after the last complete one (median pruning, the standard budget) left the
+    "best so far" line ending at that complete trial, as if there were no best after it; a
+    single trial listed "best so far" in the legend for a line of no length."""
+    from mlplab import plots
+    from mlplab.report import figures
+
+    kept = _captured_figures(monkeypatch)
+    figures.optimisation_history([(0, "complete", 0.5), (1, "complete", 0.7), (2, "pruned", 0.3),
+                                  (3, "pruned", 0.2), (4, "pruned", 0.4)], tmp_path / "a.png")
+    figures.optimisation_history([(0, "complete", 0.5)], tmp_path / "one.png")
+    try:
+        pruned_last, single = (fig.axes[0] for fig in kept)
+        [best] = [line for line in pruned_last.get_lines() if line.get_label() == "best so far"]
+        assert max(best.get_xdata()) == 4 and list(best.get_ydata())[-1] == pytest.approx(70)
+        assert "best so far" not in [line.get_label() for line in single.get_lines()]
+    finally:
+        for fig in kept:
+            plots.plt.close(fig)
+
+
 def test_weight_captions_say_how_many_units_they_show_and_what_grey_means(quick_report):
     """The tuned network's figure shows the first 100 of its hidden units (146 with seed 0) but
     its caption said "one tile per hidden unit"; nor did any caption say that each tile has a

@@ -121,7 +121,13 @@ def optimisation_history(trials: Sequence[tuple[int, str, float | None]], path: 
             best = max(best, v)
             xs.append(n)
             ys.append(best)
-        if xs:
+        last = max((n for n, _ in done + pruned), default=None)
+        if xs and last is not None and last > xs[-1]:
+            # on to the last trial: pruned trials after the last complete one left the line
+            # ending there, as if the search had no best after it
+            xs.append(last)
+            ys.append(ys[-1])
+        if len(xs) > 1:  # (a single trial's line has no length: its point is the best)
             ax.step(xs, ys, where="post", color=COLORS["best"], lw=1.5, label="best so far")
         from mlplab.plots import whole_number_ticks
 
