@@ -447,3 +447,22 @@ def test_first_layer_weights_take_a_greyscale_shape_of_two_numbers():
     assert plots.weight_tiles(np.ones((64, 3)), (8, 8)).shape == (3, 8, 8, 1)
     with pytest.raises(ValueError, match=r"image_shape must be \(H, W, C\)"):
         plots.weight_tiles(np.ones((64, 3)), (64,))
+
+
+def test_predictions_of_more_rows_than_one_evaluation_chunk_cover_every_row(rng):
+    """Evaluation runs in chunks of ``EVAL_CHUNK`` rows: every row of every chunk, the last rows
+    of a full chunk and the rows of a short last one included, gets its own probabilities (a
+    hand-written forward pass of the same weights)."""
+    from mlplab.models import EVAL_CHUNK
+
+    n = 2 * EVAL_CHUNK + 3
+    X = rng.randn(n, 3)
+    model = MLP(3, [5], 4, seed=0, dtype=np.float64)
+    p = model.params
+    scores = np.maximum(X @ p["W1"] + p["b1"], 0) @ p["W2"] + p["b2"]
+    expected = np.exp(scores - scores.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    probs = model.predict_proba(X)
+    assert probs.shape == (n, 4)
+    np.testing.assert_allclose(probs, expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(model.predict(X), expected.argmax(axis=1))
