@@ -577,3 +577,23 @@ def test_augmenter_rejects_wrong_batch(images):
         Augmenter((6, 5, 3))(np.zeros((4, 10), np.float32), np.random.RandomState(0))
     with pytest.raises(ValueError, match="image_shape"):
         Augmenter((6, 5))
+
+
+def test_elastic_field_interpolates_linearly_between_lattice_points_on_the_pixels():
+    """The ``elastic_grid`` lattice spans the image from its first pixel to its last: with 10
+    rows and a 4-point lattice its points lie on rows 0, 3, 6 and 9 (7 columns, 3 points: on
+    columns 0, 3 and 6), and between them the field is linear in each axis, so its second
+    difference vanishes on every pixel that is not a lattice point."""
+    aug = Augmenter((10, 7, 1), flip=False, crop=0, elastic=2.0, elastic_grid=4)
+    aug_cols = Augmenter((10, 7, 1), flip=False, crop=0, elastic=2.0, elastic_grid=3)
+    for field, axis, knots in ((aug.elastic_field(8, np.random.RandomState(0)), 2, {3, 6}),
+                               (aug_cols.elastic_field(8, np.random.RandomState(1)), 3, {3})):
+        field = field.astype(np.float64)
+        size = field.shape[axis]
+        second = np.diff(field, n=2, axis=axis)  # index i: at pixel i + 1
+        for pixel in range(1, size - 1):
+            at = np.abs(np.take(second, pixel - 1, axis=axis)).max()
+            if pixel in knots:
+                assert at > 1e-3, (axis, pixel)  # a kink: the lattice offsets differ
+            else:
+                assert at < 1e-5, (axis, pixel)
