@@ -842,3 +842,49 @@ def test_replacement_sampling_with_a_batch_larger_than_the_data_trains_a_step_an
     h = Trainer(lr=0.1, sampling="replacement", batch_size=200, epochs=3).fit(
         MLP(6, [4], 3, seed=0), X, y)
     assert len(h.loss) == 3 and len(h.train_acc) == 3
+
+
+def test_subset_train_accuracy_of_a_set_no_larger_than_the_subset_is_the_whole_sets():
+    """"Up to 5,000 training images": a training set of exactly ``TRAIN_ACC_SUBSET`` rows is
+    measured whole, so the epoch's train accuracy is the model's accuracy on every row (random
+    labels: about a third right, a fraction of 5,000 that no sample of fewer rows gives)."""
+    from mlplab.trainer import TRAIN_ACC_SUBSET
+
+    rng = np.random.RandomState(0)
+    n = TRAIN_ACC_SUBSET
+    X, y = rng.randn(n, 4).astype(np.float32), rng.randint(3, size=n)
+    model = MLP(4, [5], 3, seed=0)
+    h = Trainer(lr=0.1, epochs=1, batch_size=n, train_acc="subset", seed=0).fit(model, X, y)
+    whole = np.mean(model.predict(X) == y)
+    assert 0 < whole < 1
+    assert h.train_acc == [whole]
+
+
+def test_a_cosine_run_resumed_with_same_schedule_goes_on_as_the_uninterrupted_run(data):
+    """The same-schedule check compares each epoch's recorded learning rate (that of the epoch's
+    last iteration) with the schedule's there: a cosine run, whose rate changes every iteration,
+    stopped after two of four epochs and resumed with its own settings is not refused, and
+    continues with the uninterrupted run's rates and losses."""
+    X, y, Xv, yv = data
+    cfg = TrainConfig(optimizer="sgd", lr=0.05, schedule="cosine", min_lr=0.001, epochs=4,
+                      batch_size=50, warmup_epochs=0.5, seed=0)
+    full = Trainer(cfg).fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
+
+    class StopAfterTwo(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                trainer.stop = True
+
+    model = MLP(6, [8], 3, seed=0)
+    first = Trainer(cfg, callbacks=[StopAfterTwo()])
+    first.fit(model, X, y, Xv, yv)
+    assert len(first.history.lr) == 2
+    again = Trainer(cfg)
+    again.resume(first.state_dict(), same_schedule=True)
+    h = again.fit(model, X, y, Xv, yv)
+    assert h.lr == full.lr and h.loss == full.loss
+    # the rates themselves: each epoch's at its last iteration, warm-up of 3 iterations (0.5
+    # of an epoch of 6) then the cosine from lr to min_lr over the remaining 21
+    expected = [0.001 + 0.5 * (0.05 - 0.001) * (1 + np.cos(np.pi * (6 * e - 1 - 3) / 21))
+                for e in (1, 2, 3, 4)]
+    np.testing.assert_allclose(full.lr, expected, rtol=1e-12)
