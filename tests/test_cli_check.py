@@ -277,3 +277,21 @@ def test_a_correct_net_failed_by_rounding_at_a_large_reg_is_said_so(capsys):
         assert all(errors[k] <= floor[k] <= 6 * errors[k] for k in errors), (errors, floor)
         _, grads = m.loss(X, y, reg=100.0)
         assert norm_rel_error(grads["b1"] * 1.01, grads["b1"]) > 10 * floor["b1"]
+
+
+@pytest.mark.parametrize("activation, slope", [("leaky_relu", 0.01), ("prelu", 0.25)])
+def test_nearest_kink_counts_the_leaky_and_parametric_relus(activation, slope):
+    """LeakyReLU's and PReLU's slopes jump at 0 as ReLU's does: the nearest kink is the smallest
+    input of theirs too (here of both hidden layers, by hand: the slope below 0 is LeakyReLU's
+    default 0.01, PReLU's initial 0.25), not None as for a smooth activation."""
+    from mlplab import MLP
+    from mlplab.gradcheck import nearest_kink
+
+    rng = np.random.RandomState(1)
+    model = MLP(5, [4, 3], 2, activation=activation, seed=0, dtype=np.float64)
+    X = rng.randn(6, 5)
+    W1, b1, W2, b2 = (model.params[k] for k in ("W1", "b1", "W2", "b2"))
+    z1 = X @ W1 + b1
+    z2 = np.where(z1 > 0, z1, slope * z1) @ W2 + b2
+    assert nearest_kink(model, X) == pytest.approx(min(np.abs(z1).min(), np.abs(z2).min()),
+                                                   rel=1e-12)
