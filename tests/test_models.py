@@ -466,3 +466,15 @@ def test_predictions_of_more_rows_than_one_evaluation_chunk_cover_every_row(rng)
     assert probs.shape == (n, 4)
     np.testing.assert_allclose(probs, expected, rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(model.predict(X), expected.argmax(axis=1))
+
+
+def test_an_overflow_beyond_the_first_evaluation_chunk_names_its_row_of_x():
+    """The overflow message names the row of the caller's X, counted across evaluation chunks:
+    row EVAL_CHUNK + 2 is reported as such, not as row 2 of its chunk."""
+    from mlplab.models import EVAL_CHUNK, ScoresOverflowError
+
+    model = MLP(4, [8], 3, seed=0)
+    X = np.ones((EVAL_CHUNK + 5, 4), np.float32)
+    X[EVAL_CHUNK + 2] = 3e38
+    with pytest.raises(ScoresOverflowError, match=rf"for row {EVAL_CHUNK + 2} of X \("):
+        model.predict(X)
