@@ -888,3 +888,30 @@ def test_a_cosine_run_resumed_with_same_schedule_goes_on_as_the_uninterrupted_ru
     expected = [0.001 + 0.5 * (0.05 - 0.001) * (1 + np.cos(np.pi * (6 * e - 1 - 3) / 21))
                 for e in (1, 2, 3, 4)]
     np.testing.assert_allclose(full.lr, expected, rtol=1e-12)
+
+
+def test_a_run_drawing_from_numpys_global_stream_resumes_where_that_stream_was(data):
+    """seed=None: batches come from NumPy's global stream, and a resumed run sets that stream
+    to the state saved with the checkpoint, so that draws made in between (another seed, other
+    work) do not change the rest of the run: it ends as the uninterrupted one."""
+    X, y, Xv, yv = data
+    cfg = TrainConfig(optimizer="sgd", lr=0.05, epochs=4, batch_size=50, seed=None,
+                      sampling="replacement")
+    np.random.seed(7)
+    full = Trainer(cfg).fit(MLP(6, [8], 3, seed=0), X, y, Xv, yv)
+
+    class StopAfterTwo(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                trainer.stop = True
+
+    np.random.seed(7)
+    model = MLP(6, [8], 3, seed=0)
+    first = Trainer(cfg, callbacks=[StopAfterTwo()])
+    first.fit(model, X, y, Xv, yv)
+    state = first.state_dict()
+    np.random.seed(12345)  # the global stream moves on in between
+    np.random.rand(17)
+    again = Trainer(cfg)
+    again.resume(state)
+    assert again.fit(model, X, y, Xv, yv).loss == full.loss
