@@ -293,6 +293,36 @@ def test_a_run_out_of_memory_before_a_checkpoint_leaves_nothing_behind(tmp_path,
     assert (tmp_path / "later" / "checkpoint.npz").is_file()
 
 
+def test_a_run_whose_folder_is_removed_while_it_trains_stops_and_does_not_make_it_again(
+        tmp_path, digits):
+    """The atomic writes make a missing folder: a run folder removed (or moved) mid-run was made
+    again and filled with a checkpoint, model and results but no config.json, and the command
+    ended with status 0 for a folder that evaluate and --resume refuse as no run."""
+    class Remove(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:  # after the epoch's checkpoint
+                shutil.rmtree(tmp_path / "run")
+
+    with pytest.raises(FileNotFoundError, match=r"run was removed or moved while the run "
+                                                r"trained \(its config.json is gone\)"):
+        train_run(FAST, out=tmp_path / "run", data=digits, plots=False, callbacks=[Remove()])
+    assert not (tmp_path / "run").exists()
+
+    # moved: the folder left where it went holds the last checkpoint, which resumes
+    class Move(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                (tmp_path / "moved").rename(tmp_path / "elsewhere")
+
+    with pytest.raises(FileNotFoundError, match="moved while the run trained"):
+        train_run(FAST, out=tmp_path / "moved", data=digits, plots=False, callbacks=[Move()])
+    assert not (tmp_path / "moved").exists()
+    assert load_checkpoint(tmp_path / "elsewhere" / "checkpoint.npz")[1]["epoch"] == 2
+    (tmp_path / "elsewhere").rename(tmp_path / "moved")
+    assert resume_run(tmp_path / "moved", data=digits, plots=False).metrics["status"] == \
+        "completed"
+
+
 def test_a_run_that_diverges_before_a_checkpoint_leaves_nothing_behind(tmp_path, digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the divergence is the error, not NumPy's overflow

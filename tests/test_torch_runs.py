@@ -361,6 +361,34 @@ def test_an_interrupted_run_is_not_tested(monkeypatch):
     assert "test_accuracy" not in result.metrics and result.metrics["val_accuracy"] is not None
 
 
+@pytest.mark.parametrize("study", [False, True], ids=["train", "depth"])
+def test_a_folder_removed_while_it_trains_is_not_made_again(study, tmp_path, monkeypatch):
+    """A run's or depth study's folder removed mid-run was made again by the next atomic write,
+    and filled with results but no config.json (depth-config.json): status 0, and a folder
+    that evaluate and --resume refuse."""
+    import shutil
+
+    import mlplab.torch_mlp.runs as runs_module
+
+    out = tmp_path / "out"
+    real = runs_module.save_torch_checkpoint
+
+    def save_then_remove(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        shutil.rmtree(out)  # after the first epoch's checkpoint
+
+    monkeypatch.setattr(runs_module, "save_torch_checkpoint", save_then_remove)
+    marker = "depth-config.json" if study else "config.json"
+    with pytest.raises(FileNotFoundError, match=rf"out was removed or moved while the "
+                                                rf"{'depth study' if study else 'run'} trained "
+                                                rf"\(its {marker} is gone\)"):
+        if study:
+            tm.depth_run("digits", out=out, layers=[2], hidden_size=8, epochs=2, threads=1)
+        else:
+            tm.train_run("digits", out=out, hidden=[8], epochs=2, threads=1, plots=False)
+    assert not out.exists()
+
+
 def test_a_run_stopped_before_its_first_checkpoint_is_resumed_by_torch_train(runs, tmp_path):
     """evaluate of a PyTorch run stopped before its first epoch ended (no checkpoint.pt yet)
     said `mlplab train --resume RUN finishes it`, which refuses a PyTorch run."""

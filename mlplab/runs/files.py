@@ -204,6 +204,25 @@ def remove_made_folders(path: str | os.PathLike, top: Path | None) -> None:
             return
 
 
+class RunFolderGoneError(FileNotFoundError):
+    """The folder of a run in training was removed or moved (its ``config.json`` is gone): the
+    run stops rather than write on (:func:`check_run_folder`)."""
+
+
+def check_run_folder(run_dir: Path, marker: str = CONFIG_FILE, noun: str = "run") -> None:
+    """Refuse to write more into ``run_dir`` once its ``marker`` (``config.json``, written as
+    the run started) is gone: the folder was removed or moved while the run trained. The
+    atomic writes make a missing folder, so the run made it again and filled it with a
+    checkpoint, model and results but no ``config.json``, and ended with status 0 and "run
+    folder: ..." for a folder that ``evaluate`` and ``--resume`` refuse as no run. ``noun``: what
+    trains there, a run or a depth study."""
+    if not (run_dir / marker).is_file():
+        raise RunFolderGoneError(
+            f"{run_dir} was removed or moved while the {noun} trained (its {marker} is gone), "
+            f"so the {noun} stopped without writing more there; start it anew, or put the "
+            "folder back and resume it")
+
+
 def new_run_dir(out: str | os.PathLike) -> Path:
     """Make the folder of a new run (see :func:`check_new_run_dir`) and return it."""
     out_dir = check_new_run_dir(out)

@@ -52,6 +52,7 @@ from mlplab.runs.files import (
     METRICS_FILE,
     MODEL_FILE,
     check_new_run_dir,
+    check_run_folder,
     first_missing_folder,
     inner_run_folder,
     new_run_dir,
@@ -619,6 +620,20 @@ def _fresh(cfg: RunConfig, ds: Dataset) -> tuple[Any, MLP, np.ndarray]:
     return pre, model, X_train
 
 
+class _FolderKept(Callback):
+    """Stops the run where its folder was removed or moved meanwhile (its ``config.json``
+    gone), before the checkpoint callback after it writes (:func:`check_run_folder`)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+        check_run_folder(self.run_dir)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        check_run_folder(self.run_dir)
+
+
 def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_train: np.ndarray,
                     state: dict[str, Any] | None, seconds_before: float, out_dir: Path | None,
                     callbacks: Sequence[Callback], progress: bool, verbose: bool,
@@ -637,7 +652,9 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
     ckpt_cb = CheckpointCallback(out_dir / CHECKPOINT_FILE, pre, ckpt_extra, seconds_before) \
         if out_dir is not None else CheckpointCallback(os.devnull, pre, ckpt_extra,
                                                        seconds_before)
-    all_callbacks = [*([ckpt_cb] if out_dir is not None else []), *callbacks]
+    # before each save, the folder is checked to be still there (see _FolderKept)
+    all_callbacks = [*([_FolderKept(out_dir), ckpt_cb] if out_dir is not None else []),
+                     *callbacks]
     trainer = Trainer(cfg.trainer_config(progress=progress, verbose=verbose),
                       callbacks=all_callbacks, augment=make_augmenter(cfg, ds.image_shape, pre))
     if state is not None:
@@ -673,6 +690,7 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
     })
     result = RunResult(cfg, model, pre, history, metrics, list(ds.classes), out_dir)
     if out_dir is not None:
+        check_run_folder(out_dir)  # (the metrics took a moment)
         in_model = {k: v for k, v in metrics.items()  # extra has these
                     if k not in ("environment", "earlier_environments")}
         io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": in_model})

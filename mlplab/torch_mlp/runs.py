@@ -56,6 +56,7 @@ from mlplab.runs.files import (
     DEPTH_FILE,
     OUTPUT_KINDS,
     TORCH_CHECKPOINT_FILE,
+    check_run_folder,
     diverged_study,
     refuse_if_nothing_saved,
     refuse_other_output,
@@ -574,6 +575,7 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
 
     def save(training_state: dict[str, Any]) -> None:
         assert out_dir is not None  # only handed to fit with a folder
+        check_run_folder(out_dir, TORCH_CONFIG_FILE)  # not one removed or moved meanwhile
         save_torch_checkpoint(out_dir / CHECKPOINT_FILE, training_state,
                               {**extra, "seconds": seconds_before + time.perf_counter() - start})
 
@@ -605,6 +607,7 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
     result = TorchRunResult(config, model, pre, history, metrics, list(ds.classes), out_dir,
                             seconds)
     if out_dir is not None:
+        check_run_folder(out_dir, TORCH_CONFIG_FILE)
         _write_run(out_dir, result, ds, X_val,
                    batches_per_epoch(len(ds.y_train), cfg.batch_size, bool(config["batchnorm"])),
                    plots)
@@ -1244,6 +1247,7 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
 
     def checkpoint(init: str, depth: int, state: dict[str, Any], seconds: float) -> None:
         assert out_dir is not None  # only handed to depth_study with a folder
+        check_run_folder(out_dir, DEPTH_CONFIG_FILE, "depth study")
         record_config()
         # and the settings a resume must find in depth-config.json again, as a run's checkpoint
         save_torch_checkpoint(out_dir / DEPTH_CHECKPOINT_FILE, state,
@@ -1255,6 +1259,7 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
 
     def network(result: DepthResult, model: MultiLayerPerceptron) -> None:
         assert out_dir is not None and result.history is not None
+        check_run_folder(out_dir, DEPTH_CONFIG_FILE, "depth study")
         path = _network_file(out_dir, result.init, result.depth)
         path.parent.mkdir(exist_ok=True)
         row = {k: v for k, v in result.to_dict().items() if k != "epochs"}
@@ -1311,6 +1316,7 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
     if out_dir is not None:
         from mlplab import plots
 
+        check_run_folder(out_dir, DEPTH_CONFIG_FILE, "depth study")
         # the checkpoint of a network saved just before a stop (which the saving of the next
         # network would have removed) is no part of a finished study
         (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
