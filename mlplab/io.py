@@ -109,6 +109,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None,
         except OSError as exc:
             if is_disk_full(exc):
                 raise DiskFullError(path, exc) from None
+            if exc.errno in _REFUSED and not isinstance(exc, WriteRefusedError):
+                raise WriteRefusedError(path, exc) from None
             raise
     finally:
         if tmp_path is not None:
@@ -166,6 +168,27 @@ class DiskFullError(OSError):
 
     def __str__(self) -> str:  # the message alone (OSError would prefix "[Errno 28] None")
         return str(self.args[0])
+
+
+#: a write the file system refuses: a read-only one, or a folder this user may not write to
+_REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+class WriteRefusedError(OSError):
+    """A write refused by the file system (made read-only, or the folder's permissions taken
+    away, since the command began); the previous file is unchanged. Its message names the file
+    written, where the system's named the hidden temporary file beside it
+    (``runs/x/.checkpoint.npz.ca20nccp.npz: Read-only file system``) and not what was kept."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        what = "read-only file system" if cause.errno == errno.EROFS else "permission denied"
+        self.message = (f"cannot write {path} ({what}); make {path.parent} writable and run the "
+                        f"command again - the previous {path.name}, if any, is intact")
+        self.filename = str(path)
+
+    def __str__(self) -> str:  # the message alone (OSError would prefix "[Errno 30] ...")
+        return self.message
 
 
 def broken_link(path: str | os.PathLike) -> str | None:

@@ -1,6 +1,7 @@
 """Run folders, atomic files, model files, presets and plots."""
 
 import csv
+import errno
 import json
 import os
 import re
@@ -94,6 +95,34 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         tmp.write_text("half-written")
         raise RuntimeError("crash mid-write")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+@pytest.mark.parametrize("code,why", [(errno.EROFS, "read-only file system"),
+                                      (errno.EACCES, "permission denied")])
+def test_a_refused_write_names_the_file_and_keeps_the_old_one(code, why, tmp_path, monkeypatch):
+    """A folder made read-only (a remount) or unwritable while a command runs: the error named
+    the hidden temporary file (runs/x/.checkpoint.npz.ca20nccp.npz: Read-only file system) and
+    not the file written, nor that the previous one is kept."""
+    target = tmp_path / "checkpoint.npz"
+    io.write_npz(target, {"a": np.arange(3)})
+
+    def refused(*args, **kwargs):
+        raise OSError(code, os.strerror(code), str(tmp_path / ".checkpoint.npz.x1y2z3.npz"))
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", refused)
+    with pytest.raises(io.WriteRefusedError) as caught:
+        io.write_npz(target, {"a": np.arange(4)})
+    assert str(caught.value) == (f"cannot write {target} ({why}); make {tmp_path} writable and "
+                                 "run the command again - the previous checkpoint.npz, if any, "
+                                 "is intact")
+    assert caught.value.errno == code and caught.value.filename == str(target)
+    monkeypatch.undo()
+    assert io.read_npz(target)["a"].tolist() == [0, 1, 2]
+    # refused at the rename (a folder whose write permission went after the file was made)
+    monkeypatch.setattr(io.os, "replace", refused)
+    with pytest.raises(io.WriteRefusedError, match=r"^cannot write .*checkpoint\.npz \("):
+        io.write_npz(target, {"a": np.arange(4)})
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
 
 
 @pytest.mark.parametrize("hard_links", [True, False])
