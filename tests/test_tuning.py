@@ -553,6 +553,35 @@ def test_a_killed_writes_leftovers_go_but_not_a_write_that_may_be_going_on(digit
     assert not old.exists() and fresh.exists()
 
 
+def test_an_output_folder_removed_while_the_search_runs_is_not_made_again(digits, tmp_path,
+                                                                          monkeypatch):
+    """Each output write made the removed (or moved) folder again: the command ended with status 0
+    and a summary.json naming results.csv and plots that were not there, the study gone with its
+    study.db."""
+    import mlplab.tuning as tuning
+
+    out = tmp_path / "o"
+    real = tuning.write_results
+
+    def written_then_removed(study, folder):
+        files = real(study, folder)
+        shutil.rmtree(folder)
+        return files
+
+    monkeypatch.setattr(tuning, "write_results", written_then_removed)
+    with pytest.raises(FileNotFoundError, match=r"o was removed or moved while the search ran "
+                                                r"\(its study.db is gone\), so its tables"):
+        tune(digits, trials=1, search_space=TINY, out=out, progress=False)
+    assert not out.exists()  # no best-run/, no summary.json made into a new folder
+    # the tables written, then the folder removed before the search (a study elsewhere):
+    monkeypatch.setattr(tuning, "write_results",
+                        lambda study, folder: (shutil.rmtree(folder), ({}, {}))[1])
+    with pytest.raises(FileNotFoundError, match=r"o was removed or moved while the search ran, "):
+        tune(digits, trials=1, search_space=TINY, out=out, progress=False,
+             storage=f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    assert not out.exists()
+
+
 def test_resume_continues_to_the_target_and_checks_the_space(digits, tmp_path):
     kw = dict(search_space=TINY, out=tmp_path, progress=False, search_only=True)
     first = tune(digits, trials=2, **kw)

@@ -45,7 +45,7 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -393,12 +393,16 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
             result = _tally(study, study_name, spec.display, out_dir)
             result.unfinished = _unfinished(study, trials, timeout, elapsed, spec.grace_period)
             if not search_only:
+                kept = functools.partial(_check_out_kept, out_dir,
+                                         "study.db" if storage is None else None)
+                kept()
                 # the tables and plots within: a Ctrl-C while the plots are drawn (seconds) left
                 # no summary, or a previous run's
-                with _summary_written(result, start):
+                with _summary_written(result, start, kept):
                     result.files, result.skipped_plots = write_results(study, out_dir)
                     _refuse_if_all_failed(study, result)
                     if result.best_trial is not None:
+                        kept()
                         _best_run(study, result, data, source, seed, eval_test,
                                   announce=progress)
         result.wall_seconds = round(time.perf_counter() - start, 2)
@@ -715,18 +719,37 @@ def _best_run(study: optuna.Study, result: TuneResult, data: TuningData | None,
 
 
 @contextlib.contextmanager
-def _summary_written(result: TuneResult, start: float) -> Iterator[None]:
+def _summary_written(result: TuneResult, start: float,
+                     kept: Callable[[], None] = lambda: None) -> Iterator[None]:
     """Write ``summary.json`` (atomically) once the block ends, however it ends: one that a
     Ctrl-C ended is marked ``interrupted``. Written only on success, it kept a previous run's
-    counts and best trial after an interrupted or refused one."""
+    counts and best trial after an interrupted or refused one. ``kept`` checks first that the
+    output folder is still there (:func:`_check_out_kept`)."""
     try:
         yield
     except BaseException as exc:
         result.interrupted = isinstance(exc, KeyboardInterrupt)
         with contextlib.suppress(OSError):  # (a full disk): the error that ended it is the news
+            kept()
             _write_summary(result, start)
         raise
+    kept()
     _write_summary(result, start)
+
+
+def _check_out_kept(out_dir: Path, marker: str | None) -> None:
+    """Refuse to write a search's outputs into ``out_dir`` once it was removed or moved while
+    the search ran (by its study's file ``marker``, where the folder holds the study): each
+    write made the folder again, and the command ended with status 0 and a summary naming
+    tables that were not there, the study itself gone."""
+    from mlplab.runs.files import RunFolderGoneError
+
+    if not out_dir.is_dir() or (marker is not None and not (out_dir / marker).is_file()):
+        gone = f" (its {marker} is gone)" if marker is not None else ""
+        raise RunFolderGoneError(f"{out_dir} was removed or moved while the search ran{gone}, so "
+                                 "its tables, plots and best run were not written there; run "
+                                 "the search anew, or put the folder back and run the same "
+                                 "command again")
 
 
 def _write_summary(result: TuneResult, start: float) -> None:
