@@ -456,6 +456,37 @@ def test_a_ctrl_c_while_the_workers_start_stops_those_already_started(monkeypatc
     assert events == ["terminate mlplab-tune-0", "join mlplab-tune-0"]
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_a_ctrl_c_that_reaches_the_workers_is_left_to_the_command(tmp_path):
+    """A terminal's Ctrl-C goes to the whole process group, the workers too: one that landed
+    while a worker imported or opened the study printed its Python traceback ("Process
+    mlplab-tune-0:", 27 lines) under the command's "mlplab: interrupted". The workers start with
+    SIGINT blocked, and the command stops them. Sent to the workers alone here, so that the
+    command does not stop them first: they search on, and the command ends as usual."""
+    space = tmp_path / "space.yaml"
+    space.write_text(MEDIUM_SPACE)
+    proc = _tune(tmp_path, "sqlite:///" + str(tmp_path / "s.db"), "ctrl-c", space, 2,
+                 "--workers", "2", "--search-only")
+    try:
+        _wait_for(lambda: len(_spawned_workers(proc.pid)) == 2, 60, "two workers")
+        # at once, as they import and load the data, and again in the middle of the search
+        for pid in _spawned_workers(proc.pid):
+            os.kill(pid, signal.SIGINT)
+        _wait_for(lambda: any(t.state == TrialState.RUNNING for t in
+                              _trials("sqlite:///" + str(tmp_path / "s.db"), "ctrl-c")),
+                  60, "a running trial")
+        for pid in _spawned_workers(proc.pid):
+            os.kill(pid, signal.SIGINT)
+        output = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in output and "Process mlplab-tune" not in output, output
+    trials = _trials("sqlite:///" + str(tmp_path / "s.db"), "ctrl-c")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+
+
 @pytest.mark.parametrize("start, to", [(TrialState.WAITING, TrialState.RUNNING),
                                        (TrialState.RUNNING, TrialState.FAIL)])
 def test_one_sqlite_trial_changes_state_once_when_two_workers_race(tmp_path, start, to):

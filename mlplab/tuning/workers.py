@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -235,6 +237,41 @@ def run_workers(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None =
                        "command again to finish the study.")
 
 
+@contextlib.contextmanager
+def _ctrl_c_left_to_this_process() -> Iterator[None]:
+    """Within the block (a worker's start), SIGINT is ignored, and so in the worker started,
+    which keeps an ignored signal ignored across ``exec`` (Python then leaves it so): a
+    terminal's Ctrl-C goes to the worker processes too, and one that landed while a worker
+    imported or opened the study printed its Python traceback under the command's
+    "mlplab: interrupted" line. This process stops the workers itself (:func:`_run_round`
+    terminates them). Meanwhile SIGINT is also blocked in this thread, so that one that arrives
+    then waits, pending (a blocked signal is not discarded as ignored), and reaches the handler
+    put back as the block ends; unless the system hands it to another thread of this process
+    (a BLAS thread), which drops it: a Ctrl-C in that millisecond or so is lost, where one in a
+    worker's start (a second and more) printed a traceback."""
+    import threading
+
+    if (not hasattr(signal, "pthread_sigmask")  # (Windows: no Ctrl-C to a process group)
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None)):  # (None: set from C)
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    # started now if not yet: the first start unblocks SIGINT as it ends, which let a Ctrl-C
+    # meanwhile meet the ignoring handler and be lost
+    resource_tracker.ensure_running()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _run_round(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None,
                poll: float) -> list[str]:
     """Run one process per spec to its end, as :func:`run_workers` says; returns the names of
@@ -248,7 +285,8 @@ def _run_round(specs: list[WorkerSpec], study: optuna.Study, bar: tqdm | None,
         # interpreter takes a while) left the first searching on its own, unseen, until it had
         # run the study's whole target
         for p in procs:
-            p.start()
+            with _ctrl_c_left_to_this_process():
+                p.start()
         killed: set[str] = set()
         while any(p.is_alive() for p in procs):
             time.sleep(poll)
