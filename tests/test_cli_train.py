@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +44,31 @@ def test_train_prints_metrics_and_writes_the_run(run_dir, capsys, tmp_path):
     assert out["epochs"] == 3  # --epochs overrides the preset's 1,000 iterations
     cfg = json.loads((tmp_path / "j" / "config.json").read_text())
     assert cfg["hidden"] == [32] and cfg["optimizer"] == "sgd" and cfg["iters"] is None
+
+
+@pytest.mark.parametrize("saved", [["config.json", "checkpoint.npz"], ["config.json"]],
+                         ids=["checkpoint", "before-the-first"])
+def test_a_second_ctrl_c_says_how_to_go_on(saved, monkeypatch, capsys, tmp_path):
+    """A second Ctrl-C ends the command before the run is saved. With a checkpoint, its line
+    says to --resume; before the first one, the folder keeps config.json (the same command is
+    then refused as "already holds a run") and only "mlplab: interrupted" was said."""
+    import mlplab.runs
+
+    out = tmp_path / "run"
+
+    def stopped(cfg, out, **kwargs):  # what train_run leaves when a second Ctrl-C ends it
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for name in saved:
+            (Path(out) / name).write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlplab.runs, "train_run", stopped)
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    said = ("interrupted before the run was saved; its last checkpoint is kept." if
+            len(saved) == 2 else "interrupted before the run's first checkpoint; --resume "
+            "starts it again from its first epoch.")
+    assert f"{said} Continue with: mlplab train --resume {out}\n" in err, err
 
 
 def test_the_summary_counts_in_the_singular_for_one(capsys, tmp_path):

@@ -362,7 +362,7 @@ def _resumable(run: str | os.PathLike[str], args: argparse.Namespace) -> Iterato
     """A Ctrl-C that ends training before the run is saved (a second one, or one while the
     results are written) leaves the run's last checkpoint, from which ``--resume`` finishes it
     exactly: say so, rather than only "interrupted" (as if the run were lost)."""
-    from mlplab.runs import CHECKPOINT_FILE
+    from mlplab.runs import CHECKPOINT_FILE, CONFIG_FILE
 
     try:
         yield
@@ -370,6 +370,12 @@ def _resumable(run: str | os.PathLike[str], args: argparse.Namespace) -> Iterato
         if os.path.isfile(os.path.join(run, CHECKPOINT_FILE)):
             print(f"interrupted before the run was saved; its last checkpoint is kept. "
                   f"{_resume_command(run, args)}", file=sys.stderr)
+        elif os.path.isfile(os.path.join(run, CONFIG_FILE)):
+            # stopped (a second Ctrl-C) before its first checkpoint: the folder keeps the run's
+            # config.json, and the same command is refused ("already holds a run"); only
+            # "mlplab: interrupted" was said
+            print(f"interrupted before the run's first checkpoint; --resume starts it again "
+                  f"from its first epoch. {_resume_command(run, args)}", file=sys.stderr)
         raise
 
 
