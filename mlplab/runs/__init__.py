@@ -16,7 +16,8 @@ A run folder holds:
 * ``checkpoint.npz``: model, preprocessing and trainer state, rewritten atomically at the end of
   every epoch (and on Ctrl-C): :func:`resume_run` continues from it and ends with exactly the
   result an uninterrupted run with the same seed would have had;
-* ``history.csv``: one row per iteration (loss, learning rate; accuracies on epoch-ending rows);
+* ``history.csv``: one row per iteration (its loss; the epoch's learning rate and accuracies on
+  epoch-ending rows only, the other rows' cells empty);
 * ``metrics.json``: train/val (and, with ``eval_test``, test) accuracy, epochs, iterations,
   seconds, dataset, model, status (``completed`` or ``interrupted``);
 * plots: ``loss.png``, ``accuracy.png``, ``confusion.png`` and, for image data, ``weights.png``.

@@ -351,7 +351,8 @@ def default_run_dir(root: str | os.PathLike = RUNS_ROOT, claim: bool = False,
 
 
 def write_history(path: Path, history: History, per_epoch: int) -> None:
-    """``history.csv``: iteration, epoch, loss, lr; train/val accuracy on epoch-ending rows."""
+    """``history.csv``: iteration, epoch and loss on every row; lr (the epoch's last
+    iteration's) and train/val accuracy on epoch-ending rows only, empty elsewhere."""
     rows = []
     for i, loss in enumerate(history.loss, start=1):
         epoch = (i - 1) // per_epoch + 1
@@ -369,8 +370,9 @@ def write_history(path: Path, history: History, per_epoch: int) -> None:
 
 def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
     """``history.csv`` back as ``{"loss": [...], "train_acc": [...], "val_acc": [...],
-    "lr": [...]}`` (accuracies per epoch; NaN for an empty cell, the ``val_acc`` of a run without
-    a validation split)."""
+    "lr": [...]}``: ``loss`` per iteration, the accuracies and ``lr`` per epoch (read from the
+    epoch-ending rows; NaN for an empty cell, the ``val_acc`` of a run without a validation
+    split)."""
     import csv
 
     out: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_acc": [], "lr": []}
