@@ -53,6 +53,7 @@ class Budget:
         return space
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field by name (JSON-able), as ``report.json`` records the budget."""
         return asdict(self)
 
 
@@ -66,6 +67,9 @@ BUDGETS: dict[str, Budget] = {
 
 
 def get_budget(name: str | Budget) -> Budget:
+    """The :class:`Budget` called ``name`` in :data:`BUDGETS` (``quick``, ``standard``,
+    ``full``), or ``name`` itself when it is a :class:`Budget` already; a ``ValueError`` naming
+    the choices for any other name."""
     if isinstance(name, Budget):
         return name
     try:

@@ -82,6 +82,12 @@ STAGES: list[Stage] = [
 
 @dataclass
 class ReportResult:
+    """What :func:`reproduce` returns: the report folder ``out``, its ``markdown``
+    (``report.md``), ``html`` (``report.html``) and ``json`` (``report.json``) files, the
+    ``sections`` in report order (each with its ``status``, ``"ok"`` or ``"not run"`` with a
+    ``reason``), ``seconds`` (the whole study's) and ``reused``, the keys of the sections kept
+    from an earlier report (``reuse=True``)."""
+
     out: Path
     markdown: Path
     html: Path
@@ -91,6 +97,7 @@ class ReportResult:
     reused: tuple[str, ...] = ()  # keys of the sections kept from an earlier report
 
     def not_run(self) -> list[Section]:
+        """The sections whose ``status`` is ``"not run"`` (failed, skipped or not selected)."""
         return [s for s in self.sections if s.status != "ok"]
 
     def __repr__(self) -> str:
@@ -142,6 +149,13 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     reuse : with ``only``, keep the sections of the earlier report in ``out`` that are not run
         again (it must have used the same dataset, budget, seed and threads), e.g. to re-run one
         stage that failed.
+    command : what the report names as the way to reproduce it (``mlplab reproduce`` passes its
+        own command line); default: the equivalent ``mlplab reproduce`` command, or, for a
+        custom :class:`Budget` or a ``loader``, this Python call.
+
+    Returns
+    -------
+    ReportResult : the folder, the report's files and its sections.
     """
     from mlplab.data.datasets import check_dataset_name
 
