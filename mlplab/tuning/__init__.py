@@ -250,6 +250,10 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         refused with a ``grace``, which only heartbeats use).
     search_only
         Only search (e.g. a worker on another machine): no tables, plots or retraining.
+    progress
+        A progress bar of the study's finished trials, and lines on stderr saying that a resumed
+        study continues, that the best trial is retrained, or that this process waits for another
+        writing the outputs; ``False``: none of them.
     preprocess, train_size
         The preprocessing recipe (``mlplab.data.PREPROCESSING``, fitted on the training split)
         and an optional stratified subset of the training images to tune on.
