@@ -503,8 +503,11 @@ def test_fit_refuses_a_state_of_other_batches(rng):
     tm.fit(tm.build_model(6, [8], 3, seed=0), X, y, epochs=2, batch_size=20,
            on_checkpoint=lambda s: states.append(s) if s["epoch"] == 1 else None)
     state = states[0]
-    from mlplab.torch_mlp.training import TrainingStateError
+    # the error fit's docstring names is the package's API, importable as mlplab.torch_mlp.X
+    assert "TrainingStateError" in tm.__all__
+    from mlplab.torch_mlp import TrainingStateError
 
+    assert issubclass(TrainingStateError, ValueError)
     with pytest.raises(TrainingStateError,
                        match="has 5 iterations in 1 epochs, but this training has 4 batches an "
                              "epoch \\(another batch size or training set\\)"):
