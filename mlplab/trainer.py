@@ -238,13 +238,20 @@ class Callback:
     sets the schedule's before every step. Pass ``Trainer(lr_schedule=fn)`` for a schedule of
     your own."""
 
-    def on_train_begin(self, trainer: Trainer) -> None: ...
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Called once as :meth:`Trainer.fit` starts, before the first step."""
 
-    def on_iteration_end(self, trainer: Trainer, iteration: int, loss: float) -> None: ...
+    def on_iteration_end(self, trainer: Trainer, iteration: int, loss: float) -> None:
+        """Called after every step: ``iteration`` counts the steps done (from 1), ``loss`` is
+        the step's minibatch loss."""
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+        """Called after every epoch's evaluation: ``epoch`` counts the epochs done (from 1);
+        ``logs`` holds ``epoch, iteration, loss, train_acc, val_acc, lr, seconds``."""
 
-    def on_train_end(self, trainer: Trainer) -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None:
+        """Called once as :meth:`Trainer.fit` ends (also when stopped early or by Ctrl-C), after
+        the best parameters are restored."""
 
 
 def epoch_iterations(n: int, batch: int, last_batch: bool = False,
@@ -421,6 +428,17 @@ class Trainer:
     # --------------------------------------------------------------------------- the loop
     def fit(self, model: MLP, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> History:
+        """Train ``model`` in place on ``X`` (N, D) and labels ``y`` (N,) in ``0..K-1``, as the
+        config says, and return the :class:`History` (also ``self.history``).
+
+        ``X_val``, ``y_val`` (both or neither) are evaluated at the end of every epoch; early
+        stopping (``patience``) needs them, and with ``restore_best`` the model ends with the
+        parameters of its best epoch. The arrays are checked first (shape, finite values, labels
+        in range; a ``ValueError`` otherwise); settings that cannot work together raise
+        :class:`SettingsError`, a loss, weights or evaluation that become NaN or infinite
+        :class:`TrainingDivergedError`. A pending :meth:`resume` state continues its run. Ctrl-C
+        (or SIGTERM) stops after the current step: the history is then marked ``interrupted``
+        and the model keeps its current parameters."""
         cfg = self.config
         X = check_X(X, model.input_size, dtype=model.dtype)
         if not len(X):
