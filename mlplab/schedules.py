@@ -53,6 +53,9 @@ class Schedule:
                              "count its epochs from the end of the warm-up.")
 
     def lr_at(self, iteration: int, epoch: int) -> float:
+        """The learning rate of the step after ``iteration`` finished steps, in the epoch after
+        ``epoch`` finished epochs (both counted from 0, as :class:`mlplab.trainer.Trainer`
+        passes them)."""
         if self.warmup_iters and iteration < self.warmup_iters:
             return self.lr * (iteration + 1) / self.warmup_iters
         if self.warmup_iters and self.kind in ("exp", "step") and self.iters_per_epoch:
