@@ -337,6 +337,7 @@ class MLP:
 
     @property
     def num_params(self) -> int:
+        """The number of trainable parameters (every entry of every array in ``params``)."""
         return sum(p.size for p in self.params.values())
 
     # ----------------------------------------------------------------------------- engine
