@@ -664,6 +664,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ScoresOverflowError(str(exc).replace(WIDER_MODEL, _WIDER_NETWORK)) from None
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
+        """``log(predict_proba(X))`` (n_samples, n_classes), columns ordered as ``classes_``; a
+        probability that rounds to 0 gives ``-inf``."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
