@@ -104,6 +104,7 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
+        """The number of classes, ``len(classes)`` (labels are ``0..num_classes - 1``)."""
         return len(self.classes)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
