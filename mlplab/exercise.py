@@ -61,6 +61,10 @@ def toy_training(X: np.ndarray, y: np.ndarray, seed: int | None = None) -> dict[
 
 @dataclass
 class CheckResult:
+    """One check of :func:`run_checks`: its ``name``, the measured ``value`` (an error, or the
+    toy training's final loss), the ``bound`` it must stay below, whether it ``passed`` and a
+    ``description`` of what was measured."""
+
     name: str
     value: float
     bound: float
@@ -68,6 +72,7 @@ class CheckResult:
     description: str
 
     def as_dict(self) -> dict:
+        """The fields as a dict (JSON-able)."""
         return asdict(self)
 
 
