@@ -131,6 +131,9 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     dataset : ``digits`` (default, bundled), ``cifar10``, ``fashion-mnist``, ``mnist`` or
         ``folder:PATH``.
     budget : ``quick``, ``standard``, ``full`` or a :class:`Budget`.
+    out : the report folder (made if need be); default :func:`default_out`,
+        ``runs/report-<dataset>-<budget>``. An earlier report there is replaced whole (unless
+        ``reuse``); a folder of a run, a tuning or a depth study is refused.
     seed : seeds the data splits, initialisation, sampling, tuning and PyTorch (the
         exercise's toy problem of Q1, Q2's two-layer check and the toy training keeps its own
         fixed draws), so the same seed gives the same numbers on the same machine and
