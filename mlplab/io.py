@@ -418,7 +418,8 @@ def read_npz(path: str | os.PathLike,
              keys: Collection[str] | None = None) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file (or only those of ``keys`` that it holds: a small one of a
     large file is read without the rest), loaded eagerly with ``allow_pickle=False``. Raises a
-    ``ValueError`` naming the file if it is missing, truncated or not an ``.npz`` archive."""
+    ``FileNotFoundError`` naming the file if it is missing (or is a folder), a ``ValueError``
+    naming it if it is truncated or not an ``.npz`` archive."""
     path = Path(path)
     if isinstance(keys, str):  # one name, not its letters ("a" in "__meta__" is True)
         keys = [keys]
@@ -547,7 +548,9 @@ class LoadedModel:
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Load a model file written by :func:`save_model`, validating it; returns a
-    :class:`LoadedModel` (``.model``, ``.preprocessing``, ``.extra``)."""
+    :class:`LoadedModel` (``.model``, ``.preprocessing``, ``.extra``). A missing file (or a
+    folder) is a ``FileNotFoundError``, a damaged or foreign one a ``ValueError`` naming it
+    (:func:`read_npz`)."""
     return model_from_arrays(read_npz(path), source=str(path))
 
 
