@@ -519,7 +519,7 @@ def read_image(path: str | os.PathLike, image_shape: Sequence[int]) -> np.ndarra
     """One image file decoded exactly as a folder dataset's images are (wide greyscale scaled to
     0..255, alpha dropped, turned upright as its EXIF orientation says, bilinear resize), as
     ``uint8`` of ``image_shape`` ``(H, W, C)`` with C 1 (grey) or 3 (RGB): a trained model's
-    input, e.g. ``load_model(...)[2]["image_shape"]``.
+    input, e.g. ``load_model(...).extra["image_shape"]``.
     A file that cannot be read is a :class:`DatasetError` naming it."""
     shape = tuple(int(n) for n in image_shape)
     # an (H, W) shape failed to unpack, a zero side was blamed on the file
