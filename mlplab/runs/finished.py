@@ -401,7 +401,9 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
 def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
                    top: int = 3, progress: bool = True,
                    skip_unreadable: bool = False) -> list[dict[str, Any]]:
-    """Top-``top`` classes with probabilities for each image file, with a run's model. A folder
+    """Top-``top`` classes with probabilities for each image file, with a run's model: one
+    ``{"image": path, "top": [{"class": name, "probability": p}, ...]}`` per image (the path as
+    a string, most probable class first), in the order of ``paths``. A folder
     in ``paths`` stands for the image files directly inside it (sorted by name). Each image is
     decoded and resized as the folder datasets' images are (:func:`mlplab.data.folder.read_image`)
     and preprocessed as in training. ``progress``: a bar while the images are read (in a
