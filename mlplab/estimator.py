@@ -159,8 +159,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    hidden_sizes : tuple of int, default (100,)
-        Hidden layer widths; ``()`` gives softmax regression.
+    hidden_sizes : int or sequence of int, default (100,)
+        Hidden layer widths; an int is one hidden layer, ``()`` gives softmax regression.
     activation : {"relu", "leaky_relu", "prelu", "tanh", "sigmoid"}, default "relu"
         Or a name given to :func:`mlplab.models.register_activation`.
     init : {"he", "xavier", "normal"}, default "he"; ``std`` is the deviation of ``normal``.
