@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlplab._validation import check_choice
+from mlplab._validation import check_choice, setting
 from mlplab.layers import Dropout, Layer, LeakyReLU, PReLU, ReLU
 
 if TYPE_CHECKING:
@@ -314,9 +314,9 @@ def nan_cause(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0) -> str
                 "layer's backward (or the cache its forward keeps) is wrong")
     if not np.isfinite(loss):
         return (f"the loss itself is {loss}: the weights or reg are too large for float64; "
-                "lower --reg")
+                f"lower {setting('--reg', 'reg')}")
     return ("a numerical gradient is NaN: the loss (with reg x the squared weights) is too "
-            "large for float64's centred differences; lower --reg")
+            f"large for float64's centred differences; lower {setting('--reg', 'reg')}")
 
 
 @contextlib.contextmanager

@@ -92,6 +92,14 @@ def test_gradcheck_counts_a_nan_error_as_failed_and_writes_strict_json(capsys):
     assert main(["gradcheck", "--hidden", "8", "--reg", "1e300", "--json"]) == 1
     doc = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
     assert doc["passed"] is False and doc["errors"]["W1"] is None
+    # from Python, the argument: not the command's flag
+    from mlplab.gradcheck import nan_cause
+    from mlplab.models import MLP
+
+    rng = np.random.default_rng(0)
+    model = MLP(4, [3], 2, dtype=np.float64, seed=0)
+    cause = nan_cause(model, rng.normal(size=(5, 4)), np.array([0, 1, 0, 1, 1]), reg=1e300)
+    assert cause.endswith("; lower reg") and "--reg" not in cause
 
 
 @pytest.mark.parametrize("tol", ["inf", "nan", "0", "-1e-07"])
