@@ -432,6 +432,9 @@ def test_load_torch_model_refuses_foreign_files(tmp_path):
     assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)
     with pytest.raises(FileNotFoundError):
         tm.load_torch_model(tmp_path / "missing.pt")
+    # a folder is a missing file, as load_model (NumPy) has it, not a ValueError
+    with pytest.raises(FileNotFoundError, match="is a folder, not a PyTorch model file"):
+        tm.load_torch_model(tmp_path)
 
 
 # -------------------------------------------------------------------------------------- training

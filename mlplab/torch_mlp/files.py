@@ -36,11 +36,15 @@ def save_torch_model(path: str | os.PathLike, model: MultiLayerPerceptron,
 
 def _read(path: str | os.PathLike, what: str) -> Any:
     """A file's contents by ``torch.load(weights_only=True)`` onto the CPU; a missing or
-    unreadable file is one line naming it as a PyTorch ``what``."""
+    unreadable file is one line naming it as a PyTorch ``what``; a folder is a missing file, as
+    :func:`mlplab.io.read_npz` has it (it was "not a readable PyTorch model file ([Errno 21] Is
+    a directory...)", a ValueError)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such {what}.") from None
+    except IsADirectoryError:
+        raise FileNotFoundError(f"{path} is a folder, not a PyTorch {what}.") from None
     except Exception as exc:  # torch raises several types for corrupt or foreign files
         raise ValueError(f"{path} is not a readable PyTorch {what} ({_reason(exc)}).") from None
 
