@@ -219,6 +219,20 @@ def test_gradcheck_hidden_none_is_in_its_help_and_checks_softmax_regression(caps
         "MLP 12 -> [] -> 5, reg 0.05, norm relative error"
 
 
+@pytest.mark.parametrize("extra,heading", [
+    ([], "MLP 12 -> [32, 16] -> 5, activation relu, no dropout, no batch norm, reg 0.05, "
+         "norm relative error"),
+    (["--dropout", "0.25", "--batchnorm", "--activation", "tanh"],
+     "MLP 12 -> [32, 16] -> 5, activation tanh, dropout 0.25, batch norm, reg 0.05, "
+     "norm relative error"),
+])
+def test_gradcheck_heading_names_the_layers_in_words(extra, heading, capsys):
+    """The heading said "dropout 0.0, batchnorm False" (Python's words, 101 columns wide)."""
+    assert main(["gradcheck", *extra]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == heading and len(first) <= 100
+
+
 @pytest.mark.parametrize("extra,named", [
     (["--dropout", "0.3"], "--dropout has"),
     (["--batchnorm", "--activation", "prelu"], "--activation, --batchnorm have"),

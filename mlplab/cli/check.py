@@ -165,9 +165,11 @@ def run_gradcheck(args: argparse.Namespace) -> int:
                           "shapes": {k: list(model.params[k].shape) for k in errors},
                           "notes": notes}, indent=2))
     else:
-        # (no hidden layer: no activation, dropout or batch norm to name)
-        layers = (f"activation {args.activation}, dropout {args.dropout}, batchnorm "
-                  f"{args.batchnorm}, " if hidden else "")
+        # (no hidden layer: no activation, dropout or batch norm to name); in words, not
+        # Python's ("dropout 0.0, batchnorm False" made the line 101 columns wide)
+        dropout = f"dropout {args.dropout:g}" if args.dropout else "no dropout"
+        batchnorm = "batch norm" if args.batchnorm else "no batch norm"
+        layers = f"activation {args.activation}, {dropout}, {batchnorm}, " if hidden else ""
         print(f"MLP {args.inputs} -> {hidden} -> {args.classes}, {layers}reg {args.reg}, "
               f"{args.metric} relative error")
         _print_table([(f"{k} {model.params[k].shape}", v, args.tol, v < args.tol)
