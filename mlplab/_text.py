@@ -32,6 +32,14 @@ def percent(fraction: float, decimals: int = 2) -> str:
     return f"{100 * fraction:.{decimals}f}%"
 
 
+def duration(seconds: float) -> str:
+    """A time taken, as every command and report prints one: ``0.2 s``, ``63.4 s``, and from two
+    minutes on in minutes, ``17.5 min`` (``mlplab runs`` and the report said ``17.5 min`` of a
+    run that ``mlplab train`` had called ``1050.3 s``, and ``mlplab torch depth`` ``0 s`` of a
+    network that its table gives 0.2 seconds)."""
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def near_folder(path: str | os.PathLike[str]) -> str | None:
     """The existing folder beside ``path`` (a folder that is not there) whose name a typo would
     have turned into its name, written as ``path`` is (relative or absolute); None if there is

@@ -283,13 +283,17 @@ def test_depth_table(tmp_path, capsys):
     captured = capsys.readouterr()
     stdout = captured.out
     assert "| exercise | 3 | 16, 16 |" in stdout and "| default | 2 | 16 |" in stdout
-    assert re.search(r"^4 networks in \d+ s; table, CSV and plot in ", stdout, re.M), stdout
-    assert re.search(r"^\[4/4\] default init, 3 layers: train .*% \(\d+ s\)$", captured.err,
-                     re.M), captured.err
+    # times as every command prints them, with their tenths: "(0 s)" was a network that
+    # depth.md gives 0.2 seconds
+    assert re.search(r"^4 networks in \d+\.\d s; table, CSV and plot in ", stdout, re.M), stdout
+    said = re.search(r"^\[4/4\] default init, 3 layers: train .*% \((\d+\.\d) s\)$",
+                     captured.err, re.M)
+    assert said, captured.err
     summary = json.loads((out / "depth.json").read_text())
     rows = summary["results"]
     assert [(r["init"], r["depth"]) for r in rows] == [("exercise", 2), ("exercise", 3),
                                                        ("default", 2), ("default", 3)]
+    assert said.group(1) == f"{rows[-1]['seconds']:.1f}"  # as depth.md's seconds column
     for init in ("exercise", "default"):
         group = [r for r in rows if r["init"] == init]
         best = [r for r in group if r["best"]]

@@ -1041,6 +1041,24 @@ def test_train_ends_by_saying_what_to_do_next(tmp_path, capsys, monkeypatch):
         assert main(["evaluate", "c", "--split", split]) == 0
 
 
+def test_a_long_runs_time_is_printed_as_mlplab_runs_and_the_report_give_it(capsys):
+    """A run of 17.5 minutes ended with "1050.3 s", which `mlplab runs` and the report give as
+    "17.5 min"; one time format for every command (and "0 s" of torch depth's 0.2 s)."""
+    from mlplab._text import duration
+    from mlplab.cli import print_run_result
+    from mlplab.cli.runs import _cell
+
+    assert [duration(x) for x in (0.04, 0.2, 63.44, 119.9, 1050.3)] == \
+        ["0.0 s", "0.2 s", "63.4 s", "119.9 s", "17.5 min"]
+    metrics = {"val_accuracy": 0.9, "best_val_accuracy": 0.9, "best_epoch": 3,
+               "test_accuracy": None, "train_accuracy": 0.95, "epochs": 3, "iterations": 30,
+               "seconds": 1050.3, "val_size": 10}
+    print_run_result(metrics, os.path.join("runs", "a"))
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith("after 3 epochs, 30 iterations, 17.5 min"), first
+    assert _cell({"seconds": 1050.3, "seconds_left": None}, "seconds", "seconds") == "17.5 min"
+
+
 class _Captured(Exception):
     """Raised by a stand-in for the library call, carrying what the command passed to it."""
 

@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import Any, NoReturn, TextIO
 
 from mlplab import __version__
-from mlplab._text import counted, path_word, percent, shell_command
+from mlplab._text import counted, duration, path_word, percent, shell_command
 from mlplab.cli import _console as console
 
 COMMAND_MODULES = ["check", "data", "train", "runs", "tune", "torch", "reproduce"]
@@ -152,7 +152,7 @@ def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
         line += f", test accuracy {percent(m['test_accuracy'])}"
     line += f", train accuracy {percent(m['train_accuracy'])}"
     print(f"{line} after {counted(m['epochs'], 'epoch')}, "
-          f"{counted(m['iterations'], 'iteration')}, {m['seconds']:.1f} s")
+          f"{counted(m['iterations'], 'iteration')}, {duration(m['seconds'])}")
     print(f"run folder: {out}")
     from mlplab.runs.files import RUNS_ROOT
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mlplab._text import agree, counted
+from mlplab._text import agree, counted, duration
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -131,11 +131,11 @@ def run_reproduce(args: argparse.Namespace) -> int:
               "the report from the start.", file=sys.stderr)
         raise
     missing = result.not_run()
-    took = f"{result.seconds:.0f} s"
+    took = duration(result.seconds)
     if result.reused:
         # the report's time is the whole study's; this command took only the stages it ran
         earlier = sum(s.seconds for s in result.sections if s.key in result.reused)
-        took = (f"{result.seconds - earlier:.0f} s, {took} with the "
+        took = (f"{duration(result.seconds - earlier)}, {took} with the "
                 f"{counted(len(result.reused), 'reused section')}")
     # counted as the progress lines count them ("[9/9]"), the environment's section apart
     stages = sum(s.key != "environment" for s in result.sections)

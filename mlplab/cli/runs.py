@@ -71,10 +71,10 @@ def _cell(record: dict[str, Any], key: str, kind: str) -> str:
     if kind == "%":
         return f"{100 * value:.1f}%"
     if kind == "seconds":
-        from mlplab.report.fmt import seconds
+        from mlplab._text import duration
 
         left = record["seconds_left"]
-        return seconds(value) + (f", {seconds(left)} left" if left is not None else "")
+        return duration(value) + (f", {duration(left)} left" if left is not None else "")
     return str(value)
 
 

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from mlplab import interrupts
-from mlplab._text import counted, path_word, shell_command
+from mlplab._text import counted, duration, path_word, shell_command
 from mlplab.cli import (
     flag,
     json_stdout,
@@ -408,8 +408,8 @@ def run_depth(args: argparse.Namespace) -> int:
         print(json.dumps({**res.summary, "out": str(out)}, indent=2))
     else:
         print(res.table, end="")
-        print(f"\n{counted(len(res.results), 'network')} in {res.seconds:.0f} s; table, CSV and "
-              f"plot in {out}")
+        print(f"\n{counted(len(res.results), 'network')} in {duration(res.seconds)}; table, "
+              f"CSV and plot in {out}")
     return 0
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from mlplab._text import agree, percent
+from mlplab._text import agree, duration, percent
 from mlplab.cli import CLIError, split_seed_arg
 from mlplab.cli._types import non_negative_int, positive_int, positive_seconds, user_path_arg
 from mlplab.cli.data import add_dataset_arguments
@@ -190,7 +190,7 @@ def run_tune(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
     print(f"study {result.study_name} in {result.storage}: {result.n_complete} complete, "
-          f"{result.n_pruned} pruned, {result.n_failed} failed ({result.wall_seconds:.1f} s)")
+          f"{result.n_pruned} pruned, {result.n_failed} failed ({duration(result.wall_seconds)})")
     if result.unfinished is not None:
         # the results are those of a shorter search than asked for: say why, and how to go on
         print(result.unfinished)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from mlplab._text import duration
+
 
 def pct(x: float | None, digits: int = 1) -> str:
     """0.2913 -> ``29.1%``; missing values -> an em dash."""
@@ -25,7 +27,8 @@ def num(x: float | None, digits: int = 4) -> str:
 
 
 def seconds(x: float) -> str:
-    return f"{x:.1f} s" if x < 120 else f"{x / 60:.1f} min"
+    """A time taken, as the commands print it (:func:`mlplab._text.duration`)."""
+    return duration(x)
 
 
 def passed(ok: bool) -> str:

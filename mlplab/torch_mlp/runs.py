@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from mlplab import environment, io
-from mlplab._text import counted, path_word, shell_command
+from mlplab._text import counted, duration, path_word, shell_command
 from mlplab._validation import (
     check_choice,
     check_positive,
@@ -1225,7 +1225,7 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
     def report(r: DepthResult) -> None:
         done.append(r)
         print(f"[{len(done)}/{total}] {r.init} init, {counted(r.depth, 'layer')}: train "
-              f"{100 * r.train_acc:.1f}%, val {100 * r.val_acc:.1f}% ({r.seconds:.0f} s)",
+              f"{100 * r.train_acc:.1f}%, val {100 * r.val_acc:.1f}% ({duration(r.seconds)})",
               file=sys.stderr, flush=True)
 
     start = time.perf_counter()

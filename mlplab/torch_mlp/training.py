@@ -19,7 +19,7 @@ from torch import nn
 
 from mlplab import interrupts
 from mlplab._progress import training_bar
-from mlplab._text import percent
+from mlplab._text import duration, percent
 from mlplab._validation import (
     check_fields,
     check_int,
@@ -499,7 +499,7 @@ def _report_epoch(logs: dict[str, float], cfg: TorchTrainConfig, bar: Any,
         val_text = f", val acc {val['val']}" if val else ""
         print(f"epoch {epoch}/{cfg.epochs}: loss {logs['loss']:.4f}, train acc "
               f"{percent(train_acc, 1)}{val_text}, lr {logs['lr']:.3g}, "
-              f"{logs['seconds']:.1f} s", flush=True)
+              f"{duration(logs['seconds'])}", flush=True)
     if on_epoch_end is not None:
         on_epoch_end(int(epoch), logs)  # (an int among the floats of logs)
 
