@@ -609,6 +609,13 @@ def test_the_stage_times_add_up_to_the_total(tmp_path, monkeypatch):
     walls = [float(row[2].split()[0]) for row in table.rows]  # all under 2 minutes: seconds
     assert table.rows[-1][0] == "**total**"
     assert sum(walls[:-1]) == pytest.approx(walls[-1], abs=0.05 * len(walls))
+    # no CPU time outside the stages: the report's dash for a missing figure, not a hyphen
+    assert table.rows[-2][0].startswith("outside the stages") and table.rows[-2][3] == "—"
+    q1 = next(s for s in result.sections if s.key == "q1")
+    rows = next(b for b in q1.blocks if isinstance(b, Table) and "bound" in b.columns).rows
+    # its bound as the summary's ("< 1e-7"), its minus sign as the summary's row (not "1e-07",
+    # "p - correct")
+    assert rows[0][0] == "sum of |p − correct|" and rows[0][4] == "1e-7"
 
 
 def test_reuse_hands_the_kept_stages_results_to_the_ones_run_again(tmp_path):
@@ -912,7 +919,7 @@ def test_summary_rows_take_the_right_figures(tmp_path):
     assert rows["Q2 largest gradient error, two-layer net"][0] == "7.00e-09"
     # the deeper net is judged against mlplab's own bound (the Q2 section's), not "—" alone
     assert rows["Q2 largest norm-wise gradient error, deeper net"] == [
-        "2.00e-08", "— (beyond the exercise; mlplab's bound < 1e-07)", "—"]
+        "2.00e-08", "— (beyond the exercise; mlplab's bound < 1e-7)", "—"]
     assert rows["Q3 default run, validation"] == ["not run", "about 29%", "—"]
     # the exercise's targets and the 2020 report's steps (SPEC, Question 3b)
     assert rows["Q3 tuned two-layer net, validation"][1:] == [

@@ -595,7 +595,7 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
     # environment above) has a row, or the stages' times did not add up to it
     outside = total - sum(sec.seconds for sec in sections)
     if outside >= 0.05:
-        rows.append(["outside the stages (imports, environment)", "", seconds(outside), "-"])
+        rows.append(["outside the stages (imports, environment)", "", seconds(outside), "—"])
     rows.append(["**total**", "", seconds(total), seconds(sum(s.cpu_seconds for s in sections))])
     s.add(Table(["stage", "status", "wall time", "CPU time"], rows,
                 "Wall time and CPU time (all threads) of each stage"))

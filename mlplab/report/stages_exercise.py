@@ -42,7 +42,7 @@ def stage_q1(ctx: Context, section: Section) -> None:
                       rows, "Toy probabilities"))
     section.add(Table(
         ["quantity", "mlplab", "exercise", "|difference|", "bound", "result"],
-        [["sum of |p - correct|", sci(total), "0", sci(total), "1e-07", passed(total < 1e-7)],
+        [["sum of |p − correct|", sci(total), "0", sci(total), "1e-7", passed(total < 1e-7)],
          [f"loss, reg {TOY_REG}", f"{loss:.11f}", f"{CORRECT_LOSS:.11f}",
           sci(abs(loss - CORRECT_LOSS)), "1e-10", passed(abs(loss - CORRECT_LOSS) < 1e-10)],
          ["data term (reg 0)", f"{data_loss:.11f}", f"{TOY_DATA_LOSS:.11f}",
