@@ -1059,6 +1059,18 @@ def test_a_long_runs_time_is_printed_as_mlplab_runs_and_the_report_give_it(capsy
     assert _cell({"seconds": 1050.3, "seconds_left": None}, "seconds", "seconds") == "17.5 min"
 
 
+def test_a_run_ended_by_early_stopping_says_so(tmp_path, capsys):
+    """A run of 40 epochs that --patience ended after 6 said "after 6 epochs", as if 6 had
+    been asked for (mlplab runs lists it as "6 (early)")."""
+    out = str(tmp_path / "e")
+    assert main(["train", "--hidden", "16", "--epochs", "40", "--patience", "1", "--lr", "0.05",
+                 "--no-plots", "--out", out]) == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["stopped_early"] and metrics["epochs"] < 40  # (the premise)
+    line = capsys.readouterr().out.splitlines()[0]
+    assert f"after {metrics['epochs']} epochs (stopped early), " in line, line
+
+
 class _Captured(Exception):
     """Raised by a stand-in for the library call, carrying what the command passed to it."""
 

@@ -151,7 +151,10 @@ def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
     if m.get("test_accuracy") is not None:
         line += f", test accuracy {percent(m['test_accuracy'])}"
     line += f", train accuracy {percent(m['train_accuracy'])}"
-    print(f"{line} after {counted(m['epochs'], 'epoch')}, "
+    # a run of --epochs 40 that --patience ended said only "after 6 epochs", as if it had been
+    # asked for 6 (mlplab runs lists it as "6 (early)")
+    early = " (stopped early)" if m.get("stopped_early") else ""
+    print(f"{line} after {counted(m['epochs'], 'epoch')}{early}, "
           f"{counted(m['iterations'], 'iteration')}, {duration(m['seconds'])}")
     print(f"run folder: {out}")
     from mlplab.runs.files import RUNS_ROOT
