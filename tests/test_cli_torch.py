@@ -221,7 +221,8 @@ def test_both_train_commands_end_with_the_same_lines(tmp_path, capsys):
     pct = r"(\d+\.\d\d%)"  # accuracies print in percent, as everywhere
     pattern = (rf"val accuracy {pct} \(best {pct} at epoch (\d)\), test accuracy "
                rf"{pct}, train accuracy {pct} after 2 epochs, (\d+) iterations, "
-               r"\d+\.\d s\nrun folder: (\S+)\nnext: mlplab evaluate \7 .*\n")
+               r"\d+\.\d s\nrun folder: (\S+)\nnext: mlplab evaluate \7 .*\n"
+               r"      mlplab predict \7 IMAGE\.\.\.\n      mlplab runs .*\n")
     for argv in (["torch", "train", "--hidden", "8", "--threads", "1"],
                  ["train", "--hidden", "8"]):
         out = tmp_path / argv[0]

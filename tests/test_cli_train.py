@@ -1021,14 +1021,17 @@ def test_train_ends_by_saying_what_to_do_next(tmp_path, capsys, monkeypatch):
     steps); and `mlplab runs` alone does not list a run outside runs/, so it is named."""
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--epochs", "1", "--out", "my run"]) == 0
-    last = capsys.readouterr().out.splitlines()[-2:]
+    last = capsys.readouterr().out.splitlines()[-4:]
+    # a command a line: on one line they made 134 columns for a run folder runs/a
     assert last == ["run folder: my run",
                     f"next: mlplab evaluate {shell_command(['my run'])} (per class, confusion "
-                    f"matrix), mlplab predict {shell_command(['my run'])} IMAGE..., mlplab runs "
-                    ". (the runs there, side by side)"]
+                    "matrix)",
+                    f"      mlplab predict {shell_command(['my run'])} IMAGE...",
+                    "      mlplab runs . (the runs there, side by side)"]
     assert main(["train", "--epochs", "1", "--out", os.path.join("runs", "a")]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].endswith(", mlplab runs (the runs there, "
-                                                             "side by side)")
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "      mlplab runs (the runs there, side by side)"
+    assert all(len(line) <= 100 for line in out[-3:]), out
     assert main(["train", "--epochs", "1", "--out", "b", "--json"]) == 0
     json.loads(capsys.readouterr().out)  # JSON alone
     # without a validation split, evaluate's default: plain `mlplab evaluate c` is refused
@@ -1036,7 +1039,7 @@ def test_train_ends_by_saying_what_to_do_next(tmp_path, capsys, monkeypatch):
                          (["--val-size", "0", "--test-size", "0"], "train")):
         shutil.rmtree("c", ignore_errors=True)
         assert main(["train", "--epochs", "1", "--out", "c", *sizes]) == 0
-        advice = capsys.readouterr().out.splitlines()[-1]
+        advice = capsys.readouterr().out.splitlines()[-3]
         assert advice.startswith(f"next: mlplab evaluate c --split {split} (per class, ")
         assert main(["evaluate", "c", "--split", split]) == 0
 

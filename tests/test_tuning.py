@@ -2319,9 +2319,10 @@ def test_cli_tune_says_it_retrains_resumes_and_what_comes_next(tmp_path, capsys)
     captured = capsys.readouterr()
     assert "retraining the best trial, " in captured.err and "resuming" not in captured.err
     run = out / "best-run"
-    assert captured.out.splitlines()[-1] == (
-        f"next: mlplab evaluate {run} (per class, confusion matrix), mlplab predict {run} "
-        f"IMAGE..., mlplab train --like {run} --seed 1 (the best settings again)")
+    assert captured.out.splitlines()[-3:] == [
+        f"next: mlplab evaluate {run} (per class, confusion matrix)",
+        f"      mlplab predict {run} IMAGE...",
+        f"      mlplab train --like {run} --seed 1 (the best settings again)"]
     assert main([*argv, "--trials", "3"]) == 0
     err = capsys.readouterr().err
     assert (f"resuming study cli in sqlite:///{out / 'study.db'}: 2 of --trials 3 finished "

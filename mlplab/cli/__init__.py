@@ -167,9 +167,18 @@ def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
     # `mlplab evaluate RUN` was advised here, and refused)
     split = "" if m.get("val_size", 1) else " --split test" if m.get("test_size") else \
         " --split train"
-    # what a newcomer does next, which the output did not say
-    print(f"next: {command} evaluate {run}{split} (per class, confusion matrix), {command} "
-          f"predict {run} IMAGE..., mlplab runs{where} (the runs there, side by side)")
+    # what a newcomer does next, which the output did not say: a command a line (on one line
+    # they made 134 columns for a run folder runs/a, 155 for a default one)
+    print_next([f"{command} evaluate {run}{split} (per class, confusion matrix)",
+                f"{command} predict {run} IMAGE...",
+                f"mlplab runs{where} (the runs there, side by side)"])
+
+
+def print_next(commands: Sequence[str]) -> None:
+    """The commands that a command's last lines advise, one a line under ``next:``, aligned so
+    that each can be copied whole (``mlplab train``'s, ``torch train``'s and ``tune``'s)."""
+    for i, line in enumerate(commands):
+        print(("next: " if i == 0 else " " * len("next: ")) + line)
 
 
 @contextlib.contextmanager

@@ -233,11 +233,12 @@ def run_tune(args: argparse.Namespace) -> int:
     _print_files(result)
     if result.run_dir is not None:  # a run folder as mlplab train's: what to do with it
         from mlplab._text import path_word, shell_command
-        from mlplab.cli import mlplab_command
+        from mlplab.cli import mlplab_command, print_next
 
         run, mlplab = shell_command([path_word(result.run_dir)]), mlplab_command(args)
-        print(f"next: {mlplab} evaluate {run} (per class, confusion matrix), {mlplab} predict "
-              f"{run} IMAGE..., {mlplab} train --like {run} --seed 1 (the best settings again)")
+        print_next([f"{mlplab} evaluate {run} (per class, confusion matrix)",
+                    f"{mlplab} predict {run} IMAGE...",
+                    f"{mlplab} train --like {run} --seed 1 (the best settings again)"])
     return 0
 
 
