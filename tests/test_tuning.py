@@ -3295,7 +3295,7 @@ def test_the_outputs_name_the_best_trial_they_retrained(digits, tmp_path, monkey
 
 
 def test_processes_finishing_together_write_the_outputs_one_at_a_time(digits, tmp_path,
-                                                                      capsys):
+                                                                      capsys, monkeypatch):
     """Two processes sharing a study and an output folder that finished together both retrained
     the best trial at once, and the one that stopped searching first could write its summary
     last, a trial short. One writes at a time: the second waits (saying so: the wait can last
@@ -3304,16 +3304,32 @@ def test_processes_finishing_together_write_the_outputs_one_at_a_time(digits, tm
     import subprocess
     import textwrap
 
-    released = tmp_path / "released"
+    import mlplab.runs.lock as lock
+
+    released, go = tmp_path / "released", tmp_path / "go"
+    # the holder lets go once this process has said it waits (a fixed hold of 2 s ran out
+    # before a slow machine's search reached the lock, and nothing was waited for)
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import pathlib, time
             from mlplab.runs.lock import run_lock
             with run_lock({str(tmp_path)!r}, lock_file=".results.lock"):
                 print("locked", flush=True)
-                time.sleep(2)
+                end = time.monotonic() + 120
+                while not pathlib.Path({str(go)!r}).exists() and time.monotonic() < end:
+                    time.sleep(0.05)
                 pathlib.Path({str(released)!r}).write_text("")
         """)], stdout=subprocess.PIPE, text=True)
+    run_lock = lock.run_lock
+
+    def run_lock_then_go(*args, on_wait=None, **kwargs):
+        def said(holder_text):
+            on_wait(holder_text)
+            go.write_text("")
+
+        return run_lock(*args, on_wait=None if on_wait is None else said, **kwargs)
+
+    monkeypatch.setattr(lock, "run_lock", run_lock_then_go)
     try:
         assert holder.stdout.readline() == "locked\n"
         tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=True)
