@@ -136,6 +136,41 @@ def test_a_class_with_no_images_in_the_split_has_no_accuracy(tmp_path, capsys):
     assert rows[1] == f"  a      {100 * cm[0, 0] / 4:7.1f}%"
 
 
+def test_evaluate_of_many_classes_prints_the_largest_confusions_not_the_matrix(monkeypatch,
+                                                                               capsys):
+    """A folder dataset of 1,000 classes printed its confusion matrix whole: 1,000 lines of
+    2,000 characters, nearly all zeros. Past 30 classes the largest off-diagonal cells are
+    listed instead (--json keeps the matrix); 30 classes are printed whole."""
+    import mlplab.runs
+
+    def fake(k, cm):
+        classes = [f"class{i:04d}" for i in range(k)]
+        res = {"dataset": "folder:x", "split": "val", "size": int(cm.sum()), "accuracy": 0.5,
+               "classes": classes, "per_class_accuracy": [None] * k,
+               "confusion_matrix": cm.tolist()}
+        monkeypatch.setattr(mlplab.runs, "evaluate_run", lambda *a, **kw: res)
+
+    cm = np.eye(1000, dtype=int)
+    cm[7, 3], cm[12, 900], cm[5, 5] = 2, 5, 9  # the diagonal is no confusion
+    fake(1000, cm)
+    assert main(["evaluate", "run"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 2 + 1000 + 1 + 2
+    assert out.endswith("confusion matrix: 1000 x 1000, too wide to print (--json gives it "
+                        "whole); its 2 largest confusions (true class -> predicted):\n"
+                        "  class0012 -> class0900  5\n"
+                        "  class0007 -> class0003  2\n")
+    fake(31, np.eye(31, dtype=int))
+    assert main(["evaluate", "run"]) == 0
+    assert capsys.readouterr().out.endswith(
+        "confusion matrix: 31 x 31, too wide to print (--json gives it whole); no image was "
+        "taken for another class.\n")
+    fake(30, np.eye(30, dtype=int))
+    assert main(["evaluate", "run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-31].startswith("confusion matrix (rows: true class") and len(lines[-1]) == 61
+
+
 def test_evaluate_counts_one_image_in_the_singular(tmp_path, capsys):
     """"(1 images)" before."""
     run = tmp_path / "r"

@@ -394,11 +394,37 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for name, acc in zip(res["classes"], res["per_class_accuracy"]):
         print(f"  {padded(name, width)}  " + ("       - (no images)" if acc is None
                                               else f"{percent(acc, 1):>8}"))
-    cells = max(len(str(n)) for row in res["confusion_matrix"] for n in row)
+    cm = res["confusion_matrix"]
+    if len(cm) > MATRIX_CLASSES:
+        _print_top_confusions(cm, res["classes"])
+        return 0
+    cells = max(len(str(n)) for row in cm for n in row)
     print("confusion matrix (rows: true class, columns: predicted, in the order above):")
-    for row in res["confusion_matrix"]:
+    for row in cm:
         print("  " + " ".join(f"{n:>{cells}}" for n in row))
     return 0
+
+
+#: the most classes whose confusion matrix evaluate prints whole: a row of 30 counts fills a
+#: wide terminal, and 1,000 classes printed 1,000 lines of 2,000 characters (2 MB of zeros)
+MATRIX_CLASSES = 30
+
+
+def _print_top_confusions(cm: list[list[int]], classes: list[str], top: int = 10) -> None:
+    """The ``top`` largest off-diagonal cells of a confusion matrix too wide to print."""
+    import numpy as np  # (evaluate_run has loaded it)
+
+    counts = np.array(cm)
+    np.fill_diagonal(counts, 0)
+    order = np.argsort(-counts, axis=None, kind="stable")[:top]
+    cells = [(int(i), int(j)) for i, j in zip(*np.unravel_index(order, counts.shape))
+             if counts[i, j]]
+    print(f"confusion matrix: {len(cm)} x {len(cm)}, too wide to print (--json gives it whole); "
+          + (f"its {counted(len(cells), 'largest confusion')} (true class -> predicted):"
+             if cells else "no image was taken for another class."))
+    width = max([display_width(classes[i]) for i, _ in cells], default=0)
+    for i, j in cells:
+        print(f"  {padded(classes[i], width)} -> {classes[j]}  {counts[i, j]}")
 
 
 def run_predict(args: argparse.Namespace) -> int:
