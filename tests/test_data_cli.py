@@ -123,6 +123,43 @@ def test_show_counts_a_single_class_in_the_singular(tmp_path, capsys):
     assert "(3 train images per class, 1 class)" in capsys.readouterr().out
 
 
+def test_show_of_many_classes_draws_thirty_columns(tmp_path, capsys, monkeypatch):
+    """A folder of 100 classes drew 100 columns of specks under names piled over the title, and
+    1,000 classes took 100 s to draw: at most 30 columns, the first classes (the first with
+    images in the split, where a small split leaves some without), said in the title and the
+    line written."""
+    import mlplab.plots
+    from mlplab.data.preview import grid_classes, shown_classes
+
+    for c in range(35):
+        (tmp_path / "d" / f"k{c:02d}").mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((4, 4), 7 * c + i, np.uint8)).save(
+                tmp_path / "d" / f"k{c:02d}" / f"{i}.png")
+    drawn = {}
+    plot_samples = mlplab.plots.plot_samples
+
+    def spy(X, y, classes, **kw):
+        drawn.update(y=y, classes=classes, title=kw["title"])
+        return plot_samples(X, y, classes, **kw)
+
+    monkeypatch.setattr(mlplab.plots, "plot_samples", spy)
+    assert main(["data", "show", f"folder:{tmp_path / 'd'}", "--val-size", "0", "--test-size",
+                 "0", "--out", str(tmp_path / "s.png")]) == 0
+    assert capsys.readouterr().out.endswith(
+        "(2 train images per class, the first 30 of 35 classes)\n")
+    assert drawn["classes"] == [f"k{c:02d}" for c in range(30)]
+    assert sorted(set(drawn["y"])) == list(range(30)) and len(drawn["y"]) == 60
+    assert drawn["title"].endswith(": sample train images (the first 30 of 35 classes)")
+    # a split without images of the first classes: the first 30 classes it has
+    y = np.repeat(np.arange(3, 40), 2)
+    assert list(grid_classes(y, 40)) == list(range(3, 33))
+    assert shown_classes(grid_classes(y, 40), 40, "val") == (
+        "30 of 40 classes, the first with val images")
+    assert list(grid_classes(y, 30)) == list(range(30))  # 30 classes: all, empty ones too
+    assert shown_classes(np.arange(1), 1, "train") == "1 class"
+
+
 def test_show_says_up_to_when_a_class_has_fewer_images_than_it_draws(tmp_path, capsys):
     """digits' validation classes hold 17 to 19 images: ``--per-class 50`` drew 19 rows, and
     said "19 val images per class" of classes with 17 in their column."""

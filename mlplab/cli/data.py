@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mlplab._text import agree, counted, display_width, padded
+from mlplab._text import counted, display_width, padded
 from mlplab.cli import (
     UsageError,
     check_figure_file,
@@ -325,7 +325,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from mlplab.data.preview import MAX_PER_CLASS, sample_grid
+    from mlplab.data.preview import MAX_PER_CLASS, grid_classes, sample_grid, shown_classes
     from mlplab.runs.config import check_augment_given
 
     if args.per_class < 1:
@@ -340,12 +340,15 @@ def run_show(args: argparse.Namespace) -> int:
     check_figure_file(out, "--out", "samples.png")
     ds = load_dataset_from_args(args)
     # no more rows than the largest class of the split has images
-    counts = np.bincount(ds.split(args.split)[1], minlength=max(ds.num_classes, 1))
-    per_class = int(min(args.per_class, counts.max()))
+    labels = ds.split(args.split)[1]
+    shown = grid_classes(labels, ds.num_classes)  # (the columns: at most 30 classes)
+    counts = np.bincount(labels, minlength=max(ds.num_classes, 1))[shown]
+    per_class = int(min(args.per_class, counts.max(initial=0)))
     if per_class > MAX_PER_CLASS:  # (more rows than the split's classes hold are not drawn)
         raise UsageError(f"--per-class must be at most {MAX_PER_CLASS} (the figure is at most 9 "
                          f"inches tall); got {args.per_class}.")
-    up_to = "up to " if counts.min() < per_class else ""  # a column of a smaller class is short
+    # a column of a smaller class is short
+    up_to = "up to " if counts.min(initial=per_class) < per_class else ""
     view, title, what = None, None, ""
     if given:
         from mlplab.runs import RunConfig, make_network_view
@@ -362,7 +365,7 @@ def run_show(args: argparse.Namespace) -> int:
     except OSError as exc:
         figure_not_written(out, "--out", exc)
     print(f"wrote {path} ({up_to}{counted(per_class, args.split + ' image')} per class, "
-          f"{ds.num_classes} {agree(ds.num_classes, 'class', 'classes')}{what})")
+          f"{shown_classes(shown, ds.num_classes, args.split)}{what})")
     return 0
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlplab._text import agree
 from mlplab.data.base import Dataset, DatasetError, atomic_path
 
 #: the most rows of a sample grid: the figure is at most 9 inches tall, so more would draw each
@@ -16,13 +17,40 @@ from mlplab.data.base import Dataset, DatasetError, atomic_path
 #: images 7 pixels tall; 2,000 ran out of patience and 1.7 GB)
 MAX_PER_CLASS = 30
 
+#: the most columns (classes) of a sample grid: in its 7 inches, 40 columns drew 8-pixel images
+#: as specks, 100 piled their names over the title, and 1,000 took 100 s (3,000 axes) to draw a
+#: figure of names alone
+MAX_CLASSES = 30
+
+
+def grid_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """The classes a sample grid of labels ``y`` draws, in order: all of them, or past
+    :data:`MAX_CLASSES` the first that many with images in ``y`` (a small split of many classes
+    leaves some without any)."""
+    if num_classes <= MAX_CLASSES:
+        return np.arange(num_classes)
+    present = np.flatnonzero(np.bincount(y, minlength=num_classes))
+    return present[:MAX_CLASSES] if len(present) else np.arange(MAX_CLASSES)
+
+
+def shown_classes(shown: np.ndarray, num_classes: int, split: str) -> str:
+    """How the columns ``shown`` (:func:`grid_classes`) cover ``num_classes`` classes:
+    '10 classes', 'the first 30 of 1000 classes', '30 of 100 classes, the first with val
+    images'."""
+    if len(shown) == num_classes:
+        return f"{num_classes} {agree(num_classes, 'class', 'classes')}"
+    if shown[-1] == len(shown) - 1:
+        return f"the first {len(shown)} of {num_classes} classes"
+    return f"{len(shown)} of {num_classes} classes, the first with {split} images"
+
 
 def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: str = "train",
                 seed: int | None = 0, dpi: int = 100,
                 transform: Callable[[np.ndarray], np.ndarray] | None = None,
                 title: str | None = None) -> Path:
     """Write a grid of ``per_class`` random ``split`` images per class (columns titled with the
-    class names) to ``out`` (PNG, PDF or SVG by extension), atomically; return the path.
+    class names; at most :data:`MAX_CLASSES`, see :func:`grid_classes`) to ``out`` (PNG, PDF or
+    SVG by extension), atomically; return the path.
     ``transform`` changes the picked images before they are drawn (see
     :func:`mlplab.plots.plot_samples`)."""
     from mlplab._matplotlib import plt  # (Ctrl-C held back while Matplotlib is imported)
@@ -36,8 +64,17 @@ def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: 
                            f"most 9 inches tall); got {per_class}.")
     from mlplab.plots import plot_samples
 
-    fig = plot_samples(X, y, ds.classes, per_class=per_class, seed=seed, transform=transform,
-                       title=title or f"{ds.name}: sample {split} images")
+    title = title or f"{ds.name}: sample {split} images"
+    shown = grid_classes(y, ds.num_classes)
+    classes = [ds.classes[c] for c in shown]
+    if len(shown) < ds.num_classes:
+        keep = np.isin(y, shown)
+        position = np.zeros(ds.num_classes, dtype=np.int64)
+        position[shown] = np.arange(len(shown))  # label -> column
+        X, y = X[keep], position[y[keep]]
+        title += f" ({shown_classes(shown, ds.num_classes, split)})"
+    fig = plot_samples(X, y, classes, per_class=per_class, seed=seed, transform=transform,
+                       title=title)
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower() or "png"
     try:
