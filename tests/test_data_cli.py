@@ -25,6 +25,23 @@ def test_info_digits_table(capsys):
     assert "total      1437      180      180" in out
 
 
+def test_info_of_many_classes_lists_a_few_on_its_classes_line(tmp_path, capsys):
+    """1,000 classes made the "classes" line 11,000 characters long, every name again in the
+    table under it: past 10 classes it lists the first 9, ..., the last; the table and --json
+    keep every one."""
+    for c in range(12):
+        (tmp_path / "d" / f"k{c:02d}").mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((2, 2), c, np.uint8)).save(
+                tmp_path / "d" / f"k{c:02d}" / f"{i}.png")
+    assert main(["data", "info", f"folder:{tmp_path / 'd'}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "classes   12: k00, k01, k02, k03, k04, k05, k06, k07, k08, ..., k11" in lines
+    assert sum(line.startswith("k") for line in lines) == 12  # the table's rows
+    assert main(["data", "info", f"folder:{tmp_path / 'd'}", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["classes"]) == 12
+
+
 def test_tables_line_up_class_names_of_wide_characters(tmp_path, capsys):
     """A folder dataset whose classes are named in Chinese (two terminal columns a character) or
     with a combining accent: data info's and evaluate's per-class rows came out of line, padded

@@ -298,6 +298,11 @@ def _dataset_is_named(unknown: list[str]) -> tuple[str | None, set[str]]:
     return None, set()
 
 
+#: the most class names data info's "classes" line lists (the first ones, ..., the last), as
+#: many as the built-in datasets have: the table below names every class
+LISTED_CLASSES = 10
+
+
 def run_info(args: argparse.Namespace) -> int:
     ds = load_dataset_from_args(args)
     s = ds.summary()
@@ -309,7 +314,11 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"source    {ds.source}")
     resized = f"; resized to {h}x{w} by --image-size" if args.image_size else ""
     print(f"images    {h}x{w}x{c} {s['dtype']} ({ds.num_features} features flattened{resized})")
-    print(f"classes   {ds.num_classes}: {', '.join(ds.classes)}")
+    names = list(ds.classes)
+    if len(names) > LISTED_CLASSES:
+        # 1,000 classes made this one line of 11,000 characters, each name again in the table
+        names = [*names[:LISTED_CLASSES - 1], "...", names[-1]]
+    print(f"classes   {ds.num_classes}: {', '.join(names)}")
     for note in ds.notes:
         print(f"note      {note}")
     width = max(6, *(display_width(c) for c in ds.classes))  # terminal columns (CJK names)
