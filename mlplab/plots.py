@@ -494,9 +494,13 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
         raise ValueError(f"images must be (N, H, W, C); got shape {X.shape}.")
     rng = np.random.RandomState(seed)
     k = len(classes)
+    # images drawn at most MAX_STRETCH times wider than tall or taller than wide, stretched
+    # beyond: 1x500-pixel images were drawn a fifth of a pixel tall, an empty figure of names
+    aspect = min(max(X.shape[1] / X.shape[2], 1 / MAX_STRETCH), MAX_STRETCH)
+    stretched = aspect != X.shape[1] / X.shape[2]
     # at most 7 inches wide: past ten classes the columns narrow, and the rows with them (rows of
     # the old 0.7 inches left small images in wide gaps); rows follow the images' height / width
-    cell = min(0.7, 7.0 / max(k, 1)) * X.shape[1] / X.shape[2]
+    cell = min(0.7, 7.0 / max(k, 1)) * aspect
     fig, axes = subplots(per_class, k, figsize=(min(7.0, 0.7 * k + 0.5),
                                                 min(9.0, cell * per_class + 0.8)),
                          squeeze=False)
@@ -512,13 +516,17 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
             if r < len(pick):
                 _draw_image(axes[r, c], shown[r])
             else:  # the box an image would take: an empty class's name level with the others
-                axes[r, c].set(xlim=(-0.5, X.shape[2] - 0.5), ylim=(X.shape[1] - 0.5, -0.5),
-                               aspect="equal")
+                axes[r, c].set(xlim=(-0.5, X.shape[2] - 0.5), ylim=(X.shape[1] - 0.5, -0.5))
+            axes[r, c].set_aspect(X.shape[2] / X.shape[1] * aspect if stretched else "equal")
         axes[0, c].set_title(classes[c], fontsize=7, parse_math=False)  # as written
     _upright_names_if_crowded(fig, axes[0])
     fit_suptitle(fig, title)
-    _grow_to_fit_rows(fig, axes, X.shape[1] / X.shape[2])
+    _grow_to_fit_rows(fig, axes, aspect)
     return fig
+
+
+#: how many times wider than tall (or taller than wide) a sample image is drawn at most
+MAX_STRETCH = 4.0
 
 
 def _draw_image(ax: Axes, img: np.ndarray) -> None:

@@ -294,6 +294,27 @@ def test_plot_samples_puts_an_empty_class_name_level_with_the_others():
     assert len(levels) == 1, levels
 
 
+def test_plot_samples_stretches_images_of_extreme_shape_into_sight():
+    """A folder of 1x500-pixel images drew each a tenth of a pixel tall (500x1: under a pixel
+    wide), a figure of class names and no image: drawn at most 4 times wider than tall or
+    taller than wide; other images keep their shape."""
+    import matplotlib.pyplot as plt
+
+    from mlplab.plots import plot_samples
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    for (h, w), drawn in (((1, 500), 1 / 4), ((500, 1), 4), ((4, 6), 4 / 6), ((8, 8), 1)):
+        fig = plot_samples(np.full((6, h, w, 1), 128, np.uint8), y, ["a", "b", "c"],
+                           per_class=2)
+        try:
+            fig.canvas.draw()
+            box = fig.axes[0].images[0].get_window_extent()
+            assert min(box.width, box.height) > 15, ((h, w), box)
+            assert box.height / box.width == pytest.approx(drawn, rel=0.02), (h, w)
+        finally:
+            plt.close(fig)
+
+
 def test_sample_grid_of_few_classes_keeps_its_whole_title(tmp_path):
     """Two classes make a figure 1.9 inches wide; the title naming the folder was cut at both
     ends ("lder:photos: sample train imag")."""
