@@ -305,7 +305,9 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
     size = min(7.0, (0.7 * np.ceil(np.sqrt(n)) + 0.5) / np.sqrt(min(ratio, 1.0)))
     height = size * ratio + 0.4
     if height > 9.0:  # very tall images: a narrower figure rather than one pages long
-        size, height = size * 8.6 / (height - 0.4), 9.0
+        # but not narrower than the title's words: 500x1-pixel images drew a figure half an
+        # inch wide, titled "First-la / yer / weights"
+        size, height = max(1.5, size * 8.6 / (height - 0.4)), 9.0
     fig, ax = subplots(figsize=(size, height))
     ax.imshow(mosaic[:, :, 0] if C == 1 else mosaic, cmap="gray" if C == 1 else None,
               vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -313,6 +315,11 @@ def plot_first_layer_weights(W1: np.ndarray, image_shape: Sequence[int],
     shown = f" (first {n} of {np.shape(W1)[1]} units)" if np.shape(W1)[1] > n else ""
     fit_suptitle(fig, title + shown)
     fig.tight_layout(pad=0.3)
+    # tight_layout leaves room for one line of title: a title wrapped over two (a narrow figure)
+    # had its second line drawn over the top of the weights
+    below = fig._suptitle.get_window_extent().y0 / fig.bbox.height  # type: ignore[attr-defined]
+    if ax.get_position().y1 > below - 0.005:
+        fig.subplots_adjust(top=below - 0.005)
     return fig
 
 

@@ -1349,6 +1349,28 @@ def test_first_layer_weights_say_when_they_show_only_some_units():
         plt.close(fig)
 
 
+def test_first_layer_weights_of_very_tall_images_keep_their_title_whole_and_clear():
+    """A folder of 500x1-pixel images drew its weights in a figure half an inch wide titled
+    "First-la / yer / weights", the title's last line over the top of the weights: at least
+    1.5 inches wide, and the weights start below the title."""
+    import matplotlib.pyplot as plt
+
+    from mlplab import plots
+
+    rng = np.random.RandomState(0)
+    for shape in ((500, 1, 1), (300, 2, 1), (8, 8, 1)):
+        fig = plots.plot_first_layer_weights(rng.randn(int(np.prod(shape)), 16), shape)
+        try:
+            fig.canvas.draw()
+            assert fig._suptitle.get_text().split() == ["First-layer", "weights"], shape
+            assert fig.get_figwidth() >= 1.5
+            title = fig._suptitle.get_window_extent()
+            assert fig.axes[0].images[0].get_window_extent().y1 < title.y0, shape
+            assert title.width < fig.bbox.width
+        finally:
+            plt.close(fig)
+
+
 @pytest.mark.parametrize("shape", [(24, 40, 3), (16, 64, 1), (64, 16, 3), (4, 200, 1)])
 def test_first_layer_weights_of_non_square_images_fill_their_grid(shape):
     """A folder of 24x40 images got its first-layer weights drawn in square cells, one strip of
