@@ -386,10 +386,17 @@ def test_missing_dataset_is_one_line_exit_1(tmp_path, capsys):
     (["--test-size", "1797"], {"test_size": 1797}, "{} 1797 leaves no training images"),
     (["--test-size", "797", "--val-size", "1000"], {"test_size": 797, "val_size": 1000},
      "{} 1000 leaves no training images"),
+    # a fraction as typed, with the count it made ("--test-size 1797" answered 0.9999)
+    (["--test-size", "0.9999"], {"test_size": 0.9999},
+     "{} 0.9999 (1797 images) leaves no training images (only 1797 available)."),
+    (["--test-size", "797", "--val-size", "0.9999"], {"test_size": 797, "val_size": 0.9999},
+     "{} 0.9999 (1000 images) leaves no training images (only 1000 available after the test "
+     "split)."),
 ])
 def test_split_size_errors_name_the_flag_typed(argv, kwargs, message, capsys):
     """A split size the images cannot give named load_dataset's keyword (val_size) on the
-    command line, not the flag the user typed; from Python it still names the keyword."""
+    command line, not the flag the user typed; from Python it still names the keyword. A
+    fraction is named as given, not as the count it made."""
     from mlplab.data import DatasetError, load_dataset
 
     option = argv[-2]  # the size the message blames: the last one given above

@@ -107,6 +107,15 @@ def resize_images(X: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def _as_given(size: int | float | None, count: int) -> str:
+    """A split size as a message names it: a fraction as given, with the count it made
+    ("0.999 (27 images)"); "--val-size 27 leaves no training images" answered --val-size 0.999
+    with a number never typed."""
+    if isinstance(size, float | np.floating) and not float(size).is_integer():
+        return f"{float(size)} ({counted(count, 'image')})"
+    return str(count)
+
+
 def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
                     test: tuple[np.ndarray, np.ndarray] | None, val_size: int | float | None,
                     test_size: int | float | None, seed: int | None, source: str,
@@ -130,8 +139,8 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
         X_test, y_test = X[hold], y[hold]
         y = y[rows]
         if not len(y):
-            raise SplitSizeError("test_size", f" {n_test} leaves no training images (only "
-                                              f"{n} available).")
+            raise SplitSizeError("test_size", f" {_as_given(test_size, n_test)} leaves no "
+                                              f"training images (only {n} available).")
         notes.append(f"test split: {counted(n_test, 'image')} held out of the training images "
                      f"(stratified, seed {seed})")
     else:
@@ -165,8 +174,9 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
                                          f"smaller {split_size_name('test_size')} (or a "
                                          f"{split_size_name('val_size')} below {len(y)}).")
     if n_val >= len(y):
-        raise SplitSizeError("val_size", f" {n_val} leaves no training images (only {len(y)} "
-                                         "available after the test split).")
+        raise SplitSizeError("val_size", f" {_as_given(val_size, n_val)} leaves no training "
+                                         f"images (only {len(y)} available after the test "
+                                         "split).")
     # a different stream from the test split's, still a pure function of the seed
     keep, hold = stratified_split(y, n_val, None if seed is None else seed + 1)
     notes.append(f"validation split: {counted(n_val, 'image')} (stratified, seed {seed})")
