@@ -505,6 +505,9 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
     # beyond: 1x500-pixel images were drawn a fifth of a pixel tall, an empty figure of names
     aspect = min(max(X.shape[1] / X.shape[2], 1 / MAX_STRETCH), MAX_STRETCH)
     stretched = aspect != X.shape[1] / X.shape[2]
+    # long names cut in the middle, as the confusion matrix's: a folder's class named by a
+    # sentence stood upright whole, the figure inches of names above its images, title over them
+    names = _short_names(classes)
     # at most 7 inches wide: past ten classes the columns narrow, and the rows with them (rows of
     # the old 0.7 inches left small images in wide gaps); rows follow the images' height / width
     cell = min(0.7, 7.0 / max(k, 1)) * aspect
@@ -525,7 +528,7 @@ def plot_samples(X: np.ndarray, y: np.ndarray, classes: Sequence[str], per_class
             else:  # the box an image would take: an empty class's name level with the others
                 axes[r, c].set(xlim=(-0.5, X.shape[2] - 0.5), ylim=(X.shape[1] - 0.5, -0.5))
             axes[r, c].set_aspect(X.shape[2] / X.shape[1] * aspect if stretched else "equal")
-        axes[0, c].set_title(classes[c], fontsize=7, parse_math=False)  # as written
+        axes[0, c].set_title(names[c], fontsize=7, parse_math=False)  # as written
     _upright_names_if_crowded(fig, axes[0])
     fit_suptitle(fig, title)
     _grow_to_fit_rows(fig, axes, aspect)

@@ -294,6 +294,28 @@ def test_plot_samples_puts_an_empty_class_name_level_with_the_others():
     assert len(levels) == 1, levels
 
 
+def test_plot_samples_cuts_long_class_names_as_the_confusion_matrix_does():
+    """A folder's classes named by sentences (186 characters) stood upright whole above the
+    images, a figure of 10 inches of names with its title drawn over them: cut in the middle
+    past 24 characters, as the confusion matrix's labels are."""
+    import matplotlib.pyplot as plt
+
+    from mlplab.plots import plot_samples
+
+    names = [f"very long class name number {i} " * 6 + "end" for i in range(3)]
+    fig = plot_samples(np.zeros((6, 8, 8, 1), np.uint8), np.array([0, 0, 1, 1, 2, 2]), names,
+                       per_class=2)
+    try:
+        titles = [ax.title.get_text() for ax in fig.axes if ax.title.get_text()]
+        assert titles == [f"very long c\u2026number {i} end" for i in range(3)]
+        assert fig.get_figheight() < 5  # 10.6 inches whole
+        fig.canvas.draw()
+        top = max(ax.title.get_window_extent().y1 for ax in fig.axes)
+        assert top < fig._suptitle.get_window_extent().y0  # the title above the names
+    finally:
+        plt.close(fig)
+
+
 def test_plot_samples_stretches_images_of_extreme_shape_into_sight():
     """A folder of 1x500-pixel images drew each a tenth of a pixel tall (500x1: under a pixel
     wide), a figure of class names and no image: drawn at most 4 times wider than tall or
