@@ -196,7 +196,8 @@ def test_runs_differ_in_marker_and_line_style_not_only_in_colour():
         looks = [(line.get_marker(), line.get_linestyle()) for line in ax.lines]
         assert len(set(looks)) == 20 and all(m not in ("None", "", None) for m, _ in looks)
         assert ax.lines[0].get_markevery() is not None  # 103 epochs: markers along the line
-    handles = fig.legends[0].legend_handles
+    legend = fig.legends[0]  # (legend_handles from Matplotlib 3.7; legendHandles before)
+    handles = getattr(legend, "legend_handles", None) or legend.legendHandles
     assert len({(h.get_marker(), h.get_linestyle()) for h in handles}) == 20
 
 

@@ -2550,9 +2550,9 @@ def test_accuracy_figure_tells_train_from_validation_without_colour(rng):
             assert lines["train"].get_marker() == "o", n
             assert lines["validation"].get_marker() == "s", n
             assert (lines["validation"].get_markevery() is None) == (n <= plots.MARKED_EPOCHS)
-            legend = {t.get_text(): h.get_marker() for t, h in
-                      zip(fig.axes[0].get_legend().get_texts(),
-                          fig.axes[0].get_legend().legend_handles)}
+            drawn = fig.axes[0].get_legend()  # (legend_handles from Matplotlib 3.7)
+            handles = getattr(drawn, "legend_handles", None) or drawn.legendHandles
+            legend = {t.get_text(): h.get_marker() for t, h in zip(drawn.get_texts(), handles)}
             assert legend["train"] != legend["validation"], legend
         finally:
             plt.close(fig)
