@@ -36,8 +36,9 @@ def duration(seconds: float) -> str:
     """A time taken, as every command and report prints one: ``0.2 s``, ``63.4 s``, and from two
     minutes on in minutes, ``17.5 min`` (``mlplab runs`` and the report said ``17.5 min`` of a
     run that ``mlplab train`` had called ``1050.3 s``, and ``mlplab torch depth`` ``0 s`` of a
-    network that its table gives 0.2 seconds)."""
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    network that its table gives 0.2 seconds). Decided on the time as written, to a tenth of a
+    second: 119.96 s, which rounds to two minutes, is ``2.0 min``, not ``120.0 s``."""
+    return f"{seconds:.1f} s" if round(seconds, 1) < 120 else f"{seconds / 60:.1f} min"
 
 
 def near_folder(path: str | os.PathLike[str]) -> str | None:

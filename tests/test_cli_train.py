@@ -1097,6 +1097,18 @@ def test_a_long_runs_time_is_printed_as_mlplab_runs_and_the_report_give_it(capsy
     assert _cell({"seconds": 1050.3, "seconds_left": None}, "seconds", "seconds") == "17.5 min"
 
 
+def test_a_time_that_rounds_to_two_minutes_is_given_in_minutes():
+    """119.95 s and up were written "120.0 s" while 120 s was "2.0 min": the switch to minutes
+    at two minutes is made on the time as written, to a tenth of a second."""
+    from mlplab._text import duration
+    from mlplab.report.fmt import seconds
+
+    for x, said in ((119.94, "119.9 s"), (119.95, "2.0 min"), (119.96, "2.0 min"),
+                    (119.999, "2.0 min"), (120, "2.0 min")):
+        assert duration(x) == seconds(x) == said, x
+    assert "120.0 s" not in {duration(119.9 + i / 1000) for i in range(100)}
+
+
 def test_a_run_ended_by_early_stopping_says_so(tmp_path, capsys):
     """A run of 40 epochs that --patience ended after 6 said "after 6 epochs", as if 6 had
     been asked for (mlplab runs lists it as "6 (early)")."""
