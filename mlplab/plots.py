@@ -122,10 +122,8 @@ def plot_loss(loss: Sequence[float], title: str = "Training loss",
     # drew nothing
     ax.plot(it, values, color=COLORS["loss"], lw=0.8, alpha=0.6 if smooth else 1.0,
             marker="o" if len(values) == 1 else None, label="loss per iteration")
-    if len(values) == 1:
-        ax.set_xticks([1])  # not 0.96 .. 1.04
-    else:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole iterations
+    # whole iterations (a single one ticked 1, not 0.96 .. 1.04)
+    whole_number_ticks(ax, range(1, len(values) + 1))
     if smooth:
         w = max(len(values) // 50, 5)
         ax.plot(it[w - 1:], _moving_average(values, w), color=COLORS["smooth"], lw=1.5,
@@ -167,10 +165,9 @@ def plot_accuracy(train_acc: Sequence[float], val_acc: Sequence[float] | None = 
         ax.axhline(100 * test_acc, color=COLORS["test"], ls="--", lw=1,
                    label=f"test ({100 * test_acc:.1f}%)")
     ax.set_xlabel("epoch")
-    # accuracies are measured at the end of whole epochs: no ticks at 1.5, 2.5, ...
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if len(epochs) == 1:  # no whole number but 1 in 0.95..1.05: the locator fell back to 0.945, ...
-        ax.set_xticks([1])
+    # accuracies are measured at the end of whole epochs: no ticks at 1.5, 2.5, ... (and one
+    # epoch ticked 1: no whole number but 1 in 0.95..1.05, the locator fell back to 0.945, ...)
+    whole_number_ticks(ax, range(1, len(epochs) + 1))
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -1647,6 +1647,29 @@ def test_tuning_history_ticks_whole_trials_also_for_a_single_trial(monkeypatch, 
             plots.plt.close(fig)
 
 
+def test_the_reports_accuracy_figure_of_one_epoch_ticks_that_epoch(monkeypatch, tmp_path):
+    """plot_accuracy ticks a one-epoch run at 1, but the report's accuracy figure set a
+    MaxNLocator again over it, which finds no whole number in 0.95..1.05 and ticked 0.945,
+    0.960, ... 1.050; longer runs keep whole epochs."""
+    from mlplab import plots
+    from mlplab.report import figures
+
+    kept = _captured_figures(monkeypatch)
+    figures.accuracy_curves([0.5], [0.4], tmp_path / "one.png", "one epoch")
+    figures.accuracy_curves([0.5, 0.6, 0.7], [0.4, 0.5, 0.6], tmp_path / "three.png", "three")
+    try:
+        for fig, whole in zip(kept, ([1], None)):
+            fig.canvas.draw()
+            ax = fig.axes[0]
+            low, high = ax.get_xlim()
+            ticks = [t for t in ax.get_xticks() if low <= t <= high]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks
+            assert whole is None or ticks == whole, ticks
+    finally:
+        for fig in kept:
+            plots.plt.close(fig)
+
+
 def test_tuning_history_draws_the_best_so_far_up_to_the_last_trial(monkeypatch, tmp_path):
     """Trials pruned after the last complete one (median pruning, the standard budget) left the
     "best so far" line ending at that complete trial, as if there were no best after it; a
