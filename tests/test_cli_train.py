@@ -171,6 +171,16 @@ def test_evaluate_of_many_classes_prints_the_largest_confusions_not_the_matrix(m
     assert lines[-31].startswith("confusion matrix (rows: true class") and len(lines[-1]) == 61
 
 
+def test_evaluate_help_says_what_it_prints_of_many_classes(capsys):
+    """--help said evaluate prints "the confusion matrix", which past 30 classes it does not
+    (it lists the largest confusions; --json keeps the matrix)."""
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "of more than 30 classes, the matrix's 10 largest confusions in its place (--json " \
+           "gives it whole)" in said, said
+
+
 def test_evaluate_counts_one_image_in_the_singular(tmp_path, capsys):
     """"(1 images)" before."""
     run = tmp_path / "r"

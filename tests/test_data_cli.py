@@ -177,6 +177,15 @@ def test_show_of_many_classes_draws_thirty_columns(tmp_path, capsys, monkeypatch
     assert shown_classes(np.arange(1), 1, "train") == "1 class"
 
 
+def test_show_help_says_how_many_classes_it_draws(capsys):
+    """--help said "one column per class", of a command that draws at most 30."""
+    with pytest.raises(SystemExit):
+        main(["data", "show", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "one column per class titled with its name; of more than 30 classes, the first 30 " \
+           "(the first with images in the split)" in said, said
+
+
 def test_show_says_up_to_when_a_class_has_fewer_images_than_it_draws(tmp_path, capsys):
     """digits' validation classes hold 17 to 19 images: ``--per-class 50`` drew 19 rows, and
     said "19 val images per class" of classes with 17 in their column."""

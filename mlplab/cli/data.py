@@ -24,6 +24,7 @@ from mlplab.cli import (
 from mlplab.cli._types import data_dir_arg, positive_int, user_path_arg
 from mlplab.data.base import SPLITS, Dataset
 from mlplab.data.datasets import DATASET_NAMES
+from mlplab.data.preview import MAX_CLASSES
 
 DATASET_HELP = (f"dataset: {', '.join(DATASET_NAMES)} or folder:PATH (one sub-folder of images "
                 "per class, optionally inside train/, val/ and test/)")
@@ -255,7 +256,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            description="Write the exercise's 'sample images' figure: a few "
                                        "random images of every class (training images unless "
                                        "--split says otherwise), one column per class titled "
-                                       "with its name.")
+                                       f"with its name; of more than {MAX_CLASSES} classes, the "
+                                       f"first {MAX_CLASSES} (the first with images in the "
+                                       "split).")
     add_dataset_arguments(show, positional=True)
     show.add_argument("--out", required=True, metavar="FILE", type=user_path_arg,
                       help="image file to write (.png, .pdf or .svg)")

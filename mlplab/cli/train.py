@@ -176,7 +176,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "evaluate", help="accuracy of a trained run on its validation, test or training split",
         description="Load RUN/model.npz and the run's dataset (as configured when it was "
                     "trained) and print the accuracy, per-class accuracy and confusion matrix "
-                    "on one split.")
+                    f"on one split; of more than {MATRIX_CLASSES} classes, the matrix's 10 "
+                    "largest confusions in its place (--json gives it whole).")
     e.add_argument("run", metavar="RUN", type=user_path_arg,
                    help="a run folder written by mlplab train or mlplab torch train")
     e.add_argument("--split", choices=["val", "test", "train"], default="val",
