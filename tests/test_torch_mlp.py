@@ -437,6 +437,23 @@ def test_load_torch_model_refuses_foreign_files(tmp_path):
         tm.load_torch_model(tmp_path)
 
 
+def test_a_folder_is_no_torch_file_where_opening_it_is_a_permission_error(tmp_path, monkeypatch):
+    """Windows refuses to open a folder with PermissionError ("[Errno 13] Permission denied"),
+    not IsADirectoryError: load_torch_model of a run folder said "not a readable PyTorch model
+    file ([Errno 13] Permission denied ...)", a ValueError, where load_model and POSIX say the
+    folder is no model file."""
+    import mlplab.torch_mlp.files as files
+
+    def windows_load(path, *args, **kwargs):  # open() of a folder, as Windows answers it
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(files.torch, "load", windows_load)
+    for read, what in ((tm.load_torch_model, "model file"),
+                       (tm.load_torch_checkpoint, "checkpoint")):
+        with pytest.raises(FileNotFoundError, match=rf"is a folder, not a PyTorch {what}\.$"):
+            read(tmp_path)
+
+
 # -------------------------------------------------------------------------------------- training
 def test_fit_learns_digits_and_records_history(digits):
     Xtr, ytr, Xv, yv, Xte, yte = digits

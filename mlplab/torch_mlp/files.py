@@ -39,11 +39,15 @@ def _read(path: str | os.PathLike, what: str) -> Any:
     unreadable file is one line naming it as a PyTorch ``what``; a folder is a missing file, as
     :func:`mlplab.io.read_npz` has it (it was "not a readable PyTorch model file ([Errno 21] Is
     a directory...)", a ValueError)."""
+    # asked first, as read_npz does: opening a folder is an IsADirectoryError on POSIX only;
+    # Windows refuses it as a PermissionError ("[Errno 13] Permission denied"), a ValueError here
+    if os.path.isdir(path):
+        raise FileNotFoundError(f"{path} is a folder, not a PyTorch {what}.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such {what}.") from None
-    except IsADirectoryError:
+    except IsADirectoryError:  # (made a folder since)
         raise FileNotFoundError(f"{path} is a folder, not a PyTorch {what}.") from None
     except Exception as exc:  # torch raises several types for corrupt or foreign files
         raise ValueError(f"{path} is not a readable PyTorch {what} ({_reason(exc)}).") from None
