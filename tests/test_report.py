@@ -618,6 +618,20 @@ def test_the_stage_times_add_up_to_the_total(tmp_path, monkeypatch):
     assert rows[0][0] == "sum of |p − correct|" and rows[0][4] == "1e-7"
 
 
+def test_the_committed_cifar10_report_has_the_wording_the_report_writes():
+    """The report's wording of the Q1 bound ('1e-7', 'p − correct'), the summary's deeper-net
+    bound ('< 1e-7') and the missing CPU time outside the stages ('—') changed, but the committed
+    CIFAR-10 report (whose seed row was brought up to date) kept '1e-07', the hyphen and '-'."""
+    folder = Path(__file__).resolve().parents[1] / "docs" / "cifar10-report"
+    md = (folder / "report.md").read_text(encoding="utf-8")
+    assert "1e-07" not in md and "p - correct" not in md
+    assert "| sum of \\|p \u2212 correct\\| | 2.92e-08 | 0 | 2.92e-08 | 1e-7 | PASS |" in md
+    assert "mlplab's bound < 1e-7)" in md
+    assert "| outside the stages (imports, environment) |  | 1.8 s | \u2014 |" in md
+    data = json.dumps(json.loads((folder / "report.json").read_text(encoding="utf-8")))
+    assert "1e-07" not in data and "p - correct" not in data
+
+
 def test_reuse_hands_the_kept_stages_results_to_the_ones_run_again(tmp_path):
     from mlplab.data import load_dataset
 
