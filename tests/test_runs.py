@@ -352,6 +352,26 @@ def test_a_run_whose_folder_is_removed_while_it_trains_stops_and_does_not_make_i
         "completed"
 
 
+def test_a_run_folder_removed_while_its_figures_are_drawn_is_not_made_again(tmp_path, digits,
+                                                                             monkeypatch):
+    """The folder was checked once, before the model was saved: one removed while the figures
+    were drawn (seconds, after the training) was made again by the next figure's save, and the
+    run ended with status 0 in a folder of figures and metrics.json, no config.json."""
+    real = plots.plot_confusion
+
+    def drawn_then_removed(*args, **kwargs):
+        fig = real(*args, **kwargs)
+        shutil.rmtree(tmp_path / "run")
+        return fig
+
+    monkeypatch.setattr(plots, "plot_confusion", drawn_then_removed)
+    with pytest.raises(FileNotFoundError, match=r"run was removed or moved while the run "
+                                                r"trained \(its config.json is gone\)"):
+        train_run(FAST, out=tmp_path / "run", data=digits)
+    assert not (tmp_path / "run").exists()
+    assert not plots.plt.get_fignums()  # the figure not written is closed
+
+
 def test_a_run_that_diverges_before_a_checkpoint_leaves_nothing_behind(tmp_path, digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the divergence is the error, not NumPy's overflow

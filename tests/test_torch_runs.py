@@ -389,6 +389,35 @@ def test_a_folder_removed_while_it_trains_is_not_made_again(study, tmp_path, mon
     assert not out.exists()
 
 
+@pytest.mark.parametrize("study", [False, True], ids=["train", "depth"])
+def test_a_folder_removed_while_its_figures_are_drawn_is_not_made_again(study, tmp_path,
+                                                                        monkeypatch):
+    """Checked once after training, the folder removed while the figures were drawn (seconds)
+    was made again by their saves: status 0, a folder of figures and results without
+    config.json (depth-config.json)."""
+    import shutil
+
+    import mlplab.plots
+    import mlplab.torch_mlp.runs as runs_module
+
+    out = tmp_path / "out"
+    module, name = (runs_module, "plot_depth") if study else (mlplab.plots, "plot_accuracy")
+    real = getattr(module, name)
+
+    def drawn_then_removed(*args, **kwargs):
+        fig = real(*args, **kwargs)
+        shutil.rmtree(out)
+        return fig
+
+    monkeypatch.setattr(module, name, drawn_then_removed)
+    with pytest.raises(FileNotFoundError, match="out was removed or moved while the "):
+        if study:
+            tm.depth_run("digits", out=out, layers=[2], hidden_size=8, epochs=1, threads=1)
+        else:
+            tm.train_run("digits", out=out, hidden=[8], epochs=1, threads=1)
+    assert not out.exists()
+
+
 def test_a_run_stopped_before_its_first_checkpoint_is_resumed_by_torch_train(runs, tmp_path):
     """evaluate of a PyTorch run stopped before its first epoch ended (no checkpoint.pt yet)
     said `mlplab train --resume RUN finishes it`, which refuses a PyTorch run."""

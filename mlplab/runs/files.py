@@ -27,6 +27,8 @@ from mlplab.runs.lock import LOCK_FILE, RunInUseError, refuse_if_training, train
 from mlplab.trainer import History, train_acc_label
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from mlplab.data import Dataset
     from mlplab.runs.training import RunResult
 
@@ -385,30 +387,49 @@ def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
     return out
 
 
+def save_into_run(fig: Figure, path: Path, marker: str | None = CONFIG_FILE,
+                  noun: str = "run") -> Path:
+    """:func:`mlplab.plots.save` of a figure into a run folder, refused (the figure closed) if
+    the folder went while the figure was drawn (:func:`check_run_folder` of ``marker``; None:
+    no check): the results of a finished run take seconds to draw, and each save made a removed
+    folder again, status 0, with figures and no ``config.json``."""
+    from mlplab import plots
+
+    if marker is not None:
+        try:
+            check_run_folder(path.parent, marker, noun)
+        except RunFolderGoneError:
+            plots.plt.close(fig)
+            raise
+    return plots.save(fig, path)
+
+
 def write_plots(out_dir: Path, result: RunResult, ds: Dataset, X_val: np.ndarray | None,
-                per_epoch: int | None = None) -> list[Path]:
+                per_epoch: int | None = None, marker: str | None = None) -> list[Path]:
     """The run's figures: loss (with an epoch axis given ``per_epoch``, the iterations of an
-    epoch), accuracy, confusion matrix (validation) and first-layer weights (image data)."""
+    epoch), accuracy, confusion matrix (validation) and first-layer weights (image data).
+    ``marker``: each written only while ``out_dir`` still holds that file (see
+    :func:`save_into_run`)."""
     from mlplab import plots
 
     h = result.history
-    written = [plots.save(plots.plot_loss(h.loss, iterations_per_epoch=per_epoch),
-                          out_dir / "loss.png")]
+    written = [save_into_run(plots.plot_loss(h.loss, iterations_per_epoch=per_epoch),
+                             out_dir / "loss.png", marker)]
     if h.train_acc:
         label = train_acc_label(result.config.train_acc)
-        written.append(plots.save(plots.plot_accuracy(h.train_acc, h.val_acc,
-                                                      train_label=label),
-                                  out_dir / "accuracy.png"))
+        written.append(save_into_run(plots.plot_accuracy(h.train_acc, h.val_acc,
+                                                         train_label=label),
+                                     out_dir / "accuracy.png", marker))
     if X_val is not None:
         cm = plots.confusion_matrix(ds.y_val, result.model.predict(X_val), len(result.classes))
-        written.append(plots.save(plots.plot_confusion(cm, result.classes,
-                                                       title="Confusion matrix (validation)"),
-                                  out_dir / "confusion.png"))
+        written.append(save_into_run(plots.plot_confusion(cm, result.classes,
+                                                          title="Confusion matrix (validation)"),
+                                     out_dir / "confusion.png", marker))
     W1 = result.model.params["W1"]
     # a Dataset of feature vectors (N, D) of one's own has no images to draw the weights as
     if len(ds.image_shape) == 3 and W1.shape[0] == int(np.prod(ds.image_shape)):
-        written.append(plots.save(plots.plot_first_layer_weights(W1, ds.image_shape),
-                                  out_dir / "weights.png"))
+        written.append(save_into_run(plots.plot_first_layer_weights(W1, ds.image_shape),
+                                     out_dir / "weights.png", marker))
     return written
 
 

@@ -690,16 +690,20 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
     })
     result = RunResult(cfg, model, pre, history, metrics, list(ds.classes), out_dir)
     if out_dir is not None:
-        check_run_folder(out_dir)  # (the metrics took a moment)
+        # before each write: the folder may go while the metrics are measured and the figures
+        # drawn (seconds), and each write would make it again
+        check_run_folder(out_dir)
         in_model = {k: v for k, v in metrics.items()  # extra has these
                     if k not in ("environment", "earlier_environments")}
         io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": in_model})
         per_epoch = _per_epoch(cfg, len(ds.y_train))
+        check_run_folder(out_dir)
         write_history(out_dir / HISTORY_FILE, history, per_epoch)
         if plots:
-            write_plots(out_dir, result, ds, X_val, per_epoch)
+            write_plots(out_dir, result, ds, X_val, per_epoch, marker=CONFIG_FILE)
         else:  # a resumed run's figures from when it was stopped would not show these results
             remove_figures(out_dir)
+        check_run_folder(out_dir)
         io.write_json(out_dir / METRICS_FILE, metrics)  # last: its presence marks a finished write
     return result
 

@@ -62,6 +62,7 @@ from mlplab.runs.files import (
     refuse_other_output,
     remove_figures,
     remove_partial_writes,
+    save_into_run,
 )
 from mlplab.runs.lock import refuse_if_training, run_lock
 from mlplab.runs.splits import (
@@ -1061,15 +1062,20 @@ def _write_run(out: Path, result: TorchRunResult, ds: Dataset, X_val: np.ndarray
     model, metrics = result.model, result.metrics
     extra = {"classes": list(ds.classes), "dataset": ds.name,
              "image_shape": list(ds.image_shape), "framework": "pytorch"}
+    # before each write: each would make the folder again, had it gone meanwhile
+    check_run_folder(out, TORCH_CONFIG_FILE)
     save_torch_model(out / TORCH_MODEL_FILE, model, extra)
     # the same weights as an mlplab.MLP, with the preprocessing, for the NumPy side of mlplab
+    check_run_folder(out, TORCH_CONFIG_FILE)
     io.save_model(out / NUMPY_MODEL_FILE, to_numpy(model), result.preprocessing,
                   {**extra, "metrics": metrics})
+    check_run_folder(out, TORCH_CONFIG_FILE)
     write_history(out / HISTORY_FILE, result.history, per_epoch)
     if plots:
         _train_plots(out, model, result.history, ds, X_val, per_epoch)
     else:  # a resumed run's figures from when it was stopped would not show these results
         remove_figures(out)
+    check_run_folder(out, TORCH_CONFIG_FILE)
     io.write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
 
 
@@ -1078,21 +1084,23 @@ def _train_plots(out: Path, model: MultiLayerPerceptron, history: History, ds: D
     from mlplab import plots
     from mlplab.trainer import train_acc_label
 
-    plots.save(plots.plot_loss(history.loss, title="Training loss (PyTorch MLP)",
-                               iterations_per_epoch=per_epoch), out / "loss.png")
+    def save(fig: Any, name: str) -> None:  # not into a folder gone while it was drawn
+        save_into_run(fig, out / name, TORCH_CONFIG_FILE)
+
+    save(plots.plot_loss(history.loss, title="Training loss (PyTorch MLP)",
+                         iterations_per_epoch=per_epoch), "loss.png")
     # as mlplab train's accuracy.png: the curve is fit's per-epoch train accuracy, on a fixed
     # subset, not the whole-split figure in metrics.json
-    plots.save(plots.plot_accuracy(history.train_acc, history.val_acc,
-                                   title="Classification accuracy (PyTorch MLP)",
-                                   train_label=train_acc_label("subset")),
-               out / "accuracy.png")
+    save(plots.plot_accuracy(history.train_acc, history.val_acc,
+                             title="Classification accuracy (PyTorch MLP)",
+                             train_label=train_acc_label("subset")), "accuracy.png")
     if X_val is not None:
         cm = plots.confusion_matrix(ds.y_val, predict(model, X_val), ds.num_classes)
-        plots.save(plots.plot_confusion(cm, ds.classes, title="Confusion matrix (validation)"),
-                   out / "confusion.png")
+        save(plots.plot_confusion(cm, ds.classes, title="Confusion matrix (validation)"),
+             "confusion.png")
     if model.config["hidden_layers"] and len(ds.image_shape) == 3:  # not feature vectors (N, D)
         W1 = model.linears[0].weight.detach().cpu().numpy().T  # (D, H), mlplab's layout
-        plots.save(plots.plot_first_layer_weights(W1, ds.image_shape), out / "weights.png")
+        save(plots.plot_first_layer_weights(W1, ds.image_shape), "weights.png")
 
 
 # ------------------------------------------------------------------------------- depth_run
@@ -1314,15 +1322,15 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
         "results": [r.to_dict() for r in results],
     }
     if out_dir is not None:
-        from mlplab import plots
-
         check_run_folder(out_dir, DEPTH_CONFIG_FILE, "depth study")
         # the checkpoint of a network saved just before a stop (which the saving of the next
         # network would have removed) is no part of a finished study
         (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
         io.write_text(out_dir / "depth.md", md)
         io.write_text(out_dir / "depth.csv", depth_table_csv(results))
-        plots.save(plot_depth(results), out_dir / "depth.png")
+        # (not into the folder made again, had it gone while the figure was drawn)
+        save_into_run(plot_depth(results), out_dir / "depth.png", DEPTH_CONFIG_FILE, "depth study")
+        check_run_folder(out_dir, DEPTH_CONFIG_FILE, "depth study")
         io.write_json(out_dir / DEPTH_FILE, summary)  # last: its presence marks a finished study
     return DepthRunResult(results, md, summary, out_dir, seconds)
 
