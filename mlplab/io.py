@@ -111,6 +111,13 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None,
                 raise DiskFullError(path, exc) from None
             if exc.errno in _REFUSED and not isinstance(exc, WriteRefusedError):
                 raise WriteRefusedError(path, exc) from None
+            if isinstance(exc, FileNotFoundError) and exc.filename is not None \
+                    and not path.parent.is_dir():
+                # the folder removed or moved in the middle of the write: the system's message
+                # named the hidden temporary file ("runs/x/.checkpoint.npz.fndtubtv.npz: No such
+                # file or directory"), a run writing its checkpoint every few milliseconds met it
+                raise FileNotFoundError(f"{path.parent} was removed or moved while {path.name} "
+                                        "was written there; nothing was written") from None
             raise
     finally:
         if tmp_path is not None:

@@ -125,6 +125,26 @@ def test_a_refused_write_names_the_file_and_keeps_the_old_one(code, why, tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
 
 
+def test_a_folder_removed_in_the_middle_of_a_write_is_named(tmp_path):
+    """A run folder removed while a checkpoint was being written (a fast run writes one every
+    few milliseconds) ended the command with the hidden temporary file's name,
+    "runs/x/.checkpoint.npz.fndtubtv.npz: No such file or directory"."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError) as caught:
+        with io.atomic_path(folder / "checkpoint.npz") as tmp:
+            shutil.rmtree(folder)
+            tmp.write_bytes(b"x")
+    assert str(caught.value) == (f"{folder} was removed or moved while checkpoint.npz was "
+                                 "written there; nothing was written")
+    assert not folder.exists()
+    # a missing file of the writer's own, in a folder still there, is left as it was
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError, match="No such file or directory"):
+        with io.atomic_path(folder / "f.txt"):
+            open(tmp_path / "missing" / "x", "rb")
+
+
 @pytest.mark.parametrize("hard_links", [True, False])
 def test_an_exclusive_write_never_replaces_a_file(tmp_path, monkeypatch, hard_links):
     if not hard_links:  # a file system without them: checked, then renamed
