@@ -563,8 +563,8 @@ def test_an_output_folder_removed_while_the_search_runs_is_not_made_again(digits
     out = tmp_path / "o"
     real = tuning.write_results
 
-    def written_then_removed(study, folder):
-        files = real(study, folder)
+    def written_then_removed(study, folder, **kwargs):
+        files = real(study, folder, **kwargs)
         shutil.rmtree(folder)
         return files
 
@@ -575,10 +575,27 @@ def test_an_output_folder_removed_while_the_search_runs_is_not_made_again(digits
     assert not out.exists()  # no best-run/, no summary.json made into a new folder
     # the tables written, then the folder removed before the search (a study elsewhere):
     monkeypatch.setattr(tuning, "write_results",
-                        lambda study, folder: (shutil.rmtree(folder), ({}, {}))[1])
+                        lambda study, folder, **kw: (shutil.rmtree(folder), ({}, {}))[1])
     with pytest.raises(FileNotFoundError, match=r"o was removed or moved while the search ran, "):
         tune(digits, trials=1, search_space=TINY, out=out, progress=False,
              storage=f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    assert not out.exists()
+    # removed while the plots are drawn (seconds): each plot's write made the folder again, and
+    # the command ended with exit 1 beside a folder of plots and no study
+    monkeypatch.setattr(tuning, "write_results", real)
+    import mlplab.tuning.results as results
+
+    drawn = results.optimization_history
+
+    def drawn_then_removed(study):
+        ax = drawn(study)
+        shutil.rmtree(out)
+        return ax
+
+    monkeypatch.setattr(results, "optimization_history", drawn_then_removed)
+    with pytest.raises(FileNotFoundError, match=r"o was removed or moved while the search ran "
+                                                r"\(its study.db is gone\)"):
+        tune(digits, trials=1, search_space=TINY, out=out, progress=False)
     assert not out.exists()
 
 
@@ -1116,7 +1133,7 @@ def test_a_ctrl_c_as_the_tables_and_plots_are_written_still_writes_the_summary(
     kw = dict(search_space=TINY, out=tmp_path, progress=False)
     tune(digits, trials=1, **kw)
 
-    def ctrl_c_in_the_plots(study, out):
+    def ctrl_c_in_the_plots(study, out, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tmod, "write_results", ctrl_c_in_the_plots)

@@ -403,7 +403,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                 # the tables and plots within: a Ctrl-C while the plots are drawn (seconds) left
                 # no summary, or a previous run's
                 with _summary_written(result, start, kept):
-                    result.files, result.skipped_plots = write_results(study, out_dir)
+                    result.files, result.skipped_plots = write_results(study, out_dir,
+                                                                       kept=kept)
                     _refuse_if_all_failed(study, result)
                     if result.best_trial is not None:
                         kept()

@@ -268,10 +268,13 @@ def _tick(value: float) -> str:
     return text.replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
 
 
-def write_plots(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[str, str]]:
+def write_plots(study: optuna.Study, out: Path, kept: Callable[[], None] | None = None
+                ) -> tuple[dict[str, Path], dict[str, str]]:
     """Optuna's optimisation-history, parallel-coordinate (made legible by
     :func:`parallel_coordinate`) and parameter-importance plots as PNG files; returns
-    ``(written, skipped)`` where ``skipped`` says why a plot was not drawn."""
+    ``(written, skipped)`` where ``skipped`` says why a plot was not drawn. ``kept``, if given,
+    is called before each file is written (to refuse a folder gone meanwhile: each write
+    would make it again)."""
     from mlplab._matplotlib import plt  # first (Ctrl-C held back while Matplotlib is imported)
 
     # isort: split
@@ -311,6 +314,8 @@ def write_plots(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[s
             if name != "parallel_coordinate":  # sized and laid out as it was drawn
                 fig.set_size_inches(8, 5.5)
                 fig.tight_layout()
+            if kept is not None:
+                kept()  # (the drawing took a moment)
             with atomic_path(path, suffix=".png") as tmp:
                 fig.savefig(tmp, dpi=110, format="png")
             written[name] = path
@@ -325,9 +330,10 @@ def write_plots(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[s
     return written, skipped
 
 
-def write_results(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict[str, str]]:
+def write_results(study: optuna.Study, out: Path, kept: Callable[[], None] | None = None
+                  ) -> tuple[dict[str, Path], dict[str, str]]:
     """``results.csv`` and ``results.md`` (every trial) plus the plots; returns written files
-    and skipped plots with reasons."""
+    and skipped plots with reasons. ``kept``: see :func:`write_plots`."""
     from mlplab.io import write_csv, write_text
     from mlplab.runs.files import remove_partial_writes
 
@@ -336,8 +342,10 @@ def write_results(study: optuna.Study, out: Path) -> tuple[dict[str, Path], dict
     remove_partial_writes(out, ("results.csv", "results.md", "summary.json"), older_than=60)
     header, rows = trials_table(study)
     best, _ = best_so_far(study)
+    if kept is not None:
+        kept()
     files = {"csv": write_csv(out / "results.csv", header, rows),
              "markdown": write_text(out / "results.md", markdown_table(header, rows, best))}
-    plots, skipped = write_plots(study, out)
+    plots, skipped = write_plots(study, out, kept)
     files.update(plots)
     return files, skipped
