@@ -83,6 +83,30 @@ def test_train_writes_a_run_folder(train_run, capsys):
                                   tm.predict(model, pre.transform(ds.X_val)))
 
 
+@pytest.mark.parametrize("saved", [["config.json", "checkpoint.pt"], ["config.json"]],
+                         ids=["checkpoint", "before-the-first"])
+def test_a_second_ctrl_c_says_how_to_go_on(saved, monkeypatch, capsys, tmp_path):
+    """A second Ctrl-C ends the command before the run is saved: with a checkpoint, its line
+    says to --resume; before the first one (the folder keeps config.json, which --resume starts
+    again) only "mlplab: interrupted" was said."""
+    out = tmp_path / "run"
+
+    def stopped(dataset, out, **kwargs):  # what train_run leaves when a second Ctrl-C ends it
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for name in saved:
+            (Path(out) / name).write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tm, "train_run", stopped)
+    assert main(["torch", "train", "--hidden", "8", "--epochs", "1", "--threads", "1",
+                 "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    said = ("interrupted before the run was saved; its last checkpoint is kept." if
+            len(saved) == 2 else "interrupted before the run's first checkpoint; --resume "
+            "starts it again from its first epoch.")
+    assert f"{said} Continue with: mlplab torch train --resume {out}" in err, err
+
+
 def test_train_outputs_match_mlplab_train(train_run, tmp_path):
     """Same metrics keys, history columns and figures as a NumPy run folder."""
     from mlplab.runs import train_run as numpy_run

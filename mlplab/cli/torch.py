@@ -356,11 +356,16 @@ def _resumable(run: Path, args: argparse.Namespace) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        from mlplab.runs.files import TORCH_CHECKPOINT_FILE
+        from mlplab.runs.files import CONFIG_FILE, TORCH_CHECKPOINT_FILE
 
         if (run / TORCH_CHECKPOINT_FILE).is_file():
             print(f"interrupted before the run was saved; its last checkpoint is kept. "
                   f"{_resume_command(run, args)}", file=sys.stderr)
+        elif (run / CONFIG_FILE).is_file():
+            # stopped (a second Ctrl-C) before its first checkpoint, as mlplab train says: only
+            # "mlplab: interrupted" was said of a folder that --resume starts again
+            print(f"interrupted before the run's first checkpoint; --resume starts it again "
+                  f"from its first epoch. {_resume_command(run, args)}", file=sys.stderr)
         raise
 
 
