@@ -179,6 +179,7 @@ class DiskFullError(OSError):
 
 #: a write the file system refuses: a read-only one, or a folder this user may not write to
 _REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM}
+_WINDOWS = os.name == "nt"
 
 
 class WriteRefusedError(OSError):
@@ -190,8 +191,12 @@ class WriteRefusedError(OSError):
     def __init__(self, path: Path, cause: OSError) -> None:
         super().__init__(cause.errno, cause.strerror)
         what = "read-only file system" if cause.errno == errno.EROFS else "permission denied"
-        self.message = (f"cannot write {path} ({what}); make {path.parent} writable and run the "
-                        f"command again - the previous {path.name}, if any, is intact")
+        # Windows also refuses to replace a file that another program holds open (a viewer of
+        # a figure, say), as "permission denied"; POSIX replaces it all the same
+        held = f" (or close the program that holds {path.name} open)" \
+            if _WINDOWS and cause.errno != errno.EROFS else ""
+        self.message = (f"cannot write {path} ({what}); make {path.parent} writable{held} and "
+                        f"run the command again - the previous {path.name}, if any, is intact")
         self.filename = str(path)
 
     def __str__(self) -> str:  # the message alone (OSError would prefix "[Errno 30] ...")

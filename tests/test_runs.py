@@ -116,6 +116,13 @@ def test_a_refused_write_names_the_file_and_keeps_the_old_one(code, why, tmp_pat
                                  "run the command again - the previous checkpoint.npz, if any, "
                                  "is intact")
     assert caught.value.errno == code and caught.value.filename == str(target)
+    # on Windows a file that another program holds open is refused alike: said too
+    monkeypatch.setattr(io, "_WINDOWS", True)
+    with pytest.raises(io.WriteRefusedError) as caught:
+        io.write_npz(target, {"a": np.arange(4)})
+    held = " (or close the program that holds checkpoint.npz open)" \
+        if code == errno.EACCES else ""
+    assert f"make {tmp_path} writable{held} and run the command again" in str(caught.value)
     monkeypatch.undo()
     assert io.read_npz(target)["a"].tolist() == [0, 1, 2]
     # refused at the rename (a folder whose write permission went after the file was made)
