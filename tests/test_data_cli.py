@@ -174,6 +174,12 @@ def test_show_of_many_classes_draws_thirty_columns(tmp_path, capsys, monkeypatch
     assert shown_classes(grid_classes(y, 40), 40, "val") == (
         "30 of 40 classes, the first with val images")
     assert list(grid_classes(y, 30)) == list(range(30))  # 30 classes: all, empty ones too
+    # fewer than 30 with images: all of those, not "the first" of them
+    y = np.repeat(np.arange(19, 31), 2)
+    assert list(grid_classes(y, 31)) == list(range(19, 31))
+    assert shown_classes(grid_classes(y, 31), 31, "val") == "the 12 of 31 classes with val images"
+    assert shown_classes(grid_classes(y - 19, 31), 31, "val") == (
+        "the 12 of 31 classes with val images")  # (classes 0-11: not "the first 12" either)
     assert shown_classes(np.arange(1), 1, "train") == "1 class"
 
 

@@ -36,9 +36,12 @@ def grid_classes(y: np.ndarray, num_classes: int) -> np.ndarray:
 def shown_classes(shown: np.ndarray, num_classes: int, split: str) -> str:
     """How the columns ``shown`` (:func:`grid_classes`) cover ``num_classes`` classes:
     '10 classes', 'the first 30 of 1000 classes', '30 of 100 classes, the first with val
-    images'."""
+    images', or, where fewer than :data:`MAX_CLASSES` have images (all of them drawn), 'the 12
+    of 31 classes with val images' (not 'the first', as if more were left out)."""
     if len(shown) == num_classes:
         return f"{num_classes} {agree(num_classes, 'class', 'classes')}"
+    if len(shown) < MAX_CLASSES:
+        return f"the {len(shown)} of {num_classes} classes with {split} images"
     if shown[-1] == len(shown) - 1:
         return f"the first {len(shown)} of {num_classes} classes"
     return f"{len(shown)} of {num_classes} classes, the first with {split} images"
