@@ -251,7 +251,7 @@ def test_default_run_folders_are_claimed_and_given_back_on_failure(tmp_path, mon
     assert "no such folder" in err and "training " not in err
     # a run that loads its data says where it goes
     assert main(["train", *TINY, "--out", str(tmp_path / "ok")]) == 0
-    assert "training digits: hidden [32]" in capsys.readouterr().err
+    assert "training digits: hidden 32," in capsys.readouterr().err
     (tmp_path / "runs" / "runs").mkdir()
     assert main(["train", "--dataset", "folder:/no/such/folder", "--epochs", "1", "--quiet"]) == 1
     assert (tmp_path / "runs" / "runs").is_dir() and not any((tmp_path / "runs" / "runs").iterdir())

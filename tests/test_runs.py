@@ -2874,6 +2874,9 @@ def test_config_summary_names_the_run_length_it_has():
     assert ", 1 iteration, " in config_summary(RunConfig(epochs=None, iters=1))
     text = config_summary(RunConfig(epochs=None, iters=None))
     assert ", no length, " in text and "None" not in text
+    # the hidden sizes as --hidden takes them, not Python's list
+    assert ": hidden 512,256, " in config_summary(RunConfig(hidden=[512, 256]))
+    assert ": hidden none, " in config_summary(RunConfig(hidden=[]))
 
 
 @pytest.mark.parametrize("name", [5, None, "", "nope"])

@@ -408,6 +408,8 @@ def config_summary(cfg: RunConfig) -> str:
         length = counted(cfg.epochs, "epoch")
     else:  # refused when training starts (the summary said "None epochs")
         length = "no length"
-    return (f"{cfg.dataset}: hidden {cfg.hidden}, {cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule}"
+    # the sizes as --hidden takes them (it printed Python's list: "hidden [512, 256]")
+    hidden = ",".join(map(str, cfg.hidden)) or "none"
+    return (f"{cfg.dataset}: hidden {hidden}, {cfg.optimizer} lr {cfg.lr:g} ({cfg.schedule}"
             f"), reg {cfg.reg:g}, batch {cfg.batch_size}, {length}, seed {cfg.seed}"
             + (f", preset {cfg.preset}" if cfg.preset else ""))
