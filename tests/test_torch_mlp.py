@@ -755,13 +755,17 @@ def test_depth_figure_tells_its_lines_apart_without_colour():
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_hex
 
-    rows = [tm.DepthResult(init, 2, [8], 0.5, 0.4) for init in ("exercise", "default")]
+    rows = [tm.DepthResult(init, 2, [8], 0.5, 0.4, test_acc=0.45)
+            for init in ("exercise", "default")]
     fig = tm.plot_depth(rows)
     try:
         looks = {line.get_label(): (line.get_marker(), to_hex(line.get_markerfacecolor()))
-                 for line in fig.axes[0].lines}
+                 for line in fig.axes[0].lines if "test" not in line.get_label()}
+        # the test stars (one marker for both) are named by their initialisation
+        named = {(t.get_text(), t.xy) for t in fig.axes[0].texts}
     finally:
         plt.close(fig)
+    assert named == {("exercise", (2, 45.0)), ("default", (2, 45.0))}
     assert len(set(looks.values())) == 4, looks
     assert looks["exercise init: train"][0] != looks["default init: train"][0]
     for init in ("exercise", "default"):

@@ -214,7 +214,8 @@ def depth_table_markdown(results: Sequence[DepthResult], test_label: str = "test
 def plot_depth(results: Sequence[DepthResult]) -> Figure:
     """Train (dashed, hollow markers) and validation (solid, filled markers) accuracy against
     depth, one colour and marker per initialisation (exercise circles, default squares), the
-    test accuracy of each best network as a star. Returns a Matplotlib figure;
+    test accuracy of each best network as a star named by its initialisation. Returns a
+    Matplotlib figure;
     :func:`mlplab.plots.save` writes it atomically."""
     from mlplab import plots
 
@@ -236,6 +237,9 @@ def plot_depth(results: Sequence[DepthResult]) -> Figure:
             if r.test_acc is not None:
                 ax.plot([r.depth], [100 * r.test_acc], "*", color=c, markersize=14,
                         markeredgecolor="black", label=f"{init} init: test (best by val)")
+                # the two stars differ in colour alone (near alike in greyscale): named
+                ax.annotate(init, (r.depth, 100 * r.test_acc), textcoords="offset points",
+                            xytext=(9, -3), fontsize="x-small")
     ax.set_xlabel("layers (Linear layers; 2 = one hidden layer)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("PyTorch MLP: accuracy against depth")
