@@ -110,7 +110,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None,
             if is_disk_full(exc):
                 raise DiskFullError(path, exc) from None
             if exc.errno in _REFUSED and not isinstance(exc, WriteRefusedError):
-                raise WriteRefusedError(path, exc) from None
+                raise WriteRefusedError.of(path, exc) from None
             if isinstance(exc, FileNotFoundError) and exc.filename is not None \
                     and not path.parent.is_dir():
                 # the folder removed or moved in the middle of the write: the system's message
@@ -201,6 +201,21 @@ class WriteRefusedError(OSError):
 
     def __str__(self) -> str:  # the message alone (OSError would prefix "[Errno 30] ...")
         return self.message
+
+    @staticmethod
+    def of(path: Path, cause: OSError) -> WriteRefusedError:
+        """The error for ``cause``: a :class:`WritePermissionError` (a ``PermissionError``
+        too) for a permission refused, as the system's error was."""
+        if isinstance(cause, PermissionError) or cause.errno in (errno.EACCES, errno.EPERM):
+            return WritePermissionError(path, cause)
+        return WriteRefusedError(path, cause)
+
+
+class WritePermissionError(WriteRefusedError, PermissionError):
+    """A :class:`WriteRefusedError` for a permission refused (EACCES, EPERM): still the
+    ``PermissionError`` that the system raised, which a caller's ``except PermissionError``
+    caught before the error named the file written (a read-only file system, EROFS, is a
+    plain ``OSError``, as Python's own is)."""
 
 
 def broken_link(path: str | os.PathLike) -> str | None:
