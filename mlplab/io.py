@@ -85,6 +85,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None,
     system without hard links, checked and renamed)."""
     path = Path(path)
     tmp_path: Path | None = None
+    failed = True
     try:
         try:
             # (a full disk can refuse the folder or the temporary file too: no inodes left)
@@ -106,6 +107,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None,
             else:
                 os.replace(tmp_path, path)
             _fsync_dir(path.parent)
+            failed = False
         except OSError as exc:
             if is_disk_full(exc):
                 raise DiskFullError(path, exc) from None
@@ -121,12 +123,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None,
             raise
     finally:
         if tmp_path is not None:
-            _remove_temporary(tmp_path)
+            _remove_temporary(tmp_path, failed)
 
 
-def _remove_temporary(tmp: Path) -> None:
+def _remove_temporary(tmp: Path, failed: bool = False) -> None:
     """Remove ``tmp`` if it is still there (not renamed into place), also when a Ctrl-C lands
-    meanwhile: that one is raised once the file is gone."""
+    meanwhile: that one is raised once the file is gone. ``failed``: the write failed, and a
+    file that cannot be removed (its folder made read-only or unwritable meanwhile, which also
+    refused the rename) is left, for :func:`mlplab.runs.files.remove_partial_writes`: the
+    error that ended the write is the news, where the unlink's replaced it, naming the hidden
+    temporary file ("runs/x/.checkpoint.npz.ca20nccp.npz: Operation not permitted")."""
     interrupted = False
     while True:
         try:
@@ -134,6 +140,10 @@ def _remove_temporary(tmp: Path) -> None:
             break
         except KeyboardInterrupt:
             interrupted = True
+        except OSError:
+            if not failed:
+                raise
+            break
     if interrupted:
         raise KeyboardInterrupt
 

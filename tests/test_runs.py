@@ -134,6 +134,25 @@ def test_a_refused_write_names_the_file_and_keeps_the_old_one(code, why, tmp_pat
     with pytest.raises(io.WriteRefusedError, match=r"^cannot write .*checkpoint\.npz \("):
         io.write_npz(target, {"a": np.arange(4)})
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
+    # a folder refused for good (made immutable, its write permission gone): the temporary file
+    # cannot be removed either, and that unlink's error replaced this one, naming the hidden file
+    real_unlink = Path.unlink
+
+    def stuck(self, missing_ok=False):
+        if self.name.startswith(".checkpoint.npz."):
+            raise OSError(code, os.strerror(code), str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", stuck)
+    with pytest.raises(io.WriteRefusedError, match=r"^cannot write .*checkpoint\.npz \("):
+        io.write_npz(target, {"a": np.arange(4)})
+    monkeypatch.undo()
+    assert io.read_npz(target)["a"].tolist() == [0, 1, 2]
+    # left for remove_partial_writes, which the next run of the command does
+    from mlplab.runs.files import remove_partial_writes
+
+    assert len(remove_partial_writes(tmp_path)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
 
 
 def test_a_folder_removed_in_the_middle_of_a_write_is_named(tmp_path):
