@@ -26,7 +26,7 @@ from PIL import Image
 from mlplab.cli import main
 from mlplab.data import load_dataset, make_preprocessing
 from mlplab.models import MLP
-from mlplab.trainer import TrainConfig, Trainer
+from mlplab.trainer import Callback, TrainConfig, Trainer
 from mlplab.tuning import (
     EXERCISE_SPACE,
     EXTENDED_SPACE,
@@ -597,6 +597,26 @@ def test_an_output_folder_removed_while_the_search_runs_is_not_made_again(digits
                                                 r"\(its study.db is gone\)"):
         tune(digits, trials=1, search_space=TINY, out=out, progress=False)
     assert not out.exists()
+    # removed while the best trial retrains: said of the folder, not of the hidden
+    # .best-run.PID.tmp into which the retraining wrote (whose run stopped on its own check)
+    monkeypatch.undo()
+    import mlplab.runs
+
+    retrain = mlplab.runs.train_run
+
+    class Removing(Callback):  # the folder removed after the retraining's first epoch
+        def on_epoch_end(self, trainer, epoch, logs):
+            if out.exists():
+                shutil.rmtree(out)
+
+    def retrained_then_removed(*args, callbacks=(), **kwargs):
+        return retrain(*args, callbacks=[Removing(), *callbacks], **kwargs)
+
+    monkeypatch.setattr(mlplab.runs, "train_run", retrained_then_removed)
+    with pytest.raises(FileNotFoundError, match=r"o was removed or moved while the search ran "
+                                                r"\(its study.db is gone\)") as caught:
+        tune(digits, trials=1, search_space=TINY, out=out, progress=False, search_only=False)
+    assert ".best-run." not in str(caught.value)
 
 
 def test_resume_continues_to_the_target_and_checks_the_space(digits, tmp_path):

@@ -408,8 +408,17 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     _refuse_if_all_failed(study, result)
                     if result.best_trial is not None:
                         kept()
-                        _best_run(study, result, data, source, seed, eval_test,
-                                  announce=progress)
+                        try:
+                            _best_run(study, result, data, source, seed, eval_test,
+                                      announce=progress)
+                        except FileNotFoundError:
+                            # the folder removed while the best trial retrained: said of it,
+                            # not of the hidden .best-run.PID.tmp that the retraining named
+                            try:
+                                kept()
+                            except FileNotFoundError as gone:
+                                raise gone from None
+                            raise
         result.wall_seconds = round(time.perf_counter() - start, 2)
         return result
     finally:
