@@ -607,8 +607,7 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
     model.cpu()
     result = TorchRunResult(config, model, pre, history, metrics, list(ds.classes), out_dir,
                             seconds)
-    if out_dir is not None:
-        check_run_folder(out_dir, TORCH_CONFIG_FILE)
+    if out_dir is not None:  # (_write_run checks the folder is still there before each write)
         _write_run(out_dir, result, ds, X_val,
                    batches_per_epoch(len(ds.y_train), cfg.batch_size, bool(config["batchnorm"])),
                    plots)
