@@ -182,6 +182,29 @@ def print_next(commands: Sequence[str]) -> None:
 
 
 @contextlib.contextmanager
+def resumable(run: str | os.PathLike[str], checkpoint: str, resume: str) -> Iterator[None]:
+    """A Ctrl-C that ends training before the run in ``run`` is saved (a second one, or one while
+    the results are written) leaves its last ``checkpoint``, from which ``--resume`` finishes it
+    exactly: say so with the ``resume`` line (``Continue with: ...``), rather than only
+    "interrupted" (as if the run were lost); ``mlplab train``'s and ``torch train``'s."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from mlplab.runs.files import CONFIG_FILE
+
+        if os.path.isfile(os.path.join(run, checkpoint)):
+            print(f"interrupted before the run was saved; its last checkpoint is kept. {resume}",
+                  file=sys.stderr)
+        elif os.path.isfile(os.path.join(run, CONFIG_FILE)):
+            # stopped (a second Ctrl-C) before its first checkpoint: the folder keeps the run's
+            # config.json, and the same command is refused ("already holds a run"); only
+            # "mlplab: interrupted" was said
+            print(f"interrupted before the run's first checkpoint; --resume starts it again "
+                  f"from its first epoch. {resume}", file=sys.stderr)
+        raise
+
+
+@contextlib.contextmanager
 def run_folder(out: str | os.PathLike | None, prefix: str = "") -> Iterator[Path]:
     """``out``, or else a default folder (``runs/<prefix>-<time>``) claimed now, so that runs
     started in the same second by other processes get folders of their own (two `mlplab torch

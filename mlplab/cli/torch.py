@@ -24,6 +24,7 @@ from mlplab.cli import (
     json_stdout,
     note_if_at_chance,
     print_run_result,
+    resumable,
     run_folder,
     seed_arg,
     split_seed_arg,
@@ -349,24 +350,11 @@ def _resume_command(out: Path, args: argparse.Namespace) -> str:
                                               path_word(out), *device, *threads])
 
 
-@contextlib.contextmanager
-def _resumable(run: Path, args: argparse.Namespace) -> Iterator[None]:
-    """A Ctrl-C that ends the command before the run is saved (a second one, or one while the
-    results are written) leaves the last epoch's checkpoint: say how to go on from it."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        from mlplab.runs.files import CONFIG_FILE, TORCH_CHECKPOINT_FILE
+def _resumable(run: Path, args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """:func:`mlplab.cli.resumable` of a PyTorch run."""
+    from mlplab.runs.files import TORCH_CHECKPOINT_FILE
 
-        if (run / TORCH_CHECKPOINT_FILE).is_file():
-            print(f"interrupted before the run was saved; its last checkpoint is kept. "
-                  f"{_resume_command(run, args)}", file=sys.stderr)
-        elif (run / CONFIG_FILE).is_file():
-            # stopped (a second Ctrl-C) before its first checkpoint, as mlplab train says: only
-            # "mlplab: interrupted" was said of a folder that --resume starts again
-            print(f"interrupted before the run's first checkpoint; --resume starts it again "
-                  f"from its first epoch. {_resume_command(run, args)}", file=sys.stderr)
-        raise
+    return resumable(run, TORCH_CHECKPOINT_FILE, _resume_command(run, args))
 
 
 def _report_train(result: Any, out: Path, args: argparse.Namespace) -> int:

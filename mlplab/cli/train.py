@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import textwrap
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from mlplab import interrupts
@@ -21,6 +21,7 @@ from mlplab.cli import (
     mlplab_command,
     note_if_at_chance,
     print_run_result,
+    resumable,
     run_folder,
     seed_arg,
     split_seed_arg,
@@ -358,26 +359,12 @@ def _resume_command(run: str | os.PathLike[str], args: argparse.Namespace) -> st
             f"{shell_command([path_word(run)])}{threads}")
 
 
-@contextlib.contextmanager
-def _resumable(run: str | os.PathLike[str], args: argparse.Namespace) -> Iterator[None]:
-    """A Ctrl-C that ends training before the run is saved (a second one, or one while the
-    results are written) leaves the run's last checkpoint, from which ``--resume`` finishes it
-    exactly: say so, rather than only "interrupted" (as if the run were lost)."""
-    from mlplab.runs import CHECKPOINT_FILE, CONFIG_FILE
+def _resumable(run: str | os.PathLike[str],
+               args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """:func:`mlplab.cli.resumable` of a NumPy run."""
+    from mlplab.runs.files import CHECKPOINT_FILE
 
-    try:
-        yield
-    except KeyboardInterrupt:
-        if os.path.isfile(os.path.join(run, CHECKPOINT_FILE)):
-            print(f"interrupted before the run was saved; its last checkpoint is kept. "
-                  f"{_resume_command(run, args)}", file=sys.stderr)
-        elif os.path.isfile(os.path.join(run, CONFIG_FILE)):
-            # stopped (a second Ctrl-C) before its first checkpoint: the folder keeps the run's
-            # config.json, and the same command is refused ("already holds a run"); only
-            # "mlplab: interrupted" was said
-            print(f"interrupted before the run's first checkpoint; --resume starts it again "
-                  f"from its first epoch. {_resume_command(run, args)}", file=sys.stderr)
-        raise
+    return resumable(run, CHECKPOINT_FILE, _resume_command(run, args))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
