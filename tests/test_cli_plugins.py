@@ -554,8 +554,9 @@ def test_the_commands_a_plugin_run_advises_load_the_plugin(plugin, tmp_path, cap
     assert evaluate == ["mlplab", "--plugin", str(plugin), "evaluate", str(run)], line
     _forget()
     assert main(evaluate[1:]) == 0, capsys.readouterr().err
-    resume = _resume_command(run, argparse.Namespace(plugin=[str(plugin)], threads=None))
+    resume = _resume_command(run, argparse.Namespace(plugin=[str(plugin)], threads=None,
+                                                     plots=True))
     assert resume == f"Continue with: mlplab --plugin {plugin} train --resume {run}"
     # without --plugin (MLPLAB_PLUGINS, which the next command shares, or none) as before
-    assert _resume_command(run, argparse.Namespace(plugin=[], threads=None)) == \
+    assert _resume_command(run, argparse.Namespace(plugin=[], threads=None, plots=True)) == \
         f"Continue with: mlplab train --resume {run}"

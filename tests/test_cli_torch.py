@@ -107,6 +107,28 @@ def test_a_second_ctrl_c_says_how_to_go_on(saved, monkeypatch, capsys, tmp_path)
     assert f"{said} Continue with: mlplab torch train --resume {out}" in err, err
 
 
+def test_the_resume_command_after_ctrl_c_keeps_no_plots(monkeypatch, capsys, tmp_path):
+    """The run's config does not record --no-plots: the printed command left it out, and,
+    pasted, the resume drew the figures the user had turned off."""
+    out = tmp_path / "run"
+
+    def stopped(dataset, out, **kwargs):  # a run stopped after its first checkpoint
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "checkpoint.pt"):
+            (Path(out) / name).write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tm, "train_run", stopped)
+    argv = ["torch", "train", "--hidden", "8", "--epochs", "1", "--threads", "1",
+            "--out", str(out)]
+    assert main([*argv, "--no-plots"]) == 130
+    assert f"Continue with: mlplab torch train --resume {out} --threads 1 --no-plots\n" in \
+        capsys.readouterr().err
+    assert main(argv) == 130
+    assert f"Continue with: mlplab torch train --resume {out} --threads 1\n" in \
+        capsys.readouterr().err
+
+
 def test_train_outputs_match_mlplab_train(train_run, tmp_path):
     """Same metrics keys, history columns and figures as a NumPy run folder."""
     from mlplab.runs import train_run as numpy_run

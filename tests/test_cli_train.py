@@ -464,7 +464,8 @@ def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path, sig,
 def test_the_resume_command_printed_after_ctrl_c_keeps_the_threads(monkeypatch, capsys,
                                                                   tmp_path):
     """A run trained with --threads resumes bit-identically only with the same count; the
-    printed command left it out."""
+    printed command left it out. It left out --no-plots too (the run's config does not record
+    it), and the pasted command drew the figures the user had turned off."""
     import mlplab.runs
 
     class CtrlC(Callback):
@@ -476,8 +477,13 @@ def test_the_resume_command_printed_after_ctrl_c_keeps_the_threads(monkeypatch, 
     monkeypatch.setattr(mlplab.runs, "train_run",
                         lambda *a, **kw: train_run(*a, callbacks=[CtrlC()], **kw))
     out = tmp_path / "r"
-    assert main(["train", *TINY, "--threads", "1", "--out", str(out)]) == 130
-    assert f"Continue with: mlplab train --resume {out} --threads 1\n" in capsys.readouterr().err
+    assert main(["train", *TINY, "--threads", "1", "--out", str(out)]) == 130  # --no-plots
+    err = capsys.readouterr().err
+    assert f"Continue with: mlplab train --resume {out} --threads 1 --no-plots\n" in err, err
+    monkeypatch.undo()
+    resume = err.split("Continue with: mlplab ", 1)[1].splitlines()[0].split()
+    assert main([*resume, "--quiet"]) == 0
+    assert not list(out.glob("*.png"))
 
 
 def test_a_run_folder_named_with_a_leading_dash_is_named_so_that_commands_read_it(
@@ -498,7 +504,7 @@ def test_a_run_folder_named_with_a_leading_dash_is_named_so_that_commands_read_i
         patch.setattr(mlplab.runs, "train_run",
                       lambda *a, **kw: train_run(*a, callbacks=[CtrlC()], **kw))
         assert main(["train", *TINY, "--out", "./-x"]) == 130
-    assert "Continue with: mlplab train --resume ./-x\n" in capsys.readouterr().err
+    assert "Continue with: mlplab train --resume ./-x --no-plots\n" in capsys.readouterr().err
     assert main(["train", *TINY, "--out", "./-x"]) == 1
     assert "continue it with --resume ./-x." in capsys.readouterr().err
     assert main(["train", "--resume", "./-x", "--quiet", "--no-plots"]) == 0
@@ -525,7 +531,7 @@ def test_a_second_ctrl_c_prints_how_to_resume_from_the_kept_checkpoint(monkeypat
         assert main(["train", *TINY, "--out", str(out)]) == 130
     err = capsys.readouterr().err
     assert not (out / "metrics.json").exists()  # not saved: the checkpoint is epoch 1's
-    assert f"Continue with: mlplab train --resume {out}\n" in err, err
+    assert f"Continue with: mlplab train --resume {out} --no-plots\n" in err, err
 
     assert main(["train", "--resume", str(out), "--quiet", "--no-plots"]) == 0
     assert f"resuming {out}\n" in capsys.readouterr().err
