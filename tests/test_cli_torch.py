@@ -220,7 +220,8 @@ def test_a_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch, capsys)
     # seconds spelt as mlplab train, runs and reproduce spell them ("0.2 s", not "0.2s")
     out = capsys.readouterr().out
     assert re.search(r"^epoch 1/1: loss .*, lr 0\.001, \d+\.\d s$", out, re.M), out
-    assert re.search(r"^val accuracy .* after 1 epoch, \d+ iterations, \d+\.\d s\nrun folder: "
+    assert re.search(r"^val accuracy .*\ntrain accuracy .* after 1 epoch, \d+ iterations, "
+                     r"\d+\.\d s\nrun folder: "
                      r"run\nnext: mlplab evaluate run ", out, re.M), out
 
 
@@ -266,7 +267,7 @@ def test_both_train_commands_end_with_the_same_lines(tmp_path, capsys):
     folder RUN"), without the best epoch, the iterations or "run folder:"."""
     pct = r"(\d+\.\d\d%)"  # accuracies print in percent, as everywhere
     pattern = (rf"val accuracy {pct} \(best {pct} at epoch (\d)\), test accuracy "
-               rf"{pct}, train accuracy {pct} after 2 epochs, (\d+) iterations, "
+               rf"{pct}\ntrain accuracy {pct} after 2 epochs, (\d+) iterations, "
                r"\d+\.\d s\nrun folder: (\S+)\nnext: mlplab evaluate \7 .*\n"
                r"      mlplab predict \7 IMAGE\.\.\.\n      mlplab runs .*\n")
     for argv in (["torch", "train", "--hidden", "8", "--threads", "1"],

@@ -1108,9 +1108,27 @@ def test_a_long_runs_time_is_printed_as_mlplab_runs_and_the_report_give_it(capsy
                "test_accuracy": None, "train_accuracy": 0.95, "epochs": 3, "iterations": 30,
                "seconds": 1050.3, "val_size": 10}
     print_run_result(metrics, os.path.join("runs", "a"))
-    first = capsys.readouterr().out.splitlines()[0]
-    assert first.endswith("after 3 epochs, 30 iterations, 17.5 min"), first
+    second = capsys.readouterr().out.splitlines()[1]
+    assert second.endswith("after 3 epochs, 30 iterations, 17.5 min"), second
     assert _cell({"seconds": 1050.3, "seconds_left": None}, "seconds", "seconds") == "17.5 min"
+
+
+def test_the_closing_result_lines_fit_in_88_columns(capsys):
+    """The result was one line, 103 columns for a short run and 126 with --eval-test (162 at
+    the widest): the held-out figures now make one line and the training the next."""
+    from mlplab.cli import print_run_result
+
+    metrics = {"val_accuracy": 1.0, "best_val_accuracy": 1.0, "best_epoch": 1000,
+               "test_accuracy": 1.0, "train_accuracy": 1.0, "epochs": 1000,
+               "iterations": 1_000_000, "seconds": 100_000.0, "stopped_early": True,
+               "val_size": 10}
+    print_run_result(metrics, os.path.join("runs", "a"))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["val accuracy 100.00% (best 100.00% at epoch 1000), test accuracy "
+                         "100.00%",
+                         "train accuracy 100.00% after 1000 epochs (stopped early), 1000000 "
+                         "iterations, 1666.7 min"]
+    assert all(len(line) <= 88 for line in lines[:2]), lines
 
 
 def test_a_time_that_rounds_to_two_minutes_is_given_in_minutes():
@@ -1133,7 +1151,7 @@ def test_a_run_ended_by_early_stopping_says_so(tmp_path, capsys):
                  "--no-plots", "--out", out]) == 0
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert metrics["stopped_early"] and metrics["epochs"] < 40  # (the premise)
-    line = capsys.readouterr().out.splitlines()[0]
+    line = capsys.readouterr().out.splitlines()[1]
     assert f"after {metrics['epochs']} epochs (stopped early), " in line, line
 
 

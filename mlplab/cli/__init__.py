@@ -135,10 +135,11 @@ def mlplab_command(args: argparse.Namespace) -> str:
 def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
                      as_json: bool = False, command: str = "mlplab") -> None:
     """The last lines of ``mlplab train`` and ``mlplab torch train`` (and their ``--resume``),
-    alike for both: the saved model's validation accuracy, the best epoch's, its training and
-    (when measured) test accuracy, how long it trained, and the run folder; or, ``as_json``,
-    ``metrics`` (as in ``metrics.json``) with the folder under ``"run"``, the key ``mlplab runs
-    --json`` gives it. ``command`` starts the commands it advises (:func:`mlplab_command`)."""
+    alike for both: the saved model's validation accuracy, the best epoch's and (when measured)
+    its test accuracy; on the next line its training accuracy and how long it trained; the run
+    folder; or, ``as_json``, ``metrics`` (as in ``metrics.json``) with the folder under
+    ``"run"``, the key ``mlplab runs --json`` gives it. ``command`` starts the commands it
+    advises (:func:`mlplab_command`)."""
     if as_json:
         print(json.dumps({"run": str(out), **metrics}, indent=2))
         return
@@ -150,12 +151,15 @@ def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
         line += f" (best {percent(m['best_val_accuracy'])} at epoch {m['best_epoch']})"
     if m.get("test_accuracy") is not None:
         line += f", test accuracy {percent(m['test_accuracy'])}"
-    line += f", train accuracy {percent(m['train_accuracy'])}"
     # a run of --epochs 40 that --patience ended said only "after 6 epochs", as if it had been
     # asked for 6 (mlplab runs lists it as "6 (early)")
     early = " (stopped early)" if m.get("stopped_early") else ""
-    print(f"{line} after {counted(m['epochs'], 'epoch')}{early}, "
-          f"{counted(m['iterations'], 'iteration')}, {duration(m['seconds'])}")
+    # the held-out splits' figures, then the training: on one line they made 103 columns, 126
+    # with --eval-test; each of the two stays within 88
+    print(line)
+    print(f"train accuracy {percent(m['train_accuracy'])} after "
+          f"{counted(m['epochs'], 'epoch')}{early}, {counted(m['iterations'], 'iteration')}, "
+          f"{duration(m['seconds'])}")
     print(f"run folder: {out}")
     from mlplab.runs.files import RUNS_ROOT
 
