@@ -108,6 +108,30 @@ def test_evaluate_and_predict(run_dir, capsys, tmp_path):
     assert line.split(": ")[1].split()[0] == ds.classes[pred[0]]
 
 
+def test_predict_needs_only_the_model_file(run_dir, capsys, tmp_path):
+    """The model file holds the fitted preprocessing, image size and class names: predict
+    classifies alike with the run's config.json damaged or gone (evaluate, which loads the
+    run's data as config.json says, refuses the damaged file)."""
+    img = tmp_path / "digit.png"
+    Image.fromarray(load_dataset("digits").X_test[0, :, :, 0]).save(img)
+    assert main(["predict", str(run_dir), str(img)]) == 0
+    said = capsys.readouterr().out
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    for damaged in ("{bad", '{"dataset": "digits", "hidden": "abc"}', None):
+        if damaged is None:
+            (run / "config.json").unlink()
+        else:
+            (run / "config.json").write_text(damaged)
+        assert main(["predict", str(run), str(img)]) == 0
+        assert capsys.readouterr().out == said
+    assert main(["evaluate", str(run_dir)]) == 0
+    capsys.readouterr()
+    (run / "config.json").write_text("{bad")
+    assert main(["evaluate", str(run)]) == 1
+    assert f"{run / 'config.json'} is not valid JSON" in capsys.readouterr().err
+
+
 def test_a_class_with_no_images_in_the_split_has_no_accuracy(tmp_path, capsys):
     """A test/ folder without one of train/'s classes: that class's row said 0.000, as if every
     image of it were wrong; it has no accuracy (JSON null, "-" in the table), and the others
@@ -965,11 +989,12 @@ def test_data_the_run_cannot_use_is_refused_before_the_run_folder_is_named(flags
      "splits and preprocessing; --data-dir DIR if its files moved"),
     (["evaluate", "runs/a", "--val-size=100"], "the run's config.json gives its dataset"),
     (["predict", "runs/a", "x.png", "--split", "val"], "predict classifies the IMAGE files "
-     "given, preprocessed as the run's config.json says; mlplab evaluate RUN --split val|test"),
+     "given, preprocessed as the run's model.npz says; mlplab evaluate RUN --split val|test"),
 ])
 def test_other_commands_flags_say_what_this_one_takes_instead(argv, note, capsys):
     """Answered with a look-alike before: train --layers "did you mean --lr?", evaluate
-    --dataset "did you mean --data-dir?"."""
+    --dataset "did you mean --data-dir?". (predict's said its preprocessing came from the run's
+    config.json, which it does not read: test_predict_needs_only_the_model_file.)"""
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2

@@ -244,7 +244,9 @@ def _run_data_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
 def _image_data_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
     """What to say of data options given to ``predict``, which reads only its IMAGE files."""
     flags = {u.split("=")[0] for u in unknown if u.startswith("--")} & _DATA_FLAGS
-    return ("predict classifies the IMAGE files given, preprocessed as the run's config.json "
+    # (its model.npz holds the fitted preprocessing, image size and class names: predict
+    # reads no config.json, and classifies with one missing or damaged)
+    return ("predict classifies the IMAGE files given, preprocessed as the run's model.npz "
             "says; mlplab evaluate RUN --split val|test measures a split of the run's "
             "dataset") if flags else None, flags
 
