@@ -623,6 +623,35 @@ def test_plot_of_no_runs_says_it_is_not_written(tmp_path, capsys):
         assert not plot.exists()
 
 
+@pytest.mark.parametrize("damage, said", [
+    (b"\xff\xfe\x00", "is not a readable history ('utf-8' codec can't decode byte 0xff"),
+    (b"epoch,loss\nx,0.5\n", "is not a readable history (invalid literal for int()"),
+    (b"a,b\n1,2\n", "has no 'epoch' column"),
+    (b"iteration,epoch,loss\n1,1\n", "is not a readable history (a row is short of cells)")])
+def test_plot_leaves_out_a_run_whose_history_cannot_be_read_and_says_so(runs, tmp_path,
+                                                                        capsys, monkeypatch,
+                                                                        damage, said):
+    """A damaged history.csv was taken for a run with no epoch yet: --plot left the run out
+    without a word (the listing reads metrics.json, and showed the run as if all were well)."""
+    import shutil
+
+    from mlplab import plots
+
+    root, _ = runs
+    for name in ("a", "b"):
+        shutil.copytree(root / "tested", tmp_path / "runs" / name)
+    history = tmp_path / "runs" / "b" / "history.csv"
+    history.write_bytes(damage)
+    drawn = []
+    monkeypatch.setattr(plots, "plot_runs", lambda curves: drawn.append(list(curves)))
+    monkeypatch.setattr(plots, "save", lambda fig, path: None)
+    assert main(["runs", str(tmp_path / "runs"), "--plot", str(tmp_path / "p.png")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert drawn == [[str(tmp_path / "runs" / "a")]]
+    assert err[0].startswith(f"--plot: {history.parent} not drawn: {history} {said}"), err
+    assert err[1:] == [f"plot: {tmp_path / 'p.png'}"], err
+
+
 def test_a_hand_edited_nan_or_infinity_is_not_a_figure(tmp_path, digits, capsys):
     """Python's JSON reads NaN and Infinity: a metrics.json edited to hold them put "nan%" and
     "inf min" in the table, sorted the other runs out of order (NaN compares false with all) and

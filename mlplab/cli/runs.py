@@ -201,9 +201,16 @@ def _run_folders_here(limit: int = 1000) -> bool:
 
 def _plot(records: list[dict[str, Any]], path: str) -> None:
     from mlplab import plots
+    from mlplab._text import printable
     from mlplab.runs.listing import epoch_curves
 
-    curves = {r["run"]: epoch_curves(r["run"]) for r in records[:PLOTTED]}
+    curves = {}
+    for r in records[:PLOTTED]:
+        try:
+            curves[r["run"]] = epoch_curves(r["run"])
+        except ValueError as exc:  # left out, said as the listing says an unreadable run
+            print(printable(f"--plot: {r['run']} not drawn: {exc}", one_line=True),
+                  file=sys.stderr)
     curves = {name: c for name, c in curves.items() if c["loss"]}  # a run with no epoch yet
     if not curves:
         print(f"--plot: none of the runs has a finished epoch to draw; {path} not written",

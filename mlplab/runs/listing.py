@@ -332,7 +332,8 @@ def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     """A run's ``history.csv`` per epoch: ``loss`` (the mean of each epoch's iterations) and
     ``val_acc`` (NaN where the epoch has no validation figure), for :func:`mlplab.plots.plot_runs`.
     A run still training, or killed (no ``history.csv``, or a stop's before it was resumed),
-    gives its checkpoint's epochs; a run without a readable history gives empty lists."""
+    gives its checkpoint's epochs (none if that cannot be read); a run with neither file gives
+    empty lists. A ``history.csv`` that cannot be read is a :class:`ValueError` naming it."""
     import csv
 
     run = Path(folder)
@@ -342,15 +343,25 @@ def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
         return _checkpoint_curves(checkpoint)
     sums: dict[int, list[float]] = {}
     val: dict[int, float] = {}
+    path = run / HISTORY_FILE
     try:
-        with open(run / HISTORY_FILE, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
                 epoch = int(row["epoch"])
                 sums.setdefault(epoch, []).append(float(row["loss"]))
                 if row.get("val_acc"):
                     val[epoch] = float(row["val_acc"])
-    except (OSError, ValueError, KeyError, TypeError, csv.Error):
+    except FileNotFoundError:  # no epoch finished yet
         return {"loss": [], "val_acc": []}
+    # a damaged file was taken for a run with no epoch, and --plot left the run out unsaid
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    except KeyError as exc:
+        raise ValueError(f"{path} has no {exc} column; the file was edited or damaged") from None
+    except (ValueError, TypeError, csv.Error) as exc:  # (TypeError: a row short of cells)
+        why = "a row is short of cells" if isinstance(exc, TypeError) else str(exc)
+        raise ValueError(f"{path} is not a readable history ({why}); the file was edited or "
+                         "damaged") from None
     epochs = sorted(sums)
     return {"loss": [math.fsum(sums[e]) / len(sums[e]) for e in epochs],
             "val_acc": [val.get(e, math.nan) for e in epochs]}
