@@ -660,6 +660,22 @@ def test_depth_study_table_and_plot(digits, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["depth.png"]
 
 
+def test_depth_csv_keeps_the_accuracies_whole():
+    """depth.csv wrote the accuracies to four decimals (0.1444 of depth.json's
+    0.14444444444444443), where history.csv and results.csv keep them whole: read back, they
+    are the study's numbers."""
+    import csv
+    import io
+
+    rows = [tm.DepthResult("exercise", 2, [16], 13 / 747, 26 / 180, 29 / 180, True, 2.14),
+            tm.DepthResult("exercise", 3, [16, 16], np.float64(1 / 3), 2 / 9, None, False, 3.0)]
+    read = list(csv.DictReader(io.StringIO(tm.depth_table_csv(rows))))
+    assert [(float(r["train_acc"]), float(r["val_acc"])) for r in read] == \
+        [(13 / 747, 26 / 180), (1 / 3, 2 / 9)]
+    assert float(read[0]["test_acc"]) == 29 / 180 and read[1]["test_acc"] == ""
+    assert [r["seconds"] for r in read] == ["2.1", "3.0"]
+
+
 def test_depth_study_picks_the_best_by_validation_and_tests_that_network(rng, monkeypatch):
     """Per initialisation the network with the best validation accuracy, the shallower on a
     tie, is the one run on the test split, and the table's train / validation columns are the

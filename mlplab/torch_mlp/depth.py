@@ -186,14 +186,18 @@ DEPTH_COLUMNS = ("init", "depth", "hidden", "train_acc", "val_acc", "test_acc", 
 
 
 def depth_table_csv(results: Sequence[DepthResult]) -> str:
-    """The depth table as CSV (accuracies as fractions; ``test_acc`` empty except for the best)."""
+    """The depth table as CSV (accuracies as fractions, whole, as ``depth.json`` and mlplab's
+    other CSV files, ``history.csv`` and ``results.csv``, give them; ``test_acc`` empty except
+    for the best)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(DEPTH_COLUMNS)
     for r in results:
+        # (four decimals made 0.1444 of depth.json's 0.14444444444444443: the CSV, read back,
+        # did not give the study's numbers, nor tell apart two networks one image apart)
         w.writerow([r.init, r.depth, "-".join(map(str, r.hidden)) or "none",
-                    f"{r.train_acc:.4f}", f"{r.val_acc:.4f}",
-                    "" if r.test_acc is None else f"{r.test_acc:.4f}", f"{r.seconds:.1f}"])
+                    repr(float(r.train_acc)), repr(float(r.val_acc)),
+                    "" if r.test_acc is None else repr(float(r.test_acc)), f"{r.seconds:.1f}"])
     return buf.getvalue()
 
 
