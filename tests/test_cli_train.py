@@ -108,6 +108,18 @@ def test_evaluate_and_predict(run_dir, capsys, tmp_path):
     assert line.split(": ")[1].split()[0] == ds.classes[pred[0]]
 
 
+def test_evaluate_of_the_test_split_leaves_the_run_as_it_was(run_dir, capsys, tmp_path):
+    """docs/training.md: evaluate writes nothing into the run; its test figure is not recorded
+    as --eval-test's is (metrics.json keeps no test_accuracy, mlplab runs shows none)."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.iterdir()}
+    assert main(["evaluate", str(run), "--split", "test"]) == 0
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.iterdir()} == files
+    assert "test_accuracy" not in json.loads((run / "metrics.json").read_text()) or \
+        json.loads((run / "metrics.json").read_text())["test_accuracy"] is None
+
+
 def test_predict_needs_only_the_model_file(run_dir, capsys, tmp_path):
     """The model file holds the fitted preprocessing, image size and class names: predict
     classifies alike with the run's config.json damaged or gone (evaluate, which loads the
