@@ -7,6 +7,7 @@ what was received, so that a user can fix the call without reading the source.
 from __future__ import annotations
 
 import contextlib
+import os
 import reprlib
 import sys
 import threading
@@ -272,6 +273,16 @@ def check_hidden_sizes(sizes: object) -> list[int]:
     if not isinstance(sizes, list) or not all(is_int(h) and h >= 1 for h in sizes):
         raise ValueError(f"every hidden size must be a positive integer; got {sizes!r}.")
     return [int(h) for h in sizes]
+
+
+def path_list(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+              ) -> list[str | os.PathLike[str]]:
+    """``paths`` as a list, a single path (a string or ``Path``) as a list of one: iterated as
+    it was, ``"runs"`` was the folders ``r``, ``u``, ``n``, ``s`` (and ``"a/b.png"`` the root
+    ``/`` and the current folder ``.``), and a ``Path`` a TypeError."""
+    if isinstance(paths, str | os.PathLike):
+        return [paths]
+    return list(paths)
 
 
 def check_fields(cls: type, given: Iterable[str], what: str) -> None:

@@ -94,6 +94,11 @@ def test_every_run_folder_is_found_once_and_summarised_from_its_own_files(runs):
     if not alias.exists():
         alias.symlink_to(root, target_is_directory=True)
     assert find_runs([root, alias, os.path.relpath(root)]) == found
+    # one folder given as it is, not in a list ("runs" was the folders r, u, n, s: "r: no such
+    # folder"; a Path a TypeError)
+    assert find_runs(root) == find_runs(str(root)) == find_runs([root])
+    assert list_runs(root, sort="name") == list_runs(str(root), sort="name") == \
+        list_runs([root], sort="name")
     by_name = {os.path.relpath(r["run"], root): r for r in list_runs([root])}
 
     tested = by_name["tested"]

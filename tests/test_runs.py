@@ -689,6 +689,19 @@ def test_predict_images_refuses_a_top_that_is_no_count_of_classes(tmp_path, digi
     assert len(predict_images(tmp_path / "r", [tmp_path / "a.png"], top=1)[0]["top"]) == 1
 
 
+def test_predict_images_takes_one_path_as_it_is(tmp_path, digits, monkeypatch):
+    """``predict_images(run, "a.png")`` (one path, not a list) iterated the text: its letters
+    were paths, and "/" among them the root folder, so the call failed with "/: no image files
+    in this folder ..."; a single path (text or ``Path``) is a list of one."""
+    train_run(FAST, out=tmp_path / "r", data=digits, plots=False)
+    Image.fromarray(digits.X_test[0][:, :, 0]).save(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    one = predict_images("r", ["a.png"], progress=False)
+    assert predict_images("r", "a.png", progress=False) == one
+    assert predict_images(tmp_path / "r", tmp_path / "a.png", progress=False)[0]["top"] == \
+        one[0]["top"]
+
+
 def test_train_run_in_memory_and_without_test(digits):
     res = train_run(FAST, data=digits, plots=False)
     assert res.out is None and "test_accuracy" not in res.metrics

@@ -19,7 +19,7 @@ import numpy as np
 
 from mlplab import io
 from mlplab._text import agree, counted, path_word, shell_command
-from mlplab._validation import check_int, is_int, setting
+from mlplab._validation import check_int, is_int, path_list, setting
 from mlplab.runs.building import load_run_dataset, moved_config, moved_data_hint
 from mlplab.runs.config import RunConfig
 from mlplab.runs.files import (
@@ -349,8 +349,9 @@ def _sub_folders_hint(folder: Path, limit: int = 100) -> str:
     return f"; {some} images (a folder dataset's classes?): give them, as {named}{more}"
 
 
-def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """``paths`` with each folder replaced by the image files directly inside it (sorted)."""
+def _expand_image_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """``paths`` (or one path) with each folder replaced by the image files directly inside it
+    (sorted)."""
     import warnings
 
     from mlplab.data.folder import (
@@ -362,7 +363,7 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     )
 
     out: list[Path] = []
-    for p in paths:
+    for p in path_list(paths):
         if not os.fspath(p):  # Path("") is ".": every image of the current folder was classified
             raise ValueError("an image path is an empty text (an unset shell variable?); give "
                              "image files or folders of them.")
@@ -398,12 +399,12 @@ def _expand_image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def predict_images(run: str | os.PathLike, paths: Sequence[str | os.PathLike],
-                   top: int = 3, progress: bool = True,
-                   skip_unreadable: bool = False) -> list[dict[str, Any]]:
+def predict_images(run: str | os.PathLike,
+                   paths: str | os.PathLike | Sequence[str | os.PathLike], top: int = 3,
+                   progress: bool = True, skip_unreadable: bool = False) -> list[dict[str, Any]]:
     """Top-``top`` classes with probabilities for each image file, with a run's model: one
     ``{"image": path, "top": [{"class": name, "probability": p}, ...]}`` per image (the path as
-    a string, most probable class first), in the order of ``paths``. A folder
+    a string, most probable class first), in the order of ``paths`` (or for one path). A folder
     in ``paths`` stands for the image files directly inside it (sorted by name). Each image is
     decoded and resized as the folder datasets' images are (:func:`mlplab.data.folder.read_image`)
     and preprocessed as in training. ``progress``: a bar while the images are read (in a

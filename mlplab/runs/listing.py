@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplab import io
+from mlplab._validation import path_list
 from mlplab.runs.config import iterations_per_epoch
 from mlplab.runs.files import (
     CHECKPOINT_FILE,
@@ -95,15 +96,16 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def find_runs(paths: Iterable[str | os.PathLike],
+def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
               studies: list[Path] | None = None) -> list[Path]:
-    """The run folders among ``paths`` and below them, each once, in the order found (a path
-    that is a run folder itself stands for itself). Symbolic links to folders are not followed
-    (a link to the run's parent would loop); hidden folders and caches are skipped. ``studies``,
-    if given, receives the depth studies found below ``paths`` (``mlplab torch depth``'s
-    folders, which hold no run folder: a listing can say they were passed over)."""
+    """The run folders among ``paths`` (folders, or one folder) and below them, each once, in
+    the order found (a path that is a run folder itself stands for itself). Symbolic links to
+    folders are not followed (a link to the run's parent would loop); hidden folders and caches
+    are skipped. ``studies``, if given, receives the depth studies found below ``paths``
+    (``mlplab torch depth``'s folders, which hold no run folder: a listing can say they were
+    passed over)."""
     found: dict[Path, Path] = {}  # by the real place: runs/a and /home/me/runs/a are one run
-    for path in map(Path, paths):
+    for path in map(Path, path_list(paths)):
         if not path.is_dir():
             raise FileNotFoundError(f"{not_a_folder(path)}; pass the folder that holds the run "
                                     "folders (mlplab train writes them under runs/ by default).")
@@ -384,7 +386,7 @@ def _checkpoint_curves(checkpoint: Path) -> dict[str, list[float]]:
     return {"loss": loss, "val_acc": val}
 
 
-def list_runs(paths: Iterable[str | os.PathLike] = (io.RUNS_ROOT,),
+def list_runs(paths: str | os.PathLike | Iterable[str | os.PathLike] = (io.RUNS_ROOT,),
               sort: str = "finished", studies: list[Path] | None = None) -> list[dict]:
     """:func:`summarize_run` of every run folder under ``paths``, sorted by ``sort``:
     ``finished`` (when each finished, oldest first, as ``ls -tr``; ``time`` is its older name),
