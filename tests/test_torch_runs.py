@@ -249,6 +249,12 @@ def test_depth_run(tmp_path):
         assert extra["result"]["test_acc"] is None and extra["result"]["best"] is False
     assert [r.test_acc is not None for r in res.results] == [r.best for r in res.results]
     assert sum(r.best for r in res.results) == 2  # one per initialisation
+    # a notebook cell ending in depth_run(...) shows a line, not every row, the table and the
+    # summary with each network's curves (the dataclass repr: 2 KB for two one-epoch networks)
+    best = [f"{r.init} init, {r.depth} layers: val_accuracy={r.val_acc:.4f}"
+            for r in res.results if r.best]
+    assert repr(res) == (f"DepthRunResult(dataset='digits', networks=4, best={best!r}, "
+                         f"out={str(out)!r}, seconds={res.seconds:.1f})")
     with pytest.raises(ValueError, match="already holds results"):
         tm.depth_run("digits", out=out, layers=[2], epochs=1, threads=1)
     # in memory: no folder; without a test split the table says so

@@ -169,6 +169,17 @@ class DepthRunResult:
     out: Path | None = None
     seconds: float = 0.0
 
+    def __repr__(self) -> str:
+        # a summary, as RunResult's: the dataclass repr printed every row, the table and the
+        # whole summary with each network's per-epoch curves on one line (2 KB for two networks
+        # of one epoch in a notebook cell ending in depth_run(...)); they are the attributes
+        best = [f"{r.init} init, {counted(r.depth, 'layer')}: val_accuracy={r.val_acc:.4f}"
+                for r in self.results if r.best]
+        return (f"DepthRunResult(dataset={self.summary.get('dataset')!r}, "
+                f"networks={len(self.results)}, best={best!r}, "
+                f"out={None if self.out is None else str(self.out)!r}, "
+                f"seconds={self.seconds:.1f})")
+
 
 def describe(model: MultiLayerPerceptron) -> str:
     """``"PyTorch MLP 3072-50-10 relu"`` plus batch norm / dropout when used."""
