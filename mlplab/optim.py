@@ -17,6 +17,7 @@ a scale of each weight matrix, so the update makes one pass over it instead of t
 from __future__ import annotations
 
 import contextlib
+import inspect
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,14 @@ class Optimizer:
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.t = 0
         self._scratch_bufs: dict[tuple, np.ndarray] = {}
+
+    def __repr__(self) -> str:
+        # the call that makes it, with the current settings (a notebook cell showing
+        # trainer.optimizer printed "<mlplab.optim.Adam object at 0x...>"): the arguments of
+        # its __init__ that it keeps under the same name, as a subclass of one's own may not
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        parts = [f"{n}={getattr(self, n)!r}" for n in names if hasattr(self, n)]
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         self.t += 1

@@ -134,6 +134,23 @@ def test_bad_optimizer_arguments():
         make_optimizer("adam", 0.1, weight_decay=-1)
 
 
+def test_an_optimizer_shows_as_the_call_that_makes_it():
+    """A notebook cell showing ``trainer.optimizer`` printed ``<mlplab.optim.Adam object at
+    0x...>``; it shows its settings, the rate as a schedule has set it, and a subclass of one's
+    own its ``__init__`` arguments that it keeps by name."""
+    assert repr(make_optimizer("sgd", 0.1)) == "SGD(lr=0.1)"
+    assert repr(make_optimizer("nesterov", 0.1, momentum=0.8)) == "Nesterov(lr=0.1, momentum=0.8)"
+    adam = make_optimizer("adam", 0.001, weight_decay=0.01)
+    adam.lr = 0.0005
+    assert repr(adam) == "Adam(lr=0.0005, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.01)"
+
+    class Halved(Momentum):
+        def __init__(self, lr, momentum=0.9, factor=0.5):  # factor is not kept by that name
+            super().__init__(lr * factor, momentum)
+
+    assert repr(Halved(0.2)) == "Halved(lr=0.1, momentum=0.9)"
+
+
 # --------------------------------------------------------------------------- schedules
 def test_exp_schedule_is_the_exercise_decay():
     s = Schedule(0.1, "exp", decay=0.95)
