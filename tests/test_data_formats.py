@@ -2,6 +2,7 @@
 image folders' colour modes and bit depths, and the errors bad files give."""
 
 import dataclasses
+import errno
 import gzip
 import hashlib
 import io
@@ -1163,6 +1164,59 @@ def test_download_destinations_that_cannot_take_the_file(server, tmp_path):
     with pytest.raises(DatasetError, match="cannot save the download to .*choose another "
                                            "data_dir"):  # a Python call: the argument's name
         dl.download_file(f"{url}/blob.bin", tmp_path / "a-file" / "blob.bin", progress=False)
+
+
+class _DiskWithRoom:
+    """A file opened for writing on a disk with ``free`` bytes left: a write past them fails
+    with ENOSPC, as on a full disk."""
+
+    def __init__(self, f, free: int) -> None:
+        self._f, self.free = f, free
+
+    def write(self, data) -> int:
+        if len(data) > self.free:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.free -= len(data)
+        return self._f.write(data)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._f.close()
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _fill_disk(monkeypatch, module, free: int) -> None:
+    """Files that ``module`` opens for writing get only ``free`` bytes."""
+    def full_open(file, mode="r", *args, **kwargs):
+        f = open(file, mode, *args, **kwargs)
+        return _DiskWithRoom(f, free) if "w" in mode else f
+
+    monkeypatch.setattr(module, "open", full_open, raising=False)
+
+
+def test_a_disk_that_fills_during_a_download_is_said_to_be_full(server, tmp_path, monkeypatch):
+    """A full disk was reported as an interrupted transfer ("nothing was saved - run the command
+    again"), which only fills the disk again: it is the full disk's one line, naming the file and
+    saying to free space, and nothing is left behind."""
+    from mlplab.io import DiskFullError
+
+    url, files = server
+    files["blob.bin"] = os.urandom(300_000)
+    _fill_disk(monkeypatch, dl, 100_000)
+    dest = tmp_path / "new" / "blob.bin"
+    with pytest.raises(DiskFullError) as err:
+        dl.download_file(f"{url}/blob.bin", dest, progress=False)
+    assert str(err.value).startswith(f"no space left on device while writing {dest} "), err.value
+    assert "free some disk space" in str(err.value) and "interrupted" not in str(err.value)
+    assert os.listdir(tmp_path) == []
 
 
 def test_idx_test_images_of_another_size_are_refused_up_front(tmp_path):

@@ -145,6 +145,10 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
             try:
                 return _save(response, url, dest, remote, progress)
             except OSError as exc:  # the destination: a folder that cannot be made or written to
+                from mlplab.io import DiskFullError
+
+                if isinstance(exc, DiskFullError):  # its message says what to do: free space
+                    raise
                 raise DatasetError(f"cannot save the download to {dest} "
                                    f"({exc.strerror or exc}); choose another "
                                    f"{_data_dir()}.") from None
@@ -198,6 +202,12 @@ def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: 
                     got += len(block)
                     bar.update(len(block))
         except (http.client.HTTPException, OSError) as exc:  # OSError: sockets and disk
+            from mlplab.io import is_disk_full
+
+            if isinstance(exc, OSError) and is_disk_full(exc):
+                # not an interrupted transfer: running again fills the disk again; atomic_path
+                # makes it a DiskFullError that names the file and says to free space
+                raise
             of = f" of {total}" if total is not None else ""
             raise DatasetError(f"download of {url} was interrupted after {got}{of} bytes "
                                f"({type(exc).__name__}: {exc}); nothing was saved - run the "
