@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from mlplab.data import DatasetError, load_dataset
+from mlplab.data import cifar as cifar_module
 from mlplab.data import download as dl
 from mlplab.data import idx as idx_module
 from mlplab.data.cifar import parse_batch
@@ -1217,6 +1218,27 @@ def test_a_disk_that_fills_during_a_download_is_said_to_be_full(server, tmp_path
     assert str(err.value).startswith(f"no space left on device while writing {dest} "), err.value
     assert "free some disk space" in str(err.value) and "interrupted" not in str(err.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_disk_that_fills_while_the_archive_is_extracted_is_said_to_be_full(tmp_path):
+    """A full disk while the batches were extracted said "it may be truncated - delete it and
+    download again" of the archive, which was fine: it is the full disk's one line, and the
+    archive, kept, is extracted once there is room."""
+    from mlplab.io import DiskFullError
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "cifar-10-python.tar.gz").write_bytes(_cifar_archive(tmp_path))
+    with pytest.MonkeyPatch.context() as mp:
+        _fill_disk(mp, cifar_module, 1000)
+        with pytest.raises(DiskFullError) as err:
+            load_dataset("cifar10", data_dir=data_dir, val_size=4)
+    said = str(err.value)
+    assert said.startswith(f"no space left on device while writing "
+                           f"{data_dir / 'cifar-10-batches-py'} "), said
+    assert "free some disk space" in said and "download again" not in said, said
+    assert os.listdir(data_dir) == ["cifar-10-python.tar.gz"]  # no half-extracted folder
+    assert len(load_dataset("cifar10", data_dir=data_dir, val_size=4).y_train) == 16
 
 
 def test_idx_test_images_of_another_size_are_refused_up_front(tmp_path):

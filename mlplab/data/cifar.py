@@ -199,6 +199,11 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     except DatasetError:
         raise
     except (EOFError, OSError, ValueError, zlib.error, MemoryError) as exc:
+        from mlplab.io import DiskFullError, is_disk_full
+
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            # the archive is fine: deleting and downloading it again, as below, would not help
+            raise DiskFullError(target, exc) from None
         detail = " ".join(str(exc).split())
         raise DatasetError(f"{archive}: cannot extract the archive ({type(exc).__name__}: "
                            f"{detail}); it may be truncated - delete it and download again."
