@@ -879,6 +879,37 @@ def test_a_failed_download_from_a_mirror_names_the_mirror(server, tmp_path):
     assert not (tmp_path / "d").exists()
 
 
+def test_a_failed_download_names_the_proxy_it_went_through(server, tmp_path, monkeypatch):
+    """With HTTP_PROXY set to a dead port, a mirror that was up failed with "Connection refused;
+    check the network and the mirror": the proxy, the one thing at fault, went unnamed. It is
+    named (without its credentials), with the variable that sets it."""
+    url, files = server
+    files["blob.bin"] = b"data"
+    for var in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://user:secret@127.0.0.1:1")
+    with pytest.raises(DatasetError) as err:
+        dl.download_file(f"{url}/blob.bin", tmp_path / "blob.bin", progress=False, mirrored=True)
+    said = str(err.value)
+    assert said.startswith(f"cannot download {url}/blob.bin through the proxy "
+                           "http://127.0.0.1:1 (from $HTTP_PROXY) ("), said
+    assert "; check the proxy (or unset HTTP_PROXY), the network and the mirror (" in said, said
+    assert "secret" not in said and os.listdir(tmp_path) == []
+    # a proxy that answers: an HTTP error through it names it too
+    monkeypatch.setenv("HTTP_PROXY", url)  # the loopback server serves proxied requests too
+    with pytest.raises(DatasetError, match=rf"^download of {url}/none\.bin through the proxy "
+                                           rf"{url} \(from \$HTTP_PROXY\) failed: HTTP 404"):
+        dl.download_file(f"{url}/none.bin", tmp_path / "none.bin", progress=False)
+    # one that no_proxy bypasses is not named
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with pytest.raises(DatasetError) as err:
+        dl.download_file(f"{url}/none.bin", tmp_path / "none.bin", progress=False)
+    assert "proxy" not in str(err.value)
+    assert dl.download_file(f"{url}/blob.bin", tmp_path / "blob.bin",
+                            progress=False).read_bytes() == b"data"
+
+
 def _cifar_archive(tmp_path) -> bytes:
     src = tmp_path / "archive-src"
     write_cifar(src / "cifar-10-batches-py")

@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 import urllib.response
 from dataclasses import dataclass
@@ -120,19 +121,26 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
     # the way out of a failed download: a mirror, or, where one was given, checking it
     mirror = f"the mirror ({_mirror()} fetches BASE_URL/<file name>)"
     try:
-        response = urllib.request.urlopen(url, timeout=timeout)
+        # an opener of this download's own: urlopen's is built once per process, with the proxy
+        # settings of its first call, so that a proxy set (or unset) later was not used, and a
+        # failure would name one that the request did not go through
+        response = urllib.request.build_opener().open(url, timeout=timeout)
     except urllib.error.HTTPError as exc:
         reason = " ".join(str(exc.reason).split())  # a redirect loop's reason spans lines
         fix = f"check {mirror}" if mirrored else f"check the URL or pass {_mirror()}"
-        raise DatasetError(f"download of {url} failed: HTTP {exc.code} {reason}; "
-                           f"{fix}.") from None
+        raise DatasetError(f"download of {url}{_through_proxy(url)} failed: HTTP {exc.code} "
+                           f"{reason}; {fix}.") from None
     # (http.client's InvalidURL, from a mirror with a space or a port that is no number, is
     # neither: it ended the command as an "internal error ... please report it")
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = " ".join(str(getattr(exc, "reason", exc)).split())
-        fix = f"check the network and {mirror}" if mirrored else \
-            f"check the network, pass {_mirror()}"
-        raise DatasetError(f"cannot download {url} ({reason}); {fix}, or copy the file to "
+        proxy = _proxy(url)
+        via = _through_proxy(url)
+        # a dead proxy's "Connection refused" was put down to the network and the mirror
+        network = f"the proxy (or unset {proxy[0]}), the network" if proxy else "the network"
+        fix = f"check {network} and {mirror}" if mirrored else \
+            f"check {network}, pass {_mirror()}"
+        raise DatasetError(f"cannot download {url}{via} ({reason}); {fix}, or copy the file to "
                            f"{dest} yourself.") from None
     # the folders saving makes: a failed (or interrupted) download removes them again, so that
     # it leaves the data folder as it was rather than an empty <data-dir>/fashion-mnist/
@@ -155,6 +163,27 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
     except BaseException:
         _remove_empty(made)
         raise
+
+
+def _proxy(url: str) -> tuple[str, str] | None:
+    """``(variable, proxy)``: the proxy from the environment (``http_proxy``, ``HTTPS_PROXY``,
+    ...) that urllib sends the request for ``url`` through, without the credentials it may hold,
+    and the variable that sets it; None where there is none or ``no_proxy`` bypasses it."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.netloc):
+        return None
+    # urllib takes the lower-case variable over the upper-case one
+    var = next((v for v in (f"{parts.scheme}_proxy", f"{parts.scheme.upper()}_PROXY")
+                if os.environ.get(v) == proxy), f"{parts.scheme}_proxy")
+    scheme, sep, rest = proxy.rpartition("://")
+    return var, f"{scheme}{sep}{rest.split('/')[0].rpartition('@')[2]}"
+
+
+def _through_proxy(url: str) -> str:
+    """" through the proxy P (from $VAR)" where :func:`_proxy` finds one, else ""."""
+    found = _proxy(url)
+    return f" through the proxy {found[1]} (from ${found[0]})" if found else ""
 
 
 def _missing_folders(folder: Path) -> list[Path]:
