@@ -749,6 +749,13 @@ class _Handler(BaseHTTPRequestHandler):
     files: dict = {}
 
     def do_GET(self):  # noqa: N802 - http.server's name
+        if self.path.startswith("/to/"):  # /to/PORT/PATH redirects to 127.0.0.1:PORT/PATH
+            _, _, port, rest = self.path.split("/", 3)
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{port}/{rest}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         cut = self.path.startswith("/cut/")
         name = self.path.rsplit("/", 1)[-1]
         data = self.files.get(name)
@@ -877,6 +884,30 @@ def test_a_failed_download_from_a_mirror_names_the_mirror(server, tmp_path):
     with pytest.raises(DatasetError, match=r"; check the network, pass mirror=BASE_URL, or copy"):
         dl.download_file("http://127.0.0.1:1/x.bin", tmp_path / "x.bin", progress=False)
     assert not (tmp_path / "d").exists()
+
+
+def test_a_failed_download_names_where_it_was_redirected(server, tmp_path):
+    """A redirect to a dead host, a missing file or a cut transfer was reported of the URL asked
+    for alone, which answers with nothing but the redirect: the message names where it led."""
+    url, files = server
+    files["blob.bin"] = os.urandom(200_000)
+    port = url.rsplit(":", 1)[1]
+    with pytest.raises(DatasetError) as err:
+        dl.download_file(f"{url}/to/1/blob.bin", tmp_path / "blob.bin", progress=False)
+    assert str(err.value).startswith(f"cannot download {url}/to/1/blob.bin (redirected to "
+                                     "http://127.0.0.1:1/blob.bin) ("), err.value
+    with pytest.raises(DatasetError, match=rf"^download of {url}/to/{port}/none\.bin \(redirected "
+                                           rf"to {url}/none\.bin\) failed: HTTP 404"):
+        dl.download_file(f"{url}/to/{port}/none.bin", tmp_path / "none.bin", progress=False)
+    with pytest.raises(DatasetError, match=rf"^download of {url}/to/{port}/cut/blob\.bin "
+                                           rf"\(redirected to {url}/cut/blob\.bin\) was "
+                                           "interrupted after 100000 of 200000 bytes"):
+        dl.download_file(f"{url}/to/{port}/cut/blob.bin", tmp_path / "blob.bin", progress=False)
+    assert os.listdir(tmp_path) == []
+    # followed to the file, across ports: saved as from the URL itself
+    assert dl.download_file(f"{url}/to/{port}/blob.bin", tmp_path / "blob.bin",
+                            md5=hashlib.md5(files["blob.bin"]).hexdigest(),
+                            progress=False).read_bytes() == files["blob.bin"]
 
 
 def test_a_failed_download_names_the_proxy_it_went_through(server, tmp_path, monkeypatch):

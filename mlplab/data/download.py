@@ -17,6 +17,7 @@ import urllib.request
 import urllib.response
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from mlplab._progress import progress_bar
 from mlplab._validation import setting
@@ -124,23 +125,26 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
         # an opener of this download's own: urlopen's is built once per process, with the proxy
         # settings of its first call, so that a proxy set (or unset) later was not used, and a
         # failure would name one that the request did not go through
-        response = urllib.request.build_opener().open(url, timeout=timeout)
+        redirects = _Redirects()
+        response = urllib.request.build_opener(redirects).open(url, timeout=timeout)
     except urllib.error.HTTPError as exc:
         reason = " ".join(str(exc.reason).split())  # a redirect loop's reason spans lines
         fix = f"check {mirror}" if mirrored else f"check the URL or pass {_mirror()}"
-        raise DatasetError(f"download of {url}{_through_proxy(url)} failed: HTTP {exc.code} "
+        raise DatasetError(f"download of {redirects.said(url)}"
+                           f"{_through_proxy(redirects.last or url)} failed: HTTP {exc.code} "
                            f"{reason}; {fix}.") from None
     # (http.client's InvalidURL, from a mirror with a space or a port that is no number, is
     # neither: it ended the command as an "internal error ... please report it")
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = " ".join(str(getattr(exc, "reason", exc)).split())
-        proxy = _proxy(url)
-        via = _through_proxy(url)
+        proxy = _proxy(redirects.last or url)
+        via = _through_proxy(redirects.last or url)
         # a dead proxy's "Connection refused" was put down to the network and the mirror
         network = f"the proxy (or unset {proxy[0]}), the network" if proxy else "the network"
         fix = f"check {network} and {mirror}" if mirrored else \
             f"check {network}, pass {_mirror()}"
-        raise DatasetError(f"cannot download {url}{via} ({reason}); {fix}, or copy the file to "
+        raise DatasetError(f"cannot download {redirects.said(url)}{via} ({reason}); {fix}, or "
+                           f"copy the file to "
                            f"{dest} yourself.") from None
     # the folders saving makes: a failed (or interrupted) download removes them again, so that
     # it leaves the data folder as it was rather than an empty <data-dir>/fashion-mnist/
@@ -151,7 +155,7 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
                 raise DatasetError(f"{dest} is a folder, where the download's file should go; "
                                    f"move it away or choose another {_data_dir()}.")
             try:
-                return _save(response, url, dest, remote, progress)
+                return _save(response, redirects.said(url), dest, remote, progress)
             except OSError as exc:  # the destination: a folder that cannot be made or written to
                 from mlplab.io import DiskFullError
 
@@ -163,6 +167,27 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
     except BaseException:
         _remove_empty(made)
         raise
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirect handling, remembering where it last sent the request: a failure there
+    (a dead host, an HTTP error, a login page instead of the file) named only the URL asked
+    for, which answers with nothing but the redirect."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: http.client.HTTPMessage,
+                         newurl: str) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            self.last = new.full_url
+        return new
+
+    def said(self, url: str) -> str:
+        """``url`` as a message names it: with where it was redirected to, if it was."""
+        return url if self.last in (None, url) else f"{url} (redirected to {self.last})"
 
 
 def _proxy(url: str) -> tuple[str, str] | None:
