@@ -756,6 +756,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if self.path.startswith("/page/"):  # an HTML error or login page, served with 200
+            page = b"<html><body>Please sign in</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         cut = self.path.startswith("/cut/")
         name = self.path.rsplit("/", 1)[-1]
         data = self.files.get(name)
@@ -810,6 +818,26 @@ def test_checksum_mismatch_leaves_nothing(server, tmp_path):
     with pytest.raises(DatasetError, match="SHA-256 is"):
         dl.download_file(f"{url}/blob.bin", tmp_path / "blob.bin", md5=good_md5,
                          sha256="f" * 64, progress=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_html_page_served_instead_of_the_file_is_said_to_be_one(server, tmp_path):
+    """An error or login page served with 200 failed as a bare checksum mismatch put down to "a
+    corrupt transfer or a wrong mirror", even with no mirror given, and with nothing to do: it
+    says an HTML page came, and what to do (check the mirror given, or retry or pass one)."""
+    url, _ = server
+    with pytest.raises(DatasetError) as err:
+        dl.download_file(f"{url}/page/blob.bin", tmp_path / "blob.bin", md5="0" * 32,
+                         progress=False, mirrored=True)
+    said = str(err.value)
+    assert said.startswith(f"checksum mismatch for {url}/page/blob.bin: MD5 is "), said
+    assert said.endswith(", expected " + "0" * 32 + " (the server sent an HTML page of 40 bytes, "
+                         "not the file); the download was discarded - check the mirror "
+                         "(mirror=BASE_URL fetches BASE_URL/<file name>)."), said
+    with pytest.raises(DatasetError, match=r"; the download was discarded - run the command "
+                                           r"again, or pass mirror=BASE_URL\.$"):
+        dl.download_file(f"{url}/page/blob.bin", tmp_path / "blob.bin", md5="0" * 32,
+                         progress=False)
     assert os.listdir(tmp_path) == []
 
 

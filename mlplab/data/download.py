@@ -155,7 +155,10 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
                 raise DatasetError(f"{dest} is a folder, where the download's file should go; "
                                    f"move it away or choose another {_data_dir()}.")
             try:
-                return _save(response, redirects.said(url), dest, remote, progress)
+                # what to do about a file that is not the published one
+                fix = f"check {mirror}" if mirrored else \
+                    f"run the command again, or pass {_mirror()}"
+                return _save(response, redirects.said(url), dest, remote, progress, fix)
             except OSError as exc:  # the destination: a folder that cannot be made or written to
                 from mlplab.io import DiskFullError
 
@@ -231,9 +234,10 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: str,
-          dest: Path, remote: RemoteFile, progress: bool) -> Path:
+          dest: Path, remote: RemoteFile, progress: bool, fix: str) -> Path:
     """Stream ``response`` into ``dest`` through a temporary file, renamed into place only if
-    the transfer is complete and its checksums match ``remote``'s."""
+    the transfer is complete and its checksums match ``remote``'s (``fix``: what a mismatch's
+    message says to do)."""
     length = response.headers.get("Content-Length")
     total = int(length) if length and length.isdigit() else None
     h_md5, h_sha = hashlib.md5(), hashlib.sha256()
@@ -271,8 +275,12 @@ def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: 
                                "nothing was saved - run the command again.")
         problem = _matches(h_md5.hexdigest(), h_sha.hexdigest(), remote)
         if problem:
-            raise DatasetError(f"checksum mismatch for {url}: {problem}; the download was "
-                               "discarded (a corrupt transfer or a wrong mirror).")
+            # an HTML page served with 200 (a login page of a captive portal or proxy, a
+            # mirror's error page): its MD5 alone did not say that no data file came at all
+            page = f" (the server sent an HTML page of {got} bytes, not the file)" \
+                if response.headers.get_content_type() == "text/html" else ""
+            raise DatasetError(f"checksum mismatch for {url}: {problem}{page}; the download was "
+                               f"discarded - {fix}.")
     return dest
 
 
