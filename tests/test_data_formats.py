@@ -665,12 +665,25 @@ def test_idx_files_without_training_images_are_named_as_such(tmp_path):
 
 
 def test_idx_label_count_and_range(tmp_path):
+    """Each says what to do, as the refusals of a file's bytes do ("3 labels for 4 images."
+    said nothing of it, nor which images)."""
     write_idx_set(tmp_path, gz=False)
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.arange(3)))
-    with pytest.raises(DatasetError, match="3 labels for 4 images"):
+    with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte: 3 labels for the 4 images "
+                                           r"of t10k-images-idx3-ubyte; the files are not one "
+                                           r"dataset - delete them and download again\.$"):
         load_dataset("mnist", data_dir=tmp_path, val_size=1)
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([0, 1, 2, 12])))
-    with pytest.raises(DatasetError, match=r"labels must be 0..9; found 12"):
+    with pytest.raises(DatasetError, match=r"labels must be 0..9; found 12 - delete it and "
+                                           r"download again\.$"):
+        load_dataset("mnist", data_dir=tmp_path, val_size=1)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros((2, 2))))
+    with pytest.raises(DatasetError, match=r"expected a 1-D label file; got shape \(2, 2\); "
+                                           r"delete it and download again\.$"):
+        load_dataset("mnist", data_dir=tmp_path, val_size=1)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((4, 28))))
+    with pytest.raises(DatasetError, match=r"expected uint8 images .*; delete it and download "
+                                           r"again\.$"):
         load_dataset("mnist", data_dir=tmp_path, val_size=1)
 
 
@@ -694,6 +707,7 @@ def test_idx_labels_must_be_class_indices(tmp_path, labels, code, message):
     with pytest.raises(DatasetError, match=message) as err:
         load_dataset("mnist", data_dir=tmp_path, val_size=1)
     assert str(path) in str(err.value)
+    assert str(err.value).endswith(" delete it and download again."), err.value
 
 
 def test_idx_labels_of_any_integer_type_load(tmp_path):
@@ -1337,7 +1351,8 @@ def test_idx_test_images_of_another_size_are_refused_up_front(tmp_path):
     (tmp_path / "m" / "t10k-images-idx3-ubyte").write_bytes(
         idx_bytes(rs.randint(0, 256, (4, 32, 32))))
     with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte: test images are 32x32 but "
-                                           r"the training images .* are 28x28"):
+                                           r"the training images .* are 28x28; the files are not "
+                                           r"one dataset - delete them and download again\.$"):
         load_dataset("mnist", data_dir=tmp_path / "m", val_size=2)
 
 

@@ -216,24 +216,30 @@ def _images(path: Path) -> np.ndarray:
     X = read_idx(path)
     if X.ndim != 3 or X.dtype != np.uint8:
         raise DatasetError(f"{path}: expected uint8 images (N, rows, cols); got {X.dtype} "
-                           f"{X.shape}.")
+                           f"{X.shape}; delete it and download again.")
     return X[:, :, :, None]
 
 
-def _labels(path: Path, n: int, classes: int) -> np.ndarray:
+def _labels(path: Path, images: Path, n: int, classes: int) -> np.ndarray:
+    """The labels in ``path`` of the ``n`` images in ``images``, checked: like every refusal
+    of the files, each message ends in what to do (the files are fetched again)."""
     y = read_idx(path)
     if y.ndim != 1:
-        raise DatasetError(f"{path}: expected a 1-D label file; got shape {y.shape}.")
+        raise DatasetError(f"{path}: expected a 1-D label file; got shape {y.shape}; delete it "
+                           "and download again.")
     if len(y) != n:
-        raise DatasetError(f"{path}: {len(y)} labels for {n} images.")
+        raise DatasetError(f"{path}: {len(y)} labels for the {n} images of {images.name}; the "
+                           "files are not one dataset - delete them and download again.")
     # a float label would be truncated to a class (3.7 -> 3) and a signed one may be negative,
     # which indexes classes from the end: neither is a class index
     if y.dtype.kind not in "iu":
         raise DatasetError(f"{path}: labels must be integers (IDX type 0x08, 0x09, 0x0B or "
-                           f"0x0C); this file holds {y.dtype.name} values.")
+                           f"0x0C); this file holds {y.dtype.name} values - delete it and "
+                           "download again.")
     if y.size and (int(y.min()) < 0 or int(y.max()) >= classes):
         bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
-        raise DatasetError(f"{path}: labels must be 0..{classes - 1}; found {bad}.")
+        raise DatasetError(f"{path}: labels must be 0..{classes - 1}; found {bad} - delete it "
+                           "and download again.")
     return y.astype(np.int64)
 
 
@@ -299,12 +305,13 @@ def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
             f"{download_hint()}{hint}.")
     k = len(CLASSES[name])
     X = _images(files["train_images"])
-    y = _labels(files["train_labels"], len(X), k)
+    y = _labels(files["train_labels"], files["train_images"], len(X), k)
     Xt = _images(files["test_images"])
     if Xt.shape[1:] != X.shape[1:]:  # else the model would fail on the test set, after training
         raise DatasetError(f"{files['test_images']}: test images are {Xt.shape[2]}x{Xt.shape[1]}"
                            f" but the training images ({files['train_images'].name}) are "
-                           f"{X.shape[2]}x{X.shape[1]}; the files are not one dataset.")
-    yt = _labels(files["test_labels"], len(Xt), k)
+                           f"{X.shape[2]}x{X.shape[1]}; the files are not one dataset - delete "
+                           "them and download again.")
+    yt = _labels(files["test_labels"], files["test_images"], len(Xt), k)
     return Dataset(name, list(CLASSES[name]), X, y, X[:0], y[:0], Xt, yt,
                    source=str(files["train_images"].parent))
