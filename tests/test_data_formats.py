@@ -508,6 +508,8 @@ def test_bad_cifar_batches(tmp_path, content, message):
     with pytest.raises(DatasetError, match=message) as err:
         load_dataset("cifar10", data_dir=tmp_path, val_size=1)
     assert "data_batch_4" in str(err.value) and "\n" not in str(err.value)
+    # what to do: a batch deleted is extracted again from the archive (or the archive fetched)
+    assert str(err.value).endswith(" delete it and download again."), err.value
 
 
 @pytest.mark.parametrize("name", ["cifar10", "mnist"])
@@ -1625,6 +1627,7 @@ def test_crafted_archives_are_refused_quickly_and_briefly(tmp_path, tar, message
     with pytest.raises(DatasetError, match=message) as error:
         load_dataset("cifar10", data_dir=tmp_path, val_size=1)
     assert time.process_time() - start < 5 and len(str(error.value)) < 400
+    assert str(error.value).endswith("; delete it and download again."), error.value
 
 
 def _tar_entries(blob: bytes, entries: int, entry_bytes: int, total_bytes: int) -> list:
@@ -1859,13 +1862,21 @@ def test_batches_must_be_files_each_once_and_nothing_may_follow_the_archive(tmp_
         info.type, info.linkname = tarfile.SYMTYPE, "data_batch_1"
         tar.addfile(info)
 
+    write_cifar(tmp_path / "src5" / "cifar-10-batches-py")
+    (tmp_path / "src5" / "cifar-10-batches-py" / "data_batch_5").unlink()
+    short = io.BytesIO()
+    with tarfile.open(fileobj=short, mode="w") as tar:
+        tar.add(tmp_path / "src5" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     for name, blob, message in [("decoy", archive(decoy), "data_batch_1 is there twice"),
                                 ("link", archive(link), "test_batch is not a file"),
-                                ("tail", archive(tail=bytes(2 << 20)), "more than 1 MiB after")]:
+                                ("tail", archive(tail=bytes(2 << 20)), "more than 1 MiB after"),
+                                ("short", gzip.compress(short.getvalue()),
+                                 r"missing data_batch_5")]:
         folder = tmp_path / name
         folder.mkdir()
         (folder / "cifar-10-python.tar.gz").write_bytes(blob)
-        with pytest.raises(DatasetError, match=message):
+        # each says what to do (an archive missing a batch said only that)
+        with pytest.raises(DatasetError, match=message + r".*; delete it and download again\.$"):
             load_dataset("cifar10", data_dir=folder, val_size=1)
 
 

@@ -61,37 +61,42 @@ MAX_ARCHIVE_BYTES = 400 << 20  # uncompressed (the official archive: about 180 M
 MAX_ARCHIVE_FILE_BYTES = 256 << 20  # compressed, on disk (the official archive: 170 MB)
 
 
+#: how a refusal of a batch or the archive ends: what to do, as for the IDX files (a batch
+#: deleted is extracted again from the archive beside it, or the archive fetched again)
+_AGAIN = "; delete it and download again."
+
+
 def parse_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     """``(X (N, 32, 32, 3) uint8, y (N,) int64)`` of one pickled batch, checked."""
     d = load_pickle(data, source)
     if "data" not in d or "labels" not in d:
         raise DatasetError(f"{source}: not a CIFAR-10 batch (keys {short_repr(sorted(d))}; "
-                           "expected 'data' and 'labels').")
+                           f"expected 'data' and 'labels'){_AGAIN}")
     X, labels = d["data"], d["labels"]
     if not isinstance(X, np.ndarray) or X.dtype != np.uint8 or X.ndim != 2 or \
             X.shape[1] != 3072:
         desc = f"{X.dtype} array {X.shape}" if isinstance(X, np.ndarray) else type(X).__name__
         raise DatasetError(f"{source}: 'data' must be a uint8 array of shape (N, 3072); got "
-                           f"{desc}.")
+                           f"{desc}{_AGAIN}")
     # the type and length first: memo references can nest one list in another a thousand times
     # over, which np.asarray would expand into billions of elements
     if isinstance(labels, list):
         if not all(type(v) is int for v in labels):  # not bools, floats or nested lists
-            raise DatasetError(f"{source}: 'labels' must be a list of integers.")
+            raise DatasetError(f"{source}: 'labels' must be a list of integers{_AGAIN}")
         n_labels = len(labels)
     elif isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and labels.ndim == 1:
         n_labels = labels.shape[0]
     else:
-        raise DatasetError(f"{source}: 'labels' must be a list of integers.")
+        raise DatasetError(f"{source}: 'labels' must be a list of integers{_AGAIN}")
     if n_labels != len(X):
-        raise DatasetError(f"{source}: {len(X)} images but {n_labels} labels.")
+        raise DatasetError(f"{source}: {len(X)} images but {n_labels} labels{_AGAIN}")
     try:
         y = np.array(labels, dtype=np.int64)
     except OverflowError:
         raise DatasetError(f"{source}: 'labels' must be a list of integers in 0..9; found one "
-                           "beyond 64 bits.") from None
+                           f"beyond 64 bits{_AGAIN}") from None
     if y.size and (y.min() < 0 or y.max() > 9):
-        raise DatasetError(f"{source}: labels must be 0..9; found {y.min()}..{y.max()}.")
+        raise DatasetError(f"{source}: labels must be 0..9; found {y.min()}..{y.max()}{_AGAIN}")
     # rows are 1024 red, 1024 green, 1024 blue values, each row-major 32x32
     return np.ascontiguousarray(X.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), y
 
@@ -160,8 +165,9 @@ def extract_archive(archive: Path, dest: Path) -> Path:
                 if batch is not None and (size is None or batch in found):
                     # the official archive has each batch once, as a file: a link or a second
                     # copy would make what is loaded depend on the tool that extracts it
+                    what = "not a file" if size is None else "there twice"
                     raise DatasetError(f"{archive}: not the CIFAR-10 python archive ({batch} is "
-                                       f"{'not a file' if size is None else 'there twice'}).")
+                                       f"{what}){_AGAIN}")
                 if batch is not None and size is not None:  # (a None size was refused above)
                     # written under our own name: no path from the archive reaches the disk
                     with open(tmp / BATCH_DIR / batch, "wb") as f:
@@ -172,14 +178,14 @@ def extract_archive(archive: Path, dest: Path) -> Path:
             missing = set(BATCHES) - found
             if missing:
                 raise DatasetError(f"{archive}: not the CIFAR-10 python archive (missing "
-                                   f"{', '.join(sorted(missing))}).")
+                                   f"{', '.join(sorted(missing))}){_AGAIN}")
             # to the end of the gzip stream, whose CRC is checked only there: the tar end marker
             # comes first, so a flipped bit in the data would otherwise go unnoticed
             end = gz.tell()
             while gz.read(1 << 20):
                 if gz.tell() > end + (1 << 20):  # tar pads its end to a record of 10 KiB
                     raise DatasetError(f"{archive}: not the CIFAR-10 python archive (more than "
-                                       "1 MiB after the end of the tar archive).")
+                                       f"1 MiB after the end of the tar archive){_AGAIN}")
         try:
             os.replace(tmp / BATCH_DIR, target)
         except OSError:

@@ -433,5 +433,6 @@ def load_pickle(data: bytes, source: str) -> dict:
                            f"{detail}); the file may be truncated or corrupt - delete it and "
                            "download again.") from None
     if not isinstance(obj, dict):
-        raise DatasetError(f"{source}: expected a pickled dict, got {type(obj).__name__}.")
+        raise DatasetError(f"{source}: expected a pickled dict, got {type(obj).__name__}; delete "
+                           "it and download again.")
     return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}

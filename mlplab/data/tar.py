@@ -66,7 +66,8 @@ class TarReader:
         self._limits = limits
 
     def _refuse(self, why: str) -> DatasetError:
-        return DatasetError(f"{self._archive}: not {self._limits.archive} ({why}).")
+        return DatasetError(f"{self._archive}: not {self._limits.archive} ({why}); delete it "
+                            "and download again.")
 
     def read(self, n: int) -> bytes:
         data = self._stream.read(n)
