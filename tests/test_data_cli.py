@@ -528,7 +528,7 @@ def test_a_mirror_that_is_no_url_is_a_usage_error(mirror, capsys):
 def test_show_into_a_folder_it_cannot_write_names_out(tmp_path, capsys, monkeypatch):
     """A read-only folder was "[Errno 13] Permission denied: '/.../.grid.png.xfapf4ws.part'"
     (the temporary file, and nothing to do); a file on the way was "[Errno 17] File exists"."""
-    import mlplab.data.base
+    import mlplab.io
 
     (tmp_path / "file").write_bytes(b"")
     assert main(["data", "show", "digits", "--out", str(tmp_path / "file" / "grid.png")]) == 1
@@ -538,7 +538,7 @@ def test_show_into_a_folder_it_cannot_write_names_out(tmp_path, capsys, monkeypa
     def read_only(*args, dir=None, **kwargs):  # what a folder one cannot write to answers
         raise PermissionError(13, "Permission denied", f"{dir}/.grid.png.xfapf4ws.part")
 
-    monkeypatch.setattr(mlplab.data.base.tempfile, "mkstemp", read_only)  # (tempfile's own)
+    monkeypatch.setattr(mlplab.io.tempfile, "mkstemp", read_only)  # (tempfile's own)
     out = tmp_path / "grid.png"
     assert main(["data", "show", "digits", "--out", str(out), "--per-class", "1"]) == 1
     err = capsys.readouterr().err

@@ -6,11 +6,8 @@ preprocessing lives in :mod:`mlplab.data.transforms` and is fitted on the traini
 
 from __future__ import annotations
 
-import contextlib
 import os
 import reprlib
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -286,30 +283,3 @@ def pil_bilinear() -> int:
     from PIL import Image
 
     return getattr(Image, "Resampling", Image).BILINEAR
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it into place only if the block succeeds.
-
-    A crash or error never leaves a half-written file under the final name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make shared caches unreadable
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        from mlplab.io import DiskFullError, is_disk_full
-
-        if is_disk_full(exc):  # one clear line, as for every other file mlplab writes
-            raise DiskFullError(path, exc) from None
-        raise
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -21,7 +21,8 @@ from typing import IO
 
 from mlplab._progress import progress_bar
 from mlplab._validation import setting
-from mlplab.data.base import DatasetError, atomic_path, check_data_dir, data_root, user_path
+from mlplab.data.base import DatasetError, check_data_dir, data_root, user_path
+from mlplab.io import atomic_path
 
 
 def _mirror() -> str:
@@ -242,7 +243,7 @@ def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: 
     total = int(length) if length and length.isdigit() else None
     h_md5, h_sha = hashlib.md5(), hashlib.sha256()
     got = 0
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest, suffix=".part") as tmp:
         try:
             with open(tmp, "wb") as f, progress_bar(progress, total=total, unit="B",
                                                     unit_scale=True, desc=dest.name,

@@ -42,12 +42,11 @@ from mlplab._text import agree, counted, no_such_folder
 from mlplab.data.base import (
     DatasetError,
     DatasetNotFoundError,
-    atomic_path,
     data_root,
     pil_bilinear,
     user_path,
 )
-from mlplab.io import link_chain, link_trouble, special_file
+from mlplab.io import atomic_path, link_chain, link_trouble, special_file
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFile
@@ -795,7 +794,7 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
         from mlplab.io import savez
 
         try:
-            with atomic_path(cache_file) as tmp, open(tmp, "wb") as f:
+            with atomic_path(cache_file, suffix=".part") as tmp, open(tmp, "wb") as f:
                 savez(f, {"X": X, "y": y})
             _remove_stale_caches(cache_file)
         except OSError as exc:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from mlplab._text import agree
-from mlplab.data.base import Dataset, DatasetError, atomic_path
+from mlplab.data.base import Dataset, DatasetError
+from mlplab.io import atomic_path
 
 #: the most rows of a sample grid: the figure is at most 9 inches tall, so more would draw each
 #: image smaller than a third of an inch (100 rows took half a minute and showed 28-pixel
