@@ -34,6 +34,7 @@ import os
 import stat
 import struct
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -126,11 +127,31 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None,
             _remove_temporary(tmp_path, failed)
 
 
+def remove_partial_writes(folder: str | os.PathLike, names: Collection[str],
+                          older_than: float | None = None) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_path` writes of the files ``names`` in
+    ``folder`` and that a killed process (SIGKILL, a closed terminal's SIGHUP, a power cut) left
+    behind: ``.NAME.XXXXXXXX.SUFFIX``. They never replaced a real file, so nothing is lost.
+    ``older_than`` seconds spares those of writes that may still be going on in another
+    process; the removed paths are returned."""
+    removed = []
+    now = time.time()
+    for p in Path(folder).iterdir():
+        if p.name.startswith(".") and p.is_file() and \
+                any(p.name.startswith(f".{name}.") for name in names):
+            with contextlib.suppress(OSError):  # (gone meanwhile: another process's cleanup)
+                if older_than is not None and now - p.stat().st_mtime < older_than:
+                    continue
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
 def _remove_temporary(tmp: Path, failed: bool = False) -> None:
     """Remove ``tmp`` if it is still there (not renamed into place), also when a Ctrl-C lands
     meanwhile: that one is raised once the file is gone. ``failed``: the write failed, and a
     file that cannot be removed (its folder made read-only or unwritable meanwhile, which also
-    refused the rename) is left, for :func:`mlplab.runs.files.remove_partial_writes`: the
+    refused the rename) is left, for :func:`remove_partial_writes`: the
     error that ended the write is the news, where the unlink's replaced it, naming the hidden
     temporary file ("runs/x/.checkpoint.npz.ca20nccp.npz: Operation not permitted")."""
     interrupted = False

@@ -12,6 +12,7 @@ official files, the layout of a batch, and where the files are looked for.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -133,11 +134,30 @@ def _read(path: Path) -> bytes:
     return data
 
 
+EXTRACT_PREFIX = ".cifar-extract."
+
+
+def _remove_stale_extractions(dest: Path) -> None:
+    """Remove what an extraction killed outright (SIGKILL, a closed terminal) left in ``dest``:
+    a hidden folder of up to 180 MB that nothing else removes. One left alone this long is no
+    live extraction's, which takes seconds."""
+    import time
+
+    from mlplab.data.download import STALE_SECONDS
+
+    with contextlib.suppress(OSError):  # an unreadable folder: the extraction itself says so
+        for p in dest.iterdir():
+            if p.name.startswith(EXTRACT_PREFIX) and p.is_dir() and not p.is_symlink() \
+                    and time.time() - p.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(p, ignore_errors=True)
+
+
 def extract_archive(archive: Path, dest: Path) -> Path:
     """Extract ``cifar-10-batches-py/`` from the official archive into ``dest``, atomically."""
     target = dest / BATCH_DIR
+    _remove_stale_extractions(dest)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=".cifar-extract.", dir=dest))
+        tmp = Path(tempfile.mkdtemp(prefix=EXTRACT_PREFIX, dir=dest))
     except OSError as exc:
         data_dir = setting("--data-dir", "data_dir")
         raise DatasetError(f"{dest}: cannot extract {ARCHIVE} into this folder "

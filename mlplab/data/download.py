@@ -22,7 +22,11 @@ from typing import IO
 from mlplab._progress import progress_bar
 from mlplab._validation import setting
 from mlplab.data.base import DatasetError, check_data_dir, data_root, user_path
-from mlplab.io import atomic_path
+from mlplab.io import atomic_path, remove_partial_writes
+
+# how long a download's or an extraction's temporary file or folder must have been left alone
+# before a later command takes it for a killed process's and removes it
+STALE_SECONDS = 600.0
 
 
 def _mirror() -> str:
@@ -120,6 +124,11 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
     suggesting one)."""
     dest = Path(dest)
     remote = RemoteFile(dest.name, md5, sha256)
+    if dest.parent.is_dir():
+        # a download killed outright (SIGKILL, a closed terminal) left its hidden temporary
+        # file, up to 170 MB, that nothing removed; one idle for this long is no live download's,
+        # which writes at least once per ``timeout`` or fails
+        remove_partial_writes(dest.parent, [dest.name], older_than=max(STALE_SECONDS, 2 * timeout))
     # the way out of a failed download: a mirror, or, where one was given, checking it
     mirror = f"the mirror ({_mirror()} fetches BASE_URL/<file name>)"
     try:

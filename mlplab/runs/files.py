@@ -9,7 +9,6 @@ used afterwards (:mod:`mlplab.runs.finished`); model and checkpoint files have t
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -89,21 +88,11 @@ RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, METRICS_FIL
 def remove_partial_writes(run_dir: str | os.PathLike, names: Collection[str] = RUN_FILES,
                           older_than: float | None = None) -> list[Path]:
     """Delete the temporary files of atomic writes that a killed process left in ``run_dir``
-    (``.checkpoint.npz.x8k2.npz``, ...) for the files ``names`` (a run folder's by default).
-    They never replaced a real file, so nothing is lost; only the one process working on a run
-    folder writes them. In a folder that several processes write (a tuning folder's workers),
+    (``.checkpoint.npz.x8k2.npz``, ...) for the files ``names`` (a run folder's by default):
+    :func:`mlplab.io.remove_partial_writes`. Only the one process working on a run folder
+    writes them; in a folder that several processes write (a tuning folder's workers),
     ``older_than`` seconds spares the files of writes that may still be going on."""
-    removed = []
-    now = time.time()
-    for p in Path(run_dir).iterdir():
-        if p.name.startswith(".") and p.is_file() and \
-                any(p.name.startswith(f".{name}.") for name in names):
-            with contextlib.suppress(OSError):  # (gone meanwhile: another process's cleanup)
-                if older_than is not None and now - p.stat().st_mtime < older_than:
-                    continue
-                p.unlink(missing_ok=True)
-                removed.append(p)
-    return removed
+    return io.remove_partial_writes(run_dir, names, older_than)
 
 
 def inner_run_folder(folder: Path, marker: str, what: str = "the run folder") -> str | None:
