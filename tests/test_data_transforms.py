@@ -64,6 +64,23 @@ def test_standardize_maps_a_constant_channel_to_zero():
                                atol=1e-5)
 
 
+def test_standardize_centres_only_a_channel_constant_in_training():
+    """A channel that never varies in training (a digit pixel never inked there) is centred but
+    not scaled when new data vary in it, as scikit-learn's StandardScaler does: the eps guard
+    scaled a difference of 1 to 1e8. A float channel whose mean rounds (0.1 repeated) counts as
+    constant too."""
+    from sklearn.preprocessing import StandardScaler
+
+    rs = np.random.RandomState(4)
+    X = np.c_[rs.randn(30, 2), np.zeros(30), np.full(30, 0.1)]
+    new = np.c_[rs.randn(5, 2), np.arange(5.0), np.full(5, 1.1)]
+    std = Standardize().fit(X)
+    np.testing.assert_array_equal(std.std_[2:], 0)
+    out = std.transform(new)
+    np.testing.assert_allclose(out[:, 2:], new[:, 2:] - [0.0, 0.1], atol=1e-6)
+    np.testing.assert_allclose(out, StandardScaler().fit(X).transform(new), atol=1e-5)
+
+
 def test_fitted_statistics_cover_every_row_of_a_large_training_set():
     """Standardize sums its squares in blocks of rows: on 2,500 rows (three blocks, the last
     one short) with a different spread in each part its mean and std are NumPy's over all the

@@ -103,7 +103,8 @@ class SubtractMean(Transform):
 
 
 class Standardize(Transform):
-    """Per-channel standardisation: (x - mean_c) / std_c with statistics over N, H and W."""
+    """Per-channel standardisation: (x - mean_c) / std_c with statistics over N, H and W; a
+    channel constant in training (std_c 0) is only centred, x - mean_c."""
 
     kind = "standardize"
 
@@ -129,7 +130,14 @@ class Standardize(Transform):
         for i in range(0, len(X), 1024):
             centred = np.subtract(X[i:i + 1024], mean, dtype=np.float64)
             squares += np.square(centred, out=centred).sum(axis=axes)
-        self.std_ = np.sqrt(squares / (X.size // X.shape[-1]))
+        n = X.size // X.shape[-1]
+        var = squares / n
+        # a channel that holds one value has a variance of 0 but for the rounding of its float
+        # mean (0.1 repeated): within that bound (scikit-learn's, for its StandardScaler) it is
+        # constant, std 0
+        eps = np.finfo(np.float64).eps
+        self.std_ = np.where(var <= n * eps * var + (n * self.mean_ * eps) ** 2, 0.0,
+                             np.sqrt(var))
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -138,7 +146,10 @@ class Standardize(Transform):
         if X.shape[-1] != mean.shape[0]:
             raise DatasetError(f"Standardize was fitted on {mean.shape[0]} channels; "
                                f"got {X.shape[-1]}.")
-        scale = (1.0 / np.maximum(std, self.eps)).astype(self.dtype)
+        # a channel constant in training (std 0) is centred only, as scikit-learn's
+        # StandardScaler does: 1 / eps scaled a validation or test value that differs from the
+        # training one by 1 to 1e8 (a digit pixel never inked in training, then inked)
+        scale = np.where(std > 0, 1.0 / np.maximum(std, self.eps), 1.0).astype(self.dtype)
         out = np.subtract(X, _per_channel(mean.astype(self.dtype), X), dtype=self.dtype)
         out *= _per_channel(scale, X)
         return out
