@@ -3175,3 +3175,31 @@ def test_history_csv_of_a_run_without_validation_split_leaves_val_acc_empty(tmp_
         (tmp_path / "h.csv").write_text(text)
         h = read_history(tmp_path / "h.csv")
         assert len(h["train_acc"]) == len(h["lr"]) == 2 and all(np.isnan(h["val_acc"]))
+
+
+def test_a_training_split_without_a_class_is_warned_of(tmp_path, rng):
+    """A split that leaves a class no training image (a folder of one image per class with
+    --val-size 1) trained a network that never saw the class and scored it without a word; the
+    run now warns and says which class and what to change. A split holding every class does
+    not."""
+    from mlplab.data import Dataset
+
+    X = rng.randn(6, 4)
+    y = np.array([0, 0, 0, 0, 1, 1])
+    lacking = Dataset("mine", ["a", "b"], X[:4], y[:4], X[4:], y[4:], X[:0], y[:0])
+    with pytest.warns(UserWarning, match=r"^mine: the training split \(4 images\) has no image "
+                      r"of class b: the network cannot learn it.*give a smaller val_size"):
+        train_run(data=lacking, hidden=[4], epochs=1, eval_test=False)
+    full = Dataset("mine", ["a", "b"], X[2:], y[2:], X[:2], y[:2], X[:0], y[:0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_run(data=full, hidden=[4], epochs=1, eval_test=False)
+    for name in ("cat", "dog"):
+        (tmp_path / "f" / name).mkdir(parents=True)
+        Image.fromarray(rng.randint(0, 256, (4, 4, 3)).astype(np.uint8)).save(
+            tmp_path / "f" / name / "0.png")
+    with pytest.warns(UserWarning, match=r"^folder:\S+: the training split \(1 image\) has no "
+                      r"image of class (cat|dog): .* give a smaller --val-size or --test-size"):
+        assert main(["train", "--dataset", f"folder:{tmp_path / 'f'}", "--val-size", "1",
+                     "--hidden", "4", "--epochs", "1", "--no-plots", "--no-cache",
+                     "--out", str(tmp_path / "run")]) == 0

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlplab._text import counted
+from mlplab._text import agree, counted
 from mlplab._validation import is_int, setting
 
 if TYPE_CHECKING:
@@ -173,3 +174,25 @@ def require_classes(ds: Dataset | TuningData) -> None:
         hint = (" (folder:PATH needs one sub-folder of images per class)"
                 if ds.name.startswith("folder:") else "")
         raise ValueError(f"{ds.name} has {found}; a classifier needs at least two{hint}.")
+
+
+def warn_untrained_classes(ds: Dataset) -> None:
+    """Warn of classes with no training image: a split that held out a class's only images (two
+    images, one per class, with ``val_size`` 1) trained a network that never saw the class and
+    scored it on the validation split without a word (``MLPClassifier`` warns of the same,
+    tuning's training subset is refused)."""
+    labels = np.asarray(ds.y_train)
+    if not len(labels) or labels.dtype.kind not in "iub":  # (labels of another kind: refused)
+        return
+    missing = [str(c) for i, c in enumerate(ds.classes) if not np.any(labels == i)]
+    if missing:
+        from mlplab.data.base import split_size_name
+
+        k = len(missing)
+        names = ", ".join(missing[:5]) + (f" and {k - 5} more" if k > 5 else "")
+        warnings.warn(f"{ds.name}: the training split ({counted(len(labels), 'image')}) has no "
+                      f"image of {agree(k, 'class', 'classes')} {names}: the network cannot learn "
+                      f"{agree(k, 'it', 'them')}, yet the validation and test splits score "
+                      f"{agree(k, 'it', 'them')}; give a smaller {split_size_name('val_size')} "
+                      f"or {split_size_name('test_size')}, or more images of "
+                      f"{agree(k, 'that class', 'those classes')}.", UserWarning, stacklevel=3)

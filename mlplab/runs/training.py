@@ -77,6 +77,7 @@ from mlplab.runs.splits import (
     require_classes,
     require_test_split,
     split_record,
+    warn_untrained_classes,
 )
 from mlplab.trainer import Callback, History, Trainer, TrainingDivergedError
 
@@ -135,6 +136,7 @@ def check_run_data(cfg: RunConfig, ds: Dataset) -> None:
     than two classes, crops as wide as its images, or ``eval_test`` without a test split. The
     command line calls it as the data loads, so that it never names a run folder it then drops."""
     require_classes(ds)
+    warn_untrained_classes(ds)
     crop_padding(cfg, ds.image_shape)
     if cfg.eval_test:
         require_test_split(ds)
