@@ -3203,3 +3203,23 @@ def test_a_training_split_without_a_class_is_warned_of(tmp_path, rng):
         assert main(["train", "--dataset", f"folder:{tmp_path / 'f'}", "--val-size", "1",
                      "--hidden", "4", "--epochs", "1", "--no-plots", "--no-cache",
                      "--out", str(tmp_path / "run")]) == 0
+
+
+def test_a_dataset_of_ones_own_with_labels_not_0_to_k_is_refused_saying_so(tmp_path, rng):
+    """A Dataset built by hand with its class names as labels failed with "invalid literal for
+    int() with base 10: np.str_('b')" (from the record of its splits); labels out of range in a
+    split that is not trained on passed unseen. Both are refused before anything is written,
+    naming the split and how to number the classes."""
+    from mlplab.data import Dataset
+
+    X = rng.randn(8, 4)
+    names = np.array(["a", "b"] * 4)
+    ds = Dataset("mine", ["a", "b"], X[:6], names[:6], X[6:], names[6:], X[:0], names[:0])
+    with pytest.raises(ValueError, match=r"^y_train must hold integer class labels 0\.\.K-1; got "
+                       r"dtype <U1; number the classes 0\.\.K-1 first"):
+        train_run(data=ds, hidden=[4], epochs=1, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    y = np.array([0, 1] * 4)
+    ds = Dataset("mine", ["a", "b"], X[:6], y[:6], X[6:], y[6:] + 1, X[:0], y[:0])
+    with pytest.raises(ValueError, match=r"^y_val has labels out of range \[0, 1\]: min 1, max 2"):
+        train_run(data=ds, hidden=[4], epochs=1)

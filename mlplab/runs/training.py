@@ -22,7 +22,7 @@ import numpy as np
 
 from mlplab import environment, io
 from mlplab._text import path_word, shell_command
-from mlplab._validation import check_registered, setting
+from mlplab._validation import check_registered, check_y, setting
 from mlplab.models import ACTIVATIONS, MLP
 from mlplab.optim import OPTIMIZERS
 from mlplab.runs.building import (
@@ -133,9 +133,15 @@ class RunResult(RunOutcome):
 
 def check_run_data(cfg: RunConfig, ds: Dataset) -> None:
     """Refuse, before anything is written, a dataset that ``cfg``'s run cannot train on: fewer
-    than two classes, crops as wide as its images, or ``eval_test`` without a test split. The
+    than two classes, labels that are not ``0..K-1`` (or not one per image), crops as wide as
+    its images, or ``eval_test`` without a test split. The
     command line calls it as the data loads, so that it never names a run folder it then drops."""
     require_classes(ds)
+    # the labels of a Dataset built by hand: strings (its class names) failed as "invalid
+    # literal for int() with base 10: np.str_('b')", from the record of the splits
+    for split in ("train", "val", "test"):
+        X, y = ds.split(split)
+        check_y(y, len(X), ds.num_classes, f"y_{split}")
     warn_untrained_classes(ds)
     crop_padding(cfg, ds.image_shape)
     if cfg.eval_test:
