@@ -3223,3 +3223,28 @@ def test_a_dataset_of_ones_own_with_labels_not_0_to_k_is_refused_saying_so(tmp_p
     ds = Dataset("mine", ["a", "b"], X[:6], y[:6], X[6:], y[6:] + 1, X[:0], y[:0])
     with pytest.raises(ValueError, match=r"^y_val has labels out of range \[0, 1\]: min 1, max 2"):
         train_run(data=ds, hidden=[4], epochs=1)
+
+
+def test_training_images_that_are_all_the_same_are_warned_of(tmp_path, rng):
+    """A folder of one-colour images trained to chance level, and the note after it named a
+    learning rate or the initialisation as the likely cause; the run now warns first that its
+    training images are all the same. One differing image (here the last of 1,100, past the
+    first block compared) is enough to train without the warning."""
+    from mlplab.data import Dataset
+
+    for name in ("cat", "dog"):
+        (tmp_path / "f" / name).mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (4, 4), (40, 90, 200)).save(tmp_path / "f" / name / f"{i}.png")
+    with pytest.warns(UserWarning, match=r"^folder:\S+: all 8 training images are the same image: "
+                      r"the network has nothing to tell the classes apart by; check the image"):
+        assert main(["train", "--dataset", f"folder:{tmp_path / 'f'}", "--hidden", "4",
+                     "--epochs", "1", "--no-plots", "--no-cache",
+                     "--out", str(tmp_path / "run")]) == 0
+    X = np.zeros((1100, 2, 2, 1), np.uint8)
+    X[-1] = 1
+    y = np.arange(1100) % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_run(data=Dataset("mine", ["a", "b"], X, y, X[:0], y[:0], X[:0], y[:0]),
+                  hidden=[4], epochs=1, eval_test=False)

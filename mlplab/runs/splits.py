@@ -176,6 +176,22 @@ def require_classes(ds: Dataset | TuningData) -> None:
         raise ValueError(f"{ds.name} has {found}; a classifier needs at least two{hint}.")
 
 
+def warn_identical_images(ds: Dataset) -> None:
+    """Warn when every training image is the same (a folder of blank or one-colour images):
+    the run trained to chance level and its note named the usual causes, a learning rate or
+    initialisation, not the data. Compared in blocks, from the first image: an ordinary dataset
+    differs within the first few, and no copy of the whole split is made."""
+    X = ds.X_train
+    if len(X) < 2:
+        return
+    for i in range(1, len(X), 1024):
+        if not np.array_equal(X[i:i + 1024], np.broadcast_to(X[0], X[i:i + 1024].shape)):
+            return
+    warnings.warn(f"{ds.name}: all {counted(len(X), 'training image')} are the same image: the "
+                  "network has nothing to tell the classes apart by; check the image files (a "
+                  "failed export or conversion leaves them blank).", UserWarning, stacklevel=3)
+
+
 def warn_untrained_classes(ds: Dataset) -> None:
     """Warn of classes with no training image: a split that held out a class's only images (two
     images, one per class, with ``val_size`` 1) trained a network that never saw the class and

@@ -77,6 +77,7 @@ from mlplab.runs.splits import (
     require_classes,
     require_test_split,
     split_record,
+    warn_identical_images,
     warn_untrained_classes,
 )
 from mlplab.trainer import Callback, History, Trainer, TrainingDivergedError
@@ -134,7 +135,8 @@ class RunResult(RunOutcome):
 def check_run_data(cfg: RunConfig, ds: Dataset) -> None:
     """Refuse, before anything is written, a dataset that ``cfg``'s run cannot train on: fewer
     than two classes, labels that are not ``0..K-1`` (or not one per image), crops as wide as
-    its images, or ``eval_test`` without a test split. The
+    its images, or ``eval_test`` without a test split (and warn of a class without a training
+    image, or training images that are all the same). The
     command line calls it as the data loads, so that it never names a run folder it then drops."""
     require_classes(ds)
     # the labels of a Dataset built by hand: strings (its class names) failed as "invalid
@@ -143,6 +145,7 @@ def check_run_data(cfg: RunConfig, ds: Dataset) -> None:
         X, y = ds.split(split)
         check_y(y, len(X), ds.num_classes, f"y_{split}")
     warn_untrained_classes(ds)
+    warn_identical_images(ds)
     crop_padding(cfg, ds.image_shape)
     if cfg.eval_test:
         require_test_split(ds)

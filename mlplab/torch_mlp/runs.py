@@ -383,10 +383,11 @@ def _load(dataset: str | Dataset, data_seed: int, load: dict[str, Any]
         ds = dataset
     if not len(ds.y_train):
         raise ValueError(f"the dataset {ds.name} has no training images.")
-    from mlplab.runs.splits import require_classes, warn_untrained_classes
+    from mlplab.runs.splits import require_classes, warn_identical_images, warn_untrained_classes
 
     require_classes(ds)
     warn_untrained_classes(ds)
+    warn_identical_images(ds)
     pre = input_pipeline()
     X = pre.fit_transform(ds.X_train)
     X_val = pre.transform(ds.X_val) if len(ds.y_val) else None
