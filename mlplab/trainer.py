@@ -648,7 +648,7 @@ class Trainer:
             if self.iteration % per_epoch == 0:
                 optimizer.settle()  # before evaluation, checkpoints and callbacks
                 optimizer.flush_subnormals(model.params)
-                self._check_weights(model, optimizer.lr)
+                self._check_weights(model, optimizer)
                 with self._diverged_on_overflow(model, self.epoch + 1, optimizer.lr):
                     train_acc = (model.accuracy(xb, yb) if subset is None
                                  else _accuracy_on_rows(model, X, y, subset))
@@ -666,18 +666,29 @@ class Trainer:
                           f"{logs['lr']:.3g}", flush=True)
                 epoch_start = time.perf_counter()
         if self.iteration % per_epoch:  # ended between epochs: its last step is not checked yet
-            self._check_weights(model, optimizer.lr)
+            self._check_weights(model, optimizer)
 
-    def _check_weights(self, model: MLP, lr: float) -> None:
+    def _check_weights(self, model: MLP, optimizer: Optimizer) -> None:
         """Raise :class:`TrainingDivergedError` if the last step made the weights NaN or
         infinite (a step after a finite loss can): the next step's loss would say so, but the
         last step of a run or a call has none, and an epoch's evaluation and checkpoint would
-        take them as trained. One pass over the parameters, once per epoch."""
+        take them as trained. Likewise for the optimiser's state: Adam's squared gradients
+        overflow float32 once a gradient passes 1.8e19 (inputs of 1e30), and its steps are then
+        0, so the weights stayed finite and still, and the run ended as if converged. One pass
+        over the parameters and one over the state, once per epoch."""
+        lr = optimizer.lr
         if not all(np.isfinite(p).all() for p in model.params.values()):
             raise TrainingDivergedError(
                 f"the weights became NaN or infinite at iteration {self.iteration} (epoch "
                 f"{self.epoch + 1}) with learning rate {lr:.3g}; try a lower learning rate (e.g. "
                 f"{setting('--lr', 'lr')} divided by 10) or a smaller init std.")
+        if not all(np.isfinite(arr).all() for slots in optimizer.state.values()
+                   for arr in slots.values()):
+            raise TrainingDivergedError(
+                f"the {optimizer.name} optimiser's state overflowed {model.dtype} by iteration "
+                f"{self.iteration} (epoch {self.epoch + 1}): the gradients are too large to "
+                "train on; standardise the inputs (values far from unit scale, such as 1e30, "
+                "make them so).")
 
     @contextlib.contextmanager
     def _diverged_on_overflow(self, model: MLP, epoch: int, lr: float) -> Iterator[None]:

@@ -786,6 +786,30 @@ def test_a_last_step_that_makes_the_weights_infinite_is_a_divergence(data, optim
     assert trainer.history.val_acc == []  # no epoch recorded as trained
 
 
+def test_adam_state_that_overflows_is_a_divergence_not_a_converged_run():
+    """Inputs of 1e30 in float32 give gradients whose squares overflow Adam's second moments:
+    its steps were then m / inf = 0, the weights stayed finite and still, the loss stayed at
+    4e29, and MLPClassifier stopped as converged with a network that predicted one class.
+    The epoch's end now reports it as a divergence that says to standardise the inputs."""
+    import warnings
+
+    from mlplab import MLPClassifier
+
+    rs = np.random.RandomState(0)
+    X, y = (rs.randn(40, 5) * 1e30).astype(np.float32), np.arange(40) % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (the step's own overflow)
+        with pytest.raises(TrainingDivergedError, match=r"^the adam optimiser's state overflowed "
+                           r"float32 by iteration 1 \(epoch 1\): the gradients are too large "
+                           r"to train on; standardise the inputs"):
+            Trainer(optimizer="adam", epochs=2, batch_size=40, seed=0).fit(
+                MLP(5, [4], 2, seed=0), X, y)
+        clf = MLPClassifier(hidden_sizes=(4,), random_state=0)
+        with pytest.raises(TrainingDivergedError, match="standardise the inputs"):
+            clf.fit(X, y)
+    assert not hasattr(clf, "model_")
+
+
 def test_an_epoch_whose_validation_overflows_is_not_counted_as_finished(data):
     """The validation at an epoch's end that overflows ends the run as diverged before the epoch
     is recorded: trainer.epoch counted it all the same (1, with no epoch in the history), so a
