@@ -158,6 +158,10 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
                          "(build the layer in float64, e.g. BatchNorm(dim, dtype=np.float64)): "
                          "float32 rounding makes centred differences meaningless.")
     x = np.array(x, dtype=np.float64)  # a copy: the checks below perturb it
+    if not np.isfinite(x).all():  # (every error then came out nan, a failure of the layer's)
+        bad = tuple(np.argwhere(~np.isfinite(x))[0].tolist())
+        raise ValueError(f"x contains NaN or infinite values (first at index {bad}); a "
+                         "gradient check needs finite inputs.")
     frozen = layer.frozen if isinstance(layer, Dropout) else False
     if isinstance(layer, Dropout):
         layer.frozen = True

@@ -100,6 +100,16 @@ def test_check_layer_passes_every_built_in_layer_and_leaves_x_alone(make, rng):
         assert not layer.frozen
 
 
+def test_check_layer_refuses_an_input_that_is_not_finite(rng):
+    """A NaN or infinite x made every error nan, which reads as the layer's failure; the check
+    now refuses the input, saying where the first such value is."""
+    x = rng.randn(4, 3)
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^x contains NaN or infinite values \(first at index "
+                                         r"\(2, 1\)\); a gradient check needs finite inputs"):
+        check_layer(ReLU(), x)
+
+
 def test_the_plain_recipe_fails_in_place_layers_which_is_why_check_layer_copies(rng):
     # the pitfall the docs describe: ReLU overwrites its input, so f(x) changes x itself
     x, dout = rng.randn(5, 7), rng.randn(5, 7)
