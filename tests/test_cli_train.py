@@ -487,6 +487,8 @@ def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path, sig,
     last = "mlplab: interrupted" if sig == signal.SIGINT else "mlplab: terminated (SIGTERM)"
     assert stderr.endswith(f"{last}\n"), stderr
     assert f"mlplab train --resume {out}" in stderr
+    # its own line says so: not the library's RunInterruptedWarning as well
+    assert "warning" not in stderr, stderr
     m = json.loads((out / "metrics.json").read_text())
     assert m["status"] == "interrupted" and (out / "model.npz").exists()
     _, state, _ = load_checkpoint(out / "checkpoint.npz")

@@ -314,19 +314,27 @@ def test_a_stage_whose_input_only_left_out_is_refused_before_anything_is_written
 
 
 def test_ctrl_c_in_a_training_stage_stops_the_report(tmp_path, monkeypatch):
-    """A run that Ctrl-C cut short must not be reported as the stage's result."""
+    """A run that Ctrl-C cut short must not be reported as the stage's result; the report
+    stops, and the run's RunInterruptedWarning (a run in memory, nothing to resume) is not
+    said besides."""
+    import os
+    import signal
+    import warnings
+
     import mlplab.runs as runs
+    from mlplab.trainer import Callback
+
+    class CtrlC(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            if iteration == 3:
+                os.kill(os.getpid(), signal.SIGINT)
 
     real = runs.train_run
-
-    def interrupted(*args, **kwargs):
-        result = real(*args, **kwargs)
-        result.metrics["status"] = "interrupted"  # what the trainer's SIGINT handler leaves
-        return result
-
-    monkeypatch.setattr(runs, "train_run", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(runs, "train_run", lambda *a, **k: real(*a, callbacks=[CtrlC()], **k))
+    with pytest.raises(KeyboardInterrupt), warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
         reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q3_default"])
+    assert not [w for w in shown if issubclass(w.category, runs.RunInterruptedWarning)]
 
 
 def test_a_stopped_run_leaves_the_earlier_report_as_it_was(tmp_path, monkeypatch):

@@ -2014,6 +2014,37 @@ def test_a_run_whose_images_an_older_mlplab_decoded_otherwise_is_refused(tmp_pat
     np.testing.assert_array_equal(again.model.params["W1"], full.model.params["W1"])
 
 
+def test_a_run_stopped_by_ctrl_c_says_so_and_how_to_resume_it(tmp_path, digits):
+    """train_run and resume_run return a run stopped by Ctrl-C (a notebook's kernel interrupt)
+    rather than raise: in a notebook the cell then ended with no word that the run had stopped,
+    or of how to continue it. A RunInterruptedWarning says both, pointing at the caller's line;
+    a run that completes says nothing."""
+    from mlplab.runs import RunInterruptedWarning
+
+    class CtrlC(Callback):
+        def __init__(self, at):
+            self.at = at
+
+        def on_iteration_end(self, trainer, iteration, loss):
+            if iteration == self.at:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    run = tmp_path / "run"
+    go_on = rf"; mlplab\.runs\.resume_run\({re.escape(repr(str(run)))}\) continues it\.$"
+    with pytest.warns(RunInterruptedWarning, match=rf"^the run in {re.escape(str(run))} was "
+                      rf"interrupted after 1 epoch \(30 iterations\){go_on}") as said:
+        result = train_run(FAST, out=run, data=digits, plots=False, callbacks=[CtrlC(30)])
+    assert result.interrupted and said[0].filename == __file__
+    with pytest.warns(RunInterruptedWarning, match=r"after 2 epochs \(50 iterations\)" + go_on):
+        assert resume_run(run, data=digits, plots=False, callbacks=[CtrlC(50)]).interrupted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RunInterruptedWarning)
+        assert not resume_run(run, data=digits, plots=False).interrupted
+    with pytest.warns(RunInterruptedWarning, match=r"trained in memory \(out=None\), so there "
+                                                   r"is no checkpoint to resume\.$"):
+        train_run(FAST, data=digits, callbacks=[CtrlC(30)])
+
+
 def test_a_run_that_did_not_record_its_random_split_seed_is_refused_not_split_anew(tmp_path,
                                                                                     digits):
     """Before 30 Nov 2026 a run asked for a random split (train_run(data_seed=None)) wrote

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -868,6 +869,35 @@ def test_evaluate_of_a_run_killed_in_its_first_epoch_says_to_resume_it(tmp_path,
         assert main(["evaluate", str(run)]) == 1
         assert f"{run} has no model.npz; it stopped before its first epoch ended, so it saved " \
                f"no model; train it with {command} --resume {run}." in capsys.readouterr().err
+
+
+def test_a_run_stopped_by_ctrl_c_says_so_and_how_to_resume_it(tmp_path, monkeypatch):
+    """tm.train_run and tm.resume_run return a run stopped by Ctrl-C rather than raise: a
+    notebook's cell ended with no word of the stop. A RunInterruptedWarning names
+    mlplab.torch_mlp's resume_run, from the caller's line; the command line prints its own
+    "Continue with" line instead, without the warning."""
+    out = tmp_path / "run"
+    go_on = rf"; mlplab\.torch_mlp\.resume_run\({re.escape(repr(str(out)))}\) continues it\.$"
+    _crash_after(monkeypatch, 1, KeyboardInterrupt)  # fit's Ctrl-C: saved as it was
+    with pytest.warns(tm.RunInterruptedWarning, match=rf"^the run in {re.escape(str(out))} was "
+                      rf"interrupted after 1 epoch \(\d+ iterations\){go_on}") as said:
+        assert tm.train_run("digits", out=out, **SETTINGS).interrupted
+    assert said[0].filename == __file__
+    monkeypatch.undo()
+    _crash_after(monkeypatch, 3, KeyboardInterrupt)
+    with pytest.warns(tm.RunInterruptedWarning, match=r"after 3 epochs \(\d+ iterations\)" + go_on):
+        assert tm.resume_run(out).interrupted
+    monkeypatch.undo()
+    _crash_after(monkeypatch, 4, KeyboardInterrupt)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main(["torch", "train", "--resume", str(out), "--threads", "1", "--no-plots",
+                     "--no-progress"]) == 130
+    assert not [w for w in shown if issubclass(w.category, tm.RunInterruptedWarning)]
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tm.RunInterruptedWarning)
+        assert not tm.resume_run(out).interrupted
 
 
 def test_a_run_stopped_by_ctrl_c_that_diverges_once_resumed_leaves_its_folder_to_a_new_run(

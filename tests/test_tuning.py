@@ -1881,9 +1881,12 @@ def test_ctrl_c_while_retraining_keeps_the_older_best_run(digits, tmp_path, monk
     monkeypatch.setattr(runs, "train_run", lambda *a, **k: real(
         *a, **{**k, "callbacks": [*k.get("callbacks", ()), CtrlC()]}))
     # rerun with the test split asked for, which the kept best-run lacks: it is retrained
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
         tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False, eval_test=True)
     assert read_json(first.run_dir / "metrics.json") == before
+    # no RunInterruptedWarning offering to resume the retraining's folder, which is removed
+    assert not [w for w in shown if issubclass(w.category, runs.RunInterruptedWarning)]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     # stopped outside the training loop (no checkpointed stop), and a killed process's folder
     monkeypatch.setattr(runs, "train_run", lambda *a, **k: (_ for _ in ()).throw(

@@ -190,9 +190,14 @@ def resumable(run: str | os.PathLike[str], checkpoint: str, resume: str) -> Iter
     """A Ctrl-C that ends training before the run in ``run`` is saved (a second one, or one while
     the results are written) leaves its last ``checkpoint``, from which ``--resume`` finishes it
     exactly: say so with the ``resume`` line (``Continue with: ...``), rather than only
-    "interrupted" (as if the run were lost); ``mlplab train``'s and ``torch train``'s."""
+    "interrupted" (as if the run were lost); ``mlplab train``'s and ``torch train``'s. The
+    command prints that line for a run that stopped and was saved too, so the library's
+    :class:`~mlplab.runs.RunInterruptedWarning` is not shown within the block."""
+    from mlplab.runs.training import interrupts_said_elsewhere
+
     try:
-        yield
+        with interrupts_said_elsewhere():
+            yield
     except KeyboardInterrupt:
         from mlplab.runs.files import CONFIG_FILE
 

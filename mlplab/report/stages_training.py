@@ -123,9 +123,12 @@ def _run_figures(ctx: Context, section: Section, name: str, title: str, history:
 
 def _preset_run(ctx: Context, preset: str, **options: Any) -> RunResult:
     from mlplab.runs import train_run
+    from mlplab.runs.training import interrupts_said_elsewhere
 
     ds = ctx.need("dataset", "the dataset")
-    result = train_run(preset=preset, data=ds, seed=ctx.seed, progress=ctx.progress, **options)
+    with interrupts_said_elsewhere():  # (the report stops instead, and says so)
+        result = train_run(preset=preset, data=ds, seed=ctx.seed, progress=ctx.progress,
+                           **options)
     if result.interrupted:  # Ctrl-C: stop the report, do not write a half-trained net into it
         raise KeyboardInterrupt
     return result

@@ -80,7 +80,14 @@ from mlplab.runs.splits import (
     split_fingerprint,
     split_record,
 )
-from mlplab.runs.training import RunResult, check_run_data, resume_run, run_config, train_run
+from mlplab.runs.training import (
+    RunInterruptedWarning,
+    RunResult,
+    check_run_data,
+    resume_run,
+    run_config,
+    train_run,
+)
 
 __all__ = [
     "AUGMENTATIONS",
@@ -94,6 +101,7 @@ __all__ = [
     "RUN_FILES",
     "RunConfig",
     "RunInUseError",
+    "RunInterruptedWarning",
     "RunResult",
     "absolute_data_paths",
     "build_config",

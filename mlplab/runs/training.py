@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab import environment, io
-from mlplab._text import path_word, shell_command
+from mlplab._text import counted, path_word, shell_command
 from mlplab._validation import check_registered, check_y, setting
 from mlplab.models import ACTIVATIONS, MLP
 from mlplab.optim import OPTIMIZERS
@@ -113,6 +113,38 @@ class RunOutcome:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+class RunInterruptedWarning(UserWarning):
+    """A run stopped by Ctrl-C (a notebook's kernel interrupt, SIGTERM): :func:`train_run` and
+    :func:`resume_run` (and :mod:`mlplab.torch_mlp`'s) save it and return it, ``interrupted``,
+    rather than raise, and say so with this warning, where a notebook's cell otherwise ended
+    with no word of the stop or of how to go on. Callers that say it in their own words (the
+    command line prints its ``--resume`` line) run them within :func:`interrupts_said_elsewhere`."""
+
+
+def warn_if_interrupted(result: RunOutcome, resume: str, stacklevel: int) -> None:
+    """Warn (:class:`RunInterruptedWarning`) if ``result``'s run was interrupted: when, and the
+    call ``resume`` (``mlplab.runs.resume_run``) that continues it from its folder."""
+    if not result.interrupted:
+        return
+    m, out = result.metrics, getattr(result, "out", None)
+    when = f"after {counted(m['epochs'], 'epoch')} ({counted(m['iterations'], 'iteration')})"
+    go_on = (f"{resume}({str(out)!r}) continues it" if out is not None else
+             "it was trained in memory (out=None), so there is no checkpoint to resume")
+    where = f" in {out}" if out is not None else ""
+    warnings.warn(f"the run{where} was interrupted {when}; {go_on}.", RunInterruptedWarning,
+                  stacklevel=stacklevel + 1)
+
+
+@contextlib.contextmanager
+def interrupts_said_elsewhere() -> Iterator[None]:
+    """No :class:`RunInterruptedWarning` within the block: for a caller that says in its own
+    words that the run stopped (the command line), or that stops itself with
+    ``KeyboardInterrupt`` and removes the run (tuning's retraining, the report)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunInterruptedWarning)
+        yield
+
+
 @dataclass(repr=False)
 class RunResult(RunOutcome):
     """What :func:`train_run` returns.
@@ -181,7 +213,8 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
     Returns
     -------
     RunResult : the model, fitted preprocessing, history, metrics and run folder. If the run was
-        interrupted (Ctrl-C), ``result.interrupted`` is True and the checkpoint resumes it.
+        interrupted (Ctrl-C), ``result.interrupted`` is True, the checkpoint resumes it, and a
+        :class:`RunInterruptedWarning` says so.
 
     Raises
     ------
@@ -228,8 +261,8 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
                                      f"just started; choose another {setting('--out', 'out')}."
                                      ) from None
             try:
-                return _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir,
-                                       callbacks, progress, verbose, plots)
+                result = _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir,
+                                         callbacks, progress, verbose, plots)
             except Exception:
                 fit_failed = True
                 # diverged, or out of memory, before anything was saved: leave no half-made run
@@ -258,6 +291,9 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         raise TrainingDivergedError(f"{exc} {out_dir} keeps the checkpoint of its last good "
                                     "epoch; start the new run with another "
                                     f"{setting('--out', 'out')}.") from None
+    # (after the lock's release: the run folder is whole, whatever the warnings filter does)
+    warn_if_interrupted(result, "mlplab.runs.resume_run", stacklevel=2)
+    return result
 
 
 def _prepare(cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,
@@ -301,14 +337,17 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | Callable[[], Dataset] 
     if it was moved (for a ``folder:PATH`` dataset the folder itself); its splits must be the
     ones the run was trained on, and ``config.json`` then names the new place. ``announce``
     prints "resuming RUN" to stderr once the run is known to be resumable: its checkpoint read
-    and checked against ``config.json``, before its data loads."""
+    and checked against ``config.json``, before its data loads. Interrupted again, the run is
+    saved and returned as by :func:`train_run`, with a :class:`RunInterruptedWarning`."""
     run_dir = Path(run)
     _resumable_config(run_dir)  # a run folder, not done yet, before a lock file is made in it
     # before anything else is read or removed: another process training this folder is refused
     with run_lock(run_dir):
         cfg = _resumable_config(run_dir)  # again: the process that held the lock may have ended it
-        return _resume_locked(run_dir, cfg, data, callbacks, progress, verbose, plots, data_dir,
-                              announce)
+        result = _resume_locked(run_dir, cfg, data, callbacks, progress, verbose, plots,
+                                data_dir, announce)
+    warn_if_interrupted(result, "mlplab.runs.resume_run", stacklevel=2)
+    return result
 
 
 def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,

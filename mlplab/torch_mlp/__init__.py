@@ -49,6 +49,7 @@ except ImportError as exc:  # torch is an optional extra
         "https://download.pytorch.org/whl/cpu first)."
     ) from exc
 
+from mlplab.runs.training import RunInterruptedWarning
 from mlplab.torch_mlp.convert import from_numpy, to_numpy
 from mlplab.torch_mlp.data import MEAN, STD, input_pipeline, normalize_images
 from mlplab.torch_mlp.depth import (
@@ -132,6 +133,7 @@ __all__ = [
     "MEAN",
     "MultiLayerPerceptron",
     "REG",
+    "RunInterruptedWarning",
     "STD",
     "ShuffledBatches",
     "StudyProgress",

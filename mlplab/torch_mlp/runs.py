@@ -71,7 +71,7 @@ from mlplab.runs.splits import (
     image_decoding,
     split_record,
 )
-from mlplab.runs.training import RunOutcome
+from mlplab.runs.training import RunOutcome, warn_if_interrupted
 from mlplab.torch_mlp.convert import to_numpy
 from mlplab.torch_mlp.data import input_pipeline
 from mlplab.torch_mlp.depth import (
@@ -507,8 +507,9 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     Returns
     -------
     TorchRunResult : the model, fitted preprocessing, history, metrics, config and run folder.
-        If training was interrupted (Ctrl-C), ``result.interrupted`` is True and the files hold
-        the network as it was then.
+        If training was interrupted (Ctrl-C), ``result.interrupted`` is True, the files hold
+        the network as it was then, and a :class:`mlplab.runs.RunInterruptedWarning` says so
+        and how :func:`resume_run` continues it.
 
     Raises
     ------
@@ -566,8 +567,11 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
                   f"{len(ds.y_val)} val), {counted(cfg.epochs, 'epoch')}, device {dev}, "
                   f"{counted(threads_used, 'thread')}",
                   file=sys.stderr, flush=True)
-        return _fit_and_write(out_dir, config, model, ds, pre, X, X_val, cfg, threads_used,
-                              dev, plots)
+        result = _fit_and_write(out_dir, config, model, ds, pre, X, X_val, cfg, threads_used,
+                                dev, plots)
+    # stacklevel 3: this, threads_kept, the caller
+    warn_if_interrupted(result, "mlplab.torch_mlp.resume_run", stacklevel=3)
+    return result
 
 
 def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLayerPerceptron,
@@ -713,10 +717,14 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
             print(f"resuming {describe(model)} on {ds.name} {done}, device {dev}, "
                   f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
         try:
-            return _fit_and_write(run_dir, config, model, ds, pre, X, X_val, cfg, threads_used,
-                                  dev, plots, state, float(extra.get("seconds", 0.0)), earlier)
+            result = _fit_and_write(run_dir, config, model, ds, pre, X, X_val, cfg,
+                                    threads_used, dev, plots, state,
+                                    float(extra.get("seconds", 0.0)), earlier)
         except TrainingStateError as exc:  # what check_training_state did not foresee
             raise _state_refused(ckpt, exc, run_dir) from None
+    # stacklevel 3: this, threads_kept, the caller
+    warn_if_interrupted(result, "mlplab.torch_mlp.resume_run", stacklevel=3)
+    return result
 
 
 def _state_refused(ckpt: Path, exc: TrainingStateError, run_dir: Path) -> ValueError:

@@ -69,6 +69,7 @@ def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | N
 
     from mlplab.io import write_json
     from mlplab.runs import train_run
+    from mlplab.runs.training import interrupts_said_elsewhere
 
     number = trial if trial is not None else best_so_far(study)[0]
     if number is None:
@@ -104,7 +105,9 @@ def retrain_best(study: optuna.Study, data: TuningData, out: Path, seed: int | N
             shutil.rmtree(leftover)
     try:
         # (a whole configuration, not keywords: its unused settings are not asked for)
-        result = train_run(options, out=tmp, data=data.dataset)
+        # (no RunInterruptedWarning: it would offer to resume tmp, removed below)
+        with interrupts_said_elsewhere():
+            result = train_run(options, out=tmp, data=data.dataset)
         if result.interrupted:  # Ctrl-C: keep the older best-run, and stop as a search does
             raise KeyboardInterrupt
         write_json(tmp / TUNING_NOTE, {
