@@ -1626,6 +1626,37 @@ def test_a_run_records_its_environment_and_a_resume_elsewhere_says_so(tmp_path, 
         assert len(said) == 1 and ", 1 thread)" in said[0]
 
 
+def test_a_run_without_progress_shows_no_bar_while_its_folder_decodes(tmp_path, digits,
+                                                                       monkeypatch, capsys,
+                                                                       jupyter_kernel):
+    """train_run(progress=False), the default, still showed a folder dataset's "decoding pics"
+    bar (in a notebook, in every training cell; in a terminal, under mlplab train --quiet):
+    load_dataset had no progress option. The run's own setting now goes to the loader, whose
+    default, for its direct callers, is still a bar."""
+    for i, (image, label) in enumerate(zip(digits.X_train[:60], digits.y_train[:60])):
+        (tmp_path / "pics" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[:, :, 0]).save(tmp_path / "pics" / str(label) / f"{i}.png")
+    options = {"dataset": f"folder:{tmp_path / 'pics'}", "val_size": 10, "test_size": 10,
+               "hidden": [8], "epochs": 1, "batch_size": 20}
+
+    def decoded_with_a_bar(load, cache):  # a cache of its own: the images are decoded
+        monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / cache))
+        capsys.readouterr()
+        load()
+        return "decoding pics" in capsys.readouterr().err
+
+    assert decoded_with_a_bar(lambda: load_dataset(f"folder:{tmp_path / 'pics'}"), "c1")
+    assert not decoded_with_a_bar(lambda: train_run(options, plots=False), "c2")
+    assert decoded_with_a_bar(lambda: train_run(options, plots=False, progress=True), "c3")
+    run = tmp_path / "run"
+    assert not decoded_with_a_bar(lambda: main(["train", "--dataset", options["dataset"],
+                                                "--val-size", "10", "--test-size", "10",
+                                                "--hidden", "8", "--epochs", "1", "--quiet",
+                                                "--no-plots", "--out", str(run)]), "c4")
+    (run / "metrics.json").unlink()  # as if killed: --resume loads the data again
+    assert not decoded_with_a_bar(lambda: resume_run(run, plots=False), "c5")
+
+
 def test_resume_from_moved_data(tmp_path, digits):
     """A run whose folder dataset was moved resumes from the new place (data_dir) to the result
     it would have had, and other data there is refused."""

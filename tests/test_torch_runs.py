@@ -616,3 +616,32 @@ def test_train_run_refuses_an_init_std_that_default_init_ignores(tmp_path):
     result = tm.train_run("digits", init="default", epochs=1, hidden=[8], plots=False,
                           progress=False)
     assert result.metrics["val_accuracy"] > 0
+
+
+def test_a_run_without_progress_shows_no_bar_while_its_folder_decodes(tmp_path, monkeypatch,
+                                                                       capsys, jupyter_kernel):
+    """tm.train_run(progress=False), the default, showed a folder dataset's "decoding pics"
+    bar (in a notebook; in a terminal under mlplab torch train --no-progress); resume_run alike.
+    The run's own setting now goes to load_dataset."""
+    from PIL import Image
+
+    from mlplab.data import load_dataset
+
+    ds = load_dataset("digits")
+    for i, (image, label) in enumerate(zip(ds.X_train[:60], ds.y_train[:60])):
+        (tmp_path / "pics" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[:, :, 0]).save(tmp_path / "pics" / str(label) / f"{i}.png")
+    name, run = f"folder:{tmp_path / 'pics'}", tmp_path / "run"
+    options = {"val_size": 10, "test_size": 10, "hidden": [8], "epochs": 1, "threads": 1,
+               "plots": False}
+
+    def decoded_with_a_bar(load, cache):  # a cache of its own: the images are decoded
+        monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / cache))
+        capsys.readouterr()
+        load()
+        return "decoding pics" in capsys.readouterr().err
+
+    assert decoded_with_a_bar(lambda: tm.train_run(name, progress=True, **options), "c1")
+    assert not decoded_with_a_bar(lambda: tm.train_run(name, out=run, **options), "c2")
+    (run / "metrics.json").unlink()  # as if killed: the resume loads the data again
+    assert not decoded_with_a_bar(lambda: tm.resume_run(run, plots=False), "c3")

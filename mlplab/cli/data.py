@@ -215,10 +215,11 @@ def add_augment_arguments(group: argparse._ArgumentGroup, presets: bool = True) 
                             "the background Fashion-MNIST's garments lie on")
 
 
-def load_dataset_from_args(args: argparse.Namespace) -> Dataset:
+def load_dataset_from_args(args: argparse.Namespace, progress: bool = True) -> Dataset:
     """``load_dataset`` with the options added by :func:`add_dataset_arguments`.
 
-    The split seed is ``args.data_seed`` if present, else ``args.seed``, else 0.
+    The split seed is ``args.data_seed`` if present, else ``args.seed``, else 0. ``progress``:
+    the bars of a download and of a folder's decoding (a command's --quiet turns them off).
     """
     from mlplab.data import load_dataset
 
@@ -228,7 +229,8 @@ def load_dataset_from_args(args: argparse.Namespace) -> Dataset:
     return load_dataset(args.dataset, data_dir=args.data_dir, download=args.download,
                         val_size=args.val_size, test_size=args.test_size,
                         image_size=args.image_size, seed=0 if seed is None else seed,
-                        mirror=args.mirror, cache=getattr(args, "data_cache", True))
+                        mirror=args.mirror, cache=getattr(args, "data_cache", True),
+                        progress=progress)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

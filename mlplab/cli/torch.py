@@ -127,7 +127,7 @@ def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
     r.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="PyTorch CPU threads (default: every core this process may use)")
     r.add_argument("--no-progress", "--quiet", dest="progress", action="store_false",
-                   help="no progress bar")
+                   help="no progress bars (training, a download, a folder's decoding)")
     r.add_argument("--verbose", action="store_true", help="print a line per epoch")
 
 

@@ -163,7 +163,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--no-plots", dest="plots", action="store_false",
                    help="do not draw the PNG figures")
     o.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
-                   help="no progress bar")
+                   help="no progress bars (training, a download, a folder's decoding)")
     o.add_argument("--verbose", action="store_true",
                    help="print a line per epoch (loss, accuracies, learning rate)")
     o.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -318,7 +318,7 @@ def _train(args: argparse.Namespace) -> int:
 
             def load() -> Dataset:
                 try:
-                    data = load_dataset_from_args(args)
+                    data = load_dataset_from_args(args, progress)  # as the run's bar
                 except DatasetNotFoundError as exc:
                     if args.preset and "dataset" not in options:
                         # "CIFAR-10 not found" named neither the preset's choice nor the flag

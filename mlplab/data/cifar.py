@@ -322,15 +322,15 @@ def _needs_download(data_dir: str | os.PathLike | None) -> bool:
 
 
 def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = False,
-                 mirror: str | None = None) -> Dataset:
+                 mirror: str | None = None, progress: bool = True) -> Dataset:
     """All 50,000 training and 10,000 test images in file order (``X_val`` empty; the caller
-    splits)."""
+    splits). ``progress``: the download's bar."""
     if download and _needs_download(data_dir):
         from mlplab.data.download import download_dataset
 
         # into data_dir (or <data root>/cifar10): searched first, so the fresh archive is the one
         # extracted even where a damaged one lies in another folder
-        download_dataset("cifar10", data_dir=data_dir, mirror=mirror)
+        download_dataset("cifar10", data_dir=data_dir, mirror=mirror, progress=progress)
     folder = find_cifar10(data_dir)
     if folder is None and (partial := _incomplete(candidate_dirs(data_dir))) is not None:
         where, missing = partial

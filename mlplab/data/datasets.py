@@ -232,7 +232,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
                  val_size: int | float | None = None, test_size: int | float | None = None,
                  image_size: int | str | tuple[int, int] | None = None, seed: int | None = 0,
                  mirror: str | None = None, cache: bool = True,
-                 channels: int | None = None) -> Dataset:
+                 channels: int | None = None, progress: bool = True) -> Dataset:
     """Load a dataset's raw splits.
 
     Parameters
@@ -252,6 +252,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     cache : keep decoded image folders in a cache file (see :mod:`mlplab.data.folder`).
     channels : folders only: 1 or 3 decodes every image as grey or RGB (a run's own layout);
         default: grey only if every image is.
+    progress : progress bars while files download and a folder's images are decoded (shown only
+        in a terminal or a notebook); False: none.
 
     Raises
     ------
@@ -274,7 +276,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         from mlplab.data.folder import load_folder
 
         path = user_path(key[len("folder:"):])
-        found = load_folder(path, size, cache=cache, channels=channels)
+        found = load_folder(path, size, cache=cache, channels=channels, progress=progress)
         ds = _holdout_splits(f"folder:{path}", found.classes, *found.train, found.test, val_size,
                              test_size, seed, source=str(path), val=found.val)
         return _record_load_options(ds, None, image_size, seed, val_size, test_size)
@@ -286,13 +288,13 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     elif low == "cifar10":
         from mlplab.data.cifar import load_cifar10
 
-        ds = load_cifar10(data_dir, download=download, mirror=mirror)
+        ds = load_cifar10(data_dir, download=download, mirror=mirror, progress=progress)
         ds = _fixed_splits(ds, val_size, test_size, default_val=1000)
     elif low in ("fashion-mnist", "mnist"):
         from mlplab.data.idx import load_mnist
 
         ds = load_mnist("mnist" if low == "mnist" else "fashion-mnist", data_dir,
-                        download=download, mirror=mirror)
+                        download=download, mirror=mirror, progress=progress)
         ds = _fixed_splits(ds, val_size, test_size, default_val=5000)
     if size is not None:
         for s in SPLITS:

@@ -597,16 +597,16 @@ def decoded_otherwise_before(root: str | os.PathLike, decoding: int
 
 
 def _decode(paths: list[Path], mode: str, size: tuple[int, int] | None,
-            grey_only: bool = False) -> np.ndarray:
+            grey_only: bool = False, progress: bool = True) -> np.ndarray:
     """Every image of ``paths`` as ``uint8 (N, H, W, C)`` in ``mode``, decoded by a few threads.
-    ``grey_only``: stop at the first colour image (``_ColourImage``)."""
+    ``grey_only``: stop at the first colour image (``_ColourImage``). ``progress``: a bar."""
     bad: list[tuple[int, UnreadableImageError]] = []  # every unreadable file, reported at the end
     start, first = _first_readable(paths, mode, size, grey_only, bad)
     if size is None:  # an odd first image must not size the whole array (101 GiB for a photo)
         _check_sampled_sizes(paths, start, first.shape)
     out = _images_array(paths, start, first)
     out[start] = first
-    _decode_rest(paths, start, out, mode, size, grey_only, bad)
+    _decode_rest(paths, start, out, mode, size, grey_only, bad, progress)
     if bad:
         raise all_unreadable([e for _, e in sorted(bad, key=lambda b: b[0])], len(paths))
     return out
@@ -655,7 +655,7 @@ def _images_array(paths: list[Path], start: int, first: np.ndarray) -> np.ndarra
 
 def _decode_rest(paths: list[Path], start: int, out: np.ndarray, mode: str,
                  size: tuple[int, int] | None, grey_only: bool,
-                 bad: list[tuple[int, UnreadableImageError]]) -> None:
+                 bad: list[tuple[int, UnreadableImageError]], progress: bool = True) -> None:
     """Decode the images after ``start`` into ``out`` in chunks, on a few threads: unreadable
     files into ``bad``; an image sized unlike ``out[start]`` stops them all with an error."""
     first_shape = out.shape[1:]
@@ -681,7 +681,8 @@ def _decode_rest(paths: list[Path], start: int, out: np.ndarray, mode: str,
 
     step = 512
     chunks = [range(s, min(s + step, len(paths))) for s in range(start + 1, len(paths), step)]
-    with progress_bar(total=len(paths), desc=f"decoding {paths[0].parent.parent.name}",
+    with progress_bar(progress, total=len(paths),
+                      desc=f"decoding {paths[0].parent.parent.name}",
                       unit="img", leave=False) as bar:
         bar.update(start + 1)
         _run_chunks(work, chunks, bar)
@@ -717,7 +718,8 @@ def _size_mismatch(path: Path, wh: tuple[int, int], first: Path,
                         f"{_image_size_setting()} to resize all images to one size.")
 
 
-def _decode_any(paths: list[Path], size: tuple[int, int] | None) -> np.ndarray:
+def _decode_any(paths: list[Path], size: tuple[int, int] | None,
+                progress: bool = True) -> np.ndarray:
     """Greyscale (one channel) if every image is greyscale, else RGB, whatever the files' order.
 
     Decoding as greyscale stops at the first colour image and starts again as RGB, so a colour
@@ -725,9 +727,9 @@ def _decode_any(paths: list[Path], size: tuple[int, int] | None) -> np.ndarray:
     them decodes its leading grey images twice. Reading every header first instead would cost
     about half a decode of small images for every grey folder."""
     try:
-        return _decode(paths, "L", size, grey_only=True)
+        return _decode(paths, "L", size, grey_only=True, progress=progress)
     except _ColourImage:
-        return _decode(paths, "RGB", size)
+        return _decode(paths, "RGB", size, progress=progress)
 
 
 def _layout_hint(root: Path) -> str:
@@ -754,8 +756,10 @@ def _layout_hint(root: Path) -> str:
 
 def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | None = None, *,
                       classes: list[str] | None = None, mode: str | None = None,
-                      cache: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Decode every image under ``root/<class>/`` into ``(X uint8 (N, H, W, C), y, classes)``."""
+                      cache: bool = True, progress: bool = True
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode every image under ``root/<class>/`` into ``(X uint8 (N, H, W, C), y, classes)``,
+    with a progress bar (``progress``; shown only in a terminal or a notebook)."""
     root = user_path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: {no_such_folder(root)}.")
@@ -789,7 +793,8 @@ def read_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
         if cached is not None:
             return cached, y, classes
     paths = [d / name for d, name in files]
-    X = _decode(paths, mode, image_size) if mode else _decode_any(paths, image_size)
+    X = _decode(paths, mode, image_size, progress=progress) if mode else \
+        _decode_any(paths, image_size, progress)
     if cache_file is not None:
         from mlplab.io import savez
 
@@ -921,13 +926,15 @@ def _warn_beside(root: Path, folders: dict[str, Path]) -> None:
 
 
 def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = None,
-                cache: bool = True, channels: int | None = None) -> FolderSplits:
+                cache: bool = True, channels: int | None = None,
+                progress: bool = True) -> FolderSplits:
     """The splits of an image folder.
 
     With ``train/`` (and optionally ``val/`` and ``test/``) sub-folders those are the splits;
     otherwise every class sub-folder is training data. ``channels`` 1 or 3 decodes every image as
     grey or RGB (a run's own layout); None decides from the training images (grey only if every
-    image is), and the other splits are decoded to the same layout.
+    image is), and the other splits are decoded to the same layout. ``progress``: a bar while
+    images are decoded.
     """
     if channels not in (None, 1, 3):
         raise DatasetError(f"channels must be None, 1 or 3; got {channels!r}.")
@@ -940,17 +947,20 @@ def load_folder(path: str | os.PathLike, image_size: tuple[int, int] | None = No
                                    "one sub-folder per class.")
     folders = split_folders(root)
     if not folders:
-        X, y, classes = read_image_folder(root, image_size, mode=mode, cache=cache)
+        X, y, classes = read_image_folder(root, image_size, mode=mode, cache=cache,
+                                          progress=progress)
         return FolderSplits((X, y), None, None, classes)
     _warn_beside(root, folders)
     _warn_dangling(root)  # a val/ or test/ linked to a disk not mounted: that split taken else
-    X, y, classes = read_image_folder(folders["train"], image_size, mode=mode, cache=cache)
+    X, y, classes = read_image_folder(folders["train"], image_size, mode=mode, cache=cache,
+                                      progress=progress)
     others: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split in ("val", "test"):
         if split not in folders:
             continue
         Xs, ys, _ = read_image_folder(folders[split], image_size, classes=classes,
-                                      mode="L" if X.shape[3] == 1 else "RGB", cache=cache)
+                                      mode="L" if X.shape[3] == 1 else "RGB", cache=cache,
+                                      progress=progress)
         if Xs.shape[1:] != X.shape[1:]:
             raise DatasetError(f"{folders[split]}: images are {Xs.shape[1:]} but the training "
                                f"images are {X.shape[1:]}; pass {_image_size_setting()}.")

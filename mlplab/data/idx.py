@@ -257,8 +257,10 @@ def _needs_download(name: str, files: dict[str, Path] | None) -> bool:
 
 
 def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
-               download: bool = False, mirror: str | None = None) -> Dataset:
-    """All training and test images of ``mnist`` or ``fashion-mnist`` (``X_val`` empty)."""
+               download: bool = False, mirror: str | None = None,
+               progress: bool = True) -> Dataset:
+    """All training and test images of ``mnist`` or ``fashion-mnist`` (``X_val`` empty).
+    ``progress``: the download's bars."""
     if name not in CLASSES:
         raise DatasetError(f"unknown IDX dataset {name!r}; expected mnist or fashion-mnist.")
     passed_over: list[str] = []
@@ -269,7 +271,8 @@ def load_mnist(name: str = "mnist", data_dir: str | os.PathLike | None = None,
 
         # the fresh files are the ones read, even where damaged ones were found elsewhere
         try:
-            paths = download_dataset(name, data_dir=data_dir, mirror=mirror)
+            paths = download_dataset(name, data_dir=data_dir, mirror=mirror,
+                                     progress=progress)
         except DatasetError as exc:
             if files is None:
                 raise

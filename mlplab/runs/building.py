@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *,
-                     moved: str | None = None) -> Dataset:
+                     moved: str | None = None, progress: bool = True) -> Dataset:
     """Load the raw dataset a run config names (with its split settings). ``image_shape``: the
     run's (its model file's), whose channel count a folder is decoded to, so that a run keeps
     working where a later mlplab would decide the folder's colour otherwise (it reads grey GIFs
@@ -32,7 +32,8 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
 
     ``moved``: for a run that exists already (resumed, evaluated), what to do if its data is not
     found, which then replaces the loader's advice to add --download: such a command loads the
-    data as configured and takes no --download, and the likely cause is data that moved."""
+    data as configured and takes no --download, and the likely cause is data that moved.
+    ``progress``: the bars of a download and of a folder's decoding (the run's own setting)."""
     from mlplab.data import load_dataset
     from mlplab.data.base import DatasetError, DatasetNotFoundError, SplitSizeError, download_hint
     from mlplab.data.datasets import canonical_dataset_name, check_dataset_name
@@ -64,7 +65,8 @@ def load_run_dataset(cfg: RunConfig, image_shape: Sequence[int] | None = None, *
     try:
         return load_dataset(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
                             val_size=cfg.val_size, test_size=cfg.test_size,
-                            image_size=cfg.image_size, seed=cfg.data_seed, channels=channels)
+                            image_size=cfg.image_size, seed=cfg.data_seed, channels=channels,
+                            progress=progress)
     except DatasetNotFoundError as exc:
         if moved is None:
             raise

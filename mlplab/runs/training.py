@@ -205,7 +205,8 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         lets the run own the dataset and free its raw training images once they are
         preprocessed, which lowers the peak memory.
     callbacks : extra :class:`mlplab.trainer.Callback` objects (pruning, logging, ...).
-    progress, verbose : a tqdm progress bar; a line per epoch.
+    progress, verbose : tqdm progress bars (training, and the data's download or a folder's
+        decoding when the run loads it); a line per epoch.
     plots : write the PNG figures into ``out``.
     **options : :class:`RunConfig` fields, applied on top of ``config``; ``preset="NAME"`` starts
         from a preset (see :mod:`mlplab.presets`).
@@ -249,7 +250,7 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         # run into the same folder is refused at once, and --resume and evaluate say the run
         # is being trained, where they found an empty folder ("nothing was saved")
         with run_lock(out_dir, new=True) if out_dir is not None else contextlib.nullcontext():
-            cfg, ds, pre, model, X_train = _prepare(cfg, data, options)
+            cfg, ds, pre, model, X_train = _prepare(cfg, data, options, progress)
             if out_dir is not None:
                 # a killed first attempt's half-written config.json (the folder held no run, so
                 # this command was right to start it again): it stayed in the finished run
@@ -297,10 +298,11 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
 
 
 def _prepare(cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,
-             options: Mapping[str, Any]) -> tuple[RunConfig, Dataset, Any, MLP, np.ndarray]:
+             options: Mapping[str, Any], progress: bool
+             ) -> tuple[RunConfig, Dataset, Any, MLP, np.ndarray]:
     """A new run's data and starting point: its config as recorded (the data it was given),
     its dataset, fitted preprocessing, freshly initialised model and training features."""
-    ds, owned = _take_dataset(cfg, data)
+    ds, owned = _take_dataset(cfg, data, progress=progress)
     check_run_data(cfg, ds)  # before anything is written
     if not owned:
         # a dataset loaded by the caller may be another than the config names (train_run(data=
@@ -380,7 +382,8 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
     ds, owned = _take_dataset(cfg, data, loaded.extra.get("image_shape") if loaded else None,
                               moved="" if data_dir is not None else
                               moved_data_hint(resume_command(run_dir),
-                                              f"resume_run({str(run_dir)!r}, data_dir=DIR)"))
+                                              f"resume_run({str(run_dir)!r}, data_dir=DIR)"),
+                              progress=progress)
     if cfg.eval_test:
         require_test_split(ds)
     if loaded is not None:
@@ -639,12 +642,12 @@ def _same_split_size(key: str, given: Any, has: int, ds: Dataset) -> bool:
 
 def _take_dataset(cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,
                   image_shape: Sequence[int] | None = None,
-                  moved: str | None = None) -> tuple[Dataset, bool]:
+                  moved: str | None = None, progress: bool = True) -> tuple[Dataset, bool]:
     """The run's dataset and whether the run owns it: it does when it loads it itself (``data``
-    None, or a function that loads it), and may then free what it no longer needs. ``moved`` as
-    in :func:`load_run_dataset`."""
+    None, or a function that loads it), and may then free what it no longer needs. ``moved`` and
+    ``progress`` as in :func:`load_run_dataset`."""
     if data is None:
-        return load_run_dataset(cfg, image_shape, moved=moved), True
+        return load_run_dataset(cfg, image_shape, moved=moved, progress=progress), True
     if callable(data):
         return data(), True
     return data, False

@@ -368,17 +368,18 @@ _LOAD_DEFAULTS = {"data_dir": None, "download": False, "mirror": None, "val_size
 _LOADER_NAME = {"data_seed": "seed"}
 
 
-def _load(dataset: str | Dataset, data_seed: int, load: dict[str, Any]
+def _load(dataset: str | Dataset, data_seed: int, load: dict[str, Any], progress: bool = True
           ) -> tuple[Dataset, Pipeline, np.ndarray, np.ndarray | None]:
-    """The dataset (loaded here when given by name), the fitted input pipeline and the
-    training and validation features."""
+    """The dataset (loaded here when given by name, with the bars of a download or a folder's
+    decoding if ``progress``), the fitted input pipeline and the training and validation
+    features."""
     if isinstance(dataset, str):
         from mlplab.data import load_dataset
 
         ds = load_dataset(dataset, data_dir=load["data_dir"], download=load["download"],
                           val_size=load["val_size"], test_size=load["test_size"],
                           image_size=load["image_size"], seed=data_seed, mirror=load["mirror"],
-                          cache=load["cache"])
+                          cache=load["cache"], progress=progress)
     else:
         ds = dataset
     if not len(ds.y_train):
@@ -501,7 +502,8 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
         (:class:`TorchTrainConfig`; ``threads`` None: every core this process may use).
     eval_test : also measure the test split (refused up front if there is none).
     plots : write ``loss.png``, ``accuracy.png``, ``confusion.png`` and ``weights.png``.
-    progress, verbose : a progress bar; a line per epoch.
+    progress, verbose : progress bars (training, and the data's download or a folder's
+        decoding when loaded by name); a line per epoch.
     announce : print one line to stderr, once the folder is made, saying what trains where.
 
     Returns
@@ -543,7 +545,7 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     if out_dir is not None:
         _check_out(out_dir, TORCH_CONFIG_FILE)
         stale_config = (out_dir / TORCH_CONFIG_FILE).exists()
-    ds, pre, X, X_val = _load(dataset, data_seed, load)
+    ds, pre, X, X_val = _load(dataset, data_seed, load, progress)
     if eval_test:
         from mlplab.runs import require_test_split
 
@@ -683,7 +685,7 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
         cfg, threads_used, dev = _recorded_settings(config, device, threads, progress, verbose,
                                                     run_dir / TORCH_CONFIG_FILE)
         ds, pre, X, X_val = _load_again(config, data, data_dir, run_dir, "torch train",
-                                        "resume_run", "run")
+                                        "resume_run", "run", progress)
         # the splits the run started with (config.json's record: a run stopped before its first
         # checkpoint is checked too), then those of its checkpoint; also the training split's
         # size
@@ -808,7 +810,8 @@ def _resume_command(folder: Path, noun: str) -> str:
 
 def _load_again(config: dict[str, Any], data: Dataset | None,
                 data_dir: str | os.PathLike | None, folder: Path, command: str, call: str,
-                noun: str) -> tuple[Dataset, Pipeline, np.ndarray, np.ndarray | None]:
+                noun: str, progress: bool
+                ) -> tuple[Dataset, Pipeline, np.ndarray, np.ndarray | None]:
     """The data of the stopped ``noun`` (run or study) in ``folder``, loaded again as its
     ``config`` says (or ``data``, the dataset given again in Python), for ``mlplab COMMAND
     --resume`` / ``CALL(...)``; what cannot be loaded is one line saying what to do."""
@@ -818,7 +821,7 @@ def _load_again(config: dict[str, Any], data: Dataset | None,
                                                             "test_size", "image_size")}}
         load.pop("data_seed")
         try:
-            return _load(config["dataset"], config["data_seed"], load)
+            return _load(config["dataset"], config["data_seed"], load, progress)
         except DatasetNotFoundError as exc:
             # the loader's "add --download", which --resume refused, gives way to the place
             # of data that moved (unless that was the place given)
@@ -1183,7 +1186,7 @@ def depth_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
     if out_dir is not None:
         _check_out(out_dir, DEPTH_FILE)
         diverged = (out_dir / DEPTH_CONFIG_FILE).exists()
-    ds, pre, X, X_val = _load(dataset, data_seed, load)
+    ds, pre, X, X_val = _load(dataset, data_seed, load, progress)
     if X_val is None:
         raise ValueError("the depth table picks the best network by validation accuracy; the "
                          "dataset has no validation split (set "
@@ -1395,7 +1398,7 @@ def resume_depth_run(study: str | os.PathLike, *, data: Dataset | None = None,
         cfg, threads_used, dev = _recorded_settings(config, device, threads, progress, verbose,
                                                     config_path)
         ds, pre, X, X_val = _load_again(config, data, data_dir, folder, "torch depth",
-                                        "resume_depth_run", "study")
+                                        "resume_depth_run", "study", progress)
         # as a run's: before the first checkpoint too (a study stopped in its first epoch)
         _check_same_splits(config["splits"], ds, config_path, "study")
         if X_val is None:  # (splits that match the record have one)
