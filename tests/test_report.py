@@ -377,7 +377,43 @@ def test_a_stopped_reproduce_says_what_became_of_the_report(tmp_path, monkeypatc
     assert f"reproduce: stopped before the report was written: nothing of it is in " \
            f"{tmp_path / 'r'} (an earlier report there is kept as it was). Run the same " \
            "command again to make the report from the start." in err
-    assert not (tmp_path / "r" / "report.md").exists()
+    assert not (tmp_path / "r").exists()  # the folder it made, left empty, is removed
+
+
+def test_a_stopped_reproduce_removes_the_folders_it_made_while_empty(tmp_path, monkeypatch):
+    """reproduce(out="runs/rep") stopped by Ctrl-C before the report was written left an empty
+    runs/rep (and runs/) that it had made, where train_run removes its own. Only folders it
+    made, and only while empty: a folder that was there before, or one that holds a file, stays."""
+    from mlplab.report import runner as rmod
+
+    def stopped(ctx, section):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rmod, "STAGES", [s if s.key != "q1" else rmod.Stage("q1", s.group,
+                                                                            s.title, stopped)
+                                         for s in rmod.STAGES])
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("digits", TINY, out=tmp_path / "runs" / "rep", log=False, only=["q1"])
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("digits", TINY, out=tmp_path / "mine" / "rep", log=False, only=["q1"])
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]
+    assert list((tmp_path / "mine").iterdir()) == []
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("digits", TINY, out=tmp_path / "mine", log=False, only=["q1"])
+    assert (tmp_path / "mine").is_dir()  # there before: kept, though empty
+
+    def kept_a_file(ctx, section):
+        (ctx.out / "notes.txt").write_text("the user's")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rmod, "STAGES", [s if s.key != "q1" else rmod.Stage("q1", s.group,
+                                                                            s.title, kept_a_file)
+                                         for s in rmod.STAGES])
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("digits", TINY, out=tmp_path / "new", log=False, only=["q1"])
+    assert (tmp_path / "new" / "notes.txt").read_text() == "the user's"
 
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="PyTorch is not installed")

@@ -202,6 +202,9 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     _refuse_foreign_tuning(ctx, earlier)
     if earlier is not None and only is not None:
         _refuse_stale_kept(earlier, only)
+    from mlplab.runs.files import first_missing_folder, remove_made_folders
+
+    made = first_missing_folder(out)  # the folders made here, removed again below if empty
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file there or on the path: mkdir would say "[Errno 17] ..."
@@ -209,10 +212,17 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
                          f"choose another {setting('--out', 'out')}.") from exc
     from mlplab.runs.lock import run_lock
 
-    # a second report into the same folder wiped the first's staging folder under it: the
-    # first failed, and the folder ended with one's report beside the other's files
-    with run_lock(out, new=True, doing="written"):
-        return _reproduce_in(ctx, only, debug, log, earlier, command)
+    try:
+        # a second report into the same folder wiped the first's staging folder under it: the
+        # first failed, and the folder ended with one's report beside the other's files
+        with run_lock(out, new=True, doing="written"):
+            return _reproduce_in(ctx, only, debug, log, earlier, command)
+    except BaseException:
+        # a Ctrl-C or an error before the report was written left an empty folder (and an
+        # empty runs/ made for it), as train_run does not: removed, each only while empty
+        # (never one that was there before, nor one holding a file)
+        remove_made_folders(out, made)
+        raise
 
 
 def _reproduce_in(ctx: Context, only: Sequence[str] | None, debug: bool, log: TextIO | bool,
