@@ -898,11 +898,22 @@ def test_ctrl_c_keeps_the_finished_trials_tables_without_a_traceback(digits, tmp
     # Optuna's logger writes to its own handler; let caplog see the records that handler got
     monkeypatch.setattr(logging.getLogger("optuna"), "propagate", True)
 
+    shown = io.StringIO()  # what a handler of Optuna's logger writes, as its own does
+    handler = logging.StreamHandler(shown)
+    logging.getLogger("optuna").addHandler(handler)
     _interrupt_trial(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
-        tune(digits, trials=4, search_space=TINY, out=tmp_path, progress=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tune(digits, trials=4, search_space=TINY, out=tmp_path, progress=False)
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
     failed = [r for r in caplog.records if "Trial 2 failed" in r.getMessage()]
     assert failed and all(r.exc_info is None for r in failed)  # one line, no traceback
+    # which trial stopped, with its settings; not Optuna's "Trial 2 failed with value None."
+    # after it, which says nothing more
+    assert shown.getvalue().startswith("Trial 2 failed with parameters: {") and \
+        shown.getvalue().endswith("because of the following error: KeyboardInterrupt().\n"), \
+        shown.getvalue()
     with open(tmp_path / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
     # the stopped trial is queued again, for the next run, as a stopped worker's is

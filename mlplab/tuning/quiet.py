@@ -1,6 +1,7 @@
 """Optuna's output cut to what a user needs: its experimental and future warnings silenced where
 mlplab uses those APIs on purpose, its log level at WARNING while mlplab searches, and a trial
-stopped by Ctrl-C logged as Optuna's one-line warning without the KeyboardInterrupt's traceback;
+stopped by Ctrl-C logged as Optuna's one-line warning without the KeyboardInterrupt's traceback
+(nor the "failed with value None." line after it);
 and, after a search, the caller's log level and Matplotlib settings (which Optuna's plots change)
 given back. Storage, search and plots all use these, so they stand apart from each.
 """
@@ -52,27 +53,38 @@ def quiet_optuna_warnings() -> Iterator[None]:
 
 class _NoInterruptTraceback(logging.Filter):
     """Optuna logs a trial stopped by Ctrl-C with the whole traceback of the KeyboardInterrupt;
-    keep its one-line warning (the trial is marked failed) and drop the traceback. A trial ended
-    by one of the ``silent`` exceptions is not logged at all: neither the warning that carries
-    the exception nor the "Trial N failed with value None." line that Optuna (4 and later) logs
-    after it without one, found by the trial number the first gave."""
+    keep its one-line warning ("Trial N failed with parameters: {...} because of the following
+    error: KeyboardInterrupt().": which trial stopped, and with what settings) and drop the
+    traceback, and the "Trial N failed with value None." line that Optuna (4 and later) logs
+    after it, which says nothing more. A trial ended by one of the ``silent`` exceptions is not
+    logged at all: neither the warning that carries the exception nor that second line. The
+    second line carries no exception: it is found by the trial number the first gave."""
 
     def __init__(self, silent: tuple[type[BaseException], ...] = ()) -> None:
         super().__init__()
         self.silent = silent
         self.silenced: set[str] = set()  # "Trial N " of the trials whose warnings are dropped
+        self.stopped: set[str] = set()  # "Trial N " of the trials Ctrl-C stopped
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage() if self.silenced or self.silent else ""
-        if record.exc_info and isinstance(record.exc_info[1], self.silent):
-            words = message.split()
+        # (each handler of Optuna's logger asks again about the same record: the answer must
+        # not change once this has taken its exception off it)
+        ended = record.exc_info[1] if record.exc_info else None
+        if isinstance(ended, self.silent + (KeyboardInterrupt,)):
+            words = record.getMessage().split()
             if len(words) > 1 and words[0] == "Trial":
-                self.silenced.add(f"Trial {words[1]} ")
-            return False
-        if any(message.startswith(prefix + "failed") for prefix in self.silenced):
-            return False
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
-            record.exc_info = None
+                kept = isinstance(ended, KeyboardInterrupt)
+                (self.stopped if kept else self.silenced).add(f"Trial {words[1]} ")
+            if not isinstance(ended, KeyboardInterrupt):
+                return False
+            record.exc_info = None  # the one line, without the traceback
+            return True
+        if self.silenced or self.stopped:
+            message = record.getMessage()
+            if any(message.startswith(prefix + "failed") for prefix in self.silenced) or \
+                    any(message.startswith(prefix + "failed with value ")
+                        for prefix in self.stopped):
+                return False
         return True
 
 
