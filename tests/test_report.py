@@ -1632,7 +1632,7 @@ def test_cli_reproduce_flags_reach_the_report(monkeypatch, tmp_path):
     seen["loader"]()
     assert loaded == {"name": "mnist", "data_dir": "/d", "download": True, "val_size": 300,
                       "test_size": 0.25, "image_size": "8", "seed": 5,
-                      "mirror": "http://m.invalid", "cache": False}
+                      "mirror": "http://m.invalid", "cache": False, "progress": True}
 
 
 def _captured_figures(monkeypatch) -> list:

@@ -2341,6 +2341,44 @@ def test_a_best_run_is_kept_only_when_it_is_the_studys_best_retrained_as_asked(t
                                                             "test_accuracy": None}
 
 
+
+def test_a_search_without_progress_shows_no_bar_while_its_folder_decodes(tmp_path, monkeypatch):
+    """tune(progress=False) and mlplab tune --no-progress still showed a folder dataset's
+    "decoding pics" bar, as train_run did: the search's setting now reaches the loader (and is
+    not part of the data's description a resumed study compares)."""
+    from sklearn.datasets import load_digits
+
+    class Terminal(io.StringIO):  # where bars show
+        def isatty(self) -> bool:
+            return True
+
+    images, labels = load_digits(return_X_y=True)
+    for i, (image, label) in enumerate(zip(images[:60], labels[:60])):
+        (tmp_path / "pics" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image.reshape(8, 8) * 15).astype(np.uint8)).save(
+            tmp_path / "pics" / str(label) / f"{i}.png")
+    folder = f"folder:{tmp_path / 'pics'}"
+
+    def decoded_with_a_bar(search, cache):  # a cache of its own: the images are decoded
+        monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / cache))
+        monkeypatch.setattr(sys, "stderr", Terminal())
+        search()
+        return "decoding pics" in sys.stderr.getvalue()
+
+    def search(progress, out):
+        return tune(folder, trials=1, search_space=TINY, out=tmp_path / out, progress=progress,
+                    val_size=10, test_size=10)
+
+    assert not decoded_with_a_bar(lambda: search(False, "o1"), "c1")
+    assert decoded_with_a_bar(lambda: search(True, "o2"), "c2")
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: 8\nlr: 0.1\nepochs: 1\nbatch_size: 64\n")
+    assert not decoded_with_a_bar(lambda: main(
+        ["tune", "--dataset", folder, "--trials", "1", "--search-space", str(space), "--val-size",
+         "10", "--test-size", "10", "--no-progress", "--out", str(tmp_path / "o3")]), "c3")
+    # a study searched with the bar resumes without it: progress is not what the data is
+    assert not decoded_with_a_bar(lambda: search(False, "o2"), "c4")
+
 # --------------------------------------------------------------------------- CLI
 def test_cli_tune_digits(tmp_path, capsys):
     space = tmp_path / "space.yaml"
@@ -2562,7 +2600,7 @@ def test_cli_tune_flags_reach_tune(monkeypatch, tmp_path):
     assert (src.name, src.preprocess, src.train_size) == ("mnist", "scale", 300)
     assert src.kwargs == {"data_dir": "/d", "download": True, "mirror": "http://m.invalid",
                           "val_size": 50, "test_size": 0.2, "image_size": "4", "seed": 4,
-                          "cache": False}
+                          "cache": False, "progress": False}
     assert seen == {"trials": 5, "timeout": 12.5, "search_space": "wide", "study_name": "s1",
                     "storage": "x.db", "workers": 3, "sampler": "random", "prune": "median",
                     "out": str(tmp_path / "o"), "seed": 4, "eval_test": True, "heartbeat": 7,

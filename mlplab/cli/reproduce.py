@@ -119,8 +119,9 @@ def run_reproduce(args: argparse.Namespace) -> int:
     try:
         result = reproduce(args.dataset, args.budget, args.out, args.seed,
                            progress=args.progress, debug=args.debug, only=only,
-                           threads=args.threads, loader=lambda: load_dataset_from_args(args),
-                           reuse=args.reuse,
+                           threads=args.threads, reuse=args.reuse,
+                           # a folder's decoding bar only with the stages' (--progress)
+                           loader=lambda: load_dataset_from_args(args, args.progress),
                            command=shell_command(["mlplab", *argv]) if argv else None)
     except KeyboardInterrupt:
         # a stopped training says how to resume it; a stopped report has no resume: say what

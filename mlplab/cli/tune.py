@@ -156,7 +156,8 @@ def data_source(args: argparse.Namespace) -> DatasetSource:
     kwargs = {"data_dir": args.data_dir, "download": args.download, "mirror": args.mirror,
               "val_size": args.val_size, "test_size": args.test_size,
               "image_size": args.image_size, "seed": args.seed,
-              "cache": getattr(args, "data_cache", True)}
+              "cache": getattr(args, "data_cache", True),
+              "progress": getattr(args, "progress", True)}
     return DatasetSource(args.dataset, kwargs, args.preprocess, args.train_size)
 
 

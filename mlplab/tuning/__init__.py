@@ -276,6 +276,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         space.grid()  # fail now if a knob has no finite grid
     # what the spawned workers must register again; refused now if they could not
     registered = registrations(space) if workers > 1 else None
+    if isinstance(dataset, str):  # a folder's decoding bar goes with the search's
+        dataset_kwargs.setdefault("progress", progress)
     source = as_source(dataset, preprocess, train_size, **dataset_kwargs)
     if study_name is not None:
         check_study_name(study_name)  # ('' fell back to the default name)

@@ -79,8 +79,9 @@ class DatasetSource(DataSource):
     preprocess: str = "standardize"
     train_size: int | None = None
 
-    #: load_dataset arguments that say where the files are, not what the data is
-    LOCATION_ARGS = ("data_dir", "download", "mirror", "cache")
+    #: load_dataset arguments that say where the files are, or how loading them shows, not what
+    #: the data is
+    LOCATION_ARGS = ("data_dir", "download", "mirror", "cache", "progress")
 
     def __post_init__(self) -> None:
         if "seed" in self.kwargs and self.kwargs["seed"] is None:
