@@ -45,14 +45,17 @@ def git_revision(root: Path | None = None) -> str:
     repository, e.g. a project's ``.venv``, reported that project's commit as mlplab's. Asked
     once per process and folder: what a process runs was loaded when it started."""
     root = Path(__file__).resolve().parents[1] if root is None else Path(root)
+    # bytes, not text: git writes UTF-8 (a changed file's name with core.quotePath off, its
+    # messages in the user's language), which decoded with an ASCII locale's or a Windows code
+    # page's codec raised UnicodeDecodeError and failed `mlplab train` before it began
     try:
         subprocess.run(["git", "ls-files", "--error-unmatch", "--", "mlplab/__init__.py"],
-                       cwd=root, text=True, capture_output=True, timeout=10, check=True)
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
-                             capture_output=True, timeout=10, check=True).stdout.strip()
+                       cwd=root, capture_output=True, timeout=10, check=True)
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                             capture_output=True, timeout=10, check=True).stdout
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, text=True, capture_output=True, timeout=10).stdout
-        return rev + ("+dirty" if dirty.strip() else "")
+                               cwd=root, capture_output=True, timeout=10).stdout
+        return rev.decode("ascii", "replace").strip() + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown (not a git checkout)"
 

@@ -1566,6 +1566,38 @@ def test_environment_gives_mlplabs_commit_not_an_enclosing_projects(tmp_path):
     assert git_revision(tmp_path) == git("rev-parse", "--short", "HEAD")
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_environment_reads_gits_utf8_output_under_an_ascii_locale(tmp_path):
+    """git writes a changed file's name in UTF-8 (core.quotePath off); read as text with an
+    ASCII locale's codec (LC_ALL=C without UTF-8 mode) it raised UnicodeDecodeError, and
+    `mlplab train` failed before it began ("'ascii' codec can't decode byte 0xc3")."""
+    import os
+    import subprocess
+    import sys
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
+                              cwd=tmp_path, check=True, capture_output=True).stdout.strip()
+
+    git("init", "-q")
+    git("config", "core.quotePath", "false")
+    (tmp_path / "mlplab").mkdir()
+    (tmp_path / "mlplab" / "__init__.py").write_text("")
+    (tmp_path / "caf\u00e9.txt").write_text("x\n", encoding="utf-8")
+    git("add", ".")
+    git("commit", "-qm", "mlplab")
+    (tmp_path / "caf\u00e9.txt").write_text("changed\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIO"))}
+    env.update(LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    code = ("import sys; from mlplab.environment import git_revision; "
+            "print(git_revision(sys.argv[1]))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env,
+                         capture_output=True, text=True, encoding="utf-8")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == git("rev-parse", "--short", "HEAD").decode() + "+dirty"
+
+
 def test_report_number_formats():
     """The report's figures: a missing or NaN value (a diverged run's accuracy) is a dash, never
     'nan%'; durations switch to minutes from two minutes on."""
