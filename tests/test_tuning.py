@@ -283,6 +283,22 @@ def test_a_sqlite_storage_is_the_file_named_whatever_its_path_holds(tmp_path, fo
         assert file.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [folder]
 
 
+def test_a_sqlite_storage_path_that_is_not_text_is_refused_by_name(tmp_path):
+    """A folder name Python could not decode (Latin-1 bytes; any non-ASCII name under an ASCII
+    locale) holds lone surrogates, which SQLAlchemy cannot quote into a URL: `mlplab tune --out`
+    there failed with "'utf-8' codec can't encode character '\\udce9' ...: surrogates not
+    allowed", naming neither the file nor a way out."""
+    import os
+
+    out = tmp_path / os.fsdecode(b"r\xe9sultats")
+    for given in (None, str(out / "own.db")):
+        with pytest.raises(ValueError, match=r"r\udce9sultats.*cannot be named in a database "
+                                             r"URL: its path holds bytes that are not .* text.*"
+                                             r"journal:FILE\.log"):
+            storage_spec(given, out)
+    assert storage_spec(f"journal:{out}/study.log", out).url.startswith("journal:")
+
+
 def test_storage_spec_parsing(tmp_path, monkeypatch):
     from sqlalchemy.engine import make_url
 

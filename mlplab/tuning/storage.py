@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -452,11 +453,24 @@ def sqlite_url(path: str | os.PathLike) -> str:
     """The SQLAlchemy URL of the SQLite file ``path`` (made absolute), written as the installed
     SQLAlchemy reads it back: pasted in as it was, ``runs/q?x/study.db`` was the file ``runs/q``
     (the rest a query), and under SQLAlchemy 2.1 ``p%41`` the folder ``pA``. A path that this
-    SQLAlchemy cannot write into a URL (a "?" before 2.1 quotes it) is refused by name."""
+    SQLAlchemy cannot write into a URL (a "?" before 2.1 quotes it, a byte that is not text in
+    the file system's encoding) is refused by name."""
     import sqlalchemy
     from sqlalchemy.engine import URL, make_url
 
     database = str(Path(path).expanduser().resolve())
+    try:
+        database.encode("utf-8")
+    except UnicodeEncodeError:
+        # a byte Python could not decode (a Latin-1 name, or any non-ASCII one under an ASCII
+        # locale) is a lone surrogate, which a URL cannot hold: SQLAlchemy failed with "'utf-8'
+        # codec can't encode ...: surrogates not allowed", naming no file
+        journal = setting("--storage journal:FILE.log", "storage='journal:FILE.log'")
+        raise ValueError(f"the study's SQLite file {database} cannot be named in a database "
+                         f"URL: its path holds bytes that are not {sys.getfilesystemencoding()} "
+                         f"text; choose a path without them ({setting('--out', 'out')}, or "
+                         f"{setting('--storage', 'storage')} FILE.db) or keep the study in an "
+                         f"Optuna journal file ({journal}).") from None
     url = URL.create("sqlite", database=database).render_as_string(hide_password=False)
     if make_url(url).database != database:
         raise ValueError(f"the study's SQLite file {database} cannot be named in a database URL "
