@@ -224,6 +224,31 @@ def test_failures_are_marked_not_run_and_the_rest_runs(tmp_path, monkeypatch):
     assert not (tmp_path / "errors.log").exists()
 
 
+def test_a_failure_naming_a_path_that_is_not_utf8_is_logged_and_the_report_written(
+        tmp_path, monkeypatch):
+    """A stage's error naming a path that is not UTF-8 (the tuning stage's study under a Latin-1
+    --out, or any non-ASCII one under LC_ALL=C PYTHONUTF8=0) holds a lone surrogate: writing its
+    traceback to errors.log raised "'utf-8' codec can't encode character '\\udce9'", and
+    `mlplab reproduce` ended there, every stage's work lost and no report written."""
+    import os
+
+    from mlplab.report import runner as rmod
+
+    folder = os.fsdecode(b"r\xe9sultats")
+
+    def broken(ctx, section):
+        raise ValueError(f"cannot use {folder}")
+
+    stages = [s if s.key != "q2" else rmod.Stage("q2", s.group, s.title, broken)
+              for s in rmod.STAGES]
+    monkeypatch.setattr(rmod, "STAGES", stages)
+    r = reproduce("digits", TINY, out=tmp_path, log=False, only=["q1", "q2"])
+    status = {s.key: s.status for s in r.sections}
+    assert status["q1"] == "ok" and status["q2"] == "not run"
+    assert "cannot use r\\xe9sultats" in (tmp_path / "errors.log").read_text(encoding="utf-8")
+    assert "cannot use r\\xe9sultats" in (tmp_path / "report.md").read_text(encoding="utf-8")
+
+
 def test_a_custom_budget_report_gives_a_call_that_reproduces_it(tmp_path):
     """reproduce(..., budget=Budget("tiny", ...)) wrote "reproduced by `mlplab reproduce
     --budget tiny ...`", a command line that argparse refuses (and a custom Budget("quick", ...)

@@ -25,7 +25,7 @@ from typing import Any, TextIO, cast
 
 from mlplab import environment as env
 from mlplab import interrupts
-from mlplab._text import counted, path_word, shell_command
+from mlplab._text import counted, path_word, printable, shell_command
 from mlplab._validation import check_seed, is_int, setting
 from mlplab.io import RUNS_ROOT, check_out_folder, out_folder, why_no_folder
 from mlplab.report.budgets import BUDGETS, Budget, get_budget
@@ -546,8 +546,11 @@ def _print(log: TextIO | bool, line: str) -> None:
 
 
 def _append_error_log(out: Path, key: str, text: str) -> None:
+    # printable: a traceback naming a path that is not UTF-8 (a Latin-1 --out; any non-ASCII one
+    # under an ASCII locale) holds lone surrogates, which UTF-8 refused, and the whole command
+    # ended there with "surrogates not allowed", its report never written
     with open(out / "errors.log", "a", encoding="utf-8") as fh:
-        fh.write(f"--- stage {key}\n{text}\n")
+        fh.write(printable(f"--- stage {key}\n{text}\n"))
 
 
 def _command(ctx: Context, command: str | None) -> str:
