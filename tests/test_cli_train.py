@@ -366,6 +366,29 @@ def test_a_folder_dataset_is_found_from_anywhere_and_after_a_move(tmp_path, monk
     assert "(20 images then, 30 now)" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(sys.getfilesystemencoding() != "utf-8", reason="trains under UTF-8 names")
+def test_a_folder_named_in_utf8_is_found_under_an_ascii_locale(tmp_path, monkeypatch, capsys):
+    """A run trained on folder:caf\u00e9 under a UTF-8 locale records that path as text; read
+    under LC_ALL=C PYTHONUTF8=0 (file names ASCII to Python) `mlplab evaluate` said "no such
+    folder", and so did --resume and --like: the text names the folder whose name is its UTF-8
+    bytes, as where it was written."""
+    ds = load_dataset("digits")
+    pics = tmp_path / "caf\u00e9"
+    for i, (image, label) in enumerate(zip(ds.X_train[:40], ds.y_train[:40])):
+        (pics / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[:, :, 0]).save(pics / str(label) / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", f"folder:{pics}", "--val-size", "10", "--test-size", "0",
+                 "--hidden", "8", "--epochs", "1", "--quiet", "--no-plots", "--out", "r"]) == 0
+    val = json.loads((tmp_path / "r" / "metrics.json").read_text())["val_accuracy"]
+    env = {k: v for k, v in ENV.items() if not k.startswith(("LC_", "LANG", "PYTHONIO"))}
+    env.update(LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    done = subprocess.run([sys.executable, "-m", "mlplab", "evaluate", "r", "--json"], env=env,
+                          capture_output=True, text=True, encoding="utf-8", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["accuracy"] == pytest.approx(val)
+
+
 @pytest.mark.parametrize("argv,code,message", [
     (["train", "--resume", "RUN", "--lr", "0.1"], 2, "drop --lr"),
     (["train", "--resume", "RUN", "--dataset", "mnist", "--val-size", "10", "--download"], 2,

@@ -6,6 +6,7 @@ preprocessing lives in :mod:`mlplab.data.transforms` and is fitted on the traini
 
 from __future__ import annotations
 
+import contextlib
 import os
 import reprlib
 from dataclasses import dataclass, field
@@ -131,7 +132,17 @@ class Dataset:
 def user_path(path: str | os.PathLike) -> Path:
     """``Path(path).expanduser()``, with a ``~`` whose home folder is unknown (another user's
     that this machine does not know, or one's own without ``$HOME`` or a password entry) as a
-    one-line ``DatasetError`` (Python raises a bare RuntimeError)."""
+    one-line ``DatasetError`` (Python raises a bare RuntimeError). A text path that this
+    locale's file system encoding cannot write (``folder:/data/caf\u00e9`` in the config.json
+    of a run trained under a UTF-8 locale, read under ``LC_ALL=C PYTHONUTF8=0``, where Python's
+    file names are ASCII) names the file whose name is its UTF-8 bytes, as it did where it was
+    written: it was reported as "no such folder"."""
+    if isinstance(path, str):
+        try:
+            os.fsencode(path)
+        except UnicodeEncodeError:
+            with contextlib.suppress(UnicodeEncodeError):  # (a surrogate of no byte: as it is)
+                path = os.fsdecode(path.encode("utf-8", "surrogateescape"))
     try:
         return Path(path).expanduser()
     except RuntimeError:
