@@ -414,8 +414,11 @@ def write_json(path: str | os.PathLike, obj: Any, exclusive: bool = False) -> Pa
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """The JSON in ``path``; a ``ValueError`` naming the file if it is not valid JSON (UTF-8)."""
-    with open(path, encoding="utf-8") as fh:
+    """The JSON in ``path``; a ``ValueError`` naming the file if it is not valid JSON (UTF-8).
+    A leading byte order mark is passed over, as RFC 8259 allows: Windows tools put one before
+    the UTF-8 of a file they save (PowerShell's ``Set-Content -Encoding UTF8``, Notepad's
+    "UTF-8 with BOM"), and a config.json edited there was refused as "not valid JSON"."""
+    with open(path, encoding="utf-8-sig") as fh:
         try:
             return json.load(fh)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

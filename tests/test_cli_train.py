@@ -144,6 +144,19 @@ def test_predict_needs_only_the_model_file(run_dir, capsys, tmp_path):
     assert f"{run / 'config.json'} is not valid JSON" in capsys.readouterr().err
 
 
+def test_a_config_saved_with_a_byte_order_mark_is_read(run_dir, capsys, tmp_path):
+    """A config.json edited on Windows and saved as "UTF-8 with BOM" (PowerShell's Set-Content
+    -Encoding UTF8, Notepad) was refused: "is not valid JSON (Unexpected UTF-8 BOM ...)"."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    assert main(["evaluate", str(run), "--json"]) == 0
+    said = capsys.readouterr().out
+    config = run / "config.json"
+    config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert capsys.readouterr().out == said
+
+
 def test_a_class_with_no_images_in_the_split_has_no_accuracy(tmp_path, capsys):
     """A test/ folder without one of train/'s classes: that class's row said 0.000, as if every
     image of it were wrong; it has no accuracy (JSON null, "-" in the table), and the others
