@@ -249,6 +249,24 @@ def test_a_failure_naming_a_path_that_is_not_utf8_is_logged_and_the_report_writt
     assert "cannot use r\\xe9sultats" in (tmp_path / "report.md").read_text(encoding="utf-8")
 
 
+def test_a_report_whose_folder_is_not_utf8_keeps_its_study_in_a_journal(tmp_path):
+    """Under an --out whose name is not text in the file system's encoding (a Latin-1 name; any
+    non-ASCII one under LC_ALL=C PYTHONUTF8=0) no SQLite URL can name tuning/study.db: the
+    search stage failed, its error naming --storage, which reproduce lacks (and moving the
+    finished report into place then failed on the study's URL, the report lost). The study is
+    a journal file there, and the report says so."""
+    import os
+
+    out = tmp_path / os.fsdecode(b"r\xe9sultats")
+    r = reproduce("digits", TINY, out=out, log=False, only=["data", "q3_tuning"])
+    status = {s.key: (s.status, s.reason) for s in r.sections}
+    assert status["q3_tuning"][0] == "ok", status
+    assert (out / "tuning" / "study.log").is_file() and not (out / "tuning" / "study.db").exists()
+    summary = json.loads((out / "tuning" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["storage"] == f"journal:{out / 'tuning' / 'study.log'}"  # moved with it
+    assert "holds the study (`study.log`)" in (out / "report.md").read_text(encoding="utf-8")
+
+
 def test_a_custom_budget_report_gives_a_call_that_reproduces_it(tmp_path):
     """reproduce(..., budget=Budget("tiny", ...)) wrote "reproduced by `mlplab reproduce
     --budget tiny ...`", a command line that argparse refuses (and a custom Budget("quick", ...)

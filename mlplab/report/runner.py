@@ -790,7 +790,10 @@ def _repoint(path: Path, before: str, after: str) -> None:
 
     # the study's storage URL is written as SQLAlchemy renders it, with a path's non-ASCII and
     # reserved characters percent-encoded: a plain replace missed it under an --out like "rép"
-    pairs = [(before, after), (_as_in_url(before), _as_in_url(after))]
+    pairs = [(before, after)]
+    # (a path that is not UTF-8 has no URL form: its study is a journal file, see stage_q3_tuning)
+    with contextlib.suppress(UnicodeEncodeError):
+        pairs.append((_as_in_url(before), _as_in_url(after)))
 
     def fix(value: Any) -> Any:
         if isinstance(value, str):

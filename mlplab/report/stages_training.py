@@ -196,6 +196,24 @@ def _read_trials(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str
         return list(reader.fieldnames or []), list(reader)
 
 
+def _study_storage(out: Path) -> str | None:
+    """The study's storage in the report's ``tuning/``: ``study.db`` (None, tune's default),
+    or a journal file ``study.log`` where no SQLite URL can name that file (a folder name that
+    is not text in the file system's encoding, a Latin-1 one or any non-ASCII one under an
+    ASCII locale): the stage failed there, its error naming --storage, which reproduce lacks."""
+    from mlplab.tuning.storage import sqlite_url
+
+    try:
+        sqlite_url(out / "study.db")
+    except ValueError:
+        return f"journal:{out / STUDY_JOURNAL}"
+    return None
+
+
+#: the study's journal file in the report's tuning/ where no SQLite URL can name study.db
+STUDY_JOURNAL = "study.log"
+
+
 def stage_q3_tuning(ctx: Context, section: Section) -> None:
     from mlplab import tuning
 
@@ -212,9 +230,10 @@ def stage_q3_tuning(ctx: Context, section: Section) -> None:
     cap = b.tune_max_train
     train_size = cap if cap and cap < len(ds.y_train) else None
     result = tuning.tune(ds, trials=b.tune_trials, search_space=space.to_dict(), out=out,
-                         seed=ctx.seed, eval_test=False, progress=ctx.progress,
-                         preprocess=TUNING_PREPROCESSING, train_size=train_size,
-                         sampler="tpe", prune=b.tune_prune, heartbeat=None)
+                         storage=_study_storage(out), seed=ctx.seed, eval_test=False,
+                         progress=ctx.progress, preprocess=TUNING_PREPROCESSING,
+                         train_size=train_size, sampler="tpe", prune=b.tune_prune,
+                         heartbeat=None)
     if result.best_trial is None:
         raise RuntimeError(f"no tuning trial completed ({result.n_failed} failed).")
     settings = {**space.fixed, **result.best_params}
@@ -305,7 +324,8 @@ def tuning_files_text(result: Any, root: Path) -> str:
                           link("results.md", files.get("markdown"))) if x]
     plots = [x for x in (link(label, files.get(key)) for key, label in _OPTUNA_PLOTS.items())
              if x]
-    parts = ["the study (`study.db`)"]
+    study = STUDY_JOURNAL if str(result.storage).startswith("journal:") else "study.db"
+    parts = [f"the study (`{study}`)"]
     if trials:
         parts.append(f"every trial ({', '.join(trials)})")
     if plots:
