@@ -11,7 +11,9 @@ just after the import. Later imports of Matplotlib's modules find them loaded.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -35,10 +37,21 @@ def _config_dir_writable() -> bool:
         return False
 
 
+def _remove_config_dir(folder: str, owner: int) -> None:
+    """Remove the temporary configuration folder as the process that made it ends (not as a
+    forked child of it ends, which shares it)."""
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 if "MPLCONFIGDIR" not in os.environ and not _config_dir_writable():
     # a read-only or unset HOME (a container, a CI job): Matplotlib makes a temporary folder
-    # itself, but says so in two lines on stderr, around a command's one-line messages
+    # itself, but says so in two lines on stderr, around a command's one-line messages.
+    # Removed at exit, as Matplotlib removes its own: every command left one (its font cache,
+    # 40 KB) in the temporary folder of a shared machine. Worker processes inherit the
+    # variable and use the folder while their parent, which waits for them, runs.
     os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="mlplab-matplotlib-")
+    atexit.register(_remove_config_dir, os.environ["MPLCONFIGDIR"], os.getpid())
 
 with interrupts.deferred():
     import matplotlib

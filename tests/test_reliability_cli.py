@@ -417,6 +417,21 @@ def test_a_home_folder_matplotlib_cannot_write_to_adds_no_lines_of_its_own(tmp_p
     assert os.path.basename(done.stdout.strip()).startswith("mlplab-matplotlib-")
 
 
+def test_the_temporary_matplotlib_folder_goes_when_the_process_ends(tmp_path):
+    """The configuration folder mlplab makes for Matplotlib under an unwritable HOME (with its
+    font cache) stayed in the temporary folder after every command: dozens on a shared machine
+    or CI runner. It is removed as the process ends, as Matplotlib removes its own."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME")}
+    env.update(HOME="/proc", TMPDIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", "import os, mlplab._matplotlib as m; "
+                           "m.plt.figure(); print(os.environ['MPLCONFIGDIR'])"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    folder = Path(done.stdout.strip())
+    assert folder.parent == tmp_path and folder.name.startswith("mlplab-matplotlib-")
+    assert not folder.exists() and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("raised, said", [
     (MemoryError("std::bad_alloc"), "out of memory (std::bad_alloc); "),
     (MemoryError(), "out of memory; "),
