@@ -198,14 +198,34 @@ class DiskFullError(OSError):
         whats: dict[int | None, str] = {errno.EDQUOT: "disk quota exceeded",
                                         errno.EFBIG: "file too large"}
         what = whats.get(cause.errno, "no space left on device")
+        # a file-size limit is this process's (ulimit -f, as a shared machine's or CI runner's
+        # may set), not the disk's: "free some disk space" sent the user to a disk with room
+        todo = _file_size_advice() if cause.errno == errno.EFBIG else "free some disk space"
         super().__init__(
-            f"{what} while writing {path} ({cause.strerror or cause}); free some disk space and "
+            f"{what} while writing {path} ({cause.strerror or cause}); {todo} and "
             f"run the command again - the previous {path.name}, if any, is intact")
         self.errno = cause.errno
         self.filename = str(path)
 
     def __str__(self) -> str:  # the message alone (OSError would prefix "[Errno 28] None")
         return str(self.args[0])
+
+
+def _file_size_advice() -> str:
+    """What to do about a file too large (EFBIG): raise this process's file-size limit where it
+    has one (``ulimit -f``, in blocks of 1024 bytes), else write to a file system that takes
+    larger files (FAT32 stops at 4 GiB)."""
+    elsewhere = "write to a file system that takes larger files"
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        return elsewhere
+    if soft == resource.RLIM_INFINITY:
+        return elsewhere
+    return (f"raise this process's file size limit (ulimit -f, now {soft // 1024} blocks of "
+            "1 KiB; ulimit -f unlimited lifts it)")
 
 
 #: a write the file system refuses: a read-only one, or a folder this user may not write to

@@ -288,3 +288,28 @@ def test_a_disk_that_refuses_the_temporary_file_or_folder_is_a_full_disk(tmp_pat
     if where == "mkstemp":
         assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in target.parent.glob(".*")] == [] if target.parent.exists() else True
+
+
+def test_a_file_size_limit_says_to_raise_it_not_to_free_disk_space(tmp_path):
+    """Under ``ulimit -f`` (a shared machine's, a CI runner's) a checkpoint larger than the limit
+    failed with "free some disk space", on a disk with room: the message names the limit and how
+    to lift it, in one line, and the run folder with nothing saved is not left behind."""
+    import resource
+
+    limit = 100 * 1024  # bytes: the checkpoint of 256 hidden units on digits is ~0.5 MB
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(
+            resource.RLIMIT_FSIZE)[1]))
+
+    run = tmp_path / "run"
+    done = subprocess.run(mlplab_cmd("train", "--dataset", "digits", "--hidden", "256",
+                                     "--epochs", "1", "--no-plots", "--quiet", "--out", str(run)),
+                          capture_output=True, text=True, env=ENV, timeout=300,
+                          preexec_fn=limited)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"mlplab train: error: file too large while writing {run}"), last
+    assert "ulimit -f, now 100 blocks" in last and "free some disk space" not in last, last
+    assert "Traceback" not in done.stderr
+    assert not run.exists()
