@@ -435,11 +435,17 @@ def test_the_temporary_matplotlib_folder_goes_when_the_process_ends(tmp_path):
 @pytest.mark.parametrize("raised, said", [
     (MemoryError("std::bad_alloc"), "out of memory (std::bad_alloc); "),
     (MemoryError(), "out of memory; "),
+    # PyTorch's CPU allocator, word for word (torch 2.x), under ulimit -v: a RuntimeError
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                  "allocate memory: you tried to allocate 6400000000 bytes. Error code 12 "
+                  "(Cannot allocate memory)"),
+     "out of memory (PyTorch was unable to allocate 5.96 GiB); "),
 ])
 def test_running_out_of_memory_says_so(monkeypatch, capsys, raised, said):
     """Under a memory limit (``ulimit -v``) loading even the digits failed with "mlplab train:
     error: std::bad_alloc" (scikit-learn's C++), or "error: MemoryError": nothing said that
-    memory ran out or what to do."""
+    memory ran out or what to do. ``mlplab torch train`` passed PyTorch's allocator's refusal on
+    as it came ("[enforce fail at alloc_cpu.cpp:127] ...")."""
     import mlplab.cli.check as check
 
     def exhausted(args):
