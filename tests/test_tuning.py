@@ -3617,3 +3617,33 @@ def test_a_grid_that_runs_out_before_trials_says_the_search_is_complete(tmp_path
         "--trials 10: the search is complete" in out, out
     assert main([*command[:4], "1", *command[5:], "--study", "other"]) == 0
     assert "the grid's points" not in capsys.readouterr().out  # --trials 1 of 2: as asked
+
+
+def test_cli_tune_a_trial_out_of_memory_is_one_line_not_a_traceback(tmp_path):
+    """Under a memory limit (``ulimit -v``, here RLIMIT_AS) each trial of a network too large
+    printed Optuna's 25-line traceback of NumPy's allocation; now its one-line warning, and the
+    command's one-line error that every trial failed."""
+    import resource
+    import subprocess
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, resource.getrlimit(
+            resource.RLIMIT_AS)[1]))
+
+    space = tmp_path / "space.yaml"  # two layers of 40,000: a 12 GiB weight matrix
+    space.write_text("hidden_size: 40000\ndepth: 2\nepochs: 1\n"
+                     "lr: {type: float, low: 0.001, high: 0.01}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run([sys.executable, "-m", "mlplab", "tune", "--trials", "2",
+                           "--search-space", str(space), "--out", str(tmp_path / "o"),
+                           "--no-progress"], capture_output=True, text=True, env=env,
+                          timeout=300, preexec_fn=limited)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "File \"" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    failed = [line for line in lines if "failed with parameters" in line]
+    # (failed trials do not count towards --trials: the search gives up after a run of them)
+    assert len(failed) >= 2 and all("MemoryError" in line for line in failed), lines
+    assert re.match(r"mlplab tune: error: all \d+ trials failed, the first with MemoryError: "
+                    "Unable to allocate", lines[-1]), lines[-1]

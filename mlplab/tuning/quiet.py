@@ -58,7 +58,9 @@ class _NoInterruptTraceback(logging.Filter):
     traceback, and the "Trial N failed with value None." line that Optuna (4 and later) logs
     after it, which says nothing more. A trial ended by one of the ``silent`` exceptions is not
     logged at all: neither the warning that carries the exception nor that second line. The
-    second line carries no exception: it is found by the trial number the first gave."""
+    second line carries no exception: it is found by the trial number the first gave. A trial
+    that ran out of memory (a MemoryError, which the search catches and fails the trial with)
+    keeps its warning too, without the traceback."""
 
     def __init__(self, silent: tuple[type[BaseException], ...] = ()) -> None:
         super().__init__()
@@ -85,13 +87,19 @@ class _NoInterruptTraceback(logging.Filter):
                     any(message.startswith(prefix + "failed with value ")
                         for prefix in self.stopped):
                 return False
+        if record.exc_info and isinstance(record.exc_info[1], MemoryError):
+            # a trial out of memory (a large network under ulimit -v) is caught and failed on
+            # purpose: its 25 lines of traceback, from NumPy's allocation, said nothing more
+            # than the warning's line, once per such trial; results.csv keeps its error
+            record.exc_info = None
         return True
 
 
 @contextlib.contextmanager
 def quiet_interrupts(silent: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
-    """Within the block, Optuna logs a trial stopped by Ctrl-C without its traceback, and one
-    that raised one of the ``silent`` exceptions (an ending of mlplab's own) not at all."""
+    """Within the block, Optuna logs a trial stopped by Ctrl-C or out of memory without its
+    traceback, and one that raised one of the ``silent`` exceptions (an ending of mlplab's own)
+    not at all."""
     import optuna  # noqa: F401  (sets up the "optuna" logger and its handler)
 
     handlers = logging.getLogger("optuna").handlers
