@@ -332,9 +332,26 @@ def special_file(path: str | os.PathLike) -> str | None:
     return next((what for test, what in _KINDS if test(mode)), "a special file")
 
 
+#: what to do in a current folder that was removed (``cd`` into a folder, then ``rm -r`` of it
+#: from another shell, or a CI step's workspace wiped under a running job)
+CWD_REMOVED = "the current folder was removed; cd to a folder that exists"
+
+
+def cwd_removed() -> bool:
+    """Whether the current folder was removed: a relative path then names nothing (its folder
+    cannot be made, "No such file or directory"), and ``Path.resolve()`` raises."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return True
+    return False
+
+
 def why_no_folder(path: str | os.PathLike, exc: OSError) -> str:
     """Why the folder ``path`` could not be made, in words. A dangling link or a file on its
     path would otherwise be told as mkdir's "File exists" or "Not a directory"."""
+    if not Path(path).is_absolute() and cwd_removed():
+        return f"{CWD_REMOVED} (or give an absolute path)"
     for p in (Path(path), *Path(path).parents):
         if (broken := broken_link(p)) is not None:
             return broken
@@ -370,10 +387,15 @@ def check_out_folder(out: str | os.PathLike, folder: str | os.PathLike | None = 
     from mlplab._validation import setting
 
     start = Path(out if folder is None else folder)
+    name = name or setting("--out", "out")
+    if not start.is_absolute() and cwd_removed():
+        # "." still exists for stat() there, and the relative path failed only later: a
+        # study's database as "[Errno 2] No such file or directory", naming nothing
+        raise error(f"cannot write to {name} {out}: {CWD_REMOVED}, or give {name} an "
+                    "absolute path.")
     blocker = next((p for p in (start, *start.parents) if p.exists()), None)
     if blocker is None:
         return
-    name = name or setting("--out", "out")
     if blocker.is_dir():
         # found now, not after the data has loaded and the preprocessing has been fitted
         if writable and not os.access(blocker, os.W_OK | os.X_OK):

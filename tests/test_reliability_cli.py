@@ -938,3 +938,52 @@ def test_the_folder_a_typo_meant_is_one_edit_away_or_two_in_a_long_name(tmp_path
     assert near_folder(tmp_path / "expriment") == str(tmp_path / "experiment")  # as it was given
     assert no_such_folder("rusn") == "no such folder (did you mean runs?)"
     assert no_such_folder("elsewhere") == "no such folder"
+
+
+def _in_a_removed_folder(folder: Path):
+    """A ``preexec_fn`` that starts the command in ``folder`` and removes it first, as ``cd
+    folder`` in one shell and ``rm -r folder`` in another (or a CI workspace wiped) leave it."""
+    def enter_and_remove() -> None:
+        os.chdir(folder)
+        os.rmdir(folder)
+    return enter_and_remove
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--dataset", "digits", "--hidden", "8", "--epochs", "1"],
+    ["tune", "--dataset", "digits", "--trials", "1"],
+])
+def test_a_removed_current_folder_is_said_for_the_default_out(tmp_path, command):
+    """With the current folder removed the default (relative) output folder failed as
+    "mlplab tune: error: [Errno 2] No such file or directory" (from resolving the study's
+    path), or train's "No such file or directory" of runs/...: now both say what happened."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    done = subprocess.run([sys.executable, "-m", "mlplab", *command], capture_output=True,
+                          text=True, timeout=120, preexec_fn=_in_a_removed_folder(gone),
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"mlplab {command[0]}: error: cannot ") and \
+        "the current folder was removed; cd to a folder that exists" in last, done.stderr
+    assert "Traceback" not in done.stderr and "Errno" not in done.stderr
+
+
+def test_pytorch_in_a_removed_current_folder_is_one_line_not_a_dead_process(tmp_path):
+    """``import torch`` in a removed current folder ends the process (exit status 2, "Intel
+    oneMKL FATAL ERROR: Cannot load .../libtorch_cpu.so": it looked like a broken install), with
+    an absolute --out too; mlplab.torch_mlp refuses first, in one line."""
+    pytest.importorskip("torch")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    done = subprocess.run([sys.executable, "-m", "mlplab", "torch", "train", "--dataset",
+                           "digits", "--hidden", "8", "--epochs", "1", "--out",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=120,
+                          preexec_fn=_in_a_removed_folder(gone),
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "mlplab torch train: error: PyTorch cannot be loaded while the current folder is a "
+        "removed one (its Intel oneMKL ends the process); cd to a folder that exists."), \
+        done.stderr
+    assert not (tmp_path / "run").exists()

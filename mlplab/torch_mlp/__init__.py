@@ -39,6 +39,17 @@ Importing this package (or any of its modules) needs PyTorch: ``pip install 'mlp
 
 from __future__ import annotations
 
+import sys
+
+from mlplab.io import cwd_removed
+
+if "torch" not in sys.modules and cwd_removed():
+    # PyTorch's Intel oneMKL cannot load libtorch_cpu.so there, and ends the process at once
+    # (exit status 2, "Intel oneMKL FATAL ERROR: Cannot load .../libtorch_cpu.so": a broken
+    # install, it seemed), in the middle of a report too
+    raise OSError("PyTorch cannot be loaded while the current folder is a removed one (its "
+                  "Intel oneMKL ends the process); cd to a folder that exists.")
+
 try:
     import torch  # noqa: F401  (the package's one check that PyTorch is there)
 except ImportError as exc:  # torch is an optional extra
