@@ -3647,3 +3647,33 @@ def test_cli_tune_a_trial_out_of_memory_is_one_line_not_a_traceback(tmp_path):
     assert len(failed) >= 2 and all("MemoryError" in line for line in failed), lines
     assert re.match(r"mlplab tune: error: all \d+ trials failed, the first with MemoryError: "
                     "Unable to allocate", lines[-1]), lines[-1]
+
+
+@pytest.mark.parametrize("limit_kib", [80, 200])  # (fails as the study opens; at a later write)
+def test_cli_tune_a_study_the_disk_refuses_says_so(tmp_path, limit_kib):
+    """A study.db that could not grow (a full disk, or here a file size limit: ``ulimit -f``)
+    ended the command with Optuna's "An exception is raised during the commit. This typically
+    happens due to invalid data in the commit, e.g. exceeding max length", or with "cannot open
+    storage ...: disk I/O error": now SQLite's reason and what to do, in one line."""
+    import resource
+    import subprocess
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_kib * 1024, resource.getrlimit(
+            resource.RLIMIT_FSIZE)[1]))
+
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: 8\nepochs: 1\nlr: {type: float, low: 0.001, high: 0.01}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run([sys.executable, "-m", "mlplab", "tune", "--trials", "2",
+                           "--search-space", str(space), "--out", str(tmp_path / "o"),
+                           "--no-progress"], capture_output=True, text=True, env=env,
+                          timeout=300, preexec_fn=limited)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("mlplab tune: error: cannot "), done.stderr
+    assert last.endswith("disk I/O error; free some disk space (or raise this process's file "
+                         "size limit, ulimit -f) and run the command again, which goes on from "
+                         "the study's finished trials"), done.stderr
+    assert "exceeding max length" not in done.stderr and "Traceback" not in done.stderr

@@ -101,6 +101,7 @@ from mlplab.tuning.storage import (
     release_interrupted,
     released_on_ctrl_c,
     sqlalchemy_url,
+    storage_failures_said,
     storage_spec,
 )
 from mlplab.tuning.study import (
@@ -203,6 +204,7 @@ def default_study_name(source: DataSource) -> str:
 # study, the search, the retraining), the caller (a notebook keeps the traceback) gets the
 # KeyboardInterrupt without a statement that holds study.db locked: see release_interrupted
 @released_on_ctrl_c()
+@storage_failures_said()
 @optuna_warnings_only()
 @matplotlib_style_kept()
 def tune(dataset: Any, trials: int = 20, timeout: float | None = None,

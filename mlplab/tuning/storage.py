@@ -147,8 +147,8 @@ class StorageSpec:
                     # the driver's own first line (e.g. "connection ... refused"), not
                     # SQLAlchemy's wrapping of it with a link to its documentation
                     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-                    raise RuntimeError(f"cannot open storage {self.display}: {reason}") \
-                        from exc
+                    raise RuntimeError(f"cannot open storage {self.display}: {reason}"
+                                       f"{_no_room_advice(reason)}") from exc
                 time.sleep(0.2 + 0.3 * attempt)
         raise AssertionError("unreachable")
 
@@ -433,6 +433,39 @@ def released_on_ctrl_c() -> Iterator[None]:
     except KeyboardInterrupt as exc:
         release_interrupted(exc)
         raise
+
+
+#: SQLite's words for a write the disk refused: full (ENOSPC, a quota), or an I/O error, as
+#: SQLite reports a write over this process's file size limit (EFBIG under ulimit -f)
+_NO_ROOM = ("database or disk is full", "disk i/o error")
+
+
+def _no_room_advice(reason: str) -> str:
+    """What to do, after ``reason`` (a database driver's error), where it says the disk refused
+    a write; else nothing."""
+    if not any(words in reason.lower() for words in _NO_ROOM):
+        return ""
+    return ("; free some disk space (or raise this process's file size limit, ulimit -f) and "
+            "run the command again, which goes on from the study's finished trials")
+
+
+@contextlib.contextmanager
+def storage_failures_said() -> Iterator[None]:
+    """A write to the study that the disk refused (full, or over ``ulimit -f``) as SQLite's
+    reason and what to do, not as Optuna's "An exception is raised during the commit. This
+    typically happens due to invalid data in the commit, e.g. exceeding max length", which sent
+    the user looking for bad data. Other storage errors go on as they are. Also a decorator."""
+    import optuna
+
+    try:
+        yield
+    except optuna.exceptions.StorageInternalError as exc:
+        cause = getattr(exc.__cause__, "orig", None) or exc.__cause__
+        reason = (str(cause).strip().splitlines() or [""])[0] if cause is not None else ""
+        advice = _no_room_advice(reason)
+        if not advice:
+            raise
+        raise RuntimeError(f"cannot write the tuning study: {reason}{advice}") from exc
 
 
 def journal_file_backend(path: str | os.PathLike, open_lock: bool = False) -> BaseJournalBackend:
