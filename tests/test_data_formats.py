@@ -1925,30 +1925,38 @@ def test_batches_must_be_files_each_once_and_nothing_may_follow_the_archive(tmp_
 
 def test_without_a_home_folder_data_dir_still_works(tmp_path, monkeypatch):
     """No $HOME and no password entry (a bare container): the default data root cannot be
-    found, which matters only when no data_dir is given."""
+    found, which matters only when no data_dir is given; the error says so, and what to give
+    (it was "'~/.cache/mlplab': ... give the folder's full path", of a path never given)."""
     import pwd
 
     def unknown(uid):
         raise KeyError(uid)
 
+    NO_HOME = (r"^no home folder here for the default data folder ~/\.cache/mlplab \(HOME is "
+               r"unset and this user has none\); give data_dir or set MLPLAB_DATA")
     monkeypatch.delenv("HOME", raising=False)
     monkeypatch.delenv("MLPLAB_DATA", raising=False)
     monkeypatch.setattr(pwd, "getpwuid", unknown)
     write_cifar(tmp_path / "cifar-10-batches-py")
     assert len(load_dataset("cifar10", data_dir=tmp_path, val_size=1).X_test)
-    with pytest.raises(DatasetError, match="the home folder '~' stands for is unknown"):
+    with pytest.raises(DatasetError, match=NO_HOME):
         load_dataset("cifar10", val_size=1)
     # MNIST and Fashion-MNIST too (their loader asked for the default root first, and failed);
     # without a data_dir, Fashion-MNIST is still found in Debian's folder
     write_idx_set(tmp_path / "idx")
     assert len(load_dataset("mnist", data_dir=tmp_path / "idx", val_size=1).X_test)
-    with pytest.raises(DatasetError, match="the home folder '~' stands for is unknown"):
+    with pytest.raises(DatasetError, match=NO_HOME):
         load_dataset("mnist", val_size=1)
     monkeypatch.setattr(idx_module, "DEBIAN_FASHION_DIR", tmp_path / "debian")
-    with pytest.raises(DatasetError, match="the home folder '~' stands for is unknown"):
+    with pytest.raises(DatasetError, match=NO_HOME):
         load_dataset("fashion-mnist", val_size=1)
     write_idx_set(tmp_path / "debian", seed=3)
     assert len(load_dataset("fashion-mnist", val_size=1).X_test)
+    # a ~ in MLPLAB_DATA is named as the variable's, which no command line shows
+    monkeypatch.setenv("MLPLAB_DATA", "~nouser/data")
+    with pytest.raises(DatasetError, match=r"^MLPLAB_DATA='~nouser/data': the home folder '~' "
+                       "stands for is unknown here; set MLPLAB_DATA to the folder's full path"):
+        load_dataset("mnist", val_size=1)
 
 
 # --- progress bars in a notebook ------------------------------------------------------------------

@@ -160,9 +160,22 @@ def check_data_dir(data_dir: str | os.PathLike | None) -> None:
 
 
 def data_root() -> Path:
-    """Where downloads and caches live: ``$MLPLAB_DATA`` or ``~/.cache/mlplab``."""
+    """Where downloads and caches live: ``$MLPLAB_DATA`` or ``~/.cache/mlplab``. Where that
+    cannot be, a ``DatasetError`` that says where the folder came from: the user typed neither
+    (a container's user without HOME or a password entry, as OpenShift runs them, was told
+    "'~/.cache/mlplab': ... give the folder's full path", of a path never given)."""
     env = os.environ.get("MLPLAB_DATA")
-    return user_path(env or "~/.cache/mlplab")
+    try:
+        return user_path(env or "~/.cache/mlplab")
+    except DatasetError:
+        data_dir = setting("--data-dir DIR", "data_dir")
+        if env:
+            raise DatasetError(f"MLPLAB_DATA={env[:200]!r}: the home folder '~' stands for is "
+                               "unknown here; set MLPLAB_DATA to the folder's full path (or "
+                               f"give {data_dir}).") from None
+        raise DatasetError("no home folder here for the default data folder ~/.cache/mlplab "
+                           f"(HOME is unset and this user has none); give {data_dir} or set "
+                           "MLPLAB_DATA to a folder.") from None
 
 
 class _BoundedRepr(reprlib.Repr):
