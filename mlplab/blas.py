@@ -11,14 +11,15 @@ products. BLAS level 1 (``saxpy``/``sscal``) does each in one pass with no tempo
 Which BLAS: NumPy does not expose level 1, so the first choice is NumPy's own OpenBLAS, called
 through :mod:`ctypes` (NumPy's wheels export its CBLAS as ``scipy_cblas_saxpy64_`` and so on, with
 64-bit integers). The updates then share the matrix products' thread pool and run on all its
-threads: a 3072x500 ``saxpy`` takes 0.08 ms at 2 threads against 0.15 ms at one. On other builds
-(a NumPy linked to a system BLAS without those symbols) the fallback is SciPy's BLAS
+threads: a 3072x500 ``saxpy`` takes 0.08 ms at 2 threads against 0.15 ms at one. On other builds (a
+NumPy linked to a system BLAS without those symbols) the fallback is SciPy's BLAS
 (:mod:`scipy.linalg.blas`; ``MLPLAB_BLAS=scipy`` in the environment, read at the first update,
-forces it). SciPy's wheels bundle a second OpenBLAS, and two OpenBLAS pools fight
-over the cores (each one's idle threads spin for a while after a call), which made a training step
-2-3x *slower* with both at 2 threads; :func:`level1_threads` therefore pins SciPy's pool to one
-thread for the duration of a training run (it does nothing when NumPy's BLAS does the work). Arrays
-that BLAS cannot take in place (non-contiguous, mixed dtypes) fall back to NumPy.
+forces it; any other value is warned of and leaves NumPy's). SciPy's wheels bundle a second
+OpenBLAS, and two OpenBLAS pools fight over the cores (each one's idle threads spin for a while
+after a call), which made a training step 2-3x *slower* with both at 2 threads;
+:func:`level1_threads` therefore pins SciPy's pool to one thread for the duration of a training run
+(it does nothing when NumPy's BLAS does the work). Arrays that BLAS cannot take in place
+(non-contiguous, mixed dtypes) fall back to NumPy.
 
 Why the accumulating product (:func:`gemm_tn`): momentum's ``v = mu v + g`` after ``g = x^T dout``
 is a GEMM, then two passes over a weight-sized array (``sscal``, ``saxpy``). BLAS's own
@@ -47,8 +48,18 @@ _CBLAS_NAMES = ("scipy_cblas_{}64_", "cblas_{}64_")  # NumPy >= 2 wheels; NumPy 
 def _numpy_cblas() -> tuple[ctypes.CDLL, str] | None:
     """NumPy's own BLAS library and its CBLAS symbol pattern, or None when NumPy's BLAS does not
     export the ILP64 CBLAS of NumPy's wheels (or ``MLPLAB_BLAS=scipy`` asks for SciPy's)."""
-    if os.environ.get("MLPLAB_BLAS", "").lower() == "scipy":
+    chosen = os.environ.get("MLPLAB_BLAS", "")
+    if chosen.lower() == "scipy":
         return None
+    if chosen:
+        # any other value went unnoticed: MLPLAB_BLAS=SciPy-blas, or =numpy, meant to choose,
+        # quietly ran NumPy's. Warned (once: this is cached), not refused: the choice is only
+        # one of speed, and the first update comes after a run's folder is made
+        import warnings
+
+        warnings.warn(f"MLPLAB_BLAS={chosen[:100]!r} is not a choice: 'scipy' (SciPy's BLAS) is "
+                      "the only value it takes; NumPy's BLAS is used. Unset it or set it to "
+                      "scipy.", stacklevel=2)
     from threadpoolctl import threadpool_info
 
     # NumPy's wheels keep their BLAS in numpy.libs/ (Linux, Windows) or numpy/.dylibs (macOS)

@@ -106,3 +106,22 @@ def test_level1_threads_pins_scipys_own_blas_only_when_it_does_the_updates(backe
         # NumPy's BLAS (the matrix products) keeps its threads
         assert all(inside[p] == before[p] for p in before if p not in paths)
     assert threads() == before
+
+
+def test_a_value_of_mlplab_blas_that_chooses_nothing_is_warned_of(monkeypatch):
+    """MLPLAB_BLAS takes one value, scipy; any other (=numpy, =scipy-blas, a typo) went
+    unnoticed and NumPy's BLAS ran. It is warned of, once, naming the variable."""
+    import warnings
+
+    monkeypatch.setenv("MLPLAB_BLAS", "scpiy")
+    blas._numpy_cblas.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match=r"^MLPLAB_BLAS='scpiy' is not a choice: 'scipy' "):
+            blas._numpy_cblas()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            blas._numpy_cblas()  # (cached: once)
+    finally:
+        monkeypatch.delenv("MLPLAB_BLAS")
+        blas._numpy_cblas.cache_clear()
+        blas._cblas.cache_clear()
