@@ -952,11 +952,13 @@ def _in_a_removed_folder(folder: Path):
 @pytest.mark.parametrize("command", [
     ["train", "--dataset", "digits", "--hidden", "8", "--epochs", "1"],
     ["tune", "--dataset", "digits", "--trials", "1"],
+    ["runs"],
 ])
 def test_a_removed_current_folder_is_said_for_the_default_out(tmp_path, command):
     """With the current folder removed the default (relative) output folder failed as
     "mlplab tune: error: [Errno 2] No such file or directory" (from resolving the study's
-    path), or train's "No such file or directory" of runs/...: now both say what happened."""
+    path), or train's "No such file or directory" of runs/...: now both say what happened;
+    and ``mlplab runs`` said "no runs yet in runs" of a folder it could not look in."""
     gone = tmp_path / "gone"
     gone.mkdir()
     done = subprocess.run([sys.executable, "-m", "mlplab", *command], capture_output=True,

@@ -86,6 +86,13 @@ def run_runs(args: argparse.Namespace) -> int:
     # a folder that is not there yet is one nobody has trained into (a fresh checkout, a new
     # machine): no runs, not an error; one that is something else (a file) is still refused
     missing = [f for f in args.folders if not os.path.lexists(f)]
+    relative = [f for f in missing if not os.path.isabs(f)]
+    if relative:
+        from mlplab.io import CWD_REMOVED, cwd_removed
+
+        if cwd_removed():  # it said "no runs yet in runs", of a folder it could not look in
+            raise CLIError(f"cannot list {relative[0]}: {CWD_REMOVED}, or give the folder's "
+                           "absolute path.")
     for folder in missing:
         print(_no_runs_yet(folder), file=sys.stderr)
     present = [f for f in args.folders if f not in missing]
