@@ -24,6 +24,16 @@ def main() -> int:
             print("mlplab: terminated (SIGTERM)" if terminated else "mlplab: interrupted",
                   file=sys.stderr)
             status = 143 if terminated else 130
+        except (ImportError, MemoryError) as exc:
+            # memory refused as the command line's modules load (NumPy's, under a low ulimit
+            # -v): a traceback ending in "failed to map segment from shared object"
+            from mlplab._machine import memory_refused, out_of_memory_message
+
+            refused = memory_refused(exc)
+            if refused is None or "--debug" in sys.argv[1:]:
+                raise
+            print(f"mlplab: error: {out_of_memory_message(refused)}", file=sys.stderr)
+            status = 1
         except SystemExit:  # argparse's usage errors (2) and --help (0)
             interrupts.exiting()
             raise

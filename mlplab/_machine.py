@@ -1,4 +1,5 @@
-"""The CPU cores this process may use, for sizing its thread pools."""
+"""The CPU cores this process may use, for sizing its thread pools; and whether an error says
+that its memory ran out, and what to do then."""
 
 from __future__ import annotations
 
@@ -12,3 +13,38 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+#: glibc's words (``dlerror``) for a library that ``dlopen`` could not map: memory refused, as
+#: under ``ulimit -v`` when an import loads a compiled extension (Matplotlib's, NumPy's)
+_UNMAPPABLE = "failed to map segment from shared object"
+
+
+def memory_refused(exc: BaseException) -> str | None:
+    """What ``exc`` says could not be allocated, where it says memory ran out: a MemoryError's
+    own text (NumPy's "Unable to allocate 2.98 GiB ...", C++'s ``std::bad_alloc``; "" when it
+    has none), PyTorch's CPU allocator's refusal (a ``RuntimeError``: "[enforce fail at
+    alloc_cpu.cpp:127] ... you tried to allocate 6400000000 bytes"), or a library an import
+    could not map (an ``ImportError``: "libXau.so.6: failed to map segment from shared
+    object"); else None."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MemoryError):
+        return text
+    if isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in text:
+        import re
+
+        size = re.search(r"allocate (\d+) bytes", text)
+        return (f"PyTorch was unable to allocate {int(size[1]) / 2**30:.2f} GiB" if size else
+                "PyTorch was unable to allocate memory")
+    if isinstance(exc, (ImportError, OSError)) and _UNMAPPABLE in text:
+        # the line that says so: NumPy wraps it in a page of advice on broken installs
+        line = next(ln for ln in str(exc).splitlines() if _UNMAPPABLE in ln).strip()
+        return f"a library could not be loaded: {line.removeprefix('Original error was:').strip()}"
+    return None
+
+
+def out_of_memory_message(detail: str) -> str:
+    """The one line for memory that ran out, with ``detail`` from :func:`memory_refused`."""
+    said = f" ({detail})" if detail else ""
+    return (f"out of memory{said}; free memory, raise this process's limit (ulimit -v), or use "
+            "less data or a smaller network")

@@ -440,6 +440,10 @@ def test_the_temporary_matplotlib_folder_goes_when_the_process_ends(tmp_path):
                   "allocate memory: you tried to allocate 6400000000 bytes. Error code 12 "
                   "(Cannot allocate memory)"),
      "out of memory (PyTorch was unable to allocate 5.96 GiB); "),
+    # a library an import could not map (Matplotlib's, for the plots after training)
+    (ImportError("libXau-154567c4.so.6.0.0: failed to map segment from shared object"),
+     "out of memory (a library could not be loaded: libXau-154567c4.so.6.0.0: failed to map "
+     "segment from shared object); "),
 ])
 def test_running_out_of_memory_says_so(monkeypatch, capsys, raised, said):
     """Under a memory limit (``ulimit -v``) loading even the digits failed with "mlplab train:
@@ -456,6 +460,40 @@ def test_running_out_of_memory_says_so(monkeypatch, capsys, raised, said):
     _assert_one_line_error(err, code, 1, ["check"])
     assert f"mlplab check: error: {said}free memory, raise this process's limit (ulimit -v)" \
         in err, err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["mlplab", "train"], "one line"),
+    (["mlplab", "--debug", "train"], "traceback"),
+])
+def test_memory_refused_as_the_modules_load_is_one_line(monkeypatch, capsys, argv, said):
+    """Under a low ``ulimit -v`` NumPy's import, as the parser was built, ended in a Python
+    traceback and NumPy's page of advice on broken installs around "Original error was:
+    libgfortran...so.5.0.0: failed to map segment from shared object"."""
+    import mlplab.cli
+    from mlplab._launch import main as launch
+
+    def unmappable():
+        raise ImportError("\n\nIMPORTANT: PLEASE READ THIS FOR ADVICE ON HOW TO SOLVE THIS ISSUE!"
+                          "\n\nImporting the numpy C-extensions failed.\n\nOriginal error was: "
+                          "libgfortran-040039e1.so.5.0.0: failed to map segment from shared "
+                          "object\n")
+
+    monkeypatch.setattr(mlplab.cli, "main", unmappable)
+    monkeypatch.setattr(sys, "argv", argv)
+    if said == "traceback":
+        with pytest.raises(ImportError):
+            launch()
+        return
+    assert launch() == 1
+    assert capsys.readouterr().err == (
+        "mlplab: error: out of memory (a library could not be loaded: libgfortran-040039e1.so.5."
+        "0.0: failed to map segment from shared object); free memory, raise this process's "
+        "limit (ulimit -v), or use less data or a smaller network\n")
+    # any other ImportError (a missing dependency) is not taken for memory
+    monkeypatch.setattr(mlplab.cli, "main", lambda: (_ for _ in ()).throw(ImportError("no x")))
+    with pytest.raises(ImportError, match="no x"):
+        launch()
 
 
 def test_too_many_open_files_says_to_raise_the_limit(monkeypatch, capsys):

@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import Any, NoReturn, TextIO
 
 from mlplab import __version__
+from mlplab._machine import memory_refused, out_of_memory_message
 from mlplab._text import counted, duration, path_word, percent, shell_command
 from mlplab.cli import _console as console
 
@@ -668,13 +669,9 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
         if args.debug:
             raise
         message = " ".join(_error_text(exc).split()) or type(exc).__name__  # one line, always
-        refused = _torch_allocation_refused(exc)
-        if isinstance(exc, MemoryError) or refused:  # NumPy's "Unable to allocate ...", C++'s
-            # bad_alloc, PyTorch's allocator
-            detail = f" ({refused})" if refused else \
-                "" if message == type(exc).__name__ else f" ({message})"
-            message = (f"out of memory{detail}; free memory, raise this process's limit "
-                       "(ulimit -v), or use less data or a smaller network")
+        refused = memory_refused(exc)
+        if refused is not None:  # NumPy's "Unable to allocate ...", C++'s bad_alloc, ...
+            message = out_of_memory_message(refused)
         elif isinstance(exc, Warning):  # the user's warnings filter (-W error, PYTHONWARNINGS)
             message = (f"{message} (a {type(exc).__name__}, which the warnings filter of -W or "
                        "PYTHONWARNINGS made an error)")
@@ -687,22 +684,6 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
         command = " ".join(filter(None, (args.command, _action(args))))
         print(f"mlplab {command}: error: {message}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
-
-
-def _torch_allocation_refused(exc: Exception) -> str | None:
-    """What PyTorch's CPU allocator could not allocate, in words, where ``exc`` is its refusal:
-    a ``RuntimeError`` (not a MemoryError) that reached the user as "[enforce fail at
-    alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to
-    allocate 6400000000 bytes. Error code 12 ...", and said nothing of what to do."""
-    text = str(exc)
-    if not isinstance(exc, RuntimeError) or \
-            "DefaultCPUAllocator: can't allocate memory" not in text:
-        return None
-    import re
-
-    size = re.search(r"allocate (\d+) bytes", text)
-    return (f"PyTorch was unable to allocate {int(size[1]) / 2**30:.2f} GiB" if size else
-            "PyTorch was unable to allocate memory")
 
 
 def _error_text(exc: Exception) -> str:
