@@ -606,7 +606,7 @@ def test_a_data_dir_lacking_some_idx_files_is_named(tmp_path, monkeypatch):
         load_dataset("mnist", data_dir=tmp_path / "given", val_size=1)
     # with download=True the warning names the folder read: the fresh files' (it named the
     # default root's damaged copy, which was not read)
-    def download_dataset(name, data_dir=None, mirror=None):
+    def download_dataset(name, data_dir=None, mirror=None, progress=True):
         arrays = write_idx_set(tmp_path / "given" / "mnist", seed=2)
         return sorted((tmp_path / "given" / "mnist").glob(f"*{next(iter(arrays))[:5]}*"))
 

@@ -462,11 +462,25 @@ def test_running_out_of_memory_says_so(monkeypatch, capsys, raised, said):
         in err, err
 
 
+@pytest.fixture
+def launcher_signals():
+    """The launcher ignores Ctrl-C and SIGTERM as it returns (interrupts.exiting: one more as
+    the process ends keeps its status): called in this process, it left the rest of the tests'
+    Ctrl-C ignored, so that their interrupted runs trained to the end."""
+    import signal
+
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in kept.items():
+        signal.signal(sig, handler)
+
+
 @pytest.mark.parametrize("argv, said", [
     (["mlplab", "train"], "one line"),
     (["mlplab", "--debug", "train"], "traceback"),
 ])
-def test_memory_refused_as_the_modules_load_is_one_line(monkeypatch, capsys, argv, said):
+def test_memory_refused_as_the_modules_load_is_one_line(monkeypatch, capsys, argv, said,
+                                                        launcher_signals):
     """Under a low ``ulimit -v`` NumPy's import, as the parser was built, ended in a Python
     traceback and NumPy's page of advice on broken installs around "Original error was:
     libgfortran...so.5.0.0: failed to map segment from shared object"."""
