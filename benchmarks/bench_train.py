@@ -166,7 +166,7 @@ def run_mlplab(X, y, hidden, a) -> tuple[Clock, float]:
                 # follows is not: the other engines compute none
                 trainer.optimizer.settle()
                 trainer.optimizer.flush_subnormals(trainer.model.params)
-                trainer._check_weights(trainer.model, trainer.optimizer.lr)
+                trainer._check_weights(trainer.model, trainer.optimizer)
                 clock.steps_done()
 
         def on_epoch_end(self, trainer, epoch, logs):

@@ -287,6 +287,27 @@ def test_benchmark_clock_leaves_out_what_follows_an_epochs_last_step(monkeypatch
     np.testing.assert_allclose(wall, [10.0, 8.0])
 
 
+def test_benchmark_runs_mlplab_with_the_trainers_epoch_end_work():
+    """benchmarks/bench_train.py repeats the trainer's epoch-end work in a callback, calling its
+    private _check_weights: when that came to take the optimiser (to check its state too), the
+    benchmark passed the learning rate still and failed with "'float' object has no attribute
+    'lr'" in every mlplab timing."""
+    import importlib.util
+    import types
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+    spec = importlib.util.spec_from_file_location("bench_train", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, bench.INPUT_SIZE), dtype=np.float32)
+    y = rng.integers(0, bench.NUM_CLASSES, 40)
+    a = types.SimpleNamespace(batch_size=20, epochs=2, lr=1e-3, reg=1e-4, seed=0)
+    clock, loss = bench.run_mlplab(X, y, [4], a)
+    assert len(clock.epochs()[0]) == 2 and np.isfinite(loss)
+
+
 def test_benchmark_json_is_strict_json_with_null_for_no_loss():
     """--json wrote the GEMM floors' missing loss as NaN, which no strict JSON reader (a
     browser's JSON.parse, jq) accepts; it is null now, and finite numbers are kept."""
