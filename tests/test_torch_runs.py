@@ -570,6 +570,18 @@ def test_two_runs_started_at_once_with_the_same_out(tmp_path, monkeypatch):
     assert (out / "metrics.json").exists()
 
 
+
+def test_a_stopped_runs_lone_config_saved_with_a_bom_is_still_reused(tmp_path):
+    """The lone config.json of a stopped PyTorch run, saved again by a Windows editor with a
+    byte order mark, was read as not JSON: the folder was refused as "already holds results",
+    where every other reader of config.json passes the mark over (io.read_json)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    config = {"framework": "pytorch", "hidden": [8]}
+    (out / "config.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(config).encode())
+    result = tm.train_run("digits", out=out, hidden=[16], epochs=1, threads=1)
+    assert (out / "metrics.json").exists() and result.config["hidden"] == [16]
+
 @pytest.mark.parametrize("marker,what", [("summary.json", "a tuning folder"),
                                          ("report.json", "a report folder"),
                                          ("depth.json", "a depth study")])

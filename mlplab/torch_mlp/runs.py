@@ -211,7 +211,7 @@ def _only_a_torch_config(path: Path) -> bool:
         names = [p.name for p in path.iterdir() if not p.name.startswith(".")]
         if names != [TORCH_CONFIG_FILE]:
             return False
-        config = json.loads((path / TORCH_CONFIG_FILE).read_text(encoding="utf-8"))
+        config = io.read_json(path / TORCH_CONFIG_FILE)  # (a BOM of a Windows editor passed over)
     except (OSError, ValueError):
         return False  # unreadable: not ours to overwrite
     return isinstance(config, dict) and config.get("framework") == "pytorch"
