@@ -472,7 +472,9 @@ def test_a_ctrl_c_that_reaches_the_workers_is_left_to_the_command(tmp_path):
         # at once, as they import and load the data, and again in the middle of the search
         for pid in _spawned_workers(proc.pid):
             os.kill(pid, signal.SIGINT)
-        _wait_for(lambda: any(t.state == TrialState.RUNNING for t in
+        # (or a finished one: on a loaded machine a poll of the study can take longer than a
+        # trial, which then ran between two polls, and this waited for a state gone by)
+        _wait_for(lambda: any(t.state in (TrialState.RUNNING, TrialState.COMPLETE) for t in
                               _trials("sqlite:///" + str(tmp_path / "s.db"), "ctrl-c")),
                   60, "a running trial")
         for pid in _spawned_workers(proc.pid):
