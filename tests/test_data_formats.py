@@ -1959,6 +1959,23 @@ def test_without_a_home_folder_data_dir_still_works(tmp_path, monkeypatch):
         load_dataset("mnist", val_size=1)
 
 
+
+def test_an_mlplab_data_that_names_a_file_is_said_to_be_one(tmp_path, monkeypatch):
+    """MLPLAB_DATA naming a file (a typo, a path pasted from another variable) gave "mnist not
+    found ... in FILE/mnist" and advice to download into it, as --data-dir did before it was
+    checked; a folder dataset, whose decode cache lives there, still loads without one."""
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "a-file"))
+    with pytest.raises(DatasetError, match=r"^MLPLAB_DATA='[^']*a-file' is a file; set it to the "
+                                           r"folder that holds \(or will hold\) the downloads"):
+        load_dataset("mnist", val_size=1)
+    for i in range(4):
+        (tmp_path / "pics" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((4, 4), 60 * i, np.uint8)).save(
+            tmp_path / "pics" / "ab"[i % 2] / f"{i}.png")
+    assert len(load_dataset(f"folder:{tmp_path / 'pics'}", val_size=0, progress=False).y_train) \
+        == 4
+
 # --- progress bars in a notebook ------------------------------------------------------------------
 
 @pytest.mark.parametrize("kernel", [False, True])

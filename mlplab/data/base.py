@@ -166,7 +166,7 @@ def data_root() -> Path:
     "'~/.cache/mlplab': ... give the folder's full path", of a path never given)."""
     env = os.environ.get("MLPLAB_DATA")
     try:
-        return user_path(env or "~/.cache/mlplab")
+        root = user_path(env or "~/.cache/mlplab")
     except DatasetError:
         data_dir = setting("--data-dir DIR", "data_dir")
         if env:
@@ -176,7 +176,12 @@ def data_root() -> Path:
         raise DatasetError("no home folder here for the default data folder ~/.cache/mlplab "
                            f"(HOME is unset and this user has none); give {data_dir} or set "
                            "MLPLAB_DATA to a folder.") from None
-
+    if env and os.path.isfile(root):
+        # its datasets were "not found in /etc/passwd/mnist", with advice to download into it
+        # (a folder dataset's decode cache goes without, as under any root it cannot use)
+        raise DatasetError(f"MLPLAB_DATA={env[:200]!r} is a file; set it to the folder that "
+                           "holds (or will hold) the downloads and caches.")
+    return root
 
 class _BoundedRepr(reprlib.Repr):
     """``reprlib.Repr`` that also cuts bytes before it reprs them (Python 3.11's reprs the
