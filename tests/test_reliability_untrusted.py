@@ -265,3 +265,16 @@ def test_json_meta_is_never_evaluated(tmp_path):
     with pytest.raises(ValueError, match="not valid JSON"):
         io.load_model(tmp_path / "bad.npz")
     assert not marker.exists()
+
+
+def test_a_pickle_cut_before_its_end_says_truncated_once():
+    """A batch cut before its STOP opcode said "the file may be truncated" twice in one line:
+    once in the reader's reason, once in the advice around it."""
+    from mlplab.data.base import DatasetError
+    from mlplab.data.safe_pickle import load_pickle
+
+    whole = pickle.dumps({b"labels": [1, 2]}, protocol=2)
+    with pytest.raises(DatasetError) as e:
+        load_pickle(whole[:-1], "data_batch_1")
+    assert str(e.value).count("truncated") == 1, e.value
+    assert "before its STOP opcode" in str(e.value)

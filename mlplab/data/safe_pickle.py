@@ -192,7 +192,7 @@ def _opcodes(data: bytes) -> Iterator[tuple[str, int | None, int]]:
         yield op.name, index, start
         if op.name == "STOP":
             return
-    raise pickle.UnpicklingError("the pickle has no STOP opcode; the file may be truncated")
+    raise pickle.UnpicklingError("the pickle ends before its STOP opcode")  # (the caller says why)
 
 
 def _prescan(data: bytes) -> None:
