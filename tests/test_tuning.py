@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 import warnings
@@ -3619,26 +3620,35 @@ def test_a_grid_that_runs_out_before_trials_says_the_search_is_complete(tmp_path
     assert "the grid's points" not in capsys.readouterr().out  # --trials 1 of 2: as asked
 
 
+def _tune_under_a_limit(tmp_path: Path, space: str, resource_limit: int,
+                        value: int) -> subprocess.CompletedProcess:
+    """``mlplab tune`` of two one-epoch trials of ``space`` (YAML lines) in a process whose
+    ``resource_limit`` (``resource.RLIMIT_*``) is ``value``: the memory or file size limit of a
+    shared machine."""
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource_limit, (value, resource.getrlimit(resource_limit)[1]))
+
+    (tmp_path / "space.yaml").write_text(
+        f"{space}epochs: 1\nlr: {{type: float, low: 0.001, high: 0.01}}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).parent.parent)}
+    return subprocess.run([sys.executable, "-m", "mlplab", "tune", "--trials", "2",
+                           "--search-space", str(tmp_path / "space.yaml"), "--out",
+                           str(tmp_path / "o"), "--no-progress"], capture_output=True, text=True,
+                          env=env, timeout=300, preexec_fn=limited)
+
+
 def test_cli_tune_a_trial_out_of_memory_is_one_line_not_a_traceback(tmp_path):
     """Under a memory limit (``ulimit -v``, here RLIMIT_AS) each trial of a network too large
     printed Optuna's 25-line traceback of NumPy's allocation; now its one-line warning, and the
     command's one-line error that every trial failed."""
     import resource
-    import subprocess
 
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, resource.getrlimit(
-            resource.RLIMIT_AS)[1]))
-
-    space = tmp_path / "space.yaml"  # two layers of 40,000: a 12 GiB weight matrix
-    space.write_text("hidden_size: 40000\ndepth: 2\nepochs: 1\n"
-                     "lr: {type: float, low: 0.001, high: 0.01}\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).parent.parent)}
-    done = subprocess.run([sys.executable, "-m", "mlplab", "tune", "--trials", "2",
-                           "--search-space", str(space), "--out", str(tmp_path / "o"),
-                           "--no-progress"], capture_output=True, text=True, env=env,
-                          timeout=300, preexec_fn=limited)
+    # two layers of 40,000: a 12 GiB weight matrix
+    done = _tune_under_a_limit(tmp_path, "hidden_size: 40000\ndepth: 2\n", resource.RLIMIT_AS,
+                               3 * 2**30)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and "File \"" not in done.stderr, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -3656,20 +3666,9 @@ def test_cli_tune_a_study_the_disk_refuses_says_so(tmp_path, limit_kib):
     happens due to invalid data in the commit, e.g. exceeding max length", or with "cannot open
     storage ...: disk I/O error": now SQLite's reason and what to do, in one line."""
     import resource
-    import subprocess
 
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_kib * 1024, resource.getrlimit(
-            resource.RLIMIT_FSIZE)[1]))
-
-    space = tmp_path / "space.yaml"
-    space.write_text("hidden_size: 8\nepochs: 1\nlr: {type: float, low: 0.001, high: 0.01}\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).parent.parent)}
-    done = subprocess.run([sys.executable, "-m", "mlplab", "tune", "--trials", "2",
-                           "--search-space", str(space), "--out", str(tmp_path / "o"),
-                           "--no-progress"], capture_output=True, text=True, env=env,
-                          timeout=300, preexec_fn=limited)
+    done = _tune_under_a_limit(tmp_path, "hidden_size: 8\n", resource.RLIMIT_FSIZE,
+                               limit_kib * 1024)
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("mlplab tune: error: cannot "), done.stderr
