@@ -1963,7 +1963,8 @@ def test_without_a_home_folder_data_dir_still_works(tmp_path, monkeypatch):
 def test_an_mlplab_data_that_names_a_file_is_said_to_be_one(tmp_path, monkeypatch):
     """MLPLAB_DATA naming a file (a typo, a path pasted from another variable) gave "mnist not
     found ... in FILE/mnist" and advice to download into it, as --data-dir did before it was
-    checked; a folder dataset, whose decode cache lives there, still loads without one."""
+    checked; a folder dataset, whose decode cache lives there, still loads, with the cache's
+    warning (test_an_image_cache_that_cannot_be_written_says_what_to_do)."""
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "a-file"))
     with pytest.raises(DatasetError, match=r"^MLPLAB_DATA='[^']*a-file' is a file; set it to the "
@@ -1973,8 +1974,9 @@ def test_an_mlplab_data_that_names_a_file_is_said_to_be_one(tmp_path, monkeypatc
         (tmp_path / "pics" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.full((4, 4), 60 * i, np.uint8)).save(
             tmp_path / "pics" / "ab"[i % 2] / f"{i}.png")
-    assert len(load_dataset(f"folder:{tmp_path / 'pics'}", val_size=0, progress=False).y_train) \
-        == 4
+    with pytest.warns(UserWarning, match="could not write the image cache"):
+        ds = load_dataset(f"folder:{tmp_path / 'pics'}", val_size=0, progress=False)
+    assert len(ds.y_train) == 4
 
 # --- progress bars in a notebook ------------------------------------------------------------------
 

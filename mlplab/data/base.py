@@ -159,11 +159,13 @@ def check_data_dir(data_dir: str | os.PathLike | None) -> None:
                            "the folder that holds (or will hold) the dataset's files.")
 
 
-def data_root() -> Path:
+def data_root(cache: bool = False) -> Path:
     """Where downloads and caches live: ``$MLPLAB_DATA`` or ``~/.cache/mlplab``. Where that
     cannot be, a ``DatasetError`` that says where the folder came from: the user typed neither
     (a container's user without HOME or a password entry, as OpenShift runs them, was told
-    "'~/.cache/mlplab': ... give the folder's full path", of a path never given)."""
+    "'~/.cache/mlplab': ... give the folder's full path", of a path never given). An
+    ``MLPLAB_DATA`` that names a file is refused too, except for a ``cache``, whose write then
+    fails with a warning that says what to do, and the data is read without it."""
     env = os.environ.get("MLPLAB_DATA")
     try:
         root = user_path(env or "~/.cache/mlplab")
@@ -176,12 +178,12 @@ def data_root() -> Path:
         raise DatasetError("no home folder here for the default data folder ~/.cache/mlplab "
                            f"(HOME is unset and this user has none); give {data_dir} or set "
                            "MLPLAB_DATA to a folder.") from None
-    if env and os.path.isfile(root):
+    if env and not cache and os.path.isfile(root):
         # its datasets were "not found in /etc/passwd/mnist", with advice to download into it
-        # (a folder dataset's decode cache goes without, as under any root it cannot use)
         raise DatasetError(f"MLPLAB_DATA={env[:200]!r} is a file; set it to the folder that "
                            "holds (or will hold) the downloads and caches.")
     return root
+
 
 class _BoundedRepr(reprlib.Repr):
     """``reprlib.Repr`` that also cuts bytes before it reprs them (Python 3.11's reprs the

@@ -827,7 +827,7 @@ def _cache_file(root: Path, slot: list, contents: list) -> Path | None:
             name = os.fsdecode(cut)
         except UnicodeDecodeError:  # cut inside a character, where names must be text (Windows)
             name = cut.decode("utf-8", "ignore")
-        path = data_root() / "folder-cache" / f"{name}-{key}.npz"
+        path = data_root(cache=True) / "folder-cache" / f"{name}-{key}.npz"
         path.is_file()  # a name too long, a folder that cannot be entered: OSError here
     except (DatasetError, OSError):
         return None
