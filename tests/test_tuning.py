@@ -867,6 +867,67 @@ def test_a_study_of_an_image_folder_resumed_with_another_path_to_it(tmp_path, mo
              trials=3, **kw)
 
 
+def test_default_study_name_is_ascii_and_keeps_the_ascii_names_it_gave():
+    """A folder named in another script gave a study name that kept it (tune-folder-données),
+    which some storages and terminals mangle: accents are dropped, and a name with no ASCII
+    letter left is named by a stable hash of it. ASCII names stay as they were, so that their
+    studies still resume with the same command."""
+    import hashlib
+
+    from mlplab.tuning import DatasetSource, default_study_name
+
+    def name(dataset):
+        return default_study_name(DatasetSource(dataset, {}))
+
+    def digest(text):
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    # today's ASCII names, character for character
+    assert name("digits") == "tune-digits" and name("Digits") == "tune-Digits"
+    assert name("folder:/data/my images!") == "tune-folder-my-images"
+    assert name("folder:/data/-x") == "tune-folder--x"
+    assert name("folder:/data/2024") == "tune-folder-2024"
+    # accents dropped, composed or not (a macOS file name is decomposed)
+    assert name("folder:/data/données") == "tune-folder-donnees"
+    assert name("folder:/data/donne\u0301es") == "tune-folder-donnees"
+    assert name("folder:/data/straße") == "tune-folder-strasse"
+    assert name("folder:/data/Łódź") == "tune-folder-Lodz"
+    assert name("folder:/data/数据 set") == "tune-folder-set"
+    # no ASCII letter left: the hash of the name, the same wherever the folder is
+    assert name("folder:/data/数据") == f"tune-folder-{digest('数据')}"
+    assert name("folder:/other/数据") == name("folder:/data/数据")
+    assert name("folder:/data/数据2") == f"tune-folder-{digest('数据2')}"
+    assert name("folder:/data/图片") == f"tune-folder-{digest('图片')}" != name("folder:/d/数据")
+    assert name("данные") == f"tune-{digest('данные')}"  # a plugin's dataset
+    # a file name's bytes that are not UTF-8 (lone surrogates)
+    assert re.fullmatch(r"tune-folder-[0-9a-f]{8}", name("folder:/data/\udce9\udce8"))
+    assert name("folder:/data/caf\udce9") == "tune-folder-caf"
+
+
+def test_cli_tune_of_a_folder_named_in_another_script_makes_an_ascii_study(tmp_path,
+                                                                           monkeypatch,
+                                                                           capsys):
+    import hashlib
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "数据" / label).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                tmp_path / "数据" / label / f"{i}.png")
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: [8, 16]\nlr: 0.1\nepochs: 1\nbatch_size: 64\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "cache"))
+    assert main(["tune", "--dataset", "folder:数据", "--trials", "1", "--search-space",
+                 str(space), "--val-size", "4", "--test-size", "4", "--no-progress",
+                 "--search-only"]) == 0
+    study = "tune-folder-" + hashlib.sha256("数据".encode()).hexdigest()[:8]
+    assert f"study {study} in " in capsys.readouterr().out
+    assert optuna.get_all_study_names(f"sqlite:///{tmp_path / 'runs' / study / 'study.db'}") \
+        == [study]
+
+
 def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
     no_val = load_dataset("digits", val_size=0)
     with pytest.raises(ValueError, match="no validation split.*val_size=N"):

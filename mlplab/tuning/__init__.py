@@ -193,11 +193,47 @@ class TuneResult:
 
 
 def default_study_name(source: DataSource) -> str:
-    """``tune-<dataset>`` with characters outside [A-Za-z0-9._-] replaced."""
+    """``tune-<dataset>`` (``tune-folder-<folder's name>`` for an image folder) in ASCII, with
+    characters outside [A-Za-z0-9._-] replaced by ``-``. A non-ASCII name is folded
+    (:func:`_ascii_part`): some storages and terminals mangle other characters, and the name
+    is typed again to resume the study. An ASCII name is kept as it always was, so that the
+    studies it names still resume with the same command."""
     name = str(source.describe()["dataset"])
     if name.startswith("folder:"):
-        name = "folder-" + Path(name[len("folder:"):]).name
+        name = "folder-" + _ascii_part(Path(name[len("folder:"):]).name)
+    else:
+        name = _ascii_part(name)
     return "tune-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in name).strip("-")
+
+
+#: Latin letters that NFKD leaves whole, which dropping would lose (``Łódź`` as ``odz``)
+_UNDECOMPOSED = str.maketrans({"ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe",
+                               "Œ": "OE", "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d",
+                               "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "Th", "ı": "i"})
+
+
+def _ascii_part(part: str) -> str:
+    """``part`` as ASCII: unchanged if it is; else its accents dropped (NFKD: ``données`` is
+    ``donnees``; :data:`_UNDECOMPOSED`: ``straße`` is ``strasse``) with any other non-ASCII
+    character, or, where no ASCII letter is left (``数据``, ``данные``), the first 8 hex
+    digits of the SHA-256 of the part (NFC, as UTF-8): the same from run to run and machine to
+    machine, where a letterless fold (``""``, or the ``2`` of ``数据2``) would give the studies
+    of many folders one name."""
+    import hashlib
+    import string
+    import unicodedata
+
+    if part.isascii():
+        return part
+    folded = unicodedata.normalize("NFKD", part.translate(_UNDECOMPOSED)).encode(
+        "ascii", "ignore").decode("ascii")
+    if any(c in string.ascii_letters for c in folded):
+        # what a dropped character left at the ends (the space of "数据 set") is no separator
+        return "".join(c if c.isalnum() or c in "._-" else "-" for c in folded).strip("-")
+    # the same name in NFC or NFD (macOS file names are decomposed) hashes alike; a lone
+    # surrogate (a file name's byte that is not UTF-8) is hashed as the code point it is
+    data = unicodedata.normalize("NFC", part).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:8]
 
 
 # outermost: wherever a Ctrl-C stops it (the check of the output folder's study.db, opening the
