@@ -102,6 +102,84 @@ def test_cli_restores_its_output_streams(tmp_path, monkeypatch):
     assert b"classes   2: cat, \\u732b" in stdout.buffer.getvalue()
 
 
+def test_as_written_is_the_text_a_stream_writes():
+    from mlplab.cli._console import as_written, lenient_output
+
+    ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="replace")
+    assert as_written("café 猫", ascii_out) == "caf? ?"
+    cp1252 = io.TextIOWrapper(io.BytesIO(), encoding="cp1252", errors="backslashreplace")
+    assert as_written("café 猫", cp1252) == "café \\u732b"
+    assert as_written("café 猫", io.StringIO()) == "café 猫"  # no encoding: as it is
+    strict = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="strict")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "stdout", strict)
+        with lenient_output():  # standard output by default, as the command's run writes it
+            assert as_written("a…b caf\udce9 é") == "a...b caf\udce9 \\xe9"
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "cp1252", "ascii:replace"])
+def test_tables_line_up_when_the_output_encoding_lacks_their_characters(tmp_path, encoding):
+    """`mlplab runs`, `data info` and `evaluate` padded each cell by its text, but a character
+    the output's encoding lacks is written otherwise (猫 as \\u732b or ?, … as ..., é as
+    \\xe9 in ASCII): the columns after such a cell came out of line. Cells are padded as
+    written. The commands that a run's end advises (``next:``) and a system error's message
+    come out as lines of the encoding's text, aligned."""
+    folder = _image_folder(tmp_path / "pêts", ["café", "猫", "dog", "a…b"], per_class=12)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "PYTHONUTF8": "1", "PYTHONIOENCODING": encoding, "MLPLAB_DATA": str(tmp_path / "d"),
+           "MPLBACKEND": "Agg"}
+    codec = encoding.split(":")[0]
+
+    def mlplab(*args: str) -> tuple[str, str]:
+        run = subprocess.run([sys.executable, "-m", "mlplab", *args], capture_output=True,
+                             env=env, cwd=tmp_path, timeout=300)
+        out, err = run.stdout.decode(codec), run.stderr.decode(codec)
+        assert run.returncode == 0, err
+        return out, err
+
+    def lines_up(table: list[str]) -> None:
+        # every table's last column is right-aligned: rows in line are rows of one length
+        assert len(table) > 2 and len({len(line) for line in table}) == 1, "\n".join(table)
+
+    out, _ = mlplab("train", "--dataset", f"folder:{folder}", "--val-size", "8", "--test-size",
+                    "8", "--epochs", "1", "--out", "runs/données", "--no-plots")
+    mlplab("train", "--dataset", "digits", "--epochs", "1", "--out", "runs/digits", "--no-plots")
+    # é as the output writes it: standard error writes ? as \\xe9 (Python's backslashreplace)
+    e_out = {"cp1252": "é", "ascii": "\\xe9", "ascii:replace": "?"}[encoding]
+    e_err = "é" if encoding == "cp1252" else "\\xe9"
+    nexts = [line for line in out.splitlines() if line.startswith(("next: ", " " * 6))]
+    assert nexts == [f"next: mlplab evaluate 'runs/donn{e_out}es' (per class, confusion matrix)",
+                     f"      mlplab predict 'runs/donn{e_out}es' IMAGE...",
+                     "      mlplab runs (the runs there, side by side)"], out
+
+    out, _ = mlplab("data", "info", f"folder:{folder}", "--val-size", "8", "--test-size", "8")
+    table = out[out.index("\nclass ") + 1:].splitlines()
+    lines_up(table)
+    assert len(table) == 6 and table[-1].startswith("total ")
+
+    out, _ = mlplab("evaluate", "runs/données")
+    table = out.splitlines()[1:6]  # the header and a row a class
+    lines_up(table)
+    assert table[0].startswith("  class ") and not out.splitlines()[6].startswith("  ")
+
+    out, _ = mlplab("runs")
+    lines_up(out.splitlines())
+    assert f"\nruns/donn{e_out}es  " in out and "\nruns/digits  " in out
+
+    # errors: one line, the path first and as the encoding writes it; a system error
+    # (ENAMETOOLONG: 260 bytes in one name) without Python's "[Errno 36] ...: 'PATH'"
+    too_long = "" if os.name == "nt" else "File name too long\n"  # (Windows: 255 characters)
+    for args, said in ((["predict", "runs/données", "absent-é.png"],
+                        f"mlplab predict: error: absent-{e_err}.png: no such image file.\n"),
+                       (["evaluate", "runs/" + "é" * 130],
+                        f"mlplab evaluate: error: runs/{e_err * 130}: {too_long}")):
+        failed = subprocess.run([sys.executable, "-m", "mlplab", *args], capture_output=True,
+                                env=env, cwd=tmp_path, timeout=300)
+        err = failed.stderr.decode(codec)
+        assert failed.returncode == 1 and err.startswith(said) and err.count("\n") == 1, err
+        assert "Errno" not in err and (too_long or err.endswith(".\n")), err
+
+
 # --------------------------------------------------------------------------- processes
 class _FakeWinapi(types.ModuleType):
     """The calls of Windows' ``_winapi`` that ``process_alive`` makes, for four processes:

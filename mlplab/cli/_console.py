@@ -90,6 +90,26 @@ def lenient_output() -> Iterator[None]:
                 stream.reconfigure(errors=errors)
 
 
+def as_written(text: str, stream: TextIO | None = None) -> str:
+    """``text`` as ``stream`` (standard output by default) will write it: encoded with its
+    encoding and error handler, read back. What the encoding lacks is written otherwise
+    (``\\u732b`` or ``?`` for ``猫``, ``...`` for ``…``: see :func:`lenient_output`), in
+    other than the text's width: a table measures and pads its cells as written, or a row
+    holding one came out of line with the others. A stream without an encoding (a StringIO)
+    takes ``text`` as it is."""
+    stream = sys.stdout if stream is None else stream
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:
+        return text
+    errors = getattr(stream, "errors", None) or "strict"
+    try:
+        data = text.encode(encoding, errors)
+    except (LookupError, UnicodeError):  # a codec or handler unknown here: leave it be
+        return text
+    # the bytes the lenient handler gives back for a file name's undecodable byte, as they were
+    return data.decode(encoding, "surrogateescape")
+
+
 _WINDOWS = os.name == "nt"
 
 

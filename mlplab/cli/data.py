@@ -21,6 +21,7 @@ from mlplab.cli import (
     split_seed_arg,
     usage_errors,
 )
+from mlplab.cli._console import as_written
 from mlplab.cli._types import data_dir_arg, positive_int, user_path_arg
 from mlplab.data.base import SPLITS, Dataset
 from mlplab.data.datasets import DATASET_NAMES
@@ -326,11 +327,13 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"classes   {ds.num_classes}: {', '.join(names)}")
     for note in ds.notes:
         print(f"note      {note}")
-    width = max(6, *(display_width(c) for c in ds.classes))  # terminal columns (CJK names)
+    # in terminal columns (CJK names), as written (a name the output's encoding lacks: \u732b)
+    written = [as_written(c) for c in ds.classes]
+    width = max(6, *(display_width(c) for c in written))
     print()
     print(f"{'class':<{width}}  {'train':>7}  {'val':>7}  {'test':>7}")
     counts = {k: v["class_counts"] for k, v in s["splits"].items()}
-    for i, name in enumerate(ds.classes):
+    for i, name in enumerate(written):
         print(f"{padded(name, width)}  {counts['train'][i]:>7}  {counts['val'][i]:>7}  "
               f"{counts['test'][i]:>7}")
     sizes = {k: v["size"] for k, v in s["splits"].items()}

@@ -123,12 +123,14 @@ def run_runs(args: argparse.Namespace) -> int:
             print(unplotted, file=sys.stderr)
         return 0
     from mlplab._text import display_width, padded, printable
+    from mlplab.cli._console import as_written
 
     rows = [[head for head, _, _ in _COLUMNS]]
     # a folder name or a hand-edited field may hold a newline or ESC: escaped, a row stays one
-    # line; and a CJK name or an accent kept apart takes other than one column per character
-    rows += [[printable(_cell(r, key, kind), one_line=True) for _, key, kind in _COLUMNS]
-             for r in records]
+    # line; a CJK name or an accent kept apart takes other than one column per character; and
+    # a character the output's encoding lacks is written as something else (\u732b, ?)
+    rows += [[as_written(printable(_cell(r, key, kind), one_line=True))
+              for _, key, kind in _COLUMNS] for r in records]
     widths = [max(display_width(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     numeric = {i for i, (_, _, kind) in enumerate(_COLUMNS) if kind != "text"}
     for row in rows:

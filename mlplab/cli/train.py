@@ -27,6 +27,7 @@ from mlplab.cli import (
     split_seed_arg,
     usage_errors,
 )
+from mlplab.cli._console import as_written
 from mlplab.cli._types import (
     data_dir_arg,
     hidden_sizes,
@@ -381,10 +382,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 0
     print(f"{res['dataset']} {res['split']} ({counted(res['size'], 'image')}): accuracy "
           f"{percent(res['accuracy'])}")
-    # in terminal columns: a class named in CJK or with accents made of combining marks
-    width = max(5, *(display_width(c) for c in res["classes"]))
+    # in terminal columns: a class named in CJK or with accents made of combining marks; as
+    # written: a name the output's encoding lacks comes out as \u732b or ?
+    names = [as_written(c) for c in res["classes"]]
+    width = max(5, *(display_width(c) for c in names))
     print(f"  {padded('class', width)}  accuracy")  # (the rows read as bare numbers)
-    for name, acc in zip(res["classes"], res["per_class_accuracy"]):
+    for name, acc in zip(names, res["per_class_accuracy"]):
         print(f"  {padded(name, width)}  " + ("       - (no images)" if acc is None
                                               else f"{percent(acc, 1):>8}"))
     cm = res["confusion_matrix"]
@@ -415,9 +418,10 @@ def _print_top_confusions(cm: list[list[int]], classes: list[str], top: int = 10
     print(f"confusion matrix: {len(cm)} x {len(cm)}, too wide to print (--json gives it whole); "
           + (f"its {counted(len(cells), 'largest confusion')} (true class -> predicted):"
              if cells else "no image was taken for another class."))
-    width = max([display_width(classes[i]) for i, _ in cells], default=0)
+    names = [as_written(c) for c in classes]
+    width = max([display_width(names[i]) for i, _ in cells], default=0)
     for i, j in cells:
-        print(f"  {padded(classes[i], width)} -> {classes[j]}  {counts[i, j]}")
+        print(f"  {padded(names[i], width)} -> {names[j]}  {counts[i, j]}")
 
 
 def run_predict(args: argparse.Namespace) -> int:
