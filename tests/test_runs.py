@@ -853,12 +853,19 @@ def test_evaluating_another_commands_folder_says_what_it_is(tmp_path, digits):
     assert 0 <= evaluate_run(best)["accuracy"] <= 1  # the folder named is one evaluate reads
     depth = tmp_path / "depth"
     depth.mkdir()
-    (depth / DEPTH_FILE).write_text("{}")
+    (depth / DEPTH_FILE).write_text("{}")  # as an mlplab before 1 Dec 2026 left it: no networks/
     with pytest.raises(FileNotFoundError, match=r"it is a depth study written by mlplab torch "
                        r"depth, which keeps no run folder: its numbers are in depth\.md and "
-                       r"depth\.json, its networks in networks/.*train it with "
-                       r"mlplab\.torch_mlp\.train_run\(\.\.\., hidden=\[H, \.\.\.\], "
-                       r"out=RUN\) and evaluate"):
+                       r"depth\.json, and it holds no network files \(to evaluate one depth "
+                       r"here, train it with mlplab\.torch_mlp\.train_run\(\.\.\., "
+                       r"hidden=\[H, \.\.\.\], out=RUN\) and evaluate") as old:
+        evaluate_run(depth)
+    assert "networks/" not in str(old.value)  # (it named a folder the study does not have)
+    (depth / "networks").mkdir()
+    (depth / "networks" / "exercise-2.pt").write_bytes(b"")  # as a study now writes them
+    with pytest.raises(FileNotFoundError, match=r"depth\.json, its networks in networks/ as "
+                       r"PyTorch model files \(mlplab\.torch_mlp\.load_torch_model; to "
+                       r"evaluate one depth here, train it with mlplab\.torch_mlp\.train_run"):
         evaluate_run(depth)
     tuned = tmp_path / "tuned"
     tuned.mkdir()

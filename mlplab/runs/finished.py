@@ -135,10 +135,14 @@ def other_output_hint(folder: Path) -> str | None:
     if (folder / DEPTH_FILE).is_file():
         train = setting("mlplab torch train --hidden H[,H...]",
                         "mlplab.torch_mlp.train_run(..., hidden=[H, ...], out=RUN)")
-        return ("it is a depth study written by mlplab torch depth, which keeps no run folder: "
-                "its numbers are in depth.md and depth.json, its networks in networks/ as "
-                "PyTorch model files (mlplab.torch_mlp.load_torch_model; to evaluate one depth "
-                f"here, train it with {train} and evaluate that run folder)")
+        what = ("it is a depth study written by mlplab torch depth, which keeps no run folder: "
+                "its numbers are in depth.md and depth.json")
+        evaluate = f"to evaluate one depth here, train it with {train} and evaluate that run folder"
+        if any((folder / "networks").glob("*.pt")):
+            return (f"{what}, its networks in networks/ as PyTorch model files "
+                    f"(mlplab.torch_mlp.load_torch_model; {evaluate})")
+        # (a study of an mlplab before 1 Dec 2026 saved no networks: none to point to)
+        return f"{what}, and it holds no network files ({evaluate})"
     if (folder / DEPTH_CONFIG_FILE).is_file():  # a study that has not written depth.json
         what = "it is a depth study written by mlplab torch depth"
         holder = training_process(folder)

@@ -131,7 +131,7 @@ def _walk(top: Path, studies: list[Path] | None = None) -> Iterator[Path]:
                 continue
             if is_run_folder(here / name):
                 yield here / name
-            elif is_depth_study(here / name):  # (its networks/ holds model files, no runs)
+            elif is_depth_study(here / name):  # (its networks/, if any, holds model files, no runs)
                 if studies is not None and here / name not in studies:
                     studies.append(here / name)
             else:
