@@ -566,6 +566,51 @@ def test_reuse_names_kept_sections_computed_with_another_environment(tmp_path):
     assert "Toy training (" not in md
 
 
+def test_reuse_of_an_older_report_names_the_mlplab_of_its_environment_table(tmp_path):
+    """A report.json of an mlplab before 30 Nov 2026 records no environment in its sections'
+    origins (before 28 Nov, no origins at all), only in its environment table, that of the
+    command which wrote it: --only q2 --reuse named the kept sections without a word of the
+    other mlplab that computed them, as if this one had made the whole report. The table now
+    stands for the sections that command computed; one it had itself kept says its environment
+    is not recorded."""
+    from mlplab.environment import environment
+
+    now = dict(environment())
+    old_mlplab = "0.1.0 (git 746353b)"  # one commit of that time, as the table wrote it
+    text = [{"type": "Text", "text": "kept"}]
+
+    def section(group: str, title: str, **extra) -> dict:
+        return {"group": group, "title": title, "status": "ok", "reason": "", "seconds": 0.5,
+                "data": {}, "blocks": text, **extra}
+
+    old = {  # only the fields such a report had: no cpu_seconds, no origins' environment
+        "title": "mlplab study report: digits, tiny budget", "intro": [],
+        "dataset": "digits", "budget": TINY.to_dict(), "seed": 0, "threads": 1,
+        "command": "mlplab reproduce --only q1", "date": "2026-11-27 09:00 UTC", "seconds": 1.0,
+        "sections": {
+            "q1": section("Q1", "Q1 · Forward pass and loss"),  # no origin: this command's
+            "q3_toy": section("Q3", "Q3 · Toy training", origin={
+                "command": "mlplab reproduce --only q3_toy", "date": "2026-11-26 09:00 UTC"}),
+            "environment": section("Environment", "", data={"items": {
+                **now, "mlplab": old_mlplab}}),
+        },
+    }
+    (tmp_path / "report.json").write_text(json.dumps(old))
+    result = reproduce("digits", TINY, out=tmp_path, log=False, only=["q2"], reuse=True)
+    assert result.reused == ("q1", "q3_toy")
+    md = (tmp_path / "report.md").read_text()
+    assert "Of those, computed with another environment than this run's: Q1 · Forward pass " \
+           f"and loss (mlplab {old_mlplab} -> {now['mlplab']}). Their figures may differ" in md
+    assert "Of those, computed with an environment that the earlier report does not record " \
+           "(an mlplab before 30 Nov 2026 recorded only its own run's): Q3 · Toy training. " in md
+    # the new report keeps what it learnt: Q1's origin now records the table's environment
+    origins = {k: s["origin"] for k, s in
+               json.loads((tmp_path / "report.json").read_text())["sections"].items()}
+    assert origins["q1"]["environment"]["mlplab"] == old_mlplab
+    assert origins["q1"]["command"] == "mlplab reproduce --only q1"
+    assert "environment" not in origins["q3_toy"]
+
+
 def test_reuse_summary_line_gives_this_commands_time_beside_the_studys(tmp_path, capsys):
     """A rerun with --reuse printed the whole study's time (the kept sections' earlier times
     included: 197 s for a 6-second rerun) as if the command had taken it."""

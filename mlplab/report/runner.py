@@ -308,8 +308,26 @@ def _earlier_report(ctx: Context) -> dict[str, Any]:
                          f"run without {_reuse()} into another {setting('--out', 'out')} "
                          f"(without it, the report in {ctx.out} would be replaced by one of "
                          "these stages alone).")
+    _recorded_environment(doc, loaded)
     doc["loaded"] = loaded
     return doc
+
+
+def _recorded_environment(doc: dict[str, Any], loaded: dict[str, Section]) -> None:
+    """Give each section of a report.json written before 30 Nov 2026 (its origins record no
+    environment) that the command which wrote the file computed the environment of that file's
+    own table: compared as a newer origin's is, so the introduction names the other mlplab,
+    CPU or libraries that made a kept section, rather than taking them for this run's. A
+    section that run had itself kept from an older one stays without (no table recorded it)."""
+    table = doc["sections"].get("environment", {}).get("data", {}).get("items")
+    if not isinstance(table, dict):
+        return
+    recorded = {k: str(v) for k, v in table.items() if k in _NUMERIC_ROWS}
+    for section in loaded.values():
+        origin = section.origin
+        if "environment" not in origin and (origin.get("command"), origin.get("date")) == (
+                doc.get("command"), doc.get("date")):
+            section.origin = {**origin, "environment": recorded}
 
 
 def _report_problem(doc: Any) -> str | None:
@@ -626,18 +644,24 @@ def _numeric_environment() -> dict[str, str]:
 
 
 def _other_environments(sections: list[Section], reused: set[str],
-                        here: dict[str, str]) -> list[str]:
+                        here: dict[str, str]) -> tuple[list[str], list[str]]:
     """For each reused section computed where another mlplab, CPU or library version ran (its
-    origin's record against ``here``): its name and what differed. Sections from before
-    origins recorded an environment are not compared."""
+    origin's record against ``here``): its name and what differed; and the names of the reused
+    sections whose environment nothing recorded (an mlplab before 30 Nov 2026 recorded only
+    that of the run that wrote the report, not of a section it kept from an older one)."""
     found: list[str] = []
+    unknown: list[str] = []
     for sec in sections:
-        then = sec.origin.get("environment") if sec.key in reused else None
-        if isinstance(then, dict):
-            changed = env.numeric_differences(then, here, _NUMERIC_ROWS)
-            if changed:
-                found.append(f"{sec.title or sec.group} ({', '.join(changed)})")
-    return found
+        if sec.key not in reused:
+            continue
+        then = sec.origin.get("environment")
+        if not isinstance(then, dict):
+            unknown.append(sec.title or sec.group)
+            continue
+        changed = env.numeric_differences(then, here, _NUMERIC_ROWS)
+        if changed:
+            found.append(f"{sec.title or sec.group} ({', '.join(changed)})")
+    return found, unknown
 
 
 def _write(ctx: Context, sections: list[Section], total: float, when: str,
@@ -665,11 +689,16 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
                      "times include theirs): " + "; ".join(
                          f"{', '.join(names)} from {md_code(cmd)} of {date}"
                          for (cmd, date), names in runs.items()) + ".")
-        elsewhere = _other_environments(sections, ctx.reused, here)
+        elsewhere, unknown = _other_environments(sections, ctx.reused, here)
         if elsewhere:
             intro.append("Of those, computed with another environment than this run's: "
                          + "; ".join(elsewhere) + ". Their figures may differ in the last "
                          "digits from the ones a single run here would give.")
+        if unknown:
+            intro.append("Of those, computed with an environment that the earlier report does "
+                         "not record (an mlplab before 30 Nov 2026 recorded only its own run's): "
+                         + "; ".join(unknown) + ". Their figures may differ in the last digits "
+                         "from the ones a single run here would give.")
     skipped = [s for s in sections if s.status != "ok"]
     if skipped:
         intro.append("Not run: " + "; ".join(f"{s.title or s.group} ({md_literal(s.reason)})"
