@@ -582,9 +582,11 @@ def test_ctrl_c_in_the_first_epoch_does_not_claim_a_checkpoint(tmp_path, monkeyp
     assert "checkpoint kept" not in err
     assert "but it stopped before its first epoch ended: --resume starts it again. Continue " \
            f"with: mlplab torch train --resume {out} --threads 1" in err
-    # a new run into its folder is told to resume it (it said "already holds results")
+    # a new run into its folder is told to resume it (it said "already holds results"), which
+    # trains it from the start (it said "continue it", as of a run with a checkpoint)
     assert main(["torch", "train", *argv, "--out", str(out)]) == 1
-    assert f"continue it with mlplab torch train --resume {out}" in capsys.readouterr().err
+    assert "stopped before its end with no checkpoint; train it again from the start with " \
+           f"mlplab torch train --resume {out}," in capsys.readouterr().err
     assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 0
     assert "from the start" in capsys.readouterr().err
 

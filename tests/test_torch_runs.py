@@ -442,6 +442,41 @@ def test_a_run_stopped_before_its_first_checkpoint_is_resumed_by_torch_train(run
     assert "mlplab train --resume" not in said
 
 
+def test_a_run_stopped_by_an_mlplab_without_checkpoints_is_said_to_restart(runs, tmp_path,
+                                                                          capsys):
+    """A PyTorch run stopped by Ctrl-C under an mlplab before 1 Dec 2026 has its model and
+    metrics.json (interrupted after N epochs) but no checkpoint.pt: evaluate said `--resume
+    finishes it` and a new run with its --out said `continue it`, while --resume trained it
+    again from epoch 0. All three now say it starts again from the start, and it does."""
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(runs[0], run)
+    (run / "checkpoint.pt").unlink()  # as that mlplab left it
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "status": "interrupted",
+                                                  "epochs": 1}))
+    with pytest.warns(UserWarning) as caught:
+        assert main(["evaluate", str(run)]) == 0
+    said = " ".join(str(w.message) for w in caught)
+    assert "its model is the one saved when it stopped after 1 epoch; it has no checkpoint.pt " \
+           "(an mlplab before 1 Dec 2026 kept none), so resuming trains it again from the " \
+           f"start and replaces this model: mlplab torch train --resume {run}." in said, said
+    assert "finishes it" not in said
+    capsys.readouterr()
+    assert main(["torch", "train", *ARGV, "--out", str(run)]) == 1
+    assert f"{run} holds a run that stopped before its end with no checkpoint; train it again " \
+           f"from the start with mlplab torch train --resume {run}, or choose another --out." \
+           in capsys.readouterr().err
+    result = tm.resume_run(run, announce=True)
+    assert "from the start (it has no checkpoint.pt, as an mlplab before 1 Dec 2026 kept none: " \
+           "its 1 epoch is trained again, and its saved model replaced as this run ends or " \
+           "stops)" in capsys.readouterr().err
+    # trained again from epoch 0: the whole run, as the uninterrupted one of the same seed
+    assert result.metrics["status"] == "completed"
+    assert result.history.loss == runs[1].history.loss
+
+
 def test_a_run_without_validation_records_no_best_epoch(rng):
     """Without a validation split there is no best epoch: metrics.json says so as mlplab
     train's does (None), not epoch 0."""

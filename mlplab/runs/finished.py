@@ -310,8 +310,16 @@ def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None
                "checkpoint has gone further than this model"
                if newer(checkpoint, run_dir / MODEL_FILE) else "")
     elsewhere = _resume_elsewhere(run_dir, torch)
-    finish = f"{resume_setting(run_dir, torch)} finishes it" if elsewhere is None else \
-        f"to finish it: {elsewhere}"
+    if torch and checkpoint.name != TORCH_CHECKPOINT_FILE and is_int(epochs) and epochs > 0:
+        # stopped after its first epoch by an mlplab before 1 Dec 2026, which kept no
+        # checkpoint.pt: --resume cannot go on from this model, only train the run anew
+        restart = (f"it has no {TORCH_CHECKPOINT_FILE} (an mlplab before 1 Dec 2026 kept none), "
+                   "so resuming trains it again from the start and replaces this model")
+        finish = f"{restart}: {resume_setting(run_dir, torch)}" if elsewhere is None else \
+            f"{restart}; to do so: {elsewhere}"
+    else:
+        finish = f"{resume_setting(run_dir, torch)} finishes it" if elsewhere is None else \
+            f"to finish it: {elsewhere}"
     warnings.warn(f"{run_dir} was interrupted: its model is the one saved when it stopped{at}"
                   f"{further}; {finish}.", stacklevel=3)
 

@@ -254,9 +254,12 @@ def _check_out(path: Path, marker: str) -> None:
         if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
                                              and _only_a_torch_config(path)):
             if marker == TORCH_CONFIG_FILE and _stopped(path):
-                raise ValueError(f"{path} holds a run that stopped before its end; continue it "
-                                 f"with {_resume_command(path, 'run')}, or choose another "
-                                 f"{out}.")
+                # (no checkpoint: stopped in its first epoch, or by an mlplab before 1 Dec
+                # 2026, which kept none; --resume trains it from the start)
+                how = ("; continue it" if (path / CHECKPOINT_FILE).is_file() else
+                       " with no checkpoint; train it again from the start")
+                raise ValueError(f"{path} holds a run that stopped before its end{how} with "
+                                 f"{_resume_command(path, 'run')}, or choose another {out}.")
             raise ValueError(f"{path} already holds results ({marker}); choose another {out}.")
 
 
@@ -651,8 +654,10 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
     CPU threads and the device, if not the run's settings (a run trained on a GPU goes on
     without one with ``device="cpu"``, no longer bit for bit as on the GPU). A run that stopped
     before its first epoch ended (no checkpoint) starts again from the beginning, with the same
-    seed. A completed run and a folder another process is training are refused, and so is a run
-    whose loss diverged (``config.json`` records it; resuming would repeat it), at once.
+    seed, and so does one stopped by an mlplab before 1 Dec 2026, which kept no checkpoint: its
+    epochs are trained again, and its saved model is replaced as this run ends or stops. A
+    completed run and a folder another process is training are refused, and so is a run whose
+    loss diverged (``config.json`` records it; resuming would repeat it), at once.
     Resumed in another environment than its checkpoint records (threads, device, PyTorch, CPU,
     mlplab), the run goes on with a warning saying what changed, and ``metrics.json`` lists the
     earlier ones.
@@ -715,7 +720,7 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
             if state is not None else []
         if announce:
             done = f"after epoch {state['epoch']} of {cfg.epochs}" if state is not None else \
-                "from the start (it has no checkpoint)"  # stopped in epoch 1, or diverged
+                f"from the start ({_no_checkpoint(run_dir)})"
             print(f"resuming {describe(model)} on {ds.name} {done}, device {dev}, "
                   f"{counted(threads_used, 'thread')}", file=sys.stderr, flush=True)
         try:
@@ -727,6 +732,20 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
     # stacklevel 3: this, threads_kept, the caller
     warn_if_interrupted(result, "mlplab.torch_mlp.resume_run", stacklevel=3)
     return result
+
+
+def _no_checkpoint(run_dir: Path) -> str:
+    """Why a resume of the run in ``run_dir``, which has no checkpoint, starts from the start:
+    stopped in its first epoch (nothing to lose), or stopped later by an mlplab before 1 Dec
+    2026, which kept no checkpoint.pt (its epochs are trained again, and its model replaced)."""
+    from mlplab.runs import read_metrics
+
+    epochs = read_metrics(run_dir / METRICS_FILE).get("epochs")  # (checked by _resumable)
+    if not is_int(epochs) or epochs < 1:
+        return "it has no checkpoint"
+    return (f"it has no {CHECKPOINT_FILE}, as an mlplab before 1 Dec 2026 kept none: its "
+            f"{counted(int(epochs), 'epoch')} {'is' if epochs == 1 else 'are'} trained again, "
+            "and its saved model replaced as this run ends or stops")
 
 
 def _state_refused(ckpt: Path, exc: TrainingStateError, run_dir: Path) -> ValueError:
