@@ -500,12 +500,14 @@ class Trainer:
             # legal, but surely not meant (a preset's warm-up with --epochs 1, say); a schedule
             # of the caller's replaces the warm-up, which then does not happen at all
             # a warm-up of exactly the run's length reaches lr at its last step (lr * n / n)
-            reach = "never reaches" if warmup > total else "reaches only at the last iteration"
+            lr = f"{setting('--lr', 'lr')} {cfg.lr:g}"
+            reach = f"never reaches {lr}" if warmup > total else \
+                f"reaches {lr} only at the last iteration"
             warnings.warn(f"the warm-up ({counted(warmup, 'iteration')}) lasts the whole run "
-                          f"({counted(total, 'iteration')}): the learning rate {reach} "
-                          f"{setting('--lr', 'lr')} {cfg.lr:g}, and the {cfg.schedule} schedule "
-                          f"never starts; shorten {setting('--warmup-epochs', 'warmup_epochs')} "
-                          "or train longer.", stacklevel=4)  # (_fit, _fit_checked, fit: the caller)
+                          f"({counted(total, 'iteration')}): the learning rate {reach}, "
+                          f"and the {cfg.schedule} schedule never starts; shorten "
+                          f"{setting('--warmup-epochs', 'warmup_epochs')} or train longer.",
+                          stacklevel=4)  # (_fit, _fit_checked, fit: the caller)
         schedule = Schedule(cfg.lr, cfg.schedule, cfg.lr_decay, cfg.step_epochs, total,
                             cfg.min_lr, warmup, per_epoch)
         resumed = None

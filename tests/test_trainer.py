@@ -123,11 +123,11 @@ def test_a_warmup_as_long_as_the_run_is_warned_about(data):
     import warnings
 
     X, y, _, _ = data  # 300 rows, batch 100: 3 iterations per epoch
-    for epochs, warmup, reach in ((1, 1, "reaches only at the last iteration"),
-                                  (2, 3, "never reaches")):
+    for epochs, warmup, reach in ((1, 1, "reaches lr 0.1 only at the last iteration"),
+                                  (2, 3, "never reaches lr 0.1")):
         with pytest.warns(UserWarning, match=rf"the warm-up \({warmup * 3} iterations\) lasts "
                           rf"the whole run \({epochs * 3} iterations\): the learning rate "
-                          rf"{reach} lr 0.1, and the cosine schedule never starts") as warned:
+                          rf"{reach}, and the cosine schedule never starts") as warned:
             h = Trainer(lr=0.1, schedule="cosine", warmup_epochs=warmup, epochs=epochs,
                         batch_size=100).fit(MLP(6, [4], 3, seed=0), X, y)
         assert [w.filename for w in warned] == [__file__]
