@@ -632,6 +632,9 @@ def test_plot_of_no_runs_says_it_is_not_written(tmp_path, capsys):
     (b"\xff\xfe\x00", "is not a readable history ('utf-8' codec can't decode byte 0xff"),
     (b"epoch,loss\nx,0.5\n", "is not a readable history (invalid literal for int()"),
     (b"a,b\n1,2\n", "has no 'epoch' column"),
+    (b"garbage\n", "has no 'epoch' column"),
+    (b"iteration,epoch\n", "has no 'loss' column"),
+    (b"", "is not a readable history (the file is empty)"),
     (b"iteration,epoch,loss\n1,1\n", "is not a readable history (a row is short of cells)")])
 def test_plot_leaves_out_a_run_whose_history_cannot_be_read_and_says_so(runs, tmp_path,
                                                                         capsys, monkeypatch,

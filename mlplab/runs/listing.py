@@ -348,7 +348,15 @@ def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     path = run / HISTORY_FILE
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
+            reader = csv.DictReader(fh)
+            # checked before the rows: an empty file, or a header without these and no rows,
+            # read as a run with no epoch yet, left out of --plot without a word
+            if reader.fieldnames is None:
+                raise ValueError("the file is empty")
+            for column in ("epoch", "loss"):
+                if column not in reader.fieldnames:
+                    raise KeyError(column)
+            for row in reader:
                 epoch = int(row["epoch"])
                 sums.setdefault(epoch, []).append(float(row["loss"]))
                 if row.get("val_acc"):
