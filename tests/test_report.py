@@ -2063,6 +2063,106 @@ def test_a_second_report_into_a_folder_being_written_is_refused(tmp_path):
     assert not (tmp_path / ".lock").exists() and (tmp_path / "report.json").is_file()
 
 
+def _stage_replaced(monkeypatch, key, run):
+    from mlplab.report import runner as rmod
+
+    monkeypatch.setattr(rmod, "STAGES", [s if s.key != key else rmod.Stage(key, s.group,
+                                                                           s.title, run)
+                                         for s in rmod.STAGES])
+
+
+@pytest.mark.parametrize("locked", [True, False], ids=["locked", "unlocked"])
+def test_a_report_folder_removed_while_reproduce_runs_is_not_made_again(locked, tmp_path,
+                                                                        monkeypatch, capsys):
+    """The report folder removed between two stages: the next stages' writes made it again, and
+    the command ended with "error: .../figures/data-samples.png: No such file or directory"
+    beside a partial report in the folder made again. Where no lock can be taken, the folder's
+    own absence tells."""
+    import mlplab.runs.lock as lock_module
+    from mlplab.report.stages_exercise import stage_q1
+
+    if locked and lock_module.fcntl is None:
+        pytest.skip("no flock here: reports are written unlocked")
+    if not locked:
+        monkeypatch.setattr(lock_module, "fcntl", None)
+    out = tmp_path / "rep"
+
+    def q1_then_removed(ctx, section):
+        stage_q1(ctx, section)
+        shutil.rmtree(ctx.out)
+
+    _stage_replaced(monkeypatch, "q1", q1_then_removed)
+    assert main(["reproduce", "--only", "data,q1,q2", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    gone = " (its .lock is gone)" if locked else ""
+    assert err.splitlines()[-1] == (
+        f"mlplab reproduce: error: {out} was removed or moved while the report was being "
+        f"made{gone}, so mlplab reproduce stopped without writing more there; run the same "
+        "command again, or reproduce into another --out.")
+    assert "reproduce [3/9]" not in err  # Q2 was not begun
+    assert not out.exists()
+
+
+def test_a_report_folder_moved_while_reproduce_runs_keeps_the_earlier_report(tmp_path,
+                                                                            monkeypatch):
+    """Moved, not deleted: the earlier report goes with the folder as it was, and nothing is
+    written where the folder was. From Python the message names the call's argument."""
+    from mlplab.report.stages_exercise import stage_q1
+    from mlplab.runs.files import RunFolderGoneError
+
+    out, moved = tmp_path / "rep", tmp_path / "moved"
+    reproduce("digits", TINY, out=out, log=False, only=["q1"])
+    before = (out / "report.json").read_bytes()
+
+    def q1_then_moved(ctx, section):
+        stage_q1(ctx, section)
+        out.rename(moved)
+
+    _stage_replaced(monkeypatch, "q1", q1_then_moved)
+    with pytest.raises(RunFolderGoneError, match=r"rep was removed or moved while the report "
+                                                 r"was being made.*; call it again, or "
+                                                 r"reproduce into another out\.$"):
+        reproduce("digits", TINY, out=out, log=False, only=["q1", "q2"])
+    assert not out.exists()
+    assert (moved / "report.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("when", ["figure", "report", "debug"])
+def test_a_report_folder_removed_mid_write_is_not_made_again(when, tmp_path, monkeypatch):
+    """Removed while a stage drew a figure (the save made the figure's folder, and so the report
+    folder, again) or while the report's files were rendered (report.md and report.html were
+    written into a folder made again). With debug, the folder's error is raised, not the stage's
+    FileNotFoundError for a figure."""
+    import mlplab.plots
+    from mlplab.report import runner as rmod
+    from mlplab.runs.files import RunFolderGoneError
+
+    out = tmp_path / "rep"
+    out.mkdir()  # there before: not removed as a folder that reproduce made, once empty
+    if when == "report":
+        real = rmod.to_markdown
+
+        def rendered_then_removed(*args, **kwargs):
+            text = real(*args, **kwargs)
+            shutil.rmtree(out)
+            return text
+
+        monkeypatch.setattr(rmod, "to_markdown", rendered_then_removed)
+    else:
+        real = mlplab.plots.plot_loss
+
+        def drawn_then_removed(*args, **kwargs):
+            fig = real(*args, **kwargs)
+            shutil.rmtree(out)
+            return fig
+
+        monkeypatch.setattr(mlplab.plots, "plot_loss", drawn_then_removed)
+    with pytest.raises(RunFolderGoneError, match=r"rep was removed or moved while the report "
+                                                 r"was being made"):
+        reproduce("digits", TINY, out=out, log=False, only=["q3_toy"], debug=when == "debug")
+    assert not out.exists()
+
+
 def test_a_stage_that_fails_half_way_leaves_only_its_reason(tmp_path, monkeypatch):
     """A figure that could not be written (a full disk) after the stage had written its text
     and drawn two figures: the section showed "Not run" followed by its text pointing at a

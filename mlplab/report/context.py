@@ -33,6 +33,8 @@ class Context:
     reused: set[str] = field(default_factory=set)
     #: objects stages hand to later stages (the loaded dataset, the tuning result, ...)
     shared: dict[str, Any] = field(default_factory=dict)
+    #: the lock file the run holds in ``out`` (None: unlocked, where flock is missing)
+    lock: Path | None = None
 
     FIGURES = "figures"
     #: where a run writes its figures and files until the report is written: a run stopped
@@ -43,9 +45,29 @@ class Context:
     def staging(self) -> Path:
         return self.out / self.STAGING
 
+    def check_folder(self) -> None:
+        """Refuse to go on once ``out`` was removed or moved (its lock file, there since the run
+        began, is gone; unlocked, the folder itself): every write makes its missing folders, so
+        the later stages filled a folder made again, and the run ended with "No such file or
+        directory" for a figure beside a partial report."""
+        from mlplab.runs.files import RunFolderGoneError
+        from mlplab.runs.lock import LOCK_FILE
+
+        if self.lock is not None and self.lock.is_file() or \
+                self.lock is None and self.out.is_dir():
+            return
+        gone = f" (its {LOCK_FILE} is gone)" if self.lock is not None else ""
+        raise RunFolderGoneError(
+            f"{self.out} was removed or moved while the report was being made{gone}, so "
+            f"{setting('mlplab reproduce', 'reproduce')} stopped without writing more there; "
+            f"{setting('run the same command again', 'call it again')}, or reproduce into "
+            f"another {setting('--out', 'out')}.")
+
     def figure(self, name: str) -> tuple[Path, str]:
         """(absolute path to write, path relative to the report) of a figure file; the file
-        moves to that relative path when the report is written."""
+        moves to that relative path when the report is written. Refused once the report folder
+        is gone (:meth:`check_folder`), which making the figure's folder would make again."""
+        self.check_folder()
         rel = f"{self.FIGURES}/{name}"
         path = self.staging / rel
         path.parent.mkdir(parents=True, exist_ok=True)

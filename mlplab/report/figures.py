@@ -41,7 +41,7 @@ def loss_curve(loss: Sequence[float], path: Path, title: str, bound: float | Non
                     label=f"final loss ({loss[-1]:.4f})")
             ax.set_ylabel("loss (log scale)")
             ax.legend(loc="upper right")
-        return plots.save(fig, path)
+        return save_figure(fig, path)
 
 
 def accuracy_curves(train_acc: Sequence[float], val_acc: Sequence[float], path: Path,
@@ -54,7 +54,7 @@ def accuracy_curves(train_acc: Sequence[float], val_acc: Sequence[float], path: 
         # ticked a one-epoch run 0.945, 0.960, ... 1.050)
         fig = plots.plot_accuracy(train_acc, val_acc, title=title, test_acc=test_acc,
                                   train_label=train_label)
-        return plots.save(fig, path)
+        return save_figure(fig, path)
 
 
 #: the most hidden units whose first-layer weights a figure shows (CIFAR-10's 10 x 10 grid)
@@ -65,8 +65,8 @@ def weight_images(W1: np.ndarray, image_shape: tuple[int, ...], path: Path, titl
     from mlplab import plots
 
     with report_style():
-        return plots.save(plots.plot_first_layer_weights(W1, image_shape, title=title,
-                                                         max_units=WEIGHT_TILES), path)
+        return save_figure(plots.plot_first_layer_weights(W1, image_shape, title=title,
+                                                          max_units=WEIGHT_TILES), path)
 
 
 def weights_caption(units: int, whose: str = "") -> str:
@@ -86,7 +86,7 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], pa
 
     cm = plots.confusion_matrix(y_true, y_pred, len(classes))
     with report_style():
-        return plots.save(plots.plot_confusion(cm, classes, title=title), path)
+        return save_figure(plots.plot_confusion(cm, classes, title=title), path)
 
 
 def sample_images(ds: Dataset, path: Path, seed: int = 0) -> Path:

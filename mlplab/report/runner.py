@@ -215,7 +215,8 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     try:
         # a second report into the same folder wiped the first's staging folder under it: the
         # first failed, and the folder ended with one's report beside the other's files
-        with run_lock(out, new=True, doing="written"):
+        with run_lock(out, new=True, doing="written") as lock:
+            ctx.lock = lock  # what tells that the folder went (Context.check_folder)
             return _reproduce_in(ctx, only, debug, log, earlier, command)
     except BaseException:
         # a Ctrl-C or an error before the report was written left an empty folder (and an
@@ -251,6 +252,14 @@ def _reproduce_in(ctx: Context, only: Sequence[str] | None, debug: bool, log: Te
             # inside the limits, so that the table shows the threads the stages ran with
             sections.append(_environment_section(ctx, sections, total, when, command))
         return _write(ctx, sections, total, when, command, earlier)
+    except OSError as exc:
+        # a write that failed as the folder went ("figures/data-samples.png: No such file or
+        # directory"): said of the folder
+        from mlplab.runs.files import RunFolderGoneError
+
+        if not isinstance(exc, RunFolderGoneError):
+            ctx.check_folder()
+        raise
     finally:
         shutil.rmtree(ctx.staging, ignore_errors=True)
 
@@ -413,6 +422,7 @@ def _refuse_foreign_tuning(ctx: Context, earlier: dict[str, Any] | None) -> None
 def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | None, debug: bool,
                 log: TextIO | bool, earlier: dict[str, Any] | None = None) -> None:
     for i, stage in enumerate(STAGES, 1):
+        ctx.check_folder()  # (a stage can take hours: the folder may have gone meanwhile)
         label = f"[{i}/{len(STAGES)}] {stage.title or stage.group}"
         section = Section(stage.key, stage.group, stage.title)
         old = (earlier or {}).get("loaded", {}).get(stage.key)
@@ -441,6 +451,9 @@ def _run_stages(ctx: Context, sections: list[Section], only: Sequence[str] | Non
             except StageSkipped as exc:
                 section.status, section.reason = "not run", str(exc)
             except Exception as exc:
+                # not a failed stage but a folder gone (which its error may not say): the run
+                # stops, and errors.log is not written into a folder made again
+                ctx.check_folder()
                 if debug:
                     raise
                 section.status = "not run"
@@ -725,16 +738,20 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
     doc["owns_tuning"] = (ctx.staging / "tuning").is_dir() or (
         earlier is not None and _owns_tuning(earlier))
     with interrupts.deferred():
-        moves, stale, repoint = _move_staged(ctx)
+        ctx.check_folder()  # each write below would make a folder gone meanwhile again
+        moves: list[tuple[Path, Path]] = []
         try:
+            stale, repoint = _move_staged(ctx, moves)
             if repoint is not None:  # (a write too: undone with the rest if it fails)
                 _repoint(*repoint)
+            ctx.check_folder()
             write_json(js, doc)
         except BaseException:
             # (a full disk): the earlier report.json stays, so do its figures and search
             _undo(moves)
             raise
-        md, html = _render(ctx.out, title, intro, sections)  # (render() makes them again)
+        # (render() makes them again)
+        md, html = _render(ctx.out, title, intro, sections, ctx.check_folder)
         # only once the new report is written: a failed write or a kill before it left the
         # earlier report.json naming figures and a search already deleted
         _remove(stale)
@@ -742,16 +759,16 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
                         tuple(s.key for s in sections if s.key in ctx.reused))
 
 
-def _move_staged(ctx: Context) -> tuple[list[tuple[Path, Path]], list[Path],
-                                        tuple[Path, str, str] | None]:
+def _move_staged(ctx: Context, moves: list[tuple[Path, Path]]
+                 ) -> tuple[list[Path], tuple[Path, str, str] | None]:
     """Put this run's figures and tuning/ in place of the earlier report's, the replaced ones
-    set aside in the staging folder. Returns the moves made (``_undo`` reverts them), what of
+    set aside in the staging folder, adding each move to ``moves`` as it is made (``_undo``
+    reverts them, those before a failure midway included). Returns what of
     the earlier report is left to remove once the new one is written (where it replaces the
     earlier report whole, ``ctx.replaced``: the earlier figures it does not draw again and the
     earlier search's tuning/ if it has none; only what that report listed, or made), and the
     :func:`_repoint` that the moved search's summary needs."""
     staged = ctx.staging / ctx.FIGURES
-    moves: list[tuple[Path, Path]] = []
 
     def move(src: Path, dst: Path) -> None:
         os.replace(src, dst)
@@ -782,7 +799,7 @@ def _move_staged(ctx: Context) -> tuple[list[tuple[Path, Path]], list[Path],
         repoint = (old / "summary.json", str(tuning), str(old))
     elif ctx.replaced is not None and old.is_dir() and _owns_tuning(ctx.replaced):
         stale.append(old)
-    return moves, stale, repoint
+    return stale, repoint
 
 
 def _owns_tuning(report: dict[str, Any]) -> bool:
@@ -847,13 +864,19 @@ def _as_in_url(path: str) -> str:
     return URL.create("sqlite", database=path).render_as_string(hide_password=False)[len(prefix):]
 
 
-def _render(out: Path, title: str, intro: list[str], sections: list[Section]
-            ) -> tuple[Path, Path]:
+def _render(out: Path, title: str, intro: list[str], sections: list[Section],
+            check: Callable[[], None] = lambda: None) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html``, each after ``check`` (that the folder is
+    still there: the writes would make it again)."""
     from mlplab.io import write_text
 
     md, html = out / "report.md", out / "report.html"
-    write_text(md, to_markdown(title, intro, sections))
-    write_text(html, to_html(title, intro, sections, out))
+    markdown = to_markdown(title, intro, sections)
+    check()
+    write_text(md, markdown)
+    page = to_html(title, intro, sections, out)  # (reads the figures: they are embedded)
+    check()
+    write_text(html, page)
     return md, html
 
 

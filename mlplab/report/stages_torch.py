@@ -9,7 +9,7 @@ from mlplab.report import reference
 from mlplab.report.context import Context
 from mlplab.report.document import Figure, Section, StageSkipped, Table, Text
 from mlplab.report.fmt import pct, seconds
-from mlplab.report.style import report_style
+from mlplab.report.style import report_style, save_figure
 
 if TYPE_CHECKING:
     from mlplab.torch_mlp.depth import DepthResult
@@ -33,10 +33,8 @@ def stage_q4(ctx: Context, section: Section) -> None:
                                     depths=b.torch_depths, inits=("exercise", "default"),
                                     config=cfg, num_classes=ds.num_classes)
     path, rel = ctx.figure("q4-depth.png")
-    from mlplab import plots
-
     with report_style():
-        plots.save(torch_mlp.plot_depth(results), path)
+        save_figure(torch_mlp.plot_depth(results), path)
 
     section.add(Text(
         f"`MultiLayerPerceptron` with {len(b.torch_depths)} depths (\"2 layers\" = one hidden "

@@ -7,6 +7,8 @@ px: the width of a page or of the HTML column), so colours and sizes agree acros
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,7 +66,12 @@ def report_style() -> Iterator[None]:
 
 
 def save_figure(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` atomically and close it (:func:`mlplab.plots.save`)."""
+    """Write ``fig`` atomically and close it (:func:`mlplab.plots.save`), only into a folder
+    that exists (``Context.figure`` made it): one gone while the figure was drawn was the
+    report folder removed or moved, which the save made again."""
+    if not path.parent.is_dir():
+        plt.close(fig)
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path.parent))
     return _plots.save(fig, path, dpi=DPI)
 
 

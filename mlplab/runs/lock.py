@@ -50,7 +50,7 @@ class RunInUseError(ValueError):
 def run_lock(run_dir: str | os.PathLike, new: bool = False, noun: str = "run",
              doing: str = "trained", wait: bool = False,
              lock_file: str = LOCK_FILE,
-             on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+             on_wait: Callable[[str], None] | None = None) -> Iterator[Path | None]:
     """Hold ``run_dir``'s lock within the block; a :class:`RunInUseError` naming the process
     that holds it if another one does (telling a ``new`` run to choose another folder, and a
     resumed one to wait; ``noun``: what the folder holds, a run or a depth study; ``doing``:
@@ -59,18 +59,20 @@ def run_lock(run_dir: str | os.PathLike, new: bool = False, noun: str = "run",
     name, for a second lock in one folder. ``on_wait``: called with the holder's line (or "")
     once, before a wait for another process's lock begins, so that a long wait can be
     announced. The file is removed again at the end, so that a run folder holds only the run's
-    own files (and an empty folder can still be removed)."""
+    own files (and an empty folder can still be removed). Yields the lock file, or None where
+    the run goes unlocked: while held, the file's absence means the folder was removed or
+    moved."""
     path = Path(run_dir) / lock_file
     fd = _acquire(path, new, noun, doing, wait, on_wait) if fcntl is not None else None
     if fd is None:  # no flock here: the run trains unlocked, as it did before locks
-        yield
+        yield None
         return
     try:
         with contextlib.suppress(OSError):  # who holds it is only for messages (a full disk)
             os.ftruncate(fd, 0)
             os.write(fd, f"process {os.getpid()} on {socket.gethostname()}, since "
                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        yield
+        yield path
     finally:
         # unlinked while still locked: a process that opens the path after this finds no file
         # or a new one, and one that opened it before finds it unlinked once it has the lock
