@@ -636,6 +636,36 @@ def test_an_output_folder_removed_while_the_search_runs_is_not_made_again(digits
     assert ".best-run." not in str(caught.value)
 
 
+@pytest.mark.parametrize("stopped", [False, True], ids=["finished", "ctrl-c"])
+def test_an_output_folder_removed_while_the_trials_run_is_said_of_the_folder(stopped, digits,
+                                                                           tmp_path,
+                                                                           monkeypatch):
+    """Removed while the trials ran, before any output was written: the lock file under which
+    the outputs are written could not be made, and the search ended with "cannot write in the
+    run folder ... (No such file or directory); a run is trained only in a folder it may write
+    to". Stopped by Ctrl-C then, that error took the place of the Ctrl-C."""
+    import mlplab.tuning as tuning
+
+    out = tmp_path / "o"
+    real = tuning.run_search
+
+    def searched_then_removed(*args, **kwargs):
+        real(*args, **kwargs)
+        shutil.rmtree(out)
+        if stopped:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tuning, "run_search", searched_then_removed)
+    if stopped:
+        with pytest.raises(KeyboardInterrupt):
+            tune(digits, trials=1, search_space=TINY, out=out, progress=False)
+    else:
+        with pytest.raises(FileNotFoundError, match=r"^\S+o was removed or moved while the "
+                                                    r"search ran \(its study.db is gone\), so "):
+            tune(digits, trials=1, search_space=TINY, out=out, progress=False)
+    assert not out.exists()
+
+
 def test_resume_continues_to_the_target_and_checks_the_space(digits, tmp_path):
     kw = dict(search_space=TINY, out=tmp_path, progress=False, search_only=True)
     first = tune(digits, trials=2, **kw)

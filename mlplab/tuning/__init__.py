@@ -384,6 +384,9 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         # --timeout bounds the search from here, the wait for unnamed trials included (and not
         # the loading of the data and the study before it)
         searching = time.monotonic()
+        # that out_dir is still there, before each write of the outputs (_check_out_kept)
+        kept = functools.partial(_check_out_kept, out_dir,
+                                 "study.db" if storage is None else None)
         done = finished_count(study)
         if progress and done:  # (the command's last line counted them all as this run's)
             more = f"runs up to {trials - done} more" if done < trials else \
@@ -425,10 +428,15 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                     with contextlib.suppress(Exception):
                         requeue_interrupted_trials(study, worker_name())
                 if not search_only:
-                    _write_interrupted(study, study_name, spec.display, out_dir, start, trials)
+                    _write_interrupted(study, study_name, spec.display, out_dir, start, trials,
+                                       kept)
                 raise
 
         elapsed = time.monotonic() - searching
+        if not search_only:
+            # gone while the trials ran: said of the folder, not as the lock file below that
+            # cannot be made ("cannot write in the run folder ... (No such file or directory)")
+            kept()
         # one process at a time writes the outputs, each from the study as it is then: two that
         # finished together both retrained the best trial, and the one that had stopped
         # searching first wrote last, its summary a trial short and naming another best trial
@@ -437,9 +445,7 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
             result = _tally(study, study_name, spec.display, out_dir)
             result.unfinished = _unfinished(study, trials, timeout, elapsed, spec.grace_period)
             if not search_only:
-                kept = functools.partial(_check_out_kept, out_dir,
-                                         "study.db" if storage is None else None)
-                kept()
+                kept()  # (again: the wait for another process's writing can be long)
                 # the tables and plots within: a Ctrl-C while the plots are drawn (seconds) left
                 # no summary, or a previous run's
                 with _summary_written(result, start, kept):
@@ -489,23 +495,28 @@ def _first_search_here(stack: contextlib.ExitStack, out_dir: Path) -> bool:
 
 
 def _write_interrupted(study: optuna.Study, study_name: str, storage: str, out_dir: Path,
-                       start: float, trials: int) -> None:
+                       start: float, trials: int, kept: Callable[[], None]) -> None:
     """The outputs of a search stopped by Ctrl-C: the finished trials' tables and plots (a
     resumed search rewrites them) and a summary marked ``interrupted``. Not while another
     process writes the folder's outputs (it has finished its search, and its tables are the
-    fuller; a stopped command does not wait minutes for it): they are left to it."""
+    fuller; a stopped command does not wait minutes for it): they are left to it. Nor into a
+    folder gone meanwhile (``kept``, :func:`_check_out_kept`): the writes made it again, or its
+    missing lock file ("cannot write in the run folder") took the place of the Ctrl-C."""
+    from mlplab.runs.files import RunFolderGoneError
     from mlplab.runs.lock import RunInUseError, run_lock
 
     try:
+        kept()
         with run_lock(out_dir, noun="search", doing="written", lock_file=RESULTS_LOCK):
             result = _tally(study, study_name, storage, out_dir)
             if result.best_trial is not None:
-                result.files, result.skipped_plots = write_results(study, out_dir)
+                result.files, result.skipped_plots = write_results(study, out_dir, kept=kept)
             result.interrupted = True
             # (null only when the study holds every trial asked for, as the docs say)
             result.unfinished = _unfinished(study, trials, None, 0.0, None, interrupted=True)
+            kept()
             _write_summary(result, start)
-    except RunInUseError:
+    except (RunInUseError, RunFolderGoneError):
         pass
 
 
