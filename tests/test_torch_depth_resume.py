@@ -555,6 +555,32 @@ def test_a_study_killed_after_saving_its_last_network_ends_without_a_checkpoint(
     assert not (out / "depth-checkpoint.pt").exists()
 
 
+def test_a_study_that_diverges_after_its_folder_went_does_not_make_it_again(tmp_path,
+                                                                          monkeypatch):
+    """The folder removed, then the loss diverged before the next checkpoint's check: the
+    record of the diverged network made the folder again, with a depth-config.json alone."""
+    import shutil
+
+    from mlplab.runs.files import RunFolderGoneError
+    from mlplab.trainer import TrainingDivergedError
+
+    out, fit = tmp_path / "study", torch_depth.fit
+
+    def diverging(*args, on_checkpoint=None, **kwargs):
+        def save(state):
+            on_checkpoint(state)
+            shutil.rmtree(out)
+            raise TrainingDivergedError("stopped here")
+        return fit(*args, on_checkpoint=save, **kwargs)
+
+    monkeypatch.setattr(torch_depth, "fit", diverging)
+    with pytest.raises(RunFolderGoneError, match=r"study was removed or moved while the depth "
+                                                 r"study trained \(its depth-config.json is "
+                                                 r"gone\)"):
+        tm.depth_run("digits", out=out, **{**SETTINGS, "init": "exercise"})
+    assert not out.exists()
+
+
 def test_ctrl_c_of_a_new_study_in_a_diverged_study_s_folder_does_not_offer_resume(
         tmp_path, monkeypatch, capsys):
     """A new study takes a diverged study's folder only once its data has loaded: stopped

@@ -1335,6 +1335,9 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
     except TrainingDivergedError as exc:
         if out_dir is None:
             raise
+        # not into a folder gone meanwhile: the write below made it again, holding only a
+        # depth-config.json
+        check_run_folder(out_dir, DEPTH_CONFIG_FILE, "depth study")
         # resuming would repeat the same arithmetic into the same NaN: the checkpoint goes,
         # and depth-config.json says which network diverged, which lets a new study take the
         # folder (as a new run takes a diverged run's) and --resume refuse it without training
