@@ -201,9 +201,12 @@ class DiskFullError(OSError):
         # a file-size limit is this process's (ulimit -f, as a shared machine's or CI runner's
         # may set), not the disk's: "free some disk space" sent the user to a disk with room
         todo = _file_size_advice() if cause.errno == errno.EFBIG else "free some disk space"
+        #: what failed and what to do, without "run the command again" (for a caller whose
+        #: command is not to be run again as it was: a training run's --resume finishes it)
+        self.reason = f"{what} while writing {path} ({cause.strerror or cause}); {todo}"
         super().__init__(
-            f"{what} while writing {path} ({cause.strerror or cause}); {todo} and "
-            f"run the command again - the previous {path.name}, if any, is intact")
+            f"{self.reason} and run the command again - the previous {path.name}, if any, is "
+            "intact")
         self.errno = cause.errno
         self.filename = str(path)
 

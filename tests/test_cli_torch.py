@@ -129,6 +129,55 @@ def test_the_resume_command_after_ctrl_c_keeps_no_plots(monkeypatch, capsys, tmp
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["results", "eval-test-memory"])
+def test_an_error_after_the_checkpoint_says_how_to_finish_the_run(where, monkeypatch, capsys,
+                                                                  tmp_path):
+    """An error after the last checkpoint, before the results (a file that cannot be written,
+    PyTorch refused memory for --eval-test's test split), ended with the reason alone; it is
+    said with the --resume that finishes the run, which does."""
+    import mlplab.runs
+    from mlplab.data import load_dataset
+
+    out, calls = tmp_path / "run", []
+    if where == "results":
+        real_history = mlplab.runs.write_history
+
+        def write_history(*args, **kwargs):  # (torch_mlp.runs imports it as it writes)
+            calls.append(1)
+            if len(calls) == 1:
+                raise OSError("the results could not be written")
+            return real_history(*args, **kwargs)
+
+        monkeypatch.setattr(mlplab.runs, "write_history", write_history)
+        reason = "the results could not be written"
+    else:
+        real, test_labels = tm.runs.accuracy, load_dataset("digits", seed=0).y_test
+
+        def accuracy(model, X, y):
+            if np.array_equal(y, test_labels):  # (the validation split is as large)
+                calls.append(1)
+                if len(calls) == 1:
+                    raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: "
+                                       "can't allocate memory: you tried to allocate 6400000000 "
+                                       "bytes.")
+            return real(model, X, y)
+
+        monkeypatch.setattr(tm.runs, "accuracy", accuracy)
+        reason = "out of memory (PyTorch was unable to allocate 5.96 GiB); free memory"
+    assert main(["torch", "train", "--hidden", "8", "--epochs", "2", "--threads", "1",
+                 "--eval-test", "--no-plots", "--no-progress", "--out", str(out)]) == 1
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line.startswith(f"mlplab torch train: error: {reason}"), line
+    assert line.endswith("; the run was not saved, but its last checkpoint is kept. Continue "
+                         f"with: mlplab torch train --resume {out} --threads 1 --no-plots"), line
+    assert calls == [1] and (out / "checkpoint.pt").is_file()
+    assert main(["torch", "train", "--resume", str(out), "--threads", "1", "--no-plots",
+                 "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2
+    assert "test_accuracy" in metrics and calls == [1, 1]
+
+
 def test_train_outputs_match_mlplab_train(train_run, tmp_path):
     """Same metrics keys, history columns and figures as a NumPy run folder."""
     from mlplab.runs import train_run as numpy_run

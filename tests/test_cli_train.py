@@ -71,6 +71,111 @@ def test_a_second_ctrl_c_says_how_to_go_on(saved, monkeypatch, capsys, tmp_path)
     assert f"{said} Continue with: mlplab train --resume {out}\n" in err, err
 
 
+def _fail_once(monkeypatch, module, name, exc):
+    """Make ``module.name`` raise ``exc`` on its first call (the next calls are the real one's),
+    once the run it serves has written its checkpoint: the files are asserted by the caller."""
+    real, calls = getattr(module, name), []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise exc
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, failing)
+    return calls
+
+
+@pytest.mark.parametrize("where", ["disk-full", "eval-test-memory"])
+def test_an_error_after_the_checkpoint_says_how_to_finish_the_run(where, monkeypatch, capsys,
+                                                                  tmp_path):
+    """A full disk as the results are written, or memory refused to --eval-test's test split,
+    ended with the reason alone, as if the run were lost (and the same command is then refused:
+    the folder holds a run); it is said with the --resume that finishes it, which does."""
+    import errno
+
+    import mlplab.runs.training as training
+    from mlplab.models import MLP
+
+    out = tmp_path / "run"
+    if where == "disk-full":
+        full = io.DiskFullError(out / "history.csv", OSError(errno.ENOSPC, "No space left"))
+        calls = _fail_once(monkeypatch, training, "write_history", full)
+        reason = f"no space left on device while writing {out / 'history.csv'} (No space " \
+            "left); free some disk space; "  # (not "run the command again", which is refused)
+    else:
+        real = MLP.accuracy
+
+        def accuracy(self, X, y):  # the test split's, the last one measured
+            if np.array_equal(y, test_labels):  # (the validation split is as large)
+                calls.append(1)
+                if len(calls) == 1:
+                    raise MemoryError("Unable to allocate 1.00 GiB for an array")
+            return real(self, X, y)
+
+        calls: list[int] = []
+        test_labels = load_dataset("digits", seed=0).y_test
+        monkeypatch.setattr(MLP, "accuracy", accuracy)
+        reason = "out of memory (Unable to allocate 1.00 GiB for an array); free memory, "
+    argv = ["train", *TINY, "--eval-test", "--threads", "1", "--out", str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert calls == [1]
+    assert (out / "checkpoint.npz").is_file() and not (out / "metrics.json").exists()
+    line = err.splitlines()[-1]
+    assert line.startswith(f"mlplab train: error: {reason}"), err
+    assert line.endswith("; the run was not saved, but its last checkpoint is kept. Continue "
+                         f"with: mlplab train --resume {out} --threads 1 --no-plots"), err
+    assert main(["train", "--resume", str(out), "--threads", "1", "--no-plots", "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "completed" and m["epochs"] == 3 and "test_accuracy" in m
+    assert calls == [1, 1]  # the resume measured and wrote what had failed
+
+
+def test_an_error_after_a_resumes_checkpoint_says_how_to_finish_it(monkeypatch, capsys,
+                                                                   tmp_path):
+    """The same for a --resume that trained an epoch more (its checkpoint rewritten) and then
+    failed; one that fails before (its data not found: the same --resume would fail again) and
+    a divergence (which a resume repeats) are said as they were, without the advice."""
+    import mlplab.runs.training as training
+    from mlplab.trainer import TrainingDivergedError
+
+    out = tmp_path / "run"
+    stopped = {"epoch": 0}
+
+    class StopAfterOne(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1 and not stopped["epoch"]:
+                stopped["epoch"] = epoch
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: saved, status interrupted
+
+    real_trainer = training.Trainer
+    monkeypatch.setattr(training, "Trainer", lambda cfg, callbacks, **kw: real_trainer(
+        cfg, callbacks=[*callbacks, StopAfterOne()], **kw))
+    assert main(["train", *TINY, "--out", str(out)]) == 130
+    capsys.readouterr()
+    monkeypatch.setattr(training, "load_run_dataset", lambda *a, **kw: (_ for _ in ()).throw(
+        FileNotFoundError("the digits are gone")))
+    assert main(["train", "--resume", str(out), "--no-plots"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "mlplab train: error: the digits are gone"  # (before any epoch: no advice)
+    monkeypatch.undo()
+    calls = _fail_once(monkeypatch, training, "write_history", OSError("disk went away"))
+    assert main(["train", "--resume", str(out), "--no-plots"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "mlplab train: error: disk went away; the run was not saved, but its last checkpoint is "
+        f"kept. Continue with: mlplab train --resume {out} --no-plots")
+    assert json.loads((out / "metrics.json").read_text())["status"] == "interrupted"
+    assert main(["train", "--resume", str(out), "--no-plots", "--quiet"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+    assert calls == [1, 1]
+    # a divergence after the checkpoint: the resume would only diverge again
+    diverged = tmp_path / "diverged"
+    _fail_once(monkeypatch, training, "write_history", TrainingDivergedError("loss is nan."))
+    assert main(["train", *TINY, "--out", str(diverged)]) == 1
+    assert "Continue with" not in capsys.readouterr().err
+
+
 def test_the_summary_counts_in_the_singular_for_one(capsys, tmp_path):
     """'after 1 epochs' read wrong; the counts agree with their nouns."""
     from mlplab._text import counted

@@ -53,6 +53,22 @@ class UsageError(CLIError, ValueError):
     line and exit code 2, like argparse's own errors."""
 
 
+class RunNotSaved(CLIError):
+    """An error (``reason``) that ended a training run after it had written a checkpoint but
+    before its results: said as the reason followed by :data:`NOT_SAVED` and ``resume``, the
+    ``Continue with: ...`` line that finishes the run from that checkpoint (the reason alone
+    left the user to believe the run lost, or to rerun the command, which the folder refuses)."""
+
+    def __init__(self, reason: Exception, resume: str) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+        self.resume = resume
+
+
+#: what :class:`RunNotSaved` adds to its reason, before the resume line
+NOT_SAVED = "the run was not saved, but its last checkpoint is kept."
+
+
 def flag(option: str) -> str:
     """The command-line flag of an option name: ``label_smoothing`` -> ``--label-smoothing``."""
     return "--" + option.replace("_", "-")
@@ -194,8 +210,14 @@ def resumable(run: str | os.PathLike[str], checkpoint: str, resume: str) -> Iter
     "interrupted" (as if the run were lost); ``mlplab train``'s and ``torch train``'s. The
     command prints that line for a run that stopped and was saved too, so the library's
     :class:`~mlplab.runs.RunInterruptedWarning` is not shown within the block."""
+    from mlplab.runs.files import METRICS_FILE
     from mlplab.runs.training import interrupts_said_elsewhere
+    from mlplab.trainer import TrainingDivergedError
 
+    ckpt, metrics = os.path.join(run, checkpoint), os.path.join(run, METRICS_FILE)
+    # as they were: a resume's checkpoint is there from the start, and an error before its
+    # first new epoch (its data not found) is not helped by the same --resume again
+    before = _file_state(ckpt), _file_state(metrics)
     try:
         with interrupts_said_elsewhere():
             yield
@@ -212,6 +234,24 @@ def resumable(run: str | os.PathLike[str], checkpoint: str, resume: str) -> Iter
             print(f"interrupted before the run's first checkpoint; --resume starts it again "
                   f"from its first epoch. {resume}", file=sys.stderr)
         raise
+    except (UsageError, TrainingDivergedError):
+        raise  # a resume repeats a divergence (and the run records it); a usage error is no run's
+    except Exception as exc:
+        now = _file_state(ckpt), _file_state(metrics)
+        # a checkpoint written by this run, and no results (or divergence record) since
+        if now[0] is not None and now[0] != before[0] and now[1] == before[1]:
+            raise RunNotSaved(exc, resume) from exc
+        raise
+
+
+def _file_state(path: str) -> tuple[int, int, int] | None:
+    """What tells a rewrite of the file ``path`` (inode, mtime, size: the checkpoints and
+    results are replaced atomically, a new inode each time); None if it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 @contextlib.contextmanager
@@ -668,7 +708,11 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
             return None  # what a second Ctrl-C broke on its way out (Optuna recording a trial)
         if args.debug:
             raise
-        message = " ".join(_error_text(exc).split()) or type(exc).__name__  # one line, always
+        resume = None
+        if isinstance(exc, RunNotSaved):  # said as its reason, then how to finish the run
+            resume, exc = exc.resume, exc.reason
+        message = " ".join(_error_text(exc, resume is not None).split()) or \
+            type(exc).__name__  # one line, always
         refused = memory_refused(exc)
         if refused is not None:  # NumPy's "Unable to allocate ...", C++'s bad_alloc, ...
             message = out_of_memory_message(refused)
@@ -681,15 +725,22 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
             # where --debug goes: after the command it is an unknown argument of its
             message = (f"internal error ({type(exc).__name__}: {message}); rerun as mlplab "
                        f"--debug {args.command} ... for the traceback and please report it")
+        if resume is not None:
+            message = f"{message.rstrip('.')}; {NOT_SAVED} {resume}"
         command = " ".join(filter(None, (args.command, _action(args))))
         print(f"mlplab {command}: error: {message}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
 
 
-def _error_text(exc: Exception) -> str:
+def _error_text(exc: Exception, resumed: bool = False) -> str:
     """``exc`` in words. The system's own errors name the path first, without the errno:
     "PATH: File name too long", not "[Errno 36] File name too long: 'PATH'" (Python's form,
-    the path quoted at the end of a line it may run far past)."""
+    the path quoted at the end of a line it may run far past). ``resumed``: the run it ended is
+    continued with another command, so a full disk's "run the command again" is left out."""
+    from mlplab.io import DiskFullError
+
+    if resumed and isinstance(exc, DiskFullError):
+        return exc.reason
     text = str(exc)
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None \
             and text.startswith("[Errno"):
