@@ -552,8 +552,8 @@ def test_a_run_in_its_first_epoch_is_listed_as_unfinished(runs, tmp_path):
     (listed / "broken" / "config.json").write_text("{not json")
     (record,) = list_runs([listed])
     assert record["run"] == str(listed / "starting")
-    assert (record["status"], record["model"], record["epochs"]) == ("unfinished", "hidden 16",
-                                                                     None)
+    # no epoch has ended (0, where None, shown "?", read as unknown)
+    assert (record["status"], record["model"], record["epochs"]) == ("unfinished", "hidden 16", 0)
 
 
 def test_a_run_without_its_config_is_listed_as_unreadable_not_hidden(runs, tmp_path):

@@ -579,6 +579,31 @@ def _stop_after_checkpoints(out, sig, count=2, ignore_sigint=False):
     return proc.returncode, stdout, stderr
 
 
+def test_a_run_killed_before_its_first_checkpoint_is_said_to_start_again(tmp_path, capsys):
+    """A real process killed (SIGKILL) in its first epoch leaves config.json and its lock's
+    file, no checkpoint: mlplab runs lists it unfinished with 0 of its epochs (it said "?"),
+    evaluate says it saved no model and how to train it, and --resume says it trains from the
+    start (it said "resuming RUN", as if epochs were kept) and finishes it."""
+    out = tmp_path / "r"
+    kill = ("import os, signal, sys; import mlplab.trainer as t; "
+            "t.Trainer.fit = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL); "
+            "from mlplab.cli import main; sys.exit(main(sys.argv[1:]))")
+    res = subprocess.run([sys.executable, "-c", kill, "train", *TINY, "--out", str(out)],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, "config.json"]
+    assert main(["runs", str(tmp_path)]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[:2] == [str(out), "unfinished"] and "0/3" in row, row
+    assert main(["evaluate", str(out)]) == 1
+    assert capsys.readouterr().err == (
+        f"mlplab evaluate: error: {out} has no model.npz; it stopped before its first epoch "
+        f"ended, so it saved no model; train it with mlplab train --resume {out}.\n")
+    assert main(["train", "--resume", str(out), "--quiet", "--no-plots"]) == 0
+    assert f"resuming {out} from the start (it has no checkpoint)\n" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "run"

@@ -218,6 +218,10 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         counted_steps = figures.pop("iterations_per_epoch", None)
         steps = steps or counted_steps
         record.update(figures)
+    elif not metrics and record["status"] in ("unfinished", "training") and \
+            not _is_file(run / CHECKPOINT_FILE) and not _is_file(run / TORCH_CHECKPOINT_FILE):
+        # killed (or still) in its first epoch: no epoch has ended, where "?/20" read as unknown
+        record["epochs"] = 0
     iters = config.get("iters")
     if record["of_epochs"] is None and isinstance(iters, int) and iters > 0 and steps:
         # a run of --iters: its whole epochs, as its metrics count them when it ends (1,000

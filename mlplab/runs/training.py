@@ -376,7 +376,10 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
                           "keep them).", stacklevel=3)
     if announce:  # not before: "resuming" and then a refusal ("already completed", "was
         # trained with ...") contradicted itself
-        print(f"resuming {run_dir}", file=sys.stderr, flush=True)
+        # (a run killed in its first epoch trains from the start: "resuming" alone let its user
+        # believe some epochs were kept; mlplab torch train says the same)
+        start = "" if loaded is not None else " from the start (it has no checkpoint)"
+        print(f"resuming {run_dir}{start}", file=sys.stderr, flush=True)
     # a folder decoded to the checkpoint's channels, whatever this mlplab would choose now;
     # data not found is answered with --data-dir (unless that was the place given)
     ds, owned = _take_dataset(cfg, data, loaded.extra.get("image_shape") if loaded else None,
