@@ -178,6 +178,32 @@ def test_an_error_after_the_checkpoint_says_how_to_finish_the_run(where, monkeyp
     assert "test_accuracy" in metrics and calls == [1, 1]
 
 
+def test_evaluate_advises_the_resume_of_a_no_plots_run_with_no_plots(monkeypatch, tmp_path):
+    """evaluate's warning for an interrupted run left out the --no-plots the run was started
+    with (config.json did not record it); it records it now."""
+    import signal
+
+    out, real = tmp_path / "run", tm.runs.save_torch_checkpoint
+
+    def save_then_ctrl_c(*args, **kwargs):
+        real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tm.runs, "save_torch_checkpoint", save_then_ctrl_c)
+        assert main(["torch", "train", "--hidden", "8", "--epochs", "2", "--threads", "1",
+                     "--no-plots", "--no-progress", "--out", str(out)]) == 130
+    assert json.loads((out / "config.json").read_text())["no_plots"] is True
+    with pytest.warns(UserWarning) as said:
+        assert main(["evaluate", str(out)]) == 0
+    assert [str(w.message) for w in said if "was interrupted" in str(w.message)] == [
+        f"{out} was interrupted: its model is the one saved when it stopped after 1 epoch; "
+        f"mlplab torch train --resume {out} --no-plots finishes it."]
+    assert main(["torch", "train", "--resume", str(out), "--threads", "1", "--no-progress",
+                 "--no-plots"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+
+
 def test_train_outputs_match_mlplab_train(train_run, tmp_path):
     """Same metrics keys, history columns and figures as a NumPy run folder."""
     from mlplab.runs import train_run as numpy_run

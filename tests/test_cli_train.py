@@ -176,6 +176,53 @@ def test_an_error_after_a_resumes_checkpoint_says_how_to_finish_it(monkeypatch, 
     assert "Continue with" not in capsys.readouterr().err
 
 
+def test_evaluate_advises_the_resume_of_a_no_plots_run_with_no_plots(monkeypatch, capsys,
+                                                                      tmp_path):
+    """evaluate's warning for an interrupted run (once) advised `mlplab train --resume RUN`
+    without the --no-plots the run was started with: pasted, the resume drew the figures the
+    user had turned off. config.json records it ("no_plots", which train_run(**config,
+    plots=False) does not take twice); a config.json written before it was recorded still
+    evaluates, resumes and is advised as before (without --no-plots)."""
+    import mlplab.runs.training as training
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    real_trainer = training.Trainer
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "Trainer", lambda cfg, callbacks, **kw: real_trainer(
+            cfg, callbacks=[*callbacks, CtrlC()], **kw))
+        for name in ("bare", "old"):
+            assert main(["train", *TINY, "--out", str(tmp_path / name)]) == 130
+    run, old = tmp_path / "bare", tmp_path / "old"
+    recorded = json.loads((run / "config.json").read_text())
+    assert recorded["no_plots"] is True
+    with pytest.warns(UserWarning) as said:
+        assert main(["evaluate", str(run)]) == 0
+    assert [str(w.message) for w in said if "was interrupted" in str(w.message)] == [
+        f"{run} was interrupted: its model is the one saved when it stopped after 1 epoch; "
+        f"mlplab train --resume {run} --no-plots finishes it."]  # (once)
+    # written before the record: no key, the figures' default, and no --no-plots advised
+    config = json.loads((old / "config.json").read_text())
+    del config["no_plots"]
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match=re.escape(f"mlplab train --resume {old} finishes it.")):
+        assert main(["evaluate", str(old)]) == 0
+    assert main(["train", "--like", str(run), "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "like")]) == 0  # (the key is no training option)
+    assert json.loads((tmp_path / "like" / "config.json").read_text())["no_plots"] is False
+    assert main(["train", "--resume", str(old), "--quiet", "--no-plots"]) == 0
+    assert json.loads((old / "metrics.json").read_text())["status"] == "completed"
+    # resumed with the figures on: drawn; config.json, like the run's settings, is as it began
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert json.loads((run / "config.json").read_text()) == recorded
+    assert (run / "loss.png").is_file()
+    repeated = training.train_run(**recorded, out=tmp_path / "again", plots=False)
+    assert repeated.metrics["epochs"] == 3 and not (tmp_path / "again" / "loss.png").exists()
+
+
 def test_the_summary_counts_in_the_singular_for_one(capsys, tmp_path):
     """'after 1 epochs' read wrong; the counts agree with their nouns."""
     from mlplab._text import counted
@@ -598,7 +645,7 @@ def test_a_run_killed_before_its_first_checkpoint_is_said_to_start_again(tmp_pat
     assert main(["evaluate", str(out)]) == 1
     assert capsys.readouterr().err == (
         f"mlplab evaluate: error: {out} has no model.npz; it stopped before its first epoch "
-        f"ended, so it saved no model; train it with mlplab train --resume {out}.\n")
+        f"ended, so it saved no model; train it with mlplab train --resume {out} --no-plots.\n")
     assert main(["train", "--resume", str(out), "--quiet", "--no-plots"]) == 0
     assert f"resuming {out} from the start (it has no checkpoint)\n" in capsys.readouterr().err
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 3

@@ -1905,7 +1905,9 @@ def test_a_run_whose_data_is_gone_is_pointed_at_data_dir_not_download(tmp_path, 
     assert main(["train", "--resume", str(run)]) == 1
     err = capsys.readouterr().err
     assert "mnist not found" in err and "--download" not in err
-    assert f"give its new place: mlplab train --resume {run} --data-dir DIR (for a folder" in err
+    # (with the --no-plots, plots=False, that the run was started with)
+    assert f"give its new place: mlplab train --resume {run} --no-plots --data-dir DIR (for a " \
+        "folder" in err
     assert main(["evaluate", str(run)]) == 1
     err = capsys.readouterr().err
     assert "--download" not in err
@@ -2131,7 +2133,7 @@ def test_evaluating_an_interrupted_run_says_whose_model_it_is(tmp_path, digits):
     run = _stopped_after_two_epochs(tmp_path / "r", digits)
     with pytest.warns(UserWarning, match=re.escape(
             f"{run} was interrupted: its model is the one saved when it stopped after 2 epochs; "
-            f"resume_run({str(run)!r}) finishes it.")):
+            f"resume_run({str(run)!r}, plots=False) finishes it.")):  # (as it was started)
         evaluate_run(run, data=digits)
     Image.fromarray(digits.X_test[0, :, :, 0]).save(tmp_path / "one.png")
     with pytest.warns(UserWarning, match=re.escape(f"{run} was interrupted: its model is the "
@@ -2835,10 +2837,10 @@ def test_a_damaged_or_modelless_run_is_told_how_to_resume_in_the_callers_words(
     with pytest.raises(FileNotFoundError) as caught:
         evaluate_run(run, "val", data=digits)
     assert str(caught.value) == (f"{run} has no model.npz; it has a checkpoint: continue it "
-                                 f"with resume_run({str(run)!r}).")
+                                 f"with resume_run({str(run)!r}, plots=False).")
     assert main(["evaluate", str(run)]) == 1
     assert (f"{run} has no model.npz; it has a checkpoint: continue it with mlplab train "
-            f"--resume {run}.") in capsys.readouterr().err
+            f"--resume {run} --no-plots.") in capsys.readouterr().err
 
 
 def test_a_stopped_run_that_cannot_be_written_is_finished_in_a_copy(tmp_path, digits,
@@ -2862,13 +2864,13 @@ def test_a_stopped_run_that_cannot_be_written_is_finished_in_a_copy(tmp_path, di
         f"finish it: {run} cannot be written here (read-only file system), so it cannot be "
         f"resumed in place: copy the folder to where you may write (say cp -r {run} {copy}, "
         f"with another place than {tmp_path} if that is read-only too) and resume the copy "
-        f"with resume_run({str(copy)!r}).")
+        f"with resume_run({str(copy)!r}, plots=False).")
     (run / "model.npz").unlink()  # killed before its first model: evaluate has none to use
     assert main(["evaluate", str(run)]) == 1
     err = capsys.readouterr().err
     assert (f"{run} has no model.npz; it has a checkpoint, but {run} cannot be written here "
             "(read-only file system)") in err
-    assert f"resume the copy with mlplab train --resume {copy}." in err
+    assert f"resume the copy with mlplab train --resume {copy} --no-plots." in err
     with pytest.raises(ValueError, match="cannot write in the run folder"):
         resume_run(run, data=digits, plots=False)  # (why it is not advised)
     shutil.copytree(run, copy)

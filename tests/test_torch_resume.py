@@ -354,7 +354,8 @@ def test_a_damaged_checkpoint_is_one_line_naming_it_and_what_to_do(tmp_path, mon
         assert "Traceback" not in err and len(err.splitlines()) == 1  # no "resuming ..." first
         assert f"cannot resume from {stopped / 'checkpoint.pt'}: the training state" in err
         assert err.endswith(f"delete {stopped / 'checkpoint.pt'}, and mlplab torch train "
-                            f"--resume {stopped} trains the run again from its start.")
+                            f"--resume {stopped} --no-plots trains the run again from its "
+                            "start.")
     # the record beside the state: its seconds made float() fail, its splits' parts .get()
     for extra in ({"seconds": "x"}, {"splits": {"split_sha1": "x"}},
                   {"splits": {"val_size": "12"}}, {"settings": [1]}):
@@ -933,10 +934,13 @@ def test_the_resume_command_of_a_folder_with_a_space_is_quoted(tmp_path, monkeyp
     quoted = shell_command(["mlplab", "torch", "train", "--resume", str(out)])
     assert quoted.endswith(f"'{out}'") or quoted.endswith(f'"{out}"')
     assert main(["torch", "train", "--out", str(out), "--epochs", "1", "--no-progress"]) == 1
-    assert f"continue it with {quoted}, or choose another --out" in capsys.readouterr().err
+    # (with the --no-plots, plots=False, that the run was started with)
+    assert f"continue it with {quoted} --no-plots, or choose another --out" in \
+        capsys.readouterr().err
     (out / "checkpoint.pt").write_bytes(b"junk")
     assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
-    assert f"and {quoted} trains the run again from its start." in capsys.readouterr().err
+    assert f"and {quoted} --no-plots trains the run again from its start." in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize("field, value, message", [

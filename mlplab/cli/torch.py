@@ -346,8 +346,8 @@ def _resume_command(out: Path, args: argparse.Namespace) -> str:
     # bit-identical only with them
     device = ["--device", args.device] if args.resume and args.device else []
     threads = ["--threads", str(args.threads)] if args.threads else []
-    # not recorded in the run's config: pasted without it, the resume drew the figures the
-    # user had turned off (torch depth has no --no-plots)
+    # this command's choice (config.json records it too, for evaluate's advice): pasted
+    # without it, the resume drew the figures the user had turned off (torch depth has none)
     plots = [] if getattr(args, "plots", True) else ["--no-plots"]
     return "Continue with: " + shell_command(["mlplab", "torch", args.torch_command, "--resume",
                                               path_word(out), *device, *threads, *plots])

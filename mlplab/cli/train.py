@@ -358,7 +358,7 @@ def _train(args: argparse.Namespace) -> int:
 def _resume_command(run: str | os.PathLike[str], args: argparse.Namespace) -> str:
     # the same thread count: the resumed run is bit-identical only with it
     threads = f" --threads {args.threads}" if args.threads else ""
-    # the run's config does not record --no-plots (an output option, as --threads): pasted
+    # this command's choice (config.json records it too, for evaluate's advice): pasted
     # without it, the resume drew the figures the user had turned off
     plots = "" if args.plots else " --no-plots"
     return (f"Continue with: {mlplab_command(args)} train --resume "

@@ -37,6 +37,14 @@ from mlplab.models import ACTIVATIONS
 from mlplab.trainer import SettingsError, TrainConfig
 
 AUGMENTATIONS = ("flip", "crop", "elastic")
+
+#: the key of a run's ``config.json`` (NumPy's and PyTorch's) that says whether the run was
+#: started without figures: true for ``--no-plots`` (``plots=False``). How the run writes its
+#: folder, not how it trains (not a :class:`RunConfig` field, nor in a checkpoint's record of
+#: the settings), but what its advised resume repeats: without it, the resume drew the figures
+#: the user had turned off. Not named ``plots``: ``train_run(**config, plots=False)`` would get
+#: two. A config.json without it (before 4 Dec 2026) is advised without ``--no-plots``
+NO_PLOTS_KEY = "no_plots"
 CROP_FILLS = ("zero", "black")
 
 
@@ -200,6 +208,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
+        d = {k: v for k, v in d.items() if k != NO_PLOTS_KEY}  # (a run's config.json has it)
         check_fields(cls, d, "run options")
         return cls(**d)
 

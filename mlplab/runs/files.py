@@ -22,6 +22,7 @@ from mlplab import io
 from mlplab._text import no_such_folder, path_word, shell_command
 from mlplab._validation import setting
 from mlplab.io import RUNS_ROOT
+from mlplab.runs.config import NO_PLOTS_KEY
 from mlplab.runs.lock import LOCK_FILE, RunInUseError, refuse_if_training, training_process
 from mlplab.trainer import History, train_acc_label
 
@@ -145,18 +146,36 @@ def refuse_if_nothing_saved(folder: Path, marker: str, what: str, start: str,
     raise FileNotFoundError(f"no {what} to resume in {folder}: {why}; {again}.")
 
 
-def resume_command(run_dir: str | os.PathLike) -> str:
-    """The command that continues the run in ``run_dir``, quoted for this platform's shell."""
-    return shell_command(["mlplab", "train", "--resume", path_word(run_dir)])
+def recorded_plots(run_dir: str | os.PathLike) -> bool:
+    """Whether the run in ``run_dir`` was started with its figures, as its ``config.json``
+    records (:data:`NO_PLOTS_KEY`); True where it does not say (a run written before it was
+    recorded, on 4 Dec 2026, or a file that cannot be read: what reads the run says why)."""
+    try:
+        config = io.read_json(Path(run_dir) / CONFIG_FILE)
+    except (OSError, ValueError):
+        return True
+    return not (isinstance(config, dict) and config.get(NO_PLOTS_KEY) is True)
 
 
-def resume_setting(run_dir: str | os.PathLike, torch: bool) -> str:
+def resume_command(run_dir: str | os.PathLike, plots: bool | None = None) -> str:
+    """The command that continues the run in ``run_dir``, quoted for this platform's shell,
+    with ``--no-plots`` for a run without figures (``plots`` None: as its ``config.json``
+    records, :func:`recorded_plots`)."""
+    plots = recorded_plots(run_dir) if plots is None else plots
+    return shell_command(["mlplab", "train", "--resume", path_word(run_dir),
+                          *([] if plots else ["--no-plots"])])
+
+
+def resume_setting(run_dir: str | os.PathLike, torch: bool, plots: bool | None = None) -> str:
     """How a user resumes the run in ``run_dir`` (a PyTorch run's with ``torch``): the command,
-    or for a Python caller the call."""
+    or for a Python caller the call; ``plots`` as in :func:`resume_command`."""
+    plots = recorded_plots(run_dir) if plots is None else plots
+    keyword = "" if plots else ", plots=False"
     if torch:
-        return setting(shell_command(["mlplab", "torch", "train", "--resume", path_word(run_dir)]),
-                       f"mlplab.torch_mlp.resume_run({str(run_dir)!r})")
-    return setting(resume_command(run_dir), f"resume_run({str(run_dir)!r})")
+        return setting(shell_command(["mlplab", "torch", "train", "--resume", path_word(run_dir),
+                                      *([] if plots else ["--no-plots"])]),
+                       f"mlplab.torch_mlp.resume_run({str(run_dir)!r}{keyword})")
+    return setting(resume_command(run_dir, plots), f"resume_run({str(run_dir)!r}{keyword})")
 
 
 def run_folder_advice(torch: bool = False, whole: bool = False) -> str:

@@ -36,6 +36,7 @@ from mlplab.runs.files import (
     not_a_folder,
     not_a_run_config,
     read_metrics,
+    recorded_plots,
     resume_setting,
     run_folder_advice,
 )
@@ -115,7 +116,7 @@ def _resume_elsewhere(run_dir: Path, torch: bool) -> str | None:
             "be resumed in place: copy the folder to where you may write (say "
             f"{shell_command(['cp', '-r', path_word(run_dir), path_word(copy)])}, with another "
             f"place than {copy.parent} if that is read-only too) and resume the copy with "
-            f"{resume_setting(copy, torch)}")
+            f"{resume_setting(copy, torch, plots=recorded_plots(run_dir))}")
 
 
 def other_output_hint(folder: Path) -> str | None:

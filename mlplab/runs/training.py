@@ -36,6 +36,7 @@ from mlplab.runs.building import (
 from mlplab.runs.checkpoint import CheckpointCallback, load_checkpoint, recorded_optimizer_module
 from mlplab.runs.config import (
     CHECKED_OPTIONS,
+    NO_PLOTS_KEY,
     RunConfig,
     absolute_config_paths,
     build_config,
@@ -58,6 +59,7 @@ from mlplab.runs.files import (
     new_run_dir,
     not_a_folder,
     read_metrics,
+    recorded_plots,
     refuse_if_nothing_saved,
     remove_figures,
     remove_made_folders,
@@ -256,7 +258,8 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
                 # this command was right to start it again): it stayed in the finished run
                 remove_partial_writes(out_dir)
                 try:  # new_run_dir looked a moment ago; another process may have started since
-                    io.write_json(out_dir / CONFIG_FILE, cfg.to_dict(), exclusive=True)
+                    io.write_json(out_dir / CONFIG_FILE,
+                                  {**cfg.to_dict(), NO_PLOTS_KEY: not plots}, exclusive=True)
                 except FileExistsError:
                     raise ValueError(f"{out_dir} already holds a run, which another process has "
                                      f"just started; choose another {setting('--out', 'out')}."
@@ -411,7 +414,7 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
                         hint=f"If {CONFIG_FILE}'s val_size, test_size or data_seed was edited, "
                              "put back the value the run was started with.")
     if data_dir is not None:  # the data lives there now: evaluate and --resume look there next
-        io.write_json(config_path, cfg.to_dict())
+        io.write_json(config_path, {**cfg.to_dict(), NO_PLOTS_KEY: not recorded_plots(run_dir)})
     try:
         return _fit_and_finish(cfg, ds, pre, model, X_train, state, seconds, run_dir, callbacks,
                                progress, verbose, plots, earlier)

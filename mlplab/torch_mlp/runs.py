@@ -49,7 +49,7 @@ from mlplab.data.base import (
     download_hint,
 )
 from mlplab.runs.building import moved_data_hint
-from mlplab.runs.config import check_same_settings, layer_sizes
+from mlplab.runs.config import NO_PLOTS_KEY, check_same_settings, layer_sizes
 from mlplab.runs.files import (
     DEPTH_CHECKPOINT_FILE,
     DEPTH_CONFIG_FILE,
@@ -58,6 +58,7 @@ from mlplab.runs.files import (
     TORCH_CHECKPOINT_FILE,
     check_run_folder,
     diverged_study,
+    recorded_plots,
     refuse_if_nothing_saved,
     refuse_other_output,
     remove_figures,
@@ -559,6 +560,7 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
                         dropout=dropout, batchnorm=batchnorm, seed=seed)
     config = _run_config(dataset, ds, load, data_seed, hidden, init, init_std, dropout,
                          batchnorm, cfg, device, threads, eval_test)
+    config[NO_PLOTS_KEY] = not plots  # (what the resume that evaluate advises repeats)
     with contextlib.ExitStack() as held:
         if out_dir is not None:
             _new_dir(out_dir, TORCH_CONFIG_FILE)
@@ -823,8 +825,11 @@ def _resume_command(folder: Path, noun: str) -> str:
     depth) in ``folder``, quoted to paste into this platform's shell (or, in Python, the
     call)."""
     command, call = ("train", "resume_run") if noun == "run" else ("depth", "resume_depth_run")
-    return setting(shell_command(["mlplab", "torch", command, "--resume", path_word(folder)]),
-                   f"{call}({str(folder)!r})")
+    # a run started with --no-plots is resumed with it (a study has no such option)
+    plots = noun != "run" or recorded_plots(folder)
+    return setting(shell_command(["mlplab", "torch", command, "--resume", path_word(folder),
+                                  *([] if plots else ["--no-plots"])]),
+                   f"{call}({str(folder)!r}{'' if plots else ', plots=False'})")
 
 
 def _load_again(config: dict[str, Any], data: Dataset | None,
