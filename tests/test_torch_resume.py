@@ -587,7 +587,7 @@ def test_ctrl_c_in_the_first_epoch_does_not_claim_a_checkpoint(tmp_path, monkeyp
     # trains it from the start (it said "continue it", as of a run with a checkpoint)
     assert main(["torch", "train", *argv, "--out", str(out)]) == 1
     assert "stopped before its end with no checkpoint; train it again from the start with " \
-           f"mlplab torch train --resume {out}," in capsys.readouterr().err
+           f"mlplab torch train --resume {out} --no-plots," in capsys.readouterr().err
     assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 0
     assert "from the start" in capsys.readouterr().err
 
