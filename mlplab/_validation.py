@@ -7,6 +7,7 @@ what was received, so that a user can fix the call without reading the source.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import reprlib
 import sys
@@ -47,11 +48,32 @@ def on_command_line() -> bool:
     return _command_lines > 0
 
 
+#: whether this thread builds or trains a tuning trial (see :func:`search_space_names`): a
+#: ``ContextVar``, unlike the count above, as a trial is its thread's alone (a worker's thread
+#: of another command, were there one, keeps its flags)
+_in_trial: contextvars.ContextVar[bool] = contextvars.ContextVar("mlplab_in_trial",
+                                                                 default=False)
+
+
+@contextlib.contextmanager
+def search_space_names() -> Iterator[None]:
+    """Within the block (a tuning trial's configuration, built and trained), messages name
+    settings as a search space spells its knobs (``weight_decay``, ``reg``), even while a command
+    of the command line runs: the user wrote them in a search space, where ``mlplab train``'s
+    ``--weight-decay`` names nothing."""
+    token = _in_trial.set(True)
+    try:
+        yield
+    finally:
+        _in_trial.reset(token)
+
+
 def setting(flag: str, python: str) -> str:
     """How a message tells the user to change a setting: ``flag`` while a command of the command
     line runs (``--out``), ``python`` otherwise (``out``, for a notebook or a script calling
-    the function)."""
-    return flag if on_command_line() else python
+    the function) and within a tuning trial (:func:`search_space_names`), whose knobs are
+    spelt so."""
+    return flag if on_command_line() and not _in_trial.get() else python
 
 
 #: rows per block of the finiteness check

@@ -2488,6 +2488,33 @@ def test_a_search_without_progress_shows_no_bar_while_its_folder_decodes(tmp_pat
     assert not decoded_with_a_bar(lambda: search(False, "o2"), "c4")
 
 # --------------------------------------------------------------------------- CLI
+def test_cli_tune_trial_errors_name_the_knobs_as_the_search_space_does(tmp_path, capsys):
+    """A trial's configuration error spoke in `mlplab train`'s flags ("--weight-decay ...
+    applies to the adam optimizer only; use --reg"), which a search space cannot set: it names
+    the knobs as the space spells them, and `mlplab train` keeps its flags."""
+    from mlplab._validation import command_line, search_space_names, setting
+
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: {type: float, low: 0.01, high: 0.1, log: true}\nweight_decay: 0.01\n"
+                     "optimizer: sgd\nhidden_size: 8\nepochs: 1\n")
+    code = main(["tune", "--trials", "2", "--search-space", str(space), "--out",
+                 str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "weight_decay (decoupled, AdamW) applies to the adam optimizer only; use reg for L2 " \
+           "with the other optimizers" in err, err
+    assert "--weight-decay" not in err and "--reg" not in err, err
+    with open(tmp_path / "o" / "results.csv") as fh:
+        notes = [r["note"] for r in csv.DictReader(fh)]
+    assert notes and all("weight_decay (decoupled" in n and "use reg " in n for n in notes), notes
+    # the trial's wording ends with it: a command's messages name its flags again
+    with command_line():
+        assert setting("--weight-decay", "weight_decay") == "--weight-decay"
+        with search_space_names():
+            assert setting("--weight-decay", "weight_decay") == "weight_decay"
+        assert setting("--weight-decay", "weight_decay") == "--weight-decay"
+
+
 def test_cli_tune_digits(tmp_path, capsys):
     space = tmp_path / "space.yaml"
     space.write_text("hidden_size: [8, 16]\nlr: {type: float, low: 0.05, high: 0.5}\n"

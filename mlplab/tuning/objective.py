@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlplab._text import percent
+from mlplab._validation import search_space_names
 from mlplab.trainer import Callback, SettingsError, TrainConfig, Trainer, TrainingDivergedError
 from mlplab.tuning.data import TuningData
 from mlplab.tuning.processes import worker_name
@@ -122,12 +123,15 @@ class Objective:
         settings = self.space.suggest(trial)
         start = time.perf_counter()
         try:
-            model, config = build(settings, self.data.num_features, self.data.num_classes,
-                                  self.seed)
-            trainer = Trainer(config, callbacks=[_ReportCallback(trial)])
+            # its messages name the knobs as the search space does: on the command line they
+            # said `mlplab train`'s "--weight-decay ... use --reg", which no space can set
+            with search_space_names():
+                model, config = build(settings, self.data.num_features, self.data.num_classes,
+                                      self.seed)
+                trainer = Trainer(config, callbacks=[_ReportCallback(trial)])
             # a diverging trial is expected now and then; the trainer detects it, so NumPy's
             # overflow warnings would only be noise
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"), search_space_names():
                 history = trainer.fit(model, self.data.X_train, self.data.y_train,
                                       self.data.X_val, self.data.y_val)
         except TrainingDivergedError:
