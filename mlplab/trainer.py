@@ -254,6 +254,20 @@ class Callback:
         the best parameters are restored."""
 
 
+def rows_per_batch(config: TrainConfig, n: int, batchnorm: bool) -> int:
+    """The rows of one step of ``config`` on ``n`` training rows (a shuffled epoch's batches
+    hold at most ``n``); a :class:`SettingsError` where that leaves ``batchnorm`` one row a
+    batch. (Tuning asks it of a search space's settings before any data is trained on.)"""
+    batch = min(int(config.batch_size), n) if config.sampling == "shuffle" else \
+        int(config.batch_size)
+    if batch < 2 and batchnorm:
+        # one row is its own batch mean: every normalised activation is 0, nothing is learnt
+        raise SettingsError(f"batch norm needs batches of at least 2 rows; got {batch} (batch "
+                            "size, or the training set's size). Raise the batch size or "
+                            "drop batch norm.")
+    return batch
+
+
 def epoch_iterations(n: int, batch: int, last_batch: bool = False,
                      batchnorm: bool = False) -> int:
     """The iterations of an epoch of ``n`` rows in batches of ``batch``: the exercise's
@@ -469,16 +483,11 @@ class Trainer:
         # the dataset is held once, in the model's dtype, contiguous rows for fast gathering
         X = np.ascontiguousarray(X, dtype=model.dtype)
         n = X.shape[0]
-        batch = min(int(cfg.batch_size), n) if cfg.sampling == "shuffle" else int(cfg.batch_size)
+        batch = rows_per_batch(cfg, n, bool(getattr(model, "batchnorms", None)))
         per_epoch = epoch_iterations(n, batch, self._last_batch and cfg.sampling == "shuffle",
                                      bool(getattr(model, "batchnorms", None)))
         # (validate: epochs is set where iters is not)
         total = cfg.iters if cfg.iters is not None else cast(int, cfg.epochs) * per_epoch
-        if batch < 2 and getattr(model, "batchnorms", None):
-            # one row is its own batch mean: every normalised activation is 0, nothing is learnt
-            raise SettingsError(f"batch norm needs batches of at least 2 rows; got {batch} (batch "
-                                "size, or the training set's size). Raise the batch size or "
-                                "drop batch norm.")
 
         # the smoothed targets are a training objective: evaluation losses stay the plain NLL
         plain_smoothing = model.output.label_smoothing

@@ -1320,16 +1320,20 @@ def test_knobs_that_cannot_work_together_fail_the_trial_not_the_search(digits, t
     assert result.n_complete == sum(t.state == TrialState.COMPLETE for t in study.trials) == 6
     assert result.n_failed == len(failed) and len(study.trials) == 6 + len(failed)
     # a space whose every trial fails is an error, not an empty success (nor an endless search:
-    # max(3, trials) failures in a row stop it)
+    # its first trial stops it, as no other can do better; it burnt max(3, trials) of them)
     # (its reason's own full stop is dropped before the "; ...")
-    with pytest.raises(ValueError, match=r"^all 3 trials failed, the first with SettingsError: "
-                                         r"batch norm needs .* drop batch norm; results\.csv "
-                                         r"lists them\.$"):
-        tune(digits, trials=2, search_space={**space, "batch_size": 1, "hidden_size": [8, 16]},
+    with pytest.raises(ValueError, match=r"^search space: no trial can run, whatever values the "
+                                         r"search draws: batch norm needs .* drop batch norm; "
+                                         r"change the search space \(the search stopped after 1 "
+                                         r"trial, which results\.csv lists\)\.$"):
+        tune(digits, trials=5, search_space={**space, "batch_size": 1, "hidden_size": [8, 16]},
              out=tmp_path / "bad", progress=False)
     assert (tmp_path / "bad" / "results.csv").exists()
     summary = json.loads((tmp_path / "bad" / "summary.json").read_text())  # refused: still true
-    assert (summary["n_failed"], summary["best_trial"], summary["interrupted"]) == (3, None, False)
+    assert (summary["n_failed"], summary["best_trial"], summary["interrupted"]) == (1, None, False)
+    assert summary["unfinished"].endswith("no trial of search space can run, whatever values the "
+                                          "search draws (the failed trial's error is in the "
+                                          "results); change the search space")
     # AdamW's weight decay with another optimiser: the same kind of failure
     wd = {"optimizer": ["sgd", "adam"], "weight_decay": {"type": "float", "low": 1e-3,
                                                          "high": 1e-2},
@@ -1341,6 +1345,76 @@ def test_knobs_that_cannot_work_together_fail_the_trial_not_the_search(digits, t
     assert result.n_complete == 3
     assert all(t.params["optimizer"] == "sgd" and "applies to the adam optimizer only"
                in t.user_attrs["error"] for t in study.trials if t.state == TrialState.FAIL)
+
+
+def test_a_trial_whose_knobs_clash_is_one_line_and_the_search_goes_on(digits, tmp_path):
+    """A trial whose settings cannot work together returned NaN: Optuna logged two warnings,
+    "The value nan is not acceptable" and "failed with value nan", neither saying why. Now it
+    fails with one line that does; where other draws can work, the search goes on."""
+    space = {"schedule": "cosine", "lr": {"type": "float", "low": 0.001, "high": 0.1},
+             "min_lr": {"type": "float", "low": 0.001, "high": 0.05}, "hidden_size": 8,
+             "epochs": 1}
+    handler = optuna.logging._get_library_root_logger().handlers[0]
+    log = io.StringIO()
+    previous = handler.setStream(log)
+    try:
+        result = tune(digits, trials=4, search_space=space, sampler="random", seed=0,
+                      out=tmp_path, progress=False, search_only=True)
+    finally:
+        handler.setStream(previous)
+    assert result.n_complete == 4 and result.n_failed, log.getvalue()  # (the test needs both)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == result.n_failed, lines  # one line a failed trial, no traceback
+    assert all(re.search(r"Trial \d+ failed with parameters: \{.*\} because of the following "
+                         r"error: search space: these settings cannot work together: min_lr "
+                         r"\([\d.]+\) must not exceed lr \([\d.]+\): the cosine schedule "
+                         r"decays from lr to min_lr\.$", line) for line in lines), lines
+    assert "nan" not in log.getvalue() and "failed with value" not in log.getvalue()
+
+
+def test_never_configures_tells_a_space_no_draw_can_rescue():
+    """The spaces whose every trial would fail for its settings, whatever the sampler draws,
+    from those where some draws work (which the search must go on with)."""
+    from mlplab.tuning.workable import MAX_POINTS, never_configures
+
+    def never(spec, rows=1000):
+        return never_configures(SearchSpace.from_dict(spec), rows)
+
+    assert never({"weight_decay": 0.01, "optimizer": "sgd", "lr": [0.1, 0.01]})
+    assert never({"weight_decay": {"type": "float", "low": 1e-3, "high": 0.1, "log": True},
+                  "optimizer": ["sgd", "momentum"]})
+    assert not never({"weight_decay": 0.01, "optimizer": ["sgd", "adam"]})
+    assert not never({"weight_decay": {"type": "float", "low": 0.0, "high": 0.1},
+                      "optimizer": "sgd"})  # 0 is no decay: it works
+    # a range stands for all its values: the cosine floor low enough at lr's top works
+    cosine = {"schedule": "cosine", "min_lr": {"type": "float", "low": 0.05, "high": 0.1}}
+    assert not never({**cosine, "lr": {"type": "float", "low": 1e-3, "high": 0.1}})
+    assert never({**cosine, "lr": {"type": "float", "low": 1e-3, "high": 0.04}})
+    # batch norm: the training rows bound a shuffled epoch's batch
+    assert never({"batchnorm": True, "batch_size": [1]})
+    assert not never({"batchnorm": True, "batch_size": [1, 32]})
+    assert never({"batchnorm": True, "batch_size": [5, 32]}, rows=1)
+    # too many points to probe: left to the failures in a row
+    many = {f: [0.1, 0.2, 0.3, 0.4] for f in ("lr", "momentum", "beta1", "beta2", "lr_decay",
+                                              "min_lr", "reg")}
+    assert 4 ** 7 > MAX_POINTS and not never({**many, "weight_decay": 0.1, "optimizer": "sgd"})
+
+
+def test_a_trial_no_draw_can_rescue_stops_the_worker():
+    from mlplab.tuning.objective import UNWORKABLE_ATTR
+    from mlplab.tuning.search import _StopAtTarget
+
+    study = optuna.create_study(direction="maximize")
+
+    def objective(trial):
+        trial.set_user_attr(UNWORKABLE_ATTR, "space.yaml")
+        raise ValueError("this trial fails")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study.optimize(objective, n_trials=20, callbacks=[_StopAtTarget(10)],
+                       catch=(ValueError,))
+    assert len(study.trials) == 1
 
 
 def test_a_trial_scores_the_model_it_leaves(digits, tmp_path):
@@ -2513,6 +2587,38 @@ def test_cli_tune_trial_errors_name_the_knobs_as_the_search_space_does(tmp_path,
         with search_space_names():
             assert setting("--weight-decay", "weight_decay") == "weight_decay"
         assert setting("--weight-decay", "weight_decay") == "--weight-decay"
+
+
+def test_cli_tune_a_space_no_trial_can_escape_stops_at_its_first_trial(tmp_path, capsys):
+    """A space whose settings cannot work together whatever the search draws (a fixed
+    weight_decay with a fixed sgd) failed max(3, --trials) trials, each with two warnings about
+    NaN, before the command said why; now its first trial fails in one line and the command
+    ends with the reason and what to change, exit 1."""
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: {type: float, low: 0.01, high: 0.1, log: true}\nweight_decay: 0.01\n"
+                     "optimizer: sgd\nhidden_size: 8\nepochs: 1\n")
+    handler = optuna.logging._get_library_root_logger().handlers[0]
+    log = io.StringIO()
+    previous = handler.setStream(log)
+    try:
+        code = main(["tune", "--trials", "30", "--search-space", str(space), "--out",
+                     str(tmp_path / "o"), "--no-progress"])
+    finally:
+        handler.setStream(previous)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    reason = ("no trial can run, whatever values the search draws: weight_decay (decoupled, "
+              "AdamW) applies to the adam optimizer only; use reg for L2 with the other "
+              "optimizers")
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1 and re.search(r"Trial 0 failed with parameters: \{'lr': [\d.e-]+\} "
+                                         r"because of the following error: " +
+                                         re.escape(f"{space}: {reason}.") + "$", lines[0]), lines
+    assert err.strip().splitlines()[-1] == (
+        f"mlplab tune: error: {space}: {reason}; change the search space (the search stopped "
+        "after 1 trial, which results.csv lists).")
+    with open(tmp_path / "o" / "results.csv") as fh:
+        assert [r["state"] for r in csv.DictReader(fh)] == ["FAIL"]
 
 
 def test_cli_tune_digits(tmp_path, capsys):

@@ -68,7 +68,7 @@ from mlplab.tuning.data import (
     prepare,
     subset_train,
 )
-from mlplab.tuning.objective import Objective, build
+from mlplab.tuning.objective import UNWORKABLE_ATTR, Objective, build
 from mlplab.tuning.processes import worker_name
 from mlplab.tuning.quiet import matplotlib_style_kept, optuna_warnings_only
 from mlplab.tuning.results import markdown_table, trials_table, write_plots, write_results
@@ -684,7 +684,7 @@ def _worker_specs(workers: int, source: DataSource, spec: StorageSpec, study_nam
     threads = threads or max(1, available_cpus() // workers)
     return [WorkerSpec(source, spec, study_name, space.to_dict(), sampler, prune, trials,
                        timeout, seed, sampler_seed, i, threads, on_command_line(), registered,
-                       threads_given=given)
+                       threads_given=given, space_where=space.where)
             for i in range(workers)]
 
 
@@ -729,10 +729,16 @@ def _unfinished(study: optuna.Study, trials: int, timeout: float | None, elapsed
                 f"RUNNING, in another process or left by a killed one ({lost}); {again} once "
                 f"{done} finished, or {how}, to finish the study")
     failed = 0
+    unworkable = None
     for t in sorted(recorded_trials(study), key=lambda t: t.number, reverse=True):
         if t.state != TrialState.FAIL:
             break
         failed += 1
+        unworkable = unworkable or t.user_attrs.get(UNWORKABLE_ATTR)
+    if unworkable:  # run again, it stops again: the space is what must change
+        return (f"the search stopped {ended}: no trial of {unworkable} can run, whatever values "
+                "the search draws (the failed trial's error is in the results); change the "
+                "search space")
     why = f" after {failed} failed trials in a row (each one's error is in the results)" \
         if failed else ""
     return f"the search ended {ended}{why}; {again} to go on with it"
@@ -745,9 +751,17 @@ def _refuse_if_all_failed(study: optuna.Study, result: TuneResult) -> None:
 
     if result.best_trial is not None or result.n_pruned or not result.n_failed:
         return  # (every complete trial diverged, none failing: a result, which says so)
-    first = next(t for t in recorded_trials(study) if t.state == TrialState.FAIL)
+    failed = [t for t in recorded_trials(study) if t.state == TrialState.FAIL]
+    first = failed[0]
     # the reason is a whole sentence: its full stop would come before the "; ..."
     reason = first.user_attrs.get("error", "see the warnings above").rstrip(".")
+    stopped = next((t for t in failed if UNWORKABLE_ATTR in t.user_attrs), None)
+    if stopped is not None:  # the search stopped at it: no trial of the space can do better
+        why = stopped.user_attrs.get("error", "").partition(": ")[2].rstrip(".")
+        trials = f"{len(failed)} trial{'s' if len(failed) > 1 else ''}"
+        raise ValueError(f"{stopped.user_attrs[UNWORKABLE_ATTR]}: no trial can run, whatever "
+                         f"values the search draws: {why}; change the search space (the search "
+                         f"stopped after {trials}, which results.csv lists).")
     diverged = result.n_complete  # (none is a best: each diverged)
     if diverged:  # it said "all 3 trials failed" of 3 failed and 3 diverged
         raise ValueError(f"all {result.n_failed + diverged} trials failed or diverged: "

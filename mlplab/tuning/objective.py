@@ -19,6 +19,7 @@ from mlplab.tuning.data import TuningData
 from mlplab.tuning.processes import worker_name
 from mlplab.tuning.space import KNOBS, SearchSpace
 from mlplab.tuning.storage import name_trial, release_interrupted
+from mlplab.tuning.workable import never_configures
 
 if TYPE_CHECKING:
     import optuna
@@ -40,6 +41,22 @@ def build(settings: Mapping[str, Any], input_size: int, num_classes: int,
     depth = int(model_kw.pop("depth", 1))
     model = MLP(input_size, [hidden] * depth, num_classes, seed=seed, **model_kw)
     return model, TrainConfig(**{**train_kw, "seed": seed})
+
+
+#: the attribute of a trial that failed for a configuration no trial of its space can escape
+#: (the search stops there): the space's name, as errors give it
+UNWORKABLE_ATTR = "mlplab:unworkable"
+
+
+class ConfigurationError(Exception):
+    """A trial whose knobs cannot work together (the trainer's :class:`SettingsError`): it
+    fails, and Optuna logs it as one line, its own warning "Trial N failed with parameters:
+    {...} because of the following error: MESSAGE." (see :func:`mlplab.tuning.quiet.
+    quiet_interrupts`, which drops its traceback and the "failed with value None." after it)."""
+
+    def __repr__(self) -> str:
+        # (Optuna writes repr(error) and a full stop: "ConfigurationError('...')." said less)
+        return str(self).rstrip(".")
 
 
 class FailedAsStale(Exception):
@@ -85,7 +102,9 @@ class Objective:
     """The trial function: build, train, return the final validation accuracy.
 
     A run whose loss diverges is a legitimate (bad) outcome, not a failure: it returns 0.0 so the
-    sampler learns to avoid that region, and the trial is flagged ``diverged``.
+    sampler learns to avoid that region, and the trial is flagged ``diverged``. A trial whose
+    knobs cannot work together raises :class:`ConfigurationError` (a study's ``optimize`` goes
+    on past it with ``catch=(ConfigurationError,)``, as the search's does).
     """
 
     def __init__(self, data: TuningData, space: SearchSpace, seed: int | None = 0,
@@ -96,6 +115,9 @@ class Objective:
         # random seeds were retrained with seed 0, and best-run/ was another (worse) model
         self.seed = 0 if seed is None else seed
         self.worker = worker or worker_name()
+        # whether no point of the space gets past its configuration: asked at the first trial
+        # that fails so (see mlplab.tuning.workable), the same for every later one
+        self._never_configures: bool | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -140,9 +162,19 @@ class Objective:
             return 0.0
         except SettingsError as exc:
             # knobs each in range but not together (min_lr above lr, batch norm on one-row
-            # batches): this trial fails (NaN), the search goes on
+            # batches): this trial fails, the search goes on, unless no trial can do better.
+            # (It returned NaN, which Optuna logged as two warnings, "The value nan is not
+            # acceptable" and "failed with value nan", neither of which said why.)
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:300])
-            return float("nan")
+            if self._never_configures is None:
+                self._never_configures = never_configures(self.space, len(self.data.X_train))
+            where = self.space.where  # (its file: the message says where to change them)
+            if self._never_configures:
+                trial.set_user_attr(UNWORKABLE_ATTR, where)
+                raise ConfigurationError(f"{where}: no trial can run, whatever values the "
+                                         f"search draws: {exc}") from None
+            raise ConfigurationError(f"{where}: these settings cannot work together: "
+                                     f"{exc}") from None
         except Exception as exc:
             if isinstance(exc, optuna.TrialPruned) and trainer.stop_requested:
                 # a Ctrl-C in the epoch end that pruned it: the search was asked to stop

@@ -1,7 +1,7 @@
 """Optuna's output cut to what a user needs: its experimental and future warnings silenced where
 mlplab uses those APIs on purpose, its log level at WARNING while mlplab searches, and a trial
-stopped by Ctrl-C logged as Optuna's one-line warning without the KeyboardInterrupt's traceback
-(nor the "failed with value None." line after it);
+stopped by Ctrl-C, or failed by settings that cannot work together, logged as Optuna's one-line
+warning without the exception's traceback (nor the "failed with value None." line after it);
 and, after a search, the caller's log level and Matplotlib settings (which Optuna's plots change)
 given back. Storage, search and plots all use these, so they stand apart from each.
 """
@@ -56,28 +56,31 @@ class _NoInterruptTraceback(logging.Filter):
     keep its one-line warning ("Trial N failed with parameters: {...} because of the following
     error: KeyboardInterrupt().": which trial stopped, and with what settings) and drop the
     traceback, and the "Trial N failed with value None." line that Optuna (4 and later) logs
-    after it, which says nothing more. A trial ended by one of the ``silent`` exceptions is not
-    logged at all: neither the warning that carries the exception nor that second line. The
-    second line carries no exception: it is found by the trial number the first gave. A trial
-    that ran out of memory (a MemoryError, which the search catches and fails the trial with)
-    keeps its warning too, without the traceback."""
+    after it, which says nothing more; so is a trial ended by one of the ``brief`` exceptions
+    (one whose message says all: settings that cannot work together). A trial ended by one of
+    the ``silent`` exceptions is not logged at all: neither the warning that carries the
+    exception nor that second line. The second line carries no exception: it is found by the
+    trial number the first gave. A trial that ran out of memory (a MemoryError, which the
+    search catches and fails the trial with) keeps its warning too, without the traceback."""
 
-    def __init__(self, silent: tuple[type[BaseException], ...] = ()) -> None:
+    def __init__(self, silent: tuple[type[BaseException], ...] = (),
+                 brief: tuple[type[BaseException], ...] = ()) -> None:
         super().__init__()
         self.silent = silent
+        self.brief: tuple[type[BaseException], ...] = (KeyboardInterrupt, *brief)
         self.silenced: set[str] = set()  # "Trial N " of the trials whose warnings are dropped
-        self.stopped: set[str] = set()  # "Trial N " of the trials Ctrl-C stopped
+        self.stopped: set[str] = set()  # "Trial N " of the trials logged in one line
 
     def filter(self, record: logging.LogRecord) -> bool:
         # (each handler of Optuna's logger asks again about the same record: the answer must
         # not change once this has taken its exception off it)
         ended = record.exc_info[1] if record.exc_info else None
-        if isinstance(ended, self.silent + (KeyboardInterrupt,)):
+        if isinstance(ended, self.silent + self.brief):
             words = record.getMessage().split()
             if len(words) > 1 and words[0] == "Trial":
-                kept = isinstance(ended, KeyboardInterrupt)
+                kept = isinstance(ended, self.brief)
                 (self.stopped if kept else self.silenced).add(f"Trial {words[1]} ")
-            if not isinstance(ended, KeyboardInterrupt):
+            if not isinstance(ended, self.brief):
                 return False
             record.exc_info = None  # the one line, without the traceback
             return True
@@ -96,14 +99,15 @@ class _NoInterruptTraceback(logging.Filter):
 
 
 @contextlib.contextmanager
-def quiet_interrupts(silent: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+def quiet_interrupts(silent: tuple[type[BaseException], ...] = (),
+                     brief: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Within the block, Optuna logs a trial stopped by Ctrl-C or out of memory without its
-    traceback, and one that raised one of the ``silent`` exceptions (an ending of mlplab's own)
-    not at all."""
+    traceback, one that raised one of the ``brief`` exceptions in its one line, and one that
+    raised one of the ``silent`` exceptions (an ending of mlplab's own) not at all."""
     import optuna  # noqa: F401  (sets up the "optuna" logger and its handler)
 
     handlers = logging.getLogger("optuna").handlers
-    keep = _NoInterruptTraceback(silent)
+    keep = _NoInterruptTraceback(silent, brief)
     for h in handlers:
         h.addFilter(keep)
     try:

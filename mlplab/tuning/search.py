@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from mlplab._text import percent
 from mlplab._validation import check_choice
 from mlplab.tuning.data import TuningData
-from mlplab.tuning.objective import FailedAsStale, Objective, finished_elsewhere
+from mlplab.tuning.objective import (
+    UNWORKABLE_ATTR,
+    ConfigurationError,
+    FailedAsStale,
+    Objective,
+    finished_elsewhere,
+)
 from mlplab.tuning.processes import process_alive, same_namespace
 from mlplab.tuning.quiet import optuna_warnings_only, quiet_interrupts, quiet_optuna_warnings
 from mlplab.tuning.space import SearchSpace
@@ -161,7 +167,9 @@ class _StopAtTarget:
     """Stop this worker once the study's finished plus running trials reach the target, so that
     several workers together run the target (a stale running trial is failed first). Failed
     trials do not count towards it; ``max(3, target)`` of them in a row stop the worker, since
-    a space whose every trial fails would otherwise search for ever."""
+    a space whose every trial fails would otherwise search for ever, and so does one trial
+    whose settings no trial of the space can escape (``UNWORKABLE_ATTR``: see
+    :mod:`mlplab.tuning.workable`), which every later trial would repeat."""
 
     def __init__(self, target: int) -> None:
         self.target = target
@@ -177,7 +185,8 @@ class _StopAtTarget:
         fail_dead_local_trials(study)
         with quiet_optuna_warnings():
             optuna.storages.fail_stale_trials(study)
-        if len(_busy(study)) >= self.target or self.fails_in_a_row >= max(3, self.target):
+        if len(_busy(study)) >= self.target or self.fails_in_a_row >= max(3, self.target) or \
+                UNWORKABLE_ATTR in trial.user_attrs:
             study.stop()
 
 
@@ -329,7 +338,7 @@ def run_search(study: optuna.Study, data: TuningData, space: SearchSpace, target
     if bar is not None:
         callbacks.append(_ProgressCallback(bar))
     with optuna_warnings_only(), quiet_optuna_warnings(), \
-            quiet_interrupts((_TargetReached, FailedAsStale)):
+            quiet_interrupts((_TargetReached, FailedAsStale), brief=(ConfigurationError,)):
         try:
             _optimize(study, objective, target, timeout, callbacks)
         except Exception as exc:
@@ -369,7 +378,8 @@ def _optimize(study: optuna.Study, objective: Objective, target: int, timeout: f
             return
         try:
             study.optimize(_WithinTarget(objective, target), n_trials=None, timeout=left,
-                           callbacks=callbacks, gc_after_trial=False, catch=(MemoryError,))
+                           callbacks=callbacks, gc_after_trial=False,
+                           catch=(MemoryError, ConfigurationError))
             return
         except _TargetReached:
             return

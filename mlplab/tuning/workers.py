@@ -62,6 +62,9 @@ class WorkerSpec:
     #: ``blas_threads`` is the user's ``threads``, not the default share of the cores: it may
     #: raise the environment's limit (OMP_NUM_THREADS), as it does in a single process
     threads_given: bool = False
+    #: how messages name the space (its YAML file): a trial's configuration error says where
+    #: to change it, as in a single process
+    space_where: str = "search space"
 
 
 def registrations(space: SearchSpace) -> dict[str, Any]:
@@ -153,7 +156,7 @@ def worker_main(spec: WorkerSpec) -> None:
     register_again(spec.registered)
     with wording, limiter:
         data = spec.source.load()
-        space = SearchSpace.from_dict(spec.space)
+        space = SearchSpace.from_dict(spec.space, spec.space_where)
         study = open_study(spec.storage, spec.study_name, space, spec.source.describe(),
                            make_sampler(spec.sampler, space, spec.sampler_seed, spec.target),
                            make_pruner(spec.prune, space, spec.target), seed=spec.seed,
