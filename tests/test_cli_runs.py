@@ -593,6 +593,67 @@ def test_an_unfinished_run_whose_checkpoint_is_damaged_is_unreadable(runs, tmp_p
     assert epoch_curves(run) == {"loss": [], "val_acc": []}
 
 
+def test_a_checkpoint_that_cannot_be_looked_at_makes_its_run_unreadable_not_the_listing(
+        runs, tmp_path, capsys):
+    """An unfinished run whose checkpoint is a loop of links, or a link to a name too long:
+    looking at it raised, and ``mlplab runs`` (and ``--plot``) ended with "runs/x/checkpoint.npz:
+    Too many levels of symbolic links", listing none of the other runs."""
+    import errno
+
+    from mlplab.runs.listing import epoch_curves
+
+    root, _ = runs
+    listed = tmp_path / "listed"
+    (listed / "good").mkdir(parents=True)
+    for name in ("config.json", "checkpoint.npz"):
+        (listed / "good" / name).write_bytes((root / "killed" / name).read_bytes())
+    reasons = {"loop": os.strerror(errno.ELOOP), "long": os.strerror(errno.ENAMETOOLONG),
+               "torch": os.strerror(errno.ELOOP)}
+    for name in reasons:
+        (listed / name).mkdir()
+        (listed / name / "config.json").write_bytes((root / "killed" / "config.json").read_bytes())
+    os.symlink("checkpoint.npz", listed / "loop" / "checkpoint.npz")  # a link to itself
+    os.symlink("x" * 300, listed / "long" / "checkpoint.npz")  # past any file system's limit
+    os.symlink("checkpoint.pt", listed / "torch" / "checkpoint.pt")
+    by_name = {os.path.basename(r["run"]): r for r in list_runs([listed])}
+    assert sorted(by_name) == ["good", "long", "loop", "torch"]
+    assert by_name["good"]["status"] == "unfinished" and by_name["good"]["epochs"] == 3
+    for name, reason in reasons.items():
+        file = "checkpoint.pt" if name == "torch" else "checkpoint.npz"
+        assert by_name[name]["status"] == "unreadable"
+        assert by_name[name]["problem"] == f"{listed / name / file}: {reason}"
+        assert by_name[name]["model"] == "hidden 16"  # its config's figures are still shown
+        assert epoch_curves(listed / name) == {"loss": [], "val_acc": []}
+    assert main(["runs", str(listed), "--plot", str(tmp_path / "runs.png")]) == 0
+    out, err = capsys.readouterr()
+    assert " unfinished " in out and out.count(" unreadable ") == 3
+    assert f"{listed / 'loop'}: unreadable: {listed / 'loop' / 'checkpoint.npz'}: " \
+           f"{reasons['loop']}" in err
+    assert (tmp_path / "runs.png").is_file()
+
+
+def test_a_checkpoint_the_system_refuses_is_unreadable_with_its_reason_in_words(
+        runs, tmp_path, monkeypatch):
+    """A checkpoint that cannot be opened (another user's, mode 600) was listed with the
+    problem "[Errno 13] Permission denied: 'PATH'", Python's form, where every other problem
+    reads "PATH: reason". (Simulated: the tests may run as root.)"""
+    from mlplab.runs import checkpoint as checkpoint_module
+
+    root, _ = runs
+    run = tmp_path / "theirs"
+    run.mkdir()
+    for name in ("config.json", "checkpoint.npz"):
+        (run / name).write_bytes((root / "killed" / name).read_bytes())
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", os.fspath(path))
+
+    monkeypatch.setattr(checkpoint_module, "checkpoint_progress", denied)
+    record = summarize_run(run)
+    assert record["status"] == "unreadable"
+    assert record["problem"] == f"{run / 'checkpoint.npz'}: Permission denied"
+
+
 @pytest.mark.parametrize("plot,code,said", [
     ("compare.txt", 2, "--plot {p}: write a .png, .pdf or .svg file."),
     ("", 1, "--plot {p} is a folder; give an image file name, e.g. {p}/runs.png."),

@@ -176,10 +176,7 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
             if not isinstance(value, dict):
                 raise ValueError(f"{run / name} is not a JSON object, as mlplab writes it")
     except (OSError, ValueError) as exc:
-        # the system's errors as "PATH: Permission denied", not "[Errno 13] ...: 'PATH'"
-        problem = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and \
-            exc.filename is not None and exc.strerror else str(exc)
-        record.update(status="unreadable", problem=problem)
+        record.update(status="unreadable", problem=_problem(exc))
         return record
     train_size = metrics.get("train_size")  # (a resumed run's too: its splits are the same)
     if holder is not None:  # a stopped run resumed: its metrics.json is the stop's, not now's
@@ -211,17 +208,27 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         steps = iterations_per_epoch(batch, str(config.get("sampling", "shuffle")), rows)
     pace = None
     diverged = metrics.get("status") == "diverged"  # (a NumPy run's: its last good epoch's)
-    if (not metrics or diverged) and _is_file(checkpoint_of(run)):
-        figures, pace = _progress(checkpoint_of(run))
-        # a run that never stopped with Ctrl-C (no metrics.json) has only epochs' ends'
-        # checkpoints, whose iterations are whole epochs
-        counted_steps = figures.pop("iterations_per_epoch", None)
-        steps = steps or counted_steps
-        record.update(figures)
-    elif not metrics and record["status"] in ("unfinished", "training") and \
-            not _is_file(run / CHECKPOINT_FILE) and not _is_file(run / TORCH_CHECKPOINT_FILE):
-        # killed (or still) in its first epoch: no epoch has ended, where "?/20" read as unknown
-        record["epochs"] = 0
+    figures: dict[str, Any] = {}
+    if not metrics or diverged:
+        checkpoint = checkpoint_of(run)
+        try:
+            there = _is_file(checkpoint)
+        except OSError as exc:
+            # there but not to be looked at (a loop of links, a name too long): this run is
+            # unreadable, where the error ended the whole listing
+            figures = {"status": "unreadable", "problem": _problem(exc)}
+        else:
+            if there:
+                figures, pace = _progress(checkpoint)
+            elif not metrics and record["status"] in ("unfinished", "training"):
+                # killed (or still) in its first epoch: no epoch has ended, where "?/20" read
+                # as unknown
+                record["epochs"] = 0
+    # a run that never stopped with Ctrl-C (no metrics.json) has only epochs' ends'
+    # checkpoints, whose iterations are whole epochs
+    counted_steps = figures.pop("iterations_per_epoch", None)
+    steps = steps or counted_steps
+    record.update(figures)
     iters = config.get("iters")
     if record["of_epochs"] is None and isinstance(iters, int) and iters > 0 and steps:
         # a run of --iters: its whole epochs, as its metrics count them when it ends (1,000
@@ -245,7 +252,7 @@ def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
     except ImportError:  # a PyTorch run's checkpoint, and no PyTorch here to read it
         return {}, None
     except (OSError, ValueError) as exc:
-        return {"status": "unreadable", "problem": str(exc)}, None
+        return {"status": "unreadable", "problem": _problem(exc)}, None
     history = progress["history"]
     last = {name: _number(values[-1]) if values else None
             for name, values in (("train_accuracy", history.train_acc),
@@ -273,9 +280,21 @@ def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
 
 def checkpoint_of(run: Path) -> Path:
     """The checkpoint file of a run folder: a PyTorch run's ``checkpoint.pt`` where there is
-    one, else ``checkpoint.npz``."""
+    one, else ``checkpoint.npz``. Raises nothing: a ``checkpoint.pt`` that is there but cannot
+    be looked at (a loop of links) is the one given, and whoever reads it says why."""
     torch_checkpoint = run / TORCH_CHECKPOINT_FILE
-    return torch_checkpoint if _is_file(torch_checkpoint) else run / CHECKPOINT_FILE
+    try:
+        return torch_checkpoint if _is_file(torch_checkpoint) else run / CHECKPOINT_FILE
+    except OSError:
+        return torch_checkpoint
+
+
+def _problem(exc: Exception) -> str:
+    """Why a run's file could not be read, in one line: the system's errors as "PATH: Too many
+    levels of symbolic links", not "[Errno 40] ...: 'PATH'"; any other error's own words."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{os.fsdecode(exc.filename)}: {exc.strerror}"
+    return str(exc)
 
 
 def _read_progress(checkpoint: Path) -> dict[str, Any]:
@@ -343,13 +362,20 @@ def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     import csv
 
     run = Path(folder)
-    checkpoint = checkpoint_of(run)
-    if checkpoint.is_file() and (not (run / HISTORY_FILE).is_file() or
-                                 training_process(run) is not None):
-        return _checkpoint_curves(checkpoint)
+    checkpoint, path = checkpoint_of(run), run / HISTORY_FILE
+    # (pathlib's is_file, before Python 3.14, raises "File name too long" and "Permission
+    # denied": one such file ended mlplab runs --plot for every run)
+    try:
+        has_checkpoint = _is_file(checkpoint)
+    except OSError:  # there but not to be looked at (a loop of links): as one not readable
+        return {"loss": [], "val_acc": []}
+    try:
+        if has_checkpoint and (training_process(run) is not None or not _is_file(path)):
+            return _checkpoint_curves(checkpoint)
+    except OSError as exc:  # history.csv's: named, as when it cannot be opened
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
     sums: dict[int, list[float]] = {}
     val: dict[int, float] = {}
-    path = run / HISTORY_FILE
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
