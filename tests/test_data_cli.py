@@ -73,6 +73,81 @@ def test_tables_line_up_class_names_of_wide_characters(tmp_path, capsys):
     assert len(rows) == 3 and len({display_width(line) for line in rows}) == 1, rows
 
 
+def test_class_names_reach_the_terminal_with_their_control_characters_written_out(
+        tmp_path, capsys):
+    """A class folder named with a bidirectional override (which the folder loader takes, as it
+    is no control character of Unicode's Cc) reordered the rest of data info's and evaluate's
+    lines as displayed: written out as \\u202e, as mlplab runs writes such a name, every row
+    stays one line of the same width."""
+    classes = ["\u202eevil", "iso\u2067late", "dog"]
+    shown = ["\\u202eevil", "iso\\u2067late", "dog"]
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (tmp_path / "d" / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).save(
+                tmp_path / "d" / name / f"{i}.png")
+    data = f"folder:{tmp_path / 'd'}"
+    assert main(["data", "info", data, "--val-size", "6", "--test-size", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "\u202e" not in out and "\u2067" not in out
+    assert "classes   3: dog, iso\\u2067late, \\u202eevil" in out.splitlines()  # (sorted as named)
+    rows = [line for line in out.splitlines() if line.split(" ")[0] in (*shown, "class")]
+    assert len(rows) == 4 and len({len(line) for line in rows}) == 1, rows
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", data, "--val-size", "6", "--test-size", "6",
+                 "--hidden", "8", "--epochs", "1", "--no-plots", "--quiet", "--out",
+                 str(run)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "\u202e" not in out and "\u2067" not in out
+    rows = [line for line in out.splitlines() if line.strip().split(" ")[0] in shown]
+    assert len(rows) == 3 and len({len(line) for line in rows}) == 1, rows
+
+
+def test_control_characters_of_class_names_from_elsewhere_are_written_out(
+        monkeypatch, capsys):
+    """Class names the folder loader refuses (a newline, ESC) can still come from a dataset made
+    in Python: data info wrote them as they were, a newline splitting its table's row in two and
+    an ESC sequence reaching the terminal; so did evaluate's table and its list of confusions."""
+    import mlplab.cli.data as cli_data
+    import mlplab.runs
+    from mlplab.data.base import Dataset
+
+    classes = ["a\nb", "esc\x1b[2Jcleared", "\x1b]0;title\x07"]
+    shown = ["a\\nb", "esc\\x1b[2Jcleared", "\\x1b]0;title\\x07"]
+    X = np.zeros((6, 2, 2, 1), np.uint8)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    ds = Dataset("hand\x1bmade", classes, X, y, X[:3], y[:3], X[:3], y[:3], source="mem\nory")
+    monkeypatch.setattr(cli_data, "load_dataset_from_args", lambda args, progress=True: ds)
+    assert main(["data", "info", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    lines = out.splitlines()
+    assert f"classes   3: {', '.join(shown)}" in lines
+    assert "dataset   hand\\x1bmade" in lines and "source    mem\\nory" in lines
+    rows = [line for line in lines if line.split(" ")[0] in (*shown, "class", "total")]
+    assert len(rows) == 5 and len({len(line) for line in rows}) == 1, rows
+
+    many = classes + [f"k{i}" for i in range(30)]  # past 30 classes: the largest confusions
+    cm = np.eye(len(many), dtype=int)
+    cm[0, 1], cm[2, 0] = 5, 3
+    result = {"split": "val", "dataset": "hand\x1bmade", "size": int(cm.sum()), "accuracy": 0.5,
+              "classes": many, "per_class_accuracy": [0.5] * len(many),
+              "confusion_matrix": cm.tolist()}
+    monkeypatch.setattr(mlplab.runs, "evaluate_run", lambda *args, **kwargs: result)
+    assert main(["evaluate", "run"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    lines = out.splitlines()
+    assert lines[0].startswith("hand\\x1bmade val (")
+    rows = [line for line in lines if line.strip().split(" ")[0] in shown]
+    assert len(rows) == 3 + 2 and len({len(line) for line in rows[:3]}) == 1, rows
+    assert f"  {shown[0]:<{len(shown[2])}} -> {shown[1]}  5" in lines
+    assert f"  {shown[2]} -> {shown[0]}  3" in lines
+
+
 def test_info_refuses_both_spellings_of_its_split_seed(capsys):
     # --data-seed 4 --seed 3 split with 3, the last, without a word
     with pytest.raises(SystemExit) as exc:

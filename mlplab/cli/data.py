@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mlplab._text import counted, display_width, padded
+from mlplab._text import counted, display_width, padded, printable
 from mlplab.cli import (
     UsageError,
     check_figure_file,
@@ -316,19 +316,22 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps({**s, "notes": ds.notes}, indent=2))
         return 0
     h, w, c = ds.image_shape
-    print(f"dataset   {ds.name}")
-    print(f"source    {ds.source}")
+    # names from files and folders with their control characters written out, as mlplab runs
+    # writes them (a newline broke the table's row; an ESC or a bidirectional override reached
+    # the terminal, which recoloured, cleared or reordered the screen)
+    print(printable(f"dataset   {ds.name}", one_line=True))
+    print(printable(f"source    {ds.source}", one_line=True))
     resized = f"; resized to {h}x{w} by --image-size" if args.image_size else ""
     print(f"images    {h}x{w}x{c} {s['dtype']} ({ds.num_features} features flattened{resized})")
-    names = list(ds.classes)
+    names = [printable(c, one_line=True) for c in ds.classes]
     if len(names) > LISTED_CLASSES:
         # 1,000 classes made this one line of 11,000 characters, each name again in the table
         names = [*names[:LISTED_CLASSES - 1], "...", names[-1]]
     print(f"classes   {ds.num_classes}: {', '.join(names)}")
     for note in ds.notes:
-        print(f"note      {note}")
+        print(printable(f"note      {note}", one_line=True))
     # in terminal columns (CJK names), as written (a name the output's encoding lacks: \u732b)
-    written = [as_written(c) for c in ds.classes]
+    written = [as_written(printable(c, one_line=True)) for c in ds.classes]
     width = max(6, *(display_width(c) for c in written))
     print()
     print(f"{'class':<{width}}  {'train':>7}  {'val':>7}  {'test':>7}")

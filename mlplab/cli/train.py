@@ -13,7 +13,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from mlplab import interrupts
-from mlplab._text import counted, display_width, padded, path_word, percent, shell_command
+from mlplab._text import (
+    counted,
+    display_width,
+    padded,
+    path_word,
+    percent,
+    printable,
+    shell_command,
+)
 from mlplab.cli import (
     UsageError,
     flag,
@@ -380,11 +388,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"{res['dataset']} {res['split']} ({counted(res['size'], 'image')}): accuracy "
-          f"{percent(res['accuracy'])}")
+    print(printable(f"{res['dataset']} {res['split']} ({counted(res['size'], 'image')}): "
+                    f"accuracy {percent(res['accuracy'])}", one_line=True))
     # in terminal columns: a class named in CJK or with accents made of combining marks; as
-    # written: a name the output's encoding lacks comes out as \u732b or ?
-    names = [as_written(c) for c in res["classes"]]
+    # written: a name the output's encoding lacks comes out as \u732b or ?; control characters
+    # written out, as data info and mlplab runs write them (a newline broke the row, an ESC or a
+    # bidirectional override reached the terminal)
+    names = [as_written(printable(c, one_line=True)) for c in res["classes"]]
     width = max(5, *(display_width(c) for c in names))
     print(f"  {padded('class', width)}  accuracy")  # (the rows read as bare numbers)
     for name, acc in zip(names, res["per_class_accuracy"]):
@@ -418,7 +428,7 @@ def _print_top_confusions(cm: list[list[int]], classes: list[str], top: int = 10
     print(f"confusion matrix: {len(cm)} x {len(cm)}, too wide to print (--json gives it whole); "
           + (f"its {counted(len(cells), 'largest confusion')} (true class -> predicted):"
              if cells else "no image was taken for another class."))
-    names = [as_written(c) for c in classes]
+    names = [as_written(printable(c, one_line=True)) for c in classes]  # (as the table's)
     width = max([display_width(names[i]) for i, _ in cells], default=0)
     for i, j in cells:
         print(f"  {padded(names[i], width)} -> {names[j]}  {counts[i, j]}")
