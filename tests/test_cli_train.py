@@ -260,6 +260,28 @@ def test_evaluate_and_predict(run_dir, capsys, tmp_path):
     assert line.split(": ")[1].split()[0] == ds.classes[pred[0]]
 
 
+def test_predict_writes_control_characters_of_class_and_file_names_escaped(tmp_path, capsys):
+    """predict printed the model file's class names and the image's file name as they were: a
+    class made in Python as "a\\nb" split its line in two, an ESC sequence reached the
+    terminal. Written out as mlplab runs and evaluate write them, each image is one line."""
+    from mlplab.data.base import Dataset
+    from mlplab.runs import train_run
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 255, (40, 4, 4, 1), dtype=np.uint8)
+    y = np.arange(40) % 2
+    ds = Dataset("hand", ["a\nb", "esc\x1b[2J"], X, y, X[:10], y[:10], X[:0], y[:0])
+    run = tmp_path / "run"
+    train_run({"hidden": [4], "batch_size": 8}, epochs=1, out=run, data=ds, plots=False)
+    img = tmp_path / "new\nline\x1b.png"
+    Image.fromarray(X[0, :, :, 0]).save(img)
+    assert main(["predict", str(run), str(img), "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and out.count("\n") == 1, out
+    assert out.startswith(f"{tmp_path}/new\\nline\\x1b.png: ")
+    assert "a\\nb " in out and "esc\\x1b[2J " in out
+
+
 def test_evaluate_of_the_test_split_leaves_the_run_as_it_was(run_dir, capsys, tmp_path):
     """docs/training.md: evaluate writes nothing into the run; its test figure is not recorded
     as --eval-test's is (metrics.json keeps no test_accuracy, mlplab runs shows none)."""

@@ -447,5 +447,6 @@ def run_predict(args: argparse.Namespace) -> int:
         return 0
     for r in results:
         tops = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in r["top"])
-        print(f"{r['image']}: {tops}")
+        # (the model file's class names, and file names, as evaluate writes them)
+        print(printable(f"{r['image']}: {tops}", one_line=True))
     return 0
