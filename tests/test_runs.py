@@ -2171,6 +2171,101 @@ def test_evaluating_an_interrupted_run_says_whose_model_it_is(tmp_path, digits):
         evaluate_run(tmp_path / "one", data=digits)
 
 
+@pytest.mark.parametrize("writer", ["model.npz", "history.csv", "figures", "metrics.json"])
+def test_a_second_ctrl_c_while_a_resumed_run_saves_leaves_no_false_metrics(writer, tmp_path,
+                                                                           digits, monkeypatch):
+    """A run stopped (Ctrl-C after epoch 2), resumed, stopped again after epoch 3, and a second
+    Ctrl-C (out at once, unsaved) while that stop's results are written: metrics.json stayed the
+    first stop's, and evaluate warned "stopped after 2 epochs" about a model.npz of 3. Now
+    metrics.json goes before the new model is written: the run reads as unfinished, evaluate
+    names the model it has, and --resume ends it as a run never stopped."""
+    import mlplab.runs.training as rt
+    from mlplab.runs import summarize_run
+
+    whole = train_run(FAST, data=digits, plots=False)
+    run = _stopped_after_two_epochs(tmp_path / "r", digits)
+
+    def second_ctrl_c(real, name):
+        def write(path, *args, **kwargs):
+            if Path(path).name == name:
+                raise KeyboardInterrupt
+            return real(path, *args, **kwargs)
+        return write
+
+    if writer == "model.npz":
+        monkeypatch.setattr(io, "save_model", second_ctrl_c(io.save_model, writer))
+    elif writer == "metrics.json":
+        monkeypatch.setattr(io, "write_json", second_ctrl_c(io.write_json, writer))
+    elif writer == "history.csv":
+        monkeypatch.setattr(rt, "write_history", second_ctrl_c(rt.write_history, writer))
+    else:  # (plots=False: the earlier stop's figures are removed instead of drawn)
+        monkeypatch.setattr(rt, "remove_figures", second_ctrl_c(rt.remove_figures, "r"))
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        resume_run(run, data=digits, plots=False, callbacks=[CtrlC()])
+    monkeypatch.undo()
+    assert not (run / "metrics.json").exists()
+    # the model file is the first stop's only if the Ctrl-C came before it was replaced
+    saved = 2 if writer == "model.npz" else 3
+    loaded, state, _ = load_checkpoint(run / "checkpoint.npz")
+    assert state["epoch"] == 3
+    model = io.load_model(run / "model.npz")
+    assert model.extra["metrics"]["epochs"] == saved
+    if saved == 3:  # the stop's own weights
+        assert all(np.array_equal(model.model.params[k], loaded.model.params[k])
+                   for k in loaded.model.params)
+    record = summarize_run(run)
+    assert (record["status"], record["epochs"]) == ("unfinished", 3)
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{run} was interrupted: its model is the one saved when it stopped after {saved} "
+            "epochs")) as said:
+        evaluate_run(run, data=digits)
+    assert str(said[0].message).endswith(
+        f"it was stopped while it wrote its results, so it has no metrics.json yet; "
+        f"resume_run({str(run)!r}) finishes it.")
+    done = resume_run(run, data=digits, plots=False)
+    assert done.metrics["status"] == "completed" and done.history.loss == whole.history.loss
+    assert json.loads((run / "metrics.json").read_text())["val_accuracy"] == \
+        whole.metrics["val_accuracy"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # finished: nothing to say
+        evaluate_run(run, data=digits)
+
+
+def test_a_ctrl_c_while_a_resumed_run_saves_its_completed_results_is_said(tmp_path, digits,
+                                                                        monkeypatch):
+    """A stopped run resumed to its end, and a Ctrl-C while it writes its results: its
+    metrics.json said "interrupted after 2 epochs" of a model.npz trained to the end. Now it
+    has none, and evaluate says its model is the finished one and --resume writes the rest."""
+    import mlplab.runs.training as rt
+
+    run = _stopped_after_two_epochs(tmp_path / "r", digits)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rt, "write_history", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        resume_run(run, data=digits, plots=False)
+    monkeypatch.undo()
+    assert not (run / "metrics.json").exists()
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{run} has completed training, but it was stopped while it wrote its results, so "
+            "it has no metrics.json yet: its model is the finished one after 4 epochs; "
+            f"resume_run({str(run)!r}) writes them.")):
+        evaluate_run(run, data=digits)
+    assert resume_run(run, data=digits, plots=False).metrics["epochs"] == 4
+    assert (run / "history.csv").is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate_run(run, data=digits)
+
+
 def test_a_run_fits_its_preprocessing_on_the_training_split_only():
     """Validation and test rows far from the training rows: statistics leaked from them into
     the run's preprocessing would leave the training rows off centre (a mutant fitting on all

@@ -141,6 +141,77 @@ def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(uninterrupted, tmp_p
     _same_as(out, uninterrupted.out)
 
 
+@pytest.mark.parametrize("writer", ["model.pt", "model.npz", "history.csv", "metrics.json"])
+def test_a_second_ctrl_c_while_a_resumed_run_saves_leaves_no_false_metrics(
+        writer, uninterrupted, tmp_path, monkeypatch, capsys):
+    """A run stopped by Ctrl-C after epoch 2, resumed, stopped again after epoch 3, and a
+    second Ctrl-C (out at once, unsaved) while that stop's files are written: between the two
+    model files it left model.pt of epoch 3 beside model.npz and metrics.json of epoch 2. Now
+    metrics.json goes first: the run reads as unfinished, evaluate names the epochs of the
+    model.npz it evaluates, and --resume ends it as a run never stopped."""
+    from mlplab import io
+    from mlplab.runs import evaluate_run, summarize_run
+
+    out = tmp_path / "run"
+    _crash_after(monkeypatch, 2, error=KeyboardInterrupt)  # (a stop at the epoch's end)
+    with pytest.warns(tm.RunInterruptedWarning):
+        assert tm.train_run("digits", out=out, **SETTINGS).interrupted
+    monkeypatch.undo()
+
+    def second_ctrl_c(real, name):
+        def write(path, *args, **kwargs):
+            if os.path.basename(path) == name:
+                raise KeyboardInterrupt
+            return real(path, *args, **kwargs)
+        return write
+
+    import mlplab.runs
+
+    where = {"model.pt": (torch_runs, "save_torch_model"), "model.npz": (io, "save_model"),
+             "history.csv": (mlplab.runs, "write_history"), "metrics.json": (io, "write_json")}
+    module, name = where[writer]
+    monkeypatch.setattr(module, name, second_ctrl_c(getattr(module, name), writer))
+    _crash_after(monkeypatch, 3, error=KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        tm.resume_run(out, plots=False)
+    monkeypatch.undo()
+    assert not (out / "metrics.json").exists()
+    saved = 2 if writer in ("model.pt", "model.npz") else 3  # model.npz: the stop's, if written
+    assert io.load_model(out / "model.npz").extra["metrics"]["epochs"] == saved
+    assert tm.load_torch_checkpoint(out / "checkpoint.pt")[0]["epoch"] == 3
+    record = summarize_run(out)
+    assert (record["status"], record["epochs"]) == ("unfinished", 3)
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{out} was interrupted: its model is the one saved when it stopped after {saved} "
+            "epochs")) as said:
+        evaluate_run(out)
+    assert str(said[0].message).endswith(
+        "it was stopped while it wrote its results, so it has no metrics.json yet; "
+        f"mlplab.torch_mlp.resume_run({str(out)!r}) finishes it.")
+    # a new run may not take the folder over
+    assert main(["torch", "train", "--out", str(out), "--no-progress"]) == 1
+    assert f"continue it with mlplab torch train --resume {out}" in capsys.readouterr().err
+    assert tm.resume_run(out, plots=False).metrics["status"] == "completed"
+    _same_as(out, uninterrupted.out)
+
+
+def test_a_run_stopped_while_saving_before_its_first_checkpoint_is_offered_to_resume(
+        uninterrupted, tmp_path, capsys):
+    """Stopped in its first epoch twice, the second time while it saved: model files, no
+    metrics.json (gone first) and no checkpoint. A new run into it was refused as a folder that
+    "already holds results", with no word of --resume, which trains it from the start."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted.out, out)
+    for name in ("metrics.json", "checkpoint.pt"):
+        (out / name).unlink()
+    assert main(["torch", "train", "--out", str(out), "--no-progress"]) == 1
+    assert f"{out} holds a run that stopped before its end with no checkpoint; train it again " \
+           f"from the start with mlplab torch train --resume {out}, or choose another --out." \
+           in capsys.readouterr().err
+
+
 def test_a_run_stopped_before_its_first_checkpoint_starts_again(uninterrupted, tmp_path):
     """Killed during epoch 1, a run leaves only config.json; resuming it trains from the start
     with the same seed."""

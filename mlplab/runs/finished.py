@@ -238,7 +238,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", data: Dataset | Non
     from mlplab.metrics import confusion_matrix
 
     loaded, cfg, metrics = load_run(run)
-    _warn_if_not_the_final_model(Path(run), metrics)
+    _warn_if_not_the_final_model(Path(run), metrics, loaded.extra.get("metrics"))
     cfg = moved_config(cfg, data, data_dir)
     # moved="": the place given is the new one; only the download advice is dropped
     other = split != "val"  # the advised command evaluates the split asked for, not the default
@@ -285,32 +285,51 @@ def _in_chunks(loaded: io.LoadedModel, X: np.ndarray, method: str) -> np.ndarray
     return np.concatenate(parts) if parts else predict(loaded.preprocessing.transform(X))
 
 
-def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None:
+def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any],
+                                 saved: Any = None) -> None:
     """Say so when the model evaluated is not the run's last word: a run stopped with Ctrl-C
     (its model is the one saved then), and one resumed after that and killed, whose checkpoint
-    has gone further than its model file (it was evaluated without a hint)."""
+    has gone further than its model file (it was evaluated without a hint). A run stopped while
+    it wrote its results (a second Ctrl-C, which stops at once) has no ``metrics.json``, which
+    goes before the new model is written; ``saved``, the metrics its model file was saved with,
+    then says which model that is."""
     import warnings
 
     from mlplab.runs.listing import checkpoint_of, newer
 
-    if metrics.get("status") != "interrupted":
+    unwritten = not (run_dir / METRICS_FILE).exists() and isinstance(saved, dict) \
+        and saved.get("status") in ("interrupted", "completed")
+    if unwritten:
+        metrics = saved
+    elif metrics.get("status") != "interrupted":
         return
+    stopped = metrics.get("status") == "interrupted"
     epochs = metrics.get("epochs")
     at = f" after {counted(int(epochs), 'epoch')}" if is_int(epochs) else ""
+    which = f"the one saved when it stopped{at}" if stopped else f"the finished one{at}"
     holder = training_process(run_dir)
     if holder is not None:  # resumed now: "--resume finishes it" would be refused
         warnings.warn(f"{run_dir} is being trained again by another process ({holder}): its "
-                      f"model is the one saved when it stopped{at}; evaluate it again once "
+                      f"model is {which}; evaluate it again once "
                       "training ends (mlplab runs shows how far it has got).", stacklevel=3)
         return
     checkpoint = checkpoint_of(run_dir)
     # (a PyTorch run stopped before its first epoch ended has no checkpoint.pt: its metrics say)
     torch = checkpoint.name == TORCH_CHECKPOINT_FILE or metrics.get("framework") == "pytorch"
+    elsewhere = _resume_elsewhere(run_dir, torch)
+    cut = f"it was stopped while it wrote its results, so it has no {METRICS_FILE} yet"
+    if not stopped:  # (unwritten: the model is the run's last, its other files are not all)
+        finish = f"{resume_setting(run_dir, torch)} writes them" if elsewhere is None else \
+            f"to write them: {elsewhere}"
+        warnings.warn(f"{run_dir} has completed training, but {cut}: its model is {which}; "
+                      f"{finish}.", stacklevel=3)
+        return
     # (as mlplab runs tells such a run: its checkpoint newer than what it saved on stopping)
     further = ("; the run was resumed since and stopped again before it saved, so its "
                "checkpoint has gone further than this model"
                if newer(checkpoint, run_dir / MODEL_FILE) else "")
-    elsewhere = _resume_elsewhere(run_dir, torch)
+    if unwritten:
+        further += f"; {cut}"
     if torch and checkpoint.name != TORCH_CHECKPOINT_FILE and is_int(epochs) and epochs > 0:
         # stopped after its first epoch by an mlplab before 1 Dec 2026, which kept no
         # checkpoint.pt: --resume cannot go on from this model, only train the run anew
@@ -321,8 +340,8 @@ def _warn_if_not_the_final_model(run_dir: Path, metrics: dict[str, Any]) -> None
     else:
         finish = f"{resume_setting(run_dir, torch)} finishes it" if elsewhere is None else \
             f"to finish it: {elsewhere}"
-    warnings.warn(f"{run_dir} was interrupted: its model is the one saved when it stopped{at}"
-                  f"{further}; {finish}.", stacklevel=3)
+    warnings.warn(f"{run_dir} was interrupted: its model is {which}{further}; {finish}.",
+                  stacklevel=3)
 
 
 def _sub_folders_hint(folder: Path, limit: int = 100) -> str:
@@ -437,7 +456,8 @@ def predict_images(run: str | os.PathLike,
     loaded = _load_run_model(Path(run))  # the model file holds all predict needs
     # (a stopped run's model, as evaluate says; a damaged metrics.json is not predict's concern)
     with contextlib.suppress(OSError, ValueError):
-        _warn_if_not_the_final_model(Path(run), read_metrics(Path(run) / METRICS_FILE))
+        _warn_if_not_the_final_model(Path(run), read_metrics(Path(run) / METRICS_FILE),
+                                     loaded.extra.get("metrics"))
     model, where = loaded.model, Path(run) / MODEL_FILE
     shape = loaded.extra.get("image_shape")
     classes = loaded.extra.get("classes") or [str(i) for i in range(model.num_classes)]

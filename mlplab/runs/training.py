@@ -752,6 +752,11 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
         # before each write: the folder may go while the metrics are measured and the figures
         # drawn (seconds), and each write would make it again
         check_run_folder(out_dir)
+        # a resumed run's metrics.json is its earlier stop's: gone before the new model is
+        # written, so that a second Ctrl-C during these writes (which stops at once, unsaved)
+        # leaves a run that reads as unfinished, resumed from its checkpoint, not one whose
+        # metrics.json describes an older model than model.npz
+        (out_dir / METRICS_FILE).unlink(missing_ok=True)
         in_model = {k: v for k, v in metrics.items()  # extra has these
                     if k not in ("environment", "earlier_environments")}
         io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": in_model})

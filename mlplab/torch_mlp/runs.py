@@ -220,16 +220,19 @@ def _only_a_torch_config(path: Path) -> bool:
 
 def _stopped(path: Path) -> bool:
     """Whether ``path`` holds a PyTorch run with a checkpoint that has not completed, or one
-    stopped by Ctrl-C (before its first epoch ended it has no checkpoint): one that
-    ``resume_run`` continues."""
+    stopped by Ctrl-C (before its first epoch ended it has no checkpoint), or stopped again
+    while it wrote its results (a model file, no ``metrics.json``): one that ``resume_run``
+    continues."""
     from mlplab.runs import read_metrics
 
     try:
         status = read_metrics(path / METRICS_FILE).get("status")
     except (OSError, ValueError):
         return False
-    return status == "interrupted" or ((path / CHECKPOINT_FILE).is_file()
-                                       and status != "completed")
+    unwritten = not (path / METRICS_FILE).exists() and any(
+        (path / name).is_file() for name in (TORCH_MODEL_FILE, NUMPY_MODEL_FILE))
+    return status == "interrupted" or unwritten or ((path / CHECKPOINT_FILE).is_file()
+                                                    and status != "completed")
 
 
 def _check_out(path: Path, marker: str) -> None:
@@ -1103,7 +1106,8 @@ def _metrics(model: MultiLayerPerceptron, history: History, ds: Dataset, pre: Pi
 
 def _write_run(out: Path, result: TorchRunResult, ds: Dataset, X_val: np.ndarray | None,
                per_epoch: int, plots: bool) -> None:
-    """The run folder's files after training; ``metrics.json`` last."""
+    """The run folder's files after training: a resumed run's earlier ``metrics.json`` first
+    removed, the new one written last."""
     from mlplab.runs import write_history
 
     model, metrics = result.model, result.metrics
@@ -1111,8 +1115,13 @@ def _write_run(out: Path, result: TorchRunResult, ds: Dataset, X_val: np.ndarray
              "image_shape": list(ds.image_shape), "framework": "pytorch"}
     # before each write: each would make the folder again, had it gone meanwhile
     check_run_folder(out, TORCH_CONFIG_FILE)
+    # a resumed run's metrics.json is its earlier stop's: gone first, so that a second Ctrl-C
+    # during these writes (which stops at once, unsaved) leaves a run that reads as unfinished
+    # (resumed from its checkpoint), whatever pair of model files it caught half replaced
+    (out / METRICS_FILE).unlink(missing_ok=True)
     save_torch_model(out / TORCH_MODEL_FILE, model, extra)
-    # the same weights as an mlplab.MLP, with the preprocessing, for the NumPy side of mlplab
+    # the same weights as an mlplab.MLP, with the preprocessing, for the NumPy side of mlplab;
+    # after model.pt, and it carries the metrics: when it holds the new epoch, model.pt does too
     check_run_folder(out, TORCH_CONFIG_FILE)
     io.save_model(out / NUMPY_MODEL_FILE, to_numpy(model), result.preprocessing,
                   {**extra, "metrics": metrics})
