@@ -165,7 +165,8 @@ def test_an_error_after_a_resumes_checkpoint_says_how_to_finish_it(monkeypatch, 
     assert capsys.readouterr().err.splitlines()[-1] == (
         "mlplab train: error: disk went away; the run was not saved, but its last checkpoint is "
         f"kept. Continue with: mlplab train --resume {out} --no-plots")
-    assert json.loads((out / "metrics.json").read_text())["status"] == "interrupted"
+    # the earlier stop's metrics.json went first (it described the older model)
+    assert not (out / "metrics.json").exists()
     assert main(["train", "--resume", str(out), "--no-plots", "--quiet"]) == 0
     assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
     assert calls == [1, 1]

@@ -2227,7 +2227,7 @@ def test_a_second_ctrl_c_while_a_resumed_run_saves_leaves_no_false_metrics(write
         evaluate_run(run, data=digits)
     assert str(said[0].message).endswith(
         f"it was stopped while it wrote its results, so it has no metrics.json yet; "
-        f"resume_run({str(run)!r}) finishes it.")
+        f"resume_run({str(run)!r}, plots=False) finishes it.")
     done = resume_run(run, data=digits, plots=False)
     assert done.metrics["status"] == "completed" and done.history.loss == whole.history.loss
     assert json.loads((run / "metrics.json").read_text())["val_accuracy"] == \
@@ -2257,7 +2257,7 @@ def test_a_ctrl_c_while_a_resumed_run_saves_its_completed_results_is_said(tmp_pa
     with pytest.warns(UserWarning, match=re.escape(
             f"{run} has completed training, but it was stopped while it wrote its results, so "
             "it has no metrics.json yet: its model is the finished one after 4 epochs; "
-            f"resume_run({str(run)!r}) writes them.")):
+            f"resume_run({str(run)!r}, plots=False) writes them.")):
         evaluate_run(run, data=digits)
     assert resume_run(run, data=digits, plots=False).metrics["epochs"] == 4
     assert (run / "history.csv").is_file()

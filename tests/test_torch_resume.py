@@ -187,7 +187,7 @@ def test_a_second_ctrl_c_while_a_resumed_run_saves_leaves_no_false_metrics(
         evaluate_run(out)
     assert str(said[0].message).endswith(
         "it was stopped while it wrote its results, so it has no metrics.json yet; "
-        f"mlplab.torch_mlp.resume_run({str(out)!r}) finishes it.")
+        f"mlplab.torch_mlp.resume_run({str(out)!r}, plots=False) finishes it.")
     # a new run may not take the folder over
     assert main(["torch", "train", "--out", str(out), "--no-progress"]) == 1
     assert f"continue it with mlplab torch train --resume {out}" in capsys.readouterr().err
@@ -208,7 +208,8 @@ def test_a_run_stopped_while_saving_before_its_first_checkpoint_is_offered_to_re
         (out / name).unlink()
     assert main(["torch", "train", "--out", str(out), "--no-progress"]) == 1
     assert f"{out} holds a run that stopped before its end with no checkpoint; train it again " \
-           f"from the start with mlplab torch train --resume {out}, or choose another --out." \
+           f"from the start with mlplab torch train --resume {out} --no-plots, or choose " \
+           "another --out." \
            in capsys.readouterr().err
 
 

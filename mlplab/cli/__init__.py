@@ -238,8 +238,9 @@ def resumable(run: str | os.PathLike[str], checkpoint: str, resume: str) -> Iter
         raise  # a resume repeats a divergence (and the run records it); a usage error is no run's
     except Exception as exc:
         now = _file_state(ckpt), _file_state(metrics)
-        # a checkpoint written by this run, and no results (or divergence record) since
-        if now[0] is not None and now[0] != before[0] and now[1] == before[1]:
+        # a checkpoint written by this run, and no results (or divergence record) since; a
+        # resume removes the earlier stop's metrics.json before it writes its own
+        if now[0] is not None and now[0] != before[0] and now[1] in (before[1], None):
             raise RunNotSaved(exc, resume) from exc
         raise
 
