@@ -423,6 +423,73 @@ def test_a_run_folder_removed_while_its_figures_are_drawn_is_not_made_again(tmp_
     assert set(plots.plt.get_fignums()) <= open_before  # the figure not written is closed
 
 
+@pytest.mark.parametrize("resumed", [False, True], ids=["train", "resume"])
+def test_a_run_that_diverges_after_its_folder_went_says_so_and_does_not_make_it_again(
+        resumed, tmp_path, digits, monkeypatch, capsys):
+    """The folder removed, then the loss diverged before the next check: the command ended with
+    the divergence alone, as if the folder were there to start a new run beside (and a resume
+    of the folder put back would only diverge again, which the folder's message must not
+    advise)."""
+    import mlplab.runs.training as training
+
+    run = tmp_path / "run"
+    if resumed:  # a run stopped after its first epoch's checkpoint
+        class Killed(Callback):
+            def on_epoch_end(self, trainer, epoch, logs):
+                raise MemoryError("as if killed")
+
+        with pytest.raises(MemoryError):
+            train_run(FAST, out=run, data=digits, callbacks=[Killed()])
+    checked = training._FolderKept.on_epoch_end
+
+    def removed_then_diverged(self, trainer, epoch, logs):
+        checked(self, trainer, epoch, logs)
+        shutil.rmtree(run)  # after the check, before the epoch's checkpoint
+        raise TrainingDivergedError("the loss became nan at iteration 9 (epoch 2)")
+
+    monkeypatch.setattr(training._FolderKept, "on_epoch_end", removed_then_diverged)
+    argv = ["--resume", str(run)] if resumed else \
+        ["--dataset", "digits", "--hidden", "32", "--epochs", "4", "--out", str(run)]
+    assert main(["train", "--no-progress", *argv]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"mlplab train: error: {run} was removed or moved while the run trained (its "
+        "config.json is gone), so the run stopped without writing more there; its loss "
+        "diverged as well, which resuming would repeat: start a new run with other settings "
+        "(a lower --lr, say)")
+    assert not run.exists()
+
+
+def test_a_run_folder_removed_as_its_divergence_is_recorded_is_not_made_again(tmp_path,
+                                                                              digits,
+                                                                              monkeypatch):
+    """Removed after the run was found to have saved a checkpoint, before its metrics.json
+    recorded the divergence: the write made the folder again, holding that file alone."""
+    import mlplab.runs.training as training
+
+    run, looked = tmp_path / "run", []
+    real = training._saved_nothing
+
+    def looked_then_removed(run_dir):
+        nothing = real(run_dir)
+        looked.append(nothing)
+        if len(looked) == 2:  # the last look, before the divergence is recorded
+            shutil.rmtree(run_dir)
+        return nothing
+
+    class Diverging(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:  # after the checkpoint of epoch 2
+                raise TrainingDivergedError("the loss became nan at iteration 9 (epoch 2)")
+
+    monkeypatch.setattr(training, "_saved_nothing", looked_then_removed)
+    with pytest.raises(FileNotFoundError, match=r"run was removed or moved while the run "
+                                                r"trained \(its config.json is gone\), .*; its "
+                                                r"loss diverged as well"):
+        train_run(FAST, out=run, data=digits, plots=False, callbacks=[Diverging()])
+    assert looked == [False, False]  # (the folder went where the test meant it to)
+    assert not run.exists()
+
+
 def test_a_run_that_diverges_before_a_checkpoint_leaves_nothing_behind(tmp_path, digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the divergence is the error, not NumPy's overflow

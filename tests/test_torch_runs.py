@@ -395,6 +395,35 @@ def test_a_folder_removed_while_it_trains_is_not_made_again(study, tmp_path, mon
     assert not out.exists()
 
 
+def test_a_run_that_diverges_after_its_folder_went_does_not_make_it_again(tmp_path,
+                                                                         monkeypatch, capsys):
+    """The folder removed, then the loss diverged before the next checkpoint's check: the
+    record of the divergence (config.json) made the folder again, holding that file alone,
+    which a new run then took as a diverged run's folder."""
+    import shutil
+
+    import mlplab.torch_mlp.runs as runs_module
+    from mlplab.trainer import TrainingDivergedError
+
+    out, fit = tmp_path / "out", runs_module.fit
+
+    def diverging(*args, on_checkpoint=None, **kwargs):
+        def save(state):
+            on_checkpoint(state)
+            shutil.rmtree(out)
+            raise TrainingDivergedError("the loss became nan at iteration 9 (epoch 2)")
+        return fit(*args, on_checkpoint=save, **kwargs)
+
+    monkeypatch.setattr(runs_module, "fit", diverging)
+    assert main(["torch", "train", *ARGV, "--out", str(out)]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"mlplab torch train: error: {out} was removed or moved while the run trained (its "
+        "config.json is gone), so the run stopped without writing more there; its loss "
+        "diverged as well, which resuming would repeat: start a new run with other settings "
+        "(a lower --lr, say)")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("study", [False, True], ids=["train", "depth"])
 def test_a_folder_removed_while_its_figures_are_drawn_is_not_made_again(study, tmp_path,
                                                                         monkeypatch):

@@ -219,18 +219,23 @@ class RunFolderGoneError(FileNotFoundError):
     run stops rather than write on (:func:`check_run_folder`)."""
 
 
-def check_run_folder(run_dir: Path, marker: str = CONFIG_FILE, noun: str = "run") -> None:
+def check_run_folder(run_dir: Path, marker: str = CONFIG_FILE, noun: str = "run",
+                     diverged: str | None = None) -> None:
     """Refuse to write more into ``run_dir`` once its ``marker`` (``config.json``, written as
     the run started) is gone: the folder was removed or moved while the run trained. The
     atomic writes make a missing folder, so the run made it again and filled it with a
     checkpoint, model and results but no ``config.json``, and ended with status 0 and "run
     folder: ..." for a folder that ``evaluate`` and ``--resume`` refuse as no run. ``noun``: what
-    trains there, a run or a depth study."""
+    trains there, a run or a depth study. ``diverged``: what diverged as well (``"its loss"``,
+    a depth study's network), for which putting the folder back and resuming, the usual
+    advice, would only diverge again from the same checkpoint: a new one is advised instead."""
     if not (run_dir / marker).is_file():
+        advice = "start it anew, or put the folder back and resume it" if diverged is None \
+            else (f"{diverged} diverged as well, which resuming would repeat: start a new "
+                  f"{noun} with other settings (a lower {setting('--lr', 'lr')}, say)")
         raise RunFolderGoneError(
             f"{run_dir} was removed or moved while the {noun} trained (its {marker} is gone), "
-            f"so the {noun} stopped without writing more there; start it anew, or put the "
-            "folder back and resume it")
+            f"so the {noun} stopped without writing more there; {advice}")
 
 
 def new_run_dir(out: str | os.PathLike) -> Path:

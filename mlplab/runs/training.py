@@ -267,8 +267,12 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
             try:
                 result = _fit_and_finish(cfg, ds, pre, model, X_train, None, 0.0, out_dir,
                                          callbacks, progress, verbose, plots)
-            except Exception:
+            except Exception as exc:
                 fit_failed = True
+                if out_dir is not None and isinstance(exc, TrainingDivergedError):
+                    # a folder gone meanwhile is the news (said as the end of a run does, its
+                    # divergence with it: resuming the folder put back would repeat that)
+                    check_run_folder(out_dir, diverged="its loss")
                 # diverged, or out of memory, before anything was saved: leave no half-made run
                 # that would block the same --out again (and that --resume, starting it afresh
                 # with the same settings, would fail on again); removed while the lock is held,
@@ -288,6 +292,9 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
             raise
         if not isinstance(exc, TrainingDivergedError):
             raise
+        # not into a folder gone since the check above: the write would make it again, holding
+        # a metrics.json alone
+        check_run_folder(out_dir, diverged="its loss")
         # recorded, as a PyTorch run's divergence is: mlplab runs listed it "unfinished", and
         # evaluate advised the --resume that only trained it into the same divergence again
         with contextlib.suppress(OSError):
@@ -419,6 +426,7 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
         return _fit_and_finish(cfg, ds, pre, model, X_train, state, seconds, run_dir, callbacks,
                                progress, verbose, plots, earlier)
     except TrainingDivergedError as exc:
+        check_run_folder(run_dir, diverged="its loss")  # a folder gone meanwhile is the news
         # resuming repeats the same arithmetic: it would diverge again each time
         raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run with "
                                     f"other settings (another {setting('--out', 'out')}, or "

@@ -613,6 +613,9 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
     except TrainingDivergedError as exc:
         if out_dir is None:
             raise
+        # not into a folder gone meanwhile: the write of config.json below made it again,
+        # holding that alone (which a new run then took as a diverged run's)
+        check_run_folder(out_dir, TORCH_CONFIG_FILE, diverged="its loss")
         # resuming would repeat the same arithmetic into the same NaN: the checkpoint goes
         # (first: a stop in between leaves a lone config.json, which trains again and records
         # it), and config.json says the loss diverged, which lets --resume refuse it without
