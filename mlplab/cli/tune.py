@@ -163,7 +163,7 @@ def data_source(args: argparse.Namespace) -> DatasetSource:
 
 def run_tune(args: argparse.Namespace) -> int:
     from mlplab.cli import UsageError, usage_errors
-    from mlplab.tuning import tune
+    from mlplab.tuning import study_gone, tune
     from mlplab.tuning.storage import check_heartbeat
     from mlplab.tuning.study import check_study_name
 
@@ -183,9 +183,16 @@ def run_tune(args: argparse.Namespace) -> int:
                       heartbeat=args.heartbeat, grace=args.grace,
                       search_only=args.search_only, progress=args.progress,
                       threads=args.threads)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the study keeps every finished trial
-        print("interrupted; the finished trials are kept in the study: run the same command "
-              "again to continue it up to --trials", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the study keeps every finished trial
+        gone = study_gone(exc)
+        if gone is not None:  # unless it went with the --out folder
+            print(f"interrupted; {gone} was removed or moved while the search ran, and its "
+                  "study.db, which holds the finished trials, with it: if it was moved, put it "
+                  "back and run the same command again to continue the study; if removed, the "
+                  "same command starts it anew", file=sys.stderr)
+        else:
+            print("interrupted; the finished trials are kept in the study: run the same command "
+                  "again to continue it up to --trials", file=sys.stderr)
         raise
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

@@ -151,6 +151,7 @@ __all__ = [
     "run_workers",
     "sqlalchemy_url",
     "storage_spec",
+    "study_gone",
     "subset_train",
     "trials_table",
     "tune",
@@ -467,6 +468,11 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
                             raise
         result.wall_seconds = round(time.perf_counter() - start, 2)
         return result
+    except KeyboardInterrupt as exc:
+        if storage is None and not (out_dir / "study.db").is_file():
+            # the study went with the folder: its finished trials are not kept (study_gone)
+            setattr(exc, _STUDY_GONE, out_dir)
+        raise
     finally:
         searching_here.close()
         if limiter is not None:
@@ -829,6 +835,19 @@ def _check_out_kept(out_dir: Path, marker: str | None) -> None:
                                  "its tables, plots and best run were not written there; run "
                                  "the search anew, or put the folder back and run the same "
                                  "command again")
+
+
+#: the attribute by which a Ctrl-C that stopped :func:`tune` names its output folder gone
+_STUDY_GONE = "mlplab_study_gone"
+
+
+def study_gone(interrupt: BaseException) -> Path | None:
+    """The output folder that was removed or moved, and the study's ``study.db`` (the default
+    storage) with it, before :func:`tune` was stopped by ``interrupt`` (its KeyboardInterrupt);
+    None where the study is still there. ``mlplab tune`` then says that the finished trials are
+    not kept, rather than that the same command continues them: it would start anew."""
+    gone = getattr(interrupt, _STUDY_GONE, None)
+    return gone if isinstance(gone, Path) else None
 
 
 def _write_summary(result: TuneResult, start: float) -> None:
