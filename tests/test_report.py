@@ -2127,12 +2127,13 @@ def test_a_report_folder_moved_while_reproduce_runs_keeps_the_earlier_report(tmp
     assert (moved / "report.json").read_bytes() == before
 
 
-@pytest.mark.parametrize("when", ["figure", "report", "debug"])
+@pytest.mark.parametrize("when", ["figure", "samples", "report", "debug"])
 def test_a_report_folder_removed_mid_write_is_not_made_again(when, tmp_path, monkeypatch):
     """Removed while a stage drew a figure (the save made the figure's folder, and so the report
-    folder, again) or while the report's files were rendered (report.md and report.html were
-    written into a folder made again). With debug, the folder's error is raised, not the stage's
-    FileNotFoundError for a figure."""
+    folder, again; the data stage's sample images were saved by mlplab.data.preview's own
+    writer, which did not check) or while the report's files were rendered (report.md and
+    report.html were written into a folder made again). With debug, the folder's error is
+    raised, not the stage's FileNotFoundError for a figure."""
     import mlplab.plots
     from mlplab.report import runner as rmod
     from mlplab.runs.files import RunFolderGoneError
@@ -2149,17 +2150,19 @@ def test_a_report_folder_removed_mid_write_is_not_made_again(when, tmp_path, mon
 
         monkeypatch.setattr(rmod, "to_markdown", rendered_then_removed)
     else:
-        real = mlplab.plots.plot_loss
+        drawn = "plot_samples" if when == "samples" else "plot_loss"
+        real = getattr(mlplab.plots, drawn)
 
         def drawn_then_removed(*args, **kwargs):
             fig = real(*args, **kwargs)
             shutil.rmtree(out)
             return fig
 
-        monkeypatch.setattr(mlplab.plots, "plot_loss", drawn_then_removed)
+        monkeypatch.setattr(mlplab.plots, drawn, drawn_then_removed)
     with pytest.raises(RunFolderGoneError, match=r"rep was removed or moved while the report "
                                                  r"was being made"):
-        reproduce("digits", TINY, out=out, log=False, only=["q3_toy"], debug=when == "debug")
+        reproduce("digits", TINY, out=out, log=False,
+                  only=["data" if when == "samples" else "q3_toy"], debug=when == "debug")
     assert not out.exists()
 
 

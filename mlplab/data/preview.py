@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlplab._text import agree
 from mlplab.data.base import Dataset, DatasetError
 from mlplab.io import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: the most rows of a sample grid: the figure is at most 9 inches tall, so more would draw each
 #: image smaller than a third of an inch (100 rows took half a minute and showed 28-pixel
@@ -48,8 +52,12 @@ def shown_classes(shown: np.ndarray, num_classes: int, split: str) -> str:
     return f"{len(shown)} of {num_classes} classes, the first with {split} images"
 
 
+#: the resolution of :func:`sample_grid`'s file
+GRID_DPI = 100
+
+
 def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: str = "train",
-                seed: int | None = 0, dpi: int = 100,
+                seed: int | None = 0, dpi: int = GRID_DPI,
                 transform: Callable[[np.ndarray], np.ndarray] | None = None,
                 title: str | None = None) -> Path:
     """Write a grid of ``per_class`` random ``split`` images per class (columns titled with the
@@ -59,6 +67,23 @@ def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: 
     :func:`mlplab.plots.plot_samples`)."""
     from mlplab._matplotlib import plt  # (Ctrl-C held back while Matplotlib is imported)
 
+    fig = sample_figure(ds, per_class, split, seed, transform, title)
+    out = Path(out)
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    try:
+        with atomic_path(out) as tmp:
+            # tight: with few classes the figure is narrower than its title (a folder's path)
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return out
+
+
+def sample_figure(ds: Dataset, per_class: int = 7, split: str = "train", seed: int | None = 0,
+                  transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                  title: str | None = None) -> Figure:
+    """:func:`sample_grid`'s figure, drawn but not written: for a writer with checks of its own
+    (the report's, which refuses a report folder gone meanwhile)."""
     X, y = ds.split(split)
     if len(y) == 0:
         raise DatasetError(f"{ds.name}: the {split} split is empty; nothing to show.")
@@ -77,17 +102,8 @@ def sample_grid(ds: Dataset, out: str | os.PathLike, per_class: int = 7, split: 
         position[shown] = np.arange(len(shown))  # label -> column
         X, y = X[keep], position[y[keep]]
         title += f" ({shown_classes(shown, ds.num_classes, split)})"
-    fig = plot_samples(X, y, classes, per_class=per_class, seed=seed, transform=transform,
-                       title=title)
-    out = Path(out)
-    fmt = out.suffix.lstrip(".").lower() or "png"
-    try:
-        with atomic_path(out) as tmp:
-            # tight: with few classes the figure is narrower than its title (a folder's path)
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return out
+    return plot_samples(X, y, classes, per_class=per_class, seed=seed, transform=transform,
+                        title=title)
 
 
 def scaled_for_display(X: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:

@@ -90,10 +90,13 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], pa
 
 
 def sample_images(ds: Dataset, path: Path, seed: int = 0) -> Path:
-    from mlplab.data.preview import sample_grid
+    from mlplab.data.preview import GRID_DPI, sample_figure
 
     with report_style():
-        return sample_grid(ds, path, per_class=min(7, max(1, len(ds.y_train))), seed=seed)
+        # saved as the other figures are (save_figure): sample_grid's own write made the
+        # report folder again where it went while the grid was drawn
+        return save_figure(sample_figure(ds, per_class=min(7, max(1, len(ds.y_train))),
+                                         seed=seed), path, dpi=GRID_DPI)
 
 
 def optimisation_history(trials: Sequence[tuple[int, str, float | None]], path: Path,

@@ -65,14 +65,14 @@ def report_style() -> Iterator[None]:
         yield
 
 
-def save_figure(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path, dpi: int = DPI) -> Path:
     """Write ``fig`` atomically and close it (:func:`mlplab.plots.save`), only into a folder
     that exists (``Context.figure`` made it): one gone while the figure was drawn was the
     report folder removed or moved, which the save made again."""
     if not path.parent.is_dir():
         plt.close(fig)
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path.parent))
-    return _plots.save(fig, path, dpi=DPI)
+    return _plots.save(fig, path, dpi=dpi)
 
 
 def render_equations(latex: list[str], path: Path, fontsize: int = 15) -> Path:
