@@ -556,9 +556,11 @@ def test_a_study_killed_after_saving_its_last_network_ends_without_a_checkpoint(
 
 
 def test_a_study_that_diverges_after_its_folder_went_does_not_make_it_again(tmp_path,
-                                                                          monkeypatch):
+                                                                          monkeypatch, capsys):
     """The folder removed, then the loss diverged before the next checkpoint's check: the
-    record of the diverged network made the folder again, with a depth-config.json alone."""
+    record of the diverged network made the folder again, with a depth-config.json alone. The
+    line said to put the folder back and resume, which would only diverge again: it names the
+    network that diverged and advises a new study instead."""
     import shutil
 
     from mlplab.runs.files import RunFolderGoneError
@@ -576,8 +578,22 @@ def test_a_study_that_diverges_after_its_folder_went_does_not_make_it_again(tmp_
     monkeypatch.setattr(torch_depth, "fit", diverging)
     with pytest.raises(RunFolderGoneError, match=r"study was removed or moved while the depth "
                                                  r"study trained \(its depth-config.json is "
-                                                 r"gone\)"):
+                                                 r"gone\), .*; the loss of its network of "
+                                                 r"exercise init and 2 layers diverged as well, "
+                                                 r"which resuming would repeat: start a new "
+                                                 r"depth study with other settings \(a lower "
+                                                 r"lr, say\)$"):
         tm.depth_run("digits", out=out, **{**SETTINGS, "init": "exercise"})
+    assert not out.exists()
+    # the command line: exit status 1, the flag named
+    assert main(["torch", "depth", "--layers", "3", "--hidden-size", "16", "--init", "default",
+                 "--epochs", "2", "--threads", "1", "--no-progress", "--out", str(out)]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"mlplab torch depth: error: {out} was removed or moved while the depth study trained "
+        "(its depth-config.json is gone), so the depth study stopped without writing more "
+        "there; the loss of its network of default init and 3 layers diverged as well, which "
+        "resuming would repeat: start a new depth study with other settings (a lower --lr, "
+        "say)")
     assert not out.exists()
 
 

@@ -1352,13 +1352,16 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
     except TrainingDivergedError as exc:
         if out_dir is None:
             raise
+        init, depth = next((i, d) for i in inits for d in layers if (i, d) not in finished)
         # not into a folder gone meanwhile: the write below made it again, holding only a
-        # depth-config.json
-        check_run_folder(out_dir, DEPTH_CONFIG_FILE, "depth study")
+        # depth-config.json; and the line says which network diverged, as putting the folder
+        # back and resuming, its usual advice, would only diverge there again
+        check_run_folder(out_dir, DEPTH_CONFIG_FILE, "depth study",
+                         diverged=f"the loss of its network of {init} init and "
+                                  f"{counted(depth, 'layer')}")
         # resuming would repeat the same arithmetic into the same NaN: the checkpoint goes,
         # and depth-config.json says which network diverged, which lets a new study take the
         # folder (as a new run takes a diverged run's) and --resume refuse it without training
-        init, depth = next((i, d) for i in inits for d in layers if (i, d) not in finished)
         (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
         io.write_json(out_dir / DEPTH_CONFIG_FILE,
                       {**config, "diverged": {"init": init, "depth": depth, "error": str(exc)}})
