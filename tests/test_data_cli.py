@@ -18,6 +18,17 @@ def _data_root(tmp_path, monkeypatch):
     monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "root"))
 
 
+def _class_folders(root, classes: list[str]) -> str:
+    """A folder dataset of 12 random 4x4 PNGs in each of ``classes``; its --dataset spec."""
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).save(
+                root / name / f"{i}.png")
+    return f"folder:{root}"
+
+
 def test_info_digits_table(capsys):
     assert main(["data", "info", "digits"]) == 0
     out = capsys.readouterr().out
@@ -46,19 +57,10 @@ def test_tables_line_up_class_names_of_wide_characters(tmp_path, capsys):
     """A folder dataset whose classes are named in Chinese (two terminal columns a character) or
     with a combining accent: data info's and evaluate's per-class rows came out of line, padded
     by code points."""
-    import numpy as np
-    from PIL import Image
-
     from mlplab._text import display_width
 
     classes = ["猫", "cafe\u0301", "dog"]
-    rng = np.random.default_rng(0)
-    for name in classes:
-        (tmp_path / "d" / name).mkdir(parents=True)
-        for i in range(12):
-            Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).save(
-                tmp_path / "d" / name / f"{i}.png")
-    data = f"folder:{tmp_path / 'd'}"
+    data = _class_folders(tmp_path / "d", classes)
     assert main(["data", "info", data, "--val-size", "6", "--test-size", "6"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines()
             if line.split(" ")[0] in (*classes, "class", "total")]
@@ -81,13 +83,7 @@ def test_class_names_reach_the_terminal_with_their_control_characters_written_ou
     stays one line of the same width."""
     classes = ["\u202eevil", "iso\u2067late", "dog"]
     shown = ["\\u202eevil", "iso\\u2067late", "dog"]
-    rng = np.random.default_rng(0)
-    for name in classes:
-        (tmp_path / "d" / name).mkdir(parents=True)
-        for i in range(12):
-            Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).save(
-                tmp_path / "d" / name / f"{i}.png")
-    data = f"folder:{tmp_path / 'd'}"
+    data = _class_folders(tmp_path / "d", classes)
     assert main(["data", "info", data, "--val-size", "6", "--test-size", "6"]) == 0
     out = capsys.readouterr().out
     assert "\u202e" not in out and "\u2067" not in out
