@@ -814,3 +814,49 @@ def test_a_study_started_without_threads_resumes(tmp_path, monkeypatch, capsys):
     assert main(["torch", "depth", "--resume", str(out), "--no-progress"]) == 0
     assert "threads is null" not in capsys.readouterr().err
     assert (out / "depth.json").exists() and not (out / "depth-checkpoint.pt").exists()
+
+
+def test_an_error_after_a_study_saved_progress_says_how_to_finish_it(tmp_path, monkeypatch,
+                                                                     capsys):
+    """A full disk as the figure is written (every network saved) ended with the reason alone,
+    as if the study were lost, and the same command is then refused (the folder holds a study);
+    it is said with the --resume that finishes it, as mlplab torch train's is. So is an error
+    in a later network after a checkpoint; one before the study saved anything (its data not
+    found on a resume that trains nothing new) is said as it was."""
+    import errno
+
+    from mlplab import io as mlplab_io
+    from mlplab.torch_mlp import runs as torch_runs
+
+    out = tmp_path / "study"
+    argv = ["torch", "depth", "--layers", "2", "--hidden-size", "16", "--init", "exercise",
+            "--epochs", "1", "--threads", "1", "--no-progress", "--out", str(out)]
+    full = mlplab_io.DiskFullError(out / "depth.png", OSError(errno.ENOSPC, "No space left"))
+    monkeypatch.setattr(torch_runs, "save_into_run", lambda *a, **kw: (_ for _ in ()).throw(full))
+    assert main(argv) == 1
+    monkeypatch.undo()
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"mlplab torch depth: error: no space left on device while writing {out / 'depth.png'} "
+        "(No space left); free some disk space; the study was not saved, but what it finished "
+        "(its networks, and its last whole epoch's checkpoint) is kept. Continue with: mlplab "
+        f"torch depth --resume {out} --threads 1")
+    assert (out / "networks" / "exercise-2.pt").is_file() and not (out / "depth.json").exists()
+    # what it finished is not trained again; failing before it saves anything new, no advice
+    monkeypatch.setattr(torch_runs, "_load_again", lambda *a, **kw: (_ for _ in ()).throw(
+        FileNotFoundError("the digits are gone")))
+    assert main(["torch", "depth", "--resume", str(out), "--no-progress"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "mlplab torch depth: error: the digits are gone"
+    monkeypatch.undo()
+    steps = _count_steps(monkeypatch)
+    assert main(["torch", "depth", "--resume", str(out), "--threads", "1", "--no-progress"]) == 0
+    assert steps == [] and (out / "depth.json").is_file()
+
+    # a crash in the second network, after its first epoch's checkpoint
+    crashed = tmp_path / "crashed"
+    _crash_in(monkeypatch, 2, 1)
+    assert main(["torch", "depth", *ARGV, "--out", str(crashed)]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "mlplab torch depth: error: stopped here; the study was not saved, but what it finished "
+        "(its networks, and its last whole epoch's checkpoint) is kept. Continue with: mlplab "
+        f"torch depth --resume {crashed} --threads 1")

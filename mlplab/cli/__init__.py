@@ -54,18 +54,20 @@ class UsageError(CLIError, ValueError):
 
 
 class RunNotSaved(CLIError):
-    """An error (``reason``) that ended a training run after it had written a checkpoint but
-    before its results: said as the reason followed by :data:`NOT_SAVED` and ``resume``, the
-    ``Continue with: ...`` line that finishes the run from that checkpoint (the reason alone
-    left the user to believe the run lost, or to rerun the command, which the folder refuses)."""
+    """An error (``reason``) that ended a training run or depth study after it had saved some
+    of its progress (a checkpoint, a finished network) but before its results: said as the
+    reason followed by ``kept`` (:data:`NOT_SAVED` for a run) and ``resume``, the ``Continue
+    with: ...`` line that finishes it from what it saved (the reason alone left the user to
+    believe it lost, or to rerun the command, which the folder refuses)."""
 
-    def __init__(self, reason: Exception, resume: str) -> None:
+    def __init__(self, reason: Exception, resume: str, kept: str | None = None) -> None:
         super().__init__(str(reason))
         self.reason = reason
         self.resume = resume
+        self.kept = NOT_SAVED if kept is None else kept
 
 
-#: what :class:`RunNotSaved` adds to its reason, before the resume line
+#: what :class:`RunNotSaved` adds to a run's reason, before the resume line
 NOT_SAVED = "the run was not saved, but its last checkpoint is kept."
 
 
@@ -207,19 +209,16 @@ def resumable(run: str | os.PathLike[str], checkpoint: str, resume: str) -> Iter
     """A Ctrl-C that ends training before the run in ``run`` is saved (a second one, or one while
     the results are written) leaves its last ``checkpoint``, from which ``--resume`` finishes it
     exactly: say so with the ``resume`` line (``Continue with: ...``), rather than only
-    "interrupted" (as if the run were lost); ``mlplab train``'s and ``torch train``'s. The
-    command prints that line for a run that stopped and was saved too, so the library's
+    "interrupted" (as if the run were lost); and so for an error after a checkpoint
+    (:func:`not_saved_advice`); ``mlplab train``'s and ``torch train``'s. The command prints
+    that line for a run that stopped and was saved too, so the library's
     :class:`~mlplab.runs.RunInterruptedWarning` is not shown within the block."""
     from mlplab.runs.files import METRICS_FILE
     from mlplab.runs.training import interrupts_said_elsewhere
-    from mlplab.trainer import TrainingDivergedError
 
-    ckpt, metrics = os.path.join(run, checkpoint), os.path.join(run, METRICS_FILE)
-    # as they were: a resume's checkpoint is there from the start, and an error before its
-    # first new epoch (its data not found) is not helped by the same --resume again
-    before = _file_state(ckpt), _file_state(metrics)
     try:
-        with interrupts_said_elsewhere():
+        with not_saved_advice(run, (checkpoint,), METRICS_FILE, resume), \
+                interrupts_said_elsewhere():
             yield
     except KeyboardInterrupt:
         from mlplab.runs.files import CONFIG_FILE
@@ -234,15 +233,50 @@ def resumable(run: str | os.PathLike[str], checkpoint: str, resume: str) -> Iter
             print(f"interrupted before the run's first checkpoint; --resume starts it again "
                   f"from its first epoch. {resume}", file=sys.stderr)
         raise
+
+
+@contextlib.contextmanager
+def not_saved_advice(folder: str | os.PathLike[str], progress: Sequence[str], results: str,
+                     resume: str, kept: str | None = None) -> Iterator[None]:
+    """An error that ends a run or study in ``folder`` after it saved progress (one of the
+    files ``progress`` names, or a file in one of the folders it names, written or replaced
+    within the block) and before its ``results`` file is raised as :class:`RunNotSaved`, said
+    with ``kept`` and the ``resume`` line; a usage error and a divergence (which a resume
+    repeats, and the run or study records) are raised as they are."""
+    from mlplab.trainer import TrainingDivergedError
+
+    # as they were: a resume's checkpoint is there from the start, and an error before its
+    # first new epoch (its data not found) is not helped by the same --resume again
+    paths = [os.path.join(folder, p) for p in progress]
+    before = _saved_state(paths), _file_state(os.path.join(folder, results))
+    try:
+        yield
     except (UsageError, TrainingDivergedError):
         raise  # a resume repeats a divergence (and the run records it); a usage error is no run's
     except Exception as exc:
-        now = _file_state(ckpt), _file_state(metrics)
-        # a checkpoint written by this run, and no results (or divergence record) since; a
+        now = _saved_state(paths), _file_state(os.path.join(folder, results))
+        # progress saved by this process, and no results (or divergence record) since; a
         # resume removes the earlier stop's metrics.json before it writes its own
-        if now[0] is not None and now[0] != before[0] and now[1] in (before[1], None):
-            raise RunNotSaved(exc, resume) from exc
+        if any(now[0]) and now[0] != before[0] and now[1] in (before[1], None):
+            raise RunNotSaved(exc, resume, kept) from exc
         raise
+
+
+def _saved_state(paths: Sequence[str]) -> tuple[Any, ...]:
+    """What tells a change to each of ``paths``: a file's :func:`_file_state`, a folder's the
+    names and states of its files (empty if there is none); falsy where nothing is saved."""
+    def state(path: str) -> Any:
+        if not os.path.isdir(path):
+            return _file_state(path)
+        try:
+            names = sorted(os.listdir(path))
+        except OSError:
+            return ()
+        # (not an atomic write's temporary file, which a failed write may leave)
+        return tuple((name, _file_state(os.path.join(path, name))) for name in names
+                     if not name.startswith("."))
+
+    return tuple(state(p) for p in paths)
 
 
 def _file_state(path: str) -> tuple[int, int, int] | None:
@@ -709,9 +743,9 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
             return None  # what a second Ctrl-C broke on its way out (Optuna recording a trial)
         if args.debug:
             raise
-        resume = None
+        resume = kept = None
         if isinstance(exc, RunNotSaved):  # said as its reason, then how to finish the run
-            resume, exc = exc.resume, exc.reason
+            resume, kept, exc = exc.resume, exc.kept, exc.reason
         message = " ".join(_error_text(exc, resume is not None).split()) or \
             type(exc).__name__  # one line, always
         refused = memory_refused(exc)
@@ -727,7 +761,7 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
             message = (f"internal error ({type(exc).__name__}: {message}); rerun as mlplab "
                        f"--debug {args.command} ... for the traceback and please report it")
         if resume is not None:
-            message = f"{message.rstrip('.')}; {NOT_SAVED} {resume}"
+            message = f"{message.rstrip('.')}; {kept} {resume}"
         command = " ".join(filter(None, (args.command, _action(args))))
         print(f"mlplab {command}: error: {message}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1

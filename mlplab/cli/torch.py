@@ -22,6 +22,7 @@ from mlplab._text import counted, duration, path_word, shell_command
 from mlplab.cli import (
     flag,
     json_stdout,
+    not_saved_advice,
     note_if_at_chance,
     print_run_result,
     resumable,
@@ -409,14 +410,26 @@ def run_depth(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what an error after a depth study saved progress adds to its reason, before the resume line
+STUDY_NOT_SAVED = "the study was not saved, but what it finished (its networks, and its last " \
+    "whole epoch's checkpoint) is kept."
+
+
 @contextlib.contextmanager
 def _study_resumable(out: Path, args: argparse.Namespace) -> Iterator[None]:
     """A Ctrl-C that stops a study (a network half-trained does not enter its table) leaves
-    its finished networks and its last epoch's checkpoint: say how to go on from them."""
+    its finished networks and its last epoch's checkpoint: say how to go on from them; and so
+    for an error after the study saved one of them (a write of depth.md that failed, memory
+    that ran out), which ended with the reason alone."""
+    from mlplab.runs.files import DEPTH_CHECKPOINT_FILE, DEPTH_FILE
+    from mlplab.torch_mlp.runs import NETWORKS_DIR
+
     try:
-        yield
+        with not_saved_advice(out, (DEPTH_CHECKPOINT_FILE, NETWORKS_DIR), DEPTH_FILE,
+                              _resume_command(out, args), STUDY_NOT_SAVED):
+            yield
     except KeyboardInterrupt:
-        from mlplab.runs.files import DEPTH_CHECKPOINT_FILE, DEPTH_CONFIG_FILE, diverged_study
+        from mlplab.runs.files import DEPTH_CONFIG_FILE, diverged_study
 
         # a new study stopped before it took a diverged study's folder leaves that study,
         # which --resume refuses
@@ -424,7 +437,7 @@ def _study_resumable(out: Path, args: argparse.Namespace) -> Iterator[None]:
             # stopped in its first epoch, a study has nothing to keep (--resume starts it again)
             kept = "what the study finished (its networks, and its last whole epoch's " \
                 "checkpoint) is kept" if (out / DEPTH_CHECKPOINT_FILE).is_file() or \
-                (out / "networks").is_dir() else "the study stopped before its first epoch " \
+                (out / NETWORKS_DIR).is_dir() else "the study stopped before its first epoch " \
                 "ended, so --resume starts it again"
             print(f"interrupted; {kept}. {_resume_command(out, args)}", file=sys.stderr)
         raise
