@@ -43,8 +43,13 @@ def memory_refused(exc: BaseException) -> str | None:
     return None
 
 
-def out_of_memory_message(detail: str) -> str:
-    """The one line for memory that ran out, with ``detail`` from :func:`memory_refused`."""
+def out_of_memory_message(detail: str, resumed: bool = False) -> str:
+    """The one line for memory that ran out, with ``detail`` from :func:`memory_refused`.
+    ``resumed``: what ran out of memory is continued from its checkpoint with ``--resume``,
+    which keeps its data and network, so "use less data or a smaller network" is left out (as
+    :attr:`mlplab.io.DiskFullError.reason` leaves out "run the command again")."""
     said = f" ({detail})" if detail else ""
+    if resumed:
+        return f"out of memory{said}; free memory or raise this process's limit (ulimit -v)"
     return (f"out of memory{said}; free memory, raise this process's limit (ulimit -v), or use "
             "less data or a smaller network")

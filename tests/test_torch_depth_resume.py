@@ -860,3 +860,18 @@ def test_an_error_after_a_study_saved_progress_says_how_to_finish_it(tmp_path, m
         "mlplab torch depth: error: stopped here; the study was not saved, but what it finished "
         "(its networks, and its last whole epoch's checkpoint) is kept. Continue with: mlplab "
         f"torch depth --resume {crashed} --threads 1")
+
+
+def test_memory_that_runs_out_after_a_checkpoint_is_not_advised_a_smaller_network(
+        tmp_path, monkeypatch, capsys):
+    """Memory refused in a later epoch, after a checkpoint, was said with the advice to "use
+    less data or a smaller network" and then to continue with --resume, which keeps both: the
+    line now says only what a resume can use."""
+    out = tmp_path / "study"
+    _crash_in(monkeypatch, 1, 1, MemoryError)
+    assert main(["torch", "depth", *ARGV, "--out", str(out)]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "mlplab torch depth: error: out of memory (stopped here); free memory or raise this "
+        "process's limit (ulimit -v); the study was not saved, but what it finished (its "
+        "networks, and its last whole epoch's checkpoint) is kept. Continue with: mlplab torch "
+        f"depth --resume {out} --threads 1")

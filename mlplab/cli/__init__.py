@@ -750,7 +750,7 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
             type(exc).__name__  # one line, always
         refused = memory_refused(exc)
         if refused is not None:  # NumPy's "Unable to allocate ...", C++'s bad_alloc, ...
-            message = out_of_memory_message(refused)
+            message = out_of_memory_message(refused, resumed=resume is not None)
         elif isinstance(exc, Warning):  # the user's warnings filter (-W error, PYTHONWARNINGS)
             message = (f"{message} (a {type(exc).__name__}, which the warnings filter of -W or "
                        "PYTHONWARNINGS made an error)")
