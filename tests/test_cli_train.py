@@ -782,7 +782,14 @@ def test_a_run_folder_named_with_a_leading_dash_is_named_so_that_commands_read_i
         assert main(["train", *TINY, "--out", "./-x"]) == 130
     assert "Continue with: mlplab train --resume ./-x --no-plots\n" in capsys.readouterr().err
     assert main(["train", *TINY, "--out", "./-x"]) == 1
-    assert "continue it with --resume ./-x." in capsys.readouterr().err
+    assert "continue it with mlplab train --resume ./-x --no-plots." in capsys.readouterr().err
+    # a run whose config.json does not record --no-plots (started with figures, or written
+    # before 4 Dec 2026) is advised without it
+    config = json.loads((tmp_path / "-x" / "config.json").read_text())
+    (tmp_path / "-x" / "config.json").write_text(json.dumps(
+        {k: v for k, v in config.items() if k != "no_plots"}))
+    assert main(["train", *TINY, "--out", "./-x"]) == 1
+    assert "continue it with mlplab train --resume ./-x." in capsys.readouterr().err
     assert main(["train", "--resume", "./-x", "--quiet", "--no-plots"]) == 0
 
 

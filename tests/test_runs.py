@@ -2954,17 +2954,20 @@ def test_messages_name_python_arguments_in_python_and_flags_on_the_command_line(
     metrics = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").write_text(json.dumps({**metrics, "status": "interrupted"}))
     assert main(args) == 1
-    assert (f"{run} already holds a run; choose another --out, or continue it with --resume "
-            f"{run}.") in capsys.readouterr().err
+    # with the --no-plots the run was started with (train_run's plots=False), as config.json
+    # records it: "--resume RUN" alone drew the figures the user had turned off
+    assert (f"{run} already holds a run; choose another --out, or continue it with mlplab train "
+            f"--resume {run} --no-plots.") in capsys.readouterr().err
     with pytest.raises(ValueError) as again:
         train_run(FAST, out=run, data=digits, plots=False)
     assert str(again.value) == (f"{run} already holds a run; choose another out, or continue "
-                                f"it with resume_run({str(run)!r}).")
+                                f"it with resume_run({str(run)!r}, plots=False).")
     # a path with a space is quoted, so that the command can be pasted into a shell
     spaced = tmp_path / "my runs" / "r 1"
     shutil.copytree(run, spaced)
     assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(spaced)]) == 1
-    assert f"continue it with --resume '{spaced}'." in capsys.readouterr().err
+    assert f"continue it with mlplab train --resume '{spaced}' --no-plots." in \
+        capsys.readouterr().err
     (spaced / "model.npz").unlink()
     assert main(["evaluate", str(spaced)]) == 1
     assert f"continue it with mlplab train --resume '{spaced}'" in capsys.readouterr().err

@@ -293,11 +293,10 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
             raise ValueError(f"{out_dir / CONFIG_FILE} is not a valid run configuration "
                              f"({foreign}): another tool's, or damaged, and no run of mlplab's "
                              f"beside it; choose another {setting('--out', 'out')}.")
-        if _torch_run(out_dir):  # its resume is mlplab torch train's, which mlplab train's refuses
-            resume = resume_setting(out_dir, torch=True)
-        else:  # (the option alone: this is mlplab train's own refusal)
-            resume = setting(f"--resume {shell_command([path_word(out_dir)])}",
-                             f"resume_run({str(out_dir)!r})")
+        # a PyTorch run's resume is mlplab torch train's, which mlplab train's refuses; with
+        # --no-plots where config.json records it, as the other advice says it (the option
+        # alone, "--resume RUN", drew the figures the user had turned off)
+        resume = resume_setting(out_dir, torch=_torch_run(out_dir))
         raise ValueError(f"{out_dir} already holds a run; choose another "
                          f"{setting('--out', 'out')}, or continue it with {resume}.")
     return out_dir
