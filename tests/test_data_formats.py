@@ -900,6 +900,28 @@ def test_an_html_page_served_instead_of_the_file_is_said_to_be_one(server, tmp_p
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("page", [b"\n  <!DOCTYPE html>\n<html><body>Sign in</body></html>\n",
+                                  b"\xef\xbb\xbf<HTML lang=en><body>Not found</body></HTML>"])
+def test_an_html_page_served_under_the_file_s_type_is_said_to_be_one(server, tmp_path, page):
+    """A mirror that types its files by their name (no text/html for a login or error page
+    served under the .gz asked for) gave a bare checksum mismatch: the page is told by its
+    start too. A file that only mentions HTML further on is no page."""
+    url, files = server
+    files["blob.gz"] = page  # served without a Content-Type
+    with pytest.raises(DatasetError) as err:
+        dl.download_file(f"{url}/blob.gz", tmp_path / "blob.gz", md5="0" * 32, progress=False,
+                         mirrored=True)
+    assert str(err.value).endswith(
+        f", expected {'0' * 32} (the server sent an HTML page of {len(page)} bytes, not the "
+        "file); the download was discarded - check the mirror (mirror=BASE_URL fetches "
+        "BASE_URL/<file name>)."), str(err.value)
+    files["blob.gz"] = b"\x1f\x8b not a page: <html> " * 10
+    with pytest.raises(DatasetError) as err:
+        dl.download_file(f"{url}/blob.gz", tmp_path / "blob.gz", md5="0" * 32, progress=False)
+    assert "HTML page" not in str(err.value) and "checksum mismatch" in str(err.value)
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_failed_download_leaves_the_data_folder_as_it_was(server, tmp_path, monkeypatch):
     """A mirror serving corrupt files left an empty <data-dir>/fashion-mnist/ behind (and the
     whole --data-dir when it was new); a failed download removes the folders it made while they

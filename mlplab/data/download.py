@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -251,7 +252,7 @@ def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: 
     length = response.headers.get("Content-Length")
     total = int(length) if length and length.isdigit() else None
     h_md5, h_sha = hashlib.md5(), hashlib.sha256()
-    got = 0
+    got, head = 0, b""
     with atomic_path(dest, suffix=".part") as tmp:
         try:
             with open(tmp, "wb") as f, progress_bar(progress, total=total, unit="B",
@@ -265,6 +266,8 @@ def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: 
                     if not block:
                         break
                     f.write(block)
+                    if len(head) < _HEAD:  # what the file starts with: an HTML page?
+                        head += block[:_HEAD - len(head)]
                     h_md5.update(block)
                     h_sha.update(block)
                     got += len(block)
@@ -286,12 +289,21 @@ def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: 
         problem = _matches(h_md5.hexdigest(), h_sha.hexdigest(), remote)
         if problem:
             # an HTML page served with 200 (a login page of a captive portal or proxy, a
-            # mirror's error page): its MD5 alone did not say that no data file came at all
+            # mirror's error page): its MD5 alone did not say that no data file came at all.
+            # Known by its Content-Type, or by its start where a server names it otherwise (a
+            # static mirror types a file by its name: application/gzip for the .gz asked for)
             page = f" (the server sent an HTML page of {got} bytes, not the file)" \
-                if response.headers.get_content_type() == "text/html" else ""
+                if response.headers.get_content_type() == "text/html" or _HTML.match(head) \
+                else ""
             raise DatasetError(f"checksum mismatch for {url}: {problem}{page}; the download was "
                                f"discarded - {fix}.")
     return dest
+
+
+#: the bytes of a download kept to tell an HTML page by its start
+_HEAD = 512
+#: an HTML page's start: a doctype or an <html> tag, after any byte order mark and white space
+_HTML = re.compile(rb"(?:\xef\xbb\xbf)?\s*<(?:!doctype\s+html|html[\s>])", re.IGNORECASE)
 
 
 def download_folder(name: str, data_dir: str | os.PathLike | None = None) -> Path:
