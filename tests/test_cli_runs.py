@@ -846,6 +846,44 @@ def test_a_depth_study_inside_the_listed_folder_is_said_to_be_passed_over(tmp_pa
     assert find_runs([root], studies) == [run] and studies == [depth]
 
 
+def test_a_depth_study_marker_that_cannot_be_looked_at_makes_it_unreadable_not_the_listing(
+        tmp_path, capsys):
+    """A folder whose depth.json is a link to a name too long, or a loop of links: telling
+    whether it was a depth study raised, and `mlplab runs` ended with "runs/study/depth.json:
+    File name too long", listing none of the runs; it is now listed as unreadable with the
+    reason, beside the others. A folder given whose hint file cannot be looked at (a tuning
+    folder's summary.json) no longer ends the listing either."""
+    import errno
+
+    root = tmp_path / "runs"
+    run = root / "a"
+    assert main(["train", "--dataset", "digits", "--hidden", "8", "--epochs", "1", "--out",
+                 str(run), "--no-plots", "--quiet"]) == 0
+    capsys.readouterr()
+    for name in ("long", "loop"):
+        (root / name).mkdir()
+    os.symlink("x" * 300, root / "long" / "depth.json")  # past any file system's limit
+    os.symlink("depth-config.json", root / "loop" / "depth-config.json")  # a link to itself
+    reasons = {"long": f"{root / 'long' / 'depth.json'}: {os.strerror(errno.ENAMETOOLONG)}",
+               "loop": f"{root / 'loop' / 'depth-config.json'}: {os.strerror(errno.ELOOP)}"}
+    by_name = {os.path.basename(r["run"]): r for r in list_runs([root])}
+    assert sorted(by_name) == ["a", "long", "loop"]
+    assert by_name["a"]["status"] == "completed"
+    for name, reason in reasons.items():
+        assert (by_name[name]["status"], by_name[name]["problem"]) == ("unreadable", reason)
+    assert main(["runs", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert " completed " in out and out.count(" unreadable ") == 2
+    assert f"{root / 'long'}: unreadable: {reasons['long']}" in err
+    assert main(["runs", str(root / "long")]) == 0  # the study given itself
+    assert f"{root / 'long'}: unreadable: {reasons['long']}" in capsys.readouterr().err
+    tuning = tmp_path / "tuning"
+    tuning.mkdir()
+    os.symlink("x" * 300, tuning / "summary.json")
+    assert main(["runs", str(tuning)]) == 0
+    assert f"no run folders under {tuning}" in capsys.readouterr().err
+
+
 def test_a_depth_studys_networks_folder_is_said_to_be_its(tmp_path, capsys):
     """evaluate, predict and runs of a depth study's networks/ said only "no run folders" or
     "pass a run folder written by mlplab train": they now name the study it belongs to."""

@@ -158,7 +158,10 @@ def _other_outputs(folders: list[str], records: list[dict[str, Any]]) -> list[st
         where = Path(os.path.abspath(folder))
         if any(run == where or where in run.parents for run in listed):
             continue
-        hint = other_output_hint(Path(folder))
+        try:
+            hint = other_output_hint(Path(folder))
+        except OSError:  # a marker file that cannot be looked at (a loop of links): no hint,
+            continue  # where the error ended the listing already printed
         if hint is not None:
             lines.append(printable(f"{folder}: {hint}", one_line=True))
     return lines

@@ -115,12 +115,24 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
 
 
 def is_depth_study(folder: Path) -> bool:
-    """Whether ``folder`` is a depth study's (its table, or the configuration it starts with)."""
-    return any((folder / marker).is_file() for marker in (DEPTH_FILE, DEPTH_CONFIG_FILE))
+    """Whether ``folder`` is a depth study's (its table, or the configuration it starts with).
+    A marker that is there but cannot be looked at (a loop of links, a link to a name too long)
+    raises its ``OSError``, as :func:`_is_file` does."""
+    return any(_is_file(folder / marker) for marker in (DEPTH_FILE, DEPTH_CONFIG_FILE))
+
+
+def _study_error(folder: Path) -> OSError | None:
+    """The error of looking at ``folder``'s depth-study markers, None if there is none."""
+    try:
+        is_depth_study(folder)
+    except OSError as exc:
+        return exc
+    return None
 
 
 def _walk(top: Path, studies: list[Path] | None = None) -> Iterator[Path]:
-    if is_run_folder(top):
+    if is_run_folder(top) or _study_error(top) is not None:
+        # (the second: not known to be a study or not, listed as unreadable with the reason)
         yield top
         return  # a run folder holds no other runs
     for root, dirs, _files in os.walk(top, onerror=_not_listed):
@@ -131,7 +143,15 @@ def _walk(top: Path, studies: list[Path] | None = None) -> Iterator[Path]:
                 continue
             if is_run_folder(here / name):
                 yield here / name
-            elif is_depth_study(here / name):  # (its networks/, if any, holds model files, no runs)
+                continue
+            try:
+                study = is_depth_study(here / name)
+            except OSError:
+                # its depth.json cannot be looked at: listed, by summarize_run, as unreadable
+                # with the reason, where the error ended the whole listing
+                yield here / name
+                continue
+            if study:  # (its networks/, if any, holds model files, no runs)
                 if studies is not None and here / name not in studies:
                     studies.append(here / name)
             else:
@@ -176,7 +196,10 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
             if not isinstance(value, dict):
                 raise ValueError(f"{run / name} is not a JSON object, as mlplab writes it")
     except (OSError, ValueError) as exc:
-        record.update(status="unreadable", problem=_problem(exc))
+        # no config.json: listed as a depth study whose markers cannot be looked at, whose
+        # error is the reason (a missing config.json says nothing of what is wrong)
+        why = _study_error(run) if isinstance(exc, FileNotFoundError) else None
+        record.update(status="unreadable", problem=_problem(why or exc))
         return record
     train_size = metrics.get("train_size")  # (a resumed run's too: its splits are the same)
     if holder is not None:  # a stopped run resumed: its metrics.json is the stop's, not now's
