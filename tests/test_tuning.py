@@ -3636,6 +3636,42 @@ def test_failed_and_diverged_trials_together_are_named_as_such(tmp_path):
         _refuse_if_all_failed(study, result)
 
 
+def test_one_failed_trial_is_said_in_the_singular(tmp_path):
+    """The note and the errors counted one failed trial as many: "after 1 failed trials in a
+    row (each one's error ...)", "all 1 trials failed, the first with ...", "1 failed, the
+    first with ..., and the other 1 diverged"."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from mlplab._validation import command_line
+    from mlplab.tuning import TuneResult, _refuse_if_all_failed, _unfinished
+
+    def study_of(*states):
+        study = optuna.create_study(direction="maximize")
+        for state in states:
+            done = state == TrialState.COMPLETE
+            study.add_trial(create_trial(
+                params={"lr": 0.5}, distributions={"lr": FloatDistribution(0.1, 1.0)},
+                state=state, value=0.0 if done else None,
+                user_attrs={"diverged": True} if done else {"error": "SettingsError: no."}))
+        return study
+
+    with command_line():
+        assert _unfinished(study_of(TrialState.COMPLETE, TrialState.FAIL), 4, None, 5.0, 60) == (
+            "the search ended at 1 of --trials 4 finished trials after a failed trial (its "
+            "error is in the results); run the same command again to go on with it")
+    one = TuneResult("s", "mem", tmp_path, n_complete=0, n_pruned=0, n_failed=1,
+                     best_trial=None, best_value=None, best_params={})
+    with pytest.raises(ValueError, match=r"^the only trial failed, with SettingsError: no; "
+                                         r"results\.csv lists it\.$"):
+        _refuse_if_all_failed(study_of(TrialState.FAIL), one)
+    one.n_complete = 1  # and one that diverged
+    with pytest.raises(ValueError, match=r"^all 2 trials failed or diverged: 1 failed, with "
+                                         r"SettingsError: no, and the other diverged; "
+                                         r"results\.csv lists them\.$"):
+        _refuse_if_all_failed(study_of(TrialState.FAIL, TrialState.COMPLETE), one)
+
+
 def test_the_outputs_name_the_best_trial_they_retrained(digits, tmp_path, monkeypatch):
     """Two processes sharing a study finished together: one counted the trials, another
     process's better trial then finished, and best-run/ retrained that one while summary.json

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlplab._machine import available_cpus
-from mlplab._text import shell_command
+from mlplab._text import agree, counted, shell_command
 from mlplab._validation import (
     check_choice,
     check_int,
@@ -745,8 +745,9 @@ def _unfinished(study: optuna.Study, trials: int, timeout: float | None, elapsed
         return (f"the search stopped {ended}: no trial of {unworkable} can run, whatever values "
                 "the search draws (the failed trial's error is in the results); change the "
                 "search space")
-    why = f" after {failed} failed trials in a row (each one's error is in the results)" \
-        if failed else ""
+    whose = agree(failed, "its", "each one's")
+    why = (f" after {agree(failed, 'a failed trial', f'{failed} failed trials in a row')} "
+           f"({whose} error is in the results)") if failed else ""
     return f"the search ended {ended}{why}; {again} to go on with it"
 
 
@@ -764,17 +765,20 @@ def _refuse_if_all_failed(study: optuna.Study, result: TuneResult) -> None:
     stopped = next((t for t in failed if UNWORKABLE_ATTR in t.user_attrs), None)
     if stopped is not None:  # the search stopped at it: no trial of the space can do better
         why = stopped.user_attrs.get("error", "").partition(": ")[2].rstrip(".")
-        trials = f"{len(failed)} trial{'s' if len(failed) > 1 else ''}"
+        n = len(failed)
         raise ValueError(f"{stopped.user_attrs[UNWORKABLE_ATTR]}: no trial can run, whatever "
                          f"values the search draws: {why}; change the search space (the search "
-                         f"stopped after {trials}, which results.csv lists).")
+                         f"stopped after {counted(n, 'trial')}, which results.csv lists).")
     diverged = result.n_complete  # (none is a best: each diverged)
     if diverged:  # it said "all 3 trials failed" of 3 failed and 3 diverged
-        raise ValueError(f"all {result.n_failed + diverged} trials failed or diverged: "
-                         f"{result.n_failed} failed, the first with {reason}, and the other "
-                         f"{diverged} diverged; results.csv lists them.")
-    raise ValueError(f"all {result.n_failed} trials failed, the first with "
-                     f"{reason}; results.csv lists them.")
+        n = result.n_failed
+        failures = agree(n, "1 failed, with", f"{n} failed, the first with")
+        others = agree(diverged, "the other diverged", f"the other {diverged} diverged")
+        raise ValueError(f"all {n + diverged} trials failed or diverged: "
+                         f"{failures} {reason}, and {others}; results.csv lists them.")
+    n = result.n_failed
+    which = agree(n, "the only trial failed, with", f"all {n} trials failed, the first with")
+    raise ValueError(f"{which} {reason}; results.csv lists {agree(n, 'it', 'them')}.")
 
 
 def _best_run(study: optuna.Study, result: TuneResult, data: TuningData | None,
