@@ -3672,6 +3672,50 @@ def test_one_failed_trial_is_said_in_the_singular(tmp_path):
         _refuse_if_all_failed(study_of(TrialState.FAIL, TrialState.COMPLETE), one)
 
 
+def test_a_search_only_run_whose_every_trial_fails_is_an_error(tmp_path, capsys, monkeypatch):
+    """--search-only whose every trial failed (or whose space no draw can make work) printed
+    the note and "no trial has completed yet" and exited 0, where the same search without it
+    exits 1; and the note said the failed trial's error "is in the results", which --search-only
+    does not write. It now ends with the error, pointing to the trials' warning lines."""
+    from mlplab._validation import command_line
+    from mlplab.tuning import _unfinished
+
+    space = tmp_path / "bad.yaml"
+    space.write_text("batchnorm: true\nbatch_size: 1\nhidden_size: [8, 16]\nepochs: 1\n")
+    common = ["--dataset", "digits", "--no-progress", "--search-only"]
+    assert main(["tune", *common, "--trials", "2", "--search-space", str(space),
+                 "--out", str(tmp_path / "bad")]) == 1
+    out, err = capsys.readouterr()
+    assert err.rstrip().endswith(
+        "change the search space (the search stopped after 1 trial)."), err
+    assert "no trial can run, whatever values the search draws" in err and not out, out
+    assert not (tmp_path / "bad" / "results.csv").exists()
+
+    def boom(*args, **kwargs):
+        raise MemoryError("boom")  # (a failure the search goes on after)
+
+    monkeypatch.setattr(Trainer, "fit", boom)
+    space.write_text("hidden_size: [8, 16]\nepochs: 1\n")
+    assert main(["tune", *common, "--trials", "1", "--search-space", str(space),
+                 "--out", str(tmp_path / "boom")]) == 1
+    out, err = capsys.readouterr()
+    assert "mlplab tune: error: all 3 trials failed, the first with MemoryError: boom; the " \
+           "warning lines above give each failed trial's error." in err and not out, (out, err)
+    assert "results.csv" not in err
+
+    study = optuna.create_study(direction="maximize")  # the note of a search with a best
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for state in (TrialState.COMPLETE, TrialState.FAIL):
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": 0.5}, distributions=dist, state=state,
+            value=0.5 if state == TrialState.COMPLETE else None))
+    with command_line():
+        assert _unfinished(study, 4, None, 5.0, 60, search_only=True) == (
+            "the search ended at 1 of --trials 4 finished trials after a failed trial (its "
+            "error is on the warning line printed for it, and kept in the study); run the same "
+            "command again to go on with it")
+
+
 def test_the_outputs_name_the_best_trial_they_retrained(digits, tmp_path, monkeypatch):
     """Two processes sharing a study finished together: one counted the trials, another
     process's better trial then finished, and best-run/ retrained that one while summary.json

@@ -288,7 +288,8 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         (default twice the heartbeat); ``heartbeat=None`` (or 0) disables crash detection (and is
         refused with a ``grace``, which only heartbeats use).
     search_only
-        Only search (e.g. a worker on another machine): no tables, plots or retraining.
+        Only search (e.g. a worker on another machine): no tables, plots or retraining. A
+        study whose every trial failed is still a ``ValueError``, as without it.
     progress
         A progress bar of the study's finished trials, and lines on stderr saying that a resumed
         study continues, that the best trial is retrained, or that this process waits for another
@@ -444,8 +445,13 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         # than best-run/ held. The second finds best-run/ done, unless its best trial is better
         with _writing_alone(out_dir, progress) if not search_only else contextlib.nullcontext():
             result = _tally(study, study_name, spec.display, out_dir)
-            result.unfinished = _unfinished(study, trials, timeout, elapsed, spec.grace_period)
-            if not search_only:
+            result.unfinished = _unfinished(study, trials, timeout, elapsed, spec.grace_period,
+                                            search_only=search_only)
+            if search_only:
+                # an error, as below: exit 0 and "no trial has completed yet" read as a search
+                # that had merely not got far
+                _refuse_if_all_failed(study, result, search_only=True)
+            else:
                 kept()  # (again: the wait for another process's writing can be long)
                 # the tables and plots within: a Ctrl-C while the plots are drawn (seconds) left
                 # no summary, or a previous run's
@@ -707,10 +713,12 @@ def _tally(study: optuna.Study, study_name: str, storage: str, out_dir: Path) ->
 
 
 def _unfinished(study: optuna.Study, trials: int, timeout: float | None, elapsed: float,
-                grace: int | None, interrupted: bool = False) -> str | None:
+                grace: int | None, interrupted: bool = False,
+                search_only: bool = False) -> str | None:
     """The note of :attr:`TuneResult.unfinished`: the search ended (or, ``interrupted``, a
     Ctrl-C or SIGTERM stopped it) at fewer finished trials than ``trials`` (and the grid has
-    points left), why, and how to finish."""
+    points left), why, and how to finish. ``search_only``: the search wrote no results, so a
+    failed trial's error is pointed to on its warning line and in the study."""
     from optuna.trial import TrialState
 
     finished = finished_count(study)
@@ -741,19 +749,23 @@ def _unfinished(study: optuna.Study, trials: int, timeout: float | None, elapsed
             break
         failed += 1
         unworkable = unworkable or t.user_attrs.get(UNWORKABLE_ATTR)
+    where = "on the warning line printed for it, and kept in the study" if search_only else \
+        "in the results"
     if unworkable:  # run again, it stops again: the space is what must change
         return (f"the search stopped {ended}: no trial of {unworkable} can run, whatever values "
-                "the search draws (the failed trial's error is in the results); change the "
-                "search space")
+                f"the search draws (the failed trial's error is {where}); change the search "
+                "space")
     whose = agree(failed, "its", "each one's")
     why = (f" after {agree(failed, 'a failed trial', f'{failed} failed trials in a row')} "
-           f"({whose} error is in the results)") if failed else ""
+           f"({whose} error is {where})") if failed else ""
     return f"the search ended {ended}{why}; {again} to go on with it"
 
 
-def _refuse_if_all_failed(study: optuna.Study, result: TuneResult) -> None:
+def _refuse_if_all_failed(study: optuna.Study, result: TuneResult,
+                          search_only: bool = False) -> None:
     """Every trial failed (the others, if any, diverged): an error, not an empty success (e.g.
-    a space whose fixed knobs cannot work together)."""
+    a space whose fixed knobs cannot work together). ``search_only``: the search wrote no
+    results.csv, so the message points to the warning line each failed trial printed."""
     from optuna.trial import TrialState
 
     if result.best_trial is not None or result.n_pruned or not result.n_failed:
@@ -766,19 +778,22 @@ def _refuse_if_all_failed(study: optuna.Study, result: TuneResult) -> None:
     if stopped is not None:  # the search stopped at it: no trial of the space can do better
         why = stopped.user_attrs.get("error", "").partition(": ")[2].rstrip(".")
         n = len(failed)
+        listed = "" if search_only else ", which results.csv lists"
         raise ValueError(f"{stopped.user_attrs[UNWORKABLE_ATTR]}: no trial can run, whatever "
                          f"values the search draws: {why}; change the search space (the search "
-                         f"stopped after {counted(n, 'trial')}, which results.csv lists).")
-    diverged = result.n_complete  # (none is a best: each diverged)
+                         f"stopped after {counted(n, 'trial')}{listed}).")
+    diverged, n = result.n_complete, result.n_failed  # (no complete one is a best: each diverged)
+    if search_only:  # no results.csv: each failed trial's warning line says why
+        listed = "" if n == 1 else "; the warning lines above give each failed trial's error"
+    else:
+        listed = f"; results.csv lists {agree(n + diverged, 'it', 'them')}"
     if diverged:  # it said "all 3 trials failed" of 3 failed and 3 diverged
-        n = result.n_failed
         failures = agree(n, "1 failed, with", f"{n} failed, the first with")
         others = agree(diverged, "the other diverged", f"the other {diverged} diverged")
         raise ValueError(f"all {n + diverged} trials failed or diverged: "
-                         f"{failures} {reason}, and {others}; results.csv lists them.")
-    n = result.n_failed
+                         f"{failures} {reason}, and {others}{listed}.")
     which = agree(n, "the only trial failed, with", f"all {n} trials failed, the first with")
-    raise ValueError(f"{which} {reason}; results.csv lists {agree(n, 'it', 'them')}.")
+    raise ValueError(f"{which} {reason}{listed}.")
 
 
 def _best_run(study: optuna.Study, result: TuneResult, data: TuningData | None,
