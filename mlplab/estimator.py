@@ -1,4 +1,4 @@
-"""A scikit-learn compatible classifier over mlplab's engine (``MLP`` + ``Trainer``).
+"""A scikit-learn compatible classifier over mlplab's engine (``MLP`` + ``Trainer``)::
 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

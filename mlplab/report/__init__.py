@@ -2,7 +2,8 @@
 
 >>> from mlplab.report import reproduce
 >>> result = reproduce("digits", "quick", out="runs/report")   # doctest: +SKIP
->>> result.html                                                  # doctest: +SKIP
+>>> print(result.html)                                           # doctest: +SKIP
+runs/report/report.html
 
 See docs/report.md for the stages, budgets and the files written.
 """

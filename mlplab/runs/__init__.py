@@ -6,8 +6,12 @@ and the report share::
     from mlplab.runs import train_run
 
     result = train_run(dataset="digits", hidden=[100], epochs=20, out="runs/digits")
-    result = train_run(preset="exercise-default", dataset="cifar10", out="runs/ex")
     print(result.metrics["val_accuracy"], result.out)
+
+or from a preset, on a dataset fetched first (``mlplab data download cifar10``, or
+``download=True``)::
+
+    result = train_run(preset="exercise-default", dataset="cifar10", out="runs/ex")
 
 A run folder holds:
 
