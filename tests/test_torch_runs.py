@@ -471,6 +471,24 @@ def test_a_run_stopped_before_its_first_checkpoint_is_resumed_by_torch_train(run
     assert "mlplab train --resume" not in said
 
 
+def test_a_stopped_run_without_figures_is_advised_with_plots_false_from_python(runs, tmp_path):
+    """A new run whose out holds a stopped run started without figures is refused, from
+    Python, with the resume call that repeats plots=False, named as the run advice names it
+    elsewhere (mlplab.torch_mlp.resume_run): torch train's own refusal built the call apart."""
+    import shutil
+
+    run = tmp_path / "stopped"
+    shutil.copytree(runs[0], run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "no_plots": True}))
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "status": "interrupted"}))
+    with pytest.raises(ValueError, match="stopped before its end") as caught:
+        tm.train_run("digits", out=run, **SETTINGS)
+    assert f"continue it with mlplab.torch_mlp.resume_run({str(run)!r}, plots=False), or " \
+           "choose another out." in str(caught.value), caught.value
+
+
 def test_a_run_stopped_by_an_mlplab_without_checkpoints_is_said_to_restart(runs, tmp_path,
                                                                           capsys):
     """A PyTorch run stopped by Ctrl-C under an mlplab before 1 Dec 2026 has its model and

@@ -58,11 +58,11 @@ from mlplab.runs.files import (
     TORCH_CHECKPOINT_FILE,
     check_run_folder,
     diverged_study,
-    recorded_plots,
     refuse_if_nothing_saved,
     refuse_other_output,
     remove_figures,
     remove_partial_writes,
+    resume_setting,
     save_into_run,
 )
 from mlplab.runs.lock import refuse_if_training, run_lock
@@ -830,12 +830,10 @@ def _resume_command(folder: Path, noun: str) -> str:
     """The command that continues the ``noun`` (``"run"`` of torch train, ``"study"`` of torch
     depth) in ``folder``, quoted to paste into this platform's shell (or, in Python, the
     call)."""
-    command, call = ("train", "resume_run") if noun == "run" else ("depth", "resume_depth_run")
-    # a run started with --no-plots is resumed with it (a study has no such option)
-    plots = noun != "run" or recorded_plots(folder)
-    return setting(shell_command(["mlplab", "torch", command, "--resume", path_word(folder),
-                                  *([] if plots else ["--no-plots"])]),
-                   f"{call}({str(folder)!r}{'' if plots else ', plots=False'})")
+    if noun == "run":  # (with --no-plots where config.json records it, as all run advice is)
+        return resume_setting(folder, torch=True)
+    return setting(shell_command(["mlplab", "torch", "depth", "--resume", path_word(folder)]),
+                   f"resume_depth_run({str(folder)!r})")
 
 
 def _load_again(config: dict[str, Any], data: Dataset | None,
