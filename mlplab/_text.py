@@ -96,6 +96,19 @@ def no_such_folder(path: str | os.PathLike[str]) -> str:
     return "no such folder" + (f" (did you mean {guess}?)" if guess is not None else "")
 
 
+def os_error_text(exc: BaseException) -> str:
+    """``exc`` in words, the system's own errors naming the path first, without the errno:
+    "PATH: File name too long" (two paths as "PATH -> PATH2"), not "[Errno 36] File name too
+    long: 'PATH'" (Python's form, the path quoted at the end of a line it may run far past).
+    An error with words of its own (mlplab's, or one naming no path) keeps them."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None \
+            and text.startswith("[Errno"):
+        paths = [exc.filename] + ([exc.filename2] if exc.filename2 is not None else [])
+        text = f"{' -> '.join(printable(os.fsdecode(p)) for p in paths)}: {exc.strerror}"
+    return text
+
+
 def shell_command(parts: Sequence[str]) -> str:
     """``parts`` as one line to paste into a shell of this platform: POSIX quoting (single
     quotes), or on Windows double quotes (``subprocess.list2cmdline``), which cmd.exe and

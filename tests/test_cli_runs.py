@@ -910,3 +910,21 @@ def test_a_run_listed_from_its_checkpoint_gives_seconds_rounded_as_metrics_json_
     (run / "metrics.json").unlink()  # as a run killed before it wrote its results
     (record,) = list_runs([tmp_path])
     assert record["status"] == "unfinished" and record["seconds"] == round(record["seconds"], 3)
+
+
+def test_a_system_error_is_said_alike_by_the_listing_and_by_the_command_line():
+    """mlplab runs' "problem" of an unreadable run and a command's error line built the
+    "PATH: reason" form apart, and disagreed: the listing kept a file name's undecodable byte
+    as a lone surrogate and dropped a second path."""
+    import errno
+
+    from mlplab._text import os_error_text
+    from mlplab.cli import _error_text
+    from mlplab.runs.files import RunFolderGoneError
+
+    two = OSError(errno.EXDEV, os.strerror(errno.EXDEV), "caf\udce9", None, "b")
+    assert os_error_text(two) == f"caf\\xe9 -> b: {os.strerror(errno.EXDEV)}"
+    assert _error_text(two) == os_error_text(two)
+    own = RunFolderGoneError("runs/a was removed or moved while the run trained")
+    own.filename = "runs/a"  # (as mlplab's own errors of a path set it: DiskFullError)
+    assert os_error_text(own) == str(own)

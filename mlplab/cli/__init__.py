@@ -768,21 +768,16 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
 
 
 def _error_text(exc: Exception, resumed: bool = False) -> str:
-    """``exc`` in words. The system's own errors name the path first, without the errno:
-    "PATH: File name too long", not "[Errno 36] File name too long: 'PATH'" (Python's form,
-    the path quoted at the end of a line it may run far past). ``resumed``: the run it ended is
+    """``exc`` in words (:func:`~mlplab._text.os_error_text`: the system's own errors name the
+    path first, without the errno). ``resumed``: the run it ended is
     continued with another command, so a full disk's "run the command again" is left out."""
     from mlplab.io import DiskFullError
 
     if resumed and isinstance(exc, DiskFullError):
         return exc.reason
-    text = str(exc)
-    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None \
-            and text.startswith("[Errno"):
-        from mlplab._text import printable
+    from mlplab._text import os_error_text
 
-        paths = [exc.filename] + ([exc.filename2] if exc.filename2 is not None else [])
-        text = f"{' -> '.join(printable(os.fsdecode(p)) for p in paths)}: {exc.strerror}"
+    text = os_error_text(exc)
     if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
         text += f"; {_open_files_advice()}"
     return text

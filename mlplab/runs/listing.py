@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplab import io
+from mlplab._text import os_error_text
 from mlplab._validation import path_list
 from mlplab.runs.config import iterations_per_epoch
 from mlplab.runs.files import (
@@ -199,7 +200,7 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         # no config.json: listed as a depth study whose markers cannot be looked at, whose
         # error is the reason (a missing config.json says nothing of what is wrong)
         why = _study_error(run) if isinstance(exc, FileNotFoundError) else None
-        record.update(status="unreadable", problem=_problem(why or exc))
+        record.update(status="unreadable", problem=os_error_text(why or exc))
         return record
     train_size = metrics.get("train_size")  # (a resumed run's too: its splits are the same)
     if holder is not None:  # a stopped run resumed: its metrics.json is the stop's, not now's
@@ -239,7 +240,7 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
         except OSError as exc:
             # there but not to be looked at (a loop of links, a name too long): this run is
             # unreadable, where the error ended the whole listing
-            figures = {"status": "unreadable", "problem": _problem(exc)}
+            figures = {"status": "unreadable", "problem": os_error_text(exc)}
         else:
             if there:
                 figures, pace = _progress(checkpoint)
@@ -275,7 +276,7 @@ def _progress(checkpoint: Path) -> tuple[dict[str, Any], float | None]:
     except ImportError:  # a PyTorch run's checkpoint, and no PyTorch here to read it
         return {}, None
     except (OSError, ValueError) as exc:
-        return {"status": "unreadable", "problem": _problem(exc)}, None
+        return {"status": "unreadable", "problem": os_error_text(exc)}, None
     history = progress["history"]
     last = {name: _number(values[-1]) if values else None
             for name, values in (("train_accuracy", history.train_acc),
@@ -310,14 +311,6 @@ def checkpoint_of(run: Path) -> Path:
         return torch_checkpoint if _is_file(torch_checkpoint) else run / CHECKPOINT_FILE
     except OSError:
         return torch_checkpoint
-
-
-def _problem(exc: Exception) -> str:
-    """Why a run's file could not be read, in one line: the system's errors as "PATH: Too many
-    levels of symbolic links", not "[Errno 40] ...: 'PATH'"; any other error's own words."""
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        return f"{os.fsdecode(exc.filename)}: {exc.strerror}"
-    return str(exc)
 
 
 def _read_progress(checkpoint: Path) -> dict[str, Any]:
