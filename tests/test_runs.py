@@ -2985,17 +2985,19 @@ def test_a_damaged_or_modelless_run_is_told_how_to_resume_in_the_callers_words(
         digits, tmp_path, capsys):
     """A run folder with a damaged metrics.json, or with a checkpoint but no model, told a
     Python caller to resume it with "mlplab train --resume"; from Python it is resume_run(RUN),
-    on the command line the command as before."""
+    on the command line the command, each naming the run and repeating its plots=False
+    (--no-plots), as the other resume advice does."""
     run = tmp_path / "r"
     train_run(FAST, out=run, data=digits, plots=False)
     (run / "metrics.json").write_text("[1]")
     with pytest.raises(ValueError) as caught:
         evaluate_run(run, "val", data=digits)
     assert str(caught.value).endswith(f"delete it, then resume the run with "
-                                      f"resume_run({str(run)!r}), which writes it again.")
+                                      f"resume_run({str(run)!r}, plots=False), which "
+                                      "writes it again.")
     assert main(["evaluate", str(run)]) == 1
-    assert ("delete it, then resume the run with mlplab train --resume, which writes it again."
-            in capsys.readouterr().err)
+    assert (f"delete it, then resume the run with mlplab train --resume {run} --no-plots, "
+            "which writes it again." in capsys.readouterr().err)
     (run / "metrics.json").unlink()
     (run / "model.npz").unlink()  # killed before its first model was written: a checkpoint
     assert (run / "checkpoint.npz").is_file()

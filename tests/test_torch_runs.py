@@ -739,3 +739,18 @@ def test_a_run_without_progress_shows_no_bar_while_its_folder_decodes(tmp_path, 
     assert not decoded_with_a_bar(lambda: tm.train_run(name, out=run, **options), "c2")
     (run / "metrics.json").unlink()  # as if killed: the resume loads the data again
     assert not decoded_with_a_bar(lambda: tm.resume_run(run, plots=False), "c3")
+
+
+def test_a_damaged_metrics_json_of_a_torch_run_is_told_the_torch_resume(runs, tmp_path, capsys):
+    """A PyTorch run's damaged metrics.json said to resume it with "mlplab train --resume",
+    which refuses a PyTorch run; it names mlplab torch train --resume RUN, as evaluate's other
+    advice for a PyTorch run does."""
+    import shutil
+
+    run = tmp_path / "damaged"
+    shutil.copytree(runs[0], run)
+    (run / "metrics.json").write_text("[1]")
+    assert main(["evaluate", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"delete it, then resume the run with mlplab torch train --resume {run}, which " \
+           "writes it again." in err, err

@@ -451,7 +451,8 @@ def read_metrics(path: Path) -> dict[str, Any]:
     metrics = io.read_json(path) if path.is_file() else {}
     if not isinstance(metrics, dict) or not isinstance(metrics.get("split_sha1", {}), dict) \
             or not isinstance(metrics.get("status", ""), str):
-        resume = setting("mlplab train --resume", f"resume_run({str(path.parent)!r})")
+        # (the command of the run's kind, with --no-plots where config.json records it)
+        resume = resume_setting(path.parent, torch=_torch_run(path.parent))
         raise ValueError(f"{path} is not a run's metrics (a JSON object as mlplab train writes "
                          "it); it was edited or damaged: delete it, then resume the run with "
                          f"{resume}, which writes it again.")
