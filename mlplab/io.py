@@ -282,15 +282,102 @@ def broken_link(path: str | os.PathLike) -> str | None:
 
 def link_trouble(path: str | os.PathLike) -> str | None:
     """Why the link ``path`` leads to no file, in words to follow "PATH is" (see
-    :func:`broken_link`); None when ``path`` is no such link."""
+    :func:`broken_link`); None when ``path`` is no such link. A link to a name longer than the
+    system takes is said so, where "File name too long" after a short name puzzled."""
     p = Path(path)
-    if not p.is_symlink() or p.exists():
+    if not stat.S_ISLNK(_lmode(p)):
         return None
+    try:
+        os.stat(p)
+        return None  # it leads to a file
+    except (FileNotFoundError, NotADirectoryError):
+        failure: OSError | None = None
+    except OSError as exc:
+        failure = exc
     chain, looped = link_chain(p)
     if looped:  # (its target exists, as a link: "which does not exist" sent users looking)
-        return (f"a loop of symbolic links ({' -> '.join(chain)}; fix or remove one of "
-                "them)")
-    return f"a link to {' -> '.join(chain[1:])}, which does not exist"
+        return (f"a loop of symbolic links ({' -> '.join(map(_shortened, chain))}; fix or "
+                "remove one of them)")
+    target = " -> ".join(map(_shortened, chain[1:]))
+    if failure is None:
+        return f"a link to {target}, which does not exist"
+    if failure.errno == errno.ENAMETOOLONG:
+        return f"a link to a name too long to follow ({target}; fix or remove the link)"
+    return (f"a link that cannot be followed (to {target}: {failure.strerror or failure}; fix "
+            "or remove the link)")
+
+
+def _lmode(path: Path) -> int:
+    """``path``'s own mode (links not followed), 0 where it cannot be looked at."""
+    try:
+        return os.lstat(path).st_mode
+    except (OSError, ValueError):  # (ValueError: a NUL in the name)
+        return 0
+
+
+def _shortened(name: str) -> str:
+    """A link's target as a message shows it: one longer than a file name may be (a name too
+    long to follow) by its start and length, not a line-long run of characters."""
+    return name if len(name) <= 255 else f"{name[:40]}...[{len(name)} characters]"
+
+
+def path_trouble(path: str | os.PathLike) -> str | None:
+    """What makes ``path`` unreachable through its links, in a sentence naming it: "PATH is a
+    loop of symbolic links (...)", or "PATH cannot be reached: FOLDER is a link to ..." for a
+    link among the folders above it (Python's "Too many levels of symbolic links" named only
+    the path, not which link). None where no link on the way is at fault."""
+    fault = link_at_fault(path)
+    if fault is None or fault.startswith(f"{Path(path)} is "):
+        return fault
+    return f"{Path(path)} cannot be reached: {fault}"
+
+
+def link_at_fault(path: str | os.PathLike) -> str | None:
+    """"LINK is ..." (:func:`broken_link`) for the first link on the way to ``path``, from the
+    top, that leads nowhere, ``path`` itself included; None where there is none."""
+    p = Path(path)
+    for step in (*reversed(p.parents), p):
+        broken = broken_link(step)
+        if broken is not None:
+            return broken
+    return None
+
+
+def nothing_at(path: str | os.PathLike) -> bool:
+    """Whether nothing is at ``path``, as the system says (no such file or folder), and no link
+    on the way to it is at fault. ``os.path.lexists`` answers False also for a path through a
+    loop of links or a link to a name too long, which commands then took for one not made
+    yet."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return path_trouble(path) is None
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def is_file(path: str | os.PathLike) -> bool:
+    """``Path.is_file()``, except that an error other than a missing file is raised, on every
+    Python: pathlib's answers False for a loop of links, raises "File name too long" without
+    saying which link up to Python 3.13, and answers False for every error from 3.14 on. A file
+    a command needs that is there but cannot be looked at is then said so (see
+    :func:`path_trouble`), not taken for missing."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def is_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder (links followed); False for one that cannot be looked at,
+    whatever the reason, as Python 3.14's ``Path.is_dir()`` answers (before it, a link to a name
+    too long raised a bare "File name too long"): the caller says why, as
+    :func:`mlplab.runs.files.not_a_folder` does."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 #: links a chain is followed through, as Linux's kernel does (MAXSYMLINKS) before ELOOP
@@ -358,10 +445,13 @@ def why_no_folder(path: str | os.PathLike, exc: OSError) -> str:
     for p in (Path(path), *Path(path).parents):
         if (broken := broken_link(p)) is not None:
             return broken
-        if p.exists():
-            if not p.is_dir():
-                return f"{p} is a file, not a folder"
-            break  # the nearest folder there is: the system's reason (permissions, a full disk)
+        try:  # (not pathlib's exists(): a link to a name too long raised on Python < 3.14)
+            mode = os.stat(p).st_mode
+        except (OSError, ValueError):
+            continue  # not there, or not to be looked at: a link above it may say why
+        if not stat.S_ISDIR(mode):
+            return f"{p} is a file, not a folder"
+        break  # the nearest folder there is: the system's reason (permissions, a full disk)
     return exc.strerror or str(exc)
 
 
@@ -396,7 +486,7 @@ def check_out_folder(out: str | os.PathLike, folder: str | os.PathLike | None = 
         # study's database as "[Errno 2] No such file or directory", naming nothing
         raise error(f"cannot write to {name} {out}: {CWD_REMOVED}, or give {name} an "
                     "absolute path.")
-    blocker = next((p for p in (start, *start.parents) if p.exists()), None)
+    blocker = next((p for p in (start, *start.parents) if _there(p, out, name, error)), None)
     if blocker is None:
         return
     if blocker.is_dir():
@@ -408,6 +498,23 @@ def check_out_folder(out: str | os.PathLike, folder: str | os.PathLike | None = 
     what = f"{name} {out} is a file" if blocker == Path(out) else \
         f"{name} {out}: {blocker} is a file"
     raise error(f"{what}, not a folder; choose another {name}.")
+
+
+def _there(path: Path, out: str | os.PathLike, name: str, error: type[Exception]) -> bool:
+    """Whether ``path``, on the way to ``out``, is there (a link followed), refused (with
+    ``error``) where a link on the way leads nowhere (a loop, a name too long), which pathlib
+    answered as missing or with a bare "File name too long"; the system's other errors
+    raised."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        why = link_at_fault(path)
+        if why is None:  # not a link's fault (a name too long itself): "PATH: reason"
+            raise
+        raise error(f"cannot write to {name} {out}: {why}; choose another {name}.") from None
+    return True
 
 
 def why_not_writable(folder: str | os.PathLike) -> str:

@@ -760,6 +760,87 @@ def test_a_loop_of_links_is_named_as_one(argv, what, tmp_path, monkeypatch, caps
            f"them); {what}" in err, err
 
 
+#: a link's target past any file system's limit on a name (255 bytes), and how it is shown
+_TOO_LONG = "x" * 300
+_TOO_LONG_SHOWN = f"{'x' * 40}...[300 characters]"
+_LINK_TROUBLE = {
+    "long": f"long is a link to a name too long to follow ({_TOO_LONG_SHOWN}; fix or remove the "
+            "link)",
+    "loop": "loop is a loop of symbolic links (loop -> loop; fix or remove one of them)",
+}
+
+
+@pytest.mark.parametrize("argv,what", [
+    (["runs", "{}"], "pass the folder that holds the run folders"),
+    (["evaluate", "{}"], "pass a run folder written by mlplab train."),
+    (["predict", "{}", "x.png"], "pass a run folder written by mlplab train."),
+    (["train", "--resume", "{}"], "pass a run folder written by mlplab train."),
+    (["torch", "train", "--resume", "{}"], "pass a run folder written by mlplab torch train."),
+    (["train", "--dataset", "digits", "--epochs", "1", "--out", "{}"], "choose another --out."),
+], ids=lambda a: " ".join(a[:2]) if isinstance(a, list) else None)
+@pytest.mark.parametrize("link", ["long", "loop"])
+@pytest.mark.parametrize("below", [False, True], ids=["the folder", "a folder above"])
+def test_a_folder_through_a_link_that_cannot_be_followed_is_said_so(
+        argv, what, link, below, tmp_path, monkeypatch, capsys):
+    """A run folder (or --out) that is, or lies under, a link to a name too long: Python's
+    "File name too long" after a short name, which said neither which link nor what was wrong
+    with it (and, under a loop of links, "no such folder" or "no runs yet", which is not so).
+    Now the link is named, with what is wrong, then what to do."""
+    monkeypatch.chdir(tmp_path)
+    os.symlink(_TOO_LONG, "long")
+    os.symlink("loop", "loop")
+    given = f"{link}/run" if below else link
+    argv = [a.replace("{}", given) for a in argv]
+    code, _, err = _run(argv, capsys)
+    _skip_without_torch(argv, err)
+    _assert_one_line_error(err, code, 1, argv)
+    trouble = _LINK_TROUBLE[link]
+    if "--out" in argv:  # (the folder it writes: "cannot write to --out long/run: long is ...")
+        assert f"error: cannot write to --out {given}: {trouble}; {what}" in err, err
+    elif below:
+        assert f"error: {given} cannot be reached: {trouble}; {what}" in err, err
+    else:
+        assert f"error: {trouble}; {what}" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_link_to_a_name_too_long_is_said_so(tmp_path):
+    """What each helper says of a link to a name too long, at the end of a chain of links,
+    and of a path below a loop: not "which does not exist", nor nothing."""
+    from mlplab.io import broken_link, is_file, is_folder, nothing_at, path_trouble
+
+    os.symlink(_TOO_LONG, tmp_path / "long")
+    os.symlink("long", tmp_path / "chain")
+    os.symlink("loop", tmp_path / "loop")
+    assert broken_link(tmp_path / "chain") == \
+        f"{tmp_path / 'chain'} is a link to a name too long to follow (long -> " \
+        f"{_TOO_LONG_SHOWN}; fix or remove the link)"
+    assert path_trouble(tmp_path / "loop" / "a" / "b") == \
+        f"{tmp_path / 'loop' / 'a' / 'b'} cannot be reached: {tmp_path / 'loop'} is a loop " \
+        f"of symbolic links ({tmp_path / 'loop'} -> loop; fix or remove one of them)"
+    assert path_trouble(tmp_path / "nosuch" / "a") is None
+    assert nothing_at(tmp_path / "nosuch" / "a")
+    for path in (tmp_path / "long", tmp_path / "loop" / "a"):
+        assert not nothing_at(path) and not is_folder(path)
+        with pytest.raises(OSError):
+            is_file(path)
+    assert not is_file(tmp_path / "nosuch") and not is_folder(tmp_path / "nosuch")
+
+
+def test_runs_of_a_folder_below_a_loop_is_no_folder_not_yet_made(tmp_path, monkeypatch,
+                                                                 capsys):
+    """``mlplab runs loop/x``, under a loop of links: "no runs yet in loop/x; train one with
+    mlplab train --out loop/x/first", which cannot be done; a folder not made yet is still
+    one with no runs yet."""
+    monkeypatch.chdir(tmp_path)
+    os.symlink("loop", "loop")
+    code, _, err = _run(["runs", "loop/x"], capsys)
+    _assert_one_line_error(err, code, 1, "runs")
+    assert "loop/x cannot be reached: loop is a loop of symbolic links" in err, err
+    code, _, err = _run(["runs", "nosuch"], capsys)
+    assert code == 0 and err.startswith("no runs yet in nosuch;"), err
+
+
 def test_why_no_folder_names_what_stands_in_the_way(tmp_path):
     """A file anywhere on the path, or a dangling link, is named; otherwise the system's
     reason is kept (mkdir's own words for a file on the path are "Not a directory")."""

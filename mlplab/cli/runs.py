@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mlplab import io
 from mlplab.cli import CLIError, check_figure_file, figure_not_written
 from mlplab.cli._types import user_path_arg
 from mlplab.io import RUNS_ROOT
@@ -85,7 +86,8 @@ def run_runs(args: argparse.Namespace) -> int:
         check_figure_file(args.plot, "--plot", "runs.png")
     # a folder that is not there yet is one nobody has trained into (a fresh checkout, a new
     # machine): no runs, not an error; one that is something else (a file) is still refused
-    missing = [f for f in args.folders if not os.path.lexists(f)]
+    # (one under a link that loops is neither: listing it says which link)
+    missing = [f for f in args.folders if io.nothing_at(f)]
     relative = [f for f in missing if not os.path.isabs(f)]
     if relative:
         from mlplab.io import CWD_REMOVED, cwd_removed

@@ -67,11 +67,19 @@ FIGURES = ("loss.png", "accuracy.png", "confusion.png", "weights.png")
 def not_a_folder(path: str | os.PathLike) -> str:
     """How an error names a path given as a folder that is none: a mistyped one is no such
     folder (``is not a folder`` sent users looking for a file of that name), a dangling link
-    one whose target is gone."""
-    broken = io.broken_link(path)  # as the commands that write say it
+    one whose target is gone, a link that cannot be followed (a loop, a name too long) as
+    such, also where it is a folder above it (``runs/x`` under a ``runs`` link that loops was
+    "no such folder")."""
+    broken = io.path_trouble(path)  # as the commands that write say it
     if broken is not None:
         return broken
-    return f"{path} is not a folder" if os.path.lexists(path) else f"{path}: {no_such_folder(path)}"
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return f"{path}: {no_such_folder(path)}"
+    except OSError as exc:  # a folder above it that may not be searched, say: not "no such"
+        return f"{path} cannot be looked at ({exc.strerror or exc})"
+    return f"{path} is not a folder"
 
 
 def remove_figures(run_dir: str | os.PathLike) -> None:
@@ -101,7 +109,7 @@ def inner_run_folder(folder: Path, marker: str, what: str = "the run folder") ->
     ``marker``, a run's file): the one sub-folder that does (a tuning's ``best-run/``), or, for
     a folder of many runs (``runs/`` itself, the usual mistake), a few of them and the command
     that lists them all, since naming the first alone sent a user to an arbitrary run."""
-    if not folder.is_dir():
+    if not io.is_folder(folder):
         return None
     inner = [d for d in sorted(folder.iterdir()) if (d / marker).is_file()]
     if len(inner) == 1:
@@ -125,7 +133,7 @@ def refuse_if_nothing_saved(folder: Path, marker: str, what: str, start: str,
     A SIGKILL as the command began leaves that, and ``--resume`` said "not a run folder (no
     config.json)" or "no such folder": true, but not that nothing was lost, nor that the run is
     simply started again."""
-    if folder.is_dir():
+    if io.is_folder(folder):
         if any(p.name != LOCK_FILE and not (p.is_file() and any(
                 p.name.startswith(f".{name}.") for name in names)) for p in folder.iterdir()):
             return  # something else: the caller says what the folder is
@@ -136,8 +144,9 @@ def refuse_if_nothing_saved(folder: Path, marker: str, what: str, start: str,
                                 "saves a checkpoint after each epoch, from which a stopped "
                                 f"{what} resumes).")
         why = f"nothing was saved in it (stopped as it began, before it wrote {marker})"
-    elif folder.exists() or folder.is_symlink():
-        return  # a file, a dangling link: the caller's own message
+    elif not io.nothing_at(folder):
+        # a file, a link that leads nowhere (on the way too): the caller's own message
+        return
     else:
         why = (f"{no_such_folder(folder)}, so nothing was saved (stopped as it began, before "
                "it made the folder; or another folder was meant)")

@@ -197,7 +197,7 @@ def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[st
 
 def _load_run_model(run_dir: Path) -> io.LoadedModel:
     """The model file of a run folder (which is all ``predict`` needs)."""
-    if not run_dir.is_dir():
+    if not io.is_folder(run_dir):
         raise FileNotFoundError(f"{not_a_folder(run_dir)}; {run_folder_advice()}.")
     model_path = run_dir / MODEL_FILE
     if not model_path.is_file():

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from mlplab import io
 from mlplab._text import os_error_text
 from mlplab._validation import path_list
+from mlplab.io import is_file as _is_file  # (an error other than a missing file raised)
 from mlplab.runs.config import iterations_per_epoch
 from mlplab.runs.files import (
     CHECKPOINT_FILE,
@@ -88,15 +88,6 @@ def _a_runs_config(folder: Path) -> bool:
     return isinstance(config, dict) and {"dataset", "hidden"} <= config.keys()
 
 
-def _is_file(path: Path) -> bool:
-    """``path.is_file()``, except that an error other than a missing file is raised (pathlib's
-    raises PermissionError up to Python 3.13 and answers False from 3.14 on)."""
-    try:
-        return stat.S_ISREG(path.stat().st_mode)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-
-
 def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
               studies: list[Path] | None = None) -> list[Path]:
     """The run folders among ``paths`` (folders, or one folder) and below them, each once, in
@@ -107,7 +98,7 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
     passed over)."""
     found: dict[Path, Path] = {}  # by the real place: runs/a and /home/me/runs/a are one run
     for path in map(Path, path_list(paths)):
-        if not path.is_dir():
+        if not io.is_folder(path):  # (one that cannot be looked at: not_a_folder says why)
             raise FileNotFoundError(f"{not_a_folder(path)}; pass the folder that holds the run "
                                     "folders (mlplab train writes them under runs/ by default).")
         for run in _walk(path, studies):

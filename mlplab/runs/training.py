@@ -440,7 +440,7 @@ def run_config(run: str | os.PathLike) -> RunConfig:
     ``train_run(run_config(RUN), seed=1)`` trains another run like it."""
     run_dir = Path(run)
     config_path = run_dir / CONFIG_FILE
-    if not run_dir.is_dir():
+    if not io.is_folder(run_dir):
         raise FileNotFoundError(f"{not_a_folder(run_dir)}; {run_folder_advice()}.")
     if not config_path.is_file():
         from mlplab.runs.finished import other_output_hint

@@ -945,7 +945,7 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
     path = run_dir / TORCH_CONFIG_FILE
     # (first: a missing folder may be a run killed as it began, which is started anew)
     refuse_if_nothing_saved(run_dir, TORCH_CONFIG_FILE, "run", "mlplab.torch_mlp.train_run")
-    if not run_dir.is_dir():
+    if not io.is_folder(run_dir):
         from mlplab.runs.files import not_a_folder, run_folder_advice
 
         raise FileNotFoundError(f"{not_a_folder(run_dir)}; {run_folder_advice(torch=True)}.")
