@@ -369,6 +369,17 @@ def is_file(path: str | os.PathLike) -> bool:
         return False
 
 
+def found_file(path: str | os.PathLike) -> bool:
+    """Whether a file is found at ``path``, for a hint that looks for one: False for one that
+    cannot be looked at (a loop of links, a link to a name too long), as Python 3.14's
+    ``Path.is_file()`` answers, where earlier Pythons raised a bare "File name too long" in
+    place of the message the hint was part of. Whatever reads the file says what is wrong."""
+    try:
+        return is_file(path)
+    except (OSError, ValueError):
+        return False
+
+
 def is_folder(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder (links followed); False for one that cannot be looked at,
     whatever the reason, as Python 3.14's ``Path.is_dir()`` answers (before it, a link to a name

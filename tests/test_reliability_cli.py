@@ -804,6 +804,40 @@ def test_a_folder_through_a_link_that_cannot_be_followed_is_said_so(
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("marker", ["report.json", "depth.json", "depth-config.json",
+                                    "summary.json"])
+@pytest.mark.parametrize("link", ["long", "loop"])
+def test_a_marker_that_cannot_be_looked_at_leaves_the_hint_out(marker, link, tmp_path,
+                                                                 monkeypatch, capsys):
+    """The hint of what another command's folder is (a report's, a depth study's, a tuning's),
+    where its marker file is a link to a name too long: evaluate, predict and both resumes
+    ended with "FOLDER/report.json: File name too long", not the error the hint was to follow
+    (a loop of links was quietly no marker); both now leave the hint out."""
+    from mlplab.runs.finished import other_output_hint
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    os.symlink(_TOO_LONG if link == "long" else marker, folder / marker)
+    assert other_output_hint(folder) is None
+    for argv, error in (
+            (["evaluate", "out"], "out has no model.npz; pass a run folder written by mlplab "
+                                  "train."),
+            (["predict", "out", "x.png"], "out has no model.npz; pass a run folder written by "
+                                          "mlplab train."),
+            (["train", "--resume", "out"], "out is not a run folder (no config.json)."),
+            (["torch", "train", "--resume", "out"], "out is not a run folder (no config.json)."),
+    ):
+        code, _, err = _run(argv, capsys)
+        if argv[0] == "torch" and not HAVE_TORCH:
+            continue
+        _assert_one_line_error(err, code, 1, argv)
+        assert err.rstrip().endswith(f"error: {error}"), (argv, err)
+    # another marker that can be read still gives its hint
+    (folder / ("depth.json" if marker != "depth.json" else "report.json")).write_text("{}")
+    assert other_output_hint(folder).startswith("it is a ")
+
+
 def test_a_link_to_a_name_too_long_is_said_so(tmp_path):
     """What each helper says of a link to a name too long, at the end of a chain of links,
     and of a path below a loop: not "which does not exist", nor nothing."""

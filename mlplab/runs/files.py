@@ -111,7 +111,7 @@ def inner_run_folder(folder: Path, marker: str, what: str = "the run folder") ->
     that lists them all, since naming the first alone sent a user to an arbitrary run."""
     if not io.is_folder(folder):
         return None
-    inner = [d for d in sorted(folder.iterdir()) if (d / marker).is_file()]
+    inner = [d for d in sorted(folder.iterdir()) if io.found_file(d / marker)]
     if len(inner) == 1:
         return f"{what} inside it is {inner[0]}"
     if not inner:
@@ -134,7 +134,7 @@ def refuse_if_nothing_saved(folder: Path, marker: str, what: str, start: str,
     config.json)" or "no such folder": true, but not that nothing was lost, nor that the run is
     simply started again."""
     if io.is_folder(folder):
-        if any(p.name != LOCK_FILE and not (p.is_file() and any(
+        if any(p.name != LOCK_FILE and not (io.found_file(p) and any(
                 p.name.startswith(f".{name}.") for name in names)) for p in folder.iterdir()):
             return  # something else: the caller says what the folder is
         holder = training_process(folder)

@@ -51,7 +51,7 @@ def _no_model_hint(run_dir: Path) -> str:
     """What to do with a folder that has no model file."""
     holder = training_process(run_dir)
     if holder is not None:  # resuming it would be refused: wait
-        if not (run_dir / CONFIG_FILE).is_file():  # (mlplab runs does not list it yet)
+        if not io.found_file(run_dir / CONFIG_FILE):  # (mlplab runs does not list it yet)
             return (f"another process is starting a run in it ({holder}), still loading its "
                     "data; it has one once training ends")
         return (f"it is still being trained ({holder}); it has one once training ends "
@@ -62,7 +62,7 @@ def _no_model_hint(run_dir: Path) -> str:
                 f"with other settings (a lower {setting('--lr', 'lr')}, say) and another "
                 f"{setting('--out', 'out')}")
     for checkpoint, torch in ((CHECKPOINT_FILE, False), (TORCH_CHECKPOINT_FILE, True)):
-        if (run_dir / checkpoint).is_file():
+        if io.found_file(run_dir / checkpoint):
             elsewhere = _resume_elsewhere(run_dir, torch)
             if elsewhere is not None:
                 return f"it has a checkpoint, but {elsewhere}"
@@ -82,7 +82,7 @@ def _started_run_hint(run_dir: Path) -> str | None:
     a run killed before its first epoch ended, which ``--resume`` trains from the start, or a
     PyTorch run whose loss diverged (its ``config.json`` says so), which it refuses."""
     try:
-        config = io.read_json(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() \
+        config = io.read_json(run_dir / CONFIG_FILE) if io.found_file(run_dir / CONFIG_FILE) \
             else None
     except (OSError, ValueError):
         return None  # evaluate's own reading of it says what is wrong
@@ -122,18 +122,19 @@ def _resume_elsewhere(run_dir: Path, torch: bool) -> str | None:
 def other_output_hint(folder: Path) -> str | None:
     """What another command's output folder is, by its marker files, and where its evaluable
     run is, if it has one (None: not one mlplab recognises). The folders people pass by mistake:
-    a tuning folder, a report folder (whose tuning/ is one) and a depth study's."""
+    a tuning folder, a report folder (whose tuning/ is one) and a depth study's. A marker that
+    cannot be looked at counts as none: the hint is left out, not the error it follows."""
     def best_run(tuning: Path) -> Path | None:
         best = tuning / "best-run"
-        return best if (best / MODEL_FILE).is_file() else None
+        return best if io.found_file(best / MODEL_FILE) else None
 
-    if (folder / "report.json").is_file():
+    if io.found_file(folder / "report.json"):
         what = "it is a report folder written by mlplab reproduce"
         best = best_run(folder / "tuning")
         if best is not None:
             return f"{what}; the run folder of its tuning's best trial is {best}"
         return f"{what}, which keeps no run folder; its results are in report.md and report.html"
-    if (folder / DEPTH_FILE).is_file():
+    if io.found_file(folder / DEPTH_FILE):
         train = setting("mlplab torch train --hidden H[,H...]",
                         "mlplab.torch_mlp.train_run(..., hidden=[H, ...], out=RUN)")
         what = ("it is a depth study written by mlplab torch depth, which keeps no run folder: "
@@ -144,7 +145,7 @@ def other_output_hint(folder: Path) -> str | None:
                     f"(mlplab.torch_mlp.load_torch_model; {evaluate})")
         # (a study of an mlplab before 1 Dec 2026 saved no networks: none to point to)
         return f"{what}, and it holds no network files ({evaluate})"
-    if (folder / DEPTH_CONFIG_FILE).is_file():  # a study that has not written depth.json
+    if io.found_file(folder / DEPTH_CONFIG_FILE):  # a study that has not written depth.json
         what = "it is a depth study written by mlplab torch depth"
         holder = training_process(folder)
         if holder is not None:
@@ -156,7 +157,7 @@ def other_output_hint(folder: Path) -> str | None:
         resume = setting(f"mlplab torch depth --resume {shell_command([path_word(folder)])}",
                          f"mlplab.torch_mlp.resume_depth_run({str(folder)!r})")
         return f"{what} that stopped before its end: continue it with {resume}"
-    if any((folder / marker).is_file() for marker in ("summary.json", "study.db")):
+    if any(io.found_file(folder / marker) for marker in ("summary.json", "study.db")):
         what = "it is a tuning folder written by mlplab tune"
         best = best_run(folder)
         if best is not None:
@@ -176,7 +177,7 @@ def other_output_hint(folder: Path) -> str | None:
         return (f"{what} without a retrained best trial ({folder / 'best-run'}): {again} to "
                 "retrain it")
     study = folder.parent
-    if folder.name == "networks" and (study / DEPTH_FILE).is_file():
+    if folder.name == "networks" and io.found_file(study / DEPTH_FILE):
         # (its model files are a depth study's networks, which no run folder holds)
         what = (other_output_hint(study) or "").removeprefix("it is ")  # "a depth study ..."
         return f"it holds the networks of {study}, {what}"
