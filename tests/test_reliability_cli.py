@@ -838,6 +838,59 @@ def test_a_marker_that_cannot_be_looked_at_leaves_the_hint_out(marker, link, tmp
     assert other_output_hint(folder).startswith("it is a ")
 
 
+@pytest.mark.parametrize("name", ["model.npz", "metrics.json", "config.json"])
+@pytest.mark.parametrize("link", ["long", "loop"])
+def test_a_run_file_that_is_a_link_leading_nowhere_is_named(name, link, tmp_path, monkeypatch,
+                                                            capsys):
+    """A run's own file that is a loop of links or a link to a name too long: evaluate said
+    the run "has no model.npz" (a loop) or "RUN/model.npz: File name too long", --resume "not
+    a run folder (no config.json)", and train --out into it trained, then stopped on the
+    link or wrote over it. Each now names the link and what is wrong with it."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--hidden", "8", "--epochs", "1", "--out",
+                 "run", "--no-plots", "--quiet"]) == 0
+    (run / name).unlink()
+    os.symlink(_TOO_LONG if link == "long" else name, run / name)
+    trouble = f"run/{name} is " + (
+        f"a link to a name too long to follow ({_TOO_LONG_SHOWN}; fix or remove the link)"
+        if link == "long" else
+        f"a loop of symbolic links (run/{name} -> {name}; fix or remove one of them)")
+    capsys.readouterr()
+    commands = [["evaluate", "run"],
+                ["train", "--dataset", "digits", "--epochs", "1", "--out", "run"]]
+    if HAVE_TORCH:  # (its own check of a new run's folder)
+        commands.append(["torch", "train", "--dataset", "digits", "--epochs", "1", "--out",
+                         "run"])
+    # (the resume of a run whose model.npz is lost is refused as a completed run's, rightly)
+    commands.append(["predict", "run", "x.png"] if name == "model.npz" else
+                    ["train", "--resume", "run"])
+    for argv in commands:
+        code, _, err = _run(argv, capsys)
+        _assert_one_line_error(err, code, 1, argv)
+        assert f"error: {trouble}" in err, (argv, err)
+        if "--out" in argv:
+            assert err.rstrip().endswith("; choose another --out."), err
+    assert os.readlink(run / name) == (_TOO_LONG if link == "long" else name)  # left as it was
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="mlplab torch depth needs PyTorch")
+def test_a_depth_study_file_that_is_a_link_leading_nowhere_refuses_the_folder(
+        tmp_path, monkeypatch, capsys):
+    """``mlplab torch depth --out D`` where D/depth.json is a loop of links: the study ran,
+    then wrote its depth.json over the link; the folder is refused before it starts."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "study").mkdir()
+    os.symlink("depth.json", tmp_path / "study" / "depth.json")
+    argv = ["torch", "depth", "--dataset", "digits", "--epochs", "1", "--out", "study"]
+    code, _, err = _run(argv, capsys)
+    _assert_one_line_error(err, code, 1, argv)
+    assert err.rstrip().endswith(
+        "error: study/depth.json is a loop of symbolic links (study/depth.json -> depth.json; "
+        "fix or remove one of them); choose another --out."), err
+    assert sorted(os.listdir(tmp_path / "study")) == ["depth.json"]
+
+
 def test_a_link_to_a_name_too_long_is_said_so(tmp_path):
     """What each helper says of a link to a name too long, at the end of a chain of links,
     and of a path below a loop: not "which does not exist", nor nothing."""

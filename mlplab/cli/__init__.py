@@ -778,6 +778,15 @@ def _error_text(exc: Exception, resumed: bool = False) -> str:
     from mlplab._text import os_error_text
 
     text = os_error_text(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ELOOP, errno.ENAMETOOLONG) \
+            and exc.filename is not None and exc.filename2 is None:
+        # which link, and what is wrong with it: "runs/x/model.npz: File name too long"
+        # after a short name, or "Too many levels of symbolic links", named neither
+        from mlplab._text import printable
+        from mlplab.io import path_trouble
+
+        trouble = path_trouble(os.fsdecode(exc.filename))
+        text = printable(trouble) if trouble is not None else text
     if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
         text += f"; {_open_files_advice()}"
     return text

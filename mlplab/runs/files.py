@@ -288,6 +288,7 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
     out_dir = io.out_folder(out)
     io.check_out_folder(out_dir)
     refuse_other_output(out_dir, skip=("run",))  # its own kind: checked below
+    refuse_broken_links(out_dir, (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE))
     if any((out_dir / f).exists() for f in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE,
                                              METRICS_FILE)):
         status = read_metrics(out_dir / METRICS_FILE).get("status")
@@ -309,6 +310,16 @@ def check_new_run_dir(out: str | os.PathLike) -> Path:
         raise ValueError(f"{out_dir} already holds a run; choose another "
                          f"{setting('--out', 'out')}, or continue it with {resume}.")
     return out_dir
+
+
+def refuse_broken_links(out_dir: Path, names: Collection[str]) -> None:
+    """Refuse ``out_dir`` for new results where one of the files ``names`` that they would write
+    is a link that leads nowhere (a loop, a name too long, a target gone): a run took the folder
+    for an empty one, trained, then stopped on the link, or wrote over it."""
+    for name in names:
+        broken = io.broken_link(out_dir / name)
+        if broken is not None:
+            raise ValueError(f"{broken}; choose another {setting('--out', 'out')}.")
 
 
 #: why a config.json without a "dataset" key is no run's: every one mlplab writes has it
@@ -457,7 +468,8 @@ def write_plots(out_dir: Path, result: RunResult, ds: Dataset, X_val: np.ndarray
 def read_metrics(path: Path) -> dict[str, Any]:
     """A run's ``metrics.json`` (``{}`` if there is none yet), refused with the file's name if
     it is not what mlplab writes there."""
-    metrics = io.read_json(path) if path.is_file() else {}
+    # (io.is_file: a loop of links is said, not read as a run without results)
+    metrics = io.read_json(path) if io.is_file(path) else {}
     if not isinstance(metrics, dict) or not isinstance(metrics.get("split_sha1", {}), dict) \
             or not isinstance(metrics.get("status", ""), str):
         # (the command of the run's kind, with --no-plots where config.json records it)

@@ -189,7 +189,7 @@ def load_run(run: str | os.PathLike) -> tuple[io.LoadedModel, RunConfig, dict[st
     run_dir = Path(run)
     loaded = _load_run_model(run_dir)
     config_path = run_dir / CONFIG_FILE
-    if not config_path.is_file():  # e.g. a model.npz copied alone into a folder
+    if not io.is_file(config_path):  # e.g. a model.npz copied alone into a folder
         raise FileNotFoundError(f"{run_dir} has no {CONFIG_FILE}, which says which data the run "
                                 f"used; {run_folder_advice(whole=True)}.")
     cfg = finished_run_config(io.read_json(config_path), config_path)
@@ -201,7 +201,7 @@ def _load_run_model(run_dir: Path) -> io.LoadedModel:
     if not io.is_folder(run_dir):
         raise FileNotFoundError(f"{not_a_folder(run_dir)}; {run_folder_advice()}.")
     model_path = run_dir / MODEL_FILE
-    if not model_path.is_file():
+    if not io.is_file(model_path):  # (a loop of links is no missing file)
         raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}; {_no_model_hint(run_dir)}.")
     return io.load_model(model_path)
 

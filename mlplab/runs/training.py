@@ -442,7 +442,7 @@ def run_config(run: str | os.PathLike) -> RunConfig:
     config_path = run_dir / CONFIG_FILE
     if not io.is_folder(run_dir):
         raise FileNotFoundError(f"{not_a_folder(run_dir)}; {run_folder_advice()}.")
-    if not config_path.is_file():
+    if not io.is_file(config_path):  # (a loop of links: said, not "no config.json")
         from mlplab.runs.finished import other_output_hint
 
         # a depth study, say, whose --resume is another command's

@@ -58,6 +58,7 @@ from mlplab.runs.files import (
     TORCH_CHECKPOINT_FILE,
     check_run_folder,
     diverged_study,
+    refuse_broken_links,
     refuse_if_nothing_saved,
     refuse_other_output,
     remove_figures,
@@ -246,8 +247,11 @@ def _check_out(path: Path, marker: str) -> None:
         # into a run folder, whose evaluate and runs listing then took it for the run)
         if marker == TORCH_CONFIG_FILE:
             refuse_other_output(path, skip=("run",))
+            refuse_broken_links(path, (TORCH_CONFIG_FILE, CHECKPOINT_FILE, TORCH_MODEL_FILE,
+                                       NUMPY_MODEL_FILE, METRICS_FILE))
         else:
             refuse_other_output(path, skip=("depth",), purpose="depth study")
+            refuse_broken_links(path, (DEPTH_FILE, DEPTH_CONFIG_FILE, DEPTH_CHECKPOINT_FILE))
         # a run still training has a lone config.json too
         refuse_if_training(path, "a run" if marker == TORCH_CONFIG_FILE else "a depth study")
         if marker == DEPTH_FILE and not (path / DEPTH_FILE).exists() and \
@@ -949,7 +953,7 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
         from mlplab.runs.files import not_a_folder, run_folder_advice
 
         raise FileNotFoundError(f"{not_a_folder(run_dir)}; {run_folder_advice(torch=True)}.")
-    if not path.is_file():
+    if not io.is_file(path):  # (a loop of links: said, not "no config.json")
         from mlplab.runs.finished import other_output_hint
 
         known = other_output_hint(run_dir)  # a depth study, say, whose --resume is depth's
