@@ -874,6 +874,29 @@ def test_a_run_file_that_is_a_link_leading_nowhere_is_named(name, link, tmp_path
     assert os.readlink(run / name) == (_TOO_LONG if link == "long" else name)  # left as it was
 
 
+@pytest.mark.parametrize("torch", [False, True], ids=["train", "torch train"])
+def test_a_checkpoint_that_is_a_loop_of_links_is_said_not_trained_over(torch, tmp_path,
+                                                                        monkeypatch, capsys):
+    """``--resume`` of a killed run whose checkpoint is a loop of links: pathlib's is_file()
+    answered False, and the run trained again from its first epoch as if it had none."""
+    if torch and not HAVE_TORCH:
+        pytest.skip("mlplab torch train needs PyTorch")
+    monkeypatch.chdir(tmp_path)
+    command = ["torch", "train"] if torch else ["train"]
+    assert main([*command, "--dataset", "digits", "--hidden", "8", "--epochs", "1", "--out",
+                 "run", "--no-plots", "--quiet"]) == 0
+    checkpoint = "checkpoint.pt" if torch else "checkpoint.npz"
+    for name in ("model.npz", "model.pt", "metrics.json", checkpoint):  # killed, as it were
+        (tmp_path / "run" / name).unlink(missing_ok=True)
+    os.symlink(checkpoint, tmp_path / "run" / checkpoint)
+    capsys.readouterr()
+    code, _, err = _run([*command, "--resume", "run"], capsys)
+    _assert_one_line_error(err, code, 1, command)
+    assert err.rstrip().endswith(
+        f"error: run/{checkpoint} is a loop of symbolic links (run/{checkpoint} -> "
+        f"{checkpoint}; fix or remove one of them)"), err
+    assert not (tmp_path / "run" / "model.npz").exists()
+
 @pytest.mark.skipif(not HAVE_TORCH, reason="mlplab torch depth needs PyTorch")
 def test_a_depth_study_file_that_is_a_link_leading_nowhere_refuses_the_folder(
         tmp_path, monkeypatch, capsys):

@@ -369,7 +369,9 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
     remove_partial_writes(run_dir)
     cfg = moved_config(cfg, data, data_dir)
     loaded = state = None
-    if ckpt.is_file():
+    # (io.is_file: a checkpoint that is a loop of links is said, not trained over from the
+    # first epoch)
+    if io.is_file(ckpt):
         loaded, state, seconds = load_checkpoint(ckpt)
         # before the data is loaded: settings edited in config.json since the checkpoint
         _check_same_settings(loaded.extra.get("settings"), cfg, ckpt, config_path)

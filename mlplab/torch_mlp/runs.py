@@ -686,7 +686,8 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
         remove_partial_writes(run_dir)
         ckpt = run_dir / CHECKPOINT_FILE
         try:
-            state, extra = load_torch_checkpoint(ckpt) if ckpt.is_file() else (None, {})
+            # (io.is_file: one that is a loop of links is said, not trained over)
+            state, extra = load_torch_checkpoint(ckpt) if io.is_file(ckpt) else (None, {})
             if state is not None:
                 _check_checkpoint_extra(extra, ckpt)
         except ValueError as exc:  # a damaged checkpoint: say how to go on without it
