@@ -101,7 +101,7 @@ def test_a_second_ctrl_c_says_how_to_go_on(saved, monkeypatch, capsys, tmp_path)
     assert main(["torch", "train", "--hidden", "8", "--epochs", "1", "--threads", "1",
                  "--out", str(out)]) == 130
     err = capsys.readouterr().err
-    said = ("interrupted before the run was saved; its last checkpoint is kept." if
+    said = ("interrupted; the run was not saved, but its last checkpoint is kept." if
             len(saved) == 2 else "interrupted before the run's first checkpoint; --resume "
             "starts it again from its first epoch.")
     assert f"{said} Continue with: mlplab torch train --resume {out}" in err, err

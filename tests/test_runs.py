@@ -3486,3 +3486,21 @@ def test_training_images_that_are_all_the_same_are_warned_of(tmp_path, rng):
         warnings.simplefilter("error")
         train_run(data=Dataset("mine", ["a", "b"], X, y, X[:0], y[:0], X[:0], y[:0]),
                   hidden=[4], epochs=1, eval_test=False)
+
+
+def test_resume_command_builds_every_commands_continue_line(tmp_path):
+    """One function builds the resume command of mlplab train, torch train and torch depth:
+    the command's words, --resume, then --device, --threads and --no-plots in that order, the
+    folder quoted for the shell; plots None reads the run's config.json."""
+    from mlplab._text import shell_command
+    from mlplab.runs.files import resume_command
+
+    run = tmp_path / "a b"
+    run.mkdir()
+    folder = shell_command([str(run)])
+    assert resume_command(run, plots=True) == f"mlplab train --resume {folder}"
+    assert resume_command(run, False, ("mlplab", "torch", "depth"), threads=2, device="cpu") == \
+        f"mlplab torch depth --resume {folder} --device cpu --threads 2 --no-plots"
+    (run / "config.json").write_text(json.dumps({"no_plots": True}))
+    assert resume_command(run, command=("mlplab", "--plugin", "p.py", "train")) == \
+        f"mlplab --plugin p.py train --resume {folder} --no-plots"

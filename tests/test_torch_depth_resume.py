@@ -147,9 +147,9 @@ def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(whole, tmp_path, mon
     assert main(["torch", "depth", *ARGV, "--out", str(out)]) == 130
     monkeypatch.undo()
     err = capsys.readouterr().err
-    assert f"interrupted; what the study finished (its networks, and its last whole epoch's " \
-           f"checkpoint) is kept. Continue with: mlplab torch depth --resume {out} --threads 1" \
-        in err
+    assert f"interrupted; the study was not saved, but what it finished (its networks, and " \
+           f"its last whole epoch's checkpoint) is kept. Continue with: mlplab torch depth " \
+           f"--resume {out} --threads 1" in err
     assert not (out / "depth.json").exists()
     state, extra = tm.load_torch_checkpoint(out / "depth-checkpoint.pt")
     assert (extra["init"], extra["depth"], state["epoch"]) == ("default", 2, 1)

@@ -140,15 +140,34 @@ def note_if_at_chance(train_accuracy: float | None, num_classes: int, causes: st
           f"{num_classes} classes: the network did not learn. {causes}", file=sys.stderr)
 
 
+def mlplab_words(args: argparse.Namespace) -> list[str]:
+    """``mlplab`` with the ``--plugin`` options this command was given, as words (each a path
+    word) that start a command a message advises: :func:`mlplab_command`."""
+    words = ["mlplab"]
+    for name in getattr(args, "plugin", None) or []:
+        words += ["--plugin", path_word(name)]
+    return words
+
+
 def mlplab_command(args: argparse.Namespace) -> str:
     """``mlplab`` with the ``--plugin`` options this command was given, as the start of a
     command that a message advises (``next: ...``, ``Continue with: ...``): a run that uses a
     plugin's activation or optimiser is refused by a command without it (``MLPLAB_PLUGINS``
     lives in the environment, which the next command shares)."""
-    words = ["mlplab"]
-    for name in getattr(args, "plugin", None) or []:
-        words += ["--plugin", path_word(name)]
-    return shell_command(words)
+    return shell_command(mlplab_words(args))
+
+
+def continue_with(run: str | os.PathLike[str], args: argparse.Namespace,
+                  command: Sequence[str], device: str | None = None) -> str:
+    """The ``Continue with: ...`` line of ``mlplab train``, ``torch train`` and ``torch
+    depth`` for the run or study in ``run``: ``command`` (its words) with ``--resume``, and
+    ``device``, this command's ``--threads`` (the resume is bit-identical only with them) and
+    its ``--no-plots`` (pasted without it, the resume drew the figures the user had turned off;
+    a command without ``--plots``, torch depth, has none)."""
+    from mlplab.runs.files import resume_command
+
+    return "Continue with: " + resume_command(run, getattr(args, "plots", True), command,
+                                              args.threads, device)
 
 
 def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
@@ -224,8 +243,7 @@ def resumable(run: str | os.PathLike[str], checkpoint: str, resume: str) -> Iter
         from mlplab.runs.files import CONFIG_FILE
 
         if os.path.isfile(os.path.join(run, checkpoint)):
-            print(f"interrupted before the run was saved; its last checkpoint is kept. {resume}",
-                  file=sys.stderr)
+            print(f"interrupted; {NOT_SAVED} {resume}", file=sys.stderr)
         elif os.path.isfile(os.path.join(run, CONFIG_FILE)):
             # stopped (a second Ctrl-C) before its first checkpoint: the folder keeps the run's
             # config.json, and the same command is refused ("already holds a run"); only

@@ -18,8 +18,9 @@ from types import ModuleType
 from typing import Any
 
 from mlplab import interrupts
-from mlplab._text import counted, duration, path_word, shell_command
+from mlplab._text import counted, duration
 from mlplab.cli import (
+    continue_with,
     flag,
     json_stdout,
     not_saved_advice,
@@ -342,16 +343,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _resume_command(out: Path, args: argparse.Namespace) -> str:
     """The line that says how to continue the run (``torch train``) or study (``torch depth``)
-    in ``out``."""
-    # the same thread count (and device, if a resume gave one): the resumed run or study is
-    # bit-identical only with them
-    device = ["--device", args.device] if args.resume and args.device else []
-    threads = ["--threads", str(args.threads)] if args.threads else []
-    # this command's choice (config.json records it too, for evaluate's advice): pasted
-    # without it, the resume drew the figures the user had turned off (torch depth has none)
-    plots = [] if getattr(args, "plots", True) else ["--no-plots"]
-    return "Continue with: " + shell_command(["mlplab", "torch", args.torch_command, "--resume",
-                                              path_word(out), *device, *threads, *plots])
+    in ``out``; with the device a resume gave, since the result is bit-identical only on it."""
+    return continue_with(out, args, ["mlplab", "torch", args.torch_command],
+                         args.device if args.resume else None)
 
 
 def _resumable(run: Path, args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
@@ -435,8 +429,7 @@ def _study_resumable(out: Path, args: argparse.Namespace) -> Iterator[None]:
         # which --resume refuses
         if (out / DEPTH_CONFIG_FILE).is_file() and not diverged_study(out):
             # stopped in its first epoch, a study has nothing to keep (--resume starts it again)
-            kept = "what the study finished (its networks, and its last whole epoch's " \
-                "checkpoint) is kept" if (out / DEPTH_CHECKPOINT_FILE).is_file() or \
+            kept = STUDY_NOT_SAVED.rstrip(".") if (out / DEPTH_CHECKPOINT_FILE).is_file() or \
                 (out / NETWORKS_DIR).is_dir() else "the study stopped before its first epoch " \
                 "ended, so --resume starts it again"
             print(f"interrupted; {kept}. {_resume_command(out, args)}", file=sys.stderr)

@@ -17,16 +17,16 @@ from mlplab._text import (
     counted,
     display_width,
     padded,
-    path_word,
     percent,
     printable,
-    shell_command,
 )
 from mlplab.cli import (
     UsageError,
+    continue_with,
     flag,
     json_stdout,
     mlplab_command,
+    mlplab_words,
     note_if_at_chance,
     print_run_result,
     resumable,
@@ -364,13 +364,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _resume_command(run: str | os.PathLike[str], args: argparse.Namespace) -> str:
-    # the same thread count: the resumed run is bit-identical only with it
-    threads = f" --threads {args.threads}" if args.threads else ""
-    # this command's choice (config.json records it too, for evaluate's advice): pasted
-    # without it, the resume drew the figures the user had turned off
-    plots = "" if args.plots else " --no-plots"
-    return (f"Continue with: {mlplab_command(args)} train --resume "
-            f"{shell_command([path_word(run)])}{threads}{plots}")
+    """The line that says how to continue the run in ``run`` (with this command's plugins)."""
+    return continue_with(run, args, [*mlplab_words(args), "train"])
 
 
 def _resumable(run: str | os.PathLike[str],

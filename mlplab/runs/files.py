@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,12 +166,18 @@ def recorded_plots(run_dir: str | os.PathLike) -> bool:
     return not (isinstance(config, dict) and config.get(NO_PLOTS_KEY) is True)
 
 
-def resume_command(run_dir: str | os.PathLike, plots: bool | None = None) -> str:
-    """The command that continues the run in ``run_dir``, quoted for this platform's shell,
-    with ``--no-plots`` for a run without figures (``plots`` None: as its ``config.json``
-    records, :func:`recorded_plots`)."""
+def resume_command(run_dir: str | os.PathLike, plots: bool | None = None,
+                   command: Sequence[str] = ("mlplab", "train"), threads: int | None = None,
+                   device: str | None = None) -> str:
+    """The command that continues the run (or depth study) in ``run_dir``, quoted for this
+    platform's shell: ``command`` (its words, ``mlplab torch train``, ``mlplab --plugin P
+    train``), then ``--device`` and ``--threads`` when given (the resume is bit-identical only
+    with the same ones), and ``--no-plots`` for a run without figures (``plots`` None: as its
+    ``config.json`` records, :func:`recorded_plots`)."""
     plots = recorded_plots(run_dir) if plots is None else plots
-    return shell_command(["mlplab", "train", "--resume", path_word(run_dir),
+    return shell_command([*command, "--resume", path_word(run_dir),
+                          *(["--device", device] if device else []),
+                          *(["--threads", str(threads)] if threads else []),
                           *([] if plots else ["--no-plots"])])
 
 
@@ -181,8 +187,7 @@ def resume_setting(run_dir: str | os.PathLike, torch: bool, plots: bool | None =
     plots = recorded_plots(run_dir) if plots is None else plots
     keyword = "" if plots else ", plots=False"
     if torch:
-        return setting(shell_command(["mlplab", "torch", "train", "--resume", path_word(run_dir),
-                                      *([] if plots else ["--no-plots"])]),
+        return setting(resume_command(run_dir, plots, ("mlplab", "torch", "train")),
                        f"mlplab.torch_mlp.resume_run({str(run_dir)!r}{keyword})")
     return setting(resume_command(run_dir, plots), f"resume_run({str(run_dir)!r}{keyword})")
 
