@@ -1372,6 +1372,28 @@ def test_a_trial_whose_knobs_clash_is_one_line_and_the_search_goes_on(digits, tm
     assert "nan" not in log.getvalue() and "failed with value" not in log.getvalue()
 
 
+def test_the_configuration_check_and_the_trial_build_one_train_config():
+    """check_configuration validates the TrainConfig a trial builds (one function makes both):
+    the model's knobs stay out of it, the training knobs and the trial's seed go in, and a
+    clash of training knobs is refused by the check as by the trial's validation."""
+    from mlplab.trainer import SettingsError
+    from mlplab.tuning.objective import build
+    from mlplab.tuning.space import train_config
+    from mlplab.tuning.workable import check_configuration
+
+    settings = {"hidden_size": 16, "depth": 2, "lr": 0.05, "optimizer": "adam", "epochs": 3}
+    _, config = build(settings, 4, 3, seed=7)
+    assert config == train_config(settings, 7)
+    assert (config.lr, config.optimizer, config.epochs, config.seed) == (0.05, "adam", 3, 7)
+    check_configuration(settings, 100)  # workable: no error
+    clash = {**settings, "optimizer": "sgd", "weight_decay": 0.01}
+    with pytest.raises(SettingsError) as checked:
+        check_configuration(clash, 100)
+    with pytest.raises(SettingsError) as validated:
+        build(clash, 4, 3)[1].validate()
+    assert str(checked.value) == str(validated.value)
+
+
 def test_never_configures_tells_a_space_no_draw_can_rescue():
     """The spaces whose every trial would fail for its settings, whatever the sampler draws,
     from those where some draws work (which the search must go on with)."""

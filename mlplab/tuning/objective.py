@@ -17,7 +17,7 @@ from mlplab._validation import search_space_names
 from mlplab.trainer import Callback, SettingsError, TrainConfig, Trainer, TrainingDivergedError
 from mlplab.tuning.data import TuningData
 from mlplab.tuning.processes import worker_name
-from mlplab.tuning.space import KNOBS, SearchSpace
+from mlplab.tuning.space import KNOBS, SearchSpace, train_config
 from mlplab.tuning.storage import name_trial, release_interrupted
 from mlplab.tuning.workable import never_configures
 
@@ -36,11 +36,10 @@ def build(settings: Mapping[str, Any], input_size: int, num_classes: int,
     if unknown:
         raise ValueError(f"unknown knobs: {', '.join(sorted(unknown))}.")
     model_kw = {k: v for k, v in settings.items() if KNOBS[k].target == "model"}
-    train_kw = {k: v for k, v in settings.items() if KNOBS[k].target == "train"}
     hidden = int(model_kw.pop("hidden_size", 50))  # 50: the exercise's default
     depth = int(model_kw.pop("depth", 1))
     model = MLP(input_size, [hidden] * depth, num_classes, seed=seed, **model_kw)
-    return model, TrainConfig(**{**train_kw, "seed": seed})
+    return model, train_config(settings, seed)
 
 
 #: the attribute of a trial that failed for a configuration no trial of its space can escape

@@ -105,6 +105,16 @@ def _knobs() -> dict[str, Knob]:
 
 KNOBS: dict[str, Knob] = _knobs()
 
+
+def train_config(settings: Mapping[str, Any], seed: int | None = 0) -> TrainConfig:
+    """The :class:`TrainConfig` of a trial's ``settings`` (knob -> value): its training knobs,
+    with ``seed`` (the model's knobs build the model). One function for the trial
+    (:func:`mlplab.tuning.objective.build`) and the check that a space can configure one
+    (:func:`mlplab.tuning.workable.check_configuration`), so that the check sees the trial's
+    configuration."""
+    train_kw = {k: v for k, v in settings.items() if KNOBS[k].target == "train"}
+    return TrainConfig(**{**train_kw, "seed": seed})
+
 #: the exercise's knobs (Question 3b): hidden size, learning rate, epochs, batch size,
 #: regularisation and learning-rate decay; ``grid`` gives the values the grid sampler tries
 EXERCISE_SPACE: dict[str, Any] = {

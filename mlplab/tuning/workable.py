@@ -12,8 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from mlplab.trainer import SettingsError, TrainConfig, rows_per_batch
-from mlplab.tuning.space import KNOBS, Param, SearchSpace
+from mlplab.trainer import SettingsError, rows_per_batch
+from mlplab.tuning.space import Param, SearchSpace, train_config
 
 #: the most points of a space probed: past that (a space of many categorical knobs) the search
 #: is left to its failures in a row, as before
@@ -24,7 +24,7 @@ def check_configuration(settings: Mapping[str, Any], train_rows: int) -> None:
     """Raise the :class:`SettingsError` that a trial of ``settings`` (knob -> value) would
     raise before it trains on ``train_rows`` rows, without building its model: the training
     configuration's own checks, and batch norm's rows per batch."""
-    config = TrainConfig(**{k: v for k, v in settings.items() if KNOBS[k].target == "train"})
+    config = train_config(settings)
     config.validate()
     rows_per_batch(config, train_rows, bool(settings.get("batchnorm")))
 
