@@ -372,6 +372,28 @@ def test_a_run_out_of_memory_before_a_checkpoint_leaves_nothing_behind(tmp_path,
     assert (tmp_path / "later" / "checkpoint.npz").is_file()
 
 
+def test_the_shared_folder_gone_check_says_what_went_and_what_to_do(tmp_path):
+    """One message for every command's folder removed or moved meanwhile: by its marker file,
+    or with none by the folder itself; a folder still there passes."""
+    from mlplab.runs.files import RunFolderGoneError, refuse_if_folder_gone
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "mark").write_text("")
+    refuse_if_folder_gone(folder, "mark", "it ran", "it stopped", "do this")
+    refuse_if_folder_gone(folder, None, "it ran", "it stopped", "do this")
+    (folder / "mark").unlink()
+    with pytest.raises(RunFolderGoneError) as caught:
+        refuse_if_folder_gone(folder, "mark", "it ran", "it stopped", "do this")
+    assert str(caught.value) == (f"{folder} was removed or moved while it ran (its mark is "
+                                 "gone), so it stopped; do this")
+    folder.rmdir()
+    with pytest.raises(RunFolderGoneError) as caught:
+        refuse_if_folder_gone(folder, None, "it ran", "it stopped", "do this.")
+    assert str(caught.value) == (f"{folder} was removed or moved while it ran, so it stopped; "
+                                 "do this.")
+
+
 def test_a_run_whose_folder_is_removed_while_it_trains_stops_and_does_not_make_it_again(
         tmp_path, digits):
     """The atomic writes make a missing folder: a run folder removed (or moved) mid-run was made

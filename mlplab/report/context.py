@@ -12,6 +12,19 @@ from mlplab.report.budgets import Budget
 from mlplab.report.document import Section, StageSkipped
 
 
+def check_report_folder(folder: Path, marker: str | None) -> None:
+    """Stop the report once ``folder`` (the report's, or a folder in it) was removed or moved
+    while the report was being made (its file ``marker`` gone, or with None the folder itself):
+    the message of :func:`mlplab.runs.files.refuse_if_folder_gone` for ``mlplab reproduce``."""
+    from mlplab.runs.files import refuse_if_folder_gone
+
+    refuse_if_folder_gone(
+        folder, marker, "the report was being made",
+        f"{setting('mlplab reproduce', 'reproduce')} stopped without writing more there",
+        f"{setting('run the same command again', 'call it again')}, or reproduce into "
+        f"another {setting('--out', 'out')}.")
+
+
 @dataclass
 class Context:
     out: Path
@@ -50,18 +63,7 @@ class Context:
         began, is gone; unlocked, the folder itself): every write makes its missing folders, so
         the later stages filled a folder made again, and the run ended with "No such file or
         directory" for a figure beside a partial report."""
-        from mlplab.runs.files import RunFolderGoneError
-        from mlplab.runs.lock import LOCK_FILE
-
-        if self.lock is not None and self.lock.is_file() or \
-                self.lock is None and self.out.is_dir():
-            return
-        gone = f" (its {LOCK_FILE} is gone)" if self.lock is not None else ""
-        raise RunFolderGoneError(
-            f"{self.out} was removed or moved while the report was being made{gone}, so "
-            f"{setting('mlplab reproduce', 'reproduce')} stopped without writing more there; "
-            f"{setting('run the same command again', 'call it again')}, or reproduce into "
-            f"another {setting('--out', 'out')}.")
+        check_report_folder(self.out, None if self.lock is None else self.lock.name)
 
     def figure(self, name: str) -> tuple[Path, str]:
         """(absolute path to write, path relative to the report) of a figure file; the file

@@ -7,8 +7,6 @@ px: the width of a page or of the HTML column), so colours and sizes agree acros
 
 from __future__ import annotations
 
-import errno
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +19,7 @@ from mlplab._matplotlib import plt
 from matplotlib.rcsetup import cycler  # what matplotlib.cycler is (its stubs omit that name)
 
 from mlplab import plots as _plots
+from mlplab.report.context import check_report_folder
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -68,10 +67,14 @@ def report_style() -> Iterator[None]:
 def save_figure(fig: Figure, path: Path, dpi: int = DPI) -> Path:
     """Write ``fig`` atomically and close it (:func:`mlplab.plots.save`), only into a folder
     that exists (``Context.figure`` made it): one gone while the figure was drawn was the
-    report folder removed or moved, which the save made again."""
-    if not path.parent.is_dir():
+    report folder removed or moved, which the save made again (a
+    :class:`~mlplab.runs.files.RunFolderGoneError`; a stage's error handler then names the
+    report folder itself, :meth:`Context.check_folder`)."""
+    try:
+        check_report_folder(path.parent, None)
+    except FileNotFoundError:
         plt.close(fig)
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path.parent))
+        raise
     return _plots.save(fig, path, dpi=dpi)
 
 

@@ -229,8 +229,25 @@ def remove_made_folders(path: str | os.PathLike, top: Path | None) -> None:
 
 
 class RunFolderGoneError(FileNotFoundError):
-    """The folder of a run in training was removed or moved (its ``config.json`` is gone): the
-    run stops rather than write on (:func:`check_run_folder`)."""
+    """The output folder of a command still writing there (a run in training, a report, a
+    search) was removed or moved: the command stops rather than write on
+    (:func:`refuse_if_folder_gone`)."""
+
+
+def refuse_if_folder_gone(folder: Path, marker: str | None, running: str, outcome: str,
+                          advice: str) -> None:
+    """Raise :class:`RunFolderGoneError` once ``folder`` was removed or moved while a command
+    wrote into it: its file ``marker`` (there since the command began) is gone, or with None
+    the folder itself. Every atomic write makes its missing folders, so a command that wrote
+    on made the folder again and filled it without its marker. One message for every command:
+    "FOLDER was removed or moved while ``running`` (its MARKER is gone), so ``outcome``;
+    ``advice``", e.g. ``running`` "the run trained", ``outcome`` "the run stopped without
+    writing more there", ``advice`` what to do (with its full stop, if any)."""
+    if (folder / marker).is_file() if marker is not None else folder.is_dir():
+        return
+    gone = f" (its {marker} is gone)" if marker is not None else ""
+    raise RunFolderGoneError(f"{folder} was removed or moved while {running}{gone}, so "
+                             f"{outcome}; {advice}")
 
 
 def check_run_folder(run_dir: Path, marker: str = CONFIG_FILE, noun: str = "run",
@@ -243,13 +260,11 @@ def check_run_folder(run_dir: Path, marker: str = CONFIG_FILE, noun: str = "run"
     trains there, a run or a depth study. ``diverged``: what diverged as well (``"its loss"``,
     a depth study's network), for which putting the folder back and resuming, the usual
     advice, would only diverge again from the same checkpoint: a new one is advised instead."""
-    if not (run_dir / marker).is_file():
-        advice = "start it anew, or put the folder back and resume it" if diverged is None \
-            else (f"{diverged} diverged as well, which resuming would repeat: start a new "
-                  f"{noun} with other settings (a lower {setting('--lr', 'lr')}, say)")
-        raise RunFolderGoneError(
-            f"{run_dir} was removed or moved while the {noun} trained (its {marker} is gone), "
-            f"so the {noun} stopped without writing more there; {advice}")
+    advice = "start it anew, or put the folder back and resume it" if diverged is None \
+        else (f"{diverged} diverged as well, which resuming would repeat: start a new "
+              f"{noun} with other settings (a lower {setting('--lr', 'lr')}, say)")
+    refuse_if_folder_gone(run_dir, marker, f"the {noun} trained",
+                          f"the {noun} stopped without writing more there", advice)
 
 
 def new_run_dir(out: str | os.PathLike) -> Path:

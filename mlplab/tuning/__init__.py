@@ -846,14 +846,12 @@ def _check_out_kept(out_dir: Path, marker: str | None) -> None:
     the search ran (by its study's file ``marker``, where the folder holds the study): each
     write made the folder again, and the command ended with status 0 and a summary naming
     tables that were not there, the study itself gone."""
-    from mlplab.runs.files import RunFolderGoneError
+    from mlplab.runs.files import refuse_if_folder_gone
 
-    if not out_dir.is_dir() or (marker is not None and not (out_dir / marker).is_file()):
-        gone = f" (its {marker} is gone)" if marker is not None else ""
-        raise RunFolderGoneError(f"{out_dir} was removed or moved while the search ran{gone}, so "
-                                 "its tables, plots and best run were not written there; run "
-                                 "the search anew, or put the folder back and run the same "
-                                 "command again")
+    refuse_if_folder_gone(out_dir, marker, "the search ran",
+                          "its tables, plots and best run were not written there",
+                          "run the search anew, or put the folder back and run the same "
+                          "command again")
 
 
 #: the attribute by which a Ctrl-C that stopped :func:`tune` names its output folder gone
