@@ -46,7 +46,7 @@ register_optimizer(SignSGD)
 '''
 
 #: the module names the tests' plugin files import as
-MODULES = ("my_layers", "broken_layers", "needs_torch_xyz")
+MODULES = ("my_layers", "broken_layers", "needs_torch_xyz", "relu_swap")
 
 
 @pytest.fixture
@@ -560,3 +560,33 @@ def test_the_commands_a_plugin_run_advises_load_the_plugin(plugin, tmp_path, cap
     # without --plugin (MLPLAB_PLUGINS, which the next command shares, or none) as before
     assert _resume_command(run, argparse.Namespace(plugin=[], threads=None, plots=True)) == \
         f"Continue with: mlplab train --resume {run}"
+
+
+def test_the_commands_a_torch_run_advises_leave_out_the_plugins(plugin, tmp_path, capsys):
+    # mlplab torch trains a fixed ReLU/Adam network: a plugin adds no choice of its commands,
+    # and its run files name no plugin module. The one way a plugin reaches a torch run,
+    # replacing 'relu', makes its model.npz impossible to write; the plain resume line, which
+    # leaves the plugin out, is the one that finishes the run
+    pytest.importorskip("torch")
+    import shlex
+
+    swap = tmp_path / "relu_swap.py"
+    swap.write_text("from mlplab.layers import ReLU\nfrom mlplab.models import "
+                    "register_activation\n\n\nclass MyReLU(ReLU):\n    pass\n\n\n"
+                    "register_activation('relu', MyReLU, replace=True)\n")
+    run = tmp_path / "run"
+    assert main(["--plugin", str(swap), "torch", "train", *TINY, "--out", str(run)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "'relu' is registered as" in err, err
+    resume = shlex.split(err.split("Continue with: ")[1])
+    assert resume == ["mlplab", "torch", "train", "--resume", str(run), "--no-plots"], err
+    models.register_activation("relu", models.BUILT_IN_ACTIVATIONS["relu"], replace=True)
+    sys.modules.pop("relu_swap")
+    assert main(resume[1:]) == 0, capsys.readouterr().err
+    assert "next: mlplab evaluate" in capsys.readouterr().out
+    # a plugin that only adds an activation: the "next:" commands are the plain ones too
+    other = tmp_path / "other"
+    assert main(["--plugin", str(plugin), "torch", "train", *TINY, "--out", str(other)]) == 0
+    line = next(w for w in capsys.readouterr().out.splitlines() if w.startswith("next: "))
+    assert shlex.split(line.removeprefix("next: ").split(" (")[0]) == \
+        ["mlplab", "evaluate", str(other)], line

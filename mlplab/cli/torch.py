@@ -343,7 +343,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _resume_command(out: Path, args: argparse.Namespace) -> str:
     """The line that says how to continue the run (``torch train``) or study (``torch depth``)
-    in ``out``; with the device a resume gave, since the result is bit-identical only on it."""
+    in ``out``; with the device a resume gave, since the result is bit-identical only on it.
+    Plain ``mlplab``, without this command's ``--plugin`` (as :func:`print_run_result`'s
+    ``next:`` lines): a plugin adds no choice of these commands (ReLU and Adam, fixed), and one
+    that replaces ``relu`` makes the run fail as it writes model.npz, which a resume given that
+    plugin would again."""
     return continue_with(out, args, ["mlplab", "torch", args.torch_command],
                          args.device if args.resume else None)
 
@@ -359,7 +363,8 @@ def _report_train(result: Any, out: Path, args: argparse.Namespace) -> int:
     """The result of a ``torch train`` (or its ``--resume``): a line, or the metrics as JSON;
     the exit status."""
     metrics = result.metrics
-    print_run_result(metrics, out, args.json)  # mlplab train's lines
+    # mlplab train's lines, advising plain mlplab commands (see _resume_command)
+    print_run_result(metrics, out, args.json)
     if result.interrupted:
         from mlplab.runs.files import TORCH_CHECKPOINT_FILE
 
