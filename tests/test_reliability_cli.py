@@ -1232,3 +1232,41 @@ def test_pytorch_in_a_removed_current_folder_is_one_line_not_a_dead_process(tmp_
         "removed one (its Intel oneMKL ends the process); cd to a folder that exists."), \
         done.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("command", "marker"), [
+    (["train"], "report.json"),
+    (["train"], "depth.json"),
+    (["torch", "train"], "summary.json"),
+    (["torch", "depth"], "model.npz"),
+    (["torch", "depth"], "report.json"),
+], ids=["train-report", "train-depth", "torch-train-tuning", "depth-run", "depth-report"])
+def test_another_commands_marker_that_is_a_loop_of_links_refuses_the_out(command, marker,
+                                                                         tmp_path, monkeypatch,
+                                                                         capsys):
+    """``--out D`` where D holds another command's marker file as a loop of links: pathlib's
+    is_file() answered False, so the folder was taken for a fresh one and the new run or depth
+    study was written beside it. It is refused, naming the link, before anything is written."""
+    if command[0] == "torch" and not HAVE_TORCH:
+        pytest.skip("mlplab torch needs PyTorch")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    os.symlink(marker, tmp_path / "out" / marker)
+    argv = [*command, "--dataset", "digits", "--epochs", "1", "--out", "out"]
+    code, _, err = _run(argv, capsys)
+    _assert_one_line_error(err, code, 1, argv)
+    assert err.rstrip().endswith(
+        f"error: out/{marker} is a loop of symbolic links (out/{marker} -> {marker}; fix or "
+        "remove one of them); choose another --out."), err
+    assert os.listdir(tmp_path / "out") == [marker]
+
+
+@pytest.mark.parametrize("name", ["checkpoint.npz", "metrics.json", "model.npz"])
+def test_a_run_file_that_is_a_loop_of_links_is_not_nothing_saved(name, tmp_path):
+    """A failed new run removes its config.json only when it saved nothing; a checkpoint,
+    results or model there as a loop of links is something (exists() answered False)."""
+    from mlplab.runs.training import _saved_nothing
+
+    assert _saved_nothing(tmp_path)
+    os.symlink(name, tmp_path / name)
+    assert not _saved_nothing(tmp_path)

@@ -297,7 +297,12 @@ def refuse_other_output(out_dir: Path, skip: Collection[str], purpose: str = "ru
     checks itself): the new files were mixed with its files, and evaluate then took the folder
     for what it was not."""
     for kind, (markers, what) in OUTPUT_KINDS.items():
-        if kind not in skip and any((out_dir / marker).is_file() for marker in markers):
+        if kind in skip:
+            continue
+        # a marker that is a link leading nowhere is named (pathlib's is_file() answered False
+        # for a loop of links, and a depth study was written beside a looping model.npz)
+        refuse_broken_links(out_dir, markers)
+        if any(io.found_file(out_dir / marker) for marker in markers):
             raise ValueError(f"{out_dir} is {what}; choose another {setting('--out', 'out')} "
                              f"for the {purpose}.")
 

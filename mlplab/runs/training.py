@@ -335,8 +335,11 @@ def _prepare(cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,
 
 
 def _saved_nothing(run_dir: Path) -> bool:
-    """Whether a new run in ``run_dir`` has saved nothing yet: no checkpoint, results or model."""
-    return not any((run_dir / f).exists() for f in (CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE))
+    """Whether a new run in ``run_dir`` has saved nothing yet: no checkpoint, results or model
+    (nor anything else by their names)."""
+    # (io.nothing_at: a file there that cannot be looked at, a loop of links, is something,
+    # where exists() answered False and the run's config.json was removed beside it)
+    return all(io.nothing_at(run_dir / f) for f in (CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE))
 
 
 def resume_run(run: str | os.PathLike, *, data: Dataset | Callable[[], Dataset] | None = None,

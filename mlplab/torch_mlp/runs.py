@@ -230,9 +230,11 @@ def _stopped(path: Path) -> bool:
         status = read_metrics(path / METRICS_FILE).get("status")
     except (OSError, ValueError):
         return False
-    unwritten = not (path / METRICS_FILE).exists() and any(
-        (path / name).is_file() for name in (TORCH_MODEL_FILE, NUMPY_MODEL_FILE))
-    return status == "interrupted" or unwritten or ((path / CHECKPOINT_FILE).is_file()
+    # (io's checks: pathlib's is_file() and exists() answer False for a loop of links, which
+    # _check_out refuses by name before this is asked)
+    unwritten = io.nothing_at(path / METRICS_FILE) and any(
+        io.found_file(path / name) for name in (TORCH_MODEL_FILE, NUMPY_MODEL_FILE))
+    return status == "interrupted" or unwritten or (io.found_file(path / CHECKPOINT_FILE)
                                                     and status != "completed")
 
 
@@ -241,7 +243,7 @@ def _check_out(path: Path, marker: str) -> None:
     loaded or written (mkdir's own errors would read "[Errno 17] File exists: ...")."""
     out = setting("--out", "out")
     io.check_out_folder(path)
-    if path.is_dir():
+    if io.is_folder(path):
         # another command's folder: a tuning, a report, a depth study for a run and a run
         # folder for a depth study (its own kind is checked below; a study used to be written
         # into a run folder, whose evaluate and runs listing then took it for the run)
@@ -254,17 +256,17 @@ def _check_out(path: Path, marker: str) -> None:
             refuse_broken_links(path, (DEPTH_FILE, DEPTH_CONFIG_FILE, DEPTH_CHECKPOINT_FILE))
         # a run still training has a lone config.json too
         refuse_if_training(path, "a run" if marker == TORCH_CONFIG_FILE else "a depth study")
-        if marker == DEPTH_FILE and not (path / DEPTH_FILE).exists() and \
-                (path / DEPTH_CONFIG_FILE).exists() and not diverged_study(path):
+        if marker == DEPTH_FILE and io.nothing_at(path / DEPTH_FILE) and \
+                not io.nothing_at(path / DEPTH_CONFIG_FILE) and not diverged_study(path):
             raise ValueError(f"{path} holds a depth study that stopped before its end; continue "
                              f"it with {_resume_command(path, 'study')}, or choose another "
                              f"{out}.")
-        if (path / marker).exists() and not (marker == TORCH_CONFIG_FILE
-                                             and _only_a_torch_config(path)):
+        if not io.nothing_at(path / marker) and not (marker == TORCH_CONFIG_FILE
+                                                     and _only_a_torch_config(path)):
             if marker == TORCH_CONFIG_FILE and _stopped(path):
                 # (no checkpoint: stopped in its first epoch, or by an mlplab before 1 Dec
                 # 2026, which kept none; --resume trains it from the start)
-                how = ("; continue it" if (path / CHECKPOINT_FILE).is_file() else
+                how = ("; continue it" if io.found_file(path / CHECKPOINT_FILE) else
                        " with no checkpoint; train it again from the start")
                 raise ValueError(f"{path} holds a run that stopped before its end{how} with "
                                  f"{_resume_command(path, 'run')}, or choose another {out}.")
