@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mlplab import models, optim
-from mlplab.cli import main
+from mlplab.cli import main, plugins
 from mlplab.layers import Tanh
 
 TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "2", "--quiet", "--no-plots"]
@@ -58,6 +58,7 @@ def plugin(tmp_path, monkeypatch, registries):
     path.write_text(PLUGIN)
     monkeypatch.setattr(sys, "path", [*sys.path])
     monkeypatch.delenv("MLPLAB_PLUGINS", raising=False)
+    monkeypatch.setattr(plugins, "REPLACED_ACTIVATIONS", {})
     yield path
     for name in MODULES:
         sys.modules.pop(name, None)
@@ -562,28 +563,53 @@ def test_the_commands_a_plugin_run_advises_load_the_plugin(plugin, tmp_path, cap
         f"Continue with: mlplab train --resume {run}"
 
 
+RELU_SWAP = ("from mlplab.layers import ReLU\nfrom mlplab.models import register_activation\n\n\n"
+             "class MyReLU(ReLU):\n    pass\n\n\n"
+             "register_activation('relu', MyReLU, replace=True)\n")
+
+
+@pytest.mark.parametrize("from_env", [False, True])
+def test_torch_train_refuses_a_plugin_that_replaces_relu_before_training(
+        plugin, from_env, tmp_path, capsys, monkeypatch):
+    # the run's model.npz (the network as an mlplab.MLP) cannot be written with another 'relu':
+    # refused before the folder is made and any epoch trains, naming what to drop, where the
+    # whole run trained before failing
+    pytest.importorskip("torch")
+    from mlplab.torch_mlp import runs as torch_runs
+
+    fit = []
+    monkeypatch.setattr(torch_runs, "fit", lambda *a, **k: fit.append(1))
+    swap = tmp_path / "relu_swap.py"
+    swap.write_text(RELU_SWAP)
+    run = tmp_path / "run"
+    cannot = ("plugin {!r} replaces the activation 'relu', so mlplab torch train could not write "
+              "the run's model.npz (its network as an mlplab.MLP)")
+    if from_env:
+        monkeypatch.setenv("MLPLAB_PLUGINS", f"{plugin},{swap}")
+        argv = []
+        said = (cannot.format(str(swap)) + f"; MLPLAB_PLUGINS='{plugin},{swap}' names it: mend "
+                "or unset it.")
+    else:
+        argv = ["--plugin", str(plugin), "--plugin", str(swap)]
+        said = (cannot.format(str(swap)) + f"; drop --plugin {swap} (the PyTorch network is "
+                "ReLU whatever a plugin registers).")
+    assert main([*argv, "torch", "train", *TINY, "--out", str(run)]) == 1
+    assert _error_line(capsys) == f"mlplab torch train: error: {said}"
+    assert not run.exists() and not fit
+    # and so for the resume of a run (stopped before it saved its results)
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    assert main([*argv, "torch", "train", "--resume", str(run)]) == 1
+    assert _error_line(capsys).startswith(f"mlplab torch train: error: {cannot.format(str(swap))}")
+    assert not fit
+
+
 def test_the_commands_a_torch_run_advises_leave_out_the_plugins(plugin, tmp_path, capsys):
     # mlplab torch trains a fixed ReLU/Adam network: a plugin adds no choice of its commands,
-    # and its run files name no plugin module. The one way a plugin reaches a torch run,
-    # replacing 'relu', makes its model.npz impossible to write; the plain resume line, which
-    # leaves the plugin out, is the one that finishes the run
+    # and its run files name no plugin module (one that replaces 'relu' is refused: above)
     pytest.importorskip("torch")
     import shlex
 
-    swap = tmp_path / "relu_swap.py"
-    swap.write_text("from mlplab.layers import ReLU\nfrom mlplab.models import "
-                    "register_activation\n\n\nclass MyReLU(ReLU):\n    pass\n\n\n"
-                    "register_activation('relu', MyReLU, replace=True)\n")
-    run = tmp_path / "run"
-    assert main(["--plugin", str(swap), "torch", "train", *TINY, "--out", str(run)]) == 1
-    err = capsys.readouterr().err.strip()
-    assert "'relu' is registered as" in err, err
-    resume = shlex.split(err.split("Continue with: ")[1])
-    assert resume == ["mlplab", "torch", "train", "--resume", str(run), "--no-plots"], err
-    models.register_activation("relu", models.BUILT_IN_ACTIVATIONS["relu"], replace=True)
-    sys.modules.pop("relu_swap")
-    assert main(resume[1:]) == 0, capsys.readouterr().err
-    assert "next: mlplab evaluate" in capsys.readouterr().out
     # a plugin that only adds an activation: the "next:" commands are the plain ones too
     other = tmp_path / "other"
     assert main(["--plugin", str(plugin), "torch", "train", *TINY, "--out", str(other)]) == 0

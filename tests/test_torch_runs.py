@@ -206,6 +206,36 @@ def test_train_run_checks_everything_before_writing(options, error, message, tmp
     assert not out.exists()
 
 
+def test_a_replaced_relu_is_refused_before_a_run_trains(tmp_path, registries, monkeypatch):
+    # the run's model.npz (to_numpy) would be refused after the whole run trained
+    from mlplab import models
+    from mlplab.layers import ReLU
+
+    class MyReLU(ReLU):
+        pass
+
+    models.register_activation("relu", MyReLU, replace=True)
+    from mlplab.torch_mlp import runs as torch_runs
+
+    fit, real_fit = [], torch_runs.fit
+    monkeypatch.setattr(torch_runs, "fit", lambda *a, **k: fit.append(1) or real_fit(*a, **k))
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"^'relu' is registered as .*MyReLU.* in this process, "
+                                         r"so an MLP built now would not be the module's ReLU "
+                                         r"network; convert before replacing it, or register it "
+                                         r"back\.$"):
+        tm.train_run(out=out, hidden=[8], epochs=1, threads=1)
+    assert not out.exists() and not fit
+    models.register_activation("relu", models.BUILT_IN_ACTIVATIONS["relu"], replace=True)
+    tm.train_run(out=out, hidden=[8], epochs=1, threads=1)
+    fit.clear()
+    (out / "metrics.json").unlink()  # a run stopped before it saved its results
+    models.register_activation("relu", MyReLU, replace=True)
+    with pytest.raises(ValueError, match=r"^'relu' is registered as "):
+        tm.resume_run(out)
+    assert not (out / "metrics.json").exists() and not fit
+
+
 def test_loading_options_apply_to_a_name_only(tmp_path):
     from mlplab.data import load_dataset
 

@@ -29,6 +29,12 @@ _FOLDER = ("a plugin is a .py file (./my_layers.py) or an importable module or p
            "folder with an __init__.py, named by its module name: my_pkg)")
 
 
+#: the activations the plugins imported replaced (``register_activation(NAME, ...,
+#: replace=True)``), each with the plugin that did it, as named: what a command that cannot take
+#: the replacement names to drop
+REPLACED_ACTIVATIONS: dict[str, str] = {}
+
+
 class PluginError(CLIError):
     """A plugin that cannot be found or that raised on import (its exception is the cause)."""
 
@@ -141,7 +147,10 @@ def load_plugin(name: str, warn: Callable[[str], None] | None = None) -> ModuleT
                           "(rerun as mlplab --debug ... for the traceback: --debug goes "
                           "before the command).") from exc
     _refuse_namespace_package(imported, name)
-    if fresh and not _changed(before, _registrations()):
+    after = _registrations()
+    REPLACED_ACTIVATIONS.update({k: name for k, v in before[0].items()
+                                 if after[0].get(k, v) is not v})
+    if fresh and not _changed(before, after):
         text = (f"plugin {name!r} registered nothing: no register_activation, "
                 "register_optimizer or register_preset call ran when it was imported; check "
                 "that it makes them (and is the module you meant).")

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from mlplab import interrupts
-from mlplab._text import counted, duration
+from mlplab._text import counted, duration, path_word, shell_command
 from mlplab.cli import (
     continue_with,
     flag,
@@ -317,11 +317,36 @@ def _resume_options(args: argparse.Namespace, given: list[str], tm: ModuleType) 
             tm.parse_device(args.device)
 
 
+def _refuse_replaced_relu() -> None:
+    """Refuse, before training, a run whose model.npz a plugin's ``relu`` (one that replaces
+    mlplab's) would make impossible to write at the end (``to_numpy`` refuses it): naming the
+    plugin to drop, or the ``MLPLAB_PLUGINS`` that names it. (torch depth writes no model.npz.)"""
+    from mlplab.torch_mlp.convert import relu_replaced  # (PyTorch: imported by _torch_mlp)
+
+    if not relu_replaced():
+        return
+    from mlplab.cli import CLIError, _plugin_error_text, plugins
+    from mlplab.models import ACTIVATIONS
+
+    name = plugins.REPLACED_ACTIVATIONS.get("relu")
+    cannot = ("so mlplab torch train could not write the run's model.npz (its network as an "
+              "mlplab.MLP)")
+    if name is None:  # replaced by no plugin this command imported (main() called in Python)
+        raise CLIError(f"'relu' is registered as {ACTIVATIONS['relu']!r} in this process, "
+                       f"{cannot}; leave out what replaces it.")
+    text = f"plugin {name!r} replaces the activation 'relu', {cannot}"
+    if name in plugins.from_environment():
+        raise CLIError(_plugin_error_text(CLIError(text), from_env=True))
+    raise CLIError(f"{text}; drop {shell_command(['--plugin', path_word(name)])} (the PyTorch "
+                   "network is ReLU whatever a plugin registers).")
+
+
 def run_train(args: argparse.Namespace) -> int:
     given = _fill_defaults(args)
     if args.resume:
         tm = _torch_mlp()
         _resume_options(args, given, tm)
+        _refuse_replaced_relu()
         out = Path(args.resume)
         with json_stdout(args.json), _resumable(out, args):
             result = tm.resume_run(out, data_dir=args.data_dir, threads=args.threads,
@@ -334,6 +359,7 @@ def run_train(args: argparse.Namespace) -> int:
     # folder left holding only config.json would make the same command, rerun, say "already
     # holds results"
     _check_options(args, tm, given)
+    _refuse_replaced_relu()
     with run_folder(args.out, prefix="torch") as out, json_stdout(args.json), \
             _resumable(out, args):
         result = tm.train_run(args.dataset, out=out, hidden=args.hidden, init=args.init,
@@ -345,9 +371,8 @@ def _resume_command(out: Path, args: argparse.Namespace) -> str:
     """The line that says how to continue the run (``torch train``) or study (``torch depth``)
     in ``out``; with the device a resume gave, since the result is bit-identical only on it.
     Plain ``mlplab``, without this command's ``--plugin`` (as :func:`print_run_result`'s
-    ``next:`` lines): a plugin adds no choice of these commands (ReLU and Adam, fixed), and one
-    that replaces ``relu`` makes the run fail as it writes model.npz, which a resume given that
-    plugin would again."""
+    ``next:`` lines): a plugin adds no choice of these commands (ReLU and Adam, fixed), and
+    ``torch train`` refuses one that replaces ``relu`` (:func:`_refuse_replaced_relu`)."""
     return continue_with(out, args, ["mlplab", "torch", args.torch_command],
                          args.device if args.resume else None)
 

@@ -62,6 +62,22 @@ def _running_stats(bn: torch.nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor
     return bn.running_mean, bn.running_var
 
 
+def relu_replaced() -> bool:
+    """Whether ``relu`` is registered as another layer than mlplab's (a plugin's
+    ``register_activation("relu", ..., replace=True)``): :func:`to_numpy` then refuses, and so
+    does a run whose ``model.npz`` it would write, before training."""
+    return ACTIVATIONS["relu"] is not BUILT_IN_ACTIVATIONS["relu"]
+
+
+def check_relu_registered() -> None:
+    """Refuse (``ValueError``, saying what to do) when :func:`relu_replaced`."""
+    if relu_replaced():
+        # MLP builds its "relu" from the registry: a replacement would change the network
+        raise ValueError(f"'relu' is registered as {ACTIVATIONS['relu']!r} in this process, so an "
+                         "MLP built now would not be the module's ReLU network; convert before "
+                         "replacing it, or register it back.")
+
+
 def to_numpy(module: MultiLayerPerceptron) -> MLP:
     """An :class:`mlplab.MLP` (ReLU) holding the weights of ``module`` (copies): ``W = weight.T``.
     float64 modules give float64 MLPs, anything else float32."""
@@ -69,11 +85,7 @@ def to_numpy(module: MultiLayerPerceptron) -> MLP:
         raise TypeError(f"to_numpy needs an mlplab.torch_mlp.MultiLayerPerceptron; got "
                         f"{type(module).__name__}.")
     c = module.config
-    if ACTIVATIONS["relu"] is not BUILT_IN_ACTIVATIONS["relu"]:
-        # MLP builds its "relu" from the registry: a replacement would change the network
-        raise ValueError(f"'relu' is registered as {ACTIVATIONS['relu']!r} in this process, so an "
-                         "MLP built now would not be the module's ReLU network; convert before "
-                         "replacing it, or register it back.")
+    check_relu_registered()
     dtype = np.float64 if param_dtype(module) == torch.float64 else np.float32
     mlp = MLP(c["input_size"], c["hidden_layers"], c["num_classes"], activation="relu",
               init="normal", std=INIT_STD, dropout=c["dropout"], batchnorm=c["batchnorm"],

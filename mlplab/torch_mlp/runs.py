@@ -74,7 +74,7 @@ from mlplab.runs.splits import (
     split_record,
 )
 from mlplab.runs.training import RunOutcome, warn_if_interrupted
-from mlplab.torch_mlp.convert import to_numpy
+from mlplab.torch_mlp.convert import check_relu_registered, to_numpy
 from mlplab.torch_mlp.data import input_pipeline
 from mlplab.torch_mlp.depth import (
     DepthResult,
@@ -528,8 +528,10 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
 
     Raises
     ------
-    ValueError : a bad option or ``out``, or a bad or missing dataset (``DatasetError``); raised
-        before anything is written.
+    ValueError : a bad option or ``out``, a bad or missing dataset (``DatasetError``), or (with
+        ``out``) ``relu`` registered as another layer in this process, so that the run's
+        ``model.npz`` could not be written (:func:`mlplab.torch_mlp.to_numpy`); raised before
+        anything is written.
     mlplab.trainer.TrainingDivergedError : the loss became NaN or infinite (``out`` then holds
         only ``config.json``, which records it: :func:`resume_run` refuses the run, and the same
         call, with other settings, may reuse ``out``).
@@ -552,6 +554,8 @@ def train_run(dataset: str | Dataset = "digits", *, out: str | os.PathLike | Non
         batch_size=batch_size, lr=lr, reg=reg, lr_decay=lr_decay, seed=seed, device=device,
         threads=threads, progress=progress, verbose=verbose)
     out_dir = io.out_folder(out) if out is not None else None
+    if out_dir is not None:  # its model.npz, written after training, would be refused then
+        check_relu_registered()
     # a stopped run's lone config.json, which _check_out lets this run replace; decided now,
     # before the data loads, so that a run another process starts meanwhile is not replaced
     stale_config = False
@@ -678,6 +682,7 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
     """
     run_dir = Path(run)
     _resumable(run_dir)  # before a lock file is made in a folder that is not a run's
+    check_relu_registered()  # (as train_run: its model.npz, written at the end)
     with run_lock(run_dir):
         config = _resumable(run_dir)  # again: the process that held the lock may have ended it
         if data_dir is not None:
