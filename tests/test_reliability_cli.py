@@ -894,7 +894,8 @@ def test_a_checkpoint_that_is_a_loop_of_links_is_said_not_trained_over(torch, tm
     _assert_one_line_error(err, code, 1, command)
     assert err.rstrip().endswith(
         f"error: run/{checkpoint} is a loop of symbolic links (run/{checkpoint} -> "
-        f"{checkpoint}; fix or remove one of them)"), err
+        f"{checkpoint}; fix or remove one of them); if the checkpoint is removed, --resume "
+        "trains the run again from its first epoch."), err
     assert not (tmp_path / "run" / "model.npz").exists()
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="mlplab torch depth needs PyTorch")

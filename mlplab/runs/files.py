@@ -94,6 +94,21 @@ RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, METRICS_FIL
              "model.pt", TORCH_CHECKPOINT_FILE)
 
 
+def has_checkpoint(ckpt: Path) -> bool:
+    """Whether a resume finds the checkpoint ``ckpt`` (``io.is_file``: one that is a loop of
+    links is refused, not trained over from the first epoch). The refusal also says what
+    removing it costs: "fix or remove one of them" alone left the user to guess that a run
+    with no checkpoint trains again from its start."""
+    try:
+        return io.is_file(ckpt)
+    except OSError:
+        trouble = io.path_trouble(ckpt)
+        if trouble is None or not trouble.startswith(f"{ckpt} is a loop"):
+            raise
+        raise ValueError(f"{trouble}; if the checkpoint is removed, --resume trains the run "
+                         "again from its first epoch.") from None
+
+
 def remove_partial_writes(run_dir: str | os.PathLike, names: Collection[str] = RUN_FILES,
                           older_than: float | None = None) -> list[Path]:
     """Delete the temporary files of atomic writes that a killed process left in ``run_dir``

@@ -55,6 +55,7 @@ from mlplab.runs.files import (
     check_new_run_dir,
     check_run_folder,
     first_missing_folder,
+    has_checkpoint,
     inner_run_folder,
     new_run_dir,
     not_a_folder,
@@ -372,9 +373,7 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
     remove_partial_writes(run_dir)
     cfg = moved_config(cfg, data, data_dir)
     loaded = state = None
-    # (io.is_file: a checkpoint that is a loop of links is said, not trained over from the
-    # first epoch)
-    if io.is_file(ckpt):
+    if has_checkpoint(ckpt):
         loaded, state, seconds = load_checkpoint(ckpt)
         # before the data is loaded: settings edited in config.json since the checkpoint
         _check_same_settings(loaded.extra.get("settings"), cfg, ckpt, config_path)

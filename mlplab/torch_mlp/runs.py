@@ -58,6 +58,7 @@ from mlplab.runs.files import (
     TORCH_CHECKPOINT_FILE,
     check_run_folder,
     diverged_study,
+    has_checkpoint,
     refuse_broken_links,
     refuse_if_nothing_saved,
     refuse_other_output,
@@ -692,9 +693,9 @@ def resume_run(run: str | os.PathLike, *, data: Dataset | None = None,
             config = _moved(config, data_dir)
         remove_partial_writes(run_dir)
         ckpt = run_dir / CHECKPOINT_FILE
+        found = has_checkpoint(ckpt)  # (outside the try: no "if it was edited" advice)
         try:
-            # (io.is_file: one that is a loop of links is said, not trained over)
-            state, extra = load_torch_checkpoint(ckpt) if io.is_file(ckpt) else (None, {})
+            state, extra = load_torch_checkpoint(ckpt) if found else (None, {})
             if state is not None:
                 _check_checkpoint_extra(extra, ckpt)
         except ValueError as exc:  # a damaged checkpoint: say how to go on without it
