@@ -577,6 +577,11 @@ def test_torch_train_refuses_a_plugin_that_replaces_relu_before_training(
     pytest.importorskip("torch")
     from mlplab.torch_mlp import runs as torch_runs
 
+    killed = tmp_path / "killed"  # made before any plugin replaces 'relu'
+    assert main(["torch", "train", *TINY, "--epochs", "1", "--out", str(killed)]) == 0
+    for name in ("model.npz", "model.pt", "metrics.json"):  # killed, as it were
+        (killed / name).unlink(missing_ok=True)
+    capsys.readouterr()
     fit = []
     monkeypatch.setattr(torch_runs, "fit", lambda *a, **k: fit.append(1))
     swap = tmp_path / "relu_swap.py"
@@ -596,10 +601,14 @@ def test_torch_train_refuses_a_plugin_that_replaces_relu_before_training(
     assert main([*argv, "torch", "train", *TINY, "--out", str(run)]) == 1
     assert _error_line(capsys) == f"mlplab torch train: error: {said}"
     assert not run.exists() and not fit
-    # and so for the resume of a run (stopped before it saved its results)
-    run.mkdir()
-    (run / "config.json").write_text("{}")
+    # --resume checks the folder first: a missing RUN is said as such, not blamed on the plugin
     assert main([*argv, "torch", "train", "--resume", str(run)]) == 1
+    line = _error_line(capsys)
+    assert line.startswith(f"mlplab torch train: error: no run to resume in {run}: no such "
+                           "folder"), line
+    assert "relu" not in line, line
+    # and a run that resumes (stopped before it saved its results) is refused for the plugin
+    assert main([*argv, "torch", "train", "--resume", str(killed)]) == 1
     assert _error_line(capsys).startswith(f"mlplab torch train: error: {cannot.format(str(swap))}")
     assert not fit
 

@@ -346,8 +346,12 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume:
         tm = _torch_mlp()
         _resume_options(args, given, tm)
-        _refuse_replaced_relu()
         out = Path(args.resume)
+        # the folder first: a mistyped RUN is said as such, not as a plugin to drop
+        from mlplab.torch_mlp.runs import check_resumable
+
+        check_resumable(out)
+        _refuse_replaced_relu()
         with json_stdout(args.json), _resumable(out, args):
             result = tm.resume_run(out, data_dir=args.data_dir, threads=args.threads,
                                    device=args.device, plots=args.plots,

@@ -950,6 +950,13 @@ def _check_config_values(config: dict[str, Any]) -> None:
                      seed=config["seed"]).validate()
 
 
+def check_resumable(run: str | os.PathLike) -> None:
+    """Refuse ``run`` (one line saying what to do) unless it holds a PyTorch run that
+    :func:`resume_run` can continue: for a command to check it before its own refusals
+    (``torch train --resume`` of a missing folder blamed a plugin first)."""
+    _resumable(Path(run))
+
+
 def _resumable(run_dir: Path) -> dict[str, Any]:
     """The ``config.json`` of the PyTorch run in ``run_dir``, refused (one line saying what to
     do) if the folder holds no such run or the run has completed."""
