@@ -483,9 +483,10 @@ class Trainer:
         # the dataset is held once, in the model's dtype, contiguous rows for fast gathering
         X = np.ascontiguousarray(X, dtype=model.dtype)
         n = X.shape[0]
-        batch = rows_per_batch(cfg, n, bool(getattr(model, "batchnorms", None)))
+        batchnorm = bool(getattr(model, "batchnorms", None))
+        batch = rows_per_batch(cfg, n, batchnorm)
         per_epoch = epoch_iterations(n, batch, self._last_batch and cfg.sampling == "shuffle",
-                                     bool(getattr(model, "batchnorms", None)))
+                                     batchnorm)
         # (validate: epochs is set where iters is not)
         total = cfg.iters if cfg.iters is not None else cast(int, cfg.epochs) * per_epoch
 

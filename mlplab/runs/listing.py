@@ -24,7 +24,6 @@ from typing import Any
 from mlplab import io
 from mlplab._text import os_error_text
 from mlplab._validation import path_list
-from mlplab.io import is_file as _is_file  # (an error other than a missing file raised)
 from mlplab.runs.config import iterations_per_epoch
 from mlplab.runs.files import (
     CHECKPOINT_FILE,
@@ -67,13 +66,13 @@ def is_run_folder(folder: Path) -> bool:
     :func:`summarize_run` then lists it as ``unreadable`` with the reason, where the whole
     listing failed on it."""
     try:
-        if not _is_file(folder / CONFIG_FILE):
+        if not io.is_file(folder / CONFIG_FILE):
             # a run that lost its config.json (deleted, or copied without it) is still one,
             # listed as unreadable rather than hidden: metrics.json beside a model or checkpoint
             # file of mlplab's names, which another program's folder is unlikely to hold both of
-            return _is_file(folder / METRICS_FILE) and any(
-                _is_file(folder / m) for m in (MODEL_FILE, CHECKPOINT_FILE))
-        return any(_is_file(folder / m) for m in _RUN_MARKERS) or _a_runs_config(folder)
+            return io.is_file(folder / METRICS_FILE) and any(
+                io.is_file(folder / m) for m in (MODEL_FILE, CHECKPOINT_FILE))
+        return any(io.is_file(folder / m) for m in _RUN_MARKERS) or _a_runs_config(folder)
     except OSError:  # not "no such file": a folder it may not search
         return True
 
@@ -109,8 +108,8 @@ def find_runs(paths: str | os.PathLike | Iterable[str | os.PathLike],
 def is_depth_study(folder: Path) -> bool:
     """Whether ``folder`` is a depth study's (its table, or the configuration it starts with).
     A marker that is there but cannot be looked at (a loop of links, a link to a name too long)
-    raises its ``OSError``, as :func:`_is_file` does."""
-    return any(_is_file(folder / marker) for marker in (DEPTH_FILE, DEPTH_CONFIG_FILE))
+    raises its ``OSError``, as :func:`mlplab.io.is_file` does."""
+    return any(io.is_file(folder / marker) for marker in (DEPTH_FILE, DEPTH_CONFIG_FILE))
 
 
 def _study_error(folder: Path) -> OSError | None:
@@ -227,7 +226,7 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
     if not metrics or diverged:
         checkpoint = checkpoint_of(run)
         try:
-            there = _is_file(checkpoint)
+            there = io.is_file(checkpoint)
         except OSError as exc:
             # there but not to be looked at (a loop of links, a name too long): this run is
             # unreadable, where the error ended the whole listing
@@ -299,7 +298,7 @@ def checkpoint_of(run: Path) -> Path:
     be looked at (a loop of links) is the one given, and whoever reads it says why."""
     torch_checkpoint = run / TORCH_CHECKPOINT_FILE
     try:
-        return torch_checkpoint if _is_file(torch_checkpoint) else run / CHECKPOINT_FILE
+        return torch_checkpoint if io.is_file(torch_checkpoint) else run / CHECKPOINT_FILE
     except OSError:
         return torch_checkpoint
 
@@ -373,11 +372,11 @@ def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     # (pathlib's is_file, before Python 3.14, raises "File name too long" and "Permission
     # denied": one such file ended mlplab runs --plot for every run)
     try:
-        has_checkpoint = _is_file(checkpoint)
+        has_checkpoint = io.is_file(checkpoint)
     except OSError:  # there but not to be looked at (a loop of links): as one not readable
         return {"loss": [], "val_acc": []}
     try:
-        if has_checkpoint and (training_process(run) is not None or not _is_file(path)):
+        if has_checkpoint and (training_process(run) is not None or not io.is_file(path)):
             return _checkpoint_curves(checkpoint)
     except OSError as exc:  # history.csv's: named, as when it cannot be opened
         raise ValueError(f"{path}: {exc.strerror or exc}") from None
