@@ -1,11 +1,22 @@
 import os
 import signal
 
-import numpy as np
-import pytest
-
-# keep BLAS single-threaded and plotting headless so tests are stable on shared 2-core machines
+# plotting headless
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Under pytest-xdist every worker's BLAS, OpenMP and PyTorch pools are sized to every core: on a
+# 16-core machine `-n 14` ran 14 x 16 threads and the suite about ten times slower than it should.
+# Above two cores each worker gets its share (the commands the tests start inherit it), unless
+# the shell set these; on two cores (CI) the pools are left as a user's would be. Set before
+# NumPy loads its BLAS, which reads them once.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+if _workers > 1 and _cores > 2:
+    for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(max(1, _cores // _workers)))
+
+import numpy as np  # noqa: E402  (after the thread counts above)
+import pytest  # noqa: E402
 
 # What a user's shell may set for mlplab is not the suite's to inherit: MLPLAB_PLUGINS (which
 # docs/architecture.md suggests exporting once for a shell) made every in-process command load

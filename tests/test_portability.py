@@ -15,8 +15,7 @@ import numpy as np
 import optuna
 import pytest
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parents[1]
+from repo_path import pythonpath
 
 
 def _image_folder(root: Path, classes: list[str], per_class: int = 10) -> Path:
@@ -36,7 +35,7 @@ def test_cli_output_degrades_on_a_console_encoding_without_the_characters(tmp_pa
     ended `mlplab data info` with UnicodeEncodeError. It is written as \\uXXXX instead, and
     what the code page has (é) is written as itself."""
     folder = _image_folder(tmp_path / "pets", ["café", "猫"])
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = {**os.environ, "PYTHONPATH": pythonpath(),
            "PYTHONUTF8": "1", "PYTHONIOENCODING": "cp1252", "MLPLAB_DATA": str(tmp_path / "d")}
     run = subprocess.run([sys.executable, "-m", "mlplab", "data", "info", f"folder:{folder}"],
                          capture_output=True, env=env, timeout=120)
@@ -51,7 +50,7 @@ def test_class_folders_named_in_utf8_under_an_ascii_locale(tmp_path):
     "class folder name b'caf\\xc3\\xa9' is not valid UTF-8" (it is). It is class ``café``, as
     under a UTF-8 locale."""
     folder = _image_folder(tmp_path / "pets", ["café", "dog"])
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = {**os.environ, "PYTHONPATH": pythonpath(),
            "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
            "PYTHONIOENCODING": "utf-8", "MLPLAB_DATA": str(tmp_path / "d")}
     run = subprocess.run([sys.executable, "-m", "mlplab", "data", "info", f"folder:{folder}"],
@@ -125,7 +124,7 @@ def test_tables_line_up_when_the_output_encoding_lacks_their_characters(tmp_path
     written. The commands that a run's end advises (``next:``) and a system error's message
     come out as lines of the encoding's text, aligned."""
     folder = _image_folder(tmp_path / "pêts", ["café", "猫", "dog", "a…b"], per_class=12)
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = {**os.environ, "PYTHONPATH": pythonpath(),
            "PYTHONUTF8": "1", "PYTHONIOENCODING": encoding, "MLPLAB_DATA": str(tmp_path / "d"),
            "MPLBACKEND": "Agg"}
     codec = encoding.split(":")[0]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_path import pythonpath
 
 from mlplab.cli import build_parser, main
 from mlplab.cli._types import data_dir_arg, user_path_arg
@@ -579,7 +580,7 @@ def test_debug_shows_the_traceback_of_a_user_error(capsys):
 
 
 def test_a_real_process_prints_no_traceback(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "OMP_NUM_THREADS": "1"}
     for argv, code in ((["train", "--lr", "-1"], 2), (["evaluate", str(tmp_path)], 1),
                        (["train", "--hidden", "x"], 2)):
         res = subprocess.run([sys.executable, "-m", "mlplab", *argv], env=env,
@@ -597,7 +598,7 @@ def test_a_reader_that_goes_away_is_not_an_error(unbuffered, argv):
     """``mlplab data info digits | head -1``: the pipe closes before the output is written, both
     with unbuffered output (the error comes from a print) and with Python's usual buffering (it
     comes when the buffer is written, which at exit would print a warning and exit 120)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "OMP_NUM_THREADS": "1"}
     env.pop("PYTHONUNBUFFERED", None)
     if unbuffered:
         env["PYTHONUNBUFFERED"] = unbuffered
@@ -613,7 +614,7 @@ def test_a_reader_that_goes_away_does_not_stop_the_work(tmp_path):
     next write raised BrokenPipeError, which ended the command on the spot with exit code 0:
     the training stopped half way and its run folder held only a checkpoint. Now the output
     goes to the null device and the run completes, as with ``>/dev/null``."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "OMP_NUM_THREADS": "1",
            "PYTHONUNBUFFERED": "1"}  # each epoch line is written at once: the first one fails
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "mlplab", "train", "--dataset", "digits",
@@ -662,7 +663,7 @@ def test_non_utf8_paths_in_reports_and_figure_titles(tmp_path):
     after report.json and its figures were already in place) and "set_text(): incompatible
     function arguments". The byte is written as \\xe9."""
     root = _latin1_folder(tmp_path, b"%d.png")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "OMP_NUM_THREADS": "1",
            "MLPLAB_DATA": str(tmp_path / "cache")}
     mlplab = [sys.executable, "-m", "mlplab"]
     res = subprocess.run([*mlplab, "data", "show", b"folder:" + root, "--val-size", "0",
@@ -680,7 +681,7 @@ def test_non_utf8_paths_in_reports_and_figure_titles(tmp_path):
 
 def _run_with_closed(fd: int, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """``mlplab ARGV`` started with file descriptor ``fd`` closed (``>&-`` or ``2>&-``)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "OMP_NUM_THREADS": "1"}
     other = {1: "stderr", 2: "stdout"}[fd]
     return subprocess.run([sys.executable, "-m", "mlplab", *argv], env=env, cwd=cwd,
                           preexec_fn=lambda: os.close(fd), timeout=120,
@@ -707,7 +708,7 @@ def test_non_utf8_names_through_the_cli(tmp_path):
     """A folder whose path is not UTF-8 works; a class folder whose name is not UTF-8 is a
     one-line error (the name becomes a label in files and reports)."""
     root = _latin1_folder(tmp_path, b"\xff%d.png")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLPLAB_DATA": str(tmp_path / "cache")}
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "MLPLAB_DATA": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "mlplab", "data", "info", "folder:" + os.fsdecode(root),
            "--val-size", "0", "--test-size", "0"]
     res = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
@@ -1207,7 +1208,7 @@ def test_a_removed_current_folder_is_said_for_the_default_out(tmp_path, command)
     gone.mkdir()
     done = subprocess.run([sys.executable, "-m", "mlplab", *command], capture_output=True,
                           text=True, timeout=120, preexec_fn=_in_a_removed_folder(gone),
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+                          env={**os.environ, "PYTHONPATH": pythonpath()})
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"mlplab {command[0]}: error: cannot ") and \
@@ -1226,7 +1227,7 @@ def test_pytorch_in_a_removed_current_folder_is_one_line_not_a_dead_process(tmp_
                            "digits", "--hidden", "8", "--epochs", "1", "--out",
                            str(tmp_path / "run")], capture_output=True, text=True, timeout=120,
                           preexec_fn=_in_a_removed_folder(gone),
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+                          env={**os.environ, "PYTHONPATH": pythonpath()})
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         "mlplab torch train: error: PyTorch cannot be loaded while the current folder is a "

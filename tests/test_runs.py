@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from repo_path import pythonpath
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
 from mlplab import MLP, TwoLayerNet, io, plots
@@ -2829,7 +2830,6 @@ def test_confusion_cells_read_against_the_colour_scale_and_no_grid_crosses_them(
         plt.close(fig)
 
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_library_leaves_the_matplotlib_backend_to_its_user(tmp_path):
@@ -2846,8 +2846,7 @@ plots.save(plots.plot_loss(np.linspace(2, 1, 60)), {str(tmp_path / "loss.png")!r
 sample_grid(load_dataset("digits"), {str(tmp_path / "grid.png")!r}, per_class=1)
 print(matplotlib.get_backend())
 """
-    env = {**os.environ, "MPLBACKEND": "svg", "PYTHONPATH": str(ROOT) + os.pathsep +
-           os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "MPLBACKEND": "svg", "PYTHONPATH": pythonpath()}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr

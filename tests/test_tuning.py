@@ -23,6 +23,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from PIL import Image
+from repo_path import pythonpath
 
 from mlplab.cli import main
 from mlplab.data import load_dataset, make_preprocessing
@@ -3996,7 +3997,7 @@ def _tune_under_a_limit(tmp_path: Path, space: str, resource_limit: int,
     (tmp_path / "space.yaml").write_text(
         f"{space}epochs: 1\nlr: {{type: float, low: 0.001, high: 0.01}}\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).parent.parent)}
+           "PYTHONPATH": pythonpath()}
     return subprocess.run([sys.executable, "-m", "mlplab", "tune", "--trials", "2",
                            "--search-space", str(tmp_path / "space.yaml"), "--out",
                            str(tmp_path / "o"), "--no-progress"], capture_output=True, text=True,
