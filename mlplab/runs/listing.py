@@ -121,9 +121,15 @@ def _study_error(folder: Path) -> OSError | None:
     return None
 
 
+def _listed(folder: Path) -> bool:
+    """Whether :func:`find_runs` lists ``folder``: a run folder, or one whose depth-study markers
+    cannot be looked at (not known to be a study or not: :func:`summarize_run` lists it as
+    unreadable with the reason, where the error ended the whole listing)."""
+    return is_run_folder(folder) or _study_error(folder) is not None
+
+
 def _walk(top: Path, studies: list[Path] | None = None) -> Iterator[Path]:
-    if is_run_folder(top) or _study_error(top) is not None:
-        # (the second: not known to be a study or not, listed as unreadable with the reason)
+    if _listed(top):
         yield top
         return  # a run folder holds no other runs
     for root, dirs, _files in os.walk(top, onerror=_not_listed):
@@ -132,17 +138,12 @@ def _walk(top: Path, studies: list[Path] | None = None) -> Iterator[Path]:
         for name in sorted(dirs):
             if name.startswith(".") or name in _SKIPPED:
                 continue
-            if is_run_folder(here / name):
+            if _listed(here / name):
                 yield here / name
                 continue
-            try:
-                study = is_depth_study(here / name)
-            except OSError:
-                # its depth.json cannot be looked at: listed, by summarize_run, as unreadable
-                # with the reason, where the error ended the whole listing
-                yield here / name
-                continue
-            if study:  # (its networks/, if any, holds model files, no runs)
+            # (_listed found its markers could be looked at; a study's networks/, if any, holds
+            # model files, no runs)
+            if is_depth_study(here / name):
                 if studies is not None and here / name not in studies:
                     studies.append(here / name)
             else:
