@@ -375,7 +375,8 @@ def test_a_run_out_of_memory_before_a_checkpoint_leaves_nothing_behind(tmp_path,
 
 def test_the_shared_folder_gone_check_says_what_went_and_what_to_do(tmp_path):
     """One message for every command's folder removed or moved meanwhile: by its marker file,
-    or with none by the folder itself; a folder still there passes."""
+    or with none by the folder itself; a folder still there passes, and a marker there that
+    cannot be looked at is said as such, not taken for gone."""
     from mlplab.runs.files import RunFolderGoneError, refuse_if_folder_gone
 
     folder = tmp_path / "out"
@@ -388,6 +389,12 @@ def test_the_shared_folder_gone_check_says_what_went_and_what_to_do(tmp_path):
         refuse_if_folder_gone(folder, "mark", "it ran", "it stopped", "do this")
     assert str(caught.value) == (f"{folder} was removed or moved while it ran (its mark is "
                                  "gone), so it stopped; do this")
+    # a marker there that cannot be looked at is not gone: the error says what is wrong
+    os.symlink("mark", folder / "mark")  # a link to itself
+    with pytest.raises(OSError) as caught_loop:
+        refuse_if_folder_gone(folder, "mark", "it ran", "it stopped", "do this")
+    assert caught_loop.value.errno == errno.ELOOP
+    (folder / "mark").unlink()
     folder.rmdir()
     with pytest.raises(RunFolderGoneError) as caught:
         refuse_if_folder_gone(folder, None, "it ran", "it stopped", "do this.")

@@ -257,8 +257,10 @@ def refuse_if_folder_gone(folder: Path, marker: str | None, running: str, outcom
     on made the folder again and filled it without its marker. One message for every command:
     "FOLDER was removed or moved while ``running`` (its MARKER is gone), so ``outcome``;
     ``advice``", e.g. ``running`` "the run trained", ``outcome`` "the run stopped without
-    writing more there", ``advice`` what to do (with its full stop, if any)."""
-    if (folder / marker).is_file() if marker is not None else folder.is_dir():
+    writing more there", ``advice`` what to do (with its full stop, if any). A marker that is
+    there but cannot be looked at (a loop of links) is not gone: its error is raised, as
+    :func:`mlplab.io.is_file` does, where pathlib's answer False said the folder was removed."""
+    if io.is_file(folder / marker) if marker is not None else folder.is_dir():
         return
     gone = f" (its {marker} is gone)" if marker is not None else ""
     raise RunFolderGoneError(f"{folder} was removed or moved while {running}{gone}, so "
