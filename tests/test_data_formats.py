@@ -1897,6 +1897,14 @@ def test_archive_size_and_folders_in_the_way(tmp_path):
         load_dataset("cifar10", data_dir=blocked, val_size=1)
     with pytest.raises(DatasetError, match="cannot look there"):
         load_dataset("cifar10", data_dir=tmp_path / ("a" * 300), val_size=1)
+    # an archive that is a loop of links is said as such, where it went "not found"
+    looped = tmp_path / "looped"
+    looped.mkdir()
+    os.symlink("cifar-10-python.tar.gz", looped / "cifar-10-python.tar.gz")
+    # (the path is shortened in the middle: its end names the archive)
+    with pytest.raises(DatasetError, match=r"python.tar.gz': cannot look there \("
+                                           + re.escape(os.strerror(errno.ELOOP))):
+        load_dataset("cifar10", data_dir=looped, val_size=1)
 
 
 @pytest.mark.parametrize("spec", ["folder:~no-such-user-mlplab/images", "mnist"])

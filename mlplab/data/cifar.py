@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlplab import io
 from mlplab._validation import setting
 from mlplab.data.base import (
     Dataset,
@@ -239,10 +240,12 @@ def extract_archive(archive: Path, dest: Path) -> Path:
 
 
 def _is_file(path: Path) -> bool:
-    """``path.is_file()``, with an error that is not "no such file" (a name too long, a folder
-    that cannot be entered) as a one-line ``DatasetError``."""
+    """:func:`mlplab.io.is_file`, with an error that is not "no such file" (a name too long, a
+    folder that cannot be entered, a loop of links) as a one-line ``DatasetError``. (Not
+    ``path.is_file()``: it answers False for a loop of links, and for every error from Python
+    3.14 on, so that the archive went "not found".)"""
     try:
-        return path.is_file()
+        return io.is_file(path)
     except OSError as exc:
         raise DatasetError(f"{short_repr(str(path))}: cannot look there ({exc.strerror or exc}); "
                            "check the path and its permissions.") from None
