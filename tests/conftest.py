@@ -98,3 +98,27 @@ def registries():
     for registry, saved in ((models.ACTIVATIONS, activations), (optim.OPTIMIZERS, optimizers)):
         registry.clear()
         registry.update(saved)
+
+
+@pytest.fixture
+def diverge_after_removing(monkeypatch):
+    """``patch(module, folder)``: ``module.fit`` (a PyTorch training's) saves its first
+    checkpoint, then ``folder`` is removed and the loss diverges, before the next checkpoint's
+    check of the folder: what a run or study that diverges after its folder went meets."""
+    import shutil
+
+    from mlplab.trainer import TrainingDivergedError
+
+    def patch(module, folder) -> None:
+        fit = module.fit
+
+        def diverging(*args, on_checkpoint=None, **kwargs):
+            def save(state):
+                on_checkpoint(state)
+                shutil.rmtree(folder)
+                raise TrainingDivergedError("the loss became nan at iteration 9 (epoch 2)")
+            return fit(*args, on_checkpoint=save, **kwargs)
+
+        monkeypatch.setattr(module, "fit", diverging)
+
+    return patch

@@ -555,27 +555,16 @@ def test_a_study_killed_after_saving_its_last_network_ends_without_a_checkpoint(
     assert not (out / "depth-checkpoint.pt").exists()
 
 
-def test_a_study_that_diverges_after_its_folder_went_does_not_make_it_again(tmp_path,
-                                                                          monkeypatch, capsys):
+def test_a_study_that_diverges_after_its_folder_went_does_not_make_it_again(
+        tmp_path, diverge_after_removing, capsys):
     """The folder removed, then the loss diverged before the next checkpoint's check: the
     record of the diverged network made the folder again, with a depth-config.json alone. The
     line said to put the folder back and resume, which would only diverge again: it names the
     network that diverged and advises a new study instead."""
-    import shutil
-
     from mlplab.runs.files import RunFolderGoneError
-    from mlplab.trainer import TrainingDivergedError
 
-    out, fit = tmp_path / "study", torch_depth.fit
-
-    def diverging(*args, on_checkpoint=None, **kwargs):
-        def save(state):
-            on_checkpoint(state)
-            shutil.rmtree(out)
-            raise TrainingDivergedError("stopped here")
-        return fit(*args, on_checkpoint=save, **kwargs)
-
-    monkeypatch.setattr(torch_depth, "fit", diverging)
+    out = tmp_path / "study"
+    diverge_after_removing(torch_depth, out)
     with pytest.raises(RunFolderGoneError, match=r"study was removed or moved while the depth "
                                                  r"study trained \(its depth-config.json is "
                                                  r"gone\), .*; the loss of its network of "

@@ -425,26 +425,15 @@ def test_a_folder_removed_while_it_trains_is_not_made_again(study, tmp_path, mon
     assert not out.exists()
 
 
-def test_a_run_that_diverges_after_its_folder_went_does_not_make_it_again(tmp_path,
-                                                                         monkeypatch, capsys):
+def test_a_run_that_diverges_after_its_folder_went_does_not_make_it_again(
+        tmp_path, diverge_after_removing, capsys):
     """The folder removed, then the loss diverged before the next checkpoint's check: the
     record of the divergence (config.json) made the folder again, holding that file alone,
     which a new run then took as a diverged run's folder."""
-    import shutil
-
     import mlplab.torch_mlp.runs as runs_module
-    from mlplab.trainer import TrainingDivergedError
 
-    out, fit = tmp_path / "out", runs_module.fit
-
-    def diverging(*args, on_checkpoint=None, **kwargs):
-        def save(state):
-            on_checkpoint(state)
-            shutil.rmtree(out)
-            raise TrainingDivergedError("the loss became nan at iteration 9 (epoch 2)")
-        return fit(*args, on_checkpoint=save, **kwargs)
-
-    monkeypatch.setattr(runs_module, "fit", diverging)
+    out = tmp_path / "out"
+    diverge_after_removing(runs_module, out)
     assert main(["torch", "train", *ARGV, "--out", str(out)]) == 1
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"mlplab torch train: error: {out} was removed or moved while the run trained (its "
