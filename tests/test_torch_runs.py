@@ -472,6 +472,24 @@ def test_a_folder_removed_while_its_figures_are_drawn_is_not_made_again(study, t
     assert not out.exists()
 
 
+def test_check_resumable_is_the_packages_and_refuses_what_resume_run_would(runs, tmp_path):
+    """check_resumable, which torch train --resume calls before its own refusals, is the
+    package's API as its siblings are (mlplab.torch_mlp.X): it refuses a missing folder and a
+    completed run with resume_run's words, and passes a stopped run."""
+    import shutil
+
+    assert "check_resumable" in tm.__all__
+    with pytest.raises(FileNotFoundError, match=r"^no run to resume in .*none: no such folder"):
+        tm.check_resumable(tmp_path / "none")
+    with pytest.raises(ValueError, match="has already completed; nothing to resume"):
+        tm.check_resumable(runs[0])
+    run = tmp_path / "stopped"
+    shutil.copytree(runs[0], run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "status": "interrupted"}))
+    tm.check_resumable(run)
+
+
 def test_a_run_stopped_before_its_first_checkpoint_is_resumed_by_torch_train(runs, tmp_path):
     """evaluate of a PyTorch run stopped before its first epoch ended (no checkpoint.pt yet)
     said `mlplab train --resume RUN finishes it`, which refuses a PyTorch run."""

@@ -348,9 +348,7 @@ def run_train(args: argparse.Namespace) -> int:
         _resume_options(args, given, tm)
         out = Path(args.resume)
         # the folder first: a mistyped RUN is said as such, not as a plugin to drop
-        from mlplab.torch_mlp.runs import check_resumable
-
-        check_resumable(out)
+        tm.check_resumable(out)
         _refuse_replaced_relu()
         with json_stdout(args.json), _resumable(out, args):
             result = tm.resume_run(out, data_dir=args.data_dir, threads=args.threads,

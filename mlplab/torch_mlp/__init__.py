@@ -30,9 +30,9 @@ One module per idea, bottom to top; their API (``__all__``) is importable here a
 * :mod:`~mlplab.torch_mlp.depth` — the depth study, its table and its figure;
 * :mod:`~mlplab.torch_mlp.files` — model and checkpoint files (``torch.load(weights_only=True)``);
 * :mod:`~mlplab.torch_mlp.convert` — NumPy <-> PyTorch weights;
-* :mod:`~mlplab.torch_mlp.runs` — :func:`train_run`, :func:`resume_run`, :func:`depth_run` and
-  :func:`resume_depth_run`, the folders of ``mlplab torch train`` and ``mlplab torch depth``
-  (each with ``--resume``).
+* :mod:`~mlplab.torch_mlp.runs` — :func:`train_run`, :func:`resume_run` (:func:`check_resumable`:
+  its refusals alone), :func:`depth_run` and :func:`resume_depth_run`, the folders of ``mlplab
+  torch train`` and ``mlplab torch depth`` (each with ``--resume``).
 
 Importing this package (or any of its modules) needs PyTorch: ``pip install 'mlplab[torch]'``.
 """
@@ -107,6 +107,7 @@ from mlplab.torch_mlp.runs import (
     DepthRunResult,
     TorchRunResult,
     check_model_options,
+    check_resumable,
     depth_run,
     describe,
     resume_depth_run,
@@ -159,6 +160,7 @@ __all__ = [
     "build_model",
     "check_batchnorm_batches",
     "check_model_options",
+    "check_resumable",
     "depth_run",
     "depth_study",
     "depth_table_csv",
