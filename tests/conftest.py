@@ -1,5 +1,6 @@
 import os
 import signal
+from pathlib import Path
 
 # plotting headless
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -122,3 +123,27 @@ def diverge_after_removing(monkeypatch):
         monkeypatch.setattr(module, "fit", diverging)
 
     return patch
+
+
+@pytest.fixture
+def ctrl_c_at_write(monkeypatch):
+    """``ctrl_c_at_write(folder, n)`` makes the ``n``-th file put into ``folder`` (each is
+    written atomically, ending in os.replace; names starting with one of ``spared``, by default
+    the checkpoint's, not counted) raise KeyboardInterrupt in place of the rename, as a second
+    Ctrl-C just before it would; it returns the names put in place before it, filled in as they
+    are written. ``monkeypatch.undo()`` ends it."""
+    def arm(folder, n, spared=("checkpoint.",)):
+        real, written = os.replace, []
+
+        def replace(src, dst, *args, **kwargs):
+            dst = Path(dst)
+            if dst.parent == Path(folder) and not dst.name.startswith(spared):
+                if len(written) + 1 == n:
+                    raise KeyboardInterrupt
+                written.append(dst.name)
+            return real(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, "replace", replace)
+        return written
+
+    return arm

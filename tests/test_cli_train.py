@@ -179,6 +179,63 @@ def test_an_error_after_a_resumes_checkpoint_says_how_to_finish_it(monkeypatch, 
     assert "Continue with" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_a_second_ctrl_c_as_a_resume_writes_its_results_says_how_to_finish_it(
+        n, monkeypatch, capsys, tmp_path, ctrl_c_at_write):
+    """A stopped run resumed to its end, and a second Ctrl-C as the n-th of its result files
+    (model.npz, history.csv, the figures, metrics.json) is written: the stop's history.csv and
+    figures stayed beside the new model.npz. Now none of the stop's results is left, the
+    command says how to finish the run, evaluate and runs say what the folder holds, and the
+    advised --resume writes the rest."""
+    import mlplab.runs.training as training
+
+    out = tmp_path / "run"
+    stopped = {"epoch": 0}
+
+    class StopAfterOne(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1 and not stopped["epoch"]:
+                stopped["epoch"] = epoch
+                os.kill(os.getpid(), signal.SIGINT)
+
+    real_trainer = training.Trainer
+    drawn = [a for a in TINY if a != "--no-plots"]
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "Trainer", lambda cfg, callbacks, **kw: real_trainer(
+            cfg, callbacks=[*callbacks, StopAfterOne()], **kw))
+        assert main(["train", *drawn, "--out", str(out)]) == 130
+    assert (out / "history.csv").is_file() and (out / "loss.png").is_file()
+    capsys.readouterr()
+    written = ctrl_c_at_write(out, n)
+    assert main(["train", "--resume", str(out), "--quiet"]) == 130
+    monkeypatch.undo()
+    assert len(written) == n - 1
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        "interrupted; the run was not saved, but its last checkpoint is kept. Continue with: "
+        f"mlplab train --resume {out}", "mlplab: interrupted"]
+    results = {"history.csv", "metrics.json", "loss.png", "accuracy.png", "confusion.png",
+               "weights.png"}
+    assert {p.name for p in out.iterdir()} & results == set(written) - {"model.npz"}
+    assert main(["runs", str(out)]) == 0
+    assert re.search(r"\bunfinished\s", capsys.readouterr().out)
+    with pytest.warns(UserWarning) as warned:
+        assert main(["evaluate", str(out)]) == 0
+    said = " ".join(str(w.message) for w in warned)
+    if n == 1:  # the stop's model, whole, with none of its results
+        assert ("its model is the one saved when it stopped after 1 epoch; the run was "
+                "resumed since and stopped again before it saved, so its checkpoint has gone "
+                "further than this model; it was stopped while it wrote its results, so it "
+                f"has no metrics.json yet; mlplab train --resume {out} finishes it.") in said
+    else:
+        assert ("it was stopped while it wrote its results, so it has no metrics.json yet: "
+                "its model is the finished one after 3 epochs; mlplab train --resume "
+                f"{out} writes them.") in said
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+    assert len(read_history(out / "history.csv")["val_acc"]) == 3
+    assert results <= {p.name for p in out.iterdir()}
+
+
 def test_evaluate_advises_the_resume_of_a_no_plots_run_with_no_plots(monkeypatch, capsys,
                                                                       tmp_path):
     """evaluate's warning for an interrupted run (once) advised `mlplab train --resume RUN`

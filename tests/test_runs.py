@@ -2268,67 +2268,74 @@ def test_evaluating_an_interrupted_run_says_whose_model_it_is(tmp_path, digits):
         evaluate_run(tmp_path / "one", data=digits)
 
 
-@pytest.mark.parametrize("writer", ["model.npz", "history.csv", "figures", "metrics.json"])
-def test_a_second_ctrl_c_while_a_resumed_run_saves_leaves_no_false_metrics(writer, tmp_path,
-                                                                           digits, monkeypatch):
-    """A run stopped (Ctrl-C after epoch 2), resumed, stopped again after epoch 3, and a second
-    Ctrl-C (out at once, unsaved) while that stop's results are written: metrics.json stayed the
-    first stop's, and evaluate warned "stopped after 2 epochs" about a model.npz of 3. Now
-    metrics.json goes before the new model is written: the run reads as unfinished, evaluate
-    names the model it has, and --resume ends it as a run never stopped."""
-    import mlplab.runs.training as rt
-    from mlplab.runs import summarize_run
+#: the files a NumPy run on digits writes as it saves its results, in order (no figures with
+#: plots=False)
+_RESULTS = ("model.npz", "history.csv", "loss.png", "accuracy.png", "confusion.png",
+            "weights.png", "metrics.json")
+_RESULTS_NO_PLOTS = ("model.npz", "history.csv", "metrics.json")
+
+
+@pytest.mark.parametrize("draw,n", [(True, n) for n in range(1, len(_RESULTS) + 1)]
+                         + [(False, n) for n in range(1, len(_RESULTS_NO_PLOTS) + 1)])
+def test_a_second_ctrl_c_at_each_write_of_a_resumed_run_leaves_one_model(draw, n, tmp_path,
+                                                                         digits, monkeypatch,
+                                                                         ctrl_c_at_write):
+    """A run stopped (Ctrl-C after epoch 2, history and figures written), resumed, stopped
+    again after epoch 3, and a second Ctrl-C (out at once, unsaved) as its n-th result file was
+    written. metrics.json stayed the first stop's, then history.csv and the figures did, beside
+    a model.npz of 3 epochs (and mlplab runs --plot drew that stale history). Now the stop's
+    results go before the new model is written: every file there is of the model in model.npz,
+    the run reads as unfinished, evaluate names the model it has, and --resume ends it as a run
+    never stopped."""
+    from mlplab.runs import RunInterruptedWarning, summarize_run
+    from mlplab.runs.files import FIGURES
+    from mlplab.runs.listing import epoch_curves
 
     whole = train_run(FAST, data=digits, plots=False)
-    run = _stopped_after_two_epochs(tmp_path / "r", digits)
+    run = tmp_path / "r"
 
-    def second_ctrl_c(real, name):
-        def write(path, *args, **kwargs):
-            if Path(path).name == name:
-                raise KeyboardInterrupt
-            return real(path, *args, **kwargs)
-        return write
+    class StopAt(Callback):
+        def __init__(self, epoch):
+            self.epoch = epoch
 
-    if writer == "model.npz":
-        monkeypatch.setattr(io, "save_model", second_ctrl_c(io.save_model, writer))
-    elif writer == "metrics.json":
-        monkeypatch.setattr(io, "write_json", second_ctrl_c(io.write_json, writer))
-    elif writer == "history.csv":
-        monkeypatch.setattr(rt, "write_history", second_ctrl_c(rt.write_history, writer))
-    else:  # (plots=False: the earlier stop's figures are removed instead of drawn)
-        monkeypatch.setattr(rt, "remove_figures", second_ctrl_c(rt.remove_figures, "r"))
-
-    class CtrlC(Callback):
         def on_epoch_end(self, trainer, epoch, logs):
-            if epoch == 3:
+            if epoch == self.epoch:
                 os.kill(os.getpid(), signal.SIGINT)
 
+    with pytest.warns(RunInterruptedWarning):
+        train_run(FAST, out=run, data=digits, callbacks=[StopAt(2)])
+    assert {"history.csv", "loss.png", "metrics.json"} <= {p.name for p in run.iterdir()}
+    written = ctrl_c_at_write(run, n)
     with pytest.raises(KeyboardInterrupt):
-        resume_run(run, data=digits, plots=False, callbacks=[CtrlC()])
+        resume_run(run, data=digits, plots=draw, callbacks=[StopAt(3)])
     monkeypatch.undo()
-    assert not (run / "metrics.json").exists()
-    # the model file is the first stop's only if the Ctrl-C came before it was replaced
-    saved = 2 if writer == "model.npz" else 3
-    loaded, state, _ = load_checkpoint(run / "checkpoint.npz")
-    assert state["epoch"] == 3
-    model = io.load_model(run / "model.npz")
-    assert model.extra["metrics"]["epochs"] == saved
-    if saved == 3:  # the stop's own weights
-        assert all(np.array_equal(model.model.params[k], loaded.model.params[k])
-                   for k in loaded.model.params)
+    order = _RESULTS if draw else _RESULTS_NO_PLOTS
+    assert written == list(order[:n - 1])  # stopped at the file meant
+    # every result file there was written with the model.npz beside it: the stop's went first
+    results = {"history.csv", "metrics.json", *FIGURES}
+    assert {p.name for p in run.iterdir()} & results == set(written) - {"model.npz"}
+    saved = 3 if "model.npz" in written else 2
+    assert io.load_model(run / "model.npz").extra["metrics"]["epochs"] == saved
+    if (run / "history.csv").exists():
+        assert len(read_history(run / "history.csv")["val_acc"]) == saved
+    assert load_checkpoint(run / "checkpoint.npz")[1]["epoch"] == 3
+    # listed and plotted as the checkpoint's 3 epochs (or the new history.csv's)
     record = summarize_run(run)
     assert (record["status"], record["epochs"]) == ("unfinished", 3)
-    with pytest.warns(UserWarning, match=re.escape(
-            f"{run} was interrupted: its model is the one saved when it stopped after {saved} "
-            "epochs")) as said:
+    assert len(epoch_curves(run)["val_acc"]) == 3
+    further = "; the run was resumed since and stopped again before it saved, so its " \
+        "checkpoint has gone further than this model" if saved == 2 else ""
+    with pytest.warns(UserWarning) as said:
         evaluate_run(run, data=digits)
-    assert str(said[0].message).endswith(
-        f"it was stopped while it wrote its results, so it has no metrics.json yet; "
-        f"resume_run({str(run)!r}, plots=False) finishes it.")
-    done = resume_run(run, data=digits, plots=False)
+    assert [str(w.message) for w in said] == [
+        f"{run} was interrupted: its model is the one saved when it stopped after {saved} "
+        f"epochs{further}; it was stopped while it wrote its results, so it has no metrics.json "
+        f"yet; resume_run({str(run)!r}) finishes it."]
+    done = resume_run(run, data=digits, plots=draw)
     assert done.metrics["status"] == "completed" and done.history.loss == whole.history.loss
     assert json.loads((run / "metrics.json").read_text())["val_accuracy"] == \
         whole.metrics["val_accuracy"]
+    assert (run / "loss.png").exists() == draw
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # finished: nothing to say
         evaluate_run(run, data=digits)

@@ -44,14 +44,16 @@ def _crash_after(monkeypatch, epochs_done, error=RuntimeError):
     monkeypatch.setattr(torch_runs, "fit", crashing)
 
 
-def _same_as(run, whole):
-    """The files of ``run`` are those of the uninterrupted run, but for the times."""
+def _same_as(run, whole, drawn=False):
+    """The files of ``run`` are those of the uninterrupted run, but for the times (and, with
+    ``drawn``, for config.json's record of figures drawn where the other drew none)."""
     read = lambda path: json.loads(path.read_text())  # noqa: E731
     drop = ("seconds", "environment")
     metrics = {k: v for k, v in read(run / "metrics.json").items() if k not in drop}
     assert metrics == {k: v for k, v in read(whole / "metrics.json").items() if k not in drop}
     assert (run / "history.csv").read_text() == (whole / "history.csv").read_text()
-    assert read(run / "config.json") == read(whole / "config.json")
+    assert read(run / "config.json") == {**read(whole / "config.json"),
+                                         **({"no_plots": False} if drawn else {})}
     ours, theirs = (torch.load(d / "model.pt", weights_only=True)["state_dict"]
                     for d in (run, whole))
     assert ours.keys() == theirs.keys()
@@ -141,58 +143,70 @@ def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(uninterrupted, tmp_p
     _same_as(out, uninterrupted.out)
 
 
-@pytest.mark.parametrize("writer", ["model.pt", "model.npz", "history.csv", "metrics.json"])
-def test_a_second_ctrl_c_while_a_resumed_run_saves_leaves_no_false_metrics(
-        writer, uninterrupted, tmp_path, monkeypatch, capsys):
-    """A run stopped by Ctrl-C after epoch 2, resumed, stopped again after epoch 3, and a
-    second Ctrl-C (out at once, unsaved) while that stop's files are written: between the two
-    model files it left model.pt of epoch 3 beside model.npz and metrics.json of epoch 2. Now
-    metrics.json goes first: the run reads as unfinished, evaluate names the epochs of the
-    model.npz it evaluates, and --resume ends it as a run never stopped."""
+#: what a PyTorch run on digits writes as it saves its results, in order (no figures with
+#: plots=False)
+_RESULTS = ("model.npz", "model.pt", "history.csv", "loss.png", "accuracy.png", "confusion.png",
+            "weights.png", "metrics.json")
+_RESULTS_NO_PLOTS = ("model.npz", "model.pt", "history.csv", "metrics.json")
+
+
+@pytest.mark.parametrize("draw,n", [(False, n) for n in range(1, len(_RESULTS_NO_PLOTS) + 1)]
+                         + [(True, 4), (True, len(_RESULTS))])
+def test_a_second_ctrl_c_at_each_write_of_a_resumed_run_leaves_one_model(
+        draw, n, uninterrupted, tmp_path, monkeypatch, capsys, ctrl_c_at_write):
+    """A run stopped by Ctrl-C after epoch 2 (history and figures written), resumed, stopped
+    again after epoch 3, and a second Ctrl-C (out at once, unsaved) as its n-th result file
+    was written: between the two model files it left model.pt of epoch 3 beside model.npz and
+    metrics.json of epoch 2, and the stop's history.csv and figures stayed beside either. Now
+    the stop's results (model.pt among them) go first and model.npz, which records its own
+    metrics, is written before model.pt: every file there is of the model in model.npz, the run
+    reads as unfinished, evaluate names the epochs of that model, and --resume ends it as a run
+    never stopped."""
     from mlplab import io
-    from mlplab.runs import evaluate_run, summarize_run
+    from mlplab.runs import evaluate_run, read_history, summarize_run
+    from mlplab.runs.files import FIGURES
+    from mlplab.runs.listing import epoch_curves
 
     out = tmp_path / "run"
     _crash_after(monkeypatch, 2, error=KeyboardInterrupt)  # (a stop at the epoch's end)
     with pytest.warns(tm.RunInterruptedWarning):
-        assert tm.train_run("digits", out=out, **SETTINGS).interrupted
+        assert tm.train_run("digits", out=out, **{**SETTINGS, "plots": True}).interrupted
     monkeypatch.undo()
-
-    def second_ctrl_c(real, name):
-        def write(path, *args, **kwargs):
-            if os.path.basename(path) == name:
-                raise KeyboardInterrupt
-            return real(path, *args, **kwargs)
-        return write
-
-    import mlplab.runs
-
-    where = {"model.pt": (torch_runs, "save_torch_model"), "model.npz": (io, "save_model"),
-             "history.csv": (mlplab.runs, "write_history"), "metrics.json": (io, "write_json")}
-    module, name = where[writer]
-    monkeypatch.setattr(module, name, second_ctrl_c(getattr(module, name), writer))
+    assert {"history.csv", "loss.png", "model.pt"} <= {p.name for p in out.iterdir()}
+    written = ctrl_c_at_write(out, n)
     _crash_after(monkeypatch, 3, error=KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
-        tm.resume_run(out, plots=False)
+        tm.resume_run(out, plots=draw)
     monkeypatch.undo()
-    assert not (out / "metrics.json").exists()
-    saved = 2 if writer in ("model.pt", "model.npz") else 3  # model.npz: the stop's, if written
+    assert written == list((_RESULTS if draw else _RESULTS_NO_PLOTS)[:n - 1])
+    # every result file there was written with the model.npz beside it: the stop's went first
+    results = {"model.pt", "history.csv", "metrics.json", *FIGURES}
+    assert {p.name for p in out.iterdir()} & results == set(written) - {"model.npz"}
+    saved = 3 if "model.npz" in written else 2  # model.npz: the stop's, if not yet replaced
     assert io.load_model(out / "model.npz").extra["metrics"]["epochs"] == saved
+    if (out / "model.pt").exists():
+        ours = tm.to_numpy(tm.load_torch_model(out / "model.pt")[0]).params
+        theirs = io.load_model(out / "model.npz").model.params
+        assert all(np.array_equal(ours[k], theirs[k]) for k in theirs)
+    if (out / "history.csv").exists():
+        assert len(read_history(out / "history.csv")["val_acc"]) == saved
     assert tm.load_torch_checkpoint(out / "checkpoint.pt")[0]["epoch"] == 3
     record = summarize_run(out)
     assert (record["status"], record["epochs"]) == ("unfinished", 3)
-    with pytest.warns(UserWarning, match=re.escape(
-            f"{out} was interrupted: its model is the one saved when it stopped after {saved} "
-            "epochs")) as said:
+    assert len(epoch_curves(out)["val_acc"]) == 3
+    further = "; the run was resumed since and stopped again before it saved, so its " \
+        "checkpoint has gone further than this model" if saved == 2 else ""
+    with pytest.warns(UserWarning) as said:
         evaluate_run(out)
-    assert str(said[0].message).endswith(
-        "it was stopped while it wrote its results, so it has no metrics.json yet; "
-        f"mlplab.torch_mlp.resume_run({str(out)!r}, plots=False) finishes it.")
+    assert [str(w.message) for w in said] == [
+        f"{out} was interrupted: its model is the one saved when it stopped after {saved} "
+        f"epochs{further}; it was stopped while it wrote its results, so it has no metrics.json "
+        f"yet; mlplab.torch_mlp.resume_run({str(out)!r}) finishes it."]
     # a new run may not take the folder over
     assert main(["torch", "train", "--out", str(out), "--no-progress"]) == 1
     assert f"continue it with mlplab torch train --resume {out}" in capsys.readouterr().err
     assert tm.resume_run(out, plots=False).metrics["status"] == "completed"
-    _same_as(out, uninterrupted.out)
+    _same_as(out, uninterrupted.out, drawn=True)
 
 
 def test_a_run_stopped_while_saving_before_its_first_checkpoint_is_offered_to_resume(

@@ -89,6 +89,17 @@ def remove_figures(run_dir: str | os.PathLike) -> None:
         (Path(run_dir) / name).unlink(missing_ok=True)
 
 
+def remove_results(run_dir: str | os.PathLike, also: Sequence[str] = ()) -> None:
+    """Delete what an earlier save of the run in ``run_dir`` derived from its model (a resumed
+    run's stop's): ``metrics.json`` first (its presence marks results written whole), then
+    ``history.csv``, the figures and the files ``also`` names. Called before the new model is
+    written, so that a second Ctrl-C among the writes (which stops at once, unsaved) leaves no
+    file that describes another model than the one in ``model.npz``: the stop's history and
+    figures had stayed beside a newer model until ``--resume``."""
+    for name in (METRICS_FILE, HISTORY_FILE, *FIGURES, *also):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
 #: names of the files in a run folder; an atomic write leaves ``.<name>.<random>`` if killed
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, METRICS_FILE, *FIGURES,
              "model.pt", TORCH_CHECKPOINT_FILE)

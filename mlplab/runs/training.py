@@ -62,9 +62,9 @@ from mlplab.runs.files import (
     read_metrics,
     recorded_plots,
     refuse_if_nothing_saved,
-    remove_figures,
     remove_made_folders,
     remove_partial_writes,
+    remove_results,
     resume_command,
     resume_setting,
     run_folder_advice,
@@ -764,11 +764,12 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
         # before each write: the folder may go while the metrics are measured and the figures
         # drawn (seconds), and each write would make it again
         check_run_folder(out_dir)
-        # a resumed run's metrics.json is its earlier stop's: gone before the new model is
-        # written, so that a second Ctrl-C during these writes (which stops at once, unsaved)
-        # leaves a run that reads as unfinished, resumed from its checkpoint, not one whose
-        # metrics.json describes an older model than model.npz
-        (out_dir / METRICS_FILE).unlink(missing_ok=True)
+        # a resumed run's metrics.json, history and figures are its earlier stop's: gone before
+        # the new model is written, so that a second Ctrl-C during these writes (which stops at
+        # once, unsaved) leaves a run that reads as unfinished, resumed from its checkpoint,
+        # with no file that describes another model than model.npz (which records its own
+        # metrics, so evaluate can say which model it is)
+        remove_results(out_dir)
         in_model = {k: v for k, v in metrics.items()  # extra has these
                     if k not in ("environment", "earlier_environments")}
         io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": in_model})
@@ -777,8 +778,6 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
         write_history(out_dir / HISTORY_FILE, history, per_epoch)
         if plots:
             write_plots(out_dir, result, ds, X_val, per_epoch, marker=CONFIG_FILE)
-        else:  # a resumed run's figures from when it was stopped would not show these results
-            remove_figures(out_dir)
         check_run_folder(out_dir)
         io.write_json(out_dir / METRICS_FILE, metrics)  # last: its presence marks a finished write
     return result

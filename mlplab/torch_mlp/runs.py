@@ -62,8 +62,8 @@ from mlplab.runs.files import (
     refuse_broken_links,
     refuse_if_nothing_saved,
     refuse_other_output,
-    remove_figures,
     remove_partial_writes,
+    remove_results,
     resume_setting,
     save_into_run,
 )
@@ -634,9 +634,7 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
         (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
         # and the files of an earlier Ctrl-C's stop (metrics.json first, the mark of results),
         # which kept the folder from being taken by the new run that this error offers
-        for name in (METRICS_FILE, TORCH_MODEL_FILE, NUMPY_MODEL_FILE, HISTORY_FILE):
-            (out_dir / name).unlink(missing_ok=True)
-        remove_figures(out_dir)
+        remove_results(out_dir, also=(TORCH_MODEL_FILE, NUMPY_MODEL_FILE))
         io.write_json(out_dir / TORCH_CONFIG_FILE, {**config, "diverged": {"error": str(exc)}})
         raise TrainingDivergedError(f"{exc} Resuming this run would repeat it; start a new run "
                                     f"with other settings, with the same "
@@ -1127,8 +1125,8 @@ def _metrics(model: MultiLayerPerceptron, history: History, ds: Dataset, pre: Pi
 
 def _write_run(out: Path, result: TorchRunResult, ds: Dataset, X_val: np.ndarray | None,
                per_epoch: int, plots: bool) -> None:
-    """The run folder's files after training: a resumed run's earlier ``metrics.json`` first
-    removed, the new one written last."""
+    """The run folder's files after training: a resumed run's earlier results first removed
+    (``metrics.json`` first), the new ``metrics.json`` written last."""
     from mlplab.runs import write_history
 
     model, metrics = result.model, result.metrics
@@ -1136,22 +1134,21 @@ def _write_run(out: Path, result: TorchRunResult, ds: Dataset, X_val: np.ndarray
              "image_shape": list(ds.image_shape), "framework": "pytorch"}
     # before each write: each would make the folder again, had it gone meanwhile
     check_run_folder(out, TORCH_CONFIG_FILE)
-    # a resumed run's metrics.json is its earlier stop's: gone first, so that a second Ctrl-C
+    # a resumed run's results are its earlier stop's: gone first, so that a second Ctrl-C
     # during these writes (which stops at once, unsaved) leaves a run that reads as unfinished
-    # (resumed from its checkpoint), whatever pair of model files it caught half replaced
-    (out / METRICS_FILE).unlink(missing_ok=True)
-    save_torch_model(out / TORCH_MODEL_FILE, model, extra)
-    # the same weights as an mlplab.MLP, with the preprocessing, for the NumPy side of mlplab;
-    # after model.pt, and it carries the metrics: when it holds the new epoch, model.pt does too
-    check_run_folder(out, TORCH_CONFIG_FILE)
+    # (resumed from its checkpoint) with no file that describes another model than model.npz;
+    # model.pt too, which is written after model.npz (the file evaluate reads, which records its
+    # own metrics and so stays until it is replaced): where model.pt is, it is model.npz's model
+    remove_results(out, also=(TORCH_MODEL_FILE,))
+    # the same weights as an mlplab.MLP, with the preprocessing, for the NumPy side of mlplab
     io.save_model(out / NUMPY_MODEL_FILE, to_numpy(model), result.preprocessing,
                   {**extra, "metrics": metrics})
+    check_run_folder(out, TORCH_CONFIG_FILE)
+    save_torch_model(out / TORCH_MODEL_FILE, model, extra)
     check_run_folder(out, TORCH_CONFIG_FILE)
     write_history(out / HISTORY_FILE, result.history, per_epoch)
     if plots:
         _train_plots(out, model, result.history, ds, X_val, per_epoch)
-    else:  # a resumed run's figures from when it was stopped would not show these results
-        remove_figures(out)
     check_run_folder(out, TORCH_CONFIG_FILE)
     io.write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
 
