@@ -2720,13 +2720,15 @@ def test_cli_ctrl_c_says_how_to_continue(tmp_path, capsys, monkeypatch):
     assert "2 complete, 0 pruned, 1 failed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("storage", ["default", "elsewhere"])
+@pytest.mark.parametrize("storage", ["default", "inside", "journal inside", "elsewhere"])
 def test_cli_ctrl_c_after_the_out_folder_went_does_not_say_the_trials_are_kept(
         storage, tmp_path, capsys, monkeypatch):
     """The --out folder removed while the trials ran, then Ctrl-C: the command said "the
     finished trials are kept in the study: run the same command again to continue it", but the
-    study's study.db had gone with the folder, and the same command started a new study. A
-    study stored elsewhere is kept, and the usual line stays true."""
+    study's study.db had gone with the folder, and the same command started a new study; and
+    so, still, for a --storage file kept inside the folder (sqlite:///OUT/db/mine.db, or a
+    journal there), which went with it too. A study stored elsewhere is kept, and the usual
+    line stays true."""
     import mlplab.tuning as tuning
 
     out, real = tmp_path / "o", tuning.run_search
@@ -2741,16 +2743,22 @@ def test_cli_ctrl_c_after_the_out_folder_went_does_not_say_the_trials_are_kept(
     space.write_text("hidden_size: [8, 16]\nepochs: 1\nbatch_size: 64\n")
     argv = ["tune", "--trials", "1", "--search-space", str(space), "--out", str(out),
             "--no-progress"]
+    study_file = {"default": "study.db", "inside": os.path.join("db", "mine.db"),
+                  "journal inside": "mine.log"}.get(storage)
     if storage == "elsewhere":
         argv += ["--storage", str(tmp_path / "elsewhere.db")]
+    elif storage == "inside":
+        argv += ["--storage", f"sqlite:///{out / study_file}"]
+    elif storage == "journal inside":
+        argv += ["--storage", f"journal:{out / study_file}"]
     assert main(argv) == 130
     said = capsys.readouterr().err.splitlines()[-2:]
-    if storage == "default":
+    if study_file is not None:
         assert said[0] == (
-            f"interrupted; {out} was removed or moved while the search ran, and its study.db, "
-            "which holds the finished trials, with it: if it was moved, put it back and run the "
-            "same command again to continue the study; if removed, the same command starts it "
-            "anew")
+            f"interrupted; {out} was removed or moved while the search ran, and its "
+            f"{study_file}, which holds the finished trials, with it: if it was moved, put it "
+            "back and run the same command again to continue the study; if removed, the same "
+            "command starts it anew")
     else:
         assert said[0].startswith("interrupted; the finished trials are kept in the study")
     assert said[1] == "mlplab: interrupted"

@@ -186,10 +186,11 @@ def run_tune(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the study keeps every finished trial
         gone = study_gone(exc)
         if gone is not None:  # unless it went with the --out folder
-            print(f"interrupted; {gone} was removed or moved while the search ran, and its "
-                  "study.db, which holds the finished trials, with it: if it was moved, put it "
-                  "back and run the same command again to continue the study; if removed, the "
-                  "same command starts it anew", file=sys.stderr)
+            folder, study_file = gone
+            print(f"interrupted; {folder} was removed or moved while the search ran, and its "
+                  f"{study_file}, which holds the finished trials, with it: if it was moved, put "
+                  "it back and run the same command again to continue the study; if removed, "
+                  "the same command starts it anew", file=sys.stderr)
         else:
             print("interrupted; the finished trials are kept in the study: run the same command "
                   "again to continue it up to --trials", file=sys.stderr)

@@ -102,6 +102,7 @@ from mlplab.tuning.storage import (
     released_on_ctrl_c,
     sqlalchemy_url,
     storage_failures_said,
+    storage_file,
     storage_spec,
 )
 from mlplab.tuning.study import (
@@ -333,6 +334,9 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
 
         refuse_other_output(out_dir, skip=("tuning",), purpose="study")
     spec = storage_spec(storage, out_dir, heartbeat, grace)
+    # the study's file where it lies in the output folder (study.db, or a --storage there): a
+    # folder removed meanwhile takes the finished trials with it (study_gone)
+    in_out = _file_within(storage_file(spec), out_dir)
     local_only = storage is None and workers == 1
     # the grid's points are numbered in an order its seed shuffles, and the study records those
     # numbers: every process of a grid study (a resumed one, a worker, another machine) must
@@ -475,9 +479,9 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         result.wall_seconds = round(time.perf_counter() - start, 2)
         return result
     except KeyboardInterrupt as exc:
-        if storage is None and not (out_dir / "study.db").is_file():
+        if in_out is not None and not (out_dir / in_out).is_file():
             # the study went with the folder: its finished trials are not kept (study_gone)
-            setattr(exc, _STUDY_GONE, out_dir)
+            setattr(exc, _STUDY_GONE, (out_dir, in_out))
         raise
     finally:
         searching_here.close()
@@ -858,13 +862,26 @@ def _check_out_kept(out_dir: Path, marker: str | None) -> None:
 _STUDY_GONE = "mlplab_study_gone"
 
 
-def study_gone(interrupt: BaseException) -> Path | None:
-    """The output folder that was removed or moved, and the study's ``study.db`` (the default
-    storage) with it, before :func:`tune` was stopped by ``interrupt`` (its KeyboardInterrupt);
-    None where the study is still there. ``mlplab tune`` then says that the finished trials are
-    not kept, rather than that the same command continues them: it would start anew."""
+def study_gone(interrupt: BaseException) -> tuple[Path, Path] | None:
+    """The output folder that was removed or moved before :func:`tune` was stopped by
+    ``interrupt`` (its KeyboardInterrupt), and the study's file that went with it, as a path
+    within the folder (``study.db``, the default storage, or a ``--storage`` file kept there);
+    None where the study is still there, or kept elsewhere. ``mlplab tune`` then says that the
+    finished trials are not kept, rather than that the same command continues them: it would
+    start anew."""
     gone = getattr(interrupt, _STUDY_GONE, None)
-    return gone if isinstance(gone, Path) else None
+    return gone if isinstance(gone, tuple) else None
+
+
+def _file_within(file: Path | None, folder: Path) -> Path | None:
+    """``file``'s path within ``folder`` (both as the links lead now), None if it lies
+    elsewhere or there is none."""
+    if file is None:
+        return None
+    try:
+        return file.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):  # (OSError: a loop of links, which the study's open says)
+        return None
 
 
 def _write_summary(result: TuneResult, start: float) -> None:

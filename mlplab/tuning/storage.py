@@ -586,6 +586,15 @@ def storage_spec(storage: str | os.PathLike | None, out: Path, heartbeat: int | 
                      "postgresql://user@host/db), journal:PATH, or a file ending in .db or .log.")
 
 
+def storage_file(spec: StorageSpec) -> Path | None:
+    """The file that holds the study of ``spec`` (a SQLite database or a journal), None for a
+    database server's or a ``file:`` URI's."""
+    if spec.url.startswith("journal:"):
+        return Path(spec.url[len("journal:"):])
+    database = _sqlite_database(spec.url)
+    return None if database is None else Path(database).expanduser()
+
+
 def _absolute_sqlite(url: str, database: str) -> str:
     """The SQLite ``url`` of the file ``database`` with its path made absolute, as a ``.db``
     path is: the URL is recorded (summary.json, the printed commands), and a relative one named
