@@ -226,6 +226,32 @@ def test_help_lists_what_the_plugin_registers(plugin, capsys):
     assert "--plugin MODULE" in out and "MLPLAB_PLUGINS" in out
 
 
+def test_a_plugins_preset_is_a_choice_of_train(tmp_path, monkeypatch, capsys):
+    """--plugin's help promises that the presets a plugin registers become --preset choices."""
+    from mlplab import presets
+
+    monkeypatch.setattr(presets, "PRESETS", dict(presets.PRESETS))
+    monkeypatch.setattr(sys, "path", [*sys.path])
+    monkeypatch.delenv("MLPLAB_PLUGINS", raising=False)
+    path = tmp_path / "my_presets.py"
+    path.write_text("from mlplab.presets import register_preset\n"
+                    "register_preset('tiny-plugin', {'hidden': [12], 'epochs': 1, "
+                    "'description': 'a preset from a plugin'})\n")
+    monkeypatch.setattr(sys, "modules", {**sys.modules})  # the plugin module is forgotten after
+    with pytest.raises(SystemExit):
+        main(["--plugin", str(path), "train", "--help"])
+    out = capsys.readouterr().out
+    assert "tiny-plugin: a preset from a plugin" in out, out
+    run = tmp_path / "run"
+    assert main(["--plugin", str(path), "train", "--preset", "tiny-plugin", "--quiet",
+                 "--no-plots", "--out", str(run)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["preset"] == "tiny-plugin" and config["hidden"] == [12], config
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "its presets choices of --preset" in " ".join(capsys.readouterr().out.split())
+
+
 def test_gradcheck_checks_a_plugins_activation(plugin, capsys):
     assert main(["--plugin", str(plugin), "gradcheck", "--activation", "elu", "--hidden", "6",
                  "--json"]) == 0

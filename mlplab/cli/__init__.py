@@ -373,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plugin", metavar="MODULE", action="append", default=[],
                         help="import MODULE first, a module name or a .py file (repeatable): "
                              "the activations and optimisers it registers become choices of "
-                             "the commands and load from run folders and model files. "
+                             "the commands and load from run folders and model files, and "
+                             "its presets choices of --preset. "
                              "MLPLAB_PLUGINS=MODULE[,MODULE...] does the same for every "
                              "command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
