@@ -53,8 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--trials", type=positive_int, required=True, metavar="N",
                    help="the study's total number of finished (complete or pruned) trials")
     g.add_argument("--timeout", type=positive_seconds, metavar="S", default=None,
-                   help="stop starting new trials after S seconds of searching (per worker; "
-                        "a wait for a trial a killed worker left unnamed counts)")
+                   help="stop starting new trials after S seconds of searching, counted by each "
+                        "worker from when its data is loaded (time spent waiting for a trial "
+                        "that a killed worker left behind counts too)")
     g.add_argument("--search-space", metavar="FILE.yaml|NAME", default=None, type=user_path_arg,
                    help="a YAML search space (docs/tuning.md of the mlplab source) or a "
                         f"built-in one: {', '.join(BUILTIN_SPACES)} (default: exercise: hidden "
