@@ -628,7 +628,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hidden", nargs="+", default=["500"], type=_hidden_arg,
                    help="one network per value; a value lists its hidden sizes joined by "
                         "commas (500, or 1000,500 for two hidden layers). Default: 500")
-    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--epochs", type=positive_int, default=3,
+                   help="epochs each engine trains per round (default 3)")
     p.add_argument("--repeats", type=positive_int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--engines", default=DEFAULT_ENGINES,
                    help=f"comma-separated, from {', '.join(ENGINES)} (sklearn64: scikit-learn "
@@ -641,10 +642,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="CIFAR-10 training images, one sub-folder per class")
     p.add_argument("--n-train", type=positive_int, default=49000,
                    help="training rows (default 49000, the exercise's training split)")
-    p.add_argument("--batch-size", type=positive_int, default=200)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=positive_int, default=200,
+                   help="minibatch size of every engine (default 200)")
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="learning rate of every engine's momentum SGD (default 1e-3)")
     p.add_argument("--reg", type=float, default=1e-4, help="mlplab's L2 strength (default 1e-4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the data, the initial weights and the sample order (default 0)")
     p.add_argument("--max-load", type=float, metavar="LOAD",
                    help="before each round, wait until the 1-minute load average is at most "
                         "LOAD (for shared machines; the loads are reported)")
