@@ -214,6 +214,8 @@ def test_a_validation_folder_beside_train_is_the_validation_split(tmp_path, val_
     # a size of the whole folder takes it whole: not "6 of the 6 images"
     assert load_dataset(f"folder:{root}", val_size=6).notes[-1] == (
         "validation split: the 6 images of the validation folder")
+    # and a size of 0 none of it: not "0 of the 6 images"
+    assert load_dataset(f"folder:{root}", val_size=0).notes[-1] == "validation split: none"
     # without test/, the test split is still held out of train/, and val/ stays whole
     (root / "test").rename(tmp_path / "moved")
     held = load_dataset(f"folder:{root}", test_size=2)

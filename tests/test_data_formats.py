@@ -587,6 +587,24 @@ def test_mnist_idx(tmp_path, gz):
     ds.X_train[0, 0, 0, 0] = 1  # arrays are ordinary writable arrays
 
 
+def test_an_empty_split_is_noted_as_none(tmp_path):
+    """A split of no image was noted as drawn ('validation split: the last 0 training images',
+    '0 images (stratified, seed 0)'), as mlplab data info printed it for --val-size 0, the
+    Fashion-MNIST presets' split."""
+    write_idx_set(tmp_path / "mnist")
+    ds = load_dataset("mnist", data_dir=tmp_path, val_size=0, test_size=0)
+    assert (len(ds.y_val), len(ds.y_test)) == (0, 0)
+    assert ds.notes == ["validation split: none", "test split: none"]
+    one = load_dataset("mnist", data_dir=tmp_path, val_size=1, test_size=1)
+    assert one.notes == ["validation split: the last 1 training image",
+                         "test split: the first 1 test image"]
+    digits = load_dataset("digits", val_size=0, test_size=0)
+    assert (len(digits.y_val), len(digits.y_test)) == (0, 0)
+    assert digits.notes == ["test split: none", "validation split: none"]
+    # a fraction that rounds to no image is none too
+    assert load_dataset("digits", val_size=1e-4).notes[-1] == "validation split: none"
+
+
 def test_a_data_dir_lacking_some_idx_files_is_named(tmp_path, monkeypatch):
     """A data_dir with three of MNIST's four files was passed over without a word, and the
     copy in the default data root read instead; and a "not found" did not say which file a

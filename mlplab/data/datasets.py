@@ -141,7 +141,8 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
         if not len(y):
             raise SplitSizeError("test_size", f" {_as_given(test_size, n_test)} leaves no "
                                               f"training images (only {n} available).")
-        notes.append(f"test split: {counted(n_test, 'image')} held out of the training images "
+        notes.append(_empty_split_note("test") if not n_test else
+                     f"test split: {counted(n_test, 'image')} held out of the training images "
                      f"(stratified, seed {seed})")
     else:
         X_test, y_test = test
@@ -157,7 +158,8 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
         else:
             n_val = resolve_size(val_size, len(y_val), len(y_val), "val_size")
             _, hold = stratified_split(y_val, n_val, None if seed is None else seed + 1)
-            notes.append(f"validation split: the {counted(n_val, 'image')} of the validation "
+            notes.append(_empty_split_note("validation") if not n_val else
+                         f"validation split: the {counted(n_val, 'image')} of the validation "
                          "folder" if n_val == len(y_val) else
                          f"validation split: {n_val} of the {len(y_val)} images of the "
                          f"validation folder (stratified, seed {seed})")
@@ -179,7 +181,8 @@ def _holdout_splits(name: str, classes: list[str], X: np.ndarray, y: np.ndarray,
                                          "split).")
     # a different stream from the test split's, still a pure function of the seed
     keep, hold = stratified_split(y, n_val, None if seed is None else seed + 1)
-    notes.append(f"validation split: {counted(n_val, 'image')} (stratified, seed {seed})")
+    notes.append(_empty_split_note("validation") if not n_val else
+                 f"validation split: {counted(n_val, 'image')} (stratified, seed {seed})")
     X_keep, X_hold = (X[keep], X[hold]) if rows is None else (X[rows[keep]], X[rows[hold]])
     return Dataset(name, classes, X_keep, y[keep], X_hold, y[hold], X_test, y_test,
                    source=source, notes=notes)
@@ -320,6 +323,12 @@ def _record_load_options(ds: Dataset, data_dir: str | os.PathLike | None,
     return ds
 
 
+def _empty_split_note(split: str) -> str:
+    """The note of a split of no image (a size of 0, or a fraction that rounds to 0): 'the
+    last 0 training images' or '0 images (stratified, seed 0)' read as a split drawn."""
+    return f"{split} split: none"
+
+
 def _fixed_splits(ds: Dataset, val_size: int | float | None, test_size: int | float | None,
                   default_val: int) -> Dataset:
     """The exercise's order-preserving split of an official train/test release.
@@ -335,9 +344,11 @@ def _fixed_splits(ds: Dataset, val_size: int | float | None, test_size: int | fl
                                          f"training images, leaves none of the "
                                          f"{len(ds.y_train)} for training; pass a smaller one.")
     ds.X_train, ds.y_train, ds.X_val, ds.y_val = tail_split(ds.X_train, ds.y_train, n_val)
-    ds.notes.append(f"validation split: the last {counted(n_val, 'training image')}")
+    ds.notes.append(_empty_split_note("validation") if not n_val else
+                    f"validation split: the last {counted(n_val, 'training image')}")
     if test_size is not None:
         n_test = resolve_size(test_size, len(ds.y_test), len(ds.y_test), "test_size")
         ds.X_test, ds.y_test = ds.X_test[:n_test], ds.y_test[:n_test]
-        ds.notes.append(f"test split: the first {n_test} test images")
+        ds.notes.append(_empty_split_note("test") if not n_test else
+                        f"test split: the first {counted(n_test, 'test image')}")
     return ds
