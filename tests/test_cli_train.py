@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +178,81 @@ def test_an_error_after_a_resumes_checkpoint_says_how_to_finish_it(monkeypatch, 
     _fail_once(monkeypatch, training, "write_history", TrainingDivergedError("loss is nan."))
     assert main(["train", *TINY, "--out", str(diverged)]) == 1
     assert "Continue with" not in capsys.readouterr().err
+
+
+def test_a_stopped_run_that_diverges_once_resumed_keeps_only_its_checkpoint(monkeypatch,
+                                                                            capsys, tmp_path):
+    """Stopped by Ctrl-C (model.npz, history.csv, figures, metrics.json "interrupted"), then
+    resumed into a NaN: the stop's files stayed, metrics.json still said "interrupted", and so
+    the run was listed "unfinished" and drawn with the stop's history, evaluate and predict used
+    the stop's model as the run's, --resume trained it into the same NaN, and a new run with its
+    --out was sent to that --resume. Now the folder holds config.json, the checkpoint of the
+    last good epoch and metrics.json "diverged", and every command says so."""
+    import mlplab.plots
+    import mlplab.runs.training as training
+
+    out = tmp_path / "run"
+    when = {"stop": 1, "blow": None}
+
+    class StopThenBlow(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == when["stop"]:
+                when["stop"] = None
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: saved, status interrupted
+            if epoch == when["blow"]:
+                for p in trainer.model.params.values():  # after the epoch's checkpoint
+                    p *= 1e30
+
+    real_trainer = training.Trainer
+    monkeypatch.setattr(training, "Trainer", lambda cfg, callbacks, **kw: real_trainer(
+        cfg, callbacks=[*callbacks, StopThenBlow()], **kw))
+    args = ["--dataset", "digits", "--hidden", "32", "--epochs", "3", "--quiet"]
+    assert main(["train", *args, "--out", str(out)]) == 130
+    stop_files = {"model.npz", "history.csv", "metrics.json", "loss.png", "accuracy.png",
+                  "confusion.png", "weights.png"}
+    assert stop_files < {p.name for p in out.iterdir()}
+    capsys.readouterr()
+    when["blow"] = 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's overflow on the way to NaN
+        assert main(["train", "--resume", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out} keeps the checkpoint of its last good epoch. Resuming this run repeats it" \
+        in err
+    when["blow"] = None
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == \
+        {"config.json", "checkpoint.npz", "metrics.json"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and "the loss became nan" in metrics["reason"]
+    assert load_checkpoint(out / "checkpoint.npz")[0].model is not None  # kept, and readable
+
+    drawn, real_plot_runs = [], mlplab.plots.plot_runs
+    monkeypatch.setattr(mlplab.plots, "plot_runs",
+                        lambda curves, **kw: (drawn.append(curves), real_plot_runs(curves))[1])
+    assert main(["runs", str(tmp_path), "--plot", str(tmp_path / "runs.png")]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[:2] == [str(out), "diverged"] and "2/3" in row  # the last good epoch's figures
+    # drawn from the checkpoint's 2 epochs, not the stop's history of 1
+    assert [len(c["loss"]) for c in drawn[0].values()] == [2]
+    no_model = (f"{out} has no model.npz; its loss diverged, so it saved no model (its "
+                "checkpoint keeps the last good epoch, which a resume would train into the same "
+                "divergence); start a new run with other settings (a lower --lr, say) and "
+                "another --out.")
+    assert main(["evaluate", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == f"mlplab evaluate: error: {no_model}"
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    assert main(["predict", str(out), str(image)]) == 1
+    assert capsys.readouterr().err.strip() == f"mlplab predict: error: {no_model}"
+    epochs_trained = []
+    monkeypatch.setattr(training, "Trainer", lambda *a, **kw: epochs_trained.append(1))
+    assert main(["train", "--resume", str(out), "--quiet"]) == 1
+    assert f"the run in {out} diverged (its loss became NaN or infinite); resuming it would " \
+        "repeat it" in capsys.readouterr().err
+    assert main(["train", *args, "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == \
+        f"mlplab train: error: {out} already holds a run that diverged; choose another --out."
+    assert epochs_trained == []  # refused before any training
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7])

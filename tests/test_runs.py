@@ -541,8 +541,13 @@ def test_a_run_that_diverges_before_a_checkpoint_leaves_nothing_behind(tmp_path,
     (tmp_path / "killed").mkdir()
     (tmp_path / "killed" / "config.json").write_text(json.dumps(
         build_config(**FAST, optimizer="sgd", lr=1e6).to_dict()))
-    with pytest.raises(TrainingDivergedError, match="Resuming this run repeats it"):
-        resume_run(tmp_path / "killed", data=digits)
+    with pytest.raises(TrainingDivergedError, match=r"std\. Resuming this run repeats it"):
+        resume_run(tmp_path / "killed", data=digits)  # (no checkpoint is said to be kept)
+    # recorded: resuming it again only repeated the divergence, which evaluate advised
+    assert json.loads((tmp_path / "killed" / "metrics.json").read_text())["status"] == "diverged"
+    with pytest.raises(FileNotFoundError, match=r"its loss diverged, so it saved no model; "
+                                                r"start a new run with other settings"):
+        evaluate_run(tmp_path / "killed", data=digits)
     # a folder holding another run's files (even without config.json) is not written over
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "model.npz").write_bytes(b"")

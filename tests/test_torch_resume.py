@@ -1010,6 +1010,53 @@ def test_a_run_stopped_by_ctrl_c_that_diverges_once_resumed_leaves_its_folder_to
     assert result.metrics["status"] == "completed"
 
 
+def test_a_stopped_run_that_diverges_once_resumed_through_the_cli_says_so_everywhere(
+        tmp_path, monkeypatch, capsys):
+    """The command-line counterpart of the test above, as mlplab train's
+    (test_cli_train.py): after the divergence the folder holds config.json alone, which records
+    it (a PyTorch run drops its checkpoint, unlike mlplab train's, which keeps its last good
+    epoch's: docs/pytorch.md), and runs, --plot, evaluate, predict, --resume and a new run with
+    the same --out each say so, none of them with the stop's files."""
+    from PIL import Image
+
+    from mlplab.trainer import TrainingDivergedError
+
+    out = tmp_path / "run"
+    args = ["torch", "train", "--dataset", "digits", "--hidden", "32", "--epochs", "3",
+            "--threads", "1", "--no-progress"]
+    _crash_after(monkeypatch, 1, KeyboardInterrupt)  # fit's Ctrl-C: saved as it was
+    assert main([*args, "--out", str(out)]) == 130
+    assert {"model.pt", "model.npz", "history.csv", "loss.png", "checkpoint.pt"} < \
+        {p.name for p in out.iterdir()}
+    monkeypatch.undo()
+    _crash_after(monkeypatch, 2, TrainingDivergedError)
+    capsys.readouterr()
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    assert "Resuming this run would repeat it; start a new run with other settings, with the " \
+        "same --out if you like." in capsys.readouterr().err
+    monkeypatch.undo()
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == ["config.json"]
+    assert "diverged" in json.loads((out / "config.json").read_text())
+
+    assert main(["runs", str(tmp_path), "--plot", str(tmp_path / "runs.png")]) == 0
+    listed = capsys.readouterr()
+    assert listed.out.splitlines()[1].split()[:2] == [str(out), "diverged"]
+    assert "--plot: none of the runs has a finished epoch to draw" in listed.err
+    no_model = (f"{out} has no model.npz; its loss diverged, so it saved no model; start a new "
+                "run with other settings (a lower --lr, say), with the same --out if you like.")
+    assert main(["evaluate", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == f"mlplab evaluate: error: {no_model}"
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    assert main(["predict", str(out), str(image)]) == 1
+    assert capsys.readouterr().err.strip() == f"mlplab predict: error: {no_model}"
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    assert f"the run in {out} stopped when its loss diverged; resuming would repeat it" in \
+        capsys.readouterr().err
+    assert main([*args, "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+
+
 def test_the_resume_command_of_a_folder_with_a_space_is_quoted(tmp_path, monkeypatch, capsys):
     """The --resume commands that the refusals of a stopped run print can be pasted: a folder
     whose name has a space was printed bare (``--resume /tmp/my run``, two words), where the

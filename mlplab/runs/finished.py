@@ -57,9 +57,11 @@ def _no_model_hint(run_dir: Path) -> str:
         return (f"it is still being trained ({holder}); it has one once training ends "
                 "(mlplab runs shows how far it has got)")
     if read_metrics(run_dir / METRICS_FILE).get("status") == "diverged":
-        return ("its loss diverged, so it saved no model (its checkpoint keeps the last good "
-                "epoch, which a resume would train into the same divergence); start a new run "
-                f"with other settings (a lower {setting('--lr', 'lr')}, say) and another "
+        # (a run resumed from no checkpoint, killed in its first epoch, that diverged has none)
+        kept = " (its checkpoint keeps the last good epoch, which a resume would train into " \
+            "the same divergence)" if io.found_file(run_dir / CHECKPOINT_FILE) else ""
+        return (f"its loss diverged, so it saved no model{kept}; start a new run with other "
+                f"settings (a lower {setting('--lr', 'lr')}, say) and another "
                 f"{setting('--out', 'out')}")
     for checkpoint, torch in ((CHECKPOINT_FILE, False), (TORCH_CHECKPOINT_FILE, True)):
         if io.found_file(run_dir / checkpoint):

@@ -296,10 +296,7 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         # not into a folder gone since the check above: the write would make it again, holding
         # a metrics.json alone
         check_run_folder(out_dir, diverged="its loss")
-        # recorded, as a PyTorch run's divergence is: mlplab runs listed it "unfinished", and
-        # evaluate advised the --resume that only trained it into the same divergence again
-        with contextlib.suppress(OSError):
-            io.write_json(out_dir / METRICS_FILE, {"status": "diverged", "reason": str(exc)})
+        record_divergence(out_dir, exc)
         raise TrainingDivergedError(f"{exc} {out_dir} keeps the checkpoint of its last good "
                                     "epoch; start the new run with another "
                                     f"{setting('--out', 'out')}.") from None
@@ -333,6 +330,20 @@ def _prepare(cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,
     if owned:
         ds = _without_raw_train(ds)
     return cfg, ds, pre, model, X_train
+
+
+def record_divergence(run_dir: Path, exc: TrainingDivergedError) -> None:
+    """Record in ``run_dir`` that its run's loss diverged after it saved something (a
+    checkpoint, a stop's results): ``metrics.json`` says ``{"status": "diverged", "reason":
+    ...}``, and the checkpoint of its last good epoch stays. What an earlier stop (Ctrl-C)
+    saved, ``model.npz``, ``history.csv`` and the figures, goes first: beside the record they
+    had ``evaluate`` and ``predict`` use the stop's model, and ``--plot`` draw the stop's
+    history, as the run's. A failure to write is passed over: the divergence is the news."""
+    with contextlib.suppress(OSError):
+        # (metrics.json first: a stop in between leaves a run that reads as unfinished, with
+        # no result of another model than its checkpoint's)
+        remove_results(run_dir, also=(MODEL_FILE,))
+        io.write_json(run_dir / METRICS_FILE, {"status": "diverged", "reason": str(exc)})
 
 
 def _saved_nothing(run_dir: Path) -> bool:
@@ -431,10 +442,15 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
                                progress, verbose, plots, earlier)
     except TrainingDivergedError as exc:
         check_run_folder(run_dir, diverged="its loss")  # a folder gone meanwhile is the news
+        # recorded as a new run's divergence is: a stop's results left beside it were listed,
+        # evaluated and predicted with as the run's, and --resume and --out pointed at resuming
+        record_divergence(run_dir, exc)
+        kept = f" {run_dir} keeps the checkpoint of its last good epoch." \
+            if io.found_file(run_dir / CHECKPOINT_FILE) else ""
         # resuming repeats the same arithmetic: it would diverge again each time
-        raise TrainingDivergedError(f"{exc} Resuming this run repeats it; start a new run with "
-                                    f"other settings (another {setting('--out', 'out')}, or "
-                                    f"delete {run_dir}).") from None
+        raise TrainingDivergedError(f"{exc}{kept} Resuming this run repeats it; start a new run "
+                                    f"with other settings (another {setting('--out', 'out')}, "
+                                    f"or delete {run_dir}).") from None
 
 
 def run_config(run: str | os.PathLike) -> RunConfig:
