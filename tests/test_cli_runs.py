@@ -5,6 +5,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -630,6 +631,31 @@ def test_a_checkpoint_that_cannot_be_looked_at_makes_its_run_unreadable_not_the_
     assert f"{listed / 'loop'}: unreadable: {listed / 'loop' / 'checkpoint.npz'}: " \
            f"{reasons['loop']}" in err
     assert (tmp_path / "runs.png").is_file()
+
+
+def test_a_metrics_file_that_is_a_loop_of_links_makes_its_run_unreadable(runs, tmp_path,
+                                                                         capsys):
+    """A finished run whose metrics.json is a link to itself: pathlib's is_file() answered
+    False, and the run was listed "unfinished" from its checkpoint, as if it had written no
+    results; it is unreadable, said in the listing's one line with the reason, and the other
+    runs are listed."""
+    import errno
+
+    root, _ = runs
+    listed = tmp_path / "listed"
+    for name in ("tested", "small"):
+        shutil.copytree(root / name, listed / name)
+    (listed / "tested" / "metrics.json").unlink()
+    os.symlink("metrics.json", listed / "tested" / "metrics.json")  # a link to itself
+    by_name = {os.path.basename(r["run"]): r for r in list_runs([listed])}
+    assert sorted(by_name) == ["small", "tested"]
+    problem = f"{listed / 'tested' / 'metrics.json'}: {os.strerror(errno.ELOOP)}"
+    assert (by_name["tested"]["status"], by_name["tested"]["problem"]) == ("unreadable", problem)
+    assert by_name["small"]["status"] == "completed"
+    assert main(["runs", str(listed)]) == 0
+    out, err = capsys.readouterr()
+    assert " unfinished " not in out and out.count(" unreadable ") == 1
+    assert err.splitlines() == [f"{listed / 'tested'}: unreadable: {problem}"]
 
 
 def test_a_checkpoint_the_system_refuses_is_unreadable_with_its_reason_in_words(

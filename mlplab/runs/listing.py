@@ -183,7 +183,9 @@ def summarize_run(folder: str | os.PathLike) -> dict[str, Any]:
     holder = training_process(run)
     try:
         config = io.read_json(run / CONFIG_FILE)
-        metrics = io.read_json(run / METRICS_FILE) if (run / METRICS_FILE).is_file() else {}
+        # (io.is_file: a metrics.json that is a loop of links is unreadable, where pathlib's
+        # answer False listed the run as unfinished, with no results)
+        metrics = io.read_json(run / METRICS_FILE) if io.is_file(run / METRICS_FILE) else {}
         for name, value in ((CONFIG_FILE, config), (METRICS_FILE, metrics)):
             if not isinstance(value, dict):
                 raise ValueError(f"{run / name} is not a JSON object, as mlplab writes it")
