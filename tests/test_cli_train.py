@@ -857,7 +857,10 @@ def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path, sig,
     assert code == 128 + sig, stderr
     last = "mlplab: interrupted" if sig == signal.SIGINT else "mlplab: terminated (SIGTERM)"
     assert stderr.endswith(f"{last}\n"), stderr
-    assert f"mlplab train --resume {out}" in stderr
+    assert stderr.splitlines()[-2] == \
+        f"interrupted; checkpoint saved. Continue with: mlplab train --resume {out} --no-plots"
+    # the resume is the advice: not the finished run's "next: mlplab evaluate ..."
+    assert stdout.endswith(f"run folder: {out}\n") and "next:" not in stdout, stdout
     # its own line says so: not the library's RunInterruptedWarning as well
     assert "warning" not in stderr, stderr
     m = json.loads((out / "metrics.json").read_text())
@@ -893,6 +896,37 @@ def test_the_resume_command_printed_after_ctrl_c_keeps_the_threads(monkeypatch, 
     resume = err.split("Continue with: mlplab ", 1)[1].splitlines()[0].split()
     assert main([*resume, "--quiet"]) == 0
     assert not list(out.glob("*.png"))
+
+
+def test_a_stopped_run_ends_with_how_to_continue_it_not_what_to_do_with_its_model(
+        monkeypatch, tmp_path):
+    """A run that Ctrl-C stopped printed the finished run's "next: mlplab evaluate ... /
+    mlplab predict ..." lines before its "interrupted; ... Continue with: ..." line, so the
+    first thing it advised was evaluating a half-trained model. Now its results and folder are
+    followed by the resume line alone, then the exit's "mlplab: interrupted" (stdout and stderr
+    read as one terminal)."""
+    import io as std_io
+
+    import mlplab.runs
+
+    class CtrlC(Callback):
+        def on_iteration_end(self, trainer, iteration, loss):
+            if iteration == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    train_run = mlplab.runs.train_run
+    monkeypatch.setattr(mlplab.runs, "train_run",
+                        lambda *a, **kw: train_run(*a, callbacks=[CtrlC()], **kw))
+    terminal = std_io.StringIO()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    out = tmp_path / "r"
+    assert main(["train", *TINY, "--out", str(out)]) == 130
+    lines = terminal.getvalue().splitlines()
+    assert not [line for line in lines if line.startswith("next: ")], lines
+    assert lines[-3:] == [f"run folder: {out}", "interrupted; checkpoint saved. Continue with: "
+                          f"mlplab train --resume {out} --no-plots", "mlplab: interrupted"], lines
+    assert lines[-5].startswith("val accuracy ") and lines[-4].startswith("train accuracy ")
 
 
 def test_a_run_folder_named_with_a_leading_dash_is_named_so_that_commands_read_it(

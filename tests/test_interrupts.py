@@ -1,7 +1,9 @@
 """mlplab.interrupts: Ctrl-C and SIGTERM held back while files are replaced, handlers put back."""
 
+import io
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -176,7 +178,7 @@ def test_sigterm_ends_tune_with_143(tmp_path, monkeypatch, capsys):
                         "mlplab: terminated (SIGTERM)\n"), err
 
 
-def test_sigterm_ends_torch_train_with_143(tmp_path, monkeypatch, capsys):
+def test_sigterm_ends_torch_train_with_143(tmp_path, monkeypatch):
     """`mlplab torch train` saves the run as it was on SIGTERM as on Ctrl-C, exit 143."""
     torch = pytest.importorskip("torch")
     from mlplab.cli import main
@@ -191,10 +193,20 @@ def test_sigterm_ends_torch_train_with_143(tmp_path, monkeypatch, capsys):
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", step_then_sigterm)
+    terminal = io.StringIO()  # stdout and stderr as one terminal shows them
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
     out = tmp_path / "run"
     assert main(["torch", "train", "--hidden", "16", "--epochs", "3", "--batch-size", "64",
                  "--threads", "1", "--no-plots", "--no-progress", "--out", str(out)]) == 143
-    assert f"Continue with: mlplab torch train --resume {out}" in capsys.readouterr().err
+    # the run's results, then how to go on: not the finished run's "next: mlplab evaluate ..."
+    # lines, which came first and advised evaluating the half-trained model
+    lines = terminal.getvalue().splitlines()
+    assert not [line for line in lines if line.startswith("next: ")], lines
+    assert lines[-3:] == [f"run folder: {out}", "interrupted; the run is saved as it was, and its "
+                          "last epoch's checkpoint kept. Continue with: mlplab torch train "
+                          f"--resume {out} --threads 1 --no-plots",
+                          "mlplab: terminated (SIGTERM)"], lines
     assert '"status": "interrupted"' in (out / "metrics.json").read_text()
 
 

@@ -146,10 +146,14 @@ def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(whole, tmp_path, mon
     monkeypatch.setattr(torch.optim.Adam, "step", step_then_ctrl_c)
     assert main(["torch", "depth", *ARGV, "--out", str(out)]) == 130
     monkeypatch.undo()
-    err = capsys.readouterr().err
-    assert f"interrupted; the study was not saved, but what it finished (its networks, and " \
-           f"its last whole epoch's checkpoint) is kept. Continue with: mlplab torch depth " \
-           f"--resume {out} --threads 1" in err
+    captured = capsys.readouterr()
+    # how to go on is the last advice (as mlplab train's and torch train's): no table, nothing
+    # to do with networks the study has not finished
+    assert captured.err.splitlines()[-2:] == [
+        "interrupted; the study was not saved, but what it finished (its networks, and its last "
+        f"whole epoch's checkpoint) is kept. Continue with: mlplab torch depth --resume {out} "
+        "--threads 1", "mlplab: interrupted"], captured.err
+    assert captured.out == ""
     assert not (out / "depth.json").exists()
     state, extra = tm.load_torch_checkpoint(out / "depth-checkpoint.pt")
     assert (extra["init"], extra["depth"], state["epoch"]) == ("default", 2, 1)

@@ -171,15 +171,21 @@ def continue_with(run: str | os.PathLike[str], args: argparse.Namespace,
 
 
 def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
-                     as_json: bool = False, command: str = "mlplab") -> None:
+                     as_json: bool = False, command: str = "mlplab",
+                     stopped: str | None = None) -> None:
     """The last lines of ``mlplab train`` and ``mlplab torch train`` (and their ``--resume``),
     alike for both: the saved model's validation accuracy, the best epoch's and (when measured)
     its test accuracy; on the next line its training accuracy and how long it trained; the run
     folder; or, ``as_json``, ``metrics`` (as in ``metrics.json``) with the folder under
     ``"run"``, the key ``mlplab runs --json`` gives it. ``command`` starts the commands it
-    advises (:func:`mlplab_command`)."""
+    advises (:func:`mlplab_command`). ``stopped``, for a run that Ctrl-C or SIGTERM stopped,
+    is the line that says so and how to continue it (``interrupted; ... Continue with: ...``),
+    printed last on stderr in place of the ``next:`` lines: those advised evaluating the
+    half-trained model first, above the resume."""
     if as_json:
         print(json.dumps({"run": str(out), **metrics}, indent=2))
+        if stopped is not None:
+            print(stopped, file=sys.stderr)
         return
     m = metrics
     line = f"val accuracy {percent(m['val_accuracy'])}" if m["val_accuracy"] is not None else \
@@ -199,6 +205,10 @@ def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
           f"{counted(m['epochs'], 'epoch')}{early}, {counted(m['iterations'], 'iteration')}, "
           f"{duration(m['seconds'])}")
     print(f"run folder: {out}")
+    if stopped is not None:
+        sys.stdout.flush()  # before the stderr line, also when stdout is a file or a pipe
+        print(stopped, file=sys.stderr)
+        return
     from mlplab.runs.files import RUNS_ROOT
 
     run = shell_command([path_word(out)])

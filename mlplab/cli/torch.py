@@ -390,16 +390,17 @@ def _report_train(result: Any, out: Path, args: argparse.Namespace) -> int:
     """The result of a ``torch train`` (or its ``--resume``): a line, or the metrics as JSON;
     the exit status."""
     metrics = result.metrics
-    # mlplab train's lines, advising plain mlplab commands (see _resume_command)
-    print_run_result(metrics, out, args.json)
+    stopped = None
     if result.interrupted:
         from mlplab.runs.files import TORCH_CHECKPOINT_FILE
 
         # stopped in its first epoch, a run has no checkpoint yet (--resume starts it again)
         kept = "and its last epoch's checkpoint kept" if (out / TORCH_CHECKPOINT_FILE).is_file() \
             else "but it stopped before its first epoch ended: --resume starts it again"
-        print(f"interrupted; the run is saved as it was, {kept}. {_resume_command(out, args)}",
-              file=sys.stderr)
+        stopped = f"interrupted; the run is saved as it was, {kept}. {_resume_command(out, args)}"
+    # mlplab train's lines, advising plain mlplab commands (see _resume_command)
+    print_run_result(metrics, out, args.json, stopped=stopped)
+    if result.interrupted:
         return interrupts.exit_status()  # 130, or 143 for SIGTERM
     note_if_at_chance(metrics["train_accuracy"], len(result.classes),
                       "Usual causes: the exercise's N(0, 1e-3) initialisation with 3 or more "

@@ -350,10 +350,10 @@ def _train(args: argparse.Namespace) -> int:
 
     m = result.metrics
     assert result.out is not None  # the command always gives train_run a folder
-    print_run_result(m, result.out, args.json, mlplab_command(args))
+    stopped = f"interrupted; checkpoint saved. {_resume_command(result.out, args)}" if \
+        result.interrupted else None
+    print_run_result(m, result.out, args.json, mlplab_command(args), stopped)
     if result.interrupted:
-        print(f"interrupted; checkpoint saved. {_resume_command(result.out, args)}",
-              file=sys.stderr)
         return interrupts.exit_status()  # 130, or 143 for SIGTERM
     note_if_at_chance(m["train_accuracy"], len(result.classes),
                       "Usual causes: initial weights too small for the depth (--init he, the "
