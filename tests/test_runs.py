@@ -2970,8 +2970,8 @@ def test_messages_name_python_arguments_in_python_and_flags_on_the_command_line(
         train_run(FAST, out=run, data=digits, plots=False)  # the cell, run twice
     # not "continue it with resume_run(...)": that would refuse a completed run
     assert str(again.value) == f"{run} already holds a completed run; choose another out."
-    with pytest.raises(ValueError, match=r"nothing to resume \(start a new run with a "
-                                         r"different out\)\.$"):
+    with pytest.raises(ValueError, match=r"nothing to resume: start a new run with another "
+                                         r"out\.$"):
         resume_run(run)
     monkeypatch.setenv("HOME", str(tmp_path))  # no cached copy of MNIST anywhere
     monkeypatch.delenv("MLPLAB_DATA", raising=False)
@@ -2989,7 +2989,7 @@ def test_messages_name_python_arguments_in_python_and_flags_on_the_command_line(
     assert f"{run} already holds a completed run; choose another --out." in \
         capsys.readouterr().err
     assert main(["train", "--resume", str(run)]) == 1
-    assert "(start a new run with a different --out)." in capsys.readouterr().err
+    assert "nothing to resume: start a new run with another --out." in capsys.readouterr().err
     # a run that did not complete (interrupted, killed) can be continued: both say how
     metrics = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").write_text(json.dumps({**metrics, "status": "interrupted"}))

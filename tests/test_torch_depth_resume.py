@@ -125,7 +125,7 @@ def test_a_study_crashed_in_a_middle_depth_resumes_to_the_end_of_one_never_stopp
     assert [(r.init, r.depth) for r in result.results] == [
         ("exercise", 2), ("exercise", 3), ("default", 2), ("default", 3)]
     _same_as(out, whole)
-    with pytest.raises(ValueError, match="has finished; nothing to resume"):
+    with pytest.raises(ValueError, match="has already completed; nothing to resume"):
         tm.resume_depth_run(out)
 
 
@@ -242,8 +242,39 @@ def test_resume_refuses_what_is_not_a_stopped_study(tmp_path, capsys):
     # a study written before studies checkpointed: finished all the same
     (tmp_path / "depth.json").write_text("{}")
     assert main(["torch", "depth", "--resume", str(tmp_path)]) == 1
-    assert "has finished; nothing to resume (start a new one with another --out)" in \
-        capsys.readouterr().err
+    assert f"the depth study in {tmp_path} has already completed; nothing to resume: start a " \
+           "new depth study with another --out." in capsys.readouterr().err
+
+
+def test_the_three_commands_refuse_to_resume_a_finished_run_in_the_same_words(tmp_path,
+                                                                               capsys):
+    """mlplab train and torch train said "has already completed; nothing to resume (start a new
+    run with a different --out)", torch depth "has finished; nothing to resume (start a new one
+    with another --out)": one line now, what is wrong and what to do, the same for the three
+    (and their Python functions, which name out=)."""
+    from mlplab.runs import resume_run
+
+    runs = {"numpy": tmp_path / "numpy", "torch": tmp_path / "torch",
+            "depth": tmp_path / "study"}
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--quiet", "--no-plots",
+                 "--out", str(runs["numpy"])]) == 0
+    tm.train_run("digits", out=runs["torch"], hidden=[8], epochs=1, threads=1, plots=False)
+    tm.depth_run("digits", out=runs["depth"], layers=[2], hidden_size=8, epochs=1, threads=1)
+    capsys.readouterr()
+    for command, what, folder in [("train", "run", runs["numpy"]),
+                                  ("torch train", "run", runs["torch"]),
+                                  ("torch depth", "depth study", runs["depth"])]:
+        assert main([*command.split(), "--resume", str(folder)]) == 1
+        assert capsys.readouterr().err == (
+            f"mlplab {command}: error: the {what} in {folder} has already completed; nothing "
+            f"to resume: start a new {what} with another --out.\n")
+    for resume, what, folder in [(resume_run, "run", runs["numpy"]),
+                                 (tm.resume_run, "run", runs["torch"]),
+                                 (tm.resume_depth_run, "depth study", runs["depth"])]:
+        with pytest.raises(ValueError) as refused:
+            resume(folder)
+        assert str(refused.value) == f"the {what} in {folder} has already completed; nothing " \
+                                     f"to resume: start a new {what} with another out."
 
 
 @pytest.mark.parametrize("damage,message", [

@@ -148,6 +148,14 @@ def inner_run_folder(folder: Path, marker: str, what: str = "the run folder") ->
     return f"it holds {len(inner)} run folders ({shown}): pass one of them ({lister} lists them)"
 
 
+def nothing_to_resume(folder: Path, what: str) -> ValueError:
+    """The refusal to resume ``what`` (a run, a depth study) in ``folder``, which has already
+    completed: one line, the same for ``mlplab train``, ``torch train`` and ``torch depth``
+    (and their Python functions), which each worded it their own way."""
+    return ValueError(f"the {what} in {folder} has already completed; nothing to resume: "
+                      f"start a new {what} with another {setting('--out', 'out')}.")
+
+
 def refuse_if_nothing_saved(folder: Path, marker: str, what: str, start: str,
                             names: Collection[str] = RUN_FILES) -> None:
     """Refuse to resume ``folder`` (a ``FileNotFoundError``, one line saying what to do) when

@@ -59,6 +59,7 @@ from mlplab.runs.files import (
     inner_run_folder,
     new_run_dir,
     not_a_folder,
+    nothing_to_resume,
     read_metrics,
     recorded_plots,
     refuse_if_nothing_saved,
@@ -504,8 +505,7 @@ def _resumable_config(run_dir: Path) -> RunConfig:
     cfg = run_config(run_dir)
     status = read_metrics(run_dir / METRICS_FILE).get("status")
     if status == "completed":
-        raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
-                         f"(start a new run with a different {setting('--out', 'out')}).")
+        raise nothing_to_resume(run_dir, "run")
     if status == "diverged":  # resumed, it diverges again from the same checkpoint
         raise ValueError(f"the run in {run_dir} diverged (its loss became NaN or infinite); "
                          "resuming it would repeat it: start a new run with other settings (a "

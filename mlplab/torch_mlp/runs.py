@@ -59,6 +59,7 @@ from mlplab.runs.files import (
     check_run_folder,
     diverged_study,
     has_checkpoint,
+    nothing_to_resume,
     refuse_broken_links,
     refuse_if_nothing_saved,
     refuse_other_output,
@@ -1010,8 +1011,7 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
                          "mlplab torch train writes it); it was edited or damaged: delete it, "
                          "then resume the run, which writes it again.") from None
     if status == "completed":
-        raise ValueError(f"the run in {run_dir} has already completed; nothing to resume "
-                         f"(start a new run with a different {setting('--out', 'out')}).")
+        raise nothing_to_resume(run_dir, "run")
     return config
 
 
@@ -1516,10 +1516,9 @@ NETWORKS_DIR = "networks"
 def _resumable_study(folder: Path) -> dict[str, Any]:
     """The ``depth-config.json`` of the stopped depth study in ``folder``, refused (one line
     saying what to do) if the folder holds no such study or the study has finished."""
-    out = setting("--out", "out")
     if (folder / DEPTH_FILE).is_file():
-        raise ValueError(f"the depth study in {folder} has finished; nothing to resume (start a "
-                         f"new one with another {out}).")
+        raise nothing_to_resume(folder, "depth study")
+    out = setting("--out", "out")
     path = folder / DEPTH_CONFIG_FILE
     if not path.is_file():
         refuse_if_nothing_saved(folder, DEPTH_CONFIG_FILE, "depth study",
