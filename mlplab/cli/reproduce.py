@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "runs. The same seed gives the same numbers on the same machine and "
                     "libraries (another CPU or BLAS rounds differently). Exit status 1 if a stage "
                     "failed with an error (the report is still written).",
-        epilog="Budgets: quick (under a minute on digits with 2 cores), standard (CIFAR-10 "
+        epilog="Budgets: quick (digits in 15-30 s on 2 idle cores), standard (CIFAR-10 "
                "in 4-16 minutes on 2 cores), full (hours). Example: mlplab reproduce --dataset "
                "folder:/data/cifar10/train --budget standard --out report-cifar10")
     add_dataset_arguments(p)

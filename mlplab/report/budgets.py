@@ -1,7 +1,7 @@
 """How much work each ``--budget`` does.
 
-``quick`` is sized so that the default digits report takes under a minute on 2 cores (24 s
-measured, 64-73 s on a busy machine; the README's first command and the tests run it);
+``quick`` is sized so that the default digits report takes 15-30 s on 2 idle cores (16-24 s
+measured; 64-73 s on a busy machine; the README's first command and the tests run it);
 ``standard`` runs the exercise's own settings on CIFAR-10 in 4-16 minutes on 2 cores (measured:
 3.8 on an idle Intel Xeon, 7 on an idle AMD EPYC, 16 on a busy one); ``full`` spends a few hours
 for the best numbers.
