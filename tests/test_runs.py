@@ -2346,6 +2346,38 @@ def test_a_second_ctrl_c_at_each_write_of_a_resumed_run_leaves_one_model(draw, n
         evaluate_run(run, data=digits)
 
 
+def test_a_resumed_run_that_crashed_is_plotted_as_its_checkpoint_as_it_is_listed(tmp_path,
+                                                                                  digits):
+    """A run stopped after epoch 2 (its history.csv written), resumed, and crashed after the
+    checkpoint of epoch 3 (an error, a kill: nothing more written). mlplab runs listed it
+    unfinished with the checkpoint's 3 epochs, but --plot drew the stop's history.csv of 2,
+    which it preferred to the checkpoint, as docs/training.md says it does not for an
+    unfinished run. A finished run's history.csv is still what --plot draws."""
+    from mlplab.runs import summarize_run
+    from mlplab.runs.listing import epoch_curves
+
+    run = _stopped_after_two_epochs(tmp_path / "r", digits)
+    assert len(read_history(run / "history.csv")["val_acc"]) == 2
+
+    class Crash(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 3:
+                raise RuntimeError("crashed here")
+
+    with pytest.raises(RuntimeError, match="crashed here"):
+        resume_run(run, data=digits, plots=False, callbacks=[Crash()])
+    state = load_checkpoint(run / "checkpoint.npz")[1]
+    assert state["epoch"] == 3 and (run / "history.csv").exists()
+    record = summarize_run(run)
+    assert (record["status"], record["epochs"]) == ("unfinished", 3)
+    curves = epoch_curves(run)
+    assert curves["val_acc"] == list(state["history"]["val_acc"])
+    # resumed to its end: its own history.csv, written after the checkpoint, is drawn
+    done = resume_run(run, data=digits, plots=False)
+    assert epoch_curves(run)["val_acc"] == done.history.val_acc
+    assert len(done.history.val_acc) == FAST["epochs"]
+
+
 def test_a_ctrl_c_while_a_resumed_run_saves_its_completed_results_is_said(tmp_path, digits,
                                                                         monkeypatch):
     """A stopped run resumed to its end, and a Ctrl-C while it writes its results: its

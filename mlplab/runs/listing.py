@@ -365,9 +365,10 @@ def _modified(path: Path) -> str | None:
 def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     """A run's ``history.csv`` per epoch: ``loss`` (the mean of each epoch's iterations) and
     ``val_acc`` (NaN where the epoch has no validation figure), for :func:`mlplab.plots.plot_runs`.
-    A run still training, or killed (no ``history.csv``, or a stop's before it was resumed),
-    gives its checkpoint's epochs (none if that cannot be read); a run with neither file gives
-    empty lists. A ``history.csv`` that cannot be read is a :class:`ValueError` naming it."""
+    A run still training, or killed (no ``history.csv``, or a stop's older than the checkpoint
+    of its resume), gives its checkpoint's epochs (none if that cannot be read); a run with
+    neither file gives empty lists. A ``history.csv`` that cannot be read is a
+    :class:`ValueError` naming it."""
     import csv
 
     run = Path(folder)
@@ -379,7 +380,11 @@ def epoch_curves(folder: str | os.PathLike) -> dict[str, list[float]]:
     except OSError:  # there but not to be looked at (a loop of links): as one not readable
         return {"loss": [], "val_acc": []}
     try:
-        if has_checkpoint and (training_process(run) is not None or not io.is_file(path)):
+        # (newer: a stop's history.csv beside the checkpoint of its resume, crashed or killed
+        # since, which summarize_run lists with the checkpoint's epochs; a run's own history.csv
+        # is written after its last checkpoint)
+        if has_checkpoint and (training_process(run) is not None or not io.is_file(path)
+                               or newer(checkpoint, path)):
             return _checkpoint_curves(checkpoint)
     except OSError as exc:  # history.csv's: named, as when it cannot be opened
         raise ValueError(f"{path}: {exc.strerror or exc}") from None
