@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from repo_path import pythonpath
 
 from mlplab import interrupts
 
@@ -247,10 +248,8 @@ def test_a_ctrl_c_waits_for_matplotlibs_import_to_end(entry):
     suite has imported Matplotlib already.)"""
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=str(root), MPLBACKEND="Agg")
+    env = dict(os.environ, PYTHONPATH=pythonpath(), MPLBACKEND="Agg")
     script = _CTRL_C_IN_MATPLOTLIB_IMPORT.replace("{entry}", entry.replace("\n", "\n    "))
     res = subprocess.run([sys.executable, "-c", script], env=env,
                          capture_output=True, text=True, timeout=120,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from repo_path import pythonpath
 
 from mlplab.cli import main
 from mlplab.report import Budget, render, reproduce
@@ -1677,7 +1678,7 @@ def test_environment_reads_gits_utf8_output_under_an_ascii_locale(tmp_path):
     (tmp_path / "caf\u00e9.txt").write_text("changed\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIO"))}
     env.update(LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0",
-               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+               PYTHONPATH=pythonpath())
     code = ("import sys; from mlplab.environment import git_revision; "
             "print(git_revision(sys.argv[1]))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env,
