@@ -20,6 +20,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from repo_path import pythonpath
 
 from mlplab.tuning import StorageSpec, trials_table
 from mlplab.tuning.storage import journal_file_backend
@@ -29,7 +30,6 @@ if POSTGRES_URL:  # SQLAlchemy >= 2.1 defaults to psycopg 3; the postgres extra 
     from mlplab.tuning import sqlalchemy_url
 
     PG_READER_URL = sqlalchemy_url(POSTGRES_URL)
-ROOT = Path(__file__).resolve().parents[1]
 
 # trials of about 0.5 s on digits, long enough that two workers started together overlap
 MEDIUM_SPACE = """\
@@ -45,7 +45,7 @@ LONG_SPACE = MEDIUM_SPACE.replace("epochs: 12", "epochs: 30")
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               MPLBACKEND="Agg", PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+               MPLBACKEND="Agg", PYTHONPATH=pythonpath())
     return env
 
 

@@ -82,13 +82,6 @@ def not_a_folder(path: str | os.PathLike) -> str:
     return f"{path} is not a folder"
 
 
-def remove_figures(run_dir: str | os.PathLike) -> None:
-    """Delete a run folder's figures: a run stopped by Ctrl-C drew them as it was then, and
-    resumed with ``--no-plots`` it left them beside results they no longer show."""
-    for name in FIGURES:
-        (Path(run_dir) / name).unlink(missing_ok=True)
-
-
 def remove_results(run_dir: str | os.PathLike, also: Sequence[str] = ()) -> None:
     """Delete what an earlier save of the run in ``run_dir`` derived from its model (a resumed
     run's stop's): ``metrics.json`` first (its presence marks results written whole), then
