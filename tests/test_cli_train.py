@@ -858,7 +858,8 @@ def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path, sig,
     last = "mlplab: interrupted" if sig == signal.SIGINT else "mlplab: terminated (SIGTERM)"
     assert stderr.endswith(f"{last}\n"), stderr
     assert stderr.splitlines()[-2] == \
-        f"interrupted; checkpoint saved. Continue with: mlplab train --resume {out} --no-plots"
+        "interrupted; saved: the run as it stopped, and a checkpoint of that step; --resume goes " \
+        f"on from that step. Continue with: mlplab train --resume {out} --no-plots"
     # the resume is the advice: not the finished run's "next: mlplab evaluate ..."
     assert stdout.endswith(f"run folder: {out}\n") and "next:" not in stdout, stdout
     # its own line says so: not the library's RunInterruptedWarning as well
@@ -924,8 +925,10 @@ def test_a_stopped_run_ends_with_how_to_continue_it_not_what_to_do_with_its_mode
     assert main(["train", *TINY, "--out", str(out)]) == 130
     lines = terminal.getvalue().splitlines()
     assert not [line for line in lines if line.startswith("next: ")], lines
-    assert lines[-3:] == [f"run folder: {out}", "interrupted; checkpoint saved. Continue with: "
-                          f"mlplab train --resume {out} --no-plots", "mlplab: interrupted"], lines
+    assert lines[-3:] == [f"run folder: {out}", "interrupted; saved: the run as it stopped, and a "
+                          "checkpoint of that step; --resume goes on from that step. Continue "
+                          f"with: mlplab train --resume {out} --no-plots", "mlplab: interrupted"], \
+        lines
     assert lines[-5].startswith("val accuracy ") and lines[-4].startswith("train accuracy ")
 
 

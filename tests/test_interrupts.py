@@ -204,8 +204,9 @@ def test_sigterm_ends_torch_train_with_143(tmp_path, monkeypatch):
     # lines, which came first and advised evaluating the half-trained model
     lines = terminal.getvalue().splitlines()
     assert not [line for line in lines if line.startswith("next: ")], lines
-    assert lines[-3:] == [f"run folder: {out}", "interrupted; the run is saved as it was, and its "
-                          "last epoch's checkpoint kept. Continue with: mlplab torch train "
+    assert lines[-3:] == [f"run folder: {out}", "interrupted; saved: the run as it stopped, and a "
+                          "checkpoint of its last whole epoch; --resume goes on from the end of "
+                          "that epoch. Continue with: mlplab torch train "
                           f"--resume {out} --threads 1 --no-plots",
                           "mlplab: terminated (SIGTERM)"], lines
     assert '"status": "interrupted"' in (out / "metrics.json").read_text()

@@ -150,9 +150,9 @@ def test_ctrl_c_mid_epoch_then_resume_from_the_command_line(whole, tmp_path, mon
     # how to go on is the last advice (as mlplab train's and torch train's): no table, nothing
     # to do with networks the study has not finished
     assert captured.err.splitlines()[-2:] == [
-        "interrupted; the study was not saved, but what it finished (its networks, and its last "
-        f"whole epoch's checkpoint) is kept. Continue with: mlplab torch depth --resume {out} "
-        "--threads 1", "mlplab: interrupted"], captured.err
+        "interrupted; saved: the study's finished networks, and a checkpoint of its last whole "
+        "epoch; --resume goes on from the end of that epoch. Continue with: mlplab torch depth "
+        f"--resume {out} --threads 1", "mlplab: interrupted"], captured.err
     assert captured.out == ""
     assert not (out / "depth.json").exists()
     state, extra = tm.load_torch_checkpoint(out / "depth-checkpoint.pt")
@@ -558,11 +558,42 @@ def test_ctrl_c_in_the_first_epoch_says_resume_starts_again(tmp_path, monkeypatc
 
     monkeypatch.setattr(torch.optim.Adam, "step", ctrl_c)
     assert main(["torch", "depth", *ARGV, "--out", str(out)]) == 130
-    assert "interrupted; the study stopped before its first epoch ended, so --resume starts it " \
-           f"again. Continue with: mlplab torch depth --resume {out} --threads 1" in \
+    assert "interrupted; saved: nothing trained (the study stopped in its first epoch); --resume " \
+           "starts it again from its first epoch. Continue with: mlplab torch depth --resume " \
+           f"{out} --threads 1" in \
         capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
         ["depth-config.json"]
+
+
+@pytest.mark.parametrize("steps,saved,goes_on,files", [
+    # its first network past its first epoch: a checkpoint, no finished network
+    (BATCHES + 2, "a checkpoint of the study's last whole epoch",
+     "goes on from the end of that epoch", ["depth-checkpoint.pt", "depth-config.json"]),
+    # its second network in its first epoch: the first is saved, and its checkpoint removed
+    (3 * BATCHES + 2, "the study's finished networks, before a checkpoint of the next one",
+     "trains the next one from its first epoch", ["depth-config.json", "networks"]),
+], ids=["checkpoint-only", "networks-only"])
+def test_ctrl_c_says_what_the_study_saved(tmp_path, monkeypatch, capsys, steps, saved, goes_on,
+                                          files):
+    """The stop's line names what is on disk: it said "its networks, and its last whole epoch's
+    checkpoint" whenever the study had either, also of a study with no network finished or with
+    no checkpoint of the network in training."""
+    out = tmp_path / "study"
+    step, calls = torch.optim.Adam.step, []
+
+    def step_then_ctrl_c(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == steps:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_ctrl_c)
+    assert main(["torch", "depth", *ARGV, "--out", str(out)]) == 130
+    assert capsys.readouterr().err.splitlines()[-2] == \
+        f"interrupted; saved: {saved}; --resume {goes_on}. Continue with: mlplab torch depth " \
+        f"--resume {out} --threads 1"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == files
 
 
 def test_a_study_killed_after_saving_its_last_network_ends_without_a_checkpoint(tmp_path,

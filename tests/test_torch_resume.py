@@ -667,8 +667,9 @@ def test_ctrl_c_in_the_first_epoch_does_not_claim_a_checkpoint(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert not (out / "checkpoint.pt").exists()
     assert "checkpoint kept" not in err
-    assert "but it stopped before its first epoch ended: --resume starts it again. Continue " \
-           f"with: mlplab torch train --resume {out} --threads 1" in err
+    assert "interrupted; saved: the run as it stopped, before its first checkpoint; --resume " \
+           "starts it again from its first epoch. Continue with: mlplab torch train --resume " \
+           f"{out} --threads 1" in err
     # a new run into its folder is told to resume it (it said "already holds results"), which
     # trains it from the start (it said "continue it", as of a run with a checkpoint)
     assert main(["torch", "train", *argv, "--out", str(out)]) == 1

@@ -170,6 +170,19 @@ def continue_with(run: str | os.PathLike[str], args: argparse.Namespace,
                                               args.threads, device)
 
 
+def interrupted_line(saved: str, goes_on: str, resume: str) -> str:
+    """The last line of ``mlplab train``, ``torch train`` and ``torch depth`` for a run or
+    study that Ctrl-C or SIGTERM stopped and that saved what it had: ``saved`` (what is on
+    disk now), ``goes_on`` (where ``--resume`` picks up: the three keep different checkpoints)
+    and ``resume``, the :func:`continue_with` line; one shape for the three, which each said in
+    words of its own."""
+    return f"interrupted; saved: {saved}; --resume {goes_on}. {resume}"
+
+
+#: ``goes_on`` of :func:`interrupted_line` where no checkpoint was written yet
+STARTS_AGAIN = "starts it again from its first epoch"
+
+
 def print_run_result(metrics: Mapping[str, Any], out: str | os.PathLike[str],
                      as_json: bool = False, command: str = "mlplab",
                      stopped: str | None = None) -> None:

@@ -20,8 +20,10 @@ from typing import Any
 from mlplab import interrupts
 from mlplab._text import counted, duration, path_word, shell_command
 from mlplab.cli import (
+    STARTS_AGAIN,
     continue_with,
     flag,
+    interrupted_line,
     json_stdout,
     not_saved_advice,
     note_if_at_chance,
@@ -394,10 +396,14 @@ def _report_train(result: Any, out: Path, args: argparse.Namespace) -> int:
     if result.interrupted:
         from mlplab.runs.files import TORCH_CHECKPOINT_FILE
 
-        # stopped in its first epoch, a run has no checkpoint yet (--resume starts it again)
-        kept = "and its last epoch's checkpoint kept" if (out / TORCH_CHECKPOINT_FILE).is_file() \
-            else "but it stopped before its first epoch ended: --resume starts it again"
-        stopped = f"interrupted; the run is saved as it was, {kept}. {_resume_command(out, args)}"
+        # the checkpoint is of the last whole epoch (the epoch in progress is trained again);
+        # stopped in its first epoch, a run has none yet
+        if (out / TORCH_CHECKPOINT_FILE).is_file():
+            saved, goes_on = ("the run as it stopped, and a checkpoint of its last whole epoch",
+                              "goes on from the end of that epoch")
+        else:
+            saved, goes_on = "the run as it stopped, before its first checkpoint", STARTS_AGAIN
+        stopped = interrupted_line(saved, goes_on, _resume_command(out, args))
     # mlplab train's lines, advising plain mlplab commands (see _resume_command)
     print_run_result(metrics, out, args.json, stopped=stopped)
     if result.interrupted:
@@ -461,9 +467,30 @@ def _study_resumable(out: Path, args: argparse.Namespace) -> Iterator[None]:
         # a new study stopped before it took a diverged study's folder leaves that study,
         # which --resume refuses
         if (out / DEPTH_CONFIG_FILE).is_file() and not diverged_study(out):
-            # stopped in its first epoch, a study has nothing to keep (--resume starts it again)
-            kept = STUDY_NOT_SAVED.rstrip(".") if (out / DEPTH_CHECKPOINT_FILE).is_file() or \
-                (out / NETWORKS_DIR).is_dir() else "the study stopped before its first epoch " \
-                "ended, so --resume starts it again"
-            print(f"interrupted; {kept}. {_resume_command(out, args)}", file=sys.stderr)
+            print(interrupted_line(*_study_saved(out), _resume_command(out, args)),
+                  file=sys.stderr)
         raise
+
+
+def _study_saved(out: Path) -> tuple[str, str]:
+    """What a depth study stopped by Ctrl-C has saved in ``out``, and where ``--resume`` goes on
+    (:func:`mlplab.cli.interrupted_line`): its finished networks, and the checkpoint of the
+    network in training, which is removed as that network is saved whole; either may be
+    missing (it said both were kept whenever it had one)."""
+    from mlplab.runs.files import DEPTH_CHECKPOINT_FILE
+    from mlplab.torch_mlp.runs import NETWORKS_DIR
+
+    networks = out / NETWORKS_DIR
+    # (not a hidden temporary file of a network that the stop cut short)
+    finished = networks.is_dir() and any(p.suffix == ".pt" and not p.name.startswith(".")
+                                         for p in networks.iterdir())
+    checkpoint = (out / DEPTH_CHECKPOINT_FILE).is_file()
+    if finished and checkpoint:
+        return ("the study's finished networks, and a checkpoint of its last whole epoch",
+                "goes on from the end of that epoch")
+    if checkpoint:
+        return "a checkpoint of the study's last whole epoch", "goes on from the end of that epoch"
+    if finished:
+        return ("the study's finished networks, before a checkpoint of the next one",
+                "trains the next one from its first epoch")
+    return "nothing trained (the study stopped in its first epoch)", STARTS_AGAIN

@@ -24,6 +24,7 @@ from mlplab.cli import (
     UsageError,
     continue_with,
     flag,
+    interrupted_line,
     json_stdout,
     mlplab_command,
     mlplab_words,
@@ -350,8 +351,10 @@ def _train(args: argparse.Namespace) -> int:
 
     m = result.metrics
     assert result.out is not None  # the command always gives train_run a folder
-    stopped = f"interrupted; checkpoint saved. {_resume_command(result.out, args)}" if \
-        result.interrupted else None
+    # the trainer stops between steps and checkpoints that very step: nothing is trained again
+    stopped = interrupted_line("the run as it stopped, and a checkpoint of that step",
+                               "goes on from that step", _resume_command(result.out, args)) \
+        if result.interrupted else None
     print_run_result(m, result.out, args.json, mlplab_command(args), stopped)
     if result.interrupted:
         return interrupts.exit_status()  # 130, or 143 for SIGTERM
