@@ -954,3 +954,65 @@ def test_a_system_error_is_said_alike_by_the_listing_and_by_the_command_line():
     own = RunFolderGoneError("runs/a was removed or moved while the run trained")
     own.filename = "runs/a"  # (as mlplab's own errors of a path set it: DiskFullError)
     assert os_error_text(own) == str(own)
+
+
+def test_a_diverged_run_without_an_epoch_reads_diverged_not_an_unknown_count(digits, tmp_path,
+                                                                           capsys):
+    """A run that diverged with no epoch kept (a PyTorch run drops its checkpoint, a NumPy run
+    resumed from none has none) was listed with "?/N" epochs, as if the count were unknown, and
+    --plot said "none of the runs has a finished epoch to draw", as if one might come: now its
+    epochs read "-" beside its status "diverged", and --plot says the runs diverged."""
+    import warnings
+
+    from mlplab.runs import build_config
+    from mlplab.trainer import TrainingDivergedError
+
+    root = tmp_path / "runs"
+    # killed before its first checkpoint, then resumed into a NaN: metrics.json "diverged" alone
+    numpy_run = root / "numpy"
+    numpy_run.mkdir(parents=True)
+    (numpy_run / "config.json").write_text(json.dumps(
+        build_config(**TINY, epochs=3, optimizer="sgd", lr=1e6).to_dict()))
+    with warnings.catch_warnings(), pytest.raises(TrainingDivergedError):
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's overflow on the way to NaN
+        resume_run(numpy_run, data=digits)
+    assert sorted(p.name for p in numpy_run.iterdir() if not p.name.startswith(".")) == \
+        ["config.json", "metrics.json"]
+    # a PyTorch run's record of it: config.json alone, with "diverged" (test_torch_resume.py
+    # makes one by training)
+    torch_run = root / "torch"
+    torch_run.mkdir()
+    (torch_run / "config.json").write_text(json.dumps(
+        {"framework": "pytorch", "dataset": "digits", "hidden": [32], "epochs": 5,
+         "batch_size": 64, "diverged": {"error": "the loss became nan at iteration 30"}}))
+
+    plot = tmp_path / "runs.png"
+    assert main(["runs", str(root), "--plot", str(plot)]) == 0
+    listed = capsys.readouterr()
+    # the run, its status, ..., its epochs and five figures (accuracies and time): none kept
+    rows = [line.split() for line in listed.out.splitlines()[1:]]
+    assert sorted((row[0], row[1], *row[-6:]) for row in rows) == [
+        (str(numpy_run), "diverged", *["-"] * 6), (str(torch_run), "diverged", *["-"] * 6)], \
+        listed.out
+    assert "?" not in listed.out
+    assert listed.err.splitlines()[-1] == \
+        f"--plot: all 2 runs listed diverged and kept no finished epoch to draw; {plot} not " \
+        "written"
+    assert main(["runs", str(torch_run), "--plot", str(plot)]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        f"--plot: the run listed diverged and kept no finished epoch to draw; {plot} not written"
+    assert not plot.exists()
+
+    # beside a run in its first epoch, the divergence is not all there is to say
+    first_epoch = root / "first-epoch"
+    first_epoch.mkdir()
+    shutil.copy(numpy_run / "config.json", first_epoch / "config.json")
+    assert main(["runs", str(root), "--plot", str(plot)]) == 0
+    listed = capsys.readouterr()
+    assert "0/3" in listed.out
+    assert listed.err.splitlines()[-1] == \
+        f"--plot: none of the runs has a finished epoch to draw; {plot} not written"
+    # beside a run with epochs, that run is drawn
+    train_run(TINY, epochs=1, out=root / "done", data=digits, plots=False)
+    assert main(["runs", str(root), "--plot", str(plot)]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == f"plot: {plot}"

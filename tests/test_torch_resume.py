@@ -1041,8 +1041,10 @@ def test_a_stopped_run_that_diverges_once_resumed_through_the_cli_says_so_everyw
 
     assert main(["runs", str(tmp_path), "--plot", str(tmp_path / "runs.png")]) == 0
     listed = capsys.readouterr()
-    assert listed.out.splitlines()[1].split()[:2] == [str(out), "diverged"]
-    assert "--plot: none of the runs has a finished epoch to draw" in listed.err
+    row = listed.out.splitlines()[1].split()
+    # no epoch kept: "-", where "?/3" read as a count unknown
+    assert row[:2] == [str(out), "diverged"] and row[-6:] == ["-"] * 6, row  # epochs, figures
+    assert "--plot: the run listed diverged and kept no finished epoch to draw" in listed.err
     no_model = (f"{out} has no model.npz; its loss diverged, so it saved no model; start a new "
                 "run with other settings (a lower --lr, say), with the same --out if you like.")
     assert main(["evaluate", str(out)]) == 1

@@ -65,6 +65,10 @@ def _cell(record: dict[str, Any], key: str, kind: str) -> str:
     value = record[key]
     if kind == "epochs" and record["stopped_early"] and value is not None:
         return f"{value} (early)"  # completed by early stopping: not a run cut short
+    if kind == "epochs" and value is None and record["status"] == "diverged":
+        # a PyTorch run drops its checkpoint as it diverges (a NumPy run resumed from none has
+        # none): no epoch it kept, which the status says; "?/20" read as a count unknown
+        return "-"
     if kind == "epochs" and record["of_epochs"] is not None and value != record["of_epochs"]:
         return f"{value if value is not None else '?'}/{record['of_epochs']}"
     if value is None:
@@ -227,8 +231,14 @@ def _plot(records: list[dict[str, Any]], path: str) -> None:
                   file=sys.stderr)
     curves = {name: c for name, c in curves.items() if c["loss"]}  # a run with no epoch yet
     if not curves:
-        print(f"--plot: none of the runs has a finished epoch to draw; {path} not written",
-              file=sys.stderr)
+        tried = records[:PLOTTED]
+        # their loss diverged and they kept no epoch: "has a finished epoch" hinted that
+        # waiting or resuming would give one
+        why = (("the run listed diverged" if len(tried) == 1 else
+                f"all {len(tried)} runs listed diverged") + " and kept no finished epoch to draw"
+               if all(r["status"] == "diverged" for r in tried) else
+               "none of the runs has a finished epoch to draw")
+        print(f"--plot: {why}; {path} not written", file=sys.stderr)
         return
     try:
         plots.save(plots.plot_runs(curves), path)
