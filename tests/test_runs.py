@@ -602,6 +602,53 @@ def test_a_run_that_diverged_after_a_checkpoint_is_recorded_as_diverged(tmp_path
         train_run(FAST, out=run, data=digits)
 
 
+def test_a_file_that_cannot_be_removed_does_not_keep_the_divergence_from_being_recorded(
+        tmp_path, digits, monkeypatch):
+    """A stopped run resumed into a NaN removes its stop's files, then records the divergence;
+    one file that could not be removed (a permission error) ended both, suppressed together,
+    so no record was written: metrics.json was gone and the run read as unfinished, advising the
+    --resume that diverges again. Now the other files go and the record is written."""
+    from mlplab.runs import RunInterruptedWarning
+    from mlplab.runs.listing import summarize_run
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    class Blow(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 3:
+                for p in trainer.model.params.values():  # after the epoch's checkpoint
+                    p *= 1e30
+
+    run = tmp_path / "r"
+    with pytest.warns(RunInterruptedWarning):
+        train_run(FAST, out=run, data=digits, callbacks=[CtrlC()])
+    assert {"metrics.json", "model.npz", "history.csv", "loss.png"} < \
+        {p.name for p in run.iterdir()}
+    unlink = Path.unlink
+
+    def refused_for_the_history(self, *args, **kwargs):
+        if self.name == "history.csv":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refused_for_the_history)
+    with warnings.catch_warnings(), pytest.raises(TrainingDivergedError):
+        warnings.simplefilter("ignore")
+        resume_run(run, data=digits, callbacks=[Blow()])
+    monkeypatch.undo()
+    # only the file that could not be removed is left of the stop's
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == \
+        ["checkpoint.npz", "config.json", "history.csv", "metrics.json"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and "the loss became nan" in metrics["reason"]
+    assert summarize_run(run)["status"] == "diverged"
+    with pytest.raises(ValueError, match=r"diverged \(its loss became NaN or infinite\)"):
+        resume_run(run, data=digits)
+
+
 def test_train_run_writes_a_complete_run_folder(tmp_path, digits):
     res = train_run(FAST, out=tmp_path / "run", data=digits, eval_test=True)
     out = tmp_path / "run"

@@ -82,15 +82,21 @@ def not_a_folder(path: str | os.PathLike) -> str:
     return f"{path} is not a folder"
 
 
-def remove_results(run_dir: str | os.PathLike, also: Sequence[str] = ()) -> None:
+def remove_results(run_dir: str | os.PathLike, also: Sequence[str] = (),
+                   keep_going: bool = False) -> None:
     """Delete what an earlier save of the run in ``run_dir`` derived from its model (a resumed
     run's stop's): ``metrics.json`` first (its presence marks results written whole), then
     ``history.csv``, the figures and the files ``also`` names. Called before the new model is
     written, so that a second Ctrl-C among the writes (which stops at once, unsaved) leaves no
     file that describes another model than the one in ``model.npz``: the stop's history and
-    figures had stayed beside a newer model until ``--resume``."""
+    figures had stayed beside a newer model until ``--resume``. ``keep_going``: a file that
+    cannot be removed (``OSError``) is passed over and the others are still removed."""
     for name in (METRICS_FILE, HISTORY_FILE, *FIGURES, *also):
-        (Path(run_dir) / name).unlink(missing_ok=True)
+        try:
+            (Path(run_dir) / name).unlink(missing_ok=True)
+        except OSError:
+            if not keep_going:
+                raise
 
 
 #: names of the files in a run folder; an atomic write leaves ``.<name>.<random>`` if killed

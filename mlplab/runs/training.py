@@ -339,11 +339,13 @@ def record_divergence(run_dir: Path, exc: TrainingDivergedError) -> None:
     ...}``, and the checkpoint of its last good epoch stays. What an earlier stop (Ctrl-C)
     saved, ``model.npz``, ``history.csv`` and the figures, goes first: beside the record they
     had ``evaluate`` and ``predict`` use the stop's model, and ``--plot`` draw the stop's
-    history, as the run's. A failure to write is passed over: the divergence is the news."""
+    history, as the run's. A file that cannot be removed or written is passed over (the
+    divergence is the news), but the record is written whenever it can be: one file left
+    (a figure another user owns) kept it from being written, and the run read as unfinished."""
+    # (metrics.json first: a stop in between leaves a run that reads as unfinished, with no
+    # result of another model than its checkpoint's)
+    remove_results(run_dir, also=(MODEL_FILE,), keep_going=True)
     with contextlib.suppress(OSError):
-        # (metrics.json first: a stop in between leaves a run that reads as unfinished, with
-        # no result of another model than its checkpoint's)
-        remove_results(run_dir, also=(MODEL_FILE,))
         io.write_json(run_dir / METRICS_FILE, {"status": "diverged", "reason": str(exc)})
 
 
