@@ -1,7 +1,8 @@
 """The documentation against the code: every command in README.md and docs/*.md parses with the
 CLI (or the benchmark script) it names, every ``mlplab.x.y`` it names exists, every repository path
 it names is there, every Python block compiles, every flag that ``--help`` shows is named in the
-docs, and every relative link (and its ``#anchor``) leads somewhere.
+docs, and every relative link (and its ``#anchor``) leads somewhere. The Python blocks are run by
+tests/test_docs_examples.py.
 
 Commands are only parsed, not run: a wrong or renamed flag, a removed choice or a value its type
 rejects fails here, which is how documentation drifts when options change. What the commands then
