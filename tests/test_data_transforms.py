@@ -299,6 +299,25 @@ def test_flip_twice_is_identity_and_flips_half(images):
     assert 0 < mask.sum() < len(X)
 
 
+def test_a_numpy_generator_draws_the_augmentation_too(images):
+    """np.random.default_rng(), NumPy's recommended generator, has no rand/randint: augment(X,
+    rng) raised AttributeError with one. It draws the same kinds of flips and crops."""
+    X = _flat(images)
+    flips = Augmenter(images.shape[1:], flip=True, crop=0)
+    once = flips(X, np.random.default_rng(3))
+    mask = np.random.default_rng(3).random(len(X)) < 0.5
+    imgs = once.reshape(images.shape)
+    np.testing.assert_array_equal(imgs[mask], images[mask][:, :, ::-1])
+    np.testing.assert_array_equal(imgs[~mask], images[~mask])
+    assert 0 < mask.sum() < len(X)
+    np.testing.assert_array_equal(flips(once, np.random.default_rng(3)), X)
+    # crops and elastic distortions: the same output as a RandomState's kinds, seeded alike
+    every = Augmenter(images.shape[1:], flip=True, crop=2, elastic=1.0)
+    a, b = (every(X, np.random.default_rng(5)) for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == X.shape and a.dtype == X.dtype and not np.array_equal(a, X)
+
+
 def test_crop_keeps_shape_and_shifts_content(images):
     aug = Augmenter(images.shape[1:], flip=False, crop=2)
     X = _flat(images) + 1  # +1 so that zero padding is distinguishable from image content

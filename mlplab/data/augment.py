@@ -3,7 +3,7 @@ elastic distortions.
 
 The trainer calls ``augment(X_batch, rng)`` on each preprocessed (B, D) float batch with its own
 ``np.random.RandomState``, so a seeded run stays deterministic; only the batch is copied, never the
-dataset.
+dataset. Called by hand, it takes a ``np.random.Generator`` (``np.random.default_rng()``) too.
 """
 
 from __future__ import annotations
@@ -73,7 +73,15 @@ class Augmenter:
         self._lattice_y = _hat_weights(shape[0], self.elastic_grid)
         self._lattice_x = _hat_weights(shape[1], self.elastic_grid)
 
-    def __call__(self, X: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    def __call__(self, X: np.ndarray,
+                 rng: np.random.RandomState | np.random.Generator) -> np.ndarray:
+        """The augmented copy of the (B, D) batch ``X``, drawn from ``rng``: the trainer's
+        ``RandomState`` or a ``np.random.Generator`` (NumPy's recommended one, which has no
+        ``rand``/``randint``: it raised AttributeError)."""
+        if isinstance(rng, np.random.Generator):
+            uniform, integers = rng.random, rng.integers
+        else:  # a RandomState: the draws of every seeded run so far, unchanged
+            uniform, integers = rng.rand, rng.randint  # type: ignore[assignment]
         X = np.asarray(X)
         H, W, C = self.image_shape
         if X.ndim != 2 or X.shape[1] != H * W * C:
@@ -89,12 +97,12 @@ class Augmenter:
         fill = 0.0 if image_fill else self.fill
         if image_fill:
             imgs = imgs - self.fill.astype(imgs.dtype)
-        flip = rng.rand(B) < 0.5 if self.flip else np.zeros(B, dtype=bool)
+        flip = uniform(B) < 0.5 if self.flip else np.zeros(B, dtype=bool)
         p = self.crop
         if p:
             # window offsets into the zero-padded image; offset p means "no shift"
-            dy = rng.randint(0, 2 * p + 1, size=B) - p
-            dx = rng.randint(0, 2 * p + 1, size=B) - p
+            dy = integers(0, 2 * p + 1, size=B) - p
+            dx = integers(0, 2 * p + 1, size=B) - p
         else:
             dy = dx = np.zeros(B, dtype=int)
         out = np.empty_like(imgs)
@@ -115,7 +123,8 @@ class Augmenter:
             out += self.fill.astype(out.dtype)
         return out.reshape(B, H * W * C)  # (-1 cannot be inferred for an empty batch)
 
-    def elastic_field(self, n: int, rng: np.random.RandomState) -> np.ndarray:
+    def elastic_field(self, n: int,
+                      rng: np.random.RandomState | np.random.Generator) -> np.ndarray:
         """(2, n, H, W) float32 displacements (rows, then columns) in pixels for ``n`` images:
         offsets uniform in [-elastic, elastic] on the lattice, interpolated to every pixel, so no
         displacement along an axis exceeds ``elastic`` (a pixel moves up to sqrt(2) times it)."""
