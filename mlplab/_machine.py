@@ -1,9 +1,12 @@
-"""The CPU cores this process may use, for sizing its thread pools; and whether an error says
-that its memory ran out, and what to do then."""
+"""The CPU cores this process may use, for sizing its thread pools; the spelling of a PyTorch
+device (checked here, without PyTorch, so that ``mlplab reproduce`` checks its ``--device`` where
+PyTorch is not installed); and whether an error says that its memory ran out, and what to do
+then."""
 
 from __future__ import annotations
 
 import os
+import re
 
 
 def available_cpus() -> int:
@@ -13,6 +16,19 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def parse_device(choice: str) -> str:
+    """``choice`` normalised (``" CUDA:1"`` -> ``"cuda:1"``), or a ``ValueError`` when it is not
+    ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. Only the spelling is checked, not whether this
+    machine has the GPU (:func:`mlplab.torch_mlp.device.select_device` does that), so that a
+    misspelt device is told apart from a missing one: the first is a usage error, the second a
+    fact about the machine."""
+    text = str(choice).strip().lower()
+    # an index as PyTorch reads it: ASCII digits, no leading zero (str.isdigit took "01", "²")
+    if text in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:(0|[1-9][0-9]*)", text):
+        return text
+    raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {choice!r}.")
 
 
 #: glibc's words (``dlerror``) for a library that ``dlopen`` could not map: memory refused, as

@@ -1215,6 +1215,141 @@ def test_cli_reproduce_called_from_python_reports_its_own_command(tmp_path, caps
     assert f"reproduced by `{expected}`" in (out / "report.md").read_text()
 
 
+# ----------------------------------------------------------------------------- --device
+def test_device_option_parses_with_cpu_the_default():
+    from mlplab.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["reproduce"]).device == "cpu"  # reports stay exactly repeatable
+    assert parser.parse_args(["reproduce", "--device", "cuda:1"]).device == "cuda:1"
+    assert "--device" in parser._subparsers._group_actions[0].choices["reproduce"].format_help()
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="Q4 needs PyTorch")
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_q4_runs_on_the_device_given_and_the_report_names_it(device, tmp_path, capsys,
+                                                              monkeypatch):
+    """--device reached only the torch commands: reproduce trained Q4 on the CPU, whatever the
+    machine had. auto takes the CPU where PyTorch sees no GPU (made so here on any machine);
+    tests/test_torch_gpu.py runs the same on a GPU."""
+    import torch
+
+    if device == "auto":
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "r"
+    assert main(["reproduce", "--only", "data,q4", "--device", device, "--out", str(out)]) == 0
+    capsys.readouterr()
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["device"] == device
+    q4 = doc["sections"]["q4"]
+    assert q4["status"] == "ok" and q4["data"]["device"] == "cpu" and "gpu" not in q4["data"]
+    assert doc["sections"]["environment"]["data"]["device"] == {"asked": device, "q4": "cpu",
+                                                                "gpu": None}
+    md = (out / "report.md").read_text()
+    assert "PyTorch threads: 1, device: cpu. *exercise*" in _sections(md)["## Q4 · PyTorch "
+                                                                         "multi-layer perceptron"]
+    row = f"| device | cpu (Q4's PyTorch networks; --device {device}) |"
+    assert row in _sections(md)["## Environment"]
+    html = (out / "report.html").read_text()
+    assert "PyTorch threads: 1, device: cpu." in html
+    assert f"<td>cpu (Q4's PyTorch networks; --device {device})</td>" in html
+    # a Q4 kept by --reuse: the row says where that run trained it
+    assert main(["reproduce", "--only", "q1", "--reuse", "--device", device,
+                 "--out", str(out)]) == 0
+    assert f"| device | cpu (Q4's PyTorch networks; --device {device}, kept from the earlier " \
+           "run) |" in (out / "report.md").read_text()
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="without PyTorch Q4 is not run, whatever the device")
+def test_cuda_without_a_gpu_is_refused_in_one_line_before_any_stage(tmp_path, capsys,
+                                                                    monkeypatch):
+    """Refused at once (exit 1, the machine's fact, not a usage error), not after Q1-Q3 with a
+    Q4 that failed; where Q4 is not going to run no GPU is asked for."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "r"
+    assert main(["reproduce", "--only", "data,q4", "--device", "cuda", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (f"mlplab reproduce: error: --device cuda was asked for but PyTorch "
+                            f"sees no CUDA GPU (torch {torch.__version__}, "
+                            "torch.cuda.is_available() is False); use --device cpu, or --device "
+                            "auto to take a GPU only when there is one.\n")
+    assert captured.out == "" and not out.exists()  # no stage ran, no folder made
+    with pytest.raises(ValueError, match=r"^device='cuda:1' was asked for but PyTorch sees no "
+                                         r"CUDA GPU .*; use device='cpu', or device='auto'"):
+        reproduce("digits", TINY, out=out, log=False, only=["data", "q4"], device="CUDA:1")
+    assert not out.exists()
+    # Q4 not selected: nothing uses the GPU, and the report keeps the setting (--reuse's)
+    assert main(["reproduce", "--only", "q1", "--device", "cuda", "--out", str(out)]) == 0
+    capsys.readouterr()
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["device"] == "cuda" and "--device cuda" in doc["command"]
+    assert "| device | cuda (--device cuda; Q4, the only stage on this device, did not run) |" \
+        in (out / "report.md").read_text()
+
+
+def test_cuda_without_pytorch_marks_q4_not_run_as_any_device_does(tmp_path, monkeypatch):
+    import sys
+
+    import sklearn.metrics  # noqa: F401  (imported by reproduce; SciPy trips on torch = None)
+
+    import mlplab
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if PyTorch were missing
+    monkeypatch.setitem(sys.modules, "mlplab.torch_mlp", None)
+    for name in [m for m in sys.modules if m.startswith("mlplab.torch_mlp.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delattr(mlplab, "torch_mlp", raising=False)
+    r = reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q4"], device="cuda")
+    q4 = next(s for s in r.sections if s.key == "q4")
+    assert q4.status == "not run" and "PyTorch is not installed" in q4.reason
+    with pytest.raises(ValueError, match=r"^device must be cpu, cuda, cuda:N or auto; got 'gpu'"):
+        reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"], device="gpu")
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:01", ""])
+def test_a_misspelt_device_is_a_usage_error(device, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["reproduce", "--only", "q1", "--device", device, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == ("mlplab reproduce: error: --device must be cpu, cuda, "
+                                       f"cuda:N or auto; got {device!r}.\n")
+    with pytest.raises(ValueError, match=r"^device must be cpu, cuda, cuda:N or auto; got "):
+        reproduce("digits", TINY, out=out, log=False, only=["q1"], device=device)
+    assert not out.exists()
+
+
+def test_reuse_refuses_an_earlier_report_of_another_device(tmp_path, capsys):
+    """A different device is a different setting, as a different thread count is: the kept
+    sections (Q4's above all) would not be what this command computes."""
+    cli = tmp_path / "cli"
+    assert main(["reproduce", "--only", "q1", "--device", "auto", "--out", str(cli)]) == 0
+    assert main(["reproduce", "--only", "q2", "--reuse", "--out", str(cli)]) == 1
+    assert "used a different device (device=auto); its sections would not match. Give " \
+           "--device auto to keep them" in capsys.readouterr().err
+    py = tmp_path / "py"
+    reproduce("digits", TINY, out=py, log=False, only=["q1"], device="auto")
+    with pytest.raises(ValueError, match=r"used a different device \(device=auto\); its sections "
+                                         r"would not match\. Give device='auto' to keep them"):
+        reproduce("digits", TINY, out=py, log=False, only=["q2"], reuse=True)
+    reproduce("digits", TINY, out=py, log=False, only=["q2"], reuse=True, device="AUTO")
+    doc = json.loads((py / "report.json").read_text())
+    assert doc["device"] == "auto" and doc["sections"]["q1"]["status"] == "ok"
+    # a report from before --device has none: its Q4 ran on the CPU, the default
+    del doc["device"]
+    (py / "report.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"used a different device \(device=cpu\); its sections "
+                                         r"would not match\. Give device='cpu' to keep them"):
+        reproduce("digits", TINY, out=py, log=False, only=["q2"], reuse=True,
+                  device="auto")
+    reproduce("digits", TINY, out=py, log=False, only=["q2"], reuse=True)
+    # a device no mlplab writes: a damaged report, not a setting to match
+    doc = json.loads((py / "report.json").read_text())
+    (py / "report.json").write_text(json.dumps({**doc, "device": "gpu"}))
+    with pytest.raises(ValueError, match="damaged\\? its device is not cpu, cuda, cuda:N or auto"):
+        reproduce("digits", TINY, out=py, log=False, only=["q2"], reuse=True)
+
+
 # ----------------------------------------------------------------------------- headless Chromium
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",

@@ -129,3 +129,32 @@ def test_the_depth_study_runs_on_the_gpu(tmp_path):
     for gpu, cpu in zip(result.results, on_cpu.results):
         assert abs(gpu.val_acc - cpu.val_acc) <= 1 / 180 + 1e-12  # one digit of 180 at most
         np.testing.assert_allclose(gpu.history.loss, cpu.history.loss, rtol=2e-3, atol=1e-4)
+
+
+def test_reproduce_trains_q4_on_the_gpu_and_the_report_names_it(tmp_path, capsys):
+    """tests/test_report.py's test_q4_runs_on_the_device_given_and_the_report_names_it on a GPU:
+    --device cuda, and the report names the GPU where that test names the CPU."""
+    index = torch.cuda.current_device()
+    gpu = torch.cuda.get_device_name(index)
+    out = tmp_path / "r"
+    assert main(["reproduce", "--only", "data,q4", "--device", "cuda", "--out", str(out)]) == 0
+    capsys.readouterr()
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["device"] == "cuda"
+    q4 = doc["sections"]["q4"]
+    assert q4["status"] == "ok" and q4["data"]["device"] == f"cuda:{index}" and \
+        q4["data"]["gpu"] == gpu
+    assert doc["sections"]["environment"]["data"]["device"] == {"asked": "cuda",
+                                                                "q4": f"cuda:{index}", "gpu": gpu}
+    md = (out / "report.md").read_text()
+    assert f"PyTorch threads: 1, device: cuda:{index} ({gpu}). *exercise*" in md
+    row = f"| device | cuda:{index}, {gpu} (Q4's PyTorch networks; --device cuda) |"
+    assert row in md
+    html = (out / "report.html").read_text()
+    assert f"PyTorch threads: 1, device: cuda:{index} ({gpu})." in html
+    assert f"<td>cuda:{index}, {gpu} (Q4's PyTorch networks; --device cuda)</td>" in html
+    # a Q4 kept by --reuse: the row says where that run trained it
+    assert main(["reproduce", "--only", "q1", "--reuse", "--device", "cuda",
+                 "--out", str(out)]) == 0
+    assert f"| device | cuda:{index}, {gpu} (Q4's PyTorch networks; --device cuda, kept from " \
+           "the earlier run) |" in (out / "report.md").read_text()

@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="BLAS and PyTorch threads (default: %(default)s, the fastest for the "
                         "exercise's small nets and exactly repeatable; 2-4 help CIFAR-10 on "
                         "dedicated cores)")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda|auto",
+                   help="where Q4's PyTorch networks train (no other stage uses PyTorch): cpu "
+                        "(default, exactly repeatable), cuda or cuda:N (refused before any stage "
+                        "without that GPU, unless Q4 does not run), or auto (a GPU when PyTorch "
+                        "sees one, else the CPU); the report names the device and GPU")
     p.add_argument("--only", metavar="STAGES", default=None, type=_stage_list,
                    help="comma-separated stages to run, the rest marked 'not run' (data, q1, "
                         "q2, q3_toy, q3_default, q3_tuning, q3_tuned, q4, summary); "
@@ -51,8 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "of an earlier report's)")
     p.add_argument("--reuse", action="store_true",
                    help="with --only: keep the earlier report's sections in --out that are not "
-                        "run again (same dataset, budget, seed and threads), e.g. to re-run a "
-                        "stage that failed")
+                        "run again (same dataset, budget, seed, threads and device), e.g. to "
+                        "re-run a stage that failed")
     p.add_argument("--progress", action="store_true",
                    help="progress bars inside long stages (a line per stage is always printed)")
     p.set_defaults(func=run_reproduce, unknown_hint=_budget_hint)
@@ -93,8 +98,9 @@ def _budget_hint(unknown: list[str]) -> tuple[str | None, set[str]]:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
+    from mlplab._machine import parse_device
     from mlplab._text import shell_command
-    from mlplab.cli import UsageError
+    from mlplab.cli import UsageError, usage_errors
     from mlplab.cli.data import load_dataset_from_args
     from mlplab.report import STAGES, default_out, reproduce
     from mlplab.report.runner import stages_without_data
@@ -103,6 +109,10 @@ def run_reproduce(args: argparse.Namespace) -> int:
         raise UsageError("--reuse keeps the sections that --only does not run again; without "
                          "--only every stage runs again and nothing is kept. Add --only "
                          "STAGES, or drop --reuse.")
+    # a misspelt device is the argument's fault (exit 2, as torch train's); a GPU this machine
+    # lacks is a fact about it (exit 1, reproduce refuses it before any stage)
+    with usage_errors(("device",)):
+        parse_device(args.device)
     # the words of main([...]), else the process's: a script calling main(["reproduce", ...])
     # was reported as "reproduced by `mlplab <the script's own arguments>`"
     argv = getattr(args, "argv", sys.argv[1:])
@@ -119,7 +129,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     try:
         result = reproduce(args.dataset, args.budget, args.out, args.seed,
                            progress=args.progress, debug=args.debug, only=only,
-                           threads=args.threads, reuse=args.reuse,
+                           threads=args.threads, reuse=args.reuse, device=args.device,
                            # a folder's decoding bar only with the stages' (--progress)
                            loader=lambda: load_dataset_from_args(args, args.progress),
                            command=shell_command(["mlplab", *argv]) if argv else None)

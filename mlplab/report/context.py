@@ -36,6 +36,8 @@ class Context:
     loader: Callable[[], Any] | None = None
     #: BLAS and PyTorch threads
     threads: int = 1
+    #: where Q4's PyTorch networks train: cpu, cuda, cuda:N or auto (spelling checked)
+    device: str = "cpu"
     sections: dict[str, Section] = field(default_factory=dict)
     #: the stages asked for (None: all) and whether an earlier report's sections are kept
     only: list[str] | None = None

@@ -123,7 +123,7 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
               log: TextIO | bool = True, debug: bool = False,
               only: Sequence[str] | None = None, command: str | None = None,
               loader: Callable[[], Any] | None = None, threads: int = 1,
-              reuse: bool = False) -> ReportResult:
+              reuse: bool = False, device: str = "cpu") -> ReportResult:
     """Run Questions 1-4 on ``dataset`` and write the report into ``out``.
 
     Parameters
@@ -147,11 +147,16 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
     threads : BLAS and PyTorch threads. The default 1 is the fastest for the exercise's small
         networks, keeps sums in one order (so numbers repeat exactly) and avoids the spin-waiting
         of multi-threaded BLAS on a busy machine; 2-4 help CIFAR-10 on dedicated cores.
+    device : where Q4's PyTorch networks train (no other stage uses PyTorch): ``cpu`` (the
+        default, so that a report repeats exactly on the same machine), ``cuda`` / ``cuda:N``
+        (refused before any stage runs where PyTorch sees no such GPU, unless Q4 is not going to
+        run: not in ``only``, or PyTorch not installed) or ``auto`` (a GPU when PyTorch sees one,
+        else the CPU). The report says which device Q4 ran on, and the GPU's name.
     loader : a function returning the :class:`mlplab.data.Dataset` (e.g. with a data folder or
         split sizes); default ``load_dataset(dataset, seed=seed)``.
     reuse : with ``only``, keep the sections of the earlier report in ``out`` that are not run
-        again (it must have used the same dataset, budget, seed and threads), e.g. to re-run one
-        stage that failed.
+        again (it must have used the same dataset, budget, seed, threads and device), e.g. to
+        re-run one stage that failed.
     command : what the report names as the way to reproduce it (``mlplab reproduce`` passes its
         own command line); default: the equivalent ``mlplab reproduce`` command, or, for a
         custom :class:`Budget` or a ``loader``, this Python call.
@@ -179,6 +184,7 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
                              f"{', '.join(known)}; got {only!r}.")
         if missing := stages_without_data(only, reuse):
             raise ValueError(missing)  # as the command line refuses it, before anything is written
+    device = _check_device(device, only)
     if reuse and only is None:  # as the command line refuses --reuse without --only
         raise ValueError("reuse=True keeps the sections that only=[...] does not run again; "
                          "without only every stage runs again and nothing is kept. Give "
@@ -192,7 +198,7 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
         # runs, evaluate and tune then took the mix for the other command's output
         refuse_other_output(out, skip=("report",), purpose="report")
     ctx = Context(out=out, dataset=dataset, budget=b, seed=int(seed), progress=progress,
-                  loader=loader, threads=int(threads))
+                  loader=loader, threads=int(threads), device=device)
     ctx.only, ctx.reuse = (list(only) if only is not None else None), bool(reuse)
     # before the folder is made: a refused --reuse (a mistyped --out) leaves no empty folder
     earlier = _earlier_report(ctx) if reuse else None
@@ -224,6 +230,25 @@ def reproduce(dataset: str = "digits", budget: str | Budget = "quick",
         # (never one that was there before, nor one holding a file)
         remove_made_folders(out, made)
         raise
+
+
+def _check_device(device: str, only: Sequence[str] | None) -> str:
+    """``device`` normalised (``"CUDA"`` -> ``"cuda"``); a misspelt one is refused, and a GPU
+    this machine does not have where Q4, the one stage that uses it, is going to run: before
+    any stage, not after Q1-Q3 with a Q4 "not run". Where Q4 is not run (not in ``only``, or
+    PyTorch not installed, which marks it "not run" anyway) no GPU is asked for: the setting
+    still names the report's device, which ``reuse`` compares."""
+    import importlib.util
+
+    from mlplab._machine import parse_device
+
+    device = parse_device(device)
+    runs_q4 = only is None or "q4" in only
+    if device != "cpu" and runs_q4 and importlib.util.find_spec("torch") is not None:
+        from mlplab.torch_mlp.device import select_device
+
+        select_device(device)  # (PyTorch's import, seconds, only where a GPU may be asked for)
+    return device
 
 
 def _reproduce_in(ctx: Context, only: Sequence[str] | None, debug: bool, log: TextIO | bool,
@@ -301,8 +326,9 @@ def _earlier_report(ctx: Context) -> dict[str, Any]:
                          f"{problem}); run without {_reuse()} into another "
                          f"{setting('--out', 'out')}, or move {ctx.out} away.")
     mine = {"dataset": ctx.dataset, "budget": ctx.budget.to_dict(), "seed": ctx.seed,
-            "threads": ctx.threads}
+            "threads": ctx.threads, "device": ctx.device}
     theirs = {k: doc.get(k) for k in mine}
+    theirs["device"] = doc.get("device", "cpu")  # a report before --device: Q4 on the CPU
     theirs["budget"] = theirs["budget"] and {k: tuple(v) if isinstance(v, list) else v
                                              for k, v in theirs["budget"].items()}
     diff = [k for k in mine if mine[k] != theirs[k]]
@@ -353,6 +379,16 @@ def _report_problem(doc: Any) -> str | None:
             return f"its {key} is {_json_kind(value)}"
     if not isinstance(doc["budget"].get("name"), str):
         return "its budget has no name"
+    if "device" in doc:  # (a report written before --device has none: its Q4 ran on the CPU)
+        from mlplab._machine import parse_device
+
+        device = doc["device"]
+        try:  # as mlplab writes it: spelt right, and normalised
+            written = isinstance(device, str) and parse_device(device) == device
+        except ValueError:
+            written = False
+        if not written:
+            return "its device is not cpu, cuda, cuda:N or auto"
     fields = (("group", str), ("title", str), ("status", str), ("reason", str),
               ("seconds", int | float), ("data", dict), ("blocks", list))
     for key, section in doc["sections"].items():
@@ -596,6 +632,8 @@ def _command(ctx: Context, command: str | None) -> str:
         args = [repr(ctx.dataset), repr(ctx.budget.name) if named else
                 f"mlplab.report.{ctx.budget!r}", f"out={str(ctx.out)!r}",
                 f"seed={ctx.seed}", f"threads={ctx.threads}"]
+        if ctx.device != "cpu":
+            args.append(f"device={ctx.device!r}")
         if ctx.only is not None:
             args.append(f"only={ctx.only!r}")
         if ctx.reuse:
@@ -605,6 +643,8 @@ def _command(ctx: Context, command: str | None) -> str:
         return f"mlplab.report.reproduce({', '.join(args)})"
     parts = ["mlplab", "reproduce", "--dataset", ctx.dataset, "--budget", ctx.budget.name,
              "--seed", str(ctx.seed), "--threads", str(ctx.threads), "--out", path_word(ctx.out)]
+    if ctx.device != "cpu":  # (the default: commands of reports before --device stay as they were)
+        parts += ["--device", ctx.device]
     if ctx.only is not None:
         parts += ["--only", ",".join(ctx.only)]
     if ctx.reuse:
@@ -621,12 +661,13 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
         # as "not loaded" beside a kept section that used it
         s.add(Text(f"The table describes this command's run. The {counted(len(kept), 'section')} "
                    f"kept from the earlier run ({', '.join(kept)}) were computed by that run, "
-                   "with the same seed, budget and threads; a difference in versions or CPU "
-                   "is named in the introduction."))
+                   "with the same seed, budget, threads and device; a difference in versions or "
+                   "CPU is named in the introduction."))
     s.add(KeyValues([("command", md_code(_command(ctx, command))), ("date", when),
                      ("seed", f"{ctx.seed} (splits, weights, minibatches, tuning sampler, "
                               "PyTorch; the exercise's toy checks keep its fixed draws)"),
                      ("threads", f"{ctx.threads} (BLAS and PyTorch)"),
+                     ("device", _device_row(ctx, sections)),
                      # (no pruner, no cap on the training images: "none", as --prune says)
                      ("budget", ", ".join(f"{k}={'none' if v is None else v}"
                                           for k, v in ctx.budget.to_dict().items()
@@ -643,9 +684,31 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
     rows.append(["**total**", "", seconds(total), seconds(sum(s.cpu_seconds for s in sections))])
     s.add(Table(["stage", "status", "wall time", "CPU time"], rows,
                 "Wall time and CPU time (all threads) of each stage"))
-    s.data.update(items=dict(env.environment()),
+    s.data.update(items=dict(env.environment()), device=_q4_device(ctx, sections),
                   stage_seconds={sec.key: sec.seconds for sec in sections}, total_seconds=total)
     return s
+
+
+def _q4_device(ctx: Context, sections: list[Section]) -> dict[str, Any]:
+    """The device setting (``asked``) and the one Q4 ran on (``q4``: ``cpu``, ``cuda:N``, None
+    where Q4 did not run) with the GPU's name (``gpu``, None but on a GPU)."""
+    q4 = next((s for s in sections if s.key == "q4"), None)
+    ran = None
+    if q4 is not None and q4.status == "ok":
+        ran = q4.data.get("device", "cpu")  # a Q4 kept from a report before --device: the CPU
+    return {"asked": ctx.device, "q4": ran,
+            "gpu": q4.data.get("gpu") if q4 is not None and ran is not None else None}
+
+
+def _device_row(ctx: Context, sections: list[Section]) -> str:
+    """The environment table's device: where Q4 ran (and on which GPU), and the setting."""
+    d = _q4_device(ctx, sections)
+    asked = _as_given("device", ctx.device)
+    if d["q4"] is None:
+        return f"{ctx.device} ({asked}; Q4, the only stage on this device, did not run)"
+    where = f"{d['q4']}, {d['gpu']}" if d["gpu"] else d["q4"]
+    kept = ", kept from the earlier run" if "q4" in ctx.reused else ""
+    return f"{where} (Q4's PyTorch networks; {asked}{kept})"
 
 
 #: the rows of the environment table on which a section's numbers depend
@@ -686,7 +749,7 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
         f"Questions 1 to 4 of the \"Deep Neural Network and Backpropagation\" exercise, reproduced "
         f"by {md_code(_command(ctx, command))} on {when} in {seconds(total)} (CPU time "
         f"{seconds(sum(s.cpu_seconds for s in sections))}; seed {ctx.seed}, and the same seed "
-        "gives the same numbers on the same machine, versions and thread count).",
+        "gives the same numbers on the same machine, versions, thread count and device).",
     ]
     here = _numeric_environment()
     for sec in sections:
@@ -698,8 +761,8 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
             if sec.key in ctx.reused:
                 runs.setdefault((sec.origin["command"], sec.origin["date"]), []).append(
                     sec.title or sec.group)
-        intro.append("Sections kept from earlier runs (same dataset, budget, seed and threads; "
-                     "times include theirs): " + "; ".join(
+        intro.append("Sections kept from earlier runs (same dataset, budget, seed, threads and "
+                     "device; times include theirs): " + "; ".join(
                          f"{', '.join(names)} from {md_code(cmd)} of {date}"
                          for (cmd, date), names in runs.items()) + ".")
         elsewhere, unknown = _other_environments(sections, ctx.reused, here)
@@ -720,7 +783,8 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
     doc = {
         "title": title, "intro": intro,
         "dataset": ctx.dataset, "budget": ctx.budget.to_dict(), "seed": ctx.seed,
-        "threads": ctx.threads, "command": _command(ctx, command), "date": when,
+        "threads": ctx.threads, "device": ctx.device, "command": _command(ctx, command),
+        "date": when,
         "seconds": total,
         "sections": {s.key: {"group": s.group, "title": s.title, "status": s.status,
                              "reason": s.reason, "seconds": s.seconds,

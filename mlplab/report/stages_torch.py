@@ -27,8 +27,10 @@ def stage_q4(ctx: Context, section: Section) -> None:
     X, Xv, Xt = (torch_mlp.normalize_images(a) for a in (ds.X_train, ds.X_val, ds.X_test))
     b = ctx.budget
     threads = torch_mlp.set_threads(ctx.threads)
+    # (a GPU this machine lacks was refused before any stage ran: reproduce's _check_device)
+    used = torch_mlp.device_record(torch_mlp.select_device(ctx.device))
     cfg = torch_mlp.TorchTrainConfig(epochs=b.torch_epochs, seed=ctx.seed,
-                                     progress=ctx.progress)
+                                     progress=ctx.progress, device=used["device"])
     results = torch_mlp.depth_study(X, ds.y_train, Xv, ds.y_val, Xt, ds.y_test,
                                     depths=b.torch_depths, inits=("exercise", "default"),
                                     config=cfg, num_classes=ds.num_classes)
@@ -42,9 +44,9 @@ def stage_q4(ctx: Context, section: Section) -> None:
         f"Adam lr {torch_mlp.LR:g}, weight decay {torch_mlp.REG:g}, batch "
         f"{torch_mlp.BATCH_SIZE}, {b.torch_epochs} epochs, lr × {torch_mlp.LR_DECAY} per "
         f"epoch, inputs normalised with mean 0.5 and std 0.5, seed {ctx.seed}, PyTorch "
-        f"threads: {threads}. *exercise* initialisation: every weight ~ N(0, std 1e-3), biases 0; "
-        "*default*: PyTorch's own. Only the best network by validation accuracy of each "
-        "initialisation is run on the test split, once."))
+        f"threads: {threads}, device: {_device_words(used)}. *exercise* initialisation: every "
+        "weight ~ N(0, std 1e-3), biases 0; *default*: PyTorch's own. Only the best network "
+        "by validation accuracy of each initialisation is run on the test split, once."))
     # the 2020 report's depth table is CIFAR-10's: next to another dataset's accuracies (88% on
     # Fashion-MNIST beside 50.8% / 49.5%) it would read as a comparison, so it is left out there
     # (the summary still lists it, with its caveat)
@@ -80,11 +82,16 @@ def stage_q4(ctx: Context, section: Section) -> None:
         f"Best network: {best.depth} layers with the {best.init} initialisation, validation "
         f"{pct(best.val_acc)}, **test {pct(best.test_acc)}**."))
     section.data.update(
-        results=[r.to_dict() for r in results], threads=threads, epochs=b.torch_epochs,
+        results=[r.to_dict() for r in results], threads=threads, **used, epochs=b.torch_epochs,
         best={"init": best.init, "depth": best.depth, "val_acc": best.val_acc,
               "test_acc": best.test_acc},
         best_by_init={k: {"depth": v.depth, "val_acc": v.val_acc, "test_acc": v.test_acc}
                       for k, v in best_by_init.items()})
+
+
+def _device_words(used: dict[str, str]) -> str:
+    """``cpu``, or ``cuda:0 (NVIDIA H200)`` on a GPU."""
+    return f"{used['device']} ({used['gpu']})" if "gpu" in used else used["device"]
 
 
 def at_chance(results: Sequence[DepthResult], num_classes: int) -> dict[str, list[int]]:

@@ -75,6 +75,7 @@ from mlplab.torch_mlp.depth import (
 from mlplab.torch_mlp.device import (
     DEVICES,
     available_cpus,
+    device_record,
     flushing_subnormals,
     parse_device,
     select_device,
@@ -166,6 +167,7 @@ __all__ = [
     "depth_table_csv",
     "depth_table_markdown",
     "describe",
+    "device_record",
     "fit",
     "flushing_subnormals",
     "from_numpy",

@@ -1,19 +1,20 @@
 """Where PyTorch runs: the ``--device`` choice (:func:`parse_device` checks its spelling,
-:func:`select_device` whether this machine has that GPU), the CPU threads
-(:func:`available_cpus`, :func:`set_threads`) and the CPU's subnormal numbers
-(:func:`subnormals_flushed`). It is about the machine, not the network, so it stands apart from
-the model and its training: the command line and the report use it before any model exists.
+:func:`select_device` whether this machine has that GPU, :func:`device_record` how a result
+names it), the CPU threads (:func:`available_cpus`, :func:`set_threads`) and the CPU's subnormal
+numbers (:func:`subnormals_flushed`). It is about the machine, not the network, so it stands apart
+from the model and its training: the command line and the report use it before any model exists.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
-from mlplab._machine import available_cpus
+# parse_device: PyTorch-free, so that mlplab reproduce checks its --device without PyTorch
+from mlplab._machine import available_cpus, parse_device
 from mlplab._validation import is_int, setting
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -46,16 +47,14 @@ def select_device(choice: str = "cpu", *, cuda_available: bool | None = None,
     return torch.device(text)
 
 
-def parse_device(choice: str) -> str:
-    """``choice`` normalised (``" CUDA:1"`` -> ``"cuda:1"``), or a ``ValueError`` when it is not
-    ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. Only the spelling is checked, not whether this
-    machine has the GPU (:func:`select_device` does that), so that a misspelt device is told
-    apart from a missing one: the first is a usage error, the second a fact about the machine."""
-    text = str(choice).strip().lower()
-    # an index as PyTorch reads it: ASCII digits, no leading zero (str.isdigit took "01", "²")
-    if text in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:(0|[1-9][0-9]*)", text):
-        return text
-    raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {choice!r}.")
+def device_record(device: torch.device) -> dict[str, Any]:
+    """How a result records the device it ran on: ``{"device": "cpu"}``, or on a GPU its index
+    (``"cuda:0"``; plain ``"cuda"`` is the current GPU, so that a record of ``cuda`` and one of
+    ``cuda:0`` name the same GPU alike) and its name (``"gpu": "NVIDIA H200"``)."""
+    if device.type != "cuda":
+        return {"device": str(device)}
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return {"device": f"cuda:{index}", "gpu": torch.cuda.get_device_name(index)}
 
 
 #: the most CPU threads a run may ask PyTorch for: its thread pool ended the process with a

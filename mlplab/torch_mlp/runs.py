@@ -89,6 +89,7 @@ from mlplab.torch_mlp.depth import (
 )
 from mlplab.torch_mlp.device import (
     MAX_THREADS,
+    device_record,
     parse_device,
     select_device,
     set_threads,
@@ -437,13 +438,11 @@ def _split_seed(ds: Dataset, data_seed: int | None) -> int | None:
 
 def _environment(threads: int, device: torch.device) -> dict[str, Any]:
     # the flat keys: PyTorch's side; "environment": mlplab's, as mlplab train records it
-    gpu = {"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}
-    if device.type == "cuda" and device.index is None:  # "cuda" is the current GPU: its index,
-        # so that a resume on the same GPU named cuda:0 is not taken for another device
-        device = torch.device("cuda", torch.cuda.current_device())
     # str(): torch.__version__ is a TorchVersion, which a checkpoint's weights_only load refuses
+    # (device_record: "cuda" as its index, so that a resume on the same GPU named cuda:0 is not
+    # taken for another device)
     return {"python": platform.python_version(), "torch": str(torch.__version__),
-            "device": str(device), **gpu, "threads": threads, "cpus": os.cpu_count(),
+            **device_record(device), "threads": threads, "cpus": os.cpu_count(),
             "machine": platform.machine(), "environment": environment.record()}
 
 
