@@ -173,8 +173,11 @@ def test_documented_example_runs(example: Example, tmp_path: Path) -> None:
     if example.skip:
         pytest.skip(example.skip)
     where = _block(example)[0]
+    source = _runnable(example)
+    if re.search(r"\btorch", source):  # PyTorch is an optional extra: its blocks need it here
+        pytest.importorskip("torch", reason="PyTorch not installed (pip install 'mlplab[torch]')")
     script = tmp_path / "example.py"  # a file: tune's workers (spawn) import the __main__ script
-    script.write_text(_runnable(example))
+    script.write_text(source)
     env = {**os.environ, "PYTHONPATH": pythonpath(), "MLPLAB_DATA": str(tmp_path / "data"),
            "MPLBACKEND": "Agg"}
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
