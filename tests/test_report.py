@@ -1350,6 +1350,49 @@ def test_reuse_refuses_an_earlier_report_of_another_device(tmp_path, capsys):
         reproduce("digits", TINY, out=py, log=False, only=["q2"], reuse=True)
 
 
+def _fake_gpu_q4(folder: Path) -> None:
+    """Give the report.json in ``folder`` a Q4 section as a run on a GPU machine wrote it."""
+    doc = json.loads((folder / "report.json").read_text())
+    q1 = doc["sections"]["q1"]
+    doc["sections"]["q4"] = {
+        **q1, "group": "Q4", "title": "Q4 · PyTorch depth study",
+        "data": {"device": "cuda:0", "gpu": "NVIDIA H200", "results": []},
+        "blocks": [{"type": "Text", "text": "trained on cuda:0 (NVIDIA H200)"}]}
+    (folder / "report.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs PyTorch")
+def test_reuse_names_a_kept_q4_that_ran_on_another_device(tmp_path, monkeypatch):
+    """--reuse compares the device setting as given: a report made with --device auto on a GPU
+    machine, rerun with --only q1 --reuse --device auto where there is none, kept its Q4 trained
+    on the GPU while the introduction named no other environment (a GPU sums in another order
+    than the CPU, so its figures are not the ones a run here gives)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"], device="auto")
+    _fake_gpu_q4(tmp_path)
+    result = reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"], reuse=True,
+                       device="auto")
+    assert result.reused == ("q4",)
+    md = (tmp_path / "report.md").read_text()
+    assert "Of those, computed with another environment than this run's: Q4 · PyTorch depth " \
+           "study (device cuda:0 (NVIDIA H200) -> cpu). Their figures may differ" in md
+    # an explicit --device cuda where this machine has no GPU: Q4 would not train here at all
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"], device="cuda:0")
+    _fake_gpu_q4(tmp_path)
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"], reuse=True, device="cuda:0")
+    assert "Q4 · PyTorch depth study (device cuda:0 (NVIDIA H200) -> no such GPU here)" in \
+        (tmp_path / "report.md").read_text()
+    # the same GPU here: nothing to say
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "NVIDIA H200")
+    _fake_gpu_q4(tmp_path)
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"], reuse=True, device="cuda:0")
+    assert "another environment" not in (tmp_path / "report.md").read_text()
+
+
 # ----------------------------------------------------------------------------- headless Chromium
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",

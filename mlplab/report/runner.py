@@ -661,8 +661,8 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
         # as "not loaded" beside a kept section that used it
         s.add(Text(f"The table describes this command's run. The {counted(len(kept), 'section')} "
                    f"kept from the earlier run ({', '.join(kept)}) were computed by that run, "
-                   "with the same seed, budget, threads and device; a difference in versions or "
-                   "CPU is named in the introduction."))
+                   "with the same seed, budget, threads and device setting; a difference in "
+                   "versions, CPU or the device Q4 ran on is named in the introduction."))
     s.add(KeyValues([("command", md_code(_command(ctx, command))), ("date", when),
                      ("seed", f"{ctx.seed} (splits, weights, minibatches, tuning sampler, "
                               "PyTorch; the exercise's toy checks keep its fixed draws)"),
@@ -719,25 +719,56 @@ def _numeric_environment() -> dict[str, str]:
     return {k: v for k, v in env.environment() if k in _NUMERIC_ROWS}
 
 
-def _other_environments(sections: list[Section], reused: set[str],
-                        here: dict[str, str]) -> tuple[list[str], list[str]]:
+def _other_environments(sections: list[Section], reused: set[str], here: dict[str, str],
+                        device: str) -> tuple[list[str], list[str]]:
     """For each reused section computed where another mlplab, CPU or library version ran (its
-    origin's record against ``here``): its name and what differed; and the names of the reused
-    sections whose environment nothing recorded (an mlplab before 30 Nov 2026 recorded only
-    that of the run that wrote the report, not of a section it kept from an older one)."""
+    origin's record against ``here``), or a kept Q4 that ran on another device than ``device``
+    (the setting) gives here: its name and what differed; and the names of the reused sections
+    whose environment nothing recorded (an mlplab before 30 Nov 2026 recorded only that of the
+    run that wrote the report, not of a section it kept from an older one)."""
     found: list[str] = []
     unknown: list[str] = []
     for sec in sections:
         if sec.key not in reused:
             continue
         then = sec.origin.get("environment")
-        if not isinstance(then, dict):
+        changed = []
+        if isinstance(then, dict):
+            changed = env.numeric_differences(then, here, _NUMERIC_ROWS)
+        else:
             unknown.append(sec.title or sec.group)
-            continue
-        changed = env.numeric_differences(then, here, _NUMERIC_ROWS)
+        # (Q4's own record: a report before 30 Nov 2026 has it too)
+        if sec.key == "q4" and sec.status == "ok":
+            ran = _device_words(sec.data.get("device", "cpu"), sec.data.get("gpu"))
+            # the setting matched (--reuse compares it), but auto is a GPU on one machine and
+            # the CPU on another, and cuda:0 another GPU
+            now = ran if device == "cpu" else _device_here(device)
+            if now != ran:
+                changed.append(f"device {ran} -> {now}")
         if changed:
             found.append(f"{sec.title or sec.group} ({', '.join(changed)})")
     return found, unknown
+
+
+def _device_words(device: str, gpu: str | None) -> str:
+    """``cpu``, or ``cuda:0 (NVIDIA H200)``, its name escaped for Markdown."""
+    return f"{device} ({md_literal(gpu)})" if gpu else device
+
+
+def _device_here(device: str) -> str:
+    """Where Q4 would train here with the setting ``device`` (not ``cpu``), in
+    :func:`_device_words`'s words, or why it could not."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return "PyTorch not installed here"
+    from mlplab.torch_mlp.device import device_record, select_device
+
+    try:
+        used = device_record(select_device(device))
+    except ValueError:  # (a GPU this machine lacks: Q4 was not run, so nothing refused it)
+        return "no such GPU here"
+    return _device_words(used["device"], used.get("gpu"))
 
 
 def _write(ctx: Context, sections: list[Section], total: float, when: str,
@@ -762,10 +793,10 @@ def _write(ctx: Context, sections: list[Section], total: float, when: str,
                 runs.setdefault((sec.origin["command"], sec.origin["date"]), []).append(
                     sec.title or sec.group)
         intro.append("Sections kept from earlier runs (same dataset, budget, seed, threads and "
-                     "device; times include theirs): " + "; ".join(
+                     "device setting; times include theirs): " + "; ".join(
                          f"{', '.join(names)} from {md_code(cmd)} of {date}"
                          for (cmd, date), names in runs.items()) + ".")
-        elsewhere, unknown = _other_environments(sections, ctx.reused, here)
+        elsewhere, unknown = _other_environments(sections, ctx.reused, here, ctx.device)
         if elsewhere:
             intro.append("Of those, computed with another environment than this run's: "
                          + "; ".join(elsewhere) + ". Their figures may differ in the last "
