@@ -1350,13 +1350,13 @@ def test_reuse_refuses_an_earlier_report_of_another_device(tmp_path, capsys):
         reproduce("digits", TINY, out=py, log=False, only=["q2"], reuse=True)
 
 
-def _fake_gpu_q4(folder: Path) -> None:
+def _fake_gpu_q4(folder: Path, gpu: str = "NVIDIA H200") -> None:
     """Give the report.json in ``folder`` a Q4 section as a run on a GPU machine wrote it."""
     doc = json.loads((folder / "report.json").read_text())
-    q1 = doc["sections"]["q1"]
+    q1 = next(s for s in doc["sections"].values() if s["status"] == "ok")
     doc["sections"]["q4"] = {
         **q1, "group": "Q4", "title": "Q4 · PyTorch depth study",
-        "data": {"device": "cuda:0", "gpu": "NVIDIA H200", "results": []},
+        "data": {"device": "cuda:0", "gpu": gpu, "results": []},
         "blocks": [{"type": "Text", "text": "trained on cuda:0 (NVIDIA H200)"}]}
     (folder / "report.json").write_text(json.dumps(doc))
 
@@ -1393,7 +1393,41 @@ def test_reuse_names_a_kept_q4_that_ran_on_another_device(tmp_path, monkeypatch)
     assert "another environment" not in (tmp_path / "report.md").read_text()
 
 
-# ----------------------------------------------------------------------------- headless Chromium
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs PyTorch")
+def test_a_gpu_name_with_markdown_characters_is_shown_as_it_is(tmp_path, monkeypatch):
+    """The GPU's name (torch.cuda.get_device_name) went into the Markdown unescaped: a ``*`` or
+    ``_`` in it started emphasis in the Q4 section and the Environment table."""
+    import torch
+
+    import mlplab.torch_mlp
+
+    name = "GPU *x* _y_ |z"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: name)
+    real = mlplab.torch_mlp.device_record
+    # the record of a GPU, with that name, for networks trained on the CPU (there is no GPU)
+    monkeypatch.setattr(mlplab.torch_mlp, "device_record",
+                        lambda device: {**real(torch.device("cuda:0")), "device": "cpu"})
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["data", "q4"])
+    md = (tmp_path / "report.md").read_text()
+    escaped = r"GPU \*x\* \_y\_ \|z"
+    assert f"device: cpu ({escaped}). *exercise*" in md
+    # (md_literal's escaped pipe, escaped again as every table cell's is: still one cell)
+    assert "| device | cpu, " + escaped.replace("|", "\\|") + " (Q4's PyTorch networks; " \
+           "device='cpu') |" in md
+    html = (tmp_path / "report.html").read_text()
+    assert f"device: cpu ({name})." in html and f"<td>cpu, {name} (Q4" in html
+    assert json.loads((tmp_path / "report.json").read_text())["sections"]["q4"]["data"][
+        "gpu"] == name
+    # a kept Q4 trained elsewhere: named with it in the introduction
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    kept = tmp_path / "kept"
+    reproduce("digits", TINY, out=kept, log=False, only=["q1"], device="auto")
+    _fake_gpu_q4(kept, gpu=name)
+    reproduce("digits", TINY, out=kept, log=False, only=["q1"], reuse=True, device="auto")
+    md = (kept / "report.md").read_text()
+    assert f"(device cuda:0 ({escaped}) -> cpu)" in md
+    assert "| device | cuda:0, " + escaped.replace("|", "\\|") + " (Q4's" in md
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--hide-scrollbars"]

@@ -706,7 +706,7 @@ def _device_row(ctx: Context, sections: list[Section]) -> str:
     asked = _as_given("device", ctx.device)
     if d["q4"] is None:
         return f"{ctx.device} ({asked}; Q4, the only stage on this device, did not run)"
-    where = f"{d['q4']}, {d['gpu']}" if d["gpu"] else d["q4"]
+    where = f"{d['q4']}, {md_literal(d['gpu'])}" if d["gpu"] else d["q4"]
     kept = ", kept from the earlier run" if "q4" in ctx.reused else ""
     return f"{where} (Q4's PyTorch networks; {asked}{kept})"
 

@@ -9,6 +9,7 @@ from mlplab.report import reference
 from mlplab.report.context import Context
 from mlplab.report.document import Figure, Section, StageSkipped, Table, Text
 from mlplab.report.fmt import pct, seconds
+from mlplab.report.rendering import md_literal
 from mlplab.report.style import report_style, save_figure
 
 if TYPE_CHECKING:
@@ -90,8 +91,9 @@ def stage_q4(ctx: Context, section: Section) -> None:
 
 
 def _device_words(used: dict[str, str]) -> str:
-    """``cpu``, or ``cuda:0 (NVIDIA H200)`` on a GPU."""
-    return f"{used['device']} ({used['gpu']})" if "gpu" in used else used["device"]
+    """``cpu``, or ``cuda:0 (NVIDIA H200)`` on a GPU: its name as the driver gives it, escaped
+    (a ``*`` or ``_`` in it would start emphasis)."""
+    return f"{used['device']} ({md_literal(used['gpu'])})" if "gpu" in used else used["device"]
 
 
 def at_chance(results: Sequence[DepthResult], num_classes: int) -> dict[str, list[int]]:
