@@ -1011,6 +1011,52 @@ def test_a_run_stopped_by_ctrl_c_that_diverges_once_resumed_leaves_its_folder_to
     assert result.metrics["status"] == "completed"
 
 
+def test_a_diverged_run_whose_model_cannot_be_removed_still_records_it(tmp_path,
+                                                                         monkeypatch):
+    """A stopped run's model.pt that cannot be removed as the resumed run diverges: the user
+    saw a PermissionError instead of the divergence, and config.json did not record it. Now
+    the divergence is recorded whatever is left, and the line does not offer the same folder,
+    which a new run refuses while model.pt is there."""
+    from pathlib import Path
+
+    from mlplab.trainer import TrainingDivergedError
+
+    out = tmp_path / "run"
+    _crash_after(monkeypatch, 1, KeyboardInterrupt)  # fit's Ctrl-C: saved as it was
+    with pytest.warns(tm.RunInterruptedWarning):
+        assert tm.train_run("digits", out=out, **SETTINGS).interrupted
+    monkeypatch.undo()
+    unlink = Path.unlink
+
+    def refuse_model(self, *args, **kwargs):
+        if self.name == "model.pt":
+            raise PermissionError(13, "Permission denied", str(self))
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refuse_model)
+    _crash_after(monkeypatch, 3, TrainingDivergedError)
+    with pytest.raises(TrainingDivergedError) as caught:
+        tm.resume_run(out)
+    monkeypatch.undo()
+    assert str(caught.value).endswith(
+        "Resuming this run would repeat it; start a new run with other settings, with another "
+        f"out, or with this one once you remove model.pt from {out}.")
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
+        ["config.json", "model.pt"]  # the stop's other files gone, metrics.json first
+    assert "stopped here" in json.loads((out / "config.json").read_text())["diverged"]["error"]
+    with pytest.raises(ValueError, match="stopped when its loss diverged"):
+        tm.resume_run(out)
+    # as the line says, not this folder as it is (a new run there pointed to --resume, which
+    # refuses a diverged run)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{out} holds a run whose loss diverged, beside files a new run there would not "
+            "replace (model.pt); remove them, or choose another out.")):
+        tm.train_run("digits", out=out, **{**SETTINGS, "epochs": 1})
+    (out / "model.pt").unlink()
+    assert tm.train_run("digits", out=out, **{**SETTINGS, "epochs": 1}).metrics["status"] == \
+        "completed"
+
+
 def test_a_stopped_run_that_diverges_once_resumed_through_the_cli_says_so_everywhere(
         tmp_path, monkeypatch, capsys):
     """The command-line counterpart of the test above, as mlplab train's

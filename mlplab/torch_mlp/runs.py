@@ -222,6 +222,37 @@ def _only_a_torch_config(path: Path) -> bool:
     return isinstance(config, dict) and config.get("framework") == "pytorch"
 
 
+def _where_next(path: Path) -> str:
+    """Where the new run that a diverged run's error offers may go: its folder, where
+    :func:`_check_out` takes it (it holds config.json alone), else another one, or this one once
+    the files left (one that could not be removed, one of the user's) are gone."""
+    out = setting("--out", "out")
+    if _only_a_torch_config(path):
+        return f"with the same {out} if you like"
+    left = _beside_config(path)
+    if not left:  # (a config.json that cannot be read back)
+        return f"with another {out}"
+    return f"with another {out}, or with this one once you remove {', '.join(left)} from {path}"
+
+
+def _beside_config(path: Path) -> list[str]:
+    """The files in run folder ``path`` besides config.json (bar hidden temporary ones)."""
+    try:
+        return sorted(p.name for p in path.iterdir()
+                      if not p.name.startswith(".") and p.name != TORCH_CONFIG_FILE)
+    except OSError:
+        return []
+
+
+def _diverged(path: Path) -> bool:
+    """Whether the config.json in run folder ``path`` records that its loss diverged."""
+    try:
+        config = io.read_json(path / TORCH_CONFIG_FILE)
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("diverged"), dict)
+
+
 def _stopped(path: Path) -> bool:
     """Whether ``path`` holds a PyTorch run with a checkpoint that has not completed, or one
     stopped by Ctrl-C (before its first epoch ended it has no checkpoint), or stopped again
@@ -266,6 +297,13 @@ def _check_out(path: Path, marker: str) -> None:
                              f"{out}.")
         if not io.nothing_at(path / marker) and not (marker == TORCH_CONFIG_FILE
                                                      and _only_a_torch_config(path)):
+            if marker == TORCH_CONFIG_FILE and _diverged(path) and _beside_config(path):
+                # files its divergence could not remove (or the user's): --resume, which
+                # _stopped offers for a stop's model file, refuses a diverged run
+                raise ValueError(f"{path} holds a run whose loss diverged, beside files a new "
+                                 f"run there would not replace "
+                                 f"({', '.join(_beside_config(path))}); remove them, or choose "
+                                 f"another {out}.")
             if marker == TORCH_CONFIG_FILE and _stopped(path):
                 # (no checkpoint: stopped in its first epoch, or by an mlplab before 1 Dec
                 # 2026, which kept none; --resume trains it from the start)
@@ -631,14 +669,16 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
         # (first: a stop in between leaves a lone config.json, which trains again and records
         # it), and config.json says the loss diverged, which lets --resume refuse it without
         # training and a new run take the folder, as a diverged depth study's
-        (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        # A file that cannot be removed is passed over, as mlplab train's record_divergence
+        # does: the divergence is the news, and config.json records it whatever is left
+        with contextlib.suppress(OSError):
+            (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
         # and the files of an earlier Ctrl-C's stop (metrics.json first, the mark of results),
         # which kept the folder from being taken by the new run that this error offers
-        remove_results(out_dir, also=(TORCH_MODEL_FILE, NUMPY_MODEL_FILE))
+        remove_results(out_dir, also=(TORCH_MODEL_FILE, NUMPY_MODEL_FILE), keep_going=True)
         io.write_json(out_dir / TORCH_CONFIG_FILE, {**config, "diverged": {"error": str(exc)}})
         raise TrainingDivergedError(f"{exc} Resuming this run would repeat it; start a new run "
-                                    f"with other settings, with the same "
-                                    f"{setting('--out', 'out')} if you like.") from None
+                                    f"with other settings, {_where_next(out_dir)}.") from None
     seconds = seconds_before + time.perf_counter() - start
     metrics = _metrics(model, history, ds, pre, X, X_val, bool(config["eval_test"]), seconds,
                        config["seed"], config["init"], threads_used, dev)
