@@ -596,6 +596,32 @@ def test_ctrl_c_says_what_the_study_saved(tmp_path, monkeypatch, capsys, steps, 
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == files
 
 
+def test_ctrl_c_after_the_last_network_says_resume_only_writes_the_table(tmp_path, monkeypatch,
+                                                                         capsys):
+    """Stopped after its last network was saved but before its table was written, a study said
+    "--resume trains the next one from its first epoch": there is no next one, and the resume
+    only writes the table."""
+    from mlplab.torch_mlp import runs as torch_runs
+
+    out = tmp_path / "study"
+    argv = ["torch", "depth", *ARGV, "--layers", "2", "--init", "exercise", "--out", str(out)]
+
+    def ctrl_c(results):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch_runs, "plot_depth", ctrl_c)  # as the table is written
+    assert main(argv) == 130
+    monkeypatch.undo()
+    assert capsys.readouterr().err.splitlines()[-2] == \
+        "interrupted; saved: every network of the study, before its table; --resume writes " \
+        f"the table, training nothing. Continue with: mlplab torch depth --resume {out} " \
+        "--threads 1"
+    assert not (out / "depth.json").exists() and (out / "networks" / "exercise-2.pt").is_file()
+    steps = _count_steps(monkeypatch)
+    assert main(["torch", "depth", "--resume", str(out), "--no-progress"]) == 0
+    assert steps == [] and (out / "depth.json").is_file()
+
+
 def test_a_study_killed_after_saving_its_last_network_ends_without_a_checkpoint(tmp_path,
                                                                               monkeypatch):
     """Killed between saving its last network and removing that network's checkpoint, a study

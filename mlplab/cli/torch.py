@@ -478,13 +478,17 @@ def _study_saved(out: Path) -> tuple[str, str]:
     network in training, which is removed as that network is saved whole; either may be
     missing (it said both were kept whenever it had one)."""
     from mlplab.runs.files import DEPTH_CHECKPOINT_FILE
-    from mlplab.torch_mlp.runs import NETWORKS_DIR
+    from mlplab.torch_mlp.runs import NETWORKS_DIR, every_network_saved
 
     networks = out / NETWORKS_DIR
     # (not a hidden temporary file of a network that the stop cut short)
     finished = networks.is_dir() and any(p.suffix == ".pt" and not p.name.startswith(".")
                                          for p in networks.iterdir())
     checkpoint = (out / DEPTH_CHECKPOINT_FILE).is_file()
+    if finished and every_network_saved(out):
+        # stopped as it wrote its table: there is no next network (a checkpoint beside them is
+        # of the last one, which --resume sees is finished)
+        return "every network of the study, before its table", "writes the table, training nothing"
     if finished and checkpoint:
         return ("the study's finished networks, and a checkpoint of its last whole epoch",
                 "goes on from the end of that epoch")

@@ -1326,6 +1326,17 @@ def _network_file(out_dir: Path, init: str, depth: int) -> Path:
     return out_dir / NETWORKS_DIR / f"{init}-{depth}.pt"
 
 
+def every_network_saved(folder: Path) -> bool:
+    """Whether the depth study in ``folder`` has saved every network its depth-config.json
+    names, so that what is left to do is its table (False where that file cannot be read)."""
+    try:
+        config = io.read_json(folder / DEPTH_CONFIG_FILE)
+        return all(_network_file(folder, init, depth).is_file()
+                   for init in _inits(config) for depth in config["layers"])
+    except (OSError, ValueError, TypeError, KeyError):  # (a damaged file: --resume says so)
+        return False
+
+
 def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
                      pre: Pipeline, X: np.ndarray, X_val: np.ndarray, cfg: TorchTrainConfig,
                      threads_used: int, dev: torch.device, announce: bool,
