@@ -874,11 +874,9 @@ def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, tmp_path, sig,
     _assert_same_run(reference, out)
 
 
-def test_the_resume_command_printed_after_ctrl_c_keeps_the_threads(monkeypatch, capsys,
-                                                                  tmp_path):
-    """A run trained with --threads resumes bit-identically only with the same count; the
-    printed command left it out. It left out --no-plots too (the run's config does not record
-    it), and the pasted command drew the figures the user had turned off."""
+def _ctrl_c_at_iteration_3(monkeypatch) -> None:
+    """The next ``mlplab train`` (through ``mlplab.runs.train_run``) gets a Ctrl-C (SIGINT) at
+    its third iteration, as from the keyboard: it stops there and saves its checkpoint."""
     import mlplab.runs
 
     class CtrlC(Callback):
@@ -889,6 +887,14 @@ def test_the_resume_command_printed_after_ctrl_c_keeps_the_threads(monkeypatch, 
     train_run = mlplab.runs.train_run
     monkeypatch.setattr(mlplab.runs, "train_run",
                         lambda *a, **kw: train_run(*a, callbacks=[CtrlC()], **kw))
+
+
+def test_the_resume_command_printed_after_ctrl_c_keeps_the_threads(monkeypatch, capsys,
+                                                                  tmp_path):
+    """A run trained with --threads resumes bit-identically only with the same count; the
+    printed command left it out. It left out --no-plots too (the run's config does not record
+    it), and the pasted command drew the figures the user had turned off."""
+    _ctrl_c_at_iteration_3(monkeypatch)
     out = tmp_path / "r"
     assert main(["train", *TINY, "--threads", "1", "--out", str(out)]) == 130  # --no-plots
     err = capsys.readouterr().err
@@ -908,16 +914,7 @@ def test_a_stopped_run_ends_with_how_to_continue_it_not_what_to_do_with_its_mode
     read as one terminal)."""
     import io as std_io
 
-    import mlplab.runs
-
-    class CtrlC(Callback):
-        def on_iteration_end(self, trainer, iteration, loss):
-            if iteration == 3:
-                os.kill(os.getpid(), signal.SIGINT)
-
-    train_run = mlplab.runs.train_run
-    monkeypatch.setattr(mlplab.runs, "train_run",
-                        lambda *a, **kw: train_run(*a, callbacks=[CtrlC()], **kw))
+    _ctrl_c_at_iteration_3(monkeypatch)
     terminal = std_io.StringIO()
     monkeypatch.setattr(sys, "stdout", terminal)
     monkeypatch.setattr(sys, "stderr", terminal)
@@ -937,18 +934,9 @@ def test_a_run_folder_named_with_a_leading_dash_is_named_so_that_commands_read_i
     """A run made with ``--out ./-x`` is the folder ``-x``; the command printed after Ctrl-C,
     ``mlplab train --resume -x``, was refused ("argument --resume: expected one argument"), as
     was the one in "already holds a run". They say ``./-x`` now, which resumes it."""
-    import mlplab.runs
-
-    class CtrlC(Callback):
-        def on_iteration_end(self, trainer, iteration, loss):
-            if iteration == 3:
-                os.kill(os.getpid(), signal.SIGINT)
-
     monkeypatch.chdir(tmp_path)
-    train_run = mlplab.runs.train_run
     with monkeypatch.context() as patch:
-        patch.setattr(mlplab.runs, "train_run",
-                      lambda *a, **kw: train_run(*a, callbacks=[CtrlC()], **kw))
+        _ctrl_c_at_iteration_3(patch)
         assert main(["train", *TINY, "--out", "./-x"]) == 130
     assert "Continue with: mlplab train --resume ./-x --no-plots\n" in capsys.readouterr().err
     assert main(["train", *TINY, "--out", "./-x"]) == 1
