@@ -1044,7 +1044,11 @@ def test_a_diverged_run_whose_model_cannot_be_removed_still_records_it(tmp_path,
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
         ["config.json", "model.pt"]  # the stop's other files gone, metrics.json first
     assert "stopped here" in json.loads((out / "config.json").read_text())["diverged"]["error"]
-    with pytest.raises(ValueError, match="stopped when its loss diverged"):
+    # --resume's refusal offers the same as the divergence did, not "the same out"
+    with pytest.raises(ValueError, match=re.escape(
+            f"the run in {out} stopped when its loss diverged; resuming would repeat it: start a "
+            "new run with other settings (a lower lr, say), with another out, or with this one "
+            f"once you remove model.pt from {out}.")):
         tm.resume_run(out)
     # as the line says, not this folder as it is (a new run there pointed to --resume, which
     # refuses a diverged run)
@@ -1102,6 +1106,58 @@ def test_a_stopped_run_that_diverges_once_resumed_through_the_cli_says_so_everyw
     assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
     assert f"the run in {out} stopped when its loss diverged; resuming would repeat it" in \
         capsys.readouterr().err
+    assert main([*args, "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_diverged_run_that_left_its_model_says_the_same_where_next_everywhere(
+        tmp_path, monkeypatch, capsys):
+    """A diverged run beside a model.pt it could not remove: --resume's refusal and evaluate's
+    and predict's "no model.npz" offered "the same --out if you like", which a new run refuses
+    while model.pt is there; they now offer what the diverging command does."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from mlplab.trainer import TrainingDivergedError
+
+    out = tmp_path / "run"
+    args = ["torch", "train", "--dataset", "digits", "--hidden", "32", "--epochs", "3",
+            "--threads", "1", "--no-progress"]
+    _crash_after(monkeypatch, 1, KeyboardInterrupt)  # fit's Ctrl-C: saved as it was
+    assert main([*args, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    unlink = Path.unlink
+
+    def refuse_model(self, *args, **kwargs):
+        if self.name == "model.pt":
+            raise PermissionError(13, "Permission denied", str(self))
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refuse_model)
+    _crash_after(monkeypatch, 2, TrainingDivergedError)
+    capsys.readouterr()
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    monkeypatch.undo()
+    where = f"with another --out, or with this one once you remove model.pt from {out}."
+    assert capsys.readouterr().err.rstrip().endswith(
+        f"Resuming this run would repeat it; start a new run with other settings, {where}")
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
+        ["config.json", "model.pt"]
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"mlplab torch train: error: the run in {out} stopped when its loss diverged; resuming "
+        f"would repeat it: start a new run with other settings (a lower --lr, say), {where}")
+    no_model = (f"{out} has no model.npz; its loss diverged, so it saved no model; start a new "
+                f"run with other settings (a lower --lr, say), {where}")
+    assert main(["evaluate", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == f"mlplab evaluate: error: {no_model}"
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    assert main(["predict", str(out), str(image)]) == 1
+    assert capsys.readouterr().err.strip() == f"mlplab predict: error: {no_model}"
+    # and what they offer is so: this folder once model.pt is gone
+    (out / "model.pt").unlink()
     assert main([*args, "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
 

@@ -395,6 +395,41 @@ def _torch_run(out_dir: Path) -> bool:
     return isinstance(config, dict) and config.get("framework") == "pytorch"
 
 
+def only_a_torch_config(path: Path) -> bool:
+    """Whether run folder ``path`` holds a PyTorch run's config.json and nothing else (bar the
+    hidden temporary files of interrupted writes): a run that stopped before it saved any
+    result, e.g. on a diverged loss or a crash during training. Such a folder may be reused."""
+    try:
+        names = [p.name for p in path.iterdir() if not p.name.startswith(".")]
+    except OSError:
+        return False  # unreadable: not ours to overwrite
+    return names == [CONFIG_FILE] and _torch_run(path)
+
+
+def beside_config(path: Path) -> list[str]:
+    """The files in run folder ``path`` besides config.json (bar hidden temporary ones)."""
+    try:
+        return sorted(p.name for p in path.iterdir()
+                      if not p.name.startswith(".") and p.name != CONFIG_FILE)
+    except OSError:
+        return []
+
+
+def where_next_run(path: Path) -> str:
+    """Where the new run that a diverged PyTorch run's messages offer may go (the diverging
+    command's, ``--resume``'s refusal, evaluate's): its folder, where ``mlplab torch train``
+    takes it (it holds config.json alone), else another one, or this one once the files left
+    (one that could not be removed, one of the user's) are gone. Here, not beside the PyTorch
+    code, so that evaluate says the same without importing PyTorch."""
+    out = setting("--out", "out")
+    if only_a_torch_config(path):
+        return f"with the same {out} if you like"
+    left = beside_config(path)
+    if not left:  # (a config.json that cannot be read back)
+        return f"with another {out}"
+    return f"with another {out}, or with this one once you remove {', '.join(left)} from {path}"
+
+
 def not_a_run_config(out_dir: Path) -> str | None:
     """Why the folder's lone ``config.json`` is not one ``mlplab train`` wrote (another tool's,
     beside no other run file), or None: a run's, or one beside its checkpoint or results,

@@ -39,6 +39,7 @@ from mlplab.runs.files import (
     recorded_plots,
     resume_setting,
     run_folder_advice,
+    where_next_run,
 )
 from mlplab.runs.lock import training_process
 from mlplab.runs.splits import check_same_decoding, check_same_split, split_fingerprint
@@ -93,8 +94,7 @@ def _started_run_hint(run_dir: Path) -> str | None:
     if config.get("framework") == "pytorch":
         if isinstance(config.get("diverged"), dict):
             return ("its loss diverged, so it saved no model; start a new run with other "
-                    f"settings (a lower {setting('--lr', 'lr')}, say), with the same "
-                    f"{setting('--out', 'out')} if you like")
+                    f"settings (a lower {setting('--lr', 'lr')}, say), {where_next_run(run_dir)}")
         command = resume_setting(run_dir, torch=True)
     else:
         # ({} or another tool's: resuming it would be refused as no run's configuration)

@@ -56,10 +56,12 @@ from mlplab.runs.files import (
     DEPTH_FILE,
     OUTPUT_KINDS,
     TORCH_CHECKPOINT_FILE,
+    beside_config,
     check_run_folder,
     diverged_study,
     has_checkpoint,
     nothing_to_resume,
+    only_a_torch_config,
     refuse_broken_links,
     refuse_if_nothing_saved,
     refuse_other_output,
@@ -67,6 +69,7 @@ from mlplab.runs.files import (
     remove_results,
     resume_setting,
     save_into_run,
+    where_next_run,
 )
 from mlplab.runs.lock import refuse_if_training, run_lock
 from mlplab.runs.splits import (
@@ -208,42 +211,6 @@ def check_model_options(init_std: float, dropout: float, batchnorm: bool = False
         check_batchnorm_batches(batch_size)
 
 
-def _only_a_torch_config(path: Path) -> bool:
-    """Whether run folder ``path`` holds a PyTorch run's config.json and nothing else (bar the
-    hidden temporary files of interrupted writes): a run that stopped before it saved any
-    result, e.g. on a diverged loss or a crash during training. Such a folder may be reused."""
-    try:
-        names = [p.name for p in path.iterdir() if not p.name.startswith(".")]
-        if names != [TORCH_CONFIG_FILE]:
-            return False
-        config = io.read_json(path / TORCH_CONFIG_FILE)  # (a BOM of a Windows editor passed over)
-    except (OSError, ValueError):
-        return False  # unreadable: not ours to overwrite
-    return isinstance(config, dict) and config.get("framework") == "pytorch"
-
-
-def _where_next(path: Path) -> str:
-    """Where the new run that a diverged run's error offers may go: its folder, where
-    :func:`_check_out` takes it (it holds config.json alone), else another one, or this one once
-    the files left (one that could not be removed, one of the user's) are gone."""
-    out = setting("--out", "out")
-    if _only_a_torch_config(path):
-        return f"with the same {out} if you like"
-    left = _beside_config(path)
-    if not left:  # (a config.json that cannot be read back)
-        return f"with another {out}"
-    return f"with another {out}, or with this one once you remove {', '.join(left)} from {path}"
-
-
-def _beside_config(path: Path) -> list[str]:
-    """The files in run folder ``path`` besides config.json (bar hidden temporary ones)."""
-    try:
-        return sorted(p.name for p in path.iterdir()
-                      if not p.name.startswith(".") and p.name != TORCH_CONFIG_FILE)
-    except OSError:
-        return []
-
-
 def _diverged(path: Path) -> bool:
     """Whether the config.json in run folder ``path`` records that its loss diverged."""
     try:
@@ -296,13 +263,13 @@ def _check_out(path: Path, marker: str) -> None:
                              f"it with {_resume_command(path, 'study')}, or choose another "
                              f"{out}.")
         if not io.nothing_at(path / marker) and not (marker == TORCH_CONFIG_FILE
-                                                     and _only_a_torch_config(path)):
-            if marker == TORCH_CONFIG_FILE and _diverged(path) and _beside_config(path):
+                                                     and only_a_torch_config(path)):
+            if marker == TORCH_CONFIG_FILE and _diverged(path) and beside_config(path):
                 # files its divergence could not remove (or the user's): --resume, which
                 # _stopped offers for a stop's model file, refuses a diverged run
                 raise ValueError(f"{path} holds a run whose loss diverged, beside files a new "
                                  f"run there would not replace "
-                                 f"({', '.join(_beside_config(path))}); remove them, or choose "
+                                 f"({', '.join(beside_config(path))}); remove them, or choose "
                                  f"another {out}.")
             if marker == TORCH_CONFIG_FILE and _stopped(path):
                 # (no checkpoint: stopped in its first epoch, or by an mlplab before 1 Dec
@@ -678,7 +645,7 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
         remove_results(out_dir, also=(TORCH_MODEL_FILE, NUMPY_MODEL_FILE), keep_going=True)
         io.write_json(out_dir / TORCH_CONFIG_FILE, {**config, "diverged": {"error": str(exc)}})
         raise TrainingDivergedError(f"{exc} Resuming this run would repeat it; start a new run "
-                                    f"with other settings, {_where_next(out_dir)}.") from None
+                                    f"with other settings, {where_next_run(out_dir)}.") from None
     seconds = seconds_before + time.perf_counter() - start
     metrics = _metrics(model, history, ds, pre, X, X_val, bool(config["eval_test"]), seconds,
                        config["seed"], config["init"], threads_used, dev)
@@ -1021,8 +988,7 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
     if isinstance(config.get("diverged"), dict):  # before its checks: a new run replaces it
         raise ValueError(f"the run in {run_dir} stopped when its loss diverged; resuming would "
                          "repeat it: start a new run with other settings (a lower "
-                         f"{setting('--lr', 'lr')}, say), with the same "
-                         f"{setting('--out', 'out')} if you like.")
+                         f"{setting('--lr', 'lr')}, say), {where_next_run(run_dir)}.")
     _check_config(path, config, _RESUME_KEYS, _RESUME_TYPES, "mlplab torch train", "run",
                   "PyTorch run")
     # a PyTorch run has one preprocessing: an edited one was accepted without a word, the run
