@@ -421,6 +421,57 @@ def test_a_diverged_study_is_not_resumed_and_its_folder_is_reused(tmp_path, monk
                                                                     "exercise-3.pt"]
 
 
+def test_a_network_of_a_diverged_study_that_cannot_be_removed_is_named(tmp_path, monkeypatch,
+                                                                        capsys):
+    """A new study taking a diverged study's folder removes its networks: one that could not be
+    removed ended the new study with the bare PermissionError (and, from the command line, with
+    "Continue with: mlplab torch depth --resume", which refuses a diverged study, as the
+    networks removed before it read as progress saved). It is named in one line with what to
+    do, before the new study writes anything, and the diverged study stays as it was."""
+    from pathlib import Path
+
+    from mlplab.trainer import TrainingDivergedError
+
+    out = tmp_path / "study"
+    _crash_in(monkeypatch, 3, 1, TrainingDivergedError)  # default init, 2 layers
+    with pytest.raises(TrainingDivergedError):
+        tm.depth_run("digits", out=out, **SETTINGS)
+    monkeypatch.undo()
+    assert sorted(p.name for p in (out / "networks").iterdir()) == ["exercise-2.pt",
+                                                                    "exercise-3.pt"]
+    diverged = (out / "depth-config.json").read_text()
+    unlink, blocked = Path.unlink, out / "networks" / "exercise-3.pt"
+
+    def refuse_one(self, *args, **kwargs):
+        if self == blocked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refuse_one)
+    steps = _count_steps(monkeypatch)
+    why = (f"cannot remove {blocked} (Permission denied) of the diverged depth study in {out}, "
+           "which a new study there would take for its own; remove it, or choose another ")
+    argv = [a if a != "both" else "exercise" for a in ARGV]
+    argv[argv.index("--epochs") + 1] = "1"
+    # (first: exercise-2.pt, removed before, was what read as progress saved)
+    assert main(["torch", "depth", *argv, "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == f"mlplab torch depth: error: {why}--out."
+    settings = {**SETTINGS, "init": "exercise", "epochs": 1}
+    with pytest.raises(OSError, match=f"^{re.escape(why + 'out.')}$"):
+        tm.depth_run("digits", out=out, **settings)
+    assert steps == []
+    assert (out / "depth-config.json").read_text() == diverged  # nothing of the new study
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "depth-config.json", "networks", "networks/exercise-3.pt"]
+    # as the line says: once it is removed, the new study takes the folder
+    monkeypatch.undo()
+    blocked.unlink()
+    assert main(["torch", "depth", *argv, "--out", str(out)]) == 0
+    assert "diverged" not in json.loads((out / "depth-config.json").read_text())
+    assert sorted(p.name for p in (out / "networks").iterdir()) == ["exercise-2.pt",
+                                                                    "exercise-3.pt"]
+
+
 def _digits_folder(folder, n=300):
     """The first ``n`` digits as a folder of PNG files, one sub-folder per class."""
     from PIL import Image

@@ -298,26 +298,40 @@ def not_saved_advice(folder: str | os.PathLike[str], progress: Sequence[str], re
         now = _saved_state(paths), _file_state(os.path.join(folder, results))
         # progress saved by this process, and no results (or divergence record) since; a
         # resume removes the earlier stop's metrics.json before it writes its own
-        if any(now[0]) and now[0] != before[0] and now[1] in (before[1], None):
+        if _saved_since(before[0], now[0]) and now[1] in (before[1], None):
             raise RunNotSaved(exc, resume, kept) from exc
         raise
 
 
 def _saved_state(paths: Sequence[str]) -> tuple[Any, ...]:
     """What tells a change to each of ``paths``: a file's :func:`_file_state`, a folder's the
-    names and states of its files (empty if there is none); falsy where nothing is saved."""
+    set of names and states of its files (empty if there is none); falsy where nothing is
+    saved."""
     def state(path: str) -> Any:
         if not os.path.isdir(path):
             return _file_state(path)
         try:
-            names = sorted(os.listdir(path))
+            names = os.listdir(path)
         except OSError:
-            return ()
+            return frozenset()
         # (not an atomic write's temporary file, which a failed write may leave)
-        return tuple((name, _file_state(os.path.join(path, name))) for name in names
-                     if not name.startswith("."))
+        return frozenset((name, _file_state(os.path.join(path, name))) for name in names
+                         if not name.startswith("."))
 
     return tuple(state(p) for p in paths)
+
+
+def _saved_since(before: tuple[Any, ...], now: tuple[Any, ...]) -> bool:
+    """Whether a file of :func:`_saved_state`'s was written or replaced between ``before`` and
+    ``now``: one removed is no progress saved (a new depth study that cleared some of a
+    diverged study's networks, then failed on one, was told to resume, which refuses it)."""
+    for was, is_ in zip(before, now):
+        if isinstance(is_, frozenset):  # a folder's: a file there that was not, or not so
+            if is_ - (was if isinstance(was, frozenset) else frozenset()):
+                return True
+        elif is_ is not None and is_ != was:
+            return True
+    return False
 
 
 def _file_state(path: str) -> tuple[int, int, int] | None:

@@ -284,15 +284,28 @@ def _check_out(path: Path, marker: str) -> None:
 def _clear_diverged_study(path: Path) -> None:
     """Remove the files of the diverged study in ``path`` that a new study there would take
     for its own: its finished networks (of other settings) and its checkpoint. Before the new
-    ``depth-config.json`` is written, so that a stop in between leaves a diverged study."""
-    (path / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
+    ``depth-config.json`` is written, so that a stop in between leaves a diverged study. A file
+    that cannot be removed ends the new study there, in one line naming it: the diverged study
+    stays (its depth-config.json unchanged), for a new study to take once that file is gone."""
+    def kept(file: Path, exc: OSError, doing: str = "remove") -> OSError:
+        return OSError(f"cannot {doing} {file} ({exc.strerror or io.one_line(exc)}) of the "
+                       f"diverged depth study in {path}, which a new study there would take for "
+                       f"its own; remove it, or choose another {setting('--out', 'out')}.")
+
     networks = path / NETWORKS_DIR
-    if networks.is_dir():
-        for file in networks.iterdir():
-            if file.is_file() and (file.suffix == ".pt" or file.name.startswith(".")):
-                file.unlink()
-        with contextlib.suppress(OSError):  # a file of the user's own is left where it is
-            networks.rmdir()
+    try:  # (sorted: the same file named whatever order the file system lists them in)
+        old = sorted(file for file in networks.iterdir()
+                     if file.is_file() and (file.suffix == ".pt" or file.name.startswith(".")))\
+            if networks.is_dir() else []
+    except OSError as exc:
+        raise kept(networks, exc, "look into") from None
+    for file in (path / DEPTH_CHECKPOINT_FILE, *old):
+        try:
+            file.unlink(missing_ok=True)
+        except OSError as exc:
+            raise kept(file, exc) from None
+    with contextlib.suppress(OSError):  # a file of the user's own is left where it is
+        networks.rmdir()
 
 
 def _new_dir(path: Path, marker: str) -> Path:
