@@ -1007,3 +1007,62 @@ def test_memory_that_runs_out_after_a_checkpoint_is_not_advised_a_smaller_networ
         "process's limit (ulimit -v); the study was not saved, but what it finished (its "
         "networks, and its last whole epoch's checkpoint) is kept. Continue with: mlplab torch "
         f"depth --resume {out} --threads 1")
+
+
+def test_a_diverged_study_whose_checkpoint_cannot_be_removed_still_records_it(
+        tmp_path, monkeypatch, capsys):
+    """The checkpoint of the network that diverged is dropped as the divergence is recorded: one
+    that could not be removed ended the study with the bare PermissionError, before
+    depth-config.json recorded the divergence, so --resume went on from it into the same NaN.
+    It is passed over (as mlplab torch train passes over its run's): the divergence is recorded,
+    and the error, --resume's refusal included, says the folder is a new study's only once that
+    file is removed (a new study there refuses it until then)."""
+    from pathlib import Path
+
+    from mlplab.trainer import TrainingDivergedError
+
+    out, settings = tmp_path / "study", {**SETTINGS, "init": "exercise"}
+    blocked, unlink, diverging = out / "depth-checkpoint.pt", Path.unlink, []
+
+    def refuse_one(self, *args, **kwargs):
+        # once the loss diverged (the first network's whole save removes it as usual)
+        if self == blocked and diverging:
+            raise PermissionError(13, "Permission denied", str(self))
+        return unlink(self, *args, **kwargs)
+
+    _crash_in(monkeypatch, 2, 2, TrainingDivergedError)  # 3 layers, after its second epoch
+    diverge = torch_depth.fit
+
+    def marking(*args, **kwargs):
+        try:
+            return diverge(*args, **kwargs)
+        except TrainingDivergedError:
+            diverging.append(1)
+            raise
+
+    monkeypatch.setattr(torch_depth, "fit", marking)
+    monkeypatch.setattr(Path, "unlink", refuse_one)
+    where = f"with another out, or with this one once you remove depth-checkpoint.pt from {out}."
+    with pytest.raises(TrainingDivergedError, match=r"^exercise init, 3 layers: stopped here "
+                                                    r"Resuming this study would repeat it; start "
+                                                    "a new study with other settings, "
+                                                    f"{re.escape(where)}$"):
+        tm.depth_run("digits", out=out, **settings)
+    monkeypatch.undo()
+    config = json.loads((out / "depth-config.json").read_text())
+    assert config["diverged"]["init"] == "exercise" and config["diverged"]["depth"] == 3
+    assert blocked.is_file()
+    steps = _count_steps(monkeypatch)
+    assert main(["torch", "depth", "--resume", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"mlplab torch depth: error: the depth study in {out} stopped when the loss of its "
+        "network of exercise init and 3 layers diverged; resuming would repeat it: start a new "
+        "study with other settings (a lower --lr, say), "
+        f"{where.replace('another out', 'another --out')}")
+    assert steps == []
+    # as the lines say: once the checkpoint is removed, a new study takes the folder
+    blocked.unlink()
+    argv = [a if a != "both" else "exercise" for a in ARGV]
+    argv[argv.index("--epochs") + 1] = "1"
+    assert main(["torch", "depth", *argv, "--out", str(out)]) == 0
+    assert "diverged" not in json.loads((out / "depth-config.json").read_text())

@@ -430,6 +430,18 @@ def where_next_run(path: Path) -> str:
     return f"with another {out}, or with this one once you remove {', '.join(left)} from {path}"
 
 
+def where_next_study(path: Path) -> str:
+    """Where the new study that a diverged depth study's messages offer may go (the diverging
+    command's, ``--resume``'s refusal): its folder, which ``mlplab torch depth`` takes, unless
+    the checkpoint its divergence could not remove is still there, which a new study there
+    would have to remove first (and says so, refusing the folder, where it cannot)."""
+    out = setting("--out", "out")
+    if io.nothing_at(path / DEPTH_CHECKPOINT_FILE):
+        return f"with the same {out} if you like"
+    return f"with another {out}, or with this one once you remove {DEPTH_CHECKPOINT_FILE} " \
+        f"from {path}"
+
+
 def not_a_run_config(out_dir: Path) -> str | None:
     """Why the folder's lone ``config.json`` is not one ``mlplab train`` wrote (another tool's,
     beside no other run file), or None: a run's, or one beside its checkpoint or results,

@@ -70,6 +70,7 @@ from mlplab.runs.files import (
     resume_setting,
     save_into_run,
     where_next_run,
+    where_next_study,
 )
 from mlplab.runs.lock import refuse_if_training, run_lock
 from mlplab.runs.splits import (
@@ -1406,13 +1407,15 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
         # resuming would repeat the same arithmetic into the same NaN: the checkpoint goes,
         # and depth-config.json says which network diverged, which lets a new study take the
         # folder (as a new run takes a diverged run's) and --resume refuse it without training
-        (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
+        # A checkpoint that cannot be removed is passed over, as torch train's is: the
+        # divergence is the news, and depth-config.json records it whatever is left
+        with contextlib.suppress(OSError):
+            (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
         io.write_json(out_dir / DEPTH_CONFIG_FILE,
                       {**config, "diverged": {"init": init, "depth": depth, "error": str(exc)}})
         raise TrainingDivergedError(f"{init} init, {counted(depth, 'layer')}: {exc} Resuming "
                                     f"this study would repeat it; start a new study with other "
-                                    f"settings, with the same {setting('--out', 'out')} if you "
-                                    "like.") from None
+                                    f"settings, {where_next_study(out_dir)}.") from None
     seconds = study_seconds()
     md = depth_table_markdown(results)
     if X_test is None:
@@ -1581,8 +1584,7 @@ def _resumable_study(folder: Path) -> dict[str, Any]:
             "layers" if {"init", "depth"} <= diverged.keys() else ""
         raise ValueError(f"the depth study in {folder} stopped when the loss{at} diverged; "
                          "resuming would repeat it: start a new study with other settings (a "
-                         f"lower {setting('--lr', 'lr')}, say), with the same {out} if you "
-                         "like.")
+                         f"lower {setting('--lr', 'lr')}, say), {where_next_study(folder)}.")
     _check_config(path, config, _DEPTH_KEYS, _DEPTH_TYPES, "mlplab torch depth", "study",
                   "depth study")
     try:  # values of the right type that no study trains with
