@@ -2504,3 +2504,34 @@ def test_md_literal_keeps_a_message_on_one_line_and_md_code_fences_any_backticks
     # an escaped backslash ends before the code span after it; an escaped backtick opens none
     assert _inline_html(md_literal("C:\\") + md_code("x")) == "C:\\<code>x</code>"
     assert _inline_html(md_literal("a`b") + " c`") == "a`b c`"
+
+
+def test_environment_shows_a_cpu_name_with_markdown_characters_as_it_is(tmp_path, monkeypatch):
+    """The Environment table's CPU model (and BLAS pools, platform, OMP_NUM_THREADS: strings of
+    the machine, not of mlplab) went into the Markdown unescaped, as GPU names no longer do:
+    ``*`` and ``_`` in one read as emphasis, in report.md and report.html alike. So did the CPU of
+    a kept section's environment in the introduction. They are escaped as GPU names are."""
+    from mlplab import environment as env
+
+    old, new = "Old_CPU *9_9*", "Intel_Xeon *Gold* 6_1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "_2_")
+    monkeypatch.setattr(env, "cpu_model", lambda: old)
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q1"])
+    monkeypatch.setattr(env, "cpu_model", lambda: new)
+    reproduce("digits", TINY, out=tmp_path, log=False, only=["q3_toy"], reuse=True)
+    md = (tmp_path / "report.md").read_text()
+    assert re.search(r"^\| CPU \| Intel\\_Xeon \\\*Gold\\\* 6\\_1, \d+ logical cores \|$", md,
+                     re.MULTILINE), md
+    assert "| OMP_NUM_THREADS | \\_2\\_ |" in md
+    assert re.search(r"\(CPU Old\\_CPU \\\*9\\_9\\\*, \d+ logical cores -> "
+                     r"Intel\\_Xeon \\\*Gold\\\* 6\\_1, \d+ logical cores\)", md), md
+    html = (tmp_path / "report.html").read_text()
+    assert re.search(r"<td>Intel_Xeon \*Gold\* 6_1, \d+ logical cores</td>", html), html
+    assert "<td>_2_</td>" in html
+    assert re.search(r"\(CPU Old_CPU \*9_9\*, \d+ logical cores -&gt; "
+                     r"Intel_Xeon \*Gold\* 6_1, \d+ logical cores\)", html), html
+    assert "<em>" not in html
+    # report.json keeps the names as they are
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["sections"]["environment"]["data"]["items"]["CPU"].startswith(new + ", ")
+    assert doc["sections"]["q1"]["origin"]["environment"]["CPU"].startswith(old + ", ")

@@ -672,7 +672,7 @@ def _environment_section(ctx: Context, sections: list[Section], total: float, wh
                      ("budget", ", ".join(f"{k}={'none' if v is None else v}"
                                           for k, v in ctx.budget.to_dict().items()
                                           if k != "extra"))]
-                    + env.environment(), "Versions, hardware and settings"))
+                    + _environment_rows(env.environment()), "Versions, hardware and settings"))
     rows = [[sec.title or sec.group,
              sec.status + (" (reused from the earlier run)" if sec.key in ctx.reused else ""),
              seconds(sec.seconds), seconds(sec.cpu_seconds)] for sec in sections]
@@ -711,6 +711,17 @@ def _device_row(ctx: Context, sections: list[Section]) -> str:
     return f"{where} (Q4's PyTorch networks; {asked}{kept})"
 
 
+#: the rows of the environment table that are the machine's own text (a CPU model, BLAS
+#: libraries, an environment variable), not mlplab's, which may hold Markdown's characters
+_FREE_TEXT_ROWS = ("platform", "CPU", "BLAS threads", "OMP_NUM_THREADS")
+
+
+def _environment_rows(items: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``items`` (of the environment table) with its free text escaped for Markdown, as GPU
+    names are: a CPU model's ``*`` or ``_`` read as emphasis (the table escapes only ``|``)."""
+    return [(k, md_literal(v) if k in _FREE_TEXT_ROWS else v) for k, v in items]
+
+
 #: the rows of the environment table on which a section's numbers depend
 _NUMERIC_ROWS = ("mlplab", "CPU", "numpy", "scipy", "scikit-learn", "optuna", "torch")
 
@@ -734,7 +745,11 @@ def _other_environments(sections: list[Section], reused: set[str], here: dict[st
         then = sec.origin.get("environment")
         changed = []
         if isinstance(then, dict):
-            changed = env.numeric_differences(then, here, _NUMERIC_ROWS)
+            # (in the introduction's Markdown: a CPU model escaped, as in the table)
+            changed = env.numeric_differences(
+                {k: md_literal(v) if k in _FREE_TEXT_ROWS and isinstance(v, str) else v
+                 for k, v in then.items()}, dict(_environment_rows(list(here.items()))),
+                _NUMERIC_ROWS)
         else:
             unknown.append(sec.title or sec.group)
         # (Q4's own record: a report before 30 Nov 2026 has it too)
