@@ -1,3 +1,4 @@
+import errno
 import os
 import signal
 from pathlib import Path
@@ -147,3 +148,41 @@ def ctrl_c_at_write(monkeypatch):
         return written
 
     return arm
+
+
+@pytest.fixture
+def refuse_unlink(monkeypatch):
+    """``refuse_unlink(match, when=None)``: ``Path.unlink`` raises PermissionError (EACCES) for
+    each path ``match(path)`` is true of (with ``when``, only while ``when()`` is), as for a file
+    this process may not remove; other paths are removed as usual. ``monkeypatch.undo()`` ends
+    it."""
+    def arm(match, when=None):
+        unlink = Path.unlink
+
+        def refusing(self, *args, **kwargs):
+            if match(self) and (when is None or when()):
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return unlink(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "unlink", refusing)
+
+    return arm
+
+
+@pytest.fixture
+def no_model_said(tmp_path, capsys):
+    """``no_model_said(run, why)``: ``mlplab evaluate RUN`` and ``mlplab predict RUN IMAGE`` both
+    exit 1 with the one line ``why``, the run having no model to use."""
+    from PIL import Image
+
+    from mlplab.cli import main
+
+    def check(run, why):
+        assert main(["evaluate", str(run)]) == 1
+        assert capsys.readouterr().err.strip() == f"mlplab evaluate: error: {why}"
+        image = tmp_path / "digit.png"
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+        assert main(["predict", str(run), str(image)]) == 1
+        assert capsys.readouterr().err.strip() == f"mlplab predict: error: {why}"
+
+    return check

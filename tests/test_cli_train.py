@@ -181,7 +181,8 @@ def test_an_error_after_a_resumes_checkpoint_says_how_to_finish_it(monkeypatch, 
 
 
 def test_a_stopped_run_that_diverges_once_resumed_keeps_only_its_checkpoint(monkeypatch,
-                                                                            capsys, tmp_path):
+                                                                            capsys, tmp_path,
+                                                                            no_model_said):
     """Stopped by Ctrl-C (model.npz, history.csv, figures, metrics.json "interrupted"), then
     resumed into a NaN: the stop's files stayed, metrics.json still said "interrupted", and so
     the run was listed "unfinished" and drawn with the stop's history, evaluate and predict used
@@ -238,12 +239,7 @@ def test_a_stopped_run_that_diverges_once_resumed_keeps_only_its_checkpoint(monk
                 "checkpoint keeps the last good epoch, which a resume would train into the same "
                 "divergence); start a new run with other settings (a lower --lr, say) and "
                 "another --out.")
-    assert main(["evaluate", str(out)]) == 1
-    assert capsys.readouterr().err.strip() == f"mlplab evaluate: error: {no_model}"
-    image = tmp_path / "digit.png"
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
-    assert main(["predict", str(out), str(image)]) == 1
-    assert capsys.readouterr().err.strip() == f"mlplab predict: error: {no_model}"
+    no_model_said(out, no_model)
     epochs_trained = []
     monkeypatch.setattr(training, "Trainer", lambda *a, **kw: epochs_trained.append(1))
     assert main(["train", "--resume", str(out), "--quiet"]) == 1

@@ -603,7 +603,7 @@ def test_a_run_that_diverged_after_a_checkpoint_is_recorded_as_diverged(tmp_path
 
 
 def test_a_file_that_cannot_be_removed_does_not_keep_the_divergence_from_being_recorded(
-        tmp_path, digits, monkeypatch):
+        tmp_path, digits, monkeypatch, refuse_unlink):
     """A stopped run resumed into a NaN removes its stop's files, then records the divergence;
     one file that could not be removed (a permission error) ended both, suppressed together,
     so no record was written: metrics.json was gone and the run read as unfinished, advising the
@@ -627,14 +627,7 @@ def test_a_file_that_cannot_be_removed_does_not_keep_the_divergence_from_being_r
         train_run(FAST, out=run, data=digits, callbacks=[CtrlC()])
     assert {"metrics.json", "model.npz", "history.csv", "loss.png"} < \
         {p.name for p in run.iterdir()}
-    unlink = Path.unlink
-
-    def refused_for_the_history(self, *args, **kwargs):
-        if self.name == "history.csv":
-            raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        return unlink(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "unlink", refused_for_the_history)
+    refuse_unlink(lambda path: path.name == "history.csv")
     with warnings.catch_warnings(), pytest.raises(TrainingDivergedError):
         warnings.simplefilter("ignore")
         resume_run(run, data=digits, callbacks=[Blow()])

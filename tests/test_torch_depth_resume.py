@@ -422,13 +422,12 @@ def test_a_diverged_study_is_not_resumed_and_its_folder_is_reused(tmp_path, monk
 
 
 def test_a_network_of_a_diverged_study_that_cannot_be_removed_is_named(tmp_path, monkeypatch,
-                                                                        capsys):
+                                                                        capsys, refuse_unlink):
     """A new study taking a diverged study's folder removes its networks: one that could not be
     removed ended the new study with the bare PermissionError (and, from the command line, with
     "Continue with: mlplab torch depth --resume", which refuses a diverged study, as the
     networks removed before it read as progress saved). It is named in one line with what to
     do, before the new study writes anything, and the diverged study stays as it was."""
-    from pathlib import Path
 
     from mlplab.trainer import TrainingDivergedError
 
@@ -440,14 +439,8 @@ def test_a_network_of_a_diverged_study_that_cannot_be_removed_is_named(tmp_path,
     assert sorted(p.name for p in (out / "networks").iterdir()) == ["exercise-2.pt",
                                                                     "exercise-3.pt"]
     diverged = (out / "depth-config.json").read_text()
-    unlink, blocked = Path.unlink, out / "networks" / "exercise-3.pt"
-
-    def refuse_one(self, *args, **kwargs):
-        if self == blocked:
-            raise PermissionError(13, "Permission denied", str(self))
-        return unlink(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "unlink", refuse_one)
+    blocked = out / "networks" / "exercise-3.pt"
+    refuse_unlink(lambda path: path == blocked)
     steps = _count_steps(monkeypatch)
     why = (f"cannot remove {blocked} (Permission denied) of the diverged depth study in {out}, "
            "which a new study there would take for its own; remove it, or choose another ")
@@ -1010,25 +1003,18 @@ def test_memory_that_runs_out_after_a_checkpoint_is_not_advised_a_smaller_networ
 
 
 def test_a_diverged_study_whose_checkpoint_cannot_be_removed_still_records_it(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch, capsys, refuse_unlink):
     """The checkpoint of the network that diverged is dropped as the divergence is recorded: one
     that could not be removed ended the study with the bare PermissionError, before
     depth-config.json recorded the divergence, so --resume went on from it into the same NaN.
     It is passed over (as mlplab torch train passes over its run's): the divergence is recorded,
     and the error, --resume's refusal included, says the folder is a new study's only once that
     file is removed (a new study there refuses it until then)."""
-    from pathlib import Path
 
     from mlplab.trainer import TrainingDivergedError
 
     out, settings = tmp_path / "study", {**SETTINGS, "init": "exercise"}
-    blocked, unlink, diverging = out / "depth-checkpoint.pt", Path.unlink, []
-
-    def refuse_one(self, *args, **kwargs):
-        # once the loss diverged (the first network's whole save removes it as usual)
-        if self == blocked and diverging:
-            raise PermissionError(13, "Permission denied", str(self))
-        return unlink(self, *args, **kwargs)
+    blocked, diverging = out / "depth-checkpoint.pt", []
 
     _crash_in(monkeypatch, 2, 2, TrainingDivergedError)  # 3 layers, after its second epoch
     diverge = torch_depth.fit
@@ -1041,7 +1027,8 @@ def test_a_diverged_study_whose_checkpoint_cannot_be_removed_still_records_it(
             raise
 
     monkeypatch.setattr(torch_depth, "fit", marking)
-    monkeypatch.setattr(Path, "unlink", refuse_one)
+    # once the loss diverged (the first network's whole save removes it as usual)
+    refuse_unlink(lambda path: path == blocked, when=lambda: bool(diverging))
     where = f"with another out, or with this one once you remove depth-checkpoint.pt from {out}."
     with pytest.raises(TrainingDivergedError, match=r"^exercise init, 3 layers: stopped here "
                                                     r"Resuming this study would repeat it; start "

@@ -1011,13 +1011,12 @@ def test_a_run_stopped_by_ctrl_c_that_diverges_once_resumed_leaves_its_folder_to
     assert result.metrics["status"] == "completed"
 
 
-def test_a_diverged_run_whose_model_cannot_be_removed_still_records_it(tmp_path,
-                                                                         monkeypatch):
+def test_a_diverged_run_whose_model_cannot_be_removed_still_records_it(
+        tmp_path, monkeypatch, refuse_unlink):
     """A stopped run's model.pt that cannot be removed as the resumed run diverges: the user
     saw a PermissionError instead of the divergence, and config.json did not record it. Now
     the divergence is recorded whatever is left, and the line does not offer the same folder,
     which a new run refuses while model.pt is there."""
-    from pathlib import Path
 
     from mlplab.trainer import TrainingDivergedError
 
@@ -1026,14 +1025,7 @@ def test_a_diverged_run_whose_model_cannot_be_removed_still_records_it(tmp_path,
     with pytest.warns(tm.RunInterruptedWarning):
         assert tm.train_run("digits", out=out, **SETTINGS).interrupted
     monkeypatch.undo()
-    unlink = Path.unlink
-
-    def refuse_model(self, *args, **kwargs):
-        if self.name == "model.pt":
-            raise PermissionError(13, "Permission denied", str(self))
-        return unlink(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "unlink", refuse_model)
+    refuse_unlink(lambda path: path.name == "model.pt")
     _crash_after(monkeypatch, 3, TrainingDivergedError)
     with pytest.raises(TrainingDivergedError) as caught:
         tm.resume_run(out)
@@ -1062,13 +1054,12 @@ def test_a_diverged_run_whose_model_cannot_be_removed_still_records_it(tmp_path,
 
 
 def test_a_stopped_run_that_diverges_once_resumed_through_the_cli_says_so_everywhere(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch, capsys, no_model_said):
     """The command-line counterpart of the test above, as mlplab train's
     (test_cli_train.py): after the divergence the folder holds config.json alone, which records
     it (a PyTorch run drops its checkpoint, unlike mlplab train's, which keeps its last good
     epoch's: docs/pytorch.md), and runs, --plot, evaluate, predict, --resume and a new run with
     the same --out each say so, none of them with the stop's files."""
-    from PIL import Image
 
     from mlplab.trainer import TrainingDivergedError
 
@@ -1097,12 +1088,7 @@ def test_a_stopped_run_that_diverges_once_resumed_through_the_cli_says_so_everyw
     assert "--plot: the run listed diverged and kept no finished epoch to draw" in listed.err
     no_model = (f"{out} has no model.npz; its loss diverged, so it saved no model; start a new "
                 "run with other settings (a lower --lr, say), with the same --out if you like.")
-    assert main(["evaluate", str(out)]) == 1
-    assert capsys.readouterr().err.strip() == f"mlplab evaluate: error: {no_model}"
-    image = tmp_path / "digit.png"
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
-    assert main(["predict", str(out), str(image)]) == 1
-    assert capsys.readouterr().err.strip() == f"mlplab predict: error: {no_model}"
+    no_model_said(out, no_model)
     assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
     assert f"the run in {out} stopped when its loss diverged; resuming would repeat it" in \
         capsys.readouterr().err
@@ -1111,13 +1097,10 @@ def test_a_stopped_run_that_diverges_once_resumed_through_the_cli_says_so_everyw
 
 
 def test_a_diverged_run_that_left_its_model_says_the_same_where_next_everywhere(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch, capsys, no_model_said, refuse_unlink):
     """A diverged run beside a model.pt it could not remove: --resume's refusal and evaluate's
     and predict's "no model.npz" offered "the same --out if you like", which a new run refuses
     while model.pt is there; they now offer what the diverging command does."""
-    from pathlib import Path
-
-    from PIL import Image
 
     from mlplab.trainer import TrainingDivergedError
 
@@ -1127,14 +1110,7 @@ def test_a_diverged_run_that_left_its_model_says_the_same_where_next_everywhere(
     _crash_after(monkeypatch, 1, KeyboardInterrupt)  # fit's Ctrl-C: saved as it was
     assert main([*args, "--out", str(out)]) == 130
     monkeypatch.undo()
-    unlink = Path.unlink
-
-    def refuse_model(self, *args, **kwargs):
-        if self.name == "model.pt":
-            raise PermissionError(13, "Permission denied", str(self))
-        return unlink(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "unlink", refuse_model)
+    refuse_unlink(lambda path: path.name == "model.pt")
     _crash_after(monkeypatch, 2, TrainingDivergedError)
     capsys.readouterr()
     assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
@@ -1150,12 +1126,7 @@ def test_a_diverged_run_that_left_its_model_says_the_same_where_next_everywhere(
         f"would repeat it: start a new run with other settings (a lower --lr, say), {where}")
     no_model = (f"{out} has no model.npz; its loss diverged, so it saved no model; start a new "
                 f"run with other settings (a lower --lr, say), {where}")
-    assert main(["evaluate", str(out)]) == 1
-    assert capsys.readouterr().err.strip() == f"mlplab evaluate: error: {no_model}"
-    image = tmp_path / "digit.png"
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
-    assert main(["predict", str(out), str(image)]) == 1
-    assert capsys.readouterr().err.strip() == f"mlplab predict: error: {no_model}"
+    no_model_said(out, no_model)
     # and what they offer is so: this folder once model.pt is gone
     (out / "model.pt").unlink()
     assert main([*args, "--out", str(out)]) == 0
