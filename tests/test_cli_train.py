@@ -135,6 +135,25 @@ def test_an_error_after_the_checkpoint_says_how_to_finish_the_run(where, monkeyp
     assert calls == [1, 1]  # the resume measured and wrote what had failed
 
 
+def _ctrl_c_after_the_first_epoch(monkeypatch) -> None:
+    """The runs that ``mlplab train`` trains from now on (``mlplab.runs.training.Trainer``) get
+    a Ctrl-C (SIGINT) once, at the end of the first run's first epoch: saved there, status
+    interrupted."""
+    import mlplab.runs.training as training
+
+    stopped = {"epoch": 0}
+
+    class StopAfterOne(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1 and not stopped["epoch"]:
+                stopped["epoch"] = epoch
+                os.kill(os.getpid(), signal.SIGINT)
+
+    real_trainer = training.Trainer
+    monkeypatch.setattr(training, "Trainer", lambda cfg, callbacks, **kw: real_trainer(
+        cfg, callbacks=[*callbacks, StopAfterOne()], **kw))
+
+
 def test_an_error_after_a_resumes_checkpoint_says_how_to_finish_it(monkeypatch, capsys,
                                                                    tmp_path):
     """The same for a --resume that trained an epoch more (its checkpoint rewritten) and then
@@ -144,17 +163,7 @@ def test_an_error_after_a_resumes_checkpoint_says_how_to_finish_it(monkeypatch, 
     from mlplab.trainer import TrainingDivergedError
 
     out = tmp_path / "run"
-    stopped = {"epoch": 0}
-
-    class StopAfterOne(Callback):
-        def on_epoch_end(self, trainer, epoch, logs):
-            if epoch == 1 and not stopped["epoch"]:
-                stopped["epoch"] = epoch
-                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: saved, status interrupted
-
-    real_trainer = training.Trainer
-    monkeypatch.setattr(training, "Trainer", lambda cfg, callbacks, **kw: real_trainer(
-        cfg, callbacks=[*callbacks, StopAfterOne()], **kw))
+    _ctrl_c_after_the_first_epoch(monkeypatch)
     assert main(["train", *TINY, "--out", str(out)]) == 130
     capsys.readouterr()
     monkeypatch.setattr(training, "load_run_dataset", lambda *a, **kw: (_ for _ in ()).throw(
@@ -259,22 +268,11 @@ def test_a_second_ctrl_c_as_a_resume_writes_its_results_says_how_to_finish_it(
     figures stayed beside the new model.npz. Now none of the stop's results is left, the
     command says how to finish the run, evaluate and runs say what the folder holds, and the
     advised --resume writes the rest."""
-    import mlplab.runs.training as training
 
     out = tmp_path / "run"
-    stopped = {"epoch": 0}
-
-    class StopAfterOne(Callback):
-        def on_epoch_end(self, trainer, epoch, logs):
-            if epoch == 1 and not stopped["epoch"]:
-                stopped["epoch"] = epoch
-                os.kill(os.getpid(), signal.SIGINT)
-
-    real_trainer = training.Trainer
     drawn = [a for a in TINY if a != "--no-plots"]
     with monkeypatch.context() as patch:
-        patch.setattr(training, "Trainer", lambda cfg, callbacks, **kw: real_trainer(
-            cfg, callbacks=[*callbacks, StopAfterOne()], **kw))
+        _ctrl_c_after_the_first_epoch(patch)
         assert main(["train", *drawn, "--out", str(out)]) == 130
     assert (out / "history.csv").is_file() and (out / "loss.png").is_file()
     capsys.readouterr()
