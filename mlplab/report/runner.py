@@ -43,7 +43,7 @@ from mlplab.report.fmt import seconds
 from mlplab.report.rendering import md_code, md_literal, to_html, to_markdown
 from mlplab.report.stages_exercise import stage_q1, stage_q2, stage_q3_toy
 from mlplab.report.stages_summary import stage_summary
-from mlplab.report.stages_torch import stage_q4
+from mlplab.report.stages_torch import device_words, stage_q4
 from mlplab.report.stages_training import (
     stage_data,
     stage_q3_default,
@@ -716,10 +716,12 @@ def _device_row(ctx: Context, sections: list[Section]) -> str:
 _FREE_TEXT_ROWS = ("platform", "CPU", "BLAS threads", "OMP_NUM_THREADS")
 
 
-def _environment_rows(items: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+def _environment_rows(items: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """``items`` (of the environment table) with its free text escaped for Markdown, as GPU
     names are: a CPU model's ``*`` or ``_`` read as emphasis (the table escapes only ``|``)."""
-    return [(k, md_literal(v) if k in _FREE_TEXT_ROWS else v) for k, v in items]
+    # (an earlier report's record, read back from its JSON, may hold a value of another kind)
+    return [(k, md_literal(v) if k in _FREE_TEXT_ROWS and isinstance(v, str) else v)
+            for k, v in items]
 
 
 #: the rows of the environment table on which a section's numbers depend
@@ -746,15 +748,14 @@ def _other_environments(sections: list[Section], reused: set[str], here: dict[st
         changed = []
         if isinstance(then, dict):
             # (in the introduction's Markdown: a CPU model escaped, as in the table)
-            changed = env.numeric_differences(
-                {k: md_literal(v) if k in _FREE_TEXT_ROWS and isinstance(v, str) else v
-                 for k, v in then.items()}, dict(_environment_rows(list(here.items()))),
-                _NUMERIC_ROWS)
+            changed = env.numeric_differences(dict(_environment_rows(list(then.items()))),
+                                              dict(_environment_rows(list(here.items()))),
+                                              _NUMERIC_ROWS)
         else:
             unknown.append(sec.title or sec.group)
         # (Q4's own record: a report before 30 Nov 2026 has it too)
         if sec.key == "q4" and sec.status == "ok":
-            ran = _device_words(sec.data.get("device", "cpu"), sec.data.get("gpu"))
+            ran = device_words(sec.data.get("device", "cpu"), sec.data.get("gpu"))
             # the setting matched (--reuse compares it), but auto is a GPU on one machine and
             # the CPU on another, and cuda:0 another GPU
             now = ran if device == "cpu" else _device_here(device)
@@ -765,14 +766,9 @@ def _other_environments(sections: list[Section], reused: set[str], here: dict[st
     return found, unknown
 
 
-def _device_words(device: str, gpu: str | None) -> str:
-    """``cpu``, or ``cuda:0 (NVIDIA H200)``, its name escaped for Markdown."""
-    return f"{device} ({md_literal(gpu)})" if gpu else device
-
-
 def _device_here(device: str) -> str:
     """Where Q4 would train here with the setting ``device`` (not ``cpu``), in
-    :func:`_device_words`'s words, or why it could not."""
+    :func:`~mlplab.report.stages_torch.device_words`'s words, or why it could not."""
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
@@ -783,7 +779,7 @@ def _device_here(device: str) -> str:
         used = device_record(select_device(device))
     except ValueError:  # (a GPU this machine lacks: Q4 was not run, so nothing refused it)
         return "no such GPU here"
-    return _device_words(used["device"], used.get("gpu"))
+    return device_words(used["device"], used.get("gpu"))
 
 
 def _write(ctx: Context, sections: list[Section], total: float, when: str,

@@ -45,7 +45,8 @@ def stage_q4(ctx: Context, section: Section) -> None:
         f"Adam lr {torch_mlp.LR:g}, weight decay {torch_mlp.REG:g}, batch "
         f"{torch_mlp.BATCH_SIZE}, {b.torch_epochs} epochs, lr × {torch_mlp.LR_DECAY} per "
         f"epoch, inputs normalised with mean 0.5 and std 0.5, seed {ctx.seed}, PyTorch "
-        f"threads: {threads}, device: {_device_words(used)}. *exercise* initialisation: every "
+        f"threads: {threads}, device: {device_words(used['device'], used.get('gpu'))}. "
+        "*exercise* initialisation: every "
         "weight ~ N(0, std 1e-3), biases 0; *default*: PyTorch's own. Only the best network "
         "by validation accuracy of each initialisation is run on the test split, once."))
     # the 2020 report's depth table is CIFAR-10's: next to another dataset's accuracies (88% on
@@ -90,10 +91,10 @@ def stage_q4(ctx: Context, section: Section) -> None:
                       for k, v in best_by_init.items()})
 
 
-def _device_words(used: dict[str, str]) -> str:
+def device_words(device: str, gpu: str | None) -> str:
     """``cpu``, or ``cuda:0 (NVIDIA H200)`` on a GPU: its name as the driver gives it, escaped
     (a ``*`` or ``_`` in it would start emphasis)."""
-    return f"{used['device']} ({md_literal(used['gpu'])})" if "gpu" in used else used["device"]
+    return f"{device} ({md_literal(gpu)})" if gpu else device
 
 
 def at_chance(results: Sequence[DepthResult], num_classes: int) -> dict[str, list[int]]:
