@@ -469,15 +469,20 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         first call (later calls may hold any subset of them); a ``fit`` before it is continued
         too. Each call is one epoch for ``n_iter_``, ``loss_curve_`` and the schedule
         (``exp``: ``lr * lr_decay ** n_iter_``; ``step`` and ``cosine`` need a run length and are
-        refused); there is no early stopping. Every row given is trained on once, as in
-        scikit-learn's ``partial_fit``: minibatches of ``batch_size`` and a last, smaller one of
-        the ``len(X) % batch_size`` rows left over (with ``batchnorm``, a single row left over
-        joins the batch before it, as one row is its own mean). ``fit``'s epochs train the
-        same way, so ``n`` calls on the same data train exactly as ``fit`` with
-        ``max_epochs=n, tol=None`` does. A changed ``optimizer`` starts its state
-        afresh (another optimiser's slots are not its own), as a warm start does.
+        refused). ``early_stopping=True`` is refused too, as scikit-learn's refuses it: a call
+        holds nothing out and never stops, so the setting could only be ignored. Every row
+        given is trained on once, as in scikit-learn's ``partial_fit``: minibatches of
+        ``batch_size`` and a last, smaller one of the ``len(X) % batch_size`` rows left over
+        (with ``batchnorm``, a single row left over joins the batch before it, as one row is its
+        own mean). ``fit``'s epochs train the same way, so ``n`` calls on the same data train
+        exactly as ``fit`` with ``max_epochs=n, tol=None`` does. A changed ``optimizer`` starts
+        its state afresh (another optimiser's slots are not its own), as a warm start does.
         """
         hidden, config = self._check_params()
+        if self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True (each call is one "
+                             "epoch on the data given, with nothing held out); set "
+                             "early_stopping=False to train with partial_fit.")
         if self.schedule in ("step", "cosine"):  # a schedule it has, not an "unknown" one
             raise ValueError(f"schedule {self.schedule!r} needs a run length, which partial_fit "
                              "has not (each call is one more epoch); use schedule='exp' or "

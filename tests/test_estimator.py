@@ -459,6 +459,22 @@ def test_partial_fit_refusals(digits):
         clf.partial_fit(X_tr, y_tr)
     with pytest.raises(ValueError, match=r"y has labels \[9\] that are not among the classes"):
         MLPClassifier().partial_fit(X_tr, y_tr, classes=np.arange(9))
+    # as scikit-learn's: a call holds nothing out and never stops, and the setting was ignored;
+    # also after a fit with early stopping, which leaves it as it was
+    fitted = MLPClassifier(hidden_sizes=(8,), early_stopping=True, max_epochs=2, tol=None,
+                           random_state=0).fit(X_tr, y_tr)
+    weights, epochs = fitted.model_.state_dict(), fitted.n_iter_
+    fresh = MLPClassifier(early_stopping=True)
+    for est, given in ((fresh, np.arange(10)), (fitted, None)):
+        with pytest.raises(ValueError, match=r"^partial_fit does not support early_stopping=True "
+                                             r"\(.*\); set early_stopping=False to train with "
+                                             r"partial_fit\.$"):
+            est.partial_fit(X_tr, y_tr, classes=given)
+    assert not hasattr(fresh, "n_features_in_") and not hasattr(fresh, "classes_")
+    assert fitted.n_iter_ == epochs
+    for name, value in fitted.model_.state_dict().items():
+        np.testing.assert_array_equal(value, weights[name])
+    assert fitted.set_params(early_stopping=False).partial_fit(X_tr, y_tr).n_iter_ == epochs + 1
     for schedule in ("cosine", "step"):  # known schedules, which partial_fit cannot follow
         with pytest.raises(ValueError, match=f"^schedule '{schedule}' needs a run length, which "
                                              "partial_fit has not"):
@@ -665,6 +681,8 @@ def test_an_estimator_pickled_by_an_older_mlplab_is_usable(early_stopping):
     else:
         assert old.validation_scores_ is None and old.best_validation_score_ is None
     assert clone(old).fit(X[:1500], y[:1500]).score(X[1500:], y[1500:]) == score
+    # (early stopping's setting set aside: partial_fit refuses it, as scikit-learn's does)
+    old.set_params(early_stopping=False)
     assert old.partial_fit(X[:1500], y[:1500]).n_iter_ == clf.n_iter_ + 1
 
 
