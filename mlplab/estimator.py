@@ -181,7 +181,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         the best parameters.
     random_state : int, RandomState or None
         Seeds weights, minibatch order and dropout.
-    verbose : bool, default False
+    verbose : bool or int >= 0, default False
+        Print each epoch's loss. An int is scikit-learn's level: any level above 0 prints.
     warm_start : bool, default False
         As in scikit-learn: a further ``fit`` continues from the fitted network's weights
         instead of new ones (the optimiser starts afresh, as scikit-learn's does), and
@@ -252,10 +253,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         hidden = [int(h) for h in given if is_int(h) and h >= 1]
         if len(hidden) != len(given):
             raise ValueError(f"hidden_sizes must be positive integers; got {self.hidden_sizes!r}.")
-        # switches read by their truth: "no" or "False" meant yes (verbose is checked by
-        # TrainConfig below)
+        # switches read by their truth: "no" or "False" meant yes
         for name in ("batchnorm", "early_stopping", "warm_start"):
             check_flag(getattr(self, name), name)
+        # a level, as scikit-learn's verbose is (verbose=2 is common there): TrainConfig's flag
+        # refused it, so it is read as on or off here
+        verbose = self.verbose
+        if not (isinstance(verbose, bool | np.bool_) or (is_int(verbose) and verbose >= 0)):
+            raise ValueError(f"verbose must be True, False or an integer >= 0; got {verbose!r}.")
         # checked here too, not only by MLP: a warm start builds no new network
         check_choice(self.activation, ACTIVATIONS, "activation")
         check_int(self.batch_size, "batch_size")  # 2.5 is not silently trained as 2
@@ -283,7 +288,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return {"optimizer": self.optimizer, "lr": self.lr, "momentum": self.momentum,
                 "schedule": self.schedule, "lr_decay": self.lr_decay, "reg": self.reg,
                 "batch_size": batch_size, "epochs": epochs, "train_acc": "subset",
-                "seed": seed, "verbose": self.verbose, **options}
+                "seed": seed, "verbose": bool(self.verbose), **options}
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickling: the state, with the layer or optimiser class of a registered (not

@@ -139,6 +139,29 @@ def test_bad_hyperparameters_are_reported_at_fit(digits):
             MLPClassifier(**{name: "no"}).fit(X_tr, y_tr)
 
 
+def test_verbose_takes_scikit_learns_levels(digits, capsys):
+    """scikit-learn's verbose is a level (its MLPClassifier takes verbose=2): any level above 0
+    prints each epoch, as True does, 0 prints nothing; mlplab refused 2 as no True or False."""
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X_tr, _, y_tr, _ = digits
+    X, y = X_tr[:200], y_tr[:200]
+    SkMLP(max_iter=1, verbose=2).fit(X, y)  # the reference: a level it takes
+    capsys.readouterr()
+    printed = {}
+    for level in (True, 2, np.int64(1), 0, False):
+        MLPClassifier(hidden_sizes=(8,), max_epochs=2, tol=None, random_state=0,
+                      verbose=level).fit(X, y)
+        printed[repr(level)] = capsys.readouterr().out
+    assert printed["True"].count("\n") == 2 and "loss" in printed["True"]
+    assert printed["2"] == printed["np.int64(1)"] == printed["True"]
+    assert printed["0"] == printed["False"] == ""
+    for bad in (-1, 1.5, "yes"):
+        with pytest.raises(ValueError, match=r"^verbose must be True, False or an integer >= 0; "
+                                             r"got .*\.$"):
+            MLPClassifier(verbose=bad).fit(X, y)
+
+
 def test_a_loss_that_blows_up_warns_that_the_fit_diverged(digits):
     """A loss that rose to 4e91 is finite, so no divergence was caught, and its rises met the
     no-improvement rule, which ended the fit as if converged, without a word."""
