@@ -5,6 +5,7 @@ Skipped by scikit-learn itself (reported as skips, not failures):
   engine is NumPy-only by design (hand-written NumPy backpropagation).
 * ``check_classifier_data_not_an_array`` runs only when pandas is installed; pandas is not an
   mlplab dependency. (The same check's NumPy-array-like part is covered by the other checks.)
+  ``test_a_dataframe_is_taken_as_scikit_learn_takes_it`` skips without pandas for that reason.
 """
 
 import warnings
@@ -81,6 +82,62 @@ def test_string_labels_float32_and_early_stopping(digits):
     # refitted without early stopping: no scores left over from the first fit (as scikit-learn)
     clf.set_params(early_stopping=False, max_epochs=2).fit(X_tr, y_tr)
     assert clf.validation_scores_ is None and clf.best_validation_score_ is None
+
+
+@pytest.mark.parametrize("values", [[3, 7, 9], [5, -1, 2], [1.0, 2.0, 4.0], ["b", "a", "c"],
+                                    np.array(["b", "a", "c"], dtype=object), [True, False]],
+                         ids=["ints", "unsorted-ints", "integral-floats", "str", "object", "bool"])
+def test_labels_round_trip_as_in_scikit_learn(digits, values):
+    """Any label values come back from predict as given, with classes_ (values and dtype) and
+    predict_proba's columns as scikit-learn's own MLPClassifier has them, from fit and from a
+    partial_fit whose classes are given in another order."""
+    from sklearn.metrics import accuracy_score
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X_tr, _, y_tr, _ = digits
+    values = np.asarray(values)
+    X, y = X_tr[:300] / 16, values[y_tr[:300] % len(values)]
+    theirs = SkMLP(max_iter=2).fit(X, y)
+    for ours in (MLPClassifier(hidden_sizes=(8,), max_epochs=2, tol=None, random_state=0)
+                 .fit(X, y),
+                 MLPClassifier(hidden_sizes=(8,), random_state=0)
+                 .partial_fit(X, y, classes=values[::-1])):
+        assert ours.classes_.tolist() == theirs.classes_.tolist()
+        predicted, proba = ours.predict(X), ours.predict_proba(X)
+        if values.dtype != object:  # (object labels: fit keeps object, as LabelEncoder and
+            # LogisticRegression do; scikit-learn's MLPClassifier turns them into str)
+            assert ours.classes_.dtype == theirs.classes_.dtype
+            assert predicted.dtype == theirs.predict(X).dtype
+        assert set(predicted) <= set(values)
+        assert proba.shape == (len(X), len(values))
+        np.testing.assert_allclose(proba.sum(axis=1), 1)
+        np.testing.assert_array_equal(predicted, ours.classes_[proba.argmax(axis=1)])
+        assert ours.score(X, y) == accuracy_score(y, predicted)
+
+
+def test_a_dataframe_is_taken_as_scikit_learn_takes_it(digits):
+    """Column names are kept and checked at predict (scikit-learn's feature_names_in_), and
+    label Series (strings, categorical) give scikit-learn's classes_."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X_tr, _, y_tr, _ = digits
+    X = pd.DataFrame(X_tr[:300] / 16, columns=[f"px{i}" for i in range(64)])
+    y = pd.Series(np.array(["odd", "even"])[y_tr[:300] % 2])
+    ours = MLPClassifier(hidden_sizes=(8,), max_epochs=2, tol=None, random_state=0).fit(X, y)
+    theirs = SkMLP(max_iter=2).fit(X, y)
+    assert ours.feature_names_in_.tolist() == theirs.feature_names_in_.tolist()
+    assert ours.classes_.tolist() == theirs.classes_.tolist() == ["even", "odd"]
+    np.testing.assert_array_equal(ours.predict(X.iloc[:5]), ours.predict(X.to_numpy()[:5]))
+    with pytest.raises(ValueError, match="feature names should match"):
+        ours.predict(X.rename(columns={"px0": "other"}))
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        ours.predict(X.to_numpy())
+    categorical = MLPClassifier(hidden_sizes=(8,), max_epochs=2, tol=None).fit(
+        X, y.astype("category"))
+    assert categorical.classes_.tolist() == ["even", "odd"]
+    # a refit on an array forgets the names, as scikit-learn's does
+    assert not hasattr(ours.fit(X.to_numpy(), y), "feature_names_in_")
 
 
 def test_early_stopping_on_fewer_validation_samples_than_classes(digits):
