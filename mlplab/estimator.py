@@ -186,9 +186,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     warm_start : bool, default False
         As in scikit-learn: a further ``fit`` continues from the fitted network's weights
         instead of new ones (the optimiser starts afresh, as scikit-learn's does), and
-        ``loss_curve_``, ``n_iter_`` and ``t_`` go on counting. The classes, the number of
-        features, ``hidden_sizes``, ``activation``, ``dropout`` and ``batchnorm`` must be those of
-        the fitted network (``init`` and ``std`` draw first weights only and are not used).
+        ``loss_curve_``, ``n_iter_`` and ``t_`` go on counting (scikit-learn 1.3 and later count
+        ``n_iter_`` afresh in each call; here it is always ``len(loss_curve_)``). The classes,
+        the number of features, ``hidden_sizes``, ``activation``, ``dropout`` and ``batchnorm``
+        must be those of the fitted network (``init`` and ``std`` draw first weights only and
+        are not used).
 
     A ``fit`` or ``partial_fit`` that is refused, or whose training diverges, leaves the
     estimator as it was (scikit-learn's convention: the data are checked before any fitted
