@@ -140,6 +140,44 @@ def test_a_dataframe_is_taken_as_scikit_learn_takes_it(digits):
     assert not hasattr(ours.fit(X.to_numpy(), y), "feature_names_in_")
 
 
+def test_cross_val_score_is_its_folds_fitted_by_hand(digits):
+    """cross_val_score (n_jobs=1) clones the estimator for each fold: the scores are those of a
+    clone of it fitted and scored on each of the same folds by hand, so nothing of one fold's
+    fit reaches another's."""
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    X_tr, _, y_tr, _ = digits
+    X, y = X_tr[:400] / 16, y_tr[:400]
+    clf = MLPClassifier(hidden_sizes=(16,), max_epochs=3, tol=None, random_state=0)
+    folds = list(StratifiedKFold(3).split(X, y))
+    scores = cross_val_score(clf, X, y, cv=folds, n_jobs=1)
+    by_hand = [clone(clf).fit(X[tr], y[tr]).score(X[te], y[te]) for tr, te in folds]
+    np.testing.assert_array_equal(scores, by_hand)
+    assert not hasattr(clf, "model_")  # the estimator given is left unfitted
+
+
+def test_a_pickled_partial_fit_goes_on_as_if_never_pickled(digits):
+    """A stream's estimator saved between chunks carries its optimiser's state and random
+    streams: continued after unpickling, it trains exactly as the one never pickled."""
+    import pickle
+
+    X_tr, _, y_tr, _ = digits
+    X = X_tr / 16
+    chunks = [slice(0, 500), slice(500, 1000), slice(1000, None)]
+    kept = MLPClassifier(hidden_sizes=(16,), dropout=0.2, optimizer="momentum", lr=0.05,
+                         random_state=0).partial_fit(X[chunks[0]], y_tr[chunks[0]],
+                                                     classes=np.arange(10))
+    saved = pickle.loads(pickle.dumps(kept))
+    np.testing.assert_array_equal(saved.predict_proba(X), kept.predict_proba(X))
+    for chunk in chunks[1:]:
+        kept.partial_fit(X[chunk], y_tr[chunk])
+        saved.partial_fit(X[chunk], y_tr[chunk])
+    for name, value in kept.model_.state_dict().items():
+        np.testing.assert_array_equal(saved.model_.state_dict()[name], value, err_msg=name)
+    assert saved.loss_curve_ == kept.loss_curve_ and saved.t_ == kept.t_ == len(X)
+
+
 def test_early_stopping_on_fewer_validation_samples_than_classes(digits):
     X_tr, _, y_tr, _ = digits
     # 3 samples of each of 10 classes: 10% is 3 validation samples, too few to stratify
