@@ -34,6 +34,26 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
+def test_early_stopping_fails_only_the_checks_that_call_partial_fit():
+    """partial_fit refuses early_stopping=True, as scikit-learn's does, so the checks that call
+    partial_fit fail with that refusal, as they do for scikit-learn's own
+    MLPClassifier(early_stopping=True); every other check passes."""
+    import inspect
+
+    from sklearn.utils.estimator_checks import check_estimator
+
+    if "on_fail" not in inspect.signature(check_estimator).parameters:
+        pytest.skip("check_estimator(on_fail=None) needs scikit-learn >= 1.6")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(MLPClassifier(early_stopping=True), on_fail=None)
+    failed = {r["check_name"]: str(r["exception"]) for r in results if r["status"] == "failed"}
+    assert set(failed) == {"check_fit_score_takes_y", "check_n_features_in_after_fitting",
+                           "check_estimators_partial_fit_n_features"}
+    assert all(why.startswith("partial_fit does not support early_stopping=True")
+               for why in failed.values())
+
+
 @pytest.fixture(scope="module")
 def digits():
     X, y = load_digits(return_X_y=True)
