@@ -1159,7 +1159,7 @@ def test_a_flag_another_command_spells_differently_is_suggested_by_this_ones_nam
 
 
 @pytest.mark.parametrize("command,flags", [
-    (["train"], {"quiet": ["--quiet", "--no-progress"], "std": ["--std", "--init-std"]}),
+    (["train"], {"progress": ["--quiet", "--no-progress"], "std": ["--std", "--init-std"]}),
     (["torch", "train"], {"progress": ["--no-progress", "--quiet"],
                           "init_std": ["--init-std", "--std"]}),
     (["torch", "depth"], {"progress": ["--no-progress", "--quiet"],

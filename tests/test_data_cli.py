@@ -710,3 +710,26 @@ def test_mirror_without_download_is_a_usage_error(command, tmp_path, capsys):
     assert code == 2
     assert "--mirror has no effect without --download" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("action", [["info"], ["show", "--out", "{tmp}/s.png"], ["download"]])
+def test_no_progress_silences_the_bars_of_every_data_command(action, tmp_path, monkeypatch,
+                                                             capsys, jupyter_kernel):
+    """``mlplab data info|show|download`` had no ``--no-progress`` (nor ``--quiet``), which
+    train, torch and tune take: a folder's decoding bar and a download's bar were always drawn
+    (in a terminal, or here, a notebook, where a bar shows although stderr is no terminal)."""
+    if action == ["download"]:
+        (tmp_path / "mirror").mkdir()  # a mirror whose file is wrong: the bar, then a refusal
+        (tmp_path / "mirror" / "train-images-idx3-ubyte.gz").write_bytes(b"x" * 50_000)
+        argv = ["data", "download", "mnist", "--data-dir", str(tmp_path / "d"),
+                "--mirror", (tmp_path / "mirror").as_uri() + "/"]
+        bar = "B/s]"  # the end of the bar's rate
+    else:
+        argv = ["data", *(a.format(tmp=tmp_path) for a in action),
+                _class_folders(tmp_path / "pics", ["a", "b"])]
+        bar = "decoding pics"
+    for flags, shown in (([], True), (["--no-progress"], False), (["--quiet"], False)):
+        monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / f"cache{len(flags)}{flags[:1]}"))
+        main([*argv, *flags])
+        err = capsys.readouterr().err
+        assert (bar in err) == shown, (flags, err)

@@ -395,6 +395,15 @@ def split_seed_arg(text: str) -> int:
     return seed_arg(text, split=True)
 
 
+def add_no_progress(group: argparse.ArgumentParser | argparse._ArgumentGroup,
+                    what: str = "progress bars") -> None:
+    """``--no-progress`` and its alias ``--quiet``, one setting (``args.progress``, False when
+    either is given) in every command that shows bars: a user of one command typed the other's
+    spelling and was refused. ``what``: the bars it turns off, for the help."""
+    group.add_argument("--no-progress", "--quiet", dest="progress", action="store_false",
+                       help=f"no {what}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlplab",

@@ -16,6 +16,7 @@ import numpy as np
 from mlplab._text import counted, display_width, padded, printable
 from mlplab.cli import (
     UsageError,
+    add_no_progress,
     check_figure_file,
     figure_not_written,
     split_seed_arg,
@@ -234,6 +235,10 @@ def load_dataset_from_args(args: argparse.Namespace, progress: bool = True) -> D
                         progress=progress)
 
 
+#: what data info's and data show's --no-progress turns off
+_LOADING_BARS = "progress bars while files download (--download) or a folder's images are decoded"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="inspect, preview and download datasets",
                        description="Inspect, preview and download the datasets mlplab reads: "
@@ -253,6 +258,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       default=argparse.SUPPRESS, action=_OneSpelling,
                       help="the same as --data-seed")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_no_progress(info, _LOADING_BARS)
     info.set_defaults(func=run_info, unknown_hint=_dataset_is_named)
 
     show = dsub.add_parser("show", help="write a grid of sample images with class names",
@@ -280,6 +286,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "scaled to its own range) and augmented as mlplab train would, to check an "
         "augmentation before training with it")
     add_augment_arguments(seen, presets=False)
+    add_no_progress(show, _LOADING_BARS)
     show.set_defaults(func=run_show, unknown_hint=_dataset_is_named)
 
     dl = dsub.add_parser("download", help="download and verify a dataset's files",
@@ -292,6 +299,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="where to store the files (default: $MLPLAB_DATA or ~/.cache/mlplab)")
     dl.add_argument("--mirror", metavar="BASE_URL", default=None, type=_base_url,
                     help="download from BASE_URL/<file name> instead of the official site")
+    add_no_progress(dl, "progress bars while the files download")
     dl.set_defaults(func=run_download, unknown_hint=_dataset_is_named)
 
 
@@ -310,7 +318,7 @@ LISTED_CLASSES = 10
 
 
 def run_info(args: argparse.Namespace) -> int:
-    ds = load_dataset_from_args(args)
+    ds = load_dataset_from_args(args, args.progress)
     s = ds.summary()
     if args.json:
         print(json.dumps({**s, "notes": ds.notes}, indent=2))
@@ -358,7 +366,7 @@ def run_show(args: argparse.Namespace) -> int:
                          f"{args.split} images preprocessed, or use --split train.")
     out = Path(args.out)
     check_figure_file(out, "--out", "samples.png")
-    ds = load_dataset_from_args(args)
+    ds = load_dataset_from_args(args, args.progress)
     # no more rows than the largest class of the split has images
     labels = ds.split(args.split)[1]
     shown = grid_classes(labels, ds.num_classes)  # (the columns: at most 30 classes)
@@ -392,7 +400,8 @@ def run_show(args: argparse.Namespace) -> int:
 def run_download(args: argparse.Namespace) -> int:
     from mlplab.data.download import download_dataset
 
-    paths = download_dataset(args.dataset, data_dir=args.data_dir, mirror=args.mirror)
+    paths = download_dataset(args.dataset, data_dir=args.data_dir, mirror=args.mirror,
+                             progress=args.progress)
     for p in paths:
         print(f"ok  {p}")
     return 0

@@ -21,6 +21,7 @@ from mlplab import interrupts
 from mlplab._text import counted, duration, path_word, shell_command
 from mlplab.cli import (
     STARTS_AGAIN,
+    add_no_progress,
     continue_with,
     flag,
     interrupted_line,
@@ -130,8 +131,7 @@ def _add_common(p: argparse.ArgumentParser, both: bool = False) -> None:
                         "when PyTorch sees one, else the CPU)")
     r.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="PyTorch CPU threads (default: every core this process may use)")
-    r.add_argument("--no-progress", "--quiet", dest="progress", action="store_false",
-                   help="no progress bars (training, a download, a folder's decoding)")
+    add_no_progress(r, "progress bars (training, a download, a folder's decoding)")
     r.add_argument("--verbose", action="store_true", help="print a line per epoch")
 
 

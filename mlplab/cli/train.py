@@ -22,6 +22,7 @@ from mlplab._text import (
 )
 from mlplab.cli import (
     UsageError,
+    add_no_progress,
     continue_with,
     flag,
     interrupted_line,
@@ -172,8 +173,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--no-plots", dest="plots", action="store_false",
                    help="do not draw the PNG figures")
-    o.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
-                   help="no progress bars (training, a download, a folder's decoding)")
+    add_no_progress(o, "progress bars (training, a download, a folder's decoding)")
     o.add_argument("--verbose", action="store_true",
                    help="print a line per epoch (loss, accuracies, learning rate)")
     o.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -215,9 +215,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="classify the images that can be read and name the others in a warning "
                         "(by default a file that cannot be read stops the command, and nothing "
                         "is classified)")
-    r.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
-                   help="no progress bar while the images are read (one shows only in a "
-                        "terminal, never with --json)")
+    add_no_progress(r, "progress bar while the images are read (one shows only in a "
+                       "terminal, never with --json)")
     r.set_defaults(func=run_predict, unknown_hint=_image_data_hint)
 
 
@@ -286,7 +285,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     from mlplab.runs.config import check_given_options, without_inert
 
-    progress = not args.quiet and not args.json and not args.verbose
+    progress = args.progress and not args.json and not args.verbose
     if args.resume:
         # the data too: the run reloads its dataset exactly as it was configured
         # (--data-dir may say where the run's data was moved to)
@@ -438,7 +437,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise UsageError(f"--top must be at least 1; got {args.top}.")
     results = predict_images(args.run, args.images, top=args.top,
-                             progress=not (args.quiet or args.json),
+                             progress=args.progress and not args.json,
                              skip_unreadable=args.skip_unreadable)
     if args.json:
         print(json.dumps(results, indent=2))

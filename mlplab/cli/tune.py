@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from mlplab._text import agree, duration, percent
-from mlplab.cli import CLIError, split_seed_arg
+from mlplab.cli import CLIError, add_no_progress, split_seed_arg
 from mlplab.cli._types import non_negative_int, positive_int, positive_seconds, user_path_arg
 from mlplab.cli.data import add_dataset_arguments
 
@@ -107,8 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--eval-test", action="store_true",
                    help="evaluate the retrained best model on the test split, once")
     o.add_argument("--json", action="store_true", help="print the summary as JSON")
-    o.add_argument("--no-progress", "--quiet", dest="progress", action="store_false",
-                   help="no progress bar")
+    add_no_progress(o, "progress bar")
     p.set_defaults(func=run_tune, unknown_hint=_knob_hint)
 
 
