@@ -4,11 +4,13 @@ decoding: tqdm's, on stderr.
 In a terminal a bar shows; into a log file or a pipe (stderr not a terminal) it does not, so the
 file does not keep its frames. A Jupyter kernel's stderr is no terminal either, but a notebook
 shows the bar: there it is tqdm's widget (``tqdm.auto``, with ipywidgets) or, without ipywidgets,
-its text bar, which a notebook draws in place.
+its text bar, which a notebook draws in place (chosen here: ``tqdm.auto`` would warn "IProgress not
+found" first).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +28,26 @@ def in_jupyter_kernel() -> bool:
         return False
 
 
+def _has_ipywidgets() -> bool:
+    """Whether ipywidgets imports: tqdm's notebook widget needs it."""
+    try:
+        importlib.import_module("ipywidgets")  # (by name: mypy has no stubs of an optional one)
+    except ImportError:
+        return False
+    return True
+
+
 def progress_bar(enabled: bool = True, **kwargs: Any) -> tqdm:
     """``tqdm.auto.tqdm(**kwargs)``, shown in a terminal or a notebook, never into a file (and
-    never when not ``enabled``)."""
-    from tqdm.auto import tqdm  # here: importing it in a notebook warns when ipywidgets is missing
-
-    disable = True if not enabled else False if in_jupyter_kernel() else None
+    never when not ``enabled``). In a notebook without ipywidgets, tqdm's text bar."""
+    kernel = in_jupyter_kernel()
+    if kernel and not _has_ipywidgets():
+        # tqdm.auto would warn "IProgress not found. Please update jupyter and ipywidgets" at
+        # its first import, then draw this same text bar: the warning only asks for a package
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm  # here: the import decides between widget and text bar
+    disable = True if not enabled else False if kernel else None
     return tqdm(disable=disable, **kwargs)
 
 
