@@ -733,3 +733,110 @@ def test_no_progress_silences_the_bars_of_every_data_command(action, tmp_path, m
         main([*argv, *flags])
         err = capsys.readouterr().err
         assert (bar in err) == shown, (flags, err)
+
+
+@pytest.fixture
+def unreadable(monkeypatch):
+    """``unreadable(path)``: opening ``path`` (or listing it, a folder) is refused with EACCES,
+    as for a file or folder of another user (chmod cannot deny root, who runs some CI)."""
+    import builtins
+    import io
+    import os
+
+    denied = set()
+    real_open, real_os_open, real_listdir = builtins.open, os.open, os.listdir
+
+    def check(path):
+        if isinstance(path, (str, os.PathLike)) and os.path.abspath(path) in denied:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+
+    def open_(file, *args, **kwargs):
+        check(file)
+        return real_open(file, *args, **kwargs)
+
+    def os_open(path, *args, **kwargs):
+        check(path)
+        return real_os_open(path, *args, **kwargs)
+
+    def listdir(path="."):
+        check(path)
+        return real_listdir(path)
+
+    for module, name, fake in ((builtins, "open", open_), (io, "open", open_),
+                               (os, "open", os_open), (os, "listdir", listdir)):
+        monkeypatch.setattr(module, name, fake)
+    return lambda path: denied.add(os.path.abspath(path))
+
+
+def _idx_files(folder, n=12):
+    """A tiny MNIST of ``n`` training and ``n`` test images in ``folder`` (gzipped IDX)."""
+    import gzip
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split in ("train", "t10k"):
+        images = rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
+        labels = np.arange(n, dtype=np.uint8) % 10
+        for kind, arr, code in (("images-idx3", images, 3), ("labels-idx1", labels, 1)):
+            head = bytes([0, 0, 8, code]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+            (folder / f"{split}-{kind}-ubyte.gz").write_bytes(gzip.compress(head + arr.tobytes()))
+
+
+def _one_line_error(capsys, code, *parts):
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    for part in parts:
+        assert part in err, err
+
+
+def test_unreadable_data_says_to_make_it_readable(tmp_path, capsys, unreadable):
+    """A dataset file or folder this user may not read ended in "PATH: Permission denied" or
+    "cannot read (Permission denied)." with nothing to do, or for a CIFAR-10 archive "it may be
+    truncated - delete it and download again", which cannot mend a file closed to the user."""
+    pics = _class_folders(tmp_path / "pics", ["a", "b"])[len("folder:"):]
+    unreadable(pics)
+    _one_line_error(capsys, main(["data", "info", f"folder:{pics}"]),
+                    f"{pics}: cannot list the folder (Permission denied); make it readable.")
+    _class_folders(tmp_path / "pics2", ["a", "b"])
+    unreadable(tmp_path / "pics2" / "a" / "3.png")
+    _one_line_error(capsys, main(["data", "show", f"folder:{tmp_path / 'pics2'}", "--out",
+                                  str(tmp_path / "s.png")]),
+                    "a/3.png: cannot read image (Permission denied); make it readable")
+
+    _idx_files(tmp_path / "d" / "mnist")
+    labels = tmp_path / "d" / "mnist" / "train-labels-idx1-ubyte.gz"
+    assert main(["data", "info", "mnist", "--data-dir", str(tmp_path / "d"),
+                 "--val-size", "2"]) == 0
+    capsys.readouterr()
+    unreadable(labels)
+    _one_line_error(capsys, main(["data", "info", "mnist", "--data-dir", str(tmp_path / "d")]),
+                    f"{labels}: cannot read (Permission denied); make it readable")
+    # download checks the files already there (images first): one it cannot read stops it
+    images = tmp_path / "d" / "mnist" / "train-images-idx3-ubyte.gz"
+    unreadable(images)
+    _one_line_error(capsys, main(["data", "download", "mnist", "--data-dir", str(tmp_path / "d"),
+                                  "--mirror", "http://127.0.0.1:9/"]),
+                    f"{images}: cannot read (Permission denied); make it readable")
+
+    (tmp_path / "c").mkdir()
+    archive = tmp_path / "c" / "cifar-10-python.tar.gz"
+    archive.write_bytes(b"\x1f\x8b" + bytes(100))
+    unreadable(archive)
+    _one_line_error(capsys, main(["data", "info", "cifar10", "--data-dir", str(tmp_path / "c")]),
+                    f"{archive}: cannot read (Permission denied); make it readable")
+
+
+def test_a_truncated_image_is_said_to_be_cut_short(tmp_path, capsys):
+    """A JPEG cut short was "cannot read image (Truncated File Read)", Pillow's words; a PNG's
+    "image file is truncated". Both now say what happened, in the one line that names them."""
+    _class_folders(tmp_path / "pics", ["a", "b"])
+    rng = np.random.default_rng(1)
+    for name, fmt in (("a/cut.jpg", "JPEG"), ("b/cut.png", "PNG")):
+        path = tmp_path / "pics" / name
+        Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).save(path, fmt)
+        path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    _one_line_error(capsys, main(["data", "info", f"folder:{tmp_path / 'pics'}"]),
+                    "2 of 26 image files cannot be read: ",
+                    "a/cut.jpg (truncated: the file ends before its image does)",
+                    "b/cut.png (truncated: the file ends before its image does)",
+                    "replace or remove them.")

@@ -159,6 +159,14 @@ def check_data_dir(data_dir: str | os.PathLike | None) -> None:
                            "the folder that holds (or will hold) the dataset's files.")
 
 
+def unreadable_data_file(path: Path, exc: OSError) -> DatasetError:
+    """A dataset file that cannot be read, with what to do: a file the user may not read is
+    theirs to open up (downloading again cannot replace it), any other failure a download's."""
+    fix = "make it readable (check its permissions and owner)" \
+        if isinstance(exc, PermissionError) else "delete it and download again"
+    return DatasetError(f"{path}: cannot read ({exc.strerror or exc}); {fix}.")
+
+
 def data_root(cache: bool = False) -> Path:
     """Where downloads and caches live: ``$MLPLAB_DATA`` or ``~/.cache/mlplab``. Where that
     cannot be, a ``DatasetError`` that says where the folder came from: the user typed neither

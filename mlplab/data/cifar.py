@@ -34,6 +34,7 @@ from mlplab.data.base import (
     download_command,
     download_hint,
     short_repr,
+    unreadable_data_file,
     user_path,
 )
 
@@ -128,7 +129,7 @@ def _read(path: Path) -> bytes:
                 raise DatasetError(f"{path}: not a regular file; a CIFAR-10 batch is a file.")
             data = f.read(MAX_BATCH_BYTES + 1)
     except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc}).") from None
+        raise unreadable_data_file(path, exc) from None
     if len(data) > MAX_BATCH_BYTES:
         raise DatasetError(f"{path}: more than {MAX_BATCH_BYTES >> 20} MiB; a CIFAR-10 batch has "
                            "about 31 MB.")
@@ -231,6 +232,11 @@ def extract_archive(archive: Path, dest: Path) -> Path:
         if isinstance(exc, OSError) and is_disk_full(exc):
             # the archive is fine: deleting and downloading it again, as below, would not help
             raise DiskFullError(target, exc) from None
+        if isinstance(exc, PermissionError) and exc.filename is not None and \
+                os.fspath(exc.filename) == os.fspath(archive):
+            # the archive is fine, only closed to this user: downloading it again (below) is
+            # no fix where the file cannot be replaced either
+            raise unreadable_data_file(archive, exc) from None
         detail = " ".join(str(exc).split())
         raise DatasetError(f"{archive}: cannot extract the archive ({type(exc).__name__}: "
                            f"{detail}); it may be truncated - delete it and download again."

@@ -22,7 +22,13 @@ from typing import IO
 
 from mlplab._progress import progress_bar
 from mlplab._validation import setting
-from mlplab.data.base import DatasetError, check_data_dir, data_root, user_path
+from mlplab.data.base import (
+    DatasetError,
+    check_data_dir,
+    data_root,
+    unreadable_data_file,
+    user_path,
+)
 from mlplab.io import atomic_path, remove_partial_writes
 
 # how long a download's or an extraction's temporary file or folder must have been left alone
@@ -344,7 +350,11 @@ def download_dataset(name: str, data_dir: str | os.PathLike | None = None,
     out = []
     for remote in src.files:
         dest = folder / remote.name
-        if dest.is_file() and _matches(*file_digests(dest), remote) is None:
+        try:
+            kept = dest.is_file() and _matches(*file_digests(dest), remote) is None
+        except OSError as exc:  # a file there that cannot be read cannot be checked either
+            raise unreadable_data_file(dest, exc) from None
+        if kept:
             out.append(dest)
             continue
         out.append(download_file(base + remote.name, dest, remote.md5, remote.sha256,

@@ -123,8 +123,15 @@ def open_image(path: str | os.PathLike) -> ImageFile.ImageFile:
 def _class_dirs(root: Path) -> list[Path]:
     # by name, as text: Windows paths compare ignoring case, which would number the classes
     # (Cat, ant, Bee) in another order there than on Linux and macOS
-    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: p.name)
+    try:
+        return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                      key=lambda p: p.name)
+    except OSError as exc:  # said as a class folder's is, not "/data/pics: Permission denied"
+        raise _unlistable(root, exc, "make it readable") from None
+
+
+def _unlistable(folder: Path, exc: OSError, advice: str) -> DatasetError:
+    return DatasetError(f"{folder}: cannot list the folder ({exc.strerror or exc}); {advice}.")
 
 
 def _listing(class_dir: Path
@@ -161,8 +168,8 @@ def _listing(class_dir: Path
                     if image:
                         broken.append(e.name)
     except OSError as exc:
-        raise DatasetError(f"{class_dir}: cannot list the folder ({exc.strerror or exc}); make "
-                           "it readable or move it out of the dataset folder.") from None
+        raise _unlistable(class_dir, exc,
+                          "make it readable or move it out of the dataset folder") from None
     return sorted(files), sorted(subdirs), sorted(others), sorted(broken)
 
 
@@ -338,6 +345,12 @@ def _unreadable(path: Path, exc: Exception,
     detail = " ".join(str(exc).split())  # Pillow's reason, on one line
     if isinstance(exc, OSError) and exc.strerror:  # not the "[Errno 21] ..." repr
         detail = exc.strerror
+    elif "truncated" in detail.lower():
+        # Pillow's "Truncated File Read", "image file is truncated (3 bytes not processed)":
+        # a copy or download cut short, said so
+        detail = "truncated: the file ends before its image does"
+    if isinstance(exc, PermissionError):  # the file may be sound: replacing it is no fix
+        advice = "make it readable (check its permissions and owner) or remove it"
     return UnreadableImageError(path, detail, advice)
 
 

@@ -23,6 +23,7 @@ from mlplab.data.base import (
     DatasetNotFoundError,
     download_command,
     download_hint,
+    unreadable_data_file,
     user_path,
 )
 
@@ -56,7 +57,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DatasetError(f"{path}: truncated or corrupt gzip data ({exc}); delete it and "
                            "download again.") from None
     except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc}).") from None
+        raise unreadable_data_file(path, exc) from None
     dims, dtype, header = _header(raw, path)
     expected = header + math.prod(dims) * dtype.itemsize  # Python ints: no overflow
     if len(raw) != expected:
