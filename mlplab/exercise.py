@@ -6,7 +6,8 @@ running mlplab's engine, so ``mlplab check`` fails if the maths is wrong.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,12 @@ CORRECT_PROBS = np.array([
     [0.36328815, 0.32279939, 0.31391246],
 ])
 CORRECT_LOSS = 1.30378789133  # with reg = 0.05
+#: the data term alone (reg = 0), as the exercise prints it
+CORRECT_DATA_LOSS = 1.2658570521180532
 TOY_REG = 0.05
+#: the final toy training loss the exercise's notebook reports ("about 0.0171"); the check is
+#: only that it stays below 0.02, since another draw of the minibatches moves it
+TOY_LOSS_ABOUT = 0.0171
 
 
 def toy_model(seed: int | None = 0) -> TwoLayerNet:
@@ -61,15 +67,19 @@ def toy_training(X: np.ndarray, y: np.ndarray, seed: int | None = None) -> dict[
 
 @dataclass
 class CheckResult:
-    """One check of :func:`run_checks`: its ``name``, the measured ``value`` (an error, or the
-    toy training's final loss), the ``bound`` it must stay below, whether it ``passed`` and a
-    ``description`` of what was measured."""
+    """One check of :func:`run_checks`: its ``name``, the judged ``value`` (an error, or the
+    toy training's final loss), the ``bound`` it must stay below, whether it ``passed``, a
+    ``description`` of what was measured, and, where the exercise gives a number, the
+    ``measured`` one and the ``expected`` one (a float, or rows of floats for the
+    probabilities; None for the gradients, whose reference is computed)."""
 
     name: str
     value: float
     bound: float
     passed: bool
     description: str
+    measured: Any = field(default=None)
+    expected: Any = field(default=None)
 
     def as_dict(self) -> dict:
         """The fields as a dict (JSON-able)."""
@@ -84,12 +94,22 @@ def run_checks() -> list[CheckResult]:
     probs = toy_model().loss(X)
     diff = float(np.sum(np.abs(probs - CORRECT_PROBS)))
     results.append(CheckResult("Q1 probabilities", diff, 1e-7, diff < 1e-7,
-                               "sum |p - correct| of the toy forward pass"))
+                               "sum |p - correct| of the toy forward pass",
+                               probs.tolist(), CORRECT_PROBS.tolist()))
 
     loss, _ = toy_model().loss(X, y, reg=TOY_REG)
     diff = abs(loss - CORRECT_LOSS)
     results.append(CheckResult("Q1 loss", diff, 1e-10, diff < 1e-10,
-                               f"|loss - {CORRECT_LOSS}| with reg {TOY_REG} (loss {loss:.11f})"))
+                               f"|loss - {CORRECT_LOSS}| with reg {TOY_REG} (loss {loss:.11f})",
+                               loss, CORRECT_LOSS))
+
+    # the exercise gives the data term too: with it a wrong total says which term is wrong
+    # (a 0.5 on the L2 term, or penalised biases, leave the data term right)
+    data_loss, _ = toy_model().loss(X, y, reg=0.0)
+    diff = abs(data_loss - CORRECT_DATA_LOSS)
+    results.append(CheckResult("Q1 data term", diff, 1e-10, diff < 1e-10,
+                               f"|loss - {CORRECT_DATA_LOSS}| with reg 0", data_loss,
+                               CORRECT_DATA_LOSS))
 
     errors = check_model(toy_model(), X, y, reg=TOY_REG)
     for name, err in errors.items():
@@ -105,5 +125,6 @@ def run_checks() -> list[CheckResult]:
         where = str(exc).split("; try")[0].rstrip(".")  # (the advice is for mlplab train)
         final = float("nan")
         description = f"the toy training diverged: {where}; see the Q2 gradients above"
-    results.append(CheckResult("Q3 toy SGD loss", final, 0.02, final < 0.02, description))
+    results.append(CheckResult("Q3 toy SGD loss", final, 0.02, final < 0.02, description,
+                               final, TOY_LOSS_ABOUT))
     return results

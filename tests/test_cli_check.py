@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -6,17 +7,53 @@ import pytest
 from mlplab.cli import main
 
 
-def test_check_passes_and_prints_table(capsys):
+def test_check_prints_each_exercise_number_beside_its_measure_and_difference(capsys):
+    """A student compares with the exercise: every number it gives (each probability, the loss,
+    the data term, the toy training's loss) is printed with mlplab's and their difference, and
+    every check with the comparison it made against its bound. Before, a table of bare
+    differences ("value 2.917e-08 bound 1e-07") showed none of the numbers, nor the data term."""
+    from mlplab.exercise import CORRECT_DATA_LOSS, CORRECT_LOSS, CORRECT_PROBS, toy_data, toy_model
+
     assert main(["check"]) == 0
     out = capsys.readouterr().out
-    assert "Q1 loss" in out and "PASS" in out and "FAIL" not in out
+    lines = out.splitlines()
+    probs = toy_model().loss(toy_data()[0])
+    for i, (row, want) in enumerate(zip(probs, CORRECT_PROBS)):
+        line = next(x for x in lines if x.split()[:1] == [str(i)])
+        assert " ".join(f"{v:12.10f}" for v in row) in line  # mlplab's, to 10 decimals
+        assert " ".join(f"{v:10.8f}" for v in want) in line  # the exercise's
+        assert line.endswith(f"{np.abs(row - want).sum():.3e}")
+    total = np.abs(probs - CORRECT_PROBS).sum()
+    assert f"sum of |p - expected| over all entries: {total:.3e} < 1e-07  PASS" in out
+    X, y = toy_data()
+    for reg, want in ((0.05, CORRECT_LOSS), (0.0, CORRECT_DATA_LOSS)):
+        loss = toy_model().loss(X, y, reg=reg)[0]
+        line = next(x for x in lines if f"expected {want!r} " in x)
+        assert f" {loss!r} " in line and f"|diff| {abs(loss - want):.3e} < 1e-10  PASS" in line
+    for param in ("W1 (4, 10)", "b1 (10,)", "W2 (10, 3)", "b2 (3,)"):
+        assert re.search(rf"^  {re.escape(param)} +error \S+ < 1e-08  PASS$", out, re.M), param
+    assert re.search(r"final loss 0\.0171\d\d \(the exercise's: about 0\.0171\) < 0\.02  PASS",
+                     out)
+    assert lines[-1] == "all 8 checks passed" and "FAIL" not in out
+    assert max(map(len, lines)) <= 100
 
 
 def test_check_json(capsys):
+    from mlplab.exercise import CORRECT_DATA_LOSS, CORRECT_LOSS, CORRECT_PROBS
+
     assert main(["check", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["passed"] and len(data["checks"]) == 7
-    assert all({"name", "value", "bound", "passed"} <= set(c) for c in data["checks"])
+    assert data["passed"] and len(data["checks"]) == 8
+    assert all({"name", "value", "bound", "passed", "measured", "expected"} <= set(c)
+               for c in data["checks"])
+    rows = {c["name"]: c for c in data["checks"]}
+    assert rows["Q1 probabilities"]["expected"] == CORRECT_PROBS.tolist()
+    assert np.abs(np.array(rows["Q1 probabilities"]["measured"]) - CORRECT_PROBS).sum() == \
+        pytest.approx(rows["Q1 probabilities"]["value"], rel=1e-12)
+    assert rows["Q1 loss"]["expected"] == CORRECT_LOSS
+    assert rows["Q1 data term"]["expected"] == CORRECT_DATA_LOSS
+    assert abs(rows["Q1 loss"]["measured"] - CORRECT_LOSS) == rows["Q1 loss"]["value"]
+    assert rows["Q3 toy SGD loss"]["measured"] == rows["Q3 toy SGD loss"]["value"]
 
 
 @pytest.mark.parametrize("json_output", [False, True])
@@ -33,7 +70,8 @@ def test_check_exits_1_when_a_check_fails(json_output, monkeypatch, capsys):
         assert not data["passed"]
         assert [c["name"] for c in data["checks"] if not c["passed"]] == ["Q1 probabilities"]
     else:
-        assert "SOME CHECKS FAILED" in out and out.count("FAIL") == 2  # its row and the verdict
+        assert "SOME CHECKS FAILED: 1 of 8" in out and out.count("FAIL") == 2  # its line, verdict
+        assert re.search(r"over all entries: \S+ >= 1e-07  FAIL", out)
 
 
 @pytest.mark.parametrize("extra", [[], ["--batchnorm", "--dropout", "0.3"],
@@ -263,7 +301,9 @@ def test_check_with_nan_gradients_still_prints_every_row(capsys, monkeypatch):
     assert "--lr" not in rows["Q3 toy SGD loss"]["description"]  # (mlplab train's advice)
     assert main(["check"]) == 1
     out = capsys.readouterr().out
-    assert "Q1 probabilities" in out and "SOME CHECKS FAILED" in out
+    assert "Q1 forward pass" in out and "SOME CHECKS FAILED: 5 of 8" in out
+    assert re.search(r"^  W1 \(4, 10\) +error nan is NaN  FAIL$", out, re.M)
+    assert "  the toy training diverged: " in out
 
 
 def test_a_correct_net_failed_by_rounding_at_a_large_reg_is_said_so(capsys):

@@ -5,6 +5,7 @@ import pytest
 
 from mlplab import TwoLayerNet
 from mlplab.exercise import (
+    CORRECT_DATA_LOSS,
     CORRECT_LOSS,
     CORRECT_PROBS,
     TOY_REG,
@@ -60,6 +61,7 @@ def test_the_expected_toy_numbers_are_the_specs():
                   [0.36328815, 0.32279939, 0.31391246]]
     np.testing.assert_array_equal(CORRECT_PROBS, spec_probs)
     assert CORRECT_LOSS == 1.30378789133 and TOY_REG == 0.05
+    assert CORRECT_DATA_LOSS == 1.2658570521180532
 
 
 def test_toy_probabilities():
@@ -69,12 +71,13 @@ def test_toy_probabilities():
 
 
 def test_toy_loss_and_data_term():
-    """The total against the exercise's number; the data term and the L2 term apart against the
-    toy model's forward pass written out here (the exercise gives only their sum)."""
+    """The total and the data term against the exercise's numbers; the data term and the L2
+    term apart also against the toy model's forward pass written out here."""
     X, y = toy_data()
     loss, _ = toy_model().loss(X, y, reg=0.05)
     assert abs(loss - CORRECT_LOSS) < 1e-10
     data_loss, _ = toy_model().loss(X, y, reg=0.0)
+    assert abs(data_loss - CORRECT_DATA_LOSS) < 1e-10
     draws = np.random.RandomState(0)  # the toy model's weights: W1 then W2, std 0.1, biases 0
     W1, W2 = 0.1 * draws.randn(4, 10), 0.1 * draws.randn(10, 3)
     z = np.maximum(X @ W1, 0) @ W2
@@ -170,7 +173,8 @@ def test_run_checks_judge_with_the_spec_bounds(monkeypatch):
     (weights 0.1% off, a gradient error of 2e-8, a final toy loss of 0.05) every check fails."""
     import mlplab.exercise as exercise
 
-    spec = {"Q1 probabilities": 1e-7, "Q1 loss": 1e-10, "Q3 toy SGD loss": 0.02,
+    spec = {"Q1 probabilities": 1e-7, "Q1 loss": 1e-10, "Q1 data term": 1e-10,
+            "Q3 toy SGD loss": 0.02,
             **{f"Q2 gradient {p}": 1e-8 for p in ("W1", "b1", "W2", "b2")}}
     results = run_checks()
     assert {r.name: r.bound for r in results} == spec

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,12 +21,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "check", help="run the exercise's own checks (Q1 forward/loss, Q2 gradients, Q3 toy SGD)",
-        description="Run the exercise's checks on its toy problem in float64: the forward pass "
-                    "against the expected probabilities, the loss against 1.30378789133 "
-                    "(reg 0.05), each gradient against centred differences (max relative error "
-                    "< 1e-8) and toy SGD training (final loss < 0.02). Exits 1 if any check "
+        description="Run the exercise's checks on its toy problem (4 inputs, 10 hidden ReLU "
+                    "units, 3 classes, 5 samples) in float64, printing each number the exercise "
+                    "gives beside mlplab's and their difference: Q1, the forward pass's "
+                    "probabilities against its correct_scores (sum of |differences| < 1e-7) and "
+                    "the loss against 1.30378789133 with reg 0.05 and 1.2658570521180532 with "
+                    "reg 0 (each within 1e-10); Q2, each gradient against centred differences "
+                    "(max relative error < 1e-8); Q3, toy SGD training (final loss < 0.02; the "
+                    "exercise's is about 0.0171). Exits 0 when every check passes, 1 if any "
                     "fails.")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as JSON: per check its name, value (the error, or "
+                        "Q3's loss), bound, passed, description, measured and expected (null "
+                        "for a gradient, whose reference is computed)")
     p.set_defaults(func=run_check)
 
     g = sub.add_parser(
@@ -78,13 +86,87 @@ def run_check(args: argparse.Namespace) -> int:
     ok = all(r.passed for r in results)
     if args.json:
         # strict JSON: NaN (a failed check) as null
-        checks = [{**r.as_dict(), "value": None if r.value != r.value else r.value}
-                  for r in results]
+        checks = [{k: _json_number(v) for k, v in r.as_dict().items()} for r in results]
         print(json.dumps({"passed": ok, "checks": checks}, indent=2))
     else:
-        _print_table([(r.name, r.value, r.bound, r.passed) for r in results])
-        print("all checks passed" if ok else "SOME CHECKS FAILED")
+        _print_checks(results)
+        failed = sum(not r.passed for r in results)
+        print(f"all {len(results)} checks passed" if ok else
+              f"SOME CHECKS FAILED: {failed} of {len(results)}")
     return 0 if ok else 1
+
+
+def _json_number(value: object) -> object:
+    """``value`` with NaN as None (strict JSON has no NaN), in nested lists too."""
+    if isinstance(value, list):
+        return [_json_number(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
+
+
+def _verdict(value: float, bound: float, passed: bool) -> str:
+    """``< bound  PASS`` or ``>= bound  FAIL`` (``is NaN  FAIL``): the comparison the check
+    made, so that a student sees what the bound is for."""
+    if value != value:
+        return "is NaN  FAIL"
+    return f"< {bound:g}  PASS" if passed else f">= {bound:g}  FAIL"
+
+
+def _print_checks(results: list) -> None:
+    """``mlplab check``'s text: each question's measured numbers beside the exercise's, their
+    difference and the bound it must stay below."""
+    from mlplab.exercise import (
+        HIDDEN_SIZE,
+        INPUT_SIZE,
+        NUM_CLASSES,
+        NUM_INPUTS,
+        TOY_REG,
+        toy_model,
+    )
+
+    by_name = {r.name: r for r in results}
+    print(f"The exercise's toy problem in float64: {INPUT_SIZE} inputs, {HIDDEN_SIZE} hidden "
+          f"ReLU units, {NUM_CLASSES} classes, {NUM_INPUTS} samples.")
+
+    probs = by_name["Q1 probabilities"]
+    print("\nQ1 forward pass: softmax probabilities p, one row per sample, against the "
+          "exercise's\n  correct_scores (given to 8 decimals, so each entry differs by up to 5e-9)")
+    width = 13 * NUM_CLASSES
+    print(f"  {'sample':<7} {'p (mlplab)':<{width}} {'expected':<{11 * NUM_CLASSES}}  "
+          "sum |diff|")
+    for i, (row, want) in enumerate(zip(probs.measured, probs.expected)):
+        diff = float(np.sum(np.abs(np.subtract(row, want))))
+        print(f"  {i:<7} {' '.join(f'{v:12.10f}' for v in row):<{width}} "
+              f"{' '.join(f'{v:10.8f}' for v in want):<{11 * NUM_CLASSES}}  {diff:.3e}")
+    print(f"  sum of |p - expected| over all entries: {probs.value:.3e} "
+          f"{_verdict(probs.value, probs.bound, probs.passed)}")
+
+    print("\nQ1 loss J = mean of -log p[y] + reg * (||W1||^2 + ||W2||^2): no 0.5, biases not "
+          "penalised")
+    for name, label in (("Q1 loss", f"loss, reg {TOY_REG:g}"), ("Q1 data term",
+                                                                "data term, reg 0")):
+        r = by_name[name]
+        print(f"  {label:<17} {r.measured!r:<19} expected {r.expected!r:<19} |diff| "
+              f"{r.value:.3e} {_verdict(r.value, r.bound, r.passed)}")
+
+    shapes = {k: v.shape for k, v in toy_model().params.items()}
+    print(f"\nQ2 gradients, reg {TOY_REG:g}: the backward pass's a against centred differences "
+          "n (h = 1e-5).\n  error: max over the parameter's entries of |a - n| / max(1e-8, "
+          "|a| + |n|), a relative\n  error (1e-9: a and n agree to about 9 significant digits)")
+    for r in results:
+        if r.name.startswith("Q2 gradient "):
+            param = r.name.removeprefix("Q2 gradient ")
+            label = f"{param} {shapes.get(param, '')}"
+            print(f"  {label:<11} error {r.value:.3e} {_verdict(r.value, r.bound, r.passed)}")
+
+    toy = by_name["Q3 toy SGD loss"]
+    print("\nQ3 toy SGD: lr 0.1, reg 5e-6, 100 iterations of batches of the toy data")
+    if toy.measured != toy.measured:
+        print(textwrap.fill(f"{toy.description}  FAIL", 96, initial_indent="  ",
+                            subsequent_indent="  "))
+    else:
+        print(f"  final loss {toy.measured:.6f} (the exercise's: about {toy.expected}) "
+              f"{_verdict(toy.value, toy.bound, toy.passed)}")
+    print()
 
 
 def run_gradcheck(args: argparse.Namespace) -> int:
