@@ -224,7 +224,7 @@ def test_gradcheck_max_failure_points_to_the_norm_metric(capsys):
     out = capsys.readouterr().out
     assert "note: the element-wise figure of a correct net can exceed --tol" in out
     assert main(["gradcheck", "--hidden", "50,40,30,20"]) == 0
-    assert "all gradients match within --tol" in capsys.readouterr().out
+    assert "all 10 gradients match: every relative error is below --tol" in capsys.readouterr().out
 
 
 def test_bad_hidden_is_one_line_error(capsys):
@@ -253,16 +253,14 @@ def test_gradcheck_hidden_none_is_in_its_help_and_checks_softmax_regression(caps
     # its heading names no activation, dropout or batch norm: it has none ("activation relu,
     # dropout 0.0, batchnorm False" read as checked)
     assert main(["gradcheck", "--hidden", "none"]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == \
-        "MLP 12 -> [] -> 5, reg 0.05, norm relative error"
+    assert capsys.readouterr().out.splitlines()[0] == "MLP 12 -> [] -> 5, reg 0.05"
 
 
 @pytest.mark.parametrize("extra,heading", [
-    ([], "MLP 12 -> [32, 16] -> 5, activation relu, no dropout, no batch norm, reg 0.05, "
-         "norm relative error"),
-    (["--dropout", "0.25", "--batchnorm", "--activation", "tanh"],
+    ([], "MLP 12 -> [32, 16] -> 5, activation relu, no dropout, no batch norm, reg 0.05"),
+    (["--dropout", "0.25", "--batchnorm", "--activation", "tanh", "--label-smoothing", "0.1"],
      "MLP 12 -> [32, 16] -> 5, activation tanh, dropout 0.25, batch norm, reg 0.05, "
-     "norm relative error"),
+     "label smoothing 0.1"),
 ])
 def test_gradcheck_heading_names_the_layers_in_words(extra, heading, capsys):
     """The heading said "dropout 0.0, batchnorm False" (Python's words, 101 columns wide)."""
@@ -357,3 +355,64 @@ def test_nearest_kink_counts_the_leaky_and_parametric_relus(activation, slope):
     z2 = np.where(z1 > 0, z1, slope * z1) @ W2 + b2
     assert nearest_kink(model, X) == pytest.approx(min(np.abs(z1).min(), np.abs(z2).min()),
                                                    rel=1e-12)
+
+
+def test_gradcheck_says_what_a_row_measures_and_what_its_bound_means(capsys):
+    """A student reading the output learns which two gradients are compared, the formula of the
+    error, that it has no unit, what correct and wrong code give and that a row passes below
+    --tol; the rows are the JSON's errors (the columns were "check value bound")."""
+    assert main(["gradcheck", "--hidden", "8", "--json"]) == 0
+    errors = json.loads(capsys.readouterr().out)["errors"]
+    assert main(["gradcheck", "--hidden", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == ("8 random samples (seed 0); a: the backward pass's gradient, n: centred "
+                        "differences, h = 1e-5")
+    assert lines[2].startswith("rel. error: ||a - n|| / (||a|| + ||n||)")
+    assert lines[3].endswith("a parameter passes below --tol 1e-07")
+    assert lines[4].split() == ["parameter", "rel.", "error", "--tol", "result"]
+    shapes = {"W1": "(12, 8)", "b1": "(8,)", "W2": "(8, 5)", "b2": "(5,)"}
+    for line, (name, error) in zip(lines[5:9], errors.items()):
+        assert line.split() == [name, *shapes[name].split(), f"{error:.3e}", "1e-07", "PASS"]
+    assert lines[9] == "all 4 gradients match: every relative error is below --tol 1e-07"
+    assert not any("dropout masks" in x for x in lines) and max(map(len, lines)) <= 100
+    assert main(["gradcheck", "--hidden", "8", "--dropout", "0.3", "--metric", "max"]) == 0
+    out = capsys.readouterr().out
+    assert "rel. error: max over the parameter's entries of |a - n| / max(1e-8, |a| + |n|)" \
+        in out and "below --tol 1e-05" in out
+    assert "dropout masks are held fixed, so that the loss is a function of the weights alone" \
+        in out
+
+
+def test_gradcheck_checks_the_label_smoothed_loss(capsys, monkeypatch):
+    """--label-smoothing EPS checks the loss mlplab train --label-smoothing trains with: a
+    backward pass that ignores the smoothing (the one-hot gradient p - onehot(y)) passes the
+    plain check and fails this one, so the option reaches the loss that is differentiated."""
+    from mlplab.layers import SoftmaxCrossEntropy
+
+    assert main(["gradcheck", "--label-smoothing", "0.1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["passed"] and doc["settings"]["label_smoothing"] == 0.1
+    backward = SoftmaxCrossEntropy.backward
+
+    def one_hot_backward(self, *args, **kwargs):
+        eps, self.label_smoothing = self.label_smoothing, 0.0
+        try:
+            return backward(self, *args, **kwargs)
+        finally:
+            self.label_smoothing = eps
+
+    monkeypatch.setattr(SoftmaxCrossEntropy, "backward", one_hot_backward)
+    assert main(["gradcheck", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["gradcheck", "--label-smoothing", "0.1", "--json"]) == 1
+    errors = json.loads(capsys.readouterr().out)["errors"]
+    assert min(errors.values()) > 1e-3  # every gradient flows from the loss's
+
+
+@pytest.mark.parametrize("eps", ["1", "-0.1", "nan"])
+def test_gradcheck_refuses_a_label_smoothing_outside_0_1_in_one_line(eps, capsys):
+    assert main(["gradcheck", f"--label-smoothing={eps}"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"mlplab gradcheck: error: --label-smoothing must be a number in [0, 1); got "
+        f"{float(eps)}."]

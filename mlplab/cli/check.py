@@ -38,20 +38,37 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     g = sub.add_parser(
         "gradcheck", help="gradient-check an MLP of any depth on random data",
-        description="Build a float64 MLP with the given hidden sizes, draw random data and "
-                    "compare every analytic gradient with centred differences (h=1e-5). Exits 1 "
-                    "if any parameter's relative error (by --metric) exceeds --tol.")
+        description="Build a float64 MLP with the given hidden sizes and layers, draw random "
+                    "data (standard normal inputs, uniform labels; biases drawn away from 0, so "
+                    "that ReLU inputs avoid its kink at 0) and compare, for every parameter, the "
+                    "gradient of the loss (softmax cross-entropy + reg * sum of squared "
+                    "weights, no 0.5) from the backward pass with centred differences "
+                    "(h=1e-5); dropout masks are held fixed meanwhile. Prints each parameter's "
+                    "relative error; exits 0 when every one is below --tol, 1 if any is not.")
     g.add_argument("--hidden", default="32,16", metavar="H[,H...]",
                    help="comma-separated hidden sizes, e.g. 32,16, or 'none' for no hidden "
                         "layer (default: %(default)s)")
-    g.add_argument("--inputs", type=int, default=12, help="input features (default: %(default)s)")
-    g.add_argument("--classes", type=int, default=5, help="classes (default: %(default)s)")
-    g.add_argument("--samples", type=int, default=8, help="samples (default: %(default)s)")
-    g.add_argument("--reg", type=float, default=0.05, help="L2 strength (default: %(default)s)")
-    g.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: %(default)s)")
+    g.add_argument("--inputs", type=int, default=12,
+                   help="input features of the random data (default: %(default)s)")
+    g.add_argument("--classes", type=int, default=5,
+                   help="output classes, at least 2 (default: %(default)s)")
+    g.add_argument("--samples", type=int, default=8,
+                   help="rows of random data in the checked batch (default: %(default)s)")
+    g.add_argument("--reg", type=float, default=0.05,
+                   help="L2 strength: the loss adds reg * the sum of squared weights (no 0.5, "
+                        "biases not penalised) (default: %(default)s)")
+    g.add_argument("--seed", type=seed_arg, default=0,
+                   help="seed of the weights, the data and the dropout masks: another seed "
+                        "checks another draw (default: %(default)s)")
     g.add_argument("--dropout", type=float, default=0.0, metavar="P",
                    help="dropout probability after each hidden layer (default: none)")
-    g.add_argument("--batchnorm", action="store_true", help="add batch norm to hidden layers")
+    g.add_argument("--batchnorm", action="store_true",
+                   help="add batch norm (training mode: the batch's own statistics) after each "
+                        "hidden affine layer")
+    g.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+                   help="check the softmax cross-entropy against smoothed targets (1 - EPS) "
+                        "onehot(y) + EPS / classes, as mlplab train --label-smoothing trains "
+                        "with (default: 0, the exercise's one-hot targets)")
     # default None: a --hidden none check can tell a given --activation from the default
     g.add_argument("--activation", default=None, choices=list(ACTIVATIONS),
                    help="hidden activation (default: relu)")
@@ -64,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "exercise's element-wise max |a-n| / (|a|+|n|), which in float64 reaches "
                         "1e-7..1e-6 from rounding alone on near-zero entries of deeper nets, and "
                         "on some seeds 1e-5..1e-4 (above its default --tol)")
-    g.add_argument("--json", action="store_true", help="print the results as JSON")
+    g.add_argument("--json", action="store_true",
+                   help="print the results as JSON")
     g.set_defaults(func=run_gradcheck)
 
 
@@ -73,8 +91,9 @@ TOLERANCE = {"norm": 1e-7, "max": 1e-5}
 
 
 def _print_table(rows: list[tuple[str, float, float, bool]]) -> None:
-    width = max(len(r[0]) for r in rows)
-    print(f"{'check':<{width}}  {'value':>12}  {'bound':>8}  result")
+    """``mlplab gradcheck``'s rows: parameter and shape, its relative error, --tol, verdict."""
+    width = max(len("parameter"), *(len(r[0]) for r in rows))
+    print(f"{'parameter':<{width}}  {'rel. error':>12}  {'--tol':>8}  result")
     for name, value, bound, passed in rows:
         print(f"{name:<{width}}  {value:12.3e}  {bound:8.0e}  {'PASS' if passed else 'FAIL'}")
 
@@ -171,9 +190,11 @@ def _print_checks(results: list) -> None:
 
 def run_gradcheck(args: argparse.Namespace) -> int:
     from mlplab import MLP
+    from mlplab._validation import check_range
     from mlplab.gradcheck import check_model, offset_biases
 
-    with usage_errors(("dropout",)):  # MLP's check names its argument; here it is a flag
+    # MLP's and the loss layer's checks name their argument; here it is a flag
+    with usage_errors(("dropout", "label_smoothing")):
         hidden = parse_sizes(args.hidden)
         for name in ("samples", "inputs"):
             if getattr(args, name) < 1:
@@ -204,9 +225,12 @@ def run_gradcheck(args: argparse.Namespace) -> int:
         if not 0 <= args.reg < float("inf"):
             raise ValueError(f"--reg must be a finite number >= 0; got {args.reg}.")
         # Xavier init keeps activations O(1) for every activation, away from saturation
+        check_range(args.label_smoothing, "label_smoothing", 0, 1, high_open=True)
         model = MLP(args.inputs, hidden, args.classes, init="xavier", seed=args.seed,
                     dtype=np.float64, dropout=args.dropout, batchnorm=args.batchnorm,
                     activation=args.activation)
+        # what Trainer sets for a run with label smoothing: the loss the check differentiates
+        model.output.label_smoothing = args.label_smoothing
     rng = np.random.RandomState(args.seed)
     X = rng.randn(args.samples, args.inputs)
     y = rng.randint(args.classes, size=args.samples)
@@ -239,7 +263,7 @@ def run_gradcheck(args: argparse.Namespace) -> int:
         settings = {"inputs": args.inputs, "hidden": hidden, "classes": args.classes,
                     "samples": args.samples, "activation": args.activation,
                     "dropout": args.dropout, "batchnorm": args.batchnorm, "reg": args.reg,
-                    "seed": args.seed}
+                    "label_smoothing": args.label_smoothing, "seed": args.seed}
         print(json.dumps({"passed": ok, "tol": args.tol, "metric": args.metric,
                           "settings": settings,
                           # strict JSON: NaN as null (it fails, as the verdict says)
@@ -252,16 +276,41 @@ def run_gradcheck(args: argparse.Namespace) -> int:
         dropout = f"dropout {args.dropout:g}" if args.dropout else "no dropout"
         batchnorm = "batch norm" if args.batchnorm else "no batch norm"
         layers = f"activation {args.activation}, {dropout}, {batchnorm}, " if hidden else ""
-        print(f"MLP {args.inputs} -> {hidden} -> {args.classes}, {layers}reg {args.reg}, "
-              f"{args.metric} relative error")
+        smoothing = (f", label smoothing {args.label_smoothing:g}" if args.label_smoothing
+                     else "")
+        print(f"MLP {args.inputs} -> {hidden} -> {args.classes}, {layers}reg {args.reg:g}"
+              f"{smoothing}")
+        for line in _explanation(args, bool(hidden and args.dropout)):
+            print(line)
         _print_table([(f"{k} {model.params[k].shape}", v, args.tol, v < args.tol)
                       for k, v in errors.items()])
         failed = sum(not e < args.tol for e in errors.values())  # (NaN fails)
-        print("all gradients match within --tol" if ok else
+        print(f"all {len(errors)} gradients match: every relative error is below --tol "
+              f"{args.tol:g}" if ok else
               f"{failed} of {len(errors)} parameters above --tol {args.tol:g}")
         for note in notes:
             print(f"note: {note}")
     return 0 if ok else 1
+
+
+def _explanation(args: argparse.Namespace, dropout: bool) -> list[str]:
+    """What a row of ``mlplab gradcheck`` measures and what its bound means, for a reader who
+    has not read --help (a student): the two gradients compared, the formula, and the figures
+    correct and wrong code give."""
+    if args.metric == "norm":
+        formula = "||a - n|| / (||a|| + ||n||) over the parameter's whole gradient"
+        scale = "correct code gives about 1e-10, a wrong term 1e-3 or more"
+    else:
+        formula = "max over the parameter's entries of |a - n| / max(1e-8, |a| + |n|)"
+        scale = "correct code gives 1e-10..1e-6, a wrong term 1e-3 or more"
+    lines = [f"{args.samples} random samples (seed {args.seed}); a: the backward pass's "
+             "gradient, n: centred differences, h = 1e-5",
+             f"rel. error: {formula} (no unit;",
+             f"  {scale}); a parameter passes below --tol {args.tol:g}"]
+    if dropout:
+        lines.append("dropout masks are held fixed, so that the loss is a function of the "
+                     "weights alone")
+    return lines
 
 
 #: a hidden unit's input nearer than this to an activation's kink at 0 may be straddled by the
