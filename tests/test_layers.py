@@ -263,7 +263,7 @@ def test_softmax_is_numerically_stable():
     np.testing.assert_allclose(layer.loss, 1000.0)
 
 
-def test_label_smoothing_loss_and_gradient_match_torch_and_numerics(rng):
+def test_label_smoothing_loss_and_gradient_match_the_formula_and_numerics(rng):
     scores, y = rng.randn(5, 4), rng.randint(4, size=5)
     layer = SoftmaxCrossEntropy(label_smoothing=0.1)
     layer.forward(scores, y)
@@ -279,6 +279,23 @@ def test_label_smoothing_loss_and_gradient_match_torch_and_numerics(rng):
     q = np.full((5, 4), 0.1 / 4)
     q[np.arange(5), y] += 0.9
     np.testing.assert_allclose(loss, -(q * np.log(p)).sum(1).mean(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.5])
+def test_softmax_cross_entropy_matches_torch_autograd(eps, rng):
+    """The loss and the fused backward (p - q) / N, with and without label smoothing, against
+    torch.nn.functional.cross_entropy(label_smoothing=eps) and its autograd (the test above,
+    once named for PyTorch, compared with a formula written out)."""
+    torch = pytest.importorskip("torch")
+    scores, y = 3 * rng.randn(7, 5), rng.randint(5, size=7)
+    layer = SoftmaxCrossEntropy(label_smoothing=eps)
+    layer.forward(scores.copy(), y)
+    loss, d = layer.loss, layer.backward().copy()
+    st = torch.tensor(scores, requires_grad=True)
+    t_loss = torch.nn.functional.cross_entropy(st, torch.tensor(y), label_smoothing=eps)
+    t_loss.backward()
+    assert loss == pytest.approx(t_loss.item(), rel=1e-13)
+    np.testing.assert_allclose(d, st.grad.numpy(), rtol=1e-10, atol=1e-15)
 
 
 def test_rel_error_is_the_exercise_formula():

@@ -91,3 +91,46 @@ def test_a_momentum_training_run_matches_torch_step_for_step():
     for k, v in model.params.items():
         np.testing.assert_allclose(v, p[k].detach().numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(history.loss, torch_losses, rtol=1e-12)
+
+
+@pytest.mark.parametrize("hidden", [[7], [7, 6, 5]])
+def test_every_layer_at_once_matches_autograd(hidden, rng):
+    """Batch norm, PReLU, dropout with a fixed mask, label-smoothed softmax cross-entropy and
+    L2, in one float64 net of one and three hidden layers: the loss and every gradient against
+    PyTorch autograd on the same weights and masks (the other tests here take the layers one at
+    a time, and none took dropout or label smoothing)."""
+    from mlplab.layers import Dropout
+
+    X, y = rng.randn(9, 5), rng.randint(4, size=9)
+    reg, eps = 0.05, 0.1
+    model = MLP(5, hidden, 4, seed=3, dtype=np.float64, activation="prelu", batchnorm=True,
+                dropout=0.3)
+    for name, p in model.params.items():  # slopes and shifts off their starting values
+        if name.startswith(("alpha", "beta", "gamma")):
+            p[...] += 0.3 * rng.randn(*p.shape)
+    model.output.label_smoothing = eps
+    drops = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    for d in drops:
+        d.frozen = True
+    model.loss(X, y, reg=reg)  # draws the masks, which the next pass reuses
+    loss, grads = model.loss(X, y, reg=reg)
+    masks = [d._mask.copy() for d in drops]
+    assert all(0 < (m == 0).mean() < 1 for m in masks)  # some units dropped, some kept
+
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in model.params.items()}
+    h = torch.tensor(X)
+    for i in range(1, len(hidden) + 1):
+        h = h @ p[f"W{i}"]  # no bias before batch norm
+        h = torch.nn.functional.batch_norm(h, None, None, p[f"gamma{i}"], p[f"beta{i}"],
+                                           training=True, eps=1e-5)
+        h = torch.nn.functional.prelu(h, p[f"alpha{i}"]) * torch.tensor(masks[i - 1])
+    last = len(hidden) + 1
+    scores = h @ p[f"W{last}"] + p[f"b{last}"]
+    t_loss = torch.nn.functional.cross_entropy(scores, torch.tensor(y), label_smoothing=eps)
+    t_loss = t_loss + reg * sum((p[f"W{i}"] ** 2).sum() for i in range(1, last + 1))
+    t_loss.backward()
+
+    assert abs(loss - t_loss.item()) < 1e-12
+    assert set(grads) == set(p)
+    for k, t in p.items():
+        np.testing.assert_allclose(grads[k], t.grad.numpy(), rtol=1e-8, atol=1e-12, err_msg=k)
