@@ -24,6 +24,18 @@ if TYPE_CHECKING:
     from mlplab.models import MLP
 
 
+def _check_step(h: float) -> None:
+    """Refuse a step the centred difference cannot use: h = 0 divided by zero, NaN gave NaN
+    errors, and a negative h gave the right numbers while reading like a mistake."""
+    try:
+        ok = not isinstance(h, bool | str) and 0 < float(h) < float("inf")
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"h must be a finite step > 0 (the centred difference is "
+                         f"(f(x + h) - f(x - h)) / 2h; 1e-5 by default); got {h!r}.")
+
+
 def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
                             verbose: bool = False, h: float = 1e-5) -> np.ndarray:
     """Centred-difference gradient of the scalar ``f`` at ``x``: (f(x+h) - f(x-h)) / 2h per entry.
@@ -38,6 +50,7 @@ def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
         # be read as verbose=True and the step left at 1e-5
         raise TypeError(f"verbose must be True or False; got {verbose!r}. The arguments are "
                         "(f, x, verbose, h), as in CS231n: pass the step by name, h=...")
+    _check_step(h)
     if getattr(x, "dtype", None) != np.float64:
         # x + h is rounded in x's own dtype: a correct float32 MLP's W1 checked at ~0.2, an
         # integer x gave nonsense, with nothing to say why
@@ -151,6 +164,7 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
     statistics, say) and a dropout generator; ``x`` and ``dout`` are not modified.
     """
     error = _error_function(metric)
+    _check_step(h)
     wide = [k for k, p in layer.params.items() if np.asarray(p).dtype != np.float64]
     if wide:  # as check_model: a float32 BatchNorm() reported ~1e-3 for a correct gamma
         raise ValueError(f"gradient checks need float64 parameters; {', '.join(wide)} of this "
@@ -280,6 +294,7 @@ def check_model(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: f
     running statistics and the dropout generators of, say, a trained model.
     """
     error = _error_function(metric)
+    _check_step(h)
     if model.dtype != np.float64:
         raise ValueError("gradient checks need a float64 model (dtype=np.float64); float32 "
                          "rounding makes centred differences meaningless.")
@@ -299,6 +314,7 @@ def rounding_floor(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
     the norms ``||a|| + ||n||``. A large loss (a large ``reg``) and a small gradient (biases,
     which L2 leaves out) raise it, and near ``tol`` correct code fails (``mlplab gradcheck --reg
     100``: b1 measured at 2.2e-7, estimated 7.5e-7)."""
+    _check_step(h)
     with _frozen(model):
         loss, grads = model.loss(X, y, reg=reg)
     noise = np.finfo(np.float64).eps * abs(float(loss)) / (2 * h)

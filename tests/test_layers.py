@@ -410,3 +410,27 @@ def test_backward_without_its_forward_says_so():
     np.testing.assert_allclose(loss.backward(), expected / 2)  # (p - onehot(y)) / N
     with pytest.raises(RuntimeError, match=r"call forward\(\) again first"):
         loss.backward()
+
+
+@pytest.mark.parametrize("h", [0, 0.0, -1e-5, float("nan"), float("inf"), "1e-5", None])
+def test_a_step_that_is_not_a_finite_positive_number_is_refused_in_one_line(h):
+    """h = 0 ended in ZeroDivisionError ('float division by zero'), NaN in NaN errors that read
+    as a failed backward pass; every public function that takes h now says what h must be."""
+    from mlplab import MLP
+    from mlplab.gradcheck import check_model, rounding_floor
+
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(4, 3), np.array([0, 1, 1, 0])
+    model = MLP(3, [4], 2, seed=0, dtype=np.float64)
+    message = r"^h must be a finite step > 0 \(the centred difference is \(f\(x \+ h\) - " \
+              r"f\(x - h\)\) / 2h; 1e-5 by default\); got "
+    calls = [lambda: eval_numerical_gradient(lambda w: float(np.sum(w ** 2)), X.copy(), h=h),
+             lambda: eval_numerical_gradient_array(lambda w: w * 2, X.copy(), X.copy(), h=h),
+             lambda: check_layer(ReLU(), X, h=h),
+             lambda: check_model(model, X, y, h=h),
+             lambda: rounding_floor(model, X, y, h=h)]
+    for call in calls:
+        with pytest.raises(ValueError, match=message) as e:
+            call()
+        assert "\n" not in str(e.value)
+    assert check_model(model, X, y, h=1e-6)["W1"] < 1e-6  # a positive step of one's own is fine
