@@ -212,8 +212,8 @@ USAGE = [  # (argv, message): parse, but can never work -> exit 2
     (["train", "--image-size", "0", *T], "--image-size: image size must be a positive"),
     (["train", "--resume", "RUN", "--lr", "0.1"], "drop --lr"),
     (["predict", "RUN", "IMG", "--top", "0"], "--top must be at least 1"),
-    (["gradcheck", "--hidden", "0"], "hidden sizes must be positive"),
-    (["gradcheck", "--hidden", ""], "hidden sizes must be comma-separated integers"),
+    (["gradcheck", "--hidden", "0"], "error: --hidden: hidden sizes must be positive integers"),
+    (["gradcheck", "--hidden", ""], "--hidden: hidden sizes must be comma-separated integers"),
     (["gradcheck", "--samples", "0"], "--samples must be at least 1"),
     # one sample through batch norm: every gradient is zero, the check would prove nothing
     (["gradcheck", "--batchnorm", "--samples", "1"], "--batchnorm needs --samples of at least 3"),

@@ -61,7 +61,8 @@ def parse_sizes(text: str) -> list[int]:
         raise ValueError(f"hidden sizes must be comma-separated integers, e.g. 500,250 (or "
                          f"'none' for no hidden layer); got {text!r}.") from None
     if any(s < 1 for s in sizes):
-        raise ValueError(f"hidden sizes must be positive; got {text!r}.")
+        raise ValueError(f"hidden sizes must be positive integers, e.g. 500,250 (or 'none' for "
+                         f"no hidden layer); got {text!r}.")
     return sizes
 
 

@@ -71,7 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with (default: 0, the exercise's one-hot targets)")
     # default None: a --hidden none check can tell a given --activation from the default
     g.add_argument("--activation", default=None, choices=list(ACTIVATIONS),
-                   help="hidden activation (default: relu)")
+                   help="hidden activation (default: relu); one of your own is checked with "
+                        "mlplab --plugin MODULE gradcheck --activation NAME, MODULE "
+                        "registering it (docs/architecture.md)")
     g.add_argument("--tol", type=float, default=None,
                    help="fail above this relative error (default: 1e-7 with --metric norm, "
                         "1e-5 with --metric max; a missing term or a wrong factor gives 1e-2 "
@@ -195,7 +197,10 @@ def run_gradcheck(args: argparse.Namespace) -> int:
 
     # MLP's and the loss layer's checks name their argument; here it is a flag
     with usage_errors(("dropout", "label_smoothing")):
-        hidden = parse_sizes(args.hidden)
+        try:
+            hidden = parse_sizes(args.hidden)
+        except ValueError as exc:  # (the message said "hidden sizes", not which flag)
+            raise ValueError(f"--hidden: {exc}") from None
         for name in ("samples", "inputs"):
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name} must be at least 1; got {getattr(args, name)}.")
