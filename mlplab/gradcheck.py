@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -153,8 +154,11 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
     """Compare one layer's backward pass with numerical gradients at input ``x`` (float64).
 
     Returns ``{"x": error of dx, key: error of grads[key] for each parameter}``, the error as in
-    :func:`check_model`. ``dout`` (the upstream gradient; random normal from ``seed`` when None)
-    stands for dL/d(out), so the check is of ``L = sum(forward(x) * dout)``.
+    :func:`check_model`. A correct layer gives about 1e-9 or less by either metric (below 1e-7
+    is right), a wrong term 1e-3 or more; an input within about ``h`` of a ReLU's kink at 0
+    fails correct code (draw another ``x``). ``dout`` (the upstream gradient; random normal
+    from ``seed`` when None) stands for dL/d(out), so the check is of
+    ``L = sum(forward(x) * dout)``.
 
     Every call hands the layer fresh copies: the built-in layers overwrite their input and the
     ``dout`` they are given (and return reused buffers), so the plain CS231n recipe
@@ -167,10 +171,17 @@ def check_layer(layer: Layer, x: np.ndarray, dout: np.ndarray | None = None, h: 
     _check_step(h)
     wide = [k for k, p in layer.params.items() if np.asarray(p).dtype != np.float64]
     if wide:  # as check_model: a float32 BatchNorm() reported ~1e-3 for a correct gamma
+        name = type(layer).__name__
+        # the way to float64 for this layer: a dtype argument, or float64 arrays (Affine's W
+        # was told to build "BatchNorm(dim, dtype=np.float64)")
+        how = (f"{name}(..., dtype=np.float64)" if "dtype" in inspect.signature(
+            type(layer).__init__).parameters else f"give {name} float64 arrays, e.g. "
+            f"{wide[0]}.astype(np.float64)")
         raise ValueError(f"gradient checks need float64 parameters; {', '.join(wide)} of this "
-                         f"{type(layer).__name__} are {np.asarray(layer.params[wide[0]]).dtype} "
-                         "(build the layer in float64, e.g. BatchNorm(dim, dtype=np.float64)): "
-                         "float32 rounding makes centred differences meaningless.")
+                         f"{name} {'is' if len(wide) == 1 else 'are'} "
+                         f"{np.asarray(layer.params[wide[0]]).dtype} (build the layer in "
+                         f"float64: {how}): float32 rounding makes centred differences "
+                         "meaningless.")
     x = np.array(x, dtype=np.float64)  # a copy: the checks below perturb it
     if not np.isfinite(x).all():  # (every error then came out nan, a failure of the layer's)
         bad = tuple(np.argwhere(~np.isfinite(x))[0].tolist())
@@ -288,7 +299,10 @@ def check_model(model: MLP, X: np.ndarray, y: np.ndarray, reg: float = 0.0, h: f
     """Compare the analytic gradient of every parameter of ``model`` with the numerical one.
 
     Returns ``{param name: error}``, the error being the exercise's max relative error
-    (``metric="max"``) or :func:`norm_rel_error` (``metric="norm"``). Dropout masks are frozen
+    (``metric="max"``) or :func:`norm_rel_error` (``metric="norm"``). Passing: the exercise's
+    bound is 1e-8 (max) on its two-layer net; ``mlplab gradcheck``'s are 1e-7 (norm) and 1e-5
+    (max, which rounding on near-zero entries of deeper nets can push to 1e-6); a wrong term
+    gives 1e-3 or more by either. Dropout masks are frozen
     during the check so that the loss is a deterministic function of the parameters. The model is
     left as it was: the check's many training-mode passes would otherwise move the batch-norm
     running statistics and the dropout generators of, say, a trained model.

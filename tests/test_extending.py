@@ -124,6 +124,15 @@ def test_check_layer_refuses_float32_parameters(rng):
     # BatchNorm's default dtype is float32: its correct gamma gradient checked at ~7e-4
     with pytest.raises(ValueError, match="gradient checks need float64 parameters; gamma, beta"):
         check_layer(BatchNorm(5), rng.randn(6, 5))
+    with pytest.raises(ValueError, match=r"gamma, beta of this BatchNorm are float32 \(build "
+                                         r"the layer in float64: BatchNorm\(\.\.\., "
+                                         r"dtype=np\.float64\)\)"):
+        check_layer(BatchNorm(5), rng.randn(6, 5))
+    # a layer without a dtype argument: its arrays, not "BatchNorm(dim, dtype=np.float64)"
+    with pytest.raises(ValueError, match=r"W of this Affine is float32 \(build the layer in "
+                                         r"float64: give Affine float64 arrays, e\.g\. "
+                                         r"W\.astype\(np\.float64\)\)"):
+        check_layer(Affine(rng.randn(5, 3).astype(np.float32), None), rng.randn(6, 5))
 
 
 def test_check_layer_leaves_the_layers_state_as_it_was(rng):
