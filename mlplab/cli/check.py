@@ -180,12 +180,13 @@ def _print_checks(results: list) -> None:
             print(f"  {label:<11} error {r.value:.3e} {_verdict(r.value, r.bound, r.passed)}")
 
     toy = by_name["Q3 toy SGD loss"]
-    print("\nQ3 toy SGD: lr 0.1, reg 5e-6, 100 iterations of batches of the toy data")
+    print("\nQ3 toy SGD: lr 0.1, reg 5e-6, 100 iterations on batches of 200 drawn with "
+          "replacement\n  from the 5 samples")
     if toy.measured != toy.measured:
         print(textwrap.fill(f"{toy.description}  FAIL", 96, initial_indent="  ",
                             subsequent_indent="  "))
     else:
-        print(f"  final loss {toy.measured:.6f} (the exercise's: about {toy.expected}) "
+        print(f"  final loss {toy.measured:.7f} (the exercise's: about {toy.expected}) "
               f"{_verdict(toy.value, toy.bound, toy.passed)}")
     print()
 
