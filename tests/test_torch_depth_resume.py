@@ -1053,3 +1053,39 @@ def test_a_diverged_study_whose_checkpoint_cannot_be_removed_still_records_it(
     argv[argv.index("--epochs") + 1] = "1"
     assert main(["torch", "depth", *argv, "--out", str(out)]) == 0
     assert "diverged" not in json.loads((out / "depth-config.json").read_text())
+
+
+def test_a_finished_study_whose_checkpoint_cannot_be_removed_is_written_and_says_so(
+        tmp_path, capsys, refuse_unlink):
+    """The checkpoint is removed as each network is saved whole and as the study ends: one that
+    could not be removed (a permission, a file another program holds open) ended the study
+    unwritten, "Continue with: mlplab torch depth --resume", which failed on it again. The
+    study is written whole, and one line says so, names the stale checkpoint and why it is
+    left, and says to remove it by hand; the finished study is not resumable."""
+    from mlplab.runs import StaleFileWarning
+
+    out = tmp_path / "study"
+    blocked = out / "depth-checkpoint.pt"
+    refuse_unlink(lambda path: path == blocked)
+    argv = [a if a != "both" else "exercise" for a in ARGV]
+    argv[argv.index("--epochs") + 1] = "1"
+    said = (f"the depth study finished and its results are in {out}, but its stale "
+            f"depth-checkpoint.pt could not be removed (Permission denied); remove {blocked} by "
+            "hand.")
+    # (printed as "mlplab torch depth: warning: ..." outside pytest, which records warnings)
+    with pytest.warns(StaleFileWarning) as record:
+        assert main(["torch", "depth", *argv, "--out", str(out)]) == 0
+    assert [str(w.message) for w in record] == [said]
+    assert "error" not in capsys.readouterr().err
+    assert json.loads((out / "depth.json").read_text())["layers"] == [2, 3]
+    assert sorted(p.name for p in (out / "networks").iterdir()) == ["exercise-2.pt",
+                                                                    "exercise-3.pt"]
+    assert blocked.is_file()
+    assert main(["torch", "depth", "--resume", str(out)]) == 1
+    assert "has already completed; nothing to resume" in capsys.readouterr().err
+    # and from Python, the same line as a warning beside the result
+    other = tmp_path / "other"
+    blocked = other / "depth-checkpoint.pt"
+    with pytest.warns(StaleFileWarning, match=f"^{re.escape(said.replace(str(out), str(other)))}$"):
+        result = tm.depth_run("digits", out=other, **{**SETTINGS, "init": "exercise", "epochs": 1})
+    assert len(result.results) == 2 and (other / "depth.json").is_file()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,32 @@ def remove_results(run_dir: str | os.PathLike, also: Sequence[str] = (),
         except OSError:
             if not keep_going:
                 raise
+
+
+class StaleFileWarning(UserWarning):
+    """A run or study finished and wrote its results, but a file of its own that no longer
+    belongs there (its checkpoint) could not be removed."""
+
+
+def try_remove(path: Path) -> OSError | None:
+    """Remove ``path`` (nothing if it is not there) and return None, or return the error that
+    kept it (a permission, a file another program holds open): for a file whose removal is
+    housekeeping, so that the caller decides whether it matters, where the bare error ended a
+    run whose results were written or were still to be."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def warn_stale_file(path: Path, exc: OSError, what: str, stacklevel: int = 2) -> None:
+    """Say (a :class:`StaleFileWarning`, one line) that the ``what`` (run, depth study) in
+    ``path``'s folder finished with its results written there, but that ``path`` could not be
+    removed (:func:`try_remove`'s ``exc``), and to remove it by hand."""
+    warnings.warn(f"the {what} finished and its results are in {path.parent}, but its stale "
+                  f"{path.name} could not be removed ({exc.strerror or io.one_line(exc)}); "
+                  f"remove {path} by hand.", StaleFileWarning, stacklevel=stacklevel + 1)
 
 
 #: names of the files in a run folder; an atomic write leaves ``.<name>.<random>`` if killed

@@ -69,6 +69,8 @@ from mlplab.runs.files import (
     remove_results,
     resume_setting,
     save_into_run,
+    try_remove,
+    warn_stale_file,
     where_next_run,
     where_next_study,
 )
@@ -652,8 +654,7 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
         # training and a new run take the folder, as a diverged depth study's
         # A file that cannot be removed is passed over, as mlplab train's record_divergence
         # does: the divergence is the news, and config.json records it whatever is left
-        with contextlib.suppress(OSError):
-            (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        try_remove(out_dir / CHECKPOINT_FILE)
         # and the files of an earlier Ctrl-C's stop (metrics.json first, the mark of results),
         # which kept the folder from being taken by the new run that this error offers
         remove_results(out_dir, also=(TORCH_MODEL_FILE, NUMPY_MODEL_FILE), keep_going=True)
@@ -1380,8 +1381,11 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
                                        "study_seconds": study_seconds(), "settings": settings})
         finished.add((result.init, result.depth))
         # saved whole: its checkpoint is not needed any more (a stop between the two writes
-        # leaves one that --resume sees is of a finished network)
-        (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
+        # leaves one that --resume sees is of a finished network). One that cannot be removed
+        # is passed over for the same reason: the next network's checkpoint replaces it, and
+        # the study's end tries again (it ended the study, advising the --resume that failed
+        # on it again)
+        try_remove(out_dir / DEPTH_CHECKPOINT_FILE)
 
     try:
         results = depth_study(X, ds.y_train, X_val, ds.y_val, X_test,
@@ -1409,8 +1413,7 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
         # folder (as a new run takes a diverged run's) and --resume refuse it without training
         # A checkpoint that cannot be removed is passed over, as torch train's is: the
         # divergence is the news, and depth-config.json records it whatever is left
-        with contextlib.suppress(OSError):
-            (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
+        try_remove(out_dir / DEPTH_CHECKPOINT_FILE)
         io.write_json(out_dir / DEPTH_CONFIG_FILE,
                       {**config, "diverged": {"init": init, "depth": depth, "error": str(exc)}})
         raise TrainingDivergedError(f"{init} init, {counted(depth, 'layer')}: {exc} Resuming "
@@ -1436,14 +1439,18 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
     if out_dir is not None:
         check_run_folder(out_dir, DEPTH_CONFIG_FILE, "depth study")
         # the checkpoint of a network saved just before a stop (which the saving of the next
-        # network would have removed) is no part of a finished study
-        (out_dir / DEPTH_CHECKPOINT_FILE).unlink(missing_ok=True)
+        # network would have removed) is no part of a finished study. One that cannot be
+        # removed does not keep the results from being written (it ended the study unwritten,
+        # advising a --resume that failed on it again): the user is told to remove it, after
+        stale = try_remove(out_dir / DEPTH_CHECKPOINT_FILE)
         io.write_text(out_dir / "depth.md", md)
         io.write_text(out_dir / "depth.csv", depth_table_csv(results))
         # (not into the folder made again, had it gone while the figure was drawn)
         save_into_run(plot_depth(results), out_dir / "depth.png", DEPTH_CONFIG_FILE, "depth study")
         check_run_folder(out_dir, DEPTH_CONFIG_FILE, "depth study")
         io.write_json(out_dir / DEPTH_FILE, summary)  # last: its presence marks a finished study
+        if stale is not None:  # (depth_run and resume_depth_run, under threads_kept: the caller)
+            warn_stale_file(out_dir / DEPTH_CHECKPOINT_FILE, stale, "depth study", stacklevel=4)
     return DepthRunResult(results, md, summary, out_dir, seconds)
 
 
