@@ -3616,3 +3616,64 @@ def test_resume_command_builds_every_commands_continue_line(tmp_path):
     (run / "config.json").write_text(json.dumps({"no_plots": True}))
     assert resume_command(run, command=("mlplab", "--plugin", "p.py", "train")) == \
         f"mlplab --plugin p.py train --resume {folder} --no-plots"
+
+
+def test_a_divergence_record_that_cannot_be_written_is_said_with_its_file_and_cause(
+        tmp_path, digits, monkeypatch, capsys):
+    """A run whose loss diverged after a checkpoint records it in metrics.json: a write that
+    failed (a full disk) was passed over without a word, and the line said the run kept its
+    checkpoint and to start anew, while the run, with no record, read as unfinished and its
+    --resume diverged again. The line now names the file, the cause and what it leaves, for a
+    new run and a resumed one alike, and the command exits 1."""
+    from mlplab.runs.listing import summarize_run
+
+    class Blow(Callback):
+        def __init__(self, at=2):
+            self.at = at
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == self.at:
+                for p in trainer.model.params.values():  # after the epoch's checkpoint
+                    p *= 1e30
+
+    write_text = io.write_text
+
+    def disk_full(path, *args, **kwargs):
+        if Path(path).name == "metrics.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write_text(path, *args, **kwargs)
+
+    run = tmp_path / "r"
+    unrecorded = (f"The divergence could not be recorded in {run / 'metrics.json'} (No space "
+                  "left on device), so the run reads as unfinished, and resuming it would "
+                  "repeat the divergence.")
+    monkeypatch.setattr(io, "write_text", disk_full)
+    with warnings.catch_warnings(), pytest.raises(TrainingDivergedError) as caught:
+        warnings.simplefilter("ignore")
+        train_run(FAST, out=run, data=digits, callbacks=[Blow()], plots=False)
+    assert str(caught.value).endswith(
+        f"{run} keeps the checkpoint of its last good epoch. {unrecorded} Start the new run "
+        "with another out.")
+    assert summarize_run(run)["status"] == "unfinished"  # as the line says
+    # a resumed run's divergence, the same
+    with warnings.catch_warnings(), pytest.raises(TrainingDivergedError) as caught:
+        warnings.simplefilter("ignore")
+        resume_run(run, data=digits, callbacks=[Blow(at=3)])
+    assert str(caught.value).endswith(
+        f"{run} keeps the checkpoint of its last good epoch. {unrecorded} Start a new run with "
+        f"other settings (another out, or delete {run}).")
+    assert "Resuming this run repeats it" not in str(caught.value)
+    # from the command line: one line, status 1
+    import mlplab.runs.training as training
+
+    real_trainer = training.Trainer
+    monkeypatch.setattr(training, "Trainer", lambda cfg, callbacks, **kw: real_trainer(
+        cfg, callbacks=[*callbacks, Blow()], **kw))
+    out = tmp_path / "cli"
+    capsys.readouterr()
+    assert main(["train", "--dataset", "digits", "--hidden", "16", "--epochs", "4",
+                 "--no-progress", "--no-plots", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("mlplab train: error: the loss became nan") and err[-1].endswith(
+        f"{out} keeps the checkpoint of its last good epoch. "
+        f"{unrecorded.replace(str(run), str(out))} Start the new run with another --out."), err

@@ -297,9 +297,9 @@ def train_run(config: RunConfig | Mapping[str, Any] | None = None, *,
         # not into a folder gone since the check above: the write would make it again, holding
         # a metrics.json alone
         check_run_folder(out_dir, diverged="its loss")
-        record_divergence(out_dir, exc)
+        unrecorded = record_divergence(out_dir, exc)
         raise TrainingDivergedError(f"{exc} {out_dir} keeps the checkpoint of its last good "
-                                    "epoch; start the new run with another "
+                                    f"epoch.{unrecorded} Start the new run with another "
                                     f"{setting('--out', 'out')}.") from None
     # (after the lock's release: the run folder is whole, whatever the warnings filter does)
     warn_if_interrupted(result, "mlplab.runs.resume_run", stacklevel=2)
@@ -333,7 +333,7 @@ def _prepare(cfg: RunConfig, data: Dataset | Callable[[], Dataset] | None,
     return cfg, ds, pre, model, X_train
 
 
-def record_divergence(run_dir: Path, exc: TrainingDivergedError) -> None:
+def record_divergence(run_dir: Path, exc: TrainingDivergedError) -> str:
     """Record in ``run_dir`` that its run's loss diverged after it saved something (a
     checkpoint, a stop's results): ``metrics.json`` says ``{"status": "diverged", "reason":
     ...}``, and the checkpoint of its last good epoch stays. What an earlier stop (Ctrl-C)
@@ -341,12 +341,21 @@ def record_divergence(run_dir: Path, exc: TrainingDivergedError) -> None:
     had ``evaluate`` and ``predict`` use the stop's model, and ``--plot`` draw the stop's
     history, as the run's. A file that cannot be removed or written is passed over (the
     divergence is the news), but the record is written whenever it can be: one file left
-    (a figure another user owns) kept it from being written, and the run read as unfinished."""
+    (a figure another user owns) kept it from being written, and the run read as unfinished.
+    Returns what the divergence's message adds: "" once recorded, else the clause that says the
+    record is missing (a full disk), why, and what that leaves; that failure was passed over
+    without a word, and the run read as unfinished, its --resume diverging again."""
     # (metrics.json first: a stop in between leaves a run that reads as unfinished, with no
     # result of another model than its checkpoint's)
     remove_results(run_dir, also=(MODEL_FILE,), keep_going=True)
-    with contextlib.suppress(OSError):
-        io.write_json(run_dir / METRICS_FILE, {"status": "diverged", "reason": str(exc)})
+    path = run_dir / METRICS_FILE
+    try:
+        io.write_json(path, {"status": "diverged", "reason": str(exc)})
+    except OSError as failed:
+        return (f" The divergence could not be recorded in {path} "
+                f"({failed.strerror or io.one_line(failed)}), so the run reads as unfinished, "
+                "and resuming it would repeat the divergence.")
+    return ""
 
 
 def _saved_nothing(run_dir: Path) -> bool:
@@ -447,13 +456,14 @@ def _resume_locked(run_dir: Path, cfg: RunConfig, data: Dataset | Callable[[], D
         check_run_folder(run_dir, diverged="its loss")  # a folder gone meanwhile is the news
         # recorded as a new run's divergence is: a stop's results left beside it were listed,
         # evaluated and predicted with as the run's, and --resume and --out pointed at resuming
-        record_divergence(run_dir, exc)
+        unrecorded = record_divergence(run_dir, exc)
         kept = f" {run_dir} keeps the checkpoint of its last good epoch." \
             if io.found_file(run_dir / CHECKPOINT_FILE) else ""
         # resuming repeats the same arithmetic: it would diverge again each time
-        raise TrainingDivergedError(f"{exc}{kept} Resuming this run repeats it; start a new run "
-                                    f"with other settings (another {setting('--out', 'out')}, "
-                                    f"or delete {run_dir}).") from None
+        again = "" if unrecorded else " Resuming this run repeats it."
+        raise TrainingDivergedError(f"{exc}{kept}{unrecorded}{again} Start a new run with "
+                                    f"other settings (another {setting('--out', 'out')}, or "
+                                    f"delete {run_dir}).") from None
 
 
 def run_config(run: str | os.PathLike) -> RunConfig:
