@@ -1044,8 +1044,8 @@ def test_a_diverged_study_whose_checkpoint_cannot_be_removed_still_records_it(
     assert capsys.readouterr().err.strip() == (
         f"mlplab torch depth: error: the depth study in {out} stopped when the loss of its "
         "network of exercise init and 3 layers diverged; resuming would repeat it: start a new "
-        "study with other settings (a lower --lr, say), "
-        f"{where.replace('another out', 'another --out')}")
+        "study with other settings (a lower --lr, say), with another --out, or with this one "
+        "once you remove depth-checkpoint.pt from it.")  # (the folder named once, at the start)
     assert steps == []
     # as the lines say: once the checkpoint is removed, a new study takes the folder
     blocked.unlink()

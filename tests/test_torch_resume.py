@@ -1040,7 +1040,7 @@ def test_a_diverged_run_whose_model_cannot_be_removed_still_records_it(
     with pytest.raises(ValueError, match=re.escape(
             f"the run in {out} stopped when its loss diverged; resuming would repeat it: start a "
             "new run with other settings (a lower lr, say), with another out, or with this one "
-            f"once you remove model.pt from {out}.")):
+            "once you remove model.pt from it.")):
         tm.resume_run(out)
     # as the line says, not this folder as it is (a new run there pointed to --resume, which
     # refuses a diverged run)
@@ -1121,11 +1121,13 @@ def test_a_diverged_run_that_left_its_model_says_the_same_where_next_everywhere(
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
         ["config.json", "model.pt"]
     assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    # (which name the folder first: it is not named again)
+    named = where.replace(f"from {out}.", "from it.")
     assert capsys.readouterr().err.strip() == (
         f"mlplab torch train: error: the run in {out} stopped when its loss diverged; resuming "
-        f"would repeat it: start a new run with other settings (a lower --lr, say), {where}")
+        f"would repeat it: start a new run with other settings (a lower --lr, say), {named}")
     no_model = (f"{out} has no model.npz; its loss diverged, so it saved no model; start a new "
-                f"run with other settings (a lower --lr, say), {where}")
+                f"run with other settings (a lower --lr, say), {named}")
     no_model_said(out, no_model)
     # and what they offer is so: this folder once model.pt is gone
     (out / "model.pt").unlink()

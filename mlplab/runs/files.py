@@ -442,31 +442,35 @@ def beside_config(path: Path) -> list[str]:
         return []
 
 
-def where_next_run(path: Path) -> str:
+def where_next_run(path: Path, named: bool = False) -> str:
     """Where the new run that a diverged PyTorch run's messages offer may go (the diverging
     command's, ``--resume``'s refusal, evaluate's): its folder, where ``mlplab torch train``
     takes it (it holds config.json alone), else another one, or this one once the files left
-    (one that could not be removed, one of the user's) are gone. Here, not beside the PyTorch
-    code, so that evaluate says the same without importing PyTorch."""
+    (one that could not be removed, one of the user's) are gone. ``named``: the caller's line
+    names ``path`` already (``the run in runs/x ...``), so the files are said to be removed
+    "from it" (the line named the folder twice). Here, not beside the PyTorch code, so that
+    evaluate says the same without importing PyTorch."""
     out = setting("--out", "out")
     if only_a_torch_config(path):
         return f"with the same {out} if you like"
     left = beside_config(path)
     if not left:  # (a config.json that cannot be read back)
         return f"with another {out}"
-    return f"with another {out}, or with this one once you remove {', '.join(left)} from {path}"
+    return f"with another {out}, or with this one once you remove {', '.join(left)} from " \
+        f"{'it' if named else path}"
 
 
-def where_next_study(path: Path) -> str:
+def where_next_study(path: Path, named: bool = False) -> str:
     """Where the new study that a diverged depth study's messages offer may go (the diverging
     command's, ``--resume``'s refusal): its folder, which ``mlplab torch depth`` takes, unless
     the checkpoint its divergence could not remove is still there, which a new study there
-    would have to remove first (and says so, refusing the folder, where it cannot)."""
+    would have to remove first (and says so, refusing the folder, where it cannot).
+    ``named`` as in :func:`where_next_run`."""
     out = setting("--out", "out")
     if io.nothing_at(path / DEPTH_CHECKPOINT_FILE):
         return f"with the same {out} if you like"
     return f"with another {out}, or with this one once you remove {DEPTH_CHECKPOINT_FILE} " \
-        f"from {path}"
+        f"from {'it' if named else path}"
 
 
 def not_a_run_config(out_dir: Path) -> str | None:

@@ -94,7 +94,8 @@ def _started_run_hint(run_dir: Path) -> str | None:
     if config.get("framework") == "pytorch":
         if isinstance(config.get("diverged"), dict):
             return ("its loss diverged, so it saved no model; start a new run with other "
-                    f"settings (a lower {setting('--lr', 'lr')}, say), {where_next_run(run_dir)}")
+                    f"settings (a lower {setting('--lr', 'lr')}, say), "
+                    f"{where_next_run(run_dir, named=True)}")
         command = resume_setting(run_dir, torch=True)
     else:
         # ({} or another tool's: resuming it would be refused as no run's configuration)

@@ -1003,7 +1003,7 @@ def _resumable(run_dir: Path) -> dict[str, Any]:
     if isinstance(config.get("diverged"), dict):  # before its checks: a new run replaces it
         raise ValueError(f"the run in {run_dir} stopped when its loss diverged; resuming would "
                          "repeat it: start a new run with other settings (a lower "
-                         f"{setting('--lr', 'lr')}, say), {where_next_run(run_dir)}.")
+                         f"{setting('--lr', 'lr')}, say), {where_next_run(run_dir, named=True)}.")
     _check_config(path, config, _RESUME_KEYS, _RESUME_TYPES, "mlplab torch train", "run",
                   "PyTorch run")
     # a PyTorch run has one preprocessing: an edited one was accepted without a word, the run
@@ -1591,7 +1591,8 @@ def _resumable_study(folder: Path) -> dict[str, Any]:
             "layers" if {"init", "depth"} <= diverged.keys() else ""
         raise ValueError(f"the depth study in {folder} stopped when the loss{at} diverged; "
                          "resuming would repeat it: start a new study with other settings (a "
-                         f"lower {setting('--lr', 'lr')}, say), {where_next_study(folder)}.")
+                         f"lower {setting('--lr', 'lr')}, say), "
+                         f"{where_next_study(folder, named=True)}.")
     _check_config(path, config, _DEPTH_KEYS, _DEPTH_TYPES, "mlplab torch depth", "study",
                   "depth study")
     try:  # values of the right type that no study trains with
