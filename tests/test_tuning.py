@@ -2759,10 +2759,44 @@ def test_cli_ctrl_c_after_the_out_folder_went_does_not_say_the_trials_are_kept(
             f"{study_file}, which holds the finished trials, with it: if it was moved, put it "
             "back and run the same command again to continue the study; if removed, the same "
             "command starts it anew")
-    else:
-        assert said[0].startswith("interrupted; the finished trials are kept in the study")
+    else:  # the trials kept, and the folder said gone (it was not said at all)
+        assert said[0] == (
+            f"interrupted; {out} was removed or moved while the search ran, but the finished "
+            "trials are kept in the study (its --storage lies outside it): run the same "
+            "command again to continue it up to --trials, which writes the folder anew")
     assert said[1] == "mlplab: interrupted"
     assert not out.exists()
+    if storage == "elsewhere":  # as the line says
+        monkeypatch.setattr(tuning, "run_search", real)
+        assert main(argv) == 0
+        assert "1 complete" in capsys.readouterr().out and (out / "summary.json").is_file()
+
+
+def test_cli_ctrl_c_after_only_the_study_file_went_says_the_folder_is_kept(
+        tmp_path, capsys, monkeypatch):
+    """Only the --out folder's study.db removed while the trials ran, then Ctrl-C: the line
+    said the folder was removed or moved, which it was not; it now names the file that went
+    and says the rest of the folder is kept."""
+    import mlplab.tuning as tuning
+
+    out, real = tmp_path / "o", tuning.run_search
+
+    def searched_then_removed(*args, **kwargs):
+        real(*args, **kwargs)
+        (out / "study.db").unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tuning, "run_search", searched_then_removed)
+    space = tmp_path / "space.yaml"
+    space.write_text("hidden_size: [8, 16]\nepochs: 1\nbatch_size: 64\n")
+    assert main(["tune", "--trials", "1", "--search-space", str(space), "--out", str(out),
+                 "--no-progress"]) == 130
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        f"interrupted; {out / 'study.db'}, which holds the finished trials, was removed or "
+        f"moved while the search ran (the rest of {out} is kept): if it was moved, put it back "
+        "and run the same command again to continue the study; if removed, the same command "
+        "starts it anew", "mlplab: interrupted"]
+    assert out.is_dir() and not (out / "study.db").exists()
 
 
 @pytest.mark.parametrize("args, message", [

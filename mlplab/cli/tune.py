@@ -13,6 +13,8 @@ from mlplab.cli._types import non_negative_int, positive_int, positive_seconds, 
 from mlplab.cli.data import add_dataset_arguments
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mlplab.tuning import TuneResult
     from mlplab.tuning.data import DatasetSource
 
@@ -161,9 +163,31 @@ def data_source(args: argparse.Namespace) -> DatasetSource:
     return DatasetSource(args.dataset, kwargs, args.preprocess, args.train_size)
 
 
+def _interrupted_line(gone: tuple[Path, Path] | None, folder_gone: Path | None) -> str:
+    """What a stopped search kept, from :func:`mlplab.tuning.study_gone` (the study's file
+    gone, with its folder or alone) and :func:`mlplab.tuning.out_gone` (the --out folder gone):
+    each said as it is (the folder was said removed where only its study.db had been, and a
+    folder removed beside a study kept elsewhere was not said at all)."""
+    if gone is not None:
+        folder, study_file = gone
+        again = ("if it was moved, put it back and run the same command again to continue the "
+                 "study; if removed, the same command starts it anew")
+        if folder_gone is not None:
+            return (f"interrupted; {folder} was removed or moved while the search ran, and its "
+                    f"{study_file}, which holds the finished trials, with it: {again}")
+        return (f"interrupted; {folder / study_file}, which holds the finished trials, was "
+                f"removed or moved while the search ran (the rest of {folder} is kept): {again}")
+    if folder_gone is not None:
+        return (f"interrupted; {folder_gone} was removed or moved while the search ran, but the "
+                "finished trials are kept in the study (its --storage lies outside it): run the "
+                "same command again to continue it up to --trials, which writes the folder anew")
+    return ("interrupted; the finished trials are kept in the study: run the same command "
+            "again to continue it up to --trials")
+
+
 def run_tune(args: argparse.Namespace) -> int:
     from mlplab.cli import UsageError, usage_errors
-    from mlplab.tuning import study_gone, tune
+    from mlplab.tuning import out_gone, study_gone, tune
     from mlplab.tuning.storage import check_heartbeat
     from mlplab.tuning.study import check_study_name
 
@@ -184,16 +208,7 @@ def run_tune(args: argparse.Namespace) -> int:
                       search_only=args.search_only, progress=args.progress,
                       threads=args.threads)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the study keeps every finished trial
-        gone = study_gone(exc)
-        if gone is not None:  # unless it went with the --out folder
-            folder, study_file = gone
-            print(f"interrupted; {folder} was removed or moved while the search ran, and its "
-                  f"{study_file}, which holds the finished trials, with it: if it was moved, put "
-                  "it back and run the same command again to continue the study; if removed, "
-                  "the same command starts it anew", file=sys.stderr)
-        else:
-            print("interrupted; the finished trials are kept in the study: run the same command "
-                  "again to continue it up to --trials", file=sys.stderr)
+        print(_interrupted_line(study_gone(exc), out_gone(exc)), file=sys.stderr)
         raise
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

@@ -152,6 +152,7 @@ __all__ = [
     "run_workers",
     "sqlalchemy_url",
     "storage_spec",
+    "out_gone",
     "study_gone",
     "subset_train",
     "trials_table",
@@ -480,8 +481,11 @@ def tune(dataset: Any, trials: int = 20, timeout: float | None = None,
         return result
     except KeyboardInterrupt as exc:
         if in_out is not None and not (out_dir / in_out).is_file():
-            # the study went with the folder: its finished trials are not kept (study_gone)
+            # the study's file went (with the folder, or alone): its finished trials are not
+            # kept (study_gone)
             setattr(exc, _STUDY_GONE, (out_dir, in_out))
+        if not out_dir.is_dir():  # (out_gone: said apart from the study's file)
+            setattr(exc, _OUT_GONE, out_dir)
         raise
     finally:
         searching_here.close()
@@ -858,8 +862,10 @@ def _check_out_kept(out_dir: Path, marker: str | None) -> None:
                           "command again")
 
 
-#: the attribute by which a Ctrl-C that stopped :func:`tune` names its output folder gone
+#: the attributes by which a Ctrl-C that stopped :func:`tune` names its study's file gone
+#: (study_gone) and its output folder gone (out_gone)
 _STUDY_GONE = "mlplab_study_gone"
+_OUT_GONE = "mlplab_out_gone"
 
 
 def study_gone(interrupt: BaseException) -> tuple[Path, Path] | None:
@@ -871,6 +877,16 @@ def study_gone(interrupt: BaseException) -> tuple[Path, Path] | None:
     start anew."""
     gone = getattr(interrupt, _STUDY_GONE, None)
     return gone if isinstance(gone, tuple) else None
+
+
+def out_gone(interrupt: BaseException) -> Path | None:
+    """The output folder that was removed or moved before :func:`tune` was stopped by
+    ``interrupt`` (its KeyboardInterrupt), whether or not the study went with it
+    (:func:`study_gone`), or None: ``mlplab tune`` says which of the two went, where it said
+    the folder was removed when only the study's file had been, and nothing of the folder
+    where the study was kept elsewhere."""
+    gone = getattr(interrupt, _OUT_GONE, None)
+    return gone if isinstance(gone, Path) else None
 
 
 def _file_within(file: Path | None, folder: Path) -> Path | None:
