@@ -1089,3 +1089,34 @@ def test_a_finished_study_whose_checkpoint_cannot_be_removed_is_written_and_says
     with pytest.warns(StaleFileWarning, match=f"^{re.escape(said.replace(str(out), str(other)))}$"):
         result = tm.depth_run("digits", out=other, **{**SETTINGS, "init": "exercise", "epochs": 1})
     assert len(result.results) == 2 and (other / "depth.json").is_file()
+
+
+def test_a_divergence_record_that_cannot_be_written_is_said_with_the_divergence(
+        tmp_path, monkeypatch):
+    """A study whose loss diverged records it in depth-config.json: a write that failed (a full
+    disk) ended the study with that error alone, the divergence unsaid; the line now says the
+    divergence, the record's file, the cause and what that leaves."""
+    import errno
+    from pathlib import Path
+
+    from mlplab import io
+    from mlplab.trainer import TrainingDivergedError
+
+    write_text = io.write_text
+
+    def disk_full(path, text, *args, **kwargs):
+        if Path(path).name == "depth-config.json" and '"diverged"' in text:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write_text(path, text, *args, **kwargs)
+
+    out = tmp_path / "study"
+    _crash_in(monkeypatch, 2, 2, TrainingDivergedError)  # 3 layers, after its second epoch
+    monkeypatch.setattr(io, "write_text", disk_full)
+    with pytest.raises(TrainingDivergedError) as caught:
+        tm.depth_run("digits", out=out, **{**SETTINGS, "init": "exercise"})
+    assert str(caught.value) == (
+        "exercise init, 3 layers: stopped here The divergence could not be recorded in "
+        f"{out / 'depth-config.json'} (No space left on device), so the depth study reads as "
+        "unfinished, and resuming it would repeat the divergence. Start a new study with other "
+        "settings, with the same out if you like.")
+    assert "diverged" not in json.loads((out / "depth-config.json").read_text())

@@ -126,6 +126,16 @@ def warn_stale_file(path: Path, exc: OSError, what: str, stacklevel: int = 2) ->
                   f"remove {path} by hand.", StaleFileWarning, stacklevel=stacklevel + 1)
 
 
+def unrecorded_divergence(path: Path, exc: OSError, what: str = "run") -> str:
+    """The sentence a divergence's message adds where its record (``path``, a run's
+    ``metrics.json``, a PyTorch run's ``config.json``, a depth study's ``depth-config.json``)
+    could not be written (``exc``, a full disk): which file, why, and what that leaves. The
+    failure was passed over without a word, or replaced the divergence's message by its own,
+    and the ``what`` read as unfinished, its --resume diverging again."""
+    return (f"The divergence could not be recorded in {path} ({exc.strerror or io.one_line(exc)}"
+            f"), so the {what} reads as unfinished, and resuming it would repeat the divergence.")
+
+
 #: names of the files in a run folder; an atomic write leaves ``.<name>.<random>`` if killed
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, METRICS_FILE, *FIGURES,
              "model.pt", TORCH_CHECKPOINT_FILE)

@@ -69,6 +69,7 @@ from mlplab.runs.files import (
     resume_command,
     resume_setting,
     run_folder_advice,
+    unrecorded_divergence,
     write_history,
     write_plots,
 )
@@ -352,9 +353,7 @@ def record_divergence(run_dir: Path, exc: TrainingDivergedError) -> str:
     try:
         io.write_json(path, {"status": "diverged", "reason": str(exc)})
     except OSError as failed:
-        return (f" The divergence could not be recorded in {path} "
-                f"({failed.strerror or io.one_line(failed)}), so the run reads as unfinished, "
-                "and resuming it would repeat the divergence.")
+        return f" {unrecorded_divergence(path, failed)}"
     return ""
 
 

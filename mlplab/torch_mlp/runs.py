@@ -70,6 +70,7 @@ from mlplab.runs.files import (
     resume_setting,
     save_into_run,
     try_remove,
+    unrecorded_divergence,
     warn_stale_file,
     where_next_run,
     where_next_study,
@@ -658,9 +659,14 @@ def _fit_and_write(out_dir: Path | None, config: dict[str, Any], model: MultiLay
         # and the files of an earlier Ctrl-C's stop (metrics.json first, the mark of results),
         # which kept the folder from being taken by the new run that this error offers
         remove_results(out_dir, also=(TORCH_MODEL_FILE, NUMPY_MODEL_FILE), keep_going=True)
-        io.write_json(out_dir / TORCH_CONFIG_FILE, {**config, "diverged": {"error": str(exc)}})
-        raise TrainingDivergedError(f"{exc} Resuming this run would repeat it; start a new run "
-                                    f"with other settings, {where_next_run(out_dir)}.") from None
+        record = out_dir / TORCH_CONFIG_FILE
+        try:
+            io.write_json(record, {**config, "diverged": {"error": str(exc)}})
+            said = "Resuming this run would repeat it; start"
+        except OSError as failed:  # (a full disk): said with the divergence, not instead of it
+            said = f"{unrecorded_divergence(record, failed)} Start"
+        raise TrainingDivergedError(f"{exc} {said} a new run with other settings, "
+                                    f"{where_next_run(out_dir)}.") from None
     seconds = seconds_before + time.perf_counter() - start
     metrics = _metrics(model, history, ds, pre, X, X_val, bool(config["eval_test"]), seconds,
                        config["seed"], config["init"], threads_used, dev)
@@ -1414,11 +1420,16 @@ def _study_and_write(out_dir: Path | None, config: dict[str, Any], ds: Dataset,
         # A checkpoint that cannot be removed is passed over, as torch train's is: the
         # divergence is the news, and depth-config.json records it whatever is left
         try_remove(out_dir / DEPTH_CHECKPOINT_FILE)
-        io.write_json(out_dir / DEPTH_CONFIG_FILE,
-                      {**config, "diverged": {"init": init, "depth": depth, "error": str(exc)}})
-        raise TrainingDivergedError(f"{init} init, {counted(depth, 'layer')}: {exc} Resuming "
-                                    f"this study would repeat it; start a new study with other "
-                                    f"settings, {where_next_study(out_dir)}.") from None
+        record = out_dir / DEPTH_CONFIG_FILE
+        try:
+            io.write_json(record, {**config, "diverged": {"init": init, "depth": depth,
+                                                          "error": str(exc)}})
+            said = "Resuming this study would repeat it; start"
+        except OSError as failed:  # (a full disk): said with the divergence, not instead of it
+            said = f"{unrecorded_divergence(record, failed, 'depth study')} Start"
+        raise TrainingDivergedError(f"{init} init, {counted(depth, 'layer')}: {exc} {said} a new "
+                                    f"study with other settings, {where_next_study(out_dir)}."
+                                    ) from None
     seconds = study_seconds()
     md = depth_table_markdown(results)
     if X_test is None:
