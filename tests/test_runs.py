@@ -3677,3 +3677,35 @@ def test_a_divergence_record_that_cannot_be_written_is_said_with_its_file_and_ca
     assert err[-1].startswith("mlplab train: error: the loss became nan") and err[-1].endswith(
         f"{out} keeps the checkpoint of its last good epoch. "
         f"{unrecorded.replace(str(run), str(out))} Start the new run with another --out."), err
+
+
+def test_a_stopped_runs_file_that_cannot_be_removed_does_not_keep_its_resume_from_finishing(
+        tmp_path, digits, monkeypatch, refuse_unlink):
+    """A resumed run removes its stop's results before it writes its own: one that could not
+    be removed (a permission, a file held open) ended the run unsaved, "Continue with: mlplab
+    train --resume", which failed on it again, each time. It is passed over: the run writes
+    its files (which replace those of their names) and says, in one line, which stale file is
+    left (one it did not write again: a figure, resumed without them) and to remove it."""
+    from mlplab.runs import RunInterruptedWarning, StaleFileWarning
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    run = tmp_path / "r"
+    with pytest.warns(RunInterruptedWarning):
+        train_run(FAST, out=run, data=digits, callbacks=[CtrlC()])
+    stop_history = (run / "history.csv").read_text()
+    refuse_unlink(lambda path: path.name in ("history.csv", "loss.png"))
+    with pytest.warns(StaleFileWarning) as record:
+        result = resume_run(run, data=digits, plots=False)
+    monkeypatch.undo()
+    assert [str(w.message) for w in record] == [
+        f"the run finished and its results are in {run}, but its stale loss.png could not be "
+        f"removed (Permission denied); remove {run / 'loss.png'} by hand."]
+    assert result.metrics["status"] == "completed"
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    assert (run / "history.csv").read_text() != stop_history  # replaced: not said
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == [
+        "checkpoint.npz", "config.json", "history.csv", "loss.png", "metrics.json", "model.npz"]

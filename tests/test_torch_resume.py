@@ -1256,3 +1256,31 @@ def test_a_divergence_record_that_cannot_be_written_is_said_with_the_divergence(
     monkeypatch.undo()
     assert tm.train_run("digits", out=out, **{**SETTINGS, "epochs": 1}).metrics["status"] == \
         "completed"
+
+
+def test_a_stopped_runs_file_that_cannot_be_removed_does_not_keep_its_resume_from_finishing(
+        tmp_path, monkeypatch, capsys, refuse_unlink):
+    """As mlplab train's (test_runs.py): a stop's file that the resumed run could not remove
+    ended it unsaved, advising the --resume that failed on it again; it is passed over, the
+    run writes its files, and one line names the stale file left and says to remove it."""
+    from mlplab.runs import StaleFileWarning
+
+    out = tmp_path / "run"
+    _crash_after(monkeypatch, 1, KeyboardInterrupt)  # fit's Ctrl-C: saved as it was
+    with pytest.warns(tm.RunInterruptedWarning):
+        assert tm.train_run("digits", out=out, **{**SETTINGS, "plots": True}).interrupted
+    monkeypatch.undo()
+    assert (out / "loss.png").is_file()
+    refuse_unlink(lambda path: path.name in ("model.pt", "loss.png"))
+    with pytest.warns(StaleFileWarning) as record:
+        assert main(["torch", "train", "--resume", str(out), "--no-plots",
+                     "--no-progress"]) == 0
+    monkeypatch.undo()
+    assert "error" not in capsys.readouterr().err
+    # model.pt, written again, replaced the stop's: only the figure is left, and said
+    assert [str(w.message) for w in record] == [
+        f"the run finished and its results are in {out}, but its stale loss.png could not be "
+        f"removed (Permission denied); remove {out / 'loss.png'} by hand."]
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+    assert main(["torch", "train", "--resume", str(out)]) == 1  # nothing left to resume
+    assert "has already completed" in capsys.readouterr().err

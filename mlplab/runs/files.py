@@ -84,25 +84,31 @@ def not_a_folder(path: str | os.PathLike) -> str:
 
 
 def remove_results(run_dir: str | os.PathLike, also: Sequence[str] = (),
-                   keep_going: bool = False) -> None:
+                   keep_going: bool = False) -> list[tuple[Path, OSError]]:
     """Delete what an earlier save of the run in ``run_dir`` derived from its model (a resumed
     run's stop's): ``metrics.json`` first (its presence marks results written whole), then
     ``history.csv``, the figures and the files ``also`` names. Called before the new model is
     written, so that a second Ctrl-C among the writes (which stops at once, unsaved) leaves no
     file that describes another model than the one in ``model.npz``: the stop's history and
     figures had stayed beside a newer model until ``--resume``. ``keep_going``: a file that
-    cannot be removed (``OSError``) is passed over and the others are still removed."""
+    cannot be removed (``OSError``) is passed over and the others are still removed; the files
+    passed over are returned with their errors (:func:`warn_stale_left` says those that the
+    new results did not replace)."""
+    failed = []
     for name in (METRICS_FILE, HISTORY_FILE, *FIGURES, *also):
+        path = Path(run_dir) / name
         try:
-            (Path(run_dir) / name).unlink(missing_ok=True)
-        except OSError:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
             if not keep_going:
                 raise
+            failed.append((path, exc))
+    return failed
 
 
 class StaleFileWarning(UserWarning):
-    """A run or study finished and wrote its results, but a file of its own that no longer
-    belongs there (its checkpoint) could not be removed."""
+    """A run or study wrote its results, but a file of its own that no longer belongs there (a
+    depth study's checkpoint, a resumed run's earlier stop's figure) could not be removed."""
 
 
 def try_remove(path: Path) -> OSError | None:
@@ -117,13 +123,35 @@ def try_remove(path: Path) -> OSError | None:
     return None
 
 
-def warn_stale_file(path: Path, exc: OSError, what: str, stacklevel: int = 2) -> None:
+def warn_stale_file(path: Path, exc: OSError, what: str, stacklevel: int = 2,
+                    done: str = "finished") -> None:
     """Say (a :class:`StaleFileWarning`, one line) that the ``what`` (run, depth study) in
-    ``path``'s folder finished with its results written there, but that ``path`` could not be
-    removed (:func:`try_remove`'s ``exc``), and to remove it by hand."""
-    warnings.warn(f"the {what} finished and its results are in {path.parent}, but its stale "
+    ``path``'s folder ``done`` (finished, stopped) with its results written there, but that
+    ``path`` could not be removed (:func:`try_remove`'s ``exc``), and to remove it by hand."""
+    warnings.warn(f"the {what} {done} and its results are in {path.parent}, but its stale "
                   f"{path.name} could not be removed ({exc.strerror or io.one_line(exc)}); "
                   f"remove {path} by hand.", StaleFileWarning, stacklevel=stacklevel + 1)
+
+
+def file_state(path: Path) -> tuple[int, int] | None:
+    """What tells ``path`` replaced (inode, modification time), None if it is not there."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def warn_stale_left(failed: Sequence[tuple[Path, OSError]],
+                    before: Sequence[tuple[int, int] | None], what: str, done: str) -> None:
+    """:func:`warn_stale_file` for each earlier result that :func:`remove_results` could not
+    remove (``failed``, with each file's :func:`file_state` then, ``before``) and that the
+    new results did not replace (written atomically, they replace a file of the same name):
+    one that could not be removed ended a resumed run unsaved, 'Continue with: --resume', which
+    failed on it again."""
+    for (path, exc), was in zip(failed, before):
+        if was is not None and file_state(path) == was:
+            warn_stale_file(path, exc, what, stacklevel=3, done=done)
 
 
 def unrecorded_divergence(path: Path, exc: OSError, what: str = "run") -> str:

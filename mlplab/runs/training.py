@@ -54,6 +54,7 @@ from mlplab.runs.files import (
     MODEL_FILE,
     check_new_run_dir,
     check_run_folder,
+    file_state,
     first_missing_folder,
     has_checkpoint,
     inner_run_folder,
@@ -70,6 +71,7 @@ from mlplab.runs.files import (
     resume_setting,
     run_folder_advice,
     unrecorded_divergence,
+    warn_stale_left,
     write_history,
     write_plots,
 )
@@ -796,7 +798,10 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
         # once, unsaved) leaves a run that reads as unfinished, resumed from its checkpoint,
         # with no file that describes another model than model.npz (which records its own
         # metrics, so evaluate can say which model it is)
-        remove_results(out_dir)
+        # one that cannot be removed (another user's, one held open) is passed over: the new
+        # files replace those of their names, and any left is said once they are written
+        stale = remove_results(out_dir, keep_going=True)
+        stale_before = [file_state(path) for path, _ in stale]
         in_model = {k: v for k, v in metrics.items()  # extra has these
                     if k not in ("environment", "earlier_environments")}
         io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": in_model})
@@ -807,6 +812,8 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
             write_plots(out_dir, result, ds, X_val, per_epoch, marker=CONFIG_FILE)
         check_run_folder(out_dir)
         io.write_json(out_dir / METRICS_FILE, metrics)  # last: its presence marks a finished write
+        warn_stale_left(stale, stale_before, "run",
+                        "stopped" if history.interrupted else "finished")
     return result
 
 

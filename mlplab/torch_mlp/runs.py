@@ -59,6 +59,7 @@ from mlplab.runs.files import (
     beside_config,
     check_run_folder,
     diverged_study,
+    file_state,
     has_checkpoint,
     nothing_to_resume,
     only_a_torch_config,
@@ -72,6 +73,7 @@ from mlplab.runs.files import (
     try_remove,
     unrecorded_divergence,
     warn_stale_file,
+    warn_stale_left,
     where_next_run,
     where_next_study,
 )
@@ -1165,7 +1167,10 @@ def _write_run(out: Path, result: TorchRunResult, ds: Dataset, X_val: np.ndarray
     # (resumed from its checkpoint) with no file that describes another model than model.npz;
     # model.pt too, which is written after model.npz (the file evaluate reads, which records its
     # own metrics and so stays until it is replaced): where model.pt is, it is model.npz's model
-    remove_results(out, also=(TORCH_MODEL_FILE,))
+    # (one that cannot be removed is passed over: the new files replace those of their names,
+    # and any left is said once they are written, as mlplab train's)
+    stale = remove_results(out, also=(TORCH_MODEL_FILE,), keep_going=True)
+    stale_before = [file_state(path) for path, _ in stale]
     # the same weights as an mlplab.MLP, with the preprocessing, for the NumPy side of mlplab
     io.save_model(out / NUMPY_MODEL_FILE, to_numpy(model), result.preprocessing,
                   {**extra, "metrics": metrics})
@@ -1177,6 +1182,8 @@ def _write_run(out: Path, result: TorchRunResult, ds: Dataset, X_val: np.ndarray
         _train_plots(out, model, result.history, ds, X_val, per_epoch)
     check_run_folder(out, TORCH_CONFIG_FILE)
     io.write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
+    warn_stale_left(stale, stale_before, "run",
+                    "stopped" if result.history.interrupted else "finished")
 
 
 def _train_plots(out: Path, model: MultiLayerPerceptron, history: History, ds: Dataset,
