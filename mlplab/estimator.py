@@ -362,6 +362,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(ya)
         encoder = LabelEncoder()
         y_enc = encoder.fit_transform(ya)
+        # classes_ as scikit-learn's MLPClassifier (and partial_fit) has them: unique_labels',
+        # in LabelEncoder's order, so object labels of str come back as str, not object
+        encoder.classes_ = unique_labels(ya)
         if len(encoder.classes_) < 2:
             # tolist(): the label as written (0, 'cat'), not NumPy 2's np.int64(0)
             raise ValueError(f"MLPClassifier needs samples of at least 2 classes in y; got 1 "

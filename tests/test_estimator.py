@@ -124,10 +124,9 @@ def test_labels_round_trip_as_in_scikit_learn(digits, values):
                  .partial_fit(X, y, classes=values[::-1])):
         assert ours.classes_.tolist() == theirs.classes_.tolist()
         predicted, proba = ours.predict(X), ours.predict_proba(X)
-        if values.dtype != object:  # (object labels: fit keeps object, as LabelEncoder and
-            # LogisticRegression do; scikit-learn's MLPClassifier turns them into str)
-            assert ours.classes_.dtype == theirs.classes_.dtype
-            assert predicted.dtype == theirs.predict(X).dtype
+        # (object labels of str too: fit and partial_fit both give str, as scikit-learn's does)
+        assert ours.classes_.dtype == theirs.classes_.dtype
+        assert predicted.dtype == theirs.predict(X).dtype
         assert set(predicted) <= set(values)
         assert proba.shape == (len(X), len(values))
         np.testing.assert_allclose(proba.sum(axis=1), 1)
