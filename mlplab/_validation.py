@@ -286,14 +286,20 @@ def check_int(value: object, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_hidden_sizes(sizes: object) -> list[int]:
-    """Return the hidden layer widths ``sizes`` as a list of ``int`` or raise a ``ValueError``
-    unless every one is an integer >= 1 (a string is refused: ``"500"`` is not three layers)."""
+def check_hidden_sizes(sizes: object, name: str = "hidden_sizes") -> list[int]:
+    """Return the hidden layer widths ``sizes`` as a list of ``int`` or raise a ``ValueError``,
+    naming the argument ``name``, unless every one is an integer >= 1 (a string is refused:
+    ``"500"`` is not three layers). An integer is one hidden layer, as ``MLP``,
+    ``MLPClassifier`` and ``train_run`` take it."""
     # True or 2.5 is refused here too, not as "'bool' object is not iterable"
     if isinstance(sizes, Iterable) and not isinstance(sizes, str):
         sizes = list(sizes)  # a generator: all() below would use it up, leaving no layers
+    given = sizes  # (for the message: 0, not the [0] it is taken as)
+    if is_int(sizes):
+        sizes = [sizes]
     if not isinstance(sizes, list) or not all(is_int(h) and h >= 1 for h in sizes):
-        raise ValueError(f"every hidden size must be a positive integer; got {sizes!r}.")
+        raise ValueError(f"every hidden size must be a positive integer ({name}: a width, or a "
+                         f"list of one width per hidden layer); got {given!r}.")
     return [int(h) for h in sizes]
 
 

@@ -30,7 +30,6 @@ from mlplab._validation import (
     check_seed,
     check_X,
     check_y,
-    is_int,
 )
 from mlplab.blas import axpy
 from mlplab.init import INITS, init_weights, random_state
@@ -208,7 +207,7 @@ class MLP:
                  std: float = 1e-4, dropout: float = 0.0, batchnorm: bool = False,
                  seed: int | None = None, dtype: DTypeLike = np.float32) -> None:
         # an integer is one hidden layer, as MLPClassifier and train_run take it
-        hidden = check_hidden_sizes([hidden_sizes] if is_int(hidden_sizes) else hidden_sizes)
+        hidden = check_hidden_sizes(hidden_sizes, "hidden_sizes")
         input_size = check_int(input_size, "input_size")
         num_classes = check_int(num_classes, "num_classes", minimum=2)
         check_positive(std, "std")
@@ -490,6 +489,8 @@ class TwoLayerNet(MLP):
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, std: float = 1e-4,
                  *, seed: int | None = None, dtype: DTypeLike = np.float64) -> None:
+        # named as given here: MLP's message would name its own hidden_sizes
+        hidden_size = check_int(hidden_size, "hidden_size")
         super().__init__(input_size, [hidden_size], output_size, init="normal", std=std,
                          seed=seed, dtype=dtype)
 

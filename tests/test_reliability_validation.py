@@ -36,13 +36,16 @@ MODEL_ARGS = [  # MLP(4, [5], 3, **kwargs) or MLP(*args)
     ((0, [5], 3), {}, "input_size must be an integer >= 1; got 0"),
     ((2.5, [5], 3), {}, "input_size must be an integer >= 1; got 2.5"),
     ((True, [5], 3), {}, "input_size must be an integer >= 1; got True"),
-    ((4, [0], 3), {}, "every hidden size must be a positive integer"),
+    # the message names the argument, and shows a lone width as given
+    ((4, [0], 3), {}, r"every hidden size must be a positive integer \(hidden_sizes: a width, "
+                      r"or a list of one width per hidden layer\); got \[0\]"),
+    ((4, 0, 3), {}, r"every hidden size must be a positive integer \(hidden_sizes.*; got 0\.$"),
     ((4, [-3], 3), {}, "every hidden size must be a positive integer"),
-    ((4, "12", 3), {}, "every hidden size must be a positive integer; got '12'"),
+    ((4, "12", 3), {}, "every hidden size must be a positive integer .*; got '12'"),
     ((4, [5.5], 3), {}, "every hidden size must be a positive integer"),
     # a lone True or 2.5 was "'bool' object is not iterable", a TypeError naming nothing
-    ((4, True, 3), {}, "every hidden size must be a positive integer; got True"),
-    ((4, 2.5, 3), {}, "every hidden size must be a positive integer; got 2.5"),
+    ((4, True, 3), {}, "every hidden size must be a positive integer .*; got True"),
+    ((4, 2.5, 3), {}, "every hidden size must be a positive integer .*; got 2.5"),
     ((4, [5], 1), {}, "num_classes must be an integer >= 2; got 1"),
     ((4, [5], 3), {"dropout": 1.0}, r"dropout must be a number in \[0, 1\); got 1.0"),
     ((4, [5], 3), {"dropout": -0.5}, r"dropout must be a number in \[0, 1\); got -0.5"),
@@ -64,8 +67,8 @@ def test_model_hyperparameters(args, kwargs, message):
 
 
 def test_two_layer_net_checks_like_mlp():
-    with pytest.raises(ValueError, match="every hidden size"):
-        TwoLayerNet(4, 0, 3)
+    with pytest.raises(ValueError, match="^hidden_size must be an integer >= 1; got 0"):
+        TwoLayerNet(4, 0, 3)  # its own argument's name, not MLP's hidden_sizes
     # the messages name train()'s own arguments, not the Trainer's lr, iters and lr_decay
     for kwargs, message in [({"learning_rate": -1}, "^learning_rate must be a finite number > 0"),
                             ({"batch_size": 0}, "^batch_size must be an integer >= 1"),
@@ -303,7 +306,9 @@ def test_pytorch_entry_points():
     for call, message in [
         (lambda: tm.MultiLayerPerceptron(2.5, [5], 3), "input_size must be an integer >= 1"),
         (lambda: tm.MultiLayerPerceptron(4, "5", 3), "every hidden size must be a positive"),
-        (lambda: tm.MultiLayerPerceptron(4, [0], 3), "every hidden size must be a positive"),
+        (lambda: tm.MultiLayerPerceptron(4, [0], 3),
+         r"every hidden size must be a positive integer \(hidden_layers: .*; got \[0\]"),
+        (lambda: tm.build_model(4, 0, 3), r"positive integer \(hidden_layers: .*; got 0\.$"),
         (lambda: tm.MultiLayerPerceptron(4, [5], 1), "num_classes must be an integer >= 2"),
         (lambda: tm.MultiLayerPerceptron(4, [5], 3, dropout=1), r"dropout must be in \[0, 1\)"),
         (lambda: tm.TorchTrainConfig(epochs=1.5).validate(), "epochs must be an integer >= 1"),

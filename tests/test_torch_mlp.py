@@ -72,6 +72,17 @@ def test_forward_flattens_images_and_returns_logits(rng):
     np.testing.assert_allclose(out, h, rtol=1e-12, atol=1e-12)
 
 
+def test_a_width_is_one_hidden_layer_as_in_mlp():
+    """``hidden_layers=50`` is ``[50]``, as ``mlplab.MLP(D, 50, K)`` takes it (it was refused as
+    "every hidden size must be a positive integer; got 50")."""
+    for model in (tm.MultiLayerPerceptron(4, 5, 3), tm.build_model(4, 5, 3, seed=0)):
+        assert model.config["hidden_layers"] == [5]
+        assert [lin.weight.shape for lin in model.linears] == [(5, 4), (3, 5)]
+    assert all(torch.equal(p, q) for p, q in zip(tm.build_model(4, 5, 3, seed=0).parameters(),
+                                                  tm.build_model(4, [5], 3, seed=0).parameters()))
+    assert MLP(4, 5, 3).config["hidden_sizes"] == [5]
+
+
 @pytest.mark.parametrize("bad", [dict(input_size=0), dict(num_classes=1),
                                  dict(hidden_layers=[5, 0]), dict(dropout=1.0)])
 def test_bad_arguments_are_clear_errors(bad):

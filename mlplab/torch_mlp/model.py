@@ -46,10 +46,10 @@ class MultiLayerPerceptron(nn.Module):
     exercise's (or use :func:`build_model`).
     """
 
-    def __init__(self, input_size: int, hidden_layers: Sequence[int], num_classes: int,
+    def __init__(self, input_size: int, hidden_layers: int | Sequence[int], num_classes: int,
                  dropout: float = 0.0, batchnorm: bool = False) -> None:
         super().__init__()
-        hidden = check_hidden_sizes(hidden_layers)
+        hidden = check_hidden_sizes(hidden_layers, "hidden_layers")  # (an integer: one layer)
         check_int(input_size, "input_size")
         check_int(num_classes, "num_classes", minimum=2)
         check_dropout(dropout)
@@ -97,7 +97,8 @@ def weights_init(m: nn.Module, std: float = INIT_STD) -> None:
                 m.bias.zero_()
 
 
-def build_model(input_size: int, hidden_layers: Sequence[int] = HIDDEN, num_classes: int = 10, *,
+def build_model(input_size: int, hidden_layers: int | Sequence[int] = HIDDEN,
+                num_classes: int = 10, *,
                 init: str = "exercise", std: float = INIT_STD, dropout: float = 0.0,
                 batchnorm: bool = False, seed: int | None = 0,
                 dtype: torch.dtype = torch.float32) -> MultiLayerPerceptron:
