@@ -83,6 +83,26 @@ def test_a_width_is_one_hidden_layer_as_in_mlp():
     assert MLP(4, 5, 3).config["hidden_sizes"] == [5]
 
 
+def test_build_model_checks_seed_and_dtype_as_mlp_does():
+    """A seed MLP refuses is refused here in the same words (a negative one was taken as given,
+    a Generator was torch's "manual_seed expected a long"), and NumPy's spelling of a dtype gives
+    PyTorch's (np.float64 was a TypeError listing the signatures of Module.to)."""
+    for seed in (-1, 2**32, 1.5, np.random.default_rng(0)):
+        with pytest.raises(ValueError, match="^seed must be None or an integer between 0 and"):
+            MLP(4, [5], 3, seed=seed)
+        with pytest.raises(ValueError, match="^seed must be None or an integer between 0 and"):
+            tm.build_model(4, [5], 3, seed=seed)
+    reference = tm.build_model(4, [5], 3, seed=0, dtype=torch.float64)
+    for dtype in (np.float64, "float64", np.dtype("float64")):
+        model = tm.build_model(4, [5], 3, seed=0, dtype=dtype)
+        assert all(p.dtype == torch.float64 and torch.equal(p, q)
+                   for p, q in zip(model.parameters(), reference.parameters()))
+    assert next(tm.build_model(4, [5], 3, dtype="float32").parameters()).dtype == torch.float32
+    for dtype in (torch.float16, np.int32, "bogus", None):  # (None: np.dtype(None) is float64)
+        with pytest.raises(ValueError, match="^dtype must be float32 or float64"):
+            tm.build_model(4, [5], 3, dtype=dtype)
+
+
 @pytest.mark.parametrize("bad", [dict(input_size=0), dict(num_classes=1),
                                  dict(hidden_layers=[5, 0]), dict(dropout=1.0)])
 def test_bad_arguments_are_clear_errors(bad):

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
+import numpy as np
 import torch
+from numpy.typing import DTypeLike
 from torch import nn
 
 from mlplab._validation import (
@@ -18,6 +20,7 @@ from mlplab._validation import (
     check_hidden_sizes,
     check_int,
     check_positive,
+    check_seed,
     is_int,
 )
 
@@ -98,15 +101,20 @@ def weights_init(m: nn.Module, std: float = INIT_STD) -> None:
 
 
 def build_model(input_size: int, hidden_layers: int | Sequence[int] = HIDDEN,
-                num_classes: int = 10, *,
-                init: str = "exercise", std: float = INIT_STD, dropout: float = 0.0,
-                batchnorm: bool = False, seed: int | None = 0,
-                dtype: torch.dtype = torch.float32) -> MultiLayerPerceptron:
+                num_classes: int = 10, *, init: str = "exercise", std: float = INIT_STD,
+                dropout: float = 0.0, batchnorm: bool = False, seed: int | None = 0,
+                dtype: torch.dtype | DTypeLike = torch.float32) -> MultiLayerPerceptron:
     """A :class:`MultiLayerPerceptron` with ``init="exercise"`` (N(0, std^2) weights, zero biases)
-    or ``init="default"`` (PyTorch's). With a ``seed`` the draws are reproducible and PyTorch's
-    global random state is left as it was."""
+    or ``init="default"`` (PyTorch's). With a ``seed`` (None or an integer in [0, 2**32 - 1], as
+    :class:`mlplab.MLP` takes it) the draws are reproducible and PyTorch's global random state is
+    left as it was. ``dtype`` is ``torch.float32`` (default) or ``torch.float64``, or NumPy's
+    spelling of either (``np.float64``, ``"float64"``), as :class:`mlplab.MLP` takes it."""
     check_choice(init, INITS, "init")
     check_positive(std, "init std")
+    # checked here, not as torch's "manual_seed expected a long" (a Generator) or a negative
+    # seed taken as given, which MLP refuses
+    check_seed(seed)
+    dtype = torch_float_dtype(dtype)
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             # the CPU generator alone (the weights are drawn on the CPU): torch.manual_seed
@@ -117,6 +125,22 @@ def build_model(input_size: int, hidden_layers: int | Sequence[int] = HIDDEN,
         if init == "exercise":
             model.apply(lambda m: weights_init(m, std))
     return model.to(dtype)
+
+
+def torch_float_dtype(dtype: torch.dtype | DTypeLike) -> torch.dtype:
+    """``torch.float32`` or ``torch.float64`` for ``dtype``, given as PyTorch's or NumPy's; a
+    ``ValueError`` naming ``dtype`` otherwise (``Module.to(np.float64)`` is a ``TypeError`` that
+    lists the signatures of ``to``)."""
+    if dtype in (torch.float32, torch.float64):
+        return cast(torch.dtype, dtype)
+    try:  # (None too: np.dtype(None) is float64)
+        name = None if dtype is None else np.dtype(dtype).name  # type: ignore[arg-type]
+    except TypeError:
+        name = None
+    if name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64 (torch.float32, torch.float64, or "
+                         f"NumPy's np.float32, np.float64); got {dtype!r}.")
+    return torch.float32 if name == "float32" else torch.float64
 
 
 def hidden_for_depth(depth: int, hidden_size: int = HIDDEN[0]) -> list[int]:
