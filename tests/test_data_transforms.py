@@ -318,6 +318,23 @@ def test_a_numpy_generator_draws_the_augmentation_too(images):
     assert a.shape == X.shape and a.dtype == X.dtype and not np.array_equal(a, X)
 
 
+def test_a_seed_draws_the_augmentation_as_its_random_state(images):
+    """Called by hand with a seed (an integer, or None), as the rest of the API takes one: it
+    was "'int' object has no attribute 'rand'". An integer draws what RandomState(seed) draws;
+    anything else is one TypeError naming rng."""
+    X = _flat(images)
+    aug = Augmenter(images.shape[1:], flip=True, crop=2, elastic=1.0)
+    np.testing.assert_array_equal(aug(X, 7), aug(X, np.random.RandomState(7)))
+    np.testing.assert_array_equal(aug(X, np.int64(7)), aug(X, np.random.RandomState(7)))
+    np.testing.assert_array_equal(aug.elastic_field(3, 7),
+                                  aug.elastic_field(3, np.random.RandomState(7)))
+    out = aug(X, None)  # fresh entropy
+    assert out.shape == X.shape and out.dtype == X.dtype
+    for bad in (-1, 2**32, 1.5, "0", True):
+        with pytest.raises(TypeError, match="^rng must be a np.random.RandomState or"):
+            aug(X, bad)
+
+
 def test_crop_keeps_shape_and_shifts_content(images):
     aug = Augmenter(images.shape[1:], flip=False, crop=2)
     X = _flat(images) + 1  # +1 so that zero padding is distinguishable from image content

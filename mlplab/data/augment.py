@@ -74,10 +74,12 @@ class Augmenter:
         self._lattice_x = _hat_weights(shape[1], self.elastic_grid)
 
     def __call__(self, X: np.ndarray,
-                 rng: np.random.RandomState | np.random.Generator) -> np.ndarray:
+                 rng: np.random.RandomState | np.random.Generator | int | None) -> np.ndarray:
         """The augmented copy of the (B, D) batch ``X``, drawn from ``rng``: the trainer's
         ``RandomState`` or a ``np.random.Generator`` (NumPy's recommended one, which has no
-        ``rand``/``randint``: it raised AttributeError)."""
+        ``rand``/``randint``: it raised AttributeError); called by hand, an integer seed or None
+        too, for ``np.random.RandomState(rng)`` (None: fresh entropy)."""
+        rng = _generator(rng)
         if isinstance(rng, np.random.Generator):
             uniform, integers = rng.random, rng.integers
         else:  # a RandomState: the draws of every seeded run so far, unchanged
@@ -124,11 +126,13 @@ class Augmenter:
         return out.reshape(B, H * W * C)  # (-1 cannot be inferred for an empty batch)
 
     def elastic_field(self, n: int,
-                      rng: np.random.RandomState | np.random.Generator) -> np.ndarray:
+                      rng: np.random.RandomState | np.random.Generator | int | None
+                      ) -> np.ndarray:
         """(2, n, H, W) float32 displacements (rows, then columns) in pixels for ``n`` images:
         offsets uniform in [-elastic, elastic] on the lattice, interpolated to every pixel, so no
-        displacement along an axis exceeds ``elastic`` (a pixel moves up to sqrt(2) times it)."""
-        offsets = rng.uniform(-self.elastic, self.elastic,
+        displacement along an axis exceeds ``elastic`` (a pixel moves up to sqrt(2) times it).
+        ``rng`` as for a call."""
+        offsets = _generator(rng).uniform(-self.elastic, self.elastic,
                               size=(2, n, self.elastic_grid, self.elastic_grid))
         return self._lattice_y @ offsets.astype(np.float32) @ self._lattice_x.T
 
@@ -139,6 +143,17 @@ class Augmenter:
                    if self.elastic else "")
         return (f"Augmenter(image_shape={self.image_shape}, flip={self.flip}, "
                 f"crop={self.crop}{fill}{elastic})")
+
+
+def _generator(rng: object) -> np.random.RandomState | np.random.Generator:
+    """``rng`` itself, or ``np.random.RandomState(rng)`` for a seed (an integer, or None): an
+    integer was "'int' object has no attribute 'rand'"."""
+    if isinstance(rng, np.random.RandomState | np.random.Generator):
+        return rng
+    if rng is None or (is_int(rng) and 0 <= rng < 2**32):
+        return np.random.RandomState(None if rng is None else int(rng))
+    raise TypeError(f"rng must be a np.random.RandomState or np.random.Generator, or a seed (None "
+                    f"or an integer between 0 and 2**32 - 1); got {rng!r}.")
 
 
 def _hat_weights(n: int, grid: int) -> np.ndarray:
