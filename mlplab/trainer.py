@@ -170,7 +170,11 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """Loss per iteration; train/validation accuracy, learning rate and time per epoch."""
+    """Loss per iteration; train/validation accuracy, learning rate and time per epoch.
+
+    Accuracy is ``acc`` here (``train_acc``, ``val_acc``, ``best_val_acc``), as in a callback's
+    ``logs`` and ``history.csv``; a run folder's ``metrics.json`` spells it out
+    (``best_val_accuracy`` is ``best_val_acc``). Both stay, so that old run folders read."""
 
     loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
