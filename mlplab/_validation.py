@@ -349,8 +349,14 @@ def check_seed(seed: object, name: str = "seed", split: bool = False) -> None:
     a dataset's splits, ``split``: [0, :data:`SPLIT_SEED_MAX`])."""
     top = SPLIT_SEED_MAX if split else 2**32 - 1
     if seed is not None and (not is_int(seed) or not 0 <= seed <= top):
+        # a generator cannot be recorded in a config, a model file or a checkpoint, which a
+        # seed's run must be to repeat or resume: say how to get an integer from one
+        hint = (f"; draw one from the generator, e.g. {name}=int(rng.integers(2**31))"
+                if isinstance(seed, np.random.Generator) else
+                f"; draw one from the generator, e.g. {name}=int(rng.randint(2**31))"
+                if isinstance(seed, np.random.RandomState) else "")
         raise ValueError(f"{name} must be None or an integer between 0 and "
-                         f"{'2**32 - 2' if split else '2**32 - 1'}; got {seed!r}.")
+                         f"{'2**32 - 2' if split else '2**32 - 1'}; got {seed!r}{hint}.")
 
 
 def check_range(value: object, name: str, low: float, high: float, *, low_open: bool = False,

@@ -54,6 +54,12 @@ MODEL_ARGS = [  # MLP(4, [5], 3, **kwargs) or MLP(*args)
     ((4, [5], 3), {"std": float("inf")}, "std must be a finite number > 0"),
     ((4, [5], 3), {"seed": -1}, "seed must be None or an integer between 0 and 2\\*\\*32 - 1"),
     ((4, [5], 3), {"seed": 1.5}, "seed must be None or an integer"),
+    # a generator is no seed (none could be recorded): the message says how to get one
+    ((4, [5], 3), {"seed": np.random.default_rng(0)},
+     r"seed must be None or an integer .*; got Generator.*; draw one from the generator, e\.g\. "
+     r"seed=int\(rng\.integers\(2\*\*31\)\)\.$"),
+    ((4, [5], 3), {"seed": np.random.RandomState(0)},
+     r"; got RandomState.*seed=int\(rng\.randint\(2\*\*31\)\)\.$"),
     ((4, [5], 3), {"activation": "swish"}, "unknown activation 'swish'; choose one of"),
     ((4, [5], 3), {"init": "orthogonal"}, "unknown init 'orthogonal'"),
     ((4, [5], 3), {"dtype": "int32"}, "dtype must be float32 or float64"),
