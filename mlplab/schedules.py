@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mlplab._validation import check_choice, check_int, check_positive
+from mlplab._validation import check_choice, check_int, check_positive, check_range
 
 SCHEDULES = ("exp", "step", "cosine", "constant")
 
@@ -39,8 +39,8 @@ class Schedule:
         # 1, a negative lr used as given, and a min_lr above lr made the cosine rise
         check_choice(self.kind, SCHEDULES, "schedule")
         check_positive(self.lr, "lr")
-        if not 0 < self.decay <= 1 and self.kind in ("exp", "step"):
-            raise ValueError(f"lr decay must be in (0, 1]; got {self.decay}.")
+        if self.kind in ("exp", "step"):  # named as the argument is ("lr decay" named none)
+            check_range(self.decay, "decay", 0, 1, low_open=True)
         check_int(self.step_epochs, "step_epochs")
         check_int(self.total_iters, "total_iters")
         check_int(self.warmup_iters, "warmup_iters", minimum=0)

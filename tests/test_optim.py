@@ -238,8 +238,11 @@ def test_a_decay_of_one_keeps_the_rate(kind):
 def test_bad_schedules():
     with pytest.raises(ValueError, match="unknown schedule"):
         Schedule(0.1, "linear")
-    with pytest.raises(ValueError, match="decay"):
-        Schedule(0.1, "exp", decay=1.5)
+    # the argument named as it is spelt, and a string refused, not a TypeError from "<"
+    for decay in (1.5, 0.0, float("nan"), "0.5"):
+        with pytest.raises(ValueError, match=r"^decay must be a number in \(0, 1\]; got "):
+            Schedule(0.1, "exp", decay=decay)
+    Schedule(0.1, "cosine", decay=1.5, total_iters=10)  # (a decay the cosine does not use)
     # as TrainConfig refuses them: made directly, step_epochs 0 was taken as 1, a negative lr
     # used as given, and a min_lr above lr made the cosine rise (4.88 at the end from 0.1)
     with pytest.raises(ValueError, match=r"^step_epochs must be an integer >= 1; got 0.$"):
