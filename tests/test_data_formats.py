@@ -675,6 +675,23 @@ def test_bad_idx_files(tmp_path, mutate, message):
     assert str(err.value).endswith("; delete it and download again."), err.value
 
 
+@pytest.mark.parametrize("name, content, problem", [
+    ("train-images-idx3-ubyte.gz", b"", "the file is empty (0 bytes)"),
+    ("train-images-idx3-ubyte", b"", "the file is empty (0 bytes)"),
+    ("train-images-idx3-ubyte.gz", gzip.compress(b"", mtime=0),
+     "the gzip file holds nothing (it decompresses to 0 bytes)"),
+])
+def test_an_empty_idx_file_is_said_to_be_empty(tmp_path, name, content, problem):
+    """An empty file, or the gzip of nothing (a download cut off before its first byte, a
+    `touch`), was "not an IDX file (bad magic number none; ...)"."""
+    write_idx_set(tmp_path, gz=name.endswith(".gz"))
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DatasetError) as err:
+        load_dataset("mnist", data_dir=tmp_path, val_size=1)
+    assert str(err.value) == f"{path}: {problem}; delete it and download again."
+
+
 def test_idx_files_without_training_images_are_named_as_such(tmp_path):
     """A training file of 0 images was refused as "--val-size must be between 0 and -1"."""
     write_idx_set(tmp_path, n=0, gz=False)

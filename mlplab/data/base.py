@@ -159,12 +159,21 @@ def check_data_dir(data_dir: str | os.PathLike | None) -> None:
                            "the folder that holds (or will hold) the dataset's files.")
 
 
+#: what to do about a downloaded file whose bytes are wrong: a fresh copy mends it
+REFETCH = "delete it and download again"
+
+
+def damaged_data_file(path: Path, problem: str, fix: str = REFETCH) -> DatasetError:
+    """A dataset file that is not what it should be, in one line: what is wrong, what to do."""
+    return DatasetError(f"{path}: {problem}; {fix}.")
+
+
 def unreadable_data_file(path: Path, exc: OSError) -> DatasetError:
     """A dataset file that cannot be read, with what to do: a file the user may not read is
     theirs to open up (downloading again cannot replace it), any other failure a download's."""
     fix = "make it readable (check its permissions and owner)" \
-        if isinstance(exc, PermissionError) else "delete it and download again"
-    return DatasetError(f"{path}: cannot read ({exc.strerror or exc}); {fix}.")
+        if isinstance(exc, PermissionError) else REFETCH
+    return damaged_data_file(path, f"cannot read ({exc.strerror or exc})", fix)
 
 
 def data_root(cache: bool = False) -> Path:

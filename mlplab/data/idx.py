@@ -21,6 +21,7 @@ from mlplab.data.base import (
     Dataset,
     DatasetError,
     DatasetNotFoundError,
+    damaged_data_file,
     download_command,
     download_hint,
     unreadable_data_file,
@@ -44,6 +45,7 @@ FILES = {  # role -> base name (the official releases add .gz)
 #: the largest decompressed IDX file read (MNIST's largest is 47 MB)
 MAX_IDX_BYTES = 1 << 30
 _DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -51,7 +53,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         raw: bytes | bytearray = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
+        if not raw:  # (a download cut off before its first byte): no "bad magic number none"
+            raise damaged_data_file(path, "the file is empty (0 bytes)")
+        if raw[:2] == _GZIP_MAGIC:
             raw = _gunzip_idx(raw, path)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # (BadGzipFile: a failed CRC)
         raise DatasetError(f"{path}: truncated or corrupt gzip data ({exc}); delete it and "
@@ -75,9 +79,14 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return arr if isinstance(raw, bytearray) else arr.copy()
 
 
+def _idx_magic(raw: bytes | bytearray) -> bool:
+    """Whether ``raw`` begins as an IDX file does: two zero bytes and a known type code."""
+    return len(raw) >= 4 and raw[:2] == b"\x00\x00" and raw[2] in _DTYPES
+
+
 def _header(raw: bytes | bytearray, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """``(dims, dtype, header length)`` of the IDX bytes ``raw`` (which may be just a prefix)."""
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _DTYPES:
+    if not _idx_magic(raw):
         # a damaged or half-copied download, as the other refusals of its bytes say
         raise DatasetError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'none'};"
                            " expected 0000 08 0N); delete it and download again.")
@@ -96,6 +105,9 @@ def _gunzip_idx(compressed: bytes | bytearray, path: Path) -> bytearray:
     than ``MAX_IDX_BYTES`` is refused before anything is allocated."""
     with gzip.GzipFile(fileobj=io.BytesIO(compressed)) as gz:
         out = bytearray(gz.read(4))
+        if not out:  # the gzip of nothing: its header alone is no IDX file's damage
+            raise damaged_data_file(path, "the gzip file holds nothing (it decompresses to 0 "
+                                          "bytes)")
         if len(out) == 4 and out[:2] == b"\x00\x00":
             out += gz.read(4 * out[3])
         dims, dtype, header = _header(bytes(out), path)
