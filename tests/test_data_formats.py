@@ -675,6 +675,34 @@ def test_bad_idx_files(tmp_path, mutate, message):
     assert str(err.value).endswith("; delete it and download again."), err.value
 
 
+@pytest.mark.parametrize("content, problem", [
+    (b"<!DOCTYPE html><html><body>404</body></html>",
+     "not a gzip file (an HTML page, not the gzipped IDX file)"),
+    (b"PK\x03\x04 a zip archive", "not a gzip file (it begins with 504b0304, not gzip's 1f8b)"),
+])
+def test_a_gz_file_that_is_not_gzip_is_said_to_be_so(tmp_path, content, problem):
+    """A .gz file that is not gzip (a mirror's error page saved under the file's name, another
+    archive) was "not an IDX file (bad magic number 3c21444f; expected 0000 08 0N)", which sent
+    the user looking inside an IDX file that was never there."""
+    write_idx_set(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(content)
+    with pytest.raises(DatasetError) as err:
+        load_dataset("mnist", data_dir=tmp_path, val_size=1)
+    assert str(err.value) == (f"{path}: {problem}; delete it and download again, or put the "
+                              "gzipped IDX file there.")
+
+
+def test_an_uncompressed_idx_file_named_gz_is_still_read(tmp_path):
+    """A browser that undoes a server's gzip encoding saves the IDX file unpacked under its .gz
+    name: read by its bytes, as before, not refused as "not a gzip file"."""
+    arrays = write_idx_set(tmp_path)
+    name = "t10k-labels-idx1-ubyte"
+    (tmp_path / f"{name}.gz").write_bytes(idx_bytes(arrays[name]))
+    ds = load_dataset("mnist", data_dir=tmp_path, val_size=1)
+    np.testing.assert_array_equal(ds.y_test, arrays[name])
+
+
 @pytest.mark.parametrize("name, content, problem", [
     ("train-images-idx3-ubyte.gz", b"", "the file is empty (0 bytes)"),
     ("train-images-idx3-ubyte", b"", "the file is empty (0 bytes)"),

@@ -299,7 +299,7 @@ def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: 
             # Known by its Content-Type, or by its start where a server names it otherwise (a
             # static mirror types a file by its name: application/gzip for the .gz asked for)
             page = f" (the server sent an HTML page of {got} bytes, not the file)" \
-                if response.headers.get_content_type() == "text/html" or _HTML.match(head) \
+                if response.headers.get_content_type() == "text/html" or html_page(head) \
                 else ""
             raise DatasetError(f"checksum mismatch for {url}: {problem}{page}; the download was "
                                f"discarded - {fix}.")
@@ -310,6 +310,12 @@ def _save(response: http.client.HTTPResponse | urllib.response.addinfourl, url: 
 _HEAD = 512
 #: an HTML page's start: a doctype or an <html> tag, after any byte order mark and white space
 _HTML = re.compile(rb"(?:\xef\xbb\xbf)?\s*<(?:!doctype\s+html|html[\s>])", re.IGNORECASE)
+
+
+def html_page(head: bytes | bytearray) -> bool:
+    """Whether bytes that begin with ``head`` are an HTML page (a server's error or login page
+    saved where a data file was expected)."""
+    return _HTML.match(head[:_HEAD]) is not None
 
 
 def download_folder(name: str, data_dir: str | os.PathLike | None = None) -> Path:

@@ -18,6 +18,7 @@ import numpy as np
 
 from mlplab._validation import setting
 from mlplab.data.base import (
+    REFETCH,
     Dataset,
     DatasetError,
     DatasetNotFoundError,
@@ -57,6 +58,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             raise damaged_data_file(path, "the file is empty (0 bytes)")
         if raw[:2] == _GZIP_MAGIC:
             raw = _gunzip_idx(raw, path)
+        elif path.suffix.lower() == ".gz" and not _idx_magic(raw):
+            # an unpacked IDX file under its .gz name is read (a browser undoes a server's gzip
+            # encoding); anything else is no gzip file, not a damaged IDX file
+            raise _not_gzip(raw, path)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # (BadGzipFile: a failed CRC)
         raise DatasetError(f"{path}: truncated or corrupt gzip data ({exc}); delete it and "
                            "download again.") from None
@@ -82,6 +87,17 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def _idx_magic(raw: bytes | bytearray) -> bool:
     """Whether ``raw`` begins as an IDX file does: two zero bytes and a known type code."""
     return len(raw) >= 4 and raw[:2] == b"\x00\x00" and raw[2] in _DTYPES
+
+
+def _not_gzip(raw: bytes | bytearray, path: Path) -> DatasetError:
+    """A ``.gz`` file that is neither gzip nor IDX: said so, and an HTML page (a mirror's error
+    page saved under the file's name) said to be one."""
+    from mlplab.data.download import html_page
+
+    what = "an HTML page, not the gzipped IDX file" if html_page(raw) else \
+        f"it begins with {raw[:4].hex()}, not gzip's {_GZIP_MAGIC.hex()}"
+    return damaged_data_file(path, f"not a gzip file ({what})",
+                             f"{REFETCH}, or put the gzipped IDX file there")
 
 
 def _header(raw: bytes | bytearray, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
