@@ -720,6 +720,30 @@ def test_an_empty_idx_file_is_said_to_be_empty(tmp_path, name, content, problem)
     assert str(err.value) == f"{path}: {problem}; delete it and download again."
 
 
+def test_a_folder_named_as_an_idx_file_is_said_to_be_a_folder(tmp_path, monkeypatch):
+    """A folder named train-images-idx3-ubyte.gz (an archive tool that unpacked it into a
+    folder of its name) was reported as the file missing, "lacks train-images-idx3-ubyte[.gz]";
+    and where all four were folders, not at all."""
+    monkeypatch.setenv("MLPLAB_DATA", str(tmp_path / "root"))
+    write_idx_set(tmp_path / "given")
+    gz = tmp_path / "given" / "train-images-idx3-ubyte.gz"
+    gz.unlink()
+    gz.mkdir()
+    with pytest.raises(DatasetError, match=re.escape(
+            f"({tmp_path / 'given'} lacks train-images-idx3-ubyte[.gz] ({gz} is a folder, not "
+            "a file: move it away)). Fetch it with ")):
+        load_dataset("mnist", data_dir=tmp_path / "given", val_size=1)
+    for name in list(idx_module.FILES.values())[1:]:
+        (tmp_path / "given" / f"{name}.gz").unlink()
+        (tmp_path / "given" / f"{name}.gz").mkdir()
+    with pytest.raises(DatasetError) as err:
+        load_dataset("mnist", data_dir=tmp_path / "given", val_size=1)
+    # all four folders: named too (no file at all had left the folder unmentioned)
+    assert f"{gz} is a folder, not a file; " in str(err.value), err.value
+    assert "t10k-labels-idx1-ubyte.gz is a folder, not a file: move them away)" in \
+        str(err.value), err.value
+
+
 def test_idx_files_without_training_images_are_named_as_such(tmp_path):
     """A training file of 0 images was refused as "--val-size must be between 0 and -1"."""
     write_idx_set(tmp_path, n=0, gz=False)

@@ -146,13 +146,15 @@ def _gunzip_idx(compressed: bytes | bytearray, path: Path) -> bytearray:
     return buf
 
 
-def _find_file(folder: Path, base: str) -> Path | None:
-    # the official names, gzipped or not, and MNIST's unpacked variant with a dot
+def _names(base: str) -> tuple[str, ...]:
+    """The names a file of ``base`` is looked for under, in order: the official names, gzipped
+    or not, and MNIST's unpacked variant with a dot."""
     dotted = base.replace("-idx", ".idx")
-    for name in (f"{base}.gz", base, f"{dotted}.gz", dotted):
-        if (folder / name).is_file():
-            return folder / name
-    return None
+    return f"{base}.gz", base, f"{dotted}.gz", dotted
+
+
+def _find_file(folder: Path, base: str) -> Path | None:
+    return next((folder / name for name in _names(base) if (folder / name).is_file()), None)
 
 
 def candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
@@ -230,14 +232,19 @@ def find_idx_files(name: str, data_dir: str | os.PathLike | None,
 
 
 def _files_in(root: Path, incomplete: list[str] | None = None) -> dict[str, Path] | None:
-    """The four files in ``root``, or None; a folder with some of them is noted in
-    ``incomplete``, with the names of those it lacks."""
+    """The four files in ``root``, or None; a folder with some of them, or with a folder under
+    one's name, is noted in ``incomplete``, with the names of those it lacks."""
     found = {role: _find_file(root, base) for role, base in FILES.items()}
     if all(found.values()):
         return found  # type: ignore[return-value]
-    missing = [f"{FILES[role]}[.gz]" for role, path in found.items() if path is None]
-    if incomplete is not None and len(missing) < len(FILES):
-        incomplete.append(f"{root} lacks {', '.join(missing)}")
+    missing = [FILES[role] for role, path in found.items() if path is None]
+    # a folder under a file's name (an archive tool's unpacking) is no missing file: said so
+    folders = [root / name for base in missing for name in _names(base)
+               if (root / name).is_dir()]
+    if incomplete is not None and (len(missing) < len(FILES) or folders):
+        named = f" ({'; '.join(f'{p} is a folder, not a file' for p in folders)}: move " \
+                f"{'it' if len(folders) == 1 else 'them'} away)" if folders else ""
+        incomplete.append(f"{root} lacks {', '.join(b + '[.gz]' for b in missing)}{named}")
     return None
 
 
