@@ -840,3 +840,22 @@ def test_a_truncated_image_is_said_to_be_cut_short(tmp_path, capsys):
                     "a/cut.jpg (truncated: the file ends before its image does)",
                     "b/cut.png (truncated: the file ends before its image does)",
                     "replace or remove them.")
+
+
+def test_several_unreadable_images_get_advice_that_fits_why(tmp_path, capsys, unreadable):
+    """Several images of a folder that cannot be read ended "replace or remove them" whatever
+    the cause: for files this user may not read, replacing them is no fix (one alone already
+    said to make it readable). Now the advice follows the causes: denied, damaged, or both."""
+    spec = _class_folders(tmp_path / "pics", ["a", "b"])
+    for name in ("a/3.png", "b/5.png"):
+        unreadable(tmp_path / "pics" / name)
+    _one_line_error(capsys, main(["data", "info", spec]),
+                    "2 of 24 image files cannot be read: ",
+                    "a/3.png (Permission denied)", "b/5.png (Permission denied)",
+                    "; make them readable (check their permissions and owner) or remove them.")
+    (tmp_path / "pics" / "b" / "7.png").write_bytes(b"not an image")
+    _one_line_error(capsys, main(["data", "info", spec]),
+                    "3 of 24 image files cannot be read: ",
+                    "b/7.png (not an image format Pillow recognises)",
+                    "; make those denied permission readable (check their permissions and "
+                    "owner), replace the others, or remove them.")

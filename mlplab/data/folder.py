@@ -333,11 +333,12 @@ def _scan(root: Path, classes: list[str] | None
 
 
 class UnreadableImageError(DatasetError):
-    """An image file Pillow cannot decode (``path``; ``detail``: why, on one line)."""
+    """An image file Pillow cannot decode (``path``; ``detail``: why, on one line; ``denied``:
+    this user may not read it, so the file itself may be sound)."""
 
-    def __init__(self, path: Path, detail: str, advice: str) -> None:
+    def __init__(self, path: Path, detail: str, advice: str, denied: bool = False) -> None:
         super().__init__(f"{path}: cannot read image ({detail}); {advice}.")
-        self.path, self.detail = path, detail
+        self.path, self.detail, self.denied = path, detail, denied
 
 
 def _unreadable(path: Path, exc: Exception,
@@ -349,9 +350,10 @@ def _unreadable(path: Path, exc: Exception,
         # Pillow's "Truncated File Read", "image file is truncated (3 bytes not processed)":
         # a copy or download cut short, said so
         detail = "truncated: the file ends before its image does"
-    if isinstance(exc, PermissionError):  # the file may be sound: replacing it is no fix
+    denied = isinstance(exc, PermissionError)
+    if denied:  # the file may be sound: replacing it is no fix
         advice = "make it readable (check its permissions and owner) or remove it"
-    return UnreadableImageError(path, detail, advice)
+    return UnreadableImageError(path, detail, advice, denied)
 
 
 def all_unreadable(bad: list[UnreadableImageError], total: int) -> DatasetError:
@@ -359,7 +361,19 @@ def all_unreadable(bad: list[UnreadableImageError], total: int) -> DatasetError:
     downloads cut short, empty files) fixes them in one go rather than one per run."""
     if len(bad) == 1:
         return bad[0]
-    return DatasetError(f"{unreadable_list(bad, total)}; replace or remove them.")
+    return DatasetError(f"{unreadable_list(bad, total)}; {_advice_for_all(bad)}.")
+
+
+def _advice_for_all(bad: list[UnreadableImageError]) -> str:
+    """What to do about several unreadable files, as their causes call for: files this user
+    may not read are made readable (replacing them is no fix), damaged ones replaced."""
+    denied = sum(e.denied for e in bad)
+    if not denied:
+        return "replace or remove them"
+    if denied == len(bad):
+        return "make them readable (check their permissions and owner) or remove them"
+    return ("make those denied permission readable (check their permissions and owner), "
+            "replace the others, or remove them")
 
 
 def unreadable_list(bad: list[UnreadableImageError], total: int) -> str:
