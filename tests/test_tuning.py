@@ -42,7 +42,7 @@ from mlplab.tuning import (
     tune,
 )
 from mlplab.tuning.space import KNOBS
-from mlplab.tuning.storage import journal_file_backend
+from mlplab.tuning.storage import dead_worker_line, journal_file_backend
 
 TINY = {"hidden_size": {"type": "int", "low": 8, "high": 32},
         "lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
@@ -1476,6 +1476,35 @@ def test_a_killed_processs_running_trial_does_not_count(digits, tmp_path):
     states = [t.state for t in optuna.load_study(
         study_name=first.study_name, storage=f"sqlite:///{tmp_path / 'study.db'}").trials]
     assert states.count(TrialState.FAIL) == 1 and TrialState.RUNNING not in states
+
+
+def test_the_run_that_fails_a_killed_workers_trial_says_so(digits, tmp_path, capsys):
+    """The run that failed and re-queued a killed worker's trial said nothing of it (its
+    summary only counted "1 failed"; the table's note was the one trace): it says which trial,
+    whose, and as which trial its settings run again, with progress off too."""
+    import socket
+    import subprocess
+    import sys
+
+    first = tune(digits, trials=1, search_space=TINY, out=tmp_path, progress=False,
+                 search_only=True)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.load_study(study_name=first.study_name, storage=storage)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    orphan = study.ask()
+    worker = f"{socket.gethostname()}:{dead}"
+    study._storage.set_trial_user_attr(orphan._trial_id, "worker", worker)
+    capsys.readouterr()
+    tune(digits, trials=2, search_space=TINY, out=tmp_path, progress=False, search_only=True)
+    err = capsys.readouterr().err
+    retry = [t for t in optuna.load_study(study_name=first.study_name, storage=storage).trials
+             if t.system_attrs.get("failed_trial") == orphan.number]
+    assert len(retry) == 1
+    assert (f"trial {orphan.number}: its worker {worker} stopped before finishing it" in err
+            and f"re-queued as trial {retry[0].number}" in err)
+    # a retry that dies too is not re-queued again, which the line says
+    assert "not re-queued again" in dead_worker_line(study, retry[0].number, worker)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")

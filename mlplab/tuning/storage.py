@@ -81,7 +81,7 @@ class StorageSpec:
         """An Optuna storage object with heartbeats and the stale-trial callback configured."""
         import optuna
 
-        callback = requeue_callback() if self.retry_failed else None
+        callback = requeue_callback(announce=True) if self.retry_failed else None
         if self.url.startswith("journal:"):
             path = Path(self.url[len("journal:"):]).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -647,14 +647,16 @@ def _check_storage_file(path: Path, default: bool = False) -> None:
     raise ValueError(f"storage {path} is {what}, not a file; {how}.")
 
 
-def requeue_callback() -> StaleTrialCallback:
-    """Re-queue a dead worker's (or a Ctrl-C'd) trial once: its parameters run again."""
+def requeue_callback(announce: bool = False) -> StaleTrialCallback:
+    """Re-queue a dead worker's (or a Ctrl-C'd) trial once: its parameters run again.
+    ``announce``: say so on stderr for a dead worker's trial (not for a Ctrl-C'd one, which the
+    command's own interruption line covers)."""
     import optuna
 
     cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
         optuna.storages.RetryFailedTrialCallback
     with quiet_optuna_warnings():
-        return _Requeue(cls(max_retry=1))
+        return _Requeue(cls(max_retry=1), announce)
 
 
 class _Requeue:
@@ -670,16 +672,32 @@ class _Requeue:
     moment a worker took it up until its own first heartbeat, and a process checking then
     failed it for good (a retry is not re-queued again)."""
 
-    def __init__(self, retry: StaleTrialCallback) -> None:
-        self.retry = retry
+    def __init__(self, retry: StaleTrialCallback, announce: bool = False) -> None:
+        self.retry, self.announce = retry, announce
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         import copy
 
+        said = self.announce and not trial.user_attrs.get("interrupted")
+        worker = trial.user_attrs.get("worker")
         trial = copy.copy(trial)  # (the caller's copy keeps its attributes)
         trial.user_attrs = {}
         trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != HEARTBEAT_ATTR}
         self.retry(study, trial)
+        if said:  # the tables note it, but a run that only ended "1 failed" did not say why
+            print(dead_worker_line(study, trial.number, worker), file=sys.stderr, flush=True)
+
+
+def dead_worker_line(study: optuna.Study, number: int, worker: Any) -> str:
+    """What to say of trial ``number``, just failed for its worker's death (killed, out of
+    memory, machine lost): whether its settings run again, and as which trial."""
+    retry = [t.number for t in study.get_trials(deepcopy=False)
+             if t.system_attrs.get("failed_trial") == number]
+    whose = f"its worker {worker}" if worker else "its worker"
+    what = f"its settings are re-queued as trial {retry[-1]}" if retry else \
+        "its settings are not re-queued again, as it was already a retry"
+    return (f"trial {number}: {whose} stopped before finishing it (process killed or heartbeat "
+            f"lost); marked FAIL, and {what}")
 
 
 def _started(trial: Any, now: float, grace: float) -> float | None:
