@@ -135,6 +135,21 @@ def test_write_plots_writes_the_parallel_coordinate_png(study, tmp_path):
     assert plt.get_fignums() == before  # its figures closed
 
 
+def test_a_skipped_plot_leaves_no_earlier_studys_png_behind(study, tmp_path):
+    """A study removed and begun anew in the same --out (one trial so far) skipped the
+    importances plot, and the earlier study's param_importances.png stayed beside tables that
+    it did not describe."""
+    write_plots(study, tmp_path)
+    assert (tmp_path / "param_importances.png").is_file()
+    anew = optuna.create_study(direction="maximize")
+    anew.add_trial(optuna.trial.create_trial(params={"lr": 0.01}, value=0.5,
+                                             distributions={"lr": SPACE["lr"]}))
+    written, skipped = write_plots(anew, tmp_path)
+    assert "param_importances" in skipped and "param_importances" not in written
+    assert not (tmp_path / "param_importances.png").exists()
+    assert written["parallel_coordinate"].is_file()
+
+
 def test_a_knob_every_trial_set_alike_is_labelled_with_its_value_alone():
     import matplotlib.pyplot as plt
 

@@ -304,6 +304,9 @@ def write_plots(study: optuna.Study, out: Path, kept: Callable[[], None] | None 
         path = out / f"{name}.png"
         if reason is not None:
             skipped[name] = reason
+            # an earlier run's plot (of a study since removed and begun anew) would sit beside
+            # tables that it does not describe
+            path.unlink(missing_ok=True)
             continue
         open_before = set(plt.get_fignums())
         try:
@@ -322,6 +325,7 @@ def write_plots(study: optuna.Study, out: Path, kept: Callable[[], None] | None 
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
             # e.g. an importance evaluator that cannot fit constant values
             skipped[name] = f"{type(exc).__name__}: {exc}"
+            path.unlink(missing_ok=True)  # (as above: no plot of an earlier state of the study)
         finally:
             # the figures this plot made, however it ended (a Ctrl-C mid-drawing left one open,
             # which a notebook then showed under the traceback); never the caller's own
