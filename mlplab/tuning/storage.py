@@ -148,7 +148,8 @@ class StorageSpec:
                     # SQLAlchemy's wrapping of it with a link to its documentation
                     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
                     raise RuntimeError(f"cannot open storage {self.display}: {reason}"
-                                       f"{_no_room_advice(reason)}") from exc
+                                       f"{_no_room_advice(reason) or _server_advice(url)}"
+                                       ) from exc
                 time.sleep(0.2 + 0.3 * attempt)
         raise AssertionError("unreachable")
 
@@ -447,6 +448,15 @@ def _no_room_advice(reason: str) -> str:
         return ""
     return ("; free some disk space (or raise this process's file size limit, ulimit -f) and "
             "run the command again, which goes on from the study's finished trials")
+
+
+def _server_advice(url: str) -> str:
+    """What to do where a database server's storage (PostgreSQL, MySQL) cannot be opened: the
+    driver's reason alone ("Connection refused") left the user to guess; else nothing."""
+    if url.startswith("sqlite"):
+        return ""
+    return ("; check that the database server is running and reachable from this machine, and "
+            "the URL's host, port, user, password and database, then run the command again")
 
 
 @contextlib.contextmanager
