@@ -151,6 +151,26 @@ def ctrl_c_at_write(monkeypatch):
 
 
 @pytest.fixture
+def disk_full_at(monkeypatch):
+    """``disk_full_at(name, holding=None)``: ``mlplab.io.write_text`` raises ENOSPC, as on a full
+    disk, for each file called ``name`` (with ``holding``, only when the text contains it);
+    other files are written as usual. ``monkeypatch.undo()`` ends it."""
+    from mlplab import io
+
+    def arm(name, holding=None):
+        write_text = io.write_text
+
+        def disk_full(path, text, *args, **kwargs):
+            if Path(path).name == name and (holding is None or holding in text):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            return write_text(path, text, *args, **kwargs)
+
+        monkeypatch.setattr(io, "write_text", disk_full)
+
+    return arm
+
+
+@pytest.fixture
 def refuse_unlink(monkeypatch):
     """``refuse_unlink(match, when=None)``: ``Path.unlink`` raises PermissionError (EACCES) for
     each path ``match(path)`` is true of (with ``when``, only while ``when()`` is), as for a file

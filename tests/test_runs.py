@@ -3619,7 +3619,7 @@ def test_resume_command_builds_every_commands_continue_line(tmp_path):
 
 
 def test_a_divergence_record_that_cannot_be_written_is_said_with_its_file_and_cause(
-        tmp_path, digits, monkeypatch, capsys):
+        tmp_path, digits, monkeypatch, capsys, disk_full_at):
     """A run whose loss diverged after a checkpoint records it in metrics.json: a write that
     failed (a full disk) was passed over without a word, and the line said the run kept its
     checkpoint and to start anew, while the run, with no record, read as unfinished and its
@@ -3636,18 +3636,11 @@ def test_a_divergence_record_that_cannot_be_written_is_said_with_its_file_and_ca
                 for p in trainer.model.params.values():  # after the epoch's checkpoint
                     p *= 1e30
 
-    write_text = io.write_text
-
-    def disk_full(path, *args, **kwargs):
-        if Path(path).name == "metrics.json":
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return write_text(path, *args, **kwargs)
-
     run = tmp_path / "r"
     unrecorded = (f"The divergence could not be recorded in {run / 'metrics.json'} (No space "
                   "left on device), so the run reads as unfinished, and resuming it would "
                   "repeat the divergence.")
-    monkeypatch.setattr(io, "write_text", disk_full)
+    disk_full_at("metrics.json")
     with warnings.catch_warnings(), pytest.raises(TrainingDivergedError) as caught:
         warnings.simplefilter("ignore")
         train_run(FAST, out=run, data=digits, callbacks=[Blow()], plots=False)

@@ -1092,26 +1092,15 @@ def test_a_finished_study_whose_checkpoint_cannot_be_removed_is_written_and_says
 
 
 def test_a_divergence_record_that_cannot_be_written_is_said_with_the_divergence(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, disk_full_at):
     """A study whose loss diverged records it in depth-config.json: a write that failed (a full
     disk) ended the study with that error alone, the divergence unsaid; the line now says the
     divergence, the record's file, the cause and what that leaves."""
-    import errno
-    from pathlib import Path
-
-    from mlplab import io
     from mlplab.trainer import TrainingDivergedError
-
-    write_text = io.write_text
-
-    def disk_full(path, text, *args, **kwargs):
-        if Path(path).name == "depth-config.json" and '"diverged"' in text:
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return write_text(path, text, *args, **kwargs)
 
     out = tmp_path / "study"
     _crash_in(monkeypatch, 2, 2, TrainingDivergedError)  # 3 layers, after its second epoch
-    monkeypatch.setattr(io, "write_text", disk_full)
+    disk_full_at("depth-config.json", holding='"diverged"')
     with pytest.raises(TrainingDivergedError) as caught:
         tm.depth_run("digits", out=out, **{**SETTINGS, "init": "exercise"})
     assert str(caught.value) == (

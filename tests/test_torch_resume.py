@@ -1222,28 +1222,17 @@ def test_resume_of_a_file_asks_for_a_run_folder_in_the_callers_spelling(tmp_path
 
 
 def test_a_divergence_record_that_cannot_be_written_is_said_with_the_divergence(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch, disk_full_at, capsys):
     """A run whose loss diverged records it in config.json: a write that failed (a full disk)
     ended the command with that error alone ("runs/x/config.json: No space left on device"),
     the divergence unsaid, while the run, its checkpoint dropped and no record written, read as
     unfinished and --resume trained it into the same NaN. The line now says the divergence,
     the record's file, the cause and what that leaves."""
-    import errno
-    from pathlib import Path
-
-    from mlplab import io
     from mlplab.trainer import TrainingDivergedError
-
-    write_text = io.write_text
-
-    def disk_full(path, text, *args, **kwargs):
-        if Path(path).name == "config.json" and '"diverged"' in text:
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return write_text(path, text, *args, **kwargs)
 
     out = tmp_path / "run"
     _crash_after(monkeypatch, 2, TrainingDivergedError)
-    monkeypatch.setattr(io, "write_text", disk_full)
+    disk_full_at("config.json", holding='"diverged"')
     assert main(["torch", "train", "--dataset", "digits", "--hidden", "16", "--epochs", "3",
                  "--threads", "1", "--no-progress", "--out", str(out)]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
