@@ -286,6 +286,21 @@ def check_int(value: object, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_float_dtype(dtype: object) -> np.dtype:
+    """``dtype`` as ``np.dtype`` float32 or float64, or a ``ValueError`` naming ``dtype``: the
+    check of ``MLP`` and ``torch_mlp.build_model`` alike. None is refused, not read as NumPy
+    reads it (``np.dtype(None)`` is float64: a model silently twice the size asked for)."""
+    try:
+        given = None if dtype is None else np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:  # "bogus", torch.float16: not a NumPy dtype at all
+        given = None
+    if given is None or given.name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64 (np.float32, np.float64 or their "
+                         f"names; a PyTorch model also takes torch.float32, torch.float64); "
+                         f"got {dtype!r}.")
+    return given
+
+
 def check_hidden_sizes(sizes: object, name: str = "hidden_sizes") -> list[int]:
     """Return the hidden layer widths ``sizes`` as a list of ``int`` or raise a ``ValueError``,
     naming the argument ``name``, unless every one is an integer >= 1 (a string is refused:

@@ -22,6 +22,7 @@ from mlplab._validation import (
     Registrars,
     _fits,
     check_choice,
+    check_float_dtype,
     check_hidden_sizes,
     check_int,
     check_new_name,
@@ -195,7 +196,8 @@ class MLP:
         Seed for weights and dropout masks; None draws both from NumPy's global state (so
         ``np.random.seed(0)`` before makes them repeat).
     dtype
-        ``float32`` (default, for training) or ``float64`` (for gradient checks).
+        ``float32`` (default, for training) or ``float64`` (for gradient checks), as a NumPy
+        dtype or its name; anything else, None included, is a ``ValueError``.
 
     Several threads may call ``predict``, ``predict_proba``, ``accuracy`` and ``loss`` at once
     (one pass runs at a time); predicting from one thread while another trains the model is not
@@ -215,9 +217,7 @@ class MLP:
         check_seed(seed)
         check_choice(activation, ACTIVATIONS, "activation")
         check_choice(init, INITS, "init")
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64; got {dtype}.")
+        dtype = check_float_dtype(dtype)
         #: JSON-able: MLP(**config) rebuilds the network
         self.config: dict[str, Any] = {
             "input_size": int(input_size), "hidden_sizes": hidden,

@@ -1,6 +1,7 @@
 """MLP and TwoLayerNet: gradients of every depth, bad input, float32/float64."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -478,3 +479,17 @@ def test_an_overflow_beyond_the_first_evaluation_chunk_names_its_row_of_x():
     X[EVAL_CHUNK + 2] = 3e38
     with pytest.raises(ScoresOverflowError, match=rf"for row {EVAL_CHUNK + 2} of X \("):
         model.predict(X)
+
+
+def test_mlp_refuses_a_dtype_of_none_as_build_model_does():
+    """np.dtype(None) is float64: MLP(dtype=None) built a float64 model, twice the size asked
+    for, where torch_mlp.build_model refuses None."""
+    message = r"^dtype must be float32 or float64 \(np.float32, np.float64 or their names; .*" \
+              r"got None\.$"
+    with pytest.raises(ValueError, match=message):
+        MLP(4, [5], 3, dtype=None)
+    for bad, shown in ((np.int32, "<class 'numpy.int32'>"), ("bogus", "'bogus'")):
+        with pytest.raises(ValueError, match=f"got {re.escape(shown)}"):
+            MLP(4, [5], 3, dtype=bad)
+    for given in (np.float64, "float64", np.dtype("float64")):
+        assert MLP(4, [5], 3, dtype=given).dtype == np.float64

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-import numpy as np
 import torch
 from numpy.typing import DTypeLike
 from torch import nn
 
 from mlplab._validation import (
     check_choice,
+    check_float_dtype,
     check_hidden_sizes,
     check_int,
     check_positive,
@@ -133,13 +133,8 @@ def torch_float_dtype(dtype: torch.dtype | DTypeLike) -> torch.dtype:
     lists the signatures of ``to``)."""
     if dtype in (torch.float32, torch.float64):
         return cast(torch.dtype, dtype)
-    try:  # (None too: np.dtype(None) is float64)
-        name = None if dtype is None else np.dtype(dtype).name  # type: ignore[arg-type]
-    except TypeError:
-        name = None
-    if name not in ("float32", "float64"):
-        raise ValueError(f"dtype must be float32 or float64 (torch.float32, torch.float64, or "
-                         f"NumPy's np.float32, np.float64); got {dtype!r}.")
+    # the message MLP gives (None too: np.dtype(None) is float64)
+    name = check_float_dtype(dtype).name
     return torch.float32 if name == "float32" else torch.float64
 
 
