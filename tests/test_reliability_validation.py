@@ -216,7 +216,10 @@ def test_fit_refuses_what_cannot_train():
 
 
 RUN_ARGS = [
-    ({"hidden": [0]}, "hidden sizes must be positive integers"),
+    # named as MLP names hidden_sizes (it said "hidden sizes must be ...", naming no argument)
+    ({"hidden": [0]}, r"^every hidden size must be a positive integer \(hidden: a width, .*"
+                      r"got \[0\]\.$"),
+    ({"hidden": [64, -1]}, r"\(hidden: .*got \[64, -1\]\.$"),
     ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
     ({"std": -1}, "std must be a finite number > 0"),
     ({"activation": "x"}, "unknown activation 'x'"),

@@ -26,6 +26,7 @@ from mlplab._validation import (
     check_choice,
     check_fields,
     check_flag,
+    check_hidden_sizes,
     check_positive,
     check_seed,
     is_int,
@@ -175,8 +176,8 @@ class RunConfig:
         if not (is_number(self.elastic_pixels) and 0 < self.elastic_pixels <= 8):  # True is no size
             raise ValueError(f"elastic_pixels must be a number of pixels in (0, 8]; got "
                              f"{self.elastic_pixels!r}.")
-        if any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden sizes must be positive integers; got {self.hidden}.")
+        # the check (and words) of MLP's hidden_sizes, naming this setting
+        check_hidden_sizes(self.hidden, setting("--hidden", "hidden"))
         if not (is_number(self.dropout) and 0 <= self.dropout < 1):
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}.")
         for name in ("batchnorm", "eval_test", "download"):
