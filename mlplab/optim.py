@@ -55,6 +55,10 @@ class Optimizer:
         return f"{type(self).__name__}({', '.join(parts)})"
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        """Update every array of ``params`` in place with its gradient ``grads[name]`` (same
+        shape); a missing or misshapen gradient is a ``ValueError`` naming the parameter,
+        raised before anything moves."""
+        check_grads(params, grads)
         self.t += 1
         for name, p in params.items():
             self._update(name, p, grads[name])
@@ -143,6 +147,24 @@ class Optimizer:
         here: after a loaded state with steps behind it, a damaged one."""
         return [f"{name}/{slot}" for name in params for slot in self.SLOTS
                 if slot not in self.state.get(name, {})]
+
+
+def check_grads(params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+    """Raise a ``ValueError`` naming the parameter unless ``grads`` has, for every array of
+    ``params``, a gradient of its shape. Checked on every step and before anything moves: a
+    missing one was a bare ``KeyError: 'W'`` after the parameters before it had been updated,
+    and a gradient that broadcasts (a bias's for a weight matrix) updated every row with it,
+    silently. A dict lookup and a tuple comparison per parameter: about 0.1 us each, against
+    milliseconds for a step's products."""
+    for name, p in params.items():
+        g: object = grads.get(name)
+        shape = getattr(g, "shape", None)
+        if shape != p.shape:
+            have = f"shape {shape}" if shape is not None else \
+                "none" if g is None else f"a {type(g).__name__}"
+            raise ValueError(f"step(params, grads): parameter {name!r} has shape {p.shape} but "
+                             f"its gradient grads[{name!r}] is {have}; give each parameter a "
+                             f"gradient array of its shape, under its name.")
 
 
 class SGD(Optimizer):

@@ -736,3 +736,26 @@ def test_subnormal_weights_and_slots_are_set_to_zero_at_each_epoch_end():
         np.testing.assert_array_equal(flushed.params[name], plain.params[name])
     for key in plain.slots:
         np.testing.assert_array_equal(flushed.slots[key], plain.slots[key])
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_step_names_a_parameter_whose_gradient_is_missing_or_misshapen(name, rng):
+    """A missing gradient was a bare KeyError: 'W' (after the parameters before it had moved),
+    and one of another shape a broadcast error, or, where it broadcasts (a bias's gradient for a
+    weight matrix), a silent update of every row with it."""
+    params = {"b": np.zeros(3), "W": rng.standard_normal((4, 3))}
+    before = {k: v.copy() for k, v in params.items()}
+    opt = make_optimizer(name, 0.1)
+    with pytest.raises(ValueError, match=r"^step\(params, grads\): parameter 'W' has shape "
+                                         r"\(4, 3\) but its gradient grads\['W'\] is none; "):
+        opt.step(params, {"b": np.ones(3)})
+    for bad, shown in ((np.ones(3), r"shape \(3,\)"), (np.ones((3, 4)), r"shape \(3, 4\)"),
+                       ([[1.0] * 3] * 4, "a list")):
+        with pytest.raises(ValueError, match=rf"parameter 'W' has shape \(4, 3\) but its "
+                                             rf"gradient grads\['W'\] is {shown}; give"):
+            opt.step(params, {"b": np.ones(3), "W": bad})
+    # refused before anything moved: no parameter, state or step count changed
+    assert all(np.array_equal(params[k], before[k]) for k in params)
+    assert opt.t == 0 and not opt.state
+    opt.step(params, {"b": np.ones(3), "W": np.ones((4, 3))})
+    assert opt.t == 1 and not np.array_equal(params["W"], before["W"])
