@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import DTypeLike
 
-from mlplab._validation import check_range
+from mlplab._validation import check_range, check_seed, is_int
 from mlplab.blas import gemm_tn
 
 if TYPE_CHECKING:
@@ -286,12 +286,20 @@ class Dropout(Layer):
     makes the layer deterministic for numerical gradient checks.
 
     Forward ``out = x * m`` with the mask ``m`` (0 or ``1/(1-p)`` per entry); backward
-    ``dx = dout * m``, the same mask. Evaluation (``train=False``) is the identity."""
+    ``dx = dout * m``, the same mask. Evaluation (``train=False``) is the identity.
+
+    ``seed``, as ``MLP`` takes one: None (fresh entropy) or an integer >= 0 (``MLP`` gives its
+    dropout layers ``seed + i``, which may pass 2**32 - 1); a NumPy generator is refused, as
+    ``MLP`` and ``build_model`` refuse it."""
 
     def __init__(self, p: float, seed: int | None = None) -> None:
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must be in [0, 1); got {p}.")
+        if seed is not None and not (is_int(seed) and seed >= 0):
+            # default_rng took a Generator (and shared its stream): refused, with the hint of
+            # how to draw an integer from it, as every other seed of mlplab is
+            check_seed(seed)
         self.p = p
         self.rng = np.random.default_rng(seed)
         self.frozen = False

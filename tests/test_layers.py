@@ -434,3 +434,21 @@ def test_a_step_that_is_not_a_finite_positive_number_is_refused_in_one_line(h):
             call()
         assert "\n" not in str(e.value)
     assert check_model(model, X, y, h=1e-6)["W1"] < 1e-6  # a positive step of one's own is fine
+
+
+def test_dropout_takes_seeds_as_mlp_does():
+    """Its hint said int | None, but default_rng took a Generator too (no other seed of mlplab
+    does): refused now with MLP's message and hint; integers past 2**32 - 1 (MLP's seed + i)
+    still work."""
+    with pytest.raises(ValueError, match=r"^seed must be None or an integer between 0 and "
+                                         r"2\*\*32 - 1; got Generator.*draw one from the "
+                                         r"generator, e.g. seed=int\(rng.integers\(2\*\*31\)\)"):
+        Dropout(0.5, seed=np.random.default_rng(0))
+    for bad in (-1, 2.5, "0", True):
+        with pytest.raises(ValueError, match="^seed must be None or an integer"):
+            Dropout(0.5, seed=bad)
+    x = np.ones((20, 30))
+    top = 2**32 + 1  # MLP(seed=2**32 - 1) gives its second dropout layer this one
+    np.testing.assert_array_equal(Dropout(0.5, seed=top).forward(x.copy()),
+                                  Dropout(0.5, seed=np.uint64(top)).forward(x.copy()))
+    assert Dropout(0.5, seed=None).forward(x.copy()).shape == x.shape
