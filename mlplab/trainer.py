@@ -451,12 +451,15 @@ class Trainer:
 
         ``X_val``, ``y_val`` (both or neither) are evaluated at the end of every epoch; early
         stopping (``patience``) needs them, and with ``restore_best`` the model ends with the
-        parameters of its best epoch. The arrays are checked first (shape, finite values, labels
-        in range; a ``ValueError`` otherwise); settings that cannot work together raise
-        :class:`SettingsError`, a loss, weights or evaluation that become NaN or infinite
-        :class:`TrainingDivergedError`. A pending :meth:`resume` state continues its run. Ctrl-C
-        (or SIGTERM) stops after the current step: the history is then marked ``interrupted``
-        and the model keeps its current parameters."""
+        parameters of its best epoch. Validation arrays with 0 rows (the split of a dataset
+        loaded with ``val_size=0``) are taken as none, without a warning: the model trains
+        without validation, as if neither were given (``history.val_acc`` is NaN for every
+        epoch, and ``patience`` is refused). The arrays are checked first (shape, finite
+        values, labels in range; a ``ValueError`` otherwise); settings that cannot work
+        together raise :class:`SettingsError`, a loss, weights or evaluation that become NaN or
+        infinite :class:`TrainingDivergedError`. A pending :meth:`resume` state continues its
+        run. Ctrl-C (or SIGTERM) stops after the current step: the history is then marked
+        ``interrupted`` and the model keeps its current parameters."""
         cfg = self.config
         X = check_X(X, model.input_size, dtype=model.dtype)
         if not len(X):
@@ -465,6 +468,7 @@ class Trainer:
         # one without the other was "y_val must be a 1-D array ... got shape ()", or no
         # validation at all, silently
         check_pair(X_val, y_val, ("X_val", "y_val"), "to validate")
+        # 0 rows: no validation, on purpose (documented): a val_size=0 dataset's split is that
         if X_val is not None and len(X_val):
             X_val = check_X(X_val, model.input_size, "X_val", model.dtype)
             y_val = check_y(y_val, X_val.shape[0], model.num_classes, "y_val")

@@ -939,3 +939,18 @@ def test_a_run_drawing_from_numpys_global_stream_resumes_where_that_stream_was(d
     again = Trainer(cfg)
     again.resume(state)
     assert again.fit(model, X, y, Xv, yv).loss == full.loss
+
+
+def test_empty_validation_arrays_train_without_validation_as_documented(data, recwarn):
+    """Zero-row X_val, y_val (a val_size=0 split) are no validation, silently, as documented in
+    Trainer.fit and docs/training.md; patience, which needs validation, is refused."""
+    X, y, Xv, yv = data
+    history = Trainer(epochs=2, seed=0).fit(MLP(6, [4], 3, seed=0), X, y, Xv[:0], yv[:0])
+    reference = Trainer(epochs=2, seed=0).fit(MLP(6, [4], 3, seed=0), X, y)
+    assert len(history.val_acc) == 2 and np.isnan(history.val_acc).all()
+    assert history.best_epoch == reference.best_epoch == -1
+    assert history.loss == reference.loss and history.train_acc == reference.train_acc
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+    with pytest.raises(ValueError, match="early stopping .* needs validation data"):
+        Trainer(epochs=1, patience=2).fit(MLP(6, [4], 3), X, y, Xv[:0], yv[:0])
+    assert "0 rows" in Trainer.fit.__doc__ and "val_size=0" in Trainer.fit.__doc__
