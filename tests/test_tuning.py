@@ -1848,9 +1848,10 @@ def test_a_rerun_short_of_its_target_says_so_and_how_to_finish(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "2 complete, 0 pruned, 0 failed" in out
     assert "the search ended at 2 of --trials 3 finished trials: trial 2 is still RUNNING, " \
-        "in another process or left by a killed one (which heartbeats would tell, off with " \
-        "--heartbeat 0); run the same command again once it has finished, or with heartbeats " \
-        "on, to finish the study" in out, out
+        "most likely because another worker is still training it: this command's part is " \
+        "done, and that worker will finish the study; only if it is gone, run the same " \
+        "command again with heartbeats on (with --heartbeat 0 nothing tells a live worker's " \
+        "trial from a killed one's) to finish the study" in out, out
     assert main([*argv, "--trials", "3", "--heartbeat", "1", "--grace", "2"]) == 0
     out = capsys.readouterr().out
     assert "3 complete, 0 pruned, 1 failed" in out and "ended" not in out, out
@@ -1960,9 +1961,41 @@ def test_the_note_of_a_search_that_ended_short_says_why():
             study.ask(), study.ask()
         assert _unfinished(study, 4, None, 5.0, 60) == (
             "the search ended at 1 of --trials 4 finished trials: trials 3, 4 are still RUNNING, "
-            "in another process or left by a killed one (failed and re-queued 60 s after its "
-            "last heartbeat); run the same command again once they have finished, or after "
-            "that, to finish the study")
+            "most likely because other workers are still training them: this command's part is "
+            "done, and those workers will finish the study; only if one is gone, run the same "
+            "command again after its grace period (its trial is failed and re-queued 60 s after "
+            "its last heartbeat) to finish the study")
+
+
+def test_a_search_ended_by_another_machines_running_trial_names_its_worker(tmp_path, capsys):
+    """A worker that ended while another machine's worker still trained the last trial said
+    the trial was "in another process or left by a killed one" and to run the command again
+    once it had finished: on several machines, a needless rerun. It names the trial's worker,
+    says this command's part is done, and to run it again only if that worker is gone, after
+    the grace period that worker's trial is judged by (its own, recorded in the trial)."""
+    from mlplab.tuning.storage import GRACE_ATTR, WORKER_ATTR
+
+    space = tmp_path / "space.yaml"
+    space.write_text(json.dumps(TINY))
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    argv = ["tune", "--search-space", str(space), "--out", str(tmp_path), "--storage", url,
+            "--study", "shared", "--no-progress", "--search-only"]
+    assert main([*argv, "--trials", "2"]) == 0
+    study = optuna.load_study(study_name="shared", storage=url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (Optuna's warning of a trial asked by hand)
+        trial = study.ask()  # what the other machine's worker runs, named as mlplab names it
+    trial.set_user_attr(GRACE_ATTR, 90)
+    trial.set_user_attr(WORKER_ATTR, "other-machine:4242")
+    capsys.readouterr()
+    assert main([*argv, "--trials", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "the search ended at 2 of --trials 3 finished trials: trial 2 is still RUNNING, " \
+        "most likely because another worker (other-machine:4242) is still training it: this " \
+        "command's part is done, and that worker will finish the study; only if it is gone, " \
+        "run the same command again after its grace period (its trial is failed and " \
+        "re-queued 90 s after its last heartbeat) to finish the study" in out, out
+    assert "once it has finished" not in out
 
 
 def test_killed_workers_trials_are_failed_once_before_new_workers_start(digits, tmp_path,

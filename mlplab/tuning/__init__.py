@@ -96,6 +96,7 @@ from mlplab.tuning.space import (
 )
 from mlplab.tuning.storage import (
     HEARTBEAT_ATTR,
+    WORKER_ATTR,
     StorageSpec,
     close_storage,
     release_interrupted,
@@ -104,6 +105,7 @@ from mlplab.tuning.storage import (
     storage_failures_said,
     storage_file,
     storage_spec,
+    trial_grace,
 )
 from mlplab.tuning.study import (
     STUDY_ATTRS,
@@ -739,17 +741,32 @@ def _unfinished(study: optuna.Study, trials: int, timeout: float | None, elapsed
     if timeout is not None and elapsed >= timeout:
         return (f"{setting(f'--timeout {timeout:g} s', f'timeout={timeout:g} s')} ended the "
                 f"search {ended}; {again} to go on with it")
-    running = [t.number for t in recorded_trials(study, states=(TrialState.RUNNING,))]
+    running = recorded_trials(study, states=(TrialState.RUNNING,))
     if running:
-        trial, verb, done = ("trial", "is", "it has") if len(running) == 1 else \
-            ("trials", "are", "they have")
+        # with several machines on one study, the usual reason is a worker still training the
+        # last trial: this one's part is done, and a rerun is needed only if that worker died
+        n = len(running)
+        numbers = ", ".join(str(t.number) for t in sorted(running, key=lambda t: t.number))
+        names = list(dict.fromkeys(w for t in running
+                                   if isinstance(w := t.user_attrs.get(WORKER_ATTR), str)))
+        named = f" ({' and '.join(names)})" if names else ""
+        who = agree(n, f"another worker{named} is still training it",
+                    f"other workers{named} are still training them")
+        part = setting("this command's part is done", "this call's part is done")
+        them = agree(n, "that worker", "those workers")
         off = setting("--heartbeat 0", "heartbeat=0")
-        lost, how = (f"failed and re-queued {grace} s after its last heartbeat", "after that") \
-            if grace is not None else (f"which heartbeats would tell, off with {off}",
-                                       "with heartbeats on")
-        return (f"the search ended {ended}: {trial} {', '.join(map(str, running))} {verb} still "
-                f"RUNNING, in another process or left by a killed one ({lost}); {again} once "
-                f"{done} finished, or {how}, to finish the study")
+        if grace is not None:
+            # a trial's own worker's grace period is what fails it (the longest, of several)
+            wait = max(int(trial_grace(t.user_attrs, grace)) for t in running)
+            when = (f"after its grace period (its trial is failed and re-queued {wait} s after "
+                    "its last heartbeat)")
+        else:
+            when = (f"with heartbeats on (with {off} nothing tells a live worker's trial from a "
+                    "killed one's)")
+        return (f"the search ended {ended}: {agree(n, 'trial', 'trials')} {numbers} "
+                f"{agree(n, 'is', 'are')} still RUNNING, most likely because {who}: {part}, "
+                f"and {them} will finish the study; only if {agree(n, 'it', 'one')} is gone, "
+                f"{again} {when} to finish the study")
     failed = 0
     unworkable = None
     for t in sorted(recorded_trials(study), key=lambda t: t.number, reverse=True):
