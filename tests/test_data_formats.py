@@ -1419,10 +1419,41 @@ def test_download_destinations_that_cannot_take_the_file(server, tmp_path):
     with pytest.raises(DatasetError, match=r"blob\.bin is a folder, where the download's file "
                                            "should go"):
         dl.download_file(f"{url}/blob.bin", tmp_path / "taken" / "blob.bin", progress=False)
+    assert "blob.bin" in files  # (served: the folder, not the server, refused it)
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(DatasetError, match="cannot save the download to .*choose another "
                                            "data_dir"):  # a Python call: the argument's name
         dl.download_file(f"{url}/blob.bin", tmp_path / "a-file" / "blob.bin", progress=False)
+
+
+def test_a_folder_where_a_download_goes_is_said_without_the_network(tmp_path, capsys):
+    """With no network, a folder where a file of `mlplab data download` goes (e.g.
+    DIR/mnist/train-images-idx3-ubyte.gz) was advised as "copy the file to
+    DIR/mnist/train-images-idx3-ubyte.gz yourself": the folder was noticed only once a server
+    answered. It is said first, as a folder to move away, with no attempt to download."""
+    from mlplab.cli import main
+
+    taken = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    taken.mkdir(parents=True)
+    # a refused connection: no network, and nothing listens on port 1
+    assert main(["data", "download", "mnist", "--data-dir", str(tmp_path),
+                 "--mirror", "http://127.0.0.1:1/"]) == 1
+    err = capsys.readouterr().err
+    assert f"{taken} is a folder, where the download's file should go; move it away or " \
+        "choose another --data-dir." in err, err
+    assert "cannot download" not in err and "yourself" not in err, err
+    with pytest.raises(DatasetError, match=r"idx3-ubyte\.gz is a folder, where the download's "
+                                           "file should go; move it away or choose another "
+                                           "data_dir"):
+        dl.download_file("http://127.0.0.1:1/train-images-idx3-ubyte.gz", taken,
+                         progress=False)
+    # a later file's folder too, before the first file's download fails for want of a network
+    taken.rmdir()
+    later = tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    later.mkdir()
+    with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte\.gz is a folder"):
+        dl.download_dataset("mnist", data_dir=tmp_path, mirror="http://127.0.0.1:1/",
+                            progress=False)
 
 
 class _DiskWithRoom:

@@ -130,6 +130,7 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
     ``mirrored``: ``url`` is on a mirror the user gave, which a failure then names (rather than
     suggesting one)."""
     dest = Path(dest)
+    _refuse_a_folder(dest)
     remote = RemoteFile(dest.name, md5, sha256)
     if dest.parent.is_dir():
         # a download killed outright (SIGKILL, a closed terminal) left its hidden temporary
@@ -168,9 +169,6 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
     made = _missing_folders(dest.parent)
     try:
         with response:
-            if dest.is_dir():
-                raise DatasetError(f"{dest} is a folder, where the download's file should go; "
-                                   f"move it away or choose another {_data_dir()}.")
             try:
                 # what to do about a file that is not the published one
                 fix = f"check {mirror}" if mirrored else \
@@ -187,6 +185,15 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
     except BaseException:
         _remove_empty(made)
         raise
+
+
+def _refuse_a_folder(dest: Path) -> None:
+    """Refuse ``dest`` if it is a folder, before any network: offline, the failure's advice to
+    copy the file to ``dest`` yourself named a path that cannot take it, and online the whole
+    file was fetched for nothing."""
+    if dest.is_dir():
+        raise DatasetError(f"{dest} is a folder, where the download's file should go; "
+                           f"move it away or choose another {_data_dir()}.")
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):
@@ -353,6 +360,8 @@ def download_dataset(name: str, data_dir: str | os.PathLike | None = None,
     check_data_dir(data_dir)
     folder = download_folder(key, data_dir)
     base = (mirror or src.base_url).rstrip("/") + "/"
+    for remote in src.files:  # all of them before any download (which, offline, fails first)
+        _refuse_a_folder(folder / remote.name)
     out = []
     for remote in src.files:
         dest = folder / remote.name
