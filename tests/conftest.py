@@ -190,6 +190,26 @@ def refuse_unlink(monkeypatch):
 
 
 @pytest.fixture
+def refuse_replace(monkeypatch):
+    """``refuse_replace(match)``: ``os.replace`` raises PermissionError (EPERM) onto each path
+    ``match(path)`` is true of, as onto another user's file in a folder with the sticky bit
+    (which :func:`refuse_unlink` makes one that cannot be removed either); other renames are
+    done as usual. ``monkeypatch.undo()`` ends it."""
+    def arm(match):
+        replace = os.replace
+
+        def refusing(src, dst, *args, **kwargs):
+            if match(Path(dst)):
+                raise PermissionError(errno.EPERM, "Operation not permitted", str(src), None,
+                                      str(dst))
+            return replace(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, "replace", refusing)
+
+    return arm
+
+
+@pytest.fixture
 def no_model_said(tmp_path, capsys):
     """``no_model_said(run, why)``: ``mlplab evaluate RUN`` and ``mlplab predict RUN IMAGE`` both
     exit 1 with the one line ``why``, the run having no model to use."""

@@ -3702,3 +3702,35 @@ def test_a_stopped_runs_file_that_cannot_be_removed_does_not_keep_its_resume_fro
     assert (run / "history.csv").read_text() != stop_history  # replaced: not said
     assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == [
         "checkpoint.npz", "config.json", "history.csv", "loss.png", "metrics.json", "model.npz"]
+
+
+def test_a_stopped_runs_file_that_cannot_be_written_over_is_named_before_the_resume(
+        tmp_path, digits, monkeypatch, capsys, refuse_unlink, refuse_replace):
+    """A stop's history.csv that the resumed run can neither remove nor replace (another
+    user's, in a folder with the sticky bit) ended it "Continue with: mlplab train --resume",
+    which failed on the same file, each time. The message names the file and the cause, and
+    says to remove it before that --resume, which then finishes the run."""
+    from mlplab.runs import StaleResultError
+
+    run = _stopped_after_two_epochs(tmp_path / "r", digits)
+    stop_history = (run / "history.csv").read_text()
+    refuse_unlink(lambda path: path == run / "history.csv")
+    refuse_replace(lambda path: path == run / "history.csv")
+    reason = (f"cannot write {run / 'history.csv'}: the earlier stop's history.csv there could "
+              "be neither replaced nor removed (Operation not permitted); the run was not "
+              f"saved, but its last checkpoint is kept")
+    todo = f"emove {run / 'history.csv'} (or have its owner remove it), then "
+    with pytest.raises(StaleResultError) as raised:
+        resume_run(run, data=digits, plots=False)
+    assert str(raised.value) == \
+        f"{reason}: r{todo}resume it with resume_run({str(run)!r}, plots=False)."
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"mlplab train: error: {reason}. R{todo}continue with: mlplab train --resume {run}")
+    assert (run / "history.csv").read_text() == stop_history
+    assert not (run / "metrics.json").exists()
+    # the file made removable (its owner's doing): the advised --resume finishes the run
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    assert (run / "history.csv").read_text() != stop_history

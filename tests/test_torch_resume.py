@@ -1273,3 +1273,29 @@ def test_a_stopped_runs_file_that_cannot_be_removed_does_not_keep_its_resume_fro
     assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
     assert main(["torch", "train", "--resume", str(out)]) == 1  # nothing left to resume
     assert "has already completed" in capsys.readouterr().err
+
+
+def test_a_stopped_runs_file_that_cannot_be_written_over_is_named_before_the_resume(
+        tmp_path, monkeypatch, capsys, refuse_unlink, refuse_replace):
+    """As mlplab train's (test_runs.py): a stop's model.pt that the resumed run can neither
+    remove nor replace ended it with the --resume advice that failed on it again; the message
+    names the file and says to remove it first, and that --resume then finishes the run."""
+    out = tmp_path / "run"
+    _crash_after(monkeypatch, 1, KeyboardInterrupt)  # fit's Ctrl-C: saved as it was
+    with pytest.warns(tm.RunInterruptedWarning):
+        assert tm.train_run("digits", out=out, **SETTINGS).interrupted
+    monkeypatch.undo()
+    stop_model = (out / "model.pt").read_bytes()
+    refuse_unlink(lambda path: path == out / "model.pt")
+    refuse_replace(lambda path: path == out / "model.pt")
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"mlplab torch train: error: cannot write {out / 'model.pt'}: the earlier stop's "
+        "model.pt there could be neither replaced nor removed (Operation not permitted); the "
+        f"run was not saved, but its last checkpoint is kept. Remove {out / 'model.pt'} (or "
+        f"have its owner remove it), then continue with: mlplab torch train --resume {out}")
+    assert (out / "model.pt").read_bytes() == stop_model
+    monkeypatch.undo()  # the file made removable: the advised --resume finishes the run
+    assert main(["torch", "train", "--resume", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+    assert (out / "model.pt").read_bytes() != stop_model

@@ -826,10 +826,22 @@ def _run(args: argparse.Namespace, interrupts: ModuleType) -> int | None:
             message = (f"internal error ({type(exc).__name__}: {message}); rerun as mlplab "
                        f"--debug {args.command} ... for the traceback and please report it")
         if resume is not None:
-            message = f"{message.rstrip('.')}; {kept} {resume}"
+            message = _resume_advice(exc, message, kept, resume)
         command = " ".join(filter(None, (args.command, _action(args))))
         print(f"mlplab {command}: error: {message}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
+
+
+def _resume_advice(exc: Exception, message: str, kept: str | None, resume: str) -> str:
+    """``message`` (``exc``'s) with ``kept`` and the ``resume`` line of a run that was not
+    saved; for a file of its earlier stop's in the way (:class:`StaleResultError`), the resume
+    comes after what to do about that file: said alone, it failed on the same file again."""
+    from mlplab.runs.files import StaleResultError
+
+    if isinstance(exc, StaleResultError):
+        todo = exc.todo[0].upper() + exc.todo[1:]
+        return f"{exc.reason}; {kept} {todo}, then {resume[0].lower()}{resume[1:]}"
+    return f"{message.rstrip('.')}; {kept} {resume}"
 
 
 def _error_text(exc: Exception, resumed: bool = False) -> str:

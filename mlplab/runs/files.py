@@ -9,11 +9,13 @@ used afterwards (:mod:`mlplab.runs.finished`); model and checkpoint files have t
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
 import time
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +154,48 @@ def warn_stale_left(failed: Sequence[tuple[Path, OSError]],
     for (path, exc), was in zip(failed, before):
         if was is not None and file_state(path) == was:
             warn_stale_file(path, exc, what, stacklevel=3, done=done)
+
+
+class StaleResultError(PermissionError):
+    """A resumed run could not write one of its results: its earlier stop's file of that name
+    could be neither removed (:func:`remove_results`) nor replaced, a permission refused (a file
+    of another user's in a folder with the sticky bit; still a ``PermissionError``, as the
+    system's was). Its message says which file and to
+    remove it before the run is resumed: a plain "resume the run" failed on it again, each
+    time. ``reason`` and ``todo`` are its two parts, for a caller that words the resume itself
+    (the command line's ``Continue with: ...``)."""
+
+    def __init__(self, path: Path, cause: OSError, resume: str) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.filename = str(path)
+        self.reason = (f"cannot write {path}: the earlier stop's {path.name} there could be "
+                       f"neither replaced nor removed ({cause.strerror or io.one_line(cause)})")
+        # its owner (or root) can remove it where this user cannot; Windows also refuses a file
+        # that a program holds open
+        held = " or close the program that holds it open" if os.name == "nt" else ""
+        self.todo = f"remove {path} (or have its owner remove it{held})"
+        self.message = (f"{self.reason}; the run was not saved, but its last checkpoint is "
+                        f"kept: {self.todo}, then resume it with {resume}.")
+
+    def __str__(self) -> str:  # the message alone (OSError would prefix "[Errno 13] ...")
+        return self.message
+
+
+@contextlib.contextmanager
+def writing_over(stale: Sequence[tuple[Path, OSError]], torch: bool = False) -> Iterator[None]:
+    """Around a resumed run's writes of its results: a write refused (a permission) of a file
+    that :func:`remove_results` could not remove either (``stale``) is raised as
+    :class:`StaleResultError`, which says to remove that file before resuming (the run's
+    ``resume_setting``; ``torch``: a PyTorch run's); other errors as they are."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM) or exc.filename is None:
+            raise
+        for path, _ in stale:
+            if Path(os.fsdecode(exc.filename)) == path:
+                raise StaleResultError(path, exc, resume_setting(path.parent, torch)) from exc
+        raise
 
 
 def unrecorded_divergence(path: Path, exc: OSError, what: str = "run") -> str:

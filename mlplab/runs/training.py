@@ -74,6 +74,7 @@ from mlplab.runs.files import (
     warn_stale_left,
     write_history,
     write_plots,
+    writing_over,
 )
 from mlplab.runs.finished import finished_run_config
 from mlplab.runs.lock import run_lock
@@ -802,16 +803,20 @@ def _fit_and_finish(cfg: RunConfig, ds: Dataset, pre: Pipeline, model: MLP, X_tr
         # files replace those of their names, and any left is said once they are written
         stale = remove_results(out_dir, keep_going=True)
         stale_before = [file_state(path) for path, _ in stale]
-        in_model = {k: v for k, v in metrics.items()  # extra has these
-                    if k not in ("environment", "earlier_environments")}
-        io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": in_model})
-        per_epoch = _per_epoch(cfg, len(ds.y_train))
-        check_run_folder(out_dir)
-        write_history(out_dir / HISTORY_FILE, history, per_epoch)
-        if plots:
-            write_plots(out_dir, result, ds, X_val, per_epoch, marker=CONFIG_FILE)
-        check_run_folder(out_dir)
-        io.write_json(out_dir / METRICS_FILE, metrics)  # last: its presence marks a finished write
+        # one that can be neither removed nor replaced (another user's in a sticky folder)
+        # ends the run unsaved with its name: a bare --resume failed on it again, each time
+        with writing_over(stale):
+            in_model = {k: v for k, v in metrics.items()  # extra has these
+                        if k not in ("environment", "earlier_environments")}
+            io.save_model(out_dir / MODEL_FILE, model, pre, {**extra, "metrics": in_model})
+            per_epoch = _per_epoch(cfg, len(ds.y_train))
+            check_run_folder(out_dir)
+            write_history(out_dir / HISTORY_FILE, history, per_epoch)
+            if plots:
+                write_plots(out_dir, result, ds, X_val, per_epoch, marker=CONFIG_FILE)
+            check_run_folder(out_dir)
+            # last: its presence marks a finished write
+            io.write_json(out_dir / METRICS_FILE, metrics)
         warn_stale_left(stale, stale_before, "run",
                         "stopped" if history.interrupted else "finished")
     return result

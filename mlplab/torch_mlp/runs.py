@@ -76,6 +76,7 @@ from mlplab.runs.files import (
     warn_stale_left,
     where_next_run,
     where_next_study,
+    writing_over,
 )
 from mlplab.runs.lock import refuse_if_training, run_lock
 from mlplab.runs.splits import (
@@ -1171,17 +1172,19 @@ def _write_run(out: Path, result: TorchRunResult, ds: Dataset, X_val: np.ndarray
     # and any left is said once they are written, as mlplab train's)
     stale = remove_results(out, also=(TORCH_MODEL_FILE,), keep_going=True)
     stale_before = [file_state(path) for path, _ in stale]
-    # the same weights as an mlplab.MLP, with the preprocessing, for the NumPy side of mlplab
-    io.save_model(out / NUMPY_MODEL_FILE, to_numpy(model), result.preprocessing,
-                  {**extra, "metrics": metrics})
-    check_run_folder(out, TORCH_CONFIG_FILE)
-    save_torch_model(out / TORCH_MODEL_FILE, model, extra)
-    check_run_folder(out, TORCH_CONFIG_FILE)
-    write_history(out / HISTORY_FILE, result.history, per_epoch)
-    if plots:
-        _train_plots(out, model, result.history, ds, X_val, per_epoch)
-    check_run_folder(out, TORCH_CONFIG_FILE)
-    io.write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
+    # (one that can be neither removed nor replaced ends the run unsaved with its name)
+    with writing_over(stale, torch=True):
+        # the same weights as an mlplab.MLP, with the preprocessing, for the NumPy side
+        io.save_model(out / NUMPY_MODEL_FILE, to_numpy(model), result.preprocessing,
+                      {**extra, "metrics": metrics})
+        check_run_folder(out, TORCH_CONFIG_FILE)
+        save_torch_model(out / TORCH_MODEL_FILE, model, extra)
+        check_run_folder(out, TORCH_CONFIG_FILE)
+        write_history(out / HISTORY_FILE, result.history, per_epoch)
+        if plots:
+            _train_plots(out, model, result.history, ds, X_val, per_epoch)
+        check_run_folder(out, TORCH_CONFIG_FILE)
+        io.write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run
     warn_stale_left(stale, stale_before, "run",
                     "stopped" if result.history.interrupted else "finished")
 
