@@ -742,6 +742,7 @@ def unreadable(monkeypatch):
     import builtins
     import io
     import os
+    import pathlib
 
     denied = set()
     real_open, real_os_open, real_listdir = builtins.open, os.open, os.listdir
@@ -762,8 +763,22 @@ def unreadable(monkeypatch):
         check(path)
         return real_listdir(path)
 
+    real_path_open, real_iterdir = pathlib.Path.open, pathlib.Path.iterdir
+
+    def path_open(self, *args, **kwargs):
+        check(self)
+        return real_path_open(self, *args, **kwargs)
+
+    def iterdir(self):
+        check(self)
+        return real_iterdir(self)
+
+    # Before Python 3.11, pathlib bound io.open and os.listdir when it was imported: Path.open
+    # and Path.iterdir are patched themselves
     for module, name, fake in ((builtins, "open", open_), (io, "open", open_),
-                               (os, "open", os_open), (os, "listdir", listdir)):
+                               (os, "open", os_open), (os, "listdir", listdir),
+                               (pathlib.Path, "open", path_open),
+                               (pathlib.Path, "iterdir", iterdir)):
         monkeypatch.setattr(module, name, fake)
     return lambda path: denied.add(os.path.abspath(path))
 

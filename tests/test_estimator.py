@@ -263,10 +263,11 @@ def test_verbose_takes_scikit_learns_levels(digits, capsys):
     SkMLP(max_iter=1, verbose=2).fit(X, y)  # the reference: a level it takes
     capsys.readouterr()
     printed = {}
-    for level in (True, 2, np.int64(1), 0, False):
+    levels = {"True": True, "2": 2, "np.int64(1)": np.int64(1), "0": 0, "False": False}
+    for name, level in levels.items():  # named here: NumPy < 2 writes np.int64(1) as "1"
         MLPClassifier(hidden_sizes=(8,), max_epochs=2, tol=None, random_state=0,
                       verbose=level).fit(X, y)
-        printed[repr(level)] = capsys.readouterr().out
+        printed[name] = capsys.readouterr().out
     assert printed["True"].count("\n") == 2 and "loss" in printed["True"]
     assert printed["2"] == printed["np.int64(1)"] == printed["True"]
     assert printed["0"] == printed["False"] == ""

@@ -974,8 +974,12 @@ def test_empty_validation_or_test_split_is_refused_before_searching(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     # a storage that cannot be opened leaves no folder behind either (parents included)
     # (and says what to check: "Connection refused" alone left the user to guess)
+    import importlib.util
+
+    cause = r"check that the database server is running and reachable" \
+        if importlib.util.find_spec("psycopg2") else r"pip install 'mlplab\[postgres\]'"
     with pytest.raises(RuntimeError, match=r"cannot open storage postgresql://user@127\.0\.0\.1:1"
-                       r"/none: .*; check that the database server is running and reachable"):
+                       r"/none: .*; " + cause):
         tune(load_dataset("digits"), trials=1, search_space=TINY, out=tmp_path / "c" / "d",
              progress=False, storage="postgresql://user@127.0.0.1:1/none")
     assert not (tmp_path / "c").exists()
